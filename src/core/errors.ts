@@ -1,0 +1,110 @@
+/**
+ * Typed errors. Every error a caller can act on is a subclass of {@link NeuralDiffError}
+ * with a stable `code`, and a message that says what was expected, what was found and
+ * what to do. The applier guarantees that when it throws one of these the model is
+ * untouched (or restored byte for byte).
+ */
+export class NeuralDiffError extends Error {
+  /** Stable machine-readable code, e.g. `ND_BASE_MISMATCH`. */
+  readonly code: string;
+  /** Structured detail for logs and programmatic handling. */
+  readonly details: Record<string, unknown>;
+  constructor(code: string, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** The bytes are not a well-formed payload (truncated, corrupt, hostile, or not a payload at all). */
+export class PayloadFormatError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_PAYLOAD_FORMAT', message, details);
+  }
+}
+
+/** The payload is larger than the limit the caller set for decoding. */
+export class PayloadTooLargeError extends NeuralDiffError {
+  constructor(found: number, limit: number) {
+    super(
+      'ND_PAYLOAD_TOO_LARGE',
+      `payload is ${found} bytes, the limit is ${limit} bytes: raise maxPayloadBytes if this payload is expected, otherwise discard it`,
+      { found, limit },
+    );
+  }
+}
+
+/** The payload was written in a format version this applier does not read. */
+export class UnsupportedVersionError extends NeuralDiffError {
+  constructor(found: unknown, supported: readonly number[]) {
+    super(
+      'ND_UNSUPPORTED_VERSION',
+      `payload format version ${String(found)} is not supported (this applier reads ${supported.join(', ')}): update neural-diff on the device or ask the server for a v${supported[supported.length - 1]} payload`,
+      { found, supported },
+    );
+  }
+}
+
+/** The payload targets a different base model than the one in the store. */
+export class BaseMismatchError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_BASE_MISMATCH', message, details);
+  }
+}
+
+/** The payload does not fit the model: unknown tensor, shape mismatch, position out of range. */
+export class ModelMismatchError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_MODEL_MISMATCH', message, details);
+  }
+}
+
+/** After patching, the weights did not hash to the target fingerprint; the patch was undone. */
+export class TargetMismatchError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_TARGET_MISMATCH', message, details);
+  }
+}
+
+/** A value in the payload or in the model is NaN or infinite. */
+export class NonFiniteValueError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_NON_FINITE', message, details);
+  }
+}
+
+/** The payload cannot be made to fit the requested byte budget. */
+export class BudgetError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_BUDGET', message, details);
+  }
+}
+
+/** A model on disk (or in another store) is missing files or is malformed. */
+export class ModelFormatError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_MODEL_FORMAT', message, details);
+  }
+}
+
+/** A signature is missing, invalid, or made with an untrusted key. */
+export class SignatureError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_SIGNATURE', message, details);
+  }
+}
+
+/** The payload is older than (or as old as) what the device already applied, or has expired. */
+export class FreshnessError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_FRESHNESS', message, details);
+  }
+}
+
+/** Wrong usage from the caller (bad option values, bad budget string). */
+export class UsageError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_USAGE', message, details);
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Where the weights live. The applier is written once against this interface; adapters
+ * exist for plain named Float32Arrays (here), TF.js artifacts on disk (`src/io`), and more.
+ *
+ * Tensors are float32, row-major. A store backed by a quantized file dequantizes on read.
+ */
+export interface TensorEntry {
+  /** Stable tensor name: the TF.js manifest name (never a runtime variable `.name`). */
+  readonly name: string;
+  /** Row-major shape; `[]` for a scalar. */
+  readonly shape: readonly number[];
+}
+
+export interface WeightStore {
+  /** Every tensor of the model, in any order. */
+  list(): TensorEntry[];
+  /**
+   * The tensor's values as a mutable Float32Array. Writes into it change the model held by the
+   * store (for stores that cannot expose live memory, the store persists them in {@link commit}).
+   * Must return the same array on every call until {@link commit}.
+   */
+  values(name: string): Float32Array;
+  /**
+   * Called once after a patch was applied and verified, with the names of the tensors that
+   * changed. Stores that need to write back (files, GPU variables) do it here.
+   */
+  commit?(changed: readonly string[]): void | Promise<void>;
+}
+
+/** A store over plain named Float32Arrays, patched in place. */
+export class MemoryWeightStore implements WeightStore {
+  private readonly tensors: Map<string, { shape: readonly number[]; data: Float32Array }>;
+  constructor(tensors: Iterable<[string, { shape: readonly number[]; data: Float32Array }]> | Record<string, { shape: readonly number[]; data: Float32Array }>) {
+    this.tensors = new Map(Symbol.iterator in tensors ? (tensors as Iterable<[string, { shape: readonly number[]; data: Float32Array }]>) : Object.entries(tensors));
+    for (const [name, t] of this.tensors) {
+      const size = t.shape.reduce((a, b) => a * b, 1);
+      if (size !== t.data.length) {
+        throw new RangeError(`tensor ${name}: shape [${t.shape.join(', ')}] holds ${size} values but the array has ${t.data.length}`);
+      }
+    }
+  }
+  list(): TensorEntry[] {
+    return [...this.tensors].map(([name, t]) => ({ name, shape: t.shape }));
+  }
+  values(name: string): Float32Array {
+    const t = this.tensors.get(name);
+    if (!t) throw new RangeError(`no tensor named ${name}`);
+    return t.data;
+  }
+  /** A deep copy (for tests and for keeping the previous version). */
+  clone(): MemoryWeightStore {
+    return new MemoryWeightStore([...this.tensors].map(([n, t]) => [n, { shape: [...t.shape], data: t.data.slice() }] as [string, { shape: readonly number[]; data: Float32Array }]));
+  }
+}
