@@ -1,0 +1,72 @@
+/**
+ * Fingerprints: what identifies a model version.
+ *
+ * - The **tensor digest** is xxh64 (seed 0) over the tensor's canonical record:
+ *   u32le(UTF-8 byte length of name) ‖ name ‖ u32le(rank) ‖ u32le(dim)… ‖ float32 values, little-endian.
+ * - The **model fingerprint** is xxh64 (seed 0) over the 8-byte big-endian digests of all float
+ *   tensors, in ascending order of their names' UTF-8 bytes.
+ *
+ * Keeping per-tensor digests lets the applier say which tensor differs, and recompute only the
+ * patched tensors' digests after an apply. xxhash detects corruption and mix-ups, not attacks:
+ * signatures are for those.
+ */
+import type { Hasher } from './hasher.ts';
+import type { WeightStore } from './weight-store.ts';
+
+const utf8 = new TextEncoder();
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** Values are fed to the hash in chunks of this many bytes (xxhash-wasm copies each chunk). */
+const CHUNK_BYTES = 1 << 20;
+
+/** 16 lowercase hex chars of a 64-bit hash. */
+export function hex64(h: bigint): string {
+  return h.toString(16).padStart(16, '0');
+}
+
+/** The xxh64 digest (16 hex chars) of one tensor's canonical record. */
+export function tensorDigest(hasher: Hasher, name: string, shape: readonly number[], values: Float32Array): string {
+  const nameBytes = utf8.encode(name);
+  const head = new Uint8Array(8 + nameBytes.length + 4 * shape.length);
+  const dv = new DataView(head.buffer);
+  dv.setUint32(0, nameBytes.length, true);
+  head.set(nameBytes, 4);
+  dv.setUint32(4 + nameBytes.length, shape.length, true);
+  shape.forEach((d, i) => dv.setUint32(8 + nameBytes.length + 4 * i, d, true));
+  const stream = hasher.create64(0n);
+  stream.update(head);
+  let bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  if (!LITTLE_ENDIAN) {
+    const swapped = new Uint8Array(bytes.length);
+    const sv = new DataView(swapped.buffer);
+    for (let i = 0; i < values.length; i++) sv.setFloat32(4 * i, values[i], true);
+    bytes = swapped;
+  }
+  for (let off = 0; off < bytes.length; off += CHUNK_BYTES) stream.update(bytes.subarray(off, Math.min(bytes.length, off + CHUNK_BYTES)));
+  return hex64(stream.digest());
+}
+
+function compareUtf8(a: string, b: string): number {
+  const x = utf8.encode(a);
+  const y = utf8.encode(b);
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+/** Combine per-tensor digests (name -> 16 hex chars) into the model fingerprint. */
+export function combineDigests(hasher: Hasher, digests: ReadonlyMap<string, string>): string {
+  const names = [...digests.keys()].sort(compareUtf8);
+  const buf = new Uint8Array(8 * names.length);
+  names.forEach((n, i) => {
+    const hex = digests.get(n) as string;
+    for (let j = 0; j < 8; j++) buf[8 * i + j] = parseInt(hex.slice(2 * j, 2 * j + 2), 16);
+  });
+  return hex64(hasher.h64(buf, 0n));
+}
+
+/** Digest of every tensor in a store, and the model fingerprint. */
+export function fingerprintStore(hasher: Hasher, store: WeightStore): { fingerprint: string; digests: Map<string, string> } {
+  const digests = new Map<string, string>();
+  for (const t of store.list()) digests.set(t.name, tensorDigest(hasher, t.name, t.shape, store.values(t.name)));
+  return { fingerprint: combineDigests(hasher, digests), digests };
+}

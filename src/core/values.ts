@@ -1,0 +1,82 @@
+/**
+ * Value codecs for patch values. Every codec decodes to float32 values that are exact and
+ * identical on every platform: f32 as is, f16 widened exactly, i8 as fround(q * scale) where
+ * `scale` is itself a float32. The applier then computes fround(w + value).
+ */
+import { fromHalfBits, toHalfBits, HALF_MAX } from './float16.ts';
+
+export type ValueCodec = 'f32' | 'f16' | 'i8';
+export const VALUE_CODECS: readonly ValueCodec[] = ['f32', 'f16', 'i8'];
+
+/** Bytes one value takes on the wire. */
+export function bytesPerValue(codec: ValueCodec): number {
+  return codec === 'f32' ? 4 : codec === 'f16' ? 2 : 1;
+}
+
+/** Encoded values: the wire bytes and the exact float32 values a device will decode from them. */
+export interface EncodedValues {
+  codec: ValueCodec;
+  /** i8 only: the float32 scale. */
+  scale?: number;
+  bytes: Uint8Array;
+  decoded: Float32Array;
+}
+
+/**
+ * Encode float32 values with a codec. `f16` refuses values beyond the float16 range (returns
+ * null) rather than silently saturating; `i8` uses a symmetric per-tensor scale maxAbs / 127.
+ */
+export function encodeValues(values: Float32Array, codec: ValueCodec): EncodedValues | null {
+  const n = values.length;
+  if (codec === 'f32') {
+    const bytes = new Uint8Array(n * 4);
+    const dv = new DataView(bytes.buffer);
+    for (let i = 0; i < n; i++) dv.setFloat32(i * 4, values[i], true);
+    return { codec, bytes, decoded: Float32Array.from(values) };
+  }
+  if (codec === 'f16') {
+    const bytes = new Uint8Array(n * 2);
+    const decoded = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      if (!(Math.abs(values[i]) <= HALF_MAX)) return null;
+      const h = toHalfBits(values[i]);
+      bytes[2 * i] = h & 0xff;
+      bytes[2 * i + 1] = h >>> 8;
+      decoded[i] = fromHalfBits(h);
+    }
+    return { codec, bytes, decoded };
+  }
+  let maxAbs = 0;
+  for (let i = 0; i < n; i++) maxAbs = Math.max(maxAbs, Math.abs(values[i]));
+  const scale = Math.fround(maxAbs > 0 ? maxAbs / 127 : 1);
+  if (!(scale > 0) || !Number.isFinite(scale)) return null;
+  const bytes = new Uint8Array(n);
+  const decoded = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const q = Math.max(-127, Math.min(127, Math.round(values[i] / scale)));
+    bytes[i] = q & 0xff;
+    decoded[i] = Math.fround(q * scale);
+  }
+  return { codec, scale, bytes, decoded };
+}
+
+/**
+ * Decode wire bytes into exact float32 values. The caller has checked that
+ * `bytes.length === count * bytesPerValue(codec)`. Returns the index of the first non-finite
+ * value instead of the values when there is one.
+ */
+export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number | undefined): Float32Array | { nonFiniteAt: number } {
+  const n = bytes.length / bytesPerValue(codec);
+  const out = new Float32Array(n);
+  if (codec === 'f32') {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
+  } else if (codec === 'f16') {
+    for (let i = 0; i < n; i++) out[i] = fromHalfBits(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+  } else {
+    const s = Math.fround(scale as number);
+    for (let i = 0; i < n; i++) out[i] = Math.fround(((bytes[i] << 24) >> 24) * s);
+  }
+  for (let i = 0; i < n; i++) if (!Number.isFinite(out[i])) return { nonFiniteAt: i };
+  return out;
+}

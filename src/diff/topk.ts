@@ -1,0 +1,169 @@
+/**
+ * Post-hoc magnitude top-k diff: keep the largest |target - base| entries across the whole model
+ * that fit the byte budget, with the value codec (f32, f16 or int8) that leaves the smallest
+ * squared error. The budget counts every byte of the payload.
+ */
+import { BudgetError, ModelMismatchError } from '../core/errors.ts';
+import type { Hasher } from '../core/hasher.ts';
+import { VALUE_CODECS, type ValueCodec } from '../core/values.ts';
+import type { WeightStore } from '../core/weight-store.ts';
+import { baseDigests, buildPayload, payloadSize, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
+
+export interface TopkOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes'> {
+  budgetBytes: number;
+  /** `auto` (default) tries every codec and keeps the most accurate. */
+  codec?: ValueCodec | 'auto';
+  /** Called with progress messages during the search. */
+  onProgress?: (message: string) => void;
+}
+
+export interface TopkResult extends BuiltPayload {
+  /** Entries kept. */
+  kept: number;
+  /** Non-zero entries of the full delta. */
+  changed: number;
+  codec: ValueCodec;
+  /** Sum of squared differences between the target and base + payload, over all weights. */
+  squaredError: number;
+}
+
+/** Deltas of every tensor, checking that the two models have the same tensors and shapes. */
+export function modelDelta(base: WeightStore, target: WeightStore): Map<string, Float32Array> {
+  const tshapes = new Map(target.list().map((t) => [t.name, t.shape] as const));
+  const out = new Map<string, Float32Array>();
+  for (const t of base.list()) {
+    const ts = tshapes.get(t.name);
+    if (!ts) throw new ModelMismatchError(`tensor ${JSON.stringify(t.name)} is in the base model but not in the target: a diff needs the same architecture on both sides`, { tensor: t.name });
+    if (ts.length !== t.shape.length || ts.some((d, i) => d !== t.shape[i])) {
+      throw new ModelMismatchError(`tensor ${JSON.stringify(t.name)} is [${t.shape.join(', ')}] in the base and [${ts.join(', ')}] in the target: a diff needs the same shapes on both sides`, { tensor: t.name });
+    }
+    const a = base.values(t.name);
+    const b = target.values(t.name);
+    const d = new Float32Array(a.length);
+    for (let i = 0; i < a.length; i++) d[i] = b[i] - a[i];
+    out.set(t.name, d);
+    tshapes.delete(t.name);
+  }
+  if (tshapes.size) {
+    const extra = [...tshapes.keys()][0];
+    throw new ModelMismatchError(`tensor ${JSON.stringify(extra)} is in the target model but not in the base: a diff needs the same architecture on both sides`, { tensor: extra });
+  }
+  return out;
+}
+
+/**
+ * Rank entries of named deltas by magnitude, largest first (ties: tensor name, then position),
+ * and return specs for the first k. Shared by the post-hoc baselines and the trainers.
+ */
+export class MagnitudeRanking {
+  readonly names: string[];
+  private readonly tensorOf: Uint32Array;
+  private readonly posOf: Uint32Array;
+  readonly total: number;
+  constructor(private readonly deltas: ReadonlyMap<string, Float32Array>) {
+    this.names = [...deltas.keys()].sort();
+    let n = 0;
+    for (const name of this.names) {
+      const d = deltas.get(name) as Float32Array;
+      for (let i = 0; i < d.length; i++) if (d[i] !== 0) n++;
+    }
+    this.total = n;
+    const mag = new Float32Array(n);
+    const tensorOf = new Uint32Array(n);
+    const posOf = new Uint32Array(n);
+    let k = 0;
+    this.names.forEach((name, ti) => {
+      const d = deltas.get(name) as Float32Array;
+      for (let i = 0; i < d.length; i++) {
+        if (d[i] !== 0) {
+          mag[k] = Math.abs(d[i]);
+          tensorOf[k] = ti;
+          posOf[k] = i;
+          k++;
+        }
+      }
+    });
+    const order = new Uint32Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    // Entries are laid out by (tensor, position), so the index breaks ties deterministically.
+    order.sort((a, b) => mag[b] - mag[a] || a - b);
+    this.tensorOf = new Uint32Array(n);
+    this.posOf = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      this.tensorOf[i] = tensorOf[order[i]];
+      this.posOf[i] = posOf[order[i]];
+    }
+  }
+  /** Sparse specs for the top `k` entries, with `codec`. */
+  specs(k: number, codec: ValueCodec): PatchSpec[] {
+    const per: number[][] = this.names.map(() => []);
+    for (let i = 0; i < k; i++) per[this.tensorOf[i]].push(this.posOf[i]);
+    const specs: PatchSpec[] = [];
+    this.names.forEach((name, ti) => {
+      if (!per[ti].length) return;
+      const positions = Uint32Array.from(per[ti]).sort();
+      const d = this.deltas.get(name) as Float32Array;
+      const values = new Float32Array(positions.length);
+      for (let j = 0; j < positions.length; j++) values[j] = d[positions[j]];
+      specs.push({ kind: 'sparse', name, positions, values, codec });
+    });
+    return specs;
+  }
+}
+
+/**
+ * Largest k in [0, max] with `fits(k)`, assuming fits is (nearly) monotone; checks the answer.
+ */
+export function largestFitting(max: number, fits: (k: number) => boolean): number {
+  let lo = 0;
+  let hi = max;
+  if (fits(hi)) return hi;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi + 1) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+function squaredError(deltas: ReadonlyMap<string, Float32Array>, base: WeightStore, built: BuiltPayload): number {
+  let err = 0;
+  for (const [name, d] of deltas) {
+    const w0 = base.values(name);
+    const w1 = built.targetValues.get(name);
+    for (let i = 0; i < d.length; i++) {
+      const target = w0[i] + d[i];
+      const got = w1 ? w1[i] : w0[i];
+      err += (target - got) ** 2;
+    }
+  }
+  return err;
+}
+
+/** Build the post-hoc top-k payload from `base` to `target` within `options.budgetBytes`. */
+export function topkDiff(hasher: Hasher, base: WeightStore, target: WeightStore, options: TopkOptions): TopkResult {
+  const deltas = modelDelta(base, target);
+  return topkFromDeltas(hasher, base, deltas, options, 'topk');
+}
+
+/** {@link topkDiff} from precomputed deltas (also used by the drop and low-rank baselines). */
+export function topkFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: TopkOptions, method: HeaderOptions['method']): TopkResult {
+  const ranking = new MagnitudeRanking(deltas);
+  const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
+  const header: HeaderOptions = { ...options, method, budgetBytes: options.budgetBytes };
+  const digests = baseDigests(hasher, base);
+  const codecs = options.codec && options.codec !== 'auto' ? [options.codec] : [...VALUE_CODECS];
+  let best: TopkResult | null = null;
+  for (const codec of codecs) {
+    const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec), shapes, header) <= options.budgetBytes);
+    if (k === 0 && payloadSize([], shapes, header) > options.budgetBytes) continue;
+    const built = buildPayload(hasher, base, ranking.specs(k, codec), header, digests);
+    const err = squaredError(deltas, base, built);
+    options.onProgress?.(`codec ${codec}: ${k} of ${ranking.total} changed values fit in ${built.bytes.length} bytes (squared error ${err.toExponential(3)})`);
+    if (!best || err < best.squaredError) best = { ...built, kept: k, changed: ranking.total, codec, squaredError: err };
+  }
+  if (!best) {
+    throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: payloadSize([], shapes, header) });
+  }
+  return best;
+}
