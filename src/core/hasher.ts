@@ -1,0 +1,114 @@
+/**
+ * One hashing facade over two implementations with identical results: xxhash-wasm (fast, needs
+ * WebAssembly) and the pure TypeScript port in `xxhash-pure.ts` (for Hermes and other runtimes
+ * without WebAssembly). xxhash-wasm is loaded lazily with a dynamic import, so the pure path never
+ * needs it at run time.
+ */
+import { xxh32, Xxh64 } from './xxhash-pure.ts';
+
+/** A streaming XXH64 state. */
+export interface Hash64Stream {
+  /** Append `input`; returns the same stream. */
+  update(input: Uint8Array): Hash64Stream;
+  /** XXH64 of everything appended so far (unsigned 64-bit). */
+  digest(): bigint;
+}
+
+/** XXH32 and XXH64 (as specified by the xxHash project), bit for bit equal across kinds. */
+export interface Hasher {
+  /** Which implementation runs. */
+  readonly kind: 'wasm' | 'pure';
+  /** XXH32 of `input`, unsigned 32-bit; `seed` is taken modulo 2^32. */
+  h32(input: Uint8Array, seed?: number): number;
+  /** A streaming XXH64 state; `seed` is taken modulo 2^64. */
+  create64(seed?: bigint): Hash64Stream;
+  /** XXH64 of `input`, unsigned 64-bit; `seed` is taken modulo 2^64. */
+  h64(input: Uint8Array, seed?: bigint): bigint;
+}
+
+/**
+ * Largest piece handed to WebAssembly at once. xxhash-wasm copies each input into its memory,
+ * which grows to fit and never shrinks; chunking keeps it near 1 MiB.
+ */
+const WASM_CHUNK = 1 << 20;
+
+const pureHasher: Hasher = {
+  kind: 'pure',
+  h32: (input, seed = 0) => xxh32(input, seed),
+  create64: (seed = 0n) => new Xxh64(seed),
+  h64: (input, seed = 0n) => new Xxh64(seed).update(input).digest(),
+};
+
+async function loadWasmHasher(): Promise<Hasher> {
+  const api = await (await import('xxhash-wasm')).default();
+  const create64 = (seed = 0n): Hash64Stream => {
+    const state = api.create64(seed);
+    const stream: Hash64Stream = {
+      update(input) {
+        for (let p = 0; p < input.length; p += WASM_CHUNK) state.update(input.subarray(p, p + WASM_CHUNK));
+        return stream;
+      },
+      digest: () => state.digest(),
+    };
+    return stream;
+  };
+  return {
+    kind: 'wasm',
+    h32(input, seed = 0) {
+      if (input.length <= WASM_CHUNK) return api.h32Raw(input, seed);
+      const state = api.create32(seed);
+      for (let p = 0; p < input.length; p += WASM_CHUNK) state.update(input.subarray(p, p + WASM_CHUNK));
+      return state.digest();
+    },
+    create64,
+    h64: (input, seed = 0n) =>
+      input.length <= WASM_CHUNK ? api.h64Raw(input, seed) : create64(seed).update(input).digest(),
+  };
+}
+
+const cache: { wasm?: Promise<Hasher>; pure?: Promise<Hasher> } = {};
+
+/**
+ * The hasher for this runtime: xxhash-wasm when WebAssembly exists and `prefer` is not `'pure'`,
+ * otherwise the pure TypeScript one. If xxhash-wasm fails to load, the result is the pure hasher
+ * (check `kind`). The promise is cached per kind.
+ */
+export function getHasher(options: { prefer?: 'wasm' | 'pure' } = {}): Promise<Hasher> {
+  if (options.prefer !== 'pure' && typeof WebAssembly === 'object') {
+    return (cache.wasm ??= loadWasmHasher().catch(() => pureHasher));
+  }
+  return (cache.pure ??= Promise.resolve(pureHasher));
+}
+
+const TWO64 = 1n << 64n;
+
+function check64(h: bigint): void {
+  if (h < 0n || h >= TWO64) throw new RangeError(`expected an unsigned 64-bit hash, got ${h}`);
+}
+
+/** `h` as 16 lowercase hex digits, zero-padded. Throws RangeError outside [0, 2^64). */
+export function hex64(h: bigint): string {
+  check64(h);
+  return h.toString(16).padStart(16, '0');
+}
+
+/** `h` as 8 bytes, little-endian. Throws RangeError outside [0, 2^64). */
+export function bytes64LE(h: bigint): Uint8Array {
+  check64(h);
+  const lo = Number(h & 0xffffffffn);
+  const hi = Number(h >> 32n);
+  const out = new Uint8Array(8);
+  for (let i = 0; i < 4; i++) {
+    out[i] = lo >>> (8 * i);
+    out[i + 4] = hi >>> (8 * i);
+  }
+  return out;
+}
+
+/** The inverse of {@link bytes64LE}: 8 little-endian bytes to an unsigned 64-bit BigInt. */
+export function fromBytes64LE(b: Uint8Array): bigint {
+  if (b.length !== 8) throw new RangeError(`expected 8 bytes, got ${b.length}`);
+  const lo = (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+  const hi = (b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24)) >>> 0;
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}
