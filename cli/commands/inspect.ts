@@ -1,0 +1,70 @@
+import type { Argv } from 'yargs';
+import { decodePayload, shapeSize, type Payload } from '../../src/core/format.ts';
+import { formatBytes } from '../../src/diff/budget.ts';
+import { table, type CliIO } from '../common.ts';
+import { readPayloadFile } from '../models.ts';
+
+export interface InspectArgs {
+  payload: string;
+  json: boolean;
+}
+
+export function inspectCommand(y: Argv): Argv<InspectArgs> {
+  return y
+    .positional('payload', { type: 'string', demandOption: true, describe: 'payload file' })
+    .option('json', { type: 'boolean', default: false, describe: 'print machine-readable JSON' })
+    .example('$0 inspect v1-v2.ndiff', 'header and one row per patched tensor') as unknown as Argv<InspectArgs>;
+}
+
+/** A JSON-friendly summary of a decoded payload. */
+export function describePayload(payload: Payload, bytes: number): Record<string, unknown> {
+  const h = payload.header;
+  return {
+    bytes,
+    header: h,
+    patches: payload.patches.map((p) => ({
+      tensor: p.name,
+      kind: p.kind,
+      shape: p.shape,
+      size: shapeSize(p.shape),
+      codec: p.codec,
+      ...(p.scale !== undefined ? { scale: p.scale } : {}),
+      ...(p.kind === 'sparse' ? { count: p.positions.length, positionCoding: p.positionCoding } : {}),
+      ...(p.kind === 'hash' ? { buckets: p.buckets.length, seed: p.seed, signed: p.signed } : {}),
+      baseDigest: p.baseDigest,
+      targetDigest: p.targetDigest,
+    })),
+  };
+}
+
+export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
+  const bytes = await readPayloadFile(a.payload);
+  const payload = decodePayload(bytes);
+  if (a.json) {
+    io.out(JSON.stringify(describePayload(payload, bytes.length), null, 2));
+    return 0;
+  }
+  const h = payload.header;
+  const written = payload.patches.reduce((n, p) => n + (p.kind === 'sparse' ? p.positions.length : shapeSize(p.shape)), 0);
+  io.out(`${a.payload}: neural-diff payload v${h.version}, ${formatBytes(bytes.length)} (${bytes.length} bytes)`);
+  io.out(`  method     ${h.method}`);
+  io.out(`  model      ${h.modelId}`);
+  io.out(`  base       ${h.baseFingerprint}`);
+  io.out(`  target     ${h.targetFingerprint}`);
+  io.out(`  sequence   ${h.sequence}`);
+  io.out(`  budget     ${h.budgetBytes ? `${h.budgetBytes} bytes (${((100 * bytes.length) / h.budgetBytes).toFixed(1)}% used)` : 'none'}`);
+  io.out(`  created by ${h.createdBy}${h.createdAt ? ` at ${h.createdAt}` : ''}`);
+  if (h.expiresAt !== undefined) io.out(`  expires    ${new Date(h.expiresAt * 1000).toISOString()}`);
+  if (h.meta) for (const [k, v] of Object.entries(h.meta)) io.out(`  meta ${k} = ${v}`);
+  io.out(`  patches    ${payload.patches.length} tensors, ${written} values written`);
+  io.out('');
+  io.out(table(payload.patches.map((p) => [
+    p.name,
+    p.kind,
+    `[${p.shape.join('x')}]`,
+    p.kind === 'sparse' ? `${p.positions.length} (${((100 * p.positions.length) / Math.max(1, shapeSize(p.shape))).toFixed(2)}%)` : p.kind === 'hash' ? `${p.buckets.length} buckets${p.signed ? ' ±' : ''}` : 'all',
+    p.codec + (p.scale !== undefined ? ` x${p.scale.toPrecision(3)}` : ''),
+    p.kind === 'sparse' ? p.positionCoding : p.kind === 'hash' ? `seed ${p.seed}` : '',
+  ]), ['tensor', 'kind', 'shape', 'values', 'codec', 'positions']));
+  return 0;
+}

@@ -1,0 +1,34 @@
+/** Model and payload files for the CLI. */
+import { readFile } from 'node:fs/promises';
+import { UsageError } from '../src/core/errors.ts';
+import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
+import { isMissingFile } from './common.ts';
+
+/** Bytes of the model as float32 (4 per weight): what `1%` budgets are a percentage of. */
+export function modelBytes(store: WeightStore): number {
+  return store.list().reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** Read a payload file with an error that says what to do when it is missing. */
+export async function readPayloadFile(path: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (e) {
+    if (isMissingFile(e)) throw new UsageError(`no payload file at ${path}: check the path (payloads are written by \`ndiff diff\` or \`ndiff train\`)`, { path });
+    throw e;
+  }
+}
+
+/** A writable in-memory copy of a store, for dry runs. */
+export function memoryCopy(store: WeightStore): MemoryWeightStore {
+  return new MemoryWeightStore(store.list().map((t) => [t.name, { shape: [...t.shape], data: store.values(t.name).slice() }] as [string, { shape: number[]; data: Float32Array }]));
+}
+
+/** `--expires` as seconds since the epoch: an ISO date or a duration from now (`30d`, `12h`, `90m`). */
+export function parseExpiry(s: string, now = Date.now()): number {
+  const d = /^(\d+)\s*([dhm])$/.exec(s.trim());
+  if (d) return Math.floor(now / 1000) + Number(d[1]) * { d: 86400, h: 3600, m: 60 }[d[2] as 'd' | 'h' | 'm'];
+  const t = Date.parse(s);
+  if (Number.isNaN(t)) throw new UsageError(`--expires ${JSON.stringify(s)} is not understood: use an ISO date (2027-01-31T00:00:00Z) or a duration from now (30d, 12h, 90m)`);
+  return Math.floor(t / 1000);
+}

@@ -1,0 +1,52 @@
+/**
+ * The device applier must stay small and import neither tfjs nor node-only modules. This test
+ * bundles `src/apply/index.ts` for the browser with esbuild and fails if anything it reaches is
+ * tfjs or a node builtin, and walks our own import graph from src/apply for the same.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { build } from 'esbuild';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { builtinModules } from 'node:module';
+import { gzipSync } from 'node:zlib';
+
+const root = join(import.meta.dirname, '..');
+
+test('src/apply bundles for the browser without tfjs or node modules', async () => {
+  const result = await build({
+    entryPoints: [join(root, 'src/apply/index.ts')],
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    minify: true,
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+  });
+  const inputs = Object.keys(result.metafile.inputs);
+  const forbidden = inputs.filter((p) => /@tensorflow|node_modules\/(fs|path|os|crypto)\b/.test(p) || p.startsWith('node:'));
+  assert.deepEqual(forbidden, [], `the applier bundle reaches: ${forbidden.join(', ')}`);
+  assert.ok(inputs.some((p) => p.includes('src/apply/apply.ts')));
+  const size = gzipSync(result.outputFiles[0].contents).length;
+  assert.ok(size > 1000, 'bundle suspiciously small');
+});
+
+test('nothing src/apply imports (transitively, in our sources) names tfjs or a node builtin', () => {
+  const builtins = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)]);
+  const seen = new Set<string>();
+  const bad: string[] = [];
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const src = readFileSync(file, 'utf8');
+    for (const m of src.matchAll(/(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+      const spec = m[1] ?? m[2];
+      if (spec.startsWith('.')) visit(resolve(dirname(file), spec));
+      else if (builtins.has(spec) || spec.startsWith('@tensorflow/') || spec === 'buffer') bad.push(`${file.slice(root.length + 1)} imports ${spec}`);
+    }
+  };
+  visit(join(root, 'src/apply/index.ts'));
+  assert.ok(seen.size >= 8, `walked only ${seen.size} files`);
+  assert.deepEqual(bad, []);
+});
