@@ -1,0 +1,859 @@
+/**
+ * TF.js model folders on disk (`model.json` + weight shard files), for Node without
+ * tfjs-node:
+ *
+ * - {@link openTfjsModelDir}: a {@link WeightStore} over a folder, for the applier;
+ * - {@link fileSystemIO}: a `tf.io.IOHandler`, so `tf.loadLayersModel(fileSystemIO(dir))`,
+ *   `tf.loadGraphModel(fileSystemIO(dir))` and `model.save(fileSystemIO(dir))` work;
+ * - {@link readModelTensors} / {@link writeModelDir}: plain named-array convenience;
+ * - {@link referencedFiles} / {@link listStaleFiles}: what a folder uses, what is left over.
+ *
+ * Every write uses one protocol, so a loader of the folder sees exactly the old model until
+ * the switch and exactly the new one after it, even across a crash or power loss:
+ *
+ * 1. the new weight bytes are cut into ~4 MiB shards named
+ *    `group<g>-shard<i>of<n>-<first 16 hex of sha256(shard)>.bin` (content-addressed: a name
+ *    never holds two different contents, so a live file is never overwritten);
+ * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed, renamed to `<name>`;
+ *    the folder is fsynced;
+ * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed;
+ * 4. model.json is checked to still be the bytes the operation started from (else a
+ *    {@link ModelFormatError}: someone else changed the model), then the temp file is renamed
+ *    over `model.json` (the atomic switch) and the folder is fsynced;
+ * 5. shards the old model.json named and the new one does not are deleted (best effort:
+ *    the switch already happened; {@link listStaleFiles} finds anything left behind).
+ *
+ * Any failure before step 4's rename removes the temporary and newly created files and leaves
+ * `model.json` and the old shards byte for byte as they were.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import * as path from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
+import { ModelFormatError, ModelMismatchError, NeuralDiffError, UsageError } from '../core/errors.ts';
+import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
+import {
+  DEFAULT_SHARD_BYTES,
+  asFloat32Entry,
+  computeGroupLayout,
+  concatBytes,
+  decodePassthroughEntry,
+  dequantizeEntry,
+  encodeFloat32,
+  entryByteLength,
+  manifestPaths,
+  parseModelJson,
+  replaceTopLevelValue,
+  shapeSize,
+  splitIntoShards,
+  validateModelJson,
+  type EntryLayout,
+  type GroupLayout,
+  type PassthroughValues,
+  type TfjsModelJson,
+  type TfjsWeightEntry,
+  type TfjsWeightGroup,
+} from './tfjs-manifest.ts';
+
+/** Name of the model file inside a model folder. */
+export const MODEL_JSON = 'model.json';
+
+/** Called after every new file is durable and right before the switch (see the module doc). */
+export type BeforeSwitchHook = (info: {
+  /** The model folder. */
+  dir: string;
+  /** Path of the fully written, fsynced `model.json.tmp-<id>`. */
+  tempModelJson: string;
+  /** Shard names (relative to `dir`) the new model.json references. */
+  newShards: readonly string[];
+}) => void | Promise<void>;
+
+/** Options for writes into a model folder. */
+export interface WriteOptions {
+  /** Maximum shard size in bytes; default 4 MiB, as tfjs and the converter use. */
+  shardBytes?: number;
+  /**
+   * Runs after all new files are written and fsynced and before model.json is replaced.
+   * Throwing aborts the write with nothing changed. Meant for tests that simulate a crash at
+   * the worst moment and for callers that want to verify the new files first.
+   */
+  onBeforeSwitch?: BeforeSwitchHook;
+}
+
+/** Options of {@link openTfjsModelDir}. */
+export interface OpenOptions extends WriteOptions {
+  /**
+   * What {@link TfjsDirWeightStore.commit} does with quantized (uint8/uint16/float16) float
+   * tensors the patch did not change: `'keep'` (default) writes their original bytes and
+   * manifest entry back, bit-exact and small; `'float32'` rewrites every float tensor as
+   * float32. Changed tensors are always written as float32 (re-quantizing would change the
+   * values the applier verified).
+   */
+  quantizedUnchanged?: 'keep' | 'float32';
+}
+
+/** A float tensor of a TF.js model folder. */
+export interface TfjsTensorEntry extends TensorEntry {
+  /** How it is stored now: `'float32'`, or the quantization dtype. */
+  readonly storage: 'float32' | 'uint8' | 'uint16' | 'float16';
+  /** Index of its manifest group. */
+  readonly group: number;
+}
+
+/** A non-float entry (int32, bool, string, complex64), passed through bit-exact. */
+export interface PassthroughEntry {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly dtype: TfjsWeightEntry['dtype'];
+  /** Stored byte length. */
+  readonly byteLength: number;
+  /** Index of its manifest group. */
+  readonly group: number;
+}
+
+// ---------------------------------------------------------------------------------------
+// reading
+
+interface LoadedModel {
+  dir: string;
+  /** Exact bytes of model.json as read. */
+  jsonBytes: Uint8Array;
+  /** model.json decoded as UTF-8 (BOM kept). */
+  jsonText: string;
+  modelJson: TfjsModelJson;
+  /** Concatenated shard bytes of each group. */
+  groupData: Uint8Array[];
+  layouts: GroupLayout[];
+}
+
+function errCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
+}
+
+async function folderListing(dir: string): Promise<string> {
+  try {
+    const names = (await readdir(dir)).sort();
+    if (names.length === 0) return 'the folder is empty';
+    return `the folder holds ${names.slice(0, 8).join(', ')}${names.length > 8 ? `, ... (${names.length} entries)` : ''}`;
+  } catch {
+    return 'the folder cannot be listed';
+  }
+}
+
+async function readModelJsonFile(dir: string): Promise<{ bytes: Uint8Array; text: string; modelJson: TfjsModelJson }> {
+  const file = path.join(dir, MODEL_JSON);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    const code = errCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      let dirExists = false;
+      try { dirExists = (await stat(dir)).isDirectory(); } catch { /* reported below */ }
+      const found = dirExists ? `${await folderListing(dir)}, but no ${MODEL_JSON}` : 'no such folder';
+      throw new ModelFormatError(
+        `no ${MODEL_JSON} in ${dir}: expected a TF.js model folder (model.json plus the .bin shard files it lists), found ${found}. Point to the folder that holds model.json, or save the model there first (model.save(fileSystemIO(dir)))`,
+        { dir, expected: MODEL_JSON, found },
+      );
+    }
+    throw new ModelFormatError(`cannot read ${file}: ${(err as Error).message}: check the path and its permissions`, { dir, code });
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    throw new ModelFormatError(
+      `${file}: expected UTF-8 JSON, found bytes that are not UTF-8: the file is corrupt or not a model.json; copy the model folder again`,
+      { dir },
+    );
+  }
+  return { bytes, text, modelJson: parseModelJson(text, file) };
+}
+
+async function readGroupData(dir: string, modelJson: TfjsModelJson): Promise<{ groupData: Uint8Array[]; layouts: GroupLayout[] }> {
+  const groupData: Uint8Array[] = [];
+  const layouts: GroupLayout[] = [];
+  for (const [g, group] of modelJson.weightsManifest.entries()) {
+    const shards: Uint8Array[] = [];
+    for (const [i, p] of group.paths.entries()) {
+      try {
+        shards.push(await readFile(path.join(dir, p)));
+      } catch (err) {
+        const code = errCode(err);
+        const missing = code === 'ENOENT';
+        const found = missing ? 'no such file' : `${(err as Error).message}`;
+        throw new ModelFormatError(
+          `model.json names ${p}, which is ${missing ? 'missing' : 'unreadable'} in ${dir}: expected shard ${i + 1} of ${group.paths.length} of weight group ${g + 1}, found ${found} (${await folderListing(dir)}). Copy the complete model folder again (model.json together with every file it lists), or restore ${p} from the source of the model`,
+          { dir, path: p, group: g, shard: i, code },
+        );
+      }
+    }
+    const data = shards.length === 1 ? shards[0] : concatBytes(shards);
+    const sizes = shards.map((s) => s.length);
+    const hasStrings = group.weights.some((w) => w.dtype === 'string' && !w.quantization);
+    let needed: number | undefined;
+    if (!hasStrings) needed = group.weights.reduce((n, w) => n + entryByteLength(w), 0);
+    if (needed !== undefined && data.length < needed) throw shortShards(dir, g, group.paths, sizes, needed);
+    let layout: GroupLayout;
+    try {
+      layout = computeGroupLayout(group.weights, data, g);
+    } catch (err) {
+      if (err instanceof ModelFormatError) throw shortShards(dir, g, group.paths, sizes, undefined, err.message);
+      throw err;
+    }
+    if (layout.totalBytes !== data.length) {
+      throw new ModelFormatError(
+        `weight group ${g + 1} in ${dir}: the shards (${group.paths.join(', ')}) hold ${data.length} bytes but model.json describes ${layout.totalBytes} bytes of weights: expected them to match exactly; found ${data.length - layout.totalBytes} extra bytes, so model.json and the shards come from different models. Copy the model folder again from one source`,
+        { dir, group: g, expected: layout.totalBytes, found: data.length },
+      );
+    }
+    groupData.push(data);
+    layouts.push(layout);
+  }
+  return { groupData, layouts };
+}
+
+function shortShards(dir: string, g: number, paths: readonly string[], sizes: readonly number[], needed?: number, detail?: string): ModelFormatError {
+  const total = sizes.reduce((a, b) => a + b, 0);
+  // tfjs and the converter write equal shards and a shorter last one; a shorter shard before
+  // the last one is the likely truncated file, else the last one.
+  const full = Math.max(0, ...sizes.slice(0, -1));
+  let suspect = sizes.findIndex((s, i) => i < sizes.length - 1 && s < full);
+  if (suspect < 0) suspect = sizes.length - 1;
+  const who = suspect >= 0 ? `${paths[suspect]} (${sizes[suspect]} bytes) is likely short` : 'the group lists no shard files';
+  const need = needed !== undefined ? `${needed} bytes` : 'more bytes';
+  return new ModelFormatError(
+    `weight group ${g + 1} in ${dir} is short: expected ${need} of weights, found ${total} bytes in ${paths.length} shard file(s); ${who}${detail ? ` (${detail})` : ''}. The copy was interrupted or the file was truncated: copy the complete model folder again`,
+    { dir, group: g, expected: needed, found: total, sizes, suspect: suspect >= 0 ? paths[suspect] : undefined },
+  );
+}
+
+async function loadModel(dir: string): Promise<LoadedModel> {
+  const { bytes, text, modelJson } = await readModelJsonFile(dir);
+  const { groupData, layouts } = await readGroupData(dir, modelJson);
+  return { dir, jsonBytes: bytes, jsonText: text, modelJson, groupData, layouts };
+}
+
+// ---------------------------------------------------------------------------------------
+// writing
+
+interface PlannedGroup {
+  /** The original group object (its keys other than paths/weights are kept), or `{}`. */
+  base: Record<string, unknown>;
+  weights: TfjsWeightEntry[];
+  /** Concatenated bytes of `weights`, in order. */
+  data: Uint8Array;
+}
+
+interface WritePlan extends WriteOptions {
+  dir: string;
+  groups: PlannedGroup[];
+  /** Render the new model.json text for the new manifest. */
+  render: (manifest: TfjsWeightGroup[]) => string;
+  /** If set, model.json must still hold exactly these bytes (`null`: must not exist). */
+  expectedModelJson?: Uint8Array | null;
+}
+
+interface WriteResult {
+  text: string;
+  bytes: Uint8Array;
+  manifest: TfjsWeightGroup[];
+  groupData: Uint8Array[];
+}
+
+function newId(): string {
+  return `${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+async function writeDurably(file: string, data: Uint8Array): Promise<void> {
+  const fh = await open(file, 'wx');
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  let fh;
+  try {
+    fh = await open(dir, 'r');
+    await fh.sync();
+  } catch (err) {
+    // Some platforms (Windows) cannot open or fsync a directory; there is nothing more to do.
+    if (!['EISDIR', 'EINVAL', 'EPERM', 'EACCES', 'EBADF'].includes(errCode(err) ?? '')) throw err;
+  } finally {
+    await fh?.close();
+  }
+}
+
+async function readIfExists(file: string): Promise<Uint8Array | null> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    if (errCode(err) === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+function shardName(g: number, i: number, n: number, shard: Uint8Array): string {
+  const hash = createHash('sha256').update(shard).digest('hex').slice(0, 16);
+  return `group${g + 1}-shard${i + 1}of${n}-${hash}.bin`;
+}
+
+function groupObject(base: Record<string, unknown>, paths: string[], weights: TfjsWeightEntry[]): TfjsWeightGroup {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(base)) out[k] = k === 'paths' ? paths : k === 'weights' ? weights : v;
+  if (!('paths' in out)) out.paths = paths;
+  if (!('weights' in out)) out.weights = weights;
+  return out as TfjsWeightGroup;
+}
+
+/** The write protocol of the module doc. */
+async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
+  const { dir } = plan;
+  const shardBytes = plan.shardBytes ?? DEFAULT_SHARD_BYTES;
+  if (!Number.isSafeInteger(shardBytes) || shardBytes <= 0) {
+    throw new UsageError(`shardBytes must be a positive integer number of bytes, got ${String(shardBytes)}`, { shardBytes });
+  }
+  await mkdir(dir, { recursive: true });
+  const modelFile = path.join(dir, MODEL_JSON);
+  const startBytes = await readIfExists(modelFile);
+  if (plan.expectedModelJson !== undefined && !sameBytes(startBytes, plan.expectedModelJson)) {
+    throw concurrentChange(dir);
+  }
+  let oldPaths: string[] = [];
+  if (startBytes) {
+    try {
+      oldPaths = manifestPaths(parseModelJson(new TextDecoder().decode(startBytes)));
+    } catch {
+      oldPaths = []; // an unreadable old model: replace it, delete nothing we cannot attribute
+    }
+  }
+  const oldResolved = new Set(oldPaths.map((p) => path.resolve(dir, p)));
+
+  const id = newId();
+  const created: string[] = [];
+  const temps: string[] = [];
+  const manifest: TfjsWeightGroup[] = [];
+  const newShards: string[] = [];
+  try {
+    for (const [g, group] of plan.groups.entries()) {
+      const shards = splitIntoShards(group.data, shardBytes);
+      const paths: string[] = [];
+      for (const [i, shard] of shards.entries()) {
+        const name = shardName(g, i, shards.length, shard);
+        const file = path.join(dir, name);
+        paths.push(name);
+        newShards.push(name);
+        const existing = await readIfExists(file);
+        if (existing && sameBytes(existing, shard)) continue; // content-addressed: already there
+        if (existing && oldResolved.has(path.resolve(file))) {
+          throw new ModelFormatError(
+            `${file} is part of the current model but its content does not match the hash in its name: expected ${name} to hold those bytes, found other bytes. The folder is corrupt; copy the model folder again`,
+            { dir, path: name },
+          );
+        }
+        const tmp = `${file}.tmp-${id}`;
+        temps.push(tmp);
+        await writeDurably(tmp, shard);
+        await rename(tmp, file);
+        temps.pop();
+        created.push(file);
+      }
+      manifest.push(groupObject(group.base, paths, group.weights));
+    }
+    await syncDir(dir);
+
+    const text = plan.render(manifest);
+    const bytes = new TextEncoder().encode(text);
+    const tmpJson = `${modelFile}.tmp-${id}`;
+    temps.push(tmpJson);
+    await writeDurably(tmpJson, bytes);
+    await plan.onBeforeSwitch?.({ dir, tempModelJson: tmpJson, newShards: [...newShards] });
+
+    if (!sameBytes(await readIfExists(modelFile), startBytes)) throw concurrentChange(dir);
+    await rename(tmpJson, modelFile); // the switch
+    temps.pop();
+    await syncDir(dir);
+
+    // After the switch: the old shards are garbage. Best effort; the write already succeeded.
+    const keep = new Set(newShards.map((p) => path.resolve(dir, p)));
+    for (const old of oldResolved) {
+      if (keep.has(old)) continue;
+      try { await unlink(old); } catch { /* left for listStaleFiles */ }
+    }
+    try { await syncDir(dir); } catch { /* the switch is durable already */ }
+    return { text, bytes, manifest, groupData: plan.groups.map((gr) => gr.data) };
+  } catch (err) {
+    for (const f of [...temps, ...created]) {
+      try { await unlink(f); } catch { /* already gone */ }
+    }
+    try { await syncDir(dir); } catch { /* nothing more to undo */ }
+    throw err;
+  }
+}
+
+function concurrentChange(dir: string): ModelFormatError {
+  return new ModelFormatError(
+    `model.json in ${dir} changed while this write was in progress: expected the version this operation started from, found different bytes. Nothing was written; reopen the model and retry (only one writer per model folder at a time)`,
+    { dir },
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// the WeightStore
+
+interface Rec {
+  layout: EntryLayout;
+  entry: TfjsWeightEntry;
+  /** Stored bytes of this entry (a view into its group's data). */
+  bytes: Uint8Array;
+  /** Dequantized values, once asked for. */
+  values?: Float32Array;
+}
+
+/**
+ * A {@link WeightStore} over a TF.js model folder, opened with {@link openTfjsModelDir}.
+ *
+ * - {@link list} gives the float32 tensors (plain or quantized) by manifest name, in manifest
+ *   order; {@link values} gives their dequantized values as a mutable Float32Array (the same
+ *   array on every call).
+ * - int32 / bool / string / complex64 entries are not listed and not mutable: they are
+ *   written back with their original bytes. Inspect them with {@link passthroughEntries} and
+ *   {@link passthroughValues}.
+ * - {@link commit} writes the patched model back with the atomic protocol of the module doc.
+ *
+ * One writer per folder: the store refuses to commit if model.json changed since it was read.
+ */
+export class TfjsDirWeightStore implements WeightStore {
+  /** The model folder. */
+  readonly dir: string;
+  private state: LoadedModel;
+  private records = new Map<string, Rec>();
+  private readonly options: OpenOptions;
+  private committing = false;
+
+  /** @internal use {@link openTfjsModelDir}. */
+  constructor(loaded: LoadedModel, options: OpenOptions = {}) {
+    this.dir = loaded.dir;
+    this.state = loaded;
+    this.options = options;
+    this.index(loaded);
+  }
+
+  private index(loaded: LoadedModel): void {
+    const records = new Map<string, Rec>();
+    loaded.layouts.forEach((layout, g) => {
+      for (const l of layout.entries) {
+        const prev = this.records.get(l.entry.name);
+        records.set(l.entry.name, {
+          layout: l,
+          entry: l.entry,
+          bytes: loaded.groupData[g].subarray(l.offset, l.offset + l.byteLength),
+          values: prev?.values,
+        });
+      }
+    });
+    this.records = records;
+  }
+
+  /** The parsed model.json as it is on disk now (treat as read-only). */
+  get modelJson(): TfjsModelJson {
+    return this.state.modelJson;
+  }
+
+  /** `'layers-model'`, `'graph-model'`, or whatever model.json says (undefined if absent). */
+  get format(): string | undefined {
+    return this.state.modelJson.format;
+  }
+
+  /** The float tensors, in manifest order. */
+  list(): TfjsTensorEntry[] {
+    const out: TfjsTensorEntry[] = [];
+    for (const [name, r] of this.records) {
+      if (!r.layout.isFloat) continue;
+      out.push({ name, shape: r.entry.shape, storage: (r.entry.quantization?.dtype ?? 'float32'), group: r.layout.group });
+    }
+    return out;
+  }
+
+  /** True if `name` is a float tensor of this model. */
+  has(name: string): boolean {
+    return this.records.get(name)?.layout.isFloat === true;
+  }
+
+  /**
+   * Dequantized values of a float tensor; writes into the array are the patch. Throws
+   * {@link ModelMismatchError} for an unknown name or a pass-through (non-float) entry.
+   */
+  values(name: string): Float32Array {
+    const r = this.floatRecord(name);
+    r.values ??= dequantizeEntry(r.entry, r.bytes);
+    return r.values;
+  }
+
+  private floatRecord(name: string): Rec {
+    const r = this.records.get(name);
+    if (!r) {
+      throw new ModelMismatchError(
+        `tensor ${name} is not in ${path.join(this.dir, MODEL_JSON)}: expected one of its ${this.list().length} float tensors (e.g. ${this.list().slice(0, 3).map((e) => e.name).join(', ')}), found no such name. The patch was made for another model: check the model id, or ask the server for a full download`,
+        { name, dir: this.dir },
+      );
+    }
+    if (!r.layout.isFloat) {
+      throw new ModelMismatchError(
+        `tensor ${name} is ${r.entry.dtype}: expected a float32 tensor, found a ${r.entry.dtype} entry, which this store passes through bit-exact and never patches. The patch was made for another model or by a tool that diffs integer weights; ask the server for a full download`,
+        { name, dtype: r.entry.dtype, dir: this.dir },
+      );
+    }
+    return r;
+  }
+
+  /** The non-float entries, which commit writes back unchanged. */
+  passthroughEntries(): PassthroughEntry[] {
+    const out: PassthroughEntry[] = [];
+    for (const [name, r] of this.records) {
+      if (r.layout.isFloat) continue;
+      out.push({ name, shape: r.entry.shape, dtype: r.entry.dtype, byteLength: r.layout.byteLength, group: r.layout.group });
+    }
+    return out;
+  }
+
+  /** Decoded copy of a pass-through entry (see {@link decodePassthroughEntry}). */
+  passthroughValues(name: string): PassthroughValues {
+    const r = this.records.get(name);
+    if (!r || r.layout.isFloat) {
+      throw new ModelMismatchError(`no pass-through (int32/bool/string/complex64) entry named ${name} in ${this.dir}`, { name });
+    }
+    return decodePassthroughEntry(r.entry, r.bytes);
+  }
+
+  /** A copy of the stored bytes of any entry (float or not), exactly as on disk. */
+  storedBytes(name: string): Uint8Array {
+    const r = this.records.get(name);
+    if (!r) throw new ModelMismatchError(`no entry named ${name} in ${this.dir}`, { name });
+    return r.bytes.slice();
+  }
+
+  /** Files the model uses now, relative to the folder: `model.json` first, then the shards. */
+  files(): string[] {
+    return [MODEL_JSON, ...manifestPaths(this.state.modelJson)];
+  }
+
+  /**
+   * Write the patched model back (the atomic protocol of the module doc). Tensors in
+   * `changed`, and any whose values differ from the stored ones, are written as float32;
+   * unchanged quantized tensors keep their bytes unless `quantizedUnchanged: 'float32'`;
+   * pass-through entries always keep their bytes. Every key of model.json other than
+   * `weightsManifest` keeps its exact text. An empty `changed` writes nothing.
+   *
+   * Throws {@link ModelMismatchError} for a name that is not a float tensor (before writing
+   * anything), {@link ModelFormatError} if model.json changed since it was read. On any
+   * error, model.json and the old shards are untouched.
+   */
+  async commit(changed: readonly string[]): Promise<void> {
+    if (this.committing) throw new UsageError(`a commit to ${this.dir} is already in progress: await it before committing again`);
+    const changedSet = new Set(changed);
+    for (const name of changedSet) this.floatRecord(name);
+    if (changedSet.size === 0) return;
+    this.committing = true;
+    try {
+      const allFloat32 = this.options.quantizedUnchanged === 'float32';
+      const groups: PlannedGroup[] = this.state.modelJson.weightsManifest.map((group, g) => {
+        const weights: TfjsWeightEntry[] = [];
+        const parts: Uint8Array[] = [];
+        for (const l of this.state.layouts[g].entries) {
+          const r = this.records.get(l.entry.name)!;
+          const { out, bytes } = this.encodeForCommit(r, changedSet.has(l.entry.name), allFloat32);
+          weights.push(out);
+          parts.push(bytes);
+        }
+        return { base: group as Record<string, unknown>, weights, data: concatBytes(parts) };
+      });
+      const oldText = this.state.jsonText;
+      const result = await writeModelAtomically({
+        ...this.options,
+        dir: this.dir,
+        groups,
+        expectedModelJson: this.state.jsonBytes,
+        render: (manifest) => replaceTopLevelValue(oldText, 'weightsManifest', JSON.stringify(manifest)),
+      });
+      const modelJson = parseModelJson(result.text, path.join(this.dir, MODEL_JSON));
+      const layouts = modelJson.weightsManifest.map((grp, g) => computeGroupLayout(grp.weights, result.groupData[g], g));
+      this.state = { dir: this.dir, jsonBytes: result.bytes, jsonText: result.text, modelJson, groupData: result.groupData, layouts };
+      this.index(this.state);
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  private encodeForCommit(r: Rec, isChanged: boolean, allFloat32: boolean): { out: TfjsWeightEntry; bytes: Uint8Array } {
+    if (!r.layout.isFloat) return { out: r.entry, bytes: r.bytes };
+    const quantized = r.entry.quantization !== undefined;
+    if (!quantized) {
+      return { out: r.entry, bytes: r.values ? encodeFloat32(r.values) : r.bytes };
+    }
+    let asFloat = isChanged || allFloat32;
+    if (!asFloat && r.values) {
+      // Not listed as changed, but handed out: keep the quantized bytes only if the values
+      // are bit-identical to what they decode to.
+      const fresh = dequantizeEntry(r.entry, r.bytes);
+      asFloat = !sameBytes(encodeFloat32(fresh), encodeFloat32(r.values));
+    }
+    if (!asFloat) return { out: r.entry, bytes: r.bytes };
+    return { out: asFloat32Entry(r.entry), bytes: encodeFloat32(r.values ?? dequantizeEntry(r.entry, r.bytes)) };
+  }
+}
+
+/**
+ * Open a TF.js model folder (layers-model or graph-model) as a {@link WeightStore}. Reads
+ * model.json and every shard, and checks them against each other.
+ *
+ * @throws ModelFormatError no model.json, malformed model.json, a shard missing, short or
+ *   with extra bytes, or a quantization tfjs 4.22 cannot decode. Opening never writes.
+ */
+export async function openTfjsModelDir(dir: string, options: OpenOptions = {}): Promise<TfjsDirWeightStore> {
+  return new TfjsDirWeightStore(await loadModel(dir), options);
+}
+
+/**
+ * The float tensors of a model folder, dequantized: manifest name → `{shape, data}`, in
+ * manifest order. Pass-through entries (int32, bool, ...) are not included.
+ */
+export async function readModelTensors(dir: string): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+  const store = await openTfjsModelDir(dir);
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const e of store.list()) out.set(e.name, { shape: [...e.shape], data: store.values(e.name) });
+  return out;
+}
+
+/** A tensor for {@link writeModelDir}: Float32Array for float32, Int32Array for int32, Uint8Array for bool. */
+export interface TensorInput {
+  shape: readonly number[];
+  data: Float32Array | Int32Array | Uint8Array;
+}
+
+/** A model.json to write: like {@link TfjsModelJson}, with an optional manifest. */
+export type ModelJsonTemplate = Omit<TfjsModelJson, 'weightsManifest'> & { weightsManifest?: TfjsWeightGroup[] };
+
+/**
+ * Write a model folder from a model.json and named tensors, with the atomic protocol of the
+ * module doc (replacing any model already in `dir`; its shards are deleted after the switch).
+ *
+ * If `modelJson.weightsManifest` lists entries, it fixes the groups, order and names: every
+ * entry needs a tensor of the same shape (float32 entries a Float32Array, and they are written
+ * as plain float32 even if the template was quantized; int32 an Int32Array; bool a
+ * Uint8Array; string/complex64 entries are refused). Without a manifest, one group is made
+ * from `tensors` in iteration order, dtype taken from the array type. Every other key of
+ * `modelJson` is written as given, in its order. Returns the model.json written.
+ *
+ * @throws UsageError a tensor missing, extra, of the wrong shape or array type.
+ */
+export async function writeModelDir(
+  dir: string,
+  modelJson: ModelJsonTemplate,
+  tensors: ReadonlyMap<string, TensorInput> | Readonly<Record<string, TensorInput>>,
+  options: WriteOptions = {},
+): Promise<TfjsModelJson> {
+  const map = new Map<string, TensorInput>(tensors instanceof Map ? tensors : Object.entries(tensors as Record<string, TensorInput>));
+  const templateGroups = modelJson.weightsManifest ?? [];
+  const hasEntries = templateGroups.some((g) => g.weights.length > 0);
+  const used = new Set<string>();
+  const dtypeOf = (data: TensorInput['data']): TfjsWeightEntry['dtype'] =>
+    data instanceof Float32Array ? 'float32' : data instanceof Int32Array ? 'int32' : 'bool';
+
+  const take = (name: string, shape: readonly number[], dtype: TfjsWeightEntry['dtype']): Uint8Array => {
+    const t = map.get(name);
+    if (!t) throw new UsageError(`writeModelDir: model.json lists ${name} but no tensor of that name was given: pass every weight the manifest lists`, { name });
+    used.add(name);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new UsageError(`writeModelDir: tensor ${name} has shape [${t.shape.join(', ')}] but model.json says [${shape.join(', ')}]`, { name, expected: shape, found: t.shape });
+    }
+    if (t.data.length !== shapeSize(shape)) {
+      throw new UsageError(`writeModelDir: tensor ${name}: shape [${shape.join(', ')}] holds ${shapeSize(shape)} values, the array has ${t.data.length}`, { name });
+    }
+    const got = dtypeOf(t.data);
+    if (dtype === 'string' || dtype === 'complex64') {
+      throw new UsageError(`writeModelDir: ${name} is a ${dtype} entry, which this writer cannot encode; patch such models with openTfjsModelDir(...).commit, which passes them through`, { name, dtype });
+    }
+    if (got !== dtype) {
+      throw new UsageError(`writeModelDir: ${name} is ${dtype} in model.json but was given as ${t.data.constructor.name}; expected ${dtype === 'float32' ? 'Float32Array' : dtype === 'int32' ? 'Int32Array' : 'Uint8Array'}`, { name, expected: dtype, found: got });
+    }
+    if (t.data instanceof Float32Array) return encodeFloat32(t.data);
+    if (t.data instanceof Int32Array) return encodeFloat32(new Float32Array(t.data.buffer, t.data.byteOffset, t.data.length));
+    return t.data.slice();
+  };
+
+  let groups: PlannedGroup[];
+  if (hasEntries) {
+    groups = templateGroups.map((group) => {
+      const weights: TfjsWeightEntry[] = [];
+      const parts: Uint8Array[] = [];
+      for (const e of group.weights) {
+        parts.push(take(e.name, e.shape, e.dtype));
+        weights.push(e.dtype === 'float32' ? asFloat32Entry(e) : withoutQuantization(e));
+      }
+      return { base: group as Record<string, unknown>, weights, data: concatBytes(parts) };
+    });
+    const extra = [...map.keys()].filter((n) => !used.has(n));
+    if (extra.length > 0) {
+      throw new UsageError(`writeModelDir: tensors ${extra.slice(0, 5).join(', ')} are not in model.json's weightsManifest: remove them or add them to the manifest`, { extra });
+    }
+  } else {
+    const weights: TfjsWeightEntry[] = [];
+    const parts: Uint8Array[] = [];
+    for (const [name, t] of map) {
+      const dtype = dtypeOf(t.data);
+      parts.push(take(name, t.shape, dtype));
+      weights.push({ name, shape: [...t.shape], dtype });
+    }
+    groups = [{ base: {}, weights, data: concatBytes(parts) }];
+  }
+  // Validate the result the same way a reader will.
+  validateModelJson({ ...modelJson, weightsManifest: groups.map((g) => ({ paths: [], weights: g.weights })) }, 'writeModelDir');
+  const result = await writeModelAtomically({
+    ...options,
+    dir,
+    groups,
+    render: (manifest) => JSON.stringify(withManifest(modelJson, manifest)),
+  });
+  return parseModelJson(result.text);
+}
+
+function withoutQuantization(e: TfjsWeightEntry): TfjsWeightEntry {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(e)) if (k !== 'quantization') out[k] = v;
+  return out as TfjsWeightEntry;
+}
+
+/** `modelJson` with `weightsManifest` replaced in place (or appended), key order kept. */
+function withManifest(modelJson: Record<string, unknown>, manifest: TfjsWeightGroup[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(modelJson)) out[k] = k === 'weightsManifest' ? manifest : v;
+  if (!('weightsManifest' in out)) out.weightsManifest = manifest;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// tf.io.IOHandler
+
+/** Options of {@link fileSystemIO}. */
+export type FileSystemIOOptions = WriteOptions;
+
+/**
+ * A `tf.io.IOHandler` for a model folder, for Node without tfjs-node (whose `file://`
+ * handler is the only one tfjs has):
+ *
+ * - `load()` reads model.json and its shards (checked as in {@link openTfjsModelDir}) and
+ *   hands tfjs the raw, possibly quantized weights, which tfjs decodes itself. Works with
+ *   `tf.loadLayersModel` and `tf.loadGraphModel`.
+ * - `save(artifacts)` writes the weights exactly as tfjs encoded them (float32 for
+ *   `model.save`) into ~4 MiB content-named shards and model.json, with the atomic protocol of
+ *   the module doc, replacing any model already in `dir`.
+ */
+export function fileSystemIO(dir: string, options: FileSystemIOOptions = {}): tf.io.IOHandler & { load: tf.io.LoadHandler; save: tf.io.SaveHandler } {
+  return {
+    async load(): Promise<tf.io.ModelArtifacts> {
+      const m = await loadModel(dir);
+      const j = m.modelJson;
+      const artifacts: tf.io.ModelArtifacts = {
+        modelTopology: j.modelTopology as {},
+        format: j.format,
+        generatedBy: j.generatedBy,
+        convertedBy: j.convertedBy,
+      };
+      if (j.trainingConfig != null) artifacts.trainingConfig = j.trainingConfig as tf.io.TrainingConfig;
+      if (j.weightsManifest.length > 0) {
+        artifacts.weightSpecs = j.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[];
+        const all = concatBytes(m.groupData);
+        artifacts.weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
+      }
+      if (j.signature != null) artifacts.signature = j.signature as {};
+      if (j.userDefinedMetadata != null) artifacts.userDefinedMetadata = j.userDefinedMetadata as { [key: string]: {} };
+      if (j.modelInitializer != null) artifacts.modelInitializer = j.modelInitializer as {};
+      if (j.initializerSignature != null) artifacts.initializerSignature = j.initializerSignature as {};
+      return artifacts;
+    },
+
+    async save(artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
+      if (artifacts.modelTopology instanceof ArrayBuffer) {
+        throw new UsageError('fileSystemIO.save: expected a JSON model topology, found a binary (ArrayBuffer) GraphDef; save a layers model or convert the graph with tensorflowjs_converter');
+      }
+      const specs = (artifacts.weightSpecs ?? []) as TfjsWeightEntry[];
+      const wd = artifacts.weightData;
+      const data = wd === undefined ? new Uint8Array(0)
+        : Array.isArray(wd) ? concatBytes(wd.map((b) => new Uint8Array(b)))
+          : new Uint8Array(wd);
+      const json: Record<string, unknown> = {
+        modelTopology: artifacts.modelTopology,
+        format: artifacts.format,
+        generatedBy: artifacts.generatedBy,
+        convertedBy: artifacts.convertedBy,
+        weightsManifest: [{ paths: [], weights: specs }],
+      };
+      if (artifacts.signature != null) json.signature = artifacts.signature;
+      if (artifacts.userDefinedMetadata != null) json.userDefinedMetadata = artifacts.userDefinedMetadata;
+      if (artifacts.modelInitializer != null) json.modelInitializer = artifacts.modelInitializer;
+      if (artifacts.initializerSignature != null) json.initializerSignature = artifacts.initializerSignature;
+      if (artifacts.trainingConfig != null) json.trainingConfig = artifacts.trainingConfig;
+      try {
+        validateModelJson(json, 'fileSystemIO.save artifacts');
+        const layout = computeGroupLayout(specs, data);
+        if (layout.totalBytes !== data.length) {
+          throw new ModelFormatError(`expected ${layout.totalBytes} bytes of weight data for ${specs.length} weight specs, found ${data.length}`);
+        }
+      } catch (err) {
+        if (err instanceof NeuralDiffError && !(err instanceof UsageError)) {
+          throw new UsageError(`fileSystemIO.save: the artifacts tfjs handed over are inconsistent (${err.message}); nothing was written`, { cause: err.message });
+        }
+        throw err;
+      }
+      const groups: PlannedGroup[] = specs.length > 0 ? [{ base: {}, weights: specs, data }] : [];
+      await writeModelAtomically({ ...options, dir, groups, render: (manifest) => JSON.stringify(withManifest(json, manifest)) });
+      const enc = new TextEncoder();
+      return {
+        modelArtifactsInfo: {
+          dateSaved: new Date(),
+          modelTopologyType: 'JSON',
+          modelTopologyBytes: artifacts.modelTopology == null ? 0 : enc.encode(JSON.stringify(artifacts.modelTopology)).length,
+          weightSpecsBytes: enc.encode(JSON.stringify(specs)).length,
+          weightDataBytes: data.length,
+        },
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// files
+
+/**
+ * The files a model folder uses, relative to it: `model.json` first, then every shard path
+ * its manifest lists (in order, without duplicates). Reads and validates model.json only.
+ */
+export async function referencedFiles(dir: string): Promise<string[]> {
+  const { modelJson } = await readModelJsonFile(dir);
+  return [MODEL_JSON, ...manifestPaths(modelJson)];
+}
+
+/**
+ * Files in the top level of a model folder that look like leftovers of this module or of an
+ * older model: temporary files (`*.tmp-<id>`) and `.bin` files model.json does not reference.
+ * Lists, never deletes: the caller decides (another model may share the folder).
+ */
+export async function listStaleFiles(dir: string): Promise<string[]> {
+  const referenced = new Set((await referencedFiles(dir)).map((p) => path.resolve(dir, p)));
+  const out: string[] = [];
+  for (const name of (await readdir(dir)).sort()) {
+    if (referenced.has(path.resolve(dir, name))) continue;
+    if (/\.tmp-[0-9]+-[0-9a-f]+$/.test(name) || name.endsWith('.bin')) out.push(name);
+  }
+  return out;
+}
