@@ -79,6 +79,32 @@ describe('round trip', () => {
     }
   });
 
+  test('low-rank patches apply U·V in the pinned float32 order', async () => {
+    const { base } = baseAndTarget(5);
+    const r = rng(3);
+    const rows = 128, cols = 32, rank = 3;
+    const u = Float32Array.from({ length: rows * rank }, () => (r() - 0.5) * 0.1);
+    const v = Float32Array.from({ length: rank * cols }, () => (r() - 0.5) * 0.1);
+    const built = buildPayload(hasher, base, [{ kind: 'lowrank', name: 'dense/kernel', rank, u, v, codec: 'f32' }], { method: 'lowrank' });
+    const device = base.clone();
+    await applyPayload(device, built.bytes);
+    const w = device.values('dense/kernel');
+    const w0 = base.values('dense/kernel');
+    let maxErr = 0;
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
+      let exact = 0;
+      for (let k = 0; k < rank; k++) exact += u[i * rank + k] * v[k * cols + j];
+      maxErr = Math.max(maxErr, Math.abs(w[i * cols + j] - (w0[i * cols + j] + exact)));
+    }
+    assert.ok(maxErr < 1e-6, `max error ${maxErr}`);
+    assert.ok(equalBits(w, built.targetValues.get('dense/kernel') as Float32Array));
+    const decoded = decodePayload(built.bytes).patches[0];
+    assert.equal(decoded.kind, 'lowrank');
+    // rank above min(rows, cols) is refused
+    const again = decodePayload(built.bytes);
+    assert.throws(() => decodePayload(encodePayload({ ...again, patches: [{ ...(again.patches[0] as never as object), rank: 40, u: new Float32Array(rows * 40), v: new Float32Array(40 * cols) } as never] })), PayloadFormatError);
+  });
+
   test('the encoder picks a bitmap for dense positions and gaps for sparse ones', () => {
     const { base } = baseAndTarget(5);
     const dense = Uint32Array.from({ length: 3000 }, (_, i) => i + 500);

@@ -88,7 +88,26 @@ export interface DensePatch extends PatchCommon {
   values: Float32Array;
 }
 
-export type TensorPatch = SparsePatch | HashPatch | DensePatch;
+/**
+ * A low-rank delta `U · V` with U of [rows x rank] and V of [rank x cols], where cols is the
+ * tensor's last dimension and rows the product of the others (a 1-D tensor is one row).
+ */
+export interface LowRankPatch extends PatchCommon {
+  kind: 'lowrank';
+  rank: number;
+  /** U, row-major [rows x rank]. */
+  u: Float32Array;
+  /** V, row-major [rank x cols]. */
+  v: Float32Array;
+}
+
+export type TensorPatch = SparsePatch | HashPatch | DensePatch | LowRankPatch;
+
+/** The matrix view of a tensor for low-rank patches: cols = last dimension. */
+export function matrixDims(shape: readonly number[]): { rows: number; cols: number } {
+  const cols = shape.length ? shape[shape.length - 1] : 1;
+  return { rows: cols === 0 ? 0 : shapeSize(shape) / cols, cols };
+}
 
 export interface Payload {
   header: PayloadHeader;
@@ -110,7 +129,8 @@ export function shapeSize(shape: readonly number[]): number {
 export interface WirePatch {
   t: string;
   s: number[];
-  k: 's' | 'h' | 'd';
+  k: 's' | 'h' | 'd' | 'r';
+  r?: number;
   b: Uint8Array;
   a: Uint8Array;
   c: ValueCodec;
@@ -167,7 +187,7 @@ export function encodePositions(positions: Uint32Array, size: number): { coding:
 
 /** The wire form of one patch, given its already-encoded value bytes. */
 export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
-  const w: WirePatch = { t: p.name, s: [...p.shape], k: p.kind === 'sparse' ? 's' : p.kind === 'hash' ? 'h' : 'd', b: hexToBytes8(p.baseDigest), a: hexToBytes8(p.targetDigest), c: p.codec, v: valueBytes };
+  const w: WirePatch = { t: p.name, s: [...p.shape], k: p.kind === 'sparse' ? 's' : p.kind === 'hash' ? 'h' : p.kind === 'lowrank' ? 'r' : 'd', b: hexToBytes8(p.baseDigest), a: hexToBytes8(p.targetDigest), c: p.codec, v: valueBytes };
   if (p.codec === 'i8') w.q = Math.fround(p.scale as number);
   if (p.kind === 'sparse') {
     const enc = encodePositions(p.positions, shapeSize(p.shape));
@@ -178,6 +198,8 @@ export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
     w.h = p.seed >>> 0;
     w.nb = p.buckets.length;
     w.sg = p.signed;
+  } else if (p.kind === 'lowrank') {
+    w.r = p.rank;
   }
   return w;
 }
@@ -234,10 +256,22 @@ export function valueBytes(values: Float32Array, codec: ValueCodec, scale?: numb
 import { toHalfBits } from './float16.ts';
 const halfOf = toHalfBits;
 
+/** The values a patch carries on the wire, in wire order (low-rank: U then V). */
+export function patchValues(p: TensorPatch): Float32Array {
+  if (p.kind === 'hash') return p.buckets;
+  if (p.kind === 'lowrank') {
+    const all = new Float32Array(p.u.length + p.v.length);
+    all.set(p.u);
+    all.set(p.v, p.u.length);
+    return all;
+  }
+  return p.values;
+}
+
 /** Encode a decoded payload (e.g. one returned by {@link decodePayload}) back to bytes. */
 export function encodePayload(payload: Payload): Uint8Array {
   const patches = payload.patches.map((p) => {
-    const values = p.kind === 'hash' ? p.buckets : p.values;
+    const values = patchValues(p);
     return wirePatch(p, valueBytes(values, p.codec, p.scale));
   });
   return packPayload(payload.header, patches);
@@ -448,5 +482,12 @@ function decodePatch(raw: unknown, index: number): TensorPatch {
   if (kind === 'd') {
     return { kind: 'dense', ...common, values: values(size, 'dense values') };
   }
-  fail(`${where}: patch kind "k" must be "s", "h" or "d", found ${describe(kind)}`);
+  if (kind === 'r') {
+    const rank = own(raw, 'r');
+    const { rows, cols } = matrixDims(shape);
+    if (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols)) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
+    const all = values(rows * rank + rank * cols, 'low-rank factors');
+    return { kind: 'lowrank', ...common, rank, u: all.subarray(0, rows * rank), v: all.subarray(rows * rank) };
+  }
+  fail(`${where}: patch kind "k" must be "s", "h", "d" or "r", found ${describe(kind)}`);
 }

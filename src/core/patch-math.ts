@@ -34,6 +34,21 @@ export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo
     for (let i = 0; i < w.length; i++) w[i] += v[i];
     return undo;
   }
+  if (patch.kind === 'lowrank') {
+    // Pinned order: acc = 0; for k: acc = f32(acc + f32(u[i,k] * v[k,j])); w = f32(w + acc).
+    // Products of two float32 are exact in float64, so each fround is one IEEE float32 op.
+    const { u, v, rank } = patch;
+    const cols = patch.shape.length ? patch.shape[patch.shape.length - 1] : 1;
+    const rows = cols ? w.length / cols : 0;
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        let acc = 0;
+        for (let k = 0; k < rank; k++) acc = Math.fround(acc + Math.fround(u[i * rank + k] * v[k * cols + j]));
+        w[i * cols + j] += acc;
+      }
+    }
+    return undo;
+  }
   const b = patch.buckets;
   const nb = b.length;
   const base = (patch.seed + P5 + 4) | 0;

@@ -5,7 +5,7 @@
  */
 import { BudgetError, NonFiniteValueError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
-import { FORMAT_VERSION, packPayload, wirePatch, shapeSize, type DiffMethod, type Payload, type PayloadHeader, type TensorPatch, type WirePatch } from '../core/format.ts';
+import { FORMAT_VERSION, matrixDims, packPayload, wirePatch, shapeSize, type DiffMethod, type Payload, type PayloadHeader, type TensorPatch, type WirePatch } from '../core/format.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
 import { encodeValues, type ValueCodec } from '../core/values.ts';
@@ -18,7 +18,9 @@ const ZERO_DIGEST = '0000000000000000';
 export type PatchSpec =
   | { kind: 'sparse'; name: string; positions: Uint32Array; values: Float32Array; codec: ValueCodec }
   | { kind: 'hash'; name: string; seed: number; signed: boolean; buckets: Float32Array; codec: ValueCodec }
-  | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec };
+  | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec }
+  /** Low-rank factors U [rows x rank] and V [rank x cols] (see `matrixDims`), coded together. */
+  | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec };
 
 export interface HeaderOptions {
   method: DiffMethod;
@@ -42,7 +44,7 @@ export interface BuiltPayload {
  * Returns null when the codec cannot hold the values (float16 overflow).
  */
 export function encodeSpec(spec: PatchSpec, shape: readonly number[]): { patch: TensorPatch; valueBytes: Uint8Array } | null {
-  const raw = spec.kind === 'hash' ? spec.buckets : spec.values;
+  const raw = spec.kind === 'hash' ? spec.buckets : spec.kind === 'lowrank' ? concat(spec.u, spec.v) : spec.values;
   for (let i = 0; i < raw.length; i++) {
     if (!Number.isFinite(raw[i])) throw new NonFiniteValueError(`tensor ${JSON.stringify(spec.name)}: delta value ${i} is ${raw[i]}; training diverged or the target model holds NaN/Infinity: fix the target before building a diff`, { tensor: spec.name, index: i });
   }
@@ -52,8 +54,16 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[]): { patch: 
   let patch: TensorPatch;
   if (spec.kind === 'sparse') patch = { ...common, kind: 'sparse', positions: spec.positions, values: enc.decoded, positionCoding: 'gaps' };
   else if (spec.kind === 'hash') patch = { ...common, kind: 'hash', seed: spec.seed >>> 0, signed: spec.signed, buckets: enc.decoded };
+  else if (spec.kind === 'lowrank') patch = { ...common, kind: 'lowrank', rank: spec.rank, u: enc.decoded.subarray(0, spec.u.length), v: enc.decoded.subarray(spec.u.length) };
   else patch = { ...common, kind: 'dense', values: enc.decoded };
   return { patch, valueBytes: enc.bytes };
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 function makeHeader(o: HeaderOptions, base: string, target: string): PayloadHeader {
@@ -109,6 +119,10 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     const shape = shapes.get(spec.name);
     if (!shape) throw new RangeError(`patch for unknown tensor ${spec.name}`);
     const size = shapeSize(shape);
+    if (spec.kind === 'lowrank') {
+      const { rows, cols } = matrixDims(shape);
+      if (spec.rank < 1 || spec.u.length !== rows * spec.rank || spec.v.length !== spec.rank * cols) throw new RangeError(`low-rank patch for ${spec.name}: expected U ${rows}x${spec.rank} and V ${spec.rank}x${cols}`);
+    }
     if (spec.kind === 'dense' && spec.values.length !== size) throw new RangeError(`dense patch for ${spec.name} has ${spec.values.length} values, tensor has ${size}`);
     if (spec.kind === 'sparse') {
       for (let k = 0; k < spec.positions.length; k++) {
