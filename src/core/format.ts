@@ -145,7 +145,10 @@ export interface WirePatch {
 }
 
 const packr = new Packr({ useRecords: false, variableMapSize: true, useFloat32: FLOAT32_OPTIONS.ALWAYS });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+// int64AsType 'auto': a uint64/int64-encoded integer (0xcf/0xd3, as other languages' encoders write
+// u64 fields) decodes to a number up to 2^53, like any shorter encoding of the same value; beyond
+// that it stays a BigInt and the integer checks below refuse it. (msgpackr's typings omit 'auto'.)
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as 'bigint' });
 
 /** 16 hex chars to 8 bytes, big-endian (so the hex reads the same as the bytes). */
 export function hexToBytes8(hex: string): Uint8Array {
