@@ -1,0 +1,227 @@
+/**
+ * Training throughput of our wasm engine against stock tfjs-backend-wasm and stock cpu, side by
+ * side in one process.
+ *
+ *   node --import tsx bench/train-engine.ts [--quick]
+ *
+ * Two models, trained with Adam on random data (throughput does not depend on the values):
+ *   - mlp: 784-2000-1000-10 dense ReLU net, ~3.59M parameters;
+ *   - cnn: keyword-spotting style CNN on 49x40x1 log-mel frames, three 3x3 conv + max-pool blocks
+ *     (32, 64, 128 channels) and two dense layers, ~1.02M parameters.
+ * Each engine gets fresh models built on its own backend. Prints a table and the speed ratios and
+ * writes bench/out/train-engine.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, initStockWasmBackend } from '../src/train/backend.ts';
+
+const quick = process.argv.includes('--quick');
+
+interface Engine {
+  key: 'ours' | 'stock-wasm' | 'stock-cpu';
+  label: string;
+  activate: () => Promise<string>;
+}
+
+const engines: Engine[] = [
+  { key: 'ours', label: 'ours (wasm + fixes)', activate: () => initBackend('wasm') },
+  { key: 'stock-wasm', label: 'stock wasm', activate: () => initStockWasmBackend() },
+  { key: 'stock-cpu', label: 'stock cpu', activate: () => initBackend('cpu') },
+];
+
+interface ModelSpec {
+  key: 'mlp' | 'cnn';
+  label: string;
+  inputShape: number[];
+  classes: number;
+  build: () => tf.Sequential;
+  /** Batch size and timed steps per engine (cpu is far slower: fewer, smaller steps). */
+  plan: Record<Engine['key'], { batch: number; steps: number }>;
+}
+
+function mlp(): tf.Sequential {
+  return tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [784], units: 2000, activation: 'relu' }),
+      tf.layers.dense({ units: 1000, activation: 'relu' }),
+      tf.layers.dense({ units: 10 }),
+    ],
+  });
+}
+
+function cnn(): tf.Sequential {
+  const conv = (filters: number, extra: Record<string, unknown> = {}) =>
+    tf.layers.conv2d({ filters, kernelSize: 3, padding: 'same', activation: 'relu', ...extra });
+  return tf.sequential({
+    layers: [
+      conv(32, { inputShape: [49, 40, 1] }),
+      tf.layers.maxPooling2d({ poolSize: 2 }),
+      conv(64),
+      tf.layers.maxPooling2d({ poolSize: 2 }),
+      conv(128),
+      tf.layers.maxPooling2d({ poolSize: 2 }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: 240, activation: 'relu' }),
+      tf.layers.dense({ units: 12 }),
+    ],
+  });
+}
+
+const models: ModelSpec[] = [
+  {
+    key: 'mlp',
+    label: 'MLP 784-2000-1000-10',
+    inputShape: [784],
+    classes: 10,
+    build: mlp,
+    plan: quick
+      ? { ours: { batch: 64, steps: 6 }, 'stock-wasm': { batch: 64, steps: 3 }, 'stock-cpu': { batch: 64, steps: 2 } }
+      : { ours: { batch: 64, steps: 40 }, 'stock-wasm': { batch: 64, steps: 10 }, 'stock-cpu': { batch: 64, steps: 5 } },
+  },
+  {
+    key: 'cnn',
+    label: 'CNN 49x40x1 (3 conv+pool, 2 dense)',
+    inputShape: [49, 40, 1],
+    classes: 12,
+    build: cnn,
+    plan: quick
+      ? { ours: { batch: 32, steps: 4 }, 'stock-wasm': { batch: 32, steps: 2 }, 'stock-cpu': { batch: 4, steps: 1 } }
+      : { ours: { batch: 32, steps: 20 }, 'stock-wasm': { batch: 32, steps: 5 }, 'stock-cpu': { batch: 8, steps: 2 } },
+  },
+];
+
+interface Result {
+  model: ModelSpec['key'];
+  modelLabel: string;
+  params: number;
+  engine: Engine['key'];
+  engineLabel: string;
+  backend: string;
+  batch: number;
+  steps: number;
+  msPerStep: number | null;
+  samplesPerSec: number | null;
+  firstLoss: number | null;
+  lastLoss: number | null;
+  error: string | null;
+}
+
+function randomBatch(spec: ModelSpec, batch: number, seed: number): { x: tf.Tensor; y: tf.Tensor } {
+  return tf.tidy(() => {
+    const x = tf.randomNormal([batch, ...spec.inputShape], 0, 1, 'float32', seed);
+    const labels = tf.randomUniform([batch], 0, spec.classes, 'int32', seed + 1);
+    return { x, y: tf.oneHot(labels, spec.classes).toFloat() };
+  });
+}
+
+/** One Adam step; returns the loss (reading it forces the step to finish). */
+function step(model: tf.Sequential, opt: tf.Optimizer, x: tf.Tensor, y: tf.Tensor): number {
+  const loss = opt.minimize(
+    () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+    true,
+  );
+  if (loss === null) throw new Error('optimizer returned no loss');
+  const v = loss.dataSync()[0];
+  loss.dispose();
+  return v;
+}
+
+async function measure(spec: ModelSpec, engine: Engine): Promise<Result> {
+  const backend = await engine.activate();
+  const { batch, steps } = spec.plan[engine.key];
+  const model = spec.build();
+  const params = model.countParams();
+  const opt = tf.train.adam(1e-3);
+  const { x, y } = randomBatch(spec, batch, 7);
+  const base = { model: spec.key, modelLabel: spec.label, params, engine: engine.key, engineLabel: engine.label, backend, batch };
+  try {
+    // The warm-up step creates the optimizer state and XNNPACK operators; it is not timed.
+    const firstLoss = step(model, opt, x, y);
+    let lastLoss = firstLoss;
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) lastLoss = step(model, opt, x, y);
+    const ms = (performance.now() - t0) / steps;
+    return { ...base, steps, msPerStep: ms, samplesPerSec: (batch * 1000) / ms, firstLoss, lastLoss, error: null };
+  } catch (err) {
+    return { ...base, steps: 0, msPerStep: null, samplesPerSec: null, firstLoss: null, lastLoss: null, error: (err as Error).message };
+  } finally {
+    x.dispose();
+    y.dispose();
+    opt.dispose();
+    model.dispose();
+  }
+}
+
+function fmt(n: number | null, digits = 1): string {
+  return n === null ? '-' : n >= 100 ? n.toFixed(0) : n.toFixed(digits);
+}
+
+const results: Result[] = [];
+const t00 = performance.now();
+for (const spec of models) {
+  for (const engine of engines) {
+    const r = await measure(spec, engine);
+    results.push(r);
+    const what = r.error === null ? `${fmt(r.samplesPerSec)} samples/s (${fmt(r.msPerStep)} ms/step)` : `cannot train: ${r.error}`;
+    console.error(`[${((performance.now() - t00) / 1000).toFixed(1)} s] ${spec.key} / ${engine.label}: ${what}`);
+  }
+}
+
+const ratios = models.map((spec) => {
+  const get = (k: Engine['key']) => results.find((r) => r.model === spec.key && r.engine === k)?.samplesPerSec ?? null;
+  const ours = get('ours');
+  const cpu = get('stock-cpu');
+  const wasm = get('stock-wasm');
+  return {
+    model: spec.key,
+    oursVsStockCpu: ours !== null && cpu !== null ? ours / cpu : null,
+    oursVsStockWasm: ours !== null && wasm !== null ? ours / wasm : null,
+  };
+});
+
+const header = ['model', 'params', 'engine', 'batch', 'steps', 'ms/step', 'samples/s', 'loss first->last'];
+const rows = results.map((r) => [
+  r.model,
+  `${(r.params / 1e6).toFixed(2)}M`,
+  r.engineLabel,
+  String(r.batch),
+  String(r.steps),
+  r.error === null ? fmt(r.msPerStep) : '-',
+  r.error === null ? fmt(r.samplesPerSec, 2) : `cannot train: ${r.error}`,
+  r.error === null ? `${r.firstLoss?.toFixed(3)} -> ${r.lastLoss?.toFixed(3)}` : '-',
+]);
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join(' | ');
+console.log(line(header));
+console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
+for (const row of rows) console.log(line(row));
+console.log();
+for (const r of ratios) {
+  const x = (v: number | null, what: string) => (v === null ? `n/a (${what} cannot train)` : `${v.toFixed(1)}x`);
+  console.log(`${r.model}: ours vs stock cpu ${x(r.oursVsStockCpu, 'stock cpu')}, ours vs stock wasm ${x(r.oursVsStockWasm, 'stock wasm')}`);
+}
+
+const outDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'out');
+mkdirSync(outDir, { recursive: true });
+const outFile = path.join(outDir, 'train-engine.json');
+writeFileSync(
+  outFile,
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      quick,
+      node: process.version,
+      tfjs: tf.version.tfjs,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? null,
+      results,
+      ratios,
+    },
+    null,
+    2,
+  ) + '\n',
+);
+console.log(`\nwrote ${path.relative(process.cwd(), outFile)}`);

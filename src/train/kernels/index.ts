@@ -1,0 +1,55 @@
+/**
+ * Registration of our wasm kernel fixes. See each kernel's file for what it fixes and why.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig } from '@tensorflow/tfjs';
+import { batchMatMulConfig, fusedMatMulConfig } from './batch-mat-mul.ts';
+import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.ts';
+import { conv2DBackpropInputConfig } from './conv2d-backprop-input.ts';
+import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-backprop-filter.ts';
+import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-backprop-input.ts';
+import { maxPoolGradConfig } from './max-pool-grad.ts';
+import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
+import { stockWasmKernels, WASM } from './util.ts';
+
+export { stockWasmKernels } from './util.ts';
+
+/** Names of the kernels we register for `wasm`, replacing the stock ones where they exist. */
+export const FIXED_WASM_KERNELS = [
+  'BatchMatMul',
+  '_FusedMatMul',
+  'Conv2DBackpropFilter',
+  'Conv2DBackpropInput',
+  'UnsortedSegmentSum',
+  'DepthwiseConv2dNativeBackpropFilter',
+  'DepthwiseConv2dNativeBackpropInput',
+  'MaxPoolGrad',
+] as const;
+
+let registered = false;
+
+/**
+ * Register the fixed kernels for the `wasm` backend (idempotent). The stock kernels are captured
+ * first, since the fixes delegate to them. Kernels registered after the backend was initialized
+ * get their setup only on the next `tf.setBackend('wasm')`, which the caller must do.
+ */
+export function registerWasmKernelFixes(): void {
+  if (registered) return;
+  stockWasmKernels();
+  const configs: KernelConfig[] = [
+    batchMatMulConfig(),
+    fusedMatMulConfig(),
+    conv2DBackpropFilterConfig(),
+    conv2DBackpropInputConfig(),
+    unsortedSegmentSumConfig(),
+    depthwiseConv2dNativeBackpropFilterConfig(),
+    depthwiseConv2dNativeBackpropInputConfig(),
+    maxPoolGradConfig(),
+  ];
+  const present = new Set(tf.getKernelsForBackend(WASM).map((k) => k.kernelName));
+  for (const config of configs) {
+    if (present.has(config.kernelName)) tf.unregisterKernel(config.kernelName, WASM);
+    tf.registerKernel(config);
+  }
+  registered = true;
+}

@@ -1,0 +1,376 @@
+/**
+ * The wasm kernel fixes must compute what tfjs' reference cpu backend computes: every gradient is
+ * evaluated on both backends from the same inputs and compared. Also: the backend switch itself
+ * (idempotent, any cwd, clear errors), the side-by-side stock wasm backend, no leaked wasm memory,
+ * and a tiny conv net whose loss curve matches across backends.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import os from 'node:os';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, initStockWasmBackend, STOCK_WASM_BACKEND } from '../src/train/backend.ts';
+import { kernelLimits } from '../src/train/kernels/util.ts';
+
+
+/** Deterministic float32 values in [-1, 1). */
+function randomValues(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+function rand(shape: number[], seed: number): tf.Tensor {
+  return tf.tensor(randomValues(shape.reduce((a, b) => a * b, 1), seed), shape);
+}
+
+/** Values in {0, 1, 2}: many equal neighbours, where max-pool tie-breaking shows. */
+function randTies(shape: number[], seed: number): tf.Tensor {
+  const v = randomValues(shape.reduce((a, b) => a * b, 1), seed).map((x) => Math.max(0, Math.round(x * 2)));
+  return tf.tensor(v, shape);
+}
+
+/** Run `f` on cpu and on our wasm, returning the outputs' values for each. */
+async function onBoth(f: () => tf.Tensor[]): Promise<{ cpu: Float32Array[]; wasm: Float32Array[] }> {
+  const run = () => {
+    const outs = tf.tidy(f);
+    const values = outs.map((t) => Float32Array.from(t.dataSync()));
+    tf.dispose(outs);
+    return values;
+  };
+  await initBackend('cpu');
+  const cpu = run();
+  await initBackend('wasm');
+  const wasm = run();
+  return { cpu, wasm };
+}
+
+/** Largest |a - b| relative to the largest |b|: robust to near-zero entries, strict on the whole. */
+function relError(actual: Float32Array, expected: Float32Array): number {
+  assert.equal(actual.length, expected.length, 'output sizes differ');
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  assert.ok(Number.isFinite(diff), 'non-finite output');
+  return diff / Math.max(scale, 1e-30);
+}
+
+async function assertSame(label: string, f: () => tf.Tensor[], tol = 1e-5): Promise<void> {
+  const { cpu, wasm } = await onBoth(f);
+  assert.equal(wasm.length, cpu.length);
+  cpu.forEach((expected, i) => {
+    const scale = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    assert.ok(scale > 0, `${label}: output ${i} is all zeros, the comparison would prove nothing`);
+    const err = relError(wasm[i], expected);
+    assert.ok(err <= tol, `${label}: output ${i} differs from cpu by ${err.toExponential(2)} (relative)`);
+  });
+}
+
+/** Gradients of sum(f(...xs) * r) for a fixed random r, so every output element matters. */
+function gradsOf(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], seed: number): tf.Tensor[] {
+  const probe = f(...xs);
+  const r = rand(probe.shape, seed);
+  const g = tf.grads((...ys: tf.Tensor[]) => tf.sum(tf.mul(f(...ys), r)));
+  return [probe, ...g(xs)];
+}
+
+describe('initBackend', () => {
+  it('activates wasm idempotently and registers the fixes', async () => {
+    assert.equal(await initBackend('wasm'), 'wasm');
+    assert.equal(await initBackend('wasm'), 'wasm');
+    assert.equal(tf.getBackend(), 'wasm');
+    for (const k of ['Conv2DBackpropFilter', 'UnsortedSegmentSum', 'DepthwiseConv2dNativeBackpropFilter']) {
+      assert.ok(tf.getKernel(k, 'wasm'), `${k} should be registered for wasm`);
+    }
+    assert.equal(await initBackend('cpu'), 'cpu');
+  });
+
+  it('finds the .wasm files from any working directory', async () => {
+    const backendUrl = new URL('../src/train/backend.ts', import.meta.url).href;
+    const script =
+      `const { initBackend } = await import(${JSON.stringify(backendUrl)});` +
+      `const tf = await import(${JSON.stringify(import.meta.resolve('@tensorflow/tfjs'))});` +
+      `const name = await initBackend('wasm'); await initBackend('wasm');` +
+      `console.log(name, tf.matMul(tf.ones([2, 3]), tf.ones([2, 4]), true).sum().dataSync()[0]);`;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', import.meta.resolve('tsx'), '--input-type=module', '-e', script],
+      { cwd: os.tmpdir(), env: { ...process.env, NODE_PATH: '' } },
+    );
+    assert.match(stdout, /^wasm 24$/m);
+  });
+
+  it('explains how to get the tensorflow backend when tfjs-node is missing', async (t) => {
+    try {
+      await import('@tensorflow/tfjs-node' as string);
+      t.skip('tfjs-node is installed here');
+      return;
+    } catch {
+      // expected on this machine
+    }
+    await assert.rejects(initBackend('tensorflow'), /install @tensorflow\/tfjs-node on a machine with internet access, or use --backend wasm/);
+  });
+
+  it('rejects more than one wasm thread under Node instead of ignoring it', async () => {
+    await assert.rejects(initBackend('wasm', { threads: 2 }), /one thread under Node/);
+    assert.equal(await initBackend('wasm', { threads: 1 }), 'wasm');
+  });
+});
+
+describe('stock wasm side by side', () => {
+  it('runs the stock kernels on their own module and leaves the fixed wasm intact', async () => {
+    const a = randomValues(6 * 5, 1);
+    const b = randomValues(6 * 4, 2);
+    const product = () => tf.tidy(() => tf.matMul(tf.tensor(a, [6, 5]), tf.tensor(b, [6, 4]), true, false).dataSync());
+    await initBackend('cpu');
+    const expected = Float32Array.from(product());
+    assert.equal(await initStockWasmBackend(), STOCK_WASM_BACKEND);
+    assert.ok(relError(Float32Array.from(product()), expected) < 1e-6);
+    const x = tf.ones([1, 5, 5, 2]) as tf.Tensor4D;
+    const w = tf.ones([3, 3, 2, 2]) as tf.Tensor4D;
+    assert.throws(
+      () => tf.grads((w2: tf.Tensor) => tf.conv2d(x, w2 as tf.Tensor4D, 1, 'same').sum())([w]),
+      /Conv2DBackpropFilter.*not registered.*wasm-stock/,
+    );
+    tf.dispose([x, w]);
+    // Switching back must rebind the shared stock kernels to the first module.
+    await initBackend('wasm');
+    assert.ok(relError(Float32Array.from(product()), expected) < 1e-6);
+    assert.equal(await initStockWasmBackend(), STOCK_WASM_BACKEND);
+    assert.ok(relError(Float32Array.from(product()), expected) < 1e-6);
+    await initBackend('wasm');
+  });
+});
+
+describe('BatchMatMul / _FusedMatMul on wasm match cpu', () => {
+  // tfjs cannot differentiate a matMul that broadcasts batch dims, so those compare forward only.
+  const cases: Array<{ a: number[]; b: number[]; ta: boolean; tb: boolean; forwardOnly?: boolean }> = [
+    { a: [37, 53], b: [53, 29], ta: false, tb: false },
+    { a: [53, 37], b: [53, 29], ta: true, tb: false },
+    { a: [37, 53], b: [29, 53], ta: false, tb: true },
+    { a: [53, 37], b: [29, 53], ta: true, tb: true },
+    { a: [3, 40, 41], b: [3, 41, 42], ta: false, tb: false }, // batched, one XNNPACK call per item
+    { a: [3, 41, 40], b: [3, 42, 41], ta: true, tb: true },
+    { a: [1, 40, 41], b: [4, 42, 41], ta: false, tb: true, forwardOnly: true },
+    { a: [2, 3, 41, 40], b: [41, 42], ta: true, tb: false, forwardOnly: true },
+    { a: [3, 41, 40], b: [1, 41, 42], ta: true, tb: false, forwardOnly: true },
+    { a: [5, 4, 6], b: [5, 7, 6], ta: false, tb: true }, // small items: stock loop
+  ];
+  for (const c of cases) {
+    it(`a${JSON.stringify(c.a)}${c.ta ? 'ᵀ' : ''} · b${JSON.stringify(c.b)}${c.tb ? 'ᵀ' : ''}`, async () => {
+      await assertSame('matMul', () => {
+        const f = (a: tf.Tensor, b: tf.Tensor) => tf.matMul(a, b, c.ta, c.tb);
+        const inputs = [rand(c.a, 11), rand(c.b, 12)];
+        return c.forwardOnly ? [f(inputs[0], inputs[1])] : gradsOf(f, inputs, 13);
+      });
+    });
+  }
+
+  it('fused matMul with bias, relu and transposes', async () => {
+    await assertSame('fused', () =>
+      gradsOf(
+        (a, b, bias) => tf.fused.matMul({ a, b, transposeA: true, transposeB: true, bias, activation: 'relu' }),
+        [rand([33, 20], 21), rand([25, 33], 22), rand([25], 23)],
+        24,
+      ),
+    );
+  });
+});
+
+describe('conv2d gradients on wasm match cpu', () => {
+  const cases: Array<{ x: number[]; k: [number, number]; co: number; s: number | [number, number]; pad: 'same' | 'valid' | number[][] }> = [
+    { x: [2, 9, 8, 3], k: [3, 3], co: 4, s: 1, pad: 'same' },
+    { x: [3, 10, 7, 2], k: [3, 3], co: 5, s: 1, pad: 'valid' },
+    { x: [2, 11, 9, 3], k: [5, 5], co: 2, s: 1, pad: 'same' },
+    { x: [2, 6, 7, 4], k: [1, 1], co: 3, s: 1, pad: 'valid' },
+    { x: [2, 9, 9, 3], k: [3, 3], co: 4, s: 2, pad: 'same' },
+    { x: [3, 10, 11, 2], k: [5, 5], co: 3, s: 2, pad: 'valid' },
+    { x: [2, 10, 8, 2], k: [1, 1], co: 3, s: 2, pad: 'same' },
+    { x: [2, 9, 10, 3], k: [3, 5], co: 2, s: [2, 1], pad: 'same' },
+    { x: [1, 49, 40, 1], k: [3, 3], co: 8, s: 1, pad: 'same' }, // single-channel spectrogram input
+    { x: [2, 8, 7, 3], k: [4, 2], co: 3, s: 1, pad: 'same' }, // even kernel: uneven 'same' padding
+    { x: [2, 7, 6, 2], k: [3, 3], co: 2, s: 1, pad: [[0, 0], [2, 0], [0, 1], [0, 0]] },
+    { x: [2, 6, 6, 2], k: [3, 3], co: 2, s: 1, pad: [[0, 0], [3, 1], [0, 2], [0, 0]] }, // pad > k-1: col2im path
+  ];
+  for (const c of cases) {
+    it(`x${JSON.stringify(c.x)} k${c.k} co${c.co} s${c.s} ${JSON.stringify(c.pad)}`, async () => {
+      const w = [c.k[0], c.k[1], c.x[3], c.co];
+      await assertSame('conv2d', () =>
+        gradsOf(
+          (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, c.s, c.pad as 'same'),
+          [rand(c.x, 31), rand(w, 32)],
+          33,
+        ),
+      );
+    });
+  }
+
+  it('batches larger than the column budget go in chunks', async () => {
+    const saved = kernelLimits.columnFloats;
+    kernelLimits.columnFloats = 2000; // forces one or two batch items per chunk
+    try {
+      for (const s of [1, 2]) {
+        await assertSame(`chunked stride ${s}`, () =>
+          gradsOf((x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, s, 'same'), [rand([5, 8, 7, 3], 41), rand([3, 3, 3, 4], 42)], 43),
+        );
+      }
+    } finally {
+      kernelLimits.columnFloats = saved;
+    }
+  });
+
+  it('layers conv2d with fused bias and relu', async () => {
+    await assertSame('fused conv2d', () =>
+      gradsOf(
+        (x, f, bias) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 1, pad: 'same', bias, activation: 'relu' }),
+        [rand([2, 7, 6, 3], 51), rand([3, 3, 3, 4], 52), rand([4], 53)],
+        54,
+      ),
+    );
+  });
+});
+
+describe('depthwise conv2d gradients on wasm match cpu', () => {
+  const cases: Array<{ x: number[]; k: number; mult: number; s: number; pad: 'same' | 'valid' }> = [
+    { x: [2, 8, 7, 3], k: 3, mult: 1, s: 1, pad: 'same' },
+    { x: [2, 9, 9, 2], k: 3, mult: 2, s: 2, pad: 'valid' },
+    { x: [3, 7, 8, 4], k: 5, mult: 1, s: 2, pad: 'same' },
+    { x: [2, 5, 6, 3], k: 1, mult: 3, s: 1, pad: 'valid' },
+  ];
+  for (const c of cases) {
+    it(`x${JSON.stringify(c.x)} k${c.k} mult${c.mult} s${c.s} ${c.pad}`, async () => {
+      await assertSame('depthwise', () =>
+        gradsOf(
+          (x, f) => tf.depthwiseConv2d(x as tf.Tensor4D, f as tf.Tensor4D, c.s, c.pad),
+          [rand(c.x, 61), rand([c.k, c.k, c.x[3], c.mult], 62)],
+          63,
+        ),
+      );
+    });
+  }
+});
+
+describe('max-pool gradient on wasm matches cpu', () => {
+  const cases: Array<{ x: number[]; size: number; s: number; pad: 'same' | 'valid' }> = [
+    { x: [2, 9, 8, 3], size: 2, s: 2, pad: 'valid' },
+    { x: [2, 9, 8, 3], size: 2, s: 2, pad: 'same' },
+    { x: [2, 7, 7, 2], size: 3, s: 1, pad: 'same' },
+    { x: [3, 10, 9, 4], size: 3, s: 2, pad: 'valid' },
+  ];
+  for (const c of cases) {
+    it(`x${JSON.stringify(c.x)} pool ${c.size} s${c.s} ${c.pad}, with ties`, async () => {
+      await assertSame('maxPool', () =>
+        gradsOf(
+          (x) => tf.maxPool(x as tf.Tensor4D, c.size, c.s, c.pad),
+          [randTies(c.x, 71)],
+          72,
+        ),
+      );
+    });
+  }
+});
+
+describe('UnsortedSegmentSum on wasm matches cpu', () => {
+  it('sums rows into segments and drops out-of-range ids', async () => {
+    const ids = [0, 4, 4, -1, 2, 7, 0, 3, 3, 3, 5];
+    await assertSame('segmentSum', () => [
+      tf.unsortedSegmentSum(rand([ids.length], 81), tf.tensor1d(ids, 'int32'), 6),
+      tf.unsortedSegmentSum(rand([ids.length, 3, 2], 82), tf.tensor1d(ids, 'int32'), 6),
+    ]);
+  });
+
+  it('sums int32 values', async () => {
+    const { cpu, wasm } = await onBoth(() => [
+      tf.unsortedSegmentSum(tf.tensor1d([5, -2, 7, 1, 9], 'int32'), tf.tensor1d([1, 0, 1, 3, 9], 'int32'), 4).toFloat(),
+    ]);
+    assert.deepEqual(Array.from(wasm[0]), Array.from(cpu[0]));
+    assert.deepEqual(Array.from(wasm[0]), [-2, 12, 0, 1]);
+  });
+
+  it('gives the hashed-bucket gradient: W = W0 + sign * gather(B, bucket)', async () => {
+    const n = 600;
+    const buckets = 37;
+    const bucket = Array.from({ length: n }, (_, i) => (i * 2654435761) % buckets);
+    const sign = Array.from({ length: n }, (_, i) => ((i * 40503) & 1 ? 1 : -1));
+    await assertSame('hashed', () => {
+      const w0 = rand([20, 30], 91);
+      const r = rand([20, 30], 92);
+      const loss = (b: tf.Tensor) =>
+        tf.sum(tf.mul(tf.square(tf.add(w0, tf.reshape(tf.mul(tf.tensor1d(sign), tf.gather(b, tf.tensor1d(bucket, 'int32'))), [20, 30]))), r));
+      return [tf.grad(loss)(rand([buckets], 93))];
+    });
+  });
+});
+
+describe('wasm kernels free their intermediates', () => {
+  it('leaves the wasm data count unchanged after a conv training step', async () => {
+    await initBackend('wasm');
+    const x = rand([3, 9, 8, 2], 101) as tf.Tensor4D;
+    const w = tf.variable(rand([3, 3, 2, 4], 102));
+    const step = () =>
+      tf.tidy(() => {
+        const { value, grads } = tf.variableGrads(() =>
+          tf.sum(tf.maxPool(tf.conv2d(tf.conv2d(x, w as tf.Tensor4D, 2, 'same'), tf.ones([3, 3, 4, 2]) as tf.Tensor4D, 1, 'same'), 2, 2, 'same')),
+        );
+        w.assign(tf.sub(w, tf.mul(0.01, grads[w.name])));
+        return value.dataSync()[0];
+      });
+    step();
+    const before = tf.engine().backend.numDataIds();
+    for (let i = 0; i < 3; i++) step();
+    assert.equal(tf.engine().backend.numDataIds(), before);
+    tf.dispose([x, w]);
+  });
+});
+
+describe('end to end: a tiny conv net trains the same on wasm and cpu', () => {
+  it('gives the same loss curve over 6 Adam steps', async () => {
+    const batch = 6;
+    const train = async (backend: 'cpu' | 'wasm'): Promise<number[]> => {
+      await initBackend(backend);
+      const model = tf.sequential({
+        layers: [
+          tf.layers.conv2d({ inputShape: [12, 10, 1], filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' }),
+          tf.layers.maxPooling2d({ poolSize: 2 }),
+          tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'relu' }),
+          tf.layers.conv2d({ filters: 6, kernelSize: 3, strides: 2, padding: 'valid', activation: 'relu' }),
+          tf.layers.flatten(),
+          tf.layers.dense({ units: 5 }),
+        ],
+      });
+      const init = model.getWeights().map((w, i) => tf.mul(rand(w.shape, 200 + i), 0.5));
+      model.setWeights(init);
+      tf.dispose(init);
+      const x = rand([batch, 12, 10, 1], 301);
+      const y = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 1], 'int32'), 5);
+      const opt = tf.train.adam(0.01);
+      const losses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const loss = opt.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x) as tf.Tensor) as tf.Scalar, true);
+        losses.push(loss!.dataSync()[0]);
+        loss!.dispose();
+      }
+      tf.dispose([x, y]);
+      opt.dispose();
+      model.dispose();
+      return losses;
+    };
+    const cpu = await train('cpu');
+    const wasm = await train('wasm');
+    assert.ok(cpu[5] < cpu[0] - 0.05, `the net should learn: ${cpu.map((v) => v.toFixed(4))}`);
+    cpu.forEach((c, i) => {
+      assert.ok(Math.abs(wasm[i] - c) <= 1e-4 * Math.max(1, Math.abs(c)), `step ${i}: wasm ${wasm[i]} vs cpu ${c}`);
+    });
+  });
+});
