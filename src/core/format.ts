@@ -8,6 +8,7 @@
 import { Packr, Unpackr, FLOAT32_OPTIONS } from 'msgpackr';
 import { PayloadFormatError, PayloadTooLargeError, UnsupportedVersionError, NonFiniteValueError } from './errors.ts';
 import { ByteWriter, readVarints, varintSize } from './varint.ts';
+import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from './msgpack-guard.ts';
 import { bytesPerValue, decodeValues, VALUE_CODECS, type ValueCodec } from './values.ts';
 
 /** The format version this code writes and reads. */
@@ -336,7 +337,16 @@ export function decodePayload(bytes: Uint8Array, options: DecodeOptions = {}): P
   // A v1 document is a map whose first key is "nd": check the leading bytes before parsing.
   const first = bytes[0];
   const isMap = (first & 0xf0) === 0x80 || first === 0xde || first === 0xdf;
-  if (!isMap) fail(`expected a msgpack map at byte 0, found 0x${first.toString(16).padStart(2, '0')}`);
+  if (!isMap) {
+    if (bytes.length >= 4 && bytes[0] === 0x4e && bytes[1] === 0x44 && bytes[2] === 0x53 && bytes[3] === 0x47) {
+      throw new PayloadFormatError('expected a payload (a msgpack map), found a signed envelope ("NDSG"): pass the envelope to applyPayload / verifyPayload, which check the signature and unwrap it', { signedEnvelope: true });
+    }
+    fail(`expected a msgpack map at byte 0, found 0x${first.toString(16).padStart(2, '0')}`);
+  }
+  // Bound msgpackr before it runs: every declared length within the input, no extension types,
+  // bounded nesting, nothing after the document (see msgpack-guard.ts for what it costs without).
+  const problem = msgpackStructureProblem(bytes, PAYLOAD_MSGPACK_LIMITS);
+  if (problem !== null) fail(`malformed msgpack: ${problem}`);
   let doc: unknown;
   try {
     // A fresh view: msgpackr attaches a `dataView` property to the object it decodes.
@@ -439,6 +449,8 @@ function decodePatch(raw: unknown, index: number): TensorPatch {
     const coding = own(raw, 'ic');
     const posBytes = bin(raw, 'i', where);
     if (!isUint(n, size)) fail(`${where}: count "n" must be an integer from 0 to the tensor size ${size}, found ${describe(n)}`);
+    // Check the value bytes against the count before allocating positions for it.
+    if (v.length !== n * bpv) fail(`${where}: values "v" must be ${n} x ${bpv} = ${n * bpv} bytes for codec ${codec}, found ${v.length}`);
     let positions: Uint32Array;
     if (coding === 'm') {
       const expected = Math.ceil(size / 8);
