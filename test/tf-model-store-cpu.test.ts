@@ -1,0 +1,121 @@
+/**
+ * Live tf models on tfjs's `cpu` backend, where the store patches the backend's own arrays in
+ * place (no copy): predictions change without reload, a failed apply restores them, and a
+ * weight whose data is shared with another tensor is copied instead. (The wasm backend's copy
+ * and assign path is covered in stores.test.ts on the pretrained models.)
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { applyPayload, decodePayload, encodePayload, TargetMismatchError } from '../src/apply/index.ts';
+import { fingerprintStore } from '../src/core/fingerprint.ts';
+import { getHasher } from '../src/core/hasher.ts';
+import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
+import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
+import { tfModelStore } from '../src/io/tf-model-store.ts';
+import { pretrainedModelDir } from './helpers/pretrained.ts';
+import { memoryCopy, perturbed } from './helpers/perturb.ts';
+import { rng } from './helpers/models.ts';
+import { topkDiff } from '../src/diff/topk.ts';
+
+const hasher = await getHasher();
+let work: string;
+let dir: string;
+before(async () => {
+  await tf.setBackend('cpu');
+  work = await mkdtemp(path.join(tmpdir(), 'nd-tf-cpu-'));
+  dir = path.join(work, 'mlp');
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [16], units: 32, activation: 'relu', name: 'hidden', kernelInitializer: tf.initializers.randomNormal({ seed: 1 }) }),
+      tf.layers.dense({ units: 4, activation: 'softmax', name: 'out', kernelInitializer: tf.initializers.randomNormal({ seed: 2 }) }),
+    ],
+  });
+  await model.save(fileSystemIO(dir));
+  model.dispose();
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+const input = () => tf.tensor2d(Float32Array.from({ length: 3 * 16 }, (_, i) => Math.sin(i)), [3, 16]);
+function predict(model: tf.LayersModel | tf.GraphModel): Float32Array {
+  return tf.tidy(() => (model.predict(input()) as tf.Tensor).dataSync() as Float32Array).slice();
+}
+const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+
+async function payloadFor() {
+  const base = memoryCopy(await openTfjsModelDir(dir));
+  const r = rng(3);
+  const specs: PatchSpec[] = [
+    { kind: 'hash', name: 'hidden/kernel', seed: 7, signed: true, buckets: Float32Array.from({ length: 31 }, () => (r() - 0.5) * 0.2), codec: 'f32' },
+    { kind: 'sparse', name: 'out/kernel', positions: Uint32Array.from([0, 5, 9, 100]), values: Float32Array.from([0.5, -0.5, 0.25, 1]), codec: 'f32' },
+  ];
+  return buildPayload(hasher, base, specs, { method: 'hash' });
+}
+
+for (const mode of ['auto', 'never'] as const) {
+  test(`LayersModel on cpu, inPlace: ${mode}: predictions change without reload and equal the patched folder's`, async () => {
+    const model = await tf.loadLayersModel(fileSystemIO(dir));
+    const store = tfModelStore(model, { inPlace: mode });
+    assert.equal(store.isInPlace('hidden/kernel'), mode === 'auto');
+    const built = await payloadFor();
+    const before = predict(model);
+    const res = await applyPayload(store, built.bytes);
+    assert.equal(res.status, 'applied');
+    assert.equal(fingerprintStore(hasher, store).fingerprint, built.payload.header.targetFingerprint);
+    const after = predict(model);
+    assert.ok(!same(before, after), 'predictions changed');
+
+    const patched = path.join(work, `patched-${mode}`);
+    await (await tf.loadLayersModel(fileSystemIO(dir))).save(fileSystemIO(patched));
+    await applyPayload(await openTfjsModelDir(patched), built.bytes);
+    const reloaded = await tf.loadLayersModel(fileSystemIO(patched));
+    assert.ok(same(predict(reloaded), after), 'equal to the model loaded from the patched folder');
+    model.dispose();
+    reloaded.dispose();
+  });
+}
+
+test('an inconsistent payload is undone in the live arrays: the model predicts as before', async () => {
+  const model = await tf.loadLayersModel(fileSystemIO(dir));
+  const store = tfModelStore(model);
+  const built = await payloadFor();
+  const bad = decodePayload(built.bytes);
+  bad.header.targetFingerprint = '0123456789abcdef';
+  const before = predict(model);
+  await assert.rejects(applyPayload(store, encodePayload(bad)), TargetMismatchError);
+  assert.ok(same(predict(model), before));
+  assert.equal(fingerprintStore(hasher, store).fingerprint, built.payload.header.baseFingerprint);
+  model.dispose();
+});
+
+test('a weight whose data another tensor shares is copied, so the other tensor never changes', async () => {
+  const model = await tf.loadLayersModel(fileSystemIO(dir));
+  const shared = tf.clone(model.getLayer('hidden').getWeights()[0]);
+  const sharedBefore = (shared.dataSync() as Float32Array).slice();
+  const store = tfModelStore(model);
+  assert.equal(store.isInPlace('hidden/kernel'), false, 'shared data is not patched in place');
+  assert.equal(store.isInPlace('out/kernel'), true);
+  await applyPayload(store, (await payloadFor()).bytes);
+  assert.ok(same(shared.dataSync() as Float32Array, sharedBefore));
+  assert.ok(!same(model.getLayer('hidden').getWeights()[0].dataSync() as Float32Array, sharedBefore));
+  shared.dispose();
+  model.dispose();
+});
+
+test('pretrained graph-model (nsfwjs MobileNetV2) patched in place on cpu', async () => {
+  const gdir = await pretrainedModelDir('graph');
+  const model = await tf.loadGraphModel(fileSystemIO(gdir));
+  const store = tfModelStore(model);
+  assert.ok(store.list().every((e) => store.isInPlace(e.name)), 'every weight in place');
+  const base = memoryCopy(store);
+  const built = topkDiff(hasher, base, perturbed(base, 0.005, 4), { budgetBytes: 20_000, codec: 'f16' });
+  await applyPayload(store, built.bytes);
+  const fresh = tfModelStore(model, { inPlace: 'never' });
+  assert.equal(fingerprintStore(hasher, fresh).fingerprint, built.payload.header.targetFingerprint, 'the model\'s tensors hold the target');
+  model.dispose();
+});
