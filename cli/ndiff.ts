@@ -10,6 +10,7 @@ import { inspectCommand, runInspect } from './commands/inspect.ts';
 import { applyCommand, runApply } from './commands/apply.ts';
 import { verifyCommand, runVerify } from './commands/verify.ts';
 import { fingerprintCommand, runFingerprint } from './commands/fingerprint.ts';
+import { trainCommand, runTrain } from './commands/train.ts';
 import { extraCommands } from './commands/index.ts';
 
 export const VERSION = '0.1.0';
@@ -29,6 +30,7 @@ export async function main(argv: string[], io?: CliIO): Promise<number> {
     .command('inspect <payload>', 'show a payload: header and one row per patched tensor', inspectCommand, run(runInspect))
     .command('apply', 'verify a payload and patch a model folder in place (atomic switch; untouched on any error)', applyCommand, run(runApply))
     .command('verify <payload>', 'check a payload is well-formed, and with --model that it applies cleanly (writes nothing)', verifyCommand, run(runVerify))
+    .command('train', 'learn a diff of a model on new data within a byte budget (sparse, hash) or train a baseline (full, topk, drop, lowrank)', trainCommand, run(runTrain))
     .command('fingerprint <model>', 'print the fingerprint of a model folder (what payloads name as base and target)', fingerprintCommand, run(runFingerprint));
   for (const c of extraCommands) y = y.command(c.command, c.describe, c.builder, run(c.handler));
   y = y

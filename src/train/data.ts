@@ -1,0 +1,96 @@
+/**
+ * Training data for the trainers: inputs as one float32 tensor, labels as class indices, and
+ * a seeded batch order so the same seed gives the same training run.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UsageError } from '../core/errors.ts';
+
+/** A labelled classification dataset held in memory. */
+export interface LabelledData {
+  /** Inputs, `[n, ...featureShape]`, float32. */
+  x: tf.Tensor;
+  /** Class index per example. */
+  y: Int32Array;
+}
+
+/** Mulberry32: a small seeded PRNG (the trainers' only source of randomness). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A permutation of 0..n-1 from `random` (Fisher-Yates). */
+export function permutation(n: number, random: () => number): Int32Array {
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+  }
+  return p;
+}
+
+/** Batches of one epoch in a seeded order. Each batch's tensors are disposed by the caller. */
+export function* epochBatches(data: LabelledData, batchSize: number, random: () => number): Generator<{ x: tf.Tensor; y: tf.Tensor1D; size: number }> {
+  const n = data.y.length;
+  const order = permutation(n, random);
+  for (let start = 0; start < n; start += batchSize) {
+    const idx = order.subarray(start, Math.min(n, start + batchSize));
+    const idxT = tf.tensor1d(idx, 'int32');
+    const x = tf.gather(data.x, idxT);
+    idxT.dispose();
+    const y = tf.tensor1d(Int32Array.from(idx, (i) => data.y[i]), 'int32');
+    yield { x, y, size: idx.length };
+  }
+}
+
+/** Check inputs and labels agree with the model before training starts. */
+export function checkData(data: LabelledData, inputShape: (number | null)[], numClasses: number, what: string): void {
+  const n = data.x.shape[0];
+  if (n !== data.y.length) throw new UsageError(`${what}: ${n} inputs but ${data.y.length} labels; x and y must have the same first dimension`);
+  if (n === 0) throw new UsageError(`${what}: the dataset is empty`);
+  const feat = data.x.shape.slice(1);
+  const want = inputShape.slice(1);
+  if (feat.length !== want.length || want.some((d, i) => d !== null && d !== feat[i])) {
+    throw new UsageError(`${what}: inputs are [${feat.join(', ')}] per example but the model takes [${want.map((d) => d ?? '?').join(', ')}]: reshape the data or pick the matching model`);
+  }
+  for (let i = 0; i < data.y.length; i++) {
+    if (data.y[i] < 0 || data.y[i] >= numClasses) throw new UsageError(`${what}: label ${data.y[i]} at example ${i} is outside the model's ${numClasses} classes`);
+  }
+}
+
+/** Mean sparse categorical cross-entropy of `probs` (softmax outputs) against class indices. */
+export function sparseCrossEntropy(probs: tf.Tensor, labels: tf.Tensor1D, fromLogits: boolean): tf.Scalar {
+  return tf.tidy(() => {
+    const numClasses = probs.shape[probs.shape.length - 1] as number;
+    const oneHot = tf.oneHot(labels, numClasses);
+    const logp = fromLogits ? tf.logSoftmax(probs) : tf.log(tf.clipByValue(probs, 1e-7, 1));
+    return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, logp), -1))) as tf.Scalar;
+  });
+}
+
+/** Accuracy (fraction correct) and per-example predictions of a model on `data`. */
+export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 256): { accuracy: number; predictions: Int32Array } {
+  const n = data.y.length;
+  const predictions = new Int32Array(n);
+  for (let start = 0; start < n; start += batchSize) {
+    const end = Math.min(n, start + batchSize);
+    const pred = tf.tidy(() => {
+      const x = data.x.slice(start, end - start);
+      return tf.argMax(model.predict(x) as tf.Tensor, -1);
+    });
+    predictions.set(pred.dataSync() as Int32Array, start);
+    pred.dispose();
+  }
+  let correct = 0;
+  for (let i = 0; i < n; i++) if (predictions[i] === data.y[i]) correct++;
+  return { accuracy: correct / n, predictions };
+}

