@@ -1,0 +1,102 @@
+/**
+ * Build the browser bundles of the device side: `src/apply/index.ts` (the package's
+ * `neural-diff/apply` entry) with its dependencies (msgpackr, xxhash-wasm) at `dist/apply.js`,
+ * and the pure safetensors store (`neural-diff/safetensors`) at `dist/safetensors.js`, minified
+ * ES modules for a `<script type="module">` or an import map. Prints the minified and
+ * minified + gzip sizes (each entry counted with the chunk it shares).
+ *
+ *   npm run build:apply                          # writes dist/
+ *   node --import tsx scripts/build-apply.ts --outdir /tmp/nd-dist
+ */
+import { build } from 'esbuild';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** One built entry, in bytes. */
+export interface BundleEntry {
+  /** Where its file was written. */
+  outfile: string;
+  /** Minified size of the entry and every chunk it imports. */
+  minBytes: number;
+  /** The same files, each gzip level 9, summed. */
+  gzipBytes: number;
+}
+
+/** What {@link buildApplyBundle} wrote. */
+export interface ApplyBundle {
+  /** `neural-diff/apply`: the applier with msgpackr and xxhash-wasm. */
+  apply: BundleEntry;
+  /** `neural-diff/safetensors`: the pure safetensors store (shares a chunk with apply). */
+  safetensors: BundleEntry;
+  /** Bytes each input contributes to the apply entry's output, largest first. */
+  applyInputs: { path: string; bytes: number }[];
+}
+
+/**
+ * Build the browser bundles (ESM, minified, platform browser, ES2020) into `outdir`:
+ * `apply.js` and `safetensors.js`, plus the chunks they share (the error classes), so both
+ * can be loaded on one page and `instanceof` works across them.
+ */
+export async function buildApplyBundle(outdir = path.join(root, 'dist')): Promise<ApplyBundle> {
+  const result = await build({
+    entryPoints: { apply: path.join(root, 'src', 'apply', 'index.ts'), safetensors: path.join(root, 'src', 'io', 'safetensors.ts') },
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2020',
+    minify: true,
+    outdir,
+    write: false,
+    metafile: true,
+    legalComments: 'none',
+    chunkNames: 'chunk-[hash]',
+    logLevel: 'silent',
+  });
+  await mkdir(outdir, { recursive: true });
+  // Chunk names carry content hashes: drop the ones an earlier build left.
+  for (const f of await readdir(outdir)) if (/^chunk-[A-Z0-9]+\.js$/.test(f)) await rm(path.join(outdir, f));
+  const bytes = new Map<string, Uint8Array>();
+  for (const f of result.outputFiles) {
+    await writeFile(f.path, f.contents);
+    bytes.set(path.relative(root, f.path), f.contents);
+  }
+  const outputs = result.metafile.outputs;
+  const closure = (file: string, seen = new Set<string>()): Set<string> => {
+    seen.add(file);
+    for (const imp of outputs[file].imports) if (!seen.has(imp.path) && outputs[imp.path]) closure(imp.path, seen);
+    return seen;
+  };
+  const entry = (name: string): BundleEntry => {
+    const file = Object.keys(outputs).find((k) => path.basename(k) === `${name}.js`) as string;
+    let minBytes = 0;
+    let gzipBytes = 0;
+    for (const f of closure(file)) {
+      const b = bytes.get(path.relative(root, path.resolve(root, f))) as Uint8Array;
+      minBytes += b.length;
+      gzipBytes += gzipSync(b, { level: 9 }).length;
+    }
+    return { outfile: path.resolve(root, file), minBytes, gzipBytes };
+  };
+  const applyFile = Object.keys(outputs).find((k) => path.basename(k) === 'apply.js') as string;
+  const applyInputs = [...closure(applyFile)]
+    .flatMap((f) => Object.entries(outputs[f].inputs).map(([p, v]) => ({ path: p, bytes: v.bytesInOutput })))
+    .sort((a, b) => b.bytes - a.bytes);
+  return { apply: entry('apply'), safetensors: entry('safetensors'), applyInputs };
+}
+
+const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const i = process.argv.indexOf('--outdir');
+  const bundle = await buildApplyBundle(i > 0 ? path.resolve(process.argv[i + 1]) : undefined);
+  for (const [name, e] of [['neural-diff/apply', bundle.apply], ['neural-diff/safetensors', bundle.safetensors]] as const) {
+    console.log(`${name} -> ${path.relative(process.cwd(), e.outfile)} (+ shared chunk): ${e.minBytes} bytes minified (${kb(e.minBytes)}), ${e.gzipBytes} bytes min+gzip (${kb(e.gzipBytes)})`);
+  }
+  console.log('largest inputs of the applier:');
+  for (const inp of bundle.applyInputs.slice(0, 6)) console.log(`  ${String(inp.bytes).padStart(6)}  ${inp.path}`);
+}

@@ -1,0 +1,122 @@
+/**
+ * The browser build of the applier, in a real browser: build dist/ with esbuild (as
+ * `npm run build:apply` does), serve examples/browser on 127.0.0.1, open it in headless Chromium
+ * (Debian's `chromium`, driven by playwright-core) and check that the page's fingerprint after
+ * applying equals the target fingerprint computed in Node, once with WebAssembly (xxhash-wasm)
+ * and once with `WebAssembly` deleted before any script runs (pure TypeScript hashing).
+ *
+ * Chromium: used from /usr/bin/chromium (or $CHROMIUM_PATH). When it is missing and the test
+ * runs as root, it is installed with apt-get (as CI on a fresh machine does); otherwise the test
+ * is skipped with the reason.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { buildApplyBundle, type ApplyBundle } from '../scripts/build-apply.ts';
+import { serveExample, writeDemoFiles, type ExampleServer } from '../examples/browser/serve.ts';
+import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
+import { pretrainedModelDir } from './helpers/pretrained.ts';
+import { memoryCopy, perturbed } from './helpers/perturb.ts';
+
+/** Path of a Chromium binary, installing Debian's package if needed and allowed; or a skip reason. */
+function findChromium(): { path: string } | { skip: string } {
+  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(Boolean) as string[];
+  const found = candidates.find((p) => existsSync(p));
+  if (found) return { path: found };
+  if (process.platform !== 'linux' || process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) {
+    return { skip: 'no Chromium found (set CHROMIUM_PATH, or run as root on Debian so the test can apt-get install chromium)' };
+  }
+  try {
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env, timeout: 300_000 });
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { stdio: 'ignore', env, timeout: 600_000 });
+  } catch (err) {
+    return { skip: `installing Debian's chromium failed: ${(err as Error).message}` };
+  }
+  return existsSync('/usr/bin/chromium') ? { path: '/usr/bin/chromium' } : { skip: 'apt-get installed chromium but /usr/bin/chromium is missing' };
+}
+
+const chromiumPath = findChromium();
+const skip = 'skip' in chromiumPath ? chromiumPath.skip : false;
+
+let work: string;
+let bundle: ApplyBundle;
+let server: ExampleServer;
+let browser: Browser;
+let expected: { baseFingerprint: string; targetFingerprint: string; payloadBytes: number };
+
+before(async () => {
+  if (skip) return;
+  work = await mkdtemp(path.join(tmpdir(), 'nd-browser-'));
+  const dist = path.join(work, 'dist');
+  bundle = await buildApplyBundle(dist);
+  // The real pretrained MobileNetV2 (2.6M weights) as the model, a 2%-perturbed copy as the target.
+  const base = memoryCopy(await openTfjsModelDir(await pretrainedModelDir('layers')));
+  expected = await writeDemoFiles(work, base, perturbed(base, 0.02, 3), 100_000);
+  server = await serveExample({ distDir: dist, dataDir: work });
+  browser = await chromium.launch({
+    executablePath: (chromiumPath as { path: string }).path,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+// The goal is 30 KB min+gzip. Without the signature verifier the applier is ~22 KB; @noble/ed25519
+// and @noble/hashes (the fallback where WebCrypto lacks Ed25519) add ~7 KB and msgpackr's encoder
+// (reached through encodePayload) ~5 KB. This guard catches growth beyond that.
+const BUNDLE_GUARD_BYTES = 36 * 1024;
+
+test(`the applier bundle stays under ${BUNDLE_GUARD_BYTES / 1024} KiB min+gzip with its dependencies`, { skip }, (t) => {
+  t.diagnostic(`neural-diff/apply: ${bundle.apply.minBytes} bytes minified, ${bundle.apply.gzipBytes} bytes min+gzip`);
+  assert.ok(bundle.apply.gzipBytes < BUNDLE_GUARD_BYTES, `apply bundle is ${bundle.apply.gzipBytes} bytes min+gzip`);
+  assert.ok(bundle.apply.gzipBytes > 5000, 'suspiciously small: is msgpackr bundled?');
+  assert.ok(bundle.applyInputs.some((i) => i.path.includes('msgpackr')) && bundle.applyInputs.some((i) => i.path.includes('xxhash-wasm')));
+  assert.ok(!bundle.applyInputs.some((i) => i.path.includes('@tensorflow')));
+});
+
+for (const wasm of [true, false]) {
+  test(`the page applies the update and shows the target fingerprint (${wasm ? 'xxhash-wasm' : 'WebAssembly deleted: pure TypeScript'})`, { skip }, async () => {
+    const context = await browser.newContext();
+    try {
+      if (!wasm) await context.addInitScript('delete globalThis.WebAssembly;');
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(server.url);
+      await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 60_000 });
+      const text = async (id: string) => (await page.textContent(`#${id}`))?.trim();
+      assert.equal(await page.getAttribute('body', 'data-state'), 'done', `page status: ${await text('status')} ${errors.join('; ')}`);
+      assert.equal(await text('hasher'), wasm ? 'wasm' : 'pure');
+      assert.equal(await text('before'), expected.baseFingerprint);
+      assert.equal(await text('after'), expected.targetFingerprint);
+      assert.match((await text('status')) ?? '', /^applied: update 1 /);
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+test('the page reports a typed error for a payload that does not fit', { skip }, async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    // The model file given as the payload: not a payload at all.
+    await page.goto(`${server.url}?payload=model.safetensors`);
+    await page.waitForSelector('body[data-state="error"]', { timeout: 60_000 });
+    assert.match((await page.textContent('#status')) ?? '', /^ND_PAYLOAD_FORMAT: /);
+  } finally {
+    await context.close();
+  }
+});
