@@ -160,6 +160,7 @@ describe('BatchMatMul / _FusedMatMul on wasm match cpu', () => {
     { a: [53, 37], b: [53, 29], ta: true, tb: false },
     { a: [37, 53], b: [29, 53], ta: false, tb: true },
     { a: [53, 37], b: [29, 53], ta: true, tb: true },
+    { a: [8, 300], b: [500, 300], ta: false, tb: true }, // dx = dy·Wᵀ of a dense layer: computed as (W·dyᵀ)ᵀ
     { a: [3, 40, 41], b: [3, 41, 42], ta: false, tb: false }, // batched, one XNNPACK call per item
     { a: [3, 41, 40], b: [3, 42, 41], ta: true, tb: true },
     { a: [1, 40, 41], b: [4, 42, 41], ta: false, tb: true, forwardOnly: true },
@@ -259,6 +260,25 @@ describe('depthwise conv2d gradients on wasm match cpu', () => {
       );
     });
   }
+});
+
+describe('depthwise gradients refuse dilation', () => {
+  it('throws a clear error instead of computing a wrong gradient', async () => {
+    await initBackend('wasm');
+    const x = tf.ones([1, 6, 6, 2]);
+    const dy = tf.ones([1, 6, 6, 2]);
+    assert.throws(
+      () =>
+        tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, {
+          strides: 1,
+          dilations: 2,
+          pad: 'same',
+          filterShape: [3, 3, 2, 1],
+        }),
+      /dilation 1 only/,
+    );
+    tf.dispose([x, dy]);
+  });
 });
 
 describe('max-pool gradient on wasm matches cpu', () => {

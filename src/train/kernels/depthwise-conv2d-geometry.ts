@@ -1,13 +1,16 @@
 /** Shared set-up of the two depthwise-conv gradient kernels. */
 import * as tf from '@tensorflow/tfjs';
 
-/** Depthwise conv geometry with the channel multiplier; throws on what tfjs cannot differentiate. */
+/** Depthwise conv geometry (tfjs' conv info) and its channel multiplier. */
 export interface DepthwiseGeometry {
   info: tf.backend_util.Conv2DInfo;
   multiplier: number;
 }
 
-/** Resolve padding and sizes like tfjs does; dilation must be 1 (tfjs' gradient asserts the same). */
+/**
+ * Resolve padding and sizes like tfjs does. Dilation must be 1: tfjs' depthwise gradient asserts
+ * the same, so no other value reaches these kernels through tf.grad.
+ */
 export function depthwiseGeometry(
   kernel: string,
   inShape: [number, number, number, number],
