@@ -11,6 +11,7 @@ import { applyCommand, runApply } from './commands/apply.ts';
 import { verifyCommand, runVerify } from './commands/verify.ts';
 import { fingerprintCommand, runFingerprint } from './commands/fingerprint.ts';
 import { trainCommand, runTrain } from './commands/train.ts';
+import { reportCommand, runReport } from './commands/report.ts';
 import { extraCommands } from './commands/index.ts';
 
 export const VERSION = '0.1.0';
@@ -31,6 +32,7 @@ export async function main(argv: string[], io?: CliIO): Promise<number> {
     .command('apply', 'verify a payload and patch a model folder in place (atomic switch; untouched on any error)', applyCommand, run(runApply))
     .command('verify <payload>', 'check a payload is well-formed, and with --model that it applies cleanly (writes nothing)', verifyCommand, run(runVerify))
     .command('train', 'learn a diff of a model on new data within a byte budget (sparse, hash) or train a baseline (full, topk, drop, lowrank)', trainCommand, run(runTrain))
+    .command('report <results>', 'render the size/accuracy comparison (HTML with charts + Markdown) from benchmark results JSON', reportCommand, run(runReport))
     .command('fingerprint <model>', 'print the fingerprint of a model folder (what payloads name as base and target)', fingerprintCommand, run(runFingerprint));
   for (const c of extraCommands) y = y.command(c.command, c.describe, c.builder, run(c.handler));
   y = y

@@ -1,0 +1,294 @@
+/**
+ * The keyword-spotting update benchmark (issue #4): a base keyword model, then five successive
+ * updates, each shipped as a diff against the model the device holds, for every method and
+ * budget, side by side with full fine-tuning and `zstd --patch-from`.
+ *
+ *   npm run bench:kws                         full run (tens of minutes, both cores)
+ *   npm run bench:kws -- --quick              a few words, one update, small budgets (~1-2 min)
+ *   node --import tsx examples/keyword-spotting/bench.ts [--quick] [--data DIR] [--work DIR]
+ *        [--out FILE] [--jobs N] [--epochs N] [--base-epochs N] [--updates N] [--budgets 0.5,1,2,5,10]
+ *
+ * Data comes from data.ts (generated on first use; needs apt-get for espeak-ng, flite, sox,
+ * ktuberling-data, klettres-data, and zstd for the byte-diff baseline — the script installs
+ * what is missing). Each (method, budget) is its own chain: its device starts from the base and
+ * applies its own diffs, and every diff is trained against that chain's current model. Post-hoc
+ * methods fine-tune fully from their own chain's model, then compress. Chains run in `--jobs`
+ * worker processes (one tfjs thread each). Rows: see src/report/results.ts.
+ */
+import { fork, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { join, resolve, dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { applyPayload } from '../../src/apply/index.ts';
+import { MemoryWeightStore } from '../../src/core/weight-store.ts';
+import { loadNpy } from '../../src/io/npy-files.ts';
+import { initBackend } from '../../src/train/backend.ts';
+import { evaluate, seededRandom, type LabelledData } from '../../src/train/data.ts';
+import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts';
+import { silenceTfjsNodeBanner } from '../../src/train/quiet.ts';
+import { trainDiff, type TrainMethod } from '../../src/train/train-diff.ts';
+import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
+import type { KwsManifest } from './data.ts';
+import { keywordModel } from './model.ts';
+
+const here = dirname(new URL(import.meta.url).pathname);
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    data: { type: 'string' },
+    work: { type: 'string' },
+    out: { type: 'string' },
+    jobs: { type: 'string', default: '2' },
+    epochs: { type: 'string' },
+    'base-epochs': { type: 'string' },
+    updates: { type: 'string' },
+    budgets: { type: 'string' },
+    methods: { type: 'string' },
+    'replay-ratio': { type: 'string', default: '1' },
+    worker: { type: 'string' },
+  },
+});
+const quick = args.quick as boolean;
+const dataDir = resolve(args.data ?? join(here, quick ? 'work/quick-data' : 'data'));
+const workDir = resolve(args.work ?? join(here, quick ? 'work/quick' : 'work/full'));
+const outFile = resolve(args.out ?? join(here, 'results', quick ? 'quick.json' : 'full.json'));
+const epochs = Number(args.epochs ?? (quick ? 2 : 6));
+const baseEpochs = Number(args['base-epochs'] ?? (quick ? 4 : 12));
+const budgets = (args.budgets ?? (quick ? '0.5,1' : '0.5,1,2,5,10')).split(',').map(Number);
+const methods = (args.methods ?? 'sparse,hash,topk,drop,lowrank').split(',') as TrainMethod[];
+const replayRatio = Number(args['replay-ratio']);
+const log = (l: string) => console.log(l);
+
+interface Chain {
+  method: TrainMethod;
+  budgetPct: number | null;
+}
+interface ChainRows {
+  rows: ResultRow[];
+  /** full chain only: zstd rows */
+}
+
+function loadSplit(manifest: KwsManifest, name: string): { x: Float32Array; shape: number[]; y: Int32Array } {
+  const s = manifest.splits[name];
+  if (!s) throw new Error(`data has no split ${name}`);
+  const x = loadNpy(join(dataDir, s.files.x));
+  const y = loadNpy(join(dataDir, s.files.y));
+  return { x: x.data as Float32Array, shape: x.shape, y: y.data as Int32Array };
+}
+
+function toLabelled(parts: { x: Float32Array; shape: number[]; y: Int32Array }[]): LabelledData {
+  const n = parts.reduce((a, p) => a + p.y.length, 0);
+  const feat = parts[0].shape.slice(1);
+  const per = feat.reduce((a, b) => a * b, 1);
+  const x = new Float32Array(n * per);
+  const y = new Int32Array(n);
+  let k = 0;
+  for (const p of parts) {
+    x.set(p.x.subarray(0, p.y.length * per), k * per);
+    y.set(p.y, k);
+    k += p.y.length;
+  }
+  return { x: tf.tensor(x, [n, ...feat], 'float32'), y };
+}
+
+/** A seeded sample of `count` rows from earlier training splits (replay against forgetting). */
+function replaySample(manifest: KwsManifest, names: string[], count: number, seed: number) {
+  if (!names.length || count <= 0) return [];
+  const parts = names.map((n) => loadSplit(manifest, n));
+  const per = parts[0].shape.slice(1).reduce((a, b) => a * b, 1);
+  const random = seededRandom(seed);
+  const total = parts.reduce((a, p) => a + p.y.length, 0);
+  const take = Math.min(count, total);
+  const chosen = new Set<number>();
+  while (chosen.size < take) chosen.add(Math.floor(random() * total));
+  const idx = [...chosen].sort((a, b) => a - b);
+  const x = new Float32Array(take * per);
+  const y = new Int32Array(take);
+  let offset = 0;
+  let pi = 0;
+  idx.forEach((g, k) => {
+    while (g >= offset + parts[pi].y.length) offset += parts[pi++].y.length;
+    const local = g - offset;
+    x.set(parts[pi].x.subarray(local * per, (local + 1) * per), k * per);
+    y[k] = parts[pi].y[local];
+  });
+  return [{ x, shape: [take, ...parts[0].shape.slice(1)], y }];
+}
+
+function ensureZstd(): void {
+  if (spawnSync('zstd', ['--version']).status === 0) return;
+  log('installing zstd with apt-get (for the byte-diff baseline)');
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+  const r = spawnSync('apt-get', ['install', '-y', '-qq', 'zstd'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  if (r.status !== 0) throw new Error('could not install zstd with apt-get; install it (Debian package zstd) and run again');
+}
+
+/** Bytes of `zstd -19 --patch-from=old new`: the generic byte diff a user might use instead. */
+function zstdPatchBytes(oldW: Float32Array, newW: Float32Array, tmp: string): number {
+  mkdirSync(tmp, { recursive: true });
+  const a = join(tmp, 'old.bin');
+  const b = join(tmp, 'new.bin');
+  const p = join(tmp, 'patch.zst');
+  writeFileSync(a, new Uint8Array(oldW.buffer, oldW.byteOffset, oldW.byteLength));
+  writeFileSync(b, new Uint8Array(newW.buffer, newW.byteOffset, newW.byteLength));
+  const r = spawnSync('zstd', ['-q', '-f', '-19', '--long=27', `--patch-from=${a}`, b, '-o', p]);
+  if (r.status !== 0) throw new Error(`zstd failed: ${r.stderr}`);
+  return readFileSync(p).length;
+}
+
+function flatten(store: MemoryWeightStore): Float32Array {
+  const names = store.list().map((t) => t.name).sort();
+  const n = names.reduce((a, k) => a + store.values(k).length, 0);
+  const out = new Float32Array(n);
+  let o = 0;
+  for (const k of names) {
+    out.set(store.values(k), o);
+    o += store.values(k).length;
+  }
+  return out;
+}
+
+/** Run chains (worker side): every update, in order, for each chain. */
+async function runChains(chains: Chain[], manifest: KwsManifest, workerId: number): Promise<ResultRow[]> {
+  await initBackend('wasm');
+  silenceTfjsNodeBanner();
+  const model = keywordModel(manifest.numClasses, 0);
+  const baseTensors = JSON.parse(readFileSync(join(workDir, 'base.json'), 'utf8')) as Record<string, { shape: number[]; b64: string }>;
+  const baseStore = new MemoryWeightStore(Object.entries(baseTensors).map(([n, t]) => {
+    const buf = Buffer.from(t.b64, 'base64');
+    return [n, { shape: t.shape, data: new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)) }] as [string, { shape: number[]; data: Float32Array }];
+  }));
+  const devices = new Map<Chain, MemoryWeightStore>(chains.map((c) => [c, baseStore.clone()]));
+  const total = baseStore.list().reduce((a, t) => a + 4 * t.shape.reduce((x, y) => x * y, 1), 0);
+  const rows: ResultRow[] = [];
+  const lastUpdate = Math.min(manifest.updates.length - 1, Number(args.updates ?? (quick ? 1 : 5)));
+  for (let u = 1; u <= lastUpdate; u++) {
+    const up = manifest.updates[u];
+    const fresh = loadSplit(manifest, up.train);
+    const replay = replaySample(manifest, up.replay, Math.round(fresh.y.length * replayRatio), 1000 + u);
+    const train = toLabelled([fresh, ...replay]);
+    const evalNew = toLabelled([loadSplit(manifest, up.eval)]);
+    const oldNames = up.evalAll.filter((e) => e !== up.eval);
+    const evalOld = toLabelled(oldNames.map((n) => loadSplit(manifest, n)));
+    const evalAll = toLabelled(up.evalAll.map((n) => loadSplit(manifest, n)));
+    for (const chain of chains) {
+      const device = devices.get(chain) as MemoryWeightStore;
+      setModelWeights(model, (n) => (device.list().some((t) => t.name === n) ? device.values(n) : undefined));
+      const budgetBytes = chain.budgetPct === null ? 0 : Math.floor((total * chain.budgetPct) / 100);
+      const res = await trainDiff(model, train, {
+        method: chain.method,
+        budgetBytes,
+        epochs,
+        seed: 100 * u + (chain.budgetPct ?? 0) * 7 + chain.method.length,
+        base: device,
+        header: { modelId: 'kws-en', sequence: u },
+      });
+      // The device applies the payload in place (verifies base and target fingerprints).
+      const before = chain.method === 'full' ? device.clone() : null;
+      await applyPayload(device, res.bytes);
+      const accAll = evaluate(model, evalAll).accuracy;
+      const accOld = evaluate(model, evalOld).accuracy;
+      const accNew = evaluate(model, evalNew).accuracy;
+      const row: ResultRow = { update: u, name: up.id, method: chain.method as ReportMethod, budgetPct: chain.budgetPct, bytes: chain.method === 'full' ? total : res.bytes.length, accAll, accOld, accNew, driftFromFull: 0, trainSeconds: Number(res.trainSeconds.toFixed(2)), epochs, trainExamples: train.y.length };
+      rows.push(row);
+      log(`[job ${workerId}] update ${u} (${up.id}) ${chain.method}${chain.budgetPct !== null ? ` ${chain.budgetPct}%` : ''}: ${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}% (${row.trainSeconds} s)`);
+      if (before) {
+        const zBytes = zstdPatchBytes(flatten(before), flatten(device), join(workDir, `zstd-${workerId}`));
+        rows.push({ ...row, method: 'zstd', bytes: zBytes, trainSeconds: row.trainSeconds });
+        log(`[job ${workerId}] update ${u} zstd --patch-from: ${zBytes} bytes`);
+      }
+    }
+    for (const d of [train, evalNew, evalOld, evalAll]) d.x.dispose();
+  }
+  return rows;
+}
+
+async function trainBase(manifest: KwsManifest): Promise<void> {
+  const marker = join(workDir, 'base.json');
+  const stamp = JSON.stringify({ data: manifest.splits[manifest.updates[0].train].sha256, baseEpochs, quick });
+  if (existsSync(marker) && existsSync(join(workDir, 'base.stamp')) && readFileSync(join(workDir, 'base.stamp'), 'utf8') === stamp) {
+    log(`base model: reusing ${marker}`);
+    return;
+  }
+  await initBackend('wasm');
+  silenceTfjsNodeBanner();
+  const up = manifest.updates[0];
+  const train = toLabelled([loadSplit(manifest, up.train)]);
+  const evalData = toLabelled([loadSplit(manifest, up.eval)]);
+  const model = keywordModel(manifest.numClasses, 0);
+  log(`base model: ${model.countParams()} parameters, ${manifest.numClasses} output slots; training on ${train.y.length} utterances for ${baseEpochs} epochs`);
+  const res = await trainDiff(model, train, {
+    method: 'full', budgetBytes: 0, epochs: baseEpochs, seed: 1, eval: evalData,
+    onEpoch: (r) => log(`  base epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% (${r.samplesPerSecond.toFixed(0)} samples/s)`),
+  });
+  log(`base model: held-out accuracy ${(100 * (res.accuracyAfter ?? 0)).toFixed(2)}% (${res.trainSeconds.toFixed(0)} s)`);
+  const store = modelToStore(model);
+  const out: Record<string, { shape: number[]; b64: string }> = {};
+  for (const t of store.list()) {
+    const v = store.values(t.name);
+    out[t.name] = { shape: [...t.shape], b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
+  }
+  writeFileSync(marker, JSON.stringify(out));
+  writeFileSync(join(workDir, 'base.stamp'), stamp);
+  writeFileSync(join(workDir, 'base-metrics.json'), JSON.stringify({ params: model.countParams(), accuracy: res.accuracyAfter, seconds: res.trainSeconds, epochs: baseEpochs }, null, 2));
+  train.x.dispose();
+  evalData.x.dispose();
+}
+
+function allChains(): Chain[] {
+  const chains: Chain[] = [{ method: 'full', budgetPct: null }];
+  for (const m of methods) for (const b of budgets) chains.push({ method: m, budgetPct: b });
+  return chains;
+}
+
+/** Deal chains to jobs; post-hoc chains cost a full fine-tune each, like learned ones. */
+function shard(chains: Chain[], jobs: number): Chain[][] {
+  const out: Chain[][] = Array.from({ length: jobs }, () => []);
+  chains.forEach((c, i) => out[i % jobs].push(c));
+  return out;
+}
+
+if (args.worker !== undefined) {
+  // worker process: run its chains, write rows
+  const id = Number(args.worker);
+  const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as KwsManifest;
+  const mine = shard(allChains(), Number(args.jobs))[id];
+  const rows = await runChains(mine, manifest, id);
+  writeFileSync(join(workDir, `rows-${id}.json`), JSON.stringify(rows));
+  process.exit(0);
+}
+
+const t0 = performance.now();
+mkdirSync(workDir, { recursive: true });
+if (!existsSync(join(dataDir, 'manifest.json'))) {
+  log(`no data in ${dataDir}: generating it (${quick ? 'quick' : 'full'} mode)`);
+  const { generate } = await import('./data.ts');
+  await generate({ out: dataDir, quick, seed: 1, jobs: 2, inflight: 2 });
+}
+ensureZstd();
+const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as KwsManifest;
+await trainBase(manifest);
+const jobs = Math.max(1, Number(args.jobs));
+log(`chains: ${allChains().length} (${['full', ...methods].join(', ')} x budgets ${budgets.join(', ')}%), ${jobs} job(s), ${epochs} epochs per update`);
+for (let i = 0; i < jobs; i++) rmSync(join(workDir, `rows-${i}.json`), { force: true });
+const passArgs = process.argv.slice(2).filter((a, i, all) => a !== '--worker' && all[i - 1] !== '--worker');
+await Promise.all(
+  Array.from({ length: jobs }, (_, i) =>
+    new Promise<void>((res, rej) => {
+      const child = fork(new URL(import.meta.url).pathname, [...passArgs, '--worker', String(i), '--jobs', String(jobs), '--data', dataDir, '--work', workDir], { execArgv: ['--import', 'tsx'] });
+      child.on('exit', (code) => (code === 0 ? res() : rej(new Error(`job ${i} exited with ${code}`))));
+    }),
+  ),
+);
+const rows: ResultRow[] = [];
+for (let i = 0; i < jobs; i++) rows.push(...(JSON.parse(readFileSync(join(workDir, `rows-${i}.json`), 'utf8')) as ResultRow[]));
+for (const r of rows) {
+  const full = rows.find((f) => f.update === r.update && f.method === 'full');
+  r.driftFromFull = full ? Number((full.accAll - r.accAll).toFixed(6)) : 0;
+}
+const order = ['full', 'zstd', 'sparse', 'hash', 'topk', 'drop', 'lowrank'];
+rows.sort((a, b) => a.update - b.update || order.indexOf(a.method) - order.indexOf(b.method) || (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
+mkdirSync(dirname(outFile), { recursive: true });
+writeFileSync(outFile, JSON.stringify(rows, null, 1) + '\n');
+log(`wrote ${outFile}: ${rows.length} rows in ${((performance.now() - t0) / 60000).toFixed(1)} min`);

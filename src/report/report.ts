@@ -1,0 +1,170 @@
+/**
+ * `ndiff report`: the size/accuracy comparison a user picks a budget from. From the result rows
+ * it renders a Markdown summary (tables + how the targets fared) and a self-contained HTML page
+ * with SVG charts: accuracy vs payload bytes per update, chain drift over the updates, and bytes
+ * saved against a generic byte diff (zstd --patch-from).
+ */
+import { lineChart, shortBytes, type Series } from './svg.ts';
+import { REPORT_METHODS, type ReportMethod, type ResultRow } from './results.ts';
+
+export const METHOD_COLORS: Record<ReportMethod, string> = {
+  sparse: '#1f77b4',
+  hash: '#ff7f0e',
+  topk: '#2ca02c',
+  drop: '#9467bd',
+  lowrank: '#8c564b',
+  full: '#d62728',
+  zstd: '#7f7f7f',
+};
+
+export const METHOD_LABELS: Record<ReportMethod, string> = {
+  sparse: 'sparse (learned)',
+  hash: 'hash (learned)',
+  topk: 'top-k of full FT',
+  drop: 'drop & rescale of full FT',
+  lowrank: 'low-rank of full FT',
+  full: 'full fine-tuning',
+  zstd: 'zstd --patch-from',
+};
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+const pts = (x: number) => `${(100 * x).toFixed(2)}`;
+
+function updates(rows: ResultRow[]): number[] {
+  return [...new Set(rows.map((r) => r.update))].sort((a, b) => a - b);
+}
+function budgets(rows: ResultRow[]): number[] {
+  return [...new Set(rows.filter((r) => r.budgetPct !== null).map((r) => r.budgetPct as number))].sort((a, b) => a - b);
+}
+function find(rows: ResultRow[], update: number, method: ReportMethod, budgetPct: number | null): ResultRow | undefined {
+  return rows.find((r) => r.update === update && r.method === method && r.budgetPct === budgetPct);
+}
+
+export interface TargetCheck {
+  target: string;
+  met: boolean | null;
+  detail: string;
+}
+
+/** The product's targets, evaluated on the rows (null: the rows cannot tell). */
+export function checkTargets(rows: ResultRow[]): TargetCheck[] {
+  const ups = updates(rows);
+  const checks: TargetCheck[] = [];
+  const full = (u: number) => find(rows, u, 'full', null);
+  // 1. sparse at <= 1%: within 1.0 point of full on every update
+  const small = budgets(rows).filter((b) => b <= 1);
+  if (small.length && ups.every((u) => full(u))) {
+    const best = ups.map((u) => Math.max(...small.map((b) => find(rows, u, 'sparse', b)?.accAll ?? -Infinity)) - (full(u) as ResultRow).accAll);
+    const worst = Math.min(...best);
+    const signed = (g: number) => `${g >= 0 ? '+' : ''}${pts(g)}`;
+    checks.push({ target: 'sparse diff at <= 1% of the model within 1.0 point of full fine-tuning on every update', met: worst >= -0.01, detail: `best sparse <= 1% minus full, per update: ${best.map(signed).join(', ')} points (worst ${signed(worst)})` });
+  } else checks.push({ target: 'sparse at <= 1% within 1.0 point of full fine-tuning', met: null, detail: 'no sparse rows at <= 1% or no full rows' });
+  // 2. at 10%: within 0.5 point after all updates (chain drift)
+  const last = ups[ups.length - 1];
+  const s10 = find(rows, last, 'sparse', 10);
+  checks.push(s10 ? { target: `sparse at 10%: chain drift within 0.5 point of full fine-tuning after update ${last}`, met: s10.driftFromFull <= 0.005, detail: `drift ${pts(s10.driftFromFull)} points` } : { target: 'sparse at 10% within 0.5 point after all updates', met: null, detail: 'no sparse row at 10% for the last update' });
+  // 3. learned sparse beats top-k at 0.5-1% by a clear margin
+  const margins: number[] = [];
+  for (const u of ups) for (const b of budgets(rows).filter((b) => b >= 0.5 && b <= 1)) {
+    const s = find(rows, u, 'sparse', b);
+    const t = find(rows, u, 'topk', b);
+    if (s && t) margins.push(s.accAll - t.accAll);
+  }
+  checks.push(margins.length ? { target: 'learned sparse beats post-hoc top-k at equal bytes (0.5-1%)', met: Math.min(...margins) > 0.01, detail: `margin ${pts(Math.min(...margins))} to ${pts(Math.max(...margins))} points over ${margins.length} (update, budget) pairs` } : { target: 'sparse beats top-k at 0.5-1%', met: null, detail: 'no pairs' });
+  // 4. >= 50x smaller than zstd at no more than 1 point below full
+  const ratios: string[] = [];
+  let allMet = true;
+  for (const u of ups) {
+    const z = find(rows, u, 'zstd', null);
+    const f = full(u);
+    if (!z || !f) { allMet = false; continue; }
+    const ok = rows.filter((r) => r.update === u && (r.method === 'sparse' || r.method === 'hash') && r.accAll >= f.accAll - 0.01).sort((a, b) => a.bytes - b.bytes)[0];
+    if (!ok) { ratios.push(`u${u}: none within 1 point`); allMet = false; continue; }
+    const ratio = z.bytes / ok.bytes;
+    if (ratio < 50) allMet = false;
+    ratios.push(`u${u}: ${ratio.toFixed(0)}x (${ok.method} ${ok.budgetPct}%)`);
+  }
+  checks.push({ target: 'payload >= 50x smaller than zstd --patch-from at no more than 1 point below full fine-tuning', met: ratios.length ? allMet : null, detail: ratios.join('; ') || 'no zstd rows' });
+  return checks;
+}
+
+/** The Markdown summary: targets, then one table per update. */
+export function renderMarkdown(rows: ResultRow[], title = 'neural-diff comparison'): string {
+  const out: string[] = [`# ${title}`, ''];
+  out.push('Accuracy is on held-out data (all words so far / words known before the update / the update\'s new data). Drift: full fine-tuning chain minus this chain, in points (positive: behind).', '');
+  out.push('## Targets', '', '| target | met | measured |', '|---|---|---|');
+  for (const c of checkTargets(rows)) out.push(`| ${c.target} | ${c.met === null ? 'n/a' : c.met ? 'yes' : '**no**'} | ${c.detail} |`);
+  for (const u of updates(rows)) {
+    const name = rows.find((r) => r.update === u && typeof r.name === 'string')?.name;
+    out.push('', `## Update ${u}${name ? `: ${name}` : ''}`, '', '| method | budget | bytes | acc all | acc old | acc new | drift (pts) | train s |', '|---|---|---|---|---|---|---|---|');
+    const sorted = rows.filter((r) => r.update === u).sort((a, b) => REPORT_METHODS.indexOf(a.method) - REPORT_METHODS.indexOf(b.method) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9));
+    for (const r of sorted) out.push(`| ${r.method} | ${r.budgetPct === null ? '-' : `${r.budgetPct}%`} | ${r.bytes} | ${pct(r.accAll)} | ${pct(r.accOld)} | ${pct(r.accNew)} | ${pts(r.driftFromFull)} | ${r.trainSeconds.toFixed(1)} |`);
+  }
+  return out.join('\n') + '\n';
+}
+
+const CSS = `body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+h1{font-size:22px}h2{font-size:18px;margin-top:28px}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}.no{color:#b00;font-weight:600}.yes{color:#070}.charts{display:flex;flex-wrap:wrap;gap:12px}
+svg.chart{background:#fff;border:1px solid #ddd}svg .title{font-weight:600;font-size:13px}svg .plot{fill:#fafafa;stroke:#bbb}svg .grid{stroke:#e4e4e4}
+svg .tick,svg .legend{font-size:11px;fill:#444}svg .axis{font-size:12px;fill:#222}`;
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** The self-contained HTML report. */
+export function renderHtml(rows: ResultRow[], title = 'neural-diff comparison'): string {
+  const ups = updates(rows);
+  const bs = budgets(rows);
+  const body: string[] = [`<h1>${esc(title)}</h1>`];
+  body.push('<h2>Targets</h2><table><tr><th>target</th><th>met</th><th>measured</th></tr>');
+  for (const c of checkTargets(rows)) body.push(`<tr><td>${esc(c.target)}</td><td class="${c.met ? 'yes' : 'no'}">${c.met === null ? 'n/a' : c.met ? 'yes' : 'no'}</td><td>${esc(c.detail)}</td></tr>`);
+  body.push('</table>');
+
+  body.push('<h2>Accuracy vs payload bytes</h2><div class="charts" id="acc-vs-bytes">');
+  for (const u of ups) {
+    const series: Series[] = REPORT_METHODS.map((m) => ({
+      name: METHOD_LABELS[m],
+      color: METHOD_COLORS[m],
+      markersOnly: m === 'full' || m === 'zstd',
+      points: rows.filter((r) => r.update === u && r.method === m).sort((a, b) => a.bytes - b.bytes).map((r) => [r.bytes, 100 * r.accAll] as [number, number]),
+    })).filter((s) => s.points.length);
+    const name = rows.find((r) => r.update === u && typeof r.name === 'string')?.name;
+    body.push(lineChart({ title: `Update ${u}${name ? ` (${name})` : ''}: accuracy on all words`, xLabel: 'payload bytes (log)', yLabel: 'accuracy %', xLog: true, series, xFormat: shortBytes, yFormat: (v) => v.toFixed(1), width: 540, height: 320 }));
+  }
+  body.push('</div>');
+
+  body.push('<h2>Chain drift from full fine-tuning over successive updates</h2><div class="charts" id="drift">');
+  for (const b of bs) {
+    const series: Series[] = (['sparse', 'hash', 'topk', 'drop', 'lowrank'] as const).map((m) => ({
+      name: METHOD_LABELS[m],
+      color: METHOD_COLORS[m],
+      points: ups.map((u) => find(rows, u, m, b)).filter((r): r is ResultRow => !!r).map((r) => [r.update, 100 * r.driftFromFull] as [number, number]),
+    })).filter((s) => s.points.length);
+    body.push(lineChart({ title: `Budget ${b}% of the model`, xLabel: 'update', yLabel: 'points behind full FT', series, xFormat: (v) => String(Math.round(v)), yFormat: (v) => v.toFixed(1), width: 540, height: 300 }));
+  }
+  body.push('</div>');
+
+  body.push('<h2>Bytes saved vs zstd --patch-from of the fully fine-tuned weights</h2><div class="charts" id="vs-zstd">');
+  const zSeries: Series[] = [];
+  for (const m of ['sparse', 'hash'] as const) {
+    for (const b of bs) {
+      const points = ups.map((u) => {
+        const z = find(rows, u, 'zstd', null);
+        const r = find(rows, u, m, b);
+        return z && r ? ([u, z.bytes / r.bytes] as [number, number]) : null;
+      }).filter((p): p is [number, number] => !!p);
+      if (points.length) zSeries.push({ name: `${m} ${b}%`, color: METHOD_COLORS[m], dashed: m === 'hash', points });
+    }
+  }
+  body.push(lineChart({ title: 'How many times smaller than zstd --patch-from', xLabel: 'update', yLabel: 'zstd bytes / payload bytes (log)', yLog: true, series: zSeries, xFormat: (v) => String(Math.round(v)), yFormat: (v) => `${+v.toPrecision(2)}x`, width: 720, height: 360 }));
+  body.push('</div>');
+
+  body.push('<h2>All results</h2>');
+  for (const u of ups) {
+    body.push(`<h3>Update ${u}</h3><table><tr><th>method</th><th>budget</th><th>bytes</th><th>acc all</th><th>acc old</th><th>acc new</th><th>drift (pts)</th><th>train s</th></tr>`);
+    const sorted = rows.filter((r) => r.update === u).sort((a, b) => REPORT_METHODS.indexOf(a.method) - REPORT_METHODS.indexOf(b.method) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9));
+    for (const r of sorted) body.push(`<tr><td>${r.method}</td><td>${r.budgetPct === null ? '-' : `${r.budgetPct}%`}</td><td>${r.bytes}</td><td>${pct(r.accAll)}</td><td>${pct(r.accOld)}</td><td>${pct(r.accNew)}</td><td>${pts(r.driftFromFull)}</td><td>${r.trainSeconds.toFixed(1)}</td></tr>`);
+    body.push('</table>');
+  }
+  return `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head><body>\n${body.join('\n')}\n</body></html>\n`;
+}

@@ -1,0 +1,24 @@
+/** Debian's Chromium for tests that render pages: found, or installed with apt-get when root. */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+/** Path of a Chromium binary, installing Debian's package if needed and allowed; or a skip reason. */
+export function findChromium(): { path: string } | { skip: string } {
+  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(Boolean) as string[];
+  const found = candidates.find((p) => existsSync(p));
+  if (found) return { path: found };
+  if (process.platform !== 'linux' || process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) {
+    return { skip: 'no Chromium found (set CHROMIUM_PATH, or run as root on Debian so the test can apt-get install chromium)' };
+  }
+  try {
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env, timeout: 300_000 });
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { stdio: 'ignore', env, timeout: 600_000 });
+  } catch (err) {
+    return { skip: `installing Debian's chromium failed: ${(err as Error).message}` };
+  }
+  return existsSync('/usr/bin/chromium') ? { path: '/usr/bin/chromium' } : { skip: 'apt-get installed chromium but /usr/bin/chromium is missing' };
+}
+
+/** Flags for headless Chromium on this kind of machine (root, no network). */
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];

@@ -1,0 +1,74 @@
+/**
+ * The keyword-spotting benchmark in quick mode (a few words, one update, budgets 0.5% and 1%),
+ * end to end: data generation (espeak-ng & co. installed with apt-get if missing), base model,
+ * every method's chain, zstd --patch-from, then `ndiff report`, rendered in headless Chromium
+ * with its charts checked.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { main } from '../cli/ndiff.ts';
+import { validateResults, type ResultRow } from '../src/report/results.ts';
+import { tempDir } from './helpers/dirs.ts';
+import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
+
+const root = join(import.meta.dirname, '..');
+
+test('quick keyword-spotting benchmark, then the report renders with its charts', { timeout: 300_000 }, async (t) => {
+  const dir = await tempDir('ndiff-kws-');
+  const out = join(dir, 'quick.json');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'examples/keyword-spotting/bench.ts'), '--quick', '--data', join(dir, 'data'), '--work', join(dir, 'work'), '--out', out], { encoding: 'utf8', cwd: root, timeout: 280_000 });
+  if (r.status !== 0 && /could not install|ToolsUnavailable|apt-get/.test(r.stderr + r.stdout) && process.getuid?.() !== 0) {
+    t.skip(`speech tools unavailable and not root: ${r.stderr.slice(-300)}`);
+    return;
+  }
+  assert.equal(r.status, 0, `bench failed:\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
+  const rows: ResultRow[] = validateResults(JSON.parse(await readFile(out, 'utf8')), out);
+  const full = rows.find((x) => x.method === 'full' && x.update === 1) as ResultRow;
+  assert.ok(full, 'full fine-tuning row');
+  const modelBytes = full.bytes;
+  for (const method of ['sparse', 'hash', 'topk', 'drop', 'lowrank'] as const) {
+    for (const b of [0.5, 1]) {
+      const row = rows.find((x) => x.method === method && x.budgetPct === b && x.update === 1);
+      assert.ok(row, `${method} ${b}%`);
+      assert.ok(row.bytes <= Math.floor((modelBytes * b) / 100), `${method} ${b}%: ${row.bytes} bytes over budget`);
+      assert.ok(Math.abs(row.driftFromFull - (full.accAll - row.accAll)) < 1e-6);
+      for (const k of ['accAll', 'accOld', 'accNew'] as const) assert.ok(row[k] >= 0 && row[k] <= 1);
+    }
+  }
+  const z = rows.find((x) => x.method === 'zstd');
+  assert.ok(z && z.bytes > 0 && z.bytes < modelBytes, 'zstd --patch-from row');
+
+  const lines: string[] = [];
+  const code = await main(['report', out, '--out', join(dir, 'report')], { out: (l) => lines.push(l), err: (l) => lines.push(l), progress: () => {} });
+  assert.equal(code, 0, lines.join('\n'));
+  const md = await readFile(join(dir, 'report', 'report.md'), 'utf8');
+  assert.match(md, /\| sparse \| 0\.5% \|/);
+
+  const chrome = findChromium();
+  if ('skip' in chrome) {
+    t.diagnostic(chrome.skip);
+    return;
+  }
+  const browser = await chromium.launch({ executablePath: chrome.path, headless: true, args: CHROMIUM_ARGS });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 1600 } });
+    await page.goto('file://' + join(dir, 'report', 'report.html'));
+    const charts = await page.$$eval('svg.chart', (els) => els.map((e) => ({ points: e.querySelectorAll('circle.point').length, box: (e as SVGSVGElement).getBoundingClientRect().width })));
+    // accuracy vs bytes (1 update) + drift per budget (2) + vs zstd (1)
+    assert.equal(charts.length, 4, JSON.stringify(charts));
+    for (const c of charts) {
+      assert.ok(c.points > 0, 'every chart has data points');
+      assert.ok(c.box > 300, 'charts are laid out at a readable size');
+    }
+    const accChartPoints = charts[0].points;
+    assert.equal(accChartPoints, rows.filter((x) => x.update === 1).length, 'one point per result row in the accuracy chart');
+    const png = await page.screenshot({ fullPage: true });
+    assert.ok(png.length > 20_000, 'the page renders');
+  } finally {
+    await browser.close();
+  }
+});
