@@ -2,26 +2,50 @@
  * The device applier: verify a payload against the model in a {@link WeightStore}, patch the
  * weights in place, check the result, and undo everything if any check fails.
  *
- * Order of work (nothing is written before step 4):
- *  1. bounded decode and structural validation of the payload (format.ts);
- *  2. every patch checked against the model: tensor exists, shape matches;
- *  3. base fingerprint of the model checked (per tensor, then whole);
- *  4. patches applied with an undo log;
- *  5. target digests of patched tensors and the target fingerprint checked; undo on mismatch;
- *  6. `store.commit(changed)`; undo in memory if it throws.
+ * Order of work (nothing is written before step 7):
+ *  1. size cap, then the signature policy on the raw bytes (signature.ts): nothing is decoded
+ *     before a required signature verified;
+ *  2. bounded decode and structural validation of the payload (format.ts, msgpack-guard.ts);
+ *  3. model id, and the sequence against the highest one applied (freshness.ts);
+ *  4. every patch checked against the model: tensor exists, shape matches;
+ *  5. model fingerprint: already the target → done (nothing written); a second update under an
+ *     applied sequence, or an expired payload → refused; not the base → refused;
+ *  6. patches applied with an undo log; target digests and fingerprint checked, undo on mismatch;
+ *  7. `store.commit(changed)`; undo in memory if it throws;
+ *  8. the optional health check; on failure the store goes back to the previous version
+ *     (`revertCommit` of a two-phase store, else the restored values are committed again);
+ *  9. `confirmCommit` of a two-phase store (it drops the previous version);
+ * 10. the sequence is recorded in the sequence store.
  */
-import { BaseMismatchError, ModelMismatchError, NeuralDiffError, TargetMismatchError } from '../core/errors.ts';
+import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, SignatureError, StateStoreError, TargetMismatchError, UsageError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
 import { decodePayload, shapeSize, type Payload, type DecodeOptions } from '../core/format.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { applyTensorPatch, undoTensorPatch, type UndoRecord } from '../core/patch-math.ts';
 import type { WeightStore } from '../core/weight-store.ts';
+import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
+import { openSignedPayload, parseTrustedKeys, type SignatureCheck, type SignaturePolicy } from './signature.ts';
 
-export interface ApplyOptions extends DecodeOptions {
+/**
+ * Runs after the new version is committed and before it is confirmed (e.g. one inference on a
+ * known input). Returning `false` or throwing rolls the update back.
+ */
+export type HealthCheck = (info: { store: WeightStore; result: ApplyResult }) => boolean | void | Promise<boolean | void>;
+
+export interface ApplyOptions extends DecodeOptions, SignaturePolicy {
   /** Hash implementation: `'wasm'` (default where WebAssembly exists), `'pure'`, or a ready {@link Hasher}. */
   hasher?: Hasher | 'wasm' | 'pure';
   /** When set, refuse payloads whose model id differs. */
   expectedModelId?: string;
+  /**
+   * Where the highest applied sequence per model id is kept. With it, payloads whose sequence
+   * is below the recorded one are refused, and so is a second update under the recorded one.
+   */
+  sequenceStore?: SequenceStore;
+  /** The clock for expiry checks, in milliseconds since 1970 (default `Date.now`). */
+  now?: () => number;
+  /** Decides whether the new version is kept; see {@link HealthCheck}. */
+  healthCheck?: HealthCheck;
 }
 
 export interface ApplyResult {
@@ -35,7 +59,37 @@ export interface ApplyResult {
   /** Number of weight values the patch wrote. */
   writtenValues: number;
   payload: Payload;
+  /** What the signature check found. */
+  signature: SignatureCheck;
+  /** The sequence recorded before this apply (undefined without a store, or none recorded). */
+  previousSequence?: number;
+  /** True when this call recorded `sequence` in the sequence store. */
+  sequenceRecorded: boolean;
 }
+
+/**
+ * A store that keeps the previous version after {@link WeightStore.commit} until told which
+ * one to keep (the TF.js folder store of src/io/model-dir-update.ts is one).
+ */
+export interface TwoPhaseWeightStore extends WeightStore {
+  /** The new version is good: drop the previous one. */
+  confirmCommit(): void | Promise<void>;
+  /** The new version is bad: make the previous one current again, durably. */
+  revertCommit(): void | Promise<void>;
+}
+
+function isTwoPhase(store: WeightStore): store is TwoPhaseWeightStore {
+  return typeof (store as Partial<TwoPhaseWeightStore>).confirmCommit === 'function' && typeof (store as Partial<TwoPhaseWeightStore>).revertCommit === 'function';
+}
+
+/** A payload that passed the signature policy and the decoder; made only by {@link verifyPayload}. */
+export interface VerifiedPayload {
+  readonly payload: Payload;
+  readonly signature: SignatureCheck;
+  /** Size of the bytes that were verified (envelope included). */
+  readonly byteLength: number;
+}
+const verifiedPayloads = new WeakSet<VerifiedPayload>();
 
 function short(fp: string): string {
   return fp.slice(0, 8) + '…';
@@ -72,18 +126,59 @@ export function checkPayloadFitsModel(payload: Payload, store: WeightStore): voi
 }
 
 /**
- * Verify `payloadBytes` against the model in `store` and patch it in place.
+ * Stages 1-2 without a model: size cap, signature policy, bounded decode. Use it to refuse a bad
+ * payload before touching anything, then {@link applyVerifiedPayload}.
  *
- * On any error the store's values are exactly as before (restored from the undo log if the
- * failure came after writing) and a typed {@link NeuralDiffError} says what to do.
+ * @throws PayloadTooLargeError, SignatureError, PayloadFormatError, UnsupportedVersionError, NonFiniteValueError, UsageError
  */
-export async function applyPayload(store: WeightStore, payloadBytes: Uint8Array, options: ApplyOptions = {}): Promise<ApplyResult> {
-  const payload = decodePayload(payloadBytes, options);
-  return applyDecodedPayload(store, payload, options);
+export async function verifyPayload(payloadBytes: Uint8Array, options: SignaturePolicy & DecodeOptions = {}): Promise<VerifiedPayload> {
+  const opened = await openSignedPayload(payloadBytes, options);
+  const payload = decodePayload(opened.payload, options);
+  const verified: VerifiedPayload = Object.freeze({ payload, signature: opened.signature, byteLength: payloadBytes.length });
+  verifiedPayloads.add(verified);
+  return verified;
 }
 
-/** {@link applyPayload} for a payload already decoded with `decodePayload`. */
+/**
+ * Verify `payloadBytes` (a payload, or a signed envelope) against the model in `store` and
+ * patch it in place.
+ *
+ * On any error the store's values are exactly as before (restored from the undo log if the
+ * failure came after writing, and the previous version made current again if it came after
+ * the commit) and a typed {@link NeuralDiffError} says what to do.
+ */
+export async function applyPayload(store: WeightStore, payloadBytes: Uint8Array, options: ApplyOptions = {}): Promise<ApplyResult> {
+  return applyVerifiedPayload(store, await verifyPayload(payloadBytes, options), options);
+}
+
+/** {@link applyPayload} for the result of {@link verifyPayload}. */
+export async function applyVerifiedPayload(store: WeightStore, verified: VerifiedPayload, options: ApplyOptions = {}): Promise<ApplyResult> {
+  if (!verifiedPayloads.has(verified)) {
+    throw new UsageError('applyVerifiedPayload takes the object verifyPayload returned (it vouches that the signature policy and the decoder ran): call verifyPayload(bytes, options) first, or applyPayload(store, bytes, options)');
+  }
+  const keys = parseTrustedKeys(options.trustedKeys);
+  if ((options.requireSignature ?? keys.length > 0) && !(verified.signature.verified && keys.some((k) => k.keyId === verified.signature.keyId))) {
+    throw new SignatureError(
+      `this apply requires a payload signed by a trusted key, but it was verified ${verified.signature.verified ? `with key id ${verified.signature.keyId}, which is not among this call's trusted keys` : 'without a signature check'}: pass the same trustedKeys to verifyPayload and applyVerifiedPayload`,
+      { keyId: verified.signature.keyId },
+    );
+  }
+  return applyChecked(store, verified.payload, verified.signature, options);
+}
+
+/**
+ * {@link applyPayload} for a payload already decoded with `decodePayload`. It cannot check a
+ * signature (the signed bytes are gone): with a signature policy set it refuses; use
+ * {@link applyPayload} or {@link verifyPayload} + {@link applyVerifiedPayload} then.
+ */
 export async function applyDecodedPayload(store: WeightStore, payload: Payload, options: ApplyOptions = {}): Promise<ApplyResult> {
+  if (options.requireSignature || (options.trustedKeys?.length ?? 0) > 0) {
+    throw new UsageError('applyDecodedPayload cannot check a signature (it gets a decoded payload, not the signed bytes): pass the bytes to applyPayload, or use verifyPayload + applyVerifiedPayload');
+  }
+  return applyChecked(store, payload, { signed: false, verified: false }, options);
+}
+
+async function applyChecked(store: WeightStore, payload: Payload, signature: SignatureCheck, options: ApplyOptions): Promise<ApplyResult> {
   const { header } = payload;
   if (options.expectedModelId !== undefined && header.modelId !== options.expectedModelId) {
     throw new ModelMismatchError(
@@ -91,6 +186,9 @@ export async function applyDecodedPayload(store: WeightStore, payload: Payload, 
       { expected: options.expectedModelId, found: header.modelId },
     );
   }
+  const sequences = options.sequenceStore;
+  const recorded = sequences ? await readRecordedSequence(sequences, header.modelId) : undefined;
+  checkNotStale(header, recorded);
   checkPayloadFitsModel(payload, store);
   const hasher = await resolveHasher(options.hasher);
 
@@ -106,8 +204,25 @@ export async function applyDecodedPayload(store: WeightStore, payload: Payload, 
     changedTensors,
     writtenValues,
     payload,
+    signature,
+    ...(recorded !== undefined ? { previousSequence: recorded } : {}),
+    sequenceRecorded: false,
   });
-  if (modelFingerprint === header.targetFingerprint) return result('already-applied', [], 0);
+  const record = async (res: ApplyResult): Promise<ApplyResult> => {
+    if (!sequences || (recorded !== undefined && header.sequence <= recorded)) return res;
+    try {
+      await sequences.set(header.modelId, header.sequence, { fingerprint: header.targetFingerprint });
+    } catch (e) {
+      throw new StateStoreError(
+        `the model is now ${short(header.targetFingerprint)} (sequence ${header.sequence}), but recording sequence ${header.sequence} in the device's sequence store failed (${(e as Error).message}): until it is recorded, older payloads are not refused as replays; fix the store (disk full? permissions?) and run the same apply again: it reports already applied and records the sequence`,
+        { modelId: header.modelId, sequence: header.sequence, cause: (e as Error).message, applied: true },
+      );
+    }
+    return { ...res, sequenceRecorded: true };
+  };
+  if (modelFingerprint === header.targetFingerprint) return record(result('already-applied', [], 0));
+  checkNotReplayed(header, recorded, modelFingerprint);
+  checkNotExpired(header, (options.now ?? Date.now)());
   if (modelFingerprint !== header.baseFingerprint) {
     const differing = payload.patches.filter((p) => digests.get(p.name) !== p.baseDigest).map((p) => p.name);
     const where = differing.length
@@ -124,6 +239,7 @@ export async function applyDecodedPayload(store: WeightStore, payload: Payload, 
   const restore = () => {
     for (let k = undo.length - 1; k >= 0; k--) undoTensorPatch(store.values(undo[k].name), undo[k]);
   };
+  const changed = payload.patches.map((p) => p.name);
   let written = 0;
   try {
     for (const p of payload.patches) {
@@ -147,11 +263,53 @@ export async function applyDecodedPayload(store: WeightStore, payload: Payload, 
         { expected: header.targetFingerprint, found: targetFingerprint, wrong },
       );
     }
-    if (store.commit) await store.commit(payload.patches.map((p) => p.name));
+    if (store.commit) await store.commit(changed);
   } catch (e) {
     restore();
     if (e instanceof NeuralDiffError) throw e;
     throw new NeuralDiffError('ND_COMMIT_FAILED', `saving the patched model failed (${(e as Error).message}); the weights in memory were restored: retry, or fetch the full model`, { cause: e });
   }
-  return result('applied', payload.patches.map((p) => p.name), written);
+
+  // Committed. From here a failure must bring back the previous version, in memory and in the store.
+  const applied = result('applied', changed, written);
+  const goBack = async (why: string): Promise<void> => {
+    restore();
+    try {
+      if (isTwoPhase(store)) await store.revertCommit();
+      else if (store.commit) await store.commit(changed);
+    } catch (e) {
+      throw new NeuralDiffError(
+        'ND_ROLLBACK_FAILED',
+        `${why}, and going back to the previous version failed too (${(e as Error).message}): the weights in memory are the previous version, the stored copy may be the new one; run the apply again (a TF.js folder finishes its rollback on the next apply) or restore the model from the full download`,
+        { cause: e },
+      );
+    }
+  };
+  if (options.healthCheck) {
+    let healthy = false;
+    let cause: unknown;
+    try {
+      healthy = (await options.healthCheck({ store, result: applied })) !== false;
+    } catch (e) {
+      cause = e;
+    }
+    if (!healthy) {
+      const found = cause === undefined ? 'it returned false' : `it threw: ${(cause as Error)?.message ?? String(cause)}`;
+      await goBack(`the health check rejected the updated model ${short(header.targetFingerprint)} (${found})`);
+      throw new HealthCheckError(
+        `the health check rejected the updated model ${short(header.targetFingerprint)} (sequence ${header.sequence}): expected it to pass, ${found}; the update was rolled back and the model is ${short(header.baseFingerprint)} again: report the payload to its publisher, and keep the current model`,
+        { target: header.targetFingerprint, base: header.baseFingerprint, cause: cause === undefined ? undefined : (cause as Error)?.message ?? String(cause) },
+      );
+    }
+  }
+  if (isTwoPhase(store)) {
+    try {
+      await store.confirmCommit();
+    } catch (e) {
+      const msg = `confirming the update failed (${(e as Error).message})`;
+      await goBack(msg);
+      throw new NeuralDiffError('ND_COMMIT_FAILED', `${msg}; the update was rolled back and the model is ${short(header.baseFingerprint)} again: retry, or fetch the full model`, { cause: e });
+    }
+  }
+  return record(applied);
 }

@@ -108,3 +108,23 @@ export class UsageError extends NeuralDiffError {
     super('ND_USAGE', message, details);
   }
 }
+
+/**
+ * The health check run after an update (e.g. one inference) failed or threw: the update was
+ * rolled back and the model is the previous version again.
+ */
+export class HealthCheckError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_HEALTH_CHECK', message, details);
+  }
+}
+
+/**
+ * The device's record of applied sequence numbers (its state file or store) cannot be read or
+ * written. `details.applied` says whether the model was updated before the failure.
+ */
+export class StateStoreError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_STATE', message, details);
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * Ed25519 verification for the device, with no node module:
+ *
+ * - `'webcrypto'`: `globalThis.crypto.subtle` (Node >= 20, current browsers);
+ * - `'pure'`: `@noble/ed25519` in RFC 8032 strict mode with `@noble/hashes` SHA-512, for
+ *   runtimes without WebCrypto Ed25519 (React Native's Hermes, older browsers);
+ * - `'auto'` (default): WebCrypto when it can import an Ed25519 key, else pure.
+ *
+ * Both paths get the same inputs: signatures whose scalar S is not below the group order are
+ * refused before either runs (no malleable signatures), and trusted keys are checked once, when
+ * parsed, to be canonical curve points of full order. Signing is not here: it happens on the
+ * build server (src/sign/node-keys.ts).
+ */
+import * as ed from '@noble/ed25519';
+import { sha512 } from '@noble/hashes/sha2.js';
+import { UsageError } from '../core/errors.ts';
+
+export type Ed25519Verifier = 'auto' | 'webcrypto' | 'pure';
+
+/** Bytes of a raw Ed25519 public key, and of a signature. */
+export const PUBLIC_KEY_BYTES = 32;
+export const SIGNATURE_BYTES = 64;
+
+/** DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the raw key follows. */
+const SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
+/** The order L of the Ed25519 base point. */
+const GROUP_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
+
+// The pure path's synchronous API needs a SHA-512; @noble/hashes is the audited one.
+ed.hashes.sha512 ??= sha512;
+
+/** A public key this device trusts. */
+export interface TrustedKey {
+  /** The 32-byte raw public key. */
+  readonly raw: Uint8Array;
+  /** 16 hex chars: the first 8 bytes of SHA-512(raw). Names the key in envelopes and messages. */
+  readonly keyId: string;
+}
+
+/** Key id of a raw 32-byte public key: the first 8 bytes of its SHA-512, as 16 hex chars. */
+export function keyIdOf(raw: Uint8Array): string {
+  return toHex(sha512(raw).subarray(0, 8));
+}
+
+export function toHex(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += b[i].toString(16).padStart(2, '0');
+  return s;
+}
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+/** Standard or URL-safe base64 (padding optional) to bytes; null if malformed. No Buffer/atob. */
+export function base64ToBytes(text: string): Uint8Array | null {
+  const s = text.replace(/[\s=]+/g, '').replace(/-/g, '+').replace(/_/g, '/');
+  if (s.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(s)) return null;
+  const out = new Uint8Array(Math.floor((s.length * 3) / 4));
+  let bits = 0;
+  let acc = 0;
+  let o = 0;
+  for (let i = 0; i < s.length; i++) {
+    acc = (acc << 6) | B64.indexOf(s[i]);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (acc >>> bits) & 0xff;
+    }
+  }
+  return out;
+}
+
+function describeKeyInput(input: unknown): string {
+  if (input instanceof Uint8Array) return `${input.length} bytes`;
+  if (typeof input === 'string') return `the text ${JSON.stringify(input.length > 50 ? input.slice(0, 50) + '…' : input)}`;
+  return typeof input;
+}
+
+/**
+ * Parse a trusted public key from what a device engineer has at hand: the PEM file `ndiff
+ * keygen` wrote (`-----BEGIN PUBLIC KEY-----`), the raw 32 bytes, 64 hex chars, base64 of the
+ * raw key, or the 44-byte DER SubjectPublicKeyInfo. The point is checked (canonical encoding,
+ * on the curve, full order).
+ *
+ * @throws UsageError if it is none of these or not a valid Ed25519 key.
+ */
+export function parsePublicKey(input: Uint8Array | string, label = 'public key'): TrustedKey {
+  const bad = (why: string): never => {
+    throw new UsageError(
+      `${label} is not an Ed25519 public key (${why}): expected the .public.pem file written by \`ndiff keygen\`, 64 hex chars or base64 of the 32-byte key; found ${describeKeyInput(input)}`,
+      { label },
+    );
+  };
+  let raw: Uint8Array | null = null;
+  if (input instanceof Uint8Array) {
+    raw = input;
+  } else if (typeof input === 'string') {
+    const text = input.trim();
+    const pem = /-----BEGIN PUBLIC KEY-----([\s\S]*?)-----END PUBLIC KEY-----/.exec(text);
+    if (pem) raw = base64ToBytes(pem[1]) ?? bad('the PEM body is not base64');
+    else if (/-----BEGIN/.test(text)) bad('this PEM block is not a PUBLIC KEY; a private key must never be given to a device');
+    else if (/^[0-9a-fA-F]{64}$/.test(text)) raw = Uint8Array.from(text.match(/../g) as string[], (h) => parseInt(h, 16));
+    else raw = base64ToBytes(text) ?? bad('not PEM, hex or base64');
+  } else {
+    bad('wrong type');
+  }
+  raw = raw as Uint8Array;
+  if (raw.length === SPKI_PREFIX.length + PUBLIC_KEY_BYTES && SPKI_PREFIX.every((b, i) => raw![i] === b)) raw = raw.slice(SPKI_PREFIX.length);
+  if (raw.length !== PUBLIC_KEY_BYTES) bad(`${raw.length} bytes where an Ed25519 key has 32${raw.length > 32 ? ', or the DER of another key type' : ''}`);
+  const rawHex = toHex(raw);
+  const known = validatedKeys.get(rawHex);
+  if (known) return known;
+  let point: ed.Point;
+  try {
+    point = ed.Point.fromBytes(raw, false);
+  } catch {
+    return bad('not a point on the curve');
+  }
+  if (point.isSmallOrder() || !point.isTorsionFree()) bad('a point of small or mixed order, which no real key is');
+  const copy = raw.slice();
+  const key: TrustedKey = Object.freeze({ raw: copy, keyId: keyIdOf(copy) });
+  if (validatedKeys.size >= 256) validatedKeys.clear();
+  validatedKeys.set(rawHex, key);
+  return key;
+}
+
+/** Keys already checked (the point checks cost milliseconds in pure JS), by raw hex. */
+const validatedKeys = new Map<string, TrustedKey>();
+
+/** True if the signature's scalar S (bytes 32-63, little-endian) is below the group order. */
+export function hasCanonicalScalar(signature: Uint8Array): boolean {
+  let s = 0n;
+  for (let i = 63; i >= 32; i--) s = (s << 8n) | BigInt(signature[i]);
+  return s < GROUP_ORDER;
+}
+
+let webCryptoWorks: Promise<boolean> | undefined;
+
+function subtle(): SubtleCrypto | undefined {
+  const c = (globalThis as { crypto?: Crypto }).crypto;
+  return c && c.subtle && typeof c.subtle.importKey === 'function' ? c.subtle : undefined;
+}
+
+/** Whether this runtime's WebCrypto verifies Ed25519 (checked once, then cached). */
+export function webCryptoHasEd25519(): Promise<boolean> {
+  webCryptoWorks ??= (async () => {
+    const s = subtle();
+    if (!s) return false;
+    try {
+      // RFC 8032 test 1: the empty message.
+      const pub = Uint8Array.from((('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a').match(/../g) as string[]).map((h) => parseInt(h, 16)));
+      const sig = Uint8Array.from((('e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b').match(/../g) as string[]).map((h) => parseInt(h, 16)));
+      const key = await s.importKey('raw', pub, { name: 'Ed25519' }, false, ['verify']);
+      return await s.verify({ name: 'Ed25519' }, key, sig, new Uint8Array(0));
+    } catch {
+      return false;
+    }
+  })();
+  return webCryptoWorks;
+}
+
+/** Which implementation `verifier` resolves to here. */
+export async function resolveVerifier(verifier: Ed25519Verifier = 'auto'): Promise<'webcrypto' | 'pure'> {
+  if (verifier === 'pure') return 'pure';
+  const ok = await webCryptoHasEd25519();
+  if (verifier === 'webcrypto' && !ok) {
+    throw new UsageError("verifier 'webcrypto' was asked for, but this runtime's crypto.subtle cannot verify Ed25519: use verifier 'auto' or 'pure'");
+  }
+  return ok ? 'webcrypto' : 'pure';
+}
+
+/**
+ * Verify an Ed25519 signature over `message`. False for a wrong signature, a non-canonical S,
+ * or a wrong length; never throws for hostile input.
+ */
+export async function verifyEd25519(key: TrustedKey, signature: Uint8Array, message: Uint8Array, impl: 'webcrypto' | 'pure'): Promise<boolean> {
+  if (signature.length !== SIGNATURE_BYTES || !hasCanonicalScalar(signature)) return false;
+  if (impl === 'pure') {
+    try {
+      return ed.verify(signature, message, key.raw, { zip215: false });
+    } catch {
+      return false;
+    }
+  }
+  const s = subtle() as SubtleCrypto;
+  const k = await s.importKey('raw', key.raw as Uint8Array<ArrayBuffer>, { name: 'Ed25519' }, false, ['verify']);
+  return s.verify({ name: 'Ed25519' }, k, signature as Uint8Array<ArrayBuffer>, message as Uint8Array<ArrayBuffer>);
+}

@@ -1,0 +1,124 @@
+/**
+ * Ed25519 keys and signing on the build server (node:crypto). Devices only verify: that code is
+ * pure and lives in src/apply (ed25519.ts, signature.ts, envelope.ts).
+ *
+ * Key files are PEM: the private key as PKCS#8 (`-----BEGIN PRIVATE KEY-----`, written with
+ * mode 0600), the public key as SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`), the form
+ * `openssl pkey` reads and writes.
+ */
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
+import { PayloadFormatError, UsageError } from '../core/errors.ts';
+import { decodePayload } from '../core/format.ts';
+import { keyIdOf, parsePublicKey, type TrustedKey } from '../apply/ed25519.ts';
+import { envelopeSigningInput, isSignedEnvelope, sealEnvelope } from '../apply/envelope.ts';
+
+export interface GeneratedKeyPair {
+  privateKeyPem: string;
+  publicKeyPem: string;
+  /** The raw 32-byte public key. */
+  publicKey: Uint8Array;
+  keyId: string;
+}
+
+/** A fresh Ed25519 key pair. */
+export function generateKeyPair(): GeneratedKeyPair {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const raw = rawPublicKey(publicKey);
+  return {
+    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }) as string,
+    publicKey: raw,
+    keyId: keyIdOf(raw),
+  };
+}
+
+/** The raw 32 bytes of an Ed25519 public (or private) key object. */
+export function rawPublicKey(key: KeyObject): Uint8Array {
+  const pub = key.type === 'private' ? createPublicKey(key) : key;
+  const jwk = pub.export({ format: 'jwk' }) as { crv?: string; x?: string };
+  if (jwk.crv !== 'Ed25519' || !jwk.x) throw new UsageError(`expected an Ed25519 key, found a ${pub.asymmetricKeyType ?? 'different'} key`);
+  return new Uint8Array(Buffer.from(jwk.x, 'base64url'));
+}
+
+/** Parse a PEM private key, refusing anything but Ed25519. */
+export function loadPrivateKey(pem: string | Uint8Array, label = 'private key'): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(typeof pem === 'string' ? pem : Buffer.from(pem));
+  } catch (e) {
+    throw new UsageError(`${label} is not a readable private key (${(e as Error).message}): expected the .private.pem file written by \`ndiff keygen\``, { label });
+  }
+  if (key.asymmetricKeyType !== 'ed25519') {
+    throw new UsageError(`${label} is a ${key.asymmetricKeyType} key: expected an Ed25519 key (make one with \`ndiff keygen\`)`, { label, found: key.asymmetricKeyType });
+  }
+  return key;
+}
+
+async function readKeyFile(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(`cannot read the ${what} file ${file} (${code ?? (e as Error).message}): check the path (\`ndiff keygen --out NAME\` writes NAME.private.pem and NAME.public.pem)`, { file, code });
+  }
+}
+
+/** Read a private key file (PEM). */
+export async function readPrivateKeyFile(file: string): Promise<KeyObject> {
+  return loadPrivateKey(await readKeyFile(file, 'private key'), file);
+}
+
+/** Read a public key file (PEM, hex or base64) as a trusted key. */
+export async function readPublicKeyFile(file: string): Promise<TrustedKey> {
+  return parsePublicKey(await readKeyFile(file, 'public key'), file);
+}
+
+/**
+ * Sign a payload: returns the signed envelope (see envelope.ts). The payload must decode (a
+ * build pipeline must not sign garbage) and must not already be an envelope.
+ *
+ * @throws UsageError for an envelope or a non-Ed25519 key; PayloadFormatError (and the other
+ *   decode errors) for bytes that are not a valid payload.
+ */
+export function signPayload(payload: Uint8Array, privateKey: KeyObject | string): Uint8Array {
+  if (isSignedEnvelope(payload)) {
+    throw new UsageError('this file is already a signed envelope: sign the bare payload (as written by `ndiff diff` or `ndiff train`), not an envelope');
+  }
+  try {
+    decodePayload(payload);
+  } catch (e) {
+    if (e instanceof PayloadFormatError) throw new PayloadFormatError(`refusing to sign: ${e.message}`, e.details);
+    throw e;
+  }
+  const key = typeof privateKey === 'string' ? loadPrivateKey(privateKey) : privateKey;
+  if (key.type !== 'private' || key.asymmetricKeyType !== 'ed25519') throw new UsageError('signPayload needs an Ed25519 private key');
+  const input = envelopeSigningInput(payload, keyIdOf(rawPublicKey(key)));
+  return sealEnvelope(input, new Uint8Array(nodeSign(null, input, key)));
+}
+
+/** Write key files `<prefix>.private.pem` (mode 0600) and `<prefix>.public.pem`; never overwrites. */
+export async function writeKeyPairFiles(prefix: string): Promise<{ privateKeyFile: string; publicKeyFile: string; keyId: string }> {
+  const pair = generateKeyPair();
+  const privateKeyFile = `${prefix}.private.pem`;
+  const publicKeyFile = `${prefix}.public.pem`;
+  const write = async (file: string, text: string, mode: number) => {
+    let fh;
+    try {
+      fh = await open(file, 'wx', mode);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw new UsageError(`${file} already exists: keygen never overwrites a key; pick another --out name or remove the old key deliberately`, { file });
+      throw new UsageError(`cannot create ${file} (${code ?? (e as Error).message}): check that the folder exists and is writable`, { file, code });
+    }
+    try {
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  };
+  await write(privateKeyFile, pair.privateKeyPem, 0o600);
+  await write(publicKeyFile, pair.publicKeyPem, 0o644);
+  return { privateKeyFile, publicKeyFile, keyId: pair.keyId };
+}
