@@ -1,0 +1,471 @@
+/**
+ * Payload test vectors for docs/FORMAT.md: tiny base models, `.ndiff` payloads built with
+ * src/diff/build.ts, the exact target models and fingerprints, and invalid payloads with the error
+ * an applier must raise. Regenerate (the output is deterministic; the files are committed):
+ *
+ *   node --import tsx test/vectors/payloads/generate.ts
+ *
+ * test/format-vectors.test.ts checks that this script reproduces the committed files byte for
+ * byte with both hasher kinds, and that the committed vectors apply as described.
+ */
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { buildPayload, type PatchSpec, type HeaderOptions } from '../../../src/diff/build.ts';
+import { packPayload, patchValues, valueBytes, wirePatch, type Payload, type PayloadHeader, type TensorPatch, type WirePatch } from '../../../src/core/format.ts';
+import { fingerprintStore } from '../../../src/core/fingerprint.ts';
+import { getHasher, type Hasher } from '../../../src/core/hasher.ts';
+import { MemoryWeightStore } from '../../../src/core/weight-store.ts';
+import { rng } from '../../helpers/models.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Model JSON: { fingerprint, tensors: { name: { shape, digest, values } } }, values = hex of the
+// little-endian float32 bytes (exact, including -0 and the last bit).
+
+export interface ModelJson {
+  fingerprint: string;
+  tensors: Record<string, { shape: number[]; digest: string; values: string }>;
+}
+
+export function hexOf(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+export function fromHex(h: string): Uint8Array {
+  if (h.length % 2 !== 0 || !/^[0-9a-f]*$/.test(h)) throw new RangeError(`bad hex string of length ${h.length}`);
+  const out = new Uint8Array(h.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(h.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+/** float32 values to the hex of their little-endian bytes. */
+export function f32Hex(v: Float32Array): string {
+  const b = new Uint8Array(v.length * 4);
+  const dv = new DataView(b.buffer);
+  v.forEach((x, i) => dv.setFloat32(4 * i, x, true));
+  return hexOf(b);
+}
+/** The inverse of {@link f32Hex}. */
+export function hexF32(h: string): Float32Array {
+  const b = fromHex(h);
+  if (b.length % 4 !== 0) throw new RangeError('float32 hex must be a multiple of 8 digits');
+  const dv = new DataView(b.buffer);
+  return Float32Array.from({ length: b.length / 4 }, (_, i) => dv.getFloat32(4 * i, true));
+}
+
+export function modelJson(hasher: Hasher, store: MemoryWeightStore): ModelJson {
+  const { fingerprint, digests } = fingerprintStore(hasher, store);
+  const tensors: ModelJson['tensors'] = {};
+  for (const t of store.list()) tensors[t.name] = { shape: [...t.shape], digest: digests.get(t.name) as string, values: f32Hex(store.values(t.name)) };
+  return { fingerprint, tensors };
+}
+
+export function storeOf(m: ModelJson): MemoryWeightStore {
+  return new MemoryWeightStore(Object.entries(m.tensors).map(([name, t]) => [name, { shape: t.shape, data: hexF32(t.values) }] as [string, { shape: number[]; data: Float32Array }]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases
+
+/** Tensor name -> shape and values; `null` values mean seeded pseudo-random values. */
+type Tensors = [name: string, shape: number[], values?: number[]][];
+
+interface ValidCase {
+  name: string;
+  description: string;
+  tensors: Tensors;
+  specs: PatchSpec[];
+  header: HeaderOptions;
+}
+
+function makeBase(seed: number, tensors: Tensors): MemoryWeightStore {
+  const r = rng(seed);
+  return new MemoryWeightStore(
+    tensors.map(([name, shape, values]) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = Float32Array.from({ length: n }, () => (r() - 0.5) * 0.2);
+      if (values) data.set(values);
+      return [name, { shape, data }] as [string, { shape: number[]; data: Float32Array }];
+    }),
+  );
+}
+
+const f32 = (xs: number[]) => Float32Array.from(xs);
+const u32 = (xs: number[]) => Uint32Array.from(xs);
+
+/** 1 + 2^-23: the float32 just above 1 (odd last mantissa bit). */
+const ONE_PLUS_ULP = 1 + 2 ** -23;
+
+const VALID: ValidCase[] = [
+  {
+    name: 'sparse-gaps-f32',
+    description:
+      'Sparse patch, varint-gap positions (6 bytes < a 32-byte bitmap), f32 values. Pins float32 rounding of the sum: w[1] = 1 plus 2^-24 is a tie and stays 1 (ties to even); w[5] = 1 + 2^-23 plus 2^-24 rounds up to 1 + 2^-22. Tensor "b" is not patched but is part of both fingerprints.',
+    tensors: [
+      ['w', [16, 16], Array.from({ length: 6 }, (_, i) => (i === 1 ? 1 : i === 5 ? ONE_PLUS_ULP : 0.25 * i))],
+      ['b', [16]],
+    ],
+    specs: [{ kind: 'sparse', name: 'w', positions: u32([0, 1, 5, 200, 255]), values: f32([0.5, 2 ** -24, 2 ** -24, -0.0078125, 3.14159]), codec: 'f32' }],
+    header: { method: 'sparse', modelId: 'demo', sequence: 1, budgetBytes: 4096 },
+  },
+  {
+    name: 'sparse-bitmap-f16',
+    description:
+      'Sparse patch on a 15-value tensor, bitmap positions (2 bytes < 7 bytes of gaps; bit 7 of the last byte would be position 15, past the end, and is 0), f16 values including a subnormal half (1e-7 -> 2 x 2^-24) and values that float16 rounds (0.1, -0.333, 1000.1).',
+    tensors: [['conv/kernel', [3, 5]]],
+    specs: [{ kind: 'sparse', name: 'conv/kernel', positions: u32([1, 2, 4, 7, 8, 9, 14]), values: f32([0.1, -0.333, 1e-7, 0.5, -2.75, 1000.1, 6e-5]), codec: 'f16' }],
+    header: { method: 'topk', modelId: 'demo', sequence: 2 },
+  },
+  {
+    name: 'sparse-i8',
+    description:
+      'Sparse patch with i8 values: scale q = fround(0.02 / 127) (a float32), int8 values 127, -87, 32, -127, 1; each value is fround(int8 x q), which is not the exact product (e.g. 127 x q needs 31 significant bits).',
+    tensors: [['dense/kernel', [8, 12]]],
+    specs: [{ kind: 'sparse', name: 'dense/kernel', positions: u32([3, 17, 18, 40, 90]), values: f32([0.02, -0.0137, 0.005, -0.02, 1e-4]), codec: 'i8' }],
+    header: { method: 'sparse', modelId: 'demo', sequence: 3 },
+  },
+  {
+    name: 'hash-signed-f32',
+    description:
+      'Hashed patch, signed: 42 positions share 5 f32 bucket values; seed = tensorSeed("dense/kernel", 42) = 643605883 (see docs/FORMAT-hashing.md). Every weight changes by +-bucket[(h >>> 1) % 5], the sign from bit 0 of h = xxh32(u32le(position), seed).',
+    tensors: [['dense/kernel', [6, 7]]],
+    specs: [{ kind: 'hash', name: 'dense/kernel', seed: 643605883, signed: true, buckets: f32([0.01, -0.02, 0.03, -0.04, 0.05]), codec: 'f32' }],
+    header: { method: 'hash', modelId: 'demo', sequence: 4 },
+  },
+  {
+    name: 'hash-unsigned-f16',
+    description: 'Hashed patch, unsigned (every sign +1), seed 0xdeadbeef, 3 f16 bucket values for a 10-value tensor.',
+    tensors: [['out/bias', [10]]],
+    specs: [{ kind: 'hash', name: 'out/bias', seed: 0xdeadbeef, signed: false, buckets: f32([0.125, -0.5, 0.0999]), codec: 'f16' }],
+    header: { method: 'hash', modelId: 'demo', sequence: 5 },
+  },
+  {
+    name: 'dense-f32',
+    description:
+      'Dense patch: one f32 value per weight, row-major. Pins signed zeros: w[0] = -0 plus +0 is +0 (a different bit pattern, so a different digest), w[1] = -0 plus -0 stays -0.',
+    tensors: [['out/kernel', [2, 3], [-0, -0, 1.5]]],
+    specs: [{ kind: 'dense', name: 'out/kernel', values: f32([0, -0, -0.25, 1e-3, -1e-3, 7]), codec: 'f32' }],
+    header: { method: 'dense', modelId: 'demo', sequence: 6 },
+  },
+  {
+    name: 'lowrank-f32',
+    description:
+      'Low-rank patch of rank 3 on a [3, 4] tensor: U is [3 x 3], V is [3 x 4], "v" holds U then V, row-major. Pins the summation order: entry (0, 0) adds the products 1, 2^-24, 2^-24 left to right from acc = +0 and gets 1 (right to left would give 1 + 2^-23); entry (1, 1) adds -1 and fround((1 + 2^-23) x (1 + 2^-22)) = 1 + 3 x 2^-23 and gets 3 x 2^-23, which lands unchanged on w[1, 1] = 0 (a fused multiply-add would keep the product exact and give 3 x 2^-23 + 2^-45); row 2 of U is zero, so acc = +0 and w[2, 0] = -0 becomes +0.',
+    tensors: [['dense/kernel', [3, 4], [0.5, 0.25, -0.125, 0.0625, 0.01, 0, 0.02, -0.03, -0, 0.04, -0.05, 0.06]]],
+    specs: [
+      {
+        kind: 'lowrank',
+        name: 'dense/kernel',
+        rank: 3,
+        // U [3 x 3]
+        u: f32([1, 2 ** -12, 2 ** -12, 1, 1 + 2 ** -23, 0, 0, 0, 0]),
+        // V [3 x 4]
+        v: f32([1, -1, 0.5, -0.25, 2 ** -12, 1 + 2 ** -22, 0.125, 0.75, 2 ** -12, 0.5, -0.375, 2]),
+        codec: 'f32',
+      },
+    ],
+    header: { method: 'lowrank', modelId: 'demo', sequence: 7 },
+  },
+  {
+    name: 'multi-tensor',
+    description:
+      'Four patches (sparse, dense, hashed) on a model of five tensors with non-ASCII names, plus the optional header keys ct, ex and x. "layer/\u{ff5a}" (U+FF5A, UTF-8 ef bd 9a) sorts before "layer/\u{1f642}" (U+1F642, UTF-8 f0 9f 99 82) in UTF-8 byte order, which the model fingerprint uses; the reference encoder orders "p" by UTF-16 code units, where the emoji (d83d de42) comes first. Includes a scalar (shape []) dense i8 patch and an unpatched tensor.',
+    tensors: [
+      ['unpatched/\u03b2', [3]],
+      ['temperature', [], [1]],
+      ['layer/\u{1f642}', [2, 2]],
+      ['layer/\u{ff5a}', [4]],
+      ['h\u00e9llo/\u91cd\u307f', [3, 4]],
+    ],
+    specs: [
+      { kind: 'sparse', name: 'layer/\u{ff5a}', positions: u32([0, 3]), values: f32([0.75, -0.125]), codec: 'f32' },
+      { kind: 'dense', name: 'layer/\u{1f642}', values: f32([0.5, -0.5, 0.25, 1e-4]), codec: 'f16' },
+      { kind: 'hash', name: 'h\u00e9llo/\u91cd\u307f', seed: 686459235, signed: true, buckets: f32([0.03, -0.01]), codec: 'i8' },
+      { kind: 'dense', name: 'temperature', values: f32([-0.3]), codec: 'i8' },
+    ],
+    header: { method: 'full', modelId: 'kws-\u00e9', sequence: 42, createdAt: '2025-01-02T03:04:05Z', expiresAt: 4102444800, meta: { steps: 300, loss: '0.125', delta: -5 } },
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// A deliberately non-canonical msgpack writer, for the "alt-encoding" vector: every map a map16,
+// every key a str8, strings str16, integers uint64/int64, non-integers float64, binaries bin32,
+// arrays array16, keys in reverse order.
+
+export function writeWideMsgpack(value: unknown): Uint8Array {
+  const out: number[] = [];
+  const be = (v: bigint, bytes: number) => {
+    for (let s = BigInt(8 * (bytes - 1)); s >= 0n; s -= 8n) out.push(Number((v >> s) & 0xffn));
+  };
+  const str = (s: string, key: boolean) => {
+    const b = new TextEncoder().encode(s);
+    if (key) out.push(0xd9, b.length);
+    else {
+      out.push(0xda);
+      be(BigInt(b.length), 2);
+    }
+    out.push(...b);
+  };
+  const write = (v: unknown): void => {
+    if (v === null) out.push(0xc0);
+    else if (typeof v === 'boolean') out.push(v ? 0xc3 : 0xc2);
+    else if (typeof v === 'number') {
+      if (Number.isInteger(v) && !Object.is(v, -0)) {
+        out.push(v >= 0 ? 0xcf : 0xd3);
+        be(BigInt.asUintN(64, BigInt(v)), 8);
+      } else {
+        out.push(0xcb);
+        const b = new Uint8Array(8);
+        new DataView(b.buffer).setFloat64(0, v);
+        out.push(...b);
+      }
+    } else if (typeof v === 'string') str(v, false);
+    else if (v instanceof Uint8Array) {
+      out.push(0xc6);
+      be(BigInt(v.length), 4);
+      out.push(...v);
+    } else if (Array.isArray(v)) {
+      out.push(0xdc);
+      be(BigInt(v.length), 2);
+      v.forEach(write);
+    } else if (typeof v === 'object') {
+      const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined).reverse();
+      out.push(0xde);
+      be(BigInt(entries.length), 2);
+      for (const [k, x] of entries) {
+        str(k, true);
+        write(x);
+      }
+    } else throw new TypeError(`cannot write ${typeof v}`);
+  };
+  write(value);
+  return Uint8Array.from(out);
+}
+
+/** The wire document of a payload (what packPayload hands msgpackr), for hand-made variants. */
+function wireDoc(header: PayloadHeader, patches: WirePatch[]): Record<string, unknown> {
+  const doc: Record<string, unknown> = {
+    nd: header.version,
+    m: header.method,
+    id: header.modelId,
+    bf: fromHex(header.baseFingerprint),
+    tf: fromHex(header.targetFingerprint),
+    sq: header.sequence,
+    bb: header.budgetBytes,
+    cb: header.createdBy,
+  };
+  if (header.createdAt !== undefined) doc.ct = header.createdAt;
+  if (header.expiresAt !== undefined) doc.ex = header.expiresAt;
+  if (header.meta !== undefined) doc.x = header.meta;
+  doc.p = patches;
+  return doc;
+}
+
+function wiresOf(p: Payload): WirePatch[] {
+  return p.patches.map((t: TensorPatch) => wirePatch(t, valueBytes(patchValues(t), t.codec, t.scale)));
+}
+
+/** Unsigned LEB128 of each value, concatenated (values may exceed what a position allows). */
+function varints(values: number[]): Uint8Array {
+  const out: number[] = [];
+  for (let v of values) {
+    while (v >= 0x80) {
+      out.push((v % 0x80) | 0x80);
+      v = Math.floor(v / 0x80);
+    }
+    out.push(v);
+  }
+  return Uint8Array.from(out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+export interface InvalidVector {
+  name: string;
+  description: string;
+  /** Model to apply to (a model JSON file of this folder). */
+  base: string;
+  payload: string;
+  /** `decode`: decodePayload itself refuses; `apply`: the payload decodes, applying it to `base` is refused. */
+  stage: 'decode' | 'apply';
+  error: string;
+  code: string;
+  /** Passed to the decoder, when set. */
+  maxPayloadBytes?: number;
+}
+
+const ERROR_CODES: Record<string, string> = {
+  PayloadFormatError: 'ND_PAYLOAD_FORMAT',
+  PayloadTooLargeError: 'ND_PAYLOAD_TOO_LARGE',
+  UnsupportedVersionError: 'ND_UNSUPPORTED_VERSION',
+  NonFiniteValueError: 'ND_NON_FINITE',
+  ModelMismatchError: 'ND_MODEL_MISMATCH',
+  BaseMismatchError: 'ND_BASE_MISMATCH',
+  TargetMismatchError: 'ND_TARGET_MISMATCH',
+};
+
+/** Indented JSON with arrays of numbers or strings kept on one line. */
+function formatJson(v: unknown): string {
+  return JSON.stringify(v, null, 1).replace(/\[\s+((?:-?[\d.e+-]+|"[^"]*")(?:,\s+(?:-?[\d.e+-]+|"[^"]*"))*)\s+\]/g, (_, items: string) => `[${items.split(/,\s+/).join(', ')}]`) + '\n';
+}
+
+function le32(p: number): Uint8Array {
+  return new Uint8Array([p & 255, (p >>> 8) & 255, (p >>> 16) & 255, p >>> 24]);
+}
+
+/** Describe a built patch for the index: what a decoder must find in it. */
+function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
+  const info: Record<string, unknown> = { t: p.name, kind: p.kind, shape: p.shape, codec: p.codec };
+  if (p.scale !== undefined) info.scale = p.scale;
+  info.baseDigest = p.baseDigest;
+  info.targetDigest = p.targetDigest;
+  if (p.kind === 'sparse') {
+    info.coding = p.positionCoding;
+    info.positions = [...p.positions];
+    info.values = f32Hex(p.values);
+  } else if (p.kind === 'hash') {
+    info.seed = p.seed;
+    info.signed = p.signed;
+    info.buckets = f32Hex(p.buckets);
+    const size = p.shape.reduce((a, b) => a * b, 1);
+    info.firstPositions = {
+      columns: ['position', 'hash', 'bucket', 'sign'],
+      rows: Array.from({ length: Math.min(8, size) }, (_, i) => {
+        const h = hasher.h32(le32(i), p.seed);
+        return [i, h, (h >>> 1) % p.buckets.length, p.signed && h & 1 ? -1 : 1];
+      }),
+    };
+  } else if (p.kind === 'lowrank') {
+    info.rank = p.rank;
+    info.u = f32Hex(p.u);
+    info.v = f32Hex(p.v);
+  } else info.values = f32Hex(p.values);
+  return info;
+}
+
+/**
+ * Every file of the folder (name -> bytes), built from src/diff/build.ts with `hasher`.
+ * Deterministic: the same bytes on every run and with either hasher kind.
+ */
+export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>();
+  const utf8 = new TextEncoder();
+  const json = (name: string, v: unknown) => files.set(name, utf8.encode(formatJson(v)));
+  const built = new Map<string, { bytes: Uint8Array; payload: Payload; base: MemoryWeightStore }>();
+  const valid: Record<string, unknown>[] = [];
+
+  VALID.forEach((c, index) => {
+    const base = makeBase(index + 1, c.tensors);
+    const b = buildPayload(hasher, base, c.specs, c.header);
+    const target = base.clone();
+    for (const [n, v] of b.targetValues) target.values(n).set(v);
+    built.set(c.name, { bytes: b.bytes, payload: b.payload, base });
+    files.set(`${c.name}.ndiff`, b.bytes);
+    json(`${c.name}.base.json`, modelJson(hasher, base));
+    json(`${c.name}.target.json`, modelJson(hasher, target));
+    const h = b.payload.header;
+    valid.push({
+      name: c.name,
+      description: c.description,
+      base: `${c.name}.base.json`,
+      payload: `${c.name}.ndiff`,
+      target: `${c.name}.target.json`,
+      bytes: b.bytes.length,
+      header: {
+        nd: h.version, m: h.method, id: h.modelId, bf: h.baseFingerprint, tf: h.targetFingerprint, sq: h.sequence, bb: h.budgetBytes, cb: h.createdBy,
+        ...(h.createdAt !== undefined ? { ct: h.createdAt } : {}),
+        ...(h.expiresAt !== undefined ? { ex: h.expiresAt } : {}),
+        ...(h.meta !== undefined ? { x: h.meta } : {}),
+      },
+      patches: b.payload.patches.map((p) => patchInfo(hasher, p)),
+    });
+  });
+
+  // The i8 case again, in the widest msgpack encodings, reversed key order and unknown keys.
+  {
+    const c = built.get('sparse-i8') as { payload: Payload };
+    const wires = wiresOf(c.payload).map((w) => ({ ...w, zq: 'ignored: unknown patch key' }));
+    const doc = { ...wireDoc(c.payload.header, wires), zz: { future: [1, 2.5, null, true], note: 'unknown keys are ignored' } };
+    const bytes = writeWideMsgpack(doc);
+    files.set('alt-encoding.ndiff', bytes);
+    valid.push({
+      name: 'alt-encoding',
+      description:
+        'The sparse-i8 payload written with the widest msgpack encodings (map16, str8 keys, str16 strings, uint64 integers, float64 scale, bin32, array16), keys in reverse order, and unknown keys "zz" (top level) and "zq" (in the patch). It must decode to the same payload as sparse-i8 and apply to the same target; the reference encoder re-encodes it to exactly sparse-i8.ndiff.',
+      base: 'sparse-i8.base.json',
+      payload: 'alt-encoding.ndiff',
+      target: 'sparse-i8.target.json',
+      bytes: bytes.length,
+      sameAs: 'sparse-i8',
+    });
+  }
+
+  // Invalid payloads: one defect each.
+  const invalid: InvalidVector[] = [];
+  const a = built.get('sparse-gaps-f32') as { bytes: Uint8Array; payload: Payload };
+  const bm = built.get('sparse-bitmap-f16') as { bytes: Uint8Array; payload: Payload };
+  const i8 = built.get('sparse-i8') as { bytes: Uint8Array; payload: Payload };
+  const add = (name: string, description: string, bytes: Uint8Array, error: string, stage: InvalidVector['stage'], base = 'sparse-gaps-f32.base.json', extra: Partial<InvalidVector> = {}) => {
+    files.set(`invalid-${name}.ndiff`, bytes);
+    invalid.push({ name, description, base, payload: `invalid-${name}.ndiff`, stage, error, code: ERROR_CODES[error], ...extra });
+  };
+  const aHeader = a.payload.header;
+  const aWire = () => wiresOf(a.payload)[0];
+  const bmWire = () => wiresOf(bm.payload)[0];
+  const i8Wire = () => wiresOf(i8.payload)[0];
+  const f32Bytes = (xs: number[]) => new Uint8Array(Float32Array.from(xs).buffer);
+
+  add('truncated', 'sparse-gaps-f32.ndiff without its last 10 bytes: the msgpack document ends early.', a.bytes.slice(0, a.bytes.length - 10), 'PayloadFormatError', 'decode');
+  add('trailing-byte', 'sparse-gaps-f32.ndiff followed by one more byte (0xc0): a payload is exactly one msgpack document.', Uint8Array.from([...a.bytes, 0xc0]), 'PayloadFormatError', 'decode');
+  add('not-a-map', 'The msgpack array [1, 2] (92 01 02) instead of a map.', Uint8Array.from([0x92, 0x01, 0x02]), 'PayloadFormatError', 'decode');
+  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 2.', packPayload({ ...aHeader, version: 2 }, [aWire()]), 'UnsupportedVersionError', 'decode');
+  add('missing-version', 'sparse-gaps-f32 without the "nd" key.', writeWideMsgpack(Object.fromEntries(Object.entries(wireDoc(aHeader, [aWire()])).filter(([k]) => k !== 'nd'))), 'PayloadFormatError', 'decode');
+  add('too-large', 'sparse-gaps-f32.ndiff decoded with maxPayloadBytes one less than its length: refused before parsing.', a.bytes.slice(), 'PayloadTooLargeError', 'decode', undefined, { maxPayloadBytes: a.bytes.length - 1 });
+  add('gap-out-of-range', 'sparse-gaps-f32 with the gaps 0 0 3 194 55: the last position is 256 in a 256-value tensor.', packPayload(aHeader, [{ ...aWire(), i: varints([0, 0, 3, 194, 55]) }]), 'PayloadFormatError', 'decode');
+  add('varint-too-long', 'sparse-gaps-f32 whose first gap is written in 6 bytes (80 80 80 80 80 00): a varint is at most 5 bytes.', packPayload(aHeader, [{ ...aWire(), i: Uint8Array.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00, 0x03, 0xc2, 0x01, 0x36]) }]), 'PayloadFormatError', 'decode');
+  add('varint-over-32-bits', 'sparse-gaps-f32 whose first gap is ff ff ff ff 1f (2^36 - 1): a gap must fit 32 bits.', packPayload(aHeader, [{ ...aWire(), i: Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0x1f, 0x00, 0x03, 0xc2, 0x01, 0x36]) }]), 'PayloadFormatError', 'decode');
+  add('gaps-trailing-byte', 'sparse-gaps-f32 with one byte more in "i" than its 5 varints.', packPayload(aHeader, [{ ...aWire(), i: Uint8Array.from([...varints([0, 0, 3, 194, 54]), 0x00]) }]), 'PayloadFormatError', 'decode');
+  add('nan-value', 'sparse-gaps-f32 with its third f32 value replaced by a quiet NaN (00 00 c0 7f).', packPayload(aHeader, [{ ...aWire(), v: f32Bytes([0.5, 2 ** -24, NaN, -0.0078125, 3.14159]) }]), 'NonFiniteValueError', 'decode');
+  add('f16-infinity', 'sparse-bitmap-f16 with its first value replaced by the half +Infinity (00 7c).', packPayload(bm.payload.header, [{ ...bmWire(), v: Uint8Array.from([0x00, 0x7c, ...bmWire().v.slice(2)]) }]), 'NonFiniteValueError', 'decode', 'sparse-bitmap-f16.base.json');
+  add('i8-overflow', 'sparse-i8 with scale q = 3e38: 127 x q overflows float32 to Infinity.', packPayload(i8.payload.header, [{ ...i8Wire(), q: Math.fround(3e38) }]), 'NonFiniteValueError', 'decode', 'sparse-i8.base.json');
+  add('i8-scale-not-float32', 'sparse-i8 with scale q = 0.1 written as float64 (not a float32 value).', writeWideMsgpack(wireDoc(i8.payload.header, [{ ...i8Wire(), q: 0.1 }])), 'PayloadFormatError', 'decode', 'sparse-i8.base.json');
+  add('i8-scale-zero', 'sparse-i8 with scale q = 0.', packPayload(i8.payload.header, [{ ...i8Wire(), q: 0 }]), 'PayloadFormatError', 'decode', 'sparse-i8.base.json');
+  {
+    const w = bmWire();
+    const i = w.i as Uint8Array;
+    add('bitmap-past-end', 'sparse-bitmap-f16 with bit 7 of the last bitmap byte set (position 15 of a 15-value tensor), "n" and the values grown to match.', packPayload(bm.payload.header, [{ ...w, i: Uint8Array.from([i[0], i[1] | 0x80]), n: 8, v: Uint8Array.from([...w.v, 0x00, 0x3c]) }]), 'PayloadFormatError', 'decode', 'sparse-bitmap-f16.base.json');
+    add('bitmap-count-mismatch', 'sparse-bitmap-f16 with "n" = 6 (and 6 values) while the bitmap marks 7 positions.', packPayload(bm.payload.header, [{ ...w, n: 6, v: w.v.slice(0, 12) }]), 'PayloadFormatError', 'decode', 'sparse-bitmap-f16.base.json');
+    add('bitmap-wrong-length', 'sparse-bitmap-f16 with a 3-byte bitmap for 15 values (ceil(15 / 8) = 2).', packPayload(bm.payload.header, [{ ...w, i: Uint8Array.from([i[0], i[1], 0]) }]), 'PayloadFormatError', 'decode', 'sparse-bitmap-f16.base.json');
+  }
+  add('values-length', 'sparse-gaps-f32 with 19 value bytes for 5 f32 values.', packPayload(aHeader, [{ ...aWire(), v: aWire().v.slice(0, 19) }]), 'PayloadFormatError', 'decode');
+  add('duplicate-tensor', 'sparse-gaps-f32 with its patch listed twice.', packPayload(aHeader, [aWire(), aWire()]), 'PayloadFormatError', 'decode');
+  add('unknown-kind', 'sparse-gaps-f32 with patch kind "k" = "x".', packPayload(aHeader, [{ ...aWire(), k: 'x' as 's' }]), 'PayloadFormatError', 'decode');
+  add('digest-length', 'sparse-gaps-f32 with a 7-byte base digest "b".', packPayload(aHeader, [{ ...aWire(), b: aWire().b.slice(0, 7) }]), 'PayloadFormatError', 'decode');
+  add('optional-key-nil', 'sparse-gaps-f32 with "ct" present as nil: an optional key is absent or has its type.', writeWideMsgpack({ ...wireDoc(aHeader, [aWire()]), ct: null }), 'PayloadFormatError', 'decode');
+  // Apply stage: the payload is well formed; the model decides.
+  add('unknown-tensor', 'sparse-gaps-f32 patching tensor "w2", which the model does not have.', packPayload(aHeader, [{ ...aWire(), t: 'w2' }]), 'ModelMismatchError', 'apply');
+  add('shape-mismatch', 'sparse-gaps-f32 declaring shape [256] for the [16, 16] tensor "w" (same size, different shape).', packPayload(aHeader, [{ ...aWire(), s: [256] }]), 'ModelMismatchError', 'apply');
+  add('fit-before-base', 'Unknown tensor "w2" and a wrong base fingerprint: the fit check runs first.', packPayload({ ...aHeader, baseFingerprint: '0123456789abcdef' }, [{ ...aWire(), t: 'w2' }]), 'ModelMismatchError', 'apply');
+  add('base-mismatch', 'sparse-gaps-f32 with a base fingerprint "bf" that is not the model\'s.', packPayload({ ...aHeader, baseFingerprint: '0123456789abcdef' }, [aWire()]), 'BaseMismatchError', 'apply');
+  {
+    const w = aWire();
+    const v = w.v.slice();
+    v[0] ^= 1;
+    add('target-digest-mismatch', 'sparse-gaps-f32 with the last bit of its first value flipped: still finite, but the patched tensor does not hash to "a"; the patch is undone.', packPayload(aHeader, [{ ...w, v }]), 'TargetMismatchError', 'apply');
+  }
+  add('target-fingerprint-mismatch', 'sparse-gaps-f32 with a wrong target fingerprint "tf" (the per-tensor digest "a" is right): undone.', packPayload({ ...aHeader, targetFingerprint: '0123456789abcdef' }, [aWire()]), 'TargetMismatchError', 'apply');
+
+  json('vectors.json', {
+    description:
+      'Payload format v1 test vectors (docs/FORMAT.md). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
+    valid,
+    invalid,
+  });
+  return files;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const hasher = await getHasher();
+  const files = generatePayloadVectors(hasher);
+  const dir = new URL('./', import.meta.url);
+  for (const [name, bytes] of files) writeFileSync(new URL(name, dir), bytes);
+  console.log(`wrote ${files.size} files with the ${hasher.kind} hasher`);
+}
