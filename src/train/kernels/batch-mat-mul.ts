@@ -121,6 +121,7 @@ function fastMatMul(
     throw new Error(`${kernel}: batch dimensions [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}] are not supported`);
   }
   const fixable =
+    s.m * s.k * s.n > 0 &&
     a.dtype === 'float32' &&
     b.dtype === 'float32' &&
     // Per-item splitting of a fused op would have to split PReLU weights too; batched fused

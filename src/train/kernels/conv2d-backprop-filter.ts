@@ -85,7 +85,11 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo | undefi
     }
   }
   dispose(backend, xT);
-  if (acc === null) throw new Error('Conv2DBackpropFilter: empty batch');
+  if (acc === null) {
+    const zeros = backend.makeOutput([...attrs.filterShape], 'float32');
+    f32(backend, zeros).fill(0);
+    return zeros;
+  }
   return { ...acc, shape: [...attrs.filterShape] };
 }
 
