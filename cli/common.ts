@@ -2,7 +2,7 @@
 import {
   BaseMismatchError, BudgetError, FreshnessError, ModelFormatError, ModelMismatchError, NeuralDiffError,
   NonFiniteValueError, PayloadFormatError, PayloadTooLargeError, SignatureError, TargetMismatchError,
-  UnsupportedVersionError, UsageError,
+  UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError,
 } from '../src/core/errors.ts';
 
 /** Exit codes, documented in the README and in `ndiff --help`. */
@@ -16,11 +16,11 @@ export const EXIT = {
   payload: 3,
   /** The payload does not fit this model: another base, another architecture. */
   model: 4,
-  /** Patching did not reach the promised target; everything was rolled back. */
+  /** Patching did not reach the promised target, or the health check failed; everything was rolled back. */
   target: 5,
   /** The byte budget cannot be met. */
   budget: 6,
-  /** A model folder or file is missing or malformed. */
+  /** A model folder or file is missing or malformed, the state file is unusable, or a rollback could not finish. */
   files: 7,
 } as const;
 
@@ -30,9 +30,9 @@ export const EXIT_CODES_HELP = `Exit codes:
   2  usage error (unknown option, missing argument, bad budget)
   3  payload refused (corrupt, truncated, unsupported version, bad signature, stale or expired)
   4  payload does not fit this model (another base or architecture); model untouched
-  5  patched weights did not match the promised target; rolled back, model untouched
+  5  patched weights did not match the promised target, or the health check failed; rolled back
   6  byte budget cannot be met
-  7  model folder or file missing or malformed`;
+  7  model folder or state file missing or malformed (or a rollback could not finish)`;
 
 /** Where the CLI writes. Tests pass their own. */
 export interface CliIO {
@@ -57,7 +57,8 @@ export function exitCodeOf(e: unknown): number {
   if (e instanceof UsageError) return EXIT.usage;
   if (e instanceof PayloadFormatError || e instanceof PayloadTooLargeError || e instanceof UnsupportedVersionError || e instanceof SignatureError || e instanceof FreshnessError || e instanceof NonFiniteValueError) return EXIT.payload;
   if (e instanceof BaseMismatchError || e instanceof ModelMismatchError) return EXIT.model;
-  if (e instanceof TargetMismatchError) return EXIT.target;
+  if (e instanceof TargetMismatchError || e instanceof HealthCheckError) return EXIT.target;
+  if (e instanceof StateStoreError || (e instanceof NeuralDiffError && e.code === 'ND_ROLLBACK_FAILED')) return EXIT.files;
   if (e instanceof BudgetError) return EXIT.budget;
   if (e instanceof ModelFormatError) return EXIT.files;
   if (e instanceof NeuralDiffError) return EXIT.target;

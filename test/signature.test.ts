@@ -236,7 +236,8 @@ describe('the signature policy on apply', () => {
   test('the pure verifier works with WebCrypto absent (React Native)', async () => {
     const saved = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
     // a fresh module instance, so its cached WebCrypto probe runs without crypto
-    const mod = await import(`../src/apply/ed25519.ts?no-webcrypto`);
+    const fresh = '../src/apply/ed25519.ts?no-webcrypto';
+    const mod = (await import(fresh)) as typeof import('../src/apply/ed25519.ts');
     Object.defineProperty(globalThis, 'crypto', { value: undefined, configurable: true, writable: true });
     try {
       assert.equal(await mod.webCryptoHasEd25519(), false);

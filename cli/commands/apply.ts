@@ -1,39 +1,81 @@
 import type { Argv } from 'yargs';
-import { applyPayload } from '../../src/apply/index.ts';
-import { decodePayload } from '../../src/core/format.ts';
-import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { UsageError } from '../../src/core/errors.ts';
+import { applyToModelDir } from '../../src/io/model-dir-update.ts';
+import { DEFAULT_STATE_FILE } from '../../src/io/sequence-file.ts';
 import type { CliIO } from '../common.ts';
-import { memoryCopy, readPayloadFile } from '../models.ts';
+import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
+import { readPayloadFile } from '../models.ts';
 
-export interface ApplyArgs {
+export interface ApplyArgs extends SignatureArgs {
   model: string;
   patch: string;
   dryRun: boolean;
   maxPayloadBytes: number;
+  /** A path, or false for `--no-state`. */
+  state?: string | false;
+  healthCheck?: string;
+  healthCheckTimeout: number;
 }
 
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
-  return y
+  return signatureOptions(y
     .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards), patched in place' })
-    .option('patch', { type: 'string', demandOption: true, describe: 'payload file' })
+    .option('patch', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'check everything and patch a copy in memory; write nothing' })
-    .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' })
-    .example('$0 apply --model ./model --patch v1-v2.ndiff', 'patch in place; the folder switches atomically to the new version') as unknown as Argv<ApplyArgs>;
+    .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' }))
+    .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}); older or replayed payloads are refused. --no-state keeps none` })
+    .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR set (e.g. one inference); a non-zero exit rolls back to the previous version' })
+    .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the health check counts as failed' })
+    .example('$0 apply --model ./model --patch v1-v2.signed.ndiff --public-key release.public.pem', 'verify the signature, then patch in place; the folder switches atomically') as unknown as Argv<ApplyArgs>;
+}
+
+/** Run `command` in a shell; resolves true on exit 0 within `timeoutS`. */
+function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliIO): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn(command, { shell: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NDIFF_MODEL_DIR: dir } });
+    const relay = (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => io.progress(`  health check: ${l}`));
+    child.stdout.on('data', relay);
+    child.stderr.on('data', relay);
+    const timer = setTimeout(() => {
+      io.progress(`  health check: no answer after ${timeoutS} s, stopping it`);
+      child.kill('SIGKILL');
+    }, timeoutS * 1000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      io.progress(`  health check: cannot start (${e.message})`);
+      resolve(false);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0);
+    });
+  });
 }
 
 export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
+  if (!(a.healthCheckTimeout > 0)) throw new UsageError(`--health-check-timeout must be a positive number of seconds, got ${a.healthCheckTimeout}`);
   const bytes = await readPayloadFile(a.patch);
-  // Decode first: a bad payload is refused before the model is even read.
-  decodePayload(bytes, { maxPayloadBytes: a.maxPayloadBytes });
-  const disk = await openTfjsModelDir(a.model);
-  const store = a.dryRun ? memoryCopy(disk) : disk;
+  const trustedKeys = await trustedKeysOf(a);
+  const statePath = a.state === false ? null : a.state ?? join(a.model, DEFAULT_STATE_FILE);
   const t0 = performance.now();
-  const res = await applyPayload(store, bytes, { maxPayloadBytes: a.maxPayloadBytes });
+  const res = await applyToModelDir(a.model, bytes, {
+    maxPayloadBytes: a.maxPayloadBytes,
+    trustedKeys,
+    ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),
+    state: statePath,
+    dryRun: a.dryRun,
+    ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
+  });
   const ms = performance.now() - t0;
+  for (const line of res.recovery.actions) io.progress(`recovered ${a.model}: ${line}`);
+  io.progress(describeSignature(res.signature));
   if (res.status === 'already-applied') {
     io.out(`${a.model} is already at target ${res.targetFingerprint}: nothing to do`);
-    return 0;
+  } else {
+    io.out(`${a.dryRun ? 'dry run: would patch' : 'patched'} ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}, ${res.writtenValues} values in ${res.changedTensors.length} tensors (${ms.toFixed(0)} ms)`);
   }
-  io.out(`${a.dryRun ? 'dry run: would patch' : 'patched'} ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}, ${res.writtenValues} values in ${res.changedTensors.length} tensors (${ms.toFixed(0)} ms)`);
+  if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${JSON.stringify(res.payload.header.modelId)} in ${statePath}`);
   return 0;
 }

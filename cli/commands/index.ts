@@ -1,6 +1,8 @@
 /** Commands added by later parts of the tool (train, report, keygen, sign) register here. */
 import type { Argv } from 'yargs';
 import type { CliIO } from '../common.ts';
+import { keygenCommand, runKeygen } from './keygen.ts';
+import { runSign, signCommand } from './sign.ts';
 
 export interface ExtraCommand {
   command: string;
@@ -9,4 +11,7 @@ export interface ExtraCommand {
   handler: (a: any, io: CliIO) => Promise<number>;
 }
 
-export const extraCommands: ExtraCommand[] = [];
+export const extraCommands: ExtraCommand[] = [
+  { command: 'keygen', describe: 'make an Ed25519 key pair for signing payloads (private key for the build server, public key for devices)', builder: keygenCommand, handler: runKeygen },
+  { command: 'sign <payload>', describe: 'sign a payload with an Ed25519 private key: writes a signed envelope devices verify before decoding', builder: signCommand, handler: runSign },
+];

@@ -1,29 +1,38 @@
 import type { Argv } from 'yargs';
-import { applyPayload } from '../../src/apply/index.ts';
-import { decodePayload } from '../../src/core/format.ts';
+import { applyVerifiedPayload, verifyPayload } from '../../src/apply/index.ts';
 import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
+import { FileSequenceStore } from '../../src/io/sequence-file.ts';
 import type { CliIO } from '../common.ts';
+import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { memoryCopy, readPayloadFile } from '../models.ts';
 
-export interface VerifyArgs {
+export interface VerifyArgs extends SignatureArgs {
   payload: string;
   model?: string;
+  state?: string;
 }
 
 export function verifyCommand(y: Argv): Argv<VerifyArgs> {
-  return y
-    .positional('payload', { type: 'string', demandOption: true, describe: 'payload file' })
+  return signatureOptions(y
+    .positional('payload', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
     .option('model', { type: 'string', describe: 'also check that it applies to this model folder (in memory; nothing is written)' })
+    .option('state', { type: 'string', describe: 'also check freshness against this state file (read only)' }))
+    .example('$0 verify v1-v2.signed.ndiff --public-key release.public.pem', 'is it signed by this key, and well-formed?')
     .example('$0 verify v1-v2.ndiff --model ./model', 'would this payload apply cleanly to this model?') as unknown as Argv<VerifyArgs>;
 }
 
 export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
   const bytes = await readPayloadFile(a.payload);
-  const payload = decodePayload(bytes);
-  io.out(`${a.payload}: well-formed v${payload.header.version} payload, ${payload.patches.length} patches, ${bytes.length} bytes`);
+  const trustedKeys = await trustedKeysOf(a);
+  const policy = { trustedKeys, ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}) };
+  const verified = await verifyPayload(bytes, policy);
+  const { payload } = verified;
+  io.out(describeSignature(verified.signature));
+  io.out(`${a.payload}: well-formed v${payload.header.version} payload for model ${JSON.stringify(payload.header.modelId)}, sequence ${payload.header.sequence}, ${payload.patches.length} patches, ${bytes.length} bytes`);
   if (a.model) {
     const copy = memoryCopy(await openTfjsModelDir(a.model));
-    const res = await applyPayload(copy, bytes);
+    const state = a.state ? new FileSequenceStore(a.state) : undefined;
+    const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) });
     io.out(res.status === 'already-applied'
       ? `${a.model} is already at the target ${res.targetFingerprint}`
       : `applies cleanly to ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}`);

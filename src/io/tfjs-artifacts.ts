@@ -57,6 +57,11 @@ import {
 
 /** Name of the model file inside a model folder. */
 export const MODEL_JSON = 'model.json';
+/**
+ * The previous version's model.json, kept by writes with `keepPrevious` until the new version
+ * is confirmed or rolled back (src/io/model-dir-update.ts).
+ */
+export const PREVIOUS_MODEL_JSON = 'model.json.prev';
 
 /** Called after every new file is durable and right before the switch (see the module doc). */
 export type BeforeSwitchHook = (info: {
@@ -78,10 +83,22 @@ export interface WriteOptions {
    * the worst moment and for callers that want to verify the new files first.
    */
   onBeforeSwitch?: BeforeSwitchHook;
+  /**
+   * Keep the previous version: before the switch, its model.json is copied durably to
+   * {@link PREVIOUS_MODEL_JSON}, and its shards are not deleted after the switch. The caller
+   * then confirms or rolls back (see src/io/model-dir-update.ts). Refused while a previous
+   * version is already kept.
+   */
+  keepPrevious?: boolean;
 }
 
 /** Options of {@link openTfjsModelDir}. */
 export interface OpenOptions extends WriteOptions {
+  /**
+   * Read this file of the folder instead of model.json (e.g. a fully written
+   * `model.json.tmp-<id>`, to check a new version before the switch). Such a store cannot commit.
+   */
+  modelJsonFile?: string;
   /**
    * What {@link TfjsDirWeightStore.commit} does with quantized (uint8/uint16/float16) float
    * tensors the patch did not change: `'keep'` (default) writes their original bytes and
@@ -140,8 +157,8 @@ async function folderListing(dir: string): Promise<string> {
   }
 }
 
-async function readModelJsonFile(dir: string): Promise<{ bytes: Uint8Array; text: string; modelJson: TfjsModelJson }> {
-  const file = path.join(dir, MODEL_JSON);
+async function readModelJsonFile(dir: string, name = MODEL_JSON): Promise<{ bytes: Uint8Array; text: string; modelJson: TfjsModelJson }> {
+  const file = path.join(dir, name);
   let bytes: Uint8Array;
   try {
     bytes = await readFile(file);
@@ -228,8 +245,8 @@ function shortShards(dir: string, g: number, paths: readonly string[], sizes: re
   );
 }
 
-async function loadModel(dir: string): Promise<LoadedModel> {
-  const { bytes, text, modelJson } = await readModelJsonFile(dir);
+async function loadModel(dir: string, modelJsonName = MODEL_JSON): Promise<LoadedModel> {
+  const { bytes, text, modelJson } = await readModelJsonFile(dir, modelJsonName);
   const { groupData, layouts } = await readGroupData(dir, modelJson);
   return { dir, jsonBytes: bytes, jsonText: text, modelJson, groupData, layouts };
 }
@@ -337,8 +354,16 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     }
   }
   const oldResolved = new Set(oldPaths.map((p) => path.resolve(dir, p)));
+  const prevFile = path.join(dir, PREVIOUS_MODEL_JSON);
+  if (plan.keepPrevious && (await readIfExists(prevFile)) !== null) {
+    throw new ModelFormatError(
+      `${prevFile} exists: an earlier update of ${dir} is still waiting to be confirmed or rolled back; expected no previous version kept. Finish it first (recoverModelDir, or run \`ndiff apply\` again, which does)`,
+      { dir },
+    );
+  }
 
   const id = newId();
+  let switched = false;
   const created: string[] = [];
   const temps: string[] = [];
   const manifest: TfjsWeightGroup[] = [];
@@ -378,21 +403,34 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     await writeDurably(tmpJson, bytes);
     await plan.onBeforeSwitch?.({ dir, tempModelJson: tmpJson, newShards: [...newShards] });
 
+    if (plan.keepPrevious && startBytes) {
+      // The previous version's model.json, durable before the switch (its shards stay).
+      const tmpPrev = `${prevFile}.tmp-${id}`;
+      temps.push(tmpPrev);
+      await writeDurably(tmpPrev, startBytes);
+      await rename(tmpPrev, prevFile);
+      temps.pop();
+      created.push(prevFile);
+      await syncDir(dir);
+    }
     if (!sameBytes(await readIfExists(modelFile), startBytes)) throw concurrentChange(dir);
     await rename(tmpJson, modelFile); // the switch
+    switched = true;
     temps.pop();
     await syncDir(dir);
 
-    // After the switch: the old shards are garbage. Best effort; the write already succeeded.
+    // After the switch: the old shards are garbage (unless the previous version is kept).
+    // Best effort; the write already succeeded.
     const keep = new Set(newShards.map((p) => path.resolve(dir, p)));
-    for (const old of oldResolved) {
+    for (const old of plan.keepPrevious ? [] : oldResolved) {
       if (keep.has(old)) continue;
       try { await unlink(old); } catch { /* left for listStaleFiles */ }
     }
     try { await syncDir(dir); } catch { /* the switch is durable already */ }
     return { text, bytes, manifest, groupData: plan.groups.map((gr) => gr.data) };
   } catch (err) {
-    for (const f of [...temps, ...created]) {
+    // After the switch the new files are the model: removing them would break it.
+    for (const f of switched ? [] : [...temps, ...created]) {
       try { await unlink(f); } catch { /* already gone */ }
     }
     try { await syncDir(dir); } catch { /* nothing more to undo */ }
@@ -560,6 +598,9 @@ export class TfjsDirWeightStore implements WeightStore {
    */
   async commit(changed: readonly string[]): Promise<void> {
     if (this.committing) throw new UsageError(`a commit to ${this.dir} is already in progress: await it before committing again`);
+    if (this.options.modelJsonFile !== undefined && this.options.modelJsonFile !== MODEL_JSON) {
+      throw new UsageError(`this store was opened from ${this.options.modelJsonFile}, not ${MODEL_JSON}: it is for reading only; open the folder without modelJsonFile to patch it`);
+    }
     const changedSet = new Set(changed);
     for (const name of changedSet) this.floatRecord(name);
     if (changedSet.size === 0) return;
@@ -620,7 +661,7 @@ export class TfjsDirWeightStore implements WeightStore {
  *   with extra bytes, or a quantization tfjs 4.22 cannot decode. Opening never writes.
  */
 export async function openTfjsModelDir(dir: string, options: OpenOptions = {}): Promise<TfjsDirWeightStore> {
-  return new TfjsDirWeightStore(await loadModel(dir), options);
+  return new TfjsDirWeightStore(await loadModel(dir, options.modelJsonFile ?? MODEL_JSON), options);
 }
 
 /**

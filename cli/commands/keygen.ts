@@ -1,0 +1,20 @@
+import type { Argv } from 'yargs';
+import { writeKeyPairFiles } from '../../src/sign/node-keys.ts';
+import type { CliIO } from '../common.ts';
+
+export interface KeygenArgs {
+  out: string;
+}
+
+export function keygenCommand(y: Argv): Argv<KeygenArgs> {
+  return y
+    .option('out', { type: 'string', demandOption: true, describe: 'path prefix: writes <out>.private.pem (mode 0600, for `ndiff sign`) and <out>.public.pem (for devices); never overwrites' })
+    .example('$0 keygen --out keys/release', 'make keys/release.private.pem and keys/release.public.pem') as unknown as Argv<KeygenArgs>;
+}
+
+export async function runKeygen(a: KeygenArgs, io: CliIO): Promise<number> {
+  const k = await writeKeyPairFiles(a.out);
+  io.out(`wrote ${k.privateKeyFile} (keep it on the build server, never on a device) and ${k.publicKeyFile} (ship it with devices)`);
+  io.out(`key id ${k.keyId}`);
+  return 0;
+}

@@ -1,0 +1,27 @@
+/** Signature options shared by `ndiff apply` and `ndiff verify`. */
+import type { Argv } from 'yargs';
+import type { SignatureCheck } from '../src/apply/signature.ts';
+import type { TrustedKey } from '../src/apply/ed25519.ts';
+import { readPublicKeyFile } from '../src/sign/node-keys.ts';
+
+export interface SignatureArgs {
+  publicKey?: string[];
+  requireSignature?: boolean;
+}
+
+export function signatureOptions<T>(y: Argv<T>): Argv<T & SignatureArgs> {
+  return y
+    .option('public-key', { type: 'string', array: true, describe: 'trusted Ed25519 public key file (PEM from ndiff keygen, hex or base64); repeat for several. With it, unsigned payloads are refused' })
+    .option('require-signature', { type: 'boolean', describe: 'refuse payloads without a valid signature by a trusted key (default: on when --public-key is given)' }) as unknown as Argv<T & SignatureArgs>;
+}
+
+export async function trustedKeysOf(a: SignatureArgs): Promise<TrustedKey[]> {
+  return Promise.all((a.publicKey ?? []).map((f) => readPublicKeyFile(f)));
+}
+
+/** One line saying what the signature check found. */
+export function describeSignature(s: SignatureCheck): string {
+  if (!s.signed) return 'signature: none (a bare payload; devices with --public-key refuse it)';
+  if (!s.verified) return `signature: signed by key id ${s.keyId}, NOT checked (pass --public-key to check it)`;
+  return `signature: valid, trusted key id ${s.keyId} (${s.verifier})`;
+}

@@ -1,0 +1,219 @@
+/**
+ * Crash-safe updates of a model folder: each intermediate state of the protocol, built by hand,
+ * is recovered to exactly the old or the new version; health-check rollback; verification of the
+ * written files before the switch; the apply lock. (Real kills: crash-injection.test.ts.)
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { copyFile, open, readdir, readFile, rename, writeFile, unlink } from 'node:fs/promises';
+import { getHasher } from '../src/core/hasher.ts';
+import { fingerprintStore } from '../src/core/fingerprint.ts';
+import { topkDiff } from '../src/diff/topk.ts';
+import { HealthCheckError, ModelFormatError, TargetMismatchError } from '../src/core/errors.ts';
+import { openTfjsModelDir, PREVIOUS_MODEL_JSON, listStaleFiles } from '../src/io/tfjs-artifacts.ts';
+import { applyToModelDir, recoverModelDir, lockModelDir, LOCK_FILE, RETIRED_MODEL_JSON } from '../src/io/model-dir-update.ts';
+import { baseAndTarget } from './helpers/models.ts';
+import { tempDir, writeStore, folderBytes } from './helpers/dirs.ts';
+
+const hasher = await getHasher();
+const { base, target } = baseAndTarget(51);
+const built = topkDiff(hasher, base, target, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'kws', sequence: 2 });
+const OLD = fingerprintStore(hasher, base).fingerprint;
+const NEW = built.payload.header.targetFingerprint;
+
+/** What a loader sees: model.json and the shards it names, fingerprinted. */
+async function loaderSees(dir: string): Promise<string> {
+  return fingerprintStore(hasher, await openTfjsModelDir(dir)).fingerprint;
+}
+
+async function freshModel(): Promise<string> {
+  const dir = join(await tempDir(), 'model');
+  await writeStore(dir, base);
+  return dir;
+}
+
+/** The state right after the switch of an update that keeps the previous version. */
+async function switchedButUnconfirmed(dir: string): Promise<void> {
+  const store = await openTfjsModelDir(dir, { keepPrevious: true });
+  for (const [name, values] of built.targetValues) store.values(name).set(values);
+  await store.commit([...built.targetValues.keys()]);
+}
+
+describe('applyToModelDir', () => {
+  test('applies, confirms, records the sequence, and leaves only the new files', async () => {
+    const dir = await freshModel();
+    const res = await applyToModelDir(dir, built.bytes);
+    assert.equal(res.status, 'applied');
+    assert.equal(res.sequenceRecorded, true);
+    assert.deepEqual(res.recovery.actions, []);
+    assert.equal(await loaderSees(dir), NEW);
+    const files = (await readdir(dir)).sort();
+    assert.deepEqual(files.filter((f) => !f.endsWith('.bin')), ['.ndiff-state.json', 'model.json']);
+    assert.equal(files.filter((f) => f.endsWith('.bin')).length, 1);
+    assert.deepEqual(await listStaleFiles(dir), []);
+    const state = JSON.parse(await readFile(join(dir, '.ndiff-state.json'), 'utf8'));
+    assert.equal(state.models.kws.sequence, 2);
+    assert.equal(state.models.kws.fingerprint, NEW);
+    const again = await applyToModelDir(dir, built.bytes);
+    assert.equal(again.status, 'already-applied');
+  });
+
+  test('a failing health check rolls the folder back byte for byte; the check saw the new version on disk', async () => {
+    const dir = await freshModel();
+    const before = await folderBytes(dir);
+    let seenOnDisk = '';
+    const err = await applyToModelDir(dir, built.bytes, {
+      healthCheck: async ({ dir: d }) => {
+        seenOnDisk = await loaderSees(d);
+        return false;
+      },
+    }).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof HealthCheckError, String(err));
+    assert.equal(seenOnDisk, NEW);
+    assert.deepEqual(await folderBytes(dir), before);
+    assert.equal(await loaderSees(dir), OLD);
+  });
+
+  test('files that do not read back as the target are never switched to (a disk that corrupts writes)', async () => {
+    const dir = await freshModel();
+    const before = await folderBytes(dir);
+    // every FileHandle.writeFile of more than 4 KB (the shards) flips its last byte
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { writeFile: (data: Uint8Array, ...rest: unknown[]) => Promise<void> };
+    await probe.close();
+    await unlink(join(dir, 'probe'));
+    const original = proto.writeFile;
+    proto.writeFile = function (this: unknown, data: Uint8Array, ...rest: unknown[]) {
+      if (data instanceof Uint8Array && data.length > 4096) {
+        data = data.slice();
+        data[data.length - 1] ^= 0x40;
+      }
+      return original.call(this, data, ...rest);
+    };
+    let err: unknown;
+    try {
+      err = await applyToModelDir(dir, built.bytes).then(() => null, (e: unknown) => e);
+    } finally {
+      proto.writeFile = original;
+    }
+    assert.ok(err instanceof TargetMismatchError, String(err));
+    assert.match((err as Error).message, /read back as .*not the target .*nothing was switched and the model is unchanged: check the storage/);
+    assert.deepEqual(await folderBytes(dir), before);
+  });
+
+  test('dry run: everything checked, nothing written', async () => {
+    const dir = await freshModel();
+    const before = await folderBytes(dir);
+    const res = await applyToModelDir(dir, built.bytes, { dryRun: true });
+    assert.equal(res.status, 'applied');
+    assert.equal(res.sequenceRecorded, false);
+    assert.deepEqual(await folderBytes(dir), before);
+  });
+
+  test('a refused payload touches nothing, not even an interrupted update waiting for recovery', async () => {
+    const dir = await freshModel();
+    await switchedButUnconfirmed(dir);
+    const before = await folderBytes(dir);
+    await assert.rejects(applyToModelDir(dir, built.bytes.subarray(0, 50)), /corrupt/);
+    assert.deepEqual(await folderBytes(dir), before);
+  });
+});
+
+describe('recoverModelDir: every intermediate state ends as exactly the old or the new version', () => {
+  test('clean folder: nothing to do', async () => {
+    const dir = await freshModel();
+    const before = await folderBytes(dir);
+    const r = await recoverModelDir(dir);
+    assert.deepEqual(r, { actions: [], rolledBack: false, removed: [] });
+    assert.deepEqual(await folderBytes(dir), before);
+  });
+
+  test('crashed before the switch (new shards, temp files and model.json.prev written): old version, leftovers gone', async () => {
+    const dir = await freshModel();
+    const before = await folderBytes(dir);
+    await copyFile(join(dir, 'model.json'), join(dir, PREVIOUS_MODEL_JSON));
+    await writeFile(join(dir, 'group1-shard1of1-0123456789abcdef.bin'), new Uint8Array(64));
+    await writeFile(join(dir, 'model.json.tmp-4242-0a1b2c3d4e5f'), '{"half": ');
+    await writeFile(join(dir, 'group1-shard1of1-0123456789abcdef.bin.tmp-4242-0a1b2c3d4e5f'), new Uint8Array(3));
+    assert.equal(await loaderSees(dir), OLD);
+    const r = await recoverModelDir(dir);
+    assert.equal(r.rolledBack, false);
+    assert.match(r.actions[0], /interrupted before its switch/);
+    assert.deepEqual(await folderBytes(dir), before);
+  });
+
+  test('crashed after the switch, before confirmation: rolled back to the old version, new shards removed', async () => {
+    const dir = await freshModel();
+    const before = await folderBytes(dir);
+    await switchedButUnconfirmed(dir);
+    assert.equal(await loaderSees(dir), NEW);
+    const r = await recoverModelDir(dir);
+    assert.equal(r.rolledBack, true);
+    assert.match(r.actions[0], /after its switch but before it was confirmed: rolled back/);
+    assert.deepEqual(await folderBytes(dir), before);
+    assert.equal(await loaderSees(dir), OLD);
+  });
+
+  test('crashed inside the confirmation (model.json.retired left): new version kept, old shards deleted', async () => {
+    const dir = await freshModel();
+    const oldShards = (await readdir(dir)).filter((f) => f.endsWith('.bin'));
+    await switchedButUnconfirmed(dir);
+    await rename(join(dir, PREVIOUS_MODEL_JSON), join(dir, RETIRED_MODEL_JSON));
+    const r = await recoverModelDir(dir);
+    assert.equal(r.rolledBack, false);
+    assert.equal(await loaderSees(dir), NEW);
+    const files = await readdir(dir);
+    for (const s of oldShards) assert.ok(!files.includes(s), `${s} kept`);
+    assert.ok(!files.includes(RETIRED_MODEL_JSON));
+    assert.deepEqual(await listStaleFiles(dir), []);
+  });
+
+  test('a shard some other tool put there (not named like ours) is never deleted', async () => {
+    const dir = await freshModel();
+    await writeFile(join(dir, 'weights.bin'), new Uint8Array(8));
+    await recoverModelDir(dir);
+    assert.ok((await readdir(dir)).includes('weights.bin'));
+  });
+
+  test('keepPrevious refuses to start a second update while one is unconfirmed', async () => {
+    const dir = await freshModel();
+    await switchedButUnconfirmed(dir);
+    await assert.rejects(switchedButUnconfirmed(dir), (e: unknown) => e instanceof ModelFormatError && /still waiting to be confirmed or rolled back/.test(e.message));
+    // and applyToModelDir recovers it first, then applies
+    const res = await applyToModelDir(dir, built.bytes);
+    assert.equal(res.status, 'applied');
+    assert.equal(res.recovery.rolledBack, true);
+    assert.equal(await loaderSees(dir), NEW);
+  });
+});
+
+describe('the apply lock', () => {
+  test('two applies in one process: the second is refused', async () => {
+    const dir = await freshModel();
+    const release = await lockModelDir(dir);
+    await assert.rejects(applyToModelDir(dir, built.bytes), (e: unknown) => e instanceof ModelFormatError && /already running in this process/.test(e.message));
+    await release();
+    assert.ok(!(await readdir(dir)).includes(LOCK_FILE));
+    assert.equal((await applyToModelDir(dir, built.bytes)).status, 'applied');
+  });
+
+  test('a lock held by another live process is respected; one left by a dead process or before the last boot is taken over', async () => {
+    const dir = await freshModel();
+    const lock = join(dir, LOCK_FILE);
+    await writeFile(lock, JSON.stringify({ pid: process.ppid, startedAt: new Date().toISOString() }));
+    await assert.rejects(applyToModelDir(dir, built.bytes), (e: unknown) => e instanceof ModelFormatError && new RegExp(`another apply \\(pid ${process.ppid}\\) is updating`).test(e.message));
+    // the same live pid, but taken before this machine booted: stale
+    await writeFile(lock, JSON.stringify({ pid: process.ppid, startedAt: '1999-01-01T00:00:00Z' }));
+    const release = await lockModelDir(dir);
+    await release();
+    // a pid that no longer runs
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    await writeFile(lock, JSON.stringify({ pid: Number(dead.stdout.trim()), startedAt: new Date().toISOString() }));
+    assert.equal((await applyToModelDir(dir, built.bytes)).status, 'applied');
+    // a lock file cut short by a crash
+    await writeFile(lock, '{"pid": 12');
+    assert.equal((await applyToModelDir(dir, built.bytes)).status, 'already-applied');
+  });
+});
