@@ -105,20 +105,28 @@ export class SparseMask implements Parameterization {
     return tf.mul(tf.round(tf.div(d, scale)), scale);
   }
 
+  /** σ(β s) and m of the current step, computed once in effective() and reused by gradients() (same tf.tidy). */
+  private readonly stepCache = new Map<string, { sig: tf.Tensor; m: tf.Tensor }>();
+
   effective(name: string): tf.Tensor {
     const st = this.tensors.get(name) as TensorState;
     if (this.phase === 'hard') return tf.add(st.w0, this.quantized(st));
-    return tf.add(st.w0, tf.mul(this.mask(st), st.d));
+    const sig = tf.sigmoid(tf.mul(st.s, this.beta));
+    const m = tf.mul(st.alive, sig);
+    this.stepCache.set(name, { sig, m });
+    return tf.add(st.w0, tf.mul(m, st.d));
   }
 
   gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
     const st = this.tensors.get(name) as TensorState;
     if (this.phase === 'hard') return { [st.d.name]: tf.mul(dW, st.alive) };
-    const sig = tf.sigmoid(tf.mul(st.s, this.beta));
-    const m = tf.mul(st.alive, sig);
-    const dsig = tf.mul(tf.mul(sig, tf.sub(1, sig)), this.beta * 1);
-    // dL/ds = dL/dW ⊙ D ⊙ β σ(1-σ) (+ the density penalty's gradient)
-    const gs = tf.mul(tf.mul(st.alive, dsig), tf.add(tf.mul(dW, st.d), this.opts.lambda / Math.max(1, this.total) * st.size));
+    const cached = this.stepCache.get(name);
+    this.stepCache.delete(name);
+    const sig = cached?.sig ?? tf.sigmoid(tf.mul(st.s, this.beta));
+    const m = cached?.m ?? tf.mul(st.alive, sig);
+    // dL/ds = dL/dW ⊙ D ⊙ β σ(1-σ) ⊙ alive (+ the density penalty's gradient); m(1-σ) = alive σ(1-σ)
+    const penalty = (this.opts.lambda / Math.max(1, this.total)) * st.size;
+    const gs = tf.mul(tf.mul(m, tf.sub(1, sig)), tf.mul(tf.add(tf.mul(dW, st.d), penalty), this.beta));
     return { [st.d.name]: tf.mul(dW, m), [st.s.name]: gs };
   }
 
