@@ -4,7 +4,7 @@
  * an exact float32 and each result is rounded to float32 by the typed array, so the result
  * is the IEEE float32 sum on every platform.
  */
-import type { TensorPatch } from './format.ts';
+import type { HashPatch, LowRankPatch, TensorPatch } from './format.ts';
 
 // xxh32 primes (see docs/FORMAT-hashing.md).
 const P2 = 0x85ebca77;
@@ -12,48 +12,84 @@ const P3 = 0xc2b2ae3d;
 const P4 = 0x27d4eb2f;
 const P5 = 0x165667b1;
 
-/** What is needed to undo one patch: old values at the touched positions, or the whole tensor. */
-export type UndoRecord = { name: string; positions: Uint32Array; old: Float32Array } | { name: string; whole: Float32Array };
+/**
+ * What restores a tensor after {@link applyTensorPatch}, never a copy of the tensor:
+ *
+ * - sparse: the old bits at the touched positions (4 bytes per written value; the positions are
+ *   the payload's own array);
+ * - hash, dense, low-rank (every value written): nothing per value. Undo subtracts the same
+ *   delta again, `fround(new - d)`, which gives back the old value exactly except where the
+ *   addition rounded it away (the delta dwarfs the weight, or a power of two was crossed) or
+ *   the old value was a signed zero or NaN; those positions and their old bits are logged
+ *   (typically 1-3% of the weights, 8 bytes each).
+ *
+ * Old values are kept as bits, so undo restores a tensor bit for bit, NaN payloads included.
+ */
+export type UndoRecord =
+  | { name: string; kind: 'sparse'; positions: Uint32Array; oldBits: Uint32Array }
+  | { name: string; kind: 'inverse'; patch: TensorPatch; exceptions: ExceptionBlock[] };
 
-/** Apply `patch` to `w` in place. When `recordUndo` is set, returns what restores `w`. */
-export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo: boolean): UndoRecord | null {
-  if (patch.kind === 'sparse') {
-    const { positions, values } = patch;
-    let undo: UndoRecord | null = null;
-    if (recordUndo) {
-      const old = new Float32Array(positions.length);
-      for (let k = 0; k < positions.length; k++) old[k] = w[positions[k]];
-      undo = { name: patch.name, positions, old };
+/** Logged positions and their old bits (parallel arrays of equal length). */
+export interface ExceptionBlock {
+  positions: Uint32Array;
+  bits: Uint32Array;
+}
+
+/** Entries per block: 32 KiB per block pair, so the log grows without copying and wastes little. */
+const BLOCK = 4096;
+
+/** A growable log of (position, old bits) pairs in fixed-size blocks (no copy on growth). */
+class ExceptionLog {
+  private readonly blocks: ExceptionBlock[] = [];
+  private positions = new Uint32Array(0);
+  private bits = new Uint32Array(0);
+  private at = 0;
+  push(position: number, bits: number): void {
+    if (this.at === this.positions.length) {
+      if (this.positions.length) this.blocks.push({ positions: this.positions, bits: this.bits });
+      this.positions = new Uint32Array(BLOCK);
+      this.bits = new Uint32Array(BLOCK);
+      this.at = 0;
     }
-    for (let k = 0; k < positions.length; k++) w[positions[k]] += values[k];
-    return undo;
+    this.positions[this.at] = position;
+    this.bits[this.at] = bits;
+    this.at++;
   }
-  const undo: UndoRecord | null = recordUndo ? { name: patch.name, whole: w.slice() } : null;
-  if (patch.kind === 'dense') {
-    const v = patch.values;
-    for (let i = 0; i < w.length; i++) w[i] += v[i];
-    return undo;
+  record(name: string, patch: TensorPatch): UndoRecord {
+    const exceptions = [...this.blocks];
+    if (this.at) exceptions.push({ positions: this.positions.subarray(0, this.at), bits: this.bits.subarray(0, this.at) });
+    return { name, kind: 'inverse', patch, exceptions };
   }
-  if (patch.kind === 'lowrank') {
-    // Pinned order: acc = 0; for k: acc = f32(acc + f32(u[i,k] * v[k,j])); w = f32(w + acc).
-    // Products of two float32 are exact in float64, so each fround is one IEEE float32 op.
-    const { u, v, rank } = patch;
-    const cols = patch.shape.length ? patch.shape[patch.shape.length - 1] : 1;
-    const rows = cols ? w.length / cols : 0;
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < cols; j++) {
-        let acc = 0;
-        for (let k = 0; k < rank; k++) acc = Math.fround(acc + Math.fround(u[i * rank + k] * v[k * cols + j]));
-        w[i * cols + j] += acc;
-      }
-    }
-    return undo;
-  }
-  const b = patch.buckets;
+}
+
+/** The bits of `w`, as a second view on the same memory. */
+function bitsOf(w: Float32Array): Uint32Array {
+  return new Uint32Array(w.buffer, w.byteOffset, w.length);
+}
+
+/**
+ * Add `sign(i) * buckets[bucket(i)]` to every `w[i]` (or subtract it when `direction` is -1),
+ * logging into `log` the old bits wherever subtracting again would not give them back.
+ *
+ * Speed notes (V8): the bucket `(h >>> 1) % nb` is computed with a float reciprocal and one
+ * correction step, exact for h < 2^31 and nb <= 2^30 and about twice as fast as the integer
+ * division; the sign multiplies instead of branching (the sign bit is random, so a branch
+ * mispredicts half the time); the logged and the plain loops are separate functions so each
+ * compiles to a tight loop.
+ */
+function hashLoop(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null): void {
+  const nb = patch.buckets.length;
+  if (nb > 0x40000000) hashLoopGeneric(w, patch, direction, log);
+  else if (log && direction === 1) hashAddLogged(w, patch.buckets, (patch.seed + P5 + 4) | 0, patch.signed ? 1 : 0, log);
+  else hashAddPlain(w, patch.buckets, (patch.seed + P5 + 4) | 0, patch.signed ? 1 : 0, direction);
+}
+
+function hashAddLogged(w: Float32Array, b: Float32Array, base: number, signMask: number, log: ExceptionLog): void {
   const nb = b.length;
-  const base = (patch.seed + P5 + 4) | 0;
-  const signed = patch.signed;
-  for (let i = 0; i < w.length; i++) {
+  const inv = 1 / nb;
+  const n = w.length;
+  const wb = bitsOf(w);
+  for (let i = 0; i < n; i++) {
     // xxh32 of the 4-byte little-endian position, inlined (equal to bucket.positionHash).
     let h = (base + Math.imul(i, P3)) | 0;
     h = Math.imul((h << 17) | (h >>> 15), P4);
@@ -62,18 +98,151 @@ export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo
     h ^= h >>> 13;
     h = Math.imul(h, P3);
     h ^= h >>> 16;
-    const v = b[(h >>> 1) % nb];
-    w[i] += signed && h & 1 ? -v : v;
+    const x = h >>> 1;
+    let r = (x - Math.imul((x * inv) | 0, nb)) | 0;
+    if (r >= nb) r -= nb;
+    else if (r < 0) r += nb;
+    const d = b[r] * (1 - 2 * (h & signMask));
+    const o = w[i];
+    const nw = Math.fround(o + d);
+    const back = Math.fround(nw - d);
+    if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(i, wb[i]);
+    w[i] = nw;
   }
-  return undo;
 }
 
-/** Restore a tensor from an undo record. */
-export function undoTensorPatch(w: Float32Array, undo: UndoRecord): void {
-  if ('whole' in undo) {
-    w.set(undo.whole);
+function hashAddPlain(w: Float32Array, b: Float32Array, base: number, signMask: number, direction: number): void {
+  const nb = b.length;
+  const inv = 1 / nb;
+  const n = w.length;
+  for (let i = 0; i < n; i++) {
+    let h = (base + Math.imul(i, P3)) | 0;
+    h = Math.imul((h << 17) | (h >>> 15), P4);
+    h ^= h >>> 15;
+    h = Math.imul(h, P2);
+    h ^= h >>> 13;
+    h = Math.imul(h, P3);
+    h ^= h >>> 16;
+    const x = h >>> 1;
+    let r = (x - Math.imul((x * inv) | 0, nb)) | 0;
+    if (r >= nb) r -= nb;
+    else if (r < 0) r += nb;
+    w[i] += b[r] * (1 - 2 * (h & signMask)) * direction;
+  }
+}
+
+/** Any bucket count (integer division); only for counts above 2^30, which no real payload has. */
+function hashLoopGeneric(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null): void {
+  const b = patch.buckets;
+  const nb = b.length;
+  const base = (patch.seed + P5 + 4) | 0;
+  const signMask = patch.signed ? 1 : 0;
+  const wb = bitsOf(w);
+  for (let i = 0; i < w.length; i++) {
+    let h = (base + Math.imul(i, P3)) | 0;
+    h = Math.imul((h << 17) | (h >>> 15), P4);
+    h ^= h >>> 15;
+    h = Math.imul(h, P2);
+    h ^= h >>> 13;
+    h = Math.imul(h, P3);
+    h ^= h >>> 16;
+    const d = b[(h >>> 1) % nb] * (1 - 2 * (h & signMask)) * direction;
+    const o = w[i];
+    const nw = Math.fround(o + d);
+    if (log) {
+      const back = Math.fround(nw - d);
+      if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(i, wb[i]);
+    }
+    w[i] = nw;
+  }
+}
+
+/** The low-rank delta of element (i, j): pinned order, fround after each multiply and add. */
+function lowRankLoop(w: Float32Array, patch: LowRankPatch, direction: 1 | -1, log: ExceptionLog | null): void {
+  // Pinned order: acc = 0; for k: acc = f32(acc + f32(u[i,k] * v[k,j])); w = f32(w + acc).
+  // Products of two float32 are exact in float64, so each fround is one IEEE float32 op.
+  const { u, v, rank } = patch;
+  const cols = patch.shape.length ? patch.shape[patch.shape.length - 1] : 1;
+  const rows = cols ? w.length / cols : 0;
+  const wb = log ? bitsOf(w) : null;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      let acc = 0;
+      for (let k = 0; k < rank; k++) acc = Math.fround(acc + Math.fround(u[i * rank + k] * v[k * cols + j]));
+      const at = i * cols + j;
+      const d = acc * direction;
+      const o = w[at];
+      const nw = Math.fround(o + d);
+      if (log) {
+        const back = Math.fround(nw - d);
+        if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(at, (wb as Uint32Array)[at]);
+      }
+      w[at] = nw;
+    }
+  }
+}
+
+function denseLoop(w: Float32Array, values: Float32Array, direction: 1 | -1, log: ExceptionLog | null): void {
+  const n = w.length;
+  if (!log) {
+    if (direction === 1) for (let i = 0; i < n; i++) w[i] += values[i];
+    else for (let i = 0; i < n; i++) w[i] -= values[i];
     return;
   }
-  const { positions, old } = undo;
-  for (let k = 0; k < positions.length; k++) w[positions[k]] = old[k];
+  const wb = bitsOf(w);
+  for (let i = 0; i < n; i++) {
+    const d = values[i];
+    const o = w[i];
+    const nw = Math.fround(o + d);
+    const back = Math.fround(nw - d);
+    if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(i, wb[i]);
+    w[i] = nw;
+  }
+}
+
+/** Apply `patch` to `w` in place. When `recordUndo` is set, returns what restores `w`. */
+export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo: boolean): UndoRecord | null {
+  if (patch.kind === 'sparse') {
+    const { positions, values } = patch;
+    const n = positions.length;
+    if (!recordUndo) {
+      for (let k = 0; k < n; k++) w[positions[k]] += values[k];
+      return null;
+    }
+    const wb = bitsOf(w);
+    const oldBits = new Uint32Array(n);
+    for (let k = 0; k < n; k++) {
+      const p = positions[k];
+      oldBits[k] = wb[p];
+      w[p] += values[k];
+    }
+    return { name: patch.name, kind: 'sparse', positions, oldBits };
+  }
+  const log = recordUndo ? new ExceptionLog() : null;
+  if (patch.kind === 'dense') denseLoop(w, patch.values, 1, log);
+  else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, log);
+  else hashLoop(w, patch, 1, log);
+  return log ? log.record(patch.name, patch) : null;
+}
+
+/** Restore a tensor from an undo record (bit for bit). */
+export function undoTensorPatch(w: Float32Array, undo: UndoRecord): void {
+  const wb = bitsOf(w);
+  if (undo.kind === 'sparse') {
+    const { positions, oldBits } = undo;
+    for (let k = 0; k < positions.length; k++) wb[positions[k]] = oldBits[k];
+    return;
+  }
+  const { patch } = undo;
+  if (patch.kind === 'dense') {
+    const v = patch.values;
+    for (let i = 0; i < w.length; i++) w[i] = Math.fround(w[i] - v[i]);
+  } else if (patch.kind === 'lowrank') {
+    lowRankLoop(w, patch, -1, null);
+  } else if (patch.kind === 'hash') {
+    hashLoop(w, patch, -1, null);
+  }
+  for (const { positions, bits } of undo.exceptions) {
+    for (let k = 0; k < positions.length; k++) wb[positions[k]] = bits[k];
+  }
 }

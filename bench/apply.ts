@@ -1,0 +1,360 @@
+/**
+ * Device apply speed and memory, side by side with the floors of the same machine, in one
+ * process.
+ *
+ *   npm run bench:apply               # 32M weights in memory, 8M on disk
+ *   npm run bench:apply -- --quick    # 8M in memory, 2M on disk
+ *
+ * (the script runs `node --expose-gc --import tsx bench/apply.ts`; the GC hook makes the memory
+ * figures clean.)
+ *
+ * - **sparse**: a 10% sparse diff (f16 values, varint gap positions) of every tensor, against the
+ *   scatter-add floor: pre-decoded Int32Array positions and Float32Array values added into a
+ *   Float32Array in a tight loop. Measured three ways: the patch kernel alone (what the applier
+ *   runs on decoded patches, undo log included), decode + kernel (from payload bytes, no
+ *   hashing), and the whole `applyPayload` (decode, base fingerprint of the whole model, patch,
+ *   target digests).
+ * - **hashed**: one hashed patch (4096 buckets, signed) per tensor, against a linear pass
+ *   `w[i] += b[i % nb]`; kernel alone and whole `applyPayload`.
+ * - **memory**: `process.memoryUsage()` sampled at every store call during `applyPayload` on the
+ *   in-memory model (peak), minus the baseline taken after GC; compared with payload bytes +
+ *   decoded payload + undo log.
+ * - **disk**: a 10% diff applied to a TF.js model folder (open, verify, patch, atomic commit with
+ *   fsync) against loading the full new model folder from disk (read + decode every tensor),
+ *   and against installing the full new model folder (the same atomic, fsync'd write). Two
+ *   diffs: 10% of the weights of every tensor (every shard is rewritten), and every weight of
+ *   the last 10% of the tensors (fine-tuned last layers: only their shards are rewritten).
+ *
+ * Times are the best of several runs (after a warm-up), in CPU time of this process for the
+ * in-memory rows (robust on a shared machine) and wall time for the disk rows. Prints a table and the ratios and writes
+ * bench/out/apply.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { applyPayload, decodePayload } from '../src/apply/index.ts';
+import { getHasher } from '../src/core/hasher.ts';
+import { applyTensorPatch, type UndoRecord } from '../src/core/patch-math.ts';
+import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
+import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
+import { openTfjsModelDir, readModelTensors, writeModelDir } from '../src/io/tfjs-artifacts.ts';
+import type { Payload } from '../src/core/format.ts';
+
+const quick = process.argv.includes('--quick');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const MEMORY_WEIGHTS = quick ? 8 << 20 : 32 << 20;
+const DISK_WEIGHTS = quick ? 2 << 20 : 8 << 20;
+const TENSOR = 1 << 22; // 4M weights per tensor in memory
+const DISK_TENSOR = 1 << 18; // 256K weights (1 MiB) per tensor on disk: 4 tensors per 4 MiB shard
+const DENSITY = 0.1;
+const BUCKETS = 4096;
+const REPS = quick ? 3 : 5;
+const MiB = 1 << 20;
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A model of `total` weights in tensors of at most `tensor` weights, values ~U(-0.1, 0.1). */
+function makeModel(total: number, seed: number, tensor = TENSOR): MemoryWeightStore {
+  const r = rng(seed);
+  const tensors: [string, { shape: number[]; data: Float32Array }][] = [];
+  for (let i = 0, left = total; left > 0; i++) {
+    const n = Math.min(tensor, left);
+    const data = new Float32Array(n);
+    for (let k = 0; k < n; k++) data[k] = (r() - 0.5) * 0.2;
+    tensors.push([`layer_${String(i).padStart(2, '0')}/kernel`, { shape: [n / 1024, 1024], data }]);
+    left -= n;
+  }
+  return new MemoryWeightStore(tensors);
+}
+
+/** Sparse specs: each weight kept with probability DENSITY, delta ~U(-0.01, 0.01), f16. */
+function sparseSpecs(model: WeightStore, seed: number): PatchSpec[] {
+  const r = rng(seed);
+  return model.list().map((t) => {
+    const n = model.values(t.name).length;
+    const pos: number[] = [];
+    for (let i = 0; i < n; i++) if (r() < DENSITY) pos.push(i);
+    return { kind: 'sparse', name: t.name, positions: Uint32Array.from(pos), values: Float32Array.from(pos, () => (r() - 0.5) * 0.02), codec: 'f16' } as PatchSpec;
+  });
+}
+
+function hashSpecs(model: WeightStore, seed: number): PatchSpec[] {
+  const r = rng(seed);
+  return model.list().map((t, i) => ({ kind: 'hash', name: t.name, seed: 1000 + i, signed: true, buckets: Float32Array.from({ length: BUCKETS }, () => (r() - 0.5) * 0.002), codec: 'f16' }) as PatchSpec);
+}
+
+/**
+ * Best CPU time (user + system of this process) in ms of `fn` over REPS runs after one
+ * warm-up; `setup` runs untimed before each. CPU time, not wall time, because the machine may be
+ * shared: waiting for a core is not the code's cost. (The disk rows use wall time.)
+ */
+async function best(fn: () => unknown, setup?: () => unknown): Promise<number> {
+  let min = Infinity;
+  for (let i = 0; i <= REPS; i++) {
+    await setup?.();
+    const t0 = process.cpuUsage();
+    await fn();
+    const d = process.cpuUsage(t0);
+    if (i > 0) min = Math.min(min, (d.user + d.system) / 1000);
+  }
+  return min;
+}
+
+/** A copy of a store's arrays into an existing store (so reruns start from the base). */
+function resetTo(dst: MemoryWeightStore, src: MemoryWeightStore): void {
+  for (const t of src.list()) dst.values(t.name).set(src.values(t.name));
+}
+
+interface Row {
+  what: string;
+  ms: number;
+  /** Items per second (weights or entries). */
+  rate: number;
+  unit: string;
+}
+const rows: Row[] = [];
+function row(what: string, ms: number, items: number, unit: string): Row {
+  const r = { what, ms, rate: items / (ms / 1000), unit };
+  rows.push(r);
+  return r;
+}
+
+function payloadDecodedBytes(p: Payload): number {
+  let n = 0;
+  for (const x of p.patches) {
+    if (x.kind === 'sparse') n += x.positions.byteLength + x.values.byteLength;
+    else if (x.kind === 'hash') n += x.buckets.byteLength;
+    else if (x.kind === 'dense') n += x.values.byteLength;
+  }
+  return n;
+}
+
+/** A store wrapper that samples memory at every call, to see the peak inside applyPayload. */
+class SampledStore implements WeightStore {
+  peak = { rss: 0, arrayBuffers: 0, heapUsed: 0 };
+  constructor(private readonly inner: MemoryWeightStore) {}
+  sample(): void {
+    const m = process.memoryUsage();
+    this.peak.rss = Math.max(this.peak.rss, m.rss);
+    this.peak.arrayBuffers = Math.max(this.peak.arrayBuffers, m.arrayBuffers);
+    this.peak.heapUsed = Math.max(this.peak.heapUsed, m.heapUsed);
+  }
+  list() {
+    this.sample();
+    return this.inner.list();
+  }
+  values(name: string) {
+    this.sample();
+    return this.inner.values(name);
+  }
+  commit(): void {
+    this.sample();
+  }
+}
+
+async function memoryOf(model: MemoryWeightStore, bytes: Uint8Array, undoBytes: (p: Payload) => number) {
+  gc?.();
+  const base = process.memoryUsage();
+  const store = new SampledStore(model);
+  store.sample();
+  await applyPayload(store, bytes);
+  store.sample();
+  const decoded = decodePayload(bytes);
+  const allowance = bytes.length + payloadDecodedBytes(decoded) + undoBytes(decoded);
+  return {
+    peakExtraArrayBuffers: store.peak.arrayBuffers - base.arrayBuffers,
+    peakExtraRss: store.peak.rss - base.rss,
+    peakExtraHeap: store.peak.heapUsed - base.heapUsed,
+    payloadBytes: bytes.length,
+    decodedPayloadBytes: payloadDecodedBytes(decoded),
+    undoLogBytes: undoBytes(decoded),
+    allowance,
+  };
+}
+
+async function main(): Promise<void> {
+  const hasher = await getHasher();
+  console.log(`bench:apply${quick ? ' --quick' : ''}: ${MEMORY_WEIGHTS / MiB}M weights in memory (${(MEMORY_WEIGHTS * 4) / MiB} MiB), ${DISK_WEIGHTS / MiB}M on disk; hasher ${hasher.kind}; node ${process.version}; ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}; load ${os.loadavg()[0].toFixed(2)}${gc ? '' : ' (no --expose-gc: memory figures are noisier)'}`);
+
+  const base = makeModel(MEMORY_WEIGHTS, 1);
+  const work = makeModel(MEMORY_WEIGHTS, 1);
+
+  // ---- sparse
+  const sparse = buildPayload(hasher, base, sparseSpecs(base, 2), { method: 'sparse' });
+  const sparsePayload = decodePayload(sparse.bytes);
+  const entries = sparsePayload.patches.reduce((n, p) => n + (p.kind === 'sparse' ? p.positions.length : 0), 0);
+  // The floor: pre-decoded int32 positions and float32 values.
+  const floorPos = sparsePayload.patches.map((p) => Int32Array.from((p as { positions: Uint32Array }).positions));
+  const floorVal = sparsePayload.patches.map((p) => (p as { values: Float32Array }).values.slice());
+  const arrays = sparsePayload.patches.map((p) => work.values(p.name));
+  const scatterFloor = row('floor: scatter-add (pre-decoded int32 + f32)', await best(() => {
+    for (let t = 0; t < arrays.length; t++) {
+      const w = arrays[t], p = floorPos[t], v = floorVal[t];
+      for (let k = 0; k < p.length; k++) w[p[k]] += v[k];
+    }
+  }), entries, 'entries/s');
+  const sparseKernel = row('sparse: patch kernel (decoded, with undo log)', await best(() => {
+    for (let t = 0; t < arrays.length; t++) applyTensorPatch(arrays[t], sparsePayload.patches[t], true);
+  }), entries, 'entries/s');
+  const sparseDecodeKernel = row('sparse: decode + patch kernel (from bytes)', await best(() => {
+    const p = decodePayload(sparse.bytes);
+    for (let t = 0; t < arrays.length; t++) applyTensorPatch(arrays[t], p.patches[t], true);
+  }), entries, 'entries/s');
+  const sparseWhole = row('sparse: applyPayload (decode, verify base+target, patch)', await best(() => applyPayload(work, sparse.bytes), () => resetTo(work, base)), entries, 'entries/s');
+
+  // ---- hashed
+  const hashed = buildPayload(hasher, base, hashSpecs(base, 3), { method: 'hash' });
+  const hashedPayload = decodePayload(hashed.bytes);
+  const nb = BUCKETS;
+  const buckets = new Float32Array(nb).fill(1e-7);
+  const linearFloor = row('floor: linear w[i] += b[i % nb]', await best(() => {
+    for (const w of arrays) for (let i = 0; i < w.length; i++) w[i] += buckets[i % nb];
+  }), MEMORY_WEIGHTS, 'weights/s');
+  const hashKernel = row('hashed: patch kernel (decoded, with undo log)', await best(() => {
+    for (let t = 0; t < arrays.length; t++) applyTensorPatch(arrays[t], hashedPayload.patches[t], true);
+  }), MEMORY_WEIGHTS, 'weights/s');
+  const hashKernelNoUndo = row('hashed: patch kernel without undo log (reference)', await best(() => {
+    for (let t = 0; t < arrays.length; t++) applyTensorPatch(arrays[t], hashedPayload.patches[t], false);
+  }), MEMORY_WEIGHTS, 'weights/s');
+  const hashWhole = row('hashed: applyPayload (decode, verify base+target, patch)', await best(() => applyPayload(work, hashed.bytes), () => resetTo(work, base)), MEMORY_WEIGHTS, 'weights/s');
+  const hashOnly = row('fingerprint of the whole model (for reference)', await best(() => {
+    for (const t of work.list()) hasher.create64(0n).update(new Uint8Array(work.values(t.name).buffer)).digest();
+  }), MEMORY_WEIGHTS, 'weights/s');
+
+  // ---- memory (fresh copies so nothing is cached)
+  resetTo(work, base);
+  const undoSparse = (p: Payload) => p.patches.reduce((n, x) => n + (x.kind === 'sparse' ? x.positions.length * 4 : 0), 0);
+  const memSparse = await memoryOf(work, sparse.bytes, undoSparse);
+  resetTo(work, base);
+  // The undo log of a hashed patch: whatever applyTensorPatch records; measure it directly.
+  const probe = makeModel(TENSOR, 1);
+  const rec = applyTensorPatch(probe.values(probe.list()[0].name), hashedPayload.patches[0], true);
+  const undoBytesPerTensor = rec ? undoRecordBytes(rec) : 0;
+  const undoHash = () => Math.round((undoBytesPerTensor * MEMORY_WEIGHTS) / TENSOR);
+  const memHash = await memoryOf(work, hashed.bytes, undoHash);
+
+  // ---- disk
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'nd-bench-apply-'));
+  let disk: Record<string, { applyMs: number; loadMs: number; installMs: number; applyOverLoad: number; applyOverInstall: number; payloadBytes: number; modelBytes: number }>;
+  try {
+    const dbase = makeModel(DISK_WEIGHTS, 4, DISK_TENSOR);
+    const names = dbase.list().map((t) => t.name);
+    const lastTenth = names.slice(Math.floor(names.length * 0.9));
+    const r = rng(6);
+    const cases = [
+      { key: 'spread', label: '10% of the weights of every tensor (sparse)', specs: sparseSpecs(dbase, 5) },
+      {
+        key: 'lastLayers',
+        label: 'every weight of the last 10% of the tensors (dense f16)',
+        specs: lastTenth.map((name) => ({ kind: 'dense', name, values: Float32Array.from({ length: dbase.values(name).length }, () => (r() - 0.5) * 0.02), codec: 'f16' }) as PatchSpec),
+      },
+    ];
+    const graph = { format: 'graph-model', generatedBy: 'bench', modelTopology: {} };
+    const tensorsOf = (s: MemoryWeightStore) => new Map(s.list().map((t) => [t.name, { shape: t.shape, data: s.values(t.name) }]));
+    disk = {};
+    for (const c of cases) {
+      const built = buildPayload(hasher, dbase, c.specs, { method: 'sparse' });
+      const target = new MemoryWeightStore(dbase.list().map((t) => [t.name, { shape: [...t.shape], data: built.targetValues.get(t.name) ?? dbase.values(t.name) }] as [string, { shape: number[]; data: Float32Array }]));
+      const baseDir = path.join(dir, `${c.key}-base`);
+      const newDir = path.join(dir, `${c.key}-new`);
+      const installDir = path.join(dir, `${c.key}-install`);
+      await writeModelDir(newDir, graph, tensorsOf(target));
+      let applyMs = Infinity;
+      let loadMs = Infinity;
+      let installMs = Infinity;
+      for (let i = 0; i <= REPS; i++) {
+        await writeModelDir(baseDir, graph, tensorsOf(dbase));
+        gc?.();
+        let t0 = performance.now();
+        const store = await openTfjsModelDir(baseDir);
+        await applyPayload(store, built.bytes);
+        const a = performance.now() - t0;
+        gc?.();
+        t0 = performance.now();
+        const loaded = await readModelTensors(newDir);
+        const l = performance.now() - t0;
+        if (loaded.size !== names.length) throw new Error('load failed');
+        await rm(installDir, { recursive: true, force: true });
+        t0 = performance.now();
+        await writeModelDir(installDir, graph, loaded);
+        const w = performance.now() - t0;
+        if (i > 0) {
+          applyMs = Math.min(applyMs, a);
+          loadMs = Math.min(loadMs, l);
+          installMs = Math.min(installMs, w);
+        }
+      }
+      row(`disk, ${c.label}: apply to the folder (open, verify, patch, atomic fsync'd commit)`, applyMs, DISK_WEIGHTS, 'weights/s');
+      row(`disk, same model: load the full new folder (read + decode, warm cache)`, loadMs, DISK_WEIGHTS, 'weights/s');
+      row(`disk, same model: install the full new folder (atomic fsync'd write)`, installMs, DISK_WEIGHTS, 'weights/s');
+      disk[c.key] = { applyMs, loadMs, installMs, applyOverLoad: applyMs / loadMs, applyOverInstall: applyMs / installMs, payloadBytes: built.bytes.length, modelBytes: DISK_WEIGHTS * 4 };
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  const ratios = {
+    sparseKernelVsFloor: sparseKernel.rate / scatterFloor.rate,
+    sparseDecodeKernelVsFloor: sparseDecodeKernel.rate / scatterFloor.rate,
+    sparseWholeApplyVsFloor: sparseWhole.rate / scatterFloor.rate,
+    hashKernelVsFloor: hashKernel.rate / linearFloor.rate,
+    hashWholeApplyVsFloor: hashWhole.rate / linearFloor.rate,
+    hashKernelWeightsPerSecond: hashKernel.rate,
+    hashKernelNoUndoVsFloor: hashKernelNoUndo.rate / linearFloor.rate,
+    diskSpreadApplyOverFullLoad: disk.spread.applyOverLoad,
+    diskSpreadApplyOverFullInstall: disk.spread.applyOverInstall,
+    diskLastLayersApplyOverFullLoad: disk.lastLayers.applyOverLoad,
+    diskLastLayersApplyOverFullInstall: disk.lastLayers.applyOverInstall,
+  };
+
+  const fmt = (r: number) => (r >= 1e9 ? `${(r / 1e9).toFixed(2)} G` : `${(r / 1e6).toFixed(1)} M`);
+  console.log('\n| measurement | ms | throughput |\n|---|---:|---:|');
+  for (const r of rows) console.log(`| ${r.what} | ${r.ms.toFixed(1)} | ${fmt(r.rate)} ${r.unit} |`);
+  const mib = (b: number) => `${(b / MiB).toFixed(1)} MiB`;
+  console.log(`
+ratios (goal in brackets):
+  sparse kernel / scatter floor          ${ratios.sparseKernelVsFloor.toFixed(2)}x   [>= 0.5x]
+  sparse decode+kernel / scatter floor   ${ratios.sparseDecodeKernelVsFloor.toFixed(2)}x
+  sparse whole applyPayload / floor      ${ratios.sparseWholeApplyVsFloor.toFixed(2)}x   (hashes the whole model twice-ish: base + patched tensors)
+  hashed kernel / linear floor           ${ratios.hashKernelVsFloor.toFixed(2)}x   [>= 0.4x]
+  hashed kernel                          ${fmt(ratios.hashKernelWeightsPerSecond)} weights/s   [>= 100M/s]
+  hashed kernel without undo / floor     ${ratios.hashKernelNoUndoVsFloor.toFixed(2)}x   (what the undo log check costs)
+  hashed whole applyPayload / floor      ${ratios.hashWholeApplyVsFloor.toFixed(2)}x
+  disk, 10% spread: apply / load full    ${ratios.diskSpreadApplyOverFullLoad.toFixed(2)}x   [< 1x]
+  disk, 10% spread: apply / install full ${ratios.diskSpreadApplyOverFullInstall.toFixed(2)}x   (both end with the new model durable on disk)
+  disk, last 10%: apply / load full      ${ratios.diskLastLayersApplyOverFullLoad.toFixed(2)}x   [< 1x]
+  disk, last 10%: apply / install full   ${ratios.diskLastLayersApplyOverFullInstall.toFixed(2)}x
+memory during applyPayload on ${mib(MEMORY_WEIGHTS * 4)} in memory (peak extra arrayBuffers; allowance = payload + decoded payload + undo log, goal: extra <= allowance + 1 MiB):
+  sparse 10%: ${mib(memSparse.peakExtraArrayBuffers)} (rss +${mib(memSparse.peakExtraRss)}); allowance ${mib(memSparse.allowance)} = ${mib(memSparse.payloadBytes)} + ${mib(memSparse.decodedPayloadBytes)} + ${mib(memSparse.undoLogBytes)}; over allowance by ${mib(memSparse.peakExtraArrayBuffers - memSparse.allowance)}
+  hashed:     ${mib(memHash.peakExtraArrayBuffers)} (rss +${mib(memHash.peakExtraRss)}); allowance ${mib(memHash.allowance)} = ${mib(memHash.payloadBytes)} + ${mib(memHash.decodedPayloadBytes)} + ${mib(memHash.undoLogBytes)}; over allowance by ${mib(memHash.peakExtraArrayBuffers - memHash.allowance)}`);
+
+  const out = path.join(here, 'out', 'apply.json');
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify({
+    quick, node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, loadavg: os.loadavg()[0], hasher: hasher.kind,
+    memoryWeights: MEMORY_WEIGHTS, diskWeights: DISK_WEIGHTS, density: DENSITY, buckets: BUCKETS, reps: REPS,
+    rows, ratios, memory: { sparse: memSparse, hashed: memHash }, disk,
+  }, null, 2));
+  console.log(`\nwrote ${path.relative(process.cwd(), out)}`);
+}
+
+/** Bytes an undo record holds of its own (a sparse record's positions are the payload's). */
+function undoRecordBytes(rec: UndoRecord): number {
+  if (rec.kind === 'sparse') return rec.oldBits.byteLength;
+  return rec.exceptions.reduce((n, b) => n + b.positions.buffer.byteLength + b.bits.buffer.byteLength, 0);
+}
+
+await main();
