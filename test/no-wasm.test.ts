@@ -87,3 +87,11 @@ test('with WebAssembly absent the bundled applier hashes in pure TypeScript and 
     refused: 'ND_PAYLOAD_FORMAT',
   });
 });
+
+test('neural-diff/apply and neural-diff/safetensors resolve through the package exports (self-reference)', async () => {
+  const apply = await import('neural-diff/apply');
+  const safetensors = await import('neural-diff/safetensors');
+  const { applyPayload } = await import('../src/apply/index.ts');
+  assert.equal(apply.applyPayload, applyPayload, 'the same module as the source entry');
+  assert.equal(typeof safetensors.SafetensorsWeightStore, 'function');
+});
