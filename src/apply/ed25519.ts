@@ -181,6 +181,13 @@ export async function verifyEd25519(key: TrustedKey, signature: Uint8Array, mess
     }
   }
   const s = subtle() as SubtleCrypto;
-  const k = await s.importKey('raw', key.raw as Uint8Array<ArrayBuffer>, { name: 'Ed25519' }, false, ['verify']);
-  return s.verify({ name: 'Ed25519' }, k, signature as Uint8Array<ArrayBuffer>, message as Uint8Array<ArrayBuffer>);
+  let k = importedKeys.get(key);
+  if (!k) {
+    k = s.importKey('raw', key.raw as Uint8Array<ArrayBuffer>, { name: 'Ed25519' }, false, ['verify']);
+    importedKeys.set(key, k);
+  }
+  return s.verify({ name: 'Ed25519' }, await k, signature as Uint8Array<ArrayBuffer>, message as Uint8Array<ArrayBuffer>);
 }
+
+/** WebCrypto key objects of trusted keys, imported once. */
+const importedKeys = new WeakMap<TrustedKey, Promise<CryptoKey>>();
