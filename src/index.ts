@@ -1,0 +1,23 @@
+/**
+ * `neural-diff`: the build-server library (trainers, payload building, model files, reports).
+ * The device applier is `neural-diff/apply` (src/apply), which this re-exports too.
+ */
+export * from './apply/index.ts';
+export { buildPayload, payloadSize, baseDigests, type PatchSpec, type HeaderOptions, type BuiltPayload } from './diff/build.ts';
+export { topkDiff, topkFromDeltas, modelDelta, MagnitudeRanking, type TopkOptions, type TopkResult } from './diff/topk.ts';
+export { dropDiff, lowRankDiff, type BaselineOptions, type BaselineResult } from './diff/baselines.ts';
+export { parseBudget, formatBytes } from './diff/budget.ts';
+export { trainDiff, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult } from './train/train-diff.ts';
+export { initBackend, type TrainBackendName } from './train/backend.ts';
+export { evaluate, type LabelledData } from './train/data.ts';
+export { modelToStore, setModelWeights, namedVariables } from './train/model-weights.ts';
+export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from './sparse-diff/trainer.ts';
+export { HashedBuckets } from './hash-diff/trainer.ts';
+export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, TfjsDirWeightStore } from './io/tfjs-artifacts.ts';
+export { tfModelStore, TfModelWeightStore } from './io/tf-model-store.ts';
+export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors-files.ts';
+export { SafetensorsWeightStore, parseSafetensorsHeader } from './io/safetensors.ts';
+export { loadXY, saveNpy, loadNpy } from './io/npy-files.ts';
+export { parseNpy, writeNpy } from './io/npy.ts';
+export { renderHtml, renderMarkdown, checkTargets } from './report/report.ts';
+export { validateResults, type ResultRow } from './report/results.ts';
