@@ -38,7 +38,7 @@ function refused(bytes: Uint8Array, pattern: RegExp, maxMs = 200): void {
 describe('msgpack lengths that exceed the input are refused before msgpackr allocates', () => {
   const cases: [string, number[], RegExp][] = [
     ['array16 of 65535', [0xdc, 0xff, 0xff], /array at byte 3 declares 65535 entries but only 0 bytes remain/],
-    ['array32 of 30M (240 MB in msgpackr)', [0xdd, 0x01, 0xc9, 0xc3, 0x80], /array at byte 3 declares 30000000 entries, more than the limit of 1048576/],
+    ['array32 of 30M (240 MB in msgpackr)', [0xdd, 0x01, 0xc9, 0xc3, 0x80], /array at byte 3 declares 30000000 entries, more than the limit of 262144/],
     ['array32 of 2^32-1', [0xdd, 0xff, 0xff, 0xff, 0xff], /declares 4294967295 entries/],
     ['array32 of 1000 with 3 bytes left', [0xdd, 0, 0, 0x03, 0xe8, 1, 2, 3], /declares 1000 entries but only 3 bytes remain/],
     ['map16 of 40000', [0xde, 0x9c, 0x40], /map at byte 3 declares 40000 entries but only 0 bytes remain/],
@@ -87,6 +87,29 @@ describe('msgpack features payloads never use', () => {
     // 8 levels are fine for the scan (the schema then refuses the content)
     const ok = Uint8Array.from([0x81, 0xa1, 0x70, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x90]);
     assert.equal(msgpackStructureProblem(ok), null);
+  });
+});
+
+describe('documents with too many values', () => {
+  /** `{"zz": [[elem x 65535] x arrays]}`: an unknown field full of cheap-to-send values. */
+  function manyValues(elem: number[], n: number): Uint8Array {
+    const out: number[] = [0x81, 0xa2, 0x7a, 0x7a];
+    const arrays = Math.ceil(n / 65535);
+    out.push(0xdc, arrays >> 8, arrays & 0xff);
+    for (let a = 0; a < arrays; a++) {
+      const k = Math.min(65535, n - a * 65535);
+      out.push(0xdc, k >> 8, k & 0xff);
+      for (let i = 0; i < k; i++) out.push(...elem);
+    }
+    return Uint8Array.from(out);
+  }
+  test('1M empty maps (64 MB of objects from 1 MB) and 1M empty binaries (104 MB from 2 MB) are refused', () => {
+    // (the scan stops at value 262,145: linear, allocation-free; the bound leaves room for a loaded CI machine)
+    refused(manyValues([0x80], 1_000_000), /the document holds more than 262144 values .* about 30 per patched tensor/, 2000);
+    refused(manyValues([0xc4, 0x00], 1_000_000), /more than 262144 values/, 2000);
+  });
+  test('a document just under the limit passes the scan', () => {
+    assert.equal(msgpackStructureProblem(manyValues([0xc0], 262_000)), null);
   });
 });
 

@@ -7,14 +7,18 @@
  * - bytes after the document make it `JSON.stringify` the whole decoded value for its error
  *   message: 20 MB of payload plus one stray byte took 20 s and 1.7 GB;
  * - extension types build BigInts, RegExps, Errors, Sets and cyclic structured clones;
- * - nesting recurses, so a deep document is a stack overflow.
+ * - nesting recurses, so a deep document is a stack overflow;
+ * - every value becomes a JS value: 1 MB of empty maps became 64 MB of objects, 2 MB of empty
+ *   binaries 104 MB of Uint8Array views (so a 256 MiB input could ask for 16 GB).
  *
  * The scan walks the bytes once with an explicit stack (no recursion, no allocation beyond the
  * stack of open containers) and refuses all of that: every declared length must fit in the
  * bytes that remain, every container may hold at most `maxContainerLength` entries and nest at
- * most `maxDepth` deep, map keys must be scalars, extension types and the reserved 0xc1 byte are
- * not allowed, and the document must end exactly at the end of the input. What passes can be
- * handed to msgpackr: its allocations are then bounded by a small multiple of the input size.
+ * most `maxDepth` deep, the document may hold at most `maxValues` values in all, map keys must
+ * be scalars, extension types and the reserved 0xc1 byte are not allowed, and the document must
+ * end exactly at the end of the input. What passes can be handed to msgpackr: its JS values
+ * then cost at most `maxValues` small objects (tens of MB), plus strings of at most twice their
+ * bytes; binaries are views into the input, not copies.
  *
  * Pure (no node, no tfjs): part of the device applier.
  */
@@ -24,16 +28,15 @@ export interface MsgpackLimits {
   maxDepth: number;
   /** Most elements in one array, or entries in one map. */
   maxContainerLength: number;
+  /** Most values in the whole document (every key, value and element counts). */
+  maxValues: number;
 }
 
-/** Limits for payload documents: v1 nests 4 deep (document, patch list, patch, shape). */
-export const PAYLOAD_MSGPACK_LIMITS: MsgpackLimits = { maxDepth: 8, maxContainerLength: 1 << 20 };
-
-interface OpenContainer {
-  /** Values still to read (a map counts keys and values). */
-  remaining: number;
-  isMap: boolean;
-}
+/**
+ * Limits for payload documents: v1 nests 4 deep (document, patch list, patch, shape) and holds
+ * about 30 values per patched tensor, so 262,144 values allow ~8,000 patched tensors.
+ */
+export const PAYLOAD_MSGPACK_LIMITS: MsgpackLimits = { maxDepth: 8, maxContainerLength: 1 << 18, maxValues: 1 << 18 };
 
 /**
  * Check that `bytes` hold exactly one well-formed msgpack document within `limits`.
@@ -41,37 +44,39 @@ interface OpenContainer {
  */
 export function msgpackStructureProblem(bytes: Uint8Array, limits: MsgpackLimits = PAYLOAD_MSGPACK_LIMITS): string | null {
   const end = bytes.length;
-  const stack: OpenContainer[] = [];
+  // The open maps/arrays, innermost last: values still to read (a map counts keys and values).
+  const remaining = new Float64Array(limits.maxDepth + 1);
+  const isMap = new Uint8Array(limits.maxDepth + 1);
+  let depth = 0;
   let pos = 0;
-  let first = true;
+  let values = 0;
+  /** A big-endian length of `size` bytes at `pos` (advancing it), or null past the end. */
+  const readLength = (size: 1 | 2 | 4): number | null => {
+    if (pos + size > end) return null;
+    let v = 0;
+    for (let i = 0; i < size; i++) v = v * 256 + bytes[pos + i];
+    pos += size;
+    return v;
+  };
 
-  while (first || stack.length > 0) {
-    first = false;
+  do {
     const start = pos;
-    if (pos >= end) return `the document ends at byte ${end} inside ${stack.length} unfinished map(s)/array(s)`;
-    const top = stack[stack.length - 1];
-    const isKey = top !== undefined && top.isMap && top.remaining % 2 === 0;
+    if (++values > limits.maxValues) return `the document holds more than ${limits.maxValues} values (at byte ${start}); a payload holds about 30 per patched tensor`;
+    if (pos >= end) return `the document ends at byte ${end} inside ${depth} unfinished map(s)/array(s)`;
+    const isKey = depth > 0 && isMap[depth] === 1 && remaining[depth] % 2 === 0;
     const token = bytes[pos++];
     let skip = 0;
-    let container: OpenContainer | null = null;
-    let containerLength = 0;
-
-    const readLength = (size: 1 | 2 | 4): number | null => {
-      if (pos + size > end) return null;
-      let v = 0;
-      for (let i = 0; i < size; i++) v = v * 256 + bytes[pos + i];
-      pos += size;
-      return v;
-    };
+    /** -1: a scalar; else the entry count of the map/array that starts here. */
+    let entries = -1;
+    let opensMap = false;
 
     if (token <= 0x7f || token >= 0xe0 || token === 0xc0 || token === 0xc2 || token === 0xc3) {
       // positive/negative fixint, nil, false, true: one byte
     } else if (token <= 0x8f) {
-      containerLength = token & 0x0f;
-      container = { remaining: 2 * containerLength, isMap: true };
+      entries = token & 0x0f;
+      opensMap = true;
     } else if (token <= 0x9f) {
-      containerLength = token & 0x0f;
-      container = { remaining: containerLength, isMap: false };
+      entries = token & 0x0f;
     } else if (token <= 0xbf) {
       skip = token & 0x1f; // fixstr
     } else {
@@ -93,9 +98,8 @@ export function msgpackStructureProblem(bytes: Uint8Array, limits: MsgpackLimits
         case 0xdc: case 0xdd: case 0xde: case 0xdf: { // array 16/32, map 16/32
           const n = readLength(token === 0xdc || token === 0xde ? 2 : 4);
           if (n === null) return `the length of the ${token <= 0xdd ? 'array' : 'map'} at byte ${start} is cut off by the end of the input`;
-          const isMap = token >= 0xde;
-          containerLength = n;
-          container = { remaining: isMap ? 2 * n : n, isMap };
+          entries = n;
+          opensMap = token >= 0xde;
           break;
         }
         case 0xc1:
@@ -105,31 +109,31 @@ export function msgpackStructureProblem(bytes: Uint8Array, limits: MsgpackLimits
       }
     }
 
-    if (isKey && (container !== null || token === 0xc4 || token === 0xc5 || token === 0xc6)) {
-      return `the map key at byte ${start} is ${container ? (container.isMap ? 'a map' : 'an array') : 'binary'}; keys must be strings or numbers`;
+    const kind = opensMap ? 'map' : 'array';
+    if (isKey && (entries >= 0 || token === 0xc4 || token === 0xc5 || token === 0xc6)) {
+      return `the map key at byte ${start} is ${entries >= 0 ? `a${opensMap ? '' : 'n'} ${kind}` : 'binary'}; keys must be strings or numbers`;
     }
-    if (container) {
-      if (containerLength > limits.maxContainerLength) {
-        return `the ${container.isMap ? 'map' : 'array'} at byte ${start} declares ${containerLength} entries, more than the limit of ${limits.maxContainerLength}`;
-      }
+    if (entries >= 0) {
+      if (entries > limits.maxContainerLength) return `the ${kind} at byte ${start} declares ${entries} entries, more than the limit of ${limits.maxContainerLength}`;
       // Every element takes at least one byte: a count beyond the remaining bytes is a lie.
-      if (container.remaining > end - pos) {
-        return `the ${container.isMap ? 'map' : 'array'} at byte ${start} declares ${containerLength} entries but only ${end - pos} bytes remain`;
+      const children = opensMap ? 2 * entries : entries;
+      if (children > end - pos) return `the ${kind} at byte ${start} declares ${entries} entries but only ${end - pos} bytes remain`;
+      if (depth + 1 > limits.maxDepth) return `maps/arrays nest deeper than ${limits.maxDepth} levels at byte ${start}`;
+      if (depth > 0) remaining[depth]--;
+      if (children > 0) {
+        depth++;
+        remaining[depth] = children;
+        isMap[depth] = opensMap ? 1 : 0;
+        continue;
       }
-      if (stack.length + 1 > limits.maxDepth) return `maps/arrays nest deeper than ${limits.maxDepth} levels at byte ${start}`;
-    } else if (skip > end - pos) {
-      return `the value at byte ${start} declares ${skip} bytes but only ${end - pos} remain`;
-    }
-    pos += skip;
-
-    // One value is complete: count it against its container, then close finished containers.
-    if (top) top.remaining--;
-    if (container && container.remaining > 0) {
-      stack.push(container);
     } else {
-      while (stack.length > 0 && stack[stack.length - 1].remaining === 0) stack.pop();
+      if (skip > end - pos) return `the value at byte ${start} declares ${skip} bytes but only ${end - pos} remain`;
+      pos += skip;
+      if (depth > 0) remaining[depth]--;
     }
-  }
+    // One value is complete: close the containers it finished.
+    while (depth > 0 && remaining[depth] === 0) depth--;
+  } while (depth > 0);
   if (pos !== end) return `${end - pos} byte(s) follow the end of the document at byte ${pos}`;
   return null;
 }
