@@ -8,23 +8,13 @@
  *   out greedily by singular value energy per payload byte across tensors.
  */
 import { BudgetError } from '../core/errors.ts';
+import { seededRandom } from '../core/random.ts';
 import { matrixDims } from '../core/format.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { bytesPerValue, type ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { baseDigests, buildPayload, payloadSize, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
 import { largestFitting } from './topk.ts';
-
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface BaselineOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes'> {
   budgetBytes: number;
@@ -46,7 +36,7 @@ export function dropDiff(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<
     const d = deltas.get(n) as Float32Array;
     for (let i = 0; i < d.length; i++) if (d[i] !== 0) entries.push([ti, i]);
   });
-  const random = mulberry(options.seed ?? 0);
+  const random = seededRandom(options.seed ?? 0);
   for (let i = entries.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     [entries[i], entries[j]] = [entries[j], entries[i]];

@@ -4,6 +4,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
+import { seededRandom } from '../core/random.ts';
+
+export { seededRandom };
 
 /** A labelled classification dataset held in memory. */
 export interface LabelledData {
@@ -11,18 +14,6 @@ export interface LabelledData {
   x: tf.Tensor;
   /** Class index per example. */
   y: Int32Array;
-}
-
-/** Mulberry32: a small seeded PRNG (the trainers' only source of randomness). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A permutation of 0..n-1 from `random` (Fisher-Yates). */

@@ -1,17 +1,9 @@
 /** Small deterministic models for tests (plain Float32Arrays, no tfjs). */
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
+import { seededRandom } from '../../src/core/random.ts';
 
-/** Mulberry32: a tiny seeded PRNG, so fixtures are the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG, so fixtures are the same on every run. */
+export const rng = seededRandom;
 
 export const SHAPES: Record<string, number[]> = {
   'conv1/kernel': [3, 3, 1, 8],
