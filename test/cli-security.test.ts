@@ -81,6 +81,16 @@ describe('ndiff keygen / sign / verify / apply with signatures and freshness', (
     assert.match(nokey.out, /NOT checked \(pass --public-key to check it\)/);
   });
 
+  test('inspect shows a signed envelope\'s payload and key id, saying the signature is not checked there', async () => {
+    const r = await ndiff('inspect', p12signed);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /signed by {2}key id [0-9a-f]{16} \(not checked here: ndiff verify --public-key KEY checks it\)/);
+    assert.match(r.out, /sequence +2/);
+    const j = JSON.parse((await ndiff('inspect', p12signed, '--json')).out);
+    assert.match(j.signedBy, /^[0-9a-f]{16}$/);
+    assert.equal(j.signatureChecked, false);
+  });
+
   test('verify refusals exit 3: wrong key, flipped bit, unsigned under a key', async () => {
     const wrong = await ndiff('verify', p12signed, '--public-key', `${other}.public.pem`);
     assert.equal(wrong.code, 3);

@@ -3,6 +3,7 @@ import { decodePayload, shapeSize, type Payload } from '../../src/core/format.ts
 import { formatBytes } from '../../src/diff/budget.ts';
 import { table, type CliIO } from '../common.ts';
 import { readPayloadFile } from '../models.ts';
+import { isSignedEnvelope, parseEnvelope } from '../../src/apply/envelope.ts';
 
 export interface InspectArgs {
   payload: string;
@@ -39,15 +40,19 @@ export function describePayload(payload: Payload, bytes: number): Record<string,
 }
 
 export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
-  const bytes = await readPayloadFile(a.payload);
+  const file = await readPayloadFile(a.payload);
+  // A signed envelope: show the payload inside and who signed it (checking is `ndiff verify`'s job).
+  const envelope = isSignedEnvelope(file) ? parseEnvelope(file) : null;
+  const bytes = envelope ? envelope.payload : file;
   const payload = decodePayload(bytes);
   if (a.json) {
-    io.out(JSON.stringify(describePayload(payload, bytes.length), null, 2));
+    io.out(JSON.stringify({ ...describePayload(payload, bytes.length), ...(envelope ? { signedBy: envelope.keyId, signatureChecked: false } : {}) }, null, 2));
     return 0;
   }
   const h = payload.header;
   const written = payload.patches.reduce((n, p) => n + (p.kind === 'sparse' ? p.positions.length : shapeSize(p.shape)), 0);
   io.out(`${a.payload}: neural-diff payload v${h.version}, ${formatBytes(bytes.length)} (${bytes.length} bytes)`);
+  if (envelope) io.out(`  signed by  key id ${envelope.keyId} (not checked here: ndiff verify --public-key KEY checks it)`);
   io.out(`  method     ${h.method}`);
   io.out(`  model      ${h.modelId}`);
   io.out(`  base       ${h.baseFingerprint}`);
