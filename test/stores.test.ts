@@ -129,12 +129,22 @@ describe('live tf models in memory (wasm backend: copy and assign, no reload)', 
       }
       const store = tfModelStore(model);
       assert.equal(store.kind, kind);
-      assert.equal(store.isInPlace(store.list()[0].name), false, 'wasm memory is not handed out: copy and assign');
       assert.equal(fingerprintStore(hasher, store).fingerprint, fx.baseFingerprint);
+      assert.deepEqual(store.heldCopies, [], 'verification hashes transient copies and keeps none');
       const before = predict(model);
       assert.ok(sameBits(before, predict(first)));
 
-      assertApplied(await applyPayload(store, fx.payload), fx);
+      // Copies are held only for the tensors the payload patches (seen when commit runs).
+      const heldAtCommit: string[][] = [];
+      const commit = store.commit.bind(store);
+      store.commit = (changed) => {
+        heldAtCommit.push([...store.heldCopies].sort());
+        return commit(changed);
+      };
+      const res = await applyPayload(store, fx.payload);
+      assertApplied(res, fx);
+      assert.deepEqual(heldAtCommit, [[...res.changedTensors].sort()]);
+      assert.deepEqual(store.heldCopies, [], 'released after commit');
       assert.equal(fingerprintStore(hasher, store).fingerprint, fx.targetFingerprint, 'the model re-read after commit is the target');
       const afterPredict = predict(model);
       assert.ok(!sameBits(afterPredict, before), 'predictions must change');
@@ -144,6 +154,7 @@ describe('live tf models in memory (wasm backend: copy and assign, no reload)', 
       await applyPayload(await openTfjsModelDir(patchedDir), fx.payload);
       const reloaded = await load(patchedDir);
       assert.ok(sameBits(predict(reloaded), afterPredict), 'equal to the model loaded from the patched folder');
+      assert.equal(store.isInPlace(store.list()[0].name), false, 'wasm memory is not handed out: copy and assign');
       for (const m of [first, model, reloaded]) m.dispose();
     });
   }
@@ -203,6 +214,7 @@ describe('safetensors', () => {
 
     const store = await openSafetensorsFile(file);
     assert.equal(fingerprintStore(hasher, store).fingerprint, built.payload.header.baseFingerprint, 'F16 is read as exact float32');
+    assert.equal(store.contents.needsRebuild(), false, 'hashing for verification keeps no decoded copies');
     await applyPayload(store, built.bytes);
     const reopened = await openSafetensorsFile(file);
     assert.equal(fingerprintStore(hasher, reopened).fingerprint, built.payload.header.targetFingerprint);

@@ -22,7 +22,7 @@ import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
 import { decodePayload, shapeSize, type Payload, type DecodeOptions } from '../core/format.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { applyTensorPatch, undoTensorPatch, type UndoRecord } from '../core/patch-math.ts';
-import type { WeightStore } from '../core/weight-store.ts';
+import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
 import { openSignedPayload, parseTrustedKeys, type SignatureCheck, type SignaturePolicy } from './signature.ts';
 
@@ -194,7 +194,7 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
 
   // Base check: per tensor first (to name the culprit), then the whole model.
   const digests = new Map<string, string>();
-  for (const t of store.list()) digests.set(t.name, tensorDigest(hasher, t.name, t.shape, store.values(t.name)));
+  for (const t of store.list()) digests.set(t.name, tensorDigest(hasher, t.name, t.shape, readForDigest(store, t.name)));
   const modelFingerprint = combineDigests(hasher, digests);
   const result = (status: ApplyResult['status'], changedTensors: string[], writtenValues: number): ApplyResult => ({
     status,

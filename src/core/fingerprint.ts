@@ -11,7 +11,7 @@
  * signatures are for those.
  */
 import type { Hasher } from './hasher.ts';
-import type { WeightStore } from './weight-store.ts';
+import { readForDigest, type WeightStore } from './weight-store.ts';
 
 const utf8 = new TextEncoder();
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -67,6 +67,6 @@ export function combineDigests(hasher: Hasher, digests: ReadonlyMap<string, stri
 /** Digest of every tensor in a store, and the model fingerprint. */
 export function fingerprintStore(hasher: Hasher, store: WeightStore): { fingerprint: string; digests: Map<string, string> } {
   const digests = new Map<string, string>();
-  for (const t of store.list()) digests.set(t.name, tensorDigest(hasher, t.name, t.shape, store.values(t.name)));
+  for (const t of store.list()) digests.set(t.name, tensorDigest(hasher, t.name, t.shape, readForDigest(store, t.name)));
   return { fingerprint: combineDigests(hasher, digests), digests };
 }

@@ -21,10 +21,23 @@ export interface WeightStore {
    */
   values(name: string): Float32Array;
   /**
+   * Optional: the tensor's current values for reading only (hashing), without keeping them. A
+   * store that must copy to hand values out (a tf model on the wasm or webgl backend) returns a
+   * transient copy and does not cache it, so verifying a model never holds a second copy of it;
+   * only the tensors a payload patches go through {@link values}. Defaults to `values(name)`.
+   * Callers must not write into the result.
+   */
+  read?(name: string): Float32Array;
+  /**
    * Called once after a patch was applied and verified, with the names of the tensors that
    * changed. Stores that need to write back (files, GPU variables) do it here.
    */
   commit?(changed: readonly string[]): void | Promise<void>;
+}
+
+/** `store.read(name)` where the store has it, else `store.values(name)`: values for hashing only. */
+export function readForDigest(store: WeightStore, name: string): Float32Array {
+  return store.read ? store.read(name) : store.values(name);
 }
 
 /** A store over plain named Float32Arrays, patched in place. */

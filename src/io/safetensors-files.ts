@@ -145,6 +145,11 @@ export class SafetensorsFileStore implements WeightStore {
     return this.inner.list();
   }
 
+  /** See {@link SafetensorsWeightStore.read}. */
+  read(name: string): Float32Array {
+    return this.inner.read(name);
+  }
+
   /** See {@link SafetensorsWeightStore.values}. */
   values(name: string): Float32Array {
     return this.inner.values(name);

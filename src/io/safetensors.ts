@@ -389,6 +389,26 @@ export class SafetensorsWeightStore implements WeightStore {
     return s.values;
   }
 
+  /**
+   * The values for hashing only: the handed-out array if there is one, the zero-copy view of an
+   * aligned F32 tensor, else a transient decoded copy that is not kept (so verifying an F16 file
+   * neither holds a second copy nor makes {@link serialize} rebuild it).
+   */
+  read(name: string): Float32Array {
+    const s = this.slots.get(name);
+    if (!s || s.values || !FLOAT_DTYPES.includes(s.entry.dtype)) return this.values(name);
+    const bytes = this.storedBytes(name);
+    const n = elementCount(s.entry.shape);
+    if (s.entry.dtype === 'F32') {
+      if (HOST_LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) return this.values(name);
+      const copy = new Uint8Array(n * 4);
+      copy.set(bytes);
+      const dv = new DataView(copy.buffer);
+      return Float32Array.from({ length: n }, (_, i) => dv.getFloat32(4 * i, true));
+    }
+    return s.entry.dtype === 'BF16' ? decodeBf16(bytes, n) : decodeF16(bytes, n);
+  }
+
   /** True if `name`'s values are patched directly in the file bytes (no copy). */
   isInPlace(name: string): boolean {
     this.values(name);

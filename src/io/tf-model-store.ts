@@ -15,7 +15,8 @@
  *   weight's data, {@link TfModelWeightStore.values} is that array and the applier's writes are
  *   the patch: no copy at all. Do not run the model while a patch is being applied.
  * - **copy and assign** (other backends, or `inPlace: 'never'`): `values()` is a copy read with
- *   `dataSync()`, and {@link TfModelWeightStore.commit} first creates every new tensor, then
+ *   `dataSync()`, made only for the weights a payload patches (verification hashes the others
+ *   through {@link TfModelWeightStore.read}, one transient copy at a time), and {@link TfModelWeightStore.commit} first creates every new tensor, then
  *   swaps them all in (LayersModel: `variable.assign`, which skips layer constraints, so the
  *   model holds exactly the verified values; GraphModel: one new weight map), then disposes the
  *   old ones. If creating a tensor fails, the model is unchanged.
@@ -130,6 +131,20 @@ export class TfModelWeightStore implements WeightStore {
     s.inPlace = this.options.inPlace !== 'never' && live && dataRefCount(t) === 1;
     s.values = s.inPlace || !live ? data : data.slice();
     return s.values;
+  }
+
+  /**
+   * The weight's values for hashing only: the array {@link values} handed out if there is one,
+   * else what `dataSync()` returns (in place on `cpu`; a transient copy elsewhere, not kept).
+   */
+  read(name: string): Float32Array {
+    const s = this.slot(name);
+    return s.values ?? (s.current().dataSync() as Float32Array);
+  }
+
+  /** Names of the weights whose values are held as copies until {@link commit} (not in place). */
+  get heldCopies(): string[] {
+    return [...this.slots.values()].filter((s) => s.values && !s.inPlace).map((s) => s.name);
   }
 
   /** True if `name` is patched directly in the backend's memory. */
