@@ -1,0 +1,213 @@
+/**
+ * `.npy` files on disk: load a features/labels pair for training or evaluation, and save arrays.
+ * The byte format lives in {@link ./npy.ts} (pure, no node imports); this file adds the file system.
+ *
+ * @module
+ */
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { ModelFormatError, UsageError } from '../core/errors.ts';
+import { parseNpy, writeNpy, type NpyArray, type NpyData, type NpyWritable } from './npy.ts';
+
+/** A features/labels pair as loaded by {@link loadXY}. */
+export interface XYData {
+  /** Features, row-major, converted to float32 whatever the file's dtype. */
+  x: Float32Array;
+  /** Shape of `x`; `xShape[0]` is the number of examples. */
+  xShape: number[];
+  /** Class index per example. */
+  y: Int32Array;
+  /** Number of examples (`xShape[0] === y.length`). */
+  n: number;
+  /**
+   * Number of classes: the width of a one-hot `y`, else `options.numClasses` when given,
+   * else the largest label + 1.
+   */
+  numClasses: number;
+  /** The form `y` had in the file. */
+  yFormat: 'indices' | 'one-hot';
+  /** The files that were read. */
+  paths: { x: string; y: string };
+}
+
+/** Options for {@link loadXY}. */
+export interface LoadXYOptions {
+  /**
+   * The size of the class index space (e.g. `manifest.numClasses`, which counts reserved slots
+   * no example uses yet). Labels must be below it; a one-hot `y` must be exactly this wide.
+   */
+  numClasses?: number;
+}
+
+function readNpyFile(path: string): NpyArray {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new UsageError(
+      `cannot read ${path}: ${(e as Error).message}; check the path (expected a .npy file written by numpy.save or saveNpy)`,
+      { path },
+    );
+  }
+  return parseNpy(bytes, { source: path });
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function resolvePair(pathOrDir: string | { x: string; y: string }): { x: string; y: string } {
+  if (typeof pathOrDir === 'object') return { x: pathOrDir.x, y: pathOrDir.y };
+  if (isDirectory(pathOrDir)) return { x: join(pathOrDir, 'x.npy'), y: join(pathOrDir, 'y.npy') };
+  const name = basename(pathOrDir);
+  // x.npy -> y.npy, train_x.npy -> train_y.npy, x_train.npy -> y_train.npy
+  const m = /^(.*?)(x)((?:[_.-][^/]*)?\.npy)$/i.exec(name);
+  if (m && (m[1] === '' || /[_.-]$/.test(m[1]))) {
+    const yName = `${m[1]}${m[2] === 'X' ? 'Y' : 'y'}${m[3]}`;
+    return { x: pathOrDir, y: join(dirname(pathOrDir), yName) };
+  }
+  throw new UsageError(
+    `loadXY: ${pathOrDir} is neither a folder holding x.npy and y.npy nor a features file named like x.npy / train_x.npy; pass the folder, the x file, or { x, y } paths`,
+    { path: pathOrDir },
+  );
+}
+
+function toFloat32(data: NpyData): Float32Array {
+  return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
+}
+
+/**
+ * Loads a features/labels pair: `x.npy` (any numeric dtype, converted to float32, first axis =
+ * examples) and `y.npy` holding class indices (shape `[n]` or `[n, 1]`, integer or integral
+ * float) or one-hot rows (shape `[n, k]`, exactly one 1 per row).
+ *
+ * @param pathOrDir - a folder holding `x.npy` and `y.npy`; the path of the x file (the y file
+ *   is its sibling with x replaced by y: `train_x.npy` -> `train_y.npy`); or explicit paths.
+ * @param options - see {@link LoadXYOptions}.
+ * @throws UsageError when a file cannot be read or the path names no pair.
+ * @throws ModelFormatError when a file is not valid `.npy`, the counts differ, or labels are
+ *   not valid class indices / one-hot rows.
+ */
+export function loadXY(pathOrDir: string | { x: string; y: string }, options: LoadXYOptions = {}): XYData {
+  const paths = resolvePair(pathOrDir);
+  const xa = readNpyFile(paths.x);
+  const ya = readNpyFile(paths.y);
+  if (xa.shape.length < 1) {
+    throw new ModelFormatError(
+      `${paths.x}: features must have at least one axis (examples first), found a scalar; save x with shape [n, ...]`,
+      { path: paths.x },
+    );
+  }
+  const n = xa.shape[0];
+  const { numClasses: requested } = options;
+  if (requested !== undefined && (!Number.isSafeInteger(requested) || requested < 1)) {
+    throw new UsageError(`loadXY: numClasses must be a positive integer, found ${requested}`, { numClasses: requested });
+  }
+  let y: Int32Array;
+  let numClasses: number;
+  let yFormat: XYData['yFormat'];
+  const yShape = ya.shape;
+  const isIndexShape = yShape.length === 1 || (yShape.length === 2 && yShape[1] === 1);
+  if (isIndexShape) {
+    const count = yShape[0];
+    if (count !== n) {
+      throw new ModelFormatError(
+        `${paths.y}: expected ${n} labels (one per row of ${paths.x}, shape [${xa.shape.join(', ')}]), found ${count}; regenerate the pair so both files hold the same examples`,
+        { x: paths.x, y: paths.y, n, found: count },
+      );
+    }
+    y = new Int32Array(n);
+    let max = -1;
+    for (let i = 0; i < n; i++) {
+      const v = Number(ya.data[i]);
+      if (!Number.isInteger(v) || v < 0) {
+        throw new ModelFormatError(
+          `${paths.y}: label ${i} is ${v}, expected a non-negative integer class index (or one-hot rows); fix the labels`,
+          { path: paths.y, index: i, value: v },
+        );
+      }
+      y[i] = v;
+      if (v > max) max = v;
+    }
+    numClasses = requested ?? max + 1;
+    if (max >= numClasses) {
+      throw new ModelFormatError(
+        `${paths.y}: label ${max} is out of range for ${numClasses} classes (expected 0..${numClasses - 1}); pass the right numClasses or fix the labels`,
+        { path: paths.y, max, numClasses },
+      );
+    }
+    yFormat = 'indices';
+  } else if (yShape.length === 2) {
+    const [count, k] = yShape;
+    if (count !== n) {
+      throw new ModelFormatError(
+        `${paths.y}: expected ${n} one-hot rows (one per row of ${paths.x}), found ${count}; regenerate the pair so both files hold the same examples`,
+        { x: paths.x, y: paths.y, n, found: count },
+      );
+    }
+    if (requested !== undefined && requested !== k) {
+      throw new ModelFormatError(
+        `${paths.y}: one-hot rows are ${k} wide but numClasses is ${requested}; pass numClasses ${k} or re-encode the labels`,
+        { path: paths.y, width: k, numClasses: requested },
+      );
+    }
+    y = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      let hot = -1;
+      for (let j = 0; j < k; j++) {
+        const v = Number(ya.data[i * k + j]);
+        if (v === 1 && hot === -1) hot = j;
+        else if (v !== 0) {
+          hot = -2;
+          break;
+        }
+      }
+      if (hot < 0) {
+        const row = Array.from(ya.data.subarray(i * k, Math.min(i * k + k, i * k + 12)) as ArrayLike<number>);
+        throw new ModelFormatError(
+          `${paths.y}: row ${i} is not one-hot (expected exactly one 1 and zeros elsewhere), found [${row.join(', ')}${k > 12 ? ', ...' : ''}]; save class indices or proper one-hot rows`,
+          { path: paths.y, row: i },
+        );
+      }
+      y[i] = hot;
+    }
+    numClasses = k;
+    yFormat = 'one-hot';
+  } else {
+    throw new ModelFormatError(
+      `${paths.y}: labels have shape [${yShape.join(', ')}], expected [n] class indices or [n, classes] one-hot rows`,
+      { path: paths.y, shape: yShape },
+    );
+  }
+  return { x: toFloat32(xa.data), xShape: xa.shape, y, n, numClasses, yFormat, paths };
+}
+
+/**
+ * Writes an array as a `.npy` file (see {@link writeNpy}), creating the parent folder. The file
+ * is written under a temporary name and renamed, so a reader never sees half a file.
+ *
+ * @param path - destination file.
+ * @param data - Float32Array, Int32Array or Uint8Array.
+ * @param shape - the array shape (product = `data.length`).
+ * @throws UsageError for an unsupported array or a mismatched shape.
+ */
+export function saveNpy(path: string, data: NpyWritable, shape: readonly number[]): void {
+  const bytes = writeNpy(data, shape);
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, path);
+}
+
+/**
+ * Reads one `.npy` file (see {@link parseNpy}).
+ *
+ * @throws UsageError when the file cannot be read; ModelFormatError when it is not valid `.npy`.
+ */
+export function loadNpy(path: string): NpyArray {
+  return readNpyFile(path);
+}
