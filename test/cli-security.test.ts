@@ -200,6 +200,37 @@ describe('ndiff keygen / sign / verify / apply with signatures and freshness', (
     assert.equal(await fingerprintOf(device), target12);
   });
 
+  test('a health check that never answers counts as failed after --health-check-timeout', async () => {
+    const device = join(dir, 'device-hang');
+    await cp(v1, device, { recursive: true });
+    const before = await folderBytes(device);
+    const r = await ndiff('apply', '--model', device, '--patch', p12, '--health-check', 'sleep 30', '--health-check-timeout', '1');
+    assert.equal(r.code, 5, r.err);
+    assert.match(r.err, /no answer after 1 s, stopping it/);
+    assert.deepEqual(await folderBytes(device), before);
+    const bad = await ndiff('apply', '--model', device, '--patch', p12, '--health-check', 'true', '--health-check-timeout', '0');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--health-check-timeout must be a positive number of seconds/);
+  });
+
+  test('files that are not there, or keys of the wrong kind: exit codes and messages', async () => {
+    const missing = await ndiff('apply', '--model', join(dir, 'no-such-model'), '--patch', p12);
+    assert.equal(missing.code, 7);
+    assert.match(missing.err, /no model folder at .*no-such-model: check the path/);
+    const nokey = await ndiff('verify', p12signed, '--public-key', join(dir, 'nope.pem'));
+    assert.equal(nokey.code, 2);
+    assert.match(nokey.err, /cannot read the public key file .*nope\.pem \(ENOENT\)/);
+    const { generateKeyPairSync } = await import('node:crypto');
+    const ec = join(dir, 'ec.pem');
+    await writeFile(ec, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    const wrongType = await ndiff('sign', p12, '--key', ec);
+    assert.equal(wrongType.code, 2);
+    assert.match(wrongType.err, /is a ec key: expected an Ed25519 key \(make one with `ndiff keygen`\)/);
+    const noFolder = await ndiff('keygen', '--out', join(dir, 'no', 'such', 'folder', 'k'));
+    assert.equal(noFolder.code, 2);
+    assert.match(noFolder.err, /cannot create .* \(ENOENT\): check that the folder exists/);
+  });
+
   test('re-running apply after an interrupted update recovers it, says so, and finishes', async () => {
     const device = join(dir, 'device-recover');
     await cp(v1, device, { recursive: true });

@@ -214,6 +214,35 @@ describe('the health check', () => {
     await refused(v1.clone(), p12.bytes, { healthCheck: () => false }, HealthCheckError, /health check rejected the updated model .* it returned false; the update was rolled back and the model is .* again/);
     await refused(v1.clone(), p12.bytes, { healthCheck: async () => { throw new Error('accuracy 0.12 on the canary set'); } }, HealthCheckError, /it threw: accuracy 0\.12 on the canary set/);
   });
+  test('going back fails too: ND_ROLLBACK_FAILED says the weights in memory are the previous version and what to run', async () => {
+    const device = v1.clone();
+    let commits = 0;
+    (device as unknown as { commit: () => void }).commit = () => {
+      if (++commits === 2) throw new Error('EROFS: read-only file system');
+    };
+    const err = await applyPayload(device, p12.bytes, { healthCheck: () => false }).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof NeuralDiffError && err.code === 'ND_ROLLBACK_FAILED', String(err));
+    assert.match(err.message, /health check rejected .* going back to the previous version failed too \(EROFS.*the weights in memory are the previous version.*run the apply again/);
+    assert.ok(sameBytes(snapshot(device), snapshot(v1)));
+  });
+
+  test('a two-phase store: confirmed after a passing check; reverted when the check fails or the confirmation fails', async () => {
+    const calls: string[] = [];
+    const twoPhase = (failConfirm: boolean) => Object.assign(v1.clone(), {
+      commit: () => { calls.push('commit'); },
+      confirmCommit: () => { calls.push('confirm'); if (failConfirm) throw new Error('EIO while renaming'); },
+      revertCommit: () => { calls.push('revert'); },
+    });
+    assert.equal((await applyPayload(twoPhase(false), p12.bytes, { healthCheck: () => true })).status, 'applied');
+    assert.deepEqual(calls.splice(0), ['commit', 'confirm']);
+    await refused(twoPhase(false), p12.bytes, { healthCheck: () => false }, HealthCheckError, /rolled back/);
+    assert.deepEqual(calls.splice(0), ['commit', 'revert']);
+    const store = twoPhase(true);
+    const err = await refused(store, p12.bytes, {}, NeuralDiffError, /confirming the update failed \(EIO while renaming\); the update was rolled back/);
+    assert.equal(err.code, 'ND_COMMIT_FAILED');
+    assert.deepEqual(calls.splice(0), ['commit', 'confirm', 'revert']);
+  });
+
   test('a store that commits but cannot keep two versions gets the restored weights committed again', async () => {
     const device = v1.clone();
     const commits: Float32Array[] = [];

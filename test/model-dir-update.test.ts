@@ -13,7 +13,7 @@ import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { HealthCheckError, ModelFormatError, TargetMismatchError } from '../src/core/errors.ts';
 import { openTfjsModelDir, PREVIOUS_MODEL_JSON, listStaleFiles } from '../src/io/tfjs-artifacts.ts';
-import { applyToModelDir, recoverModelDir, lockModelDir, LOCK_FILE, RETIRED_MODEL_JSON } from '../src/io/model-dir-update.ts';
+import { applyToModelDir, recoverModelDir, rollbackUpdate, lockModelDir, LOCK_FILE, RETIRED_MODEL_JSON } from '../src/io/model-dir-update.ts';
 import { baseAndTarget } from './helpers/models.ts';
 import { tempDir, writeStore, folderBytes } from './helpers/dirs.ts';
 
@@ -175,6 +175,15 @@ describe('recoverModelDir: every intermediate state ends as exactly the old or t
     await writeFile(join(dir, 'weights.bin'), new Uint8Array(8));
     await recoverModelDir(dir);
     assert.ok((await readdir(dir)).includes('weights.bin'));
+  });
+
+  test('states no apply leaves behind are refused, not guessed at', async () => {
+    const dir = await freshModel();
+    await assert.rejects(rollbackUpdate(dir), (e: unknown) => e instanceof ModelFormatError && /expected the previous version in model\.json\.prev, found none/.test(e.message));
+    await copyFile(join(dir, 'model.json'), join(dir, RETIRED_MODEL_JSON));
+    await unlink(join(dir, 'model.json'));
+    await assert.rejects(recoverModelDir(dir), (e: unknown) => e instanceof ModelFormatError && /has model\.json\.retired but no model\.json.*restore the model from the full download/.test(e.message));
+    await assert.rejects(applyToModelDir(join(dir, 'nope'), built.bytes), (e: unknown) => e instanceof ModelFormatError && /no model folder at .*nope: check the path/.test(e.message));
   });
 
   test('keepPrevious refuses to start a second update while one is unconfirmed', async () => {

@@ -34,13 +34,18 @@ export function applyCommand(y: Argv): Argv<ApplyArgs> {
 /** Run `command` in a shell; resolves true on exit 0 within `timeoutS`. */
 function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliIO): Promise<boolean> {
   return new Promise((resolve) => {
-    const child = spawn(command, { shell: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NDIFF_MODEL_DIR: dir } });
+    // Its own process group, so a timeout stops whatever the shell started too.
+    const child = spawn(command, { shell: true, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NDIFF_MODEL_DIR: dir } });
     const relay = (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => io.progress(`  health check: ${l}`));
     child.stdout.on('data', relay);
     child.stderr.on('data', relay);
     const timer = setTimeout(() => {
       io.progress(`  health check: no answer after ${timeoutS} s, stopping it`);
-      child.kill('SIGKILL');
+      try {
+        process.kill(-(child.pid as number), 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
     }, timeoutS * 1000);
     child.on('error', (e) => {
       clearTimeout(timer);
