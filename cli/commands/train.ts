@@ -29,7 +29,7 @@ export interface TrainArgs {
   metricsOut?: string;
   backend: TrainBackendName;
   batchSize: number;
-  lr: number;
+  lr?: number;
   codec: 'auto' | 'f32' | 'f16' | 'i8';
   loss?: string;
   modelId?: string;
@@ -53,7 +53,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON (accuracy before/after, bytes, time, per-epoch loss)' })
     .option('backend', { choices: ['wasm', 'cpu', 'tensorflow'] as const, default: 'wasm' as TrainBackendName, describe: 'tfjs backend: wasm (fast here, with our kernels), cpu (plain JS), tensorflow (needs @tensorflow/tfjs-node)' })
     .option('batch-size', { type: 'number', default: 64 })
-    .option('lr', { type: 'number', default: 1e-3, describe: 'Adam learning rate of the diff (or of full fine-tuning)' })
+    .option('lr', { type: 'number', describe: 'Adam learning rate (default: 3e-3 for the diff of sparse/hash, 1e-3 for full fine-tuning and post-hoc methods)' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; auto: int8 trained quantization-aware for sparse/hash, the most accurate for post-hoc methods' })
     .option('loss', { type: 'string', describe: "loss (default: the model's training config, else sparse_categorical_crossentropy); classification losses only" })
     .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: base folder name)' })

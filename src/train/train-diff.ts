@@ -38,7 +38,11 @@ export interface TrainDiffOptions {
   epochs: number;
   batchSize?: number;
   seed?: number;
-  /** Adam learning rate of the diff values (and of full fine-tuning). */
+  /**
+   * Adam learning rate: of the diff values for `sparse` and `hash` (default 3e-3: a diff starts
+   * at zero and has few values, so it wants a larger step than the weights themselves), of the
+   * weights for `full` and the post-hoc methods (default 1e-3).
+   */
   learningRate?: number;
   /** Adam learning rate of the sparse mask scores. */
   maskLearningRate?: number;
@@ -160,7 +164,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
   const epochs = Math.max(1, Math.floor(options.epochs));
   const batchSize = options.batchSize ?? 64;
   const seed = options.seed ?? 0;
-  const lr = options.learningRate ?? 1e-3;
+  const lr = options.learningRate ?? (options.method === 'sparse' || options.method === 'hash' ? 3e-3 : 1e-3);
   const fromLogits = outputsLogits(model);
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
   const header: HeaderOptions = { ...(options.header ?? {}), method: options.method, budgetBytes: options.method === 'full' ? 0 : options.budgetBytes };
