@@ -38,7 +38,7 @@ function refused(bytes: Uint8Array, pattern: RegExp, maxMs = 200): void {
 describe('msgpack lengths that exceed the input are refused before msgpackr allocates', () => {
   const cases: [string, number[], RegExp][] = [
     ['array16 of 65535', [0xdc, 0xff, 0xff], /array at byte 3 declares 65535 entries but only 0 bytes remain/],
-    ['array32 of 30M (240 MB in msgpackr)', [0xdd, 0x01, 0xc9, 0xc3, 0x80], /array at byte 3 declares 30000000 entries, more than the limit of 262144/],
+    ['array32 of 30M (240 MB in msgpackr)', [0xdd, 0x01, 0xc9, 0xc3, 0x80], /array at byte 3 declares 30000000 entries, more than the limit of 1048576/],
     ['array32 of 2^32-1', [0xdd, 0xff, 0xff, 0xff, 0xff], /declares 4294967295 entries/],
     ['array32 of 1000 with 3 bytes left', [0xdd, 0, 0, 0x03, 0xe8, 1, 2, 3], /declares 1000 entries but only 3 bytes remain/],
     ['map16 of 40000', [0xde, 0x9c, 0x40], /map at byte 3 declares 40000 entries but only 0 bytes remain/],

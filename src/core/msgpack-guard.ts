@@ -36,7 +36,7 @@ export interface MsgpackLimits {
  * Limits for payload documents: v1 nests 4 deep (document, patch list, patch, shape) and holds
  * about 30 values per patched tensor, so 262,144 values allow ~8,000 patched tensors.
  */
-export const PAYLOAD_MSGPACK_LIMITS: MsgpackLimits = { maxDepth: 8, maxContainerLength: 1 << 18, maxValues: 1 << 18 };
+export const PAYLOAD_MSGPACK_LIMITS: MsgpackLimits = { maxDepth: 8, maxContainerLength: 1 << 20, maxValues: 1 << 18 };
 
 /**
  * Check that `bytes` hold exactly one well-formed msgpack document within `limits`.
