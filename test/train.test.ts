@@ -63,14 +63,15 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     fresh.dispose();
   });
 
-  test('learned sparse beats post-hoc top-k of a full fine-tune at the same bytes', async () => {
+  test('learned sparse beats post-hoc top-k of a full fine-tune at the same bytes', async (t) => {
     const topk = await trainDiff(model, splits.updateTrain, { method: 'topk', budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, fullWeights: full.fullWeights });
     reset();
     assert.ok(topk.bytes.length <= budget);
     const sparseAcc = sparse.accuracyAfter as number;
     const topkAcc = topk.accuracyAfter as number;
-    // Measured: sparse 0.90-0.91, top-k 0.66-0.67 at 2% (the update needs coordinated changes
-    // that top-k of a full fine-tune's delta cuts off). Assert a 10-point margin.
+    t.diagnostic(`held-out accuracy at 2%: sparse ${sparseAcc}, top-k ${topkAcc}, full fine-tuning ${full.accuracyAfter}, base ${sparse.accuracyBefore}`);
+    // Measured (6,000 digits): sparse ~0.92, top-k ~0.66 at 2% (the update needs coordinated
+    // changes that top-k of a full fine-tune's delta cuts off). Assert a 10-point margin.
     assert.ok(sparseAcc - topkAcc >= 0.1, `sparse ${sparseAcc} vs top-k ${topkAcc}`);
     // and sparse gets most of the way to full fine-tuning (measured ~4 points below)
     assert.ok((full.accuracyAfter as number) - sparseAcc < 0.08, `full ${full.accuracyAfter} vs sparse ${sparseAcc}`);
