@@ -36,6 +36,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applyPayload, decodePayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
+import { seededRandom } from '../src/core/random.ts';
 import { applyTensorPatch, type UndoRecord } from '../src/core/patch-math.ts';
 import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
@@ -55,16 +56,7 @@ const MiB = 1 << 20;
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 /** A model of `total` weights in tensors of at most `tensor` weights, values ~U(-0.1, 0.1). */
 function makeModel(total: number, seed: number, tensor = TENSOR): MemoryWeightStore {
