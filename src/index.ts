@@ -3,6 +3,7 @@
  * The device applier is `neural-diff/apply` (src/apply), which this re-exports too.
  */
 export * from './apply/index.ts';
+export { encodePayload, packPayload } from './core/encode.ts';
 export { buildPayload, payloadSize, baseDigests, type PatchSpec, type HeaderOptions, type BuiltPayload } from './diff/build.ts';
 export { topkDiff, topkFromDeltas, modelDelta, MagnitudeRanking, type TopkOptions, type TopkResult } from './diff/topk.ts';
 export { dropDiff, lowRankDiff, type BaselineOptions, type BaselineResult } from './diff/baselines.ts';

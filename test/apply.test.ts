@@ -4,8 +4,9 @@ import { baseAndTarget, snapshot, sameBytes, rng } from './helpers/models.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
-import { applyPayload, decodePayload, encodePayload, MemoryWeightStore, NeuralDiffError, BaseMismatchError, PayloadFormatError, ModelMismatchError, NonFiniteValueError, UnsupportedVersionError, PayloadTooLargeError, TargetMismatchError } from '../src/apply/index.ts';
-import { packPayload, type WirePatch } from '../src/core/format.ts';
+import { applyPayload, decodePayload, MemoryWeightStore, NeuralDiffError, BaseMismatchError, PayloadFormatError, ModelMismatchError, NonFiniteValueError, UnsupportedVersionError, PayloadTooLargeError, TargetMismatchError } from '../src/apply/index.ts';
+import { encodePayload } from '../src/core/encode.ts';
+import { packPayload, type WirePatch } from '../src/core/encode.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 
 const hasher = await getHasher();

@@ -8,10 +8,8 @@ import { join } from 'node:path';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
 import { topkDiff } from '../src/diff/topk.ts';
-import {
-  applyPayload, decodePayload, encodePayload, MemorySequenceStore, MemoryWeightStore, FreshnessError, HealthCheckError, StateStoreError, NeuralDiffError,
-  TargetMismatchError, type SequenceStore,
-} from '../src/apply/index.ts';
+import { applyPayload, decodePayload, MemorySequenceStore, MemoryWeightStore, FreshnessError, HealthCheckError, StateStoreError, NeuralDiffError, TargetMismatchError, type SequenceStore } from '../src/apply/index.ts';
+import { encodePayload } from '../src/core/encode.ts';
 import { FileSequenceStore } from '../src/io/sequence-file.ts';
 import { baseAndTarget, snapshot, sameBytes } from './helpers/models.ts';
 import { tempDir } from './helpers/dirs.ts';

@@ -5,7 +5,8 @@
  */
 import { BudgetError, NonFiniteValueError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
-import { FORMAT_VERSION, matrixDims, packPayload, wirePatch, shapeSize, type DiffMethod, type Payload, type PayloadHeader, type TensorPatch, type WirePatch } from '../core/format.ts';
+import { FORMAT_VERSION, matrixDims, shapeSize, type DiffMethod, type Payload, type PayloadHeader, type TensorPatch } from '../core/format.ts';
+import { packPayload, wirePatch, type WirePatch } from '../core/encode.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
 import { encodeValues, type ValueCodec } from '../core/values.ts';

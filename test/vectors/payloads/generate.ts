@@ -11,7 +11,8 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildPayload, type PatchSpec, type HeaderOptions } from '../../../src/diff/build.ts';
-import { packPayload, patchValues, valueBytes, wirePatch, type Payload, type PayloadHeader, type TensorPatch, type WirePatch } from '../../../src/core/format.ts';
+import { type Payload, type PayloadHeader, type TensorPatch } from '../../../src/core/format.ts';
+import { packPayload, patchValues, valueBytes, wirePatch, type WirePatch } from '../../../src/core/encode.ts';
 import { fingerprintStore } from '../../../src/core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../../src/core/hasher.ts';
 import { MemoryWeightStore } from '../../../src/core/weight-store.ts';

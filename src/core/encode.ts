@@ -1,0 +1,156 @@
+/**
+ * Encoding payload format v1 (the build-server side; see format.ts for the types and decoding,
+ * and docs/FORMAT.md). Kept apart from decoding so the device bundle carries no msgpack encoder.
+ * Deterministic: the same payload gives the same bytes.
+ */
+import { Packr, FLOAT32_OPTIONS } from 'msgpackr/pack';
+import { toHalfBits } from './float16.ts';
+import { shapeSize, type Payload, type PayloadHeader, type TensorPatch } from './format.ts';
+import { bytesPerValue, type ValueCodec } from './values.ts';
+import { ByteWriter, varintSize } from './varint.ts';
+
+/** Wire patch, before msgpack (also used by the encoder to size payloads exactly). */
+export interface WirePatch {
+  t: string;
+  s: number[];
+  k: 's' | 'h' | 'd' | 'r';
+  r?: number;
+  b: Uint8Array;
+  a: Uint8Array;
+  c: ValueCodec;
+  q?: number;
+  n?: number;
+  ic?: 'g' | 'm';
+  i?: Uint8Array;
+  h?: number;
+  nb?: number;
+  sg?: boolean;
+  v: Uint8Array;
+}
+
+let packr: Packr | null = null;
+/** 16 hex chars to 8 bytes, big-endian (so the hex reads the same as the bytes). */
+export function hexToBytes8(hex: string): Uint8Array {
+  if (!/^[0-9a-f]{16}$/.test(hex)) throw new RangeError(`expected 16 lowercase hex chars, got ${JSON.stringify(hex)}`);
+  const out = new Uint8Array(8);
+  for (let i = 0; i < 8; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+
+/** Encode sorted positions both ways and keep the smaller (bitmap wins ties: it is faster to read). */
+export function encodePositions(positions: Uint32Array, size: number): { coding: 'g' | 'm'; bytes: Uint8Array } {
+  const bitmapBytes = Math.ceil(size / 8);
+  let gapBytes = 0;
+  let prev = -1;
+  for (let k = 0; k < positions.length; k++) {
+    gapBytes += varintSize(positions[k] - prev - 1);
+    prev = positions[k];
+    if (gapBytes > bitmapBytes) break;
+  }
+  if (bitmapBytes <= gapBytes) {
+    const bytes = new Uint8Array(bitmapBytes);
+    for (let k = 0; k < positions.length; k++) bytes[positions[k] >>> 3] |= 1 << (positions[k] & 7);
+    return { coding: 'm', bytes };
+  }
+  const w = new ByteWriter(gapBytes);
+  prev = -1;
+  for (let k = 0; k < positions.length; k++) {
+    w.varint(positions[k] - prev - 1);
+    prev = positions[k];
+  }
+  return { coding: 'g', bytes: w.bytes() };
+}
+
+/** The wire form of one patch, given its already-encoded value bytes. */
+export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
+  const w: WirePatch = { t: p.name, s: [...p.shape], k: p.kind === 'sparse' ? 's' : p.kind === 'hash' ? 'h' : p.kind === 'lowrank' ? 'r' : 'd', b: hexToBytes8(p.baseDigest), a: hexToBytes8(p.targetDigest), c: p.codec, v: valueBytes };
+  if (p.codec === 'i8') w.q = Math.fround(p.scale as number);
+  if (p.kind === 'sparse') {
+    const enc = encodePositions(p.positions, shapeSize(p.shape));
+    w.n = p.positions.length;
+    w.ic = enc.coding;
+    w.i = enc.bytes;
+  } else if (p.kind === 'hash') {
+    w.h = p.seed >>> 0;
+    w.nb = p.buckets.length;
+    w.sg = p.signed;
+  } else if (p.kind === 'lowrank') {
+    w.r = p.rank;
+  }
+  return w;
+}
+
+function wireHeader(h: PayloadHeader): Record<string, unknown> {
+  const o: Record<string, unknown> = {
+    nd: h.version,
+    m: h.method,
+    id: h.modelId,
+    bf: hexToBytes8(h.baseFingerprint),
+    tf: hexToBytes8(h.targetFingerprint),
+    sq: h.sequence,
+    bb: h.budgetBytes,
+    cb: h.createdBy,
+  };
+  if (h.createdAt !== undefined) o.ct = h.createdAt;
+  if (h.expiresAt !== undefined) o.ex = h.expiresAt;
+  if (h.meta !== undefined) o.x = h.meta;
+  return o;
+}
+
+/** Encode a header and already-wired patches. Deterministic: same input, same bytes. */
+export function packPayload(header: PayloadHeader, patches: WirePatch[]): Uint8Array {
+  const doc = wireHeader(header);
+  doc.p = patches;
+  packr ??= new Packr({ useRecords: false, variableMapSize: true, useFloat32: FLOAT32_OPTIONS.ALWAYS });
+  const out = packr.pack(doc);
+  // msgpackr may hand back a view on a shared buffer; copy so the caller owns the bytes.
+  return new Uint8Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength));
+}
+
+/** Re-encode a value array with its codec into wire bytes (exact for already-decoded values). */
+export function valueBytes(values: Float32Array, codec: ValueCodec, scale?: number): Uint8Array {
+  const n = values.length;
+  if (codec === 'f32') {
+    const b = new Uint8Array(n * 4);
+    const dv = new DataView(b.buffer);
+    for (let i = 0; i < n; i++) dv.setFloat32(i * 4, values[i], true);
+    return b;
+  }
+  if (codec === 'f16') {
+    const b = new Uint8Array(n * 2);
+    for (let i = 0; i < n; i++) {
+      const h = halfOf(values[i]);
+      b[2 * i] = h & 0xff;
+      b[2 * i + 1] = h >>> 8;
+    }
+    return b;
+  }
+  const s = Math.fround(scale as number);
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = Math.round(values[i] / s) & 0xff;
+  return b;
+}
+const halfOf = toHalfBits;
+
+/** The values a patch carries on the wire, in wire order (low-rank: U then V). */
+export function patchValues(p: TensorPatch): Float32Array {
+  if (p.kind === 'hash') return p.buckets;
+  if (p.kind === 'lowrank') {
+    const all = new Float32Array(p.u.length + p.v.length);
+    all.set(p.u);
+    all.set(p.v, p.u.length);
+    return all;
+  }
+  return p.values;
+}
+
+/** Encode a decoded payload (e.g. one returned by {@link decodePayload}) back to bytes. */
+export function encodePayload(payload: Payload): Uint8Array {
+  const patches = payload.patches.map((p) => {
+    const values = patchValues(p);
+    return wirePatch(p, valueBytes(values, p.codec, p.scale));
+  });
+  return packPayload(payload.header, patches);
+}
+
