@@ -340,7 +340,8 @@ const kHeader = ['kernel', 'case', 'ours', 'stock wasm', 'speed-up'];
 const kRows = kernelCases.map((c) => {
   const ours = kernelResults.find((r) => r.label === c.label && r.engine === 'ours');
   const stock = kernelResults.find((r) => r.label === c.label && r.engine === 'stock-wasm');
-  const cell = (r: KernelResult | undefined) => (r?.ms != null ? r.ms.toFixed(1) : `fails: ${r?.error ?? '?'}`);
+  const cell = (r: KernelResult | undefined) =>
+    r?.ms != null ? r.ms.toFixed(1) : /not registered/.test(r?.error ?? '') ? 'not registered' : `fails: ${r?.error ?? '?'}`;
   const speedup = ours?.ms != null && stock?.ms != null ? `${(stock.ms / ours.ms).toFixed(1)}x` : '-';
   return [c.kernel, c.label, cell(ours), cell(stock), speedup];
 });
