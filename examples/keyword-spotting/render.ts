@@ -83,6 +83,10 @@ export class Rng {
 // =============================================================================================
 // Audio I/O
 
+/**
+ * Decodes a RIFF WAV (16-bit PCM or 32-bit float, any channel count, mixed to mono). Streamed
+ * WAVs whose data size is a placeholder (espeak-ng --stdout) are read to the end.
+ */
 export function parseWav(buf: Buffer, what: string): { pcm: Float32Array; rate: number } {
   if (buf.length < 12 || buf.toString('latin1', 0, 4) !== 'RIFF' || buf.toString('latin1', 8, 12) !== 'WAVE') {
     throw new Error(`${what}: not a WAV stream (${buf.length} bytes)`);
@@ -119,6 +123,7 @@ export function parseWav(buf: Buffer, what: string): { pcm: Float32Array; rate: 
   throw new Error(`${what}: WAV without data chunk`);
 }
 
+/** Runs a command and resolves with its stdout; rejects with its stderr on a non-zero exit. */
 export function runCapture(cmd: string, args: string[]): Promise<Buffer> {
   return new Promise((resolvePromise, reject) => {
     const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -134,6 +139,7 @@ export function runCapture(cmd: string, args: string[]): Promise<Buffer> {
   });
 }
 
+/** Decodes any audio file sox reads (ogg here) to 16 kHz mono float32. */
 export async function decodeWithSox(file: string): Promise<Float32Array> {
   const raw = await runCapture('sox', [file, '-t', 'f32', '-e', 'floating-point', '-r', '16000', '-c', '1', '-']);
   const copy = new Uint8Array(raw.length - (raw.length % 4));
@@ -144,6 +150,7 @@ export async function decodeWithSox(file: string): Promise<Float32Array> {
 // =============================================================================================
 // Signal processing helpers
 
+/** Additive noise types: synthetic colours, or babble from foreign-language recordings. */
 export type NoiseKind = 'white' | 'pink' | 'brown' | 'babble';
 
 function coloredNoise(kind: Exclude<NoiseKind, 'babble'>, n: number, rng: Rng): Float32Array {
@@ -336,6 +343,7 @@ function convolve(x: Float32Array, h: Float32Array): Float32Array {
 // =============================================================================================
 // Plan: every row of every split, decided up front from the seed
 
+/** Where a row's audio comes from: a synthesizer call, a decoded recording, or noise only. */
 export type Synth =
   | { kind: 'espeak'; accent: string; variant: string; speed: number; pitch: number; text: string }
   | { kind: 'flite'; voice: string; stretch: number; text: string }
@@ -354,8 +362,11 @@ export interface Aug {
   noise: { kind: NoiseKind; snrDb: number } | null;
 }
 
+/** One planned row: its label, its source (index into the manifest's sources), how to make it. */
 export interface Row {
+  /** class index */
   label: number;
+  /** index into `manifest.sources` */
   source: number;
   synth: Synth;
   aug: Aug;
@@ -365,17 +376,20 @@ export interface Row {
   babble?: 'train' | 'eval';
 }
 
-
 // =============================================================================================
 // Execution
 
+/** Audio decoded once in the parent and sent to every worker. */
 export interface Assets {
+  /** real recordings by file path, 16 kHz mono */
   real: Map<string, Float32Array>;
+  /** foreign-language recordings that babble noise is mixed from */
   babble: { train: Float32Array[]; eval: Float32Array[] };
 }
 
 let fliteCounter = 0;
 
+/** Produces the raw audio of a row (any sample rate; noise rows return nothing here). */
 export async function synthesize(row: Row, assets: Assets): Promise<{ pcm: Float32Array; rate: number }> {
   const s = row.synth;
   if (s.kind === 'espeak') {
