@@ -10,7 +10,7 @@ export { dropDiff, lowRankDiff, type BaselineOptions, type BaselineResult } from
 export { parseBudget, formatBytes } from './diff/budget.ts';
 export { trainDiff, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult } from './train/train-diff.ts';
 export { initBackend, type TrainBackendName } from './train/backend.ts';
-export { evaluate, type LabelledData } from './train/data.ts';
+export { evaluate, fromDataset, type LabelledData } from './train/data.ts';
 export { modelToStore, setModelWeights, namedVariables } from './train/model-weights.ts';
 export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from './sparse-diff/trainer.ts';
 export { HashedBuckets } from './hash-diff/trainer.ts';

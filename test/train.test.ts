@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { applyPayload } from '../src/apply/index.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { initBackend } from '../src/train/backend.ts';
-import { evaluate } from '../src/train/data.ts';
+import { evaluate, fromDataset } from '../src/train/data.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
@@ -108,6 +108,24 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     const c = await trainDiff(model, splits.updateTrain, { ...opts, seed: 12 });
     reset();
     assert.notDeepEqual(a.bytes, c.bytes);
+  });
+
+  test('a tf.data.Dataset trains the same diff as the tensors it holds', async () => {
+    const n = 600;
+    const x = splits.updateTrain.x.slice(0, n);
+    const y = splits.updateTrain.y.slice(0, n);
+    const ds = tf.data.zip({ xs: tf.data.array(tf.unstack(x)), ys: tf.data.array(Array.from(y, (v) => tf.oneHot(v, 10))) }).batch(50) as unknown as tf.data.Dataset<{ xs: tf.Tensor; ys: tf.Tensor }>;
+    const fromDs = await fromDataset(ds);
+    assert.deepEqual(fromDs.y, y);
+    assert.deepEqual(fromDs.x.dataSync(), x.dataSync());
+    const opts = { method: 'hash' as const, budgetBytes: budget, epochs: 1, seed: 5, base };
+    const a = await trainDiff(model, fromDs, opts);
+    reset();
+    const b = await trainDiff(model, { x, y }, opts);
+    reset();
+    assert.deepEqual(a.bytes, b.bytes);
+    x.dispose();
+    fromDs.x.dispose();
   });
 
   test('ndiff train writes the payload, the updated model and the metrics', async () => {

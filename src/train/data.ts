@@ -85,3 +85,33 @@ export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 
   for (let i = 0; i < n; i++) if (predictions[i] === data.y[i]) correct++;
   return { accuracy: correct / n, predictions };
 }
+
+/**
+ * Materialize a `tf.data.Dataset` of `{xs, ys}` elements (single examples or batches; `ys` as
+ * class indices or one-hot) into {@link LabelledData} for the trainers. The dataset is read
+ * once, in order; its tensors are disposed.
+ */
+export async function fromDataset(dataset: tf.data.Dataset<{ xs: tf.Tensor; ys: tf.Tensor }>): Promise<LabelledData> {
+  const xs: tf.Tensor[] = [];
+  const ys: number[] = [];
+  await dataset.forEachAsync((el) => {
+    const { xs: x, ys: y } = el as { xs?: tf.Tensor; ys?: tf.Tensor };
+    if (!x || !y) throw new UsageError('dataset elements must be {xs, ys} tensors (use dataset.map to shape them)');
+    // A batch is [n, ...features] with labels [n] or [n, classes]; otherwise one example with a
+    // scalar or one-hot label.
+    const batched = y.rank === 2 || (y.rank === 1 && x.rank >= 2 && x.shape[0] === y.shape[0]);
+    const labels = tf.tidy(() => {
+      if (!batched) return (y.rank === 0 ? y.reshape([1]) : tf.argMax(y, -1).reshape([1])).toInt();
+      return y.rank === 2 ? tf.argMax(y, -1).toInt() : y.toInt();
+    });
+    ys.push(...(labels.dataSync() as Int32Array));
+    labels.dispose();
+    xs.push(batched ? x.clone() : x.expandDims(0));
+    x.dispose();
+    y.dispose();
+  });
+  if (!xs.length) throw new UsageError('the dataset is empty');
+  const x = tf.concat(xs, 0);
+  for (const t of xs) t.dispose();
+  return { x, y: Int32Array.from(ys) };
+}
