@@ -128,7 +128,13 @@ function fastMatMul(
     // matmuls do not occur in training dense layers, so they keep the stock path.
     (kernel === 'BatchMatMul' || s.batch === 1) &&
     !(s.batch > 1 && s.m * s.k * s.n < MIN_WORK_PER_ITEM);
-  if (fixable && kernel === 'BatchMatMul' && s.batch === 1 && swappedIsCheaper(s, transposeA, transposeB)) {
+  if (
+    fixable &&
+    kernel === 'BatchMatMul' &&
+    s.batch === 1 &&
+    !packedBefore(b, transposeB) &&
+    swappedIsCheaper(s, transposeA, transposeB)
+  ) {
     return { ...multiplySwapped(backend, a, b, s, transposeA, transposeB), shape: s.outShape };
   }
   if (!fixable || (!transposeA && !transposeB && s.batch === 1)) {
@@ -164,6 +170,21 @@ function swappedIsCheaper(s: MatMulShapes, transposeA: boolean, transposeB: bool
   const direct = (transposeA ? s.m * s.k : 0) + (transposeB ? s.k * s.n : 0) + PACK_COST * s.k * s.n;
   const swapped = (transposeB ? 0 : s.k * s.n) + (transposeA ? 0 : s.m * s.k) + PACK_COST * s.k * s.m + s.m * s.n;
   return swapped + MIN_SAVING < direct;
+}
+
+/**
+ * Data of `b` operands met before, untransposed. XNNPACK keeps the packed form of the second
+ * operand for as long as the tensor lives, so a weight multiplied again (evaluation with fixed
+ * weights) is cheapest on the direct path; on first sight we cannot know, and assume a fresh
+ * training-step weight. The second use of the same data then packs once and reuses it.
+ */
+const seenAsB = new WeakSet<object>();
+
+function packedBefore(b: TensorInfo, transposeB: boolean): boolean {
+  if (transposeB) return false;
+  if (seenAsB.has(b.dataId)) return true;
+  seenAsB.add(b.dataId);
+  return false;
 }
 
 function multiplySwapped(
