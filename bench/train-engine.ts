@@ -90,7 +90,7 @@ const models: ModelSpec[] = [
     classes: 12,
     build: cnn,
     plan: quick
-      ? { ours: { batch: 32, steps: 4 }, 'stock-wasm': { batch: 32, steps: 2 }, 'stock-cpu': { batch: 2, steps: 1 } }
+      ? { ours: { batch: 32, steps: 4 }, 'stock-wasm': { batch: 32, steps: 2 }, 'stock-cpu': { batch: 1, steps: 1 } }
       : { ours: { batch: 32, steps: 20 }, 'stock-wasm': { batch: 32, steps: 5 }, 'stock-cpu': { batch: 8, steps: 2 } },
   },
 ];
@@ -297,7 +297,7 @@ for (const spec of models) {
 const kernelResults: KernelResult[] = [];
 for (const c of kernelCases) {
   for (const engine of engines.filter((e) => e.key !== 'stock-cpu')) {
-    kernelResults.push(await timeKernel(c, engine, quick ? 3 : 7));
+    kernelResults.push(await timeKernel(c, engine, quick ? 2 : 7));
   }
 }
 
