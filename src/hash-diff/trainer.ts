@@ -14,7 +14,11 @@ interface TensorState {
   shape: number[];
   size: number;
   seed: number;
-  w0: tf.Tensor;
+  /** Base values and the position -> bucket / sign maps, kept in JS: spreading the buckets is a
+   * plain loop here, several times faster than tfjs-wasm's GatherV2 over every weight. */
+  w0: Float32Array;
+  bucketOf: Int32Array;
+  signOf: Float32Array | null;
   b: tf.Variable;
   bucket: tf.Tensor1D;
   sign: tf.Tensor1D | null;
@@ -45,7 +49,9 @@ export class HashedBuckets implements Parameterization {
         shape: t.shape,
         size: t.values.length,
         seed,
-        w0: tf.tensor(t.values, t.shape, 'float32'),
+        w0: Float32Array.from(t.values),
+        bucketOf: bucket,
+        signOf: sign,
         b: tf.variable(tf.zeros([nb]), true, `nd_hash_b/${t.name}`),
         bucket: tf.tensor1d(bucket, 'int32'),
         sign: sign ? tf.tensor1d(sign, 'float32') : null,
@@ -53,17 +59,24 @@ export class HashedBuckets implements Parameterization {
     }
   }
 
-  private values(st: TensorState): tf.Tensor {
-    if (this.codec !== 'i8') return st.b;
-    const scale = tf.maximum(tf.div(tf.max(tf.abs(st.b)), 127), 1e-12);
-    return tf.mul(tf.round(tf.div(st.b, scale)), scale);
+  /** Bucket values as the codec will deliver them (int8: quantize-dequantize; forward only). */
+  private values(st: TensorState): Float32Array {
+    const b = st.b.dataSync() as Float32Array;
+    if (this.codec !== 'i8') return b;
+    let maxAbs = 0;
+    for (let i = 0; i < b.length; i++) maxAbs = Math.max(maxAbs, Math.abs(b[i]));
+    const scale = Math.max(maxAbs / 127, 1e-12);
+    return Float32Array.from(b, (v) => Math.round(v / scale) * scale);
   }
 
   effective(name: string): tf.Tensor {
     const st = this.tensors.get(name) as TensorState;
-    let spread = tf.gather(this.values(st), st.bucket);
-    if (st.sign) spread = tf.mul(spread, st.sign);
-    return tf.add(st.w0, tf.reshape(spread, st.shape));
+    const b = this.values(st);
+    const w = new Float32Array(st.size);
+    const { w0, bucketOf, signOf } = st;
+    if (signOf) for (let i = 0; i < w.length; i++) w[i] = w0[i] + signOf[i] * b[bucketOf[i]];
+    else for (let i = 0; i < w.length; i++) w[i] = w0[i] + b[bucketOf[i]];
+    return tf.tensor(w, st.shape, 'float32');
   }
 
   gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
@@ -88,7 +101,6 @@ export class HashedBuckets implements Parameterization {
 
   dispose(): void {
     for (const st of this.tensors.values()) {
-      st.w0.dispose();
       st.b.dispose();
       st.bucket.dispose();
       st.sign?.dispose();
