@@ -38,8 +38,11 @@ function niceTicks(lo: number, hi: number, count = 5): number[] {
 
 function logTicks(lo: number, hi: number): number[] {
   const ticks: number[] = [];
+  const decades = Math.log10(hi / lo);
+  // fewer ticks per decade as the range widens, so labels never overlap
+  const mantissas = decades > 3 ? [1] : decades > 1.5 ? [1, 3] : [1, 2, 5];
   for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-    for (const m of [1, 2, 5]) {
+    for (const m of mantissas) {
       const v = m * 10 ** e;
       if (v >= lo * 0.999 && v <= hi * 1.001) ticks.push(v);
     }
