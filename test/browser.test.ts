@@ -11,8 +11,6 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -21,25 +19,8 @@ import { buildApplyBundle, type ApplyBundle } from '../scripts/build-apply.ts';
 import { serveExample, writeDemoFiles, type ExampleServer } from '../examples/browser/serve.ts';
 import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';
+import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
 import { memoryCopy, perturbed } from './helpers/perturb.ts';
-
-/** Path of a Chromium binary, installing Debian's package if needed and allowed; or a skip reason. */
-function findChromium(): { path: string } | { skip: string } {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(Boolean) as string[];
-  const found = candidates.find((p) => existsSync(p));
-  if (found) return { path: found };
-  if (process.platform !== 'linux' || process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) {
-    return { skip: 'no Chromium found (set CHROMIUM_PATH, or run as root on Debian so the test can apt-get install chromium)' };
-  }
-  try {
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env, timeout: 300_000 });
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { stdio: 'ignore', env, timeout: 600_000 });
-  } catch (err) {
-    return { skip: `installing Debian's chromium failed: ${(err as Error).message}` };
-  }
-  return existsSync('/usr/bin/chromium') ? { path: '/usr/bin/chromium' } : { skip: 'apt-get installed chromium but /usr/bin/chromium is missing' };
-}
 
 const chromiumPath = findChromium();
 const skip = 'skip' in chromiumPath ? chromiumPath.skip : false;
@@ -62,7 +43,7 @@ before(async () => {
   browser = await chromium.launch({
     executablePath: (chromiumPath as { path: string }).path,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: CHROMIUM_ARGS,
   });
 });
 
