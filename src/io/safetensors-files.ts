@@ -15,10 +15,8 @@ import * as path from 'node:path';
 import { ModelFormatError, UsageError } from '../core/errors.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { SafetensorsWeightStore, serializeSafetensors, type SafetensorsTensorEntry, type SafetensorsTensorInput } from './safetensors.ts';
+import { errCode, syncDir } from './durable.ts';
 
-function errCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
-}
 
 /**
  * Read a safetensors file into memory positioned so that its data section starts 8-byte
@@ -61,18 +59,6 @@ async function readAligned(file: string): Promise<{ bytes: Uint8Array; stats: St
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    // Some platforms cannot open or fsync a folder; nothing more can be done there.
-    if (!['EISDIR', 'EINVAL', 'EPERM', 'EACCES', 'EBADF'].includes(errCode(err) ?? '')) throw err;
-  } finally {
-    await fh?.close();
-  }
-}
 
 /** Write chunks to `file` atomically (temp file, fsync, rename, fsync folder). */
 async function writeChunksAtomically(file: string, chunks: readonly Uint8Array[], before?: () => Promise<void>): Promise<void> {

@@ -16,6 +16,9 @@ import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { StateStoreError } from '../core/errors.ts';
 import type { SequenceRecord, SequenceStore } from '../apply/freshness.ts';
+import { syncDir } from './durable.ts';
+
+export { syncDir };
 
 /** The state file's default name inside a model folder (`ndiff apply` default). */
 export const DEFAULT_STATE_FILE = '.ndiff-state.json';
@@ -104,15 +107,3 @@ export async function writeFileAtomically(file: string, bytes: Uint8Array): Prom
   await syncDir(dir);
 }
 
-/** fsync a folder so a rename in it is durable (a no-op where folders cannot be opened). */
-export async function syncDir(dir: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    if (!['EISDIR', 'EINVAL', 'EPERM', 'EACCES', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
-  } finally {
-    await fh?.close();
-  }
-}

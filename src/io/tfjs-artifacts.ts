@@ -54,6 +54,7 @@ import {
   type TfjsWeightEntry,
   type TfjsWeightGroup,
 } from './tfjs-manifest.ts';
+import { errCode, syncDir } from './durable.ts';
 
 /** Name of the model file inside a model folder. */
 export const MODEL_JSON = 'model.json';
@@ -143,9 +144,6 @@ interface LoadedModel {
   layouts: GroupLayout[];
 }
 
-function errCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
-}
 
 async function folderListing(dir: string): Promise<string> {
   try {
@@ -292,18 +290,6 @@ async function writeDurably(file: string, data: Uint8Array): Promise<void> {
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    // Some platforms (Windows) cannot open or fsync a directory; there is nothing more to do.
-    if (!['EISDIR', 'EINVAL', 'EPERM', 'EACCES', 'EBADF'].includes(errCode(err) ?? '')) throw err;
-  } finally {
-    await fh?.close();
-  }
-}
 
 async function readIfExists(file: string): Promise<Uint8Array | null> {
   try {
