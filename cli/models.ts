@@ -1,7 +1,7 @@
 /** Model and payload files for the CLI. */
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../src/core/errors.ts';
-import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
+import type { WeightStore } from '../src/core/weight-store.ts';
 import { isMissingFile } from './common.ts';
 
 /** Bytes of the model as float32 (4 per weight): what `1%` budgets are a percentage of. */
@@ -19,10 +19,6 @@ export async function readPayloadFile(path: string): Promise<Uint8Array> {
   }
 }
 
-/** A writable in-memory copy of a store, for dry runs. */
-export function memoryCopy(store: WeightStore): MemoryWeightStore {
-  return new MemoryWeightStore(store.list().map((t) => [t.name, { shape: [...t.shape], data: store.values(t.name).slice() }] as [string, { shape: number[]; data: Float32Array }]));
-}
 
 /** `--expires` as seconds since the epoch: an ISO date or a duration from now (`30d`, `12h`, `90m`). */
 export function parseExpiry(s: string, now = Date.now()): number {

@@ -9,10 +9,7 @@ import { fileSystemIO, openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
 import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
-import type { TrainMethod } from '../../src/train/train-diff.ts';
-
-/** Same list as TRAIN_METHODS; kept here so `ndiff --help` does not load tfjs. */
-const METHODS: readonly TrainMethod[] = ['sparse', 'hash', 'full', 'topk', 'drop', 'lowrank'];
+import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import type { CliIO } from '../common.ts';
 import { modelBytes, parseExpiry } from '../models.ts';
 
@@ -41,7 +38,7 @@ const SUPPORTED_LOSSES = ['sparse_categorical_crossentropy', 'categorical_crosse
 
 export function trainCommand(y: Argv): Argv<TrainArgs> {
   return y
-    .option('method', { choices: METHODS, default: 'sparse' as TrainMethod, describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; full: fine-tune everything (dense payload); topk|drop|lowrank: compress a full fine-tune after the fact' })
+    .option('method', { choices: TRAIN_METHODS, default: 'sparse' as TrainMethod, describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; full: fine-tune everything (dense payload); topk|drop|lowrank: compress a full fine-tune after the fact' })
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards)' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot)' })
     .option('eval', { type: 'string', describe: 'evaluation data (same form); reports accuracy before and after' })

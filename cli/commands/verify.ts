@@ -4,7 +4,8 @@ import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
 import { FileSequenceStore } from '../../src/io/sequence-file.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
-import { memoryCopy, readPayloadFile } from '../models.ts';
+import { readPayloadFile } from '../models.ts';
+import { MemoryWeightStore } from '../../src/core/weight-store.ts';
 
 export interface VerifyArgs extends SignatureArgs {
   payload: string;
@@ -30,7 +31,7 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
   io.out(describeSignature(verified.signature));
   io.out(`${a.payload}: well-formed v${payload.header.version} payload for model ${JSON.stringify(payload.header.modelId)}, sequence ${payload.header.sequence}, ${payload.patches.length} patches, ${bytes.length} bytes`);
   if (a.model) {
-    const copy = memoryCopy(await openTfjsModelDir(a.model));
+    const copy = MemoryWeightStore.copyOf(await openTfjsModelDir(a.model));
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
     const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) });
     io.out(res.status === 'already-applied'

@@ -160,6 +160,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     return [n, { shape: t.shape, data: new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)) }] as [string, { shape: number[]; data: Float32Array }];
   }));
   const devices = new Map<Chain, MemoryWeightStore>(chains.map((c) => [c, baseStore.clone()]));
+  const tensorNames = new Set(baseStore.list().map((t) => t.name));
   const total = baseStore.list().reduce((a, t) => a + 4 * t.shape.reduce((x, y) => x * y, 1), 0);
   const rows: ResultRow[] = [];
   const lastUpdate = Math.min(manifest.updates.length - 1, Number(args.updates ?? (quick ? 1 : 5)));
@@ -174,7 +175,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     const evalAll = toLabelled(up.evalAll.map((n) => loadSplit(manifest, n)));
     for (const chain of chains) {
       const device = devices.get(chain) as MemoryWeightStore;
-      setModelWeights(model, (n) => (device.list().some((t) => t.name === n) ? device.values(n) : undefined));
+      setModelWeights(model, (n) => (tensorNames.has(n) ? device.values(n) : undefined));
       const budgetBytes = chain.budgetPct === null ? 0 : Math.floor((total * chain.budgetPct) / 100);
       const res = await trainDiff(model, train, {
         method: chain.method,

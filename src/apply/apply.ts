@@ -19,7 +19,7 @@
  */
 import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, SignatureError, StateStoreError, TargetMismatchError, UsageError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
-import { decodePayload, shapeSize, type Payload, type DecodeOptions } from '../core/format.ts';
+import { decodePayload, type Payload, type DecodeOptions } from '../core/format.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { applyTensorPatch, undoTensorPatch, type UndoRecord } from '../core/patch-math.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
@@ -121,7 +121,6 @@ export function checkPayloadFitsModel(payload: Payload, store: WeightStore): voi
         { tensor: p.name, expected: p.shape, found: shape },
       );
     }
-    if (shapeSize(shape) !== p.shape.reduce((a, b) => a * b, 1)) throw new ModelMismatchError(`tensor ${p.name}: size mismatch`);
   }
 }
 

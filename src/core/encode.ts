@@ -81,7 +81,8 @@ export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
   return w;
 }
 
-function wireHeader(h: PayloadHeader): Record<string, unknown> {
+/** The msgpack document of a payload (header keys, then "p"): what {@link packPayload} packs. */
+export function wireDocument(h: PayloadHeader, patches: WirePatch[]): Record<string, unknown> {
   const o: Record<string, unknown> = {
     nd: h.version,
     m: h.method,
@@ -95,13 +96,13 @@ function wireHeader(h: PayloadHeader): Record<string, unknown> {
   if (h.createdAt !== undefined) o.ct = h.createdAt;
   if (h.expiresAt !== undefined) o.ex = h.expiresAt;
   if (h.meta !== undefined) o.x = h.meta;
+  o.p = patches;
   return o;
 }
 
 /** Encode a header and already-wired patches. Deterministic: same input, same bytes. */
 export function packPayload(header: PayloadHeader, patches: WirePatch[]): Uint8Array {
-  const doc = wireHeader(header);
-  doc.p = patches;
+  const doc = wireDocument(header, patches);
   packr ??= new Packr({ useRecords: false, variableMapSize: true, useFloat32: FLOAT32_OPTIONS.ALWAYS });
   const out = packr.pack(doc);
   // msgpackr may hand back a view on a shared buffer; copy so the caller owns the bytes.

@@ -10,18 +10,13 @@
  * patched tensors' digests after an apply. xxhash detects corruption and mix-ups, not attacks:
  * signatures are for those.
  */
-import type { Hasher } from './hasher.ts';
+import { hex64, type Hasher } from './hasher.ts';
 import { readForDigest, type WeightStore } from './weight-store.ts';
 
 const utf8 = new TextEncoder();
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** Values are fed to the hash in chunks of this many bytes (xxhash-wasm copies each chunk). */
 const CHUNK_BYTES = 1 << 20;
-
-/** 16 lowercase hex chars of a 64-bit hash. */
-export function hex64(h: bigint): string {
-  return h.toString(16).padStart(16, '0');
-}
 
 /** The xxh64 digest (16 hex chars) of one tensor's canonical record. */
 export function tensorDigest(hasher: Hasher, name: string, shape: readonly number[], values: Float32Array): string {

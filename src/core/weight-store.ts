@@ -62,6 +62,10 @@ export class MemoryWeightStore implements WeightStore {
   }
   /** A deep copy (for tests and for keeping the previous version). */
   clone(): MemoryWeightStore {
-    return new MemoryWeightStore([...this.tensors].map(([n, t]) => [n, { shape: [...t.shape], data: t.data.slice() }] as [string, { shape: readonly number[]; data: Float32Array }]));
+    return MemoryWeightStore.copyOf(this);
+  }
+  /** A writable in-memory copy of any store's tensors (dry runs, test fixtures). */
+  static copyOf(store: WeightStore): MemoryWeightStore {
+    return new MemoryWeightStore(store.list().map((t) => [t.name, { shape: [...t.shape], data: store.values(t.name).slice() }] as [string, { shape: readonly number[]; data: Float32Array }]));
   }
 }

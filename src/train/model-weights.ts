@@ -33,8 +33,7 @@ export function modelToStore(model: tf.LayersModel): MemoryWeightStore {
   return new MemoryWeightStore(
     namedVariables(model)
       .filter((v) => v.variable.dtype === 'float32')
-      .map((v) => [v.name, { shape: v.shape, data: v.variable.dataSync() as Float32Array }] as [string, { shape: number[]; data: Float32Array }])
-      .map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }] as [string, { shape: number[]; data: Float32Array }]),
+      .map((v) => [v.name, { shape: v.shape, data: Float32Array.from(v.variable.dataSync() as Float32Array) }] as [string, { shape: number[]; data: Float32Array }]),
   );
 }
 

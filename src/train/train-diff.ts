@@ -28,8 +28,8 @@ import { outputsLogits, trainLoop, type EpochReport, type Parameterization } fro
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import { silenceTfjsNodeBanner } from './quiet.ts';
 
-export type TrainMethod = 'sparse' | 'hash' | 'full' | 'topk' | 'drop' | 'lowrank';
-export const TRAIN_METHODS: readonly TrainMethod[] = ['sparse', 'hash', 'full', 'topk', 'drop', 'lowrank'];
+import type { TrainMethod } from './methods.ts';
+export { TRAIN_METHODS, type TrainMethod } from './methods.ts';
 
 export interface TrainDiffOptions {
   method: TrainMethod;
@@ -99,16 +99,13 @@ function trainableTensors(model: tf.LayersModel, base: WeightStore): TrainableTe
 
 /** Fine-tune the model's own variables (the `full` method's parameterization). */
 class Identity implements Parameterization {
-  constructor(readonly names: string[]) {}
+  /** @param variableOf manifest name -> the tf.Variable name the optimizer knows it by */
+  constructor(readonly names: string[], private readonly variableOf: ReadonlyMap<string, string>) {}
   effective(): null {
     return null;
   }
-  gradients(_name: string, dW: tf.Tensor): tf.NamedTensorMap {
-    return { [this.varName(_name)]: dW };
-  }
-  varOf = new Map<string, string>();
-  private varName(n: string): string {
-    return this.varOf.get(n) as string;
+  gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
+    return { [this.variableOf.get(name) as string]: dW };
   }
 }
 
@@ -143,10 +140,6 @@ export function chooseBucketCounts(tensors: TrainableTensor[], shapes: Map<strin
     else hi = mid;
   }
   return counts(lo);
-}
-
-function applyDeltasToModel(model: tf.LayersModel, built: BuiltPayload): void {
-  tf.tidy(() => setModelWeights(model, built.targetValues));
 }
 
 /**
@@ -191,8 +184,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     if (options.fullWeights && options.method !== 'full') {
       fullWeights = new Map(options.fullWeights);
     } else {
-      const id = new Identity(tensors.map((t) => t.name));
-      for (const v of namedVariables(model)) id.varOf.set(v.name, v.variable.name);
+      const id = new Identity(tensors.map((t) => t.name), new Map(namedVariables(model).map((v) => [v.name, v.variable.name])));
       const opt = tf.train.adam(lr);
       reports = loop(id, () => opt, epochs);
       opt.dispose();

@@ -3,9 +3,7 @@ import { MemoryWeightStore, type WeightStore } from '../../src/core/weight-store
 import { rng } from './models.ts';
 
 /** A plain in-memory copy of any store's float tensors. */
-export function memoryCopy(store: WeightStore): MemoryWeightStore {
-  return new MemoryWeightStore(store.list().map((t) => [t.name, { shape: [...t.shape], data: store.values(t.name).slice() }] as [string, { shape: number[]; data: Float32Array }]));
-}
+export const memoryCopy = (store: WeightStore): MemoryWeightStore => MemoryWeightStore.copyOf(store);
 
 /**
  * A copy of `base` with about `fraction` of the weights of every tensor moved by up to

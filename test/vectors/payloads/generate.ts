@@ -12,7 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildPayload, type PatchSpec, type HeaderOptions } from '../../../src/diff/build.ts';
 import { type Payload, type PayloadHeader, type TensorPatch } from '../../../src/core/format.ts';
-import { packPayload, patchValues, valueBytes, wirePatch, type WirePatch } from '../../../src/core/encode.ts';
+import { packPayload, patchValues, valueBytes, wireDocument, wirePatch, type WirePatch } from '../../../src/core/encode.ts';
 import { fingerprintStore } from '../../../src/core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../../src/core/hasher.ts';
 import { MemoryWeightStore } from '../../../src/core/weight-store.ts';
@@ -240,25 +240,6 @@ export function writeWideMsgpack(value: unknown): Uint8Array {
   return Uint8Array.from(out);
 }
 
-/** The wire document of a payload (what packPayload hands msgpackr), for hand-made variants. */
-function wireDoc(header: PayloadHeader, patches: WirePatch[]): Record<string, unknown> {
-  const doc: Record<string, unknown> = {
-    nd: header.version,
-    m: header.method,
-    id: header.modelId,
-    bf: fromHex(header.baseFingerprint),
-    tf: fromHex(header.targetFingerprint),
-    sq: header.sequence,
-    bb: header.budgetBytes,
-    cb: header.createdBy,
-  };
-  if (header.createdAt !== undefined) doc.ct = header.createdAt;
-  if (header.expiresAt !== undefined) doc.ex = header.expiresAt;
-  if (header.meta !== undefined) doc.x = header.meta;
-  doc.p = patches;
-  return doc;
-}
-
 function wiresOf(p: Payload): WirePatch[] {
   return p.patches.map((t: TensorPatch) => wirePatch(t, valueBytes(patchValues(t), t.codec, t.scale)));
 }
@@ -384,7 +365,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   {
     const c = built.get('sparse-i8') as { payload: Payload };
     const wires = wiresOf(c.payload).map((w) => ({ ...w, zq: 'ignored: unknown patch key' }));
-    const doc = { ...wireDoc(c.payload.header, wires), zz: { future: [1, 2.5, null, true], note: 'unknown keys are ignored' } };
+    const doc = { ...wireDocument(c.payload.header, wires), zz: { future: [1, 2.5, null, true], note: 'unknown keys are ignored' } };
     const bytes = writeWideMsgpack(doc);
     files.set('alt-encoding.ndiff', bytes);
     valid.push({
@@ -418,7 +399,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('trailing-byte', 'sparse-gaps-f32.ndiff followed by one more byte (0xc0): a payload is exactly one msgpack document.', Uint8Array.from([...a.bytes, 0xc0]), 'PayloadFormatError', 'decode');
   add('not-a-map', 'The msgpack array [1, 2] (92 01 02) instead of a map.', Uint8Array.from([0x92, 0x01, 0x02]), 'PayloadFormatError', 'decode');
   add('unsupported-version', 'sparse-gaps-f32 with "nd" = 2.', packPayload({ ...aHeader, version: 2 }, [aWire()]), 'UnsupportedVersionError', 'decode');
-  add('missing-version', 'sparse-gaps-f32 without the "nd" key.', writeWideMsgpack(Object.fromEntries(Object.entries(wireDoc(aHeader, [aWire()])).filter(([k]) => k !== 'nd'))), 'PayloadFormatError', 'decode');
+  add('missing-version', 'sparse-gaps-f32 without the "nd" key.', writeWideMsgpack(Object.fromEntries(Object.entries(wireDocument(aHeader, [aWire()])).filter(([k]) => k !== 'nd'))), 'PayloadFormatError', 'decode');
   add('too-large', 'sparse-gaps-f32.ndiff decoded with maxPayloadBytes one less than its length: refused before parsing.', a.bytes.slice(), 'PayloadTooLargeError', 'decode', undefined, { maxPayloadBytes: a.bytes.length - 1 });
   add('gap-out-of-range', 'sparse-gaps-f32 with the gaps 0 0 3 194 55: the last position is 256 in a 256-value tensor.', packPayload(aHeader, [{ ...aWire(), i: varints([0, 0, 3, 194, 55]) }]), 'PayloadFormatError', 'decode');
   add('varint-too-long', 'sparse-gaps-f32 whose first gap is written in 6 bytes (80 80 80 80 80 00): a varint is at most 5 bytes.', packPayload(aHeader, [{ ...aWire(), i: Uint8Array.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00, 0x03, 0xc2, 0x01, 0x36]) }]), 'PayloadFormatError', 'decode');
@@ -427,7 +408,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('nan-value', 'sparse-gaps-f32 with its third f32 value replaced by a quiet NaN (00 00 c0 7f).', packPayload(aHeader, [{ ...aWire(), v: f32Bytes([0.5, 2 ** -24, NaN, -0.0078125, 3.14159]) }]), 'NonFiniteValueError', 'decode');
   add('f16-infinity', 'sparse-bitmap-f16 with its first value replaced by the half +Infinity (00 7c).', packPayload(bm.payload.header, [{ ...bmWire(), v: Uint8Array.from([0x00, 0x7c, ...bmWire().v.slice(2)]) }]), 'NonFiniteValueError', 'decode', 'sparse-bitmap-f16.base.json');
   add('i8-overflow', 'sparse-i8 with scale q = 3e38: 127 x q overflows float32 to Infinity.', packPayload(i8.payload.header, [{ ...i8Wire(), q: Math.fround(3e38) }]), 'NonFiniteValueError', 'decode', 'sparse-i8.base.json');
-  add('i8-scale-not-float32', 'sparse-i8 with scale q = 0.1 written as float64 (not a float32 value).', writeWideMsgpack(wireDoc(i8.payload.header, [{ ...i8Wire(), q: 0.1 }])), 'PayloadFormatError', 'decode', 'sparse-i8.base.json');
+  add('i8-scale-not-float32', 'sparse-i8 with scale q = 0.1 written as float64 (not a float32 value).', writeWideMsgpack(wireDocument(i8.payload.header, [{ ...i8Wire(), q: 0.1 }])), 'PayloadFormatError', 'decode', 'sparse-i8.base.json');
   add('i8-scale-zero', 'sparse-i8 with scale q = 0.', packPayload(i8.payload.header, [{ ...i8Wire(), q: 0 }]), 'PayloadFormatError', 'decode', 'sparse-i8.base.json');
   {
     const w = bmWire();
@@ -440,7 +421,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('duplicate-tensor', 'sparse-gaps-f32 with its patch listed twice.', packPayload(aHeader, [aWire(), aWire()]), 'PayloadFormatError', 'decode');
   add('unknown-kind', 'sparse-gaps-f32 with patch kind "k" = "x".', packPayload(aHeader, [{ ...aWire(), k: 'x' as 's' }]), 'PayloadFormatError', 'decode');
   add('digest-length', 'sparse-gaps-f32 with a 7-byte base digest "b".', packPayload(aHeader, [{ ...aWire(), b: aWire().b.slice(0, 7) }]), 'PayloadFormatError', 'decode');
-  add('optional-key-nil', 'sparse-gaps-f32 with "ct" present as nil: an optional key is absent or has its type.', writeWideMsgpack({ ...wireDoc(aHeader, [aWire()]), ct: null }), 'PayloadFormatError', 'decode');
+  add('optional-key-nil', 'sparse-gaps-f32 with "ct" present as nil: an optional key is absent or has its type.', writeWideMsgpack({ ...wireDocument(aHeader, [aWire()]), ct: null }), 'PayloadFormatError', 'decode');
   // Apply stage: the payload is well formed; the model decides.
   add('unknown-tensor', 'sparse-gaps-f32 patching tensor "w2", which the model does not have.', packPayload(aHeader, [{ ...aWire(), t: 'w2' }]), 'ModelMismatchError', 'apply');
   add('shape-mismatch', 'sparse-gaps-f32 declaring shape [256] for the [16, 16] tensor "w" (same size, different shape).', packPayload(aHeader, [{ ...aWire(), s: [256] }]), 'ModelMismatchError', 'apply');
