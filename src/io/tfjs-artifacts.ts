@@ -27,6 +27,7 @@
  * `model.json` and the old shards byte for byte as they were.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
@@ -72,6 +73,8 @@ export type BeforeSwitchHook = (info: {
   tempModelJson: string;
   /** Shard names (relative to `dir`) the new model.json references. */
   newShards: readonly string[];
+  /** The shards of `newShards` this write created (the others were already in the folder). */
+  writtenShards: readonly string[];
 }) => void | Promise<void>;
 
 /** Options for writes into a model folder. */
@@ -108,6 +111,17 @@ export interface OpenOptions extends WriteOptions {
    * values the applier verified).
    */
   quantizedUnchanged?: 'keep' | 'float32';
+  /**
+   * Read a shard only when a tensor in it is first asked for (synchronously, in `values`),
+   * instead of every shard at open. Opening then checks the shards' sizes, not their bytes, and
+   * a shard that changes on disk after the open is refused when read.
+   */
+  lazy?: boolean;
+  /**
+   * Digests recorded by an earlier verified apply (see {@link TfjsDirWeightStore.digest} and
+   * src/io/model-dir-update.ts); without them `digest` answers nothing.
+   */
+  recordedDigests?: ReadonlyMap<string, RecordedDigest>;
 }
 
 /** A float tensor of a TF.js model folder. */
@@ -132,6 +146,29 @@ export interface PassthroughEntry {
 // ---------------------------------------------------------------------------------------
 // reading
 
+/** One shard file of a weight group, as found when the folder was opened. */
+interface Shard {
+  /** The path model.json lists (relative to the folder). */
+  path: string;
+  /** Byte offset of the shard within its group's concatenated data. */
+  start: number;
+  size: number;
+  /**
+   * The file's identity when opened (device, inode, size, mtime and ctime in ns): a later read
+   * checks the file is still that file, and recorded digests are tied to it.
+   */
+  ident: string;
+  /** Its bytes, once read. */
+  bytes?: Uint8Array;
+}
+
+/** The shards of one weight group. */
+interface GroupSource {
+  shards: Shard[];
+  /** Sum of the shard sizes. */
+  total: number;
+}
+
 interface LoadedModel {
   dir: string;
   /** Exact bytes of model.json as read. */
@@ -139,11 +176,14 @@ interface LoadedModel {
   /** model.json decoded as UTF-8 (BOM kept). */
   jsonText: string;
   modelJson: TfjsModelJson;
-  /** Concatenated shard bytes of each group. */
-  groupData: Uint8Array[];
+  /** Each group's shard files (read at open, or on first use when opened `lazy`). */
+  groups: GroupSource[];
   layouts: GroupLayout[];
 }
 
+function fileIdent(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
 
 async function folderListing(dir: string): Promise<string> {
   try {
@@ -185,14 +225,36 @@ async function readModelJsonFile(dir: string, name = MODEL_JSON): Promise<{ byte
   return { bytes, text, modelJson: parseModelJson(text, file) };
 }
 
-async function readGroupData(dir: string, modelJson: TfjsModelJson): Promise<{ groupData: Uint8Array[]; layouts: GroupLayout[] }> {
-  const groupData: Uint8Array[] = [];
+async function readGroupSources(dir: string, modelJson: TfjsModelJson, lazy: boolean): Promise<{ groups: GroupSource[]; layouts: GroupLayout[] }> {
+  const groups: GroupSource[] = [];
   const layouts: GroupLayout[] = [];
   for (const [g, group] of modelJson.weightsManifest.entries()) {
-    const shards: Uint8Array[] = [];
+    // A string tensor's length is in its data, so such a group is read whole even when lazy.
+    const hasStrings = group.weights.some((w) => w.dtype === 'string' && !w.quantization);
+    const readNow = !lazy || hasStrings;
+    const shards: Shard[] = [];
+    let total = 0;
     for (const [i, p] of group.paths.entries()) {
+      const file = path.join(dir, p);
       try {
-        shards.push(await readFile(path.join(dir, p)));
+        if (readNow) {
+          const fh = await open(file, 'r');
+          try {
+            const st = await fh.stat({ bigint: true });
+            const buf = await fh.readFile();
+            // A plain Uint8Array view: Buffer's slice() would not copy.
+            const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
+            shards.push({ path: p, start: total, size: bytes.length, ident: fileIdent(st), bytes });
+            total += bytes.length;
+          } finally {
+            await fh.close();
+          }
+        } else {
+          const st = await stat(file, { bigint: true });
+          if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
+          shards.push({ path: p, start: total, size: Number(st.size), ident: fileIdent(st) });
+          total += Number(st.size);
+        }
       } catch (err) {
         const code = errCode(err);
         const missing = code === 'ENOENT';
@@ -203,29 +265,78 @@ async function readGroupData(dir: string, modelJson: TfjsModelJson): Promise<{ g
         );
       }
     }
-    const data = shards.length === 1 ? shards[0] : concatBytes(shards);
-    const sizes = shards.map((s) => s.length);
-    const hasStrings = group.weights.some((w) => w.dtype === 'string' && !w.quantization);
+    const sizes = shards.map((s) => s.size);
     let needed: number | undefined;
     if (!hasStrings) needed = group.weights.reduce((n, w) => n + entryByteLength(w), 0);
-    if (needed !== undefined && data.length < needed) throw shortShards(dir, g, group.paths, sizes, needed);
+    if (needed !== undefined && total < needed) throw shortShards(dir, g, group.paths, sizes, needed);
     let layout: GroupLayout;
     try {
-      layout = computeGroupLayout(group.weights, data, g);
+      layout = computeGroupLayout(group.weights, hasStrings ? concatBytes(shards.map((s) => s.bytes as Uint8Array)) : undefined, g);
     } catch (err) {
       if (err instanceof ModelFormatError) throw shortShards(dir, g, group.paths, sizes, undefined, err.message);
       throw err;
     }
-    if (layout.totalBytes !== data.length) {
+    if (layout.totalBytes !== total) {
       throw new ModelFormatError(
-        `weight group ${g + 1} in ${dir}: the shards (${group.paths.join(', ')}) hold ${data.length} bytes but model.json describes ${layout.totalBytes} bytes of weights: expected them to match exactly; found ${data.length - layout.totalBytes} extra bytes, so model.json and the shards come from different models. Copy the model folder again from one source`,
-        { dir, group: g, expected: layout.totalBytes, found: data.length },
+        `weight group ${g + 1} in ${dir}: the shards (${group.paths.join(', ')}) hold ${total} bytes but model.json describes ${layout.totalBytes} bytes of weights: expected them to match exactly; found ${total - layout.totalBytes} extra bytes, so model.json and the shards come from different models. Copy the model folder again from one source`,
+        { dir, group: g, expected: layout.totalBytes, found: total },
       );
     }
-    groupData.push(data);
+    groups.push({ shards, total });
     layouts.push(layout);
   }
-  return { groupData, layouts };
+  return { groups, layouts };
+}
+
+/**
+ * The bytes of a shard, read now if they were not yet (synchronously: the store's `values` is
+ * synchronous). Refuses a file that is no longer the one the folder was opened with.
+ */
+function shardBytes(dir: string, shard: Shard): Uint8Array {
+  if (shard.bytes) return shard.bytes;
+  const file = path.join(dir, shard.path);
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    throw new ModelFormatError(`${file} disappeared after the model folder was opened: expected the shard model.json names, found ${errCode(err) ?? (err as Error).message}. Another program changed the folder; reopen it and retry (one writer per model folder)`, { dir, path: shard.path });
+  }
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    if (fileIdent(st) !== shard.ident) {
+      throw new ModelFormatError(`${file} changed after the model folder was opened (expected file ${shard.ident}, found ${fileIdent(st)}): another program writes to the folder; reopen it and retry (one writer per model folder)`, { dir, path: shard.path });
+    }
+    const bytes = new Uint8Array(shard.size);
+    for (let at = 0; at < bytes.length;) {
+      const n = readSync(fd, bytes, at, bytes.length - at, at);
+      if (n === 0) throw new ModelFormatError(`${file} ended after ${at} of its ${shard.size} bytes while being read: it was truncated after the folder was opened; reopen it and retry`, { dir, path: shard.path });
+      at += n;
+    }
+    shard.bytes = bytes;
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Bytes `[offset, offset + length)` of a group's data (a view when they lie in one shard). */
+function groupRange(dir: string, src: GroupSource, offset: number, length: number): Uint8Array {
+  const end = offset + length;
+  const parts: Uint8Array[] = [];
+  for (const s of src.shards) {
+    const sEnd = s.start + s.size;
+    if (sEnd <= offset || s.start >= end || (s.size === 0 && length > 0)) continue;
+    const bytes = shardBytes(dir, s);
+    parts.push(bytes.subarray(Math.max(offset, s.start) - s.start, Math.min(end, sEnd) - s.start));
+  }
+  if (parts.length === 1) return parts[0];
+  return concatBytes(parts);
+}
+
+/** Shards of `src` that bytes `[offset, offset + length)` lie in. */
+function shardsOfRange(src: GroupSource, offset: number, length: number): Shard[] {
+  const end = offset + length;
+  return src.shards.filter((s) => s.start < end && s.start + s.size > offset || (length === 0 && s.start === offset && s.size === 0));
 }
 
 function shortShards(dir: string, g: number, paths: readonly string[], sizes: readonly number[], needed?: number, detail?: string): ModelFormatError {
@@ -243,21 +354,26 @@ function shortShards(dir: string, g: number, paths: readonly string[], sizes: re
   );
 }
 
-async function loadModel(dir: string, modelJsonName = MODEL_JSON): Promise<LoadedModel> {
+async function loadModel(dir: string, modelJsonName = MODEL_JSON, lazy = false): Promise<LoadedModel> {
   const { bytes, text, modelJson } = await readModelJsonFile(dir, modelJsonName);
-  const { groupData, layouts } = await readGroupData(dir, modelJson);
-  return { dir, jsonBytes: bytes, jsonText: text, modelJson, groupData, layouts };
+  const { groups, layouts } = await readGroupSources(dir, modelJson, lazy);
+  return { dir, jsonBytes: bytes, jsonText: text, modelJson, groups, layouts };
 }
 
 // ---------------------------------------------------------------------------------------
 // writing
 
+/** A shard of a planned write: an existing file kept as it is, or new bytes. */
+type PlannedShard = { keep: Shard } | { bytes: Uint8Array };
+
 interface PlannedGroup {
   /** The original group object (its keys other than paths/weights are kept), or `{}`. */
   base: Record<string, unknown>;
   weights: TfjsWeightEntry[];
-  /** Concatenated bytes of `weights`, in order. */
-  data: Uint8Array;
+  /** Concatenated bytes of `weights`, in order, cut into shards of `shardBytes`; or … */
+  data?: Uint8Array;
+  /** … the shards themselves (a patch that keeps the layout keeps the unchanged files). */
+  shards?: PlannedShard[];
 }
 
 interface WritePlan extends WriteOptions {
@@ -273,7 +389,8 @@ interface WriteResult {
   text: string;
   bytes: Uint8Array;
   manifest: TfjsWeightGroup[];
-  groupData: Uint8Array[];
+  /** The new version's shards, group by group. */
+  groups: GroupSource[];
 }
 
 function newId(): string {
@@ -354,17 +471,35 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
   const temps: string[] = [];
   const manifest: TfjsWeightGroup[] = [];
   const newShards: string[] = [];
+  const writtenShards: string[] = [];
+  const sources: GroupSource[] = [];
   try {
     for (const [g, group] of plan.groups.entries()) {
-      const shards = splitIntoShards(group.data, shardBytes);
+      const planned: PlannedShard[] = group.shards ?? splitIntoShards(group.data ?? new Uint8Array(0), shardBytes).map((bytes) => ({ bytes }));
       const paths: string[] = [];
-      for (const [i, shard] of shards.entries()) {
-        const name = shardName(g, i, shards.length, shard);
+      const source: GroupSource = { shards: [], total: 0 };
+      sources.push(source);
+      for (const [i, p] of planned.entries()) {
+        if ('keep' in p) {
+          paths.push(p.keep.path);
+          newShards.push(p.keep.path);
+          source.shards.push({ ...p.keep, start: source.total });
+          source.total += p.keep.size;
+          continue;
+        }
+        const shard = p.bytes;
+        const name = shardName(g, i, planned.length, shard);
         const file = path.join(dir, name);
         paths.push(name);
         newShards.push(name);
+        const entry: Shard = { path: name, start: source.total, size: shard.length, ident: '', bytes: shard };
+        source.shards.push(entry);
+        source.total += shard.length;
         const existing = await readIfExists(file);
-        if (existing && sameBytes(existing, shard)) continue; // content-addressed: already there
+        if (existing && sameBytes(existing, shard)) {
+          entry.ident = fileIdent(await stat(file, { bigint: true })); // content-addressed: already there
+          continue;
+        }
         if (existing && oldResolved.has(path.resolve(file))) {
           throw new ModelFormatError(
             `${file} is part of the current model but its content does not match the hash in its name: expected ${name} to hold those bytes, found other bytes. The folder is corrupt; copy the model folder again`,
@@ -375,8 +510,10 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
         temps.push(tmp);
         await writeDurably(tmp, shard);
         await rename(tmp, file);
+        entry.ident = fileIdent(await stat(file, { bigint: true })); // after the rename, which sets ctime
         temps.pop();
         created.push(file);
+        writtenShards.push(name);
       }
       manifest.push(groupObject(group.base, paths, group.weights));
     }
@@ -387,7 +524,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     const tmpJson = `${modelFile}.tmp-${id}`;
     temps.push(tmpJson);
     await writeDurably(tmpJson, bytes);
-    await plan.onBeforeSwitch?.({ dir, tempModelJson: tmpJson, newShards: [...newShards] });
+    await plan.onBeforeSwitch?.({ dir, tempModelJson: tmpJson, newShards: [...newShards], writtenShards: [...writtenShards] });
 
     if (plan.keepPrevious && startBytes) {
       // The previous version's model.json, durable before the switch (its shards stay).
@@ -413,7 +550,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
       try { await unlink(old); } catch { /* left for listStaleFiles */ }
     }
     try { await syncDir(dir); } catch { /* the switch is durable already */ }
-    return { text, bytes, manifest, groupData: plan.groups.map((gr) => gr.data) };
+    return { text, bytes, manifest, groups: sources };
   } catch (err) {
     // After the switch the new files are the model: removing them would break it.
     for (const f of switched ? [] : [...temps, ...created]) {
@@ -437,10 +574,25 @@ function concurrentChange(dir: string): ModelFormatError {
 interface Rec {
   layout: EntryLayout;
   entry: TfjsWeightEntry;
-  /** Stored bytes of this entry (a view into its group's data). */
-  bytes: Uint8Array;
+  /** Stored bytes of this entry, once read. */
+  bytes?: Uint8Array;
   /** Dequantized values, once asked for. */
   values?: Float32Array;
+}
+
+/**
+ * A tensor digest recorded by an earlier verified apply, and what ties it to the bytes it was
+ * computed from. {@link TfjsDirWeightStore.digest} vouches for it only while the tensor's
+ * manifest entry and every byte range it is read from (file path, file identity, offsets) are
+ * exactly as recorded.
+ */
+export interface RecordedDigest {
+  /** The tensor's manifest entry, as JSON. */
+  entry: string;
+  /** `<shard path>|<file identity>|<from>|<to>` (offsets within the shard) per shard it spans. */
+  spans: string[];
+  /** The xxh64 tensor digest (16 hex chars, src/core/fingerprint.ts). */
+  digest: string;
 }
 
 /**
@@ -453,6 +605,11 @@ interface Rec {
  *   written back with their original bytes. Inspect them with {@link passthroughEntries} and
  *   {@link passthroughValues}.
  * - {@link commit} writes the patched model back with the atomic protocol of the module doc.
+ *   When the patch keeps every entry's stored size (float32 tensors, or quantized ones left
+ *   unchanged), the shard boundaries are kept and only shards holding changed bytes are
+ *   written; the others stay the same files.
+ * - Opened `lazy`, a shard is read the first time a tensor in it is asked for, and
+ *   {@link digest} answers from `recordedDigests` for tensors whose files did not change.
  *
  * One writer per folder: the store refuses to commit if model.json changed since it was read.
  */
@@ -474,18 +631,19 @@ export class TfjsDirWeightStore implements WeightStore {
 
   private index(loaded: LoadedModel): void {
     const records = new Map<string, Rec>();
-    loaded.layouts.forEach((layout, g) => {
+    loaded.layouts.forEach((layout) => {
       for (const l of layout.entries) {
         const prev = this.records.get(l.entry.name);
-        records.set(l.entry.name, {
-          layout: l,
-          entry: l.entry,
-          bytes: loaded.groupData[g].subarray(l.offset, l.offset + l.byteLength),
-          values: prev?.values,
-        });
+        records.set(l.entry.name, { layout: l, entry: l.entry, values: prev?.values });
       }
     });
     this.records = records;
+  }
+
+  /** The stored bytes of an entry (reads its shards if needed). */
+  private bytesOf(r: Rec): Uint8Array {
+    r.bytes ??= groupRange(this.dir, this.state.groups[r.layout.group], r.layout.offset, r.layout.byteLength);
+    return r.bytes;
   }
 
   /** The parsed model.json as it is on disk now (treat as read-only). */
@@ -519,8 +677,52 @@ export class TfjsDirWeightStore implements WeightStore {
    */
   values(name: string): Float32Array {
     const r = this.floatRecord(name);
-    r.values ??= dequantizeEntry(r.entry, r.bytes);
+    r.values ??= dequantizeEntry(r.entry, this.bytesOf(r));
     return r.values;
+  }
+
+  /** Values for reading only (hashing): the patched array if handed out, else a transient decode. */
+  read(name: string): Float32Array {
+    const r = this.floatRecord(name);
+    return r.values ?? dequantizeEntry(r.entry, this.bytesOf(r));
+  }
+
+  /** `<path>|<identity>|<from>|<to>` of every shard an entry's bytes lie in. */
+  private spansOf(r: Rec): string[] {
+    const src = this.state.groups[r.layout.group];
+    const { offset, byteLength } = r.layout;
+    return shardsOfRange(src, offset, byteLength).map((s) => `${s.path}|${s.ident}|${Math.max(offset, s.start) - s.start}|${Math.min(offset + byteLength, s.start + s.size) - s.start}`);
+  }
+
+  /**
+   * The recorded digest of a tensor (see {@link RecordedDigest}) if the store was opened with
+   * `recordedDigests`, the tensor's values were not handed out by {@link values}, and its
+   * manifest entry and files are exactly as recorded; else undefined (hash it).
+   */
+  digest(name: string): string | undefined {
+    const rec = this.options.recordedDigests?.get(name);
+    const r = this.records.get(name);
+    if (!rec || !r || !r.layout.isFloat || r.values) return undefined;
+    if (rec.entry !== JSON.stringify(r.entry)) return undefined;
+    const spans = this.spansOf(r);
+    if (spans.length !== rec.spans.length || spans.some((s, i) => s !== rec.spans[i])) return undefined;
+    return rec.digest;
+  }
+
+  /**
+   * Records tying `digests` (tensor name → digest of its current values) to the files they are
+   * stored in now, for {@link OpenOptions.recordedDigests} of a later open. Names in `except`
+   * and names the model does not have are left out.
+   */
+  digestRecords(digests: ReadonlyMap<string, string>, except: Iterable<string> = []): Map<string, RecordedDigest> {
+    const skip = new Set(except);
+    const out = new Map<string, RecordedDigest>();
+    for (const [name, r] of this.records) {
+      const d = digests.get(name);
+      if (!r.layout.isFloat || d === undefined || skip.has(name)) continue;
+      out.set(name, { entry: JSON.stringify(r.entry), spans: this.spansOf(r), digest: d });
+    }
+    return out;
   }
 
   private floatRecord(name: string): Rec {
@@ -556,14 +758,14 @@ export class TfjsDirWeightStore implements WeightStore {
     if (!r || r.layout.isFloat) {
       throw new ModelMismatchError(`no pass-through (int32/bool/string/complex64) entry named ${name} in ${this.dir}`, { name });
     }
-    return decodePassthroughEntry(r.entry, r.bytes);
+    return decodePassthroughEntry(r.entry, this.bytesOf(r));
   }
 
   /** A copy of the stored bytes of any entry (float or not), exactly as on disk. */
   storedBytes(name: string): Uint8Array {
     const r = this.records.get(name);
     if (!r) throw new ModelMismatchError(`no entry named ${name} in ${this.dir}`, { name });
-    return r.bytes.slice();
+    return this.bytesOf(r).slice();
   }
 
   /** Files the model uses now, relative to the folder: `model.json` first, then the shards. */
@@ -594,15 +796,30 @@ export class TfjsDirWeightStore implements WeightStore {
     try {
       const allFloat32 = this.options.quantizedUnchanged === 'float32';
       const groups: PlannedGroup[] = this.state.modelJson.weightsManifest.map((group, g) => {
-        const weights: TfjsWeightEntry[] = [];
-        const parts: Uint8Array[] = [];
-        for (const l of this.state.layouts[g].entries) {
-          const r = this.records.get(l.entry.name)!;
-          const { out, bytes } = this.encodeForCommit(r, changedSet.has(l.entry.name), allFloat32);
-          weights.push(out);
-          parts.push(bytes);
+        const entries = this.state.layouts[g].entries;
+        const planned = entries.map((l) => this.encodeForCommit(this.records.get(l.entry.name)!, changedSet.has(l.entry.name), allFloat32));
+        const weights = planned.map((x) => x.out);
+        const src = this.state.groups[g];
+        // Keep the shard boundaries unless a size changed or the caller asked for a shard size.
+        const sameLayout = this.options.shardBytes === undefined && planned.every((x, i) => x.bytes === undefined || x.bytes.length === entries[i].byteLength);
+        if (sameLayout) {
+          // Keep the shard boundaries: a shard with no new bytes stays the same file.
+          const shards: PlannedShard[] = src.shards.map((s) => {
+            const end = s.start + s.size;
+            const dirty = planned.map((x, i) => ({ x, l: entries[i] })).filter(({ x, l }) => x.bytes !== undefined && l.offset < end && l.offset + l.byteLength > s.start);
+            if (dirty.length === 0) return { keep: s };
+            const bytes = shardBytes(this.dir, s).slice();
+            for (const { x, l } of dirty) {
+              const from = Math.max(l.offset, s.start);
+              const to = Math.min(l.offset + l.byteLength, end);
+              bytes.set((x.bytes as Uint8Array).subarray(from - l.offset, to - l.offset), from - s.start);
+            }
+            return { bytes };
+          });
+          return { base: group as Record<string, unknown>, weights, shards };
         }
-        return { base: group as Record<string, unknown>, weights, data: concatBytes(parts) };
+        const data = concatBytes(planned.map((x, i) => x.bytes ?? this.bytesOf(this.records.get(entries[i].entry.name)!)));
+        return { base: group as Record<string, unknown>, weights, data };
       });
       const oldText = this.state.jsonText;
       const result = await writeModelAtomically({
@@ -613,41 +830,50 @@ export class TfjsDirWeightStore implements WeightStore {
         render: (manifest) => replaceTopLevelValue(oldText, 'weightsManifest', JSON.stringify(manifest)),
       });
       const modelJson = parseModelJson(result.text, path.join(this.dir, MODEL_JSON));
-      const layouts = modelJson.weightsManifest.map((grp, g) => computeGroupLayout(grp.weights, result.groupData[g], g));
-      this.state = { dir: this.dir, jsonBytes: result.bytes, jsonText: result.text, modelJson, groupData: result.groupData, layouts };
+      const layouts = modelJson.weightsManifest.map((grp, g) => {
+        const hasStrings = grp.weights.some((w) => w.dtype === 'string' && !w.quantization);
+        return computeGroupLayout(grp.weights, hasStrings ? concatBytes(result.groups[g].shards.map((s) => shardBytes(this.dir, s))) : undefined, g);
+      });
+      this.state = { dir: this.dir, jsonBytes: result.bytes, jsonText: result.text, modelJson, groups: result.groups, layouts };
       this.index(this.state);
     } finally {
       this.committing = false;
     }
   }
 
-  private encodeForCommit(r: Rec, isChanged: boolean, allFloat32: boolean): { out: TfjsWeightEntry; bytes: Uint8Array } {
-    if (!r.layout.isFloat) return { out: r.entry, bytes: r.bytes };
+  /**
+   * The manifest entry and bytes an entry is committed with; `bytes` undefined means the
+   * stored bytes, unchanged (not read if they were not).
+   */
+  private encodeForCommit(r: Rec, isChanged: boolean, allFloat32: boolean): { out: TfjsWeightEntry; bytes?: Uint8Array } {
+    if (!r.layout.isFloat) return { out: r.entry };
     const quantized = r.entry.quantization !== undefined;
     if (!quantized) {
-      return { out: r.entry, bytes: r.values ? encodeFloat32(r.values) : r.bytes };
+      if (!r.values) return { out: r.entry };
+      const bytes = encodeFloat32(r.values);
+      return { out: r.entry, bytes: sameBytes(bytes, this.bytesOf(r)) ? undefined : bytes };
     }
     let asFloat = isChanged || allFloat32;
     if (!asFloat && r.values) {
       // Not listed as changed, but handed out: keep the quantized bytes only if the values
       // are bit-identical to what they decode to.
-      const fresh = dequantizeEntry(r.entry, r.bytes);
+      const fresh = dequantizeEntry(r.entry, this.bytesOf(r));
       asFloat = !sameBytes(encodeFloat32(fresh), encodeFloat32(r.values));
     }
-    if (!asFloat) return { out: r.entry, bytes: r.bytes };
-    return { out: asFloat32Entry(r.entry), bytes: encodeFloat32(r.values ?? dequantizeEntry(r.entry, r.bytes)) };
+    if (!asFloat) return { out: r.entry };
+    return { out: asFloat32Entry(r.entry), bytes: encodeFloat32(r.values ?? dequantizeEntry(r.entry, this.bytesOf(r))) };
   }
 }
 
 /**
  * Open a TF.js model folder (layers-model or graph-model) as a {@link WeightStore}. Reads
- * model.json and every shard, and checks them against each other.
+ * model.json and every shard (only their sizes when `lazy`), and checks them against each other.
  *
  * @throws ModelFormatError no model.json, malformed model.json, a shard missing, short or
  *   with extra bytes, or a quantization tfjs 4.22 cannot decode. Opening never writes.
  */
 export async function openTfjsModelDir(dir: string, options: OpenOptions = {}): Promise<TfjsDirWeightStore> {
-  return new TfjsDirWeightStore(await loadModel(dir, options.modelJsonFile ?? MODEL_JSON), options);
+  return new TfjsDirWeightStore(await loadModel(dir, options.modelJsonFile ?? MODEL_JSON, options.lazy === true), options);
 }
 
 /**
@@ -799,7 +1025,7 @@ export function fileSystemIO(dir: string, options: FileSystemIOOptions = {}): tf
       if (j.trainingConfig != null) artifacts.trainingConfig = j.trainingConfig as tf.io.TrainingConfig;
       if (j.weightsManifest.length > 0) {
         artifacts.weightSpecs = j.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[];
-        const all = concatBytes(m.groupData);
+        const all = concatBytes(m.groups.flatMap((g) => g.shards.map((sh) => sh.bytes as Uint8Array)));
         artifacts.weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
       }
       if (j.signature != null) artifacts.signature = j.signature as {};
