@@ -76,6 +76,26 @@ describe('ndiff CLI', () => {
     assert.equal(files.filter((f) => f.endsWith('.bin')).length, 1);
   });
 
+  test('fingerprint --record, then apply checks the unpatched tensors by the recorded digests (--full-check hashes them)', async () => {
+    const device = join(dir, 'device-recorded');
+    await cp(baseDir, device, { recursive: true });
+    const fp = await ndiff('fingerprint', device, '--record');
+    assert.equal(fp.code, 0, fp.err);
+    assert.match(fp.err, /recorded \d+ tensor digests/);
+    const full = join(dir, 'device-full');
+    await cp(device, full, { recursive: true });
+    const r = await ndiff('apply', '--model', device, '--patch', payload, '--no-state');
+    assert.equal(r.code, 0, r.err);
+    const { header } = decodePayload(await readFile(payload));
+    assert.match(r.err, /base checked: \d+ tensor\(s\) read and hashed, \d+ by the digests recorded/);
+    const f = await ndiff('apply', '--model', full, '--patch', payload, '--no-state', '--full-check');
+    assert.equal(f.code, 0, f.err);
+    assert.match(f.err, /base checked: \d+ tensor\(s\) read and hashed$/m);
+    assert.doesNotMatch(f.err, /by the digests recorded/);
+    assert.equal((await ndiff('fingerprint', device)).out.trim(), header.targetFingerprint);
+    assert.equal((await ndiff('fingerprint', full)).out.trim(), header.targetFingerprint);
+  });
+
   test('verify checks applicability without writing', async () => {
     const before = await folderBytes(baseDir);
     const ok = await ndiff('verify', payload, '--model', baseDir);

@@ -50,7 +50,7 @@ describe('applyToModelDir', () => {
     assert.deepEqual(res.recovery.actions, []);
     assert.equal(await loaderSees(dir), NEW);
     const files = (await readdir(dir)).sort();
-    assert.deepEqual(files.filter((f) => !f.endsWith('.bin')), ['.ndiff-state.json', 'model.json']);
+    assert.deepEqual(files.filter((f) => !f.endsWith('.bin')), ['.ndiff-digests.json', '.ndiff-state.json', 'model.json']);
     assert.equal(files.filter((f) => f.endsWith('.bin')).length, 1);
     assert.deepEqual(await listStaleFiles(dir), []);
     const state = JSON.parse(await readFile(join(dir, '.ndiff-state.json'), 'utf8'));

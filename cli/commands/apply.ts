@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { UsageError } from '../../src/core/errors.ts';
 import { applyToModelDir } from '../../src/io/model-dir-update.ts';
+import { DIGESTS_FILE } from '../../src/io/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/sequence-file.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
@@ -17,6 +18,7 @@ export interface ApplyArgs extends SignatureArgs {
   state?: string | false;
   healthCheck?: string;
   healthCheckTimeout: number;
+  fullCheck: boolean;
 }
 
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
@@ -28,6 +30,7 @@ export function applyCommand(y: Argv): Argv<ApplyArgs> {
     .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}); older or replayed payloads are refused. --no-state keeps none` })
     .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR set (e.g. one inference); a non-zero exit rolls back to the previous version' })
     .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the health check counts as failed' })
+    .option('full-check', { type: 'boolean', default: false, describe: `read and hash every tensor of the base, not only the patched ones (by default the others are checked against the digests the last apply recorded in <model>/${DIGESTS_FILE}, while their shard files are unchanged)` })
     .example('$0 apply --model ./model --patch v1-v2.signed.ndiff --public-key release.public.pem', 'verify the signature, then patch in place; the folder switches atomically') as unknown as Argv<ApplyArgs>;
 }
 
@@ -71,6 +74,7 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
     ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),
     state: statePath,
     dryRun: a.dryRun,
+    baseCheck: a.fullCheck ? 'full' : 'recorded',
     ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
   });
   const ms = performance.now() - t0;
@@ -81,6 +85,8 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   } else {
     io.out(`${a.dryRun ? 'dry run: would patch' : 'patched'} ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}, ${res.writtenValues} values in ${res.changedTensors.length} tensors (${ms.toFixed(0)} ms)`);
   }
+  const { hashedTensors, recordedTensors } = res.baseCheck;
+  io.progress(`base checked: ${hashedTensors} tensor(s) read and hashed${recordedTensors ? `, ${recordedTensors} by the digests recorded at the last apply (files unchanged since; --full-check reads them too)` : ''}`);
   if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${JSON.stringify(res.payload.header.modelId)} in ${statePath}`);
   return 0;
 }

@@ -2,23 +2,32 @@ import type { Argv } from 'yargs';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
+import { DIGESTS_FILE, writeRecordedDigests } from '../../src/io/recorded-digests.ts';
 import { table, type CliIO } from '../common.ts';
 
 export interface FingerprintArgs {
   model: string;
   tensors: boolean;
+  record: boolean;
 }
 
 export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
   return y
     .positional('model', { type: 'string', demandOption: true, describe: 'model folder' })
-    .option('tensors', { type: 'boolean', default: false, describe: 'also list every tensor digest' }) as unknown as Argv<FingerprintArgs>;
+    .option('tensors', { type: 'boolean', default: false, describe: 'also list every tensor digest' })
+    .option('record', { type: 'boolean', default: false, describe: `also record the tensor digests in <model>/${DIGESTS_FILE}, so the next apply reads only the shards it patches (for a folder installed from a full download, once its fingerprint is checked; every apply records them itself)` })
+    .example('$0 fingerprint ./model --record', 'print the model fingerprint and record the digests for fast applies') as unknown as Argv<FingerprintArgs>;
 }
 
 export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<number> {
-  const store = await openTfjsModelDir(a.model);
+  // Always a full read: this command is how a folder is checked, so it never trusts a record.
+  const store = await openTfjsModelDir(a.model, { lazy: true });
   const { fingerprint, digests } = fingerprintStore(await getHasher(), store);
   io.out(fingerprint);
   if (a.tensors) io.out(table(store.list().map((t) => [t.name, `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'shape', 'digest']));
+  if (a.record) {
+    await writeRecordedDigests(a.model, store.digestRecords(digests));
+    io.progress(`recorded ${digests.size} tensor digests in ${a.model}/${DIGESTS_FILE}`);
+  }
   return 0;
 }

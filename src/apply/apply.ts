@@ -58,6 +58,11 @@ export interface ApplyResult {
   changedTensors: string[];
   /** Number of weight values the patch wrote. */
   writtenValues: number;
+  /**
+   * How the model's tensors were identified: hashed from their values, or by a digest the
+   * store vouched for ({@link WeightStore.digest}; never a tensor the payload writes).
+   */
+  baseCheck: { hashedTensors: number; recordedTensors: number };
   payload: Payload;
   /** What the signature check found. */
   signature: SignatureCheck;
@@ -191,10 +196,18 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
   checkPayloadFitsModel(payload, store);
   const hasher = await resolveHasher(options.hasher);
 
-  // Base check: per tensor first (to name the culprit), then the whole model.
+  // Base check: per tensor first (to name the culprit), then the whole model. Tensors the
+  // payload writes are always hashed; for the others the store may vouch (recorded digests).
+  const patched = new Set(payload.patches.map((p) => p.name));
   const digests = new Map<string, string>();
-  for (const t of store.list()) digests.set(t.name, tensorDigest(hasher, t.name, t.shape, readForDigest(store, t.name)));
+  let vouched = 0;
+  for (const t of store.list()) {
+    const known = patched.has(t.name) ? undefined : store.digest?.(t.name);
+    if (known !== undefined) vouched++;
+    digests.set(t.name, known ?? tensorDigest(hasher, t.name, t.shape, readForDigest(store, t.name)));
+  }
   const modelFingerprint = combineDigests(hasher, digests);
+  const baseCheck = { hashedTensors: digests.size - vouched, recordedTensors: vouched };
   const result = (status: ApplyResult['status'], changedTensors: string[], writtenValues: number): ApplyResult => ({
     status,
     baseFingerprint: header.baseFingerprint,
@@ -204,6 +217,7 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
     writtenValues,
     payload,
     signature,
+    baseCheck,
     ...(recorded !== undefined ? { previousSequence: recorded } : {}),
     sequenceRecorded: false,
   });
@@ -262,7 +276,7 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
         { expected: header.targetFingerprint, found: targetFingerprint, wrong },
       );
     }
-    if (store.commit) await store.commit(changed);
+    if (store.commit) await store.commit(changed, { digests: after, fingerprint: targetFingerprint });
   } catch (e) {
     restore();
     if (e instanceof NeuralDiffError) throw e;
@@ -275,7 +289,7 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
     restore();
     try {
       if (isTwoPhase(store)) await store.revertCommit();
-      else if (store.commit) await store.commit(changed);
+      else if (store.commit) await store.commit(changed, { digests, fingerprint: modelFingerprint });
     } catch (e) {
       throw new NeuralDiffError(
         'ND_ROLLBACK_FAILED',

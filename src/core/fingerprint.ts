@@ -59,9 +59,12 @@ export function combineDigests(hasher: Hasher, digests: ReadonlyMap<string, stri
   return hex64(hasher.h64(buf, 0n));
 }
 
-/** Digest of every tensor in a store, and the model fingerprint. */
+/**
+ * Digest of every tensor in a store, and the model fingerprint. A digest the store vouches for
+ * ({@link WeightStore.digest}) is used as is; the others are hashed.
+ */
 export function fingerprintStore(hasher: Hasher, store: WeightStore): { fingerprint: string; digests: Map<string, string> } {
   const digests = new Map<string, string>();
-  for (const t of store.list()) digests.set(t.name, tensorDigest(hasher, t.name, t.shape, readForDigest(store, t.name)));
+  for (const t of store.list()) digests.set(t.name, store.digest?.(t.name) ?? tensorDigest(hasher, t.name, t.shape, readForDigest(store, t.name)));
   return { fingerprint: combineDigests(hasher, digests), digests };
 }

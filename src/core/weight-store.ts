@@ -29,10 +29,27 @@ export interface WeightStore {
    */
   read?(name: string): Float32Array;
   /**
-   * Called once after a patch was applied and verified, with the names of the tensors that
-   * changed. Stores that need to write back (files, GPU variables) do it here.
+   * Optional: the tensor digest (src/core/fingerprint.ts) of the tensor's current values,
+   * when the store can vouch for it without reading them (e.g. recorded by an earlier verified
+   * apply, for files unchanged since); `undefined` to have the caller hash the values. The
+   * applier asks only for tensors the payload does not patch: the ones it writes are always
+   * read and hashed.
    */
-  commit?(changed: readonly string[]): void | Promise<void>;
+  digest?(name: string): string | undefined;
+  /**
+   * Called once after a patch was applied and verified, with the names of the tensors that
+   * changed and the digests of every tensor of the model as committed. Stores that need to
+   * write back (files, GPU variables) do it here.
+   */
+  commit?(changed: readonly string[], info?: CommitInfo): void | Promise<void>;
+}
+
+/** What the applier knows about the model it commits. */
+export interface CommitInfo {
+  /** Tensor name → tensor digest, for every tensor of the model as committed. */
+  digests: ReadonlyMap<string, string>;
+  /** The model fingerprint (the combination of `digests`). */
+  fingerprint: string;
 }
 
 /** `store.read(name)` where the store has it, else `store.values(name)`: values for hashing only. */

@@ -30,12 +30,13 @@ import * as path from 'node:path';
 import { ModelFormatError, TargetMismatchError } from '../core/errors.ts';
 import { fingerprintStore } from '../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
-import { MemoryWeightStore, type WeightStore } from '../core/weight-store.ts';
+import { MemoryWeightStore, type CommitInfo, type WeightStore } from '../core/weight-store.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../apply/apply.ts';
 import type { SequenceStore } from '../apply/freshness.ts';
 import { MODEL_JSON, PREVIOUS_MODEL_JSON, openTfjsModelDir, type TfjsDirWeightStore } from './tfjs-artifacts.ts';
 import { manifestPaths, parseModelJson } from './tfjs-manifest.ts';
 import { DEFAULT_STATE_FILE, FileSequenceStore, syncDir } from './sequence-file.ts';
+import { readRecordedDigests, writeRecordedDigests } from './recorded-digests.ts';
 
 /** The previous version's model.json after the new version was confirmed, until its shards are deleted. */
 export const RETIRED_MODEL_JSON = 'model.json.retired';
@@ -246,8 +247,13 @@ export async function lockModelDir(dir: string): Promise<() => Promise<void>> {
 // ---------------------------------------------------------------------------------------------
 // applying
 
-/** The folder store during an apply: commits keep the previous version until confirmed. */
+/**
+ * The folder store during an apply: commits keep the previous version until confirmed, and a
+ * confirmed version's digests are recorded for the next apply.
+ */
 class UpdatingModelDir implements TwoPhaseWeightStore {
+  /** What the applier committed (set during {@link commit}). */
+  committing?: { changed: readonly string[]; info: CommitInfo };
   constructor(private readonly disk: TfjsDirWeightStore, private readonly dir: string) {}
   list() {
     return this.disk.list();
@@ -255,11 +261,24 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
   values(name: string): Float32Array {
     return this.disk.values(name);
   }
-  async commit(changed: readonly string[]): Promise<void> {
+  read(name: string): Float32Array {
+    return this.disk.read(name);
+  }
+  digest(name: string): string | undefined {
+    return this.disk.digest(name);
+  }
+  async commit(changed: readonly string[], info?: CommitInfo): Promise<void> {
+    this.committing = info && { changed, info };
     await this.disk.commit(changed);
   }
   async confirmCommit(): Promise<void> {
     await confirmUpdate(this.dir);
+    if (!this.committing) return;
+    try {
+      await writeRecordedDigests(this.dir, this.disk.digestRecords(this.committing.info.digests));
+    } catch {
+      // Only a cache: without it the next apply reads and hashes every tensor.
+    }
   }
   async revertCommit(): Promise<void> {
     if ((await readIfExists(path.join(this.dir, PREVIOUS_MODEL_JSON))) !== null) await rollbackUpdate(this.dir);
@@ -284,6 +303,13 @@ export interface ModelDirApplyOptions extends Omit<ApplyOptions, 'healthCheck' |
   quantizedUnchanged?: 'keep' | 'float32';
   /** Check everything, patch a copy in memory, write nothing (no recovery, no state). */
   dryRun?: boolean;
+  /**
+   * How the tensors the payload does not patch are checked against the base: `'recorded'`
+   * (default) trusts the digests the last confirmed apply recorded (src/io/recorded-digests.ts)
+   * while their files are unchanged, so only the patched tensors' shards are read; `'full'`
+   * reads and hashes every tensor. The patched tensors are always read and hashed.
+   */
+  baseCheck?: 'recorded' | 'full';
 }
 
 export interface ModelDirApplyResult extends ApplyResult {
@@ -323,14 +349,23 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
     const recovery = await recoverModelDir(dir);
     const hasher: Hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
     const target = verified.payload.header.targetFingerprint;
-    const disk = await openTfjsModelDir(dir, {
+    const recordedDigests = options.baseCheck === 'full' ? undefined : await readRecordedDigests(dir);
+    let updating: UpdatingModelDir | undefined;
+    const disk: TfjsDirWeightStore = await openTfjsModelDir(dir, {
+      lazy: true,
+      recordedDigests,
       keepPrevious: true,
       ...(shardBytes !== undefined ? { shardBytes } : {}),
       ...(quantizedUnchanged !== undefined ? { quantizedUnchanged } : {}),
       // Read the new version back from its files before the switch: a loader must never see a
       // version that does not hash to the target.
+      // A tensor whose manifest entry and bytes (same files, same ranges) are as in the
+      // verified current version keeps the digest the applier vouched for; the rest is read
+      // back from the new files and hashed.
       onBeforeSwitch: async ({ tempModelJson }) => {
-        const fresh = await openTfjsModelDir(dir, { modelJsonFile: path.basename(tempModelJson) });
+        const c = updating?.committing;
+        const known = c ? disk.digestRecords(c.info.digests, c.changed) : undefined;
+        const fresh = await openTfjsModelDir(dir, { modelJsonFile: path.basename(tempModelJson), lazy: true, recordedDigests: known });
         const written = fingerprintStore(hasher, fresh).fingerprint;
         if (written !== target) {
           throw new TargetMismatchError(
@@ -341,6 +376,7 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
       },
     });
     const store = new UpdatingModelDir(disk, dir);
+    updating = store;
     const res = await applyVerifiedPayload(store, verified, {
       ...options,
       hasher,

@@ -94,6 +94,7 @@ if (job.mode === 'cli') {
     model: job.dir,
     patch: job.payload,
     dryRun: false,
+    fullCheck: false,
     maxPayloadBytes: 1 << 24,
     healthCheckTimeout: 60,
     ...(job.state ? { state: job.state } : {}),

@@ -89,9 +89,9 @@ async function loaderSees(dir: string, s: Scenario): Promise<string> {
   }
 }
 
-/** Files beyond model.json, its shards and the state file. */
+/** Files beyond model.json, its shards, the state file and the recorded digests. */
 async function leftovers(dir: string): Promise<string[]> {
-  const keep = new Set([...(await referencedFiles(dir)), '.ndiff-state.json']);
+  const keep = new Set([...(await referencedFiles(dir)), '.ndiff-state.json', '.ndiff-digests.json']);
   return (await readdir(dir)).filter((f) => !keep.has(f));
 }
 

@@ -1,0 +1,67 @@
+/**
+ * Recorded tensor digests of a TF.js model folder (`.ndiff-digests.json`), so an apply reads
+ * and hashes only the shards it patches instead of the whole model.
+ *
+ * After a verified, confirmed apply, the digest of every tensor is written down together with
+ * what ties it to its bytes: the tensor's manifest entry and, for each shard file its bytes lie
+ * in, the file's path, identity (device, inode, size, mtime and ctime in nanoseconds) and the
+ * byte range. The next apply trusts a recorded digest only for a tensor it does not patch and
+ * only while all of that is unchanged; every tensor it writes is read and hashed. The file is
+ * a cache: a missing, damaged or foreign one is ignored (the apply then reads everything), and
+ * it is never the only check between a payload and the weights (docs/SECURITY.md).
+ *
+ * ```json
+ * { "format": "neural-diff-digests", "version": 1,
+ *   "tensors": { "dense/kernel": { "entry": "{…}", "spans": ["group1-shard1of1.bin|2049:…|0|4096"], "digest": "9f…" } } }
+ * ```
+ */
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { fingerprintStore } from '../core/fingerprint.ts';
+import { getHasher, type Hasher } from '../core/hasher.ts';
+import { openTfjsModelDir, type RecordedDigest } from './tfjs-artifacts.ts';
+import { writeFileAtomically } from './sequence-file.ts';
+
+/** The file's name inside a model folder. */
+export const DIGESTS_FILE = '.ndiff-digests.json';
+const FORMAT = 'neural-diff-digests';
+
+/** The recorded digests of `dir` (empty when there are none or the file is not usable). */
+export async function readRecordedDigests(dir: string): Promise<Map<string, RecordedDigest>> {
+  const out = new Map<string, RecordedDigest>();
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(path.join(dir, DIGESTS_FILE), 'utf8'));
+  } catch {
+    return out;
+  }
+  const d = doc as { format?: unknown; version?: unknown; tensors?: unknown };
+  if (typeof d !== 'object' || d === null || d.format !== FORMAT || d.version !== 1) return out;
+  if (typeof d.tensors !== 'object' || d.tensors === null || Array.isArray(d.tensors)) return out;
+  for (const [name, v] of Object.entries(d.tensors as Record<string, unknown>)) {
+    const r = v as Partial<RecordedDigest> | null;
+    if (!r || typeof r.entry !== 'string' || typeof r.digest !== 'string' || !/^[0-9a-f]{16}$/.test(r.digest)) continue;
+    if (!Array.isArray(r.spans) || !r.spans.every((s) => typeof s === 'string')) continue;
+    out.set(name, { entry: r.entry, spans: r.spans, digest: r.digest });
+  }
+  return out;
+}
+
+/** Replace the recorded digests of `dir` (atomically). */
+export async function writeRecordedDigests(dir: string, records: ReadonlyMap<string, RecordedDigest>): Promise<void> {
+  const doc = { format: FORMAT, version: 1, tensors: Object.fromEntries(records) };
+  await writeFileAtomically(path.join(dir, DIGESTS_FILE), new TextEncoder().encode(JSON.stringify(doc) + '\n'));
+}
+
+/**
+ * Read and hash every tensor of the model folder `dir` and record the digests, so the next
+ * apply reads only the shards it patches. For a folder installed from a full download (after
+ * checking the returned fingerprint against the published one); an apply records them itself.
+ */
+export async function recordModelDirDigests(dir: string, options: { hasher?: Hasher | 'wasm' | 'pure' } = {}): Promise<{ fingerprint: string; tensors: number }> {
+  const hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
+  const store = await openTfjsModelDir(dir, { lazy: true });
+  const { fingerprint, digests } = fingerprintStore(hasher, store);
+  await writeRecordedDigests(dir, store.digestRecords(digests));
+  return { fingerprint, tensors: digests.size };
+}
