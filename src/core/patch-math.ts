@@ -5,6 +5,7 @@
  * is the IEEE float32 sum on every platform.
  */
 import type { HashPatch, LowRankPatch, TensorPatch } from './format.ts';
+import { hashAddWasm } from './hash-kernel.ts';
 
 // xxh32 primes (see docs/FORMAT-hashing.md).
 const P2 = 0x85ebca77;
@@ -67,18 +68,34 @@ function bitsOf(w: Float32Array): Uint32Array {
   return new Uint32Array(w.buffer, w.byteOffset, w.length);
 }
 
+/** Which hashed kernel runs: WebAssembly SIMD where it can (`'wasm'`), or the JS loops only. */
+let hashKernel: 'wasm' | 'js' = 'wasm';
+
+/**
+ * Choose the hashed kernel (for tests and benchmarks: both give the same bits); `'wasm'`, the
+ * default, still falls back to JS where WebAssembly is missing. Returns the previous choice.
+ */
+export function useHashKernel(kind: 'wasm' | 'js'): 'wasm' | 'js' {
+  const was = hashKernel;
+  hashKernel = kind;
+  return was;
+}
+
 /**
  * Add `sign(i) * buckets[bucket(i)]` to every `w[i]` (or subtract it when `direction` is -1),
- * logging into `log` the old bits wherever subtracting again would not give them back.
+ * logging into `log` the old bits wherever subtracting again would not give them back. The
+ * WebAssembly SIMD kernel (hash-kernel.ts) runs where it can; the loops below are the same
+ * arithmetic in plain JS for runtimes without WebAssembly (and bucket counts above 2^24).
  *
- * Speed notes (V8): the bucket `(h >>> 1) % nb` is computed with a float reciprocal and one
- * correction step, exact for h < 2^31 and nb <= 2^30 and about twice as fast as the integer
- * division; the sign multiplies instead of branching (the sign bit is random, so a branch
- * mispredicts half the time); the logged and the plain loops are separate functions so each
- * compiles to a tight loop.
+ * Speed notes for the JS loops (V8): the bucket `(h >>> 1) % nb` is computed with a float
+ * reciprocal and one correction step, exact for h < 2^31 and nb <= 2^30 and about twice as fast
+ * as the integer division; the sign multiplies instead of branching (the sign bit is random, so a
+ * branch mispredicts half the time); the logged and the plain loops are separate functions so
+ * each compiles to a tight loop.
  */
 function hashLoop(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null): void {
   const nb = patch.buckets.length;
+  if (hashKernel === 'wasm' && hashAddWasm(w, patch.buckets, (patch.seed + P5 + 4) | 0, patch.signed, direction === -1, log)) return;
   if (nb > 0x40000000) hashLoopGeneric(w, patch, direction, log);
   else if (log && direction === 1) hashAddLogged(w, patch.buckets, (patch.seed + P5 + 4) | 0, patch.signed ? 1 : 0, log);
   else hashAddPlain(w, patch.buckets, (patch.seed + P5 + 4) | 0, patch.signed ? 1 : 0, direction);
