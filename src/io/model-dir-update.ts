@@ -5,17 +5,20 @@
  *
  * The folder's states (docs/SECURITY.md walks through them):
  *
- * 1. new shards written (content-addressed names, temp file + fsync + rename, folder fsync);
- *    model.json still names the old ones: the loader sees the old version;
- * 2. the new model.json is written to `model.json.tmp-<id>` and fsynced, and the new version is
- *    read back from it and fingerprinted: if it is not the payload's target, nothing switches;
- * 3. the old model.json is copied durably to `model.json.prev` (the previous version is kept);
+ * 1. new shards written (content-addressed names, temp file + fsync + rename; shards whose
+ *    bytes the patch left unchanged stay the same files); model.json still names the old ones:
+ *    the loader sees the old version;
+ * 2. the new model.json is written to `model.json.tmp-<id>` and fsynced, the old model.json is
+ *    hard-linked as `model.json.prev` (the previous version is kept), the folder is fsynced;
+ * 3. the new version is read back from its files and fingerprinted: if it is not the payload's
+ *    target, nothing switches;
  * 4. `model.json.tmp-<id>` is renamed over `model.json` and the folder fsynced (the switch);
  * 5. the health check runs; if it fails, `model.json.prev` is renamed back over `model.json`
  *    (rollback, atomic) and the new shards are deleted;
  * 6. if it passes, `model.json.prev` is renamed to `model.json.retired` (the commit point of
  *    the confirmation), the shards only it names are deleted, then it is deleted;
- * 7. the sequence number is recorded in the state file.
+ * 7. the tensor digests are recorded (src/io/recorded-digests.ts), so the next apply reads only
+ *    the shards it patches, and the sequence number is recorded in the state file.
  *
  * {@link recoverModelDir}, run at the start of every apply, finishes what a crash interrupted:
  * `model.json.prev` still there means the update was never confirmed, so it is rolled back
@@ -116,8 +119,9 @@ async function finishRetired(dir: string, report: RecoveryReport): Promise<void>
   for (const p of old) {
     if (!keep.has(p) && path.dirname(p) === path.resolve(dir)) await removeFile(dir, path.basename(p), report);
   }
+  // Not fsynced: a deletion lost in a crash brings back the retired file, and the next
+  // recovery finishes it again.
   await removeFile(dir, RETIRED_MODEL_JSON, report);
-  await syncDir(dir);
 }
 
 /**
@@ -275,7 +279,7 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
     await confirmUpdate(this.dir);
     if (!this.committing) return;
     try {
-      await writeRecordedDigests(this.dir, this.disk.digestRecords(this.committing.info.digests));
+      await writeRecordedDigests(this.dir, this.disk.digestRecords(this.committing.info.digests), { durable: false });
     } catch {
       // Only a cache: without it the next apply reads and hashes every tensor.
     }

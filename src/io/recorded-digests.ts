@@ -47,10 +47,14 @@ export async function readRecordedDigests(dir: string): Promise<Map<string, Reco
   return out;
 }
 
-/** Replace the recorded digests of `dir` (atomically). */
-export async function writeRecordedDigests(dir: string, records: ReadonlyMap<string, RecordedDigest>): Promise<void> {
+/**
+ * Replace the recorded digests of `dir` (atomically). With `durable: false` nothing is fsynced:
+ * after a crash the file may be the previous one (whose records still check their files) or
+ * unreadable (ignored), never wrong, so an apply does not wait for the disk for a cache.
+ */
+export async function writeRecordedDigests(dir: string, records: ReadonlyMap<string, RecordedDigest>, options: { durable?: boolean } = {}): Promise<void> {
   const doc = { format: FORMAT, version: 1, tensors: Object.fromEntries(records) };
-  await writeFileAtomically(path.join(dir, DIGESTS_FILE), new TextEncoder().encode(JSON.stringify(doc) + '\n'));
+  await writeFileAtomically(path.join(dir, DIGESTS_FILE), new TextEncoder().encode(JSON.stringify(doc) + '\n'), options);
 }
 
 /**

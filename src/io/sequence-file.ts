@@ -78,8 +78,12 @@ export class FileSequenceStore implements SequenceStore {
   }
 }
 
-/** Write `file` so that it holds the old or the new bytes at every instant, durably. */
-export async function writeFileAtomically(file: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Write `file` so that it holds the old or the new bytes at every instant, durably (unless
+ * `durable: false`: then neither the file nor the folder is fsynced).
+ */
+export async function writeFileAtomically(file: string, bytes: Uint8Array, options: { durable?: boolean } = {}): Promise<void> {
+  const durable = options.durable !== false;
   const dir = path.dirname(file);
   const base = path.basename(file);
   // Leftovers of an earlier interrupted write of this same file.
@@ -95,7 +99,7 @@ export async function writeFileAtomically(file: string, bytes: Uint8Array): Prom
     const fh = await open(tmp, 'wx');
     try {
       await fh.writeFile(bytes);
-      await fh.sync();
+      if (durable) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -104,6 +108,6 @@ export async function writeFileAtomically(file: string, bytes: Uint8Array): Prom
     await unlink(tmp).catch(() => {});
     throw e;
   }
-  await syncDir(dir);
+  if (durable) await syncDir(dir);
 }
 

@@ -14,9 +14,10 @@
  * 1. the new weight bytes are cut into ~4 MiB shards named
  *    `group<g>-shard<i>of<n>-<first 16 hex of sha256(shard)>.bin` (content-addressed: a name
  *    never holds two different contents, so a live file is never overwritten);
- * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed, renamed to `<name>`;
- *    the folder is fsynced;
- * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed;
+ * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed, renamed to `<name>`
+ *    (shards whose bytes a patch left unchanged are not written: they stay the same files);
+ * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed; with
+ *    `keepPrevious`, model.json is hard-linked as `model.json.prev`; the folder is fsynced;
  * 4. model.json is checked to still be the bytes the operation started from (else a
  *    {@link ModelFormatError}: someone else changed the model), then the temp file is renamed
  *    over `model.json` (the atomic switch) and the folder is fsynced;
@@ -28,7 +29,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { ModelFormatError, ModelMismatchError, NeuralDiffError, UsageError } from '../core/errors.ts';
@@ -517,25 +518,31 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
       }
       manifest.push(groupObject(group.base, paths, group.weights));
     }
-    await syncDir(dir);
 
     const text = plan.render(manifest);
     const bytes = new TextEncoder().encode(text);
     const tmpJson = `${modelFile}.tmp-${id}`;
     temps.push(tmpJson);
     await writeDurably(tmpJson, bytes);
+    if (plan.keepPrevious && startBytes) {
+      // The previous version's model.json under a second name (its shards stay): a hard link,
+      // so nothing is copied; a durable copy where the file system has no hard links.
+      try {
+        await link(modelFile, prevFile);
+      } catch (err) {
+        if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'ENOSYS', 'EMLINK'].includes(errCode(err) ?? '')) throw err;
+        const tmpPrev = `${prevFile}.tmp-${id}`;
+        temps.push(tmpPrev);
+        await writeDurably(tmpPrev, startBytes);
+        await rename(tmpPrev, prevFile);
+        temps.pop();
+      }
+      created.push(prevFile);
+    }
+    // One folder fsync makes the new shards' and the kept version's names durable.
+    await syncDir(dir);
     await plan.onBeforeSwitch?.({ dir, tempModelJson: tmpJson, newShards: [...newShards], writtenShards: [...writtenShards] });
 
-    if (plan.keepPrevious && startBytes) {
-      // The previous version's model.json, durable before the switch (its shards stay).
-      const tmpPrev = `${prevFile}.tmp-${id}`;
-      temps.push(tmpPrev);
-      await writeDurably(tmpPrev, startBytes);
-      await rename(tmpPrev, prevFile);
-      temps.pop();
-      created.push(prevFile);
-      await syncDir(dir);
-    }
     if (!sameBytes(await readIfExists(modelFile), startBytes)) throw concurrentChange(dir);
     await rename(tmpJson, modelFile); // the switch
     switched = true;
@@ -543,13 +550,13 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     await syncDir(dir);
 
     // After the switch: the old shards are garbage (unless the previous version is kept).
-    // Best effort; the write already succeeded.
+    // Best effort and not fsynced: the switch is durable, and a deletion lost in a crash
+    // leaves only files listStaleFiles (or the next apply's recovery) finds.
     const keep = new Set(newShards.map((p) => path.resolve(dir, p)));
     for (const old of plan.keepPrevious ? [] : oldResolved) {
       if (keep.has(old)) continue;
       try { await unlink(old); } catch { /* left for listStaleFiles */ }
     }
-    try { await syncDir(dir); } catch { /* the switch is durable already */ }
     return { text, bytes, manifest, groups: sources };
   } catch (err) {
     // After the switch the new files are the model: removing them would break it.
@@ -851,7 +858,8 @@ export class TfjsDirWeightStore implements WeightStore {
     if (!quantized) {
       if (!r.values) return { out: r.entry };
       const bytes = encodeFloat32(r.values);
-      return { out: r.entry, bytes: sameBytes(bytes, this.bytesOf(r)) ? undefined : bytes };
+      // A tensor handed out but not listed as changed is rewritten only if its bytes differ.
+      return { out: r.entry, bytes: !isChanged && sameBytes(bytes, this.bytesOf(r)) ? undefined : bytes };
     }
     let asFloat = isChanged || allFloat32;
     if (!asFloat && r.values) {

@@ -2,7 +2,7 @@
  * The process the crash-injection test kills. It applies a payload to a model folder (through
  * the CLI's `ndiff apply` handler, or the library's applyToModelDir) and SIGKILLs itself right
  * before its N-th file-system operation that changes something (opening for write, writing,
- * fsync, rename, unlink, mkdir), so every step of the protocol is hit, deterministically.
+ * fsync, rename, link, unlink, mkdir), so every step of the protocol is hit, deterministically.
  *
  *   NDIFF_CRASH_AT=N      kill before mutating operation N (0 or unset: never)
  *   NDIFF_CRASH_TORN=1    if operation N writes data, write the first half of it, then kill
@@ -61,6 +61,7 @@ wrap('rm', (file) => `rm(${basename(String(file))})`);
 wrap('mkdir', (file) => `mkdir(${basename(String(file))})`);
 wrap('writeFile', (file) => `writeFile(${basename(String(file))})`);
 wrap('copyFile', (from, to) => `copyFile(${basename(String(from))} -> ${basename(String(to))})`);
+wrap('link', (from, to) => `link(${basename(String(from))} -> ${basename(String(to))})`);
 syncBuiltinESMExports();
 
 for (const method of ['writeFile', 'write']) {
