@@ -1,14 +1,14 @@
 /**
  * The patch kernels and their undo log: undo restores every tensor bit for bit (signed zeros,
  * NaN payloads, subnormals, deltas that dwarf the weight), the undo log of a hashed or dense
- * patch is a small exception list, never a copy of the tensor, and the fast hashed kernel is
- * bit-identical to the reference definition in bucket.ts (positionHash, bucketOf, sign), and
- * the fast float16 decoder equals the reference conversion.
+ * patch is a small exception list, never a copy of the tensor, and the fast hashed kernels
+ * (WebAssembly and pure JS) are bit-identical to the reference definition in bucket.ts
+ * (positionHash, bucketOf, sign), and the fast float16 decoder equals the reference conversion.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { applyTensorPatch, undoTensorPatch } from '../src/core/patch-math.ts';
+import { applyTensorPatch, undoTensorPatch, useHashKernel } from '../src/core/patch-math.ts';
 import { bucketOf, positionHash } from '../src/core/bucket.ts';
 import type { DensePatch, HashPatch, LowRankPatch, SparsePatch, TensorPatch } from '../src/core/format.ts';
 import { rng } from './helpers/models.ts';
@@ -53,6 +53,25 @@ test('undo restores every tensor bit for bit, whatever the weights and deltas', 
   );
 });
 
+test('undo restores every tensor bit for bit with the pure-JS hashed kernel too (no WebAssembly)', () => {
+  const was = useHashKernel('js');
+  try {
+    fc.assert(
+      fc.property(weights, fc.integer({ min: 0, max: 0xffffffff }), fc.array(finite, { minLength: 1, maxLength: 40 }), (w, seed, deltas) => {
+        const patch = patchesFor(w, seed, deltas)[0];
+        const work = w.slice();
+        const undo = applyTensorPatch(work, patch, true);
+        assert.ok(undo);
+        undoTensorPatch(work, undo);
+        assert.deepEqual(bits(work), bits(w), 'hash undo');
+      }),
+      { numRuns: 200 },
+    );
+  } finally {
+    useHashKernel(was);
+  }
+});
+
 test('applying with and without the undo log writes the same bits', () => {
   fc.assert(
     fc.property(weights, fc.integer({ min: 0, max: 0xffffffff }), fc.array(finite, { minLength: 1, maxLength: 40 }), (w, seed, deltas) => {
@@ -71,7 +90,7 @@ test('applying with and without the undo log writes the same bits', () => {
 test('the hashed kernel equals the reference definition (positionHash, bucketOf, sign), for small and huge bucket counts', () => {
   const r = rng(17);
   for (const nb of [1, 2, 3, 1000, 4096, 65521, 1 << 20]) {
-    for (const signed of [true, false]) {
+    for (const [signed, kernel] of [[true, 'wasm'], [false, 'wasm'], [true, 'js'], [false, 'js']] as const) {
       const n = 5000;
       const seed = Math.floor(r() * 2 ** 32);
       const w = Float32Array.from({ length: n }, () => (r() - 0.5) * 0.2);
@@ -86,8 +105,13 @@ test('the hashed kernel equals the reference definition (positionHash, bucketOf,
         expected[i] += signed && h & 1 ? -v : v;
       }
       const got = w.slice();
-      applyTensorPatch(got, { ...common, kind: 'hash', name: 't', shape: [n], seed, signed, buckets: b }, true);
-      assert.deepEqual(bits(got), bits(expected), `nb ${nb} signed ${signed}`);
+      const was = useHashKernel(kernel);
+      try {
+        applyTensorPatch(got, { ...common, kind: 'hash', name: 't', shape: [n], seed, signed, buckets: b }, true);
+      } finally {
+        useHashKernel(was);
+      }
+      assert.deepEqual(bits(got), bits(expected), `nb ${nb} signed ${signed} ${kernel} kernel`);
     }
   }
 });

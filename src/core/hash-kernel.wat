@@ -19,7 +19,7 @@
   ;;   sm    1 when the patch is signed, else 0
   ;;   neg   0x80000000 to subtract the deltas (undo), else 0
   ;;   nb    the bucket count, >= 2 (one bucket is given as two equal ones)
-  ;;   m, s  bucket = x - nb * ((mulhi(x, m) >>> s)) for x = h >>> 1 < 2^31: with
+  ;;   m, s  bucket = x - nb * (mulhi(x, m) >>> s) for x = h >>> 1 < 2^31: with
   ;;         l = ceil(log2 nb) >= 1, m = ceil(2^(31+l) / nb) < 2^32 and s = l - 1 the quotient
   ;;         is exact for every x < 2^31 (the rounding error x*e/(nb*2^(31+l)) < 1/nb)
   ;;   log   1 to log exceptions
