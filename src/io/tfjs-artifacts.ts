@@ -58,6 +58,8 @@ import {
 } from './tfjs-manifest.ts';
 import { errCode, syncDir } from './durable.ts';
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** Name of the model file inside a model folder. */
 export const MODEL_JSON = 'model.json';
 /**
@@ -688,10 +690,18 @@ export class TfjsDirWeightStore implements WeightStore {
     return r.values;
   }
 
-  /** Values for reading only (hashing): the patched array if handed out, else a transient decode. */
+  /**
+   * Values for reading only (hashing): the patched array if handed out; else a view of the
+   * stored bytes for aligned float32 on a little-endian host (no copy), or a transient decode.
+   */
   read(name: string): Float32Array {
     const r = this.floatRecord(name);
-    return r.values ?? dequantizeEntry(r.entry, this.bytesOf(r));
+    if (r.values) return r.values;
+    const bytes = this.bytesOf(r);
+    if (!r.entry.quantization && LITTLE_ENDIAN && bytes.byteOffset % 4 === 0 && bytes.length === r.layout.size * 4) {
+      return new Float32Array(bytes.buffer, bytes.byteOffset, r.layout.size);
+    }
+    return dequantizeEntry(r.entry, bytes);
   }
 
   /** `<path>|<identity>|<from>|<to>` of every shard an entry's bytes lie in. */
