@@ -19,18 +19,24 @@
  * - **memory**: `process.memoryUsage()` sampled at every store call during `applyPayload` on the
  *   in-memory model (peak), minus the baseline taken after GC; compared with payload bytes +
  *   decoded payload + undo log.
- * - **disk**: a 10% diff applied to a TF.js model folder (open, verify, patch, atomic commit with
- *   fsync) against loading the full new model folder from disk (read + decode every tensor),
+ * - **disk**: a 10% diff applied to a TF.js model folder with `applyToModelDir`, the device path
+ *   (lock, recovery, verify, write the changed shards, read them back, atomic switch with fsync,
+ *   confirm), against loading the full new model folder from disk (read + decode every tensor),
  *   and against installing the full new model folder (the same atomic, fsync'd write). Two
- *   diffs: 10% of the weights of every tensor (every shard is rewritten), and every weight of
- *   the last 10% of the tensors (fine-tuned last layers: only their shards are rewritten).
+ *   diffs: every weight of the last 10% of the tensors (fine-tuned last layers: only their
+ *   shards are read and rewritten), and 10% of the weights of every tensor (every shard is read
+ *   and rewritten). Each apply is timed twice: the first on a folder (no digests recorded, so
+ *   every tensor is read and hashed) and with the digests a previous apply recorded; and the
+ *   recorded apply and the load are timed again with the folder dropped from the page cache
+ *   first (`dd iflag=nocache`, as at app start; skipped where dd lacks it).
  *
  * Times are the best of several runs (after a warm-up), in CPU time of this process for the
  * in-memory rows (robust on a shared machine) and wall time for the disk rows. Prints a table and the ratios and writes
  * bench/out/apply.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,7 +46,9 @@ import { seededRandom } from '../src/core/random.ts';
 import { applyTensorPatch, type UndoRecord } from '../src/core/patch-math.ts';
 import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
-import { openTfjsModelDir, readModelTensors, writeModelDir } from '../src/io/tfjs-artifacts.ts';
+import { readModelTensors, writeModelDir } from '../src/io/tfjs-artifacts.ts';
+import { applyToModelDir } from '../src/io/model-dir-update.ts';
+import { recordModelDirDigests } from '../src/io/recorded-digests.ts';
 import type { Payload } from '../src/core/format.ts';
 
 const quick = process.argv.includes('--quick');
@@ -104,6 +112,26 @@ async function best(fn: () => unknown, setup?: () => unknown): Promise<number> {
   }
   return min;
 }
+
+/**
+ * Drop a folder's files from the OS page cache, so the next read comes from the disk (as at app
+ * start): GNU dd's `iflag=nocache` asks the kernel to drop the cached pages of a file
+ * (posix_fadvise DONTNEED; no root needed; the files here are fsynced, so their pages are clean).
+ */
+async function evict(dir: string): Promise<void> {
+  for (const f of await readdir(dir)) execFileSync('dd', [`if=${path.join(dir, f)}`, 'iflag=nocache', 'count=0', 'status=none']);
+}
+
+/** Whether {@link evict} works here (coreutils dd with nocache). */
+function evictWorks(): boolean {
+  try {
+    execFileSync('dd', ['if=/dev/null', 'iflag=nocache', 'count=0', 'status=none']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+const canEvict = evictWorks();
 
 /** A copy of a store's arrays into an existing store (so reruns start from the base). */
 function resetTo(dst: MemoryWeightStore, src: MemoryWeightStore): void {
@@ -240,7 +268,8 @@ async function main(): Promise<void> {
 
   // ---- disk
   const dir = await mkdtemp(path.join(os.tmpdir(), 'nd-bench-apply-'));
-  let disk: Record<string, { applyMs: number; loadMs: number; installMs: number; applyOverLoad: number; applyOverInstall: number; payloadBytes: number; modelBytes: number }>;
+  type DiskRow = { applyFullMs: number; applyRecordedMs: number; applyColdMs: number; loadMs: number; loadColdMs: number; installMs: number; recordedOverLoad: number; fullOverLoad: number; recordedOverInstall: number; coldOverColdLoad: number; hashedTensors: number; recordedTensors: number; payloadBytes: number; modelBytes: number };
+  let disk: Record<string, DiskRow>;
   try {
     const dbase = makeModel(DISK_WEIGHTS, 4, DISK_TENSOR);
     const names = dbase.list().map((t) => t.name);
@@ -264,35 +293,70 @@ async function main(): Promise<void> {
       const newDir = path.join(dir, `${c.key}-new`);
       const installDir = path.join(dir, `${c.key}-install`);
       await writeModelDir(newDir, graph, tensorsOf(target));
-      let applyMs = Infinity;
+      let applyFullMs = Infinity;
+      let applyRecordedMs = Infinity;
+      let applyColdMs = Infinity;
       let loadMs = Infinity;
+      let loadColdMs = Infinity;
       let installMs = Infinity;
-      for (let i = 0; i <= REPS; i++) {
+      let check = { hashedTensors: 0, recordedTensors: 0 };
+      // The device path: applyToModelDir (lock, recovery, verify, write the changed shards,
+      // read them back, atomic switch, confirm), without a sequence file.
+      const applyOnce = async (baseCheck: 'full' | 'recorded', cold = false) => {
+        await rm(baseDir, { recursive: true, force: true });
         await writeModelDir(baseDir, graph, tensorsOf(dbase));
+        if (baseCheck === 'recorded') await recordModelDirDigests(baseDir, { hasher });
+        if (cold) await evict(baseDir);
         gc?.();
-        let t0 = performance.now();
-        const store = await openTfjsModelDir(baseDir);
-        await applyPayload(store, built.bytes);
-        const a = performance.now() - t0;
+        const t0 = performance.now();
+        const res = await applyToModelDir(baseDir, built.bytes, { state: null, hasher, baseCheck });
+        const ms = performance.now() - t0;
+        if (res.status !== 'applied') throw new Error('apply failed');
+        if (baseCheck === 'recorded') check = res.baseCheck;
+        return ms;
+      };
+      const loadOnce = async (cold: boolean) => {
+        if (cold) await evict(newDir);
         gc?.();
-        t0 = performance.now();
+        const t0 = performance.now();
         const loaded = await readModelTensors(newDir);
-        const l = performance.now() - t0;
+        const ms = performance.now() - t0;
         if (loaded.size !== names.length) throw new Error('load failed');
+        return { ms, loaded };
+      };
+      for (let i = 0; i <= REPS; i++) {
+        const f = await applyOnce('full');
+        const a = await applyOnce('recorded');
+        const ac = canEvict ? await applyOnce('recorded', true) : NaN;
+        const { ms: l, loaded } = await loadOnce(false);
+        const lc = canEvict ? (await loadOnce(true)).ms : NaN;
         await rm(installDir, { recursive: true, force: true });
-        t0 = performance.now();
+        const t0 = performance.now();
         await writeModelDir(installDir, graph, loaded);
         const w = performance.now() - t0;
         if (i > 0) {
-          applyMs = Math.min(applyMs, a);
+          applyFullMs = Math.min(applyFullMs, f);
+          applyRecordedMs = Math.min(applyRecordedMs, a);
+          applyColdMs = Math.min(applyColdMs, ac);
           loadMs = Math.min(loadMs, l);
+          loadColdMs = Math.min(loadColdMs, lc);
           installMs = Math.min(installMs, w);
         }
       }
-      row(`disk, ${c.label}: apply to the folder (open, verify, patch, atomic fsync'd commit)`, applyMs, DISK_WEIGHTS, 'weights/s');
+      row(`disk, ${c.label}: apply, first on the folder (every tensor read and hashed)`, applyFullMs, DISK_WEIGHTS, 'weights/s');
+      row(`disk, same: apply with digests recorded (${check.hashedTensors} of ${names.length} tensors read and hashed)`, applyRecordedMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same model: load the full new folder (read + decode, warm cache)`, loadMs, DISK_WEIGHTS, 'weights/s');
+      if (canEvict) {
+        row(`disk, same: apply with digests recorded, cold cache (folder evicted from the page cache first)`, applyColdMs, DISK_WEIGHTS, 'weights/s');
+        row(`disk, same model: load the full new folder, cold cache`, loadColdMs, DISK_WEIGHTS, 'weights/s');
+      }
       row(`disk, same model: install the full new folder (atomic fsync'd write)`, installMs, DISK_WEIGHTS, 'weights/s');
-      disk[c.key] = { applyMs, loadMs, installMs, applyOverLoad: applyMs / loadMs, applyOverInstall: applyMs / installMs, payloadBytes: built.bytes.length, modelBytes: DISK_WEIGHTS * 4 };
+      disk[c.key] = {
+        applyFullMs, applyRecordedMs, applyColdMs, loadMs, loadColdMs, installMs,
+        recordedOverLoad: applyRecordedMs / loadMs, fullOverLoad: applyFullMs / loadMs, recordedOverInstall: applyRecordedMs / installMs,
+        coldOverColdLoad: applyColdMs / loadColdMs,
+        ...check, payloadBytes: built.bytes.length, modelBytes: DISK_WEIGHTS * 4,
+      };
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -306,10 +370,13 @@ async function main(): Promise<void> {
     hashWholeApplyVsFloor: hashWhole.rate / linearFloor.rate,
     hashKernelWeightsPerSecond: hashKernel.rate,
     hashKernelNoUndoVsFloor: hashKernelNoUndo.rate / linearFloor.rate,
-    diskSpreadApplyOverFullLoad: disk.spread.applyOverLoad,
-    diskSpreadApplyOverFullInstall: disk.spread.applyOverInstall,
-    diskLastLayersApplyOverFullLoad: disk.lastLayers.applyOverLoad,
-    diskLastLayersApplyOverFullInstall: disk.lastLayers.applyOverInstall,
+    diskSpreadApplyOverFullLoad: disk.spread.recordedOverLoad,
+    diskSpreadApplyOverFullInstall: disk.spread.recordedOverInstall,
+    diskLastLayersApplyOverFullLoad: disk.lastLayers.recordedOverLoad,
+    diskLastLayersColdApplyOverColdLoad: disk.lastLayers.coldOverColdLoad,
+    diskSpreadColdApplyOverColdLoad: disk.spread.coldOverColdLoad,
+    diskLastLayersFirstApplyOverFullLoad: disk.lastLayers.fullOverLoad,
+    diskLastLayersApplyOverFullInstall: disk.lastLayers.recordedOverInstall,
   };
 
   const fmt = (r: number) => (r >= 1e9 ? `${(r / 1e9).toFixed(2)} G` : `${(r / 1e6).toFixed(1)} M`);
@@ -325,10 +392,13 @@ ratios (goal in brackets):
   hashed kernel                          ${fmt(ratios.hashKernelWeightsPerSecond)} weights/s   [>= 100M/s]
   hashed kernel without undo / floor     ${ratios.hashKernelNoUndoVsFloor.toFixed(2)}x   (what the undo log check costs)
   hashed whole applyPayload / floor      ${ratios.hashWholeApplyVsFloor.toFixed(2)}x
-  disk, 10% spread: apply / load full    ${ratios.diskSpreadApplyOverFullLoad.toFixed(2)}x   [< 1x]
-  disk, 10% spread: apply / install full ${ratios.diskSpreadApplyOverFullInstall.toFixed(2)}x   (both end with the new model durable on disk)
-  disk, last 10%: apply / load full      ${ratios.diskLastLayersApplyOverFullLoad.toFixed(2)}x   [< 1x]
-  disk, last 10%: apply / install full   ${ratios.diskLastLayersApplyOverFullInstall.toFixed(2)}x
+  disk, last 10%: apply / load full      ${ratios.diskLastLayersApplyOverFullLoad.toFixed(2)}x   [< 1x]   (warm page cache; digests recorded: the usual case after the first apply)
+  disk, last 10%: apply / load, cold     ${canEvict ? ratios.diskLastLayersColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}   [< 1x]   (both start with the folder out of the page cache, as at app start)
+  disk, last 10%: first apply / load     ${ratios.diskLastLayersFirstApplyOverFullLoad.toFixed(2)}x   (no digests recorded: every tensor read and hashed)
+  disk, last 10%: apply / install full   ${ratios.diskLastLayersApplyOverFullInstall.toFixed(2)}x   (both end with the new model durable on disk)
+  disk, 10% spread: apply / load full    ${ratios.diskSpreadApplyOverFullLoad.toFixed(2)}x   [< 1x]   (every shard holds changed bytes, so every shard is read and rewritten)
+  disk, 10% spread: apply / load, cold   ${canEvict ? ratios.diskSpreadColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}
+  disk, 10% spread: apply / install full ${ratios.diskSpreadApplyOverFullInstall.toFixed(2)}x
 memory during applyPayload on ${mib(MEMORY_WEIGHTS * 4)} in memory (peak extra arrayBuffers; allowance = payload + decoded payload + undo log, goal: extra <= allowance + 1 MiB):
   sparse 10%: ${mib(memSparse.peakExtraArrayBuffers)} (rss +${mib(memSparse.peakExtraRss)}); allowance ${mib(memSparse.allowance)} = ${mib(memSparse.payloadBytes)} + ${mib(memSparse.decodedPayloadBytes)} + ${mib(memSparse.undoLogBytes)}; over allowance by ${mib(memSparse.peakExtraArrayBuffers - memSparse.allowance)}
   hashed:     ${mib(memHash.peakExtraArrayBuffers)} (rss +${mib(memHash.peakExtraRss)}); allowance ${mib(memHash.allowance)} = ${mib(memHash.payloadBytes)} + ${mib(memHash.decodedPayloadBytes)} + ${mib(memHash.undoLogBytes)}; over allowance by ${mib(memHash.peakExtraArrayBuffers - memHash.allowance)}`);
