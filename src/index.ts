@@ -15,6 +15,9 @@ export { modelToStore, setModelWeights, namedVariables } from './train/model-wei
 export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from './sparse-diff/trainer.ts';
 export { HashedBuckets } from './hash-diff/trainer.ts';
 export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, TfjsDirWeightStore } from './io/tfjs-artifacts.ts';
+export { applyToModelDir, recoverModelDir, type ModelDirApplyOptions, type ModelDirApplyResult } from './io/model-dir-update.ts';
+export { recordModelDirDigests, readRecordedDigests } from './io/recorded-digests.ts';
+export { FileSequenceStore } from './io/sequence-file.ts';
 export { tfModelStore, TfModelWeightStore } from './io/tf-model-store.ts';
 export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors-files.ts';
 export { SafetensorsWeightStore, parseSafetensorsHeader } from './io/safetensors.ts';

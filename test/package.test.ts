@@ -13,3 +13,16 @@ test('neural-diff and neural-diff/apply resolve and export the documented names'
   }
   assert.ok(!('trainDiff' in device), 'the device entry has no trainer');
 });
+
+test('neural-diff/node (Node and Electron updaters) exports the folder updater and loads no tfjs', async () => {
+  const node = await import('neural-diff/node');
+  for (const name of ['applyToModelDir', 'recoverModelDir', 'recordModelDirDigests', 'FileSequenceStore', 'openTfjsModelDir', 'openSafetensorsFile', 'applyPayload', 'verifyPayload']) {
+    assert.ok(name in node, name);
+  }
+  assert.ok(!('trainDiff' in node), 'no trainer');
+  // What the entry pulls in at run time: bundle it and list the packages it imports.
+  const { build } = await import('esbuild');
+  const out = await build({ entryPoints: ['src/node.ts'], bundle: true, platform: 'node', format: 'esm', write: false, metafile: true, packages: 'external', logLevel: 'silent' });
+  const imported = new Set(Object.values(out.metafile.outputs).flatMap((o) => o.imports.map((i) => i.path)));
+  assert.ok(![...imported].some((p) => p.startsWith('@tensorflow/')), `imports tfjs: ${[...imported].join(', ')}`);
+});

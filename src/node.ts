@@ -1,0 +1,17 @@
+/**
+ * `neural-diff/node`: the device updater for Node and Electron (the app's main process), without
+ * tfjs or the trainers: crash-safe, verified applies to TF.js model folders and safetensors files,
+ * the sequence file, recorded digests, and everything `neural-diff/apply` exports.
+ *
+ * ```ts
+ * import { applyToModelDir } from 'neural-diff/node';
+ * const result = await applyToModelDir('models/kws', payloadBytes, { trustedKeys: [releasePublicKey] });
+ * ```
+ */
+export * from './apply/index.ts';
+export { applyToModelDir, recoverModelDir, confirmUpdate, rollbackUpdate, lockModelDir, LOCK_FILE, RETIRED_MODEL_JSON, type ModelDirApplyOptions, type ModelDirApplyResult, type RecoveryReport } from './io/model-dir-update.ts';
+export { recordModelDirDigests, readRecordedDigests, writeRecordedDigests, DIGESTS_FILE } from './io/recorded-digests.ts';
+export { FileSequenceStore, DEFAULT_STATE_FILE } from './io/sequence-file.ts';
+export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions } from './io/tfjs-artifacts.ts';
+export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors-files.ts';
+export { SafetensorsWeightStore } from './io/safetensors.ts';
