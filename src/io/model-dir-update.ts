@@ -301,7 +301,10 @@ export interface ModelDirApplyOptions extends Omit<ApplyOptions, 'healthCheck' |
    * Returning false or throwing rolls back to the previous version.
    */
   healthCheck?: (info: { dir: string; store: WeightStore; result: ApplyResult }) => boolean | void | Promise<boolean | void>;
-  /** Shard size for the new files (default 4 MiB). */
+  /**
+   * Cut the patched model into shards of this many bytes again (every shard is rewritten). By
+   * default the existing shard boundaries are kept and only shards with changed bytes are written.
+   */
   shardBytes?: number;
   /** See `OpenOptions.quantizedUnchanged` in tfjs-artifacts.ts. */
   quantizedUnchanged?: 'keep' | 'float32';

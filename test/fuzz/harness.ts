@@ -25,6 +25,7 @@ import { applyPayload, MemorySequenceStore, NeuralDiffError, type ApplyOptions }
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { decodePayload } from '../../src/core/format.ts';
 import { applyToModelDir } from '../../src/io/model-dir-update.ts';
+import { recordModelDirDigests } from '../../src/io/recorded-digests.ts';
 import { openTfjsModelDir, writeModelDir } from '../../src/io/tfjs-artifacts.ts';
 import type { Corpus } from './corpus.ts';
 
@@ -283,12 +284,16 @@ export async function runDiskCase(corpus: Corpus, bases: { root: string; dirs: s
   const p = prepare(corpus, c);
   const dir = join(bases.root, `case${n}`);
   await cp(bases.dirs[p.entry ?? 0], dir, { recursive: true });
+  // Odd cases: digests recorded (so the apply trusts them for unpatched tensors) and the shard
+  // boundaries kept (only changed shards written); even cases: everything hashed, shards cut again.
+  const recorded = n % 2 === 1;
+  if (recorded) await recordModelDirDigests(dir, { hasher: corpus.hasher });
   const before = await folderBytes(dir);
   const t0 = performance.now();
   let outcome: Outcome;
   let detail: string | undefined;
   try {
-    const res = await applyToModelDir(dir, p.bytes, { ...p.options, state: p.options.sequenceStore ?? null, shardBytes: 8192 });
+    const res = await applyToModelDir(dir, p.bytes, { ...p.options, state: p.options.sequenceStore ?? null, ...(recorded ? {} : { shardBytes: 8192 }) });
     outcome = res.status;
     if (p.tamperedSignature) outcome = 'forged';
     else if (fingerprintStore(corpus.hasher, await openTfjsModelDir(dir)).fingerprint !== res.targetFingerprint) outcome = 'wrong-target';
