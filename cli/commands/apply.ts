@@ -86,7 +86,7 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
     io.out(`${a.dryRun ? 'dry run: would patch' : 'patched'} ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}, ${res.writtenValues} values in ${res.changedTensors.length} tensors (${ms.toFixed(0)} ms)`);
   }
   const { hashedTensors, recordedTensors } = res.baseCheck;
-  io.progress(`base checked: ${hashedTensors} tensor(s) read and hashed${recordedTensors ? `, ${recordedTensors} by the digests recorded at the last apply (files unchanged since; --full-check reads them too)` : ''}`);
+  io.progress(`base checked: ${hashedTensors} tensor(s) read and hashed${recordedTensors ? `, ${recordedTensors} by recorded digests (their files unchanged since; --full-check hashes them too)` : ''}`);
   if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${JSON.stringify(res.payload.header.modelId)} in ${statePath}`);
   return 0;
 }
