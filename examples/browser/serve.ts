@@ -16,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { getHasher } from '../../src/core/hasher.ts';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
+import { buildPayload, type PatchSpec } from '../../src/diff/build.ts';
+import { seededRandom } from '../../src/core/random.ts';
 import { writeSafetensorsFile } from '../../src/io/safetensors-files.ts';
 import { buildApplyBundle } from '../../scripts/build-apply.ts';
 
@@ -74,12 +76,20 @@ export async function serveExample(options: { distDir: string; dataDir: string; 
  * Write a demo `model.safetensors` (`base`) and `update.ndiff` (a top-k payload from `base` to
  * `target` within `budgetBytes`) into `dir`. Returns the fingerprints before and after.
  */
-export async function writeDemoFiles(dir: string, base: MemoryWeightStore, target: MemoryWeightStore, budgetBytes: number): Promise<{ baseFingerprint: string; targetFingerprint: string; payloadBytes: number }> {
+/**
+ * The demo's files: `model.safetensors` (the base), `update.ndiff` (a sparse top-k diff to
+ * `target` within `budgetBytes`) and `update-hashed.ndiff` (a hashed-bucket update of every
+ * tensor, 64 buckets each: `?payload=update-hashed.ndiff` applies it).
+ */
+export async function writeDemoFiles(dir: string, base: MemoryWeightStore, target: MemoryWeightStore, budgetBytes: number): Promise<{ baseFingerprint: string; targetFingerprint: string; payloadBytes: number; hashedTargetFingerprint: string }> {
   const hasher = await getHasher();
   const built = topkDiff(hasher, base, target, { budgetBytes, codec: 'f16', modelId: 'browser-demo' });
   await writeSafetensorsFile(path.join(dir, 'model.safetensors'), new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }])));
   await writeFile(path.join(dir, 'update.ndiff'), built.bytes);
-  return { baseFingerprint: built.payload.header.baseFingerprint, targetFingerprint: built.payload.header.targetFingerprint, payloadBytes: built.bytes.length };
+  const r = seededRandom(7);
+  const hashed = buildPayload(hasher, base, base.list().map((t, i) => ({ kind: 'hash', name: t.name, seed: 100 + i, signed: i % 2 === 0, buckets: Float32Array.from({ length: 64 }, () => (r() - 0.5) * 0.01), codec: 'f16' }) as PatchSpec), { method: 'hash', modelId: 'browser-demo', sequence: 1 });
+  await writeFile(path.join(dir, 'update-hashed.ndiff'), hashed.bytes);
+  return { baseFingerprint: built.payload.header.baseFingerprint, targetFingerprint: built.payload.header.targetFingerprint, payloadBytes: built.bytes.length, hashedTargetFingerprint: hashed.payload.header.targetFingerprint };
 }
 
 /** A synthetic two-layer model and a target that moves 10% of its weights. */
