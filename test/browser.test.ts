@@ -66,59 +66,47 @@ test(`the applier bundle stays under ${BUNDLE_GUARD_BYTES} bytes min+gzip with i
   assert.ok(!bundle.applyInputs.some((i) => i.path.includes('@tensorflow')));
 });
 
-for (const wasm of [true, false]) {
-  test(`the page applies the update and shows the target fingerprint (${wasm ? 'xxhash-wasm' : 'WebAssembly deleted: pure TypeScript'})`, { skip }, async () => {
-    const context = await browser.newContext();
-    try {
-      if (!wasm) await context.addInitScript('delete globalThis.WebAssembly;');
-      const page = await context.newPage();
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      await page.goto(server.url);
-      await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 60_000 });
-      const text = async (id: string) => (await page.textContent(`#${id}`))?.trim();
-      assert.equal(await page.getAttribute('body', 'data-state'), 'done', `page status: ${await text('status')} ${errors.join('; ')}`);
-      assert.equal(await text('hasher'), wasm ? 'wasm' : 'pure');
-      assert.equal(await text('before'), expected.baseFingerprint);
-      assert.equal(await text('after'), expected.targetFingerprint);
-      assert.match((await text('status')) ?? '', /^applied: update 1 /);
-      assert.deepEqual(errors, []);
-    } finally {
-      await context.close();
-    }
-  });
+/** Open the page (optionally with `WebAssembly` deleted first) and read what it shows once done. */
+async function runPage(wasm: boolean, query = ''): Promise<{ state: string | null; shown: Record<string, string | undefined>; errors: string[] }> {
+  const context = await browser.newContext();
+  try {
+    if (!wasm) await context.addInitScript('delete globalThis.WebAssembly;');
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${server.url}${query}`);
+    await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 60_000 });
+    const shown: Record<string, string | undefined> = {};
+    for (const id of ['hasher', 'before', 'after', 'status']) shown[id] = (await page.textContent(`#${id}`))?.trim();
+    return { state: await page.getAttribute('body', 'data-state'), shown, errors };
+  } finally {
+    await context.close();
+  }
 }
 
 for (const wasm of [true, false]) {
+  test(`the page applies the update and shows the target fingerprint (${wasm ? 'xxhash-wasm' : 'WebAssembly deleted: pure TypeScript'})`, { skip }, async () => {
+    const { state, shown, errors } = await runPage(wasm);
+    assert.equal(state, 'done', `page status: ${shown.status} ${errors.join('; ')}`);
+    assert.equal(shown.hasher, wasm ? 'wasm' : 'pure');
+    assert.equal(shown.before, expected.baseFingerprint);
+    assert.equal(shown.after, expected.targetFingerprint);
+    assert.match(shown.status ?? '', /^applied: update 1 /);
+    assert.deepEqual(errors, []);
+  });
+
   test(`the page applies a hashed update of every tensor (${wasm ? 'WebAssembly SIMD kernel' : 'WebAssembly deleted: TypeScript kernel'})`, { skip }, async () => {
-    const context = await browser.newContext();
-    try {
-      if (!wasm) await context.addInitScript('delete globalThis.WebAssembly;');
-      const page = await context.newPage();
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      await page.goto(`${server.url}?payload=update-hashed.ndiff`);
-      await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 60_000 });
-      const text = async (id: string) => (await page.textContent(`#${id}`))?.trim();
-      assert.equal(await page.getAttribute('body', 'data-state'), 'done', `page status: ${await text('status')} ${errors.join('; ')}`);
-      assert.equal(await text('before'), expected.baseFingerprint);
-      assert.equal(await text('after'), expected.hashedTargetFingerprint);
-      assert.deepEqual(errors, []);
-    } finally {
-      await context.close();
-    }
+    const { state, shown, errors } = await runPage(wasm, '?payload=update-hashed.ndiff');
+    assert.equal(state, 'done', `page status: ${shown.status} ${errors.join('; ')}`);
+    assert.equal(shown.before, expected.baseFingerprint);
+    assert.equal(shown.after, expected.hashedTargetFingerprint);
+    assert.deepEqual(errors, []);
   });
 }
 
 test('the page reports a typed error for a payload that does not fit', { skip }, async () => {
-  const context = await browser.newContext();
-  try {
-    const page = await context.newPage();
-    // The model file given as the payload: not a payload at all.
-    await page.goto(`${server.url}?payload=model.safetensors`);
-    await page.waitForSelector('body[data-state="error"]', { timeout: 60_000 });
-    assert.match((await page.textContent('#status')) ?? '', /^ND_PAYLOAD_FORMAT: /);
-  } finally {
-    await context.close();
-  }
+  // The model file given as the payload: not a payload at all.
+  const { state, shown } = await runPage(true, '?payload=model.safetensors');
+  assert.equal(state, 'error');
+  assert.match(shown.status ?? '', /^ND_PAYLOAD_FORMAT: /);
 });
