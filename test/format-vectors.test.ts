@@ -340,6 +340,7 @@ function specApply(hasher: Hasher, model: SpecModel, bytes: Uint8Array, maxBytes
   const fp = specFingerprint(hasher, digests);
   if (fp === tf) return { status: 'already-applied', model };
   if (fp !== bf) throw new SpecError('base', `${fp} != ${bf}`);
+  for (const p of patches) if (digests.get(p.t) !== p.b) throw new SpecError('base', `${p.t}: ${digests.get(p.t)} != ${p.b}`);
   const out: SpecModel = new Map([...model].map(([n, t]) => [n, { shape: t.shape, data: t.data.slice() }]));
   const add = (w: Float32Array, i: number, v: number) => {
     w[i] = Math.fround(w[i] + v);

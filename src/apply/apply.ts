@@ -247,6 +247,16 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
     );
   }
 
+  // Per part: every tensor about to be written must be the one the payload was built against
+  // (with bf matching, a mismatch means the payload contradicts itself).
+  const contradicted = payload.patches.filter((p) => digests.get(p.name) !== p.baseDigest).map((p) => p.name);
+  if (contradicted.length) {
+    throw new BaseMismatchError(
+      `this model is the payload's base ${short(header.baseFingerprint)}, but ${contradicted.length} patched tensor(s) differ from the payload's own per-tensor base digests (first: ${JSON.stringify(contradicted[0])}): the payload contradicts itself (a faulty build or a tampered payload); nothing was written: fetch the payload again or rebuild it`,
+      { expected: header.baseFingerprint, found: modelFingerprint, differing: contradicted },
+    );
+  }
+
   // Apply with an undo log; nothing above has written.
   const undo: UndoRecord[] = [];
   const restore = () => {

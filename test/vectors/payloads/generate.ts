@@ -427,6 +427,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('shape-mismatch', 'sparse-gaps-f32 declaring shape [256] for the [16, 16] tensor "w" (same size, different shape).', packPayload(aHeader, [{ ...aWire(), s: [256] }]), 'ModelMismatchError', 'apply');
   add('fit-before-base', 'Unknown tensor "w2" and a wrong base fingerprint: the fit check runs first.', packPayload({ ...aHeader, baseFingerprint: '0123456789abcdef' }, [{ ...aWire(), t: 'w2' }]), 'ModelMismatchError', 'apply');
   add('base-mismatch', 'sparse-gaps-f32 with a base fingerprint "bf" that is not the model\'s.', packPayload({ ...aHeader, baseFingerprint: '0123456789abcdef' }, [aWire()]), 'BaseMismatchError', 'apply');
+  add('base-digest-mismatch', 'sparse-gaps-f32 whose per-tensor base digest "b" is wrong while "bf" is the model\'s: the payload contradicts itself and is refused before any write.', packPayload(aHeader, [{ ...aWire(), b: Uint8Array.from([1, 35, 69, 103, 137, 171, 205, 239]) }]), 'BaseMismatchError', 'apply');
   {
     const w = aWire();
     const v = w.v.slice();
