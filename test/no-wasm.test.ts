@@ -31,6 +31,9 @@ after(async () => {
 });
 
 const RUNNER = `
+// argv[5] 'no-text': also no TextEncoder / TextDecoder (Hermes before React Native 0.74).
+if (process.argv[5] === 'no-text') { delete globalThis.TextEncoder; delete globalThis.TextDecoder; }
+const textAtStart = typeof TextEncoder + '/' + typeof TextDecoder;
 const wasmAtStart = typeof WebAssembly;
 const { readFileSync } = await import('node:fs');
 const nd = await import(process.argv[2]);
@@ -41,10 +44,10 @@ const result = await nd.applyPayload(store, new Uint8Array(readFileSync(process.
 const after = nd.fingerprintStore(hasher, store).fingerprint;
 let refused = '';
 try { await nd.applyPayload(store, new Uint8Array(readFileSync(process.argv[4])).subarray(0, 100)); } catch (e) { refused = e.code; }
-console.log(JSON.stringify({ wasmAtStart, kind: hasher.kind, before, after, status: result.status, refused }));
+console.log(JSON.stringify({ wasmAtStart, textAtStart, kind: hasher.kind, before, after, status: result.status, refused }));
 `;
 
-test('with WebAssembly absent the bundled applier hashes in pure TypeScript and reaches the target', async () => {
+test('with WebAssembly absent (and TextEncoder / TextDecoder too) the bundled applier hashes in pure TypeScript and reaches the target', async () => {
   const bundle = path.join(work, 'device.mjs');
   await build({
     stdin: {
@@ -76,16 +79,20 @@ test('with WebAssembly absent the bundled applier hashes in pure TypeScript and 
   await writeFile(payloadFile, built.bytes);
   await writeFile(path.join(work, 'runner.mjs'), RUNNER);
 
-  const { stdout } = await promisify(execFile)(process.execPath, ['--no-expose-wasm', path.join(work, 'runner.mjs'), bundle, modelFile, payloadFile], { env: { ...process.env, NODE_OPTIONS: '' } });
-  const seen = JSON.parse(stdout.trim().split('\n').pop() as string);
-  assert.deepEqual(seen, {
-    wasmAtStart: 'undefined',
-    kind: 'pure',
-    before: built.payload.header.baseFingerprint,
-    after: built.payload.header.targetFingerprint,
-    status: 'applied',
-    refused: 'ND_PAYLOAD_FORMAT',
-  });
+  // As Hermes in React Native 0.85+ (no WebAssembly), and before 0.74 (no TextEncoder / TextDecoder either).
+  for (const variant of ['text', 'no-text']) {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--no-expose-wasm', path.join(work, 'runner.mjs'), bundle, modelFile, payloadFile, variant], { env: { ...process.env, NODE_OPTIONS: '' } });
+    const seen = JSON.parse(stdout.trim().split('\n').pop() as string);
+    assert.deepEqual(seen, {
+      wasmAtStart: 'undefined',
+      textAtStart: variant === 'text' ? 'function/function' : 'undefined/undefined',
+      kind: 'pure',
+      before: built.payload.header.baseFingerprint,
+      after: built.payload.header.targetFingerprint,
+      status: 'applied',
+      refused: 'ND_PAYLOAD_FORMAT',
+    }, variant);
+  }
 });
 
 test('neural-diff/apply and neural-diff/safetensors resolve through the package exports (self-reference)', async () => {

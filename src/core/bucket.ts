@@ -8,6 +8,7 @@
  *   bucket       = (positionHash >>> 1) % buckets
  *   sign         = positionHash & 1 ? -1 : +1
  */
+import { encodeUtf8 } from './utf8.ts';
 import { xxh32 } from './xxhash-pure.ts';
 
 const P2 = 0x85ebca77;
@@ -15,14 +16,13 @@ const P3 = 0xc2b2ae3d;
 const P4 = 0x27d4eb2f;
 const P5 = 0x165667b1;
 
-const utf8 = new TextEncoder();
 
 /**
  * The per-tensor seed: xxh32 of the UTF-8 bytes of `tensorName` with seed `globalSeed >>> 0`.
  * (Lone UTF-16 surrogates in a name are encoded as U+FFFD, as TextEncoder does.)
  */
 export function tensorSeed(tensorName: string, globalSeed: number): number {
-  return xxh32(utf8.encode(tensorName), globalSeed >>> 0);
+  return xxh32(encodeUtf8(tensorName), globalSeed >>> 0);
 }
 
 /**

@@ -11,16 +11,16 @@
  * signatures are for those.
  */
 import { hex64, type Hasher } from './hasher.ts';
+import { encodeUtf8 } from './utf8.ts';
 import { readForDigest, type WeightStore } from './weight-store.ts';
 
-const utf8 = new TextEncoder();
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** Values are fed to the hash in chunks of this many bytes (xxhash-wasm copies each chunk). */
 const CHUNK_BYTES = 1 << 20;
 
 /** The xxh64 digest (16 hex chars) of one tensor's canonical record. */
 export function tensorDigest(hasher: Hasher, name: string, shape: readonly number[], values: Float32Array): string {
-  const nameBytes = utf8.encode(name);
+  const nameBytes = encodeUtf8(name);
   const head = new Uint8Array(8 + nameBytes.length + 4 * shape.length);
   const dv = new DataView(head.buffer);
   dv.setUint32(0, nameBytes.length, true);
@@ -41,8 +41,8 @@ export function tensorDigest(hasher: Hasher, name: string, shape: readonly numbe
 }
 
 function compareUtf8(a: string, b: string): number {
-  const x = utf8.encode(a);
-  const y = utf8.encode(b);
+  const x = encodeUtf8(a);
+  const y = encodeUtf8(b);
   const n = Math.min(x.length, y.length);
   for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i] - y[i];
   return x.length - y.length;

@@ -20,6 +20,8 @@
  */
 import { ModelFormatError, ModelMismatchError, UsageError } from '../core/errors.ts';
 import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
+import { encodeUtf8 } from '../core/utf8.ts';
+import { decodeUtf8Strict } from '../core/utf8-decode.ts';
 
 /** Bytes per element of the dtypes the format defines (sub-byte dtypes are passed through unchecked). */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -89,7 +91,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, source = 'safetensors 
   }
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)));
+    json = JSON.parse(decodeUtf8Strict(bytes.subarray(8, 8 + headerLength)));
   } catch (e) {
     bad(source, `the ${headerLength}-byte header is not UTF-8 JSON (${(e as Error).message})`);
   }
@@ -278,7 +280,7 @@ export function serializeSafetensors(
     at += bytes.length;
     parts.push(bytes);
   }
-  const json = new TextEncoder().encode(JSON.stringify(header));
+  const json = encodeUtf8(JSON.stringify(header));
   const padded = Math.ceil(json.length / 8) * 8;
   const head = new Uint8Array(8 + padded).fill(0x20, 8);
   new DataView(head.buffer).setUint32(0, padded, true);
