@@ -15,7 +15,8 @@
  *   hashing), and the whole `applyPayload` (decode, base fingerprint of the whole model, patch,
  *   target digests).
  * - **hashed**: one hashed patch (4096 buckets, signed) per tensor, against a linear pass
- *   `w[i] += b[i % nb]`; kernel alone and whole `applyPayload`.
+ *   `w[i] += b[i % nb]`; kernel alone (WebAssembly SIMD, and the TypeScript loop that runs
+ *   without WebAssembly) and whole `applyPayload`.
  * - **memory**: `process.memoryUsage()` sampled at every store call during `applyPayload` on the
  *   in-memory model (peak), minus the baseline taken after GC; compared with payload bytes +
  *   decoded payload + undo log.
@@ -43,7 +44,7 @@ import { fileURLToPath } from 'node:url';
 import { applyPayload, decodePayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { seededRandom } from '../src/core/random.ts';
-import { applyTensorPatch, type UndoRecord } from '../src/core/patch-math.ts';
+import { applyTensorPatch, useHashKernel, type UndoRecord } from '../src/core/patch-math.ts';
 import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { readModelTensors, writeModelDir } from '../src/io/tfjs-artifacts.ts';
@@ -249,6 +250,12 @@ async function main(): Promise<void> {
   const hashKernelNoUndo = row('hashed: patch kernel without undo log (reference)', await best(() => {
     for (let t = 0; t < arrays.length; t++) applyTensorPatch(arrays[t], hashedPayload.patches[t], false);
   }), MEMORY_WEIGHTS, 'weights/s');
+  // The TypeScript loops, as on runtimes without WebAssembly (React Native's Hermes).
+  useHashKernel('js');
+  const hashKernelJs = row('hashed: patch kernel with undo log, TypeScript loop (no WebAssembly)', await best(() => {
+    for (let t = 0; t < arrays.length; t++) applyTensorPatch(arrays[t], hashedPayload.patches[t], true);
+  }), MEMORY_WEIGHTS, 'weights/s');
+  useHashKernel('wasm');
   const hashWhole = row('hashed: applyPayload (decode, verify base+target, patch)', await best(() => applyPayload(work, hashed.bytes), () => resetTo(work, base)), MEMORY_WEIGHTS, 'weights/s');
   const hashOnly = row('fingerprint of the whole model (for reference)', await best(() => {
     for (const t of work.list()) hasher.create64(0n).update(new Uint8Array(work.values(t.name).buffer)).digest();
@@ -370,6 +377,8 @@ async function main(): Promise<void> {
     hashWholeApplyVsFloor: hashWhole.rate / linearFloor.rate,
     hashKernelWeightsPerSecond: hashKernel.rate,
     hashKernelNoUndoVsFloor: hashKernelNoUndo.rate / linearFloor.rate,
+    hashKernelJsVsFloor: hashKernelJs.rate / linearFloor.rate,
+    hashKernelJsWeightsPerSecond: hashKernelJs.rate,
     diskSpreadApplyOverFullLoad: disk.spread.recordedOverLoad,
     diskSpreadApplyOverFullInstall: disk.spread.recordedOverInstall,
     diskLastLayersApplyOverFullLoad: disk.lastLayers.recordedOverLoad,
@@ -391,6 +400,7 @@ ratios (goal in brackets):
   hashed kernel / linear floor           ${ratios.hashKernelVsFloor.toFixed(2)}x   [>= 0.4x]
   hashed kernel                          ${fmt(ratios.hashKernelWeightsPerSecond)} weights/s   [>= 100M/s]
   hashed kernel without undo / floor     ${ratios.hashKernelNoUndoVsFloor.toFixed(2)}x   (what the undo log check costs)
+  hashed kernel, TypeScript / floor      ${ratios.hashKernelJsVsFloor.toFixed(2)}x, ${fmt(ratios.hashKernelJsWeightsPerSecond)} weights/s   (without WebAssembly)
   hashed whole applyPayload / floor      ${ratios.hashWholeApplyVsFloor.toFixed(2)}x
   disk, last 10%: apply / load full      ${ratios.diskLastLayersApplyOverFullLoad.toFixed(2)}x   [< 1x]   (warm page cache; digests recorded: the usual case after the first apply)
   disk, last 10%: apply / load, cold     ${canEvict ? ratios.diskLastLayersColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}   [< 1x]   (both start with the folder out of the page cache, as at app start)
