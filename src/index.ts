@@ -18,6 +18,7 @@ export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, TfjsDi
 export { applyToModelDir, recoverModelDir, type ModelDirApplyOptions, type ModelDirApplyResult } from './io/model-dir-update.ts';
 export { recordModelDirDigests, readRecordedDigests } from './io/recorded-digests.ts';
 export { FileSequenceStore } from './io/sequence-file.ts';
+export { generateKeyPair, signPayload, writeKeyPairFiles, readPrivateKeyFile, readPublicKeyFile, type GeneratedKeyPair } from './sign/node-keys.ts';
 export { tfModelStore, TfModelWeightStore } from './io/tf-model-store.ts';
 export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors-files.ts';
 export { SafetensorsWeightStore, parseSafetensorsHeader } from './io/safetensors.ts';
