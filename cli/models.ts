@@ -1,5 +1,8 @@
 /** Model and payload files for the CLI. */
-import { readFile } from 'node:fs/promises';
+import { cp, mkdir, readFile } from 'node:fs/promises';
+import { applyPayload } from '../src/apply/index.ts';
+import { getHasher } from '../src/core/hasher.ts';
+import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
 import { UsageError } from '../src/core/errors.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
 import { isMissingFile } from './common.ts';
@@ -27,4 +30,15 @@ export function parseExpiry(s: string, now = Date.now()): number {
   const t = Date.parse(s);
   if (Number.isNaN(t)) throw new UsageError(`--expires ${JSON.stringify(s)} is not understood: use an ISO date (2027-01-31T00:00:00Z) or a duration from now (30d, 12h, 90m)`);
   return Math.floor(t / 1000);
+}
+
+/**
+ * `--model-out`: copy the base folder to `outDir` and apply the payload to it, giving the model
+ * exactly as a device holds it after this update (the base of the next diff in a chain: base +
+ * payload can differ from the target in the last bit of a weight). Returns its fingerprint.
+ */
+export async function writeUpdatedModel(baseDir: string, outDir: string, payload: Uint8Array): Promise<string> {
+  await mkdir(outDir, { recursive: true });
+  await cp(baseDir, outDir, { recursive: true });
+  return (await applyPayload(await openTfjsModelDir(outDir), payload, { hasher: await getHasher() })).targetFingerprint;
 }

@@ -49,6 +49,22 @@ describe('ndiff CLI', () => {
     assert.deepEqual(await readFile(payload + '.2'), bytes);
   });
 
+  test('diff --model-out writes the model devices hold after the update: the base of the next diff', async () => {
+    const held = join(dir, 'v2-held');
+    const r = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '5%', '--out', join(dir, 'chain.ndiff'), '--model-out', held);
+    assert.equal(r.code, 0, r.err);
+    const { header } = decodePayload(await readFile(join(dir, 'chain.ndiff')));
+    assert.match(r.out, new RegExp(`wrote the updated model to .* \\(${header.targetFingerprint}\\)`));
+    assert.equal((await ndiff('fingerprint', held)).out.trim(), header.targetFingerprint);
+    // The next diff is made against it, and applies to a device that took the first one.
+    const next = await ndiff('diff', '--base', held, '--target', baseDir, '--budget', '5%', '--out', join(dir, 'chain2.ndiff'), '--sequence', '2');
+    assert.equal(next.code, 0, next.err);
+    const device = join(dir, 'chain-device');
+    await cp(baseDir, device, { recursive: true });
+    assert.equal((await ndiff('apply', '--model', device, '--patch', join(dir, 'chain.ndiff'), '--no-state')).code, 0);
+    assert.equal((await ndiff('apply', '--model', device, '--patch', join(dir, 'chain2.ndiff'), '--no-state')).code, 0);
+  });
+
   test('inspect prints the header and a row per tensor; --json parses', async () => {
     const r = await ndiff('inspect', payload);
     assert.equal(r.code, 0, r.err);

@@ -5,7 +5,7 @@ import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
 import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
 import type { CliIO } from '../common.ts';
-import { modelBytes, parseExpiry } from '../models.ts';
+import { modelBytes, parseExpiry, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
   base: string;
@@ -16,6 +16,7 @@ export interface DiffArgs {
   modelId?: string;
   sequence: number;
   expires?: string;
+  modelOut?: string;
 }
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
@@ -28,6 +29,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: base folder name)' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
+    .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain' })
     .example('$0 diff --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model') as unknown as Argv<DiffArgs>;
 }
 
@@ -51,5 +53,6 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   const ms = performance.now() - t0;
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model, ${(total / res.bytes.length).toFixed(1)}x smaller), ${res.kept} of ${res.changed} changed values kept, codec ${res.codec}, in ${(ms / 1000).toFixed(2)} s`);
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);
+  if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${await writeUpdatedModel(a.base, a.modelOut, res.bytes)}): diff the next version against it`);
   return 0;
 }

@@ -1,8 +1,6 @@
 import type { Argv } from 'yargs';
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { applyPayload } from '../../src/apply/index.ts';
+import { readFile, writeFile } from 'node:fs/promises';
 import { UsageError } from '../../src/core/errors.ts';
-import { getHasher } from '../../src/core/hasher.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { loadXY } from '../../src/io/npy-files.ts';
 import { fileSystemIO, openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
@@ -11,7 +9,7 @@ import type { LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
 import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import type { CliIO } from '../common.ts';
-import { modelBytes, parseExpiry } from '../models.ts';
+import { modelBytes, parseExpiry, writeUpdatedModel } from '../models.ts';
 
 export interface TrainArgs {
   method: TrainMethod;
@@ -128,12 +126,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const acc = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model, budget ${budgetBytes}), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s`);
   if (evalData) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
-  if (a.modelOut) {
-    await mkdir(a.modelOut, { recursive: true });
-    await cp(a.base, a.modelOut, { recursive: true });
-    const applied = await applyPayload(await openTfjsModelDir(a.modelOut), res.bytes, { hasher: await getHasher() });
-    io.out(`wrote the updated model to ${a.modelOut} (${applied.targetFingerprint})`);
-  }
+  if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${await writeUpdatedModel(a.base, a.modelOut, res.bytes)})`);
   if (a.metricsOut) {
     const metrics = {
       method: a.method,
