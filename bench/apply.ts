@@ -4,6 +4,7 @@
  *
  *   npm run bench:apply               # 32M weights in memory, 8M on disk
  *   npm run bench:apply -- --quick    # 8M in memory, 2M on disk
+ *   npm run bench:apply -- --reps 11  # more runs per row (default 5, quick 3): steadier minima
  *
  * (the script runs `node --expose-gc --import tsx bench/apply.ts`; the GC hook makes the memory
  * figures clean.)
@@ -60,7 +61,8 @@ const TENSOR = 1 << 22; // 4M weights per tensor in memory
 const DISK_TENSOR = 1 << 18; // 256K weights (1 MiB) per tensor on disk: 4 tensors per 4 MiB shard
 const DENSITY = 0.1;
 const BUCKETS = 4096;
-const REPS = quick ? 3 : 5;
+const repsArg = process.argv.indexOf('--reps');
+const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : quick ? 3 : 5;
 const MiB = 1 << 20;
 
 const gc = (globalThis as { gc?: () => void }).gc;
