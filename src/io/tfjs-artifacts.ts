@@ -831,7 +831,9 @@ export class TfjsDirWeightStore implements WeightStore {
             const end = s.start + s.size;
             const dirty = planned.map((x, i) => ({ x, l: entries[i] })).filter(({ x, l }) => x.bytes !== undefined && l.offset < end && l.offset + l.byteLength > s.start);
             if (dirty.length === 0) return { keep: s };
-            const bytes = shardBytes(this.dir, s).slice();
+            // The old bytes are needed only where no changed entry covers the shard.
+            const covered = dirty.reduce((n, { l }) => n + Math.min(l.offset + l.byteLength, end) - Math.max(l.offset, s.start), 0);
+            const bytes = covered === s.size ? new Uint8Array(s.size) : shardBytes(this.dir, s).slice();
             for (const { x, l } of dirty) {
               const from = Math.max(l.offset, s.start);
               const to = Math.min(l.offset + l.byteLength, end);
@@ -873,7 +875,8 @@ export class TfjsDirWeightStore implements WeightStore {
     const quantized = r.entry.quantization !== undefined;
     if (!quantized) {
       if (!r.values) return { out: r.entry };
-      const bytes = encodeFloat32(r.values);
+      // A view where the host is little-endian: the shard is assembled from a copy anyway.
+      const bytes = LITTLE_ENDIAN ? new Uint8Array(r.values.buffer, r.values.byteOffset, r.values.byteLength) : encodeFloat32(r.values);
       // A tensor handed out but not listed as changed is rewritten only if its bytes differ.
       return { out: r.entry, bytes: !isChanged && sameBytes(bytes, this.bytesOf(r)) ? undefined : bytes };
     }
