@@ -162,6 +162,19 @@ describe('recorded digests', () => {
     assert.equal(res.status, 'applied', 'a full check reads the files, which are right');
   });
 
+  test('hashing a lazily opened folder keeps no shard in memory: every tensor is read for itself', async () => {
+    const base = makeBase();
+    const dir = await writeBase(base);
+    const store = await openTfjsModelDir(dir, { lazy: true });
+    // A full hash (what a first apply or `ndiff fingerprint` does) reads every tensor once...
+    assert.equal(fingerprintStore(hasher, store).fingerprint, fingerprintStore(hasher, base).fingerprint);
+    // ...and keeps none of the shards: a shard changed afterwards is read again, and refused.
+    const shards = await shardsOf(dir);
+    await writeFile(join(dir, shards[1]), await readFile(join(dir, shards[1])));
+    assert.throws(() => store.values('layer2/kernel'), ModelFormatError);
+    assert.equal(store.values('layer0/kernel')[5], base.values('layer0/kernel')[5], 'an unchanged shard still reads');
+  });
+
   test('a lazily opened folder refuses a shard that changed after the open', async () => {
     const base = makeBase();
     const dir = await writeBase(base);

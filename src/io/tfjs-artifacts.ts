@@ -293,11 +293,10 @@ async function readGroupSources(dir: string, modelJson: TfjsModelJson, lazy: boo
 }
 
 /**
- * The bytes of a shard, read now if they were not yet (synchronously: the store's `values` is
+ * Bytes `[from, to)` of a shard file, read now (synchronously: the store's `values` is
  * synchronous). Refuses a file that is no longer the one the folder was opened with.
  */
-function shardBytes(dir: string, shard: Shard): Uint8Array {
-  if (shard.bytes) return shard.bytes;
+function readShardRange(dir: string, shard: Shard, from: number, to: number): Uint8Array {
   const file = path.join(dir, shard.path);
   let fd: number;
   try {
@@ -310,28 +309,38 @@ function shardBytes(dir: string, shard: Shard): Uint8Array {
     if (fileIdent(st) !== shard.ident) {
       throw new ModelFormatError(`${file} changed after the model folder was opened (expected file ${shard.ident}, found ${fileIdent(st)}): another program writes to the folder; reopen it and retry (one writer per model folder)`, { dir, path: shard.path });
     }
-    const bytes = new Uint8Array(shard.size);
+    const bytes = new Uint8Array(to - from);
     for (let at = 0; at < bytes.length;) {
-      const n = readSync(fd, bytes, at, bytes.length - at, at);
-      if (n === 0) throw new ModelFormatError(`${file} ended after ${at} of its ${shard.size} bytes while being read: it was truncated after the folder was opened; reopen it and retry`, { dir, path: shard.path });
+      const n = readSync(fd, bytes, at, bytes.length - at, from + at);
+      if (n === 0) throw new ModelFormatError(`${file} ended after ${from + at} of its ${shard.size} bytes while being read: it was truncated after the folder was opened; reopen it and retry`, { dir, path: shard.path });
       at += n;
     }
-    shard.bytes = bytes;
     return bytes;
   } finally {
     closeSync(fd);
   }
 }
 
-/** Bytes `[offset, offset + length)` of a group's data (a view when they lie in one shard). */
-function groupRange(dir: string, src: GroupSource, offset: number, length: number): Uint8Array {
+/** The bytes of a shard, read and kept the first time they are needed. */
+function shardBytes(dir: string, shard: Shard): Uint8Array {
+  shard.bytes ??= readShardRange(dir, shard, 0, shard.size);
+  return shard.bytes;
+}
+
+/**
+ * Bytes `[offset, offset + length)` of a group's data (a view when they lie in one shard). With
+ * `keep` false, shards not read yet are read for this range only and not kept (hashing a tensor
+ * never holds its whole shard).
+ */
+function groupRange(dir: string, src: GroupSource, offset: number, length: number, keep = true): Uint8Array {
   const end = offset + length;
   const parts: Uint8Array[] = [];
   for (const s of src.shards) {
     const sEnd = s.start + s.size;
     if (sEnd <= offset || s.start >= end || (s.size === 0 && length > 0)) continue;
-    const bytes = shardBytes(dir, s);
-    parts.push(bytes.subarray(Math.max(offset, s.start) - s.start, Math.min(end, sEnd) - s.start));
+    const from = Math.max(offset, s.start) - s.start;
+    const to = Math.min(end, sEnd) - s.start;
+    parts.push(s.bytes || keep ? shardBytes(dir, s).subarray(from, to) : readShardRange(dir, s, from, to));
   }
   if (parts.length === 1) return parts[0];
   return concatBytes(parts);
@@ -703,7 +712,8 @@ export class TfjsDirWeightStore implements WeightStore {
   read(name: string): Float32Array {
     const r = this.floatRecord(name);
     if (r.values) return r.values;
-    const bytes = this.bytesOf(r);
+    // Not kept: hashing every tensor of a large model holds one tensor at a time, not the model.
+    const bytes = r.bytes ?? groupRange(this.dir, this.state.groups[r.layout.group], r.layout.offset, r.layout.byteLength, false);
     if (!r.entry.quantization && LITTLE_ENDIAN && bytes.byteOffset % 4 === 0 && bytes.length === r.layout.size * 4) {
       return new Float32Array(bytes.buffer, bytes.byteOffset, r.layout.size);
     }
