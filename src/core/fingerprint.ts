@@ -13,8 +13,8 @@
 import { hex64, type Hasher } from './hasher.ts';
 import { encodeUtf8 } from './utf8.ts';
 import { readForDigest, type WeightStore } from './weight-store.ts';
+import { LITTLE_ENDIAN_HOST } from './values.ts';
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** Values are fed to the hash in chunks of this many bytes (xxhash-wasm copies each chunk). */
 const CHUNK_BYTES = 1 << 20;
 
@@ -30,7 +30,7 @@ export function tensorDigest(hasher: Hasher, name: string, shape: readonly numbe
   const stream = hasher.create64(0n);
   stream.update(head);
   let bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  if (!LITTLE_ENDIAN) {
+  if (!LITTLE_ENDIAN_HOST) {
     const swapped = new Uint8Array(bytes.length);
     const sv = new DataView(swapped.buffer);
     for (let i = 0; i < values.length; i++) sv.setFloat32(4 * i, values[i], true);

@@ -5,7 +5,8 @@
  */
 import { fromHalfBits, toHalfBits, HALF_MAX } from './float16.ts';
 
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** Whether this host stores numbers little-endian (the byte order of every format here). */
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export type ValueCodec = 'f32' | 'f16' | 'i8';
 export const VALUE_CODECS: readonly ValueCodec[] = ['f32', 'f16', 'i8'];

@@ -12,6 +12,7 @@
  * @module
  */
 import { ModelFormatError, UsageError } from '../core/errors.ts';
+import { LITTLE_ENDIAN_HOST } from '../core/values.ts';
 
 /** Typed arrays that {@link parseNpy} returns. */
 export type NpyData =
@@ -56,8 +57,6 @@ export interface ParseNpyOptions {
 }
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
-
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 type Kind = 'f' | 'i' | 'u' | 'b';
 
@@ -330,7 +329,7 @@ function decodeData(raw: Uint8Array, info: DtypeInfo, count: number, descr: stri
   // A fresh, aligned copy of the bytes, byte-swapped to native order when needed. (Not
   // raw.slice(): for a node Buffer that is a view into shared memory.)
   const copy = new Uint8Array(raw);
-  if (size > 1 && littleEndian !== HOST_LITTLE_ENDIAN) {
+  if (size > 1 && littleEndian !== LITTLE_ENDIAN_HOST) {
     for (let i = 0; i < copy.length; i += size) {
       for (let a = i, b = i + size - 1; a < b; a++, b--) {
         const t = copy[a];
@@ -357,7 +356,7 @@ function decodeData(raw: Uint8Array, info: DtypeInfo, count: number, descr: stri
   if (size === 4) return kind === 'i' ? new Int32Array(buf, 0, count) : new Uint32Array(buf, 0, count);
   // 64-bit integers: narrowed to int32, refusing values that do not fit.
   const words = new Uint32Array(buf, 0, count * 2);
-  const lo = HOST_LITTLE_ENDIAN ? 0 : 1;
+  const lo = LITTLE_ENDIAN_HOST ? 0 : 1;
   const hi = 1 - lo;
   const out = new Int32Array(count);
   for (let i = 0; i < count; i++) {
@@ -440,7 +439,7 @@ export function writeNpy(data: NpyWritable, shape: readonly number[]): Uint8Arra
   out[total - 1] = 0x0a;
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   out.set(bytes, total);
-  if (!HOST_LITTLE_ENDIAN && size > 1) {
+  if (!LITTLE_ENDIAN_HOST && size > 1) {
     for (let i = total; i < out.length; i += size) {
       for (let a = i, b = i + size - 1; a < b; a++, b--) {
         const t = out[a];

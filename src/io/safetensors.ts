@@ -22,6 +22,7 @@ import { ModelFormatError, ModelMismatchError, UsageError } from '../core/errors
 import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
 import { encodeUtf8 } from '../core/utf8.ts';
 import { decodeUtf8Strict } from '../core/utf8-decode.ts';
+import { LITTLE_ENDIAN_HOST } from '../core/values.ts';
 
 /** Bytes per element of the dtypes the format defines (sub-byte dtypes are passed through unchecked). */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -37,8 +38,6 @@ const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
 
 /** Largest header accepted (the reference implementation's limit). */
 export const MAX_HEADER_BYTES = 100_000_000;
-
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** One tensor of a safetensors file, as its header describes it. */
 export interface SafetensorsEntry {
@@ -212,7 +211,7 @@ function encodeHalfExactly(values: Float32Array, dtype: 'F16' | 'BF16'): Uint8Ar
 /** Little-endian float32 bytes of `values` (a fresh array). */
 function f32Bytes(values: Float32Array): Uint8Array {
   const out = new Uint8Array(values.length * 4);
-  if (HOST_LITTLE_ENDIAN) {
+  if (LITTLE_ENDIAN_HOST) {
     out.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
   } else {
     const dv = new DataView(out.buffer);
@@ -375,7 +374,7 @@ export class SafetensorsWeightStore implements WeightStore {
     const n = elementCount(s.entry.shape);
     if (s.entry.dtype === 'F32') {
       const at = bytes.byteOffset;
-      if (HOST_LITTLE_ENDIAN && at % 4 === 0) {
+      if (LITTLE_ENDIAN_HOST && at % 4 === 0) {
         s.values = new Float32Array(bytes.buffer, at, n);
         s.inPlace = true;
       } else {
@@ -402,7 +401,7 @@ export class SafetensorsWeightStore implements WeightStore {
     const bytes = this.storedBytes(name);
     const n = elementCount(s.entry.shape);
     if (s.entry.dtype === 'F32') {
-      if (HOST_LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) return this.values(name);
+      if (LITTLE_ENDIAN_HOST && bytes.byteOffset % 4 === 0) return this.values(name);
       const copy = new Uint8Array(n * 4);
       copy.set(bytes);
       const dv = new DataView(copy.buffer);

@@ -26,6 +26,7 @@
  * back with their original bytes and their original manifest entry, so they stay bit-exact.
  */
 import { ModelFormatError, UsageError } from '../core/errors.ts';
+import { LITTLE_ENDIAN_HOST } from '../core/values.ts';
 
 /** Entry dtypes tfjs 4.22 writes into a weights manifest. */
 export type TfjsDtype = 'float32' | 'int32' | 'bool' | 'string' | 'complex64';
@@ -121,8 +122,6 @@ const QUANT_DTYPES: ReadonlySet<string> = new Set(['uint8', 'uint16', 'float16']
 const BYTES_PER_VALUE: Readonly<Record<string, number>> = {
   float32: 4, int32: 4, bool: 1, complex64: 8, uint8: 1, uint16: 2, float16: 2,
 };
-
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const FIX_MANIFEST =
   'regenerate model.json with tfjs (model.save) or tensorflowjs_converter, or fix the entry by hand';
