@@ -58,8 +58,7 @@ import {
   type TfjsWeightGroup,
 } from './tfjs-manifest.ts';
 import { errCode, syncDir } from './durable.ts';
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+import { LITTLE_ENDIAN_HOST } from '../core/values.ts';
 
 /** Name of the model file inside a model folder. */
 export const MODEL_JSON = 'model.json';
@@ -328,28 +327,25 @@ function shardBytes(dir: string, shard: Shard): Uint8Array {
 }
 
 /**
+ * Where bytes `[offset, offset + length)` of a group lie: each shard holding some of them, with
+ * the range `[from, to)` within that shard (none for an empty range).
+ */
+function shardRanges(src: GroupSource, offset: number, length: number): { shard: Shard; from: number; to: number }[] {
+  const end = offset + length;
+  return src.shards
+    .filter((s) => s.size > 0 && s.start < end && s.start + s.size > offset)
+    .map((shard) => ({ shard, from: Math.max(offset, shard.start) - shard.start, to: Math.min(end, shard.start + shard.size) - shard.start }));
+}
+
+/**
  * Bytes `[offset, offset + length)` of a group's data (a view when they lie in one shard). With
  * `keep` false, shards not read yet are read for this range only and not kept (hashing a tensor
  * never holds its whole shard).
  */
 function groupRange(dir: string, src: GroupSource, offset: number, length: number, keep = true): Uint8Array {
-  const end = offset + length;
-  const parts: Uint8Array[] = [];
-  for (const s of src.shards) {
-    const sEnd = s.start + s.size;
-    if (sEnd <= offset || s.start >= end || (s.size === 0 && length > 0)) continue;
-    const from = Math.max(offset, s.start) - s.start;
-    const to = Math.min(end, sEnd) - s.start;
-    parts.push(s.bytes || keep ? shardBytes(dir, s).subarray(from, to) : readShardRange(dir, s, from, to));
-  }
-  if (parts.length === 1) return parts[0];
-  return concatBytes(parts);
-}
-
-/** Shards of `src` that bytes `[offset, offset + length)` lie in. */
-function shardsOfRange(src: GroupSource, offset: number, length: number): Shard[] {
-  const end = offset + length;
-  return src.shards.filter((s) => s.start < end && s.start + s.size > offset || (length === 0 && s.start === offset && s.size === 0));
+  const parts = shardRanges(src, offset, length).map(({ shard, from, to }) =>
+    shard.bytes || keep ? shardBytes(dir, shard).subarray(from, to) : readShardRange(dir, shard, from, to));
+  return parts.length === 1 ? parts[0] : concatBytes(parts);
 }
 
 function shortShards(dir: string, g: number, paths: readonly string[], sizes: readonly number[], needed?: number, detail?: string): ModelFormatError {
@@ -419,7 +415,6 @@ async function writeDurably(file: string, data: Uint8Array): Promise<void> {
     await fh.close();
   }
 }
-
 
 async function readIfExists(file: string): Promise<Uint8Array | null> {
   try {
@@ -714,7 +709,7 @@ export class TfjsDirWeightStore implements WeightStore {
     if (r.values) return r.values;
     // Not kept: hashing every tensor of a large model holds one tensor at a time, not the model.
     const bytes = r.bytes ?? groupRange(this.dir, this.state.groups[r.layout.group], r.layout.offset, r.layout.byteLength, false);
-    if (!r.entry.quantization && LITTLE_ENDIAN && bytes.byteOffset % 4 === 0 && bytes.length === r.layout.size * 4) {
+    if (!r.entry.quantization && LITTLE_ENDIAN_HOST && bytes.byteOffset % 4 === 0) {
       return new Float32Array(bytes.buffer, bytes.byteOffset, r.layout.size);
     }
     return dequantizeEntry(r.entry, bytes);
@@ -724,7 +719,7 @@ export class TfjsDirWeightStore implements WeightStore {
   private spansOf(r: Rec): string[] {
     const src = this.state.groups[r.layout.group];
     const { offset, byteLength } = r.layout;
-    return shardsOfRange(src, offset, byteLength).map((s) => `${s.path}|${s.ident}|${Math.max(offset, s.start) - s.start}|${Math.min(offset + byteLength, s.start + s.size) - s.start}`);
+    return shardRanges(src, offset, byteLength).map(({ shard, from, to }) => `${shard.path}|${shard.ident}|${from}|${to}`);
   }
 
   /**
@@ -886,7 +881,7 @@ export class TfjsDirWeightStore implements WeightStore {
     if (!quantized) {
       if (!r.values) return { out: r.entry };
       // A view where the host is little-endian: the shard is assembled from a copy anyway.
-      const bytes = LITTLE_ENDIAN ? new Uint8Array(r.values.buffer, r.values.byteOffset, r.values.byteLength) : encodeFloat32(r.values);
+      const bytes = LITTLE_ENDIAN_HOST ? new Uint8Array(r.values.buffer, r.values.byteOffset, r.values.byteLength) : encodeFloat32(r.values);
       // A tensor handed out but not listed as changed is rewritten only if its bytes differ.
       return { out: r.entry, bytes: !isChanged && sameBytes(bytes, this.bytesOf(r)) ? undefined : bytes };
     }
