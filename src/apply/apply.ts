@@ -236,8 +236,11 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
   if (modelFingerprint === header.targetFingerprint) return record(result('already-applied', [], 0));
   checkNotReplayed(header, recorded, modelFingerprint);
   checkNotExpired(header, (options.now ?? Date.now)());
+  // The model must be the payload's base, and (per part) every tensor about to be written the
+  // one the payload was built against: with bf matching, a differing b means the payload
+  // contradicts itself.
+  const differing = payload.patches.filter((p) => digests.get(p.name) !== p.baseDigest).map((p) => p.name);
   if (modelFingerprint !== header.baseFingerprint) {
-    const differing = payload.patches.filter((p) => digests.get(p.name) !== p.baseDigest).map((p) => p.name);
     const where = differing.length
       ? `${differing.length} patched tensor(s) differ from the expected base (first: ${JSON.stringify(differing[0])})`
       : 'the patched tensors match but other tensors differ';
@@ -246,14 +249,10 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
       { expected: header.baseFingerprint, found: modelFingerprint, differing },
     );
   }
-
-  // Per part: every tensor about to be written must be the one the payload was built against
-  // (with bf matching, a mismatch means the payload contradicts itself).
-  const contradicted = payload.patches.filter((p) => digests.get(p.name) !== p.baseDigest).map((p) => p.name);
-  if (contradicted.length) {
+  if (differing.length) {
     throw new BaseMismatchError(
-      `this model is the payload's base ${short(header.baseFingerprint)}, but ${contradicted.length} patched tensor(s) differ from the payload's own per-tensor base digests (first: ${JSON.stringify(contradicted[0])}): the payload contradicts itself (a faulty build or a tampered payload); nothing was written: fetch the payload again or rebuild it`,
-      { expected: header.baseFingerprint, found: modelFingerprint, differing: contradicted },
+      `this model is the payload's base ${short(header.baseFingerprint)}, but ${differing.length} patched tensor(s) differ from the payload's own per-tensor base digests (first: ${JSON.stringify(differing[0])}): the payload contradicts itself (a faulty build or a tampered payload); nothing was written: fetch the payload again or rebuild it`,
+      { expected: header.baseFingerprint, found: modelFingerprint, differing },
     );
   }
 

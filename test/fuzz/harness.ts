@@ -18,7 +18,7 @@
  */
 import fc from 'fast-check';
 import { Packr, Unpackr } from 'msgpackr';
-import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyPayload, MemorySequenceStore, NeuralDiffError, type ApplyOptions } from '../../src/apply/index.ts';
@@ -28,6 +28,7 @@ import { applyToModelDir } from '../../src/io/model-dir-update.ts';
 import { recordModelDirDigests } from '../../src/io/recorded-digests.ts';
 import { openTfjsModelDir, writeModelDir } from '../../src/io/tfjs-artifacts.ts';
 import type { Corpus } from './corpus.ts';
+import { folderBytes } from '../helpers/dirs.ts';
 
 export type Mutation =
   | { kind: 'flip'; at: number; bit: number }
@@ -271,12 +272,6 @@ export async function prepareDiskBases(corpus: Corpus): Promise<{ root: string; 
     dirs.push(dir);
   }
   return { root, dirs };
-}
-
-async function folderBytes(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  for (const f of (await readdir(dir)).sort()) out.set(f, (await readFile(join(dir, f))).toString('base64'));
-  return out;
 }
 
 /** Run one case with the crash-safe folder apply; on refusal every file must be byte-identical. */
