@@ -95,10 +95,11 @@ export function useHashKernel(kind: 'wasm' | 'js'): 'wasm' | 'js' {
  */
 function hashLoop(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null): void {
   const nb = patch.buckets.length;
-  if (hashKernel === 'wasm' && hashAddWasm(w, patch.buckets, (patch.seed + P5 + 4) | 0, patch.signed, direction === -1, log)) return;
+  const base = (patch.seed + P5 + 4) | 0;
+  if (hashKernel === 'wasm' && hashAddWasm(w, patch.buckets, base, patch.signed, direction === -1, log)) return;
   if (nb > 0x40000000) hashLoopGeneric(w, patch, direction, log);
-  else if (log && direction === 1) hashAddLogged(w, patch.buckets, (patch.seed + P5 + 4) | 0, patch.signed ? 1 : 0, log);
-  else hashAddPlain(w, patch.buckets, (patch.seed + P5 + 4) | 0, patch.signed ? 1 : 0, direction);
+  else if (log && direction === 1) hashAddLogged(w, patch.buckets, base, patch.signed ? 1 : 0, log);
+  else hashAddPlain(w, patch.buckets, base, patch.signed ? 1 : 0, direction);
 }
 
 function hashAddLogged(w: Float32Array, b: Float32Array, base: number, signMask: number, log: ExceptionLog): void {
