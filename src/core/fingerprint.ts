@@ -13,7 +13,7 @@
 import { hex64, type Hasher } from './hasher.ts';
 import { encodeUtf8 } from './utf8.ts';
 import { readForDigest, type WeightStore } from './weight-store.ts';
-import { LITTLE_ENDIAN_HOST } from './values.ts';
+import { LITTLE_ENDIAN_HOST } from './endian.ts';
 
 /** Values are fed to the hash in chunks of this many bytes (xxhash-wasm copies each chunk). */
 const CHUNK_BYTES = 1 << 20;

@@ -3,10 +3,8 @@
  * identical on every platform: f32 as is, f16 widened exactly, i8 as fround(q * scale) where
  * `scale` is itself a float32. The applier then computes fround(w + value).
  */
+import { LITTLE_ENDIAN_HOST } from './endian.ts';
 import { fromHalfBits, toHalfBits, HALF_MAX } from './float16.ts';
-
-/** Whether this host stores numbers little-endian (the byte order of every format here). */
-export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export type ValueCodec = 'f32' | 'f16' | 'i8';
 export const VALUE_CODECS: readonly ValueCodec[] = ['f32', 'f16', 'i8'];

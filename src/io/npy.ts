@@ -12,7 +12,7 @@
  * @module
  */
 import { ModelFormatError, UsageError } from '../core/errors.ts';
-import { LITTLE_ENDIAN_HOST } from '../core/values.ts';
+import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
 
 /** Typed arrays that {@link parseNpy} returns. */
 export type NpyData =

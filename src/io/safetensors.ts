@@ -22,7 +22,7 @@ import { ModelFormatError, ModelMismatchError, UsageError } from '../core/errors
 import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
 import { encodeUtf8 } from '../core/utf8.ts';
 import { decodeUtf8Strict } from '../core/utf8-decode.ts';
-import { LITTLE_ENDIAN_HOST } from '../core/values.ts';
+import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
 
 /** Bytes per element of the dtypes the format defines (sub-byte dtypes are passed through unchecked). */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {

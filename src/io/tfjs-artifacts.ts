@@ -58,7 +58,7 @@ import {
   type TfjsWeightGroup,
 } from './tfjs-manifest.ts';
 import { errCode, syncDir } from './durable.ts';
-import { LITTLE_ENDIAN_HOST } from '../core/values.ts';
+import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
 
 /** Name of the model file inside a model folder. */
 export const MODEL_JSON = 'model.json';

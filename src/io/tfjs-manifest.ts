@@ -26,7 +26,7 @@
  * back with their original bytes and their original manifest entry, so they stay bit-exact.
  */
 import { ModelFormatError, UsageError } from '../core/errors.ts';
-import { LITTLE_ENDIAN_HOST } from '../core/values.ts';
+import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
 
 /** Entry dtypes tfjs 4.22 writes into a weights manifest. */
 export type TfjsDtype = 'float32' | 'int32' | 'bool' | 'string' | 'complex64';
