@@ -137,6 +137,28 @@ describe('determinism', () => {
   });
 });
 
+describe('buildPayload refuses malformed specs (a JavaScript pipeline has no type checker)', () => {
+  const { base } = baseAndTarget(3);
+  const name = base.list()[0].name;
+  const size = base.values(name).length;
+  const cases: [string, unknown, RegExp][] = [
+    ['no codec', { kind: 'sparse', name, positions: Uint32Array.of(1, 2), values: Float32Array.of(0.1, 0.2) }, /expected codec f32, f16, i8, found undefined/],
+    ['an unknown codec', { kind: 'dense', name, values: new Float32Array(size), codec: 'bf16' }, /found "bf16"/],
+    ['an unknown kind', { kind: 'delta', name, values: new Float32Array(size), codec: 'f16' }, /expected kind sparse, hash, dense, lowrank, found "delta"/],
+    ['an unknown tensor', { kind: 'dense', name: 'nope', values: new Float32Array(1), codec: 'f16' }, /no such tensor/],
+    ['fewer values than positions', { kind: 'sparse', name, positions: Uint32Array.of(1, 2, 3), values: Float32Array.of(0.1), codec: 'f16' }, /3 positions and 1 values/],
+    ['positions out of order', { kind: 'sparse', name, positions: Uint32Array.of(5, 2), values: Float32Array.of(0.1, 0.2), codec: 'f16' }, /position 1 is 2 after 5/],
+    ['a position past the end', { kind: 'sparse', name, positions: Uint32Array.of(size), values: Float32Array.of(0.1), codec: 'f16' }, new RegExp(`below ${size}; position 0 is ${size}`)],
+    ['a dense patch of the wrong size', { kind: 'dense', name, values: new Float32Array(size + 1), codec: 'f16' }, new RegExp(`expected ${size} dense values`)],
+    ['no buckets', { kind: 'hash', name, seed: 1, signed: true, buckets: new Float32Array(0), codec: 'f16' }, /at least one bucket/],
+  ];
+  for (const [what, spec, message] of cases) {
+    test(what, () => {
+      assert.throws(() => buildPayload(hasher, base, [spec as PatchSpec], { method: 'sparse' }), (e: unknown) => e instanceof NeuralDiffError && e.code === 'ND_USAGE' && message.test(e.message));
+    });
+  }
+});
+
 describe('bad input leaves the model untouched', () => {
   const { base, target } = baseAndTarget(21);
   const built = topkDiff(hasher, base, target, { budgetBytes: 4000, codec: 'f16' });

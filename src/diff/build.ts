@@ -3,13 +3,13 @@
  * values, run the exact device arithmetic on a copy to learn the target digests, and pack.
  * Pure code (no tfjs, no node): the trainers and the post-hoc baselines all end here.
  */
-import { BudgetError, NonFiniteValueError } from '../core/errors.ts';
+import { BudgetError, NonFiniteValueError, UsageError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
 import { FORMAT_VERSION, matrixDims, shapeSize, type DiffMethod, type Payload, type PayloadHeader, type TensorPatch } from '../core/format.ts';
 import { packPayload, wirePatch, type WirePatch } from '../core/encode.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
-import { encodeValues, type ValueCodec } from '../core/values.ts';
+import { encodeValues, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 
 export const CREATED_BY = 'neural-diff 0.1.0';
@@ -22,6 +22,8 @@ export type PatchSpec =
   | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec }
   /** Low-rank factors U [rows x rank] and V [rank x cols] (see `matrixDims`), coded together. */
   | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec };
+
+const SPEC_KINDS = ['sparse', 'hash', 'dense', 'lowrank'] as const;
 
 export interface HeaderOptions {
   method: DiffMethod;
@@ -118,16 +120,21 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
   const targetValues = new Map<string, Float32Array>();
   for (const spec of sorted) {
     const shape = shapes.get(spec.name);
-    if (!shape) throw new RangeError(`patch for unknown tensor ${spec.name}`);
+    const what = `patch for tensor ${JSON.stringify(spec.name)}`;
+    if (!shape) throw new UsageError(`${what}: the base model has no such tensor: check the name against the base's tensor list`, { tensor: spec.name });
     const size = shapeSize(shape);
+    if (!(SPEC_KINDS as readonly unknown[]).includes(spec.kind)) throw new UsageError(`${what}: expected kind ${SPEC_KINDS.join(', ')}, found ${JSON.stringify(spec.kind)}`, { tensor: spec.name });
+    if (!(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')}, found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
     if (spec.kind === 'lowrank') {
       const { rows, cols } = matrixDims(shape);
-      if (spec.rank < 1 || spec.u.length !== rows * spec.rank || spec.v.length !== spec.rank * cols) throw new RangeError(`low-rank patch for ${spec.name}: expected U ${rows}x${spec.rank} and V ${spec.rank}x${cols}`);
+      if (!(spec.rank >= 1) || spec.u.length !== rows * spec.rank || spec.v.length !== spec.rank * cols) throw new UsageError(`${what}: expected rank >= 1, U ${rows}x${spec.rank} and V ${spec.rank}x${cols}, found rank ${spec.rank}, ${spec.u.length} and ${spec.v.length} values`, { tensor: spec.name });
     }
-    if (spec.kind === 'dense' && spec.values.length !== size) throw new RangeError(`dense patch for ${spec.name} has ${spec.values.length} values, tensor has ${size}`);
+    if (spec.kind === 'dense' && spec.values.length !== size) throw new UsageError(`${what}: expected ${size} dense values (the tensor's size), found ${spec.values.length}`, { tensor: spec.name });
+    if (spec.kind === 'hash' && !(spec.buckets.length >= 1)) throw new UsageError(`${what}: expected at least one bucket, found none`, { tensor: spec.name });
     if (spec.kind === 'sparse') {
+      if (spec.values.length !== spec.positions.length) throw new UsageError(`${what}: expected one value per position, found ${spec.positions.length} positions and ${spec.values.length} values`, { tensor: spec.name });
       for (let k = 0; k < spec.positions.length; k++) {
-        if (spec.positions[k] >= size || (k > 0 && spec.positions[k] <= spec.positions[k - 1])) throw new RangeError(`sparse patch for ${spec.name}: positions must be strictly increasing and below ${size}`);
+        if (spec.positions[k] >= size || (k > 0 && spec.positions[k] <= spec.positions[k - 1])) throw new UsageError(`${what}: positions must be strictly increasing and below ${size}; position ${k} is ${spec.positions[k]}${k > 0 ? ` after ${spec.positions[k - 1]}` : ''}`, { tensor: spec.name, index: k });
       }
     }
     const enc = encodeSpec(spec, shape);
