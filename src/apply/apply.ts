@@ -197,14 +197,16 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
   const hasher = await resolveHasher(options.hasher);
 
   // Base check: per tensor first (to name the culprit), then the whole model. Tensors the
-  // payload writes are always hashed; for the others the store may vouch (recorded digests).
+  // payload writes are always hashed, from the values about to be patched (a store reading
+  // from disk reads them once); for the others the store may vouch (recorded digests).
   const patched = new Set(payload.patches.map((p) => p.name));
   const digests = new Map<string, string>();
   let vouched = 0;
   for (const t of store.list()) {
-    const known = patched.has(t.name) ? undefined : store.digest?.(t.name);
+    const isPatched = patched.has(t.name);
+    const known = isPatched ? undefined : store.digest?.(t.name);
     if (known !== undefined) vouched++;
-    digests.set(t.name, known ?? tensorDigest(hasher, t.name, t.shape, readForDigest(store, t.name)));
+    digests.set(t.name, known ?? tensorDigest(hasher, t.name, t.shape, isPatched ? store.values(t.name) : readForDigest(store, t.name)));
   }
   const modelFingerprint = combineDigests(hasher, digests);
   const baseCheck = { hashedTensors: digests.size - vouched, recordedTensors: vouched };
