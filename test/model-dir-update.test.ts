@@ -11,8 +11,8 @@ import { copyFile, open, readdir, readFile, rename, writeFile, unlink } from 'no
 import { getHasher } from '../src/core/hasher.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { topkDiff } from '../src/diff/topk.ts';
-import { HealthCheckError, ModelFormatError, TargetMismatchError } from '../src/core/errors.ts';
-import { openTfjsModelDir, PREVIOUS_MODEL_JSON, listStaleFiles } from '../src/io/tfjs-artifacts.ts';
+import { HealthCheckError, ModelFormatError, NeuralDiffError, TargetMismatchError } from '../src/core/errors.ts';
+import { openTfjsModelDir, PREVIOUS_MODEL_JSON, listStaleFiles, writeModelDir } from '../src/io/tfjs-artifacts.ts';
 import { applyToModelDir, recoverModelDir, rollbackUpdate, lockModelDir, LOCK_FILE, RETIRED_MODEL_JSON } from '../src/io/model-dir-update.ts';
 import { baseAndTarget } from './helpers/models.ts';
 import { tempDir, writeStore, folderBytes } from './helpers/dirs.ts';
@@ -101,6 +101,40 @@ describe('applyToModelDir', () => {
     assert.ok(err instanceof TargetMismatchError, String(err));
     assert.match((err as Error).message, /read back as .*not the target .*nothing was switched and the model is unchanged: check the storage/);
     assert.deepEqual(await folderBytes(dir), before);
+  });
+
+  test('a write that fails among shards written at once (disk full) leaves the folder byte for byte, with no leftovers', async () => {
+    const dir = join(await tempDir(), 'model');
+    const tensors = new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
+    await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 2048 });
+    const before = await folderBytes(dir);
+    assert.ok([...before.keys()].filter((f) => f.endsWith('.bin')).length >= 8, 'a model of many shards');
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { writeFile: (data: Uint8Array, ...rest: unknown[]) => Promise<void> };
+    await probe.close();
+    await unlink(join(dir, 'probe'));
+    const original = proto.writeFile;
+    let shardWrites = 0;
+    proto.writeFile = async function (this: unknown, data: Uint8Array, ...rest: unknown[]) {
+      if (data instanceof Uint8Array && data.length === 2048 && ++shardWrites === 3) {
+        await new Promise((r) => setTimeout(r, 20)); // the other writes get ahead of this one
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      }
+      return original.call(this, data, ...rest);
+    };
+    let err: unknown;
+    try {
+      err = await applyToModelDir(dir, built.bytes).then(() => null, (e: unknown) => e);
+    } finally {
+      proto.writeFile = original;
+    }
+    assert.ok(shardWrites > 3, `several shards were being written (${shardWrites})`);
+    assert.ok(err instanceof NeuralDiffError && err.code === 'ND_COMMIT_FAILED', String(err));
+    assert.match((err as Error).message, /ENOSPC.*retry, or fetch the full model/);
+    assert.deepEqual(await folderBytes(dir), before);
+    const res = await applyToModelDir(dir, built.bytes);
+    assert.equal(res.status, 'applied');
+    assert.equal(await loaderSees(dir), NEW);
   });
 
   test('dry run: everything checked, nothing written', async () => {

@@ -14,8 +14,9 @@
  * 1. the new weight bytes are cut into ~4 MiB shards named
  *    `group<g>-shard<i>of<n>-<16 hex of xxh64(shard)>.bin` (content-addressed: a name
  *    never holds two different contents, so a live file is never overwritten);
- * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed, renamed to `<name>`
- *    (shards whose bytes a patch left unchanged are not written: they stay the same files);
+ * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed, renamed to `<name>`, four
+ *    at a time (shards whose bytes a patch left unchanged are not written: they stay the
+ *    same files);
  * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed; with
  *    `keepPrevious`, model.json is hard-linked as `model.json.prev`; the folder is fsynced;
  * 4. model.json is checked to still be the bytes the operation started from (else a
@@ -447,6 +448,40 @@ function groupObject(base: Record<string, unknown>, paths: string[], weights: Tf
   return out as TfjsWeightGroup;
 }
 
+/** New shards written at once: libuv's default thread pool size, so one write's fsync overlaps the others' writes. */
+const SHARD_WRITERS = 4;
+
+/**
+ * Write new shards (step 2 of the module doc: temp file, fsync, rename), {@link SHARD_WRITERS}
+ * at a time, and set each entry's file identity. Every temp file name is in `temps` while it may
+ * exist and every renamed file in `created`, for the caller's cleanup; on an error the writes
+ * in flight finish first, so nothing is created after this returns or throws.
+ */
+async function writeShards(writes: readonly { entry: Shard; file: string; bytes: Uint8Array }[], id: string, temps: string[], created: string[], written: string[]): Promise<void> {
+  const tmps = writes.map((w) => `${w.file}.tmp-${id}`);
+  temps.push(...tmps);
+  let next = 0;
+  let failed: { err: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < writes.length && !failed) {
+      const k = next++;
+      const w = writes[k];
+      try {
+        await writeDurably(tmps[k], w.bytes);
+        await rename(tmps[k], w.file);
+        created.push(w.file);
+        w.entry.ident = fileIdent(await stat(w.file, { bigint: true })); // after the rename, which sets ctime
+      } catch (err) {
+        failed ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(SHARD_WRITERS, writes.length) }, worker));
+  if (failed) throw failed.err;
+  for (const t of tmps) temps.splice(temps.indexOf(t), 1);
+  for (const w of writes) written.push(w.entry.path);
+}
+
 /** The write protocol of the module doc. */
 async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
   const { dir } = plan;
@@ -487,6 +522,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
   const writtenShards: string[] = [];
   const sources: GroupSource[] = [];
   try {
+    const writes: { entry: Shard; file: string; bytes: Uint8Array }[] = [];
     for (const [g, group] of plan.groups.entries()) {
       const planned: PlannedShard[] = group.shards ?? splitIntoShards(group.data ?? new Uint8Array(0), shardBytes).map((bytes) => ({ bytes }));
       const paths: string[] = [];
@@ -519,17 +555,11 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
             { dir, path: name },
           );
         }
-        const tmp = `${file}.tmp-${id}`;
-        temps.push(tmp);
-        await writeDurably(tmp, shard);
-        await rename(tmp, file);
-        entry.ident = fileIdent(await stat(file, { bigint: true })); // after the rename, which sets ctime
-        temps.pop();
-        created.push(file);
-        writtenShards.push(name);
+        writes.push({ entry, file, bytes: shard });
       }
       manifest.push(groupObject(group.base, paths, group.weights));
     }
+    await writeShards(writes, id, temps, created, writtenShards);
 
     const text = plan.render(manifest);
     const bytes = new TextEncoder().encode(text);
