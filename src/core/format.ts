@@ -327,14 +327,15 @@ function decodePatch(raw: unknown, index: number): TensorPatch {
       if (n > posBytes.length) fail(`${where}: count ${n} needs at least ${n} bytes of gaps, found ${posBytes.length}`);
       const gaps = readVarints(posBytes, n);
       if (!gaps) fail(`${where}: position gaps "i" are not ${n} well-formed varints filling ${posBytes.length} bytes`);
-      positions = new Uint32Array(n);
+      // The running sum turns the gaps into positions in place.
       let prev = -1;
       for (let k = 0; k < n; k++) {
         const pos = prev + 1 + gaps[k];
         if (pos >= size) fail(`${where}: position ${pos} (entry ${k}) is out of range for shape [${shape.join(', ')}] (${size} values)`);
-        positions[k] = pos;
+        gaps[k] = pos;
         prev = pos;
       }
+      positions = gaps;
     } else {
       fail(`${where}: position coding "ic" must be "g" (gaps) or "m" (bitmap), found ${describe(coding)}`);
     }

@@ -43,19 +43,28 @@ export class ByteWriter {
  */
 export function readVarints(bytes: Uint8Array, count: number): Uint32Array | null {
   const out = new Uint32Array(count);
+  const end = bytes.length;
   let p = 0;
   for (let k = 0; k < count; k++) {
-    let value = 0;
-    let shift = 0;
-    for (;;) {
-      if (p >= bytes.length || shift > 28) return null;
-      const b = bytes[p++];
-      if (shift === 28 && b > 0x0f) return null; // would exceed 32 bits
-      value += (b & 0x7f) * 2 ** shift;
+    if (p >= end) return null;
+    let b = bytes[p++];
+    if (b < 0x80) {
+      out[k] = b; // one byte: the common case for the gaps of a dense-enough diff
+      continue;
+    }
+    let value = b & 0x7f;
+    for (let shift = 7; ; shift += 7) {
+      if (p >= end) return null;
+      b = bytes[p++];
+      if (shift === 28) {
+        if (b > 0x0f) return null; // past 32 bits, or a sixth byte
+        value += b * 0x10000000;
+        break;
+      }
+      value |= (b & 0x7f) << shift;
       if (b < 0x80) break;
-      shift += 7;
     }
     out[k] = value;
   }
-  return p === bytes.length ? out : null;
+  return p === end ? out : null;
 }
