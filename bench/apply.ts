@@ -31,6 +31,10 @@
  *   every tensor is read and hashed) and with the digests a previous apply recorded; and the
  *   recorded apply and the load are timed again with the folder dropped from the page cache
  *   first (`dd iflag=nocache`, as at app start; skipped where dd lacks it).
+ *   The **durable-rewrite floor** is the least any crash-safe apply of that diff must do: read
+ *   the shards holding changed bytes and write each as a new file with fsync (four at a time,
+ *   like the applier), then fsync the folder; no decoding, hashing or patching. When that floor
+ *   is above the load, no apply that keeps the old-or-new guarantee can be faster than the load.
  *
  * Times are the best of several runs (after a warm-up), in CPU time of this process for the
  * in-memory rows (robust on a shared machine) and wall time for the disk rows. Prints a table and the ratios and writes
@@ -38,7 +42,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -123,6 +127,42 @@ async function best(fn: () => unknown, setup?: () => unknown): Promise<number> {
  */
 async function evict(dir: string): Promise<void> {
   for (const f of await readdir(dir)) execFileSync('dd', [`if=${path.join(dir, f)}`, 'iflag=nocache', 'count=0', 'status=none']);
+}
+
+/**
+ * The durable-rewrite floor: read each of `files` (shards in `dir`) and write it to a new file
+ * with fsync, four at a time (as the applier writes shards), then fsync the folder.
+ */
+async function rewriteDurably(dir: string, files: readonly string[]): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const f = files[next++];
+      const bytes = await readFile(path.join(dir, f));
+      const tmp = path.join(dir, `${f}.floor-tmp`);
+      const fh = await open(tmp, 'wx');
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, path.join(dir, `${f}.floor`));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(4, files.length) }, worker));
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+/** The shard files a folder's model.json names. */
+async function shardPaths(dir: string): Promise<string[]> {
+  const json = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+  return json.weightsManifest.flatMap((g) => g.paths);
 }
 
 /** Whether {@link evict} works here (coreutils dd with nocache). */
@@ -277,7 +317,11 @@ async function main(): Promise<void> {
 
   // ---- disk
   const dir = await mkdtemp(path.join(os.tmpdir(), 'nd-bench-apply-'));
-  type DiskRow = { applyFullMs: number; applyRecordedMs: number; applyColdMs: number; loadMs: number; loadColdMs: number; installMs: number; recordedOverLoad: number; fullOverLoad: number; recordedOverInstall: number; coldOverColdLoad: number; hashedTensors: number; recordedTensors: number; payloadBytes: number; modelBytes: number };
+  type DiskRow = {
+    applyFullMs: number; applyRecordedMs: number; applyColdMs: number; loadMs: number; loadColdMs: number; installMs: number; floorMs: number; floorColdMs: number;
+    recordedOverLoad: number; fullOverLoad: number; recordedOverInstall: number; coldOverColdLoad: number; floorOverLoad: number; floorColdOverColdLoad: number; recordedOverFloor: number;
+    rewrittenShards: number; shards: number; hashedTensors: number; recordedTensors: number; payloadBytes: number; modelBytes: number;
+  };
   let disk: Record<string, DiskRow>;
   try {
     const dbase = makeModel(DISK_WEIGHTS, 4, DISK_TENSOR);
@@ -308,7 +352,11 @@ async function main(): Promise<void> {
       let loadMs = Infinity;
       let loadColdMs = Infinity;
       let installMs = Infinity;
+      let floorMs = Infinity;
+      let floorColdMs = Infinity;
       let check = { hashedTensors: 0, recordedTensors: 0 };
+      let basePaths: string[] = [];
+      let rewritten: string[] = [];
       // The device path: applyToModelDir (lock, recovery, verify, write the changed shards,
       // read them back, atomic switch, confirm), without a sequence file.
       const applyOnce = async (baseCheck: 'full' | 'recorded', cold = false) => {
@@ -318,11 +366,25 @@ async function main(): Promise<void> {
         if (cold) await evict(baseDir);
         gc?.();
         const t0 = performance.now();
+        const before = await shardPaths(baseDir);
         const res = await applyToModelDir(baseDir, built.bytes, { state: null, hasher, baseCheck });
         const ms = performance.now() - t0;
         if (res.status !== 'applied') throw new Error('apply failed');
+        const after = new Set(await shardPaths(baseDir));
+        basePaths = before;
+        rewritten = before.filter((p) => !after.has(p));
         if (baseCheck === 'recorded') check = res.baseCheck;
         return ms;
+      };
+      // The same work without the applier: the shards the apply rewrote, read and written durably.
+      const floorOnce = async (cold: boolean) => {
+        await rm(baseDir, { recursive: true, force: true });
+        await writeModelDir(baseDir, graph, tensorsOf(dbase));
+        if (cold) await evict(baseDir);
+        gc?.();
+        const t0 = performance.now();
+        await rewriteDurably(baseDir, rewritten);
+        return performance.now() - t0;
       };
       const loadOnce = async (cold: boolean) => {
         if (cold) await evict(newDir);
@@ -337,6 +399,8 @@ async function main(): Promise<void> {
         const f = await applyOnce('full');
         const a = await applyOnce('recorded');
         const ac = canEvict ? await applyOnce('recorded', true) : NaN;
+        const fl = await floorOnce(false);
+        const flc = canEvict ? await floorOnce(true) : NaN;
         const { ms: l, loaded } = await loadOnce(false);
         const lc = canEvict ? (await loadOnce(true)).ms : NaN;
         await rm(installDir, { recursive: true, force: true });
@@ -350,20 +414,25 @@ async function main(): Promise<void> {
           loadMs = Math.min(loadMs, l);
           loadColdMs = Math.min(loadColdMs, lc);
           installMs = Math.min(installMs, w);
+          floorMs = Math.min(floorMs, fl);
+          floorColdMs = Math.min(floorColdMs, flc);
         }
       }
       row(`disk, ${c.label}: apply, first on the folder (every tensor read and hashed)`, applyFullMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same: apply with digests recorded (${check.hashedTensors} of ${names.length} tensors read and hashed)`, applyRecordedMs, DISK_WEIGHTS, 'weights/s');
+      row(`disk, same: durable-rewrite floor (read + write + fsync the ${rewritten.length} of ${basePaths.length} shards it changes; nothing else)`, floorMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same model: load the full new folder (read + decode, warm cache)`, loadMs, DISK_WEIGHTS, 'weights/s');
       if (canEvict) {
         row(`disk, same: apply with digests recorded, cold cache (folder evicted from the page cache first)`, applyColdMs, DISK_WEIGHTS, 'weights/s');
+        row(`disk, same: durable-rewrite floor, cold cache`, floorColdMs, DISK_WEIGHTS, 'weights/s');
         row(`disk, same model: load the full new folder, cold cache`, loadColdMs, DISK_WEIGHTS, 'weights/s');
       }
       row(`disk, same model: install the full new folder (atomic fsync'd write)`, installMs, DISK_WEIGHTS, 'weights/s');
       disk[c.key] = {
-        applyFullMs, applyRecordedMs, applyColdMs, loadMs, loadColdMs, installMs,
+        applyFullMs, applyRecordedMs, applyColdMs, loadMs, loadColdMs, installMs, floorMs, floorColdMs,
         recordedOverLoad: applyRecordedMs / loadMs, fullOverLoad: applyFullMs / loadMs, recordedOverInstall: applyRecordedMs / installMs,
-        coldOverColdLoad: applyColdMs / loadColdMs,
+        coldOverColdLoad: applyColdMs / loadColdMs, floorOverLoad: floorMs / loadMs, floorColdOverColdLoad: floorColdMs / loadColdMs, recordedOverFloor: applyRecordedMs / floorMs,
+        rewrittenShards: rewritten.length, shards: basePaths.length,
         ...check, payloadBytes: built.bytes.length, modelBytes: DISK_WEIGHTS * 4,
       };
     }
@@ -388,6 +457,12 @@ async function main(): Promise<void> {
     diskSpreadColdApplyOverColdLoad: disk.spread.coldOverColdLoad,
     diskLastLayersFirstApplyOverFullLoad: disk.lastLayers.fullOverLoad,
     diskLastLayersApplyOverFullInstall: disk.lastLayers.recordedOverInstall,
+    diskLastLayersFloorOverLoad: disk.lastLayers.floorOverLoad,
+    diskLastLayersColdFloorOverColdLoad: disk.lastLayers.floorColdOverColdLoad,
+    diskLastLayersApplyOverFloor: disk.lastLayers.recordedOverFloor,
+    diskSpreadFloorOverLoad: disk.spread.floorOverLoad,
+    diskSpreadColdFloorOverColdLoad: disk.spread.floorColdOverColdLoad,
+    diskSpreadApplyOverFloor: disk.spread.recordedOverFloor,
   };
 
   const fmt = (r: number) => (r >= 1e9 ? `${(r / 1e9).toFixed(2)} G` : `${(r / 1e6).toFixed(1)} M`);
@@ -408,9 +483,13 @@ ratios (goal in brackets):
   disk, last 10%: apply / load, cold     ${canEvict ? ratios.diskLastLayersColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}   [< 1x]   (both start with the folder out of the page cache, as at app start)
   disk, last 10%: first apply / load     ${ratios.diskLastLayersFirstApplyOverFullLoad.toFixed(2)}x   (no digests recorded: every tensor read and hashed)
   disk, last 10%: apply / install full   ${ratios.diskLastLayersApplyOverFullInstall.toFixed(2)}x   (both end with the new model durable on disk)
+  disk, last 10%: floor / load           ${ratios.diskLastLayersFloorOverLoad.toFixed(2)}x warm, ${canEvict ? ratios.diskLastLayersColdFloorOverColdLoad.toFixed(2) + 'x' : 'n/a'} cold   (durable rewrite of the changed shards: the least a crash-safe apply does)
+  disk, last 10%: apply / floor          ${ratios.diskLastLayersApplyOverFloor.toFixed(2)}x   (what verifying, decoding, patching and the switch cost on top)
   disk, 10% spread: apply / load full    ${ratios.diskSpreadApplyOverFullLoad.toFixed(2)}x   [< 1x]   (every shard holds changed bytes, so every shard is read and rewritten)
   disk, 10% spread: apply / load, cold   ${canEvict ? ratios.diskSpreadColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}
   disk, 10% spread: apply / install full ${ratios.diskSpreadApplyOverFullInstall.toFixed(2)}x
+  disk, 10% spread: floor / load         ${ratios.diskSpreadFloorOverLoad.toFixed(2)}x warm, ${canEvict ? ratios.diskSpreadColdFloorOverColdLoad.toFixed(2) + 'x' : 'n/a'} cold   (above 1x: no crash-safe apply of this diff can beat the load)
+  disk, 10% spread: apply / floor        ${ratios.diskSpreadApplyOverFloor.toFixed(2)}x
 memory during applyPayload on ${mib(MEMORY_WEIGHTS * 4)} in memory (peak extra arrayBuffers; allowance = payload + decoded payload + undo log, goal: extra <= allowance + 1 MiB):
   sparse 10%: ${mib(memSparse.peakExtraArrayBuffers)} (rss +${mib(memSparse.peakExtraRss)}); allowance ${mib(memSparse.allowance)} = ${mib(memSparse.payloadBytes)} + ${mib(memSparse.decodedPayloadBytes)} + ${mib(memSparse.undoLogBytes)}; over allowance by ${mib(memSparse.peakExtraArrayBuffers - memSparse.allowance)}
   hashed:     ${mib(memHash.peakExtraArrayBuffers)} (rss +${mib(memHash.peakExtraRss)}); allowance ${mib(memHash.allowance)} = ${mib(memHash.payloadBytes)} + ${mib(memHash.decodedPayloadBytes)} + ${mib(memHash.undoLogBytes)}; over allowance by ${mib(memHash.peakExtraArrayBuffers - memHash.allowance)}`);
