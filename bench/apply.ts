@@ -23,7 +23,10 @@
  *   decoded payload + undo log.
  * - **disk**: a 10% diff applied to a TF.js model folder with `applyToModelDir`, the device path
  *   (lock, recovery, verify, write the changed shards, read them back, atomic switch with fsync,
- *   confirm), against loading the full new model folder from disk (read + decode every tensor),
+ *   confirm), against loading the full new model folder from disk (read + decode every tensor
+ *   into memory the process has not used yet, as at app start: each load's result is kept until
+ *   the next, so the allocator cannot hand the previous load's pages back; reusing them would
+ *   skip the page faults and halve the load time in a long-running process),
  *   and against installing the full new model folder (the same atomic, fsync'd write). Two
  *   diffs: every weight of the last 10% of the tensors (fine-tuned last layers: only their
  *   shards are read and rewritten), and 10% of the weights of every tensor (every shard is read
