@@ -19,8 +19,9 @@
  *   `w[i] += b[i % nb]`; kernel alone (WebAssembly SIMD, and the TypeScript loop that runs
  *   without WebAssembly) and whole `applyPayload`.
  * - **memory**: `process.memoryUsage()` sampled at every store call during `applyPayload` on the
- *   in-memory model (peak), minus the baseline taken after GC; compared with payload bytes +
- *   decoded payload + undo log.
+ *   in-memory model (peak), minus the baseline taken once GC has settled; the goal is at most
+ *   payload bytes + undo log + 1 MiB (the applier decodes a patch a piece at a time; the size
+ *   of the whole payload decoded is printed for scale).
  * - **disk**: a 10% diff applied to a TF.js model folder with `applyToModelDir`, the device path
  *   (lock, recovery, verify, write the changed shards, read them back, atomic switch with fsync,
  *   confirm), against loading the full new model folder from disk (read + decode every tensor
@@ -49,7 +50,8 @@ import { mkdtemp, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { applyPayload, decodePayload } from '../src/apply/index.ts';
+import { applyPayload } from '../src/apply/index.ts';
+import { decodePayload } from '../src/core/format.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { applyTensorPatch, useHashKernel, type UndoRecord } from '../src/core/patch-math.ts';
@@ -256,7 +258,7 @@ async function memoryOf(model: MemoryWeightStore, bytes: Uint8Array, undoBytes: 
   await applyPayload(store, bytes);
   store.sample();
   const decoded = decodePayload(bytes);
-  const allowance = bytes.length + payloadDecodedBytes(decoded) + undoBytes(decoded);
+  const allowance = bytes.length + undoBytes(decoded) + MiB;
   return {
     peakExtraArrayBuffers: store.peak.arrayBuffers - base.arrayBuffers,
     peakExtraRss: store.peak.rss - base.rss,
@@ -511,10 +513,9 @@ ratios (goal in brackets):
   disk, 10% spread: floor / load         ${ratios.diskSpreadFloorOverLoad.toFixed(2)}x warm, ${canEvict ? ratios.diskSpreadColdFloorOverColdLoad.toFixed(2) + 'x' : 'n/a'} cold   (above 1x: no crash-safe apply of this diff can beat the load)
   disk, 10% spread: apply / floor        ${ratios.diskSpreadApplyOverFloor.toFixed(2)}x
 memory during applyPayload on ${mib(MEMORY_WEIGHTS * 4)} in memory (peak extra arrayBuffers over the model and the payload bytes already in memory):
-  sparse 10%: ${mib(memSparse.peakExtraArrayBuffers)} (rss +${mib(memSparse.peakExtraRss)}); payload ${mib(memSparse.payloadBytes)}, decoded payload ${mib(memSparse.decodedPayloadBytes)}, undo log ${mib(memSparse.undoLogBytes)}
-  hashed:     ${mib(memHash.peakExtraArrayBuffers)} (rss +${mib(memHash.peakExtraRss)}); payload ${mib(memHash.payloadBytes)}, decoded payload ${mib(memHash.decodedPayloadBytes)}, undo log ${mib(memHash.undoLogBytes)}
-  goal as the issue words it, extra <= payload + undo log + 1 MiB: sparse ${memSparse.peakExtraArrayBuffers <= memSparse.payloadBytes + memSparse.undoLogBytes + MiB ? 'met' : 'NOT met'} (${mib(memSparse.peakExtraArrayBuffers)} vs ${mib(memSparse.payloadBytes + memSparse.undoLogBytes + MiB)}), hashed ${memHash.peakExtraArrayBuffers <= memHash.payloadBytes + memHash.undoLogBytes + MiB ? 'met' : 'NOT met'} (${mib(memHash.peakExtraArrayBuffers)} vs ${mib(memHash.payloadBytes + memHash.undoLogBytes + MiB)})
-  counting the decoded payload too (all patches are decoded before the first write): sparse ${memSparse.peakExtraArrayBuffers <= memSparse.allowance + MiB ? 'within' : 'over'} ${mib(memSparse.allowance + MiB)}, hashed ${memHash.peakExtraArrayBuffers <= memHash.allowance + MiB ? 'within' : 'over'} ${mib(memHash.allowance + MiB)}`);
+  sparse 10%: ${mib(memSparse.peakExtraArrayBuffers)} (rss +${mib(memSparse.peakExtraRss)}); payload ${mib(memSparse.payloadBytes)}, undo log ${mib(memSparse.undoLogBytes)}; the whole payload decoded would be ${mib(memSparse.decodedPayloadBytes)}
+  hashed:     ${mib(memHash.peakExtraArrayBuffers)} (rss +${mib(memHash.peakExtraRss)}); payload ${mib(memHash.payloadBytes)}, undo log ${mib(memHash.undoLogBytes)}
+  goal, extra <= payload + undo log + 1 MiB: sparse ${memSparse.peakExtraArrayBuffers <= memSparse.allowance ? 'met' : 'NOT met'} (${mib(memSparse.peakExtraArrayBuffers)} vs ${mib(memSparse.allowance)}), hashed ${memHash.peakExtraArrayBuffers <= memHash.allowance ? 'met' : 'NOT met'} (${mib(memHash.peakExtraArrayBuffers)} vs ${mib(memHash.allowance)})`);
 
   const out = path.join(here, 'out', 'apply.json');
   mkdirSync(path.dirname(out), { recursive: true });

@@ -48,7 +48,7 @@ export async function buildApplyBundle(outdir = path.join(root, 'dist')): Promis
     splitting: true,
     format: 'esm',
     platform: 'browser',
-    target: 'es2020',
+    target: 'es2022',
     minify: true,
     outdir,
     write: false,

@@ -3,6 +3,9 @@
  * The device applier is `neural-diff/apply` (src/apply), which this re-exports too.
  */
 export * from './apply/index.ts';
+export { applyDecodedPayload } from './apply/apply.ts';
+export { decodePayload } from './core/format.ts';
+export { sealEnvelope, envelopeSigningInput } from './apply/envelope.ts';
 export { encodePayload, packPayload } from './core/encode.ts';
 export { buildPayload, payloadSize, baseDigests, type PatchSpec, type HeaderOptions, type BuiltPayload } from './diff/build.ts';
 export { topkDiff, topkFromDeltas, modelDelta, MagnitudeRanking, type TopkOptions, type TopkResult } from './diff/topk.ts';

@@ -8,8 +8,13 @@ test('neural-diff and neural-diff/apply resolve and export the documented names'
     assert.equal(typeof (lib as Record<string, unknown>)[name], 'function', name);
   }
   const device = await import('neural-diff/apply');
-  for (const name of ['applyPayload', 'verifyPayload', 'decodePayload', 'fingerprintStore', 'getHasher', 'MemoryWeightStore', 'MemorySequenceStore', 'NeuralDiffError']) {
+  for (const name of ['applyPayload', 'verifyPayload', 'openPayload', 'fingerprintStore', 'getHasher', 'MemoryWeightStore', 'MemorySequenceStore', 'NeuralDiffError']) {
     assert.ok(name in device, name);
+  }
+  // Build-server helpers stay out of the device bundle (they are in the main entry).
+  for (const name of ['decodePayload', 'applyDecodedPayload', 'sealEnvelope', 'envelopeSigningInput']) {
+    assert.ok(!(name in device), `${name} is not in the device entry`);
+    assert.equal(typeof (lib as Record<string, unknown>)[name], 'function', name);
   }
   assert.ok(!('trainDiff' in device), 'the device entry has no trainer');
 });

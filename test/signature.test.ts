@@ -7,10 +7,24 @@ import assert from 'node:assert/strict';
 import { getHasher } from '../src/core/hasher.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import {
-  applyPayload, applyDecodedPayload, applyVerifiedPayload, verifyPayload, decodePayload, MemoryWeightStore,
-  NeuralDiffError, PayloadFormatError, PayloadTooLargeError, SignatureError, UsageError,
-  parsePublicKey, keyIdOf, webCryptoHasEd25519, parseEnvelope, isSignedEnvelope, ENVELOPE_OVERHEAD,
+  applyPayload,
+  applyVerifiedPayload,
+  verifyPayload,
+  MemoryWeightStore,
+  NeuralDiffError,
+  PayloadFormatError,
+  PayloadTooLargeError,
+  SignatureError,
+  UsageError,
+  parsePublicKey,
+  keyIdOf,
+  webCryptoHasEd25519,
+  parseEnvelope,
+  isSignedEnvelope,
+  ENVELOPE_OVERHEAD,
 } from '../src/apply/index.ts';
+import { decodePayload } from '../src/core/format.ts';
+import { applyDecodedPayload } from '../src/apply/apply.ts';
 import { hasCanonicalScalar, verifyEd25519, type TrustedKey } from '../src/apply/ed25519.ts';
 import { generateKeyPair, loadPrivateKey, signPayload } from '../src/sign/node-keys.ts';
 import { baseAndTarget, snapshot, sameBytes } from './helpers/models.ts';

@@ -19,9 +19,9 @@
  */
 import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, SignatureError, StateStoreError, TargetMismatchError, UsageError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
-import { decodePayload, type Payload, type DecodeOptions } from '../core/format.ts';
+import { openPayload, patchSource, type DecodeOptions, type OpenedPayload, type Payload, type PatchSource } from '../core/format.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
-import { applyTensorPatch, undoTensorPatch, type UndoRecord } from '../core/patch-math.ts';
+import { applyTensorPatch, undoTensorPatch, type ExceptionBlock } from '../core/patch-math.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
 import { openSignedPayload, parseTrustedKeys, type SignatureCheck, type SignaturePolicy } from './signature.ts';
@@ -63,7 +63,8 @@ export interface ApplyResult {
    * store vouched for ({@link WeightStore.digest}; never a tensor the payload writes).
    */
   baseCheck: { hashedTensors: number; recordedTensors: number };
-  payload: Payload;
+  /** The header, and each patch without its arrays (`decodePayload` gives them). */
+  payload: OpenedPayload;
   /** What the signature check found. */
   signature: SignatureCheck;
   /** The sequence recorded before this apply (undefined without a store, or none recorded). */
@@ -89,12 +90,18 @@ function isTwoPhase(store: WeightStore): store is TwoPhaseWeightStore {
 
 /** A payload that passed the signature policy and the decoder; made only by {@link verifyPayload}. */
 export interface VerifiedPayload {
-  readonly payload: Payload;
+  /** The header, and each patch checked but not kept decoded (see `openPayload`). */
+  readonly payload: OpenedPayload;
   readonly signature: SignatureCheck;
   /** Size of the bytes that were verified (envelope included). */
   readonly byteLength: number;
 }
 const verifiedPayloads = new WeakSet<VerifiedPayload>();
+
+/** The values a piece of a patch applies to: a dense piece's range, else the whole tensor. */
+function piece(w: Float32Array, patch: { kind: string; values?: Float32Array }, offset: number): Float32Array {
+  return patch.kind === 'dense' ? w.subarray(offset, offset + (patch.values as Float32Array).length) : w;
+}
 
 function short(fp: string): string {
   return fp.slice(0, 8) + '…';
@@ -109,7 +116,7 @@ async function resolveHasher(h: ApplyOptions['hasher']): Promise<Hasher> {
  * Check that a decoded payload fits the store's model (names and shapes) without writing.
  * @throws ModelMismatchError
  */
-export function checkPayloadFitsModel(payload: Payload, store: WeightStore): void {
+export function checkPayloadFitsModel(payload: { patches: readonly { name: string; shape: readonly number[] }[] }, store: WeightStore): void {
   const shapes = new Map(store.list().map((t) => [t.name, t.shape] as const));
   for (const p of payload.patches) {
     const shape = shapes.get(p.name);
@@ -137,7 +144,7 @@ export function checkPayloadFitsModel(payload: Payload, store: WeightStore): voi
  */
 export async function verifyPayload(payloadBytes: Uint8Array, options: SignaturePolicy & DecodeOptions = {}): Promise<VerifiedPayload> {
   const opened = await openSignedPayload(payloadBytes, options);
-  const payload = decodePayload(opened.payload, options);
+  const payload = openPayload(opened.payload, options);
   const verified: VerifiedPayload = Object.freeze({ payload, signature: opened.signature, byteLength: payloadBytes.length });
   verifiedPayloads.add(verified);
   return verified;
@@ -179,10 +186,10 @@ export async function applyDecodedPayload(store: WeightStore, payload: Payload, 
   if (options.requireSignature || (options.trustedKeys?.length ?? 0) > 0) {
     throw new UsageError('applyDecodedPayload cannot check a signature (it gets a decoded payload, not the signed bytes): pass the bytes to applyPayload, or use verifyPayload + applyVerifiedPayload');
   }
-  return applyChecked(store, payload, { signed: false, verified: false }, options);
+  return applyChecked(store, { header: payload.header, patches: payload.patches.map(patchSource) }, { signed: false, verified: false }, options);
 }
 
-async function applyChecked(store: WeightStore, payload: Payload, signature: SignatureCheck, options: ApplyOptions): Promise<ApplyResult> {
+async function applyChecked(store: WeightStore, payload: OpenedPayload, signature: SignatureCheck, options: ApplyOptions): Promise<ApplyResult> {
   const { header } = payload;
   if (options.expectedModelId !== undefined && header.modelId !== options.expectedModelId) {
     throw new ModelMismatchError(
@@ -258,18 +265,34 @@ async function applyChecked(store: WeightStore, payload: Payload, signature: Sig
     );
   }
 
-  // Apply with an undo log; nothing above has written.
-  const undo: UndoRecord[] = [];
+  // Apply with an undo log; nothing above has written. Each patch is decoded again a piece at
+  // a time; the log keeps per piece only the old bits (sparse) or the exceptions (the rest),
+  // and undoing decodes the pieces once more.
+  const undo: { src: PatchSource; parts: (Uint32Array | ExceptionBlock[])[] }[] = [];
   const restore = () => {
-    for (let k = undo.length - 1; k >= 0; k--) undoTensorPatch(store.values(undo[k].name), undo[k]);
+    for (const { src, parts } of undo) {
+      const w = store.values(src.name);
+      let k = 0;
+      for (const { patch, offset } of src.chunks()) {
+        if (k === parts.length) break;
+        const part = parts[k++];
+        if (patch.kind === 'sparse') undoTensorPatch(w, { name: src.name, kind: 'sparse', positions: patch.positions, oldBits: part as Uint32Array });
+        else undoTensorPatch(piece(w, patch, offset), { name: src.name, kind: 'inverse', patch, exceptions: part as ExceptionBlock[] });
+      }
+    }
   };
   const changed = payload.patches.map((p) => p.name);
   let written = 0;
   try {
-    for (const p of payload.patches) {
-      const w = store.values(p.name);
-      undo.push(applyTensorPatch(w, p, true) as UndoRecord);
-      written += p.kind === 'sparse' ? p.positions.length : w.length;
+    for (const src of payload.patches) {
+      const w = store.values(src.name);
+      const parts: (Uint32Array | ExceptionBlock[])[] = [];
+      undo.push({ src, parts });
+      for (const { patch, offset } of src.chunks()) {
+        const rec = applyTensorPatch(piece(w, patch, offset), patch, true);
+        if (rec) parts.push(rec.kind === 'sparse' ? rec.oldBits : rec.exceptions);
+      }
+      written += src.written;
     }
     const after = new Map(digests);
     const wrong: string[] = [];

@@ -1,13 +1,15 @@
 /**
  * `neural-diff/apply`: the device entry point. Imports only the pure core (no tfjs, no node
- * modules) so it can be bundled alone for browsers, Electron, Node and React Native.
+ * modules) so it can be bundled alone for browsers, Electron, Node and React Native. What only
+ * a build server needs (`decodePayload`, which keeps every patch decoded; `applyDecodedPayload`;
+ * `sealEnvelope`, `envelopeSigningInput`) is in the main entry, `neural-diff`.
  */
-export { applyPayload, applyDecodedPayload, applyVerifiedPayload, verifyPayload, checkPayloadFitsModel, type ApplyOptions, type ApplyResult, type HealthCheck, type TwoPhaseWeightStore, type VerifiedPayload } from './apply.ts';
+export { applyPayload, applyVerifiedPayload, verifyPayload, checkPayloadFitsModel, type ApplyOptions, type ApplyResult, type HealthCheck, type TwoPhaseWeightStore, type VerifiedPayload } from './apply.ts';
 export { openSignedPayload, parseTrustedKeys, type SignaturePolicy, type SignatureCheck, type PublicKeyInput } from './signature.ts';
 export { parsePublicKey, keyIdOf, webCryptoHasEd25519, resolveVerifier, type TrustedKey, type Ed25519Verifier } from './ed25519.ts';
-export { isSignedEnvelope, parseEnvelope, envelopeSigningInput, sealEnvelope, ENVELOPE_MAGIC, ENVELOPE_VERSION, ENVELOPE_OVERHEAD, type SignedEnvelope } from './envelope.ts';
+export { isSignedEnvelope, parseEnvelope, ENVELOPE_MAGIC, ENVELOPE_VERSION, ENVELOPE_OVERHEAD, type SignedEnvelope } from './envelope.ts';
 export { MemorySequenceStore, type SequenceStore, type SequenceRecord } from './freshness.ts';
-export { decodePayload, FORMAT_VERSION, SUPPORTED_VERSIONS, DEFAULT_MAX_PAYLOAD_BYTES, type Payload, type PayloadHeader, type TensorPatch, type SparsePatch, type HashPatch, type DensePatch, type DecodeOptions } from '../core/format.ts';
+export { openPayload, FORMAT_VERSION, SUPPORTED_VERSIONS, DEFAULT_MAX_PAYLOAD_BYTES, type Payload, type PayloadHeader, type TensorPatch, type SparsePatch, type HashPatch, type DensePatch, type DecodeOptions, type OpenedPayload, type PatchSource, type PatchChunk } from '../core/format.ts';
 export { fingerprintStore, tensorDigest, combineDigests } from '../core/fingerprint.ts';
 export { getHasher, type Hasher } from '../core/hasher.ts';
 export { MemoryWeightStore, type WeightStore, type TensorEntry } from '../core/weight-store.ts';

@@ -8,7 +8,7 @@
 // msgpackr/unpack: in browser bundles only the decoder (the encoder lives in encode.ts).
 import { Unpackr } from 'msgpackr/unpack';
 import { PayloadFormatError, PayloadTooLargeError, UnsupportedVersionError, NonFiniteValueError } from './errors.ts';
-import { readVarints } from './varint.ts';
+import { readVarintsInto } from './varint.ts';
 import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from './msgpack-guard.ts';
 import { bytesPerValue, decodeValues, VALUE_CODECS, type ValueCodec } from './values.ts';
 
@@ -116,6 +116,47 @@ export interface Payload {
   patches: TensorPatch[];
 }
 
+/** Values (sparse entries, dense values) per piece when a patch is decoded a piece at a time. */
+export const CHUNK_VALUES = 1 << 16;
+
+/** A piece of a patch (see {@link PatchSource.chunks}). */
+export interface PatchChunk {
+  /**
+   * A sparse patch with some of the entries (positions are the tensor's), a dense patch with
+   * the values from `offset` on, or the whole hashed or low-rank patch.
+   */
+  patch: TensorPatch;
+  /** Where a dense piece's values start in the tensor; 0 otherwise. */
+  offset: number;
+}
+
+/**
+ * A patch the decoder checked, without its arrays: they are decoded again, a piece at a time,
+ * each time {@link chunks} is iterated, so applying a payload never holds all of it decoded.
+ */
+export interface PatchSource {
+  name: string;
+  shape: number[];
+  kind: TensorPatch['kind'];
+  codec: ValueCodec;
+  scale?: number;
+  baseDigest: string;
+  targetDigest: string;
+  /** Values the patch writes: its entries (sparse) or the tensor's size. */
+  written: number;
+  /**
+   * The patch in pieces of at most {@link CHUNK_VALUES} values (hashed and low-rank: one
+   * piece). A piece's arrays are reused for the next one: copy what must outlive the step.
+   */
+  chunks(): Iterable<PatchChunk>;
+}
+
+/** A payload checked by {@link openPayload}: the header and a source per patch. */
+export interface OpenedPayload {
+  header: PayloadHeader;
+  patches: PatchSource[];
+}
+
 /** Number of values a shape holds. */
 export function shapeSize(shape: readonly number[]): number {
   let n = 1;
@@ -185,6 +226,69 @@ function describe(v: unknown): string {
  * @throws PayloadTooLargeError, PayloadFormatError, UnsupportedVersionError, NonFiniteValueError
  */
 export function decodePayload(bytes: Uint8Array, options: DecodeOptions = {}): Payload {
+  return readPayload(bytes, options, materialize);
+}
+
+/**
+ * Check payload bytes as {@link decodePayload} does (every position and value is decoded once)
+ * but keep only what the patches need to be decoded again, a piece at a time: the applier
+ * holds a piece of a patch at a time, not the whole payload decoded.
+ *
+ * @throws PayloadTooLargeError, PayloadFormatError, UnsupportedVersionError, NonFiniteValueError
+ */
+export function openPayload(bytes: Uint8Array, options: DecodeOptions = {}): OpenedPayload {
+  return readPayload(bytes, options, (patch) => {
+    // Decode every piece once, keeping none: a bad position or value is refused here, before
+    // anything is written.
+    for (const piece of patch.chunks()) void piece;
+    return patch;
+  });
+}
+
+/** A decoded patch as a source of one piece (for payloads decoded with {@link decodePayload}). */
+export function patchSource(patch: TensorPatch): PatchSource {
+  const { name, shape, kind, codec, scale, baseDigest, targetDigest } = patch;
+  return {
+    name, shape, kind, codec, ...(scale !== undefined ? { scale } : {}), baseDigest, targetDigest,
+    written: kind === 'sparse' ? patch.positions.length : shapeSize(shape),
+    chunks: () => [{ patch, offset: 0 }],
+  };
+}
+
+/** The whole patch from its pieces (copied: a piece is valid only until the next). */
+function materialize(src: PatchSource): TensorPatch {
+  const n = src.written;
+  let positions: Uint32Array | undefined;
+  let values: Float32Array | undefined;
+  let first: TensorPatch | undefined;
+  let at = 0;
+  for (const { patch } of src.chunks()) {
+    if (patch.kind === 'hash' || patch.kind === 'lowrank') return patch; // one piece, not a scratch view
+    first ??= patch;
+    values ??= new Float32Array(n);
+    values.set(patch.values, at);
+    if (patch.kind === 'sparse') (positions ??= new Uint32Array(n)).set(patch.positions, at);
+    at += patch.values.length;
+  }
+  return { ...(first as TensorPatch), values, ...(positions ? { positions } : {}) } as TensorPatch;
+}
+
+/** Piece buffers for the decoders, reused while no other iteration holds them. */
+let scratch: { positions: Uint32Array; values: Float32Array } | undefined;
+let scratchBusy = false;
+
+function takeScratch(): { positions: Uint32Array; values: Float32Array } {
+  if (scratchBusy) return { positions: new Uint32Array(CHUNK_VALUES), values: new Float32Array(CHUNK_VALUES) };
+  scratchBusy = true;
+  return (scratch ??= { positions: new Uint32Array(CHUNK_VALUES), values: new Float32Array(CHUNK_VALUES) });
+}
+
+function releaseScratch(buf: { positions: Uint32Array }): void {
+  if (buf === scratch) scratchBusy = false;
+}
+
+/** Decode the header and pass each patch, in order, through `each` (which decodes its pieces). */
+function readPayload<T>(bytes: Uint8Array, options: DecodeOptions, each: (patch: PatchSource) => T): { header: PayloadHeader; patches: T[] } {
   const limit = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   if (!(bytes instanceof Uint8Array)) throw new PayloadFormatError(`expected the payload as a Uint8Array, found ${describe(bytes)}`);
   if (bytes.length > limit) throw new PayloadTooLargeError(bytes.length, limit);
@@ -250,16 +354,16 @@ export function decodePayload(bytes: Uint8Array, options: DecodeOptions = {}): P
   const rawPatches = own(doc, 'p');
   if (!Array.isArray(rawPatches)) fail(`expected the patch list "p" to be an array, found ${describe(rawPatches)}`);
   const names = new Set<string>();
-  const patches: TensorPatch[] = rawPatches.map((raw, index) => {
-    const patch = decodePatch(raw, index);
+  const patches = rawPatches.map((raw, index) => {
+    const patch = readPatch(raw, index);
     if (names.has(patch.name)) fail(`patch ${index}: tensor ${JSON.stringify(patch.name)} is patched twice`);
     names.add(patch.name);
-    return patch;
+    return each(patch);
   });
   return { header, patches };
 }
 
-function decodePatch(raw: unknown, index: number): TensorPatch {
+function readPatch(raw: unknown, index: number): PatchSource {
   let where = `patch ${index}`;
   if (!isObject(raw)) fail(`${where}: expected a map, found ${describe(raw)}`);
   const name = str(raw, 't', where, 1024);
@@ -290,14 +394,22 @@ function decodePatch(raw: unknown, index: number): TensorPatch {
   };
   const v = bin(raw, 'v', where);
   const bpv = bytesPerValue(codec);
-  const values = (count: number, what: string): Float32Array => {
+  const need = (count: number, what: string): void => {
     if (v.length !== count * bpv) fail(`${where}: ${what} "v" must be ${count} x ${bpv} = ${count * bpv} bytes for codec ${codec}, found ${v.length}`);
-    const out = decodeValues(v, codec, scale);
+  };
+  // Values [k, k + m), decoded (into `into` when given; the lengths were checked with `need`).
+  const valuesAt = (k: number, m: number, into?: Float32Array): Float32Array => {
+    const out = decodeValues(v.subarray(k * bpv, (k + m) * bpv), codec, scale, into);
     if (!(out instanceof Float32Array)) {
-      throw new NonFiniteValueError(`${where}: value ${out.nonFiniteAt} is NaN or infinite; a valid payload never carries one: rebuild the payload (the model it came from may have diverged)`, { tensor: name, index: out.nonFiniteAt });
+      const at = k + out.nonFiniteAt;
+      throw new NonFiniteValueError(`${where}: value ${at} is NaN or infinite; a valid payload never carries one: rebuild the payload (the model it came from may have diverged)`, { tensor: name, index: at });
     }
     return out;
   };
+  const source = (k: TensorPatch['kind'], written: number, chunks: () => Generator<PatchChunk>): PatchSource => ({ ...common, kind: k, written, chunks });
+  const whole = (patch: TensorPatch) => source(patch.kind, size, function* () {
+    yield { patch, offset: 0 };
+  });
 
   if (kind === 's') {
     const n = own(raw, 'n');
@@ -305,41 +417,57 @@ function decodePatch(raw: unknown, index: number): TensorPatch {
     const posBytes = bin(raw, 'i', where);
     if (!isUint(n, size)) fail(`${where}: count "n" must be an integer from 0 to the tensor size ${size}, found ${describe(n)}`);
     // Check the value bytes against the count before allocating positions for it.
-    if (v.length !== n * bpv) fail(`${where}: values "v" must be ${n} x ${bpv} = ${n * bpv} bytes for codec ${codec}, found ${v.length}`);
-    let positions: Uint32Array;
+    need(n, 'values');
+    const len = posBytes.length;
     if (coding === 'm') {
       const expected = Math.ceil(size / 8);
-      if (posBytes.length !== expected) fail(`${where}: bitmap "i" must be ${expected} bytes for ${size} values, found ${posBytes.length}`);
-      if (size % 8 !== 0 && posBytes[posBytes.length - 1] >>> (size % 8) !== 0) fail(`${where}: bitmap marks positions past the tensor's end (${size} values)`);
-      positions = new Uint32Array(n);
-      let k = 0;
-      for (let byte = 0; byte < posBytes.length; byte++) {
-        let bits = posBytes[byte];
-        while (bits) {
-          const bit = 31 - Math.clz32(bits & -bits);
-          if (k >= n) fail(`${where}: bitmap marks more positions than the count ${n}`);
-          positions[k++] = byte * 8 + bit;
-          bits &= bits - 1;
-        }
-      }
-      if (k !== n) fail(`${where}: bitmap marks ${k} positions, the count says ${n}`);
+      if (len !== expected) fail(`${where}: bitmap "i" must be ${expected} bytes for ${size} values, found ${len}`);
+      if (size % 8 !== 0 && posBytes[len - 1] >>> (size % 8) !== 0) fail(`${where}: bitmap marks positions past the tensor's end (${size} values)`);
     } else if (coding === 'g') {
-      if (n > posBytes.length) fail(`${where}: count ${n} needs at least ${n} bytes of gaps, found ${posBytes.length}`);
-      const gaps = readVarints(posBytes, n);
-      if (!gaps) fail(`${where}: position gaps "i" are not ${n} well-formed varints filling ${posBytes.length} bytes`);
-      // The running sum turns the gaps into positions in place.
-      let prev = -1;
-      for (let k = 0; k < n; k++) {
-        const pos = prev + 1 + gaps[k];
-        if (pos >= size) fail(`${where}: position ${pos} (entry ${k}) is out of range for shape [${shape.join(', ')}] (${size} values)`);
-        gaps[k] = pos;
-        prev = pos;
-      }
-      positions = gaps;
+      if (n > len) fail(`${where}: count ${n} needs at least ${n} bytes of gaps, found ${len}`);
     } else {
       fail(`${where}: position coding "ic" must be "g" (gaps) or "m" (bitmap), found ${describe(coding)}`);
     }
-    return { kind: 'sparse', ...common, positions, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', values: values(n, 'values') };
+    return source('sparse', n, function* () {
+      // Positions CHUNK_VALUES at a time: from the bitmap's set bits, or the running sum of the gaps.
+      const buf = takeScratch();
+      try {
+      let k = 0;
+      let at = 0; // bitmap: the byte being read; gaps: the next varint
+      let bits = coding === 'm' && len ? posBytes[0] : 0;
+      let prev = -1;
+      do {
+        const m = Math.min(CHUNK_VALUES, n - k);
+        const positions = buf.positions.subarray(0, m);
+        if (coding === 'm') {
+          for (let j = 0; j < m; j++, k++) {
+            while (!bits) {
+              if (++at >= len) fail(`${where}: bitmap marks ${k} positions, the count says ${n}`);
+              bits = posBytes[at];
+            }
+            positions[j] = at * 8 + 31 - Math.clz32(bits & -bits);
+            bits &= bits - 1;
+          }
+          if (k === n) {
+            for (let b = at + 1; b < len; b++) bits |= posBytes[b];
+            if (bits) fail(`${where}: bitmap marks more positions than the count ${n}`);
+          }
+        } else {
+          at = readVarintsInto(posBytes, at, positions);
+          if (at < 0 || (k + m === n && at !== len)) fail(`${where}: position gaps "i" are not ${n} well-formed varints filling ${len} bytes`);
+          for (let j = 0; j < m; j++, k++) {
+            const pos = prev + 1 + positions[j];
+            if (pos >= size) fail(`${where}: position ${pos} (entry ${k}) is out of range for shape [${shape.join(', ')}] (${size} values)`);
+            positions[j] = pos;
+            prev = pos;
+          }
+        }
+        yield { patch: { kind: 'sparse', ...common, positions, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', values: valuesAt(k - m, m, buf.values.subarray(0, m)) }, offset: 0 };
+      } while (k < n);
+      } finally {
+        releaseScratch(buf);
+      }
+    });
   }
   if (kind === 'h') {
     const seed = own(raw, 'h');
@@ -348,17 +476,33 @@ function decodePatch(raw: unknown, index: number): TensorPatch {
     if (!isUint(seed, 0xffffffff)) fail(`${where}: hash seed "h" must be a uint32, found ${describe(seed)}`);
     if (!isUint(nb, 0xffffffff) || nb < 1) fail(`${where}: bucket count "nb" must be a positive integer, found ${describe(nb)}`);
     if (typeof signed !== 'boolean') fail(`${where}: sign flag "sg" must be a boolean, found ${describe(signed)}`);
-    return { kind: 'hash', ...common, seed, signed, buckets: values(nb, 'bucket values') };
+    need(nb, 'bucket values');
+    return whole({ kind: 'hash', ...common, seed, signed, buckets: valuesAt(0, nb) });
   }
   if (kind === 'd') {
-    return { kind: 'dense', ...common, values: values(size, 'dense values') };
+    need(size, 'dense values');
+    return source('dense', size, function* () {
+      // Values CHUNK_VALUES at a time; a piece patches the tensor's values from `offset`.
+      const buf = takeScratch();
+      try {
+        let k = 0;
+        do {
+          const m = Math.min(CHUNK_VALUES, size - k);
+          yield { patch: { kind: 'dense', ...common, values: valuesAt(k, m, buf.values.subarray(0, m)) }, offset: k };
+          k += m;
+        } while (k < size);
+      } finally {
+        releaseScratch(buf);
+      }
+    });
   }
   if (kind === 'r') {
     const rank = own(raw, 'r');
     const { rows, cols } = matrixDims(shape);
     if (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols)) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
-    const all = values(rows * rank + rank * cols, 'low-rank factors');
-    return { kind: 'lowrank', ...common, rank, u: all.subarray(0, rows * rank), v: all.subarray(rows * rank) };
+    need(rows * rank + rank * cols, 'low-rank factors');
+    const all = valuesAt(0, rows * rank + rank * cols);
+    return whole({ kind: 'lowrank', ...common, rank, u: all.subarray(0, rows * rank), v: all.subarray(rows * rank) });
   }
   fail(`${where}: patch kind "k" must be "s", "h", "d" or "r", found ${describe(kind)}`);
 }

@@ -62,16 +62,15 @@ export function encodeValues(values: Float32Array, codec: ValueCodec): EncodedVa
 }
 
 /**
- * Decode wire bytes into exact float32 values. The caller has checked that
- * `bytes.length === count * bytesPerValue(codec)`. Returns the index of the first non-finite
- * value instead of the values when there is one.
+ * Decode wire bytes into exact float32 values, into `out` when given (as many values as it
+ * holds). The caller has checked that `bytes.length === count * bytesPerValue(codec)`. Returns
+ * the index of the first non-finite value instead of the values when there is one.
  */
-export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number | undefined): Float32Array | { nonFiniteAt: number } {
-  const n = bytes.length / bytesPerValue(codec);
-  const out = new Float32Array(n);
+export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number | undefined, out: Float32Array = new Float32Array(bytes.length / bytesPerValue(codec))): Float32Array | { nonFiniteAt: number } {
+  const n = out.length;
   if (codec === 'f32') {
     if (LITTLE_ENDIAN_HOST) {
-      new Uint8Array(out.buffer).set(bytes);
+      new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(bytes);
     } else {
       const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
@@ -80,7 +79,7 @@ export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number
     // Half to single by assembling the float32 bits with integer operations only (exact, and
     // several times faster than arithmetic); the view uses the host's byte order, so this holds
     // on any host. Inf/NaN (exponent 31) is refused here, at its index.
-    const bits = new Uint32Array(out.buffer);
+    const bits = new Uint32Array(out.buffer, out.byteOffset, n);
     for (let i = 0; i < n; i++) {
       const h = bytes[2 * i] | (bytes[2 * i + 1] << 8);
       const sign = (h & 0x8000) << 16;

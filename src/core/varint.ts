@@ -43,10 +43,18 @@ export class ByteWriter {
  */
 export function readVarints(bytes: Uint8Array, count: number): Uint32Array | null {
   const out = new Uint32Array(count);
+  return readVarintsInto(bytes, 0, out) === bytes.length ? out : null;
+}
+
+/**
+ * Reads `out.length` varints from `bytes` at `at` into `out`. Returns where the next one would
+ * start, or -1 when the input is malformed (truncated, longer than 5 bytes, over 2^32 - 1).
+ */
+export function readVarintsInto(bytes: Uint8Array, at: number, out: Uint32Array): number {
   const end = bytes.length;
-  let p = 0;
-  for (let k = 0; k < count; k++) {
-    if (p >= end) return null;
+  let p = at;
+  for (let k = 0; k < out.length; k++) {
+    if (p >= end) return -1;
     let b = bytes[p++];
     if (b < 0x80) {
       out[k] = b; // one byte: the common case for the gaps of a dense-enough diff
@@ -54,10 +62,10 @@ export function readVarints(bytes: Uint8Array, count: number): Uint32Array | nul
     }
     let value = b & 0x7f;
     for (let shift = 7; ; shift += 7) {
-      if (p >= end) return null;
+      if (p >= end) return -1;
       b = bytes[p++];
       if (shift === 28) {
-        if (b > 0x0f) return null; // past 32 bits, or a sixth byte
+        if (b > 0x0f) return -1; // past 32 bits, or a sixth byte
         value += b * 0x10000000;
         break;
       }
@@ -66,5 +74,5 @@ export function readVarints(bytes: Uint8Array, count: number): Uint32Array | nul
     }
     out[k] = value;
   }
-  return p === end ? out : null;
+  return p;
 }
