@@ -373,8 +373,12 @@ async function loadModel(dir: string, modelJsonName = MODEL_JSON, lazy = false):
 // ---------------------------------------------------------------------------------------
 // writing
 
-/** A shard of a planned write: an existing file kept as it is, or new bytes. */
-type PlannedShard = { keep: Shard } | { bytes: Uint8Array };
+/**
+ * A shard of a planned write: an existing file kept as it is, or new bytes, given as the parts
+ * they are made of in order (views of the tensors' values and of the old shard: a patched
+ * shard is never assembled into a copy).
+ */
+type PlannedShard = { keep: Shard } | { parts: Uint8Array[] };
 
 interface PlannedGroup {
   /** The original group object (its keys other than paths/weights are kept), or `{}`. */
@@ -407,10 +411,10 @@ function newId(): string {
   return `${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-async function writeDurably(file: string, data: Uint8Array): Promise<void> {
+async function writeDurably(file: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
   const fh = await open(file, 'wx');
   try {
-    await fh.writeFile(data);
+    for (const part of data instanceof Uint8Array ? [data] : data) await fh.writeFile(part);
     await fh.sync();
   } finally {
     await fh.close();
@@ -436,8 +440,20 @@ function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
  * keep one file from holding two contents, and a name that collides with a live shard of other
  * bytes is refused before anything is overwritten (see writeModelAtomically).
  */
-function shardName(hasher: Hasher, g: number, i: number, n: number, shard: Uint8Array): string {
-  return `group${g + 1}-shard${i + 1}of${n}-${hex64(hasher.h64(shard, 0n))}.bin`;
+function shardName(hasher: Hasher, g: number, i: number, n: number, parts: readonly Uint8Array[]): string {
+  const h = hasher.create64(0n);
+  for (const part of parts) h.update(part);
+  return `group${g + 1}-shard${i + 1}of${n}-${hex64(h.digest())}.bin`;
+}
+
+/** Whether `bytes` are the concatenation of `parts`. */
+function sameAsParts(bytes: Uint8Array, parts: readonly Uint8Array[]): boolean {
+  let at = 0;
+  for (const part of parts) {
+    if (!sameBytes(bytes.subarray(at, at + part.length), part)) return false;
+    at += part.length;
+  }
+  return at === bytes.length;
 }
 
 function groupObject(base: Record<string, unknown>, paths: string[], weights: TfjsWeightEntry[]): TfjsWeightGroup {
@@ -457,7 +473,7 @@ const SHARD_WRITERS = 4;
  * exist and every renamed file in `created`, for the caller's cleanup; on an error the writes
  * in flight finish first, so nothing is created after this returns or throws.
  */
-async function writeShards(writes: readonly { entry: Shard; file: string; bytes: Uint8Array }[], id: string, temps: string[], created: string[], written: string[]): Promise<void> {
+async function writeShards(writes: readonly { entry: Shard; file: string; parts: readonly Uint8Array[] }[], id: string, temps: string[], created: string[], written: string[]): Promise<void> {
   const tmps = writes.map((w) => `${w.file}.tmp-${id}`);
   temps.push(...tmps);
   let next = 0;
@@ -467,7 +483,7 @@ async function writeShards(writes: readonly { entry: Shard; file: string; bytes:
       const k = next++;
       const w = writes[k];
       try {
-        await writeDurably(tmps[k], w.bytes);
+        await writeDurably(tmps[k], w.parts);
         await rename(tmps[k], w.file);
         created.push(w.file);
         w.entry.ident = fileIdent(await stat(w.file, { bigint: true })); // after the rename, which sets ctime
@@ -522,9 +538,9 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
   const writtenShards: string[] = [];
   const sources: GroupSource[] = [];
   try {
-    const writes: { entry: Shard; file: string; bytes: Uint8Array }[] = [];
+    const writes: { entry: Shard; file: string; parts: readonly Uint8Array[] }[] = [];
     for (const [g, group] of plan.groups.entries()) {
-      const planned: PlannedShard[] = group.shards ?? splitIntoShards(group.data ?? new Uint8Array(0), shardBytes).map((bytes) => ({ bytes }));
+      const planned: PlannedShard[] = group.shards ?? splitIntoShards(group.data ?? new Uint8Array(0), shardBytes).map((bytes) => ({ parts: [bytes] }));
       const paths: string[] = [];
       const source: GroupSource = { shards: [], total: 0 };
       sources.push(source);
@@ -536,16 +552,19 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
           source.total += p.keep.size;
           continue;
         }
-        const shard = p.bytes;
-        const name = shardName(hasher, g, i, planned.length, shard);
+        const { parts } = p;
+        const size = parts.reduce((n, part) => n + part.length, 0);
+        const name = shardName(hasher, g, i, planned.length, parts);
         const file = path.join(dir, name);
         paths.push(name);
         newShards.push(name);
-        const entry: Shard = { path: name, start: source.total, size: shard.length, ident: '', bytes: shard };
+        // A single part is a buffer of its own (a new model's data); a patched shard's parts are
+        // views of live values, so its bytes are read from the file when needed.
+        const entry: Shard = { path: name, start: source.total, size, ident: '', ...(group.shards ? {} : { bytes: parts[0] }) };
         source.shards.push(entry);
-        source.total += shard.length;
+        source.total += size;
         const existing = await readIfExists(file);
-        if (existing && sameBytes(existing, shard)) {
+        if (existing && sameAsParts(existing, parts)) {
           entry.ident = fileIdent(await stat(file, { bigint: true })); // content-addressed: already there
           continue;
         }
@@ -555,7 +574,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
             { dir, path: name },
           );
         }
-        writes.push({ entry, file, bytes: shard });
+        writes.push({ entry, file, parts });
       }
       manifest.push(groupObject(group.base, paths, group.weights));
     }
@@ -726,7 +745,18 @@ export class TfjsDirWeightStore implements WeightStore {
    */
   values(name: string): Float32Array {
     const r = this.floatRecord(name);
-    r.values ??= dequantizeEntry(r.entry, this.bytesOf(r));
+    if (!r.values) {
+      const src = this.state.groups[r.layout.group];
+      const { offset, byteLength } = r.layout;
+      if (!r.bytes && !r.entry.quantization && LITTLE_ENDIAN_HOST && shardRanges(src, offset, byteLength).every(({ shard }) => !shard.bytes)) {
+        // Read straight into the array handed out: no shard kept, no second copy. (The old
+        // bytes stay on disk until a commit; bytesOf reads them there if they are needed.)
+        const bytes = groupRange(this.dir, src, offset, byteLength, false);
+        r.values = bytes.length === r.layout.size * 4 ? new Float32Array(bytes.buffer, bytes.byteOffset, r.layout.size) : dequantizeEntry(r.entry, bytes);
+      } else {
+        r.values = dequantizeEntry(r.entry, this.bytesOf(r));
+      }
+    }
     return r.values;
   }
 
@@ -866,15 +896,21 @@ export class TfjsDirWeightStore implements WeightStore {
             const end = s.start + s.size;
             const dirty = planned.map((x, i) => ({ x, l: entries[i] })).filter(({ x, l }) => x.bytes !== undefined && l.offset < end && l.offset + l.byteLength > s.start);
             if (dirty.length === 0) return { keep: s };
-            // The old bytes are needed only where no changed entry covers the shard.
+            // The new shard as parts, in order: the changed entries' new bytes, and the old
+            // shard's bytes between them (read only where no changed entry covers the shard).
             const covered = dirty.reduce((n, { l }) => n + Math.min(l.offset + l.byteLength, end) - Math.max(l.offset, s.start), 0);
-            const bytes = covered === s.size ? new Uint8Array(s.size) : shardBytes(this.dir, s).slice();
+            const old = covered === s.size ? undefined : shardBytes(this.dir, s);
+            const parts: Uint8Array[] = [];
+            let at = s.start;
             for (const { x, l } of dirty) {
               const from = Math.max(l.offset, s.start);
               const to = Math.min(l.offset + l.byteLength, end);
-              bytes.set((x.bytes as Uint8Array).subarray(from - l.offset, to - l.offset), from - s.start);
+              if (from > at) parts.push((old as Uint8Array).subarray(at - s.start, from - s.start));
+              parts.push((x.bytes as Uint8Array).subarray(from - l.offset, to - l.offset));
+              at = to;
             }
-            return { bytes };
+            if (at < end) parts.push((old as Uint8Array).subarray(at - s.start, end - s.start));
+            return { parts };
           });
           return { base: group as Record<string, unknown>, weights, shards };
         }
