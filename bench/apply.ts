@@ -39,6 +39,8 @@
  *   the shards holding changed bytes and write each as a new file with fsync (four at a time,
  *   like the applier), then fsync the folder; no decoding, hashing or patching. When that floor
  *   is above the load, no apply that keeps the old-or-new guarantee can be faster than the load.
+ *   Peak memory of the recorded apply and of the load is measured in fresh processes
+ *   (bench/disk-memory-child.ts), over an idle process that loads the same modules.
  *
  * Times are the best of several runs (after a warm-up), in CPU time of this process for the
  * in-memory rows (robust on a shared machine) and wall time for the disk rows. Prints a table and the ratios and writes
@@ -162,6 +164,15 @@ async function rewriteDurably(dir: string, files: readonly string[]): Promise<vo
   } finally {
     await d.close();
   }
+}
+
+/**
+ * Peak resident memory of bench/disk-memory-child.ts run in a fresh process with `args`
+ * (`idle`, `load <dir>`, `apply <dir> <payload>`), in bytes.
+ */
+function peakRss(args: string[]): number {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'disk-memory-child.ts'), ...args], { encoding: 'utf8' });
+  return (JSON.parse(out.trim().split('\n').pop() as string) as { maxRssKiB: number }).maxRssKiB * 1024;
 }
 
 /** The shard files a folder's model.json names. */
@@ -343,6 +354,8 @@ async function main(): Promise<void> {
     applyFullMs: number; applyRecordedMs: number; applyColdMs: number; loadMs: number; loadColdMs: number; installMs: number; floorMs: number; floorColdMs: number;
     recordedOverLoad: number; fullOverLoad: number; recordedOverInstall: number; coldOverColdLoad: number; floorOverLoad: number; floorColdOverColdLoad: number; recordedOverFloor: number;
     rewrittenShards: number; shards: number; hashedTensors: number; recordedTensors: number; payloadBytes: number; modelBytes: number;
+    /** Peak resident memory over an idle process of the same modules, each job in a fresh process. */
+    applyPeakBytes: number; loadPeakBytes: number;
   };
   let disk: Record<string, DiskRow>;
   try {
@@ -440,6 +453,19 @@ async function main(): Promise<void> {
           floorColdMs = Math.min(floorColdMs, flc);
         }
       }
+      // Peak memory, each job in a fresh process (as on a device: the app applies, or loads).
+      const payloadFile = path.join(dir, `${c.key}.ndiff`);
+      writeFileSync(payloadFile, built.bytes);
+      let applyPeakBytes = Infinity;
+      let loadPeakBytes = Infinity;
+      for (let i = 0; i < 2; i++) {
+        await rm(baseDir, { recursive: true, force: true });
+        await writeModelDir(baseDir, graph, tensorsOf(dbase));
+        await recordModelDirDigests(baseDir, { hasher });
+        const idle = peakRss(['idle']);
+        applyPeakBytes = Math.min(applyPeakBytes, peakRss(['apply', baseDir, payloadFile]) - idle);
+        loadPeakBytes = Math.min(loadPeakBytes, peakRss(['load', newDir]) - idle);
+      }
       row(`disk, ${c.label}: apply, first on the folder (every tensor read and hashed)`, applyFullMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same: apply with digests recorded (${check.hashedTensors} of ${names.length} tensors read and hashed)`, applyRecordedMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same: durable-rewrite floor (read + write + fsync the ${rewritten.length} of ${basePaths.length} shards it changes; nothing else)`, floorMs, DISK_WEIGHTS, 'weights/s');
@@ -454,7 +480,7 @@ async function main(): Promise<void> {
         applyFullMs, applyRecordedMs, applyColdMs, loadMs, loadColdMs, installMs, floorMs, floorColdMs,
         recordedOverLoad: applyRecordedMs / loadMs, fullOverLoad: applyFullMs / loadMs, recordedOverInstall: applyRecordedMs / installMs,
         coldOverColdLoad: applyColdMs / loadColdMs, floorOverLoad: floorMs / loadMs, floorColdOverColdLoad: floorColdMs / loadColdMs, recordedOverFloor: applyRecordedMs / floorMs,
-        rewrittenShards: rewritten.length, shards: basePaths.length,
+        rewrittenShards: rewritten.length, shards: basePaths.length, applyPeakBytes, loadPeakBytes,
         ...check, payloadBytes: built.bytes.length, modelBytes: DISK_WEIGHTS * 4,
       };
     }
@@ -512,6 +538,9 @@ ratios (goal in brackets):
   disk, 10% spread: apply / install full ${ratios.diskSpreadApplyOverFullInstall.toFixed(2)}x
   disk, 10% spread: floor / load         ${ratios.diskSpreadFloorOverLoad.toFixed(2)}x warm, ${canEvict ? ratios.diskSpreadColdFloorOverColdLoad.toFixed(2) + 'x' : 'n/a'} cold   (above 1x: no crash-safe apply of this diff can beat the load)
   disk, 10% spread: apply / floor        ${ratios.diskSpreadApplyOverFloor.toFixed(2)}x
+disk, peak memory over an idle process, each job in a fresh process (model ${mib(DISK_WEIGHTS * 4)}):
+  last 10%: apply ${mib(disk.lastLayers.applyPeakBytes)}, load the new model ${mib(disk.lastLayers.loadPeakBytes)}
+  spread:   apply ${mib(disk.spread.applyPeakBytes)}, load the new model ${mib(disk.spread.loadPeakBytes)}
 memory during applyPayload on ${mib(MEMORY_WEIGHTS * 4)} in memory (peak extra arrayBuffers over the model and the payload bytes already in memory):
   sparse 10%: ${mib(memSparse.peakExtraArrayBuffers)} (rss +${mib(memSparse.peakExtraRss)}); payload ${mib(memSparse.payloadBytes)}, undo log ${mib(memSparse.undoLogBytes)}; the whole payload decoded would be ${mib(memSparse.decodedPayloadBytes)}
   hashed:     ${mib(memHash.peakExtraArrayBuffers)} (rss +${mib(memHash.peakExtraRss)}); payload ${mib(memHash.payloadBytes)}, undo log ${mib(memHash.undoLogBytes)}
