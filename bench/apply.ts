@@ -337,9 +337,12 @@ async function main(): Promise<void> {
   }), MEMORY_WEIGHTS, 'weights/s');
 
   // ---- memory (fresh copies so nothing is cached)
+  // The undo log of the sparse patches: whatever applyTensorPatch records, applied to the base.
   resetTo(work, base);
-  const undoSparse = (p: Payload) => p.patches.reduce((n, x) => n + (x.kind === 'sparse' ? x.positions.length * 4 : 0), 0);
-  const memSparse = await memoryOf(work, sparse.bytes, undoSparse);
+  let sparseUndoBytes = 0;
+  for (const p of sparsePayload.patches) sparseUndoBytes += undoRecordBytes(applyTensorPatch(work.values(p.name), p, true) as UndoRecord);
+  resetTo(work, base);
+  const memSparse = await memoryOf(work, sparse.bytes, () => sparseUndoBytes);
   resetTo(work, base);
   // The undo log of a hashed patch: whatever applyTensorPatch records; measure it directly.
   const probe = makeModel(TENSOR, 1);
@@ -556,9 +559,8 @@ memory during applyPayload on ${mib(MEMORY_WEIGHTS * 4)} in memory (peak extra a
   console.log(`\nwrote ${path.relative(process.cwd(), out)}`);
 }
 
-/** Bytes an undo record holds of its own (a sparse record's positions are the payload's). */
+/** Bytes an undo record holds of its own: its exception log (the patch is the payload's). */
 function undoRecordBytes(rec: UndoRecord): number {
-  if (rec.kind === 'sparse') return rec.oldBits.byteLength;
   return rec.exceptions.reduce((n, b) => n + b.positions.buffer.byteLength + b.bits.buffer.byteLength, 0);
 }
 

@@ -266,18 +266,16 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   }
 
   // Apply with an undo log; nothing above has written. Each patch is decoded again a piece at
-  // a time; the log keeps per piece only the old bits (sparse) or the exceptions (the rest),
-  // and undoing decodes the pieces once more.
-  const undo: { src: PatchSource; parts: (Uint32Array | ExceptionBlock[])[] }[] = [];
+  // a time; the log keeps per piece only the exceptions (where subtracting the delta again
+  // would not give the old bits back), and undoing decodes the pieces once more.
+  const undo: { src: PatchSource; parts: ExceptionBlock[][] }[] = [];
   const restore = () => {
     for (const { src, parts } of undo) {
       const w = store.values(src.name);
       let k = 0;
       for (const { patch, offset } of src.chunks()) {
         if (k === parts.length) break;
-        const part = parts[k++];
-        if (patch.kind === 'sparse') undoTensorPatch(w, { name: src.name, kind: 'sparse', positions: patch.positions, oldBits: part as Uint32Array });
-        else undoTensorPatch(piece(w, patch, offset), { name: src.name, kind: 'inverse', patch, exceptions: part as ExceptionBlock[] });
+        undoTensorPatch(piece(w, patch, offset), { name: src.name, kind: 'inverse', patch, exceptions: parts[k++] });
       }
     }
   };
@@ -286,11 +284,11 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   try {
     for (const src of payload.patches) {
       const w = store.values(src.name);
-      const parts: (Uint32Array | ExceptionBlock[])[] = [];
+      const parts: ExceptionBlock[][] = [];
       undo.push({ src, parts });
       for (const { patch, offset } of src.chunks()) {
         const rec = applyTensorPatch(piece(w, patch, offset), patch, true);
-        if (rec) parts.push(rec.kind === 'sparse' ? rec.oldBits : rec.exceptions);
+        if (rec) parts.push(rec.exceptions);
       }
       written += src.written;
     }

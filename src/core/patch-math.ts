@@ -4,7 +4,7 @@
  * an exact float32 and each result is rounded to float32 by the typed array, so the result
  * is the IEEE float32 sum on every platform.
  */
-import type { HashPatch, LowRankPatch, TensorPatch } from './format.ts';
+import type { HashPatch, LowRankPatch, SparsePatch, TensorPatch } from './format.ts';
 import { hashAddWasm } from './hash-kernel.ts';
 
 // xxh32 primes (see docs/FORMAT-hashing.md).
@@ -26,9 +26,12 @@ const P5 = 0x165667b1;
  *
  * Old values are kept as bits, so undo restores a tensor bit for bit, NaN payloads included.
  */
-export type UndoRecord =
-  | { name: string; kind: 'sparse'; positions: Uint32Array; oldBits: Uint32Array }
-  | { name: string; kind: 'inverse'; patch: TensorPatch; exceptions: ExceptionBlock[] };
+/**
+ * What restores a patched tensor: apply the patch backwards (subtract each delta), then put back
+ * the old bits at the positions where that does not give them back exactly (`exceptions`:
+ * rounding, signed zeros, NaN payloads; a few percent of the positions at most in practice).
+ */
+export type UndoRecord = { name: string; kind: 'inverse'; patch: TensorPatch; exceptions: ExceptionBlock[] };
 
 /** Logged positions and their old bits (parallel arrays of equal length). */
 export interface ExceptionBlock {
@@ -200,6 +203,23 @@ function lowRankLoop(w: Float32Array, patch: LowRankPatch, direction: 1 | -1, lo
   }
 }
 
+/** A sparse patch, forwards with an exception log, or backwards (undo) without one. */
+function sparseLoop(w: Float32Array, patch: SparsePatch, direction: 1 | -1, log: ExceptionLog | null): void {
+  const { positions, values } = patch;
+  const wb = bitsOf(w);
+  for (let k = 0; k < positions.length; k++) {
+    const at = positions[k];
+    const d = values[k] * direction;
+    const o = w[at];
+    const nw = Math.fround(o + d);
+    if (log) {
+      const back = Math.fround(nw - d);
+      if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(at, wb[at]);
+    }
+    w[at] = nw;
+  }
+}
+
 function denseLoop(w: Float32Array, values: Float32Array, direction: 1 | -1, log: ExceptionLog | null): void {
   const n = w.length;
   if (!log) {
@@ -220,24 +240,14 @@ function denseLoop(w: Float32Array, values: Float32Array, direction: 1 | -1, log
 
 /** Apply `patch` to `w` in place. When `recordUndo` is set, returns what restores `w`. */
 export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo: boolean): UndoRecord | null {
-  if (patch.kind === 'sparse') {
+  if (patch.kind === 'sparse' && !recordUndo) {
     const { positions, values } = patch;
-    const n = positions.length;
-    if (!recordUndo) {
-      for (let k = 0; k < n; k++) w[positions[k]] += values[k];
-      return null;
-    }
-    const wb = bitsOf(w);
-    const oldBits = new Uint32Array(n);
-    for (let k = 0; k < n; k++) {
-      const p = positions[k];
-      oldBits[k] = wb[p];
-      w[p] += values[k];
-    }
-    return { name: patch.name, kind: 'sparse', positions, oldBits };
+    for (let k = 0; k < positions.length; k++) w[positions[k]] += values[k];
+    return null;
   }
   const log = recordUndo ? new ExceptionLog() : null;
-  if (patch.kind === 'dense') denseLoop(w, patch.values, 1, log);
+  if (patch.kind === 'sparse') sparseLoop(w, patch, 1, log as ExceptionLog);
+  else if (patch.kind === 'dense') denseLoop(w, patch.values, 1, log);
   else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, log);
   else hashLoop(w, patch, 1, log);
   return log ? log.record(patch.name, patch) : null;
@@ -246,13 +256,10 @@ export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo
 /** Restore a tensor from an undo record (bit for bit). */
 export function undoTensorPatch(w: Float32Array, undo: UndoRecord): void {
   const wb = bitsOf(w);
-  if (undo.kind === 'sparse') {
-    const { positions, oldBits } = undo;
-    for (let k = 0; k < positions.length; k++) wb[positions[k]] = oldBits[k];
-    return;
-  }
   const { patch } = undo;
-  if (patch.kind === 'dense') {
+  if (patch.kind === 'sparse') {
+    sparseLoop(w, patch, -1, null);
+  } else if (patch.kind === 'dense') {
     const v = patch.values;
     for (let i = 0; i < w.length; i++) w[i] = Math.fround(w[i] - v[i]);
   } else if (patch.kind === 'lowrank') {
