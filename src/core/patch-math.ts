@@ -206,16 +206,19 @@ function lowRankLoop(w: Float32Array, patch: LowRankPatch, direction: 1 | -1, lo
 /** A sparse patch, forwards with an exception log, or backwards (undo) without one. */
 function sparseLoop(w: Float32Array, patch: SparsePatch, direction: 1 | -1, log: ExceptionLog | null): void {
   const { positions, values } = patch;
+  const n = positions.length;
+  if (direction < 0) {
+    for (let k = 0; k < n; k++) w[positions[k]] -= values[k];
+    return;
+  }
   const wb = bitsOf(w);
-  for (let k = 0; k < positions.length; k++) {
+  const ex = log as ExceptionLog;
+  for (let k = 0; k < n; k++) {
     const at = positions[k];
-    const d = values[k] * direction;
+    const d = values[k];
     const o = w[at];
     const nw = Math.fround(o + d);
-    if (log) {
-      const back = Math.fround(nw - d);
-      if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(at, wb[at]);
-    }
+    if (Math.fround(nw - d) !== o || (o === 0 && 1 / Math.fround(nw - d) !== 1 / o)) ex.push(at, wb[at]);
     w[at] = nw;
   }
 }
