@@ -14,22 +14,12 @@ const P4 = 0x27d4eb2f;
 const P5 = 0x165667b1;
 
 /**
- * What restores a tensor after {@link applyTensorPatch}, never a copy of the tensor:
- *
- * - sparse: the old bits at the touched positions (4 bytes per written value; the positions are
- *   the payload's own array);
- * - hash, dense, low-rank (every value written): nothing per value. Undo subtracts the same
- *   delta again, `fround(new - d)`, which gives back the old value exactly except where the
- *   addition rounded it away (the delta dwarfs the weight, or a power of two was crossed) or
- *   the old value was a signed zero or NaN; those positions and their old bits are logged
- *   (typically 1-3% of the weights, 8 bytes each).
- *
- * Old values are kept as bits, so undo restores a tensor bit for bit, NaN payloads included.
- */
-/**
- * What restores a patched tensor: apply the patch backwards (subtract each delta), then put back
- * the old bits at the positions where that does not give them back exactly (`exceptions`:
- * rounding, signed zeros, NaN payloads; a few percent of the positions at most in practice).
+ * What restores a tensor after {@link applyTensorPatch}, never a copy of the tensor: undo
+ * subtracts the same deltas again, `fround(new - d)`, which gives back the old value exactly
+ * except where the addition rounded it away (the delta dwarfs the weight, or a power of two was
+ * crossed) or the old value was a signed zero or NaN; those positions and their old bits are
+ * logged (`exceptions`: typically 1-6% of the written values, 8 bytes each). Old values are kept
+ * as bits, so undo restores a tensor bit for bit, NaN payloads included.
  */
 export type UndoRecord = { name: string; kind: 'inverse'; patch: TensorPatch; exceptions: ExceptionBlock[] };
 
@@ -203,22 +193,17 @@ function lowRankLoop(w: Float32Array, patch: LowRankPatch, direction: 1 | -1, lo
   }
 }
 
-/** A sparse patch, forwards with an exception log, or backwards (undo) without one. */
-function sparseLoop(w: Float32Array, patch: SparsePatch, direction: 1 | -1, log: ExceptionLog | null): void {
+/** Add a sparse patch, logging the old bits wherever subtracting again would not give them back. */
+function sparseAddLogged(w: Float32Array, patch: SparsePatch, log: ExceptionLog): void {
   const { positions, values } = patch;
-  const n = positions.length;
-  if (direction < 0) {
-    for (let k = 0; k < n; k++) w[positions[k]] -= values[k];
-    return;
-  }
   const wb = bitsOf(w);
-  const ex = log as ExceptionLog;
-  for (let k = 0; k < n; k++) {
+  for (let k = 0; k < positions.length; k++) {
     const at = positions[k];
     const d = values[k];
     const o = w[at];
     const nw = Math.fround(o + d);
-    if (Math.fround(nw - d) !== o || (o === 0 && 1 / Math.fround(nw - d) !== 1 / o)) ex.push(at, wb[at]);
+    const back = Math.fround(nw - d);
+    if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(at, wb[at]);
     w[at] = nw;
   }
 }
@@ -249,7 +234,7 @@ export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo
     return null;
   }
   const log = recordUndo ? new ExceptionLog() : null;
-  if (patch.kind === 'sparse') sparseLoop(w, patch, 1, log as ExceptionLog);
+  if (patch.kind === 'sparse') sparseAddLogged(w, patch, log as ExceptionLog);
   else if (patch.kind === 'dense') denseLoop(w, patch.values, 1, log);
   else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, log);
   else hashLoop(w, patch, 1, log);
@@ -261,7 +246,8 @@ export function undoTensorPatch(w: Float32Array, undo: UndoRecord): void {
   const wb = bitsOf(w);
   const { patch } = undo;
   if (patch.kind === 'sparse') {
-    sparseLoop(w, patch, -1, null);
+    const { positions, values } = patch;
+    for (let k = 0; k < positions.length; k++) w[positions[k]] -= values[k];
   } else if (patch.kind === 'dense') {
     const v = patch.values;
     for (let i = 0; i < w.length; i++) w[i] = Math.fround(w[i] - v[i]);
