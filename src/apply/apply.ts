@@ -19,7 +19,7 @@
  */
 import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, SignatureError, StateStoreError, TargetMismatchError, UsageError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
-import { openPayload, patchSource, type DecodeOptions, type OpenedPayload, type Payload, type PatchSource } from '../core/format.ts';
+import { openPayload, patchSource, type DecodeOptions, type OpenedPayload, type Payload, type PatchSource, type TensorPatch } from '../core/format.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { applyTensorPatch, undoTensorPatch, type ExceptionBlock } from '../core/patch-math.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
@@ -99,8 +99,8 @@ export interface VerifiedPayload {
 const verifiedPayloads = new WeakSet<VerifiedPayload>();
 
 /** The values a piece of a patch applies to: a dense piece's range, else the whole tensor. */
-function piece(w: Float32Array, patch: { kind: string; values?: Float32Array }, offset: number): Float32Array {
-  return patch.kind === 'dense' ? w.subarray(offset, offset + (patch.values as Float32Array).length) : w;
+function piece(w: Float32Array, patch: TensorPatch, offset: number): Float32Array {
+  return patch.kind === 'dense' ? w.subarray(offset, offset + patch.values.length) : w;
 }
 
 function short(fp: string): string {

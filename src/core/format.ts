@@ -432,38 +432,38 @@ function readPatch(raw: unknown, index: number): PatchSource {
       // Positions CHUNK_VALUES at a time: from the bitmap's set bits, or the running sum of the gaps.
       const buf = takeScratch();
       try {
-      let k = 0;
-      let at = 0; // bitmap: the byte being read; gaps: the next varint
-      let bits = coding === 'm' && len ? posBytes[0] : 0;
-      let prev = -1;
-      do {
-        const m = Math.min(CHUNK_VALUES, n - k);
-        const positions = buf.positions.subarray(0, m);
-        if (coding === 'm') {
-          for (let j = 0; j < m; j++, k++) {
-            while (!bits) {
-              if (++at >= len) fail(`${where}: bitmap marks ${k} positions, the count says ${n}`);
-              bits = posBytes[at];
+        let k = 0;
+        let at = 0; // bitmap: the byte being read; gaps: the next varint
+        let bits = coding === 'm' && len ? posBytes[0] : 0;
+        let prev = -1;
+        do {
+          const m = Math.min(CHUNK_VALUES, n - k);
+          const positions = buf.positions.subarray(0, m);
+          if (coding === 'm') {
+            for (let j = 0; j < m; j++, k++) {
+              while (!bits) {
+                if (++at >= len) fail(`${where}: bitmap marks ${k} positions, the count says ${n}`);
+                bits = posBytes[at];
+              }
+              positions[j] = at * 8 + 31 - Math.clz32(bits & -bits);
+              bits &= bits - 1;
             }
-            positions[j] = at * 8 + 31 - Math.clz32(bits & -bits);
-            bits &= bits - 1;
+            if (k === n) {
+              for (let b = at + 1; b < len; b++) bits |= posBytes[b];
+              if (bits) fail(`${where}: bitmap marks more positions than the count ${n}`);
+            }
+          } else {
+            at = readVarintsInto(posBytes, at, positions);
+            if (at < 0 || (k + m === n && at !== len)) fail(`${where}: position gaps "i" are not ${n} well-formed varints filling ${len} bytes`);
+            for (let j = 0; j < m; j++, k++) {
+              const pos = prev + 1 + positions[j];
+              if (pos >= size) fail(`${where}: position ${pos} (entry ${k}) is out of range for shape [${shape.join(', ')}] (${size} values)`);
+              positions[j] = pos;
+              prev = pos;
+            }
           }
-          if (k === n) {
-            for (let b = at + 1; b < len; b++) bits |= posBytes[b];
-            if (bits) fail(`${where}: bitmap marks more positions than the count ${n}`);
-          }
-        } else {
-          at = readVarintsInto(posBytes, at, positions);
-          if (at < 0 || (k + m === n && at !== len)) fail(`${where}: position gaps "i" are not ${n} well-formed varints filling ${len} bytes`);
-          for (let j = 0; j < m; j++, k++) {
-            const pos = prev + 1 + positions[j];
-            if (pos >= size) fail(`${where}: position ${pos} (entry ${k}) is out of range for shape [${shape.join(', ')}] (${size} values)`);
-            positions[j] = pos;
-            prev = pos;
-          }
-        }
-        yield { patch: { kind: 'sparse', ...common, positions, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', values: valuesAt(k - m, m, buf.values.subarray(0, m)) }, offset: 0 };
-      } while (k < n);
+          yield { patch: { kind: 'sparse', ...common, positions, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', values: valuesAt(k - m, m, buf.values.subarray(0, m)) }, offset: 0 };
+        } while (k < n);
       } finally {
         releaseScratch(buf);
       }
