@@ -897,19 +897,18 @@ export class TfjsDirWeightStore implements WeightStore {
             const dirty = planned.map((x, i) => ({ x, l: entries[i] })).filter(({ x, l }) => x.bytes !== undefined && l.offset < end && l.offset + l.byteLength > s.start);
             if (dirty.length === 0) return { keep: s };
             // The new shard as parts, in order: the changed entries' new bytes, and the old
-            // shard's bytes between them (read only where no changed entry covers the shard).
-            const covered = dirty.reduce((n, { l }) => n + Math.min(l.offset + l.byteLength, end) - Math.max(l.offset, s.start), 0);
-            const old = covered === s.size ? undefined : shardBytes(this.dir, s);
+            // shard's bytes between them (the old shard is read only if there is such a gap).
+            const old = (from: number, to: number) => shardBytes(this.dir, s).subarray(from - s.start, to - s.start);
             const parts: Uint8Array[] = [];
             let at = s.start;
             for (const { x, l } of dirty) {
               const from = Math.max(l.offset, s.start);
               const to = Math.min(l.offset + l.byteLength, end);
-              if (from > at) parts.push((old as Uint8Array).subarray(at - s.start, from - s.start));
+              if (from > at) parts.push(old(at, from));
               parts.push((x.bytes as Uint8Array).subarray(from - l.offset, to - l.offset));
               at = to;
             }
-            if (at < end) parts.push((old as Uint8Array).subarray(at - s.start, end - s.start));
+            if (at < end) parts.push(old(at, end));
             return { parts };
           });
           return { base: group as Record<string, unknown>, weights, shards };
