@@ -41,6 +41,27 @@ async function switchedButUnconfirmed(dir: string): Promise<void> {
   await store.commit([...built.targetValues.keys()]);
 }
 
+type WriteFile = (this: unknown, data: Uint8Array, ...rest: unknown[]) => Promise<void>;
+
+/**
+ * Apply `built` to `dir` with every FileHandle.writeFile replaced by `wrap(original)` (the
+ * FileHandle prototype, found through a probe file), and put the original back. Returns the
+ * error the apply threw, or null.
+ */
+async function applyWithWriteFile(dir: string, wrap: (original: WriteFile) => WriteFile): Promise<unknown> {
+  const probe = await open(join(dir, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(probe) as { writeFile: WriteFile };
+  await probe.close();
+  await unlink(join(dir, 'probe'));
+  const original = proto.writeFile;
+  proto.writeFile = wrap(original);
+  try {
+    return await applyToModelDir(dir, built.bytes).then(() => null, (e: unknown) => e);
+  } finally {
+    proto.writeFile = original;
+  }
+}
+
 describe('applyToModelDir', () => {
   test('applies, confirms, records the sequence, and leaves only the new files', async () => {
     const dir = await freshModel();
@@ -80,24 +101,13 @@ describe('applyToModelDir', () => {
     const dir = await freshModel();
     const before = await folderBytes(dir);
     // every FileHandle.writeFile of more than 4 KB (the shards) flips its last byte
-    const probe = await open(join(dir, 'probe'), 'w');
-    const proto = Object.getPrototypeOf(probe) as { writeFile: (data: Uint8Array, ...rest: unknown[]) => Promise<void> };
-    await probe.close();
-    await unlink(join(dir, 'probe'));
-    const original = proto.writeFile;
-    proto.writeFile = function (this: unknown, data: Uint8Array, ...rest: unknown[]) {
+    const err = await applyWithWriteFile(dir, (original) => function (this: unknown, data: Uint8Array, ...rest: unknown[]) {
       if (data instanceof Uint8Array && data.length > 4096) {
         data = data.slice();
         data[data.length - 1] ^= 0x40;
       }
       return original.call(this, data, ...rest);
-    };
-    let err: unknown;
-    try {
-      err = await applyToModelDir(dir, built.bytes).then(() => null, (e: unknown) => e);
-    } finally {
-      proto.writeFile = original;
-    }
+    });
     assert.ok(err instanceof TargetMismatchError, String(err));
     assert.match((err as Error).message, /read back as .*not the target .*nothing was switched and the model is unchanged: check the storage/);
     assert.deepEqual(await folderBytes(dir), before);
@@ -109,27 +119,16 @@ describe('applyToModelDir', () => {
     await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 2048 });
     const before = await folderBytes(dir);
     assert.ok([...before.keys()].filter((f) => f.endsWith('.bin')).length >= 8, 'a model of many shards');
-    const probe = await open(join(dir, 'probe'), 'w');
-    const proto = Object.getPrototypeOf(probe) as { writeFile: (data: Uint8Array, ...rest: unknown[]) => Promise<void> };
-    await probe.close();
-    await unlink(join(dir, 'probe'));
-    const original = proto.writeFile;
     // Shard files are written before model.json: the third file written to is a shard.
     const files = new Set<unknown>();
-    proto.writeFile = async function (this: unknown, data: Uint8Array, ...rest: unknown[]) {
+    const err = await applyWithWriteFile(dir, (original) => async function (this: unknown, data: Uint8Array, ...rest: unknown[]) {
       files.add(this);
       if ([...files].indexOf(this) === 2) {
         await new Promise((r) => setTimeout(r, 20)); // the other writes get ahead of this one
         throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
       }
       return original.call(this, data, ...rest);
-    };
-    let err: unknown;
-    try {
-      err = await applyToModelDir(dir, built.bytes).then(() => null, (e: unknown) => e);
-    } finally {
-      proto.writeFile = original;
-    }
+    });
     assert.ok(files.size > 3, `several shards were being written (${files.size} files)`);
     assert.ok(err instanceof NeuralDiffError && err.code === 'ND_COMMIT_FAILED', String(err));
     assert.match((err as Error).message, /ENOSPC.*retry, or fetch the full model/);
