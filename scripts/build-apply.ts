@@ -1,11 +1,11 @@
 /**
  * Build the browser bundles of the device side: `src/apply/index.ts` (the package's
- * `neural-diff/apply` entry) with its dependencies (msgpackr, xxhash-wasm) at `dist/apply.js`,
- * and the pure safetensors store (`neural-diff/safetensors`) at `dist/safetensors.js`, minified
+ * `neural-diff/apply` entry) with its dependencies (msgpackr, xxhash-wasm) at `dist/browser/apply.js`,
+ * and the pure safetensors store (`neural-diff/safetensors`) at `dist/browser/safetensors.js`, minified
  * ES modules for a `<script type="module">` or an import map. Prints the minified and
  * minified + gzip sizes (each entry counted with the chunk it shares).
  *
- *   npm run build:apply                          # writes dist/
+ *   npm run build:apply                          # writes dist/browser/
  *   node --import tsx scripts/build-apply.ts --outdir /tmp/nd-dist
  */
 import { build } from 'esbuild';
@@ -41,7 +41,7 @@ export interface ApplyBundle {
  * `apply.js` and `safetensors.js`, plus the chunks they share (the error classes), so both
  * can be loaded on one page and `instanceof` works across them.
  */
-export async function buildApplyBundle(outdir = path.join(root, 'dist')): Promise<ApplyBundle> {
+export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser')): Promise<ApplyBundle> {
   const result = await build({
     entryPoints: { apply: path.join(root, 'src', 'apply', 'index.ts'), safetensors: path.join(root, 'src', 'io', 'safetensors.ts') },
     bundle: true,

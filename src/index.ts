@@ -1,6 +1,7 @@
 /**
- * `neural-diff`: the build-server library (trainers, payload building, model files, reports).
- * The device applier is `neural-diff/apply` (src/apply), which this re-exports too.
+ * `neural-diff`: the build-server library without tfjs (payload building, post-hoc diffs, model
+ * files, signing, reports). The trainers, which need tfjs, are `neural-diff/train`; the device
+ * applier is `neural-diff/apply` (src/apply), which this re-exports too.
  */
 export * from './apply/index.ts';
 export { applyDecodedPayload } from './apply/apply.ts';
@@ -11,21 +12,15 @@ export { buildPayload, payloadSize, baseDigests, type PatchSpec, type HeaderOpti
 export { topkDiff, topkFromDeltas, modelDelta, MagnitudeRanking, type TopkOptions, type TopkResult } from './diff/topk.ts';
 export { dropDiff, lowRankDiff, type BaselineOptions, type BaselineResult } from './diff/baselines.ts';
 export { parseBudget, formatBytes } from './diff/budget.ts';
-export { trainDiff, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult } from './train/train-diff.ts';
-export { initBackend, type TrainBackendName } from './train/backend.ts';
-export { evaluate, fromDataset, type LabelledData } from './train/data.ts';
-export { modelToStore, setModelWeights, namedVariables } from './train/model-weights.ts';
-export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from './sparse-diff/trainer.ts';
-export { HashedBuckets } from './hash-diff/trainer.ts';
 export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, TfjsDirWeightStore } from './io/tfjs-artifacts.ts';
 export { applyToModelDir, recoverModelDir, type ModelDirApplyOptions, type ModelDirApplyResult } from './io/model-dir-update.ts';
 export { recordModelDirDigests, readRecordedDigests } from './io/recorded-digests.ts';
 export { FileSequenceStore } from './io/sequence-file.ts';
 export { generateKeyPair, signPayload, writeKeyPairFiles, readPrivateKeyFile, readPublicKeyFile, type GeneratedKeyPair } from './sign/node-keys.ts';
-export { tfModelStore, TfModelWeightStore } from './io/tf-model-store.ts';
 export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors-files.ts';
 export { SafetensorsWeightStore, parseSafetensorsHeader } from './io/safetensors.ts';
 export { loadXY, saveNpy, loadNpy } from './io/npy-files.ts';
+export { TRAIN_METHODS, type TrainMethod } from './train/methods.ts';
 export { parseNpy, writeNpy } from './io/npy.ts';
 export { renderHtml, renderMarkdown, checkTargets } from './report/report.ts';
 export { validateResults, type ResultRow } from './report/results.ts';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 
 test('neural-diff and neural-diff/apply resolve and export the documented names', async () => {
   const lib = await import('neural-diff');
-  for (const name of ['trainDiff', 'topkDiff', 'buildPayload', 'openTfjsModelDir', 'fileSystemIO', 'applyPayload', 'decodePayload', 'renderHtml', 'parseBudget', 'tfModelStore', 'openSafetensorsFile']) {
+  for (const name of ['topkDiff', 'buildPayload', 'openTfjsModelDir', 'fileSystemIO', 'applyPayload', 'decodePayload', 'renderHtml', 'parseBudget', 'openSafetensorsFile']) {
     assert.equal(typeof (lib as Record<string, unknown>)[name], 'function', name);
   }
   const device = await import('neural-diff/apply');
@@ -17,6 +17,26 @@ test('neural-diff and neural-diff/apply resolve and export the documented names'
     assert.equal(typeof (lib as Record<string, unknown>)[name], 'function', name);
   }
   assert.ok(!('trainDiff' in device), 'the device entry has no trainer');
+  assert.ok(!('trainDiff' in lib), 'the trainers (tfjs) are neural-diff/train');
+  const train = await import('neural-diff/train');
+  for (const name of ['trainDiff', 'initBackend', 'evaluate', 'fromDataset', 'modelToStore', 'tfModelStore', 'SparseMask', 'HashedBuckets']) {
+    assert.ok(name in train, name);
+  }
+});
+
+test('neural-diff/train re-exports every value of its implementation module', async () => {
+  const train = await import('neural-diff/train');
+  const api = await import('../src/train/api.ts');
+  for (const name of Object.keys(api)) assert.equal((train as Record<string, unknown>)[name], (api as Record<string, unknown>)[name], name);
+});
+
+test('no entry but neural-diff/train loads tfjs (bundled, packages external)', async () => {
+  const { build } = await import('esbuild');
+  for (const entry of ['src/index.ts', 'src/apply/index.ts', 'src/node.ts', 'src/io/safetensors.ts']) {
+    const out = await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', write: false, metafile: true, packages: 'external', logLevel: 'silent' });
+    const imported = new Set(Object.values(out.metafile.outputs).flatMap((o) => o.imports.map((i) => i.path)));
+    assert.ok(![...imported].some((p) => p.startsWith('@tensorflow/')), `${entry} imports tfjs: ${[...imported].join(', ')}`);
+  }
 });
 
 test('neural-diff/node (Node and Electron updaters) exports the folder updater and loads no tfjs', async () => {

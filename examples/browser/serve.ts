@@ -1,10 +1,10 @@
 /**
- * Serve the browser example on 127.0.0.1: the page, the applier bundles from dist/, and a demo
+ * Serve the browser example on 127.0.0.1: the page, the applier bundles from dist/browser/, and a demo
  * model + update made here.
  *
  *   node --import tsx examples/browser/serve.ts [--port 8080]
  *
- * builds dist/ (npm run build:apply), writes `model.safetensors` and `update.ndiff` to a temp
+ * builds dist/browser/ (npm run build:apply), writes `model.safetensors` and `update.ndiff` to a temp
  * folder (a synthetic 1M-weight model and a 10%-of-weights top-k update), prints the URL and the
  * fingerprint the page should show after applying.
  */

@@ -32,7 +32,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
+import type { IOHandler, IOModelArtifacts, IOSaveResult, IOTrainingConfig, IOWeightsManifestEntry } from './tfjs-io-types.ts';
 import { ModelFormatError, ModelMismatchError, NeuralDiffError, UsageError } from '../core/errors.ts';
 import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
 import { getHasher, hex64, type Hasher } from '../core/hasher.ts';
@@ -1108,20 +1108,20 @@ export type FileSystemIOOptions = WriteOptions;
  *   `model.save`) into ~4 MiB content-named shards and model.json, with the atomic protocol of
  *   the module doc, replacing any model already in `dir`.
  */
-export function fileSystemIO(dir: string, options: FileSystemIOOptions = {}): tf.io.IOHandler & { load: tf.io.LoadHandler; save: tf.io.SaveHandler } {
+export function fileSystemIO(dir: string, options: FileSystemIOOptions = {}): IOHandler {
   return {
-    async load(): Promise<tf.io.ModelArtifacts> {
+    async load(): Promise<IOModelArtifacts> {
       const m = await loadModel(dir);
       const j = m.modelJson;
-      const artifacts: tf.io.ModelArtifacts = {
+      const artifacts: IOModelArtifacts = {
         modelTopology: j.modelTopology as {},
         format: j.format,
         generatedBy: j.generatedBy,
         convertedBy: j.convertedBy,
       };
-      if (j.trainingConfig != null) artifacts.trainingConfig = j.trainingConfig as tf.io.TrainingConfig;
+      if (j.trainingConfig != null) artifacts.trainingConfig = j.trainingConfig as IOTrainingConfig;
       if (j.weightsManifest.length > 0) {
-        artifacts.weightSpecs = j.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[];
+        artifacts.weightSpecs = j.weightsManifest.flatMap((g) => g.weights) as IOWeightsManifestEntry[];
         const all = concatBytes(m.groups.flatMap((g) => g.shards.map((sh) => sh.bytes as Uint8Array)));
         artifacts.weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
       }
@@ -1132,7 +1132,7 @@ export function fileSystemIO(dir: string, options: FileSystemIOOptions = {}): tf
       return artifacts;
     },
 
-    async save(artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
+    async save(artifacts: IOModelArtifacts): Promise<IOSaveResult> {
       if (artifacts.modelTopology instanceof ArrayBuffer) {
         throw new UsageError('fileSystemIO.save: expected a JSON model topology, found a binary (ArrayBuffer) GraphDef; save a layers model or convert the graph with tensorflowjs_converter');
       }

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmKernelFixes, stockWasmKernels } from './kernels/index.ts';
+import { MissingDependencyError, UsageError } from '../core/errors.ts';
 
 /** Backends {@link initBackend} can prepare. */
 export type TrainBackendName = 'wasm' | 'cpu' | 'tensorflow';
@@ -90,10 +91,10 @@ export async function initBackend(name: TrainBackendName = 'wasm', options: Init
       const pkg = await loadWasmPackage();
       if (options.threads !== undefined) {
         if (!Number.isInteger(options.threads) || options.threads < 1) {
-          throw new Error(`threads must be a positive integer, got ${options.threads}`);
+          throw new UsageError(`threads must be a positive integer, got ${options.threads}`);
         }
         if (tf.env().getBool('IS_NODE') && options.threads > 1) {
-          throw new Error(
+          throw new UsageError(
             'the wasm backend runs on one thread under Node (tfjs-backend-wasm does not start its threaded build ' +
               'there); run several trainings in parallel to use more cores',
           );
@@ -112,10 +113,10 @@ export async function initBackend(name: TrainBackendName = 'wasm', options: Init
         await import(specifier);
       } catch (err) {
         if (isModuleNotFound(err, specifier)) {
-          throw new Error(
-            'the "tensorflow" backend needs @tensorflow/tfjs-node: install @tensorflow/tfjs-node on a machine ' +
-              'with internet access, or use --backend wasm',
-            { cause: err },
+          throw new MissingDependencyError(
+            'the "tensorflow" backend needs @tensorflow/tfjs-node, which is not installed: run `npm i @tensorflow/tfjs-node` ' +
+              '(its install downloads a native TensorFlow library, so it needs internet access), or use the wasm backend (--backend wasm)',
+            { package: specifier, install: 'npm i @tensorflow/tfjs-node' },
           );
         }
         throw err;
@@ -123,7 +124,7 @@ export async function initBackend(name: TrainBackendName = 'wasm', options: Init
       return setBackendOrThrow('tensorflow');
     }
     default:
-      throw new Error(`unknown backend "${String(name)}" (expected wasm, cpu or tensorflow)`);
+      throw new UsageError(`unknown backend "${String(name)}" (expected wasm, cpu or tensorflow)`);
   }
 }
 

@@ -1,0 +1,35 @@
+// `npm run build`: compile src/ and cli/ to ESM JavaScript, .d.ts and source maps under dist/
+// (dist/src, dist/cli) with tsc (tsconfig.build.json). Plain JavaScript so that it runs before
+// anything is compiled. tsc rewrites the `.ts` extensions of relative imports in the JavaScript
+// (rewriteRelativeImportExtensions) but not in declaration files, so this rewrites those: a
+// consumer's TypeScript then resolves `./format.js` to `./format.d.ts` as usual.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = path.join(root, 'dist');
+
+for (const sub of ['src', 'cli']) rmSync(path.join(dist, sub), { recursive: true, force: true });
+
+const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+const r = spawnSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
+if (r.status !== 0) process.exit(r.status ?? 1);
+
+// `from './x.ts'`, `import('./x.ts')` and `import("../x.ts")` in .d.ts files → `.js`.
+const relativeTs = /((?:from|import)\s*\(?\s*['"])(\.{1,2}\/[^'"]*?)\.ts(['"])/g;
+let files = 0;
+for (const sub of ['src', 'cli']) {
+  for (const entry of readdirSync(path.join(dist, sub), { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile() || !entry.name.endsWith('.d.ts')) continue;
+    const file = path.join(entry.parentPath, entry.name);
+    const text = readFileSync(file, 'utf8');
+    const out = text.replace(relativeTs, '$1$2.js$3');
+    if (out !== text) writeFileSync(file, out);
+    files++;
+  }
+}
+chmodSync(path.join(dist, 'cli', 'bin.js'), 0o755);
+console.log(`dist/: compiled with tsc; ${files} declaration files`);

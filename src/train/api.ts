@@ -1,0 +1,12 @@
+/**
+ * The trainer API with its static tfjs imports. Load it through `neural-diff/train`
+ * (src/train/index.ts), which says how to install tfjs when it is missing.
+ */
+export { trainDiff, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult } from './train-diff.ts';
+export { initBackend, type TrainBackendName, type InitBackendOptions } from './backend.ts';
+export { evaluate, fromDataset, type LabelledData } from './data.ts';
+export { modelToStore, setModelWeights, namedVariables, type NamedVariable } from './model-weights.ts';
+export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from '../sparse-diff/trainer.ts';
+export { HashedBuckets } from '../hash-diff/trainer.ts';
+export { tfModelStore, TfModelWeightStore, type TfModelStoreOptions } from '../io/tf-model-store.ts';
+export type { EpochReport } from './loop.ts';

@@ -1,0 +1,35 @@
+/**
+ * `neural-diff/train`: the trainers (learned sparse and hashed diffs, full fine-tuning and the
+ * baselines), the tfjs backend set-up, and live tf models as weight stores. Needs the optional
+ * peer dependencies `@tensorflow/tfjs` and `@tensorflow/tfjs-backend-wasm`; without them, importing
+ * this entry fails with a {@link MissingDependencyError} that names the install command.
+ *
+ * ```ts
+ * import { initBackend, trainDiff } from 'neural-diff/train';
+ * ```
+ */
+import type * as Api from './api.ts';
+import { importWithTrainerPeers } from './peer.ts';
+
+// The implementation is imported dynamically so that a missing tfjs surfaces as a clear error
+// instead of Node's "Cannot find package" at link time.
+const api: typeof Api = await importWithTrainerPeers(() => import('./api.ts'), 'neural-diff/train');
+
+export const trainDiff = api.trainDiff;
+export const TRAIN_METHODS = api.TRAIN_METHODS;
+export const initBackend = api.initBackend;
+export const evaluate = api.evaluate;
+export const fromDataset = api.fromDataset;
+export const modelToStore = api.modelToStore;
+export const setModelWeights = api.setModelWeights;
+export const namedVariables = api.namedVariables;
+export const SparseMask = api.SparseMask;
+export type SparseMask = Api.SparseMask;
+export const DEFAULT_SPARSE_MASK = api.DEFAULT_SPARSE_MASK;
+export const HashedBuckets = api.HashedBuckets;
+export type HashedBuckets = Api.HashedBuckets;
+export const tfModelStore = api.tfModelStore;
+export const TfModelWeightStore = api.TfModelWeightStore;
+export type TfModelWeightStore = Api.TfModelWeightStore;
+export type { TrainMethod, TrainDiffOptions, TrainDiffResult, TrainBackendName, InitBackendOptions, LabelledData, NamedVariable, SparseMaskOptions, TfModelStoreOptions, EpochReport } from './api.ts';
+export { TRAINER_INSTALL } from './peer.ts';

@@ -1,0 +1,225 @@
+/**
+ * The published package, used the way a new user uses it: `npm pack` (which builds dist/ through
+ * `prepack`), the tarball installed into a fresh project WITHOUT tfjs (what a device app installs),
+ * and there:
+ *  - plain `node` (no tsx, no bundler) imports every entry, and applies a test-vector payload
+ *    through `neural-diff/apply` (in memory) and `neural-diff/node` (a TF.js folder on disk);
+ *  - `neural-diff/train` fails with the error that names the install command, then loads once
+ *    tfjs is present (linked from this repo's node_modules: nothing is downloaded);
+ *  - the bin runs with plain node (`ndiff --version`, `ndiff inspect --json`);
+ *  - `tsc --noEmit` type-checks a consumer with strict flags (`strict`,
+ *    `noUncheckedIndexedAccess`, `exactOptionalPropertyTypes`, no `skipLibCheck`) under
+ *    `moduleResolution` node16 and bundler;
+ *  - esbuild bundles `neural-diff/apply` from the installed package for a browser within the
+ *    30,000-byte min+gzip goal, and one error class alone tree-shakes to a few hundred bytes;
+ *  - the device install stays under 10 MB of node_modules.
+ * Prints the figures (tarball, install size, bundle sizes) for the README.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const vectors = path.join(root, 'test', 'vectors', 'payloads');
+let work: string;
+let project: string;
+let tarball: string;
+
+/** Bytes of every file under `dir` (following no symlinks). */
+function duBytes(dir: string): number {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) n += statSync(path.join(e.parentPath, e.name)).size;
+  }
+  return n;
+}
+
+/** Run `node` in the consumer project with no loader, no custom conditions, no NODE_OPTIONS. */
+function nodeIn(args: string[], options: { expectFail?: boolean } = {}): { stdout: string; stderr: string; status: number | null } {
+  const r = spawnSync(process.execPath, args, { cwd: project, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 60_000 });
+  if (!options.expectFail && r.status !== 0) assert.fail(`node ${args.join(' ')} exited ${r.status}:\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+function tsc(args: string[]): { status: number | null; output: string } {
+  const bin = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: project, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
+  return { status: r.status, output: r.stdout + r.stderr };
+}
+
+before(async () => {
+  work = mkdtempSync(path.join(tmpdir(), 'nd-consumer-'));
+  // `npm pack` runs `prepack` (npm run build && npm run build:apply): the tarball holds fresh output.
+  const packed = execFileSync('npm', ['pack', '--pack-destination', work, '--json'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const info = JSON.parse(packed.slice(packed.indexOf('['))) as { filename: string; size: number; unpackedSize: number; entryCount: number }[];
+  tarball = path.join(work, info[0].filename);
+  console.log(`# tarball ${info[0].filename}: ${info[0].size} bytes, ${info[0].entryCount} files, ${info[0].unpackedSize} bytes unpacked`);
+  project = path.join(work, 'app');
+  mkdirSync(project);
+  writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'device-app', version: '1.0.0', private: true, type: 'module' }));
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
+});
+
+after(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+test('the tarball ships compiled entries, types, LICENSE, and no tests, benchmarks or CI scripts', () => {
+  const pkgDir = path.join(project, 'node_modules', 'neural-diff');
+  const pkg = JSON.parse(readFileSync(path.join(pkgDir, 'package.json'), 'utf8')) as { exports: Record<string, unknown>; bin: Record<string, string> };
+  for (const [entry, conditions] of Object.entries(pkg.exports)) {
+    if (typeof conditions === 'string') continue;
+    const c = conditions as Record<string, string>;
+    for (const key of ['types', 'import', 'default']) {
+      assert.ok(c[key], `${entry} has a ${key} condition`);
+      assert.ok(statSync(path.join(pkgDir, c[key])).isFile(), `${entry} ${key}: ${c[key]} is in the tarball`);
+    }
+  }
+  assert.ok(statSync(path.join(pkgDir, 'LICENSE')).isFile());
+  for (const absent of ['test', 'bench', 'examples', '.ci', 'scripts']) {
+    assert.throws(() => statSync(path.join(pkgDir, absent)), `${absent}/ is not published`);
+  }
+  assert.equal(statSync(path.join(pkgDir, pkg.bin.ndiff)).mode & 0o111, 0o111, 'the bin is executable');
+});
+
+test('a device install (no tfjs) is under 10 MB of node_modules', () => {
+  const modules = path.join(project, 'node_modules');
+  assert.ok(!readdirSync(modules).includes('@tensorflow'), 'tfjs is an optional peer: not installed');
+  assert.ok(!readdirSync(modules).includes('tsx'), 'tsx is a dev dependency');
+  const bytes = duBytes(modules);
+  console.log(`# device install: ${(bytes / 1e6).toFixed(2)} MB in node_modules (${readdirSync(modules).length} top-level entries)`);
+  assert.ok(bytes < 10e6, `node_modules holds ${bytes} bytes`);
+});
+
+test('plain node imports every entry and applies a test-vector payload in memory and to a model folder', () => {
+  cpSync(vectors, path.join(project, 'vectors'), { recursive: true });
+  writeFileSync(path.join(project, 'apply.mjs'), `
+import { readFileSync } from 'node:fs';
+import * as lib from 'neural-diff';
+import { applyPayload, MemoryWeightStore } from 'neural-diff/apply';
+import { applyToModelDir, openTfjsModelDir, writeModelDir } from 'neural-diff/node';
+import { SafetensorsWeightStore } from 'neural-diff/safetensors';
+
+const hex = (h) => new Float32Array(Uint8Array.from(h.match(/../g).map((b) => parseInt(b, 16))).buffer);
+const model = (file) => JSON.parse(readFileSync('vectors/' + file, 'utf8'));
+const base = model('multi-tensor.base.json');
+const target = model('multi-tensor.target.json');
+const payload = new Uint8Array(readFileSync('vectors/multi-tensor.ndiff'));
+
+const store = new MemoryWeightStore(Object.fromEntries(Object.entries(base.tensors).map(([n, t]) => [n, { shape: t.shape, data: hex(t.values) }])));
+const r = await applyPayload(store, payload);
+for (const [n, t] of Object.entries(target.tensors)) {
+  if (Buffer.compare(Buffer.from(store.values(n).buffer), Buffer.from(hex(t.values).buffer)) !== 0) throw new Error('memory apply: ' + n + ' differs from the target');
+}
+
+await writeModelDir('model', { format: 'layers-model', modelTopology: {} }, Object.fromEntries(Object.entries(base.tensors).map(([n, t]) => [n, { shape: t.shape, data: hex(t.values) }])));
+const disk = await applyToModelDir('model', payload);
+const after = await openTfjsModelDir('model');
+for (const [n, t] of Object.entries(target.tensors)) {
+  if (Buffer.compare(Buffer.from(after.values(n).buffer), Buffer.from(hex(t.values).buffer)) !== 0) throw new Error('folder apply: ' + n + ' differs from the target');
+}
+console.log(JSON.stringify({ memory: r.status, memoryTarget: r.targetFingerprint, disk: disk.status, diskTarget: disk.targetFingerprint, lib: typeof lib.buildPayload, safetensors: typeof SafetensorsWeightStore }));
+`);
+  const out = JSON.parse(nodeIn(['apply.mjs']).stdout) as Record<string, string>;
+  const target = JSON.parse(readFileSync(path.join(vectors, 'multi-tensor.target.json'), 'utf8')) as { fingerprint: string };
+  assert.deepEqual(out, { memory: 'applied', memoryTarget: target.fingerprint, disk: 'applied', diskTarget: target.fingerprint, lib: 'function', safetensors: 'function' });
+  // require() of the ESM build works too (Node >= 20.19 loads ES modules synchronously).
+  const req = nodeIn(['-e', "const m = require('neural-diff/apply'); console.log(typeof m.applyPayload, typeof m.NeuralDiffError)"]);
+  assert.equal(req.stdout.trim(), 'function function');
+});
+
+test('neural-diff/train names the install command without tfjs, and loads with it', () => {
+  const failed = nodeIn(['-e', "import('neural-diff/train').catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); process.exit(3); })"], { expectFail: true });
+  assert.equal(failed.status, 3, failed.stderr);
+  const err = JSON.parse(failed.stdout) as { code: string; message: string };
+  assert.equal(err.code, 'ND_MISSING_DEPENDENCY');
+  assert.match(err.message, /npm i @tensorflow\/tfjs @tensorflow\/tfjs-backend-wasm/);
+  // The CLI says the same and exits with its documented code, not "a bug".
+  const cli = nodeIn([path.join('node_modules', 'neural-diff', 'dist', 'cli', 'bin.js'), 'train', '--base', 'nowhere', '--train', 'nowhere', '--out', 'x.ndiff', '--json'], { expectFail: true });
+  const doc = JSON.parse(cli.stdout) as { error: { code: string; exitCode: number; message: string } };
+  assert.equal(doc.error.code, 'ND_MISSING_DEPENDENCY');
+  assert.equal(cli.status, doc.error.exitCode);
+  assert.match(doc.error.message, /npm i @tensorflow\/tfjs/);
+
+  // A build server installs the peers; link this repo's copies instead of downloading them.
+  mkdirSync(path.join(project, 'node_modules', '@tensorflow'));
+  for (const p of readdirSync(path.join(root, 'node_modules', '@tensorflow'))) {
+    symlinkSync(path.join(root, 'node_modules', '@tensorflow', p), path.join(project, 'node_modules', '@tensorflow', p), 'dir');
+  }
+  try {
+    const loaded = nodeIn(['-e', "const m = await import('neural-diff/train'); console.log(typeof m.trainDiff, typeof m.initBackend, typeof m.SparseMask)", '--input-type=module']);
+    assert.equal(loaded.stdout.trim(), 'function function function');
+  } finally {
+    rmSync(path.join(project, 'node_modules', '@tensorflow'), { recursive: true, force: true });
+  }
+});
+
+test('the bin runs with plain node: --version and inspect --json', () => {
+  const bin = path.join('node_modules', '.bin', 'ndiff');
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+  assert.equal(nodeIn([bin, '--version']).stdout.trim(), pkg.version);
+  const doc = JSON.parse(nodeIn([bin, 'inspect', path.join('vectors', 'multi-tensor.ndiff'), '--json']).stdout) as { header: { method: string }; patches: unknown[] };
+  const index = JSON.parse(readFileSync(path.join(vectors, 'vectors.json'), 'utf8')) as { valid: { name: string; header: { m: string } }[] };
+  assert.equal(doc.header.method, index.valid.find((v) => v.name === 'multi-tensor')?.header.m);
+  assert.ok(doc.patches.length > 1);
+});
+
+test('the published types hold under a strict consumer (node16 and bundler resolution, no skipLibCheck)', () => {
+  mkdirSync(path.join(project, 'node_modules', '@types'), { recursive: true });
+  symlinkSync(path.join(root, 'node_modules', '@types', 'node'), path.join(project, 'node_modules', '@types', 'node'), 'dir');
+  writeFileSync(path.join(project, 'consumer.ts'), `
+import { applyPayload, MemoryWeightStore, NeuralDiffError, BaseMismatchError, type ApplyResult, type WeightStore } from 'neural-diff/apply';
+import { applyToModelDir, openTfjsModelDir, FileSequenceStore, type ModelDirApplyOptions } from 'neural-diff/node';
+import { SafetensorsWeightStore } from 'neural-diff/safetensors';
+import { buildPayload, topkDiff, parseBudget, decodePayload, type PatchSpec } from 'neural-diff';
+
+const store: WeightStore = new MemoryWeightStore({ w: { shape: [2], data: new Float32Array(2) } });
+export async function device(bytes: Uint8Array): Promise<ApplyResult | undefined> {
+  try {
+    return await applyPayload(store, bytes, { maxPayloadBytes: 1 << 20 });
+  } catch (e) {
+    if (e instanceof BaseMismatchError) return undefined;
+    if (e instanceof NeuralDiffError) throw new Error(e.code + ': ' + e.message);
+    throw e;
+  }
+}
+export async function node(dir: string, bytes: Uint8Array): Promise<string> {
+  const options: ModelDirApplyOptions = { state: new FileSequenceStore(dir + '/.state.json') };
+  const r = await applyToModelDir(dir, bytes, options);
+  const m = await openTfjsModelDir(dir);
+  return r.status + m.list().length;
+}
+export const budget: number = parseBudget('1%', 1000);
+export const specs: PatchSpec[] = [];
+void SafetensorsWeightStore; void buildPayload; void topkDiff; void decodePayload;
+`);
+  for (const [moduleKind, resolution] of [['node16', 'node16'], ['esnext', 'bundler']]) {
+    writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({
+      compilerOptions: {
+        strict: true, noUncheckedIndexedAccess: true, exactOptionalPropertyTypes: true, noImplicitOverride: true,
+        module: moduleKind, moduleResolution: resolution, target: 'es2022', lib: ['es2022', 'dom'], types: ['node'], noEmit: true, skipLibCheck: false,
+      },
+      files: ['consumer.ts'],
+    }));
+    const r = tsc(['-p', '.']);
+    assert.equal(r.status, 0, `tsc (${resolution}):\n${r.output}`);
+  }
+});
+
+test('esbuild bundles neural-diff/apply from the installed package within 30,000 bytes min+gzip; one error class alone tree-shakes', async () => {
+  const sizeOf = async (source: string): Promise<number> => {
+    const out = await build({ stdin: { contents: source, resolveDir: project, loader: 'js' }, bundle: true, format: 'esm', platform: 'browser', target: 'es2022', minify: true, write: false, logLevel: 'silent', legalComments: 'none' });
+    return gzipSync(out.outputFiles[0].contents, { level: 9 }).length;
+  };
+  const whole = await sizeOf("export * from 'neural-diff/apply';");
+  const oneClass = await sizeOf("export { UsageError } from 'neural-diff/apply';");
+  console.log(`# browser bundle of the installed neural-diff/apply: ${whole} bytes min+gzip; UsageError alone: ${oneClass} bytes`);
+  assert.ok(whole <= 30_000, `${whole} bytes`);
+  assert.ok(oneClass < 1_000, `importing one error class pulls ${oneClass} bytes`);
+});
