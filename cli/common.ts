@@ -2,7 +2,7 @@
 import {
   BaseMismatchError, BudgetError, FreshnessError, ModelFormatError, ModelMismatchError, NeuralDiffError,
   NonFiniteValueError, PayloadFormatError, PayloadTooLargeError, SignatureError, TargetMismatchError,
-  UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError,
+  UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError, DataError, MissingDependencyError,
 } from '../src/core/errors.ts';
 
 /** Exit codes, documented in the README and in `ndiff --help`. */
@@ -22,6 +22,10 @@ export const EXIT = {
   budget: 6,
   /** A model folder or file is missing or malformed, the state file is unusable, or a rollback could not finish. */
   files: 7,
+  /** Training or evaluation data is missing or malformed. */
+  data: 8,
+  /** A package this command needs is not installed (the message names the install command). */
+  dependency: 9,
 } as const;
 
 export const EXIT_CODES_HELP = `Exit codes:
@@ -32,14 +36,26 @@ export const EXIT_CODES_HELP = `Exit codes:
   4  payload does not fit this model (another base or architecture); model untouched
   5  patched weights did not match the promised target, or the health check failed; rolled back
   6  byte budget cannot be met
-  7  model folder or state file missing or malformed (or a rollback could not finish)`;
+  7  model folder or state file missing or malformed (or a rollback could not finish)
+  8  training or evaluation data missing or malformed
+  9  a package this command needs is not installed (the message says what to install)
+
+--json on any command prints one JSON document on stdout: the result, or
+{"error": {"code", "exitCode", "message"}} on failure (progress stays on stderr).`;
 
 /** Where the CLI writes. Tests pass their own. */
 export interface CliIO {
+  /** A line of the human-readable result (stdout). Dropped under `--json`. */
   out(line: string): void;
+  /** An error line (stderr). */
   err(line: string): void;
   /** Progress lines (stderr); silenced by --quiet. */
   progress(line: string): void;
+  /**
+   * The command's result as data: under `--json` the last value given is printed on stdout as
+   * one JSON document when the command ends; otherwise it is ignored.
+   */
+  result?(doc: unknown): void;
 }
 
 export function processIO(quiet = false): CliIO {
@@ -52,18 +68,46 @@ export function processIO(quiet = false): CliIO {
   };
 }
 
-/** Map an error to an exit code. */
+/**
+ * Progress every `everyMs` at most (plus the final call with `force`): a line per step on a
+ * terminal or in a log file alike, never a flood.
+ */
+export function throttled(report: (line: string) => void, everyMs = 5000): (line: string, force?: boolean) => void {
+  let last = -Infinity;
+  return (line, force = false) => {
+    const now = performance.now();
+    if (force || now - last >= everyMs) {
+      last = now;
+      report(line);
+    }
+  };
+}
+
+/** Map an error to an exit code (the table above; `ndiff --help` prints it). */
 export function exitCodeOf(e: unknown): number {
   if (e instanceof UsageError) return EXIT.usage;
   if (e instanceof PayloadFormatError || e instanceof PayloadTooLargeError || e instanceof UnsupportedVersionError || e instanceof SignatureError || e instanceof FreshnessError || e instanceof NonFiniteValueError) return EXIT.payload;
   if (e instanceof BaseMismatchError || e instanceof ModelMismatchError) return EXIT.model;
   if (e instanceof TargetMismatchError || e instanceof HealthCheckError) return EXIT.target;
-  if (e instanceof StateStoreError || (e instanceof NeuralDiffError && e.code === 'ND_ROLLBACK_FAILED')) return EXIT.files;
   if (e instanceof BudgetError) return EXIT.budget;
-  if (e instanceof ModelFormatError) return EXIT.files;
-  if (e instanceof NeuralDiffError) return EXIT.target;
-  if (isMissingFile(e)) return EXIT.files;
+  if (e instanceof StateStoreError || e instanceof ModelFormatError || (e instanceof NeuralDiffError && e.code === 'ND_ROLLBACK_FAILED')) return EXIT.files;
+  if (e instanceof DataError) return EXIT.data;
+  if (e instanceof MissingDependencyError) return EXIT.dependency;
+  if (isMissingFile(e) || isFileAccess(e)) return EXIT.files;
   return EXIT.internal;
+}
+
+/** A permission or read-only file-system error (not a bug: the folder cannot be written). */
+export function isFileAccess(e: unknown): e is NodeJS.ErrnoException {
+  const code = typeof e === 'object' && e !== null ? (e as NodeJS.ErrnoException).code : undefined;
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC';
+}
+
+/** The `{error}` document `--json` prints on failure. */
+export function errorDocument(e: unknown, message: string): { error: { code: string; exitCode: number; message: string; details?: Record<string, unknown> } } {
+  const code = e instanceof NeuralDiffError ? e.code : typeof e === 'object' && e !== null && typeof (e as NodeJS.ErrnoException).code === 'string' ? (e as NodeJS.ErrnoException).code as string : 'ND_INTERNAL';
+  const details = e instanceof NeuralDiffError && Object.keys(e.details).length > 0 ? { details: e.details } : {};
+  return { error: { code, exitCode: exitCodeOf(e), message, ...details } };
 }
 
 export function isMissingFile(e: unknown): e is NodeJS.ErrnoException {

@@ -1,5 +1,6 @@
 /** Model and payload files for the CLI. */
-import { cp, mkdir, readFile } from 'node:fs/promises';
+import { access, constants, cp, mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
@@ -41,4 +42,24 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
   await mkdir(outDir, { recursive: true });
   await cp(baseDir, outDir, { recursive: true });
   return (await applyPayload(await openTfjsModelDir(outDir), payload, { hasher: await getHasher() })).targetFingerprint;
+}
+
+/**
+ * Check, before any long work, that `path` can be written as the output of `flag`: its folder is
+ * created if missing and must be writable, and `path` must not be a folder. Training for an hour
+ * and then failing to write the payload is the failure this prevents.
+ */
+export async function checkOutputPath(path: string, flag: string, kind: 'file' | 'folder' = 'file'): Promise<void> {
+  const existing = await stat(path).catch(() => undefined);
+  if (existing && kind === 'file' && existing.isDirectory()) {
+    throw new UsageError(`${flag} ${path} is a folder: name a file to write`, { path });
+  }
+  const parent = kind === 'folder' && !existing ? dirname(path) : kind === 'folder' ? path : dirname(path);
+  try {
+    await mkdir(parent, { recursive: true });
+    await access(parent, constants.W_OK);
+    if (existing && kind === 'file') await access(path, constants.W_OK);
+  } catch (e) {
+    throw new UsageError(`cannot write ${flag} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} on ${existing && kind === 'file' ? path : parent}; choose a writable location`, { path });
+  }
 }

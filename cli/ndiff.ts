@@ -4,7 +4,7 @@
  */
 import yargs from 'yargs';
 import { NeuralDiffError, UsageError } from '../src/core/errors.ts';
-import { EXIT_CODES_HELP, exitCodeOf, processIO, type CliIO } from './common.ts';
+import { EXIT_CODES_HELP, errorDocument, exitCodeOf, processIO, type CliIO } from './common.ts';
 import { diffCommand, runDiff } from './commands/diff.ts';
 import { inspectCommand, runInspect } from './commands/inspect.ts';
 import { applyCommand, runApply } from './commands/apply.ts';
@@ -16,10 +16,66 @@ import { extraCommands } from './commands/index.ts';
 
 export const VERSION = '0.1.0';
 
+/**
+ * Library option names in messages, and the flags that set them on the command line: an error
+ * raised by the library speaks of `maxPayloadBytes`; the CLI user can only pass a flag.
+ */
+const FLAG_OF_OPTION: [RegExp, string][] = [
+  [/\bmaxPayloadBytes\b/g, '--max-payload-bytes'],
+  [/\bexpectedModelId\b/g, '--model-id'],
+  [/\brequireSignature\b/g, '--require-signature'],
+  [/\btrustedKeys\b/g, '--public-key'],
+];
+
+/** A message from the library, in the command line's words. */
+export function inCliWords(message: string): string {
+  let m = message;
+  for (const [re, flag] of FLAG_OF_OPTION) m = m.replace(re, flag);
+  return m;
+}
+
+/**
+ * `--budget -5%` and `--epochs -1`: yargs reads a value that starts with `-` as more flags
+ * ("Unknown arguments: 5, %"). Join such values to their flag so the option's own check
+ * explains what is wrong with them.
+ */
+function joinDashValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = argv[i + 1];
+    if (/^--[a-z][\w-]*$/.test(a) && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+/** The text given for `--name` (or `--name=`) in argv, for messages about values that are not numbers. */
+function rawValueOf(argv: string[], name: string): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === `--${name}`) return argv[i + 1];
+    if (argv[i].startsWith(`--${name}=`)) return argv[i].slice(name.length + 3);
+  }
+  return undefined;
+}
+
+/** JSON for `--json`: BigInts as strings, typed arrays as plain arrays. */
+function toJson(doc: unknown): string {
+  return JSON.stringify(doc, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : ArrayBuffer.isView(v) && !(v instanceof DataView) ? Array.from(v as unknown as ArrayLike<number>) : v), 2);
+}
+
 /** Run the CLI with `argv` (without `node ndiff`). Resolves to the exit code. */
-export async function main(argv: string[], io?: CliIO): Promise<number> {
+export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
+  const argv = joinDashValues(rawArgv);
   const quiet = argv.includes('--quiet') || argv.includes('-q');
-  const cio = io ?? processIO(quiet);
+  const json = argv.includes('--json') || argv.includes('--json=true');
+  const base = io ?? processIO(quiet);
+  let resultDoc: unknown;
+  // Under --json, stdout carries exactly one JSON document: human result lines are dropped
+  // (progress and errors stay on stderr).
+  const cio: CliIO = json ? { out: () => {}, err: base.err, progress: base.progress, result: (d) => { resultDoc = d; } } : base;
   let code = 0;
   const run = <A>(fn: (a: A, io: CliIO) => Promise<number>) => async (a: A) => {
     code = await fn(a, cio);
@@ -32,11 +88,20 @@ export async function main(argv: string[], io?: CliIO): Promise<number> {
     .command('apply', 'verify a payload and patch a model folder in place (atomic switch; untouched on any error)', applyCommand, run(runApply))
     .command('verify <payload>', 'check a payload is well-formed, and with --model that it applies cleanly (writes nothing)', verifyCommand, run(runVerify))
     .command('train', 'learn a diff of a model on new data within a byte budget (sparse, hash) or train a baseline (full, topk, drop, lowrank)', trainCommand, run(runTrain))
-    .command('report <results>', 'render the size/accuracy comparison (HTML with charts + Markdown) from benchmark results JSON', reportCommand, run(runReport))
+    .command('report <results..>', 'render the size/accuracy comparison (HTML with charts + Markdown) from benchmark results or `ndiff train --metrics-out` files', reportCommand, run(runReport))
     .command('fingerprint <model>', 'print the fingerprint of a model folder (what payloads name as base and target)', fingerprintCommand, run(runFingerprint));
   for (const c of extraCommands) y = y.command(c.command, c.describe, c.builder, run(c.handler));
   y = y
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress output on stderr' })
+    .option('json', { type: 'boolean', default: false, describe: 'print one JSON document on stdout: the result, or {"error": {code, exitCode, message}}' })
+    .middleware((args) => {
+      // yargs turns `--epochs abc` into NaN silently: refuse it, quoting what was given.
+      for (const [key, value] of Object.entries(args)) {
+        if (typeof value === 'number' && Number.isNaN(value) && /^[a-z][a-z0-9-]*$/.test(key)) {
+          throw new UsageError(`--${key} expects a number, found ${JSON.stringify(rawValueOf(argv, key) ?? String(value))}`);
+        }
+      }
+    }, true)
     .demandCommand(1, 'name a command (ndiff --help lists them)')
     .strict()
     .recommendCommands()
@@ -52,11 +117,15 @@ export async function main(argv: string[], io?: CliIO): Promise<number> {
   try {
     await y.parseAsync();
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = inCliWords(e instanceof Error ? e.message : String(e));
+    const exit = exitCodeOf(e);
+    if (json) base.out(toJson(errorDocument(e, msg)));
     cio.err(`ndiff: ${msg}`);
     if (e instanceof UsageError && !(e.details as { fromLibrary?: boolean }).fromLibrary) cio.err('run `ndiff <command> --help` for the options');
-    if (!(e instanceof NeuralDiffError) && exitCodeOf(e) === 1 && e instanceof Error && e.stack) cio.err(e.stack);
-    return exitCodeOf(e);
+    if (!(e instanceof NeuralDiffError) && exit === 1 && e instanceof Error && e.stack) cio.err(e.stack);
+    return exit;
   }
+  const helpOrVersion = argv.some((a) => a === '--help' || a === '-h' || a === '--version');
+  if (json && code === 0 && !helpOrVersion) base.out(toJson(resultDoc ?? { ok: true }));
   return code;
 }

@@ -35,8 +35,8 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
       const row = rows.find((x) => x.method === method && x.budgetPct === b && x.update === 1);
       assert.ok(row, `${method} ${b}%`);
       assert.ok(row.bytes <= Math.floor((modelBytes * b) / 100), `${method} ${b}%: ${row.bytes} bytes over budget`);
-      assert.ok(Math.abs(row.driftFromFull - (full.accAll - row.accAll)) < 1e-6);
-      for (const k of ['accAll', 'accOld', 'accNew'] as const) assert.ok(row[k] >= 0 && row[k] <= 1);
+      assert.ok(Math.abs((row.driftFromFull as number) - (full.accAll - row.accAll)) < 1e-6);
+      for (const k of ['accAll', 'accOld', 'accNew'] as const) assert.ok(typeof row[k] === 'number' && (row[k] as number) >= 0 && (row[k] as number) <= 1, `${method} ${b}% ${k}`);
     }
   }
   const z = rows.find((x) => x.method === 'zstd');

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ModelFormatError, UsageError } from '../src/core/errors.ts';
+import { DataError, ModelFormatError, UsageError } from '../src/core/errors.ts';
 import { loadXY, saveNpy, loadNpy } from '../src/io/npy-files.ts';
 import { parseNpy, writeNpy } from '../src/io/npy.ts';
 
@@ -215,7 +215,7 @@ describe('loadXY / saveNpy', () => {
     assert.equal(r.numClasses, 3);
     assert.equal(r.yFormat, 'indices');
     assert.equal(loadXY(d, { numClasses: 38 }).numClasses, 38);
-    assert.throws(() => loadXY(d, { numClasses: 2 }), (e: unknown) => e instanceof ModelFormatError && /label 2 is out of range for 2 classes/.test(e.message));
+    assert.throws(() => loadXY(d, { numClasses: 2 }), (e: unknown) => e instanceof DataError && /label 2 is out of range for 2 classes/.test(e.message));
   });
 
   it('turns one-hot y into class indices and the class count', () => {
@@ -231,7 +231,7 @@ describe('loadXY / saveNpy', () => {
     assert.deepEqual(Array.from(r.y), [2, 0, 3]);
     // a row with two ones is not one-hot
     writeFileSync(join(d, 'y.npy'), npy(hdr('|u1', '(3, 4)'), [0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1]));
-    assert.throws(() => loadXY(d), (e: unknown) => e instanceof ModelFormatError && /row 0 is not one-hot/.test(e.message));
+    assert.throws(() => loadXY(d), (e: unknown) => e instanceof DataError && /row 0 is not one-hot/.test(e.message));
   });
 
   it('accepts [n, 1] int64 labels and the path of a *_x.npy file', () => {
@@ -256,15 +256,15 @@ describe('loadXY / saveNpy', () => {
     const d = join(dir, 'bad');
     saveNpy(join(d, 'x.npy'), new Float32Array(4), [4, 1]);
     saveNpy(join(d, 'y.npy'), Int32Array.of(0, 1, 2), [3]);
-    assert.throws(() => loadXY(d), (e: unknown) => e instanceof ModelFormatError && /expected 4 labels .* found 3/.test(e.message));
+    assert.throws(() => loadXY(d), (e: unknown) => e instanceof DataError && /expected 4 labels .* found 3/.test(e.message));
     saveNpy(join(d, 'y.npy'), Int32Array.of(0, -1, 0, 0), [4]);
-    assert.throws(() => loadXY(d), (e: unknown) => e instanceof ModelFormatError && /label 1 is -1, expected a non-negative integer/.test(e.message));
+    assert.throws(() => loadXY(d), (e: unknown) => e instanceof DataError && /label 1 is -1, expected a non-negative integer/.test(e.message));
     writeFileSync(join(d, 'y.npy'), npy(hdr('<f4', '(4,)'), [0, 0, 0, 0, 0, 0, 0, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0]));
     assert.throws(() => loadXY(d), /label 1 is 0.5/);
     assert.throws(() => loadXY(join(dir, 'nowhere')), (e: unknown) => e instanceof UsageError && /neither a folder/.test(e.message));
     assert.throws(() => loadXY({ x: join(dir, 'missing_x.npy'), y: join(dir, 'missing_y.npy') }), (e: unknown) => e instanceof UsageError && /cannot read/.test(e.message));
     writeFileSync(join(d, 'y.npy'), 'not numpy');
-    assert.throws(() => loadXY(d), (e: unknown) => e instanceof ModelFormatError && e.message.includes(join(d, 'y.npy')));
+    assert.throws(() => loadXY(d), (e: unknown) => e instanceof DataError && e.message.includes(join(d, 'y.npy')));
   });
 
   it('saveNpy writes files loadNpy reads back', () => {

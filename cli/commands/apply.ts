@@ -78,6 +78,11 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
     ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
   });
   const ms = performance.now() - t0;
+  io.result?.({
+    model: a.model, status: res.status, dryRun: a.dryRun, baseFingerprint: res.baseFingerprint, targetFingerprint: res.targetFingerprint,
+    modelId: res.payload.header.modelId, sequence: res.sequence, writtenValues: res.writtenValues, changedTensors: res.changedTensors,
+    baseCheck: res.baseCheck, signature: res.signature, sequenceRecorded: res.sequenceRecorded, statePath, recovery: res.recovery.actions, milliseconds: ms,
+  });
   for (const line of res.recovery.actions) io.progress(`recovered ${a.model}: ${line}`);
   io.progress(describeSignature(res.signature));
   if (res.status === 'already-applied') {

@@ -5,7 +5,7 @@ import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
 import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
 import type { CliIO } from '../common.ts';
-import { modelBytes, parseExpiry, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, modelBytes, parseExpiry, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
   base: string;
@@ -35,6 +35,8 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
 
 /** Post-hoc diff: magnitude top-k of (target - base) under the byte budget. */
 export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
+  await checkOutputPath(a.out, '--out');
+  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', 'folder');
   const [base, target] = await Promise.all([openTfjsModelDir(a.base), openTfjsModelDir(a.target)]);
   const total = modelBytes(base);
   const budgetBytes = parseBudget(a.budget, total);
@@ -51,8 +53,14 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   });
   await writeFile(a.out, res.bytes);
   const ms = performance.now() - t0;
+  const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
+  io.result?.({
+    out: a.out, bytes: res.bytes.length, modelBytes: total, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
+    baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
+    ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
+  });
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model, ${(total / res.bytes.length).toFixed(1)}x smaller), ${res.kept} of ${res.changed} changed values kept, codec ${res.codec}, in ${(ms / 1000).toFixed(2)} s`);
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);
-  if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${await writeUpdatedModel(a.base, a.modelOut, res.bytes)}): diff the next version against it`);
+  if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
   return 0;
 }

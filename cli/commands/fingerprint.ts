@@ -29,5 +29,9 @@ export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<num
     await writeRecordedDigests(a.model, store.digestRecords(digests));
     io.progress(`recorded ${digests.size} tensor digests in ${a.model}/${DIGESTS_FILE}`);
   }
+  io.result?.({
+    model: a.model, fingerprint, tensorCount: digests.size, recorded: a.record,
+    ...(a.tensors ? { tensors: store.list().map((t) => ({ name: t.name, shape: t.shape, digest: digests.get(t.name) })) } : {}),
+  });
   return 0;
 }

@@ -7,13 +7,11 @@ import { isSignedEnvelope, parseEnvelope } from '../../src/apply/envelope.ts';
 
 export interface InspectArgs {
   payload: string;
-  json: boolean;
 }
 
 export function inspectCommand(y: Argv): Argv<InspectArgs> {
   return y
     .positional('payload', { type: 'string', demandOption: true, describe: 'payload file' })
-    .option('json', { type: 'boolean', default: false, describe: 'print machine-readable JSON' })
     .example('$0 inspect v1-v2.ndiff', 'header and one row per patched tensor') as unknown as Argv<InspectArgs>;
 }
 
@@ -45,10 +43,7 @@ export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
   const envelope = isSignedEnvelope(file) ? parseEnvelope(file) : null;
   const bytes = envelope ? envelope.payload : file;
   const payload = decodePayload(bytes);
-  if (a.json) {
-    io.out(JSON.stringify({ ...describePayload(payload, bytes.length), ...(envelope ? { signedBy: envelope.keyId, signatureChecked: false } : {}) }, null, 2));
-    return 0;
-  }
+  io.result?.({ file: a.payload, ...describePayload(payload, bytes.length), ...(envelope ? { signedBy: envelope.keyId, signatureChecked: false } : {}) });
   const h = payload.header;
   const written = payload.patches.reduce((n, p) => n + (p.kind === 'sparse' ? p.positions.length : shapeSize(p.shape)), 0);
   io.out(`${a.payload}: neural-diff payload v${h.version}, ${formatBytes(bytes.length)} (${bytes.length} bytes)`);

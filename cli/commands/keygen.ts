@@ -1,4 +1,6 @@
 import type { Argv } from 'yargs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { writeKeyPairFiles } from '../../src/sign/node-keys.ts';
 import type { CliIO } from '../common.ts';
 
@@ -8,12 +10,14 @@ export interface KeygenArgs {
 
 export function keygenCommand(y: Argv): Argv<KeygenArgs> {
   return y
-    .option('out', { type: 'string', demandOption: true, describe: 'path prefix: writes <out>.private.pem (mode 0600, for `ndiff sign`) and <out>.public.pem (for devices); never overwrites' })
+    .option('out', { type: 'string', demandOption: true, describe: 'path prefix: writes <out>.private.pem (mode 0600, for `ndiff sign`) and <out>.public.pem (for devices); never overwrites; creates the folder' })
     .example('$0 keygen --out keys/release', 'make keys/release.private.pem and keys/release.public.pem') as unknown as Argv<KeygenArgs>;
 }
 
 export async function runKeygen(a: KeygenArgs, io: CliIO): Promise<number> {
+  await mkdir(dirname(a.out), { recursive: true });
   const k = await writeKeyPairFiles(a.out);
+  io.result?.({ privateKeyFile: k.privateKeyFile, publicKeyFile: k.publicKeyFile, keyId: k.keyId });
   io.out(`wrote ${k.privateKeyFile} (keep it on the build server, never on a device) and ${k.publicKeyFile} (ship it with devices)`);
   io.out(`key id ${k.keyId}`);
   return 0;

@@ -3,41 +3,51 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../../src/core/errors.ts';
 import { renderHtml, renderMarkdown, checkTargets } from '../../src/report/report.ts';
-import { validateResults } from '../../src/report/results.ts';
+import { validateResults, type ResultRow } from '../../src/report/results.ts';
 import type { CliIO } from '../common.ts';
 
 export interface ReportArgs {
-  results: string;
+  results: string[];
   out: string;
   title: string;
 }
 
 export function reportCommand(y: Argv): Argv<ReportArgs> {
   return y
-    .positional('results', { type: 'string', demandOption: true, describe: 'results JSON (an array of rows: update, method, budgetPct, bytes, accAll, accOld, accNew, driftFromFull, trainSeconds)' })
-    .option('out', { type: 'string', default: 'report', describe: 'folder for report.html and report.md' })
+    .positional('results', { type: 'string', array: true, demandOption: true, describe: 'one or more JSON files: benchmark results (an array of rows: update, method, budgetPct, bytes, accAll, and optionally accOld, accNew, driftFromFull, trainSeconds) or `ndiff train --metrics-out` documents' })
+    .option('out', { type: 'string', default: 'report', describe: 'folder for report.html and report.md (created if missing)' })
     .option('title', { type: 'string', default: 'neural-diff comparison' })
-    .example('$0 report examples/keyword-spotting/results/full.json --out report/', 'write report/report.html (charts) and report/report.md') as unknown as Argv<ReportArgs>;
+    .example('$0 report examples/keyword-spotting/results/full.json --out report/', 'write report/report.html (charts) and report/report.md')
+    .example('$0 report runs/*.json --out report/', 'compare several `ndiff train --metrics-out` runs (sparse vs hash vs full at a few budgets)') as unknown as Argv<ReportArgs>;
 }
 
-export async function runReport(a: ReportArgs, io: CliIO): Promise<number> {
+async function readResultsFile(file: string): Promise<ResultRow[]> {
   let text: string;
   try {
-    text = await readFile(a.results, 'utf8');
+    text = await readFile(file, 'utf8');
   } catch {
-    throw new UsageError(`no results file at ${a.results}: run the benchmark first (npm run bench:kws) or pass its JSON`);
+    throw new UsageError(`no results file at ${file}: run the benchmark (npm run bench:kws) or \`ndiff train --eval DATA --metrics-out FILE\` first, or check the path`);
   }
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (e) {
-    throw new UsageError(`${a.results} is not valid JSON (${(e as Error).message})`);
+    throw new UsageError(`${file} is not valid JSON (${(e as Error).message})`);
   }
-  const rows = validateResults(data, a.results);
+  return validateResults(data, file);
+}
+
+export async function runReport(a: ReportArgs, io: CliIO): Promise<number> {
+  const files = a.results;
+  const rows = (await Promise.all(files.map(readResultsFile))).flat();
   await mkdir(a.out, { recursive: true });
-  await writeFile(join(a.out, 'report.html'), renderHtml(rows, a.title));
-  await writeFile(join(a.out, 'report.md'), renderMarkdown(rows, a.title));
-  io.out(`wrote ${join(a.out, 'report.html')} and ${join(a.out, 'report.md')} from ${rows.length} rows`);
-  for (const c of checkTargets(rows)) io.out(`  ${c.met === null ? 'n/a' : c.met ? 'met ' : 'MISS'}  ${c.target}: ${c.detail}`);
+  const html = join(a.out, 'report.html');
+  const md = join(a.out, 'report.md');
+  await writeFile(html, renderHtml(rows, a.title));
+  await writeFile(md, renderMarkdown(rows, a.title));
+  const targets = checkTargets(rows);
+  io.result?.({ html, markdown: md, rows: rows.length, files, targets });
+  io.out(`wrote ${html} and ${md} from ${rows.length} rows of ${files.length} file${files.length === 1 ? '' : 's'}`);
+  for (const c of targets) io.out(`  ${c.met === null ? 'n/a' : c.met ? 'met ' : 'MISS'}  ${c.target}: ${c.detail}`);
   return 0;
 }

@@ -4,7 +4,7 @@ import { keyIdOf } from '../../src/apply/ed25519.ts';
 import { ENVELOPE_OVERHEAD } from '../../src/apply/envelope.ts';
 import { rawPublicKey, readPrivateKeyFile, signPayload } from '../../src/sign/node-keys.ts';
 import type { CliIO } from '../common.ts';
-import { readPayloadFile } from '../models.ts';
+import { checkOutputPath, readPayloadFile } from '../models.ts';
 
 export interface SignArgs {
   payload: string;
@@ -30,7 +30,9 @@ export async function runSign(a: SignArgs, io: CliIO): Promise<number> {
   const key = await readPrivateKeyFile(a.key);
   const envelope = signPayload(payload, key);
   const out = a.out ?? signedName(a.payload);
+  await checkOutputPath(out, '--out');
   await writeFile(out, envelope);
+  io.result?.({ out, bytes: envelope.length, payloadBytes: payload.length, keyId: keyIdOf(rawPublicKey(key)) });
   io.out(`wrote ${out}: ${envelope.length} bytes (payload + ${ENVELOPE_OVERHEAD}), signed with key id ${keyIdOf(rawPublicKey(key))}`);
   return 0;
 }

@@ -8,8 +8,9 @@ import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
 import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
+import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
-import { modelBytes, parseExpiry, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, modelBytes, parseExpiry, writeUpdatedModel } from '../models.ts';
 
 export interface TrainArgs {
   method: TrainMethod;
@@ -80,6 +81,18 @@ export function describeEpoch(r: EpochReport): string {
 
 export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
+  // tfjs and the trainers load only when training (the other commands start faster, and run
+  // without tfjs installed); without them, nothing else is worth checking.
+  const { tf, initBackend, trainDiff, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    tf: await import('@tensorflow/tfjs'),
+    ...(await import('../../src/train/backend.ts')),
+    ...(await import('../../src/train/train-diff.ts')),
+    ...(await import('../../src/train/quiet.ts')),
+  }), '`ndiff train`');
+  // Every output is checked before the (possibly hour-long) training starts.
+  await checkOutputPath(a.out, '--out');
+  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
+  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', 'folder');
   const modelJson = JSON.parse(await readFile(`${a.base}/model.json`, 'utf8').catch(() => {
     throw new UsageError(`no model.json in ${a.base}: --base must be a TF.js layers-model folder (model.json + weight shards)`);
   })) as { format?: string; modelTopology?: unknown; trainingConfig?: { loss?: unknown } };
@@ -87,11 +100,6 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const loss = a.loss ?? (typeof modelJson.trainingConfig?.loss === 'string' ? modelJson.trainingConfig.loss : 'sparse_categorical_crossentropy');
   if (!SUPPORTED_LOSSES.includes(loss)) throw new UsageError(`loss ${JSON.stringify(loss)} is not supported by ndiff train (classification losses only: ${SUPPORTED_LOSSES.slice(0, 2).join(', ')}); pass --loss to override`);
 
-  // tfjs and the trainers load only when training (the other commands start faster).
-  const tf = await import('@tensorflow/tfjs');
-  const { initBackend } = await import('../../src/train/backend.ts');
-  const { trainDiff } = await import('../../src/train/train-diff.ts');
-  const { silenceTfjsNodeBanner } = await import('../../src/train/quiet.ts');
   silenceTfjsNodeBanner();
   const backend = await initBackend(a.backend);
   io.progress(`backend ${backend}`);
@@ -126,26 +134,31 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const acc = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model, budget ${budgetBytes}), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s`);
   if (evalData) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
-  if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${await writeUpdatedModel(a.base, a.modelOut, res.bytes)})`);
-  if (a.metricsOut) {
-    const metrics = {
-      method: a.method,
-      budgetBytes,
-      bytes: res.bytes.length,
-      modelBytes: total,
-      accuracyBefore: res.accuracyBefore ?? null,
-      accuracyAfter: res.accuracyAfter ?? null,
-      trainSeconds: res.trainSeconds,
-      epochs: res.epochs,
-      baseFingerprint: res.payload.header.baseFingerprint,
-      targetFingerprint: res.payload.header.targetFingerprint,
-      trainExamples: train.y.length,
-      evalExamples: evalData?.y.length ?? 0,
-      backend,
-      seed: a.seed,
-    };
-    await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
-  }
+  const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
+  if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
+  const metrics = {
+    kind: 'ndiff-train-metrics',
+    method: a.method,
+    modelId: res.payload.header.modelId,
+    sequence: res.payload.header.sequence,
+    budgetBytes,
+    bytes: res.bytes.length,
+    modelBytes: total,
+    accuracyBefore: res.accuracyBefore ?? null,
+    accuracyAfter: res.accuracyAfter ?? null,
+    trainSeconds: res.trainSeconds,
+    epochs: res.epochs,
+    baseFingerprint: res.payload.header.baseFingerprint,
+    targetFingerprint: res.payload.header.targetFingerprint,
+    trainExamples: train.y.length,
+    evalExamples: evalData?.y.length ?? 0,
+    backend,
+    seed: a.seed,
+    out: a.out,
+    ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
+  };
+  if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
+  io.result?.(metrics);
   train.x.dispose();
   evalData?.x.dispose();
   return 0;

@@ -30,6 +30,10 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
   const { payload } = verified;
   io.out(describeSignature(verified.signature));
   io.out(`${a.payload}: well-formed v${payload.header.version} payload for model ${JSON.stringify(payload.header.modelId)}, sequence ${payload.header.sequence}, ${payload.patches.length} patches, ${bytes.length} bytes`);
+  const doc: Record<string, unknown> = {
+    payload: a.payload, bytes: bytes.length, signature: verified.signature, version: payload.header.version, modelId: payload.header.modelId,
+    sequence: payload.header.sequence, patches: payload.patches.length, baseFingerprint: payload.header.baseFingerprint, targetFingerprint: payload.header.targetFingerprint,
+  };
   if (a.model) {
     const copy = MemoryWeightStore.copyOf(await openTfjsModelDir(a.model));
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
@@ -37,6 +41,8 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
     io.out(res.status === 'already-applied'
       ? `${a.model} is already at the target ${res.targetFingerprint}`
       : `applies cleanly to ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}`);
+    doc.model = { path: a.model, status: res.status === 'already-applied' ? 'already-applied' : 'applies' };
   }
+  io.result?.(doc);
   return 0;
 }

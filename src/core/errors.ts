@@ -128,3 +128,23 @@ export class StateStoreError extends NeuralDiffError {
     super('ND_STATE', message, details);
   }
 }
+
+/**
+ * Training or evaluation data is missing or malformed (a `.npy` file that is not one, labels out
+ * of range, counts that differ, inputs of the wrong shape). The model files are not involved.
+ */
+export class DataError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_DATA', message, details);
+  }
+}
+
+/**
+ * An optional dependency that this part of neural-diff needs is not installed (the trainers need
+ * `@tensorflow/tfjs` and `@tensorflow/tfjs-backend-wasm`). `details.install` is the command.
+ */
+export class MissingDependencyError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_MISSING_DEPENDENCY', message, details);
+  }
+}

@@ -6,7 +6,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { ModelFormatError, UsageError } from '../core/errors.ts';
+import { DataError, ModelFormatError, UsageError } from '../core/errors.ts';
 import { parseNpy, writeNpy, type NpyArray, type NpyData, type NpyWritable } from './npy.ts';
 
 /** A features/labels pair as loaded by {@link loadXY}. */
@@ -49,7 +49,13 @@ function readNpyFile(path: string): NpyArray {
       { path },
     );
   }
-  return parseNpy(bytes, { source: path });
+  try {
+    return parseNpy(bytes, { source: path });
+  } catch (e) {
+    // A data file, not a model file: the same message under the data error (its own exit code).
+    if (e instanceof ModelFormatError) throw new DataError(e.message, e.details);
+    throw e;
+  }
 }
 
 function isDirectory(path: string): boolean {
@@ -89,7 +95,7 @@ function toFloat32(data: NpyData): Float32Array {
  *   is its sibling with x replaced by y: `train_x.npy` -> `train_y.npy`); or explicit paths.
  * @param options - see {@link LoadXYOptions}.
  * @throws UsageError when a file cannot be read or the path names no pair.
- * @throws ModelFormatError when a file is not valid `.npy`, the counts differ, or labels are
+ * @throws DataError when a file is not valid `.npy`, the counts differ, or labels are
  *   not valid class indices / one-hot rows.
  */
 export function loadXY(pathOrDir: string | { x: string; y: string }, options: LoadXYOptions = {}): XYData {
@@ -97,7 +103,7 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
   const xa = readNpyFile(paths.x);
   const ya = readNpyFile(paths.y);
   if (xa.shape.length < 1) {
-    throw new ModelFormatError(
+    throw new DataError(
       `${paths.x}: features must have at least one axis (examples first), found a scalar; save x with shape [n, ...]`,
       { path: paths.x },
     );
@@ -115,7 +121,7 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
   if (isIndexShape) {
     const count = yShape[0];
     if (count !== n) {
-      throw new ModelFormatError(
+      throw new DataError(
         `${paths.y}: expected ${n} labels (one per row of ${paths.x}, shape [${xa.shape.join(', ')}]), found ${count}; regenerate the pair so both files hold the same examples`,
         { x: paths.x, y: paths.y, n, found: count },
       );
@@ -125,7 +131,7 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
     for (let i = 0; i < n; i++) {
       const v = Number(ya.data[i]);
       if (!Number.isInteger(v) || v < 0) {
-        throw new ModelFormatError(
+        throw new DataError(
           `${paths.y}: label ${i} is ${v}, expected a non-negative integer class index (or one-hot rows); fix the labels`,
           { path: paths.y, index: i, value: v },
         );
@@ -135,8 +141,8 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
     }
     numClasses = requested ?? max + 1;
     if (max >= numClasses) {
-      throw new ModelFormatError(
-        `${paths.y}: label ${max} is out of range for ${numClasses} classes (expected 0..${numClasses - 1}); pass the right numClasses or fix the labels`,
+      throw new DataError(
+        `${paths.y}: label ${max} is out of range for ${numClasses} classes (expected 0..${numClasses - 1}); pass the right number of classes (numClasses; ndiff train takes it from the size of the model output) or fix the labels`,
         { path: paths.y, max, numClasses },
       );
     }
@@ -144,14 +150,14 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
   } else if (yShape.length === 2) {
     const [count, k] = yShape;
     if (count !== n) {
-      throw new ModelFormatError(
+      throw new DataError(
         `${paths.y}: expected ${n} one-hot rows (one per row of ${paths.x}), found ${count}; regenerate the pair so both files hold the same examples`,
         { x: paths.x, y: paths.y, n, found: count },
       );
     }
     if (requested !== undefined && requested !== k) {
-      throw new ModelFormatError(
-        `${paths.y}: one-hot rows are ${k} wide but numClasses is ${requested}; pass numClasses ${k} or re-encode the labels`,
+      throw new DataError(
+        `${paths.y}: one-hot rows are ${k} wide but numClasses is ${requested}; use a model with ${k} outputs (numClasses ${k}) or re-encode the labels`,
         { path: paths.y, width: k, numClasses: requested },
       );
     }
@@ -168,7 +174,7 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
       }
       if (hot < 0) {
         const row = Array.from(ya.data.subarray(i * k, Math.min(i * k + k, i * k + 12)) as ArrayLike<number>);
-        throw new ModelFormatError(
+        throw new DataError(
           `${paths.y}: row ${i} is not one-hot (expected exactly one 1 and zeros elsewhere), found [${row.join(', ')}${k > 12 ? ', ...' : ''}]; save class indices or proper one-hot rows`,
           { path: paths.y, row: i },
         );
@@ -178,7 +184,7 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
     numClasses = k;
     yFormat = 'one-hot';
   } else {
-    throw new ModelFormatError(
+    throw new DataError(
       `${paths.y}: labels have shape [${yShape.join(', ')}], expected [n] class indices or [n, classes] one-hot rows`,
       { path: paths.y, shape: yShape },
     );
@@ -206,7 +212,7 @@ export function saveNpy(path: string, data: NpyWritable, shape: readonly number[
 /**
  * Reads one `.npy` file (see {@link parseNpy}).
  *
- * @throws UsageError when the file cannot be read; ModelFormatError when it is not valid `.npy`.
+ * @throws UsageError when the file cannot be read; DataError when it is not valid `.npy`.
  */
 export function loadNpy(path: string): NpyArray {
   return readNpyFile(path);

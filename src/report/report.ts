@@ -10,6 +10,8 @@ import { REPORT_METHODS, type ReportMethod, type ResultRow } from './results.ts'
 export const METHOD_COLORS: Record<ReportMethod, string> = {
   sparse: '#1f77b4',
   hash: '#ff7f0e',
+  lora: '#e377c2',
+  'topk-retrain': '#17becf',
   topk: '#2ca02c',
   drop: '#9467bd',
   lowrank: '#8c564b',
@@ -20,6 +22,8 @@ export const METHOD_COLORS: Record<ReportMethod, string> = {
 export const METHOD_LABELS: Record<ReportMethod, string> = {
   sparse: 'sparse (learned)',
   hash: 'hash (learned)',
+  lora: 'LoRA (low-rank adapters)',
+  'topk-retrain': 'top-k mask, retrained (LT-SFT)',
   topk: 'top-k of full FT',
   drop: 'drop & rescale of full FT',
   lowrank: 'low-rank of full FT',
@@ -27,8 +31,9 @@ export const METHOD_LABELS: Record<ReportMethod, string> = {
   zstd: 'zstd --patch-from',
 };
 
-const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
-const pts = (x: number) => `${(100 * x).toFixed(2)}`;
+const pct = (x: number | null | undefined) => (typeof x === 'number' ? `${(100 * x).toFixed(2)}%` : '-');
+const pts = (x: number | null | undefined) => (typeof x === 'number' ? `${(100 * x).toFixed(2)}` : '-');
+const secs = (x: number | null | undefined) => (typeof x === 'number' ? x.toFixed(1) : '-');
 
 function updates(rows: ResultRow[]): number[] {
   return [...new Set(rows.map((r) => r.update))].sort((a, b) => a - b);
@@ -62,7 +67,7 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   // 2. at 10%: within 0.5 point after all updates (chain drift)
   const last = ups[ups.length - 1];
   const s10 = find(rows, last, 'sparse', 10);
-  checks.push(s10 ? { target: `sparse at 10%: chain drift within 0.5 point of full fine-tuning after update ${last}`, met: s10.driftFromFull <= 0.005, detail: `drift ${pts(s10.driftFromFull)} points` } : { target: 'sparse at 10% within 0.5 point after all updates', met: null, detail: 'no sparse row at 10% for the last update' });
+  checks.push(s10 && typeof s10.driftFromFull === 'number' ? { target: `sparse at 10%: chain drift within 0.5 point of full fine-tuning after update ${last}`, met: s10.driftFromFull <= 0.005, detail: `drift ${pts(s10.driftFromFull)} points` } : { target: 'sparse at 10% within 0.5 point after all updates', met: null, detail: 'no sparse row at 10% with a drift for the last update' });
   // 3. learned sparse beats top-k at 0.5-1% by a clear margin
   const margins: number[] = [];
   for (const u of ups) for (const b of budgets(rows).filter((b) => b >= 0.5 && b <= 1)) {
@@ -98,7 +103,7 @@ export function renderMarkdown(rows: ResultRow[], title = 'neural-diff compariso
     const name = rows.find((r) => r.update === u && typeof r.name === 'string')?.name;
     out.push('', `## Update ${u}${name ? `: ${name}` : ''}`, '', '| method | budget | bytes | acc all | acc old | acc new | drift (pts) | train s |', '|---|---|---|---|---|---|---|---|');
     const sorted = rows.filter((r) => r.update === u).sort((a, b) => REPORT_METHODS.indexOf(a.method) - REPORT_METHODS.indexOf(b.method) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9));
-    for (const r of sorted) out.push(`| ${r.method} | ${r.budgetPct === null ? '-' : `${r.budgetPct}%`} | ${r.bytes} | ${pct(r.accAll)} | ${pct(r.accOld)} | ${pct(r.accNew)} | ${pts(r.driftFromFull)} | ${r.trainSeconds.toFixed(1)} |`);
+    for (const r of sorted) out.push(`| ${r.method} | ${r.budgetPct === null ? '-' : `${r.budgetPct}%`} | ${r.bytes} | ${pct(r.accAll)} | ${pct(r.accOld)} | ${pct(r.accNew)} | ${pts(r.driftFromFull)} | ${secs(r.trainSeconds)} |`);
   }
   return out.join('\n') + '\n';
 }
@@ -133,18 +138,18 @@ export function renderHtml(rows: ResultRow[], title = 'neural-diff comparison'):
   }
   body.push('</div>');
 
-  body.push('<h2>Chain drift from full fine-tuning over successive updates</h2><div class="charts" id="drift">');
-  for (const b of bs) {
-    const series: Series[] = (['sparse', 'hash', 'topk', 'drop', 'lowrank'] as const).map((m) => ({
+  const drifting = REPORT_METHODS.filter((m) => m !== 'full' && m !== 'zstd');
+  const driftCharts = bs.map((b) => {
+    const series: Series[] = drifting.map((m) => ({
       name: METHOD_LABELS[m],
       color: METHOD_COLORS[m],
-      points: ups.map((u) => find(rows, u, m, b)).filter((r): r is ResultRow => !!r).map((r) => [r.update, 100 * r.driftFromFull] as [number, number]),
+      points: ups.map((u) => find(rows, u, m, b)).filter((r): r is ResultRow & { driftFromFull: number } => typeof r?.driftFromFull === 'number').map((r) => [r.update, 100 * r.driftFromFull] as [number, number]),
     })).filter((s) => s.points.length);
-    body.push(lineChart({ title: `Budget ${b}% of the model`, xLabel: 'update', yLabel: 'points behind full FT', series, xFormat: (v) => String(Math.round(v)), yFormat: (v) => v.toFixed(1), width: 540, height: 300 }));
-  }
-  body.push('</div>');
+    return series.length ? lineChart({ title: `Budget ${b}% of the model`, xLabel: 'update', yLabel: 'points behind full FT', series, xFormat: (v) => String(Math.round(v)), yFormat: (v) => v.toFixed(1), width: 540, height: 300 }) : '';
+  }).filter(Boolean);
+  if (driftCharts.length) body.push('<h2>Chain drift from full fine-tuning over successive updates</h2><div class="charts" id="drift">', ...driftCharts, '</div>');
 
-  body.push('<h2>Bytes saved vs zstd --patch-from of the fully fine-tuned weights</h2><div class="charts" id="vs-zstd">');
+  // Only where there are zstd rows to compare with.
   const zSeries: Series[] = [];
   for (const m of ['sparse', 'hash'] as const) {
     for (const b of bs) {
@@ -156,14 +161,17 @@ export function renderHtml(rows: ResultRow[], title = 'neural-diff comparison'):
       if (points.length) zSeries.push({ name: `${m} ${b}%`, color: METHOD_COLORS[m], dashed: m === 'hash', points });
     }
   }
-  body.push(lineChart({ title: 'How many times smaller than zstd --patch-from', xLabel: 'update', yLabel: 'zstd bytes / payload bytes (log)', yLog: true, series: zSeries, xFormat: (v) => String(Math.round(v)), yFormat: (v) => `${+v.toPrecision(2)}x`, width: 720, height: 360 }));
-  body.push('</div>');
+  if (zSeries.length) {
+    body.push('<h2>Bytes saved vs zstd --patch-from of the fully fine-tuned weights</h2><div class="charts" id="vs-zstd">');
+    body.push(lineChart({ title: 'How many times smaller than zstd --patch-from', xLabel: 'update', yLabel: 'zstd bytes / payload bytes (log)', yLog: true, series: zSeries, xFormat: (v) => String(Math.round(v)), yFormat: (v) => `${+v.toPrecision(2)}x`, width: 720, height: 360 }));
+    body.push('</div>');
+  }
 
   body.push('<h2>All results</h2>');
   for (const u of ups) {
     body.push(`<h3>Update ${u}</h3><table><tr><th>method</th><th>budget</th><th>bytes</th><th>acc all</th><th>acc old</th><th>acc new</th><th>drift (pts)</th><th>train s</th></tr>`);
     const sorted = rows.filter((r) => r.update === u).sort((a, b) => REPORT_METHODS.indexOf(a.method) - REPORT_METHODS.indexOf(b.method) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9));
-    for (const r of sorted) body.push(`<tr><td>${r.method}</td><td>${r.budgetPct === null ? '-' : `${r.budgetPct}%`}</td><td>${r.bytes}</td><td>${pct(r.accAll)}</td><td>${pct(r.accOld)}</td><td>${pct(r.accNew)}</td><td>${pts(r.driftFromFull)}</td><td>${r.trainSeconds.toFixed(1)}</td></tr>`);
+    for (const r of sorted) body.push(`<tr><td>${r.method}</td><td>${r.budgetPct === null ? '-' : `${r.budgetPct}%`}</td><td>${r.bytes}</td><td>${pct(r.accAll)}</td><td>${pct(r.accOld)}</td><td>${pct(r.accNew)}</td><td>${pts(r.driftFromFull)}</td><td>${secs(r.trainSeconds)}</td></tr>`);
     body.push('</table>');
   }
   return `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head><body>\n${body.join('\n')}\n</body></html>\n`;

@@ -38,6 +38,8 @@ function niceTicks(lo: number, hi: number, count = 5): number[] {
 
 function logTicks(lo: number, hi: number): number[] {
   const ticks: number[] = [];
+  // A log axis needs a finite positive range; anything else has no ticks (and must not loop).
+  if (!(lo > 0) || !(hi >= lo) || !Number.isFinite(hi)) return ticks;
   const decades = Math.log10(hi / lo);
   // fewer ticks per decade as the range widens, so labels never overlap
   const mantissas = decades > 3 ? [1] : decades > 1.5 ? [1, 3] : [1, 2, 5];
@@ -69,7 +71,7 @@ export function lineChart(spec: ChartSpec): string {
   const ys = all.map((p) => p[1]);
   let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  if (!all.length) [x0, x1, y0, y1] = [0, 1, 0, 1];
+  if (!all.length) [x0, x1, y0, y1] = spec.xLog || spec.yLog ? [1, 10, 1, 10] : [0, 1, 0, 1];
   if (spec.xLog) [x0, x1] = [x0 / 1.5, x1 * 1.5];
   else if (x0 === x1) [x0, x1] = [x0 - 1, x1 + 1];
   if (spec.yLog) [y0, y1] = [y0 / 1.5, y1 * 1.5];

@@ -3,7 +3,7 @@
  * a seeded batch order so the same seed gives the same training run.
  */
 import * as tf from '@tensorflow/tfjs';
-import { UsageError } from '../core/errors.ts';
+import { DataError, UsageError } from '../core/errors.ts';
 import { seededRandom } from '../core/random.ts';
 
 export { seededRandom };
@@ -46,15 +46,15 @@ export function* epochBatches(data: LabelledData, batchSize: number, random: () 
 /** Check inputs and labels agree with the model before training starts. */
 export function checkData(data: LabelledData, inputShape: (number | null)[], numClasses: number, what: string): void {
   const n = data.x.shape[0];
-  if (n !== data.y.length) throw new UsageError(`${what}: ${n} inputs but ${data.y.length} labels; x and y must have the same first dimension`);
-  if (n === 0) throw new UsageError(`${what}: the dataset is empty`);
+  if (n !== data.y.length) throw new DataError(`${what}: ${n} inputs but ${data.y.length} labels; x and y must have the same first dimension`);
+  if (n === 0) throw new DataError(`${what}: the dataset is empty`);
   const feat = data.x.shape.slice(1);
   const want = inputShape.slice(1);
   if (feat.length !== want.length || want.some((d, i) => d !== null && d !== feat[i])) {
-    throw new UsageError(`${what}: inputs are [${feat.join(', ')}] per example but the model takes [${want.map((d) => d ?? '?').join(', ')}]: reshape the data or pick the matching model`);
+    throw new DataError(`${what}: inputs are [${feat.join(', ')}] per example but the model takes [${want.map((d) => d ?? '?').join(', ')}]: reshape the data or pick the matching model`);
   }
   for (let i = 0; i < data.y.length; i++) {
-    if (data.y[i] < 0 || data.y[i] >= numClasses) throw new UsageError(`${what}: label ${data.y[i]} at example ${i} is outside the model's ${numClasses} classes`);
+    if (data.y[i] < 0 || data.y[i] >= numClasses) throw new DataError(`${what}: label ${data.y[i]} at example ${i} is outside the model's ${numClasses} classes`);
   }
 }
 
