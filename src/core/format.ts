@@ -1,20 +1,23 @@
 /**
- * Payload format v1: one msgpack document. See docs/FORMAT.md for the byte-level description.
+ * Payload format v1/v2: one msgpack document (v2 adds storage grids, key `g` of a patch). See docs/FORMAT.md for the byte-level description.
  *
  * This module is pure (no node, no tfjs): it decodes bytes into a {@link Payload} (encoding is in
  * encode.ts, so a device bundle carries no encoder), checking every count and length against the bytes actually present before it
  * allocates anything, so hostile input costs at most a few times its own size.
  */
-// msgpackr/unpack: in browser bundles only the decoder (the encoder lives in encode.ts).
-import { Unpackr } from 'msgpackr/unpack';
 import { PayloadFormatError, PayloadTooLargeError, UnsupportedVersionError, NonFiniteValueError } from './errors.ts';
 import { readVarintsInto } from './varint.ts';
 import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from './msgpack-guard.ts';
+import { readMsgpack } from './msgpack-read.ts';
 import { bytesPerValue, decodeValues, VALUE_CODECS, type ValueCodec } from './values.ts';
+import type { StorageGrid } from './grid.ts';
 
-/** The format version this code writes and reads. */
-export const FORMAT_VERSION = 1;
-export const SUPPORTED_VERSIONS: readonly number[] = [1];
+/**
+ * The newest format version this code reads and writes. The encoder writes 1 when no patch
+ * carries a storage grid (so devices with an older applier still take the payload), 2 otherwise.
+ */
+export const FORMAT_VERSION = 2;
+export const SUPPORTED_VERSIONS: readonly number[] = [1, 2];
 /** Default cap on the size of a payload accepted for decoding (256 MiB). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
 /** Largest tensor (in values) a patch may address: positions are uint32. */
@@ -60,6 +63,11 @@ interface PatchCommon {
   codec: ValueCodec;
   /** i8 only. */
   scale?: number;
+  /**
+   * Format v2: the storage grid of the tensor (docs/FORMAT.md §5.1). Every value the patch
+   * writes is rounded onto it, so the tensor stays storable in its own dtype.
+   */
+  grid?: StorageGrid;
 }
 
 /** Added values at sorted flat positions. */
@@ -140,6 +148,7 @@ export interface PatchSource {
   kind: TensorPatch['kind'];
   codec: ValueCodec;
   scale?: number;
+  grid?: StorageGrid;
   baseDigest: string;
   targetDigest: string;
   /** Values the patch writes: its entries (sparse) or the tensor's size. */
@@ -168,10 +177,6 @@ export function shapeSize(shape: readonly number[]): number {
 // Decoding
 // ---------------------------------------------------------------------------------------------
 
-// int64AsType 'auto': a uint64/int64-encoded integer (0xcf/0xd3, as other languages' encoders write
-// u64 fields) decodes to a number up to 2^53, like any shorter encoding of the same value; beyond
-// that it stays a BigInt and the integer checks below refuse it. (msgpackr's typings omit 'auto'.)
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as 'bigint' });
 
 /** 8 bytes to 16 hex chars (big-endian, as the bytes read). */
 export function bytes8ToHex(b: Uint8Array): string {
@@ -247,9 +252,9 @@ export function openPayload(bytes: Uint8Array, options: DecodeOptions = {}): Ope
 
 /** A decoded patch as a source of one piece (for payloads decoded with {@link decodePayload}). */
 export function patchSource(patch: TensorPatch): PatchSource {
-  const { name, shape, kind, codec, scale, baseDigest, targetDigest } = patch;
+  const { name, shape, kind, codec, scale, grid, baseDigest, targetDigest } = patch;
   return {
-    name, shape, kind, codec, ...(scale !== undefined ? { scale } : {}), baseDigest, targetDigest,
+    name, shape, kind, codec, ...(scale !== undefined ? { scale } : {}), ...(grid ? { grid } : {}), baseDigest, targetDigest,
     written: kind === 'sparse' ? patch.positions.length : shapeSize(shape),
     chunks: () => [{ patch, offset: 0 }],
   };
@@ -302,14 +307,15 @@ function readPayload<T>(bytes: Uint8Array, options: DecodeOptions, each: (patch:
     }
     fail(`expected a msgpack map at byte 0, found 0x${first.toString(16).padStart(2, '0')}`);
   }
-  // Bound msgpackr before it runs: every declared length within the input, no extension types,
-  // bounded nesting, nothing after the document (see msgpack-guard.ts for what it costs without).
+  // The structure first, without building anything: every declared length within the input, no
+  // extension types, bounded nesting and value count, nothing after the document (msgpack-guard.ts).
   const problem = msgpackStructureProblem(bytes, PAYLOAD_MSGPACK_LIMITS);
   if (problem !== null) fail(`malformed msgpack: ${problem}`);
   let doc: unknown;
   try {
-    // A fresh view: msgpackr attaches a `dataView` property to the object it decodes.
-    doc = unpackr.unpack(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    // Integers of any width (uint64 0xcf as other languages write u64 fields) become numbers;
+    // beyond 2^53 the range checks below refuse them. Binaries are views into `bytes`.
+    doc = readMsgpack(bytes);
   } catch (e) {
     fail(`msgpack decoding failed (${(e as Error).message})`, { cause: (e as Error).message });
   }
@@ -355,7 +361,7 @@ function readPayload<T>(bytes: Uint8Array, options: DecodeOptions, each: (patch:
   if (!Array.isArray(rawPatches)) fail(`expected the patch list "p" to be an array, found ${describe(rawPatches)}`);
   const names = new Set<string>();
   const patches = rawPatches.map((raw, index) => {
-    const patch = readPatch(raw, index);
+    const patch = readPatch(raw, index, version as number);
     if (names.has(patch.name)) fail(`patch ${index}: tensor ${JSON.stringify(patch.name)} is patched twice`);
     names.add(patch.name);
     return each(patch);
@@ -363,7 +369,30 @@ function readPayload<T>(bytes: Uint8Array, options: DecodeOptions, each: (patch:
   return { header, patches };
 }
 
-function readPatch(raw: unknown, index: number): PatchSource {
+/** Wire names of the storage grid dtypes (`g.d`). */
+const GRID_DTYPES: Record<string, StorageGrid['dtype']> = { f32: 'float32', u8: 'uint8', u16: 'uint16', f16: 'float16', bf16: 'bfloat16' };
+
+/** A float64 from 8 big-endian bytes. */
+function float64BE(b: Uint8Array): number {
+  return new DataView(b.buffer, b.byteOffset, 8).getFloat64(0, false);
+}
+
+/** Format v2's storage grid `g` of a patch (absent: none). */
+function readGrid(raw: Record<string, unknown>, where: string): StorageGrid | undefined {
+  const g = own(raw, 'g');
+  if (g === undefined) return undefined;
+  if (!isObject(g)) fail(`${where}: storage grid "g" must be a map, found ${describe(g)}`);
+  const d = own(g, 'd');
+  const dtype = typeof d === 'string' && Object.prototype.hasOwnProperty.call(GRID_DTYPES, d) ? GRID_DTYPES[d] : undefined;
+  if (!dtype) fail(`${where}: storage grid dtype "g.d" must be one of ${Object.keys(GRID_DTYPES).join(', ')}, found ${describe(d)}`);
+  if (dtype !== 'uint8' && dtype !== 'uint16') return { dtype };
+  const scale = float64BE(bin(g, 'sc', `${where} grid`, 8));
+  const min = float64BE(bin(g, 'mn', `${where} grid`, 8));
+  if (!(scale > 0) || !Number.isFinite(scale) || !Number.isFinite(min)) fail(`${where}: storage grid scale "g.sc" must be finite and positive and min "g.mn" finite, found ${scale} and ${min}`);
+  return { dtype, scale, min };
+}
+
+function readPatch(raw: unknown, index: number, version: number): PatchSource {
   let where = `patch ${index}`;
   if (!isObject(raw)) fail(`${where}: expected a map, found ${describe(raw)}`);
   const name = str(raw, 't', where, 1024);
@@ -384,6 +413,8 @@ function readPatch(raw: unknown, index: number): PatchSource {
     if (typeof q !== 'number' || !Number.isFinite(q) || q <= 0 || Math.fround(q) !== q) fail(`${where}: int8 scale "q" must be a positive finite float32, found ${describe(q)}`);
     scale = q;
   }
+  // v1 ignores unknown keys, "g" included: only a v2 payload rounds onto a grid.
+  const grid = version >= 2 ? readGrid(raw, where) : undefined;
   const common = {
     name,
     shape,
@@ -391,6 +422,7 @@ function readPatch(raw: unknown, index: number): PatchSource {
     targetDigest: bytes8ToHex(bin(raw, 'a', where, 8)),
     codec,
     ...(scale !== undefined ? { scale } : {}),
+    ...(grid ? { grid } : {}),
   };
   const v = bin(raw, 'v', where);
   const bpv = bytesPerValue(codec);
