@@ -188,7 +188,54 @@ function halfToFloatRef(h: number): number {
   return scratch[0];
 }
 
-interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number }
+interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid }
+type SpecGrid = { d: 'f32' | 'f16' | 'bf16' } | { d: 'u8' | 'u16'; sc: number; mn: number };
+
+/** Every positive finite half, as float32, ascending (bit patterns 0x0000..0x7bff are monotonic). */
+const HALVES = Float32Array.from({ length: 0x7c00 }, (_, h) => halfToFloatRef(h));
+
+/** FORMAT.md 5.1, written independently: the nearest grid value, ties to even. */
+function specSnap(x: number, g: SpecGrid): number {
+  if (g.d === 'f32') return x;
+  if (g.d === 'u8' || g.d === 'u16') {
+    const v = (x - g.mn) / g.sc;
+    let q = Math.floor(v);
+    const frac = v - q;
+    if (frac > 0.5 || (frac === 0.5 && q % 2 !== 0)) q += 1;
+    q = Math.min(Math.max(q, 0), g.d === 'u8' ? 255 : 65535);
+    return Math.fround(q * g.sc + g.mn);
+  }
+  const a = Math.abs(x);
+  if (g.d === 'f16') {
+    // binary search the ascending halves for the neighbours of |x|; ties to the even pattern
+    let lo = 0;
+    let hi = HALVES.length - 1;
+    if (a >= HALVES[hi]) return Math.sign(x) * HALVES[hi];
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (HALVES[mid] <= a) lo = mid;
+      else hi = mid;
+    }
+    const dl = a - HALVES[lo];
+    const dh = HALVES[hi] - a;
+    const h = dl < dh || (dl === dh && lo % 2 === 0) ? lo : hi;
+    return x < 0 || Object.is(x, -0) ? -HALVES[h] : HALVES[h];
+  }
+  // bf16: the two float32 values with 16 low zero bits around x; ties to the even one
+  scratch[0] = x;
+  const down = scratchBits[0] & 0xffff0000;
+  const up = (down + 0x10000) >>> 0;
+  scratchBits[0] = down >>> 0;
+  const vd = scratch[0];
+  scratchBits[0] = up;
+  const vu = scratch[0];
+  const dd = Math.abs(x - vd);
+  const du = Math.abs(vu - x);
+  let r = dd < du || (dd === du && ((down >>> 16) & 1) === 0) ? vd : vu;
+  const MAX = 3.3895313892515355e38; // bfloat16 0x7f7f0000
+  if (Math.abs(r) > MAX || !Number.isFinite(r)) r = Math.sign(x) * MAX;
+  return r;
+}
 
 const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 const isInt = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
@@ -198,7 +245,8 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
   const doc = readMsgpack(bytes);
   if (!(doc instanceof Map)) return bad('not a map');
   if (!doc.has('nd')) bad('no "nd"');
-  if (doc.get('nd') !== 1) throw new SpecError('version', String(doc.get('nd')));
+  const nd = doc.get('nd');
+  if (nd !== 1 && nd !== 2) throw new SpecError('version', String(nd));
   const strOf = (m: Map<string, unknown>, k: string, max: number): string => {
     const v = m.get(k);
     if (typeof v !== 'string' || v.length > max) bad(`"${k}" must be a string of at most ${max} UTF-16 code units`);
@@ -250,7 +298,24 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
       if (!out.every(Number.isFinite)) throw new SpecError('non-finite', `${t}: value not finite`);
       return out;
     };
-    const common = { t, s: s as number[], size, k: k as string, b, a };
+    let g: SpecGrid | undefined;
+    if (nd === 2 && raw.has('g')) {
+      const gm = raw.get('g');
+      if (!(gm instanceof Map)) return bad('"g" is not a map');
+      const d = gm.get('d');
+      if (d === 'u8' || d === 'u16') {
+        const f64 = (key: string): number => {
+          const bb = binOf(gm, key, 8);
+          return new DataView(bb.buffer, bb.byteOffset, 8).getFloat64(0, false);
+        };
+        const sc = f64('sc');
+        const mn = f64('mn');
+        if (!(sc > 0 && Number.isFinite(sc) && Number.isFinite(mn))) bad('grid scale or min');
+        g = { d, sc, mn };
+      } else if (d === 'f32' || d === 'f16' || d === 'bf16') g = { d };
+      else bad('"g.d"');
+    }
+    const common = { t, s: s as number[], size, k: k as string, b, a, ...(g ? { g } : {}) };
     if (k === 's') {
       const n = raw.get('n');
       const i = binOf(raw, 'i');
@@ -342,10 +407,13 @@ function specApply(hasher: Hasher, model: SpecModel, bytes: Uint8Array, maxBytes
   if (fp !== bf) throw new SpecError('base', `${fp} != ${bf}`);
   for (const p of patches) if (digests.get(p.t) !== p.b) throw new SpecError('base', `${p.t}: ${digests.get(p.t)} != ${p.b}`);
   const out: SpecModel = new Map([...model].map(([n, t]) => [n, { shape: t.shape, data: t.data.slice() }]));
+  let grid: SpecGrid | undefined;
   const add = (w: Float32Array, i: number, v: number) => {
-    w[i] = Math.fround(w[i] + v);
+    const sum = Math.fround(w[i] + v);
+    w[i] = grid ? specSnap(sum, grid) : sum;
   };
   for (const p of patches) {
+    grid = p.g;
     const w = (out.get(p.t) as { data: Float32Array }).data;
     if (p.k === 's') (p.positions as number[]).forEach((pos, k) => add(w, pos, p.vals[k]));
     else if (p.k === 'd') p.vals.forEach((v, i) => add(w, i, v));

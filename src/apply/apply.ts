@@ -21,6 +21,7 @@ import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffErro
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
 import { openPayload, patchSource, type DecodeOptions, type OpenedPayload, type Payload, type PatchSource, type TensorPatch } from '../core/format.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
+import { describeGrid, sameGrid, type StorageGrid } from '../core/grid.ts';
 import { applyTensorPatch, undoTensorPatch, type ExceptionBlock } from '../core/patch-math.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
@@ -116,7 +117,7 @@ async function resolveHasher(h: ApplyOptions['hasher']): Promise<Hasher> {
  * Check that a decoded payload fits the store's model (names and shapes) without writing.
  * @throws ModelMismatchError
  */
-export function checkPayloadFitsModel(payload: { patches: readonly { name: string; shape: readonly number[] }[] }, store: WeightStore): void {
+export function checkPayloadFitsModel(payload: { patches: readonly { name: string; shape: readonly number[]; grid?: StorageGrid }[] }, store: WeightStore): void {
   const shapes = new Map(store.list().map((t) => [t.name, t.shape] as const));
   for (const p of payload.patches) {
     const shape = shapes.get(p.name);
@@ -131,6 +132,13 @@ export function checkPayloadFitsModel(payload: { patches: readonly { name: strin
       throw new ModelMismatchError(
         `tensor ${JSON.stringify(p.name)} has shape [${shape.join(', ')}] in this model but the payload expects [${p.shape.join(', ')}]: the payload was built for another architecture; fetch the full model or a payload for this one`,
         { tensor: p.name, expected: p.shape, found: shape },
+      );
+    }
+    const stored = p.grid && store.grid?.(p.name);
+    if (stored && !sameGrid(stored, p.grid)) {
+      throw new ModelMismatchError(
+        `tensor ${JSON.stringify(p.name)} is stored as ${describeGrid(stored)} in this model but the payload rounds it onto ${describeGrid(p.grid)}: the payload was built for another encoding of the model; fetch the full model or a payload for this one`,
+        { tensor: p.name, expected: p.grid, found: stored },
       );
     }
   }

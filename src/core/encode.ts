@@ -6,6 +6,7 @@
 import { Packr, FLOAT32_OPTIONS } from 'msgpackr/pack';
 import { toHalfBits } from './float16.ts';
 import { shapeSize, type Payload, type PayloadHeader, type TensorPatch } from './format.ts';
+import type { StorageGrid } from './grid.ts';
 import { bytesPerValue, type ValueCodec } from './values.ts';
 import { ByteWriter, varintSize } from './varint.ts';
 
@@ -26,6 +27,17 @@ export interface WirePatch {
   nb?: number;
   sg?: boolean;
   v: Uint8Array;
+  /** Format v2: the storage grid (`d` dtype; `sc`, `mn` float64 big-endian for uint8/uint16). */
+  g?: { d: string; sc?: Uint8Array; mn?: Uint8Array };
+}
+
+const GRID_WIRE: Record<StorageGrid['dtype'], string> = { float32: 'f32', uint8: 'u8', uint16: 'u16', float16: 'f16', bfloat16: 'bf16' };
+
+/** 8 big-endian bytes of a float64. */
+function float64Bytes(x: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setFloat64(0, x, false);
+  return b;
 }
 
 let packr: Packr | null = null;
@@ -78,11 +90,17 @@ export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
   } else if (p.kind === 'lowrank') {
     w.r = p.rank;
   }
+  if (p.grid) {
+    const g = p.grid;
+    w.g = g.dtype === 'uint8' || g.dtype === 'uint16' ? { d: GRID_WIRE[g.dtype], sc: float64Bytes(g.scale), mn: float64Bytes(g.min) } : { d: GRID_WIRE[g.dtype] };
+  }
   return w;
 }
 
 /** The msgpack document of a payload (header keys, then "p"): what {@link packPayload} packs. */
 export function wireDocument(h: PayloadHeader, patches: WirePatch[]): Record<string, unknown> {
+  // Only v2 appliers round onto storage grids: a grid in a v1 document would be ignored.
+  if (h.version < 2 && patches.some((p) => p.g !== undefined)) throw new RangeError(`a payload with storage grids is format version 2, the header says ${h.version}`);
   const o: Record<string, unknown> = {
     nd: h.version,
     m: h.method,

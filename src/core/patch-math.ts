@@ -5,6 +5,7 @@
  * is the IEEE float32 sum on every platform.
  */
 import type { HashPatch, LowRankPatch, SparsePatch, TensorPatch } from './format.ts';
+import { snapInPlace, snapValue, type StorageGrid } from './grid.ts';
 import { hashAddWasm } from './hash-kernel.ts';
 
 // xxh32 primes (see docs/FORMAT-hashing.md).
@@ -22,6 +23,8 @@ const P5 = 0x165667b1;
  * as bits, so undo restores a tensor bit for bit, NaN payloads included.
  */
 export type UndoRecord = { name: string; kind: 'inverse'; patch: TensorPatch; exceptions: ExceptionBlock[] };
+// A patch with a storage grid rounds what it writes, which subtracting cannot undo: its log holds
+// the old bits of every value it writes, and undo only puts them back.
 
 /** Logged positions and their old bits (parallel arrays of equal length). */
 export interface ExceptionBlock {
@@ -226,8 +229,35 @@ function denseLoop(w: Float32Array, values: Float32Array, direction: 1 | -1, log
   }
 }
 
+/**
+ * A patch with a storage grid (format v2): add as usual, then round every written value onto
+ * the grid (grid.ts). The log keeps the old bits of every written value.
+ */
+function applyOnGrid(w: Float32Array, patch: TensorPatch, grid: StorageGrid, log: ExceptionLog | null): void {
+  const wb = bitsOf(w);
+  if (patch.kind === 'sparse') {
+    const { positions, values } = patch;
+    for (let k = 0; k < positions.length; k++) {
+      const at = positions[k];
+      if (log) log.push(at, wb[at]);
+      w[at] = snapValue(Math.fround(w[at] + values[k]), grid);
+    }
+    return;
+  }
+  if (log) for (let i = 0; i < w.length; i++) log.push(i, wb[i]);
+  if (patch.kind === 'dense') denseLoop(w, patch.values, 1, null);
+  else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, null);
+  else hashLoop(w, patch, 1, null);
+  snapInPlace(w, grid);
+}
+
 /** Apply `patch` to `w` in place. When `recordUndo` is set, returns what restores `w`. */
 export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo: boolean): UndoRecord | null {
+  if (patch.grid && patch.grid.dtype !== 'float32') {
+    const log = recordUndo ? new ExceptionLog() : null;
+    applyOnGrid(w, patch, patch.grid, log);
+    return log ? log.record(patch.name, patch) : null;
+  }
   if (patch.kind === 'sparse' && !recordUndo) {
     const { positions, values } = patch;
     for (let k = 0; k < positions.length; k++) w[positions[k]] += values[k];
@@ -245,7 +275,9 @@ export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo
 export function undoTensorPatch(w: Float32Array, undo: UndoRecord): void {
   const wb = bitsOf(w);
   const { patch } = undo;
-  if (patch.kind === 'sparse') {
+  if (patch.grid && patch.grid.dtype !== 'float32') {
+    // Only the logged old bits (every written value) restore a rounded patch.
+  } else if (patch.kind === 'sparse') {
     const { positions, values } = patch;
     for (let k = 0; k < positions.length; k++) w[positions[k]] -= values[k];
   } else if (patch.kind === 'dense') {

@@ -27,7 +27,7 @@ export interface EncodedValues {
  * Encode float32 values with a codec. `f16` refuses values beyond the float16 range (returns
  * null) rather than silently saturating; `i8` uses a symmetric per-tensor scale maxAbs / 127.
  */
-export function encodeValues(values: Float32Array, codec: ValueCodec): EncodedValues | null {
+export function encodeValues(values: Float32Array, codec: ValueCodec, stepScale?: number): EncodedValues | null {
   const n = values.length;
   if (codec === 'f32') {
     const bytes = new Uint8Array(n * 4);
@@ -49,7 +49,9 @@ export function encodeValues(values: Float32Array, codec: ValueCodec): EncodedVa
   }
   let maxAbs = 0;
   for (let i = 0; i < n; i++) maxAbs = Math.max(maxAbs, Math.abs(values[i]));
-  const scale = Math.fround(maxAbs > 0 ? maxAbs / 127 : 1);
+  // A grid step as the scale (a quantized tensor's deltas are whole steps) when every value is
+  // within ±127 of them; else the symmetric scale maxAbs / 127.
+  const scale = stepScale !== undefined && stepScale > 0 && Math.round(maxAbs / stepScale) <= 127 ? stepScale : Math.fround(maxAbs > 0 ? maxAbs / 127 : 1);
   if (!(scale > 0) || !Number.isFinite(scale)) return null;
   const bytes = new Uint8Array(n);
   const decoded = new Float32Array(n);

@@ -2,8 +2,11 @@
  * Where the weights live. The applier is written once against this interface; adapters
  * exist for plain named Float32Arrays (here), TF.js artifacts on disk (`src/io`), and more.
  *
- * Tensors are float32, row-major. A store backed by a quantized file dequantizes on read.
+ * Tensors are float32, row-major. A store backed by a quantized file dequantizes on read and
+ * says how the tensor is stored ({@link WeightStore.grid}).
  */
+import type { StorageGrid } from './grid.ts';
+
 export interface TensorEntry {
   /** Stable tensor name: the TF.js manifest name (never a runtime variable `.name`). */
   readonly name: string;
@@ -36,6 +39,13 @@ export interface WeightStore {
    * read and hashed.
    */
   digest?(name: string): string | undefined;
+  /**
+   * Optional: how the tensor is stored (uint8/uint16 with scale and min, float16, bfloat16, or
+   * `{dtype: 'float32'}`); `undefined` when the store does not know. A payload that rounds a
+   * tensor onto a grid (format v2) is refused unless the grids agree, and a store that writes
+   * quantized tensors keeps a patched tensor in its dtype when its values are on its grid.
+   */
+  grid?(name: string): StorageGrid | undefined;
   /**
    * Called once after a patch was applied and verified, with the names of the tensors that
    * changed and the digests of every tensor of the model as committed. Stores that need to

@@ -13,11 +13,13 @@ import { matrixDims } from '../core/format.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { bytesPerValue, type ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
-import { baseDigests, buildPayload, payloadSize, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
+import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
 import { largestFitting } from './topk.ts';
 
-export interface BaselineOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes'> {
+export interface BaselineOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'> {
   budgetBytes: number;
+  /** Keep quantized tensors on their storage grid (default) or give float32 results: see {@link StoreAs}. */
+  store?: StoreAs;
   codec?: ValueCodec;
   seed?: number;
 }
@@ -55,7 +57,7 @@ export function dropDiff(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<
     return out;
   };
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const header: HeaderOptions = { ...options, method: 'drop', budgetBytes: options.budgetBytes };
+  const header: HeaderOptions = { ...withoutStore(options), method: 'drop', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const k = largestFitting(entries.length, (k) => payloadSize(specs(k), shapes, header) <= options.budgetBytes);
   if (k === 0 && payloadSize([], shapes, header) > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes cannot hold even an empty payload`);
   return { ...buildPayload(hasher, base, specs(k), header), kept: k };
@@ -191,7 +193,7 @@ export function lowRankDiff(hasher: Hasher, base: WeightStore, deltas: ReadonlyM
     });
     return out;
   };
-  const header: HeaderOptions = { ...options, method: 'lowrank', budgetBytes: options.budgetBytes };
+  const header: HeaderOptions = { ...withoutStore(options), method: 'lowrank', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const k = largestFitting(picks.length, (k) => payloadSize(specs(k), shapes, header) <= options.budgetBytes);
   if (k === 0 && payloadSize([], shapes, header) > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes cannot hold even an empty payload`);
   return { ...buildPayload(hasher, base, specs(k), header, baseDigests(hasher, base)), kept: k };

@@ -10,23 +10,36 @@ import { packPayload, wirePatch, type WirePatch } from '../core/encode.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
 import { encodeValues, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
+import { gridBytesPerValue, type AffineGrid, type StorageGrid } from '../core/grid.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 
 export const CREATED_BY = 'neural-diff 0.1.0';
 const ZERO_DIGEST = '0000000000000000';
 
-/** A patch before encoding: raw float32 deltas (values are quantized by `codec`). */
-export type PatchSpec =
+/**
+ * A patch before encoding: raw float32 deltas (values are quantized by `codec`). With `grid`
+ * (the tensor's storage grid, e.g. from `store.grid(name)`), the device rounds what the patch
+ * writes onto it (format v2), so a quantized tensor stays quantized; `buildPayload` fills it in
+ * from the base store unless `grid` is given, or is `null` for float32 results.
+ */
+export type PatchSpec = (
   | { kind: 'sparse'; name: string; positions: Uint32Array; values: Float32Array; codec: ValueCodec }
   | { kind: 'hash'; name: string; seed: number; signed: boolean; buckets: Float32Array; codec: ValueCodec }
   | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec }
   /** Low-rank factors U [rows x rank] and V [rank x cols] (see `matrixDims`), coded together. */
-  | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec };
+  | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec }
+) & { grid?: StorageGrid | null };
 
 const SPEC_KINDS = ['sparse', 'hash', 'dense', 'lowrank'] as const;
 
 export interface HeaderOptions {
   method: DiffMethod;
+  /**
+   * The storage grid each patch carries, by tensor name (from {@link storageGrids}); tensors
+   * not in it get float32 results. Not part of the header: it sizes and builds the patches.
+   * Undefined: {@link buildPayload} takes the base store's grids, and {@link payloadSize} none.
+   */
+  grids?: ReadonlyMap<string, StorageGrid>;
   modelId?: string;
   sequence?: number;
   budgetBytes?: number;
@@ -46,14 +59,18 @@ export interface BuiltPayload {
  * Encode one spec's values into a patch (with placeholder digests) and its wire value bytes.
  * Returns null when the codec cannot hold the values (float16 overflow).
  */
-export function encodeSpec(spec: PatchSpec, shape: readonly number[]): { patch: TensorPatch; valueBytes: Uint8Array } | null {
+export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: StorageGrid | undefined = spec.grid ?? undefined): { patch: TensorPatch; valueBytes: Uint8Array } | null {
   const raw = spec.kind === 'hash' ? spec.buckets : spec.kind === 'lowrank' ? concat(spec.u, spec.v) : spec.values;
   for (let i = 0; i < raw.length; i++) {
     if (!Number.isFinite(raw[i])) throw new NonFiniteValueError(`tensor ${JSON.stringify(spec.name)}: delta value ${i} is ${raw[i]}; training diverged or the target model holds NaN/Infinity: fix the target before building a diff`, { tensor: spec.name, index: i });
   }
-  const enc = encodeValues(raw, spec.codec);
+  // On a uint8/uint16 grid the natural int8 scale is the grid's step: a delta of k steps is
+  // carried as k exactly (the device rounds the sum onto the grid).
+  const affine = grid && (grid.dtype === 'uint8' || grid.dtype === 'uint16') && spec.kind !== 'lowrank' ? (grid as AffineGrid) : undefined;
+  const enc = encodeValues(raw, spec.codec, affine ? Math.fround(affine.scale) : undefined);
   if (!enc) return null;
-  const common = { name: spec.name, shape: [...shape], codec: spec.codec, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, ...(enc.scale !== undefined ? { scale: enc.scale } : {}) };
+  const keepGrid = grid && grid.dtype !== 'float32' ? { grid } : {};
+  const common = { name: spec.name, shape: [...shape], codec: spec.codec, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, ...(enc.scale !== undefined ? { scale: enc.scale } : {}), ...keepGrid };
   let patch: TensorPatch;
   if (spec.kind === 'sparse') patch = { ...common, kind: 'sparse', positions: spec.positions, values: enc.decoded, positionCoding: 'gaps' };
   else if (spec.kind === 'hash') patch = { ...common, kind: 'hash', seed: spec.seed >>> 0, signed: spec.signed, buckets: enc.decoded };
@@ -93,11 +110,37 @@ function makeHeader(o: HeaderOptions, base: string, target: string): PayloadHead
 export function payloadSize(specs: PatchSpec[], shapes: ReadonlyMap<string, readonly number[]>, header: HeaderOptions): number {
   const wires: WirePatch[] = [];
   for (const s of specs) {
-    const e = encodeSpec(s, shapes.get(s.name) as readonly number[]);
+    const e = encodeSpec(s, shapes.get(s.name) as readonly number[], s.grid === null ? undefined : s.grid ?? header.grids?.get(s.name));
     if (!e) return Infinity;
     wires.push(wirePatch(e.patch, e.valueBytes));
   }
   return packPayload(makeHeader(header, ZERO_DIGEST, ZERO_DIGEST), wires).length;
+}
+
+/**
+ * How the payload stores each patched tensor: `'stored'` (default) keeps every tensor the base
+ * stores in another dtype (uint8/uint16 quantized, float16, bfloat16) on its grid, so the
+ * device keeps the model's size; `'float32'` leaves results unrounded (the device then writes
+ * patched tensors as float32).
+ */
+export type StoreAs = 'stored' | 'float32';
+
+/** The grids payloads against `base` carry with {@link StoreAs} `storeAs` (see {@link HeaderOptions.grids}). */
+export function storageGrids(base: WeightStore, storeAs: StoreAs = 'stored'): Map<string, StorageGrid> {
+  const out = new Map<string, StorageGrid>();
+  if (storeAs === 'float32' || !base.grid) return out;
+  for (const t of base.list()) {
+    const g = base.grid(t.name);
+    if (g && g.dtype !== 'float32') out.set(t.name, g);
+  }
+  return out;
+}
+
+/** Bytes of the model as its store keeps it (grid dtype per tensor; float32 where unknown): what budgets are a percentage of. */
+export function storedModelBytes(store: WeightStore): number {
+  let n = 0;
+  for (const t of store.list()) n += gridBytesPerValue(store.grid?.(t.name)) * shapeSize(t.shape);
+  return n;
 }
 
 /** Per-tensor digests of a store, cached by the caller across many builds of the same base. */
@@ -137,7 +180,9 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
         if (spec.positions[k] >= size || (k > 0 && spec.positions[k] <= spec.positions[k - 1])) throw new UsageError(`${what}: positions must be strictly increasing and below ${size}; position ${k} is ${spec.positions[k]}${k > 0 ? ` after ${spec.positions[k - 1]}` : ''}`, { tensor: spec.name, index: k });
       }
     }
-    const enc = encodeSpec(spec, shape);
+    // The base's storage grid unless the spec says otherwise (null: a float32 result).
+    const grid = spec.grid === null ? undefined : spec.grid ?? (header.grids ? header.grids.get(spec.name) : base.grid?.(spec.name));
+    const enc = encodeSpec(spec, shape, grid);
     if (!enc) throw new BudgetError(`tensor ${spec.name}: values do not fit codec ${spec.codec} (float16 overflow); use f32 or i8`);
     const w = base.values(spec.name).slice();
     applyTensorPatch(w, enc.patch, false);
@@ -154,9 +199,16 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     patches.push(patch);
   }
   const h = makeHeader(header, combineDigests(hasher, digests), combineDigests(hasher, after));
+  h.version = patches.some((p) => p.grid) ? 2 : 1; // v1 unless a grid needs v2 (older devices read v1)
   const bytes = packPayload(h, wires);
   if (header.budgetBytes && bytes.length > header.budgetBytes) {
     throw new BudgetError(`payload is ${bytes.length} bytes, over the budget of ${header.budgetBytes} bytes: raise the budget or keep fewer values`, { bytes: bytes.length, budget: header.budgetBytes });
   }
   return { bytes, payload: { header: h, patches }, targetValues };
+}
+
+/** Options without the builder-only `store` key (what goes into {@link HeaderOptions}). */
+export function withoutStore<T extends { store?: StoreAs }>(options: T): Omit<T, 'store'> {
+  const { store: _store, ...rest } = options;
+  return rest;
 }

@@ -7,10 +7,12 @@ import { BudgetError, ModelMismatchError } from '../core/errors.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
-import { baseDigests, buildPayload, payloadSize, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
+import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
 
-export interface TopkOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes'> {
+export interface TopkOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'> {
   budgetBytes: number;
+  /** Keep quantized tensors on their storage grid (default) or give float32 results: see {@link StoreAs}. */
+  store?: StoreAs;
   /** `auto` (default) tries every codec and keeps the most accurate. */
   codec?: ValueCodec | 'auto';
   /** Called with progress messages during the search. */
@@ -150,7 +152,7 @@ export function topkDiff(hasher: Hasher, base: WeightStore, target: WeightStore,
 export function topkFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: TopkOptions, method: HeaderOptions['method']): TopkResult {
   const ranking = new MagnitudeRanking(deltas);
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const header: HeaderOptions = { ...options, method, budgetBytes: options.budgetBytes };
+  const header: HeaderOptions = { ...withoutStore(options), method, budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const digests = baseDigests(hasher, base);
   const codecs = options.codec && options.codec !== 'auto' ? [options.codec] : [...VALUE_CODECS];
   let best: TopkResult | null = null;

@@ -34,6 +34,7 @@ import { ModelFormatError, TargetMismatchError } from '../core/errors.ts';
 import { fingerprintStore } from '../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { MemoryWeightStore, type CommitInfo, type WeightStore } from '../core/weight-store.ts';
+import type { StorageGrid } from '../core/grid.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../apply/apply.ts';
 import type { SequenceStore } from '../apply/freshness.ts';
 import { MODEL_JSON, PREVIOUS_MODEL_JSON, openTfjsModelDir, type TfjsDirWeightStore } from './tfjs-artifacts.ts';
@@ -271,6 +272,9 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
   digest(name: string): string | undefined {
     return this.disk.digest(name);
   }
+  grid(name: string): StorageGrid {
+    return this.disk.grid(name);
+  }
   async commit(changed: readonly string[], info?: CommitInfo): Promise<void> {
     this.committing = info && { changed, info };
     await this.disk.commit(changed);
@@ -346,6 +350,8 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
   if (dryRun) {
     const disk = await openTfjsModelDir(dir);
     const copy = new MemoryWeightStore(disk.list().map((t) => [t.name, { shape: [...t.shape], data: disk.values(t.name).slice() }] as [string, { shape: number[]; data: Float32Array }]));
+    // The copy keeps the folder's storage grids, so a dry run refuses a grid mismatch too.
+    (copy as WeightStore).grid = (name: string) => disk.grid(name);
     const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };
     const res = await applyVerifiedPayload(copy, verified, { ...options, sequenceStore: readOnly, healthCheck: undefined });
     return { ...res, sequenceRecorded: false, recovery: empty };

@@ -13,6 +13,7 @@ import { open, rename, stat, unlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { ModelFormatError, UsageError } from '../core/errors.ts';
+import type { StorageGrid } from '../core/grid.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { SafetensorsWeightStore, serializeSafetensors, type SafetensorsTensorEntry, type SafetensorsTensorInput } from './safetensors.ts';
 import { errCode, syncDir } from './durable.ts';
@@ -134,6 +135,11 @@ export class SafetensorsFileStore implements WeightStore {
   /** See {@link SafetensorsWeightStore.read}. */
   read(name: string): Float32Array {
     return this.inner.read(name);
+  }
+
+  /** See {@link SafetensorsWeightStore.grid}. */
+  grid(name: string): StorageGrid | undefined {
+    return this.inner.grid(name);
   }
 
   /** See {@link SafetensorsWeightStore.values}. */

@@ -22,6 +22,7 @@ import { ModelFormatError, ModelMismatchError, UsageError } from '../core/errors
 import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
 import { encodeUtf8 } from '../core/utf8.ts';
 import { decodeUtf8Strict } from '../core/utf8-decode.ts';
+import type { StorageGrid } from '../core/grid.ts';
 import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
 
 /** Bytes per element of the dtypes the format defines (sub-byte dtypes are passed through unchecked). */
@@ -408,6 +409,15 @@ export class SafetensorsWeightStore implements WeightStore {
       return Float32Array.from({ length: n }, (_, i) => dv.getFloat32(4 * i, true));
     }
     return s.entry.dtype === 'BF16' ? decodeBf16(bytes, n) : decodeF16(bytes, n);
+  }
+
+  /**
+   * How the tensor is stored: F16 → float16, BF16 → bfloat16, F32 → float32 (see
+   * `WeightStore.grid`); a patch onto that grid keeps the tensor in its dtype when serialized.
+   */
+  grid(name: string): StorageGrid | undefined {
+    const dtype = this.slots.get(name)?.entry.dtype;
+    return dtype === 'F16' ? { dtype: 'float16' } : dtype === 'BF16' ? { dtype: 'bfloat16' } : dtype === 'F32' ? { dtype: 'float32' } : undefined;
   }
 
   /** True if `name`'s values are patched directly in the file bytes (no copy). */

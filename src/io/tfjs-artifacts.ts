@@ -59,6 +59,8 @@ import {
   type TfjsWeightGroup,
 } from './tfjs-manifest.ts';
 import { errCode, syncDir } from './durable.ts';
+import { affineStep, snapValue, type StorageGrid } from '../core/grid.ts';
+import { toHalfBits } from '../core/float16.ts';
 import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
 
 /** Name of the model file inside a model folder. */
@@ -111,8 +113,10 @@ export interface OpenOptions extends WriteOptions {
    * What {@link TfjsDirWeightStore.commit} does with quantized (uint8/uint16/float16) float
    * tensors the patch did not change: `'keep'` (default) writes their original bytes and
    * manifest entry back, bit-exact and small; `'float32'` rewrites every float tensor as
-   * float32. Changed tensors are always written as float32 (re-quantizing would change the
-   * values the applier verified).
+   * float32. A changed quantized tensor keeps its dtype and quantization when every new value
+   * is on its grid (what a format v2 patch with the tensor's grid gives, bit-exact); otherwise
+   * (a payload without a grid) it is written as float32, never re-rounded, so the stored values
+   * are exactly the ones the applier verified.
    */
   quantizedUnchanged?: 'keep' | 'float32';
   /**
@@ -734,6 +738,14 @@ export class TfjsDirWeightStore implements WeightStore {
     return out;
   }
 
+  /**
+   * How the tensor is stored: its manifest quantization (uint8/uint16 with scale and min,
+   * float16) or float32. A patch onto this grid keeps the tensor in its dtype (see commit).
+   */
+  grid(name: string): StorageGrid {
+    return gridOfEntry(this.floatRecord(name).entry);
+  }
+
   /** True if `name` is a float tensor of this model. */
   has(name: string): boolean {
     return this.records.get(name)?.layout.isFloat === true;
@@ -863,7 +875,8 @@ export class TfjsDirWeightStore implements WeightStore {
 
   /**
    * Write the patched model back (the atomic protocol of the module doc). Tensors in
-   * `changed`, and any whose values differ from the stored ones, are written as float32;
+   * `changed`, and any whose values differ from the stored ones, are written in their stored
+   * dtype when their values are on its grid, else as float32;
    * unchanged quantized tensors keep their bytes unless `quantizedUnchanged: 'float32'`;
    * pass-through entries always keep their bytes. Every key of model.json other than
    * `weightsManifest` keeps its exact text. An empty `changed` writes nothing.
@@ -950,15 +963,20 @@ export class TfjsDirWeightStore implements WeightStore {
       // A tensor handed out but not listed as changed is rewritten only if its bytes differ.
       return { out: r.entry, bytes: !isChanged && sameBytes(bytes, this.bytesOf(r)) ? undefined : bytes };
     }
-    let asFloat = isChanged || allFloat32;
-    if (!asFloat && r.values) {
-      // Not listed as changed, but handed out: keep the quantized bytes only if the values
-      // are bit-identical to what they decode to.
+    if (allFloat32) return { out: asFloat32Entry(r.entry), bytes: encodeFloat32(r.values ?? dequantizeEntry(r.entry, this.bytesOf(r))) };
+    if (!r.values) return { out: r.entry };
+    if (!isChanged) {
+      // Not listed as changed, but handed out: keep the stored bytes if the values are
+      // bit-identical to what they decode to.
       const fresh = dequantizeEntry(r.entry, this.bytesOf(r));
-      asFloat = !sameBytes(encodeFloat32(fresh), encodeFloat32(r.values));
+      if (sameBytes(encodeFloat32(fresh), encodeFloat32(r.values))) return { out: r.entry };
     }
-    if (!asFloat) return { out: r.entry };
-    return { out: asFloat32Entry(r.entry), bytes: encodeFloat32(r.values ?? dequantizeEntry(r.entry, this.bytesOf(r))) };
+    // Changed values that are all on the tensor's grid (a format v2 patch rounded them there)
+    // are stored in the same dtype with the same parameters: same size, same manifest entry.
+    const requantized = quantizeOnGrid(r.entry, r.values);
+    if (requantized) return { out: r.entry, bytes: requantized };
+    // Off the grid (a payload without a grid, built with --store float32 or by an older tool).
+    return { out: asFloat32Entry(r.entry), bytes: encodeFloat32(r.values) };
   }
 }
 
@@ -1088,6 +1106,55 @@ function withManifest(modelJson: Record<string, unknown>, manifest: TfjsWeightGr
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(modelJson)) out[k] = k === 'weightsManifest' ? manifest : v;
   if (!('weightsManifest' in out)) out.weightsManifest = manifest;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// storage grids of quantized entries
+
+/** The storage grid of a float manifest entry (its quantization, or float32). */
+export function gridOfEntry(entry: TfjsWeightEntry): StorageGrid {
+  const q = entry.quantization;
+  if (!q) return { dtype: 'float32' };
+  if (q.dtype === 'float16') return { dtype: 'float16' };
+  return { dtype: q.dtype, scale: q.scale as number, min: q.min as number };
+}
+
+/**
+ * The stored bytes of `values` in the entry's quantized dtype, if every value is exactly on the
+ * entry's grid (decoding the bytes gives the same float32 bits back); else null.
+ */
+export function quantizeOnGrid(entry: TfjsWeightEntry, values: Float32Array): Uint8Array | null {
+  const grid = gridOfEntry(entry);
+  if (grid.dtype === 'float32') return null;
+  const n = values.length;
+  const bits = new Uint32Array(values.buffer, values.byteOffset, n);
+  const check = new Float32Array(1);
+  const checkBits = new Uint32Array(check.buffer);
+  const onGridAt = (i: number): boolean => {
+    check[0] = snapValue(values[i], grid);
+    return checkBits[0] === bits[i];
+  };
+  if (grid.dtype === 'float16') {
+    const out = new Uint8Array(2 * n);
+    for (let i = 0; i < n; i++) {
+      if (!onGridAt(i)) return null;
+      const h = toHalfBits(values[i]);
+      out[2 * i] = h & 0xff;
+      out[2 * i + 1] = h >>> 8;
+    }
+    return out;
+  }
+  const out = new Uint8Array(grid.dtype === 'uint8' ? n : 2 * n);
+  for (let i = 0; i < n; i++) {
+    if (!onGridAt(i)) return null;
+    const q = affineStep(values[i], grid as Extract<StorageGrid, { scale: number }>);
+    if (grid.dtype === 'uint8') out[i] = q;
+    else {
+      out[2 * i] = q & 0xff;
+      out[2 * i + 1] = q >>> 8;
+    }
+  }
   return out;
 }
 

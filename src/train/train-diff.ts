@@ -18,7 +18,7 @@ import { getHasher, type Hasher } from '../core/hasher.ts';
 import { type ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import type { Payload } from '../core/format.ts';
-import { baseDigests, buildPayload, payloadSize, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
+import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from '../diff/build.ts';
 import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
 import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
 import { HashedBuckets } from '../hash-diff/trainer.ts';
@@ -61,6 +61,11 @@ export interface TrainDiffOptions {
   fullWeights?: ReadonlyMap<string, Float32Array>;
   /** The base as a store (default: a snapshot of the model's weights now). */
   base?: WeightStore;
+  /**
+   * How patched tensors are stored on the device: `'stored'` (default) keeps tensors the base
+   * stores quantized (uint8/uint16/float16) on their grid, `'float32'` gives float32 results.
+   */
+  store?: StoreAs;
   hasher?: Hasher;
   onEpoch?: (r: EpochReport) => void;
   onBatch?: (b: { epoch: number; batch: number; batches: number; loss: number }) => void;
@@ -160,7 +165,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
   const lr = options.learningRate ?? (options.method === 'sparse' || options.method === 'hash' ? 3e-3 : 1e-3);
   const fromLogits = outputsLogits(model);
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const header: HeaderOptions = { ...(options.header ?? {}), method: options.method, budgetBytes: options.method === 'full' ? 0 : options.budgetBytes };
+  const header: HeaderOptions = { ...(options.header ?? {}), method: options.method, budgetBytes: options.method === 'full' ? 0 : options.budgetBytes, grids: storageGrids(base, options.store) };
   const tensors = trainableTensors(model, base);
   const digests = baseDigests(hasher, base);
   const accuracyBefore = options.eval ? evaluate(model, options.eval).accuracy : undefined;
@@ -198,7 +203,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       for (let i = 0; i < d.length; i++) d[i] = w1[i] - w0[i];
       deltas.set(t.name, d);
     }
-    const common = { ...(options.header ?? {}), budgetBytes: options.budgetBytes, seed };
+    const common = { ...(options.header ?? {}), budgetBytes: options.budgetBytes, seed, ...(options.store ? { store: options.store } : {}) };
     if (options.method === 'full') {
       const specs: PatchSpec[] = [...deltas].filter(([, d]) => d.some((x) => x !== 0)).map(([name, values]) => ({ kind: 'dense', name, values, codec: 'f32' }));
       built = buildPayload(hasher, base, specs, header, digests);

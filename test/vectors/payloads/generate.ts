@@ -93,6 +93,9 @@ const u32 = (xs: number[]) => Uint32Array.from(xs);
 
 /** 1 + 2^-23: the float32 just above 1 (odd last mantissa bit). */
 const ONE_PLUS_ULP = 1 + 2 ** -23;
+/** A TF.js-style uint8 quantization (float64 scale and min, as model.json gives them). */
+const U8_SCALE = 0.003921568859368563;
+const U8_MIN = -0.5;
 
 const VALID: ValidCase[] = [
   {
@@ -182,6 +185,38 @@ const VALID: ValidCase[] = [
       { kind: 'dense', name: 'temperature', values: f32([-0.3]), codec: 'i8' },
     ],
     header: { method: 'full', modelId: 'kws-\u00e9', sequence: 42, createdAt: '2025-01-02T03:04:05Z', expiresAt: 4102444800, meta: { steps: 300, loss: '0.125', delta: -5 } },
+  },
+  {
+    name: 'grid-u8-sparse-i8',
+    description:
+      'Format v2: a sparse i8 patch of a tensor stored as uint8 (TF.js quantization, scale 0.003921568859368563 and min -0.5, both float64 in "g"). The base values are fround(q x scale + min) for q = 0..31, as TF.js dequantizes. The i8 scale is the grid step fround(scale), so the values are whole steps: position 0 (q = 0) +3 steps, position 5 (q = 5) -2, position 9 (q = 9) +1, and position 31 (q = 31) -40, which clamps to q = 0. Every written value is rounded onto the grid: q = round((w + d - min) / scale) in float64, ties to even, clamped to [0, 255], then fround(q x scale + min).',
+    tensors: [['q/kernel', [4, 8], Array.from({ length: 32 }, (_, q) => Math.fround(q * U8_SCALE + U8_MIN))]],
+    specs: [{ kind: 'sparse', name: 'q/kernel', positions: u32([0, 5, 9, 31]), values: f32([3 * U8_SCALE, -2 * U8_SCALE, 1 * U8_SCALE, -40 * U8_SCALE]), codec: 'i8', grid: { dtype: 'uint8', scale: U8_SCALE, min: U8_MIN } }],
+    header: { method: 'sparse', modelId: 'demo-u8', sequence: 8 },
+  },
+  {
+    name: 'grid-u16-dense-f32',
+    description:
+      'Format v2: a dense f32 patch of a tensor stored as uint16 (scale 2^-10, min -2). Pins ties to even and clamping: w[0] (q = 4) + half a step lands exactly between q = 4 and 5 and rounds to 4; w[1] (q = 5) + half a step rounds to 6; w[2] (q = 65534) + 5 steps clamps to 65535; w[3] (q = 1) - 3 steps clamps to 0; w[4] (q = 100) + 0.3 step rounds back to 100; w[5] (q = 100) + 0.7 step rounds to 101.',
+    tensors: [['q16/bias', [6], [4, 5, 65534, 1, 100, 100].map((q) => Math.fround(q * 2 ** -10 - 2))]],
+    specs: [{ kind: 'dense', name: 'q16/bias', values: f32([0.5, 0.5, 5, -3, 0.3, 0.7].map((k) => k * 2 ** -10)), codec: 'f32', grid: { dtype: 'uint16', scale: 2 ** -10, min: -2 } }],
+    header: { method: 'dense', modelId: 'demo-u16', sequence: 9 },
+  },
+  {
+    name: 'grid-f16-sparse-f32',
+    description:
+      'Format v2: a sparse f32 patch of a tensor stored as float16. w[0] = 1 plus 2^-11 is a tie between the halves 1 and 1 + 2^-10 and stays 1 (ties to even); w[1] = 1 + 2^-10 plus 2^-11 rounds up to 1 + 2^-9; w[2] = 65504 plus 100 saturates at 65504 (the largest half; never Infinity); w[3] = 0 plus 1e-7 becomes the subnormal half 2 x 2^-24; w[4] = -2 plus 0.1 becomes -1.900390625.',
+    tensors: [['h/kernel', [5], [1, 1 + 2 ** -10, 65504, 0, -2]]],
+    specs: [{ kind: 'sparse', name: 'h/kernel', positions: u32([0, 1, 2, 3, 4]), values: f32([2 ** -11, 2 ** -11, 100, 1e-7, 0.1]), codec: 'f32', grid: { dtype: 'float16' } }],
+    header: { method: 'sparse', modelId: 'demo-f16', sequence: 10 },
+  },
+  {
+    name: 'grid-bf16-hash-f32',
+    description:
+      'Format v2: a signed hashed patch (seed 7, 3 buckets) of a tensor stored as bfloat16: every weight gets its bucket value added in float32, then is rounded to the nearest bfloat16 (8 significant bits, ties to even).',
+    tensors: [['b/kernel', [3, 4], [0.5, -0.25, 1, 2, 0.125, -1, 3, -0.5, 0.75, 1.5, -2, 0.0625]]],
+    specs: [{ kind: 'hash', name: 'b/kernel', seed: 7, signed: true, buckets: f32([0.01, -0.003, 0.2]), codec: 'f32', grid: { dtype: 'bfloat16' } }],
+    header: { method: 'hash', modelId: 'demo-bf16', sequence: 11 },
   },
 ];
 
@@ -297,6 +332,7 @@ function le32(p: number): Uint8Array {
 function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
   const info: Record<string, unknown> = { t: p.name, kind: p.kind, shape: p.shape, codec: p.codec };
   if (p.scale !== undefined) info.scale = p.scale;
+  if (p.grid) info.grid = p.grid;
   info.baseDigest = p.baseDigest;
   info.targetDigest = p.targetDigest;
   if (p.kind === 'sparse') {
@@ -380,6 +416,26 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     });
   }
 
+  // A version 1 document that carries a "g" key: v1 ignores unknown keys, so no rounding happens.
+  {
+    const c = built.get('sparse-gaps-f32') as { payload: Payload };
+    const wires = wiresOf(c.payload).map((w) => ({ ...w, g: { d: 'u8', sc: new Uint8Array(8).fill(0x3f), mn: new Uint8Array(8) } }));
+    // wireDocument refuses a grid under a v1 header (the encoder never writes one): add the key after.
+    const doc = { ...wireDocument(c.payload.header, []), p: wires };
+    const withKey = writeWideMsgpack(doc);
+    files.set('v1-grid-ignored.ndiff', withKey);
+    valid.push({
+      name: 'v1-grid-ignored',
+      description:
+        'The sparse-gaps-f32 payload (version 1) with a "g" key added to its patch (written with wide msgpack encodings): a version 1 document ignores unknown keys, "g" included, so it decodes to the sparse-gaps-f32 payload and applies to exactly its target, unrounded.',
+      base: 'sparse-gaps-f32.base.json',
+      payload: 'v1-grid-ignored.ndiff',
+      target: 'sparse-gaps-f32.target.json',
+      bytes: withKey.length,
+      sameAs: 'sparse-gaps-f32',
+    });
+  }
+
   // Invalid payloads: one defect each.
   const invalid: InvalidVector[] = [];
   const a = built.get('sparse-gaps-f32') as { bytes: Uint8Array; payload: Payload };
@@ -398,7 +454,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('truncated', 'sparse-gaps-f32.ndiff without its last 10 bytes: the msgpack document ends early.', a.bytes.slice(0, a.bytes.length - 10), 'PayloadFormatError', 'decode');
   add('trailing-byte', 'sparse-gaps-f32.ndiff followed by one more byte (0xc0): a payload is exactly one msgpack document.', Uint8Array.from([...a.bytes, 0xc0]), 'PayloadFormatError', 'decode');
   add('not-a-map', 'The msgpack array [1, 2] (92 01 02) instead of a map.', Uint8Array.from([0x92, 0x01, 0x02]), 'PayloadFormatError', 'decode');
-  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 2.', packPayload({ ...aHeader, version: 2 }, [aWire()]), 'UnsupportedVersionError', 'decode');
+  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 3.', packPayload({ ...aHeader, version: 3 }, [aWire()]), 'UnsupportedVersionError', 'decode');
   add('missing-version', 'sparse-gaps-f32 without the "nd" key.', writeWideMsgpack(Object.fromEntries(Object.entries(wireDocument(aHeader, [aWire()])).filter(([k]) => k !== 'nd'))), 'PayloadFormatError', 'decode');
   add('too-large', 'sparse-gaps-f32.ndiff decoded with maxPayloadBytes one less than its length: refused before parsing.', a.bytes.slice(), 'PayloadTooLargeError', 'decode', undefined, { maxPayloadBytes: a.bytes.length - 1 });
   add('gap-out-of-range', 'sparse-gaps-f32 with the gaps 0 0 3 194 55: the last position is 256 in a 256-value tensor.', packPayload(aHeader, [{ ...aWire(), i: varints([0, 0, 3, 194, 55]) }]), 'PayloadFormatError', 'decode');
@@ -421,6 +477,13 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('duplicate-tensor', 'sparse-gaps-f32 with its patch listed twice.', packPayload(aHeader, [aWire(), aWire()]), 'PayloadFormatError', 'decode');
   add('unknown-kind', 'sparse-gaps-f32 with patch kind "k" = "x".', packPayload(aHeader, [{ ...aWire(), k: 'x' as 's' }]), 'PayloadFormatError', 'decode');
   add('digest-length', 'sparse-gaps-f32 with a 7-byte base digest "b".', packPayload(aHeader, [{ ...aWire(), b: aWire().b.slice(0, 7) }]), 'PayloadFormatError', 'decode');
+  {
+    const g8 = built.get('grid-u8-sparse-i8') as { payload: Payload };
+    const w = () => wiresOf(g8.payload)[0];
+    add('grid-dtype', 'grid-u8-sparse-i8 with grid dtype "g.d" = "u4" (not one of f32, u8, u16, f16, bf16).', packPayload(g8.payload.header, [{ ...w(), g: { ...w().g, d: 'u4' } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-u8-sparse-i8.base.json');
+    add('grid-scale-zero', 'grid-u8-sparse-i8 with grid scale "g.sc" = 0 (8 zero bytes).', packPayload(g8.payload.header, [{ ...w(), g: { ...w().g, sc: new Uint8Array(8) } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-u8-sparse-i8.base.json');
+    add('grid-missing-min', 'grid-u8-sparse-i8 with no grid min "g.mn".', packPayload(g8.payload.header, [{ ...w(), g: { d: 'u8', sc: w().g?.sc } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-u8-sparse-i8.base.json');
+  }
   add('optional-key-nil', 'sparse-gaps-f32 with "ct" present as nil: an optional key is absent or has its type.', writeWideMsgpack({ ...wireDocument(aHeader, [aWire()]), ct: null }), 'PayloadFormatError', 'decode');
   // Apply stage: the payload is well formed; the model decides.
   add('unknown-tensor', 'sparse-gaps-f32 patching tensor "w2", which the model does not have.', packPayload(aHeader, [{ ...aWire(), t: 'w2' }]), 'ModelMismatchError', 'apply');
@@ -438,7 +501,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
 
   json('vectors.json', {
     description:
-      'Payload format v1 test vectors (docs/FORMAT.md). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
+      'Payload format v1 and v2 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
     valid,
     invalid,
   });
