@@ -2,7 +2,7 @@
 import {
   BaseMismatchError, BudgetError, FreshnessError, ModelFormatError, ModelMismatchError, NeuralDiffError,
   NonFiniteValueError, PayloadFormatError, PayloadTooLargeError, SignatureError, TargetMismatchError,
-  UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError, DataError, MissingDependencyError,
+  UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError, DataError, MissingDependencyError, NoImprovementError,
 } from '../src/core/errors.ts';
 
 /** Exit codes, documented in the README and in `ndiff --help`. */
@@ -26,6 +26,8 @@ export const EXIT = {
   data: 8,
   /** A package this command needs is not installed (the message names the install command). */
   dependency: 9,
+  /** Training gave no model better than the base on validation; nothing was written. */
+  noImprovement: 10,
 } as const;
 
 export const EXIT_CODES_HELP = `Exit codes:
@@ -39,6 +41,8 @@ export const EXIT_CODES_HELP = `Exit codes:
   7  model folder or state file missing or malformed (or a rollback could not finish)
   8  training or evaluation data missing or malformed
   9  a package this command needs is not installed (the message says what to install)
+  10 training gave no model better than the base on validation data; nothing written
+     (--allow-worse writes it anyway)
 
 --json on any command prints one JSON document on stdout: the result, or
 {"error": {"code", "exitCode", "message"}} on failure (progress stays on stderr).`;
@@ -93,6 +97,7 @@ export function exitCodeOf(e: unknown): number {
   if (e instanceof StateStoreError || e instanceof ModelFormatError || (e instanceof NeuralDiffError && e.code === 'ND_ROLLBACK_FAILED')) return EXIT.files;
   if (e instanceof DataError) return EXIT.data;
   if (e instanceof MissingDependencyError) return EXIT.dependency;
+  if (e instanceof NoImprovementError) return EXIT.noImprovement;
   if (isMissingFile(e) || isFileAccess(e)) return EXIT.files;
   return EXIT.internal;
 }

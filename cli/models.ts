@@ -8,11 +8,6 @@ import { UsageError } from '../src/core/errors.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
 import { isMissingFile } from './common.ts';
 
-/** Bytes of the model as float32 (4 per weight): what `1%` budgets are a percentage of. */
-export function modelBytes(store: WeightStore): number {
-  return store.list().reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0);
-}
-
 /** Read a payload file with an error that says what to do when it is missing. */
 export async function readPayloadFile(path: string): Promise<Uint8Array> {
   try {

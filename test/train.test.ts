@@ -37,12 +37,12 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     await initBackend('wasm');
     splits = mnistSplits(6000);
     model = mnistModel(1);
-    await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1 });
+    await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1, tune: 'off', validation: 0 });
     base = modelToStore(model);
     budget = Math.floor(storeBytes(base) * 0.02);
-    sparse = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base });
+    sparse = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, tune: 'off' });
     reset();
-    full = await trainDiff(model, splits.updateTrain, { method: 'full', budgetBytes: 0, epochs: 6, seed: 3, eval: splits.eval, base });
+    full = await trainDiff(model, splits.updateTrain, { method: 'full', budgetBytes: 0, epochs: 6, seed: 3, eval: splits.eval, base, tune: 'off' });
     reset();
   });
   after(() => {
@@ -64,7 +64,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
   });
 
   test('learned sparse beats post-hoc top-k of a full fine-tune at the same bytes', async (t) => {
-    const topk = await trainDiff(model, splits.updateTrain, { method: 'topk', budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, fullWeights: full.fullWeights });
+    const topk = await trainDiff(model, splits.updateTrain, { method: 'topk', budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, fullWeights: full.fullWeights, tune: 'off', allowWorse: true });
     reset();
     assert.ok(topk.bytes.length <= budget);
     const sparseAcc = sparse.accuracyAfter as number;
@@ -79,7 +79,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
   });
 
   test('hashed diffs fit the budget and learn the update', async () => {
-    const hash = await trainDiff(model, splits.updateTrain, { method: 'hash', budgetBytes: budget, epochs: 4, seed: 3, eval: splits.eval, base });
+    const hash = await trainDiff(model, splits.updateTrain, { method: 'hash', budgetBytes: budget, epochs: 4, seed: 3, eval: splits.eval, base, tune: 'off' });
     reset();
     assert.ok(hash.bytes.length <= budget);
     assert.ok(hash.bytes.length > budget * 0.9, 'the bucket counts should use the budget');
@@ -91,7 +91,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
 
   test('drop-and-rescale and low-rank baselines fit the budget', async () => {
     for (const method of ['drop', 'lowrank'] as const) {
-      const r = await trainDiff(model, splits.updateTrain, { method, budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, fullWeights: full.fullWeights });
+      const r = await trainDiff(model, splits.updateTrain, { method, budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, fullWeights: full.fullWeights, tune: 'off', allowWorse: true });
       reset();
       assert.ok(r.bytes.length <= budget, `${method}: ${r.bytes.length} > ${budget}`);
       assert.equal(r.payload.header.method, method);
@@ -99,7 +99,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
   });
 
   test('same seed and data give the same payload bytes', async () => {
-    const opts = { method: 'sparse' as const, budgetBytes: budget, epochs: 2, seed: 11, base };
+    const opts = { method: 'sparse' as const, budgetBytes: budget, epochs: 2, seed: 11, base, tune: 'off' as const };
     const a = await trainDiff(model, splits.updateTrain, opts);
     reset();
     const b = await trainDiff(model, splits.updateTrain, opts);
@@ -118,7 +118,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     const fromDs = await fromDataset(ds);
     assert.deepEqual(fromDs.y, y);
     assert.deepEqual(fromDs.x.dataSync(), x.dataSync());
-    const opts = { method: 'hash' as const, budgetBytes: budget, epochs: 1, seed: 5, base };
+    const opts = { method: 'hash' as const, budgetBytes: budget, epochs: 1, seed: 5, base, tune: 'off' as const };
     const a = await trainDiff(model, fromDs, opts);
     reset();
     const b = await trainDiff(model, { x, y }, opts);
@@ -138,12 +138,20 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     }
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
-    const code = await main(['train', '--method', 'hash', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--eval', join(dir, 'eval'), '--budget', '3KB', '--epochs', '1', '--out', join(dir, 'u.ndiff'), '--model-out', join(dir, 'v2'), '--metrics-out', join(dir, 'm.json')], io);
+    const code = await main(['train', '--method', 'hash', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--eval', join(dir, 'eval'), '--budget', '3KB', '--epochs', '1', '--tune', 'off', '--out', join(dir, 'u.ndiff'), '--model-out', join(dir, 'v2'), '--metrics-out', join(dir, 'm.json')], io);
     assert.equal(code, 0, lines.join('\n'));
     assert.ok(lines.some((l) => /^epoch 1\/1 .*loss/.test(l)), 'per-epoch progress');
+    assert.ok(lines.some((l) => /held out for validation/.test(l)), 'validation split announced');
+    assert.ok(lines.some((l) => /^evaluating the base on \d+ examples/.test(l)), 'progress while evaluating');
     const metrics = JSON.parse(await readFile(join(dir, 'm.json'), 'utf8'));
     assert.ok(metrics.bytes <= 3000);
     assert.equal(metrics.method, 'hash');
+    assert.equal(metrics.kind, 'ndiff-train-metrics');
+    assert.ok(metrics.validation.accuracy >= metrics.validation.baseAccuracy);
+    // ndiff report reads what ndiff train writes
+    const rep = await main(['report', join(dir, 'm.json'), '--out', join(dir, 'report'), '--json'], { out: (l: string) => lines.push(l), err: () => {}, progress: () => {} });
+    assert.equal(rep, 0);
+    assert.match(await readFile(join(dir, 'report', 'report.md'), 'utf8'), /\| hash \| /);
     const v2 = await tf.loadLayersModel(fileSystemIO(join(dir, 'v2')));
     assert.equal(evaluate(v2, splits.eval).accuracy, metrics.accuracyAfter);
     v2.dispose();
@@ -151,7 +159,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     saveNpy(join(dir, 'train', 'x.npy'), new Float32Array(10 * 7), [10, 7]);
     saveNpy(join(dir, 'train', 'y.npy'), new Int32Array(10), [10]);
     lines.length = 0;
-    const bad = await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--out', join(dir, 'x.ndiff')], io);
+    const bad = await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--tune', 'off', '--out', join(dir, 'x.ndiff')], io);
     assert.equal(bad, 8, 'bad training data has its own exit code');
     assert.ok(lines.some((l) => /inputs are \[7\] per example but the model takes \[196\]/.test(l)), lines.join('\n'));
   });

@@ -2,6 +2,7 @@ import type { Argv } from 'yargs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
+import { storedModelBytes } from '../../src/diff/build.ts';
 import { loadXY } from '../../src/io/npy-files.ts';
 import { fileSystemIO, openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
 import type { TrainBackendName } from '../../src/train/backend.ts';
@@ -9,14 +10,20 @@ import type { LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
 import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
-import type { CliIO } from '../common.ts';
-import { checkOutputPath, modelBytes, parseExpiry, writeUpdatedModel } from '../models.ts';
+import { throttled, type CliIO } from '../common.ts';
+import { checkOutputPath, parseExpiry, writeUpdatedModel } from '../models.ts';
 
 export interface TrainArgs {
   method: TrainMethod;
   base: string;
   train: string;
   eval?: string;
+  val?: string;
+  valFraction: number;
+  tune: 'quick' | 'thorough' | 'off';
+  trainable: string;
+  allowWorse: boolean;
+  store: 'stored' | 'float32';
   budget: string;
   epochs: number;
   seed: number;
@@ -24,7 +31,7 @@ export interface TrainArgs {
   modelOut?: string;
   metricsOut?: string;
   backend: TrainBackendName;
-  batchSize: number;
+  batchSize?: number;
   lr?: number;
   codec: 'auto' | 'f32' | 'f16' | 'i8';
   loss?: string;
@@ -37,25 +44,36 @@ const SUPPORTED_LOSSES = ['sparse_categorical_crossentropy', 'categorical_crosse
 
 export function trainCommand(y: Argv): Argv<TrainArgs> {
   return y
-    .option('method', { choices: TRAIN_METHODS, default: 'sparse' as TrainMethod, describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; full: fine-tune everything (dense payload); topk|drop|lowrank: compress a full fine-tune after the fact' })
+    .option('method', {
+      choices: TRAIN_METHODS,
+      default: 'sparse' as TrainMethod,
+      describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); topk|drop|lowrank: compress a full fine-tune after the fact',
+    })
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards)' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot)' })
-    .option('eval', { type: 'string', describe: 'evaluation data (same form); reports accuracy before and after' })
-    .option('budget', { type: 'string', default: '1%', describe: 'byte budget for the whole payload: `1%` of the float32 model, `40KB`, `40KiB`, or bytes' })
-    .option('epochs', { type: 'number', default: 10, describe: 'training epochs' })
-    .option('seed', { type: 'number', default: 0, describe: 'seed for batch order and hashing: same seed and data, same payload bytes' })
-    .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
+    .option('eval', { type: 'string', describe: 'evaluation data (same form): accuracy before and after is reported, never used to choose anything' })
+    .option('val', { type: 'string', describe: 'validation data (same form) that chooses the learning rate and the checkpoint; default: --val-fraction of the training data' })
+    .option('val-fraction', { type: 'number', default: 0.1, describe: 'without --val: the fraction of the training data held out for validation (seeded, stratified); 0 validates nothing (needs --tune off)' })
+    .option('tune', { choices: ['quick', 'thorough', 'off'] as const, default: 'quick' as const, describe: 'learning-rate search on validation: quick tries 3 rates on half the data then trains the best (about 2.5x one run); thorough trains 5 rates (5x); off trains one. Every run keeps its best checkpoint, stops early, and is retried lower if it diverges or collapses to one class' })
+    .option('trainable', { type: 'string', default: 'config', describe: "which weights train: config (what the model's config leaves trainable), all (frozen layers too), or a regular expression over weight names. BatchNorm moving statistics never train (layers run in inference mode)" })
+    .option('allow-worse', { type: 'boolean', default: false, describe: "write the payload even when its validation accuracy is below the base model's (refused by default: exit 10)" })
+    .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16) stay on their grid after the update, so the model keeps its size; float32: patched tensors become float32 on the device' })
+    .option('budget', { type: 'string', default: '1%', describe: 'byte budget for the whole payload: `1%` of the model as stored (the bytes of its weight files: uint8 tensors count 1 byte a weight), `40KB`, `40KiB`, or bytes. Ignored by --method full' })
+    .option('epochs', { type: 'number', default: 10, describe: 'epochs of a full run (early stopping may end it sooner)' })
+    .option('seed', { type: 'number', default: 0, describe: 'seed for splits, batch order and hashing: same seed and data, same payload bytes' })
+    .option('out', { type: 'string', demandOption: true, describe: 'payload file to write (checked before training starts)' })
     .option('model-out', { type: 'string', describe: 'also write the updated model folder (the base patched with the payload, exactly as a device gets it)' })
-    .option('metrics-out', { type: 'string', describe: 'write a metrics JSON (accuracy before/after, bytes, time, per-epoch loss)' })
-    .option('backend', { choices: ['wasm', 'cpu', 'tensorflow'] as const, default: 'wasm' as TrainBackendName, describe: 'tfjs backend: wasm (fast here, with our kernels), cpu (plain JS), tensorflow (needs @tensorflow/tfjs-node)' })
-    .option('batch-size', { type: 'number', default: 64 })
-    .option('lr', { type: 'number', describe: 'Adam learning rate (default: 3e-3 for the diff of sparse/hash, 1e-3 for full fine-tuning and post-hoc methods)' })
-    .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; auto: int8 trained quantization-aware for sparse/hash, the most accurate for post-hoc methods' })
+    .option('metrics-out', { type: 'string', describe: 'write a metrics JSON (accuracy before/after, validation, tuning, bytes, time, per-epoch loss); `ndiff report` reads it' })
+    .option('backend', { choices: ['wasm', 'cpu', 'tensorflow'] as const, default: 'wasm' as TrainBackendName, describe: 'tfjs backend: wasm (fast here, with our kernels; 4 GiB of memory), cpu (plain JS), tensorflow (needs @tensorflow/tfjs-node)' })
+    .option('batch-size', { type: 'number', describe: "examples per step (default: 32, or the most the backend's memory takes; a larger request is refused with the largest that fits)" })
+    .option('lr', { type: 'number', describe: 'learning rate to start the search from (Adam): default 3e-3 for the diff values of sparse/hash/lora/topk-retrain, 3e-4 for the weights in full fine-tuning (also behind topk/drop/lowrank)' })
+    .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; auto: int8 trained quantization-aware for learned methods, the most accurate for post-hoc ones' })
     .option('loss', { type: 'string', describe: "loss (default: the model's training config, else sparse_categorical_crossentropy); classification losses only" })
     .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: base folder name)' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date or a duration from now (30d, 12h)' })
-    .example('$0 train --method sparse --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model') as unknown as Argv<TrainArgs>;
+    .example('$0 train --method sparse --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model as stored')
+    .example('$0 train --method full --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer') as unknown as Argv<TrainArgs>;
 }
 
 function toLabelled(tf: typeof import('@tensorflow/tfjs'), path: string, numClasses: number): LabelledData {
@@ -68,6 +86,11 @@ function bar(done: number, total: number, width = 20): string {
   return '[' + '#'.repeat(filled) + '.'.repeat(width - filled) + ']';
 }
 
+/** Samples per second with a decimal below 100 (a MobileNetV2 trains at 4.3, not "4"). */
+function rate(x: number): string {
+  return x >= 100 ? x.toFixed(0) : x.toFixed(1);
+}
+
 export function describeEpoch(r: EpochReport): string {
   const st = r.status;
   const extra = [
@@ -75,20 +98,25 @@ export function describeEpoch(r: EpochReport): string {
     st.beta !== undefined ? `β ${st.beta}` : '',
     st.phase !== undefined ? `${st.phase} mask` : '',
     st.buckets !== undefined ? `${st.buckets} buckets` : '',
+    st.adapters !== undefined ? `${st.adapters} adapters` : '',
   ].filter(Boolean).join(', ');
-  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}%${extra ? ' · ' + extra : ''} · ${r.samplesPerSecond.toFixed(0)} samples/s`;
+  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}%${extra ? ' · ' + extra : ''} · ${rate(r.samplesPerSecond)} samples/s`;
 }
 
 export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
+  if (!(a.valFraction >= 0 && a.valFraction < 1)) throw new UsageError(`--val-fraction must be at least 0 and below 1, found ${a.valFraction}`);
+  if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('--val-fraction 0 leaves no validation data to tune on: pass --val DATA, or --tune off');
   // tfjs and the trainers load only when training (the other commands start faster, and run
   // without tfjs installed); without them, nothing else is worth checking.
-  const { tf, initBackend, trainDiff, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, trainDiff, silenceTfjsNodeBanner, parseTrainable } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/train-diff.ts')),
     ...(await import('../../src/train/quiet.ts')),
+    ...(await import('../../src/train/select.ts')),
   }), '`ndiff train`');
+  const trainable = parseTrainable(a.trainable);
   // Every output is checked before the (possibly hour-long) training starts.
   await checkOutputPath(a.out, '--out');
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
@@ -102,64 +130,89 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
 
   silenceTfjsNodeBanner();
   const backend = await initBackend(a.backend);
-  io.progress(`backend ${backend}`);
+  io.progress(`backend ${backend}; loading ${a.base}`);
   const disk = await openTfjsModelDir(a.base);
   const model = await tf.loadLayersModel(fileSystemIO(a.base));
-  const total = modelBytes(disk);
-  const budgetBytes = parseBudget(a.budget, total);
+  const total = storedModelBytes(disk);
+  const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const numClasses = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
+  io.progress(`loading data: ${a.train}${a.val ? `, ${a.val}` : ''}${a.eval ? `, ${a.eval}` : ''}`);
   const train = toLabelled(tf, a.train, numClasses);
+  const val = a.val ? toLabelled(tf, a.val, numClasses) : undefined;
   const evalData = a.eval ? toLabelled(tf, a.eval, numClasses) : undefined;
-  io.progress(`base ${a.base}: ${disk.list().length} tensors, ${formatBytes(total)} as float32; ${a.method} diff within ${formatBytes(budgetBytes)}; ${train.y.length} training examples${evalData ? `, ${evalData.y.length} for evaluation` : ''}`);
+  const what = a.method === 'full'
+    ? 'a full fine-tune (dense payload of every trained tensor, no budget)'
+    : `a ${a.method} diff within ${formatBytes(budgetBytes)} (${((100 * budgetBytes) / total).toFixed(2)}% of the model as stored)`;
+  io.progress(`base ${a.base}: ${disk.list().length} tensors, ${formatBytes(total)} as stored; ${what}; ${train.y.length} training examples${val ? `, ${val.y.length} for validation` : ''}${evalData ? `, ${evalData.y.length} for evaluation` : ''}; tuning ${a.tune}`);
   const interactive = process.stderr.isTTY;
-  const res = await trainDiff(model, train, {
-    method: a.method,
-    budgetBytes,
-    epochs: a.epochs,
-    batchSize: a.batchSize,
-    seed: a.seed,
-    learningRate: a.lr,
-    codec: a.codec,
-    base: disk,
-    eval: evalData,
-    header: { modelId: a.modelId ?? (a.base.replace(/\/+$/, '').split('/').pop() || 'model'), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
-    onProgress: (m) => io.progress(m),
-    onBatch: interactive ? (b) => process.stderr.write(`\r  epoch ${b.epoch} ${bar(b.batch, b.batches)} batch ${b.batch}/${b.batches} loss ${b.loss.toFixed(4)}   `) : undefined,
-    onEpoch: (r) => {
-      if (interactive) process.stderr.write('\r');
-      io.progress(describeEpoch(r));
-    },
-  });
-  await writeFile(a.out, res.bytes);
-  const acc = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
-  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model, budget ${budgetBytes}), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s`);
-  if (evalData) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
-  const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
-  if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
-  const metrics = {
-    kind: 'ndiff-train-metrics',
-    method: a.method,
-    modelId: res.payload.header.modelId,
-    sequence: res.payload.header.sequence,
-    budgetBytes,
-    bytes: res.bytes.length,
-    modelBytes: total,
-    accuracyBefore: res.accuracyBefore ?? null,
-    accuracyAfter: res.accuracyAfter ?? null,
-    trainSeconds: res.trainSeconds,
-    epochs: res.epochs,
-    baseFingerprint: res.payload.header.baseFingerprint,
-    targetFingerprint: res.payload.header.targetFingerprint,
-    trainExamples: train.y.length,
-    evalExamples: evalData?.y.length ?? 0,
-    backend,
-    seed: a.seed,
-    out: a.out,
-    ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
-  };
-  if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
-  io.result?.(metrics);
-  train.x.dispose();
-  evalData?.x.dispose();
+  // A line at most every 10 s off a terminal (CI logs), a live bar on one.
+  const batchLine = throttled((l) => io.progress(l), 10_000);
+  try {
+    const res = await trainDiff(model, train, {
+      method: a.method,
+      budgetBytes,
+      epochs: a.epochs,
+      ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
+      seed: a.seed,
+      learningRate: a.lr,
+      codec: a.codec,
+      base: disk,
+      eval: evalData,
+      validation: val ?? a.valFraction,
+      tune: a.tune,
+      trainable,
+      allowWorse: a.allowWorse,
+      store: a.store,
+      header: { modelId: a.modelId ?? (a.base.replace(/\/+$/, '').split('/').pop() || 'model'), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
+      onProgress: (m) => io.progress(m),
+      onBatch: (b) => {
+        const line = `  epoch ${b.epoch} ${bar(b.batch, b.batches)} batch ${b.batch}/${b.batches} loss ${b.loss.toFixed(4)}`;
+        if (interactive) process.stderr.write(`\r${line}   `);
+        else batchLine(line);
+      },
+      onEpoch: (r) => {
+        if (interactive) process.stderr.write('\r');
+        io.progress(describeEpoch(r));
+      },
+    });
+    await writeFile(a.out, res.bytes);
+    const acc = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
+    io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored${a.method === 'full' ? '' : `, budget ${budgetBytes}`}), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x one run)`);
+    if (res.validation) io.out(`validation accuracy ${acc(res.validation.baseAccuracy)} -> ${acc(res.validation.accuracy)} on ${res.validation.examples} examples`);
+    if (evalData) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
+    const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
+    if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
+    const metrics = {
+      kind: 'ndiff-train-metrics',
+      method: a.method,
+      modelId: res.payload.header.modelId,
+      sequence: res.payload.header.sequence,
+      budgetBytes,
+      bytes: res.bytes.length,
+      modelBytes: total,
+      accuracyBefore: res.accuracyBefore ?? null,
+      accuracyAfter: res.accuracyAfter ?? null,
+      validation: res.validation ?? null,
+      tuning: res.tuning,
+      trainable: { trained: res.trainable.trained.length, frozenByConfig: res.trainable.frozenByConfig.length, statistics: res.trainable.statistics },
+      batchSize: res.batchSize,
+      trainSeconds: res.trainSeconds,
+      epochs: res.epochs,
+      baseFingerprint: res.payload.header.baseFingerprint,
+      targetFingerprint: res.payload.header.targetFingerprint,
+      trainExamples: train.y.length,
+      evalExamples: evalData?.y.length ?? 0,
+      backend,
+      seed: a.seed,
+      out: a.out,
+      ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
+    };
+    if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
+    io.result?.(metrics);
+  } finally {
+    train.x.dispose();
+    val?.x.dispose();
+    evalData?.x.dispose();
+  }
   return 0;
 }

@@ -148,3 +148,13 @@ export class MissingDependencyError extends NeuralDiffError {
     super('ND_MISSING_DEPENDENCY', message, details);
   }
 }
+
+/**
+ * Training gave nothing better than the base model on validation data (every run diverged, or
+ * the best result is worse): nothing is shipped. `details.candidates` lists what was tried.
+ */
+export class NoImprovementError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_NO_IMPROVEMENT', message, details);
+  }
+}

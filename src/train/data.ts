@@ -68,22 +68,77 @@ export function sparseCrossEntropy(probs: tf.Tensor, labels: tf.Tensor1D, fromLo
   });
 }
 
-/** Accuracy (fraction correct) and per-example predictions of a model on `data`. */
-export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 256): { accuracy: number; predictions: Int32Array } {
+/** What {@link evaluate} measures. */
+export interface Evaluation {
+  /** Fraction of examples predicted right. */
+  accuracy: number;
+  /** Predicted class per example. */
+  predictions: Int32Array;
+  /** Mean cross-entropy (nats). */
+  loss: number;
+  /** Share of the examples predicted as the most predicted class (1: everything is one class). */
+  topClassShare: number;
+}
+
+/** Accuracy, loss and per-example predictions of a model on `data`, `batchSize` examples at a time. */
+export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 256, fromLogits = outputIsLogits(model)): Evaluation {
   const n = data.y.length;
   const predictions = new Int32Array(n);
+  let lossSum = 0;
   for (let start = 0; start < n; start += batchSize) {
     const end = Math.min(n, start + batchSize);
-    const pred = tf.tidy(() => {
+    const [pred, loss] = tf.tidy(() => {
       const x = data.x.slice(start, end - start);
-      return tf.argMax(model.predict(x) as tf.Tensor, -1);
+      const out = model.predict(x) as tf.Tensor;
+      const labels = tf.tensor1d(data.y.subarray(start, end), 'int32');
+      return [tf.argMax(out, -1), sparseCrossEntropy(out, labels, fromLogits)] as const;
     });
     predictions.set(pred.dataSync() as Int32Array, start);
+    lossSum += (loss.dataSync()[0] as number) * (end - start);
     pred.dispose();
+    loss.dispose();
   }
   let correct = 0;
-  for (let i = 0; i < n; i++) if (predictions[i] === data.y[i]) correct++;
-  return { accuracy: correct / n, predictions };
+  const counts = new Map<number, number>();
+  for (let i = 0; i < n; i++) {
+    if (predictions[i] === data.y[i]) correct++;
+    counts.set(predictions[i], (counts.get(predictions[i]) ?? 0) + 1);
+  }
+  return { accuracy: correct / n, predictions, loss: lossSum / n, topClassShare: Math.max(0, ...counts.values()) / Math.max(1, n) };
+}
+
+/** Does the model end in logits (no softmax on its last layer)? */
+export function outputIsLogits(model: tf.LayersModel): boolean {
+  const last = model.layers[model.layers.length - 1];
+  return (last.getConfig() as { activation?: string }).activation !== 'softmax';
+}
+
+/** Rows `idx` of `data` as a new dataset (its own tensor: dispose it). */
+export function pick(data: LabelledData, idx: Int32Array): LabelledData {
+  const x = tf.tidy(() => tf.gather(data.x, tf.tensor1d(idx, 'int32')));
+  return { x, y: Int32Array.from(idx, (i) => data.y[i]) };
+}
+
+/**
+ * A seeded, stratified split: `fraction` of each class's examples (rounded, at least one of any
+ * class with two or more) go to the second part, the rest to the first, both in the original
+ * order. The same data and seed give the same split.
+ */
+export function stratifiedSplit(y: Int32Array, fraction: number, seed: number): { rest: Int32Array; part: Int32Array } {
+  const random = seededRandom(seed);
+  const byClass = new Map<number, number[]>();
+  for (let i = 0; i < y.length; i++) (byClass.get(y[i]) ?? byClass.set(y[i], []).get(y[i])!).push(i);
+  const chosen = new Uint8Array(y.length);
+  for (const cls of [...byClass.keys()].sort((a, b) => a - b)) {
+    const idx = byClass.get(cls)!;
+    const take = idx.length < 2 ? 0 : Math.min(idx.length - 1, Math.max(1, Math.round(fraction * idx.length)));
+    const order = permutation(idx.length, random);
+    for (let k = 0; k < take; k++) chosen[idx[order[k]]] = 1;
+  }
+  const part: number[] = [];
+  const rest: number[] = [];
+  for (let i = 0; i < y.length; i++) (chosen[i] ? part : rest).push(i);
+  return { rest: Int32Array.from(rest), part: Int32Array.from(part) };
 }
 
 /**

@@ -9,8 +9,17 @@
  * stays deterministic for a seed, and non-trainable state is left as the base has it.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { StorageGrid } from '../core/grid.ts';
 import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } from './data.ts';
+import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
+
+/** A run stopped because its loss became NaN or infinite (a learning rate too high, usually). */
+export class TrainingDiverged extends Error {
+  constructor(readonly epoch: number, readonly batch: number, readonly loss: number) {
+    super(`the training loss became ${loss} at epoch ${epoch}, batch ${batch}`);
+  }
+}
 
 /** How a method maps its own variables to the weights the model computes with. */
 export interface Parameterization {
@@ -34,8 +43,14 @@ export interface LoopOptions {
   fromLogits: boolean;
   /** One optimizer per group of variables: variable name -> optimizer. */
   optimizerFor: (variableName: string) => tf.Optimizer;
-  onEpoch?: (e: EpochReport) => void;
+  /** After each epoch; returning `true` stops the run there (early stopping). */
+  onEpoch?: (e: EpochReport) => boolean | void;
   onBatch?: (b: { epoch: number; batch: number; batches: number; loss: number }) => void;
+  /**
+   * Storage grids by tensor name: the layers compute with the weights rounded onto them, as the
+   * device will store them (gradients pass straight through).
+   */
+  grids?: ReadonlyMap<string, StorageGrid>;
 }
 
 export interface EpochReport {
@@ -79,7 +94,8 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
       const { loss, hits } = tf.tidy(() => {
         for (const t of targets) {
           const w = param.effective(t.name);
-          if (w) t.variable.assign(w);
+          const grid = options.grids?.get(t.name);
+          if (w) t.variable.assign(grid ? snapTensor(w, grid) : w);
         }
         let logits: tf.Tensor | null = null;
         const { value, grads } = tf.variableGrads(() => {
@@ -104,6 +120,7 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
       });
       b.x.dispose();
       b.y.dispose();
+      if (!Number.isFinite(loss)) throw new TrainingDiverged(epoch, batch + 1, loss);
       lossSum += loss * b.size;
       correct += hits;
       step++;
@@ -113,7 +130,7 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
     const seconds = (performance.now() - t0) / 1000;
     const report: EpochReport = { epoch, epochs: options.epochs, loss: lossSum / n, trainAccuracy: correct / n, seconds, samplesPerSecond: n / seconds, status: param.status?.() ?? {} };
     reports.push(report);
-    options.onEpoch?.(report);
+    if (options.onEpoch?.(report) === true) break;
   }
   return reports;
 }

@@ -5,16 +5,35 @@
  * Methods:
  * - `sparse`: learned sparse-mask diff (src/sparse-diff);
  * - `hash`: learned hashed-bucket diff (src/hash-diff);
- * - `full`: fine-tune every weight; the payload is a dense delta (the accuracy ceiling, sized
- *   like the whole model);
+ * - `lora`: trained low-rank adapters U · V per weight matrix (src/lowrank-diff), shipped as the
+ *   low-rank patch kind;
+ * - `full`: fine-tune every trainable weight; the payload is a dense delta (the accuracy
+ *   ceiling, sized like the whole model as stored);
+ * - `topk-retrain`: the mask is the top-k of a full fine-tune's change; those entries are then
+ *   retrained from the base (LT-SFT, Ansell et al. 2022; SHiRA ships this way);
  * - `topk`, `drop`, `lowrank`: post-hoc compression of the full fine-tune's delta.
+ *
+ * Every run is steered by a **validation split** (`validation`, by default a seeded, stratified
+ * 10% of the training data, held out of training): it picks the learning rate (`tune`: `quick`
+ * tries three rates on half the data, then trains the best on all of it; `thorough` trains five
+ * rates on all of it; `off` trains one), keeps the best checkpoint of each run (early stopping),
+ * and catches a run that diverges (NaN or exploding loss) or collapses (predicting one class),
+ * which is retried at a lower rate and never shipped. A result whose validation accuracy is below
+ * the base model's is refused ({@link NoImprovementError}) unless `allowWorse`.
+ *
+ * Layers run in inference mode: BatchNorm normalizes with its moving statistics (never trained,
+ * never shipped), dropout is off, so the model a device gets by applying the payload is exactly
+ * the model evaluated. Which weights train: the model's config (`trainable: 'config'`), every
+ * weight (`'all'`), or a name pattern. Tensors the base stores quantized (uint8/uint16/float16)
+ * are trained on their grid and stay on it (`store: 'float32'` to widen them instead).
  *
  * Whatever the method, the model ends holding exactly the weights a device gets by applying the
  * payload to the base, and `accuracyAfter` is measured on those.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BudgetError } from '../core/errors.ts';
+import { BudgetError, NoImprovementError, UsageError } from '../core/errors.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
+import type { StorageGrid } from '../core/grid.ts';
 import { type ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import type { Payload } from '../core/format.ts';
@@ -22,26 +41,34 @@ import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload
 import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
 import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
 import { HashedBuckets } from '../hash-diff/trainer.ts';
+import { LowRankAdapters, loraEligible } from '../lowrank-diff/trainer.ts';
 import { DEFAULT_SPARSE_MASK, SparseMask, type SparseMaskOptions } from '../sparse-diff/trainer.ts';
-import { checkData, evaluate, type LabelledData } from './data.ts';
-import { outputsLogits, trainLoop, type EpochReport, type Parameterization } from './loop.ts';
+import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type LabelledData } from './data.ts';
+import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import { silenceTfjsNodeBanner } from './quiet.ts';
+import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable, type TrainableSpec } from './select.ts';
+import { TRAIN_METHODS, type TrainMethod } from './methods.ts';
 
-import type { TrainMethod } from './methods.ts';
 export { TRAIN_METHODS, type TrainMethod } from './methods.ts';
+
+/** How much learning-rate search a run does (see the module doc). */
+export type TuneMode = 'off' | 'quick' | 'thorough';
 
 export interface TrainDiffOptions {
   method: TrainMethod;
   /** Byte budget for the whole payload (ignored by `full`). */
   budgetBytes: number;
+  /** Epochs of the full run (early stopping may end it sooner). */
   epochs: number;
+  /** Examples per step; default: 32, or less where the backend's memory needs it. */
   batchSize?: number;
   seed?: number;
   /**
-   * Adam learning rate: of the diff values for `sparse` and `hash` (default 3e-3: a diff starts
-   * at zero and has few values, so it wants a larger step than the weights themselves), of the
-   * weights for `full` and the post-hoc methods (default 1e-3).
+   * The learning rate to start from (Adam): of the diff values for `sparse`, `hash`, `lora` and
+   * the retrain of `topk-retrain` (default 3e-3: a diff starts at zero and has few values), of
+   * the weights for `full` and the fine-tune behind the post-hoc methods (default 3e-4). With
+   * `tune` the search is around it.
    */
   learningRate?: number;
   /** Adam learning rate of the sparse mask scores. */
@@ -54,10 +81,29 @@ export interface TrainDiffOptions {
   /** Hashed diffs: multiply bucket values by a ±1 sign per position (default true). */
   hashSigned?: boolean;
   /** Header fields of the payload. */
-  header?: Omit<HeaderOptions, 'method' | 'budgetBytes'>;
-  /** Evaluation data: accuracy before and after. */
+  header?: Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'>;
+  /** Evaluation data: accuracy before and after (reported only; never used to choose). */
   eval?: LabelledData;
-  /** Post-hoc methods: reuse a full fine-tune's final weights instead of training one. */
+  /**
+   * Validation data that chooses the learning rate and the checkpoint, or the fraction of the
+   * training data held out for it (default 0.1, seeded and stratified); 0 trains on everything
+   * and validates nothing (then `tune` must be `'off'`).
+   */
+  validation?: LabelledData | number;
+  /** Learning-rate search: `quick` (default), `thorough` or `off`. */
+  tune?: TuneMode;
+  /** Stop a run after this many checkpoints without a better validation result (default 2). */
+  patience?: number;
+  /** Which weights train: the model's config (default), `'all'`, or a pattern over weight names. */
+  trainable?: TrainableSpec;
+  /** Return a result worse than the base on validation instead of refusing it. */
+  allowWorse?: boolean;
+  /**
+   * Results of smaller budgets on the same base and data: they compete in the final choice, so a
+   * larger budget never gives a lower validation accuracy than these (budgets are monotone).
+   */
+  alsoConsider?: readonly TrainDiffResult[];
+  /** Post-hoc methods and `topk-retrain`: reuse a full fine-tune's final weights instead of training one. */
   fullWeights?: ReadonlyMap<string, Float32Array>;
   /** The base as a store (default: a snapshot of the model's weights now). */
   base?: WeightStore;
@@ -72,6 +118,23 @@ export interface TrainDiffOptions {
   onProgress?: (message: string) => void;
 }
 
+/** One learning rate tried, and what it gave on validation. */
+export interface TuningCandidate {
+  learningRate: number;
+  /** `trial`: on half the training data (quick tuning); `full`: on all of it; `recovery`: a lower rate after a failed run. */
+  kind: 'trial' | 'full' | 'recovery';
+  /** Training examples the run saw, epochs times its data. */
+  examplesSeen: number;
+  epochs: number;
+  /** Best checkpoint's validation accuracy (undefined: no usable checkpoint). */
+  valAccuracy?: number;
+  valLoss?: number;
+  diverged: boolean;
+  /** Every checkpoint predicted (almost) one class. */
+  collapsed: boolean;
+  seconds: number;
+}
+
 export interface TrainDiffResult {
   method: TrainMethod;
   bytes: Uint8Array;
@@ -84,10 +147,19 @@ export interface TrainDiffResult {
   /** Per-example predictions on the eval data after the update. */
   predictions?: Int32Array;
   epochs: EpochReport[];
+  /** Seconds of training, tuning included. */
   trainSeconds: number;
-  /** Full fine-tune final weights (methods full/topk/drop/lowrank), to reuse across budgets. */
+  /** Full fine-tune final weights (full, topk-retrain and the post-hoc methods), to reuse across budgets. */
   fullWeights?: Map<string, Float32Array>;
+  /** The validation split and what it measured (undefined with `validation: 0`). */
+  validation?: { examples: number; baseAccuracy: number; accuracy: number; loss: number };
+  /** The learning rates tried and the one chosen. */
+  tuning: { mode: TuneMode; candidates: TuningCandidate[]; learningRate: number; chosen: string; seconds: number; cost: number };
+  /** Which weights trained. */
+  trainable: { trained: string[]; frozenByConfig: string[]; statistics: number };
+  batchSize: number;
 }
+
 
 interface TrainableTensor {
   name: string;
@@ -95,14 +167,22 @@ interface TrainableTensor {
   values: Float32Array;
 }
 
-function trainableTensors(model: tf.LayersModel, base: WeightStore): TrainableTensor[] {
-  const inStore = new Set(base.list().map((t) => t.name));
-  return namedVariables(model)
-    .filter((v) => v.trainable && v.variable.dtype === 'float32' && inStore.has(v.name))
-    .map((v) => ({ name: v.name, shape: v.shape, values: base.values(v.name) }));
+/** A shippable state of a run, evaluated on validation. */
+interface Checkpoint {
+  built: BuiltPayload;
+  valAccuracy: number;
+  valLoss: number;
+  collapsed: boolean;
+  label: string;
+  learningRate: number;
+  /** `full` and the fine-tune behind post-hoc methods: the fine-tuned weights (exactly the device's). */
+  weights?: Map<string, Float32Array>;
 }
 
-/** Fine-tune the model's own variables (the `full` method's parameterization). */
+const DEFAULT_DIFF_LR = 3e-3;
+const DEFAULT_FULL_LR = 3e-4;
+
+/** Fine-tune the model's own variables (the `full` method without storage grids). */
 class Identity implements Parameterization {
   /** @param variableOf manifest name -> the tf.Variable name the optimizer knows it by */
   constructor(readonly names: string[], private readonly variableOf: ReadonlyMap<string, string>) {}
@@ -111,6 +191,29 @@ class Identity implements Parameterization {
   }
   gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
     return { [this.variableOf.get(name) as string]: dW };
+  }
+  dispose(): void {}
+}
+
+/**
+ * Fine-tune float copies of the weights (the `full` method on storage grids): the layers see the
+ * copies rounded onto the grid while the copies keep accumulating small steps.
+ */
+class Shadow implements Parameterization {
+  readonly names: string[];
+  private readonly vars = new Map<string, tf.Variable>();
+  constructor(tensors: TrainableTensor[]) {
+    this.names = tensors.map((t) => t.name);
+    for (const t of tensors) this.vars.set(t.name, tf.variable(tf.tensor(t.values, t.shape, 'float32'), true, `nd_full/${t.name}`));
+  }
+  effective(name: string): tf.Tensor {
+    return (this.vars.get(name) as tf.Variable).clone();
+  }
+  gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
+    return { [(this.vars.get(name) as tf.Variable).name]: dW };
+  }
+  dispose(): void {
+    for (const v of this.vars.values()) v.dispose();
   }
 }
 
@@ -148,11 +251,57 @@ export function chooseBucketCounts(tensors: TrainableTensor[], shapes: Map<strin
 }
 
 /**
+ * Ranks of LoRA adapters that fit the budget: the largest rank every adapted matrix can share,
+ * after taking matrices from the output end of the model while even rank 1 for all does not fit
+ * (adapting the last layers first is the usual choice when few bytes are available).
+ */
+export function chooseLoraRanks(tensors: TrainableTensor[], shapes: Map<string, readonly number[]>, header: HeaderOptions, codec: ValueCodec, budget: number): Map<string, number> {
+  const eligible = tensors.filter((t) => loraEligible(t.shape));
+  const specs = (chosen: TrainableTensor[], rank: number): PatchSpec[] =>
+    chosen.map((t) => {
+      const cols = t.shape[t.shape.length - 1];
+      const rows = t.values.length / cols;
+      const r = Math.min(rank, rows, cols);
+      return { kind: 'lowrank', name: t.name, rank: r, u: new Float32Array(rows * r).fill(1e-3), v: new Float32Array(r * cols).fill(1e-3), codec };
+    });
+  const fits = (chosen: TrainableTensor[], rank: number) => payloadSize(specs(chosen, rank), shapes, header) <= budget;
+  // From the output end: the longest tail of eligible matrices that fits at rank 1.
+  const n = largestFitting(eligible.length, (k) => fits(eligible.slice(eligible.length - k), 1));
+  if (n === 0) throw new BudgetError(`a budget of ${budget} bytes cannot hold even a rank-1 adapter of one weight matrix: raise the budget`);
+  const chosen = eligible.slice(eligible.length - n);
+  const maxRank = Math.max(...chosen.map((t) => Math.min(t.values.length / t.shape[t.shape.length - 1], t.shape[t.shape.length - 1])));
+  const rank = Math.max(1, largestFitting(maxRank, (r) => r >= 1 && fits(chosen, r)));
+  return new Map(chosen.map((t) => {
+    const cols = t.shape[t.shape.length - 1];
+    return [t.name, Math.min(rank, t.values.length / cols, cols)] as [string, number];
+  }));
+}
+
+/** Codec of a dense delta on a tensor's storage grid: whole steps as i8 when they fit, else f16/f32. */
+function denseCodec(delta: Float32Array, grid: StorageGrid | undefined): ValueCodec {
+  if (!grid || grid.dtype === 'float32') return 'f32';
+  let max = 0;
+  for (let i = 0; i < delta.length; i++) max = Math.max(max, Math.abs(delta[i]));
+  if ((grid.dtype === 'uint8' || grid.dtype === 'uint16') && Math.round(max / grid.scale) <= 127) return 'i8';
+  return max <= 65504 ? 'f16' : 'f32';
+}
+
+/** The error tfjs-backend-wasm gives when its 4 GiB memory is exhausted. */
+function isOutOfMemory(e: unknown): boolean {
+  const m = e instanceof Error ? e.message : String(e);
+  return /memory access out of bounds|Aborted\(OOM\)|Cannot enlarge memory|Array buffer allocation failed|out of memory/i.test(m.slice(0, 2000));
+}
+
+/**
  * Train a diff of `model` (holding the base weights) on `train`. The model is left holding the
  * updated weights (base + payload, exactly as a device will).
+ *
+ * @throws NoImprovementError when nothing trained beats the base on validation (and not `allowWorse`);
+ *   BudgetError, DataError, UsageError (bad options, a batch too large for the backend's memory).
  */
 export async function trainDiff(model: tf.LayersModel, train: LabelledData, options: TrainDiffOptions): Promise<TrainDiffResult> {
   silenceTfjsNodeBanner();
+  if (!TRAIN_METHODS.includes(options.method)) throw new UsageError(`unknown method ${JSON.stringify(options.method)} (expected ${TRAIN_METHODS.join(', ')})`);
   const hasher = options.hasher ?? (await getHasher());
   const base = options.base ?? modelToStore(model);
   const numClasses = (model.outputs[0].shape[model.outputs[0].shape.length - 1] as number) ?? 0;
@@ -160,120 +309,412 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
   if (options.eval) checkData(options.eval, model.inputs[0].shape, numClasses, 'evaluation data');
   const progress = options.onProgress ?? (() => {});
   const epochs = Math.max(1, Math.floor(options.epochs));
-  const batchSize = options.batchSize ?? 64;
   const seed = options.seed ?? 0;
-  const lr = options.learningRate ?? (options.method === 'sparse' || options.method === 'hash' ? 3e-3 : 1e-3);
+  const tune: TuneMode = options.tune ?? 'quick';
+  if (!['off', 'quick', 'thorough'].includes(tune)) throw new UsageError(`tune must be off, quick or thorough, found ${JSON.stringify(tune)}`);
+  const method = options.method;
   const fromLogits = outputsLogits(model);
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const header: HeaderOptions = { ...(options.header ?? {}), method: options.method, budgetBytes: options.method === 'full' ? 0 : options.budgetBytes, grids: storageGrids(base, options.store) };
-  const tensors = trainableTensors(model, base);
+  const grids = storageGrids(base, options.store);
+  const header: HeaderOptions = {
+    ...(options.header ?? {}),
+    // The payload header names the patch family; the precise method travels in the metadata.
+    method: method === 'lora' ? 'lowrank' : method === 'topk-retrain' ? 'topk' : method,
+    budgetBytes: method === 'full' ? 0 : options.budgetBytes,
+    grids,
+    ...(method === 'lora' || method === 'topk-retrain' ? { meta: { ...(options.header?.meta ?? {}), method } } : {}),
+  };
+  // The fine-tune behind the post-hoc methods and topk-retrain ships nothing itself: no budget.
+  const fullHeader: HeaderOptions = { ...header, method: 'full', budgetBytes: 0 };
   const digests = baseDigests(hasher, base);
-  const accuracyBefore = options.eval ? evaluate(model, options.eval).accuracy : undefined;
-  const t0 = performance.now();
-  let built: BuiltPayload;
-  let reports: EpochReport[] = [];
-  let fullWeights: Map<string, Float32Array> | undefined;
-  // `offset`/`of`: epoch numbering across the phases of one run (sparse: soft then hard).
-  const loop = (param: Parameterization, optimizerFor: (v: string) => tf.Optimizer, n: number, offset = 0, of = n) =>
-    trainLoop(model, train, param, {
-      epochs: n,
-      batchSize,
-      seed: seed + offset,
-      fromLogits,
-      optimizerFor,
-      onEpoch: options.onEpoch && ((r) => options.onEpoch?.({ ...r, epoch: r.epoch + offset, epochs: of })),
-      onBatch: options.onBatch && ((b) => options.onBatch?.({ ...b, epoch: b.epoch + offset })),
-    }).map((r) => ({ ...r, epoch: r.epoch + offset, epochs: of }));
 
-  if (options.method === 'full' || options.method === 'topk' || options.method === 'drop' || options.method === 'lowrank') {
-    if (options.fullWeights && options.method !== 'full') {
-      fullWeights = new Map(options.fullWeights);
+  // Which weights train (statistics never); flags go back as they were at the end.
+  const selection = selectTrainable(model, options.trainable ?? 'config');
+  const t0 = performance.now();
+  const owned: LabelledData[] = [];
+  try {
+    const inStore = new Set(base.list().map((t) => t.name));
+    const tensors: TrainableTensor[] = namedVariables(model)
+      .filter((v) => v.trainable && v.variable.dtype === 'float32' && inStore.has(v.name))
+      .map((v) => ({ name: v.name, shape: v.shape, values: base.values(v.name) }));
+    progress(`training ${tensors.length} weight tensors${selection.frozenByConfig.length ? `; ${selection.frozenByConfig.length} are frozen by the model's config${options.trainable === 'all' || options.trainable instanceof RegExp ? ' (trained here as asked)' : ' (--trainable all trains them)'}` : ''}${selection.statistics ? `; ${selection.statistics} BatchNorm statistics stay as the base has them (inference mode)` : ''}`);
+
+    // Validation: given, or a seeded stratified fraction held out of the training data.
+    let trainData = train;
+    let val: LabelledData | undefined;
+    if (options.validation !== undefined && typeof options.validation !== 'number') {
+      checkData(options.validation, model.inputs[0].shape, numClasses, 'validation data');
+      val = options.validation;
     } else {
-      const id = new Identity(tensors.map((t) => t.name), new Map(namedVariables(model).map((v) => [v.name, v.variable.name])));
-      const opt = tf.train.adam(lr);
-      reports = loop(id, () => opt, epochs);
-      opt.dispose();
-      fullWeights = new Map(namedVariables(model).filter((v) => shapes.has(v.name)).map((v) => [v.name, Float32Array.from(v.variable.dataSync() as Float32Array)]));
+      const fraction = options.validation ?? 0.1;
+      if (!(fraction >= 0 && fraction < 1)) throw new UsageError(`validation fraction must be in [0, 1), found ${fraction}`);
+      if (fraction > 0) {
+        const { rest, part } = stratifiedSplit(train.y, fraction, seed ^ 0x5eed);
+        if (part.length > 0) {
+          trainData = pick(train, rest);
+          val = pick(train, part);
+          owned.push(trainData, val);
+        }
+      }
     }
-    const deltas = new Map<string, Float32Array>();
-    for (const t of base.list()) {
-      const w0 = base.values(t.name);
-      const w1 = fullWeights.get(t.name) ?? w0;
-      const d = new Float32Array(w0.length);
-      for (let i = 0; i < d.length; i++) d[i] = w1[i] - w0[i];
-      deltas.set(t.name, d);
+    if (!val && tune !== 'off') throw new UsageError('tuning needs validation data: pass validation (--val DATA or --val-fraction > 0), or tune off');
+
+    const backend = tf.getBackend();
+    const heldBytes = [train, val, options.eval, ...owned].reduce((n, d) => n + (d ? d.x.size * 4 : 0), 0);
+    const batchSize = chooseBatchSize(model, backend, heldBytes, options.batchSize, trainData.y.length);
+    // Evaluation keeps a batch's forward activations (about 6 bytes per output value with tfjs' temporaries).
+    const evalBatch = Math.max(1, Math.min(256, maxBatchSize(model, backend, heldBytes, 6 * activationsPerExample(model))));
+    progress(`${trainData.y.length} training examples${val ? `, ${val.y.length} held out for validation${typeof options.validation === 'object' ? '' : ' (seeded, stratified)'}` : ''}; batch size ${batchSize}${options.batchSize === undefined ? ' (fits the backend\'s memory)' : ''}`);
+
+    const evaluateOn = (data: LabelledData, what: string): Evaluation => {
+      if (data.y.length > 200) progress(`evaluating ${what} on ${data.y.length} examples`);
+      return evaluate(model, data, evalBatch, fromLogits);
+    };
+    const accuracyBefore = options.eval ? evaluateOn(options.eval, 'the base').accuracy : undefined;
+    const baseVal = val ? evaluateOn(val, 'the base (validation)') : undefined;
+    if (baseVal) progress(`base model: validation accuracy ${pct(baseVal.accuracy)}`);
+    const majorityShare = val ? majority(val.y) : 1;
+    const isCollapsed = (e: Evaluation) => e.topClassShare >= 0.9 && majorityShare < 0.6;
+
+    /** Evaluate a built payload's exact device weights on validation; the model's weights come back. */
+    const checkpointOf = (built: BuiltPayload, label: string, lr: number, keepWeights: boolean): Checkpoint => {
+      if (!val) return { built, valAccuracy: NaN, valLoss: NaN, collapsed: false, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+      const saved = new Map<string, Float32Array>();
+      for (const v of namedVariables(model)) if (built.targetValues.has(v.name)) saved.set(v.name, Float32Array.from(v.variable.dataSync() as Float32Array));
+      setModelWeights(model, built.targetValues);
+      const e = evaluate(model, val, evalBatch, fromLogits);
+      setModelWeights(model, saved);
+      return { built, valAccuracy: e.accuracy, valLoss: e.loss, collapsed: isCollapsed(e), label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+    };
+    const better = (a: Checkpoint, b: Checkpoint | undefined): boolean => {
+      if (!b) return true;
+      if (a.collapsed !== b.collapsed) return !a.collapsed;
+      if (a.valAccuracy !== b.valAccuracy) return a.valAccuracy > b.valAccuracy || Number.isNaN(b.valAccuracy);
+      if (a.valLoss !== b.valLoss) return a.valLoss < b.valLoss;
+      return a.built.bytes.length < b.built.bytes.length;
+    };
+
+    const candidates: TuningCandidate[] = [];
+    const allReports: EpochReport[] = [];
+    const patience = options.patience ?? 2;
+
+    /**
+     * One run of `kind` at rate `lr` on `data` for `n` epochs: its best checkpoint by validation,
+     * or none when it diverged before any. `prepare` gives the parameterization and how to turn it
+     * into patch specs; checkpoints happen where the method's state is shippable.
+     */
+    type Kind = 'full' | 'sparse' | 'hash' | 'lora' | 'retrain';
+    const runOnce = (kind: Kind, lr: number, data: LabelledData, n: number, candidateKind: TuningCandidate['kind'], retrainPositions?: Map<string, Uint32Array>): Checkpoint | undefined => {
+      const started = performance.now();
+      const label = `${kind === 'retrain' ? 'retrain' : kind} lr ${lr.toExponential(1)}${candidateKind === 'trial' ? ' (trial)' : ''}`;
+      progress(`${label}: ${n} epoch(s) on ${data.y.length} examples`);
+      const stepsPerEpoch = Math.ceil(data.y.length / batchSize);
+      const codec: ValueCodec = options.codec && options.codec !== 'auto' ? options.codec : 'i8';
+      let best: Checkpoint | undefined;
+      let sinceBest = 0;
+      let diverged = false;
+      let allCollapsed = true;
+      let firstLoss: number | undefined;
+      let epochsRun = 0;
+      /** Without validation only the last epoch is a checkpoint (nothing to compare the others with). */
+      const skip = (r: EpochReport) => !val && r.epoch < r.epochs;
+      const consider = (built: BuiltPayload, at: string, keepWeights = false): boolean => {
+        const c = checkpointOf(built, `${label} ${at}`, lr, keepWeights);
+        if (!c.collapsed) allCollapsed = false;
+        const improved = better(c, best);
+        if (improved) {
+          best = c;
+          sinceBest = 0;
+        } else sinceBest++;
+        if (val) progress(`  ${at}: validation ${pct(c.valAccuracy)} (loss ${c.valLoss.toFixed(4)})${c.collapsed ? ', predicts one class' : ''}${improved ? ' (best)' : ''}`);
+        return val !== undefined && sinceBest >= patience;
+      };
+      const loop = (param: Parameterization, optimizerFor: (v: string) => tf.Optimizer, count: number, offset: number, of: number, afterEpoch?: (r: EpochReport) => boolean) =>
+        trainLoop(model, data, param, {
+          epochs: count,
+          batchSize,
+          seed: seed + offset,
+          fromLogits,
+          optimizerFor,
+          grids: new Map([...grids].filter(([name]) => param.names.includes(name))),
+          onBatch: (b) => {
+            firstLoss ??= b.loss;
+            options.onBatch?.({ ...b, epoch: b.epoch + offset });
+          },
+          onEpoch: (r) => {
+            const report = { ...r, epoch: r.epoch + offset, epochs: of };
+            allReports.push(report);
+            epochsRun++;
+            options.onEpoch?.(report);
+            // An exploding loss is a divergence even while it stays finite.
+            if (firstLoss !== undefined && r.loss > 3 * firstLoss + 1) {
+              diverged = true;
+              progress(`  epoch ${report.epoch}: loss ${r.loss.toFixed(3)} exploded from ${firstLoss.toFixed(3)}: stopping this run`);
+              return true;
+            }
+            return afterEpoch?.(report) ?? false;
+          },
+        });
+      const modelVars = new Map(namedVariables(model).map((v) => [v.name, v]));
+      const restoreBase = () => setModelWeights(model, (name) => (shapes.has(name) ? base.values(name) : undefined));
+      try {
+        if (kind === 'full') {
+          const useShadow = tensors.some((t) => grids.has(t.name));
+          const param = useShadow ? new Shadow(tensors) : new Identity(tensors.map((t) => t.name), new Map([...modelVars].map(([n, v]) => [n, v.variable.name])));
+          const opt = tf.train.adam(lr);
+          const specsNow = (): PatchSpec[] => {
+            const out: PatchSpec[] = [];
+            for (const t of tensors) {
+              const w1 = modelVars.get(t.name)!.variable.dataSync() as Float32Array;
+              const d = new Float32Array(w1.length);
+              let any = false;
+              for (let i = 0; i < d.length; i++) if ((d[i] = w1[i] - t.values[i]) !== 0) any = true;
+              if (any) out.push({ kind: 'dense', name: t.name, values: d, codec: denseCodec(d, grids.get(t.name)) });
+            }
+            return out;
+          };
+          try {
+            loop(param, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, specsNow(), fullHeader, digests), `epoch ${r.epoch}`, true));
+          } finally {
+            opt.dispose();
+            param.dispose();
+          }
+        } else if (kind === 'sparse' || kind === 'retrain') {
+          const hardEpochs = kind === 'retrain' ? n : n >= 2 ? Math.max(1, Math.round(n * (options.hardFraction ?? 0.25))) : 0;
+          const softEpochs = n - hardEpochs;
+          const estimate = kind === 'retrain' ? [...(retrainPositions as Map<string, Uint32Array>).values()].reduce((a, p) => a + p.length, 0) : estimateSparseCount(tensors, shapes, header, codec, options.budgetBytes);
+          if (estimate === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
+          const mask = new SparseMask(tensors, estimate, Math.max(1, softEpochs * stepsPerEpoch), { ...DEFAULT_SPARSE_MASK, ...(options.sparse ?? {}) });
+          const optD = tf.train.adam(lr);
+          const optS = tf.train.adam(options.maskLearningRate ?? 1e-2);
+          const specsNow = (positions: Map<string, Uint32Array>): PatchSpec[] => {
+            const deltas = mask.effectiveDeltas();
+            return [...positions].filter(([, pos]) => pos.length).map(([name, pos]) => {
+              const d = deltas.get(name) as Float32Array;
+              return { kind: 'sparse', name, positions: pos, values: Float32Array.from(pos, (p) => d[p]), codec };
+            });
+          };
+          try {
+            let positions: Map<string, Uint32Array>;
+            if (kind === 'retrain') {
+              positions = retrainPositions as Map<string, Uint32Array>;
+            } else {
+              progress(`  sparse: about ${estimate} of ${mask.total} weights fit ${options.budgetBytes} bytes as ${codec}; ${softEpochs} soft-mask epoch(s), ${hardEpochs} hard-mask epoch(s)`);
+              loop(mask, (v) => (mask.isScore(v) ? optS : optD), softEpochs, 0, n);
+              // The exact mask: the largest effective changes that fit the budget with the real encoder.
+              const ranking = new MagnitudeRanking(mask.effectiveDeltas());
+              const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec), shapes, header) <= options.budgetBytes);
+              positions = new Map(ranking.specs(k, codec).map((s) => [s.name, (s as { positions: Uint32Array }).positions]));
+            }
+            mask.harden(positions, codec);
+            if (kind === 'sparse' && (val || !hardEpochs)) consider(buildPayload(hasher, base, specsNow(positions), header, digests), `hard mask of ${[...positions.values()].reduce((a, p) => a + p.length, 0)} weights`);
+            if (hardEpochs) {
+              const optH = tf.train.adam(lr);
+              try {
+                loop(mask, () => optH, hardEpochs, softEpochs, n, (r) => !skip(r) && consider(buildPayload(hasher, base, specsNow(positions), header, digests), `epoch ${r.epoch}`));
+              } finally {
+                optH.dispose();
+              }
+            }
+          } finally {
+            mask.dispose();
+            optD.dispose();
+            optS.dispose();
+          }
+        } else if (kind === 'hash') {
+          const signed = options.hashSigned ?? true;
+          const counts = chooseBucketCounts(tensors, shapes, header, codec, options.budgetBytes, signed);
+          progress(`  hash: ${[...counts.values()].reduce((a, b) => a + b, 0)} buckets over ${tensors.length} tensors fit ${options.budgetBytes} bytes as ${codec}`);
+          const hb = new HashedBuckets(tensors, counts, seed, signed, codec);
+          const opt = tf.train.adam(lr);
+          try {
+            loop(hb, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, [...hb.buckets()].map(([name, b]) => ({ kind: 'hash', name, seed: b.seed, signed, buckets: b.values, codec })), header, digests), `epoch ${r.epoch}`));
+          } finally {
+            hb.dispose();
+            opt.dispose();
+          }
+        } else {
+          const ranks = chooseLoraRanks(tensors, shapes, header, codec, options.budgetBytes);
+          const rankValues = [...ranks.values()];
+          progress(`  lora: rank ${Math.max(...rankValues)} adapters on ${ranks.size} of ${tensors.length} weight tensors fit ${options.budgetBytes} bytes as ${codec}`);
+          const adapters = new LowRankAdapters(tensors, ranks, seed, codec);
+          const opt = tf.train.adam(lr);
+          try {
+            loop(adapters, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, [...adapters.factorsFor()].map(([name, f]) => ({ kind: 'lowrank', name, rank: f.rank, u: f.u, v: f.v, codec })), header, digests), `epoch ${r.epoch}`));
+          } finally {
+            adapters.dispose();
+            opt.dispose();
+          }
+        }
+      } catch (e) {
+        if (e instanceof TrainingDiverged) {
+          diverged = true;
+          progress(`  ${e.message}: this run is dropped`);
+        } else if (isOutOfMemory(e)) {
+          throw new UsageError(`the ${backend} backend ran out of memory training with batch size ${batchSize}: pass --batch-size ${Math.max(1, Math.floor(batchSize / 2))} (or less)`, { batchSize });
+        } else throw e;
+      } finally {
+        restoreBase();
+      }
+      const seconds = (performance.now() - started) / 1000;
+      // A run that diverged after some checkpoints keeps its best one (restored, not its last state).
+      const usable = best;
+      candidates.push({ learningRate: lr, kind: candidateKind, examplesSeen: epochsRun * data.y.length, epochs: epochsRun, ...(usable && val ? { valAccuracy: usable.valAccuracy, valLoss: usable.valLoss } : {}), diverged, collapsed: best !== undefined && allCollapsed, seconds });
+      return usable;
+    };
+
+    /** Tune the learning rate of `kind` (see the module doc); the best checkpoint over every run. */
+    const tuned = (kind: Kind, defaultLr: number, retrainPositions?: Map<string, Uint32Array>): Checkpoint => {
+      const lr0 = options.learningRate ?? defaultLr;
+      let best: Checkpoint | undefined;
+      const offer = (c: Checkpoint | undefined) => {
+        if (c && better(c, best)) best = c;
+      };
+      const ok = (c: Checkpoint | undefined) => c !== undefined && !c.collapsed;
+      if (tune === 'off') {
+        offer(runOnce(kind, lr0, trainData, epochs, 'full', retrainPositions));
+      } else if (tune === 'quick') {
+        // Three rates around the start (3x, 1x, 1/3x) on half the training data (seeded,
+        // stratified), then the best on all of it: 1.5 runs of trials plus one.
+        const { part } = stratifiedSplit(trainData.y, 0.5, seed ^ 0x7e57);
+        const half = pick(trainData, part);
+        owned.push(half);
+        const trials: { lr: number; c: Checkpoint | undefined }[] = [];
+        for (const lr of [lr0 * 3, lr0, lr0 / 3].map(tidy)) {
+          const c = runOnce(kind, lr, half, epochs, 'trial', retrainPositions);
+          trials.push({ lr, c });
+          offer(c);
+        }
+        const winner = trials.filter((t) => ok(t.c)).sort((a, b) => (better(a.c as Checkpoint, b.c) ? -1 : 1))[0];
+        if (winner) offer(runOnce(kind, winner.lr, trainData, epochs, 'full', retrainPositions));
+      } else {
+        for (const lr of [lr0 * 10, lr0 * 3, lr0, lr0 / 3, lr0 / 10].map(tidy)) offer(runOnce(kind, lr, trainData, epochs, 'full', retrainPositions));
+      }
+      // Recovery: every run diverged or collapsed; lower the rate until one does not (twice).
+      for (let f = 10, tries = 0; !ok(best) && tries < 2; f *= 10, tries++) {
+        const lr = tidy(lr0 / f);
+        progress(`no run gave a usable model (diverged or predicting one class): retrying at learning rate ${lr.toExponential(1)}`);
+        offer(runOnce(kind, lr, trainData, epochs, 'recovery', retrainPositions));
+      }
+      if (!best) {
+        throw new NoImprovementError(
+          `every ${kind} run diverged (its loss became NaN or exploded) at learning rates ${candidates.map((c) => c.learningRate.toExponential(1)).join(', ')}: nothing was written; check the data (labels in range? inputs scaled as the model expects?) or pass a lower --lr`,
+          { candidates },
+        );
+      }
+      return best;
+    };
+
+    let chosen: Checkpoint;
+    let fullWeights: Map<string, Float32Array> | undefined;
+    const needsFull = method === 'full' || method === 'topk' || method === 'drop' || method === 'lowrank' || method === 'topk-retrain';
+    if (needsFull) {
+      if (options.fullWeights && method !== 'full') {
+        fullWeights = new Map(options.fullWeights);
+      } else {
+        const f = tuned('full', DEFAULT_FULL_LR);
+        fullWeights = f.weights as Map<string, Float32Array>;
+        chosen = f;
+      }
     }
-    const common = { ...(options.header ?? {}), budgetBytes: options.budgetBytes, seed, ...(options.store ? { store: options.store } : {}) };
-    if (options.method === 'full') {
-      const specs: PatchSpec[] = [...deltas].filter(([, d]) => d.some((x) => x !== 0)).map(([name, values]) => ({ kind: 'dense', name, values, codec: 'f32' }));
-      built = buildPayload(hasher, base, specs, header, digests);
-    } else if (options.method === 'topk') {
-      const codec = options.codec ?? 'auto';
-      built = topkFromDeltas(hasher, base, deltas, { ...common, codec, onProgress: progress }, 'topk');
-    } else if (options.method === 'drop') {
-      built = dropDiff(hasher, base, deltas, { ...common, codec: options.codec && options.codec !== 'auto' ? options.codec : 'f16' });
+    if (method === 'full') {
+      chosen = chosen!;
+    } else if (method === 'sparse' || method === 'hash' || method === 'lora') {
+      chosen = tuned(method, DEFAULT_DIFF_LR);
     } else {
-      built = lowRankDiff(hasher, base, deltas, { ...common, codec: options.codec && options.codec !== 'auto' ? options.codec : 'f16' });
-    }
-  } else if (options.method === 'sparse') {
-    const codec: ValueCodec = options.codec && options.codec !== 'auto' ? options.codec : 'i8';
-    const hardEpochs = epochs >= 2 ? Math.max(1, Math.round(epochs * (options.hardFraction ?? 0.25))) : 0;
-    const softEpochs = epochs - hardEpochs;
-    const stepsPerEpoch = Math.ceil(train.y.length / batchSize);
-    const estimate = estimateSparseCount(tensors, shapes, header, codec, options.budgetBytes);
-    if (estimate === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
-    progress(`sparse: about ${estimate} of ${tensors.reduce((n, t) => n + t.values.length, 0)} weights fit ${options.budgetBytes} bytes as ${codec}; ${softEpochs} soft-mask epoch(s), ${hardEpochs} hard-mask epoch(s)`);
-    const mask = new SparseMask(tensors, estimate, Math.max(1, softEpochs * stepsPerEpoch), { ...DEFAULT_SPARSE_MASK, ...(options.sparse ?? {}) });
-    const optD = tf.train.adam(lr);
-    const optS = tf.train.adam(options.maskLearningRate ?? 1e-2);
-    try {
-      reports = loop(mask, (v) => (mask.isScore(v) ? optS : optD), softEpochs, 0, epochs);
-      // The exact mask: the largest effective changes that fit the budget with the real encoder.
-      const ranking = new MagnitudeRanking(mask.effectiveDeltas());
-      const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec), shapes, header) <= options.budgetBytes);
-      const positions = new Map(ranking.specs(k, codec).map((s) => [s.name, (s as { positions: Uint32Array }).positions]));
-      mask.harden(positions, codec);
-      progress(`sparse: hard mask of ${k} weights`);
-      if (hardEpochs) {
-        const optH = tf.train.adam(lr);
-        reports = reports.concat(loop(mask, () => optH, hardEpochs, softEpochs, epochs));
-        optH.dispose();
+      const deltas = new Map<string, Float32Array>();
+      for (const t of base.list()) {
+        const w0 = base.values(t.name);
+        const w1 = fullWeights!.get(t.name) ?? w0;
+        const d = new Float32Array(w0.length);
+        for (let i = 0; i < d.length; i++) d[i] = w1[i] - w0[i];
+        deltas.set(t.name, d);
       }
-      const deltas = mask.effectiveDeltas();
-      const specs: PatchSpec[] = [];
-      for (const [name, pos] of positions) {
-        const d = deltas.get(name) as Float32Array;
-        specs.push({ kind: 'sparse', name, positions: pos, values: Float32Array.from(pos, (p) => d[p]), codec });
+      const common = { ...(options.header ?? {}), budgetBytes: options.budgetBytes, seed, ...(options.store ? { store: options.store } : {}) };
+      if (method === 'topk-retrain') {
+        const codec: ValueCodec = options.codec && options.codec !== 'auto' ? options.codec : 'i8';
+        const ranking = new MagnitudeRanking(new Map([...deltas].filter(([name]) => tensors.some((t) => t.name === name))));
+        const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec), shapes, header) <= options.budgetBytes);
+        if (k === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
+        const positions = new Map(ranking.specs(k, codec).map((s) => [s.name, (s as { positions: Uint32Array }).positions]));
+        progress(`topk-retrain: mask of the ${k} largest changes of the full fine-tune; retraining them from the base`);
+        chosen = tuned('retrain', DEFAULT_DIFF_LR, positions);
+      } else {
+        const built = method === 'topk'
+          ? topkFromDeltas(hasher, base, deltas, { ...common, codec: options.codec ?? 'auto', onProgress: progress }, 'topk')
+          : method === 'drop'
+            ? dropDiff(hasher, base, deltas, { ...common, codec: options.codec && options.codec !== 'auto' ? options.codec : 'f16' })
+            : lowRankDiff(hasher, base, deltas, { ...common, codec: options.codec && options.codec !== 'auto' ? options.codec : 'f16' });
+        chosen = checkpointOf(built, method, NaN, false);
       }
-      built = buildPayload(hasher, base, specs, header, digests);
-    } finally {
-      mask.dispose();
-      optD.dispose();
-      optS.dispose();
     }
-  } else if (options.method === 'hash') {
-    const codec: ValueCodec = options.codec && options.codec !== 'auto' ? options.codec : 'i8';
-    const signed = options.hashSigned ?? true;
-    const counts = chooseBucketCounts(tensors, shapes, header, codec, options.budgetBytes, signed);
-    progress(`hash: ${[...counts.values()].reduce((a, b) => a + b, 0)} buckets over ${tensors.length} tensors fit ${options.budgetBytes} bytes as ${codec}`);
-    const hb = new HashedBuckets(tensors, counts, seed, signed, codec);
-    const opt = tf.train.adam(lr);
-    try {
-      reports = loop(hb, () => opt, epochs);
-      const specs: PatchSpec[] = [...hb.buckets()].map(([name, b]) => ({ kind: 'hash', name, seed: b.seed, signed, buckets: b.values, codec }));
-      built = buildPayload(hasher, base, specs, header, digests);
-    } finally {
-      hb.dispose();
-      opt.dispose();
+
+    // Smaller budgets' results compete: a larger budget is never worse on validation.
+    for (const other of options.alsoConsider ?? []) {
+      if (other.payload.header.baseFingerprint !== chosen.built.payload.header.baseFingerprint || other.bytes.length > Math.max(options.budgetBytes, chosen.built.bytes.length)) continue;
+      const c = checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, `${other.method} at ${other.budgetBytes} bytes`, other.tuning.learningRate, false);
+      if (better(c, chosen)) {
+        progress(`the ${other.method} result at ${other.budgetBytes} bytes is better on validation (${pct(c.valAccuracy)} vs ${pct(chosen.valAccuracy)}): keeping it`);
+        chosen = c;
+      }
     }
-  } else {
-    throw new Error(`unknown method ${String(options.method)}`);
+
+    if (val && baseVal) {
+      progress(`chosen: ${chosen.label}, validation ${pct(chosen.valAccuracy)} (base ${pct(baseVal.accuracy)})`);
+      if (chosen.valAccuracy < baseVal.accuracy && !options.allowWorse) {
+        const tried = candidates.map((c) => `lr ${c.learningRate.toExponential(1)}${c.kind === 'trial' ? ' (trial)' : ''}: ${c.valAccuracy === undefined ? 'no usable checkpoint' : pct(c.valAccuracy)}${c.diverged ? ', diverged' : ''}${c.collapsed ? ', one class' : ''}`).join('; ');
+        throw new NoImprovementError(
+          `the best ${method} result reaches ${pct(chosen.valAccuracy)} on validation, below the base model's ${pct(baseVal.accuracy)}${chosen.collapsed ? ' (it predicts almost everything as one class)' : ''}; tried ${tried || chosen.label}. Nothing was written: try more epochs, a larger budget, more or cleaner data, --tune thorough, or --allow-worse to write it anyway`,
+          { method, valAccuracy: chosen.valAccuracy, baseValAccuracy: baseVal.accuracy, candidates },
+        );
+      }
+    }
+
+    const trainSeconds = (performance.now() - t0) / 1000;
+    // The model now holds exactly what a device holds after applying the payload.
+    setModelWeights(model, (n) => chosen.built.targetValues.get(n) ?? (shapes.has(n) ? base.values(n) : undefined));
+    let accuracyAfter: number | undefined;
+    let predictions: Int32Array | undefined;
+    if (options.eval) ({ accuracy: accuracyAfter, predictions } = evaluateOn(options.eval, 'the update'));
+    // One untuned run of the method: topk-retrain that fine-tunes first is two.
+    const stages = method === 'topk-retrain' && !options.fullWeights ? 2 : 1;
+    const oneRun = stages * epochs * trainData.y.length;
+    const seen = candidates.reduce((n, c) => n + c.examplesSeen, 0);
+    return {
+      method,
+      bytes: chosen.built.bytes,
+      payload: chosen.built.payload,
+      budgetBytes: options.budgetBytes,
+      targetValues: chosen.built.targetValues,
+      accuracyBefore,
+      accuracyAfter,
+      predictions,
+      epochs: allReports,
+      trainSeconds,
+      fullWeights,
+      ...(val && baseVal ? { validation: { examples: val.y.length, baseAccuracy: baseVal.accuracy, accuracy: chosen.valAccuracy, loss: chosen.valLoss } } : {}),
+      tuning: { mode: tune, candidates, learningRate: chosen.learningRate, chosen: chosen.label, seconds: trainSeconds, cost: oneRun ? seen / oneRun : 0 },
+      trainable: { trained: tensors.map((t) => t.name), frozenByConfig: selection.frozenByConfig, statistics: selection.statistics },
+      batchSize,
+    };
+  } finally {
+    selection.restore();
+    for (const d of owned) d.x.dispose();
   }
-  const trainSeconds = (performance.now() - t0) / 1000;
-  // The model now holds exactly what a device holds after applying the payload.
-  setModelWeights(model, (n) => built.targetValues.get(n) ?? (shapes.has(n) ? base.values(n) : undefined));
-  let accuracyAfter: number | undefined;
-  let predictions: Int32Array | undefined;
-  if (options.eval) ({ accuracy: accuracyAfter, predictions } = evaluate(model, options.eval));
-  return { method: options.method, bytes: built.bytes, payload: built.payload, budgetBytes: options.budgetBytes, targetValues: built.targetValues, accuracyBefore, accuracyAfter, predictions, epochs: reports, trainSeconds, fullWeights };
+}
+
+/** A learning rate without float noise (9e-3, not 0.009000000000000001). */
+function tidy(lr: number): number {
+  return Number(lr.toPrecision(6));
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(2)}%`;
+}
+
+/** Share of the most frequent label. */
+function majority(y: Int32Array): number {
+  const counts = new Map<number, number>();
+  for (const v of y) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return Math.max(0, ...counts.values()) / Math.max(1, y.length);
 }

@@ -1,0 +1,180 @@
+/**
+ * Training that tunes itself and never ships a collapsed model (issue #11), on MNIST digits
+ * (base 0-6, the update teaches 7-9) and small hand-built models:
+ * - a learning rate far too high is caught: the run is recovered at a lower rate or refused,
+ *   never a one-class payload;
+ * - budgets are monotone by construction (a smaller budget's result competes);
+ * - `lora` and `topk-retrain` payloads apply through the device applier to exactly the weights
+ *   that were evaluated;
+ * - quick tuning costs 2.5 runs' worth of examples at most;
+ * - which weights train: the config, `all`, a pattern; BatchNorm statistics never;
+ * - batch sizes the wasm backend's 4 GiB cannot hold are refused naming --batch-size.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { applyPayload } from '../src/apply/index.ts';
+import { NoImprovementError, UsageError } from '../src/core/errors.ts';
+import { decodePayload } from '../src/core/format.ts';
+import type { MemoryWeightStore } from '../src/core/weight-store.ts';
+import { initBackend } from '../src/train/backend.ts';
+import { evaluate } from '../src/train/data.ts';
+import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
+import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
+import { chooseBatchSize, selectTrainable, weightRoles } from '../src/train/select.ts';
+import { trainDiff } from '../src/train/train-diff.ts';
+
+describe('self-tuning training on MNIST digits', () => {
+  let splits: MnistSplits;
+  let model: tf.LayersModel;
+  let base: MemoryWeightStore;
+  let budget: number;
+  const reset = () => setModelWeights(model, (n) => base.values(n));
+
+  before(async () => {
+    await initBackend('wasm');
+    splits = mnistSplits(3000);
+    model = mnistModel(1);
+    await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1, tune: 'off', validation: 0 });
+    base = modelToStore(model);
+    budget = Math.floor(base.list().reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0) * 0.01);
+  });
+  after(() => {
+    for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
+  });
+
+  test('a learning rate far too high is recovered at a lower rate or refused, never shipped as one class', async () => {
+    for (const method of ['full', 'hash'] as const) {
+      reset();
+      try {
+        const r = await trainDiff(model, splits.updateTrain, { method, budgetBytes: budget, epochs: 3, seed: 2, base, tune: 'off', learningRate: method === 'full' ? 5 : 50, eval: splits.eval });
+        const v = r.validation!;
+        assert.ok(v.accuracy >= v.baseAccuracy, `${method}: shipped ${v.accuracy} below the base's ${v.baseAccuracy}`);
+        // recovered: a run at a lower rate is what shipped
+        assert.ok(r.tuning.candidates.some((c) => c.kind === 'recovery'), `${method}: ${JSON.stringify(r.tuning.candidates)}`);
+        assert.ok(r.tuning.learningRate < (method === 'full' ? 5 : 50));
+        const counts = new Map<number, number>();
+        for (const p of r.predictions!) counts.set(p, (counts.get(p) ?? 0) + 1);
+        assert.ok(Math.max(...counts.values()) / r.predictions!.length < 0.5, `${method}: predicts one class`);
+      } catch (e) {
+        assert.ok(e instanceof NoImprovementError, `${method}: ${(e as Error).stack}`);
+        assert.match(e.message, /Nothing was written|nothing was written/);
+      }
+    }
+    reset();
+  });
+
+  test('quick tuning tries three rates on half the data and trains the best: at most 2.5 runs of examples', async () => {
+    reset();
+    const r = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: budget, epochs: 3, seed: 4, base });
+    reset();
+    assert.equal(r.tuning.mode, 'quick');
+    assert.deepEqual(r.tuning.candidates.map((c) => c.kind), ['trial', 'trial', 'trial', 'full']);
+    assert.deepEqual(r.tuning.candidates.slice(0, 3).map((c) => c.learningRate), [9e-3, 3e-3, 1e-3]);
+    // (half of each class, rounded per class: a few examples over 50%)
+    assert.ok(r.tuning.cost <= 2.52, `cost ${r.tuning.cost}`);
+    const best = Math.max(...r.tuning.candidates.map((c) => c.valAccuracy ?? 0));
+    assert.equal(r.validation!.accuracy, best, 'the best checkpoint over every run is the one shipped');
+  });
+
+  test('budgets are monotone: with the smaller result competing, the larger never validates lower', async () => {
+    reset();
+    const opts = { method: 'sparse' as const, epochs: 2, seed: 5, base, tune: 'off' as const };
+    const small = await trainDiff(model, splits.updateTrain, { ...opts, budgetBytes: budget });
+    reset();
+    // A deliberately poor larger-budget run (1 epoch at a tiny rate) still cannot come out worse.
+    const large = await trainDiff(model, splits.updateTrain, { ...opts, budgetBytes: 2 * budget, epochs: 1, learningRate: 1e-5, alsoConsider: [small], allowWorse: true });
+    reset();
+    assert.ok(large.validation!.accuracy >= small.validation!.accuracy, `${large.validation!.accuracy} < ${small.validation!.accuracy}`);
+    assert.ok(large.bytes.length <= 2 * budget);
+  });
+
+  test('lora and topk-retrain payloads apply through the device applier to exactly the evaluated weights', async () => {
+    for (const method of ['lora', 'topk-retrain'] as const) {
+      reset();
+      const r = await trainDiff(model, splits.updateTrain, { method, budgetBytes: 2 * budget, epochs: 2, seed: 6, base, tune: 'off', eval: splits.eval });
+      reset();
+      assert.ok(r.bytes.length <= 2 * budget, `${method}: ${r.bytes.length} bytes`);
+      const payload = decodePayload(r.bytes);
+      assert.equal(payload.header.meta?.method, method);
+      assert.ok(payload.patches.every((p) => p.kind === (method === 'lora' ? 'lowrank' : 'sparse')));
+      const device = base.clone();
+      await applyPayload(device, r.bytes);
+      for (const [n, v] of r.targetValues) assert.deepEqual(device.values(n), v, `${method} ${n}`);
+      const fresh = mnistModel(9);
+      setModelWeights(fresh, (n) => device.values(n));
+      const e = evaluate(fresh, splits.eval);
+      assert.equal(e.accuracy, r.accuracyAfter);
+      assert.deepEqual(e.predictions, r.predictions);
+      fresh.dispose();
+      assert.ok(r.accuracyAfter! > r.accuracyBefore!, `${method} learns the update: ${r.accuracyBefore} -> ${r.accuracyAfter}`);
+    }
+    reset();
+  });
+});
+
+describe('which weights train, and how many examples fit a step', () => {
+  /** conv + batchnorm + dense, the conv layer frozen in the config. */
+  function frozenModel(): tf.LayersModel {
+    const m = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ name: 'conv', inputShape: [8, 8, 1], filters: 4, kernelSize: 3, trainable: false }),
+        tf.layers.batchNormalization({ name: 'bn' }),
+        tf.layers.flatten({ name: 'flat' }),
+        tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' }),
+      ],
+    });
+    return m;
+  }
+
+  test('config, all and a pattern choose the weights; statistics never; flags come back afterwards', () => {
+    const m = frozenModel();
+    const roles = Object.fromEntries(weightRoles(m).map((r) => [r.name, r.role]));
+    assert.deepEqual(roles, {
+      'conv/kernel': 'frozen', 'conv/bias': 'frozen',
+      'bn/gamma': 'trainable', 'bn/beta': 'trainable', 'bn/moving_mean': 'statistic', 'bn/moving_variance': 'statistic',
+      'out/kernel': 'trainable', 'out/bias': 'trainable',
+    });
+    const before = m.trainableWeights.map((w) => w.originalName);
+    const config = selectTrainable(m, 'config');
+    assert.deepEqual(config.chosen, ['bn/gamma', 'bn/beta', 'out/kernel', 'out/bias']);
+    assert.deepEqual(config.frozenByConfig, ['conv/kernel', 'conv/bias']);
+    const all = selectTrainable(m, 'all');
+    assert.deepEqual(m.trainableWeights.map((w) => w.originalName).sort(), ['bn/beta', 'bn/gamma', 'conv/bias', 'conv/kernel', 'out/bias', 'out/kernel']);
+    all.restore();
+    assert.deepEqual(m.trainableWeights.map((w) => w.originalName), before);
+    const pattern = selectTrainable(m, /^conv\//);
+    assert.deepEqual(m.trainableWeights.map((w) => w.originalName).sort(), ['conv/bias', 'conv/kernel']);
+    pattern.restore();
+    assert.deepEqual(m.trainableWeights.map((w) => w.originalName), before);
+    assert.throws(() => selectTrainable(m, /nothing/), (e: unknown) => e instanceof UsageError && /matches none/.test(e.message));
+    m.dispose();
+  });
+
+  test('a trained diff never patches BatchNorm statistics; --trainable all reaches frozen layers', async () => {
+    await initBackend('wasm');
+    const m = frozenModel();
+    const x = tf.randomNormal([60, 8, 8, 1], 0, 1, 'float32', 1);
+    const y = Int32Array.from({ length: 60 }, (_, i) => i % 3);
+    const base = modelToStore(m);
+    for (const trainable of ['config', 'all'] as const) {
+      setModelWeights(m, (n) => base.values(n));
+      const r = await trainDiff(m, { x, y }, { method: 'full', budgetBytes: 0, epochs: 2, seed: 1, base, tune: 'off', trainable, validation: 0 });
+      const patched = r.payload.patches.map((p) => p.name);
+      assert.ok(!patched.some((n) => /moving_/.test(n)), `${trainable}: ${patched}`);
+      assert.equal(patched.includes('conv/kernel'), trainable === 'all', `${trainable}: ${patched}`);
+      assert.ok(patched.includes('out/kernel'));
+    }
+    x.dispose();
+    m.dispose();
+  });
+
+  test('a batch the wasm backend cannot hold is refused naming --batch-size; the default fits', () => {
+    const big = tf.sequential({ layers: [tf.layers.conv2d({ inputShape: [1024, 1024, 3], filters: 32, kernelSize: 3, padding: 'same' }), tf.layers.globalAveragePooling2d({}), tf.layers.dense({ units: 2 })] });
+    const fits = chooseBatchSize(big, 'wasm', 0, undefined, 1000);
+    assert.ok(fits >= 1 && fits < 32, `default ${fits}`);
+    assert.throws(() => chooseBatchSize(big, 'wasm', 0, 64, 1000), (e: unknown) => e instanceof UsageError && /--batch-size 64 needs about .* GiB .* use --batch-size \d+ or less/.test(e.message));
+    assert.equal(chooseBatchSize(big, 'cpu', 0, 64, 1000), 64, 'the cpu backend has the machine\'s memory');
+    big.dispose();
+  });
+});
