@@ -30,8 +30,8 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
   const full = rows.find((x) => x.method === 'full' && x.update === 1) as ResultRow;
   assert.ok(full, 'full fine-tuning row');
   const modelBytes = full.bytes;
-  for (const method of ['sparse', 'hash', 'topk', 'drop', 'lowrank'] as const) {
-    for (const b of [0.5, 1]) {
+  for (const [method, budgets] of [['sparse', [0.5, 1]], ['hash', [0.5, 1]], ['lora', [1]], ['topk-retrain', [1]], ['topk', [0.5, 1]], ['drop', [0.5, 1]], ['lowrank', [0.5, 1]]] as const) {
+    for (const b of budgets) {
       const row = rows.find((x) => x.method === method && x.budgetPct === b && x.update === 1);
       assert.ok(row, `${method} ${b}%`);
       assert.ok(row.bytes <= Math.floor((modelBytes * b) / 100), `${method} ${b}%: ${row.bytes} bytes over budget`);

@@ -34,6 +34,8 @@ export const METHOD_LABELS: Record<ReportMethod, string> = {
 const pct = (x: number | null | undefined) => (typeof x === 'number' ? `${(100 * x).toFixed(2)}%` : '-');
 const pts = (x: number | null | undefined) => (typeof x === 'number' ? `${(100 * x).toFixed(2)}` : '-');
 const secs = (x: number | null | undefined) => (typeof x === 'number' ? x.toFixed(1) : '-');
+/** A row's method, marked when the trainer refused to ship (the device kept its model). */
+const methodCell = (r: ResultRow) => (r.refused ? `${r.method} (refused: nothing shipped)` : r.method);
 
 function updates(rows: ResultRow[]): number[] {
   return [...new Set(rows.map((r) => r.update))].sort((a, b) => a - b);
@@ -68,7 +70,35 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   const last = ups[ups.length - 1];
   const s10 = find(rows, last, 'sparse', 10);
   checks.push(s10 && typeof s10.driftFromFull === 'number' ? { target: `sparse at 10%: chain drift within 0.5 point of full fine-tuning after update ${last}`, met: s10.driftFromFull <= 0.005, detail: `drift ${pts(s10.driftFromFull)} points` } : { target: 'sparse at 10% within 0.5 point after all updates', met: null, detail: 'no sparse row at 10% with a drift for the last update' });
-  // 3. learned sparse beats top-k at 0.5-1% by a clear margin
+  // 3. more bytes never buy a worse model: sparse accuracy non-decreasing in the budget, every update
+  const sparseBudgets = budgets(rows.filter((r) => r.method === 'sparse'));
+  if (sparseBudgets.length > 1) {
+    const drops: string[] = [];
+    for (const u of ups) {
+      const series = sparseBudgets.map((b) => find(rows, u, 'sparse', b)).filter((r): r is ResultRow => !!r);
+      for (let i = 1; i < series.length; i++) {
+        if (series[i].accAll < series[i - 1].accAll) drops.push(`u${u}: ${series[i - 1].budgetPct}% ${pts(series[i - 1].accAll)} > ${series[i].budgetPct}% ${pts(series[i].accAll)}`);
+      }
+    }
+    checks.push({ target: 'sparse: accuracy non-decreasing in the budget at every update', met: drops.length === 0, detail: drops.length ? `${drops.length} decrease(s): ${drops.join('; ')}` : `${sparseBudgets.join(', ')}% in order on ${ups.length} update(s)` });
+  } else checks.push({ target: 'sparse: accuracy non-decreasing in the budget', met: null, detail: 'fewer than two sparse budgets' });
+  // 4. learned sparse at 1% at least 2 points above the alternatives users pick, same bytes
+  for (const alt of ['lora', 'topk-retrain'] as const) {
+    const m: number[] = [];
+    for (const u of ups) {
+      const sp = find(rows, u, 'sparse', 1);
+      const a = find(rows, u, alt, 1);
+      if (sp && a) m.push(sp.accAll - a.accAll);
+    }
+    const signed = (g: number) => `${g >= 0 ? '+' : ''}${pts(g)}`;
+    checks.push(m.length
+      ? { target: `learned sparse at 1% at least 2 points above ${METHOD_LABELS[alt]} at 1%`, met: Math.min(...m) >= 0.02, detail: `sparse minus ${alt}, per update: ${m.map(signed).join(', ')} points` }
+      : { target: `learned sparse at 1% at least 2 points above ${alt} at 1%`, met: null, detail: `no ${alt} rows at 1%` });
+  }
+  // 5. tuning cost: quick tuning at most 3x a single untuned run
+  const costs = rows.map((r) => r.tuningCost).filter((c): c is number => typeof c === 'number');
+  if (costs.length) checks.push({ target: 'tuning costs at most 3x a single untuned run', met: Math.max(...costs) <= 3, detail: `examples seen, tuning included, over one run's: ${Math.min(...costs).toFixed(2)}x to ${Math.max(...costs).toFixed(2)}x over ${costs.length} trainings` });
+  // 6. learned sparse beats top-k at 0.5-1% by a clear margin
   const margins: number[] = [];
   for (const u of ups) for (const b of budgets(rows).filter((b) => b >= 0.5 && b <= 1)) {
     const s = find(rows, u, 'sparse', b);
@@ -76,14 +106,14 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
     if (s && t) margins.push(s.accAll - t.accAll);
   }
   checks.push(margins.length ? { target: 'learned sparse beats post-hoc top-k at equal bytes (0.5-1%)', met: Math.min(...margins) > 0.01, detail: `margin ${pts(Math.min(...margins))} to ${pts(Math.max(...margins))} points over ${margins.length} (update, budget) pairs` } : { target: 'sparse beats top-k at 0.5-1%', met: null, detail: 'no pairs' });
-  // 4. >= 50x smaller than zstd at no more than 1 point below full
+  // 7. >= 50x smaller than zstd at no more than 1 point below full
   const ratios: string[] = [];
   let allMet = true;
   for (const u of ups) {
     const z = find(rows, u, 'zstd', null);
     const f = full(u);
     if (!z || !f) { allMet = false; continue; }
-    const ok = rows.filter((r) => r.update === u && (r.method === 'sparse' || r.method === 'hash') && r.accAll >= f.accAll - 0.01).sort((a, b) => a.bytes - b.bytes)[0];
+    const ok = rows.filter((r) => r.update === u && (r.method === 'sparse' || r.method === 'hash') && !r.refused && r.accAll >= f.accAll - 0.01).sort((a, b) => a.bytes - b.bytes)[0];
     if (!ok) { ratios.push(`u${u}: none within 1 point`); allMet = false; continue; }
     const ratio = z.bytes / ok.bytes;
     if (ratio < 50) allMet = false;
@@ -101,9 +131,9 @@ export function renderMarkdown(rows: ResultRow[], title = 'neural-diff compariso
   for (const c of checkTargets(rows)) out.push(`| ${c.target} | ${c.met === null ? 'n/a' : c.met ? 'yes' : '**no**'} | ${c.detail} |`);
   for (const u of updates(rows)) {
     const name = rows.find((r) => r.update === u && typeof r.name === 'string')?.name;
-    out.push('', `## Update ${u}${name ? `: ${name}` : ''}`, '', '| method | budget | bytes | acc all | acc old | acc new | drift (pts) | train s |', '|---|---|---|---|---|---|---|---|');
+    out.push('', `## Update ${u}${name ? `: ${name}` : ''}`, '', '| method | budget | bytes | acc all | acc old | acc new | drift (pts) | train s | lr | tuning cost |', '|---|---|---|---|---|---|---|---|---|---|');
     const sorted = rows.filter((r) => r.update === u).sort((a, b) => REPORT_METHODS.indexOf(a.method) - REPORT_METHODS.indexOf(b.method) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9));
-    for (const r of sorted) out.push(`| ${r.method} | ${r.budgetPct === null ? '-' : `${r.budgetPct}%`} | ${r.bytes} | ${pct(r.accAll)} | ${pct(r.accOld)} | ${pct(r.accNew)} | ${pts(r.driftFromFull)} | ${secs(r.trainSeconds)} |`);
+    for (const r of sorted) out.push(`| ${methodCell(r)} | ${r.budgetPct === null ? '-' : `${r.budgetPct}%`} | ${r.bytes} | ${pct(r.accAll)} | ${pct(r.accOld)} | ${pct(r.accNew)} | ${pts(r.driftFromFull)} | ${secs(r.trainSeconds)} | ${typeof r.learningRate === 'number' ? r.learningRate : '-'} | ${typeof r.tuningCost === 'number' ? `${r.tuningCost.toFixed(2)}x` : '-'} |`);
   }
   return out.join('\n') + '\n';
 }
@@ -171,7 +201,7 @@ export function renderHtml(rows: ResultRow[], title = 'neural-diff comparison'):
   for (const u of ups) {
     body.push(`<h3>Update ${u}</h3><table><tr><th>method</th><th>budget</th><th>bytes</th><th>acc all</th><th>acc old</th><th>acc new</th><th>drift (pts)</th><th>train s</th></tr>`);
     const sorted = rows.filter((r) => r.update === u).sort((a, b) => REPORT_METHODS.indexOf(a.method) - REPORT_METHODS.indexOf(b.method) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9));
-    for (const r of sorted) body.push(`<tr><td>${r.method}</td><td>${r.budgetPct === null ? '-' : `${r.budgetPct}%`}</td><td>${r.bytes}</td><td>${pct(r.accAll)}</td><td>${pct(r.accOld)}</td><td>${pct(r.accNew)}</td><td>${pts(r.driftFromFull)}</td><td>${secs(r.trainSeconds)}</td></tr>`);
+    for (const r of sorted) body.push(`<tr><td>${esc(methodCell(r))}</td><td>${r.budgetPct === null ? '-' : `${r.budgetPct}%`}</td><td>${r.bytes}</td><td>${pct(r.accAll)}</td><td>${pct(r.accOld)}</td><td>${pct(r.accNew)}</td><td>${pts(r.driftFromFull)}</td><td>${secs(r.trainSeconds)}</td></tr>`);
     body.push('</table>');
   }
   return `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head><body>\n${body.join('\n')}\n</body></html>\n`;
