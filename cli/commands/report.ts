@@ -48,6 +48,8 @@ export async function runReport(a: ReportArgs, io: CliIO): Promise<number> {
   const targets = checkTargets(rows);
   io.result?.({ html, markdown: md, rows: rows.length, files, targets });
   io.out(`wrote ${html} and ${md} from ${rows.length} rows of ${files.length} file${files.length === 1 ? '' : 's'}`);
-  for (const c of targets) io.out(`  ${c.met === null ? 'n/a' : c.met ? 'met ' : 'MISS'}  ${c.target}: ${c.detail}`);
+  for (const c of targets.filter((t) => t.met !== null)) io.out(`  ${c.met ? 'met ' : 'MISS'}  ${c.target}: ${c.detail}`);
+  const na = targets.filter((t) => t.met === null).length;
+  if (na) io.out(`  (${na} of the ${targets.length} benchmark targets need rows these results do not have: see ${md})`);
   return 0;
 }
