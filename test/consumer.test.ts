@@ -24,6 +24,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
+import { checkNodeUpdaterSummary } from './helpers/node-updater.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const vectors = path.join(root, 'test', 'vectors', 'payloads');
@@ -134,7 +135,7 @@ console.log(JSON.stringify({ memory: r.status, memoryTarget: r.targetFingerprint
   assert.equal(req.stdout.trim(), 'function function');
 });
 
-test('neural-diff/train names the install command without tfjs, and loads with it', () => {
+test('neural-diff/train names the install command without tfjs, and loads with it; the node-updater example runs from the installed package', () => {
   const failed = nodeIn(['-e', "import('neural-diff/train').catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); process.exit(3); })"], { expectFail: true });
   assert.equal(failed.status, 3, failed.stderr);
   const err = JSON.parse(failed.stdout) as { code: string; message: string };
@@ -155,6 +156,10 @@ test('neural-diff/train names the install command without tfjs, and loads with i
   try {
     const loaded = nodeIn(['-e', "const m = await import('neural-diff/train'); console.log(typeof m.trainDiff, typeof m.initBackend, typeof m.SparseMask)", '--input-type=module']);
     assert.equal(loaded.stdout.trim(), 'function function function');
+    // The Node/Electron updater example, as an app runs it: plain node, the installed package.
+    cpSync(path.join(root, 'examples', 'node-updater', 'run.mjs'), path.join(project, 'updater.mjs'));
+    const updater = nodeIn(['updater.mjs', path.join(work, 'updater-out'), '--json']);
+    checkNodeUpdaterSummary(updater.stdout);
   } finally {
     rmSync(path.join(project, 'node_modules', '@tensorflow'), { recursive: true, force: true });
   }

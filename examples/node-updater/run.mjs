@@ -1,7 +1,11 @@
 /**
  * A Node or Electron app that keeps its model up to date with signed diffs.
  *
- *   node --import tsx examples/node-updater/run.ts      (writes under examples/node-updater/out/)
+ *   node examples/node-updater/run.mjs [OUT] [--json]   in an app that installed neural-diff and
+ *                                                       @tensorflow/tfjs (plain Node, no TypeScript)
+ *   npm run example:node-updater                        inside this repo (from the TypeScript sources)
+ *
+ * Writes under OUT (default examples/node-updater/out/); --json prints a summary JSON line.
  *
  * Build server (`neural-diff`): three versions of a small image classifier (v2 and v3 replace
  * its classifier head, as a head fine-tune does; here the new heads are drawn with other seeds,
@@ -18,10 +22,11 @@
  * folder untouched.
  */
 import { cp, mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { fileSystemIO, generateKeyPair, getHasher, openTfjsModelDir, signPayload, topkDiff, MemoryWeightStore } from 'neural-diff';
-import { applyToModelDir, recordModelDirDigests, NeuralDiffError, type ModelDirApplyResult } from 'neural-diff/node';
+import { applyToModelDir, recordModelDirDigests, NeuralDiffError } from 'neural-diff/node';
 
 /** A fixed input every version is checked on (one 28x28 grey image). */
 const CANARY = Float32Array.from({ length: 28 * 28 }, (_, i) => ((i * 37) % 101) / 100);
@@ -29,8 +34,9 @@ const CANARY = Float32Array.from({ length: 28 * 28 }, (_, i) => ((i * 37) % 101)
 const SHARD_BYTES = 64 * 1024;
 
 /** The classifier: two convolutions and a dense layer, then the head (`head`). */
-function classifier(headSeed: number): tf.LayersModel {
-  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+/** @param {number} headSeed @returns {tf.LayersModel} */
+function classifier(headSeed) {
+  const init = (/** @type {number} */ seed) => tf.initializers.glorotUniform({ seed });
   return tf.sequential({
     layers: [
       tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 8, kernelSize: 3, activation: 'relu', kernelInitializer: init(1), name: 'conv1' }),
@@ -43,34 +49,38 @@ function classifier(headSeed: number): tf.LayersModel {
   });
 }
 
-function canaryOutput(model: tf.LayersModel): Float32Array {
-  return tf.tidy(() => (model.predict(tf.tensor4d(CANARY, [1, 28, 28, 1])) as tf.Tensor).dataSync() as Float32Array);
+/** @param {tf.LayersModel} model @returns {Float32Array} */
+function canaryOutput(model) {
+  return /** @type {Float32Array} */ (tf.tidy(() => /** @type {tf.Tensor} */ (model.predict(tf.tensor4d(CANARY, [1, 28, 28, 1]))).dataSync()));
 }
 
-async function folderBytes(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
+/** @param {string} dir @returns {Promise<Map<string, string>>} */
+async function folderBytes(dir) {
+  const out = new Map();
   for (const f of (await readdir(dir)).sort()) out.set(f, (await readFile(join(dir, f))).toString('base64'));
   return out;
 }
 
-/** What the example did, for its test. */
-export interface NodeUpdaterSummary {
-  installed: string;
-  updates: { status: ModelDirApplyResult['status']; baseCheck: ModelDirApplyResult['baseCheck']; payloadBytes: number; healthy: boolean }[];
-  refused: { replay: string; tampered: string; folderUntouched: boolean };
-  final: { fingerprint: string; expected: string };
-}
+/**
+ * What the example did, for its test.
+ * @typedef {{ installed: string, updates: { status: string, baseCheck: { hashedTensors: number, recordedTensors: number }, payloadBytes: number, healthy: boolean }[], refused: { replay: string, tampered: string, folderUntouched: boolean }, final: { fingerprint: string, expected: string } }} NodeUpdaterSummary
+ */
 
-export async function runNodeUpdaterExample(out: string, log: (line: string) => void = console.log): Promise<NodeUpdaterSummary> {
+/**
+ * @param {string} out where to write
+ * @param {(line: string) => void} [log]
+ * @returns {Promise<NodeUpdaterSummary>}
+ */
+export async function runNodeUpdaterExample(out, log = console.log) {
   await tf.setBackend('cpu');
   await rm(out, { recursive: true, force: true });
   const hasher = await getHasher();
 
   // ---- build server
   log('build server: three versions of the classifier, a key, signed diffs');
-  const versions: string[] = [];
-  const canaries: Float32Array[] = [];
-  for (const [v, headSeed] of [[1, 10], [2, 20], [3, 30]] as const) {
+  const versions = [];
+  const canaries = [];
+  for (const [v, headSeed] of [[1, 10], [2, 20], [3, 30]]) {
     const model = classifier(headSeed);
     const dir = join(out, 'server', `v${v}`);
     await model.save(fileSystemIO(dir, { shardBytes: SHARD_BYTES }));
@@ -79,7 +89,7 @@ export async function runNodeUpdaterExample(out: string, log: (line: string) => 
     model.dispose();
   }
   const key = generateKeyPair();
-  const updates: { bytes: Uint8Array; canary: Float32Array; target: string }[] = [];
+  const updates = [];
   // Each diff is made against what devices hold after the previous one (base + payload, which
   // can differ from the server's version in the last bit of a weight), never the server's copy.
   let held = MemoryWeightStore.copyOf(await openTfjsModelDir(versions[0]));
@@ -99,7 +109,8 @@ export async function runNodeUpdaterExample(out: string, log: (line: string) => 
   const installed = (await recordModelDirDigests(device)).fingerprint;
   log(`device: installed v1 (${installed}); its tensor digests recorded for fast applies`);
 
-  const summary: NodeUpdaterSummary = { installed, updates: [], refused: { replay: '', tampered: '', folderUntouched: false }, final: { fingerprint: '', expected: updates[1].target } };
+  /** @type {NodeUpdaterSummary} */
+  const summary = { installed, updates: [], refused: { replay: '', tampered: '', folderUntouched: false }, final: { fingerprint: '', expected: updates[1].target } };
   for (const [i, u] of updates.entries()) {
     let healthy = false;
     const res = await applyToModelDir(device, u.bytes, {
@@ -119,7 +130,7 @@ export async function runNodeUpdaterExample(out: string, log: (line: string) => 
   }
 
   const before = await folderBytes(device);
-  const codeOf = async (bytes: Uint8Array) => {
+  const codeOf = async (/** @type {Uint8Array} */ bytes) => {
     try {
       await applyToModelDir(device, bytes, { trustedKeys: [key.publicKeyPem] });
       return 'applied';
@@ -140,6 +151,10 @@ export async function runNodeUpdaterExample(out: string, log: (line: string) => 
   return summary;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  await runNodeUpdaterExample(join(import.meta.dirname, 'out'));
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const args = process.argv.slice(2);
+  const json = args.includes('--json');
+  const out = args.find((a) => !a.startsWith('--')) ?? join(dirname(fileURLToPath(import.meta.url)), 'out');
+  const summary = await runNodeUpdaterExample(out, json ? () => {} : console.log);
+  if (json) console.log(JSON.stringify(summary));
 }
