@@ -203,3 +203,38 @@ describe('storage grids', () => {
     assert.deepEqual(new Uint32Array(base.values('w').slice().buffer), new Uint32Array(values.buffer));
   });
 });
+
+describe('quantizing a folder the converter\'s way', () => {
+  test('uint8: per-tensor range nudged so 0 is a grid value, ties to even; tfjs loads the result', async () => {
+    const { converterQuantize, quantizeModelDir, writeModelDir } = await import('../src/io/tfjs-artifacts.ts');
+    // range [-1, fround(1.55)]: scale = range / 255; the zero point round(1 / scale) = 100 makes min = -100 scale
+    const v = Float32Array.from([-1, 0, 1.55, 0.005, 0.015, 0.5]);
+    const { q, scale, min } = converterQuantize(v, 'uint8');
+    assert.equal(scale, (Math.fround(1.55) + 1) / 255);
+    assert.equal(min, -100 * scale);
+    assert.deepEqual([q[0], q[1], q[2]], [0, 100, 255], 'the ends, and 0 exactly at step 100');
+    assert.equal(snapValue(0, { dtype: 'uint8', scale, min }), 0);
+    for (let i = 0; i < v.length; i++) assert.ok(Math.abs(q[i] * scale + min - v[i]) <= scale / 2 + 1e-9, `value ${i}`);
+    const constant = converterQuantize(Float32Array.of(0.25, 0.25), 'uint16');
+    assert.deepEqual([Array.from(constant.q), constant.scale, constant.min], [[0, 0], 1, 0.25]);
+
+    const src = path.join(root, `conv-src-${counter++}`);
+    const w = Float32Array.from({ length: 300 }, (_, i) => Math.sin(i) * 0.3);
+    await writeModelDir(src, { format: 'graph-model', modelTopology: {} }, { w: { shape: [300], data: w } });
+    for (const dtype of ['uint8', 'uint16', 'float16'] as const) {
+      const out = path.join(root, `conv-${dtype}-${counter++}`);
+      const sizes = await quantizeModelDir(src, out, dtype);
+      assert.equal(sizes.bytesBefore, 1200);
+      assert.equal(sizes.bytesAfter, dtype === 'uint8' ? 300 : 600);
+      const store = await openTfjsModelDir(out);
+      const g = store.grid('w');
+      assert.equal(g.dtype, dtype);
+      const got = store.values('w');
+      const tol = g.dtype === 'uint8' || g.dtype === 'uint16' ? g.scale / 2 + 1e-7 : 2 ** -11;
+      for (let i = 0; i < w.length; i++) assert.ok(Math.abs(got[i] - w[i]) <= tol, `${dtype} ${i}: ${got[i]} vs ${w[i]}`);
+      const artifacts = await fileSystemIO(out).load();
+      const decoded = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);
+      assert.deepEqual(new Uint32Array((decoded.w.dataSync() as Float32Array).slice().buffer), new Uint32Array(got.slice().buffer), `tfjs reads ${dtype} the same`);
+    }
+  });
+});
