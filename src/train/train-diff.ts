@@ -566,6 +566,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     /** Tune the learning rate of `kind` (see the module doc); the best checkpoint over every run. */
     const tuned = (kind: Kind, defaultLr: number, retrainPositions?: Map<string, Uint32Array>): Checkpoint => {
       const lr0 = options.learningRate ?? defaultLr;
+      const firstCandidate = candidates.length;
       let best: Checkpoint | undefined;
       const offer = (c: Checkpoint | undefined) => {
         if (c && better(c, best)) best = c;
@@ -590,9 +591,11 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       } else {
         for (const lr of [lr0 * 10, lr0 * 3, lr0, lr0 / 3, lr0 / 10].map(tidy)) offer(runOnce(kind, lr, trainData, epochs, 'full', retrainPositions));
       }
-      // Recovery: every run diverged or collapsed; lower the rate until one does not (twice).
-      for (let f = 10, tries = 0; !ok(best) && tries < 2; f *= 10, tries++) {
-        const lr = tidy(lr0 / f);
+      // Recovery: every run diverged or collapsed; go below the lowest rate tried, 3x and then
+      // 30x lower, until one does not.
+      const lowest = Math.min(...candidates.slice(firstCandidate).map((c) => c.learningRate), lr0);
+      for (let f = 3, tries = 0; !ok(best) && tries < 2; f *= 10, tries++) {
+        const lr = tidy(lowest / f);
         progress(`no run gave a usable model (diverged or predicting one class): retrying at learning rate ${lr.toExponential(1)}`);
         offer(runOnce(kind, lr, trainData, epochs, 'recovery', retrainPositions));
       }
