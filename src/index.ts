@@ -25,6 +25,9 @@ export { generateKeyPair, signPayload, writeKeyPairFiles, readPrivateKeyFile, re
 export { tfModelStore, TfModelWeightStore } from './io/tf-model-store.ts';
 export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors-files.ts';
 export { SafetensorsWeightStore, parseSafetensorsHeader } from './io/safetensors.ts';
+export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore } from './io/onnx-files.ts';
+export { OnnxWeightStore, ONNX_FRAME, scanOnnxModel, onnxExternalLocations, type OnnxTensorEntry } from './io/onnx.ts';
+export { diffOnnxModels, checkOnnxPair, onnxDeltas, type OnnxDiffOptions } from './diff/onnx.ts';
 export { loadXY, saveNpy, loadNpy } from './io/npy-files.ts';
 export { parseNpy, writeNpy } from './io/npy.ts';
 export { renderHtml, renderMarkdown, checkTargets } from './report/report.ts';
