@@ -1,12 +1,47 @@
 /** Model and payload files for the CLI. */
-import { access, constants, cp, mkdir, readFile, stat } from 'node:fs/promises';
+import { access, constants, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
 import { dirname } from 'node:path';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
+import { openOnnxFile } from '../src/io/onnx-files.ts';
+import type { OnnxTensorEntry } from '../src/io/onnx.ts';
 import { UsageError } from '../src/core/errors.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
 import { isMissingFile } from './common.ts';
+import { storedModelBytes } from '../src/diff/build.ts';
+
+/** True for a path the CLI treats as an ONNX model file (by its extension). */
+export function isOnnxPath(p: string): boolean {
+  return /\.onnx$/i.test(p);
+}
+
+/** A model the CLI opened: a TF.js folder or an ONNX file. */
+export interface OpenedModel {
+  kind: 'folder' | 'onnx';
+  store: WeightStore;
+  /** Bytes of the patchable weights as stored (storedModelBytes), what `1%` budgets are a percentage of. */
+  weightBytes: number;
+}
+
+/**
+ * Open a model by its path: a `.onnx` file (and its external data) or a TF.js model folder.
+ * `lazy` reads a folder's shards when first used.
+ */
+export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
+  if (isOnnxPath(p)) {
+    const store = (await openOnnxFile(p)).contents;
+    return { kind: 'onnx', store, weightBytes: storedModelBytes(store) };
+  }
+  const store = await openTfjsModelDir(p, options.lazy ? { lazy: true } : {});
+  return { kind: 'folder', store, weightBytes: storedModelBytes(store) };
+}
+
+/** The dtype column of `fingerprint --tensors` (ONNX tensors carry one). */
+export function dtypeOf(entry: { name: string }): string {
+  return (entry as Partial<OnnxTensorEntry>).dtype ?? 'float32';
+}
 
 /** Read a payload file with an error that says what to do when it is missing. */
 export async function readPayloadFile(path: string): Promise<Uint8Array> {
@@ -34,6 +69,19 @@ export function parseExpiry(s: string, now = Date.now()): number {
  * payload can differ from the target in the last bit of a weight). Returns its fingerprint.
  */
 export async function writeUpdatedModel(baseDir: string, outDir: string, payload: Uint8Array): Promise<string> {
+  if (isOnnxPath(baseDir)) {
+    // An ONNX file: patch its bytes (and external data) in memory, write them beside outDir.
+    const store = (await openOnnxFile(baseDir)).contents;
+    const res = await applyPayload(store, payload, { hasher: await getHasher() });
+    await mkdir(path.dirname(path.resolve(outDir)), { recursive: true });
+    await writeFile(outDir, store.modelBytes());
+    for (const [loc, bytes] of store.externalBytes()) {
+      const to = path.join(path.dirname(path.resolve(outDir)), loc);
+      await mkdir(path.dirname(to), { recursive: true });
+      await writeFile(to, bytes);
+    }
+    return res.targetFingerprint;
+  }
   await mkdir(outDir, { recursive: true });
   await cp(baseDir, outDir, { recursive: true });
   return (await applyPayload(await openTfjsModelDir(outDir), payload, { hasher: await getHasher() })).targetFingerprint;

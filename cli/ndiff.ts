@@ -85,11 +85,11 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .usage('ndiff <command> [options]\n\nShip neural-network updates as small diffs: build a payload on the build server, apply it in place on the device.')
     .command('diff', 'make a payload from two versions of a model (post-hoc top-k of the change, within a byte budget)', diffCommand, run(runDiff))
     .command('inspect <payload>', 'show a payload: header and one row per patched tensor', inspectCommand, run(runInspect))
-    .command('apply', 'verify a payload and patch a model folder in place (atomic switch; untouched on any error)', applyCommand, run(runApply))
+    .command('apply', 'verify a payload and patch a model folder or .onnx file in place (atomic switch; untouched on any error)', applyCommand, run(runApply))
     .command('verify <payload>', 'check a payload is well-formed, and with --model that it applies cleanly (writes nothing)', verifyCommand, run(runVerify))
-    .command('train', 'learn a diff of a model on new data within a byte budget (sparse, hash) or train a baseline (full, topk, drop, lowrank)', trainCommand, run(runTrain))
+    .command('train', 'learn a diff of a model on new data within a byte budget (sparse, hash, lora), tuned on validation, or train a baseline (full, topk-retrain, topk, drop, lowrank)', trainCommand, run(runTrain))
     .command('report <results..>', 'render the size/accuracy comparison (HTML with charts + Markdown) from benchmark results or `ndiff train --metrics-out` files', reportCommand, run(runReport))
-    .command('fingerprint <model>', 'print the fingerprint of a model folder (what payloads name as base and target)', fingerprintCommand, run(runFingerprint));
+    .command('fingerprint <model>', 'print the fingerprint of a model folder or .onnx file (what payloads name as base and target)', fingerprintCommand, run(runFingerprint));
   for (const c of extraCommands) y = y.command(c.command, c.describe, c.builder, run(c.handler));
   y = y
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress output on stderr' })

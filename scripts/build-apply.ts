@@ -5,6 +5,10 @@
  * ES modules for a `<script type="module">` or an import map. Prints the minified and
  * minified + gzip sizes (each entry counted with the chunk it shares).
  *
+ * The ONNX store (`neural-diff/onnx`) is built apart, together with the applier, as one file
+ * `dist/browser/onnx-apply.js` that exports both (an import map points both names at it): an ONNX
+ * app loads exactly that, and the applier's own bundle keeps its chunking.
+ *
  *   npm run build:apply                          # writes dist/browser/
  *   node --import tsx scripts/build-apply.ts --outdir /tmp/nd-dist
  */
@@ -32,6 +36,8 @@ export interface ApplyBundle {
   apply: BundleEntry;
   /** `neural-diff/safetensors`: the pure safetensors store (shares a chunk with apply). */
   safetensors: BundleEntry;
+  /** `neural-diff/onnx` with `neural-diff/apply`, one file exporting both. */
+  onnxWithApply: BundleEntry;
   /** Bytes each input contributes to the apply entry's output, largest first. */
   applyInputs: { path: string; bytes: number }[];
 }
@@ -86,7 +92,27 @@ export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser
   const applyInputs = [...closure(applyFile)]
     .flatMap((f) => Object.entries(outputs[f].inputs).map(([p, v]) => ({ path: p, bytes: v.bytesInOutput })))
     .sort((a, b) => b.bytes - a.bytes);
-  return { apply: entry('apply'), safetensors: entry('safetensors'), applyInputs };
+  const onnx = await build({
+    stdin: {
+      contents: `export * from './src/apply/index.ts';\nexport * from './src/io/onnx.ts';\n`,
+      resolveDir: root,
+      sourcefile: 'onnx-apply.ts',
+      loader: 'ts',
+    },
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    minify: true,
+    write: false,
+    legalComments: 'none',
+    logLevel: 'silent',
+  });
+  const onnxFile = path.join(outdir, 'onnx-apply.js');
+  const onnxBytes = onnx.outputFiles[0].contents;
+  await writeFile(onnxFile, onnxBytes);
+  const onnxWithApply = { outfile: onnxFile, minBytes: onnxBytes.length, gzipBytes: gzipSync(onnxBytes, { level: 9 }).length };
+  return { apply: entry('apply'), safetensors: entry('safetensors'), onnxWithApply, applyInputs };
 }
 
 const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
@@ -97,6 +123,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   for (const [name, e] of [['neural-diff/apply', bundle.apply], ['neural-diff/safetensors', bundle.safetensors]] as const) {
     console.log(`${name} -> ${path.relative(process.cwd(), e.outfile)} (+ shared chunk): ${e.minBytes} bytes minified (${kb(e.minBytes)}), ${e.gzipBytes} bytes min+gzip (${kb(e.gzipBytes)})`);
   }
+  const o = bundle.onnxWithApply;
+  console.log(`neural-diff/onnx + neural-diff/apply -> ${path.relative(process.cwd(), o.outfile)} (one file): ${o.minBytes} bytes minified (${kb(o.minBytes)}), ${o.gzipBytes} bytes min+gzip (${kb(o.gzipBytes)})`);
   console.log('largest inputs of the applier:');
   for (const inp of bundle.applyInputs.slice(0, 6)) console.log(`  ${String(inp.bytes).padStart(6)}  ${inp.path}`);
 }

@@ -1,7 +1,8 @@
 /**
  * `neural-diff/node`: the device updater for Node and Electron (the app's main process), without
- * tfjs or the trainers: crash-safe, verified applies to TF.js model folders and safetensors files,
- * the sequence file, recorded digests, and everything `neural-diff/apply` exports.
+ * tfjs or the trainers: crash-safe, verified applies to TF.js model folders, ONNX model files and
+ * safetensors files, the sequence file, recorded digests, and everything `neural-diff/apply`
+ * exports.
  *
  * ```ts
  * import { applyToModelDir } from 'neural-diff/node';
@@ -15,3 +16,5 @@ export { FileSequenceStore, DEFAULT_STATE_FILE } from './io/sequence-file.ts';
 export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions } from './io/tfjs-artifacts.ts';
 export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors-files.ts';
 export { SafetensorsWeightStore } from './io/safetensors.ts';
+export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx-files.ts';
+export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx.ts';

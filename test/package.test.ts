@@ -51,3 +51,10 @@ test('neural-diff/node (Node and Electron updaters) exports the folder updater a
   const imported = new Set(Object.values(out.metafile.outputs).flatMap((o) => o.imports.map((i) => i.path)));
   assert.ok(![...imported].some((p) => p.startsWith('@tensorflow/')), `imports tfjs: ${[...imported].join(', ')}`);
 });
+
+test('neural-diff/onnx resolves and exports the ONNX store; neural-diff/node the file updater', async () => {
+  const onnx = await import('neural-diff/onnx');
+  for (const name of ['OnnxWeightStore', 'scanOnnxModel', 'onnxExternalLocations', 'ONNX_FRAME']) assert.ok(name in onnx, name);
+  const node = await import('neural-diff/node');
+  for (const name of ['applyToOnnxFile', 'openOnnxFile', 'recoverOnnxFile', 'OnnxWeightStore']) assert.ok(name in node, name);
+});

@@ -1,13 +1,14 @@
 import type { Argv } from 'yargs';
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { UsageError } from '../../src/core/errors.ts';
 import { applyToModelDir } from '../../src/io/model-dir-update.ts';
+import { applyToOnnxFile } from '../../src/io/onnx-files.ts';
 import { DIGESTS_FILE } from '../../src/io/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/sequence-file.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
-import { readPayloadFile } from '../models.ts';
+import { isOnnxPath, readPayloadFile } from '../models.ts';
 
 export interface ApplyArgs extends SignatureArgs {
   model: string;
@@ -23,22 +24,23 @@ export interface ApplyArgs extends SignatureArgs {
 
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
   return signatureOptions(y
-    .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards), patched in place' })
+    .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards) or ONNX model file (.onnx, with its external data), patched in place' })
     .option('patch', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'check everything and patch a copy in memory; write nothing' })
     .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' }))
-    .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}); older or replayed payloads are refused. --no-state keeps none` })
-    .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR set (e.g. one inference); a non-zero exit rolls back to the previous version' })
+    .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}, or beside a .onnx file); older or replayed payloads are refused. --no-state keeps none` })
+    .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR set (and NDIFF_MODEL_FILE for a .onnx model; e.g. one inference); a non-zero exit rolls back to the previous version' })
     .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the health check counts as failed' })
-    .option('full-check', { type: 'boolean', default: false, describe: `read and hash every tensor of the base, not only the patched ones (by default the others are checked against the digests the last apply recorded in <model>/${DIGESTS_FILE}, while their shard files are unchanged)` })
-    .example('$0 apply --model ./model --patch v1-v2.signed.ndiff --public-key release.public.pem', 'verify the signature, then patch in place; the folder switches atomically') as unknown as Argv<ApplyArgs>;
+    .option('full-check', { type: 'boolean', default: false, describe: `read and hash every tensor of the base, not only the patched ones (by default the others are checked against the digests the last apply recorded in <model>/${DIGESTS_FILE}, while their shard files are unchanged; an ONNX file is always hashed whole)` })
+    .example('$0 apply --model ./model --patch v1-v2.signed.ndiff --public-key release.public.pem', 'verify the signature, then patch in place; the folder switches atomically')
+    .example('$0 apply --model vad.onnx --patch v5-v6.ndiff --health-check "node smoke.js"', 'patch an ONNX model file; rolled back if the health check fails') as unknown as Argv<ApplyArgs>;
 }
 
 /** Run `command` in a shell; resolves true on exit 0 within `timeoutS`. */
-function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliIO): Promise<boolean> {
+function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliIO, file?: string): Promise<boolean> {
   return new Promise((resolve) => {
     // Its own process group, so a timeout stops whatever the shell started too.
-    const child = spawn(command, { shell: true, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NDIFF_MODEL_DIR: dir } });
+    const child = spawn(command, { shell: true, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NDIFF_MODEL_DIR: dir, ...(file ? { NDIFF_MODEL_FILE: file } : {}) } });
     const relay = (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => io.progress(`  health check: ${l}`));
     child.stdout.on('data', relay);
     child.stderr.on('data', relay);
@@ -66,17 +68,26 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   if (!(a.healthCheckTimeout > 0)) throw new UsageError(`--health-check-timeout must be a positive number of seconds, got ${a.healthCheckTimeout}`);
   const bytes = await readPayloadFile(a.patch);
   const trustedKeys = await trustedKeysOf(a);
-  const statePath = a.state === false ? null : a.state ?? join(a.model, DEFAULT_STATE_FILE);
+  const onnx = isOnnxPath(a.model);
+  const statePath = a.state === false ? null : a.state ?? join(onnx ? dirname(a.model) : a.model, DEFAULT_STATE_FILE);
   const t0 = performance.now();
-  const res = await applyToModelDir(a.model, bytes, {
+  const common = {
     maxPayloadBytes: a.maxPayloadBytes,
     trustedKeys,
     ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),
     state: statePath,
     dryRun: a.dryRun,
-    baseCheck: a.fullCheck ? 'full' : 'recorded',
-    ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
-  });
+  };
+  const res = onnx
+    ? await applyToOnnxFile(a.model, bytes, {
+      ...common,
+      ...(a.healthCheck ? { healthCheck: ({ file }) => runHealthCheck(a.healthCheck as string, dirname(file), a.healthCheckTimeout, io, file) } : {}),
+    })
+    : await applyToModelDir(a.model, bytes, {
+      ...common,
+      baseCheck: a.fullCheck ? 'full' : 'recorded',
+      ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
+    });
   const ms = performance.now() - t0;
   io.result?.({
     model: a.model, status: res.status, dryRun: a.dryRun, baseFingerprint: res.baseFingerprint, targetFingerprint: res.targetFingerprint,

@@ -3,10 +3,10 @@ import { writeFile } from 'node:fs/promises';
 import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
-import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
+import { diffOnnxModels } from '../../src/diff/onnx.ts';
+import { UsageError } from '../../src/core/errors.ts';
 import type { CliIO } from '../common.ts';
-import { storedModelBytes } from '../../src/diff/build.ts';
-import { checkOutputPath, parseExpiry, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, isOnnxPath, openModel, parseExpiry, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
   base: string;
@@ -23,30 +23,36 @@ export interface DiffArgs {
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
   return y
-    .option('base', { type: 'string', demandOption: true, describe: 'folder of the model the devices hold (TF.js model.json + shards)' })
-    .option('target', { type: 'string', demandOption: true, describe: 'folder of the new model (same architecture)' })
-    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes' })
+    .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards) or an ONNX file (.onnx)' })
+    .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
+    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; for ONNX models also `all`: every changed value, whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: base folder name)' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
-    .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain' })
+    .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device' })
-    .example('$0 diff --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model') as unknown as Argv<DiffArgs>;
+    .example('$0 diff --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
+    .example('$0 diff --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)') as unknown as Argv<DiffArgs>;
 }
 
 /** Post-hoc diff: magnitude top-k of (target - base) under the byte budget. */
 export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
+  if (isOnnxPath(a.base) !== isOnnxPath(a.target)) throw new UsageError(`--base ${a.base} and --target ${a.target} are not the same kind of model: expected two TF.js folders or two .onnx files`);
   await checkOutputPath(a.out, '--out');
-  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', 'folder');
-  const [base, target] = await Promise.all([openTfjsModelDir(a.base), openTfjsModelDir(a.target)]);
-  const total = storedModelBytes(base);
-  const budgetBytes = parseBudget(a.budget, total);
-  io.progress(`base ${a.base}: ${base.list().length} tensors, ${formatBytes(total)} as stored; budget ${formatBytes(budgetBytes)} (${((100 * budgetBytes) / total).toFixed(2)}% of the model as stored)`);
+  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
+  const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
+  const { store: base, weightBytes: total } = opened;
+  const target = openedTarget.store;
+  const everyChange = opened.kind === 'onnx' && a.budget.trim().toLowerCase() === 'all';
+  const budgetBytes = everyChange ? 0 : parseBudget(a.budget, total);
+  io.progress(`base ${a.base}: ${base.list().length} tensors, ${formatBytes(total)} as stored; budget ${everyChange ? 'all (every change)' : `${formatBytes(budgetBytes)} (${((100 * budgetBytes) / total).toFixed(2)}% of the model as stored)`}`);
   const hasher = await getHasher();
   const t0 = performance.now();
-  const res = topkDiff(hasher, base, target, {
+  const diff = opened.kind === 'onnx' ? diffOnnxModels : topkDiff;
+  const res = diff(hasher, base, target, {
+    ...(everyChange ? { mode: 'all' as const } : {}),
     budgetBytes,
     codec: a.codec,
     modelId: a.modelId ?? (a.base.replace(/\/+$/, '').split('/').pop() || 'model'),

@@ -3,7 +3,9 @@ import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
 import { DIGESTS_FILE, writeRecordedDigests } from '../../src/io/recorded-digests.ts';
+import { UsageError } from '../../src/core/errors.ts';
 import { table, type CliIO } from '../common.ts';
+import { dtypeOf, isOnnxPath, openModel } from '../models.ts';
 
 export interface FingerprintArgs {
   model: string;
@@ -13,13 +15,21 @@ export interface FingerprintArgs {
 
 export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
   return y
-    .positional('model', { type: 'string', demandOption: true, describe: 'model folder' })
+    .positional('model', { type: 'string', demandOption: true, describe: 'model folder, or ONNX model file (.onnx)' })
     .option('tensors', { type: 'boolean', default: false, describe: 'also list every tensor digest' })
     .option('record', { type: 'boolean', default: false, describe: `also record the tensor digests in <model>/${DIGESTS_FILE}, so the next apply reads only the shards it patches (for a folder installed from a full download, once its fingerprint is checked; every apply records them itself)` })
     .example('$0 fingerprint ./model --record', 'print the model fingerprint and record the digests for fast applies') as unknown as Argv<FingerprintArgs>;
 }
 
 export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<number> {
+  if (isOnnxPath(a.model)) {
+    if (a.record) throw new UsageError('--record is for TF.js model folders: an ONNX file is read whole by every apply, so there is nothing to record');
+    const { store } = await openModel(a.model);
+    const { fingerprint, digests } = fingerprintStore(await getHasher(), store);
+    io.out(fingerprint);
+    if (a.tensors) io.out(table(store.list().map((t) => [t.name, dtypeOf(t), `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'dtype', 'shape', 'digest']));
+    return 0;
+  }
   // Always a full read: this command is how a folder is checked, so it never trusts a record.
   const store = await openTfjsModelDir(a.model, { lazy: true });
   const { fingerprint, digests } = fingerprintStore(await getHasher(), store);

@@ -6,6 +6,7 @@ import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { readPayloadFile } from '../models.ts';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
+import { isOnnxPath, openModel } from '../models.ts';
 
 export interface VerifyArgs extends SignatureArgs {
   payload: string;
@@ -16,7 +17,7 @@ export interface VerifyArgs extends SignatureArgs {
 export function verifyCommand(y: Argv): Argv<VerifyArgs> {
   return signatureOptions(y
     .positional('payload', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
-    .option('model', { type: 'string', describe: 'also check that it applies to this model folder (in memory; nothing is written)' })
+    .option('model', { type: 'string', describe: 'also check that it applies to this model folder or .onnx file (in memory; nothing is written)' })
     .option('state', { type: 'string', describe: 'also check freshness against this state file (read only)' }))
     .example('$0 verify v1-v2.signed.ndiff --public-key release.public.pem', 'is it signed by this key, and well-formed?')
     .example('$0 verify v1-v2.ndiff --model ./model', 'would this payload apply cleanly to this model?') as unknown as Argv<VerifyArgs>;
@@ -35,7 +36,8 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
     sequence: payload.header.sequence, patches: payload.patches.length, baseFingerprint: payload.header.baseFingerprint, targetFingerprint: payload.header.targetFingerprint,
   };
   if (a.model) {
-    const copy = MemoryWeightStore.copyOf(await openTfjsModelDir(a.model));
+    // An ONNX store holds the file's bytes in memory: patching it writes nothing to disk.
+    const copy = isOnnxPath(a.model) ? (await openModel(a.model)).store : MemoryWeightStore.copyOf(await openTfjsModelDir(a.model));
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
     const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) });
     io.out(res.status === 'already-applied'

@@ -11,7 +11,7 @@ import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
 import { encodeValues, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import { gridBytesPerValue, type AffineGrid, type StorageGrid } from '../core/grid.ts';
-import type { WeightStore } from '../core/weight-store.ts';
+import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 
 export const CREATED_BY = 'neural-diff 0.1.0';
 const ZERO_DIGEST = '0000000000000000';
@@ -146,7 +146,8 @@ export function storedModelBytes(store: WeightStore): number {
 /** Per-tensor digests of a store, cached by the caller across many builds of the same base. */
 export function baseDigests(hasher: Hasher, base: WeightStore): Map<string, string> {
   const d = new Map<string, string>();
-  for (const t of base.list()) d.set(t.name, tensorDigest(hasher, t.name, t.shape, base.values(t.name)));
+  // Read-only: a store may list tensors it never patches (an ONNX model's frame and integer tensors).
+  for (const t of base.list()) d.set(t.name, tensorDigest(hasher, t.name, t.shape, readForDigest(base, t.name)));
   return d;
 }
 

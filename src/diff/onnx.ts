@@ -1,0 +1,133 @@
+/**
+ * Diffs of ONNX models on the build server: the checks and deltas that make a payload between
+ * two versions of a `.onnx` file, over the pure {@link OnnxWeightStore}. A payload changes float
+ * weights only, so the two versions must agree on everything else (the frame: graph,
+ * attributes, metadata, every non-float tensor) and on the shapes.
+ */
+import { BudgetError, ModelMismatchError } from '../core/errors.ts';
+import type { Hasher } from '../core/hasher.ts';
+import { fromHalfBits, toHalfBits } from '../core/float16.ts';
+import type { WeightStore } from '../core/weight-store.ts';
+import { ONNX_FRAME, type OnnxTensorEntry } from '../io/onnx.ts';
+import { buildPayload, type BuiltPayload, type PatchSpec } from './build.ts';
+import { topkFromDeltas, type TopkOptions, type TopkResult } from './topk.ts';
+
+function entries(store: WeightStore): OnnxTensorEntry[] {
+  return store.list() as OnnxTensorEntry[];
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
+ * Check that `target` differs from `base` in float weight values only: same tensors, same
+ * shapes and dtypes, the same frame and read-only tensors.
+ * @throws ModelMismatchError naming the first difference.
+ */
+export function checkOnnxPair(base: WeightStore, target: WeightStore): void {
+  const fetch = 'a payload changes float weights only: publish the full new model for this update';
+  const t = new Map(entries(target).map((e) => [e.name, e] as const));
+  for (const e of entries(base)) {
+    const o = t.get(e.name);
+    if (!o) throw new ModelMismatchError(`tensor ${JSON.stringify(e.name)} is in the base model but not in the target: ${fetch}`, { tensor: e.name });
+    if (o.dtype !== e.dtype || o.shape.length !== e.shape.length || o.shape.some((d, i) => d !== e.shape[i])) {
+      throw new ModelMismatchError(`tensor ${JSON.stringify(e.name)} is ${e.dtype} [${e.shape.join(', ')}] in the base and ${o.dtype} [${o.shape.join(', ')}] in the target: ${fetch}`, { tensor: e.name });
+    }
+    if (!e.patchable && !sameBits(base.read?.(e.name) ?? base.values(e.name), target.read?.(e.name) ?? target.values(e.name))) {
+      throw new ModelMismatchError(
+        e.name === ONNX_FRAME
+          ? `the two models differ outside their float weights (graph, attributes, metadata or non-float tensors): ${fetch}`
+          : `the ${e.dtype} tensor ${JSON.stringify(e.name)} differs between the two models, and only float weights are patched: ${fetch}`,
+        { tensor: e.name },
+      );
+    }
+    t.delete(e.name);
+  }
+  if (t.size) throw new ModelMismatchError(`tensor ${JSON.stringify([...t.keys()][0])} is in the target model but not in the base: ${fetch}`, { tensor: [...t.keys()][0] });
+}
+
+/** `target - base` for every float weight (float32 arithmetic, as the applier adds it back). */
+export function onnxDeltas(base: WeightStore, target: WeightStore): Map<string, Float32Array> {
+  checkOnnxPair(base, target);
+  const out = new Map<string, Float32Array>();
+  for (const e of entries(base)) {
+    if (!e.patchable) continue;
+    const a = base.read?.(e.name) ?? base.values(e.name);
+    const b = target.read?.(e.name) ?? target.values(e.name);
+    const d = new Float32Array(a.length);
+    for (let i = 0; i < a.length; i++) d[i] = b[i] - a[i];
+    out.set(e.name, d);
+  }
+  return out;
+}
+
+/** Throw if a FLOAT16/BFLOAT16 weight would hold a value off its dtype's grid after the payload. */
+function checkHalfGrid(base: WeightStore, built: BuiltPayload): void {
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (const e of entries(base)) {
+    const v = built.targetValues.get(e.name);
+    if (!v || (e.dtype !== 'FLOAT16' && e.dtype !== 'BFLOAT16')) continue;
+    for (let i = 0; i < v.length; i++) {
+      f[0] = v[i];
+      const ok = e.dtype === 'BFLOAT16' ? (u[0] & 0xffff) === 0 : Object.is(fromHalfBits(toHalfBits(v[i])), v[i]);
+      if (!ok) {
+        throw new BudgetError(`tensor ${JSON.stringify(e.name)} is ${e.dtype}, and this payload would leave position ${i} at ${v[i]}, which ${e.dtype} cannot hold: devices refuse such a payload. Use --codec f32 (float32 deltas between two ${e.dtype} models land exactly on ${e.dtype} values)`, { tensor: e.name });
+      }
+    }
+  }
+}
+
+/** Options of {@link diffOnnxModels}. */
+export interface OnnxDiffOptions extends TopkOptions {
+  /**
+   * `topk` (default): the largest changes that fit `budgetBytes`. `all`: every changed value as a
+   * float32 delta (a dense patch where a whole tensor changed), whatever its size.
+   */
+  mode?: 'topk' | 'all';
+}
+
+/**
+ * A payload from `base` to `target`, two versions of an ONNX model with the same graph
+ * ({@link checkOnnxPair}): post-hoc top-k within the budget, or every change.
+ *
+ * With FLOAT16/BFLOAT16 weights, `codec: 'auto'` keeps to f32 (whose deltas between two half
+ * models land exactly on half values); an explicit f16/i8 codec that would leave a half weight
+ * off its grid is refused with a {@link BudgetError}.
+ */
+export function diffOnnxModels(hasher: Hasher, base: WeightStore, target: WeightStore, options: OnnxDiffOptions): TopkResult {
+  const deltas = onnxDeltas(base, target);
+  const halves = entries(base).some((e) => e.patchable && e.dtype !== 'FLOAT');
+  let res: TopkResult;
+  if (options.mode === 'all') {
+    const specs: PatchSpec[] = [];
+    let changed = 0;
+    for (const [name, d] of deltas) {
+      const positions: number[] = [];
+      for (let i = 0; i < d.length; i++) if (d[i] !== 0) positions.push(i);
+      changed += positions.length;
+      if (!positions.length) continue;
+      if (positions.length === d.length) specs.push({ kind: 'dense', name, values: d, codec: 'f32' });
+      else specs.push({ kind: 'sparse', name, positions: Uint32Array.from(positions), values: Float32Array.from(positions, (i) => d[i]), codec: 'f32' });
+    }
+    const built = buildPayload(hasher, base, specs, { ...options, method: 'topk', budgetBytes: options.budgetBytes });
+    res = { ...built, kept: changed, changed, codec: 'f32', squaredError: 0 };
+    let err = 0;
+    for (const name of deltas.keys()) {
+      const w1 = built.targetValues.get(name);
+      if (!w1) continue;
+      const want = target.read?.(name) ?? target.values(name);
+      for (let i = 0; i < w1.length; i++) err += (want[i] - w1[i]) ** 2;
+    }
+    res.squaredError = err;
+  } else {
+    res = topkFromDeltas(hasher, base, deltas, { ...options, codec: halves && (options.codec ?? 'auto') === 'auto' ? 'f32' : options.codec }, 'topk');
+  }
+  if (halves) checkHalfGrid(base, res);
+  return res;
+}

@@ -1,0 +1,523 @@
+/**
+ * A small protobuf wire-format reader for ONNX model files (onnx/onnx.proto), in plain
+ * TypeScript with no node imports, so it runs on a device next to the applier. It does not
+ * decode whole messages: it walks the model once and records where every tensor's values lie
+ * (byte ranges in the file, or in an external data file), which is all a weight store needs to
+ * read them and to patch them in place.
+ *
+ * What it walks (field numbers of onnx.proto): `ModelProto.graph` (7) and `.functions` (25);
+ * `GraphProto.node` (1) and `.initializer` (5); `NodeProto.output` (2), `.name` (3), `.op_type`
+ * (4), `.domain` (7), `.attribute` (5); `AttributeProto.name` (1), `.f` (2), `.t` (5), `.g` (6),
+ * `.floats` (7), `.tensors` (10), `.graphs` (11); `TensorProto.dims` (1), `.data_type` (2),
+ * `.float_data` (4), `.int32_data` (5), `.int64_data` (7), `.name` (8), `.raw_data` (9),
+ * `.double_data` (10), `.uint64_data` (11), `.external_data` (13), `.data_location` (14);
+ * `FunctionProto.name` (1), `.node` (7), `.domain` (10), `.overload` (13). Every other field is
+ * skipped after its wire type and length are checked. `training_info` graphs and sparse
+ * initializers are not walked (their bytes are part of the model's frame, see onnx.ts).
+ *
+ * Naming (docs/FORMAT.md, "ONNX models"): an initializer by its name; a `Constant` node's value by
+ * the node's first output; a tensor in another node's attribute as `<node>:<attribute>` (and
+ * `[i]` for the i-th of a list); inside a subgraph (If/Loop/Scan attributes of type GRAPH or
+ * GRAPHS) every name gets the prefix `<node>/<attribute>/` (`<node>/<attribute>[i]/` for
+ * GRAPHS), nested as deep as the subgraphs are; inside a model-local function,
+ * `<domain>:<function>/`. `<node>` is the node's name, else its first output, else `#<index>`.
+ * A name met a second time gets ` #2` (then ` #3`, ...) in file order.
+ */
+import { ModelFormatError } from '../core/errors.ts';
+import { decodeUtf8Strict } from '../core/utf8-decode.ts';
+
+/** ONNX `TensorProto.DataType` names, by number. */
+export const ONNX_DTYPES: readonly string[] = [
+  'UNDEFINED', 'FLOAT', 'UINT8', 'INT8', 'UINT16', 'INT16', 'INT32', 'INT64', 'STRING', 'BOOL', 'FLOAT16', 'DOUBLE', 'UINT32', 'UINT64',
+  'COMPLEX64', 'COMPLEX128', 'BFLOAT16', 'FLOAT8E4M3FN', 'FLOAT8E4M3FNUZ', 'FLOAT8E5M2', 'FLOAT8E5M2FNUZ', 'UINT4', 'INT4', 'FLOAT4E2M1', 'FLOAT8E8M0', 'UINT2', 'INT2',
+];
+
+/** Bytes per element in `raw_data`, for the dtypes read as numbers (others: not read). */
+export const RAW_WIDTH: Readonly<Record<number, number>> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2 };
+
+/** How a tensor's values are encoded. */
+export type OnnxEncoding =
+  /** `raw_data` (inline or external): little-endian, {@link RAW_WIDTH} bytes each. */
+  | 'raw'
+  /** `float_data`, or a Constant's `value_float` / `value_floats`: little-endian float32 (fixed32). */
+  | 'fixed32'
+  /** `double_data`: little-endian float64 (fixed64). */
+  | 'fixed64'
+  /** `int32_data`, `int64_data`, `uint64_data`: varints. */
+  | 'varint';
+
+/** One tensor found in the model, and where its values are. */
+export interface OnnxTensorRecord {
+  /** Stable name (module doc). */
+  name: string;
+  /** The `TensorProto.DataType` number (FLOAT = 1 for `value_float(s)`). */
+  dataType: number;
+  dims: number[];
+  /** Product of the dims (1 for a scalar). */
+  count: number;
+  encoding: OnnxEncoding;
+  /**
+   * Byte ranges `[at, end)` holding the values, in order: one range for raw and packed fields,
+   * one per element for an unpacked repeated field. In the model file, or in `external`.
+   */
+  ranges: [number, number][];
+  /** The external data file (`location`, relative to the model's folder), if the values are there. */
+  external?: string;
+  /** Where the tensor was found (for messages). */
+  origin: 'initializer' | 'constant' | 'attribute';
+}
+
+/** The result of {@link scanOnnxModel}. */
+export interface OnnxScan {
+  tensors: OnnxTensorRecord[];
+  /** `location` of every external data file referenced, in first-use order. */
+  externalLocations: string[];
+}
+
+/** Nested graphs deeper than this are refused (a hostile file could nest them to overflow the stack). */
+export const MAX_GRAPH_DEPTH = 32;
+
+const FIELD = { graph: 7, functions: 25 } as const;
+const WIRE_NAMES = ['varint', 'fixed64', 'length-delimited', 'start-group', 'end-group', 'fixed32', 'wire type 6', 'wire type 7'];
+
+/** Thrown inside the reader; {@link scanOnnxModel} turns it into a ModelFormatError naming the source. */
+class Malformed extends Error {}
+
+/**
+ * A cursor over one protobuf message in `b`, between `p` and `end`. Every length is checked
+ * against the bytes left before it is used.
+ */
+class Fields {
+  /** Field number and wire type of the field just read. */
+  field = 0;
+  wire = 0;
+  /** For a length-delimited field: its contents `[start, stop)`; for a fixed field: its offset. */
+  start = 0;
+  stop = 0;
+  /** The value of a varint field (as a number; exact below 2^53) and its two 32-bit halves. */
+  value = 0;
+  lo = 0;
+  hi = 0;
+  constructor(readonly b: Uint8Array, public p: number, readonly end: number) {}
+
+  /** Read a varint at `p` into lo/hi/value. */
+  varint(): void {
+    const { b, end } = this;
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; ; i++) {
+      if (this.p >= end) throw new Malformed(`a varint runs past the end of its message at byte ${this.p}`);
+      if (i === 10) throw new Malformed(`a varint at byte ${this.p - 10} is longer than 10 bytes`);
+      const x = b[this.p++];
+      if (i < 4) lo |= (x & 0x7f) << (7 * i);
+      else if (i === 4) {
+        lo |= (x & 0x0f) << 28;
+        hi |= (x & 0x7f) >>> 4;
+      } else hi |= (x & 0x7f) << (7 * i - 32);
+      if (x < 0x80) break;
+    }
+    this.lo = lo >>> 0;
+    this.hi = hi >>> 0;
+    this.value = this.hi * 4294967296 + this.lo;
+  }
+
+  /** Advance to the next field; false at the end of the message. */
+  next(): boolean {
+    if (this.p >= this.end) return false;
+    const tagAt = this.p;
+    this.varint();
+    if (this.hi !== 0 || this.lo >>> 3 === 0) throw new Malformed(`field tag ${this.value} at byte ${tagAt} is not a valid field number`);
+    this.field = this.lo >>> 3;
+    this.wire = this.lo & 7;
+    const at = this.p;
+    switch (this.wire) {
+      case 0:
+        this.start = at;
+        this.varint();
+        this.stop = this.p;
+        break;
+      case 1:
+      case 5: {
+        const n = this.wire === 1 ? 8 : 4;
+        if (at + n > this.end) throw new Malformed(`a ${n}-byte field at byte ${at} runs past the end of its message (${this.end})`);
+        this.start = at;
+        this.stop = this.p = at + n;
+        break;
+      }
+      case 2: {
+        this.varint();
+        const len = this.value;
+        if (this.hi !== 0 || len > this.end - this.p) {
+          throw new Malformed(`field ${this.field} at byte ${tagAt} says it holds ${len} bytes, but only ${this.end - this.p} are left in its message`);
+        }
+        this.start = this.p;
+        this.stop = this.p = this.p + len;
+        break;
+      }
+      default:
+        throw new Malformed(`field ${this.field} at byte ${tagAt} has ${WIRE_NAMES[this.wire]}, which ONNX files never use`);
+    }
+    return true;
+  }
+
+  /** The contents of the current length-delimited field as a string. */
+  string(): string {
+    this.need(2, 'a string');
+    try {
+      return decodeUtf8Strict(this.b.subarray(this.start, this.stop));
+    } catch {
+      throw new Malformed(`field ${this.field} at byte ${this.start} should be UTF-8 text but is not`);
+    }
+  }
+
+  need(wire: number, what: string): void {
+    if (this.wire !== wire) throw new Malformed(`field ${this.field} (${what}) has ${WIRE_NAMES[this.wire]}, expected ${WIRE_NAMES[wire]}`);
+  }
+
+  /** A nested cursor over the current length-delimited field. */
+  sub(what: string): Fields {
+    this.need(2, what);
+    return new Fields(this.b, this.start, this.stop);
+  }
+}
+
+/** Read every varint of a packed field `[start, stop)` (or one varint), calling `each(lo, hi)`. */
+function eachVarint(b: Uint8Array, start: number, stop: number, each: (lo: number, hi: number) => void): number {
+  const f = new Fields(b, start, stop);
+  let n = 0;
+  while (f.p < stop) {
+    f.varint();
+    each(f.lo, f.hi);
+    n++;
+  }
+  return n;
+}
+
+interface RawTensor {
+  dims: number[];
+  dataType: number;
+  name: string;
+  raw?: [number, number];
+  /** Ranges of float_data / double_data / int32_data / int64_data / uint64_data occurrences, by field. */
+  typed: Map<number, { ranges: [number, number][] }>;
+  external: Map<string, string>;
+  location: number;
+  segment: boolean;
+}
+
+function readTensor(f: Fields): RawTensor {
+  const t: RawTensor = { dims: [], dataType: 0, name: '', typed: new Map(), external: new Map(), location: 0, segment: false };
+  while (f.next()) {
+    switch (f.field) {
+      case 1:
+        if (f.wire === 0) t.dims.push(signed64(f.lo, f.hi));
+        else {
+          f.need(2, 'dims');
+          eachVarint(f.b, f.start, f.stop, (lo, hi) => t.dims.push(signed64(lo, hi)));
+        }
+        break;
+      case 2:
+        f.need(0, 'data_type');
+        t.dataType = f.value;
+        break;
+      case 3:
+        t.segment = true;
+        break;
+      case 8:
+        t.name = f.string();
+        break;
+      case 9:
+        f.need(2, 'raw_data');
+        t.raw = [f.start, f.stop];
+        break;
+      case 4: case 5: case 7: case 10: case 11: {
+        const fixed = f.field === 4 ? 5 : f.field === 10 ? 1 : 0;
+        if (f.wire !== 2 && f.wire !== fixed) f.need(fixed, `repeated field ${f.field}`);
+        let e = t.typed.get(f.field);
+        if (!e) t.typed.set(f.field, (e = { ranges: [] }));
+        e.ranges.push([f.start, f.stop]);
+        break;
+      }
+      case 13: {
+        const kv = f.sub('external_data');
+        let key = '';
+        let value = '';
+        while (kv.next()) {
+          if (kv.field === 1) key = kv.string();
+          else if (kv.field === 2) value = kv.string();
+        }
+        t.external.set(key, value);
+        break;
+      }
+      case 14:
+        f.need(0, 'data_location');
+        t.location = f.value;
+        break;
+    }
+  }
+  return t;
+}
+
+/** A varint's two halves as a signed 64-bit integer (exact below 2^53 in magnitude). */
+export function signed64(lo: number, hi: number): number {
+  return (hi | 0) * 4294967296 + (lo >>> 0);
+}
+
+/** Where a varint field starts: fix the range of an unpacked varint (the reader stored [tagEnd?]). */
+function varintStarts(b: Uint8Array, start: number, stop: number): number {
+  let n = 0;
+  for (let p = start; p < stop; p++) if (b[p] < 0x80) n++;
+  if (stop > start && b[stop - 1] >= 0x80) throw new Malformed(`packed varints at byte ${start} end inside a varint`);
+  return n;
+}
+
+/** Element count of a varint field's ranges (each range a packed run or one varint). */
+function countVarints(b: Uint8Array, ranges: [number, number][]): number {
+  let n = 0;
+  for (const [s, e] of ranges) n += varintStarts(b, s, e);
+  return n;
+}
+
+/** Bytes `raw_data` must hold for `count` elements of `dataType`, or undefined when not checked. */
+function rawBytes(dataType: number, count: number): number | undefined {
+  const w = RAW_WIDTH[dataType];
+  if (w !== undefined) return w * count;
+  if (dataType >= 17 && dataType <= 20) return count;
+  if (dataType === 24) return count;
+  if (dataType === 21 || dataType === 22 || dataType === 23) return Math.ceil(count / 2);
+  if (dataType === 25 || dataType === 26) return Math.ceil(count / 4);
+  if (dataType === 14) return 8 * count;
+  if (dataType === 15) return 16 * count;
+  return undefined;
+}
+
+/** The typed field that holds a dtype's values when raw_data is absent. */
+function typedField(dataType: number): number | undefined {
+  if (dataType === 1 || dataType === 14) return 4;
+  if (dataType === 11 || dataType === 15) return 10;
+  if (dataType === 7) return 7;
+  if (dataType === 12 || dataType === 13) return 11;
+  if (dataType === 8) return 6;
+  if (dataType >= 2 && dataType <= 26) return 5;
+  return undefined;
+}
+
+/** Largest element count accepted for one tensor (positions are 32-bit in payloads). */
+const MAX_ELEMENTS = 2 ** 32 - 1;
+
+/** Check that an external `location` stays inside the model's folder. */
+function checkLocation(loc: string, name: string): void {
+  if (loc === '' || loc.startsWith('/') || loc.startsWith('\\') || /^[A-Za-z]:/.test(loc) || loc.split(/[\\/]/).some((s) => s === '..') || loc.includes('\0')) {
+    throw new Malformed(`tensor ${JSON.stringify(name)} keeps its data in external file ${JSON.stringify(loc)}: expected a path relative to the model's folder, without ".."`);
+  }
+}
+
+function toRecord(t: RawTensor, b: Uint8Array, name: string, origin: OnnxTensorRecord['origin'], externalSizes: ((loc: string) => number | undefined) | undefined): OnnxTensorRecord {
+  const where = `tensor ${JSON.stringify(name)}`;
+  const dtype = ONNX_DTYPES[t.dataType] ?? `data type ${t.dataType}`;
+  if (t.dataType === 0 || t.dataType >= ONNX_DTYPES.length) throw new Malformed(`${where} has data type ${t.dataType}, which ONNX does not define`);
+  if (t.segment) throw new Malformed(`${where} is a segment of a larger tensor (TensorProto.segment), which this reader does not support: save the model without segments`);
+  let count = 1;
+  for (const d of t.dims) {
+    if (!(d >= 0)) throw new Malformed(`${where} has a negative dimension (${d}) in [${t.dims.join(', ')}]`);
+    count *= d;
+  }
+  if (count > MAX_ELEMENTS) throw new Malformed(`${where} has shape [${t.dims.join(', ')}]: ${count} elements, more than ${MAX_ELEMENTS}`);
+  const rec = (encoding: OnnxEncoding, ranges: [number, number][], external?: string): OnnxTensorRecord =>
+    ({ name, dataType: t.dataType, dims: t.dims, count, encoding, ranges, origin, ...(external !== undefined ? { external } : {}) });
+  if (t.location === 1) {
+    if (t.raw || t.typed.size) throw new Malformed(`${where} is marked external but also holds data in the file`);
+    const loc = t.external.get('location');
+    if (loc === undefined) throw new Malformed(`${where} is marked external but has no "location"`);
+    checkLocation(loc, name);
+    const num = (key: string): number | undefined => {
+      const s = t.external.get(key);
+      if (s === undefined) return undefined;
+      if (!/^\d{1,15}$/.test(s)) throw new Malformed(`${where}: external "${key}" should be a byte count, found ${JSON.stringify(s)}`);
+      return Number(s);
+    };
+    const offset = num('offset') ?? 0;
+    const need = rawBytes(t.dataType, count);
+    const length = num('length') ?? need;
+    const size = externalSizes?.(loc);
+    if (size === undefined) throw new Malformed(`${where} keeps its data in external file ${JSON.stringify(loc)}, which was not provided`);
+    if (length === undefined) {
+      if (offset > size) throw new Malformed(`${where}: external offset ${offset} is past the end of ${JSON.stringify(loc)} (${size} bytes)`);
+      return rec('raw', [[offset, size]], loc);
+    }
+    if (need !== undefined && length !== need) throw new Malformed(`${where}: a ${dtype} tensor of shape [${t.dims.join(', ')}] needs ${need} bytes, its external "length" says ${length}`);
+    if (offset + length > size) throw new Malformed(`${where}: external bytes ${offset}..${offset + length} lie past the end of ${JSON.stringify(loc)} (${size} bytes)`);
+    return rec('raw', [[offset, offset + length]], loc);
+  }
+  if (t.location !== 0) throw new Malformed(`${where} has data_location ${t.location}; ONNX defines 0 (in the file) and 1 (external)`);
+  if (t.raw) {
+    if (t.typed.size) throw new Malformed(`${where} holds both raw_data and a typed data field`);
+    const need = rawBytes(t.dataType, count);
+    const have = t.raw[1] - t.raw[0];
+    if (need !== undefined && have !== need) throw new Malformed(`${where}: a ${dtype} tensor of shape [${t.dims.join(', ')}] needs ${need} bytes of raw_data, found ${have}`);
+    return rec('raw', [t.raw]);
+  }
+  const field = typedField(t.dataType);
+  for (const k of t.typed.keys()) if (k !== field) throw new Malformed(`${where}: a ${dtype} tensor holds field ${k}, expected its values in field ${field ?? '(none)'}`);
+  const e = field === undefined ? undefined : t.typed.get(field);
+  if (!e) {
+    if (count === 0 || t.dataType === 8) return rec('raw', []);
+    throw new Malformed(`${where} of shape [${t.dims.join(', ')}] holds no data`);
+  }
+  if (field === 6) return rec('raw', []); // strings: not read
+  const encoding: OnnxEncoding = field === 4 ? 'fixed32' : field === 10 ? 'fixed64' : 'varint';
+  const perValue = t.dataType === 14 || t.dataType === 15 ? 2 : 1; // complex: two floats per element
+  let have: number;
+  let ranges = e.ranges;
+  if (encoding === 'varint') {
+    have = countVarints(b, ranges);
+  } else {
+    const w = encoding === 'fixed32' ? 4 : 8;
+    have = 0;
+    for (const [s, x] of ranges) {
+      if ((x - s) % w) throw new Malformed(`${where}: packed field ${field} holds ${x - s} bytes, not a multiple of ${w}`);
+      have += (x - s) / w;
+    }
+    ranges = ranges.filter(([s, x]) => x > s);
+  }
+  if (have !== count * perValue) {
+    throw new Malformed(`${where}: shape [${t.dims.join(', ')}] needs ${count * perValue} values, field ${field} holds ${have}`);
+  }
+  return rec(encoding, ranges);
+}
+
+/** Options of {@link scanOnnxModel}. */
+export interface ScanOptions {
+  /** Size in bytes of an external data file, or undefined when it is not available. */
+  externalSize?: (location: string) => number | undefined;
+  /** Name for error messages. */
+  source?: string;
+  /** Names the model's tensors must not take (a tensor so named becomes `<name> #2`). */
+  reserved?: readonly string[];
+}
+
+/**
+ * Walk an ONNX model (the bytes of a `.onnx` file) and record every tensor it holds: graph
+ * initializers, `Constant` values and other tensor attributes, in subgraphs and model-local
+ * functions too, with their stable names (module doc).
+ *
+ * @throws ModelFormatError when the bytes are not a well-formed ONNX model: a truncated message,
+ *   an unknown wire type, a length past the end, a tensor whose data disagrees with its dims,
+ *   an external file that is missing, too short or outside the model's folder.
+ */
+export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): OnnxScan {
+  const source = options.source ?? 'ONNX model';
+  const tensors: OnnxTensorRecord[] = [];
+  const names = new Set<string>(options.reserved);
+  const locations: string[] = [];
+  const unique = (name: string): string => {
+    let out = name;
+    for (let k = 2; names.has(out); k++) out = `${name} #${k}`;
+    names.add(out);
+    return out;
+  };
+  const add = (t: RawTensor, name: string, origin: OnnxTensorRecord['origin']) => {
+    const r = toRecord(t, bytes, unique(name), origin, options.externalSize);
+    if (r.external !== undefined && !locations.includes(r.external)) locations.push(r.external);
+    tensors.push(r);
+  };
+
+  const walkNodes = (f: Fields, prefix: string, depth: number, nodeField: number, initializerField: number) => {
+    if (depth > MAX_GRAPH_DEPTH) throw new Malformed(`subgraphs are nested more than ${MAX_GRAPH_DEPTH} deep`);
+    let index = 0;
+    while (f.next()) {
+      if (f.field === initializerField) {
+        const t = readTensor(f.sub('initializer'));
+        add(t, prefix + t.name, 'initializer');
+      } else if (f.field === nodeField) {
+        walkNode(f.sub('node'), prefix, depth, index++);
+      }
+    }
+  };
+
+  const walkNode = (f: Fields, prefix: string, depth: number, index: number) => {
+    let name = '';
+    let opType = '';
+    let domain = '';
+    const outputs: string[] = [];
+    const attributes: Fields[] = [];
+    while (f.next()) {
+      if (f.field === 2) outputs.push(f.string());
+      else if (f.field === 3) name = f.string();
+      else if (f.field === 4) opType = f.string();
+      else if (f.field === 7) domain = f.string();
+      else if (f.field === 5) attributes.push(f.sub('attribute'));
+    }
+    const key = name || outputs[0] || `#${index}`;
+    const isConstant = opType === 'Constant' && (domain === '' || domain === 'ai.onnx');
+    for (const a of attributes) {
+      let attr = '';
+      const found: { field: number; start: number; stop: number; wire: number }[] = [];
+      while (a.next()) {
+        if (a.field === 1) attr = a.string();
+        else if (a.field === 2 || a.field === 5 || a.field === 6 || a.field === 7 || a.field === 10 || a.field === 11) {
+          found.push({ field: a.field, start: a.start, stop: a.stop, wire: a.wire });
+        }
+      }
+      const sub = (x: { start: number; stop: number }) => new Fields(bytes, x.start, x.stop);
+      if (isConstant && (attr === 'value_float' || attr === 'value_floats')) {
+        const ranges: [number, number][] = [];
+        let count = 0;
+        for (const x of found) {
+          if (x.field !== (attr === 'value_float' ? 2 : 7)) continue;
+          if (x.wire !== 2 && x.wire !== 5) throw new Malformed(`attribute ${attr} of node ${JSON.stringify(key)} has ${WIRE_NAMES[x.wire]}, expected fixed32 floats`);
+          if ((x.stop - x.start) % 4) throw new Malformed(`attribute ${attr} of node ${JSON.stringify(key)} holds ${x.stop - x.start} bytes of floats, not a multiple of 4`);
+          if (x.stop > x.start) ranges.push([x.start, x.stop]);
+          count += (x.stop - x.start) / 4;
+        }
+        if (attr === 'value_float' && count !== 1) continue; // no value: not a weight
+        tensors.push({ name: unique(prefix + (outputs[0] ?? key)), dataType: 1, dims: attr === 'value_float' ? [] : [count], count, encoding: 'fixed32', ranges, origin: 'constant' });
+        continue;
+      }
+      let listed = 0;
+      let graphList = 0;
+      for (const x of found) {
+        if (x.field === 5 || x.field === 10) {
+          if (x.wire !== 2) throw new Malformed(`attribute ${JSON.stringify(attr)} of node ${JSON.stringify(key)} holds a tensor with ${WIRE_NAMES[x.wire]}`);
+          const t = readTensor(sub(x));
+          if (isConstant && attr === 'value' && x.field === 5) add(t, prefix + (outputs[0] ?? key), 'constant');
+          else add(t, `${prefix}${key}:${attr}${x.field === 10 ? `[${listed++}]` : ''}`, 'attribute');
+        } else if (x.field === 6 || x.field === 11) {
+          if (x.wire !== 2) throw new Malformed(`attribute ${JSON.stringify(attr)} of node ${JSON.stringify(key)} holds a graph with ${WIRE_NAMES[x.wire]}`);
+          walkNodes(sub(x), `${prefix}${key}/${attr}${x.field === 11 ? `[${graphList++}]` : ''}/`, depth + 1, 1, 5);
+        }
+      }
+    }
+  };
+
+  try {
+    const top = new Fields(bytes, 0, bytes.length);
+    let graphs = 0;
+    let irVersion = false;
+    while (top.next()) {
+      if (top.field === 1 && top.wire === 0) irVersion = true;
+      else if (top.field === FIELD.graph) {
+        graphs++;
+        walkNodes(top.sub('graph'), '', 0, 1, 5);
+      } else if (top.field === FIELD.functions) {
+        const fn = top.sub('function');
+        let fname = '';
+        let fdomain = '';
+        let overload = '';
+        while (fn.next()) {
+          if (fn.field === 1) fname = fn.string();
+          else if (fn.field === 10) fdomain = fn.string();
+          else if (fn.field === 13) overload = fn.string();
+        }
+        walkNodes(top.sub('function'), `${fdomain}:${fname}${overload ? `:${overload}` : ''}/`, 1, 7, -1);
+      }
+    }
+    if (!irVersion || graphs !== 1) {
+      throw new Malformed(`expected a ModelProto with an ir_version and one graph, found ${irVersion ? '' : 'no ir_version and '}${graphs} graph(s)`);
+    }
+  } catch (e) {
+    if (!(e instanceof Malformed)) throw e;
+    throw new ModelFormatError(`${source}: ${e.message}; the file is truncated, corrupt or not an ONNX model: copy it again from its source`, { source });
+  }
+  return { tensors, externalLocations: locations };
+}

@@ -1,0 +1,370 @@
+/**
+ * `neural-diff/onnx`: ONNX models (`.onnx` files) as a {@link WeightStore}, in plain TypeScript
+ * with no node imports and no protobuf library, so a device can patch the model it runs with
+ * onnxruntime-web or onnxruntime-react-native. The file reading (and the crash-safe apply of
+ * a file on disk) is in `onnx-files.ts` (`neural-diff/node`).
+ *
+ * ```ts
+ * import { applyPayload } from 'neural-diff/apply';
+ * import { OnnxWeightStore } from 'neural-diff/onnx';
+ * const store = new OnnxWeightStore(modelBytes);       // the .onnx file's bytes
+ * await applyPayload(store, payloadBytes, { trustedKeys: [releaseKey] });
+ * const session = await ort.InferenceSession.create(store.modelBytes());  // the same bytes, patched
+ * ```
+ *
+ * What the store holds (docs/FORMAT.md, "ONNX models", has the naming):
+ * - **weights**: every float tensor found by `onnx-proto.ts` (initializers, `Constant` values,
+ *   tensor attributes, in subgraphs and functions too, inline or in external data files).
+ *   FLOAT ones are patched in place at the same byte offsets (a view into the file's bytes when
+ *   aligned, else a copy written back by {@link OnnxWeightStore.commit}); the file keeps its
+ *   length. FLOAT16 and BFLOAT16 ones are read as exact float32 and written back only when every
+ *   patched value is exactly representable in their dtype (else a {@link ModelMismatchError},
+ *   nothing written); ones stored in `int32_data` varints are never patched.
+ * - **read-only tensors**: integer, BOOL and DOUBLE tensors are listed (converted to float32,
+ *   rounded past 2^24) so a payload naming one is refused with an error naming its dtype;
+ *   {@link OnnxWeightStore.values} refuses them.
+ * - **the frame** ({@link ONNX_FRAME}): one read-only tensor of 8 values, the bytes of the xxh64
+ *   of the whole `.onnx` file with the value bytes of every float weight left out. It puts the
+ *   graph, attributes, metadata and every non-float tensor's exact bytes into the model
+ *   fingerprint, so a payload made for another graph is refused even if the weights agree.
+ */
+import { ModelFormatError, ModelMismatchError } from '../core/errors.ts';
+import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
+import { fromHalfBits, toHalfBits } from '../core/float16.ts';
+import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
+import { Xxh64 } from '../core/xxhash-pure.ts';
+import { ONNX_DTYPES, RAW_WIDTH, scanOnnxModel, signed64, type OnnxTensorRecord } from './onnx-proto.ts';
+
+export { scanOnnxModel, ONNX_DTYPES, type OnnxTensorRecord, type OnnxScan, type ScanOptions } from './onnx-proto.ts';
+
+/** Name of the frame tensor (module doc). A model tensor of the same name is renamed `onnx:frame #2`. */
+export const ONNX_FRAME = 'onnx:frame';
+
+const FLOAT = 1;
+const FLOAT16 = 10;
+const BFLOAT16 = 16;
+
+/** A tensor of an ONNX model, as {@link OnnxWeightStore.list} gives it. */
+export interface OnnxTensorEntry extends TensorEntry {
+  /** The ONNX dtype (`FLOAT`, `FLOAT16`, `INT64`, ...); `FRAME` for {@link ONNX_FRAME}. */
+  readonly dtype: string;
+  /** True for float weights a payload may patch; false for read-only tensors and the frame. */
+  readonly patchable: boolean;
+  /** The external data file holding its values, if any. */
+  readonly external?: string;
+}
+
+/** Options of {@link OnnxWeightStore}. */
+export interface OnnxStoreOptions {
+  /**
+   * The bytes of the model's external data files, by `location` (relative to the model's
+   * folder). Float32 tensors in them are patched in these arrays. List what a model needs with
+   * {@link onnxExternalLocations}.
+   */
+  external?: ReadonlyMap<string, Uint8Array> | Readonly<Record<string, Uint8Array>>;
+  /** Name for error messages (a path or URL). */
+  source?: string;
+}
+
+/**
+ * The external data files an ONNX model references (their `location`s), without reading them.
+ * @throws ModelFormatError when the bytes are not a well-formed ONNX model.
+ */
+export function onnxExternalLocations(bytes: Uint8Array, source?: string): string[] {
+  return scanOnnxModel(bytes, { source, externalSize: () => Number.MAX_SAFE_INTEGER }).externalLocations;
+}
+
+interface Slot {
+  rec: OnnxTensorRecord;
+  /** The bytes its ranges refer to: the model file, or an external file. */
+  bytes: Uint8Array;
+  /** Handed-out values (a view into `bytes`, or a decoded copy). */
+  values?: Float32Array;
+  view?: boolean;
+}
+
+/** Decode any numeric tensor's values to float32 (rounded for wide integers and float64). */
+function decode(slot: Slot): Float32Array {
+  const { rec, bytes } = slot;
+  const out = new Float32Array(rec.count);
+  let k = 0;
+  const t = rec.dataType;
+  if (rec.encoding === 'varint') {
+    for (const [s, e] of rec.ranges) {
+      let p = s;
+      while (p < e) {
+        let lo = 0;
+        let hi = 0;
+        for (let i = 0; ; i++) {
+          if (p >= e || i === 10) throw new ModelFormatError(`tensor ${JSON.stringify(rec.name)}: a varint of its data is cut short or too long`, { tensor: rec.name });
+          const x = bytes[p++];
+          if (i < 4) lo |= (x & 0x7f) << (7 * i);
+          else if (i === 4) {
+            lo |= (x & 0x0f) << 28;
+            hi |= (x & 0x7f) >>> 4;
+          } else hi |= (x & 0x7f) << (7 * i - 32);
+          if (x < 0x80) break;
+        }
+        out[k++] =
+          t === FLOAT16 ? fromHalfBits(lo & 0xffff)
+          : t === BFLOAT16 ? bf16(lo & 0xffff)
+          : t === 13 || t === 12 ? (hi >>> 0) * 4294967296 + (lo >>> 0)
+          : t === 7 ? signed64(lo, hi)
+          : t === 2 ? lo & 0xff
+          : t === 3 ? (lo << 24) >> 24
+          : t === 4 ? lo & 0xffff
+          : t === 5 ? (lo << 16) >> 16
+          : t === 9 ? lo & 1
+          : lo | 0;
+      }
+    }
+    return out;
+  }
+  for (const [s, e] of rec.ranges) {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset + s, e - s);
+    if (rec.encoding === 'fixed32') for (let p = 0; p < e - s; p += 4) out[k++] = dv.getFloat32(p, true);
+    else if (rec.encoding === 'fixed64') for (let p = 0; p < e - s; p += 8) out[k++] = dv.getFloat64(p, true);
+    else {
+      const w = RAW_WIDTH[t];
+      for (let p = 0; p + w <= e - s; p += w) {
+        out[k++] =
+          t === FLOAT ? dv.getFloat32(p, true)
+          : t === FLOAT16 ? fromHalfBits(dv.getUint16(p, true))
+          : t === BFLOAT16 ? bf16(dv.getUint16(p, true))
+          : t === 11 ? dv.getFloat64(p, true)
+          : t === 7 ? Number(dv.getBigInt64(p, true))
+          : t === 13 ? Number(dv.getBigUint64(p, true))
+          : t === 6 ? dv.getInt32(p, true)
+          : t === 12 ? dv.getUint32(p, true)
+          : t === 5 ? dv.getInt16(p, true)
+          : t === 4 ? dv.getUint16(p, true)
+          : t === 3 ? dv.getInt8(p)
+          : dv.getUint8(p);
+      }
+    }
+  }
+  return out;
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+function bf16(h: number): number {
+  u32[0] = h << 16;
+  return f32[0];
+}
+
+/** The 16-bit pattern of `v` in FLOAT16 or BFLOAT16 if it is exactly representable there, else -1. */
+function halfBitsExactly(v: number, dtype: number): number {
+  f32[0] = v;
+  const bits = u32[0];
+  if (dtype === BFLOAT16) return bits & 0xffff ? -1 : bits >>> 16;
+  const h = toHalfBits(v);
+  f32[0] = fromHalfBits(h);
+  return u32[0] === bits ? h : -1;
+}
+
+/**
+ * A {@link WeightStore} over the bytes of an ONNX model (module doc). Pure: hand it the file's
+ * bytes (and those of its external data files), patch, then take {@link modelBytes} (and
+ * {@link externalBytes}) for onnxruntime or for writing.
+ */
+export class OnnxWeightStore implements WeightStore {
+  /** Name used in error messages. */
+  readonly source: string;
+  private readonly bytes: Uint8Array;
+  private readonly external: Map<string, Uint8Array>;
+  private readonly slots = new Map<string, Slot>();
+  private readonly entries: OnnxTensorEntry[] = [];
+  private frameValues?: Float32Array;
+  /** Byte ranges of the model file left out of the frame (the inline float weights' values). */
+  private readonly frameRanges: [number, number][];
+
+  /**
+   * @param bytes the whole `.onnx` file; float32 weights are patched in it, in place.
+   * @throws ModelFormatError when the bytes are not a well-formed ONNX model (see
+   *   `scanOnnxModel`), an external data file is missing, or two float weights share bytes.
+   */
+  constructor(bytes: Uint8Array, options: OnnxStoreOptions = {}) {
+    this.bytes = bytes;
+    this.source = options.source ?? 'ONNX model';
+    const ext = options.external;
+    this.external = new Map(ext instanceof Map ? ext : Object.entries((ext ?? {}) as Record<string, Uint8Array>));
+    const scan = scanOnnxModel(bytes, { source: this.source, externalSize: (loc) => this.external.get(loc)?.length, reserved: [ONNX_FRAME] });
+    const claimed = new Map<string, [number, number, string][]>();
+    for (const rec of scan.tensors) {
+      if (RAW_WIDTH[rec.dataType] === undefined) continue; // strings, complex, 8/4/2-bit: in the frame only
+      const isFloat = rec.dataType === FLOAT || rec.dataType === FLOAT16 || rec.dataType === BFLOAT16;
+      if (isFloat) {
+        const key = rec.external ?? '';
+        const list = claimed.get(key) ?? [];
+        for (const [s, e] of rec.ranges) list.push([s, e, rec.name]);
+        claimed.set(key, list);
+      }
+      this.slots.set(rec.name, { rec, bytes: rec.external === undefined ? bytes : (this.external.get(rec.external) as Uint8Array) });
+      this.entries.push({ name: rec.name, shape: rec.dims, dtype: ONNX_DTYPES[rec.dataType], patchable: isFloat, ...(rec.external !== undefined ? { external: rec.external } : {}) });
+    }
+    for (const [key, list] of claimed) {
+      list.sort((a, b) => a[0] - b[0]);
+      for (let i = 1; i < list.length; i++) {
+        if (list[i][0] < list[i - 1][1]) {
+          throw new ModelFormatError(`${this.source}: weights ${JSON.stringify(list[i - 1][2])} and ${JSON.stringify(list[i][2])} share bytes in ${key ? JSON.stringify(key) : 'the model file'}: patching one would change the other; expected separate data for every tensor`, { source: this.source });
+        }
+      }
+    }
+    this.entries.push({ name: ONNX_FRAME, shape: [8], dtype: 'FRAME', patchable: false });
+    this.frameRanges = (claimed.get('') ?? []).map(([s, e]) => [s, e] as [number, number]);
+  }
+
+  /** Every tensor: the float weights, the read-only tensors and the frame, in file order. */
+  list(): OnnxTensorEntry[] {
+    return this.entries.slice();
+  }
+
+  /** The float weights a payload may patch. */
+  weights(): OnnxTensorEntry[] {
+    return this.entries.filter((e) => e.patchable);
+  }
+
+  /**
+   * The values of a float weight as a mutable Float32Array (the same array on every call): a
+   * view into the file's bytes for an aligned FLOAT tensor on a little-endian host, else a
+   * decoded copy that {@link commit} writes back.
+   * @throws ModelMismatchError for an unknown name, a read-only tensor or the frame.
+   */
+  values(name: string): Float32Array {
+    const s = this.slots.get(name);
+    if (!s || !this.isPatchable(s)) throw this.notPatchable(name, s);
+    return this.valuesOf(s);
+  }
+
+  private valuesOf(s: Slot): Float32Array {
+    if (s.values) return s.values;
+    const { rec } = s;
+    const at = rec.ranges.length === 1 ? s.bytes.byteOffset + rec.ranges[0][0] : -1;
+    if (LITTLE_ENDIAN_HOST && rec.dataType === FLOAT && rec.encoding !== 'varint' && at % 4 === 0) {
+      s.values = new Float32Array(s.bytes.buffer, at, rec.count);
+      s.view = true;
+    } else {
+      s.values = rec.count === 0 ? new Float32Array(0) : decode(s);
+    }
+    return s.values;
+  }
+
+  private isPatchable(s: Slot): boolean {
+    const t = s.rec.dataType;
+    return t === FLOAT || t === FLOAT16 || t === BFLOAT16;
+  }
+
+  private notPatchable(name: string, s: Slot | undefined): ModelMismatchError {
+    const tail = 'The payload was made for another model: fetch the full model';
+    if (name === ONNX_FRAME) {
+      return new ModelMismatchError(`${JSON.stringify(name)} in ${this.source} stands for the graph and every non-float tensor of the model; it is never patched. ${tail}`, { tensor: name, dtype: 'FRAME' });
+    }
+    if (s) {
+      return new ModelMismatchError(`tensor ${JSON.stringify(name)} in ${this.source} is ${ONNX_DTYPES[s.rec.dataType]}: only FLOAT, FLOAT16 and BFLOAT16 weights are patched, integer and other tensors never are. ${tail}`, { tensor: name, dtype: ONNX_DTYPES[s.rec.dataType] });
+    }
+    const w = this.weights();
+    return new ModelMismatchError(`no tensor named ${JSON.stringify(name)} in ${this.source}: expected one of its ${w.length} float weights (e.g. ${w.slice(0, 3).map((e) => JSON.stringify(e.name)).join(', ')}). ${tail}`, { tensor: name });
+  }
+
+  /** Values for hashing only: handed-out values, a view, or a transient decoded copy. */
+  read(name: string): Float32Array {
+    if (name === ONNX_FRAME) return this.frame();
+    const s = this.slots.get(name);
+    if (!s) throw this.notPatchable(name, s);
+    if (s.values) return s.values;
+    if (this.isPatchable(s) && s.rec.dataType === FLOAT) return this.valuesOf(s);
+    return s.rec.count === 0 ? new Float32Array(0) : decode(s);
+  }
+
+  /** The frame's 8 values: the bytes of xxh64 over the model file without its float weights' value bytes. */
+  private frame(): Float32Array {
+    if (this.frameValues) return this.frameValues;
+    const h = new Xxh64(0n);
+    let at = 0;
+    for (const [s, e] of this.frameRanges) {
+      if (s > at) h.update(this.bytes.subarray(at, s));
+      at = Math.max(at, e);
+    }
+    h.update(this.bytes.subarray(at));
+    let d = h.digest();
+    const out = new Float32Array(8);
+    for (let i = 7; i >= 0; i--) {
+      out[i] = Number(d & 0xffn);
+      d >>= 8n;
+    }
+    return (this.frameValues = out);
+  }
+
+  /**
+   * Write handed-out copies back into the file's bytes, at their own offsets (views already
+   * are). Checks every changed tensor first and writes nothing if one cannot be stored exactly.
+   *
+   * @throws ModelMismatchError a FLOAT16/BFLOAT16 weight holds a value its dtype cannot
+   *   represent exactly, or a half weight stored as `int32_data` varints changed.
+   */
+  commit(changed: readonly string[]): void {
+    const writes: (() => void)[] = [];
+    for (const name of changed) {
+      const s = this.slots.get(name);
+      if (!s || !this.isPatchable(s)) throw this.notPatchable(name, s);
+      if (!s.values || s.view) continue;
+      const v = s.values;
+      const { rec } = s;
+      if (rec.dataType === FLOAT) {
+        writes.push(() => {
+          let k = 0;
+          for (const [a, e] of rec.ranges) {
+            const dv = new DataView(s.bytes.buffer, s.bytes.byteOffset + a, e - a);
+            for (let p = 0; p < e - a; p += 4) dv.setFloat32(p, v[k++], true);
+          }
+        });
+        continue;
+      }
+      const dtype = ONNX_DTYPES[rec.dataType];
+      const halves = new Uint16Array(v.length);
+      for (let i = 0; i < v.length; i++) {
+        const h = halfBitsExactly(v[i], rec.dataType);
+        if (h < 0) {
+          throw new ModelMismatchError(
+            `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype}, and the patched value at position ${i} (${v[i]}) is not a ${dtype} value: a payload for a ${dtype} weight must land on ${dtype} values; nothing was written. Ask the publisher for a payload made for the ${dtype} model, or fetch the full model`,
+            { tensor: name, dtype, position: i, value: v[i] },
+          );
+        }
+        halves[i] = h;
+      }
+      if (rec.encoding === 'varint') {
+        const old = decode(s);
+        if (old.some((x, i) => !Object.is(x, v[i]))) {
+          throw new ModelMismatchError(
+            `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} stored as int32_data varints, whose lengths change with the values, so it cannot be patched at the same byte offsets; nothing was written. Save the model with raw_data (onnx's save with convert_attribute / the default raw encoding), or fetch the full model`,
+            { tensor: name, dtype },
+          );
+        }
+        continue;
+      }
+      writes.push(() => {
+        const [a, e] = rec.ranges[0];
+        const dv = new DataView(s.bytes.buffer, s.bytes.byteOffset + a, e - a);
+        for (let i = 0; i < halves.length; i++) dv.setUint16(2 * i, halves[i], true);
+      });
+    }
+    for (const w of writes) w();
+  }
+
+  /** The `.onnx` file's bytes (patched in place after {@link commit}). */
+  modelBytes(): Uint8Array {
+    return this.bytes;
+  }
+
+  /** The external data files' bytes, by location (patched in place after {@link commit}). */
+  externalBytes(): ReadonlyMap<string, Uint8Array> {
+    return this.external;
+  }
+
+  /** Where a tensor's values live: the model file (`undefined`) or an external location. */
+  fileOf(name: string): string | undefined {
+    return this.slots.get(name)?.rec.external;
+  }
+}

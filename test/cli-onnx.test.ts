@@ -1,0 +1,74 @@
+/** The CLI on ONNX model files: diff, fingerprint, verify and apply dispatch on the `.onnx` extension. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFile, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { main } from '../cli/ndiff.ts';
+import type { CliIO } from '../cli/common.ts';
+import { decodePayload } from '../src/core/format.ts';
+
+const WAKE = 'node_modules/openwakeword-js/models';
+
+async function ndiff(...argv: string[]) {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const io: CliIO = { out: (l) => stdout.push(l), err: (l) => stderr.push(l), progress: (l) => stderr.push(l) };
+  const code = await main(argv, io);
+  return { code, out: stdout.join('\n'), err: stderr.join('\n') };
+}
+
+test('ndiff on .onnx files: diff (every codec, budget all), fingerprint, verify, apply with health check and sequence', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nd-cli-onnx-'));
+  try {
+    const base = path.join(dir, 'wake_v1.onnx');
+    const target = path.join(dir, 'wake_v2.onnx');
+    await copyFile(`${WAKE}/hello_deepa_old.onnx`, base);
+    await copyFile(`${WAKE}/namaste_deepa.onnx`, target);
+    const baseFp = (await ndiff('fingerprint', base)).out.trim();
+    const targetFp = (await ndiff('fingerprint', target)).out.trim();
+    assert.match(baseFp, /^[0-9a-f]{16}$/);
+    const tensors = await ndiff('fingerprint', base, '--tensors');
+    assert.match(tensors.out, /layer1\.weight\s+FLOAT\s+\[32x2304\]/);
+    assert.match(tensors.out, /onnx:frame\s+FRAME\s+\[8\]/);
+    assert.equal((await ndiff('fingerprint', base, '--record')).code, 2);
+
+    for (const codec of ['f32', 'f16', 'i8', 'auto']) {
+      const out = path.join(dir, `${codec}.ndiff`);
+      const r = await ndiff('diff', '--base', base, '--target', target, '--budget', '5%', '--codec', codec, '--out', out, '--sequence', '2');
+      assert.equal(r.code, 0, r.err);
+      const bytes = await readFile(out);
+      assert.ok(bytes.length <= Math.floor(0.05 * 4 * 74_981), `${codec}: ${bytes.length} bytes`);
+      assert.equal(decodePayload(bytes).header.baseFingerprint, baseFp);
+    }
+    const all = path.join(dir, 'all.ndiff');
+    const r = await ndiff('diff', '--base', base, '--target', target, '--budget', 'all', '--out', all, '--model-out', path.join(dir, 'held', 'wake_v2.onnx'));
+    assert.equal(r.code, 0, r.err);
+    assert.equal(decodePayload(await readFile(all)).header.targetFingerprint, (await ndiff('fingerprint', path.join(dir, 'held', 'wake_v2.onnx'))).out.trim());
+    assert.equal((await ndiff('diff', '--base', base, '--target', path.join(dir, 'x'), '--budget', '1%', '--out', all)).code, 2, 'a folder and a file');
+
+    const other = path.join(dir, 'hello.onnx');
+    await copyFile(`${WAKE}/hello_deepa.onnx`, other);
+    const v = await ndiff('verify', path.join(dir, 'f32.ndiff'), '--model', base);
+    assert.equal(v.code, 0, v.err);
+    assert.match(v.out, /applies cleanly/);
+    const wrong = await ndiff('verify', path.join(dir, 'f32.ndiff'), '--model', other);
+    assert.equal(wrong.code, 4);
+    assert.match(wrong.err, /fetch the full model/);
+    assert.deepEqual(await readFile(other), await readFile(`${WAKE}/hello_deepa.onnx`));
+
+    const before = await readFile(base);
+    const failed = await ndiff('apply', '--model', base, '--patch', path.join(dir, 'f32.ndiff'), '--health-check', 'test -f "$NDIFF_MODEL_FILE" && exit 3');
+    assert.equal(failed.code, 5, failed.err);
+    assert.deepEqual(await readFile(base), before, 'rolled back');
+    const ok = await ndiff('apply', '--model', base, '--patch', path.join(dir, 'f32.ndiff'), '--health-check', 'test -f "$NDIFF_MODEL_FILE"');
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, new RegExp(`patched ${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${baseFp} -> `));
+    assert.ok((await readdir(dir)).includes('.ndiff-state.json'));
+    const replay = await ndiff('apply', '--model', base, '--patch', path.join(dir, 'i8.ndiff'));
+    assert.equal(replay.code, 3, 'sequence 2 was applied: another sequence-2 payload is refused');
+    assert.notEqual(baseFp, targetFp);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
