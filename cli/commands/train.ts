@@ -9,7 +9,7 @@ import type { LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
 import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import type { CliIO } from '../common.ts';
-import { modelBytes, parseExpiry, writeUpdatedModel } from '../models.ts';
+import { defaultModelId, modelBytes, parseExpiry, writeUpdatedModel } from '../models.ts';
 
 export interface TrainArgs {
   method: TrainMethod;
@@ -51,7 +51,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('lr', { type: 'number', describe: 'Adam learning rate (default: 3e-3 for the diff of sparse/hash, 1e-3 for full fine-tuning and post-hoc methods)' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; auto: int8 trained quantization-aware for sparse/hash, the most accurate for post-hoc methods' })
     .option('loss', { type: 'string', describe: "loss (default: the model's training config, else sparse_categorical_crossentropy); classification losses only" })
-    .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: base folder name)' })
+    .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: the id the base folder recorded in .ndiff-folder.json, else its name); keep one id along a chain of updates' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date or a duration from now (30d, 12h)' })
     .example('$0 train --method sparse --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model') as unknown as Argv<TrainArgs>;
@@ -114,7 +114,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     codec: a.codec,
     base: disk,
     eval: evalData,
-    header: { modelId: a.modelId ?? (a.base.replace(/\/+$/, '').split('/').pop() || 'model'), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
+    header: { modelId: a.modelId ?? await defaultModelId(a.base), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
     onProgress: (m) => io.progress(m),
     onBatch: interactive ? (b) => process.stderr.write(`\r  epoch ${b.epoch} ${bar(b.batch, b.batches)} batch ${b.batch}/${b.batches} loss ${b.loss.toFixed(4)}   `) : undefined,
     onEpoch: (r) => {
