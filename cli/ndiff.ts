@@ -5,6 +5,7 @@
 import yargs from 'yargs';
 import { NeuralDiffError, UsageError } from '../src/core/errors.ts';
 import { EXIT_CODES_HELP, exitCodeOf, processIO, type CliIO } from './common.ts';
+import { terminalSafe } from './text.ts';
 import { diffCommand, runDiff } from './commands/diff.ts';
 import { inspectCommand, runInspect } from './commands/inspect.ts';
 import { applyCommand, runApply } from './commands/apply.ts';
@@ -53,7 +54,8 @@ export async function main(argv: string[], io?: CliIO): Promise<number> {
     await y.parseAsync();
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    cio.err(`ndiff: ${msg}`);
+    // A message may quote a payload's model id or tensor names: printed with controls escaped.
+    cio.err(`ndiff: ${terminalSafe(msg)}`);
     if (e instanceof UsageError && !(e.details as { fromLibrary?: boolean }).fromLibrary) cio.err('run `ndiff <command> --help` for the options');
     if (!(e instanceof NeuralDiffError) && exitCodeOf(e) === 1 && e instanceof Error && e.stack) cio.err(e.stack);
     return exitCodeOf(e);

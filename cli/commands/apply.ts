@@ -1,13 +1,15 @@
 import type { Argv } from 'yargs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { UsageError } from '../../src/core/errors.ts';
+import { NeuralDiffError, UsageError } from '../../src/core/errors.ts';
 import { applyToModelDir } from '../../src/io/model-dir-update.ts';
 import { DIGESTS_FILE } from '../../src/io/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/sequence-file.ts';
+import { FOLDER_FILE } from '../../src/io/control-files.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { readPayloadFile } from '../models.ts';
+import { terminalSafe } from '../text.ts';
 
 export interface ApplyArgs extends SignatureArgs {
   model: string;
@@ -19,6 +21,7 @@ export interface ApplyArgs extends SignatureArgs {
   healthCheck?: string;
   healthCheckTimeout: number;
   fullCheck: boolean;
+  modelId?: string;
 }
 
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
@@ -30,6 +33,7 @@ export function applyCommand(y: Argv): Argv<ApplyArgs> {
     .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}); older or replayed payloads are refused. --no-state keeps none` })
     .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR set (e.g. one inference); a non-zero exit rolls back to the previous version' })
     .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the health check counts as failed' })
+    .option('model-id', { type: 'string', describe: `the model id this folder holds: payloads for another id are refused (default: the id the folder recorded at its first apply, in <model>/${FOLDER_FILE})` })
     .option('full-check', { type: 'boolean', default: false, describe: `read and hash every tensor of the base, not only the patched ones (by default the others are checked against the digests the last apply recorded in <model>/${DIGESTS_FILE}, while their shard files are unchanged)` })
     .example('$0 apply --model ./model --patch v1-v2.signed.ndiff --public-key release.public.pem', 'verify the signature, then patch in place; the folder switches atomically') as unknown as Argv<ApplyArgs>;
 }
@@ -64,19 +68,29 @@ function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliI
 
 export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   if (!(a.healthCheckTimeout > 0)) throw new UsageError(`--health-check-timeout must be a positive number of seconds, got ${a.healthCheckTimeout}`);
-  const bytes = await readPayloadFile(a.patch);
+  // The size cap is checked against the file's size before it is read.
+  const bytes = await readPayloadFile(a.patch, a.maxPayloadBytes);
   const trustedKeys = await trustedKeysOf(a);
   const statePath = a.state === false ? null : a.state ?? join(a.model, DEFAULT_STATE_FILE);
   const t0 = performance.now();
-  const res = await applyToModelDir(a.model, bytes, {
-    maxPayloadBytes: a.maxPayloadBytes,
-    trustedKeys,
-    ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),
-    state: statePath,
-    dryRun: a.dryRun,
-    baseCheck: a.fullCheck ? 'full' : 'recorded',
-    ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
-  });
+  let res;
+  try {
+    res = await applyToModelDir(a.model, bytes, {
+      maxPayloadBytes: a.maxPayloadBytes,
+      trustedKeys,
+      ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),
+      ...(a.modelId !== undefined ? { expectedModelId: a.modelId } : {}),
+      state: statePath,
+      dryRun: a.dryRun,
+      baseCheck: a.fullCheck ? 'full' : 'recorded',
+      ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
+    });
+  } catch (e) {
+    // What the recovery of an earlier interrupted apply did, even though this one failed.
+    const recovery = e instanceof NeuralDiffError ? (e.details.recovery as { actions?: string[] } | undefined) : undefined;
+    for (const line of recovery?.actions ?? []) io.progress(`recovered ${a.model}: ${line}`);
+    throw e;
+  }
   const ms = performance.now() - t0;
   for (const line of res.recovery.actions) io.progress(`recovered ${a.model}: ${line}`);
   io.progress(describeSignature(res.signature));
@@ -87,6 +101,6 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   }
   const { hashedTensors, recordedTensors } = res.baseCheck;
   io.progress(`base checked: ${hashedTensors} tensor(s) read and hashed${recordedTensors ? `, ${recordedTensors} by recorded digests (their files unchanged since; --full-check hashes them too)` : ''}`);
-  if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${JSON.stringify(res.payload.header.modelId)} in ${statePath}`);
+  if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${terminalSafe(JSON.stringify(res.payload.header.modelId))} in ${statePath}`);
   return 0;
 }

@@ -5,6 +5,7 @@ import { FileSequenceStore } from '../../src/io/sequence-file.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { readPayloadFile } from '../models.ts';
+import { terminalSafe } from '../text.ts';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
 
 export interface VerifyArgs extends SignatureArgs {
@@ -29,7 +30,7 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
   const verified = await verifyPayload(bytes, policy);
   const { payload } = verified;
   io.out(describeSignature(verified.signature));
-  io.out(`${a.payload}: well-formed v${payload.header.version} payload for model ${JSON.stringify(payload.header.modelId)}, sequence ${payload.header.sequence}, ${payload.patches.length} patches, ${bytes.length} bytes`);
+  io.out(`${a.payload}: well-formed v${payload.header.version} payload for model ${terminalSafe(JSON.stringify(payload.header.modelId))}, sequence ${payload.header.sequence}, ${payload.patches.length} patches, ${bytes.length} bytes`);
   if (a.model) {
     const copy = MemoryWeightStore.copyOf(await openTfjsModelDir(a.model));
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
