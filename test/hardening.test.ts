@@ -222,6 +222,10 @@ describe('4. the folder remembers its model id; --model-id pins it', () => {
     assert.match((err as Error).message, /payload is for model "kws-beta", this device holds "kws"/);
     assert.deepEqual(await folderBytes(dir), before);
     assert.equal(await readFolderModelId(dir), 'kws');
+    // ndiff verify --model says the same as apply would
+    const verify = await ndiff('verify', await writeTemp(revert.bytes), '--model', dir);
+    assert.equal(verify.code, 4, verify.err);
+    assert.match(verify.err, /payload is for model "kws-beta", this device holds "kws"/);
     // an explicit expectedModelId that disagrees with the folder is refused too
     const err2 = await applyToModelDir(dir, revert.bytes, { expectedModelId: 'kws-beta' }).then(() => null, (e: unknown) => e);
     assert.ok(err2 instanceof ModelMismatchError && /this folder holds model "kws" \(recorded in .*\.ndiff-folder\.json by its first apply\), but expectedModelId is "kws-beta"/.test(err2.message), String(err2));

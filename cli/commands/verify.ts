@@ -2,6 +2,7 @@ import type { Argv } from 'yargs';
 import { applyVerifiedPayload, verifyPayload } from '../../src/apply/index.ts';
 import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
 import { FileSequenceStore } from '../../src/io/sequence-file.ts';
+import { readFolderModelId } from '../../src/io/model-dir-update.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { readPayloadFile } from '../models.ts';
@@ -34,7 +35,9 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
   if (a.model) {
     const copy = MemoryWeightStore.copyOf(await openTfjsModelDir(a.model));
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
-    const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) });
+    // The model id the folder recorded at its first update, as ndiff apply checks it.
+    const modelId = await readFolderModelId(a.model);
+    const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) });
     io.out(res.status === 'already-applied'
       ? `${a.model} is already at the target ${res.targetFingerprint}`
       : `applies cleanly to ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}`);
