@@ -22,7 +22,7 @@
  * The harness runs in one process; recorded crash lock files carry this process's pid, which
  * the lock treats as left by an earlier run (the same rule as for a pid from before a reboot).
  */
-import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -76,7 +76,6 @@ async function writeFolder(dir: string, store: MemoryWeightStore, shardBytes: nu
 
 /** Rename a folder's shards to the converter's names (`group1-shard3of9.bin`), as a model fresh from tensorflowjs_converter. */
 async function converterNames(dir: string): Promise<void> {
-  const { readFile, rename, writeFile } = await import('node:fs/promises');
   const file = path.join(dir, 'model.json');
   let text = await readFile(file, 'utf8');
   for (const name of await readdir(dir)) {
