@@ -1,5 +1,5 @@
 /** Model and payload files for the CLI. */
-import { access, constants, cp, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { access, constants, cp, mkdir, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { dirname } from 'node:path';
 import { applyPayload } from '../src/apply/index.ts';
@@ -7,9 +7,11 @@ import { getHasher } from '../src/core/hasher.ts';
 import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
 import { openOnnxFile } from '../src/io/onnx-files.ts';
 import type { OnnxTensorEntry } from '../src/io/onnx.ts';
+import { readFolderModelId, recordFolderModelId } from '../src/io/model-dir-update.ts';
+import { decodePayload } from '../src/core/format.ts';
 import { UsageError } from '../src/core/errors.ts';
+import { readPayloadFile as readPayloadFileWithin } from '../src/io/payload-file.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
-import { isMissingFile } from './common.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
 
 /** True for a path the CLI treats as an ONNX model file (by its extension). */
@@ -32,7 +34,9 @@ export interface OpenedModel {
 export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
   if (isOnnxPath(p)) {
     const store = (await openOnnxFile(p)).contents;
-    return { kind: 'onnx', store, weightBytes: storedModelBytes(store) };
+    // The float weights as stored (float32 4 bytes, halves 2): what a payload may change.
+    const weightBytes = store.weights().reduce((n, t) => n + (t.dtype === 'FLOAT' ? 4 : 2) * t.shape.reduce((a, b) => a * b, 1), 0);
+    return { kind: 'onnx', store, weightBytes };
   }
   const store = await openTfjsModelDir(p, options.lazy ? { lazy: true } : {});
   return { kind: 'folder', store, weightBytes: storedModelBytes(store) };
@@ -43,16 +47,13 @@ export function dtypeOf(entry: { name: string }): string {
   return (entry as Partial<OnnxTensorEntry>).dtype ?? 'float32';
 }
 
-/** Read a payload file with an error that says what to do when it is missing. */
-export async function readPayloadFile(path: string): Promise<Uint8Array> {
-  try {
-    return new Uint8Array(await readFile(path));
-  } catch (e) {
-    if (isMissingFile(e)) throw new UsageError(`no payload file at ${path}: check the path (payloads are written by \`ndiff diff\` or \`ndiff train\`)`, { path });
-    throw e;
-  }
+/**
+ * Read a payload file: refused from its size when over `maxPayloadBytes` (never read whole),
+ * and refused when it is not a regular file (see src/io/payload-file.ts).
+ */
+export async function readPayloadFile(path: string, maxPayloadBytes?: number): Promise<Uint8Array> {
+  return readPayloadFileWithin(path, maxPayloadBytes === undefined ? {} : { maxPayloadBytes });
 }
-
 
 /** `--expires` as seconds since the epoch: an ISO date or a duration from now (`30d`, `12h`, `90m`). */
 export function parseExpiry(s: string, now = Date.now()): number {
@@ -84,7 +85,20 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
   }
   await mkdir(outDir, { recursive: true });
   await cp(baseDir, outDir, { recursive: true });
-  return (await applyPayload(await openTfjsModelDir(outDir), payload, { hasher: await getHasher() })).targetFingerprint;
+  const fingerprint = (await applyPayload(await openTfjsModelDir(outDir), payload, { hasher: await getHasher() })).targetFingerprint;
+  // The folder holds this payload's model: the next diff against it defaults to the same id.
+  await recordFolderModelId(outDir, decodePayload(payload).header.modelId);
+  return fingerprint;
+}
+
+/**
+ * The model id a diff of `baseDir` carries when `--model-id` is not given: the one the folder
+ * recorded (an apply, or `--model-out`, writes it), else the folder's name. One id along a chain
+ * of updates is what the device's rollback protection keys on.
+ */
+export async function defaultModelId(baseDir: string): Promise<string> {
+  if (isOnnxPath(baseDir)) return path.basename(baseDir).replace(/\.onnx$/i, '') || 'model';
+  return (await readFolderModelId(baseDir)) ?? (baseDir.replace(/\/+$/, '').split('/').pop() || 'model');
 }
 
 /**

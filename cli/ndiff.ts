@@ -5,6 +5,7 @@
 import yargs from 'yargs';
 import { NeuralDiffError, UsageError } from '../src/core/errors.ts';
 import { EXIT_CODES_HELP, errorDocument, exitCodeOf, processIO, type CliIO } from './common.ts';
+import { terminalSafe } from './text.ts';
 import { diffCommand, runDiff } from './commands/diff.ts';
 import { inspectCommand, runInspect } from './commands/inspect.ts';
 import { applyCommand, runApply } from './commands/apply.ts';
@@ -119,13 +120,14 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   } catch (e) {
     const msg = inCliWords(e instanceof Error ? e.message : String(e));
     const exit = exitCodeOf(e);
-    if (json) base.out(toJson(errorDocument(e, msg)));
-    cio.err(`ndiff: ${msg}`);
-    if (e instanceof UsageError && !(e.details as { fromLibrary?: boolean }).fromLibrary) cio.err('run `ndiff <command> --help` for the options');
+    // A message may quote a payload's model id or tensor names: printed with controls escaped
+    // (in JSON, every such character is inside a string, and its escape reads back the same).
+    if (json) base.out(terminalSafe(toJson(errorDocument(e, msg))));
+    cio.err(`ndiff: ${terminalSafe(msg)}`);    if (e instanceof UsageError && !(e.details as { fromLibrary?: boolean }).fromLibrary) cio.err('run `ndiff <command> --help` for the options');
     if (!(e instanceof NeuralDiffError) && exit === 1 && e instanceof Error && e.stack) cio.err(e.stack);
     return exit;
   }
   const helpOrVersion = argv.some((a) => a === '--help' || a === '-h' || a === '--version');
-  if (json && code === 0 && !helpOrVersion) base.out(toJson(resultDoc ?? { ok: true }));
+  if (json && code === 0 && !helpOrVersion) base.out(terminalSafe(toJson(resultDoc ?? { ok: true })));
   return code;
 }

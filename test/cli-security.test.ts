@@ -11,6 +11,8 @@ import type { CliIO } from '../cli/common.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
+import { applyToModelDir } from '../src/io/model-dir-update.ts';
+import { crashingFileOps } from './helpers/file-ops.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { baseAndTarget } from './helpers/models.ts';
@@ -236,13 +238,14 @@ describe('ndiff keygen / sign / verify / apply with signatures and freshness', (
     const device = join(dir, 'device-recover');
     await cp(v1, device, { recursive: true });
     // an update that switched but was never confirmed (the process died in its health check)
-    const store = await openTfjsModelDir(device, { keepPrevious: true });
-    for (const t of store.list()) store.values(t.name).set(v2store.values(t.name));
-    await store.commit(store.list().map((t) => t.name));
+    const ops = crashingFileOps((op) => op === 'unlink model.json.prev');
+    await assert.rejects(applyToModelDir(device, await readFile(p12), { fileOps: ops }));
+    assert.equal(ops.crashed(), 'unlink model.json.prev');
+    assert.equal(await fingerprintOf(device), target12);
     await writeFile(join(device, 'model.json.tmp-999-abcdefabcdef'), 'half');
     const r = await ndiff('apply', '--model', device, '--patch', p12);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.err, /recovered .*: an update was interrupted after its switch but before it was confirmed: rolled back/);
+    assert.match(r.err, /recovered .*: update [0-9a-f-]+ was interrupted after its switch but before it was confirmed: rolled back/);
     assert.match(r.out, /patched/);
     assert.equal(await fingerprintOf(device), target12);
     assert.deepEqual((await readdir(device)).filter((f) => /tmp|prev|retired|lock/.test(f)), []);

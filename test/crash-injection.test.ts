@@ -24,17 +24,18 @@ describe('crash injection (quick)', () => {
 
   test('the protocol performs the steps it documents, in order', async () => {
     const ops = await countOperations(fx, fx.scenarios[0]);
-    const order = ['open(.ndiff-apply.lock', 'rename(group1-shard', 'link(model.json -> model.json.prev)', 'rename(model.json.tmp', 'rename(model.json.prev -> model.json.retired)', 'unlink(model.json.retired)', 'rename(.ndiff-state.json.tmp', 'unlink(.ndiff-apply.lock)'];
+    const order = ['open(.ndiff-apply.lock-', 'rename(.ndiff-journal.json.tmp', 'rename(group1-shard', 'link(model.json -> model.json.prev)', 'rename(model.json.tmp', 'unlink(model.json.prev)', 'unlink(.ndiff-journal.json)', 'rename(.ndiff-folder.json.tmp', 'rename(.ndiff-state.json.tmp', 'unlink(.ndiff-apply.lock-'];
     let last = -1;
     for (const step of order) {
       const i = ops.findIndex((o, k) => k > last && o.startsWith(step));
       assert.ok(i > last, `step ${step} missing or out of order in:\n${ops.join('\n')}`);
       last = i;
     }
-    // Every temp file is fsynced before it is renamed; every name made before the switch is
-    // made durable by a folder fsync before the switch; the switch, the confirmation and the
-    // state file's rename are each followed by a folder fsync. (The recorded digests are a
-    // cache, written without fsync.)
+    // Every temp file is fsynced before it is renamed; the journal's rename is followed by a
+    // folder fsync before any shard is written; every name made before the switch is made
+    // durable by a folder fsync before the switch; the switch, the confirmation (dropping
+    // model.json.prev), the model id file's and the state file's renames are each followed by
+    // a folder fsync. (The recorded digests are a cache, written without fsync.)
     const folderSync = (o: string) => /^sync\([^.]*\)$/.test(o);
     const sw = ops.findIndex((o) => o.startsWith('rename(model.json.tmp'));
     ops.forEach((o, i) => {
@@ -43,7 +44,10 @@ describe('crash injection (quick)', () => {
         assert.ok(ops.slice(i + 1, sw).some(folderSync), `no folder fsync between ${o} and the switch`);
       }
       if (i >= sw && o.startsWith('rename(') && !o.startsWith('rename(.ndiff-digests.json')) assert.ok(folderSync(ops[i + 1]), `no folder fsync after ${o}`);
+      if (o.startsWith('rename(.ndiff-journal.json.tmp') || o === 'unlink(model.json.prev)') assert.ok(folderSync(ops[i + 1]), `no folder fsync after ${o}`);
     });
+    const journal = ops.findIndex((o) => o.startsWith('rename(.ndiff-journal.json.tmp'));
+    assert.ok(journal < ops.findIndex((o) => o.startsWith('open(group1-shard')), 'the journal is durable before the first shard is written');
   });
 
   test('CLI apply killed at 12 points spread over its operations: always old or new; re-run finishes', async () => {

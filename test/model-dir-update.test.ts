@@ -11,11 +11,12 @@ import { copyFile, open, readdir, readFile, rename, writeFile, unlink } from 'no
 import { getHasher } from '../src/core/hasher.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { topkDiff } from '../src/diff/topk.ts';
-import { HealthCheckError, ModelFormatError, NeuralDiffError, TargetMismatchError } from '../src/core/errors.ts';
+import { BaseMismatchError, HealthCheckError, ModelFormatError, NeuralDiffError, TargetMismatchError } from '../src/core/errors.ts';
 import { openTfjsModelDir, PREVIOUS_MODEL_JSON, listStaleFiles, writeModelDir } from '../src/io/tfjs-artifacts.ts';
-import { applyToModelDir, recoverModelDir, rollbackUpdate, lockModelDir, LOCK_FILE, RETIRED_MODEL_JSON } from '../src/io/model-dir-update.ts';
+import { applyToModelDir, recoverModelDir, rollbackUpdate, lockModelDir, LOCK_FILE } from '../src/io/model-dir-update.ts';
 import { baseAndTarget } from './helpers/models.ts';
 import { tempDir, writeStore, folderBytes } from './helpers/dirs.ts';
+import { crashingFileOps } from './helpers/file-ops.ts';
 
 const hasher = await getHasher();
 const { base, target } = baseAndTarget(51);
@@ -28,17 +29,34 @@ async function loaderSees(dir: string): Promise<string> {
   return fingerprintStore(hasher, await openTfjsModelDir(dir)).fingerprint;
 }
 
+/** The model `built` makes of `base` (bit for bit what the folder holds after applying it). */
+function patchedBase() {
+  const v = base.clone();
+  for (const [name, values] of built.targetValues) v.values(name).set(values);
+  return v;
+}
+
 async function freshModel(): Promise<string> {
   const dir = join(await tempDir(), 'model');
   await writeStore(dir, base);
   return dir;
 }
 
-/** The state right after the switch of an update that keeps the previous version. */
+/**
+ * The folder an apply leaves when its process dies right before the operation `crashAt` picks
+ * (see test/helpers/file-ops.ts): everything before it done, nothing after.
+ */
+async function crashedApply(dir: string, crashAt: (op: string) => boolean, payload: Uint8Array = built.bytes): Promise<string> {
+  const ops = crashingFileOps(crashAt);
+  const err = await applyToModelDir(dir, payload, { fileOps: ops }).then(() => null, (e: unknown) => e);
+  // The applier wraps what a failed file operation threw; the crash is what counts.
+  assert.ok(ops.crashed() !== undefined && err !== null, `expected the simulated crash, got ${String(err)}`);
+  return ops.crashed() as string;
+}
+
+/** The state right after the switch of an update (the previous version kept, not confirmed). */
 async function switchedButUnconfirmed(dir: string): Promise<void> {
-  const store = await openTfjsModelDir(dir, { keepPrevious: true });
-  for (const [name, values] of built.targetValues) store.values(name).set(values);
-  await store.commit([...built.targetValues.keys()]);
+  await crashedApply(dir, (op) => op === 'unlink model.json.prev');
 }
 
 type WriteFile = (this: unknown, data: Uint8Array, ...rest: unknown[]) => Promise<void>;
@@ -71,7 +89,7 @@ describe('applyToModelDir', () => {
     assert.deepEqual(res.recovery.actions, []);
     assert.equal(await loaderSees(dir), NEW);
     const files = (await readdir(dir)).sort();
-    assert.deepEqual(files.filter((f) => !f.endsWith('.bin')), ['.ndiff-digests.json', '.ndiff-state.json', 'model.json']);
+    assert.deepEqual(files.filter((f) => !f.endsWith('.bin')), ['.ndiff-digests.json', '.ndiff-folder.json', '.ndiff-state.json', 'model.json']);
     assert.equal(files.filter((f) => f.endsWith('.bin')).length, 1);
     assert.deepEqual(await listStaleFiles(dir), []);
     const state = JSON.parse(await readFile(join(dir, '.ndiff-state.json'), 'utf8'));
@@ -165,17 +183,18 @@ describe('recoverModelDir: every intermediate state ends as exactly the old or t
     assert.deepEqual(await folderBytes(dir), before);
   });
 
-  test('crashed before the switch (new shards, temp files and model.json.prev written): old version, leftovers gone', async () => {
+  test('crashed before the switch (journal, new shards, model.json.tmp and model.json.prev written): old version, leftovers gone', async () => {
     const dir = await freshModel();
     const before = await folderBytes(dir);
-    await copyFile(join(dir, 'model.json'), join(dir, PREVIOUS_MODEL_JSON));
-    await writeFile(join(dir, 'group1-shard1of1-0123456789abcdef.bin'), new Uint8Array(64));
-    await writeFile(join(dir, 'model.json.tmp-4242-0a1b2c3d4e5f'), '{"half": ');
+    await crashedApply(dir, (op) => /^rename model\.json\.tmp-.* -> model\.json$/.test(op));
+    const files = await readdir(dir);
+    for (const f of ['.ndiff-journal.json', PREVIOUS_MODEL_JSON]) assert.ok(files.includes(f), `${f} in ${files}`);
     await writeFile(join(dir, 'group1-shard1of1-0123456789abcdef.bin.tmp-4242-0a1b2c3d4e5f'), new Uint8Array(3));
     assert.equal(await loaderSees(dir), OLD);
     const r = await recoverModelDir(dir);
     assert.equal(r.rolledBack, false);
-    assert.match(r.actions[0], /interrupted before its switch/);
+    assert.match(r.actions[0], /^update [0-9]+-[0-9a-f]+ was interrupted before its switch/);
+    await unlink(join(dir, [...(await readdir(dir))].find((f) => f.startsWith('.ndiff-apply.lock-')) as string)); // the dead apply's lock
     assert.deepEqual(await folderBytes(dir), before);
   });
 
@@ -187,21 +206,23 @@ describe('recoverModelDir: every intermediate state ends as exactly the old or t
     const r = await recoverModelDir(dir);
     assert.equal(r.rolledBack, true);
     assert.match(r.actions[0], /after its switch but before it was confirmed: rolled back/);
+    for (const f of await readdir(dir)) if (f.startsWith('.ndiff-apply.lock-')) await unlink(join(dir, f));
     assert.deepEqual(await folderBytes(dir), before);
     assert.equal(await loaderSees(dir), OLD);
   });
 
-  test('crashed inside the confirmation (model.json.retired left): new version kept, old shards deleted', async () => {
+  test('crashed inside the confirmation (previous version dropped, old shards not yet): new version kept, old shards deleted', async () => {
     const dir = await freshModel();
     const oldShards = (await readdir(dir)).filter((f) => f.endsWith('.bin'));
-    await switchedButUnconfirmed(dir);
-    await rename(join(dir, PREVIOUS_MODEL_JSON), join(dir, RETIRED_MODEL_JSON));
+    await crashedApply(dir, (op) => op === `unlink ${oldShards[0]}`);
+    assert.ok(!(await readdir(dir)).includes(PREVIOUS_MODEL_JSON));
     const r = await recoverModelDir(dir);
     assert.equal(r.rolledBack, false);
+    assert.match(r.actions[0], /was confirmed; finished deleting the shards of the previous version/);
     assert.equal(await loaderSees(dir), NEW);
     const files = await readdir(dir);
     for (const s of oldShards) assert.ok(!files.includes(s), `${s} kept`);
-    assert.ok(!files.includes(RETIRED_MODEL_JSON));
+    assert.ok(!files.includes('.ndiff-journal.json'));
     assert.deepEqual(await listStaleFiles(dir), []);
   });
 
@@ -214,22 +235,77 @@ describe('recoverModelDir: every intermediate state ends as exactly the old or t
 
   test('states no apply leaves behind are refused, not guessed at', async () => {
     const dir = await freshModel();
-    await assert.rejects(rollbackUpdate(dir), (e: unknown) => e instanceof ModelFormatError && /expected the previous version in model\.json\.prev, found none/.test(e.message));
-    await copyFile(join(dir, 'model.json'), join(dir, RETIRED_MODEL_JSON));
-    await unlink(join(dir, 'model.json'));
-    await assert.rejects(recoverModelDir(dir), (e: unknown) => e instanceof ModelFormatError && /has model\.json\.retired but no model\.json.*restore the model from the full download/.test(e.message));
+    await assert.rejects(rollbackUpdate(dir), (e: unknown) => e instanceof ModelFormatError && /expected an update journal and the previous version it names in model\.json\.prev, found no journal/.test(e.message));
+    // a journal whose model.json is neither version: changed by hand during an update
+    await crashedApply(dir, (op) => /^rename model\.json\.tmp-.* -> model\.json$/.test(op));
+    await writeFile(join(dir, 'model.json'), (await readFile(join(dir, 'model.json'), 'utf8')) + ' ');
+    const before = await folderBytes(dir);
+    await assert.rejects(recoverModelDir(dir), (e: unknown) => e instanceof ModelFormatError && /holds the journal of update .* but model\.json is neither the version it started from nor the one it wrote.*Nothing was touched/.test(e.message));
+    assert.deepEqual(await folderBytes(dir), before);
     await assert.rejects(applyToModelDir(join(dir, 'nope'), built.bytes), (e: unknown) => e instanceof ModelFormatError && /no model folder at .*nope: check the path/.test(e.message));
   });
 
   test('keepPrevious refuses to start a second update while one is unconfirmed', async () => {
     const dir = await freshModel();
     await switchedButUnconfirmed(dir);
-    await assert.rejects(switchedButUnconfirmed(dir), (e: unknown) => e instanceof ModelFormatError && /still waiting to be confirmed or rolled back/.test(e.message));
+    const store = await openTfjsModelDir(dir, { keepPrevious: true });
+    for (const [name, values] of built.targetValues) store.values(name).set(values.map((v) => v + 1));
+    await assert.rejects(store.commit([...built.targetValues.keys()]), (e: unknown) => e instanceof ModelFormatError && /still waiting to be confirmed or rolled back/.test(e.message));
     // and applyToModelDir recovers it first, then applies
     const res = await applyToModelDir(dir, built.bytes);
     assert.equal(res.status, 'applied');
     assert.equal(res.recovery.rolledBack, true);
     assert.equal(await loaderSees(dir), NEW);
+  });
+});
+
+describe('recovery acts only on its own journal (#14 item 3)', () => {
+  test('a model.json.prev no journal names (an admin\'s copy of an older model.json) is never rolled back to', async () => {
+    const dir = await freshModel();
+    const oldModelJson = await readFile(join(dir, 'model.json'));
+    assert.equal((await applyToModelDir(dir, built.bytes)).status, 'applied');
+    // The admin keeps a copy of the old model.json beside the new one (its shards are gone).
+    await writeFile(join(dir, PREVIOUS_MODEL_JSON), oldModelJson);
+    const before = await folderBytes(dir);
+    // A payload for another base is refused (exit 4): the folder must not change at all.
+    const other = topkDiff(hasher, baseAndTarget(52).base, baseAndTarget(52).target, { budgetBytes: 100_000, codec: 'f32', modelId: 'kws', sequence: 3 });
+    const err = await applyToModelDir(dir, other.bytes).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof BaseMismatchError, String(err));
+    assert.deepEqual(await folderBytes(dir), before);
+    assert.equal(await loaderSees(dir), NEW);
+    // and the error says what recovery found
+    const recovery = (err as NeuralDiffError).details.recovery as { actions: string[]; rolledBack: boolean };
+    assert.equal(recovery.rolledBack, false);
+    assert.match(recovery.actions.join('\n'), /left model\.json\.prev alone: no update journal names it/);
+    // An update that would keep its own previous version refuses to take the name, and says why.
+    const next = topkDiff(hasher, patchedBase(), baseAndTarget(53).target, { budgetBytes: 100_000, codec: 'f32', modelId: 'kws', sequence: 3 });
+    const err2 = await applyToModelDir(dir, next.bytes).then(() => null, (e: unknown) => e);
+    assert.ok(err2 instanceof ModelFormatError, String(err2));
+    assert.match((err2 as Error).message, /not the applier's \(no update journal names it.*move it out of the folder, then retry/);
+    assert.deepEqual(await folderBytes(dir), before);
+  });
+
+  test('a journal that is not this applier\'s format is left alone, and so is the model', async () => {
+    const dir = await freshModel();
+    await writeFile(join(dir, '.ndiff-journal.json'), '{"format": "something-else"}');
+    await copyFile(join(dir, 'model.json'), join(dir, PREVIOUS_MODEL_JSON));
+    const before = await folderBytes(dir);
+    const r = await recoverModelDir(dir);
+    assert.equal(r.rolledBack, false);
+    assert.match(r.actions.join('\n'), /left \.ndiff-journal\.json alone: not a neural-diff update journal/);
+    assert.deepEqual(await folderBytes(dir), before);
+  });
+
+  test('recovery reports what it did even when the apply then fails', async () => {
+    const dir = await freshModel();
+    await switchedButUnconfirmed(dir);
+    const other = topkDiff(hasher, baseAndTarget(52).base, baseAndTarget(52).target, { budgetBytes: 100_000, codec: 'f32', modelId: 'kws', sequence: 3 });
+    const err = await applyToModelDir(dir, other.bytes).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof BaseMismatchError, String(err));
+    const recovery = (err as NeuralDiffError).details.recovery as { actions: string[]; rolledBack: boolean };
+    assert.equal(recovery.rolledBack, true);
+    assert.match(recovery.actions[0], /after its switch but before it was confirmed: rolled back to the previous version/);
+    assert.equal(await loaderSees(dir), OLD);
   });
 });
 

@@ -3,6 +3,7 @@
  * reader knows, and bad input), and on the real Silero VAD and openWakeWord files shipped in
  * node_modules; the crash-safe file apply.
  */
+import { decodePayload } from '../src/core/format.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, link, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -89,14 +90,22 @@ test('a payload from one version to another patches raw_data, float_data, extern
   assert.equal(fingerprintStore(hasher, got).fingerprint, fingerprintStore(hasher, storeOf(fixture(2))).fingerprint);
 });
 
-test('float16: a patch landing off the float16 grid is refused at commit, and one in int32_data varints always; bytes untouched', async () => {
+test('float16: a payload built on the model rounds onto its float16 grid and stays float16; one without the grid landing off it is refused at commit, and one in int32_data varints always; bytes untouched', async () => {
   const store = storeOf();
   const original = store.modelBytes().slice();
-  const off = buildPayload(hasher, storeOf(), [{ kind: 'sparse', name: 'half', positions: Uint32Array.of(1), values: Float32Array.of(0.0001), codec: 'f32' }], { method: 'topk', modelId: 'fixture' });
+  // Built against the store, the patch carries the tensor's float16 grid: 0.0001 lands on a half.
+  const onGrid = buildPayload(hasher, storeOf(), [{ kind: 'sparse', name: 'half', positions: Uint32Array.of(1), values: Float32Array.of(0.0001), codec: 'f32' }], { method: 'topk', modelId: 'fixture' });
+  assert.deepEqual(decodePayload(onGrid.bytes).patches[0].grid, { dtype: 'float16' });
+  const rounded = storeOf();
+  await applyPayload(rounded, onGrid.bytes, { hasher });
+  assert.deepEqual(Array.from(rounded.read('half')), [0.5, -1, 2, 0.25], '-1 + 0.0001 rounds back to the half -1');
+  assert.equal(rounded.modelBytes().length, original.length);
+  // Without the grid (store: 'float32'), the sum is no half: the ONNX store refuses to store it.
+  const off = buildPayload(hasher, storeOf(), [{ kind: 'sparse', name: 'half', positions: Uint32Array.of(1), values: Float32Array.of(0.0001), codec: 'f32', grid: null }], { method: 'topk', modelId: 'fixture' });
   await assert.rejects(applyPayload(store, off.bytes, { hasher }), (e: unknown) => e instanceof ModelMismatchError && /FLOAT16/.test(e.message) && /position 1/.test(e.message));
   assert.deepEqual(store.modelBytes(), original);
   assert.deepEqual(Array.from(store.read('half')), [0.5, -1, 2, 0.25], 'values restored');
-  const varints = buildPayload(hasher, storeOf(), [{ kind: 'sparse', name: 'half_int32', positions: Uint32Array.of(0), values: Float32Array.of(0.5), codec: 'f32' }], { method: 'topk', modelId: 'fixture' });
+  const varints = buildPayload(hasher, storeOf(), [{ kind: 'sparse', name: 'half_int32', positions: Uint32Array.of(0), values: Float32Array.of(0.5), codec: 'f32', grid: null }], { method: 'topk', modelId: 'fixture' });
   await assert.rejects(applyPayload(store, varints.bytes, { hasher }), (e: unknown) => e instanceof ModelMismatchError && /int32_data/.test(e.message));
   assert.deepEqual(store.modelBytes(), original);
   const on = buildPayload(hasher, storeOf(), [{ kind: 'sparse', name: 'half', positions: Uint32Array.of(0), values: Float32Array.of(0.25), codec: 'f32' }], { method: 'topk', modelId: 'fixture' });

@@ -1,14 +1,16 @@
 import type { Argv } from 'yargs';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { UsageError } from '../../src/core/errors.ts';
+import { NeuralDiffError, UsageError } from '../../src/core/errors.ts';
 import { applyToModelDir } from '../../src/io/model-dir-update.ts';
 import { applyToOnnxFile } from '../../src/io/onnx-files.ts';
 import { DIGESTS_FILE } from '../../src/io/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/sequence-file.ts';
+import { FOLDER_FILE } from '../../src/io/control-files.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { isOnnxPath, readPayloadFile } from '../models.ts';
+import { terminalSafe } from '../text.ts';
 
 export interface ApplyArgs extends SignatureArgs {
   model: string;
@@ -20,6 +22,7 @@ export interface ApplyArgs extends SignatureArgs {
   healthCheck?: string;
   healthCheckTimeout: number;
   fullCheck: boolean;
+  modelId?: string;
 }
 
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
@@ -31,6 +34,7 @@ export function applyCommand(y: Argv): Argv<ApplyArgs> {
     .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}, or beside a .onnx file); older or replayed payloads are refused. --no-state keeps none` })
     .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR set (and NDIFF_MODEL_FILE for a .onnx model; e.g. one inference); a non-zero exit rolls back to the previous version' })
     .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the health check counts as failed' })
+    .option('model-id', { type: 'string', describe: `the model id this folder (or .onnx file) holds: payloads for another id are refused (default: the id the folder recorded at its first apply, in <model>/${FOLDER_FILE}; an ONNX file: none unless given)` })
     .option('full-check', { type: 'boolean', default: false, describe: `read and hash every tensor of the base, not only the patched ones (by default the others are checked against the digests the last apply recorded in <model>/${DIGESTS_FILE}, while their shard files are unchanged; an ONNX file is always hashed whole)` })
     .example('$0 apply --model ./model --patch v1-v2.signed.ndiff --public-key release.public.pem', 'verify the signature, then patch in place; the folder switches atomically')
     .example('$0 apply --model vad.onnx --patch v5-v6.ndiff --health-check "node smoke.js"', 'patch an ONNX model file; rolled back if the health check fails') as unknown as Argv<ApplyArgs>;
@@ -66,7 +70,8 @@ function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliI
 
 export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   if (!(a.healthCheckTimeout > 0)) throw new UsageError(`--health-check-timeout must be a positive number of seconds, got ${a.healthCheckTimeout}`);
-  const bytes = await readPayloadFile(a.patch);
+  // The size cap is checked against the file's size before it is read.
+  const bytes = await readPayloadFile(a.patch, a.maxPayloadBytes);
   const trustedKeys = await trustedKeysOf(a);
   const onnx = isOnnxPath(a.model);
   const statePath = a.state === false ? null : a.state ?? join(onnx ? dirname(a.model) : a.model, DEFAULT_STATE_FILE);
@@ -75,19 +80,28 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
     maxPayloadBytes: a.maxPayloadBytes,
     trustedKeys,
     ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),
+    ...(a.modelId !== undefined ? { expectedModelId: a.modelId } : {}),
     state: statePath,
     dryRun: a.dryRun,
   };
-  const res = onnx
-    ? await applyToOnnxFile(a.model, bytes, {
-      ...common,
-      ...(a.healthCheck ? { healthCheck: ({ file }) => runHealthCheck(a.healthCheck as string, dirname(file), a.healthCheckTimeout, io, file) } : {}),
-    })
-    : await applyToModelDir(a.model, bytes, {
-      ...common,
-      baseCheck: a.fullCheck ? 'full' : 'recorded',
-      ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
-    });
+  let res;
+  try {
+    res = onnx
+      ? await applyToOnnxFile(a.model, bytes, {
+        ...common,
+        ...(a.healthCheck ? { healthCheck: ({ file }) => runHealthCheck(a.healthCheck as string, dirname(file), a.healthCheckTimeout, io, file) } : {}),
+      })
+      : await applyToModelDir(a.model, bytes, {
+        ...common,
+        baseCheck: a.fullCheck ? 'full' : 'recorded',
+        ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
+      });
+  } catch (e) {
+    // What the recovery of an earlier interrupted apply did, even though this one failed.
+    const recovery = e instanceof NeuralDiffError ? (e.details.recovery as { actions?: string[] } | undefined) : undefined;
+    for (const line of recovery?.actions ?? []) io.progress(`recovered ${a.model}: ${line}`);
+    throw e;
+  }
   const ms = performance.now() - t0;
   io.result?.({
     model: a.model, status: res.status, dryRun: a.dryRun, baseFingerprint: res.baseFingerprint, targetFingerprint: res.targetFingerprint,
@@ -103,6 +117,6 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   }
   const { hashedTensors, recordedTensors } = res.baseCheck;
   io.progress(`base checked: ${hashedTensors} tensor(s) read and hashed${recordedTensors ? `, ${recordedTensors} by recorded digests (their files unchanged since; --full-check hashes them too)` : ''}`);
-  if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${JSON.stringify(res.payload.header.modelId)} in ${statePath}`);
+  if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${terminalSafe(JSON.stringify(res.payload.header.modelId))} in ${statePath}`);
   return 0;
 }

@@ -6,7 +6,7 @@ import { topkDiff } from '../../src/diff/topk.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import type { CliIO } from '../common.ts';
-import { checkOutputPath, isOnnxPath, openModel, parseExpiry, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, defaultModelId, isOnnxPath, openModel, parseExpiry, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
   base: string;
@@ -28,7 +28,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; for ONNX models also `all`: every changed value, whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; `auto` keeps the one with the smallest error' })
-    .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: base folder name)' })
+    .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: the id the base folder recorded in .ndiff-folder.json, else its name); keep one id along a chain of updates' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
     .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
@@ -55,7 +55,7 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     ...(everyChange ? { mode: 'all' as const } : {}),
     budgetBytes,
     codec: a.codec,
-    modelId: a.modelId ?? (a.base.replace(/\/+$/, '').split('/').pop() || 'model'),
+    modelId: a.modelId ?? await defaultModelId(a.base),
     sequence: a.sequence,
     ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}),
     onProgress: (m) => io.progress(`  ${m}`),

@@ -4,6 +4,7 @@ import { formatBytes } from '../../src/diff/budget.ts';
 import { table, type CliIO } from '../common.ts';
 import { readPayloadFile } from '../models.ts';
 import { isSignedEnvelope, parseEnvelope } from '../../src/apply/envelope.ts';
+import { printable, terminalSafe } from '../text.ts';
 
 export interface InspectArgs {
   payload: string;
@@ -48,19 +49,20 @@ export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
   const written = payload.patches.reduce((n, p) => n + (p.kind === 'sparse' ? p.positions.length : shapeSize(p.shape)), 0);
   io.out(`${a.payload}: neural-diff payload v${h.version}, ${formatBytes(bytes.length)} (${bytes.length} bytes)`);
   if (envelope) io.out(`  signed by  key id ${envelope.keyId} (not checked here: ndiff verify --public-key KEY checks it)`);
-  io.out(`  method     ${h.method}`);
-  io.out(`  model      ${h.modelId}`);
+  io.out(`  method     ${printable(h.method)}`);
+  // Strings from the payload are printed escaped: raw control characters could rewrite the terminal.
+  io.out(`  model      ${printable(h.modelId)}`);
   io.out(`  base       ${h.baseFingerprint}`);
   io.out(`  target     ${h.targetFingerprint}`);
   io.out(`  sequence   ${h.sequence}`);
   io.out(`  budget     ${h.budgetBytes ? `${h.budgetBytes} bytes (${((100 * bytes.length) / h.budgetBytes).toFixed(1)}% used)` : 'none'}`);
-  io.out(`  created by ${h.createdBy}${h.createdAt ? ` at ${h.createdAt}` : ''}`);
+  io.out(`  created by ${printable(h.createdBy)}${h.createdAt ? ` at ${printable(h.createdAt)}` : ''}`);
   if (h.expiresAt !== undefined) io.out(`  expires    ${new Date(h.expiresAt * 1000).toISOString()}`);
-  if (h.meta) for (const [k, v] of Object.entries(h.meta)) io.out(`  meta ${k} = ${v}`);
+  if (h.meta) for (const [k, v] of Object.entries(h.meta)) io.out(`  meta ${printable(k)} = ${printable(v)}`);
   io.out(`  patches    ${payload.patches.length} tensors, ${written} values written`);
   io.out('');
   io.out(table(payload.patches.map((p) => [
-    p.name,
+    printable(p.name),
     p.kind,
     `[${p.shape.join('x')}]`,
     p.kind === 'sparse' ? `${p.positions.length} (${((100 * p.positions.length) / Math.max(1, shapeSize(p.shape))).toFixed(2)}%)` : p.kind === 'hash' ? `${p.buckets.length} buckets${p.signed ? ' ±' : ''}` : p.kind === 'lowrank' ? `all (rank ${p.rank})` : 'all',

@@ -11,7 +11,7 @@ import type { EpochReport } from '../../src/train/loop.ts';
 import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
-import { checkOutputPath, parseExpiry, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, defaultModelId, parseExpiry, writeUpdatedModel } from '../models.ts';
 
 export interface TrainArgs {
   method: TrainMethod;
@@ -69,7 +69,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('lr', { type: 'number', describe: 'learning rate to start the search from (Adam): default 3e-3 for the diff values of sparse/hash/lora/topk-retrain, 3e-4 for the weights in full fine-tuning (also behind topk/drop/lowrank)' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; auto: int8 trained quantization-aware for learned methods, the most accurate for post-hoc ones' })
     .option('loss', { type: 'string', describe: "loss (default: the model's training config, else sparse_categorical_crossentropy); classification losses only" })
-    .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: base folder name)' })
+    .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: the id the base folder recorded in .ndiff-folder.json, else its name); keep one id along a chain of updates' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date or a duration from now (30d, 12h)' })
     .example('$0 train --method sparse --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model as stored')
@@ -163,7 +163,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       trainable,
       allowWorse: a.allowWorse,
       store: a.store,
-      header: { modelId: a.modelId ?? (a.base.replace(/\/+$/, '').split('/').pop() || 'model'), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
+      header: { modelId: a.modelId ?? (await defaultModelId(a.base)), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
       onProgress: (m) => io.progress(m),
       onBatch: (b) => {
         const line = `  epoch ${b.epoch} ${bar(b.batch, b.batches)} batch ${b.batch}/${b.batches} loss ${b.loss.toFixed(4)}`;

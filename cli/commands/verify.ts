@@ -2,11 +2,12 @@ import type { Argv } from 'yargs';
 import { applyVerifiedPayload, verifyPayload } from '../../src/apply/index.ts';
 import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
 import { FileSequenceStore } from '../../src/io/sequence-file.ts';
+import { readFolderModelId } from '../../src/io/model-dir-update.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
-import { readPayloadFile } from '../models.ts';
-import { MemoryWeightStore } from '../../src/core/weight-store.ts';
-import { isOnnxPath, openModel } from '../models.ts';
+import { isOnnxPath, openModel, readPayloadFile } from '../models.ts';
+import { terminalSafe } from '../text.ts';
+import { MemoryWeightStore, type WeightStore } from '../../src/core/weight-store.ts';
 
 export interface VerifyArgs extends SignatureArgs {
   payload: string;
@@ -30,16 +31,24 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
   const verified = await verifyPayload(bytes, policy);
   const { payload } = verified;
   io.out(describeSignature(verified.signature));
-  io.out(`${a.payload}: well-formed v${payload.header.version} payload for model ${JSON.stringify(payload.header.modelId)}, sequence ${payload.header.sequence}, ${payload.patches.length} patches, ${bytes.length} bytes`);
+  io.out(`${a.payload}: well-formed v${payload.header.version} payload for model ${terminalSafe(JSON.stringify(payload.header.modelId))}, sequence ${payload.header.sequence}, ${payload.patches.length} patches, ${bytes.length} bytes`);
   const doc: Record<string, unknown> = {
     payload: a.payload, bytes: bytes.length, signature: verified.signature, version: payload.header.version, modelId: payload.header.modelId,
     sequence: payload.header.sequence, patches: payload.patches.length, baseFingerprint: payload.header.baseFingerprint, targetFingerprint: payload.header.targetFingerprint,
   };
   if (a.model) {
     // An ONNX store holds the file's bytes in memory: patching it writes nothing to disk.
-    const copy = isOnnxPath(a.model) ? (await openModel(a.model)).store : MemoryWeightStore.copyOf(await openTfjsModelDir(a.model));
+    let copy: WeightStore;
+    if (isOnnxPath(a.model)) copy = (await openModel(a.model)).store;
+    else {
+      const disk = await openTfjsModelDir(a.model);
+      // The copy keeps the folder's storage grids, so a grid mismatch is refused here too.
+      copy = Object.assign(MemoryWeightStore.copyOf(disk), { grid: (name: string) => disk.grid(name) });
+    }
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
-    const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) });
+    // The model id the folder recorded at its first update, as ndiff apply checks it.
+    const modelId = isOnnxPath(a.model) ? undefined : await readFolderModelId(a.model);
+    const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) });
     io.out(res.status === 'already-applied'
       ? `${a.model} is already at the target ${res.targetFingerprint}`
       : `applies cleanly to ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}`);

@@ -17,14 +17,14 @@
  *  9. `confirmCommit` of a two-phase store (it drops the previous version);
  * 10. the sequence is recorded in the sequence store.
  */
-import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, SignatureError, StateStoreError, TargetMismatchError, UsageError } from '../core/errors.ts';
+import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, NonFiniteValueError, SignatureError, StateStoreError, TargetMismatchError, UsageError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
 import { openPayload, patchSource, type DecodeOptions, type OpenedPayload, type Payload, type PatchSource, type TensorPatch } from '../core/format.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { describeGrid, sameGrid, type StorageGrid } from '../core/grid.ts';
 import { applyTensorPatch, undoTensorPatch, type ExceptionBlock } from '../core/patch-math.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
-import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
+import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, short, type SequenceStore } from './freshness.ts';
 import { openSignedPayload, parseTrustedKeys, type SignatureCheck, type SignaturePolicy } from './signature.ts';
 
 /**
@@ -104,9 +104,6 @@ function piece(w: Float32Array, patch: TensorPatch, offset: number): Float32Arra
   return patch.kind === 'dense' ? w.subarray(offset, offset + patch.values.length) : w;
 }
 
-function short(fp: string): string {
-  return fp.slice(0, 8) + '…';
-}
 
 async function resolveHasher(h: ApplyOptions['hasher']): Promise<Hasher> {
   if (h && typeof h === 'object') return h;
@@ -173,7 +170,7 @@ export async function applyPayload(store: WeightStore, payloadBytes: Uint8Array,
 /** {@link applyPayload} for the result of {@link verifyPayload}. */
 export async function applyVerifiedPayload(store: WeightStore, verified: VerifiedPayload, options: ApplyOptions = {}): Promise<ApplyResult> {
   if (!verifiedPayloads.has(verified)) {
-    throw new UsageError('applyVerifiedPayload takes the object verifyPayload returned (it vouches that the signature policy and the decoder ran): call verifyPayload(bytes, options) first, or applyPayload(store, bytes, options)');
+    throw new UsageError('applyVerifiedPayload takes the object verifyPayload returned, found another: call verifyPayload(bytes, options) first, or applyPayload(store, bytes, options)');
   }
   const keys = parseTrustedKeys(options.trustedKeys);
   if ((options.requireSignature ?? keys.length > 0) && !(verified.signature.verified && keys.some((k) => k.keyId === verified.signature.keyId))) {
@@ -295,8 +292,23 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
       const parts: ExceptionBlock[][] = [];
       undo.push({ src, parts });
       for (const { patch, offset } of src.chunks()) {
-        const rec = applyTensorPatch(piece(w, patch, offset), patch, true);
-        if (rec) parts.push(rec.exceptions);
+        const wp = piece(w, patch, offset);
+        const rec = applyTensorPatch(wp, patch, true);
+        if (!rec) continue;
+        parts.push(rec.exceptions);
+        // A weight the patch made non-finite overflowed float32 (finite deltas can: 3e38 +
+        // 3e38, or a low-rank product). Subtracting its delta again would not give the old value
+        // back, so it is among the logged exceptions: checking those finds it. (A payload for a
+        // model holding NaN or infinity in a patched tensor cannot be built: the encoder refuses
+        // non-finite targets; so the device refuses them too.)
+        for (const { positions } of rec.exceptions) {
+          for (let j = 0; j < positions.length; j++) {
+            const x = wp[positions[j]];
+            if (x - x !== 0) {
+              throw new NonFiniteValueError(`after patching, tensor ${JSON.stringify(src.name)} holds ${x} where a finite weight was (the payload overflows float32); the patch was undone and the model is unchanged: the payload is inconsistent, rebuild it or fetch the full model`);
+            }
+          }
+        }
       }
       written += src.written;
     }

@@ -14,6 +14,9 @@
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { UsageError } from '../core/errors.ts';
+import { fromHex, toHex } from '../core/hex.ts';
+
+export { toHex };
 
 export type Ed25519Verifier = 'auto' | 'webcrypto' | 'pure';
 
@@ -42,11 +45,6 @@ export function keyIdOf(raw: Uint8Array): string {
   return toHex(sha512(raw).subarray(0, 8));
 }
 
-export function toHex(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += b[i].toString(16).padStart(2, '0');
-  return s;
-}
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 /** Standard or URL-safe base64 (padding optional) to bytes; null if malformed. No Buffer/atob. */
@@ -94,10 +92,12 @@ export function parsePublicKey(input: Uint8Array | string, label = 'public key')
     raw = input;
   } else if (typeof input === 'string') {
     const text = input.trim();
+    // One key per file: with two, which one is trusted would be a guess.
+    if (/-----BEGIN[\s\S]*-----BEGIN/.test(text)) bad('more than one PEM block: give one key per file');
     const pem = /-----BEGIN PUBLIC KEY-----([\s\S]*?)-----END PUBLIC KEY-----/.exec(text);
     if (pem) raw = base64ToBytes(pem[1]) ?? bad('the PEM body is not base64');
     else if (/-----BEGIN/.test(text)) bad('this PEM block is not a PUBLIC KEY; a private key must never be given to a device');
-    else if (/^[0-9a-fA-F]{64}$/.test(text)) raw = Uint8Array.from(text.match(/../g) as string[], (h) => parseInt(h, 16));
+    else if (/^[0-9a-fA-F]{64}$/.test(text)) raw = fromHex(text);
     else raw = base64ToBytes(text) ?? bad('not PEM, hex or base64');
   } else {
     bad('wrong type');
@@ -146,8 +146,8 @@ export function webCryptoHasEd25519(): Promise<boolean> {
     if (!s) return false;
     try {
       // RFC 8032 test 1: the empty message.
-      const pub = Uint8Array.from((('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a').match(/../g) as string[]).map((h) => parseInt(h, 16)));
-      const sig = Uint8Array.from((('e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b').match(/../g) as string[]).map((h) => parseInt(h, 16)));
+      const pub = fromHex('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a');
+      const sig = fromHex('e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b');
       const key = await s.importKey('raw', pub, { name: 'Ed25519' }, false, ['verify']);
       return await s.verify({ name: 'Ed25519' }, key, sig, new Uint8Array(0));
     } catch {

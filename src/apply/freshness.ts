@@ -36,7 +36,8 @@ export class MemorySequenceStore implements SequenceStore {
   }
 }
 
-function short(fp: string): string {
+/** A fingerprint's first 8 hex chars, for messages. */
+export function short(fp: string): string {
   return fp.slice(0, 8) + '…';
 }
 

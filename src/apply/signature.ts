@@ -3,7 +3,7 @@
  * payloads. Runs on the raw bytes, before anything is decoded.
  */
 import { PayloadTooLargeError, SignatureError, UsageError } from '../core/errors.ts';
-import { DEFAULT_MAX_PAYLOAD_BYTES } from '../core/format.ts';
+import { payloadLimit } from '../core/format.ts';
 import { parsePublicKey, resolveVerifier, toHex, verifyEd25519, type Ed25519Verifier, type TrustedKey } from './ed25519.ts';
 import { ENVELOPE_OVERHEAD, isSignedEnvelope, parseEnvelope } from './envelope.ts';
 
@@ -57,7 +57,7 @@ export function parseTrustedKeys(keys: readonly PublicKeyInput[] = []): TrustedK
  */
 export async function openSignedPayload(bytes: Uint8Array, policy: SignaturePolicy = {}): Promise<{ payload: Uint8Array; signature: SignatureCheck }> {
   if (!(bytes instanceof Uint8Array)) throw new UsageError(`expected the payload bytes as a Uint8Array, found ${typeof bytes}`);
-  const limit = policy.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const limit = payloadLimit(policy.maxPayloadBytes);
   if (bytes.length > limit + ENVELOPE_OVERHEAD) throw new PayloadTooLargeError(bytes.length, limit);
   const keys = parseTrustedKeys(policy.trustedKeys);
   const require = policy.requireSignature ?? keys.length > 0;

@@ -5,8 +5,9 @@
  * encode.ts, so a device bundle carries no encoder), checking every count and length against the bytes actually present before it
  * allocates anything, so hostile input costs at most a few times its own size.
  */
-import { PayloadFormatError, PayloadTooLargeError, UnsupportedVersionError, NonFiniteValueError } from './errors.ts';
+import { PayloadFormatError, PayloadTooLargeError, UnsupportedVersionError, NonFiniteValueError, UsageError } from './errors.ts';
 import { readVarintsInto } from './varint.ts';
+import { toHex } from './hex.ts';
 import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from './msgpack-guard.ts';
 import { readMsgpack } from './msgpack-read.ts';
 import { bytesPerValue, decodeValues, VALUE_CODECS, type ValueCodec } from './values.ts';
@@ -20,6 +21,16 @@ export const FORMAT_VERSION = 2;
 export const SUPPORTED_VERSIONS: readonly number[] = [1, 2];
 /** Default cap on the size of a payload accepted for decoding (256 MiB). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The size cap to apply: `maxPayloadBytes`, or the default. NaN or a value that is not a number
+ * is refused: it would make every size comparison false and so disable the cap.
+ * @throws UsageError
+ */
+export function payloadLimit(maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES): number {
+  if (typeof maxPayloadBytes !== 'number' || !(maxPayloadBytes >= 0)) throw new UsageError(`maxPayloadBytes: expected a number of bytes, found ${maxPayloadBytes}`);
+  return maxPayloadBytes;
+}
 /** Largest tensor (in values) a patch may address: positions are uint32. */
 export const MAX_TENSOR_SIZE = 0xffffffff;
 
@@ -179,11 +190,7 @@ export function shapeSize(shape: readonly number[]): number {
 
 
 /** 8 bytes to 16 hex chars (big-endian, as the bytes read). */
-export function bytes8ToHex(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += b[i].toString(16).padStart(2, '0');
-  return s;
-}
+export const bytes8ToHex: (b: Uint8Array) => string = toHex;
 
 
 export interface DecodeOptions {
@@ -294,7 +301,7 @@ function releaseScratch(buf: { positions: Uint32Array }): void {
 
 /** Decode the header and pass each patch, in order, through `each` (which decodes its pieces). */
 function readPayload<T>(bytes: Uint8Array, options: DecodeOptions, each: (patch: PatchSource) => T): { header: PayloadHeader; patches: T[] } {
-  const limit = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const limit = payloadLimit(options.maxPayloadBytes);
   if (!(bytes instanceof Uint8Array)) throw new PayloadFormatError(`expected the payload as a Uint8Array, found ${describe(bytes)}`);
   if (bytes.length > limit) throw new PayloadTooLargeError(bytes.length, limit);
   if (bytes.length === 0) fail('the payload is empty');

@@ -11,6 +11,7 @@
  * let go after the call.
  */
 import { HASH_KERNEL_WASM } from './hash-kernel-wasm.ts';
+import { fromHex } from './hex.ts';
 
 /** Weights per call of the kernel, and the layout of its memory (see hash-kernel.wat). */
 const CHUNK = 16384;
@@ -41,7 +42,7 @@ let kernel: Kernel | null | undefined;
 
 function instantiate(): Kernel | null {
   try {
-    compiled ??= new WebAssembly.Module(Uint8Array.from(HASH_KERNEL_WASM.match(/../g) as string[], (h) => parseInt(h, 16)));
+    compiled ??= new WebAssembly.Module(fromHex(HASH_KERNEL_WASM));
     return new WebAssembly.Instance(compiled).exports as unknown as Kernel;
   } catch {
     return null;

@@ -1,5 +1,41 @@
-/** File-system durability helpers shared by every store that writes model files atomically. */
-import { open } from 'node:fs/promises';
+/**
+ * The file layer of the model-folder writers.
+ *
+ * Every file-system operation that changes a model folder during an apply (create and write a
+ * file, fsync it, rename, hard link, unlink, mkdir, fsync a folder) goes through a
+ * {@link FileOps}. The default, {@link nodeFileOps}, is plain node:fs; a test passes its own to
+ * record the operations (the power-loss harness in test/power-loss/ rebuilds, from such a record,
+ * every folder a power cut could leave) or to make one fail. Reads go straight to node:fs: they
+ * change nothing a crash could leave behind.
+ *
+ * The durability rules the writers follow, and the harness checks:
+ * - a file's bytes are durable only after its fsync ({@link FileOps.writeNewFile} with `sync`);
+ * - a name (created, renamed, linked or unlinked) is durable only after an fsync of its folder
+ *   ({@link FileOps.syncDir});
+ * - so a file is renamed into place only after its fsync, and a step that must not be undone by
+ *   a power cut is followed by a folder fsync before anything that depends on it.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants, link, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import * as path from 'node:path';
+
+/** The operations that change a folder. Paths are absolute or relative to the working directory. */
+export interface FileOps {
+  /**
+   * Create `file` (it must not exist: `EEXIST` otherwise), write `parts` in order, fsync it when
+   * `sync` is set, close it. On a failure the partly written file is removed.
+   */
+  writeNewFile(file: string, parts: readonly Uint8Array[], options?: { sync?: boolean }): Promise<void>;
+  /** rename(2): atomic, replaces `to`. */
+  rename(from: string, to: string): Promise<void>;
+  /** link(2): a second name for `existing`; `EEXIST` if `newPath` exists. */
+  link(existing: string, newPath: string): Promise<void>;
+  unlink(file: string): Promise<void>;
+  /** mkdir -p. */
+  mkdir(dir: string): Promise<void>;
+  /** fsync a folder, so the names created, renamed or removed in it are durable. */
+  syncDir(dir: string): Promise<void>;
+}
 
 /** The `code` of a Node file-system error, if any. */
 export function errCode(err: unknown): string | undefined {
@@ -19,5 +55,115 @@ export async function syncDir(dir: string): Promise<void> {
     if (!['EISDIR', 'EINVAL', 'EPERM', 'EACCES', 'EBADF'].includes(errCode(err) ?? '')) throw err;
   } finally {
     await fh?.close();
+  }
+}
+
+/** {@link FileOps} on node:fs (the bindings are looked up at each call, so a test may patch them). */
+export const nodeFileOps: FileOps = {
+  async writeNewFile(file, parts, options = {}) {
+    const fh = await open(file, 'wx');
+    try {
+      for (const part of parts) await fh.writeFile(part);
+      if (options.sync) await fh.sync();
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await unlink(file).catch(() => {});
+      throw err;
+    }
+    await fh.close();
+  },
+  rename: (from, to) => rename(from, to),
+  link: (existing, newPath) => link(existing, newPath),
+  unlink: (file) => unlink(file),
+  mkdir: async (dir) => {
+    await mkdir(dir, { recursive: true });
+  },
+  syncDir: (dir) => syncDir(dir),
+};
+
+/** Temporary files of this project's writers: `<name>.tmp-<pid>-<hex>`. */
+export const TEMP_FILE = /\.tmp-\d+-[0-9a-f]+$/;
+
+/**
+ * Write `file` so that it holds the old or the new bytes at every instant, durably (temp file,
+ * fsync, rename, fsync of the folder), unless `durable: false`: then neither the file nor the
+ * folder is fsynced, and after a power cut the file may be the previous one, empty or cut short
+ * (for caches, whose readers ignore a file they cannot parse).
+ */
+export async function writeFileAtomically(file: string, bytes: Uint8Array, options: { durable?: boolean; fileOps?: FileOps } = {}): Promise<void> {
+  const durable = options.durable !== false;
+  const ops = options.fileOps ?? nodeFileOps;
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  // Leftovers of an earlier interrupted write of this same file.
+  try {
+    for (const name of await readdir(dir)) {
+      if (name.startsWith(`${base}.tmp-`) && TEMP_FILE.test(name)) await ops.unlink(path.join(dir, name)).catch(() => {});
+    }
+  } catch {
+    /* the folder is checked by the write below */
+  }
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  try {
+    await ops.writeNewFile(tmp, [bytes], { sync: durable });
+    await ops.rename(tmp, file);
+  } catch (e) {
+    await ops.unlink(tmp).catch(() => {});
+    throw e;
+  }
+  if (durable) await ops.syncDir(dir);
+}
+
+/** What a path is, for messages about files that are not regular files. */
+function kindOf(st: { isDirectory(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * Read a whole file that must be a regular file, without blocking on anything else: it is
+ * opened non-blocking (a FIFO with no writer would otherwise hang the open) and checked with
+ * fstat before a byte is read. With `maxBytes`, a larger file is refused from its size, and at
+ * most `maxBytes + 1` bytes are ever read (a file that grows while read is refused too).
+ *
+ * @returns the bytes, or null when the file does not exist.
+ * @throws an Error with `code` `'EFTYPE'` (not a regular file; `found` says what it is) or
+ *   `'EFBIG'` (over `maxBytes`; `size` is what fstat or the read found); other node:fs errors as they are.
+ */
+export async function readRegularFile(file: string, options: { maxBytes?: number } = {}): Promise<Uint8Array | null> {
+  let fh;
+  try {
+    fh = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    if (errCode(err) === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      const found = kindOf(st);
+      throw Object.assign(new Error(`${file} is ${found}, not a regular file`), { code: 'EFTYPE', found });
+    }
+    const max = options.maxBytes ?? Infinity;
+    const tooBig = (size: number) => Object.assign(new Error(`${file} is ${size} bytes, over the limit of ${max}`), { code: 'EFBIG', size });
+    if (st.size > max) throw tooBig(st.size);
+    // Room for one byte more than fstat said, to see a file that grew.
+    const out = new Uint8Array(Math.min(st.size, max) + 1);
+    let at = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(out, at, out.length - at, at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+      if (at > max) throw tooBig(at);
+      if (at === out.length) break; // grew past its fstat size but within the limit: refused below
+    }
+    if (at > st.size) throw Object.assign(new Error(`${file} grew while it was read (fstat said ${st.size} bytes): another program is writing it; retry when it is complete`), { code: 'EAGAIN' });
+    return out.subarray(0, at);
+  } finally {
+    await fh.close();
   }
 }

@@ -1,59 +1,69 @@
 /**
- * Crash-safe updates of a TF.js model folder on disk: whatever instant the process dies, a
- * loader that reads `model.json` and the shards it names sees exactly the old version or exactly
- * the new one, and the next apply finishes the job or refuses cleanly.
+ * Crash-safe updates of a TF.js model folder on disk: whatever instant the process dies or the
+ * power goes, a loader that reads `model.json` and the shards it names sees exactly the old
+ * version or exactly the new one, and the next apply finishes the job or refuses cleanly.
  *
- * The folder's states (docs/SECURITY.md walks through them):
+ * The folder's states (docs/SECURITY.md walks through them; every file operation goes through
+ * the {@link FileOps} of src/io/durable.ts, which the power-loss harness records):
  *
- * 1. new shards written (content-addressed names, temp file + fsync + rename; shards whose
+ * 1. the update journal `.ndiff-journal.json` is written durably before anything else: a random
+ *    id, the sha256 of the current model.json and of the new one, the shards the update will
+ *    create and the old shards it will retire. Recovery acts only on what such a journal names;
+ * 2. new shards written (content-addressed names, temp file + fsync + rename; shards whose
  *    bytes the patch left unchanged stay the same files); model.json still names the old ones:
  *    the loader sees the old version;
- * 2. the new model.json is written to `model.json.tmp-<id>` and fsynced, the old model.json is
+ * 3. the new model.json is written to `model.json.tmp-<id>` and fsynced, the old model.json is
  *    hard-linked as `model.json.prev` (the previous version is kept), the folder is fsynced;
- * 3. the new version is read back from its files and fingerprinted: if it is not the payload's
+ * 4. the new version is read back from its files and fingerprinted: if it is not the payload's
  *    target, nothing switches;
- * 4. `model.json.tmp-<id>` is renamed over `model.json` and the folder fsynced (the switch);
- * 5. the health check runs; if it fails, `model.json.prev` is renamed back over `model.json`
- *    (rollback, atomic) and the new shards are deleted;
- * 6. if it passes, `model.json.prev` is renamed to `model.json.retired` (the commit point of
- *    the confirmation), the shards only it names are deleted, then it is deleted;
- * 7. the tensor digests are recorded (src/io/recorded-digests.ts), so the next apply reads only
+ * 5. `model.json.tmp-<id>` is renamed over `model.json` and the folder fsynced (the switch);
+ * 6. the health check runs; if it fails, `model.json.prev` is renamed back over `model.json`
+ *    (rollback, atomic), the folder fsynced, the new shards and the journal deleted;
+ * 7. if it passes, `model.json.prev` is deleted and the folder fsynced (the commit point of the
+ *    confirmation), the retired shards are deleted and the folder fsynced, then the journal is
+ *    deleted;
+ * 8. the tensor digests are recorded (src/io/recorded-digests.ts), so the next apply reads only
  *    the shards it patches, and the sequence number is recorded in the state file.
  *
- * {@link recoverModelDir}, run at the start of every apply, finishes what a crash interrupted:
- * `model.json.prev` still there means the update was never confirmed, so it is rolled back
- * (or, if the switch had not happened, simply removed); `model.json.retired` means the
- * confirmation happened and only its garbage collection remains; temp files and shards that
- * model.json does not name are deleted. After it, the same apply runs again from the old version.
+ * {@link recoverModelDir}, run at the start of every apply (under the lock), finishes what a
+ * crash interrupted, from the journal: model.json still the previous version → the update never
+ * switched: its new files are deleted; model.json the new version with `model.json.prev` still
+ * kept → switched but never confirmed: rolled back; model.json the new version and no
+ * `model.json.prev` → confirmed: the retired shards are deleted. A `model.json.prev` no journal
+ * names (someone's copy) is never touched. Temp files and shards named like this writer's that
+ * model.json (and a kept previous version) do not name are deleted. After it, the same apply
+ * runs again from the old version.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir, readFile, realpath } from 'node:fs/promises';
 import { uptime } from 'node:os';
 import * as path from 'node:path';
-import { ModelFormatError, TargetMismatchError } from '../core/errors.ts';
+import { ModelFormatError, ModelMismatchError, NeuralDiffError, StateStoreError, TargetMismatchError } from '../core/errors.ts';
 import { fingerprintStore } from '../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { MemoryWeightStore, type CommitInfo, type WeightStore } from '../core/weight-store.ts';
 import type { StorageGrid } from '../core/grid.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../apply/apply.ts';
 import type { SequenceStore } from '../apply/freshness.ts';
-import { MODEL_JSON, PREVIOUS_MODEL_JSON, openTfjsModelDir, type TfjsDirWeightStore } from './tfjs-artifacts.ts';
+import { checkManifestNamesNoControlFiles, openTfjsModelDir, type BeforeWriteHook, type TfjsDirWeightStore } from './tfjs-artifacts.ts';
 import { manifestPaths, parseModelJson } from './tfjs-manifest.ts';
-import { DEFAULT_STATE_FILE, FileSequenceStore, syncDir } from './sequence-file.ts';
+import { FileSequenceStore } from './sequence-file.ts';
 import { readRecordedDigests, writeRecordedDigests } from './recorded-digests.ts';
+import { errCode, nodeFileOps, readRegularFile, TEMP_FILE, writeFileAtomically, type FileOps } from './durable.ts';
+import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from './control-files.ts';
 
-/** The previous version's model.json after the new version was confirmed, until its shards are deleted. */
+export { LOCK_FILE, JOURNAL_FILE, FOLDER_FILE };
+/**
+ * The name older appliers (before the update journal) gave the previous version after the
+ * confirmation. This applier never writes it, and recovery leaves such a file alone.
+ */
 export const RETIRED_MODEL_JSON = 'model.json.retired';
-/** Held while an apply runs: `{"pid": …, "startedAt": …}`. */
-export const LOCK_FILE = '.ndiff-apply.lock';
 /** Shard names this project's writer makes (content-addressed), safe to delete when unreferenced. */
 const WRITER_SHARD = /^group\d+-shard\d+of\d+-[0-9a-f]{16}\.bin$/;
-/** Temporary files of this project's writers (`<name>.tmp-<pid>-<hex>`). */
-const TEMP_FILE = /\.tmp-\d+-[0-9a-f]+$/;
 
 /** What {@link recoverModelDir} found and did. */
 export interface RecoveryReport {
-  /** One sentence per action; empty when the folder was clean. */
+  /** One sentence per action (or file deliberately left alone); empty when the folder was clean. */
   actions: string[];
   /** True when an unconfirmed update was rolled back to the previous version. */
   rolledBack: boolean;
@@ -61,205 +71,428 @@ export interface RecoveryReport {
   removed: string[];
 }
 
+/** Options of the functions that change a model folder. */
+export interface FolderOptions {
+  /** The file operations that change the folder (default: node:fs; tests record them). */
+  fileOps?: FileOps;
+}
+
+function emptyReport(): RecoveryReport {
+  return { actions: [], rolledBack: false, removed: [] };
+}
+
 async function readIfExists(file: string): Promise<Uint8Array | null> {
   try {
     return await readFile(file);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (errCode(e) === 'ENOENT') return null;
     throw e;
   }
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(a, b) === 0;
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 function pathsOf(bytes: Uint8Array, file: string, dir: string): Set<string> {
   return new Set(manifestPaths(parseModelJson(new TextDecoder().decode(bytes), file)).map((p) => path.resolve(dir, p)));
 }
 
-async function removeFile(dir: string, name: string, report: RecoveryReport): Promise<void> {
+async function removeFile(ops: FileOps, dir: string, name: string, report: RecoveryReport): Promise<void> {
   try {
-    await unlink(path.join(dir, name));
+    await ops.unlink(path.join(dir, name));
     report.removed.push(name);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    if (errCode(e) !== 'ENOENT') throw e;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the update journal
+
+/** `.ndiff-journal.json`: what an update in progress is about to do (see the module doc). */
+interface Journal {
+  format: 'neural-diff-journal';
+  version: 1;
+  /** Random id of the update (also in its temporary files' names). */
+  id: string;
+  startedAt: string;
+  /** sha256 (hex) of model.json before the update: the bytes `model.json.prev` holds. */
+  previous: string;
+  /** sha256 (hex) of the new model.json. */
+  next: string;
+  /** Shards (names in the folder) the update creates. */
+  created: string[];
+  /** Shards of the previous version the new one does not name: deleted once confirmed. */
+  retired: string[];
+}
+
+/** The journal of `dir`: absent, this applier's (parsed), or a file that is not one (left alone). */
+async function readJournal(dir: string): Promise<{ journal?: Journal; unreadable?: string } | null> {
+  let bytes: Uint8Array | null;
+  try {
+    bytes = await readRegularFile(path.join(dir, JOURNAL_FILE));
+  } catch (e) {
+    return { unreadable: (e as Error).message };
+  }
+  if (bytes === null) return null;
+  let doc: Partial<Journal>;
+  try {
+    doc = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return { unreadable: 'not JSON' };
+  }
+  const hex = (v: unknown) => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
+  const names = (v: unknown) => Array.isArray(v) && v.every((n) => typeof n === 'string');
+  if (doc?.format !== 'neural-diff-journal' || doc.version !== 1 || typeof doc.id !== 'string' || !hex(doc.previous) || !hex(doc.next) || !names(doc.created) || !names(doc.retired)) {
+    return { unreadable: 'not a neural-diff update journal of version 1' };
+  }
+  return { journal: doc as Journal };
+}
+
+/** Write the journal durably: it must be on disk before any file it names is. */
+async function writeJournal(ops: FileOps, dir: string, journal: Journal): Promise<void> {
+  await writeFileAtomically(path.join(dir, JOURNAL_FILE), new TextEncoder().encode(JSON.stringify(journal, null, 1) + '\n'), { fileOps: ops });
+}
+
+/** Delete the files an update created that model.json (and a kept previous version) do not name. */
+async function removeCreated(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport): Promise<void> {
+  const keep = await referencedNow(dir);
+  for (const name of journal.created) {
+    const file = path.resolve(dir, name);
+    if (path.dirname(file) !== path.resolve(dir) || keep.has(file) || controlFileProblem(dir, name)) continue;
+    await removeFile(ops, dir, path.basename(file), report);
+  }
+}
+
+/** Delete the retired shards of a confirmed update that model.json does not name. */
+async function removeRetired(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport): Promise<void> {
+  const keep = await referencedNow(dir);
+  for (const name of journal.retired) {
+    const file = path.resolve(dir, name);
+    // Only files directly in the folder, never one the applier owns (the manifest was checked
+    // when the update started; this keeps a hand-edited journal from deleting them).
+    if (path.dirname(file) !== path.resolve(dir) || keep.has(file) || controlFileProblem(dir, name)) continue;
+    await removeFile(ops, dir, path.basename(file), report);
+  }
+}
+
+/** Every file model.json and a kept model.json.prev name (resolved paths). */
+async function referencedNow(dir: string): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const name of [MODEL_JSON, PREVIOUS_MODEL_JSON]) {
+    const bytes = await readIfExists(path.join(dir, name));
+    if (bytes === null) continue;
+    try {
+      for (const p of pathsOf(bytes, path.join(dir, name), dir)) out.add(p);
+    } catch {
+      /* unreadable: it names nothing we could keep or delete */
+    }
+  }
+  return out;
 }
 
 /** Delete temp files and writer-made shards that model.json (and a kept previous version) do not name. */
-async function collectGarbage(dir: string, report: RecoveryReport): Promise<void> {
-  const current = await readIfExists(path.join(dir, MODEL_JSON));
-  if (current === null) return; // nothing to attribute shards to: delete nothing
-  const referenced = pathsOf(current, path.join(dir, MODEL_JSON), dir);
-  const prev = await readIfExists(path.join(dir, PREVIOUS_MODEL_JSON));
-  if (prev !== null) for (const p of pathsOf(prev, path.join(dir, PREVIOUS_MODEL_JSON), dir)) referenced.add(p);
+async function collectGarbage(ops: FileOps, dir: string, report: RecoveryReport): Promise<void> {
+  if ((await readIfExists(path.join(dir, MODEL_JSON))) === null) return; // nothing to attribute shards to: delete nothing
+  const referenced = await referencedNow(dir);
   const before = report.removed.length;
   for (const name of (await readdir(dir)).sort()) {
-    if (TEMP_FILE.test(name) || (WRITER_SHARD.test(name) && !referenced.has(path.resolve(dir, name)))) await removeFile(dir, name, report);
+    // Never a file model.json (or a kept previous version) names, whatever its name.
+    if (referenced.has(path.resolve(dir, name))) continue;
+    if (TEMP_FILE.test(name) || WRITER_SHARD.test(name)) await removeFile(ops, dir, name, report);
   }
-  if (report.removed.length > before) await syncDir(dir);
+  if (report.removed.length > before) await ops.syncDir(dir);
 }
 
-/** Delete the shards `model.json.retired` names that model.json does not, then the file itself. */
-async function finishRetired(dir: string, report: RecoveryReport): Promise<void> {
-  const retiredFile = path.join(dir, RETIRED_MODEL_JSON);
-  const retired = await readIfExists(retiredFile);
-  if (retired === null) return;
-  const current = await readIfExists(path.join(dir, MODEL_JSON));
-  if (current === null) throw new ModelFormatError(`${dir} has ${RETIRED_MODEL_JSON} but no ${MODEL_JSON}: expected the confirmed model beside it; the folder was changed by hand: restore the model from the full download`, { dir });
-  const keep = pathsOf(current, path.join(dir, MODEL_JSON), dir);
-  const prev = await readIfExists(path.join(dir, PREVIOUS_MODEL_JSON));
-  if (prev !== null) for (const p of pathsOf(prev, path.join(dir, PREVIOUS_MODEL_JSON), dir)) keep.add(p);
-  let old: Set<string>;
-  try {
-    old = pathsOf(retired, retiredFile, dir);
-  } catch {
-    old = new Set(); // unreadable: its shards are left to the writer-shard sweep
+/**
+ * Finish or undo the update the journal describes, by what model.json and `model.json.prev`
+ * hold now (see the module doc), then delete the journal.
+ *
+ * @throws ModelFormatError when model.json is neither version the journal names (then nothing
+ *   is touched).
+ */
+async function settleJournal(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport): Promise<void> {
+  const modelFile = path.join(dir, MODEL_JSON);
+  const prevFile = path.join(dir, PREVIOUS_MODEL_JSON);
+  const current = await readIfExists(modelFile);
+  const prev = await readIfExists(prevFile);
+  const currentIs = current === null ? 'missing' : sha256(current) === journal.previous ? 'previous' : sha256(current) === journal.next ? 'next' : 'other';
+  // The kept previous version is the update's only if its bytes are the ones the journal recorded.
+  const prevIsOurs = prev !== null && sha256(prev) === journal.previous;
+  const tag = `update ${journal.id}`;
+
+  if (currentIs === 'previous') {
+    // Never switched: drop the kept copy and the new files.
+    if (prevIsOurs) await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
+    await removeCreated(ops, dir, journal, report);
+    await ops.syncDir(dir);
+    report.actions.push(`${tag} was interrupted before its switch: the model is the previous version; removed its new files`);
+  } else if (currentIs === 'next' && prevIsOurs) {
+    // Switched, never confirmed: the previous version comes back (atomic rename), durably,
+    // before anything else is deleted.
+    await ops.rename(prevFile, modelFile);
+    await ops.syncDir(dir);
+    report.rolledBack = true;
+    await removeCreated(ops, dir, journal, report);
+    report.actions.push(`${tag} was interrupted after its switch but before it was confirmed: rolled back to the previous version`);
+  } else if (currentIs === 'next') {
+    // Confirmed (the kept copy is gone): finish deleting the retired shards, durably, before
+    // the journal that lists them goes.
+    await removeRetired(ops, dir, journal, report);
+    await ops.syncDir(dir);
+    report.actions.push(`${tag} was confirmed; finished deleting the shards of the previous version`);
+  } else {
+    throw new ModelFormatError(
+      `${dir} holds the journal of ${tag} (from ${journal.startedAt}), but ${MODEL_JSON} is ${currentIs === 'missing' ? 'missing' : 'neither the version it started from nor the one it wrote'}: expected one of them; the folder was changed by hand during an update. Nothing was touched: restore the model from the full download, then delete ${JOURNAL_FILE}`,
+      { dir, journal: journal.id },
+    );
   }
-  for (const p of old) {
-    if (!keep.has(p) && path.dirname(p) === path.resolve(dir)) await removeFile(dir, path.basename(p), report);
-  }
-  // Not fsynced: a deletion lost in a crash brings back the retired file, and the next
-  // recovery finishes it again.
-  await removeFile(dir, RETIRED_MODEL_JSON, report);
+  await removeFile(ops, dir, JOURNAL_FILE, report);
 }
 
 /**
  * Bring a model folder back to a confirmed version after an interrupted update, and delete the
- * leftovers. Safe to call at any time (one writer per folder); does nothing on a clean folder.
+ * leftovers. Acts only on the update journal this applier wrote (a `model.json.prev` or
+ * `model.json.retired` no journal names is left alone, and reported). Safe to call at any time
+ * (one writer per folder: take {@link lockModelDir} first); does nothing on a clean folder.
  *
- * @throws ModelFormatError when model.json is unreadable and no previous version is kept.
+ * @throws ModelFormatError when the journal names an update model.json is no version of.
  */
-export async function recoverModelDir(dir: string): Promise<RecoveryReport> {
-  const report: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
-  const modelFile = path.join(dir, MODEL_JSON);
-  const prevFile = path.join(dir, PREVIOUS_MODEL_JSON);
-  const prev = await readIfExists(prevFile);
-  if (prev !== null) {
-    const current = await readIfExists(modelFile);
-    if (current !== null && sameBytes(current, prev)) {
-      await removeFile(dir, PREVIOUS_MODEL_JSON, report);
-      await syncDir(dir);
-      report.actions.push('an update was interrupted before its switch: the model is the previous version; removed its leftovers');
-    } else {
-      await rename(prevFile, modelFile);
-      await syncDir(dir);
-      report.rolledBack = true;
-      report.actions.push('an update was interrupted after its switch but before it was confirmed: rolled back to the previous version');
+export async function recoverModelDir(dir: string, options: FolderOptions = {}): Promise<RecoveryReport> {
+  const ops = options.fileOps ?? nodeFileOps;
+  const report = emptyReport();
+  const read = await readJournal(dir);
+  if (read?.journal) await settleJournal(ops, dir, read.journal, report);
+  else if (read?.unreadable) report.actions.push(`left ${JOURNAL_FILE} alone: ${read.unreadable} (this applier writes only its own format there; an update will replace it)`);
+  // Settling the journal removed the kept previous version it named: one still there is not ours.
+  for (const name of [PREVIOUS_MODEL_JSON, RETIRED_MODEL_JSON]) {
+    if ((await readIfExists(path.join(dir, name))) !== null) {
+      report.actions.push(`left ${name} alone: no update journal names it, so this applier did not write it (a copy kept by hand, or an older applier's)`);
     }
   }
-  if ((await readIfExists(path.join(dir, RETIRED_MODEL_JSON))) !== null) {
-    await finishRetired(dir, report);
-    report.actions.push('an update was confirmed but its old shards were not all deleted: deleted them');
-  }
   const before = report.removed.length;
-  await collectGarbage(dir, report);
-  if (report.removed.length > before && prev === null) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
+  await collectGarbage(ops, dir, report);
+  if (report.removed.length > before && !read?.journal) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
   return report;
 }
 
-/** Keep the new version: drop the previous one (no-op when none is kept). */
-export async function confirmUpdate(dir: string): Promise<void> {
-  const report: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
-  try {
-    await rename(path.join(dir, PREVIOUS_MODEL_JSON), path.join(dir, RETIRED_MODEL_JSON));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
+/** Keep the new version: drop the previous one and the retired shards (no-op without a journal). */
+export async function confirmUpdate(dir: string, options: FolderOptions = {}): Promise<void> {
+  const ops = options.fileOps ?? nodeFileOps;
+  const read = await readJournal(dir);
+  if (!read?.journal) return;
+  const report = emptyReport();
+  const prev = await readIfExists(path.join(dir, PREVIOUS_MODEL_JSON));
+  if (prev !== null && sha256(prev) === read.journal.previous) {
+    await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
+    await ops.syncDir(dir); // the commit point of the confirmation
   }
-  await syncDir(dir); // the commit point of the confirmation
-  await finishRetired(dir, report);
+  await settleJournal(ops, dir, read.journal, report);
 }
 
 /** Make the kept previous version current again, atomically, and delete the new files. */
-export async function rollbackUpdate(dir: string): Promise<void> {
-  const report: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
-  try {
-    await rename(path.join(dir, PREVIOUS_MODEL_JSON), path.join(dir, MODEL_JSON));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new ModelFormatError(`cannot roll back ${dir}: expected the previous version in ${PREVIOUS_MODEL_JSON}, found none (another process finished or undid the update?)`, { dir });
-    }
-    throw e;
+export async function rollbackUpdate(dir: string, options: FolderOptions = {}): Promise<void> {
+  const ops = options.fileOps ?? nodeFileOps;
+  const read = await readJournal(dir);
+  const prev = await readIfExists(path.join(dir, PREVIOUS_MODEL_JSON));
+  if (!read?.journal || prev === null || sha256(prev) !== read.journal.previous) {
+    throw new ModelFormatError(`cannot roll back ${dir}: expected an update journal and the previous version it names in ${PREVIOUS_MODEL_JSON}, found ${!read?.journal ? 'no journal' : 'no such previous version'} (another process finished or undid the update?)`, { dir });
   }
-  await syncDir(dir);
-  await collectGarbage(dir, report);
+  await settleJournal(ops, dir, read.journal, emptyReport());
+}
+
+// ---------------------------------------------------------------------------------------------
+// the folder's model id
+
+/** The model id recorded in `dir` by its first apply, or undefined. */
+export async function readFolderModelId(dir: string): Promise<string | undefined> {
+  const file = path.join(dir, FOLDER_FILE);
+  const bad = (why: string): never => {
+    throw new StateStoreError(
+      `${file} is damaged (${why}): expected {"format": "neural-diff-folder", "version": 1, "modelId": "..."}, the model id the first apply recorded; nothing was applied. Restore it (or write the folder's model id there); deleting it lets payloads of any model id apply to this folder`,
+      { file, applied: false },
+    );
+  };
+  let bytes: Uint8Array | null;
+  try {
+    bytes = await readRegularFile(file, { maxBytes: 64 * 1024 });
+  } catch (e) {
+    return bad((e as Error).message);
+  }
+  if (bytes === null) return undefined;
+  let doc: { format?: unknown; version?: unknown; modelId?: unknown };
+  try {
+    doc = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return bad('not JSON');
+  }
+  if (doc?.format !== 'neural-diff-folder' || doc.version !== 1 || typeof doc.modelId !== 'string') return bad('not a neural-diff folder file of version 1');
+  return doc.modelId;
+}
+
+/**
+ * Record `modelId` as the model `dir` holds (`.ndiff-folder.json`, durably): applies then refuse
+ * payloads of another id. An apply records it itself when it first confirms an update; a build
+ * server records it in a folder it makes (`ndiff diff --model-out`), so the next diff made
+ * against that folder carries the same id.
+ */
+export async function recordFolderModelId(dir: string, modelId: string, options: FolderOptions = {}): Promise<void> {
+  await writeFolderModelId(options.fileOps ?? nodeFileOps, dir, modelId);
+}
+
+async function writeFolderModelId(ops: FileOps, dir: string, modelId: string): Promise<void> {
+  const doc = { format: 'neural-diff-folder', version: 1, modelId };
+  await writeFileAtomically(path.join(dir, FOLDER_FILE), new TextEncoder().encode(JSON.stringify(doc) + '\n'), { fileOps: ops });
 }
 
 // ---------------------------------------------------------------------------------------------
 // the lock
 
-/** Lock files this process holds (two applies in one process exclude each other too). */
+/**
+ * Model folders this process holds the lock of (resolved paths): two applies in one process
+ * exclude each other too. An entry is added synchronously, before the first await.
+ */
 const heldLocks = new Set<string>();
+
+/** `.ndiff-apply.lock-<pid>-<ms since 1970>-<12 hex>`: one file per apply, never reused. */
+const LOCK_NAME = /^\.ndiff-apply\.lock-(\d+)-(\d+)-[0-9a-f]{12}$/;
+/** Attempts at the lock when another live apply's lock file is seen (with a short random pause between). */
+const LOCK_ATTEMPTS = 4;
 
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    return errCode(e) === 'EPERM';
   }
 }
 
 /**
- * Take the folder's apply lock. A lock left by a crashed process is taken over: its pid no longer
- * runs, or it was taken before the last boot (after a reboot the same pid may belong to another
- * process, or to this one). One held by a live process is a {@link ModelFormatError}.
+ * The live holder a lock file names, or null when it is stale: its pid no longer runs, it was
+ * taken before the last boot (after a reboot the same pid may belong to another process), or it
+ * is this process's own pid (this process holds no other lock on the folder, so the file is a
+ * leftover of a run with the same pid before a reboot).
  */
-export async function lockModelDir(dir: string): Promise<() => Promise<void>> {
-  const file = path.resolve(dir, LOCK_FILE);
-  if (heldLocks.has(file)) {
-    throw new ModelFormatError(`an apply to ${dir} is already running in this process: expected one writer per model folder; await it, then retry`, { dir });
-  }
-  const body = JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString(), token: randomBytes(6).toString('hex') });
-  for (let attempt = 0; attempt < 2; attempt++) {
+async function liveHolder(dir: string, name: string): Promise<{ pid: number } | null> {
+  let pid: unknown;
+  let takenAt = NaN;
+  const m = LOCK_NAME.exec(name);
+  if (m) {
+    pid = Number(m[1]);
+    takenAt = Number(m[2]);
+  } else {
+    // An older applier's lock, `.ndiff-apply.lock` with {"pid", "startedAt"} inside.
     try {
-      const fh = await open(file, 'wx');
-      try {
-        await fh.writeFile(body);
-      } finally {
-        await fh.close();
-      }
-      heldLocks.add(file);
-      return async () => {
-        heldLocks.delete(file);
-        const now = await readIfExists(file);
-        if (now !== null && new TextDecoder().decode(now) === body) await unlink(file).catch(() => {});
-      };
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new ModelFormatError(`no model folder at ${dir}: check the path`, { dir });
-      if (code !== 'EEXIST') throw e;
-    }
-    let holder: { pid?: unknown; startedAt?: unknown } = {};
-    try {
-      holder = JSON.parse(new TextDecoder().decode((await readIfExists(file)) ?? new Uint8Array()));
+      const holder = JSON.parse(new TextDecoder().decode((await readIfExists(path.join(dir, name))) ?? new Uint8Array()));
+      pid = holder?.pid;
+      takenAt = typeof holder?.startedAt === 'string' ? Date.parse(holder.startedAt) : NaN;
     } catch {
-      /* a lock cut short by a crash: stale */
+      return null; // a lock cut short by a crash
     }
-    const bootedAt = Date.now() - uptime() * 1000;
-    const takenAt = typeof holder.startedAt === 'string' ? Date.parse(holder.startedAt) : NaN;
-    const beforeBoot = Number.isFinite(takenAt) && takenAt < bootedAt - 5000;
-    if (typeof holder.pid === 'number' && holder.pid !== process.pid && !beforeBoot && pidAlive(holder.pid)) {
-      throw new ModelFormatError(`another apply (pid ${holder.pid}) is updating ${dir} now: expected one writer per model folder; wait for it to finish, then retry`, { dir, pid: holder.pid });
-    }
-    await unlink(file).catch(() => {});
   }
-  throw new ModelFormatError(`cannot take the apply lock ${file}: another process keeps creating it; retry when no other apply runs`, { dir });
+  const bootedAt = Date.now() - uptime() * 1000;
+  if (Number.isFinite(takenAt) && takenAt < bootedAt - 5000) return null;
+  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid === process.pid || !pidAlive(pid)) return null;
+  return { pid };
+}
+
+/**
+ * Take the folder's apply lock, for one writer per model folder.
+ *
+ * Each apply creates a lock file of its own, named by its pid, start time and a random nonce,
+ * then lists the folder: if another live apply's lock file is there, it removes its own and
+ * (after a few tries, a short random pause apart) refuses; lock files of dead processes, or from
+ * before the last boot, are deleted. No file is ever taken over or reused, so a delayed deletion
+ * of a stale lock can only delete that stale file, never a lock another apply has just taken;
+ * and of two applies that create their files at the same time, the one that lists the folder
+ * last sees the other's file, so they cannot both hold the lock.
+ *
+ * @throws ModelFormatError another live apply holds the lock, no such folder, or the folder
+ *   cannot be written (permissions, read-only file system).
+ * @returns the release function.
+ */
+export async function lockModelDir(dir: string, options: FolderOptions = {}): Promise<() => Promise<void>> {
+  const ops = options.fileOps ?? nodeFileOps;
+  const keys = [path.resolve(dir)];
+  const inProcess = () => new ModelFormatError(`an apply to ${dir} is already running in this process: expected one writer per model folder; await it, then retry`, { dir });
+  if (heldLocks.has(keys[0])) throw inProcess();
+  heldLocks.add(keys[0]);
+  const unreserve = () => keys.forEach((k) => heldLocks.delete(k));
+  try {
+    // The same folder under another path (a symlink) is the same lock.
+    const real = await realpath(dir).catch(() => keys[0]);
+    if (real !== keys[0]) {
+      if (heldLocks.has(real)) throw inProcess();
+      heldLocks.add(real);
+      keys.push(real);
+    }
+    const body = new TextEncoder().encode(JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }) + '\n');
+    for (let attempt = 1; ; attempt++) {
+      const mine = `${LOCK_FILE}-${process.pid}-${Date.now()}-${randomBytes(6).toString('hex')}`;
+      const file = path.join(dir, mine);
+      try {
+        await ops.writeNewFile(file, [body]);
+      } catch (e) {
+        throw lockWriteError(dir, e);
+      }
+      let holder: { pid: number } | null = null;
+      for (const name of (await readdir(dir)).sort()) {
+        if (name === mine || !(name === LOCK_FILE || LOCK_NAME.test(name))) continue;
+        const live = await liveHolder(dir, name);
+        if (live) holder ??= live;
+        // A stale lock file is its dead owner's alone: deleting it, even late, harms no one.
+        else await ops.unlink(path.join(dir, name)).catch(() => {});
+      }
+      if (!holder) {
+        return async () => {
+          unreserve();
+          await ops.unlink(file).catch(() => {});
+        };
+      }
+      await ops.unlink(file).catch(() => {});
+      if (attempt >= LOCK_ATTEMPTS) {
+        throw new ModelFormatError(`another apply (pid ${holder.pid}) is updating ${dir} now: expected one writer per model folder; wait for it to finish, then retry`, { dir, pid: holder.pid });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 60));
+    }
+  } catch (e) {
+    unreserve();
+    throw e;
+  }
+}
+
+/** The error for a lock file that cannot be created: no folder, or a folder this user cannot write. */
+function lockWriteError(dir: string, e: unknown): unknown {
+  const code = errCode(e);
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new ModelFormatError(`no model folder at ${dir}: check the path`, { dir });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new ModelFormatError(
+      `cannot write in the model folder ${dir} (${code}${code === 'EROFS' ? ': a read-only file system' : ': permission denied'}): an apply writes its lock, the new shards and model.json there; expected a folder this user can write. Nothing was changed: run the apply as the folder's owner, or make the folder writable`,
+      { dir, code },
+    );
+  }
+  return e;
 }
 
 // ---------------------------------------------------------------------------------------------
 // applying
 
 /**
- * The folder store during an apply: commits keep the previous version until confirmed, and a
- * confirmed version's digests are recorded for the next apply.
+ * The folder store during an apply: commits keep the previous version until confirmed (with the
+ * journal written first), and a confirmed version's digests are recorded for the next apply.
  */
 class UpdatingModelDir implements TwoPhaseWeightStore {
   /** What the applier committed (set during {@link commit}). */
   committing?: { changed: readonly string[]; info: CommitInfo };
-  constructor(private readonly disk: TfjsDirWeightStore, private readonly dir: string) {}
+  constructor(
+    private readonly disk: TfjsDirWeightStore,
+    private readonly dir: string,
+    private readonly ops: FileOps,
+    /** The model id to record in the folder once the update is confirmed (undefined: already recorded). */
+    private readonly pinModelId: string | undefined,
+  ) {}
   list() {
     return this.disk.list();
   }
@@ -277,19 +510,29 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
   }
   async commit(changed: readonly string[], info?: CommitInfo): Promise<void> {
     this.committing = info && { changed, info };
-    await this.disk.commit(changed);
+    try {
+      await this.disk.commit(changed);
+    } catch (e) {
+      // Whatever the write left (its journal, a kept previous version, new shards): settled
+      // from the journal, so the folder holds the version it held before.
+      await recoverModelDir(this.dir, { fileOps: this.ops }).catch(() => {});
+      throw e;
+    }
   }
   async confirmCommit(): Promise<void> {
-    await confirmUpdate(this.dir);
+    await confirmUpdate(this.dir, { fileOps: this.ops });
+    // The folder remembers the model id of the first payload confirmed in it (durably, before
+    // the sequence is recorded), so later payloads of another id are refused.
+    if (this.pinModelId !== undefined) await writeFolderModelId(this.ops, this.dir, this.pinModelId);
     if (!this.committing) return;
     try {
-      await writeRecordedDigests(this.dir, this.disk.digestRecords(this.committing.info.digests), { durable: false });
+      await writeRecordedDigests(this.dir, this.disk.digestRecords(this.committing.info.digests), { durable: false, fileOps: this.ops });
     } catch {
       // Only a cache: without it the next apply reads and hashes every tensor.
     }
   }
   async revertCommit(): Promise<void> {
-    if ((await readIfExists(path.join(this.dir, PREVIOUS_MODEL_JSON))) !== null) await rollbackUpdate(this.dir);
+    if ((await readJournal(this.dir))?.journal) await rollbackUpdate(this.dir, { fileOps: this.ops });
   }
 }
 
@@ -321,6 +564,8 @@ export interface ModelDirApplyOptions extends Omit<ApplyOptions, 'healthCheck' |
    * reads and hashes every tensor. The patched tensors are always read and hashed.
    */
   baseCheck?: 'recorded' | 'full';
+  /** The file operations that change the folder (default: node:fs; tests record them). */
+  fileOps?: FileOps;
 }
 
 export interface ModelDirApplyResult extends ApplyResult {
@@ -328,46 +573,89 @@ export interface ModelDirApplyResult extends ApplyResult {
   recovery: RecoveryReport;
 }
 
-function resolveState(dir: string, state: ModelDirApplyOptions['state']): SequenceStore | undefined {
+function resolveState(dir: string, state: ModelDirApplyOptions['state'], ops: FileOps): SequenceStore | undefined {
   if (state === null) return undefined;
-  if (state === undefined) return new FileSequenceStore(path.join(dir, DEFAULT_STATE_FILE));
-  if (typeof state === 'string') return new FileSequenceStore(state);
+  if (state === undefined) return new FileSequenceStore(path.join(dir, DEFAULT_STATE_FILE), { fileOps: ops });
+  if (typeof state === 'string') return new FileSequenceStore(state, { fileOps: ops });
   return state;
+}
+
+/**
+ * The model id payloads must carry: the caller's (`expectedModelId`), else the one the folder
+ * recorded at its first apply. Both set and different is refused.
+ */
+function modelIdFor(dir: string, expected: string | undefined, recorded: string | undefined): string | undefined {
+  if (expected !== undefined && recorded !== undefined && expected !== recorded) {
+    throw new ModelMismatchError(
+      `this folder holds model ${JSON.stringify(recorded)} (recorded in ${path.join(dir, FOLDER_FILE)} by its first apply), but expectedModelId is ${JSON.stringify(expected)}: expected them to agree; check which model this folder is, and pass its id`,
+      { dir, expected, found: recorded },
+    );
+  }
+  return expected ?? recorded;
 }
 
 /**
  * Verify `payloadBytes` and apply it to the model folder `dir`, crash-safely (see the module
  * doc). A payload refused by the signature policy or the decoder touches nothing; otherwise an
  * interrupted earlier apply is recovered first. On any error the folder holds the version it
- * held before this call (or the recovered one) and a typed error says what to do.
+ * held before this call (or the recovered one) and a typed error says what to do; when a
+ * recovery ran first, the error's `details.recovery` says what it did.
+ *
+ * The folder remembers the model id of the first payload that commits to it
+ * (`.ndiff-folder.json`); later payloads must carry the same id (as with `expectedModelId`).
  */
 export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, options: ModelDirApplyOptions = {}): Promise<ModelDirApplyResult> {
   const verified = await verifyPayload(payloadBytes, options);
-  const sequences = resolveState(dir, options.state);
+  const ops = options.fileOps ?? nodeFileOps;
+  const sequences = resolveState(dir, options.state, ops);
   const { dryRun, healthCheck, shardBytes, quantizedUnchanged } = options;
-  const empty: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
+  // A state file kept in the folder under another name is the applier's too.
+  const reservedFiles = typeof options.state === 'string' ? [path.resolve(options.state)] : [];
+  // Before the lock and the recovery, which delete files of the applier's (stale locks, temporary
+  // files): a manifest that names one as a weight shard is refused with nothing touched.
+  await checkManifestNamesNoControlFiles(dir, reservedFiles);
 
   if (dryRun) {
-    const disk = await openTfjsModelDir(dir);
+    const expectedModelId = modelIdFor(dir, options.expectedModelId, await readFolderModelId(dir));
+    const disk = await openTfjsModelDir(dir, { reservedFiles });
     const copy = new MemoryWeightStore(disk.list().map((t) => [t.name, { shape: [...t.shape], data: disk.values(t.name).slice() }] as [string, { shape: number[]; data: Float32Array }]));
     // The copy keeps the folder's storage grids, so a dry run refuses a grid mismatch too.
     (copy as WeightStore).grid = (name: string) => disk.grid(name);
     const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };
-    const res = await applyVerifiedPayload(copy, verified, { ...options, sequenceStore: readOnly, healthCheck: undefined });
-    return { ...res, sequenceRecorded: false, recovery: empty };
+    const res = await applyVerifiedPayload(copy, verified, { ...options, expectedModelId, sequenceStore: readOnly, healthCheck: undefined });
+    return { ...res, sequenceRecorded: false, recovery: emptyReport() };
   }
 
-  const unlock = await lockModelDir(dir);
+  const unlock = await lockModelDir(dir, { fileOps: ops });
+  let recovery = emptyReport();
   try {
-    const recovery = await recoverModelDir(dir);
+    recovery = await recoverModelDir(dir, { fileOps: ops });
+    const recordedModelId = await readFolderModelId(dir);
+    const expectedModelId = modelIdFor(dir, options.expectedModelId, recordedModelId);
     const hasher: Hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
     const target = verified.payload.header.targetFingerprint;
     const recordedDigests = options.baseCheck === 'full' ? undefined : await readRecordedDigests(dir);
     let updating: UpdatingModelDir | undefined;
+    // The journal, written durably before the update writes anything (module doc, step 1).
+    const onBeforeWrite: BeforeWriteHook = async ({ id, previousModelJson, nextModelJson, createdShards, retiredShards }) => {
+      await writeJournal(ops, dir, {
+        format: 'neural-diff-journal',
+        version: 1,
+        id,
+        startedAt: new Date().toISOString(),
+        previous: sha256(previousModelJson ?? new Uint8Array()),
+        next: sha256(nextModelJson),
+        created: [...createdShards],
+        retired: [...retiredShards],
+      });
+    };
     const disk: TfjsDirWeightStore = await openTfjsModelDir(dir, {
       lazy: true,
       recordedDigests,
+      reservedFiles,
       keepPrevious: true,
+      fileOps: ops,
+      onBeforeWrite,
       ...(shardBytes !== undefined ? { shardBytes } : {}),
       ...(quantizedUnchanged !== undefined ? { quantizedUnchanged } : {}),
       // Read the new version back from its files before the switch: a loader must never see a
@@ -388,15 +676,22 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
         }
       },
     });
-    const store = new UpdatingModelDir(disk, dir);
+    const pin = recordedModelId === undefined ? verified.payload.header.modelId : undefined;
+    const store = new UpdatingModelDir(disk, dir, ops, pin);
     updating = store;
     const res = await applyVerifiedPayload(store, verified, {
       ...options,
+      expectedModelId,
       hasher,
       sequenceStore: sequences,
       healthCheck: healthCheck && ((info) => healthCheck({ dir, ...info })),
     });
+    // Already at the target (nothing committed): the folder is this model's all the same.
+    if (pin !== undefined && res.status === 'already-applied') await writeFolderModelId(ops, dir, pin);
     return { ...res, recovery };
+  } catch (e) {
+    if (e instanceof NeuralDiffError && recovery.actions.length > 0) (e.details as Record<string, unknown>).recovery = recovery;
+    throw e;
   } finally {
     await unlock();
   }

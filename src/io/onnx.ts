@@ -29,6 +29,7 @@
  *   fingerprint, so a payload made for another graph is refused even if the weights agree.
  */
 import { ModelFormatError, ModelMismatchError } from '../core/errors.ts';
+import type { StorageGrid } from '../core/grid.ts';
 import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
 import { fromHalfBits, toHalfBits } from '../core/float16.ts';
 import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
@@ -219,6 +220,16 @@ export class OnnxWeightStore implements WeightStore {
   /** Every tensor: the float weights, the read-only tensors and the frame, in file order. */
   list(): OnnxTensorEntry[] {
     return this.entries.slice();
+  }
+
+  /**
+   * How a float weight is stored: FLOAT → float32, FLOAT16 → float16, BFLOAT16 → bfloat16 (see
+   * `WeightStore.grid`): payloads built against the model round onto it, so half weights stay
+   * half; undefined for read-only tensors.
+   */
+  grid(name: string): StorageGrid | undefined {
+    const t = this.slots.get(name)?.rec.dataType;
+    return t === FLOAT ? { dtype: 'float32' } : t === FLOAT16 ? { dtype: 'float16' } : t === BFLOAT16 ? { dtype: 'bfloat16' } : undefined;
   }
 
   /** The float weights a payload may patch. */

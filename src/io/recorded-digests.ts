@@ -15,15 +15,15 @@
  *   "tensors": { "dense/kernel": { "entry": "{…}", "spans": ["group1-shard1of1.bin|2049:…|0|4096"], "digest": "9f…" } } }
  * ```
  */
-import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { fingerprintStore } from '../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { openTfjsModelDir, type RecordedDigest } from './tfjs-artifacts.ts';
-import { writeFileAtomically } from './sequence-file.ts';
+import { readRegularFile, writeFileAtomically, type FileOps } from './durable.ts';
+import { DIGESTS_FILE } from './control-files.ts';
 
 /** The file's name inside a model folder. */
-export const DIGESTS_FILE = '.ndiff-digests.json';
+export { DIGESTS_FILE };
 const FORMAT = 'neural-diff-digests';
 
 /** The recorded digests of `dir` (empty when there are none or the file is not usable). */
@@ -31,7 +31,10 @@ export async function readRecordedDigests(dir: string): Promise<Map<string, Reco
   const out = new Map<string, RecordedDigest>();
   let doc: unknown;
   try {
-    doc = JSON.parse(await readFile(path.join(dir, DIGESTS_FILE), 'utf8'));
+    // Not a regular file (a FIFO would hang a plain read), damaged, or missing: ignored.
+    const bytes = await readRegularFile(path.join(dir, DIGESTS_FILE), { maxBytes: 256 * 1024 * 1024 });
+    if (bytes === null) return out;
+    doc = JSON.parse(new TextDecoder().decode(bytes));
   } catch {
     return out;
   }
@@ -52,7 +55,7 @@ export async function readRecordedDigests(dir: string): Promise<Map<string, Reco
  * after a crash the file may be the previous one (whose records still check their files) or
  * unreadable (ignored), never wrong, so an apply does not wait for the disk for a cache.
  */
-export async function writeRecordedDigests(dir: string, records: ReadonlyMap<string, RecordedDigest>, options: { durable?: boolean } = {}): Promise<void> {
+export async function writeRecordedDigests(dir: string, records: ReadonlyMap<string, RecordedDigest>, options: { durable?: boolean; fileOps?: FileOps } = {}): Promise<void> {
   const doc = { format: FORMAT, version: 1, tensors: Object.fromEntries(records) };
   await writeFileAtomically(path.join(dir, DIGESTS_FILE), new TextEncoder().encode(JSON.stringify(doc) + '\n'), options);
 }

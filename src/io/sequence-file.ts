@@ -11,17 +11,15 @@
  * A missing file means nothing was applied yet. A file that is not this JSON is refused
  * (fail closed): deleting it would silently drop rollback protection.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import * as path from 'node:path';
 import { StateStoreError } from '../core/errors.ts';
 import type { SequenceRecord, SequenceStore } from '../apply/freshness.ts';
-import { syncDir } from './durable.ts';
+import { readRegularFile, syncDir, writeFileAtomically, type FileOps } from './durable.ts';
+import { DEFAULT_STATE_FILE } from './control-files.ts';
 
-export { syncDir };
+export { syncDir, writeFileAtomically, DEFAULT_STATE_FILE };
 
-/** The state file's default name inside a model folder (`ndiff apply` default). */
-export const DEFAULT_STATE_FILE = '.ndiff-state.json';
+/** The largest state file read (a few hundred bytes per model id). */
+const MAX_STATE_BYTES = 16 * 1024 * 1024;
 
 interface ModelState {
   sequence: number;
@@ -30,7 +28,8 @@ interface ModelState {
 }
 
 export class FileSequenceStore implements SequenceStore {
-  constructor(readonly file: string) {}
+  /** @param options.fileOps the file operations that write it (default node:fs; tests record them). */
+  constructor(readonly file: string, private readonly options: { fileOps?: FileOps } = {}) {}
 
   async get(modelId: string): Promise<number | undefined> {
     return (await this.read()).get(modelId)?.sequence;
@@ -40,17 +39,19 @@ export class FileSequenceStore implements SequenceStore {
     const models = await this.read();
     models.set(modelId, { sequence, fingerprint: record.fingerprint, updatedAt: new Date().toISOString() });
     const doc = { format: 'neural-diff-state', version: 1, models: Object.fromEntries(models) };
-    await writeFileAtomically(this.file, new TextEncoder().encode(JSON.stringify(doc, null, 2) + '\n'));
+    await writeFileAtomically(this.file, new TextEncoder().encode(JSON.stringify(doc, null, 2) + '\n'), { fileOps: this.options.fileOps });
   }
 
   /** Every model's record (empty when the file does not exist). */
   async read(): Promise<Map<string, ModelState>> {
     let text: string;
     try {
-      text = await readFile(this.file, 'utf8');
+      // A FIFO, device or folder in its place is refused at once, never waited on.
+      const bytes = await readRegularFile(this.file, { maxBytes: MAX_STATE_BYTES });
+      if (bytes === null) return new Map();
+      text = new TextDecoder().decode(bytes);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-      throw new StateStoreError(`cannot read the state file ${this.file} (${(e as Error).message}): check its permissions`, { file: this.file });
+      throw new StateStoreError(`cannot read the state file ${this.file} (${(e as Error).message}): expected a regular file this user can read; nothing was applied. Check the path and its permissions`, { file: this.file, applied: false });
     }
     const bad = (why: string): never => {
       throw new StateStoreError(
@@ -77,37 +78,3 @@ export class FileSequenceStore implements SequenceStore {
     return out;
   }
 }
-
-/**
- * Write `file` so that it holds the old or the new bytes at every instant, durably (unless
- * `durable: false`: then neither the file nor the folder is fsynced).
- */
-export async function writeFileAtomically(file: string, bytes: Uint8Array, options: { durable?: boolean } = {}): Promise<void> {
-  const durable = options.durable !== false;
-  const dir = path.dirname(file);
-  const base = path.basename(file);
-  // Leftovers of an earlier interrupted write of this same file.
-  try {
-    for (const name of await readdir(dir)) {
-      if (name.startsWith(`${base}.tmp-`) && /\.tmp-\d+-[0-9a-f]+$/.test(name)) await unlink(path.join(dir, name)).catch(() => {});
-    }
-  } catch {
-    /* the folder is checked by the write below */
-  }
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  try {
-    const fh = await open(tmp, 'wx');
-    try {
-      await fh.writeFile(bytes);
-      if (durable) await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  if (durable) await syncDir(dir);
-}
-

@@ -9,8 +9,12 @@
  * - {@link referencedFiles} / {@link listStaleFiles}: what a folder uses, what is left over.
  *
  * Every write uses one protocol, so a loader of the folder sees exactly the old model until
- * the switch and exactly the new one after it, even across a crash or power loss:
+ * the switch and exactly the new one after it, even across a crash or power loss (every change
+ * to the folder goes through the `fileOps` of src/io/durable.ts, which the power-loss harness
+ * records):
  *
+ * 0. with `onBeforeWrite`, the caller's hook runs once the new version is planned and before
+ *    anything is written (src/io/model-dir-update.ts writes its update journal there);
  * 1. the new weight bytes are cut into ~4 MiB shards named
  *    `group<g>-shard<i>of<n>-<16 hex of xxh64(shard)>.bin` (content-addressed: a name
  *    never holds two different contents, so a live file is never overwritten);
@@ -27,10 +31,14 @@
  *
  * Any failure before step 4's rename removes the temporary and newly created files and leaves
  * `model.json` and the old shards byte for byte as they were.
+ *
+ * A weights manifest that names a file the applier owns (model.json itself, the kept previous
+ * version, the journal, the lock, the state file, temporary files: src/io/control-files.ts) as
+ * a shard is refused when the folder is opened: a write would rewrite and delete it.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { constants, open, readdir, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { IOHandler, IOModelArtifacts, IOSaveResult, IOTrainingConfig, IOWeightsManifestEntry } from './tfjs-io-types.ts';
 import { ModelFormatError, ModelMismatchError, NeuralDiffError, UsageError } from '../core/errors.ts';
@@ -58,18 +66,13 @@ import {
   type TfjsWeightEntry,
   type TfjsWeightGroup,
 } from './tfjs-manifest.ts';
-import { errCode, syncDir } from './durable.ts';
+import { errCode, nodeFileOps, readRegularFile, type FileOps } from './durable.ts';
+import { MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from './control-files.ts';
 import { affineStep, snapValue, type StorageGrid } from '../core/grid.ts';
 import { toHalfBits } from '../core/float16.ts';
 import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
 
-/** Name of the model file inside a model folder. */
-export const MODEL_JSON = 'model.json';
-/**
- * The previous version's model.json, kept by writes with `keepPrevious` until the new version
- * is confirmed or rolled back (src/io/model-dir-update.ts).
- */
-export const PREVIOUS_MODEL_JSON = 'model.json.prev';
+export { MODEL_JSON, PREVIOUS_MODEL_JSON };
 
 /** Called after every new file is durable and right before the switch (see the module doc). */
 export type BeforeSwitchHook = (info: {
@@ -100,7 +103,31 @@ export interface WriteOptions {
    * version is already kept.
    */
   keepPrevious?: boolean;
+  /**
+   * Runs once the new version is planned (shard names, the new model.json) and before anything
+   * is written; throwing aborts the write with nothing changed. src/io/model-dir-update.ts writes
+   * its update journal here.
+   */
+  onBeforeWrite?: BeforeWriteHook;
+  /** The file operations that change the folder (default: node:fs; tests record them). */
+  fileOps?: FileOps;
 }
+
+/** See {@link WriteOptions.onBeforeWrite}. */
+export type BeforeWriteHook = (info: {
+  /** The model folder. */
+  dir: string;
+  /** The write's id, in its temporary files' names (`<name>.tmp-<id>`). */
+  id: string;
+  /** The bytes of model.json the write starts from (null: there is none). */
+  previousModelJson: Uint8Array | null;
+  /** The bytes of the new model.json. */
+  nextModelJson: Uint8Array;
+  /** Shard names (relative to `dir`) this write will create. */
+  createdShards: readonly string[];
+  /** Shard paths the old model.json names and the new one does not. */
+  retiredShards: readonly string[];
+}) => void | Promise<void>;
 
 /** Options of {@link openTfjsModelDir}. */
 export interface OpenOptions extends WriteOptions {
@@ -130,6 +157,12 @@ export interface OpenOptions extends WriteOptions {
    * src/io/model-dir-update.ts); without them `digest` answers nothing.
    */
   recordedDigests?: ReadonlyMap<string, RecordedDigest>;
+  /**
+   * Absolute paths the weights manifest must not name as shards, besides the files the applier
+   * owns in the folder (see src/io/control-files.ts), which are always refused: e.g. a state file
+   * kept in the folder under another name.
+   */
+  reservedFiles?: readonly string[];
 }
 
 /** A float tensor of a TF.js model folder. */
@@ -207,7 +240,10 @@ async function readModelJsonFile(dir: string, name = MODEL_JSON): Promise<{ byte
   const file = path.join(dir, name);
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(file);
+    // A FIFO or device named model.json is refused, never waited on.
+    const read = await readRegularFile(file);
+    if (read === null) throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+    bytes = read;
   } catch (err) {
     const code = errCode(err);
     if (code === 'ENOENT' || code === 'ENOTDIR') {
@@ -246,9 +282,11 @@ async function readGroupSources(dir: string, modelJson: TfjsModelJson, lazy: boo
       const file = path.join(dir, p);
       try {
         if (readNow) {
-          const fh = await open(file, 'r');
+          // Non-blocking, so a FIFO is refused by the check below instead of hanging the open.
+          const fh = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
           try {
             const st = await fh.stat({ bigint: true });
+            if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EFTYPE' });
             const buf = await fh.readFile();
             // A plain Uint8Array view: Buffer's slice() would not copy.
             const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
@@ -368,10 +406,47 @@ function shortShards(dir: string, g: number, paths: readonly string[], sizes: re
   );
 }
 
-async function loadModel(dir: string, modelJsonName = MODEL_JSON, lazy = false): Promise<LoadedModel> {
+async function loadModel(dir: string, modelJsonName = MODEL_JSON, lazy = false, reserved: readonly string[] = []): Promise<LoadedModel> {
   const { bytes, text, modelJson } = await readModelJsonFile(dir, modelJsonName);
+  checkNoControlFiles(dir, modelJson, reserved);
   const { groups, layouts } = await readGroupSources(dir, modelJson, lazy);
   return { dir, jsonBytes: bytes, jsonText: text, modelJson, groups, layouts };
+}
+
+/**
+ * Refuse a manifest that names a file the applier owns (model.json, the kept previous version,
+ * the journal, the lock, the state file, ...) as a weight shard: an update would rewrite it as a
+ * shard and delete it with the old shards. See src/io/control-files.ts.
+ */
+function checkNoControlFiles(dir: string, modelJson: TfjsModelJson, reserved: readonly string[]): void {
+  for (const [g, group] of modelJson.weightsManifest.entries()) {
+    for (const p of group.paths) {
+      const problem = controlFileProblem(dir, p, reserved);
+      if (problem) {
+        throw new ModelFormatError(
+          `${path.join(dir, MODEL_JSON)} names ${JSON.stringify(p)} as a weight shard of group ${g + 1}, which is ${problem}: expected weight files only (an update rewrites and deletes shards, and would destroy it). Nothing was read or written; fix the weights manifest (tensorflowjs_converter names shards group<g>-shard<i>of<n>.bin), or copy the model folder again from its source`,
+          { dir, path: p, group: g, problem },
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Refuse (ModelFormatError) a folder whose model.json names a file the applier owns as a weight
+ * shard (see src/io/control-files.ts), reading model.json only: an apply checks this before it
+ * takes its lock or recovers anything, since both delete files of the applier's (stale locks,
+ * temporary files). A missing or unreadable model.json is left for {@link openTfjsModelDir} to
+ * report.
+ */
+export async function checkManifestNamesNoControlFiles(dir: string, reservedFiles: readonly string[] = []): Promise<void> {
+  let modelJson: TfjsModelJson;
+  try {
+    modelJson = (await readModelJsonFile(dir)).modelJson;
+  } catch {
+    return;
+  }
+  checkNoControlFiles(dir, modelJson, reservedFiles);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -413,16 +488,6 @@ interface WriteResult {
 
 function newId(): string {
   return `${process.pid}-${randomBytes(6).toString('hex')}`;
-}
-
-async function writeDurably(file: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
-  const fh = await open(file, 'wx');
-  try {
-    for (const part of data instanceof Uint8Array ? [data] : data) await fh.writeFile(part);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 async function readIfExists(file: string): Promise<Uint8Array | null> {
@@ -477,7 +542,7 @@ const SHARD_WRITERS = 4;
  * exist and every renamed file in `created`, for the caller's cleanup; on an error the writes
  * in flight finish first, so nothing is created after this returns or throws.
  */
-async function writeShards(writes: readonly { entry: Shard; file: string; parts: readonly Uint8Array[] }[], id: string, temps: string[], created: string[], written: string[]): Promise<void> {
+async function writeShards(ops: FileOps, writes: readonly { entry: Shard; file: string; parts: readonly Uint8Array[] }[], id: string, temps: string[], created: string[], written: string[]): Promise<void> {
   const tmps = writes.map((w) => `${w.file}.tmp-${id}`);
   temps.push(...tmps);
   let next = 0;
@@ -487,8 +552,8 @@ async function writeShards(writes: readonly { entry: Shard; file: string; parts:
       const k = next++;
       const w = writes[k];
       try {
-        await writeDurably(tmps[k], w.parts);
-        await rename(tmps[k], w.file);
+        await ops.writeNewFile(tmps[k], w.parts, { sync: true });
+        await ops.rename(tmps[k], w.file);
         created.push(w.file);
         w.entry.ident = fileIdent(await stat(w.file, { bigint: true })); // after the rename, which sets ctime
       } catch (err) {
@@ -505,11 +570,12 @@ async function writeShards(writes: readonly { entry: Shard; file: string; parts:
 /** The write protocol of the module doc. */
 async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
   const { dir } = plan;
+  const ops = plan.fileOps ?? nodeFileOps;
   const shardBytes = plan.shardBytes ?? DEFAULT_SHARD_BYTES;
   if (!Number.isSafeInteger(shardBytes) || shardBytes <= 0) {
     throw new UsageError(`shardBytes must be a positive integer number of bytes, got ${String(shardBytes)}`, { shardBytes });
   }
-  await mkdir(dir, { recursive: true });
+  await ops.mkdir(dir);
   const hasher = await getHasher();
   const modelFile = path.join(dir, MODEL_JSON);
   const startBytes = await readIfExists(modelFile);
@@ -519,7 +585,9 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
   let oldPaths: string[] = [];
   if (startBytes) {
     try {
-      oldPaths = manifestPaths(parseModelJson(new TextDecoder().decode(startBytes)));
+      // Never a file the applier owns (a manifest naming one is refused when the folder is
+      // opened; this keeps a write from deleting one even so).
+      oldPaths = manifestPaths(parseModelJson(new TextDecoder().decode(startBytes))).filter((p) => !controlFileProblem(dir, p));
     } catch {
       oldPaths = []; // an unreadable old model: replace it, delete nothing we cannot attribute
     }
@@ -528,7 +596,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
   const prevFile = path.join(dir, PREVIOUS_MODEL_JSON);
   if (plan.keepPrevious && (await readIfExists(prevFile)) !== null) {
     throw new ModelFormatError(
-      `${prevFile} exists: an earlier update of ${dir} is still waiting to be confirmed or rolled back; expected no previous version kept. Finish it first (recoverModelDir, or run \`ndiff apply\` again, which does)`,
+      `${prevFile} exists: expected no previous version kept. Either an earlier update of ${dir} is still waiting to be confirmed or rolled back (recoverModelDir, or running \`ndiff apply\` again, finishes it), or the file is not the applier's (no update journal names it: someone's copy of model.json?): move it out of the folder, then retry`,
       { dir },
     );
   }
@@ -582,37 +650,48 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
       }
       manifest.push(groupObject(group.base, paths, group.weights));
     }
-    await writeShards(writes, id, temps, created, writtenShards);
-
     const text = plan.render(manifest);
     const bytes = new TextEncoder().encode(text);
+    if (plan.onBeforeWrite) {
+      const keepNames = new Set(newShards.map((p) => path.resolve(dir, p)));
+      await plan.onBeforeWrite({
+        dir,
+        id,
+        previousModelJson: startBytes,
+        nextModelJson: bytes,
+        createdShards: writes.map((w) => path.basename(w.file)),
+        retiredShards: oldPaths.filter((p) => !keepNames.has(path.resolve(dir, p))),
+      });
+    }
+    await writeShards(ops, writes, id, temps, created, writtenShards);
+
     const tmpJson = `${modelFile}.tmp-${id}`;
     temps.push(tmpJson);
-    await writeDurably(tmpJson, bytes);
+    await ops.writeNewFile(tmpJson, [bytes], { sync: true });
     if (plan.keepPrevious && startBytes) {
       // The previous version's model.json under a second name (its shards stay): a hard link,
       // so nothing is copied; a durable copy where the file system has no hard links.
       try {
-        await link(modelFile, prevFile);
+        await ops.link(modelFile, prevFile);
       } catch (err) {
         if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'ENOSYS', 'EMLINK'].includes(errCode(err) ?? '')) throw err;
         const tmpPrev = `${prevFile}.tmp-${id}`;
         temps.push(tmpPrev);
-        await writeDurably(tmpPrev, startBytes);
-        await rename(tmpPrev, prevFile);
+        await ops.writeNewFile(tmpPrev, [startBytes], { sync: true });
+        await ops.rename(tmpPrev, prevFile);
         temps.pop();
       }
       created.push(prevFile);
     }
     // One folder fsync makes the new shards' and the kept version's names durable.
-    await syncDir(dir);
+    await ops.syncDir(dir);
     await plan.onBeforeSwitch?.({ dir, tempModelJson: tmpJson, newShards: [...newShards], writtenShards: [...writtenShards] });
 
     if (!sameBytes(await readIfExists(modelFile), startBytes)) throw concurrentChange(dir);
-    await rename(tmpJson, modelFile); // the switch
+    await ops.rename(tmpJson, modelFile); // the switch
     switched = true;
     temps.pop();
-    await syncDir(dir);
+    await ops.syncDir(dir);
 
     // After the switch: the old shards are garbage (unless the previous version is kept).
     // Best effort and not fsynced: the switch is durable, and a deletion lost in a crash
@@ -620,15 +699,15 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     const keep = new Set(newShards.map((p) => path.resolve(dir, p)));
     for (const old of plan.keepPrevious ? [] : oldResolved) {
       if (keep.has(old)) continue;
-      try { await unlink(old); } catch { /* left for listStaleFiles */ }
+      try { await ops.unlink(old); } catch { /* left for listStaleFiles */ }
     }
     return { text, bytes, manifest, groups: sources };
   } catch (err) {
     // After the switch the new files are the model: removing them would break it.
     for (const f of switched ? [] : [...temps, ...created]) {
-      try { await unlink(f); } catch { /* already gone */ }
+      try { await ops.unlink(f); } catch { /* already gone */ }
     }
-    try { await syncDir(dir); } catch { /* nothing more to undo */ }
+    try { await ops.syncDir(dir); } catch { /* nothing more to undo */ }
     throw err;
   }
 }
@@ -988,7 +1067,7 @@ export class TfjsDirWeightStore implements WeightStore {
  *   with extra bytes, or a quantization tfjs 4.22 cannot decode. Opening never writes.
  */
 export async function openTfjsModelDir(dir: string, options: OpenOptions = {}): Promise<TfjsDirWeightStore> {
-  return new TfjsDirWeightStore(await loadModel(dir, options.modelJsonFile ?? MODEL_JSON, options.lazy === true), options);
+  return new TfjsDirWeightStore(await loadModel(dir, options.modelJsonFile ?? MODEL_JSON, options.lazy === true, options.reservedFiles), options);
 }
 
 /**

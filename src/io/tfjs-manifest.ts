@@ -317,7 +317,16 @@ export function computeGroupLayout(weights: readonly TfjsWeightEntry[], data?: U
             { name: entry.name, element: i, offset: at, available: data.length },
           );
         }
-        byteLength += 4 + (data[at] | (data[at + 1] << 8) | (data[at + 2] << 16) | (data[at + 3] << 24)) >>> 0;
+        // The length as an unsigned 32-bit number (`>>> 0` before adding: `4 + x >>> 0` would
+        // wrap a length near 2^32 to a small one), and it must fit in the data that is left.
+        const length = (data[at] | (data[at + 1] << 8) | (data[at + 2] << 16) | (data[at + 3] << 24)) >>> 0;
+        if (at + 4 + length > data.length) {
+          throw new ModelFormatError(
+            `string weight ${entry.name}: element ${i} at byte ${at} declares ${length} bytes, but only ${data.length - at - 4} bytes of weight data follow: a shard is truncated or the data is not this manifest's; copy the model folder again`,
+            { name: entry.name, element: i, offset: at, declared: length, available: data.length - at - 4 },
+          );
+        }
+        byteLength += 4 + length;
       }
     } else {
       byteLength = entryByteLength(entry);

@@ -5,8 +5,8 @@
  * 1. a loader reading model.json and the shards it names sees exactly the old or exactly the new
  *    version (by fingerprint), never a mix or a broken folder;
  * 2. running the same apply again finishes the update (or reports it already applied), records
- *    the sequence, and leaves no leftovers (temp files, model.json.prev/.retired, the lock, or
- *    shards model.json does not name).
+ *    the sequence, and leaves no leftovers (temp files, the journal, model.json.prev, lock
+ *    files, or shards model.json does not name).
  *
  * Scenarios cover the CLI and the library, one and many shards, a first and a second update,
  * a health check that rolls back, torn writes (half the data, then the kill), and a second kill
@@ -89,9 +89,9 @@ async function loaderSees(dir: string, s: Scenario): Promise<string> {
   }
 }
 
-/** Files beyond model.json, its shards, the state file and the recorded digests. */
+/** Files beyond model.json, its shards, the state file, the recorded digests and the model id file. */
 async function leftovers(dir: string): Promise<string[]> {
-  const keep = new Set([...(await referencedFiles(dir)), '.ndiff-state.json', '.ndiff-digests.json']);
+  const keep = new Set([...(await referencedFiles(dir)), '.ndiff-state.json', '.ndiff-digests.json', '.ndiff-folder.json']);
   return (await readdir(dir)).filter((f) => !keep.has(f));
 }
 

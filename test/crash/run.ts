@@ -2,6 +2,7 @@
  * The full crash-injection run (`npm run crash-test`):
  *
  *   node --import tsx test/crash/run.ts [--json FILE]
+ *   node --import tsx test/crash/run.ts --power-loss [--json FILE]   (test/power-loss/run.ts instead)
  *
  * Every mutating file-system operation of five apply scenarios is a kill point (each scenario's
  * operations are listed from a clean run first), plus double kills: a first kill every third
@@ -11,33 +12,42 @@
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { buildFixture, countOperations, killAt, merge, spread, type CrashSummary } from './harness.ts';
+import { runPowerLoss } from '../power-loss/run.ts';
 
-const jsonIndex = process.argv.indexOf('--json');
-const jsonFile = jsonIndex >= 0 ? process.argv[jsonIndex + 1] : undefined;
-const t0 = performance.now();
-const fx = await buildFixture();
-const parts: { name: string; ops: number; summary: CrashSummary }[] = [];
-try {
-  for (const s of fx.scenarios) {
-    const ops = await countOperations(fx, s);
-    const summary = await killAt(fx, s, ops, spread(ops.length));
-    parts.push({ name: s.name, ops: ops.length, summary });
-    console.log(`${s.name}: ${ops.length} operations, ${summary.kills} kills -> old ${summary.sawOld}, new ${summary.sawNew}, neither ${summary.neither.length}; re-run failures ${summary.rerunFailures.length}`);
+if (process.argv.includes('--power-loss')) {
+  process.exitCode = await runPowerLoss(process.argv);
+} else {
+  await runKills();
+}
+
+async function runKills(): Promise<void> {
+  const jsonIndex = process.argv.indexOf('--json');
+  const jsonFile = jsonIndex >= 0 ? process.argv[jsonIndex + 1] : undefined;
+  const t0 = performance.now();
+  const fx = await buildFixture();
+  const parts: { name: string; ops: number; summary: CrashSummary }[] = [];
+  try {
+    for (const s of fx.scenarios) {
+      const ops = await countOperations(fx, s);
+      const summary = await killAt(fx, s, ops, spread(ops.length));
+      parts.push({ name: s.name, ops: ops.length, summary });
+      console.log(`${s.name}: ${ops.length} operations, ${summary.kills} kills -> old ${summary.sawOld}, new ${summary.sawNew}, neither ${summary.neither.length}; re-run failures ${summary.rerunFailures.length}`);
+    }
+    const cli = fx.scenarios[0];
+    const ops = await countOperations(fx, cli);
+    const firsts = spread(ops.length).filter((p) => p % 3 === 1);
+    const double = await killAt(fx, cli, ops, firsts, { second: () => [1, 2, 3, 4, 6, 10, 18] });
+    parts.push({ name: `${cli.name}: double kills (second kill during the recovery)`, ops: ops.length, summary: double });
+    console.log(`double kills: ${firsts.length} first kill points x 7 second kill points, ${double.kills} kills -> old ${double.sawOld}, new ${double.sawNew}, neither ${double.neither.length}; re-run failures ${double.rerunFailures.length}`);
+
+    const all = merge(parts.map((p) => p.summary));
+    console.log(`\n${all.kills} kills (SIGKILL) in ${((performance.now() - t0) / 1000).toFixed(0)} s: the loader saw the old version ${all.sawOld} times, the new one ${all.sawNew} times, neither ${all.neither.length} times; ${all.rerunFailures.length} re-runs did not finish cleanly`);
+    for (const bad of [...all.neither, ...all.rerunFailures].slice(0, 20)) console.log(`  FAIL ${JSON.stringify(bad)}`);
+    const ok = all.neither.length === 0 && all.rerunFailures.length === 0;
+    console.log(ok ? 'PASS' : 'FAIL');
+    if (jsonFile) await writeFile(jsonFile, JSON.stringify({ kills: all.kills, sawOld: all.sawOld, sawNew: all.sawNew, neither: all.neither, rerunFailures: all.rerunFailures, scenarios: parts.map((p) => ({ name: p.name, ops: p.ops, kills: p.summary.kills, sawOld: p.summary.sawOld, sawNew: p.summary.sawNew })), records: all.records }, null, 2));
+    process.exitCode = ok ? 0 : 1;
+  } finally {
+    await rm(fx.root, { recursive: true, force: true });
   }
-  const cli = fx.scenarios[0];
-  const ops = await countOperations(fx, cli);
-  const firsts = spread(ops.length).filter((p) => p % 3 === 1);
-  const double = await killAt(fx, cli, ops, firsts, { second: () => [1, 2, 3, 4, 6, 10, 18] });
-  parts.push({ name: `${cli.name}: double kills (second kill during the recovery)`, ops: ops.length, summary: double });
-  console.log(`double kills: ${firsts.length} first kill points x 7 second kill points, ${double.kills} kills -> old ${double.sawOld}, new ${double.sawNew}, neither ${double.neither.length}; re-run failures ${double.rerunFailures.length}`);
-
-  const all = merge(parts.map((p) => p.summary));
-  console.log(`\n${all.kills} kills (SIGKILL) in ${((performance.now() - t0) / 1000).toFixed(0)} s: the loader saw the old version ${all.sawOld} times, the new one ${all.sawNew} times, neither ${all.neither.length} times; ${all.rerunFailures.length} re-runs did not finish cleanly`);
-  for (const bad of [...all.neither, ...all.rerunFailures].slice(0, 20)) console.log(`  FAIL ${JSON.stringify(bad)}`);
-  const ok = all.neither.length === 0 && all.rerunFailures.length === 0;
-  console.log(ok ? 'PASS' : 'FAIL');
-  if (jsonFile) await writeFile(jsonFile, JSON.stringify({ kills: all.kills, sawOld: all.sawOld, sawNew: all.sawNew, neither: all.neither, rerunFailures: all.rerunFailures, scenarios: parts.map((p) => ({ name: p.name, ops: p.ops, kills: p.summary.kills, sawOld: p.summary.sawOld, sawNew: p.summary.sawNew })), records: all.records }, null, 2));
-  process.exitCode = ok ? 0 : 1;
-} finally {
-  await rm(fx.root, { recursive: true, force: true });
 }

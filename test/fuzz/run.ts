@@ -21,8 +21,9 @@ interface Job {
   progress: Int32Array;
 }
 
+/** `--name N`; the last one given wins (`npm run fuzz -- --cases 20` after any defaults). */
 function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
+  const i = process.argv.lastIndexOf(`--${name}`);
   if (i < 0) return fallback;
   const v = Number(process.argv[i + 1]);
   if (!Number.isFinite(v)) throw new Error(`--${name} needs a number, got ${process.argv[i + 1]}`);
@@ -50,7 +51,7 @@ if (!isMainThread) {
   const seed = arg('seed', Date.now() % 2 ** 31);
   const job = { cases: arg('cases', 100_000), diskCases: arg('disk-cases', 2000), seed, slowMs: arg('slow-ms', 2000), progress: new Int32Array(new SharedArrayBuffer(4)) };
   const hangSeconds = arg('hang-s', 60);
-  const jsonIndex = process.argv.indexOf('--json');
+  const jsonIndex = process.argv.lastIndexOf('--json');
   const jsonFile = jsonIndex >= 0 ? process.argv[jsonIndex + 1] : undefined;
   console.log(`neural-diff payload fuzz: ${job.cases} in-memory cases + ${job.diskCases} model-folder cases, seed ${seed} (repeat with --seed ${seed})`);
   // tsx's loader hooks are per thread, and Node 20 resolves a worker's entry file before its

@@ -1,0 +1,350 @@
+/**
+ * The power-loss harness: record the file-system operations of an apply to a model folder
+ * (through the applier's own file layer), build every folder a power cut could leave (see
+ * fs-model.ts for the persistence model), and for each one:
+ *
+ * 1. what a loader sees right after the cut (before any recovery): exactly the old or exactly
+ *    the new weights, compared value for value;
+ * 2. run the applier's recovery as the next `ndiff apply` would (take the lock, recoverModelDir,
+ *    release); then again exactly the old or the new weights; the state file either absent or
+ *    whole, recording the sequence from before or the payload's, and never the payload's while
+ *    the weights are the old ones (ahead of the weights); the folder's model id file absent or
+ *    whole; no leftovers (journal, kept previous version, temporary files, unreferenced shards,
+ *    lock files);
+ * 3. with `rerun`, run the same apply again, as a user would: it must finish (the new weights,
+ *    the sequence recorded, no leftovers).
+ *
+ * Scenarios: an update spread over every shard of a folder as tensorflowjs_converter writes it
+ * (first apply: no state file yet), an update of the last layers only (second apply: state
+ * file, recorded digests, model id already there; one shard rewritten), and an update whose
+ * health check fails (switch, then rollback).
+ *
+ * The harness runs in one process; recorded crash lock files carry this process's pid, which
+ * the lock treats as left by an earlier run (the same rule as for a pid from before a reboot).
+ */
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { getHasher, type Hasher } from '../../src/core/hasher.ts';
+import { fingerprintStore } from '../../src/core/fingerprint.ts';
+import { MemoryWeightStore } from '../../src/core/weight-store.ts';
+import { topkDiff } from '../../src/diff/topk.ts';
+import { applyToModelDir, lockModelDir, readFolderModelId, recoverModelDir } from '../../src/io/model-dir-update.ts';
+import { FileSequenceStore } from '../../src/io/sequence-file.ts';
+import type { FileOps } from '../../src/io/durable.ts';
+import { openTfjsModelDir, referencedFiles, writeModelDir } from '../../src/io/tfjs-artifacts.ts';
+import { DEFAULT_STATE_FILE, DIGESTS_FILE, FOLDER_FILE } from '../../src/io/control-files.ts';
+import { baseAndTarget } from '../helpers/models.ts';
+import { crashStates, describeOp, materialize, RecordingFileOps, snapshotFolder, type CrashState, type FolderImage, type FsOp } from './fs-model.ts';
+
+export interface PowerLossScenario {
+  name: string;
+  /** The folder before the apply. */
+  initial: FolderImage;
+  payload: Uint8Array;
+  modelId: string;
+  /** The payload's sequence, and the one the state file held before (undefined: no state file). */
+  sequence: number;
+  sequenceBefore?: number;
+  /** Every float tensor of the old and of the new version, for exact comparison. */
+  oldTensors: Map<string, Float32Array>;
+  newTensors: Map<string, Float32Array>;
+  /** The health check of the recorded apply rejects the update (it ends at the old version). */
+  healthFails?: boolean;
+}
+
+/** The files a settled folder may hold besides model.json and its shards. */
+const SETTLED = new Set([DEFAULT_STATE_FILE, DIGESTS_FILE, FOLDER_FILE]);
+
+const hasherPromise: Promise<Hasher> = getHasher();
+
+/** A root for the harness's folders: a tmpfs where there is one (fsync costs nothing there, and the harness models durability itself). */
+export async function harnessRoot(): Promise<string> {
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  return mkdtemp(path.join(base, 'ndiff-power-loss-'));
+}
+
+function tensorsOf(store: MemoryWeightStore): Map<string, Float32Array> {
+  return new Map(store.list().map((t) => [t.name, store.values(t.name).slice()]));
+}
+
+async function writeFolder(dir: string, store: MemoryWeightStore, shardBytes: number): Promise<void> {
+  const tensors = new Map(store.list().map((t) => [t.name, { shape: t.shape, data: store.values(t.name) }]));
+  await writeModelDir(dir, { format: 'graph-model', generatedBy: 'power-loss harness', modelTopology: {} }, tensors, { shardBytes });
+}
+
+/** Rename a folder's shards to the converter's names (`group1-shard3of9.bin`), as a model fresh from tensorflowjs_converter. */
+async function converterNames(dir: string): Promise<void> {
+  const file = path.join(dir, 'model.json');
+  let text = await readFile(file, 'utf8');
+  for (const name of await readdir(dir)) {
+    const m = /^(group\d+-shard\d+of\d+)-[0-9a-f]{16}\.bin$/.exec(name);
+    if (!m) continue;
+    await rename(path.join(dir, name), path.join(dir, `${m[1]}.bin`));
+    text = text.replace(name, `${m[1]}.bin`);
+  }
+  await writeFile(file, text);
+}
+
+/** The scenarios, their folders and payloads, built under `root`. */
+export async function buildScenarios(root: string): Promise<PowerLossScenario[]> {
+  const hasher = await hasherPromise;
+  const { base: v1, target: t2 } = baseAndTarget(81);
+  // Update 1, spread: a change in every tensor, so every shard is rewritten.
+  const p12 = topkDiff(hasher, v1, t2, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'kws', sequence: 1 });
+  const v2 = v1.clone();
+  for (const [n, v] of p12.targetValues) v2.values(n).set(v);
+  // Update 2, last layers: only the output layer changes (the last shard).
+  const t3 = v2.clone();
+  for (const name of ['out/kernel', 'out/bias']) {
+    const w = t3.values(name);
+    for (let i = 0; i < w.length; i += 3) w[i] += 0.01 * ((i % 7) - 3);
+  }
+  const p23 = topkDiff(hasher, v2, t3, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'kws', sequence: 2 });
+  if (p23.payload.patches.some((p) => !p.name.startsWith('out/'))) throw new Error('the last-layers payload patches other tensors');
+  const v3 = v2.clone();
+  for (const [n, v] of p23.targetValues) v3.values(n).set(v);
+
+  const v1dir = path.join(root, 'fixtures', 'v1');
+  await writeFolder(v1dir, v1, 2048);
+  await converterNames(v1dir);
+  const v2dir = path.join(root, 'fixtures', 'v2');
+  await cp(v1dir, v2dir, { recursive: true });
+  await applyToModelDir(v2dir, p12.bytes);
+  const initial1 = await snapshotFolder(v1dir);
+  const initial2 = await snapshotFolder(v2dir);
+  return [
+    { name: 'spread update, first apply to a converter-written folder (9 shards, all rewritten; no state file yet)', initial: initial1, payload: p12.bytes, modelId: 'kws', sequence: 1, oldTensors: tensorsOf(v1), newTensors: tensorsOf(v2) },
+    { name: 'last-layers update, second apply (state file, recorded digests and model id present; 1 of 9 shards rewritten)', initial: initial2, payload: p23.bytes, modelId: 'kws', sequence: 2, sequenceBefore: 1, oldTensors: tensorsOf(v2), newTensors: tensorsOf(v3) },
+    { name: 'spread update whose health check fails (switch, then rollback)', initial: initial1, payload: p12.bytes, modelId: 'kws', sequence: 1, oldTensors: tensorsOf(v1), newTensors: tensorsOf(v2), healthFails: true },
+  ];
+}
+
+/**
+ * Run the scenario's apply on a fresh copy of its folder, recording every operation. `mutate`
+ * wraps the recorder, to check that the harness catches a protocol with a step missing (the
+ * self-check in power-loss.test.ts drops every fsync).
+ */
+export async function recordApply(s: PowerLossScenario, root: string, mutate?: (ops: FileOps) => FileOps): Promise<FsOp[]> {
+  const dir = path.join(root, 'record', s.name.replace(/\W+/g, '-').slice(0, 60));
+  await rm(dir, { recursive: true, force: true });
+  await materialize(s.initial, dir);
+  const ops = new RecordingFileOps(dir, s.initial);
+  try {
+    await applyToModelDir(dir, s.payload, { fileOps: mutate ? mutate(ops) : ops, ...(s.healthFails ? { healthCheck: () => false } : {}) });
+    if (s.healthFails) throw new Error(`${s.name}: the recorded apply was expected to fail its health check`);
+  } catch (e) {
+    if (!(s.healthFails && (e as { code?: string }).code === 'ND_HEALTH_CHECK')) throw e;
+  }
+  const seen = await loaderSees(dir, s);
+  const expected = s.healthFails ? 'old' : 'new';
+  if (seen !== expected) throw new Error(`${s.name}: the recorded apply ended at ${seen}, expected ${expected}`);
+  await rm(dir, { recursive: true, force: true });
+  return ops.log;
+}
+
+/** 'old', 'new', or what else the folder is, comparing every float tensor value for value. */
+export async function loaderSees(dir: string, s: PowerLossScenario): Promise<string> {
+  let store;
+  try {
+    store = await openTfjsModelDir(dir);
+  } catch (e) {
+    return `unloadable: ${(e as Error).message.slice(0, 160)}`;
+  }
+  const same = (want: Map<string, Float32Array>) => store.list().length === want.size && store.list().every((t) => {
+    const a = store.values(t.name);
+    const b = want.get(t.name);
+    return b !== undefined && a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+  });
+  if (same(s.oldTensors)) return 'old';
+  if (same(s.newTensors)) return 'new';
+  return `neither (fingerprint ${fingerprintStore(await hasherPromise, store).fingerprint})`;
+}
+
+/** Files beyond model.json, its shards, the state file, the recorded digests and the model id file. */
+async function leftovers(dir: string): Promise<string[]> {
+  let keep: Set<string>;
+  try {
+    keep = new Set([...(await referencedFiles(dir)), ...SETTLED]);
+  } catch {
+    keep = new Set(SETTLED);
+  }
+  return (await readdir(dir)).filter((f) => !keep.has(f)).sort();
+}
+
+/** The state file and the model id file, checked against the weights the folder holds. */
+async function checkRecords(dir: string, s: PowerLossScenario, weights: string): Promise<string | null> {
+  let recorded: number | undefined;
+  try {
+    recorded = await new FileSequenceStore(path.join(dir, DEFAULT_STATE_FILE)).get(s.modelId);
+  } catch (e) {
+    return `state file unreadable: ${(e as Error).message.slice(0, 160)}`;
+  }
+  if (recorded !== s.sequenceBefore && recorded !== s.sequence) return `state file records sequence ${recorded}, expected ${s.sequenceBefore} or ${s.sequence}`;
+  if (recorded === s.sequence && recorded !== s.sequenceBefore && weights !== 'new') return `state file records sequence ${recorded} but the weights are ${weights}: the state is ahead of the weights`;
+  try {
+    const id = await readFolderModelId(dir);
+    if (id !== undefined && id !== s.modelId) return `the folder's model id is ${JSON.stringify(id)}, expected ${JSON.stringify(s.modelId)}`;
+  } catch (e) {
+    return `model id file unreadable: ${(e as Error).message.slice(0, 160)}`;
+  }
+  return null;
+}
+
+export interface StateVerdict {
+  scenario: string;
+  point: number;
+  /** The last operation issued before the cut. */
+  lastOp: string;
+  variant: string;
+  /** What a loader sees before recovery, and after it. */
+  before: string;
+  after: string;
+  /** Problems (empty when the state passed). */
+  torn: string[];
+  leftovers: string[];
+  rerun?: string;
+}
+
+/** The recovery the next `ndiff apply` runs first: take the lock, recoverModelDir, release. */
+async function recover(dir: string, fileOps?: FileOps): Promise<void> {
+  const unlock = await lockModelDir(dir, { fileOps });
+  try {
+    await recoverModelDir(dir, { fileOps });
+  } finally {
+    await unlock();
+  }
+}
+
+/** Check one crash state (see the module doc). */
+export async function checkState(s: PowerLossScenario, log: readonly FsOp[], state: CrashState, dir: string, options: { rerun?: boolean } = {}): Promise<StateVerdict> {
+  await materialize(state.image, dir);
+  const v: StateVerdict = { scenario: s.name, point: state.point, lastOp: state.point > 0 ? describeOp(log[state.point - 1]) : '(nothing yet)', variant: state.variant, before: '', after: '', torn: [], leftovers: [] };
+  v.before = await loaderSees(dir, s);
+  if (v.before !== 'old' && v.before !== 'new') v.torn.push(`before recovery the loader sees ${v.before}`);
+  try {
+    await recover(dir);
+  } catch (e) {
+    v.torn.push(`recovery threw ${(e as Error).constructor.name}: ${(e as Error).message.slice(0, 200)}`);
+  }
+  v.after = await loaderSees(dir, s);
+  if (v.after !== 'old' && v.after !== 'new') v.torn.push(`after recovery the loader sees ${v.after}`);
+  const records = await checkRecords(dir, s, v.after);
+  if (records) v.torn.push(records);
+  v.leftovers = await leftovers(dir);
+  if (options.rerun) v.rerun = await rerun(s, dir);
+  return v;
+}
+
+/** Run the same apply again (with a passing health check) and check it finished. */
+async function rerun(s: PowerLossScenario, dir: string): Promise<string> {
+  try {
+    const res = await applyToModelDir(dir, s.payload, { healthCheck: () => true });
+    if (res.status !== 'applied' && res.status !== 'already-applied') return `status ${res.status}`;
+  } catch (e) {
+    return `threw ${(e as Error).constructor.name}: ${(e as Error).message.slice(0, 200)}`;
+  }
+  const seen = await loaderSees(dir, s);
+  if (seen !== 'new') return `after the re-run the loader sees ${seen}`;
+  const extra = await leftovers(dir);
+  if (extra.length) return `leftovers after the re-run: ${extra.join(', ')}`;
+  const problem = await checkRecords(dir, s, 'new');
+  if (problem) return problem;
+  const recorded = await new FileSequenceStore(path.join(dir, DEFAULT_STATE_FILE)).get(s.modelId);
+  if (recorded !== s.sequence) return `the state file records ${recorded} after the re-run, expected ${s.sequence}`;
+  if ((await readFolderModelId(dir)) !== s.modelId) return 'the folder did not record its model id';
+  return 'ok';
+}
+
+/**
+ * A second power cut, during the recovery of the first: record the recovery's own operations on
+ * the crash state, and check every state a cut during them could leave, as {@link checkState}
+ * does (the recovery run again on each). Returns the verdicts; the recovery must have work to
+ * do for this to check anything (a clean folder records no operation).
+ */
+export async function checkRecoveryCrashes(s: PowerLossScenario, first: CrashState, root: string, seed: number): Promise<{ ops: number; verdicts: StateVerdict[] }> {
+  const dir = path.join(root, 'recovery-record');
+  await rm(dir, { recursive: true, force: true });
+  await materialize(first.image, dir);
+  const recorder = new RecordingFileOps(dir, first.image);
+  try {
+    await recover(dir, recorder);
+  } catch {
+    /* a recovery that refuses is checked by checkState already */
+  }
+  await rm(dir, { recursive: true, force: true });
+  const verdicts: StateVerdict[] = [];
+  // Every prefix after the first operation, with one random subset per prefix (not two).
+  const states = [...crashStates(first.image, recorder.log, { seed, randomPerPoint: 1 })].filter((st) => st.point > 0);
+  for (const [i, st] of states.entries()) {
+    const stateDir = path.join(root, 'recovery-states', String(i));
+    const v = await checkState(s, recorder.log, st, stateDir);
+    v.variant = `after crash state (${first.point}, ${first.variant}), recovery cut at ${st.point}: ${st.variant}`;
+    verdicts.push(v);
+    await rm(stateDir, { recursive: true, force: true });
+  }
+  return { ops: recorder.log.length, verdicts };
+}
+
+export interface ScenarioSummary {
+  name: string;
+  /** Operations the apply performed. */
+  ops: number;
+  /** Crash states checked (distinct folders). */
+  states: number;
+  /** After recovery: the old weights, the new ones. */
+  sawOld: number;
+  sawNew: number;
+  /** States with any problem (weights neither version, state file torn or ahead, recovery failed). */
+  torn: StateVerdict[];
+  /** States recovery left files in (not torn, but not clean either). */
+  withLeftovers: StateVerdict[];
+  /** Re-runs that did not finish cleanly (when re-run). */
+  reruns: number;
+  rerunFailures: StateVerdict[];
+  /** Second cuts during recovery: the crash states they started from, and the states checked. */
+  doubleFrom: number;
+  doubleStates: number;
+}
+
+/**
+ * Record the scenario's apply and check its crash states: all of them, or (`sample`) that many
+ * spread evenly over the generated list. `onProgress` is called every 250 states.
+ */
+export async function runScenario(s: PowerLossScenario, root: string, options: { sample?: number; rerun?: boolean | ((index: number) => boolean); doubleEvery?: number; seed?: number; mutate?: (ops: FileOps) => FileOps; onProgress?: (done: number) => void } = {}): Promise<ScenarioSummary> {
+  const log = await recordApply(s, root, options.mutate);
+  const all = [...crashStates(s.initial, log, { seed: options.seed ?? 20261122 })];
+  const chosen = options.sample && options.sample < all.length
+    ? Array.from({ length: options.sample }, (_, i) => all[Math.floor((i * all.length) / options.sample!)])
+    : all;
+  const summary: ScenarioSummary = { name: s.name, ops: log.length, states: 0, sawOld: 0, sawNew: 0, torn: [], withLeftovers: [], reruns: 0, rerunFailures: [], doubleFrom: 0, doubleStates: 0 };
+  const statesDir = path.join(root, 'states');
+  await mkdir(statesDir, { recursive: true });
+  for (const [i, state] of chosen.entries()) {
+    const dir = path.join(statesDir, `${i}`);
+    const rerunThis = typeof options.rerun === 'function' ? options.rerun(i) : options.rerun === true;
+    const v = await checkState(s, log, state, dir, { rerun: rerunThis });
+    summary.states++;
+    if (v.after === 'old') summary.sawOld++;
+    if (v.after === 'new') summary.sawNew++;
+    if (v.torn.length) summary.torn.push(v);
+    if (v.leftovers.length) summary.withLeftovers.push(v);
+    if (v.rerun !== undefined) {
+      summary.reruns++;
+      if (v.rerun !== 'ok') summary.rerunFailures.push(v);
+    }
+    await rm(dir, { recursive: true, force: true });
+    if (options.doubleEvery && i % options.doubleEvery === 0) {
+      const nested = await checkRecoveryCrashes(s, state, root, (options.seed ?? 20261122) + i);
+      if (nested.ops > 0) summary.doubleFrom++;
+      for (const w of nested.verdicts) {
+        summary.doubleStates++;
+        if (w.torn.length) summary.torn.push(w);
+        if (w.leftovers.length) summary.withLeftovers.push(w);
+      }
+    }
+    if ((i + 1) % 250 === 0) options.onProgress?.(i + 1);
+  }
+  return summary;
+}
