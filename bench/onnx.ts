@@ -3,7 +3,7 @@
  * in the `@ricky0123/vad-web` npm package), and an openWakeWord classifier pair from
  * `openwakeword-js`, as neural-diff payloads.
  *
- * - Every change: a payload of every changed weight (float32 deltas), its size against the v6
+ * - Every change: a payload of every changed weight (codec x: exact bits), its size against the v6
  *   file, `zstd -19 --long --patch-from` and `bsdiff`, and how many weights end exactly at v6.
  * - Within budgets of 1/2/5/10/25% of the new file's size (post-hoc top-k, the codec with the
  *   smallest error): v6 and the patched v5 run side by side with onnxruntime-web in Node on the

@@ -45,6 +45,8 @@ const HASHERS: Hasher[] = [pure, wasm];
 const utf8 = new TextEncoder();
 const le32 = (x: number): Uint8Array => Uint8Array.of(x & 255, (x >>> 8) & 255, (x >>> 16) & 255, x >>> 24);
 const bitsOf = (v: Float32Array): string => f32Hex(v);
+/** Codec x values are masks: their bytes as they are (read as floats, NaN bits could change). */
+const maskHex = (v: Float32Array): string => Array.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), (b) => b.toString(16).padStart(2, '0')).join('');
 
 /** A store's values, as hex per tensor, for byte-exact comparisons. */
 function valuesHex(store: ReturnType<typeof storeOf>): Record<string, string> {
@@ -188,7 +190,7 @@ function halfToFloatRef(h: number): number {
   return scratch[0];
 }
 
-interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid }
+interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[] }
 type SpecGrid = { d: 'f32' | 'f16' | 'bf16' } | { d: 'u8' | 'u16'; sc: number; mn: number };
 
 /** Every positive finite half, as float32, ascending (bit patterns 0x0000..0x7bff are monotonic). */
@@ -282,14 +284,34 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
     const size = (s as number[]).reduce((x, y) => x * y, 1);
     if (size > 2 ** 32 - 1) bad('tensor too large');
     const c = raw.get('c');
-    const bpv = c === 'f32' ? 4 : c === 'f16' ? 2 : c === 'i8' ? 1 : bad('"c"');
+    const k0 = raw.get('k');
+    const isX = c === 'x' && nd === 2;
+    if (isX && k0 !== 's' && k0 !== 'd') bad('codec x on a patch that is not sparse or dense');
+    const bpv = isX ? 0 : c === 'f32' ? 4 : c === 'f16' ? 2 : c === 'i8' ? 1 : bad('"c"');
     const q = raw.get('q');
     if (c === 'i8' && !(typeof q === 'number' && Number.isFinite(q) && q > 0 && Math.fround(q) === q)) bad('"q"');
     const b = hex(binOf(raw, 'b', 8));
     const a = hex(binOf(raw, 'a', 8));
     const v = binOf(raw, 'v');
     const k = raw.get('k');
+    // FORMAT.md codec x: 2-bit lengths (L + 1 bytes) first, then the masks, least significant byte first.
+    const decodeXor = (count: number): number[] => {
+      const head = Math.ceil(count / 4);
+      if (v.length < head) bad('"v" shorter than its lengths');
+      const lens = Array.from({ length: count }, (_, i) => ((v[Math.floor(i / 4)] >> (2 * (i % 4))) & 3) + 1);
+      for (let i = count; i < 4 * head; i++) if ((v[Math.floor(i / 4)] >> (2 * (i % 4))) & 3) bad('length field past the last value');
+      let at = head;
+      const masks = lens.map((len) => {
+        let m = 0;
+        for (let j = 0; j < len; j++) m += v[at + j] * 2 ** (8 * j);
+        at += len;
+        return m;
+      });
+      if (at !== v.length) bad('"v" length (codec x)');
+      return masks;
+    };
     const decodeValues = (count: number): Float32Array => {
+      if (isX) return new Float32Array(count);
       if (v.length !== count * bpv) bad('"v" length');
       const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
       const out = Float32Array.from({ length: count }, (_, i) =>
@@ -347,7 +369,7 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
         }
         if (at !== i.length) bad('bytes after the last varint');
       } else bad('"ic"');
-      return { ...common, positions, vals: decodeValues(n as number) };
+      return { ...common, positions, vals: decodeValues(n as number), ...(isX ? { xor: decodeXor(n as number) } : {}) };
     }
     if (k === 'h') {
       const h = raw.get('h');
@@ -356,7 +378,7 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
       if (!isInt(h, 2 ** 32 - 1) || !isInt(nb, 2 ** 32 - 1) || nb < 1 || typeof sg !== 'boolean') bad('hash fields');
       return { ...common, h: h as number, nb: nb as number, sg: sg as boolean, vals: decodeValues(nb as number) };
     }
-    if (k === 'd') return { ...common, vals: decodeValues(size) };
+    if (k === 'd') return { ...common, vals: decodeValues(size), ...(isX ? { xor: decodeXor(size) } : {}) };
     if (k === 'r') {
       const cols = s.length ? (s[s.length - 1] as number) : 1;
       const rows = cols ? size / cols : 0;
@@ -414,6 +436,18 @@ function specApply(hasher: Hasher, model: SpecModel, bytes: Uint8Array, maxBytes
   };
   for (const p of patches) {
     grid = p.g;
+    if (p.xor) {
+      // Codec x: the new bits are the old bits XOR the mask (then the grid, if any).
+      const w = (out.get(p.t) as { data: Float32Array }).data;
+      const wb = new Uint32Array(w.buffer, w.byteOffset, w.length);
+      p.xor.forEach((m, k) => {
+        const i = p.k === 's' ? (p.positions as number[])[k] : k;
+        wb[i] = (wb[i] ^ m) >>> 0;
+        if (grid) w[i] = specSnap(w[i], grid);
+      });
+      if (!w.every(Number.isFinite)) throw new SpecError('non-finite', p.t);
+      continue;
+    }
     const w = (out.get(p.t) as { data: Float32Array }).data;
     if (p.k === 's') (p.positions as number[]).forEach((pos, k) => add(w, pos, p.vals[k]));
     else if (p.k === 'd') p.vals.forEach((v, i) => add(w, i, v));
@@ -528,7 +562,8 @@ describe('payload vectors: valid', () => {
           if (p.kind === 'sparse') {
             assert.equal(p.positionCoding, e.coding);
             assert.deepEqual([...p.positions], e.positions);
-            assert.equal(bitsOf(p.values), e.values);
+            if (p.codec === 'x') assert.equal(maskHex(p.values), e.masks);
+            else assert.equal(bitsOf(p.values), e.values);
           } else if (p.kind === 'hash') {
             assert.equal(p.seed, e.seed);
             assert.equal(p.signed, e.signed);
@@ -541,7 +576,8 @@ describe('payload vectors: valid', () => {
             assert.equal(p.rank, e.rank);
             assert.equal(bitsOf(p.u), e.u);
             assert.equal(bitsOf(p.v), e.v);
-          } else assert.equal(bitsOf(p.values), e.values);
+          } else if (p.codec === 'x') assert.equal(maskHex(p.values), e.masks);
+          else assert.equal(bitsOf(p.values), e.values);
         });
         assert.deepEqual(encodePayload(d), bytes);
       });

@@ -4,6 +4,7 @@ import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
+import { exactDiff } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import type { CliIO } from '../common.ts';
 import { checkOutputPath, defaultModelId, isOnnxPath, openModel, parseExpiry, writeUpdatedModel } from '../models.ts';
@@ -25,7 +26,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
   return y
     .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards) or an ONNX file (.onnx)' })
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
-    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; for ONNX models also `all`: every changed value, whatever the size' })
+    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: the id the base folder recorded in .ndiff-folder.json, else its name); keep one id along a chain of updates' })
@@ -45,13 +46,19 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
   const { store: base, weightBytes: total } = opened;
   const target = openedTarget.store;
-  const everyChange = opened.kind === 'onnx' && a.budget.trim().toLowerCase() === 'all';
+  const everyChange = a.budget.trim().toLowerCase() === 'all';
   const budgetBytes = everyChange ? 0 : parseBudget(a.budget, total);
   io.progress(`base ${a.base}: ${base.list().length} tensors, ${formatBytes(total)} as stored; budget ${everyChange ? 'all (every change)' : `${formatBytes(budgetBytes)} (${((100 * budgetBytes) / total).toFixed(2)}% of the model as stored)`}`);
   const hasher = await getHasher();
   const t0 = performance.now();
+  const common = { modelId: a.modelId ?? await defaultModelId(a.base), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}), store: a.store };
   const diff = opened.kind === 'onnx' ? diffOnnxModels : topkDiff;
-  const res = diff(hasher, base, target, {
+  const res = everyChange && opened.kind === 'folder'
+    ? (() => {
+      const e = exactDiff(hasher, base, target, common);
+      return { ...e, kept: e.changed, changed: e.changed, codec: 'x' as const, squaredError: 0 };
+    })()
+    : diff(hasher, base, target, {
     ...(everyChange ? { mode: 'all' as const } : {}),
     budgetBytes,
     codec: a.codec,
@@ -61,6 +68,7 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     onProgress: (m) => io.progress(`  ${m}`),
     store: a.store,
   });
+  if (everyChange) io.progress(`  every changed weight, exactly: ${res.changed} values as XOR masks of their bits (codec x)`);
   await writeFile(a.out, res.bytes);
   const ms = performance.now() - t0;
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;

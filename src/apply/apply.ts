@@ -296,6 +296,14 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
         const rec = applyTensorPatch(wp, patch, true);
         if (!rec) continue;
         parts.push(rec.exceptions);
+        // Codec x writes exact bits and logs nothing: check what it wrote.
+        if (patch.codec === 'x' && !patch.grid) {
+          const at = patch.kind === 'sparse' ? patch.positions : null;
+          for (let j = 0, n = at ? at.length : wp.length; j < n; j++) {
+            const x = wp[at ? at[j] : j];
+            if (x - x !== 0) throw new NonFiniteValueError(`after patching, tensor ${JSON.stringify(src.name)} holds ${x}: the payload's exact bits make a weight NaN or infinite, which no valid payload does; the patch was undone and the model is unchanged: rebuild it or fetch the full model`);
+          }
+        }
         // A weight the patch made non-finite overflowed float32 (finite deltas can: 3e38 +
         // 3e38, or a low-rank product). Subtracting its delta again would not give the old value
         // back, so it is among the logged exceptions: checking those finds it. (A payload for a

@@ -7,7 +7,7 @@ import { Packr, FLOAT32_OPTIONS } from 'msgpackr/pack';
 import { toHalfBits } from './float16.ts';
 import { shapeSize, type Payload, type PayloadHeader, type TensorPatch } from './format.ts';
 import type { StorageGrid } from './grid.ts';
-import { bytesPerValue, type ValueCodec } from './values.ts';
+import { bytesPerValue, encodeXorMasks, type ValueCodec, type WireCodec } from './values.ts';
 import { ByteWriter, varintSize } from './varint.ts';
 
 /** Wire patch, before msgpack (also used by the encoder to size payloads exactly). */
@@ -18,7 +18,7 @@ export interface WirePatch {
   r?: number;
   b: Uint8Array;
   a: Uint8Array;
-  c: ValueCodec;
+  c: WireCodec;
   q?: number;
   n?: number;
   ic?: 'g' | 'm';
@@ -100,7 +100,7 @@ export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
 /** The msgpack document of a payload (header keys, then "p"): what {@link packPayload} packs. */
 export function wireDocument(h: PayloadHeader, patches: WirePatch[]): Record<string, unknown> {
   // Only v2 appliers round onto storage grids: a grid in a v1 document would be ignored.
-  if (h.version < 2 && patches.some((p) => p.g !== undefined)) throw new RangeError(`a payload with storage grids is format version 2, the header says ${h.version}`);
+  if (h.version < 2 && patches.some((p) => p.g !== undefined || p.c === 'x')) throw new RangeError(`a payload with storage grids or codec x is format version 2, the header says ${h.version}`);
   const o: Record<string, unknown> = {
     nd: h.version,
     m: h.method,
@@ -128,8 +128,10 @@ export function packPayload(header: PayloadHeader, patches: WirePatch[]): Uint8A
 }
 
 /** Re-encode a value array with its codec into wire bytes (exact for already-decoded values). */
-export function valueBytes(values: Float32Array, codec: ValueCodec, scale?: number): Uint8Array {
+export function valueBytes(values: Float32Array, codec: WireCodec, scale?: number): Uint8Array {
   const n = values.length;
+  // Codec x: the values' bits are XOR masks (never read them as numbers: NaN bits may change).
+  if (codec === 'x') return encodeXorMasks(new Uint32Array(values.buffer, values.byteOffset, n));
   if (codec === 'f32') {
     const b = new Uint8Array(n * 4);
     const dv = new DataView(b.buffer);

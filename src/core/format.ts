@@ -10,7 +10,7 @@ import { readVarintsInto } from './varint.ts';
 import { toHex } from './hex.ts';
 import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from './msgpack-guard.ts';
 import { readMsgpack } from './msgpack-read.ts';
-import { bytesPerValue, decodeValues, VALUE_CODECS, type ValueCodec } from './values.ts';
+import { bytesPerValue, decodeValues, decodeXorMasks, VALUE_CODECS, xorByteLength, type ValueCodec, type WireCodec } from './values.ts';
 import type { StorageGrid } from './grid.ts';
 
 /**
@@ -71,7 +71,12 @@ interface PatchCommon {
   baseDigest: string;
   /** xxh64 digest of the tensor after patching (16 hex chars). */
   targetDigest: string;
-  codec: ValueCodec;
+  /**
+   * How `values` are coded. With `x` (format v2, sparse and dense patches) they are not
+   * deltas: each holds the XOR of the new and the old float32 bits (read them as bits, through a
+   * Uint32Array view, never as numbers).
+   */
+  codec: WireCodec;
   /** i8 only. */
   scale?: number;
   /**
@@ -157,7 +162,7 @@ export interface PatchSource {
   name: string;
   shape: number[];
   kind: TensorPatch['kind'];
-  codec: ValueCodec;
+  codec: WireCodec;
   scale?: number;
   grid?: StorageGrid;
   baseDigest: string;
@@ -412,8 +417,10 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   const size = shapeSize(shape);
   if (size > MAX_TENSOR_SIZE) fail(`${where}: shape [${shape.join(', ')}] holds ${size} values, more than a patch can address (2^32 - 1)`);
   const kind = own(raw, 'k');
-  const codec = own(raw, 'c') as ValueCodec;
-  if (!VALUE_CODECS.includes(codec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}, found ${describe(codec)}`);
+  const codec = own(raw, 'c') as WireCodec;
+  const isXor = codec === 'x' && version >= 2;
+  if (!isXor && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version >= 2 ? ', x' : ''}, found ${describe(codec)}`);
+  if (isXor && kind !== 's' && kind !== 'd') fail(`${where}: value codec "x" (exact bits) is for sparse and dense patches only, found kind ${describe(kind)}`);
   let scale: number | undefined;
   if (codec === 'i8') {
     const q = own(raw, 'q');
@@ -432,13 +439,27 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     ...(grid ? { grid } : {}),
   };
   const v = bin(raw, 'v', where);
-  const bpv = bytesPerValue(codec);
+  const bpv = isXor ? 0 : bytesPerValue(codec as ValueCodec);
+  let total = 0;
   const need = (count: number, what: string): void => {
-    if (v.length !== count * bpv) fail(`${where}: ${what} "v" must be ${count} x ${bpv} = ${count * bpv} bytes for codec ${codec}, found ${v.length}`);
+    total = count;
+    if (isXor) {
+      const want = xorByteLength(v, count);
+      if (want !== v.length) fail(`${where}: ${what} "v" of codec x must be ${count > 0 ? `${(count + 3) >> 2} bytes of lengths and the masks they measure${want >= 0 ? `, ${want} bytes in all` : ''}` : 'empty'}, found ${v.length} bytes`);
+    } else if (v.length !== count * bpv) fail(`${where}: ${what} "v" must be ${count} x ${bpv} = ${count * bpv} bytes for codec ${codec}, found ${v.length}`);
   };
+  // Codec x: where the next mask starts; pieces are read in order, from the first.
+  let xorAt = 0;
   // Values [k, k + m), decoded (into `into` when given; the lengths were checked with `need`).
   const valuesAt = (k: number, m: number, into?: Float32Array): Float32Array => {
-    const out = decodeValues(v.subarray(k * bpv, (k + m) * bpv), codec, scale, into);
+    if (isXor) {
+      const out = into ?? new Float32Array(m);
+      if (k === 0) xorAt = (total + 3) >> 2;
+      // The masks go into the array's bits; they are bits, not numbers (see PatchCommon.codec).
+      xorAt = decodeXorMasks(v, k, xorAt, new Uint32Array(out.buffer, out.byteOffset, m));
+      return out;
+    }
+    const out = decodeValues(v.subarray(k * bpv, (k + m) * bpv), codec as ValueCodec, scale, into);
     if (!(out instanceof Float32Array)) {
       const at = k + out.nonFiniteAt;
       throw new NonFiniteValueError(`${where}: value ${at} is NaN or infinite; a valid payload never carries one: rebuild the payload (the model it came from may have diverged)`, { tensor: name, index: at });

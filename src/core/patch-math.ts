@@ -237,18 +237,32 @@ function applyOnGrid(w: Float32Array, patch: TensorPatch, grid: StorageGrid, log
   const wb = bitsOf(w);
   if (patch.kind === 'sparse') {
     const { positions, values } = patch;
+    const masks = patch.codec === 'x' ? bitsOf(values) : null;
     for (let k = 0; k < positions.length; k++) {
       const at = positions[k];
       if (log) log.push(at, wb[at]);
-      w[at] = snapValue(Math.fround(w[at] + values[k]), grid);
+      if (masks) wb[at] ^= masks[k];
+      else w[at] = Math.fround(w[at] + values[k]);
+      w[at] = snapValue(w[at], grid);
     }
     return;
   }
   if (log) for (let i = 0; i < w.length; i++) log.push(i, wb[i]);
-  if (patch.kind === 'dense') denseLoop(w, patch.values, 1, null);
+  if (patch.kind === 'dense' && patch.codec === 'x') xorLoop(wb, bitsOf(patch.values));
+  else if (patch.kind === 'dense') denseLoop(w, patch.values, 1, null);
   else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, null);
   else hashLoop(w, patch, 1, null);
   snapInPlace(w, grid);
+}
+
+/** Codec x, dense: every word of `wb` XORed with its mask (its own inverse). */
+function xorLoop(wb: Uint32Array, masks: Uint32Array): void {
+  for (let i = 0; i < wb.length; i++) wb[i] ^= masks[i];
+}
+
+/** Codec x, sparse: the words at the positions XORed with their masks (its own inverse). */
+function xorSparse(wb: Uint32Array, positions: Uint32Array, masks: Uint32Array): void {
+  for (let k = 0; k < positions.length; k++) wb[positions[k]] ^= masks[k];
 }
 
 /** Apply `patch` to `w` in place. When `recordUndo` is set, returns what restores `w`. */
@@ -257,6 +271,13 @@ export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo
     const log = recordUndo ? new ExceptionLog() : null;
     applyOnGrid(w, patch, patch.grid, log);
     return log ? log.record(patch.name, patch) : null;
+  }
+  if (patch.codec === 'x') {
+    // Exact new bits: the XOR of new and old. Applying it again restores the old bits, so the
+    // undo record logs nothing.
+    if (patch.kind === 'sparse') xorSparse(bitsOf(w), patch.positions, bitsOf(patch.values));
+    else if (patch.kind === 'dense') xorLoop(bitsOf(w), bitsOf(patch.values));
+    return recordUndo ? { name: patch.name, kind: 'inverse', patch, exceptions: [] } : null;
   }
   if (patch.kind === 'sparse' && !recordUndo) {
     const { positions, values } = patch;
@@ -277,6 +298,9 @@ export function undoTensorPatch(w: Float32Array, undo: UndoRecord): void {
   const { patch } = undo;
   if (patch.grid && patch.grid.dtype !== 'float32') {
     // Only the logged old bits (every written value) restore a rounded patch.
+  } else if (patch.codec === 'x') {
+    if (patch.kind === 'sparse') xorSparse(wb, patch.positions, bitsOf(patch.values));
+    else if (patch.kind === 'dense') xorLoop(wb, bitsOf(patch.values));
   } else if (patch.kind === 'sparse') {
     const { positions, values } = patch;
     for (let k = 0; k < positions.length; k++) w[positions[k]] -= values[k];

@@ -106,3 +106,66 @@ export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number
   for (let i = 0; i < n; i++) if (!Number.isFinite(out[i])) return { nonFiniteAt: i };
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Codec `x` (format v2): exact new bits, as the XOR of the new and the old float32 bits.
+
+/** The codecs a patch may name on the wire: the additive value codecs, and `x` (format v2). */
+export type WireCodec = ValueCodec | 'x';
+
+/**
+ * Layout of codec `x` for `n` values: `ceil(n / 4)` bytes of 2-bit lengths (value k's in bits
+ * 2(k mod 4) of byte floor(k / 4), least significant first; a length field L means L + 1 bytes),
+ * then each value's XOR mask in its length, least significant byte first. Returns the byte size
+ * the lengths call for, or -1 when the bytes cannot hold the lengths or the last length byte has
+ * bits set past value n - 1.
+ */
+export function xorByteLength(bytes: Uint8Array, n: number): number {
+  const head = (n + 3) >> 2;
+  if (bytes.length < head) return -1;
+  if (n & 3 && bytes[head - 1] >> (2 * (n & 3))) return -1;
+  let total = head + n;
+  for (let i = 0; i < head; i++) {
+    const b = bytes[i];
+    total += (b & 3) + ((b >> 2) & 3) + ((b >> 4) & 3) + (b >> 6);
+  }
+  return total;
+}
+
+/**
+ * Decode masks `from .. from + out.length - 1` of a codec-`x` value block of `n` values, the
+ * first of which starts at byte `at` (pass the return value of the previous call; the first
+ * call passes `ceil(n / 4)`). Returns where the next mask starts. The caller checked the block
+ * with {@link xorByteLength}.
+ */
+export function decodeXorMasks(bytes: Uint8Array, from: number, at: number, out: Uint32Array): number {
+  for (let j = 0; j < out.length; j++) {
+    const k = from + j;
+    const len = ((bytes[k >> 2] >> (2 * (k & 3))) & 3) + 1;
+    let m = 0;
+    for (let b = len - 1; b >= 0; b--) m = m * 256 + bytes[at + b];
+    out[j] = m;
+    at += len;
+  }
+  return at;
+}
+
+/** Encode XOR masks as codec `x` (the shortest length of each, at least one byte). */
+export function encodeXorMasks(masks: Uint32Array): Uint8Array {
+  const n = masks.length;
+  const head = (n + 3) >> 2;
+  const lens = new Uint8Array(n);
+  let total = head;
+  for (let k = 0; k < n; k++) {
+    const m = masks[k];
+    lens[k] = m > 0xffffff ? 4 : m > 0xffff ? 3 : m > 0xff ? 2 : 1;
+    total += lens[k];
+  }
+  const out = new Uint8Array(total);
+  let at = head;
+  for (let k = 0; k < n; k++) {
+    out[k >> 2] |= (lens[k] - 1) << (2 * (k & 3));
+    for (let b = 0, m = masks[k]; b < lens[k]; b++, m >>>= 8) out[at++] = m & 0xff;
+  }
+  return out;
+}

@@ -11,6 +11,7 @@ import type { WeightStore } from '../core/weight-store.ts';
 import { ONNX_FRAME, type OnnxTensorEntry } from '../io/onnx.ts';
 import { buildPayload, type BuiltPayload, type PatchSpec } from './build.ts';
 import { topkFromDeltas, type TopkOptions, type TopkResult } from './topk.ts';
+import { exactDiff } from './exact.ts';
 
 function entries(store: WeightStore): OnnxTensorEntry[] {
   return store.list() as OnnxTensorEntry[];
@@ -86,8 +87,8 @@ function checkHalfGrid(base: WeightStore, built: BuiltPayload): void {
 /** Options of {@link diffOnnxModels}. */
 export interface OnnxDiffOptions extends TopkOptions {
   /**
-   * `topk` (default): the largest changes that fit `budgetBytes`. `all`: every changed value as a
-   * float32 delta (a dense patch where a whole tensor changed), whatever its size.
+   * `topk` (default): the largest changes that fit `budgetBytes`. `all`: every changed value,
+   * exactly (codec x: the XOR of new and old bits; see exact.ts), whatever its size.
    */
   mode?: 'topk' | 'all';
 }
@@ -105,26 +106,10 @@ export function diffOnnxModels(hasher: Hasher, base: WeightStore, target: Weight
   const halves = entries(base).some((e) => e.patchable && e.dtype !== 'FLOAT');
   let res: TopkResult;
   if (options.mode === 'all') {
-    const specs: PatchSpec[] = [];
-    let changed = 0;
-    for (const [name, d] of deltas) {
-      const positions: number[] = [];
-      for (let i = 0; i < d.length; i++) if (d[i] !== 0) positions.push(i);
-      changed += positions.length;
-      if (!positions.length) continue;
-      if (positions.length === d.length) specs.push({ kind: 'dense', name, values: d, codec: 'f32' });
-      else specs.push({ kind: 'sparse', name, positions: Uint32Array.from(positions), values: Float32Array.from(positions, (i) => d[i]), codec: 'f32' });
-    }
-    const built = buildPayload(hasher, base, specs, { ...options, method: 'topk', budgetBytes: options.budgetBytes });
-    res = { ...built, kept: changed, changed, codec: 'f32', squaredError: 0 };
-    let err = 0;
-    for (const name of deltas.keys()) {
-      const w1 = built.targetValues.get(name);
-      if (!w1) continue;
-      const want = target.read?.(name) ?? target.values(name);
-      for (let i = 0; i < w1.length; i++) err += (want[i] - w1[i]) ** 2;
-    }
-    res.squaredError = err;
+    // Every change, exactly: the XOR of new and old bits (codec x), which reaches any target.
+    const { mode: _mode, budgetBytes: _budget, codec: _codec, onProgress: _p, ...header } = options;
+    const built = exactDiff(hasher, base, target, { ...header, names: entries(base).filter((e) => e.patchable).map((e) => e.name) });
+    res = { ...built, kept: built.changed, changed: built.changed, codec: 'x', squaredError: 0 };
   } else {
     res = topkFromDeltas(hasher, base, deltas, { ...options, codec: halves && (options.codec ?? 'auto') === 'auto' ? 'f32' : options.codec }, 'topk');
   }

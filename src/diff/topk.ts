@@ -24,7 +24,7 @@ export interface TopkResult extends BuiltPayload {
   kept: number;
   /** Non-zero entries of the full delta. */
   changed: number;
-  codec: ValueCodec;
+  codec: ValueCodec | 'x';
   /** Sum of squared differences between the target and base + payload, over all weights. */
   squaredError: number;
 }

@@ -187,6 +187,22 @@ const VALID: ValidCase[] = [
     header: { method: 'full', modelId: 'kws-\u00e9', sequence: 42, createdAt: '2025-01-02T03:04:05Z', expiresAt: 4102444800, meta: { steps: 300, loss: '0.125', delta: -5 } },
   },
   {
+    name: 'sparse-x',
+    description:
+      'Format v2, codec x (exact bits): a sparse patch whose values are the XOR of the new and the old float32 bits, each stored in 1 to 4 bytes (least significant first) after 2-bit length fields (value k in bits 2(k mod 4) of byte floor(k / 4), a field L meaning L + 1 bytes). It reaches targets no float32 addition can: w[0] = 1 becomes 1e-10 (1 + d rounds to 0 or 2^-24 steps away for every d); w[1] = +0 becomes -0 (mask 0x80000000, 4 bytes); w[2] = 0.5 becomes 0.5000000596 (one bit, 1 byte); w[7] = 3 becomes -3 (the sign, 4 bytes); w[9] = 2^-149 (the smallest subnormal) becomes 2^-126 (the smallest normal).',
+    tensors: [['w', [2, 5], [1, 0, 0.5, 0.25, 0.125, 1, 2, 3, 4, 2 ** -149]]],
+    specs: [{ kind: 'sparse', name: 'w', positions: u32([0, 1, 2, 7, 9]), values: f32([1e-10, -0, Math.fround(0.5 + 2 ** -24), -3, 2 ** -126]), codec: 'x' }],
+    header: { method: 'topk', modelId: 'demo-x', sequence: 12, meta: { method: 'exact' } },
+  },
+  {
+    name: 'dense-x',
+    description:
+      'Format v2, codec x on a dense patch: one XOR mask per weight, in order; an unchanged weight costs one zero byte. The target differs from the base in 3 of 6 weights.',
+    tensors: [['d', [6], [0.1, -0.2, 0.3, -0.4, 0.5, -0.6]]],
+    specs: [{ kind: 'dense', name: 'd', values: f32([0.1, -0.25, 0.3, 100, 0.5, -0.6000001]), codec: 'x' }],
+    header: { method: 'topk', modelId: 'demo-x', sequence: 13, meta: { method: 'exact' } },
+  },
+  {
     name: 'grid-u8-sparse-i8',
     description:
       'Format v2: a sparse i8 patch of a tensor stored as uint8 (TF.js quantization, scale 0.003921568859368563 and min -0.5, both float64 in "g"). The base values are fround(q x scale + min) for q = 0..31, as TF.js dequantizes. The i8 scale is the grid step fround(scale), so the values are whole steps: position 0 (q = 0) +3 steps, position 5 (q = 5) -2, position 9 (q = 9) +1, and position 31 (q = 31) -40, which clamps to q = 0. Every written value is rounded onto the grid: q = round((w + d - min) / scale) in float64, ties to even, clamped to [0, 255], then fround(q x scale + min).',
@@ -335,10 +351,13 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
   if (p.grid) info.grid = p.grid;
   info.baseDigest = p.baseDigest;
   info.targetDigest = p.targetDigest;
+  // Codec x: the values are XOR masks, listed as their bits (read as floats, NaN bits could change).
+  const masksHex = (v: Float32Array) => hexOf(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
   if (p.kind === 'sparse') {
     info.coding = p.positionCoding;
     info.positions = [...p.positions];
-    info.values = f32Hex(p.values);
+    if (p.codec === 'x') info.masks = masksHex(p.values);
+    else info.values = f32Hex(p.values);
   } else if (p.kind === 'hash') {
     info.seed = p.seed;
     info.signed = p.signed;
@@ -355,7 +374,8 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
     info.rank = p.rank;
     info.u = f32Hex(p.u);
     info.v = f32Hex(p.v);
-  } else info.values = f32Hex(p.values);
+  } else if (p.codec === 'x') info.masks = masksHex(p.values);
+  else info.values = f32Hex(p.values);
   return info;
 }
 
@@ -484,6 +504,16 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     add('grid-scale-zero', 'grid-u8-sparse-i8 with grid scale "g.sc" = 0 (8 zero bytes).', packPayload(g8.payload.header, [{ ...w(), g: { ...w().g, sc: new Uint8Array(8) } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-u8-sparse-i8.base.json');
     add('grid-missing-min', 'grid-u8-sparse-i8 with no grid min "g.mn".', packPayload(g8.payload.header, [{ ...w(), g: { d: 'u8', sc: w().g?.sc } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-u8-sparse-i8.base.json');
   }
+  {
+    const sx = built.get('sparse-x') as { payload: Payload };
+    const w = () => wiresOf(sx.payload)[0];
+    // (the reference encoder refuses to write codec x under "nd" = 1: the wide writer does)
+    add('x-in-v1', 'sparse-x with "nd" = 1 (written with wide msgpack encodings): codec x exists from version 2 on, so a version 1 document naming it has an unknown codec.', writeWideMsgpack({ ...wireDocument(sx.payload.header, [w()]), nd: 1 }), 'PayloadFormatError', 'decode', 'sparse-x.base.json');
+    add('x-length-mismatch', 'sparse-x with one byte cut from the end of "v": the length fields call for one more byte of masks.', packPayload(sx.payload.header, [{ ...w(), v: w().v.slice(0, -1) }]), 'PayloadFormatError', 'decode', 'sparse-x.base.json');
+    add('x-length-past-end', 'sparse-x with a length field set past its 5 values (bits 2-3 of the second length byte).', packPayload(sx.payload.header, [{ ...w(), v: Uint8Array.from([w().v[0], w().v[1] | 0x04, ...w().v.slice(2), 0]) }]), 'PayloadFormatError', 'decode', 'sparse-x.base.json');
+    const hx = built.get('hash-signed-f32') as { payload: Payload };
+    add('x-on-hash', 'hash-signed-f32 re-labelled as version 2 with codec x: exact bits are for sparse and dense patches only.', packPayload({ ...hx.payload.header, version: 2 }, [{ ...wiresOf(hx.payload)[0], c: 'x' }]), 'PayloadFormatError', 'decode', 'hash-signed-f32.base.json');
+  }
   add('optional-key-nil', 'sparse-gaps-f32 with "ct" present as nil: an optional key is absent or has its type.', writeWideMsgpack({ ...wireDocument(aHeader, [aWire()]), ct: null }), 'PayloadFormatError', 'decode');
   // Apply stage: the payload is well formed; the model decides.
   add('unknown-tensor', 'sparse-gaps-f32 patching tensor "w2", which the model does not have.', packPayload(aHeader, [{ ...aWire(), t: 'w2' }]), 'ModelMismatchError', 'apply');
@@ -501,7 +531,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
 
   json('vectors.json', {
     description:
-      'Payload format v1 and v2 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
+      'Payload format v1 and v2 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x patches list "masks" instead, the XOR masks as little-endian uint32 hex. Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
     valid,
     invalid,
   });
