@@ -37,7 +37,8 @@ interface Exports {
   i(st: number, seed: bigint): void;
   x(p: number, end: number, st: number): void;
   f(st: number, p: number, n: number, total: bigint, seed: bigint): bigint;
-  a(base: number, lim: number, codec: number, scale: number, dense: number): void;
+  a(base: number, lim: number, codec: number, scale: number): void;
+  d(base: number, lim: number, codec: number, scale: number): void;
 }
 
 interface Kernel {
@@ -214,16 +215,18 @@ export function patchRegions(
     const b = Math.min(n, a + KERNEL_REGION);
     u8.set(bytes.subarray(4 * a, 4 * b), REGION_AT);
     base?.updateRegion(4 * (b - a));
-    // The next entry's position once decoded (-1: not yet), read as two halves: no BigInt.
+    // The next entry's position once decoded (-1: not yet), read as two halves: no BigInt. A
+    // dense patch has an entry at every position.
     const hi = state.getInt32(0x1c, true);
-    if (left() > 0 && (hi < 0 || hi * 0x100000000 + state.getUint32(0x18, true) < b)) {
+    if (left() > 0 && (!gaps || hi < 0 || hi * 0x100000000 + state.getUint32(0x18, true) < b)) {
       // A region holds at most KERNEL_REGION entries (and the kernel reads the gap after them).
       if (gaps) {
         state.setInt32(0x00, gaps.slide(state.getInt32(0x00, true), 5 * (KERNEL_REGION + 1)), true);
         state.setInt32(0x04, gaps.end, true);
       }
       state.setInt32(0x08, values.slide(state.getInt32(0x08, true), bpv * KERNEL_REGION), true);
-      e.a(a, b, codec, patch.scale ?? 0, gaps ? 0 : 1);
+      if (gaps) e.a(a, b, codec, patch.scale ?? 0);
+      else e.d(a, b, codec, patch.scale ?? 0);
       const logged = state.getInt32(0x24, true);
       for (let j = 0; j < logged; j++) log.push(i32[(LOG_POSITIONS >> 2) + j] >>> 0, i32[(LOG_BITS >> 2) + j] >>> 0);
       w.set(f32.subarray(REGION_AT >> 2, (REGION_AT >> 2) + (b - a)), a);

@@ -6,8 +6,8 @@
 ;;    accumulators, "x" runs them over whole 32-byte stripes, "f" finishes a digest. The glue
 ;;    keeps each stream's accumulators, its bytes short of a stripe and its length, so a
 ;;    stream can run over data that is already here (a region of a tensor) without a copy.
-;; 2. "a" patches a region of a tensor held here with a sparse patch (gap-coded positions) or
-;;    a dense one, decoding the positions and the values on the way (f16, f32, i8 codecs): per
+;; 2. "a" patches a region of a tensor held here with a sparse patch (gap-coded positions), "d"
+;;    with a dense one, decoding the positions and the values on the way (f16, f32, i8 codecs): per
 ;;    entry w = f32(w + d), as patch-math.ts does, and logs the position and the old bits
 ;;    wherever f32(new - d) would not give the old bits back (or the old value is NaN), so
 ;;    subtracting again and putting the logged bits back restores the region bit for bit.
@@ -110,7 +110,7 @@
     (local.set $h (i64.mul (i64.xor (local.get $h) (i64.shr_u (local.get $h) (i64.const 29))) (i64.const 0x165667b19e3779f9)))
     (i64.xor (local.get $h) (i64.shr_u (local.get $h) (i64.const 32))))
 
-  ;; a(base, lim, codec, scale, dense): apply the patch entries whose positions are in
+  ;; a(base, lim, codec, scale): apply the sparse patch entries whose positions are in
   ;; [base, lim) to the region (which holds the tensor's values from position base on).
   ;; State at 0x40 (i32 unless marked):
   ;;   +0 gp    the next gap byte          +4 gend  the end of the gap bytes
@@ -120,8 +120,8 @@
   ;;   +32 size the tensor's size          +36 nlog exceptions logged by this call
   ;;   +40 err  0, or 1 (a gap that is not a varint or leads past the tensor), 2 (a value
   ;;            that is NaN or infinite), 3 (a weight the patch made NaN or infinite)
-  ;; codec: 0 f16, 1 f32, 2 i8 (times scale); dense: 1 when every position follows the last.
-  (func (export "a") (param $base i32) (param $lim i32) (param $codec i32) (param $scale f32) (param $dense i32)
+  ;; codec: 0 f16, 1 f32, 2 i8 (times scale).
+  (func (export "a") (param $base i32) (param $lim i32) (param $codec i32) (param $scale f32)
     (local $gp i32) (local $gend i32) (local $vp i32) (local $left i32) (local $prev i64) (local $next i64)
     (local $size i64) (local $limit i64) (local $nlog i32) (local $err i32)
     (local $b i32) (local $g i64) (local $sh i64) (local $h i32) (local $d f32) (local $o f32) (local $nw f32)
@@ -140,26 +140,23 @@
         (if (i64.lt_s (local.get $next) (i64.const 0))
           (then
             ;; the entry's position: the last one + 1 + its gap (a varint of at most 5 bytes,
-            ;; at most 2^32 - 1), or the last one + 1 for a dense patch
-            (local.set $g (i64.const 0))
-            (if (i32.eqz (local.get $dense))
+            ;; at most 2^32 - 1)
+            (if (i32.ge_u (local.get $gp) (local.get $gend)) (then (local.set $err (i32.const 1)) (br $out)))
+            (local.set $b (i32.load8_u (local.get $gp)))
+            (local.set $gp (i32.add (local.get $gp) (i32.const 1)))
+            (local.set $g (i64.extend_i32_u (i32.and (local.get $b) (i32.const 0x7f))))
+            (if (i32.ge_u (local.get $b) (i32.const 0x80))
               (then
-                (if (i32.ge_u (local.get $gp) (local.get $gend)) (then (local.set $err (i32.const 1)) (br $out)))
-                (local.set $b (i32.load8_u (local.get $gp)))
-                (local.set $gp (i32.add (local.get $gp) (i32.const 1)))
-                (local.set $g (i64.extend_i32_u (i32.and (local.get $b) (i32.const 0x7f))))
-                (if (i32.ge_u (local.get $b) (i32.const 0x80))
-                  (then
-                    (local.set $sh (i64.const 7))
-                    (loop $byte
-                      (if (i32.ge_u (local.get $gp) (local.get $gend)) (then (local.set $err (i32.const 1)) (br $out)))
-                      (local.set $b (i32.load8_u (local.get $gp)))
-                      (local.set $gp (i32.add (local.get $gp) (i32.const 1)))
-                      (local.set $g (i64.or (local.get $g) (i64.shl (i64.extend_i32_u (i32.and (local.get $b) (i32.const 0x7f))) (local.get $sh))))
-                      (local.set $sh (i64.add (local.get $sh) (i64.const 7)))
-                      (br_if $byte (i32.and (i32.ge_u (local.get $b) (i32.const 0x80)) (i64.lt_u (local.get $sh) (i64.const 35)))))
-                    (if (i32.or (i32.ge_u (local.get $b) (i32.const 0x80)) (i64.gt_u (local.get $g) (i64.const 0xffffffff)))
-                      (then (local.set $err (i32.const 1)) (br $out)))))))
+                (local.set $sh (i64.const 7))
+                (loop $byte
+                  (if (i32.ge_u (local.get $gp) (local.get $gend)) (then (local.set $err (i32.const 1)) (br $out)))
+                  (local.set $b (i32.load8_u (local.get $gp)))
+                  (local.set $gp (i32.add (local.get $gp) (i32.const 1)))
+                  (local.set $g (i64.or (local.get $g) (i64.shl (i64.extend_i32_u (i32.and (local.get $b) (i32.const 0x7f))) (local.get $sh))))
+                  (local.set $sh (i64.add (local.get $sh) (i64.const 7)))
+                  (br_if $byte (i32.and (i32.ge_u (local.get $b) (i32.const 0x80)) (i64.lt_u (local.get $sh) (i64.const 35)))))
+                (if (i32.or (i32.ge_u (local.get $b) (i32.const 0x80)) (i64.gt_u (local.get $g) (i64.const 0xffffffff)))
+                  (then (local.set $err (i32.const 1)) (br $out)))))
             (local.set $next (i64.add (local.get $prev) (i64.add (local.get $g) (i64.const 1))))
             (if (i64.ge_u (local.get $next) (local.get $size)) (then (local.set $err (i32.const 1)) (br $out)))))
         (br_if $out (i64.ge_u (local.get $next) (local.get $limit)))
@@ -208,6 +205,64 @@
     (i32.store (i32.const 0x4c) (local.get $left))
     (i64.store (i32.const 0x50) (local.get $prev))
     (i64.store (i32.const 0x58) (local.get $next))
+    (i32.store (i32.const 0x64) (local.get $nlog))
+    (i32.store (i32.const 0x68) (local.get $err)))
+
+  ;; d(base, lim, codec, scale): "a" for a dense patch, whose entries are every position in
+  ;; turn: the entries in [base, lim) follow the last one applied (state as for "a"; no gaps).
+  (func (export "d") (param $base i32) (param $lim i32) (param $codec i32) (param $scale f32)
+    (local $vp i32) (local $left i32) (local $pos i32) (local $end i32) (local $nlog i32) (local $err i32)
+    (local $b i32) (local $h i32) (local $d f32) (local $o f32) (local $nw f32) (local $addr i32)
+    (local.set $vp (i32.load (i32.const 0x48)))
+    (local.set $left (i32.load (i32.const 0x4c)))
+    ;; the first position not applied yet, and where this call stops
+    (local.set $pos (i32.wrap_i64 (i64.add (i64.load (i32.const 0x50)) (i64.const 1))))
+    (local.set $end (select (local.get $lim) (i32.add (local.get $pos) (local.get $left)) (i32.lt_u (local.get $lim) (i32.add (local.get $pos) (local.get $left)))))
+    (block $out
+      (br_if $out (i32.ge_u (local.get $pos) (local.get $end)))
+      (loop $entry
+        ;; the value
+        (if (i32.eqz (local.get $codec))
+          (then
+            ;; half to single, exactly: a normal half's exponent and mantissa move to a single's
+            ;; place (exponent + 112); a subnormal one (or zero) is mantissa * 2^-24; then the sign
+            (local.set $h (i32.load16_u (local.get $vp)))
+            (local.set $vp (i32.add (local.get $vp) (i32.const 2)))
+            (local.set $b (i32.and (local.get $h) (i32.const 0x7c00)))
+            (if (i32.eq (local.get $b) (i32.const 0x7c00)) (then (local.set $err (i32.const 2)) (br $out)))
+            (if (local.get $b)
+              (then (local.set $b (i32.add (i32.shl (i32.and (local.get $h) (i32.const 0x7fff)) (i32.const 13)) (i32.const 0x38000000))))
+              (else (local.set $b (i32.reinterpret_f32 (f32.mul (f32.convert_i32_u (i32.and (local.get $h) (i32.const 0x3ff))) (f32.const 0x1p-24))))))
+            (local.set $d (f32.reinterpret_i32 (i32.or (local.get $b) (i32.shl (i32.and (local.get $h) (i32.const 0x8000)) (i32.const 16))))))
+          (else
+            (if (i32.eq (local.get $codec) (i32.const 1))
+              (then
+                (local.set $d (f32.load (local.get $vp)))
+                (local.set $vp (i32.add (local.get $vp) (i32.const 4))))
+              (else
+                (local.set $d (f32.mul (f32.convert_i32_s (i32.load8_s (local.get $vp))) (local.get $scale)))
+                (local.set $vp (i32.add (local.get $vp) (i32.const 1)))))
+            (if (f32.ne (f32.sub (local.get $d) (local.get $d)) (f32.const 0)) (then (local.set $err (i32.const 2)) (br $out)))))
+        (local.set $addr (i32.add (i32.const 0x1000) (i32.shl (i32.sub (local.get $pos) (local.get $base)) (i32.const 2))))
+        (local.set $o (f32.load (local.get $addr)))
+        (local.set $nw (f32.add (local.get $o) (local.get $d)))
+        (f32.store (local.get $addr) (local.get $nw))
+        (local.set $pos (i32.add (local.get $pos) (i32.const 1)))
+        (local.set $left (i32.sub (local.get $left) (i32.const 1)))
+        ;; exact unless f32(new - d) differs from the old value in its bits, or the old value is NaN
+        (if (i32.or
+              (i32.ne (i32.reinterpret_f32 (f32.sub (local.get $nw) (local.get $d))) (i32.reinterpret_f32 (local.get $o)))
+              (f32.ne (local.get $o) (local.get $o)))
+          (then
+            (i32.store offset=0x9000 (i32.shl (local.get $nlog) (i32.const 2)) (i32.sub (local.get $pos) (i32.const 1)))
+            (i32.store offset=0x11000 (i32.shl (local.get $nlog) (i32.const 2)) (i32.reinterpret_f32 (local.get $o)))
+            (local.set $nlog (i32.add (local.get $nlog) (i32.const 1)))
+            ;; a weight made NaN or infinite is always logged (its delta cannot be subtracted back)
+            (if (f32.ne (f32.sub (local.get $nw) (local.get $nw)) (f32.const 0)) (then (local.set $err (i32.const 3)) (br $out)))))
+        (br_if $entry (i32.lt_u (local.get $pos) (local.get $end)))))
+    (i32.store (i32.const 0x48) (local.get $vp))
+    (i32.store (i32.const 0x4c) (local.get $left))
+    (i64.store (i32.const 0x50) (i64.sub (i64.extend_i32_u (local.get $pos)) (i64.const 1)))
     (i32.store (i32.const 0x64) (local.get $nlog))
     (i32.store (i32.const 0x68) (local.get $err)))
 )
