@@ -18,10 +18,10 @@
  * 1. the new weight bytes are cut into ~4 MiB shards named
  *    `group<g>-shard<i>of<n>-<16 hex of xxh64(shard)>.bin` (content-addressed: a name
  *    never holds two different contents, so a live file is never overwritten);
- * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed, renamed to `<name>`, four
- *    at a time (shards whose bytes a patch left unchanged are not written: they stay the
- *    same files);
- * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed; with
+ * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed (with `verifyWrites`, read
+ *    back and compared with the bytes meant), renamed to `<name>`, four at a time (shards
+ *    whose bytes a patch left unchanged are not written: they stay the same files);
+ * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed (and verified); with
  *    `keepPrevious`, model.json is hard-linked as `model.json.prev`; the folder is fsynced;
  * 4. model.json is checked to still be the bytes the operation started from (else a
  *    {@link ModelFormatError}: someone else changed the model), then the temp file is renamed
