@@ -149,6 +149,20 @@ describe('the checks before the first write', () => {
       ),
       { numRuns: 1500 },
     );
+    // Long runs of one-byte gaps (summed four at a time, folded every 128 words), at every
+    // alignment, then multi-byte ones.
+    for (let offset = 0; offset < 4; offset++) {
+      const wire = Uint8Array.from({ length: 5000 }, (_, i) => (i * 37) % 128);
+      const buf = new Uint8Array(offset + wire.length + 4);
+      buf.set(wire, offset);
+      buf.set([0xff, 0x01, 0x80, 0x01], offset + wire.length); // 255 and 128
+      const bytes = buf.subarray(offset);
+      const out = new Uint32Array(5002);
+      const want = readGapsInto(bytes, 0, out, -1, 2 ** 32 - 1);
+      assert.equal(scanGaps(bytes, 0, 5002, -1, 2 ** 32 - 1), want);
+      assert.equal(scannedPosition, out[5001]);
+      assert.equal(scanGaps(bytes, 0, 5002, -1, out[5001]), -1, 'the last position reaches the size');
+    }
   });
 
   test('firstNonFinite finds the first NaN or infinity in the wire bytes, for every codec and alignment', () => {

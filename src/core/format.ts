@@ -493,7 +493,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
         if (pos >= size) fail(`${where}: position ${pos} (entry ${k + j}) is out of range for shape [${shape.join(', ')}] (${size} values)`);
         prev = pos;
       }
-      throw new Error('unreachable: the gaps decode');
+      return fail(`${where}: position gaps "i" did not decode (entries ${k} to ${k + m - 1})`);
     };
     if (coding === 'm') {
       const expected = Math.ceil(size / 8);
