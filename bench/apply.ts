@@ -11,10 +11,11 @@
  *
  * - **sparse**: a 10% sparse diff (f16 values, varint gap positions) of every tensor, against the
  *   scatter-add floor: pre-decoded Int32Array positions and Float32Array values added into a
- *   Float32Array in a tight loop. Measured three ways: the patch kernel alone (what the applier
- *   runs on decoded patches, undo log included), decode + kernel (from payload bytes, no
- *   hashing), and the whole `applyPayload` (decode, base fingerprint of the whole model, patch,
- *   target digests).
+ *   Float32Array in a tight loop. Measured four ways: the patch kernel alone (patch-math.ts on
+ *   decoded patches, undo log included), decode + kernel (decodePayload from payload bytes, no
+ *   hashing), the whole `applyPayload` (every position and value checked first, then each patch
+ *   decoded once on its way to the weights with the patched tensors hashed as the base and the
+ *   target in the same pass, region by region), and that first check alone.
  * - **hashed**: one hashed patch (4096 buckets, signed) per tensor, against a linear pass
  *   `w[i] += b[i % nb]`; kernel alone (WebAssembly SIMD, and the TypeScript loop that runs
  *   without WebAssembly) and whole `applyPayload`.
@@ -23,8 +24,8 @@
  *   payload bytes + undo log + 1 MiB (the applier decodes a patch a piece at a time; the size
  *   of the whole payload decoded is printed for scale).
  * - **disk**: a 10% diff applied to a TF.js model folder with `applyToModelDir`, the device path
- *   (lock, recovery, verify, write the changed shards, read them back, atomic switch with fsync,
- *   confirm), against loading the full new model folder from disk (read + decode every tensor
+ *   (lock, recovery, verify, journal, write the changed shards and read each back as written,
+ *   atomic switch with fsync, confirm), against loading the full new model folder from disk (read + decode every tensor
  *   into memory the process has not used yet, as at app start: each load's result is kept until
  *   the next, so the allocator cannot hand the previous load's pages back; reusing them would
  *   skip the page faults and halve the load time in a long-running process),
@@ -41,6 +42,11 @@
  *   is above the load, no apply that keeps the old-or-new guarantee can be faster than the load.
  *   Peak memory of the recorded apply and of the load is measured in fresh processes
  *   (bench/disk-memory-child.ts), over an idle process that loads the same modules.
+ *   The **update protocol's file operations** (issue #14: the lock, the journal, the kept
+ *   previous version, the switch, the confirmation, deleting the retired shards, the folder's
+ *   records; every one with its fsyncs) are timed through the applier's FileOps during the
+ *   recorded apply: everything it does to the folder but writing the new shards, which the
+ *   floor does too.
  *
  * Times are the best of several runs (after a warm-up), in CPU time of this process for the
  * in-memory rows (robust on a shared machine) and wall time for the disk rows. Prints a table and the ratios and writes
@@ -53,7 +59,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applyPayload } from '../src/apply/index.ts';
-import { decodePayload } from '../src/core/format.ts';
+import { decodePayload, openPayload } from '../src/core/format.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { applyTensorPatch, useHashKernel, type UndoRecord } from '../src/core/patch-math.ts';
@@ -62,6 +68,7 @@ import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { readModelTensors, writeModelDir } from '../src/io/tfjs-artifacts.ts';
 import { applyToModelDir } from '../src/io/model-dir-update.ts';
 import { recordModelDirDigests } from '../src/io/recorded-digests.ts';
+import { nodeFileOps, type FileOps } from '../src/io/durable.ts';
 import type { Payload } from '../src/core/format.ts';
 
 const quick = process.argv.includes('--quick');
@@ -179,6 +186,35 @@ function peakRss(args: string[]): number {
 async function shardPaths(dir: string): Promise<string[]> {
   const json = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
   return json.weightsManifest.flatMap((g) => g.paths);
+}
+
+/**
+ * node:fs FileOps that time every operation of an apply: the new shards' temporary files
+ * (written, fsynced, renamed) apart, everything else the update protocol does to the folder.
+ */
+function timedFileOps() {
+  const t = { ops: nodeFileOps, protocolMs: 0, fileSyncs: 0, folderSyncs: 0 };
+  const shard = (file: string) => /^group\d+-shard\d+of\d+-[0-9a-f]{16}\.bin\.tmp-/.test(path.basename(file));
+  const timed = <A extends unknown[]>(f: (...a: A) => Promise<void>, count?: (...a: A) => void) => async (...a: A): Promise<void> => {
+    const t0 = performance.now();
+    try {
+      await f(...a);
+    } finally {
+      if (!shard(String(a[0]))) {
+        t.protocolMs += performance.now() - t0;
+        count?.(...a);
+      }
+    }
+  };
+  const ops: FileOps = {
+    writeNewFile: timed((file: string, parts: readonly Uint8Array[], o?: { sync?: boolean }) => nodeFileOps.writeNewFile(file, parts, o), (_f, _p, o) => o?.sync && t.fileSyncs++),
+    rename: timed((from: string, to: string) => nodeFileOps.rename(from, to)),
+    link: timed((existing: string, to: string) => nodeFileOps.link(existing, to)),
+    unlink: timed((file: string) => nodeFileOps.unlink(file)),
+    mkdir: timed((d: string) => nodeFileOps.mkdir(d)),
+    syncDir: timed((d: string) => nodeFileOps.syncDir(d), () => t.folderSyncs++),
+  };
+  return { ...t, ops, reset: () => Object.assign(t, { protocolMs: 0, fileSyncs: 0, folderSyncs: 0 }), get: () => ({ protocolMs: t.protocolMs, fileSyncs: t.fileSyncs, folderSyncs: t.folderSyncs }) };
 }
 
 /** Whether {@link evict} works here (coreutils dd with nocache). */
@@ -310,6 +346,7 @@ async function main(): Promise<void> {
     for (let t = 0; t < arrays.length; t++) applyTensorPatch(arrays[t], p.patches[t], true);
   }), entries, 'entries/s');
   const sparseWhole = row('sparse: applyPayload (decode, verify base+target, patch)', await best(() => applyPayload(work, sparse.bytes), () => resetTo(work, base)), entries, 'entries/s');
+  const sparseCheck = row('sparse: of which checking every position and value first (openPayload; no float decode)', await best(() => openPayload(sparse.bytes)), entries, 'entries/s');
 
   // ---- hashed
   const hashed = buildPayload(hasher, base, hashSpecs(base, 3), { method: 'hash' });
@@ -359,6 +396,8 @@ async function main(): Promise<void> {
     rewrittenShards: number; shards: number; hashedTensors: number; recordedTensors: number; payloadBytes: number; modelBytes: number;
     /** Peak resident memory over an idle process of the same modules, each job in a fresh process. */
     applyPeakBytes: number; loadPeakBytes: number;
+    /** Of the recorded apply (its fastest run): time in the update protocol's file operations, and their fsyncs. */
+    protocolMs: number; protocolFileSyncs: number; protocolFolderSyncs: number; recordedWithoutProtocolOverFloor: number;
   };
   let disk: Record<string, DiskRow>;
   try {
@@ -393,10 +432,12 @@ async function main(): Promise<void> {
       let floorMs = Infinity;
       let floorColdMs = Infinity;
       let check = { hashedTensors: 0, recordedTensors: 0 };
+      const timing = timedFileOps();
+      let protocol = timing.get();
       let basePaths: string[] = [];
       let rewritten: string[] = [];
-      // The device path: applyToModelDir (lock, recovery, verify, write the changed shards,
-      // read them back, atomic switch, confirm), without a sequence file.
+      // The device path: applyToModelDir (lock, recovery, verify, journal, write the changed
+      // shards and read each back, atomic switch, confirm), without a sequence file.
       const applyOnce = async (baseCheck: 'full' | 'recorded', cold = false) => {
         await rm(baseDir, { recursive: true, force: true });
         await writeModelDir(baseDir, graph, tensorsOf(dbase));
@@ -405,7 +446,8 @@ async function main(): Promise<void> {
         gc?.();
         const t0 = performance.now();
         const before = await shardPaths(baseDir);
-        const res = await applyToModelDir(baseDir, built.bytes, { state: null, hasher, baseCheck });
+        timing.reset();
+        const res = await applyToModelDir(baseDir, built.bytes, { state: null, hasher, baseCheck, fileOps: timing.ops });
         const ms = performance.now() - t0;
         if (res.status !== 'applied') throw new Error('apply failed');
         const after = new Set(await shardPaths(baseDir));
@@ -436,6 +478,7 @@ async function main(): Promise<void> {
       for (let i = 0; i <= REPS; i++) {
         const f = await applyOnce('full');
         const a = await applyOnce('recorded');
+        if (i > 0 && a < applyRecordedMs) protocol = timing.get();
         const ac = canEvict ? await applyOnce('recorded', true) : NaN;
         const fl = await floorOnce(false);
         const flc = canEvict ? await floorOnce(true) : NaN;
@@ -471,6 +514,7 @@ async function main(): Promise<void> {
       }
       row(`disk, ${c.label}: apply, first on the folder (every tensor read and hashed)`, applyFullMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same: apply with digests recorded (${check.hashedTensors} of ${names.length} tensors read and hashed)`, applyRecordedMs, DISK_WEIGHTS, 'weights/s');
+      row(`disk, same: of which the update protocol's file operations (lock, journal, kept previous version, switch, confirmation, retired shards, records: ${protocol.fileSyncs} file + ${protocol.folderSyncs} folder fsyncs)`, protocol.protocolMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same: durable-rewrite floor (read + write + fsync the ${rewritten.length} of ${basePaths.length} shards it changes; nothing else)`, floorMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same model: load the full new folder (read + decode, warm cache)`, loadMs, DISK_WEIGHTS, 'weights/s');
       if (canEvict) {
@@ -484,6 +528,8 @@ async function main(): Promise<void> {
         recordedOverLoad: applyRecordedMs / loadMs, fullOverLoad: applyFullMs / loadMs, recordedOverInstall: applyRecordedMs / installMs,
         coldOverColdLoad: applyColdMs / loadColdMs, floorOverLoad: floorMs / loadMs, floorColdOverColdLoad: floorColdMs / loadColdMs, recordedOverFloor: applyRecordedMs / floorMs,
         rewrittenShards: rewritten.length, shards: basePaths.length, applyPeakBytes, loadPeakBytes,
+        protocolMs: protocol.protocolMs, protocolFileSyncs: protocol.fileSyncs, protocolFolderSyncs: protocol.folderSyncs,
+        recordedWithoutProtocolOverFloor: (applyRecordedMs - protocol.protocolMs) / floorMs,
         ...check, payloadBytes: built.bytes.length, modelBytes: DISK_WEIGHTS * 4,
       };
     }
@@ -514,6 +560,11 @@ async function main(): Promise<void> {
     diskSpreadFloorOverLoad: disk.spread.floorOverLoad,
     diskSpreadColdFloorOverColdLoad: disk.spread.floorColdOverColdLoad,
     diskSpreadApplyOverFloor: disk.spread.recordedOverFloor,
+    sparseCheckVsFloor: sparseCheck.rate / scatterFloor.rate,
+    diskSpreadProtocolOverFloor: disk.spread.protocolMs / disk.spread.floorMs,
+    diskLastLayersProtocolOverFloor: disk.lastLayers.protocolMs / disk.lastLayers.floorMs,
+    diskSpreadApplyWithoutProtocolOverFloor: disk.spread.recordedWithoutProtocolOverFloor,
+    diskLastLayersApplyWithoutProtocolOverFloor: disk.lastLayers.recordedWithoutProtocolOverFloor,
   };
 
   const fmt = (r: number) => (r >= 1e9 ? `${(r / 1e9).toFixed(2)} G` : `${(r / 1e6).toFixed(1)} M`);
@@ -524,23 +575,26 @@ async function main(): Promise<void> {
 ratios (goal in brackets):
   sparse kernel / scatter floor          ${ratios.sparseKernelVsFloor.toFixed(2)}x   [>= 0.5x]
   sparse decode+kernel / scatter floor   ${ratios.sparseDecodeKernelVsFloor.toFixed(2)}x
-  sparse whole applyPayload / floor      ${ratios.sparseWholeApplyVsFloor.toFixed(2)}x   (hashes the whole model twice-ish: base + patched tensors)
+  sparse whole applyPayload / floor      ${ratios.sparseWholeApplyVsFloor.toFixed(2)}x   [>= 0.3x, #15]   (checks every entry, then decodes each patch once, hashing base and target in the same pass)
+  sparse check (openPayload) / floor     ${ratios.sparseCheckVsFloor.toFixed(2)}x   (every position and value checked before the first write)
   hashed kernel / linear floor           ${ratios.hashKernelVsFloor.toFixed(2)}x   [>= 0.4x]
   hashed kernel                          ${fmt(ratios.hashKernelWeightsPerSecond)} weights/s   [>= 100M/s]
   hashed kernel without undo / floor     ${ratios.hashKernelNoUndoVsFloor.toFixed(2)}x   (what the undo log check costs)
   hashed kernel, TypeScript / floor      ${ratios.hashKernelJsVsFloor.toFixed(2)}x, ${fmt(ratios.hashKernelJsWeightsPerSecond)} weights/s   (without WebAssembly)
-  hashed whole applyPayload / floor      ${ratios.hashWholeApplyVsFloor.toFixed(2)}x
+  hashed whole applyPayload / floor      ${ratios.hashWholeApplyVsFloor.toFixed(2)}x   [>= 1.0x, #15]
   disk, last 10%: apply / load full      ${ratios.diskLastLayersApplyOverFullLoad.toFixed(2)}x   [< 1x]   (warm page cache; digests recorded: the usual case after the first apply)
   disk, last 10%: apply / load, cold     ${canEvict ? ratios.diskLastLayersColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}   [< 1x]   (both start with the folder out of the page cache, as at app start)
   disk, last 10%: first apply / load     ${ratios.diskLastLayersFirstApplyOverFullLoad.toFixed(2)}x   (no digests recorded: every tensor read and hashed)
   disk, last 10%: apply / install full   ${ratios.diskLastLayersApplyOverFullInstall.toFixed(2)}x   (both end with the new model durable on disk)
   disk, last 10%: floor / load           ${ratios.diskLastLayersFloorOverLoad.toFixed(2)}x warm, ${canEvict ? ratios.diskLastLayersColdFloorOverColdLoad.toFixed(2) + 'x' : 'n/a'} cold   (durable rewrite of the changed shards: the least a crash-safe apply does)
-  disk, last 10%: apply / floor          ${ratios.diskLastLayersApplyOverFloor.toFixed(2)}x   (what verifying, decoding, patching and the switch cost on top)
+  disk, last 10%: apply / floor          ${ratios.diskLastLayersApplyOverFloor.toFixed(2)}x   [<= 3x, #15]   (what verifying, decoding, patching and the switch cost on top)
+  disk, last 10%: protocol ops / floor   ${ratios.diskLastLayersProtocolOverFloor.toFixed(2)}x   (${disk.lastLayers.protocolMs.toFixed(1)} ms in the update protocol's file operations, ${disk.lastLayers.protocolFileSyncs} file + ${disk.lastLayers.protocolFolderSyncs} folder fsyncs; the apply without them: ${ratios.diskLastLayersApplyWithoutProtocolOverFloor.toFixed(2)}x the floor)
   disk, 10% spread: apply / load full    ${ratios.diskSpreadApplyOverFullLoad.toFixed(2)}x   [< 1x]   (every shard holds changed bytes, so every shard is read and rewritten)
   disk, 10% spread: apply / load, cold   ${canEvict ? ratios.diskSpreadColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}
-  disk, 10% spread: apply / install full ${ratios.diskSpreadApplyOverFullInstall.toFixed(2)}x
+  disk, 10% spread: apply / install full ${ratios.diskSpreadApplyOverFullInstall.toFixed(2)}x   [<= 1.0x, #15]
   disk, 10% spread: floor / load         ${ratios.diskSpreadFloorOverLoad.toFixed(2)}x warm, ${canEvict ? ratios.diskSpreadColdFloorOverColdLoad.toFixed(2) + 'x' : 'n/a'} cold   (above 1x: no crash-safe apply of this diff can beat the load)
-  disk, 10% spread: apply / floor        ${ratios.diskSpreadApplyOverFloor.toFixed(2)}x
+  disk, 10% spread: apply / floor        ${ratios.diskSpreadApplyOverFloor.toFixed(2)}x   [<= 2.5x, #15]
+  disk, 10% spread: protocol ops / floor ${ratios.diskSpreadProtocolOverFloor.toFixed(2)}x   (${disk.spread.protocolMs.toFixed(1)} ms in the update protocol's file operations, ${disk.spread.protocolFileSyncs} file + ${disk.spread.protocolFolderSyncs} folder fsyncs; the apply without them: ${ratios.diskSpreadApplyWithoutProtocolOverFloor.toFixed(2)}x the floor)
 disk, peak memory over an idle process, each job in a fresh process (model ${mib(DISK_WEIGHTS * 4)}):
   last 10%: apply ${mib(disk.lastLayers.applyPeakBytes)}, load the new model ${mib(disk.lastLayers.loadPeakBytes)}
   spread:   apply ${mib(disk.spread.applyPeakBytes)}, load the new model ${mib(disk.spread.loadPeakBytes)}

@@ -1,6 +1,6 @@
 /**
  * Build the browser bundles of the device side: `src/apply/index.ts` (the package's
- * `neural-diff/apply` entry) with its dependencies (msgpackr, xxhash-wasm) at `dist/browser/apply.js`,
+ * `neural-diff/apply` entry) with its dependencies (the noble Ed25519 fallback) at `dist/browser/apply.js`,
  * and the pure safetensors store (`neural-diff/safetensors`) at `dist/browser/safetensors.js`, minified
  * ES modules for a `<script type="module">` or an import map. Prints the minified and
  * minified + gzip sizes (each entry counted with the chunk it shares).
@@ -32,7 +32,7 @@ export interface BundleEntry {
 
 /** What {@link buildApplyBundle} wrote. */
 export interface ApplyBundle {
-  /** `neural-diff/apply`: the applier with msgpackr and xxhash-wasm. */
+  /** `neural-diff/apply`: the applier with its dependencies. */
   apply: BundleEntry;
   /** `neural-diff/safetensors`: the pure safetensors store (shares a chunk with apply). */
   safetensors: BundleEntry;

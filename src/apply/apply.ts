@@ -2,27 +2,41 @@
  * The device applier: verify a payload against the model in a {@link WeightStore}, patch the
  * weights in place, check the result, and undo everything if any check fails.
  *
- * Order of work (nothing is written before step 7):
+ * Order of work (no weight is written before step 6; the store persists nothing before step 8):
  *  1. size cap, then the signature policy on the raw bytes (signature.ts): nothing is decoded
  *     before a required signature verified;
- *  2. bounded decode and structural validation of the payload (format.ts, msgpack-guard.ts);
+ *  2. bounded decode and structural validation of the payload (format.ts, msgpack-guard.ts),
+ *     every position and value included (checked on their bytes, not kept);
  *  3. model id, and the sequence against the highest one applied (freshness.ts);
- *  4. every patch checked against the model: tensor exists, shape matches;
- *  5. model fingerprint: already the target → done (nothing written); a second update under an
- *     applied sequence, or an expired payload → refused; not the base → refused;
- *  6. patches applied with an undo log; target digests and fingerprint checked, undo on mismatch;
- *  7. `store.commit(changed)`; undo in memory if it throws;
- *  8. the optional health check; on failure the store goes back to the previous version
+ *  4. every patch checked against the model: tensor exists, shape matches, storage grid;
+ *  5. the digests of the tensors the payload does not write (hashed, or vouched for by the store).
+ *     If they and the payload's own base digests of the patched tensors make its base
+ *     fingerprint, and the model being the base would not be refused (replay, expiry), the
+ *     patched tensors are hashed as the base in step 6, while they are patched. Otherwise they
+ *     are hashed now and the model decided on before anything is written: already the target →
+ *     done; a second update under an applied sequence, or an expired payload → refused; not
+ *     the base → refused;
+ *  6. each patch decoded once, a piece or a region at a time, on its way to the weights, with an
+ *     undo log; each region of a patched tensor hashed as the base before its first write and
+ *     as the target after its last (region-kernel.ts does all of it for sparse and dense patches
+ *     where WebAssembly runs). A tensor that turns out not to be the base stops the pass: every
+ *     write is undone, then the model is decided on as in step 5;
+ *  7. target digests and fingerprint checked; undo on mismatch;
+ *  8. `store.commit(changed)`; undo in memory if it throws;
+ *  9. the optional health check; on failure the store goes back to the previous version
  *     (`revertCommit` of a two-phase store, else the restored values are committed again);
- *  9. `confirmCommit` of a two-phase store (it drops the previous version);
- * 10. the sequence is recorded in the sequence store.
+ * 10. `confirmCommit` of a two-phase store (it drops the previous version);
+ * 11. the sequence is recorded in the sequence store.
+ *
+ * Every refusal after step 5 comes after the undo: the weights are as before, bit for bit.
  */
-import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, NonFiniteValueError, SignatureError, StateStoreError, TargetMismatchError, UsageError } from '../core/errors.ts';
-import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
-import { openPayload, patchSource, type DecodeOptions, type OpenedPayload, type Payload, type PatchSource, type TensorPatch } from '../core/format.ts';
+import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, NonFiniteValueError, PayloadFormatError, SignatureError, StateStoreError, TargetMismatchError, UsageError } from '../core/errors.ts';
+import { combineDigests, tensorDigest, tensorDigestStream, type TensorDigestStream } from '../core/fingerprint.ts';
+import { openPayload, patchSource, type DecodeOptions, type OpenedPayload, type Payload, type PatchSource } from '../core/format.ts';
+import { kernelTakes, patchRegions, type KernelStream } from '../core/region-kernel.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { describeGrid, sameGrid, type StorageGrid } from '../core/grid.ts';
-import { applyTensorPatch, undoTensorPatch, type ExceptionBlock } from '../core/patch-math.ts';
+import { applyRange, ExceptionLog, pieceLength, subtractRange } from '../core/patch-math.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, short, type SequenceStore } from './freshness.ts';
 import { openSignedPayload, parseTrustedKeys, type SignatureCheck, type SignaturePolicy } from './signature.ts';
@@ -99,11 +113,120 @@ export interface VerifiedPayload {
 }
 const verifiedPayloads = new WeakSet<VerifiedPayload>();
 
-/** The values a piece of a patch applies to: a dense piece's range, else the whole tensor. */
-function piece(w: Float32Array, patch: TensorPatch, offset: number): Float32Array {
-  return patch.kind === 'dense' ? w.subarray(offset, offset + patch.values.length) : w;
+/** Values per region of a patched tensor (64 KiB): hashed as the base, patched, then hashed as the target while in cache. */
+const REGION = 1 << 14;
+
+/** What the pass wrote into one tensor: enough to undo it bit for bit. */
+interface PatchWrites {
+  src: PatchSource;
+  /** The exceptions of every range written (tensor positions). */
+  log: ExceptionLog;
+  /**
+   * How far the patch was applied, in order: its first `applied` entries (sparse) or values
+   * (dense), or tensor positions [0, applied) of a hashed or low-rank patch.
+   */
+  applied: number;
 }
 
+/** The first index in `positions[from, to)` holding a value >= `limit` (they increase), or `to`. */
+function firstAtOrAbove(positions: Uint32Array, limit: number, from: number, to: number): number {
+  let lo = from;
+  let hi = to;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (positions[mid] < limit) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Patch the tensor `w` with `src`, a region of {@link REGION} values at a time: each region the
+ * patch writes into is hashed as the base (when `base` is given) just before its first write
+ * and as the target once its last write is done, while it is in cache; regions it skips are
+ * hashed as both. Refuses (NonFiniteValueError) a weight the patch made NaN or infinite.
+ */
+function patchAndHash(w: Float32Array, src: PatchSource, rec: PatchWrites, base: TensorDigestStream | undefined, target: TensorDigestStream): void {
+  const { wire } = src;
+  if (wire && src.codec !== 'x' && (src.kind === 'dense' || wire.coding === 'gaps') && !(src.grid && src.grid.dtype !== 'float32') && kernelTakes(target.stream, src.codec) && (!base || kernelTakes(base.stream, src.codec))) {
+    // Sparse (gap-coded) and dense patches without a storage grid: decoded and applied by the
+    // region kernel, the regions hashed in its memory.
+    const res = patchRegions(w, { count: src.written, gaps: src.kind === 'sparse' ? wire.positions : undefined, values: wire.values, codec: src.codec, scale: src.scale }, rec.log, base?.stream as KernelStream | undefined, target.stream);
+    rec.applied = res.applied;
+    if (res.fault?.kind === 'overflow') throw overflow(src.name, w[res.fault.position]);
+    if (res.fault) {
+      // Only bytes changed since the check get here: say what the check says of them now.
+      src.check();
+      throw new PayloadFormatError(`patch for tensor ${JSON.stringify(src.name)}: its bytes changed while it was applied (the payload's buffer was written to after verifyPayload); the patch was undone and the model is unchanged: keep the payload's bytes unchanged until the apply returns`);
+    }
+    return;
+  }
+  const n = w.length;
+  let open = 0; // [0, open) hashed as the base
+  let done = 0; // [0, done) hashed as the target
+  // Make position `pos` writable; returns the end of its region.
+  const reach = (pos: number): number => {
+    if (pos < open) return open;
+    target.update(w, done, open);
+    const start = pos - (pos % REGION);
+    base?.update(w, open, start);
+    target.update(w, open, start);
+    open = Math.min(n, start + REGION);
+    base?.update(w, start, open);
+    done = start;
+    return open;
+  };
+  const exactBits = src.codec === 'x' && !(src.grid && src.grid.dtype !== 'float32');
+  let before = 0; // entries or values of the pieces before this one
+  for (const { patch, offset } of src.chunks()) {
+    const len = pieceLength(patch, n);
+    for (let k = 0; k < len;) {
+      const end =
+        patch.kind === 'sparse' ? firstAtOrAbove(patch.positions, reach(patch.positions[k]), k, len)
+          : patch.kind === 'dense' ? Math.min(len, reach(offset + k) - offset)
+            : reach(k);
+      const logged = rec.log.size;
+      const start = k;
+      applyRange(w, patch, offset, k, end, rec.log);
+      rec.applied = before + (k = end);
+      // A weight the patch made non-finite overflowed float32 (finite deltas can: 3e38 + 3e38,
+      // or a low-rank product). Subtracting its delta again would not give the old value back,
+      // so it is among the logged exceptions: checking those finds it. (A payload for a model
+      // holding NaN or infinity in a patched tensor cannot be built: the encoder refuses
+      // non-finite targets; so the device refuses them too.)
+      const bad = rec.log.nonFiniteSince(w, logged);
+      if (bad >= 0) throw overflow(src.name, w[bad]);
+      // Codec x writes exact bits and logs nothing (off a storage grid): check what it wrote.
+      if (exactBits) {
+        for (let j = start; j < end; j++) {
+          const x = w[patch.kind === 'sparse' ? patch.positions[j] : offset + j];
+          if (x - x !== 0) throw new NonFiniteValueError(`after patching, tensor ${JSON.stringify(src.name)} holds ${x}: the payload's exact bits make a weight NaN or infinite, which no valid payload does; the patch was undone and the model is unchanged: rebuild it or fetch the full model`);
+        }
+      }
+    }
+    before += len;
+  }
+  target.update(w, done, open);
+  base?.update(w, open, n);
+  target.update(w, open, n);
+}
+
+function overflow(name: string, found: number): NonFiniteValueError {
+  return new NonFiniteValueError(`after patching, tensor ${JSON.stringify(name)} holds ${found} where a finite weight was (the payload overflows float32); the patch was undone and the model is unchanged: the payload is inconsistent, rebuild it or fetch the full model`);
+}
+
+/**
+ * Undo what {@link patchAndHash} wrote into `w`, bit for bit: the applied part is decoded again
+ * (only that part: a fault the pass stopped at is not decoded again) and subtracted, then the
+ * logged old bits are put back.
+ */
+function undoPatchWrites(w: Float32Array, rec: PatchWrites): void {
+  if (rec.applied > 0) {
+    const whole = rec.src.kind === 'hash' || rec.src.kind === 'lowrank';
+    for (const { patch, offset } of rec.src.chunks(rec.applied)) subtractRange(w, patch, offset, 0, whole ? rec.applied : pieceLength(patch, w.length));
+  }
+  rec.log.restore(w);
+}
 
 async function resolveHasher(h: ApplyOptions['hasher']): Promise<Hasher> {
   if (h && typeof h === 'object') return h;
@@ -207,21 +330,23 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   checkNotStale(header, recorded);
   checkPayloadFitsModel(payload, store);
   const hasher = await resolveHasher(options.hasher);
+  let clock: number | undefined;
+  const now = () => (clock ??= (options.now ?? Date.now)());
 
-  // Base check: per tensor first (to name the culprit), then the whole model. Tensors the
-  // payload writes are always hashed, from the values about to be patched (a store reading
-  // from disk reads them once); for the others the store may vouch (recorded digests).
+  // Base check, first part, before anything is written: the tensors the payload does not write,
+  // hashed, or vouched for by the store (recorded digests). The tensors it writes are always
+  // hashed from the values about to be patched (a store reading from disk reads them once).
+  const tensors = store.list();
   const patched = new Set(payload.patches.map((p) => p.name));
   const digests = new Map<string, string>();
   let vouched = 0;
-  for (const t of store.list()) {
-    const isPatched = patched.has(t.name);
-    const known = isPatched ? undefined : store.digest?.(t.name);
+  for (const t of tensors) {
+    if (patched.has(t.name)) continue;
+    const known = store.digest?.(t.name);
     if (known !== undefined) vouched++;
-    digests.set(t.name, known ?? tensorDigest(hasher, t.name, t.shape, isPatched ? store.values(t.name) : readForDigest(store, t.name)));
+    digests.set(t.name, known ?? tensorDigest(hasher, t.name, t.shape, readForDigest(store, t.name)));
   }
-  const modelFingerprint = combineDigests(hasher, digests);
-  const baseCheck = { hashedTensors: digests.size - vouched, recordedTensors: vouched };
+  const baseCheck = { hashedTensors: tensors.length - vouched, recordedTensors: vouched };
   const result = (status: ApplyResult['status'], changedTensors: string[], writtenValues: number): ApplyResult => ({
     status,
     baseFingerprint: header.baseFingerprint,
@@ -247,83 +372,116 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
     }
     return { ...res, sequenceRecorded: true };
   };
-  if (modelFingerprint === header.targetFingerprint) return record(result('already-applied', [], 0));
-  checkNotReplayed(header, recorded, modelFingerprint);
-  checkNotExpired(header, (options.now ?? Date.now)());
-  // The model must be the payload's base, and (per part) every tensor about to be written the
-  // one the payload was built against: with bf matching, a differing b means the payload
-  // contradicts itself.
-  const differing = payload.patches.filter((p) => digests.get(p.name) !== p.baseDigest).map((p) => p.name);
-  if (modelFingerprint !== header.baseFingerprint) {
-    const where = differing.length
-      ? `${differing.length} patched tensor(s) differ from the expected base (first: ${JSON.stringify(differing[0])})`
-      : 'the patched tensors match but other tensors differ';
-    throw new BaseMismatchError(
-      `payload targets base ${short(header.baseFingerprint)}, this model is ${short(modelFingerprint)}; ${where}: fetch the full model, or the diff made for base ${short(modelFingerprint)}`,
-      { expected: header.baseFingerprint, found: modelFingerprint, differing },
-    );
+  // The patched tensors not hashed yet, hashed from their current values (nothing is written).
+  const hashUnpatched = () => {
+    for (const p of payload.patches) if (!digests.has(p.name)) digests.set(p.name, tensorDigest(hasher, p.name, p.shape, store.values(p.name)));
+  };
+  // The model's fingerprint against the payload, once every base digest is known: already the
+  // target, or refused (replay, expiry, not the base, a payload that contradicts itself), or on.
+  const decide = (): 'already-applied' | 'apply' => {
+    const modelFingerprint = combineDigests(hasher, digests);
+    if (modelFingerprint === header.targetFingerprint) return 'already-applied';
+    checkNotReplayed(header, recorded, modelFingerprint);
+    checkNotExpired(header, now());
+    // The model must be the payload's base, and (per part) every tensor about to be written the
+    // one the payload was built against: with bf matching, a differing b means the payload
+    // contradicts itself.
+    const differing = payload.patches.filter((p) => digests.get(p.name) !== p.baseDigest).map((p) => p.name);
+    if (modelFingerprint !== header.baseFingerprint) {
+      const where = differing.length
+        ? `${differing.length} patched tensor(s) differ from the expected base (first: ${JSON.stringify(differing[0])})`
+        : 'the patched tensors match but other tensors differ';
+      throw new BaseMismatchError(
+        `payload targets base ${short(header.baseFingerprint)}, this model is ${short(modelFingerprint)}; ${where}: fetch the full model, or the diff made for base ${short(modelFingerprint)}`,
+        { expected: header.baseFingerprint, found: modelFingerprint, differing },
+      );
+    }
+    if (differing.length) {
+      throw new BaseMismatchError(
+        `this model is the payload's base ${short(header.baseFingerprint)}, but ${differing.length} patched tensor(s) differ from the payload's own per-tensor base digests (first: ${JSON.stringify(differing[0])}): the payload contradicts itself (a faulty build or a tampered payload); nothing was written: fetch the payload again or rebuild it`,
+        { expected: header.baseFingerprint, found: modelFingerprint, differing },
+      );
+    }
+    return 'apply';
+  };
+
+  // Base check, second part. When the rest of the model is the payload's base (its digests with
+  // the payload's own base digests for the patched tensors give bf) and the model being the base
+  // would not be refused (replay, expiry), the patched tensors are hashed as the base in the pass
+  // that patches them, region by region, and the pass stops at the first tensor that is not
+  // the base: its writes are undone before anything else is decided. Otherwise they are hashed
+  // first, and the model decided on, before anything is written.
+  const predicted = new Map(digests);
+  for (const p of payload.patches) predicted.set(p.name, p.baseDigest);
+  let fused = header.baseFingerprint !== header.targetFingerprint && combineDigests(hasher, predicted) === header.baseFingerprint;
+  if (fused) {
+    try {
+      checkNotReplayed(header, recorded, header.baseFingerprint);
+      checkNotExpired(header, now());
+    } catch {
+      fused = false;
+    }
   }
-  if (differing.length) {
-    throw new BaseMismatchError(
-      `this model is the payload's base ${short(header.baseFingerprint)}, but ${differing.length} patched tensor(s) differ from the payload's own per-tensor base digests (first: ${JSON.stringify(differing[0])}): the payload contradicts itself (a faulty build or a tampered payload); nothing was written: fetch the payload again or rebuild it`,
-      { expected: header.baseFingerprint, found: modelFingerprint, differing },
-    );
+  if (!fused) {
+    hashUnpatched();
+    if (decide() === 'already-applied') return record(result('already-applied', [], 0));
   }
 
-  // Apply with an undo log; nothing above has written. Each patch is decoded again a piece at
-  // a time; the log keeps per piece only the exceptions (where subtracting the delta again
-  // would not give the old bits back), and undoing decodes the pieces once more.
-  const undo: { src: PatchSource; parts: ExceptionBlock[][] }[] = [];
+  // Apply with an undo log. Each patch is decoded again a piece at a time; its log keeps only
+  // the exceptions (where subtracting the delta again would not give the old bits back), and
+  // undoing decodes the pieces once more.
+  const undo: PatchWrites[] = [];
   const restore = () => {
-    for (const { src, parts } of undo) {
-      const w = store.values(src.name);
-      let k = 0;
-      for (const { patch, offset } of src.chunks()) {
-        if (k === parts.length) break;
-        undoTensorPatch(piece(w, patch, offset), { name: src.name, kind: 'inverse', patch, exceptions: parts[k++] });
-      }
-    }
+    for (const rec of undo) undoPatchWrites(store.values(rec.src.name), rec);
   };
-  const changed = payload.patches.map((p) => p.name);
+  const targets = new Map<string, string>();
   let written = 0;
+  let failure: { error: unknown } | undefined;
   try {
     for (const src of payload.patches) {
-      const w = store.values(src.name);
-      const parts: ExceptionBlock[][] = [];
-      undo.push({ src, parts });
-      for (const { patch, offset } of src.chunks()) {
-        const wp = piece(w, patch, offset);
-        const rec = applyTensorPatch(wp, patch, true);
-        if (!rec) continue;
-        parts.push(rec.exceptions);
-        // Codec x writes exact bits and logs nothing: check what it wrote.
-        if (patch.codec === 'x' && !patch.grid) {
-          const at = patch.kind === 'sparse' ? patch.positions : null;
-          for (let j = 0, n = at ? at.length : wp.length; j < n; j++) {
-            const x = wp[at ? at[j] : j];
-            if (x - x !== 0) throw new NonFiniteValueError(`after patching, tensor ${JSON.stringify(src.name)} holds ${x}: the payload's exact bits make a weight NaN or infinite, which no valid payload does; the patch was undone and the model is unchanged: rebuild it or fetch the full model`);
-          }
-        }
-        // A weight the patch made non-finite overflowed float32 (finite deltas can: 3e38 +
-        // 3e38, or a low-rank product). Subtracting its delta again would not give the old value
-        // back, so it is among the logged exceptions: checking those finds it. (A payload for a
-        // model holding NaN or infinity in a patched tensor cannot be built: the encoder refuses
-        // non-finite targets; so the device refuses them too.)
-        for (const { positions } of rec.exceptions) {
-          for (let j = 0; j < positions.length; j++) {
-            const x = wp[positions[j]];
-            if (x - x !== 0) {
-              throw new NonFiniteValueError(`after patching, tensor ${JSON.stringify(src.name)} holds ${x} where a finite weight was (the payload overflows float32); the patch was undone and the model is unchanged: the payload is inconsistent, rebuild it or fetch the full model`);
-            }
-          }
-        }
-      }
+      const rec: PatchWrites = { src, log: new ExceptionLog(), applied: 0 };
+      undo.push(rec);
+      const base = fused ? tensorDigestStream(hasher, src.name, src.shape) : undefined;
+      const target = tensorDigestStream(hasher, src.name, src.shape);
+      patchAndHash(store.values(src.name), src, rec, base, target);
+      targets.set(src.name, target.digest());
       written += src.written;
+      if (base) {
+        const d = base.digest();
+        digests.set(src.name, d);
+        if (d !== src.baseDigest) break; // not the base: decided below, once undone
+      }
     }
+  } catch (e) {
+    failure = { error: e };
+  }
+  if (fused || failure) {
+    // A refusal from here on comes after the writes are undone, as if nothing had been written.
+    let next: 'already-applied' | 'apply' = 'apply';
+    if (fused) {
+      const complete = !failure && payload.patches.every((p) => digests.has(p.name));
+      if (!complete) restore();
+      try {
+        hashUnpatched();
+        next = decide();
+      } catch (e) {
+        if (complete) restore();
+        throw e;
+      }
+      if (next === 'already-applied') {
+        if (complete) restore();
+        return record(result('already-applied', [], 0));
+      }
+    } else restore();
+    if (failure) throw failure.error;
+  }
+
+  const changed = payload.patches.map((p) => p.name);
+  try {
     const after = new Map(digests);
     const wrong: string[] = [];
     for (const p of payload.patches) {
-      const d = tensorDigest(hasher, p.name, p.shape, store.values(p.name));
+      const d = targets.get(p.name) as string;
       after.set(p.name, d);
       if (d !== p.targetDigest) wrong.push(p.name);
     }
@@ -342,6 +500,7 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
     if (e instanceof NeuralDiffError) throw e;
     throw new NeuralDiffError('ND_COMMIT_FAILED', `saving the patched model failed (${(e as Error).message}); the weights in memory were restored: retry, or fetch the full model`, { cause: e });
   }
+  const modelFingerprint = header.baseFingerprint;
 
   // Committed. From here a failure must bring back the previous version, in memory and in the store.
   const applied = result('applied', changed, written);

@@ -10,16 +10,23 @@
  * patched tensors' digests after an apply. xxhash detects corruption and mix-ups, not attacks:
  * signatures are for those.
  */
-import { hex64, type Hasher } from './hasher.ts';
+import { hex64, type Hash64Stream, type Hasher } from './hasher.ts';
 import { encodeUtf8 } from './utf8.ts';
 import { readForDigest, type WeightStore } from './weight-store.ts';
 import { LITTLE_ENDIAN_HOST } from './endian.ts';
 
-/** Values are fed to the hash in chunks of this many bytes (xxhash-wasm copies each chunk). */
-const CHUNK_BYTES = 1 << 20;
+/** The digest of one tensor, fed its values a range at a time, in order (see {@link tensorDigest}). */
+export interface TensorDigestStream {
+  /** The XXH64 stream underneath (the record's head is in it already). */
+  readonly stream: Hash64Stream;
+  /** Hash `values[from, to)` next. */
+  update(values: Float32Array, from: number, to: number): void;
+  /** The digest (16 hex chars) of everything fed so far. */
+  digest(): string;
+}
 
-/** The xxh64 digest (16 hex chars) of one tensor's canonical record. */
-export function tensorDigest(hasher: Hasher, name: string, shape: readonly number[], values: Float32Array): string {
+/** A {@link TensorDigestStream} for a tensor named `name` of `shape`. */
+export function tensorDigestStream(hasher: Hasher, name: string, shape: readonly number[]): TensorDigestStream {
   const nameBytes = encodeUtf8(name);
   const head = new Uint8Array(8 + nameBytes.length + 4 * shape.length);
   const dv = new DataView(head.buffer);
@@ -29,16 +36,33 @@ export function tensorDigest(hasher: Hasher, name: string, shape: readonly numbe
   shape.forEach((d, i) => dv.setUint32(8 + nameBytes.length + 4 * i, d, true));
   const stream = hasher.create64(0n);
   stream.update(head);
-  let bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  if (!LITTLE_ENDIAN_HOST) {
-    const swapped = new Uint8Array(bytes.length);
-    const sv = new DataView(swapped.buffer);
-    for (let i = 0; i < values.length; i++) sv.setFloat32(4 * i, values[i], true);
-    bytes = swapped;
-  }
-  for (let off = 0; off < bytes.length; off += CHUNK_BYTES) stream.update(bytes.subarray(off, Math.min(bytes.length, off + CHUNK_BYTES)));
-  return hex64(stream.digest());
+  return {
+    stream,
+    update(values, from, to) {
+      if (to <= from) return;
+      if (LITTLE_ENDIAN_HOST) {
+        stream.update(new Uint8Array(values.buffer, values.byteOffset + 4 * from, 4 * (to - from)));
+        return;
+      }
+      const swapped = new Uint8Array(4 * (to - from));
+      const sv = new DataView(swapped.buffer);
+      for (let i = from; i < to; i++) sv.setFloat32(4 * (i - from), values[i], true);
+      stream.update(swapped);
+    },
+    digest: () => hex64(stream.digest()),
+  };
 }
+
+/** The xxh64 digest (16 hex chars) of one tensor's canonical record. */
+export function tensorDigest(hasher: Hasher, name: string, shape: readonly number[], values: Float32Array): string {
+  const stream = tensorDigestStream(hasher, name, shape);
+  // A range at a time: a big-endian host swaps one range, not the tensor.
+  for (let at = 0; at < values.length; at += CHUNK_VALUES) stream.update(values, at, Math.min(values.length, at + CHUNK_VALUES));
+  return stream.digest();
+}
+
+/** Values per update of {@link tensorDigest} (1 MiB). */
+const CHUNK_VALUES = 1 << 18;
 
 function compareUtf8(a: string, b: string): number {
   const x = encodeUtf8(a);

@@ -6,11 +6,11 @@
  * allocates anything, so hostile input costs at most a few times its own size.
  */
 import { PayloadFormatError, PayloadTooLargeError, UnsupportedVersionError, NonFiniteValueError, UsageError } from './errors.ts';
-import { readVarintsInto } from './varint.ts';
+import { readGapsInto, readVarintsInto, scanGaps, scannedPosition } from './varint.ts';
 import { toHex } from './hex.ts';
 import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from './msgpack-guard.ts';
 import { readMsgpack } from './msgpack-read.ts';
-import { bytesPerValue, decodeValues, decodeXorMasks, VALUE_CODECS, xorByteLength, type ValueCodec, type WireCodec } from './values.ts';
+import { bytesPerValue, decodeValues, decodeXorMasks, firstNonFinite, VALUE_CODECS, xorByteLength, type ValueCodec, type WireCodec } from './values.ts';
 import type { StorageGrid } from './grid.ts';
 
 /**
@@ -172,8 +172,22 @@ export interface PatchSource {
   /**
    * The patch in pieces of at most {@link CHUNK_VALUES} values (hashed and low-rank: one
    * piece). A piece's arrays are reused for the next one: copy what must outlive the step.
+   * Each piece is checked again as it is decoded (the bytes may have changed since the check).
+   * With `count`, only the first `count` entries (sparse) or values (dense) are decoded: what
+   * undoing a patch applied that far needs.
    */
-  chunks(): Iterable<PatchChunk>;
+  chunks(count?: number): Iterable<PatchChunk>;
+  /**
+   * Check the whole patch as {@link chunks} would, piece by piece, without decoding its values
+   * (their bytes are checked for NaN and infinity): throws what decoding would throw.
+   */
+  check(): void;
+  /**
+   * A sparse or dense patch's bytes as the payload holds them (views; {@link check} checked
+   * them), for an applier that decodes and applies in one step: the position coding and bytes
+   * of a sparse patch, and the value bytes.
+   */
+  wire?: { coding?: 'gaps' | 'bitmap'; positions?: Uint8Array; values: Uint8Array };
 }
 
 /** A payload checked by {@link openPayload}: the header and a source per patch. */
@@ -255,9 +269,9 @@ export function decodePayload(bytes: Uint8Array, options: DecodeOptions = {}): P
  */
 export function openPayload(bytes: Uint8Array, options: DecodeOptions = {}): OpenedPayload {
   return readPayload(bytes, options, (patch) => {
-    // Decode every piece once, keeping none: a bad position or value is refused here, before
+    // Every position and value checked, nothing kept: a bad one is refused here, before
     // anything is written.
-    for (const piece of patch.chunks()) void piece;
+    patch.check();
     return patch;
   });
 }
@@ -269,6 +283,7 @@ export function patchSource(patch: TensorPatch): PatchSource {
     name, shape, kind, codec, ...(scale !== undefined ? { scale } : {}), ...(grid ? { grid } : {}), baseDigest, targetDigest,
     written: kind === 'sparse' ? patch.positions.length : shapeSize(shape),
     chunks: () => [{ patch, offset: 0 }],
+    check: () => {},
   };
 }
 
@@ -466,9 +481,22 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     }
     return out;
   };
-  const source = (k: TensorPatch['kind'], written: number, chunks: () => Generator<PatchChunk>): PatchSource => ({ ...common, kind: k, written, chunks });
-  const whole = (patch: TensorPatch) => source(patch.kind, size, function* () {
-    yield { patch, offset: 0 };
+  // Values [k, k + m) checked on their bytes, not decoded.
+  // (Codec x: any bits are a mask, and its lengths were checked with `need`; what a mask makes
+  // of a weight is checked when it is applied.)
+  const checkValuesAt = (k: number, m: number): void => {
+    if (isXor) return;
+    const bad = firstNonFinite(v.subarray(k * bpv, (k + m) * bpv), codec as ValueCodec, scale);
+    if (bad >= 0) valuesAt(k + bad, 1);
+  };
+  const source = (k: TensorPatch['kind'], written: number, pieces: (decode: boolean, count: number) => Generator<PatchChunk>, wire?: PatchSource['wire']): PatchSource => ({
+    ...common, kind: k, written, chunks: (count = written) => pieces(true, Math.min(count, written)), check: () => {
+      for (const piece of pieces(false, written)) void piece;
+    },
+    ...(wire ? { wire } : {}),
+  });
+  const whole = (patch: TensorPatch) => source(patch.kind, size, function* (decode) {
+    if (decode) yield { patch, offset: 0 };
   });
 
   if (kind === 's') {
@@ -479,6 +507,18 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     // Check the value bytes against the count before allocating positions for it.
     need(n, 'values');
     const len = posBytes.length;
+    // The gaps of entries [k, k + m) at byte `at` did not decode to positions within the
+    // tensor: decode them one step at a time to say what is wrong.
+    const gapFault = (at: number, positions: Uint32Array, prev: number, k: number, m: number): never => {
+      at = readVarintsInto(posBytes, at, positions);
+      if (at < 0 || (k + m === n && at !== len)) fail(`${where}: position gaps "i" are not ${n} well-formed varints filling ${len} bytes`);
+      for (let j = 0; j < m; j++) {
+        const pos = prev + 1 + positions[j];
+        if (pos >= size) fail(`${where}: position ${pos} (entry ${k + j}) is out of range for shape [${shape.join(', ')}] (${size} values)`);
+        prev = pos;
+      }
+      return fail(`${where}: position gaps "i" did not decode (entries ${k} to ${k + m - 1})`);
+    };
     if (coding === 'm') {
       const expected = Math.ceil(size / 8);
       if (len !== expected) fail(`${where}: bitmap "i" must be ${expected} bytes for ${size} values, found ${len}`);
@@ -488,7 +528,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     } else {
       fail(`${where}: position coding "ic" must be "g" (gaps) or "m" (bitmap), found ${describe(coding)}`);
     }
-    return source('sparse', n, function* () {
+    return source('sparse', n, function* (decode, count) {
       // Positions CHUNK_VALUES at a time: from the bitmap's set bits, or the running sum of the gaps.
       const buf = takeScratch();
       try {
@@ -497,7 +537,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
         let bits = coding === 'm' && len ? posBytes[0] : 0;
         let prev = -1;
         do {
-          const m = Math.min(CHUNK_VALUES, n - k);
+          const m = Math.min(CHUNK_VALUES, count - k);
           const positions = buf.positions.subarray(0, m);
           if (coding === 'm') {
             for (let j = 0; j < m; j++, k++) {
@@ -513,21 +553,20 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
               if (bits) fail(`${where}: bitmap marks more positions than the count ${n}`);
             }
           } else {
-            at = readVarintsInto(posBytes, at, positions);
-            if (at < 0 || (k + m === n && at !== len)) fail(`${where}: position gaps "i" are not ${n} well-formed varints filling ${len} bytes`);
-            for (let j = 0; j < m; j++, k++) {
-              const pos = prev + 1 + positions[j];
-              if (pos >= size) fail(`${where}: position ${pos} (entry ${k}) is out of range for shape [${shape.join(', ')}] (${size} values)`);
-              positions[j] = pos;
-              prev = pos;
-            }
+            // Checking needs no positions: the gaps' sum says where the last one is.
+            const next = decode ? readGapsInto(posBytes, at, positions, prev, size) : scanGaps(posBytes, at, m, prev, size);
+            if (next < 0 || (k + m === n && next !== len)) gapFault(at, positions, prev, k, m);
+            at = next;
+            if (m) prev = decode ? positions[m - 1] : scannedPosition;
+            k += m;
           }
-          yield { patch: { kind: 'sparse', ...common, positions, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', values: valuesAt(k - m, m, buf.values.subarray(0, m)) }, offset: 0 };
-        } while (k < n);
+          if (decode) yield { patch: { kind: 'sparse', ...common, positions, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', values: valuesAt(k - m, m, buf.values.subarray(0, m)) }, offset: 0 };
+          else checkValuesAt(k - m, m);
+        } while (k < count);
       } finally {
         releaseScratch(buf);
       }
-    });
+    }, { coding: coding === 'm' ? 'bitmap' : 'gaps', positions: posBytes, values: v });
   }
   if (kind === 'h') {
     const seed = own(raw, 'h');
@@ -541,20 +580,21 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   }
   if (kind === 'd') {
     need(size, 'dense values');
-    return source('dense', size, function* () {
+    return source('dense', size, function* (decode, count) {
+      if (!decode) return checkValuesAt(0, size);
       // Values CHUNK_VALUES at a time; a piece patches the tensor's values from `offset`.
       const buf = takeScratch();
       try {
         let k = 0;
         do {
-          const m = Math.min(CHUNK_VALUES, size - k);
+          const m = Math.min(CHUNK_VALUES, count - k);
           yield { patch: { kind: 'dense', ...common, values: valuesAt(k, m, buf.values.subarray(0, m)) }, offset: k };
           k += m;
-        } while (k < size);
+        } while (k < count);
       } finally {
         releaseScratch(buf);
       }
-    });
+    }, { values: v });
   }
   if (kind === 'r') {
     const rank = own(raw, 'r');

@@ -61,12 +61,12 @@ export function bucketMagic(nb: number): [m: number, s: number] {
 }
 
 /**
- * Add `sign(i) * b[bucket(i)]` to every `w[i]` (subtract when `negate`), where `base` is
+ * Add `sign(i) * b[bucket(i)]` to `w[i]` for i in [from, to) (subtract when `negate`), where `base` is
  * `(seed + P5 + 4) | 0`; logs into `log` the positions and old bits where subtracting again
  * would not give the old value back bit for bit. Returns false, having written nothing, when
  * the kernel cannot run here (no WebAssembly, or more than {@link MAX_WASM_BUCKETS} buckets).
  */
-export function hashAddWasm(w: Float32Array, b: Float32Array, base: number, signed: boolean, negate: boolean, log: ExceptionSink | null): boolean {
+export function hashAddWasm(w: Float32Array, b: Float32Array, base: number, signed: boolean, negate: boolean, log: ExceptionSink | null, from = 0, to = w.length): boolean {
   const nb = b.length;
   if (nb < 1 || nb > MAX_WASM_BUCKETS) return false;
   if (kernel === undefined) kernel = instantiate();
@@ -94,9 +94,8 @@ export function hashAddWasm(w: Float32Array, b: Float32Array, base: number, sign
   const k = kernel.k;
   const sm = signed ? 1 : 0;
   const neg = negate ? 0x80000000 : 0;
-  const n = w.length;
-  for (let at = 0; at < n; at += CHUNK) {
-    const len = Math.min(CHUNK, n - at);
+  for (let at = from; at < to; at += CHUNK) {
+    const len = Math.min(CHUNK, to - at);
     chunk.set(w.subarray(at, at + len));
     const logged = k(len, at, base, sm, neg, nk, m, s, log ? 1 : 0);
     for (let e = 0; e < logged; e++) (log as ExceptionSink).push(positions[e], bits[e]);

@@ -1,10 +1,12 @@
 /**
- * One hashing facade over two implementations with identical results: xxhash-wasm (fast, needs
- * WebAssembly) and the pure TypeScript port in `xxhash-pure.ts` (for Hermes and other runtimes
- * without WebAssembly). xxhash-wasm is loaded lazily with a dynamic import, so the pure path never
- * needs it at run time.
+ * One hashing facade over two implementations with identical results: XXH64 in WebAssembly
+ * (region-kernel.ts: fast, and it hashes tensor regions the applier patches in its memory) and
+ * the pure TypeScript port in `xxhash-pure.ts` (for Hermes and other runtimes without
+ * WebAssembly). Both are checked against the published vectors and against xxhash-wasm in the
+ * tests.
  */
 import { xxh32, Xxh64 } from './xxhash-pure.ts';
+import { kernelHasher } from './region-kernel.ts';
 
 /** A streaming XXH64 state. */
 export interface Hash64Stream {
@@ -26,12 +28,6 @@ export interface Hasher {
   h64(input: Uint8Array, seed?: bigint): bigint;
 }
 
-/**
- * Largest piece handed to WebAssembly at once. xxhash-wasm copies each input into its memory,
- * which grows to fit and never shrinks; chunking keeps it near 1 MiB.
- */
-const WASM_CHUNK = 1 << 20;
-
 const pureHasher: Hasher = {
   kind: 'pure',
   h32: (input, seed = 0) => xxh32(input, seed),
@@ -39,43 +35,17 @@ const pureHasher: Hasher = {
   h64: (input, seed = 0n) => new Xxh64(seed).update(input).digest(),
 };
 
-async function loadWasmHasher(): Promise<Hasher> {
-  const api = await (await import('xxhash-wasm')).default();
-  const create64 = (seed = 0n): Hash64Stream => {
-    const state = api.create64(seed);
-    const stream: Hash64Stream = {
-      update(input) {
-        for (let p = 0; p < input.length; p += WASM_CHUNK) state.update(input.subarray(p, p + WASM_CHUNK));
-        return stream;
-      },
-      digest: () => state.digest(),
-    };
-    return stream;
-  };
-  return {
-    kind: 'wasm',
-    h32(input, seed = 0) {
-      if (input.length <= WASM_CHUNK) return api.h32Raw(input, seed);
-      const state = api.create32(seed);
-      for (let p = 0; p < input.length; p += WASM_CHUNK) state.update(input.subarray(p, p + WASM_CHUNK));
-      return state.digest();
-    },
-    create64,
-    h64: (input, seed = 0n) =>
-      input.length <= WASM_CHUNK ? api.h64Raw(input, seed) : create64(seed).update(input).digest(),
-  };
-}
-
 const cache: { wasm?: Promise<Hasher>; pure?: Promise<Hasher> } = {};
 
 /**
- * The hasher for this runtime: xxhash-wasm when WebAssembly exists and `prefer` is not `'pure'`,
- * otherwise the pure TypeScript one. If xxhash-wasm fails to load, the result is the pure hasher
- * (check `kind`). The promise is cached per kind.
+ * The hasher for this runtime: XXH64 in WebAssembly (region-kernel.ts) when WebAssembly exists
+ * and `prefer` is not `'pure'`, otherwise the pure TypeScript one. If the module cannot be
+ * compiled here (a page whose CSP forbids it), the result is the pure hasher (check `kind`).
+ * The promise is cached per kind.
  */
 export function getHasher(options: { prefer?: 'wasm' | 'pure' } = {}): Promise<Hasher> {
   if (options.prefer !== 'pure' && typeof WebAssembly === 'object') {
-    return (cache.wasm ??= loadWasmHasher().catch(() => pureHasher));
+    return (cache.wasm ??= Promise.resolve(kernelHasher() ?? pureHasher));
   }
   return (cache.pure ??= Promise.resolve(pureHasher));
 }

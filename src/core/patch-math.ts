@@ -5,7 +5,7 @@
  * is the IEEE float32 sum on every platform.
  */
 import type { HashPatch, LowRankPatch, SparsePatch, TensorPatch } from './format.ts';
-import { snapInPlace, snapValue, type StorageGrid } from './grid.ts';
+import { snapValue, type StorageGrid } from './grid.ts';
 import { hashAddWasm } from './hash-kernel.ts';
 
 // xxh32 primes (see docs/FORMAT-hashing.md).
@@ -35,12 +35,19 @@ export interface ExceptionBlock {
 /** Entries per block: 32 KiB per block pair, so the log grows without copying and wastes little. */
 const BLOCK = 4096;
 
-/** A growable log of (position, old bits) pairs in fixed-size blocks (no copy on growth). */
-class ExceptionLog {
+/**
+ * A growable log of (position, old bits) pairs in fixed-size blocks (no copy on growth):
+ * positions are the tensor's, so one log serves a patch applied in pieces and ranges.
+ */
+export class ExceptionLog {
   private readonly blocks: ExceptionBlock[] = [];
   private positions = new Uint32Array(0);
   private bits = new Uint32Array(0);
   private at = 0;
+  /** Entries logged so far. */
+  get size(): number {
+    return this.blocks.length * BLOCK + this.at;
+  }
   push(position: number, bits: number): void {
     if (this.at === this.positions.length) {
       if (this.positions.length) this.blocks.push({ positions: this.positions, bits: this.bits });
@@ -52,10 +59,39 @@ class ExceptionLog {
     this.bits[this.at] = bits;
     this.at++;
   }
+  /** The logged blocks (the last one cut to its entries). */
+  exceptions(): ExceptionBlock[] {
+    const out = [...this.blocks];
+    if (this.at) out.push({ positions: this.positions.subarray(0, this.at), bits: this.bits.subarray(0, this.at) });
+    return out;
+  }
   record(name: string, patch: TensorPatch): UndoRecord {
-    const exceptions = [...this.blocks];
-    if (this.at) exceptions.push({ positions: this.positions.subarray(0, this.at), bits: this.bits.subarray(0, this.at) });
-    return { name, kind: 'inverse', patch, exceptions };
+    return { name, kind: 'inverse', patch, exceptions: this.exceptions() };
+  }
+  /**
+   * The first position logged from entry `since` on where `w` now holds NaN or infinity, or -1.
+   * A weight a patch made non-finite is always logged (subtracting its delta again cannot give
+   * a finite old value back), so this finds every overflow of the entries logged since.
+   */
+  nonFiniteSince(w: Float32Array, since: number): number {
+    for (let k = since; k < this.size; k++) {
+      const b = k < this.blocks.length * BLOCK ? this.blocks[(k / BLOCK) | 0] : null;
+      const pos = b ? b.positions[k % BLOCK] : this.positions[k - this.blocks.length * BLOCK];
+      const x = w[pos];
+      if (x - x !== 0) return pos;
+    }
+    return -1;
+  }
+  /** Put the logged old bits back. */
+  restore(w: Float32Array): void {
+    restoreExceptions(w, this.exceptions());
+  }
+}
+
+function restoreExceptions(w: Float32Array, exceptions: readonly ExceptionBlock[]): void {
+  const wb = bitsOf(w);
+  for (const { positions, bits } of exceptions) {
+    for (let k = 0; k < positions.length; k++) wb[positions[k]] = bits[k];
   }
 }
 
@@ -78,10 +114,10 @@ export function useHashKernel(kind: 'wasm' | 'js'): 'wasm' | 'js' {
 }
 
 /**
- * Add `sign(i) * buckets[bucket(i)]` to every `w[i]` (or subtract it when `direction` is -1),
- * logging into `log` the old bits wherever subtracting again would not give them back. The
- * WebAssembly SIMD kernel (hash-kernel.ts) runs where it can; the loops below are the same
- * arithmetic in plain JS for runtimes without WebAssembly (and bucket counts above 2^24).
+ * Add `sign(i) * buckets[bucket(i)]` to `w[i]` for i in [from, to) (or subtract it when
+ * `direction` is -1), logging into `log` the old bits wherever subtracting again would not give
+ * them back. The WebAssembly SIMD kernel (hash-kernel.ts) runs where it can; the loops below are
+ * the same arithmetic in plain JS for runtimes without WebAssembly (and bucket counts above 2^24).
  *
  * Speed notes for the JS loops (V8): the bucket `(h >>> 1) % nb` is computed with a float
  * reciprocal and one correction step, exact for h < 2^31 and nb <= 2^30 and about twice as fast
@@ -89,21 +125,20 @@ export function useHashKernel(kind: 'wasm' | 'js'): 'wasm' | 'js' {
  * branch mispredicts half the time); the logged and the plain loops are separate functions so
  * each compiles to a tight loop.
  */
-function hashLoop(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null): void {
+function hashLoop(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null, from: number, to: number): void {
   const nb = patch.buckets.length;
   const base = (patch.seed + P5 + 4) | 0;
-  if (hashKernel === 'wasm' && hashAddWasm(w, patch.buckets, base, patch.signed, direction === -1, log)) return;
-  if (nb > 0x40000000) hashLoopGeneric(w, patch, direction, log);
-  else if (log && direction === 1) hashAddLogged(w, patch.buckets, base, patch.signed ? 1 : 0, log);
-  else hashAddPlain(w, patch.buckets, base, patch.signed ? 1 : 0, direction);
+  if (hashKernel === 'wasm' && hashAddWasm(w, patch.buckets, base, patch.signed, direction === -1, log, from, to)) return;
+  if (nb > 0x40000000) hashLoopGeneric(w, patch, direction, log, from, to);
+  else if (log && direction === 1) hashAddLogged(w, patch.buckets, base, patch.signed ? 1 : 0, log, from, to);
+  else hashAddPlain(w, patch.buckets, base, patch.signed ? 1 : 0, direction, from, to);
 }
 
-function hashAddLogged(w: Float32Array, b: Float32Array, base: number, signMask: number, log: ExceptionLog): void {
+function hashAddLogged(w: Float32Array, b: Float32Array, base: number, signMask: number, log: ExceptionLog, from: number, to: number): void {
   const nb = b.length;
   const inv = 1 / nb;
-  const n = w.length;
   const wb = bitsOf(w);
-  for (let i = 0; i < n; i++) {
+  for (let i = from; i < to; i++) {
     // xxh32 of the 4-byte little-endian position, inlined (equal to bucket.positionHash).
     let h = (base + Math.imul(i, P3)) | 0;
     h = Math.imul((h << 17) | (h >>> 15), P4);
@@ -125,11 +160,10 @@ function hashAddLogged(w: Float32Array, b: Float32Array, base: number, signMask:
   }
 }
 
-function hashAddPlain(w: Float32Array, b: Float32Array, base: number, signMask: number, direction: number): void {
+function hashAddPlain(w: Float32Array, b: Float32Array, base: number, signMask: number, direction: number, from: number, to: number): void {
   const nb = b.length;
   const inv = 1 / nb;
-  const n = w.length;
-  for (let i = 0; i < n; i++) {
+  for (let i = from; i < to; i++) {
     let h = (base + Math.imul(i, P3)) | 0;
     h = Math.imul((h << 17) | (h >>> 15), P4);
     h ^= h >>> 15;
@@ -146,13 +180,13 @@ function hashAddPlain(w: Float32Array, b: Float32Array, base: number, signMask: 
 }
 
 /** Any bucket count (integer division); only for counts above 2^30, which no real payload has. */
-function hashLoopGeneric(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null): void {
+function hashLoopGeneric(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null, from: number, to: number): void {
   const b = patch.buckets;
   const nb = b.length;
   const base = (patch.seed + P5 + 4) | 0;
   const signMask = patch.signed ? 1 : 0;
   const wb = bitsOf(w);
-  for (let i = 0; i < w.length; i++) {
+  for (let i = from; i < to; i++) {
     let h = (base + Math.imul(i, P3)) | 0;
     h = Math.imul((h << 17) | (h >>> 15), P4);
     h ^= h >>> 15;
@@ -171,36 +205,38 @@ function hashLoopGeneric(w: Float32Array, patch: HashPatch, direction: 1 | -1, l
   }
 }
 
-/** The low-rank delta of element (i, j): pinned order, fround after each multiply and add. */
-function lowRankLoop(w: Float32Array, patch: LowRankPatch, direction: 1 | -1, log: ExceptionLog | null): void {
+/** The low-rank delta at positions [from, to): pinned order, fround after each multiply and add. */
+function lowRankLoop(w: Float32Array, patch: LowRankPatch, direction: 1 | -1, log: ExceptionLog | null, from: number, to: number): void {
   // Pinned order: acc = 0; for k: acc = f32(acc + f32(u[i,k] * v[k,j])); w = f32(w + acc).
   // Products of two float32 are exact in float64, so each fround is one IEEE float32 op.
   const { u, v, rank } = patch;
   const cols = patch.shape.length ? patch.shape[patch.shape.length - 1] : 1;
-  const rows = cols ? w.length / cols : 0;
+  if (!cols) return;
   const wb = log ? bitsOf(w) : null;
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) {
-      let acc = 0;
-      for (let k = 0; k < rank; k++) acc = Math.fround(acc + Math.fround(u[i * rank + k] * v[k * cols + j]));
-      const at = i * cols + j;
-      const d = acc * direction;
-      const o = w[at];
-      const nw = Math.fround(o + d);
-      if (log) {
-        const back = Math.fround(nw - d);
-        if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(at, (wb as Uint32Array)[at]);
-      }
-      w[at] = nw;
+  let i = Math.floor(from / cols);
+  let j = from - i * cols;
+  for (let at = from; at < to; at++) {
+    let acc = 0;
+    for (let k = 0; k < rank; k++) acc = Math.fround(acc + Math.fround(u[i * rank + k] * v[k * cols + j]));
+    const d = acc * direction;
+    const o = w[at];
+    const nw = Math.fround(o + d);
+    if (log) {
+      const back = Math.fround(nw - d);
+      if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(at, (wb as Uint32Array)[at]);
+    }
+    w[at] = nw;
+    if (++j === cols) {
+      j = 0;
+      i++;
     }
   }
 }
 
-/** Add a sparse patch, logging the old bits wherever subtracting again would not give them back. */
-function sparseAddLogged(w: Float32Array, patch: SparsePatch, log: ExceptionLog): void {
-  const { positions, values } = patch;
+/** Add entries [from, to) of a sparse patch, logging the old bits wherever subtracting again would not give them back. */
+function sparseAddLogged(w: Float32Array, positions: Uint32Array, values: Float32Array, log: ExceptionLog, from: number, to: number): void {
   const wb = bitsOf(w);
-  for (let k = 0; k < positions.length; k++) {
+  for (let k = from; k < to; k++) {
     const at = positions[k];
     const d = values[k];
     const o = w[at];
@@ -211,108 +247,124 @@ function sparseAddLogged(w: Float32Array, patch: SparsePatch, log: ExceptionLog)
   }
 }
 
-function denseLoop(w: Float32Array, values: Float32Array, direction: 1 | -1, log: ExceptionLog | null): void {
-  const n = w.length;
+/** `w[offset + i] ±= values[i]` for i in [from, to), logging as the other kernels do. */
+function denseLoop(w: Float32Array, values: Float32Array, offset: number, direction: 1 | -1, log: ExceptionLog | null, from: number, to: number): void {
   if (!log) {
-    if (direction === 1) for (let i = 0; i < n; i++) w[i] += values[i];
-    else for (let i = 0; i < n; i++) w[i] -= values[i];
+    if (direction === 1) for (let i = from; i < to; i++) w[offset + i] += values[i];
+    else for (let i = from; i < to; i++) w[offset + i] = Math.fround(w[offset + i] - values[i]);
     return;
   }
   const wb = bitsOf(w);
-  for (let i = 0; i < n; i++) {
+  for (let i = from; i < to; i++) {
+    const at = offset + i;
     const d = values[i];
-    const o = w[i];
+    const o = w[at];
     const nw = Math.fround(o + d);
     const back = Math.fround(nw - d);
-    if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(i, wb[i]);
-    w[i] = nw;
+    if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(at, wb[at]);
+    w[at] = nw;
   }
+}
+
+/** Whether a patch rounds what it writes onto a storage grid (format v2). */
+function onAGrid(patch: TensorPatch): patch is TensorPatch & { grid: StorageGrid } {
+  return patch.grid !== undefined && patch.grid.dtype !== 'float32';
 }
 
 /**
- * A patch with a storage grid (format v2): add as usual, then round every written value onto
- * the grid (grid.ts). The log keeps the old bits of every written value.
+ * Length of the range {@link applyRange} takes for a piece of a patch of a tensor of `size`
+ * values: a sparse piece's entries, a dense piece's values, else the tensor's positions.
  */
-function applyOnGrid(w: Float32Array, patch: TensorPatch, grid: StorageGrid, log: ExceptionLog | null): void {
-  const wb = bitsOf(w);
-  if (patch.kind === 'sparse') {
-    const { positions, values } = patch;
-    const masks = patch.codec === 'x' ? bitsOf(values) : null;
-    for (let k = 0; k < positions.length; k++) {
-      const at = positions[k];
-      if (log) log.push(at, wb[at]);
-      if (masks) wb[at] ^= masks[k];
-      else w[at] = Math.fround(w[at] + values[k]);
-      w[at] = snapValue(w[at], grid);
+export function pieceLength(patch: TensorPatch, size: number): number {
+  return patch.kind === 'sparse' ? patch.positions.length : patch.kind === 'dense' ? patch.values.length : size;
+}
+
+/**
+ * Apply part of one piece of a patch to the tensor `w` in place: a sparse piece's entries
+ * [from, to), a dense piece's values [from, to) (at tensor positions `offset + i`), or tensor
+ * positions [from, to) of a hashed or low-rank patch. With a `log`, it records what
+ * {@link subtractRange} cannot restore (see {@link UndoRecord}); a patch with a storage grid
+ * (format v2) rounds every written value onto it and logs the old bits of each.
+ */
+export function applyRange(w: Float32Array, patch: TensorPatch, offset: number, from: number, to: number, log: ExceptionLog | null): void {
+  if (onAGrid(patch)) {
+    const { grid } = patch;
+    const wb = bitsOf(w);
+    if (patch.kind === 'sparse') {
+      const { positions, values } = patch;
+      const masks = patch.codec === 'x' ? bitsOf(values) : null;
+      for (let k = from; k < to; k++) {
+        const at = positions[k];
+        if (log) log.push(at, wb[at]);
+        if (masks) wb[at] ^= masks[k];
+        else w[at] = Math.fround(w[at] + values[k]);
+        w[at] = snapValue(w[at], grid);
+      }
+      return;
     }
+    const a = patch.kind === 'dense' ? offset + from : from;
+    const b = a + to - from;
+    if (log) for (let i = a; i < b; i++) log.push(i, wb[i]);
+    if (patch.kind === 'dense' && patch.codec === 'x') xorDense(wb, bitsOf(patch.values), offset, from, to);
+    else if (patch.kind === 'dense') denseLoop(w, patch.values, offset, 1, null, from, to);
+    else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, null, from, to);
+    else hashLoop(w, patch, 1, null, from, to);
+    for (let i = a; i < b; i++) w[i] = snapValue(w[i], grid);
     return;
   }
-  if (log) for (let i = 0; i < w.length; i++) log.push(i, wb[i]);
-  if (patch.kind === 'dense' && patch.codec === 'x') xorLoop(wb, bitsOf(patch.values));
-  else if (patch.kind === 'dense') denseLoop(w, patch.values, 1, null);
-  else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, null);
-  else hashLoop(w, patch, 1, null);
-  snapInPlace(w, grid);
+  if (patch.codec === 'x') {
+    // Exact new bits, as the XOR of new and old: applying it again restores the old bits, so
+    // nothing is logged. (What the new bits are is checked by the caller: see applyPayload.)
+    xorRange(w, patch, offset, from, to);
+  } else if (patch.kind === 'sparse') {
+    if (log) sparseAddLogged(w, patch.positions, patch.values, log, from, to);
+    else for (let k = from; k < to; k++) w[patch.positions[k]] += patch.values[k];
+  } else if (patch.kind === 'dense') denseLoop(w, patch.values, offset, 1, log, from, to);
+  else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, log, from, to);
+  else hashLoop(w, patch, 1, log, from, to);
 }
 
-/** Codec x, dense: every word of `wb` XORed with its mask (its own inverse). */
-function xorLoop(wb: Uint32Array, masks: Uint32Array): void {
-  for (let i = 0; i < wb.length; i++) wb[i] ^= masks[i];
+/**
+ * Subtract what {@link applyRange} added over the same range (nothing for a patch with a storage
+ * grid): with the logged exceptions put back afterwards ({@link ExceptionLog.restore}), the
+ * tensor is as before, bit for bit.
+ */
+export function subtractRange(w: Float32Array, patch: TensorPatch, offset: number, from: number, to: number): void {
+  if (onAGrid(patch)) return;
+  if (patch.codec === 'x') xorRange(w, patch, offset, from, to);
+  else if (patch.kind === 'sparse') {
+    const { positions, values } = patch;
+    for (let k = from; k < to; k++) w[positions[k]] -= values[k];
+  } else if (patch.kind === 'dense') denseLoop(w, patch.values, offset, -1, null, from, to);
+  else if (patch.kind === 'lowrank') lowRankLoop(w, patch, -1, null, from, to);
+  else hashLoop(w, patch, -1, null, from, to);
 }
 
-/** Codec x, sparse: the words at the positions XORed with their masks (its own inverse). */
-function xorSparse(wb: Uint32Array, positions: Uint32Array, masks: Uint32Array): void {
-  for (let k = 0; k < positions.length; k++) wb[positions[k]] ^= masks[k];
+/** Codec x, dense: words `offset + from .. offset + to - 1` of `wb` XORed with masks [from, to). */
+function xorDense(wb: Uint32Array, masks: Uint32Array, offset: number, from: number, to: number): void {
+  for (let i = from; i < to; i++) wb[offset + i] ^= masks[i];
+}
+
+/** Codec x (no grid), entries or values [from, to) of a piece: its own inverse. */
+function xorRange(w: Float32Array, patch: TensorPatch, offset: number, from: number, to: number): void {
+  const wb = bitsOf(w);
+  if (patch.kind === 'dense') xorDense(wb, bitsOf(patch.values), offset, from, to);
+  else if (patch.kind === 'sparse') {
+    const { positions } = patch;
+    const masks = bitsOf(patch.values);
+    for (let k = from; k < to; k++) wb[positions[k]] ^= masks[k];
+  }
 }
 
 /** Apply `patch` to `w` in place. When `recordUndo` is set, returns what restores `w`. */
 export function applyTensorPatch(w: Float32Array, patch: TensorPatch, recordUndo: boolean): UndoRecord | null {
-  if (patch.grid && patch.grid.dtype !== 'float32') {
-    const log = recordUndo ? new ExceptionLog() : null;
-    applyOnGrid(w, patch, patch.grid, log);
-    return log ? log.record(patch.name, patch) : null;
-  }
-  if (patch.codec === 'x') {
-    // Exact new bits: the XOR of new and old. Applying it again restores the old bits, so the
-    // undo record logs nothing.
-    if (patch.kind === 'sparse') xorSparse(bitsOf(w), patch.positions, bitsOf(patch.values));
-    else if (patch.kind === 'dense') xorLoop(bitsOf(w), bitsOf(patch.values));
-    return recordUndo ? { name: patch.name, kind: 'inverse', patch, exceptions: [] } : null;
-  }
-  if (patch.kind === 'sparse' && !recordUndo) {
-    const { positions, values } = patch;
-    for (let k = 0; k < positions.length; k++) w[positions[k]] += values[k];
-    return null;
-  }
   const log = recordUndo ? new ExceptionLog() : null;
-  if (patch.kind === 'sparse') sparseAddLogged(w, patch, log as ExceptionLog);
-  else if (patch.kind === 'dense') denseLoop(w, patch.values, 1, log);
-  else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, log);
-  else hashLoop(w, patch, 1, log);
+  applyRange(w, patch, 0, 0, pieceLength(patch, w.length), log);
   return log ? log.record(patch.name, patch) : null;
 }
 
 /** Restore a tensor from an undo record (bit for bit). */
 export function undoTensorPatch(w: Float32Array, undo: UndoRecord): void {
-  const wb = bitsOf(w);
-  const { patch } = undo;
-  if (patch.grid && patch.grid.dtype !== 'float32') {
-    // Only the logged old bits (every written value) restore a rounded patch.
-  } else if (patch.codec === 'x') {
-    if (patch.kind === 'sparse') xorSparse(wb, patch.positions, bitsOf(patch.values));
-    else if (patch.kind === 'dense') xorLoop(wb, bitsOf(patch.values));
-  } else if (patch.kind === 'sparse') {
-    const { positions, values } = patch;
-    for (let k = 0; k < positions.length; k++) w[positions[k]] -= values[k];
-  } else if (patch.kind === 'dense') {
-    const v = patch.values;
-    for (let i = 0; i < w.length; i++) w[i] = Math.fround(w[i] - v[i]);
-  } else if (patch.kind === 'lowrank') {
-    lowRankLoop(w, patch, -1, null);
-  } else if (patch.kind === 'hash') {
-    hashLoop(w, patch, -1, null);
-  }
-  for (const { positions, bits } of undo.exceptions) {
-    for (let k = 0; k < positions.length; k++) wb[positions[k]] = bits[k];
-  }
+  subtractRange(w, undo.patch, 0, 0, pieceLength(undo.patch, w.length));
+  restoreExceptions(w, undo.exceptions);
 }

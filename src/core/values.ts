@@ -5,6 +5,7 @@
  */
 import { LITTLE_ENDIAN_HOST } from './endian.ts';
 import { fromHalfBits, toHalfBits, HALF_MAX } from './float16.ts';
+import { wordsOf } from './varint.ts';
 
 export type ValueCodec = 'f32' | 'f16' | 'i8';
 export const VALUE_CODECS: readonly ValueCodec[] = ['f32', 'f16', 'i8'];
@@ -63,6 +64,55 @@ export function encodeValues(values: Float32Array, codec: ValueCodec, stepScale?
   return { codec, scale, bytes, decoded };
 }
 
+/** Per high 6 bits of a half (sign, exponent): the implicit leading bit and the scale 2^(e-25) (see decodeValues). */
+const HALF_IMPLICIT = new Float64Array(64);
+const HALF_SCALE = new Float64Array(64);
+for (let i = 0; i < 64; i++) {
+  const e = i & 31;
+  HALF_IMPLICIT[i] = e ? 0x400 : 0;
+  HALF_SCALE[i] = e === 31 ? NaN : (i & 32 ? -1 : 1) * 2 ** (Math.max(e, 1) - 25);
+}
+
+/**
+ * The index of the first value of `bytes` (`count * bytesPerValue(codec)` of them) that would
+ * decode to NaN or infinity, or -1: a check on the wire bytes, without decoding (f32 and f16 by
+ * their exponent bits; i8 only when its scale lets a value overflow).
+ */
+export function firstNonFinite(bytes: Uint8Array, codec: ValueCodec, scale?: number): number {
+  if (codec === 'f16') {
+    // Exponent 31 is 0x7c in a half's high byte: adding 4 to the masked exponent carries into
+    // bit 7 then only. Two halves per 32-bit word where the host is little-endian.
+    const n = bytes.length >> 1;
+    let any = 0;
+    let i = 1;
+    if (LITTLE_ENDIAN_HOST) {
+      const base = bytes.byteOffset;
+      const aligned = (base + 3) & ~3;
+      const words = wordsOf(bytes);
+      // The high bytes are the odd ones of the halves: bytes 1 and 3 of a word, or 0 and 2.
+      const [mask, add] = (aligned - base) & 1 ? [0x007c007c, 0x00040004] : [0x7c007c00, 0x04000400];
+      for (let j = 0; j < words.length; j++) any |= (words[j] & mask) + add;
+      any = any & (mask << 1) & 0x80808080 ? 0x80 : 0;
+      for (; i < aligned - base && i < bytes.length; i += 2) any |= (bytes[i] & 0x7c) + 4;
+      i = aligned - base + 4 * words.length + 1 - ((aligned - base) & 1);
+    }
+    for (; i < bytes.length; i += 2) any |= (bytes[i] & 0x7c) + 4;
+    if (!(any & 0x80)) return -1;
+    for (let k = 0; k < n; k++) if ((bytes[2 * k + 1] & 0x7c) === 0x7c) return k;
+    return -1;
+  }
+  if (codec === 'f32') {
+    // Exponent 255: bits 0x7f of the last byte and 0x80 of the one before (little-endian).
+    const n = bytes.length >> 2;
+    for (let i = 0; i < n; i++) if ((bytes[4 * i + 3] & 0x7f) === 0x7f && bytes[4 * i + 2] & 0x80) return i;
+    return -1;
+  }
+  const s = Math.fround(scale as number);
+  if (Number.isFinite(Math.fround(128 * s))) return -1;
+  for (let i = 0; i < bytes.length; i++) if (!Number.isFinite(Math.fround(((bytes[i] << 24) >> 24) * s))) return i;
+  return -1;
+}
+
 /**
  * Decode wire bytes into exact float32 values, into `out` when given (as many values as it
  * holds). The caller has checked that `bytes.length === count * bytesPerValue(codec)`. Returns
@@ -78,25 +128,16 @@ export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number
       for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
     }
   } else if (codec === 'f16') {
-    // Half to single by assembling the float32 bits with integer operations only (exact, and
-    // several times faster than arithmetic); the view uses the host's byte order, so this holds
-    // on any host. Inf/NaN (exponent 31) is refused here, at its index.
-    const bits = new Uint32Array(out.buffer, out.byteOffset, n);
+    // Half to single as (mantissa + implicit bit) * 2^(exponent - 25), with the sign in the
+    // scale: a product of an 11-bit integer and a power of two, exact in float64 and in float32,
+    // subnormals included. The 6 high bits (sign, exponent) pick the scale; exponent 31
+    // (infinity, NaN) has a NaN scale, refused here at its index.
     for (let i = 0; i < n; i++) {
       const h = bytes[2 * i] | (bytes[2 * i + 1] << 8);
-      const sign = (h & 0x8000) << 16;
-      const exp = (h >>> 10) & 0x1f;
-      const mant = h & 0x3ff;
-      if (exp === 31) return { nonFiniteAt: i };
-      if (exp !== 0) {
-        bits[i] = (sign | ((exp + 112) << 23) | (mant << 13)) >>> 0;
-      } else if (mant === 0) {
-        bits[i] = sign >>> 0;
-      } else {
-        // Subnormal half: mant * 2^-24 with its top bit k: float32 exponent k + 103.
-        const k = 31 - Math.clz32(mant);
-        bits[i] = (sign | ((k + 103) << 23) | ((mant << (23 - k)) & 0x7fffff)) >>> 0;
-      }
+      const hi = h >>> 10;
+      const x = ((h & 0x3ff) + HALF_IMPLICIT[hi]) * HALF_SCALE[hi];
+      if (x - x !== 0) return { nonFiniteAt: i };
+      out[i] = x;
     }
     return out;
   } else {

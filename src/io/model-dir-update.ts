@@ -14,8 +14,9 @@
  *    the loader sees the old version;
  * 3. the new model.json is written to `model.json.tmp-<id>` and fsynced, the old model.json is
  *    hard-linked as `model.json.prev` (the previous version is kept), the folder is fsynced;
- * 4. the new version is read back from its files and fingerprinted: if it is not the payload's
- *    target, nothing switches;
+ * 4. every new file was read back after its fsync and compared with the bytes meant (the
+ *    patched tensors' verified values, and the old shard's other bytes): a difference, and
+ *    nothing switches;
  * 5. `model.json.tmp-<id>` is renamed over `model.json` and the folder fsynced (the switch);
  * 6. the health check runs; if it fails, `model.json.prev` is renamed back over `model.json`
  *    (rollback, atomic), the folder fsynced, the new shards and the journal deleted;
@@ -38,8 +39,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, realpath } from 'node:fs/promises';
 import { uptime } from 'node:os';
 import * as path from 'node:path';
-import { ModelFormatError, ModelMismatchError, NeuralDiffError, StateStoreError, TargetMismatchError } from '../core/errors.ts';
-import { fingerprintStore } from '../core/fingerprint.ts';
+import { ModelFormatError, ModelMismatchError, NeuralDiffError, StateStoreError } from '../core/errors.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { MemoryWeightStore, type CommitInfo, type WeightStore } from '../core/weight-store.ts';
 import type { StorageGrid } from '../core/grid.ts';
@@ -107,6 +107,11 @@ async function removeFile(ops: FileOps, dir: string, name: string, report: Recov
   }
 }
 
+/** Delete `names` (in the folder), one after the other (a file system serializes them anyway). */
+async function removeFiles(ops: FileOps, dir: string, names: readonly string[], report: RecoveryReport): Promise<void> {
+  for (const name of names) await removeFile(ops, dir, name, report);
+}
+
 // ---------------------------------------------------------------------------------------------
 // the update journal
 
@@ -155,26 +160,26 @@ async function writeJournal(ops: FileOps, dir: string, journal: Journal): Promis
   await writeFileAtomically(path.join(dir, JOURNAL_FILE), new TextEncoder().encode(JSON.stringify(journal, null, 1) + '\n'), { fileOps: ops });
 }
 
+/**
+ * Of `names` (a journal's list), the ones to delete: directly in the folder, not named by
+ * `keep`, never a file the applier owns (the manifest was checked when the update started;
+ * this keeps a hand-edited journal from deleting them).
+ */
+function deletable(dir: string, names: readonly string[], keep: ReadonlySet<string>): string[] {
+  return names.filter((name) => {
+    const file = path.resolve(dir, name);
+    return path.dirname(file) === path.resolve(dir) && !keep.has(file) && !controlFileProblem(dir, name);
+  }).map((name) => path.basename(name));
+}
+
 /** Delete the files an update created that model.json (and a kept previous version) do not name. */
 async function removeCreated(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport): Promise<void> {
-  const keep = await referencedNow(dir);
-  for (const name of journal.created) {
-    const file = path.resolve(dir, name);
-    if (path.dirname(file) !== path.resolve(dir) || keep.has(file) || controlFileProblem(dir, name)) continue;
-    await removeFile(ops, dir, path.basename(file), report);
-  }
+  await removeFiles(ops, dir, deletable(dir, journal.created, await referencedNow(dir)), report);
 }
 
 /** Delete the retired shards of a confirmed update that model.json does not name. */
 async function removeRetired(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport): Promise<void> {
-  const keep = await referencedNow(dir);
-  for (const name of journal.retired) {
-    const file = path.resolve(dir, name);
-    // Only files directly in the folder, never one the applier owns (the manifest was checked
-    // when the update started; this keeps a hand-edited journal from deleting them).
-    if (path.dirname(file) !== path.resolve(dir) || keep.has(file) || controlFileProblem(dir, name)) continue;
-    await removeFile(ops, dir, path.basename(file), report);
-  }
+  await removeFiles(ops, dir, deletable(dir, journal.retired, await referencedNow(dir)), report);
 }
 
 /** Every file model.json and a kept model.json.prev name (resolved paths). */
@@ -275,6 +280,21 @@ export async function recoverModelDir(dir: string, options: FolderOptions = {}):
   await collectGarbage(ops, dir, report);
   if (report.removed.length > before && !read?.journal) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
   return report;
+}
+
+/**
+ * Confirm the update this apply just switched to, from what it wrote (its journal and the new
+ * model.json's bytes) instead of reading them back: drop the kept previous version (the commit
+ * point, durable), then the retired shards the new model.json does not name (durably), then
+ * the journal. The apply holds the folder's lock, so nothing else changed them.
+ */
+async function confirmWritten(ops: FileOps, dir: string, journal: Journal, nextModelJson: Uint8Array): Promise<void> {
+  const report = emptyReport();
+  await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
+  await ops.syncDir(dir); // the commit point of the confirmation
+  await removeFiles(ops, dir, deletable(dir, journal.retired, pathsOf(nextModelJson, path.join(dir, MODEL_JSON), dir)), report);
+  await ops.syncDir(dir);
+  await removeFile(ops, dir, JOURNAL_FILE, report);
 }
 
 /** Keep the new version: drop the previous one and the retired shards (no-op without a journal). */
@@ -492,6 +512,8 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
     private readonly ops: FileOps,
     /** The model id to record in the folder once the update is confirmed (undefined: already recorded). */
     private readonly pinModelId: string | undefined,
+    /** The journal this apply wrote and the new model.json's bytes (set when it writes them). */
+    private readonly written: () => { journal: Journal; nextModelJson: Uint8Array } | undefined,
   ) {}
   list() {
     return this.disk.list();
@@ -520,7 +542,9 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
     }
   }
   async confirmCommit(): Promise<void> {
-    await confirmUpdate(this.dir, { fileOps: this.ops });
+    const written = this.written();
+    if (written) await confirmWritten(this.ops, this.dir, written.journal, written.nextModelJson);
+    else await confirmUpdate(this.dir, { fileOps: this.ops });
     // The folder remembers the model id of the first payload confirmed in it (durably, before
     // the sequence is recorded), so later payloads of another id are refused.
     if (this.pinModelId !== undefined) await writeFolderModelId(this.ops, this.dir, this.pinModelId);
@@ -633,12 +657,11 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
     const recordedModelId = await readFolderModelId(dir);
     const expectedModelId = modelIdFor(dir, options.expectedModelId, recordedModelId);
     const hasher: Hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
-    const target = verified.payload.header.targetFingerprint;
     const recordedDigests = options.baseCheck === 'full' ? undefined : await readRecordedDigests(dir);
-    let updating: UpdatingModelDir | undefined;
     // The journal, written durably before the update writes anything (module doc, step 1).
+    let written: { journal: Journal; nextModelJson: Uint8Array } | undefined;
     const onBeforeWrite: BeforeWriteHook = async ({ id, previousModelJson, nextModelJson, createdShards, retiredShards }) => {
-      await writeJournal(ops, dir, {
+      const journal: Journal = {
         format: 'neural-diff-journal',
         version: 1,
         id,
@@ -647,7 +670,9 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
         next: sha256(nextModelJson),
         created: [...createdShards],
         retired: [...retiredShards],
-      });
+      };
+      await writeJournal(ops, dir, journal);
+      written = { journal, nextModelJson };
     };
     const disk: TfjsDirWeightStore = await openTfjsModelDir(dir, {
       lazy: true,
@@ -658,27 +683,12 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
       onBeforeWrite,
       ...(shardBytes !== undefined ? { shardBytes } : {}),
       ...(quantizedUnchanged !== undefined ? { quantizedUnchanged } : {}),
-      // Read the new version back from its files before the switch: a loader must never see a
-      // version that does not hash to the target.
-      // A tensor whose manifest entry and bytes (same files, same ranges) are as in the
-      // verified current version keeps the digest the applier vouched for; the rest is read
-      // back from the new files and hashed.
-      onBeforeSwitch: async ({ tempModelJson }) => {
-        const c = updating?.committing;
-        const known = c ? disk.digestRecords(c.info.digests, c.changed) : undefined;
-        const fresh = await openTfjsModelDir(dir, { modelJsonFile: path.basename(tempModelJson), lazy: true, recordedDigests: known });
-        const written = fingerprintStore(hasher, fresh).fingerprint;
-        if (written !== target) {
-          throw new TargetMismatchError(
-            `the new model files in ${dir} read back as ${written.slice(0, 8)}…, not the target ${target.slice(0, 8)}…: the disk did not keep what was written; nothing was switched and the model is unchanged: check the storage, then retry`,
-            { expected: target, found: written },
-          );
-        }
-      },
+      // Every new file is read back after its fsync and compared with the bytes meant, before
+      // the switch: a loader must never see files other than the verified target's.
+      verifyWrites: true,
     });
     const pin = recordedModelId === undefined ? verified.payload.header.modelId : undefined;
-    const store = new UpdatingModelDir(disk, dir, ops, pin);
-    updating = store;
+    const store = new UpdatingModelDir(disk, dir, ops, pin, () => written);
     const res = await applyVerifiedPayload(store, verified, {
       ...options,
       expectedModelId,

@@ -18,10 +18,10 @@
  * 1. the new weight bytes are cut into ~4 MiB shards named
  *    `group<g>-shard<i>of<n>-<16 hex of xxh64(shard)>.bin` (content-addressed: a name
  *    never holds two different contents, so a live file is never overwritten);
- * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed, renamed to `<name>`, four
- *    at a time (shards whose bytes a patch left unchanged are not written: they stay the
- *    same files);
- * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed; with
+ * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed (with `verifyWrites`, read
+ *    back and compared with the bytes meant), renamed to `<name>`, four at a time (shards
+ *    whose bytes a patch left unchanged are not written: they stay the same files);
+ * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed (and verified); with
  *    `keepPrevious`, model.json is hard-linked as `model.json.prev`; the folder is fsynced;
  * 4. model.json is checked to still be the bytes the operation started from (else a
  *    {@link ModelFormatError}: someone else changed the model), then the temp file is renamed
@@ -41,7 +41,7 @@ import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node
 import { constants, open, readdir, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { IOHandler, IOModelArtifacts, IOSaveResult, IOTrainingConfig, IOWeightsManifestEntry } from './tfjs-io-types.ts';
-import { ModelFormatError, ModelMismatchError, NeuralDiffError, UsageError } from '../core/errors.ts';
+import { ModelFormatError, ModelMismatchError, NeuralDiffError, TargetMismatchError, UsageError } from '../core/errors.ts';
 import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
 import { getHasher, hex64, type Hasher } from '../core/hasher.ts';
 import {
@@ -111,6 +111,12 @@ export interface WriteOptions {
   onBeforeWrite?: BeforeWriteHook;
   /** The file operations that change the folder (default: node:fs; tests record them). */
   fileOps?: FileOps;
+  /**
+   * Read every new file back once it is written and fsynced (each shard into one reused
+   * buffer, while other shards are still being written) and compare it with the bytes meant:
+   * a difference aborts the write with a {@link TargetMismatchError}, before the switch.
+   */
+  verifyWrites?: boolean;
 }
 
 /** See {@link WriteOptions.onBeforeWrite}. */
@@ -536,23 +542,70 @@ function groupObject(base: Record<string, unknown>, paths: string[], weights: Tf
 /** New shards written at once: libuv's default thread pool size, so one write's fsync overlaps the others' writes. */
 const SHARD_WRITERS = 4;
 
+/** Bytes read at a time when a written file is compared with what was meant (a buffer per writer). */
+const VERIFY_CHUNK = 1 << 20;
+
+/**
+ * Read `file` back and compare it with `parts`, in order, through `buf`; a difference (or a
+ * size that is not theirs) is a {@link TargetMismatchError}: the storage did not keep the
+ * bytes.
+ */
+async function verifyWritten(dir: string, file: string, parts: readonly Uint8Array[], buf: Uint8Array): Promise<void> {
+  const size = parts.reduce((n, part) => n + part.length, 0);
+  const fh = await open(file, 'r');
+  let equal = 0;
+  try {
+    const st = await fh.stat();
+    let part = 0;
+    let inPart = 0;
+    for (let at = 0; at < size && st.size === size;) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - at), at);
+      if (bytesRead === 0) break;
+      // Compare the bytes read with the parts they should be.
+      let k = 0;
+      while (k < bytesRead) {
+        const want = parts[part].subarray(inPart, inPart + bytesRead - k);
+        if (Buffer.compare(buf.subarray(k, k + want.length), want) !== 0) break;
+        k += want.length;
+        inPart += want.length;
+        if (inPart === parts[part].length) {
+          part++;
+          inPart = 0;
+        }
+      }
+      equal = at + k;
+      if (k < bytesRead) break;
+      at += bytesRead;
+    }
+    if (st.size === size && equal === size) return;
+    throw new TargetMismatchError(
+      `the new model files in ${dir} read back as other bytes than were written (${path.basename(file)}: ${st.size} bytes, ${equal} of the ${size} meant read back equal), not the target version: the disk did not keep what was written; nothing was switched and the model is unchanged: check the storage, then retry`,
+      { file: path.basename(file), expected: size, found: st.size },
+    );
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
  * Write new shards (step 2 of the module doc: temp file, fsync, rename), {@link SHARD_WRITERS}
  * at a time, and set each entry's file identity. Every temp file name is in `temps` while it may
  * exist and every renamed file in `created`, for the caller's cleanup; on an error the writes
  * in flight finish first, so nothing is created after this returns or throws.
  */
-async function writeShards(ops: FileOps, writes: readonly { entry: Shard; file: string; parts: readonly Uint8Array[] }[], id: string, temps: string[], created: string[], written: string[]): Promise<void> {
+async function writeShards(ops: FileOps, writes: readonly { entry: Shard; file: string; parts: readonly Uint8Array[] }[], id: string, temps: string[], created: string[], written: string[], dir: string, verify: boolean): Promise<void> {
   const tmps = writes.map((w) => `${w.file}.tmp-${id}`);
   temps.push(...tmps);
   let next = 0;
   let failed: { err: unknown } | undefined;
   const worker = async (): Promise<void> => {
+    const buf = verify ? new Uint8Array(VERIFY_CHUNK) : undefined;
     while (next < writes.length && !failed) {
       const k = next++;
       const w = writes[k];
       try {
         await ops.writeNewFile(tmps[k], w.parts, { sync: true });
+        if (buf) await verifyWritten(dir, tmps[k], w.parts, buf);
         await ops.rename(tmps[k], w.file);
         created.push(w.file);
         w.entry.ident = fileIdent(await stat(w.file, { bigint: true })); // after the rename, which sets ctime
@@ -663,11 +716,12 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
         retiredShards: oldPaths.filter((p) => !keepNames.has(path.resolve(dir, p))),
       });
     }
-    await writeShards(ops, writes, id, temps, created, writtenShards);
+    await writeShards(ops, writes, id, temps, created, writtenShards, dir, plan.verifyWrites === true);
 
     const tmpJson = `${modelFile}.tmp-${id}`;
     temps.push(tmpJson);
     await ops.writeNewFile(tmpJson, [bytes], { sync: true });
+    if (plan.verifyWrites) await verifyWritten(dir, tmpJson, [bytes], new Uint8Array(bytes.length));
     if (plan.keepPrevious && startBytes) {
       // The previous version's model.json under a second name (its shards stay): a hard link,
       // so nothing is copied; a durable copy where the file system has no hard links.
