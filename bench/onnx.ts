@@ -24,7 +24,7 @@
  *   npm run bench:onnx -- --json out.json   # also write the results as JSON
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -423,7 +423,7 @@ export async function runOnnxBench(options: BenchOptions = {}): Promise<BenchRes
   log('Silero VAD v5 -> v6: every change ...');
   const vadAll = await everyChange(hasher, v5File, v6File, 'silero-vad');
   const [v5Bytes, v6Bytes] = [new Uint8Array(await readFile(v5File)), new Uint8Array(await readFile(v6File))];
-  const vadModels = [{ budget: 'every change', budgetBytes: undefined as number | undefined, payloadBytes: vadAll.payload.length, codec: 'f32', kept: vadAll.result.changedValues, model: vadAll.patched }, ...(await budgetModels(hasher, v5Bytes, v6Bytes, percents, 'silero-vad', log))];
+  const vadModels = [{ budget: 'every change', budgetBytes: undefined as number | undefined, payloadBytes: vadAll.payload.length, codec: 'x', kept: vadAll.result.changedValues, model: vadAll.patched }, ...(await budgetModels(hasher, v5Bytes, v6Bytes, percents, 'silero-vad', log))];
   const vadRows: BudgetRow[] = vadModels.map((m) => ({ budget: m.budget, ...(m.budgetBytes !== undefined ? { budgetBytes: m.budgetBytes } : {}), payloadBytes: m.payloadBytes, codec: m.codec, keptValues: m.kept, audio: {} }));
   // For scale: v5 itself against v6 (what a device that takes no update runs).
   const v5row: BudgetRow = { budget: 'v5 unchanged', payloadBytes: 0, codec: '-', keptValues: 0, audio: {} };
@@ -441,7 +441,7 @@ export async function runOnnxBench(options: BenchOptions = {}): Promise<BenchRes
   log('openWakeWord hello_deepa_old -> namaste_deepa: every change ...');
   const wakeAll = await everyChange(hasher, oldFile, newFile, 'wake');
   const [oldBytes, newBytes] = [new Uint8Array(await readFile(oldFile)), new Uint8Array(await readFile(newFile))];
-  const wakeModels = [{ budget: 'every change', budgetBytes: undefined as number | undefined, payloadBytes: wakeAll.payload.length, codec: 'f32', kept: wakeAll.result.changedValues, model: wakeAll.patched }, ...(await budgetModels(hasher, oldBytes, newBytes, percents, 'wake', log))];
+  const wakeModels = [{ budget: 'every change', budgetBytes: undefined as number | undefined, payloadBytes: wakeAll.payload.length, codec: 'x', kept: wakeAll.result.changedValues, model: wakeAll.patched }, ...(await budgetModels(hasher, oldBytes, newBytes, percents, 'wake', log))];
   const wakeRows: BudgetRow[] = wakeModels.map((m) => ({ budget: m.budget, ...(m.budgetBytes !== undefined ? { budgetBytes: m.budgetBytes } : {}), payloadBytes: m.payloadBytes, codec: m.codec, keptValues: m.kept, audio: {} }));
   const wakeSets = { wake: wakeSet, synthetic: sets.synthetic, real: sets.real };
   for (const [name, set] of Object.entries(wakeSets)) {
@@ -502,5 +502,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const res = await runOnnxBench({ quick });
   console.log(renderMarkdown(res));
   console.log(`\n(${quick ? 'quick' : 'full'} run, ${res.seconds.toFixed(0)} s${res.installed.length ? `; installed ${res.installed.join(', ')}` : ''})`);
-  if (j > 0) await writeFile(process.argv[j + 1], JSON.stringify(res, null, 2) + '\n');
+  if (j > 0) {
+    await mkdir(path.dirname(path.resolve(process.argv[j + 1])), { recursive: true });
+    await writeFile(process.argv[j + 1], JSON.stringify(res, null, 2) + '\n');
+  }
 }

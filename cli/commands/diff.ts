@@ -80,5 +80,10 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored, ${(total / res.bytes.length).toFixed(1)}x smaller), ${res.kept} of ${res.changed} changed values kept, codec ${res.codec}, in ${(ms / 1000).toFixed(2)} s`);
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
+  // Exact bits of freshly trained weights hardly compress: when nearly every weight changed, the
+  // payload can weigh as much as the new model's weights, and shipping the model is as cheap.
+  if (res.bytes.length >= openedTarget.weightBytes) {
+    io.progress(`note: the payload (${formatBytes(res.bytes.length)}) is not smaller than the new model's weights (${formatBytes(openedTarget.weightBytes)}); ${res.changed} values changed: shipping the new model costs no more (a budget, e.g. --budget 10%, gives a smaller, lossy payload)`);
+  }
   return 0;
 }
