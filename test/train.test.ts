@@ -6,7 +6,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFile, mkdir } from 'node:fs/promises';
+import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import { applyPayload } from '../src/apply/index.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
@@ -162,5 +162,34 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     const bad = await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--tune', 'off', '--out', join(dir, 'x.ndiff')], io);
     assert.equal(bad, 8, 'bad training data has its own exit code');
     assert.ok(lines.some((l) => /inputs are \[7\] per example but the model takes \[196\]/.test(l)), lines.join('\n'));
+  });
+
+  test('ndiff train --also-consider: a larger budget never validates below a smaller one already made', async () => {
+    const dir = await tempDir();
+    await model.save(fileSystemIO(join(dir, 'v1')));
+    await mkdir(join(dir, 'train'));
+    saveNpy(join(dir, 'train', 'x.npy'), splits.updateTrain.x.dataSync() as Float32Array, splits.updateTrain.x.shape);
+    saveNpy(join(dir, 'train', 'y.npy'), splits.updateTrain.y, [splits.updateTrain.y.length]);
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
+    const common = ['train', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--epochs', '1', '--tune', 'off', '--seed', '3'];
+    assert.equal(await main([...common, '--budget', '3KB', '--out', join(dir, 'small.ndiff'), '--metrics-out', join(dir, 'small.json')], io), 0, lines.join('\n'));
+    // The larger budget trained at a rate far too low to learn anything: alone it validates below the small diff.
+    const args = [...common, '--budget', '6KB', '--lr', '1e-7', '--allow-worse'];
+    assert.equal(await main([...args, '--out', join(dir, 'alone.ndiff'), '--metrics-out', join(dir, 'alone.json')], io), 0, lines.join('\n'));
+    assert.equal(await main([...args, '--also-consider', join(dir, 'small.ndiff'), '--out', join(dir, 'large.ndiff'), '--metrics-out', join(dir, 'large.json')], io), 0, lines.join('\n'));
+    const [small, alone, large] = await Promise.all(['small', 'alone', 'large'].map(async (n) => JSON.parse(await readFile(join(dir, `${n}.json`), 'utf8'))));
+    assert.ok(alone.validation.accuracy < small.validation.accuracy, `the setup needs a worse large run: ${alone.validation.accuracy} vs ${small.validation.accuracy}`);
+    assert.ok(large.validation.accuracy >= small.validation.accuracy);
+    assert.deepEqual(await readFile(join(dir, 'large.ndiff')), await readFile(join(dir, 'small.ndiff')), 'the better, smaller payload is the one written');
+    assert.ok(lines.some((l) => /--also-consider .*small\.ndiff is better on validation/.test(l)), lines.join('\n'));
+    // A payload of another update, or for another base, cannot compete: a usage error before training.
+    lines.length = 0;
+    assert.equal(await main([...args, '--sequence', '2', '--also-consider', join(dir, 'small.ndiff'), '--out', join(dir, 'x.ndiff')], io), 2);
+    assert.ok(lines.some((l) => /sequence 1, this training writes .* sequence 2/.test(l)), lines.join('\n'));
+    await writeFile(join(dir, 'junk.ndiff'), new Uint8Array([1, 2, 3]));
+    lines.length = 0;
+    assert.equal(await main([...args, '--also-consider', join(dir, 'junk.ndiff'), '--out', join(dir, 'x.ndiff')], io), 2);
+    assert.ok(lines.some((l) => /--also-consider .*junk\.ndiff cannot compete/.test(l)), lines.join('\n'));
   });
 });

@@ -11,7 +11,7 @@ import type { EpochReport } from '../../src/train/loop.ts';
 import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
-import { checkOutputPath, defaultModelId, parseExpiry, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, defaultModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
 
 export interface TrainArgs {
   method: TrainMethod;
@@ -23,6 +23,7 @@ export interface TrainArgs {
   tune: 'quick' | 'thorough' | 'off';
   trainable: string;
   allowWorse: boolean;
+  alsoConsider: string[];
   store: 'stored' | 'float32';
   budget: string;
   epochs: number;
@@ -57,6 +58,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('tune', { choices: ['quick', 'thorough', 'off'] as const, default: 'quick' as const, describe: 'learning-rate search on validation: quick tries 3 rates on half the data then trains the best (about 2.5x one run); thorough trains 5 rates (5x); off trains one. Every run keeps its best checkpoint, stops early, and is retried lower if it diverges or collapses to one class' })
     .option('trainable', { type: 'string', default: 'config', describe: "which weights train: config (what the model's config leaves trainable), all (frozen layers too), or a regular expression over weight names. BatchNorm moving statistics never train (layers run in inference mode)" })
     .option('allow-worse', { type: 'boolean', default: false, describe: "write the payload even when its validation accuracy is below the base model's (refused by default: exit 10)" })
+    .option('also-consider', { type: 'string', array: true, default: [] as string[], describe: 'payload file(s) made for the same base, model id and sequence (say, this update at a smaller budget): each competes on validation with what this run trains, and the better one within the budget is written, so a larger budget never validates lower' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16) stay on their grid after the update, so the model keeps its size; float32: patched tensors become float32 on the device' })
     .option('budget', { type: 'string', default: '1%', describe: 'byte budget for the whole payload: `1%` of the model as stored (the bytes of its weight files: uint8 tensors count 1 byte a weight), `40KB`, `40KiB`, or bytes. Ignored by --method full' })
     .option('epochs', { type: 'number', default: 10, describe: 'epochs of a full run (early stopping may end it sooner)' })
@@ -73,6 +75,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date or a duration from now (30d, 12h)' })
     .example('$0 train --method sparse --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model as stored')
+    .example('$0 train --base v1/ --train data/train --budget 5% --also-consider v1-v2-1pct.ndiff --out v1-v2-5pct.ndiff', 'a 5% diff that is never worse on validation than the 1% one already made')
     .example('$0 train --method full --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer') as unknown as Argv<TrainArgs>;
 }
 
@@ -109,7 +112,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('--val-fraction 0 leaves no validation data to tune on: pass --val DATA, or --tune off');
   // tfjs and the trainers load only when training (the other commands start faster, and run
   // without tfjs installed); without them, nothing else is worth checking.
-  const { tf, initBackend, trainDiff, silenceTfjsNodeBanner, parseTrainable } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, trainDiff, competingPayload, silenceTfjsNodeBanner, parseTrainable } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/train-diff.ts')),
@@ -135,6 +138,19 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const model = await tf.loadLayersModel(fileSystemIO(a.base));
   const total = storedModelBytes(disk);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
+  const modelId = a.modelId ?? (await defaultModelId(a.base));
+  const competitors = [];
+  for (const file of a.alsoConsider) {
+    const bytes = await readPayloadFile(file);
+    const c = await competingPayload(disk, bytes, `--also-consider ${file}`).catch((e: unknown) => {
+      throw new UsageError(`--also-consider ${file} cannot compete with this training: ${e instanceof Error ? e.message : String(e)}`);
+    });
+    const h = c.payload.header;
+    if (h.modelId !== modelId || h.sequence !== a.sequence) {
+      throw new UsageError(`--also-consider ${file} is model ${JSON.stringify(h.modelId)} sequence ${h.sequence}, this training writes ${JSON.stringify(modelId)} sequence ${a.sequence}: pass a payload of the same update (or --model-id/--sequence to match it)`);
+    }
+    competitors.push(c);
+  }
   const numClasses = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
   io.progress(`loading data: ${a.train}${a.val ? `, ${a.val}` : ''}${a.eval ? `, ${a.eval}` : ''}`);
   const train = toLabelled(tf, a.train, numClasses);
@@ -162,8 +178,9 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       tune: a.tune,
       trainable,
       allowWorse: a.allowWorse,
+      alsoConsider: competitors,
       store: a.store,
-      header: { modelId: a.modelId ?? (await defaultModelId(a.base)), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
+      header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
       onProgress: (m) => io.progress(m),
       onBatch: (b) => {
         const line = `  epoch ${b.epoch} ${bar(b.batch, b.batches)} batch ${b.batch}/${b.batches} loss ${b.loss.toFixed(4)}`;
@@ -177,7 +194,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     });
     await writeFile(a.out, res.bytes);
     const acc = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
-    io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored${a.method === 'full' ? '' : `, budget ${budgetBytes}`}), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x one run)`);
+    io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored${a.method === 'full' ? '' : `, budget ${budgetBytes}`}), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`}, ${res.tuning.cost.toFixed(2)}x one run)`);
     if (res.validation) io.out(`validation accuracy ${acc(res.validation.baseAccuracy)} -> ${acc(res.validation.accuracy)} on ${res.validation.examples} examples`);
     if (evalData) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
     const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;

@@ -2,7 +2,7 @@
  * The trainer API with its static tfjs imports. Load it through `neural-diff/train`
  * (src/train/index.ts), which says how to install tfjs when it is missing.
  */
-export { trainDiff, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult } from './train-diff.ts';
+export { trainDiff, competingPayload, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult, type CompetingResult } from './train-diff.ts';
 export { initBackend, type TrainBackendName, type InitBackendOptions } from './backend.ts';
 export { evaluate, fromDataset, type LabelledData } from './data.ts';
 export { modelToStore, setModelWeights, namedVariables, type NamedVariable } from './model-weights.ts';

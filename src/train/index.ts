@@ -16,6 +16,7 @@ import { importWithTrainerPeers } from './peer.ts';
 const api: typeof Api = await importWithTrainerPeers(() => import('./api.ts'), 'neural-diff/train');
 
 export const trainDiff = api.trainDiff;
+export const competingPayload = api.competingPayload;
 export const TRAIN_METHODS = api.TRAIN_METHODS;
 export const initBackend = api.initBackend;
 export const evaluate = api.evaluate;
@@ -31,5 +32,5 @@ export type HashedBuckets = Api.HashedBuckets;
 export const tfModelStore = api.tfModelStore;
 export const TfModelWeightStore = api.TfModelWeightStore;
 export type TfModelWeightStore = Api.TfModelWeightStore;
-export type { TrainMethod, TrainDiffOptions, TrainDiffResult, TrainBackendName, InitBackendOptions, LabelledData, NamedVariable, SparseMaskOptions, TfModelStoreOptions, EpochReport } from './api.ts';
+export type { TrainMethod, TrainDiffOptions, TrainDiffResult, CompetingResult, TrainBackendName, InitBackendOptions, LabelledData, NamedVariable, SparseMaskOptions, TfModelStoreOptions, EpochReport } from './api.ts';
 export { TRAINER_INSTALL } from './peer.ts';

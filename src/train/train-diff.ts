@@ -35,8 +35,9 @@ import { BudgetError, NoImprovementError, UsageError } from '../core/errors.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import type { StorageGrid } from '../core/grid.ts';
 import { type ValueCodec } from '../core/values.ts';
-import type { WeightStore } from '../core/weight-store.ts';
-import type { Payload } from '../core/format.ts';
+import { MemoryWeightStore, type WeightStore } from '../core/weight-store.ts';
+import { decodePayload, type Payload } from '../core/format.ts';
+import { applyPayload } from '../apply/apply.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from '../diff/build.ts';
 import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
 import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
@@ -99,10 +100,12 @@ export interface TrainDiffOptions {
   /** Return a result worse than the base on validation instead of refusing it. */
   allowWorse?: boolean;
   /**
-   * Results of smaller budgets on the same base and data: they compete in the final choice, so a
-   * larger budget never gives a lower validation accuracy than these (budgets are monotone).
+   * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
+   * files through {@link competingPayload}): they compete in the final choice, so a larger budget
+   * never gives a lower validation accuracy than these (budgets are monotone). One for another
+   * base, or larger than the budget, is passed over.
    */
-  alsoConsider?: readonly TrainDiffResult[];
+  alsoConsider?: readonly CompetingResult[];
   /** Post-hoc methods and `topk-retrain`: reuse a full fine-tune's final weights instead of training one. */
   fullWeights?: ReadonlyMap<string, Float32Array>;
   /** The base as a store (default: a snapshot of the model's weights now). */
@@ -160,6 +163,28 @@ export interface TrainDiffResult {
   batchSize: number;
 }
 
+
+/** A payload that competes with a training's own result ({@link TrainDiffOptions.alsoConsider}). */
+export type CompetingResult = Pick<TrainDiffResult, 'bytes' | 'payload' | 'targetValues'> &
+  Partial<Pick<TrainDiffResult, 'method' | 'budgetBytes' | 'tuning'>> & {
+    /** How progress lines name it (default: its method and budget). */
+    label?: string;
+  };
+
+/**
+ * A payload file as a competitor of a training on `base` (`ndiff train --also-consider`): applied
+ * to a copy of the base by the device applier, so its target values are exactly a device's.
+ * Throws the applier's typed error when it does not apply to `base` (another base, corrupt).
+ */
+export async function competingPayload(base: WeightStore, bytes: Uint8Array, label: string): Promise<CompetingResult> {
+  const payload = decodePayload(bytes);
+  const touched = new Set(payload.patches.map((p) => p.name));
+  const copy = new MemoryWeightStore(base.list().map((t) => [t.name, { shape: [...t.shape], data: touched.has(t.name) ? base.values(t.name).slice() : base.values(t.name) }] as [string, { shape: number[]; data: Float32Array }]));
+  // The copy keeps the base's storage grids, so a payload on another grid is refused as on a device.
+  if (base.grid) (copy as WeightStore).grid = (name: string) => base.grid?.(name);
+  await applyPayload(copy, bytes);
+  return { bytes, payload, targetValues: new Map([...touched].map((n) => [n, copy.values(n)])), label };
+}
 
 interface TrainableTensor {
   name: string;
@@ -655,9 +680,10 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     // Smaller budgets' results compete: a larger budget is never worse on validation.
     for (const other of options.alsoConsider ?? []) {
       if (other.payload.header.baseFingerprint !== chosen.built.payload.header.baseFingerprint || other.bytes.length > Math.max(options.budgetBytes, chosen.built.bytes.length)) continue;
-      const c = checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, `${other.method} at ${other.budgetBytes} bytes`, other.tuning.learningRate, false);
+      const label = other.label ?? `the ${other.method} result at ${other.budgetBytes} bytes`;
+      const c = checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, label, other.tuning?.learningRate ?? NaN, false);
       if (better(c, chosen)) {
-        progress(`the ${other.method} result at ${other.budgetBytes} bytes is better on validation (${pct(c.valAccuracy)} vs ${pct(chosen.valAccuracy)}): keeping it`);
+        progress(`${label} is better on validation (${pct(c.valAccuracy)} vs ${pct(chosen.valAccuracy)}): keeping it`);
         chosen = c;
       }
     }
