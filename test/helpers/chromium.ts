@@ -12,8 +12,10 @@ export function findChromium(): { path: string } | { skip: string } {
   }
   try {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env, timeout: 300_000 });
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { stdio: 'ignore', env, timeout: 600_000 });
+    // Test files run in parallel: two of them installing at once would fail on dpkg's lock (and
+    // skip their tests), so installs take turns, and a turn that finds Chromium installed is done.
+    const install = 'test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }';
+    execFileSync('flock', ['/tmp/neural-diff-chromium-install.lock', 'sh', '-c', install], { stdio: 'ignore', env, timeout: 900_000 });
   } catch (err) {
     return { skip: `installing Debian's chromium failed: ${(err as Error).message}` };
   }
