@@ -261,8 +261,9 @@ describe('loadXY / saveNpy', () => {
     assert.throws(() => loadXY(d), (e: unknown) => e instanceof DataError && /label 1 is -1, expected a non-negative integer/.test(e.message));
     writeFileSync(join(d, 'y.npy'), npy(hdr('<f4', '(4,)'), [0, 0, 0, 0, 0, 0, 0, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0]));
     assert.throws(() => loadXY(d), /label 1 is 0.5/);
-    assert.throws(() => loadXY(join(dir, 'nowhere')), (e: unknown) => e instanceof UsageError && /neither a folder/.test(e.message));
-    assert.throws(() => loadXY({ x: join(dir, 'missing_x.npy'), y: join(dir, 'missing_y.npy') }), (e: unknown) => e instanceof UsageError && /cannot read/.test(e.message));
+    // Missing data is a data error too (ndiff train's exit 8), saying what it looked for.
+    assert.throws(() => loadXY(join(dir, 'nowhere')), (e: unknown) => e instanceof DataError && /nowhere does not exist, so it is neither a folder holding x.npy and y.npy/.test(e.message));
+    assert.throws(() => loadXY({ x: join(dir, 'missing_x.npy'), y: join(dir, 'missing_y.npy') }), (e: unknown) => e instanceof DataError && /cannot read .*missing_x\.npy/.test(e.message));
     writeFileSync(join(d, 'y.npy'), 'not numpy');
     assert.throws(() => loadXY(d), (e: unknown) => e instanceof DataError && e.message.includes(join(d, 'y.npy')));
   });

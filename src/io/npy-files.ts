@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { DataError, ModelFormatError, UsageError } from '../core/errors.ts';
 import { parseNpy, writeNpy, type NpyArray, type NpyData, type NpyWritable } from './npy.ts';
@@ -44,7 +44,7 @@ function readNpyFile(path: string): NpyArray {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new UsageError(
+    throw new DataError(
       `cannot read ${path}: ${(e as Error).message}; check the path (expected a .npy file written by numpy.save or saveNpy)`,
       { path },
     );
@@ -76,8 +76,8 @@ function resolvePair(pathOrDir: string | { x: string; y: string }): { x: string;
     const yName = `${m[1]}${m[2] === 'X' ? 'Y' : 'y'}${m[3]}`;
     return { x: pathOrDir, y: join(dirname(pathOrDir), yName) };
   }
-  throw new UsageError(
-    `loadXY: ${pathOrDir} is neither a folder holding x.npy and y.npy nor a features file named like x.npy / train_x.npy; pass the folder, the x file, or { x, y } paths`,
+  throw new DataError(
+    `${pathOrDir} ${existsSync(pathOrDir) ? 'is' : 'does not exist, so it is'} neither a folder holding x.npy and y.npy nor a features file named like x.npy / train_x.npy; pass a folder that holds both files, or the x file beside its y file`,
     { path: pathOrDir },
   );
 }
@@ -94,8 +94,7 @@ function toFloat32(data: NpyData): Float32Array {
  * @param pathOrDir - a folder holding `x.npy` and `y.npy`; the path of the x file (the y file
  *   is its sibling with x replaced by y: `train_x.npy` -> `train_y.npy`); or explicit paths.
  * @param options - see {@link LoadXYOptions}.
- * @throws UsageError when a file cannot be read or the path names no pair.
- * @throws DataError when a file is not valid `.npy`, the counts differ, or labels are
+ * @throws DataError when a file cannot be read, the path names no pair, a file is not valid `.npy`, the counts differ, or labels are
  *   not valid class indices / one-hot rows.
  */
 export function loadXY(pathOrDir: string | { x: string; y: string }, options: LoadXYOptions = {}): XYData {
@@ -142,7 +141,7 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
     numClasses = requested ?? max + 1;
     if (max >= numClasses) {
       throw new DataError(
-        `${paths.y}: label ${max} is out of range for ${numClasses} classes (expected 0..${numClasses - 1}); pass the right number of classes (numClasses; ndiff train takes it from the size of the model output) or fix the labels`,
+        `${paths.y}: label ${max} is out of range for ${numClasses} classes (expected 0..${numClasses - 1}); the labels must index the model's outputs (ndiff train counts the classes from the width of the model's output; the library from numClasses): fix the labels or use a model with more outputs`,
         { path: paths.y, max, numClasses },
       );
     }
@@ -212,7 +211,7 @@ export function saveNpy(path: string, data: NpyWritable, shape: readonly number[
 /**
  * Reads one `.npy` file (see {@link parseNpy}).
  *
- * @throws UsageError when the file cannot be read; DataError when it is not valid `.npy`.
+ * @throws DataError when the file cannot be read or is not valid `.npy`.
  */
 export function loadNpy(path: string): NpyArray {
   return readNpyFile(path);
