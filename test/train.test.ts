@@ -162,6 +162,17 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     const bad = await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--tune', 'off', '--out', join(dir, 'x.ndiff')], io);
     assert.equal(bad, 8, 'bad training data has its own exit code');
     assert.ok(lines.some((l) => /inputs are \[7\] per example but the model takes \[196\]/.test(l)), lines.join('\n'));
+    // a budget below the header alone: refused before any training (exit 6), no epoch run
+    saveNpy(join(dir, 'u-train', 'x.npy'), splits.updateTrain.x.dataSync() as Float32Array, splits.updateTrain.x.shape);
+    saveNpy(join(dir, 'u-train', 'y.npy'), splits.updateTrain.y, [splits.updateTrain.y.length]);
+    lines.length = 0;
+    assert.equal(await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'u-train'), '--budget', '13', '--tune', 'off', '--out', join(dir, 'x.ndiff')], io), 6);
+    assert.ok(lines.some((l) => /a budget of 13 bytes leaves no room .* bytes with no patch at all/.test(l)), lines.join('\n'));
+    assert.ok(!lines.some((l) => /^epoch /.test(l)), 'no epoch ran');
+    // missing data: the same exit code, naming what was looked for
+    lines.length = 0;
+    assert.equal(await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'nowhere'), '--tune', 'off', '--out', join(dir, 'x.ndiff')], io), 8);
+    assert.ok(lines.some((l) => /nowhere does not exist/.test(l)), lines.join('\n'));
   });
 
   test('ndiff train --also-consider: a larger budget never validates below a smaller one already made', async () => {

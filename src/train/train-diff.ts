@@ -362,6 +362,11 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     const tensors: TrainableTensor[] = namedVariables(model)
       .filter((v) => v.trainable && v.variable.dtype === 'float32' && inStore.has(v.name))
       .map((v) => ({ name: v.name, shape: v.shape, values: base.values(v.name) }));
+    // A budget that cannot hold the header and one value fails now, not after an hour of training.
+    if (method !== 'full' && tensors.length > 0) {
+      const headerOnly = payloadSize([], shapes, header);
+      if (headerOnly >= options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header (${headerOnly} bytes with no patch at all): raise the budget`);
+    }
     progress(`training ${tensors.length} weight tensors${selection.frozenByConfig.length ? `; ${selection.frozenByConfig.length} are frozen by the model's config${options.trainable === 'all' || options.trainable instanceof RegExp ? ' (trained here as asked)' : ' (--trainable all trains them)'}` : ''}${selection.statistics ? `; ${selection.statistics} BatchNorm statistics stay as the base has them (inference mode)` : ''}`);
 
     // Validation: given, or a seeded stratified fraction held out of the training data.
