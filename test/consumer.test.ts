@@ -106,6 +106,7 @@ import * as lib from 'neural-diff';
 import { applyPayload, MemoryWeightStore } from 'neural-diff/apply';
 import { applyToModelDir, openTfjsModelDir, writeModelDir } from 'neural-diff/node';
 import { SafetensorsWeightStore } from 'neural-diff/safetensors';
+import { OnnxWeightStore } from 'neural-diff/onnx';
 
 const hex = (h) => new Float32Array(Uint8Array.from(h.match(/../g).map((b) => parseInt(b, 16))).buffer);
 const model = (file) => JSON.parse(readFileSync('vectors/' + file, 'utf8'));
@@ -125,11 +126,11 @@ const after = await openTfjsModelDir('model');
 for (const [n, t] of Object.entries(target.tensors)) {
   if (Buffer.compare(Buffer.from(after.values(n).buffer), Buffer.from(hex(t.values).buffer)) !== 0) throw new Error('folder apply: ' + n + ' differs from the target');
 }
-console.log(JSON.stringify({ memory: r.status, memoryTarget: r.targetFingerprint, disk: disk.status, diskTarget: disk.targetFingerprint, lib: typeof lib.buildPayload, safetensors: typeof SafetensorsWeightStore }));
+console.log(JSON.stringify({ memory: r.status, memoryTarget: r.targetFingerprint, disk: disk.status, diskTarget: disk.targetFingerprint, lib: typeof lib.buildPayload, safetensors: typeof SafetensorsWeightStore, onnx: typeof OnnxWeightStore }));
 `);
   const out = JSON.parse(nodeIn(['apply.mjs']).stdout) as Record<string, string>;
   const target = JSON.parse(readFileSync(path.join(vectors, 'multi-tensor.target.json'), 'utf8')) as { fingerprint: string };
-  assert.deepEqual(out, { memory: 'applied', memoryTarget: target.fingerprint, disk: 'applied', diskTarget: target.fingerprint, lib: 'function', safetensors: 'function' });
+  assert.deepEqual(out, { memory: 'applied', memoryTarget: target.fingerprint, disk: 'applied', diskTarget: target.fingerprint, lib: 'function', safetensors: 'function', onnx: 'function' });
   // require() of the ESM build works too (Node >= 20.19 loads ES modules synchronously).
   const req = nodeIn(['-e', "const m = require('neural-diff/apply'); console.log(typeof m.applyPayload, typeof m.NeuralDiffError)"]);
   assert.equal(req.stdout.trim(), 'function function');
@@ -183,6 +184,7 @@ import { applyPayload, MemoryWeightStore, NeuralDiffError, BaseMismatchError, ty
 import { applyToModelDir, openTfjsModelDir, FileSequenceStore, type ModelDirApplyOptions } from 'neural-diff/node';
 import { SafetensorsWeightStore } from 'neural-diff/safetensors';
 import { buildPayload, topkDiff, parseBudget, decodePayload, type PatchSpec } from 'neural-diff';
+import { OnnxWeightStore, type OnnxStoreOptions } from 'neural-diff/onnx';
 
 const store: WeightStore = new MemoryWeightStore({ w: { shape: [2], data: new Float32Array(2) } });
 export async function device(bytes: Uint8Array): Promise<ApplyResult | undefined> {
@@ -202,7 +204,8 @@ export async function node(dir: string, bytes: Uint8Array): Promise<string> {
 }
 export const budget: number = parseBudget('1%', 1000);
 export const specs: PatchSpec[] = [];
-void SafetensorsWeightStore; void buildPayload; void topkDiff; void decodePayload;
+export const onnxOptions: OnnxStoreOptions = {};
+void OnnxWeightStore; void SafetensorsWeightStore; void buildPayload; void topkDiff; void decodePayload;
 `);
   for (const [moduleKind, resolution] of [['node16', 'node16'], ['esnext', 'bundler']]) {
     writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({
