@@ -97,7 +97,7 @@ export async function runNodeUpdaterExample(out, log = console.log) {
     const target = MemoryWeightStore.copyOf(await openTfjsModelDir(versions[v]));
     const built = topkDiff(hasher, held, target, { budgetBytes: 20_000, codec: 'f32', modelId: 'classifier', sequence: v + 1 });
     updates.push({ bytes: signPayload(built.bytes, key.privateKeyPem), canary: canaries[v], target: built.payload.header.targetFingerprint });
-    log(`  v${v}→v${v + 1}: ${built.bytes.length} bytes (${built.kept} weights), signed by key ${key.keyId}`);
+    log(`  v${v}→v${v + 1}: ${built.bytes.length} bytes (${built.kept} weights), ${updates[updates.length - 1].bytes.length} signed by key ${key.keyId}`);
     held = held.clone();
     for (const [name, values] of built.targetValues) held.values(name).set(values);
   }
