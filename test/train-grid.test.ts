@@ -7,13 +7,13 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, readdir, readFile, stat } from 'node:fs/promises';
+import { cp, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { snapValue, type StorageGrid } from '../src/core/grid.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
 import { applyToModelDir } from '../src/io/model-dir-update.ts';
-import { fileSystemIO, openTfjsModelDir, quantizeModelDir } from '../src/io/tfjs-artifacts.ts';
+import { fileSystemIO, openTfjsModelDir, quantizeModelDir, referencedFiles } from '../src/io/tfjs-artifacts.ts';
 import { initBackend } from '../src/train/backend.ts';
 import { evaluate } from '../src/train/data.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
@@ -22,10 +22,9 @@ import { tempDir } from './helpers/dirs.ts';
 
 interface ManifestEntry { name: string; dtype: string; quantization?: { dtype: string; scale?: number; min?: number } }
 
-/** Bytes of the model's files (model.json and its shards; the applier's own records left out). */
+/** Bytes of the model's files: model.json and the shards it names (the applier's records left out). */
 async function modelBytes(dir: string): Promise<number> {
-  const files = (await readdir(dir)).filter((f) => !f.startsWith('.'));
-  return (await Promise.all(files.map((f) => stat(join(dir, f))))).reduce((n, s) => n + s.size, 0);
+  return (await Promise.all((await referencedFiles(dir)).map((f) => stat(join(dir, f))))).reduce((n, s) => n + s.size, 0);
 }
 
 async function manifest(dir: string): Promise<ManifestEntry[]> {
