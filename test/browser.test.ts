@@ -53,8 +53,8 @@ after(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-// The goal is 30 KB (30,000 bytes) min+gzip. @noble/ed25519 + @noble/hashes (the fallback where
-// WebCrypto lacks Ed25519) ~13 KB min, the two WebAssembly kernels (hashed patches; XXH64 and the
+// The goal is 30 KB (30,000 bytes) min+gzip. @noble/ed25519 + our SHA-512 (the fallback where
+// WebCrypto lacks Ed25519) ~8 KB min, the two WebAssembly kernels (hashed patches; XXH64 and the
 // sparse/dense region kernel, which replaced xxhash-wasm's ~11 KB min) ~2.5 KB gzipped; the
 // payload's msgpack is read by our own reader (msgpackr's decoder was ~14 KB min).
 const BUNDLE_GUARD_BYTES = 30_000;

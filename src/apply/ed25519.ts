@@ -2,7 +2,7 @@
  * Ed25519 verification for the device, with no node module:
  *
  * - `'webcrypto'`: `globalThis.crypto.subtle` (Node >= 20, current browsers);
- * - `'pure'`: `@noble/ed25519` in RFC 8032 strict mode with `@noble/hashes` SHA-512, for
+ * - `'pure'`: `@noble/ed25519` in RFC 8032 strict mode with our SHA-512 (src/core/sha512.ts), for
  *   runtimes without WebCrypto Ed25519 (React Native's Hermes, older browsers);
  * - `'auto'` (default): WebCrypto when it can import an Ed25519 key, else pure.
  *
@@ -12,7 +12,7 @@
  * build server (src/sign/node-keys.ts).
  */
 import * as ed from '@noble/ed25519';
-import { sha512 } from '@noble/hashes/sha2.js';
+import { sha512 } from '../core/sha512.ts';
 import { UsageError } from '../core/errors.ts';
 import { fromHex, toHex } from '../core/hex.ts';
 
@@ -29,7 +29,7 @@ const SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0
 /** The order L of the Ed25519 base point. */
 const GROUP_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
 
-// The pure path's synchronous API needs a SHA-512; @noble/hashes is the audited one.
+// The pure path's synchronous API needs a SHA-512 (checked against node:crypto in test/sha512.test.ts).
 ed.hashes.sha512 ??= sha512;
 
 /** A public key this device trusts. */
