@@ -3,7 +3,7 @@
  * in the `@ricky0123/vad-web` npm package), and an openWakeWord classifier pair from
  * `openwakeword-js`, as neural-diff payloads.
  *
- * - Every change: a payload of every changed weight (codec x: exact bits), its size against the v6
+ * - Every change: a payload of every changed weight (codecs x and xr: exact bits), its size against the v6
  *   file, `zstd -19 --long --patch-from` and `bsdiff`, and how many weights end exactly at v6.
  * - Within budgets of 1/2/5/10/25% of the new file's size (post-hoc top-k, the codec with the
  *   smallest error): v6 and the patched v5 run side by side with onnxruntime-web in Node on the
@@ -69,6 +69,10 @@ export interface PairResult {
   /** Weights that end bit for bit at the new model's value after the every-change payload. */
   exactValues: number;
   maxAbsError: number;
+  /** The every-change payload's codec: `xr` when any tensor is range-coded (format v3), else `x`. */
+  exactCodec: string;
+  /** The every-change payload with codec x only (format v2, for appliers older than codec xr). */
+  xOnlyBytes: number;
   zstdBytes?: number;
   bsdiffBytes?: number;
   rows: BudgetRow[];
@@ -343,6 +347,7 @@ async function everyChange(hasher: Hasher, oldFile: string, newFile: string, id:
   const base = open(a, oldFile);
   const target = open(b, newFile);
   const built = diffOnnxModels(hasher, base, target, { mode: 'all', budgetBytes: 0, modelId: id });
+  const xOnly = diffOnnxModels(hasher, base, target, { mode: 'all', budgetBytes: 0, modelId: id, exactCodecs: ['x'] });
   const patched = open(a, oldFile);
   await applyPayload(patched, built.bytes, { hasher });
   let exact = 0;
@@ -368,6 +373,8 @@ async function everyChange(hasher: Hasher, oldFile: string, newFile: string, id:
       totalValues: total,
       exactValues: exact,
       maxAbsError: maxErr,
+      exactCodec: built.codec,
+      xOnlyBytes: xOnly.bytes.length,
       ...(sizes.zstd !== undefined ? { zstdBytes: sizes.zstd } : {}),
       ...(sizes.bsdiff !== undefined ? { bsdiffBytes: sizes.bsdiff } : {}),
     },
@@ -423,7 +430,7 @@ export async function runOnnxBench(options: BenchOptions = {}): Promise<BenchRes
   log('Silero VAD v5 -> v6: every change ...');
   const vadAll = await everyChange(hasher, v5File, v6File, 'silero-vad');
   const [v5Bytes, v6Bytes] = [new Uint8Array(await readFile(v5File)), new Uint8Array(await readFile(v6File))];
-  const vadModels = [{ budget: 'every change', budgetBytes: undefined as number | undefined, payloadBytes: vadAll.payload.length, codec: 'x', kept: vadAll.result.changedValues, model: vadAll.patched }, ...(await budgetModels(hasher, v5Bytes, v6Bytes, percents, 'silero-vad', log))];
+  const vadModels = [{ budget: 'every change', budgetBytes: undefined as number | undefined, payloadBytes: vadAll.payload.length, codec: vadAll.result.exactCodec, kept: vadAll.result.changedValues, model: vadAll.patched }, ...(await budgetModels(hasher, v5Bytes, v6Bytes, percents, 'silero-vad', log))];
   const vadRows: BudgetRow[] = vadModels.map((m) => ({ budget: m.budget, ...(m.budgetBytes !== undefined ? { budgetBytes: m.budgetBytes } : {}), payloadBytes: m.payloadBytes, codec: m.codec, keptValues: m.kept, audio: {} }));
   // For scale: v5 itself against v6 (what a device that takes no update runs).
   const v5row: BudgetRow = { budget: 'v5 unchanged', payloadBytes: 0, codec: '-', keptValues: 0, audio: {} };
@@ -441,7 +448,7 @@ export async function runOnnxBench(options: BenchOptions = {}): Promise<BenchRes
   log('openWakeWord hello_deepa_old -> namaste_deepa: every change ...');
   const wakeAll = await everyChange(hasher, oldFile, newFile, 'wake');
   const [oldBytes, newBytes] = [new Uint8Array(await readFile(oldFile)), new Uint8Array(await readFile(newFile))];
-  const wakeModels = [{ budget: 'every change', budgetBytes: undefined as number | undefined, payloadBytes: wakeAll.payload.length, codec: 'x', kept: wakeAll.result.changedValues, model: wakeAll.patched }, ...(await budgetModels(hasher, oldBytes, newBytes, percents, 'wake', log))];
+  const wakeModels = [{ budget: 'every change', budgetBytes: undefined as number | undefined, payloadBytes: wakeAll.payload.length, codec: wakeAll.result.exactCodec, kept: wakeAll.result.changedValues, model: wakeAll.patched }, ...(await budgetModels(hasher, oldBytes, newBytes, percents, 'wake', log))];
   const wakeRows: BudgetRow[] = wakeModels.map((m) => ({ budget: m.budget, ...(m.budgetBytes !== undefined ? { budgetBytes: m.budgetBytes } : {}), payloadBytes: m.payloadBytes, codec: m.codec, keptValues: m.kept, audio: {} }));
   const wakeSets = { wake: wakeSet, synthetic: sets.synthetic, real: sets.real };
   for (const [name, set] of Object.entries(wakeSets)) {
@@ -482,7 +489,7 @@ export function renderMarkdown(r: BenchResult): string {
   const lines: string[] = [];
   for (const [p, label] of [[r.vad, 'speech'], [r.wake, 'wake word']] as const) {
     lines.push(`#### ${p.pair}`, '');
-    lines.push(`Every change: ${p.changedTensors} tensors, ${p.changedValues.toLocaleString('en')} of ${p.totalValues.toLocaleString('en')} weights. Payload ${p.rows[0].payloadBytes.toLocaleString('en')} bytes; new file ${p.newFileBytes.toLocaleString('en')}; zstd -19 --long --patch-from ${p.zstdBytes?.toLocaleString('en') ?? 'n/a'}; bsdiff ${p.bsdiffBytes?.toLocaleString('en') ?? 'n/a'}. Weights bit for bit equal to the new model after it: ${p.exactValues.toLocaleString('en')} of ${p.totalValues.toLocaleString('en')} (largest difference ${p.maxAbsError.toExponential(2)}).`, '');
+    lines.push(`Every change: ${p.changedTensors} tensors, ${p.changedValues.toLocaleString('en')} of ${p.totalValues.toLocaleString('en')} weights. Payload ${p.rows[0].payloadBytes.toLocaleString('en')} bytes (codec ${p.exactCodec}; codec x alone, format v2: ${p.xOnlyBytes.toLocaleString('en')}); new file ${p.newFileBytes.toLocaleString('en')}; zstd -19 --long --patch-from ${p.zstdBytes?.toLocaleString('en') ?? 'n/a'}; bsdiff ${p.bsdiffBytes?.toLocaleString('en') ?? 'n/a'}. Weights bit for bit equal to the new model after it: ${p.exactValues.toLocaleString('en')} of ${p.totalValues.toLocaleString('en')} (largest difference ${p.maxAbsError.toExponential(2)}).`, '');
     const sets = Object.keys(p.rows[0].audio);
     lines.push(`| payload | bytes | % of new file | codec | values | ${sets.map((s) => `${s}: mean abs diff | ${s}: same ${label} decision`).join(' | ')} |`);
     lines.push(`|---|---:|---:|---|---:|${sets.map(() => '---:|---:').join('|')}|`);

@@ -44,8 +44,20 @@ test('ndiff on .onnx files: diff (every codec, budget all), fingerprint, verify,
     const all = path.join(dir, 'all.ndiff');
     const r = await ndiff('diff', '--base', base, '--target', target, '--budget', 'all', '--out', all, '--model-out', path.join(dir, 'held', 'wake_v2.onnx'));
     assert.equal(r.code, 0, r.err);
-    // 74,977 of 74,981 weights changed: exact bits weigh as much as the new weights, and it says so.
-    assert.match(r.err, /note: the payload \(.*\) is not smaller than the new model's weights .*shipping the new model costs no more/);
+    // 74,977 of 74,981 weights changed. Range-coded (codec xr, format v3), the exact bits still
+    // weigh less than the new weights; as codec x (format v2) they weigh as much, and it says so.
+    assert.match(r.err, /codec xr, range-coded, for \d+ tensors; codec x for \d+; format v3/);
+    assert.doesNotMatch(r.err, /is not smaller than the new model's weights/);
+    assert.equal(decodePayload(await readFile(all)).header.version, 3);
+    assert.ok((await readFile(all)).length < 4 * 74_981, 'smaller than the float32 weights');
+    const allX = path.join(dir, 'all-x.ndiff');
+    const rx = await ndiff('diff', '--base', base, '--target', target, '--budget', 'all', '--exact-codec', 'x', '--out', allX);
+    assert.equal(rx.code, 0, rx.err);
+    assert.match(rx.err, /note: the payload \(.*\) is not smaller than the new model's weights .*shipping the new model costs no more/);
+    const px = decodePayload(await readFile(allX));
+    assert.equal(px.header.version, 2);
+    assert.ok(px.patches.every((p) => p.codec === 'x'));
+    assert.equal(px.header.targetFingerprint, decodePayload(await readFile(all)).header.targetFingerprint);
     assert.equal(decodePayload(await readFile(all)).header.targetFingerprint, (await ndiff('fingerprint', path.join(dir, 'held', 'wake_v2.onnx'))).out.trim());
     assert.equal((await ndiff('diff', '--base', base, '--target', path.join(dir, 'x'), '--budget', '1%', '--out', all)).code, 2, 'a folder and a file');
 

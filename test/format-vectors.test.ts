@@ -248,7 +248,7 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
   if (!(doc instanceof Map)) return bad('not a map');
   if (!doc.has('nd')) bad('no "nd"');
   const nd = doc.get('nd');
-  if (nd !== 1 && nd !== 2) throw new SpecError('version', String(nd));
+  if (nd !== 1 && nd !== 2 && nd !== 3) throw new SpecError('version', String(nd));
   const strOf = (m: Map<string, unknown>, k: string, max: number): string => {
     const v = m.get(k);
     if (typeof v !== 'string' || v.length > max) bad(`"${k}" must be a string of at most ${max} UTF-16 code units`);
@@ -285,7 +285,8 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
     if (size > 2 ** 32 - 1) bad('tensor too large');
     const c = raw.get('c');
     const k0 = raw.get('k');
-    const isX = c === 'x' && nd === 2;
+    const isXr = c === 'xr' && nd === 3;
+    const isX = (c === 'x' && nd >= 2) || isXr;
     if (isX && k0 !== 's' && k0 !== 'd') bad('codec x on a patch that is not sparse or dense');
     const bpv = isX ? 0 : c === 'f32' ? 4 : c === 'f16' ? 2 : c === 'i8' ? 1 : bad('"c"');
     const q = raw.get('q');
@@ -295,7 +296,46 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
     const v = binOf(raw, 'v');
     const k = raw.get('k');
     // FORMAT.md codec x: 2-bit lengths (L + 1 bytes) first, then the masks, least significant byte first.
+    // FORMAT.md codec xr: 3 low bytes per mask, then the range-coded high bytes.
+    const decodeXr = (count: number): number[] => {
+      if (count === 0) {
+        if (v.length !== 0) bad('"v" of an empty xr block');
+        return [];
+      }
+      if (v.length < 3 * count + 4) bad('"v" too short for codec xr');
+      let pos = 3 * count;
+      const next = (): number => (pos < v.length ? v[pos++] : (pos++, 0));
+      let range = 0xffffffff;
+      let code = 0;
+      for (let j = 0; j < 4; j++) code = code * 256 + next();
+      const prob = new Array<number>(256).fill(1024);
+      const masks: number[] = [];
+      for (let k = 0; k < count; k++) {
+        let node = 1;
+        for (let b = 0; b < 8; b++) {
+          const bound = Math.floor(range / 2048) * prob[node];
+          if (code < bound) {
+            range = bound;
+            prob[node] += (2048 - prob[node]) >> 5;
+            node = 2 * node;
+          } else {
+            code -= bound;
+            range -= bound;
+            prob[node] -= prob[node] >> 5;
+            node = 2 * node + 1;
+          }
+          if (range < 2 ** 24) {
+            range *= 256;
+            code = (code * 256 + next()) % 2 ** 32;
+          }
+        }
+        masks.push((node - 256) * 2 ** 24 + v[3 * k] + v[3 * k + 1] * 256 + v[3 * k + 2] * 65536);
+      }
+      if (pos !== v.length || code !== 0) bad('codec xr stream does not end at the end of "v" with code 0');
+      return masks;
+    };
     const decodeXor = (count: number): number[] => {
+      if (isXr) return decodeXr(count);
       const head = Math.ceil(count / 4);
       if (v.length < head) bad('"v" shorter than its lengths');
       const lens = Array.from({ length: count }, (_, i) => ((v[Math.floor(i / 4)] >> (2 * (i % 4))) & 3) + 1);
@@ -321,7 +361,7 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
       return out;
     };
     let g: SpecGrid | undefined;
-    if (nd === 2 && raw.has('g')) {
+    if (nd >= 2 && raw.has('g')) {
       const gm = raw.get('g');
       if (!(gm instanceof Map)) return bad('"g" is not a map');
       const d = gm.get('d');
@@ -562,7 +602,7 @@ describe('payload vectors: valid', () => {
           if (p.kind === 'sparse') {
             assert.equal(p.positionCoding, e.coding);
             assert.deepEqual([...p.positions], e.positions);
-            if (p.codec === 'x') assert.equal(maskHex(p.values), e.masks);
+            if (p.codec === 'x' || p.codec === 'xr') assert.equal(maskHex(p.values), e.masks);
             else assert.equal(bitsOf(p.values), e.values);
           } else if (p.kind === 'hash') {
             assert.equal(p.seed, e.seed);
@@ -576,7 +616,7 @@ describe('payload vectors: valid', () => {
             assert.equal(p.rank, e.rank);
             assert.equal(bitsOf(p.u), e.u);
             assert.equal(bitsOf(p.v), e.v);
-          } else if (p.codec === 'x') assert.equal(maskHex(p.values), e.masks);
+          } else if (p.codec === 'x' || p.codec === 'xr') assert.equal(maskHex(p.values), e.masks);
           else assert.equal(bitsOf(p.values), e.values);
         });
         assert.deepEqual(encodePayload(d), bytes);

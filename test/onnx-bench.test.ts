@@ -19,7 +19,7 @@ test('bench:onnx --quick: every-change payloads rebuild the new models bit for b
   for (const p of [r.vad, r.wake]) {
     const all = p.rows[0];
     assert.equal(all.budget, 'every change');
-    // Every change is shipped bit for bit (codec x), so the patched weights are the new model's.
+    // Every change is shipped bit for bit (codecs x and xr), so the patched weights are the new model's.
     assert.equal(p.exactValues, p.totalValues, `${p.exactValues} of ${p.totalValues} exact`);
     assert.equal(p.maxAbsError, 0);
     for (const a of Object.values(all.audio)) {
@@ -28,6 +28,11 @@ test('bench:onnx --quick: every-change payloads rebuild the new models bit for b
     }
     for (const row of p.rows.filter((x) => /%$/.test(x.budget))) assert.ok(row.payloadBytes <= (row.budgetBytes as number), `${row.budget}: ${row.payloadBytes} bytes`);
     assert.ok(typeof p.zstdBytes === 'number' && typeof p.bsdiffBytes === 'number');
+    // Range-coded exact bits (codec xr, format v3): smaller than codec x alone and no larger than
+    // zstd -19 --long --patch-from of the two files (issue #13's target; sizes are deterministic).
+    assert.equal(p.exactCodec, 'xr');
+    assert.ok(all.payloadBytes < p.xOnlyBytes, `xr ${all.payloadBytes} < x ${p.xOnlyBytes}`);
+    assert.ok(all.payloadBytes <= p.zstdBytes, `${all.payloadBytes} <= zstd ${p.zstdBytes}`);
     t.diagnostic(`${p.pair}: every change ${all.payloadBytes} bytes, zstd --patch-from ${p.zstdBytes}, bsdiff ${p.bsdiffBytes}`);
   }
   // v6 says speech on some frames and not on others: the decisions compared are not all one kind.

@@ -179,12 +179,20 @@ test('Silero VAD v5: 36 float weights in Constant nodes inside the If branches, 
   assert.equal(v5.weights().reduce((n, e) => n + e.shape.reduce((a, b) => a * b, 1), 0), 545_288);
 });
 
-test('Silero VAD v5 -> v6: the 28 retrained tensors; every change applies, and every weight ends at v6 bit for bit (codec x)', async () => {
+test('Silero VAD v5 -> v6: the 28 retrained tensors; every change applies, and every weight ends at v6 bit for bit (codecs x and xr)', async () => {
   const [v5, v6] = await Promise.all([realFile(`${VAD}/silero_vad_v5.onnx`), realFile(`${VAD}/silero_vad_v6.onnx`)]);
   const res = diffOnnxModels(hasher, v5, v6, { mode: 'all', budgetBytes: 0, modelId: 'silero-vad', sequence: 6 });
   assert.equal(res.payload.patches.length, 28);
-  assert.equal(res.payload.header.version, 2);
-  assert.ok(res.payload.patches.every((p) => p.codec === 'x'));
+  // Range-coded where it is smaller (the retrained tensors), so format v3.
+  assert.equal(res.payload.header.version, 3);
+  assert.ok(res.payload.patches.some((p) => p.codec === 'xr'));
+  assert.ok(res.payload.patches.every((p) => p.codec === 'x' || p.codec === 'xr'));
+  // Codec x only: format v2, for older appliers, larger.
+  const v2 = diffOnnxModels(hasher, v5, v6, { mode: 'all', budgetBytes: 0, modelId: 'silero-vad', sequence: 6, exactCodecs: ['x'] });
+  assert.equal(v2.payload.header.version, 2);
+  assert.ok(v2.payload.patches.every((p) => p.codec === 'x'));
+  assert.ok(res.bytes.length < v2.bytes.length, `xr ${res.bytes.length} < x ${v2.bytes.length}`);
+  assert.equal(v2.payload.header.targetFingerprint, res.payload.header.targetFingerprint);
   const patched = await realFile(`${VAD}/silero_vad_v5.onnx`);
   await applyPayload(patched, res.bytes, { hasher });
   let exact = 0;

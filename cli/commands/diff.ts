@@ -4,7 +4,7 @@ import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
-import { exactDiff } from '../../src/diff/exact.ts';
+import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import type { CliIO } from '../common.ts';
 import { checkOutputPath, defaultModelId, isOnnxPath, openModel, parseExpiry, writeUpdatedModel } from '../models.ts';
@@ -20,13 +20,14 @@ export interface DiffArgs {
   expires?: string;
   modelOut?: string;
   store: 'stored' | 'float32';
+  exactCodec: 'auto' | 'x';
 }
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
   return y
     .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards) or an ONNX file (.onnx)' })
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
-    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v2), whatever the size' })
+    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v3 when a tensor is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: the id the base folder recorded in .ndiff-folder.json, else its name); keep one id along a chain of updates' })
@@ -34,6 +35,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
     .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device' })
+    .option('exact-codec', { choices: ['auto', 'x'] as const, default: 'auto' as const, describe: 'with --budget all: auto: per tensor the smaller of codec x and codec xr (range-coded, format v3); x: codec x only (format v2), for devices whose applier reads formats 1 and 2 only (older than codec xr)' })
     .example('$0 diff --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
     .example('$0 diff --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)') as unknown as Argv<DiffArgs>;
 }
@@ -53,13 +55,14 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   const t0 = performance.now();
   const common = { modelId: a.modelId ?? await defaultModelId(a.base), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}), store: a.store };
   const diff = opened.kind === 'onnx' ? diffOnnxModels : topkDiff;
+  const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : {};
   const res = everyChange && opened.kind === 'folder'
     ? (() => {
-      const e = exactDiff(hasher, base, target, common);
-      return { ...e, kept: e.changed, changed: e.changed, codec: 'x' as const, squaredError: 0 };
+      const e = exactDiff(hasher, base, target, { ...common, ...exactCodecs });
+      return { ...e, kept: e.changed, changed: e.changed, squaredError: 0 };
     })()
     : diff(hasher, base, target, {
-    ...(everyChange ? { mode: 'all' as const } : {}),
+    ...(everyChange ? { mode: 'all' as const, ...(exactCodecs.codecs ? { exactCodecs: exactCodecs.codecs } : {}) } : {}),
     budgetBytes,
     codec: a.codec,
     modelId: a.modelId ?? await defaultModelId(a.base),
@@ -68,7 +71,10 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     onProgress: (m) => io.progress(`  ${m}`),
     store: a.store,
   });
-  if (everyChange) io.progress(`  every changed weight, exactly: ${res.changed} values as XOR masks of their bits (codec x)`);
+  if (everyChange) {
+    const per = (c: string) => res.payload.patches.filter((p) => p.codec === c).length;
+    io.progress(`  every changed weight, exactly: ${res.changed} values as XOR masks of their bits (codec xr, range-coded, for ${per('xr')} tensors; codec x for ${per('x')}; format v${res.payload.header.version})`);
+  }
   await writeFile(a.out, res.bytes);
   const ms = performance.now() - t0;
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;

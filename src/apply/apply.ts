@@ -33,6 +33,7 @@
 import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, NonFiniteValueError, PayloadFormatError, SignatureError, StateStoreError, TargetMismatchError, UsageError } from '../core/errors.ts';
 import { combineDigests, tensorDigest, tensorDigestStream, type TensorDigestStream } from '../core/fingerprint.ts';
 import { openPayload, patchSource, type DecodeOptions, type OpenedPayload, type Payload, type PatchSource } from '../core/format.ts';
+import { exactBits } from '../core/values.ts';
 import { kernelTakes, patchRegions, type KernelStream } from '../core/region-kernel.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { describeGrid, sameGrid, type StorageGrid } from '../core/grid.ts';
@@ -148,7 +149,7 @@ function firstAtOrAbove(positions: Uint32Array, limit: number, from: number, to:
  */
 function patchAndHash(w: Float32Array, src: PatchSource, rec: PatchWrites, base: TensorDigestStream | undefined, target: TensorDigestStream): void {
   const { wire } = src;
-  if (wire && src.codec !== 'x' && (src.kind === 'dense' || wire.coding === 'gaps') && !(src.grid && src.grid.dtype !== 'float32') && kernelTakes(target.stream, src.codec) && (!base || kernelTakes(base.stream, src.codec))) {
+  if (wire && !exactBits(src.codec) && (src.kind === 'dense' || wire.coding === 'gaps') && !(src.grid && src.grid.dtype !== 'float32') && kernelTakes(target.stream, src.codec) && (!base || kernelTakes(base.stream, src.codec))) {
     // Sparse (gap-coded) and dense patches without a storage grid: decoded and applied by the
     // region kernel, the regions hashed in its memory.
     const res = patchRegions(w, { count: src.written, gaps: src.kind === 'sparse' ? wire.positions : undefined, values: wire.values, codec: src.codec, scale: src.scale }, rec.log, base?.stream as KernelStream | undefined, target.stream);
@@ -176,7 +177,7 @@ function patchAndHash(w: Float32Array, src: PatchSource, rec: PatchWrites, base:
     done = start;
     return open;
   };
-  const exactBits = src.codec === 'x' && !(src.grid && src.grid.dtype !== 'float32');
+  const xorOnly = exactBits(src.codec) && !(src.grid && src.grid.dtype !== 'float32');
   let before = 0; // entries or values of the pieces before this one
   for (const { patch, offset } of src.chunks()) {
     const len = pieceLength(patch, n);
@@ -196,8 +197,8 @@ function patchAndHash(w: Float32Array, src: PatchSource, rec: PatchWrites, base:
       // non-finite targets; so the device refuses them too.)
       const bad = rec.log.nonFiniteSince(w, logged);
       if (bad >= 0) throw overflow(src.name, w[bad]);
-      // Codec x writes exact bits and logs nothing (off a storage grid): check what it wrote.
-      if (exactBits) {
+      // Codecs x and xr write exact bits and log nothing (off a storage grid): check what they wrote.
+      if (xorOnly) {
         for (let j = start; j < end; j++) {
           const x = w[patch.kind === 'sparse' ? patch.positions[j] : offset + j];
           if (x - x !== 0) throw new NonFiniteValueError(`after patching, tensor ${JSON.stringify(src.name)} holds ${x}: the payload's exact bits make a weight NaN or infinite, which no valid payload does; the patch was undone and the model is unchanged: rebuild it or fetch the full model`);

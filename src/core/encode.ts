@@ -8,6 +8,7 @@ import { toHalfBits } from './float16.ts';
 import { shapeSize, type Payload, type PayloadHeader, type TensorPatch } from './format.ts';
 import type { StorageGrid } from './grid.ts';
 import { bytesPerValue, encodeXorMasks, type ValueCodec, type WireCodec } from './values.ts';
+import { encodeXrMasks } from './xr.ts';
 import { ByteWriter, varintSize } from './varint.ts';
 
 /** Wire patch, before msgpack (also used by the encoder to size payloads exactly). */
@@ -101,6 +102,8 @@ export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
 export function wireDocument(h: PayloadHeader, patches: WirePatch[]): Record<string, unknown> {
   // Only v2 appliers round onto storage grids: a grid in a v1 document would be ignored.
   if (h.version < 2 && patches.some((p) => p.g !== undefined || p.c === 'x')) throw new RangeError(`a payload with storage grids or codec x is format version 2, the header says ${h.version}`);
+  // Only v3 appliers decode codec xr; older ones refuse the version instead of misreading it.
+  if (h.version < 3 && patches.some((p) => p.c === 'xr')) throw new RangeError(`a payload with codec xr is format version 3, the header says ${h.version}`);
   const o: Record<string, unknown> = {
     nd: h.version,
     m: h.method,
@@ -132,6 +135,7 @@ export function valueBytes(values: Float32Array, codec: WireCodec, scale?: numbe
   const n = values.length;
   // Codec x: the values' bits are XOR masks (never read them as numbers: NaN bits may change).
   if (codec === 'x') return encodeXorMasks(new Uint32Array(values.buffer, values.byteOffset, n));
+  if (codec === 'xr') return encodeXrMasks(new Uint32Array(values.buffer, values.byteOffset, n));
   if (codec === 'f32') {
     const b = new Uint8Array(n * 4);
     const dv = new DataView(b.buffer);

@@ -11,14 +11,16 @@ import { toHex } from './hex.ts';
 import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from './msgpack-guard.ts';
 import { readMsgpack } from './msgpack-read.ts';
 import { bytesPerValue, decodeValues, decodeXorMasks, firstNonFinite, VALUE_CODECS, xorByteLength, type ValueCodec, type WireCodec } from './values.ts';
+import { openXr, type XrReader } from './xr.ts';
 import type { StorageGrid } from './grid.ts';
 
 /**
- * The newest format version this code reads and writes. The encoder writes 1 when no patch
- * carries a storage grid (so devices with an older applier still take the payload), 2 otherwise.
+ * The newest format version this code reads and writes. The encoder writes the oldest version
+ * that holds the payload (so devices with an older applier still take it): 1, 2 when a patch
+ * carries a storage grid or codec `x`, 3 when one uses codec `xr`.
  */
-export const FORMAT_VERSION = 2;
-export const SUPPORTED_VERSIONS: readonly number[] = [1, 2];
+export const FORMAT_VERSION = 3;
+export const SUPPORTED_VERSIONS: readonly number[] = [1, 2, 3];
 /** Default cap on the size of a payload accepted for decoding (256 MiB). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
 
@@ -433,9 +435,11 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   if (size > MAX_TENSOR_SIZE) fail(`${where}: shape [${shape.join(', ')}] holds ${size} values, more than a patch can address (2^32 - 1)`);
   const kind = own(raw, 'k');
   const codec = own(raw, 'c') as WireCodec;
-  const isXor = codec === 'x' && version >= 2;
-  if (!isXor && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version >= 2 ? ', x' : ''}, found ${describe(codec)}`);
-  if (isXor && kind !== 's' && kind !== 'd') fail(`${where}: value codec "x" (exact bits) is for sparse and dense patches only, found kind ${describe(kind)}`);
+  // Codec xr (v3): codec x's masks, their high bytes range-coded (src/core/xr.ts).
+  const xr = codec === 'xr' && version > 2;
+  const isXor = xr || (codec === 'x' && version > 1);
+  if (!isXor && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}, found ${describe(codec)}`);
+  if (isXor && kind !== 's' && kind !== 'd') fail(`${where}: value codec "${codec}" (exact bits) is for sparse and dense patches only, found kind ${describe(kind)}`);
   let scale: number | undefined;
   if (codec === 'i8') {
     const q = own(raw, 'q');
@@ -458,20 +462,26 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   let total = 0;
   const need = (count: number, what: string): void => {
     total = count;
-    if (isXor) {
+    if (xr) reader = openXr(v, count, `${where}: ${what}`);
+    else if (isXor) {
       const want = xorByteLength(v, count);
       if (want !== v.length) fail(`${where}: ${what} "v" of codec x must be ${count > 0 ? `${(count + 3) >> 2} bytes of lengths and the masks they measure${want >= 0 ? `, ${want} bytes in all` : ''}` : 'empty'}, found ${v.length} bytes`);
     } else if (v.length !== count * bpv) fail(`${where}: ${what} "v" must be ${count} x ${bpv} = ${count * bpv} bytes for codec ${codec}, found ${v.length}`);
   };
-  // Codec x: where the next mask starts; pieces are read in order, from the first.
-  let xorAt = 0;
+  // Exact bits, masks [k, k + m) into `out`, or only checked (null). Pieces are read in order,
+  // from the first: `at` is where the next mask starts (codec x); codec xr's reader keeps its own.
+  let at = 0;
+  let reader: XrReader;
+  const masksAt = (k: number, m: number, out: Uint32Array | null): void => {
+    if (xr) reader.read(k, m, out);
+    else if (out) at = decodeXorMasks(v, k, k ? at : (total + 3) >> 2, out);
+  };
   // Values [k, k + m), decoded (into `into` when given; the lengths were checked with `need`).
   const valuesAt = (k: number, m: number, into?: Float32Array): Float32Array => {
     if (isXor) {
       const out = into ?? new Float32Array(m);
-      if (k === 0) xorAt = (total + 3) >> 2;
       // The masks go into the array's bits; they are bits, not numbers (see PatchCommon.codec).
-      xorAt = decodeXorMasks(v, k, xorAt, new Uint32Array(out.buffer, out.byteOffset, m));
+      masksAt(k, m, new Uint32Array(out.buffer, out.byteOffset, m));
       return out;
     }
     const out = decodeValues(v.subarray(k * bpv, (k + m) * bpv), codec as ValueCodec, scale, into);
@@ -482,10 +492,11 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     return out;
   };
   // Values [k, k + m) checked on their bytes, not decoded.
-  // (Codec x: any bits are a mask, and its lengths were checked with `need`; what a mask makes
-  // of a weight is checked when it is applied.)
+  // (Codec x: any bits are a mask, and its lengths were checked with `need`; codec xr: the
+  // stream is decoded, not kept, to see that it ends where it must. What a mask makes of a
+  // weight is checked when it is applied.)
   const checkValuesAt = (k: number, m: number): void => {
-    if (isXor) return;
+    if (isXor) return masksAt(k, m, null);
     const bad = firstNonFinite(v.subarray(k * bpv, (k + m) * bpv), codec as ValueCodec, scale);
     if (bad >= 0) valuesAt(k + bad, 1);
   };

@@ -5,6 +5,7 @@
  * is the IEEE float32 sum on every platform.
  */
 import type { HashPatch, LowRankPatch, SparsePatch, TensorPatch } from './format.ts';
+import { exactBits } from './values.ts';
 import { snapValue, type StorageGrid } from './grid.ts';
 import { hashAddWasm } from './hash-kernel.ts';
 
@@ -292,7 +293,7 @@ export function applyRange(w: Float32Array, patch: TensorPatch, offset: number, 
     const wb = bitsOf(w);
     if (patch.kind === 'sparse') {
       const { positions, values } = patch;
-      const masks = patch.codec === 'x' ? bitsOf(values) : null;
+      const masks = exactBits(patch.codec) ? bitsOf(values) : null;
       for (let k = from; k < to; k++) {
         const at = positions[k];
         if (log) log.push(at, wb[at]);
@@ -305,14 +306,14 @@ export function applyRange(w: Float32Array, patch: TensorPatch, offset: number, 
     const a = patch.kind === 'dense' ? offset + from : from;
     const b = a + to - from;
     if (log) for (let i = a; i < b; i++) log.push(i, wb[i]);
-    if (patch.kind === 'dense' && patch.codec === 'x') xorDense(wb, bitsOf(patch.values), offset, from, to);
+    if (patch.kind === 'dense' && exactBits(patch.codec)) xorDense(wb, bitsOf(patch.values), offset, from, to);
     else if (patch.kind === 'dense') denseLoop(w, patch.values, offset, 1, null, from, to);
     else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, null, from, to);
     else hashLoop(w, patch, 1, null, from, to);
     for (let i = a; i < b; i++) w[i] = snapValue(w[i], grid);
     return;
   }
-  if (patch.codec === 'x') {
+  if (exactBits(patch.codec)) {
     // Exact new bits, as the XOR of new and old: applying it again restores the old bits, so
     // nothing is logged. (What the new bits are is checked by the caller: see applyPayload.)
     xorRange(w, patch, offset, from, to);
@@ -331,7 +332,7 @@ export function applyRange(w: Float32Array, patch: TensorPatch, offset: number, 
  */
 export function subtractRange(w: Float32Array, patch: TensorPatch, offset: number, from: number, to: number): void {
   if (onAGrid(patch)) return;
-  if (patch.codec === 'x') xorRange(w, patch, offset, from, to);
+  if (exactBits(patch.codec)) xorRange(w, patch, offset, from, to);
   else if (patch.kind === 'sparse') {
     const { positions, values } = patch;
     for (let k = from; k < to; k++) w[positions[k]] -= values[k];

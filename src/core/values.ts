@@ -151,8 +151,13 @@ export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number
 // ---------------------------------------------------------------------------------------------
 // Codec `x` (format v2): exact new bits, as the XOR of the new and the old float32 bits.
 
-/** The codecs a patch may name on the wire: the additive value codecs, and `x` (format v2). */
-export type WireCodec = ValueCodec | 'x';
+/** The codecs a patch may name on the wire: the additive value codecs, `x` (format v2) and `xr` (v3). */
+export type WireCodec = ValueCodec | 'x' | 'xr';
+
+/** Codecs `x` and `xr`: the values are XOR masks of the new and old bits (exact bits), not deltas. */
+export function exactBits(codec: WireCodec): codec is 'x' | 'xr' {
+  return codec === 'x' || codec === 'xr';
+}
 
 /**
  * Layout of codec `x` for `n` values: `ceil(n / 4)` bytes of 2-bit lengths (value k's in bits

@@ -9,7 +9,8 @@ import { FORMAT_VERSION, matrixDims, shapeSize, type DiffMethod, type Payload, t
 import { packPayload, wirePatch, type WirePatch } from '../core/encode.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
-import { encodeValues, encodeXorMasks, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
+import { encodeValues, encodeXorMasks, exactBits, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
+import { encodeXrMasks } from '../core/xr.ts';
 import { gridBytesPerValue, type AffineGrid, type StorageGrid } from '../core/grid.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 
@@ -23,10 +24,13 @@ const ZERO_DIGEST = '0000000000000000';
  * from the base store unless `grid` is given, or is `null` for float32 results.
  */
 export type PatchSpec = (
-  /** With codec `x` (exact bits, format v2), `values` are the new weights, not deltas. */
-  | { kind: 'sparse'; name: string; positions: Uint32Array; values: Float32Array; codec: ValueCodec | 'x' }
+  /**
+   * With codec `x` (exact bits, format v2) or `xr` (the same, range-coded, format v3),
+   * `values` are the new weights, not deltas.
+   */
+  | { kind: 'sparse'; name: string; positions: Uint32Array; values: Float32Array; codec: ValueCodec | 'x' | 'xr' }
   | { kind: 'hash'; name: string; seed: number; signed: boolean; buckets: Float32Array; codec: ValueCodec }
-  | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec | 'x' }
+  | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec | 'x' | 'xr' }
   /** Low-rank factors U [rows x rank] and V [rank x cols] (see `matrixDims`), coded together. */
   | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec }
 ) & { grid?: StorageGrid | null };
@@ -65,23 +69,24 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
   for (let i = 0; i < raw.length; i++) {
     if (!Number.isFinite(raw[i])) throw new NonFiniteValueError(`tensor ${JSON.stringify(spec.name)}: delta value ${i} is ${raw[i]}; training diverged or the target model holds NaN/Infinity: fix the target before building a diff`, { tensor: spec.name, index: i });
   }
-  if (spec.codec === 'x') {
+  if ((spec.kind === 'sparse' || spec.kind === 'dense') && exactBits(spec.codec)) {
     // Exact bits: each value is the XOR of the new and the old float32 bits.
-    if (!baseValues) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec x needs the base values to XOR against (buildPayload passes them; payloadSize cannot size it)`);
+    if (!baseValues) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec ${spec.codec} needs the base values to XOR against (buildPayload passes them; payloadSize cannot size it)`);
     const oldBits = new Uint32Array(baseValues.buffer, baseValues.byteOffset, baseValues.length);
     const newBits = new Uint32Array(spec.values.buffer, spec.values.byteOffset, spec.values.length);
     const masks = new Uint32Array(spec.values.length);
     for (let k = 0; k < masks.length; k++) masks[k] = newBits[k] ^ oldBits[spec.kind === 'sparse' ? spec.positions[k] : k];
     const bits = new Float32Array(masks.buffer);
     const xGrid = grid && grid.dtype !== 'float32' ? { grid } : {};
-    const common = { name: spec.name, shape: [...shape], codec: 'x' as const, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, ...xGrid };
+    const common = { name: spec.name, shape: [...shape], codec: spec.codec, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, ...xGrid };
     const patch: TensorPatch = spec.kind === 'sparse' ? { ...common, kind: 'sparse', positions: spec.positions, values: bits, positionCoding: 'gaps' } : { ...common, kind: 'dense', values: bits };
-    return { patch, valueBytes: encodeXorMasks(masks) };
+    return { patch, valueBytes: spec.codec === 'xr' ? encodeXrMasks(masks) : encodeXorMasks(masks) };
   }
   // On a uint8/uint16 grid the natural int8 scale is the grid's step: a delta of k steps is
   // carried as k exactly (the device rounds the sum onto the grid).
   const affine = grid && (grid.dtype === 'uint8' || grid.dtype === 'uint16') && spec.kind !== 'lowrank' ? (grid as AffineGrid) : undefined;
-  const enc = encodeValues(raw, spec.codec, affine ? Math.fround(affine.scale) : undefined);
+  // (Exact bits returned above: the codec is an additive one here.)
+  const enc = encodeValues(raw, spec.codec as ValueCodec, affine ? Math.fround(affine.scale) : undefined);
   if (!enc) return null;
   const keepGrid = grid && grid.dtype !== 'float32' ? { grid } : {};
   const common = { name: spec.name, shape: [...shape], codec: spec.codec, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, ...(enc.scale !== undefined ? { scale: enc.scale } : {}), ...keepGrid };
@@ -182,8 +187,8 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     if (!shape) throw new UsageError(`${what}: the base model has no such tensor: check the name against the base's tensor list`, { tensor: spec.name });
     const size = shapeSize(shape);
     if (!(SPEC_KINDS as readonly unknown[]).includes(spec.kind)) throw new UsageError(`${what}: expected kind ${SPEC_KINDS.join(', ')}, found ${JSON.stringify(spec.kind)}`, { tensor: spec.name });
-    const xorOk = spec.codec === 'x' && (spec.kind === 'sparse' || spec.kind === 'dense');
-    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x for sparse and dense patches), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
+    const xorOk = exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense');
+    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr for sparse and dense patches), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
     if (spec.kind === 'lowrank') {
       const { rows, cols } = matrixDims(shape);
       if (!(spec.rank >= 1) || spec.u.length !== rows * spec.rank || spec.v.length !== spec.rank * cols) throw new UsageError(`${what}: expected rank >= 1, U ${rows}x${spec.rank} and V ${spec.rank}x${cols}, found rank ${spec.rank}, ${spec.u.length} and ${spec.v.length} values`, { tensor: spec.name });
@@ -198,7 +203,7 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     }
     // The base's storage grid unless the spec says otherwise (null: a float32 result).
     const grid = spec.grid === null ? undefined : spec.grid ?? (header.grids ? header.grids.get(spec.name) : base.grid?.(spec.name));
-    const enc = encodeSpec(spec, shape, grid, spec.codec === 'x' ? readForDigest(base, spec.name) : undefined);
+    const enc = encodeSpec(spec, shape, grid, exactBits(spec.codec) ? readForDigest(base, spec.name) : undefined);
     if (!enc) throw new BudgetError(`tensor ${spec.name}: values do not fit codec ${spec.codec} (float16 overflow); use f32 or i8`);
     const w = base.values(spec.name).slice();
     applyTensorPatch(w, enc.patch, false);
@@ -215,8 +220,9 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     patches.push(patch);
   }
   const h = makeHeader(header, combineDigests(hasher, digests), combineDigests(hasher, after));
-  // v1 unless a grid or exact bits (codec x) need v2: older devices read v1.
-  h.version = patches.some((p) => p.grid || p.codec === 'x') ? 2 : 1;
+  // The oldest version that holds the payload, so older devices take it: v3 for range-coded
+  // exact bits (codec xr), v2 for a grid or exact bits (codec x), else v1.
+  h.version = patches.some((p) => p.codec === 'xr') ? 3 : patches.some((p) => p.grid || p.codec === 'x') ? 2 : 1;
   const bytes = packPayload(h, wires);
   if (header.budgetBytes && bytes.length > header.budgetBytes) {
     throw new BudgetError(`payload is ${bytes.length} bytes, over the budget of ${header.budgetBytes} bytes: raise the budget or keep fewer values`, { bytes: bytes.length, budget: header.budgetBytes });

@@ -1,17 +1,22 @@
 /**
  * Exact diffs: every weight that changed between two versions of a model, carried as the XOR
- * of its new and old float32 bits (codec `x`, format v2), so the device ends at the target bit
- * for bit, whatever the two values are (an additive float32 delta cannot reach every target:
- * 1 + d never gives 1e-10). A mask drops the bytes its high end shares with zero, so a weight
- * whose sign and exponent did not change costs about 3 bytes; a tensor with most weights changed
- * goes dense (no positions at all), a few changes sparse, whichever is smaller.
+ * of its new and old float32 bits, so the device ends at the target bit for bit, whatever the
+ * two values are (an additive float32 delta cannot reach every target: 1 + d never gives
+ * 1e-10). Two codings of the masks, per tensor whichever is smaller: codec `x` (format v2)
+ * drops the bytes a mask's high end shares with zero, so a weight whose sign and exponent did
+ * not change costs about 3 bytes; codec `xr` (format v3) keeps the low 3 bytes of every mask
+ * and range-codes the high byte (sign and exponent), which is what is left to compress in a
+ * retrained weight (its low mantissa bits are noise). A tensor with most weights changed goes
+ * dense (no positions at all), a few changes sparse, whichever is smaller.
  */
 import type { Hasher } from '../core/hasher.ts';
 import { onGrid, type StorageGrid } from '../core/grid.ts';
 import { encodeXorMasks } from '../core/values.ts';
+import { encodeXrMasks } from '../core/xr.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { encodePositions } from '../core/encode.ts';
 import { shapeSize } from '../core/format.ts';
+import { UsageError } from '../core/errors.ts';
 import { buildPayload, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
 
 export interface ExactDiffOptions extends Omit<HeaderOptions, 'method' | 'grids'> {
@@ -19,11 +24,23 @@ export interface ExactDiffOptions extends Omit<HeaderOptions, 'method' | 'grids'
   names?: readonly string[];
   /** `'stored'` keeps quantized tensors' grids where the target's values are on them. */
   store?: StoreAs;
+  /**
+   * The codecs a tensor may take (default both, the smaller wins): `['x']` keeps the payload
+   * to format v2, for devices whose applier predates codec `xr` (format v3).
+   */
+  codecs?: readonly ExactCodec[];
 }
+
+/** The exact-bits codecs: `x` (format v2) and `xr` (range-coded, format v3). */
+export type ExactCodec = 'x' | 'xr';
 
 export interface ExactDiffResult extends BuiltPayload {
   /** Weights whose bits changed (every one is in the payload). */
   changed: number;
+  /** Patched tensors per codec. */
+  codecs: Record<ExactCodec, number>;
+  /** `xr` when any patch uses it (the payload is format v3), else `x`. */
+  codec: ExactCodec;
 }
 
 /** Bits of a Float32Array, as a view. */
@@ -41,6 +58,9 @@ export function exactDiff(hasher: Hasher, base: WeightStore, target: WeightStore
   const baseGrids = storageGrids(base, options.store);
   const grids = new Map<string, StorageGrid>();
   const specs: PatchSpec[] = [];
+  const allowed = options.codecs ?? ['x', 'xr'];
+  if (!allowed.length || allowed.some((c) => c !== 'x' && c !== 'xr')) throw new UsageError(`exact diff: codecs must be a non-empty list of "x" and "xr", found ${JSON.stringify(allowed)}`);
+  const codecs: Record<ExactCodec, number> = { x: 0, xr: 0 };
   let changed = 0;
   for (const name of names) {
     const a = readForDigest(base, name);
@@ -55,20 +75,29 @@ export function exactDiff(hasher: Hasher, base: WeightStore, target: WeightStore
     // Sparse: positions plus the changed masks; dense: every mask (a zero costs one byte).
     const pos = Uint32Array.from(positions);
     const masks = Uint32Array.from(positions, (i) => ab[i] ^ bb[i]);
-    const sparseBytes = encodePositions(pos, size).bytes.length + encodeXorMasks(masks).length;
     const all = new Uint32Array(size);
     for (let i = 0; i < size; i++) all[i] = ab[i] ^ bb[i];
-    const denseBytes = encodeXorMasks(all).length;
+    // The smallest of sparse and dense, each with every codec allowed (ties: x, then sparse).
+    const positionBytes = encodePositions(pos, size).bytes.length;
+    let best = { bytes: Infinity, codec: 'x' as ExactCodec, dense: false };
+    for (const codec of (['x', 'xr'] as const).filter((c) => allowed.includes(c))) {
+      const encode = codec === 'x' ? encodeXorMasks : encodeXrMasks;
+      const sparse = positionBytes + encode(masks).length;
+      const dense = encode(all).length;
+      const bytes = Math.min(sparse, dense);
+      if (bytes < best.bytes) best = { bytes, codec, dense: dense < sparse };
+    }
+    codecs[best.codec]++;
     const values = Float32Array.from(b); // the new weights; buildPayload XORs them with the base
-    if (denseBytes < sparseBytes) specs.push({ kind: 'dense', name, values, codec: 'x' });
-    else specs.push({ kind: 'sparse', name, positions: pos, values: Float32Array.from(positions, (i) => b[i]), codec: 'x' });
+    if (best.dense) specs.push({ kind: 'dense', name, values, codec: best.codec });
+    else specs.push({ kind: 'sparse', name, positions: pos, values: Float32Array.from(positions, (i) => b[i]), codec: best.codec });
     // A quantized tensor keeps its grid when the target's values are on it (then rounding
     // changes nothing); otherwise the exact float32 values are the result.
     const grid = baseGrids.get(name);
     if (grid && onGrid(b, grid)) grids.set(name, grid);
   }
-  const { names: _names, store: _store, ...header } = options;
+  const { names: _names, store: _store, codecs: _codecs, ...header } = options;
   // The header names the family (top-k with k = every change); the metadata says exact.
   const built = buildPayload(hasher, base, specs, { ...header, method: 'topk', budgetBytes: 0, grids, meta: { ...(header.meta ?? {}), method: 'exact' } });
-  return { ...built, changed };
+  return { ...built, changed, codecs, codec: codecs.xr ? 'xr' : 'x' };
 }

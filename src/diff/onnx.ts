@@ -11,7 +11,7 @@ import type { WeightStore } from '../core/weight-store.ts';
 import { ONNX_FRAME, type OnnxTensorEntry } from '../io/onnx.ts';
 import { buildPayload, type BuiltPayload, type PatchSpec } from './build.ts';
 import { topkFromDeltas, type TopkOptions, type TopkResult } from './topk.ts';
-import { exactDiff } from './exact.ts';
+import { exactDiff, type ExactCodec } from './exact.ts';
 
 function entries(store: WeightStore): OnnxTensorEntry[] {
   return store.list() as OnnxTensorEntry[];
@@ -88,9 +88,11 @@ function checkHalfGrid(base: WeightStore, built: BuiltPayload): void {
 export interface OnnxDiffOptions extends TopkOptions {
   /**
    * `topk` (default): the largest changes that fit `budgetBytes`. `all`: every changed value,
-   * exactly (codec x: the XOR of new and old bits; see exact.ts), whatever its size.
+   * exactly (codec x or xr: the XOR of new and old bits; see exact.ts), whatever its size.
    */
   mode?: 'topk' | 'all';
+  /** With `mode: 'all'`: the exact codecs a tensor may take (see `ExactDiffOptions.codecs`). */
+  exactCodecs?: readonly ExactCodec[];
 }
 
 /**
@@ -106,10 +108,10 @@ export function diffOnnxModels(hasher: Hasher, base: WeightStore, target: Weight
   const halves = entries(base).some((e) => e.patchable && e.dtype !== 'FLOAT');
   let res: TopkResult;
   if (options.mode === 'all') {
-    // Every change, exactly: the XOR of new and old bits (codec x), which reaches any target.
-    const { mode: _mode, budgetBytes: _budget, codec: _codec, onProgress: _p, ...header } = options;
-    const built = exactDiff(hasher, base, target, { ...header, names: entries(base).filter((e) => e.patchable).map((e) => e.name) });
-    res = { ...built, kept: built.changed, changed: built.changed, codec: 'x', squaredError: 0 };
+    // Every change, exactly: the XOR of new and old bits (codec x or xr), which reaches any target.
+    const { mode: _mode, budgetBytes: _budget, codec: _codec, onProgress: _p, exactCodecs, ...header } = options;
+    const built = exactDiff(hasher, base, target, { ...header, ...(exactCodecs ? { codecs: exactCodecs } : {}), names: entries(base).filter((e) => e.patchable).map((e) => e.name) });
+    res = { ...built, kept: built.changed, changed: built.changed, squaredError: 0 };
   } else {
     res = topkFromDeltas(hasher, base, deltas, { ...options, codec: halves && (options.codec ?? 'auto') === 'auto' ? 'f32' : options.codec }, 'topk');
   }

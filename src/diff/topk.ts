@@ -24,7 +24,7 @@ export interface TopkResult extends BuiltPayload {
   kept: number;
   /** Non-zero entries of the full delta. */
   changed: number;
-  codec: ValueCodec | 'x';
+  codec: ValueCodec | 'x' | 'xr';
   /** Sum of squared differences between the target and base + payload, over all weights. */
   squaredError: number;
 }

@@ -203,6 +203,22 @@ const VALID: ValidCase[] = [
     header: { method: 'topk', modelId: 'demo-x', sequence: 13, meta: { method: 'exact' } },
   },
   {
+    name: 'sparse-xr',
+    description:
+      'Format v3, codec xr (range-coded exact bits): the masks of sparse-x, laid out as the low 3 bytes of each mask (least significant first), then the high bytes (sign and 7 exponent bits) through the adaptive binary range coder of FORMAT.md 4.2. Same base, same target as sparse-x.',
+    tensors: [['w', [2, 5], [1, 0, 0.5, 0.25, 0.125, 1, 2, 3, 4, 2 ** -149]]],
+    specs: [{ kind: 'sparse', name: 'w', positions: u32([0, 1, 2, 7, 9]), values: f32([1e-10, -0, Math.fround(0.5 + 2 ** -24), -3, 2 ** -126]), codec: 'xr' }],
+    header: { method: 'topk', modelId: 'demo-x', sequence: 14, meta: { method: 'exact' } },
+  },
+  {
+    name: 'dense-xr',
+    description:
+      'Format v3, codec xr on a dense patch of 40 weights, 13 of them changed (sign flips, exponent changes and mantissa-only changes): enough high bytes for the coder to adapt.',
+    tensors: [['d', [5, 8], Array.from({ length: 40 }, (_, i) => Math.fround(Math.sin(i + 1) * 2 ** ((i % 7) - 3)))]],
+    specs: [{ kind: 'dense', name: 'd', values: f32(Array.from({ length: 40 }, (_, i) => { const w = Math.fround(Math.sin(i + 1) * 2 ** ((i % 7) - 3)); return i % 3 ? w : i % 2 ? -w : w * 1.0001 + 2 ** -20; })), codec: 'xr' }],
+    header: { method: 'topk', modelId: 'demo-x', sequence: 15, meta: { method: 'exact' } },
+  },
+  {
     name: 'grid-u8-sparse-i8',
     description:
       'Format v2: a sparse i8 patch of a tensor stored as uint8 (TF.js quantization, scale 0.003921568859368563 and min -0.5, both float64 in "g"). The base values are fround(q x scale + min) for q = 0..31, as TF.js dequantizes. The i8 scale is the grid step fround(scale), so the values are whole steps: position 0 (q = 0) +3 steps, position 5 (q = 5) -2, position 9 (q = 9) +1, and position 31 (q = 31) -40, which clamps to q = 0. Every written value is rounded onto the grid: q = round((w + d - min) / scale) in float64, ties to even, clamped to [0, 255], then fround(q x scale + min).',
@@ -356,7 +372,7 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
   if (p.kind === 'sparse') {
     info.coding = p.positionCoding;
     info.positions = [...p.positions];
-    if (p.codec === 'x') info.masks = masksHex(p.values);
+    if (p.codec === 'x' || p.codec === 'xr') info.masks = masksHex(p.values);
     else info.values = f32Hex(p.values);
   } else if (p.kind === 'hash') {
     info.seed = p.seed;
@@ -374,7 +390,7 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
     info.rank = p.rank;
     info.u = f32Hex(p.u);
     info.v = f32Hex(p.v);
-  } else if (p.codec === 'x') info.masks = masksHex(p.values);
+  } else if (p.codec === 'x' || p.codec === 'xr') info.masks = masksHex(p.values);
   else info.values = f32Hex(p.values);
   return info;
 }
@@ -474,7 +490,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('truncated', 'sparse-gaps-f32.ndiff without its last 10 bytes: the msgpack document ends early.', a.bytes.slice(0, a.bytes.length - 10), 'PayloadFormatError', 'decode');
   add('trailing-byte', 'sparse-gaps-f32.ndiff followed by one more byte (0xc0): a payload is exactly one msgpack document.', Uint8Array.from([...a.bytes, 0xc0]), 'PayloadFormatError', 'decode');
   add('not-a-map', 'The msgpack array [1, 2] (92 01 02) instead of a map.', Uint8Array.from([0x92, 0x01, 0x02]), 'PayloadFormatError', 'decode');
-  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 3.', packPayload({ ...aHeader, version: 3 }, [aWire()]), 'UnsupportedVersionError', 'decode');
+  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 4.', packPayload({ ...aHeader, version: 4 }, [aWire()]), 'UnsupportedVersionError', 'decode');
   add('missing-version', 'sparse-gaps-f32 without the "nd" key.', writeWideMsgpack(Object.fromEntries(Object.entries(wireDocument(aHeader, [aWire()])).filter(([k]) => k !== 'nd'))), 'PayloadFormatError', 'decode');
   add('too-large', 'sparse-gaps-f32.ndiff decoded with maxPayloadBytes one less than its length: refused before parsing.', a.bytes.slice(), 'PayloadTooLargeError', 'decode', undefined, { maxPayloadBytes: a.bytes.length - 1 });
   add('gap-out-of-range', 'sparse-gaps-f32 with the gaps 0 0 3 194 55: the last position is 256 in a 256-value tensor.', packPayload(aHeader, [{ ...aWire(), i: varints([0, 0, 3, 194, 55]) }]), 'PayloadFormatError', 'decode');
@@ -511,6 +527,12 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     add('x-in-v1', 'sparse-x with "nd" = 1 (written with wide msgpack encodings): codec x exists from version 2 on, so a version 1 document naming it has an unknown codec.', writeWideMsgpack({ ...wireDocument(sx.payload.header, [w()]), nd: 1 }), 'PayloadFormatError', 'decode', 'sparse-x.base.json');
     add('x-length-mismatch', 'sparse-x with one byte cut from the end of "v": the length fields call for one more byte of masks.', packPayload(sx.payload.header, [{ ...w(), v: w().v.slice(0, -1) }]), 'PayloadFormatError', 'decode', 'sparse-x.base.json');
     add('x-length-past-end', 'sparse-x with a length field set past its 5 values (bits 2-3 of the second length byte).', packPayload(sx.payload.header, [{ ...w(), v: Uint8Array.from([w().v[0], w().v[1] | 0x04, ...w().v.slice(2), 0]) }]), 'PayloadFormatError', 'decode', 'sparse-x.base.json');
+    const sr = built.get('sparse-xr') as { payload: Payload };
+    const r = () => wiresOf(sr.payload)[0];
+    add('xr-in-v2', 'sparse-xr with "nd" = 2 (written with wide msgpack encodings): codec xr exists from version 3 on, so a version 2 document naming it has an unknown codec.', writeWideMsgpack({ ...wireDocument(sr.payload.header, [r()]), nd: 2 }), 'PayloadFormatError', 'decode', 'sparse-xr.base.json');
+    add('xr-short', 'sparse-xr with "v" cut to 3 x 5 + 3 bytes: the low bytes and the range coder\'s first 4 bytes need at least 3 x 5 + 4.', packPayload(sr.payload.header, [{ ...r(), v: r().v.slice(0, 18) }]), 'PayloadFormatError', 'decode', 'sparse-xr.base.json');
+    add('xr-truncated', 'sparse-xr with the last byte of "v" cut: decoding the last high byte reads past the end.', packPayload(sr.payload.header, [{ ...r(), v: r().v.slice(0, -1) }]), 'PayloadFormatError', 'decode', 'sparse-xr.base.json');
+    add('xr-trailing-byte', 'sparse-xr with a byte appended to "v": the stream must end where the last high byte does.', packPayload(sr.payload.header, [{ ...r(), v: Uint8Array.from([...r().v, 0]) }]), 'PayloadFormatError', 'decode', 'sparse-xr.base.json');
     const hx = built.get('hash-signed-f32') as { payload: Payload };
     add('x-on-hash', 'hash-signed-f32 re-labelled as version 2 with codec x: exact bits are for sparse and dense patches only.', packPayload({ ...hx.payload.header, version: 2 }, [{ ...wiresOf(hx.payload)[0], c: 'x' }]), 'PayloadFormatError', 'decode', 'hash-signed-f32.base.json');
   }
@@ -531,7 +553,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
 
   json('vectors.json', {
     description:
-      'Payload format v1 and v2 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x patches list "masks" instead, the XOR masks as little-endian uint32 hex. Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
+      'Payload format v1, v2 and v3 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases, and codec x; v3 codec xr). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x and xr patches list "masks" instead, the XOR masks as little-endian uint32 hex. Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
     valid,
     invalid,
   });

@@ -1,0 +1,137 @@
+/**
+ * Codec `xr` (format v3): codec `x`'s XOR masks (the new float32 bits XOR the old), their low
+ * three bytes raw and their high byte (sign and exponent, the only part of a retrained weight's
+ * change that is not noise) through an adaptive binary range coder (LZMA's: 11-bit
+ * probabilities, adaptation shift 5, a bit tree of 255 nodes). docs/FORMAT.md §4.6.
+ *
+ * Every applier decodes it (about 0.35 KB of its bundle). Pure arithmetic, no I/O.
+ */
+
+import { PayloadFormatError } from './errors.ts';
+
+/** Reads the masks of one patch's `v`, piece by piece, in order. */
+export interface XrReader {
+  /**
+   * Decode masks `from .. from + m - 1` into `out`, or only run the decoder when `out` is null.
+   * Pieces come in order; `from` 0 starts over.
+   * @throws PayloadFormatError when the last piece finds the stream ending anywhere but where it must.
+   */
+  read(from: number, m: number, out: Uint32Array | null): void;
+}
+
+function fail(message: string): never {
+  throw new PayloadFormatError(`${message}; the payload is corrupt or not a neural-diff payload: fetch it again or fall back to the full model`);
+}
+
+/**
+ * A reader of the `n` masks in a codec-`xr` patch's `v` (`where` names the patch in errors):
+ * the low 3 bytes of every mask (3n bytes), then the range-coded high bytes, whose first 4
+ * bytes start the code. Bytes read past the end are 0; once the last value is decoded the stream must end exactly (every byte read, code 0).
+ * At most 8 steps per value, whatever the bytes: hostile input cannot make it loop, and every
+ * read is bounded by the value count.
+ */
+export function openXr(bytes: Uint8Array, n: number, where: string): XrReader {
+  const s = 3 * n;
+  if (n ? bytes.length < s + 4 : bytes.length) fail(`${where} "v" of codec xr must be ${n ? `at least 3 x ${n} + 4` : '0'} bytes, found ${bytes.length}`);
+  // The decoder between pieces: the next byte, range and code (unsigned 32-bit), and the
+  // 11-bit probabilities of a 0 bit at nodes 1..255 of the tree.
+  const p = new Uint16Array(256);
+  let at = 0;
+  let range = 0;
+  let code = 0;
+  return {
+    read(from, m, out) {
+      if (!from) {
+        p.fill(1024);
+        at = s + 4;
+        range = 0xffffffff;
+        code = ((bytes[s] << 24) | (bytes[s + 1] << 16) | (bytes[s + 2] << 8) | bytes[s + 3]) >>> 0;
+      }
+      for (let j = 0; j < m; j++) {
+        // A bit tree over the high byte, most significant bit first: node t, then 2t + bit.
+        let t = 1;
+        while (t < 256) {
+          const q = p[t];
+          const bound = (range >>> 11) * q;
+          if (code < bound) {
+            range = bound;
+            p[t] = q + ((2048 - q) >> 5);
+            t += t;
+          } else {
+            code -= bound;
+            range -= bound;
+            p[t] = q - (q >> 5);
+            t += t + 1;
+          }
+          if (range < 0x1000000) {
+            range *= 256;
+            code = ((code << 8) | bytes[at++]) >>> 0;
+          }
+        }
+        if (out) {
+          const k = 3 * (from + j);
+          out[j] = (t << 24) | bytes[k] | (bytes[k + 1] << 8) | (bytes[k + 2] << 16);
+        }
+      }
+      if (m && from + m === n && (at !== bytes.length || code)) fail(`${where} "v": the range-coded stream of codec xr must end with value ${n - 1} at byte ${bytes.length} with code 0, found byte ${at}, code ${code}`);
+    },
+  };
+}
+
+/**
+ * Encode XOR masks as codec `xr` (build side): the low 3 bytes of each, then the high bytes
+ * through the range coder (the first output byte, always 0, is not written). Empty for no masks.
+ */
+export function encodeXrMasks(masks: Uint32Array): Uint8Array {
+  const n = masks.length;
+  if (!n) return new Uint8Array(0);
+  const out: number[] = [];
+  for (let k = 0; k < n; k++) out.push(masks[k] & 0xff, (masks[k] >>> 8) & 0xff, (masks[k] >>> 16) & 0xff);
+  const p = new Uint16Array(256).fill(1024);
+  // low: up to 33 bits (a carry), kept as a float64 integer; cache + pending 0xff bytes as in LZMA.
+  let low = 0;
+  let range = 0xffffffff;
+  let cache = 0;
+  let pending = 1;
+  let first = true;
+  const emit = (b: number): void => {
+    if (!first) out.push(b);
+    else if (b) throw new RangeError(`codec xr: the range coder's first byte is ${b}, expected 0`);
+    first = false; // the always-0 first byte is not written
+  };
+  const shiftLow = (): void => {
+    if (low < 0xff000000 || low >= 0x100000000) {
+      const carry = low >= 0x100000000 ? 1 : 0;
+      emit((cache + carry) & 0xff);
+      for (; pending > 1; pending--) emit((0xff + carry) & 0xff);
+      pending = 0;
+      cache = Math.floor(low / 0x1000000) & 0xff;
+    }
+    pending++;
+    low = (low % 0x1000000) * 256;
+  };
+  for (let k = 0; k < n; k++) {
+    const h = masks[k] >>> 24;
+    let t = 1;
+    for (let b = 7; b >= 0; b--) {
+      const bit = (h >>> b) & 1;
+      const q = p[t];
+      const bound = (range >>> 11) * q;
+      if (bit) {
+        low += bound;
+        range -= bound;
+        p[t] = q - (q >> 5);
+      } else {
+        range = bound;
+        p[t] = q + ((2048 - q) >> 5);
+      }
+      t = 2 * t + bit;
+      while (range < 0x1000000) {
+        range *= 256;
+        shiftLow();
+      }
+    }
+  }
+  for (let i = 0; i < 5; i++) shiftLow();
+  return Uint8Array.from(out);
+}
