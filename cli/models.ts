@@ -1,5 +1,6 @@
 /** Model and payload files for the CLI. */
-import { access, constants, cp, mkdir, stat, writeFile } from 'node:fs/promises';
+import { access, constants, cp, stat, writeFile } from 'node:fs/promises';
+import { makeDirs } from '../src/io/durable.ts';
 import * as path from 'node:path';
 import { dirname } from 'node:path';
 import { applyPayload } from '../src/apply/index.ts';
@@ -74,16 +75,16 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
     // An ONNX file: patch its bytes (and external data) in memory, write them beside outDir.
     const store = (await openOnnxFile(baseDir)).contents;
     const res = await applyPayload(store, payload, { hasher: await getHasher() });
-    await mkdir(path.dirname(path.resolve(outDir)), { recursive: true });
+    await makeDirs(path.dirname(path.resolve(outDir)));
     await writeFile(outDir, store.modelBytes());
     for (const [loc, bytes] of store.externalBytes()) {
       const to = path.join(path.dirname(path.resolve(outDir)), loc);
-      await mkdir(path.dirname(to), { recursive: true });
+      await makeDirs(path.dirname(to));
       await writeFile(to, bytes);
     }
     return res.targetFingerprint;
   }
-  await mkdir(outDir, { recursive: true });
+  await makeDirs(outDir);
   await cp(baseDir, outDir, { recursive: true });
   const fingerprint = (await applyPayload(await openTfjsModelDir(outDir), payload, { hasher: await getHasher() })).targetFingerprint;
   // The folder holds this payload's model: the next diff against it defaults to the same id.
@@ -113,7 +114,7 @@ export async function checkOutputPath(path: string, flag: string, kind: 'file' |
   }
   const parent = kind === 'folder' && !existing ? dirname(path) : kind === 'folder' ? path : dirname(path);
   try {
-    await mkdir(parent, { recursive: true });
+    await makeDirs(parent);
     await access(parent, constants.W_OK);
     if (existing && kind === 'file') await access(path, constants.W_OK);
   } catch (e) {

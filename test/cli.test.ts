@@ -65,6 +65,18 @@ describe('ndiff CLI', () => {
     assert.equal((await ndiff('apply', '--model', device, '--patch', join(dir, 'chain2.ndiff'), '--no-state')).code, 0);
   });
 
+  test('an output path that cannot be created (under /proc) is refused with exit 2 and what to do, not a hang', { skip: process.platform !== 'linux' && 'needs /proc' }, async () => {
+    // Node's own recursive mkdir never returns for such a path: these would hang without makeDirs.
+    const diffOut = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '1%', '--out', '/proc/nd-x/y.ndiff');
+    assert.equal(diffOut.code, 2, diffOut.err);
+    assert.match(diffOut.err, /cannot write --out \/proc\/nd-x\/y\.ndiff: ENOENT on \/proc\/nd-x; choose a writable location/);
+    const modelOut = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '1%', '--out', join(dir, 'p.ndiff'), '--model-out', '/proc/nd-x/model');
+    assert.equal(modelOut.code, 2, modelOut.err);
+    const keys = await ndiff('keygen', '--out', '/proc/nd-x/release');
+    assert.equal(keys.code, 2, keys.err);
+    assert.match(keys.err, /choose a writable location/);
+  });
+
   test('inspect prints the header and a row per tensor; --json parses', async () => {
     const r = await ndiff('inspect', payload);
     assert.equal(r.code, 0, r.err);

@@ -1,6 +1,5 @@
 import type { Argv } from 'yargs';
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { checkOutputPath } from '../models.ts';
 import { writeKeyPairFiles } from '../../src/sign/node-keys.ts';
 import type { CliIO } from '../common.ts';
 
@@ -15,7 +14,7 @@ export function keygenCommand(y: Argv): Argv<KeygenArgs> {
 }
 
 export async function runKeygen(a: KeygenArgs, io: CliIO): Promise<number> {
-  await mkdir(dirname(a.out), { recursive: true });
+  await checkOutputPath(`${a.out}.private.pem`, '--out');
   const k = await writeKeyPairFiles(a.out);
   io.result?.({ privateKeyFile: k.privateKeyFile, publicKeyFile: k.publicKeyFile, keyId: k.keyId });
   io.out(`wrote ${k.privateKeyFile} (keep it on the build server, never on a device) and ${k.publicKeyFile} (ship it with devices)`);

@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { makeDirs } from '../../src/io/durable.ts';
 import { join } from 'node:path';
 import { UsageError } from '../../src/core/errors.ts';
 import { renderHtml, renderMarkdown, checkTargets } from '../../src/report/report.ts';
@@ -40,7 +41,7 @@ async function readResultsFile(file: string): Promise<ResultRow[]> {
 export async function runReport(a: ReportArgs, io: CliIO): Promise<number> {
   const files = a.results;
   const rows = (await Promise.all(files.map(readResultsFile))).flat();
-  await mkdir(a.out, { recursive: true });
+  await makeDirs(a.out);
   const html = join(a.out, 'report.html');
   const md = join(a.out, 'report.md');
   await writeFile(html, renderHtml(rows, a.title));

@@ -16,7 +16,7 @@
  *   a power cut is followed by a folder fsync before anything that depends on it.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, link, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { constants, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 
 /** The operations that change a folder. Paths are absolute or relative to the working directory. */
@@ -75,11 +75,38 @@ export const nodeFileOps: FileOps = {
   rename: (from, to) => rename(from, to),
   link: (existing, newPath) => link(existing, newPath),
   unlink: (file) => unlink(file),
-  mkdir: async (dir) => {
-    await mkdir(dir, { recursive: true });
-  },
+  mkdir: (dir) => makeDirs(dir),
   syncDir: (dir) => syncDir(dir),
 };
+
+/**
+ * `mkdir -p`: create `dir` and its missing parents, one level at a time. Not Node's
+ * `mkdir(dir, { recursive: true })`, which never returns for a path under `/proc` (Node 20:
+ * the kernel answers ENOENT for a folder whose parent exists, and the recursive walk retries
+ * forever); here that is an error with the code the kernel gave (ENOENT, EACCES, ENOTDIR, ...).
+ */
+export async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let at = path.resolve(dir); ; ) {
+    const st = await stat(at).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return undefined;
+      throw e;
+    });
+    if (st) {
+      if (!st.isDirectory()) throw Object.assign(new Error(`ENOTDIR: ${at} is not a folder`), { code: 'ENOTDIR', path: at });
+      break;
+    }
+    missing.push(at);
+    const up = path.dirname(at);
+    if (up === at) break;
+    at = up;
+  }
+  for (const d of missing.reverse()) {
+    await mkdir(d).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
+  }
+}
 
 /** Temporary files of this project's writers: `<name>.tmp-<pid>-<hex>`. */
 export const TEMP_FILE = /\.tmp-\d+-[0-9a-f]+$/;
