@@ -64,13 +64,20 @@ describe('self-tuning training on MNIST digits', () => {
     reset();
   });
 
-  test('quick tuning tries three rates on half the data and trains the best: at most 2.5 runs of examples', async () => {
+  test('quick tuning brackets three rates on half the data and trains the best: at most 2.5 runs of examples', async () => {
     reset();
     const r = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: budget, epochs: 3, seed: 4, base });
     reset();
     assert.equal(r.tuning.mode, 'quick');
     assert.deepEqual(r.tuning.candidates.map((c) => c.kind), ['trial', 'trial', 'trial', 'full']);
-    assert.deepEqual(r.tuning.candidates.slice(0, 3).map((c) => c.learningRate), [9e-3, 3e-3, 1e-3]);
+    // The start and a third of it; then a ninth when the third validated better, else 3x the start.
+    const [start, third, next, full] = r.tuning.candidates;
+    assert.deepEqual([start.learningRate, third.learningRate], [3e-3, 1e-3]);
+    const thirdWon = (third.valAccuracy as number) > (start.valAccuracy as number) || (third.valAccuracy === start.valAccuracy && (third.valLoss as number) < (start.valLoss as number));
+    assert.equal(next.learningRate, thirdWon ? 3.33333e-4 : 9e-3);
+    // The full run uses the best trial's rate.
+    const bestTrial = [start, third, next].reduce((a, b) => ((b.valAccuracy as number) > (a.valAccuracy as number) || (b.valAccuracy === a.valAccuracy && (b.valLoss as number) < (a.valLoss as number)) ? b : a));
+    assert.equal(full.learningRate, bestTrial.learningRate);
     // (half of each class, rounded per class: a few examples over 50%)
     assert.ok(r.tuning.cost <= 2.52, `cost ${r.tuning.cost}`);
     const best = Math.max(...r.tuning.candidates.map((c) => c.valAccuracy ?? 0));

@@ -15,7 +15,8 @@
  *
  * Every run is steered by a **validation split** (`validation`, by default a seeded, stratified
  * 10% of the training data, held out of training): it picks the learning rate (`tune`: `quick`
- * tries three rates on half the data, then trains the best on all of it; `thorough` trains five
+ * tries three rates on half the data, the start, a third of it, then a ninth if the third won or
+ * three times the start if not, and trains the best on all of it; `thorough` trains five
  * rates on all of it; `off` trains one), keeps the best checkpoint of each run (early stopping),
  * and catches a run that diverges (NaN or exploding loss) or collapses (predicting one class),
  * which is retried at a lower rate and never shipped. A result whose validation accuracy is below
@@ -605,17 +606,25 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       if (tune === 'off') {
         offer(runOnce(kind, lr0, trainData, epochs, 'full', retrainPositions));
       } else if (tune === 'quick') {
-        // Three rates around the start (3x, 1x, 1/3x) on half the training data (seeded,
-        // stratified), then the best on all of it: 1.5 runs of trials plus one.
+        // Three rates on half the training data (seeded, stratified), then the best on all of
+        // it: 1.5 runs of trials plus one. The rates bracket: the start and a third of it, then
+        // a third lower again if the lower one won, else three times the start, so a best rate
+        // below (or above) the start is found without a fourth trial.
         const { part } = stratifiedSplit(trainData.y, 0.5, seed ^ 0x7e57);
         const half = pick(trainData, part);
         owned.push(half);
         const trials: { lr: number; c: Checkpoint | undefined }[] = [];
-        for (const lr of [lr0 * 3, lr0, lr0 / 3].map(tidy)) {
+        const trial = (lr: number): void => {
           const c = runOnce(kind, lr, half, epochs, 'trial', retrainPositions);
           trials.push({ lr, c });
           offer(c);
-        }
+        };
+        trial(tidy(lr0));
+        trial(tidy(lr0 / 3));
+        const [start, third] = trials;
+        // Lower when the third won, or when the start diverged or collapsed.
+        const lower = !ok(start.c) || (ok(third.c) && better(third.c as Checkpoint, start.c));
+        trial(tidy(lower ? lr0 / 9 : lr0 * 3));
         const winner = trials.filter((t) => ok(t.c)).sort((a, b) => (better(a.c as Checkpoint, b.c) ? -1 : 1))[0];
         if (winner) offer(runOnce(kind, winner.lr, trainData, epochs, 'full', retrainPositions));
       } else {
