@@ -33,7 +33,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
     .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
-    .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device' })
+    .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16, ONNX int8/uint8) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device (an .onnx file keeps its dtypes, so there a payload leaving a value its dtype cannot hold is refused)' })
     .example('$0 diff --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
     .example('$0 diff --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)') as unknown as Argv<DiffArgs>;
 }
@@ -68,7 +68,10 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     onProgress: (m) => io.progress(`  ${m}`),
     store: a.store,
   });
-  if (everyChange) io.progress(`  every changed weight, exactly: ${res.changed} values as XOR masks of their bits (codec x)`);
+  if (everyChange) {
+    const steps = res.payload.patches.filter((p) => p.codec === 'i8').length;
+    io.progress(`  every changed weight, exactly: ${res.changed} values, ${steps ? `${steps} quantized tensor(s) in whole grid steps (codec i8)${steps < res.payload.patches.length ? ', the others ' : ''}` : ''}${steps < res.payload.patches.length ? 'as XOR masks of their bits (codec x)' : ''}`);
+  }
   await writeFile(a.out, res.bytes);
   const ms = performance.now() - t0;
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
