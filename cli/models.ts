@@ -14,6 +14,7 @@ import { UsageError } from '../src/core/errors.ts';
 import { readPayloadFile as readPayloadFileWithin } from '../src/io/payload-file.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
+import { gridBytesPerValue } from '../src/core/grid.ts';
 
 /** True for a path the CLI treats as an ONNX model file (by its extension). */
 export function isOnnxPath(p: string): boolean {
@@ -35,8 +36,8 @@ export interface OpenedModel {
 export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
   if (isOnnxPath(p)) {
     const store = (await openOnnxFile(p)).contents;
-    // The float weights as stored (float32 4 bytes, halves 2): what a payload may change.
-    const weightBytes = store.weights().reduce((n, t) => n + (t.dtype === 'FLOAT' ? 4 : 2) * t.shape.reduce((a, b) => a * b, 1), 0);
+    // The weights as stored (float32 4 bytes, halves 2, quantized int8/uint8 1): what a payload may change.
+    const weightBytes = store.weights().reduce((n, t) => n + gridBytesPerValue(store.grid(t.name)) * t.shape.reduce((a, b) => a * b, 1), 0);
     return { kind: 'onnx', store, weightBytes };
   }
   const store = await openTfjsModelDir(p, options.lazy ? { lazy: true } : {});

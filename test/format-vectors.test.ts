@@ -191,7 +191,7 @@ function halfToFloatRef(h: number): number {
 }
 
 interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[] }
-type SpecGrid = { d: 'f32' | 'f16' | 'bf16' } | { d: 'u8' | 'u16'; sc: number; mn: number };
+type SpecGrid = { d: 'f32' | 'f16' | 'bf16' } | { d: 'u8' | 'u16'; sc: number; mn: number } | { d: 'qi8' | 'qu8'; sc: number; zp: number };
 
 /** Every positive finite half, as float32, ascending (bit patterns 0x0000..0x7bff are monotonic). */
 const HALVES = Float32Array.from({ length: 0x7c00 }, (_, h) => halfToFloatRef(h));
@@ -206,6 +206,16 @@ function specSnap(x: number, g: SpecGrid): number {
     if (frac > 0.5 || (frac === 0.5 && q % 2 !== 0)) q += 1;
     q = Math.min(Math.max(q, 0), g.d === 'u8' ? 255 : 65535);
     return Math.fround(q * g.sc + g.mn);
+  }
+  if (g.d === 'qi8' || g.d === 'qu8') {
+    // ONNX QuantizeLinear then DequantizeLinear: ties to even on x / scale, then the zero point.
+    const v = x / g.sc;
+    let k = Math.floor(v);
+    const frac = v - k;
+    if (frac > 0.5 || (frac === 0.5 && k % 2 !== 0)) k += 1;
+    const lo = g.d === 'qi8' ? -128 : 0;
+    const q = Math.min(Math.max(k + g.zp, lo), lo + 255);
+    return Math.fround((q - g.zp) * g.sc); // q - zp is an integer: +0 when q = zp
   }
   const a = Math.abs(x);
   if (g.d === 'f16') {
@@ -374,6 +384,14 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
         const mn = f64('mn');
         if (!(sc > 0 && Number.isFinite(sc) && Number.isFinite(mn))) bad('grid scale or min');
         g = { d, sc, mn };
+      } else if (d === 'qi8' || d === 'qu8') {
+        const bb = binOf(gm, 'sc', 8);
+        const sc = new DataView(bb.buffer, bb.byteOffset, 8).getFloat64(0, false);
+        const zp = gm.get('zp');
+        const lo = d === 'qi8' ? -128 : 0;
+        if (!(sc > 0 && Number.isFinite(sc) && Math.fround(sc) === sc)) bad('grid scale (a positive float32)');
+        if (!(typeof zp === 'number' && Number.isInteger(zp) && zp >= lo && zp <= lo + 255)) bad('grid zero point');
+        g = { d, sc, zp: zp as number };
       } else if (d === 'f32' || d === 'f16' || d === 'bf16') g = { d };
       else bad('"g.d"');
     }

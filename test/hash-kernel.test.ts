@@ -14,6 +14,7 @@ import { bucketMagic, hashAddWasm } from '../src/core/hash-kernel.ts';
 import type { HashPatch } from '../src/core/format.ts';
 import { assembleHashKernel, hashKernelSource, TS_FILE } from '../scripts/build-hash-kernel.ts';
 import { rng } from './helpers/models.ts';
+import { bucketOf, positionHash, signOf } from '../src/core/bucket.ts';
 
 const bitsOf = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
 
@@ -162,4 +163,40 @@ test('a tensor whose every addition rounds logs every position, across chunks an
   assert.ok(wasm.undo.kind === 'inverse' && wasm.undo.exceptions.length > 1, 'more than one log block');
   sameBits(wasm.w, js.w, 'weights');
   sameBits(wasm.undone, w0, 'undo through wasm');
+});
+
+test('bucket counts above 2^30, up to 2^32 - 1: the JS loops pick bucket (h >>> 1) mod nb, logged, plain and undone', () => {
+  // No one sends 2^30 bucket values, but the format allows them: a stand-in for the buckets
+  // records which bucket each position reads (and gives it a delta that says which).
+  const counts = [2 ** 30 + 1, 2 ** 31 - 1, 2 ** 31, 2 ** 31 + 3, 3_000_000_019, 2 ** 32 - 2, 2 ** 32 - 1];
+  const n = 5000;
+  for (const nb of counts) {
+    for (const signed of [false, true]) {
+      const seed = (nb * 7) >>> 0;
+      const read: number[] = [];
+      const fake = new Proxy({ length: nb } as unknown as Float32Array, {
+        get: (t, k) => (typeof k === 'string' && /^\d+$/.test(k) ? (read.push(Number(k)), 2 ** -10) : Reflect.get(t, k)),
+      });
+      const patch: HashPatch = { ...common, shape: [n], seed, signed, buckets: fake };
+      const was = useHashKernel('js');
+      try {
+        const w = new Float32Array(n).fill(1);
+        const undo = applyTensorPatch(w, patch, true) as UndoRecord;
+        for (let i = 0; i < n; i++) {
+          const h = positionHash(i, seed);
+          assert.equal(read[i], bucketOf(h, nb), `nb ${nb}, position ${i}: bucket`);
+          assert.equal(w[i], 1 + (signed ? signOf(h) : 1) * 2 ** -10, `nb ${nb}, position ${i}: value`);
+        }
+        read.length = 0;
+        const plain = new Float32Array(n).fill(1);
+        applyTensorPatch(plain, patch, false);
+        sameBits(plain, w, `nb ${nb}: without undo log`);
+        assert.deepEqual(read.slice(0, 50), Array.from({ length: 50 }, (_, i) => bucketOf(positionHash(i, seed), nb)));
+        undoTensorPatch(w, undo);
+        sameBits(w, new Float32Array(n).fill(1), `nb ${nb}: undone`);
+      } finally {
+        useHashKernel(was);
+      }
+    }
+  }
 });

@@ -34,7 +34,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
     .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
-    .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device' })
+    .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16, ONNX int8/uint8) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device (an .onnx file keeps its dtypes, so there a payload leaving a value its dtype cannot hold is refused)' })
     .option('exact-codec', { choices: ['auto', 'x'] as const, default: 'auto' as const, describe: 'with --budget all: auto: per tensor the smaller of codec x and codec xr (range-coded, format v3); x: codec x only (format v2), for devices whose applier reads formats 1 and 2 only (older than codec xr)' })
     .example('$0 diff --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
     .example('$0 diff --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)') as unknown as Argv<DiffArgs>;
@@ -73,7 +73,8 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   });
   if (everyChange) {
     const per = (c: string) => res.payload.patches.filter((p) => p.codec === c).length;
-    io.progress(`  every changed weight, exactly: ${res.changed} values as XOR masks of their bits (codec xr, range-coded, for ${per('xr')} tensors; codec x for ${per('x')}; format v${res.payload.header.version})`);
+    const steps = per('i8');
+    io.progress(`  every changed weight, exactly: ${res.changed} values${steps ? `; ${steps} quantized tensor(s) in whole grid steps (codec i8)` : ''}; XOR masks of their bits for ${per('xr')} tensor(s) as codec xr (range-coded), ${per('x')} as codec x; format v${res.payload.header.version}`);
   }
   await writeFile(a.out, res.bytes);
   const ms = performance.now() - t0;

@@ -28,11 +28,14 @@ export interface WirePatch {
   nb?: number;
   sg?: boolean;
   v: Uint8Array;
-  /** Format v2: the storage grid (`d` dtype; `sc`, `mn` float64 big-endian for uint8/uint16). */
-  g?: { d: string; sc?: Uint8Array; mn?: Uint8Array };
+  /**
+   * Format v2: the storage grid (`d` dtype; `sc`, `mn` float64 big-endian for uint8/uint16;
+   * `sc` float64 big-endian and `zp` an integer for qint8/quint8).
+   */
+  g?: { d: string; sc?: Uint8Array; mn?: Uint8Array; zp?: number };
 }
 
-const GRID_WIRE: Record<StorageGrid['dtype'], string> = { float32: 'f32', uint8: 'u8', uint16: 'u16', float16: 'f16', bfloat16: 'bf16' };
+const GRID_WIRE: Record<StorageGrid['dtype'], string> = { float32: 'f32', uint8: 'u8', uint16: 'u16', qint8: 'qi8', quint8: 'qu8', float16: 'f16', bfloat16: 'bf16' };
 
 /** 8 big-endian bytes of a float64. */
 function float64Bytes(x: number): Uint8Array {
@@ -93,7 +96,10 @@ export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
   }
   if (p.grid) {
     const g = p.grid;
-    w.g = g.dtype === 'uint8' || g.dtype === 'uint16' ? { d: GRID_WIRE[g.dtype], sc: float64Bytes(g.scale), mn: float64Bytes(g.min) } : { d: GRID_WIRE[g.dtype] };
+    w.g =
+      g.dtype === 'uint8' || g.dtype === 'uint16' ? { d: GRID_WIRE[g.dtype], sc: float64Bytes(g.scale), mn: float64Bytes(g.min) }
+      : g.dtype === 'qint8' || g.dtype === 'quint8' ? { d: GRID_WIRE[g.dtype], sc: float64Bytes(g.scale), zp: g.zeroPoint }
+      : { d: GRID_WIRE[g.dtype] };
   }
   return w;
 }

@@ -399,7 +399,7 @@ function readPayload<T>(bytes: Uint8Array, options: DecodeOptions, each: (patch:
 }
 
 /** Wire names of the storage grid dtypes (`g.d`). */
-const GRID_DTYPES: Record<string, StorageGrid['dtype']> = { f32: 'float32', u8: 'uint8', u16: 'uint16', f16: 'float16', bf16: 'bfloat16' };
+const GRID_DTYPES: Record<string, StorageGrid['dtype']> = { f32: 'float32', u8: 'uint8', u16: 'uint16', qi8: 'qint8', qu8: 'quint8', f16: 'float16', bf16: 'bfloat16' };
 
 /** A float64 from 8 big-endian bytes. */
 function float64BE(b: Uint8Array): number {
@@ -412,13 +412,19 @@ function readGrid(raw: Record<string, unknown>, where: string): StorageGrid | un
   if (g === undefined) return undefined;
   if (!isObject(g)) fail(`${where}: storage grid "g" must be a map, found ${describe(g)}`);
   const d = own(g, 'd');
-  const dtype = typeof d === 'string' && Object.prototype.hasOwnProperty.call(GRID_DTYPES, d) ? GRID_DTYPES[d] : undefined;
+  const dtype = typeof d === 'string' ? (own(GRID_DTYPES, d) as StorageGrid['dtype'] | undefined) : undefined;
   if (!dtype) fail(`${where}: storage grid dtype "g.d" must be one of ${Object.keys(GRID_DTYPES).join(', ')}, found ${describe(d)}`);
-  if (dtype !== 'uint8' && dtype !== 'uint16') return { dtype };
+  if (dtype[0] !== 'u' && dtype[0] !== 'q') return { dtype } as StorageGrid;
+  // uint8/uint16: a scale and a min (float64); qint8/quint8 (ONNX): a float32 scale and an
+  // integer zero point of the dtype's range.
   const scale = float64BE(bin(g, 'sc', `${where} grid`, 8));
-  const min = float64BE(bin(g, 'mn', `${where} grid`, 8));
-  if (!(scale > 0) || !Number.isFinite(scale) || !Number.isFinite(min)) fail(`${where}: storage grid scale "g.sc" must be finite and positive and min "g.mn" finite, found ${scale} and ${min}`);
-  return { dtype, scale, min };
+  const q = dtype[0] === 'q';
+  const lo = dtype === 'qint8' ? -128 : 0;
+  const x = q ? own(g, 'zp') : float64BE(bin(g, 'mn', `${where} grid`, 8));
+  if (!(scale > 0) || !Number.isFinite(scale) || !(q ? Math.fround(scale) === scale && Number.isInteger(x) && (x as number) >= lo && (x as number) <= lo + 255 : Number.isFinite(x))) {
+    fail(`${where}: storage grid "g" needs a finite scale "sc" > 0 and ${q ? `a zero point "zp", an integer in [${lo}, ${lo + 255}], with a float32 scale` : 'a finite min "mn"'}, found ${scale} and ${describe(x)}`);
+  }
+  return (q ? { dtype, scale, zeroPoint: x } : { dtype, scale, min: x }) as StorageGrid;
 }
 
 function readPatch(raw: unknown, index: number, version: number): PatchSource {

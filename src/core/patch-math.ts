@@ -121,17 +121,18 @@ export function useHashKernel(kind: 'wasm' | 'js'): 'wasm' | 'js' {
  * the same arithmetic in plain JS for runtimes without WebAssembly (and bucket counts above 2^24).
  *
  * Speed notes for the JS loops (V8): the bucket `(h >>> 1) % nb` is computed with a float
- * reciprocal and one correction step, exact for h < 2^31 and nb <= 2^30 and about twice as fast
- * as the integer division; the sign multiplies instead of branching (the sign bit is random, so a
- * branch mispredicts half the time); the logged and the plain loops are separate functions so
- * each compiles to a tight loop.
+ * reciprocal and one correction step, about twice as fast as the integer division, and exact for
+ * every bucket count the format allows (1 to 2^32 − 1): x = h >>> 1 < 2^31, and the float64
+ * quotient x × (1/nb) is off by at most one, which the correction fixes; above 2^30 buckets it
+ * is 0 or 1 (x / nb < 2 − 2^−30; 0 from 2^31 on), so `Math.imul` of it by nb never wraps
+ * (test/hash-kernel.test.ts checks counts up to 2^32 − 1); the sign multiplies instead of
+ * branching (the sign bit is random, so a branch mispredicts half the time); the logged and the
+ * plain loops are separate functions so each compiles to a tight loop.
  */
 function hashLoop(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null, from: number, to: number): void {
-  const nb = patch.buckets.length;
   const base = (patch.seed + P5 + 4) | 0;
   if (hashKernel === 'wasm' && hashAddWasm(w, patch.buckets, base, patch.signed, direction === -1, log, from, to)) return;
-  if (nb > 0x40000000) hashLoopGeneric(w, patch, direction, log, from, to);
-  else if (log && direction === 1) hashAddLogged(w, patch.buckets, base, patch.signed ? 1 : 0, log, from, to);
+  if (log && direction === 1) hashAddLogged(w, patch.buckets, base, patch.signed ? 1 : 0, log, from, to);
   else hashAddPlain(w, patch.buckets, base, patch.signed ? 1 : 0, direction, from, to);
 }
 
@@ -177,32 +178,6 @@ function hashAddPlain(w: Float32Array, b: Float32Array, base: number, signMask: 
     if (r >= nb) r -= nb;
     else if (r < 0) r += nb;
     w[i] += b[r] * (1 - 2 * (h & signMask)) * direction;
-  }
-}
-
-/** Any bucket count (integer division); only for counts above 2^30, which no real payload has. */
-function hashLoopGeneric(w: Float32Array, patch: HashPatch, direction: 1 | -1, log: ExceptionLog | null, from: number, to: number): void {
-  const b = patch.buckets;
-  const nb = b.length;
-  const base = (patch.seed + P5 + 4) | 0;
-  const signMask = patch.signed ? 1 : 0;
-  const wb = bitsOf(w);
-  for (let i = from; i < to; i++) {
-    let h = (base + Math.imul(i, P3)) | 0;
-    h = Math.imul((h << 17) | (h >>> 15), P4);
-    h ^= h >>> 15;
-    h = Math.imul(h, P2);
-    h ^= h >>> 13;
-    h = Math.imul(h, P3);
-    h ^= h >>> 16;
-    const d = b[(h >>> 1) % nb] * (1 - 2 * (h & signMask)) * direction;
-    const o = w[i];
-    const nw = Math.fround(o + d);
-    if (log) {
-      const back = Math.fround(nw - d);
-      if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(i, wb[i]);
-    }
-    w[i] = nw;
   }
 }
 

@@ -11,7 +11,7 @@ import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
 import { encodeValues, encodeXorMasks, exactBits, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import { encodeXrMasks } from '../core/xr.ts';
-import { gridBytesPerValue, type AffineGrid, type StorageGrid } from '../core/grid.ts';
+import { gridBytesPerValue, isIntegerGrid, type StorageGrid } from '../core/grid.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 
 export const CREATED_BY = 'neural-diff 0.1.0';
@@ -82,9 +82,9 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
     const patch: TensorPatch = spec.kind === 'sparse' ? { ...common, kind: 'sparse', positions: spec.positions, values: bits, positionCoding: 'gaps' } : { ...common, kind: 'dense', values: bits };
     return { patch, valueBytes: spec.codec === 'xr' ? encodeXrMasks(masks) : encodeXorMasks(masks) };
   }
-  // On a uint8/uint16 grid the natural int8 scale is the grid's step: a delta of k steps is
-  // carried as k exactly (the device rounds the sum onto the grid).
-  const affine = grid && (grid.dtype === 'uint8' || grid.dtype === 'uint16') && spec.kind !== 'lowrank' ? (grid as AffineGrid) : undefined;
+  // On an integer grid (uint8/uint16, ONNX qint8/quint8) the natural int8 scale is the grid's
+  // step: a delta of k steps is carried as k exactly (the device rounds the sum onto the grid).
+  const affine = grid && isIntegerGrid(grid) && spec.kind !== 'lowrank' ? grid : undefined;
   // (Exact bits returned above: the codec is an additive one here.)
   const enc = encodeValues(raw, spec.codec as ValueCodec, affine ? Math.fround(affine.scale) : undefined);
   if (!enc) return null;
@@ -138,7 +138,7 @@ export function payloadSize(specs: PatchSpec[], shapes: ReadonlyMap<string, read
 
 /**
  * How the payload stores each patched tensor: `'stored'` (default) keeps every tensor the base
- * stores in another dtype (uint8/uint16 quantized, float16, bfloat16) on its grid, so the
+ * stores in another dtype (uint8/uint16 or ONNX int8/uint8 quantized, float16, bfloat16) on its grid, so the
  * device keeps the model's size; `'float32'` leaves results unrounded (the device then writes
  * patched tensors as float32).
  */

@@ -8,15 +8,20 @@
  * and range-codes the high byte (sign and exponent), which is what is left to compress in a
  * retrained weight (its low mantissa bits are noise). A tensor with most weights changed goes
  * dense (no positions at all), a few changes sparse, whichever is smaller.
+ *
+ * An ONNX int8/uint8 weight (a qint8/quint8 storage grid) whose base and target are on the same
+ * grid moves in whole grid steps instead: i8 values of the grid's scale, a byte each, when every
+ * change is within 127 steps; the device's rounding onto the grid lands exactly on the target
+ * (checked here: where it would not, the XOR masks are used).
  */
 import type { Hasher } from '../core/hasher.ts';
-import { onGrid, type StorageGrid } from '../core/grid.ts';
+import { gridLevel, onGrid, type LinearQuantGrid, type StorageGrid } from '../core/grid.ts';
 import { encodeXorMasks } from '../core/values.ts';
 import { encodeXrMasks } from '../core/xr.ts';
+import { UsageError } from '../core/errors.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { encodePositions } from '../core/encode.ts';
 import { shapeSize } from '../core/format.ts';
-import { UsageError } from '../core/errors.ts';
 import { buildPayload, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
 
 export interface ExactDiffOptions extends Omit<HeaderOptions, 'method' | 'grids'> {
@@ -37,7 +42,7 @@ export type ExactCodec = 'x' | 'xr';
 export interface ExactDiffResult extends BuiltPayload {
   /** Weights whose bits changed (every one is in the payload). */
   changed: number;
-  /** Patched tensors per codec. */
+  /** Tensors patched as XOR masks, per codec (whole grid steps not counted). */
   codecs: Record<ExactCodec, number>;
   /** `xr` when any patch uses it (the payload is format v3), else `x`. */
   codec: ExactCodec;
@@ -53,7 +58,22 @@ function bits(v: Float32Array): Uint32Array {
  * changed bit included, whatever its size. The two stores are read, never written.
  */
 export function exactDiff(hasher: Hasher, base: WeightStore, target: WeightStore, options: ExactDiffOptions = {}): ExactDiffResult {
+  const { steps, ...first } = exactDiffWith(hasher, base, target, options, true);
+  // Whole grid steps land on the target by construction; should one not, use the XOR masks.
+  if (steps.every((name) => sameBits(first.targetValues.get(name) as Float32Array, readForDigest(target, name)))) return first;
+  const { steps: _none, ...masks } = exactDiffWith(hasher, base, target, options, false);
+  return masks;
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  const x = bits(a);
+  const y = bits(b);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+function exactDiffWith(hasher: Hasher, base: WeightStore, target: WeightStore, options: ExactDiffOptions, useSteps: boolean): ExactDiffResult & { steps: string[] } {
   const names = options.names ?? base.list().map((t) => t.name);
+  const steps: string[] = [];
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
   const baseGrids = storageGrids(base, options.store);
   const grids = new Map<string, StorageGrid>();
@@ -72,8 +92,29 @@ export function exactDiff(hasher: Hasher, base: WeightStore, target: WeightStore
     if (!positions.length) continue;
     changed += positions.length;
     const size = shapeSize(shapes.get(name) as readonly number[]);
-    // Sparse: positions plus the changed masks; dense: every mask (a zero costs one byte).
+    // A quantized tensor keeps its grid when the target's values are on it (then rounding
+    // changes nothing); otherwise the exact float32 values are the result.
+    const grid = baseGrids.get(name);
+    if (grid && onGrid(b, grid)) grids.set(name, grid);
     const pos = Uint32Array.from(positions);
+    if (useSteps && grids.has(name) && (grid?.dtype === 'qint8' || grid?.dtype === 'quint8')) {
+      const g = grid as LinearQuantGrid;
+      const k = Int32Array.from(positions, (i) => gridLevel(b[i], g) - gridLevel(a[i], g));
+      if (k.every((x) => x >= -127 && x <= 127)) {
+        // i8 whole steps: sparse (positions + a byte each) or dense (a byte per weight).
+        const sparse = encodePositions(pos, size).bytes.length + k.length <= size;
+        const values = Float32Array.from(k, (x) => x * g.scale);
+        if (sparse) specs.push({ kind: 'sparse', name, positions: pos, values, codec: 'i8' });
+        else {
+          const all = new Float32Array(size);
+          positions.forEach((i, j) => (all[i] = values[j]));
+          specs.push({ kind: 'dense', name, values: all, codec: 'i8' });
+        }
+        steps.push(name);
+        continue;
+      }
+    }
+    // Sparse: positions plus the changed masks; dense: every mask (a zero costs one byte).
     const masks = Uint32Array.from(positions, (i) => ab[i] ^ bb[i]);
     const all = new Uint32Array(size);
     for (let i = 0; i < size; i++) all[i] = ab[i] ^ bb[i];
@@ -91,13 +132,9 @@ export function exactDiff(hasher: Hasher, base: WeightStore, target: WeightStore
     const values = Float32Array.from(b); // the new weights; buildPayload XORs them with the base
     if (best.dense) specs.push({ kind: 'dense', name, values, codec: best.codec });
     else specs.push({ kind: 'sparse', name, positions: pos, values: Float32Array.from(positions, (i) => b[i]), codec: best.codec });
-    // A quantized tensor keeps its grid when the target's values are on it (then rounding
-    // changes nothing); otherwise the exact float32 values are the result.
-    const grid = baseGrids.get(name);
-    if (grid && onGrid(b, grid)) grids.set(name, grid);
   }
   const { names: _names, store: _store, codecs: _codecs, ...header } = options;
   // The header names the family (top-k with k = every change); the metadata says exact.
   const built = buildPayload(hasher, base, specs, { ...header, method: 'topk', budgetBytes: 0, grids, meta: { ...(header.meta ?? {}), method: 'exact' } });
-  return { ...built, changed, codecs, codec: codecs.xr ? 'xr' : 'x' };
+  return { ...built, changed, steps, codecs, codec: codecs.xr ? 'xr' : 'x' };
 }

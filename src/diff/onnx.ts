@@ -1,12 +1,14 @@
 /**
  * Diffs of ONNX models on the build server: the checks and deltas that make a payload between
- * two versions of a `.onnx` file, over the pure {@link OnnxWeightStore}. A payload changes float
- * weights only, so the two versions must agree on everything else (the frame: graph,
- * attributes, metadata, every non-float tensor) and on the shapes.
+ * two versions of a `.onnx` file, over the pure {@link OnnxWeightStore}. A payload changes
+ * weight values only (float weights, and the integers of INT8/UINT8 weights quantized by
+ * `DequantizeLinear`, on their grid), so the two versions must agree on everything else (the
+ * frame: graph, attributes, metadata, every other tensor, the quantization parameters) and on
+ * the shapes.
  */
 import { BudgetError, ModelMismatchError } from '../core/errors.ts';
 import type { Hasher } from '../core/hasher.ts';
-import { fromHalfBits, toHalfBits } from '../core/float16.ts';
+import { describeGrid, snapValue } from '../core/grid.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { ONNX_FRAME, type OnnxTensorEntry } from '../io/onnx.ts';
 import { buildPayload, type BuiltPayload, type PatchSpec } from './build.ts';
@@ -26,13 +28,24 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 }
 
 /**
- * Check that `target` differs from `base` in float weight values only: same tensors, same
- * shapes and dtypes, the same frame and read-only tensors.
+ * Check that `target` differs from `base` in weight values only: same tensors, same shapes and
+ * dtypes, the same quantization of every INT8/UINT8 weight, the same frame and read-only tensors.
  * @throws ModelMismatchError naming the first difference.
  */
 export function checkOnnxPair(base: WeightStore, target: WeightStore): void {
-  const fetch = 'a payload changes float weights only: publish the full new model for this update';
+  const fetch = 'a payload changes weight values only: publish the full new model for this update';
   const t = new Map(entries(target).map((e) => [e.name, e] as const));
+  // A quantized weight's grid first: its scale and zero point are in the frame too, but this says which.
+  for (const e of entries(base)) {
+    const o = t.get(e.name);
+    const [a, b] = [e.quantization, o?.quantization];
+    if (o && (a || b) && describeGrid(a) !== describeGrid(b)) {
+      const what = !a || !b
+        ? `${JSON.stringify(e.name)} is ${a ? 'a quantized weight' : 'read-only'} in the base and ${b ? 'a quantized weight' : 'read-only'} in the target (${e.readOnly ?? o.readOnly})`
+        : a.scale !== b.scale ? `${JSON.stringify(e.name)} changed (scale ${a.scale} → ${b.scale}${a.zeroPoint !== b.zeroPoint ? `, zero point ${a.zeroPoint} → ${b.zeroPoint}` : ''})` : `${JSON.stringify(e.name)} changed (zero point ${a.zeroPoint} → ${b.zeroPoint})`;
+      throw new ModelMismatchError(`the quantization parameters of ${what}: a payload cannot move a grid; fetch the full model`, { tensor: e.name, base: a, target: b });
+    }
+  }
   for (const e of entries(base)) {
     const o = t.get(e.name);
     if (!o) throw new ModelMismatchError(`tensor ${JSON.stringify(e.name)} is in the base model but not in the target: ${fetch}`, { tensor: e.name });
@@ -42,8 +55,8 @@ export function checkOnnxPair(base: WeightStore, target: WeightStore): void {
     if (!e.patchable && !sameBits(base.read?.(e.name) ?? base.values(e.name), target.read?.(e.name) ?? target.values(e.name))) {
       throw new ModelMismatchError(
         e.name === ONNX_FRAME
-          ? `the two models differ outside their float weights (graph, attributes, metadata or non-float tensors): ${fetch}`
-          : `the ${e.dtype} tensor ${JSON.stringify(e.name)} differs between the two models, and only float weights are patched: ${fetch}`,
+          ? `the two models differ outside their weights (graph, attributes, metadata, quantization parameters or other read-only tensors): ${fetch}`
+          : `the ${e.dtype} tensor ${JSON.stringify(e.name)} differs between the two models, and it is read-only${e.readOnly ? ` (${e.readOnly})` : ''}: ${fetch}`,
         { tensor: e.name },
       );
     }
@@ -52,7 +65,7 @@ export function checkOnnxPair(base: WeightStore, target: WeightStore): void {
   if (t.size) throw new ModelMismatchError(`tensor ${JSON.stringify([...t.keys()][0])} is in the target model but not in the base: ${fetch}`, { tensor: [...t.keys()][0] });
 }
 
-/** `target - base` for every float weight (float32 arithmetic, as the applier adds it back). */
+/** `target - base` for every weight (float32 arithmetic, as the applier adds it back; quantized weights dequantized). */
 export function onnxDeltas(base: WeightStore, target: WeightStore): Map<string, Float32Array> {
   checkOnnxPair(base, target);
   const out = new Map<string, Float32Array>();
@@ -67,18 +80,23 @@ export function onnxDeltas(base: WeightStore, target: WeightStore): Map<string, 
   return out;
 }
 
-/** Throw if a FLOAT16/BFLOAT16 weight would hold a value off its dtype's grid after the payload. */
-function checkHalfGrid(base: WeightStore, built: BuiltPayload): void {
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
+/**
+ * Throw if a FLOAT16/BFLOAT16 weight, or a quantized INT8/UINT8 one, would hold a value off its
+ * grid after the payload (a payload without the grid: `store: 'float32'`): devices refuse it.
+ */
+function checkStoredGrids(base: WeightStore, built: BuiltPayload): void {
   for (const e of entries(base)) {
     const v = built.targetValues.get(e.name);
-    if (!v || (e.dtype !== 'FLOAT16' && e.dtype !== 'BFLOAT16')) continue;
+    const grid = base.grid?.(e.name);
+    if (!v || !grid || grid.dtype === 'float32') continue;
     for (let i = 0; i < v.length; i++) {
-      f[0] = v[i];
-      const ok = e.dtype === 'BFLOAT16' ? (u[0] & 0xffff) === 0 : Object.is(fromHalfBits(toHalfBits(v[i])), v[i]);
-      if (!ok) {
-        throw new BudgetError(`tensor ${JSON.stringify(e.name)} is ${e.dtype}, and this payload would leave position ${i} at ${v[i]}, which ${e.dtype} cannot hold: devices refuse such a payload. Use --codec f32 (float32 deltas between two ${e.dtype} models land exactly on ${e.dtype} values)`, { tensor: e.name });
+      if (!Object.is(snapValue(v[i], grid), v[i])) {
+        throw new BudgetError(
+          e.quantization
+            ? `tensor ${JSON.stringify(e.name)} is ${e.dtype} quantized as ${describeGrid(grid)}, and this payload would leave position ${i} at ${v[i]}, off that grid: devices refuse such a payload. Keep the grids (--store stored, the default)`
+            : `tensor ${JSON.stringify(e.name)} is ${e.dtype}, and this payload would leave position ${i} at ${v[i]}, which ${e.dtype} cannot hold: devices refuse such a payload. Use --codec f32 (float32 deltas between two ${e.dtype} models land exactly on ${e.dtype} values)`,
+          { tensor: e.name },
+        );
       }
     }
   }
@@ -101,20 +119,25 @@ export interface OnnxDiffOptions extends TopkOptions {
  *
  * With FLOAT16/BFLOAT16 weights, `codec: 'auto'` keeps to f32 (whose deltas between two half
  * models land exactly on half values); an explicit f16/i8 codec that would leave a half weight
- * off its grid is refused with a {@link BudgetError}.
+ * off its grid is refused with a {@link BudgetError}. Quantized INT8/UINT8 weights are diffed on
+ * their dequantized values and rounded onto the base's grid (the payload carries it; i8 values
+ * are whole grid steps); their quantization must be the same in both models
+ * ({@link checkOnnxPair}). `mode: 'all'` ends at the target bit for bit.
  */
 export function diffOnnxModels(hasher: Hasher, base: WeightStore, target: WeightStore, options: OnnxDiffOptions): TopkResult {
   const deltas = onnxDeltas(base, target);
-  const halves = entries(base).some((e) => e.patchable && e.dtype !== 'FLOAT');
+  const halves = entries(base).some((e) => e.patchable && (e.dtype === 'FLOAT16' || e.dtype === 'BFLOAT16'));
+  const gridded = entries(base).some((e) => e.patchable && e.dtype !== 'FLOAT');
   let res: TopkResult;
   if (options.mode === 'all') {
-    // Every change, exactly: the XOR of new and old bits (codec x or xr), which reaches any target.
+    // Every change, exactly: the XOR of new and old bits (codec x or xr), which reaches any
+    // target, or whole grid steps (i8) for int8/uint8 weights on an unchanged grid.
     const { mode: _mode, budgetBytes: _budget, codec: _codec, onProgress: _p, exactCodecs, ...header } = options;
     const built = exactDiff(hasher, base, target, { ...header, ...(exactCodecs ? { codecs: exactCodecs } : {}), names: entries(base).filter((e) => e.patchable).map((e) => e.name) });
-    res = { ...built, kept: built.changed, changed: built.changed, squaredError: 0 };
+    res = { ...built, kept: built.changed, changed: built.changed, codec: built.payload.patches.every((p) => p.codec === 'i8') && built.payload.patches.length ? 'i8' : built.codec, squaredError: 0 };
   } else {
     res = topkFromDeltas(hasher, base, deltas, { ...options, codec: halves && (options.codec ?? 'auto') === 'auto' ? 'f32' : options.codec }, 'topk');
   }
-  if (halves) checkHalfGrid(base, res);
+  if (gridded) checkStoredGrids(base, res);
   return res;
 }

@@ -34,6 +34,7 @@ import { ModelFormatError, TargetMismatchError, UsageError } from '../core/error
 import { fingerprintStore } from '../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import type { CommitInfo, WeightStore } from '../core/weight-store.ts';
+import type { StorageGrid } from '../core/grid.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../apply/apply.ts';
 import type { SequenceStore } from '../apply/freshness.ts';
 import { errCode, syncDir } from './durable.ts';
@@ -110,6 +111,10 @@ export class OnnxFileStore implements WeightStore {
   }
   read(name: string): Float32Array {
     return this.contents.read(name);
+  }
+  /** How a weight is stored (see {@link OnnxWeightStore.grid}): the applier refuses a payload rounding onto another grid. */
+  grid(name: string): StorageGrid | undefined {
+    return this.contents.grid(name);
   }
   /** Write patched copies into the files' bytes in memory (nothing on disk). */
   commit(changed: readonly string[]): void {
@@ -284,6 +289,9 @@ class UpdatingOnnxFile implements TwoPhaseWeightStore {
   }
   read(name: string): Float32Array {
     return this.disk.read(name);
+  }
+  grid(name: string): StorageGrid | undefined {
+    return this.disk.grid(name);
   }
   async commit(changed: readonly string[], info?: CommitInfo): Promise<void> {
     if (changed.length === 0) return;

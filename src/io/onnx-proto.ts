@@ -6,9 +6,9 @@
  * read them and to patch them in place.
  *
  * What it walks (field numbers of onnx.proto): `ModelProto.graph` (7) and `.functions` (25);
- * `GraphProto.node` (1) and `.initializer` (5); `NodeProto.output` (2), `.name` (3), `.op_type`
- * (4), `.domain` (7), `.attribute` (5); `AttributeProto.name` (1), `.f` (2), `.t` (5), `.g` (6),
- * `.floats` (7), `.tensors` (10), `.graphs` (11); `TensorProto.dims` (1), `.data_type` (2),
+ * `GraphProto.node` (1) and `.initializer` (5); `NodeProto.input` (1), `.output` (2), `.name`
+ * (3), `.op_type` (4), `.domain` (7), `.attribute` (5); `AttributeProto.name` (1), `.f` (2), `.i`
+ * (3), `.t` (5), `.g` (6), `.floats` (7), `.tensors` (10), `.graphs` (11); `TensorProto.dims` (1), `.data_type` (2),
  * `.float_data` (4), `.int32_data` (5), `.int64_data` (7), `.name` (8), `.raw_data` (9),
  * `.double_data` (10), `.uint64_data` (11), `.external_data` (13), `.data_location` (14);
  * `FunctionProto.name` (1), `.node` (7), `.domain` (10), `.overload` (13). Every other field is
@@ -22,6 +22,11 @@
  * GRAPHS), nested as deep as the subgraphs are; inside a model-local function,
  * `<domain>:<function>/`. `<node>` is the node's name, else its first output, else `#<index>`.
  * A name met a second time gets ` #2` (then ` #3`, ...) in file order.
+ *
+ * Readers: every node input that names a tensor the scan found (an initializer or a `Constant`
+ * output of the node's graph or of a graph around it; model-local functions see only their own)
+ * is listed on that tensor ({@link OnnxTensorRecord.readers}), so a store can tell an INT8 weight
+ * that feeds a `DequantizeLinear` (and with which scale and zero point) from any other.
  */
 import { ModelFormatError } from '../core/errors.ts';
 import { decodeUtf8Strict } from '../core/utf8-decode.ts';
@@ -65,6 +70,24 @@ export interface OnnxTensorRecord {
   external?: string;
   /** Where the tensor was found (for messages). */
   origin: 'initializer' | 'constant' | 'attribute';
+  /** The nodes that take it as an input, by name (module doc); absent when none does. */
+  readers?: OnnxReader[];
+}
+
+/** A node input that names a tensor of the scan (see {@link OnnxTensorRecord.readers}). */
+export interface OnnxReader {
+  /** The node: its name, else its first output, else `#<index>`, with the subgraph or function prefix. */
+  node: string;
+  /** Its op type, as `<domain>:<op type>` when its domain is not the default one (`""` or `ai.onnx`). */
+  op: string;
+  /** Which input the tensor is (0 = the first). */
+  input: number;
+  /** The node's input names, in order (`""` for an optional input left out). */
+  names: string[];
+  /** The tensor each input names, where the scan found one (not for a graph input or a node's output). */
+  inputs: (OnnxTensorRecord | undefined)[];
+  /** The node's INT attributes (`axis`, `block_size`, ...). */
+  ints: Record<string, number>;
 }
 
 /** The result of {@link scanOnnxModel}. */
@@ -72,6 +95,12 @@ export interface OnnxScan {
   tensors: OnnxTensorRecord[];
   /** `location` of every external data file referenced, in first-use order. */
   externalLocations: string[];
+}
+
+/** The tensors a graph (or function) defines by name, and the graph around it. */
+interface Scope {
+  up?: Scope;
+  defs: Map<string, OnnxTensorRecord>;
 }
 
 /** Nested graphs deeper than this are refused (a hostile file could nest them to overflow the stack). */
@@ -416,45 +445,59 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
     names.add(out);
     return out;
   };
-  const add = (t: RawTensor, name: string, origin: OnnxTensorRecord['origin']) => {
+  const add = (t: RawTensor, name: string, origin: OnnxTensorRecord['origin']): OnnxTensorRecord => {
     const r = toRecord(t, bytes, unique(name), origin, options.externalSize);
     if (r.external !== undefined && !locations.includes(r.external)) locations.push(r.external);
     tensors.push(r);
+    return r;
   };
+  // The tensors a graph defines by name (the first of a name wins), and the node inputs to
+  // resolve once every graph is read (a node may name an initializer that comes after it).
+  const define = (scope: Scope, name: string | undefined, r: OnnxTensorRecord) => {
+    if (name && !scope.defs.has(name)) scope.defs.set(name, r);
+  };
+  const pending: { scope: Scope; node: string; op: string; names: string[]; ints: Record<string, number> }[] = [];
 
-  const walkNodes = (f: Fields, prefix: string, depth: number, nodeField: number, initializerField: number) => {
+  const walkNodes = (f: Fields, prefix: string, depth: number, nodeField: number, initializerField: number, scope: Scope) => {
     if (depth > MAX_GRAPH_DEPTH) throw new Malformed(`subgraphs are nested more than ${MAX_GRAPH_DEPTH} deep`);
     let index = 0;
     while (f.next()) {
       if (f.field === initializerField) {
         const t = readTensor(f.sub('initializer'));
-        add(t, prefix + t.name, 'initializer');
+        define(scope, t.name, add(t, prefix + t.name, 'initializer'));
       } else if (f.field === nodeField) {
-        walkNode(f.sub('node'), prefix, depth, index++);
+        walkNode(f.sub('node'), prefix, depth, index++, scope);
       }
     }
   };
 
-  const walkNode = (f: Fields, prefix: string, depth: number, index: number) => {
+  const walkNode = (f: Fields, prefix: string, depth: number, index: number, scope: Scope) => {
     let name = '';
     let opType = '';
     let domain = '';
+    const inputs: string[] = [];
     const outputs: string[] = [];
     const attributes: Fields[] = [];
+    const ints: Record<string, number> = {};
     while (f.next()) {
-      if (f.field === 2) outputs.push(f.string());
+      if (f.field === 1) inputs.push(f.string());
+      else if (f.field === 2) outputs.push(f.string());
       else if (f.field === 3) name = f.string();
       else if (f.field === 4) opType = f.string();
       else if (f.field === 7) domain = f.string();
       else if (f.field === 5) attributes.push(f.sub('attribute'));
     }
     const key = name || outputs[0] || `#${index}`;
-    const isConstant = opType === 'Constant' && (domain === '' || domain === 'ai.onnx');
+    const standard = domain === '' || domain === 'ai.onnx';
+    const isConstant = opType === 'Constant' && standard;
+    if (inputs.length) pending.push({ scope, node: prefix + key, op: standard ? opType : `${domain}:${opType}`, names: inputs, ints });
     for (const a of attributes) {
       let attr = '';
+      let int: number | undefined;
       const found: { field: number; start: number; stop: number; wire: number }[] = [];
       while (a.next()) {
         if (a.field === 1) attr = a.string();
+        else if (a.field === 3 && a.wire === 0) int = signed64(a.lo, a.hi);
         else if (a.field === 2 || a.field === 5 || a.field === 6 || a.field === 7 || a.field === 10 || a.field === 11) {
           found.push({ field: a.field, start: a.start, stop: a.stop, wire: a.wire });
         }
@@ -471,20 +514,23 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
           count += (x.stop - x.start) / 4;
         }
         if (attr === 'value_float' && count !== 1) continue; // no value: not a weight
-        tensors.push({ name: unique(prefix + (outputs[0] ?? key)), dataType: 1, dims: attr === 'value_float' ? [] : [count], count, encoding: 'fixed32', ranges, origin: 'constant' });
+        const r: OnnxTensorRecord = { name: unique(prefix + (outputs[0] ?? key)), dataType: 1, dims: attr === 'value_float' ? [] : [count], count, encoding: 'fixed32', ranges, origin: 'constant' };
+        tensors.push(r);
+        define(scope, outputs[0], r);
         continue;
       }
+      if (int !== undefined) ints[attr] = int;
       let listed = 0;
       let graphList = 0;
       for (const x of found) {
         if (x.field === 5 || x.field === 10) {
           if (x.wire !== 2) throw new Malformed(`attribute ${JSON.stringify(attr)} of node ${JSON.stringify(key)} holds a tensor with ${WIRE_NAMES[x.wire]}`);
           const t = readTensor(sub(x));
-          if (isConstant && attr === 'value' && x.field === 5) add(t, prefix + (outputs[0] ?? key), 'constant');
+          if (isConstant && attr === 'value' && x.field === 5) define(scope, outputs[0], add(t, prefix + (outputs[0] ?? key), 'constant'));
           else add(t, `${prefix}${key}:${attr}${x.field === 10 ? `[${listed++}]` : ''}`, 'attribute');
         } else if (x.field === 6 || x.field === 11) {
           if (x.wire !== 2) throw new Malformed(`attribute ${JSON.stringify(attr)} of node ${JSON.stringify(key)} holds a graph with ${WIRE_NAMES[x.wire]}`);
-          walkNodes(sub(x), `${prefix}${key}/${attr}${x.field === 11 ? `[${graphList++}]` : ''}/`, depth + 1, 1, 5);
+          walkNodes(sub(x), `${prefix}${key}/${attr}${x.field === 11 ? `[${graphList++}]` : ''}/`, depth + 1, 1, 5, { up: scope, defs: new Map() });
         }
       }
     }
@@ -498,7 +544,7 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
       if (top.field === 1 && top.wire === 0) irVersion = true;
       else if (top.field === FIELD.graph) {
         graphs++;
-        walkNodes(top.sub('graph'), '', 0, 1, 5);
+        walkNodes(top.sub('graph'), '', 0, 1, 5, { defs: new Map() });
       } else if (top.field === FIELD.functions) {
         const fn = top.sub('function');
         let fname = '';
@@ -509,7 +555,7 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
           else if (fn.field === 10) fdomain = fn.string();
           else if (fn.field === 13) overload = fn.string();
         }
-        walkNodes(top.sub('function'), `${fdomain}:${fname}${overload ? `:${overload}` : ''}/`, 1, 7, -1);
+        walkNodes(top.sub('function'), `${fdomain}:${fname}${overload ? `:${overload}` : ''}/`, 1, 7, -1, { defs: new Map() });
       }
     }
     if (!irVersion || graphs !== 1) {
@@ -518,6 +564,17 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
   } catch (e) {
     if (!(e instanceof Malformed)) throw e;
     throw new ModelFormatError(`${source}: ${e.message}; the file is truncated, corrupt or not an ONNX model: copy it again from its source`, { source });
+  }
+  for (const { scope, node, op, names, ints } of pending) {
+    // A name means the innermost graph's tensor of that name (a subgraph sees the graphs around it).
+    const inputs = names.map((n) => {
+      for (let s: Scope | undefined = scope; n && s; s = s.up) {
+        const r = s.defs.get(n);
+        if (r) return r;
+      }
+      return undefined;
+    });
+    inputs.forEach((r, input) => r && (r.readers ??= []).push({ node, op, input, names, inputs, ints }));
   }
   return { tensors, externalLocations: locations };
 }

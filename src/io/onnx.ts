@@ -20,37 +20,54 @@
  *   length. FLOAT16 and BFLOAT16 ones are read as exact float32 and written back only when every
  *   patched value is exactly representable in their dtype (else a {@link ModelMismatchError},
  *   nothing written); ones stored in `int32_data` varints are never patched.
- * - **read-only tensors**: integer, BOOL and DOUBLE tensors are listed (converted to float32,
- *   rounded past 2^24) so a payload naming one is refused with an error naming its dtype;
- *   {@link OnnxWeightStore.values} refuses them.
+ * - **quantized weights**: an INT8 or UINT8 tensor whose every reader is input 0 of a
+ *   `DequantizeLinear` with a scalar FLOAT scale and a scalar zero point of its type (or none),
+ *   all with the same parameters, is a weight on a `qint8`/`quint8` storage grid
+ *   (src/core/grid.ts): its values are the dequantized float32 values, fround((q − zp) × scale),
+ *   as onnxruntime computes them, and {@link OnnxWeightStore.commit} writes the new integers back
+ *   into the same bytes (`raw_data`, or the `int32_data` varints, each in its own length). Its
+ *   scale and zero point (every input 1 and 2 of a `QuantizeLinear`/`DequantizeLinear`) are
+ *   read-only, so a payload can never move a weight's grid.
+ * - **read-only tensors**: other integer, BOOL and DOUBLE tensors are listed (converted to
+ *   float32, rounded past 2^24) so a payload naming one is refused with an error naming its dtype
+ *   (and, for an int8 tensor, why it is not a quantized weight); {@link OnnxWeightStore.values}
+ *   refuses them.
  * - **the frame** ({@link ONNX_FRAME}): one read-only tensor of 8 values, the bytes of the xxh64
- *   of the whole `.onnx` file with the value bytes of every float weight left out. It puts the
- *   graph, attributes, metadata and every non-float tensor's exact bytes into the model
- *   fingerprint, so a payload made for another graph is refused even if the weights agree.
+ *   of the whole `.onnx` file with the value bytes of every weight (float or quantized) left
+ *   out. It puts the graph, attributes, metadata and every read-only tensor's exact bytes (the
+ *   quantization parameters among them) into the model fingerprint, so a payload made for
+ *   another graph or another quantization is refused even if the weights agree.
  */
 import { ModelFormatError, ModelMismatchError } from '../core/errors.ts';
-import type { StorageGrid } from '../core/grid.ts';
+import { describeGrid, gridLevel, snapValue, type LinearQuantGrid, type StorageGrid } from '../core/grid.ts';
 import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
 import { fromHalfBits, toHalfBits } from '../core/float16.ts';
 import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
 import { Xxh64 } from '../core/xxhash-pure.ts';
-import { ONNX_DTYPES, RAW_WIDTH, scanOnnxModel, signed64, type OnnxTensorRecord } from './onnx-proto.ts';
+import { ONNX_DTYPES, RAW_WIDTH, scanOnnxModel, signed64, type OnnxReader, type OnnxTensorRecord } from './onnx-proto.ts';
 
-export { scanOnnxModel, ONNX_DTYPES, type OnnxTensorRecord, type OnnxScan, type ScanOptions } from './onnx-proto.ts';
+export { scanOnnxModel, ONNX_DTYPES, type OnnxTensorRecord, type OnnxReader, type OnnxScan, type ScanOptions } from './onnx-proto.ts';
 
 /** Name of the frame tensor (module doc). A model tensor of the same name is renamed `onnx:frame #2`. */
 export const ONNX_FRAME = 'onnx:frame';
 
 const FLOAT = 1;
+const UINT8 = 2;
+const INT8 = 3;
 const FLOAT16 = 10;
 const BFLOAT16 = 16;
+const DQ = 'DequantizeLinear';
 
 /** A tensor of an ONNX model, as {@link OnnxWeightStore.list} gives it. */
 export interface OnnxTensorEntry extends TensorEntry {
   /** The ONNX dtype (`FLOAT`, `FLOAT16`, `INT64`, ...); `FRAME` for {@link ONNX_FRAME}. */
   readonly dtype: string;
-  /** True for float weights a payload may patch; false for read-only tensors and the frame. */
+  /** True for the weights a payload may patch (float, and quantized INT8/UINT8); false for read-only tensors and the frame. */
   readonly patchable: boolean;
+  /** For an INT8/UINT8 weight: its `DequantizeLinear` quantization (see {@link OnnxWeightStore.grid}). */
+  readonly quantization?: LinearQuantGrid;
+  /** For a read-only INT8/UINT8 tensor or a quantization parameter: why a payload may not patch it. */
+  readonly readOnly?: string;
   /** The external data file holding its values, if any. */
   readonly external?: string;
 }
@@ -77,6 +94,10 @@ export function onnxExternalLocations(bytes: Uint8Array, source?: string): strin
 
 interface Slot {
   rec: OnnxTensorRecord;
+  /** A quantized weight's grid. */
+  grid?: LinearQuantGrid;
+  /** Why a tensor a payload might expect to patch is read-only (an int8 one, a scale, a zero point). */
+  why?: string;
   /** The bytes its ranges refer to: the model file, or an external file. */
   bytes: Uint8Array;
   /** Handed-out values (a view into `bytes`, or a decoded copy). */
@@ -155,6 +176,103 @@ function bf16(h: number): number {
   return f32[0];
 }
 
+/** A tensor's values as float32: a quantized weight's dequantized, fround((q − zp) × scale). */
+function decodeSlot(s: Slot): Float32Array {
+  if (s.rec.count === 0) return new Float32Array(0);
+  const out = decode(s);
+  const g = s.grid;
+  if (g) for (let i = 0; i < out.length; i++) out[i] = (out[i] - g.zeroPoint) * g.scale; // exact in float64, rounded once by the Float32Array
+  return out;
+}
+
+/**
+ * The grid of an INT8/UINT8 tensor whose readers are all `DequantizeLinear` nodes (input 0)
+ * with the same scalar FLOAT scale and scalar zero point of its type, or why it is not a
+ * quantized weight (see the module doc).
+ */
+function quantization(rec: OnnxTensorRecord, slotOf: (r: OnnxTensorRecord) => Slot): LinearQuantGrid | string {
+  const readers: OnnxReader[] = rec.readers ?? [];
+  if (!readers.length) return 'no node reads it by name, so it is no DequantizeLinear input';
+  const dims = (t: OnnxTensorRecord) => `[${t.dims.join(', ')}]`;
+  let grid: LinearQuantGrid | undefined;
+  for (const r of readers) {
+    const at = `${r.op} node ${JSON.stringify(r.node)}`;
+    if (r.op !== DQ || r.input) return `it is input ${r.input} of ${at}, not only the input of DequantizeLinear nodes`;
+    const [, scale, zero] = r.inputs;
+    if (!scale || scale.dataType !== FLOAT) return `the scale of ${at} is ${scale ? ONNX_DTYPES[scale.dataType] : 'not a tensor stored in the model (a graph input or a node output)'}, not a stored FLOAT`;
+    const block = r.ints.block_size;
+    if (scale.count !== 1 || scale.dims.length > 1 || block) return `it is quantized per axis or per block: the scale of ${at} has shape ${dims(scale)}${block ? ` and block_size ${block}` : ''}, not one value`;
+    if (r.names[2] && !zero) return `the zero point of ${at} is not a tensor stored in the model`;
+    if (zero && (zero.dataType !== rec.dataType || zero.count !== 1 || zero.dims.length > 1)) return `the zero point of ${at} is ${ONNX_DTYPES[zero.dataType]} ${dims(zero)}, not one ${ONNX_DTYPES[rec.dataType]} value (per-axis quantization, or another type)`;
+    const out = r.ints.output_dtype;
+    if (out && out !== FLOAT) return `${at} dequantizes to ${ONNX_DTYPES[out] ?? `data type ${out}`}, not FLOAT`;
+    const sc = decode(slotOf(scale))[0];
+    if (!(sc > 0 && sc < Infinity)) return `the scale of ${at} is ${sc}, not a finite positive number`;
+    const g: LinearQuantGrid = { dtype: rec.dataType === INT8 ? 'qint8' : 'quint8', scale: sc, zeroPoint: zero ? decode(slotOf(zero))[0] : 0 };
+    if (grid && describeGrid(grid) !== describeGrid(g)) return `it feeds DequantizeLinear nodes with different quantization (${describeGrid(grid)} and ${describeGrid(g)})`;
+    grid = g;
+  }
+  return grid as LinearQuantGrid;
+}
+
+/**
+ * The write of a quantized weight's new integers, checked first: every value on the weight's
+ * grid; in `int32_data`, every changed integer fits the varint it replaces (a varint is rewritten
+ * in its own length, padded with continuation bytes, which protobuf readers accept; a negative
+ * int32 needs 5 bytes), so the file keeps every offset and length.
+ */
+function quantizedWrite(name: string, source: string, s: Slot, v: Float32Array): () => void {
+  const { rec, bytes } = s;
+  const g = s.grid as LinearQuantGrid;
+  const dtype = ONNX_DTYPES[rec.dataType];
+  const where = `tensor ${JSON.stringify(name)} in ${source} is ${dtype}`;
+  const q = new Int16Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    if (!Object.is(snapValue(v[i], g), v[i])) {
+      throw new ModelMismatchError(
+        `${where} quantized as ${describeGrid(g)}, and the patched value at position ${i} (${v[i]}) is not on that grid: a payload for a quantized weight must round onto it (a format v2 payload built against this model does); nothing was written. Ask the publisher for a payload made for this model, or fetch the full model`,
+        { tensor: name, dtype, position: i, value: v[i] },
+      );
+    }
+    q[i] = gridLevel(v[i], g);
+  }
+  if (rec.encoding !== 'varint') {
+    const at = rec.ranges.length ? rec.ranges[0][0] : 0;
+    return () => {
+      for (let i = 0; i < q.length; i++) bytes[at + i] = q[i] & 0xff;
+    };
+  }
+  const old = decode(s);
+  const plan: number[] = []; // (offset, length, value) of every varint to rewrite
+  let k = 0;
+  for (const [a, e] of rec.ranges) {
+    for (let p = a; p < e; k++) {
+      const at = p;
+      while (bytes[p] >= 0x80) p++;
+      const len = ++p - at;
+      if (q[k] === old[k]) continue;
+      const need = q[k] < 0 ? 5 : q[k] < 0x80 ? 1 : 2;
+      if (need > len) {
+        throw new ModelMismatchError(
+          `${where} stored as int32_data varints, and the new value at position ${k} (${q[k]}) needs a ${need}-byte varint where the file has ${len} byte(s): it cannot be written at the same offsets; nothing was written. Save the model with raw_data (the default of onnx.numpy_helper.from_array), or fetch the full model`,
+          { tensor: name, dtype, position: k },
+        );
+      }
+      plan.push(at, len, q[k]);
+    }
+  }
+  return () => {
+    for (let j = 0; j < plan.length; j += 3) {
+      const [at, n, x] = [plan[j], plan[j + 1], plan[j + 2]];
+      const hi = x < 0 ? -1 : 0; // sign-extended to 64 bits, as protobuf writes an int32
+      for (let b = 0; b < n; b++) {
+        const group = b < 4 ? x >>> (7 * b) : b === 4 ? (x >>> 28) | (hi << 4) : hi >>> (7 * b - 32);
+        bytes[at + b] = (group & 0x7f) | (b < n - 1 ? 0x80 : 0);
+      }
+    }
+  };
+}
+
 /** The 16-bit pattern of `v` in FLOAT16 or BFLOAT16 if it is exactly representable there, else -1. */
 function halfBitsExactly(v: number, dtype: number): number {
   f32[0] = v;
@@ -193,17 +311,30 @@ export class OnnxWeightStore implements WeightStore {
     this.external = new Map(ext instanceof Map ? ext : Object.entries((ext ?? {}) as Record<string, Uint8Array>));
     const scan = scanOnnxModel(bytes, { source: this.source, externalSize: (loc) => this.external.get(loc)?.length, reserved: [ONNX_FRAME] });
     const claimed = new Map<string, [number, number, string][]>();
-    for (const rec of scan.tensors) {
-      if (RAW_WIDTH[rec.dataType] === undefined) continue; // strings, complex, 8/4/2-bit: in the frame only
-      const isFloat = rec.dataType === FLOAT || rec.dataType === FLOAT16 || rec.dataType === BFLOAT16;
-      if (isFloat) {
+    const read = scan.tensors.filter((rec) => RAW_WIDTH[rec.dataType] !== undefined); // strings, complex, 8/4/2-bit: in the frame only
+    for (const rec of read) this.slots.set(rec.name, { rec, bytes: rec.external === undefined ? bytes : (this.external.get(rec.external) as Uint8Array) });
+    for (const rec of read) {
+      const slot = this.slots.get(rec.name) as Slot;
+      const t = rec.dataType;
+      // A scale or zero point of a (De)QuantizeLinear is read-only: a payload never moves a grid.
+      const param = rec.readers?.find((r) => (r.op === DQ || r.op === 'QuantizeLinear') && r.input > 0);
+      if (param) slot.why = `it is the ${param.input === 1 ? 'scale' : 'zero point'} of ${param.op} node ${JSON.stringify(param.node)}, and quantization parameters are never patched`;
+      else if (t === INT8 || t === UINT8) {
+        const q = quantization(rec, (r) => this.slots.get(r.name) as Slot);
+        if (typeof q === 'string') slot.why = q;
+        else slot.grid = q;
+      }
+      const patchable = this.isPatchable(slot);
+      if (patchable) {
         const key = rec.external ?? '';
         const list = claimed.get(key) ?? [];
         for (const [s, e] of rec.ranges) list.push([s, e, rec.name]);
         claimed.set(key, list);
       }
-      this.slots.set(rec.name, { rec, bytes: rec.external === undefined ? bytes : (this.external.get(rec.external) as Uint8Array) });
-      this.entries.push({ name: rec.name, shape: rec.dims, dtype: ONNX_DTYPES[rec.dataType], patchable: isFloat, ...(rec.external !== undefined ? { external: rec.external } : {}) });
+      this.entries.push({
+        name: rec.name, shape: rec.dims, dtype: ONNX_DTYPES[t], patchable,
+        ...(slot.grid ? { quantization: slot.grid } : {}), ...(slot.why ? { readOnly: slot.why } : {}), ...(rec.external !== undefined ? { external: rec.external } : {}),
+      });
     }
     for (const [key, list] of claimed) {
       list.sort((a, b) => a[0] - b[0]);
@@ -217,30 +348,33 @@ export class OnnxWeightStore implements WeightStore {
     this.frameRanges = (claimed.get('') ?? []).map(([s, e]) => [s, e] as [number, number]);
   }
 
-  /** Every tensor: the float weights, the read-only tensors and the frame, in file order. */
+  /** Every tensor: the weights, the read-only tensors and the frame, in file order. */
   list(): OnnxTensorEntry[] {
     return this.entries.slice();
   }
 
   /**
-   * How a float weight is stored: FLOAT → float32, FLOAT16 → float16, BFLOAT16 → bfloat16 (see
+   * How a weight is stored: FLOAT → float32, FLOAT16 → float16, BFLOAT16 → bfloat16, a
+   * quantized INT8/UINT8 → qint8/quint8 with its `DequantizeLinear` scale and zero point (see
    * `WeightStore.grid`): payloads built against the model round onto it, so half weights stay
-   * half; undefined for read-only tensors.
+   * half and int8 weights int8; undefined for read-only tensors.
    */
   grid(name: string): StorageGrid | undefined {
-    const t = this.slots.get(name)?.rec.dataType;
-    return t === FLOAT ? { dtype: 'float32' } : t === FLOAT16 ? { dtype: 'float16' } : t === BFLOAT16 ? { dtype: 'bfloat16' } : undefined;
+    const s = this.slots.get(name);
+    if (!s || !this.isPatchable(s)) return undefined;
+    const t = s.rec.dataType;
+    return s.grid ?? { dtype: t === FLOAT ? 'float32' : t === FLOAT16 ? 'float16' : 'bfloat16' };
   }
 
-  /** The float weights a payload may patch. */
+  /** The weights a payload may patch (float, and quantized INT8/UINT8). */
   weights(): OnnxTensorEntry[] {
     return this.entries.filter((e) => e.patchable);
   }
 
   /**
-   * The values of a float weight as a mutable Float32Array (the same array on every call): a
-   * view into the file's bytes for an aligned FLOAT tensor on a little-endian host, else a
-   * decoded copy that {@link commit} writes back.
+   * The values of a weight as a mutable Float32Array (the same array on every call): a view
+   * into the file's bytes for an aligned FLOAT tensor on a little-endian host, else a decoded
+   * copy that {@link commit} writes back (for a quantized weight, its dequantized values).
    * @throws ModelMismatchError for an unknown name, a read-only tensor or the frame.
    */
   values(name: string): Float32Array {
@@ -257,26 +391,32 @@ export class OnnxWeightStore implements WeightStore {
       s.values = new Float32Array(s.bytes.buffer, at, rec.count);
       s.view = true;
     } else {
-      s.values = rec.count === 0 ? new Float32Array(0) : decode(s);
+      s.values = decodeSlot(s);
     }
     return s.values;
   }
 
   private isPatchable(s: Slot): boolean {
     const t = s.rec.dataType;
-    return t === FLOAT || t === FLOAT16 || t === BFLOAT16;
+    return !!s.grid || (!s.why && (t === FLOAT || t === FLOAT16 || t === BFLOAT16));
   }
 
   private notPatchable(name: string, s: Slot | undefined): ModelMismatchError {
     const tail = 'The payload was made for another model: fetch the full model';
     if (name === ONNX_FRAME) {
-      return new ModelMismatchError(`${JSON.stringify(name)} in ${this.source} stands for the graph and every non-float tensor of the model; it is never patched. ${tail}`, { tensor: name, dtype: 'FRAME' });
+      return new ModelMismatchError(`${JSON.stringify(name)} in ${this.source} stands for the graph and every read-only tensor of the model; it is never patched. ${tail}`, { tensor: name, dtype: 'FRAME' });
     }
     if (s) {
-      return new ModelMismatchError(`tensor ${JSON.stringify(name)} in ${this.source} is ${ONNX_DTYPES[s.rec.dataType]}: only FLOAT, FLOAT16 and BFLOAT16 weights are patched, integer and other tensors never are. ${tail}`, { tensor: name, dtype: ONNX_DTYPES[s.rec.dataType] });
+      const dtype = ONNX_DTYPES[s.rec.dataType];
+      return new ModelMismatchError(
+        s.why
+          ? `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} and read-only: ${s.why}. Only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights read only as input 0 of DequantizeLinear nodes with one scalar FLOAT scale and zero point (per-tensor quantization), are patched. ${tail}`
+          : `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype}: only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights of DequantizeLinear nodes, are patched; other tensors never are. ${tail}`,
+        { tensor: name, dtype, ...(s.why ? { reason: s.why } : {}) },
+      );
     }
     const w = this.weights();
-    return new ModelMismatchError(`no tensor named ${JSON.stringify(name)} in ${this.source}: expected one of its ${w.length} float weights (e.g. ${w.slice(0, 3).map((e) => JSON.stringify(e.name)).join(', ')}). ${tail}`, { tensor: name });
+    return new ModelMismatchError(`no tensor named ${JSON.stringify(name)} in ${this.source}: expected one of its ${w.length} weights (e.g. ${w.slice(0, 3).map((e) => JSON.stringify(e.name)).join(', ')}). ${tail}`, { tensor: name });
   }
 
   /** Values for hashing only: handed-out values, a view, or a transient decoded copy. */
@@ -286,7 +426,7 @@ export class OnnxWeightStore implements WeightStore {
     if (!s) throw this.notPatchable(name, s);
     if (s.values) return s.values;
     if (this.isPatchable(s) && s.rec.dataType === FLOAT) return this.valuesOf(s);
-    return s.rec.count === 0 ? new Float32Array(0) : decode(s);
+    return decodeSlot(s);
   }
 
   /** The frame's 8 values: the bytes of xxh64 over the model file without its float weights' value bytes. */
@@ -313,7 +453,9 @@ export class OnnxWeightStore implements WeightStore {
    * are). Checks every changed tensor first and writes nothing if one cannot be stored exactly.
    *
    * @throws ModelMismatchError a FLOAT16/BFLOAT16 weight holds a value its dtype cannot
-   *   represent exactly, or a half weight stored as `int32_data` varints changed.
+   *   represent exactly, or a half weight stored as `int32_data` varints changed; a quantized
+   *   weight holds a value off its grid, or a new integer needs a longer `int32_data` varint
+   *   than the file has at its place.
    */
   commit(changed: readonly string[]): void {
     const writes: (() => void)[] = [];
@@ -331,6 +473,10 @@ export class OnnxWeightStore implements WeightStore {
             for (let p = 0; p < e - a; p += 4) dv.setFloat32(p, v[k++], true);
           }
         });
+        continue;
+      }
+      if (s.grid) {
+        writes.push(quantizedWrite(name, this.source, s, v));
         continue;
       }
       const dtype = ONNX_DTYPES[rec.dataType];

@@ -18,6 +18,13 @@ export function snapTensor(w: tf.Tensor, grid: StorageGrid): tf.Tensor {
         const q = tf.clipByValue(tf.round(tf.div(tf.sub(w, grid.min), grid.scale)), 0, top);
         return tf.add(tf.mul(q, grid.scale), grid.min);
       }
+      case 'qint8':
+      case 'quint8': {
+        // ONNX linear quantization: (clamp(round(w / scale) + zp) - zp) * scale.
+        const lo = (grid.dtype === 'qint8' ? -128 : 0) - grid.zeroPoint;
+        const q = tf.clipByValue(tf.round(tf.div(w, grid.scale)), lo, lo + 255);
+        return tf.mul(q, grid.scale);
+      }
       case 'float16':
       case 'bfloat16': {
         // Round to the format's significant bits: the step at |w| is 2^(floor(log2|w|) - bits),

@@ -34,7 +34,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BudgetError, NoImprovementError, UsageError } from '../core/errors.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
-import type { StorageGrid } from '../core/grid.ts';
+import { isIntegerGrid, type StorageGrid } from '../core/grid.ts';
 import { type ValueCodec } from '../core/values.ts';
 import { MemoryWeightStore, type WeightStore } from '../core/weight-store.ts';
 import { decodePayload, type Payload } from '../core/format.ts';
@@ -308,7 +308,7 @@ function denseCodec(delta: Float32Array, grid: StorageGrid | undefined): ValueCo
   if (!grid || grid.dtype === 'float32') return 'f32';
   let max = 0;
   for (let i = 0; i < delta.length; i++) max = Math.max(max, Math.abs(delta[i]));
-  if ((grid.dtype === 'uint8' || grid.dtype === 'uint16') && Math.round(max / grid.scale) <= 127) return 'i8';
+  if (isIntegerGrid(grid) && Math.round(max / grid.scale) <= 127) return 'i8';
   return max <= 65504 ? 'f16' : 'f32';
 }
 

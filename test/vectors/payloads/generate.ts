@@ -96,6 +96,12 @@ const ONE_PLUS_ULP = 1 + 2 ** -23;
 /** A TF.js-style uint8 quantization (float64 scale and min, as model.json gives them). */
 const U8_SCALE = 0.003921568859368563;
 const U8_MIN = -0.5;
+/** ONNX int8 linear quantization of the qi8 vector: a float32 scale and a zero point. */
+const QI8_SCALE = Math.fround(0.05);
+const QI8_ZP = -3;
+/** The quint8 vector: scale 2^-6 and an odd zero point, so ties to even are on x / scale, not on q. */
+const QU8_SCALE = 2 ** -6;
+const QU8_ZP = 3;
 
 const VALID: ValidCase[] = [
   {
@@ -241,6 +247,22 @@ const VALID: ValidCase[] = [
     tensors: [['h/kernel', [5], [1, 1 + 2 ** -10, 65504, 0, -2]]],
     specs: [{ kind: 'sparse', name: 'h/kernel', positions: u32([0, 1, 2, 3, 4]), values: f32([2 ** -11, 2 ** -11, 100, 1e-7, 0.1]), codec: 'f32', grid: { dtype: 'float16' } }],
     header: { method: 'sparse', modelId: 'demo-f16', sequence: 10 },
+  },
+  {
+    name: 'grid-qi8-sparse-i8',
+    description:
+      'Format v2: a sparse i8 patch of a tensor stored as ONNX INT8 with linear quantization (the input of a DequantizeLinear with scale 0.05000000074505806 = fround(0.05) and zero point -3; "g" holds the scale as float64 and the zero point as an integer). The base values are fround((q - zp) x scale) for q = -128, -100, -3, 0, 5, 100, 120, 127, as onnxruntime dequantizes. The i8 scale is the grid scale, so the values are whole steps: position 0 (q = -128) -5 steps clamps to -128; position 1 (q = -100) +7 gives -93; position 2 (q = -3, the value +0) -10 gives -13; position 6 (q = 120) +20 clamps to 127. Every written value is rounded onto the grid: q = round(x / scale) in float64, ties to even, plus the zero point, clamped to [-128, 127], then fround((q - zp) x scale).',
+    tensors: [['dq/weight', [2, 4], [-128, -100, -3, 0, 5, 100, 120, 127].map((q) => Math.fround((q - QI8_ZP) * QI8_SCALE))]],
+    specs: [{ kind: 'sparse', name: 'dq/weight', positions: u32([0, 1, 2, 6]), values: f32([-5 * QI8_SCALE, 7 * QI8_SCALE, -10 * QI8_SCALE, 20 * QI8_SCALE]), codec: 'i8', grid: { dtype: 'qint8', scale: QI8_SCALE, zeroPoint: QI8_ZP } }],
+    header: { method: 'sparse', modelId: 'demo-qi8', sequence: 14 },
+  },
+  {
+    name: 'grid-qu8-dense-f32',
+    description:
+      'Format v2: a dense f32 patch of a tensor stored as ONNX UINT8 (scale 2^-6, zero point 3). Pins the rounding: the tie is decided on x / scale, before the zero point is added. w[0] (q = 7, x / scale = 4) + half a step: 4.5 rounds to 4, q stays 7 (rounding q + 0.5 = 7.5 would give 8); w[1] (q = 8) + half a step: 5.5 rounds to 6, q = 9; w[2] (q = 254) + 3 steps clamps to 255; w[3] (q = 1) - 3 steps clamps to 0, the value -3 x scale; w[4] (q = 3, the value +0) - 0.3 step rounds back to q = 3 and the value stays +0 (not -0); w[5] (q = 100) + 0.7 step gives 101.',
+    tensors: [['dq/bias', [6], [7, 8, 254, 1, 3, 100].map((q) => Math.fround((q - QU8_ZP) * QU8_SCALE))]],
+    specs: [{ kind: 'dense', name: 'dq/bias', values: f32([0.5, 0.5, 3, -3, -0.3, 0.7].map((k) => k * QU8_SCALE)), codec: 'f32', grid: { dtype: 'quint8', scale: QU8_SCALE, zeroPoint: QU8_ZP } }],
+    header: { method: 'dense', modelId: 'demo-qu8', sequence: 15 },
   },
   {
     name: 'grid-bf16-hash-f32',
@@ -516,9 +538,19 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   {
     const g8 = built.get('grid-u8-sparse-i8') as { payload: Payload };
     const w = () => wiresOf(g8.payload)[0];
-    add('grid-dtype', 'grid-u8-sparse-i8 with grid dtype "g.d" = "u4" (not one of f32, u8, u16, f16, bf16).', packPayload(g8.payload.header, [{ ...w(), g: { ...w().g, d: 'u4' } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-u8-sparse-i8.base.json');
+    add('grid-dtype', 'grid-u8-sparse-i8 with grid dtype "g.d" = "u4" (not one of f32, u8, u16, qi8, qu8, f16, bf16).', packPayload(g8.payload.header, [{ ...w(), g: { ...w().g, d: 'u4' } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-u8-sparse-i8.base.json');
     add('grid-scale-zero', 'grid-u8-sparse-i8 with grid scale "g.sc" = 0 (8 zero bytes).', packPayload(g8.payload.header, [{ ...w(), g: { ...w().g, sc: new Uint8Array(8) } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-u8-sparse-i8.base.json');
     add('grid-missing-min', 'grid-u8-sparse-i8 with no grid min "g.mn".', packPayload(g8.payload.header, [{ ...w(), g: { d: 'u8', sc: w().g?.sc } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-u8-sparse-i8.base.json');
+    const qi = built.get('grid-qi8-sparse-i8') as { payload: Payload };
+    const wq = () => wiresOf(qi.payload)[0];
+    const f64 = (x: number) => {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setFloat64(0, x, false);
+      return b;
+    };
+    add('grid-zero-point-range', 'grid-qi8-sparse-i8 with zero point "g.zp" = 128, outside [-128, 127] (an INT8 cannot hold it).', packPayload(qi.payload.header, [{ ...wq(), g: { ...wq().g, zp: 128 } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-qi8-sparse-i8.base.json');
+    add('grid-zero-point-missing', 'grid-qi8-sparse-i8 with no zero point "g.zp" (a model without one says 0).', packPayload(qi.payload.header, [{ ...wq(), g: { d: 'qi8', sc: wq().g?.sc } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-qi8-sparse-i8.base.json');
+    add('grid-scale-not-float32', 'grid-qi8-sparse-i8 with grid scale "g.sc" = 0.05 as float64, which is not a float32 value (ONNX scales are float32).', packPayload(qi.payload.header, [{ ...wq(), g: { ...wq().g, sc: f64(0.05) } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-qi8-sparse-i8.base.json');
   }
   {
     const sx = built.get('sparse-x') as { payload: Payload };
