@@ -60,6 +60,22 @@ export class ExceptionLog {
     this.bits[this.at] = bits;
     this.at++;
   }
+  /** Push the first `count` entries of `positions` and `bits` (a kernel's log), block by block. */
+  pushMany(positions: Uint32Array, bits: Uint32Array, count: number): void {
+    for (let k = 0; k < count;) {
+      if (this.at === this.positions.length) {
+        if (this.positions.length) this.blocks.push({ positions: this.positions, bits: this.bits });
+        this.positions = new Uint32Array(BLOCK);
+        this.bits = new Uint32Array(BLOCK);
+        this.at = 0;
+      }
+      const n = Math.min(count - k, BLOCK - this.at);
+      this.positions.set(positions.subarray(k, k + n), this.at);
+      this.bits.set(bits.subarray(k, k + n), this.at);
+      this.at += n;
+      k += n;
+    }
+  }
   /** The logged blocks (the last one cut to its entries). */
   exceptions(): ExceptionBlock[] {
     const out = [...this.blocks];

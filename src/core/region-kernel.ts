@@ -45,6 +45,7 @@ interface Kernel {
   e: Exports;
   u8: Uint8Array;
   i32: Int32Array;
+  u32: Uint32Array;
   f32: Float32Array;
 }
 
@@ -55,7 +56,7 @@ function instance(): Kernel | null {
   if (kernel === undefined) {
     try {
       const e = new WebAssembly.Instance(new WebAssembly.Module(fromHex(REGION_KERNEL_WASM))).exports as unknown as Exports;
-      kernel = { e, u8: new Uint8Array(e.m.buffer), i32: new Int32Array(e.m.buffer), f32: new Float32Array(e.m.buffer) };
+      kernel = { e, u8: new Uint8Array(e.m.buffer), i32: new Int32Array(e.m.buffer), u32: new Uint32Array(e.m.buffer), f32: new Float32Array(e.m.buffer) };
     } catch {
       kernel = null;
     }
@@ -190,11 +191,11 @@ class Window {
 export function patchRegions(
   w: Float32Array,
   patch: RegionPatch,
-  log: { push(position: number, bits: number): void },
+  log: { pushMany(positions: Uint32Array, bits: Uint32Array, count: number): void },
   base: KernelStream | undefined,
   target: KernelStream,
 ): { applied: number; fault?: RegionFault } {
-  const { e, u8, i32, f32 } = instance() as Kernel;
+  const { e, u8, u32, f32 } = instance() as Kernel;
   const state = new DataView(e.m.buffer, STATE, 0x40);
   const bytes = new Uint8Array(w.buffer, w.byteOffset, w.byteLength);
   const n = w.length;
@@ -227,8 +228,7 @@ export function patchRegions(
       state.setInt32(0x08, values.slide(state.getInt32(0x08, true), bpv * KERNEL_REGION), true);
       if (gaps) e.a(a, b, codec, patch.scale ?? 0);
       else e.d(a, b, codec, patch.scale ?? 0);
-      const logged = state.getInt32(0x24, true);
-      for (let j = 0; j < logged; j++) log.push(i32[(LOG_POSITIONS >> 2) + j] >>> 0, i32[(LOG_BITS >> 2) + j] >>> 0);
+      log.pushMany(u32.subarray(LOG_POSITIONS >> 2), u32.subarray(LOG_BITS >> 2), state.getInt32(0x24, true));
       w.set(f32.subarray(REGION_AT >> 2, (REGION_AT >> 2) + (b - a)), a);
       const err = state.getInt32(0x28, true);
       if (err !== 0) {
