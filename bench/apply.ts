@@ -33,7 +33,8 @@
  *   diffs: every weight of the last 10% of the tensors (fine-tuned last layers: only their
  *   shards are read and rewritten), and 10% of the weights of every tensor (every shard is read
  *   and rewritten). Each apply is timed twice: the first on a folder (no digests recorded, so
- *   every tensor is read and hashed) and with the digests a previous apply recorded; and the
+ *   every tensor is read and hashed, and the model id is recorded) and with the digests and id a
+ *   previous apply recorded; and the
  *   recorded apply and the load are timed again with the folder dropped from the page cache
  *   first (`dd iflag=nocache`, as at app start; skipped where dd lacks it).
  *   The **durable-rewrite floor** is the least any crash-safe apply of that diff must do: read
@@ -66,7 +67,7 @@ import { applyTensorPatch, useHashKernel, type UndoRecord } from '../src/core/pa
 import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { readModelTensors, writeModelDir } from '../src/io/tfjs-artifacts.ts';
-import { applyToModelDir } from '../src/io/model-dir-update.ts';
+import { applyToModelDir, recordFolderModelId } from '../src/io/model-dir-update.ts';
 import { recordModelDirDigests } from '../src/io/recorded-digests.ts';
 import { nodeFileOps, type FileOps } from '../src/io/durable.ts';
 import type { Payload } from '../src/core/format.ts';
@@ -418,6 +419,7 @@ async function main(): Promise<void> {
     disk = {};
     for (const c of cases) {
       const built = buildPayload(hasher, dbase, c.specs, { method: 'sparse' });
+      const modelId = decodePayload(built.bytes).header.modelId;
       const target = new MemoryWeightStore(dbase.list().map((t) => [t.name, { shape: [...t.shape], data: built.targetValues.get(t.name) ?? dbase.values(t.name) }] as [string, { shape: number[]; data: Float32Array }]));
       const baseDir = path.join(dir, `${c.key}-base`);
       const newDir = path.join(dir, `${c.key}-new`);
@@ -441,7 +443,13 @@ async function main(): Promise<void> {
       const applyOnce = async (baseCheck: 'full' | 'recorded', cold = false) => {
         await rm(baseDir, { recursive: true, force: true });
         await writeModelDir(baseDir, graph, tensorsOf(dbase));
-        if (baseCheck === 'recorded') await recordModelDirDigests(baseDir, { hasher });
+        // After a first apply a folder has its tensors' digests and its model id recorded (the
+        // apply writes both): the usual case. The first apply also writes the id (one more
+        // durable file write).
+        if (baseCheck === 'recorded') {
+          await recordModelDirDigests(baseDir, { hasher });
+          await recordFolderModelId(baseDir, modelId);
+        }
         if (cold) await evict(baseDir);
         gc?.();
         const t0 = performance.now();
@@ -513,12 +521,12 @@ async function main(): Promise<void> {
         loadPeakBytes = Math.min(loadPeakBytes, peakRss(['load', newDir]) - idle);
       }
       row(`disk, ${c.label}: apply, first on the folder (every tensor read and hashed)`, applyFullMs, DISK_WEIGHTS, 'weights/s');
-      row(`disk, same: apply with digests recorded (${check.hashedTensors} of ${names.length} tensors read and hashed)`, applyRecordedMs, DISK_WEIGHTS, 'weights/s');
+      row(`disk, same: apply with digests and model id recorded, as after a first apply (${check.hashedTensors} of ${names.length} tensors read and hashed)`, applyRecordedMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same: of which the update protocol's file operations (lock, journal, kept previous version, switch, confirmation, retired shards, records: ${protocol.fileSyncs} file + ${protocol.folderSyncs} folder fsyncs)`, protocol.protocolMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same: durable-rewrite floor (read + write + fsync the ${rewritten.length} of ${basePaths.length} shards it changes; nothing else)`, floorMs, DISK_WEIGHTS, 'weights/s');
       row(`disk, same model: load the full new folder (read + decode, warm cache)`, loadMs, DISK_WEIGHTS, 'weights/s');
       if (canEvict) {
-        row(`disk, same: apply with digests recorded, cold cache (folder evicted from the page cache first)`, applyColdMs, DISK_WEIGHTS, 'weights/s');
+        row(`disk, same: apply with digests and model id recorded, cold cache (folder evicted from the page cache first)`, applyColdMs, DISK_WEIGHTS, 'weights/s');
         row(`disk, same: durable-rewrite floor, cold cache`, floorColdMs, DISK_WEIGHTS, 'weights/s');
         row(`disk, same model: load the full new folder, cold cache`, loadColdMs, DISK_WEIGHTS, 'weights/s');
       }
@@ -582,7 +590,7 @@ ratios (goal in brackets):
   hashed kernel without undo / floor     ${ratios.hashKernelNoUndoVsFloor.toFixed(2)}x   (what the undo log check costs)
   hashed kernel, TypeScript / floor      ${ratios.hashKernelJsVsFloor.toFixed(2)}x, ${fmt(ratios.hashKernelJsWeightsPerSecond)} weights/s   (without WebAssembly)
   hashed whole applyPayload / floor      ${ratios.hashWholeApplyVsFloor.toFixed(2)}x   [>= 1.0x, #15]
-  disk, last 10%: apply / load full      ${ratios.diskLastLayersApplyOverFullLoad.toFixed(2)}x   [< 1x]   (warm page cache; digests recorded: the usual case after the first apply)
+  disk, last 10%: apply / load full      ${ratios.diskLastLayersApplyOverFullLoad.toFixed(2)}x   [< 1x]   (warm page cache; digests and model id recorded: the usual case after the first apply)
   disk, last 10%: apply / load, cold     ${canEvict ? ratios.diskLastLayersColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}   [< 1x]   (both start with the folder out of the page cache, as at app start)
   disk, last 10%: first apply / load     ${ratios.diskLastLayersFirstApplyOverFullLoad.toFixed(2)}x   (no digests recorded: every tensor read and hashed)
   disk, last 10%: apply / install full   ${ratios.diskLastLayersApplyOverFullInstall.toFixed(2)}x   (both end with the new model durable on disk)

@@ -25,7 +25,8 @@ const KEEP_BYTES = 1 << 20;
 
 /** Where exceptions go: each position and its old bits, in increasing position. */
 export interface ExceptionSink {
-  push(position: number, bits: number): void;
+  /** The first `count` entries of `positions` and `bits`. */
+  pushMany(positions: Uint32Array, bits: Uint32Array, count: number): void;
 }
 
 type KernelFn = (n: number, p: number, base: number, sm: number, neg: number, nb: number, m: number, s: number, log: number) => number;
@@ -98,7 +99,7 @@ export function hashAddWasm(w: Float32Array, b: Float32Array, base: number, sign
     const len = Math.min(CHUNK, to - at);
     chunk.set(w.subarray(at, at + len));
     const logged = k(len, at, base, sm, neg, nk, m, s, log ? 1 : 0);
-    for (let e = 0; e < logged; e++) (log as ExceptionSink).push(positions[e], bits[e]);
+    if (logged) (log as ExceptionSink).pushMany(positions, bits, logged);
     w.set(chunk.subarray(0, len), at);
   }
   if (buf.byteLength > KEEP_BYTES) kernel = undefined;
