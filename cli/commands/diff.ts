@@ -74,7 +74,9 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   if (everyChange) {
     const per = (c: string) => res.payload.patches.filter((p) => p.codec === c).length;
     const steps = per('i8');
-    io.progress(`  every changed weight, exactly: ${res.changed} values${steps ? `; ${steps} quantized tensor(s) in whole grid steps (codec i8)` : ''}; XOR masks of their bits for ${per('xr')} tensor(s) as codec xr (range-coded), ${per('x')} as codec x; format v${res.payload.header.version}`);
+    // Say only what the payload holds: "0 tensor(s) as codec xr" reads like a failure.
+    const masks = [per('xr') ? `${per('xr')} tensor(s) as codec xr (range-coded)` : '', per('x') ? `${per('x')} tensor(s) as codec x` : ''].filter(Boolean).join(', ');
+    io.progress(`  every changed weight, exactly: ${res.changed} values${steps ? `; ${steps} quantized tensor(s) in whole grid steps (codec i8)` : ''}${masks ? `; XOR masks of their bits for ${masks}` : ''}; format v${res.payload.header.version}`);
   }
   await writeFile(a.out, res.bytes);
   const ms = performance.now() - t0;
