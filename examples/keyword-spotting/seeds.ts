@@ -58,7 +58,7 @@ function meanRows(): ResultRow[] {
 const pt = (x: number) => (100 * x).toFixed(1);
 const lines: string[] = [];
 const budgets = [...new Set(shared[0].rows.filter((r) => r.method !== 'full' && r.method !== 'zstd').map((r) => `${r.method} ${r.budgetPct}%`))];
-lines.push(`# Keyword benchmark targets across seeds`, '', `${shared.length} runs: ${shared.map((s) => s.file.replace(`${here}/`, '')).join(', ')}; ${common.size} rows each (full, ${budgets.join(', ')}, zstd).`, '');
+lines.push(`# Keyword benchmark targets across seeds`, '', `${shared.length} runs: ${shared.map((s) => s.file.replace(`${here}/`, '')).join(', ')}; ${common.size} rows each (full, ${budgets.join(', ')}${[...common].some((k) => k.includes('|zstd|')) ? ', zstd' : ''}).`, '');
 lines.push('## Accuracy (all classes so far), per run', '');
 const ups = [...new Set(shared[0].rows.map((r) => r.update))].sort((a, b) => a - b);
 // zstd rows carry the full chain's accuracy (the same model, shipped as a byte diff): not a column.
