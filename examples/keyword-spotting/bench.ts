@@ -9,6 +9,7 @@
  *        [--out FILE] [--jobs N] [--epochs N] [--base-epochs N] [--updates N] [--tune quick|thorough|off]
  *        [--methods sparse,hash --budgets 0.5,1]   (every listed method at every listed budget)
  *        [--seed-offset N]   (shift every training seed: how far a figure moves with the seed alone)
+ *        [--val rows|voices|accents] (validation: 10% of the training rows, default; or whole held-out voices / accents)
  *
  * The default plan: sparse and hash at 0.5, 1, 2, 5 and 10% of the model; lora and topk-retrain
  * (the alternatives users pick) at 1 and 10%; post-hoc top-k at 0.5 and 1%, low-rank and
@@ -59,6 +60,7 @@ const { values: args } = parseArgs({
     tune: { type: 'string' },
     'replay-ratio': { type: 'string', default: '1' },
     'seed-offset': { type: 'string', default: '0' },
+    val: { type: 'string', default: 'rows' },
     worker: { type: 'string' },
   },
 });
@@ -82,6 +84,14 @@ const POST_HOC = new Set<TrainMethod>(['topk', 'drop', 'lowrank']);
 const replayRatio = Number(args['replay-ratio']);
 /** Shifts every training seed (data splits, masks, initial factors): how much a figure moves with the seed alone. */
 const seedOffset = Number(args['seed-offset']);
+/**
+ * How the validation split is drawn: `rows` (trainDiff's default: a seeded, stratified 10% of the
+ * update's training rows, so validation speaks with the training voices), `voices` (whole
+ * voices of the update's new split held out, see {@link voiceSplit}) or `accents` (the same, with
+ * espeak-ng rows grouped by accent instead of voice variant, as the evaluation holds out accents).
+ */
+const valMode = args.val as string;
+if (valMode !== 'rows' && valMode !== 'voices' && valMode !== 'accents') throw new Error(`--val must be rows, voices or accents, found ${JSON.stringify(valMode)}`);
 const log = (l: string) => console.log(l);
 
 interface Chain {
@@ -93,12 +103,59 @@ interface ChainRows {
   /** full chain only: zstd rows */
 }
 
-function loadSplit(manifest: KwsManifest, name: string): { x: Float32Array; shape: number[]; y: Int32Array } {
+function loadSplit(manifest: KwsManifest, name: string): { x: Float32Array; shape: number[]; y: Int32Array; source: Int32Array } {
   const s = manifest.splits[name];
   if (!s) throw new Error(`data has no split ${name}`);
   const x = loadNpy(join(dataDir, s.files.x));
   const y = loadNpy(join(dataDir, s.files.y));
-  return { x: x.data as Float32Array, shape: x.shape, y: y.data as Int32Array };
+  const source = loadNpy(join(dataDir, s.files.source));
+  return { x: x.data as Float32Array, shape: x.shape, y: y.data as Int32Array, source: source.data as Int32Array };
+}
+
+/** The rows of `part` whose index passes `keep`. */
+function pick(part: { x: Float32Array; shape: number[]; y: Int32Array }, keep: (i: number) => boolean): { x: Float32Array; shape: number[]; y: Int32Array } {
+  const per = part.shape.slice(1).reduce((a, b) => a * b, 1);
+  const idx = Array.from(part.y, (_, i) => i).filter(keep);
+  const x = new Float32Array(idx.length * per);
+  idx.forEach((i, k) => x.set(part.x.subarray(i * per, (i + 1) * per), k * per));
+  return { x, shape: [idx.length, ...part.shape.slice(1)], y: Int32Array.from(idx, (i) => part.y[i]) };
+}
+
+/**
+ * `--val voices`: validation that speaks with voices training never hears, as the evaluation
+ * does. The update's new rows are grouped by who spoke them (espeak-ng voice variant, or accent
+ * with `--val accents`; flite voice; real speaker); seeded whole groups are held out until they
+ * hold 15% of those rows, leaving at least two groups to train on; a seeded 10% of the replay rows
+ * joins them. With fewer than three groups (update 4: two real training speakers) it returns
+ * undefined and the default split is used.
+ */
+function voiceSplit(manifest: KwsManifest, fresh: ReturnType<typeof loadSplit>, replay: { x: Float32Array; shape: number[]; y: Int32Array }[], seed: number) {
+  const voiceOf = (id: number) => {
+    const s = manifest.sources[id];
+    return s.kind === 'espeak-ng' ? (valMode === 'accents' ? `espeak:${s.accent}` : `espeak:${s.variant}`) : s.kind === 'flite' ? `flite:${s.voice}` : s.kind === 'real' ? `real:${s.speaker}` : 'other';
+  };
+  const groups = new Map<string, number>();
+  for (const id of fresh.source) {
+    const v = voiceOf(id);
+    if (v !== 'other') groups.set(v, (groups.get(v) ?? 0) + 1);
+  }
+  if (groups.size < 3) return undefined;
+  const random = seededRandom(seed);
+  const order = [...groups.keys()].sort().map((g) => ({ g, r: random() })).sort((a, b) => a.r - b.r).map((o) => o.g);
+  const held = new Set<string>();
+  let rows = 0;
+  for (const g of order) {
+    if (rows >= 0.15 * fresh.y.length || groups.size - held.size <= 2) break;
+    held.add(g);
+    rows += groups.get(g) as number;
+  }
+  const isHeld = (i: number) => held.has(voiceOf(fresh.source[i]));
+  const replayVal = replay.map((part) => Array.from(part.y, () => random() < 0.1));
+  return {
+    held: [...held],
+    train: [pick(fresh, (i) => !isHeld(i)), ...replay.map((part, k) => pick(part, (i) => !replayVal[k][i]))],
+    validation: [pick(fresh, isHeld), ...replay.map((part, k) => pick(part, (i) => replayVal[k][i]))],
+  };
 }
 
 function toLabelled(parts: { x: Float32Array; shape: number[]; y: Int32Array }[]): LabelledData {
@@ -192,7 +249,10 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     const up = manifest.updates[u];
     const fresh = loadSplit(manifest, up.train);
     const replay = replaySample(manifest, up.replay, Math.round(fresh.y.length * replayRatio), 1000 + u);
-    const train = toLabelled([fresh, ...replay]);
+    const split = valMode !== 'rows' ? voiceSplit(manifest, fresh, replay, 2000 + u + 7 * seedOffset) : undefined;
+    if (valMode !== 'rows') log(split ? `[job ${workerId}] update ${u}: validation holds out ${split.held.join(', ')} (${split.validation.reduce((a, p) => a + p.y.length, 0)} rows)` : `[job ${workerId}] update ${u}: fewer than 3 voices to train on: validation is the default 10% of rows`);
+    const train = toLabelled(split ? split.train : [fresh, ...replay]);
+    const validation = split ? toLabelled(split.validation) : undefined;
     const evalNew = toLabelled([loadSplit(manifest, up.eval)]);
     const oldNames = up.evalAll.filter((e) => e !== up.eval);
     const evalOld = toLabelled(oldNames.map((n) => loadSplit(manifest, n)));
@@ -213,6 +273,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
           base: device,
           tune,
           allowWorse: POST_HOC.has(chain.method),
+          ...(validation ? { validation } : {}),
           header: { modelId: 'kws-en', sequence: u },
         });
       } catch (e) {
@@ -245,6 +306,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       }
     }
     for (const d of [train, evalNew, evalOld, evalAll]) d.x.dispose();
+    validation?.x.dispose();
   }
   return rows;
 }
