@@ -103,7 +103,10 @@ interface ChainRows {
   /** full chain only: zstd rows */
 }
 
-function loadSplit(manifest: KwsManifest, name: string): { x: Float32Array; shape: number[]; y: Int32Array; source: Int32Array } {
+/** Rows of features and labels, as a split holds them (x: [n, ...feature shape], row-major). */
+type SplitRows = { x: Float32Array; shape: number[]; y: Int32Array };
+
+function loadSplit(manifest: KwsManifest, name: string): SplitRows & { source: Int32Array } {
   const s = manifest.splits[name];
   if (!s) throw new Error(`data has no split ${name}`);
   const x = loadNpy(join(dataDir, s.files.x));
@@ -113,7 +116,7 @@ function loadSplit(manifest: KwsManifest, name: string): { x: Float32Array; shap
 }
 
 /** The rows of `part` whose index passes `keep`. */
-function pick(part: { x: Float32Array; shape: number[]; y: Int32Array }, keep: (i: number) => boolean): { x: Float32Array; shape: number[]; y: Int32Array } {
+function pick(part: SplitRows, keep: (i: number) => boolean): SplitRows {
   const per = part.shape.slice(1).reduce((a, b) => a * b, 1);
   const idx = Array.from(part.y, (_, i) => i).filter(keep);
   const x = new Float32Array(idx.length * per);
@@ -129,7 +132,7 @@ function pick(part: { x: Float32Array; shape: number[]; y: Int32Array }, keep: (
  * joins them. With fewer than three groups (update 4: two real training speakers) it returns
  * undefined and the default split is used.
  */
-function voiceSplit(manifest: KwsManifest, fresh: ReturnType<typeof loadSplit>, replay: { x: Float32Array; shape: number[]; y: Int32Array }[], seed: number) {
+function voiceSplit(manifest: KwsManifest, fresh: ReturnType<typeof loadSplit>, replay: SplitRows[], seed: number) {
   const voiceOf = (id: number) => {
     const s = manifest.sources[id];
     return s.kind === 'espeak-ng' ? (valMode === 'accents' ? `espeak:${s.accent}` : `espeak:${s.variant}`) : s.kind === 'flite' ? `flite:${s.voice}` : s.kind === 'real' ? `real:${s.speaker}` : 'other';
@@ -158,7 +161,7 @@ function voiceSplit(manifest: KwsManifest, fresh: ReturnType<typeof loadSplit>, 
   };
 }
 
-function toLabelled(parts: { x: Float32Array; shape: number[]; y: Int32Array }[]): LabelledData {
+function toLabelled(parts: SplitRows[]): LabelledData {
   const n = parts.reduce((a, p) => a + p.y.length, 0);
   const feat = parts[0].shape.slice(1);
   const per = feat.reduce((a, b) => a * b, 1);

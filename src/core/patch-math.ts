@@ -49,13 +49,16 @@ export class ExceptionLog {
   get size(): number {
     return this.blocks.length * BLOCK + this.at;
   }
+  /** Start a new block once the current one is full. */
+  private room(): void {
+    if (this.at < this.positions.length) return;
+    if (this.positions.length) this.blocks.push({ positions: this.positions, bits: this.bits });
+    this.positions = new Uint32Array(BLOCK);
+    this.bits = new Uint32Array(BLOCK);
+    this.at = 0;
+  }
   push(position: number, bits: number): void {
-    if (this.at === this.positions.length) {
-      if (this.positions.length) this.blocks.push({ positions: this.positions, bits: this.bits });
-      this.positions = new Uint32Array(BLOCK);
-      this.bits = new Uint32Array(BLOCK);
-      this.at = 0;
-    }
+    this.room();
     this.positions[this.at] = position;
     this.bits[this.at] = bits;
     this.at++;
@@ -63,12 +66,7 @@ export class ExceptionLog {
   /** Push the first `count` entries of `positions` and `bits` (a kernel's log), block by block. */
   pushMany(positions: Uint32Array, bits: Uint32Array, count: number): void {
     for (let k = 0; k < count;) {
-      if (this.at === this.positions.length) {
-        if (this.positions.length) this.blocks.push({ positions: this.positions, bits: this.bits });
-        this.positions = new Uint32Array(BLOCK);
-        this.bits = new Uint32Array(BLOCK);
-        this.at = 0;
-      }
+      this.room();
       const n = Math.min(count - k, BLOCK - this.at);
       this.positions.set(positions.subarray(k, k + n), this.at);
       this.bits.set(bits.subarray(k, k + n), this.at);
