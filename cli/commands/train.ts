@@ -23,6 +23,7 @@ export interface TrainArgs {
   tune: 'quick' | 'thorough' | 'off';
   trainable: string;
   allowWorse: boolean;
+  distill: number;
   alsoConsider: string[];
   store: 'stored' | 'float32';
   budget: string;
@@ -57,6 +58,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('val-fraction', { type: 'number', default: 0.1, describe: 'without --val: the fraction of the training data held out for validation (seeded, stratified); 0 validates nothing (needs --tune off)' })
     .option('tune', { choices: ['quick', 'thorough', 'off'] as const, default: 'quick' as const, describe: 'learning-rate search on validation: quick tries 3 rates on half the data (the start --lr, a third of it, then a ninth if the third was better, else 3x the start) then trains the best (about 2.5x one run); thorough trains 5 rates (5x); off trains one. Every run keeps its best checkpoint, stops early, and is retried lower if it diverges or collapses to one class' })
     .option('trainable', { type: 'string', default: 'config', describe: "which weights train: config (what the model's config leaves trainable), all (frozen layers too), or a regular expression over weight names. BatchNorm moving statistics never train (layers run in inference mode)" })
+    .option('distill', { type: 'number', default: 1, describe: "weight of a distillation term that keeps the base model's outputs on the training examples it already classifies right, so an update does not forget what the model knew (train on new data plus replayed old data; the labels alone let old words drift). 0 turns it off, e.g. when the base does a different task" })
     .option('allow-worse', { type: 'boolean', default: false, describe: "write the payload even when its validation accuracy is below the base model's (refused by default: exit 10)" })
     .option('also-consider', { type: 'string', array: true, default: [] as string[], describe: 'payload file(s) made for the same base, model id and sequence (say, this update at a smaller budget): each competes on validation with what this run trains, and the better one within the budget is written, so a larger budget never validates lower' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16) stay on their grid after the update, so the model keeps its size; float32: patched tensors become float32 on the device' })
@@ -178,6 +180,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       tune: a.tune,
       trainable,
       allowWorse: a.allowWorse,
+      distill: a.distill,
       alsoConsider: competitors,
       store: a.store,
       header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
@@ -212,6 +215,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       validation: res.validation ?? null,
       tuning: res.tuning,
       trainable: { trained: res.trainable.trained.length, frozenByConfig: res.trainable.frozenByConfig.length, statistics: res.trainable.statistics },
+      distill: res.distill ?? null,
       batchSize: res.batchSize,
       trainSeconds: res.trainSeconds,
       epochs: res.epochs,

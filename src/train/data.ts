@@ -30,7 +30,7 @@ export function permutation(n: number, random: () => number): Int32Array {
 }
 
 /** Batches of one epoch in a seeded order. Each batch's tensors are disposed by the caller. */
-export function* epochBatches(data: LabelledData, batchSize: number, random: () => number): Generator<{ x: tf.Tensor; y: tf.Tensor1D; size: number }> {
+export function* epochBatches(data: LabelledData, batchSize: number, random: () => number): Generator<{ x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array }> {
   const n = data.y.length;
   const order = permutation(n, random);
   for (let start = 0; start < n; start += batchSize) {
@@ -39,7 +39,7 @@ export function* epochBatches(data: LabelledData, batchSize: number, random: () 
     const x = tf.gather(data.x, idxT);
     idxT.dispose();
     const y = tf.tensor1d(Int32Array.from(idx, (i) => data.y[i]), 'int32');
-    yield { x, y, size: idx.length };
+    yield { x, y, size: idx.length, idx: Int32Array.from(idx) };
   }
 }
 

@@ -51,6 +51,44 @@ export interface LoopOptions {
    * device will store them (gradients pass straight through).
    */
   grids?: ReadonlyMap<string, StorageGrid>;
+  /** Keep the base model's outputs where it was right (see {@link Teacher}). */
+  teacher?: Teacher;
+}
+
+/**
+ * The base model's outputs on the training examples, for a distillation term that keeps its
+ * behaviour where it was right (learning without forgetting, Li & Hoiem 2016, here with the
+ * replayed examples a user trains on): per example, the base's class probabilities and whether
+ * it predicted the label. The loss adds `weight` · T² · KL(base_T ‖ model_T) averaged over the
+ * batch, counting only the examples the base got right (on examples of a new class the base
+ * cannot be right, so they learn from their labels alone).
+ */
+export interface Teacher {
+  /** examples x classes, row-major. */
+  probs: Float32Array;
+  /** 1 where the base predicted the example's label. */
+  right: Uint8Array;
+  weight: number;
+  /** Softens both distributions (T = 2 is usual); the T² factor keeps the gradient's scale. */
+  temperature: number;
+}
+
+/** The distillation term of a batch whose examples are rows `idx` of the teacher's data. */
+function keepLoss(out: tf.Tensor, idx: Int32Array, t: Teacher, fromLogits: boolean): tf.Scalar {
+  const classes = out.shape[out.shape.length - 1] as number;
+  const size = idx.length;
+  const rows = new Float32Array(size * classes);
+  const keep = new Float32Array(size);
+  for (let i = 0; i < size; i++) {
+    rows.set(t.probs.subarray(idx[i] * classes, (idx[i] + 1) * classes), i * classes);
+    keep[i] = t.right[idx[i]];
+  }
+  const T = t.temperature;
+  const logp = fromLogits ? tf.logSoftmax(out) : tf.log(tf.clipByValue(out, 1e-7, 1));
+  const logq = tf.logSoftmax(tf.div(logp, T));
+  const target = tf.softmax(tf.div(tf.log(tf.clipByValue(tf.tensor2d(rows, [size, classes]), 1e-7, 1)), T));
+  const kl = tf.sum(tf.mul(target, tf.sub(tf.log(tf.clipByValue(target, 1e-12, 1)), logq)), -1);
+  return tf.mul(tf.div(tf.sum(tf.mul(kl, tf.tensor1d(keep))), size), t.weight * T * T) as tf.Scalar;
 }
 
 export interface EpochReport {
@@ -101,7 +139,8 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
         const { value, grads } = tf.variableGrads(() => {
           const out = model.apply(b.x, { training: false }) as tf.Tensor;
           logits = tf.keep(out);
-          return sparseCrossEntropy(out, b.y, options.fromLogits);
+          const ce = sparseCrossEntropy(out, b.y, options.fromLogits);
+          return options.teacher ? tf.add(ce, keepLoss(out, b.idx, options.teacher, options.fromLogits)) as tf.Scalar : ce;
         }, varList);
         const byOptimizer = new Map<tf.Optimizer, tf.NamedTensorMap>();
         for (const t of targets) {

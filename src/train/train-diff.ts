@@ -46,7 +46,7 @@ import { HashedBuckets } from '../hash-diff/trainer.ts';
 import { LowRankAdapters, loraEligible } from '../lowrank-diff/trainer.ts';
 import { DEFAULT_SPARSE_MASK, SparseMask, type SparseMaskOptions } from '../sparse-diff/trainer.ts';
 import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type LabelledData } from './data.ts';
-import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization } from './loop.ts';
+import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import { silenceTfjsNodeBanner } from './quiet.ts';
 import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable, type TrainableSpec } from './select.ts';
@@ -98,6 +98,15 @@ export interface TrainDiffOptions {
   patience?: number;
   /** Which weights train: the model's config (default), `'all'`, or a pattern over weight names. */
   trainable?: TrainableSpec;
+  /**
+   * Weight of the distillation term that keeps the base model's outputs on the training
+   * examples it already classifies right (default 1; 0 turns it off). An update trains on new
+   * data and usually on replayed old data; the labels alone let the model drift on what it
+   * knew (forgetting), the base's full output distribution holds it there. See {@link Teacher}.
+   */
+  distill?: number;
+  /** Temperature of the distillation term (default 2). */
+  distillTemperature?: number;
   /** Return a result worse than the base on validation instead of refusing it. */
   allowWorse?: boolean;
   /**
@@ -161,6 +170,8 @@ export interface TrainDiffResult {
   tuning: { mode: TuneMode; candidates: TuningCandidate[]; learningRate: number; chosen: string; seconds: number; cost: number };
   /** Which weights trained. */
   trainable: { trained: string[]; frozenByConfig: string[]; statistics: number };
+  /** The distillation term (undefined when off): its weight, temperature, and the training examples it kept (those the base classifies right). */
+  distill?: { weight: number; temperature: number; examples: number };
   batchSize: number;
 }
 
@@ -425,6 +436,47 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       return a.built.bytes.length < b.built.bytes.length;
     };
 
+    const distill = options.distill ?? 1;
+    const temperature = options.distillTemperature ?? 2;
+    if (!(distill >= 0 && Number.isFinite(distill))) throw new UsageError(`distill must be a weight >= 0 (0 turns it off), found ${distill}`);
+    if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`distill temperature must be > 0, found ${temperature}`);
+    const teachers = new Map<LabelledData, Teacher>();
+    let distilled: TrainDiffResult['distill'];
+    /** The base model's outputs on `data`, computed once (every run starts with the model holding the base). */
+    const teacherOf = (data: LabelledData): Teacher | undefined => {
+      if (distill === 0) return undefined;
+      let t = teachers.get(data);
+      if (!t) {
+        const n = data.y.length;
+        const probs = new Float32Array(n * numClasses);
+        const right = new Uint8Array(n);
+        for (let start = 0; start < n; start += evalBatch) {
+          const end = Math.min(n, start + evalBatch);
+          const out = tf.tidy(() => {
+            const o = model.apply(tf.slice(data.x, [start], [end - start]), { training: false }) as tf.Tensor;
+            return fromLogits ? tf.softmax(o) : o;
+          });
+          probs.set(out.dataSync() as Float32Array, start * numClasses);
+          out.dispose();
+          for (let i = start; i < end; i++) {
+            let top = 0;
+            for (let c = 1; c < numClasses; c++) if (probs[i * numClasses + c] > probs[i * numClasses + top]) top = c;
+            right[i] = top === data.y[i] ? 1 : 0;
+          }
+        }
+        t = { probs, right, weight: distill, temperature };
+        teachers.set(data, t);
+        if (data === trainData) {
+          const kept = right.reduce((a, r) => a + r, 0);
+          distilled = { weight: distill, temperature, examples: kept };
+          progress(`distillation: keeping the base model's outputs on the ${kept} of ${n} training examples it classifies right (weight ${distill}, temperature ${temperature}; --distill 0 turns it off)`);
+        }
+      }
+      return t;
+    };
+
+    teacherOf(trainData);
+
     const candidates: TuningCandidate[] = [];
     const allReports: EpochReport[] = [];
     const patience = options.patience ?? 2;
@@ -460,8 +512,10 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
         if (val) progress(`  ${at}: validation ${pct(c.valAccuracy)} (loss ${c.valLoss.toFixed(4)})${c.collapsed ? ', predicts one class' : ''}${improved ? ' (best)' : ''}`);
         return val !== undefined && sinceBest >= patience;
       };
+      const teacher = teacherOf(data);
       const loop = (param: Parameterization, optimizerFor: (v: string) => tf.Optimizer, count: number, offset: number, of: number, afterEpoch?: (r: EpochReport) => boolean) =>
         trainLoop(model, data, param, {
+          ...(teacher ? { teacher } : {}),
           epochs: count,
           batchSize,
           seed: seed + offset,
@@ -738,6 +792,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       ...(val && baseVal ? { validation: { examples: val.y.length, baseAccuracy: baseVal.accuracy, accuracy: chosen.valAccuracy, loss: chosen.valLoss } } : {}),
       tuning: { mode: tune, candidates, learningRate: chosen.learningRate, chosen: chosen.label, seconds: trainSeconds, cost: oneRun ? seen / oneRun : 0 },
       trainable: { trained: tensors.map((t) => t.name), frozenByConfig: selection.frozenByConfig, statistics: selection.statistics },
+      ...(distilled ? { distill: distilled } : {}),
       batchSize,
     };
   } finally {
