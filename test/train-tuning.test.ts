@@ -35,7 +35,11 @@ describe('self-tuning training on MNIST digits', () => {
     await initBackend('wasm');
     splits = mnistSplits(3000);
     model = mnistModel(1);
-    await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1, tune: 'off', validation: 0 });
+    // From a random start the model is right by chance only: distillation turns itself off.
+    const lines: string[] = [];
+    const fromScratch = await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1, tune: 'off', validation: 0, onProgress: (m) => lines.push(m) });
+    assert.equal(fromScratch.distill, undefined);
+    assert.ok(lines.some((l) => /^distillation off: the base model classifies .* less than twice the .* most common label/.test(l)), lines.join('\n'));
     base = modelToStore(model);
     budget = Math.floor(base.list().reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0) * 0.01);
   });
@@ -94,6 +98,46 @@ describe('self-tuning training on MNIST digits', () => {
     reset();
     assert.ok(large.validation!.accuracy >= small.validation!.accuracy, `${large.validation!.accuracy} < ${small.validation!.accuracy}`);
     assert.ok(large.bytes.length <= 2 * budget);
+  });
+
+  test('distillation keeps the base model where it was right: on held-out digits it knew, the update stays closer to it', async () => {
+    reset();
+    // The base's outputs on the held-out digits 0-6 it classifies right.
+    const known = evaluate(model, splits.eval, 256);
+    const keep = [...known.predictions.keys()].filter((i) => splits.eval.y[i] < 7 && known.predictions[i] === splits.eval.y[i]);
+    const idx = tf.tensor1d(keep, 'int32');
+    const xs = tf.gather(splits.eval.x, idx);
+    const baseProbs = model.predict(xs) as tf.Tensor;
+    /** Mean KL(base || model) over those digits, and the share the model still gets right. */
+    const drift = () =>
+      tf.tidy(() => {
+        const p = model.predict(xs) as tf.Tensor;
+        const kl = tf.mean(tf.sum(tf.mul(baseProbs, tf.sub(tf.log(tf.clipByValue(baseProbs, 1e-7, 1)), tf.log(tf.clipByValue(p, 1e-7, 1)))), -1)).dataSync()[0];
+        const right = tf.mean(tf.cast(tf.equal(tf.argMax(p, -1), tf.argMax(baseProbs, -1)), 'float32')).dataSync()[0];
+        return { kl, right };
+      });
+    // A full fine-tune at a brisk rate (the method that moves the most), with and without.
+    const opts = { method: 'full' as const, budgetBytes: 0, epochs: 3, seed: 6, base, tune: 'off' as const, learningRate: 3e-3 };
+    const plain = await trainDiff(model, splits.updateTrain, { ...opts, distill: 0 });
+    const without = drift();
+    reset();
+    const kept = await trainDiff(model, splits.updateTrain, opts);
+    const withIt = drift();
+    reset();
+    idx.dispose();
+    xs.dispose();
+    baseProbs.dispose();
+    assert.equal(plain.distill, undefined); // asked off
+    // The default weight is 1; the term counts only training examples the base got right, and
+    // the base never predicts a digit it was not trained on (7-9), so those are never kept.
+    assert.deepEqual({ weight: kept.distill?.weight, temperature: kept.distill?.temperature }, { weight: 1, temperature: 2 });
+    const trainRows = splits.updateTrain.y.length - kept.validation!.examples;
+    const oldRows = Math.round(trainRows * 0.7); // digits 0-6 are about 70% of the data
+    assert.ok(kept.distill!.examples > 0.8 * oldRows && kept.distill!.examples < trainRows, `${kept.distill!.examples} of ${trainRows} (about ${oldRows} are 0-6)`);
+    assert.ok(withIt.kl < 0.8 * without.kl, `KL(base || update) on known digits: ${withIt.kl} with distillation, ${without.kl} without`);
+    assert.ok(withIt.right >= without.right, `agreement with the base on known digits: ${withIt.right} with, ${without.right} without`);
+    await assert.rejects(trainDiff(model, splits.updateTrain, { ...opts, distill: -1 }), (e: unknown) => e instanceof UsageError && /distill must be a weight >= 0/.test(e.message));
+    reset();
   });
 
   test('lora and topk-retrain payloads apply through the device applier to exactly the evaluated weights', async () => {

@@ -118,7 +118,8 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     const fromDs = await fromDataset(ds);
     assert.deepEqual(fromDs.y, y);
     assert.deepEqual(fromDs.x.dataSync(), x.dataSync());
-    const opts = { method: 'hash' as const, budgetBytes: budget, epochs: 1, seed: 5, base, tune: 'off' as const };
+    // One short epoch on 600 examples: whether it beats the base is not the point here.
+    const opts = { method: 'hash' as const, budgetBytes: budget, epochs: 1, seed: 5, base, tune: 'off' as const, allowWorse: true };
     const a = await trainDiff(model, fromDs, opts);
     reset();
     const b = await trainDiff(model, { x, y }, opts);

@@ -145,9 +145,6 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
       eval: evalData,
       tune,
       allowWorse: true, // measured here whatever it gives; the CLI refuses a worse one
-      // A new task for this base (its five classes are not these): what it gets right here it
-      // gets right by chance, so there is no behaviour worth keeping and no distillation.
-      distill: 0,
       header: { modelId: 'nsfwjs-mobilenet-v2-fashion', sequence: 1 },
       ...(method === 'topk-retrain' && full?.fullWeights ? { fullWeights: full.fullWeights } : {}),
       onProgress: (m) => log(`[job ${id}] ${method}: ${m}`),

@@ -103,6 +103,8 @@ export interface TrainDiffOptions {
    * examples it already classifies right (default 1; 0 turns it off). An update trains on new
    * data and usually on replayed old data; the labels alone let the model drift on what it
    * knew (forgetting), the base's full output distribution holds it there. See {@link Teacher}.
+   * Off by itself when the base gets fewer than twice as many training examples right as always
+   * answering the most common label would (a new task or an untrained model: nothing to keep).
    */
   distill?: number;
   /** Temperature of the distillation term (default 2). */
@@ -170,7 +172,7 @@ export interface TrainDiffResult {
   tuning: { mode: TuneMode; candidates: TuningCandidate[]; learningRate: number; chosen: string; seconds: number; cost: number };
   /** Which weights trained. */
   trainable: { trained: string[]; frozenByConfig: string[]; statistics: number };
-  /** The distillation term (undefined when off): its weight, temperature, and the training examples it kept (those the base classifies right). */
+  /** The distillation term (undefined when off, asked or because the base does not do this task): its weight, temperature, and the training examples it kept (those the base classifies right). */
   distill?: { weight: number; temperature: number; examples: number };
   batchSize: number;
 }
@@ -441,10 +443,11 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     if (!(distill >= 0 && Number.isFinite(distill))) throw new UsageError(`distill must be a weight >= 0 (0 turns it off), found ${distill}`);
     if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`distill temperature must be > 0, found ${temperature}`);
     const teachers = new Map<LabelledData, Teacher>();
+    let distillOn = distill > 0;
     let distilled: TrainDiffResult['distill'];
     /** The base model's outputs on `data`, computed once (every run starts with the model holding the base). */
     const teacherOf = (data: LabelledData): Teacher | undefined => {
-      if (distill === 0) return undefined;
+      if (!distillOn) return undefined;
       let t = teachers.get(data);
       if (!t) {
         const n = data.y.length;
@@ -466,16 +469,24 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
         }
         t = { probs, right, weight: distill, temperature };
         teachers.set(data, t);
-        if (data === trainData) {
-          const kept = right.reduce((a, r) => a + r, 0);
-          distilled = { weight: distill, temperature, examples: kept };
-          progress(`distillation: keeping the base model's outputs on the ${kept} of ${n} training examples it classifies right (weight ${distill}, temperature ${temperature}; --distill 0 turns it off)`);
-        }
       }
       return t;
     };
-
-    teacherOf(trainData);
+    if (distillOn) {
+      // A base that does not do this task (a new task, or an untrained model) is right by chance
+      // only: nothing to keep, and pulling those examples to its outputs would only hold them back.
+      const kept = (teacherOf(trainData) as Teacher).right.reduce((a, r) => a + r, 0);
+      const share = kept / trainData.y.length;
+      const noInformation = majority(trainData.y);
+      if (share < 2 * noInformation) {
+        distillOn = false;
+        teachers.clear();
+        progress(`distillation off: the base model classifies ${pct(share)} of the training examples right, less than twice the ${pct(noInformation)} that always answering the most common label gets, so it has nothing on this task to keep`);
+      } else {
+        distilled = { weight: distill, temperature, examples: kept };
+        progress(`distillation: keeping the base model's outputs on the ${kept} of ${trainData.y.length} training examples it classifies right (weight ${distill}, temperature ${temperature}; --distill 0 turns it off)`);
+      }
+    }
 
     const candidates: TuningCandidate[] = [];
     const allReports: EpochReport[] = [];
