@@ -22,7 +22,9 @@ import { evaluate } from '../src/train/data.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { chooseBatchSize, selectTrainable, weightRoles } from '../src/train/select.ts';
-import { trainDiff } from '../src/train/train-diff.ts';
+import { agreementBeyondChance, DISTILL_MIN_KAPPA, trainDiff } from '../src/train/train-diff.ts';
+import { keepLoss } from '../src/train/loop.ts';
+import { seededRandom } from '../src/core/random.ts';
 
 describe('self-tuning training on MNIST digits', () => {
   let splits: MnistSplits;
@@ -39,7 +41,8 @@ describe('self-tuning training on MNIST digits', () => {
     const lines: string[] = [];
     const fromScratch = await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1, tune: 'off', validation: 0, onProgress: (m) => lines.push(m) });
     assert.equal(fromScratch.distill, undefined);
-    assert.ok(lines.some((l) => /^distillation off: the base model classifies .* less than twice the .* most common label/.test(l)), lines.join('\n'));
+    assert.match(fromScratch.distillOff ?? '', /does not do this task \(Cohen's kappa -?0\.[01]\d/);
+    assert.ok(lines.some((l) => /^distillation off: the base model agrees with the labels little better than chance/.test(l)), lines.join('\n'));
     base = modelToStore(model);
     budget = Math.floor(base.list().reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0) * 0.01);
   });
@@ -128,6 +131,9 @@ describe('self-tuning training on MNIST digits', () => {
     xs.dispose();
     baseProbs.dispose();
     assert.equal(plain.distill, undefined); // asked off
+    assert.equal(plain.distillOff, 'turned off (distill 0)');
+    assert.equal(kept.distillOff, undefined);
+    assert.ok(kept.distill!.kappa > 0.8, `the base does the old digits: kappa ${kept.distill!.kappa}`);
     // The default weight is 1; the term counts only training examples the base got right, and
     // the base never predicts a digit it was not trained on (7-9), so those are never kept.
     assert.deepEqual({ weight: kept.distill?.weight, temperature: kept.distill?.temperature }, { weight: 1, temperature: 2 });
@@ -229,3 +235,61 @@ describe('which weights train, and how many examples fit a step', () => {
     big.dispose();
   });
 });
+
+describe('the distillation term and its gate', () => {
+  before(async () => {
+    await initBackend('wasm');
+  });
+
+  test('the term is 0 at the base for confident models, softmax or logits, with many classes', () => {
+    for (const classes of [10, 1000]) tf.tidy(() => {
+      // One confident example: the top class far above the rest (probabilities below the 1e-7 floor).
+      const logits = new Float32Array(classes).fill(-8);
+      logits[3] = 20;
+      const t = tf.tensor2d(logits, [1, classes]);
+      const idx = Int32Array.of(0);
+      const right = Uint8Array.of(1);
+      for (const fromLogits of [true, false]) {
+        const out = fromLogits ? t : tf.softmax(t);
+        const teacherOut = (fromLogits ? tf.logSoftmax(t) : tf.softmax(t)).dataSync() as Float32Array;
+        const teacher = { outputs: Float32Array.from(teacherOut), right, weight: 1, temperature: 2 };
+        const atBase = keepLoss(out, idx, teacher, fromLogits).dataSync()[0];
+        // (float rounding over 1,000 classes leaves ~1e-4; the floored logit teacher gave 4.6)
+        assert.ok(Math.abs(atBase) < 1e-3, `${classes} classes, ${fromLogits ? 'logits' : 'softmax'}: ${atBase} at the base`);
+        // ... and positive once the model moves away from the base.
+        const moved = fromLogits ? tf.add(t, tf.oneHot(tf.tensor1d([5], 'int32'), classes).mul(30)) : tf.softmax(tf.add(t, tf.oneHot(tf.tensor1d([5], 'int32'), classes).mul(30)));
+        assert.ok(keepLoss(moved, idx, teacher, fromLogits).dataSync()[0] > 0.1);
+        // An example the base got wrong is not kept.
+        assert.equal(keepLoss(moved, idx, { ...teacher, right: Uint8Array.of(0) }, fromLogits).dataSync()[0], 0);
+      }
+    });
+  });
+
+  test("the gate measures agreement beyond chance: two classes, unbalanced labels and new classes", () => {
+    const labels = (...counts: number[]) => Int32Array.from(counts.flatMap((n, c) => Array(n).fill(c)));
+    // Two balanced classes, 85% right: clearly doing the task (accuracy against the majority's
+    // share could never pass 2 x 50%).
+    const two = labels(100, 100);
+    const twoPred = Int32Array.from(two, (y, i) => (i % 20 < 3 ? 1 - y : y));
+    assert.ok(agreementBeyondChance(two, twoPred).kappa >= 0.6);
+    // 90% of one class, always predicted: right 90% of the time, no information.
+    const skewed = labels(180, 20);
+    assert.equal(agreementBeyondChance(skewed, new Int32Array(200)).kappa, 0);
+    // A new class the base never gets right (half the data) is left out: the old ones decide.
+    const update = labels(50, 50, 50, 150);
+    const updatePred = Int32Array.from(update, (y, i) => (y === 3 ? i % 3 : y));
+    const withNew = agreementBeyondChance(update, updatePred);
+    assert.equal(withNew.examples, 150);
+    assert.equal(withNew.kappa, 1);
+    // Predictions unrelated to the labels: about 0.
+    const random = seededLabels(2000, 5, 1);
+    assert.ok(Math.abs(agreementBeyondChance(random, seededLabels(2000, 5, 2)).kappa) < 0.05);
+    assert.deepEqual(agreementBeyondChance(new Int32Array(0), new Int32Array(0)), { kappa: 0, examples: 0 });
+    assert.ok(DISTILL_MIN_KAPPA > 0.05 && DISTILL_MIN_KAPPA < 0.6);
+  });
+});
+
+function seededLabels(n: number, classes: number, seed: number): Int32Array {
+  const random = seededRandom(seed);
+  return Int32Array.from({ length: n }, () => Math.floor(random() * classes));
+}

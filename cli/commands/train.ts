@@ -58,7 +58,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('val-fraction', { type: 'number', default: 0.1, describe: 'without --val: the fraction of the training data held out for validation (seeded, stratified); 0 validates nothing (needs --tune off)' })
     .option('tune', { choices: ['quick', 'thorough', 'off'] as const, default: 'quick' as const, describe: 'learning-rate search on validation: quick tries 3 rates on half the data (the start --lr, a third of it, then a ninth if the third was better, else 3x the start) then trains the best (about 2.5x one run); thorough trains 5 rates (5x); off trains one. Every run keeps its best checkpoint, stops early, and is retried lower if it diverges or collapses to one class' })
     .option('trainable', { type: 'string', default: 'config', describe: "which weights train: config (what the model's config leaves trainable), all (frozen layers too), or a regular expression over weight names. BatchNorm moving statistics never train (layers run in inference mode)" })
-    .option('distill', { type: 'number', default: 1, describe: "weight of a distillation term that keeps the base model's outputs on the training examples it already classifies right, so an update does not forget what the model knew (train on new data plus replayed old data; the labels alone let old words drift). Off by itself when the base gets fewer than twice as many training examples right as always answering the most common label (a new task); 0 turns it off, e.g. for a base trained briefly that the update should improve on its old classes too" })
+    .option('distill', { type: 'number', default: 1, describe: "weight of a distillation term that keeps the base model's outputs on the training examples it already classifies right, so an update does not forget what the model knew (train on new data plus replayed old data; the labels alone let old words drift). Off by itself when the base agrees with the training labels little better than chance (Cohen's kappa below 0.2 on the classes it gets right at least once: a new task, an untrained model); 0 turns it off, e.g. for a base trained briefly that the update should improve on its old classes too" })
     .option('allow-worse', { type: 'boolean', default: false, describe: "write the payload even when its validation accuracy is below the base model's (refused by default: exit 10)" })
     .option('also-consider', { type: 'string', array: true, default: [] as string[], describe: 'payload file(s) made for the same base, model id and sequence (say, this update at a smaller budget): each competes on validation with what this run trains, and the better one within the budget is written, so a larger budget never validates lower' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16) stay on their grid after the update, so the model keeps its size; float32: patched tensors become float32 on the device' })
@@ -110,6 +110,7 @@ export function describeEpoch(r: EpochReport): string {
 
 export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
+  if (!(a.distill >= 0 && Number.isFinite(a.distill))) throw new UsageError(`--distill must be a weight >= 0 (0 turns it off), found ${a.distill}`);
   if (!(a.valFraction >= 0 && a.valFraction < 1)) throw new UsageError(`--val-fraction must be at least 0 and below 1, found ${a.valFraction}`);
   if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('--val-fraction 0 leaves no validation data to tune on: pass --val DATA, or --tune off');
   // tfjs and the trainers load only when training (the other commands start faster, and run
@@ -216,6 +217,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       tuning: res.tuning,
       trainable: { trained: res.trainable.trained.length, frozenByConfig: res.trainable.frozenByConfig.length, statistics: res.trainable.statistics },
       distill: res.distill ?? null,
+      ...(res.distillOff ? { distillOff: res.distillOff } : {}),
       batchSize: res.batchSize,
       trainSeconds: res.trainSeconds,
       epochs: res.epochs,

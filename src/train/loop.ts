@@ -64,8 +64,13 @@ export interface LoopOptions {
  * cannot be right, so they learn from their labels alone).
  */
 export interface Teacher {
-  /** examples x classes, row-major. */
-  probs: Float32Array;
+  /**
+   * examples x classes, row-major: the base's class probabilities for a model that ends in a
+   * softmax, its log-probabilities (log-softmax of the logits) for one that outputs logits. A
+   * logit model's teacher is kept in log space so that no floor flattens a confident base's
+   * distribution: the term is exactly 0 at the base's weights either way.
+   */
+  outputs: Float32Array;
   /** 1 where the base predicted the example's label. */
   right: Uint8Array;
   weight: number;
@@ -74,19 +79,22 @@ export interface Teacher {
 }
 
 /** The distillation term of a batch whose examples are rows `idx` of the teacher's data. */
-function keepLoss(out: tf.Tensor, idx: Int32Array, t: Teacher, fromLogits: boolean): tf.Scalar {
+export function keepLoss(out: tf.Tensor, idx: Int32Array, t: Teacher, fromLogits: boolean): tf.Scalar {
   const classes = out.shape[out.shape.length - 1] as number;
   const size = idx.length;
   const rows = new Float32Array(size * classes);
   const keep = new Float32Array(size);
   for (let i = 0; i < size; i++) {
-    rows.set(t.probs.subarray(idx[i] * classes, (idx[i] + 1) * classes), i * classes);
+    rows.set(t.outputs.subarray(idx[i] * classes, (idx[i] + 1) * classes), i * classes);
     keep[i] = t.right[idx[i]];
   }
   const T = t.temperature;
+  // The same transform on both sides (the softmax model's probabilities floored alike), so the
+  // term and its gradient vanish where the model still computes the base's outputs.
   const logp = fromLogits ? tf.logSoftmax(out) : tf.log(tf.clipByValue(out, 1e-7, 1));
   const logq = tf.logSoftmax(tf.div(logp, T));
-  const target = tf.softmax(tf.div(tf.log(tf.clipByValue(tf.tensor2d(rows, [size, classes]), 1e-7, 1)), T));
+  const teacherLog = fromLogits ? tf.tensor2d(rows, [size, classes]) : tf.log(tf.clipByValue(tf.tensor2d(rows, [size, classes]), 1e-7, 1));
+  const target = tf.softmax(tf.div(teacherLog, T));
   const kl = tf.sum(tf.mul(target, tf.sub(tf.log(tf.clipByValue(target, 1e-12, 1)), logq)), -1);
   return tf.mul(tf.div(tf.sum(tf.mul(kl, tf.tensor1d(keep))), size), t.weight * T * T) as tf.Scalar;
 }

@@ -103,8 +103,9 @@ export interface TrainDiffOptions {
    * examples it already classifies right (default 1; 0 turns it off). An update trains on new
    * data and usually on replayed old data; the labels alone let the model drift on what it
    * knew (forgetting), the base's full output distribution holds it there. See {@link Teacher}.
-   * Off by itself when the base gets fewer than twice as many training examples right as always
-   * answering the most common label would (a new task or an untrained model: nothing to keep).
+   * Off by itself when the base agrees with the training labels little better than chance
+   * (Cohen's kappa below {@link DISTILL_MIN_KAPPA} on the examples of the classes it gets right at
+   * least once: a new task or an untrained model, nothing to keep); `distillOff` says why.
    */
   distill?: number;
   /** Temperature of the distillation term (default 2). */
@@ -173,7 +174,9 @@ export interface TrainDiffResult {
   /** Which weights trained. */
   trainable: { trained: string[]; frozenByConfig: string[]; statistics: number };
   /** The distillation term (undefined when off, asked or because the base does not do this task): its weight, temperature, and the training examples it kept (those the base classifies right). */
-  distill?: { weight: number; temperature: number; examples: number };
+  distill?: { weight: number; temperature: number; examples: number; kappa: number };
+  /** Why the distillation term is off, when it is (asked for, or the base does not do this task). */
+  distillOff?: string;
   batchSize: number;
 }
 
@@ -351,6 +354,10 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
   const seed = options.seed ?? 0;
   const tune: TuneMode = options.tune ?? 'quick';
   if (!['off', 'quick', 'thorough'].includes(tune)) throw new UsageError(`tune must be off, quick or thorough, found ${JSON.stringify(tune)}`);
+  const distill = options.distill ?? 1;
+  const temperature = options.distillTemperature ?? 2;
+  if (!(distill >= 0 && Number.isFinite(distill))) throw new UsageError(`distill must be a weight >= 0 (0 turns it off), found ${distill}`);
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`distill temperature must be > 0, found ${temperature}`);
   const method = options.method;
   const fromLogits = outputsLogits(model);
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
@@ -438,53 +445,56 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       return a.built.bytes.length < b.built.bytes.length;
     };
 
-    const distill = options.distill ?? 1;
-    const temperature = options.distillTemperature ?? 2;
-    if (!(distill >= 0 && Number.isFinite(distill))) throw new UsageError(`distill must be a weight >= 0 (0 turns it off), found ${distill}`);
-    if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`distill temperature must be > 0, found ${temperature}`);
     const teachers = new Map<LabelledData, Teacher>();
     let distillOn = distill > 0;
     let distilled: TrainDiffResult['distill'];
+    let distillOff: string | undefined = distillOn ? undefined : 'turned off (distill 0)';
+    let gatePredictions: Int32Array | undefined;
     /** The base model's outputs on `data`, computed once (every run starts with the model holding the base). */
     const teacherOf = (data: LabelledData): Teacher | undefined => {
       if (!distillOn) return undefined;
       let t = teachers.get(data);
       if (!t) {
         const n = data.y.length;
-        const probs = new Float32Array(n * numClasses);
+        const outputs = new Float32Array(n * numClasses);
         const right = new Uint8Array(n);
+        const predicted = new Int32Array(n);
         for (let start = 0; start < n; start += evalBatch) {
           const end = Math.min(n, start + evalBatch);
           const out = tf.tidy(() => {
             const o = model.apply(tf.slice(data.x, [start], [end - start]), { training: false }) as tf.Tensor;
-            return fromLogits ? tf.softmax(o) : o;
+            return fromLogits ? tf.logSoftmax(o) : o;
           });
-          probs.set(out.dataSync() as Float32Array, start * numClasses);
+          outputs.set(out.dataSync() as Float32Array, start * numClasses);
           out.dispose();
           for (let i = start; i < end; i++) {
             let top = 0;
-            for (let c = 1; c < numClasses; c++) if (probs[i * numClasses + c] > probs[i * numClasses + top]) top = c;
+            for (let c = 1; c < numClasses; c++) if (outputs[i * numClasses + c] > outputs[i * numClasses + top]) top = c;
+            predicted[i] = top;
             right[i] = top === data.y[i] ? 1 : 0;
           }
         }
-        t = { probs, right, weight: distill, temperature };
+        t = { outputs, right, weight: distill, temperature };
         teachers.set(data, t);
+        if (data === trainData) gatePredictions = predicted;
       }
       return t;
     };
     if (distillOn) {
-      // A base that does not do this task (a new task, or an untrained model) is right by chance
-      // only: nothing to keep, and pulling those examples to its outputs would only hold them back.
+      // A base that does not do this task (a new task, or an untrained model) agrees with the
+      // labels by chance only: nothing to keep, and pulling the examples to its outputs would only
+      // hold them back. Examples of a class it never gets right (a class new in this update) have
+      // nothing to keep either, and do not count against it.
       const kept = (teacherOf(trainData) as Teacher).right.reduce((a, r) => a + r, 0);
-      const share = kept / trainData.y.length;
-      const noInformation = majority(trainData.y);
-      if (share < 2 * noInformation) {
+      const agreement = agreementBeyondChance(trainData.y, gatePredictions as Int32Array);
+      if (!(agreement.kappa >= DISTILL_MIN_KAPPA)) {
         distillOn = false;
         teachers.clear();
-        progress(`distillation off: the base model classifies ${pct(share)} of the training examples right, less than twice the ${pct(noInformation)} that always answering the most common label gets, so it has nothing on this task to keep`);
+        distillOff = `the base does not do this task (Cohen's kappa ${agreement.kappa.toFixed(2)} < ${DISTILL_MIN_KAPPA})`;
+        progress(`distillation off: the base model agrees with the labels little better than chance (Cohen's kappa ${agreement.kappa.toFixed(2)}, ${DISTILL_MIN_KAPPA} needed, on the ${agreement.examples} training examples of the classes it gets right at least once), so it has nothing on this task to keep`);
       } else {
-        distilled = { weight: distill, temperature, examples: kept };
-        progress(`distillation: keeping the base model's outputs on the ${kept} of ${trainData.y.length} training examples it classifies right (weight ${distill}, temperature ${temperature}; --distill 0 turns it off)`);
+        distilled = { weight: distill, temperature, examples: kept, kappa: agreement.kappa };
+        progress(`distillation: keeping the base model's outputs on the ${kept} of ${trainData.y.length} training examples it classifies right (weight ${distill}, temperature ${temperature}; Cohen's kappa ${agreement.kappa.toFixed(2)}; --distill 0 turns it off)`);
       }
     }
 
@@ -804,6 +814,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       tuning: { mode: tune, candidates, learningRate: chosen.learningRate, chosen: chosen.label, seconds: trainSeconds, cost: oneRun ? seen / oneRun : 0 },
       trainable: { trained: tensors.map((t) => t.name), frozenByConfig: selection.frozenByConfig, statistics: selection.statistics },
       ...(distilled ? { distill: distilled } : {}),
+      ...(distillOff ? { distillOff } : {}),
       batchSize,
     };
   } finally {
@@ -819,6 +830,41 @@ function tidy(lr: number): number {
 
 function pct(x: number): string {
   return `${(100 * x).toFixed(2)}%`;
+}
+
+/**
+ * How much better than chance the base does the task, for the distillation gate: below this
+ * Cohen's kappa (0.2: "slight" agreement at most, Landis & Koch 1977) it has nothing to keep.
+ */
+export const DISTILL_MIN_KAPPA = 0.2;
+
+/**
+ * Cohen's kappa of `predicted` against `labels` over the examples whose label is predicted
+ * right at least once (a class the model never gets right, e.g. one new in this update, is left
+ * out): 1 for perfect agreement, 0 for chance (the agreement expected from how often each label
+ * occurs and how often each is predicted), below 0 for worse. Unlike accuracy against the most
+ * common label's share it works for two classes and for unbalanced labels.
+ */
+export function agreementBeyondChance(labels: Int32Array, predicted: Int32Array): { kappa: number; examples: number } {
+  const known = new Set<number>();
+  for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) known.add(labels[i]);
+  const trueCount = new Map<number, number>();
+  const predCount = new Map<number, number>();
+  let n = 0;
+  let agree = 0;
+  for (let i = 0; i < labels.length; i++) {
+    if (!known.has(labels[i])) continue;
+    n++;
+    if (predicted[i] === labels[i]) agree++;
+    trueCount.set(labels[i], (trueCount.get(labels[i]) ?? 0) + 1);
+    predCount.set(predicted[i], (predCount.get(predicted[i]) ?? 0) + 1);
+  }
+  if (n === 0) return { kappa: 0, examples: 0 };
+  let chance = 0;
+  for (const [c, k] of trueCount) chance += (k / n) * ((predCount.get(c) ?? 0) / n);
+  const observed = agree / n;
+  // Every example in one class that the model always predicts: no evidence beyond chance.
+  return { kappa: chance >= 1 ? 0 : (observed - chance) / (1 - chance), examples: n };
 }
 
 /** Share of the most frequent label. */
