@@ -18,7 +18,7 @@ import { NoImprovementError, UsageError } from '../src/core/errors.ts';
 import { decodePayload } from '../src/core/format.ts';
 import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { initBackend } from '../src/train/backend.ts';
-import { evaluate } from '../src/train/data.ts';
+import { epochBatches, evaluate } from '../src/train/data.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { chooseBatchSize, selectTrainable, weightRoles } from '../src/train/select.ts';
@@ -287,6 +287,27 @@ describe('the distillation term and its gate', () => {
     assert.deepEqual(agreementBeyondChance(new Int32Array(0), new Int32Array(0)), { kappa: 0, examples: 0 });
     assert.ok(DISTILL_MIN_KAPPA > 0.05 && DISTILL_MIN_KAPPA < 0.6);
   });
+});
+
+test('each batch says which rows it holds, so the teacher lines up: every row once per epoch, inputs and labels those rows', async () => {
+  await initBackend('wasm');
+  const n = 103;
+  // Row i's input is [i, -i]: any mix-up between a batch and its row indices shows.
+  const x = tf.tensor2d(Float32Array.from({ length: 2 * n }, (_, k) => (k % 2 ? -1 : 1) * Math.floor(k / 2)), [n, 2]);
+  const y = Int32Array.from({ length: n }, (_, i) => (i * 7) % 5);
+  const seen = new Uint8Array(n);
+  for (const b of epochBatches({ x, y }, 16, seededRandom(3))) {
+    const rows = b.x.arraySync() as number[][];
+    assert.equal(rows.length, b.idx.length);
+    assert.equal(b.size, b.idx.length);
+    assert.deepEqual(rows.map((r) => r[0]), [...b.idx]);
+    assert.deepEqual([...b.y.dataSync()], [...b.idx].map((i) => y[i]));
+    for (const i of b.idx) seen[i]++;
+    b.x.dispose();
+    b.y.dispose();
+  }
+  assert.ok(seen.every((c) => c === 1));
+  x.dispose();
 });
 
 function seededLabels(n: number, classes: number, seed: number): Int32Array {

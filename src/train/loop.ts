@@ -102,6 +102,10 @@ export function keepLoss(out: tf.Tensor, idx: Int32Array, t: Teacher, fromLogits
 export interface EpochReport {
   epoch: number;
   epochs: number;
+  /**
+   * Mean training loss of the epoch: cross-entropy plus, when it is on, the distillation term
+   * (so not comparable with a validation loss, which is cross-entropy alone).
+   */
   loss: number;
   trainAccuracy: number;
   seconds: number;
