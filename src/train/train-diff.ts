@@ -449,34 +449,37 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     let distillOn = distill > 0;
     let distilled: TrainDiffResult['distill'];
     let distillOff: string | undefined = distillOn ? undefined : 'turned off (distill 0)';
-    let gatePredictions: Int32Array | undefined;
-    /** The base model's outputs on `data`, computed once (every run starts with the model holding the base). */
+    /** The base model's outputs on `data` (every run starts with the model holding the base), what it predicts and where it is right. */
+    const baseOutputs = (data: LabelledData): { outputs: Float32Array; predicted: Int32Array; right: Uint8Array } => {
+      const n = data.y.length;
+      const outputs = new Float32Array(n * numClasses);
+      const predicted = new Int32Array(n);
+      const right = new Uint8Array(n);
+      for (let start = 0; start < n; start += evalBatch) {
+        const end = Math.min(n, start + evalBatch);
+        const out = tf.tidy(() => {
+          const o = model.apply(tf.slice(data.x, [start], [end - start]), { training: false }) as tf.Tensor;
+          return fromLogits ? tf.logSoftmax(o) : o;
+        });
+        outputs.set(out.dataSync() as Float32Array, start * numClasses);
+        out.dispose();
+        for (let i = start; i < end; i++) {
+          let top = 0;
+          for (let c = 1; c < numClasses; c++) if (outputs[i * numClasses + c] > outputs[i * numClasses + top]) top = c;
+          predicted[i] = top;
+          right[i] = top === data.y[i] ? 1 : 0;
+        }
+      }
+      return { outputs, predicted, right };
+    };
+    /** The distillation teacher of `data`, computed once. */
     const teacherOf = (data: LabelledData): Teacher | undefined => {
       if (!distillOn) return undefined;
       let t = teachers.get(data);
       if (!t) {
-        const n = data.y.length;
-        const outputs = new Float32Array(n * numClasses);
-        const right = new Uint8Array(n);
-        const predicted = new Int32Array(n);
-        for (let start = 0; start < n; start += evalBatch) {
-          const end = Math.min(n, start + evalBatch);
-          const out = tf.tidy(() => {
-            const o = model.apply(tf.slice(data.x, [start], [end - start]), { training: false }) as tf.Tensor;
-            return fromLogits ? tf.logSoftmax(o) : o;
-          });
-          outputs.set(out.dataSync() as Float32Array, start * numClasses);
-          out.dispose();
-          for (let i = start; i < end; i++) {
-            let top = 0;
-            for (let c = 1; c < numClasses; c++) if (outputs[i * numClasses + c] > outputs[i * numClasses + top]) top = c;
-            predicted[i] = top;
-            right[i] = top === data.y[i] ? 1 : 0;
-          }
-        }
+        const { outputs, right } = baseOutputs(data);
         t = { outputs, right, weight: distill, temperature };
         teachers.set(data, t);
-        if (data === trainData) gatePredictions = predicted;
       }
       return t;
     };
@@ -485,14 +488,15 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       // labels by chance only: nothing to keep, and pulling the examples to its outputs would only
       // hold them back. Examples of a class it never gets right (a class new in this update) have
       // nothing to keep either, and do not count against it.
-      const kept = (teacherOf(trainData) as Teacher).right.reduce((a, r) => a + r, 0);
-      const agreement = agreementBeyondChance(trainData.y, gatePredictions as Int32Array);
+      const { outputs, predicted, right } = baseOutputs(trainData);
+      const kept = right.reduce((a, r) => a + r, 0);
+      const agreement = agreementBeyondChance(trainData.y, predicted);
       if (!(agreement.kappa >= DISTILL_MIN_KAPPA)) {
         distillOn = false;
-        teachers.clear();
         distillOff = `the base does not do this task (Cohen's kappa ${agreement.kappa.toFixed(2)} < ${DISTILL_MIN_KAPPA})`;
         progress(`distillation off: the base model agrees with the labels little better than chance (Cohen's kappa ${agreement.kappa.toFixed(2)}, ${DISTILL_MIN_KAPPA} needed, on the ${agreement.examples} training examples of the classes it gets right at least once), so it has nothing on this task to keep`);
       } else {
+        teachers.set(trainData, { outputs, right, weight: distill, temperature });
         distilled = { weight: distill, temperature, examples: kept, kappa: agreement.kappa };
         progress(`distillation: keeping the base model's outputs on the ${kept} of ${trainData.y.length} training examples it classifies right (weight ${distill}, temperature ${temperature}; Cohen's kappa ${agreement.kappa.toFixed(2)}; --distill 0 turns it off)`);
       }
