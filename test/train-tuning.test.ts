@@ -275,15 +275,28 @@ describe('the distillation term and its gate', () => {
     // 90% of one class, always predicted: right 90% of the time, no information.
     const skewed = labels(180, 20);
     assert.equal(agreementBeyondChance(skewed, new Int32Array(200)).kappa, 0);
-    // A new class the base never gets right (half the data) is left out: the old ones decide.
+    // A new class the base never answers (half the data) is left out: the old ones decide.
     const update = labels(50, 50, 50, 150);
     const updatePred = Int32Array.from(update, (y, i) => (y === 3 ? i % 3 : y));
     const withNew = agreementBeyondChance(update, updatePred);
     assert.equal(withNew.examples, 150);
     assert.equal(withNew.kappa, 1);
-    // Predictions unrelated to the labels: about 0.
-    const random = seededLabels(2000, 5, 1);
-    assert.ok(Math.abs(agreementBeyondChance(random, seededLabels(2000, 5, 2)).kappa) < 0.05);
+    // Predictions unrelated to the labels: about 0, with few classes or with many classes and
+    // about two examples each (choosing the classes by where the model is right would keep the
+    // few it hit by luck and score those high).
+    for (const classes of [5, 1000]) {
+      for (let seed = 1; seed <= 20; seed += 2) {
+        const k = agreementBeyondChance(seededLabels(2000, classes, seed), seededLabels(2000, classes, seed + 1)).kappa;
+        assert.ok(Math.abs(k) < 0.05, `${classes} classes, seed ${seed}: kappa ${k}`);
+      }
+    }
+    // 1,000 classes of two examples, right on two of them by luck, every class answered somewhere:
+    // chance. (Counting only the classes it got right would give 0.33 on four examples.)
+    const many = Int32Array.from({ length: 2000 }, (_, i) => i >> 1);
+    const lucky = Int32Array.from(many, (y, i) => (i === 0 || i === 2 ? y : (y + 7) % 1000));
+    const luck = agreementBeyondChance(many, lucky);
+    assert.equal(luck.examples, 2000);
+    assert.ok(Math.abs(luck.kappa) < 0.01, `kappa ${luck.kappa}`);
     assert.deepEqual(agreementBeyondChance(new Int32Array(0), new Int32Array(0)), { kappa: 0, examples: 0 });
     assert.ok(DISTILL_MIN_KAPPA > 0.05 && DISTILL_MIN_KAPPA < 0.6);
   });

@@ -104,8 +104,8 @@ export interface TrainDiffOptions {
    * data and usually on replayed old data; the labels alone let the model drift on what it
    * knew (forgetting), the base's full output distribution holds it there. See {@link Teacher}.
    * Off by itself when the base agrees with the training labels little better than chance
-   * (Cohen's kappa below {@link DISTILL_MIN_KAPPA} on the examples of the classes it gets right at
-   * least once: a new task or an untrained model, nothing to keep); `distillOff` says why.
+   * (Cohen's kappa below {@link DISTILL_MIN_KAPPA} on the examples of the classes it ever answers:
+   * a new task or an untrained model, nothing to keep); `distillOff` says why.
    */
   distill?: number;
   /** Temperature of the distillation term (default 2). */
@@ -486,7 +486,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     if (distillOn) {
       // A base that does not do this task (a new task, or an untrained model) agrees with the
       // labels by chance only: nothing to keep, and pulling the examples to its outputs would only
-      // hold them back. Examples of a class it never gets right (a class new in this update) have
+      // hold them back. Examples of a class it never answers (a class new in this update) have
       // nothing to keep either, and do not count against it.
       const { outputs, predicted, right } = baseOutputs(trainData);
       const kept = right.reduce((a, r) => a + r, 0);
@@ -494,7 +494,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       if (!(agreement.kappa >= DISTILL_MIN_KAPPA)) {
         distillOn = false;
         distillOff = `the base does not do this task (Cohen's kappa ${agreement.kappa.toFixed(2)} < ${DISTILL_MIN_KAPPA})`;
-        progress(`distillation off: the base model agrees with the labels little better than chance (Cohen's kappa ${agreement.kappa.toFixed(2)}, ${DISTILL_MIN_KAPPA} needed, on the ${agreement.examples} training examples of the classes it gets right at least once), so it has nothing on this task to keep`);
+        progress(`distillation off: the base model agrees with the labels little better than chance (Cohen's kappa ${agreement.kappa.toFixed(2)}, ${DISTILL_MIN_KAPPA} needed, on the ${agreement.examples} training examples of the classes it ever answers), so it has nothing on this task to keep`);
       } else {
         teachers.set(trainData, { outputs, right, weight: distill, temperature });
         distilled = { weight: distill, temperature, examples: kept, kappa: agreement.kappa };
@@ -843,15 +843,16 @@ function pct(x: number): string {
 export const DISTILL_MIN_KAPPA = 0.2;
 
 /**
- * Cohen's kappa of `predicted` against `labels` over the examples whose label is predicted
- * right at least once (a class the model never gets right, e.g. one new in this update, is left
- * out): 1 for perfect agreement, 0 for chance (the agreement expected from how often each label
- * occurs and how often each is predicted), below 0 for worse. Unlike accuracy against the most
- * common label's share it works for two classes and for unbalanced labels.
+ * Cohen's kappa of `predicted` against `labels` over the examples whose label the model predicts
+ * for at least one example (a class it never answers, e.g. one new in this update, is left out;
+ * choosing the classes by what it predicts, not by where it is right, keeps a random model at 0
+ * however many classes there are): 1 for perfect agreement, 0 for chance (the agreement expected
+ * from how often each label occurs and how often each is predicted), below 0 for worse. Unlike
+ * accuracy against the most common label's share it works for two classes and unbalanced labels.
  */
 export function agreementBeyondChance(labels: Int32Array, predicted: Int32Array): { kappa: number; examples: number } {
   const known = new Set<number>();
-  for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) known.add(labels[i]);
+  for (const c of predicted) known.add(c);
   const trueCount = new Map<number, number>();
   const predCount = new Map<number, number>();
   let n = 0;
@@ -867,7 +868,7 @@ export function agreementBeyondChance(labels: Int32Array, predicted: Int32Array)
   let chance = 0;
   for (const [c, k] of trueCount) chance += (k / n) * ((predCount.get(c) ?? 0) / n);
   const observed = agree / n;
-  // Every example in one class that the model always predicts: no evidence beyond chance.
+  // One class that the model always predicts: no evidence beyond chance.
   return { kappa: chance >= 1 ? 0 : (observed - chance) / (1 - chance), examples: n };
 }
 
