@@ -41,7 +41,8 @@ describe('self-tuning training on MNIST digits', () => {
     const lines: string[] = [];
     const fromScratch = await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1, tune: 'off', validation: 0, onProgress: (m) => lines.push(m) });
     assert.equal(fromScratch.distill, undefined);
-    assert.match(fromScratch.distillOff ?? '', /does not do this task \(Cohen's kappa -?0\.[01]\d/);
+    const kappa = /does not do this task \(Cohen's kappa (-?\d+\.\d+)/.exec(fromScratch.distillOff ?? '');
+    assert.ok(kappa && Number(kappa[1]) <= 0.2, fromScratch.distillOff);
     assert.ok(lines.some((l) => /^distillation off: the base model agrees with the labels little better than chance/.test(l)), lines.join('\n'));
     base = modelToStore(model);
     budget = Math.floor(base.list().reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0) * 0.01);
@@ -272,7 +273,8 @@ describe('the distillation term and its gate', () => {
     const two = labels(100, 100);
     const twoPred = Int32Array.from(two, (y, i) => (i % 20 < 3 ? 1 - y : y));
     assert.ok(agreementBeyondChance(two, twoPred).kappa >= 0.6);
-    // 90% of one class, always predicted: right 90% of the time, no information.
+    // 90% of one class, always predicted: right 90% of the time, no information (only the
+    // answered class counts, and one class always answered is chance by definition).
     const skewed = labels(180, 20);
     assert.equal(agreementBeyondChance(skewed, new Int32Array(200)).kappa, 0);
     // A new class the base never answers (half the data) is left out: the old ones decide.

@@ -868,7 +868,10 @@ export function agreementBeyondChance(labels: Int32Array, predicted: Int32Array)
   let chance = 0;
   for (const [c, k] of trueCount) chance += (k / n) * ((predCount.get(c) ?? 0) / n);
   const observed = agree / n;
-  // One class that the model always predicts: no evidence beyond chance.
+  // One class that the model always predicts: no evidence beyond chance. (So a base whose
+  // replayed data holds a single old class never distills; and one stray answer of a class new in
+  // the update counts all of that class's examples against the base. Bases trained with a softmax
+  // do not answer classes they never saw, so neither happens in the benchmarks.)
   return { kappa: chance >= 1 ? 0 : (observed - chance) / (1 - chance), examples: n };
 }
 
