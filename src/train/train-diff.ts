@@ -446,9 +446,9 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     };
 
     const teachers = new Map<LabelledData, Teacher>();
-    let distillOn = distill > 0;
     let distilled: TrainDiffResult['distill'];
-    let distillOff: string | undefined = distillOn ? undefined : 'turned off (distill 0)';
+    /** Why the term is off; undefined while it is on. */
+    let distillOff: string | undefined = distill > 0 ? undefined : 'turned off (distill 0)';
     /** The base model's outputs on `data` (every run starts with the model holding the base), what it predicts and where it is right. */
     const baseOutputs = (data: LabelledData): { outputs: Float32Array; predicted: Int32Array; right: Uint8Array } => {
       const n = data.y.length;
@@ -474,7 +474,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     };
     /** The distillation teacher of `data`, computed once. */
     const teacherOf = (data: LabelledData): Teacher | undefined => {
-      if (!distillOn) return undefined;
+      if (distillOff) return undefined;
       let t = teachers.get(data);
       if (!t) {
         const { outputs, right } = baseOutputs(data);
@@ -483,7 +483,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       }
       return t;
     };
-    if (distillOn) {
+    if (!distillOff) {
       // A base that does not do this task (a new task, or an untrained model) agrees with the
       // labels by chance only: nothing to keep, and pulling the examples to its outputs would only
       // hold them back. Examples of a class it never answers (a class new in this update) have
@@ -492,7 +492,6 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       const kept = right.reduce((a, r) => a + r, 0);
       const agreement = agreementBeyondChance(trainData.y, predicted);
       if (!(agreement.kappa >= DISTILL_MIN_KAPPA)) {
-        distillOn = false;
         distillOff = `the base does not do this task (Cohen's kappa ${agreement.kappa.toFixed(2)} < ${DISTILL_MIN_KAPPA})`;
         progress(`distillation off: the base model agrees with the labels little better than chance (Cohen's kappa ${agreement.kappa.toFixed(2)}, ${DISTILL_MIN_KAPPA} needed, on the ${agreement.examples} training examples of the classes it ever answers), so it has nothing on this task to keep`);
       } else {
