@@ -22,7 +22,7 @@ import { epochBatches, evaluate } from '../src/train/data.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { chooseBatchSize, selectTrainable, weightRoles } from '../src/train/select.ts';
-import { agreementBeyondChance, DISTILL_MIN_KAPPA, trainDiff } from '../src/train/train-diff.ts';
+import { agreementBeyondChance, DISTILL_MIN_KAPPA, significantlyBetter, trainDiff } from '../src/train/train-diff.ts';
 import { keepLoss } from '../src/train/loop.ts';
 import { seededRandom } from '../src/core/random.ts';
 
@@ -102,6 +102,54 @@ describe('self-tuning training on MNIST digits', () => {
     reset();
     assert.ok(large.validation!.accuracy >= small.validation!.accuracy, `${large.validation!.accuracy} < ${small.validation!.accuracy}`);
     assert.ok(large.bytes.length <= 2 * budget);
+  });
+
+  test('more bytes must earn their place: a larger payload ships only when right on significantly more validation examples', async (t) => {
+    reset();
+    const opts = { method: 'sparse' as const, epochs: 2, seed: 7, base, tune: 'off' as const, validation: splits.eval };
+    const small = await trainDiff(model, splits.updateTrain, { ...opts, budgetBytes: budget });
+    reset();
+    const large = await trainDiff(model, splits.updateTrain, { ...opts, budgetBytes: 4 * budget, alsoConsider: [{ ...small, label: 'the small one' }] });
+    reset();
+    const sel = large.selection!;
+    assert.equal(sel.considered.length, 2);
+    assert.equal(sel.considered.filter((c) => c.chosen).length, 1);
+    assert.equal(sel.considered[1].label, 'the small one');
+    // Judge both on the validation data here, as the rule does.
+    const correctWith = (values: Map<string, Float32Array>) => {
+      setModelWeights(model, (n) => values.get(n) ?? base.values(n));
+      const e = evaluate(model, splits.eval, 256);
+      reset();
+      return Uint8Array.from(e.predictions, (p, i) => (p === splits.eval.y[i] ? 1 : 0));
+    };
+    const ownValues = sel.own ? sel.own.targetValues : large.targetValues;
+    const ownWins = significantlyBetter(correctWith(ownValues), correctWith(small.targetValues));
+    t.diagnostic(`small ${small.bytes.length} B validates ${small.validation!.accuracy}; the larger run's own ${(sel.own ?? large).bytes.length} B ${sel.considered[0].valAccuracy}: ${ownWins ? 'own kept' : 'small ships'}`);
+    if (ownWins) {
+      assert.equal(sel.own, undefined);
+      assert.ok(large.bytes.length > small.bytes.length);
+    } else {
+      assert.deepEqual(large.bytes, small.bytes, 'not significantly better: the smaller payload ships');
+      assert.ok(sel.own && sel.own.bytes.length > small.bytes.length, 'and the run\'s own result is kept for the record');
+    }
+    assert.ok(large.validation!.accuracy >= small.validation!.accuracy);
+  });
+
+  test('significantlyBetter: McNemar above one standard error, never for equal outcomes', () => {
+    const ones = (n: number, right: number) => Uint8Array.from({ length: n }, (_, i) => (i < right ? 1 : 0));
+    assert.equal(significantlyBetter(ones(100, 90), ones(100, 90)), false);
+    // 1 example more, nothing else differs: 1 > sqrt(1) fails.
+    assert.equal(significantlyBetter(ones(100, 91), ones(100, 90)), false);
+    assert.equal(significantlyBetter(ones(100, 92), ones(100, 90)), true);
+    // The same two-example lead among many disagreements is noise: 2 of 10 swapped each way plus 2.
+    const a = ones(100, 90);
+    const b = ones(100, 90);
+    for (let i = 0; i < 10; i++) b[i] = 0;
+    for (let i = 90; i < 98; i++) b[i] = 1;
+    // a is right on 10 that b misses, b on 8 that a misses: 2 > sqrt(18) fails.
+    assert.equal(significantlyBetter(a, b), false);
+    assert.equal(significantlyBetter(b, a), false);
+    assert.throws(() => significantlyBetter(ones(10, 5), ones(11, 5)), /same validation data/);
   });
 
   test('distillation keeps the base model where it was right: on held-out digits it knew, the update stays closer to it', async () => {

@@ -115,8 +115,11 @@ export interface TrainDiffOptions {
   /**
    * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
    * files through {@link competingPayload}): they compete in the final choice, so a larger budget
-   * never gives a lower validation accuracy than these (budgets are monotone). One for another
-   * base, or larger than the budget, is passed over.
+   * never gives a lower validation accuracy than these (budgets are monotone). More bytes must
+   * earn their place: going from the smallest competitor up, a larger payload is taken only when
+   * it is right on significantly more validation examples ({@link significantlyBetter}), so a
+   * larger budget whose extra bytes do not clearly help ships the smaller payload. One for another
+   * base, or larger than the budget, is passed over. `result.selection` says what competed.
    */
   alsoConsider?: readonly CompetingResult[];
   /** Post-hoc methods and `topk-retrain`: reuse a full fine-tune's final weights instead of training one. */
@@ -177,7 +180,34 @@ export interface TrainDiffResult {
   distill?: { weight: number; temperature: number; examples: number; kappa: number };
   /** Why the distillation term is off, when it is (asked for, or the base does not do this task). */
   distillOff?: string;
+  /**
+   * With `alsoConsider`: every payload that competed (this run's own first) with its validation
+   * accuracy, which one was chosen, and this run's own result when a competitor was chosen
+   * instead (to measure what the budget alone would have given).
+   */
+  selection?: {
+    considered: { label: string; bytes: number; valAccuracy: number; chosen: boolean }[];
+    own?: Pick<TrainDiffResult, 'bytes' | 'payload' | 'targetValues'> & { valAccuracy: number };
+  };
   batchSize: number;
+}
+
+/**
+ * Whether a model right on `a` (1 per validation example it gets right) is right on
+ * significantly more examples than one right on `b`: by more than one standard error of the
+ * paired difference. With n_a the examples only `a` gets right and n_b those only `b` gets
+ * right, that is n_a - n_b > sqrt(n_a + n_b) (McNemar's statistic above 1; the one-standard-error
+ * rule of model selection, applied to paired outcomes). Equal arrays are never significantly better.
+ */
+export function significantlyBetter(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) throw new RangeError(`compared over ${a.length} and ${b.length} examples: both must be judged on the same validation data`);
+  let onlyA = 0;
+  let onlyB = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] && !b[i]) onlyA++;
+    else if (b[i] && !a[i]) onlyB++;
+  }
+  return onlyA - onlyB > Math.sqrt(onlyA + onlyB);
 }
 
 
@@ -215,6 +245,8 @@ interface Checkpoint {
   valAccuracy: number;
   valLoss: number;
   collapsed: boolean;
+  /** 1 per validation example it gets right (empty without validation). */
+  correct: Uint8Array;
   label: string;
   learningRate: number;
   /** `full` and the fine-tune behind post-hoc methods: the fine-tuned weights (exactly the device's). */
@@ -429,13 +461,14 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
 
     /** Evaluate a built payload's exact device weights on validation; the model's weights come back. */
     const checkpointOf = (built: BuiltPayload, label: string, lr: number, keepWeights: boolean): Checkpoint => {
-      if (!val) return { built, valAccuracy: NaN, valLoss: NaN, collapsed: false, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+      if (!val) return { built, valAccuracy: NaN, valLoss: NaN, collapsed: false, correct: new Uint8Array(0), label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
       const saved = new Map<string, Float32Array>();
       for (const v of namedVariables(model)) if (built.targetValues.has(v.name)) saved.set(v.name, Float32Array.from(v.variable.dataSync() as Float32Array));
       setModelWeights(model, built.targetValues);
       const e = evaluate(model, val, evalBatch, fromLogits);
       setModelWeights(model, saved);
-      return { built, valAccuracy: e.accuracy, valLoss: e.loss, collapsed: isCollapsed(e), label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+      const correct = Uint8Array.from(e.predictions, (p, i) => (p === val.y[i] ? 1 : 0));
+      return { built, valAccuracy: e.accuracy, valLoss: e.loss, collapsed: isCollapsed(e), correct, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
     };
     const better = (a: Checkpoint, b: Checkpoint | undefined): boolean => {
       if (!b) return true;
@@ -769,14 +802,39 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       }
     }
 
-    // Smaller budgets' results compete: a larger budget is never worse on validation.
-    for (const other of options.alsoConsider ?? []) {
-      if (other.payload.header.baseFingerprint !== chosen.built.payload.header.baseFingerprint || other.bytes.length > Math.max(options.budgetBytes, chosen.built.bytes.length)) continue;
-      const label = other.label ?? `the ${other.method} result at ${other.budgetBytes} bytes`;
-      const c = checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, label, other.tuning?.learningRate ?? NaN, false);
-      if (better(c, chosen)) {
-        progress(`${label} is better on validation (${pct(c.valAccuracy)} vs ${pct(chosen.valAccuracy)}): keeping it`);
-        chosen = c;
+    // Smaller budgets' results compete: a larger budget is never worse on validation, and its
+    // extra bytes are shipped only when they clearly help.
+    let competition: TrainDiffResult['selection'];
+    if (options.alsoConsider?.length) {
+      const own = chosen;
+      const competing: Checkpoint[] = [own];
+      for (const other of options.alsoConsider) {
+        const label = other.label ?? `the ${other.method} result at ${other.budgetBytes} bytes`;
+        if (other.payload.header.baseFingerprint !== own.built.payload.header.baseFingerprint) {
+          progress(`${label} is for another base: passed over`);
+          continue;
+        }
+        if (other.bytes.length > Math.max(options.budgetBytes, own.built.bytes.length)) {
+          progress(`${label} is larger than this budget (${other.bytes.length} bytes): passed over`);
+          continue;
+        }
+        competing.push(checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, label, other.tuning?.learningRate ?? NaN, false));
+      }
+      if (!val) progress('no validation data to compare the competing payloads on: keeping this run\'s own result');
+      else if (competing.length > 1) {
+        // From the fewest bytes up, each larger payload must beat the one kept so far.
+        const bySize = competing.map((c, i) => ({ c, i })).sort((a, b) => a.c.built.bytes.length - b.c.built.bytes.length || a.i - b.i).map(({ c }) => c);
+        let kept = bySize[0];
+        for (const c of bySize.slice(1)) {
+          const takes = kept.collapsed !== c.collapsed ? !c.collapsed : significantlyBetter(c.correct, kept.correct);
+          progress(`${c.label} (${c.built.bytes.length} bytes, validation ${pct(c.valAccuracy)}) vs ${kept.label} (${kept.built.bytes.length} bytes, ${pct(kept.valAccuracy)}): ${takes ? 'significantly better, kept' : 'not significantly better, the smaller stays'}`);
+          if (takes) kept = c;
+        }
+        chosen = kept;
+        competition = {
+          considered: competing.map((c) => ({ label: c.label, bytes: c.built.bytes.length, valAccuracy: c.valAccuracy, chosen: c === kept })),
+          ...(kept !== own ? { own: { bytes: own.built.bytes, payload: own.built.payload, targetValues: own.built.targetValues, valAccuracy: own.valAccuracy } } : {}),
+        };
       }
     }
 
@@ -818,6 +876,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       trainable: { trained: tensors.map((t) => t.name), frozenByConfig: selection.frozenByConfig, statistics: selection.statistics },
       ...(distilled ? { distill: distilled } : {}),
       ...(distillOff ? { distillOff } : {}),
+      ...(competition ? { selection: competition } : {}),
       batchSize,
     };
   } finally {
