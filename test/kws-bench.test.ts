@@ -39,6 +39,14 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
       for (const k of ['accAll', 'accOld', 'accNew'] as const) assert.ok(typeof row[k] === 'number' && (row[k] as number) >= 0 && (row[k] as number) <= 1, `${method} ${b}% ${k}`);
     }
   }
+  // Budgets compete (--compete on, the default): a budget that ships a smaller budget's payload
+  // ships exactly its bytes, and says what its own result gave.
+  for (const row of rows.filter((x) => typeof x.shippedFrom === 'string')) {
+    const [m, b] = (row.shippedFrom as string).split(' ');
+    const from = rows.find((x) => x.method === m && `${x.budgetPct}%` === b && x.update === row.update);
+    assert.ok(from && from.bytes === row.bytes && from.accAll === row.accAll, `${row.method} ${row.budgetPct}% ships ${row.shippedFrom}'s payload`);
+    assert.ok(typeof row.ownAccAll === 'number' && typeof row.ownBytes === 'number', 'its own result is measured too');
+  }
   const z = rows.find((x) => x.method === 'zstd');
   assert.ok(z && z.bytes > 0 && z.bytes < modelBytes, 'zstd --patch-from row');
 

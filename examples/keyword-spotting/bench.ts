@@ -35,10 +35,10 @@ import { applyPayload } from '../../src/apply/index.ts';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
 import { loadNpy } from '../../src/io/npy-files.ts';
 import { initBackend } from '../../src/train/backend.ts';
-import { evaluate, seededRandom, type LabelledData } from '../../src/train/data.ts';
+import { evaluate, pick as pickRows, seededRandom, stratifiedSplit, type LabelledData } from '../../src/train/data.ts';
 import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts';
 import { silenceTfjsNodeBanner } from '../../src/train/quiet.ts';
-import { trainDiff, type TrainMethod, type TuneMode } from '../../src/train/train-diff.ts';
+import { trainDiff, type CompetingResult, type TrainMethod, type TuneMode } from '../../src/train/train-diff.ts';
 import { NoImprovementError } from '../../src/core/errors.ts';
 import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
 import type { KwsManifest } from './data.ts';
@@ -61,6 +61,7 @@ const { values: args } = parseArgs({
     'replay-ratio': { type: 'string', default: '1' },
     'seed-offset': { type: 'string', default: '0' },
     val: { type: 'string', default: 'rows' },
+    compete: { type: 'string', default: 'on' },
     worker: { type: 'string' },
   },
 });
@@ -92,6 +93,17 @@ const seedOffset = Number(args['seed-offset']);
  */
 const valMode = args.val as string;
 if (valMode !== 'rows' && valMode !== 'voices' && valMode !== 'accents') throw new Error(`--val must be rows, voices or accents, found ${JSON.stringify(valMode)}`);
+/**
+ * `on` (default): the budgets of one trained method run as one group, smallest first, and each
+ * also considers the smaller budgets' payloads of the same update when its device holds the same
+ * model (what `ndiff train --also-consider` does), so a larger budget ships more bytes only when
+ * they are significantly better on validation. Every chain of an update then validates on the
+ * same held-out rows. `off`: every budget ships what it trains alone.
+ */
+const compete = args.compete as string;
+if (compete !== 'on' && compete !== 'off') throw new Error(`--compete must be on or off, found ${JSON.stringify(compete)}`);
+/** The methods whose budgets compete (the post-hoc baselines ship what they give). */
+const COMPETING = new Set<TrainMethod>(['sparse', 'hash', 'lora', 'topk-retrain']);
 const log = (l: string) => console.log(l);
 
 interface Chain {
@@ -254,8 +266,19 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     const replay = replaySample(manifest, up.replay, Math.round(fresh.y.length * replayRatio), 1000 + u);
     const split = valMode !== 'rows' ? voiceSplit(manifest, fresh, replay, 2000 + u + 7 * seedOffset) : undefined;
     if (valMode !== 'rows') log(split ? `[job ${workerId}] update ${u}: validation holds out ${split.held.join(', ')} (${split.validation.reduce((a, p) => a + p.y.length, 0)} rows)` : `[job ${workerId}] update ${u}: fewer than 3 voices to train on: validation is the default 10% of rows`);
-    const train = toLabelled(split ? split.train : [fresh, ...replay]);
-    const validation = split ? toLabelled(split.validation) : undefined;
+    let train = toLabelled(split ? split.train : [fresh, ...replay]);
+    let validation = split ? toLabelled(split.validation) : undefined;
+    if (!validation && compete === 'on') {
+      // One validation split for every chain of this update, so competing payloads are judged on
+      // rows none of them trained on (trainDiff's own split is seeded per run).
+      const { rest, part } = stratifiedSplit(train.y, 0.1, 3000 + u + 7 * seedOffset);
+      const all = train;
+      train = pickRows(all, rest);
+      validation = pickRows(all, part);
+      all.x.dispose();
+    }
+    /** This update's results so far, per method, for the larger budgets to compete with. */
+    const shipped = new Map<TrainMethod, CompetingResult[]>();
     const evalNew = toLabelled([loadSplit(manifest, up.eval)]);
     const oldNames = up.evalAll.filter((e) => e !== up.eval);
     const evalOld = toLabelled(oldNames.map((n) => loadSplit(manifest, n)));
@@ -277,6 +300,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
           tune,
           allowWorse: POST_HOC.has(chain.method),
           ...(validation ? { validation } : {}),
+          ...(compete === 'on' && COMPETING.has(chain.method) ? { alsoConsider: shipped.get(chain.method) ?? [] } : {}),
           header: { modelId: 'kws-en', sequence: u },
         });
       } catch (e) {
@@ -285,6 +309,16 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         refused = e.message;
         setModelWeights(model, (n) => (tensorNames.has(n) ? device.values(n) : undefined));
       }
+      if (res && COMPETING.has(chain.method)) shipped.set(chain.method, [...(shipped.get(chain.method) ?? []), { ...res, label: `${chain.method} ${chain.budgetPct}%` }]);
+      // What this budget alone would have given, when a smaller budget's payload won.
+      let own: { accAll: number; bytes: number } | undefined;
+      if (res?.selection?.own) {
+        const o = res.selection.own;
+        setModelWeights(model, (n) => o.targetValues.get(n) ?? (tensorNames.has(n) ? device.values(n) : undefined));
+        own = { accAll: evaluate(model, evalAll).accuracy, bytes: o.bytes.length };
+        setModelWeights(model, (n) => res!.targetValues.get(n) ?? (tensorNames.has(n) ? device.values(n) : undefined));
+      }
+      const chosenFrom = res?.selection?.own ? res.selection.considered.find((c) => c.chosen)?.label : undefined;
       // The device applies the payload in place (verifies base and target fingerprints).
       const before = chain.method === 'full' ? device.clone() : null;
       if (res) await applyPayload(device, res.bytes);
@@ -299,9 +333,10 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         epochs, trainExamples: train.y.length,
         ...(res ? { payloadBytes: res.bytes.length, learningRate: res.tuning.learningRate, tuningCost: Number(res.tuning.cost.toFixed(3)), valAccuracy: res.validation?.accuracy ?? null, baseValAccuracy: res.validation?.baseAccuracy ?? null } : {}),
         ...(refused ? { refused: true, refusal: refused } : {}),
+        ...(chosenFrom && own ? { shippedFrom: chosenFrom, ownAccAll: own.accAll, ownBytes: own.bytes } : {}),
       };
       rows.push(row);
-      log(`[job ${workerId}] update ${u} (${up.id}) ${chain.method}${chain.budgetPct !== null ? ` ${chain.budgetPct}%` : ''}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}% (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})`);
+      log(`[job ${workerId}] update ${u} (${up.id}) ${chain.method}${chain.budgetPct !== null ? ` ${chain.budgetPct}%` : ''}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}% (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${chosenFrom}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}`);
       if (before && res) {
         const zBytes = zstdPatchBytes(flatten(before), flatten(device), join(workDir, `zstd-${workerId}`));
         rows.push({ ...row, method: 'zstd', bytes: zBytes, trainSeconds: row.trainSeconds });
@@ -357,15 +392,34 @@ function chainCost(c: Chain): number {
   return c.method === 'topk-retrain' ? 2 : 1;
 }
 
-/** Deal chains to jobs, the costliest first, each to the least loaded job. */
+/**
+ * Deal chains to jobs, the costliest unit first, each to the least loaded job. With `--compete on`
+ * a unit is all budgets of one competing method, smallest first (a budget needs the smaller
+ * budgets' results of the same update); otherwise every chain is its own unit.
+ */
 function shard(chains: Chain[], jobs: number): Chain[][] {
+  const units: Chain[][] = [];
+  const groupOf = new Map<TrainMethod, Chain[]>();
+  for (const c of chains) {
+    if (compete === 'on' && COMPETING.has(c.method)) {
+      const g = groupOf.get(c.method);
+      if (g) {
+        g.push(c);
+        continue;
+      }
+      groupOf.set(c.method, [c]);
+      units.push(groupOf.get(c.method)!);
+    } else units.push([c]);
+  }
+  for (const g of groupOf.values()) g.sort((a, b) => (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
+  const cost = (u: Chain[]) => u.reduce((a, c) => a + chainCost(c), 0);
   const out: Chain[][] = Array.from({ length: jobs }, () => []);
   const load = new Array<number>(jobs).fill(0);
-  const order = chains.map((c, i) => ({ c, i })).sort((a, b) => chainCost(b.c) - chainCost(a.c) || a.i - b.i);
+  const order = units.map((c, i) => ({ c, i })).sort((a, b) => cost(b.c) - cost(a.c) || a.i - b.i);
   for (const { c } of order) {
     const j = load.indexOf(Math.min(...load));
-    out[j].push(c);
-    load[j] += chainCost(c);
+    out[j].push(...c);
+    load[j] += cost(c);
   }
   return out;
 }

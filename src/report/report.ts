@@ -34,8 +34,16 @@ export const METHOD_LABELS: Record<ReportMethod, string> = {
 const pct = (x: number | null | undefined) => (typeof x === 'number' ? `${(100 * x).toFixed(2)}%` : '-');
 const pts = (x: number | null | undefined) => (typeof x === 'number' ? `${(100 * x).toFixed(2)}` : '-');
 const secs = (x: number | null | undefined) => (typeof x === 'number' ? x.toFixed(1) : '-');
-/** A row's method, marked when the trainer refused to ship (the device kept its model). */
-const methodCell = (r: ResultRow) => (r.refused ? `${r.method} (refused: nothing shipped)` : r.method);
+/**
+ * A row's method, marked when the trainer refused to ship (the device kept its model), or when a
+ * smaller budget's payload of the same update won the selection (with what the budget alone gave).
+ */
+const methodCell = (r: ResultRow) =>
+  r.refused
+    ? `${r.method} (refused: nothing shipped)`
+    : typeof r.shippedFrom === 'string'
+      ? `${r.method} (ships ${r.shippedFrom}'s payload${typeof r.ownAccAll === 'number' ? `; its own ${typeof r.ownBytes === 'number' ? `${r.ownBytes} B ` : ''}gave ${pct(r.ownAccAll)}` : ''})`
+      : r.method;
 
 function updates(rows: ResultRow[]): number[] {
   return [...new Set(rows.map((r) => r.update))].sort((a, b) => a - b);
@@ -80,7 +88,19 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
         if (series[i].accAll < series[i - 1].accAll) drops.push(`u${u}: ${series[i - 1].budgetPct}% ${pts(series[i - 1].accAll)} > ${series[i].budgetPct}% ${pts(series[i].accAll)}`);
       }
     }
-    checks.push({ target: 'sparse: accuracy non-decreasing in the budget at every update', met: drops.length === 0, detail: drops.length ? `${drops.length} decrease(s): ${drops.join('; ')}` : `${sparseBudgets.join(', ')}% in order on ${ups.length} update(s)` });
+    // When smaller payloads competed, what each budget gave alone (its own result, evaluated too).
+    const shipped = rows.filter((r) => r.method === 'sparse' && typeof r.shippedFrom === 'string');
+    let alone = '';
+    if (shipped.length) {
+      let ownDrops = 0;
+      const own = (r: ResultRow) => (typeof r.ownAccAll === 'number' ? r.ownAccAll : r.accAll);
+      for (const u of ups) {
+        const series = sparseBudgets.map((b) => find(rows, u, 'sparse', b)).filter((r): r is ResultRow => !!r);
+        for (let i = 1; i < series.length; i++) if (own(series[i]) < own(series[i - 1])) ownDrops++;
+      }
+      alone = `; a smaller budget's payload shipped in ${shipped.length} of ${rows.filter((r) => r.method === 'sparse').length} sparse rows; each budget's own result alone: ${ownDrops} decrease(s)`;
+    }
+    checks.push({ target: 'sparse: accuracy non-decreasing in the budget at every update', met: drops.length === 0, detail: (drops.length ? `${drops.length} decrease(s): ${drops.join('; ')}` : `${sparseBudgets.join(', ')}% in order on ${ups.length} update(s)`) + alone });
   } else checks.push({ target: 'sparse: accuracy non-decreasing in the budget', met: null, detail: 'fewer than two sparse budgets' });
   // 4. learned sparse at 1% at least 2 points above the alternatives users pick, same bytes
   for (const alt of ['lora', 'topk-retrain'] as const) {
