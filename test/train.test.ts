@@ -195,6 +195,8 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     assert.ok(large.validation.accuracy >= small.validation.accuracy);
     assert.deepEqual(await readFile(join(dir, 'large.ndiff')), await readFile(join(dir, 'small.ndiff')), 'the better, smaller payload is the one written');
     assert.ok(lines.some((l) => /vs --also-consider .*small\.ndiff \(\d+ bytes, [\d.]+%\): not significantly better, the smaller stays/.test(l)), lines.join('\n'));
+    assert.deepEqual(large.selection.map((c: { label: string; chosen: boolean }) => c.chosen), [false, true], 'the metrics say the competitor was written');
+    assert.match(large.selection[1].label, /small\.ndiff/);
     // A payload of another update, or for another base, cannot compete: a usage error before training.
     lines.length = 0;
     assert.equal(await main([...args, '--sequence', '2', '--also-consider', join(dir, 'small.ndiff'), '--out', join(dir, 'x.ndiff')], io), 2);

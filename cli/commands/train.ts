@@ -218,6 +218,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       trainable: { trained: res.trainable.trained.length, frozenByConfig: res.trainable.frozenByConfig.length, statistics: res.trainable.statistics },
       distill: res.distill ?? null,
       ...(res.distillOff ? { distillOff: res.distillOff } : {}),
+      // --also-consider: what competed (this run's own result first), and which was written.
+      ...(res.selection ? { selection: res.selection.considered } : {}),
       batchSize: res.batchSize,
       trainSeconds: res.trainSeconds,
       epochs: res.epochs,
