@@ -47,6 +47,11 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
     assert.ok(from && from.bytes === row.bytes && from.accAll === row.accAll, `${row.method} ${row.budgetPct}% ships ${row.shippedFrom}'s payload`);
     assert.ok(typeof row.ownAccAll === 'number' && typeof row.ownBytes === 'number', 'its own result is measured too');
   }
+  // Every chain of an update validates on the same rows, and the larger budget never lower.
+  for (const m of ['sparse', 'hash'] as const) {
+    const [a, b] = [0.5, 1].map((p) => rows.find((x) => x.method === m && x.budgetPct === p && x.update === 1) as ResultRow);
+    assert.ok((b.valAccuracy as number) >= (a.valAccuracy as number), `${m}: 1% validates ${b.valAccuracy}, 0.5% ${a.valAccuracy}`);
+  }
   const z = rows.find((x) => x.method === 'zstd');
   assert.ok(z && z.bytes > 0 && z.bytes < modelBytes, 'zstd --patch-from row');
 

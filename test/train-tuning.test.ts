@@ -102,6 +102,9 @@ describe('self-tuning training on MNIST digits', () => {
     reset();
     assert.ok(large.validation!.accuracy >= small.validation!.accuracy, `${large.validation!.accuracy} < ${small.validation!.accuracy}`);
     assert.ok(large.bytes.length <= 2 * budget);
+    // Competing needs validation data to judge on: a usage error before any training.
+    await assert.rejects(trainDiff(model, splits.updateTrain, { ...opts, budgetBytes: 2 * budget, validation: 0, alsoConsider: [small] }), (e: unknown) => e instanceof UsageError && /judged on validation data/.test(e.message));
+    reset();
   });
 
   test('more bytes must earn their place: a larger payload ships only when right on significantly more validation examples', async (t) => {

@@ -272,6 +272,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       // One validation split for every chain of this update, so competing payloads are judged on
       // rows none of them trained on (trainDiff's own split is seeded per run).
       const { rest, part } = stratifiedSplit(train.y, 0.1, 3000 + u + 7 * seedOffset);
+      if (part.length === 0) throw new Error(`update ${u}: ${train.y.length} training rows leave none for validation`);
       const all = train;
       train = pickRows(all, rest);
       validation = pickRows(all, part);

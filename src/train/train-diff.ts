@@ -114,12 +114,17 @@ export interface TrainDiffOptions {
   allowWorse?: boolean;
   /**
    * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
-   * files through {@link competingPayload}): they compete in the final choice, so a larger budget
-   * never gives a lower validation accuracy than these (budgets are monotone). More bytes must
-   * earn their place: going from the smallest competitor up, a larger payload is taken only when
-   * it is right on significantly more validation examples ({@link significantlyBetter}), so a
-   * larger budget whose extra bytes do not clearly help ships the smaller payload. One for another
-   * base, or larger than the budget, is passed over. `result.selection` says what competed.
+   * files through {@link competingPayload}): they compete in the final choice. More bytes must
+   * earn their place: going from the fewest bytes up, a larger payload replaces the one kept only
+   * when it is right on significantly more validation examples ({@link significantlyBetter}); of
+   * two the same size, the better on validation is kept; a model predicting one class loses to
+   * one that does not. So the result never validates below the smallest payload considered, and
+   * when each smaller payload was itself chosen this way on the same validation rows (every
+   * smaller budget's result passed in turn, as the keyword benchmark does), a larger budget never
+   * validates below any of them: budgets are monotone. One for another base, or larger than the
+   * budget, is passed over; competing needs validation data. A run whose every learning rate
+   * diverges still refuses (NoImprovementError): the smaller payload is then the one to ship.
+   * `result.selection` says what competed.
    */
   alsoConsider?: readonly CompetingResult[];
   /** Post-hoc methods and `topk-retrain`: reuse a full fine-tune's final weights instead of training one. */
@@ -441,6 +446,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       }
     }
     if (!val && tune !== 'off') throw new UsageError('tuning needs validation data: pass validation (--val DATA or --val-fraction > 0), or tune off');
+    if (!val && options.alsoConsider?.length) throw new UsageError('competing payloads (--also-consider) are judged on validation data: pass validation (--val DATA or --val-fraction > 0)');
 
     const backend = tf.getBackend();
     const heldBytes = [train, val, options.eval, ...owned].reduce((n, d) => n + (d ? d.x.size * 4 : 0), 0);
@@ -820,14 +826,13 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
         }
         competing.push(checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, label, other.tuning?.learningRate ?? NaN, false));
       }
-      if (!val) progress('no validation data to compare the competing payloads on: keeping this run\'s own result');
-      else if (competing.length > 1) {
+      if (competing.length > 1) {
         // From the fewest bytes up, each larger payload must beat the one kept so far.
         const bySize = competing.map((c, i) => ({ c, i })).sort((a, b) => a.c.built.bytes.length - b.c.built.bytes.length || a.i - b.i).map(({ c }) => c);
         let kept = bySize[0];
         for (const c of bySize.slice(1)) {
-          const takes = kept.collapsed !== c.collapsed ? !c.collapsed : significantlyBetter(c.correct, kept.correct);
-          progress(`${c.label} (${c.built.bytes.length} bytes, validation ${pct(c.valAccuracy)}) vs ${kept.label} (${kept.built.bytes.length} bytes, ${pct(kept.valAccuracy)}): ${takes ? 'significantly better, kept' : 'not significantly better, the smaller stays'}`);
+          const takes = kept.collapsed !== c.collapsed ? !c.collapsed : c.built.bytes.length === kept.built.bytes.length ? better(c, kept) : significantlyBetter(c.correct, kept.correct);
+          progress(`${c.label} (${c.built.bytes.length} bytes, validation ${pct(c.valAccuracy)}) vs ${kept.label} (${kept.built.bytes.length} bytes, ${pct(kept.valAccuracy)}): ${takes ? (c.built.bytes.length === kept.built.bytes.length ? 'better, kept' : 'significantly better, kept') : c.built.bytes.length === kept.built.bytes.length ? 'not better, the first stays' : 'not significantly better, the smaller stays'}`);
           if (takes) kept = c;
         }
         chosen = kept;
