@@ -3,13 +3,14 @@
  * updates, each shipped as a diff against the model the device holds, for every method and
  * budget, side by side with full fine-tuning and `zstd --patch-from`.
  *
- *   npm run bench:kws                         full run (about 65 min on 2 cores)
+ *   npm run bench:kws                         full run (about 48 min on 2 cores)
  *   npm run bench:kws -- --quick              a few words, one update, small budgets (~2 min)
  *   node --import tsx examples/keyword-spotting/bench.ts [--quick] [--data DIR] [--work DIR]
  *        [--out FILE] [--jobs N] [--epochs N] [--base-epochs N] [--updates N] [--tune quick|thorough|off]
  *        [--methods sparse,hash --budgets 0.5,1]   (every listed method at every listed budget)
  *        [--seed-offset N]   (shift every training seed: how far a figure moves with the seed alone)
  *        [--val rows|voices|accents] (validation: 10% of the training rows, default; or whole held-out voices / accents)
+ *        [--compete on|off]  (on, default: a method's larger budgets also consider its smaller budgets' payloads)
  *
  * The default plan: sparse and hash at 0.5, 1, 2, 5 and 10% of the model; lora and topk-retrain
  * (the alternatives users pick) at 1 and 10%; post-hoc top-k at 0.5 and 1%, low-rank and
@@ -22,9 +23,11 @@
  * Data comes from data.ts (generated on first use; needs apt-get for espeak-ng, flite, sox,
  * ktuberling-data, klettres-data, and zstd for the byte-diff baseline — the script installs
  * what is missing). Each (method, budget) is its own chain: its device starts from the base and
- * applies its own diffs, and every diff is trained against that chain's current model. Post-hoc
- * methods fine-tune fully from their own chain's model, then compress. Chains run in `--jobs`
- * worker processes (one tfjs thread each). Rows: see src/report/results.ts.
+ * applies its own diffs, and every diff is trained against that chain's current model; with
+ * `--compete on` a learned method's budgets run smallest first in one job and each may ship a
+ * smaller budget's payload of the same update (see `compete` below). Post-hoc methods fine-tune
+ * fully from their own chain's model, then compress. Chains run in `--jobs` worker processes
+ * (one tfjs thread each). Rows: see src/report/results.ts.
  */
 import { fork, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
