@@ -831,8 +831,12 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
         const bySize = competing.map((c, i) => ({ c, i })).sort((a, b) => a.c.built.bytes.length - b.c.built.bytes.length || a.i - b.i).map(({ c }) => c);
         let kept = bySize[0];
         for (const c of bySize.slice(1)) {
-          const takes = kept.collapsed !== c.collapsed ? !c.collapsed : c.built.bytes.length === kept.built.bytes.length ? better(c, kept) : significantlyBetter(c.correct, kept.correct);
-          progress(`${c.label} (${c.built.bytes.length} bytes, validation ${pct(c.valAccuracy)}) vs ${kept.label} (${kept.built.bytes.length} bytes, ${pct(kept.valAccuracy)}): ${takes ? (c.built.bytes.length === kept.built.bytes.length ? 'better, kept' : 'significantly better, kept') : c.built.bytes.length === kept.built.bytes.length ? 'not better, the first stays' : 'not significantly better, the smaller stays'}`);
+          const sameSize = c.built.bytes.length === kept.built.bytes.length;
+          const takes = kept.collapsed !== c.collapsed ? !c.collapsed : sameSize ? better(c, kept) : significantlyBetter(c.correct, kept.correct);
+          const verdict = kept.collapsed !== c.collapsed
+            ? takes ? 'kept (the other predicts one class)' : 'predicts one class, passed over'
+            : sameSize ? (takes ? 'better, kept' : 'not better, the first stays') : takes ? 'significantly better, kept' : 'not significantly better, the smaller stays';
+          progress(`${c.label} (${c.built.bytes.length} bytes, validation ${pct(c.valAccuracy)}) vs ${kept.label} (${kept.built.bytes.length} bytes, ${pct(kept.valAccuracy)}): ${verdict}`);
           if (takes) kept = c;
         }
         chosen = kept;
