@@ -315,14 +315,13 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       }
       if (res && COMPETING.has(chain.method)) shipped.set(chain.method, [...(shipped.get(chain.method) ?? []), { ...res, label: `${chain.method} ${chain.budgetPct}%` }]);
       // What this budget alone would have given, when a smaller budget's payload won.
-      let own: { accAll: number; bytes: number } | undefined;
+      let own: { from: string; accAll: number; bytes: number } | undefined;
       if (res?.selection?.own) {
         const o = res.selection.own;
         setModelWeights(model, (n) => o.targetValues.get(n) ?? (tensorNames.has(n) ? device.values(n) : undefined));
-        own = { accAll: evaluate(model, evalAll).accuracy, bytes: o.bytes.length };
+        own = { from: res.selection.considered.find((c) => c.chosen)?.label ?? '', accAll: evaluate(model, evalAll).accuracy, bytes: o.bytes.length };
         setModelWeights(model, (n) => res!.targetValues.get(n) ?? (tensorNames.has(n) ? device.values(n) : undefined));
       }
-      const chosenFrom = res?.selection?.own ? res.selection.considered.find((c) => c.chosen)?.label : undefined;
       // The device applies the payload in place (verifies base and target fingerprints).
       const before = chain.method === 'full' ? device.clone() : null;
       if (res) await applyPayload(device, res.bytes);
@@ -337,10 +336,10 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         epochs, trainExamples: train.y.length,
         ...(res ? { payloadBytes: res.bytes.length, learningRate: res.tuning.learningRate, tuningCost: Number(res.tuning.cost.toFixed(3)), valAccuracy: res.validation?.accuracy ?? null, baseValAccuracy: res.validation?.baseAccuracy ?? null } : {}),
         ...(refused ? { refused: true, refusal: refused } : {}),
-        ...(chosenFrom && own ? { shippedFrom: chosenFrom, ownAccAll: own.accAll, ownBytes: own.bytes } : {}),
+        ...(own ? { shippedFrom: own.from, ownAccAll: own.accAll, ownBytes: own.bytes } : {}),
       };
       rows.push(row);
-      log(`[job ${workerId}] update ${u} (${up.id}) ${chain.method}${chain.budgetPct !== null ? ` ${chain.budgetPct}%` : ''}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}% (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${chosenFrom}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}`);
+      log(`[job ${workerId}] update ${u} (${up.id}) ${chain.method}${chain.budgetPct !== null ? ` ${chain.budgetPct}%` : ''}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}% (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${own.from}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}`);
       if (before && res) {
         const zBytes = zstdPatchBytes(flatten(before), flatten(device), join(workDir, `zstd-${workerId}`));
         rows.push({ ...row, method: 'zstd', bytes: zBytes, trainSeconds: row.trainSeconds });

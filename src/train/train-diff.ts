@@ -832,8 +832,9 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
         let kept = bySize[0];
         for (const c of bySize.slice(1)) {
           const sameSize = c.built.bytes.length === kept.built.bytes.length;
-          const takes = kept.collapsed !== c.collapsed ? !c.collapsed : sameSize ? better(c, kept) : significantlyBetter(c.correct, kept.correct);
-          const verdict = kept.collapsed !== c.collapsed
+          const oneClassDiffers = kept.collapsed !== c.collapsed;
+          const takes = oneClassDiffers ? !c.collapsed : sameSize ? better(c, kept) : significantlyBetter(c.correct, kept.correct);
+          const verdict = oneClassDiffers
             ? takes ? 'kept (the other predicts one class)' : 'predicts one class, passed over'
             : sameSize ? (takes ? 'better, kept' : 'not better, the first stays') : takes ? 'significantly better, kept' : 'not significantly better, the smaller stays';
           progress(`${c.label} (${c.built.bytes.length} bytes, validation ${pct(c.valAccuracy)}) vs ${kept.label} (${kept.built.bytes.length} bytes, ${pct(kept.valAccuracy)}): ${verdict}`);
