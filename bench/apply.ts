@@ -189,12 +189,38 @@ async function shardPaths(dir: string): Promise<string[]> {
   return json.weightsManifest.flatMap((g) => g.paths);
 }
 
+/** Total length of the union of intervals `[from, to]`, less the parts `minus` covers. */
+function coveredMs(intervals: readonly [number, number][], minus: readonly [number, number][]): number {
+  const merge = (xs: readonly [number, number][]) => {
+    const out: [number, number][] = [];
+    for (const [a, b] of [...xs].sort((x, y) => x[0] - y[0])) {
+      const last = out[out.length - 1];
+      if (last && a <= last[1]) last[1] = Math.max(last[1], b);
+      else out.push([a, b]);
+    }
+    return out;
+  };
+  const cut = merge(minus);
+  let total = 0;
+  for (const [a, b] of merge(intervals)) {
+    let len = b - a;
+    for (const [c, d] of cut) len -= Math.max(0, Math.min(b, d) - Math.max(a, c));
+    total += len;
+  }
+  return total;
+}
+
 /**
  * node:fs FileOps that time every operation of an apply: the new shards' temporary files
  * (written, fsynced, renamed) apart, everything else the update protocol does to the folder.
+ * The protocol's time is the wall time in which one of its operations runs and no shard is
+ * being written (the journal and the new model.json are written while the shards are: that
+ * part costs the apply nothing).
  */
 function timedFileOps() {
-  const t = { ops: nodeFileOps, protocolMs: 0, fileSyncs: 0, folderSyncs: 0 };
+  const t = { fileSyncs: 0, folderSyncs: 0 };
+  const protocolSpans: [number, number][] = [];
+  const shardSpans: [number, number][] = [];
   const shard = (file: string) => /^group\d+-shard\d+of\d+-[0-9a-f]{16}\.bin\.tmp-/.test(path.basename(file));
   const timed = <A extends unknown[]>(f: (...a: A) => Promise<void>, count?: (...a: A) => void) => async (...a: A): Promise<void> => {
     const t0 = performance.now();
@@ -202,9 +228,9 @@ function timedFileOps() {
       await f(...a);
     } finally {
       if (!shard(String(a[0]))) {
-        t.protocolMs += performance.now() - t0;
+        protocolSpans.push([t0, performance.now()]);
         count?.(...a);
-      }
+      } else shardSpans.push([t0, performance.now()]);
     }
   };
   const ops: FileOps = {
@@ -215,7 +241,12 @@ function timedFileOps() {
     mkdir: timed((d: string) => nodeFileOps.mkdir(d)),
     syncDir: timed((d: string) => nodeFileOps.syncDir(d), () => t.folderSyncs++),
   };
-  return { ...t, ops, reset: () => Object.assign(t, { protocolMs: 0, fileSyncs: 0, folderSyncs: 0 }), get: () => ({ protocolMs: t.protocolMs, fileSyncs: t.fileSyncs, folderSyncs: t.folderSyncs }) };
+  const reset = () => {
+    protocolSpans.length = 0;
+    shardSpans.length = 0;
+    Object.assign(t, { fileSyncs: 0, folderSyncs: 0 });
+  };
+  return { ops, reset, get: () => ({ protocolMs: coveredMs(protocolSpans, shardSpans), fileSyncs: t.fileSyncs, folderSyncs: t.folderSyncs }) };
 }
 
 /** Whether {@link evict} works here (coreutils dd with nocache). */

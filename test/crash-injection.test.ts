@@ -24,7 +24,7 @@ describe('crash injection (quick)', () => {
 
   test('the protocol performs the steps it documents, in order', async () => {
     const ops = await countOperations(fx, fx.scenarios[0]);
-    const order = ['open(.ndiff-apply.lock-', 'rename(.ndiff-journal.json.tmp', 'rename(group1-shard', 'link(model.json -> model.json.prev)', 'rename(model.json.tmp', 'unlink(model.json.prev)', 'unlink(.ndiff-journal.json)', 'rename(.ndiff-folder.json.tmp', 'rename(.ndiff-state.json.tmp', 'unlink(.ndiff-apply.lock-'];
+    const order = ['open(.ndiff-apply.lock-', 'rename(.ndiff-journal.json.tmp', 'link(model.json -> model.json.prev)', 'rename(model.json.tmp', 'unlink(model.json.prev)', 'unlink(.ndiff-journal.json)', 'rename(.ndiff-folder.json.tmp', 'rename(.ndiff-state.json.tmp', 'unlink(.ndiff-apply.lock-'];
     let last = -1;
     for (const step of order) {
       const i = ops.findIndex((o, k) => k > last && o.startsWith(step));
@@ -32,7 +32,9 @@ describe('crash injection (quick)', () => {
       last = i;
     }
     // Every temp file is fsynced before it is renamed; the journal's rename is followed by a
-    // folder fsync before any shard is written; every name made before the switch is made
+    // folder fsync before the kept previous version is linked (the new shards and model.json's
+    // temp file are written meanwhile: until something names them, recovery deletes them with
+    // or without a journal); every name made before the switch is made
     // durable by a folder fsync before the switch; the switch, the confirmation (dropping
     // model.json.prev), the model id file's and the state file's renames are each followed by
     // a folder fsync. (The recorded digests are a cache, written without fsync.)
@@ -47,7 +49,9 @@ describe('crash injection (quick)', () => {
       if (o.startsWith('rename(.ndiff-journal.json.tmp') || o === 'unlink(model.json.prev)') assert.ok(folderSync(ops[i + 1]), `no folder fsync after ${o}`);
     });
     const journal = ops.findIndex((o) => o.startsWith('rename(.ndiff-journal.json.tmp'));
-    assert.ok(journal < ops.findIndex((o) => o.startsWith('open(group1-shard')), 'the journal is durable before the first shard is written');
+    const link = ops.findIndex((o) => o.startsWith('link(model.json -> model.json.prev)'));
+    assert.ok(journal >= 0 && folderSync(ops[journal + 1]) && journal + 1 < link, 'the journal is durable before the previous version is kept');
+    assert.ok(ops.slice(0, link).some((o) => o.startsWith('rename(group1-shard')), 'the new shards are in place before the previous version is kept');
   });
 
   test('CLI apply killed at 12 points spread over its operations: always old or new; re-run finishes', async () => {

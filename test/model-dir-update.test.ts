@@ -5,7 +5,8 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { Unpackr } from 'msgpackr';
 import { spawnSync } from 'node:child_process';
 import { copyFile, open, readdir, readFile, rename, writeFile, unlink } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
@@ -17,6 +18,9 @@ import { applyToModelDir, recoverModelDir, rollbackUpdate, lockModelDir, LOCK_FI
 import { baseAndTarget } from './helpers/models.ts';
 import { tempDir, writeStore, folderBytes } from './helpers/dirs.ts';
 import { crashingFileOps } from './helpers/file-ops.ts';
+import { decodePayload } from '../src/core/format.ts';
+import { encodePayload, packPayload, type WirePatch } from '../src/core/encode.ts';
+import { nodeFileOps, type FileOps } from '../src/io/durable.ts';
 
 const hasher = await getHasher();
 const { base, target } = baseAndTarget(51);
@@ -154,6 +158,33 @@ describe('applyToModelDir', () => {
     const res = await applyToModelDir(dir, built.bytes);
     assert.equal(res.status, 'applied');
     assert.equal(await loaderSees(dir), NEW);
+  });
+
+  test('shards are written while later tensors are patched; a later tensor that misses its target leaves the folder byte for byte, with no leftovers', async () => {
+    const dir = join(await tempDir(), 'model');
+    const tensors = new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
+    await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 2048 });
+    const before = await folderBytes(dir);
+    // The payload with one value of the last tensor it patches (in the folder's order) changed:
+    // well-formed, but that tensor misses its target digest, after every other one was patched.
+    const doc = decodePayload(built.bytes);
+    const last = base.list().map((t) => t.name).filter((n) => doc.patches.some((p) => p.name === n)).pop();
+    const wires = doc.patches.map((p) => (new Unpackr({ useRecords: false, mapsAsObjects: true }).unpack(encodePayload({ header: doc.header, patches: [p] })) as { p: WirePatch[] }).p[0]);
+    const tampered = wires.find((w) => w.t === last) as WirePatch;
+    tampered.v = tampered.v.slice();
+    tampered.v[2] ^= 0x80; // the exponent's lowest bit of its first delta (f32): doubled or halved
+    const created: string[] = [];
+    const ops: FileOps = { ...nodeFileOps, writeNewFile: (file, parts, o) => (created.push(basename(file)), nodeFileOps.writeNewFile(file, parts, o)) };
+    const err = await applyToModelDir(dir, packPayload(doc.header, wires), { fileOps: ops }).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof TargetMismatchError, String(err));
+    assert.match((err as Error).message, /undone and the model is unchanged/);
+    const shardsWritten = created.filter((f) => /^group1-shard\d+of\d+-[0-9a-f]{16}\.bin\.tmp-/.test(f));
+    assert.ok(shardsWritten.length >= 3, `shards were written before the last tensor was patched: ${created.join(', ')}`);
+    assert.deepEqual(await folderBytes(dir), before);
+    // and the untampered payload then applies as usual
+    assert.equal((await applyToModelDir(dir, built.bytes)).status, 'applied');
+    assert.equal(await loaderSees(dir), NEW);
+    assert.deepEqual(await listStaleFiles(dir), []);
   });
 
   test('dry run: everything checked, nothing written', async () => {

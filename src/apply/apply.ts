@@ -438,19 +438,31 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   const targets = new Map<string, string>();
   let written = 0;
   let failure: { error: unknown } | undefined;
+  // The patched tensors not yet settled (see WeightStore.settled). A store that prepares its
+  // commit as tensors settle gets them in its own order (the order of its files), so what it
+  // prepares is ready as early as can be; the patches touch distinct tensors, so the order
+  // changes nothing else.
+  const pending = new Set(payload.patches.map((p) => p.name));
+  const position = new Map(tensors.map((t, i) => [t.name, i]));
+  const order = store.settled ? [...payload.patches].sort((a, b) => (position.get(a.name) as number) - (position.get(b.name) as number)) : payload.patches;
   try {
-    for (const src of payload.patches) {
+    for (const src of order) {
       const rec: PatchWrites = { src, log: new ExceptionLog(), applied: 0 };
       undo.push(rec);
       const base = fused ? tensorDigestStream(hasher, src.name, src.shape) : undefined;
       const target = tensorDigestStream(hasher, src.name, src.shape);
       patchAndHash(store.values(src.name), src, rec, base, target);
-      targets.set(src.name, target.digest());
+      const reached = target.digest();
+      targets.set(src.name, reached);
       written += src.written;
       if (base) {
         const d = base.digest();
         digests.set(src.name, d);
         if (d !== src.baseDigest) break; // not the base: decided below, once undone
+      }
+      if (store.settled && reached === src.targetDigest) {
+        pending.delete(src.name);
+        await store.settled(src.name, pending);
       }
     }
   } catch (e) {

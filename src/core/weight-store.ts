@@ -52,6 +52,15 @@ export interface WeightStore {
    * write back (files, GPU variables) do it here.
    */
   commit?(changed: readonly string[], info?: CommitInfo): void | Promise<void>;
+  /**
+   * Optional: during an apply, `name` holds its final values (its patch is applied and the
+   * tensor hashed as the payload's base and target for it), and `pending` names the patched
+   * tensors still to come. The apply may still fail (another tensor, the model's fingerprint)
+   * and undo everything; so a store may prepare its commit here (e.g. write new files that
+   * nothing names yet, while the applier patches the next tensors), but must not change the
+   * model until {@link commit}. The applier awaits the result before the next tensor.
+   */
+  settled?(name: string, pending: ReadonlySet<string>): void | Promise<void>;
 }
 
 /** What the applier knows about the model it commits. */

@@ -13,16 +13,18 @@
  * to the folder goes through the `fileOps` of src/io/durable.ts, which the power-loss harness
  * records):
  *
- * 0. with `onBeforeWrite`, the caller's hook runs once the new version is planned and before
- *    anything is written (src/io/model-dir-update.ts writes its update journal there);
+ * 0. with `onBeforeWrite`, the caller's hook runs once the new version is planned, while steps
+ *    2 and 3's files are written, and resolves before anything a loader reads is created (the
+ *    kept previous version, the switch): src/io/model-dir-update.ts writes its update journal there;
  * 1. the new weight bytes are cut into ~4 MiB shards named
  *    `group<g>-shard<i>of<n>-<16 hex of xxh64(shard)>.bin` (content-addressed: a name
  *    never holds two different contents, so a live file is never overwritten);
  * 2. each shard is written to `<name>.tmp-<id>`, fsynced, closed (with `verifyWrites`, read
  *    back and compared with the bytes meant), renamed to `<name>`, four at a time (shards
  *    whose bytes a patch left unchanged are not written: they stay the same files);
- * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed (and verified); with
- *    `keepPrevious`, model.json is hard-linked as `model.json.prev`; the folder is fsynced;
+ * 3. the new model.json is written to `model.json.tmp-<id>`, fsynced, closed (and verified), at the
+ *    same time as the shards; once all are written, with `keepPrevious`, model.json is
+ *    hard-linked as `model.json.prev`; the folder is fsynced;
  * 4. model.json is checked to still be the bytes the operation started from (else a
  *    {@link ModelFormatError}: someone else changed the model), then the temp file is renamed
  *    over `model.json` (the atomic switch) and the folder is fsynced;
@@ -104,9 +106,10 @@ export interface WriteOptions {
    */
   keepPrevious?: boolean;
   /**
-   * Runs once the new version is planned (shard names, the new model.json) and before anything
-   * is written; throwing aborts the write with nothing changed. src/io/model-dir-update.ts writes
-   * its update journal here.
+   * Runs once the new version is planned (shard names, the new model.json), while the new shards
+   * and the new model.json's temporary file are written (no name a loader reads is created
+   * before it resolves: the kept previous version and the switch come after); throwing aborts the
+   * write with nothing changed. src/io/model-dir-update.ts writes its update journal here.
    */
   onBeforeWrite?: BeforeWriteHook;
   /** The file operations that change the folder (default: node:fs; tests record them). */
@@ -163,6 +166,16 @@ export interface OpenOptions extends WriteOptions {
    * src/io/model-dir-update.ts); without them `digest` answers nothing.
    */
   recordedDigests?: ReadonlyMap<string, RecordedDigest>;
+  /**
+   * Write each new shard as soon as the tensors a patch changes in it are settled (see
+   * {@link TfjsDirWeightStore.settled}), while the applier patches the rest, instead of all of
+   * them in {@link TfjsDirWeightStore.commit}. Such files are named by nothing until the commit
+   * switches to them; whoever opens the store with this option calls
+   * {@link TfjsDirWeightStore.dropStaged} when the apply ends, however it ends
+   * (src/io/model-dir-update.ts does). Not with `shardBytes` or `quantizedUnchanged: 'float32'`
+   * (every shard is cut again): then nothing is written before the commit.
+   */
+  stageWrites?: boolean;
   /**
    * Absolute paths the weights manifest must not name as shards, besides the files the applier
    * owns in the folder (see src/io/control-files.ts), which are always refused: e.g. a state file
@@ -463,7 +476,24 @@ export async function checkManifestNamesNoControlFiles(dir: string, reservedFile
  * they are made of in order (views of the tensors' values and of the old shard: a patched
  * shard is never assembled into a copy).
  */
-type PlannedShard = { keep: Shard } | { parts: Uint8Array[] };
+type PlannedShard = { keep: Shard } | { parts: Uint8Array[]; staged?: StagedShard };
+
+/** A shard written ahead of the commit (see {@link OpenOptions.stageWrites}). */
+interface StagedShard {
+  /** Its content-addressed name in the folder, and the path. */
+  name: string;
+  file: string;
+  /** The names of the entries whose new bytes it holds. */
+  changed: string[];
+  /**
+   * Settles when it is written, fsynced, read back and renamed to `name` (`created`, with the
+   * file's identity), or found already there (not `created`: the commit then treats the shard
+   * as if it had not been staged). Rejects when writing failed (its temp file removed).
+   */
+  job: Promise<{ created: boolean; ident?: string }>;
+  /** Set once a commit's model.json names the file. */
+  consumed: boolean;
+}
 
 interface PlannedGroup {
   /** The original group object (its keys other than paths/weights are kept), or `{}`. */
@@ -588,6 +618,19 @@ async function verifyWritten(dir: string, file: string, parts: readonly Uint8Arr
 }
 
 /**
+ * One new shard (step 2 of the module doc): `parts` written to `tmp`, fsynced, read back through
+ * `buf` and compared (when given), renamed to `file` (`renamed` runs right after); returns the
+ * file's identity.
+ */
+async function writeShardFile(ops: FileOps, dir: string, tmp: string, file: string, parts: readonly Uint8Array[], buf: Uint8Array | undefined, renamed: () => void): Promise<string> {
+  await ops.writeNewFile(tmp, parts, { sync: true });
+  if (buf) await verifyWritten(dir, tmp, parts, buf);
+  await ops.rename(tmp, file);
+  renamed();
+  return fileIdent(await stat(file, { bigint: true })); // after the rename, which sets ctime
+}
+
+/**
  * Write new shards (step 2 of the module doc: temp file, fsync, rename), {@link SHARD_WRITERS}
  * at a time, and set each entry's file identity. Every temp file name is in `temps` while it may
  * exist and every renamed file in `created`, for the caller's cleanup; on an error the writes
@@ -604,11 +647,7 @@ async function writeShards(ops: FileOps, writes: readonly { entry: Shard; file: 
       const k = next++;
       const w = writes[k];
       try {
-        await ops.writeNewFile(tmps[k], w.parts, { sync: true });
-        if (buf) await verifyWritten(dir, tmps[k], w.parts, buf);
-        await ops.rename(tmps[k], w.file);
-        created.push(w.file);
-        w.entry.ident = fileIdent(await stat(w.file, { bigint: true })); // after the rename, which sets ctime
+        w.entry.ident = await writeShardFile(ops, dir, tmps[k], w.file, w.parts, buf, () => created.push(w.file));
       } catch (err) {
         failed ??= { err };
       }
@@ -664,6 +703,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
   const sources: GroupSource[] = [];
   try {
     const writes: { entry: Shard; file: string; parts: readonly Uint8Array[] }[] = [];
+    const stagedWrites: { entry: Shard; file: string; parts: readonly Uint8Array[]; staged: StagedShard }[] = [];
     for (const [g, group] of plan.groups.entries()) {
       const planned: PlannedShard[] = group.shards ?? splitIntoShards(group.data ?? new Uint8Array(0), shardBytes).map((bytes) => ({ parts: [bytes] }));
       const paths: string[] = [];
@@ -679,7 +719,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
         }
         const { parts } = p;
         const size = parts.reduce((n, part) => n + part.length, 0);
-        const name = shardName(hasher, g, i, planned.length, parts);
+        const name = p.staged?.name ?? shardName(hasher, g, i, planned.length, parts);
         const file = path.join(dir, name);
         paths.push(name);
         newShards.push(name);
@@ -688,40 +728,69 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
         const entry: Shard = { path: name, start: source.total, size, ident: '', ...(group.shards ? {} : { bytes: parts[0] }) };
         source.shards.push(entry);
         source.total += size;
+        if (p.staged) {
+          // Written ahead of the commit (or being written): awaited below with the other writes.
+          stagedWrites.push({ entry, file, parts, staged: p.staged });
+          continue;
+        }
         const existing = await readIfExists(file);
         if (existing && sameAsParts(existing, parts)) {
           entry.ident = fileIdent(await stat(file, { bigint: true })); // content-addressed: already there
           continue;
         }
-        if (existing && oldResolved.has(path.resolve(file))) {
-          throw new ModelFormatError(
-            `${file} is part of the current model but its content does not match the hash in its name: expected ${name} to hold those bytes, found other bytes. The folder is corrupt; copy the model folder again`,
-            { dir, path: name },
-          );
-        }
+        if (existing && oldResolved.has(path.resolve(file))) throw corruptShard(dir, file, name);
         writes.push({ entry, file, parts });
       }
       manifest.push(groupObject(group.base, paths, group.weights));
     }
     const text = plan.render(manifest);
     const bytes = new TextEncoder().encode(text);
-    if (plan.onBeforeWrite) {
-      const keepNames = new Set(newShards.map((p) => path.resolve(dir, p)));
-      await plan.onBeforeWrite({
-        dir,
-        id,
-        previousModelJson: startBytes,
-        nextModelJson: bytes,
-        createdShards: writes.map((w) => path.basename(w.file)),
-        retiredShards: oldPaths.filter((p) => !keepNames.has(path.resolve(dir, p))),
-      });
-    }
-    await writeShards(ops, writes, id, temps, created, writtenShards, dir, plan.verifyWrites === true);
-
+    const keepNames = new Set(newShards.map((p) => path.resolve(dir, p)));
     const tmpJson = `${modelFile}.tmp-${id}`;
     temps.push(tmpJson);
-    await ops.writeNewFile(tmpJson, [bytes], { sync: true });
-    if (plan.verifyWrites) await verifyWritten(dir, tmpJson, [bytes], new Uint8Array(bytes.length));
+    // The caller's hook (the update journal), the new shards and the new model.json's temp file
+    // at the same time: until the link and the switch below, nothing names the new files, and
+    // recovery deletes such files whether or not a journal lists them. Every one has settled
+    // before anything else happens (or the cleanup below runs).
+    const settled = await Promise.allSettled([
+      (async () => {
+        await plan.onBeforeWrite?.({
+          dir,
+          id,
+          previousModelJson: startBytes,
+          nextModelJson: bytes,
+          createdShards: [...stagedWrites, ...writes].map((w) => path.basename(w.file)),
+          retiredShards: oldPaths.filter((p) => !keepNames.has(path.resolve(dir, p))),
+        });
+      })(),
+      writeShards(ops, writes, id, temps, created, writtenShards, dir, plan.verifyWrites === true),
+      // A staged shard found already in the folder (not written by its job) is checked and
+      // written here like any other.
+      Promise.all(stagedWrites.map(async (w) => {
+        const done = await w.staged.job;
+        if (done.created) {
+          created.push(w.file);
+          writtenShards.push(w.entry.path);
+          w.entry.ident = done.ident as string;
+          return;
+        }
+        const existing = await readIfExists(w.file);
+        if (existing && sameAsParts(existing, w.parts)) {
+          w.entry.ident = fileIdent(await stat(w.file, { bigint: true }));
+          return;
+        }
+        if (existing && oldResolved.has(path.resolve(w.file))) {
+          throw corruptShard(dir, w.file, w.entry.path);
+        }
+        await writeShards(ops, [w], id, temps, created, writtenShards, dir, plan.verifyWrites === true);
+      })),
+      (async () => {
+        await ops.writeNewFile(tmpJson, [bytes], { sync: true });
+        if (plan.verifyWrites) await verifyWritten(dir, tmpJson, [bytes], new Uint8Array(bytes.length));
+      })(),
+    ]);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     if (plan.keepPrevious && startBytes) {
       // The previous version's model.json under a second name (its shards stay): a hard link,
       // so nothing is copied; a durable copy where the file system has no hard links.
@@ -744,7 +813,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     if (!sameBytes(await readIfExists(modelFile), startBytes)) throw concurrentChange(dir);
     await ops.rename(tmpJson, modelFile); // the switch
     switched = true;
-    temps.pop();
+    temps.splice(temps.indexOf(tmpJson), 1);
     await ops.syncDir(dir);
 
     // After the switch: the old shards are garbage (unless the previous version is kept).
@@ -764,6 +833,19 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     try { await ops.syncDir(dir); } catch { /* nothing more to undo */ }
     throw err;
   }
+}
+
+/** Whether an entry's bytes lie partly in shard `s`. */
+function overlaps(l: EntryLayout, s: Shard): boolean {
+  return l.offset < s.start + s.size && l.offset + l.byteLength > s.start;
+}
+
+/** A live shard whose bytes are not the ones its content-addressed name says. */
+function corruptShard(dir: string, file: string, name: string): ModelFormatError {
+  return new ModelFormatError(
+    `${file} is part of the current model but its content does not match the hash in its name: expected ${name} to hold those bytes, found other bytes. The folder is corrupt; copy the model folder again`,
+    { dir, path: name },
+  );
 }
 
 function concurrentChange(dir: string): ModelFormatError {
@@ -1027,6 +1109,7 @@ export class TfjsDirWeightStore implements WeightStore {
     for (const name of changedSet) this.floatRecord(name);
     if (changedSet.size === 0) return;
     this.committing = true;
+    const usedStaged: StagedShard[] = [];
     try {
       const allFloat32 = this.options.quantizedUnchanged === 'float32';
       const groups: PlannedGroup[] = this.state.modelJson.weightsManifest.map((group, g) => {
@@ -1038,23 +1121,16 @@ export class TfjsDirWeightStore implements WeightStore {
         const sameLayout = this.options.shardBytes === undefined && planned.every((x, i) => x.bytes === undefined || x.bytes.length === entries[i].byteLength);
         if (sameLayout) {
           // Keep the shard boundaries: a shard with no new bytes stays the same file.
-          const shards: PlannedShard[] = src.shards.map((s) => {
-            const end = s.start + s.size;
-            const dirty = planned.map((x, i) => ({ x, l: entries[i] })).filter(({ x, l }) => x.bytes !== undefined && l.offset < end && l.offset + l.byteLength > s.start);
+          const shards: PlannedShard[] = src.shards.map((s, i) => {
+            const dirty = planned.map((x, k) => ({ bytes: x.bytes, l: entries[k] })).filter(({ bytes, l }) => bytes !== undefined && overlaps(l, s));
             if (dirty.length === 0) return { keep: s };
-            // The new shard as parts, in order: the changed entries' new bytes, and the old
-            // shard's bytes between them (the old shard is read only if there is such a gap).
-            const old = (from: number, to: number) => shardBytes(this.dir, s).subarray(from - s.start, to - s.start);
-            const parts: Uint8Array[] = [];
-            let at = s.start;
-            for (const { x, l } of dirty) {
-              const from = Math.max(l.offset, s.start);
-              const to = Math.min(l.offset + l.byteLength, end);
-              if (from > at) parts.push(old(at, from));
-              parts.push((x.bytes as Uint8Array).subarray(from - l.offset, to - l.offset));
-              at = to;
+            const parts = this.shardParts(s, dirty as { bytes: Uint8Array; l: EntryLayout }[]);
+            // Written ahead (stageWrites) from the same entries' bytes: the file to use.
+            const staged = this.staged.get(`${g}/${i}`);
+            if (staged && staged.changed.length === dirty.length && dirty.every(({ l }, k) => staged.changed[k] === l.entry.name)) {
+              usedStaged.push(staged);
+              return { parts, staged };
             }
-            if (at < end) parts.push(old(at, end));
             return { parts };
           });
           return { base: group as Record<string, unknown>, weights, shards };
@@ -1077,8 +1153,131 @@ export class TfjsDirWeightStore implements WeightStore {
       });
       this.state = { dir: this.dir, jsonBytes: result.bytes, jsonText: result.text, modelJson, groups: result.groups, layouts };
       this.index(this.state);
+      for (const st of usedStaged) st.consumed = true;
     } finally {
       this.committing = false;
+    }
+  }
+
+  /**
+   * A shard's new bytes as parts, in order: the changed entries' new bytes (`dirty`, in
+   * manifest order, each overlapping `s`), and the old shard's bytes between them (the old
+   * shard is read only if there is such a gap).
+   */
+  private shardParts(s: Shard, dirty: readonly { bytes: Uint8Array; l: EntryLayout }[]): Uint8Array[] {
+    const end = s.start + s.size;
+    const old = (from: number, to: number) => shardBytes(this.dir, s).subarray(from - s.start, to - s.start);
+    const parts: Uint8Array[] = [];
+    let at = s.start;
+    for (const { bytes, l } of dirty) {
+      const from = Math.max(l.offset, s.start);
+      const to = Math.min(l.offset + l.byteLength, end);
+      if (from > at) parts.push(old(at, from));
+      parts.push(bytes.subarray(from - l.offset, to - l.offset));
+      at = to;
+    }
+    if (at < end) parts.push(old(at, end));
+    return parts;
+  }
+
+  /** Shards written ahead of the commit (`stageWrites`), by `<group>/<shard index>`. */
+  private staged = new Map<string, StagedShard>();
+  /** The tensors {@link settled} was told of since the last {@link dropStaged}. */
+  private settledNames = new Set<string>();
+  /** Staged writes running, and the ones waiting for a writer (at most {@link SHARD_WRITERS} at once). */
+  private stageRunning = 0;
+  private stageWaiting: (() => void)[] = [];
+  private stageBuffers: Uint8Array[] = [];
+
+  /**
+   * See {@link WeightStore.settled}. With `stageWrites`, each shard whose changed tensors are
+   * all settled (none of its tensors still `pending`) is written now, in the background, as the
+   * commit would write it (temp file, fsync, read back, renamed to its content-addressed name:
+   * a file nothing names, which recovery deletes after a crash); {@link commit} then waits for
+   * it instead of writing it. Yields to the event loop, so the writes in flight go on while the
+   * applier patches the next tensor.
+   */
+  async settled(name: string, pending: ReadonlySet<string>): Promise<void> {
+    const o = this.options;
+    if (!o.stageWrites || o.shardBytes !== undefined || o.quantizedUnchanged === 'float32' || this.committing) return;
+    await this.stageSettled(name, pending);
+    await this.yieldToWrites();
+  }
+
+  /** The staging part of {@link settled}. */
+  private async stageSettled(name: string, pending: ReadonlySet<string>): Promise<void> {
+    const r = this.floatRecord(name);
+    this.settledNames.add(name);
+    const g = r.layout.group;
+    const src = this.state.groups[g];
+    const entries = this.state.layouts[g].entries;
+    for (const [i, s] of src.shards.entries()) {
+      const key = `${g}/${i}`;
+      if (this.staged.has(key) || !overlaps(r.layout, s)) continue;
+      const inShard = entries.filter((l) => overlaps(l, s));
+      if (inShard.some((l) => pending.has(l.entry.name))) continue; // a tensor in it is still to be patched
+      const dirty: { bytes: Uint8Array; l: EntryLayout }[] = [];
+      for (const l of inShard) {
+        if (!this.settledNames.has(l.entry.name)) continue;
+        const { bytes } = this.encodeForCommit(this.records.get(l.entry.name)!, true, false);
+        // A tensor whose stored size changes (off its grid: written as float32) lays the group
+        // out again at the commit: nothing to stage.
+        if (bytes === undefined || bytes.length !== l.byteLength) return;
+        dirty.push({ bytes, l });
+      }
+      const parts = this.shardParts(s, dirty);
+      const hasher = await getHasher();
+      const shardFile = shardName(hasher, g, i, src.shards.length, parts);
+      this.staged.set(key, this.stage(shardFile, parts, dirty.map(({ l }) => l.entry.name)));
+    }
+  }
+
+  private yieldToWrites(): Promise<void> {
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+
+  /** Start writing one staged shard (when a writer is free). */
+  private stage(name: string, parts: readonly Uint8Array[], changed: string[]): StagedShard {
+    const ops = this.options.fileOps ?? nodeFileOps;
+    const file = path.join(this.dir, name);
+    const tmp = `${file}.tmp-${newId()}`;
+    const verify = this.options.verifyWrites === true;
+    const job = (async () => {
+      if (this.stageRunning >= SHARD_WRITERS) await new Promise<void>((resolve) => this.stageWaiting.push(resolve));
+      this.stageRunning++;
+      const buf = verify ? (this.stageBuffers.pop() ?? new Uint8Array(VERIFY_CHUNK)) : undefined;
+      let renamed = false;
+      try {
+        if ((await stat(file).catch((e) => (errCode(e) === 'ENOENT' ? null : Promise.reject(e)))) !== null) return { created: false };
+        const ident = await writeShardFile(ops, this.dir, tmp, file, parts, buf, () => (renamed = true));
+        return { created: true, ident };
+      } catch (e) {
+        await ops.unlink(renamed ? file : tmp).catch(() => {});
+        throw e;
+      } finally {
+        if (buf) this.stageBuffers.push(buf);
+        this.stageRunning--;
+        this.stageWaiting.shift()?.();
+      }
+    })();
+    job.catch(() => {}); // awaited by the commit or by dropStaged
+    return { name, file, changed, job, consumed: false };
+  }
+
+  /**
+   * End staging (see {@link OpenOptions.stageWrites}): wait for the staged writes in flight,
+   * then delete every staged file no commit switched to (never a file model.json names).
+   */
+  async dropStaged(): Promise<void> {
+    const ops = this.options.fileOps ?? nodeFileOps;
+    const jobs = [...this.staged.values()];
+    this.staged.clear();
+    this.settledNames.clear();
+    const live = new Set(manifestPaths(this.state.modelJson).map((p) => path.resolve(this.dir, p)));
+    for (const st of jobs) {
+      const done = await st.job.catch(() => undefined);
+      if (st.consumed || !done?.created || live.has(path.resolve(st.file))) continue;
+      await ops.unlink(st.file).catch(() => {});
     }
   }
 
