@@ -46,7 +46,14 @@ describe('crash injection (quick)', () => {
         assert.ok(ops.slice(i + 1, sw).some(folderSync), `no folder fsync between ${o} and the switch`);
       }
       if (i >= sw && o.startsWith('rename(') && !o.startsWith('rename(.ndiff-digests.json')) assert.ok(folderSync(ops[i + 1]), `no folder fsync after ${o}`);
-      if (o.startsWith('rename(.ndiff-journal.json.tmp') || o === 'unlink(model.json.prev)') assert.ok(folderSync(ops[i + 1]), `no folder fsync after ${o}`);
+      if (o.startsWith('rename(.ndiff-journal.json.tmp')) assert.ok(folderSync(ops[i + 1]), `no folder fsync after ${o}`);
+      // The confirmation deletes model.json.prev and the replaced shards at once (the digests
+      // cache is written meanwhile), then fsyncs the folder before the journal goes.
+      if (o === 'unlink(model.json.prev)') {
+        const next = ops.findIndex((x, k) => k > i && !x.startsWith('unlink(group1-shard') && !/\(\.ndiff-digests\.json\.tmp/.test(x));
+        assert.ok(folderSync(ops[next]), `no folder fsync right after ${o} and the shards' deletion: ${ops[next]}`);
+        assert.ok(ops.indexOf('unlink(.ndiff-journal.json)') > next, `the journal is deleted before the confirmation is durable`);
+      }
     });
     const journal = ops.findIndex((o) => o.startsWith('rename(.ndiff-journal.json.tmp'));
     const link = ops.findIndex((o) => o.startsWith('link(model.json -> model.json.prev)'));

@@ -257,6 +257,28 @@ describe('recoverModelDir: every intermediate state ends as exactly the old or t
     assert.deepEqual(await listStaleFiles(dir), []);
   });
 
+  test('a power cut inside the confirmation that kept model.json.prev but lost an old shard: the confirmation is finished, never a rollback to a version without its shard', async () => {
+    const dir = await freshModel();
+    const oldShards = (await readdir(dir)).filter((f) => f.endsWith('.bin'));
+    // The confirmation deletes model.json.prev and the old shards at once: a power cut can make
+    // the shard's deletion durable and not model.json.prev's.
+    await switchedButUnconfirmed(dir);
+    await unlink(join(dir, oldShards[0]));
+    for (const f of await readdir(dir)) if (f.startsWith('.ndiff-apply.lock-')) await unlink(join(dir, f));
+    const state = await folderBytes(dir);
+    // An explicit rollback (a failed health check) refuses: the previous version is not whole.
+    await assert.rejects(rollbackUpdate(dir), (e: unknown) => e instanceof ModelFormatError && /cannot roll back .* shard .* is gone/.test((e as Error).message));
+    assert.deepEqual(await folderBytes(dir), state);
+    const r = await recoverModelDir(dir);
+    assert.equal(r.rolledBack, false);
+    assert.match(r.actions[0], /was confirmed; finished deleting the shards of the previous version/);
+    assert.equal(await loaderSees(dir), NEW);
+    const files = await readdir(dir);
+    for (const f of [PREVIOUS_MODEL_JSON, '.ndiff-journal.json', ...oldShards]) assert.ok(!files.includes(f), `${f} kept`);
+    assert.deepEqual(await listStaleFiles(dir), []);
+    assert.equal((await applyToModelDir(dir, built.bytes)).status, 'already-applied');
+  });
+
   test('a shard some other tool put there (not named like ours) is never deleted', async () => {
     const dir = await freshModel();
     await writeFile(join(dir, 'weights.bin'), new Uint8Array(8));

@@ -22,23 +22,25 @@
  * 5. `model.json.tmp-<id>` is renamed over `model.json` and the folder fsynced (the switch);
  * 6. the health check runs; if it fails, `model.json.prev` is renamed back over `model.json`
  *    (rollback, atomic), the folder fsynced, the new shards and the journal deleted;
- * 7. if it passes, `model.json.prev` is deleted and the folder fsynced (the commit point of the
- *    confirmation), the retired shards are deleted and the folder fsynced, then the journal is
- *    deleted;
- * 8. the tensor digests are recorded (src/io/recorded-digests.ts), so the next apply reads only
- *    the shards it patches, and the sequence number is recorded in the state file.
+ * 7. if it passes, `model.json.prev` and the retired shards are deleted at once and the folder
+ *    fsynced (the commit point of the confirmation: once any of these deletions is durable the
+ *    previous version may be short of a shard, so recovery finishes the confirmation), then the
+ *    journal is deleted;
+ * 8. the tensor digests are recorded (src/io/recorded-digests.ts, during step 7), so the next
+ *    apply reads only the shards it patches, and the sequence number is recorded in the state file.
  *
  * {@link recoverModelDir}, run at the start of every apply (under the lock), finishes what a
  * crash interrupted, from the journal: model.json still the previous version → the update never
  * switched: its new files are deleted; model.json the new version with `model.json.prev` still
- * kept → switched but never confirmed: rolled back; model.json the new version and no
- * `model.json.prev` → confirmed: the retired shards are deleted. A `model.json.prev` no journal
+ * kept and every retired shard there → switched but never confirmed: rolled back; model.json the
+ * new version and no `model.json.prev`, or a retired shard gone → confirmed (or the confirmation
+ * had begun): `model.json.prev` and the retired shards are deleted. A `model.json.prev` no journal
  * names (someone's copy) is never touched. Temp files and shards named like this writer's that
  * model.json (and a kept previous version) do not name are deleted. After it, the same apply
  * runs again from the old version.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { lstat, readdir, readFile, realpath } from 'node:fs/promises';
 import { uptime } from 'node:os';
 import * as path from 'node:path';
 import { ModelFormatError, ModelMismatchError, NeuralDiffError, StateStoreError } from '../core/errors.ts';
@@ -201,6 +203,28 @@ async function removeCreated(ops: FileOps, dir: string, journal: Journal, report
   await removeFiles(ops, dir, deletable(dir, journal.created, await referencedNow(dir)), report);
 }
 
+/**
+ * The first retired shard of the journal (one the new model.json `next` does not name) that is
+ * no longer in the folder, or undefined.
+ */
+async function retiredShardGone(dir: string, journal: Journal, next: Uint8Array): Promise<string | undefined> {
+  let keep: Set<string>;
+  try {
+    keep = pathsOf(next, path.join(dir, MODEL_JSON), dir);
+  } catch {
+    return undefined;
+  }
+  for (const name of deletable(dir, journal.retired, keep)) {
+    try {
+      await lstat(path.join(dir, name));
+    } catch (e) {
+      if (errCode(e) === 'ENOENT') return name;
+      throw e;
+    }
+  }
+  return undefined;
+}
+
 /** Delete the retired shards of a confirmed update that model.json does not name. */
 async function removeRetired(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport): Promise<void> {
   await removeFiles(ops, dir, deletable(dir, journal.retired, await referencedNow(dir)), report);
@@ -241,7 +265,7 @@ async function collectGarbage(ops: FileOps, dir: string, report: RecoveryReport)
  * @throws ModelFormatError when model.json is neither version the journal names (then nothing
  *   is touched).
  */
-async function settleJournal(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport): Promise<void> {
+async function settleJournal(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport, mode: 'recover' | 'rollback' = 'recover'): Promise<void> {
   const modelFile = path.join(dir, MODEL_JSON);
   const prevFile = path.join(dir, PREVIOUS_MODEL_JSON);
   const current = await readIfExists(modelFile);
@@ -250,6 +274,15 @@ async function settleJournal(ops: FileOps, dir: string, journal: Journal, report
   // The kept previous version is the update's only if its bytes are the ones the journal recorded.
   const prevIsOurs = prev !== null && sha256(prev) === journal.previous;
   const tag = `update ${journal.id}`;
+  // The confirmation deletes model.json.prev and the retired shards at once: a retired shard
+  // already gone means it began, and the previous version cannot come back whole.
+  const confirming = currentIs === 'next' && prevIsOurs && (await retiredShardGone(dir, journal, current as Uint8Array));
+  if (confirming && mode === 'rollback') {
+    throw new ModelFormatError(
+      `cannot roll back ${dir}: the previous version's shard ${confirming} is gone (the update's confirmation had begun, or the file was deleted by hand); the folder stays at the new version. Restore the model from the full download if the new version is not wanted`,
+      { dir, journal: journal.id, missing: confirming },
+    );
+  }
 
   if (currentIs === 'previous') {
     // Never switched: drop the kept copy and the new files.
@@ -257,7 +290,7 @@ async function settleJournal(ops: FileOps, dir: string, journal: Journal, report
     await removeCreated(ops, dir, journal, report);
     await ops.syncDir(dir);
     report.actions.push(`${tag} was interrupted before its switch: the model is the previous version; removed its new files`);
-  } else if (currentIs === 'next' && prevIsOurs) {
+  } else if (currentIs === 'next' && prevIsOurs && !confirming) {
     // Switched, never confirmed: the previous version comes back (atomic rename), durably,
     // before anything else is deleted.
     await ops.rename(prevFile, modelFile);
@@ -266,8 +299,10 @@ async function settleJournal(ops: FileOps, dir: string, journal: Journal, report
     await removeCreated(ops, dir, journal, report);
     report.actions.push(`${tag} was interrupted after its switch but before it was confirmed: rolled back to the previous version`);
   } else if (currentIs === 'next') {
-    // Confirmed (the kept copy is gone): finish deleting the retired shards, durably, before
-    // the journal that lists them goes.
+    // Confirmed (the kept copy is gone, or a retired shard: the confirmation had begun): finish
+    // deleting the kept copy and the retired shards, durably, before the journal that lists
+    // them goes.
+    if (prevIsOurs) await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
     await removeRetired(ops, dir, journal, report);
     await ops.syncDir(dir);
     report.actions.push(`${tag} was confirmed; finished deleting the shards of the previous version`);
@@ -308,16 +343,16 @@ export async function recoverModelDir(dir: string, options: FolderOptions = {}):
 
 /**
  * Confirm the update this apply just switched to, from what it wrote (its journal and the new
- * model.json's bytes) instead of reading them back: drop the kept previous version (the commit
- * point, durable), then the retired shards the new model.json does not name (durably), then
- * the journal. The apply holds the folder's lock, so nothing else changed them.
+ * model.json's bytes) instead of reading them back: drop the kept previous version and the
+ * retired shards the new model.json does not name, at once, durably (the commit point: once
+ * either deletion is on disk, recovery finishes the confirmation instead of rolling back),
+ * then the journal. The apply holds the folder's lock, so nothing else changed them.
  */
 async function confirmWritten(ops: FileOps, dir: string, journal: Journal, nextModelJson: Uint8Array): Promise<void> {
   const report = emptyReport();
-  await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
+  const retired = deletable(dir, journal.retired, pathsOf(nextModelJson, path.join(dir, MODEL_JSON), dir));
+  await removeFiles(ops, dir, [PREVIOUS_MODEL_JSON, ...retired], report);
   await ops.syncDir(dir); // the commit point of the confirmation
-  await removeFiles(ops, dir, deletable(dir, journal.retired, pathsOf(nextModelJson, path.join(dir, MODEL_JSON), dir)), report);
-  await ops.syncDir(dir);
   await removeFile(ops, dir, JOURNAL_FILE, report);
 }
 
@@ -343,7 +378,7 @@ export async function rollbackUpdate(dir: string, options: FolderOptions = {}): 
   if (!read?.journal || prev === null || sha256(prev) !== read.journal.previous) {
     throw new ModelFormatError(`cannot roll back ${dir}: expected an update journal and the previous version it names in ${PREVIOUS_MODEL_JSON}, found ${!read?.journal ? 'no journal' : 'no such previous version'} (another process finished or undid the update?)`, { dir });
   }
-  await settleJournal(ops, dir, read.journal, emptyReport());
+  await settleJournal(ops, dir, read.journal, emptyReport(), 'rollback');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,17 +604,20 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
     }
   }
   async confirmCommit(): Promise<void> {
-    const written = this.written();
-    if (written) await confirmWritten(this.ops, this.dir, written.journal, written.nextModelJson);
-    else await confirmUpdate(this.dir, { fileOps: this.ops });
-    // The folder remembers the model id of the first payload confirmed in it (durably, before
-    // the sequence is recorded), so later payloads of another id are refused.
-    if (this.pinModelId !== undefined) await writeFolderModelId(this.ops, this.dir, this.pinModelId);
-    if (!this.committing) return;
+    // The tensor digests, recorded while the update is confirmed: only a cache (tied to the new
+    // files' identities, so it vouches for nothing if the folder ends at the previous version);
+    // without it the next apply reads and hashes every tensor.
+    const committed = this.committing;
+    const recorded = committed ? writeRecordedDigests(this.dir, this.disk.digestRecords(committed.info.digests), { durable: false, fileOps: this.ops }).catch(() => {}) : undefined;
     try {
-      await writeRecordedDigests(this.dir, this.disk.digestRecords(this.committing.info.digests), { durable: false, fileOps: this.ops });
-    } catch {
-      // Only a cache: without it the next apply reads and hashes every tensor.
+      const written = this.written();
+      if (written) await confirmWritten(this.ops, this.dir, written.journal, written.nextModelJson);
+      else await confirmUpdate(this.dir, { fileOps: this.ops });
+      // The folder remembers the model id of the first payload confirmed in it (durably, before
+      // the sequence is recorded), so later payloads of another id are refused.
+      if (this.pinModelId !== undefined) await writeFolderModelId(this.ops, this.dir, this.pinModelId);
+    } finally {
+      await recorded;
     }
   }
   async revertCommit(): Promise<void> {
