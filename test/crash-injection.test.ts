@@ -46,7 +46,8 @@ describe('crash injection (quick)', () => {
         assert.ok(ops.slice(i + 1, sw).some(folderSync), `no folder fsync between ${o} and the switch`);
       }
       if (i >= sw && o.startsWith('rename(') && !o.startsWith('rename(.ndiff-digests.json')) assert.ok(folderSync(ops[i + 1]), `no folder fsync after ${o}`);
-      if (o.startsWith('rename(.ndiff-journal.json.tmp')) assert.ok(folderSync(ops[i + 1]), `no folder fsync after ${o}`);
+      // (the shards' and model.json's operations, at the same time, may come in between)
+      if (o.startsWith('rename(.ndiff-journal.json.tmp')) assert.ok(ops.slice(i + 1).some(folderSync), `no folder fsync after ${o}`);
       // The confirmation deletes model.json.prev and the replaced shards at once (the digests
       // cache is written meanwhile), then fsyncs the folder before the journal goes.
       if (o === 'unlink(model.json.prev)') {
@@ -57,7 +58,8 @@ describe('crash injection (quick)', () => {
     });
     const journal = ops.findIndex((o) => o.startsWith('rename(.ndiff-journal.json.tmp'));
     const link = ops.findIndex((o) => o.startsWith('link(model.json -> model.json.prev)'));
-    assert.ok(journal >= 0 && folderSync(ops[journal + 1]) && journal + 1 < link, 'the journal is durable before the previous version is kept');
+    const journalSynced = ops.findIndex((o, k) => k > journal && folderSync(o));
+    assert.ok(journal >= 0 && journalSynced > journal && journalSynced < link, 'the journal is durable before the previous version is kept');
     assert.ok(ops.slice(0, link).some((o) => o.startsWith('rename(group1-shard')), 'the new shards are in place before the previous version is kept');
   });
 

@@ -187,6 +187,35 @@ describe('applyToModelDir', () => {
     assert.deepEqual(await listStaleFiles(dir), []);
   });
 
+  test('I/O errors right after the switch, and in the rollback after it: the shards model.json names are never deleted', async () => {
+    const dir = join(await tempDir(), 'model');
+    const tensors = new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
+    await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 2048 });
+    let switched = false;
+    const eio = () => Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+    const ops: FileOps = {
+      ...nodeFileOps,
+      async rename(from, to) {
+        if (basename(to) === 'model.json' && basename(from) === PREVIOUS_MODEL_JSON) throw eio(); // the rollback
+        await nodeFileOps.rename(from, to);
+        if (basename(to) === 'model.json') switched = true;
+      },
+      async syncDir(d) {
+        if (switched) throw eio();
+        await nodeFileOps.syncDir(d);
+      },
+    };
+    const err = await applyToModelDir(dir, built.bytes, { fileOps: ops }).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof NeuralDiffError, String(err));
+    // Whatever version model.json is now, every file it names is there: a loader reads a whole model.
+    const seen = await loaderSees(dir);
+    assert.ok(seen === NEW || seen === OLD, seen);
+    // and the next apply (I/O healthy again) recovers and finishes
+    assert.equal((await applyToModelDir(dir, built.bytes)).status, 'applied');
+    assert.equal(await loaderSees(dir), NEW);
+    assert.deepEqual(await listStaleFiles(dir), []);
+  });
+
   test('dry run: everything checked, nothing written', async () => {
     const dir = await freshModel();
     const before = await folderBytes(dir);

@@ -219,7 +219,7 @@ async function retiredShardGone(dir: string, journal: Journal, next: Uint8Array)
       await lstat(path.join(dir, name));
     } catch (e) {
       if (errCode(e) === 'ENOENT') return name;
-      throw e;
+      // A name that cannot be looked up (a hand-edited journal): not evidence of a confirmation.
     }
   }
   return undefined;
@@ -343,15 +343,18 @@ export async function recoverModelDir(dir: string, options: FolderOptions = {}):
 
 /**
  * Confirm the update this apply just switched to, from what it wrote (its journal and the new
- * model.json's bytes) instead of reading them back: drop the kept previous version and the
- * retired shards the new model.json does not name, at once, durably (the commit point: once
- * either deletion is on disk, recovery finishes the confirmation instead of rolling back),
- * then the journal. The apply holds the folder's lock, so nothing else changed them.
+ * model.json's bytes) instead of reading them back: drop the kept previous version, then the
+ * retired shards the new model.json does not name, under one folder fsync (the commit point:
+ * once any of these deletions is on disk, recovery finishes the confirmation instead of
+ * rolling back), then the journal. The apply holds the folder's lock, so nothing else changed them.
  */
 async function confirmWritten(ops: FileOps, dir: string, journal: Journal, nextModelJson: Uint8Array): Promise<void> {
   const report = emptyReport();
   const retired = deletable(dir, journal.retired, pathsOf(nextModelJson, path.join(dir, MODEL_JSON), dir));
-  await removeFiles(ops, dir, [PREVIOUS_MODEL_JSON, ...retired], report);
+  // model.json.prev first: if deleting it fails, nothing else was deleted and a rollback is
+  // still possible; the retired shards without waiting for a folder fsync in between.
+  await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
+  await removeFiles(ops, dir, retired, report);
   await ops.syncDir(dir); // the commit point of the confirmation
   await removeFile(ops, dir, JOURNAL_FILE, report);
 }

@@ -491,7 +491,10 @@ interface StagedShard {
    * as if it had not been staged). Rejects when writing failed (its temp file removed).
    */
   job: Promise<{ created: boolean; ident?: string }>;
-  /** Set once a commit's model.json names the file. */
+  /**
+   * Set once a commit took the file over (it is among the files that commit created: the
+   * commit's cleanup, or the journal's recovery, deletes it if the update does not happen).
+   */
   consumed: boolean;
 }
 
@@ -752,7 +755,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     // at the same time: until the link and the switch below, nothing names the new files, and
     // recovery deletes such files whether or not a journal lists them. Every one has settled
     // before anything else happens (or the cleanup below runs).
-    const settled = await Promise.allSettled([
+    await settleAll([
       (async () => {
         await plan.onBeforeWrite?.({
           dir,
@@ -765,11 +768,14 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
       })(),
       writeShards(ops, writes, id, temps, created, writtenShards, dir, plan.verifyWrites === true),
       // A staged shard found already in the folder (not written by its job) is checked and
-      // written here like any other.
-      Promise.all(stagedWrites.map(async (w) => {
+      // written here like any other. One this write takes over is in `created`: this write's
+      // cleanup (or the journal's recovery) deletes it if the update does not happen, never
+      // dropStaged.
+      settleAll(stagedWrites.map(async (w) => {
         const done = await w.staged.job;
         if (done.created) {
           created.push(w.file);
+          w.staged.consumed = true;
           writtenShards.push(w.entry.path);
           w.entry.ident = done.ident as string;
           return;
@@ -789,8 +795,6 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
         if (plan.verifyWrites) await verifyWritten(dir, tmpJson, [bytes], new Uint8Array(bytes.length));
       })(),
     ]);
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
     if (plan.keepPrevious && startBytes) {
       // The previous version's model.json under a second name (its shards stay): a hard link,
       // so nothing is copied; a durable copy where the file system has no hard links.
@@ -833,6 +837,12 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     try { await ops.syncDir(dir); } catch { /* nothing more to undo */ }
     throw err;
   }
+}
+
+/** Wait for every promise to settle, then throw the first rejection (if any). */
+async function settleAll(jobs: readonly Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(jobs)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /** Whether an entry's bytes lie partly in shard `s`. */
@@ -1109,7 +1119,6 @@ export class TfjsDirWeightStore implements WeightStore {
     for (const name of changedSet) this.floatRecord(name);
     if (changedSet.size === 0) return;
     this.committing = true;
-    const usedStaged: StagedShard[] = [];
     try {
       const allFloat32 = this.options.quantizedUnchanged === 'float32';
       const groups: PlannedGroup[] = this.state.modelJson.weightsManifest.map((group, g) => {
@@ -1128,7 +1137,6 @@ export class TfjsDirWeightStore implements WeightStore {
             // Written ahead (stageWrites) from the same entries' bytes: the file to use.
             const staged = this.staged.get(`${g}/${i}`);
             if (staged && staged.changed.length === dirty.length && dirty.every(({ l }, k) => staged.changed[k] === l.entry.name)) {
-              usedStaged.push(staged);
               return { parts, staged };
             }
             return { parts };
@@ -1153,7 +1161,6 @@ export class TfjsDirWeightStore implements WeightStore {
       });
       this.state = { dir: this.dir, jsonBytes: result.bytes, jsonText: result.text, modelJson, groups: result.groups, layouts };
       this.index(this.state);
-      for (const st of usedStaged) st.consumed = true;
     } finally {
       this.committing = false;
     }
@@ -1188,6 +1195,8 @@ export class TfjsDirWeightStore implements WeightStore {
   private stageRunning = 0;
   private stageWaiting: (() => void)[] = [];
   private stageBuffers: Uint8Array[] = [];
+  /** Set by {@link dropStaged}: staged writes that have not started yet do not start. */
+  private stagingOver = false;
 
   /**
    * See {@link WeightStore.settled}. With `stageWrites`, each shard whose changed tensors are
@@ -1244,6 +1253,11 @@ export class TfjsDirWeightStore implements WeightStore {
     const verify = this.options.verifyWrites === true;
     const job = (async () => {
       if (this.stageRunning >= SHARD_WRITERS) await new Promise<void>((resolve) => this.stageWaiting.push(resolve));
+      // The apply ended (failed, and its values were put back) while this one waited: nothing to write.
+      if (this.stagingOver) {
+        this.stageWaiting.shift()?.();
+        return { created: false };
+      }
       this.stageRunning++;
       const buf = verify ? (this.stageBuffers.pop() ?? new Uint8Array(VERIFY_CHUNK)) : undefined;
       let renamed = false;
@@ -1271,9 +1285,22 @@ export class TfjsDirWeightStore implements WeightStore {
   async dropStaged(): Promise<void> {
     const ops = this.options.fileOps ?? nodeFileOps;
     const jobs = [...this.staged.values()];
+    this.stagingOver = true;
     this.staged.clear();
     this.settledNames.clear();
+    await Promise.all(jobs.map((st) => st.job.catch(() => undefined)));
+    this.stagingOver = false;
+    // Never a file model.json or a kept model.json.prev names on disk now (whatever a failed
+    // commit left), nor one the store's model names.
     const live = new Set(manifestPaths(this.state.modelJson).map((p) => path.resolve(this.dir, p)));
+    for (const name of [MODEL_JSON, PREVIOUS_MODEL_JSON]) {
+      try {
+        const bytes = await readIfExists(path.join(this.dir, name));
+        if (bytes) for (const p of manifestPaths(parseModelJson(new TextDecoder().decode(bytes)))) live.add(path.resolve(this.dir, p));
+      } catch {
+        return; // cannot tell what the folder names: delete nothing (recovery deletes what nothing names)
+      }
+    }
     for (const st of jobs) {
       const done = await st.job.catch(() => undefined);
       if (st.consumed || !done?.created || live.has(path.resolve(st.file))) continue;
