@@ -443,8 +443,11 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   // prepares is ready as early as can be; the patches touch distinct tensors, so the order
   // changes nothing else.
   const pending = new Set(payload.patches.map((p) => p.name));
-  const position = new Map(tensors.map((t, i) => [t.name, i]));
-  const order = store.settled ? [...payload.patches].sort((a, b) => (position.get(a.name) as number) - (position.get(b.name) as number)) : payload.patches;
+  let order = payload.patches;
+  if (store.settled) {
+    const position = new Map(tensors.map((t, i) => [t.name, i]));
+    order = [...order].sort((a, b) => (position.get(a.name) as number) - (position.get(b.name) as number));
+  }
   try {
     for (const src of order) {
       const rec: PatchWrites = { src, log: new ExceptionLog(), applied: 0 };

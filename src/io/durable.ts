@@ -108,6 +108,28 @@ export async function makeDirs(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Run `job` on every item, at most `limit` at a time (`worker` is the index of the slot running
+ * it, for per-slot buffers). After a failure no new item starts; the ones running finish, then
+ * the first error is thrown.
+ */
+export async function forEachLimited<T>(items: readonly T[], limit: number, job: (item: T, k: number, worker: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: { err: unknown } | undefined;
+  const run = async (worker: number): Promise<void> => {
+    while (next < items.length && !failed) {
+      const k = next++;
+      try {
+        await job(items[k], k, worker);
+      } catch (err) {
+        failed ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, (_, w) => run(w)));
+  if (failed) throw failed.err;
+}
+
 /** Temporary files of this project's writers: `<name>.tmp-<pid>-<hex>`. */
 export const TEMP_FILE = /\.tmp-\d+-[0-9a-f]+$/;
 

@@ -53,7 +53,7 @@ import { checkManifestNamesNoControlFiles, openTfjsModelDir, type BeforeWriteHoo
 import { manifestPaths, parseModelJson } from './tfjs-manifest.ts';
 import { FileSequenceStore } from './sequence-file.ts';
 import { readRecordedDigests, writeRecordedDigests } from './recorded-digests.ts';
-import { errCode, nodeFileOps, readRegularFile, TEMP_FILE, writeFileAtomically, type FileOps } from './durable.ts';
+import { errCode, forEachLimited, nodeFileOps, readRegularFile, TEMP_FILE, writeFileAtomically, type FileOps } from './durable.ts';
 import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from './control-files.ts';
 
 export { LOCK_FILE, JOURNAL_FILE, FOLDER_FILE };
@@ -120,22 +120,18 @@ const REMOVERS = 4;
  */
 async function removeFiles(ops: FileOps, dir: string, names: readonly string[], report: RecoveryReport): Promise<void> {
   const gone: boolean[] = new Array(names.length).fill(false);
-  let next = 0;
-  let failed: { err: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (next < names.length && !failed) {
-      const k = next++;
+  try {
+    await forEachLimited(names, REMOVERS, async (name, k) => {
       try {
-        await ops.unlink(path.join(dir, names[k]));
+        await ops.unlink(path.join(dir, name));
         gone[k] = true;
       } catch (e) {
-        if (errCode(e) !== 'ENOENT') failed ??= { err: e };
+        if (errCode(e) !== 'ENOENT') throw e;
       }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(REMOVERS, names.length) }, worker));
-  names.forEach((name, k) => gone[k] && report.removed.push(name));
-  if (failed) throw failed.err;
+    });
+  } finally {
+    names.forEach((name, k) => gone[k] && report.removed.push(name));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,8 +270,8 @@ async function settleJournal(ops: FileOps, dir: string, journal: Journal, report
   // The kept previous version is the update's only if its bytes are the ones the journal recorded.
   const prevIsOurs = prev !== null && sha256(prev) === journal.previous;
   const tag = `update ${journal.id}`;
-  // The confirmation deletes model.json.prev and the retired shards at once: a retired shard
-  // already gone means it began, and the previous version cannot come back whole.
+  // The confirmation deletes model.json.prev and the retired shards under one folder fsync: a
+  // retired shard already gone means it began, and the previous version cannot come back whole.
   const confirming = currentIs === 'next' && prevIsOurs && (await retiredShardGone(dir, journal, current as Uint8Array));
   if (confirming && mode === 'rollback') {
     throw new ModelFormatError(

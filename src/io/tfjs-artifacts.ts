@@ -68,7 +68,7 @@ import {
   type TfjsWeightEntry,
   type TfjsWeightGroup,
 } from './tfjs-manifest.ts';
-import { errCode, nodeFileOps, readRegularFile, type FileOps } from './durable.ts';
+import { errCode, forEachLimited, nodeFileOps, readRegularFile, type FileOps } from './durable.ts';
 import { MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from './control-files.ts';
 import { affineStep, snapValue, type StorageGrid } from '../core/grid.ts';
 import { toHalfBits } from '../core/float16.ts';
@@ -642,22 +642,11 @@ async function writeShardFile(ops: FileOps, dir: string, tmp: string, file: stri
 async function writeShards(ops: FileOps, writes: readonly { entry: Shard; file: string; parts: readonly Uint8Array[] }[], id: string, temps: string[], created: string[], written: string[], dir: string, verify: boolean): Promise<void> {
   const tmps = writes.map((w) => `${w.file}.tmp-${id}`);
   temps.push(...tmps);
-  let next = 0;
-  let failed: { err: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    const buf = verify ? new Uint8Array(VERIFY_CHUNK) : undefined;
-    while (next < writes.length && !failed) {
-      const k = next++;
-      const w = writes[k];
-      try {
-        w.entry.ident = await writeShardFile(ops, dir, tmps[k], w.file, w.parts, buf, () => created.push(w.file));
-      } catch (err) {
-        failed ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(SHARD_WRITERS, writes.length) }, worker));
-  if (failed) throw failed.err;
+  const bufs: Uint8Array[] = [];
+  await forEachLimited(writes, SHARD_WRITERS, async (w, k, worker) => {
+    const buf = verify ? (bufs[worker] ??= new Uint8Array(VERIFY_CHUNK)) : undefined;
+    w.entry.ident = await writeShardFile(ops, dir, tmps[k], w.file, w.parts, buf, () => created.push(w.file));
+  });
   for (const t of tmps) temps.splice(temps.indexOf(t), 1);
   for (const w of writes) written.push(w.entry.path);
 }
@@ -696,6 +685,17 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
     );
   }
 
+  // Whether a new shard's file already holds its bytes (content-addressed: then it is not
+  // written; its identity is set); a live shard whose bytes are not its name's is refused.
+  const alreadyThere = async (entry: Shard, file: string, parts: readonly Uint8Array[]): Promise<boolean> => {
+    const existing = await readIfExists(file);
+    if (existing && sameAsParts(existing, parts)) {
+      entry.ident = fileIdent(await stat(file, { bigint: true }));
+      return true;
+    }
+    if (existing && oldResolved.has(path.resolve(file))) throw corruptShard(dir, file, entry.path);
+    return false;
+  };
   const id = newId();
   let switched = false;
   const created: string[] = [];
@@ -736,13 +736,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
           stagedWrites.push({ entry, file, parts, staged: p.staged });
           continue;
         }
-        const existing = await readIfExists(file);
-        if (existing && sameAsParts(existing, parts)) {
-          entry.ident = fileIdent(await stat(file, { bigint: true })); // content-addressed: already there
-          continue;
-        }
-        if (existing && oldResolved.has(path.resolve(file))) throw corruptShard(dir, file, name);
-        writes.push({ entry, file, parts });
+        if (!(await alreadyThere(entry, file, parts))) writes.push({ entry, file, parts });
       }
       manifest.push(groupObject(group.base, paths, group.weights));
     }
@@ -780,15 +774,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
           w.entry.ident = done.ident as string;
           return;
         }
-        const existing = await readIfExists(w.file);
-        if (existing && sameAsParts(existing, w.parts)) {
-          w.entry.ident = fileIdent(await stat(w.file, { bigint: true }));
-          return;
-        }
-        if (existing && oldResolved.has(path.resolve(w.file))) {
-          throw corruptShard(dir, w.file, w.entry.path);
-        }
-        await writeShards(ops, [w], id, temps, created, writtenShards, dir, plan.verifyWrites === true);
+        if (!(await alreadyThere(w.entry, w.file, w.parts))) await writeShards(ops, [w], id, temps, created, writtenShards, dir, plan.verifyWrites === true);
       })),
       (async () => {
         await ops.writeNewFile(tmpJson, [bytes], { sync: true });
@@ -1288,7 +1274,7 @@ export class TfjsDirWeightStore implements WeightStore {
     this.stagingOver = true;
     this.staged.clear();
     this.settledNames.clear();
-    await Promise.all(jobs.map((st) => st.job.catch(() => undefined)));
+    const results = await Promise.all(jobs.map((st) => st.job.catch(() => undefined)));
     this.stagingOver = false;
     // Never a file model.json or a kept model.json.prev names on disk now (whatever a failed
     // commit left), nor one the store's model names.
@@ -1301,9 +1287,8 @@ export class TfjsDirWeightStore implements WeightStore {
         return; // cannot tell what the folder names: delete nothing (recovery deletes what nothing names)
       }
     }
-    for (const st of jobs) {
-      const done = await st.job.catch(() => undefined);
-      if (st.consumed || !done?.created || live.has(path.resolve(st.file))) continue;
+    for (const [k, st] of jobs.entries()) {
+      if (st.consumed || !results[k]?.created || live.has(path.resolve(st.file))) continue;
       await ops.unlink(st.file).catch(() => {});
     }
   }
