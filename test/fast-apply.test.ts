@@ -14,7 +14,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
-import { assembleRegionKernel, regionKernelSource, REGION_TS_FILE } from '../scripts/build-hash-kernel.ts';
+import { assembleRegionKernel, assembleRegionSimdKernel, regionKernelSource, regionSimdKernelSource, REGION_SIMD_TS_FILE, REGION_TS_FILE } from '../scripts/build-hash-kernel.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { CHUNK_VALUES, openPayload, type SparsePatch, type TensorPatch } from '../src/core/format.ts';
 import { encodePayload, encodePositions, packPayload, patchValues, valueBytes, wirePatch, type WirePatch } from '../src/core/encode.ts';
@@ -23,7 +23,7 @@ import { tensorDigest, tensorDigestStream } from '../src/core/fingerprint.ts';
 import { applyTensorPatch, ExceptionLog, subtractRange } from '../src/core/patch-math.ts';
 import { decodeValues, firstNonFinite, type ValueCodec } from '../src/core/values.ts';
 import { readGapsInto, scanGaps, scannedPosition } from '../src/core/varint.ts';
-import { KERNEL_REGION, kernelTakes, patchRegions } from '../src/core/region-kernel.ts';
+import { KERNEL_REGION, kernelTakes, patchRegions, useRegionSimd } from '../src/core/region-kernel.ts';
 import { applyPayload, applyVerifiedPayload, verifyPayload, BaseMismatchError, MemoryWeightStore, NeuralDiffError, NonFiniteValueError, PayloadFormatError, TargetMismatchError, type WeightStore } from '../src/apply/index.ts';
 import { rng, snapshot, sameBytes } from './helpers/models.ts';
 
@@ -197,6 +197,77 @@ describe('the region kernel', () => {
     assert.deepEqual(WebAssembly.Module.exports(mod).map((e) => e.name).sort(), ['a', 'd', 'f', 'i', 'm', 'x']);
   });
 
+  test('its SIMD path for dense patches: region-kernel-simd.wat assembled, on the region kernel\'s memory, and it runs here', async () => {
+    const bytes = await assembleRegionSimdKernel();
+    assert.equal(readFileSync(REGION_SIMD_TS_FILE, 'utf8'), regionSimdKernelSource(bytes), 'src/core/region-kernel-simd-wasm.ts is stale: run npm run build:hash-kernel');
+    assert.ok(bytes.length < 4096, `${bytes.length} bytes`);
+    const mod = new WebAssembly.Module(bytes);
+    assert.deepEqual(WebAssembly.Module.imports(mod), [{ module: 'r', name: 'm', kind: 'memory' }]);
+    assert.deepEqual(WebAssembly.Module.exports(mod).map((e) => e.name), ['D']);
+    assert.equal(useRegionSimd(true), true, 'Node has WebAssembly SIMD: the dense path must be taken here, or the tests below compare the plain kernel with itself');
+  });
+
+  for (const simd of [true, false]) {
+    test(`dense patches ${simd ? 'with' : 'without'} the SIMD path: a NaN value or an overflow at any entry of a group of four stops at that entry, the earlier ones applied and logged, the same as the reference`, () => {
+      try {
+        useRegionSimd(simd);
+        for (const codec of ['f16', 'f32', 'i8'] as const) {
+          for (const [fault, at] of [['nan', 0], ['nan', 5], ['nan', 6], ['nan', 7], ['nan', 8190], ['nan', 8191], ['nan', 8195], ['overflow', 1], ['overflow', 4], ['overflow', 8194], ['none', 0]] as const) {
+            if (fault === 'nan' && codec === 'i8') continue; // an int8 value cannot be NaN
+            const n = KERNEL_REGION + 7;
+            const r = rng(at + 1);
+            const w = Float32Array.from({ length: n }, () => (r() - 0.5) * 0.2);
+            // A weight already infinite stays so: the kernel cannot tell it from one the patch made so.
+            if (fault === 'overflow') w[at] = Infinity;
+            const raw = Float32Array.from({ length: n }, () => (r() - 0.5) * 0.02);
+            const scale = codec === 'i8' ? Math.fround(0.02 / 127) : undefined;
+            const wire = valueBytes(raw, codec, scale).slice();
+            const values = decodeValues(wire, codec, scale) as Float32Array;
+            if (fault === 'nan') {
+              if (codec === 'f16') new DataView(wire.buffer, wire.byteOffset).setUint16(2 * at, 0x7e00, true);
+              else new DataView(wire.buffer, wire.byteOffset).setUint32(4 * at, 0x7fc00000, true);
+            }
+            const got = w.slice();
+            const log = new ExceptionLog();
+            const name = 'layer/kernel';
+            const base = tensorDigestStream(hasher, name, [n]);
+            const target = tensorDigestStream(hasher, name, [n]);
+            assert.ok(kernelTakes(base.stream, codec) && kernelTakes(target.stream, codec));
+            const res = patchRegions(got, { count: n, values: wire, codec, scale }, log, base.stream, target.stream);
+            // The reference, entry by entry: w + d until the first bad value (not applied) or
+            // the first weight made non-finite (applied).
+            const want = w.slice();
+            let applied = 0;
+            let expected: string | undefined;
+            for (let i = 0; i < n; i++) {
+              if (fault === 'nan' && i === at) {
+                expected = 'changed';
+                break;
+              }
+              want[i] = Math.fround(want[i] + values[i]);
+              applied++;
+              if (!Number.isFinite(want[i])) {
+                expected = `overflow ${i}`;
+                break;
+              }
+            }
+            const what = `${codec} ${fault} at ${at}`;
+            assert.equal(res.applied, applied, what);
+            assert.equal(res.fault && (res.fault.kind === 'overflow' ? `overflow ${res.fault.position}` : res.fault.kind), expected, what);
+            // What ran before the fault is written, the rest is as it was.
+            assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer), what);
+            const undo = Float32Array.from(got);
+            subtractRange(undo, { kind: 'dense', name, shape: [n], values, codec, baseDigest: '', targetDigest: '' }, 0, 0, res.applied);
+            log.restore(undo);
+            assert.deepEqual(new Uint32Array(undo.buffer), new Uint32Array(w.buffer), `${what}: restored bit for bit`);
+          }
+        }
+      } finally {
+        useRegionSimd(true);
+      }
+    });
+  }
+
   test('writes the bits of the reference kernels, logs what restores them, and hashes base and target as tensorDigest does', () => {
     fc.assert(
       fc.property(
@@ -229,7 +300,10 @@ describe('the region kernel', () => {
           const target = tensorDigestStream(hasher, name, shape);
           assert.ok(kernelTakes(base.stream, codec) && kernelTakes(target.stream, codec));
           const gaps = dense ? undefined : encodePositions(positions, n).coding === 'g' ? encodePositions(positions, n).bytes : gapBytes(positions);
+          // Dense patches take the SIMD path on one run in two.
+          useRegionSimd(seed % 2 === 0);
           const res = patchRegions(got, { count: positions.length, gaps, values: wireValues, codec, scale }, log, base.stream, target.stream);
+          useRegionSimd(true);
           if (res.fault) {
             // Only an overflow can stop it here, at a weight the reference made non-finite too.
             assert.equal(res.fault.kind, 'overflow');
