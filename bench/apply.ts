@@ -221,7 +221,8 @@ function timedFileOps() {
   const t = { fileSyncs: 0, folderSyncs: 0 };
   const protocolSpans: [number, number][] = [];
   const shardSpans: [number, number][] = [];
-  const shard = (file: string) => /^group\d+-shard\d+of\d+-[0-9a-f]{16}\.bin\.tmp-/.test(path.basename(file));
+  // A shard's temp file: named by its content when written whole, by its place when a piece at a time.
+  const shard = (file: string) => /^group\d+-shard\d+of\d+(-[0-9a-f]{16})?\.bin\.tmp-/.test(path.basename(file));
   const timed = <A extends unknown[]>(f: (...a: A) => Promise<void>, count?: (...a: A) => void) => async (...a: A): Promise<void> => {
     const t0 = performance.now();
     try {
@@ -235,6 +236,20 @@ function timedFileOps() {
   };
   const ops: FileOps = {
     writeNewFile: timed((file: string, parts: readonly Uint8Array[], o?: { sync?: boolean }) => nodeFileOps.writeNewFile(file, parts, o), (_f, _p, o) => o?.sync && t.fileSyncs++),
+    // A shard written a piece at a time: the time from its creation to its last fsync is shard time.
+    async openNewFile(file: string) {
+      const t0 = performance.now();
+      const real = await (nodeFileOps.openNewFile as NonNullable<FileOps['openNewFile']>)(file);
+      return {
+        append: (bytes: Uint8Array) => real.append(bytes),
+        datasync: () => real.datasync(),
+        async sync() {
+          await real.sync();
+          shardSpans.push([t0, performance.now()]);
+        },
+        close: () => real.close(),
+      };
+    },
     rename: timed((from: string, to: string) => nodeFileOps.rename(from, to)),
     link: timed((existing: string, to: string) => nodeFileOps.link(existing, to)),
     unlink: timed((file: string) => nodeFileOps.unlink(file)),

@@ -12,7 +12,7 @@
 export * from './apply/index.ts';
 export { applyToModelDir, recoverModelDir, confirmUpdate, rollbackUpdate, lockModelDir, readFolderModelId, recordFolderModelId, LOCK_FILE, JOURNAL_FILE, FOLDER_FILE, RETIRED_MODEL_JSON, type ModelDirApplyOptions, type ModelDirApplyResult, type RecoveryReport, type FolderOptions } from './io/model-dir-update.ts';
 export { readPayloadFile } from './io/payload-file.ts';
-export { nodeFileOps, readRegularFile, writeFileAtomically, type FileOps } from './io/durable.ts';
+export { nodeFileOps, readRegularFile, writeFileAtomically, type FileOps, type NewFile } from './io/durable.ts';
 export { recordModelDirDigests, readRecordedDigests, writeRecordedDigests, DIGESTS_FILE } from './io/recorded-digests.ts';
 export { FileSequenceStore, DEFAULT_STATE_FILE } from './io/sequence-file.ts';
 export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions } from './io/tfjs-artifacts.ts';

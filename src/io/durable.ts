@@ -26,6 +26,12 @@ export interface FileOps {
    * `sync` is set, close it. On a failure the partly written file is removed.
    */
   writeNewFile(file: string, parts: readonly Uint8Array[], options?: { sync?: boolean }): Promise<void>;
+  /**
+   * Optional: create `file` (`EEXIST` if it exists) to be written a piece at a time, so a writer
+   * can start on the first bytes while later ones are still being made. The caller closes it,
+   * and removes it if it is not wanted. Writers fall back to {@link writeNewFile} without it.
+   */
+  openNewFile?(file: string): Promise<NewFile>;
   /** rename(2): atomic, replaces `to`. */
   rename(from: string, to: string): Promise<void>;
   /** link(2): a second name for `existing`; `EEXIST` if `newPath` exists. */
@@ -35,6 +41,17 @@ export interface FileOps {
   mkdir(dir: string): Promise<void>;
   /** fsync a folder, so the names created, renamed or removed in it are durable. */
   syncDir(dir: string): Promise<void>;
+}
+
+/** A file being written a piece at a time ({@link FileOps.openNewFile}). */
+export interface NewFile {
+  /** Write all of `bytes` after the bytes written so far. */
+  append(bytes: Uint8Array): Promise<void>;
+  /** fdatasync(2): the bytes written so far reach the disk (its name not yet). */
+  datasync(): Promise<void>;
+  /** fsync(2). */
+  sync(): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** The `code` of a Node file-system error, if any. */
@@ -71,6 +88,16 @@ export const nodeFileOps: FileOps = {
       throw err;
     }
     await fh.close();
+  },
+  async openNewFile(file) {
+    const fh = await open(file, 'wx');
+    return {
+      // As writeNewFile writes: FileHandle.writeFile writes all of it at the file's position.
+      append: (bytes) => fh.writeFile(bytes),
+      datasync: () => fh.datasync(),
+      sync: () => fh.sync(),
+      close: () => fh.close(),
+    };
   },
   rename: (from, to) => rename(from, to),
   link: (existing, newPath) => link(existing, newPath),
@@ -139,18 +166,21 @@ export const TEMP_FILE = /\.tmp-\d+-[0-9a-f]+$/;
  * folder is fsynced, and after a power cut the file may be the previous one, empty or cut short
  * (for caches, whose readers ignore a file they cannot parse).
  */
-export async function writeFileAtomically(file: string, bytes: Uint8Array, options: { durable?: boolean; fileOps?: FileOps } = {}): Promise<void> {
+export async function writeFileAtomically(file: string, bytes: Uint8Array, options: { durable?: boolean; fileOps?: FileOps; sweep?: boolean } = {}): Promise<void> {
   const durable = options.durable !== false;
   const ops = options.fileOps ?? nodeFileOps;
   const dir = path.dirname(file);
   const base = path.basename(file);
-  // Leftovers of an earlier interrupted write of this same file.
-  try {
-    for (const name of await readdir(dir)) {
-      if (name.startsWith(`${base}.tmp-`) && TEMP_FILE.test(name)) await ops.unlink(path.join(dir, name)).catch(() => {});
+  // Leftovers of an earlier interrupted write of this same file (`sweep: false`: a caller whose
+  // folder was just cleaned of every temp file, as a model folder's recovery does).
+  if (options.sweep !== false) {
+    try {
+      for (const name of await readdir(dir)) {
+        if (name.startsWith(`${base}.tmp-`) && TEMP_FILE.test(name)) await ops.unlink(path.join(dir, name)).catch(() => {});
+      }
+    } catch {
+      /* the folder is checked by the write below */
     }
-  } catch {
-    /* the folder is checked by the write below */
   }
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   try {

@@ -179,7 +179,8 @@ async function readJournal(dir: string): Promise<{ journal?: Journal; unreadable
 
 /** Write the journal durably: it must be on disk before any file it names is. */
 async function writeJournal(ops: FileOps, dir: string, journal: Journal): Promise<void> {
-  await writeFileAtomically(path.join(dir, JOURNAL_FILE), new TextEncoder().encode(JSON.stringify(journal, null, 1) + '\n'), { fileOps: ops });
+  // Under the lock, after recovery deleted every temp file nothing names: nothing to sweep.
+  await writeFileAtomically(path.join(dir, JOURNAL_FILE), new TextEncoder().encode(JSON.stringify(journal, null, 1) + '\n'), { fileOps: ops, sweep: false });
 }
 
 /**
@@ -226,11 +227,16 @@ async function removeRetired(ops: FileOps, dir: string, journal: Journal, report
   await removeFiles(ops, dir, deletable(dir, journal.retired, await referencedNow(dir)), report);
 }
 
-/** Every file model.json and a kept model.json.prev name (resolved paths). */
-async function referencedNow(dir: string): Promise<Set<string>> {
+/**
+ * Every file model.json and a kept model.json.prev name (resolved paths); `current` is
+ * model.json's bytes when already read, `hasPrevious` false when a listing showed no
+ * model.json.prev.
+ */
+async function referencedNow(dir: string, current?: Uint8Array, hasPrevious = true): Promise<Set<string>> {
   const out = new Set<string>();
   for (const name of [MODEL_JSON, PREVIOUS_MODEL_JSON]) {
-    const bytes = await readIfExists(path.join(dir, name));
+    if (name === PREVIOUS_MODEL_JSON && !hasPrevious) continue;
+    const bytes = name === MODEL_JSON && current ? current : await readIfExists(path.join(dir, name));
     if (bytes === null) continue;
     try {
       for (const p of pathsOf(bytes, path.join(dir, name), dir)) out.add(p);
@@ -241,15 +247,22 @@ async function referencedNow(dir: string): Promise<Set<string>> {
   return out;
 }
 
-/** Delete temp files and writer-made shards that model.json (and a kept previous version) do not name. */
-async function collectGarbage(ops: FileOps, dir: string, report: RecoveryReport): Promise<void> {
-  if ((await readIfExists(path.join(dir, MODEL_JSON))) === null) return; // nothing to attribute shards to: delete nothing
-  const referenced = await referencedNow(dir);
+/**
+ * Delete temp files and writer-made shards that model.json (and a kept previous version) do not
+ * name. `names` is the folder's listing.
+ */
+async function collectGarbage(ops: FileOps, dir: string, names: readonly string[], report: RecoveryReport): Promise<void> {
+  // Only such files are ever deleted: without one there is nothing to read.
+  const candidates = names.filter((name) => TEMP_FILE.test(name) || WRITER_SHARD.test(name)).sort();
+  if (candidates.length === 0) return;
+  const current = await readIfExists(path.join(dir, MODEL_JSON));
+  if (current === null) return; // nothing to attribute shards to: delete nothing
+  const referenced = await referencedNow(dir, current, names.includes(PREVIOUS_MODEL_JSON));
   const before = report.removed.length;
-  for (const name of (await readdir(dir)).sort()) {
+  for (const name of candidates) {
     // Never a file model.json (or a kept previous version) names, whatever its name.
     if (referenced.has(path.resolve(dir, name))) continue;
-    if (TEMP_FILE.test(name) || WRITER_SHARD.test(name)) await removeFile(ops, dir, name, report);
+    await removeFile(ops, dir, name, report);
   }
   if (report.removed.length > before) await ops.syncDir(dir);
 }
@@ -322,17 +335,27 @@ async function settleJournal(ops: FileOps, dir: string, journal: Journal, report
 export async function recoverModelDir(dir: string, options: FolderOptions = {}): Promise<RecoveryReport> {
   const ops = options.fileOps ?? nodeFileOps;
   const report = emptyReport();
-  const read = await readJournal(dir);
-  if (read?.journal) await settleJournal(ops, dir, read.journal, report);
-  else if (read?.unreadable) report.actions.push(`left ${JOURNAL_FILE} alone: ${read.unreadable} (this applier writes only its own format there; an update will replace it)`);
+  // One listing says which of the files below exist; a clean folder costs it and model.json.
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return report; // no folder: nothing to recover
+    throw e;
+  }
+  const read = names.includes(JOURNAL_FILE) ? await readJournal(dir) : null;
+  if (read?.journal) {
+    await settleJournal(ops, dir, read.journal, report);
+    names = await readdir(dir); // settling deleted files
+  } else if (read?.unreadable) report.actions.push(`left ${JOURNAL_FILE} alone: ${read.unreadable} (this applier writes only its own format there; an update will replace it)`);
   // Settling the journal removed the kept previous version it named: one still there is not ours.
   for (const name of [PREVIOUS_MODEL_JSON, RETIRED_MODEL_JSON]) {
-    if ((await readIfExists(path.join(dir, name))) !== null) {
+    if (names.includes(name) && (await readIfExists(path.join(dir, name))) !== null) {
       report.actions.push(`left ${name} alone: no update journal names it, so this applier did not write it (a copy kept by hand, or an older applier's)`);
     }
   }
   const before = report.removed.length;
-  await collectGarbage(ops, dir, report);
+  await collectGarbage(ops, dir, names, report);
   if (report.removed.length > before && !read?.journal) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
   return report;
 }
@@ -607,7 +630,7 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
     // files' identities, so it vouches for nothing if the folder ends at the previous version);
     // without it the next apply reads and hashes every tensor.
     const committed = this.committing;
-    const recorded = committed ? writeRecordedDigests(this.dir, this.disk.digestRecords(committed.info.digests), { durable: false, fileOps: this.ops }).catch(() => {}) : undefined;
+    const recorded = committed ? writeRecordedDigests(this.dir, this.disk.digestRecords(committed.info.digests), { durable: false, fileOps: this.ops, sweep: false }).catch(() => {}) : undefined;
     try {
       const written = this.written();
       if (written) await confirmWritten(this.ops, this.dir, written.journal, written.nextModelJson);
@@ -719,10 +742,15 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
   let disk: TfjsDirWeightStore | undefined;
   try {
     recovery = await recoverModelDir(dir, { fileOps: ops });
-    const recordedModelId = await readFolderModelId(dir);
+    // Three independent reads at once, their failures reported in this order.
+    const idRead = readFolderModelId(dir);
+    const hasherRead: Promise<Hasher> = options.hasher && typeof options.hasher === 'object' ? Promise.resolve(options.hasher) : getHasher(options.hasher ? { prefer: options.hasher } : undefined);
+    const digestsRead = options.baseCheck === 'full' ? undefined : readRecordedDigests(dir);
+    for (const p of [idRead, hasherRead, digestsRead]) p?.catch(() => {});
+    const recordedModelId = await idRead;
     const expectedModelId = modelIdFor(dir, options.expectedModelId, recordedModelId);
-    const hasher: Hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
-    const recordedDigests = options.baseCheck === 'full' ? undefined : await readRecordedDigests(dir);
+    const hasher = await hasherRead;
+    const recordedDigests = await digestsRead;
     // The journal, written durably before the update writes anything (module doc, step 1).
     let written: { journal: Journal; nextModelJson: Uint8Array } | undefined;
     const onBeforeWrite: BeforeWriteHook = async ({ id, previousModelJson, nextModelJson, createdShards, retiredShards }) => {

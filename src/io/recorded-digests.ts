@@ -55,7 +55,7 @@ export async function readRecordedDigests(dir: string): Promise<Map<string, Reco
  * after a crash the file may be the previous one (whose records still check their files) or
  * unreadable (ignored), never wrong, so an apply does not wait for the disk for a cache.
  */
-export async function writeRecordedDigests(dir: string, records: ReadonlyMap<string, RecordedDigest>, options: { durable?: boolean; fileOps?: FileOps } = {}): Promise<void> {
+export async function writeRecordedDigests(dir: string, records: ReadonlyMap<string, RecordedDigest>, options: { durable?: boolean; fileOps?: FileOps; sweep?: boolean } = {}): Promise<void> {
   const doc = { format: FORMAT, version: 1, tensors: Object.fromEntries(records) };
   await writeFileAtomically(path.join(dir, DIGESTS_FILE), new TextEncoder().encode(JSON.stringify(doc) + '\n'), options);
 }

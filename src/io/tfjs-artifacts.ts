@@ -68,7 +68,7 @@ import {
   type TfjsWeightEntry,
   type TfjsWeightGroup,
 } from './tfjs-manifest.ts';
-import { errCode, forEachLimited, nodeFileOps, readRegularFile, type FileOps } from './durable.ts';
+import { errCode, forEachLimited, nodeFileOps, readRegularFile, type FileOps, type NewFile } from './durable.ts';
 import { MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from './control-files.ts';
 import { affineStep, snapValue, type StorageGrid } from '../core/grid.ts';
 import { toHalfBits } from '../core/float16.ts';
@@ -288,6 +288,9 @@ async function readModelJsonFile(dir: string, name = MODEL_JSON): Promise<{ byte
   return { bytes, text, modelJson: parseModelJson(text, file) };
 }
 
+/** Shard stats asked for at once when a folder is opened lazily. */
+const STAT_AHEAD = 8;
+
 async function readGroupSources(dir: string, modelJson: TfjsModelJson, lazy: boolean): Promise<{ groups: GroupSource[]; layouts: GroupLayout[] }> {
   const groups: GroupSource[] = [];
   const layouts: GroupLayout[] = [];
@@ -297,6 +300,18 @@ async function readGroupSources(dir: string, modelJson: TfjsModelJson, lazy: boo
     const readNow = !lazy || hasStrings;
     const shards: Shard[] = [];
     let total = 0;
+    // Lazily, only each shard's size and identity, asked for up to STAT_AHEAD shards ahead
+    // (each stat is a round trip to the thread pool) and used in order, so the first failure
+    // reported is the same.
+    const ahead: Promise<BigIntStats>[] = [];
+    const statAhead = (k: number): Promise<BigIntStats> => {
+      for (let j = ahead.length; j < Math.min(group.paths.length, k + STAT_AHEAD); j++) {
+        const pending = stat(path.join(dir, group.paths[j]), { bigint: true });
+        pending.catch(() => {}); // awaited in order below, or not at all after an earlier failure
+        ahead.push(pending);
+      }
+      return ahead[k];
+    };
     for (const [i, p] of group.paths.entries()) {
       const file = path.join(dir, p);
       try {
@@ -315,7 +330,7 @@ async function readGroupSources(dir: string, modelJson: TfjsModelJson, lazy: boo
             await fh.close();
           }
         } else {
-          const st = await stat(file, { bigint: true });
+          const st = await statAhead(i);
           if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
           shards.push({ path: p, start: total, size: Number(st.size), ident: fileIdent(st) });
           total += Number(st.size);
@@ -477,6 +492,30 @@ export async function checkManifestNamesNoControlFiles(dir: string, reservedFile
  * shard is never assembled into a copy).
  */
 type PlannedShard = { keep: Shard } | { parts: Uint8Array[]; staged?: StagedShard };
+
+/** A shard being written a piece at a time (see TfjsDirWeightStore.stageSettled). */
+interface StreamingShard {
+  /** Its temp file. */
+  tmp: string;
+  /**
+   * How far it is made: the entries of the shard (in order) taken so far (`next`), the group
+   * offset its bytes reach (`at`), those bytes as parts, and the settled entries among them.
+   */
+  progress: { next: number; at: number; parts: Uint8Array[]; changed: string[] };
+  /** The open file, once every piece asked for so far is written. */
+  io: Promise<NewFile>;
+  /** The file once opened, until closed (for the cleanup after a failed write). */
+  file?: NewFile;
+}
+
+/** Close a shard's file written a piece at a time (if open) and delete its temp file. */
+async function discardStreaming(ops: FileOps, st: StreamingShard): Promise<void> {
+  await st.io.catch(() => {});
+  const file = st.file;
+  st.file = undefined;
+  await file?.close().catch(() => {});
+  await ops.unlink(st.tmp).catch(() => {});
+}
 
 /** A shard written ahead of the commit (see {@link OpenOptions.stageWrites}). */
 interface StagedShard {
@@ -1199,32 +1238,150 @@ export class TfjsDirWeightStore implements WeightStore {
     await this.yieldToWrites();
   }
 
-  /** The staging part of {@link settled}. */
+  /**
+   * The staging part of {@link settled}. A shard is staged once none of its tensors is still
+   * pending. Where the file layer writes files a piece at a time ({@link FileOps.openNewFile}),
+   * a shard's bytes are appended to its temp file as they become final, in order, while the
+   * next tensors are patched; the last piece, the fsync (with the read-back beside it) and the
+   * rename follow when the shard is complete. A shard is never written a piece at a time
+   * without that: files from a layer without it are written whole, as before.
+   */
   private async stageSettled(name: string, pending: ReadonlySet<string>): Promise<void> {
     const r = this.floatRecord(name);
     this.settledNames.add(name);
     const g = r.layout.group;
     const src = this.state.groups[g];
     const entries = this.state.layouts[g].entries;
+    const ops = this.options.fileOps ?? nodeFileOps;
     for (const [i, s] of src.shards.entries()) {
       const key = `${g}/${i}`;
-      if (this.staged.has(key) || !overlaps(r.layout, s)) continue;
+      if (this.staged.has(key) || this.unstageable.has(key) || !overlaps(r.layout, s)) continue;
       const inShard = entries.filter((l) => overlaps(l, s));
-      if (inShard.some((l) => pending.has(l.entry.name))) continue; // a tensor in it is still to be patched
-      const dirty: { bytes: Uint8Array; l: EntryLayout }[] = [];
-      for (const l of inShard) {
-        if (!this.settledNames.has(l.entry.name)) continue;
-        const { bytes } = this.encodeForCommit(this.records.get(l.entry.name)!, true, false);
-        // A tensor whose stored size changes (off its grid: written as float32) lays the group
-        // out again at the commit: nothing to stage.
-        if (bytes === undefined || bytes.length !== l.byteLength) return;
-        dirty.push({ bytes, l });
+      const streaming = this.streaming.get(key);
+      if (!streaming && !ops.openNewFile && inShard.some((l) => pending.has(l.entry.name))) continue; // a tensor in it is still to be patched
+      // The shard's bytes from where the last call stopped, up to the first tensor still to be
+      // patched: the new bytes of the settled ones, the stored bytes of the others.
+      const progress: StreamingShard['progress'] = streaming?.progress ?? { next: 0, at: s.start, parts: [], changed: [] };
+      const fresh: Uint8Array[] = [];
+      const end = s.start + s.size;
+      const old = (from: number, to: number) => shardBytes(this.dir, s).subarray(from - s.start, to - s.start);
+      let k = progress.next;
+      let at = progress.at;
+      for (; k < inShard.length && !pending.has(inShard[k].entry.name); k++) {
+        const l = inShard[k];
+        const from = Math.max(l.offset, s.start);
+        const to = Math.min(l.offset + l.byteLength, end);
+        if (from > at) fresh.push(old(at, from));
+        if (this.settledNames.has(l.entry.name)) {
+          const { bytes } = this.encodeForCommit(this.records.get(l.entry.name)!, true, false);
+          // A tensor whose stored size changes (off its grid: written as float32) lays the group
+          // out again at the commit: nothing to stage.
+          if (bytes === undefined || bytes.length !== l.byteLength) {
+            this.unstageable.add(key);
+            if (streaming) this.abandon(key, streaming);
+            break;
+          }
+          fresh.push(bytes.subarray(from - l.offset, to - l.offset));
+          progress.changed.push(l.entry.name);
+        } else fresh.push(old(from, to));
+        at = to;
       }
-      const parts = this.shardParts(s, dirty);
+      if (this.unstageable.has(key)) continue;
+      const complete = k === inShard.length;
+      if (complete && at < end) fresh.push(old(at, end));
+      progress.parts.push(...fresh);
+      progress.next = k;
+      progress.at = complete ? end : at;
       const hasher = await getHasher();
-      const shardFile = shardName(hasher, g, i, src.shards.length, parts);
-      this.staged.set(key, this.stage(shardFile, parts, dirty.map(({ l }) => l.entry.name)));
+      if (!complete) {
+        if (fresh.length === 0) continue;
+        // Not complete: write what is final so far (the file is opened on the first piece).
+        const st = streaming ?? this.openStreaming(key, `group${g + 1}-shard${i + 1}of${src.shards.length}.bin`, progress);
+        st.io = st.io.then(async (file) => {
+          for (const part of fresh) await file.append(part);
+          return file;
+        });
+        st.io.catch(() => {});
+        continue;
+      }
+      const shardFile = shardName(hasher, g, i, src.shards.length, progress.parts);
+      if (!streaming) {
+        this.staged.set(key, this.stage(shardFile, progress.parts, progress.changed));
+        continue;
+      }
+      this.streaming.delete(key);
+      this.staged.set(key, this.finishStreaming(streaming, shardFile, fresh));
     }
+  }
+
+  /** Shards being written a piece at a time, not complete yet, by `<group>/<shard index>`. */
+  private streaming = new Map<string, StreamingShard>();
+  /** Shards that cannot be staged in this apply (their size changes): the commit writes them. */
+  private unstageable = new Set<string>();
+
+  /** Open the temp file of a shard to be written a piece at a time. */
+  private openStreaming(key: string, base: string, progress: StreamingShard['progress']): StreamingShard {
+    const ops = this.options.fileOps ?? nodeFileOps;
+    // A temp name (recovery deletes it after a crash); the content-addressed one comes at the end.
+    const tmp = path.join(this.dir, `${base}.tmp-${newId()}`);
+    const st: StreamingShard = { tmp, progress, io: (ops.openNewFile as NonNullable<FileOps['openNewFile']>)(tmp).then((file) => (st.file = file)) };
+    st.io.catch(() => {});
+    this.streaming.set(key, st);
+    return st;
+  }
+
+  /** Stop writing a shard a piece at a time: its temp file is closed and deleted. */
+  private abandon(key: string, st: StreamingShard): void {
+    const ops = this.options.fileOps ?? nodeFileOps;
+    this.streaming.delete(key);
+    this.abandoned.push(discardStreaming(ops, st));
+  }
+  private abandoned: Promise<void>[] = [];
+
+  /**
+   * The rest of a shard written a piece at a time, as {@link stage} does for a whole one: its
+   * last pieces, fsync, read back, renamed to its content-addressed `name` (unless a file of that
+   * name is there already: then the temp file is deleted and the commit checks that file).
+   */
+  private finishStreaming(st: StreamingShard, name: string, fresh: readonly Uint8Array[]): StagedShard {
+    const ops = this.options.fileOps ?? nodeFileOps;
+    const file = path.join(this.dir, name);
+    const verify = this.options.verifyWrites === true;
+    const { parts, changed } = st.progress;
+    const job = (async () => {
+      let renamed = false;
+      try {
+        const open = await st.io;
+        for (const part of fresh) await open.append(part);
+        if ((await stat(file).catch((e) => (errCode(e) === 'ENOENT' ? null : Promise.reject(e)))) !== null) {
+          await discardStreaming(ops, st);
+          return { created: false };
+        }
+        // The read-back runs while the fsync does: both see what the file system holds for the
+        // file (a read after an fsync is served from the same page cache).
+        const readBack = async () => {
+          if (!verify) return;
+          const buf = this.stageBuffers.pop() ?? new Uint8Array(VERIFY_CHUNK);
+          try {
+            await verifyWritten(this.dir, st.tmp, parts, buf);
+          } finally {
+            this.stageBuffers.push(buf);
+          }
+        };
+        await settleAll([open.sync(), readBack()]);
+        st.file = undefined;
+        await open.close();
+        await ops.rename(st.tmp, file);
+        renamed = true;
+        return { created: true, ident: fileIdent(await stat(file, { bigint: true })) };
+      } catch (e) {
+        if (renamed) await ops.unlink(file).catch(() => {});
+        else await discardStreaming(ops, st);
+        throw e;
+      }
+    })();
+    job.catch(() => {}); // awaited by the commit or by dropStaged
+    return { name, file, changed, job, consumed: false };
   }
 
   private yieldToWrites(): Promise<void> {
@@ -1271,11 +1428,18 @@ export class TfjsDirWeightStore implements WeightStore {
   async dropStaged(): Promise<void> {
     const ops = this.options.fileOps ?? nodeFileOps;
     const jobs = [...this.staged.values()];
+    const unfinished = [...this.streaming.values()];
     this.stagingOver = true;
     this.staged.clear();
+    this.streaming.clear();
+    this.unstageable.clear();
     this.settledNames.clear();
+    // Shards begun a piece at a time and never completed: nothing names their temp files.
+    await Promise.all([...unfinished.map((st) => discardStreaming(ops, st)), ...this.abandoned.splice(0)]);
     const results = await Promise.all(jobs.map((st) => st.job.catch(() => undefined)));
     this.stagingOver = false;
+    const leftover = jobs.filter((st, k) => !st.consumed && results[k]?.created);
+    if (leftover.length === 0) return; // every staged file was taken over by a commit, or none was made
     // Never a file model.json or a kept model.json.prev names on disk now (whatever a failed
     // commit left), nor one the store's model names.
     const live = new Set(manifestPaths(this.state.modelJson).map((p) => path.resolve(this.dir, p)));
@@ -1287,8 +1451,8 @@ export class TfjsDirWeightStore implements WeightStore {
         return; // cannot tell what the folder names: delete nothing (recovery deletes what nothing names)
       }
     }
-    for (const [k, st] of jobs.entries()) {
-      if (st.consumed || !results[k]?.created || live.has(path.resolve(st.file))) continue;
+    for (const st of leftover) {
+      if (live.has(path.resolve(st.file))) continue;
       await ops.unlink(st.file).catch(() => {});
     }
   }

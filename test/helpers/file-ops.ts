@@ -29,6 +29,29 @@ export function crashingFileOps(crashAt: (op: string) => boolean): FileOps & { c
       step(`create ${b(file)}`);
       await nodeFileOps.writeNewFile(file, parts, options);
     },
+    async openNewFile(file) {
+      step(`create ${b(file)}`);
+      const real = await (nodeFileOps.openNewFile as NonNullable<FileOps['openNewFile']>)(file);
+      // After the crash nothing more reaches the file either.
+      const alive = () => {
+        if (crashed !== undefined) throw new SimulatedCrash(crashed);
+      };
+      return {
+        async append(bytes) {
+          alive();
+          await real.append(bytes);
+        },
+        async datasync() {
+          alive();
+          await real.datasync();
+        },
+        async sync() {
+          alive();
+          await real.sync();
+        },
+        close: () => real.close(),
+      };
+    },
     async rename(from, to) {
       step(`rename ${b(from)} -> ${b(to)}`);
       await nodeFileOps.rename(from, to);

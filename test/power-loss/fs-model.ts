@@ -28,7 +28,7 @@
 import { mkdir, link, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { nodeFileOps, type FileOps } from '../../src/io/durable.ts';
+import { nodeFileOps, type FileOps, type NewFile } from '../../src/io/durable.ts';
 
 /** A folder as names (top-level files only) pointing at inodes, and the inodes' bytes. */
 export interface FolderImage {
@@ -153,6 +153,35 @@ export class RecordingFileOps implements FileOps {
         offset += part.length;
       }
       if (options.sync) this.log.push({ op: 'fsync', name, ino });
+    });
+  }
+
+  openNewFile(file: string): Promise<NewFile> {
+    return this.serial(async () => {
+      const real = await (nodeFileOps.openNewFile as NonNullable<FileOps['openNewFile']>)(file);
+      const name = this.nameOf(file);
+      const ino = this.nextIno++;
+      this.names.set(name, ino);
+      this.log.push({ op: 'create', name, ino });
+      let offset = 0;
+      // Each call recorded in call order, as the one-at-a-time queue runs it; the name is the
+      // one the file had when it was opened (nothing renames a file while it is written).
+      return {
+        append: (bytes) => this.serial(async () => {
+          await real.append(bytes);
+          this.log.push({ op: 'write', name, ino, offset, bytes: bytes.slice() });
+          offset += bytes.length;
+        }),
+        datasync: () => this.serial(async () => {
+          await real.datasync();
+          this.log.push({ op: 'fsync', name, ino });
+        }),
+        sync: () => this.serial(async () => {
+          await real.sync();
+          this.log.push({ op: 'fsync', name, ino });
+        }),
+        close: () => real.close(),
+      };
     });
   }
 
