@@ -41,7 +41,12 @@ describe('crash injection (quick)', () => {
     const folderSync = (o: string) => /^sync\([^.]*\)$/.test(o);
     const sw = ops.findIndex((o) => o.startsWith('rename(model.json.tmp'));
     ops.forEach((o, i) => {
-      if (o.startsWith('rename(') && /\.tmp-/.test(o) && !o.startsWith('rename(.ndiff-digests.json')) assert.match(ops[i - 1], /^sync\(/, `no fsync before ${o}`);
+      // (its last operation before the rename: other files' operations may come in between)
+      const tmp = /^rename\(([^ ]+\.tmp-[^ ]+) -> /.exec(o)?.[1];
+      if (tmp && !tmp.startsWith('.ndiff-digests.json')) {
+        const own = ops.slice(0, i).filter((x) => x.startsWith(`sync(${tmp})`) || x.startsWith(`writeFile(${tmp},`) || x.startsWith(`open(${tmp},`));
+        assert.equal(own.at(-1), `sync(${tmp})`, `no fsync before ${o}`);
+      }
       if (i < sw && (o.startsWith('rename(') || o.startsWith('link('))) {
         assert.ok(ops.slice(i + 1, sw).some(folderSync), `no folder fsync between ${o} and the switch`);
       }

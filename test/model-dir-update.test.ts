@@ -21,6 +21,7 @@ import { crashingFileOps } from './helpers/file-ops.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { encodePayload, packPayload, type WirePatch } from '../src/core/encode.ts';
 import { nodeFileOps, type FileOps } from '../src/io/durable.ts';
+import { applyPayload } from '../src/apply/index.ts';
 
 const hasher = await getHasher();
 const { base, target } = baseAndTarget(51);
@@ -189,6 +190,21 @@ describe('applyToModelDir', () => {
     // and the untampered payload then applies as usual
     assert.equal((await applyToModelDir(dir, built.bytes)).status, 'applied');
     assert.equal(await loaderSees(dir), NEW);
+    assert.deepEqual(await listStaleFiles(dir), []);
+  });
+
+  test('a store opened with stageWrites and a failing health check: the second commit (going back) writes the old bytes, not the staged new ones', async () => {
+    const dir = join(await tempDir(), 'model');
+    const tensors = new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
+    await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 2048 });
+    const store = await openTfjsModelDir(dir, { stageWrites: true });
+    try {
+      await assert.rejects(applyPayload(store, built.bytes, { healthCheck: () => false }), HealthCheckError);
+    } finally {
+      await store.dropStaged();
+    }
+    assert.equal(fingerprintStore(hasher, store).fingerprint, OLD, 'in memory: the old model');
+    assert.equal(await loaderSees(dir), OLD, 'on disk: the old model too, as the error says');
     assert.deepEqual(await listStaleFiles(dir), []);
   });
 

@@ -1146,6 +1146,7 @@ export class TfjsDirWeightStore implements WeightStore {
     this.committing = true;
     try {
       const allFloat32 = this.options.quantizedUnchanged === 'float32';
+      const used = new Set<StagedShard>();
       const groups: PlannedGroup[] = this.state.modelJson.weightsManifest.map((group, g) => {
         const entries = this.state.layouts[g].entries;
         const planned = entries.map((l) => this.encodeForCommit(this.records.get(l.entry.name)!, changedSet.has(l.entry.name), allFloat32));
@@ -1159,9 +1160,12 @@ export class TfjsDirWeightStore implements WeightStore {
             const dirty = planned.map((x, k) => ({ bytes: x.bytes, l: entries[k] })).filter(({ bytes, l }) => bytes !== undefined && overlaps(l, s));
             if (dirty.length === 0) return { keep: s };
             const parts = this.shardParts(s, dirty as { bytes: Uint8Array; l: EntryLayout }[]);
-            // Written ahead (stageWrites) from the same entries' bytes: the file to use.
+            // Written ahead (stageWrites) from the same entries' bytes: the file to use, unless
+            // an earlier commit already switched to it (a second commit, e.g. going back after
+            // a failed health check, writes its own bytes).
             const staged = this.staged.get(`${g}/${i}`);
-            if (staged && staged.changed.length === dirty.length && dirty.every(({ l }, k) => staged.changed[k] === l.entry.name)) {
+            if (staged && !staged.consumed && staged.changed.length === dirty.length && dirty.every(({ l }, k) => staged.changed[k] === l.entry.name)) {
+              used.add(staged);
               return { parts, staged };
             }
             return { parts };
@@ -1171,6 +1175,9 @@ export class TfjsDirWeightStore implements WeightStore {
         const data = concatBytes(planned.map((x, i) => x.bytes ?? this.bytesOf(this.records.get(entries[i].entry.name)!)));
         return { base: group as Record<string, unknown>, weights, data };
       });
+      // Staged writes this commit does not use (a group laid out again) finish first, so none
+      // renames a file over one this commit writes; dropStaged deletes them.
+      await Promise.all([...[...this.staged.values()].filter((st) => !used.has(st)).map((st) => st.job.catch(() => {})), ...this.abandoned]);
       const oldText = this.state.jsonText;
       const result = await writeModelAtomically({
         ...this.options,
@@ -1277,8 +1284,13 @@ export class TfjsDirWeightStore implements WeightStore {
           // A tensor whose stored size changes (off its grid: written as float32) lays the group
           // out again at the commit: nothing to stage.
           if (bytes === undefined || bytes.length !== l.byteLength) {
-            this.unstageable.add(key);
-            if (streaming) this.abandon(key, streaming);
+            // The whole group is laid out again: none of its shards is staged any more.
+            for (const j of src.shards.keys()) {
+              const other = `${g}/${j}`;
+              this.unstageable.add(other);
+              const st = this.streaming.get(other);
+              if (st) this.abandon(other, st);
+            }
             break;
           }
           fresh.push(bytes.subarray(from - l.offset, to - l.offset));
@@ -1316,7 +1328,7 @@ export class TfjsDirWeightStore implements WeightStore {
 
   /** Shards being written a piece at a time, not complete yet, by `<group>/<shard index>`. */
   private streaming = new Map<string, StreamingShard>();
-  /** Shards that cannot be staged in this apply (their size changes): the commit writes them. */
+  /** Shards that cannot be staged in this apply (their group is laid out again): the commit writes them. */
   private unstageable = new Set<string>();
 
   /** Open the temp file of a shard to be written a piece at a time. */

@@ -168,9 +168,10 @@ export class RecordingFileOps implements FileOps {
       // one the file had when it was opened (nothing renames a file while it is written).
       return {
         append: (bytes) => this.serial(async () => {
-          await real.append(bytes);
-          this.log.push({ op: 'write', name, ino, offset, bytes: bytes.slice() });
-          offset += bytes.length;
+          const copy = bytes.slice(); // the bytes as the call gave them
+          await real.append(copy);
+          this.log.push({ op: 'write', name, ino, offset, bytes: copy });
+          offset += copy.length;
         }),
         datasync: () => this.serial(async () => {
           await real.datasync();
