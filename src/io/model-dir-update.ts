@@ -369,10 +369,16 @@ export async function recoverModelDir(dir: string, options: FolderOptions = {}):
  */
 async function confirmWritten(ops: FileOps, dir: string, journal: Journal, nextModelJson: Uint8Array): Promise<void> {
   const report = emptyReport();
-  const retired = deletable(dir, journal.retired, pathsOf(nextModelJson, path.join(dir, MODEL_JSON), dir));
   // model.json.prev first: if deleting it fails, nothing else was deleted and a rollback is
-  // still possible; the retired shards without waiting for a folder fsync in between.
-  await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
+  // still possible; the retired shards without waiting for a folder fsync in between (the list
+  // is worked out while model.json.prev is being deleted).
+  const previousGone = removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
+  let retired: string[];
+  try {
+    retired = deletable(dir, journal.retired, pathsOf(nextModelJson, path.join(dir, MODEL_JSON), dir));
+  } finally {
+    await previousGone;
+  }
   await removeFiles(ops, dir, retired, report);
   await ops.syncDir(dir); // the commit point of the confirmation
   await removeFile(ops, dir, JOURNAL_FILE, report);
@@ -630,11 +636,13 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
     // files' identities, so it vouches for nothing if the folder ends at the previous version);
     // without it the next apply reads and hashes every tensor.
     const committed = this.committing;
+    // The confirmation's first deletion is on its way before the cache is worked out.
+    const written = this.written();
+    const confirming = written ? confirmWritten(this.ops, this.dir, written.journal, written.nextModelJson) : confirmUpdate(this.dir, { fileOps: this.ops });
+    confirming.catch(() => {}); // awaited below
     const recorded = committed ? writeRecordedDigests(this.dir, this.disk.digestRecords(committed.info.digests), { durable: false, fileOps: this.ops, sweep: false }).catch(() => {}) : undefined;
     try {
-      const written = this.written();
-      if (written) await confirmWritten(this.ops, this.dir, written.journal, written.nextModelJson);
-      else await confirmUpdate(this.dir, { fileOps: this.ops });
+      await confirming;
       // The folder remembers the model id of the first payload confirmed in it (durably, before
       // the sequence is recorded), so later payloads of another id are refused.
       if (this.pinModelId !== undefined) await writeFolderModelId(this.ops, this.dir, this.pinModelId);
