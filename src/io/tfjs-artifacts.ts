@@ -1362,6 +1362,10 @@ export class TfjsDirWeightStore implements WeightStore {
     const { parts, changed } = st.progress;
     const job = (async () => {
       let renamed = false;
+      if (!(await this.writerSlot())) {
+        await discardStreaming(ops, st);
+        return { created: false };
+      }
       try {
         const open = await st.io;
         for (const part of fresh) await open.append(part);
@@ -1390,6 +1394,8 @@ export class TfjsDirWeightStore implements WeightStore {
         if (renamed) await ops.unlink(file).catch(() => {});
         else await discardStreaming(ops, st);
         throw e;
+      } finally {
+        this.releaseWriter();
       }
     })();
     job.catch(() => {}); // awaited by the commit or by dropStaged
@@ -1407,13 +1413,8 @@ export class TfjsDirWeightStore implements WeightStore {
     const tmp = `${file}.tmp-${newId()}`;
     const verify = this.options.verifyWrites === true;
     const job = (async () => {
-      if (this.stageRunning >= SHARD_WRITERS) await new Promise<void>((resolve) => this.stageWaiting.push(resolve));
       // The apply ended (failed, and its values were put back) while this one waited: nothing to write.
-      if (this.stagingOver) {
-        this.stageWaiting.shift()?.();
-        return { created: false };
-      }
-      this.stageRunning++;
+      if (!(await this.writerSlot())) return { created: false };
       const buf = verify ? (this.stageBuffers.pop() ?? new Uint8Array(VERIFY_CHUNK)) : undefined;
       let renamed = false;
       try {
@@ -1425,12 +1426,31 @@ export class TfjsDirWeightStore implements WeightStore {
         throw e;
       } finally {
         if (buf) this.stageBuffers.push(buf);
-        this.stageRunning--;
-        this.stageWaiting.shift()?.();
+        this.releaseWriter();
       }
     })();
     job.catch(() => {}); // awaited by the commit or by dropStaged
     return { name, file, changed, job, consumed: false };
+  }
+
+  /**
+   * Wait for one of the {@link SHARD_WRITERS} slots of staged writes (whole shards, and the
+   * fsync and read-back that finish a shard written a piece at a time). False when staging
+   * ended meanwhile (the apply failed): then nothing is to be written.
+   */
+  private async writerSlot(): Promise<boolean> {
+    if (this.stageRunning >= SHARD_WRITERS) await new Promise<void>((resolve) => this.stageWaiting.push(resolve));
+    if (this.stagingOver) {
+      this.stageWaiting.shift()?.();
+      return false;
+    }
+    this.stageRunning++;
+    return true;
+  }
+
+  private releaseWriter(): void {
+    this.stageRunning--;
+    this.stageWaiting.shift()?.();
   }
 
   /**
