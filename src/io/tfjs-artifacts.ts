@@ -403,6 +403,16 @@ function shardBytes(dir: string, shard: Shard): Uint8Array {
   return shard.bytes;
 }
 
+/** The stored bytes of `shard` at group offsets `[from, to)` (within the shard). */
+function storedRange(dir: string, shard: Shard, from: number, to: number): Uint8Array {
+  return shardBytes(dir, shard).subarray(from - shard.start, to - shard.start);
+}
+
+/** Whether `file` exists (a failure other than ENOENT is thrown). */
+async function fileExists(file: string): Promise<boolean> {
+  return (await stat(file).catch((e) => (errCode(e) === 'ENOENT' ? null : Promise.reject(e)))) !== null;
+}
+
 /**
  * Where bytes `[offset, offset + length)` of a group lie: each shard holding some of them, with
  * the range `[from, to)` within that shard (none for an empty range).
@@ -1205,7 +1215,7 @@ export class TfjsDirWeightStore implements WeightStore {
    */
   private shardParts(s: Shard, dirty: readonly { bytes: Uint8Array; l: EntryLayout }[]): Uint8Array[] {
     const end = s.start + s.size;
-    const old = (from: number, to: number) => shardBytes(this.dir, s).subarray(from - s.start, to - s.start);
+    const old = (from: number, to: number) => storedRange(this.dir, s, from, to);
     const parts: Uint8Array[] = [];
     let at = s.start;
     for (const { bytes, l } of dirty) {
@@ -1271,7 +1281,7 @@ export class TfjsDirWeightStore implements WeightStore {
       const progress: StreamingShard['progress'] = streaming?.progress ?? { next: 0, at: s.start, parts: [], changed: [] };
       const fresh: Uint8Array[] = [];
       const end = s.start + s.size;
-      const old = (from: number, to: number) => shardBytes(this.dir, s).subarray(from - s.start, to - s.start);
+      const old = (from: number, to: number) => storedRange(this.dir, s, from, to);
       let k = progress.next;
       let at = progress.at;
       for (; k < inShard.length && !pending.has(inShard[k].entry.name); k++) {
@@ -1304,7 +1314,6 @@ export class TfjsDirWeightStore implements WeightStore {
       progress.parts.push(...fresh);
       progress.next = k;
       progress.at = complete ? end : at;
-      const hasher = await getHasher();
       if (!complete) {
         if (fresh.length === 0) continue;
         // Not complete: write what is final so far (the file is opened on the first piece).
@@ -1316,7 +1325,7 @@ export class TfjsDirWeightStore implements WeightStore {
         st.io.catch(() => {});
         continue;
       }
-      const shardFile = shardName(hasher, g, i, src.shards.length, progress.parts);
+      const shardFile = shardName(await getHasher(), g, i, src.shards.length, progress.parts);
       if (!streaming) {
         this.staged.set(key, this.stage(shardFile, progress.parts, progress.changed));
         continue;
@@ -1369,7 +1378,7 @@ export class TfjsDirWeightStore implements WeightStore {
       try {
         const open = await st.io;
         for (const part of fresh) await open.append(part);
-        if ((await stat(file).catch((e) => (errCode(e) === 'ENOENT' ? null : Promise.reject(e)))) !== null) {
+        if (await fileExists(file)) {
           await discardStreaming(ops, st);
           return { created: false };
         }
@@ -1418,7 +1427,7 @@ export class TfjsDirWeightStore implements WeightStore {
       const buf = verify ? (this.stageBuffers.pop() ?? new Uint8Array(VERIFY_CHUNK)) : undefined;
       let renamed = false;
       try {
-        if ((await stat(file).catch((e) => (errCode(e) === 'ENOENT' ? null : Promise.reject(e)))) !== null) return { created: false };
+        if (await fileExists(file)) return { created: false };
         const ident = await writeShardFile(ops, this.dir, tmp, file, parts, buf, () => (renamed = true));
         return { created: true, ident };
       } catch (e) {
