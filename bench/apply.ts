@@ -242,7 +242,6 @@ function timedFileOps() {
       const real = await (nodeFileOps.openNewFile as NonNullable<FileOps['openNewFile']>)(file);
       return {
         append: (bytes: Uint8Array) => real.append(bytes),
-        datasync: () => real.datasync(),
         async sync() {
           await real.sync();
           shardSpans.push([t0, performance.now()]);

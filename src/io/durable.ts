@@ -47,8 +47,6 @@ export interface FileOps {
 export interface NewFile {
   /** Write all of `bytes` after the bytes written so far. */
   append(bytes: Uint8Array): Promise<void>;
-  /** fdatasync(2): the bytes written so far reach the disk (its name not yet). */
-  datasync(): Promise<void>;
   /** fsync(2). */
   sync(): Promise<void>;
   close(): Promise<void>;
@@ -94,7 +92,6 @@ export const nodeFileOps: FileOps = {
     return {
       // As writeNewFile writes: FileHandle.writeFile writes all of it at the file's position.
       append: (bytes) => fh.writeFile(bytes),
-      datasync: () => fh.datasync(),
       sync: () => fh.sync(),
       close: () => fh.close(),
     };

@@ -41,10 +41,6 @@ export function crashingFileOps(crashAt: (op: string) => boolean): FileOps & { c
           alive();
           await real.append(bytes);
         },
-        async datasync() {
-          alive();
-          await real.datasync();
-        },
         async sync() {
           alive();
           await real.sync();

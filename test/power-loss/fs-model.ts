@@ -173,10 +173,6 @@ export class RecordingFileOps implements FileOps {
           this.log.push({ op: 'write', name, ino, offset, bytes: copy });
           offset += copy.length;
         }),
-        datasync: () => this.serial(async () => {
-          await real.datasync();
-          this.log.push({ op: 'fsync', name, ino });
-        }),
         sync: () => this.serial(async () => {
           await real.sync();
           this.log.push({ op: 'fsync', name, ino });
