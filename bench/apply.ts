@@ -437,7 +437,7 @@ async function main(): Promise<void> {
   // ---- disk
   const dir = await mkdtemp(path.join(os.tmpdir(), 'nd-bench-apply-'));
   type DiskRow = {
-    applyFullMs: number; applyRecordedMs: number; applyColdMs: number; loadMs: number; loadColdMs: number; installMs: number; floorMs: number; floorColdMs: number;
+    applyFullMs: number; applyRecordedMs: number; applyColdMs: number; loadMs: number; loadColdMs: number; installMs: number; floorMs: number; floorColdMs: number; replaceMs: number;
     recordedOverLoad: number; fullOverLoad: number; recordedOverInstall: number; coldOverColdLoad: number; floorOverLoad: number; floorColdOverColdLoad: number; recordedOverFloor: number;
     rewrittenShards: number; shards: number; hashedTensors: number; recordedTensors: number; payloadBytes: number; modelBytes: number;
     /** Peak resident memory over an idle process of the same modules, each job in a fresh process. */
@@ -478,6 +478,7 @@ async function main(): Promise<void> {
       let installMs = Infinity;
       let floorMs = Infinity;
       let floorColdMs = Infinity;
+      let replaceMs = Infinity;
       let check = { hashedTensors: 0, recordedTensors: 0 };
       const timing = timedFileOps();
       let protocol = timing.get();
@@ -519,6 +520,26 @@ async function main(): Promise<void> {
         await rewriteDurably(baseDir, rewritten);
         return performance.now() - t0;
       };
+      // What a device without diffs does to replace its model: install the new version durably,
+      // then delete the version it replaces (its files, then a folder fsync), as the apply
+      // deletes the shards it retires. How the app points at the new folder is left out.
+      const oldDir = path.join(dir, `${c.key}-old`);
+      const replaceOnce = async (loaded: Map<string, { shape: readonly number[]; data: Float32Array }>) => {
+        await rm(installDir, { recursive: true, force: true });
+        await rm(oldDir, { recursive: true, force: true });
+        await writeModelDir(oldDir, graph, tensorsOf(dbase));
+        gc?.();
+        const t0 = performance.now();
+        await writeModelDir(installDir, graph, loaded);
+        await rm(oldDir, { recursive: true });
+        const d = await open(dir, 'r');
+        try {
+          await d.sync();
+        } finally {
+          await d.close();
+        }
+        return performance.now() - t0;
+      };
       const loadOnce = async (cold: boolean) => {
         if (cold) await evict(newDir);
         gc?.();
@@ -541,6 +562,7 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         await writeModelDir(installDir, graph, loaded);
         const w = performance.now() - t0;
+        const rp = await replaceOnce(loaded);
         if (i > 0) {
           applyFullMs = Math.min(applyFullMs, f);
           applyRecordedMs = Math.min(applyRecordedMs, a);
@@ -550,6 +572,7 @@ async function main(): Promise<void> {
           installMs = Math.min(installMs, w);
           floorMs = Math.min(floorMs, fl);
           floorColdMs = Math.min(floorColdMs, flc);
+          replaceMs = Math.min(replaceMs, rp);
         }
       }
       // Peak memory, each job in a fresh process (as on a device: the app applies, or loads).
@@ -576,8 +599,9 @@ async function main(): Promise<void> {
         row(`disk, same model: load the full new folder, cold cache`, loadColdMs, DISK_WEIGHTS, 'weights/s');
       }
       row(`disk, same model: install the full new folder (atomic fsync'd write)`, installMs, DISK_WEIGHTS, 'weights/s');
+      row(`disk, same model: install it, then delete the version it replaces (its files, then a folder fsync), as the apply deletes the shards it retires`, replaceMs, DISK_WEIGHTS, 'weights/s');
       disk[c.key] = {
-        applyFullMs, applyRecordedMs, applyColdMs, loadMs, loadColdMs, installMs, floorMs, floorColdMs,
+        applyFullMs, applyRecordedMs, applyColdMs, loadMs, loadColdMs, installMs, floorMs, floorColdMs, replaceMs,
         recordedOverLoad: applyRecordedMs / loadMs, fullOverLoad: applyFullMs / loadMs, recordedOverInstall: applyRecordedMs / installMs,
         coldOverColdLoad: applyColdMs / loadColdMs, floorOverLoad: floorMs / loadMs, floorColdOverColdLoad: floorColdMs / loadColdMs, recordedOverFloor: applyRecordedMs / floorMs,
         rewrittenShards: rewritten.length, shards: basePaths.length, applyPeakBytes, loadPeakBytes,
@@ -602,6 +626,8 @@ async function main(): Promise<void> {
     hashKernelJsWeightsPerSecond: hashKernelJs.rate,
     diskSpreadApplyOverFullLoad: disk.spread.recordedOverLoad,
     diskSpreadApplyOverFullInstall: disk.spread.recordedOverInstall,
+    diskSpreadApplyOverReplace: disk.spread.applyRecordedMs / disk.spread.replaceMs,
+    diskLastLayersApplyOverReplace: disk.lastLayers.applyRecordedMs / disk.lastLayers.replaceMs,
     diskLastLayersApplyOverFullLoad: disk.lastLayers.recordedOverLoad,
     diskLastLayersColdApplyOverColdLoad: disk.lastLayers.coldOverColdLoad,
     diskSpreadColdApplyOverColdLoad: disk.spread.coldOverColdLoad,
@@ -639,12 +665,14 @@ ratios (goal in brackets):
   disk, last 10%: apply / load, cold     ${canEvict ? ratios.diskLastLayersColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}   [< 1x]   (both start with the folder out of the page cache, as at app start)
   disk, last 10%: first apply / load     ${ratios.diskLastLayersFirstApplyOverFullLoad.toFixed(2)}x   (no digests recorded: every tensor read and hashed)
   disk, last 10%: apply / install full   ${ratios.diskLastLayersApplyOverFullInstall.toFixed(2)}x   (both end with the new model durable on disk)
+  disk, last 10%: apply / replace        ${ratios.diskLastLayersApplyOverReplace.toFixed(2)}x   (install plus deleting the version it replaces)
   disk, last 10%: floor / load           ${ratios.diskLastLayersFloorOverLoad.toFixed(2)}x warm, ${canEvict ? ratios.diskLastLayersColdFloorOverColdLoad.toFixed(2) + 'x' : 'n/a'} cold   (durable rewrite of the changed shards: the least a crash-safe apply does)
   disk, last 10%: apply / floor          ${ratios.diskLastLayersApplyOverFloor.toFixed(2)}x   [<= 3x, #15]   (what verifying, decoding, patching and the switch cost on top)
   disk, last 10%: protocol ops / floor   ${ratios.diskLastLayersProtocolOverFloor.toFixed(2)}x   (${disk.lastLayers.protocolMs.toFixed(1)} ms in the update protocol's file operations, ${disk.lastLayers.protocolFileSyncs} file + ${disk.lastLayers.protocolFolderSyncs} folder fsyncs; the apply without them: ${ratios.diskLastLayersApplyWithoutProtocolOverFloor.toFixed(2)}x the floor)
   disk, 10% spread: apply / load full    ${ratios.diskSpreadApplyOverFullLoad.toFixed(2)}x   [< 1x]   (every shard holds changed bytes, so every shard is read and rewritten)
   disk, 10% spread: apply / load, cold   ${canEvict ? ratios.diskSpreadColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}
-  disk, 10% spread: apply / install full ${ratios.diskSpreadApplyOverFullInstall.toFixed(2)}x   [<= 1.0x, #15]
+  disk, 10% spread: apply / install full ${ratios.diskSpreadApplyOverFullInstall.toFixed(2)}x   [<= 1.0x, #15]   (${disk.spread.applyRecordedMs.toFixed(1)} vs ${disk.spread.installMs.toFixed(1)} ms: the install writes into an empty folder)
+  disk, 10% spread: apply / replace      ${ratios.diskSpreadApplyOverReplace.toFixed(2)}x   (against installing the full new model and deleting the version it replaces, ${disk.spread.replaceMs.toFixed(1)} ms: both end with one version on disk)
   disk, 10% spread: floor / load         ${ratios.diskSpreadFloorOverLoad.toFixed(2)}x warm, ${canEvict ? ratios.diskSpreadColdFloorOverColdLoad.toFixed(2) + 'x' : 'n/a'} cold   (above 1x: no crash-safe apply of this diff can beat the load)
   disk, 10% spread: apply / floor        ${ratios.diskSpreadApplyOverFloor.toFixed(2)}x   [<= 2.5x, #15]
   disk, 10% spread: protocol ops / floor ${ratios.diskSpreadProtocolOverFloor.toFixed(2)}x   (${disk.spread.protocolMs.toFixed(1)} ms in the update protocol's file operations, ${disk.spread.protocolFileSyncs} file + ${disk.spread.protocolFolderSyncs} folder fsyncs; the apply without them: ${ratios.diskSpreadApplyWithoutProtocolOverFloor.toFixed(2)}x the floor)
