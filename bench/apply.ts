@@ -29,7 +29,10 @@
  *   into memory the process has not used yet, as at app start: each load's result is kept until
  *   the next, so the allocator cannot hand the previous load's pages back; reusing them would
  *   skip the page faults and halve the load time in a long-running process),
- *   and against installing the full new model folder (the same atomic, fsync'd write). Two
+ *   against installing the full new model folder into an empty one (the same atomic, fsync'd
+ *   write), and against replacing the model without diffs: that install, then deleting the
+ *   version it replaces (its files, then a folder fsync), the end state the apply reaches (it
+ *   deletes the shards it retires; how an app points at the new folder is left out). Two
  *   diffs: every weight of the last 10% of the tensors (fine-tuned last layers: only their
  *   shards are read and rewritten), and 10% of the weights of every tensor (every shard is read
  *   and rewritten). Each apply is timed twice: the first on a folder (no digests recorded, so
