@@ -1,12 +1,18 @@
 /**
- * The on-disk apply of two checkouts side by side in one process: this tree's
- * `applyToModelDir` and another checkout's, on the same two diffs as `bench:apply`'s disk rows
- * (10% of every tensor's weights; every weight of the last 10% of the tensors, dense f16; 8M
- * weights in 8 shards of 4 MiB, digests and model id recorded), interleaved apply by apply, so
- * the machine's noise falls on both alike. Prints min and median wall and CPU time.
+ * The on-disk apply of two checkouts side by side in one process: their `applyToModelDir`, on
+ * the same two diffs as `bench:apply`'s disk rows (10% of every tensor's weights; every weight
+ * of the last 10% of the tensors, dense f16; 8M weights in 8 shards of 4 MiB, digests and model
+ * id recorded), interleaved apply by apply, so the machine's noise falls on both alike. Prints
+ * min and median wall and CPU time.
+ *
+ * Both are imported the same way, from checkouts other than this one: the checkout whose
+ * modules this script's own set-up code uses (writing the folders, hashing) applied 4-11 ms
+ * faster per apply than another copy of the very same code (measured; the cause was not
+ * pinned down), so comparing this tree against another would favour this tree.
  *
  *   git worktree add /tmp/before <commit> && ln -s "$PWD/node_modules" /tmp/before/node_modules
- *   node --conditions=neural-diff-source --import tsx bench/disk-side-by-side.ts --old /tmp/before [--reps 12]
+ *   git worktree add /tmp/after <commit> && ln -s "$PWD/node_modules" /tmp/after/node_modules
+ *   node --conditions=neural-diff-source --import tsx bench/disk-side-by-side.ts --old /tmp/before --new /tmp/after [--reps 12]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -19,14 +25,16 @@ import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { writeModelDir } from '../src/io/tfjs-artifacts.ts';
 import { recordModelDirDigests } from '../src/io/recorded-digests.ts';
-import * as NEW from '../src/io/model-dir-update.ts';
+import type * as ModelDirUpdate from '../src/io/model-dir-update.ts';
 
-const { values: args } = parseArgs({ options: { old: { type: 'string' }, reps: { type: 'string', default: '12' } } });
-if (!args.old) {
-  console.error('usage: bench/disk-side-by-side.ts --old <another checkout of neural-diff> [--reps N]');
+const { values: args } = parseArgs({ options: { old: { type: 'string' }, new: { type: 'string' }, reps: { type: 'string', default: '12' } } });
+const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+if (!args.old || !args.new || [args.old, args.new].some((t) => path.resolve(t) === here)) {
+  console.error('usage: bench/disk-side-by-side.ts --old <checkout> --new <checkout> [--reps N]: two checkouts of neural-diff other than this one (see the header)');
   process.exit(2);
 }
-const OLD = (await import(path.resolve(args.old, 'src/io/model-dir-update.ts'))) as typeof NEW;
+const OLD = (await import(path.resolve(args.old, 'src/io/model-dir-update.ts'))) as typeof ModelDirUpdate;
+const NEW = (await import(path.resolve(args.new, 'src/io/model-dir-update.ts'))) as typeof ModelDirUpdate;
 const reps = Number(args.reps);
 
 const WEIGHTS = 8 << 20;
