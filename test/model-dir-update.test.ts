@@ -15,7 +15,9 @@ import { topkDiff } from '../src/diff/topk.ts';
 import { BaseMismatchError, HealthCheckError, ModelFormatError, NeuralDiffError, TargetMismatchError } from '../src/core/errors.ts';
 import { openTfjsModelDir, PREVIOUS_MODEL_JSON, listStaleFiles, writeModelDir } from '../src/io/tfjs-artifacts.ts';
 import { applyToModelDir, recoverModelDir, rollbackUpdate, lockModelDir, LOCK_FILE } from '../src/io/model-dir-update.ts';
-import { baseAndTarget } from './helpers/models.ts';
+import { baseAndTarget, rng } from './helpers/models.ts';
+import { MemoryWeightStore } from '../src/core/weight-store.ts';
+import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { tempDir, writeStore, folderBytes } from './helpers/dirs.ts';
 import { crashingFileOps } from './helpers/file-ops.ts';
 import { decodePayload } from '../src/core/format.ts';
@@ -438,5 +440,128 @@ describe('the apply lock', () => {
     // a lock file cut short by a crash
     await writeFile(lock, '{"pid": 12');
     assert.equal((await applyToModelDir(dir, built.bytes)).status, 'already-applied');
+  });
+});
+
+describe('a spread diff holds a few shards in memory (releaseWritten)', () => {
+  // 16 tensors of 4 KiB, one per shard, and a diff that changes 10% of every one.
+  const TENSORS = 16;
+  const r = rng(77);
+  const spreadBase = new MemoryWeightStore(Array.from({ length: TENSORS }, (_, i) => [`layer_${String(i).padStart(2, '0')}/kernel`, { shape: [32, 32], data: Float32Array.from({ length: 1024 }, () => r() - 0.5) }] as [string, { shape: number[]; data: Float32Array }]));
+  const specs: PatchSpec[] = spreadBase.list().map((t) => {
+    const positions = Uint32Array.from({ length: 1024 }, (_, i) => i).filter(() => r() < 0.1);
+    return { kind: 'sparse', name: t.name, positions, values: Float32Array.from(positions, () => (r() - 0.5) * 0.01), codec: 'f32' };
+  });
+  const spread = buildPayload(hasher, spreadBase, specs, { method: 'sparse', modelId: 'spread', sequence: 1 });
+  const spreadTarget = spread.payload.header.targetFingerprint;
+
+  async function spreadModel(): Promise<string> {
+    const dir = join(await tempDir(), 'model');
+    const tensors = new Map(spreadBase.list().map((t) => [t.name, { shape: t.shape, data: spreadBase.values(t.name) }]));
+    await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 4096 });
+    assert.equal((await readdir(dir)).filter((f) => f.endsWith('.bin')).length, TENSORS);
+    return dir;
+  }
+
+  /**
+   * A store as applyToModelDir opens it, on file operations whose fsyncs take 10 ms (so the
+   * patching would run far ahead of the writes if nothing held it back), counting the tensors
+   * handed out, the buffers behind them, and the shard files finished (renamed into place).
+   */
+  async function instrumentedStore(dir: string) {
+    const count = { handed: 0, renamed: 0, ahead: 0, buffers: new Set<ArrayBufferLike>() };
+    const ops: FileOps = {
+      ...nodeFileOps,
+      writeNewFile: async (file, parts, o) => {
+        await nodeFileOps.writeNewFile(file, parts, o);
+        if (o?.sync) await new Promise((res) => setTimeout(res, 10));
+      },
+      rename: async (from, to) => {
+        await nodeFileOps.rename(from, to);
+        if (/\.bin$/.test(to)) count.renamed++;
+      },
+    };
+    const store = await openTfjsModelDir(dir, { lazy: true, stageWrites: true, releaseWritten: true, verifyWrites: true, fileOps: ops });
+    const values = store.values.bind(store);
+    store.values = (name: string) => {
+      const a = values(name);
+      count.handed++;
+      // While patching (each tensor once; the health check reads them all again after the commit).
+      if (count.handed <= TENSORS) {
+        count.buffers.add(a.buffer);
+        count.ahead = Math.max(count.ahead, count.handed - count.renamed);
+      }
+      return a;
+    };
+    return { store, count };
+  }
+
+  test('never more than four shards unwritten behind the patching, their arrays reused, and the committed folder is the target (values read back from the new files match it)', async () => {
+    const dir = await spreadModel();
+    const { store, count } = await instrumentedStore(dir);
+    let checked = 0;
+    try {
+      const res = await applyPayload(store, spread.bytes, {
+        healthCheck: ({ store: s }) => {
+          // After the commit: every tensor's values, read again from the new files, are the target's.
+          for (const [name, want] of spread.targetValues) {
+            assert.deepEqual(s.values(name), want, name);
+            checked++;
+          }
+          return true;
+        },
+      });
+      assert.equal(res.status, 'applied');
+    } finally {
+      await store.dropStaged();
+    }
+    assert.equal(checked, TENSORS);
+    // Patching: each tensor handed out once (then 16 more for the health check).
+    assert.ok(count.ahead <= 4, `at most 4 tensors read ahead of the finished shards, found ${count.ahead}`);
+    assert.ok(count.buffers.size < TENSORS, `the 16 tensors patched took fewer buffers than 16 (${count.buffers.size}): finished shards' arrays were reused`);
+    assert.equal(await loaderSees(dir), spreadTarget);
+    assert.deepEqual(await listStaleFiles(dir), []);
+  });
+
+  test('a later tensor that misses its target, after earlier shards were written and let go of: the folder byte for byte, and the store holds the old model again', async () => {
+    const dir = await spreadModel();
+    const before = await folderBytes(dir);
+    const doc = decodePayload(spread.bytes);
+    const wires = doc.patches.map((p) => (new Unpackr({ useRecords: false, mapsAsObjects: true }).unpack(encodePayload({ header: doc.header, patches: [p] })) as { p: WirePatch[] }).p[0]);
+    const last = wires[wires.length - 1];
+    last.v = last.v.slice();
+    last.v[2] ^= 0x80; // the first delta of the last tensor doubled or halved: it misses its target digest
+    const { store, count } = await instrumentedStore(dir);
+    try {
+      await assert.rejects(applyPayload(store, packPayload(doc.header, wires)), TargetMismatchError);
+      assert.ok(count.buffers.size < count.handed, `arrays were let go of and reused before the failure (${count.buffers.size} buffers for ${count.handed} tensors)`);
+      // Undone by reading the stored copy again: the old model, bit for bit.
+      assert.equal(fingerprintStore(hasher, store).fingerprint, fingerprintStore(hasher, spreadBase).fingerprint);
+    } finally {
+      await store.dropStaged();
+    }
+    assert.deepEqual(await folderBytes(dir), before);
+    assert.deepEqual(await listStaleFiles(dir), []);
+  });
+
+  test('applyToModelDir: the same spread diff applies, and a failed write among the let-go shards leaves the folder byte for byte', async () => {
+    const dir = await spreadModel();
+    const before = await folderBytes(dir);
+    let writes = 0;
+    const ops: FileOps = {
+      ...nodeFileOps,
+      writeNewFile: async (file, parts, o) => {
+        // The 12th shard file fails (disk full), after earlier ones were written and let go of.
+        if (/\.bin\.tmp-/.test(file) && ++writes === 12) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        await nodeFileOps.writeNewFile(file, parts, o);
+      },
+    };
+    const { openNewFile: _, ...wholeFiles } = ops;
+    const err = await applyToModelDir(dir, spread.bytes, { fileOps: wholeFiles }).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof NeuralDiffError && err.code === 'ND_COMMIT_FAILED', String(err));
+    assert.deepEqual(await folderBytes(dir), before);
+    assert.equal((await applyToModelDir(dir, spread.bytes)).status, 'applied');
+    assert.equal(await loaderSees(dir), spreadTarget);
+    assert.deepEqual(await listStaleFiles(dir), []);
   });
 });

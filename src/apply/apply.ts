@@ -433,7 +433,7 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   // undoing decodes the pieces once more.
   const undo: PatchWrites[] = [];
   const restore = () => {
-    for (const rec of undo) undoPatchWrites(store.values(rec.src.name), rec);
+    for (const rec of undo) if (!store.forget?.(rec.src.name)) undoPatchWrites(store.values(rec.src.name), rec);
   };
   const targets = new Map<string, string>();
   let written = 0;

@@ -20,9 +20,20 @@ export interface WeightStore {
   /**
    * The tensor's values as a mutable Float32Array. Writes into it change the model held by the
    * store (for stores that cannot expose live memory, the store persists them in {@link commit}).
-   * Must return the same array on every call until {@link commit}.
+   * Must return the same array on every call until {@link commit}, except that a store may let
+   * go of a tensor's array once {@link settled} was told of it and its final values are kept
+   * elsewhere (a file written ahead): the next call then gives a new array with those values.
    */
   values(name: string): Float32Array;
+  /**
+   * Optional: forget the values handed out for `name` since the store last read or committed
+   * them, so that the next {@link values} gives the stored copy again; true if it did, false
+   * when it cannot (nothing handed out, or the stored copy is no longer what they were before
+   * the changes). The applier undoes a failed patch this way where it can, instead of writing
+   * the old values back: for a store whose stored copy it had not changed yet (files on disk
+   * before the commit).
+   */
+  forget?(name: string): boolean;
   /**
    * Optional: the tensor's current values for reading only (hashing), without keeping them. A
    * store that must copy to hand values out (a tf model on the wasm or webgl backend) returns a

@@ -611,6 +611,9 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
   read(name: string): Float32Array {
     return this.disk.read(name);
   }
+  forget(name: string): boolean {
+    return this.disk.forget(name);
+  }
   digest(name: string): string | undefined {
     return this.disk.digest(name);
   }
@@ -790,6 +793,9 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
       // A shard is written as soon as its patched tensors are verified, while the rest are
       // patched; the staged files this apply does not switch to are deleted below.
       stageWrites: true,
+      // ... and the arrays of tensors whose new shards are written are let go and reused for the
+      // next ones read: a spread diff holds a few shards in memory, not every tensor it patches.
+      releaseWritten: true,
     });
     const pin = recordedModelId === undefined ? verified.payload.header.modelId : undefined;
     const store = new UpdatingModelDir(disk, dir, ops, pin, () => written);

@@ -177,6 +177,15 @@ export interface OpenOptions extends WriteOptions {
    */
   stageWrites?: boolean;
   /**
+   * With `stageWrites`: once every new shard holding a tensor's bytes is written, fsynced, read
+   * back and renamed, the tensor's array is let go and its memory reused for the next tensors
+   * read; asked for again, its values are read from those new files (a new array, the same
+   * values). The writes are also held back to {@link SHARD_WRITERS} shards not yet finished: an
+   * apply then holds a few shards in memory, not every tensor it patches (plain float32
+   * tensors; quantized ones are kept, as their bytes are encoded again at the commit).
+   */
+  releaseWritten?: boolean;
+  /**
    * Absolute paths the weights manifest must not name as shards, besides the files the applier
    * owns in the folder (see src/io/control-files.ts), which are always refused: e.g. a state file
    * kept in the folder under another name.
@@ -372,23 +381,27 @@ async function readGroupSources(dir: string, modelJson: TfjsModelJson, lazy: boo
  * Bytes `[from, to)` of a shard file, read now (synchronously: the store's `values` is
  * synchronous). Refuses a file that is no longer the one the folder was opened with.
  */
-function readShardRange(dir: string, shard: Shard, from: number, to: number): Uint8Array {
-  const file = path.join(dir, shard.path);
+function readShardRange(dir: string, shard: Shard, from: number, to: number, into?: Uint8Array): Uint8Array {
+  return readFileRange(dir, path.join(dir, shard.path), shard.path, shard.ident, shard.size, from, to, into);
+}
+
+/** Bytes `[from, to)` of `file` (of `size` bytes, identity `ident`), into `into` when given (its length must be `to - from`). */
+function readFileRange(dir: string, file: string, name: string, ident: string, size: number, from: number, to: number, into?: Uint8Array): Uint8Array {
   let fd: number;
   try {
     fd = openSync(file, 'r');
   } catch (err) {
-    throw new ModelFormatError(`${file} disappeared after the model folder was opened: expected the shard model.json names, found ${errCode(err) ?? (err as Error).message}. Another program changed the folder; reopen it and retry (one writer per model folder)`, { dir, path: shard.path });
+    throw new ModelFormatError(`${file} disappeared after the model folder was opened: expected the shard model.json names, found ${errCode(err) ?? (err as Error).message}. Another program changed the folder; reopen it and retry (one writer per model folder)`, { dir, path: name });
   }
   try {
     const st = fstatSync(fd, { bigint: true });
-    if (fileIdent(st) !== shard.ident) {
-      throw new ModelFormatError(`${file} changed after the model folder was opened (expected file ${shard.ident}, found ${fileIdent(st)}): another program writes to the folder; reopen it and retry (one writer per model folder)`, { dir, path: shard.path });
+    if (fileIdent(st) !== ident) {
+      throw new ModelFormatError(`${file} changed after the model folder was opened (expected file ${ident}, found ${fileIdent(st)}): another program writes to the folder; reopen it and retry (one writer per model folder)`, { dir, path: name });
     }
-    const bytes = new Uint8Array(to - from);
+    const bytes = into ?? new Uint8Array(to - from);
     for (let at = 0; at < bytes.length;) {
       const n = readSync(fd, bytes, at, bytes.length - at, from + at);
-      if (n === 0) throw new ModelFormatError(`${file} ended after ${from + at} of its ${shard.size} bytes while being read: it was truncated after the folder was opened; reopen it and retry`, { dir, path: shard.path });
+      if (n === 0) throw new ModelFormatError(`${file} ended after ${from + at} of its ${size} bytes while being read: it was truncated after the folder was opened; reopen it and retry`, { dir, path: name });
       at += n;
     }
     return bytes;
@@ -501,7 +514,11 @@ export async function checkManifestNamesNoControlFiles(dir: string, reservedFile
  * they are made of in order (views of the tensors' values and of the old shard: a patched
  * shard is never assembled into a copy).
  */
-type PlannedShard = { keep: Shard } | { parts: Uint8Array[]; staged?: StagedShard };
+type PlannedShard =
+  | { keep: Shard }
+  | { parts: Uint8Array[] }
+  /** Written ahead (see {@link StagedShard}); `parts` gives its bytes in the rare case they are needed (it was not created by its job). */
+  | { staged: StagedShard; size: number; parts: () => Uint8Array[] };
 
 /** A shard being written a piece at a time (see TfjsDirWeightStore.stageSettled). */
 interface StreamingShard {
@@ -545,6 +562,8 @@ interface StagedShard {
    * commit's cleanup, or the journal's recovery, deletes it if the update does not happen).
    */
   consumed: boolean;
+  /** Set once `job` settled. */
+  finished: boolean;
 }
 
 interface PlannedGroup {
@@ -755,7 +774,7 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
   const sources: GroupSource[] = [];
   try {
     const writes: { entry: Shard; file: string; parts: readonly Uint8Array[] }[] = [];
-    const stagedWrites: { entry: Shard; file: string; parts: readonly Uint8Array[]; staged: StagedShard }[] = [];
+    const stagedWrites: { entry: Shard; file: string; parts: () => readonly Uint8Array[]; staged: StagedShard }[] = [];
     for (const [g, group] of plan.groups.entries()) {
       const planned: PlannedShard[] = group.shards ?? splitIntoShards(group.data ?? new Uint8Array(0), shardBytes).map((bytes) => ({ parts: [bytes] }));
       const paths: string[] = [];
@@ -769,9 +788,20 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
           source.total += p.keep.size;
           continue;
         }
+        if ('staged' in p) {
+          // Written ahead of the commit (or being written): awaited below with the other writes.
+          const file = path.join(dir, p.staged.name);
+          paths.push(p.staged.name);
+          newShards.push(p.staged.name);
+          const entry: Shard = { path: p.staged.name, start: source.total, size: p.size, ident: '' };
+          source.shards.push(entry);
+          source.total += p.size;
+          stagedWrites.push({ entry, file, parts: p.parts, staged: p.staged });
+          continue;
+        }
         const { parts } = p;
         const size = parts.reduce((n, part) => n + part.length, 0);
-        const name = p.staged?.name ?? shardName(hasher, g, i, planned.length, parts);
+        const name = shardName(hasher, g, i, planned.length, parts);
         const file = path.join(dir, name);
         paths.push(name);
         newShards.push(name);
@@ -780,11 +810,6 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
         const entry: Shard = { path: name, start: source.total, size, ident: '', ...(group.shards ? {} : { bytes: parts[0] }) };
         source.shards.push(entry);
         source.total += size;
-        if (p.staged) {
-          // Written ahead of the commit (or being written): awaited below with the other writes.
-          stagedWrites.push({ entry, file, parts, staged: p.staged });
-          continue;
-        }
         if (!(await alreadyThere(entry, file, parts))) writes.push({ entry, file, parts });
       }
       manifest.push(groupObject(group.base, paths, group.weights));
@@ -823,7 +848,8 @@ async function writeModelAtomically(plan: WritePlan): Promise<WriteResult> {
           w.entry.ident = done.ident as string;
           return;
         }
-        if (!(await alreadyThere(w.entry, w.file, w.parts))) await writeShards(ops, [w], id, temps, created, writtenShards, dir, plan.verifyWrites === true);
+        const parts = w.parts();
+        if (!(await alreadyThere(w.entry, w.file, parts))) await writeShards(ops, [{ entry: w.entry, file: w.file, parts }], id, temps, created, writtenShards, dir, plan.verifyWrites === true);
       })),
       (async () => {
         await ops.writeNewFile(tmpJson, [bytes], { sync: true });
@@ -910,6 +936,31 @@ interface Rec {
   bytes?: Uint8Array;
   /** Dequantized values, once asked for. */
   values?: Float32Array;
+  /** The buffer `values` is the only view of (read straight into it), which it may give back. */
+  owned?: ArrayBuffer;
+  /**
+   * Its patched values were let go after the new shards holding them were written and verified
+   * ({@link OpenOptions.releaseWritten}): `values` reads them from those files again.
+   */
+  released?: boolean;
+  /** `values` are the ones {@link TfjsDirWeightStore.settled} was told of: not handed out since. */
+  untouched?: boolean;
+  /** `values` were read from the files the store holds now (not carried over a commit): {@link TfjsDirWeightStore.forget} can drop them. */
+  fromStored?: boolean;
+}
+
+/** A staged shard written, verified and renamed: its file and the file's identity. */
+interface FinishedShard {
+  file: string;
+  ident: string;
+}
+
+/** Bytes `[offset, offset + into.length)` of a group's data, read from its shard files straight into `into`. */
+function readGroupRangeInto(dir: string, src: GroupSource, offset: number, into: Uint8Array): void {
+  for (const { shard, from, to } of shardRanges(src, offset, into.length)) {
+    const at = shard.start + from - offset;
+    readShardRange(dir, shard, from, to, into.subarray(at, at + to - from));
+  }
 }
 
 /**
@@ -1017,19 +1068,97 @@ export class TfjsDirWeightStore implements WeightStore {
    */
   values(name: string): Float32Array {
     const r = this.floatRecord(name);
+    // Handed out: whoever holds it may write to it.
+    r.untouched = false;
+    if (r.released) this.readReleased(r);
     if (!r.values) {
       const src = this.state.groups[r.layout.group];
       const { offset, byteLength } = r.layout;
-      if (!r.bytes && !r.entry.quantization && LITTLE_ENDIAN_HOST && shardRanges(src, offset, byteLength).every(({ shard }) => !shard.bytes)) {
+      if (!r.bytes && !r.entry.quantization && LITTLE_ENDIAN_HOST && byteLength === r.layout.size * 4 && shardRanges(src, offset, byteLength).every(({ shard }) => !shard.bytes)) {
         // Read straight into the array handed out: no shard kept, no second copy. (The old
         // bytes stay on disk until a commit; bytesOf reads them there if they are needed.)
-        const bytes = groupRange(this.dir, src, offset, byteLength, false);
-        r.values = bytes.length === r.layout.size * 4 ? new Float32Array(bytes.buffer, bytes.byteOffset, r.layout.size) : dequantizeEntry(r.entry, bytes);
+        const buffer = this.takeBuffer(byteLength);
+        readGroupRangeInto(this.dir, src, offset, new Uint8Array(buffer, 0, byteLength));
+        r.values = new Float32Array(buffer, 0, r.layout.size);
+        r.owned = buffer;
       } else {
         r.values = dequantizeEntry(r.entry, this.bytesOf(r));
       }
+      r.fromStored = true;
     }
     return r.values;
+  }
+
+  /**
+   * See {@link WeightStore.forget}: drops the values handed out for `name` (written to or not,
+   * let go of or not) when they were read from the files the store holds now, which a write of
+   * this store never changes before its commit; the next {@link values} reads them again.
+   * False after a commit carried them over (the files then hold the committed values).
+   */
+  forget(name: string): boolean {
+    const r = this.records.get(name);
+    if (!r || !r.layout.isFloat || !r.fromStored) return false;
+    r.values = undefined;
+    r.owned = undefined;
+    r.released = false;
+    r.untouched = false;
+    r.fromStored = false;
+    return true;
+  }
+
+  /** Buffers of released tensors ({@link OpenOptions.releaseWritten}), for the next ones read. */
+  private pool: ArrayBuffer[] = [];
+  /** The staged shards written, verified and renamed, by `<group>/<shard index>`. */
+  private finished = new Map<string, FinishedShard>();
+
+  /** A buffer of at least `n` bytes: the smallest pooled one up to 2n, else a new one. */
+  private takeBuffer(n: number): ArrayBuffer {
+    let best = -1;
+    for (let k = 0; k < this.pool.length; k++) {
+      const size = this.pool[k].byteLength;
+      if (size >= n && size <= 2 * n && (best < 0 || size < this.pool[best].byteLength)) best = k;
+    }
+    return best < 0 ? new ArrayBuffer(n) : this.pool.splice(best, 1)[0];
+  }
+
+  /** The values of a released tensor, read again from the new shards that hold them. */
+  private readReleased(r: Rec): void {
+    const g = r.layout.group;
+    const src = this.state.groups[g];
+    const { offset, byteLength } = r.layout;
+    const buffer = this.takeBuffer(byteLength);
+    const into = new Uint8Array(buffer, 0, byteLength);
+    for (const { shard, from, to } of shardRanges(src, offset, byteLength)) {
+      const done = this.finished.get(`${g}/${src.shards.indexOf(shard)}`);
+      if (!done) throw new Error(`internal: ${r.entry.name} was let go before every new shard holding it was written`);
+      const at = shard.start + from - offset;
+      readFileRange(this.dir, done.file, path.basename(done.file), done.ident, shard.size, from, to, into.subarray(at, at + to - from));
+    }
+    r.values = new Float32Array(buffer, 0, r.layout.size);
+    r.owned = buffer;
+    r.released = false;
+    r.untouched = false;
+  }
+
+  /**
+   * Staged shard `key` is written, verified and renamed ({@link OpenOptions.releaseWritten}):
+   * let go of the arrays of its changed tensors whose every new shard is, if nobody was handed
+   * them since they settled; their buffers take the next tensors read.
+   */
+  private releaseWritten(key: string, done: FinishedShard, changed: readonly string[]): void {
+    this.finished.set(key, done);
+    if (!this.options.releaseWritten || this.stagingOver || this.committing) return;
+    for (const name of changed) {
+      const r = this.records.get(name);
+      if (!r || !r.untouched || !r.owned || !r.values || r.released) continue;
+      const g = r.layout.group;
+      const src = this.state.groups[g];
+      if (!shardRanges(src, r.layout.offset, r.layout.byteLength).every(({ shard }) => this.finished.has(`${g}/${src.shards.indexOf(shard)}`))) continue;
+      this.pool.push(r.owned);
+      r.owned = undefined;
+      r.values = undefined;
+      r.released = true;
+    }
   }
 
   /**
@@ -1038,6 +1167,7 @@ export class TfjsDirWeightStore implements WeightStore {
    */
   read(name: string): Float32Array {
     const r = this.floatRecord(name);
+    if (r.released) this.readReleased(r);
     if (r.values) return r.values;
     // Not kept: hashing every tensor of a large model holds one tensor at a time, not the model.
     const bytes = r.bytes ?? groupRange(this.dir, this.state.groups[r.layout.group], r.layout.offset, r.layout.byteLength, false);
@@ -1062,7 +1192,7 @@ export class TfjsDirWeightStore implements WeightStore {
   digest(name: string): string | undefined {
     const rec = this.options.recordedDigests?.get(name);
     const r = this.records.get(name);
-    if (!rec || !r || !r.layout.isFloat || r.values) return undefined;
+    if (!rec || !r || !r.layout.isFloat || r.values || r.released) return undefined;
     if (rec.entry !== JSON.stringify(r.entry)) return undefined;
     const spans = this.spansOf(r);
     if (spans.length !== rec.spans.length || spans.some((s, i) => s !== rec.spans[i])) return undefined;
@@ -1159,29 +1289,35 @@ export class TfjsDirWeightStore implements WeightStore {
       const used = new Set<StagedShard>();
       const groups: PlannedGroup[] = this.state.modelJson.weightsManifest.map((group, g) => {
         const entries = this.state.layouts[g].entries;
-        const planned = entries.map((l) => this.encodeForCommit(this.records.get(l.entry.name)!, changedSet.has(l.entry.name), allFloat32));
-        const weights = planned.map((x) => x.out);
+        const recs = entries.map((l) => this.records.get(l.entry.name)!);
+        const encode = (k: number) => this.encodeForCommit(recs[k], changedSet.has(entries[k].entry.name), allFloat32);
+        let planned = entries.map((_, k) => encode(k));
         const src = this.state.groups[g];
-        // Keep the shard boundaries unless a size changed or the caller asked for a shard size.
+        // Keep the shard boundaries unless a size changed or the caller asked for a shard size
+        // (a released tensor kept its size: its new shards were written with these boundaries).
         const sameLayout = this.options.shardBytes === undefined && planned.every((x, i) => x.bytes === undefined || x.bytes.length === entries[i].byteLength);
         if (sameLayout) {
           // Keep the shard boundaries: a shard with no new bytes stays the same file.
           const shards: PlannedShard[] = src.shards.map((s, i) => {
-            const dirty = planned.map((x, k) => ({ bytes: x.bytes, l: entries[k] })).filter(({ bytes, l }) => bytes !== undefined && overlaps(l, s));
+            const dirty = planned.map((x, k) => ({ x, k, l: entries[k] })).filter(({ x, l }) => (x.bytes !== undefined || x.released) && overlaps(l, s));
             if (dirty.length === 0) return { keep: s };
-            const parts = this.shardParts(s, dirty as { bytes: Uint8Array; l: EntryLayout }[]);
+            // The new bytes: a released tensor's are read again from the files they were written to.
+            const parts = () => this.shardParts(s, dirty.map(({ x, k, l }) => ({ l, bytes: x.released ? this.releasedBytes(recs[k], () => encode(k)) : (x.bytes as Uint8Array) })));
             // Written ahead (stageWrites) from the same entries' bytes: the file to use, unless
             // an earlier commit already switched to it (a second commit, e.g. going back after
             // a failed health check, writes its own bytes).
             const staged = this.staged.get(`${g}/${i}`);
             if (staged && !staged.consumed && staged.changed.length === dirty.length && dirty.every(({ l }, k) => staged.changed[k] === l.entry.name)) {
               used.add(staged);
-              return { parts, staged };
+              return { staged, size: s.size, parts };
             }
-            return { parts };
+            return { parts: parts() };
           });
-          return { base: group as Record<string, unknown>, weights, shards };
+          return { base: group as Record<string, unknown>, weights: planned.map((x) => x.out), shards };
         }
+        // Laid out again: every released tensor's values are read again first.
+        if (recs.some((r) => r.released)) planned = entries.map((_, k) => (recs[k].released ? (this.readReleased(recs[k]), encode(k)) : planned[k]));
+        const weights = planned.map((x) => x.out);
         const data = concatBytes(planned.map((x, i) => x.bytes ?? this.bytesOf(this.records.get(entries[i].entry.name)!)));
         return { base: group as Record<string, unknown>, weights, data };
       });
@@ -1206,6 +1342,12 @@ export class TfjsDirWeightStore implements WeightStore {
     } finally {
       this.committing = false;
     }
+  }
+
+  /** The new bytes of a released tensor, for a commit that needs them: read again from its new shards. */
+  private releasedBytes(r: Rec, encode: () => { bytes?: Uint8Array }): Uint8Array {
+    this.readReleased(r);
+    return encode().bytes ?? this.bytesOf(r);
   }
 
   /**
@@ -1252,7 +1394,21 @@ export class TfjsDirWeightStore implements WeightStore {
     const o = this.options;
     if (!o.stageWrites || o.shardBytes !== undefined || o.quantizedUnchanged === 'float32' || this.committing) return;
     await this.stageSettled(name, pending);
+    if (o.releaseWritten) await this.holdBack();
     await this.yieldToWrites();
+  }
+
+  /**
+   * With {@link OpenOptions.releaseWritten}: while {@link SHARD_WRITERS} staged shards are not
+   * finished, wait for the oldest, so the applier reads no further ahead than the writes go
+   * (the arrays it reads next can take the finished shards' buffers).
+   */
+  private async holdBack(): Promise<void> {
+    for (;;) {
+      const running = [...this.staged.values()].filter((st) => !st.finished);
+      if (running.length < SHARD_WRITERS) return;
+      await running[0].job.catch(() => {});
+    }
   }
 
   /**
@@ -1266,6 +1422,7 @@ export class TfjsDirWeightStore implements WeightStore {
   private async stageSettled(name: string, pending: ReadonlySet<string>): Promise<void> {
     const r = this.floatRecord(name);
     this.settledNames.add(name);
+    r.untouched = true;
     const g = r.layout.group;
     const src = this.state.groups[g];
     const entries = this.state.layouts[g].entries;
@@ -1327,11 +1484,11 @@ export class TfjsDirWeightStore implements WeightStore {
       }
       const shardFile = shardName(await getHasher(), g, i, src.shards.length, progress.parts);
       if (!streaming) {
-        this.staged.set(key, this.stage(shardFile, progress.parts, progress.changed));
+        this.staged.set(key, this.stage(key, shardFile, progress.parts, progress.changed));
         continue;
       }
       this.streaming.delete(key);
-      this.staged.set(key, this.finishStreaming(streaming, shardFile, fresh));
+      this.staged.set(key, this.finishStreaming(key, streaming, shardFile, fresh));
     }
   }
 
@@ -1364,7 +1521,7 @@ export class TfjsDirWeightStore implements WeightStore {
    * last pieces, fsync, read back, renamed to its content-addressed `name` (unless a file of that
    * name is there already: then the temp file is deleted and the commit checks that file).
    */
-  private finishStreaming(st: StreamingShard, name: string, fresh: readonly Uint8Array[]): StagedShard {
+  private finishStreaming(key: string, st: StreamingShard, name: string, fresh: readonly Uint8Array[]): StagedShard {
     const ops = this.options.fileOps ?? nodeFileOps;
     const file = path.join(this.dir, name);
     const verify = this.options.verifyWrites === true;
@@ -1398,7 +1555,9 @@ export class TfjsDirWeightStore implements WeightStore {
         await open.close();
         await ops.rename(st.tmp, file);
         renamed = true;
-        return { created: true, ident: fileIdent(await stat(file, { bigint: true })) };
+        const ident = fileIdent(await stat(file, { bigint: true }));
+        this.releaseWritten(key, { file, ident }, changed);
+        return { created: true, ident };
       } catch (e) {
         if (renamed) await ops.unlink(file).catch(() => {});
         else await discardStreaming(ops, st);
@@ -1407,8 +1566,17 @@ export class TfjsDirWeightStore implements WeightStore {
         this.releaseWriter();
       }
     })();
-    job.catch(() => {}); // awaited by the commit or by dropStaged
-    return { name, file, changed, job, consumed: false };
+    return this.staging(name, file, changed, job);
+  }
+
+  /** The record of a staged write (`finished` once its job settles). */
+  private staging(name: string, file: string, changed: string[], job: StagedShard['job']): StagedShard {
+    const st: StagedShard = { name, file, changed, job, consumed: false, finished: false };
+    const end = () => {
+      st.finished = true;
+    };
+    job.then(end, end); // awaited by the commit or by dropStaged
+    return st;
   }
 
   private yieldToWrites(): Promise<void> {
@@ -1416,7 +1584,7 @@ export class TfjsDirWeightStore implements WeightStore {
   }
 
   /** Start writing one staged shard (when a writer is free). */
-  private stage(name: string, parts: readonly Uint8Array[], changed: string[]): StagedShard {
+  private stage(key: string, name: string, parts: readonly Uint8Array[], changed: string[]): StagedShard {
     const ops = this.options.fileOps ?? nodeFileOps;
     const file = path.join(this.dir, name);
     const tmp = `${file}.tmp-${newId()}`;
@@ -1429,6 +1597,7 @@ export class TfjsDirWeightStore implements WeightStore {
       try {
         if (await fileExists(file)) return { created: false };
         const ident = await writeShardFile(ops, this.dir, tmp, file, parts, buf, () => (renamed = true));
+        this.releaseWritten(key, { file, ident }, changed);
         return { created: true, ident };
       } catch (e) {
         await ops.unlink(renamed ? file : tmp).catch(() => {});
@@ -1438,8 +1607,7 @@ export class TfjsDirWeightStore implements WeightStore {
         this.releaseWriter();
       }
     })();
-    job.catch(() => {}); // awaited by the commit or by dropStaged
-    return { name, file, changed, job, consumed: false };
+    return this.staging(name, file, changed, job);
   }
 
   /**
@@ -1479,6 +1647,10 @@ export class TfjsDirWeightStore implements WeightStore {
     await Promise.all([...unfinished.map((st) => discardStreaming(ops, st)), ...this.abandoned.splice(0)]);
     const results = await Promise.all(jobs.map((st) => st.job.catch(() => undefined)));
     this.stagingOver = false;
+    // Tensors let go of and not committed: read from the model's files again, as before the apply.
+    this.finished.clear();
+    this.pool = [];
+    for (const r of this.records.values()) r.released = false;
     const leftover = jobs.filter((st, k) => !st.consumed && results[k]?.created);
     if (leftover.length === 0) return; // every staged file was taken over by a commit, or none was made
     // Never a file model.json or a kept model.json.prev names on disk now (whatever a failed
@@ -1502,8 +1674,11 @@ export class TfjsDirWeightStore implements WeightStore {
    * The manifest entry and bytes an entry is committed with; `bytes` undefined means the
    * stored bytes, unchanged (not read if they were not).
    */
-  private encodeForCommit(r: Rec, isChanged: boolean, allFloat32: boolean): { out: TfjsWeightEntry; bytes?: Uint8Array } {
+  private encodeForCommit(r: Rec, isChanged: boolean, allFloat32: boolean): { out: TfjsWeightEntry; bytes?: Uint8Array; released?: boolean } {
     if (!r.layout.isFloat) return { out: r.entry };
+    // Let go of after its new shards were written ({@link OpenOptions.releaseWritten}): a
+    // float32 tensor of the same size, whose bytes are in those files (read only if needed).
+    if (r.released) return { out: r.entry, released: true };
     const quantized = r.entry.quantization !== undefined;
     if (!quantized) {
       if (!r.values) return { out: r.entry };
