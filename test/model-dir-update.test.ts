@@ -544,6 +544,29 @@ describe('a spread diff holds a few shards in memory (releaseWritten)', () => {
     assert.deepEqual(await listStaleFiles(dir), []);
   });
 
+  test('a store opened with releaseWritten and a health check that reads every tensor, then fails: rolled back to the old model on disk and in memory (the undo log, never the committed files)', async () => {
+    const dir = await spreadModel();
+    const before = await folderBytes(dir);
+    const { store } = await instrumentedStore(dir);
+    try {
+      await assert.rejects(
+        applyPayload(store, spread.bytes, {
+          healthCheck: ({ store: s }) => {
+            for (const t of s.list()) s.values(t.name); // read again from the committed files
+            return false;
+          },
+        }),
+        HealthCheckError,
+      );
+      assert.equal(fingerprintStore(hasher, store).fingerprint, fingerprintStore(hasher, spreadBase).fingerprint, 'in memory: the old model');
+    } finally {
+      await store.dropStaged();
+    }
+    assert.equal(await loaderSees(dir), fingerprintStore(hasher, spreadBase).fingerprint, 'on disk: the old model');
+    assert.deepEqual(await listStaleFiles(dir), []);
+    assert.deepEqual([...(await folderBytes(dir)).keys()].sort(), [...before.keys()].sort());
+  });
+
   test('applyToModelDir: the same spread diff applies, and a failed write among the let-go shards leaves the folder byte for byte', async () => {
     const dir = await spreadModel();
     const before = await folderBytes(dir);

@@ -432,8 +432,10 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   // the exceptions (where subtracting the delta again would not give the old bits back), and
   // undoing decodes the pieces once more.
   const undo: PatchWrites[] = [];
-  const restore = () => {
-    for (const rec of undo) if (!store.forget?.(rec.src.name)) undoPatchWrites(store.values(rec.src.name), rec);
+  // Before a commit, a store may forget the patched values instead (its stored copy is the base);
+  // after one, only the undo log brings the base back.
+  const restore = (forget = true) => {
+    for (const rec of undo) if (!(forget && store.forget?.(rec.src.name))) undoPatchWrites(store.values(rec.src.name), rec);
   };
   const targets = new Map<string, string>();
   let written = 0;
@@ -521,7 +523,7 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   // Committed. From here a failure must bring back the previous version, in memory and in the store.
   const applied = result('applied', changed, written);
   const goBack = async (why: string): Promise<void> => {
-    restore();
+    restore(false);
     try {
       if (isTwoPhase(store)) await store.revertCommit();
       else if (store.commit) await store.commit(changed, { digests, fingerprint: modelFingerprint });

@@ -180,9 +180,10 @@ export interface OpenOptions extends WriteOptions {
    * With `stageWrites`: once every new shard holding a tensor's bytes is written, fsynced, read
    * back and renamed, the tensor's array is let go and its memory reused for the next tensors
    * read; asked for again, its values are read from those new files (a new array, the same
-   * values). The writes are also held back to {@link SHARD_WRITERS} shards not yet finished: an
-   * apply then holds a few shards in memory, not every tensor it patches (plain float32
-   * tensors; quantized ones are kept, as their bytes are encoded again at the commit).
+   * values), so hold on to no array `values` returned: it may come to hold another tensor. The
+   * applier is also held back while {@link SHARD_WRITERS} shards written whole are not
+   * finished: an apply then holds a few shards in memory, not every tensor it patches (plain
+   * float32 tensors; quantized ones are kept, as their bytes are encoded again at the commit).
    */
   releaseWritten?: boolean;
   /**
@@ -1093,11 +1094,12 @@ export class TfjsDirWeightStore implements WeightStore {
    * See {@link WeightStore.forget}: drops the values handed out for `name` (written to or not,
    * let go of or not) when they were read from the files the store holds now, which a write of
    * this store never changes before its commit; the next {@link values} reads them again.
-   * False after a commit carried them over (the files then hold the committed values).
+   * False after a commit (the files then hold the committed values), until {@link dropStaged}
+   * ends the apply.
    */
   forget(name: string): boolean {
     const r = this.records.get(name);
-    if (!r || !r.layout.isFloat || !r.fromStored) return false;
+    if (!r || !r.layout.isFloat || !r.fromStored || this.committedSinceStaging) return false;
     r.values = undefined;
     r.owned = undefined;
     r.released = false;
@@ -1106,6 +1108,8 @@ export class TfjsDirWeightStore implements WeightStore {
     return true;
   }
 
+  /** A commit succeeded since the store was opened or {@link dropStaged} last ran: {@link forget} refuses. */
+  private committedSinceStaging = false;
   /** Buffers of released tensors ({@link OpenOptions.releaseWritten}), for the next ones read. */
   private pool: ArrayBuffer[] = [];
   /** The staged shards written, verified and renamed, by `<group>/<shard index>`. */
@@ -1128,11 +1132,16 @@ export class TfjsDirWeightStore implements WeightStore {
     const { offset, byteLength } = r.layout;
     const buffer = this.takeBuffer(byteLength);
     const into = new Uint8Array(buffer, 0, byteLength);
-    for (const { shard, from, to } of shardRanges(src, offset, byteLength)) {
-      const done = this.finished.get(`${g}/${src.shards.indexOf(shard)}`);
-      if (!done) throw new Error(`internal: ${r.entry.name} was let go before every new shard holding it was written`);
-      const at = shard.start + from - offset;
-      readFileRange(this.dir, done.file, path.basename(done.file), done.ident, shard.size, from, to, into.subarray(at, at + to - from));
+    try {
+      for (const { shard, from, to } of shardRanges(src, offset, byteLength)) {
+        const done = this.finished.get(`${g}/${src.shards.indexOf(shard)}`);
+        if (!done) throw new Error(`internal: ${r.entry.name} was let go before every new shard holding it was written`);
+        const at = shard.start + from - offset;
+        readFileRange(this.dir, done.file, path.basename(done.file), done.ident, shard.size, from, to, into.subarray(at, at + to - from));
+      }
+    } catch (e) {
+      this.pool.push(buffer);
+      throw e;
     }
     r.values = new Float32Array(buffer, 0, r.layout.size);
     r.owned = buffer;
@@ -1339,6 +1348,9 @@ export class TfjsDirWeightStore implements WeightStore {
       });
       this.state = { dir: this.dir, jsonBytes: result.bytes, jsonText: result.text, modelJson, groups: result.groups, layouts };
       this.index(this.state);
+      this.committedSinceStaging = true;
+      // What staged shards were finished is of the apply before this commit.
+      this.finished.clear();
     } finally {
       this.committing = false;
     }
@@ -1650,6 +1662,7 @@ export class TfjsDirWeightStore implements WeightStore {
     // Tensors let go of and not committed: read from the model's files again, as before the apply.
     this.finished.clear();
     this.pool = [];
+    this.committedSinceStaging = false;
     for (const r of this.records.values()) r.released = false;
     const leftover = jobs.filter((st, k) => !st.consumed && results[k]?.created);
     if (leftover.length === 0) return; // every staged file was taken over by a commit, or none was made
