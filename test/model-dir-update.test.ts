@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
 import { Unpackr } from 'msgpackr';
 import { spawnSync } from 'node:child_process';
-import { copyFile, open, readdir, readFile, rename, writeFile, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rename, writeFile, unlink } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { topkDiff } from '../src/diff/topk.ts';
@@ -565,6 +565,40 @@ describe('a spread diff holds a few shards in memory (releaseWritten)', () => {
     assert.equal(await loaderSees(dir), fingerprintStore(hasher, spreadBase).fingerprint, 'on disk: the old model');
     assert.deepEqual(await listStaleFiles(dir), []);
     assert.deepEqual([...(await folderBytes(dir)).keys()].sort(), [...before.keys()].sort());
+  });
+
+  test('a quantized tensor patched off its grid after earlier tensors were let go of: the group is laid out again from their values read back, and the folder is the target', async () => {
+    // 12 float32 tensors of 4 KiB and a uint8 one last, one group in shards of 4 KiB: the last
+    // tensor's new values are off its grid, so it is stored as float32 and the group laid out again.
+    const rq = rng(5);
+    const floats = Array.from({ length: 12 }, () => Float32Array.from({ length: 1024 }, () => rq() - 0.5));
+    const q = Uint8Array.from({ length: 1024 }, () => Math.floor(rq() * 256));
+    const all = new Uint8Array(12 * 4096 + 1024);
+    floats.forEach((f, i) => all.set(new Uint8Array(f.buffer), i * 4096));
+    all.set(q, 12 * 4096);
+    const dir = join(await tempDir(), 'model');
+    await mkdir(dir, { recursive: true });
+    const shardCount = Math.ceil(all.length / 4096);
+    const paths = Array.from({ length: shardCount }, (_, i) => `group1-shard${i + 1}of${shardCount}.bin`);
+    for (const [i, p] of paths.entries()) await writeFile(join(dir, p), all.subarray(i * 4096, (i + 1) * 4096));
+    const weights = [...floats.map((_, i) => ({ name: `w${String(i).padStart(2, '0')}`, shape: [1024], dtype: 'float32' })), { name: 'zq', shape: [1024], dtype: 'float32', quantization: { dtype: 'uint8', scale: 0.01, min: -1 } }];
+    await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'graph-model', modelTopology: {}, weightsManifest: [{ paths, weights }] }));
+    const qbase = new MemoryWeightStore([...floats.map((f, i) => [`w${String(i).padStart(2, '0')}`, { shape: [1024], data: f.slice() }]), ['zq', { shape: [1024], data: Float32Array.from(q, (b) => b * 0.01 - 1) }]] as [string, { shape: number[]; data: Float32Array }][]);
+    assert.equal(await loaderSees(dir), fingerprintStore(hasher, qbase).fingerprint);
+    const qspecs: PatchSpec[] = qbase.list().map((t) => {
+      const positions = Uint32Array.from({ length: 1024 }, (_, i) => i).filter(() => rq() < 0.1);
+      return { kind: 'sparse', name: t.name, positions, values: Float32Array.from(positions, () => (rq() - 0.5) * 0.0137), codec: 'f32' };
+    });
+    const qpayload = buildPayload(hasher, qbase, qspecs, { method: 'sparse', modelId: 'q', sequence: 1 });
+    const { store, count } = await instrumentedStore(dir);
+    try {
+      assert.equal((await applyPayload(store, qpayload.bytes)).status, 'applied');
+    } finally {
+      await store.dropStaged();
+    }
+    assert.ok(count.buffers.size < count.handed, `arrays were let go of before the commit (${count.buffers.size} buffers for ${count.handed} tensors)`);
+    assert.equal(await loaderSees(dir), qpayload.payload.header.targetFingerprint);
+    assert.deepEqual(await listStaleFiles(dir), []);
   });
 
   test('applyToModelDir: the same spread diff applies, and a failed write among the let-go shards leaves the folder byte for byte', async () => {

@@ -181,9 +181,9 @@ export interface OpenOptions extends WriteOptions {
    * back and renamed, the tensor's array is let go and its memory reused for the next tensors
    * read; asked for again, its values are read from those new files (a new array, the same
    * values), so hold on to no array `values` returned: it may come to hold another tensor. The
-   * applier is also held back while {@link SHARD_WRITERS} shards written whole are not
-   * finished: an apply then holds a few shards in memory, not every tensor it patches (plain
-   * float32 tensors; quantized ones are kept, as their bytes are encoded again at the commit).
+   * applier is also held back while {@link SHARD_WRITERS} complete shards are not written yet:
+   * an apply then holds a few shards in memory, not every tensor it patches (plain float32
+   * tensors; quantized ones are kept, as their bytes are encoded again at the commit).
    */
   releaseWritten?: boolean;
   /**
@@ -1301,6 +1301,11 @@ export class TfjsDirWeightStore implements WeightStore {
         const recs = entries.map((l) => this.records.get(l.entry.name)!);
         const encode = (k: number) => this.encodeForCommit(recs[k], changedSet.has(entries[k].entry.name), allFloat32);
         let planned = entries.map((_, k) => encode(k));
+        // A released tensor's new bytes, when a commit needs them: read again from its new shards.
+        const materialize = (k: number) => {
+          this.readReleased(recs[k]);
+          return encode(k);
+        };
         const src = this.state.groups[g];
         // Keep the shard boundaries unless a size changed or the caller asked for a shard size
         // (a released tensor kept its size: its new shards were written with these boundaries).
@@ -1311,7 +1316,7 @@ export class TfjsDirWeightStore implements WeightStore {
             const dirty = planned.map((x, k) => ({ x, k, l: entries[k] })).filter(({ x, l }) => (x.bytes !== undefined || x.released) && overlaps(l, s));
             if (dirty.length === 0) return { keep: s };
             // The new bytes: a released tensor's are read again from the files they were written to.
-            const parts = () => this.shardParts(s, dirty.map(({ x, k, l }) => ({ l, bytes: x.released ? this.releasedBytes(recs[k], () => encode(k)) : (x.bytes as Uint8Array) })));
+            const parts = () => this.shardParts(s, dirty.map(({ x, k, l }) => ({ l, bytes: (x.released ? materialize(k).bytes : x.bytes) ?? this.bytesOf(recs[k]) })));
             // Written ahead (stageWrites) from the same entries' bytes: the file to use, unless
             // an earlier commit already switched to it (a second commit, e.g. going back after
             // a failed health check, writes its own bytes).
@@ -1325,7 +1330,7 @@ export class TfjsDirWeightStore implements WeightStore {
           return { base: group as Record<string, unknown>, weights: planned.map((x) => x.out), shards };
         }
         // Laid out again: every released tensor's values are read again first.
-        if (recs.some((r) => r.released)) planned = entries.map((_, k) => (recs[k].released ? (this.readReleased(recs[k]), encode(k)) : planned[k]));
+        if (recs.some((r) => r.released)) planned = entries.map((_, k) => (recs[k].released ? materialize(k) : planned[k]));
         const weights = planned.map((x) => x.out);
         const data = concatBytes(planned.map((x, i) => x.bytes ?? this.bytesOf(this.records.get(entries[i].entry.name)!)));
         return { base: group as Record<string, unknown>, weights, data };
@@ -1354,12 +1359,6 @@ export class TfjsDirWeightStore implements WeightStore {
     } finally {
       this.committing = false;
     }
-  }
-
-  /** The new bytes of a released tensor, for a commit that needs them: read again from its new shards. */
-  private releasedBytes(r: Rec, encode: () => { bytes?: Uint8Array }): Uint8Array {
-    this.readReleased(r);
-    return encode().bytes ?? this.bytesOf(r);
   }
 
   /**
