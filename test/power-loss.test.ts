@@ -67,6 +67,17 @@ describe('power loss during an apply (quick: a sample of the crash states)', () 
     await rm(root, { recursive: true, force: true });
   });
 
+  /** Every operation of `ops` (the recorder is a class: its methods do not spread), as a plain object to override. */
+  const forwarded = (ops: FileOps): FileOps => ({
+    writeNewFile: (f, parts, o) => ops.writeNewFile(f, parts, o),
+    rename: (a, b) => ops.rename(a, b),
+    link: (a, b) => ops.link(a, b),
+    unlink: (f) => ops.unlink(f),
+    mkdir: (d) => ops.mkdir(d),
+    syncDir: (d) => ops.syncDir(d),
+    ...(ops.openNewFile ? { openNewFile: (f: string) => (ops.openNewFile as NonNullable<FileOps['openNewFile']>)(f) } : {}),
+  });
+
   const explain = (r: ScenarioSummary) => JSON.stringify([...r.torn, ...r.withLeftovers, ...r.rerunFailures].slice(0, 3));
 
   test('spread, last-layers and rolled-back updates: every sampled crash state is the old or the new model, recovered cleanly', { timeout: 120_000 }, async () => {
@@ -87,14 +98,11 @@ describe('power loss during an apply (quick: a sample of the crash states)', () 
   test('the harness catches a protocol without fsyncs (a self-check: it is not blind)', { timeout: 60_000 }, async () => {
     // The same apply with every fsync dropped (and no folder fsync recorded): the record then
     // has no barrier, and some crash states lose renamed shards' bytes.
-    const noFsync = (ops: FileOps): FileOps => ({
-      writeNewFile: (f, parts) => ops.writeNewFile(f, parts, { sync: false }),
-      rename: (a, b) => ops.rename(a, b),
-      link: (a, b) => ops.link(a, b),
-      unlink: (f) => ops.unlink(f),
-      mkdir: (d) => ops.mkdir(d),
-      syncDir: async () => {},
-    });
+    const noFsync = (ops: FileOps): FileOps => {
+      // Shards written whole (no openNewFile), none of them fsynced.
+      const { openNewFile: _, ...rest } = forwarded(ops);
+      return { ...rest, writeNewFile: (f, parts) => ops.writeNewFile(f, parts, { sync: false }), syncDir: async () => {} };
+    };
     const s = scenarios.find((x) => x.name.startsWith('last-layers')) as PowerLossScenario;
     const r = await runScenario(s, root, { mutate: noFsync, sample: 80 });
     assert.ok(r.torn.length > 0, `no torn state found among ${r.states}`);
@@ -106,12 +114,7 @@ describe('power loss during an apply (quick: a sample of the crash states)', () 
     // renamed without one, so their bytes may be lost after the switch.
     let streamed = 0;
     const noStreamFsync = (ops: FileOps): FileOps => ({
-      writeNewFile: (f, parts, o) => ops.writeNewFile(f, parts, o),
-      rename: (a, b) => ops.rename(a, b),
-      link: (a, b) => ops.link(a, b),
-      unlink: (f) => ops.unlink(f),
-      mkdir: (d) => ops.mkdir(d),
-      syncDir: (d) => ops.syncDir(d),
+      ...forwarded(ops),
       openNewFile: async (f) => {
         streamed++;
         const file = await (ops.openNewFile as NonNullable<FileOps['openNewFile']>)(f);
