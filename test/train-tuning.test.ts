@@ -18,7 +18,7 @@ import { NoImprovementError, UsageError } from '../src/core/errors.ts';
 import { decodePayload } from '../src/core/format.ts';
 import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { initBackend } from '../src/train/backend.ts';
-import { epochBatches, evaluate } from '../src/train/data.ts';
+import { epochBatches, evaluate, pick } from '../src/train/data.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { chooseBatchSize, selectTrainable, weightRoles } from '../src/train/select.ts';
@@ -196,6 +196,36 @@ describe('self-tuning training on MNIST digits', () => {
     assert.ok(withIt.right >= without.right, `agreement with the base on known digits: ${withIt.right} with, ${without.right} without`);
     await assert.rejects(trainDiff(model, splits.updateTrain, { ...opts, distill: -1 }), (e: unknown) => e instanceof UsageError && /distill must be a weight >= 0/.test(e.message));
     reset();
+  });
+
+  test('with the replayed examples marked, distillation keeps the base only on those; the update\'s own examples learn from their labels', async () => {
+    reset();
+    // Every other training example marked replayed; validation given, so all of them train.
+    const train = { ...splits.updateTrain, replay: Uint8Array.from(splits.updateTrain.y, (_, i) => (i % 2 === 0 ? 1 : 0)) };
+    const validation = splits.eval;
+    const atBase = evaluate(model, train, 256).predictions;
+    let right = 0;
+    let rightReplayed = 0;
+    atBase.forEach((p, i) => {
+      if (p !== train.y[i]) return;
+      right++;
+      if (train.replay[i]) rightReplayed++;
+    });
+    const lines: string[] = [];
+    const opts = { method: 'sparse' as const, budgetBytes: budget, epochs: 1, seed: 2, base, tune: 'off' as const, validation, allowWorse: true };
+    const marked = await trainDiff(model, train, { ...opts, onProgress: (l) => lines.push(l) });
+    reset();
+    const unmarked = await trainDiff(model, splits.updateTrain, opts);
+    reset();
+    assert.equal(marked.distill?.examples, rightReplayed, 'kept: the replayed examples the base classifies right');
+    assert.equal(unmarked.distill?.examples, right, 'without marks: every example the base classifies right');
+    assert.ok(rightReplayed > 0.3 * right && rightReplayed < 0.7 * right, `${rightReplayed} of ${right}`);
+    const replayed = train.replay.reduce((a, r) => a + r, 0);
+    assert.ok(lines.includes(`distillation: keeping the base model's outputs on the ${rightReplayed} of ${replayed} replayed training examples (of ${train.y.length}) it classifies right (weight 1, temperature 2; Cohen's kappa ${marked.distill!.kappa.toFixed(2)}; --distill 0 turns it off)`), lines.join('\n'));
+    // The split used in tuning keeps the marks with the rows they belong to.
+    const half = pick(train, Int32Array.of(0, 1, 2, 3, 5));
+    assert.deepEqual([...(half.replay as Uint8Array)], [1, 0, 1, 0, 0]);
+    half.x.dispose();
   });
 
   test('lora and topk-retrain payloads apply through the device applier to exactly the evaluated weights', async () => {

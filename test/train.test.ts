@@ -176,6 +176,38 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     assert.ok(lines.some((l) => /nowhere does not exist/.test(l)), lines.join('\n'));
   });
 
+  test('ndiff train --replay: old data trained on with --train, and the only examples distillation keeps', async () => {
+    const dir = await tempDir();
+    await model.save(fileSystemIO(join(dir, 'v1')));
+    const n = splits.updateTrain.y.length;
+    const half = Math.floor(n / 2);
+    const x = splits.updateTrain.x.dataSync() as Float32Array;
+    const per = x.length / n;
+    for (const [name, from, to] of [['new', 0, half], ['old', half, n]] as const) {
+      await mkdir(join(dir, name));
+      saveNpy(join(dir, name, 'x.npy'), x.slice(from * per, to * per), [to - from, ...splits.updateTrain.x.shape.slice(1)]);
+      saveNpy(join(dir, name, 'y.npy'), splits.updateTrain.y.slice(from, to), [to - from]);
+    }
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
+    const common = ['train', '--base', join(dir, 'v1'), '--train', join(dir, 'new'), '--epochs', '1', '--tune', 'off', '--budget', '3KB', '--allow-worse'];
+    assert.equal(await main([...common, '--replay', join(dir, 'old'), '--out', join(dir, 'u.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 0, lines.join('\n'));
+    assert.ok(lines.some((l) => l.includes(`${n} training examples (${n - half} replayed)`)), lines.join('\n'));
+    const kept = lines.find((l) => /^distillation: keeping the base model's outputs on the \d+ of \d+ replayed training examples \(of \d+\)/.test(l));
+    assert.ok(kept, lines.join('\n'));
+    const [, k, replayed] = /on the (\d+) of (\d+) replayed/.exec(kept)!.map(Number);
+    // The validation split (10%) takes some of each; the base gets most old digits right.
+    assert.ok(replayed < n - half && replayed > 0.8 * (n - half) && k > 0 && k <= replayed, kept);
+    // Replayed data of another shape: a usage error naming both shapes, before any training.
+    await mkdir(join(dir, 'odd'));
+    saveNpy(join(dir, 'odd', 'x.npy'), new Float32Array(10 * 7), [10, 7]);
+    saveNpy(join(dir, 'odd', 'y.npy'), new Int32Array(10), [10]);
+    lines.length = 0;
+    assert.equal(await main([...common, '--replay', join(dir, 'odd'), '--out', join(dir, 'x.ndiff')], io), 2);
+    assert.ok(lines.some((l) => /--replay .*odd holds examples of shape \[7\], --train .*new of shape \[196\]: expected the same/.test(l)), lines.join('\n'));
+    assert.ok(!lines.some((l) => /^epoch /.test(l)), 'no epoch ran');
+  });
+
   test('ndiff train --also-consider: a larger budget never validates below a smaller one already made', async () => {
     const dir = await tempDir();
     await model.save(fileSystemIO(join(dir, 'v1')));

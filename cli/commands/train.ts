@@ -19,6 +19,7 @@ export interface TrainArgs {
   train: string;
   eval?: string;
   val?: string;
+  replay?: string;
   valFraction: number;
   tune: 'quick' | 'thorough' | 'off';
   trainable: string;
@@ -54,6 +55,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards)' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot)' })
     .option('eval', { type: 'string', describe: 'evaluation data (same form): accuracy before and after is reported, never used to choose anything' })
+    .option('replay', { type: 'string', describe: 'old data (same form) replayed against forgetting: trained on with --train, and with --distill the only examples whose base outputs are kept, so the update\'s own examples learn from their labels alone (old classes in new conditions may grow surer). Without it, every training example the base gets right is kept' })
     .option('val', { type: 'string', describe: 'validation data (same form) that chooses the learning rate and the checkpoint; default: --val-fraction of the training data' })
     .option('val-fraction', { type: 'number', default: 0.1, describe: 'without --val: the fraction of the training data held out for validation (seeded, stratified); 0 validates nothing (needs --tune off)' })
     .option('tune', { choices: ['quick', 'thorough', 'off'] as const, default: 'quick' as const, describe: 'learning-rate search on validation: quick tries 3 rates on half the data (the start --lr, a third of it, then a ninth if the third was better, else 3x the start) then trains the best (about 2.5x one run); thorough trains 5 rates (5x); off trains one. Every run keeps its best checkpoint, stops early, and is retried lower if it diverges or collapses to one class' })
@@ -84,6 +86,22 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
 function toLabelled(tf: typeof import('@tensorflow/tfjs'), path: string, numClasses: number): LabelledData {
   const d = loadXY(path, { numClasses });
   return { x: tf.tensor(d.x, d.xShape, 'float32'), y: d.y };
+}
+
+/** `--train` followed by `--replay`, the replayed examples marked (see LabelledData.replay). */
+function withReplay(tf: typeof import('@tensorflow/tfjs'), trainPath: string, replayPath: string, numClasses: number): LabelledData {
+  const d = loadXY(trainPath, { numClasses });
+  const r = loadXY(replayPath, { numClasses });
+  if (r.xShape.slice(1).join('x') !== d.xShape.slice(1).join('x')) {
+    throw new UsageError(`--replay ${replayPath} holds examples of shape [${r.xShape.slice(1).join(', ')}], --train ${trainPath} of shape [${d.xShape.slice(1).join(', ')}]: expected the same; pass replayed data in the form the training data has`);
+  }
+  const x = new Float32Array(d.x.length + r.x.length);
+  x.set(d.x);
+  x.set(r.x, d.x.length);
+  const y = new Int32Array(d.n + r.n);
+  y.set(d.y);
+  y.set(r.y, d.n);
+  return { x: tf.tensor(x, [d.n + r.n, ...d.xShape.slice(1)], 'float32'), y, replay: new Uint8Array(d.n + r.n).fill(1, d.n) };
 }
 
 function bar(done: number, total: number, width = 20): string {
@@ -155,14 +173,14 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     competitors.push(c);
   }
   const numClasses = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
-  io.progress(`loading data: ${a.train}${a.val ? `, ${a.val}` : ''}${a.eval ? `, ${a.eval}` : ''}`);
-  const train = toLabelled(tf, a.train, numClasses);
+  io.progress(`loading data: ${a.train}${a.replay ? `, ${a.replay}` : ''}${a.val ? `, ${a.val}` : ''}${a.eval ? `, ${a.eval}` : ''}`);
+  const train = a.replay ? withReplay(tf, a.train, a.replay, numClasses) : toLabelled(tf, a.train, numClasses);
   const val = a.val ? toLabelled(tf, a.val, numClasses) : undefined;
   const evalData = a.eval ? toLabelled(tf, a.eval, numClasses) : undefined;
   const what = a.method === 'full'
     ? 'a full fine-tune (dense payload of every trained tensor, no budget)'
     : `a ${a.method} diff within ${formatBytes(budgetBytes)} (${((100 * budgetBytes) / total).toFixed(2)}% of the model as stored)`;
-  io.progress(`base ${a.base}: ${disk.list().length} tensors, ${formatBytes(total)} as stored; ${what}; ${train.y.length} training examples${val ? `, ${val.y.length} for validation` : ''}${evalData ? `, ${evalData.y.length} for evaluation` : ''}; tuning ${a.tune}`);
+  io.progress(`base ${a.base}: ${disk.list().length} tensors, ${formatBytes(total)} as stored; ${what}; ${train.y.length} training examples${a.replay ? ` (${(train.replay as Uint8Array).reduce((n, r) => n + r, 0)} replayed)` : ''}${val ? `, ${val.y.length} for validation` : ''}${evalData ? `, ${evalData.y.length} for evaluation` : ''}; tuning ${a.tune}`);
   const interactive = process.stderr.isTTY;
   // A line at most every 10 s off a terminal (CI logs), a live bar on one.
   const batchLine = throttled((l) => io.progress(l), 10_000);

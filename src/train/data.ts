@@ -14,6 +14,12 @@ export interface LabelledData {
   x: tf.Tensor;
   /** Class index per example. */
   y: Int32Array;
+  /**
+   * Training data only, optional: 1 for an example replayed from earlier data (what the model
+   * already learned), 0 for the update's own. When given, the distillation term keeps the base's
+   * outputs on the replayed examples only (see `TrainDiffOptions.distill`).
+   */
+  replay?: Uint8Array;
 }
 
 /** A permutation of 0..n-1 from `random` (Fisher-Yates). */
@@ -116,7 +122,8 @@ export function outputIsLogits(model: tf.LayersModel): boolean {
 /** Rows `idx` of `data` as a new dataset (its own tensor: dispose it). */
 export function pick(data: LabelledData, idx: Int32Array): LabelledData {
   const x = tf.tidy(() => tf.gather(data.x, tf.tensor1d(idx, 'int32')));
-  return { x, y: Int32Array.from(idx, (i) => data.y[i]) };
+  const replay = data.replay;
+  return { x, y: Int32Array.from(idx, (i) => data.y[i]), ...(replay ? { replay: Uint8Array.from(idx, (i) => replay[i]) } : {}) };
 }
 
 /**

@@ -103,6 +103,9 @@ export interface TrainDiffOptions {
    * examples it already classifies right (default 1; 0 turns it off). An update trains on new
    * data and usually on replayed old data; the labels alone let the model drift on what it
    * knew (forgetting), the base's full output distribution holds it there. See {@link Teacher}.
+   * When the training data marks its replayed examples (`LabelledData.replay`), only those are
+   * kept: the update's own examples learn from their labels alone, even where the base already
+   * gets them right (old classes in new conditions, which the update is there to make surer).
    * Off by itself when the base agrees with the training labels little better than chance
    * (Cohen's kappa below {@link DISTILL_MIN_KAPPA} on the examples of the classes it ever answers:
    * a new task or an untrained model, nothing to keep); `distillOff` says why.
@@ -511,13 +514,20 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       }
       return { outputs, predicted, right };
     };
+    /**
+     * The examples the distillation term keeps the base's outputs on: those it classifies right,
+     * and of those only the replayed ones when the data says which are (`LabelledData.replay`):
+     * the update's own examples then learn from their labels alone, so a model that already
+     * answers them right, but unsurely (old words in a new room or voice), may grow surer.
+     */
+    const keptBy = (data: LabelledData, right: Uint8Array): Uint8Array => (data.replay ? right.map((r, i) => r & (data.replay as Uint8Array)[i]) : right);
     /** The distillation teacher of `data`, computed once. */
     const teacherOf = (data: LabelledData): Teacher | undefined => {
       if (distillOff) return undefined;
       let t = teachers.get(data);
       if (!t) {
         const { outputs, right } = baseOutputs(data);
-        t = { outputs, right, weight: distill, temperature };
+        t = { outputs, right: keptBy(data, right), weight: distill, temperature };
         teachers.set(data, t);
       }
       return t;
@@ -527,7 +537,8 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       // labels by chance only: nothing to keep, and pulling the examples to its outputs would only
       // hold them back. Examples of a class it never answers (a class new in this update) have
       // nothing to keep either, and do not count against it.
-      const { outputs, predicted, right } = baseOutputs(trainData);
+      const { outputs, predicted, right: baseRight } = baseOutputs(trainData);
+      const right = keptBy(trainData, baseRight);
       const kept = right.reduce((a, r) => a + r, 0);
       const agreement = agreementBeyondChance(trainData.y, predicted);
       if (!(agreement.kappa >= DISTILL_MIN_KAPPA)) {
@@ -536,7 +547,8 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       } else {
         teachers.set(trainData, { outputs, right, weight: distill, temperature });
         distilled = { weight: distill, temperature, examples: kept, kappa: agreement.kappa };
-        progress(`distillation: keeping the base model's outputs on the ${kept} of ${trainData.y.length} training examples it classifies right (weight ${distill}, temperature ${temperature}; Cohen's kappa ${agreement.kappa.toFixed(2)}; --distill 0 turns it off)`);
+        const replayed = trainData.replay ? trainData.replay.reduce((a, r) => a + r, 0) : undefined;
+        progress(`distillation: keeping the base model's outputs on the ${kept} of ${replayed === undefined ? `${trainData.y.length} training examples` : `${replayed} replayed training examples (of ${trainData.y.length})`} it classifies right (weight ${distill}, temperature ${temperature}; Cohen's kappa ${agreement.kappa.toFixed(2)}; --distill 0 turns it off)`);
       }
     }
 
