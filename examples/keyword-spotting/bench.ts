@@ -11,6 +11,10 @@
  *        [--seed-offset N]   (shift every training seed: how far a figure moves with the seed alone)
  *        [--val rows|voices|accents] (validation: 10% of the training rows, default; or whole held-out voices / accents)
  *        [--compete on|off]  (on, default: a method's larger budgets also consider its smaller budgets' payloads)
+ *        [--save-states DIR] (each chain's device weights after every update, as DIR/u<N>-<method>-<budget>.json)
+ *        [--start-update N --states DIR] (start at update N from the weights a --save-states run wrote after N-1)
+ *        [--train-options JSON] (trainDiff options for every chain but full fine-tuning, e.g. '{"distill":0.5}')
+ *        [--distill-on right|replay] (right, default: distillation keeps every training row the device gets right; replay: the replayed rows only)
  *
  * The default plan: sparse and hash at 0.5, 1, 2, 5 and 10% of the model; lora and topk-retrain
  * (the alternatives users pick) at 1 and 10%; post-hoc top-k at 0.5 and 1%, low-rank and
@@ -65,6 +69,11 @@ const { values: args } = parseArgs({
     'seed-offset': { type: 'string', default: '0' },
     val: { type: 'string', default: 'rows' },
     compete: { type: 'string', default: 'on' },
+    'save-states': { type: 'string' },
+    'start-update': { type: 'string' },
+    states: { type: 'string' },
+    'train-options': { type: 'string' },
+    'distill-on': { type: 'string', default: 'right' },
     worker: { type: 'string' },
   },
 });
@@ -105,6 +114,56 @@ if (valMode !== 'rows' && valMode !== 'voices' && valMode !== 'accents') throw n
  */
 const compete = args.compete as string;
 if (compete !== 'on' && compete !== 'off') throw new Error(`--compete must be on or off, found ${JSON.stringify(compete)}`);
+/**
+ * Research on one update without running the ones before it: `--save-states DIR` writes every
+ * chain's device weights after each update; `--start-update N --states DIR` loads them as they
+ * were after update N-1 and runs from update N (same flags otherwise, so the same chains).
+ */
+const saveStates = args['save-states'] ? resolve(args['save-states']) : undefined;
+const startUpdate = Number(args['start-update'] ?? 1);
+const statesDir = args.states ? resolve(args.states) : undefined;
+if (!(Number.isInteger(startUpdate) && startUpdate >= 1)) throw new Error(`--start-update must be a whole number from 1, found ${JSON.stringify(args['start-update'])}`);
+if (startUpdate > 1 && !statesDir) throw new Error(`--start-update ${startUpdate} needs --states DIR: the folder a run with --save-states DIR wrote (it must have run through update ${startUpdate - 1})`);
+/** Extra trainDiff options for every chain but full fine-tuning (which stays the reference): a hyperparameter experiment without editing code. */
+const trainOptions: Record<string, unknown> = (() => {
+  if (!args['train-options']) return {};
+  let o: unknown;
+  try {
+    o = JSON.parse(args['train-options']);
+  } catch (e) {
+    throw new Error(`--train-options must be a JSON object of trainDiff options, e.g. '{"distill":0.5}'; found ${JSON.stringify(args['train-options'])} (${(e as Error).message})`);
+  }
+  if (!o || typeof o !== 'object' || Array.isArray(o)) throw new Error(`--train-options must be a JSON object of trainDiff options, found ${JSON.stringify(args['train-options'])}`);
+  return o as Record<string, unknown>;
+})();
+/**
+ * `--distill-on replay` marks the replayed rows of each update's training data
+ * (`LabelledData.replay`), so distillation keeps the device's outputs on those only and the
+ * update's own rows learn from their labels alone; `right` (default) leaves them unmarked.
+ */
+const distillOn = args['distill-on'] as string;
+if (distillOn !== 'right' && distillOn !== 'replay') throw new Error(`--distill-on must be right or replay, found ${JSON.stringify(distillOn)}`);
+/** Where a chain's device weights after update `u` are kept (--save-states, --states). */
+const stateFile = (dir: string, u: number, c: Chain) => join(dir, `u${u}-${c.method}-${c.budgetPct ?? 'full'}.json`);
+
+/** A model's weights as this benchmark keeps them on disk (base.json, states): name -> shape and base64 float32. */
+function readWeights(file: string): MemoryWeightStore {
+  const t = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { shape: number[]; b64: string }>;
+  return new MemoryWeightStore(Object.entries(t).map(([n, v]) => {
+    const buf = Buffer.from(v.b64, 'base64');
+    return [n, { shape: v.shape, data: new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)) }] as [string, { shape: number[]; data: Float32Array }];
+  }));
+}
+
+function writeWeights(file: string, store: MemoryWeightStore): void {
+  const out: Record<string, { shape: number[]; b64: string }> = {};
+  for (const t of store.list()) {
+    const v = store.values(t.name);
+    out[t.name] = { shape: [...t.shape], b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
+  }
+  writeFileSync(file, JSON.stringify(out));
+}
+
 /** The methods whose budgets compete (the post-hoc baselines ship what they give). */
 const COMPETING = new Set<TrainMethod>(['sparse', 'hash', 'lora', 'topk-retrain']);
 const log = (l: string) => console.log(l);
@@ -176,7 +235,8 @@ function voiceSplit(manifest: KwsManifest, fresh: ReturnType<typeof loadSplit>, 
   };
 }
 
-function toLabelled(parts: SplitRows[]): LabelledData {
+/** Rows of `parts` as one dataset; with `replayAfterFirst`, the rows of every part after the first are marked replayed (old data: what distillation keeps). */
+function toLabelled(parts: SplitRows[], replayAfterFirst = false): LabelledData {
   const n = parts.reduce((a, p) => a + p.y.length, 0);
   const feat = parts[0].shape.slice(1);
   const per = feat.reduce((a, b) => a * b, 1);
@@ -188,7 +248,8 @@ function toLabelled(parts: SplitRows[]): LabelledData {
     y.set(p.y, k);
     k += p.y.length;
   }
-  return { x: tf.tensor(x, [n, ...feat], 'float32'), y };
+  const replay = replayAfterFirst ? new Uint8Array(n).fill(1, parts[0].y.length) : undefined;
+  return { x: tf.tensor(x, [n, ...feat], 'float32'), y, ...(replay ? { replay } : {}) };
 }
 
 /** A seeded sample of `count` rows from earlier training splits (replay against forgetting). */
@@ -253,23 +314,25 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
   await initBackend('wasm');
   silenceTfjsNodeBanner();
   const model = keywordModel(manifest.numClasses, 0);
-  const baseTensors = JSON.parse(readFileSync(join(workDir, 'base.json'), 'utf8')) as Record<string, { shape: number[]; b64: string }>;
-  const baseStore = new MemoryWeightStore(Object.entries(baseTensors).map(([n, t]) => {
-    const buf = Buffer.from(t.b64, 'base64');
-    return [n, { shape: t.shape, data: new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)) }] as [string, { shape: number[]; data: Float32Array }];
-  }));
-  const devices = new Map<Chain, MemoryWeightStore>(chains.map((c) => [c, baseStore.clone()]));
+  const baseStore = readWeights(join(workDir, 'base.json'));
+  const stateOf = (c: Chain) => {
+    const file = stateFile(statesDir as string, startUpdate - 1, c);
+    if (!existsSync(file)) throw new Error(`--start-update ${startUpdate}: no ${file}; run the same chains with --save-states ${statesDir} through update ${startUpdate - 1} first`);
+    return readWeights(file);
+  };
+  const devices = new Map<Chain, MemoryWeightStore>(chains.map((c) => [c, startUpdate > 1 ? stateOf(c) : baseStore.clone()]));
   const tensorNames = new Set(baseStore.list().map((t) => t.name));
   const total = baseStore.list().reduce((a, t) => a + 4 * t.shape.reduce((x, y) => x * y, 1), 0);
   const rows: ResultRow[] = [];
   const lastUpdate = Math.min(manifest.updates.length - 1, Number(args.updates ?? (quick ? 1 : 5)));
-  for (let u = 1; u <= lastUpdate; u++) {
+  for (let u = startUpdate; u <= lastUpdate; u++) {
     const up = manifest.updates[u];
     const fresh = loadSplit(manifest, up.train);
     const replay = replaySample(manifest, up.replay, Math.round(fresh.y.length * replayRatio), 1000 + u);
     const split = valMode !== 'rows' ? voiceSplit(manifest, fresh, replay, 2000 + u + 7 * seedOffset) : undefined;
     if (valMode !== 'rows') log(split ? `[job ${workerId}] update ${u}: validation holds out ${split.held.join(', ')} (${split.validation.reduce((a, p) => a + p.y.length, 0)} rows)` : `[job ${workerId}] update ${u}: fewer than 3 voices to train on: validation is the default 10% of rows`);
-    let train = toLabelled(split ? split.train : [fresh, ...replay]);
+    // The update's new rows first, then the replayed ones (marked with --distill-on replay).
+    let train = toLabelled(split ? split.train : [fresh, ...replay], distillOn === 'replay');
     let validation = split ? toLabelled(split.validation) : undefined;
     if (!validation && compete === 'on') {
       // One validation split for every chain of this update, so competing payloads are judged on
@@ -306,6 +369,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
           ...(validation ? { validation } : {}),
           ...(compete === 'on' && COMPETING.has(chain.method) ? { alsoConsider: shipped.get(chain.method) ?? [] } : {}),
           header: { modelId: 'kws-en', sequence: u },
+          ...(chain.method === 'full' ? {} : trainOptions),
         });
       } catch (e) {
         if (!(e instanceof NoImprovementError)) throw e;
@@ -348,6 +412,10 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     }
     for (const d of [train, evalNew, evalOld, evalAll]) d.x.dispose();
     validation?.x.dispose();
+    if (saveStates) {
+      mkdirSync(saveStates, { recursive: true });
+      for (const c of chains) writeWeights(stateFile(saveStates, u, c), devices.get(c) as MemoryWeightStore);
+    }
   }
   return rows;
 }
@@ -371,13 +439,7 @@ async function trainBase(manifest: KwsManifest): Promise<void> {
     onEpoch: (r) => log(`  base epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% (${r.samplesPerSecond.toFixed(0)} samples/s)`),
   });
   log(`base model: held-out accuracy ${(100 * (res.accuracyAfter ?? 0)).toFixed(2)}% (${res.trainSeconds.toFixed(0)} s)`);
-  const store = modelToStore(model);
-  const out: Record<string, { shape: number[]; b64: string }> = {};
-  for (const t of store.list()) {
-    const v = store.values(t.name);
-    out[t.name] = { shape: [...t.shape], b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
-  }
-  writeFileSync(marker, JSON.stringify(out));
+  writeWeights(marker, modelToStore(model));
   writeFileSync(join(workDir, 'base.stamp'), stamp);
   writeFileSync(join(workDir, 'base-metrics.json'), JSON.stringify({ params: model.countParams(), accuracy: res.accuracyAfter, seconds: res.trainSeconds, epochs: baseEpochs }, null, 2));
   train.x.dispose();
