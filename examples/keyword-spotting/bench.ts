@@ -315,12 +315,8 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
   silenceTfjsNodeBanner();
   const model = keywordModel(manifest.numClasses, 0);
   const baseStore = readWeights(join(workDir, 'base.json'));
-  const stateOf = (c: Chain) => {
-    const file = stateFile(statesDir as string, startUpdate - 1, c);
-    if (!existsSync(file)) throw new Error(`--start-update ${startUpdate}: no ${file}; run the same chains with --save-states ${statesDir} through update ${startUpdate - 1} first`);
-    return readWeights(file);
-  };
-  const devices = new Map<Chain, MemoryWeightStore>(chains.map((c) => [c, startUpdate > 1 ? stateOf(c) : baseStore.clone()]));
+  // With --start-update, the weights each chain held after the update before (checked to exist before the workers started).
+  const devices = new Map<Chain, MemoryWeightStore>(chains.map((c) => [c, startUpdate > 1 ? readWeights(stateFile(statesDir as string, startUpdate - 1, c)) : baseStore.clone()]));
   const tensorNames = new Set(baseStore.list().map((t) => t.name));
   const total = baseStore.list().reduce((a, t) => a + 4 * t.shape.reduce((x, y) => x * y, 1), 0);
   const rows: ResultRow[] = [];
@@ -509,6 +505,14 @@ if (!existsSync(join(dataDir, 'manifest.json'))) {
 ensureZstd();
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as KwsManifest;
 await trainBase(manifest);
+if (startUpdate > 1) {
+  // Checked here, before the workers start: every chain needs the weights it held after update N-1.
+  const missing = allChains().map((c) => stateFile(statesDir as string, startUpdate - 1, c)).filter((f) => !existsSync(f));
+  if (missing.length) {
+    console.error(`--start-update ${startUpdate}: no ${missing.join(', ')}; run the same --methods/--budgets with --save-states ${statesDir} through update ${startUpdate - 1} first`);
+    process.exit(2);
+  }
+}
 const jobs = Math.max(1, Number(args.jobs));
 log(`chains: ${allChains().length} (full; ${plan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}), ${jobs} job(s), ${epochs} epochs per update, tuning ${tune}`);
 for (let i = 0; i < jobs; i++) rmSync(join(workDir, `rows-${i}.json`), { force: true });
