@@ -222,10 +222,17 @@ describe('self-tuning training on MNIST digits', () => {
     assert.ok(rightReplayed > 0.3 * right && rightReplayed < 0.7 * right, `${rightReplayed} of ${right}`);
     const replayed = train.replay.reduce((a, r) => a + r, 0);
     assert.ok(lines.includes(`distillation: keeping the base model's outputs on the ${rightReplayed} of ${replayed} replayed training examples (of ${train.y.length}) it classifies right (weight 1, temperature 2; Cohen's kappa ${marked.distill!.kappa.toFixed(2)}; --distill 0 turns it off)`), lines.join('\n'));
-    // The split used in tuning keeps the marks with the rows they belong to.
+    // The validation split (and tuning's half) are taken with pick, which keeps each row's mark.
     const half = pick(train, Int32Array.of(0, 1, 2, 3, 5));
     assert.deepEqual([...(half.replay as Uint8Array)], [1, 0, 1, 0, 0]);
     half.x.dispose();
+    // Without validation given, 10% of the rows validate: the marks follow the 90% that train
+    // (lost, every right example would count: about twice as many).
+    const split = await trainDiff(model, train, { ...opts, validation: undefined });
+    reset();
+    assert.ok(split.distill!.examples <= rightReplayed && split.distill!.examples > 0.8 * rightReplayed, `${split.distill!.examples} kept of ${rightReplayed}`);
+    // Marks that do not match the examples are refused.
+    await assert.rejects(trainDiff(model, { ...train, replay: train.replay.subarray(1) }, opts), /replay marks for \d+ examples/);
   });
 
   test('lora and topk-retrain payloads apply through the device applier to exactly the evaluated weights', async () => {

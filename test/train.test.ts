@@ -179,25 +179,31 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
   test('ndiff train --replay: old data trained on with --train, and the only examples distillation keeps', async () => {
     const dir = await tempDir();
     await model.save(fileSystemIO(join(dir, 'v1')));
-    const n = splits.updateTrain.y.length;
-    const half = Math.floor(n / 2);
+    // The update's own data: digits 7-9, which the base never gets right; the replayed: 0-6, which it mostly does.
+    const y = splits.updateTrain.y;
     const x = splits.updateTrain.x.dataSync() as Float32Array;
-    const per = x.length / n;
-    for (const [name, from, to] of [['new', 0, half], ['old', half, n]] as const) {
+    const per = x.length / y.length;
+    const rowsOf = (keep: (label: number) => boolean) => [...y.keys()].filter((i) => keep(y[i]));
+    for (const [name, rows] of [['new', rowsOf((l) => l >= 7)], ['old', rowsOf((l) => l < 7)]] as const) {
       await mkdir(join(dir, name));
-      saveNpy(join(dir, name, 'x.npy'), x.slice(from * per, to * per), [to - from, ...splits.updateTrain.x.shape.slice(1)]);
-      saveNpy(join(dir, name, 'y.npy'), splits.updateTrain.y.slice(from, to), [to - from]);
+      const xs = new Float32Array(rows.length * per);
+      rows.forEach((i, k) => xs.set(x.subarray(i * per, (i + 1) * per), k * per));
+      saveNpy(join(dir, name, 'x.npy'), xs, [rows.length, ...splits.updateTrain.x.shape.slice(1)]);
+      saveNpy(join(dir, name, 'y.npy'), Int32Array.from(rows, (i) => y[i]), [rows.length]);
     }
+    const n = y.length;
+    const old = rowsOf((l) => l < 7).length;
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
     const common = ['train', '--base', join(dir, 'v1'), '--train', join(dir, 'new'), '--epochs', '1', '--tune', 'off', '--budget', '3KB', '--allow-worse'];
     assert.equal(await main([...common, '--replay', join(dir, 'old'), '--out', join(dir, 'u.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 0, lines.join('\n'));
-    assert.ok(lines.some((l) => l.includes(`${n} training examples (${n - half} replayed)`)), lines.join('\n'));
+    assert.ok(lines.some((l) => l.includes(`${n} training examples (${old} replayed)`)), lines.join('\n'));
     const kept = lines.find((l) => /^distillation: keeping the base model's outputs on the \d+ of \d+ replayed training examples \(of \d+\)/.test(l));
     assert.ok(kept, lines.join('\n'));
     const [, k, replayed] = /on the (\d+) of (\d+) replayed/.exec(kept)!.map(Number);
-    // The validation split (10%) takes some of each; the base gets most old digits right.
-    assert.ok(replayed < n - half && replayed > 0.8 * (n - half) && k > 0 && k <= replayed, kept);
+    // The validation split (10%) takes some of each; the base gets most old digits right (with the
+    // marks on the wrong rows, the new digits, it would keep none).
+    assert.ok(replayed < old && replayed > 0.8 * old && k > 0.8 * replayed && k <= replayed, kept);
     // Replayed data of another shape: a usage error naming both shapes, before any training.
     await mkdir(join(dir, 'odd'));
     saveNpy(join(dir, 'odd', 'x.npy'), new Float32Array(10 * 7), [10, 7]);

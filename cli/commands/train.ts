@@ -92,6 +92,7 @@ function toLabelled(tf: typeof import('@tensorflow/tfjs'), path: string, numClas
 function withReplay(tf: typeof import('@tensorflow/tfjs'), trainPath: string, replayPath: string, numClasses: number): LabelledData {
   const d = loadXY(trainPath, { numClasses });
   const r = loadXY(replayPath, { numClasses });
+  if (r.n === 0) throw new UsageError(`--replay ${replayPath} holds no examples: expected the old data replayed with --train; leave --replay out to train on --train alone`);
   if (r.xShape.slice(1).join('x') !== d.xShape.slice(1).join('x')) {
     throw new UsageError(`--replay ${replayPath} holds examples of shape [${r.xShape.slice(1).join(', ')}], --train ${trainPath} of shape [${d.xShape.slice(1).join(', ')}]: expected the same; pass replayed data in the form the training data has`);
   }

@@ -14,6 +14,7 @@
  *        [--save-states DIR] (each chain's device weights after every update, as DIR/u<N>-<method>-<budget>.json)
  *        [--start-update N --states DIR] (start at update N from the weights a --save-states run wrote after N-1)
  *        [--train-options JSON] (trainDiff options for every chain but full fine-tuning, e.g. '{"distill":0.5}')
+ *        [--full-train-options JSON] (the same for the full fine-tuning chain, the reference)
  *        [--distill-on right|replay] (right, default: distillation keeps every training row the device gets right; replay: the replayed rows only)
  *
  * The default plan: sparse and hash at 0.5, 1, 2, 5 and 10% of the model; lora and topk-retrain
@@ -73,6 +74,7 @@ const { values: args } = parseArgs({
     'start-update': { type: 'string' },
     states: { type: 'string' },
     'train-options': { type: 'string' },
+    'full-train-options': { type: 'string' },
     'distill-on': { type: 'string', default: 'right' },
     worker: { type: 'string' },
   },
@@ -124,18 +126,25 @@ const startUpdate = Number(args['start-update'] ?? 1);
 const statesDir = args.states ? resolve(args.states) : undefined;
 if (!(Number.isInteger(startUpdate) && startUpdate >= 1)) throw new Error(`--start-update must be a whole number from 1, found ${JSON.stringify(args['start-update'])}`);
 if (startUpdate > 1 && !statesDir) throw new Error(`--start-update ${startUpdate} needs --states DIR: the folder a run with --save-states DIR wrote (it must have run through update ${startUpdate - 1})`);
-/** Extra trainDiff options for every chain but full fine-tuning (which stays the reference): a hyperparameter experiment without editing code. */
-const trainOptions: Record<string, unknown> = (() => {
-  if (!args['train-options']) return {};
+/** A flag's JSON object of trainDiff options. */
+function trainOptionsOf(flag: 'train-options' | 'full-train-options'): Record<string, unknown> {
+  const text = args[flag];
+  if (!text) return {};
   let o: unknown;
   try {
-    o = JSON.parse(args['train-options']);
+    o = JSON.parse(text);
   } catch (e) {
-    throw new Error(`--train-options must be a JSON object of trainDiff options, e.g. '{"distill":0.5}'; found ${JSON.stringify(args['train-options'])} (${(e as Error).message})`);
+    throw new Error(`--${flag} must be a JSON object of trainDiff options, e.g. '{"distill":0.5}'; found ${JSON.stringify(text)} (${(e as Error).message})`);
   }
-  if (!o || typeof o !== 'object' || Array.isArray(o)) throw new Error(`--train-options must be a JSON object of trainDiff options, found ${JSON.stringify(args['train-options'])}`);
+  if (!o || typeof o !== 'object' || Array.isArray(o)) throw new Error(`--${flag} must be a JSON object of trainDiff options, found ${JSON.stringify(text)}`);
   return o as Record<string, unknown>;
-})();
+}
+/**
+ * Extra trainDiff options: a hyperparameter experiment without editing code. `--train-options`
+ * for every chain but full fine-tuning (which stays the reference), `--full-train-options` for it.
+ */
+const trainOptions = trainOptionsOf('train-options');
+const fullTrainOptions = trainOptionsOf('full-train-options');
 /**
  * `--distill-on replay` marks the replayed rows of each update's training data
  * (`LabelledData.replay`), so distillation keeps the device's outputs on those only and the
@@ -365,7 +374,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
           ...(validation ? { validation } : {}),
           ...(compete === 'on' && COMPETING.has(chain.method) ? { alsoConsider: shipped.get(chain.method) ?? [] } : {}),
           header: { modelId: 'kws-en', sequence: u },
-          ...(chain.method === 'full' ? {} : trainOptions),
+          ...(chain.method === 'full' ? fullTrainOptions : trainOptions),
         });
       } catch (e) {
         if (!(e instanceof NoImprovementError)) throw e;
@@ -504,15 +513,20 @@ if (!existsSync(join(dataDir, 'manifest.json'))) {
 }
 ensureZstd();
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as KwsManifest;
-await trainBase(manifest);
 if (startUpdate > 1) {
-  // Checked here, before the workers start: every chain needs the weights it held after update N-1.
+  // Checked before the base model and the workers: every chain needs the weights it held after update N-1.
+  const last = Math.min(manifest.updates.length - 1, Number(args.updates ?? (quick ? 1 : 5)));
+  if (startUpdate > last) {
+    console.error(`--start-update ${startUpdate} is past the last update run (${last}): expected 2-${last}; raise --updates or lower --start-update`);
+    process.exit(2);
+  }
   const missing = allChains().map((c) => stateFile(statesDir as string, startUpdate - 1, c)).filter((f) => !existsSync(f));
   if (missing.length) {
     console.error(`--start-update ${startUpdate}: no ${missing.join(', ')}; run the same --methods/--budgets with --save-states ${statesDir} through update ${startUpdate - 1} first`);
     process.exit(2);
   }
 }
+await trainBase(manifest);
 const jobs = Math.max(1, Number(args.jobs));
 log(`chains: ${allChains().length} (full; ${plan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}), ${jobs} job(s), ${epochs} epochs per update, tuning ${tune}`);
 for (let i = 0; i < jobs; i++) rmSync(join(workDir, `rows-${i}.json`), { force: true });

@@ -54,6 +54,7 @@ export function checkData(data: LabelledData, inputShape: (number | null)[], num
   const n = data.x.shape[0];
   if (n !== data.y.length) throw new DataError(`${what}: ${n} inputs but ${data.y.length} labels; x and y must have the same first dimension`);
   if (n === 0) throw new DataError(`${what}: the dataset is empty`);
+  if (data.replay && data.replay.length !== n) throw new DataError(`${what}: ${data.replay.length} replay marks for ${n} examples; give one mark per example (1 replayed, 0 the update's own)`);
   const feat = data.x.shape.slice(1);
   const want = inputShape.slice(1);
   if (feat.length !== want.length || want.some((d, i) => d !== null && d !== feat[i])) {
