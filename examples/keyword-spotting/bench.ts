@@ -152,6 +152,8 @@ const fullTrainOptions = trainOptionsOf('full-train-options');
  */
 const distillOn = args['distill-on'] as string;
 if (distillOn !== 'right' && distillOn !== 'replay') throw new Error(`--distill-on must be right or replay, found ${JSON.stringify(distillOn)}`);
+/** The last update this run trains (`--updates`, at most the data's). */
+const lastUpdateOf = (manifest: KwsManifest) => Math.min(manifest.updates.length - 1, Number(args.updates ?? (quick ? 1 : 5)));
 /** Where a chain's device weights after update `u` are kept (--save-states, --states). */
 const stateFile = (dir: string, u: number, c: Chain) => join(dir, `u${u}-${c.method}-${c.budgetPct ?? 'full'}.json`);
 
@@ -329,7 +331,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
   const tensorNames = new Set(baseStore.list().map((t) => t.name));
   const total = baseStore.list().reduce((a, t) => a + 4 * t.shape.reduce((x, y) => x * y, 1), 0);
   const rows: ResultRow[] = [];
-  const lastUpdate = Math.min(manifest.updates.length - 1, Number(args.updates ?? (quick ? 1 : 5)));
+  const lastUpdate = lastUpdateOf(manifest);
   for (let u = startUpdate; u <= lastUpdate; u++) {
     const up = manifest.updates[u];
     const fresh = loadSplit(manifest, up.train);
@@ -515,7 +517,7 @@ ensureZstd();
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as KwsManifest;
 if (startUpdate > 1) {
   // Checked before the base model and the workers: every chain needs the weights it held after update N-1.
-  const last = Math.min(manifest.updates.length - 1, Number(args.updates ?? (quick ? 1 : 5)));
+  const last = lastUpdateOf(manifest);
   if (startUpdate > last) {
     console.error(`--start-update ${startUpdate} is past the last update run (${last}): expected 2-${last}; raise --updates or lower --start-update`);
     process.exit(2);
