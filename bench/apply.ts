@@ -19,6 +19,12 @@
  * - **hashed**: one hashed patch (4096 buckets, signed) per tensor, against a linear pass
  *   `w[i] += b[i % nb]`; kernel alone (WebAssembly SIMD, and the TypeScript loop that runs
  *   without WebAssembly) and whole `applyPayload`.
+ * - **bounds**: what the whole applies cannot go below, from bench/digest-bound.ts: the copies of
+ *   every region into WebAssembly memory and back, one XXH64 pass on data already in the module,
+ *   and XXH3's accumulate loop on the same data (would another standard digest be faster?); the
+ *   ratios print the most the whole sparse apply could reach if decoding and patching cost nothing
+ *   (copies + two digest passes + the check, against the scatter floor), and the most the whole
+ *   hashed apply could (its kernel without undo log + two digest passes, against the linear floor).
  * - **memory**: `process.memoryUsage()` sampled at every store call during `applyPayload` on the
  *   in-memory model (peak), minus the baseline taken once GC has settled; the goal is at most
  *   payload bytes + undo log + 1 MiB (the applier decodes a patch a piece at a time; the size
@@ -74,6 +80,7 @@ import { applyToModelDir, recordFolderModelId } from '../src/io/model-dir-update
 import { recordModelDirDigests } from '../src/io/recorded-digests.ts';
 import { nodeFileOps, type FileOps } from '../src/io/durable.ts';
 import type { Payload } from '../src/core/format.ts';
+import { digestLoops } from './digest-bound.ts';
 
 const quick = process.argv.includes('--quick');
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -421,6 +428,12 @@ async function main(): Promise<void> {
   const hashOnly = row('fingerprint of the whole model (for reference)', await best(() => {
     for (const t of work.list()) hasher.create64(0n).update(new Uint8Array(work.values(t.name).buffer)).digest();
   }), MEMORY_WEIGHTS, 'weights/s');
+  // ---- what the whole applies cannot go below (bench/digest-bound.ts)
+  const loops = await digestLoops();
+  const modelBytes = MEMORY_WEIGHTS * 4;
+  const copies = row('bound: every 32 KiB region copied into WebAssembly memory and back (as the region kernel does)', await best(() => loops.copies(arrays)), MEMORY_WEIGHTS, 'weights/s');
+  const xxh64Pass = row('bound: one XXH64 pass, data already in the module (the region kernel\'s stripe loop; the apply makes two)', await best(() => loops.xxh64(modelBytes)), MEMORY_WEIGHTS, 'weights/s');
+  const xxh3Pass = loops.xxh3 && row('bound: XXH3\'s accumulate loop in WebAssembly SIMD, same data (another digest? its loop alone)', await best(() => loops.xxh3!(modelBytes)), MEMORY_WEIGHTS, 'weights/s');
 
   // ---- memory (fresh copies so nothing is cached)
   // The undo log of the sparse patches: whatever applyTensorPatch records, applied to the base.
@@ -647,6 +660,11 @@ async function main(): Promise<void> {
     diskLastLayersProtocolOverFloor: disk.lastLayers.protocolMs / disk.lastLayers.floorMs,
     diskSpreadApplyWithoutProtocolOverFloor: disk.spread.recordedWithoutProtocolOverFloor,
     diskLastLayersApplyWithoutProtocolOverFloor: disk.lastLayers.recordedWithoutProtocolOverFloor,
+    // The most the whole applies could reach: the floor over what stays with a free patch kernel.
+    sparseWholeBoundVsFloor: scatterFloor.ms / (copies.ms + 2 * xxh64Pass.ms + sparseCheck.ms),
+    sparseWholeBoundWithXxh3VsFloor: xxh3Pass ? scatterFloor.ms / (copies.ms + 2 * xxh3Pass.ms + sparseCheck.ms) : undefined,
+    hashWholeBoundVsFloor: linearFloor.ms / (hashKernelNoUndo.ms + 2 * xxh64Pass.ms),
+    xxh3LoopOverXxh64: xxh3Pass ? xxh64Pass.ms / xxh3Pass.ms : undefined,
   };
 
   const fmt = (r: number) => (r >= 1e9 ? `${(r / 1e9).toFixed(2)} G` : `${(r / 1e6).toFixed(1)} M`);
@@ -664,6 +682,9 @@ ratios (goal in brackets):
   hashed kernel without undo / floor     ${ratios.hashKernelNoUndoVsFloor.toFixed(2)}x   (what the undo log check costs)
   hashed kernel, TypeScript / floor      ${ratios.hashKernelJsVsFloor.toFixed(2)}x, ${fmt(ratios.hashKernelJsWeightsPerSecond)} weights/s   (without WebAssembly)
   hashed whole applyPayload / floor      ${ratios.hashWholeApplyVsFloor.toFixed(2)}x   [>= 1.0x, #15]
+  sparse whole apply, at most / floor    ${ratios.sparseWholeBoundVsFloor.toFixed(2)}x   (if decoding and patching cost nothing: copies ${copies.ms.toFixed(1)} + 2 XXH64 passes ${(2 * xxh64Pass.ms).toFixed(1)} + check ${sparseCheck.ms.toFixed(1)} ms${ratios.sparseWholeBoundWithXxh3VsFloor !== undefined ? `; with XXH3's loop as the digest ${ratios.sparseWholeBoundWithXxh3VsFloor.toFixed(2)}x` : ''})
+  hashed whole apply, at most / floor    ${ratios.hashWholeBoundVsFloor.toFixed(2)}x   (the kernel without undo log ${hashKernelNoUndo.ms.toFixed(1)} + 2 XXH64 passes ${(2 * xxh64Pass.ms).toFixed(1)} ms, no copies counted)
+  XXH3's loop / XXH64's, per byte        ${ratios.xxh3LoopOverXxh64 !== undefined ? `${ratios.xxh3LoopOverXxh64.toFixed(2)}x as fast` : 'n/a (no WebAssembly SIMD)'}   (XXH3 is xxHash's faster digest where CPUs have wide vectors: ${ratios.xxh3LoopOverXxh64 === undefined ? 'not measured' : ratios.xxh3LoopOverXxh64 >= 1.1 ? 'here a format change to it would make the digests faster' : 'here a format change to it would not make the digests faster'})
   disk, last 10%: apply / load full      ${ratios.diskLastLayersApplyOverFullLoad.toFixed(2)}x   [< 1x]   (warm page cache; digests and model id recorded: the usual case after the first apply)
   disk, last 10%: apply / load, cold     ${canEvict ? ratios.diskLastLayersColdApplyOverColdLoad.toFixed(2) + 'x' : 'n/a'}   [< 1x]   (both start with the folder out of the page cache, as at app start)
   disk, last 10%: first apply / load     ${ratios.diskLastLayersFirstApplyOverFullLoad.toFixed(2)}x   (no digests recorded: every tensor read and hashed)
