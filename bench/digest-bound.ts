@@ -21,7 +21,7 @@
  *
  * The XXH3 module is assembled from its text by wabt in a child process. wabt grows its own
  * WebAssembly memory as it loads, which detaches an ArrayBuffer; from then on V8 runs every
- * typed-array loop of the process about 2.7x slower (its array-buffer-detach protector is
+ * typed-array loop of the process 1.8-2.7x slower (its array-buffer-detach protector is
  * invalidated), the benchmark's floors included. Nothing else in bench/apply.ts detaches one
  * before the in-memory rows.
  */
