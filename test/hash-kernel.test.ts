@@ -44,8 +44,34 @@ test('the committed kernel bytes are hash-kernel.wat assembled (npm run build:ha
   assert.equal(readFileSync(TS_FILE, 'utf8'), hashKernelSource(bytes), 'src/core/hash-kernel-wasm.ts is stale: run npm run build:hash-kernel');
   assert.ok(bytes.length < 4096, `${bytes.length} bytes: browsers compile modules under 4 KB synchronously`);
   const mod = new WebAssembly.Module(bytes);
-  assert.deepEqual(WebAssembly.Module.imports(mod), []);
-  assert.deepEqual(WebAssembly.Module.exports(mod).map((e) => e.name).sort(), ['k', 'm']);
+  // Its memory comes from the glue, made as large as the buckets need (never grown).
+  assert.deepEqual(WebAssembly.Module.imports(mod), [{ module: 'e', name: 'm', kind: 'memory' }]);
+  assert.deepEqual(WebAssembly.Module.exports(mod).map((e) => e.name).sort(), ['k']);
+});
+
+test('large bucket arrays never grow a WebAssembly memory (a grow detaches a buffer, which slows every typed-array loop of the app)', () => {
+  const grow = WebAssembly.Memory.prototype.grow;
+  let grows = 0;
+  WebAssembly.Memory.prototype.grow = function (this: WebAssembly.Memory, delta: number) {
+    grows++;
+    return grow.call(this, delta);
+  };
+  try {
+    const r = rng(7);
+    // 16 Ki, 100 Ki and 1 Mi buckets: past the 4 pages the module starts with, past the 1 MiB
+    // kept between calls, then a small one again.
+    for (const nb of [16384, 100_003, 1 << 20, 4096]) {
+      const w0 = weights(40_000, r);
+      const patch: HashPatch = { ...common, shape: [w0.length], seed: 1234, signed: true, buckets: buckets(nb, r, 0.01) };
+      const wasm = run('wasm', w0, patch);
+      const js = run('js', w0, patch);
+      sameBits(wasm.w, js.w, `weights, ${nb} buckets`);
+      sameBits(wasm.undone, w0, `undone, ${nb} buckets`);
+    }
+  } finally {
+    WebAssembly.Memory.prototype.grow = grow;
+  }
+  assert.equal(grows, 0);
 });
 
 test('the kernel runs where WebAssembly exists', () => {

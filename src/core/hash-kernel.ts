@@ -4,11 +4,14 @@
  * the path wherever WebAssembly is missing (React Native's Hermes) or refuses the module (a page
  * whose CSP forbids compiling WebAssembly): {@link hashAddWasm} then returns false.
  *
- * The module (under 600 bytes, no imports) is compiled synchronously on first use, which
- * browsers allow for modules under 4 KB even on the main thread. Each tensor runs in chunks of
- * 16384 weights copied into the module's memory and back, so the memory holds 192 KiB plus the
- * bucket array, never a copy of the model; a memory grown past 1 MiB for a huge bucket array is
- * let go after the call.
+ * The module (under 600 bytes) is compiled synchronously on first use, which browsers allow for
+ * modules under 4 KB even on the main thread. Each tensor runs in chunks of 16384 weights copied
+ * into the module's memory and back, so the memory holds 192 KiB plus the bucket array, never a
+ * copy of the model. The module imports its memory: the glue makes one as large as the bucket
+ * array needs and instantiates the module on it, keeping the instance while the memory is at
+ * most 1 MiB and letting a larger one go after the call. It never grows a memory: growing
+ * detaches the old buffer, and once any ArrayBuffer has been detached V8 runs every typed-array
+ * loop of the process (the app's own included) 1.8-2.7x more slowly for the rest of its life.
  */
 import { HASH_KERNEL_WASM } from './hash-kernel-wasm.ts';
 import { fromHex } from './hex.ts';
@@ -20,7 +23,7 @@ const EXC_BITS = 0x20000;
 const BUCKETS = 0x30000;
 /** Largest bucket array the kernel takes (64 MiB in its memory); larger ones stay in JS. */
 export const MAX_WASM_BUCKETS = 1 << 24;
-/** A memory grown past this is let go after the call, so it is not held for the process's life. */
+/** A memory larger than this is let go after the call, so it is not held for the process's life. */
 const KEEP_BYTES = 1 << 20;
 
 /** Where exceptions go: each position and its old bits, in increasing position. */
@@ -31,21 +34,26 @@ export interface ExceptionSink {
 
 type KernelFn = (n: number, p: number, base: number, sm: number, neg: number, nb: number, m: number, s: number, log: number) => number;
 
-/** The instance's exports. */
+/** An instance and the memory it was made on. */
 interface Kernel {
   m: WebAssembly.Memory;
   k: KernelFn;
 }
 
-let compiled: WebAssembly.Module | undefined;
-/** undefined: not made yet (or let go); null: no WebAssembly here, or it refused the module. */
-let kernel: Kernel | null | undefined;
+let compiled: WebAssembly.Module | null | undefined;
+/** The instance kept between calls (its memory at most {@link KEEP_BYTES}). */
+let kept: Kernel | undefined;
 
-function instantiate(): Kernel | null {
+/** An instance on a new memory of at least `bytes` (and 4 pages), or null without WebAssembly. */
+function instantiate(bytes: number): Kernel | null {
   try {
-    compiled ??= new WebAssembly.Module(fromHex(HASH_KERNEL_WASM));
-    return new WebAssembly.Instance(compiled).exports as unknown as Kernel;
+    if (compiled === undefined) compiled = new WebAssembly.Module(fromHex(HASH_KERNEL_WASM));
+    if (compiled === null) return null;
+    const m = new WebAssembly.Memory({ initial: Math.max(4, Math.ceil(bytes / 0x10000)) });
+    const k = (new WebAssembly.Instance(compiled, { e: { m } }).exports as { k: KernelFn }).k;
+    return { m, k };
   } catch {
+    compiled ??= null;
     return null;
   }
 }
@@ -70,21 +78,16 @@ export function bucketMagic(nb: number): [m: number, s: number] {
 export function hashAddWasm(w: Float32Array, b: Float32Array, base: number, signed: boolean, negate: boolean, log: ExceptionSink | null, from = 0, to = w.length): boolean {
   const nb = b.length;
   if (nb < 1 || nb > MAX_WASM_BUCKETS) return false;
-  if (kernel === undefined) kernel = instantiate();
-  if (!kernel) return false;
-  const memory = kernel.m;
   // One bucket runs as two equal ones (the kernel divides by at least 2).
   const nk = nb > 1 ? nb : 2;
   const need = BUCKETS + nk * 4;
-  if (memory.buffer.byteLength < need) {
-    try {
-      memory.grow(Math.ceil((need - memory.buffer.byteLength) / 0x10000));
-    } catch {
-      return false;
-    }
+  let kernel: Kernel | null | undefined = kept && kept.m.buffer.byteLength >= need ? kept : undefined;
+  if (!kernel) {
+    kernel = instantiate(need);
+    if (!kernel) return false;
+    if (kernel.m.buffer.byteLength <= KEEP_BYTES) kept = kernel;
   }
-  // Views only after the last grow (growing detaches older ones).
-  const buf = memory.buffer;
+  const buf = kernel.m.buffer;
   const bk = new Float32Array(buf, BUCKETS, nk);
   bk.set(b);
   if (nb < 2) bk[1] = b[0];
@@ -102,6 +105,5 @@ export function hashAddWasm(w: Float32Array, b: Float32Array, base: number, sign
     if (logged) (log as ExceptionSink).pushMany(positions, bits, logged);
     w.set(chunk.subarray(0, len), at);
   }
-  if (buf.byteLength > KEEP_BYTES) kernel = undefined;
   return true;
 }

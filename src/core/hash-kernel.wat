@@ -10,9 +10,11 @@
 ;;
 ;; Memory (byte offsets): [0, 64K) the weight chunk (16384 weights, patched in place);
 ;; [64K, 128K) exception positions; [128K, 192K) exception old bits; [192K, ...) the buckets.
-;; No imports; exports the memory "m" and the function "k".
+;; Imports its memory ("e" "m", at least 4 pages), made by the glue as large as the buckets need:
+;; the glue never grows it (growing a memory detaches its buffer, after which V8 runs every
+;; typed-array loop of the process more slowly). Exports the function "k".
 (module
-  (memory (export "m") 4)
+  (import "e" "m" (memory 4))
   ;; k(n, p, base, sm, neg, nb, m, s, log) -> exceptions written
   ;;   n     weights in the chunk (1..16384); lanes past n are computed but never logged
   ;;   p     position of the chunk's first weight in the tensor
