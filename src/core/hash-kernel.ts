@@ -81,12 +81,9 @@ export function hashAddWasm(w: Float32Array, b: Float32Array, base: number, sign
   // One bucket runs as two equal ones (the kernel divides by at least 2).
   const nk = nb > 1 ? nb : 2;
   const need = BUCKETS + nk * 4;
-  let kernel: Kernel | null | undefined = kept && kept.m.buffer.byteLength >= need ? kept : undefined;
-  if (!kernel) {
-    kernel = instantiate(need);
-    if (!kernel) return false;
-    if (kernel.m.buffer.byteLength <= KEEP_BYTES) kept = kernel;
-  }
+  const kernel = kept && kept.m.buffer.byteLength >= need ? kept : instantiate(need);
+  if (!kernel) return false;
+  if (kernel !== kept && kernel.m.buffer.byteLength <= KEEP_BYTES) kept = kernel;
   const buf = kernel.m.buffer;
   const bk = new Float32Array(buf, BUCKETS, nk);
   bk.set(b);
