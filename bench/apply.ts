@@ -413,9 +413,10 @@ async function main(): Promise<void> {
   const hashedPayload = decodePayload(hashed.bytes);
   const nb = BUCKETS;
   const buckets = new Float32Array(nb).fill(1e-7);
-  const linearFloor = row('floor: linear w[i] += b[i % nb]', await best(() => {
+  const linearPass = () => {
     for (const w of arrays) for (let i = 0; i < w.length; i++) w[i] += buckets[i % nb];
-  }), MEMORY_WEIGHTS, 'weights/s');
+  };
+  const linearFloor = row('floor: linear w[i] += b[i % nb]', await best(linearPass), MEMORY_WEIGHTS, 'weights/s');
   const hashKernel = row('hashed: patch kernel (decoded, with undo log)', await best(() => {
     for (let t = 0; t < arrays.length; t++) applyTensorPatch(arrays[t], hashedPayload.patches[t], true);
   }), MEMORY_WEIGHTS, 'weights/s');
@@ -639,9 +640,7 @@ async function main(): Promise<void> {
   // the process more slowly; the applier's WebAssembly kernels are not affected.
   const detached = new ArrayBuffer(8);
   structuredClone(detached, { transfer: [detached] });
-  const linearFloorDetached = row('floor: linear w[i] += b[i % nb], again after an ArrayBuffer was detached in this process', await best(() => {
-    for (const w of arrays) for (let i = 0; i < w.length; i++) w[i] += buckets[i % nb];
-  }), MEMORY_WEIGHTS, 'weights/s');
+  const linearFloorDetached = row('floor: linear w[i] += b[i % nb], again after an ArrayBuffer was detached in this process', await best(linearPass), MEMORY_WEIGHTS, 'weights/s');
 
   const ratios = {
     sparseKernelVsFloor: sparseKernel.rate / scatterFloor.rate,
