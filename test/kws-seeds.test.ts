@@ -49,6 +49,14 @@ test('seeds.ts: targets per run and on the mean of the runs, over the rows every
   const drift = line(/chain drift within 0\.5 point/).split('|').map((c) => c.trim());
   assert.deepEqual([drift[2], drift[3], drift[4]].map((c) => c.split(':')[0]), ['no', 'yes', 'yes']);
   assert.match(drift[4], /drift 0\.40 points/);
+  // The spread: update 2's gaps are -2 and +1 (mean -0.5, SD 2.12, SE 1.5); full does not move;
+  // the drift after update 1 is 0 and 1 point.
+  assert.match(text, /\| 1 \| 80\.00 ± 0\.00 \(0\.00\) \| \+0\.50 ± 0\.50 \(\+0\.00 to \+1\.00\) \| \+0\.50 ± 0\.50 \(\+0\.00 to \+1\.00\) \|/);
+  assert.match(text, /\| 2 \| 80\.00 ± 0\.00 \(0\.00\) \| -0\.50 ± 1\.50 \(-2\.00 to \+1\.00\) \| \+0\.40 ± 0\.60 \(-0\.20 to \+1\.00\) \|/);
+  // Each chain against its other seed: full agrees exactly; sparse 1% differs by 3 points on update 2.
+  assert.match(text, /\| full \| 1 of 1 \| 0\.00 \|/);
+  assert.match(text, /\| sparse 1% \| 0 of 1 \| 3\.00 \|/);
+  assert.match(text, /\| sparse 10% \| 0 of 1 \| 1\.20 \|/);
 });
 
 test('seeds.ts refuses a single run, and runs without a full chain in common', async () => {
