@@ -1,7 +1,8 @@
 /**
  * `ndiff report` on rows where a budget shipped a smaller budget's payload (the keyword
  * benchmark's `--compete on`): the row says so with what its own result gave, and the budget-order
- * target also counts the decreases the budgets' own results would have given.
+ * target also counts the decreases the budgets' own results would have given. And the 1-point
+ * target at its edge.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,4 +29,16 @@ test('report: a row that shipped a smaller payload says so, and the order target
   // Without shipped rows the detail is as before.
   const alone = checkTargets(rows.map(({ shippedFrom: _s, ownAccAll: _o, ownBytes: _b, ...r }) => r)).find((c) => /non-decreasing/.test(c.target))!;
   assert.doesNotMatch(alone.detail, /shipped/);
+});
+
+test('a sparse diff exactly 1.00 point below full fine-tuning is within the 1-point target; 1.05 points is not', () => {
+  const rows = (sparse: number): ResultRow[] => [
+    { update: 1, method: 'full', budgetPct: null, bytes: 1000, accAll: 0.8651851851851852, driftFromFull: 0 },
+    { update: 1, method: 'sparse', budgetPct: 1, bytes: 10, accAll: sparse, driftFromFull: 0.8651851851851852 - sparse },
+  ];
+  const within = (sparse: number) => checkTargets(rows(sparse)).find((c) => /within 1\.0 point/.test(c.target))!;
+  // 0.8551851851851852 - 0.8651851851851852 is -0.010000000000000009 in floating point.
+  assert.equal(within(0.8551851851851852).met, true);
+  assert.match(within(0.8551851851851852).detail, /-1\.00 points/);
+  assert.equal(within(0.8546851851851852).met, false);
 });

@@ -55,6 +55,22 @@ function find(rows: ResultRow[], update: number, method: ReportMethod, budgetPct
   return rows.find((r) => r.update === update && r.method === method && r.budgetPct === budgetPct);
 }
 
+/**
+ * Whether `shortfall` (how far one accuracy is below another, as a fraction; negative when it is
+ * above) is within `points` points. Accuracies are counts over a test set, so a difference of
+ * exactly 1.00 point can come out as 0.010000000000000009: a hair of slack counts it as within.
+ */
+export function withinPoints(shortfall: number, points: number): boolean {
+  return shortfall <= points / 100 + 1e-9;
+}
+
+/** The best sparse accuracy at budgets <= 1% minus full fine-tuning's on `update` (undefined without both). */
+export function smallSparseGap(rows: ResultRow[], update: number): number | undefined {
+  const full = find(rows, update, 'full', null);
+  const small = rows.filter((r) => r.update === update && r.method === 'sparse' && r.budgetPct !== null && r.budgetPct <= 1);
+  return full && small.length ? Math.max(...small.map((r) => r.accAll)) - full.accAll : undefined;
+}
+
 export interface TargetCheck {
   target: string;
   met: boolean | null;
@@ -67,17 +83,17 @@ export function checkTargets(rows: ResultRow[]): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const full = (u: number) => find(rows, u, 'full', null);
   // 1. sparse at <= 1%: within 1.0 point of full on every update
-  const small = budgets(rows).filter((b) => b <= 1);
-  if (small.length && ups.every((u) => full(u))) {
-    const best = ups.map((u) => Math.max(...small.map((b) => find(rows, u, 'sparse', b)?.accAll ?? -Infinity)) - (full(u) as ResultRow).accAll);
+  if (budgets(rows).some((b) => b <= 1) && ups.every((u) => full(u))) {
+    // An update without a sparse row at <= 1% counts as a miss.
+    const best = ups.map((u) => smallSparseGap(rows, u) ?? -Infinity);
     const worst = Math.min(...best);
     const signed = (g: number) => `${g >= 0 ? '+' : ''}${pts(g)}`;
-    checks.push({ target: 'sparse diff at <= 1% of the model within 1.0 point of full fine-tuning on every update', met: worst >= -0.01, detail: `best sparse <= 1% minus full, per update: ${best.map(signed).join(', ')} points (worst ${signed(worst)})` });
+    checks.push({ target: 'sparse diff at <= 1% of the model within 1.0 point of full fine-tuning on every update', met: withinPoints(-worst, 1), detail: `best sparse <= 1% minus full, per update: ${best.map(signed).join(', ')} points (worst ${signed(worst)})` });
   } else checks.push({ target: 'sparse at <= 1% within 1.0 point of full fine-tuning', met: null, detail: 'no sparse rows at <= 1% or no full rows' });
   // 2. at 10%: within 0.5 point after all updates (chain drift)
   const last = ups[ups.length - 1];
   const s10 = find(rows, last, 'sparse', 10);
-  checks.push(s10 && typeof s10.driftFromFull === 'number' ? { target: `sparse at 10%: chain drift within 0.5 point of full fine-tuning after update ${last}`, met: s10.driftFromFull <= 0.005, detail: `drift ${pts(s10.driftFromFull)} points` } : { target: 'sparse at 10% within 0.5 point after all updates', met: null, detail: 'no sparse row at 10% with a drift for the last update' });
+  checks.push(s10 && typeof s10.driftFromFull === 'number' ? { target: `sparse at 10%: chain drift within 0.5 point of full fine-tuning after update ${last}`, met: withinPoints(s10.driftFromFull, 0.5), detail: `drift ${pts(s10.driftFromFull)} points` } : { target: 'sparse at 10% within 0.5 point after all updates', met: null, detail: 'no sparse row at 10% with a drift for the last update' });
   // 3. more bytes never buy a worse model: sparse accuracy non-decreasing in the budget, every update
   const sparseBudgets = budgets(rows.filter((r) => r.method === 'sparse'));
   if (sparseBudgets.length > 1) {
