@@ -59,6 +59,30 @@ test('seeds.ts: targets per run and on the mean of the runs, over the rows every
   assert.match(text, /\| sparse 10% \| 0 of 1 \| 1\.20 \|/);
 });
 
+test('seeds.ts: the best of the budgets at <= 1% per run, and a difference of exactly 1 point counts as within', async () => {
+  const dir = await tempDir('ndiff-seeds-');
+  const files = [0, 1, 2].map((i) => join(dir, `r${i}.json`));
+  // 0.8551851851851852 - 0.8651851851851852 is 0.010000000000000009 in floating point: one point.
+  const rows = (full: number, s05: number, s1: number): ResultRow[] => [
+    { update: 1, method: 'full', budgetPct: null, bytes: 1000, accAll: full, driftFromFull: 0 },
+    { update: 1, method: 'sparse', budgetPct: 0.5, bytes: 5, accAll: s05, driftFromFull: full - s05 },
+    { update: 1, method: 'sparse', budgetPct: 1, bytes: 10, accAll: s1, driftFromFull: full - s1 },
+  ];
+  await writeFile(files[0], JSON.stringify(rows(0.8651851851851852, 0.86, 0.8551851851851852)));
+  await writeFile(files[1], JSON.stringify(rows(0.8551851851851852, 0.84, 0.8651851851851852)));
+  await writeFile(files[2], JSON.stringify(rows(0.86, 0.87, 0.82)));
+  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', script, ...files], { encoding: 'utf8', cwd: root });
+  assert.equal(r.status, 0, r.stderr);
+  // Each run's best of 0.5% and 1%: -0.52, +1.00, +1.00 points: mean +0.49, SD 0.88, SE 0.51.
+  assert.match(r.stdout, /\| 1 \| 86\.01 ± 0\.29 \(0\.50\) \| \+0\.49 ± 0\.51 \(-0\.52 to \+1\.00\) \|/);
+  assert.match(r.stdout, /With 3 runs, a mean more than 4\.3 standard errors/);
+  // Runs 1 and 2 of full and of sparse 1% differ by exactly one point: within (without the slack
+  // of withinPoints full would be 2 of 3 and sparse 1% 0 of 3).
+  assert.match(r.stdout, /\| full \| 3 of 3 \| 0\.48, 0\.52, 1\.00 \|/);
+  assert.match(r.stdout, /\| sparse 1% \| 1 of 3 \| 1\.00, 3\.52, 4\.52 \|/);
+  assert.match(r.stdout, /\| sparse 0\.5% \| 1 of 3 \| 1\.00, 2\.00, 3\.00 \|/);
+});
+
 test('seeds.ts refuses a single run, and runs without a full chain in common', async () => {
   const dir = await tempDir('ndiff-seeds-');
   const a = join(dir, 'a.json');

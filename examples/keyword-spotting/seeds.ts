@@ -19,7 +19,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { checkTargets } from '../../src/report/report.ts';
+import { checkTargets, smallSparseGap, withinPoints } from '../../src/report/report.ts';
 import { validateResults, type ResultRow } from '../../src/report/results.ts';
 
 const here = dirname(new URL(import.meta.url).pathname);
@@ -71,8 +71,10 @@ const cols = [...new Set(shared[0].rows.filter((r) => r.method !== 'zstd').map((
 /** A column's heading: `full`, `sparse 1%`. */
 const colName = (c: string) => c.replace('|null', '').replace('|', ' ') + (c.endsWith('null') ? '' : '%');
 lines.push(`| update | ${cols.map(colName).join(' | ')} |`, `|---|${cols.map(() => '---:').join('|')}|`);
+/** The accuracy of column `c` (`method|budget`) on update `u` in `rows`. */
+const acc = (rows: ResultRow[], u: number, c: string) => rows.find((r) => r.update === u && `${r.method}|${r.budgetPct}` === c)?.accAll;
 for (const u of ups) {
-  const cell = (c: string) => shared.map((s) => s.rows.find((r) => `${r.method}|${r.budgetPct}` === c && r.update === u)).map((r) => (r ? pt(r.accAll) : '-')).join(' / ');
+  const cell = (c: string) => shared.map((s) => acc(s.rows, u, c)).map((a) => (a === undefined ? '-' : pt(a))).join(' / ');
   lines.push(`| ${u} | ${cols.map(cell).join(' | ')} |`);
 }
 
@@ -86,48 +88,69 @@ for (let t = 0; t < onMean.length; t++) {
   lines.push(`| ${onMean[t].target} | ${perRun.map((c) => verdict(c[t])).join(' | ')} | ${verdict(onMean[t])} |`);
 }
 
-/** Mean, its standard error and the range of `v` (fractions), in points. */
+/** Mean, standard error (SD / sqrt(n)), SD across the runs and range of `v` (fractions), in points. */
 function spread(v: number[]): { mean: number; se: number; sd: number; min: number; max: number } {
-  const mean = v.reduce((a, b) => a + b, 0) / v.length;
-  const sd = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length - 1));
-  return { mean: 100 * mean, se: (100 * sd) / Math.sqrt(v.length), sd: 100 * sd, min: 100 * Math.min(...v), max: 100 * Math.max(...v) };
+  const m = v.reduce((x, y) => x + y, 0) / v.length;
+  const sd = Math.sqrt(v.reduce((x, y) => x + (y - m) ** 2, 0) / (v.length - 1));
+  return { mean: 100 * m, se: (100 * sd) / Math.sqrt(v.length), sd: 100 * sd, min: 100 * Math.min(...v), max: 100 * Math.max(...v) };
 }
+/** Student's t at 97.5% for 1-10 degrees of freedom (then the normal's 1.96 is close enough). */
+const T975 = [12.71, 4.3, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23];
+const t975 = T975[shared.length - 2] ?? 1.96;
 const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
-const acc = (rows: ResultRow[], u: number, c: string) => rows.find((r) => r.update === u && `${r.method}|${r.budgetPct}` === c)?.accAll;
-const small = [...new Set(shared[0].rows.filter((r) => r.method === 'sparse' && typeof r.budgetPct === 'number' && r.budgetPct <= 1).map((r) => r.budgetPct as number))];
+/** The values of `f` over the runs, or undefined when a run lacks one. */
+const overRuns = (f: (rows: ResultRow[]) => number | undefined): number[] | undefined => {
+  const v = shared.map((s) => f(s.rows));
+  return v.every((x): x is number => x !== undefined) ? v : undefined;
+};
+const hasSmall = shared[0].rows.some((r) => r.method === 'sparse' && r.budgetPct !== null && r.budgetPct <= 1);
 const has10 = cols.includes('sparse|10');
 lines.push('', '## How far the seed alone moves the figures', '');
 lines.push(
-  'Mean over the runs ± its standard error (the spread of the runs over the square root of their number), in points. ' +
-    'A difference of two standard errors or more from a target is unlikely to be the seed alone.',
+  `Mean over the runs ± its standard error (the SD across the runs over the square root of their number), in points. ` +
+    `With ${shared.length} runs, a mean more than ${t975} standard errors from a value differs from it beyond the seed at 95% ` +
+    `(Student's t, ${shared.length - 1} degrees of freedom). The gap column takes each run's best budget at <= 1%, ` +
+    `so it can differ from the targets' "mean of the runs", which takes the best of the budgets' means.`,
   '',
 );
-const head = ['update', 'full: mean ± SE (SD of one run)'];
-if (small.length) head.push("each run's best sparse <= 1% minus full: mean ± SE (range)");
+const head = ['update', 'full: mean ± SE (SD across runs)'];
+if (hasSmall) head.push("each run's best sparse <= 1% minus full: mean ± SE (range)");
 if (has10) head.push('full minus sparse 10% (drift): mean ± SE (range)');
 lines.push(`| ${head.join(' | ')} |`, `|---|${head.slice(1).map(() => '---:').join('|')}|`);
+const withRange = (v: number[] | undefined) => {
+  if (!v) return '-';
+  const g = spread(v);
+  return `${signed(g.mean)} ± ${g.se.toFixed(2)} (${signed(g.min)} to ${signed(g.max)})`;
+};
 for (const u of ups) {
-  const f = spread(shared.map((s) => acc(s.rows, u, 'full|null') as number));
-  const cells = [`${u}`, `${f.mean.toFixed(2)} ± ${f.se.toFixed(2)} (${f.sd.toFixed(2)})`];
-  if (small.length) {
-    const g = spread(shared.map((s) => Math.max(...small.map((b) => acc(s.rows, u, `sparse|${b}`) ?? -Infinity)) - (acc(s.rows, u, 'full|null') as number)));
-    cells.push(`${signed(g.mean)} ± ${g.se.toFixed(2)} (${signed(g.min)} to ${signed(g.max)})`);
-  }
+  const fv = overRuns((rows) => acc(rows, u, 'full|null'));
+  const f = fv && spread(fv);
+  const cells = [`${u}`, f ? `${f.mean.toFixed(2)} ± ${f.se.toFixed(2)} (${f.sd.toFixed(2)})` : '-'];
+  if (hasSmall) cells.push(withRange(overRuns((rows) => smallSparseGap(rows, u))));
   if (has10) {
-    const d = spread(shared.map((s) => (acc(s.rows, u, 'full|null') as number) - (acc(s.rows, u, 'sparse|10') as number)));
-    cells.push(`${signed(d.mean)} ± ${d.se.toFixed(2)} (${signed(d.min)} to ${signed(d.max)})`);
+    cells.push(withRange(overRuns((rows) => {
+      const full = acc(rows, u, 'full|null');
+      const s10 = acc(rows, u, 'sparse|10');
+      return full === undefined || s10 === undefined ? undefined : full - s10;
+    })));
   }
   lines.push(`| ${cells.join(' | ')} |`);
 }
-// Each chain against a rerun of itself: how often two seeds of one method agree within the
-// 1-point target on every update (the same test the sparse diff is held to against full).
+// Each chain against a rerun of itself: how often two seeds of one method agree within 1 point on
+// every update (the tolerance the sparse diff is held to against full, from withinPoints).
 const pairs: [number, number][] = [];
 for (let i = 0; i < shared.length; i++) for (let j = i + 1; j < shared.length; j++) pairs.push([i, j]);
-lines.push('', `Each chain against another seed of itself, over the ${pairs.length} pairs of runs: the largest difference over the updates, and in how many pairs it is within 1.0 point on every update.`, '');
+lines.push('', `Each chain against another seed of itself, over the ${pairs.length} pairs of runs: the largest difference over the updates both runs have, and in how many pairs it is within 1.0 point on every update.`, '');
 lines.push('| chain | pairs within 1.0 point on every update | largest difference per pair (points) |', '|---|---:|---|');
 for (const c of cols) {
-  const worst = pairs.map(([i, j]) => Math.max(...ups.map((u) => Math.abs((acc(shared[i].rows, u, c) as number) - (acc(shared[j].rows, u, c) as number))))).sort((a, b) => a - b);
-  lines.push(`| ${colName(c)} | ${worst.filter((w) => w <= 0.01 + 1e-9).length} of ${pairs.length} | ${worst.map((w) => (100 * w).toFixed(2)).join(', ')} |`);
+  const worst = pairs
+    .map(([i, j]) => Math.max(...ups.map((u) => {
+      const a = acc(shared[i].rows, u, c);
+      const b = acc(shared[j].rows, u, c);
+      return a === undefined || b === undefined ? 0 : Math.abs(a - b);
+    })))
+    .sort((a, b) => a - b);
+  lines.push(`| ${colName(c)} | ${worst.filter((w) => withinPoints(w, 1)).length} of ${pairs.length} | ${worst.map((w) => (100 * w).toFixed(2)).join(', ')} |`);
 }
 
 const text = lines.join('\n') + '\n';
