@@ -94,9 +94,9 @@ function spread(v: number[]): { mean: number; se: number; sd: number; min: numbe
   const sd = Math.sqrt(v.reduce((x, y) => x + (y - m) ** 2, 0) / (v.length - 1));
   return { mean: 100 * m, se: (100 * sd) / Math.sqrt(v.length), sd: 100 * sd, min: 100 * Math.min(...v), max: 100 * Math.max(...v) };
 }
-/** Student's t at 97.5% for 1-10 degrees of freedom (then the normal's 1.96 is close enough). */
+/** Student's t at 97.5% for 1-10 degrees of freedom; beyond, 10's value (a little wider than the truth, never narrower). */
 const T975 = [12.71, 4.3, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23];
-const t975 = T975[shared.length - 2] ?? 1.96;
+const t975 = T975[Math.min(shared.length - 2, T975.length - 1)];
 const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
 /** The values of `f` over the runs, or undefined when a run lacks one. */
 const overRuns = (f: (rows: ResultRow[]) => number | undefined): number[] | undefined => {
