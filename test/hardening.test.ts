@@ -28,6 +28,7 @@ import { generateKeyPair } from '../src/sign/node-keys.ts';
 import { baseAndTarget } from './helpers/models.ts';
 import { folderBytes, tempDir, writeStore } from './helpers/dirs.ts';
 import { consistentPayload } from './helpers/hostile.ts';
+import { cannotWriteIn, modeBoundCommand } from './helpers/unprivileged.ts';
 
 const hasher = await getHasher();
 const root = join(import.meta.dirname, '..');
@@ -404,19 +405,22 @@ describe('6. smaller findings', () => {
     assert.equal(r.code, 0, r.err);
   });
 
-  test('a read-only model folder: a clear error and exit 7, not exit 1 with a stack', { timeout: 30_000 }, async () => {
+  test('a read-only model folder: a clear error and exit 7, not exit 1 with a stack', { timeout: 30_000 }, async (t) => {
     const dir = await freshModel();
     const payload = await writeTemp(p1.bytes);
-    await chmod(join(dir, '..'), 0o755);
-    await chmod(join(payload, '..'), 0o755);
+    const run = modeBoundCommand(process.execPath, [join(root, 'cli/ndiff.mjs'), 'apply', '--model', dir, '--patch', payload, '--no-state']);
+    if ('unavailable' in run) return t.skip(run.unavailable);
     await chmod(dir, 0o555);
     try {
-      // root writes anywhere: run the CLI as nobody there.
-      const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
-      const r = spawnSync(process.execPath, [join(root, 'cli/ndiff.mjs'), 'apply', '--model', dir, '--patch', payload, '--no-state'], { cwd: root, encoding: 'utf8', ...asUser });
+      // root writes anywhere: the CLI runs without the capabilities that bypass file modes, so the
+      // folder is read-only to it wherever the checkout and TMPDIR live (test/helpers/unprivileged.ts).
+      assert.ok(cannotWriteIn(dir), 'the folder is still writable to the child process');
+      const before = await folderBytes(dir);
+      const r = spawnSync(run.command, run.args, { cwd: root, encoding: 'utf8' });
       assert.equal(r.status, 7, r.stderr);
       assert.match(r.stderr, /cannot write in the model folder .* \(EACCES: permission denied\).*run the apply as the folder's owner, or make the folder writable/);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'a stack trace was printed');
+      assert.deepEqual(await folderBytes(dir), before, 'the refused apply changed the folder');
     } finally {
       await chmod(dir, 0o755);
     }

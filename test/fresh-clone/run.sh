@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs the test suite from fresh clones in the places users keep code, so a test that depends on
+# where the checkout lives, who runs it or where TMPDIR points is caught before a user finds it.
+#
+#   bash test/fresh-clone/run.sh           # quick: one clone that combines every condition below
+#   bash test/fresh-clone/run.sh --full    # one clone per condition (about three times as long)
+#   bash test/fresh-clone/run.sh --keep    # keep the clones (their paths are printed)
+#
+# The conditions: the checkout inside a folder only its owner may enter (mode 0700, as `mktemp -d`
+# makes it, and as /root is when working as root); a path with spaces and non-ASCII characters;
+# TMPDIR pointing at another private folder, also with a space. Each clone is `git clone` of this
+# checkout's HEAD (what is committed, not the working tree), then `npm install` and `npm test`
+# exactly as the README says. Exit 0 only if every run passes.
+set -euo pipefail
+src="$(cd "$(dirname "$0")/../.." && pwd)"
+mode=quick keep=0
+for arg in "$@"; do
+  case "$arg" in
+    --full) mode=full ;;
+    --quick) mode=quick ;;
+    --keep) keep=1 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "fresh-clone: unknown option '$arg' (expected --quick, --full or --keep)" >&2; exit 2 ;;
+  esac
+done
+
+made=()
+cleanup() { [ "$keep" = 1 ] || for d in "${made[@]}"; do rm -rf "$d"; done; }
+trap cleanup EXIT
+
+# run_in LABEL CHECKOUT_PARENT TMPDIR_OR_EMPTY
+run_in() {
+  local label="$1" parent="$2" tmp="$3" dest="$2/neural-diff"
+  echo "== fresh clone: $label"
+  echo "   checkout: $dest"
+  [ -n "$tmp" ] && echo "   TMPDIR:   $tmp"
+  git clone --quiet --no-hardlinks "$src" "$dest"
+  ( cd "$dest"
+    [ -n "$tmp" ] && export TMPDIR="$tmp"
+    npm install --no-audit --no-fund --loglevel=error
+    npm test ) || { echo "fresh-clone: the suite failed in '$dest' ($label)" >&2; return 1; }
+}
+
+private() { local d; d="$(mktemp -d)"; chmod 700 "$d"; made+=("$d"); printf '%s' "$d"; }
+
+if [ "$mode" = quick ]; then
+  top="$(private)"; parent="$top/dir with space/naïve ü 模型"; mkdir -p "$parent"
+  tmptop="$(private)"; tmp="$tmptop/tmp dir é"; mkdir -p "$tmp"; chmod 700 "$tmp"
+  run_in "0700 folder, spaces and non-ASCII in the path, TMPDIR elsewhere" "$parent" "$tmp"
+else
+  top="$(private)"
+  run_in "a folder only its owner may enter (0700)" "$top" ""
+  top="$(private)"; chmod 755 "$top"; parent="$top/dir with space/naïve ü 模型"; mkdir -p "$parent"
+  run_in "spaces and non-ASCII characters in the path" "$parent" ""
+  top="$(private)"; chmod 755 "$top"; tmptop="$(private)"; tmp="$tmptop/tmp dir é"; mkdir -p "$tmp"
+  run_in "TMPDIR in another private folder, with a space" "$top" "$tmp"
+fi
+echo "fresh-clone: every run passed ($mode)"
