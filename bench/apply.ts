@@ -79,10 +79,10 @@ import { seededRandom } from '../src/core/random.ts';
 import { applyTensorPatch, useHashKernel, type UndoRecord } from '../src/core/patch-math.ts';
 import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
-import { readModelTensors, writeModelDir } from '../src/io/tfjs-artifacts.ts';
-import { applyToModelDir, recordFolderModelId } from '../src/io/model-dir-update.ts';
-import { recordModelDirDigests } from '../src/io/recorded-digests.ts';
-import { nodeFileOps, type FileOps } from '../src/io/durable.ts';
+import { readModelTensors, writeModelDir } from '../src/io/tfjs/index.ts';
+import { applyToModelDir, recordFolderModelId } from '../src/io/tfjs/folder-update.ts';
+import { recordModelDirDigests } from '../src/io/tfjs/recorded-digests.ts';
+import { nodeFileOps, type FileOps } from '../src/io/durable/durable.ts';
 import type { Payload } from '../src/core/format.ts';
 import { digestLoops } from './digest-bound.ts';
 

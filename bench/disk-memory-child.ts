@@ -12,8 +12,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { applyToModelDir } from '../src/io/model-dir-update.ts';
-import { readModelTensors } from '../src/io/tfjs-artifacts.ts';
+import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
+import { readModelTensors } from '../src/io/tfjs/index.ts';
 
 const [mode, dir, payloadFile] = process.argv.slice(2);
 let keep: unknown;

@@ -14,6 +14,7 @@
  *   git worktree add /tmp/after <commit> && ln -s "$PWD/node_modules" /tmp/after/node_modules
  *   node --conditions=neural-diff-source --import tsx bench/disk-side-by-side.ts --old /tmp/before --new /tmp/after [--reps 12]
  */
+import { fileURLToPath } from 'node:url';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,18 +24,18 @@ import { seededRandom } from '../src/core/random.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { decodePayload } from '../src/core/format.ts';
-import { writeModelDir } from '../src/io/tfjs-artifacts.ts';
-import { recordModelDirDigests } from '../src/io/recorded-digests.ts';
-import type * as ModelDirUpdate from '../src/io/model-dir-update.ts';
+import { writeModelDir } from '../src/io/tfjs/index.ts';
+import { recordModelDirDigests } from '../src/io/tfjs/recorded-digests.ts';
+import type * as ModelDirUpdate from '../src/io/tfjs/folder-update.ts';
 
 const { values: args } = parseArgs({ options: { old: { type: 'string' }, new: { type: 'string' }, reps: { type: 'string', default: '12' } } });
-const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 if (!args.old || !args.new || [args.old, args.new].some((t) => path.resolve(t) === here)) {
   console.error('usage: bench/disk-side-by-side.ts --old <checkout> --new <checkout> [--reps N]: two checkouts of neural-diff other than this one (see the header)');
   process.exit(2);
 }
-const OLD = (await import(path.resolve(args.old, 'src/io/model-dir-update.ts'))) as typeof ModelDirUpdate;
-const NEW = (await import(path.resolve(args.new, 'src/io/model-dir-update.ts'))) as typeof ModelDirUpdate;
+const OLD = (await import(path.resolve(args.old, 'src/io/tfjs/folder-update.ts'))) as typeof ModelDirUpdate;
+const NEW = (await import(path.resolve(args.new, 'src/io/tfjs/folder-update.ts'))) as typeof ModelDirUpdate;
 const reps = Number(args.reps);
 
 const WEIGHTS = 8 << 20;

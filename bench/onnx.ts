@@ -33,7 +33,7 @@ import { applyPayload } from '../src/apply/index.ts';
 import { getHasher, type Hasher } from '../src/core/hasher.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { diffOnnxModels } from '../src/diff/onnx.ts';
-import { OnnxWeightStore } from '../src/io/onnx.ts';
+import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const VAD_DIR = path.join(root, 'node_modules/@ricky0123/vad-web/dist');

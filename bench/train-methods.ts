@@ -17,7 +17,7 @@ import { initBackend, type TrainBackendName } from '../src/train/backend.ts';
 import { silenceTfjsNodeBanner } from '../src/train/quiet.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
-import { mnistModel } from '../src/train/mnist-task.ts';
+import { mnistModel } from '../examples/lib/mnist-task.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 
 const quick = process.argv.includes('--quick');

@@ -1,17 +1,17 @@
 /** Model and payload files for the CLI. */
 import { access, constants, cp, stat, writeFile } from 'node:fs/promises';
-import { makeDirs } from '../src/io/durable.ts';
+import { makeDirs } from '../src/io/durable/durable.ts';
 import * as path from 'node:path';
 import { dirname } from 'node:path';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
-import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
-import { openOnnxFile } from '../src/io/onnx-files.ts';
-import type { OnnxTensorEntry } from '../src/io/onnx.ts';
-import { readFolderModelId, recordFolderModelId } from '../src/io/model-dir-update.ts';
+import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import { openOnnxFile } from '../src/io/onnx/files.ts';
+import type { OnnxTensorEntry } from '../src/io/onnx/store.ts';
+import { readFolderModelId, recordFolderModelId } from '../src/io/tfjs/folder-update.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { UsageError } from '../src/core/errors.ts';
-import { readPayloadFile as readPayloadFileWithin } from '../src/io/payload-file.ts';
+import { readPayloadFile as readPayloadFileWithin } from '../src/io/durable/payload-file.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
 import { gridBytesPerValue } from '../src/core/grid.ts';
@@ -51,7 +51,7 @@ export function dtypeOf(entry: { name: string }): string {
 
 /**
  * Read a payload file: refused from its size when over `maxPayloadBytes` (never read whole),
- * and refused when it is not a regular file (see src/io/payload-file.ts).
+ * and refused when it is not a regular file (see src/io/durable/payload-file.ts).
  */
 export async function readPayloadFile(path: string, maxPayloadBytes?: number): Promise<Uint8Array> {
   return readPayloadFileWithin(path, maxPayloadBytes === undefined ? {} : { maxPayloadBytes });

@@ -49,7 +49,7 @@ export interface ApplyBundle {
  */
 export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser')): Promise<ApplyBundle> {
   const result = await build({
-    entryPoints: { apply: path.join(root, 'src', 'apply', 'index.ts'), safetensors: path.join(root, 'src', 'io', 'safetensors.ts') },
+    entryPoints: { apply: path.join(root, 'src', 'apply', 'index.ts'), safetensors: path.join(root, 'src', 'io', 'safetensors', 'store.ts') },
     bundle: true,
     splitting: true,
     format: 'esm',
@@ -94,7 +94,7 @@ export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser
     .sort((a, b) => b.bytes - a.bytes);
   const onnx = await build({
     stdin: {
-      contents: `export * from './src/apply/index.ts';\nexport * from './src/io/onnx.ts';\n`,
+      contents: `export * from './src/apply/index.ts';\nexport * from './src/io/onnx/store.ts';\n`,
       resolveDir: root,
       sourcefile: 'onnx-apply.ts',
       loader: 'ts',

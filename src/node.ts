@@ -10,13 +10,13 @@
  * ```
  */
 export * from './apply/index.ts';
-export { applyToModelDir, recoverModelDir, confirmUpdate, rollbackUpdate, lockModelDir, readFolderModelId, recordFolderModelId, LOCK_FILE, JOURNAL_FILE, FOLDER_FILE, RETIRED_MODEL_JSON, type ModelDirApplyOptions, type ModelDirApplyResult, type RecoveryReport, type FolderOptions } from './io/model-dir-update.ts';
-export { readPayloadFile } from './io/payload-file.ts';
-export { nodeFileOps, readRegularFile, writeFileAtomically, type FileOps, type NewFile } from './io/durable.ts';
-export { recordModelDirDigests, readRecordedDigests, writeRecordedDigests, DIGESTS_FILE } from './io/recorded-digests.ts';
-export { FileSequenceStore, DEFAULT_STATE_FILE } from './io/sequence-file.ts';
-export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions } from './io/tfjs-artifacts.ts';
-export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors-files.ts';
-export { SafetensorsWeightStore } from './io/safetensors.ts';
-export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx-files.ts';
-export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx.ts';
+export { applyToModelDir, recoverModelDir, confirmUpdate, rollbackUpdate, lockModelDir, readFolderModelId, recordFolderModelId, LOCK_FILE, JOURNAL_FILE, FOLDER_FILE, RETIRED_MODEL_JSON, type ModelDirApplyOptions, type ModelDirApplyResult, type RecoveryReport, type FolderOptions } from './io/tfjs/folder-update.ts';
+export { readPayloadFile } from './io/durable/payload-file.ts';
+export { nodeFileOps, readRegularFile, writeFileAtomically, type FileOps, type NewFile } from './io/durable/durable.ts';
+export { recordModelDirDigests, readRecordedDigests, writeRecordedDigests, DIGESTS_FILE } from './io/tfjs/recorded-digests.ts';
+export { FileSequenceStore, DEFAULT_STATE_FILE } from './io/durable/sequence-file.ts';
+export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions } from './io/tfjs/index.ts';
+export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors/files.ts';
+export { SafetensorsWeightStore } from './io/safetensors/store.ts';
+export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx/files.ts';
+export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx/store.ts';

@@ -51,10 +51,10 @@ test('nothing src/apply imports (transitively, in our sources) names tfjs or a n
   assert.deepEqual(bad, []);
 });
 
-test('neural-diff/onnx (src/io/onnx.ts) bundles for the browser without tfjs, node modules or protobuf libraries', async () => {
-  const result = await build({ entryPoints: [join(root, 'src/io/onnx.ts')], bundle: true, platform: 'browser', format: 'esm', write: false, metafile: true, logLevel: 'silent' });
+test('neural-diff/onnx (src/io/onnx/store.ts) bundles for the browser without tfjs, node modules or protobuf libraries', async () => {
+  const result = await build({ entryPoints: [join(root, 'src/io/onnx/store.ts')], bundle: true, platform: 'browser', format: 'esm', write: false, metafile: true, logLevel: 'silent' });
   const inputs = Object.keys(result.metafile.inputs);
   const forbidden = inputs.filter((p) => /@tensorflow|protobuf|node_modules\//.test(p) || p.startsWith('node:'));
   assert.deepEqual(forbidden, [], `the ONNX store reaches: ${forbidden.join(', ')}`);
-  assert.ok(inputs.some((p) => p.includes('src/io/onnx-proto.ts')));
+  assert.ok(inputs.some((p) => p.includes('src/io/onnx/proto.ts')));
 });

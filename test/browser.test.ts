@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { buildApplyBundle, type ApplyBundle } from '../scripts/build-apply.ts';
 import { serveExample, writeDemoFiles, type ExampleServer } from '../examples/browser/serve.ts';
-import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
+import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
 import { memoryCopy, perturbed } from './helpers/perturb.ts';

@@ -7,7 +7,7 @@ import { main } from '../cli/ndiff.ts';
 import type { CliIO } from '../cli/common.ts';
 import { baseAndTarget } from './helpers/models.ts';
 import { tempDir, writeStore, folderBytes } from './helpers/dirs.ts';
-import { readModelTensors } from '../src/io/tfjs-artifacts.ts';
+import { readModelTensors } from '../src/io/tfjs/index.ts';
 import { decodePayload } from '../src/core/format.ts';
 
 function capture(): CliIO & { stdout: string[]; stderr: string[] } {

@@ -11,7 +11,7 @@ import { topkDiff } from '../src/diff/topk.ts';
 import { applyPayload, MemorySequenceStore, MemoryWeightStore, FreshnessError, HealthCheckError, StateStoreError, NeuralDiffError, TargetMismatchError, type SequenceStore } from '../src/apply/index.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { encodePayload } from '../src/core/encode.ts';
-import { FileSequenceStore } from '../src/io/sequence-file.ts';
+import { FileSequenceStore } from '../src/io/durable/sequence-file.ts';
 import { baseAndTarget, snapshot, sameBytes } from './helpers/models.ts';
 import { tempDir } from './helpers/dirs.ts';
 

@@ -22,9 +22,9 @@ import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, storageGrids, storedModelBytes, type PatchSpec } from '../src/diff/build.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { applyPayload } from '../src/apply/apply.ts';
-import { applyToModelDir } from '../src/io/model-dir-update.ts';
-import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
-import type { TfjsWeightEntry } from '../src/io/tfjs-manifest.ts';
+import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
+import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import type { TfjsWeightEntry } from '../src/io/tfjs/manifest.ts';
 import { folderBytes } from './helpers/dirs.ts';
 
 let root: string;
@@ -206,7 +206,7 @@ describe('storage grids', () => {
 
 describe('quantizing a folder the converter\'s way', () => {
   test('uint8: per-tensor range nudged so 0 is a grid value, ties to even; tfjs loads the result', async () => {
-    const { converterQuantize, quantizeModelDir, writeModelDir } = await import('../src/io/tfjs-artifacts.ts');
+    const { converterQuantize, quantizeModelDir, writeModelDir } = await import('../src/io/tfjs/index.ts');
     // range [-1, fround(1.55)]: scale = range / 255; the zero point round(1 / scale) = 100 makes min = -100 scale
     const v = Float32Array.from([-1, 0, 1.55, 0.005, 0.015, 0.5]);
     const { q, scale, min } = converterQuantize(v, 'uint8');

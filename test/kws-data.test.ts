@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { ESPEAK_EVAL_ACCENTS, ESPEAK_TRAIN_ACCENTS, ToolsUnavailableError, ensureTools, type KwsManifest } from '../examples/keyword-spotting/data.ts';
-import { loadXY } from '../src/io/npy-files.ts';
-import { parseNpy } from '../src/io/npy.ts';
+import { loadXY } from '../src/io/npy/files.ts';
+import { parseNpy } from '../src/io/npy/npy.ts';
 
 const script = fileURLToPath(new URL('../examples/keyword-spotting/data.ts', import.meta.url));
 const repo = fileURLToPath(new URL('..', import.meta.url));

@@ -11,8 +11,8 @@ import {
   melFilterbank,
   melToHz,
   logMelSpectrogram,
-} from '../src/audio/logmel.ts';
-import { resample } from '../src/audio/resample.ts';
+} from '../examples/lib/audio/logmel.ts';
+import { resample } from '../examples/lib/audio/resample.ts';
 
 /** Seeded uniform noise in [-1, 1). */
 function noise(n: number, seed: number): Float64Array {

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { DataError, ModelFormatError, UsageError } from '../src/core/errors.ts';
-import { loadXY, saveNpy, loadNpy } from '../src/io/npy-files.ts';
-import { parseNpy, writeNpy } from '../src/io/npy.ts';
+import { loadXY, saveNpy, loadNpy } from '../src/io/npy/files.ts';
+import { parseNpy, writeNpy } from '../src/io/npy/npy.ts';
 
 /**
  * Builds a .npy file by hand: magic, version, header length, the header text padded with spaces

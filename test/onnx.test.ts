@@ -16,8 +16,8 @@ import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
 import { buildPayload } from '../src/diff/build.ts';
 import { checkOnnxPair, diffOnnxModels } from '../src/diff/onnx.ts';
-import { OnnxWeightStore, ONNX_FRAME, type OnnxTensorEntry } from '../src/io/onnx.ts';
-import { applyToOnnxFile, openOnnxFile, recoverOnnxFile, ONNX_JOURNAL_SUFFIX, ONNX_PREVIOUS_SUFFIX } from '../src/io/onnx-files.ts';
+import { OnnxWeightStore, ONNX_FRAME, type OnnxTensorEntry } from '../src/io/onnx/store.ts';
+import { applyToOnnxFile, openOnnxFile, recoverOnnxFile, ONNX_JOURNAL_SUFFIX, ONNX_PREVIOUS_SUFFIX } from '../src/io/onnx/files.ts';
 import { DT, f32le, fBytes, fixture, fString, fVarint, graph, model, node, tensor } from './helpers/onnx-build.ts';
 
 const VAD = 'node_modules/@ricky0123/vad-web/dist';

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { crashStates, classify, imageAfter, type FolderImage, type FsOp } from './power-loss/fs-model.ts';
 import { buildScenarios, harnessRoot, runScenario, type PowerLossScenario, type ScenarioSummary } from './power-loss/harness.ts';
-import type { FileOps } from '../src/io/durable.ts';
+import type { FileOps } from '../src/io/durable/durable.ts';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (image: FolderImage, name: string) => {

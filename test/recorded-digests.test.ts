@@ -16,9 +16,9 @@ import { seededRandom } from '../src/core/random.ts';
 import { BaseMismatchError, ModelFormatError } from '../src/core/errors.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
-import { openTfjsModelDir, writeModelDir, MODEL_JSON } from '../src/io/tfjs-artifacts.ts';
-import { applyToModelDir } from '../src/io/model-dir-update.ts';
-import { DIGESTS_FILE, readRecordedDigests, recordModelDirDigests } from '../src/io/recorded-digests.ts';
+import { openTfjsModelDir, writeModelDir, MODEL_JSON } from '../src/io/tfjs/index.ts';
+import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
+import { DIGESTS_FILE, readRecordedDigests, recordModelDirDigests } from '../src/io/tfjs/recorded-digests.ts';
 import { tempDir, folderBytes } from './helpers/dirs.ts';
 
 const hasher = await getHasher();

@@ -12,14 +12,14 @@ import {
   readModelTensors,
   referencedFiles,
   writeModelDir,
-} from '../src/io/tfjs-artifacts.ts';
+} from '../src/io/tfjs/index.ts';
 import {
   computeGroupLayout,
   float16BitsToFloat32,
   parseModelJson,
   replaceTopLevelValue,
   type TfjsWeightEntry,
-} from '../src/io/tfjs-manifest.ts';
+} from '../src/io/tfjs/manifest.ts';
 
 // ---------------------------------------------------------------------------------------
 // helpers

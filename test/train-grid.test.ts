@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { snapValue, type StorageGrid } from '../src/core/grid.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
-import { applyToModelDir } from '../src/io/model-dir-update.ts';
-import { fileSystemIO, openTfjsModelDir, quantizeModelDir, referencedFiles } from '../src/io/tfjs-artifacts.ts';
+import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
+import { fileSystemIO, openTfjsModelDir, quantizeModelDir, referencedFiles } from '../src/io/tfjs/index.ts';
 import { initBackend } from '../src/train/backend.ts';
 import { evaluate } from '../src/train/data.ts';
-import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
+import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
 import { trainDiff, type TrainMethod } from '../src/train/train-diff.ts';
 import { tempDir } from './helpers/dirs.ts';
 

@@ -19,7 +19,7 @@ import { decodePayload } from '../src/core/format.ts';
 import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { initBackend } from '../src/train/backend.ts';
 import { epochBatches, evaluate, pick } from '../src/train/data.ts';
-import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
+import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { chooseBatchSize, selectTrainable, weightRoles } from '../src/train/select.ts';
 import { agreementBeyondChance, DISTILL_MIN_KAPPA, significantlyBetter, trainDiff } from '../src/train/train-diff.ts';

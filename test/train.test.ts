@@ -12,11 +12,11 @@ import { applyPayload } from '../src/apply/index.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { initBackend } from '../src/train/backend.ts';
 import { evaluate, fromDataset } from '../src/train/data.ts';
-import { mnistModel, mnistSplits, type MnistSplits } from '../src/train/mnist-task.ts';
+import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
-import { saveNpy } from '../src/io/npy-files.ts';
-import { fileSystemIO } from '../src/io/tfjs-artifacts.ts';
+import { saveNpy } from '../src/io/npy/files.ts';
+import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { main } from '../cli/ndiff.ts';
 import { tempDir } from './helpers/dirs.ts';
 

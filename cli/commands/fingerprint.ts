@@ -1,8 +1,8 @@
 import type { Argv } from 'yargs';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher } from '../../src/core/hasher.ts';
-import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
-import { DIGESTS_FILE, writeRecordedDigests } from '../../src/io/recorded-digests.ts';
+import { openTfjsModelDir } from '../../src/io/tfjs/index.ts';
+import { DIGESTS_FILE, writeRecordedDigests } from '../../src/io/tfjs/recorded-digests.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import { table, type CliIO } from '../common.ts';
 import { dtypeOf, isOnnxPath, openModel } from '../models.ts';

@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { makeDirs } from '../../src/io/durable.ts';
+import { makeDirs } from '../../src/io/durable/durable.ts';
 import { join } from 'node:path';
 import { UsageError } from '../../src/core/errors.ts';
 import { renderHtml, renderMarkdown, checkTargets } from '../../src/report/report.ts';

@@ -1,8 +1,8 @@
 import type { Argv } from 'yargs';
 import { applyVerifiedPayload, verifyPayload } from '../../src/apply/index.ts';
-import { openTfjsModelDir } from '../../src/io/tfjs-artifacts.ts';
-import { FileSequenceStore } from '../../src/io/sequence-file.ts';
-import { readFolderModelId } from '../../src/io/model-dir-update.ts';
+import { openTfjsModelDir } from '../../src/io/tfjs/index.ts';
+import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
+import { readFolderModelId } from '../../src/io/tfjs/folder-update.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { isOnnxPath, openModel, readPayloadFile } from '../models.ts';

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getHasher } from '../../src/core/hasher.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
-import { OnnxWeightStore } from '../../src/io/onnx.ts';
+import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { buildApplyBundle } from '../../scripts/build-apply.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

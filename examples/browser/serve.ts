@@ -18,7 +18,7 @@ import { MemoryWeightStore } from '../../src/core/weight-store.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
 import { buildPayload, type PatchSpec } from '../../src/diff/build.ts';
 import { seededRandom } from '../../src/core/random.ts';
-import { writeSafetensorsFile } from '../../src/io/safetensors-files.ts';
+import { writeSafetensorsFile } from '../../src/io/safetensors/files.ts';
 import { buildApplyBundle } from '../../scripts/build-apply.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -34,6 +34,7 @@
  * fully from their own chain's model, then compress. Chains run in `--jobs` worker processes
  * (one tfjs thread each). Rows: see src/report/results.ts.
  */
+import { fileURLToPath } from 'node:url';
 import { fork, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
@@ -41,7 +42,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { applyPayload } from '../../src/apply/index.ts';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
-import { loadNpy } from '../../src/io/npy-files.ts';
+import { loadNpy } from '../../src/io/npy/files.ts';
 import { initBackend } from '../../src/train/backend.ts';
 import { evaluate, pick as pickRows, seededRandom, stratifiedSplit, type LabelledData } from '../../src/train/data.ts';
 import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts';
@@ -52,7 +53,7 @@ import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
 import type { KwsManifest } from './data.ts';
 import { keywordModel } from './model.ts';
 
-const here = dirname(new URL(import.meta.url).pathname);
+const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -536,7 +537,7 @@ const passArgs = process.argv.slice(2).filter((a, i, all) => a !== '--worker' &&
 await Promise.all(
   Array.from({ length: jobs }, (_, i) =>
     new Promise<void>((res, rej) => {
-      const child = fork(new URL(import.meta.url).pathname, [...passArgs, '--worker', String(i), '--jobs', String(jobs), '--data', dataDir, '--work', workDir], { execArgv: ['--import', 'tsx'] });
+      const child = fork(fileURLToPath(import.meta.url), [...passArgs, '--worker', String(i), '--jobs', String(jobs), '--data', dataDir, '--work', workDir], { execArgv: ['--import', 'tsx'] });
       child.on('exit', (code) => (code === 0 ? res() : rej(new Error(`job ${i} exited with ${code}`))));
     }),
   ),

@@ -15,7 +15,7 @@
  *
  * The class index space is fixed up front (every word any update uses, plus spare slots) and
  * written with everything else to `manifest.json`. Each split is `x.npy` (float32
- * `[n, 49, 40, 1]` log-mel, see `src/audio/logmel.ts`), `y.npy` (int32 class index) and
+ * `[n, 49, 40, 1]` log-mel, see `examples/lib/audio/logmel.ts`), `y.npy` (int32 class index) and
  * `source.npy` (int32 index into `manifest.sources`: which voice / speaker made the row).
  *
  * Run: `node --import tsx examples/keyword-spotting/data.ts [--quick] [--out DIR] [--seed N] [--jobs N] [--inflight N]`
@@ -33,8 +33,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../../src/core/errors.ts';
-import { KWS_LOGMEL, frameCount } from '../../src/audio/logmel.ts';
-import { writeNpy } from '../../src/io/npy.ts';
+import { KWS_LOGMEL, frameCount } from '../lib/audio/logmel.ts';
+import { writeNpy } from '../../src/io/npy/npy.ts';
 import { Rng, decodeWithSox, type Assets, type Aug, type NoiseKind, type Row } from './render.ts';
 import type { CpuSeconds, FromWorker, ToWorker } from './worker.ts';
 
@@ -1059,9 +1059,9 @@ export async function generate(options: GenerateOptions): Promise<GenerateReport
         spectrum: 'power',
         log: 'natural',
         logFloor: Math.log(KWS_LOGMEL.logOffset),
-        alignment: 'clip cropped / zero-padded to 1 s around the energy centroid (src/audio/logmel.ts centerOnEnergy), then augmented',
+        alignment: 'clip cropped / zero-padded to 1 s around the energy centroid (examples/lib/audio/logmel.ts centerOnEnergy), then augmented',
         layout: 'x: float32 [n, frames, melBins, 1], row-major; y: int32 [n] class index; source: int32 [n] index into sources',
-        code: 'src/audio/logmel.ts',
+        code: 'examples/lib/audio/logmel.ts',
       },
       numClasses: classes.length,
       classes,

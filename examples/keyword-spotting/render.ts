@@ -13,8 +13,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ComplexFFT, KWS_LOGMEL, LogMel, centerOnEnergy, energyWindowStart } from '../../src/audio/logmel.ts';
-import { resample } from '../../src/audio/resample.ts';
+import { ComplexFFT, KWS_LOGMEL, LogMel, centerOnEnergy, energyWindowStart } from '../lib/audio/logmel.ts';
+import { resample } from '../lib/audio/resample.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Deterministic randomness

@@ -16,13 +16,14 @@
  *
  * Without file arguments it reads results/full.json and every results/seeds/offset-*.json.
  */
+import { fileURLToPath } from 'node:url';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkTargets, smallSparseGap, withinPoints } from '../../src/report/report.ts';
 import { validateResults, type ResultRow } from '../../src/report/results.ts';
 
-const here = dirname(new URL(import.meta.url).pathname);
+const here = dirname(fileURLToPath(import.meta.url));
 const { values: args, positionals } = parseArgs({ options: { out: { type: 'string' } }, allowPositionals: true });
 
 const files = positionals.length

@@ -19,11 +19,11 @@ import { cp, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { main as ndiff } from '../../cli/ndiff.ts';
-import { saveNpy } from '../../src/io/npy-files.ts';
-import { fileSystemIO } from '../../src/io/tfjs-artifacts.ts';
+import { saveNpy } from '../../src/io/npy/files.ts';
+import { fileSystemIO } from '../../src/io/tfjs/index.ts';
 import { initBackend } from '../../src/train/backend.ts';
 import { evaluate } from '../../src/train/data.ts';
-import { mnistModel, mnistSplits } from '../../src/train/mnist-task.ts';
+import { mnistModel, mnistSplits } from '../lib/mnist-task.ts';
 import { trainDiff } from '../../src/train/train-diff.ts';
 
 const arg = (name: string, fallback: string) => {

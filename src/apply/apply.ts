@@ -91,7 +91,7 @@ export interface ApplyResult {
 
 /**
  * A store that keeps the previous version after {@link WeightStore.commit} until told which
- * one to keep (the TF.js folder store of src/io/model-dir-update.ts is one).
+ * one to keep (the TF.js folder store of src/io/tfjs/folder-update.ts is one).
  */
 export interface TwoPhaseWeightStore extends WeightStore {
   /** The new version is good: drop the previous one. */

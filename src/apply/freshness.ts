@@ -1,7 +1,7 @@
 /**
  * Freshness: refuse payloads older than (or as old as) what the device applied, and expired
  * ones. The device keeps the highest applied sequence per model id in a {@link SequenceStore}:
- * a state file on Node (src/io/sequence-file.ts), anything the caller provides elsewhere
+ * a state file on Node (src/io/durable/sequence-file.ts), anything the caller provides elsewhere
  * (AsyncStorage, IndexedDB, a row in the app's database).
  */
 import { FreshnessError, StateStoreError } from '../core/errors.ts';

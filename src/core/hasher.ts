@@ -8,25 +8,8 @@
 import { xxh32, Xxh64 } from './xxhash-pure.ts';
 import { kernelHasher } from './region-kernel.ts';
 
-/** A streaming XXH64 state. */
-export interface Hash64Stream {
-  /** Append `input`; returns the same stream. */
-  update(input: Uint8Array): Hash64Stream;
-  /** XXH64 of everything appended so far (unsigned 64-bit). */
-  digest(): bigint;
-}
-
-/** XXH32 and XXH64 (as specified by the xxHash project), bit for bit equal across kinds. */
-export interface Hasher {
-  /** Which implementation runs. */
-  readonly kind: 'wasm' | 'pure';
-  /** XXH32 of `input`, unsigned 32-bit; `seed` is taken modulo 2^32. */
-  h32(input: Uint8Array, seed?: number): number;
-  /** A streaming XXH64 state; `seed` is taken modulo 2^64. */
-  create64(seed?: bigint): Hash64Stream;
-  /** XXH64 of `input`, unsigned 64-bit; `seed` is taken modulo 2^64. */
-  h64(input: Uint8Array, seed?: bigint): bigint;
-}
+export type { Hash64Stream, Hasher } from './hash-types.ts';
+import type { Hasher } from './hash-types.ts';
 
 const pureHasher: Hasher = {
   kind: 'pure',

@@ -17,7 +17,7 @@ import { REGION_KERNEL_WASM } from './region-kernel-wasm.ts';
 import { REGION_SIMD_KERNEL_WASM } from './region-kernel-simd-wasm.ts';
 import { fromHex } from './hex.ts';
 import { LITTLE_ENDIAN_HOST } from './endian.ts';
-import type { Hash64Stream, Hasher } from './hasher.ts';
+import type { Hash64Stream, Hasher } from './hash-types.ts';
 import { xxh32 } from './xxhash-pure.ts';
 import type { ValueCodec } from './values.ts';
 

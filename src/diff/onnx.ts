@@ -10,7 +10,7 @@ import { BudgetError, ModelMismatchError } from '../core/errors.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { describeGrid, snapValue } from '../core/grid.ts';
 import type { WeightStore } from '../core/weight-store.ts';
-import { ONNX_FRAME, type OnnxTensorEntry } from '../io/onnx.ts';
+import { ONNX_FRAME, type OnnxTensorEntry } from '../io/onnx/store.ts';
 import { buildPayload, type BuiltPayload, type PatchSpec } from './build.ts';
 import { topkFromDeltas, type TopkOptions, type TopkResult } from './topk.ts';
 import { exactDiff, type ExactCodec } from './exact.ts';

@@ -8,5 +8,5 @@ export { evaluate, fromDataset, type LabelledData } from './data.ts';
 export { modelToStore, setModelWeights, namedVariables, type NamedVariable } from './model-weights.ts';
 export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from '../sparse-diff/trainer.ts';
 export { HashedBuckets } from '../hash-diff/trainer.ts';
-export { tfModelStore, TfModelWeightStore, type TfModelStoreOptions } from '../io/tf-model-store.ts';
+export { tfModelStore, TfModelWeightStore, type TfModelStoreOptions } from '../io/tfjs/live-model-store.ts';
 export type { EpochReport } from './loop.ts';

@@ -103,7 +103,7 @@ if (job.mode === 'cli') {
   }, quiet);
   process.exitCode = code;
 } else {
-  const { applyToModelDir } = await import('../../src/io/model-dir-update.ts');
+  const { applyToModelDir } = await import('../../src/io/tfjs/folder-update.ts');
   const { readFile } = await import('node:fs/promises');
   const bytes = new Uint8Array(await readFile(job.payload));
   try {

@@ -24,9 +24,9 @@ import { join } from 'node:path';
 import { applyPayload, MemorySequenceStore, NeuralDiffError, type ApplyOptions } from '../../src/apply/index.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { decodePayload } from '../../src/core/format.ts';
-import { applyToModelDir } from '../../src/io/model-dir-update.ts';
-import { recordModelDirDigests } from '../../src/io/recorded-digests.ts';
-import { openTfjsModelDir, writeModelDir } from '../../src/io/tfjs-artifacts.ts';
+import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
+import { recordModelDirDigests } from '../../src/io/tfjs/recorded-digests.ts';
+import { openTfjsModelDir, writeModelDir } from '../../src/io/tfjs/index.ts';
 import type { Corpus } from './corpus.ts';
 import { folderBytes } from '../helpers/dirs.ts';
 

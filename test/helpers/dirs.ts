@@ -2,7 +2,7 @@
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeModelDir } from '../../src/io/tfjs-artifacts.ts';
+import { writeModelDir } from '../../src/io/tfjs/index.ts';
 import type { MemoryWeightStore } from '../../src/core/weight-store.ts';
 
 export async function tempDir(prefix = 'ndiff-test-'): Promise<string> {

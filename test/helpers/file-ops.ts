@@ -1,6 +1,6 @@
 /** File-operation layers for tests: a process that dies at a chosen operation, in-process. */
 import * as path from 'node:path';
-import { nodeFileOps, type FileOps } from '../../src/io/durable.ts';
+import { nodeFileOps, type FileOps } from '../../src/io/durable/durable.ts';
 
 /** Thrown by {@link crashingFileOps} from the chosen operation on. */
 export class SimulatedCrash extends Error {

@@ -29,7 +29,7 @@ fsp.unlink = async function (this: unknown, file: unknown, ...rest: unknown[]) {
 };
 syncBuiltinESMExports();
 
-const { lockModelDir } = await import('../../src/io/model-dir-update.ts');
+const { lockModelDir } = await import('../../src/io/tfjs/folder-update.ts');
 try {
   const unlock = await lockModelDir(dir);
   process.stdout.write('locked\n');

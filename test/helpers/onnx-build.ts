@@ -1,6 +1,6 @@
 /**
  * A tiny protobuf encoder for ONNX models the tests build themselves (field numbers from
- * onnx/onnx.proto). Written apart from the reader in src/io/onnx-proto.ts so the two check each
+ * onnx/onnx.proto). Written apart from the reader in src/io/onnx/proto.ts so the two check each
  * other; small enough to read in one sitting.
  */
 

@@ -3,7 +3,7 @@
  * 2014) and CrashMonkey (Mohan et al., OSDI 2018):
  *
  * 1. {@link RecordingFileOps} records every file-system operation an apply makes through the
- *    applier's own file layer (src/io/durable.ts `FileOps`), with the bytes it writes and the
+ *    applier's own file layer (src/io/durable/durable.ts `FileOps`), with the bytes it writes and the
  *    inode each name points to;
  * 2. {@link crashStates} takes a crash point (a prefix of the record) and decides which of the
  *    operations in the prefix reached the disk, under these rules (the abstract persistence
@@ -28,7 +28,7 @@
 import { mkdir, link, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { nodeFileOps, type FileOps, type NewFile } from '../../src/io/durable.ts';
+import { nodeFileOps, type FileOps, type NewFile } from '../../src/io/durable/durable.ts';
 
 /** A folder as names (top-level files only) pointing at inodes, and the inodes' bytes. */
 export interface FolderImage {

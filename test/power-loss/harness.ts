@@ -30,11 +30,11 @@ import { getHasher, type Hasher } from '../../src/core/hasher.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
-import { applyToModelDir, lockModelDir, readFolderModelId, recoverModelDir } from '../../src/io/model-dir-update.ts';
-import { FileSequenceStore } from '../../src/io/sequence-file.ts';
-import type { FileOps } from '../../src/io/durable.ts';
-import { openTfjsModelDir, referencedFiles, writeModelDir } from '../../src/io/tfjs-artifacts.ts';
-import { DEFAULT_STATE_FILE, DIGESTS_FILE, FOLDER_FILE } from '../../src/io/control-files.ts';
+import { applyToModelDir, lockModelDir, readFolderModelId, recoverModelDir } from '../../src/io/tfjs/folder-update.ts';
+import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
+import type { FileOps } from '../../src/io/durable/durable.ts';
+import { openTfjsModelDir, referencedFiles, writeModelDir } from '../../src/io/tfjs/index.ts';
+import { DEFAULT_STATE_FILE, DIGESTS_FILE, FOLDER_FILE } from '../../src/io/durable/control-files.ts';
 import { baseAndTarget } from '../helpers/models.ts';
 import { crashStates, describeOp, materialize, RecordingFileOps, snapshotFolder, type CrashState, type FolderImage, type FsOp } from './fs-model.ts';
 

@@ -11,8 +11,8 @@
  *
  * @module
  */
-import { ModelFormatError, UsageError } from '../core/errors.ts';
-import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
+import { ModelFormatError, UsageError } from '../../core/errors.ts';
+import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
 
 /** Typed arrays that {@link parseNpy} returns. */
 export type NpyData =

@@ -30,17 +30,17 @@ import { randomBytes } from 'node:crypto';
 import { link, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
-import { ModelFormatError, TargetMismatchError, UsageError } from '../core/errors.ts';
-import { fingerprintStore } from '../core/fingerprint.ts';
-import { getHasher, type Hasher } from '../core/hasher.ts';
-import type { CommitInfo, WeightStore } from '../core/weight-store.ts';
-import type { StorageGrid } from '../core/grid.ts';
-import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../apply/apply.ts';
-import type { SequenceStore } from '../apply/freshness.ts';
-import { errCode, syncDir } from './durable.ts';
-import { DEFAULT_STATE_FILE, FileSequenceStore, writeFileAtomically } from './sequence-file.ts';
-import { lockModelDir, type RecoveryReport } from './model-dir-update.ts';
-import { OnnxWeightStore, onnxExternalLocations, type OnnxTensorEntry } from './onnx.ts';
+import { ModelFormatError, TargetMismatchError, UsageError } from '../../core/errors.ts';
+import { fingerprintStore } from '../../core/fingerprint.ts';
+import { getHasher, type Hasher } from '../../core/hasher.ts';
+import type { CommitInfo, WeightStore } from '../../core/weight-store.ts';
+import type { StorageGrid } from '../../core/grid.ts';
+import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../../apply/apply.ts';
+import type { SequenceStore } from '../../apply/freshness.ts';
+import { errCode, syncDir } from '../durable/durable.ts';
+import { DEFAULT_STATE_FILE, FileSequenceStore, writeFileAtomically } from '../durable/sequence-file.ts';
+import { lockModelDir, type RecoveryReport } from '../durable/lock.ts';
+import { OnnxWeightStore, onnxExternalLocations, type OnnxTensorEntry } from './store.ts';
 
 /** Suffix of the journal of an unconfirmed update, next to the model file. */
 export const ONNX_JOURNAL_SUFFIX = '.ndiff-update.json';

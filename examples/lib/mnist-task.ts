@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { seededRandom, permutation, type LabelledData } from './data.ts';
+import { seededRandom, permutation, type LabelledData } from '../../src/train/data.ts';
 
 export const MNIST_SIDE = 14;
 

@@ -38,15 +38,15 @@
  *   quantization parameters among them) into the model fingerprint, so a payload made for
  *   another graph or another quantization is refused even if the weights agree.
  */
-import { ModelFormatError, ModelMismatchError } from '../core/errors.ts';
-import { describeGrid, gridLevel, snapValue, type LinearQuantGrid, type StorageGrid } from '../core/grid.ts';
-import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
-import { fromHalfBits, toHalfBits } from '../core/float16.ts';
-import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
-import { Xxh64 } from '../core/xxhash-pure.ts';
-import { ONNX_DTYPES, RAW_WIDTH, scanOnnxModel, signed64, type OnnxReader, type OnnxTensorRecord } from './onnx-proto.ts';
+import { ModelFormatError, ModelMismatchError } from '../../core/errors.ts';
+import { describeGrid, gridLevel, snapValue, type LinearQuantGrid, type StorageGrid } from '../../core/grid.ts';
+import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
+import { fromHalfBits, toHalfBits } from '../../core/float16.ts';
+import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
+import { Xxh64 } from '../../core/xxhash-pure.ts';
+import { ONNX_DTYPES, RAW_WIDTH, scanOnnxModel, signed64, type OnnxReader, type OnnxTensorRecord } from './proto.ts';
 
-export { scanOnnxModel, ONNX_DTYPES, type OnnxTensorRecord, type OnnxReader, type OnnxScan, type ScanOptions } from './onnx-proto.ts';
+export { scanOnnxModel, ONNX_DTYPES, type OnnxTensorRecord, type OnnxReader, type OnnxScan, type ScanOptions } from './proto.ts';
 
 /** Name of the frame tensor (module doc). A model tensor of the same name is renamed `onnx:frame #2`. */
 export const ONNX_FRAME = 'onnx:frame';

@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { DataError, ModelFormatError, UsageError } from '../core/errors.ts';
+import { DataError, ModelFormatError, UsageError } from '../../core/errors.ts';
 import { parseNpy, writeNpy, type NpyArray, type NpyData, type NpyWritable } from './npy.ts';
 
 /** A features/labels pair as loaded by {@link loadXY}. */

@@ -11,8 +11,8 @@
  * A missing file means nothing was applied yet. A file that is not this JSON is refused
  * (fail closed): deleting it would silently drop rollback protection.
  */
-import { StateStoreError } from '../core/errors.ts';
-import type { SequenceRecord, SequenceStore } from '../apply/freshness.ts';
+import { StateStoreError } from '../../core/errors.ts';
+import type { SequenceRecord, SequenceStore } from '../../apply/freshness.ts';
 import { readRegularFile, syncDir, writeFileAtomically, type FileOps } from './durable.ts';
 import { DEFAULT_STATE_FILE } from './control-files.ts';
 

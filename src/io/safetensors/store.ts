@@ -18,12 +18,12 @@
  * - Every other dtype (`F64`, integers, `BOOL`, 8-bit floats, ...) is not listed and is written
  *   back byte for byte.
  */
-import { ModelFormatError, ModelMismatchError, UsageError } from '../core/errors.ts';
-import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
-import { encodeUtf8 } from '../core/utf8.ts';
-import { decodeUtf8Strict } from '../core/utf8-decode.ts';
-import type { StorageGrid } from '../core/grid.ts';
-import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
+import { ModelFormatError, ModelMismatchError, UsageError } from '../../core/errors.ts';
+import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
+import { encodeUtf8 } from '../../core/utf8.ts';
+import { decodeUtf8Strict } from '../../core/utf8-decode.ts';
+import type { StorageGrid } from '../../core/grid.ts';
+import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
 
 /** Bytes per element of the dtypes the format defines (sub-byte dtypes are passed through unchecked). */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {

@@ -3,9 +3,9 @@
  * against the file's size before a byte is read, at most cap + 1 bytes are ever read, and
  * anything that is not a regular file (a FIFO, `/dev/zero`, a folder) is refused at once.
  */
-import { PayloadTooLargeError, UsageError } from '../core/errors.ts';
-import { payloadLimit } from '../core/format.ts';
-import { ENVELOPE_OVERHEAD } from '../apply/envelope.ts';
+import { PayloadTooLargeError, UsageError } from '../../core/errors.ts';
+import { payloadLimit } from '../../core/format.ts';
+import { ENVELOPE_OVERHEAD } from '../../apply/envelope.ts';
 import { errCode, readRegularFile } from './durable.ts';
 
 /**

@@ -4,7 +4,7 @@
  * version or exactly the new one, and the next apply finishes the job or refuses cleanly.
  *
  * The folder's states (docs/SECURITY.md walks through them; every file operation goes through
- * the {@link FileOps} of src/io/durable.ts, which the power-loss harness records):
+ * the {@link FileOps} of src/io/durable/durable.ts, which the power-loss harness records):
  *
  * 1. the update journal `.ndiff-journal.json` is written durably: a random id, the sha256 of the
  *    current model.json and of the new one, the shards the update will create and the old shards
@@ -26,7 +26,7 @@
  *    fsynced (the commit point of the confirmation: once any of these deletions is durable the
  *    previous version may be short of a shard, so recovery finishes the confirmation), then the
  *    journal is deleted;
- * 8. the tensor digests are recorded (src/io/recorded-digests.ts, during step 7), so the next
+ * 8. the tensor digests are recorded (src/io/tfjs/recorded-digests.ts, during step 7), so the next
  *    apply reads only the shards it patches, and the sequence number is recorded in the state file.
  *
  * {@link recoverModelDir}, run at the start of every apply (under the lock), finishes what a
@@ -39,24 +39,25 @@
  * model.json (and a kept previous version) do not name are deleted. After it, the same apply
  * runs again from the old version.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { lstat, readdir, readFile, realpath } from 'node:fs/promises';
-import { uptime } from 'node:os';
+import { createHash } from 'node:crypto';
+import { lstat, readdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { ModelFormatError, ModelMismatchError, NeuralDiffError, StateStoreError } from '../core/errors.ts';
-import { getHasher, type Hasher } from '../core/hasher.ts';
-import { MemoryWeightStore, type CommitInfo, type WeightStore } from '../core/weight-store.ts';
-import type { StorageGrid } from '../core/grid.ts';
-import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../apply/apply.ts';
-import type { SequenceStore } from '../apply/freshness.ts';
-import { checkManifestNamesNoControlFiles, openTfjsModelDir, type BeforeWriteHook, type TfjsDirWeightStore } from './tfjs-artifacts.ts';
-import { manifestPaths, parseModelJson } from './tfjs-manifest.ts';
-import { FileSequenceStore } from './sequence-file.ts';
+import { ModelFormatError, ModelMismatchError, NeuralDiffError, StateStoreError } from '../../core/errors.ts';
+import { getHasher, type Hasher } from '../../core/hasher.ts';
+import { MemoryWeightStore, type CommitInfo, type WeightStore } from '../../core/weight-store.ts';
+import type { StorageGrid } from '../../core/grid.ts';
+import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../../apply/apply.ts';
+import type { SequenceStore } from '../../apply/freshness.ts';
+import { checkManifestNamesNoControlFiles, openTfjsModelDir, type BeforeWriteHook, type TfjsDirWeightStore } from './index.ts';
+import { manifestPaths, parseModelJson } from './manifest.ts';
+import { FileSequenceStore } from '../durable/sequence-file.ts';
 import { readRecordedDigests, writeRecordedDigests } from './recorded-digests.ts';
-import { errCode, forEachLimited, nodeFileOps, readRegularFile, TEMP_FILE, writeFileAtomically, type FileOps } from './durable.ts';
-import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from './control-files.ts';
+import { errCode, forEachLimited, nodeFileOps, readRegularFile, TEMP_FILE, writeFileAtomically, type FileOps } from '../durable/durable.ts';
+import { lockModelDir, type FolderOptions, type RecoveryReport } from '../durable/lock.ts';
+import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from '../durable/control-files.ts';
 
 export { LOCK_FILE, JOURNAL_FILE, FOLDER_FILE };
+export { lockModelDir, type RecoveryReport, type FolderOptions };
 /**
  * The name older appliers (before the update journal) gave the previous version after the
  * confirmation. This applier never writes it, and recovery leaves such a file alone.
@@ -64,22 +65,6 @@ export { LOCK_FILE, JOURNAL_FILE, FOLDER_FILE };
 export const RETIRED_MODEL_JSON = 'model.json.retired';
 /** Shard names this project's writer makes (content-addressed), safe to delete when unreferenced. */
 const WRITER_SHARD = /^group\d+-shard\d+of\d+-[0-9a-f]{16}\.bin$/;
-
-/** What {@link recoverModelDir} found and did. */
-export interface RecoveryReport {
-  /** One sentence per action (or file deliberately left alone); empty when the folder was clean. */
-  actions: string[];
-  /** True when an unconfirmed update was rolled back to the previous version. */
-  rolledBack: boolean;
-  /** Files deleted, relative to the folder. */
-  removed: string[];
-}
-
-/** Options of the functions that change a model folder. */
-export interface FolderOptions {
-  /** The file operations that change the folder (default: node:fs; tests record them). */
-  fileOps?: FileOps;
-}
 
 function emptyReport(): RecoveryReport {
   return { actions: [], rolledBack: false, removed: [] };
@@ -456,133 +441,6 @@ async function writeFolderModelId(ops: FileOps, dir: string, modelId: string): P
 // ---------------------------------------------------------------------------------------------
 // the lock
 
-/**
- * Model folders this process holds the lock of (resolved paths): two applies in one process
- * exclude each other too. An entry is added synchronously, before the first await.
- */
-const heldLocks = new Set<string>();
-
-/** `.ndiff-apply.lock-<pid>-<ms since 1970>-<12 hex>`: one file per apply, never reused. */
-const LOCK_NAME = /^\.ndiff-apply\.lock-(\d+)-(\d+)-[0-9a-f]{12}$/;
-/** Attempts at the lock when another live apply's lock file is seen (with a short random pause between). */
-const LOCK_ATTEMPTS = 4;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return errCode(e) === 'EPERM';
-  }
-}
-
-/**
- * The live holder a lock file names, or null when it is stale: its pid no longer runs, it was
- * taken before the last boot (after a reboot the same pid may belong to another process), or it
- * is this process's own pid (this process holds no other lock on the folder, so the file is a
- * leftover of a run with the same pid before a reboot).
- */
-async function liveHolder(dir: string, name: string): Promise<{ pid: number } | null> {
-  let pid: unknown;
-  let takenAt = NaN;
-  const m = LOCK_NAME.exec(name);
-  if (m) {
-    pid = Number(m[1]);
-    takenAt = Number(m[2]);
-  } else {
-    // An older applier's lock, `.ndiff-apply.lock` with {"pid", "startedAt"} inside.
-    try {
-      const holder = JSON.parse(new TextDecoder().decode((await readIfExists(path.join(dir, name))) ?? new Uint8Array()));
-      pid = holder?.pid;
-      takenAt = typeof holder?.startedAt === 'string' ? Date.parse(holder.startedAt) : NaN;
-    } catch {
-      return null; // a lock cut short by a crash
-    }
-  }
-  const bootedAt = Date.now() - uptime() * 1000;
-  if (Number.isFinite(takenAt) && takenAt < bootedAt - 5000) return null;
-  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid === process.pid || !pidAlive(pid)) return null;
-  return { pid };
-}
-
-/**
- * Take the folder's apply lock, for one writer per model folder.
- *
- * Each apply creates a lock file of its own, named by its pid, start time and a random nonce,
- * then lists the folder: if another live apply's lock file is there, it removes its own and
- * (after a few tries, a short random pause apart) refuses; lock files of dead processes, or from
- * before the last boot, are deleted. No file is ever taken over or reused, so a delayed deletion
- * of a stale lock can only delete that stale file, never a lock another apply has just taken;
- * and of two applies that create their files at the same time, the one that lists the folder
- * last sees the other's file, so they cannot both hold the lock.
- *
- * @throws ModelFormatError another live apply holds the lock, no such folder, or the folder
- *   cannot be written (permissions, read-only file system).
- * @returns the release function.
- */
-export async function lockModelDir(dir: string, options: FolderOptions = {}): Promise<() => Promise<void>> {
-  const ops = options.fileOps ?? nodeFileOps;
-  const keys = [path.resolve(dir)];
-  const inProcess = () => new ModelFormatError(`an apply to ${dir} is already running in this process: expected one writer per model folder; await it, then retry`, { dir });
-  if (heldLocks.has(keys[0])) throw inProcess();
-  heldLocks.add(keys[0]);
-  const unreserve = () => keys.forEach((k) => heldLocks.delete(k));
-  try {
-    // The same folder under another path (a symlink) is the same lock.
-    const real = await realpath(dir).catch(() => keys[0]);
-    if (real !== keys[0]) {
-      if (heldLocks.has(real)) throw inProcess();
-      heldLocks.add(real);
-      keys.push(real);
-    }
-    const body = new TextEncoder().encode(JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }) + '\n');
-    for (let attempt = 1; ; attempt++) {
-      const mine = `${LOCK_FILE}-${process.pid}-${Date.now()}-${randomBytes(6).toString('hex')}`;
-      const file = path.join(dir, mine);
-      try {
-        await ops.writeNewFile(file, [body]);
-      } catch (e) {
-        throw lockWriteError(dir, e);
-      }
-      let holder: { pid: number } | null = null;
-      for (const name of (await readdir(dir)).sort()) {
-        if (name === mine || !(name === LOCK_FILE || LOCK_NAME.test(name))) continue;
-        const live = await liveHolder(dir, name);
-        if (live) holder ??= live;
-        // A stale lock file is its dead owner's alone: deleting it, even late, harms no one.
-        else await ops.unlink(path.join(dir, name)).catch(() => {});
-      }
-      if (!holder) {
-        return async () => {
-          unreserve();
-          await ops.unlink(file).catch(() => {});
-        };
-      }
-      await ops.unlink(file).catch(() => {});
-      if (attempt >= LOCK_ATTEMPTS) {
-        throw new ModelFormatError(`another apply (pid ${holder.pid}) is updating ${dir} now: expected one writer per model folder; wait for it to finish, then retry`, { dir, pid: holder.pid });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 60));
-    }
-  } catch (e) {
-    unreserve();
-    throw e;
-  }
-}
-
-/** The error for a lock file that cannot be created: no folder, or a folder this user cannot write. */
-function lockWriteError(dir: string, e: unknown): unknown {
-  const code = errCode(e);
-  if (code === 'ENOENT' || code === 'ENOTDIR') return new ModelFormatError(`no model folder at ${dir}: check the path`, { dir });
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-    return new ModelFormatError(
-      `cannot write in the model folder ${dir} (${code}${code === 'EROFS' ? ': a read-only file system' : ': permission denied'}): an apply writes its lock, the new shards and model.json there; expected a folder this user can write. Nothing was changed: run the apply as the folder's owner, or make the folder writable`,
-      { dir, code },
-    );
-  }
-  return e;
-}
-
 // ---------------------------------------------------------------------------------------------
 // applying
 
@@ -681,7 +539,7 @@ export interface ModelDirApplyOptions extends Omit<ApplyOptions, 'healthCheck' |
   dryRun?: boolean;
   /**
    * How the tensors the payload does not patch are checked against the base: `'recorded'`
-   * (default) trusts the digests the last confirmed apply recorded (src/io/recorded-digests.ts)
+   * (default) trusts the digests the last confirmed apply recorded (src/io/tfjs/recorded-digests.ts)
    * while their files are unchanged, so only the patched tensors' shards are read; `'full'`
    * reads and hashes every tensor. The patched tensors are always read and hashed.
    */

@@ -16,11 +16,11 @@
  * ```
  */
 import * as path from 'node:path';
-import { fingerprintStore } from '../core/fingerprint.ts';
-import { getHasher, type Hasher } from '../core/hasher.ts';
-import { openTfjsModelDir, type RecordedDigest } from './tfjs-artifacts.ts';
-import { readRegularFile, writeFileAtomically, type FileOps } from './durable.ts';
-import { DIGESTS_FILE } from './control-files.ts';
+import { fingerprintStore } from '../../core/fingerprint.ts';
+import { getHasher, type Hasher } from '../../core/hasher.ts';
+import { openTfjsModelDir, type RecordedDigest } from './index.ts';
+import { readRegularFile, writeFileAtomically, type FileOps } from '../durable/durable.ts';
+import { DIGESTS_FILE } from '../durable/control-files.ts';
 
 /** The file's name inside a model folder. */
 export { DIGESTS_FILE };

@@ -26,8 +26,8 @@
  * folder is refused (BaseMismatchError). Build payloads from the loaded model in that case.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ModelMismatchError, UsageError } from '../core/errors.ts';
-import type { TensorEntry, WeightStore } from '../core/weight-store.ts';
+import { ModelMismatchError, UsageError } from '../../core/errors.ts';
+import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
 
 /** Options of {@link tfModelStore}. */
 export interface TfModelStoreOptions {

@@ -12,11 +12,11 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
-import { ModelFormatError, UsageError } from '../core/errors.ts';
-import type { StorageGrid } from '../core/grid.ts';
-import type { WeightStore } from '../core/weight-store.ts';
-import { SafetensorsWeightStore, serializeSafetensors, type SafetensorsTensorEntry, type SafetensorsTensorInput } from './safetensors.ts';
-import { errCode, syncDir } from './durable.ts';
+import { ModelFormatError, UsageError } from '../../core/errors.ts';
+import type { StorageGrid } from '../../core/grid.ts';
+import type { WeightStore } from '../../core/weight-store.ts';
+import { SafetensorsWeightStore, serializeSafetensors, type SafetensorsTensorEntry, type SafetensorsTensorInput } from './store.ts';
+import { errCode, syncDir } from '../durable/durable.ts';
 
 
 /**

@@ -14,7 +14,7 @@ import { TEMP_FILE } from './durable.ts';
 export const MODEL_JSON = 'model.json';
 /**
  * The previous version's model.json, kept during an update until the new version is confirmed
- * or rolled back (src/io/model-dir-update.ts; the update journal names it).
+ * or rolled back (src/io/tfjs/folder-update.ts; the update journal names it).
  */
 export const PREVIOUS_MODEL_JSON = 'model.json.prev';
 /**
@@ -26,9 +26,9 @@ export const JOURNAL_FILE = '.ndiff-journal.json';
 export const LOCK_FILE = '.ndiff-apply.lock';
 /** The state file's default name inside a model folder (`ndiff apply` default). */
 export const DEFAULT_STATE_FILE = '.ndiff-state.json';
-/** Recorded tensor digests (src/io/recorded-digests.ts). */
+/** Recorded tensor digests (src/io/tfjs/recorded-digests.ts). */
 export const DIGESTS_FILE = '.ndiff-digests.json';
-/** The model id the folder holds, recorded by its first apply (src/io/model-dir-update.ts). */
+/** The model id the folder holds, recorded by its first apply (src/io/tfjs/folder-update.ts). */
 export const FOLDER_FILE = '.ndiff-folder.json';
 
 /**

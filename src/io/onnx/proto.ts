@@ -28,8 +28,8 @@
  * is listed on that tensor ({@link OnnxTensorRecord.readers}), so a store can tell an INT8 weight
  * that feeds a `DequantizeLinear` (and with which scale and zero point) from any other.
  */
-import { ModelFormatError } from '../core/errors.ts';
-import { decodeUtf8Strict } from '../core/utf8-decode.ts';
+import { ModelFormatError } from '../../core/errors.ts';
+import { decodeUtf8Strict } from '../../core/utf8-decode.ts';
 
 /** ONNX `TensorProto.DataType` names, by number. */
 export const ONNX_DTYPES: readonly string[] = [

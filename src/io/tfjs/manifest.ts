@@ -25,8 +25,8 @@
  * graph-model constants) are *pass-through*: never exposed as mutable floats, always written
  * back with their original bytes and their original manifest entry, so they stay bit-exact.
  */
-import { ModelFormatError, UsageError } from '../core/errors.ts';
-import { LITTLE_ENDIAN_HOST } from '../core/endian.ts';
+import { ModelFormatError, UsageError } from '../../core/errors.ts';
+import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
 
 /** Entry dtypes tfjs 4.22 writes into a weights manifest. */
 export type TfjsDtype = 'float32' | 'int32' | 'bool' | 'string' | 'complex64';

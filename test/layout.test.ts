@@ -1,0 +1,87 @@
+/**
+ * The house rules of `src/` (docs/ARCHITECTURE.md), checked on the code's own imports: what each
+ * folder may import, and no import cycles between files (zod keeps the same kind of test).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { builtinModules } from 'node:module';
+
+const root = join(import.meta.dirname, '..');
+const builtins = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)]);
+
+function sources(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? sources(p) : p.endsWith('.ts') && !p.endsWith('.d.ts') ? [p] : [];
+  });
+}
+
+/** Every import of a file: relative ones resolved to repo paths, packages as written. Type-only imports included. */
+function importsOf(file: string): { local: string[]; packages: string[] } {
+  const src = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+  const local: string[] = [];
+  const packages: string[] = [];
+  for (const m of src.matchAll(/(?:import|export)\s[^'";]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|^import\s+['"]([^'"]+)['"]/gm)) {
+    const spec = m[1] ?? m[2] ?? m[3];
+    if (spec.startsWith('.')) local.push(relative(root, resolve(dirname(file), spec)));
+    else packages.push(spec);
+  }
+  return { local, packages };
+}
+
+const files = sources(join(root, 'src')).map((f) => relative(root, f));
+const graph = new Map(files.map((f) => [f, importsOf(join(root, f))]));
+
+/** Folders whose files must run on a device: no node builtins, no tfjs, nothing of the trainers. */
+const pure = ['src/core/', 'src/apply/', 'src/io/onnx/store.ts', 'src/io/onnx/proto.ts', 'src/io/safetensors/store.ts', 'src/io/npy/npy.ts', 'src/io/tfjs/manifest.ts'];
+
+test('device-side files import no node builtin, no tfjs and nothing outside the device side', () => {
+  const bad: string[] = [];
+  for (const [file, { local, packages }] of graph) {
+    if (!pure.some((p) => file.startsWith(p))) continue;
+    for (const p of packages) if (builtins.has(p) || p.startsWith('@tensorflow/') || p === 'buffer') bad.push(`${file} imports ${p}`);
+    for (const l of local) if (!pure.some((p) => l.startsWith(p))) bad.push(`${file} imports ${l}`);
+  }
+  assert.deepEqual(bad, []);
+});
+
+test('only the trainers and the live-model store import tfjs', () => {
+  const allowed = ['src/train/', 'src/sparse-diff/', 'src/hash-diff/', 'src/lowrank-diff/', 'src/io/tfjs/live-model-store.ts'];
+  const bad = [...graph].filter(([file, { packages }]) => packages.some((p) => p.startsWith('@tensorflow/')) && !allowed.some((a) => file.startsWith(a))).map(([f]) => f);
+  assert.deepEqual(bad, []);
+});
+
+test('each model format is its own folder: formats do not import each other, and the durable layer imports no format', () => {
+  const formats = ['tfjs', 'onnx', 'safetensors', 'npy'];
+  const bad: string[] = [];
+  for (const [file, { local }] of graph) {
+    const m = /^src\/io\/([^/]+)\//.exec(file);
+    if (!m) continue;
+    for (const l of local) {
+      const n = /^src\/io\/([^/]+)\//.exec(l);
+      if (!n || n[1] === m[1]) continue;
+      if (m[1] === 'durable' || (formats.includes(m[1]) && n[1] !== 'durable')) bad.push(`${file} imports ${l}`);
+    }
+  }
+  assert.deepEqual(bad, []);
+});
+
+test('no import cycles between the files of src/', () => {
+  const state = new Map<string, 'open' | 'done'>();
+  const cycles: string[] = [];
+  const visit = (f: string, stack: string[]) => {
+    if (state.get(f) === 'done') return;
+    if (state.get(f) === 'open') {
+      cycles.push([...stack.slice(stack.indexOf(f)), f].join(' -> '));
+      return;
+    }
+    state.set(f, 'open');
+    for (const l of graph.get(f)?.local ?? []) if (graph.has(l)) visit(l, [...stack, f]);
+    state.set(f, 'done');
+  };
+  for (const f of files) visit(f, []);
+  assert.ok(files.length > 50, `read only ${files.length} files`);
+  assert.deepEqual(cycles, []);
+});
