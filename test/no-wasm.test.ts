@@ -51,7 +51,7 @@ test('with WebAssembly absent (and TextEncoder / TextDecoder too) the bundled ap
   const bundle = path.join(work, 'device.mjs');
   await build({
     stdin: {
-      contents: `export * from './src/apply/index.ts'; export { SafetensorsWeightStore } from './src/io/safetensors.ts';`,
+      contents: `export * from './src/apply/index.ts'; export { SafetensorsWeightStore } from './src/io/safetensors/store.ts';`,
       resolveDir: root,
       loader: 'ts',
     },
