@@ -76,8 +76,8 @@ for (const version of ['v5', 'v6']) {
     assert.ok(program.variables.some((v) => v.name.includes('/then_branch/') || v.name.includes('/else_branch/')));
     const frames = 24;
     const pcm = audio(frames, 7);
-    let ortState = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
-    let ourState = tf.zeros([2, 1, 128]);
+    let ortState: ort.Tensor = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
+    let ourState: tf.Tensor = tf.zeros([2, 1, 128]);
     const sr = new ort.Tensor('int64', BigInt64Array.of(16000n), []);
     const ourSr = tf.scalar(16000, 'int32');
     let context = new Float32Array(64);

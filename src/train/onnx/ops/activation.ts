@@ -97,7 +97,10 @@ export const activation: OpTable = {
   }),
   PRelu: (a) => {
     const x = need(a, 0);
-    return [tf.where(tf.less(x, 0), tf.mul(x, need(a, 1)), tf.broadcastTo(x, broadcastShapes(x.shape, need(a, 1).shape)))];
+    let slope = need(a, 1);
+    // Before opset 7 a vector slope is per channel (axis 1), not numpy-broadcast.
+    if (a.opset < 7 && slope.rank === 1 && x.rank > 2 && slope.size === x.shape[1]) slope = slope.reshape([slope.size, ...new Array(x.rank - 2).fill(1)]);
+    return [tf.where(tf.less(x, 0), tf.mul(x, slope), tf.broadcastTo(x, broadcastShapes(x.shape, slope.shape)))];
   },
   Gelu: unary(gelu),
   Clip: clip,
