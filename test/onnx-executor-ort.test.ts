@@ -163,3 +163,31 @@ test('openWakeWord classifiers equal onnxruntime-web (relative 1e-4)', async (t)
   }
   t.diagnostic(`relative differences: ${lines.join(', ')}`);
 });
+
+test('Silero VAD v5: gradients over four frames with the state carried reach every weight of the 16 kHz branch, and only those', () => {
+  const bytes = new Uint8Array(readFileSync(path.join(VAD, 'silero_vad_v5.onnx')));
+  const program = new OnnxProgram(bytes);
+  const pcm = audio(4, 5);
+  const { value, grads } = tf.variableGrads(() => {
+    let state: tf.Tensor = tf.zeros([2, 1, 128]);
+    let context = tf.zeros([1, 64]);
+    let total: tf.Tensor = tf.scalar(0);
+    for (let f = 0; f < 4; f++) {
+      const input = tf.concat([context, tf.tensor(pcm.subarray(f * 512, (f + 1) * 512), [1, 512])], 1);
+      context = tf.slice(input, [0, 512], [1, 64]);
+      const out = program.run({ input, state, sr: tf.scalar(16000, 'int32') });
+      state = out.stateN;
+      total = tf.add(total, tf.sum(out.output));
+    }
+    return total as tf.Scalar;
+  }, program.variables.map((v) => v.variable));
+  assert.ok(Number.isFinite(value.dataSync()[0]));
+  const reached = program.variables.filter((v) => grads[v.variable.name] && tf.tidy(() => tf.any(tf.notEqual(grads[v.variable.name], 0)).dataSync()[0]));
+  const branches = new Set(reached.map((v) => v.name.split('/')[1]));
+  assert.equal(branches.size, 1, [...branches].join(', '));
+  const branch = [...branches][0];
+  assert.equal(reached.length, program.variables.filter((v) => v.name.split('/')[1] === branch).length);
+  assert.ok(reached.length >= 10, `${reached.length} weights`);
+  for (const g of Object.values(grads)) g.dispose();
+  program.dispose();
+});

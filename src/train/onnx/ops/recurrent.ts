@@ -80,6 +80,8 @@ const dir = (t: tf.Tensor, d: number) => tf.squeeze(tf.slice(t, [d, ...t.shape.s
 function projectInputs(c: Common, w: tf.Tensor, bias: tf.Tensor | undefined): tf.Tensor2D[] {
   let xw: tf.Tensor = tf.matMul(c.x.reshape([c.seq * c.batch, c.x.shape[2]]), w as tf.Tensor2D, false, true);
   if (bias) xw = tf.add(xw, bias);
+  // tfjs' unstack gradient fails for a single piece (its dy is then not a list): reshape instead.
+  if (c.seq === 1) return [xw as tf.Tensor2D];
   return tf.unstack(xw.reshape([c.seq, c.batch, w.shape[0]])) as tf.Tensor2D[];
 }
 

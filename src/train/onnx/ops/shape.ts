@@ -118,7 +118,8 @@ function split(a: OpArgs): tf.Tensor[] {
     const each = Math.ceil(x.shape[axis] / parts);
     sizes = Array.from({ length: parts }, (_, i) => Math.max(0, Math.min(each, x.shape[axis] - i * each)));
   }
-  return tf.split(x, sizes, axis);
+  // tfjs' split gradient fails for a single piece (its dy is then not a list).
+  return sizes.length === 1 ? [x] : tf.split(x, sizes, axis);
 }
 
 const f32 = new Float32Array(1);
