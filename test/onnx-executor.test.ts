@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-web';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { OnnxWeightStore } from '../src/io/onnx.ts';
+import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { UnsupportedOperatorError } from '../src/core/errors.ts';
 import { decodeOnnxTensor } from '../src/train/onnx/model.ts';
 import { tensorOf, tfDtype } from '../src/train/onnx/ops/op.ts';

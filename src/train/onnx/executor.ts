@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError, NeuralDiffError, UnsupportedOperatorError } from '../../core/errors.ts';
-import { OnnxWeightStore, scanOnnxModel } from '../../io/onnx.ts';
+import { OnnxWeightStore, scanOnnxModel } from '../../io/onnx/store.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import type { NamedVariable } from '../model-weights.ts';
 import { decodeOnnxModel, type ExternalFiles, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './model.ts';

@@ -4,7 +4,7 @@
  * `Scan` bodies) decoded the same way. Plain TypeScript over the protobuf wire format
  * (field numbers of onnx/onnx.proto), no tfjs.
  *
- * The weight store (src/io/onnx-proto.ts) finds the same tensors by a separate walk and names
+ * The weight store (src/io/onnx/proto.ts) finds the same tensors by a separate walk and names
  * them; a decoded tensor here carries where its values start in the file ({@link OnnxTensor.at}),
  * which is how the executor finds the store's name for it (the same bytes, whatever the naming).
  */
