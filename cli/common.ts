@@ -1,6 +1,6 @@
 /** Shared pieces of the CLI: exit codes, error reporting, output. */
 import {
-  BaseMismatchError, BudgetError, FreshnessError, ModelFormatError, ModelMismatchError, NeuralDiffError,
+  BaseMismatchError, BudgetError, FreshnessError, ModelFormatError, ModelMismatchError, NeuralDiffError, UnsupportedOperatorError,
   NonFiniteValueError, PayloadFormatError, PayloadTooLargeError, SignatureError, TargetMismatchError,
   UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError, DataError, MissingDependencyError, NoImprovementError,
 } from '../src/core/errors.ts';
@@ -91,7 +91,7 @@ export function throttled(report: (line: string) => void, everyMs = 5000): (line
 export function exitCodeOf(e: unknown): number {
   if (e instanceof UsageError) return EXIT.usage;
   if (e instanceof PayloadFormatError || e instanceof PayloadTooLargeError || e instanceof UnsupportedVersionError || e instanceof SignatureError || e instanceof FreshnessError || e instanceof NonFiniteValueError) return EXIT.payload;
-  if (e instanceof BaseMismatchError || e instanceof ModelMismatchError) return EXIT.model;
+  if (e instanceof BaseMismatchError || e instanceof ModelMismatchError || e instanceof UnsupportedOperatorError) return EXIT.model;
   if (e instanceof TargetMismatchError || e instanceof HealthCheckError) return EXIT.target;
   if (e instanceof BudgetError) return EXIT.budget;
   if (e instanceof StateStoreError || e instanceof ModelFormatError || (e instanceof NeuralDiffError && e.code === 'ND_ROLLBACK_FAILED')) return EXIT.files;

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { builtinModules } from 'node:module';
 import { gzipSync } from 'node:zlib';
@@ -57,4 +57,25 @@ test('neural-diff/onnx (src/io/onnx/store.ts) bundles for the browser without tf
   const forbidden = inputs.filter((p) => /@tensorflow|protobuf|node_modules\//.test(p) || p.startsWith('node:'));
   assert.deepEqual(forbidden, [], `the ONNX store reaches: ${forbidden.join(', ')}`);
   assert.ok(inputs.some((p) => p.includes('src/io/onnx/proto.ts')));
+});
+
+test('the ONNX executor (src/train/onnx) imports only tfjs and our own sources, never a node builtin, so it can train in a browser', () => {
+  const dir = join(root, 'src/train/onnx');
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else if (e.name.endsWith('.ts')) files.push(join(d, e.name));
+    }
+  };
+  walk(dir);
+  assert.ok(files.length >= 12, `${files.length} files`);
+  const bad: string[] = [];
+  for (const file of files) {
+    for (const m of readFileSync(file, 'utf8').matchAll(/(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]/g)) {
+      const spec = m[1];
+      if (!spec.startsWith('.') && spec !== '@tensorflow/tfjs') bad.push(`${file.slice(root.length + 1)} imports ${spec}`);
+    }
+  }
+  assert.deepEqual(bad, []);
 });

@@ -158,3 +158,14 @@ export class NoImprovementError extends NeuralDiffError {
     super('ND_NO_IMPROVEMENT', message, details);
   }
 }
+
+/**
+ * The ONNX graph uses an operator (or an operator's attribute or input combination) that the
+ * tfjs executor of `neural-diff/train` does not implement, so the model cannot be trained (nothing
+ * ran). `details` names the `op`, the `node`, the `domain` and the `opset` of the model.
+ */
+export class UnsupportedOperatorError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_UNSUPPORTED_OPERATOR', message, details);
+  }
+}

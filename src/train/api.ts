@@ -10,3 +10,5 @@ export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from '../spar
 export { HashedBuckets } from '../hash-diff/trainer.ts';
 export { tfModelStore, TfModelWeightStore, type TfModelStoreOptions } from '../io/tfjs/live-model-store.ts';
 export type { EpochReport } from './loop.ts';
+export { OnnxProgram, unsupportedNodes, supportedOperators, type OnnxProgramOptions, type OnnxVariable, type UnsupportedNode } from './onnx/executor.ts';
+export { decodeOnnxModel, decodeOnnxTensor } from './onnx/model.ts';

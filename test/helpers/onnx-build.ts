@@ -78,13 +78,15 @@ export function tensor(t: TensorSpec): Bytes {
 
 export interface AttrSpec {
   name: string;
-  /** AttributeType: FLOAT 1, INT 2, TENSOR 4, GRAPH 5, FLOATS 6, TENSORS 9, GRAPHS 10. */
+  /** AttributeType: FLOAT 1, INT 2, STRING 3, TENSOR 4, GRAPH 5, FLOATS 6, INTS 7, TENSORS 9, GRAPHS 10. */
   type: number;
   f?: number;
   i?: number;
   t?: Bytes;
   g?: Bytes;
   floats?: number[];
+  ints?: number[];
+  s?: string;
   tensors?: Bytes[];
   graphs?: Bytes[];
 }
@@ -95,7 +97,9 @@ export function attribute(a: AttrSpec): Bytes {
   if (a.i !== undefined) out.push(...fVarint(3, a.i));
   if (a.t) out.push(...fBytes(5, a.t));
   if (a.g) out.push(...fBytes(6, a.g));
+  if (a.s !== undefined) out.push(...fString(4, a.s));
   if (a.floats) out.push(...fBytes(7, f32le(a.floats)));
+  if (a.ints) out.push(...fBytes(8, a.ints.flatMap((x) => varint(x))));
   for (const t of a.tensors ?? []) out.push(...fBytes(10, t));
   for (const g of a.graphs ?? []) out.push(...fBytes(11, g));
   out.push(...fVarint(20, a.type));
