@@ -105,3 +105,15 @@ test('a payload whose bytes would not reach the target is refused by the confirm
   assert.throws(() => confirmPayload(hasher, base, built, other), (e: unknown) => e instanceof TargetMismatchError && /1 tensor\(s\) differ \("w"\)/.test(e.message));
   assert.throws(() => confirmPayload(hasher, other, built), (e: unknown) => e instanceof TargetMismatchError && /built from another model/.test(e.message));
 });
+
+test('the library result says whether the exact payload is smaller than the new model', () => {
+  const base = new MemoryWeightStore({ w: { shape: [400], data: ramp(400) } });
+  const few = new MemoryWeightStore({ w: { shape: [400], data: ramp(400).map((x, i) => (i % 50 ? x : x + 1)) } });
+  const all = new MemoryWeightStore({ w: { shape: [400], data: ramp(400).map((x) => Math.fround(-x * 3000 - 7)) } });
+  const small = exactDiff(hasher, base, few);
+  assert.equal(small.targetModelBytes, 1600);
+  assert.equal(small.smallerThanModel, true);
+  const big = exactDiff(hasher, base, all, { codecs: ['x'] });
+  assert.equal(big.smallerThanModel, big.bytes.length < 1600);
+  assert.equal(big.smallerThanModel, false, `${big.bytes.length} bytes for 1600 bytes of weights`);
+});

@@ -22,7 +22,7 @@ import { UsageError } from '../core/errors.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { encodePositions } from '../core/encode.ts';
 import { shapeSize } from '../core/format.ts';
-import { buildPayload, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
+import { buildPayload, storageGrids, storedModelBytes, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
 import { checkSameInterface } from './interface.ts';
 import { confirmPayload } from './confirm.ts';
 import { isPatchable } from '../core/weight-store.ts';
@@ -49,6 +49,10 @@ export interface ExactDiffResult extends BuiltPayload {
   codecs: Record<ExactCodec, number>;
   /** `xr` when any patch uses it (the payload is format v3), else `x`. */
   codec: ExactCodec;
+  /** Bytes of the target's weights as stored ({@link storedModelBytes}): what shipping the new model costs. */
+  targetModelBytes: number;
+  /** False when the payload is as large as the target's weights or larger: ship the new model instead. */
+  smallerThanModel: boolean;
 }
 
 /** Bits of a Float32Array, as a view. */
@@ -72,7 +76,8 @@ export function exactDiff(hasher: Hasher, base: WeightStore, target: WeightStore
     ? first
     : (({ steps: _none, ...masks }) => masks)(exactDiffWith(hasher, base, target, options, false));
   confirmPayload(hasher, base, res, target);
-  return res;
+  const targetModelBytes = storedModelBytes(target);
+  return { ...res, targetModelBytes, smallerThanModel: res.bytes.length < targetModelBytes };
 }
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
@@ -81,7 +86,7 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-function exactDiffWith(hasher: Hasher, base: WeightStore, target: WeightStore, options: ExactDiffOptions, useSteps: boolean): ExactDiffResult & { steps: string[] } {
+function exactDiffWith(hasher: Hasher, base: WeightStore, target: WeightStore, options: ExactDiffOptions, useSteps: boolean): Omit<ExactDiffResult, 'targetModelBytes' | 'smallerThanModel'> & { steps: string[] } {
   const names = options.names ?? base.list().filter(isPatchable).map((t) => t.name);
   const steps: string[] = [];
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
