@@ -47,13 +47,21 @@ test('ndiff on .onnx files: diff (every codec, budget all), fingerprint, verify,
     // 74,977 of 74,981 weights changed. Range-coded (codec xr, format v3), the exact bits still
     // weigh less than the new weights; as codec x (format v2) they weigh as much, and it says so.
     assert.match(r.err, /XOR masks of their bits for \d+ tensor\(s\) as codec xr \(range-coded\)(, \d+ tensor\(s\) as codec x)?; format v3/);
-    assert.doesNotMatch(r.err, /is not smaller than the new model's weights/);
+    assert.doesNotMatch(r.err, /not smaller/);
     assert.equal(decodePayload(await readFile(all)).header.version, 3);
     assert.ok((await readFile(all)).length < 4 * 74_981, 'smaller than the float32 weights');
     const allX = path.join(dir, 'all-x.ndiff');
     const rx = await ndiff('diff', '--base', base, '--target', target, '--budget', 'all', '--exact-codec', 'x', '--out', allX);
     assert.equal(rx.code, 0, rx.err);
-    assert.match(rx.err, /note: the payload \(.*\) is not smaller than the new model's weights .*shipping the new model costs no more/);
+    // The verdict says how much larger, and recommends no lossy budget (one is judged on data only).
+    assert.match(rx.err, /note: the payload \(.*\) is \d+\.\d\dx the new model's weights \(.*\), not smaller; \d+ values changed: ship the new model instead/);
+    assert.doesNotMatch(rx.err, /--budget \d/);
+    assert.doesNotMatch(rx.out, /x smaller/);
+    // The same verdict in --json.
+    const json = await ndiff('--json', 'diff', '--base', base, '--target', target, '--budget', 'all', '--exact-codec', 'x', '--out', allX);
+    const doc = JSON.parse(json.out);
+    assert.equal(doc.smallerThanModel, false);
+    assert.ok(doc.payloadToModelRatio >= 1 && doc.bytes === (await readFile(allX)).length, json.out);
     const px = decodePayload(await readFile(allX));
     assert.equal(px.header.version, 2);
     assert.ok(px.patches.every((p) => p.codec === 'x'));

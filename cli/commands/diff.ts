@@ -81,18 +81,22 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   await writeFile(a.out, res.bytes);
   const ms = performance.now() - t0;
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
+  // The verdict a user acts on: is the payload smaller than shipping the new model's weights?
+  const targetBytes = openedTarget.weightBytes;
+  const smallerThanModel = res.bytes.length < targetBytes;
   io.result?.({
-    out: a.out, bytes: res.bytes.length, modelBytes: total, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
+    out: a.out, bytes: res.bytes.length, modelBytes: total, targetModelBytes: targetBytes, smallerThanModel, payloadToModelRatio: res.bytes.length / targetBytes, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
     baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
     ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
   });
-  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored, ${(total / res.bytes.length).toFixed(1)}x smaller), ${res.kept} of ${res.changed} changed values kept, codec ${res.codec}, in ${(ms / 1000).toFixed(2)} s`);
+  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored, ${res.bytes.length < total ? `${(total / res.bytes.length).toFixed(1)}x smaller` : `${(res.bytes.length / total).toFixed(2)}x its size`}), ${res.kept} of ${res.changed} changed values kept, codec ${res.codec}, in ${(ms / 1000).toFixed(2)} s`);
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
   // Exact bits of freshly trained weights hardly compress: when nearly every weight changed, the
   // payload can weigh as much as the new model's weights, and shipping the model is as cheap.
-  if (res.bytes.length >= openedTarget.weightBytes) {
-    io.progress(`note: the payload (${formatBytes(res.bytes.length)}) is not smaller than the new model's weights (${formatBytes(openedTarget.weightBytes)}); ${res.changed} values changed: shipping the new model costs no more (a budget, e.g. --budget 10%, gives a smaller, lossy payload)`);
+  // No lossy budget is suggested: whether one is good enough can only be measured on data.
+  if (!smallerThanModel) {
+    io.progress(`note: the payload (${formatBytes(res.bytes.length)}) is ${(res.bytes.length / targetBytes).toFixed(2)}x the new model's weights (${formatBytes(targetBytes)}), not smaller; ${res.changed} values changed: ship the new model instead`);
   }
   return 0;
 }

@@ -12,6 +12,16 @@ export interface TensorEntry {
   readonly name: string;
   /** Row-major shape; `[]` for a scalar. */
   readonly shape: readonly number[];
+  /**
+   * False for a read-only part the fingerprint covers but no payload may patch (a model's
+   * frame, an integer tensor): `values` refuses it, `read` gives it. Absent means patchable.
+   */
+  readonly patchable?: boolean;
+}
+
+/** True unless the entry says it is read-only ({@link TensorEntry.patchable} false). */
+export function isPatchable(entry: TensorEntry): boolean {
+  return entry.patchable !== false;
 }
 
 export interface WeightStore {
@@ -113,6 +123,7 @@ export class MemoryWeightStore implements WeightStore {
   }
   /** A writable in-memory copy of any store's tensors (dry runs, test fixtures). */
   static copyOf(store: WeightStore): MemoryWeightStore {
-    return new MemoryWeightStore(store.list().map((t) => [t.name, { shape: [...t.shape], data: store.values(t.name).slice() }] as [string, { shape: readonly number[]; data: Float32Array }]));
+    // Read-only parts (a frame) are copied by value, so the copy has the same fingerprint.
+    return new MemoryWeightStore(store.list().map((t) => [t.name, { shape: [...t.shape], data: (isPatchable(t) ? store.values(t.name) : readForDigest(store, t.name)).slice() }] as [string, { shape: readonly number[]; data: Float32Array }]));
   }
 }

@@ -14,6 +14,7 @@ import type { Hasher } from '../core/hasher.ts';
 import { bytesPerValue, type ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
+import { confirmPayload } from './confirm.ts';
 import { largestFitting } from './topk.ts';
 
 export interface BaselineOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'> {
@@ -60,7 +61,9 @@ export function dropDiff(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<
   const header: HeaderOptions = { ...withoutStore(options), method: 'drop', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const k = largestFitting(entries.length, (k) => payloadSize(specs(k), shapes, header) <= options.budgetBytes);
   if (k === 0 && payloadSize([], shapes, header) > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes cannot hold even an empty payload`);
-  return { ...buildPayload(hasher, base, specs(k), header), kept: k };
+  const built = buildPayload(hasher, base, specs(k), header);
+  confirmPayload(hasher, base, built);
+  return { ...built, kept: k };
 }
 
 /**
@@ -196,5 +199,8 @@ export function lowRankDiff(hasher: Hasher, base: WeightStore, deltas: ReadonlyM
   const header: HeaderOptions = { ...withoutStore(options), method: 'lowrank', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const k = largestFitting(picks.length, (k) => payloadSize(specs(k), shapes, header) <= options.budgetBytes);
   if (k === 0 && payloadSize([], shapes, header) > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes cannot hold even an empty payload`);
-  return { ...buildPayload(hasher, base, specs(k), header, baseDigests(hasher, base)), kept: k };
+  const digests = baseDigests(hasher, base);
+  const built = buildPayload(hasher, base, specs(k), header, digests);
+  confirmPayload(hasher, base, built, undefined, digests);
+  return { ...built, kept: k };
 }

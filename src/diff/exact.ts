@@ -22,7 +22,10 @@ import { UsageError } from '../core/errors.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { encodePositions } from '../core/encode.ts';
 import { shapeSize } from '../core/format.ts';
-import { buildPayload, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
+import { buildPayload, storageGrids, storedModelBytes, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
+import { checkSameInterface } from './interface.ts';
+import { confirmPayload } from './confirm.ts';
+import { isPatchable } from '../core/weight-store.ts';
 
 export interface ExactDiffOptions extends Omit<HeaderOptions, 'method' | 'grids'> {
   /** The tensors to diff (default: every tensor of the base). */
@@ -46,6 +49,10 @@ export interface ExactDiffResult extends BuiltPayload {
   codecs: Record<ExactCodec, number>;
   /** `xr` when any patch uses it (the payload is format v3), else `x`. */
   codec: ExactCodec;
+  /** Bytes of the target's weights as stored ({@link storedModelBytes}): what shipping the new model costs. */
+  targetModelBytes: number;
+  /** False when the payload is as large as the target's weights or larger: ship the new model instead. */
+  smallerThanModel: boolean;
 }
 
 /** Bits of a Float32Array, as a view. */
@@ -54,15 +61,23 @@ function bits(v: Float32Array): Uint32Array {
 }
 
 /**
- * The payload that takes `base` exactly to `target` (same tensor names and shapes), every
- * changed bit included, whatever its size. The two stores are read, never written.
+ * The payload that takes `base` exactly to `target`, every changed bit included, whatever its
+ * size. The two models must share their interface (tensor names, shapes, dtypes, frame:
+ * {@link checkSameInterface}), and the payload is applied to a copy of the base before it is
+ * returned, to confirm it ends at the target's fingerprint ({@link confirmPayload}). The two
+ * stores are read, never written.
+ * @throws ModelMismatchError when the interfaces differ; TargetMismatchError when the payload would not reach the target
  */
 export function exactDiff(hasher: Hasher, base: WeightStore, target: WeightStore, options: ExactDiffOptions = {}): ExactDiffResult {
+  checkSameInterface(base, target);
   const { steps, ...first } = exactDiffWith(hasher, base, target, options, true);
   // Whole grid steps land on the target by construction; should one not, use the XOR masks.
-  if (steps.every((name) => sameBits(first.targetValues.get(name) as Float32Array, readForDigest(target, name)))) return first;
-  const { steps: _none, ...masks } = exactDiffWith(hasher, base, target, options, false);
-  return masks;
+  const res = steps.every((name) => sameBits(first.targetValues.get(name) as Float32Array, readForDigest(target, name)))
+    ? first
+    : (({ steps: _none, ...masks }) => masks)(exactDiffWith(hasher, base, target, options, false));
+  confirmPayload(hasher, base, res, target);
+  const targetModelBytes = storedModelBytes(target);
+  return { ...res, targetModelBytes, smallerThanModel: res.bytes.length < targetModelBytes };
 }
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
@@ -71,8 +86,8 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-function exactDiffWith(hasher: Hasher, base: WeightStore, target: WeightStore, options: ExactDiffOptions, useSteps: boolean): ExactDiffResult & { steps: string[] } {
-  const names = options.names ?? base.list().map((t) => t.name);
+function exactDiffWith(hasher: Hasher, base: WeightStore, target: WeightStore, options: ExactDiffOptions, useSteps: boolean): Omit<ExactDiffResult, 'targetModelBytes' | 'smallerThanModel'> & { steps: string[] } {
+  const names = options.names ?? base.list().filter(isPatchable).map((t) => t.name);
   const steps: string[] = [];
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
   const baseGrids = storageGrids(base, options.store);

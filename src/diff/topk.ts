@@ -3,10 +3,12 @@
  * that fit the byte budget, with the value codec (f32, f16 or int8) that leaves the smallest
  * squared error. The budget counts every byte of the payload.
  */
-import { BudgetError, ModelMismatchError } from '../core/errors.ts';
+import { BudgetError } from '../core/errors.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { VALUE_CODECS, type ValueCodec } from '../core/values.ts';
-import type { WeightStore } from '../core/weight-store.ts';
+import { isPatchable, type WeightStore } from '../core/weight-store.ts';
+import { checkSameInterface } from './interface.ts';
+import { confirmPayload } from './confirm.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
 
 export interface TopkOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'> {
@@ -29,26 +31,22 @@ export interface TopkResult extends BuiltPayload {
   squaredError: number;
 }
 
-/** Deltas of every tensor, checking that the two models have the same tensors and shapes. */
+/**
+ * `target - base` for every weight (float32 arithmetic, as the applier adds it back), after
+ * checking that the two models share their interface ({@link checkSameInterface}: names, shapes,
+ * dtypes, frame). Read-only parts are not diffed.
+ * @throws ModelMismatchError naming what was added, removed, reshaped or retyped
+ */
 export function modelDelta(base: WeightStore, target: WeightStore): Map<string, Float32Array> {
-  const tshapes = new Map(target.list().map((t) => [t.name, t.shape] as const));
+  checkSameInterface(base, target);
   const out = new Map<string, Float32Array>();
   for (const t of base.list()) {
-    const ts = tshapes.get(t.name);
-    if (!ts) throw new ModelMismatchError(`tensor ${JSON.stringify(t.name)} is in the base model but not in the target: a diff needs the same architecture on both sides`, { tensor: t.name });
-    if (ts.length !== t.shape.length || ts.some((d, i) => d !== t.shape[i])) {
-      throw new ModelMismatchError(`tensor ${JSON.stringify(t.name)} is [${t.shape.join(', ')}] in the base and [${ts.join(', ')}] in the target: a diff needs the same shapes on both sides`, { tensor: t.name });
-    }
-    const a = base.values(t.name);
-    const b = target.values(t.name);
+    if (!isPatchable(t)) continue;
+    const a = base.read?.(t.name) ?? base.values(t.name);
+    const b = target.read?.(t.name) ?? target.values(t.name);
     const d = new Float32Array(a.length);
     for (let i = 0; i < a.length; i++) d[i] = b[i] - a[i];
     out.set(t.name, d);
-    tshapes.delete(t.name);
-  }
-  if (tshapes.size) {
-    const extra = [...tshapes.keys()][0];
-    throw new ModelMismatchError(`tensor ${JSON.stringify(extra)} is in the target model but not in the base: a diff needs the same architecture on both sides`, { tensor: extra });
   }
   return out;
 }
@@ -167,5 +165,7 @@ export function topkFromDeltas(hasher: Hasher, base: WeightStore, deltas: Readon
   if (!best) {
     throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: payloadSize([], shapes, header) });
   }
+  // Applied to a copy of the base, the bytes must end where the header says.
+  confirmPayload(hasher, base, best, undefined, digests);
   return best;
 }
