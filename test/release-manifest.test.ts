@@ -68,7 +68,7 @@ describe('trust checks', () => {
   const other = generateKeyPair();
   const file = (m: ReleaseManifest, key = rfc8032Key()) => serializeManifest(signManifest(m, key));
   test('refuses a manifest signed by an unknown key, with both key ids in the message', async () => {
-    const err = await openTrustedRelease(file(VECTOR_MANIFEST, loadPrivateKey(other.privateKeyPem)), policy).catch((e: Error) => e);
+    const err: unknown = await openTrustedRelease(file(VECTOR_MANIFEST, loadPrivateKey(other.privateKeyPem)), policy).catch((e: unknown) => e);
     assert.equal((err as { code: string }).code, 'ND_SIGNATURE');
     assert.match((err as Error).message, new RegExp(other.keyId));
   });
