@@ -184,13 +184,26 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
       const idle = idleTimer(controller, options.timeoutMs ?? 30_000);
       let pending: Uint8Array[] = [];
       let pendingBytes = 0;
-      const flush = async () => {
-        if (!pendingBytes) return;
-        const bytes = concatBytes(pending);
-        pending = [];
-        pendingBytes = 0;
-        await store.append(key, bytes);
-        have += bytes.length;
+      // Store what was received, a chunk per append (each durable on its own), all of it or
+      // (`whole` false) only whole chunks. A store that fails is not written to again.
+      let storeFailed = false;
+      const flush = async (whole = true) => {
+        if (!pendingBytes || storeFailed) return;
+        let bytes = concatBytes(pending);
+        pending = [bytes];
+        while (bytes.length >= chunk || (whole && bytes.length > 0)) {
+          const piece = bytes.subarray(0, Math.min(bytes.length, chunk));
+          try {
+            await store.append(key, piece);
+          } catch (e) {
+            storeFailed = true;
+            throw e;
+          }
+          have += piece.length;
+          bytes = bytes.subarray(piece.length);
+          pending = bytes.length ? [bytes] : [];
+          pendingBytes = bytes.length;
+        }
       };
       try {
         stats.requests++;
@@ -232,7 +245,7 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
           pending.push(b);
           pendingBytes += b.length;
           options.onProgress?.({ file: file.file, received: have + pendingBytes, length: file.length });
-          if (pendingBytes >= chunk) await flush();
+          if (pendingBytes >= chunk) await flush(false);
         }, idle);
         await flush();
         if (have < file.length) throw new AttemptFailure(`the body ended after ${have} of ${file.length} bytes`, 'retry');

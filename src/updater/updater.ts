@@ -210,7 +210,7 @@ export class Updater {
       if (!plan) {
         throw new NeuralDiffError('ND_NO_UPDATE_PATH', `no way left to version ${latest.version} of model ${JSON.stringify(m.modelId)} from ${current ?? 'no model'}: every payload path and the full package failed (see the steps); the device keeps its model: report it to the publisher`, { steps: result.steps.length });
       }
-      result.path = plan.kind;
+      if (plan.kind !== 'none' || !result.steps.length) result.path = plan.kind;
       result.fullBytes = plan.fullBytes;
       if (plan.kind === 'none') {
         const recorded = (await loadRecord(o.state, o.modelId)).sequence;
