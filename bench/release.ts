@@ -11,7 +11,7 @@
  * keyword-spotting chain's models are not kept by its benchmark (only its results), and
  * retraining them takes hours here, so it is not used.
  *
- *   npm run bench:release                 # the MobileNetV2 chain (about a minute)
+ *   npm run bench:release                 # the MobileNetV2 chain
  *   npm run bench:release -- --quick      # the small test model, 5 versions (used by a test)
  *   npm run bench:release -- --json FILE  # also write the rows as JSON
  */
