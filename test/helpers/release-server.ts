@@ -94,7 +94,8 @@ export async function serveRelease(root: string): Promise<ReleaseServer> {
     }
     const body = Buffer.from(bytes.subarray(start));
     entry.status = range ? 206 : 200;
-    const headers: Record<string, string | number> = { 'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes' };
+    const type = urlPath.endsWith('.html') ? 'text/html' : urlPath.endsWith('.js') ? 'text/javascript' : urlPath.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+    const headers: Record<string, string | number> = { 'Content-Type': type, 'Accept-Ranges': 'bytes' };
     if (range) headers['Content-Range'] = `bytes ${start}-${bytes.length - 1}/${bytes.length}`;
     if (fault?.kind === 'truncate' || fault?.kind === 'overlong') {
       res.writeHead(entry.status, headers);
