@@ -13,7 +13,7 @@ import { mkdir, readFile, rm, writeFile, cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { chromium, type Browser } from 'playwright-core';
-import { openTfjsModelDir } from '../src/io/tfjs-artifacts.ts';
+import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { validateManifest } from '../src/updater/manifest.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
 import { releaseChain, type ReleaseChain } from './helpers/release-chain.ts';

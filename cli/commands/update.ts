@@ -4,9 +4,9 @@
  */
 import type { Argv } from 'yargs';
 import { spawn } from 'node:child_process';
-import { readFolderModelId } from '../../src/io/model-dir-update.ts';
-import { updateModel, defaultStateDir } from '../../src/io/node-updater.ts';
-import { FileUpdaterState } from '../../src/io/updater-state-files.ts';
+import { readFolderModelId } from '../../src/io/tfjs/folder-update.ts';
+import { updateModel, defaultStateDir } from '../../src/io/updater/node-updater.ts';
+import { FileUpdaterState } from '../../src/io/updater/state-files.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { readPublicKeyFile } from '../../src/sign/node-keys.ts';
@@ -79,7 +79,7 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
     onProgress: (l: string) => io.progress(l),
   };
   if (a.check) {
-    const { nodeUpdater } = await import('../../src/io/node-updater.ts');
+    const { nodeUpdater } = await import('../../src/io/updater/node-updater.ts');
     const c = await nodeUpdater(common).check();
     io.result?.(c);
     const plan = c.plan;

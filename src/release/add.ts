@@ -4,7 +4,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { UsageError } from '../core/errors.ts';
-import { makeDirs } from '../io/durable.ts';
+import { makeDirs } from '../io/durable/durable.ts';
 import { modelKindOf, storePackage } from './package.ts';
 import { planJobs, runJob } from './jobs.ts';
 import { publishRelease, type PublishResult } from './publish.ts';

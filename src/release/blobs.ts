@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError } from '../core/errors.ts';
-import { makeDirs, writeFileAtomically } from '../io/durable.ts';
+import { makeDirs, writeFileAtomically } from '../io/durable/durable.ts';
 import type { ReleaseFile } from '../updater/manifest.ts';
 
 /** The folder of the blobs in a release folder. */

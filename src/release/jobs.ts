@@ -18,7 +18,7 @@ import { exactDiff } from '../diff/exact.ts';
 import { diffOnnxModels } from '../diff/onnx.ts';
 import { topkDiff } from '../diff/topk.ts';
 import { parseBudget } from '../diff/budget.ts';
-import { makeDirs, writeFileAtomically } from '../io/durable.ts';
+import { makeDirs, writeFileAtomically } from '../io/durable/durable.ts';
 import { packageBytes, type ManifestPayload } from '../updater/manifest.ts';
 import { sha256Of } from './blobs.ts';
 import { openState } from './package.ts';

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { keyIdOf } from '../apply/ed25519.ts';
 import { toHex } from '../core/hex.ts';
-import { writeFileAtomically } from '../io/durable.ts';
+import { writeFileAtomically } from '../io/durable/durable.ts';
 import { rawPublicKey, signPayload } from '../sign/node-keys.ts';
 import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type ReleaseManifest, type SignedManifest } from '../updater/manifest.ts';
 import { writeBlob } from './blobs.ts';

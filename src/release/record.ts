@@ -12,7 +12,7 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError, UsageError } from '../core/errors.ts';
-import { writeFileAtomically } from '../io/durable.ts';
+import { writeFileAtomically } from '../io/durable/durable.ts';
 import type { ManifestPayload, ManifestVersion } from '../updater/manifest.ts';
 
 /** The record's file name in the release folder. */

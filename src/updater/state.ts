@@ -1,6 +1,6 @@
 /**
  * What a device keeps between update runs, behind two small interfaces an app implements for
- * its platform (a JSON file on Node and Electron: src/io/updater-files.ts; IndexedDB in a
+ * its platform (a JSON file on Node and Electron: src/io/updater/state-files.ts; IndexedDB in a
  * browser: indexeddb.ts; AsyncStorage or the app's database on React Native: docs/PUBLISHING.md):
  *
  * - {@link UpdaterStateStore}: per model id, the highest manifest release accepted (rollback and

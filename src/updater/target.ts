@@ -1,7 +1,7 @@
 /**
  * Where the device's model lives, as the updater sees it: read its fingerprint, apply a payload,
  * install a full package. Node and Electron have file targets for TF.js folders and ONNX files
- * (src/io/updater-files.ts, crash-safe through the existing appliers); {@link weightStoreTarget}
+ * (src/io/updater/targets.ts, crash-safe through the existing appliers); {@link weightStoreTarget}
  * serves a model held in memory (a browser tab, React Native) through any {@link WeightStore}.
  */
 import { applyPayload } from '../apply/apply.ts';

@@ -18,15 +18,15 @@
  */
 import { link, rename, rm, stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { HealthCheckError, ModelFormatError, TargetMismatchError } from '../core/errors.ts';
-import { fingerprintStore } from '../core/fingerprint.ts';
-import { getHasher } from '../core/hasher.ts';
-import type { ModelTarget, TargetApplyOptions, TargetInstallOptions } from '../updater/target.ts';
-import { applyToModelDir, recordFolderModelId } from './model-dir-update.ts';
-import { applyToOnnxFile, openOnnxFile } from './onnx-files.ts';
-import { recordModelDirDigests } from './recorded-digests.ts';
-import { openTfjsModelDir } from './tfjs-artifacts.ts';
-import { makeDirs, syncDir, writeFileAtomically } from './durable.ts';
+import { HealthCheckError, ModelFormatError, TargetMismatchError } from '../../core/errors.ts';
+import { fingerprintStore } from '../../core/fingerprint.ts';
+import { getHasher } from '../../core/hasher.ts';
+import type { ModelTarget, TargetApplyOptions, TargetInstallOptions } from '../../updater/target.ts';
+import { applyToModelDir, recordFolderModelId } from '../tfjs/folder-update.ts';
+import { applyToOnnxFile, openOnnxFile } from '../onnx/files.ts';
+import { recordModelDirDigests } from '../tfjs/recorded-digests.ts';
+import { openTfjsModelDir } from '../tfjs/index.ts';
+import { makeDirs, syncDir, writeFileAtomically } from '../durable/durable.ts';
 
 /** Suffixes of the names a full install uses beside the model. */
 export const INCOMING_SUFFIX = '.ndiff-incoming';

@@ -10,11 +10,11 @@
  * ```
  */
 import * as path from 'node:path';
-import { Updater, type UpdateResult, type UpdaterOptions } from '../updater/updater.ts';
-import { FileDownloadStore, FileUpdaterState } from './updater-state-files.ts';
-import { onnxFileTarget, tfjsFolderTarget } from './updater-targets.ts';
-import { lockModelDir } from './model-dir-update.ts';
-import { makeDirs } from './durable.ts';
+import { Updater, type UpdateResult, type UpdaterOptions } from '../../updater/updater.ts';
+import { FileDownloadStore, FileUpdaterState } from './state-files.ts';
+import { onnxFileTarget, tfjsFolderTarget } from './targets.ts';
+import { lockModelDir } from '../durable/lock.ts';
+import { makeDirs } from '../durable/durable.ts';
 
 /** Options of {@link updateModel}. */
 export interface NodeUpdateOptions extends Omit<UpdaterOptions, 'target' | 'state' | 'downloads' | 'healthCheck'> {

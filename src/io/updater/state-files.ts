@@ -11,9 +11,9 @@
  */
 import { open, readdir, rm, stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { StateStoreError } from '../core/errors.ts';
-import type { DownloadStore, UpdaterRecord, UpdaterStateStore } from '../updater/state.ts';
-import { makeDirs, readRegularFile, syncDir, writeFileAtomically } from './durable.ts';
+import { StateStoreError } from '../../core/errors.ts';
+import type { DownloadStore, UpdaterRecord, UpdaterStateStore } from '../../updater/state.ts';
+import { makeDirs, readRegularFile, syncDir, writeFileAtomically } from '../durable/durable.ts';
 
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
 
