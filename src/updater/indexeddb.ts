@@ -91,7 +91,9 @@ export class IndexedDbDownloadStore extends IndexedDbBase implements DownloadSto
     return (await this.chunks(key)).reduce((n, c) => n + c.length, 0);
   }
   async append(key: string, bytes: Uint8Array): Promise<void> {
-    const index = (await this.chunks(key)).length;
+    // The next index is the number of chunks held (counted, not read: appends stay cheap).
+    const db = await this.database();
+    const index = await request(db.transaction(CHUNKS, 'readonly').objectStore(CHUNKS).count(IDBKeyRange.bound([key, 0], [key, Number.MAX_SAFE_INTEGER])));
     await this.write(CHUNKS, (s) => s.put(bytes.slice().buffer, [key, index]));
   }
   async read(key: string): Promise<Uint8Array> {

@@ -24,7 +24,7 @@ import { getHasher } from '../../core/hasher.ts';
 import type { ModelTarget, TargetApplyOptions, TargetInstallOptions } from '../../updater/target.ts';
 import { applyToModelDir, recordFolderModelId } from '../tfjs/folder-update.ts';
 import { applyToOnnxFile, openOnnxFile } from '../onnx/files.ts';
-import { recordModelDirDigests } from '../tfjs/recorded-digests.ts';
+import { readRecordedDigests, recordModelDirDigests } from '../tfjs/recorded-digests.ts';
 import { openTfjsModelDir } from '../tfjs/index.ts';
 import { makeDirs, syncDir, writeFileAtomically } from '../durable/durable.ts';
 
@@ -112,7 +112,9 @@ export function tfjsFolderTarget(dir: string): ModelTarget {
       await recoverFullInstall(dir);
       if (!(await exists(path.join(dir, 'model.json')))) return undefined;
       try {
-        return fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true })).fingerprint;
+        // Tensors whose shard files are unchanged since the last confirmed apply are identified by
+        // their recorded digests (src/io/tfjs/recorded-digests.ts), the others hashed.
+        return fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true, recordedDigests: await readRecordedDigests(dir) })).fingerprint;
       } catch (e) {
         if (e instanceof ModelFormatError) return undefined;
         throw e;
