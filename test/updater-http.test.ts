@@ -314,6 +314,21 @@ describe('updater over HTTP: replays and health checks across releases', () => {
     assert.equal(await fingerprintOf(model), chain.fingerprints[chain.fingerprints.length - 1]);
   });
 
+  test('a stored download damaged between runs is not applied: it is fetched again', async () => {
+    const model = await device(chain, chain.versions.length - 1);
+    const stateDir = join(model, '..', 'updater');
+    const manifest = await manifestOf(chain);
+    const payload = manifest.payloads.find((p) => p.fromVersion === chain.versions.length - 1 && p.toVersion === chain.versions.length);
+    assert.ok(payload);
+    const downloads = new FileDownloadStore(join(stateDir, 'downloads'));
+    await downloads.append(payload.sha256, new Uint8Array(payload.length).fill(7)); // the right length, other bytes
+    const from = server.log.length;
+    const r = await updateModel(options(chain, model, [server.url], { stateDir }));
+    assert.equal(r.status, 'updated', JSON.stringify(r.error));
+    assert.equal(blobBytes(server, from), payload.length, 'fetched once, whole');
+    assert.equal(await fingerprintOf(model), chain.fingerprints[chain.fingerprints.length - 1]);
+  });
+
   test('a full install cut by a power cut after the switch is rolled back on the next run, then completed', async () => {
     const model = await device(chain, 1);
     const before = await folderBytes(model);

@@ -171,7 +171,12 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
   const chunk = options.chunkBytes ?? 256 * 1024;
   const attempts: DownloadAttempt[] = [];
   let have = await store.size(key);
-  if (have > file.length) {
+  if (have === file.length) {
+    // Complete from an earlier run (the app stopped between download and apply).
+    const bytes = await store.read(key);
+    if (bytes.length === file.length && (await sha256Hex(bytes)) === file.sha256) return bytes;
+  }
+  if (have >= file.length) {
     await store.remove(key);
     have = 0;
   }
