@@ -143,9 +143,20 @@ describe('ndiff release and ndiff update', () => {
     const reached = await folderFingerprint(device);
     assert.notEqual(reached, await folderFingerprint(join(work, 'lossy', 'v2')), 'the lossy payload ends near version 2, not at it');
     assert.match((await ndiff('update', '--model', device, '--from', url, '--public-key', pub)).out, /up to date/);
-    assert.equal((await add(3)).code, 0);
-    const record = JSON.parse(await readFile(join(site, 'release.json'), 'utf8')) as { payloads: { base: string; toVersion: number; exact: boolean }[] };
+    // Version 3 planned; one edge gets its own policy (a budget), the edge from the lossy state stays exact.
+    const plan = await ndiff('release', 'add', '--release', site, '--model', join(work, 'lossy', 'v3'), '--plan', '-q');
+    const jobs = plan.out.split('\n').map((l) => JSON.parse(l) as { id: string; base: string });
+    const fromLossy = jobs.find((j) => j.base === reached);
+    assert.ok(fromLossy, 'a job from the state the lossy payload reached');
+    assert.equal((await ndiff('release', 'job', '--release', site, '--id', fromLossy.id, '--method', 'topk', '--budget', '300')).code, 2);
+    for (const j of jobs) {
+      const extra = j.id === 'v3-from-v2' ? ['--method', 'topk', '--budget', '300'] : [];
+      assert.equal((await ndiff('release', 'job', '--release', site, '--id', j.id, ...extra)).code, 0);
+    }
+    assert.equal((await ndiff('release', 'publish', '--release', site, '--key', priv)).code, 0);
+    const record = JSON.parse(await readFile(join(site, 'release.json'), 'utf8')) as { payloads: { base: string; fromVersion: number; toVersion: number; exact: boolean; method: string }[] };
     assert.ok(record.payloads.some((p) => p.base === reached && p.toVersion === 3 && p.exact), 'an exact payload from the lossy state');
+    assert.ok(record.payloads.some((p) => p.fromVersion === 2 && p.toVersion === 3 && p.method === 'topk' && !p.exact), 'the edge given its own budget');
     const up = await ndiff('update', '--model', device, '--from', url, '--public-key', pub);
     assert.equal(up.code, 0, up.err);
     assert.match(up.out, /payload v2 -> v3/);

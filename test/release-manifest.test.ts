@@ -17,6 +17,8 @@ import { signManifest } from '../src/release/publish.ts';
 import { serializeManifest } from '../src/updater/manifest.ts';
 import { generateKeyPair, loadPrivateKey } from '../src/sign/node-keys.ts';
 import { toHex } from '../src/core/hex.ts';
+import { NeuralDiffError } from '../src/core/errors.ts';
+import fc from 'fast-check';
 import { VECTOR_MANIFEST, RFC8032_PUBLIC, rfc8032Key, vectorManifestFile } from './vectors/release-manifest.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string; details?: { reason?: string } }) => `${e.code}${e.details?.reason ? `:${e.details.reason}` : ''}`);
@@ -96,6 +98,32 @@ describe('trust checks', () => {
     const escaping = { ...VECTOR_MANIFEST, versions: [VECTOR_MANIFEST.versions[0], { ...VECTOR_MANIFEST.versions[1], files: [{ ...VECTOR_MANIFEST.versions[1].files[0], path: '../model.json' }] }] };
     assert.equal(await code(openTrustedRelease(file(escaping), policy)), 'ND_PAYLOAD_FORMAT');
     assert.throws(() => validateManifest({ ...VECTOR_MANIFEST, latest: 9 }), /latest/);
+  });
+});
+
+describe('hostile manifests', () => {
+  test('any mutation of a signed manifest is refused with a typed error, or means the same signed content', async () => {
+    const good = vectorManifestFile();
+    const original = (await openTrustedRelease(good, policy)).sha256;
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.tuple(fc.nat(good.length - 1), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'cut', 'insert')), { minLength: 1, maxLength: 4 }),
+      async (edits) => {
+        let bytes = good.slice();
+        for (const [at, value, kind] of edits) {
+          const i = Math.min(at, bytes.length - 1);
+          if (kind === 'set') bytes[i] = value;
+          else if (kind === 'cut') bytes = bytes.slice(0, i);
+          else bytes = Uint8Array.from([...bytes.subarray(0, i), value, ...bytes.subarray(i)]);
+          if (!bytes.length) bytes = Uint8Array.of(value);
+        }
+        try {
+          const r = await openTrustedRelease(bytes, policy);
+          assert.equal(r.sha256, original, 'accepted only when the signed content is unchanged (e.g. whitespace outside it)');
+        } catch (e) {
+          assert.ok(e instanceof NeuralDiffError, `a ${(e as Error)?.constructor?.name}: ${(e as Error)?.message}`);
+        }
+      },
+    ), { numRuns: 300, seed: 36 });
   });
 });
 

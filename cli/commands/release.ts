@@ -31,6 +31,8 @@ interface AddArgs extends ReleaseDirArgs {
 }
 interface JobArgs extends ReleaseDirArgs {
   id: string;
+  method?: 'exact' | 'topk';
+  budget?: string;
 }
 interface PublishArgs extends ReleaseDirArgs {
   key: string;
@@ -82,6 +84,14 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
     const ids = record.pending?.jobs.map((j) => j.id) ?? [];
     throw new UsageError(`no pending job ${JSON.stringify(a.id)} in ${a.release}: ${ids.length ? `the pending jobs are ${ids.join(', ')}` : 'no version is pending (add one with --plan first)'}`);
   }
+  // A policy for this edge alone (a CI matrix may give each edge its own budget).
+  if (a.method !== undefined || a.budget !== undefined) {
+    const method = a.method ?? (a.budget ? 'topk' : 'exact');
+    if (method === 'topk' && !a.budget) throw new UsageError('--method topk needs --budget (e.g. --budget 2%)');
+    if (method === 'exact' && a.budget) throw new UsageError('--budget applies to --method topk; exact payloads carry every change');
+    if (job.via && method !== 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached: its payload is always exact, so that every chain ends at a version exactly`);
+    job.policy = { method, ...(a.budget ? { budget: a.budget } : {}) };
+  }
   const res = await runJob(a.release, record, job, (l) => io.progress(l));
   io.result?.(res);
   io.out(res.payload ? `${a.id}: payload of ${res.payload.length} bytes (${res.payload.method}) left in ${a.release}/jobs/; publish when every job has run` : `${a.id}: ${res.skipped}`);
@@ -127,7 +137,10 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
     .command('job', 'run one payload job that `add --plan` printed (needs the release folder, not the key)', (c) => c
       .option('release', releaseOption)
       .option('id', { type: 'string', demandOption: true, describe: 'the job id (v3-from-v1)' })
-      .example('$0 release job --release site/kws --id v3-from-v1', 'leaves site/kws/jobs/v3-from-v1.{ndiff,json}'), run(runJobCommand))
+      .option('method', { choices: ['exact', 'topk'] as const, describe: 'this edge\'s method, instead of the one given to add' })
+      .option('budget', { type: 'string', describe: 'with --method topk: this edge\'s byte budget (1%, 40KB, bytes)' })
+      .example('$0 release job --release site/kws --id v3-from-v1', 'leaves site/kws/jobs/v3-from-v1.{ndiff,json}')
+      .example('$0 release job --release site/kws --id v3-from-v1 --method topk --budget 2%', 'a lossy payload within 2% for this edge only'), run(runJobCommand))
     .command('publish', 'sign the jobs\' payloads and write a new manifest (also: re-sign with a fresh expiry)', (c) => c
       .option('release', releaseOption)
       .option('key', { type: 'string', demandOption: true, describe: 'Ed25519 private key (from ndiff keygen)' })
