@@ -231,6 +231,11 @@ describe('updater over HTTP', () => {
     const expired = await updateModel(options(chain, model, [server.url], { now: () => (manifest.expiresAt + 1) * 1000 }));
     assert.deepEqual([expired.status, expired.error?.code], ['failed', 'ND_FRESHNESS']);
     assert.match(expired.error?.message ?? '', /expired/);
+    // A cap on the bytes one run may download, and the report callback.
+    const reports: unknown[] = [];
+    const capped = await updateModel(options(chain, model, [server.url], { maxDownloadBytes: 100, onReport: (r) => void reports.push(r) }));
+    assert.deepEqual([capped.status, capped.error?.code], ['failed', 'ND_PAYLOAD_TOO_LARGE']);
+    assert.deepEqual(reports, [capped]);
     assert.deepEqual(await folderBytes(model), before);
   });
 });
