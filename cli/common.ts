@@ -2,7 +2,7 @@
 import {
   BaseMismatchError, BudgetError, FreshnessError, ModelFormatError, ModelMismatchError, NeuralDiffError, UnsupportedOperatorError,
   NonFiniteValueError, PayloadFormatError, PayloadTooLargeError, SignatureError, TargetMismatchError,
-  UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError, DataError, MissingDependencyError, NoImprovementError,
+  UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError, DataError, MissingDependencyError, NoImprovementError, DownloadError,
 } from '../src/core/errors.ts';
 
 /** Exit codes, documented in the README and in `ndiff --help`. */
@@ -28,6 +28,8 @@ export const EXIT = {
   dependency: 9,
   /** Training gave no model better than the base on validation; nothing was written. */
   noImprovement: 10,
+  /** A release file could not be downloaded intact from any URL (network, status, length or hash). */
+  download: 11,
 } as const;
 
 export const EXIT_CODES_HELP = `Exit codes:
@@ -43,6 +45,7 @@ export const EXIT_CODES_HELP = `Exit codes:
   9  a package this command needs is not installed (the message says what to install)
   10 training gave no model better than the base on validation data; nothing written
      (--allow-worse writes it anyway)
+  11 a release file could not be downloaded intact from any URL (ndiff update)
 
 --json on any command prints one JSON document on stdout: the result, or
 {"error": {"code", "exitCode", "message"}} on failure (progress stays on stderr).`;
@@ -98,6 +101,7 @@ export function exitCodeOf(e: unknown): number {
   if (e instanceof DataError) return EXIT.data;
   if (e instanceof MissingDependencyError) return EXIT.dependency;
   if (e instanceof NoImprovementError) return EXIT.noImprovement;
+  if (e instanceof DownloadError) return EXIT.download;
   if (isMissingFile(e) || isFileAccess(e)) return EXIT.files;
   return EXIT.internal;
 }

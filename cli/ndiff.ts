@@ -14,6 +14,8 @@ import { fingerprintCommand, runFingerprint } from './commands/fingerprint.ts';
 import { trainCommand, runTrain } from './commands/train.ts';
 import { reportCommand, runReport } from './commands/report.ts';
 import { extraCommands } from './commands/index.ts';
+import { releaseCommand } from './commands/release.ts';
+import { updateCommand, runUpdate } from './commands/update.ts';
 
 export const VERSION = '0.1.0';
 
@@ -90,7 +92,9 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .command('verify <payload>', 'check a payload is well-formed, and with --model that it applies cleanly (writes nothing)', verifyCommand, run(runVerify))
     .command('train', 'learn a diff of a model on new data within a byte budget (sparse, hash, lora), tuned on validation, or train a baseline (full, topk-retrain, topk, drop, lowrank)', trainCommand, run(runTrain))
     .command('report <results..>', 'render the size/accuracy comparison (HTML with charts + Markdown) from benchmark results or `ndiff train --metrics-out` files', reportCommand, run(runReport))
-    .command('fingerprint <model>', 'print the fingerprint of a model folder or .onnx file (what payloads name as base and target)', fingerprintCommand, run(runFingerprint));
+    .command('fingerprint <model>', 'print the fingerprint of a model folder or .onnx file (what payloads name as base and target)', fingerprintCommand, run(runFingerprint))
+    .command('release', 'keep a release folder for one model (add versions, payloads from the last K, a signed manifest) for any static host', (c) => releaseCommand(c, run), () => {})
+    .command('update', 'bring a model to the newest version of a release folder over HTTP (fewest bytes, resumed downloads, verified, atomic)', updateCommand, run(runUpdate));
   for (const c of extraCommands) y = y.command(c.command, c.describe, c.builder, run(c.handler));
   y = y
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress output on stderr' })
@@ -109,7 +113,7 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .help()
     .alias('h', 'help')
     .version(VERSION)
-    .epilogue(EXIT_CODES_HELP + '\n\nDocs: README.md and docs/FORMAT.md')
+    .epilogue(EXIT_CODES_HELP + '\n\nDocs: README.md, docs/FORMAT.md, docs/PUBLISHING.md (release folders and device updates)')
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {

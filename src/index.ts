@@ -1,6 +1,6 @@
 /**
  * `neural-diff`: the build-server library without tfjs (payload building, post-hoc diffs, model
- * files, signing, reports). The trainers, which need tfjs, are `neural-diff/train`; the device
+ * files, signing, release folders, reports). The trainers, which need tfjs, are `neural-diff/train`; the device
  * applier is `neural-diff/apply` (src/apply), which this re-exports too.
  */
 export * from './apply/index.ts';
@@ -27,3 +27,7 @@ export { TRAIN_METHODS, type TrainMethod } from './train/methods.ts';
 export { parseNpy, writeNpy } from './io/npy/npy.ts';
 export { renderHtml, renderMarkdown, checkTargets } from './report/report.ts';
 export { validateResults, type ResultRow } from './report/results.ts';
+export { addVersion, type AddVersionOptions, type AddVersionResult } from './release/add.ts';
+export { publishRelease, signManifest, type PublishOptions, type PublishResult } from './release/publish.ts';
+export { planJobs, runJob, readJobResult } from './release/jobs.ts';
+export { readRecord, RECORD_FILE, type ReleaseRecord, type ReleaseJob, type EdgePolicy, type JobResult } from './release/record.ts';

@@ -1,8 +1,9 @@
 /**
  * `neural-diff/node`: the device updater for Node and Electron (the app's main process), without
- * tfjs or the trainers: crash-safe, verified applies to TF.js model folders, ONNX model files and
- * safetensors files, the sequence file, recorded digests, and everything `neural-diff/apply`
- * exports.
+ * tfjs or the trainers: `updateModel` (fetch a release over HTTP and bring the model to its
+ * newest version, docs/PUBLISHING.md), crash-safe, verified applies to TF.js model folders, ONNX
+ * model files and safetensors files, the sequence file, recorded digests, and everything
+ * `neural-diff/apply` exports.
  *
  * ```ts
  * import { applyToModelDir } from 'neural-diff/node';
@@ -20,3 +21,7 @@ export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from 
 export { SafetensorsWeightStore } from './io/safetensors/store.ts';
 export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx/files.ts';
 export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx/store.ts';
+export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } from './io/updater/node-updater.ts';
+export { tfjsFolderTarget, onnxFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
+export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';
+export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from './updater/updater.ts';

@@ -79,3 +79,27 @@ test('the ONNX executor (src/train/onnx) imports only tfjs and our own sources, 
   }
   assert.deepEqual(bad, []);
 });
+
+test('neural-diff/updater (src/updater) bundles for the browser without tfjs or node modules, and imports none in our sources', async () => {
+  const result = await build({ entryPoints: [join(root, 'src/updater/index.ts')], bundle: true, platform: 'browser', format: 'esm', minify: true, write: false, metafile: true, logLevel: 'silent' });
+  const inputs = Object.keys(result.metafile.inputs);
+  const forbidden = inputs.filter((p) => /@tensorflow|node_modules\/(fs|path|os|crypto)\b/.test(p) || p.startsWith('node:'));
+  assert.deepEqual(forbidden, [], `the updater bundle reaches: ${forbidden.join(', ')}`);
+  assert.ok(inputs.some((p) => p.includes('src/updater/updater.ts')));
+  assert.ok(inputs.some((p) => p.includes('src/apply/apply.ts')), 'the updater applies through the device applier');
+  const builtins = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)]);
+  const bad: string[] = [];
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const m of readFileSync(file, 'utf8').matchAll(/(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+      const spec = m[1] ?? m[2];
+      if (spec.startsWith('.')) visit(resolve(dirname(file), spec));
+      else if (builtins.has(spec) || spec.startsWith('@tensorflow/') || spec === 'buffer') bad.push(`${file.slice(root.length + 1)} imports ${spec}`);
+    }
+  };
+  visit(join(root, 'src/updater/index.ts'));
+  assert.ok([...seen].some((f) => f.endsWith('src/updater/trust.ts')));
+  assert.deepEqual(bad, []);
+});

@@ -58,3 +58,12 @@ test('neural-diff/onnx resolves and exports the ONNX store; neural-diff/node the
   const node = await import('neural-diff/node');
   for (const name of ['applyToOnnxFile', 'openOnnxFile', 'recoverOnnxFile', 'OnnxWeightStore']) assert.ok(name in node, name);
 });
+
+test('neural-diff/updater resolves and exports the device updater; neural-diff/node its Node adapters', async () => {
+  const updater = await import('neural-diff/updater');
+  for (const name of ['Updater', 'openTrustedRelease', 'planUpdate', 'weightStoreTarget', 'IndexedDbUpdaterState', 'IndexedDbDownloadStore', 'MemoryUpdaterState', 'MemoryDownloadStore', 'validateManifest', 'canonicalJson']) {
+    assert.ok(name in updater, name);
+  }
+  const node = await import('neural-diff/node');
+  for (const name of ['updateModel', 'nodeUpdater', 'tfjsFolderTarget', 'onnxFileTarget', 'FileUpdaterState', 'FileDownloadStore', 'Updater']) assert.ok(name in node, name);
+});

@@ -20,6 +20,9 @@
  * in another order) before the update is confirmed. Then
  * it shows what a device refuses: an old update replayed and a tampered one, with the model
  * folder untouched.
+ *
+ * To fetch updates over HTTP instead of handing payloads to the applier, with the model id,
+ * sequence numbers, payload choice and downloads taken care of, see examples/release-updater.
  */
 import { cp, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join, dirname } from 'node:path';

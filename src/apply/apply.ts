@@ -322,7 +322,7 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   const { header } = payload;
   if (options.expectedModelId !== undefined && header.modelId !== options.expectedModelId) {
     throw new ModelMismatchError(
-      `payload is for model ${JSON.stringify(header.modelId)}, this device holds ${JSON.stringify(options.expectedModelId)}: fetch the payload published for ${JSON.stringify(options.expectedModelId)}`,
+      `payload is for model ${JSON.stringify(header.modelId)}, this device holds ${JSON.stringify(options.expectedModelId)}: either the payload was built for another model, or the build server gave it the wrong id (\`ndiff diff\` takes a folder's name when --model-id is not given). On the build server, make payloads for this model with --model-id ${JSON.stringify(options.expectedModelId)} (or with \`ndiff release\`, whose record keeps the id); on the device, fetch the payload published for ${JSON.stringify(options.expectedModelId)}`,
       { expected: options.expectedModelId, found: header.modelId },
     );
   }

@@ -169,3 +169,14 @@ export class UnsupportedOperatorError extends NeuralDiffError {
     super('ND_UNSUPPORTED_OPERATOR', message, details);
   }
 }
+
+/**
+ * A release file could not be downloaded intact from any mirror: every URL failed (network,
+ * HTTP status, timeout), or what it served had the wrong length or SHA-256. `details.attempts`
+ * lists each try. Nothing was applied from it.
+ */
+export class DownloadError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_DOWNLOAD', message, details);
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * `ndiff release`: keep a release folder for one model on the build server (add a version,
+ * plan and run its payload jobs, publish the signed manifest, show what it holds).
+ */
+import type { Argv } from 'yargs';
+import { UsageError } from '../../src/core/errors.ts';
+import { formatBytes } from '../../src/diff/budget.ts';
+import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
+import { addVersion } from '../../src/release/add.ts';
+import { runJob } from '../../src/release/jobs.ts';
+import { publishRelease } from '../../src/release/publish.ts';
+import { readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
+import { table, type CliIO } from '../common.ts';
+import { parseExpiry } from '../models.ts';
+
+/** Wraps a command handler so it writes through the CLI's io and sets the exit code (from ndiff.ts). */
+export type Runner = <A>(fn: (a: A, io: CliIO) => Promise<number>) => (a: A) => Promise<void>;
+
+interface ReleaseDirArgs {
+  release: string;
+}
+interface AddArgs extends ReleaseDirArgs {
+  model: string;
+  modelId?: string;
+  key?: string;
+  history?: number;
+  method: 'exact' | 'topk';
+  budget?: string;
+  expires: string;
+  plan: boolean;
+}
+interface JobArgs extends ReleaseDirArgs {
+  id: string;
+  method?: 'exact' | 'topk';
+  budget?: string;
+}
+interface PublishArgs extends ReleaseDirArgs {
+  key: string;
+  expires: string;
+}
+
+const releaseOption = { type: 'string', demandOption: true, describe: 'the release folder (created by the first add; serve it as is from any static host)' } as const;
+const expiresOption = { type: 'string', default: '30d', describe: 'when devices stop accepting this manifest: a duration from now (30d, 12h) or an ISO date. Publish again before then (ndiff release publish) or devices refuse it as frozen' } as const;
+
+async function readExisting(dir: string): Promise<ReleaseRecord> {
+  const record = await readRecord(dir);
+  if (!record) throw new UsageError(`${dir} holds no release (no release.json): create it with \`ndiff release add --release ${dir} --model PATH --model-id ID --key private.pem\``);
+  return record;
+}
+
+function jobLine(dir: string, job: ReleaseJob): Record<string, unknown> {
+  return { id: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, base: job.base, ...(job.via ? { via: job.via } : {}), method: job.policy.method, ...(job.policy.budget ? { budget: job.policy.budget } : {}), command: `ndiff release job --release ${dir} --id ${job.id}` };
+}
+
+async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
+  if (a.method === 'topk' && !a.budget) throw new UsageError('--method topk needs --budget (e.g. --budget 2%): the byte budget of each payload');
+  if (a.method === 'exact' && a.budget) throw new UsageError('--budget applies to --method topk; exact payloads carry every change (add --method topk to cap them)');
+  if (!a.plan && !a.key) throw new UsageError('--key is needed to publish (the Ed25519 private key from ndiff keygen); with --plan the key is needed only by `ndiff release publish`');
+  const key = a.key ? await readPrivateKeyFile(a.key) : undefined;
+  const res = await addVersion(a.release, a.model, {
+    ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),
+    ...(a.history !== undefined ? { history: a.history } : {}),
+    policy: { method: a.method, ...(a.budget ? { budget: a.budget } : {}) },
+    planOnly: a.plan,
+    ...(key ? { key, expiresAt: parseExpiry(a.expires) } : {}),
+    onProgress: (l) => io.progress(l),
+  });
+  if (a.plan) {
+    io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: res.jobs.map((j) => jobLine(a.release, j)) });
+    // One JSON line per job, for a CI matrix; then `ndiff release publish`.
+    for (const j of res.jobs) io.out(JSON.stringify(jobLine(a.release, j)));
+    return 0;
+  }
+  const pub = res.published;
+  io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes, release: pub?.release, added: pub?.added, skipped: pub?.skipped });
+  io.out(`${a.release}: model ${JSON.stringify(res.modelId)} version ${res.version} (${res.fingerprint}), full package ${formatBytes(res.packageBytes)}; ${pub?.added ?? 0} payload(s) added${pub?.skipped.length ? `, ${pub.skipped.length} not kept (no smaller than the package)` : ''}; manifest release ${pub?.release} signed`);
+  return 0;
+}
+
+async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
+  const record = await readExisting(a.release);
+  const job = record.pending?.jobs.find((j) => j.id === a.id);
+  if (!job) {
+    const ids = record.pending?.jobs.map((j) => j.id) ?? [];
+    throw new UsageError(`no pending job ${JSON.stringify(a.id)} in ${a.release}: ${ids.length ? `the pending jobs are ${ids.join(', ')}` : 'no version is pending (add one with --plan first)'}`);
+  }
+  // A policy for this edge alone (a CI matrix may give each edge its own budget).
+  if (a.method !== undefined || a.budget !== undefined) {
+    const method = a.method ?? (a.budget ? 'topk' : 'exact');
+    if (method === 'topk' && !a.budget) throw new UsageError('--method topk needs --budget (e.g. --budget 2%)');
+    if (method === 'exact' && a.budget) throw new UsageError('--budget applies to --method topk; exact payloads carry every change');
+    if (job.via && method !== 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached: its payload is always exact, so that every chain ends at a version exactly`);
+    job.policy = { method, ...(a.budget ? { budget: a.budget } : {}) };
+  }
+  const res = await runJob(a.release, record, job, (l) => io.progress(l));
+  io.result?.(res);
+  io.out(res.payload ? `${a.id}: payload of ${res.payload.length} bytes (${res.payload.method}) left in ${a.release}/jobs/; publish when every job has run` : `${a.id}: ${res.skipped}`);
+  return 0;
+}
+
+async function runPublish(a: PublishArgs, io: CliIO): Promise<number> {
+  const record = await readExisting(a.release);
+  const res = await publishRelease(a.release, record, { key: await readPrivateKeyFile(a.key), expiresAt: parseExpiry(a.expires) });
+  io.result?.({ release: res.release, latest: res.latest, added: res.added, skipped: res.skipped, expiresAt: res.manifest.expiresAt });
+  io.out(`${a.release}: manifest release ${res.release} signed (newest version ${res.latest}, ${res.manifest.payloads.length} payload(s), ${res.added} new), expires ${new Date(res.manifest.expiresAt * 1000).toISOString()}`);
+  return 0;
+}
+
+async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
+  const record = await readExisting(a.release);
+  io.result?.(record);
+  io.out(`model ${JSON.stringify(record.modelId)} (${record.modelKind}), manifest release ${record.release}, payloads from the last ${record.history} version(s)${record.pending ? `; version ${record.pending.version} pending (${record.pending.jobs.length} job(s))` : ''}`);
+  io.out(table(record.versions.map((v) => [v.version, v.fingerprint, formatBytes(v.files.reduce((n, f) => n + f.length, 0)), v.source]), ['version', 'fingerprint', 'package', 'added from']));
+  if (record.payloads.length) {
+    io.out('');
+    io.out(table(record.payloads.map((p) => [`${p.fromVersion} -> ${p.toVersion}`, p.base, p.target, formatBytes(p.length), p.method + (p.exact ? '' : ' (lossy)')]), ['payload', 'base', 'target', 'bytes', 'method']));
+  }
+  return 0;
+}
+
+/** The `release` command and its subcommands. */
+export function releaseCommand(y: Argv, run: Runner): Argv {
+  return y
+    .usage('ndiff release <add|job|publish|show> --release DIR ...\n\nKeep a release folder for one model: every version as a full package, payloads into each new version from the last K versions, and a signed manifest devices read first. Files are named by their SHA-256, so any static host or CDN can serve the folder (only manifest.json changes).')
+    .command('add', 'add a model version (TF.js folder or .onnx file): store it, make payloads from the last K versions, sign the manifest', (c) => c
+      .option('release', releaseOption)
+      .option('model', { type: 'string', demandOption: true, describe: 'the new version: a TF.js model folder or an .onnx file' })
+      .option('model-id', { type: 'string', describe: 'the model id devices check (required for the first version; kept in release.json, never taken from a folder name)' })
+      .option('key', { type: 'string', describe: 'Ed25519 private key that signs payloads and the manifest (from ndiff keygen); not needed with --plan' })
+      .option('history', { type: 'number', describe: 'make payloads from each of the last K versions (default 3, kept in the record): devices further behind chain payloads or get the full model' })
+      .option('method', { choices: ['exact', 'topk'] as const, default: 'exact' as const, describe: 'exact: every changed weight, bit for bit; topk: the largest changes within --budget (lossy: devices end near the version; the next version gets exact payloads from there). Learned diffs toward the new version as teacher are not available here yet' })
+      .option('budget', { type: 'string', describe: 'with --method topk: the byte budget of each payload (1%, 40KB, bytes); an exact payload under it is used instead' })
+      .option('expires', expiresOption)
+      .option('plan', { type: 'boolean', default: false, describe: 'store the version and print one JSON line per payload job, without running them: run each with `ndiff release job` (a CI matrix), then `ndiff release publish`' })
+      .example('$0 release add --release site/kws --model models/v2 --model-id kws --key release.private.pem', 'add version 2, make its payloads, sign the manifest')
+      .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix'), run(runAdd))
+    .command('job', 'run one payload job that `add --plan` printed (needs the release folder, not the key)', (c) => c
+      .option('release', releaseOption)
+      .option('id', { type: 'string', demandOption: true, describe: 'the job id (v3-from-v1)' })
+      .option('method', { choices: ['exact', 'topk'] as const, describe: 'this edge\'s method, instead of the one given to add' })
+      .option('budget', { type: 'string', describe: 'with --method topk: this edge\'s byte budget (1%, 40KB, bytes)' })
+      .example('$0 release job --release site/kws --id v3-from-v1', 'leaves site/kws/jobs/v3-from-v1.{ndiff,json}')
+      .example('$0 release job --release site/kws --id v3-from-v1 --method topk --budget 2%', 'a lossy payload within 2% for this edge only'), run(runJobCommand))
+    .command('publish', 'sign the jobs\' payloads and write a new manifest (also: re-sign with a fresh expiry)', (c) => c
+      .option('release', releaseOption)
+      .option('key', { type: 'string', demandOption: true, describe: 'Ed25519 private key (from ndiff keygen)' })
+      .option('expires', expiresOption)
+      .example('$0 release publish --release site/kws --key release.private.pem --expires 30d', 'run this from a timer, before the manifest expires'), run(runPublish))
+    .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption), run(runShow))
+    .demandCommand(1, 'name a release command: add, job, publish or show');
+}

@@ -1,0 +1,103 @@
+/**
+ * `ndiff update`: bring a model on this machine to the newest version a release folder offers,
+ * over HTTP (the device updater of `neural-diff/node`, for scripts and fleets of servers).
+ */
+import type { Argv } from 'yargs';
+import { spawn } from 'node:child_process';
+import { readFolderModelId } from '../../src/io/tfjs/folder-update.ts';
+import { updateModel, defaultStateDir } from '../../src/io/updater/node-updater.ts';
+import { FileUpdaterState } from '../../src/io/updater/state-files.ts';
+import { UsageError } from '../../src/core/errors.ts';
+import { formatBytes } from '../../src/diff/budget.ts';
+import { readPublicKeyFile } from '../../src/sign/node-keys.ts';
+import { EXIT, type CliIO } from '../common.ts';
+import * as path from 'node:path';
+
+interface UpdateArgs {
+  model: string;
+  from: string[];
+  publicKey: string[];
+  modelId?: string;
+  state?: string;
+  timeout: number;
+  maxBytes?: number;
+  healthCheck?: string;
+  check: boolean;
+}
+
+/** Exit codes of the error codes an update can end with (the table of `ndiff --help`). */
+const EXIT_OF: Record<string, number> = {
+  ND_USAGE: EXIT.usage,
+  ND_SIGNATURE: EXIT.payload, ND_FRESHNESS: EXIT.payload, ND_PAYLOAD_FORMAT: EXIT.payload, ND_PAYLOAD_TOO_LARGE: EXIT.payload, ND_UNSUPPORTED_VERSION: EXIT.payload,
+  ND_MODEL_MISMATCH: EXIT.model, ND_BASE_MISMATCH: EXIT.model,
+  ND_HEALTH_CHECK: EXIT.target, ND_TARGET_MISMATCH: EXIT.target, ND_NO_UPDATE_PATH: EXIT.target,
+  ND_STATE: EXIT.files, ND_MODEL_FORMAT: EXIT.files,
+  ND_DOWNLOAD: EXIT.download,
+};
+
+export function updateCommand(y: Argv): Argv<UpdateArgs> {
+  return y
+    .usage('ndiff update --model PATH --from URL --public-key FILE [options]\n\nFetch the signed manifest of a release folder (made by `ndiff release`), and bring the model to the newest version by the fewest bytes: one payload, a chain of them, or the full model when no payload fits or it is smaller. Downloads resume after a dropped connection or a restart; every file is checked (length, SHA-256, signature) before use; the model is switched atomically and kept as before on any failure. State (the newest manifest seen, payloads that failed a health check, partial downloads) lives in <model>.ndiff-updater/.')
+    .option('model', { type: 'string', demandOption: true, describe: 'the model to keep up to date: a TF.js folder or an .onnx file (need not exist yet: the full model is installed)' })
+    .option('from', { type: 'string', array: true, demandOption: true, describe: 'base URL of the release folder; repeat for mirrors, tried in order' })
+    .option('public-key', { type: 'string', array: true, demandOption: true, describe: 'the publisher\'s Ed25519 public key file (from ndiff keygen); repeat to trust several' })
+    .option('model-id', { type: 'string', describe: 'the model id expected in the manifest (default: the one the folder or the updater state recorded)' })
+    .option('state', { type: 'string', describe: 'folder of the updater\'s state and partial downloads (default <model>.ndiff-updater)' })
+    .option('timeout', { type: 'number', default: 30, describe: 'seconds without a byte before a request is abandoned (then the next mirror)' })
+    .option('max-bytes', { type: 'number', describe: 'refuse to download more than this many bytes in one run' })
+    .option('health-check', { type: 'string', describe: 'shell command run once the new version is in place (NDIFF_MODEL, NDIFF_VERSION, NDIFF_FINGERPRINT set); a non-zero exit rolls back, and that payload is never tried again' })
+    .option('check', { type: 'boolean', default: false, describe: 'only fetch the manifest and print the plan; download and change nothing' })
+    .example('$0 update --model models/kws --from https://cdn.example.com/kws/ --public-key release.public.pem', 'update the folder models/kws')
+    .example('$0 update --model vad.onnx --from https://a.example/vad/ --from https://b.example/vad/ --public-key release.public.pem --health-check "node smoke.js"', 'an ONNX model, a mirror, a smoke test before the update is kept') as unknown as Argv<UpdateArgs>;
+}
+
+async function modelIdOf(a: UpdateArgs, stateDir: string): Promise<string> {
+  if (a.modelId) return a.modelId;
+  const recorded = /\.onnx$/i.test(a.model) ? undefined : await readFolderModelId(a.model).catch(() => undefined);
+  if (recorded) return recorded;
+  const known = Object.keys(await new FileUpdaterState(path.join(stateDir, 'state.json')).read());
+  if (known.length === 1) return known[0];
+  throw new UsageError(`which model is ${a.model}? pass --model-id (the id the release was created with); nothing records it yet`);
+}
+
+function healthCommand(command: string, model: string) {
+  return ({ version, fingerprint }: { version: number; fingerprint: string }) => new Promise<boolean>((resolve) => {
+    const child = spawn(command, { shell: true, stdio: 'inherit', env: { ...process.env, NDIFF_MODEL: model, NDIFF_VERSION: String(version), NDIFF_FINGERPRINT: fingerprint } });
+    child.on('error', () => resolve(false));
+    child.on('exit', (code) => resolve(code === 0));
+  });
+}
+
+export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
+  const stateDir = a.state ?? defaultStateDir(a.model);
+  const trustedKeys = await Promise.all(a.publicKey.map((f) => readPublicKeyFile(f)));
+  const modelId = await modelIdOf(a, stateDir);
+  const common = {
+    model: a.model, modelId, urls: a.from, trustedKeys, stateDir, timeoutMs: a.timeout * 1000,
+    ...(a.maxBytes !== undefined ? { maxDownloadBytes: a.maxBytes } : {}),
+    ...(a.healthCheck ? { healthCheck: healthCommand(a.healthCheck, a.model) } : {}),
+    onProgress: (l: string) => io.progress(l),
+  };
+  if (a.check) {
+    const { nodeUpdater } = await import('../../src/io/updater/node-updater.ts');
+    const c = await nodeUpdater(common).check();
+    io.result?.(c);
+    const plan = c.plan;
+    io.out(`manifest release ${c.release}: newest version ${c.latest}; this model is ${c.fingerprint ?? 'absent or unreadable'}`);
+    io.out(!plan ? 'no way to the newest version is left (payloads and the package failed here before)' : plan.kind === 'none' ? 'up to date' : plan.kind === 'full' ? `would download the full model: ${formatBytes(plan.bytes)}` : `would download ${plan.steps.length} payload(s): ${formatBytes(plan.bytes)} (the full model is ${formatBytes(plan.fullBytes)})`);
+    return 0;
+  }
+  const r = await updateModel(common);
+  io.result?.(r);
+  for (const s of r.steps) io.out(`${s.kind === 'full' ? 'full model' : `payload v${s.fromVersion} -> v${s.toVersion} (${s.method})`}, ${formatBytes(s.bytes)}: ${s.outcome}${s.error ? ` (${s.error.code}: ${s.error.message.slice(0, 200)})` : ''}`);
+  if (r.status === 'failed') {
+    const code = r.error?.code ?? 'ND_INTERNAL';
+    io.err(`ndiff: update failed: ${r.error?.message ?? 'unknown error'}`);
+    return EXIT_OF[code] ?? EXIT.internal;
+  }
+  const fetched = r.download.bytesReceived;
+  io.out(r.status === 'up-to-date'
+    ? `${a.model} is up to date: version ${r.latest} (${r.fingerprint}), manifest release ${r.release}`
+    : `${a.model} updated to version ${r.latest} (${r.fingerprint}) by ${r.path === 'full' ? 'the full model' : 'payloads'}: ${formatBytes(fetched)} downloaded (the full model is ${formatBytes(r.fullBytes ?? 0)})`);
+  return 0;
+}

@@ -1,0 +1,57 @@
+/**
+ * The device updater set up for Node and Electron (the app's main process): the model is a TF.js
+ * folder or an `.onnx` file, the updater's state and partial downloads live beside it in
+ * `<model>.ndiff-updater/` (outside the model, so a full install that replaces the folder keeps
+ * them), fetches go through the global `fetch`, and one update runs at a time per model.
+ *
+ * ```ts
+ * import { updateModel } from 'neural-diff/node';
+ * const result = await updateModel({ model: 'models/kws', modelId: 'kws', urls: ['https://cdn.example.com/kws/'], trustedKeys: [publicKeyPem] });
+ * ```
+ */
+import * as path from 'node:path';
+import { Updater, type UpdateResult, type UpdaterOptions } from '../../updater/updater.ts';
+import { FileDownloadStore, FileUpdaterState } from './state-files.ts';
+import { onnxFileTarget, tfjsFolderTarget } from './targets.ts';
+import { lockModelDir } from '../durable/lock.ts';
+import { makeDirs } from '../durable/durable.ts';
+
+/** Options of {@link updateModel}. */
+export interface NodeUpdateOptions extends Omit<UpdaterOptions, 'target' | 'state' | 'downloads' | 'healthCheck'> {
+  /** The model: a TF.js folder, or a `.onnx` file. */
+  model: string;
+  /** The folder of the updater's state and downloads (default `<model>.ndiff-updater`). */
+  stateDir?: string;
+  /** Runs once an update is in place (load `model` and run one inference); false or a throw rolls back. */
+  healthCheck?: (info: { path: string; kind: 'payload' | 'full'; version: number; fingerprint: string }) => boolean | void | Promise<boolean | void>;
+}
+
+/** The folder of the updater's state for `model` (see {@link NodeUpdateOptions.stateDir}). */
+export function defaultStateDir(model: string): string {
+  return path.resolve(model).replace(/[\\/]+$/, '') + '.ndiff-updater';
+}
+
+/** An {@link Updater} over the files of a Node or Electron app. */
+export function nodeUpdater(options: NodeUpdateOptions): Updater {
+  const stateDir = options.stateDir ?? defaultStateDir(options.model);
+  const { model, stateDir: _s, healthCheck, ...rest } = options;
+  return new Updater({
+    ...rest,
+    target: /\.onnx$/i.test(model) ? onnxFileTarget(model) : tfjsFolderTarget(model),
+    state: new FileUpdaterState(path.join(stateDir, 'state.json')),
+    downloads: new FileDownloadStore(path.join(stateDir, 'downloads')),
+    ...(healthCheck ? { healthCheck: (info) => healthCheck({ path: model, ...info }) } : {}),
+  });
+}
+
+/** Run one update of `options.model` (under a lock on its state folder: one update at a time). */
+export async function updateModel(options: NodeUpdateOptions): Promise<UpdateResult> {
+  const stateDir = options.stateDir ?? defaultStateDir(options.model);
+  await makeDirs(stateDir);
+  const unlock = await lockModelDir(stateDir);
+  try {
+    return await nodeUpdater({ ...options, stateDir }).update();
+  } finally {
+    await unlock();
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Model targets on disk for the device updater (Node, Electron's main process): a TF.js model
+ * folder and an ONNX model file. Payloads go through the existing crash-safe appliers
+ * (`applyToModelDir`, `applyToOnnxFile`). A full package replaces the model whole, crash-safely:
+ *
+ * - a TF.js folder `dir`: the package is written and fsynced into `dir.ndiff-incoming`, its
+ *   fingerprint checked, then `dir` is renamed to `dir.ndiff-previous` and the new folder to
+ *   `dir` (each rename followed by an fsync of the parent); the health check runs; on success the
+ *   previous folder is renamed to `dir.ndiff-retired` and deleted, on failure it is renamed back;
+ * - an ONNX file: written to `file.ndiff-incoming`, the old one hard-linked as
+ *   `file.ndiff-previous`, the new one renamed over `file`, and the same health check and ending.
+ *
+ * Recovery, before every read of the fingerprint: a `retired` leftover is deleted (the switch
+ * was confirmed); a `previous` one means a switch never confirmed: it is undone (the previous
+ * model is back, as the appliers roll back an unconfirmed update); an `incoming` one, a switch
+ * that never happened: it is deleted. A loader reading `dir` (or `file`) sees the old model or
+ * the new one, never a mix; during the instant between the two renames of a folder, no `dir`.
+ */
+import { link, rename, rm, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import { HealthCheckError, ModelFormatError, TargetMismatchError } from '../../core/errors.ts';
+import { fingerprintStore } from '../../core/fingerprint.ts';
+import { getHasher } from '../../core/hasher.ts';
+import type { ModelTarget, TargetApplyOptions, TargetInstallOptions } from '../../updater/target.ts';
+import { applyToModelDir, recordFolderModelId } from '../tfjs/folder-update.ts';
+import { applyToOnnxFile, openOnnxFile } from '../onnx/files.ts';
+import { readRecordedDigests, recordModelDirDigests } from '../tfjs/recorded-digests.ts';
+import { openTfjsModelDir } from '../tfjs/index.ts';
+import { makeDirs, syncDir, writeFileAtomically } from '../durable/durable.ts';
+
+/** Suffixes of the names a full install uses beside the model. */
+export const INCOMING_SUFFIX = '.ndiff-incoming';
+export const PREVIOUS_SUFFIX = '.ndiff-previous';
+export const RETIRED_SUFFIX = '.ndiff-retired';
+
+async function exists(p: string): Promise<boolean> {
+  return (await stat(p).catch(() => undefined)) !== undefined;
+}
+
+/** Run the health check: true when it passed (returned anything but false, and did not throw). */
+async function passes(check: TargetInstallOptions['healthCheck']): Promise<{ ok: boolean; why?: string }> {
+  if (!check) return { ok: true };
+  try {
+    return (await check()) === false ? { ok: false, why: 'it returned false' } : { ok: true };
+  } catch (e) {
+    return { ok: false, why: `it threw: ${(e as Error)?.message ?? String(e)}` };
+  }
+}
+
+/** Finish or undo an interrupted full install of `model` (a folder or a file); true if something was undone. */
+export async function recoverFullInstall(model: string): Promise<boolean> {
+  const parent = path.dirname(path.resolve(model));
+  let changed = false;
+  if (await exists(model + RETIRED_SUFFIX)) {
+    await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
+    changed = true;
+  }
+  if (await exists(model + PREVIOUS_SUFFIX)) {
+    // Switched (or half switched) but never confirmed: the previous model comes back.
+    if (await exists(model)) {
+      await rename(model, model + RETIRED_SUFFIX);
+      await syncDir(parent);
+    }
+    await rename(model + PREVIOUS_SUFFIX, model);
+    await syncDir(parent);
+    await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
+    changed = true;
+  }
+  if (await exists(model + INCOMING_SUFFIX)) {
+    await rm(model + INCOMING_SUFFIX, { recursive: true, force: true });
+    changed = true;
+  }
+  return changed;
+}
+
+/** Switch `incoming` into place as `model`, run the health check, keep or undo (module doc). */
+async function switchAndCheck(model: string, options: TargetInstallOptions, keepPrevious: (model: string, previous: string) => Promise<boolean>): Promise<void> {
+  const parent = path.dirname(path.resolve(model));
+  const hadPrevious = await keepPrevious(model, model + PREVIOUS_SUFFIX);
+  if (hadPrevious) await syncDir(parent);
+  await rename(model + INCOMING_SUFFIX, model);
+  await syncDir(parent);
+  const health = await passes(options.healthCheck);
+  if (!health.ok) {
+    if (hadPrevious) {
+      await rename(model, model + RETIRED_SUFFIX);
+      await rename(model + PREVIOUS_SUFFIX, model);
+      await syncDir(parent);
+      await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
+    }
+    throw new HealthCheckError(
+      `the health check rejected the full model ${options.fingerprint} (${health.why}): ${hadPrevious ? 'the previous model is back in place' : 'there was no previous model; the new one stays'}: report it to the publisher`,
+      { target: options.fingerprint, rolledBack: hadPrevious },
+    );
+  }
+  if (hadPrevious) {
+    await rename(model + PREVIOUS_SUFFIX, model + RETIRED_SUFFIX);
+    await syncDir(parent);
+    await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
+  }
+}
+
+function mismatch(expected: string, found: string): TargetMismatchError {
+  return new TargetMismatchError(`the full package opens as model ${found}, the manifest promises ${expected}: the package and the manifest disagree (a faulty release); nothing was switched, the model is unchanged`, { expected, found });
+}
+
+/** A TF.js model folder as an updater target. */
+export function tfjsFolderTarget(dir: string): ModelTarget {
+  return {
+    kind: 'tfjs',
+    async fingerprint() {
+      await recoverFullInstall(dir);
+      if (!(await exists(path.join(dir, 'model.json')))) return undefined;
+      try {
+        // Tensors whose shard files are unchanged since the last confirmed apply are identified by
+        // their recorded digests (src/io/tfjs/recorded-digests.ts), the others hashed.
+        return fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true, recordedDigests: await readRecordedDigests(dir) })).fingerprint;
+      } catch (e) {
+        if (e instanceof ModelFormatError) return undefined;
+        throw e;
+      }
+    },
+    async applyPayload(bytes: Uint8Array, o: TargetApplyOptions) {
+      await applyToModelDir(dir, bytes, { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) });
+    },
+    async installPackage(files, o: TargetInstallOptions) {
+      await recoverFullInstall(dir);
+      const incoming = dir + INCOMING_SUFFIX;
+      await makeDirs(incoming);
+      for (const f of files) await writeFileAtomically(path.join(incoming, f.path), f.bytes);
+      await syncDir(incoming);
+      const found = fingerprintStore(await getHasher(), await openTfjsModelDir(incoming, { lazy: true })).fingerprint;
+      if (found !== o.fingerprint) {
+        await rm(incoming, { recursive: true, force: true });
+        throw mismatch(o.fingerprint, found);
+      }
+      // The folder's model id and digests, as an apply would have left them (fast next apply).
+      await recordFolderModelId(incoming, o.modelId);
+      await recordModelDirDigests(incoming);
+      await switchAndCheck(dir, o, async (model, previous) => {
+        if (!(await exists(model))) return false;
+        await rename(model, previous);
+        return true;
+      });
+    },
+  };
+}
+
+/** A single-file ONNX model as an updater target. */
+export function onnxFileTarget(file: string): ModelTarget {
+  return {
+    kind: 'onnx',
+    async fingerprint() {
+      await recoverFullInstall(file);
+      if (!(await exists(file))) return undefined;
+      try {
+        return fingerprintStore(await getHasher(), (await openOnnxFile(file)).contents).fingerprint;
+      } catch (e) {
+        if (e instanceof ModelFormatError) return undefined;
+        throw e;
+      }
+    },
+    async applyPayload(bytes: Uint8Array, o: TargetApplyOptions) {
+      await applyToOnnxFile(file, bytes, { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) });
+    },
+    async installPackage(files, o: TargetInstallOptions) {
+      await recoverFullInstall(file);
+      if (files.length !== 1) throw new ModelFormatError(`an ONNX package must be one .onnx file, found ${files.length} files: the release is not one this updater installs`);
+      const incoming = file + INCOMING_SUFFIX;
+      await makeDirs(path.dirname(path.resolve(file)));
+      await writeFileAtomically(incoming, files[0].bytes);
+      const found = fingerprintStore(await getHasher(), (await openOnnxFile(incoming)).contents).fingerprint;
+      if (found !== o.fingerprint) {
+        await rm(incoming, { force: true });
+        throw mismatch(o.fingerprint, found);
+      }
+      await switchAndCheck(file, o, async (model, previous) => {
+        if (!(await exists(model))) return false;
+        await link(model, previous);
+        return true;
+      });
+    },
+  };
+}

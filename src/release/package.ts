@@ -1,0 +1,109 @@
+/**
+ * Full model packages: a version's files stored as blobs (a TF.js folder: model.json and the
+ * shards it names; an ONNX model: the .onnx file), and a version opened again as a weight store
+ * on the build server (its blobs copied into a temporary folder), or a state a lossy payload
+ * reached (the version's weights with that payload applied).
+ */
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { applyPayload } from '../apply/apply.ts';
+import { ModelFormatError, UsageError } from '../core/errors.ts';
+import { fingerprintStore } from '../core/fingerprint.ts';
+import { getHasher } from '../core/hasher.ts';
+import type { WeightStore } from '../core/weight-store.ts';
+import { gridBytesPerValue } from '../core/grid.ts';
+import { storedModelBytes } from '../diff/build.ts';
+import { openOnnxFile } from '../io/onnx/files.ts';
+import { onnxExternalLocations } from '../io/onnx/store.ts';
+import { openTfjsModelDir, referencedFiles } from '../io/tfjs/index.ts';
+import type { PackageFile } from '../updater/manifest.ts';
+import { copyBlob, readBlob, writeBlob } from './blobs.ts';
+import type { ReleaseRecord } from './record.ts';
+
+/** The kind of model at `modelPath`: a `.onnx` file, else a TF.js folder. */
+export function modelKindOf(modelPath: string): 'tfjs' | 'onnx' {
+  return /\.onnx$/i.test(modelPath) ? 'onnx' : 'tfjs';
+}
+
+const PACKAGE_PATH = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,199}$/;
+
+/** Open a model file or folder as a weight store, with the bytes of its weights as stored (what `1%` budgets are a share of). */
+export async function openModelAt(modelPath: string): Promise<{ store: WeightStore; weightBytes: number }> {
+  if (modelKindOf(modelPath) === 'onnx') {
+    const store = (await openOnnxFile(modelPath)).contents;
+    const weightBytes = store.weights().reduce((n, t) => n + gridBytesPerValue(store.grid(t.name)) * t.shape.reduce((a, b) => a * b, 1), 0);
+    return { store, weightBytes };
+  }
+  const store = await openTfjsModelDir(modelPath);
+  return { store, weightBytes: storedModelBytes(store) };
+}
+
+/** The files of the model at `modelPath` (names on the device and paths on this machine). */
+async function modelFiles(modelPath: string): Promise<{ name: string; from: string }[]> {
+  if (modelKindOf(modelPath) === 'onnx') {
+    const bytes = new Uint8Array(await readFile(modelPath));
+    const external = onnxExternalLocations(bytes, modelPath);
+    if (external.length) {
+      throw new UsageError(`${modelPath} keeps weights in external data files (${external.slice(0, 3).join(', ')}): release folders hold single-file ONNX models for now; save the model with its weights inside (onnx.save_model(..., save_as_external_data=False))`, { external });
+    }
+    return [{ name: path.basename(modelPath), from: modelPath }];
+  }
+  const names = await referencedFiles(modelPath);
+  return names.map((n) => ({ name: n, from: path.join(modelPath, n) }));
+}
+
+/** Store the model's files as blobs and return them with its fingerprint. */
+export async function storePackage(releaseDir: string, modelPath: string): Promise<{ files: PackageFile[]; fingerprint: string }> {
+  const info = await stat(modelPath).catch(() => undefined);
+  if (!info) throw new UsageError(`--model ${modelPath} does not exist: expected a TF.js model folder (model.json + shards) or an .onnx file`);
+  const fingerprint = fingerprintStore(await getHasher(), (await openModelAt(modelPath)).store).fingerprint;
+  const files: PackageFile[] = [];
+  for (const f of await modelFiles(modelPath)) {
+    if (!PACKAGE_PATH.test(f.name)) {
+      throw new UsageError(`${modelPath}: the file name ${JSON.stringify(f.name)} cannot be shipped (a release keeps model files in one folder, named with letters, digits and _.@+-, not starting with a dot): rename it in the model`, { file: f.name });
+    }
+    files.push({ path: f.name, ...(await writeBlob(releaseDir, new Uint8Array(await readFile(f.from)))) });
+  }
+  return { files, fingerprint };
+}
+
+/** A version's files copied out of the blobs into a fresh temporary folder; call `dispose` after use. */
+export async function materializeVersion(releaseDir: string, record: ReleaseRecord, version: number): Promise<{ path: string; dispose(): Promise<void> }> {
+  const v = record.versions.find((x) => x.version === version);
+  if (!v) throw new ModelFormatError(`release record lists no version ${version}`);
+  const dir = await mkdtemp(path.join(tmpdir(), 'ndiff-release-'));
+  for (const f of v.files) await copyBlob(releaseDir, f, path.join(dir, f.path));
+  const at = record.modelKind === 'onnx' ? path.join(dir, v.files[0].path) : dir;
+  return { path: at, dispose: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A state of a version opened on the build server (see {@link openState}). */
+export interface OpenedState {
+  store: WeightStore;
+  weightBytes: number;
+  dispose(): Promise<void>;
+}
+
+/**
+ * The weights of a state of `version`: the version itself, or (with `via`) the state the lossy
+ * payload `via` reached from its base (always an exact version: lossy payloads are made from
+ * versions, never from lossy states), patched into a temporary copy. Checked against the
+ * fingerprint expected.
+ */
+export async function openState(releaseDir: string, record: ReleaseRecord, version: number, fingerprint: string, via?: string): Promise<OpenedState> {
+  const payload = via === undefined ? undefined : record.payloads.find((p) => p.sha256 === via);
+  if (via !== undefined && !payload) throw new ModelFormatError(`release record: the state ${fingerprint} names payload ${via}, which it does not list`);
+  const files = await materializeVersion(releaseDir, record, payload ? payload.fromVersion : version);
+  try {
+    const opened = await openModelAt(files.path);
+    const hasher = await getHasher();
+    if (payload) await applyPayload(opened.store, await readBlob(releaseDir, payload), { hasher });
+    const found = fingerprintStore(hasher, opened.store).fingerprint;
+    if (found !== fingerprint) throw new ModelFormatError(`release folder ${releaseDir}: the state of version ${version} opens as ${found}, the record says ${fingerprint}: the folder was damaged or edited`);
+    return { ...opened, dispose: files.dispose };
+  } catch (e) {
+    await files.dispose();
+    throw e;
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Publishing: sign the payloads the jobs left, list them in the record, and write the signed
+ * manifest with a new release number. The record is written before the manifest, so a crash in
+ * between costs a release number, never reuses one (devices refuse two manifests under one
+ * number). Publishing again without a new version re-signs the manifest with a fresh expiry:
+ * do it before the manifest expires.
+ */
+import { sign as nodeSign, type KeyObject } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import * as path from 'node:path';
+import { UsageError } from '../core/errors.ts';
+import { keyIdOf } from '../apply/ed25519.ts';
+import { toHex } from '../core/hex.ts';
+import { writeFileAtomically } from '../io/durable/durable.ts';
+import { rawPublicKey, signPayload } from '../sign/node-keys.ts';
+import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type ReleaseManifest, type SignedManifest } from '../updater/manifest.ts';
+import { writeBlob } from './blobs.ts';
+import { jobFiles, readJobResult } from './jobs.ts';
+import { newestVersion, writeRecord, type ReleaseRecord } from './record.ts';
+
+/** Options of {@link publishRelease}. */
+export interface PublishOptions {
+  /** The Ed25519 private key that signs the manifest and the payloads. */
+  key: KeyObject;
+  /** Seconds since 1970 from which devices refuse the manifest. */
+  expiresAt: number;
+  /** Default: now. */
+  createdAt?: string;
+}
+
+/** What a publication wrote. */
+export interface PublishResult {
+  release: number;
+  latest: number;
+  /** Payloads added by this publication. */
+  added: number;
+  /** Jobs whose payload was not kept, and why. */
+  skipped: { id: string; why: string }[];
+  manifest: ReleaseManifest;
+}
+
+/** The signed manifest of `record` (its versions and payloads), as it would be written. */
+export function signManifest(manifest: ReleaseManifest, key: KeyObject): SignedManifest {
+  const sig = new Uint8Array(nodeSign(null, manifestSigningInput(manifest), key));
+  return { signed: manifest, signatures: [{ keyId: keyIdOf(rawPublicKey(key)), sig: toHex(sig) }] };
+}
+
+/** Sign and list the pending jobs' payloads (all must have run), then write a new manifest. */
+export async function publishRelease(releaseDir: string, record: ReleaseRecord, options: PublishOptions): Promise<PublishResult> {
+  const latest = newestVersion(record);
+  if (!latest) throw new UsageError(`release folder ${releaseDir} has no version yet: add one first (ndiff release add --release ${releaseDir} --model PATH ...)`);
+  const skipped: { id: string; why: string }[] = [];
+  let added = 0;
+  const finished = record.pending?.jobs.map((j) => j.id) ?? [];
+  if (record.pending) {
+    const results = await Promise.all(record.pending.jobs.map(async (j) => ({ job: j, done: await readJobResult(releaseDir, j.id) })));
+    const missing = results.filter((r) => !r.done).map((r) => r.job.id);
+    if (missing.length) {
+      throw new UsageError(`version ${record.pending.version} has ${missing.length} job(s) not run yet (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}): run each with \`ndiff release job --release ${releaseDir} --id <id>\` (or copy their jobs/ files here), then publish`, { missing });
+    }
+    for (const { job, done } of results) {
+      const { result, payload } = done as NonNullable<typeof done>;
+      if (!result.payload || !payload) {
+        skipped.push({ id: job.id, why: result.skipped ?? 'no payload' });
+        continue;
+      }
+      const blob = await writeBlob(releaseDir, signPayload(payload, options.key));
+      record.payloads.push({ ...result.payload, ...blob });
+      added++;
+    }
+    record.pending = null;
+  }
+  record.release += 1;
+  const manifest: ReleaseManifest = {
+    format: MANIFEST_FORMAT,
+    formatVersion: MANIFEST_FORMAT_VERSION,
+    modelId: record.modelId,
+    modelKind: record.modelKind,
+    release: record.release,
+    createdAt: options.createdAt ?? new Date().toISOString(),
+    expiresAt: options.expiresAt,
+    latest: latest.version,
+    versions: record.versions.map(({ version, fingerprint, files }) => ({ version, fingerprint, files })),
+    payloads: record.payloads,
+  };
+  await writeRecord(releaseDir, record);
+  await writeFileAtomically(path.join(releaseDir, MANIFEST_FILE), serializeManifest(signManifest(manifest, options.key)));
+  // The jobs' files are in the blobs and the record now.
+  for (const id of finished) {
+    const f = jobFiles(releaseDir, id);
+    await rm(f.result, { force: true });
+    await rm(f.payload, { force: true });
+  }
+  return { release: record.release, latest: latest.version, added, skipped, manifest };
+}

@@ -1,0 +1,289 @@
+/**
+ * Downloads for the device updater, over an injected `fetch` (the WHATWG one: global in
+ * browsers, Node >= 18 and React Native): base URLs tried in order (mirrors), a size cap, an idle
+ * timeout, and HTTP Range resume. Bytes are kept in a {@link DownloadStore} as they arrive, a
+ * chunk at a time, so a dropped connection resumes from the last byte received and a restarted
+ * app from the last chunk stored (at most one chunk is fetched twice). A file is used only once
+ * its length and SHA-256 are the manifest's.
+ */
+import { DownloadError, NeuralDiffError } from '../core/errors.ts';
+import type { ReleaseFile } from './manifest.ts';
+import { sha256Hex } from './sha256.ts';
+import { concatBytes, type DownloadStore } from './state.ts';
+
+/** The part of a fetch Response the updater reads. */
+export interface FetchResponse {
+  status: number;
+  headers: { get(name: string): string | null };
+  /** A byte stream (absent on React Native's fetch: then `arrayBuffer` is used, without resume mid-body). */
+  body?: ReadableStream<Uint8Array> | null;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+/** The `fetch` the updater calls: the global one fits. */
+export type FetchLike = (url: string, init: { headers: Record<string, string>; signal: AbortSignal }) => Promise<FetchResponse>;
+
+/** Download settings. */
+export interface DownloadOptions {
+  fetch: FetchLike;
+  /** Base URLs of the release folder, tried in order. */
+  mirrors: readonly string[];
+  /** Abort a request that delivers no byte for this long (default 30 s). */
+  timeoutMs?: number;
+  /** Bytes kept in memory before they are stored (default 256 KiB): what a crash can lose. */
+  chunkBytes?: number;
+  /** Requests per mirror for one file, resumes included (default 4). */
+  attemptsPerMirror?: number;
+  /** Called as bytes arrive. */
+  onProgress?: (event: { file: string; received: number; length: number }) => void;
+}
+
+/** What the downloads of one run cost. */
+export interface DownloadStats {
+  /** HTTP requests made. */
+  requests: number;
+  /** Body bytes received. */
+  bytesReceived: number;
+  /** Requests that resumed a partial file with a Range header. */
+  resumes: number;
+  /** Bytes received for a range already received once (a restarted download). */
+  bytesRefetched: number;
+}
+
+export function emptyStats(): DownloadStats {
+  return { requests: 0, bytesReceived: 0, resumes: 0, bytesRefetched: 0 };
+}
+
+/** One failed try, for the error and the report. */
+export interface DownloadAttempt {
+  url: string;
+  problem: string;
+}
+
+class AttemptFailure extends Error {
+  /** `mirror`: this mirror will not serve it (move on); `retry`: try the same mirror again (resume). */
+  constructor(message: string, readonly next: 'mirror' | 'retry') {
+    super(message);
+  }
+}
+
+/** `base` + `path`, with one slash between. */
+export function joinUrl(base: string, path: string): string {
+  return base.endsWith('/') ? base + path : `${base}/${path}`;
+}
+
+/**
+ * Read a response body into `sink`, aborting through `abort` when no byte comes for `timeoutMs`.
+ * Resolves when the body ended; rejects when it broke off or stalled.
+ */
+async function readBody(res: FetchResponse, sink: (bytes: Uint8Array) => void | Promise<void>, idle: { arm(): void; stop(): void }): Promise<void> {
+  if (!res.body) {
+    await sink(new Uint8Array(await res.arrayBuffer()));
+    return;
+  }
+  const reader = res.body.getReader();
+  try {
+    for (;;) {
+      idle.arm();
+      const { done, value } = await reader.read();
+      idle.stop(); // storing the bytes (an fsync) is not the server's idleness
+      if (done) return;
+      await sink(value);
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+/** A timer that aborts `controller` when not re-armed within `ms`. */
+function idleTimer(controller: AbortController, ms: number): { arm(): void; stop(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return {
+    arm() {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(new Error(`no data for ${ms} ms`)), ms);
+    },
+    stop() {
+      if (timer !== undefined) clearTimeout(timer);
+    },
+  };
+}
+
+function describe(e: unknown, signal: AbortSignal): string {
+  if (signal.aborted) return `timed out (${(signal.reason as Error)?.message ?? 'aborted'})`;
+  return (e as Error)?.message ?? String(e);
+}
+
+/**
+ * Fetch a file of unknown length (the manifest) whole, refusing more than `maxBytes`, from the
+ * first mirror that serves it. Returns the bytes and the base URL that served them.
+ */
+export async function fetchSmallFile(path: string, maxBytes: number, options: DownloadOptions, stats: DownloadStats, accept?: (bytes: Uint8Array, base: string) => Promise<void>): Promise<{ bytes: Uint8Array; base: string }> {
+  const attempts: DownloadAttempt[] = [];
+  let refusal: unknown;
+  for (const base of options.mirrors) {
+    const url = joinUrl(base, path);
+    const controller = new AbortController();
+    const idle = idleTimer(controller, options.timeoutMs ?? 30_000);
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    try {
+      stats.requests++;
+      idle.arm();
+      const res = await options.fetch(url, { headers: { 'Cache-Control': 'no-cache' }, signal: controller.signal });
+      if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+      await readBody(res, (b) => {
+        size += b.length;
+        stats.bytesReceived += b.length;
+        if (size > maxBytes) {
+          controller.abort(new Error(`more than ${maxBytes} bytes`));
+          throw new Error(`more than the ${maxBytes}-byte cap`);
+        }
+        parts.push(b);
+      }, idle);
+      const bytes = concatBytes(parts);
+      // The caller's checks (signature, rollback): a mirror whose copy fails them is passed over.
+      if (accept) await accept(bytes, base);
+      return { bytes, base };
+    } catch (e) {
+      if (e instanceof NeuralDiffError) {
+        refusal ??= e;
+        attempts.push({ url, problem: `${e.code}: ${e.message}` });
+      } else attempts.push({ url, problem: describe(e, controller.signal) });
+    } finally {
+      idle.stop();
+    }
+  }
+  // Every mirror answered with a manifest the device refuses: that refusal is the answer.
+  if (refusal && attempts.every((a) => /^ND_/.test(a.problem))) throw refusal;
+  throw new DownloadError(`could not fetch ${path} from any of ${options.mirrors.length} mirror(s): ${attempts.map((a) => `${a.url}: ${a.problem}`).join('; ')}: check the network and the release URLs`, { attempts, ...(refusal ? { refusal: (refusal as NeuralDiffError).code } : {}) });
+}
+
+/**
+ * Download `file` into `store` (resuming what it holds) and return its bytes once their length
+ * and SHA-256 are the manifest's. Mirrors are tried in order; on a dropped or stalled connection
+ * the same mirror is asked for the rest (Range), up to `attemptsPerMirror` requests.
+ *
+ * @throws DownloadError when no mirror served it intact (what it holds is removed)
+ */
+export async function downloadFile(file: ReleaseFile, store: DownloadStore, options: DownloadOptions, stats: DownloadStats): Promise<Uint8Array> {
+  const key = file.sha256;
+  const chunk = options.chunkBytes ?? 256 * 1024;
+  const attempts: DownloadAttempt[] = [];
+  let have = await store.size(key);
+  if (have === file.length) {
+    // Complete from an earlier run (the app stopped between download and apply).
+    const bytes = await store.read(key);
+    if (bytes.length === file.length && (await sha256Hex(bytes)) === file.sha256) return bytes;
+  }
+  if (have >= file.length) {
+    await store.remove(key);
+    have = 0;
+  }
+  // Bytes received once, even if dropped later: a second receipt counts as re-fetched.
+  let highWater = have;
+  for (const base of options.mirrors) {
+    const url = joinUrl(base, file.file);
+    for (let attempt = 0; attempt < (options.attemptsPerMirror ?? 4) && have < file.length; attempt++) {
+      const controller = new AbortController();
+      const idle = idleTimer(controller, options.timeoutMs ?? 30_000);
+      let pending: Uint8Array[] = [];
+      let pendingBytes = 0;
+      // Store what was received, a chunk per append (each durable on its own), all of it or
+      // (`whole` false) only whole chunks. A store that fails is not written to again.
+      let storeFailed = false;
+      const flush = async (whole = true) => {
+        if (!pendingBytes || storeFailed) return;
+        let bytes = concatBytes(pending);
+        pending = [bytes];
+        while (bytes.length >= chunk || (whole && bytes.length > 0)) {
+          const piece = bytes.subarray(0, Math.min(bytes.length, chunk));
+          try {
+            await store.append(key, piece);
+          } catch (e) {
+            storeFailed = true;
+            throw e;
+          }
+          have += piece.length;
+          bytes = bytes.subarray(piece.length);
+          pending = bytes.length ? [bytes] : [];
+          pendingBytes = bytes.length;
+        }
+      };
+      try {
+        stats.requests++;
+        if (have > 0) stats.resumes++;
+        idle.arm();
+        const res = await options.fetch(url, { headers: have > 0 ? { Range: `bytes=${have}-` } : {}, signal: controller.signal });
+        if (res.status === 404 || res.status === 410 || res.status === 403) throw new AttemptFailure(`HTTP ${res.status}`, 'mirror');
+        if (res.status === 416) {
+          // What is stored does not fit the server's file: start again.
+          await store.remove(key);
+          have = 0;
+          throw new AttemptFailure('HTTP 416 (range not satisfiable): restarting the file', 'retry');
+        }
+        if (res.status !== 200 && res.status !== 206) throw new AttemptFailure(`HTTP ${res.status}`, res.status >= 500 ? 'retry' : 'mirror');
+        if (res.status === 200 && have > 0) {
+          // The server ignored the Range header: the body is the whole file again.
+          await store.remove(key);
+          have = 0;
+        }
+        if (res.status === 206) {
+          const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+          if (!range || Number(range[1]) !== have || (range[3] !== '*' && Number(range[3]) !== file.length)) {
+            throw new AttemptFailure(`answered Range bytes=${have}- with Content-Range ${JSON.stringify(res.headers.get('content-range'))}: expected bytes ${have}-${file.length - 1}/${file.length}`, 'mirror');
+          }
+        }
+        const declared = res.headers.get('content-length');
+        if (declared !== null && /^\d+$/.test(declared) && have + Number(declared) !== file.length) {
+          throw new AttemptFailure(`serves ${have + Number(declared)} bytes, the manifest says ${file.length}: another file or a stale copy`, 'mirror');
+        }
+        await readBody(res, async (b) => {
+          stats.bytesReceived += b.length;
+          const at = have + pendingBytes;
+          stats.bytesRefetched += Math.max(0, Math.min(highWater, at + b.length) - at);
+          highWater = Math.max(highWater, at + b.length);
+          if (at + b.length > file.length) {
+            controller.abort(new Error('body longer than the manifest says'));
+            throw new AttemptFailure(`sent more than the ${file.length} bytes the manifest lists: another file or a hostile server`, 'mirror');
+          }
+          pending.push(b);
+          pendingBytes += b.length;
+          options.onProgress?.({ file: file.file, received: have + pendingBytes, length: file.length });
+          if (pendingBytes >= chunk) await flush(false);
+        }, idle);
+        await flush();
+        if (have < file.length) throw new AttemptFailure(`the body ended after ${have} of ${file.length} bytes`, 'retry');
+      } catch (e) {
+        const over = e instanceof AttemptFailure && /more than/.test(e.message);
+        // Bytes that arrived before a drop are kept (the hash decides at the end); an over-long
+        // body is not the file: drop all of it.
+        if (over) {
+          await store.remove(key);
+          have = 0;
+        } else await flush().catch(() => {});
+        attempts.push({ url, problem: e instanceof AttemptFailure ? e.message : describe(e, controller.signal) });
+        if (e instanceof AttemptFailure && e.next === 'mirror') break;
+        if (!(e instanceof AttemptFailure) && !controller.signal.aborted && !isNetworkError(e)) throw e;
+      } finally {
+        idle.stop();
+      }
+    }
+    if (have === file.length) {
+      const bytes = await store.read(key);
+      if (bytes.length === file.length && (await sha256Hex(bytes)) === file.sha256) return bytes;
+      attempts.push({ url, problem: `served bytes whose SHA-256 is not the manifest's ${file.sha256.slice(0, 12)}…: a tampered or damaged copy` });
+      await store.remove(key);
+      have = 0;
+    }
+  }
+  throw new DownloadError(
+    `could not download ${file.file} (${file.length} bytes) intact from any of ${options.mirrors.length} mirror(s): ${attempts.map((a) => `${a.url}: ${a.problem}`).join('; ')}`,
+    { file: file.file, attempts },
+  );
+}
+
+/** Errors fetch and body streams raise for network trouble (retry), as opposed to bugs. */
+function isNetworkError(e: unknown): boolean {
+  return e instanceof TypeError || (e as Error)?.name === 'AbortError' || /terminated|socket|ECONNRESET|network|fetch failed|other side closed/i.test((e as Error)?.message ?? '');
+}

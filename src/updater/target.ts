@@ -1,0 +1,114 @@
+/**
+ * Where the device's model lives, as the updater sees it: read its fingerprint, apply a payload,
+ * install a full package. Node and Electron have file targets for TF.js folders and ONNX files
+ * (src/io/updater/targets.ts, crash-safe through the existing appliers); {@link weightStoreTarget}
+ * serves a model held in memory (a browser tab, React Native) through any {@link WeightStore}.
+ */
+import { applyPayload } from '../apply/apply.ts';
+import type { SequenceStore } from '../apply/freshness.ts';
+import type { PublicKeyInput } from '../apply/signature.ts';
+import { HealthCheckError, TargetMismatchError } from '../core/errors.ts';
+import { fingerprintStore } from '../core/fingerprint.ts';
+import { getHasher } from '../core/hasher.ts';
+import type { WeightStore } from '../core/weight-store.ts';
+
+/** Decides, after an update is in place and before it is kept, whether the model works. */
+export type UpdateHealthCheck = (info: { kind: 'payload' | 'full'; version: number; fingerprint: string }) => boolean | void | Promise<boolean | void>;
+
+/** What the updater passes to {@link ModelTarget.applyPayload}. */
+export interface TargetApplyOptions {
+  trustedKeys: readonly PublicKeyInput[];
+  expectedModelId: string;
+  sequenceStore: SequenceStore;
+  now: () => number;
+  /** Runs once the new version is in place; false or a throw rolls back (HealthCheckError). */
+  healthCheck?: () => boolean | void | Promise<boolean | void>;
+}
+
+/** What the updater passes to {@link ModelTarget.installPackage}. */
+export interface TargetInstallOptions {
+  modelId: string;
+  /** The fingerprint the package must have: refused (TargetMismatchError) before the switch otherwise. */
+  fingerprint: string;
+  /** Runs once the new version is in place; false or a throw rolls back (HealthCheckError). */
+  healthCheck?: () => boolean | void | Promise<boolean | void>;
+}
+
+/** A file of a full package, verified against the manifest. */
+export interface PackageFileBytes {
+  path: string;
+  bytes: Uint8Array;
+}
+
+/** The device's model, for the updater. */
+export interface ModelTarget {
+  /** `tfjs` (a model.json folder), `onnx` (a .onnx file) or `weights` (any store: installs need the app's help). */
+  readonly kind: 'tfjs' | 'onnx' | 'weights';
+  /**
+   * Finish or undo an install a crash interrupted, then give the fingerprint of the model held;
+   * undefined when there is none or it cannot be read (the updater then installs the full model).
+   */
+  fingerprint(): Promise<string | undefined>;
+  /** Apply one verified payload, crash-safely, recording its sequence in `sequenceStore`. */
+  applyPayload(bytes: Uint8Array, options: TargetApplyOptions): Promise<void>;
+  /** Replace the model with a full package, crash-safely (the previous one kept until the health check passes). */
+  installPackage(files: readonly PackageFileBytes[], options: TargetInstallOptions): Promise<void>;
+}
+
+/** Options of {@link weightStoreTarget}. */
+export interface WeightStoreTargetOptions {
+  /** The model in memory (e.g. a `MemoryWeightStore`, or the live tfjs model's store); undefined when none is loaded. */
+  store: () => WeightStore | undefined;
+  /**
+   * Load a full package as the app's model (e.g. `tf.loadGraphModel` from the files in memory)
+   * and return its store; the updater checks its fingerprint. Keep the previous model until
+   * `commit` is called, and drop the new one on `discard`.
+   */
+  install: (files: readonly PackageFileBytes[]) => Promise<{ store: WeightStore; commit(): void | Promise<void>; discard(): void | Promise<void> }>;
+}
+
+/**
+ * A target for a model held in memory. Payloads go through `applyPayload` (in place, undone on
+ * any refusal or failed health check); full packages through the app's `install`. Nothing here
+ * survives a reload: persist the model yourself (OPFS, IndexedDB) if it must.
+ */
+export function weightStoreTarget(options: WeightStoreTargetOptions): ModelTarget {
+  return {
+    kind: 'weights',
+    async fingerprint() {
+      const store = options.store();
+      if (!store) return undefined;
+      try {
+        return fingerprintStore(await getHasher(), store).fingerprint;
+      } catch {
+        return undefined;
+      }
+    },
+    async applyPayload(bytes, o) {
+      const store = options.store();
+      if (!store) throw new TargetMismatchError('no model is loaded: the updater installs the full model instead');
+      await applyPayload(store, bytes, { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, sequenceStore: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) });
+    },
+    async installPackage(files, o) {
+      const next = await options.install(files);
+      const found = fingerprintStore(await getHasher(), next.store).fingerprint;
+      if (found !== o.fingerprint) {
+        await next.discard();
+        throw new TargetMismatchError(`the full package loaded as model ${found}, the manifest promises ${o.fingerprint}: the package and the manifest disagree (a faulty release); the previous model is kept`, { expected: o.fingerprint, found });
+      }
+      let healthy = true;
+      let cause: unknown;
+      try {
+        healthy = (await o.healthCheck?.()) !== false;
+      } catch (e) {
+        healthy = false;
+        cause = e;
+      }
+      if (!healthy) {
+        await next.discard();
+        throw new HealthCheckError(`the health check rejected the full model ${o.fingerprint} (${cause === undefined ? 'it returned false' : `it threw: ${(cause as Error)?.message ?? String(cause)}`}); the previous model is kept`, { target: o.fingerprint });
+      }
+      await next.commit();
+    },
+  };
+}

@@ -1,0 +1,325 @@
+/**
+ * The device updater: one call, `update()`, takes the model a device holds to the newest version
+ * a release folder offers, over HTTP from any static host.
+ *
+ * 1. fetch `manifest.json` from the first mirror whose copy passes every trust check
+ *    (trust.ts: signature by a trusted key, model id, expiry, no rollback of the release number);
+ *    the release number is recorded at once;
+ * 2. read the fingerprint of the model held (a crash-interrupted install is finished or undone
+ *    first) and plan the cheapest path to the newest version (plan.ts): payloads, a chain of
+ *    them, or the full package;
+ * 3. download every file of the path (download.ts: size cap, timeout, mirrors, Range resume,
+ *    length and SHA-256 checked), all before anything is applied;
+ * 4. apply, crash-safely, through the target's applier; each payload's header must be the one
+ *    the manifest lists (model id, base, target, sequence);
+ * 5. a payload that fails the health check is rolled back and recorded, and never tried again;
+ *    the plan is made again without it (a longer chain, or the full package); a payload that
+ *    cannot be downloaded or is refused is left out for this run;
+ * 6. report: the result object, also given to `onReport`.
+ *
+ * Fetching and storage are injected (the WHATWG `fetch`, an {@link UpdaterStateStore}, a
+ * {@link DownloadStore}, a {@link ModelTarget}), so the same code runs in Node, Electron,
+ * browsers and React Native. No node module is imported here.
+ */
+import { verifyPayload } from '../apply/apply.ts';
+import type { Ed25519Verifier } from '../apply/ed25519.ts';
+import type { PublicKeyInput } from '../apply/signature.ts';
+import { FreshnessError, HealthCheckError, ModelMismatchError, NeuralDiffError, PayloadTooLargeError, UsageError } from '../core/errors.ts';
+import { downloadFile, emptyStats, fetchSmallFile, type DownloadStats, type FetchLike } from './download.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_FILE, versionOf, type ManifestPayload, type ReleaseManifest } from './manifest.ts';
+import { packageKey, planUpdate, type UpdatePlan } from './plan.ts';
+import { loadRecord, MemoryDownloadStore, sequenceStoreOf, type DownloadStore, type UpdaterRecord, type UpdaterStateStore } from './state.ts';
+import type { ModelTarget, UpdateHealthCheck } from './target.ts';
+import { openTrustedRelease, type TrustedRelease } from './trust.ts';
+
+/** Settings of an {@link Updater}. */
+export interface UpdaterOptions {
+  /** The model id this device holds (the release's `--model-id`). */
+  modelId: string;
+  /** Base URLs of the release folder, tried in order (a CDN first, a mirror next). */
+  urls: readonly string[];
+  /** The publisher's public keys: the manifest must be signed by one of them. */
+  trustedKeys: readonly PublicKeyInput[];
+  /** The device's model. */
+  target: ModelTarget;
+  /** Where the updater's record lives (durable: file, IndexedDB, AsyncStorage). */
+  state: UpdaterStateStore;
+  /** Partial downloads (default: in memory, resumes within a run only). */
+  downloads?: DownloadStore;
+  /** Default: the global `fetch`. */
+  fetch?: FetchLike;
+  /** Milliseconds since 1970 (default `Date.now`). */
+  now?: () => number;
+  /** Abort a request that delivers nothing for this long (default 30 s). */
+  timeoutMs?: number;
+  /** Bytes buffered before they are stored (default 256 KiB). */
+  chunkBytes?: number;
+  /** Requests per mirror and file, resumes included (default 4). */
+  attemptsPerMirror?: number;
+  /** Cap on the manifest's size (default 4 MiB). */
+  maxManifestBytes?: number;
+  /** Refuse to download more than this in one run (default: no cap beyond the manifest's lengths). */
+  maxDownloadBytes?: number;
+  /** Runs once an update is in place, before it is kept: false or a throw rolls back. */
+  healthCheck?: UpdateHealthCheck;
+  /** Called once per run with the result. */
+  onReport?: (result: UpdateResult) => void | Promise<void>;
+  /** Progress lines. */
+  onProgress?: (message: string) => void;
+  verifier?: Ed25519Verifier;
+}
+
+/** One thing the run did or tried. */
+export interface UpdateStep {
+  kind: 'payload' | 'full';
+  /** The release file (`blobs/<sha256>`), or the first file of the package. */
+  file: string;
+  bytes: number;
+  fromVersion?: number;
+  toVersion: number;
+  method?: string;
+  outcome: 'applied' | 'installed' | 'health-check-failed' | 'download-failed' | 'refused';
+  error?: { code: string; message: string };
+}
+
+/** What {@link Updater.update} did. */
+export interface UpdateResult {
+  /** `up-to-date`: nothing to do; `updated`: the device holds the newest version now; `failed`: see `error`. */
+  status: 'up-to-date' | 'updated' | 'failed';
+  modelId: string;
+  /** The manifest's release number, when one was accepted. */
+  release?: number;
+  /** The newest version the release offers. */
+  latest?: number;
+  /** The fingerprint held before the run (undefined: no model, or unreadable). */
+  fromFingerprint?: string;
+  /** The fingerprint held after the run. */
+  fingerprint?: string;
+  /** The path of the last plan: none, payloads, or the full package. */
+  path: 'none' | 'payloads' | 'full';
+  /** Bytes of the newest full package (what the run is compared against). */
+  fullBytes?: number;
+  download: DownloadStats;
+  steps: UpdateStep[];
+  error?: { code: string; message: string };
+}
+
+/** What {@link Updater.check} found, without downloading anything but the manifest. */
+export interface UpdateCheck {
+  release: number;
+  latest: number;
+  fingerprint?: string;
+  plan: UpdatePlan | null;
+}
+
+const errorOf = (e: unknown) => ({ code: e instanceof NeuralDiffError ? e.code : 'ND_INTERNAL', message: (e as Error)?.message ?? String(e) });
+
+/** The device updater (module doc). */
+export class Updater {
+  private readonly fetch: FetchLike;
+  private readonly downloads: DownloadStore;
+
+  constructor(private readonly options: UpdaterOptions) {
+    if (!options.modelId) throw new UsageError('the updater needs the model id this device holds (modelId)');
+    if (!options.urls?.length) throw new UsageError('the updater needs at least one base URL of the release folder (urls)');
+    if (!options.trustedKeys?.length) throw new UsageError('the updater needs the publisher\'s public key (trustedKeys)');
+    const global = (globalThis as { fetch?: FetchLike }).fetch;
+    const fetch = options.fetch ?? (global ? (url: string, init: Parameters<FetchLike>[1]) => global(url, init) : undefined);
+    if (!fetch) throw new UsageError('no fetch: this runtime has no global fetch; pass options.fetch');
+    this.fetch = fetch;
+    this.downloads = options.downloads ?? new MemoryDownloadStore();
+  }
+
+  private downloadOptions() {
+    const o = this.options;
+    return { fetch: this.fetch, mirrors: o.urls, timeoutMs: o.timeoutMs, chunkBytes: o.chunkBytes, attemptsPerMirror: o.attemptsPerMirror };
+  }
+
+  /** Fetch and verify the manifest, and record its release number. */
+  private async refresh(stats: DownloadStats, record: UpdaterRecord): Promise<{ release: TrustedRelease; record: UpdaterRecord }> {
+    const o = this.options;
+    let release: TrustedRelease | undefined;
+    const policy = { trustedKeys: o.trustedKeys, modelId: o.modelId, now: o.now, maxManifestBytes: o.maxManifestBytes, verifier: o.verifier };
+    await fetchSmallFile(MANIFEST_FILE, o.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES, this.downloadOptions(), stats, async (bytes) => {
+      release = await openTrustedRelease(bytes, policy, record);
+    });
+    const m = (release as TrustedRelease).manifest;
+    if (record.release !== m.release || record.manifestSha256 !== (release as TrustedRelease).sha256) {
+      record = { ...record, release: m.release, manifestSha256: (release as TrustedRelease).sha256 };
+      await o.state.save(o.modelId, record);
+    }
+    return { release: release as TrustedRelease, record };
+  }
+
+  /** Fetch the manifest and plan, without downloading or changing the model. */
+  async check(): Promise<UpdateCheck> {
+    const record = await loadRecord(this.options.state, this.options.modelId);
+    const { release } = await this.refresh(emptyStats(), record);
+    const fingerprint = await this.options.target.fingerprint();
+    const failed = new Set(record.failed);
+    const m = release.manifest;
+    return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: failed.has(packageKey(versionOf(m, m.latest))) }) };
+  }
+
+  /**
+   * Bring the model to the newest version (module doc). Resolves with the result (also when it
+   * failed: `status: 'failed'` and `error`); rejects only on errors that are not neural-diff's
+   * (a bug, or the app's adapters throwing something else).
+   */
+  async update(): Promise<UpdateResult> {
+    const o = this.options;
+    const result: UpdateResult = { status: 'failed', modelId: o.modelId, path: 'none', download: emptyStats(), steps: [] };
+    try {
+      await this.run(result);
+    } catch (e) {
+      if (!(e instanceof NeuralDiffError)) throw e;
+      result.status = 'failed';
+      result.error = errorOf(e);
+    }
+    await o.onReport?.(result);
+    return result;
+  }
+
+  private async run(result: UpdateResult): Promise<void> {
+    const o = this.options;
+    const progress = o.onProgress ?? (() => {});
+    const stats = result.download;
+    let { release, record } = await this.refresh(stats, await loadRecord(o.state, o.modelId));
+    const m: ReleaseManifest = release.manifest;
+    const latest = versionOf(m, m.latest);
+    result.release = m.release;
+    result.latest = m.latest;
+    const sequences = sequenceStoreOf(o.state);
+    let current = await o.target.fingerprint();
+    result.fromFingerprint = current;
+    result.fingerprint = current;
+    const skipped = new Set<string>(); // left out for this run only
+    let fullFailed = false;
+    const now = o.now ?? Date.now;
+    const health = (kind: 'payload' | 'full', version: number, fingerprint: string) => o.healthCheck && (() => (o.healthCheck as UpdateHealthCheck)({ kind, version, fingerprint }));
+    const remember = async (key: string) => {
+      record = await loadRecord(o.state, o.modelId);
+      if (!record.failed.includes(key)) record.failed.push(key);
+      await o.state.save(o.modelId, record);
+    };
+
+    // Each round plans from what the device holds now; a step that fails takes its payload out.
+    for (let round = 0; round <= m.payloads.length + 1; round++) {
+      const failed = new Set(record.failed);
+      const plan = planUpdate(m, current, { payloads: new Set([...failed, ...skipped]), noFullPackage: fullFailed || failed.has(packageKey(latest)) });
+      if (!plan) {
+        throw new NeuralDiffError('ND_NO_UPDATE_PATH', `no way left to version ${latest.version} of model ${JSON.stringify(m.modelId)} from ${current ?? 'no model'}: every payload path and the full package failed (see the steps); the device keeps its model: report it to the publisher`, { steps: result.steps.length });
+      }
+      if (plan.kind !== 'none' || !result.steps.length) result.path = plan.kind;
+      result.fullBytes = plan.fullBytes;
+      if (plan.kind === 'none') {
+        const recorded = (await loadRecord(o.state, o.modelId)).sequence;
+        // A crash between a confirmed install and recording its sequence: record it now.
+        if (recorded === undefined || recorded < latest.version) await sequences.set(o.modelId, latest.version, { fingerprint: plan.fingerprint });
+        result.status = result.steps.some((s) => s.outcome === 'applied' || s.outcome === 'installed') ? 'updated' : 'up-to-date';
+        result.fingerprint = plan.fingerprint;
+        return;
+      }
+      if (o.maxDownloadBytes !== undefined && plan.bytes > o.maxDownloadBytes) throw new PayloadTooLargeError(plan.bytes, o.maxDownloadBytes);
+      progress(plan.kind === 'full'
+        ? `plan: the full model of version ${latest.version} (${plan.bytes} bytes)`
+        : `plan: ${plan.steps.length} payload(s), ${plan.bytes} bytes (the full model is ${plan.fullBytes})`);
+
+      if (plan.kind === 'payloads') {
+        const fetched: Uint8Array[] = [];
+        let broken: ManifestPayload | undefined;
+        for (const p of plan.steps) {
+          try {
+            fetched.push(await downloadFile(p, this.downloads, this.downloadOptions(), stats));
+          } catch (e) {
+            if (!(e instanceof NeuralDiffError)) throw e;
+            result.steps.push({ ...stepOf(p), outcome: 'download-failed', error: errorOf(e) });
+            broken = p;
+            break;
+          }
+        }
+        if (broken) {
+          skipped.add(broken.sha256);
+          continue;
+        }
+        for (const [k, p] of plan.steps.entries()) {
+          try {
+            await this.checkPayloadHeader(fetched[k], p, m);
+            await o.target.applyPayload(fetched[k], { trustedKeys: o.trustedKeys, expectedModelId: m.modelId, sequenceStore: sequences, now, healthCheck: health('payload', p.toVersion, p.target) });
+          } catch (e) {
+            if (!(e instanceof NeuralDiffError)) throw e;
+            const healthFailed = e instanceof HealthCheckError;
+            result.steps.push({ ...stepOf(p), outcome: healthFailed ? 'health-check-failed' : 'refused', error: errorOf(e) });
+            if (healthFailed) await remember(p.sha256);
+            else skipped.add(p.sha256);
+            await this.downloads.remove(p.sha256);
+            current = await o.target.fingerprint();
+            result.fingerprint = current;
+            break;
+          }
+          result.steps.push({ ...stepOf(p), outcome: 'applied' });
+          await this.downloads.remove(p.sha256);
+          current = p.target;
+          result.fingerprint = current;
+          progress(`applied ${p.file}: version ${p.toVersion} (${p.method})`);
+        }
+        continue;
+      }
+
+      // The full package.
+      const step: UpdateStep = { kind: 'full', file: latest.files[0].file, bytes: plan.bytes, toVersion: latest.version, outcome: 'installed' };
+      const recorded = (await loadRecord(o.state, o.modelId)).sequence;
+      if (recorded !== undefined && recorded > latest.version) {
+        throw new FreshnessError(
+          `this device applied sequence ${recorded} of model ${JSON.stringify(m.modelId)}, newer than version ${latest.version}, the newest this release offers: installing it would roll the device back, so it was refused; the release record was reset or rebuilt: publish the model as a version above ${recorded}`,
+          { reason: 'stale', recorded, latest: latest.version },
+        );
+      }
+      let files: { path: string; bytes: Uint8Array }[];
+      try {
+        files = [];
+        for (const f of latest.files) files.push({ path: f.path, bytes: await downloadFile(f, this.downloads, this.downloadOptions(), stats) });
+      } catch (e) {
+        if (!(e instanceof NeuralDiffError)) throw e;
+        result.steps.push({ ...step, outcome: 'download-failed', error: errorOf(e) });
+        fullFailed = true;
+        continue;
+      }
+      try {
+        await o.target.installPackage(files, { modelId: m.modelId, fingerprint: latest.fingerprint, healthCheck: health('full', latest.version, latest.fingerprint) });
+      } catch (e) {
+        if (!(e instanceof NeuralDiffError)) throw e;
+        const healthFailed = e instanceof HealthCheckError;
+        result.steps.push({ ...step, outcome: healthFailed ? 'health-check-failed' : 'refused', error: errorOf(e) });
+        if (healthFailed) await remember(packageKey(latest));
+        fullFailed = true;
+        current = await o.target.fingerprint();
+        result.fingerprint = current;
+        continue;
+      }
+      await sequences.set(o.modelId, latest.version, { fingerprint: latest.fingerprint });
+      for (const f of latest.files) await this.downloads.remove(f.sha256);
+      result.steps.push(step);
+      current = latest.fingerprint;
+      result.fingerprint = current;
+      progress(`installed the full model of version ${latest.version}`);
+    }
+    throw new NeuralDiffError('ND_NO_UPDATE_PATH', `gave up after ${result.steps.length} step(s) without reaching version ${latest.version}: see the steps`, {});
+  }
+
+  /** The payload must be the one the manifest lists (mix-and-match of signed files is refused). */
+  private async checkPayloadHeader(bytes: Uint8Array, p: ManifestPayload, m: ReleaseManifest): Promise<void> {
+    const { header } = (await verifyPayload(bytes, { trustedKeys: this.options.trustedKeys, verifier: this.options.verifier })).payload;
+    const wrong = header.modelId !== m.modelId ? `model id ${JSON.stringify(header.modelId)}` : header.baseFingerprint !== p.base ? `base ${header.baseFingerprint}` : header.targetFingerprint !== p.target ? `target ${header.targetFingerprint}` : header.sequence !== p.sequence ? `sequence ${header.sequence}` : '';
+    if (wrong) {
+      throw new ModelMismatchError(
+        `payload ${p.file} has ${wrong}, but the manifest lists it for model ${JSON.stringify(m.modelId)}, base ${p.base}, target ${p.target}, sequence ${p.sequence}: the release folder is inconsistent (a payload built outside \`ndiff release\`, or files mixed between releases); it was not applied: rebuild the release`,
+        { file: p.file },
+      );
+    }
+  }
+}
+
+function stepOf(p: ManifestPayload): Omit<UpdateStep, 'outcome'> {
+  return { kind: 'payload', file: p.file, bytes: p.length, fromVersion: p.fromVersion, toVersion: p.toVersion, method: p.method };
+}

@@ -1,0 +1,152 @@
+/**
+ * A static file server for release folders, as a CDN serves them (GET, HTTP Range `bytes=N-`
+ * answered with 206 and Content-Range), on 127.0.0.1 at a free port, with faults a test can
+ * arm: a connection dropped after some body bytes, a body cut short or too long, a status code,
+ * a stall (headers never sent), a flipped byte. Every request is logged with the body bytes sent.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+
+/** A fault for the next `times` requests whose path `match`es. */
+export interface Fault {
+  match: (urlPath: string) => boolean;
+  times: number;
+  /**
+   * drop: send `at` body bytes, then destroy the connection; truncate: no Content-Length, `at`
+   * bytes, then a clean end; overlong: no Content-Length, the file and 100 more bytes; status:
+   * answer `status` with no body; stall: never answer; tamper: flip the byte at `at`; trickle:
+   * the whole body, `at` bytes per write, 2 ms apart (small network reads).
+   */
+  kind: 'drop' | 'truncate' | 'overlong' | 'status' | 'stall' | 'tamper' | 'trickle';
+  at?: number;
+  status?: number;
+}
+
+/** One request served. */
+export interface ServedRequest {
+  path: string;
+  /** The Range start asked for (0 without a Range header). */
+  start: number;
+  status: number;
+  /** Body bytes written. */
+  sent: number;
+  fault?: Fault['kind'];
+}
+
+export interface ReleaseServer {
+  /** The base URL of the release folder (ends with `/`). */
+  url: string;
+  log: ServedRequest[];
+  faults: Fault[];
+  /** Serve `bytes` at `urlPath` (e.g. `/manifest.json`) instead of the file. */
+  override(urlPath: string, bytes: Uint8Array | undefined): void;
+  close(): Promise<void>;
+}
+
+/** Serve `root` (a release folder). */
+export async function serveRelease(root: string): Promise<ReleaseServer> {
+  const log: ServedRequest[] = [];
+  const faults: Fault[] = [];
+  const overrides = new Map<string, Uint8Array>();
+  const sockets = new Set<Socket>();
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const start = range ? Number(range[1]) : 0;
+    const entry: ServedRequest = { path: urlPath, start, status: 200, sent: 0 };
+    log.push(entry);
+    const fault = faults.find((f) => f.times > 0 && f.match(urlPath));
+    if (fault) {
+      fault.times--;
+      entry.fault = fault.kind;
+    }
+    if (fault?.kind === 'stall') return; // headers never sent; the socket is closed by close()
+    if (fault?.kind === 'status') {
+      entry.status = fault.status ?? 500;
+      res.writeHead(entry.status).end();
+      return;
+    }
+    let bytes = overrides.get(urlPath);
+    if (!bytes) {
+      const file = path.join(root, path.normalize(urlPath).replace(/^([/\\])+/, ''));
+      if (!file.startsWith(path.resolve(root))) {
+        entry.status = 403;
+        res.writeHead(403).end();
+        return;
+      }
+      bytes = await readFile(file).then((b) => new Uint8Array(b), () => undefined);
+    }
+    if (!bytes) {
+      entry.status = 404;
+      res.writeHead(404).end();
+      return;
+    }
+    if (fault?.kind === 'tamper') {
+      bytes = bytes.slice();
+      bytes[fault.at ?? 0] ^= 0x40;
+    }
+    if (start > bytes.length || (range && start === bytes.length && bytes.length > 0)) {
+      entry.status = 416;
+      res.writeHead(416, { 'Content-Range': `bytes */${bytes.length}` }).end();
+      return;
+    }
+    const body = Buffer.from(bytes.subarray(start));
+    entry.status = range ? 206 : 200;
+    const type = urlPath.endsWith('.html') ? 'text/html' : urlPath.endsWith('.js') ? 'text/javascript' : urlPath.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+    const headers: Record<string, string | number> = { 'Content-Type': type, 'Accept-Ranges': 'bytes' };
+    if (range) headers['Content-Range'] = `bytes ${start}-${bytes.length - 1}/${bytes.length}`;
+    if (fault?.kind === 'truncate' || fault?.kind === 'overlong') {
+      res.writeHead(entry.status, headers);
+      const out = fault.kind === 'truncate' ? body.subarray(0, fault.at ?? body.length >> 1) : Buffer.concat([body, Buffer.alloc(100, 7)]);
+      entry.sent = out.length;
+      res.end(out);
+      return;
+    }
+    headers['Content-Length'] = body.length;
+    res.writeHead(entry.status, headers);
+    if (fault?.kind === 'drop') {
+      const part = body.subarray(0, Math.min(body.length, fault.at ?? body.length >> 1));
+      entry.sent = part.length;
+      res.write(part, () => res.socket?.destroy());
+      return;
+    }
+    if (fault?.kind === 'trickle') {
+      const step = fault.at ?? 64;
+      for (let at = 0; at < body.length && !res.destroyed; at += step) {
+        const piece = body.subarray(at, at + step);
+        await new Promise<void>((resolve) => res.write(piece, () => setTimeout(resolve, 2)));
+        entry.sent += piece.length;
+      }
+      res.end();
+      return;
+    }
+    entry.sent = body.length;
+    res.end(body);
+  };
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((e) => {
+      res.destroy(e as Error);
+    });
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    log,
+    faults,
+    override(urlPath, bytes) {
+      if (bytes) overrides.set(urlPath, bytes);
+      else overrides.delete(urlPath);
+    },
+    close: () => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    }),
+  };
+}

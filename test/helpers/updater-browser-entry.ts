@@ -1,0 +1,30 @@
+/**
+ * What the browser updater test's page loads (bundled for the browser): the device updater, and
+ * `runUpdate`, one update of a model held in memory with the state and downloads in IndexedDB.
+ */
+import { IndexedDbDownloadStore, IndexedDbUpdaterState, Updater, weightStoreTarget, type UpdateResult, type UpdaterRecord } from '../../src/updater/index.ts';
+import { MemoryWeightStore } from '../../src/core/weight-store.ts';
+
+export * from '../../src/updater/index.ts';
+
+/** Hold `tensors` in memory and run one update; the result and the IndexedDB record after it. */
+export async function runUpdate(args: { tensors: [string, { shape: number[]; data: number[] }][]; publicKey: string; url: string }): Promise<{ result: UpdateResult; record?: UpdaterRecord }> {
+  const store = new MemoryWeightStore(Object.fromEntries(args.tensors.map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }])));
+  const state = new IndexedDbUpdaterState();
+  const updater = new Updater({
+    modelId: 'kws',
+    urls: [args.url],
+    trustedKeys: [args.publicKey],
+    chunkBytes: 256,
+    state,
+    downloads: new IndexedDbDownloadStore(),
+    target: weightStoreTarget({
+      store: () => store,
+      install: async () => {
+        throw new Error('not expected: the page holds a known version');
+      },
+    }),
+  });
+  const result = await updater.update();
+  return { result: JSON.parse(JSON.stringify(result)) as UpdateResult, record: await state.load('kws') };
+}

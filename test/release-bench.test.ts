@@ -1,0 +1,24 @@
+/**
+ * `npm run bench:release -- --quick` in the suite: every device on an older version reaches the
+ * newest on payloads with fewer bytes than the full model, the bytes the server sent are the
+ * planner's, and a device with an unknown model downloads the full model.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { releaseBenchTable, runReleaseBench } from '../bench/release.ts';
+
+test('bench:release --quick: bytes per starting version against the full model', async () => {
+  const r = await runReleaseBench({ quick: true, log: () => {} });
+  assert.equal(r.rows.length, r.versions);
+  const older = r.rows.filter((x) => x.from !== 'unknown');
+  assert.deepEqual(older.map((x) => x.from), ['v1', 'v2', 'v3', 'v4']);
+  for (const x of older) {
+    assert.ok(x.path.startsWith(`${x.from} -> `) && x.path.endsWith(`-> v${r.versions}`), x.path);
+    assert.ok(x.bytes > 0 && x.bytes < x.fullBytes, `${x.from}: ${x.bytes} of ${x.fullBytes}`);
+  }
+  // A device further behind never pays less than one closer to the newest (each moved the model further).
+  for (let i = 1; i < older.length; i++) assert.ok(older[i].bytes <= older[i - 1].bytes, `${older[i].from} ${older[i].bytes} > ${older[i - 1].from} ${older[i - 1].bytes}`);
+  const unknown = r.rows.find((x) => x.from === 'unknown');
+  assert.deepEqual([unknown?.path, unknown?.bytes], ['full model', unknown?.fullBytes]);
+  assert.match(releaseBenchTable(r), /\| v1 \| v1 -> [\s\S]*\| unknown \| full model \| [\d,]+ \| 100\.0% \|/);
+});
