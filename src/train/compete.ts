@@ -15,16 +15,20 @@ import type { CompetingResult, TrainDiffResult } from './options.ts';
  * paired difference. With n_a the examples only `a` gets right and n_b those only `b` gets
  * right, that is n_a - n_b > sqrt(n_a + n_b) (McNemar's statistic above 1; the one-standard-error
  * rule of model selection, applied to paired outcomes). Equal arrays are never significantly better.
+ *
+ * Per-example scores that are not 0/1 (closeness to a teacher) are compared the same way: with
+ * d_i = a_i - b_i, sum(d) > sqrt(sum(d²)), which for 0/1 outcomes is exactly the rule above.
  */
-export function significantlyBetter(a: Uint8Array, b: Uint8Array): boolean {
+export function significantlyBetter(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
   if (a.length !== b.length) throw new RangeError(`compared over ${a.length} and ${b.length} examples: both must be judged on the same validation data`);
-  let onlyA = 0;
-  let onlyB = 0;
+  let sum = 0;
+  let squares = 0;
   for (let i = 0; i < a.length; i++) {
-    if (a[i] && !b[i]) onlyA++;
-    else if (b[i] && !a[i]) onlyB++;
+    const d = a[i] - b[i];
+    sum += d;
+    squares += d * d;
   }
-  return onlyA - onlyB > Math.sqrt(onlyA + onlyB);
+  return sum > Math.sqrt(squares);
 }
 
 /**
@@ -74,17 +78,19 @@ export function compete(
   for (const c of bySize.slice(1)) {
     const sameSize = c.built.bytes.length === kept.built.bytes.length;
     const oneClassDiffers = kept.collapsed !== c.collapsed;
-    const takes = oneClassDiffers ? !c.collapsed : sameSize ? better(c, kept) : significantlyBetter(c.correct, kept.correct);
+    const takes = oneClassDiffers ? !c.collapsed : sameSize ? better(c, kept) : significantlyBetter(c.perExample, kept.perExample);
     const verdict = oneClassDiffers
       ? takes ? 'kept (the other predicts one class)' : 'predicts one class, passed over'
       : sameSize ? (takes ? 'better, kept' : 'not better, the first stays') : takes ? 'significantly better, kept' : 'not significantly better, the smaller stays';
-    progress(`${c.label} (${c.built.bytes.length} bytes, validation ${pct(c.valAccuracy)}) vs ${kept.label} (${kept.built.bytes.length} bytes, ${pct(kept.valAccuracy)}): ${verdict}`);
+    progress(`${c.label} (${c.built.bytes.length} bytes, validation ${c.scoreText}) vs ${kept.label} (${kept.built.bytes.length} bytes, ${kept.scoreText}): ${verdict}`);
     if (takes) kept = c;
   }
+  // With a teacher the score is closeness to it, not the accuracy: say it beside the accuracy.
+  const teacherScored = competing.some((c) => c.score !== c.valAccuracy);
   return {
     chosen: kept,
     selection: {
-      considered: competing.map((c) => ({ label: c.label, bytes: c.built.bytes.length, valAccuracy: c.valAccuracy, chosen: c === kept })),
+      considered: competing.map((c) => ({ label: c.label, bytes: c.built.bytes.length, valAccuracy: c.valAccuracy, ...(teacherScored ? { score: c.score } : {}), chosen: c === kept })),
       ...(kept !== own ? { own: { bytes: own.built.bytes, payload: own.built.payload, targetValues: own.built.targetValues, valAccuracy: own.valAccuracy } } : {}),
     },
   };

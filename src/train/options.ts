@@ -8,7 +8,9 @@ import type { WeightStore } from '../core/weight-store.ts';
 import type { Payload } from '../core/format.ts';
 import type { HeaderOptions, StoreAs } from '../diff/build.ts';
 import type { SparseMaskOptions } from '../sparse-diff/trainer.ts';
-import type { LabelledData } from './data.ts';
+import type * as tf from '@tensorflow/tfjs';
+import type { InputData, LabelledData } from './data.ts';
+import type { TeacherLoss, TeacherMetric } from './teacher.ts';
 import type { EpochReport } from './loop.ts';
 import type { TrainableSpec } from './select.ts';
 import type { TrainMethod } from './methods.ts';
@@ -44,13 +46,13 @@ export interface TrainDiffOptions {
   /** Header fields of the payload. */
   header?: Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'>;
   /** Evaluation data: accuracy before and after (reported only; never used to choose). */
-  eval?: LabelledData;
+  eval?: LabelledData | InputData;
   /**
    * Validation data that chooses the learning rate and the checkpoint, or the fraction of the
    * training data held out for it (default 0.1, seeded and stratified); 0 trains on everything
    * and validates nothing (then `tune` must be `'off'`).
    */
-  validation?: LabelledData | number;
+  validation?: LabelledData | InputData | number;
   /** Learning-rate search: `quick` (default), `thorough` or `off`. */
   tune?: TuneMode;
   /** Stop a run after this many checkpoints without a better validation result (default 2). */
@@ -74,6 +76,30 @@ export interface TrainDiffOptions {
   distillTemperature?: number;
   /** Return a result worse than the base on validation instead of refusing it. */
   allowWorse?: boolean;
+  /**
+   * Teacher diffs: the new version a team already trained (same inputs and outputs as the base;
+   * its layers and weights may differ). The diff learns to make the base's outputs match the
+   * teacher's on the training inputs, which then need no labels (`y` may be absent); labels that
+   * are given add their cross-entropy. Checkpoints, tuning, early stopping and `alsoConsider` are
+   * then judged by closeness to the teacher on validation (top-1 agreement for classifiers, mean
+   * absolute output difference otherwise), and a result less close than the base is refused
+   * unless `allowWorse`. The base-keeping distillation term is off (the teacher gives every
+   * target). `topk-retrain` and the post-hoc methods take the teacher's weights as the full
+   * fine-tune (then the teacher must have the base's weights, same names and shapes).
+   * See src/train/teacher.ts.
+   */
+  teacher?: tf.LayersModel;
+  /** Weight of the teacher term (default 1); labels, when given, add their cross-entropy at weight 1. */
+  teacherWeight?: number;
+  /** The teacher term: `kl` of softened probabilities (default for a model whose outputs end in a softmax) or `mse` of the raw outputs (default otherwise). */
+  teacherLoss?: TeacherLoss | 'auto';
+  /** Temperature of the `kl` teacher term (default 2). */
+  temperature?: number;
+  /**
+   * Sparse diffs with a teacher that has the base's weights: start the diff from the teacher's
+   * change (teacher − base) instead of zero (`'teacher'`), or from zero (`'zero'`, default).
+   */
+  sparseStart?: 'zero' | 'teacher';
   /**
    * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
    * files through {@link competingPayload}): they compete in the final choice. More bytes must
@@ -139,6 +165,21 @@ export interface TrainDiffResult {
   fullWeights?: Map<string, Float32Array>;
   /** The validation split and what it measured (undefined with `validation: 0`). */
   validation?: { examples: number; baseAccuracy: number; accuracy: number; loss: number };
+  /**
+   * With a teacher: how the diff was trained toward it and how close the result is, on
+   * validation and on the eval data (agreement: top-1 agreement, NaN for outputs without
+   * classes; meanAbsDiff: mean absolute output difference), for the base and for the result.
+   */
+  teacher?: {
+    loss: TeacherLoss;
+    metric: TeacherMetric;
+    temperature: number;
+    weight: number;
+    /** Whether the training data had labels (then their cross-entropy was added). */
+    labels: boolean;
+    validation?: { examples: number; baseAgreement: number; agreement: number; baseMeanAbsDiff: number; meanAbsDiff: number };
+    eval?: { examples: number; agreementBefore: number; agreementAfter: number; meanAbsDiffBefore: number; meanAbsDiffAfter: number };
+  };
   /** The learning rates tried and the one chosen. */
   tuning: { mode: TuneMode; candidates: TuningCandidate[]; learningRate: number; chosen: string; seconds: number; cost: number };
   /** Which weights trained. */
@@ -149,11 +190,11 @@ export interface TrainDiffResult {
   distillOff?: string;
   /**
    * With `alsoConsider`: every payload that competed (this run's own first) with its validation
-   * accuracy, which one was chosen, and this run's own result when a competitor was chosen
+   * accuracy (and with a teacher its `score`, the closeness it was chosen by), which one was chosen, and this run's own result when a competitor was chosen
    * instead (to measure what the budget alone would have given).
    */
   selection?: {
-    considered: { label: string; bytes: number; valAccuracy: number; chosen: boolean }[];
+    considered: { label: string; bytes: number; valAccuracy: number; score?: number; chosen: boolean }[];
     own?: Pick<TrainDiffResult, 'bytes' | 'payload' | 'targetValues'> & { valAccuracy: number };
   };
   batchSize: number;

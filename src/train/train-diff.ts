@@ -43,7 +43,7 @@ import { LowRankAdapters } from '../lowrank-diff/trainer.ts';
 import { DEFAULT_SPARSE_MASK, SparseMask } from '../sparse-diff/trainer.ts';
 import { better, type Checkpoint } from './checkpoint.ts';
 import { compete, pct } from './compete.ts';
-import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type LabelledData } from './data.ts';
+import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type InputData, type LabelledData } from './data.ts';
 import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-gate.ts';
 import { Identity, Shadow } from './full-params.ts';
 import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
@@ -52,6 +52,7 @@ import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } fro
 import { silenceTfjsNodeBanner } from './quiet.ts';
 import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable } from './select.ts';
 import { chooseBucketCounts, chooseLoraRanks, denseCodec, estimateSparseCount, type TrainableTensor } from './sizing.ts';
+import { closeness, closenessScore, defaultTeacherLoss, describeCloseness, outputLayout, outputRows, type Closeness, type TeacherMetric, type TeacherTarget } from './teacher.ts';
 import { searchLearningRate } from './tuning.ts';
 import { TRAIN_METHODS } from './methods.ts';
 
@@ -60,6 +61,7 @@ export type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate, Comp
 export { significantlyBetter, competingPayload } from './compete.ts';
 export { agreementBeyondChance, DISTILL_MIN_KAPPA } from './distill-gate.ts';
 export { chooseBucketCounts, chooseLoraRanks } from './sizing.ts';
+export type { TeacherLoss, TeacherMetric } from './teacher.ts';
 
 const DEFAULT_DIFF_LR = 3e-3;
 const DEFAULT_FULL_LR = 3e-4;
@@ -77,15 +79,19 @@ function isOutOfMemory(e: unknown): boolean {
  * @throws NoImprovementError when nothing trained beats the base on validation (and not `allowWorse`);
  *   BudgetError, DataError, UsageError (bad options, a batch too large for the backend's memory).
  */
-export async function trainDiff(model: tf.LayersModel, train: LabelledData, options: TrainDiffOptions): Promise<TrainDiffResult> {
+export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData | InputData, options: TrainDiffOptions): Promise<TrainDiffResult> {
   silenceTfjsNodeBanner();
   if (!TRAIN_METHODS.includes(options.method)) throw new UsageError(`unknown method ${JSON.stringify(options.method)} (expected ${TRAIN_METHODS.join(', ')})`);
   const hasher = options.hasher ?? (await getHasher());
   const base = options.base ?? modelToStore(model);
   const numClasses = (model.outputs[0].shape[model.outputs[0].shape.length - 1] as number) ?? 0;
-  checkData(train, model.inputs[0].shape, numClasses, 'training data');
-  if (options.eval) checkData(options.eval, model.inputs[0].shape, numClasses, 'evaluation data');
   const progress = options.onProgress ?? (() => {});
+  const teach = options.teacher ? prepareTeacher(model, options.teacher, options, trainInput.y !== undefined, progress) : undefined;
+  const train = withLabels(trainInput, 'training data', teach);
+  const evalData = options.eval ? withLabels(options.eval, 'evaluation data', teach) : undefined;
+  const givenVal = options.validation !== undefined && typeof options.validation !== 'number' ? withLabels(options.validation, 'validation data', teach) : undefined;
+  checkData(train, model.inputs[0].shape, numClasses, 'training data');
+  if (evalData) checkData(evalData, model.inputs[0].shape, numClasses, 'evaluation data');
   const epochs = Math.max(1, Math.floor(options.epochs));
   const seed = options.seed ?? 0;
   const tune: TuneMode = options.tune ?? 'quick';
@@ -119,6 +125,36 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     const tensors: TrainableTensor[] = namedVariables(model)
       .filter((v) => v.trainable && v.variable.dtype === 'float32' && inStore.has(v.name))
       .map((v) => ({ name: v.name, shape: v.shape, values: base.values(v.name) }));
+    /** The teacher's weights by the base's names: it must hold every base tensor, same shape (methods that use teacher − base). */
+    const teacherWeights = (): Map<string, Float32Array> => {
+      const t = teach as PreparedTeacher;
+      const store = modelToStore(t.model);
+      const have = new Map(store.list().map((w) => [w.name, w.shape] as const));
+      const out = new Map<string, Float32Array>();
+      for (const w of base.list()) {
+        const shape = have.get(w.name);
+        if (!shape || shape.length !== w.shape.length || shape.some((d, i) => d !== w.shape[i])) {
+          throw new UsageError(
+            `--method ${method}${method === 'sparse' ? ' with sparseStart teacher' : ''} uses the teacher's change (teacher − base), but the teacher ${shape ? `holds ${w.name} as [${shape.join(', ')}], the base as [${w.shape.join(', ')}]` : `has no weight ${w.name}`}: expected the base's weights, names and shapes, retrained; use --method sparse, hash or lora, which need only the same inputs and outputs`,
+            { weight: w.name },
+          );
+        }
+        out.set(w.name, store.values(w.name));
+      }
+      return out;
+    };
+    /** teacher − base for each trained tensor (a sparse diff's start with `sparseStart: 'teacher'`). */
+    const teacherChange = (): Map<string, Float32Array> => {
+      const w1 = teacherWeights();
+      return new Map(tensors.map((t) => {
+        const d = new Float32Array(t.values.length);
+        const to = w1.get(t.name) as Float32Array;
+        for (let i = 0; i < d.length; i++) d[i] = to[i] - t.values[i];
+        return [t.name, d] as [string, Float32Array];
+      }));
+    };
+    if (options.sparseStart === 'teacher' && !teach) throw new UsageError('sparseStart teacher needs a teacher model');
+
     // A budget that cannot hold the header and one value fails now, not after an hour of training.
     if (method !== 'full' && tensors.length > 0) {
       const headerOnly = payloadSize([], shapes, header);
@@ -129,11 +165,13 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     // Validation: given, or a seeded stratified fraction held out of the training data.
     let trainData = train;
     let val: LabelledData | undefined;
-    if (options.validation !== undefined && typeof options.validation !== 'number') {
-      checkData(options.validation, model.inputs[0].shape, numClasses, 'validation data');
-      val = options.validation;
+    let valLabelled = trainInput.y !== undefined;
+    if (givenVal) {
+      checkData(givenVal, model.inputs[0].shape, numClasses, 'validation data');
+      val = givenVal;
+      valLabelled = (options.validation as InputData).y !== undefined;
     } else {
-      const fraction = options.validation ?? 0.1;
+      const fraction = (options.validation as number | undefined) ?? 0.1;
       if (!(fraction >= 0 && fraction < 1)) throw new UsageError(`validation fraction must be in [0, 1), found ${fraction}`);
       if (fraction > 0) {
         const { rest, part } = stratifiedSplit(train.y, fraction, seed ^ 0x5eed);
@@ -148,7 +186,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     if (!val && options.alsoConsider?.length) throw new UsageError('competing payloads (--also-consider) are judged on validation data: pass validation (--val DATA or --val-fraction > 0)');
 
     const backend = tf.getBackend();
-    const heldBytes = [train, val, options.eval, ...owned].reduce((n, d) => n + (d ? d.x.size * 4 : 0), 0);
+    const heldBytes = [train, val, evalData, ...owned].reduce((n, d) => n + (d ? d.x.size * 4 : 0), 0);
     const batchSize = chooseBatchSize(model, backend, heldBytes, options.batchSize, trainData.y.length);
     // Evaluation keeps a batch's forward activations (about 6 bytes per output value with tfjs' temporaries).
     const evalBatch = Math.max(1, Math.min(256, maxBatchSize(model, backend, heldBytes, 6 * activationsPerExample(model))));
@@ -158,28 +196,60 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       if (data.y.length > 200) progress(`evaluating ${what} on ${data.y.length} examples`);
       return evaluate(model, data, evalBatch, fromLogits);
     };
-    const accuracyBefore = options.eval ? evaluateOn(options.eval, 'the base').accuracy : undefined;
-    const baseVal = val ? evaluateOn(val, 'the base (validation)') : undefined;
+    const evalLabelled = options.eval?.y !== undefined;
+    const accuracyBefore = evalData && evalLabelled ? evaluateOn(evalData, 'the base').accuracy : undefined;
+    const baseVal = val && (valLabelled || !teach) ? evaluateOn(val, 'the base (validation)') : undefined;
     if (baseVal) progress(`base model: validation accuracy ${pct(baseVal.accuracy)}`);
+    /** The teacher's outputs on `data` (computed once per inputs tensor). */
+    const teacherRowsOf = (data: LabelledData): Float32Array => {
+      const t = teach as PreparedTeacher;
+      let rows = t.rows.get(data.x);
+      if (!rows) t.rows.set(data.x, (rows = outputRows(t.model, data.x, t.target.width, evalBatch)));
+      return rows;
+    };
+    /** How close the model as it is now is to the teacher on `data`. */
+    const closenessOn = (data: LabelledData): Closeness => {
+      const t = teach as PreparedTeacher;
+      return closeness(outputRows(model, data.x, t.target.width, evalBatch), teacherRowsOf(data), t.target, t.metric);
+    };
+    const baseClose = teach && val ? closenessOn(val) : undefined;
+    if (teach && baseClose) progress(`base model on validation: ${describeCloseness(baseClose, teach.metric)}`);
+    const baseEvalClose = teach && evalData ? closenessOn(evalData) : undefined;
+    /** With a teacher, a checkpoint predicting one class where the teacher does not has collapsed. */
+    const teacherTopShare = teach && val && teach.metric === 'top1' ? closeness(teacherRowsOf(val), teacherRowsOf(val), teach.target, 'top1').topClassShare : 1;
     const majorityShare = val ? majority(val.y) : 1;
     const isCollapsed = (e: Evaluation) => e.topClassShare >= 0.9 && majorityShare < 0.6;
 
     /** Evaluate a built payload's exact device weights on validation; the model's weights come back. */
     const checkpointOf = (built: BuiltPayload, label: string, lr: number, keepWeights: boolean): Checkpoint => {
-      if (!val) return { built, valAccuracy: NaN, valLoss: NaN, collapsed: false, correct: new Uint8Array(0), label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+      if (!val) return { built, valAccuracy: NaN, valLoss: NaN, score: NaN, scoreText: 'n/a', collapsed: false, perExample: new Uint8Array(0), label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
       const saved = new Map<string, Float32Array>();
       for (const v of namedVariables(model)) if (built.targetValues.has(v.name)) saved.set(v.name, Float32Array.from(v.variable.dataSync() as Float32Array));
       setModelWeights(model, built.targetValues);
-      const e = evaluate(model, val, evalBatch, fromLogits);
-      setModelWeights(model, saved);
-      const correct = Uint8Array.from(e.predictions, (p, i) => (p === val.y[i] ? 1 : 0));
-      return { built, valAccuracy: e.accuracy, valLoss: e.loss, collapsed: isCollapsed(e), correct, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+      try {
+        if (teach) {
+          const c = closenessOn(val);
+          let right = 0;
+          if (valLabelled) for (let i = 0; i < val.y.length; i++) if (c.predictions[i] === val.y[i]) right++;
+          const score = closenessScore(c, teach.metric);
+          return {
+            built, valAccuracy: valLabelled ? right / val.y.length : NaN, valLoss: c.loss, score, scoreText: teach.metric === 'top1' ? `${pct(c.agreement)} agreement` : `mean |Δ| ${c.meanAbsDiff.toPrecision(4)}`,
+            collapsed: teach.metric === 'top1' && c.topClassShare >= 0.9 && teacherTopShare < 0.6, perExample: c.perExample,
+            teacherCloseness: { agreement: c.agreement, meanAbsDiff: c.meanAbsDiff }, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}),
+          };
+        }
+        const e = evaluate(model, val, evalBatch, fromLogits);
+        const correct = Uint8Array.from(e.predictions, (p, i) => (p === val.y[i] ? 1 : 0));
+        return { built, valAccuracy: e.accuracy, valLoss: e.loss, score: e.accuracy, scoreText: pct(e.accuracy), collapsed: isCollapsed(e), perExample: correct, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+      } finally {
+        setModelWeights(model, saved);
+      }
     };
 
     const teachers = new Map<LabelledData, Teacher>();
     let distilled: TrainDiffResult['distill'];
     /** Why the term is off; undefined while it is on. */
-    let distillOff: string | undefined = distill > 0 ? undefined : 'turned off (distill 0)';
+    let distillOff: string | undefined = teach ? 'a teacher gives every target (teacher diffs keep nothing of the base)' : distill > 0 ? undefined : 'turned off (distill 0)';
     /** The base model's outputs on `data` (every run starts with the model holding the base), what it predicts and where it is right. */
     const baseOutputs = (data: LabelledData): { outputs: Float32Array; predicted: Int32Array; right: Uint8Array } => {
       const n = data.y.length;
@@ -273,13 +343,14 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
           best = c;
           sinceBest = 0;
         } else sinceBest++;
-        if (val) progress(`  ${at}: validation ${pct(c.valAccuracy)} (loss ${c.valLoss.toFixed(4)})${c.collapsed ? ', predicts one class' : ''}${improved ? ' (best)' : ''}`);
+        if (val) progress(`  ${at}: validation ${c.scoreText} (loss ${c.valLoss.toFixed(4)})${c.collapsed ? ', predicts one class' : ''}${improved ? ' (best)' : ''}`);
         return val !== undefined && sinceBest >= patience;
       };
       const teacher = teacherOf(data);
       const loop = (param: Parameterization, optimizerFor: (v: string) => tf.Optimizer, count: number, offset: number, of: number, afterEpoch?: (r: EpochReport) => boolean) =>
         trainLoop(model, data, param, {
           ...(teacher ? { teacher } : {}),
+          ...(teach ? { target: { rows: teacherRowsOf(data), teacher: teach.target } } : {}),
           epochs: count,
           batchSize,
           seed: seed + offset,
@@ -333,7 +404,8 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
           const softEpochs = n - hardEpochs;
           const estimate = kind === 'retrain' ? [...(retrainPositions as Map<string, Uint32Array>).values()].reduce((a, p) => a + p.length, 0) : estimateSparseCount(tensors, shapes, header, codec, options.budgetBytes);
           if (estimate === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
-          const mask = new SparseMask(tensors, estimate, Math.max(1, softEpochs * stepsPerEpoch), { ...DEFAULT_SPARSE_MASK, ...(options.sparse ?? {}) });
+          const start = kind === 'sparse' && options.sparseStart === 'teacher' ? teacherChange() : undefined;
+          const mask = new SparseMask(tensors, estimate, Math.max(1, softEpochs * stepsPerEpoch), { ...DEFAULT_SPARSE_MASK, ...(options.sparse ?? {}) }, start);
           const optD = tf.train.adam(lr);
           const optS = tf.train.adam(options.maskLearningRate ?? 1e-2);
           const specsNow = (positions: Map<string, Uint32Array>): PatchSpec[] => {
@@ -422,7 +494,11 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     let fullWeights: Map<string, Float32Array> | undefined;
     const needsFull = method === 'full' || method === 'topk' || method === 'drop' || method === 'lowrank' || method === 'topk-retrain';
     if (needsFull) {
-      if (options.fullWeights && method !== 'full') {
+      if (teach && method !== 'full') {
+        // The teacher is the full fine-tune: its change is the one to compress or to mask.
+        fullWeights = teacherWeights();
+        progress(`${method}: the teacher's weights are the full fine-tune (teacher − base)`);
+      } else if (options.fullWeights && method !== 'full') {
         fullWeights = new Map(options.fullWeights);
       } else {
         const f = tuned('full', DEFAULT_FULL_LR);
@@ -450,7 +526,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
         const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec), shapes, header) <= options.budgetBytes);
         if (k === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
         const positions = new Map(ranking.specs(k, codec).map((s) => [s.name, (s as { positions: Uint32Array }).positions]));
-        progress(`topk-retrain: mask of the ${k} largest changes of the full fine-tune; retraining them from the base`);
+        progress(`topk-retrain: mask of the ${k} largest changes of the ${teach ? 'teacher' : 'full fine-tune'}; retraining them from the base`);
         chosen = tuned('retrain', DEFAULT_DIFF_LR, positions);
       } else {
         const built = method === 'topk'
@@ -466,10 +542,20 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     // extra bytes are shipped only when they clearly help.
     let competition: TrainDiffResult['selection'];
     if (options.alsoConsider?.length) {
-      ({ chosen, selection: competition } = compete(chosen, options.alsoConsider, options.budgetBytes, (other, label) => checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, label, other.tuning?.learningRate ?? NaN, false), progress));
+      ({ chosen, selection: competition } = compete(chosen!, options.alsoConsider, options.budgetBytes, (other, label) => checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, label, other.tuning?.learningRate ?? NaN, false), progress));
     }
 
-    if (val && baseVal) {
+    if (teach && baseClose) {
+      const baseScore = closenessScore(baseClose, teach.metric);
+      progress(`chosen: ${chosen!.label}, validation ${chosen!.scoreText} (base ${describeCloseness(baseClose, teach.metric)})`);
+      if (chosen!.score < baseScore && !options.allowWorse) {
+        const mine = chosen!.teacherCloseness ?? { agreement: NaN, meanAbsDiff: NaN };
+        throw new NoImprovementError(
+          `the best ${method} result is less close to the teacher on validation than the unpatched base: ${describeCloseness(mine, teach.metric)}, the base ${describeCloseness(baseClose, teach.metric)}; shipping it would take devices further from the new version than not updating. Nothing was written: try a larger budget, more epochs, more inputs from the deployment distribution, --tune thorough, or --allow-worse to write it anyway`,
+          { method, score: chosen!.score, baseScore, metric: teach.metric, candidates },
+        );
+      }
+    } else if (val && baseVal) {
       progress(`chosen: ${chosen.label}, validation ${pct(chosen.valAccuracy)} (base ${pct(baseVal.accuracy)})`);
       if (chosen.valAccuracy < baseVal.accuracy && !options.allowWorse) {
         const tried = candidates.map((c) => `lr ${c.learningRate.toExponential(1)}${c.kind === 'trial' ? ' (trial)' : ''}: ${c.valAccuracy === undefined ? 'no usable checkpoint' : pct(c.valAccuracy)}${c.diverged ? ', diverged' : ''}${c.collapsed ? ', one class' : ''}`).join('; ');
@@ -485,7 +571,8 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     setModelWeights(model, (n) => chosen.built.targetValues.get(n) ?? (shapes.has(n) ? base.values(n) : undefined));
     let accuracyAfter: number | undefined;
     let predictions: Int32Array | undefined;
-    if (options.eval) ({ accuracy: accuracyAfter, predictions } = evaluateOn(options.eval, 'the update'));
+    if (evalData && evalLabelled) ({ accuracy: accuracyAfter, predictions } = evaluateOn(evalData, 'the update'));
+    const evalClose = teach && evalData ? closenessOn(evalData) : undefined;
     // One untuned run of the method: topk-retrain that fine-tunes first is two.
     const stages = method === 'topk-retrain' && !options.fullWeights ? 2 : 1;
     const oneRun = stages * epochs * trainData.y.length;
@@ -503,6 +590,13 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       trainSeconds,
       fullWeights,
       ...(val && baseVal ? { validation: { examples: val.y.length, baseAccuracy: baseVal.accuracy, accuracy: chosen.valAccuracy, loss: chosen.valLoss } } : {}),
+      ...(teach ? {
+        teacher: {
+          loss: teach.target.loss, metric: teach.metric, temperature: teach.target.temperature, weight: teach.target.weight, labels: trainInput.y !== undefined,
+          ...(val && baseClose && chosen.teacherCloseness ? { validation: { examples: val.y.length, baseAgreement: baseClose.agreement, agreement: chosen.teacherCloseness.agreement, baseMeanAbsDiff: baseClose.meanAbsDiff, meanAbsDiff: chosen.teacherCloseness.meanAbsDiff } } : {}),
+          ...(evalData && baseEvalClose && evalClose ? { eval: { examples: evalData.y.length, agreementBefore: baseEvalClose.agreement, agreementAfter: evalClose.agreement, meanAbsDiffBefore: baseEvalClose.meanAbsDiff, meanAbsDiffAfter: evalClose.meanAbsDiff } } : {}),
+        },
+      } : {}),
       tuning: { mode: tune, candidates, learningRate: chosen.learningRate, chosen: chosen.label, seconds: trainSeconds, cost: oneRun ? seen / oneRun : 0 },
       trainable: { trained: tensors.map((t) => t.name), frozenByConfig: selection.frozenByConfig, statistics: selection.statistics },
       ...(distilled ? { distill: distilled } : {}),
@@ -514,4 +608,60 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     selection.restore();
     for (const d of owned) d.x.dispose();
   }
+}
+
+/** A teacher model ready to train toward: its outputs' layout and loss, and its outputs per inputs tensor. */
+interface PreparedTeacher {
+  model: tf.LayersModel;
+  target: TeacherTarget;
+  metric: TeacherMetric;
+  rows: Map<tf.Tensor, Float32Array>;
+}
+
+/** Check the teacher against the base and settle the loss, its weights and the measure of closeness. */
+function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, options: TrainDiffOptions, labelled: boolean, progress: (m: string) => void): PreparedTeacher {
+  const layout = outputLayout(model, teacher);
+  const asked = options.teacherLoss ?? 'auto';
+  if (!['auto', 'kl', 'mse'].includes(asked)) throw new UsageError(`teacher loss must be auto, kl or mse, found ${JSON.stringify(asked)}`);
+  const loss = asked === 'auto' ? defaultTeacherLoss(layout.segments) : asked;
+  if (loss === 'kl' && layout.segments.some((s) => s.classes < 2)) {
+    throw new UsageError(`the kl teacher loss compares class probabilities, but an output of this model has a last axis of ${Math.min(...layout.segments.map((s) => s.classes))}: use --teacher-loss mse`);
+  }
+  const weight = options.teacherWeight ?? 1;
+  if (!(weight > 0 && Number.isFinite(weight))) throw new UsageError(`teacher weight must be > 0, found ${weight}`);
+  const temperature = options.temperature ?? 2;
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`temperature must be > 0, found ${temperature}`);
+  const hasClasses = layout.segments.some((s) => s.classes >= 2);
+  const metric: TeacherMetric = hasClasses && (loss === 'kl' || labelled) ? 'top1' : 'mae';
+  progress(`teacher: ${layout.segments.length} output(s), ${loss === 'kl' ? `KL of probabilities at temperature ${temperature}` : 'mean squared error of the raw outputs'}${labelled ? `, plus the labels' cross-entropy` : ', no labels'}; choosing by ${metric === 'top1' ? 'top-1 agreement with the teacher' : 'mean absolute output difference from the teacher'}`);
+  return {
+    model: teacher,
+    target: { ...layout, loss, temperature, weight, labelWeight: labelled ? 1 : 0 },
+    metric,
+    rows: new Map(),
+  };
+}
+
+/**
+ * Data as the loop takes it: labelled data as given; without labels (teacher diffs only), the
+ * teacher's top-1 class of its first output stands in as `y` (for stratified splits and the
+ * training accuracy shown, which is then agreement with the teacher; the loss ignores it).
+ */
+function withLabels(data: LabelledData | InputData, what: string, teach: PreparedTeacher | undefined): LabelledData {
+  if (data.y) return data as LabelledData;
+  if (!teach) throw new UsageError(`${what} has no labels: label it (y), or pass a teacher model whose outputs are the targets (--teacher)`);
+  const rows = outputRows(teach.model, data.x, teach.target.width, 256);
+  teach.rows.set(data.x, rows);
+  const n = data.x.shape[0];
+  const s = teach.target.segments[0];
+  const y = new Int32Array(n);
+  if (s.classes >= 2) {
+    for (let i = 0; i < n; i++) {
+      const from = i * teach.target.width + s.offset;
+      let top = 0;
+      for (let c = 1; c < s.classes; c++) if (rows[from + c] > rows[from + top]) top = c;
+      y[i] = top;
+    }
+  }
+  return { ...data, y };
 }
