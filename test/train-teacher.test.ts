@@ -177,3 +177,37 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     nine.dispose();
   });
 });
+
+describe('teacher diffs of a model that is not a plain classifier', () => {
+  test('two outputs, one of them raw values: squared error on raw outputs, chosen by mean absolute difference, and every output counts', async () => {
+    await initBackend('wasm');
+    const build = () => {
+      const input = tf.input({ shape: [16] });
+      const trunk = tf.layers.dense({ name: 'trunk', units: 24, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(input) as tf.SymbolicTensor;
+      const cls = tf.layers.dense({ name: 'cls', units: 5, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(trunk) as tf.SymbolicTensor;
+      const reg = tf.layers.dense({ name: 'reg', units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }).apply(trunk) as tf.SymbolicTensor;
+      return tf.model({ inputs: input, outputs: [cls, reg] });
+    };
+    const model = build();
+    const teacher = build();
+    const base = modelToStore(model);
+    // The teacher differs from the base in the second (raw) output's head only: a diff that
+    // matched the first output alone would learn nothing.
+    const random = (() => { let s = 7; return () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5; })();
+    setModelWeights(teacher, (n) => (n === 'reg/kernel' ? Float32Array.from(base.values(n), (w) => w + 0.6 * random()) : base.values(n)));
+    const x = tf.randomUniform([1200, 16], 0, 1, 'float32', 11);
+    const evalX = tf.randomUniform([400, 16], 0, 1, 'float32', 12);
+    const budgetBytes = Math.floor(storeBytes(base) * 0.3);
+    const r = await trainDiff(model, { x }, { method: 'sparse', teacher, budgetBytes, epochs: 8, seed: 1, tune: 'off', base, eval: { x: evalX } });
+    assert.equal(r.teacher?.loss, 'mse', 'outputs not all softmax: squared error of raw outputs');
+    assert.equal(r.teacher?.metric, 'mae');
+    const e = r.teacher?.eval;
+    assert.ok(e, 'closeness on the eval inputs');
+    assert.ok(Number.isNaN(e.agreementBefore) === false, 'the softmax output still gives a top-1 agreement');
+    assert.ok(e.meanAbsDiffAfter < 0.5 * e.meanAbsDiffBefore, `mean |output - teacher| ${e.meanAbsDiffBefore} -> ${e.meanAbsDiffAfter}`);
+    assert.ok(r.payload.patches.some((p) => p.name.startsWith('reg/')), 'the raw output\'s head is patched');
+    for (const t of [x, evalX]) t.dispose();
+    model.dispose();
+    teacher.dispose();
+  });
+});
