@@ -18,6 +18,7 @@ import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { closeness, outputLayout, outputRows } from '../src/train/teacher.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
+import { validateResults } from '../src/report/results.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { main } from '../cli/ndiff.ts';
 import { tempDir } from './helpers/dirs.ts';
@@ -154,6 +155,15 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     lines.length = 0;
     assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '25%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'q.ndiff'), '--json'], io), 0);
     assert.ok(!lines.some((l) => /^warning/.test(l)), lines.join('\n'));
+    // With labels beside the inputs, the post-hoc row goes into a report, its budget labelled as asked.
+    saveNpy(join(dir, 'inputs', 'y.npy'), splits.eval.y, [splits.eval.y.length]);
+    assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '1%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'r.ndiff'), '--metrics-out', join(dir, 'r.json')], io), 0);
+    const rm = JSON.parse(await readFile(join(dir, 'r.json'), 'utf8'));
+    assert.equal(typeof rm.accuracyAfter, 'number');
+    const [row] = validateResults(rm, 'r.json');
+    assert.equal(row.method, 'topk');
+    assert.equal(row.budgetPct, 1, 'labelled 1% as asked, not as the share its bytes make');
+    assert.equal(row.accAll, rm.eval.accuracyAfter);
 
     // ndiff train --teacher on unlabeled inputs (no y.npy): a payload, closeness reported.
     lines.length = 0;

@@ -107,7 +107,7 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   if (a.metricsOut) {
     // The form `ndiff report` reads (its rows need accuracy: --eval with labels).
     const metrics = {
-      kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : 'topk', modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: a.target, ...doc,
+      kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : 'topk', modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: a.target, budgetRequested: a.budget, ...doc,
       accuracyBefore: measured?.accuracyBefore ?? null, accuracyAfter: measured?.accuracyAfter ?? null, trainSeconds: ms / 1000,
     };
     await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');

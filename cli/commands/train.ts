@@ -262,6 +262,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       modelId: res.payload.header.modelId,
       sequence: res.payload.header.sequence,
       budgetBytes,
+      // The budget as asked (`1%`), so a report labels it so rather than as the bytes' 0.9996%.
+      budgetRequested: a.method === 'full' ? null : a.budget,
       bytes: res.bytes.length,
       modelBytes: total,
       accuracyBefore: res.accuracyBefore ?? null,

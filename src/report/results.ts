@@ -60,7 +60,10 @@ export function metricsToRow(m: Record<string, unknown>, where: string): ResultR
   }
   const method = m.method as ReportMethod;
   const update = Number.isInteger(m.sequence) && (m.sequence as number) >= 1 ? (m.sequence as number) : 1;
-  const budgetPct = method === 'full' || !num(m.budgetBytes) ? null : Number(((100 * (m.budgetBytes as number)) / (m.modelBytes as number)).toPrecision(4));
+  // The budget as the user asked for it (`--budget 1%`) when it was a share of the model; else
+  // the share the bytes make (a budget in bytes, or older metrics files).
+  const asked = typeof m.budgetRequested === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(m.budgetRequested) : null;
+  const budgetPct = method === 'full' || !num(m.budgetBytes) ? null : asked ? Number(asked[1]) : Number(((100 * (m.budgetBytes as number)) / (m.modelBytes as number)).toPrecision(4));
   return {
     update,
     method,
