@@ -1,11 +1,16 @@
 import type { Argv } from 'yargs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
+import type { WeightStore } from '../../src/core/weight-store.ts';
+import { loadInputs } from '../../src/io/npy/files.ts';
+import { fileSystemIO } from '../../src/io/tfjs/index.ts';
+import { importWithTrainerPeers } from '../../src/train/peer.ts';
+import type { PayloadCloseness } from '../../src/train/target-closeness.ts';
 import type { CliIO } from '../common.ts';
 import { checkOutputPath, defaultModelId, isOnnxPath, openModel, parseExpiry, writeUpdatedModel } from '../models.ts';
 
@@ -21,6 +26,8 @@ export interface DiffArgs {
   modelOut?: string;
   store: 'stored' | 'float32';
   exactCodec: 'auto' | 'x';
+  eval?: string;
+  metricsOut?: string;
 }
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
@@ -36,7 +43,10 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16, ONNX int8/uint8) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device (an .onnx file keeps its dtypes, so there a payload leaving a value its dtype cannot hold is refused)' })
     .option('exact-codec', { choices: ['auto', 'x'] as const, default: 'auto' as const, describe: 'with --budget all: auto: per tensor the smaller of codec x and codec xr (range-coded, format v3); x: codec x only (format v2), for devices whose applier reads formats 1 and 2 only (older than codec xr)' })
+    .option('eval', { type: 'string', describe: 'inputs from where the model runs (x.npy, or a folder holding it; y.npy beside it adds accuracy): report how close base + payload comes to --target on them, beside the unpatched base, and warn when the payload takes the model further from --target than not updating (TF.js folders; needs @tensorflow/tfjs)' })
+    .option('metrics-out', { type: 'string', describe: 'write a metrics JSON of this payload (bytes, and with --eval its closeness to --target and accuracy); `ndiff report` reads it when --eval had labels' })
     .example('$0 diff --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
+    .example('$0 diff --base v1/ --target v2/ --budget 5% --eval field-inputs/ --out v1-v2.ndiff', 'measure the payload against v2 on real inputs: is base + payload closer to v2 than v1 is?')
     .example('$0 diff --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)') as unknown as Argv<DiffArgs>;
 }
 
@@ -44,6 +54,8 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
 export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   if (isOnnxPath(a.base) !== isOnnxPath(a.target)) throw new UsageError(`--base ${a.base} and --target ${a.target} are not the same kind of model: expected two TF.js folders or two .onnx files`);
   await checkOutputPath(a.out, '--out');
+  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
+  if (a.eval && isOnnxPath(a.base)) throw new UsageError('--eval measures TF.js layers-model folders; for .onnx models it is not available yet: leave --eval out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
   const { store: base, weightBytes: total } = opened;
@@ -84,14 +96,31 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   // The verdict a user acts on: is the payload smaller than shipping the new model's weights?
   const targetBytes = openedTarget.weightBytes;
   const smallerThanModel = res.bytes.length < targetBytes;
-  io.result?.({
+  const measured = a.eval ? await measureOnInputs(a, base, res.bytes, io) : undefined;
+  const doc = {
     out: a.out, bytes: res.bytes.length, modelBytes: total, targetModelBytes: targetBytes, smallerThanModel, payloadToModelRatio: res.bytes.length / targetBytes, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
     baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
     ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
-  });
+    ...(measured ? { eval: measured, ...(measured.movesAway ? { warning: movesAwayText(measured) } : {}) } : {}),
+  };
+  io.result?.(doc);
+  if (a.metricsOut) {
+    // The form `ndiff report` reads (its rows need accuracy: --eval with labels).
+    const metrics = {
+      kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : 'topk', modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: a.target, budgetRequested: a.budget, ...doc,
+      accuracyBefore: measured?.accuracyBefore ?? null, accuracyAfter: measured?.accuracyAfter ?? null, trainSeconds: ms / 1000,
+    };
+    await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
+  }
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored, ${res.bytes.length < total ? `${(total / res.bytes.length).toFixed(1)}x smaller` : `${(res.bytes.length / total).toFixed(2)}x its size`}), ${res.kept} of ${res.changed} changed values kept, codec ${res.codec}, in ${(ms / 1000).toFixed(2)} s`);
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
+  if (measured) {
+    const close = (c: { agreement: number; meanAbsDiff: number }) => `${Number.isNaN(c.agreement) ? '' : `top-1 agreement ${(100 * c.agreement).toFixed(2)}%, `}mean |output − target| ${c.meanAbsDiff.toPrecision(3)}`;
+    io.out(`on ${measured.examples} --eval inputs, closeness to --target: unpatched base ${close(measured.base)}; base + payload ${close(measured.patched)}`);
+    if (measured.accuracyAfter !== undefined) io.out(`accuracy on --eval labels: base ${(100 * (measured.accuracyBefore as number)).toFixed(2)}% -> ${(100 * measured.accuracyAfter).toFixed(2)}%`);
+    if (measured.movesAway) io.err(`warning: ${movesAwayText(measured)}`);
+  }
   // Exact bits of freshly trained weights hardly compress: when nearly every weight changed, the
   // payload can weigh as much as the new model's weights, and shipping the model is as cheap.
   // No lossy budget is suggested: whether one is good enough can only be measured on data.
@@ -99,4 +128,39 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     io.progress(`note: the payload (${formatBytes(res.bytes.length)}) is ${(res.bytes.length / targetBytes).toFixed(2)}x the new model's weights (${formatBytes(targetBytes)}), not smaller; ${res.changed} values changed: ship the new model instead`);
   }
   return 0;
+}
+
+/** The warning for a payload that takes the model further from the target than the base is. */
+function movesAwayText(m: PayloadCloseness): string {
+  const what = m.metric === 'top1'
+    ? `agrees with --target on ${(100 * m.patched.agreement).toFixed(2)}% of top-1 predictions, the unpatched base on ${(100 * m.base.agreement).toFixed(2)}%`
+    : `is ${m.patched.meanAbsDiff.toPrecision(3)} from --target's outputs on average, the unpatched base ${m.base.meanAbsDiff.toPrecision(3)}`;
+  return `this payload takes the model further from --target than not updating at all: base + payload ${what}. A larger --budget, or a diff trained toward the target (ndiff train --teacher TARGET --train INPUTS), gets closer`;
+}
+
+/** `--eval`: load both folders as tfjs models and measure the payload against the target on the inputs. */
+async function measureOnInputs(a: DiffArgs, base: WeightStore, payload: Uint8Array, io: CliIO): Promise<PayloadCloseness> {
+  const { tf, initBackend, payloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    tf: await import('@tensorflow/tfjs'),
+    ...(await import('../../src/train/backend.ts')),
+    ...(await import('../../src/train/target-closeness.ts')),
+    ...(await import('../../src/train/quiet.ts')),
+  }), '`ndiff diff --eval`');
+  silenceTfjsNodeBanner();
+  await initBackend('wasm');
+  io.progress(`measuring on ${a.eval}: loading ${a.base} and ${a.target} as TF.js models`);
+  const [model, target] = await Promise.all([a.base, a.target].map(async (dir) => {
+    const json = JSON.parse(await readFile(`${dir}/model.json`, 'utf8')) as { format?: string };
+    if (json.format === 'graph-model') throw new UsageError(`${dir} is a graph-model: --eval runs layers-models only for now; leave --eval out`);
+    return tf.loadLayersModel(fileSystemIO(dir));
+  }));
+  const d = loadInputs(a.eval as string);
+  const x = tf.tensor(d.x, d.xShape, 'float32');
+  try {
+    return await payloadCloseness(model, target, base, payload, { x, ...(d.y ? { y: d.y } : {}) });
+  } finally {
+    x.dispose();
+    model.dispose();
+    target.dispose();
+  }
 }

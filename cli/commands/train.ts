@@ -3,10 +3,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
-import { loadXY } from '../../src/io/npy/files.ts';
+import { loadInputs, loadXY } from '../../src/io/npy/files.ts';
 import { fileSystemIO, openTfjsModelDir } from '../../src/io/tfjs/index.ts';
 import type { TrainBackendName } from '../../src/train/backend.ts';
-import type { LabelledData } from '../../src/train/data.ts';
+import type { InputData, LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
 import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
@@ -41,6 +41,11 @@ export interface TrainArgs {
   modelId?: string;
   sequence: number;
   expires?: string;
+  teacher?: string;
+  teacherWeight: number;
+  teacherLoss: 'auto' | 'kl' | 'mse';
+  temperature: number;
+  sparseStart: 'zero' | 'teacher';
 }
 
 const SUPPORTED_LOSSES = ['sparse_categorical_crossentropy', 'categorical_crossentropy', 'sparseCategoricalCrossentropy', 'categoricalCrossentropy'];
@@ -53,8 +58,13 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
       describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); topk|drop|lowrank: compress a full fine-tune after the fact',
     })
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards)' })
-    .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot)' })
-    .option('eval', { type: 'string', describe: 'evaluation data (same form): accuracy before and after is reported, never used to choose anything' })
+    .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot); with --teacher, y.npy may be absent (unlabeled inputs)' })
+    .option('teacher', { type: 'string', describe: "the new version your team already trained (a TF.js layers-model folder with the base's inputs and outputs): learn a diff of --base whose outputs match the teacher's on the --train inputs, which need no labels (a teacher diff). Checkpoints, tuning and --also-consider are judged by agreement with the teacher on validation (top-1 agreement for classifiers, mean absolute output difference otherwise); a result less close to the teacher than the unpatched base is refused (exit 10) unless --allow-worse. Pass a few thousand unlabeled inputs from where the model runs" })
+    .option('teacher-weight', { type: 'number', default: 1, describe: "with --teacher: weight of the teacher term; labels, when y.npy is there, add their cross-entropy at weight 1" })
+    .option('teacher-loss', { choices: ['auto', 'kl', 'mse'] as const, default: 'auto' as const, describe: 'with --teacher: kl (divergence of probabilities softened by --temperature; auto for a model whose outputs end in a softmax) or mse (squared error of the raw outputs; auto otherwise)' })
+    .option('temperature', { type: 'number', default: 2, describe: 'with --teacher and the kl loss: softens both distributions so the teacher\'s runner-up classes count too (1: plain probabilities)' })
+    .option('sparse-start', { choices: ['zero', 'teacher'] as const, default: 'zero' as const, describe: "with --teacher and --method sparse: start the diff from zero, or from the teacher's change (teacher − base; the teacher must have the base's weights)" })
+    .option('eval', { type: 'string', describe: 'evaluation data (same form): accuracy before and after is reported, never used to choose anything; with --teacher, y.npy may be absent and closeness to the teacher is reported' })
     .option('replay', { type: 'string', describe: 'old data (same form) replayed against forgetting: trained on with --train, and with --distill the only examples whose base outputs are kept, so the update\'s own examples learn from their labels alone (old classes in new conditions may grow surer). Without it, every training example the base gets right is kept' })
     .option('val', { type: 'string', describe: 'validation data (same form) that chooses the learning rate and the checkpoint; default: --val-fraction of the training data' })
     .option('val-fraction', { type: 'number', default: 0.1, describe: 'without --val: the fraction of the training data held out for validation (seeded, stratified); 0 validates nothing (needs --tune off)' })
@@ -80,7 +90,13 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('expires', { type: 'string', describe: 'expiry: ISO date or a duration from now (30d, 12h)' })
     .example('$0 train --method sparse --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model as stored')
     .example('$0 train --base v1/ --train data/train --budget 5% --also-consider v1-v2-1pct.ndiff --out v1-v2-5pct.ndiff', 'a 5% diff that is never worse on validation than the 1% one already made')
+    .example('$0 train --base v1/ --teacher v2/ --train unlabeled/ --budget 1% --out v1-v2.ndiff', 'ship the v2 your team trained: a 1% diff of v1 that agrees with v2 (no labels needed)')
     .example('$0 train --method full --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer') as unknown as Argv<TrainArgs>;
+}
+
+function toInputs(tf: typeof import('@tensorflow/tfjs'), path: string, numClasses: number): InputData {
+  const d = loadInputs(path, { numClasses });
+  return { x: tf.tensor(d.x, d.xShape, 'float32'), ...(d.y ? { y: d.y } : {}) };
 }
 
 function toLabelled(tf: typeof import('@tensorflow/tfjs'), path: string, numClasses: number): LabelledData {
@@ -150,14 +166,23 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     throw new UsageError(`no model.json in ${a.base}: --base must be a TF.js layers-model folder (model.json + weight shards)`);
   })) as { format?: string; modelTopology?: unknown; trainingConfig?: { loss?: unknown } };
   if (modelJson.format === 'graph-model') throw new UsageError(`${a.base} is a graph-model: training needs a layers-model (graph models have no trainable layers in tfjs); convert it as a Keras/layers model`);
+  if (a.teacher) {
+    const teacherJson = JSON.parse(await readFile(`${a.teacher}/model.json`, 'utf8').catch(() => {
+      throw new UsageError(`no model.json in ${a.teacher}: --teacher must be a TF.js layers-model folder (model.json + weight shards), the new version of --base`);
+    })) as { format?: string };
+    if (teacherJson.format === 'graph-model') throw new UsageError(`${a.teacher} is a graph-model: --teacher needs a layers-model folder here (graph-model teachers are not supported yet)`);
+  }
+  if (!a.teacher && a.sparseStart === 'teacher') throw new UsageError('--sparse-start teacher needs --teacher');
   const loss = a.loss ?? (typeof modelJson.trainingConfig?.loss === 'string' ? modelJson.trainingConfig.loss : 'sparse_categorical_crossentropy');
-  if (!SUPPORTED_LOSSES.includes(loss)) throw new UsageError(`loss ${JSON.stringify(loss)} is not supported by ndiff train (classification losses only: ${SUPPORTED_LOSSES.slice(0, 2).join(', ')}); pass --loss to override`);
+  // With a teacher the targets are its outputs: any model (a regressor too) trains toward them.
+  if (!a.teacher && !SUPPORTED_LOSSES.includes(loss)) throw new UsageError(`loss ${JSON.stringify(loss)} is not supported by ndiff train (classification losses only: ${SUPPORTED_LOSSES.slice(0, 2).join(', ')}); pass --loss to override`);
 
   silenceTfjsNodeBanner();
   const backend = await initBackend(a.backend);
   io.progress(`backend ${backend}; loading ${a.base}`);
   const disk = await openTfjsModelDir(a.base);
   const model = await tf.loadLayersModel(fileSystemIO(a.base));
+  const teacher = a.teacher ? await tf.loadLayersModel(fileSystemIO(a.teacher)) : undefined;
   const total = storedModelBytes(disk);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const modelId = a.modelId ?? (await defaultModelId(a.base));
@@ -175,13 +200,16 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   }
   const numClasses = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
   io.progress(`loading data: ${a.train}${a.replay ? `, ${a.replay}` : ''}${a.val ? `, ${a.val}` : ''}${a.eval ? `, ${a.eval}` : ''}`);
-  const train = a.replay ? withReplay(tf, a.train, a.replay, numClasses) : toLabelled(tf, a.train, numClasses);
-  const val = a.val ? toLabelled(tf, a.val, numClasses) : undefined;
-  const evalData = a.eval ? toLabelled(tf, a.eval, numClasses) : undefined;
+  // With a teacher, labels are optional: each file pair may lack y.npy.
+  const load = (path: string): LabelledData | InputData => (teacher ? toInputs(tf, path, numClasses) : toLabelled(tf, path, numClasses));
+  const train = a.replay ? withReplay(tf, a.train, a.replay, numClasses) : load(a.train);
+  const val = a.val ? load(a.val) : undefined;
+  const evalData = a.eval ? load(a.eval) : undefined;
+  const count = (d: InputData) => d.x.shape[0];
   const what = a.method === 'full'
     ? 'a full fine-tune (dense payload of every trained tensor, no budget)'
     : `a ${a.method} diff within ${formatBytes(budgetBytes)} (${((100 * budgetBytes) / total).toFixed(2)}% of the model as stored)`;
-  io.progress(`base ${a.base}: ${disk.list().length} tensors, ${formatBytes(total)} as stored; ${what}; ${train.y.length} training examples${a.replay ? ` (${(train.replay as Uint8Array).reduce((n, r) => n + r, 0)} replayed)` : ''}${val ? `, ${val.y.length} for validation` : ''}${evalData ? `, ${evalData.y.length} for evaluation` : ''}; tuning ${a.tune}`);
+  io.progress(`base ${a.base}: ${disk.list().length} tensors, ${formatBytes(total)} as stored; ${what}; ${count(train)} training examples${train.y ? '' : ' (unlabeled)'}${a.replay ? ` (${(train.replay as Uint8Array).reduce((n, r) => n + r, 0)} replayed)` : ''}${val ? `, ${count(val)} for validation` : ''}${evalData ? `, ${count(evalData)} for evaluation` : ''}; tuning ${a.tune}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const interactive = process.stderr.isTTY;
   // A line at most every 10 s off a terminal (CI logs), a live bar on one.
   const batchLine = throttled((l) => io.progress(l), 10_000);
@@ -202,6 +230,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       allowWorse: a.allowWorse,
       distill: a.distill,
       alsoConsider: competitors,
+      ...(teacher ? { teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature, sparseStart: a.sparseStart } : {}),
       store: a.store,
       header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
       onProgress: (m) => io.progress(m),
@@ -219,7 +248,12 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     const acc = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
     io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored${a.method === 'full' ? '' : `, budget ${budgetBytes}`}), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`}, ${res.tuning.cost.toFixed(2)}x one run)`);
     if (res.validation) io.out(`validation accuracy ${acc(res.validation.baseAccuracy)} -> ${acc(res.validation.accuracy)} on ${res.validation.examples} examples`);
-    if (evalData) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
+    if (evalData && res.accuracyAfter !== undefined) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
+    const tv = res.teacher?.validation;
+    const te = res.teacher?.eval;
+    const close = (agreement: number, mad: number) => `${Number.isNaN(agreement) ? '' : `top-1 agreement ${acc(agreement)}, `}mean |output − teacher| ${mad.toPrecision(3)}`;
+    if (tv) io.out(`validation, closeness to the teacher: base ${close(tv.baseAgreement, tv.baseMeanAbsDiff)} -> ${close(tv.agreement, tv.meanAbsDiff)} on ${tv.examples} examples`);
+    if (te) io.out(`eval, closeness to the teacher: base ${close(te.agreementBefore, te.meanAbsDiffBefore)} -> ${close(te.agreementAfter, te.meanAbsDiffAfter)} on ${te.examples} examples (the weights a device gets)`);
     const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
     if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
     const metrics = {
@@ -228,6 +262,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       modelId: res.payload.header.modelId,
       sequence: res.payload.header.sequence,
       budgetBytes,
+      // The budget as asked (`1%`), so a report labels it so rather than as the bytes' 0.9996%.
+      budgetRequested: a.method === 'full' ? null : a.budget,
       bytes: res.bytes.length,
       modelBytes: total,
       accuracyBefore: res.accuracyBefore ?? null,
@@ -236,6 +272,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       tuning: res.tuning,
       trainable: { trained: res.trainable.trained.length, frozenByConfig: res.trainable.frozenByConfig.length, statistics: res.trainable.statistics },
       distill: res.distill ?? null,
+      ...(res.teacher ? { teacher: { path: a.teacher, ...res.teacher } } : {}),
       ...(res.distillOff ? { distillOff: res.distillOff } : {}),
       // --also-consider: what competed (this run's own result first), and which was written.
       ...(res.selection ? { selection: res.selection.considered } : {}),
@@ -244,8 +281,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       epochs: res.epochs,
       baseFingerprint: res.payload.header.baseFingerprint,
       targetFingerprint: res.payload.header.targetFingerprint,
-      trainExamples: train.y.length,
-      evalExamples: evalData?.y.length ?? 0,
+      trainExamples: count(train),
+      evalExamples: evalData ? count(evalData) : 0,
       backend,
       seed: a.seed,
       out: a.out,

@@ -48,7 +48,7 @@ const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinit
 const optionalNum = (v: unknown) => v === undefined || v === null || num(v);
 
 function isMetrics(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && ((v as Record<string, unknown>).kind === 'ndiff-train-metrics' || ('accuracyAfter' in v && 'modelBytes' in v));
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && ((v as Record<string, unknown>).kind === 'ndiff-train-metrics' || (v as Record<string, unknown>).kind === 'ndiff-diff-metrics' || ('accuracyAfter' in v && 'modelBytes' in v));
 }
 
 /** One `ndiff train --metrics-out` document as a result row. */
@@ -56,11 +56,14 @@ export function metricsToRow(m: Record<string, unknown>, where: string): ResultR
   if (!REPORT_METHODS.includes(m.method as ReportMethod)) throw new UsageError(`${where}: "method" must be one of ${REPORT_METHODS.join(', ')}, found ${JSON.stringify(m.method)}`);
   for (const k of ['bytes', 'modelBytes']) if (!num(m[k]) || (m[k] as number) <= 0) throw new UsageError(`${where}: "${k}" must be a positive number, found ${JSON.stringify(m[k])}`);
   if (!num(m.accuracyAfter)) {
-    throw new UsageError(`${where}: no accuracy after the update (the run had no evaluation data): train with --eval DATA to compare it in a report`);
+    throw new UsageError(`${where}: no accuracy after the update (the run had no labelled evaluation data): run it with --eval DATA holding y.npy (ndiff train, or ndiff diff) to compare it in a report`);
   }
   const method = m.method as ReportMethod;
   const update = Number.isInteger(m.sequence) && (m.sequence as number) >= 1 ? (m.sequence as number) : 1;
-  const budgetPct = method === 'full' || !num(m.budgetBytes) ? null : Number(((100 * (m.budgetBytes as number)) / (m.modelBytes as number)).toPrecision(4));
+  // The budget as the user asked for it (`--budget 1%`) when it was a share of the model; else
+  // the share the bytes make (a budget in bytes, or older metrics files).
+  const asked = typeof m.budgetRequested === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(m.budgetRequested) : null;
+  const budgetPct = method === 'full' || !num(m.budgetBytes) ? null : asked ? Number(asked[1]) : Number(((100 * (m.budgetBytes as number)) / (m.modelBytes as number)).toPrecision(4));
   return {
     update,
     method,

@@ -61,6 +61,8 @@ export class SparseMask implements Parameterization {
     private readonly targetCount: number,
     private readonly softSteps: number,
     private readonly opts: SparseMaskOptions = DEFAULT_SPARSE_MASK,
+    /** Starting diff per tensor (default zeros), e.g. a teacher's change (teacher − base). */
+    initial?: ReadonlyMap<string, Float32Array>,
   ) {
     this.names = base.map((b) => b.name);
     this.beta = opts.betaStart;
@@ -73,7 +75,7 @@ export class SparseMask implements Parameterization {
         shape: b.shape,
         size,
         w0: tf.tensor(b.values, b.shape, 'float32'),
-        d: tf.variable(tf.zeros(b.shape), true, `nd_sparse_d/${b.name}`),
+        d: tf.variable(initial?.has(b.name) ? tf.tensor(initial.get(b.name) as Float32Array, b.shape, 'float32') : tf.zeros(b.shape), true, `nd_sparse_d/${b.name}`),
         s: tf.variable(tf.fill(b.shape, opts.s0), true, `nd_sparse_s/${b.name}`),
         alive: tf.ones(b.shape),
       };

@@ -3,6 +3,9 @@
  * (src/train/index.ts), which says how to install tfjs when it is missing.
  */
 export { trainDiff, competingPayload, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult, type CompetingResult } from './train-diff.ts';
+export { payloadCloseness, type PayloadCloseness } from './target-closeness.ts';
+export type { TeacherLoss, TeacherMetric } from './teacher.ts';
+export type { InputData } from './data.ts';
 export { initBackend, type TrainBackendName, type InitBackendOptions } from './backend.ts';
 export { evaluate, fromDataset, type LabelledData } from './data.ts';
 export { modelToStore, setModelWeights, namedVariables, type NamedVariable } from './model-weights.ts';

@@ -22,6 +22,16 @@ export interface LabelledData {
   replay?: Uint8Array;
 }
 
+/** Inputs with labels or without (teacher diffs need none: the teacher's outputs are the targets). */
+export interface InputData {
+  /** Inputs, `[n, ...featureShape]`, float32. */
+  x: tf.Tensor;
+  /** Class index per example, when known. */
+  y?: Int32Array;
+  /** See {@link LabelledData.replay}. */
+  replay?: Uint8Array;
+}
+
 /** A permutation of 0..n-1 from `random` (Fisher-Yates). */
 export function permutation(n: number, random: () => number): Int32Array {
   const p = new Int32Array(n);
@@ -96,7 +106,8 @@ export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 
     const end = Math.min(n, start + batchSize);
     const [pred, loss] = tf.tidy(() => {
       const x = data.x.slice(start, end - start);
-      const out = model.predict(x) as tf.Tensor;
+      const predicted = model.predict(x) as tf.Tensor | tf.Tensor[];
+      const out = Array.isArray(predicted) ? predicted[0] : predicted;
       const labels = tf.tensor1d(data.y.subarray(start, end), 'int32');
       return [tf.argMax(out, -1), sparseCrossEntropy(out, labels, fromLogits)] as const;
     });

@@ -17,6 +17,7 @@ const api: typeof Api = await importWithTrainerPeers(() => import('./api.ts'), '
 
 export const trainDiff = api.trainDiff;
 export const competingPayload = api.competingPayload;
+export const payloadCloseness = api.payloadCloseness;
 export const TRAIN_METHODS = api.TRAIN_METHODS;
 export const initBackend = api.initBackend;
 export const evaluate = api.evaluate;
@@ -38,5 +39,6 @@ export const supportedOperators = api.supportedOperators;
 export const decodeOnnxModel = api.decodeOnnxModel;
 export const decodeOnnxTensor = api.decodeOnnxTensor;
 export type TfModelWeightStore = Api.TfModelWeightStore;
+export type { PayloadCloseness, TeacherLoss, TeacherMetric, InputData } from './api.ts';
 export type { TrainMethod, TrainDiffOptions, TrainDiffResult, CompetingResult, TrainBackendName, InitBackendOptions, LabelledData, NamedVariable, SparseMaskOptions, TfModelStoreOptions, EpochReport, OnnxProgramOptions, OnnxVariable, UnsupportedNode } from './api.ts';
 export { TRAINER_INSTALL } from './peer.ts';

@@ -13,6 +13,7 @@ import type { StorageGrid } from '../core/grid.ts';
 import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } from './data.ts';
 import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
+import { teacherTerm, type TeacherTarget } from './teacher.ts';
 
 /** A run stopped because its loss became NaN or infinite (a learning rate too high, usually). */
 export class TrainingDiverged extends Error {
@@ -53,6 +54,12 @@ export interface LoopOptions {
   grids?: ReadonlyMap<string, StorageGrid>;
   /** Keep the base model's outputs where it was right (see {@link Teacher}). */
   teacher?: Teacher;
+  /**
+   * Match a teacher model's outputs (teacher diffs, src/train/teacher.ts): its rows on this
+   * data (one per example, in the data's order). The labels' cross-entropy is weighted by
+   * `labelWeight` (0: labels unused, as when the data has none).
+   */
+  target?: { rows: Float32Array; teacher: TeacherTarget };
 }
 
 /**
@@ -149,8 +156,19 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
         }
         let logits: tf.Tensor | null = null;
         const { value, grads } = tf.variableGrads(() => {
-          const out = model.apply(b.x, { training: false }) as tf.Tensor;
+          const applied = model.apply(b.x, { training: false }) as tf.Tensor | tf.Tensor[];
+          const outs = Array.isArray(applied) ? applied : [applied];
+          const out = outs[0];
           logits = tf.keep(out);
+          const target = options.target;
+          if (target) {
+            const w = target.teacher.width;
+            const rows = new Float32Array(b.size * w);
+            for (let i = 0; i < b.size; i++) rows.set(target.rows.subarray(b.idx[i] * w, (b.idx[i] + 1) * w), i * w);
+            const term = teacherTerm(outs, tf.tensor2d(rows, [b.size, w]), target.teacher);
+            const lw = target.teacher.labelWeight;
+            return lw > 0 ? tf.add(term, tf.mul(sparseCrossEntropy(out, b.y, options.fromLogits), lw)) as tf.Scalar : term;
+          }
           const ce = sparseCrossEntropy(out, b.y, options.fromLogits);
           return options.teacher ? tf.add(ce, keepLoss(out, b.idx, options.teacher, options.fromLogits)) as tf.Scalar : ce;
         }, varList);

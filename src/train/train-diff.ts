@@ -33,340 +33,38 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { BudgetError, NoImprovementError, UsageError } from '../core/errors.ts';
-import { getHasher, type Hasher } from '../core/hasher.ts';
-import { isIntegerGrid, type StorageGrid } from '../core/grid.ts';
+import { getHasher } from '../core/hasher.ts';
 import { type ValueCodec } from '../core/values.ts';
-import { MemoryWeightStore, type WeightStore } from '../core/weight-store.ts';
-import { decodePayload, type Payload } from '../core/format.ts';
-import { applyPayload } from '../apply/apply.ts';
-import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from '../diff/build.ts';
+import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
 import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
 import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
 import { HashedBuckets } from '../hash-diff/trainer.ts';
-import { LowRankAdapters, loraEligible } from '../lowrank-diff/trainer.ts';
-import { DEFAULT_SPARSE_MASK, SparseMask, type SparseMaskOptions } from '../sparse-diff/trainer.ts';
-import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type LabelledData } from './data.ts';
+import { LowRankAdapters } from '../lowrank-diff/trainer.ts';
+import { DEFAULT_SPARSE_MASK, SparseMask } from '../sparse-diff/trainer.ts';
+import { better, type Checkpoint } from './checkpoint.ts';
+import { compete, pct } from './compete.ts';
+import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type InputData, type LabelledData } from './data.ts';
+import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-gate.ts';
+import { Identity, Shadow } from './full-params.ts';
 import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
+import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
 import { silenceTfjsNodeBanner } from './quiet.ts';
-import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable, type TrainableSpec } from './select.ts';
-import { TRAIN_METHODS, type TrainMethod } from './methods.ts';
+import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable } from './select.ts';
+import { chooseBucketCounts, chooseLoraRanks, denseCodec, estimateSparseCount, type TrainableTensor } from './sizing.ts';
+import { closeness, closenessScore, defaultTeacherLoss, describeCloseness, outputLayout, outputRows, type Closeness, type TeacherMetric, type TeacherTarget } from './teacher.ts';
+import { searchLearningRate } from './tuning.ts';
+import { TRAIN_METHODS } from './methods.ts';
 
 export { TRAIN_METHODS, type TrainMethod } from './methods.ts';
-
-/** How much learning-rate search a run does (see the module doc). */
-export type TuneMode = 'off' | 'quick' | 'thorough';
-
-export interface TrainDiffOptions {
-  method: TrainMethod;
-  /** Byte budget for the whole payload (ignored by `full`). */
-  budgetBytes: number;
-  /** Epochs of the full run (early stopping may end it sooner). */
-  epochs: number;
-  /** Examples per step; default: 32, or less where the backend's memory needs it. */
-  batchSize?: number;
-  seed?: number;
-  /**
-   * The learning rate to start from (Adam): of the diff values for `sparse`, `hash`, `lora` and
-   * the retrain of `topk-retrain` (default 3e-3: a diff starts at zero and has few values), of
-   * the weights for `full` and the fine-tune behind the post-hoc methods (default 3e-4). With
-   * `tune` the search is around it.
-   */
-  learningRate?: number;
-  /** Adam learning rate of the sparse mask scores. */
-  maskLearningRate?: number;
-  /** Value codec; learned methods default to int8 (trained quantization-aware), post-hoc ones to the most accurate. */
-  codec?: ValueCodec | 'auto';
-  /** Fraction of the epochs spent fine-tuning under the final hard mask (sparse). */
-  hardFraction?: number;
-  sparse?: Partial<SparseMaskOptions>;
-  /** Hashed diffs: multiply bucket values by a ±1 sign per position (default true). */
-  hashSigned?: boolean;
-  /** Header fields of the payload. */
-  header?: Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'>;
-  /** Evaluation data: accuracy before and after (reported only; never used to choose). */
-  eval?: LabelledData;
-  /**
-   * Validation data that chooses the learning rate and the checkpoint, or the fraction of the
-   * training data held out for it (default 0.1, seeded and stratified); 0 trains on everything
-   * and validates nothing (then `tune` must be `'off'`).
-   */
-  validation?: LabelledData | number;
-  /** Learning-rate search: `quick` (default), `thorough` or `off`. */
-  tune?: TuneMode;
-  /** Stop a run after this many checkpoints without a better validation result (default 2). */
-  patience?: number;
-  /** Which weights train: the model's config (default), `'all'`, or a pattern over weight names. */
-  trainable?: TrainableSpec;
-  /**
-   * Weight of the distillation term that keeps the base model's outputs on the training
-   * examples it already classifies right (default 1; 0 turns it off). An update trains on new
-   * data and usually on replayed old data; the labels alone let the model drift on what it
-   * knew (forgetting), the base's full output distribution holds it there. See {@link Teacher}.
-   * When the training data marks its replayed examples (`LabelledData.replay`), only those are
-   * kept: the update's own examples learn from their labels alone, even where the base already
-   * gets them right (old classes in new conditions, which the update is there to make surer).
-   * Off by itself when the base agrees with the training labels little better than chance
-   * (Cohen's kappa below {@link DISTILL_MIN_KAPPA} on the examples of the classes it ever answers:
-   * a new task or an untrained model, nothing to keep); `distillOff` says why.
-   */
-  distill?: number;
-  /** Temperature of the distillation term (default 2). */
-  distillTemperature?: number;
-  /** Return a result worse than the base on validation instead of refusing it. */
-  allowWorse?: boolean;
-  /**
-   * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
-   * files through {@link competingPayload}): they compete in the final choice. More bytes must
-   * earn their place: going from the fewest bytes up, a larger payload replaces the one kept only
-   * when it is right on significantly more validation examples ({@link significantlyBetter}); of
-   * two the same size, the better on validation is kept; a model predicting one class loses to
-   * one that does not. So the result never validates below the smallest payload considered, and
-   * when each smaller payload was itself chosen this way on the same validation rows (every
-   * smaller budget's result passed in turn, as the keyword benchmark does), a larger budget never
-   * validates below any of them: budgets are monotone. One for another base, or larger than the
-   * budget, is passed over; competing needs validation data. A run whose every learning rate
-   * diverges still refuses (NoImprovementError): the smaller payload is then the one to ship.
-   * `result.selection` says what competed.
-   */
-  alsoConsider?: readonly CompetingResult[];
-  /** Post-hoc methods and `topk-retrain`: reuse a full fine-tune's final weights instead of training one. */
-  fullWeights?: ReadonlyMap<string, Float32Array>;
-  /** The base as a store (default: a snapshot of the model's weights now). */
-  base?: WeightStore;
-  /**
-   * How patched tensors are stored on the device: `'stored'` (default) keeps tensors the base
-   * stores quantized (uint8/uint16/float16) on their grid, `'float32'` gives float32 results.
-   */
-  store?: StoreAs;
-  hasher?: Hasher;
-  onEpoch?: (r: EpochReport) => void;
-  onBatch?: (b: { epoch: number; batch: number; batches: number; loss: number }) => void;
-  onProgress?: (message: string) => void;
-}
-
-/** One learning rate tried, and what it gave on validation. */
-export interface TuningCandidate {
-  learningRate: number;
-  /** `trial`: on half the training data (quick tuning); `full`: on all of it; `recovery`: a lower rate after a failed run. */
-  kind: 'trial' | 'full' | 'recovery';
-  /** Training examples the run saw, epochs times its data. */
-  examplesSeen: number;
-  epochs: number;
-  /** Best checkpoint's validation accuracy (undefined: no usable checkpoint). */
-  valAccuracy?: number;
-  valLoss?: number;
-  diverged: boolean;
-  /** Every checkpoint predicted (almost) one class. */
-  collapsed: boolean;
-  seconds: number;
-}
-
-export interface TrainDiffResult {
-  method: TrainMethod;
-  bytes: Uint8Array;
-  payload: Payload;
-  budgetBytes: number;
-  /** Values of every patched tensor after applying (what the model now holds). */
-  targetValues: Map<string, Float32Array>;
-  accuracyBefore?: number;
-  accuracyAfter?: number;
-  /** Per-example predictions on the eval data after the update. */
-  predictions?: Int32Array;
-  epochs: EpochReport[];
-  /** Seconds of training, tuning included. */
-  trainSeconds: number;
-  /** Full fine-tune final weights (full, topk-retrain and the post-hoc methods), to reuse across budgets. */
-  fullWeights?: Map<string, Float32Array>;
-  /** The validation split and what it measured (undefined with `validation: 0`). */
-  validation?: { examples: number; baseAccuracy: number; accuracy: number; loss: number };
-  /** The learning rates tried and the one chosen. */
-  tuning: { mode: TuneMode; candidates: TuningCandidate[]; learningRate: number; chosen: string; seconds: number; cost: number };
-  /** Which weights trained. */
-  trainable: { trained: string[]; frozenByConfig: string[]; statistics: number };
-  /** The distillation term (undefined when off, asked or because the base does not do this task): its weight, temperature, and the training examples it kept (those the base classifies right). */
-  distill?: { weight: number; temperature: number; examples: number; kappa: number };
-  /** Why the distillation term is off, when it is (asked for, or the base does not do this task). */
-  distillOff?: string;
-  /**
-   * With `alsoConsider`: every payload that competed (this run's own first) with its validation
-   * accuracy, which one was chosen, and this run's own result when a competitor was chosen
-   * instead (to measure what the budget alone would have given).
-   */
-  selection?: {
-    considered: { label: string; bytes: number; valAccuracy: number; chosen: boolean }[];
-    own?: Pick<TrainDiffResult, 'bytes' | 'payload' | 'targetValues'> & { valAccuracy: number };
-  };
-  batchSize: number;
-}
-
-/**
- * Whether a model right on `a` (1 per validation example it gets right) is right on
- * significantly more examples than one right on `b`: by more than one standard error of the
- * paired difference. With n_a the examples only `a` gets right and n_b those only `b` gets
- * right, that is n_a - n_b > sqrt(n_a + n_b) (McNemar's statistic above 1; the one-standard-error
- * rule of model selection, applied to paired outcomes). Equal arrays are never significantly better.
- */
-export function significantlyBetter(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) throw new RangeError(`compared over ${a.length} and ${b.length} examples: both must be judged on the same validation data`);
-  let onlyA = 0;
-  let onlyB = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] && !b[i]) onlyA++;
-    else if (b[i] && !a[i]) onlyB++;
-  }
-  return onlyA - onlyB > Math.sqrt(onlyA + onlyB);
-}
-
-
-/** A payload that competes with a training's own result ({@link TrainDiffOptions.alsoConsider}). */
-export type CompetingResult = Pick<TrainDiffResult, 'bytes' | 'payload' | 'targetValues'> &
-  Partial<Pick<TrainDiffResult, 'method' | 'budgetBytes' | 'tuning'>> & {
-    /** How progress lines name it (default: its method and budget). */
-    label?: string;
-  };
-
-/**
- * A payload file as a competitor of a training on `base` (`ndiff train --also-consider`): applied
- * to a copy of the base by the device applier, so its target values are exactly a device's.
- * Throws the applier's typed error when it does not apply to `base` (another base, corrupt).
- */
-export async function competingPayload(base: WeightStore, bytes: Uint8Array, label: string): Promise<CompetingResult> {
-  const payload = decodePayload(bytes);
-  const touched = new Set(payload.patches.map((p) => p.name));
-  const copy = new MemoryWeightStore(base.list().map((t) => [t.name, { shape: [...t.shape], data: touched.has(t.name) ? base.values(t.name).slice() : base.values(t.name) }] as [string, { shape: number[]; data: Float32Array }]));
-  // The copy keeps the base's storage grids, so a payload on another grid is refused as on a device.
-  if (base.grid) (copy as WeightStore).grid = (name: string) => base.grid?.(name);
-  await applyPayload(copy, bytes);
-  return { bytes, payload, targetValues: new Map([...touched].map((n) => [n, copy.values(n)])), label };
-}
-
-interface TrainableTensor {
-  name: string;
-  shape: number[];
-  values: Float32Array;
-}
-
-/** A shippable state of a run, evaluated on validation. */
-interface Checkpoint {
-  built: BuiltPayload;
-  valAccuracy: number;
-  valLoss: number;
-  collapsed: boolean;
-  /** 1 per validation example it gets right (empty without validation). */
-  correct: Uint8Array;
-  label: string;
-  learningRate: number;
-  /** `full` and the fine-tune behind post-hoc methods: the fine-tuned weights (exactly the device's). */
-  weights?: Map<string, Float32Array>;
-}
+export type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate, CompetingResult } from './options.ts';
+export { significantlyBetter, competingPayload } from './compete.ts';
+export { agreementBeyondChance, DISTILL_MIN_KAPPA } from './distill-gate.ts';
+export { chooseBucketCounts, chooseLoraRanks } from './sizing.ts';
+export type { TeacherLoss, TeacherMetric } from './teacher.ts';
 
 const DEFAULT_DIFF_LR = 3e-3;
 const DEFAULT_FULL_LR = 3e-4;
-
-/** Fine-tune the model's own variables (the `full` method without storage grids). */
-class Identity implements Parameterization {
-  /** @param variableOf manifest name -> the tf.Variable name the optimizer knows it by */
-  constructor(readonly names: string[], private readonly variableOf: ReadonlyMap<string, string>) {}
-  effective(): null {
-    return null;
-  }
-  gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
-    return { [this.variableOf.get(name) as string]: dW };
-  }
-  dispose(): void {}
-}
-
-/**
- * Fine-tune float copies of the weights (the `full` method on storage grids): the layers see the
- * copies rounded onto the grid while the copies keep accumulating small steps.
- */
-class Shadow implements Parameterization {
-  readonly names: string[];
-  private readonly vars = new Map<string, tf.Variable>();
-  constructor(tensors: TrainableTensor[]) {
-    this.names = tensors.map((t) => t.name);
-    for (const t of tensors) this.vars.set(t.name, tf.variable(tf.tensor(t.values, t.shape, 'float32'), true, `nd_full/${t.name}`));
-  }
-  effective(name: string): tf.Tensor {
-    return (this.vars.get(name) as tf.Variable).clone();
-  }
-  gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
-    return { [(this.vars.get(name) as tf.Variable).name]: dW };
-  }
-  dispose(): void {
-    for (const v of this.vars.values()) v.dispose();
-  }
-}
-
-/** Largest count K of entries spread evenly over the tensors that fits the budget (a pre-training estimate). */
-function estimateSparseCount(tensors: TrainableTensor[], shapes: Map<string, readonly number[]>, header: HeaderOptions, codec: ValueCodec, budget: number): number {
-  const total = tensors.reduce((n, t) => n + t.values.length, 0);
-  const specs = (k: number): PatchSpec[] =>
-    tensors.flatMap((t) => {
-      const kt = Math.round((k * t.values.length) / total);
-      if (!kt) return [];
-      const step = t.values.length / kt;
-      const positions = Uint32Array.from({ length: kt }, (_, i) => Math.floor(i * step));
-      return [{ kind: 'sparse' as const, name: t.name, positions, values: new Float32Array(kt).fill(1e-3), codec }];
-    });
-  return largestFitting(total, (k) => payloadSize(specs(k), shapes, header) <= budget);
-}
-
-/** Bucket counts proportional to tensor size that fit the budget. */
-export function chooseBucketCounts(tensors: TrainableTensor[], shapes: Map<string, readonly number[]>, header: HeaderOptions, codec: ValueCodec, budget: number, signed: boolean): Map<string, number> {
-  const counts = (alpha: number) => new Map(tensors.map((t) => [t.name, Math.min(t.values.length, Math.max(1, Math.round(alpha * t.values.length)))]));
-  // Seed 0xffffffff and non-integer values: the largest msgpack encodings a real seed and an
-  // int8 scale can take (msgpack writes an integer-valued scale in fewer bytes), so sizes are upper bounds.
-  const specs = (alpha: number): PatchSpec[] => [...counts(alpha)].map(([name, nb]) => ({ kind: 'hash', name, seed: 0xffffffff, signed, buckets: new Float32Array(nb).fill(1e-3), codec }));
-  if (payloadSize(specs(0), shapes, header) > budget) {
-    throw new BudgetError(`a budget of ${budget} bytes cannot give even one bucket to each of the ${tensors.length} tensors (needs ${payloadSize(specs(0), shapes, header)} bytes): raise the budget`);
-  }
-  let lo = 0;
-  let hi = 1;
-  for (let i = 0; i < 40; i++) {
-    const mid = (lo + hi) / 2;
-    if (payloadSize(specs(mid), shapes, header) <= budget) lo = mid;
-    else hi = mid;
-  }
-  return counts(lo);
-}
-
-/**
- * Ranks of LoRA adapters that fit the budget: the largest rank every adapted matrix can share,
- * after taking matrices from the output end of the model while even rank 1 for all does not fit
- * (adapting the last layers first is the usual choice when few bytes are available).
- */
-export function chooseLoraRanks(tensors: TrainableTensor[], shapes: Map<string, readonly number[]>, header: HeaderOptions, codec: ValueCodec, budget: number): Map<string, number> {
-  const eligible = tensors.filter((t) => loraEligible(t.shape));
-  const specs = (chosen: TrainableTensor[], rank: number): PatchSpec[] =>
-    chosen.map((t) => {
-      const cols = t.shape[t.shape.length - 1];
-      const rows = t.values.length / cols;
-      const r = Math.min(rank, rows, cols);
-      return { kind: 'lowrank', name: t.name, rank: r, u: new Float32Array(rows * r).fill(1e-3), v: new Float32Array(r * cols).fill(1e-3), codec };
-    });
-  const fits = (chosen: TrainableTensor[], rank: number) => payloadSize(specs(chosen, rank), shapes, header) <= budget;
-  // From the output end: the longest tail of eligible matrices that fits at rank 1.
-  const n = largestFitting(eligible.length, (k) => fits(eligible.slice(eligible.length - k), 1));
-  if (n === 0) throw new BudgetError(`a budget of ${budget} bytes cannot hold even a rank-1 adapter of one weight matrix: raise the budget`);
-  const chosen = eligible.slice(eligible.length - n);
-  const maxRank = Math.max(...chosen.map((t) => Math.min(t.values.length / t.shape[t.shape.length - 1], t.shape[t.shape.length - 1])));
-  const rank = Math.max(1, largestFitting(maxRank, (r) => r >= 1 && fits(chosen, r)));
-  return new Map(chosen.map((t) => {
-    const cols = t.shape[t.shape.length - 1];
-    return [t.name, Math.min(rank, t.values.length / cols, cols)] as [string, number];
-  }));
-}
-
-/** Codec of a dense delta on a tensor's storage grid: whole steps as i8 when they fit, else f16/f32. */
-function denseCodec(delta: Float32Array, grid: StorageGrid | undefined): ValueCodec {
-  if (!grid || grid.dtype === 'float32') return 'f32';
-  let max = 0;
-  for (let i = 0; i < delta.length; i++) max = Math.max(max, Math.abs(delta[i]));
-  if (isIntegerGrid(grid) && Math.round(max / grid.scale) <= 127) return 'i8';
-  return max <= 65504 ? 'f16' : 'f32';
-}
 
 /** The error tfjs-backend-wasm gives when its 4 GiB memory is exhausted. */
 function isOutOfMemory(e: unknown): boolean {
@@ -381,15 +79,19 @@ function isOutOfMemory(e: unknown): boolean {
  * @throws NoImprovementError when nothing trained beats the base on validation (and not `allowWorse`);
  *   BudgetError, DataError, UsageError (bad options, a batch too large for the backend's memory).
  */
-export async function trainDiff(model: tf.LayersModel, train: LabelledData, options: TrainDiffOptions): Promise<TrainDiffResult> {
+export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData | InputData, options: TrainDiffOptions): Promise<TrainDiffResult> {
   silenceTfjsNodeBanner();
   if (!TRAIN_METHODS.includes(options.method)) throw new UsageError(`unknown method ${JSON.stringify(options.method)} (expected ${TRAIN_METHODS.join(', ')})`);
   const hasher = options.hasher ?? (await getHasher());
   const base = options.base ?? modelToStore(model);
   const numClasses = (model.outputs[0].shape[model.outputs[0].shape.length - 1] as number) ?? 0;
-  checkData(train, model.inputs[0].shape, numClasses, 'training data');
-  if (options.eval) checkData(options.eval, model.inputs[0].shape, numClasses, 'evaluation data');
   const progress = options.onProgress ?? (() => {});
+  const teach = options.teacher ? prepareTeacher(model, options.teacher, options, trainInput.y !== undefined, progress) : undefined;
+  const train = withLabels(trainInput, 'training data', teach);
+  const evalData = options.eval ? withLabels(options.eval, 'evaluation data', teach) : undefined;
+  const givenVal = options.validation !== undefined && typeof options.validation !== 'number' ? withLabels(options.validation, 'validation data', teach) : undefined;
+  checkData(train, model.inputs[0].shape, numClasses, 'training data');
+  if (evalData) checkData(evalData, model.inputs[0].shape, numClasses, 'evaluation data');
   const epochs = Math.max(1, Math.floor(options.epochs));
   const seed = options.seed ?? 0;
   const tune: TuneMode = options.tune ?? 'quick';
@@ -423,6 +125,36 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     const tensors: TrainableTensor[] = namedVariables(model)
       .filter((v) => v.trainable && v.variable.dtype === 'float32' && inStore.has(v.name))
       .map((v) => ({ name: v.name, shape: v.shape, values: base.values(v.name) }));
+    /** The teacher's weights by the base's names: it must hold every base tensor, same shape (methods that use teacher − base). */
+    const teacherWeights = (): Map<string, Float32Array> => {
+      const t = teach as PreparedTeacher;
+      const store = modelToStore(t.model);
+      const have = new Map(store.list().map((w) => [w.name, w.shape] as const));
+      const out = new Map<string, Float32Array>();
+      for (const w of base.list()) {
+        const shape = have.get(w.name);
+        if (!shape || shape.length !== w.shape.length || shape.some((d, i) => d !== w.shape[i])) {
+          throw new UsageError(
+            `--method ${method}${method === 'sparse' ? ' with sparseStart teacher' : ''} uses the teacher's change (teacher − base), but the teacher ${shape ? `holds ${w.name} as [${shape.join(', ')}], the base as [${w.shape.join(', ')}]` : `has no weight ${w.name}`}: expected the base's weights, names and shapes, retrained; use --method sparse, hash or lora, which need only the same inputs and outputs`,
+            { weight: w.name },
+          );
+        }
+        out.set(w.name, store.values(w.name));
+      }
+      return out;
+    };
+    /** teacher − base for each trained tensor (a sparse diff's start with `sparseStart: 'teacher'`). */
+    const teacherChange = (): Map<string, Float32Array> => {
+      const w1 = teacherWeights();
+      return new Map(tensors.map((t) => {
+        const d = new Float32Array(t.values.length);
+        const to = w1.get(t.name) as Float32Array;
+        for (let i = 0; i < d.length; i++) d[i] = to[i] - t.values[i];
+        return [t.name, d] as [string, Float32Array];
+      }));
+    };
+    if (options.sparseStart === 'teacher' && !teach) throw new UsageError('sparseStart teacher needs a teacher model');
+
     // A budget that cannot hold the header and one value fails now, not after an hour of training.
     if (method !== 'full' && tensors.length > 0) {
       const headerOnly = payloadSize([], shapes, header);
@@ -433,11 +165,13 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     // Validation: given, or a seeded stratified fraction held out of the training data.
     let trainData = train;
     let val: LabelledData | undefined;
-    if (options.validation !== undefined && typeof options.validation !== 'number') {
-      checkData(options.validation, model.inputs[0].shape, numClasses, 'validation data');
-      val = options.validation;
+    let valLabelled = trainInput.y !== undefined;
+    if (givenVal) {
+      checkData(givenVal, model.inputs[0].shape, numClasses, 'validation data');
+      val = givenVal;
+      valLabelled = (options.validation as InputData).y !== undefined;
     } else {
-      const fraction = options.validation ?? 0.1;
+      const fraction = (options.validation as number | undefined) ?? 0.1;
       if (!(fraction >= 0 && fraction < 1)) throw new UsageError(`validation fraction must be in [0, 1), found ${fraction}`);
       if (fraction > 0) {
         const { rest, part } = stratifiedSplit(train.y, fraction, seed ^ 0x5eed);
@@ -452,7 +186,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     if (!val && options.alsoConsider?.length) throw new UsageError('competing payloads (--also-consider) are judged on validation data: pass validation (--val DATA or --val-fraction > 0)');
 
     const backend = tf.getBackend();
-    const heldBytes = [train, val, options.eval, ...owned].reduce((n, d) => n + (d ? d.x.size * 4 : 0), 0);
+    const heldBytes = [train, val, evalData, ...owned].reduce((n, d) => n + (d ? d.x.size * 4 : 0), 0);
     const batchSize = chooseBatchSize(model, backend, heldBytes, options.batchSize, trainData.y.length);
     // Evaluation keeps a batch's forward activations (about 6 bytes per output value with tfjs' temporaries).
     const evalBatch = Math.max(1, Math.min(256, maxBatchSize(model, backend, heldBytes, 6 * activationsPerExample(model))));
@@ -462,35 +196,60 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       if (data.y.length > 200) progress(`evaluating ${what} on ${data.y.length} examples`);
       return evaluate(model, data, evalBatch, fromLogits);
     };
-    const accuracyBefore = options.eval ? evaluateOn(options.eval, 'the base').accuracy : undefined;
-    const baseVal = val ? evaluateOn(val, 'the base (validation)') : undefined;
+    const evalLabelled = options.eval?.y !== undefined;
+    const accuracyBefore = evalData && evalLabelled ? evaluateOn(evalData, 'the base').accuracy : undefined;
+    const baseVal = val && (valLabelled || !teach) ? evaluateOn(val, 'the base (validation)') : undefined;
     if (baseVal) progress(`base model: validation accuracy ${pct(baseVal.accuracy)}`);
+    /** The teacher's outputs on `data` (computed once per inputs tensor). */
+    const teacherRowsOf = (data: LabelledData): Float32Array => {
+      const t = teach as PreparedTeacher;
+      let rows = t.rows.get(data.x);
+      if (!rows) t.rows.set(data.x, (rows = outputRows(t.model, data.x, t.target.width, evalBatch)));
+      return rows;
+    };
+    /** How close the model as it is now is to the teacher on `data`. */
+    const closenessOn = (data: LabelledData): Closeness => {
+      const t = teach as PreparedTeacher;
+      return closeness(outputRows(model, data.x, t.target.width, evalBatch), teacherRowsOf(data), t.target, t.metric);
+    };
+    const baseClose = teach && val ? closenessOn(val) : undefined;
+    if (teach && baseClose) progress(`base model on validation: ${describeCloseness(baseClose, teach.metric)}`);
+    const baseEvalClose = teach && evalData ? closenessOn(evalData) : undefined;
+    /** With a teacher, a checkpoint predicting one class where the teacher does not has collapsed. */
+    const teacherTopShare = teach && val && teach.metric === 'top1' ? closeness(teacherRowsOf(val), teacherRowsOf(val), teach.target, 'top1').topClassShare : 1;
     const majorityShare = val ? majority(val.y) : 1;
     const isCollapsed = (e: Evaluation) => e.topClassShare >= 0.9 && majorityShare < 0.6;
 
     /** Evaluate a built payload's exact device weights on validation; the model's weights come back. */
     const checkpointOf = (built: BuiltPayload, label: string, lr: number, keepWeights: boolean): Checkpoint => {
-      if (!val) return { built, valAccuracy: NaN, valLoss: NaN, collapsed: false, correct: new Uint8Array(0), label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+      if (!val) return { built, valAccuracy: NaN, valLoss: NaN, score: NaN, scoreText: 'n/a', collapsed: false, perExample: new Uint8Array(0), label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
       const saved = new Map<string, Float32Array>();
       for (const v of namedVariables(model)) if (built.targetValues.has(v.name)) saved.set(v.name, Float32Array.from(v.variable.dataSync() as Float32Array));
       setModelWeights(model, built.targetValues);
-      const e = evaluate(model, val, evalBatch, fromLogits);
-      setModelWeights(model, saved);
-      const correct = Uint8Array.from(e.predictions, (p, i) => (p === val.y[i] ? 1 : 0));
-      return { built, valAccuracy: e.accuracy, valLoss: e.loss, collapsed: isCollapsed(e), correct, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
-    };
-    const better = (a: Checkpoint, b: Checkpoint | undefined): boolean => {
-      if (!b) return true;
-      if (a.collapsed !== b.collapsed) return !a.collapsed;
-      if (a.valAccuracy !== b.valAccuracy) return a.valAccuracy > b.valAccuracy || Number.isNaN(b.valAccuracy);
-      if (a.valLoss !== b.valLoss) return a.valLoss < b.valLoss;
-      return a.built.bytes.length < b.built.bytes.length;
+      try {
+        if (teach) {
+          const c = closenessOn(val);
+          let right = 0;
+          if (valLabelled) for (let i = 0; i < val.y.length; i++) if (c.predictions[i] === val.y[i]) right++;
+          const score = closenessScore(c, teach.metric);
+          return {
+            built, valAccuracy: valLabelled ? right / val.y.length : NaN, valLoss: c.loss, score, scoreText: teach.metric === 'top1' ? `${pct(c.agreement)} agreement` : `mean |Δ| ${c.meanAbsDiff.toPrecision(4)}`,
+            collapsed: teach.metric === 'top1' && c.topClassShare >= 0.9 && teacherTopShare < 0.6, perExample: c.perExample,
+            teacherCloseness: { agreement: c.agreement, meanAbsDiff: c.meanAbsDiff }, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}),
+          };
+        }
+        const e = evaluate(model, val, evalBatch, fromLogits);
+        const correct = Uint8Array.from(e.predictions, (p, i) => (p === val.y[i] ? 1 : 0));
+        return { built, valAccuracy: e.accuracy, valLoss: e.loss, score: e.accuracy, scoreText: pct(e.accuracy), collapsed: isCollapsed(e), perExample: correct, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+      } finally {
+        setModelWeights(model, saved);
+      }
     };
 
     const teachers = new Map<LabelledData, Teacher>();
     let distilled: TrainDiffResult['distill'];
     /** Why the term is off; undefined while it is on. */
-    let distillOff: string | undefined = distill > 0 ? undefined : 'turned off (distill 0)';
+    let distillOff: string | undefined = teach ? 'a teacher gives every target (teacher diffs keep nothing of the base)' : distill > 0 ? undefined : 'turned off (distill 0)';
     /** The base model's outputs on `data` (every run starts with the model holding the base), what it predicts and where it is right. */
     const baseOutputs = (data: LabelledData): { outputs: Float32Array; predicted: Int32Array; right: Uint8Array } => {
       const n = data.y.length;
@@ -584,13 +343,14 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
           best = c;
           sinceBest = 0;
         } else sinceBest++;
-        if (val) progress(`  ${at}: validation ${pct(c.valAccuracy)} (loss ${c.valLoss.toFixed(4)})${c.collapsed ? ', predicts one class' : ''}${improved ? ' (best)' : ''}`);
+        if (val) progress(`  ${at}: validation ${c.scoreText} (loss ${c.valLoss.toFixed(4)})${c.collapsed ? ', predicts one class' : ''}${improved ? ' (best)' : ''}`);
         return val !== undefined && sinceBest >= patience;
       };
       const teacher = teacherOf(data);
       const loop = (param: Parameterization, optimizerFor: (v: string) => tf.Optimizer, count: number, offset: number, of: number, afterEpoch?: (r: EpochReport) => boolean) =>
         trainLoop(model, data, param, {
           ...(teacher ? { teacher } : {}),
+          ...(teach ? { target: { rows: teacherRowsOf(data), teacher: teach.target } } : {}),
           epochs: count,
           batchSize,
           seed: seed + offset,
@@ -644,7 +404,8 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
           const softEpochs = n - hardEpochs;
           const estimate = kind === 'retrain' ? [...(retrainPositions as Map<string, Uint32Array>).values()].reduce((a, p) => a + p.length, 0) : estimateSparseCount(tensors, shapes, header, codec, options.budgetBytes);
           if (estimate === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
-          const mask = new SparseMask(tensors, estimate, Math.max(1, softEpochs * stepsPerEpoch), { ...DEFAULT_SPARSE_MASK, ...(options.sparse ?? {}) });
+          const start = kind === 'sparse' && options.sparseStart === 'teacher' ? teacherChange() : undefined;
+          const mask = new SparseMask(tensors, estimate, Math.max(1, softEpochs * stepsPerEpoch), { ...DEFAULT_SPARSE_MASK, ...(options.sparse ?? {}) }, start);
           const optD = tf.train.adam(lr);
           const optS = tf.train.adam(options.maskLearningRate ?? 1e-2);
           const specsNow = (positions: Map<string, Uint32Array>): PatchSpec[] => {
@@ -723,64 +484,21 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       return usable;
     };
 
-    /** Tune the learning rate of `kind` (see the module doc); the best checkpoint over every run. */
-    const tuned = (kind: Kind, defaultLr: number, retrainPositions?: Map<string, Uint32Array>): Checkpoint => {
-      const lr0 = options.learningRate ?? defaultLr;
-      const firstCandidate = candidates.length;
-      let best: Checkpoint | undefined;
-      const offer = (c: Checkpoint | undefined) => {
-        if (c && better(c, best)) best = c;
-      };
-      const ok = (c: Checkpoint | undefined) => c !== undefined && !c.collapsed;
-      if (tune === 'off') {
-        offer(runOnce(kind, lr0, trainData, epochs, 'full', retrainPositions));
-      } else if (tune === 'quick') {
-        // Three rates on half the training data (seeded, stratified), then the best on all of
-        // it: 1.5 runs of trials plus one. The rates bracket: the start and a third of it, then
-        // a third lower again if the lower one won, else three times the start, so a best rate
-        // below (or above) the start is found without a fourth trial.
-        const { part } = stratifiedSplit(trainData.y, 0.5, seed ^ 0x7e57);
-        const half = pick(trainData, part);
-        owned.push(half);
-        const trials: { lr: number; c: Checkpoint | undefined }[] = [];
-        const trial = (lr: number): void => {
-          const c = runOnce(kind, lr, half, epochs, 'trial', retrainPositions);
-          trials.push({ lr, c });
-          offer(c);
-        };
-        trial(tidy(lr0));
-        trial(tidy(lr0 / 3));
-        const [start, third] = trials;
-        // Lower when the third won, or when the start diverged or collapsed.
-        const lower = !ok(start.c) || (ok(third.c) && better(third.c as Checkpoint, start.c));
-        trial(tidy(lower ? lr0 / 9 : lr0 * 3));
-        const winner = trials.filter((t) => ok(t.c)).sort((a, b) => (better(a.c as Checkpoint, b.c) ? -1 : 1))[0];
-        if (winner) offer(runOnce(kind, winner.lr, trainData, epochs, 'full', retrainPositions));
-      } else {
-        for (const lr of [lr0 * 10, lr0 * 3, lr0, lr0 / 3, lr0 / 10].map(tidy)) offer(runOnce(kind, lr, trainData, epochs, 'full', retrainPositions));
-      }
-      // Recovery: every run diverged or collapsed; go below the lowest rate tried, 3x and then
-      // 30x lower, until one does not.
-      const lowest = Math.min(...candidates.slice(firstCandidate).map((c) => c.learningRate), lr0);
-      for (let f = 3, tries = 0; !ok(best) && tries < 2; f *= 10, tries++) {
-        const lr = tidy(lowest / f);
-        progress(`no run gave a usable model (diverged or predicting one class): retrying at learning rate ${lr.toExponential(1)}`);
-        offer(runOnce(kind, lr, trainData, epochs, 'recovery', retrainPositions));
-      }
-      if (!best) {
-        throw new NoImprovementError(
-          `every ${kind} run diverged (its loss became NaN or exploded) at learning rates ${candidates.map((c) => c.learningRate.toExponential(1)).join(', ')}: nothing was written; check the data (labels in range? inputs scaled as the model expects?) or pass a lower --lr`,
-          { candidates },
-        );
-      }
-      return best;
-    };
+    /** Tune the learning rate of `kind` (see src/train/tuning.ts); the best checkpoint over every run. */
+    const tuned = (kind: Kind, defaultLr: number, retrainPositions?: Map<string, Uint32Array>): Checkpoint =>
+      searchLearningRate((lr, data, candidateKind) => runOnce(kind, lr, data, epochs, candidateKind, retrainPositions), {
+        mode: tune, what: kind, lr0: options.learningRate ?? defaultLr, trainData, seed, candidates, owned, progress,
+      });
 
     let chosen: Checkpoint;
     let fullWeights: Map<string, Float32Array> | undefined;
     const needsFull = method === 'full' || method === 'topk' || method === 'drop' || method === 'lowrank' || method === 'topk-retrain';
     if (needsFull) {
-      if (options.fullWeights && method !== 'full') {
+      if (teach && method !== 'full') {
+        // The teacher is the full fine-tune: its change is the one to compress or to mask.
+        fullWeights = teacherWeights();
+        progress(`${method}: the teacher's weights are the full fine-tune (teacher − base)`);
+      } else if (options.fullWeights && method !== 'full') {
         fullWeights = new Map(options.fullWeights);
       } else {
         const f = tuned('full', DEFAULT_FULL_LR);
@@ -808,7 +526,7 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
         const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec), shapes, header) <= options.budgetBytes);
         if (k === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
         const positions = new Map(ranking.specs(k, codec).map((s) => [s.name, (s as { positions: Uint32Array }).positions]));
-        progress(`topk-retrain: mask of the ${k} largest changes of the full fine-tune; retraining them from the base`);
+        progress(`topk-retrain: mask of the ${k} largest changes of the ${teach ? 'teacher' : 'full fine-tune'}; retraining them from the base`);
         chosen = tuned('retrain', DEFAULT_DIFF_LR, positions);
       } else {
         const built = method === 'topk'
@@ -824,43 +542,20 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     // extra bytes are shipped only when they clearly help.
     let competition: TrainDiffResult['selection'];
     if (options.alsoConsider?.length) {
-      const own = chosen;
-      const competing: Checkpoint[] = [own];
-      for (const other of options.alsoConsider) {
-        const label = other.label ?? `the ${other.method} result at ${other.budgetBytes} bytes`;
-        if (other.payload.header.baseFingerprint !== own.built.payload.header.baseFingerprint) {
-          progress(`${label} is for another base: passed over`);
-          continue;
-        }
-        if (other.bytes.length > Math.max(options.budgetBytes, own.built.bytes.length)) {
-          progress(`${label} is larger than this budget (${other.bytes.length} bytes): passed over`);
-          continue;
-        }
-        competing.push(checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, label, other.tuning?.learningRate ?? NaN, false));
-      }
-      if (competing.length > 1) {
-        // From the fewest bytes up, each larger payload must beat the one kept so far.
-        const bySize = competing.map((c, i) => ({ c, i })).sort((a, b) => a.c.built.bytes.length - b.c.built.bytes.length || a.i - b.i).map(({ c }) => c);
-        let kept = bySize[0];
-        for (const c of bySize.slice(1)) {
-          const sameSize = c.built.bytes.length === kept.built.bytes.length;
-          const oneClassDiffers = kept.collapsed !== c.collapsed;
-          const takes = oneClassDiffers ? !c.collapsed : sameSize ? better(c, kept) : significantlyBetter(c.correct, kept.correct);
-          const verdict = oneClassDiffers
-            ? takes ? 'kept (the other predicts one class)' : 'predicts one class, passed over'
-            : sameSize ? (takes ? 'better, kept' : 'not better, the first stays') : takes ? 'significantly better, kept' : 'not significantly better, the smaller stays';
-          progress(`${c.label} (${c.built.bytes.length} bytes, validation ${pct(c.valAccuracy)}) vs ${kept.label} (${kept.built.bytes.length} bytes, ${pct(kept.valAccuracy)}): ${verdict}`);
-          if (takes) kept = c;
-        }
-        chosen = kept;
-        competition = {
-          considered: competing.map((c) => ({ label: c.label, bytes: c.built.bytes.length, valAccuracy: c.valAccuracy, chosen: c === kept })),
-          ...(kept !== own ? { own: { bytes: own.built.bytes, payload: own.built.payload, targetValues: own.built.targetValues, valAccuracy: own.valAccuracy } } : {}),
-        };
-      }
+      ({ chosen, selection: competition } = compete(chosen!, options.alsoConsider, options.budgetBytes, (other, label) => checkpointOf({ bytes: other.bytes, payload: other.payload, targetValues: other.targetValues }, label, other.tuning?.learningRate ?? NaN, false), progress));
     }
 
-    if (val && baseVal) {
+    if (teach && baseClose) {
+      const baseScore = closenessScore(baseClose, teach.metric);
+      progress(`chosen: ${chosen!.label}, validation ${chosen!.scoreText} (base ${describeCloseness(baseClose, teach.metric)})`);
+      if (chosen!.score < baseScore && !options.allowWorse) {
+        const mine = chosen!.teacherCloseness ?? { agreement: NaN, meanAbsDiff: NaN };
+        throw new NoImprovementError(
+          `the best ${method} result is less close to the teacher on validation than the unpatched base: ${describeCloseness(mine, teach.metric)}, the base ${describeCloseness(baseClose, teach.metric)}; shipping it would take devices further from the new version than not updating. Nothing was written: try a larger budget, more epochs, more inputs from the deployment distribution, --tune thorough, or --allow-worse to write it anyway`,
+          { method, score: chosen!.score, baseScore, metric: teach.metric, candidates },
+        );
+      }
+    } else if (val && baseVal) {
       progress(`chosen: ${chosen.label}, validation ${pct(chosen.valAccuracy)} (base ${pct(baseVal.accuracy)})`);
       if (chosen.valAccuracy < baseVal.accuracy && !options.allowWorse) {
         const tried = candidates.map((c) => `lr ${c.learningRate.toExponential(1)}${c.kind === 'trial' ? ' (trial)' : ''}: ${c.valAccuracy === undefined ? 'no usable checkpoint' : pct(c.valAccuracy)}${c.diverged ? ', diverged' : ''}${c.collapsed ? ', one class' : ''}`).join('; ');
@@ -876,7 +571,8 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
     setModelWeights(model, (n) => chosen.built.targetValues.get(n) ?? (shapes.has(n) ? base.values(n) : undefined));
     let accuracyAfter: number | undefined;
     let predictions: Int32Array | undefined;
-    if (options.eval) ({ accuracy: accuracyAfter, predictions } = evaluateOn(options.eval, 'the update'));
+    if (evalData && evalLabelled) ({ accuracy: accuracyAfter, predictions } = evaluateOn(evalData, 'the update'));
+    const evalClose = teach && evalData ? closenessOn(evalData) : undefined;
     // One untuned run of the method: topk-retrain that fine-tunes first is two.
     const stages = method === 'topk-retrain' && !options.fullWeights ? 2 : 1;
     const oneRun = stages * epochs * trainData.y.length;
@@ -894,6 +590,13 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
       trainSeconds,
       fullWeights,
       ...(val && baseVal ? { validation: { examples: val.y.length, baseAccuracy: baseVal.accuracy, accuracy: chosen.valAccuracy, loss: chosen.valLoss } } : {}),
+      ...(teach ? {
+        teacher: {
+          loss: teach.target.loss, metric: teach.metric, temperature: teach.target.temperature, weight: teach.target.weight, labels: trainInput.y !== undefined,
+          ...(val && baseClose && chosen.teacherCloseness ? { validation: { examples: val.y.length, baseAgreement: baseClose.agreement, agreement: chosen.teacherCloseness.agreement, baseMeanAbsDiff: baseClose.meanAbsDiff, meanAbsDiff: chosen.teacherCloseness.meanAbsDiff } } : {}),
+          ...(evalData && baseEvalClose && evalClose ? { eval: { examples: evalData.y.length, agreementBefore: baseEvalClose.agreement, agreementAfter: evalClose.agreement, meanAbsDiffBefore: baseEvalClose.meanAbsDiff, meanAbsDiffAfter: evalClose.meanAbsDiff } } : {}),
+        },
+      } : {}),
       tuning: { mode: tune, candidates, learningRate: chosen.learningRate, chosen: chosen.label, seconds: trainSeconds, cost: oneRun ? seen / oneRun : 0 },
       trainable: { trained: tensors.map((t) => t.name), frozenByConfig: selection.frozenByConfig, statistics: selection.statistics },
       ...(distilled ? { distill: distilled } : {}),
@@ -907,57 +610,58 @@ export async function trainDiff(model: tf.LayersModel, train: LabelledData, opti
   }
 }
 
-/** A learning rate without float noise (9e-3, not 0.009000000000000001). */
-function tidy(lr: number): number {
-  return Number(lr.toPrecision(6));
+/** A teacher model ready to train toward: its outputs' layout and loss, and its outputs per inputs tensor. */
+interface PreparedTeacher {
+  model: tf.LayersModel;
+  target: TeacherTarget;
+  metric: TeacherMetric;
+  rows: Map<tf.Tensor, Float32Array>;
 }
 
-function pct(x: number): string {
-  return `${(100 * x).toFixed(2)}%`;
-}
-
-/**
- * How much better than chance the base does the task, for the distillation gate: below this
- * Cohen's kappa (0.2: "slight" agreement at most, Landis & Koch 1977) it has nothing to keep.
- */
-export const DISTILL_MIN_KAPPA = 0.2;
-
-/**
- * Cohen's kappa of `predicted` against `labels` over the examples whose label the model predicts
- * for at least one example (a class it never answers, e.g. one new in this update, is left out;
- * choosing the classes by what it predicts, not by where it is right, keeps a random model at 0
- * however many classes there are): 1 for perfect agreement, 0 for chance (the agreement expected
- * from how often each label occurs and how often each is predicted), below 0 for worse. Unlike
- * accuracy against the most common label's share it works for two classes and unbalanced labels.
- */
-export function agreementBeyondChance(labels: Int32Array, predicted: Int32Array): { kappa: number; examples: number } {
-  const known = new Set<number>();
-  for (const c of predicted) known.add(c);
-  const trueCount = new Map<number, number>();
-  const predCount = new Map<number, number>();
-  let n = 0;
-  let agree = 0;
-  for (let i = 0; i < labels.length; i++) {
-    if (!known.has(labels[i])) continue;
-    n++;
-    if (predicted[i] === labels[i]) agree++;
-    trueCount.set(labels[i], (trueCount.get(labels[i]) ?? 0) + 1);
-    predCount.set(predicted[i], (predCount.get(predicted[i]) ?? 0) + 1);
+/** Check the teacher against the base and settle the loss, its weights and the measure of closeness. */
+function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, options: TrainDiffOptions, labelled: boolean, progress: (m: string) => void): PreparedTeacher {
+  const layout = outputLayout(model, teacher);
+  const asked = options.teacherLoss ?? 'auto';
+  if (!['auto', 'kl', 'mse'].includes(asked)) throw new UsageError(`teacher loss must be auto, kl or mse, found ${JSON.stringify(asked)}`);
+  const loss = asked === 'auto' ? defaultTeacherLoss(layout.segments) : asked;
+  if (loss === 'kl' && layout.segments.some((s) => s.classes < 2)) {
+    throw new UsageError(`the kl teacher loss compares class probabilities, but an output of this model has a last axis of ${Math.min(...layout.segments.map((s) => s.classes))}: use --teacher-loss mse`);
   }
-  if (n === 0) return { kappa: 0, examples: 0 };
-  let chance = 0;
-  for (const [c, k] of trueCount) chance += (k / n) * ((predCount.get(c) ?? 0) / n);
-  const observed = agree / n;
-  // One class that the model always predicts: no evidence beyond chance. (So a base whose
-  // replayed data holds a single old class never distills; and one stray answer of a class new in
-  // the update counts all of that class's examples against the base. Bases trained with a softmax
-  // do not answer classes they never saw, so neither happens in the benchmarks.)
-  return { kappa: chance >= 1 ? 0 : (observed - chance) / (1 - chance), examples: n };
+  const weight = options.teacherWeight ?? 1;
+  if (!(weight > 0 && Number.isFinite(weight))) throw new UsageError(`teacher weight must be > 0, found ${weight}`);
+  const temperature = options.temperature ?? 2;
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`temperature must be > 0, found ${temperature}`);
+  const hasClasses = layout.segments.some((s) => s.classes >= 2);
+  const metric: TeacherMetric = hasClasses && (loss === 'kl' || labelled) ? 'top1' : 'mae';
+  progress(`teacher: ${layout.segments.length} output(s), ${loss === 'kl' ? `KL of probabilities at temperature ${temperature}` : 'mean squared error of the raw outputs'}${labelled ? `, plus the labels' cross-entropy` : ', no labels'}; choosing by ${metric === 'top1' ? 'top-1 agreement with the teacher' : 'mean absolute output difference from the teacher'}`);
+  return {
+    model: teacher,
+    target: { ...layout, loss, temperature, weight, labelWeight: labelled ? 1 : 0 },
+    metric,
+    rows: new Map(),
+  };
 }
 
-/** Share of the most frequent label. */
-function majority(y: Int32Array): number {
-  const counts = new Map<number, number>();
-  for (const v of y) counts.set(v, (counts.get(v) ?? 0) + 1);
-  return Math.max(0, ...counts.values()) / Math.max(1, y.length);
+/**
+ * Data as the loop takes it: labelled data as given; without labels (teacher diffs only), the
+ * teacher's top-1 class of its first output stands in as `y` (for stratified splits and the
+ * training accuracy shown, which is then agreement with the teacher; the loss ignores it).
+ */
+function withLabels(data: LabelledData | InputData, what: string, teach: PreparedTeacher | undefined): LabelledData {
+  if (data.y) return data as LabelledData;
+  if (!teach) throw new UsageError(`${what} has no labels: label it (y), or pass a teacher model whose outputs are the targets (--teacher)`);
+  const rows = outputRows(teach.model, data.x, teach.target.width, 256);
+  teach.rows.set(data.x, rows);
+  const n = data.x.shape[0];
+  const s = teach.target.segments[0];
+  const y = new Int32Array(n);
+  if (s.classes >= 2) {
+    for (let i = 0; i < n; i++) {
+      const from = i * teach.target.width + s.offset;
+      let top = 0;
+      for (let c = 1; c < s.classes; c++) if (rows[from + c] > rows[from + top]) top = c;
+      y[i] = top;
+    }
+  }
+  return { ...data, y };
 }

@@ -216,3 +216,31 @@ export function saveNpy(path: string, data: NpyWritable, shape: readonly number[
 export function loadNpy(path: string): NpyArray {
   return readNpyFile(path);
 }
+
+/** Inputs with or without labels, as loaded by {@link loadInputs}. */
+export interface InputsData {
+  x: Float32Array;
+  xShape: number[];
+  n: number;
+  /** Class index per example, when the labels file exists. */
+  y?: Int32Array;
+  paths: { x: string; y?: string };
+}
+
+/**
+ * Loads inputs whose labels are optional (teacher diffs, evaluation against a target model):
+ * like {@link loadXY} when the labels file beside `x.npy` exists; the features alone when it
+ * does not. A labels file that exists but is invalid is still an error.
+ */
+export function loadInputs(pathOrDir: string | { x: string; y: string }, options: LoadXYOptions = {}): InputsData {
+  const paths = resolvePair(pathOrDir);
+  if (existsSync(paths.y)) {
+    const d = loadXY(paths, options);
+    return { x: d.x, xShape: d.xShape, n: d.n, y: d.y, paths };
+  }
+  const xa = readNpyFile(paths.x);
+  if (xa.shape.length < 1) {
+    throw new DataError(`${paths.x}: features must have at least one axis (examples first), found a scalar; save x with shape [n, ...]`, { path: paths.x });
+  }
+  return { x: toFloat32(xa.data), xShape: xa.shape, n: xa.shape[0], paths: { x: paths.x } };
+}

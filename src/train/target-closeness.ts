@@ -1,0 +1,68 @@
+/**
+ * How close a payload takes the base to a target model on data: the outputs of base + payload
+ * (the weights a device gets, applied by the device applier) against the target's, beside the
+ * unpatched base's. This is what `ndiff diff --eval` reports for a post-hoc diff: a payload that
+ * takes devices further from the new version than not updating at all is worse than no update.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { WeightStore } from '../core/weight-store.ts';
+import { competingPayload } from './compete.ts';
+import type { InputData } from './data.ts';
+import { setModelWeights } from './model-weights.ts';
+import { closeness, closenessScore, defaultTeacherLoss, outputLayout, outputRows, type TeacherMetric } from './teacher.ts';
+
+/** The closeness of the base and of base + payload to the target, on some inputs. */
+export interface PayloadCloseness {
+  examples: number;
+  /** What decides "closer": top-1 agreement (classifier outputs) or mean absolute output difference. */
+  metric: TeacherMetric;
+  /** The unpatched base against the target (agreement NaN without class outputs). */
+  base: { agreement: number; meanAbsDiff: number };
+  /** Base + payload against the target. */
+  patched: { agreement: number; meanAbsDiff: number };
+  /** Base + payload is further from the target than the unpatched base (by `metric`). */
+  movesAway: boolean;
+  /** With labels: accuracy of the base and of base + payload. */
+  accuracyBefore?: number;
+  accuracyAfter?: number;
+}
+
+/**
+ * Measure `payload` (made for `baseStore`, the weights `model` is built from) against `target`
+ * on `inputs`. The model is left holding the base's weights. Throws a UsageError when the target
+ * does not share the base's inputs and outputs, and the applier's error when the payload does not
+ * apply to the base.
+ */
+export async function payloadCloseness(model: tf.LayersModel, target: tf.LayersModel, baseStore: WeightStore, payload: Uint8Array, inputs: InputData, batchSize = 256): Promise<PayloadCloseness> {
+  const layout = outputLayout(model, target);
+  const labelled = inputs.y !== undefined;
+  const loss = defaultTeacherLoss(layout.segments);
+  const metric: TeacherMetric = layout.segments.some((s) => s.classes >= 2) && (loss === 'kl' || labelled) ? 'top1' : 'mae';
+  const measure = { ...layout, loss, temperature: 1 };
+  const { targetValues } = await competingPayload(baseStore, payload, 'the payload');
+  const restore = () => setModelWeights(model, (n) => (baseStore.list().some((t) => t.name === n) ? baseStore.values(n) : undefined));
+  restore();
+  const targetRows = outputRows(target, inputs.x, layout.width, batchSize);
+  const before = closeness(outputRows(model, inputs.x, layout.width, batchSize), targetRows, measure, metric);
+  setModelWeights(model, targetValues);
+  let after;
+  try {
+    after = closeness(outputRows(model, inputs.x, layout.width, batchSize), targetRows, measure, metric);
+  } finally {
+    restore();
+  }
+  const accuracy = (predictions: Int32Array) => {
+    const y = inputs.y as Int32Array;
+    let right = 0;
+    for (let i = 0; i < y.length; i++) if (predictions[i] === y[i]) right++;
+    return right / Math.max(1, y.length);
+  };
+  return {
+    examples: inputs.x.shape[0],
+    metric,
+    base: { agreement: before.agreement, meanAbsDiff: before.meanAbsDiff },
+    patched: { agreement: after.agreement, meanAbsDiff: after.meanAbsDiff },
+    movesAway: closenessScore(after, metric) < closenessScore(before, metric),
+    ...(labelled ? { accuracyBefore: accuracy(before.predictions), accuracyAfter: accuracy(after.predictions) } : {}),
+  };
+}

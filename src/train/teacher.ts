@@ -1,0 +1,248 @@
+/**
+ * Teacher diffs: learn a diff of the base whose outputs match a model the team already trained
+ * (the teacher, v2) on unlabeled inputs, instead of compressing (v2 − v1) after the fact.
+ * Distilled deltas (BitDelta, 2024) train the compressed delta the same way: the fine-tuned
+ * model's outputs are the target, no labels needed.
+ *
+ * Every output of the model counts. The loss follows the outputs: for outputs ending in a softmax
+ * (classifiers), the divergence KL(teacher_T ‖ model_T) of probabilities softened by a
+ * temperature T, times T²; otherwise the mean squared error of the raw outputs. How close a model
+ * is to the teacher is measured as top-1 agreement for classifiers (the share of predictions,
+ * over every output position, equal to the teacher's) and as the mean absolute output difference
+ * otherwise; both are reported whenever they apply.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UsageError } from '../core/errors.ts';
+
+/** The loss that pulls the model's outputs to the teacher's. */
+export type TeacherLoss = 'kl' | 'mse';
+
+/** What "closer to the teacher" means when choosing: top-1 agreement, or mean absolute output difference. */
+export type TeacherMetric = 'top1' | 'mae';
+
+/** One model output, as a slice of an example's row of concatenated, flattened outputs. */
+export interface OutputSegment {
+  /** Offset of this output in the row. */
+  offset: number;
+  /** Values per example (product of the output's shape without the batch). */
+  width: number;
+  /** Size of the last axis: the classes of a classifier output. */
+  classes: number;
+  /** The base's output layer ends in a softmax (it outputs probabilities). */
+  probabilities: boolean;
+  /** The teacher's output layer ends in a softmax. */
+  teacherProbabilities: boolean;
+}
+
+/** Everything the loss and the measures need about the teacher, with its outputs on one dataset. */
+export interface TeacherTarget {
+  segments: OutputSegment[];
+  /** Values per example (sum of the segments' widths). */
+  width: number;
+  loss: TeacherLoss;
+  temperature: number;
+  /** Weight of the teacher term. */
+  weight: number;
+  /** Weight of the labels' cross-entropy (0 without labels). */
+  labelWeight: number;
+}
+
+interface OutputLayerInternals {
+  getConfig(): { activation?: string };
+}
+
+/** Whether each output of `model` ends in a softmax. */
+export function outputsAreProbabilities(model: tf.LayersModel): boolean[] {
+  const layers = (model as unknown as { outputLayers: OutputLayerInternals[] }).outputLayers;
+  return layers.map((l) => l.getConfig().activation === 'softmax');
+}
+
+function shapeText(s: (number | null)[]): string {
+  return `[${s.map((d) => d ?? '?').join(', ')}]`;
+}
+
+/**
+ * The outputs' layout, after checking that teacher and base have the same interface: as many
+ * inputs and outputs, each of the same shape. A mismatch is a {@link UsageError}: the teacher
+ * must be the new version of the same model (its weights may differ, its layers too).
+ */
+export function outputLayout(base: tf.LayersModel, teacher: tf.LayersModel): { segments: OutputSegment[]; width: number } {
+  const what = (m: tf.LayersModel, kind: 'inputs' | 'outputs') => m[kind].map((t) => t.shape.slice(1));
+  for (const kind of ['inputs', 'outputs'] as const) {
+    const a = what(base, kind);
+    const b = what(teacher, kind);
+    if (a.length !== b.length) {
+      throw new UsageError(`the teacher has ${b.length} ${kind}, the base ${a.length}: expected the same interface (the teacher is the new version of the base model); pass the teacher trained from this base`, { kind });
+    }
+    a.forEach((s, i) => {
+      const t = b[i];
+      if (s.length !== t.length || s.some((d, k) => d !== t[k])) {
+        throw new UsageError(`the teacher's ${kind.slice(0, -1)} ${i} is ${shapeText(t)} per example, the base's ${shapeText(s)}: expected the same shapes (the teacher is the new version of the base model); pass the teacher trained from this base`, { kind, index: i });
+      }
+    });
+  }
+  const probs = outputsAreProbabilities(base);
+  const teacherProbs = outputsAreProbabilities(teacher);
+  let offset = 0;
+  const segments = base.outputs.map((o, i) => {
+    const dims = o.shape.slice(1);
+    if (dims.some((d) => d === null)) throw new UsageError(`output ${i} of the model has a free dimension ${shapeText(o.shape.slice(1))}: teacher diffs need outputs of a fixed size`);
+    const width = (dims as number[]).reduce((a, d) => a * d, 1);
+    const seg = { offset, width, classes: (dims[dims.length - 1] as number | undefined) ?? 1, probabilities: probs[i], teacherProbabilities: teacherProbs[i] };
+    offset += width;
+    return seg;
+  });
+  return { segments, width: offset };
+}
+
+/** The loss chosen from the model: KL for a model whose every output is a softmax, else MSE. */
+export function defaultTeacherLoss(segments: readonly OutputSegment[]): TeacherLoss {
+  return segments.every((s) => s.probabilities && s.classes > 1) ? 'kl' : 'mse';
+}
+
+/** The model's outputs on `x`, one row of concatenated flattened outputs per example. */
+export function outputRows(model: tf.LayersModel, x: tf.Tensor, width: number, batchSize: number): Float32Array {
+  const n = x.shape[0];
+  const rows = new Float32Array(n * width);
+  for (let start = 0; start < n; start += batchSize) {
+    const end = Math.min(n, start + batchSize);
+    const row = tf.tidy(() => {
+      const o = model.apply(tf.slice(x, [start], [end - start]), { training: false }) as tf.Tensor | tf.Tensor[];
+      const outs = Array.isArray(o) ? o : [o];
+      return tf.concat(outs.map((t) => t.reshape([end - start, -1])), 1);
+    });
+    rows.set(row.dataSync() as Float32Array, start * width);
+    row.dispose();
+  }
+  return rows;
+}
+
+/** Log-probabilities of a [rows, classes] tensor of probabilities (floored) or logits. */
+function logProbs(t: tf.Tensor, probabilities: boolean): tf.Tensor {
+  return probabilities ? tf.log(tf.clipByValue(t, 1e-7, 1)) : tf.logSoftmax(t);
+}
+
+/**
+ * The teacher term of a batch: `outs` the model's outputs (as `model.apply` gives them), `rows`
+ * the teacher's rows for the batch ([batch, width]). Summed over outputs, each averaged over its
+ * examples (and positions), times the term's weight.
+ */
+export function teacherTerm(outs: tf.Tensor[], rows: tf.Tensor2D, t: TeacherTarget): tf.Scalar {
+  const size = rows.shape[0];
+  const T = t.temperature;
+  const terms = t.segments.map((s, i) => {
+    const o = outs[i].reshape([size, s.width]);
+    const r = tf.slice(rows, [0, s.offset], [size, s.width]);
+    if (t.loss === 'mse') return tf.mean(tf.squaredDifference(o, r));
+    const logp = logProbs(o.reshape([-1, s.classes]), s.probabilities);
+    const logq = tf.logSoftmax(tf.div(logp, T));
+    const target = tf.softmax(tf.div(logProbs(r.reshape([-1, s.classes]), s.teacherProbabilities), T));
+    const kl = tf.sum(tf.mul(target, tf.sub(tf.log(tf.clipByValue(target, 1e-12, 1)), logq)), -1);
+    return tf.mul(tf.mean(kl), T * T);
+  });
+  return tf.mul(tf.addN(terms), t.weight) as tf.Scalar;
+}
+
+/** How close a model's outputs are to the teacher's on a dataset. */
+export interface Closeness {
+  /** Share of top-1 predictions equal to the teacher's, over every classifier output position (NaN when no output has two classes or more). */
+  agreement: number;
+  /** Mean absolute difference of the raw outputs. */
+  meanAbsDiff: number;
+  /** The teacher term's value (without its weight), averaged over examples. */
+  loss: number;
+  /** Per example: its share of agreeing predictions (metric `top1`) or minus its mean absolute difference (`mae`): higher is closer. */
+  perExample: Float32Array;
+  /** Predicted class of the first output's first position, per example (for the one-class check and label accuracy). */
+  predictions: Int32Array;
+  /** Share of the examples whose first prediction is the most common one. */
+  topClassShare: number;
+}
+
+function argmax(a: Float32Array, from: number, n: number): number {
+  let top = 0;
+  for (let c = 1; c < n; c++) if (a[from + c] > a[from + top]) top = c;
+  return top;
+}
+
+/** Log-probabilities of one row segment (probabilities floored like the loss, or logits). */
+function logRow(a: Float32Array, from: number, n: number, probabilities: boolean, T: number): Float64Array {
+  const out = new Float64Array(n);
+  let max = -Infinity;
+  for (let c = 0; c < n; c++) {
+    out[c] = (probabilities ? Math.log(Math.min(1, Math.max(1e-7, a[from + c]))) : a[from + c]) / T;
+    max = Math.max(max, out[c]);
+  }
+  let sum = 0;
+  for (let c = 0; c < n; c++) sum += Math.exp(out[c] - max);
+  const lse = max + Math.log(sum);
+  for (let c = 0; c < n; c++) out[c] -= lse;
+  return out;
+}
+
+/** Compare model rows with the teacher's rows (same layout), example by example. */
+export function closeness(model: Float32Array, teacher: Float32Array, t: Pick<TeacherTarget, 'segments' | 'width' | 'loss' | 'temperature'>, metric: TeacherMetric): Closeness {
+  const n = model.length / t.width;
+  const perExample = new Float32Array(n);
+  const predictions = new Int32Array(n);
+  let agreeSum = 0;
+  let positionsSum = 0;
+  let absSum = 0;
+  let lossSum = 0;
+  const T = t.temperature;
+  for (let i = 0; i < n; i++) {
+    const row = i * t.width;
+    let agree = 0;
+    let positions = 0;
+    let abs = 0;
+    for (let k = 0; k < t.width; k++) abs += Math.abs(model[row + k] - teacher[row + k]);
+    for (const s of t.segments) {
+      const at = row + s.offset;
+      let sq = 0;
+      for (let k = 0; k < s.width; k++) sq += (model[at + k] - teacher[at + k]) ** 2;
+      if (t.loss === 'mse') lossSum += sq / s.width;
+      if (s.classes < 2) continue;
+      const perPos = s.width / s.classes;
+      let kl = 0;
+      for (let p = 0; p < perPos; p++) {
+        const from = at + p * s.classes;
+        const a = argmax(model, from, s.classes);
+        if (s === t.segments[0] && p === 0) predictions[i] = a;
+        if (a === argmax(teacher, from, s.classes)) agree++;
+        positions++;
+        if (t.loss === 'kl') {
+          const lq = logRow(model, from, s.classes, s.probabilities, T);
+          const lp = logRow(teacher, from, s.classes, s.teacherProbabilities, T);
+          for (let c = 0; c < s.classes; c++) kl += Math.exp(lp[c]) * (lp[c] - lq[c]);
+        }
+      }
+      if (t.loss === 'kl') lossSum += (T * T * kl) / perPos;
+    }
+    agreeSum += agree;
+    positionsSum += positions;
+    absSum += abs;
+    perExample[i] = metric === 'top1' ? (positions ? agree / positions : 0) : -abs / t.width;
+  }
+  const counts = new Map<number, number>();
+  for (const p of predictions) counts.set(p, (counts.get(p) ?? 0) + 1);
+  return {
+    agreement: positionsSum ? agreeSum / positionsSum : NaN,
+    meanAbsDiff: absSum / Math.max(1, n * t.width),
+    loss: lossSum / Math.max(1, n),
+    perExample,
+    predictions,
+    topClassShare: Math.max(0, ...counts.values()) / Math.max(1, n),
+  };
+}
+
+/** The score a checkpoint is chosen by (higher is closer): agreement, or minus the mean absolute difference. */
+export function closenessScore(c: Closeness, metric: TeacherMetric): number {
+  return metric === 'top1' ? c.agreement : -c.meanAbsDiff;
+}
+
+/** How a closeness reads in progress lines and errors. */
+export function describeCloseness(c: Pick<Closeness, 'agreement' | 'meanAbsDiff'>, metric: TeacherMetric): string {
+  return metric === 'top1'
+    ? `agreement with the teacher ${(100 * c.agreement).toFixed(2)}% (mean |Δ output| ${c.meanAbsDiff.toPrecision(3)})`
+    : `mean |output − teacher| ${c.meanAbsDiff.toPrecision(4)}${Number.isNaN(c.agreement) ? '' : ` (top-1 agreement ${(100 * c.agreement).toFixed(2)}%)`}`;
+}
