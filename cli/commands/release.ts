@@ -7,7 +7,8 @@ import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
 import { addVersion } from '../../src/release/add.ts';
-import { runJob } from '../../src/release/jobs.ts';
+import { adoptJobPayload, exportJob, runJob } from '../../src/release/jobs.ts';
+import { readFile } from 'node:fs/promises';
 import { publishRelease } from '../../src/release/publish.ts';
 import { readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
 import { table, type CliIO } from '../common.ts';
@@ -33,6 +34,8 @@ interface JobArgs extends ReleaseDirArgs {
   id: string;
   method?: 'exact' | 'topk';
   budget?: string;
+  export?: string;
+  payload?: string;
 }
 interface PublishArgs extends ReleaseDirArgs {
   key: string;
@@ -84,6 +87,22 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
     const ids = record.pending?.jobs.map((j) => j.id) ?? [];
     throw new UsageError(`no pending job ${JSON.stringify(a.id)} in ${a.release}: ${ids.length ? `the pending jobs are ${ids.join(', ')}` : 'no version is pending (add one with --plan first)'}`);
   }
+  if (a.export !== undefined && a.payload !== undefined) throw new UsageError('--export writes the job\'s models for training, --payload takes the trained payload back: run them as two steps');
+  if ((a.export !== undefined || a.payload !== undefined) && (a.method !== undefined || a.budget !== undefined)) throw new UsageError('--method/--budget choose how this command builds the payload; with --export or --payload the payload is made by your training command');
+  if (a.export !== undefined) {
+    const out = await exportJob(a.release, record, job, a.export);
+    io.result?.({ id: job.id, base: out.base, teacher: out.target, modelId: record.modelId, sequence: job.toVersion });
+    io.out(`${a.id}: base (version ${job.fromVersion}) in ${out.base}, target (version ${job.toVersion}) in ${out.target}. Learn the payload toward the target, e.g.`);
+    io.out(`  ndiff train --base ${out.base} --teacher ${out.target} --train INPUTS --budget 1% --model-id ${record.modelId} --sequence ${job.toVersion} --out ${a.id}.ndiff`);
+    io.out(`then: ndiff release job --release ${a.release} --id ${a.id} --payload ${a.id}.ndiff`);
+    return 0;
+  }
+  if (a.payload !== undefined) {
+    const res = await adoptJobPayload(a.release, record, job, new Uint8Array(await readFile(a.payload)), (l) => io.progress(l));
+    io.result?.(res);
+    io.out(res.payload ? `${a.id}: payload of ${res.payload.length} bytes (${res.payload.method}${res.payload.exact ? '' : ', lossy'}) checked against the job's base and left in ${a.release}/jobs/; publish when every job has run` : `${a.id}: ${res.skipped}`);
+    return 0;
+  }
   // A policy for this edge alone (a CI matrix may give each edge its own budget).
   if (a.method !== undefined || a.budget !== undefined) {
     const method = a.method ?? (a.budget ? 'topk' : 'exact');
@@ -128,7 +147,7 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('model-id', { type: 'string', describe: 'the model id devices check (required for the first version; kept in release.json, never taken from a folder name)' })
       .option('key', { type: 'string', describe: 'Ed25519 private key that signs payloads and the manifest (from ndiff keygen); not needed with --plan' })
       .option('history', { type: 'number', describe: 'make payloads from each of the last K versions (default 3, kept in the record): devices further behind chain payloads or get the full model' })
-      .option('method', { choices: ['exact', 'topk'] as const, default: 'exact' as const, describe: 'exact: every changed weight, bit for bit; topk: the largest changes within --budget (lossy: devices end near the version; the next version gets exact payloads from there). Learned diffs toward the new version as teacher are not available here yet' })
+      .option('method', { choices: ['exact', 'topk'] as const, default: 'exact' as const, describe: 'exact: every changed weight, bit for bit; topk: the largest changes within --budget (lossy: devices end near the version; the next version gets exact payloads from there). For a learned diff toward the new version (a teacher diff), plan with --plan and run the edge with `ndiff release job --export`, `ndiff train --teacher`, `ndiff release job --payload`' })
       .option('budget', { type: 'string', describe: 'with --method topk: the byte budget of each payload (1%, 40KB, bytes); an exact payload under it is used instead' })
       .option('expires', expiresOption)
       .option('plan', { type: 'boolean', default: false, describe: 'store the version and print one JSON line per payload job, without running them: run each with `ndiff release job` (a CI matrix), then `ndiff release publish`' })
@@ -139,8 +158,12 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('id', { type: 'string', demandOption: true, describe: 'the job id (v3-from-v1)' })
       .option('method', { choices: ['exact', 'topk'] as const, describe: 'this edge\'s method, instead of the one given to add' })
       .option('budget', { type: 'string', describe: 'with --method topk: this edge\'s byte budget (1%, 40KB, bytes)' })
+      .option('export', { type: 'string', describe: 'write the job\'s base and target version into this folder (base/, target/) to learn its payload elsewhere, e.g. with ndiff train --teacher; then take it back with --payload' })
+      .option('payload', { type: 'string', describe: 'take this payload (from ndiff train or ndiff diff, unsigned) as the job\'s: checked to be this release\'s model id, the job\'s base and the new version\'s sequence, and to apply to the base' })
       .example('$0 release job --release site/kws --id v3-from-v1', 'leaves site/kws/jobs/v3-from-v1.{ndiff,json}')
-      .example('$0 release job --release site/kws --id v3-from-v1 --method topk --budget 2%', 'a lossy payload within 2% for this edge only'), run(runJobCommand))
+      .example('$0 release job --release site/kws --id v3-from-v1 --method topk --budget 2%', 'a lossy payload within 2% for this edge only')
+      .example('$0 release job --release site/kws --id v3-from-v1 --export work/e1', 'then: ndiff train --base work/e1/base --teacher work/e1/target --train inputs/ --budget 1% --model-id kws --sequence 3 --out e1.ndiff')
+      .example('$0 release job --release site/kws --id v3-from-v1 --payload e1.ndiff', 'the learned payload becomes this edge\'s'), run(runJobCommand))
     .command('publish', 'sign the jobs\' payloads and write a new manifest (also: re-sign with a fresh expiry)', (c) => c
       .option('release', releaseOption)
       .option('key', { type: 'string', demandOption: true, describe: 'Ed25519 private key (from ndiff keygen)' })

@@ -22,6 +22,8 @@ import { makeDirs, writeFileAtomically } from '../io/durable/durable.ts';
 import { packageBytes, type ManifestPayload } from '../updater/manifest.ts';
 import { sha256Of } from './blobs.ts';
 import { openState } from './package.ts';
+import { copyBlob } from './blobs.ts';
+import { applyPayload } from '../apply/apply.ts';
 import { JOBS_DIR, recordVersion, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** The jobs that make the payloads into version `to` (already in the record). */
@@ -79,36 +81,95 @@ export async function runJob(releaseDir: string, record: ReleaseRecord, job: Rel
         method = 'topk';
       }
     }
-    const full = packageBytes(to);
-    const { result: resultFile, payload: payloadFile } = jobFiles(releaseDir, job.id);
-    await makeDirs(path.dirname(resultFile));
-    let result: JobResult;
-    if (built.bytes.length >= full) {
-      result = { id: job.id, skipped: `the payload (${built.bytes.length} bytes) is not smaller than version ${to.version}'s full package (${full} bytes): devices holding ${job.base} get the package` };
-    } else {
-      const h = built.payload.header;
-      const payload: ManifestPayload = {
-        file: `blobs/${sha256Of(built.bytes)}`, // replaced by the signed blob's name when published
-        length: built.bytes.length,
-        sha256: sha256Of(built.bytes),
-        base: h.baseFingerprint,
-        target: h.targetFingerprint,
-        sequence: h.sequence,
-        fromVersion: job.fromVersion,
-        toVersion: to.version,
-        method,
-        exact: h.targetFingerprint === to.fingerprint,
-      };
-      await writeFileAtomically(payloadFile, built.bytes);
-      result = { id: job.id, payload };
-    }
-    await writeFileAtomically(resultFile, new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
-    onProgress(`${job.id}: ${result.payload ? `${result.payload.length} bytes (${method}${result.payload.exact ? '' : ', lossy'}), full package ${full} bytes` : result.skipped}`);
-    return result;
+    return await keepJobResult(releaseDir, job, to, built.bytes, method, onProgress);
   } finally {
     await base.dispose();
     await target.dispose();
   }
+}
+
+/**
+ * Leave a job's payload (unsigned) and its result in `jobs/`. A payload not smaller than the new
+ * version's full package is not kept (a device is better off with the package).
+ */
+async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType<typeof recordVersion>, bytes: Uint8Array, method: string, onProgress: (line: string) => void): Promise<JobResult> {
+  const full = packageBytes(to);
+  const { result: resultFile, payload: payloadFile } = jobFiles(releaseDir, job.id);
+  await makeDirs(path.dirname(resultFile));
+  let result: JobResult;
+  if (bytes.length >= full) {
+    result = { id: job.id, skipped: `the payload (${bytes.length} bytes) is not smaller than version ${to.version}'s full package (${full} bytes): devices holding ${job.base} get the package` };
+  } else {
+    const h = decodePayload(bytes).header;
+    const payload: ManifestPayload = {
+      file: `blobs/${sha256Of(bytes)}`, // replaced by the signed blob's name when published
+      length: bytes.length,
+      sha256: sha256Of(bytes),
+      base: h.baseFingerprint,
+      target: h.targetFingerprint,
+      sequence: h.sequence,
+      fromVersion: job.fromVersion,
+      toVersion: to.version,
+      method,
+      exact: h.targetFingerprint === to.fingerprint,
+    };
+    await writeFileAtomically(payloadFile, bytes);
+    result = { id: job.id, payload };
+  }
+  await writeFileAtomically(resultFile, new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
+  onProgress(`${job.id}: ${result.payload ? `${result.payload.length} bytes (${method}${result.payload.exact ? '' : ', lossy'}), full package ${full} bytes` : result.skipped}`);
+  return result;
+}
+
+/**
+ * Write a job's base and its target version as model files under `outDir` (`base/` and
+ * `target/`: TF.js folders, or folders holding the .onnx file), so a payload can be learned
+ * elsewhere, e.g. `ndiff train --base OUT/base --teacher OUT/target --train inputs/` (a teacher
+ * diff), then taken back with {@link adoptJobPayload}. Learned payloads, like top-k ones, are
+ * made from versions only: a job that starts from a state a lossy payload reached is refused.
+ * @returns the paths to pass as the base and the teacher.
+ */
+export async function exportJob(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, outDir: string): Promise<{ base: string; target: string }> {
+  if (job.via) throw new UsageError(`job ${job.id} starts from a state a lossy payload reached: its payload is always exact (so that every chain ends at a version exactly), so there is nothing to learn; run it as it is (ndiff release job --id ${job.id})`);
+  const out = { base: '', target: '' };
+  for (const [side, version] of [['base', job.fromVersion], ['target', job.toVersion]] as const) {
+    const v = recordVersion(record, version);
+    const dir = path.join(outDir, side);
+    await makeDirs(dir);
+    for (const f of v.files) await copyBlob(releaseDir, f, path.join(dir, f.path));
+    out[side] = record.modelKind === 'onnx' ? path.join(dir, v.files[0].path) : dir;
+  }
+  return out;
+}
+
+/**
+ * Take a payload made elsewhere (a learned diff trained on the files {@link exportJob} wrote) as
+ * the job's result. It must be this job's: the release's model id, the job's base fingerprint
+ * and the new version's sequence; and it must apply to the job's base and reach the target its
+ * header names (checked by applying it to a copy, as a device would). It is then kept like any
+ * job's payload: exact when it reaches the version, else lossy (the next version gets exact
+ * payloads from the state it reaches).
+ */
+export async function adoptJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, bytes: Uint8Array, onProgress: (line: string) => void = () => {}): Promise<JobResult> {
+  const to = recordVersion(record, job.toVersion);
+  let header;
+  try {
+    header = decodePayload(bytes).header;
+  } catch (e) {
+    throw new UsageError(`the payload given for job ${job.id} cannot be read (${(e as Error).message}): expected an unsigned payload from ndiff train or ndiff diff (publish signs it)`);
+  }
+  const fix = `make it with --model-id ${record.modelId} --sequence ${to.version} from the base \`ndiff release job --id ${job.id} --export DIR\` writes`;
+  if (header.modelId !== record.modelId) throw new UsageError(`the payload given for job ${job.id} is for model ${JSON.stringify(header.modelId)}, this release is ${JSON.stringify(record.modelId)}: ${fix}`);
+  if (header.baseFingerprint !== job.base) throw new UsageError(`the payload given for job ${job.id} patches base ${header.baseFingerprint}, the job's base is ${job.base} (version ${job.fromVersion}): ${fix}`);
+  if (header.sequence !== to.version) throw new UsageError(`the payload given for job ${job.id} has sequence ${header.sequence}, version ${to.version} needs sequence ${to.version}: ${fix}`);
+  const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
+  try {
+    // Throws when the payload does not reach the target its header names.
+    await applyPayload(base.store, bytes, { hasher: await getHasher() });
+  } finally {
+    await base.dispose();
+  }
+  return keepJobResult(releaseDir, job, to, bytes, header.method, onProgress);
 }
 
 /** A finished job's result and unsigned payload; undefined when the job has not run. */
