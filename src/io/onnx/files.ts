@@ -382,7 +382,8 @@ export async function recoverOnnxFile(file: string): Promise<RecoveryReport> {
     report.actions.push('an update was confirmed but its previous version was not all deleted: deleted it');
   }
   const before = report.removed.length;
-  await removeTemps([file], report.removed);
+  // Temp files of the model file and of the applier's own files beside it (journal, model id record).
+  await removeTemps([file, journalFile, doneFile, file + MODEL_ID_SUFFIX], report.removed);
   if (report.removed.length > before && !journal) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
   return report;
 }
