@@ -184,7 +184,7 @@ process.exit(code);`;
   return { status: r.status, peakMb: peak, out: r.stdout + r.stderr };
 }
 
-test('parsing memory is bounded by the file: 20 MB of unpacked float_data and a node with 2M inputs', { timeout: 120_000 }, async () => {
+test('parsing memory is bounded by the file: 20 MB of unpacked float_data and a node with 2M inputs', { timeout: 120_000 }, async (ctx) => {
   const dir = await tempDir();
   try {
     // One FLOAT tensor of 4M values, each its own fixed32 field (5 bytes a value): 20 MB.
@@ -201,6 +201,7 @@ test('parsing memory is bounded by the file: 20 MB of unpacked float_data and a 
     assert.equal(r1.status, 0, r1.out);
     const fileMb = (await stat(big)).size / 2 ** 20;
     // Stated bound (docs/SECURITY.md): parsing holds at most 16 bytes per byte of the file, plus the runtime.
+    ctx.diagnostic(`unpacked float_data: ${fileMb.toFixed(1)} MB file, peak RSS ${r1.peakMb.toFixed(0)} MB`);
     assert.ok(r1.peakMb < 16 * fileMb + 200, `peak ${r1.peakMb.toFixed(0)} MB for a ${fileMb.toFixed(0)} MB file`);
 
     // A node with 2M inputs, every one naming the same initializer "a": 3 bytes an input, 6 MB.
@@ -216,6 +217,7 @@ test('parsing memory is bounded by the file: 20 MB of unpacked float_data and a 
     const r2 = fingerprintInChild(wide);
     assert.equal(r2.status, 0, r2.out);
     const wideMb = (await stat(wide)).size / 2 ** 20;
+    ctx.diagnostic(`2M inputs: ${wideMb.toFixed(1)} MB file, peak RSS ${r2.peakMb.toFixed(0)} MB`);
     assert.ok(r2.peakMb < 16 * wideMb + 200, `peak ${r2.peakMb.toFixed(0)} MB for a ${wideMb.toFixed(0)} MB file`);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -506,3 +508,11 @@ test('the changed-file check sees a file rewritten in place mid-apply with its s
 
 
 
+
+test('crash injection on an ONNX apply with external data: after a kill at the first, middle and last operations, recovery gives the old or the new model and a re-run finishes', { timeout: 300_000 }, async () => {
+  const { crashOnnx } = await import('./crash/onnx.ts');
+  const s = await crashOnnx({ points: (n) => [1, Math.ceil(n / 2), n] });
+  assert.equal(s.kills, 3);
+  assert.deepEqual(s.bad, []);
+  assert.equal(s.sawOld + s.sawNew, 3);
+});
