@@ -1,16 +1,20 @@
 /**
  * ONNX model files on disk (Node and Electron): open a `.onnx` file and its external data files
  * as a {@link WeightStore}, and apply a payload to them crash-safely, with the same checks,
- * sequence file and health check as TF.js model folders (model-dir-update.ts). The format
- * itself is in the pure `onnx.ts`.
+ * sequence file, recorded model id and health check as TF.js model folders. The format itself is
+ * in the pure `store.ts` and `proto.ts`; what a model may contain and what is refused is in
+ * {@link openOnnxFile} and docs/SECURITY.md.
  *
  * An apply rewrites only the files holding changed bytes (the `.onnx` file, or the external data
  * file, or both), each at its own length with its patched bytes at the same offsets. States:
  *
  * 1. the journal `<model>.onnx.ndiff-update.json` is written (temp file, fsync, rename, fsync of
  *    the folder), naming the files about to change;
- * 2. each new file is written to `<file>.tmp-<pid>-<hex>` and fsynced; the new version is read
- *    back from those files and fingerprinted: if it is not the payload's target, nothing switches;
+ * 2. each new file is written to `<file>.tmp-<pid>-<hex>` and fsynced (an external data file is
+ *    copied a chunk at a time, holes kept, when its first patched tensor is verified, and each
+ *    patched tensor written there at its offset and let go: memory follows the tensors being
+ *    patched, not the file); the new version is read back from those files and fingerprinted:
+ *    if it is not the payload's target, nothing switches;
  * 3. each current file is hard-linked as `<file>.ndiff-prev` (the previous version is kept),
  *    then each temp file is renamed over its file and the folder is fsynced (the switch);
  * 4. the health check runs; if it fails, every `<file>.ndiff-prev` is renamed back (rollback);
