@@ -1,12 +1,12 @@
 /** Model and payload files for the CLI. */
-import { access, constants, cp, stat, writeFile } from 'node:fs/promises';
+import { access, constants, cp, stat } from 'node:fs/promises';
 import { makeDirs } from '../src/io/durable/durable.ts';
 import * as path from 'node:path';
 import { dirname } from 'node:path';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
-import { openOnnxFile } from '../src/io/onnx/files.ts';
+import { openOnnxFile, saveOnnxFileAs } from '../src/io/onnx/files.ts';
 import type { OnnxTensorEntry } from '../src/io/onnx/store.ts';
 import { readFolderModelId, recordFolderModelId } from '../src/io/tfjs/folder-update.ts';
 import { decodePayload } from '../src/core/format.ts';
@@ -27,6 +27,8 @@ export interface OpenedModel {
   store: WeightStore;
   /** Bytes of the patchable weights as stored (storedModelBytes), what `1%` budgets are a percentage of. */
   weightBytes: number;
+  /** Close the files the store holds open (an ONNX model's external data files). */
+  close(): Promise<void>;
 }
 
 /**
@@ -35,13 +37,14 @@ export interface OpenedModel {
  */
 export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
   if (isOnnxPath(p)) {
-    const store = (await openOnnxFile(p)).contents;
+    const disk = await openOnnxFile(p);
+    const store = disk.contents;
     // The weights as stored (float32 4 bytes, halves 2, quantized int8/uint8 1): what a payload may change.
     const weightBytes = store.weights().reduce((n, t) => n + gridBytesPerValue(store.grid(t.name)) * t.shape.reduce((a, b) => a * b, 1), 0);
-    return { kind: 'onnx', store, weightBytes };
+    return { kind: 'onnx', store, weightBytes, close: () => disk.close() };
   }
   const store = await openTfjsModelDir(p, options.lazy ? { lazy: true } : {});
-  return { kind: 'folder', store, weightBytes: storedModelBytes(store) };
+  return { kind: 'folder', store, weightBytes: storedModelBytes(store), close: async () => {} };
 }
 
 /** The dtype column of `fingerprint --tensors` (ONNX tensors carry one). */
@@ -73,17 +76,15 @@ export function parseExpiry(s: string, now = Date.now()): number {
  */
 export async function writeUpdatedModel(baseDir: string, outDir: string, payload: Uint8Array): Promise<string> {
   if (isOnnxPath(baseDir)) {
-    // An ONNX file: patch its bytes (and external data) in memory, write them beside outDir.
-    const store = (await openOnnxFile(baseDir)).contents;
-    const res = await applyPayload(store, payload, { hasher: await getHasher() });
-    await makeDirs(path.dirname(path.resolve(outDir)));
-    await writeFile(outDir, store.modelBytes());
-    for (const [loc, bytes] of store.externalBytes()) {
-      const to = path.join(path.dirname(path.resolve(outDir)), loc);
-      await makeDirs(path.dirname(to));
-      await writeFile(to, bytes);
+    // An ONNX file: patch it in memory (external data a tensor at a time), write the new files beside outDir.
+    const disk = await openOnnxFile(baseDir);
+    try {
+      const res = await applyPayload(disk.contents, payload, { hasher: await getHasher() });
+      await saveOnnxFileAs(disk, res.changedTensors, outDir);
+      return res.targetFingerprint;
+    } finally {
+      await disk.close();
     }
-    return res.targetFingerprint;
   }
   await makeDirs(outDir);
   await cp(baseDir, outDir, { recursive: true });

@@ -5,7 +5,7 @@
 import yargs from 'yargs';
 import { NeuralDiffError, UsageError } from '../src/core/errors.ts';
 import { EXIT_CODES_HELP, errorDocument, exitCodeOf, processIO, type CliIO } from './common.ts';
-import { terminalSafe } from './text.ts';
+import { boundedMessage, terminalSafe } from './text.ts';
 import { diffCommand, runDiff } from './commands/diff.ts';
 import { inspectCommand, runInspect } from './commands/inspect.ts';
 import { applyCommand, runApply } from './commands/apply.ts';
@@ -122,7 +122,8 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   try {
     await y.parseAsync();
   } catch (e) {
-    const msg = inCliWords(e instanceof Error ? e.message : String(e));
+    // Bounded: a hostile model can make a message quote megabytes.
+    const msg = boundedMessage(inCliWords(e instanceof Error ? e.message : String(e)));
     const exit = exitCodeOf(e);
     // A message may quote a payload's model id or tensor names: printed with controls escaped
     // (in JSON, every such character is inside a string, and its escape reads back the same).

@@ -27,3 +27,18 @@ export function printable(value: unknown): string {
 export function terminalSafe(text: string): string {
   return text.replace(UNSAFE_BUT_NEWLINE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+
+/** The longest error message printed whole; a longer one keeps its start and end. */
+export const MAX_MESSAGE_CHARS = 4000;
+
+/**
+ * A message cut to at most about {@link MAX_MESSAGE_CHARS} characters: its start and its end
+ * (where the advice is) kept, the middle replaced by how much was left out. A hostile model can
+ * make a message quote megabytes (a shape of a million dimensions, a long name).
+ */
+export function boundedMessage(msg: string, max = MAX_MESSAGE_CHARS): string {
+  if (msg.length <= max) return msg;
+  const head = Math.floor(max * 0.7);
+  const tail = max - head;
+  return `${msg.slice(0, head)} … [${msg.length - head - tail} characters left out] … ${msg.slice(msg.length - tail)}`;
+}

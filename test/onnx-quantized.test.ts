@@ -348,7 +348,7 @@ test('per-axis quantization, a weight feeding DequantizeLinear nodes with differ
   try {
     const file = path.join(dir, 'r.onnx');
     await writeFile(file, bytes);
-    for (const [name, says] of [['P_q', /is INT8 and read-only: it is quantized per axis/], ['S_q', /different quantization/], ['M_q', /MatMulInteger/], ['L_q', /is UINT8 and read-only/], ['P_scale', /is FLOAT and read-only: it is the scale of DequantizeLinear node "per_axis", and quantization parameters are never patched/]] as const) {
+    for (const [name, says] of [['P_q', /is INT8 and read-only: it is quantized per axis/], ['S_q', /different quantization/], ['M_q', /MatMulInteger/], ['L_q', /is UINT8 and read-only/], ['P_scale', /is FLOAT and read-only: it is the scale of DequantizeLinear node "per_axis" \(input 1\), and quantization parameters are never patched/]] as const) {
       const built = buildPayload(hasher, everythingWritable(s), [{ kind: 'sparse', name, positions: Uint32Array.of(0), values: Float32Array.of(1), codec: 'f32', grid: null }], { method: 'topk', modelId: 'r' });
       await assert.rejects(applyToOnnxFile(file, built.bytes, { state: null }), (e: unknown) => e instanceof ModelMismatchError && says.test(e.message) && /fetch the full model/.test(e.message), name);
       assert.deepEqual(new Uint8Array(await readFile(file)), bytes, `${name}: untouched, byte for byte`);

@@ -253,8 +253,10 @@ test('applyToOnnxFile: applies, records the sequence, refuses a replay and a pay
     assert.equal(r.sequenceRecorded, true);
     const after = new Uint8Array(await readFile(file));
     assert.equal(after.length, v5.length);
-    assert.equal(fingerprintStore(hasher, (await openOnnxFile(file)).contents).fingerprint, r.targetFingerprint);
-    assert.deepEqual((await readdir(dir)).sort(), ['.ndiff-state.json', 'vad.onnx'], 'no journal, no previous version left');
+    const reread = await openOnnxFile(file);
+    assert.equal(fingerprintStore(hasher, reread.contents).fingerprint, r.targetFingerprint);
+    await reread.close();
+    assert.deepEqual((await readdir(dir)).sort(), ['.ndiff-state.json', 'vad.onnx', 'vad.onnx.ndiff-model.json'], 'no journal, no previous version left; the model id recorded');
     assert.equal((await applyToOnnxFile(file, payload)).status, 'already-applied');
     // An older update (sequence 5) is refused as stale before the model is even read.
     const older = diffOnnxModels(hasher, await realFile(`${VAD}/silero_vad_v5.onnx`), await realFile(`${VAD}/silero_vad_v6.onnx`), { budgetBytes: 20_000, modelId: 'silero-vad', sequence: 5 });
@@ -340,6 +342,7 @@ test('applyToOnnxFile with external data: only the external file is rewritten; a
     await writeFile(bad, cut);
     await assert.rejects(applyToOnnxFile(bad, res.bytes, { state: null }), ModelFormatError);
     assert.deepEqual(new Uint8Array(await readFile(bad)), cut);
+    await base.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

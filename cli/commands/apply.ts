@@ -7,6 +7,7 @@ import { applyToOnnxFile } from '../../src/io/onnx/files.ts';
 import { DIGESTS_FILE } from '../../src/io/tfjs/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/durable/sequence-file.ts';
 import { FOLDER_FILE } from '../../src/io/durable/control-files.ts';
+import { MODEL_ID_SUFFIX } from '../../src/io/durable/model-id-file.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { isOnnxPath, readPayloadFile } from '../models.ts';
@@ -34,7 +35,7 @@ export function applyCommand(y: Argv): Argv<ApplyArgs> {
     .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}, or beside a .onnx file); older or replayed payloads are refused. --no-state keeps none` })
     .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR set (and NDIFF_MODEL_FILE for a .onnx model; e.g. one inference); a non-zero exit rolls back to the previous version' })
     .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the health check counts as failed' })
-    .option('model-id', { type: 'string', describe: `the model id this folder (or .onnx file) holds: payloads for another id are refused (default: the id the folder recorded at its first apply, in <model>/${FOLDER_FILE}; an ONNX file: none unless given)` })
+    .option('model-id', { type: 'string', describe: `the model id this folder (or .onnx file) holds: payloads for another id are refused (default: the id recorded by its first apply: <model>/${FOLDER_FILE} for a folder, <model>.onnx${MODEL_ID_SUFFIX} for an ONNX file)` })
     .option('full-check', { type: 'boolean', default: false, describe: `read and hash every tensor of the base, not only the patched ones (by default the others are checked against the digests the last apply recorded in <model>/${DIGESTS_FILE}, while their shard files are unchanged; an ONNX file is always hashed whole)` })
     .example('$0 apply --model ./model --patch v1-v2.signed.ndiff --public-key release.public.pem', 'verify the signature, then patch in place; the folder switches atomically')
     .example('$0 apply --model vad.onnx --patch v5-v6.ndiff --health-check "node smoke.js"', 'patch an ONNX model file; rolled back if the health check fails') as unknown as Argv<ApplyArgs>;

@@ -12,7 +12,7 @@ import { fileSystemIO } from '../../src/io/tfjs/index.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { PayloadCloseness } from '../../src/train/target-closeness.ts';
 import type { CliIO } from '../common.ts';
-import { checkOutputPath, defaultModelId, isOnnxPath, openModel, parseExpiry, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, defaultModelId, isOnnxPath, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
   base: string;
@@ -58,6 +58,15 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   if (a.eval && isOnnxPath(a.base)) throw new UsageError('--eval measures TF.js layers-model folders; for .onnx models it is not available yet: leave --eval out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
+  try {
+    return await diffOpened(a, io, opened, openedTarget);
+  } finally {
+    await Promise.all([opened.close(), openedTarget.close()]);
+  }
+}
+
+/** {@link runDiff} once both models are open. */
+async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTarget: OpenedModel): Promise<number> {
   const { store: base, weightBytes: total } = opened;
   const target = openedTarget.store;
   const everyChange = a.budget.trim().toLowerCase() === 'all';

@@ -5,6 +5,7 @@ import { openTfjsModelDir } from '../../src/io/tfjs/index.ts';
 import { DIGESTS_FILE, writeRecordedDigests } from '../../src/io/tfjs/recorded-digests.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import { table, type CliIO } from '../common.ts';
+import { printable } from '../text.ts';
 import { dtypeOf, isOnnxPath, openModel } from '../models.ts';
 
 export interface FingerprintArgs {
@@ -23,18 +24,28 @@ export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
 
 export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<number> {
   if (isOnnxPath(a.model)) {
-    if (a.record) throw new UsageError('--record is for TF.js model folders: an ONNX file is read whole by every apply, so there is nothing to record');
-    const { store } = await openModel(a.model);
-    const { fingerprint, digests } = fingerprintStore(await getHasher(), store);
-    io.out(fingerprint);
-    if (a.tensors) io.out(table(store.list().map((t) => [t.name, dtypeOf(t), `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'dtype', 'shape', 'digest']));
+    if (a.record) throw new UsageError('--record is for TF.js model folders: an ONNX file is hashed whole by every apply, so there is nothing to record');
+    const opened = await openModel(a.model);
+    try {
+      const { store } = opened;
+      const { fingerprint, digests } = fingerprintStore(await getHasher(), store);
+      io.out(fingerprint);
+      // Names are the publisher's text: escaped, so control characters cannot rewrite the terminal.
+      if (a.tensors) io.out(table(store.list().map((t) => [printable(t.name), dtypeOf(t), `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'dtype', 'shape', 'digest']));
+      io.result?.({
+        model: a.model, fingerprint, tensorCount: digests.size, recorded: false,
+        ...(a.tensors ? { tensors: store.list().map((t) => ({ name: t.name, dtype: dtypeOf(t), shape: t.shape, digest: digests.get(t.name) })) } : {}),
+      });
+    } finally {
+      await opened.close();
+    }
     return 0;
   }
   // Always a full read: this command is how a folder is checked, so it never trusts a record.
   const store = await openTfjsModelDir(a.model, { lazy: true });
   const { fingerprint, digests } = fingerprintStore(await getHasher(), store);
   io.out(fingerprint);
-  if (a.tensors) io.out(table(store.list().map((t) => [t.name, `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'shape', 'digest']));
+  if (a.tensors) io.out(table(store.list().map((t) => [printable(t.name), `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'shape', 'digest']));
   if (a.record) {
     await writeRecordedDigests(a.model, store.digestRecords(digests));
     io.progress(`recorded ${digests.size} tensor digests in ${a.model}/${DIGESTS_FILE}`);

@@ -1,4 +1,5 @@
 import type { Argv } from 'yargs';
+import { readModelIdRecord } from '../../src/io/durable/model-id-file.ts';
 import { applyVerifiedPayload, verifyPayload } from '../../src/apply/index.ts';
 import { openTfjsModelDir } from '../../src/io/tfjs/index.ts';
 import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
@@ -39,16 +40,21 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
   if (a.model) {
     // An ONNX store holds the file's bytes in memory: patching it writes nothing to disk.
     let copy: WeightStore;
-    if (isOnnxPath(a.model)) copy = (await openModel(a.model)).store;
-    else {
+    let close = async () => {};
+    if (isOnnxPath(a.model)) {
+      const opened = await openModel(a.model);
+      copy = opened.store;
+      close = opened.close;
+    } else {
       const disk = await openTfjsModelDir(a.model);
       // The copy keeps the folder's storage grids, so a grid mismatch is refused here too.
       copy = Object.assign(MemoryWeightStore.copyOf(disk), { grid: (name: string) => disk.grid(name) });
     }
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
     // The model id the folder recorded at its first update, as ndiff apply checks it.
-    const modelId = isOnnxPath(a.model) ? undefined : await readFolderModelId(a.model);
-    const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) });
+    const modelId = isOnnxPath(a.model) ? await readModelIdRecord(a.model) : await readFolderModelId(a.model);
+    const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) })
+      .finally(close);
     io.out(res.status === 'already-applied'
       ? `${a.model} is already at the target ${res.targetFingerprint}`
       : `applies cleanly to ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}`);

@@ -29,14 +29,16 @@ export function modelKindOf(modelPath: string): 'tfjs' | 'onnx' {
 const PACKAGE_PATH = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,199}$/;
 
 /** Open a model file or folder as a weight store, with the bytes of its weights as stored (what `1%` budgets are a share of). */
-export async function openModelAt(modelPath: string): Promise<{ store: WeightStore; weightBytes: number }> {
+export async function openModelAt(modelPath: string): Promise<{ store: WeightStore; weightBytes: number; close(): Promise<void> }> {
   if (modelKindOf(modelPath) === 'onnx') {
-    const store = (await openOnnxFile(modelPath)).contents;
+    const disk = await openOnnxFile(modelPath);
+    const store = disk.contents;
     const weightBytes = store.weights().reduce((n, t) => n + gridBytesPerValue(store.grid(t.name)) * t.shape.reduce((a, b) => a * b, 1), 0);
-    return { store, weightBytes };
+    // An ONNX store reads its external data files through open handles: closed by `close`.
+    return { store, weightBytes, close: () => disk.close() };
   }
   const store = await openTfjsModelDir(modelPath);
-  return { store, weightBytes: storedModelBytes(store) };
+  return { store, weightBytes: storedModelBytes(store), close: async () => {} };
 }
 
 /** The files of the model at `modelPath` (names on the device and paths on this machine). */
@@ -57,7 +59,8 @@ async function modelFiles(modelPath: string): Promise<{ name: string; from: stri
 export async function storePackage(releaseDir: string, modelPath: string): Promise<{ files: PackageFile[]; fingerprint: string }> {
   const info = await stat(modelPath).catch(() => undefined);
   if (!info) throw new UsageError(`--model ${modelPath} does not exist: expected a TF.js model folder (model.json + shards) or an .onnx file`);
-  const fingerprint = fingerprintStore(await getHasher(), (await openModelAt(modelPath)).store).fingerprint;
+  const model = await openModelAt(modelPath);
+  const fingerprint = await Promise.resolve().then(async () => fingerprintStore(await getHasher(), model.store).fingerprint).finally(model.close);
   const files: PackageFile[] = [];
   for (const f of await modelFiles(modelPath)) {
     if (!PACKAGE_PATH.test(f.name)) {
@@ -97,11 +100,16 @@ export async function openState(releaseDir: string, record: ReleaseRecord, versi
   const files = await materializeVersion(releaseDir, record, payload ? payload.fromVersion : version);
   try {
     const opened = await openModelAt(files.path);
-    const hasher = await getHasher();
-    if (payload) await applyPayload(opened.store, await readBlob(releaseDir, payload), { hasher });
-    const found = fingerprintStore(hasher, opened.store).fingerprint;
-    if (found !== fingerprint) throw new ModelFormatError(`release folder ${releaseDir}: the state of version ${version} opens as ${found}, the record says ${fingerprint}: the folder was damaged or edited`);
-    return { ...opened, dispose: files.dispose };
+    try {
+      const hasher = await getHasher();
+      if (payload) await applyPayload(opened.store, await readBlob(releaseDir, payload), { hasher });
+      const found = fingerprintStore(hasher, opened.store).fingerprint;
+      if (found !== fingerprint) throw new ModelFormatError(`release folder ${releaseDir}: the state of version ${version} opens as ${found}, the record says ${fingerprint}: the folder was damaged or edited`);
+    } catch (e) {
+      await opened.close();
+      throw e;
+    }
+    return { store: opened.store, weightBytes: opened.weightBytes, dispose: async () => { await opened.close(); await files.dispose(); } };
   } catch (e) {
     await files.dispose();
     throw e;

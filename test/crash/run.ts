@@ -1,7 +1,7 @@
 /**
  * The full crash-injection run (`npm run crash-test`):
  *
- *   node --import tsx test/crash/run.ts [--json FILE]
+ *   node --import tsx test/crash/run.ts [--json FILE] [--big]
  *   node --import tsx test/crash/run.ts --power-loss [--json FILE]   (test/power-loss/run.ts instead)
  *
  * Every mutating file-system operation of five apply scenarios is a kill point (each scenario's
@@ -13,6 +13,7 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { buildFixture, countOperations, killAt, merge, spread, type CrashSummary } from './harness.ts';
 import { runPowerLoss } from '../power-loss/run.ts';
+import { crashOnnx } from './onnx.ts';
 
 if (process.argv.includes('--power-loss')) {
   process.exitCode = await runPowerLoss(process.argv);
@@ -40,10 +41,19 @@ async function runKills(): Promise<void> {
     parts.push({ name: `${cli.name}: double kills (second kill during the recovery)`, ops: ops.length, summary: double });
     console.log(`double kills: ${firsts.length} first kill points x 7 second kill points, ${double.kills} kills -> old ${double.sawOld}, new ${double.sawNew}, neither ${double.neither.length}; re-run failures ${double.rerunFailures.length}`);
 
+    // ONNX model files (test/crash/onnx.ts): every kill point of `ndiff apply` on a .onnx file
+    // with external data; with --big, a few points of one whose data lies past 4 GiB.
+    const onnx = await crashOnnx();
+    console.log(`ONNX file with external data: ${onnx.operations} operations, ${onnx.kills} kills -> old ${onnx.sawOld}, new ${onnx.sawNew}; bad ${onnx.bad.length}`);
+    const onnxBig = process.argv.includes('--big') ? await crashOnnx({ big: true, points: (n) => [2, Math.floor(n / 2), n - 1] }) : undefined;
+    if (onnxBig) console.log(`ONNX file, data past 4 GiB (sparse): ${onnxBig.operations} operations, ${onnxBig.kills} kills -> old ${onnxBig.sawOld}, new ${onnxBig.sawNew}; bad ${onnxBig.bad.length}`);
+    const onnxBad = [...onnx.bad, ...(onnxBig?.bad ?? [])];
+    for (const b of onnxBad.slice(0, 20)) console.log(`  FAIL ${b}`);
+
     const all = merge(parts.map((p) => p.summary));
     console.log(`\n${all.kills} kills (SIGKILL) in ${((performance.now() - t0) / 1000).toFixed(0)} s: the loader saw the old version ${all.sawOld} times, the new one ${all.sawNew} times, neither ${all.neither.length} times; ${all.rerunFailures.length} re-runs did not finish cleanly`);
     for (const bad of [...all.neither, ...all.rerunFailures].slice(0, 20)) console.log(`  FAIL ${JSON.stringify(bad)}`);
-    const ok = all.neither.length === 0 && all.rerunFailures.length === 0;
+    const ok = all.neither.length === 0 && all.rerunFailures.length === 0 && onnxBad.length === 0;
     console.log(ok ? 'PASS' : 'FAIL');
     if (jsonFile) await writeFile(jsonFile, JSON.stringify({ kills: all.kills, sawOld: all.sawOld, sawNew: all.sawNew, neither: all.neither, rerunFailures: all.rerunFailures, scenarios: parts.map((p) => ({ name: p.name, ops: p.ops, kills: p.summary.kills, sawOld: p.summary.sawOld, sawNew: p.summary.sawNew })), records: all.records }, null, 2));
     process.exitCode = ok ? 0 : 1;

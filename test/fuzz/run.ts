@@ -1,7 +1,11 @@
 /**
  * The long fuzz run (`npm run fuzz`):
  *
- *   node --import tsx test/fuzz/run.ts [--cases 100000] [--disk-cases 2000] [--seed N] [--slow-ms 2000] [--hang-s 60] [--json FILE]
+ *   node --import tsx test/fuzz/run.ts [--cases 100000] [--disk-cases 2000] [--onnx-cases 200] [--big] [--seed N] [--slow-ms 2000] [--hang-s 60] [--json FILE]
+ *
+ * `--onnx-cases`: hostile ONNX model files on disk (test/fuzz/onnx-files.ts: aliases, duplicates,
+ * FIFOs, symlinks, offsets past 4 GiB, then byte mutations); `--big` adds an apply of a tensor
+ * at an offset past 4 GiB in a sparse file.
  *
  * The fuzzer runs in a worker thread; the main thread is a watchdog: if no case finishes for
  * `--hang-s` seconds (a hang inside synchronous code, which no timer in the worker could
@@ -12,6 +16,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { writeFile } from 'node:fs/promises';
 import { buildCorpus } from './corpus.ts';
 import { fuzz, type FuzzSummary } from './harness.ts';
+import { fuzzOnnxFiles } from './onnx-files.ts';
 
 interface Job {
   cases: number;
@@ -92,10 +97,20 @@ if (!isMainThread) {
     };
     print('in memory (applyPayload)', m.memory as FuzzSummary, m.memorySeconds as number);
     if (m.disk) print('model folders on disk (applyToModelDir, every file compared)', m.disk, m.diskSeconds as number);
-    const bad = (m.memory as FuzzSummary).bad + (m.disk?.bad ?? 0);
-    const total = (m.memory as FuzzSummary).cases + (m.disk?.cases ?? 0);
+    // Hostile ONNX files on disk (test/fuzz/onnx-files.ts), in this thread: every open is
+    // non-blocking, and each case has its own time limit.
+    const onnxCases = arg('onnx-cases', 200);
+    const t3 = performance.now();
+    const onnx = onnxCases > 0 ? await fuzzOnnxFiles({ cases: onnxCases, seed, big: process.argv.includes('--big') }) : null;
+    if (onnx) {
+      console.log(`\nONNX model files on disk (openOnnxFile + applyToOnnxFile, every file compared): ${onnx.cases} cases in ${((performance.now() - t3) / 1000).toFixed(0)} s`);
+      for (const [k, v] of Object.entries(onnx.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
+      if (onnx.firstBad) console.log(`  first bad case: ${onnx.firstBad}`);
+    }
+    const bad = (m.memory as FuzzSummary).bad + (m.disk?.bad ?? 0) + (onnx?.bad ?? 0);
+    const total = (m.memory as FuzzSummary).cases + (m.disk?.cases ?? 0) + (onnx?.cases ?? 0);
     console.log(`\n${total} cases, ${bad} bad: ${bad === 0 ? 'PASS' : 'FAIL'}`);
-    if (jsonFile) await writeFile(jsonFile, JSON.stringify({ seed, memory: m.memory, disk: m.disk, memorySeconds: m.memorySeconds, diskSeconds: m.diskSeconds }, null, 2));
+    if (jsonFile) await writeFile(jsonFile, JSON.stringify({ seed, memory: m.memory, disk: m.disk, onnx, memorySeconds: m.memorySeconds, diskSeconds: m.diskSeconds }, null, 2));
     process.exitCode = bad === 0 ? 0 : 1;
     await worker.terminate();
   });

@@ -1,16 +1,20 @@
 /**
  * ONNX model files on disk (Node and Electron): open a `.onnx` file and its external data files
  * as a {@link WeightStore}, and apply a payload to them crash-safely, with the same checks,
- * sequence file and health check as TF.js model folders (model-dir-update.ts). The format
- * itself is in the pure `onnx.ts`.
+ * sequence file, recorded model id and health check as TF.js model folders. The format itself is
+ * in the pure `store.ts` and `proto.ts`; what a model may contain and what is refused is in
+ * {@link openOnnxFile} and docs/SECURITY.md.
  *
  * An apply rewrites only the files holding changed bytes (the `.onnx` file, or the external data
  * file, or both), each at its own length with its patched bytes at the same offsets. States:
  *
  * 1. the journal `<model>.onnx.ndiff-update.json` is written (temp file, fsync, rename, fsync of
  *    the folder), naming the files about to change;
- * 2. each new file is written to `<file>.tmp-<pid>-<hex>` and fsynced; the new version is read
- *    back from those files and fingerprinted: if it is not the payload's target, nothing switches;
+ * 2. each new file is written to `<file>.tmp-<pid>-<hex>` and fsynced (an external data file is
+ *    copied a chunk at a time, holes kept, when its first patched tensor is verified, and each
+ *    patched tensor written there at its offset and let go: memory follows the tensors being
+ *    patched, not the file); the new version is read back from those files and fingerprinted:
+ *    if it is not the payload's target, nothing switches;
  * 3. each current file is hard-linked as `<file>.ndiff-prev` (the previous version is kept),
  *    then each temp file is renamed over its file and the folder is fsynced (the switch);
  * 4. the health check runs; if it fails, every `<file>.ndiff-prev` is renamed back (rollback);
@@ -27,20 +31,21 @@
  * an app that loads such a model should call {@link recoverOnnxFile} first.
  */
 import { randomBytes } from 'node:crypto';
-import { link, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { constants, readSync, type Stats } from 'node:fs';
+import { link, open, readdir, readFile, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { ModelFormatError, TargetMismatchError, UsageError } from '../../core/errors.ts';
+import { ModelFormatError, ModelMismatchError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import type { CommitInfo, WeightStore } from '../../core/weight-store.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../../apply/apply.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
-import { errCode, syncDir } from '../durable/durable.ts';
+import { errCode, kindOf, makeDirs, syncDir } from '../durable/durable.ts';
 import { DEFAULT_STATE_FILE, FileSequenceStore, writeFileAtomically } from '../durable/sequence-file.ts';
 import { lockModelDir, type RecoveryReport } from '../durable/lock.ts';
-import { OnnxWeightStore, onnxExternalLocations, type OnnxTensorEntry } from './store.ts';
+import { MODEL_ID_SUFFIX, readModelIdRecord, writeModelIdRecord } from '../durable/model-id-file.ts';
+import { OnnxWeightStore, onnxExternalLocations, type OnnxExternalPatch, type OnnxExternalSource, type OnnxTensorEntry } from './store.ts';
 
 /** Suffix of the journal of an unconfirmed update, next to the model file. */
 export const ONNX_JOURNAL_SUFFIX = '.ndiff-update.json';
@@ -50,59 +55,111 @@ export const ONNX_DONE_SUFFIX = '.ndiff-update.done';
 export const ONNX_PREVIOUS_SUFFIX = '.ndiff-prev';
 const TEMP = /\.tmp-\d+-[0-9a-f]+$/;
 
-/** Read a whole file, with typed errors for a missing one. */
-async function readWhole(file: string, what: string): Promise<{ bytes: Uint8Array; stats: Stats }> {
-  let fh;
+/** The largest `.onnx` file read: protobuf messages stop at 2 GiB, so larger weights go in external data files. */
+export const MAX_ONNX_MODEL_BYTES = 2 ** 31 - 1;
+/** Bytes copied per read and write when an external data file is rewritten. */
+const COPY_CHUNK = 8 * 1024 * 1024;
+/** Bytes read per call from an external data file (a tensor past 1 GiB is read in several calls). */
+const READ_CHUNK = 2 ** 30;
+
+/** A file opened by {@link openOnnxFile}: its handle, kept open while the store reads it, and its stats at open. */
+interface OpenedFile {
+  path: string;
+  fh: FileHandle;
+  stats: Stats;
+}
+
+/**
+ * Open `file` for reading without ever blocking on it (a FIFO with no writer would hang a plain
+ * open): non-blocking, without following a final symlink, then fstat before anything is read;
+ * anything but a regular file is refused.
+ */
+async function openRegular(file: string, what: string): Promise<OpenedFile> {
+  let fh: FileHandle;
   try {
-    fh = await open(file, 'r');
+    fh = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0));
   } catch (err) {
     const code = errCode(err);
     throw new ModelFormatError(
-      code === 'ENOENT' ? `no file at ${file}: expected ${what}; check the path` : `cannot open ${file} (${what}): ${(err as Error).message}; check the path and its permissions`,
+      code === 'ENOENT' ? `no file at ${file}: expected ${what}; check the path`
+      : code === 'ELOOP' ? `${file} is a symbolic link: expected ${what} as a regular file (symbolic links to model data are refused, see docs/SECURITY.md)`
+      : `cannot open ${file} (${what}): ${(err as Error).message}; check the path and its permissions`,
       { file, code },
     );
   }
   try {
     const stats = await fh.stat();
-    if (!stats.isFile()) throw new ModelFormatError(`${file} is not a file: expected ${what}`, { file });
-    const bytes = new Uint8Array(stats.size);
-    let at = 0;
-    while (at < bytes.length) {
-      const { bytesRead } = await fh.read(bytes, at, bytes.length - at, at);
-      if (bytesRead === 0) break;
-      at += bytesRead;
-    }
-    if (at !== bytes.length) throw new ModelFormatError(`${file} shrank while it was read (expected ${bytes.length} bytes, read ${at}); another process is writing it: retry when it is done`, { file });
-    return { bytes, stats };
-  } finally {
+    if (!stats.isFile()) throw new ModelFormatError(`${file} is ${kindOf(stats)}: expected ${what} as a regular file; nothing was read or written`, { file, found: kindOf(stats) });
+    return { path: file, fh, stats };
+  } catch (e) {
     await fh.close();
+    throw e;
   }
 }
 
-function sameFile(a: Stats, b: Stats): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
+/** Read `length` bytes at `offset` (exact below 2^53) into a new array; a short read means the file shrank. */
+function readAt(f: OpenedFile, offset: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let at = 0;
+  while (at < length) {
+    const n = readSync(f.fh.fd, out, at, Math.min(READ_CHUNK, length - at), offset + at);
+    if (n === 0) throw new ModelFormatError(`${f.path} shrank while it was read (expected ${length} bytes at offset ${offset}, read ${at}); another process is writing it: retry when it is done`, { file: f.path });
+    at += n;
+  }
+  return out;
+}
+
+/** A file's identity: the same device and inode is the same file, whatever the path. */
+function identity(st: Stats): string {
+  return `${st.dev}:${st.ino}`;
+}
+
+/** True when `now` is the file `then` described, unchanged (size, mtime, ctime, inode, device). */
+function sameFile(now: Stats, then: Stats): boolean {
+  return now.size === then.size && now.mtimeMs === then.mtimeMs && now.ctimeMs === then.ctimeMs && now.ino === then.ino && now.dev === then.dev;
+}
+
+/**
+ * Why an external data file at `real` (inside `dir`) may not be one: a file of the applier's
+ * (journal, kept previous version, state, lock, model id, temporary file: every name holding
+ * `.ndiff-`, and `*.tmp-<pid>-<hex>`), or undefined.
+ */
+function controlFileProblem(real: string): string | undefined {
+  const name = path.basename(real).toLowerCase();
+  if (name.includes('.ndiff-')) return 'a file of the applier (journal, kept previous version, state, lock or model id)';
+  if (TEMP.test(name)) return 'a temporary file of a writer';
+  return undefined;
 }
 
 /** Options of {@link openOnnxFile}. */
 export interface OnnxOpenOptions {
   /** Read the model from this file instead (the files of a version not yet switched). */
   replace?: ReadonlyMap<string, string>;
+  /** Files no external location may name (the state file, wherever it is kept). */
+  reserved?: readonly string[];
 }
 
 /**
- * A {@link WeightStore} over an ONNX model on disk (opened with {@link openOnnxFile}): patches go
- * into the files' bytes in memory; {@link OnnxFileStore.files} gives what to write.
+ * A {@link WeightStore} over an ONNX model on disk (opened with {@link openOnnxFile}): the `.onnx`
+ * file is held in memory (at most 2 GiB, protobuf's limit), external data files are read a tensor
+ * at a time, and patches go into memory until {@link UpdatingOnnxFile} writes them. Call
+ * {@link OnnxFileStore.close} when done (it holds the external files open, so what it reads is
+ * the file it checked, whatever happens to the path).
  */
 export class OnnxFileStore implements WeightStore {
   /** @internal use {@link openOnnxFile}. */
   constructor(
-    /** The `.onnx` file. */
+    /** The `.onnx` file (its real path: a symbolic link to it is followed once). */
     readonly file: string,
-    /** The in-memory store over the files' bytes. */
+    /** The in-memory store over the model file's bytes, reading the external files through their handles. */
     readonly contents: OnnxWeightStore,
-    /** Each file's stats when read: the model file (key `''`) and the external ones by location. */
-    readonly stats: ReadonlyMap<string, Stats>,
+    /** Each file opened: the model file (key `''`) and the external ones by location. */
+    private readonly opened: ReadonlyMap<string, OpenedFile>,
   ) {}
+  /** Each file's stats when opened: the model file (key `''`) and the external ones by location. */
+  get stats(): ReadonlyMap<string, Stats> {
+    return new Map([...this.opened].map(([k, v]) => [k, v.stats]));
+  }
   list(): OnnxTensorEntry[] {
     return this.contents.list();
   }
@@ -116,7 +173,7 @@ export class OnnxFileStore implements WeightStore {
   grid(name: string): StorageGrid | undefined {
     return this.contents.grid(name);
   }
-  /** Write patched copies into the files' bytes in memory (nothing on disk). */
+  /** Write patched copies into memory (nothing on disk). */
   commit(changed: readonly string[]): void {
     this.contents.commit(changed);
   }
@@ -124,34 +181,91 @@ export class OnnxFileStore implements WeightStore {
   pathOf(location: string): string {
     return location === '' ? this.file : path.join(path.dirname(this.file), location);
   }
-  /** The files (by location, `''` for the model file) holding any of `tensors`, with their current bytes. */
-  filesOf(tensors: readonly string[]): Map<string, Uint8Array> {
-    const out = new Map<string, Uint8Array>();
-    for (const name of tensors) {
-      const loc = this.contents.fileOf(name) ?? '';
-      out.set(loc, loc === '' ? this.contents.modelBytes() : (this.contents.externalBytes().get(loc) as Uint8Array));
-    }
-    return out;
+  /** The locations (`''` for the model file) holding any of `tensors`. */
+  locationsOf(tensors: readonly string[]): string[] {
+    return [...new Set(tensors.map((name) => this.contents.fileOf(name) ?? ''))].sort();
+  }
+  /** The open file at `location` (`''`: the model file). */
+  openedAt(location: string): OpenedFile {
+    return this.opened.get(location) as OpenedFile;
+  }
+  /** Close the files held open. */
+  async close(): Promise<void> {
+    for (const f of this.opened.values()) await f.fh.close().catch(() => {});
   }
 }
 
 /**
  * Open an ONNX model file (and the external data files it names, relative to its folder) as a
- * {@link WeightStore}. Every file is read into memory once.
+ * {@link WeightStore}. The `.onnx` file is read whole (at most {@link MAX_ONNX_MODEL_BYTES});
+ * external data files are opened and read a tensor at a time, with 64-bit offsets, whatever
+ * their size.
  *
- * @throws ModelFormatError a missing file, or bytes that are not a well-formed ONNX model.
+ * What is refused, before anything is read past an fstat (docs/SECURITY.md): a path that is not
+ * a regular file (a FIFO, a device, a folder; opened non-blocking, so never waited on); an
+ * external location reached through a symbolic link (a link in any part of it: the data must
+ * lie inside the model's folder); two locations naming one file (`w.bin` and `./w.bin`, or hard
+ * links: compared by device and inode), a location naming the `.onnx` file itself, or a file of
+ * the applier's (`.ndiff-*`, temporary files, `reserved`). The model path itself may be a
+ * symbolic link: it is resolved once, and the real file is read (and patched by an apply).
+ *
+ * @throws ModelFormatError a missing or refused file, or bytes that are not a well-formed ONNX model.
  */
 export async function openOnnxFile(file: string, options: OnnxOpenOptions = {}): Promise<OnnxFileStore> {
-  const at = (loc: string) => options.replace?.get(loc) ?? (loc === '' ? file : path.join(path.dirname(file), loc));
-  const { bytes, stats } = await readWhole(at(''), 'an ONNX model (.onnx)');
-  const all = new Map<string, Stats>([['', stats]]);
-  const external = new Map<string, Uint8Array>();
-  for (const loc of onnxExternalLocations(bytes, file)) {
-    const r = await readWhole(at(loc), `the external data file ${JSON.stringify(loc)} that ${path.basename(file)} names`);
-    external.set(loc, r.bytes);
-    all.set(loc, r.stats);
+  const real = await realModelPath(file);
+  const dir = path.dirname(real);
+  const opened = new Map<string, OpenedFile>();
+  try {
+    const model = await openRegular(options.replace?.get('') ?? real, 'an ONNX model (.onnx)');
+    opened.set('', model);
+    if (model.stats.size > MAX_ONNX_MODEL_BYTES) {
+      throw new ModelFormatError(`${real} is ${model.stats.size} bytes: an ONNX model file holds at most 2 GiB (protobuf's limit); keep large weights in external data files (onnx.save_model(..., save_as_external_data=True))`, { file: real, size: model.stats.size });
+    }
+    const bytes = readAt(model, 0, model.stats.size);
+    const seen = new Map<string, string>([[identity(model.stats), 'the model file itself']]);
+    for (const r of options.reserved ?? []) {
+      const st = await stat(r).catch(() => undefined);
+      if (st) seen.set(identity(st), `the state file ${r}`);
+    }
+    for (const loc of onnxExternalLocations(bytes, real)) {
+      const what = `the external data file ${JSON.stringify(loc)} that ${path.basename(real)} names`;
+      const replaced = options.replace?.get(loc);
+      const at = path.resolve(dir, loc);
+      if (replaced === undefined) {
+        const problem = controlFileProblem(at);
+        if (problem) throw new ModelFormatError(`${real}: external location ${JSON.stringify(loc)} names ${problem}: expected a weights file of the model; refused, nothing was read or written`, { file: real, location: loc });
+        // Every part of the location must be a plain folder or file inside the model's folder.
+        const resolved = await realpath(at).catch((e: unknown) => (errCode(e) === 'ENOENT' ? at : Promise.reject(e)));
+        if (resolved !== at) {
+          throw new ModelFormatError(`${real}: external location ${JSON.stringify(loc)} goes through a symbolic link (to ${resolved}): expected a file inside the model's folder reached without links; refused, nothing was read or written`, { file: real, location: loc });
+        }
+      }
+      const f = await openRegular(replaced ?? at, what);
+      opened.set(loc, f);
+      const id = identity(f.stats);
+      const other = seen.get(id);
+      if (other !== undefined) {
+        throw new ModelFormatError(`${real}: external location ${JSON.stringify(loc)} is the same file as ${other}: expected each external data file named once, by one location; refused, nothing was read or written. Save the model with one spelling of each location`, { file: real, location: loc });
+      }
+      seen.set(id, `location ${JSON.stringify(loc)}`);
+    }
+    const external = new Map<string, OnnxExternalSource>();
+    for (const [loc, f] of opened) if (loc !== '') external.set(loc, { size: f.stats.size, read: (offset, length) => readAt(f, offset, length) });
+    return new OnnxFileStore(real, new OnnxWeightStore(bytes, { external, source: real }), opened);
+  } catch (e) {
+    for (const f of opened.values()) await f.fh.close().catch(() => {});
+    throw e;
   }
-  return new OnnxFileStore(file, new OnnxWeightStore(bytes, { external, source: file }), all);
+}
+
+/** The real path of the model file (a symbolic link to it followed once). */
+async function realModelPath(file: string): Promise<string> {
+  try {
+    return await realpath(file);
+  } catch (err) {
+    const code = errCode(err);
+    throw new ModelFormatError(code === 'ENOENT' ? `no file at ${file}: expected an ONNX model (.onnx); check the path` : `cannot open ${file}: ${(err as Error).message}; check the path and its permissions`, { file, code });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,15 +386,63 @@ export async function recoverOnnxFile(file: string): Promise<RecoveryReport> {
     report.actions.push('an update was confirmed but its previous version was not all deleted: deleted it');
   }
   const before = report.removed.length;
-  await removeTemps([file], report.removed);
+  // Temp files of the model file and of the applier's own files beside it (journal, model id record).
+  await removeTemps([file, journalFile, doneFile, file + MODEL_ID_SUFFIX], report.removed);
   if (report.removed.length > before && !journal) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
   return report;
 }
 
-/** The ONNX file store during an apply: commits write, verify and switch files, keeping the previous version until confirmed. */
+/** Write all of `bytes` at `position`. */
+async function writeAll(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let at = 0;
+  while (at < bytes.length) at += (await fh.write(bytes, at, bytes.length - at, position + at)).bytesWritten;
+}
+
+/**
+ * Copy an external data file into `to` a chunk at a time (memory: one chunk, whatever the file's
+ * size), leaving all-zero chunks as holes (a sparse file stays sparse; holes read as zeros), then
+ * write each patched tensor's bytes at its offset.
+ */
+async function copyWithPatches(from: OpenedFile, to: FileHandle, patches: readonly OnnxExternalPatch[]): Promise<void> {
+  const size = from.stats.size;
+  const chunk = new Uint8Array(Math.min(COPY_CHUNK, Math.max(size, 1)));
+  const zeros = new Uint8Array(chunk.length);
+  for (let at = 0; at < size; ) {
+    const n = Math.min(chunk.length, size - at);
+    const { bytesRead } = await from.fh.read(chunk, 0, n, at);
+    if (bytesRead !== n) throw new ModelFormatError(`${from.path} shrank while it was copied (expected ${size} bytes); another process is writing it: retry when it is done`, { file: from.path });
+    // memcmp against zeros: a hole of a sparse file stays a hole.
+    const zero = Buffer.compare(chunk.subarray(0, n), zeros.subarray(0, n)) === 0;
+    if (!zero) await writeAll(to, n === chunk.length ? chunk : chunk.subarray(0, n), at);
+    at += n;
+  }
+  await to.truncate(size);
+  for (const p of patches) await writeAll(to, p.bytes, p.offset);
+}
+
+/** A copy of an external data file being written by an apply: its temp path and handle. */
+interface StagedFile {
+  tmp: string;
+  fh: FileHandle;
+}
+
+/**
+ * The ONNX file store during an apply: commits write, verify and switch files, keeping the
+ * previous version until confirmed. An external data file is copied to its temp file when the
+ * first of its tensors settles (the journal naming it written first), and each settled tensor's
+ * bytes are written there and let go: an apply holds the tensors it is patching, not every one.
+ */
 class UpdatingOnnxFile implements TwoPhaseWeightStore {
   private switched: string[] = [];
-  constructor(private readonly disk: OnnxFileStore, private readonly hasher: Hasher) {}
+  private readonly staged = new Map<string, StagedFile>();
+  private readonly journalled = new Set<string>();
+  private committed = false;
+  constructor(
+    private readonly disk: OnnxFileStore,
+    private readonly hasher: Hasher,
+    /** The model id to record for the file once the update is confirmed (undefined: already recorded). */
+    private readonly pinModelId?: string,
+  ) {}
   list() {
     return this.disk.list();
   }
@@ -293,39 +455,76 @@ class UpdatingOnnxFile implements TwoPhaseWeightStore {
   grid(name: string): StorageGrid | undefined {
     return this.disk.grid(name);
   }
+
+  /** Write the journal naming `locations` (and every one named before), durably, before any of them is written. */
+  private async journal(locations: readonly string[]): Promise<void> {
+    if (locations.every((l) => this.journalled.has(l))) return;
+    for (const l of locations) this.journalled.add(l);
+    const files = [...this.journalled].sort();
+    await writeFileAtomically(this.disk.file + ONNX_JOURNAL_SUFFIX, new TextEncoder().encode(JSON.stringify({ format: 'neural-diff-onnx-update', version: 1, files } satisfies Journal) + '\n'));
+  }
+
+  /** The temp file of `loc`, made on first use: a copy of the external file (its holes kept), or the model file's bytes. */
+  private async stage(loc: string): Promise<StagedFile> {
+    const known = this.staged.get(loc);
+    if (known) return known;
+    await this.journal([loc]);
+    const target = this.disk.pathOf(loc);
+    const tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+    const fh = await open(tmp, 'wx+', 0o600);
+    const staged = { tmp, fh };
+    this.staged.set(loc, staged);
+    if (loc !== '') await copyWithPatches(this.disk.openedAt(loc), fh, []);
+    return staged;
+  }
+
+  /** Before the commit the files on disk are the base: a tensor read from one is forgotten, not undone. */
+  forget(name: string): boolean {
+    return !this.committed && this.disk.contents.forget(name);
+  }
+
+  async settled(name: string): Promise<void> {
+    const loc = this.disk.contents.fileOf(name);
+    if (loc === undefined) return; // in the model file: written whole at the commit
+    this.disk.contents.commit([name]); // typed error, nothing on disk changed, if a value cannot be stored
+    const patch = this.disk.contents.externalPatches([name]).get(loc);
+    if (!patch) return;
+    const { fh, tmp } = await this.stage(loc);
+    for (const p of patch) await writeAll(fh, p.bytes, p.offset);
+    const size = this.disk.openedAt(loc).stats.size;
+    this.disk.contents.release(name, { size, read: (offset, length) => readAt({ path: tmp, fh, stats: this.disk.openedAt(loc).stats }, offset, length) });
+  }
+
   async commit(changed: readonly string[], info?: CommitInfo): Promise<void> {
     if (changed.length === 0) return;
     this.disk.commit(changed); // typed error, nothing written, if a value cannot be stored
     const file = this.disk.file;
-    const files = this.disk.filesOf(changed);
-    const locations = [...files.keys()].sort();
-    const journalFile = file + ONNX_JOURNAL_SUFFIX;
-    await writeFileAtomically(journalFile, new TextEncoder().encode(JSON.stringify({ format: 'neural-diff-onnx-update', version: 1, files: locations } satisfies Journal) + '\n'));
+    const locations = [...new Set([...this.disk.locationsOf(changed), ...this.staged.keys()])].sort();
+    const patches = this.disk.contents.externalPatches(changed);
     const temps = new Map<string, string>();
     try {
+      await this.journal(locations);
       for (const loc of locations) {
-        const target = this.disk.pathOf(loc);
-        const tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+        const { tmp, fh } = await this.stage(loc);
         temps.set(loc, tmp);
-        const fh = await open(tmp, 'wx');
-        try {
-          const bytes = files.get(loc) as Uint8Array;
-          let at = 0;
-          while (at < bytes.length) at += (await fh.write(bytes, at, bytes.length - at)).bytesWritten;
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
+        if (loc === '') await writeAll(fh, this.disk.contents.modelBytes(), 0);
+        for (const p of patches.get(loc) ?? []) await writeAll(fh, p.bytes, p.offset);
+        await fh.chmod(this.disk.openedAt(loc).stats.mode & 0o7777); // the file keeps its permissions (a 0600 model stays 0600)
+        await fh.sync();
       }
       // A loader must never see a version that does not hash to the target.
       if (info) {
         const fresh = await openOnnxFile(file, { replace: temps });
-        const written = fingerprintStore(this.hasher, fresh).fingerprint;
-        if (written !== info.fingerprint) {
-          throw new TargetMismatchError(
-            `the new model files of ${file} read back as ${written.slice(0, 8)}…, not the target ${info.fingerprint.slice(0, 8)}…: the disk did not keep what was written; nothing was switched and the model is unchanged: check the storage, then retry`,
-            { expected: info.fingerprint, found: written },
-          );
+        try {
+          const written = fingerprintStore(this.hasher, fresh).fingerprint;
+          if (written !== info.fingerprint) {
+            throw new TargetMismatchError(
+              `the new model files of ${file} read back as ${written.slice(0, 8)}…, not the target ${info.fingerprint.slice(0, 8)}…: the disk did not keep what was written; nothing was switched and the model is unchanged: check the storage, then retry`,
+              { expected: info.fingerprint, found: written },
+            );
+          }
+        } finally {
+          await fresh.close();
         }
       }
       for (const loc of locations) {
@@ -341,26 +540,46 @@ class UpdatingOnnxFile implements TwoPhaseWeightStore {
         await removeIfThere(p + ONNX_PREVIOUS_SUFFIX);
         await link(p, p + ONNX_PREVIOUS_SUFFIX);
       }
-      await syncDir(path.dirname(file));
+      for (const d of new Set(locations.map((l) => path.dirname(this.disk.pathOf(l))))) await syncDir(d);
     } catch (e) {
-      for (const tmp of temps.values()) await removeIfThere(tmp);
+      await this.dropStaged();
       await restorePrevious(locations.map((l) => this.disk.pathOf(l)));
-      await removeIfThere(journalFile);
+      await removeIfThere(file + ONNX_JOURNAL_SUFFIX);
       throw e;
     }
+    this.committed = true;
     for (const loc of locations) {
       await rename(temps.get(loc) as string, this.disk.pathOf(loc));
       this.switched.push(this.disk.pathOf(loc));
     }
     for (const d of new Set(locations.map((l) => path.dirname(this.disk.pathOf(l))))) await syncDir(d);
   }
+
+  /**
+   * After an apply that did not commit: delete the temp files it staged and its journal (nothing
+   * was switched). After a commit: only close the handles (the files are the model's now).
+   */
+  async dropStaged(): Promise<void> {
+    for (const { fh, tmp } of this.staged.values()) {
+      await fh.close().catch(() => {});
+      if (!this.committed) await removeIfThere(tmp);
+    }
+    if (!this.committed && this.staged.size) await removeIfThere(this.disk.file + ONNX_JOURNAL_SUFFIX);
+    this.staged.clear();
+  }
+
   async confirmCommit(): Promise<void> {
     const file = this.disk.file;
-    if (!(await exists(file + ONNX_JOURNAL_SUFFIX))) return;
+    if (!(await exists(file + ONNX_JOURNAL_SUFFIX))) {
+      if (this.pinModelId !== undefined) await writeModelIdRecord(file, this.pinModelId);
+      return;
+    }
     await rename(file + ONNX_JOURNAL_SUFFIX, file + ONNX_DONE_SUFFIX);
     await syncDir(path.dirname(file)); // the commit point of the confirmation
     for (const p of this.switched) await removeIfThere(p + ONNX_PREVIOUS_SUFFIX);
     await removeIfThere(file + ONNX_DONE_SUFFIX);
+    // Durably, before the applier records the sequence: later payloads of another id are refused.
+    if (this.pinModelId !== undefined) await writeModelIdRecord(file, this.pinModelId);
   }
   async revertCommit(): Promise<void> {
     const file = this.disk.file;
@@ -404,34 +623,95 @@ export interface OnnxApplyResult extends ApplyResult {
 export async function applyToOnnxFile(file: string, payloadBytes: Uint8Array, options: OnnxApplyOptions = {}): Promise<OnnxApplyResult> {
   if (!/\.onnx$/i.test(file)) throw new UsageError(`${file}: expected an ONNX model file (.onnx)`, { file });
   const verified = await verifyPayload(payloadBytes, options);
+  // A symbolic link to the model is followed once: the real file is patched, in its own folder.
+  const real = await realModelPath(file);
   const state = options.state;
   const sequences: SequenceStore | undefined =
     state === null ? undefined : state === undefined ? new FileSequenceStore(path.join(path.dirname(file), DEFAULT_STATE_FILE)) : typeof state === 'string' ? new FileSequenceStore(state) : state;
+  const reserved = sequences instanceof FileSequenceStore ? [sequences.file] : [];
   const empty: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
   const hasher: Hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
 
   if (options.dryRun) {
-    const store = (await openOnnxFile(file)).contents;
-    const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };
-    const res = await applyVerifiedPayload(store, verified, { ...options, hasher, sequenceStore: readOnly, healthCheck: undefined });
-    return { ...res, sequenceRecorded: false, recovery: empty, filesWritten: [] };
+    const expectedModelId = modelIdFor(real, options.expectedModelId, await readModelIdRecord(real));
+    const disk = await openOnnxFile(real, { reserved });
+    try {
+      const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };
+      const res = await applyVerifiedPayload(disk.contents, verified, { ...options, expectedModelId, hasher, sequenceStore: readOnly, healthCheck: undefined });
+      return { ...res, sequenceRecorded: false, recovery: empty, filesWritten: [] };
+    } finally {
+      await disk.close();
+    }
   }
 
-  const unlock = await lockModelDir(path.dirname(file));
+  const unlock = await lockModelDir(path.dirname(real));
   try {
-    const recovery = await recoverOnnxFile(file);
-    const disk = await openOnnxFile(file);
-    const store = new UpdatingOnnxFile(disk, hasher);
-    const healthCheck = options.healthCheck;
-    const res = await applyVerifiedPayload(store, verified, {
-      ...options,
-      hasher,
-      sequenceStore: sequences,
-      healthCheck: healthCheck && ((info) => healthCheck({ file, ...info })),
-    });
-    const filesWritten = res.status === 'applied' ? [...disk.filesOf(res.changedTensors).keys()].map((l) => disk.pathOf(l)) : [];
-    return { ...res, recovery, filesWritten };
+    const recovery = await recoverOnnxFile(real);
+    const recorded = await readModelIdRecord(real);
+    const expectedModelId = modelIdFor(real, options.expectedModelId, recorded);
+    const disk = await openOnnxFile(real, { reserved });
+    let store: UpdatingOnnxFile | undefined;
+    try {
+      // The model file remembers the model id of the first payload confirmed on it (as a folder does).
+      const pin = recorded === undefined ? verified.payload.header.modelId : undefined;
+      store = new UpdatingOnnxFile(disk, hasher, pin);
+      const healthCheck = options.healthCheck;
+      const res = await applyVerifiedPayload(store, verified, {
+        ...options,
+        expectedModelId,
+        hasher,
+        sequenceStore: sequences,
+        healthCheck: healthCheck && ((info) => healthCheck({ file: real, ...info })),
+      });
+      if (pin !== undefined && res.status === 'already-applied') await writeModelIdRecord(real, pin);
+      const filesWritten = res.status === 'applied' ? disk.locationsOf(res.changedTensors).map((l) => disk.pathOf(l)) : [];
+      return { ...res, recovery, filesWritten };
+    } finally {
+      await store?.dropStaged();
+      await disk.close();
+    }
   } finally {
     await unlock();
+  }
+}
+
+/**
+ * The model id payloads must carry: the caller's (`expectedModelId`), else the one recorded for
+ * the model file at its first apply. Both set and different is refused.
+ */
+function modelIdFor(file: string, expected: string | undefined, recorded: string | undefined): string | undefined {
+  if (expected !== undefined && recorded !== undefined && expected !== recorded) {
+    throw new ModelMismatchError(
+      `${file} holds model ${JSON.stringify(recorded)} (recorded in ${file + MODEL_ID_SUFFIX} by its first apply), but expectedModelId is ${JSON.stringify(expected)}: expected them to agree; check which model this file is, and pass its id`,
+      { file, expected, found: recorded },
+    );
+  }
+  return expected ?? recorded;
+}
+
+/**
+ * Write the model `disk` holds, with the patches committed to `changed`, as a new model at
+ * `outFile` (its external data files beside it, under their locations): the model file from
+ * memory, each external file copied a chunk at a time with the patched tensors written over it.
+ * For a build server's `--model-out`; not crash-safe (the output is a new model, not the device's).
+ */
+export async function saveOnnxFileAs(disk: OnnxFileStore, changed: readonly string[], outFile: string): Promise<void> {
+  const out = path.resolve(outFile);
+  if (out === disk.file) throw new UsageError(`${outFile} is the model being read: name another file to write`, { file: outFile });
+  const patches = disk.contents.externalPatches(changed);
+  const write = async (to: string, fill: (fh: FileHandle) => Promise<void>, mode: number) => {
+    await makeDirs(path.dirname(to));
+    const fh = await open(to, 'w', mode & 0o7777);
+    try {
+      await fh.truncate(0);
+      await fill(fh);
+    } finally {
+      await fh.close();
+    }
+  };
+  await write(out, (fh) => writeAll(fh, disk.contents.modelBytes(), 0), disk.openedAt('').stats.mode);
+  for (const loc of onnxExternalLocations(disk.contents.modelBytes(), disk.file)) {
+    const from = disk.openedAt(loc);
+    await write(path.join(path.dirname(out), loc), (fh) => copyWithPatches(from, fh, patches.get(loc) ?? []), from.stats.mode);
   }
 }

@@ -62,10 +62,17 @@ export interface OnnxTensorRecord {
   count: number;
   encoding: OnnxEncoding;
   /**
-   * Byte ranges `[at, end)` holding the values, in order: one range for raw and packed fields,
-   * one per element for an unpacked repeated field. In the model file, or in `external`.
+   * Byte ranges holding the values, in order, flat: `[at0, end0, at1, end1, ...]` (one pair for
+   * raw and packed fields, one per element for an unpacked repeated field). In the model file,
+   * or in `external` (there offsets may pass 2^32: they are exact below 2^53).
    */
-  ranges: [number, number][];
+  ranges: number[];
+  /**
+   * Set on a tensor that another definition of the same name in the same graph hides: nodes
+   * read the last initializer (or `Constant` output) of a name, as onnxruntime does, so this
+   * one is never read and is kept read-only.
+   */
+  shadowedBy?: string;
   /** The external data file (`location`, relative to the model's folder), if the values are there. */
   external?: string;
   /** Where the tensor was found (for messages). */
@@ -82,9 +89,18 @@ export interface OnnxReader {
   op: string;
   /** Which input the tensor is (0 = the first). */
   input: number;
-  /** The node's input names, in order (`""` for an optional input left out). */
+  /**
+   * Another input of the same node that names this tensor too (the lowest after {@link input}),
+   * if any: a node reading one tensor at several inputs is listed once per tensor.
+   */
+  alsoInput?: number;
+  /**
+   * The node's first three input names, in order (`""` for an optional input left out): what a
+   * `(De)QuantizeLinear` reads. Only three are kept, so a node with millions of inputs costs
+   * memory per tensor it names, not per input.
+   */
   names: string[];
-  /** The tensor each input names, where the scan found one (not for a graph input or a node's output). */
+  /** The tensor each of those three inputs names, where the scan found one (not for a graph input or a node's output). */
   inputs: (OnnxTensorRecord | undefined)[];
   /** The node's INT attributes (`axis`, `block_size`, ...). */
   ints: Record<string, number>;
@@ -227,8 +243,8 @@ interface RawTensor {
   dataType: number;
   name: string;
   raw?: [number, number];
-  /** Ranges of float_data / double_data / int32_data / int64_data / uint64_data occurrences, by field. */
-  typed: Map<number, { ranges: [number, number][] }>;
+  /** Ranges (flat pairs) of float_data / double_data / int32_data / int64_data / uint64_data occurrences, by field. */
+  typed: Map<number, { ranges: number[] }>;
   external: Map<string, string>;
   location: number;
   segment: boolean;
@@ -264,7 +280,7 @@ function readTensor(f: Fields): RawTensor {
         if (f.wire !== 2 && f.wire !== fixed) f.need(fixed, `repeated field ${f.field}`);
         let e = t.typed.get(f.field);
         if (!e) t.typed.set(f.field, (e = { ranges: [] }));
-        e.ranges.push([f.start, f.stop]);
+        e.ranges.push(f.start, f.stop);
         break;
       }
       case 13: {
@@ -287,6 +303,11 @@ function readTensor(f: Fields): RawTensor {
   return t;
 }
 
+/** A shape for messages: `[2, 3]`; past 16 dimensions, the first eight and how many more (a hostile file may hold millions). */
+export function shapeText(dims: readonly number[]): string {
+  return dims.length <= 16 ? `[${dims.join(', ')}]` : `[${dims.slice(0, 8).join(', ')}, … ${dims.length - 8} more dimensions]`;
+}
+
 /** A varint's two halves as a signed 64-bit integer (exact below 2^53 in magnitude). */
 export function signed64(lo: number, hi: number): number {
   return (hi | 0) * 4294967296 + (lo >>> 0);
@@ -301,9 +322,9 @@ function varintStarts(b: Uint8Array, start: number, stop: number): number {
 }
 
 /** Element count of a varint field's ranges (each range a packed run or one varint). */
-function countVarints(b: Uint8Array, ranges: [number, number][]): number {
+function countVarints(b: Uint8Array, ranges: readonly number[]): number {
   let n = 0;
-  for (const [s, e] of ranges) n += varintStarts(b, s, e);
+  for (let i = 0; i < ranges.length; i += 2) n += varintStarts(b, ranges[i], ranges[i + 1]);
   return n;
 }
 
@@ -348,11 +369,11 @@ function toRecord(t: RawTensor, b: Uint8Array, name: string, origin: OnnxTensorR
   if (t.segment) throw new Malformed(`${where} is a segment of a larger tensor (TensorProto.segment), which this reader does not support: save the model without segments`);
   let count = 1;
   for (const d of t.dims) {
-    if (!(d >= 0)) throw new Malformed(`${where} has a negative dimension (${d}) in [${t.dims.join(', ')}]`);
+    if (!(d >= 0)) throw new Malformed(`${where} has a negative dimension (${d}) in ${shapeText(t.dims)}`);
     count *= d;
   }
-  if (count > MAX_ELEMENTS) throw new Malformed(`${where} has shape [${t.dims.join(', ')}]: ${count} elements, more than ${MAX_ELEMENTS}`);
-  const rec = (encoding: OnnxEncoding, ranges: [number, number][], external?: string): OnnxTensorRecord =>
+  if (count > MAX_ELEMENTS) throw new Malformed(`${where} has shape ${shapeText(t.dims)}: ${count} elements, more than ${MAX_ELEMENTS}`);
+  const rec = (encoding: OnnxEncoding, ranges: number[], external?: string): OnnxTensorRecord =>
     ({ name, dataType: t.dataType, dims: t.dims, count, encoding, ranges, origin, ...(external !== undefined ? { external } : {}) });
   if (t.location === 1) {
     if (t.raw || t.typed.size) throw new Malformed(`${where} is marked external but also holds data in the file`);
@@ -372,45 +393,48 @@ function toRecord(t: RawTensor, b: Uint8Array, name: string, origin: OnnxTensorR
     if (size === undefined) throw new Malformed(`${where} keeps its data in external file ${JSON.stringify(loc)}, which was not provided`);
     if (length === undefined) {
       if (offset > size) throw new Malformed(`${where}: external offset ${offset} is past the end of ${JSON.stringify(loc)} (${size} bytes)`);
-      return rec('raw', [[offset, size]], loc);
+      return rec('raw', [offset, size], loc);
     }
-    if (need !== undefined && length !== need) throw new Malformed(`${where}: a ${dtype} tensor of shape [${t.dims.join(', ')}] needs ${need} bytes, its external "length" says ${length}`);
+    if (need !== undefined && length !== need) throw new Malformed(`${where}: a ${dtype} tensor of shape ${shapeText(t.dims)} needs ${need} bytes, its external "length" says ${length}`);
     if (offset + length > size) throw new Malformed(`${where}: external bytes ${offset}..${offset + length} lie past the end of ${JSON.stringify(loc)} (${size} bytes)`);
-    return rec('raw', [[offset, offset + length]], loc);
+    return rec('raw', [offset, offset + length], loc);
   }
   if (t.location !== 0) throw new Malformed(`${where} has data_location ${t.location}; ONNX defines 0 (in the file) and 1 (external)`);
   if (t.raw) {
     if (t.typed.size) throw new Malformed(`${where} holds both raw_data and a typed data field`);
     const need = rawBytes(t.dataType, count);
     const have = t.raw[1] - t.raw[0];
-    if (need !== undefined && have !== need) throw new Malformed(`${where}: a ${dtype} tensor of shape [${t.dims.join(', ')}] needs ${need} bytes of raw_data, found ${have}`);
-    return rec('raw', [t.raw]);
+    if (need !== undefined && have !== need) throw new Malformed(`${where}: a ${dtype} tensor of shape ${shapeText(t.dims)} needs ${need} bytes of raw_data, found ${have}`);
+    return rec('raw', [t.raw[0], t.raw[1]]);
   }
   const field = typedField(t.dataType);
   for (const k of t.typed.keys()) if (k !== field) throw new Malformed(`${where}: a ${dtype} tensor holds field ${k}, expected its values in field ${field ?? '(none)'}`);
   const e = field === undefined ? undefined : t.typed.get(field);
   if (!e) {
     if (count === 0 || t.dataType === 8) return rec('raw', []);
-    throw new Malformed(`${where} of shape [${t.dims.join(', ')}] holds no data`);
+    throw new Malformed(`${where} of shape ${shapeText(t.dims)} holds no data`);
   }
   if (field === 6) return rec('raw', []); // strings: not read
   const encoding: OnnxEncoding = field === 4 ? 'fixed32' : field === 10 ? 'fixed64' : 'varint';
   const perValue = t.dataType === 14 || t.dataType === 15 ? 2 : 1; // complex: two floats per element
   let have: number;
-  let ranges = e.ranges;
+  const ranges = e.ranges;
   if (encoding === 'varint') {
     have = countVarints(b, ranges);
   } else {
     const w = encoding === 'fixed32' ? 4 : 8;
     have = 0;
-    for (const [s, x] of ranges) {
+    let kept = 0;
+    for (let i = 0; i < ranges.length; i += 2) {
+      const [s, x] = [ranges[i], ranges[i + 1]];
       if ((x - s) % w) throw new Malformed(`${where}: packed field ${field} holds ${x - s} bytes, not a multiple of ${w}`);
       have += (x - s) / w;
+      if (x > s) (ranges[kept++] = s), (ranges[kept++] = x); // empty packed fields dropped, in place
     }
-    ranges = ranges.filter(([s, x]) => x > s);
+    ranges.length = kept;
   }
   if (have !== count * perValue) {
-    throw new Malformed(`${where}: shape [${t.dims.join(', ')}] needs ${count * perValue} values, field ${field} holds ${have}`);
+    throw new Malformed(`${where}: shape ${shapeText(t.dims)} needs ${count * perValue} values, field ${field} holds ${have}`);
   }
   return rec(encoding, ranges);
 }
@@ -438,25 +462,44 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
   const source = options.source ?? 'ONNX model';
   const tensors: OnnxTensorRecord[] = [];
   const names = new Set<string>(options.reserved);
+  // The next suffix to try for each name met twice: naming stays linear in the number of
+  // tensors (a file repeating one name 10^5 times must not probe " #2" .. " #k" for each).
+  const nextSuffix = new Map<string, number>();
   const locations: string[] = [];
+  const locationSet = new Set<string>();
   const unique = (name: string): string => {
-    let out = name;
-    for (let k = 2; names.has(out); k++) out = `${name} #${k}`;
+    if (!names.has(name)) {
+      names.add(name);
+      return name;
+    }
+    let k = nextSuffix.get(name) ?? 2;
+    while (names.has(`${name} #${k}`)) k++;
+    nextSuffix.set(name, k + 1);
+    const out = `${name} #${k}`;
     names.add(out);
     return out;
   };
   const add = (t: RawTensor, name: string, origin: OnnxTensorRecord['origin']): OnnxTensorRecord => {
     const r = toRecord(t, bytes, unique(name), origin, options.externalSize);
-    if (r.external !== undefined && !locations.includes(r.external)) locations.push(r.external);
+    if (r.external !== undefined && !locationSet.has(r.external)) {
+      locationSet.add(r.external);
+      locations.push(r.external);
+    }
     tensors.push(r);
     return r;
   };
-  // The tensors a graph defines by name (the first of a name wins), and the node inputs to
-  // resolve once every graph is read (a node may name an initializer that comes after it).
+  // The tensors a graph defines by name, and the node inputs to resolve once every graph is
+  // read (a node may name an initializer that comes after it). The last definition of a name
+  // wins, as in onnxruntime (its graph keeps the last initializer of a name); an earlier one
+  // is marked shadowed, so a store keeps it read-only.
   const define = (scope: Scope, name: string | undefined, r: OnnxTensorRecord) => {
-    if (name && !scope.defs.has(name)) scope.defs.set(name, r);
+    if (!name) return;
+    const before = scope.defs.get(name);
+    if (before) before.shadowedBy = r.name;
+    scope.defs.set(name, r);
   };
-  const pending: { scope: Scope; node: string; op: string; names: string[]; ints: Record<string, number> }[] = [];
+  // Input names are kept as byte ranges of the file (two numbers per input), decoded when resolved.
+  const pending: { scope: Scope; node: string; op: string; inputs: number[]; ints: Record<string, number> }[] = [];
 
   const walkNodes = (f: Fields, prefix: string, depth: number, nodeField: number, initializerField: number, scope: Scope) => {
     if (depth > MAX_GRAPH_DEPTH) throw new Malformed(`subgraphs are nested more than ${MAX_GRAPH_DEPTH} deep`);
@@ -475,13 +518,15 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
     let name = '';
     let opType = '';
     let domain = '';
-    const inputs: string[] = [];
+    const inputs: number[] = [];
     const outputs: string[] = [];
     const attributes: Fields[] = [];
     const ints: Record<string, number> = {};
     while (f.next()) {
-      if (f.field === 1) inputs.push(f.string());
-      else if (f.field === 2) outputs.push(f.string());
+      if (f.field === 1) {
+        f.string(); // checked as UTF-8 now; decoded again when resolved
+        inputs.push(f.start, f.stop);
+      } else if (f.field === 2) outputs.push(f.string());
       else if (f.field === 3) name = f.string();
       else if (f.field === 4) opType = f.string();
       else if (f.field === 7) domain = f.string();
@@ -490,27 +535,29 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
     const key = name || outputs[0] || `#${index}`;
     const standard = domain === '' || domain === 'ai.onnx';
     const isConstant = opType === 'Constant' && standard;
-    if (inputs.length) pending.push({ scope, node: prefix + key, op: standard ? opType : `${domain}:${opType}`, names: inputs, ints });
+    if (inputs.length) pending.push({ scope, node: prefix + key, op: standard ? opType : `${domain}:${opType}`, inputs, ints });
     for (const a of attributes) {
       let attr = '';
       let int: number | undefined;
-      const found: { field: number; start: number; stop: number; wire: number }[] = [];
+      // (field, start, stop, wire) of each value field, flat: an unpacked list costs four numbers per value.
+      const found: number[] = [];
       while (a.next()) {
         if (a.field === 1) attr = a.string();
         else if (a.field === 3 && a.wire === 0) int = signed64(a.lo, a.hi);
         else if (a.field === 2 || a.field === 5 || a.field === 6 || a.field === 7 || a.field === 10 || a.field === 11) {
-          found.push({ field: a.field, start: a.start, stop: a.stop, wire: a.wire });
+          found.push(a.field, a.start, a.stop, a.wire);
         }
       }
       const sub = (x: { start: number; stop: number }) => new Fields(bytes, x.start, x.stop);
       if (isConstant && (attr === 'value_float' || attr === 'value_floats')) {
-        const ranges: [number, number][] = [];
+        const ranges: number[] = [];
         let count = 0;
-        for (const x of found) {
+        for (let j = 0; j < found.length; j += 4) {
+          const x = { field: found[j], start: found[j + 1], stop: found[j + 2], wire: found[j + 3] };
           if (x.field !== (attr === 'value_float' ? 2 : 7)) continue;
           if (x.wire !== 2 && x.wire !== 5) throw new Malformed(`attribute ${attr} of node ${JSON.stringify(key)} has ${WIRE_NAMES[x.wire]}, expected fixed32 floats`);
           if ((x.stop - x.start) % 4) throw new Malformed(`attribute ${attr} of node ${JSON.stringify(key)} holds ${x.stop - x.start} bytes of floats, not a multiple of 4`);
-          if (x.stop > x.start) ranges.push([x.start, x.stop]);
+          if (x.stop > x.start) ranges.push(x.start, x.stop);
           count += (x.stop - x.start) / 4;
         }
         if (attr === 'value_float' && count !== 1) continue; // no value: not a weight
@@ -522,7 +569,8 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
       if (int !== undefined) ints[attr] = int;
       let listed = 0;
       let graphList = 0;
-      for (const x of found) {
+      for (let j = 0; j < found.length; j += 4) {
+        const x = { field: found[j], start: found[j + 1], stop: found[j + 2], wire: found[j + 3] };
         if (x.field === 5 || x.field === 10) {
           if (x.wire !== 2) throw new Malformed(`attribute ${JSON.stringify(attr)} of node ${JSON.stringify(key)} holds a tensor with ${WIRE_NAMES[x.wire]}`);
           const t = readTensor(sub(x));
@@ -565,16 +613,36 @@ export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): Onn
     if (!(e instanceof Malformed)) throw e;
     throw new ModelFormatError(`${source}: ${e.message}; the file is truncated, corrupt or not an ONNX model: copy it again from its source`, { source });
   }
-  for (const { scope, node, op, names, ints } of pending) {
+  const text = (at: number, stop: number) => decodeUtf8Strict(bytes.subarray(at, stop));
+  for (const { scope, node, op, inputs: at, ints } of pending) {
     // A name means the innermost graph's tensor of that name (a subgraph sees the graphs around it).
-    const inputs = names.map((n) => {
+    const resolve = (n: string): OnnxTensorRecord | undefined => {
       for (let s: Scope | undefined = scope; n && s; s = s.up) {
         const r = s.defs.get(n);
         if (r) return r;
       }
       return undefined;
-    });
-    inputs.forEach((r, input) => r && (r.readers ??= []).push({ node, op, input, names, inputs, ints }));
+    };
+    const names: string[] = [];
+    const inputs: (OnnxTensorRecord | undefined)[] = [];
+    for (let i = 0; i < Math.min(3, at.length / 2); i++) {
+      names.push(text(at[2 * i], at[2 * i + 1]));
+      inputs.push(resolve(names[i]));
+    }
+    // One reader per (node, tensor), however many inputs of the node name it.
+    const seen = new Map<OnnxTensorRecord, OnnxReader>();
+    for (let i = 0; i < at.length / 2; i++) {
+      const r = i < 3 ? inputs[i] : resolve(text(at[2 * i], at[2 * i + 1]));
+      if (!r) continue;
+      const known = seen.get(r);
+      if (known) {
+        known.alsoInput ??= i;
+        continue;
+      }
+      const reader: OnnxReader = { node, op, input: i, names, inputs, ints };
+      seen.set(r, reader);
+      (r.readers ??= []).push(reader);
+    }
   }
   return { tensors, externalLocations: locations };
 }

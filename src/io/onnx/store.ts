@@ -79,9 +79,30 @@ export interface OnnxStoreOptions {
    * folder). Float32 tensors in them are patched in these arrays. List what a model needs with
    * {@link onnxExternalLocations}.
    */
-  external?: ReadonlyMap<string, Uint8Array> | Readonly<Record<string, Uint8Array>>;
+  external?: ReadonlyMap<string, Uint8Array | OnnxExternalSource> | Readonly<Record<string, Uint8Array | OnnxExternalSource>>;
   /** Name for error messages (a path or URL). */
   source?: string;
+}
+
+/**
+ * An external data file read a range at a time, for files too big to hold in memory (ONNX models
+ * ship gigabytes of external data): a store reads a tensor's bytes when it needs them, keeps the
+ * bytes of the tensors handed out by {@link OnnxWeightStore.values} (what a payload patches) and
+ * lets go of the others once hashed. Offsets are exact below 2^53 (past 4 GiB included).
+ */
+export interface OnnxExternalSource {
+  /** The file's size in bytes. */
+  readonly size: number;
+  /** `length` bytes at `offset` (a new array the store may keep and patch). */
+  read(offset: number, length: number): Uint8Array;
+}
+
+/** A patched tensor's new bytes in an external file read through an {@link OnnxExternalSource}. */
+export interface OnnxExternalPatch {
+  /** Byte offset in the file. */
+  offset: number;
+  /** The tensor's bytes as they must be written there. */
+  bytes: Uint8Array;
 }
 
 /**
@@ -98,22 +119,41 @@ interface Slot {
   grid?: LinearQuantGrid;
   /** Why a tensor a payload might expect to patch is read-only (an int8 one, a scale, a zero point). */
   why?: string;
-  /** The bytes its ranges refer to: the model file, or an external file. */
-  bytes: Uint8Array;
+  /** The bytes its ranges refer to: the model file, or an external file held in memory; for a tensor in an {@link OnnxExternalSource}, its own bytes once loaded. */
+  bytes?: Uint8Array;
+  /** Its byte ranges in {@link bytes} (the record's, or `[0, length]` once loaded from a source). */
+  ranges: readonly number[];
+  /** The external file it is read from a range at a time, if any. */
+  source?: OnnxExternalSource;
+  /** The source it was opened with (before a {@link OnnxWeightStore.release}). */
+  origin?: OnnxExternalSource;
   /** Handed-out values (a view into `bytes`, or a decoded copy). */
   values?: Float32Array;
   view?: boolean;
 }
 
+/** A slot's bytes and ranges, read from its source if they are not in memory (`keep`: kept in the slot). */
+function loaded(slot: Slot, keep: boolean): { bytes: Uint8Array; ranges: readonly number[] } {
+  if (slot.bytes) return { bytes: slot.bytes, ranges: slot.ranges };
+  const src = slot.source as OnnxExternalSource;
+  const [at, end] = slot.rec.ranges;
+  const bytes = src.read(at, end - at);
+  const ranges = [0, end - at];
+  if (keep) Object.assign(slot, { bytes, ranges });
+  return { bytes, ranges };
+}
+
 /** Decode any numeric tensor's values to float32 (rounded for wide integers and float64). */
-function decode(slot: Slot): Float32Array {
-  const { rec, bytes } = slot;
+function decode(slot: Slot, keep = false): Float32Array {
+  const { rec } = slot;
+  const { bytes, ranges } = loaded(slot, keep);
   const out = new Float32Array(rec.count);
   let k = 0;
   const t = rec.dataType;
   if (rec.encoding === 'varint') {
-    for (const [s, e] of rec.ranges) {
-      let p = s;
+    for (let r = 0; r < ranges.length; r += 2) {
+      const e = ranges[r + 1];
+      let p = ranges[r];
       while (p < e) {
         let lo = 0;
         let hi = 0;
@@ -142,7 +182,8 @@ function decode(slot: Slot): Float32Array {
     }
     return out;
   }
-  for (const [s, e] of rec.ranges) {
+  for (let r = 0; r < ranges.length; r += 2) {
+    const [s, e] = [ranges[r], ranges[r + 1]];
     const dv = new DataView(bytes.buffer, bytes.byteOffset + s, e - s);
     if (rec.encoding === 'fixed32') for (let p = 0; p < e - s; p += 4) out[k++] = dv.getFloat32(p, true);
     else if (rec.encoding === 'fixed64') for (let p = 0; p < e - s; p += 8) out[k++] = dv.getFloat64(p, true);
@@ -177,9 +218,9 @@ function bf16(h: number): number {
 }
 
 /** A tensor's values as float32: a quantized weight's dequantized, fround((q − zp) × scale). */
-function decodeSlot(s: Slot): Float32Array {
+function decodeSlot(s: Slot, keep = false): Float32Array {
   if (s.rec.count === 0) return new Float32Array(0);
-  const out = decode(s);
+  const out = decode(s, keep);
   const g = s.grid;
   if (g) for (let i = 0; i < out.length; i++) out[i] = (out[i] - g.zeroPoint) * g.scale; // exact in float64, rounded once by the Float32Array
   return out;
@@ -198,6 +239,7 @@ function quantization(rec: OnnxTensorRecord, slotOf: (r: OnnxTensorRecord) => Sl
   for (const r of readers) {
     const at = `${r.op} node ${JSON.stringify(r.node)}`;
     if (r.op !== DQ || r.input) return `it is input ${r.input} of ${at}, not only the input of DequantizeLinear nodes`;
+    if (r.alsoInput !== undefined) return `it is inputs 0 and ${r.alsoInput} of ${at}, not only its input 0`;
     const [, scale, zero] = r.inputs;
     if (!scale || scale.dataType !== FLOAT) return `the scale of ${at} is ${scale ? ONNX_DTYPES[scale.dataType] : 'not a tensor stored in the model (a graph input or a node output)'}, not a stored FLOAT`;
     const block = r.ints.block_size;
@@ -216,13 +258,50 @@ function quantization(rec: OnnxTensorRecord, slotOf: (r: OnnxTensorRecord) => Sl
 }
 
 /**
+ * Quantization parameter inputs of the ops that take them (scales, then zero points), in the
+ * default domain and in `com.microsoft` (onnxruntime's contrib ops): FORMAT.md §12, a payload
+ * never moves a grid, so they are read-only.
+ */
+const QUANT_PARAMS: Readonly<Record<string, { scales: number[]; zeros: number[] }>> = {
+  DequantizeLinear: { scales: [1], zeros: [2] },
+  QuantizeLinear: { scales: [1], zeros: [2] },
+  QLinearMatMul: { scales: [1, 4, 6], zeros: [2, 5, 7] },
+  QLinearConv: { scales: [1, 4, 6], zeros: [2, 5, 7] },
+  MatMulInteger: { scales: [], zeros: [2, 3] },
+  ConvInteger: { scales: [], zeros: [2, 3] },
+  QLinearAdd: { scales: [1, 4, 6], zeros: [2, 5, 7] },
+  QLinearMul: { scales: [1, 4, 6], zeros: [2, 5, 7] },
+  QLinearSigmoid: { scales: [1, 3], zeros: [2, 4] },
+  QLinearLeakyRelu: { scales: [1, 3], zeros: [2, 4] },
+  QLinearAveragePool: { scales: [1, 3], zeros: [2, 4] },
+  QLinearGlobalAveragePool: { scales: [1, 3], zeros: [2, 4] },
+  QGemm: { scales: [1, 4, 7], zeros: [2, 5, 8] },
+  DynamicQuantizeMatMul: { scales: [2], zeros: [3] },
+  MatMulIntegerToFloat: { scales: [2, 3], zeros: [4, 5] },
+};
+
+/** A reader's op type without the `com.microsoft:` domain (other domains keep theirs, and match nothing). */
+function opName(op: string): string {
+  return op.startsWith('com.microsoft:') ? op.slice('com.microsoft:'.length) : op;
+}
+
+/** The quantization parameter input of `r` that names the tensor, if it is one. */
+function quantParamInput(r: OnnxReader): number | undefined {
+  const p = QUANT_PARAMS[opName(r.op)];
+  if (!p) return undefined;
+  for (const at of [r.input, r.alsoInput]) if (at !== undefined && (p.scales.includes(at) || p.zeros.includes(at))) return at;
+  return undefined;
+}
+
+/**
  * The write of a quantized weight's new integers, checked first: every value on the weight's
  * grid; in `int32_data`, every changed integer fits the varint it replaces (a varint is rewritten
  * in its own length, padded with continuation bytes, which protobuf readers accept; a negative
  * int32 needs 5 bytes), so the file keeps every offset and length.
  */
 function quantizedWrite(name: string, source: string, s: Slot, v: Float32Array): () => void {
-  const { rec, bytes } = s;
+  const { rec } = s;
+  const { bytes, ranges } = loaded(s, true);
   const g = s.grid as LinearQuantGrid;
   const dtype = ONNX_DTYPES[rec.dataType];
   const where = `tensor ${JSON.stringify(name)} in ${source} is ${dtype}`;
@@ -237,7 +316,7 @@ function quantizedWrite(name: string, source: string, s: Slot, v: Float32Array):
     q[i] = gridLevel(v[i], g);
   }
   if (rec.encoding !== 'varint') {
-    const at = rec.ranges.length ? rec.ranges[0][0] : 0;
+    const at = ranges.length ? ranges[0] : 0;
     return () => {
       for (let i = 0; i < q.length; i++) bytes[at + i] = q[i] & 0xff;
     };
@@ -245,8 +324,9 @@ function quantizedWrite(name: string, source: string, s: Slot, v: Float32Array):
   const old = decode(s);
   const plan: number[] = []; // (offset, length, value) of every varint to rewrite
   let k = 0;
-  for (const [a, e] of rec.ranges) {
-    for (let p = a; p < e; k++) {
+  for (let r = 0; r < ranges.length; r += 2) {
+    const e = ranges[r + 1];
+    for (let p = ranges[r]; p < e; k++) {
       const at = p;
       while (bytes[p] >= 0x80) p++;
       const len = ++p - at;
@@ -292,12 +372,12 @@ export class OnnxWeightStore implements WeightStore {
   /** Name used in error messages. */
   readonly source: string;
   private readonly bytes: Uint8Array;
-  private readonly external: Map<string, Uint8Array>;
+  private readonly external: Map<string, Uint8Array | OnnxExternalSource>;
   private readonly slots = new Map<string, Slot>();
   private readonly entries: OnnxTensorEntry[] = [];
   private frameValues?: Float32Array;
-  /** Byte ranges of the model file left out of the frame (the inline float weights' values). */
-  private readonly frameRanges: [number, number][];
+  /** Byte ranges of the model file left out of the frame (the inline weights' values): each weight's ranges, the weights in file order. */
+  private readonly frameRanges: (readonly number[])[];
 
   /**
    * @param bytes the whole `.onnx` file; float32 weights are patched in it, in place.
@@ -308,17 +388,30 @@ export class OnnxWeightStore implements WeightStore {
     this.bytes = bytes;
     this.source = options.source ?? 'ONNX model';
     const ext = options.external;
-    this.external = new Map(ext instanceof Map ? ext : Object.entries((ext ?? {}) as Record<string, Uint8Array>));
-    const scan = scanOnnxModel(bytes, { source: this.source, externalSize: (loc) => this.external.get(loc)?.length, reserved: [ONNX_FRAME] });
-    const claimed = new Map<string, [number, number, string][]>();
+    this.external = new Map(ext instanceof Map ? ext : Object.entries((ext ?? {}) as Record<string, Uint8Array | OnnxExternalSource>));
+    const sizeOf = (loc: string) => {
+      const e = this.external.get(loc);
+      return e === undefined ? undefined : e instanceof Uint8Array ? e.length : e.size;
+    };
+    const scan = scanOnnxModel(bytes, { source: this.source, externalSize: sizeOf, reserved: [ONNX_FRAME] });
+    // Every patchable range by file, flat (start, end, index into `read`): checked for overlaps below.
+    const claimed = new Map<string, number[]>();
     const read = scan.tensors.filter((rec) => RAW_WIDTH[rec.dataType] !== undefined); // strings, complex, 8/4/2-bit: in the frame only
-    for (const rec of read) this.slots.set(rec.name, { rec, bytes: rec.external === undefined ? bytes : (this.external.get(rec.external) as Uint8Array) });
     for (const rec of read) {
+      const ext = rec.external === undefined ? bytes : this.external.get(rec.external);
+      this.slots.set(rec.name, ext instanceof Uint8Array ? { rec, bytes: ext, ranges: rec.ranges } : { rec, ranges: rec.ranges, source: ext, origin: ext });
+    }
+    read.forEach((rec, index) => {
       const slot = this.slots.get(rec.name) as Slot;
       const t = rec.dataType;
-      // A scale or zero point of a (De)QuantizeLinear is read-only: a payload never moves a grid.
-      const param = rec.readers?.find((r) => (r.op === DQ || r.op === 'QuantizeLinear') && r.input > 0);
-      if (param) slot.why = `it is the ${param.input === 1 ? 'scale' : 'zero point'} of ${param.op} node ${JSON.stringify(param.node)}, and quantization parameters are never patched`;
+      // A quantization parameter (a scale or zero point of a (De)QuantizeLinear, QLinear* or
+      // *Integer node, in the default domain or com.microsoft) is read-only: a payload never moves a grid.
+      const param = rec.readers?.map((r) => ({ r, at: quantParamInput(r) })).find((x) => x.at !== undefined);
+      if (param) {
+        const kind = QUANT_PARAMS[opName(param.r.op)].scales.includes(param.at as number) ? 'scale' : 'zero point';
+        slot.why = `it is the ${kind} of ${param.r.op} node ${JSON.stringify(param.r.node)} (input ${param.at}), and quantization parameters are never patched`;
+      }
+      else if (rec.shadowedBy !== undefined) slot.why = `a later tensor of the same name in the same graph (${JSON.stringify(rec.shadowedBy)}) hides it: onnxruntime uses the last initializer of a name, so this one is never read`;
       else if (t === INT8 || t === UINT8) {
         const q = quantization(rec, (r) => this.slots.get(r.name) as Slot);
         if (typeof q === 'string') slot.why = q;
@@ -328,24 +421,29 @@ export class OnnxWeightStore implements WeightStore {
       if (patchable) {
         const key = rec.external ?? '';
         const list = claimed.get(key) ?? [];
-        for (const [s, e] of rec.ranges) list.push([s, e, rec.name]);
+        // One extent per tensor: a tensor's ranges lie in order inside its own message, so
+        // extents overlap exactly when bytes are shared (and a million unpacked values cost one entry).
+        if (rec.ranges.length) list.push(rec.ranges[0], rec.ranges[rec.ranges.length - 1], index);
         claimed.set(key, list);
       }
       this.entries.push({
         name: rec.name, shape: rec.dims, dtype: ONNX_DTYPES[t], patchable,
         ...(slot.grid ? { quantization: slot.grid } : {}), ...(slot.why ? { readOnly: slot.why } : {}), ...(rec.external !== undefined ? { external: rec.external } : {}),
       });
-    }
+    });
+    let frameRanges: (readonly number[])[] = [];
     for (const [key, list] of claimed) {
-      list.sort((a, b) => a[0] - b[0]);
-      for (let i = 1; i < list.length; i++) {
-        if (list[i][0] < list[i - 1][1]) {
-          throw new ModelFormatError(`${this.source}: weights ${JSON.stringify(list[i - 1][2])} and ${JSON.stringify(list[i][2])} share bytes in ${key ? JSON.stringify(key) : 'the model file'}: patching one would change the other; expected separate data for every tensor`, { source: this.source });
+      const order = Uint32Array.from({ length: list.length / 3 }, (_, i) => i).sort((x, y) => list[3 * x] - list[3 * y]);
+      for (let i = 1; i < order.length; i++) {
+        const [p, q] = [3 * order[i - 1], 3 * order[i]];
+        if (list[q] < list[p + 1]) {
+          throw new ModelFormatError(`${this.source}: weights ${JSON.stringify(read[list[p + 2]].name)} and ${JSON.stringify(read[list[q + 2]].name)} share bytes in ${key ? JSON.stringify(key) : 'the model file'}: patching one would change the other; expected separate data for every tensor`, { source: this.source });
         }
       }
+      if (key === '') frameRanges = Array.from(order, (o) => read[list[3 * o + 2]].ranges);
     }
     this.entries.push({ name: ONNX_FRAME, shape: [8], dtype: 'FRAME', patchable: false });
-    this.frameRanges = (claimed.get('') ?? []).map(([s, e]) => [s, e] as [number, number]);
+    this.frameRanges = frameRanges;
   }
 
   /** Every tensor: the weights, the read-only tensors and the frame, in file order. */
@@ -386,12 +484,13 @@ export class OnnxWeightStore implements WeightStore {
   private valuesOf(s: Slot): Float32Array {
     if (s.values) return s.values;
     const { rec } = s;
-    const at = rec.ranges.length === 1 ? s.bytes.byteOffset + rec.ranges[0][0] : -1;
+    const { bytes, ranges } = loaded(s, true);
+    const at = ranges.length === 2 ? bytes.byteOffset + ranges[0] : -1;
     if (LITTLE_ENDIAN_HOST && rec.dataType === FLOAT && rec.encoding !== 'varint' && at % 4 === 0) {
-      s.values = new Float32Array(s.bytes.buffer, at, rec.count);
+      s.values = new Float32Array(bytes.buffer, at, rec.count);
       s.view = true;
     } else {
-      s.values = decodeSlot(s);
+      s.values = decodeSlot(s, true);
     }
     return s.values;
   }
@@ -425,7 +524,8 @@ export class OnnxWeightStore implements WeightStore {
     const s = this.slots.get(name);
     if (!s) throw this.notPatchable(name, s);
     if (s.values) return s.values;
-    if (this.isPatchable(s) && s.rec.dataType === FLOAT) return this.valuesOf(s);
+    // In memory: a view. From an external source: a transient copy, let go once hashed.
+    if (this.isPatchable(s) && s.rec.dataType === FLOAT && !s.source) return this.valuesOf(s);
     return decodeSlot(s);
   }
 
@@ -434,9 +534,11 @@ export class OnnxWeightStore implements WeightStore {
     if (this.frameValues) return this.frameValues;
     const h = new Xxh64(0n);
     let at = 0;
-    for (const [s, e] of this.frameRanges) {
-      if (s > at) h.update(this.bytes.subarray(at, s));
-      at = Math.max(at, e);
+    for (const r of this.frameRanges) {
+      for (let i = 0; i < r.length; i += 2) {
+        if (r[i] > at) h.update(this.bytes.subarray(at, r[i]));
+        at = Math.max(at, r[i + 1]);
+      }
     }
     h.update(this.bytes.subarray(at));
     let d = h.digest();
@@ -466,10 +568,12 @@ export class OnnxWeightStore implements WeightStore {
       const v = s.values;
       const { rec } = s;
       if (rec.dataType === FLOAT) {
+        const { bytes, ranges } = loaded(s, true);
         writes.push(() => {
           let k = 0;
-          for (const [a, e] of rec.ranges) {
-            const dv = new DataView(s.bytes.buffer, s.bytes.byteOffset + a, e - a);
+          for (let r = 0; r < ranges.length; r += 2) {
+            const [a, e] = [ranges[r], ranges[r + 1]];
+            const dv = new DataView(bytes.buffer, bytes.byteOffset + a, e - a);
             for (let p = 0; p < e - a; p += 4) dv.setFloat32(p, v[k++], true);
           }
         });
@@ -501,9 +605,10 @@ export class OnnxWeightStore implements WeightStore {
         }
         continue;
       }
+      if (halves.length === 0) continue; // an empty tensor: no bytes to write (and maybe no data field)
+      const { bytes, ranges } = loaded(s, true);
       writes.push(() => {
-        const [a, e] = rec.ranges[0];
-        const dv = new DataView(s.bytes.buffer, s.bytes.byteOffset + a, e - a);
+        const dv = new DataView(bytes.buffer, bytes.byteOffset + ranges[0], ranges[1] - ranges[0]);
         for (let i = 0; i < halves.length; i++) dv.setUint16(2 * i, halves[i], true);
       });
     }
@@ -515,9 +620,56 @@ export class OnnxWeightStore implements WeightStore {
     return this.bytes;
   }
 
-  /** The external data files' bytes, by location (patched in place after {@link commit}). */
+  /**
+   * The external data files held in memory, by location (patched in place after {@link commit});
+   * files read through an {@link OnnxExternalSource} are not among them: see {@link externalPatches}.
+   */
   externalBytes(): ReadonlyMap<string, Uint8Array> {
-    return this.external;
+    const out = new Map<string, Uint8Array>();
+    for (const [loc, e] of this.external) if (e instanceof Uint8Array) out.set(loc, e);
+    return out;
+  }
+
+  /**
+   * For tensors kept in an {@link OnnxExternalSource}: the bytes to write at their offsets, by
+   * location, for the tensors of `changed` (after {@link commit}). A file writer copies the
+   * rest of the file as it is.
+   */
+  externalPatches(changed: readonly string[]): Map<string, OnnxExternalPatch[]> {
+    const out = new Map<string, OnnxExternalPatch[]>();
+    for (const name of changed) {
+      const s = this.slots.get(name);
+      if (!s?.source || !s.bytes || s.rec.external === undefined) continue;
+      const list = out.get(s.rec.external) ?? [];
+      list.push({ offset: s.rec.ranges[0], bytes: s.bytes.subarray(s.ranges[0], s.ranges[1]) });
+      out.set(s.rec.external, list);
+    }
+    return out;
+  }
+
+  /**
+   * Let go of the bytes held for `name`, a tensor of an {@link OnnxExternalSource}, once its
+   * {@link commit}ted bytes are kept in `source` (a copy of its file being written, at the same
+   * offsets): later reads come from there. So an apply holds the tensors it is still patching,
+   * not every one it patched. False (nothing done) for a tensor not read through a source.
+   */
+  release(name: string, source: OnnxExternalSource): boolean {
+    const s = this.slots.get(name);
+    if (!s?.source) return false;
+    Object.assign(s, { source, bytes: undefined, values: undefined, view: undefined, ranges: s.rec.ranges });
+    return true;
+  }
+
+  /**
+   * Forget the values handed out for `name`, a tensor read through an {@link OnnxExternalSource},
+   * and read it from the file it was opened with again (see `WeightStore.forget`): true when
+   * done; false for a tensor held in memory, whose changes only an undo brings back.
+   */
+  forget(name: string): boolean {
+    const s = this.slots.get(name);
+    if (!s?.origin) return false;
+    Object.assign(s, { source: s.origin, bytes: undefined, values: undefined, view: undefined, ranges: s.rec.ranges });
+    return true;
   }
 
   /** Where a tensor's values live: the model file (`undefined`) or an external location. */

@@ -147,6 +147,16 @@ export function tfjsFolderTarget(dir: string): ModelTarget {
 }
 
 /** A single-file ONNX model as an updater target. */
+/** The fingerprint of the ONNX model at `file` (its external data files closed again). */
+async function onnxFingerprint(file: string): Promise<string> {
+  const disk = await openOnnxFile(file);
+  try {
+    return fingerprintStore(await getHasher(), disk).fingerprint;
+  } finally {
+    await disk.close();
+  }
+}
+
 export function onnxFileTarget(file: string): ModelTarget {
   return {
     kind: 'onnx',
@@ -154,7 +164,7 @@ export function onnxFileTarget(file: string): ModelTarget {
       await recoverFullInstall(file);
       if (!(await exists(file))) return undefined;
       try {
-        return fingerprintStore(await getHasher(), (await openOnnxFile(file)).contents).fingerprint;
+        return await onnxFingerprint(file);
       } catch (e) {
         if (e instanceof ModelFormatError) return undefined;
         throw e;
@@ -169,7 +179,7 @@ export function onnxFileTarget(file: string): ModelTarget {
       const incoming = file + INCOMING_SUFFIX;
       await makeDirs(path.dirname(path.resolve(file)));
       await writeFileAtomically(incoming, files[0].bytes);
-      const found = fingerprintStore(await getHasher(), (await openOnnxFile(incoming)).contents).fingerprint;
+      const found = await onnxFingerprint(incoming);
       if (found !== o.fingerprint) {
         await rm(incoming, { force: true });
         throw mismatch(o.fingerprint, found);

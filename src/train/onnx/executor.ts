@@ -128,7 +128,7 @@ export class OnnxProgram {
     const patchable = new Set(store.weights().map((w) => w.name));
     const byPlace = new Map<string, string>();
     for (const rec of scanOnnxModel(bytes, { externalSize: (loc) => external.get(loc)?.length }).tensors) {
-      if (patchable.has(rec.name) && rec.ranges.length) byPlace.set(`${rec.external ?? ''}@${rec.ranges[0][0]}`, rec.name);
+      if (patchable.has(rec.name) && rec.ranges.length) byPlace.set(`${rec.external ?? ''}@${rec.ranges[0]}`, rec.name);
     }
     const trainable = options.trainable ?? (() => true);
     const make = (t: OnnxTensor): tf.Tensor => {
