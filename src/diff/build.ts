@@ -158,7 +158,7 @@ export function storageGrids(base: WeightStore, storeAs: StoreAs = 'stored'): Ma
 /** Bytes of the model as its store keeps it (grid dtype per tensor; float32 where unknown): what budgets are a percentage of. */
 export function storedModelBytes(store: WeightStore): number {
   let n = 0;
-  for (const t of store.list()) n += gridBytesPerValue(store.grid?.(t.name)) * shapeSize(t.shape);
+  for (const t of store.list()) if (t.patchable !== false) n += gridBytesPerValue(store.grid?.(t.name)) * shapeSize(t.shape);
   return n;
 }
 
