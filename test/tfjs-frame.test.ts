@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
 import { BaseMismatchError, ModelMismatchError } from '../src/core/errors.ts';
 import { combineDigests, fingerprintStore } from '../src/core/fingerprint.ts';
@@ -85,7 +85,11 @@ test('an apply keeps the frame; a payload made with a weights-only fingerprint i
   const before = await readFile(join(dir, 'old', 'model.json'));
   await assert.rejects(applyPayload(await openTfjsModelDir(join(dir, 'old')), legacy.bytes, { hasher }), (e: unknown) => e instanceof BaseMismatchError && /left the frame out/.test(e.message) && (e.details as { withoutFrame: boolean }).withoutFrame);
   assert.deepEqual(await readFile(join(dir, 'old', 'model.json')), before, 'untouched');
-  await writeFile(join(dir, 'legacy.ndiff'), legacy.bytes);
+  // A folder whose weights are already that payload's target (applied before the frame existed):
+  // refused the same way, not reported as applied, since its graph was never checked either.
+  await model(join(dir, 'at-target'), 3, Int32Array.of(1, 2), Float32Array.from(legacy.targetValues.get('w') as Float32Array));
+  const atTarget = await openTfjsModelDir(join(dir, 'at-target'));
+  await assert.rejects(applyPayload(atTarget, legacy.bytes, { hasher }), (e: unknown) => e instanceof BaseMismatchError && /which is this model's fingerprint without its frame \(its weights are already that target\).*left the frame out/.test(e.message));
 });
 
 const FRAME_VECTOR = '7de80fe4a8d7534f';

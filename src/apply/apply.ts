@@ -394,9 +394,13 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
       if (digests.has('tfjs:frame')) {
         const weightsOnly = new Map(digests);
         weightsOnly.delete('tfjs:frame');
-        if (combineDigests(hasher, weightsOnly) === header.baseFingerprint) {
+        const withoutFrame = combineDigests(hasher, weightsOnly);
+        if (withoutFrame === header.baseFingerprint || withoutFrame === header.targetFingerprint) {
+          const which = withoutFrame === header.baseFingerprint
+            ? `payload targets base ${short(header.baseFingerprint)}, which is this model's fingerprint without its frame`
+            : `payload targets ${short(header.targetFingerprint)}, which is this model's fingerprint without its frame (its weights are already that target)`;
           throw new BaseMismatchError(
-            `payload targets base ${short(header.baseFingerprint)}, this model's weights without its frame (tfjs:frame: topology, signature, integer tensors); the payload was built by a version of neural-diff whose TF.js fingerprints left the frame out, so it was never checked against this model's graph: rebuild it with this version (ndiff diff against this model), or fetch the full model`,
+            `${which} (tfjs:frame: topology, signature, integer tensors); the payload was built by a version of neural-diff whose TF.js fingerprints left the frame out, so it was never checked against this model's graph: rebuild it with this version (ndiff diff against this model), or fetch the full model`,
             { expected: header.baseFingerprint, found: modelFingerprint, differing, withoutFrame: true },
           );
         }
