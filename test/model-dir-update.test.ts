@@ -385,7 +385,7 @@ describe('recovery acts only on its own journal (#14 item 3)', () => {
     assert.equal(recovery.rolledBack, false);
     assert.match(recovery.actions.join('\n'), /left model\.json\.prev alone: no update journal names it/);
     // An update that would keep its own previous version refuses to take the name, and says why.
-    const next = topkDiff(hasher, patchedBase(), baseAndTarget(53).target, { budgetBytes: 100_000, codec: 'f32', modelId: 'kws', sequence: 3 });
+    const next = topkDiff(hasher, patchedBase(), withTfjsFrame(baseAndTarget(53).target), { budgetBytes: 100_000, codec: 'f32', modelId: 'kws', sequence: 3 });
     const err2 = await applyToModelDir(dir, next.bytes).then(() => null, (e: unknown) => e);
     assert.ok(err2 instanceof ModelFormatError, String(err2));
     assert.match((err2 as Error).message, /not the applier's \(no update journal names it.*move it out of the folder, then retry/);
@@ -449,8 +449,9 @@ describe('a spread diff holds a few shards in memory (releaseWritten)', () => {
   // 16 tensors of 4 KiB, one per shard, and a diff that changes 10% of every one.
   const TENSORS = 16;
   const r = rng(77);
-  const spreadBase = new MemoryWeightStore(Array.from({ length: TENSORS }, (_, i) => [`layer_${String(i).padStart(2, '0')}/kernel`, { shape: [32, 32], data: Float32Array.from({ length: 1024 }, () => r() - 0.5) }] as [string, { shape: number[]; data: Float32Array }]));
-  const specs: PatchSpec[] = spreadBase.list().map((t) => {
+  // With the frame of the folder spreadModel writes, so its fingerprint is the folder's.
+  const spreadBase = withTfjsFrame(new MemoryWeightStore(Array.from({ length: TENSORS }, (_, i) => [`layer_${String(i).padStart(2, '0')}/kernel`, { shape: [32, 32], data: Float32Array.from({ length: 1024 }, () => r() - 0.5) }] as [string, { shape: number[]; data: Float32Array }])));
+  const specs: PatchSpec[] = spreadBase.list().filter((t) => t.patchable !== false).map((t) => {
     const positions = Uint32Array.from({ length: 1024 }, (_, i) => i).filter(() => r() < 0.1);
     return { kind: 'sparse', name: t.name, positions, values: Float32Array.from(positions, () => (r() - 0.5) * 0.01), codec: 'f32' };
   });
@@ -459,7 +460,7 @@ describe('a spread diff holds a few shards in memory (releaseWritten)', () => {
 
   async function spreadModel(): Promise<string> {
     const dir = join(await tempDir(), 'model');
-    const tensors = new Map(spreadBase.list().map((t) => [t.name, { shape: t.shape, data: spreadBase.values(t.name) }]));
+    const tensors = new Map(spreadBase.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: spreadBase.values(t.name) }]));
     await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 4096 });
     assert.equal((await readdir(dir)).filter((f) => f.endsWith('.bin')).length, TENSORS);
     return dir;
@@ -585,9 +586,10 @@ describe('a spread diff holds a few shards in memory (releaseWritten)', () => {
     for (const [i, p] of paths.entries()) await writeFile(join(dir, p), all.subarray(i * 4096, (i + 1) * 4096));
     const weights = [...floats.map((_, i) => ({ name: `w${String(i).padStart(2, '0')}`, shape: [1024], dtype: 'float32' })), { name: 'zq', shape: [1024], dtype: 'float32', quantization: { dtype: 'uint8', scale: 0.01, min: -1 } }];
     await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'graph-model', modelTopology: {}, weightsManifest: [{ paths, weights }] }));
-    const qbase = new MemoryWeightStore([...floats.map((f, i) => [`w${String(i).padStart(2, '0')}`, { shape: [1024], data: f.slice() }]), ['zq', { shape: [1024], data: Float32Array.from(q, (b) => b * 0.01 - 1) }]] as [string, { shape: number[]; data: Float32Array }][]);
+    // With the frame of that model.json (no non-float entries): the folder's fingerprint, computed independently.
+    const qbase = withTfjsFrame(new MemoryWeightStore([...floats.map((f, i) => [`w${String(i).padStart(2, '0')}`, { shape: [1024], data: f.slice() }]), ['zq', { shape: [1024], data: Float32Array.from(q, (b) => b * 0.01 - 1) }]] as [string, { shape: number[]; data: Float32Array }][]), { format: 'graph-model', modelTopology: {} });
     assert.equal(await loaderSees(dir), fingerprintStore(hasher, qbase).fingerprint);
-    const qspecs: PatchSpec[] = qbase.list().map((t) => {
+    const qspecs: PatchSpec[] = qbase.list().filter((t) => t.patchable !== false).map((t) => {
       const positions = Uint32Array.from({ length: 1024 }, (_, i) => i).filter(() => rq() < 0.1);
       return { kind: 'sparse', name: t.name, positions, values: Float32Array.from(positions, () => (rq() - 0.5) * 0.0137), codec: 'f32' };
     });
