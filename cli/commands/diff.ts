@@ -34,7 +34,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
   return y
     .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards) or an ONNX file (.onnx)' })
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
-    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v3 when a tensor is smaller range-coded, codec xr, else v2), whatever the size' })
+    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: the id the base folder recorded in .ndiff-folder.json, else its name); keep one id along a chain of updates' })
@@ -96,7 +96,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     const per = (c: string) => res.payload.patches.filter((p) => p.codec === c).length;
     const steps = per('i8');
     // Say only what the payload holds: "0 tensor(s) as codec xr" reads like a failure.
-    const masks = [per('xr') ? `${per('xr')} tensor(s) as codec xr (range-coded)` : '', per('x') ? `${per('x')} tensor(s) as codec x` : ''].filter(Boolean).join(', ');
+    const masks = [per('xs') ? `${per('xs')} tensor(s) as codec xs (their stored bits, range-coded)` : '', per('xr') ? `${per('xr')} tensor(s) as codec xr (range-coded)` : '', per('x') ? `${per('x')} tensor(s) as codec x` : ''].filter(Boolean).join(', ');
     io.progress(`  every changed weight, exactly: ${res.changed} values${steps ? `; ${steps} quantized tensor(s) in whole grid steps (codec i8)` : ''}${masks ? `; XOR masks of their bits for ${masks}` : ''}; format v${res.payload.header.version}`);
   }
   await writeFile(a.out, res.bytes);
