@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { dirname } from 'node:path';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
-import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import { isModelJsonPath, openTfjsModel, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { openOnnxFile, saveOnnxFileAs } from '../src/io/onnx/files.ts';
 import type { OnnxTensorEntry } from '../src/io/onnx/store.ts';
 import { readFolderModelId, recordFolderModelId } from '../src/io/tfjs/folder-update.ts';
@@ -43,7 +43,8 @@ export async function openModel(p: string, options: { lazy?: boolean } = {}): Pr
     const weightBytes = store.weights().reduce((n, t) => n + gridBytesPerValue(store.grid(t.name)) * t.shape.reduce((a, b) => a * b, 1), 0);
     return { kind: 'onnx', store, weightBytes, close: () => disk.close() };
   }
-  const store = await openTfjsModelDir(p, options.lazy ? { lazy: true } : {});
+  // A folder (its model.json), or a model JSON file with its shards beside it (read-only).
+  const store = await openTfjsModel(p, options.lazy ? { lazy: true } : {});
   return { kind: 'folder', store, weightBytes: storedModelBytes(store), close: async () => {} };
 }
 
@@ -101,6 +102,7 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
  */
 export async function defaultModelId(baseDir: string): Promise<string> {
   if (isOnnxPath(baseDir)) return path.basename(baseDir).replace(/\.onnx$/i, '') || 'model';
+  if (isModelJsonPath(baseDir)) return path.basename(baseDir).replace(/\.json$/i, '') || 'model';
   return (await readFolderModelId(baseDir)) ?? (baseDir.replace(/\/+$/, '').split('/').pop() || 'model');
 }
 

@@ -32,7 +32,7 @@ export interface DiffArgs {
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
   return y
-    .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards) or an ONNX file (.onnx)' })
+    .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards), a TF.js model JSON file with its shards beside it (<name>.json + <name>.bin, as @vladmandic/human ships them), or an ONNX file (.onnx); a bare weights manifest (face-api\'s *-weights_manifest.json) is refused, saying what to pass' })
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
