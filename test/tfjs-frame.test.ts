@@ -1,5 +1,5 @@
 /**
- * The TF.js model's frame in the fingerprint (docs/FORMAT.md, section 13): a graph change with
+ * The TF.js model's frame in the fingerprint (docs/FORMAT.md, section 14): a graph change with
  * identical weights changes the fingerprint and is refused by the diff as a graph-only change; an
  * int32 tensor that changes is in the frame; the frame is the documented XXH64 (a fixed vector);
  * an apply keeps it; a payload made before the frame (weights-only fingerprint) is refused saying so.

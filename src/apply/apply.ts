@@ -390,7 +390,7 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
     const differing = payload.patches.filter((p) => digests.get(p.name) !== p.baseDigest).map((p) => p.name);
     if (modelFingerprint !== header.baseFingerprint) {
       // A payload built before TF.js folders had a frame in their fingerprint (docs/FORMAT.md,
-      // section 13): refused, saying so, since it was never checked against this graph.
+      // section 14): refused, saying so, since it was never checked against this graph.
       if (digests.has('tfjs:frame')) {
         const weightsOnly = new Map(digests);
         weightsOnly.delete('tfjs:frame');

@@ -3,7 +3,7 @@
  * (the topology or graph, the format, the signature, metadata, every other top-level key of
  * model.json, and the non-float entries of the weights manifest with their bytes, such as a
  * graph's int32 constants), as one read-only tensor `tfjs:frame` in the model fingerprint, like
- * `onnx:frame` for ONNX (docs/FORMAT.md, section 13). Two folders with the same fingerprint then
+ * `onnx:frame` for ONNX (docs/FORMAT.md, section 14). Two folders with the same fingerprint then
  * differ at most in their float weights' values (and in how they are stored: shard names, groups,
  * quantization); a payload made for another graph is refused even when every weight agrees.
  *

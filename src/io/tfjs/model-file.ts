@@ -7,7 +7,7 @@
  *
  * A weights manifest without a model (face-api's `*-weights_manifest.json`: a bare list of
  * `{paths, weights}` groups, the network being built by the app's code) is refused, saying what
- * to pass: with no topology, the fingerprint could not tell two graphs apart (docs/FORMAT.md §13).
+ * to pass: with no topology, the fingerprint could not tell two graphs apart (docs/FORMAT.md §14).
  */
 import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -51,7 +51,7 @@ async function refuseWeightsManifest(p: string): Promise<void> {
   const head = new TextDecoder().decode((await readFile(p)).subarray(0, 64)).replace(/^\uFEFF/, '').trimStart();
   if (!head.startsWith('[')) return;
   throw new ModelFormatError(
-    `${p} is a weights manifest (a list of {paths, weights} groups) without a model: the network it feeds is built by the app's code (face-api does so), so its graph is not in the file and a fingerprint could not tell two graphs apart (docs/FORMAT.md, section 13). To diff its weights anyway, pass a folder with a model.json that wraps it and names the code that builds the graph: {"format": "weights-manifest", "modelTopology": {"builtBy": "<package>@<version>"}, "weightsManifest": <this file's list>}, with the shards beside it; a new version of the code then changes the fingerprint`,
+    `${p} is a weights manifest (a list of {paths, weights} groups) without a model: the network it feeds is built by the app's code (face-api does so), so its graph is not in the file and a fingerprint could not tell two graphs apart (docs/FORMAT.md, section 14). To diff its weights anyway, pass a folder with a model.json that wraps it and names the code that builds the graph: {"format": "weights-manifest", "modelTopology": {"builtBy": "<package>@<version>"}, "weightsManifest": <this file's list>}, with the shards beside it; a new version of the code then changes the fingerprint`,
     { path: p, weightsManifestOnly: true },
   );
 }
