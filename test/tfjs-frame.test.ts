@@ -19,6 +19,7 @@ import { topkDiff } from '../src/diff/topk.ts';
 import { openTfjsModelDir, writeModelDir } from '../src/io/tfjs/index.ts';
 import { canonicalJson, tfjsFrameValues, TFJS_FRAME } from '../src/io/tfjs/frame.ts';
 import { main } from '../cli/ndiff.ts';
+import { firstJsonDifference } from '../src/diff/json-difference.ts';
 import { tempDir } from './helpers/dirs.ts';
 
 const hasher = await getHasher();
@@ -59,6 +60,9 @@ test('a graph change with the same weights: another fingerprint, refused as grap
       assert.throws(run, (e: unknown) => e instanceof ModelMismatchError && /the graph changed; the weights did not \(all 1 weight tensors are bit-identical\): ship the new model file/.test(e.message) && (e.details as { graphOnly: boolean }).graphOnly === true);
     }
   }
+  // It says where model.json first differs (v2's extra node; v3's frame differs only in bytes).
+  assert.throws(() => exactDiff(hasher, v1, v2), (e: unknown) => e instanceof ModelMismatchError && e.message.includes('(first difference in model.json: modelTopology.node[3]: (absent) -> {"name":"n3","op":"Relu"})'));
+  assert.throws(() => exactDiff(hasher, v1, v3), (e: unknown) => e instanceof ModelMismatchError && !e.message.includes('first difference in model.json'));
   // The CLI says it too (exit 4), at any budget.
   const errs: string[] = [];
   assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', 'all', '--out', join(dir, 'p.ndiff')], { out: () => {}, err: (l) => errs.push(l), progress: () => {} }), 4);
@@ -93,3 +97,10 @@ test('an apply keeps the frame; a payload made with a weights-only fingerprint i
 });
 
 const FRAME_VECTOR = '7de80fe4a8d7534f';
+
+test('firstJsonDifference: depth first, keys sorted, quoted where needed, values cut', () => {
+  assert.equal(firstJsonDifference({ a: [1, { b: 2 }] }, { a: [1, { b: 2 }] }), undefined);
+  assert.deepEqual(firstJsonDifference({ z: 1, a: { 'x.y': [1, 2] } }, { z: 2, a: { 'x.y': [1, 3] } }), { path: 'a["x.y"][1]', base: '2', target: '3' });
+  assert.deepEqual(firstJsonDifference({ config: { name: 'sequential_1' } }, { config: { name: 'sequential_3' } }), { path: 'config.name', base: '"sequential_1"', target: '"sequential_3"' });
+  assert.deepEqual(firstJsonDifference([1], [1, 'x'.repeat(100)]), { path: '[1]', base: '(absent)', target: `"${'x'.repeat(76)}...` });
+});

@@ -16,7 +16,7 @@ import { nodeFileOps, type FileOps } from '../durable/durable.ts';
 import { MODEL_JSON, PREVIOUS_MODEL_JSON } from '../durable/control-files.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
-import { TFJS_FRAME, tfjsFrameValues } from './frame.ts';
+import { frameDocument, TFJS_FRAME, tfjsFrameValues } from './frame.ts';
 
 interface Rec {
   layout: EntryLayout;
@@ -134,6 +134,11 @@ export class TfjsDirWeightStore implements WeightStore {
 
   /** The frame's values, computed once per model.json (see src/io/tfjs/frame.ts). */
   private frameValues?: Float32Array;
+
+  /** The JSON document the frame hashes (model.json with its manifest cut to the non-float entries). */
+  frameDocument(): Record<string, unknown> {
+    return frameDocument(this.state.modelJson);
+  }
 
   /** The 8 values of `tfjs:frame`: a digest of everything but the float weights' values. */
   frame(): Float32Array {

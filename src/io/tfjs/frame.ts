@@ -49,7 +49,7 @@ export function frameEntries(modelJson: Pick<TfjsModelJson, 'weightsManifest'>):
  */
 export function tfjsFrameValues(modelJson: TfjsModelJson, storedBytes: (entry: TfjsWeightEntry) => Uint8Array): Float32Array {
   const entries = frameEntries(modelJson);
-  const doc: Record<string, unknown> = { ...(modelJson as unknown as Record<string, unknown>), weightsManifest: entries };
+  const doc = frameDocument(modelJson);
   const h = new Xxh64(0n);
   h.update(encodeUtf8(canonicalJson(doc)));
   for (const e of entries) h.update(storedBytes(e));
@@ -60,4 +60,12 @@ export function tfjsFrameValues(modelJson: TfjsModelJson, storedBytes: (entry: T
     d >>= 8n;
   }
   return out;
+}
+
+/**
+ * The JSON document the frame hashes: model.json with `weightsManifest` replaced by its non-float
+ * entries ({@link frameEntries}). Stores hand it out so a refusal can say where two frames differ.
+ */
+export function frameDocument(modelJson: TfjsModelJson): Record<string, unknown> {
+  return { ...(modelJson as unknown as Record<string, unknown>), weightsManifest: frameEntries(modelJson) };
 }

@@ -28,7 +28,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ModelMismatchError, UsageError } from '../../core/errors.ts';
 import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
-import { TFJS_FRAME, tfjsFrameValues } from './frame.ts';
+import { frameDocument, TFJS_FRAME, tfjsFrameValues } from './frame.ts';
 import type { TfjsModelJson, TfjsWeightEntry } from './manifest.ts';
 
 /** Options of {@link tfModelStore}. */
@@ -122,6 +122,11 @@ export class TfModelWeightStore implements WeightStore {
   }
 
   private frameValues?: Float32Array;
+
+  /** The JSON document the frame hashes, when the store was given the model.json. */
+  frameDocument(): Record<string, unknown> | undefined {
+    return this.options.modelJson && frameDocument(this.options.modelJson);
+  }
 
   /** The frame's values, from the model.json given and the live model's non-float tensors. */
   private frame(modelJson: TfjsModelJson): Float32Array {
