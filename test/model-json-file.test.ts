@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { cp, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { decodePayload } from '../src/core/format.ts';
@@ -55,11 +55,18 @@ test('a <name>.json among other models: diff, fingerprint and verify read it; th
 
   const before = await folderBytes(join(dir, 'v1'));
   const out = join(dir, 'p.ndiff');
-  const d = await ndiff('diff', '--base', join(dir, 'v1', 'movenet.json'), '--target', join(dir, 'v2', 'movenet.json'), '--budget', 'all', '--out', out);
+  const d = await ndiff('diff', '--base', join(dir, 'v1', 'movenet.json'), '--target', join(dir, 'v2', 'movenet.json'), '--budget', 'all', '--out', out, '--model-out', join(dir, 'next'));
   assert.equal(d.code, 0, d.err);
+  // --model-out: the model alone, in a folder of its own, at the target (its rewritten shard
+  // under a content-derived name, as every update writes one).
+  const next = (await readdir(join(dir, 'next'))).filter((f) => !f.startsWith('.')).sort();
+  assert.equal(next.length, 2, next.join(', '));
+  assert.match(next[0], /^group1-shard1of1-[0-9a-f]{16}\.bin$/);
+  assert.equal(next[1], 'model.json');
   const payload = decodePayload(new Uint8Array(await readFile(out)));
   assert.equal(payload.header.modelId, 'movenet', 'the model id defaults to the file\'s name');
   assert.equal(payload.header.targetFingerprint, fingerprintStore(hasher, withTfjsFrame(target)).fingerprint);
+  assert.equal(fingerprintStore(hasher, await openTfjsModelDir(join(dir, 'next'))).fingerprint, payload.header.targetFingerprint);
 
   const v = await ndiff('verify', out, '--model', join(dir, 'v1', 'movenet.json'));
   assert.equal(v.code, 0, v.err);
