@@ -1,11 +1,12 @@
 /** Model and payload files for the CLI. */
-import { access, constants, cp, stat } from 'node:fs/promises';
+import { access, constants, cp, readFile, stat, writeFile } from 'node:fs/promises';
 import { makeDirs } from '../src/io/durable/durable.ts';
 import * as path from 'node:path';
 import { dirname } from 'node:path';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
-import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import { isModelJsonPath, locateTfjsModel, openTfjsModel, openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import { manifestPaths, parseModelJson } from '../src/io/tfjs/manifest.ts';
 import { openOnnxFile, saveOnnxFileAs } from '../src/io/onnx/files.ts';
 import type { OnnxTensorEntry } from '../src/io/onnx/store.ts';
 import { readFolderModelId, recordFolderModelId } from '../src/io/tfjs/folder-update.ts';
@@ -43,7 +44,8 @@ export async function openModel(p: string, options: { lazy?: boolean } = {}): Pr
     const weightBytes = store.weights().reduce((n, t) => n + gridBytesPerValue(store.grid(t.name)) * t.shape.reduce((a, b) => a * b, 1), 0);
     return { kind: 'onnx', store, weightBytes, close: () => disk.close() };
   }
-  const store = await openTfjsModelDir(p, options.lazy ? { lazy: true } : {});
+  // A folder (its model.json), or a model JSON file with its shards beside it (read-only).
+  const store = await openTfjsModel(p, options.lazy ? { lazy: true } : {});
   return { kind: 'folder', store, weightBytes: storedModelBytes(store), close: async () => {} };
 }
 
@@ -70,7 +72,8 @@ export function parseExpiry(s: string, now = Date.now()): number {
 }
 
 /**
- * `--model-out`: copy the base folder to `outDir` and apply the payload to it, giving the model
+ * `--model-out`: copy the base folder (or a model JSON file and its shards, as model.json) to
+ * `outDir` and apply the payload to it, giving the model
  * exactly as a device holds it after this update (the base of the next diff in a chain: base +
  * payload can differ from the target in the last bit of a weight). Returns its fingerprint.
  */
@@ -87,7 +90,13 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
     }
   }
   await makeDirs(outDir);
-  await cp(baseDir, outDir, { recursive: true });
+  const where = await locateTfjsModel(baseDir);
+  if (where.isFile) {
+    // A model JSON file among others: the model alone, in a folder of its own, as model.json.
+    const json = await readFile(path.join(where.dir, where.modelJsonFile));
+    await writeFile(path.join(outDir, 'model.json'), json);
+    for (const p of manifestPaths(parseModelJson(new TextDecoder().decode(json), baseDir))) await cp(path.join(where.dir, p), path.join(outDir, p));
+  } else await cp(baseDir, outDir, { recursive: true });
   const fingerprint = (await applyPayload(await openTfjsModelDir(outDir), payload, { hasher: await getHasher() })).targetFingerprint;
   // The folder holds this payload's model: the next diff against it defaults to the same id.
   await recordFolderModelId(outDir, decodePayload(payload).header.modelId);
@@ -101,6 +110,7 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
  */
 export async function defaultModelId(baseDir: string): Promise<string> {
   if (isOnnxPath(baseDir)) return path.basename(baseDir).replace(/\.onnx$/i, '') || 'model';
+  if (isModelJsonPath(baseDir)) return path.basename(baseDir).replace(/\.json$/i, '') || 'model';
   return (await readFolderModelId(baseDir)) ?? (baseDir.replace(/\/+$/, '').split('/').pop() || 'model');
 }
 

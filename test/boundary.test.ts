@@ -59,6 +59,15 @@ test('neural-diff/onnx (src/io/onnx/store.ts) bundles for the browser without tf
   assert.ok(inputs.some((p) => p.includes('src/io/onnx/proto.ts')));
 });
 
+test('the TF.js frame (src/io/tfjs/frame.ts) and the diff\'s JSON difference bundle for the browser with nothing but our sources: a device computes the same frame', async () => {
+  for (const entry of ['src/io/tfjs/frame.ts', 'src/diff/json-difference.ts']) {
+    const result = await build({ entryPoints: [join(root, entry)], bundle: true, platform: 'browser', format: 'esm', write: false, metafile: true, logLevel: 'silent' });
+    const inputs = Object.keys(result.metafile.inputs);
+    const forbidden = inputs.filter((p) => /@tensorflow|node_modules\//.test(p) || p.startsWith('node:'));
+    assert.deepEqual(forbidden, [], `${entry} reaches: ${forbidden.join(', ')}`);
+  }
+});
+
 test('the ONNX executor (src/train/onnx) imports only tfjs and our own sources, never a node builtin, so it can train in a browser', () => {
   const dir = join(root, 'src/train/onnx');
   const files: string[] = [];

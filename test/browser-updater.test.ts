@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { chromium, type Browser } from 'playwright-core';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import { readForDigest } from '../src/core/weight-store.ts';
 import { validateManifest } from '../src/updater/manifest.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
 import { releaseChain, type ReleaseChain } from './helpers/release-chain.ts';
@@ -46,16 +47,16 @@ after(async () => {
   if (chain) await rm(chain.work, { recursive: true, force: true });
 });
 
-/** Version `v`'s tensors as plain arrays for the page. */
-async function tensorsOf(v: number): Promise<[string, { shape: number[]; data: number[] }][]> {
+/** Version `v`'s tensors as plain arrays for the page, its frame (`tfjs:frame`, read-only) included, as a live model given its model.json lists it. */
+async function tensorsOf(v: number): Promise<[string, { shape: number[]; data: number[]; patchable?: false }][]> {
   const store = await openTfjsModelDir(chain.versions[v - 1]);
-  return store.list().map((t) => [t.name, { shape: [...t.shape], data: Array.from(store.values(t.name)) }]);
+  return store.list().map((t) => [t.name, { shape: [...t.shape], data: Array.from(readForDigest(store, t.name)), ...(t.patchable === false ? { patchable: false as const } : {}) }]);
 }
 
 type PageRun = Awaited<ReturnType<typeof import('./helpers/updater-browser-entry.ts').runUpdate>>;
 
 /** One update in the page (test/helpers/updater-browser-entry.ts `runUpdate`). */
-function runInPage(page: import('playwright-core').Page, args: { tensors: [string, { shape: number[]; data: number[] }][]; publicKey: string; url: string }): Promise<PageRun> {
+function runInPage(page: import('playwright-core').Page, args: { tensors: [string, { shape: number[]; data: number[]; patchable?: false }][]; publicKey: string; url: string }): Promise<PageRun> {
   return page.evaluate(`window.ndiff.runUpdate(${JSON.stringify(args)})`) as Promise<PageRun>;
 }
 

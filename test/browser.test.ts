@@ -20,7 +20,7 @@ import { serveExample, writeDemoFiles, type ExampleServer } from '../examples/br
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
-import { memoryCopy, perturbed } from './helpers/perturb.ts';
+import { memoryCopy, perturbed, weightsCopy } from './helpers/perturb.ts';
 
 const chromiumPath = findChromium();
 const skip = 'skip' in chromiumPath ? chromiumPath.skip : false;
@@ -37,7 +37,7 @@ before(async () => {
   const dist = path.join(work, 'dist');
   bundle = await buildApplyBundle(dist);
   // The real pretrained MobileNetV2 (2.6M weights) as the model, a 2%-perturbed copy as the target.
-  const base = memoryCopy(await openTfjsModelDir(await pretrainedModelDir('layers')));
+  const base = weightsCopy(await openTfjsModelDir(await pretrainedModelDir('layers')));
   expected = await writeDemoFiles(work, base, perturbed(base, 0.02, 3), 100_000);
   server = await serveExample({ distDir: dist, dataDir: work });
   browser = await chromium.launch({

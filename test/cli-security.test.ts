@@ -16,7 +16,7 @@ import { crashingFileOps } from './helpers/file-ops.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { baseAndTarget } from './helpers/models.ts';
-import { tempDir, writeStore, folderBytes } from './helpers/dirs.ts';
+import { tempDir, writeStore, folderBytes, withTfjsFrame } from './helpers/dirs.ts';
 
 const hasher = await getHasher();
 
@@ -43,7 +43,9 @@ describe('ndiff keygen / sign / verify / apply with signatures and freshness', (
   let v2store: MemoryWeightStore;
   before(async () => {
     dir = await tempDir();
-    const { base, target } = baseAndTarget(61);
+    // With the frame of the folder writeStore makes: the payloads are for that folder.
+    const pair = baseAndTarget(61);
+    const [base, target] = [withTfjsFrame(pair.base), withTfjsFrame(pair.target)];
     v1 = join(dir, 'v1');
     await writeStore(v1, base);
     const built = topkDiff(hasher, base, target, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'kws', sequence: 2 });
@@ -146,7 +148,7 @@ describe('ndiff keygen / sign / verify / apply with signatures and freshness', (
     await cp(v1, device, { recursive: true });
     assert.equal((await ndiff('apply', '--model', device, '--patch', p12)).code, 0);
     // the device is at v2 (sequence 2). A payload back to v1 under sequence 1: a rollback attack
-    const v1store = baseAndTarget(61).base;
+    const v1store = withTfjsFrame(baseAndTarget(61).base);
     const back = topkDiff(hasher, v2store, v1store, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'kws', sequence: 1 });
     const backFile = join(dir, 'v2-v1.ndiff');
     await writeFile(backFile, back.bytes);

@@ -121,16 +121,24 @@ for (const [n, t] of Object.entries(target.tensors)) {
 }
 
 await writeModelDir('model', { format: 'layers-model', modelTopology: {} }, Object.fromEntries(Object.entries(base.tensors).map(([n, t]) => [n, { shape: t.shape, data: hex(t.values) }])));
-const disk = await applyToModelDir('model', payload);
+// The vector's payload covers the weights alone; a folder's fingerprint covers its frame too
+// (docs/FORMAT.md section 14): refused, saying so.
+const legacy = await applyToModelDir('model', payload).then(() => 'applied', (e) => (e.details && e.details.withoutFrame === true ? 'refused: built without the frame' : String(e)));
+// A payload built for the folder, to the vector's target values.
+const diskBase = await openTfjsModelDir('model');
+const want = MemoryWeightStore.copyOf(diskBase);
+for (const [n, t] of Object.entries(target.tensors)) want.values(n).set(hex(t.values));
+const built = lib.exactDiff(await lib.getHasher(), diskBase, want, { modelId: 'm' });
+const disk = await applyToModelDir('model', built.bytes);
 const after = await openTfjsModelDir('model');
 for (const [n, t] of Object.entries(target.tensors)) {
   if (Buffer.compare(Buffer.from(after.values(n).buffer), Buffer.from(hex(t.values).buffer)) !== 0) throw new Error('folder apply: ' + n + ' differs from the target');
 }
-console.log(JSON.stringify({ memory: r.status, memoryTarget: r.targetFingerprint, disk: disk.status, diskTarget: disk.targetFingerprint, lib: typeof lib.buildPayload, safetensors: typeof SafetensorsWeightStore, onnx: typeof OnnxWeightStore }));
+console.log(JSON.stringify({ memory: r.status, memoryTarget: r.targetFingerprint, legacy, disk: disk.status, diskAtBuiltTarget: disk.targetFingerprint === built.payload.header.targetFingerprint, lib: typeof lib.buildPayload, safetensors: typeof SafetensorsWeightStore, onnx: typeof OnnxWeightStore }));
 `);
   const out = JSON.parse(nodeIn(['apply.mjs']).stdout) as Record<string, string>;
   const target = JSON.parse(readFileSync(path.join(vectors, 'multi-tensor.target.json'), 'utf8')) as { fingerprint: string };
-  assert.deepEqual(out, { memory: 'applied', memoryTarget: target.fingerprint, disk: 'applied', diskTarget: target.fingerprint, lib: 'function', safetensors: 'function', onnx: 'function' });
+  assert.deepEqual(out, { memory: 'applied', memoryTarget: target.fingerprint, legacy: 'refused: built without the frame', disk: 'applied', diskAtBuiltTarget: true, lib: 'function', safetensors: 'function', onnx: 'function' });
   // require() of the ESM build works too (Node >= 20.19 loads ES modules synchronously).
   const req = nodeIn(['-e', "const m = require('neural-diff/apply'); console.log(typeof m.applyPayload, typeof m.NeuralDiffError)"]);
   assert.equal(req.stdout.trim(), 'function function');

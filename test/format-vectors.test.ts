@@ -190,7 +190,7 @@ function halfToFloatRef(h: number): number {
   return scratch[0];
 }
 
-interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[] }
+interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[]; xs?: boolean }
 type SpecGrid = { d: 'f32' | 'f16' | 'bf16' } | { d: 'u8' | 'u16'; sc: number; mn: number } | { d: 'qi8' | 'qu8'; sc: number; zp: number };
 
 /** Every positive finite half, as float32, ascending (bit patterns 0x0000..0x7bff are monotonic). */
@@ -249,6 +249,42 @@ function specSnap(x: number, g: SpecGrid): number {
   return r;
 }
 
+/** FORMAT.md 4.3, written independently: the code a grid stores for snap(x). */
+function specCode(x: number, g: SpecGrid): number {
+  const y = specSnap(x, g);
+  if (g.d === 'f16') {
+    // The halves' bit patterns 0..0x7bff ascend with their values: find |y| among them.
+    let h = 0;
+    while (HALVES[h] !== Math.abs(y)) if (++h === HALVES.length) throw new Error(`${y} is not a half`);
+    return (y < 0 || Object.is(y, -0) ? 0x8000 : 0) | h;
+  }
+  if (g.d === 'bf16') {
+    scratch[0] = y;
+    return scratchBits[0] >>> 16;
+  }
+  if (g.d === 'u8' || g.d === 'u16') {
+    for (let q = 0; q <= 65535; q++) if (Math.fround(q * g.sc + g.mn) === y) return q;
+  }
+  if (g.d === 'qi8' || g.d === 'qu8') {
+    const lo = g.d === 'qi8' ? -128 : 0;
+    for (let q = lo; q <= lo + 255; q++) if (Math.fround((q - g.zp) * g.sc) === y) return q & 0xff;
+  }
+  throw new Error('no code for a float32 grid');
+}
+
+/** FORMAT.md 4.3: the value of a stored code (NaN or infinite for a half or bfloat16 code of exponent all ones). */
+function specFromCode(code: number, g: SpecGrid): number {
+  if (g.d === 'f16') return halfToFloatRef(code);
+  if (g.d === 'bf16') {
+    scratchBits[0] = code * 65536;
+    return scratch[0];
+  }
+  if (g.d === 'u8' || g.d === 'u16') return Math.fround(code * g.sc + g.mn);
+  if (g.d === 'qi8') return Math.fround(((code >= 128 ? code - 256 : code) - g.zp) * g.sc);
+  if (g.d === 'qu8') return Math.fround((code - g.zp) * g.sc);
+  throw new Error('no code for a float32 grid');
+}
+
 const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 const isInt = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 
@@ -258,7 +294,7 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
   if (!(doc instanceof Map)) return bad('not a map');
   if (!doc.has('nd')) bad('no "nd"');
   const nd = doc.get('nd');
-  if (nd !== 1 && nd !== 2 && nd !== 3) throw new SpecError('version', String(nd));
+  if (nd !== 1 && nd !== 2 && nd !== 3 && nd !== 4) throw new SpecError('version', String(nd));
   const strOf = (m: Map<string, unknown>, k: string, max: number): string => {
     const v = m.get(k);
     if (typeof v !== 'string' || v.length > max) bad(`"${k}" must be a string of at most ${max} UTF-16 code units`);
@@ -295,8 +331,9 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
     if (size > 2 ** 32 - 1) bad('tensor too large');
     const c = raw.get('c');
     const k0 = raw.get('k');
-    const isXr = c === 'xr' && nd === 3;
-    const isX = (c === 'x' && nd >= 2) || isXr;
+    const isXr = c === 'xr' && nd >= 3;
+    const isXs = c === 'xs' && nd >= 4;
+    const isX = (c === 'x' && nd >= 2) || isXr || isXs;
     if (isX && k0 !== 's' && k0 !== 'd') bad('codec x on a patch that is not sparse or dense');
     const bpv = isX ? 0 : c === 'f32' ? 4 : c === 'f16' ? 2 : c === 'i8' ? 1 : bad('"c"');
     const q = raw.get('q');
@@ -306,14 +343,20 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
     const v = binOf(raw, 'v');
     const k = raw.get('k');
     // FORMAT.md codec x: 2-bit lengths (L + 1 bytes) first, then the masks, least significant byte first.
-    // FORMAT.md codec xr: 3 low bytes per mask, then the range-coded high bytes.
+    // FORMAT.md codec xr: 3 low bytes per mask, then the range-coded high bytes; codec xs (4.3):
+    // the same with masks as wide as the grid's stored values, W - 1 low bytes each.
     const decodeXr = (count: number): number[] => {
+      let low = 3;
+      if (isXs) {
+        if (!g || g.d === 'f32') return bad('codec xs needs a grid of 1 or 2 bytes a value');
+        low = g.d === 'u8' || g.d === 'qi8' || g.d === 'qu8' ? 0 : 1;
+      }
       if (count === 0) {
         if (v.length !== 0) bad('"v" of an empty xr block');
         return [];
       }
-      if (v.length < 3 * count + 4) bad('"v" too short for codec xr');
-      let pos = 3 * count;
+      if (v.length < low * count + 4) bad('"v" too short for codec xr');
+      let pos = low * count;
       const next = (): number => (pos < v.length ? v[pos++] : (pos++, 0));
       let range = 0xffffffff;
       let code = 0;
@@ -339,13 +382,15 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
             code = (code * 256 + next()) % 2 ** 32;
           }
         }
-        masks.push((node - 256) * 2 ** 24 + v[3 * k] + v[3 * k + 1] * 256 + v[3 * k + 2] * 65536);
+        let m = (node - 256) * 2 ** (8 * low);
+        for (let j = 0; j < low; j++) m += v[low * k + j] * 2 ** (8 * j);
+        masks.push(m);
       }
       if (pos !== v.length || code !== 0) bad('codec xr stream does not end at the end of "v" with code 0');
       return masks;
     };
     const decodeXor = (count: number): number[] => {
-      if (isXr) return decodeXr(count);
+      if (isXr || isXs) return decodeXr(count);
       const head = Math.ceil(count / 4);
       if (v.length < head) bad('"v" shorter than its lengths');
       const lens = Array.from({ length: count }, (_, i) => ((v[Math.floor(i / 4)] >> (2 * (i % 4))) & 3) + 1);
@@ -395,7 +440,8 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
       } else if (d === 'f32' || d === 'f16' || d === 'bf16') g = { d };
       else bad('"g.d"');
     }
-    const common = { t, s: s as number[], size, k: k as string, b, a, ...(g ? { g } : {}) };
+    if (isXs && (!g || g.d === 'f32')) bad('codec xs without a grid of 1 or 2 bytes a value');
+    const common = { t, s: s as number[], size, k: k as string, b, a, ...(g ? { g } : {}), ...(isXs ? { xs: true } : {}) };
     if (k === 's') {
       const n = raw.get('n');
       const i = binOf(raw, 'i');
@@ -500,8 +546,11 @@ function specApply(hasher: Hasher, model: SpecModel, bytes: Uint8Array, maxBytes
       const wb = new Uint32Array(w.buffer, w.byteOffset, w.length);
       p.xor.forEach((m, k) => {
         const i = p.k === 's' ? (p.positions as number[])[k] : k;
-        wb[i] = (wb[i] ^ m) >>> 0;
-        if (grid) w[i] = specSnap(w[i], grid);
+        if (p.xs) w[i] = specFromCode(specCode(w[i], grid as SpecGrid) ^ m, grid as SpecGrid);
+        else {
+          wb[i] = (wb[i] ^ m) >>> 0;
+          if (grid) w[i] = specSnap(w[i], grid);
+        }
       });
       if (!w.every(Number.isFinite)) throw new SpecError('non-finite', p.t);
       continue;
@@ -620,7 +669,7 @@ describe('payload vectors: valid', () => {
           if (p.kind === 'sparse') {
             assert.equal(p.positionCoding, e.coding);
             assert.deepEqual([...p.positions], e.positions);
-            if (p.codec === 'x' || p.codec === 'xr') assert.equal(maskHex(p.values), e.masks);
+            if (p.codec === 'x' || p.codec === 'xr' || p.codec === 'xs') assert.equal(maskHex(p.values), e.masks);
             else assert.equal(bitsOf(p.values), e.values);
           } else if (p.kind === 'hash') {
             assert.equal(p.seed, e.seed);
@@ -634,7 +683,7 @@ describe('payload vectors: valid', () => {
             assert.equal(p.rank, e.rank);
             assert.equal(bitsOf(p.u), e.u);
             assert.equal(bitsOf(p.v), e.v);
-          } else if (p.codec === 'x' || p.codec === 'xr') assert.equal(maskHex(p.values), e.masks);
+          } else if (p.codec === 'x' || p.codec === 'xr' || p.codec === 'xs') assert.equal(maskHex(p.values), e.masks);
           else assert.equal(bitsOf(p.values), e.values);
         });
         assert.deepEqual(encodePayload(d), bytes);

@@ -26,13 +26,15 @@ import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { readPayloadFile } from '../src/io/durable/payload-file.ts';
 import { generateKeyPair } from '../src/sign/node-keys.ts';
 import { baseAndTarget } from './helpers/models.ts';
-import { folderBytes, tempDir, writeStore } from './helpers/dirs.ts';
+import { folderBytes, tempDir, withTfjsFrame, writeStore } from './helpers/dirs.ts';
 import { consistentPayload } from './helpers/hostile.ts';
 import { cannotWriteIn, modeBoundCommand } from './helpers/unprivileged.ts';
 
 const hasher = await getHasher();
 const root = join(import.meta.dirname, '..');
-const { base, target } = baseAndTarget(141);
+// With the frame of the folder writeStore makes: the payloads are for that folder.
+const pair = baseAndTarget(141);
+const [base, target] = [withTfjsFrame(pair.base), withTfjsFrame(pair.target)];
 const p1 = topkDiff(hasher, base, target, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'kws', sequence: 2 });
 /** The model p1 makes of base, bit for bit. */
 const v2 = base.clone();

@@ -18,7 +18,7 @@ import { applyToModelDir, recoverModelDir, rollbackUpdate, lockModelDir, LOCK_FI
 import { baseAndTarget, rng } from './helpers/models.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
-import { tempDir, writeStore, folderBytes } from './helpers/dirs.ts';
+import { tempDir, writeStore, folderBytes, withTfjsFrame } from './helpers/dirs.ts';
 import { crashingFileOps } from './helpers/file-ops.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { encodePayload, packPayload, type WirePatch } from '../src/core/encode.ts';
@@ -26,7 +26,9 @@ import { nodeFileOps, type FileOps } from '../src/io/durable/durable.ts';
 import { applyPayload } from '../src/apply/index.ts';
 
 const hasher = await getHasher();
-const { base, target } = baseAndTarget(51);
+// With the frame of the folders writeStore makes, so the fingerprints are the folders'.
+const pair = baseAndTarget(51);
+const [base, target] = [withTfjsFrame(pair.base), withTfjsFrame(pair.target)];
 const built = topkDiff(hasher, base, target, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'kws', sequence: 2 });
 const OLD = fingerprintStore(hasher, base).fingerprint;
 const NEW = built.payload.header.targetFingerprint;
@@ -140,7 +142,7 @@ describe('applyToModelDir', () => {
 
   test('a write that fails among shards written at once (disk full) leaves the folder byte for byte, with no leftovers', async () => {
     const dir = join(await tempDir(), 'model');
-    const tensors = new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
+    const tensors = new Map(base.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
     await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 2048 });
     const before = await folderBytes(dir);
     assert.ok([...before.keys()].filter((f) => f.endsWith('.bin')).length >= 8, 'a model of many shards');
@@ -165,7 +167,7 @@ describe('applyToModelDir', () => {
 
   test('shards are written while later tensors are patched; a later tensor that misses its target leaves the folder byte for byte, with no leftovers', async () => {
     const dir = join(await tempDir(), 'model');
-    const tensors = new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
+    const tensors = new Map(base.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
     await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 2048 });
     const before = await folderBytes(dir);
     // The payload with one value of the last tensor it patches (in the folder's order) changed:
@@ -197,7 +199,7 @@ describe('applyToModelDir', () => {
 
   test('a store opened with stageWrites and a failing health check: the second commit (going back) writes the old bytes, not the staged new ones', async () => {
     const dir = join(await tempDir(), 'model');
-    const tensors = new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
+    const tensors = new Map(base.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
     await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 2048 });
     const store = await openTfjsModelDir(dir, { stageWrites: true });
     try {
@@ -212,7 +214,7 @@ describe('applyToModelDir', () => {
 
   test('I/O errors right after the switch, and in the rollback after it: the shards model.json names are never deleted', async () => {
     const dir = join(await tempDir(), 'model');
-    const tensors = new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
+    const tensors = new Map(base.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
     await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 2048 });
     let switched = false;
     const eio = () => Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
@@ -383,7 +385,7 @@ describe('recovery acts only on its own journal (#14 item 3)', () => {
     assert.equal(recovery.rolledBack, false);
     assert.match(recovery.actions.join('\n'), /left model\.json\.prev alone: no update journal names it/);
     // An update that would keep its own previous version refuses to take the name, and says why.
-    const next = topkDiff(hasher, patchedBase(), baseAndTarget(53).target, { budgetBytes: 100_000, codec: 'f32', modelId: 'kws', sequence: 3 });
+    const next = topkDiff(hasher, patchedBase(), withTfjsFrame(baseAndTarget(53).target), { budgetBytes: 100_000, codec: 'f32', modelId: 'kws', sequence: 3 });
     const err2 = await applyToModelDir(dir, next.bytes).then(() => null, (e: unknown) => e);
     assert.ok(err2 instanceof ModelFormatError, String(err2));
     assert.match((err2 as Error).message, /not the applier's \(no update journal names it.*move it out of the folder, then retry/);
@@ -447,8 +449,9 @@ describe('a spread diff holds a few shards in memory (releaseWritten)', () => {
   // 16 tensors of 4 KiB, one per shard, and a diff that changes 10% of every one.
   const TENSORS = 16;
   const r = rng(77);
-  const spreadBase = new MemoryWeightStore(Array.from({ length: TENSORS }, (_, i) => [`layer_${String(i).padStart(2, '0')}/kernel`, { shape: [32, 32], data: Float32Array.from({ length: 1024 }, () => r() - 0.5) }] as [string, { shape: number[]; data: Float32Array }]));
-  const specs: PatchSpec[] = spreadBase.list().map((t) => {
+  // With the frame of the folder spreadModel writes, so its fingerprint is the folder's.
+  const spreadBase = withTfjsFrame(new MemoryWeightStore(Array.from({ length: TENSORS }, (_, i) => [`layer_${String(i).padStart(2, '0')}/kernel`, { shape: [32, 32], data: Float32Array.from({ length: 1024 }, () => r() - 0.5) }] as [string, { shape: number[]; data: Float32Array }])));
+  const specs: PatchSpec[] = spreadBase.list().filter((t) => t.patchable !== false).map((t) => {
     const positions = Uint32Array.from({ length: 1024 }, (_, i) => i).filter(() => r() < 0.1);
     return { kind: 'sparse', name: t.name, positions, values: Float32Array.from(positions, () => (r() - 0.5) * 0.01), codec: 'f32' };
   });
@@ -457,7 +460,7 @@ describe('a spread diff holds a few shards in memory (releaseWritten)', () => {
 
   async function spreadModel(): Promise<string> {
     const dir = join(await tempDir(), 'model');
-    const tensors = new Map(spreadBase.list().map((t) => [t.name, { shape: t.shape, data: spreadBase.values(t.name) }]));
+    const tensors = new Map(spreadBase.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: spreadBase.values(t.name) }]));
     await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: 4096 });
     assert.equal((await readdir(dir)).filter((f) => f.endsWith('.bin')).length, TENSORS);
     return dir;
@@ -583,9 +586,10 @@ describe('a spread diff holds a few shards in memory (releaseWritten)', () => {
     for (const [i, p] of paths.entries()) await writeFile(join(dir, p), all.subarray(i * 4096, (i + 1) * 4096));
     const weights = [...floats.map((_, i) => ({ name: `w${String(i).padStart(2, '0')}`, shape: [1024], dtype: 'float32' })), { name: 'zq', shape: [1024], dtype: 'float32', quantization: { dtype: 'uint8', scale: 0.01, min: -1 } }];
     await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'graph-model', modelTopology: {}, weightsManifest: [{ paths, weights }] }));
-    const qbase = new MemoryWeightStore([...floats.map((f, i) => [`w${String(i).padStart(2, '0')}`, { shape: [1024], data: f.slice() }]), ['zq', { shape: [1024], data: Float32Array.from(q, (b) => b * 0.01 - 1) }]] as [string, { shape: number[]; data: Float32Array }][]);
+    // With the frame of that model.json (no non-float entries): the folder's fingerprint, computed independently.
+    const qbase = withTfjsFrame(new MemoryWeightStore([...floats.map((f, i) => [`w${String(i).padStart(2, '0')}`, { shape: [1024], data: f.slice() }]), ['zq', { shape: [1024], data: Float32Array.from(q, (b) => b * 0.01 - 1) }]] as [string, { shape: number[]; data: Float32Array }][]), { format: 'graph-model', modelTopology: {} });
     assert.equal(await loaderSees(dir), fingerprintStore(hasher, qbase).fingerprint);
-    const qspecs: PatchSpec[] = qbase.list().map((t) => {
+    const qspecs: PatchSpec[] = qbase.list().filter((t) => t.patchable !== false).map((t) => {
       const positions = Uint32Array.from({ length: 1024 }, (_, i) => i).filter(() => rq() < 0.1);
       return { kind: 'sparse', name: t.name, positions, values: Float32Array.from(positions, () => (rq() - 0.5) * 0.0137), codec: 'f32' };
     });

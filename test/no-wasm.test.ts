@@ -18,7 +18,7 @@ import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { writeSafetensorsFile } from '../src/io/safetensors/files.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';
-import { memoryCopy } from './helpers/perturb.ts';
+import { weightsCopy } from './helpers/perturb.ts';
 import { rng } from './helpers/models.ts';
 
 const root = path.join(import.meta.dirname, '..');
@@ -63,7 +63,7 @@ test('with WebAssembly absent (and TextEncoder / TextDecoder too) the bundled ap
     outfile: bundle,
     logLevel: 'silent',
   });
-  const base = memoryCopy(await openTfjsModelDir(await pretrainedModelDir('layers')));
+  const base = weightsCopy(await openTfjsModelDir(await pretrainedModelDir('layers')));
   const modelFile = path.join(work, 'model.safetensors');
   await writeSafetensorsFile(modelFile, new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }])));
   const r = rng(8);

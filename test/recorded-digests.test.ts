@@ -19,16 +19,19 @@ import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { openTfjsModelDir, writeModelDir, MODEL_JSON } from '../src/io/tfjs/index.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { DIGESTS_FILE, readRecordedDigests, recordModelDirDigests } from '../src/io/tfjs/recorded-digests.ts';
-import { tempDir, folderBytes } from './helpers/dirs.ts';
+import { tempDir, folderBytes, withTfjsFrame, TEST_MODEL_JSON } from './helpers/dirs.ts';
 
 const hasher = await getHasher();
 const TENSORS = 8;
+/** The frame (`tfjs:frame`), computed from model.json on every apply: counted as hashed. */
+const FRAME = 1;
 const SIZE = 4096; // 16 KiB per tensor
 const SHARD = 2 * SIZE * 4; // two tensors per shard: 4 shards
 
 function makeBase(): MemoryWeightStore {
   const r = seededRandom(11);
-  return new MemoryWeightStore(Array.from({ length: TENSORS }, (_, i) => [`layer${i}/kernel`, { shape: [SIZE / 64, 64], data: Float32Array.from({ length: SIZE }, () => (r() - 0.5) * 0.2) }] as [string, { shape: number[]; data: Float32Array }]));
+  // With the frame of the folder writeBase makes: the fingerprints are the folder's.
+  return withTfjsFrame(new MemoryWeightStore(Array.from({ length: TENSORS }, (_, i) => [`layer${i}/kernel`, { shape: [SIZE / 64, 64], data: Float32Array.from({ length: SIZE }, () => (r() - 0.5) * 0.2) }] as [string, { shape: number[]; data: Float32Array }])));
 }
 
 /** A payload patching `names` (every 7th weight), built against `base`, with `sequence`. */
@@ -50,8 +53,8 @@ function targetOf(base: MemoryWeightStore, built: ReturnType<typeof payloadFor>)
 
 async function writeBase(base: MemoryWeightStore): Promise<string> {
   const dir = join(await tempDir(), 'model');
-  const tensors = new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
-  await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors, { shardBytes: SHARD });
+  const tensors = new Map(base.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }]));
+  await writeModelDir(dir, { ...TEST_MODEL_JSON }, tensors, { shardBytes: SHARD });
   return dir;
 }
 
@@ -72,7 +75,7 @@ describe('recorded digests', () => {
     const first = payloadFor(base, ['layer7/kernel'], 1, 1);
     const r1 = await applyToModelDir(dir, first.bytes, { state: null });
     assert.equal(r1.status, 'applied');
-    assert.deepEqual(r1.baseCheck, { hashedTensors: TENSORS, recordedTensors: 0 }, 'nothing recorded yet: every tensor hashed');
+    assert.deepEqual(r1.baseCheck, { hashedTensors: TENSORS + FRAME, recordedTensors: 0 }, 'nothing recorded yet: every tensor hashed');
     assert.equal((await readRecordedDigests(dir)).size, TENSORS, 'the confirmed apply recorded every tensor');
 
     const mid = targetOf(base, first);
@@ -81,7 +84,7 @@ describe('recorded digests', () => {
     const second = payloadFor(mid, ['layer0/kernel'], 2, 2);
     const r2 = await applyToModelDir(dir, second.bytes, { state: null });
     assert.equal(r2.status, 'applied');
-    assert.deepEqual(r2.baseCheck, { hashedTensors: 1, recordedTensors: TENSORS - 1 });
+    assert.deepEqual(r2.baseCheck, { hashedTensors: 1 + FRAME, recordedTensors: TENSORS - 1 });
 
     // Only the shard holding layer0 is a new file; the other three are the same files.
     const shardsAfter = await shardsOf(dir);
@@ -102,7 +105,7 @@ describe('recorded digests', () => {
     const dir = await writeBase(base);
     await recordModelDirDigests(dir);
     const res = await applyToModelDir(dir, payloadFor(base, ['layer3/kernel'], 1, 3).bytes, { state: null, baseCheck: 'full' });
-    assert.deepEqual(res.baseCheck, { hashedTensors: TENSORS, recordedTensors: 0 });
+    assert.deepEqual(res.baseCheck, { hashedTensors: TENSORS + FRAME, recordedTensors: 0 });
   });
 
   test('recordModelDirDigests gives the fingerprint of a full read, and the next apply uses it', async () => {
@@ -112,7 +115,7 @@ describe('recorded digests', () => {
     assert.equal(rec.fingerprint, fingerprintStore(hasher, base).fingerprint);
     assert.equal(rec.tensors, TENSORS);
     const res = await applyToModelDir(dir, payloadFor(base, ['layer5/kernel'], 1, 4).bytes, { state: null });
-    assert.deepEqual(res.baseCheck, { hashedTensors: 1, recordedTensors: TENSORS - 1 });
+    assert.deepEqual(res.baseCheck, { hashedTensors: 1 + FRAME, recordedTensors: TENSORS - 1 });
   });
 
   for (const how of ['rewritten in place', 'rewritten in place, mtime put back'] as const) {
@@ -143,7 +146,7 @@ describe('recorded digests', () => {
       const dir = await writeBase(base);
       await writeFile(join(dir, DIGESTS_FILE), text);
       const res = await applyToModelDir(dir, payloadFor(base, ['layer2/kernel'], 1, 6).bytes, { state: null });
-      assert.deepEqual(res.baseCheck, { hashedTensors: TENSORS, recordedTensors: 0 }, text);
+      assert.deepEqual(res.baseCheck, { hashedTensors: TENSORS + FRAME, recordedTensors: 0 }, text);
     }
   });
 

@@ -127,7 +127,9 @@ describe('live tf models in memory (wasm backend: copy and assign, no reload)', 
         const runtime = (model as tf.LayersModel).weights.map((w) => w.name);
         assert.ok(runtime.some((n) => /_\d+$/.test(n.split('/')[0]) || /_\d+$/.test(n)), 'expected renamed runtime variables on the second load');
       }
-      const store = tfModelStore(model);
+      // Given the model.json it was loaded from, the live model has the folder's fingerprint (its frame included).
+      const store = tfModelStore(model, { modelJson: JSON.parse(await readFile(path.join(fx.dir, 'model.json'), 'utf8')) });
+      assert.notEqual(fingerprintStore(hasher, tfModelStore(model)).fingerprint, fx.baseFingerprint, 'without it, the frame is missing');
       assert.equal(store.kind, kind);
       assert.equal(fingerprintStore(hasher, store).fingerprint, fx.baseFingerprint);
       assert.deepEqual(store.heldCopies, [], 'verification hashes transient copies and keeps none');

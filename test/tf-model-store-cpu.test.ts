@@ -6,7 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -49,6 +49,9 @@ function predict(model: tf.LayersModel | tf.GraphModel): Float32Array {
 }
 const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
 
+/** The model.json the live models are loaded from: with it, their fingerprint covers the frame as the folder's does. */
+const modelJson = async () => JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
+
 async function payloadFor() {
   const base = memoryCopy(await openTfjsModelDir(dir));
   const r = rng(3);
@@ -62,7 +65,7 @@ async function payloadFor() {
 for (const mode of ['auto', 'never'] as const) {
   test(`LayersModel on cpu, inPlace: ${mode}: predictions change without reload and equal the patched folder's`, async () => {
     const model = await tf.loadLayersModel(fileSystemIO(dir));
-    const store = tfModelStore(model, { inPlace: mode });
+    const store = tfModelStore(model, { inPlace: mode, modelJson: await modelJson() });
     assert.equal(store.isInPlace('hidden/kernel'), mode === 'auto');
     const built = await payloadFor();
     const before = predict(model);
@@ -84,7 +87,7 @@ for (const mode of ['auto', 'never'] as const) {
 
 test('an inconsistent payload is undone in the live arrays: the model predicts as before', async () => {
   const model = await tf.loadLayersModel(fileSystemIO(dir));
-  const store = tfModelStore(model);
+  const store = tfModelStore(model, { modelJson: await modelJson() });
   const built = await payloadFor();
   const bad = decodePayload(built.bytes);
   bad.header.targetFingerprint = '0123456789abcdef';
@@ -99,7 +102,7 @@ test('a weight whose data another tensor shares is copied, so the other tensor n
   const model = await tf.loadLayersModel(fileSystemIO(dir));
   const shared = tf.clone(model.getLayer('hidden').getWeights()[0]);
   const sharedBefore = (shared.dataSync() as Float32Array).slice();
-  const store = tfModelStore(model);
+  const store = tfModelStore(model, { modelJson: await modelJson() });
   assert.equal(store.isInPlace('hidden/kernel'), false, 'shared data is not patched in place');
   assert.equal(store.isInPlace('out/kernel'), true);
   await applyPayload(store, (await payloadFor()).bytes);

@@ -173,12 +173,13 @@ describe('openTfjsModelDir on a saved layers model', () => {
     const store = await openTfjsModelDir(dir);
     assert.equal(store.format, 'layers-model');
     const listed = store.list();
-    assert.deepEqual(listed.map((e) => e.name), model.weights.map((w) => w.originalName));
-    assert.deepEqual(listed.map((e) => [...e.shape]), model.weights.map((w) => w.shape));
+    // The float tensors by manifest name, then the model's frame (read-only).
+    assert.deepEqual(listed.map((e) => e.name), [...model.weights.map((w) => w.originalName), 'tfjs:frame']);
+    assert.deepEqual(listed.map((e) => [...e.shape]), [...model.weights.map((w) => w.shape), [8]]);
     assert.ok(listed.some((e) => e.name.includes('moving_variance')), 'non-trainable BN statistics are listed');
     assert.ok(listed.every((e) => e.storage === 'float32'));
     const w = weightsByOriginalName(model);
-    for (const e of listed) assertBitsEqual(store.values(e.name), w.get(e.name)!, e.name);
+    for (const e of listed.filter((x) => x.patchable !== false)) assertBitsEqual(store.values(e.name), w.get(e.name)!, e.name);
     assert.equal(store.values(listed[0].name), store.values(listed[0].name), 'same array on every call');
     assert.throws(() => store.values('no/such/tensor'), ModelMismatchError);
   });
@@ -197,7 +198,7 @@ describe('openTfjsModelDir on a saved layers model', () => {
     kv[kv.length - 1] = -0;
     kv[7] = 3.4028234663852886e38;
     store.values(gamma)[1] = 1e-30;
-    const expected = new Map([...store.list()].map((e) => [e.name, store.values(e.name).slice()]));
+    const expected = new Map([...store.list()].filter((e) => e.patchable !== false).map((e) => [e.name, store.values(e.name).slice()]));
     await store.commit([kernel, gamma]);
 
     const now = (await readdir(dir)).sort();
@@ -354,7 +355,7 @@ describe('quantized manifests', () => {
     const { json, files } = quantizedFixture();
     await writeRaw(dir, json, files);
     const store = await openTfjsModelDir(dir);
-    assert.deepEqual(store.list().map((e) => [e.name, e.storage]), [['q8', 'uint8'], ['q16', 'uint16'], ['h', 'float16'], ['q8b', 'uint8'], ['f', 'float32']]);
+    assert.deepEqual(store.list().map((e) => [e.name, e.storage]), [['q8', 'uint8'], ['q16', 'uint16'], ['h', 'float16'], ['q8b', 'uint8'], ['f', 'float32'], ['tfjs:frame', 'float32']]);
     for (const [name, expected] of Object.entries(EXPECTED)) {
       assertBitsEqual(store.values(name), Float32Array.from(expected), name);
     }
@@ -368,7 +369,7 @@ describe('quantized manifests', () => {
     const store = await openTfjsModelDir(dir);
     const artifacts = await fileSystemIO(dir).load();
     const decoded = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);
-    for (const e of store.list()) assertBitsEqual(store.values(e.name), decoded[e.name].dataSync() as Float32Array, `tfjs ${e.name}`);
+    for (const e of store.list().filter((x) => x.patchable !== false)) assertBitsEqual(store.values(e.name), decoded[e.name].dataSync() as Float32Array, `tfjs ${e.name}`);
     assert.deepEqual(Array.from(decoded.qi.dataSync()), [7], 'tfjs rounds quantized int32');
     assert.deepEqual(Array.from((store.passthroughValues('qi').data as Int32Array)), [7]);
   });
@@ -604,7 +605,7 @@ describe('graph models', () => {
 
     const store = await openTfjsModelDir(dir);
     assert.equal(store.format, 'graph-model');
-    assert.deepEqual(store.list().map((e) => [e.name, [...e.shape]]), [['w', [3, 2]], ['b', [2]]]);
+    assert.deepEqual(store.list().map((e) => [e.name, [...e.shape]]), [['w', [3, 2]], ['b', [2]], ['tfjs:frame', [8]]]);
     assert.deepEqual(Array.from(store.passthroughValues('counter').data as Int32Array), [-7, 2147483647]);
     store.values('w')[0] = 100;
     await store.commit(['w']);

@@ -7,7 +7,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdir, readFile } from 'node:fs/promises';
+import { cp, mkdir, readFile } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import { applyPayload } from '../src/apply/index.ts';
 import { NoImprovementError, UsageError } from '../src/core/errors.ts';
@@ -19,12 +19,22 @@ import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { closeness, outputLayout, outputRows } from '../src/train/teacher.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 import { validateResults } from '../src/report/results.ts';
-import { fileSystemIO } from '../src/io/tfjs/index.ts';
+import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { main } from '../cli/ndiff.ts';
 import { tempDir } from './helpers/dirs.ts';
 
 function storeBytes(s: MemoryWeightStore): number {
   return s.list().reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** Copy the model folder `from` to `to`, then write `weights`'s values into it (its topology stays `from`'s). */
+async function withWeightsOf(from: string, to: string, weights: tf.LayersModel): Promise<void> {
+  await cp(from, to, { recursive: true });
+  const store = await openTfjsModelDir(to);
+  const values = modelToStore(weights);
+  const names = store.list().filter((t) => t.patchable !== false).map((t) => t.name);
+  for (const n of names) store.values(n).set(values.values(n));
+  await store.commit(names);
 }
 
 describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', () => {
@@ -137,8 +147,11 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
       const f = n.startsWith('hidden1/') ? 8 : n === 'hidden2/kernel' ? 1 / 8 : 1;
       return Float32Array.from(v, (w) => w * f);
     });
-    await target.save(fileSystemIO(join(dir, 'v2')));
-    await teacher.save(fileSystemIO(join(dir, 'teacher')));
+    // Each version as a retrain saves it: v1's model.json (the same topology, which the
+    // fingerprint covers: these models were built apart, with other names and initializer
+    // seeds), their own weights.
+    await withWeightsOf(join(dir, 'v1'), join(dir, 'v2'), target);
+    await withWeightsOf(join(dir, 'v1'), join(dir, 'teacher'), teacher);
     for (const [name, data] of [['inputs', splits.eval], ['train', splits.updateTrain]] as const) {
       await mkdir(join(dir, name));
       saveNpy(join(dir, name, 'x.npy'), data.x.dataSync() as Float32Array, data.x.shape);

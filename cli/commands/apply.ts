@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { NeuralDiffError, UsageError } from '../../src/core/errors.ts';
 import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
+import { isModelJsonPath, locateTfjsModel, modelFileApplyRefusal } from '../../src/io/tfjs/model-file.ts';
 import { applyToOnnxFile } from '../../src/io/onnx/files.ts';
 import { DIGESTS_FILE } from '../../src/io/tfjs/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/durable/sequence-file.ts';
@@ -28,7 +29,7 @@ export interface ApplyArgs extends SignatureArgs {
 
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
   return signatureOptions(y
-    .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards) or ONNX model file (.onnx, with its external data), patched in place' })
+    .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards) or ONNX model file (.onnx, with its external data), patched in place; a TF.js model JSON file among others (<name>.json) is refused with how to give it a folder of its own (the applier keeps one model per folder)' })
     .option('patch', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'check everything and patch a copy in memory; write nothing' })
     .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' }))
@@ -75,6 +76,8 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   const bytes = await readPayloadFile(a.patch, a.maxPayloadBytes);
   const trustedKeys = await trustedKeysOf(a);
   const onnx = isOnnxPath(a.model);
+  // A model JSON file among others (<name>.json + <name>.bin): updates apply to a folder of its own.
+  if (!onnx && isModelJsonPath(a.model) && (await locateTfjsModel(a.model)).isFile) throw modelFileApplyRefusal(a.model);
   const statePath = a.state === false ? null : a.state ?? join(onnx ? dirname(a.model) : a.model, DEFAULT_STATE_FILE);
   const t0 = performance.now();
   const common = {

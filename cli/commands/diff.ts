@@ -25,16 +25,16 @@ export interface DiffArgs {
   expires?: string;
   modelOut?: string;
   store: 'stored' | 'float32';
-  exactCodec: 'auto' | 'x';
+  exactCodec: 'auto' | 'x' | 'xr';
   eval?: string;
   metricsOut?: string;
 }
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
   return y
-    .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards) or an ONNX file (.onnx)' })
+    .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards), a TF.js model JSON file with its shards beside it (<name>.json + <name>.bin, as @vladmandic/human ships them), or an ONNX file (.onnx); a bare weights manifest (face-api\'s *-weights_manifest.json) is refused, saying what to pass' })
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
-    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v3 when a tensor is smaller range-coded, codec xr, else v2), whatever the size' })
+    .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: the id the base folder recorded in .ndiff-folder.json, else its name); keep one id along a chain of updates' })
@@ -42,7 +42,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
     .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16, ONNX int8/uint8) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device (an .onnx file keeps its dtypes, so there a payload leaving a value its dtype cannot hold is refused)' })
-    .option('exact-codec', { choices: ['auto', 'x'] as const, default: 'auto' as const, describe: 'with --budget all: auto: per tensor the smaller of codec x and codec xr (range-coded, format v3); x: codec x only (format v2), for devices whose applier reads formats 1 and 2 only (older than codec xr)' })
+    .option('exact-codec', { choices: ['auto', 'x', 'xr'] as const, default: 'auto' as const, describe: 'with --budget all: auto: per tensor the smallest of codec x, codec xr (range-coded, format v3) and, for tensors stored in 1 or 2 bytes (float16, bfloat16, uint8/uint16), codec xs (their stored bits, format v4); xr: codecs x and xr only (format v3), for devices whose applier reads formats 1 to 3 (older than codec xs); x: codec x only (format v2), for appliers that read formats 1 and 2 only' })
     .option('eval', { type: 'string', describe: 'inputs from where the model runs (x.npy, or a folder holding it; y.npy beside it adds accuracy): report how close base + payload comes to --target on them, beside the unpatched base, and warn when the payload takes the model further from --target than not updating (TF.js folders; needs @tensorflow/tfjs)' })
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON of this payload (bytes, and with --eval its closeness to --target and accuracy); `ndiff report` reads it when --eval had labels' })
     .example('$0 diff --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
@@ -76,7 +76,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const t0 = performance.now();
   const common = { modelId: a.modelId ?? await defaultModelId(a.base), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}), store: a.store };
   const diff = opened.kind === 'onnx' ? diffOnnxModels : topkDiff;
-  const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : {};
+  const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   const res = everyChange && opened.kind === 'folder'
     ? (() => {
       const e = exactDiff(hasher, base, target, { ...common, ...exactCodecs });
@@ -96,7 +96,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     const per = (c: string) => res.payload.patches.filter((p) => p.codec === c).length;
     const steps = per('i8');
     // Say only what the payload holds: "0 tensor(s) as codec xr" reads like a failure.
-    const masks = [per('xr') ? `${per('xr')} tensor(s) as codec xr (range-coded)` : '', per('x') ? `${per('x')} tensor(s) as codec x` : ''].filter(Boolean).join(', ');
+    const masks = [per('xs') ? `${per('xs')} tensor(s) as codec xs (their stored bits, range-coded)` : '', per('xr') ? `${per('xr')} tensor(s) as codec xr (range-coded)` : '', per('x') ? `${per('x')} tensor(s) as codec x` : ''].filter(Boolean).join(', ');
     io.progress(`  every changed weight, exactly: ${res.changed} values${steps ? `; ${steps} quantized tensor(s) in whole grid steps (codec i8)` : ''}${masks ? `; XOR masks of their bits for ${masks}` : ''}; format v${res.payload.header.version}`);
   }
   await writeFile(a.out, res.bytes);

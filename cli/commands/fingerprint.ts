@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher } from '../../src/core/hasher.ts';
-import { openTfjsModelDir } from '../../src/io/tfjs/index.ts';
+import { locateTfjsModel, openTfjsModel } from '../../src/io/tfjs/index.ts';
 import { DIGESTS_FILE, writeRecordedDigests } from '../../src/io/tfjs/recorded-digests.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import { table, type CliIO } from '../common.ts';
@@ -42,7 +42,9 @@ export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<num
     return 0;
   }
   // Always a full read: this command is how a folder is checked, so it never trusts a record.
-  const store = await openTfjsModelDir(a.model, { lazy: true });
+  const where = await locateTfjsModel(a.model);
+  if (a.record && where.isFile) throw new UsageError(`--record writes the digests of a model folder (${DIGESTS_FILE}, one per folder), and ${a.model} is a model JSON file: record them in the model's own folder (see ndiff apply --help)`);
+  const store = await openTfjsModel(a.model, { lazy: true });
   const { fingerprint, digests } = fingerprintStore(await getHasher(), store);
   io.out(fingerprint);
   if (a.tensors) io.out(table(store.list().map((t) => [printable(t.name), `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'shape', 'digest']));

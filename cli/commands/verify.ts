@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import { readModelIdRecord } from '../../src/io/durable/model-id-file.ts';
 import { applyVerifiedPayload, verifyPayload } from '../../src/apply/index.ts';
-import { openTfjsModelDir } from '../../src/io/tfjs/index.ts';
+import { locateTfjsModel, openTfjsModel } from '../../src/io/tfjs/index.ts';
 import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
 import { readFolderModelId } from '../../src/io/tfjs/folder-update.ts';
 import type { CliIO } from '../common.ts';
@@ -19,7 +19,7 @@ export interface VerifyArgs extends SignatureArgs {
 export function verifyCommand(y: Argv): Argv<VerifyArgs> {
   return signatureOptions(y
     .positional('payload', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
-    .option('model', { type: 'string', describe: 'also check that it applies to this model folder or .onnx file (in memory; nothing is written)' })
+    .option('model', { type: 'string', describe: 'also check that it applies to this model folder, TF.js model JSON file (<name>.json with its shards) or .onnx file (in memory; nothing is written)' })
     .option('state', { type: 'string', describe: 'also check freshness against this state file (read only)' }))
     .example('$0 verify v1-v2.signed.ndiff --public-key release.public.pem', 'is it signed by this key, and well-formed?')
     .example('$0 verify v1-v2.ndiff --model ./model', 'would this payload apply cleanly to this model?') as unknown as Argv<VerifyArgs>;
@@ -46,13 +46,13 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
       copy = opened.store;
       close = opened.close;
     } else {
-      const disk = await openTfjsModelDir(a.model);
+      const disk = await openTfjsModel(a.model);
       // The copy keeps the folder's storage grids, so a grid mismatch is refused here too.
       copy = Object.assign(MemoryWeightStore.copyOf(disk), { grid: (name: string) => disk.grid(name) });
     }
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
     // The model id the folder recorded at its first update, as ndiff apply checks it.
-    const modelId = isOnnxPath(a.model) ? await readModelIdRecord(a.model) : await readFolderModelId(a.model);
+    const modelId = isOnnxPath(a.model) ? await readModelIdRecord(a.model) : (await locateTfjsModel(a.model)).isFile ? undefined : await readFolderModelId(a.model);
     const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) })
       .finally(close);
     io.out(res.status === 'already-applied'

@@ -84,10 +84,10 @@ export async function serveExample(options: { distDir: string; dataDir: string; 
 export async function writeDemoFiles(dir: string, base: MemoryWeightStore, target: MemoryWeightStore, budgetBytes: number): Promise<{ baseFingerprint: string; targetFingerprint: string; payloadBytes: number; hashedTargetFingerprint: string }> {
   const hasher = await getHasher();
   const built = topkDiff(hasher, base, target, { budgetBytes, codec: 'f16', modelId: 'browser-demo' });
-  await writeSafetensorsFile(path.join(dir, 'model.safetensors'), new Map(base.list().map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }])));
+  await writeSafetensorsFile(path.join(dir, 'model.safetensors'), new Map(base.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: base.values(t.name) }])));
   await writeFile(path.join(dir, 'update.ndiff'), built.bytes);
   const r = seededRandom(7);
-  const hashed = buildPayload(hasher, base, base.list().map((t, i) => ({ kind: 'hash', name: t.name, seed: 100 + i, signed: i % 2 === 0, buckets: Float32Array.from({ length: 64 }, () => (r() - 0.5) * 0.01), codec: 'f16' }) as PatchSpec), { method: 'hash', modelId: 'browser-demo', sequence: 1 });
+  const hashed = buildPayload(hasher, base, base.list().filter((t) => t.patchable !== false).map((t, i) => ({ kind: 'hash', name: t.name, seed: 100 + i, signed: i % 2 === 0, buckets: Float32Array.from({ length: 64 }, () => (r() - 0.5) * 0.01), codec: 'f16' }) as PatchSpec), { method: 'hash', modelId: 'browser-demo', sequence: 1 });
   await writeFile(path.join(dir, 'update-hashed.ndiff'), hashed.bytes);
   return { baseFingerprint: built.payload.header.baseFingerprint, targetFingerprint: built.payload.header.targetFingerprint, payloadBytes: built.bytes.length, hashedTargetFingerprint: hashed.payload.header.targetFingerprint };
 }

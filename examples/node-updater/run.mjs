@@ -36,18 +36,38 @@ const CANARY = Float32Array.from({ length: 28 * 28 }, (_, i) => ((i * 37) % 101)
 /** 64 KiB shards, so the example model spans several files as real ones do (tfjs uses 4 MiB). */
 const SHARD_BYTES = 64 * 1024;
 
-/** The classifier: two convolutions and a dense layer, then the head (`head`). */
+/**
+ * The classifier: two convolutions and a dense layer, then the head (`head`), whose weights are
+ * drawn with `headSeed`. The topology model.json keeps is part of the model's fingerprint (its
+ * frame), so every version has the same one, as a retrained model does: every layer and the model
+ * are named (names tfjs makes up, `max_pooling2d_3`, `sequential_2`, would differ between
+ * versions built in one process) and the initializers (whose seeds model.json records) are the
+ * same; the new head is set after the model is built.
+ */
 /** @param {number} headSeed @returns {tf.LayersModel} */
 function classifier(headSeed) {
+  const model = architecture();
+  const head = model.getLayer('head');
+  const [kernel, bias] = head.getWeights();
+  head.setWeights([
+    tf.tidy(() => tf.randomUniform(kernel.shape, -0.3, 0.3, 'float32', headSeed)),
+    tf.tidy(() => tf.randomUniform(bias.shape, -0.1, 0.1, 'float32', headSeed + 1)),
+  ]);
+  return model;
+}
+
+/** The classifier's layers, with fixed names and initializers. @returns {tf.LayersModel} */
+function architecture() {
   const init = (/** @type {number} */ seed) => tf.initializers.glorotUniform({ seed });
   return tf.sequential({
+    name: 'classifier',
     layers: [
       tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 8, kernelSize: 3, activation: 'relu', kernelInitializer: init(1), name: 'conv1' }),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
+      tf.layers.maxPooling2d({ poolSize: 2, name: 'pool' }),
       tf.layers.conv2d({ filters: 16, kernelSize: 3, activation: 'relu', kernelInitializer: init(2), name: 'conv2' }),
-      tf.layers.flatten(),
+      tf.layers.flatten({ name: 'flatten' }),
       tf.layers.dense({ units: 64, activation: 'relu', kernelInitializer: init(3), name: 'features' }),
-      tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: init(headSeed), biasInitializer: tf.initializers.randomUniform({ minval: -0.1, maxval: 0.1, seed: headSeed }), name: 'head' }),
+      tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: init(4), name: 'head' }),
     ],
   });
 }

@@ -25,19 +25,33 @@ import { createPrivateKey } from 'node:crypto';
 
 const CANARY = Float32Array.from({ length: 28 * 28 }, (_, i) => ((i * 37) % 101) / 100);
 
-/** @param {number} headSeed */
+/**
+ * The classifier, its head drawn with `headSeed`. Every version has the same topology, as a
+ * retrained model does (the topology in model.json is part of the model's fingerprint): the layers
+ * and the model are named (tfjs would make up `max_pooling2d_3`, `sequential_2` in one process),
+ * the initializers (whose seeds model.json records) are the same, and the new head is set after.
+ * @param {number} headSeed
+ */
 function classifier(headSeed) {
   const init = (/** @type {number} */ seed) => tf.initializers.glorotUniform({ seed });
-  return tf.sequential({
+  const model = tf.sequential({
+    name: 'classifier',
     layers: [
       tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 8, kernelSize: 3, activation: 'relu', kernelInitializer: init(1), name: 'conv1' }),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
+      tf.layers.maxPooling2d({ poolSize: 2, name: 'pool' }),
       tf.layers.conv2d({ filters: 16, kernelSize: 3, activation: 'relu', kernelInitializer: init(2), name: 'conv2' }),
-      tf.layers.flatten(),
+      tf.layers.flatten({ name: 'flatten' }),
       tf.layers.dense({ units: 64, activation: 'relu', kernelInitializer: init(3), name: 'features' }),
-      tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: init(headSeed), name: 'head' }),
+      tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: init(4), name: 'head' }),
     ],
   });
+  const head = model.getLayer('head');
+  const [kernel, bias] = head.getWeights();
+  head.setWeights([
+    tf.tidy(() => tf.randomUniform(kernel.shape, -0.3, 0.3, 'float32', headSeed)),
+    tf.tidy(() => tf.randomUniform(bias.shape, -0.1, 0.1, 'float32', headSeed + 1)),
+  ]);
+  return model;
 }
 
 /** @param {tf.LayersModel} model */

@@ -389,6 +389,22 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
     // contradicts itself.
     const differing = payload.patches.filter((p) => digests.get(p.name) !== p.baseDigest).map((p) => p.name);
     if (modelFingerprint !== header.baseFingerprint) {
+      // A payload built before TF.js folders had a frame in their fingerprint (docs/FORMAT.md,
+      // section 14): refused, saying so, since it was never checked against this graph.
+      if (digests.has('tfjs:frame')) {
+        const weightsOnly = new Map(digests);
+        weightsOnly.delete('tfjs:frame');
+        const withoutFrame = combineDigests(hasher, weightsOnly);
+        if (withoutFrame === header.baseFingerprint || withoutFrame === header.targetFingerprint) {
+          const which = withoutFrame === header.baseFingerprint
+            ? `payload targets base ${short(header.baseFingerprint)}, which is this model's fingerprint without its frame`
+            : `payload targets ${short(header.targetFingerprint)}, which is this model's fingerprint without its frame (its weights are already that target)`;
+          throw new BaseMismatchError(
+            `${which} (tfjs:frame: topology, signature, integer tensors); the payload was built by a version of neural-diff whose TF.js fingerprints left the frame out, so it was never checked against this model's graph: rebuild it with this version (ndiff diff against this model), or fetch the full model`,
+            { expected: header.baseFingerprint, found: modelFingerprint, differing, withoutFrame: true },
+          );
+        }
+      }
       const where = differing.length
         ? `${differing.length} patched tensor(s) differ from the expected base (first: ${JSON.stringify(differing[0])})`
         : 'the patched tensors match but other tensors differ';

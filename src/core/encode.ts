@@ -6,7 +6,7 @@
 import { Packr, FLOAT32_OPTIONS } from 'msgpackr/pack';
 import { toHalfBits } from './float16.ts';
 import { shapeSize, type Payload, type PayloadHeader, type TensorPatch } from './format.ts';
-import type { StorageGrid } from './grid.ts';
+import { gridBytesPerValue, type StorageGrid } from './grid.ts';
 import { bytesPerValue, encodeXorMasks, type ValueCodec, type WireCodec } from './values.ts';
 import { encodeXrMasks } from './xr.ts';
 import { ByteWriter, varintSize } from './varint.ts';
@@ -108,8 +108,9 @@ export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
 export function wireDocument(h: PayloadHeader, patches: WirePatch[]): Record<string, unknown> {
   // Only v2 appliers round onto storage grids: a grid in a v1 document would be ignored.
   if (h.version < 2 && patches.some((p) => p.g !== undefined || p.c === 'x')) throw new RangeError(`a payload with storage grids or codec x is format version 2, the header says ${h.version}`);
-  // Only v3 appliers decode codec xr; older ones refuse the version instead of misreading it.
+  // Only v3 appliers decode codec xr, only v4 ones codec xs; older ones refuse the version instead of misreading it.
   if (h.version < 3 && patches.some((p) => p.c === 'xr')) throw new RangeError(`a payload with codec xr is format version 3, the header says ${h.version}`);
+  if (h.version < 4 && patches.some((p) => p.c === 'xs')) throw new RangeError(`a payload with codec xs is format version 4, the header says ${h.version}`);
   const o: Record<string, unknown> = {
     nd: h.version,
     m: h.method,
@@ -137,11 +138,13 @@ export function packPayload(header: PayloadHeader, patches: WirePatch[]): Uint8A
 }
 
 /** Re-encode a value array with its codec into wire bytes (exact for already-decoded values). */
-export function valueBytes(values: Float32Array, codec: WireCodec, scale?: number): Uint8Array {
+export function valueBytes(values: Float32Array, codec: WireCodec, scale?: number, grid?: StorageGrid): Uint8Array {
   const n = values.length;
   // Codec x: the values' bits are XOR masks (never read them as numbers: NaN bits may change).
   if (codec === 'x') return encodeXorMasks(new Uint32Array(values.buffer, values.byteOffset, n));
   if (codec === 'xr') return encodeXrMasks(new Uint32Array(values.buffer, values.byteOffset, n));
+  // Codec xs: masks of the stored codes, as wide as the grid's values (1 or 2 bytes).
+  if (codec === 'xs') return encodeXrMasks(new Uint32Array(values.buffer, values.byteOffset, n), gridBytesPerValue(grid) - 1);
   if (codec === 'f32') {
     const b = new Uint8Array(n * 4);
     const dv = new DataView(b.buffer);
@@ -180,7 +183,7 @@ export function patchValues(p: TensorPatch): Float32Array {
 export function encodePayload(payload: Payload): Uint8Array {
   const patches = payload.patches.map((p) => {
     const values = patchValues(p);
-    return wirePatch(p, valueBytes(values, p.codec, p.scale));
+    return wirePatch(p, valueBytes(values, p.codec, p.scale, p.grid));
   });
   return packPayload(payload.header, patches);
 }

@@ -12,15 +12,15 @@ import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from './msgpack-guard
 import { readMsgpack } from './msgpack-read.ts';
 import { bytesPerValue, decodeValues, decodeXorMasks, firstNonFinite, VALUE_CODECS, xorByteLength, type ValueCodec, type WireCodec } from './values.ts';
 import { openXr, type XrReader } from './xr.ts';
-import type { StorageGrid } from './grid.ts';
+import { gridBytesPerValue, type StorageGrid } from './grid.ts';
 
 /**
  * The newest format version this code reads and writes. The encoder writes the oldest version
  * that holds the payload (so devices with an older applier still take it): 1, 2 when a patch
- * carries a storage grid or codec `x`, 3 when one uses codec `xr`.
+ * carries a storage grid or codec `x`, 3 when one uses codec `xr`, 4 when one uses codec `xs`.
  */
-export const FORMAT_VERSION = 3;
-export const SUPPORTED_VERSIONS: readonly number[] = [1, 2, 3];
+export const FORMAT_VERSION = 4;
+export const SUPPORTED_VERSIONS: readonly number[] = [1, 2, 3, 4];
 /** Default cap on the size of a payload accepted for decoding (256 MiB). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
 
@@ -76,7 +76,8 @@ interface PatchCommon {
   /**
    * How `values` are coded. With `x` (format v2, sparse and dense patches) they are not
    * deltas: each holds the XOR of the new and the old float32 bits (read them as bits, through a
-   * Uint32Array view, never as numbers).
+   * Uint32Array view, never as numbers); with `xs` (format v4) the XOR of the new and the old
+   * stored code on the patch's grid (1 or 2 bytes; see `gridCode` in grid.ts).
    */
   codec: WireCodec;
   /** i8 only. */
@@ -441,10 +442,12 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   if (size > MAX_TENSOR_SIZE) fail(`${where}: shape [${shape.join(', ')}] holds ${size} values, more than a patch can address (2^32 - 1)`);
   const kind = own(raw, 'k');
   const codec = own(raw, 'c') as WireCodec;
-  // Codec xr (v3): codec x's masks, their high bytes range-coded (src/core/xr.ts).
-  const xr = codec === 'xr' && version > 2;
+  // Codec xr (v3): codec x's masks, their high bytes range-coded (src/core/xr.ts). Codec xs
+  // (v4): the same layout over masks of the stored code on the patch's grid (1 or 2 bytes).
+  const xs = codec === 'xs' && version > 3;
+  const xr = (codec === 'xr' && version > 2) || xs;
   const isXor = xr || (codec === 'x' && version > 1);
-  if (!isXor && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}, found ${describe(codec)}`);
+  if (!isXor && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}${version > 3 ? ', xs' : ''}, found ${describe(codec)}`);
   if (isXor && kind !== 's' && kind !== 'd') fail(`${where}: value codec "${codec}" (exact bits) is for sparse and dense patches only, found kind ${describe(kind)}`);
   let scale: number | undefined;
   if (codec === 'i8') {
@@ -454,6 +457,9 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   }
   // v1 ignores unknown keys, "g" included: only a v2 payload rounds onto a grid.
   const grid = version >= 2 ? readGrid(raw, where) : undefined;
+  // Codec xs: masks as wide as the grid's stored values; the low byte of a 2-byte mask raw.
+  const xsLow = grid ? gridBytesPerValue(grid) - 1 : 3;
+  if (xs && xsLow > 1) fail(`${where}: value codec "xs" (exact stored bits) needs a storage grid "g" of 1 or 2 bytes a value (u8, u16, qi8, qu8, f16, bf16), found ${grid ? `"${grid.dtype}"` : 'none'}`);
   const common = {
     name,
     shape,
@@ -468,7 +474,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   let total = 0;
   const need = (count: number, what: string): void => {
     total = count;
-    if (xr) reader = openXr(v, count, `${where}: ${what}`);
+    if (xr) reader = openXr(v, count, `${where}: ${what}`, xs ? xsLow : 3);
     else if (isXor) {
       const want = xorByteLength(v, count);
       if (want !== v.length) fail(`${where}: ${what} "v" of codec x must be ${count > 0 ? `${(count + 3) >> 2} bytes of lengths and the masks they measure${want >= 0 ? `, ${want} bytes in all` : ''}` : 'empty'}, found ${v.length} bytes`);

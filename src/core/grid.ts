@@ -154,3 +154,44 @@ export function onGrid(w: Float32Array, grid: StorageGrid): boolean {
   }
   return true;
 }
+
+/**
+ * The stored code of `x` on a grid that is not float32 (codec `xs`, docs/FORMAT.md §4.3): the
+ * bits the device stores for `snapValue(x, grid)`. float16: the half's 16 bits; bfloat16: the
+ * high 16 bits of the float32; uint8/uint16: the level q; qint8: the int8 as a byte (two's
+ * complement); quint8: the uint8. {@link fromGridCode} turns a code back into the value.
+ */
+export function gridCode(x: number, grid: StorageGrid): number {
+  const y = snapValue(x, grid);
+  switch (grid.dtype) {
+    case 'float16':
+      return toHalfBits(y);
+    case 'bfloat16':
+      f32[0] = y;
+      return u32[0] >>> 16;
+    case 'float32':
+      throw new RangeError('a float32 tensor has no stored code narrower than its float32 bits');
+    default:
+      return gridLevel(y, grid) & (grid.dtype === 'uint16' ? 0xffff : 0xff);
+  }
+}
+
+/** The float32 value of the stored code `code` on `grid` (see {@link gridCode}): what the device's runtime reads. */
+export function fromGridCode(code: number, grid: StorageGrid): number {
+  switch (grid.dtype) {
+    case 'float16':
+      return fromHalfBits(code);
+    case 'bfloat16':
+      u32[0] = code << 16;
+      return f32[0];
+    case 'uint8':
+    case 'uint16':
+      return Math.fround(code * grid.scale + grid.min);
+    case 'qint8':
+      return Math.fround((((code << 24) >> 24) - grid.zeroPoint) * grid.scale);
+    case 'quint8':
+      return Math.fround((code - grid.zeroPoint) * grid.scale);
+    default:
+      return code;
+  }
+}

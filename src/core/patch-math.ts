@@ -6,7 +6,7 @@
  */
 import type { HashPatch, LowRankPatch, SparsePatch, TensorPatch } from './format.ts';
 import { exactBits } from './values.ts';
-import { snapValue, type StorageGrid } from './grid.ts';
+import { fromGridCode, gridCode, snapValue, type StorageGrid } from './grid.ts';
 import { hashAddWasm } from './hash-kernel.ts';
 
 // xxh32 primes (see docs/FORMAT-hashing.md).
@@ -280,22 +280,32 @@ export function applyRange(w: Float32Array, patch: TensorPatch, offset: number, 
   if (onAGrid(patch)) {
     const { grid } = patch;
     const wb = bitsOf(w);
+    // Codec xs: the masks XOR the stored code (docs/FORMAT.md §4.3), not the float32 bits.
+    const stored = patch.codec === 'xs';
     if (patch.kind === 'sparse') {
       const { positions, values } = patch;
       const masks = exactBits(patch.codec) ? bitsOf(values) : null;
       for (let k = from; k < to; k++) {
         const at = positions[k];
         if (log) log.push(at, wb[at]);
-        if (masks) wb[at] ^= masks[k];
-        else w[at] = Math.fround(w[at] + values[k]);
-        w[at] = snapValue(w[at], grid);
+        // A stored code is on the grid already (and a non-finite one stays so, to be refused).
+        if (stored) w[at] = fromGridCode(gridCode(w[at], grid) ^ (masks as Uint32Array)[k], grid);
+        else {
+          if (masks) wb[at] ^= masks[k];
+          else w[at] = Math.fround(w[at] + values[k]);
+          w[at] = snapValue(w[at], grid);
+        }
       }
       return;
     }
     const a = patch.kind === 'dense' ? offset + from : from;
     const b = a + to - from;
     if (log) for (let i = a; i < b; i++) log.push(i, wb[i]);
-    if (patch.kind === 'dense' && exactBits(patch.codec)) xorDense(wb, bitsOf(patch.values), offset, from, to);
+    if (patch.kind === 'dense' && stored) {
+      const masks = bitsOf(patch.values);
+      for (let i = from; i < to; i++) w[offset + i] = fromGridCode(gridCode(w[offset + i], grid) ^ masks[i], grid);
+      return;
+    } else if (patch.kind === 'dense' && exactBits(patch.codec)) xorDense(wb, bitsOf(patch.values), offset, from, to);
     else if (patch.kind === 'dense') denseLoop(w, patch.values, offset, 1, null, from, to);
     else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, null, from, to);
     else hashLoop(w, patch, 1, null, from, to);

@@ -151,12 +151,18 @@ export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number
 // ---------------------------------------------------------------------------------------------
 // Codec `x` (format v2): exact new bits, as the XOR of the new and the old float32 bits.
 
-/** The codecs a patch may name on the wire: the additive value codecs, `x` (format v2) and `xr` (v3). */
-export type WireCodec = ValueCodec | 'x' | 'xr';
+/**
+ * The codecs a patch may name on the wire: the additive value codecs, `x` (format v2), `xr` (v3)
+ * and `xs` (v4: exact stored bits of a tensor stored in 1 or 2 bytes, docs/FORMAT.md §4.3).
+ */
+export type WireCodec = ValueCodec | 'x' | 'xr' | 'xs';
 
-/** Codecs `x` and `xr`: the values are XOR masks of the new and old bits (exact bits), not deltas. */
-export function exactBits(codec: WireCodec): codec is 'x' | 'xr' {
-  return codec === 'x' || codec === 'xr';
+/**
+ * Codecs `x`, `xr` and `xs`: the values are XOR masks of the new and old bits (exact bits), not
+ * deltas; of the float32 bits for `x` and `xr`, of the stored code on the patch's grid for `xs`.
+ */
+export function exactBits(codec: WireCodec): codec is 'x' | 'xr' | 'xs' {
+  return codec === 'x' || codec === 'xr' || codec === 'xs';
 }
 
 /**

@@ -97,11 +97,18 @@ export function readForDigest(store: WeightStore, name: string): Float32Array {
   return store.read ? store.read(name) : store.values(name);
 }
 
+/** A tensor of a {@link MemoryWeightStore}: `patchable: false` marks a read-only part (a frame). */
+export interface MemoryTensor {
+  shape: readonly number[];
+  data: Float32Array;
+  patchable?: boolean;
+}
+
 /** A store over plain named Float32Arrays, patched in place. */
 export class MemoryWeightStore implements WeightStore {
-  private readonly tensors: Map<string, { shape: readonly number[]; data: Float32Array }>;
-  constructor(tensors: Iterable<[string, { shape: readonly number[]; data: Float32Array }]> | Record<string, { shape: readonly number[]; data: Float32Array }>) {
-    this.tensors = new Map(Symbol.iterator in tensors ? (tensors as Iterable<[string, { shape: readonly number[]; data: Float32Array }]>) : Object.entries(tensors));
+  private readonly tensors: Map<string, MemoryTensor>;
+  constructor(tensors: Iterable<[string, MemoryTensor]> | Record<string, MemoryTensor>) {
+    this.tensors = new Map(Symbol.iterator in tensors ? (tensors as Iterable<[string, MemoryTensor]>) : Object.entries(tensors));
     for (const [name, t] of this.tensors) {
       const size = t.shape.reduce((a, b) => a * b, 1);
       if (size !== t.data.length) {
@@ -110,9 +117,14 @@ export class MemoryWeightStore implements WeightStore {
     }
   }
   list(): TensorEntry[] {
-    return [...this.tensors].map(([name, t]) => ({ name, shape: t.shape }));
+    return [...this.tensors].map(([name, t]) => (t.patchable === false ? { name, shape: t.shape, patchable: false } : { name, shape: t.shape }));
   }
   values(name: string): Float32Array {
+    const t = this.tensors.get(name);
+    if (!t) throw new RangeError(`no tensor named ${name}`);
+    return t.data;
+  }
+  read(name: string): Float32Array {
     const t = this.tensors.get(name);
     if (!t) throw new RangeError(`no tensor named ${name}`);
     return t.data;
@@ -121,9 +133,10 @@ export class MemoryWeightStore implements WeightStore {
   clone(): MemoryWeightStore {
     return MemoryWeightStore.copyOf(this);
   }
-  /** A writable in-memory copy of any store's tensors (dry runs, test fixtures). */
+  /** A writable in-memory copy of any store's tensors (dry runs, test fixtures); read-only parts stay read-only. */
   static copyOf(store: WeightStore): MemoryWeightStore {
-    // Read-only parts (a frame) are copied by value, so the copy has the same fingerprint.
-    return new MemoryWeightStore(store.list().map((t) => [t.name, { shape: [...t.shape], data: (isPatchable(t) ? store.values(t.name) : readForDigest(store, t.name)).slice() }] as [string, { shape: readonly number[]; data: Float32Array }]));
+    return new MemoryWeightStore(store.list().map((t) => [t.name, isPatchable(t)
+      ? { shape: [...t.shape], data: store.values(t.name).slice() }
+      : { shape: [...t.shape], data: readForDigest(store, t.name).slice(), patchable: false }] as [string, MemoryTensor]));
   }
 }

@@ -2,7 +2,9 @@
  * Codec `xr` (format v3): codec `x`'s XOR masks (the new float32 bits XOR the old), their low
  * three bytes raw and their high byte (sign and exponent, the only part of a retrained weight's
  * change that is not noise) through an adaptive binary range coder (LZMA's: 11-bit
- * probabilities, adaptation shift 5, a bit tree of 255 nodes). docs/FORMAT.md §4.6.
+ * probabilities, adaptation shift 5, a bit tree of 255 nodes). docs/FORMAT.md §4.2. The same
+ * layout carries codec `xs` (format v4, §4.3): masks of a tensor's stored codes (1 or 2 bytes),
+ * their low byte raw and their high byte coded.
  *
  * Every applier decodes it (about 0.35 KB of its bundle). Pure arithmetic, no I/O.
  */
@@ -30,9 +32,11 @@ function fail(message: string): never {
  * At most 8 steps per value, whatever the bytes: hostile input cannot make it loop, and every
  * read is bounded by the value count.
  */
-export function openXr(bytes: Uint8Array, n: number, where: string): XrReader {
-  const s = 3 * n;
-  if (n ? bytes.length < s + 4 : bytes.length) fail(`${where} "v" of codec xr must be ${n ? `at least 3 x ${n} + 4` : '0'} bytes, found ${bytes.length}`);
+export function openXr(bytes: Uint8Array, n: number, where: string, low = 3): XrReader {
+  // Codec xs (format v4) is the same layout with masks of 1 or 2 bytes: 0 or 1 low byte each.
+  const codec = low === 3 ? 'xr' : 'xs';
+  const s = low * n;
+  if (n ? bytes.length < s + 4 : bytes.length) fail(`${where} "v" of codec ${codec} must be ${n ? `at least ${low} x ${n} + 4` : '0'} bytes, found ${bytes.length}`);
   // The decoder between pieces: the next byte, range and code (unsigned 32-bit), and the
   // 11-bit probabilities of a 0 bit at nodes 1..255 of the tree.
   const p = new Uint16Array(256);
@@ -69,11 +73,12 @@ export function openXr(bytes: Uint8Array, n: number, where: string): XrReader {
           }
         }
         if (out) {
-          const k = 3 * (from + j);
-          out[j] = (t << 24) | bytes[k] | (bytes[k + 1] << 8) | (bytes[k + 2] << 16);
+          const k = low * (from + j);
+          t -= 256;
+          out[j] = low === 3 ? ((t << 24) | bytes[k] | (bytes[k + 1] << 8) | (bytes[k + 2] << 16)) >>> 0 : low ? (t << 8) | bytes[k] : t;
         }
       }
-      if (m && from + m === n && (at !== bytes.length || code)) fail(`${where} "v": the range-coded stream of codec xr must end with value ${n - 1} at byte ${bytes.length} with code 0, found byte ${at}, code ${code}`);
+      if (m && from + m === n && (at !== bytes.length || code)) fail(`${where} "v": the range-coded stream of codec ${codec} must end with value ${n - 1} at byte ${bytes.length} with code 0, found byte ${at}, code ${code}`);
     },
   };
 }
@@ -81,12 +86,14 @@ export function openXr(bytes: Uint8Array, n: number, where: string): XrReader {
 /**
  * Encode XOR masks as codec `xr` (build side): the low 3 bytes of each, then the high bytes
  * through the range coder (the first output byte, always 0, is not written). Empty for no masks.
+ * With `lowBytes` 1 or 0, masks of 2 or 1 bytes (codec `xs`, format v4): the low byte (if any) raw,
+ * the high byte coded.
  */
-export function encodeXrMasks(masks: Uint32Array): Uint8Array {
+export function encodeXrMasks(masks: Uint32Array, lowBytes = 3): Uint8Array {
   const n = masks.length;
   if (!n) return new Uint8Array(0);
   const out: number[] = [];
-  for (let k = 0; k < n; k++) out.push(masks[k] & 0xff, (masks[k] >>> 8) & 0xff, (masks[k] >>> 16) & 0xff);
+  for (let k = 0; k < n; k++) for (let b = 0; b < lowBytes; b++) out.push((masks[k] >>> (8 * b)) & 0xff);
   const p = new Uint16Array(256).fill(1024);
   // low: up to 33 bits (a carry), kept as a float64 integer; cache + pending 0xff bytes as in LZMA.
   let low = 0;
@@ -111,7 +118,8 @@ export function encodeXrMasks(masks: Uint32Array): Uint8Array {
     low = (low % 0x1000000) * 256;
   };
   for (let k = 0; k < n; k++) {
-    const h = masks[k] >>> 24;
+    const h = masks[k] >>> (8 * lowBytes);
+    if (h > 0xff) throw new RangeError(`codec xs: mask ${masks[k]} is wider than ${lowBytes + 1} byte(s)`);
     let t = 1;
     for (let b = 7; b >= 0; b--) {
       const bit = (h >>> b) & 1;

@@ -11,7 +11,7 @@ import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
 import { encodeValues, encodeXorMasks, exactBits, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import { encodeXrMasks } from '../core/xr.ts';
-import { gridBytesPerValue, isIntegerGrid, type StorageGrid } from '../core/grid.ts';
+import { gridBytesPerValue, gridCode, isIntegerGrid, snapValue, type StorageGrid } from '../core/grid.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 
 export const CREATED_BY = 'neural-diff 0.1.0';
@@ -25,12 +25,13 @@ const ZERO_DIGEST = '0000000000000000';
  */
 export type PatchSpec = (
   /**
-   * With codec `x` (exact bits, format v2) or `xr` (the same, range-coded, format v3),
-   * `values` are the new weights, not deltas.
+   * With codec `x` (exact bits, format v2), `xr` (the same, range-coded, format v3) or `xs`
+   * (exact stored bits of a tensor on a 1- or 2-byte grid, format v4), `values` are the new
+   * weights, not deltas.
    */
-  | { kind: 'sparse'; name: string; positions: Uint32Array; values: Float32Array; codec: ValueCodec | 'x' | 'xr' }
+  | { kind: 'sparse'; name: string; positions: Uint32Array; values: Float32Array; codec: ValueCodec | 'x' | 'xr' | 'xs' }
   | { kind: 'hash'; name: string; seed: number; signed: boolean; buckets: Float32Array; codec: ValueCodec }
-  | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec | 'x' | 'xr' }
+  | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec | 'x' | 'xr' | 'xs' }
   /** Low-rank factors U [rows x rank] and V [rank x cols] (see `matrixDims`), coded together. */
   | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec }
 ) & { grid?: StorageGrid | null };
@@ -72,15 +73,28 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
   if ((spec.kind === 'sparse' || spec.kind === 'dense') && exactBits(spec.codec)) {
     // Exact bits: each value is the XOR of the new and the old float32 bits.
     if (!baseValues) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec ${spec.codec} needs the base values to XOR against (buildPayload passes them; payloadSize cannot size it)`);
-    const oldBits = new Uint32Array(baseValues.buffer, baseValues.byteOffset, baseValues.length);
-    const newBits = new Uint32Array(spec.values.buffer, spec.values.byteOffset, spec.values.length);
     const masks = new Uint32Array(spec.values.length);
-    for (let k = 0; k < masks.length; k++) masks[k] = newBits[k] ^ oldBits[spec.kind === 'sparse' ? spec.positions[k] : k];
+    const at = (k: number) => (spec.kind === 'sparse' ? spec.positions[k] : k);
+    let low = 3;
+    if (spec.codec === 'xs') {
+      // Exact stored bits: the XOR of the new and the old stored codes on the tensor's grid.
+      low = grid ? gridBytesPerValue(grid) - 1 : 3;
+      if (!grid || low > 1) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec xs carries the stored bits of a tensor stored in 1 or 2 bytes a value (a uint8, uint16, int8, float16 or bfloat16 grid), found ${grid ? grid.dtype : 'no grid'}: use codec x or xr`, { tensor: spec.name });
+      for (let k = 0; k < masks.length; k++) {
+        const v = spec.values[k];
+        if (!Object.is(snapValue(v, grid), v)) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec xs: new value ${v} (entry ${k}) is not on the tensor's ${grid.dtype} grid: use codec x or xr`, { tensor: spec.name, index: k });
+        masks[k] = gridCode(v, grid) ^ gridCode(baseValues[at(k)], grid);
+      }
+    } else {
+      const oldBits = new Uint32Array(baseValues.buffer, baseValues.byteOffset, baseValues.length);
+      const newBits = new Uint32Array(spec.values.buffer, spec.values.byteOffset, spec.values.length);
+      for (let k = 0; k < masks.length; k++) masks[k] = newBits[k] ^ oldBits[at(k)];
+    }
     const bits = new Float32Array(masks.buffer);
     const xGrid = grid && grid.dtype !== 'float32' ? { grid } : {};
     const common = { name: spec.name, shape: [...shape], codec: spec.codec, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, ...xGrid };
     const patch: TensorPatch = spec.kind === 'sparse' ? { ...common, kind: 'sparse', positions: spec.positions, values: bits, positionCoding: 'gaps' } : { ...common, kind: 'dense', values: bits };
-    return { patch, valueBytes: spec.codec === 'xr' ? encodeXrMasks(masks) : encodeXorMasks(masks) };
+    return { patch, valueBytes: spec.codec === 'x' ? encodeXorMasks(masks) : encodeXrMasks(masks, low) };
   }
   // On an integer grid (uint8/uint16, ONNX qint8/quint8) the natural int8 scale is the grid's
   // step: a delta of k steps is carried as k exactly (the device rounds the sum onto the grid).
@@ -158,7 +172,7 @@ export function storageGrids(base: WeightStore, storeAs: StoreAs = 'stored'): Ma
 /** Bytes of the model as its store keeps it (grid dtype per tensor; float32 where unknown): what budgets are a percentage of. */
 export function storedModelBytes(store: WeightStore): number {
   let n = 0;
-  for (const t of store.list()) n += gridBytesPerValue(store.grid?.(t.name)) * shapeSize(t.shape);
+  for (const t of store.list()) if (t.patchable !== false) n += gridBytesPerValue(store.grid?.(t.name)) * shapeSize(t.shape);
   return n;
 }
 
@@ -188,7 +202,7 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     const size = shapeSize(shape);
     if (!(SPEC_KINDS as readonly unknown[]).includes(spec.kind)) throw new UsageError(`${what}: expected kind ${SPEC_KINDS.join(', ')}, found ${JSON.stringify(spec.kind)}`, { tensor: spec.name });
     const xorOk = exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense');
-    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr for sparse and dense patches), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
+    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr, xs for sparse and dense patches), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
     if (spec.kind === 'lowrank') {
       const { rows, cols } = matrixDims(shape);
       if (!(spec.rank >= 1) || spec.u.length !== rows * spec.rank || spec.v.length !== spec.rank * cols) throw new UsageError(`${what}: expected rank >= 1, U ${rows}x${spec.rank} and V ${spec.rank}x${cols}, found rank ${spec.rank}, ${spec.u.length} and ${spec.v.length} values`, { tensor: spec.name });
@@ -220,9 +234,10 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     patches.push(patch);
   }
   const h = makeHeader(header, combineDigests(hasher, digests), combineDigests(hasher, after));
-  // The oldest version that holds the payload, so older devices take it: v3 for range-coded
-  // exact bits (codec xr), v2 for a grid or exact bits (codec x), else v1.
-  h.version = patches.some((p) => p.codec === 'xr') ? 3 : patches.some((p) => p.grid || p.codec === 'x') ? 2 : 1;
+  // The oldest version that holds the payload, so older devices take it: v4 for exact stored
+  // bits (codec xs), v3 for range-coded exact bits (codec xr), v2 for a grid or exact bits
+  // (codec x), else v1.
+  h.version = patches.some((p) => p.codec === 'xs') ? 4 : patches.some((p) => p.codec === 'xr') ? 3 : patches.some((p) => p.grid || p.codec === 'x') ? 2 : 1;
   const bytes = packPayload(h, wires);
   if (header.budgetBytes && bytes.length > header.budgetBytes) {
     throw new BudgetError(`payload is ${bytes.length} bytes, over the budget of ${header.budgetBytes} bytes: raise the budget or keep fewer values`, { bytes: bytes.length, budget: header.budgetBytes });

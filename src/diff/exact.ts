@@ -6,8 +6,12 @@
  * drops the bytes a mask's high end shares with zero, so a weight whose sign and exponent did
  * not change costs about 3 bytes; codec `xr` (format v3) keeps the low 3 bytes of every mask
  * and range-codes the high byte (sign and exponent), which is what is left to compress in a
- * retrained weight (its low mantissa bits are noise). A tensor with most weights changed goes
- * dense (no positions at all), a few changes sparse, whichever is smaller.
+ * retrained weight (its low mantissa bits are noise). A tensor stored in 1 or 2 bytes a value
+ * (float16, bfloat16, uint8/uint16 quantization, ONNX int8/uint8) whose base and target are on
+ * its grid takes codec `xs` (format v4) when smaller: the XOR of the stored codes, as wide as the
+ * stored value, its low byte raw and its high byte range-coded, so an exact float16 patch costs
+ * at most about the changed values' stored size plus positions. A tensor with most weights
+ * changed goes dense (no positions at all), a few changes sparse, whichever is smaller.
  *
  * An ONNX int8/uint8 weight (a qint8/quint8 storage grid) whose base and target are on the same
  * grid moves in whole grid steps instead: i8 values of the grid's scale, a byte each, when every
@@ -15,7 +19,7 @@
  * (checked here: where it would not, the XOR masks are used).
  */
 import type { Hasher } from '../core/hasher.ts';
-import { gridLevel, onGrid, type LinearQuantGrid, type StorageGrid } from '../core/grid.ts';
+import { gridBytesPerValue, gridCode, gridLevel, onGrid, type LinearQuantGrid, type StorageGrid } from '../core/grid.ts';
 import { encodeXorMasks } from '../core/values.ts';
 import { encodeXrMasks } from '../core/xr.ts';
 import { UsageError } from '../core/errors.ts';
@@ -33,21 +37,22 @@ export interface ExactDiffOptions extends Omit<HeaderOptions, 'method' | 'grids'
   /** `'stored'` keeps quantized tensors' grids where the target's values are on them. */
   store?: StoreAs;
   /**
-   * The codecs a tensor may take (default both, the smaller wins): `['x']` keeps the payload
-   * to format v2, for devices whose applier predates codec `xr` (format v3).
+   * The codecs a tensor may take (default all three, the smallest wins): `['x']` keeps the
+   * payload to format v2, for devices whose applier predates codec `xr` (format v3); `['x',
+   * 'xr']` to format v3, for appliers that predate codec `xs` (format v4).
    */
   codecs?: readonly ExactCodec[];
 }
 
-/** The exact-bits codecs: `x` (format v2) and `xr` (range-coded, format v3). */
-export type ExactCodec = 'x' | 'xr';
+/** The exact-bits codecs: `x` (format v2), `xr` (range-coded, format v3) and `xs` (stored width, format v4). */
+export type ExactCodec = 'x' | 'xr' | 'xs';
 
 export interface ExactDiffResult extends BuiltPayload {
   /** Weights whose bits changed (every one is in the payload). */
   changed: number;
   /** Tensors patched as XOR masks, per codec (whole grid steps not counted). */
   codecs: Record<ExactCodec, number>;
-  /** `xr` when any patch uses it (the payload is format v3), else `x`. */
+  /** `xs` when any patch uses it (the payload is format v4), else `xr` when any does (v3), else `x`. */
   codec: ExactCodec;
   /** Bytes of the target's weights as stored ({@link storedModelBytes}): what shipping the new model costs. */
   targetModelBytes: number;
@@ -93,9 +98,9 @@ function exactDiffWith(hasher: Hasher, base: WeightStore, target: WeightStore, o
   const baseGrids = storageGrids(base, options.store);
   const grids = new Map<string, StorageGrid>();
   const specs: PatchSpec[] = [];
-  const allowed = options.codecs ?? ['x', 'xr'];
-  if (!allowed.length || allowed.some((c) => c !== 'x' && c !== 'xr')) throw new UsageError(`exact diff: codecs must be a non-empty list of "x" and "xr", found ${JSON.stringify(allowed)}`);
-  const codecs: Record<ExactCodec, number> = { x: 0, xr: 0 };
+  const allowed = options.codecs ?? ['x', 'xr', 'xs'];
+  if (!allowed.length || allowed.some((c) => c !== 'x' && c !== 'xr' && c !== 'xs') || allowed.every((c) => c === 'xs')) throw new UsageError(`exact diff: codecs must be a list of "x", "xr" and "xs" with "x" or "xr" among them (xs only fits tensors stored in 1 or 2 bytes), found ${JSON.stringify(allowed)}`);
+  const codecs: Record<ExactCodec, number> = { x: 0, xr: 0, xs: 0 };
   let changed = 0;
   for (const name of names) {
     const a = readForDigest(base, name);
@@ -143,6 +148,18 @@ function exactDiffWith(hasher: Hasher, base: WeightStore, target: WeightStore, o
       const bytes = Math.min(sparse, dense);
       if (bytes < best.bytes) best = { bytes, codec, dense: dense < sparse };
     }
+    // Exact stored bits: base and target both on a grid of 1 or 2 bytes a value.
+    const g = grids.get(name);
+    if (g && allowed.includes('xs') && gridBytesPerValue(g) <= 2 && onGrid(a, g)) {
+      const low = gridBytesPerValue(g) - 1;
+      const stored = Uint32Array.from(positions, (i) => gridCode(a[i], g) ^ gridCode(b[i], g));
+      const storedAll = new Uint32Array(size);
+      stored.forEach((m, j) => (storedAll[positions[j]] = m));
+      const sparse = positionBytes + encodeXrMasks(stored, low).length;
+      const dense = encodeXrMasks(storedAll, low).length;
+      const bytes = Math.min(sparse, dense);
+      if (bytes < best.bytes) best = { bytes, codec: 'xs', dense: dense < sparse };
+    }
     codecs[best.codec]++;
     const values = Float32Array.from(b); // the new weights; buildPayload XORs them with the base
     if (best.dense) specs.push({ kind: 'dense', name, values, codec: best.codec });
@@ -151,5 +168,5 @@ function exactDiffWith(hasher: Hasher, base: WeightStore, target: WeightStore, o
   const { names: _names, store: _store, codecs: _codecs, ...header } = options;
   // The header names the family (top-k with k = every change); the metadata says exact.
   const built = buildPayload(hasher, base, specs, { ...header, method: 'topk', budgetBytes: 0, grids, meta: { ...(header.meta ?? {}), method: 'exact' } });
-  return { ...built, changed, steps, codecs, codec: codecs.xr ? 'xr' : 'x' };
+  return { ...built, changed, steps, codecs, codec: codecs.xs ? 'xs' : codecs.xr ? 'xr' : 'x' };
 }

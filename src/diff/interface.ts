@@ -10,6 +10,7 @@
  */
 import { ModelMismatchError } from '../core/errors.ts';
 import { isPatchable, readForDigest, type TensorEntry, type WeightStore } from '../core/weight-store.ts';
+import { firstJsonDifference, type JsonDifference } from './json-difference.ts';
 
 /** One tensor as the runtime sees it: name, shape, dtype; `patchable` false for read-only parts. */
 export interface InterfaceTensor {
@@ -40,6 +41,18 @@ export interface InterfaceDifference {
   weightsChanged: number;
   /** Weights compared. */
   weights: number;
+  /** When a TF.js frame differs and both stores hand out its document: where model.json first differs. */
+  frameDifference?: JsonDifference;
+}
+
+/** Stores that hand out the JSON document their frame hashes (TF.js folders, live models given their model.json). */
+interface HasFrameDocument {
+  frameDocument(): Record<string, unknown> | undefined;
+}
+
+function frameDocumentOf(store: WeightStore): Record<string, unknown> | undefined {
+  const f = (store as Partial<HasFrameDocument>).frameDocument;
+  return typeof f === 'function' ? f.call(store) : undefined;
 }
 
 /** Stores that list read-only entries besides their weights (a TF.js folder's int32 tensors). */
@@ -111,6 +124,11 @@ export function compareInterfaces(base: WeightStore, target: WeightStore): Inter
     }
   }
   diff.readOnlyChanged.sort();
+  if (diff.readOnlyChanged.includes('tfjs:frame')) {
+    const [x, y] = [frameDocumentOf(base), frameDocumentOf(target)];
+    const where = x && y ? firstJsonDifference(x, y) : undefined;
+    if (where) diff.frameDifference = where;
+  }
   return diff;
 }
 
@@ -141,7 +159,8 @@ export function describeDifference(d: InterfaceDifference): string | undefined {
   const weights = d.weightsChanged === 0
     ? `the graph changed; the weights did not (all ${d.weights} weight tensors are bit-identical): ship the new model file`
     : `${d.weightsChanged} of ${d.weights} weight tensors changed as well; a payload changes weight values only: ship the new model file`;
-  return `the two models differ outside their weights, in ${what}: ${weights}`;
+  const first = d.frameDifference ? ` (first difference in model.json: ${d.frameDifference.path}: ${d.frameDifference.base} -> ${d.frameDifference.target})` : '';
+  return `the two models differ outside their weights, in ${what}${first}: ${weights}`;
 }
 
 /** True for the name of a model's frame tensor (`onnx:frame`, `tfjs:frame`). */
@@ -159,7 +178,7 @@ export function checkSameInterface(base: WeightStore, target: WeightStore): Inte
   const reason = describeDifference(d);
   if (reason) {
     throw new ModelMismatchError(reason, {
-      added: d.added, removed: d.removed, reshaped: d.reshaped.map((r) => r.name), retyped: d.retyped.map((r) => r.name), readOnlyChanged: d.readOnlyChanged,
+      added: d.added, removed: d.removed, reshaped: d.reshaped.map((r) => r.name), retyped: d.retyped.map((r) => r.name), readOnlyChanged: d.readOnlyChanged, ...(d.frameDifference ? { frameDifference: d.frameDifference } : {}),
       weightsChanged: d.weightsChanged, weights: d.weights, graphOnly: !d.added.length && !d.removed.length && !d.reshaped.length && !d.retyped.length && d.weightsChanged === 0,
       ...(d.added[0] ?? d.removed[0] ?? d.reshaped[0]?.name ?? d.retyped[0]?.name ? { tensor: d.added[0] ?? d.removed[0] ?? d.reshaped[0]?.name ?? d.retyped[0]?.name } : {}),
     });

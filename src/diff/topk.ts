@@ -26,7 +26,7 @@ export interface TopkResult extends BuiltPayload {
   kept: number;
   /** Non-zero entries of the full delta. */
   changed: number;
-  codec: ValueCodec | 'x' | 'xr';
+  codec: ValueCodec | 'x' | 'xr' | 'xs';
   /** Sum of squared differences between the target and base + payload, over all weights. */
   squaredError: number;
 }

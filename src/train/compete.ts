@@ -4,7 +4,7 @@
  * `TrainDiffOptions.alsoConsider`).
  */
 import { decodePayload } from '../core/format.ts';
-import { MemoryWeightStore, type WeightStore } from '../core/weight-store.ts';
+import { MemoryWeightStore, readForDigest, type MemoryTensor, type WeightStore } from '../core/weight-store.ts';
 import { applyPayload } from '../apply/apply.ts';
 import { better, type Checkpoint } from './checkpoint.ts';
 import type { CompetingResult, TrainDiffResult } from './options.ts';
@@ -39,7 +39,10 @@ export function significantlyBetter(a: ArrayLike<number>, b: ArrayLike<number>):
 export async function competingPayload(base: WeightStore, bytes: Uint8Array, label: string): Promise<CompetingResult> {
   const payload = decodePayload(bytes);
   const touched = new Set(payload.patches.map((p) => p.name));
-  const copy = new MemoryWeightStore(base.list().map((t) => [t.name, { shape: [...t.shape], data: touched.has(t.name) ? base.values(t.name).slice() : base.values(t.name) }] as [string, { shape: number[]; data: Float32Array }]));
+  // Read-only parts (a model's frame) are copied by value: the copy has the base's fingerprint.
+  const copy = new MemoryWeightStore(base.list().map((t) => [t.name, t.patchable === false
+    ? { shape: [...t.shape], data: readForDigest(base, t.name).slice(), patchable: false }
+    : { shape: [...t.shape], data: touched.has(t.name) ? base.values(t.name).slice() : base.values(t.name) }] as [string, MemoryTensor]));
   // The copy keeps the base's storage grids, so a payload on another grid is refused as on a device.
   if (base.grid) (copy as WeightStore).grid = (name: string) => base.grid?.(name);
   await applyPayload(copy, bytes);

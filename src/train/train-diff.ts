@@ -132,6 +132,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       const have = new Map(store.list().map((w) => [w.name, w.shape] as const));
       const out = new Map<string, Float32Array>();
       for (const w of base.list()) {
+        if (w.patchable === false) continue; // a read-only part (a TF.js folder's frame): no weight of the teacher
         const shape = have.get(w.name);
         if (!shape || shape.length !== w.shape.length || shape.some((d, i) => d !== w.shape[i])) {
           throw new UsageError(
@@ -513,6 +514,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     } else {
       const deltas = new Map<string, Float32Array>();
       for (const t of base.list()) {
+        if (t.patchable === false) continue; // a read-only part (a TF.js folder's frame)
         const w0 = base.values(t.name);
         const w1 = fullWeights!.get(t.name) ?? w0;
         const d = new Float32Array(w0.length);

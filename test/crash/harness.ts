@@ -27,6 +27,7 @@ import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
 import type { MemoryWeightStore } from '../../src/core/weight-store.ts';
 import { generateKeyPair, signPayload } from '../../src/sign/node-keys.ts';
 import { baseAndTarget } from '../helpers/models.ts';
+import { withTfjsFrame } from '../helpers/dirs.ts';
 
 interface ChildJob {
   mode: 'cli' | 'lib';
@@ -128,9 +129,12 @@ export interface Fixture {
   scenarios: Scenario[];
 }
 
+/** The model.json (less its manifest) of the folders {@link writeFolder} writes. */
+const FOLDER_MODEL_JSON = { format: 'graph-model', generatedBy: 'crash test', modelTopology: {} } as const;
+
 async function writeFolder(dir: string, store: MemoryWeightStore, shardBytes?: number): Promise<void> {
-  const tensors = new Map(store.list().map((t) => [t.name, { shape: t.shape, data: store.values(t.name) }]));
-  await writeModelDir(dir, { format: 'graph-model', generatedBy: 'crash test', modelTopology: {} }, tensors, shardBytes ? { shardBytes } : {});
+  const tensors = new Map(store.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: store.values(t.name) }]));
+  await writeModelDir(dir, { ...FOLDER_MODEL_JSON }, tensors, shardBytes ? { shardBytes } : {});
 }
 
 /** Models, payloads and scenarios in a fresh temp folder. */
@@ -138,8 +142,11 @@ export async function buildFixture(): Promise<Fixture> {
   const hasher = await hasherPromise;
   const root = await mkdtemp(join(tmpdir(), 'ndiff-crash-'));
   const child = await bundleChild(root);
-  const { base: v1, target: t2 } = baseAndTarget(71);
-  const t3 = baseAndTarget(72).target;
+  // With the frame of the folders writeFolder makes: the payloads are for those folders.
+  const frame = (s: MemoryWeightStore) => withTfjsFrame(s, FOLDER_MODEL_JSON);
+  const v1 = frame(baseAndTarget(71).base);
+  const t2 = frame(baseAndTarget(71).target);
+  const t3 = frame(baseAndTarget(72).target);
   const p12 = topkDiff(hasher, v1, t2, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'kws', sequence: 1 });
   const v2 = v1.clone();
   for (const [n, v] of p12.targetValues) v2.values(n).set(v);

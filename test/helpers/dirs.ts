@@ -3,7 +3,22 @@ import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeModelDir } from '../../src/io/tfjs/index.ts';
-import type { MemoryWeightStore } from '../../src/core/weight-store.ts';
+import { MemoryWeightStore } from '../../src/core/weight-store.ts';
+import { TFJS_FRAME, tfjsFrameValues } from '../../src/io/tfjs/frame.ts';
+import type { TfjsModelJson } from '../../src/io/tfjs/manifest.ts';
+
+/** The model.json (less its manifest) {@link writeStore} writes. */
+export const TEST_MODEL_JSON = { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} } as const;
+
+/**
+ * `store` with the frame (`tfjs:frame`) of a folder written from it with `template` and float32
+ * tensors only: its fingerprint is then that folder's, so a payload built from it applies there.
+ */
+export function withTfjsFrame(store: MemoryWeightStore, template: Omit<TfjsModelJson, 'weightsManifest'> = TEST_MODEL_JSON): MemoryWeightStore {
+  const frame = tfjsFrameValues({ ...template, weightsManifest: [] } as unknown as TfjsModelJson, () => new Uint8Array());
+  const tensors = store.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: store.values(t.name) }] as [string, { shape: readonly number[]; data: Float32Array }]);
+  return new MemoryWeightStore([...tensors, [TFJS_FRAME, { shape: [8], data: frame, patchable: false }]]);
+}
 
 export async function tempDir(prefix = 'ndiff-test-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
@@ -11,8 +26,8 @@ export async function tempDir(prefix = 'ndiff-test-'): Promise<string> {
 
 /** Write a store as a TF.js graph-model folder (float32 shards). */
 export async function writeStore(dir: string, store: MemoryWeightStore): Promise<void> {
-  const tensors = new Map(store.list().map((t) => [t.name, { shape: t.shape, data: store.values(t.name) }]));
-  await writeModelDir(dir, { format: 'graph-model', generatedBy: 'neural-diff tests', modelTopology: {} }, tensors);
+  const tensors = new Map(store.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: store.values(t.name) }]));
+  await writeModelDir(dir, { ...TEST_MODEL_JSON }, tensors);
 }
 
 /** Every file of a folder and its bytes, for byte-for-byte "untouched" checks. */

@@ -12,8 +12,9 @@ export function checkNodeUpdaterSummary(stdout: string): void {
   for (const u of s.updates) {
     assert.equal(u.status, 'applied');
     assert.equal(u.healthy, true, 'the canary output of the new version matches');
-    // The head (kernel + bias) is patched and hashed; the other 6 tensors checked by recorded digests.
-    assert.deepEqual(u.baseCheck, { hashedTensors: 2, recordedTensors: 6 });
+    // The head (kernel + bias) is patched and hashed, and the frame (tfjs:frame) computed from
+    // model.json; the other 6 tensors checked by recorded digests.
+    assert.deepEqual(u.baseCheck, { hashedTensors: 3, recordedTensors: 6 });
   }
   assert.deepEqual(s.refused, { replay: 'ND_FRESHNESS', tampered: 'ND_SIGNATURE', folderUntouched: true });
   assert.equal(s.final.fingerprint, s.final.expected);

@@ -8,8 +8,9 @@ import { MemoryWeightStore } from '../../src/core/weight-store.ts';
 export * from '../../src/updater/index.ts';
 
 /** Hold `tensors` in memory and run one update; the result and the IndexedDB record after it. */
-export async function runUpdate(args: { tensors: [string, { shape: number[]; data: number[] }][]; publicKey: string; url: string }): Promise<{ result: UpdateResult; record?: UpdaterRecord }> {
-  const store = new MemoryWeightStore(Object.fromEntries(args.tensors.map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }])));
+export async function runUpdate(args: { tensors: [string, { shape: number[]; data: number[]; patchable?: false }][]; publicKey: string; url: string }): Promise<{ result: UpdateResult; record?: UpdaterRecord }> {
+  // A read-only tensor (the model's frame) stays read-only, as a live model given its model.json lists it.
+  const store = new MemoryWeightStore(Object.fromEntries(args.tensors.map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data), ...(t.patchable === false ? { patchable: false } : {}) }])));
   const state = new IndexedDbUpdaterState();
   const updater = new Updater({
     modelId: 'kws',

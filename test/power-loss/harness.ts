@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { getHasher, type Hasher } from '../../src/core/hasher.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
-import { MemoryWeightStore } from '../../src/core/weight-store.ts';
+import { MemoryWeightStore, readForDigest } from '../../src/core/weight-store.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
 import { applyToModelDir, lockModelDir, readFolderModelId, recoverModelDir } from '../../src/io/tfjs/folder-update.ts';
 import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
@@ -36,6 +36,7 @@ import type { FileOps } from '../../src/io/durable/durable.ts';
 import { openTfjsModelDir, referencedFiles, writeModelDir } from '../../src/io/tfjs/index.ts';
 import { DEFAULT_STATE_FILE, DIGESTS_FILE, FOLDER_FILE } from '../../src/io/durable/control-files.ts';
 import { baseAndTarget } from '../helpers/models.ts';
+import { withTfjsFrame } from '../helpers/dirs.ts';
 import { crashStates, describeOp, materialize, RecordingFileOps, snapshotFolder, type CrashState, type FolderImage, type FsOp } from './fs-model.ts';
 
 export interface PowerLossScenario {
@@ -65,13 +66,17 @@ export async function harnessRoot(): Promise<string> {
   return mkdtemp(path.join(base, 'ndiff-power-loss-'));
 }
 
+/** Every tensor of a store, its frame (`tfjs:frame`) included. */
 function tensorsOf(store: MemoryWeightStore): Map<string, Float32Array> {
-  return new Map(store.list().map((t) => [t.name, store.values(t.name).slice()]));
+  return new Map(store.list().map((t) => [t.name, readForDigest(store, t.name).slice()]));
 }
 
+/** The model.json (less its manifest) of the folders {@link writeFolder} writes. */
+const FOLDER_MODEL_JSON = { format: 'graph-model', generatedBy: 'power-loss harness', modelTopology: {} } as const;
+
 async function writeFolder(dir: string, store: MemoryWeightStore, shardBytes: number): Promise<void> {
-  const tensors = new Map(store.list().map((t) => [t.name, { shape: t.shape, data: store.values(t.name) }]));
-  await writeModelDir(dir, { format: 'graph-model', generatedBy: 'power-loss harness', modelTopology: {} }, tensors, { shardBytes });
+  const tensors = new Map(store.list().filter((t) => t.patchable !== false).map((t) => [t.name, { shape: t.shape, data: store.values(t.name) }]));
+  await writeModelDir(dir, { ...FOLDER_MODEL_JSON }, tensors, { shardBytes });
 }
 
 /** Rename a folder's shards to the converter's names (`group1-shard3of9.bin`), as a model fresh from tensorflowjs_converter. */
@@ -90,7 +95,9 @@ async function converterNames(dir: string): Promise<void> {
 /** The scenarios, their folders and payloads, built under `root`. */
 export async function buildScenarios(root: string): Promise<PowerLossScenario[]> {
   const hasher = await hasherPromise;
-  const { base: v1, target: t2 } = baseAndTarget(81);
+  // With the frame of the folders writeFolder makes: the payloads are for those folders.
+  const pair = baseAndTarget(81);
+  const [v1, t2] = [withTfjsFrame(pair.base, FOLDER_MODEL_JSON), withTfjsFrame(pair.target, FOLDER_MODEL_JSON)];
   // Update 1, spread: a change in every tensor, so every shard is rewritten.
   const p12 = topkDiff(hasher, v1, t2, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'kws', sequence: 1 });
   const v2 = v1.clone();
@@ -144,7 +151,7 @@ export async function recordApply(s: PowerLossScenario, root: string, mutate?: (
   return ops.log;
 }
 
-/** 'old', 'new', or what else the folder is, comparing every float tensor value for value. */
+/** 'old', 'new', or what else the folder is, comparing every float tensor value for value, and the frame. */
 export async function loaderSees(dir: string, s: PowerLossScenario): Promise<string> {
   let store;
   try {
@@ -153,7 +160,7 @@ export async function loaderSees(dir: string, s: PowerLossScenario): Promise<str
     return `unloadable: ${(e as Error).message.slice(0, 160)}`;
   }
   const same = (want: Map<string, Float32Array>) => store.list().length === want.size && store.list().every((t) => {
-    const a = store.values(t.name);
+    const a = readForDigest(store, t.name);
     const b = want.get(t.name);
     return b !== undefined && a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
   });

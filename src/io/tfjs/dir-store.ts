@@ -8,7 +8,7 @@ import type { OpenOptions, PassthroughEntry, RecordedDigest, TfjsTensorEntry } f
 import { fileExists, fileIdent, groupRange, loadModel, readFileRange, readShardRange, shardBytes, shardRanges, storedRange, type GroupSource, type LoadedModel, type Shard } from './read.ts';
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { ModelMismatchError, UsageError } from '../../core/errors.ts';
+import { ModelFormatError, ModelMismatchError, UsageError } from '../../core/errors.ts';
 import type { WeightStore } from '../../core/weight-store.ts';
 import { getHasher } from '../../core/hasher.ts';
 import { asFloat32Entry, computeGroupLayout, concatBytes, decodePassthroughEntry, dequantizeEntry, encodeFloat32, manifestPaths, parseModelJson, replaceTopLevelValue, type EntryLayout, type PassthroughValues, type TfjsModelJson, type TfjsWeightEntry } from './manifest.ts';
@@ -16,6 +16,7 @@ import { nodeFileOps, type FileOps } from '../durable/durable.ts';
 import { MODEL_JSON, PREVIOUS_MODEL_JSON } from '../durable/control-files.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
+import { frameDocument, TFJS_FRAME, tfjsFrameValues } from './frame.ts';
 
 interface Rec {
   layout: EntryLayout;
@@ -87,10 +88,14 @@ export class TfjsDirWeightStore implements WeightStore {
   }
 
   private index(loaded: LoadedModel): void {
+    this.frameValues = undefined;
     const records = new Map<string, Rec>();
     loaded.layouts.forEach((layout) => {
       for (const l of layout.entries) {
         const prev = this.records.get(l.entry.name);
+        if (l.entry.name === TFJS_FRAME) {
+          throw new ModelFormatError(`${path.join(loaded.dir, MODEL_JSON)} names a weight ${JSON.stringify(TFJS_FRAME)}, the name the model fingerprint gives the model's frame: rename the weight (and its graph node) and convert the model again`, { dir: loaded.dir, name: TFJS_FRAME });
+        }
         records.set(l.entry.name, { layout: l, entry: l.entry, values: prev?.values });
       }
     });
@@ -113,14 +118,35 @@ export class TfjsDirWeightStore implements WeightStore {
     return this.state.modelJson.format;
   }
 
-  /** The float tensors, in manifest order. */
+  /**
+   * The float tensors, in manifest order, then the model's frame (`tfjs:frame`, read-only: see
+   * src/io/tfjs/frame.ts), which the fingerprint covers and no payload patches.
+   */
   list(): TfjsTensorEntry[] {
     const out: TfjsTensorEntry[] = [];
     for (const [name, r] of this.records) {
       if (!r.layout.isFloat) continue;
       out.push({ name, shape: r.entry.shape, storage: (r.entry.quantization?.dtype ?? 'float32'), group: r.layout.group });
     }
+    out.push({ name: TFJS_FRAME, shape: [8], storage: 'float32', group: -1, patchable: false });
     return out;
+  }
+
+  /** The frame's values, computed once per model.json (see src/io/tfjs/frame.ts). */
+  private frameValues?: Float32Array;
+
+  /** The JSON document the frame hashes (model.json with its manifest cut to the non-float entries). */
+  frameDocument(): Record<string, unknown> {
+    return frameDocument(this.state.modelJson);
+  }
+
+  /** The 8 values of `tfjs:frame`: a digest of everything but the float weights' values. */
+  frame(): Float32Array {
+    this.frameValues ??= tfjsFrameValues(this.state.modelJson, (entry) => {
+      const r = this.records.get(entry.name) as Rec;
+      return this.bytesOf(r);
+    });
+    return this.frameValues;
   }
 
   /**
@@ -128,6 +154,7 @@ export class TfjsDirWeightStore implements WeightStore {
    * float16) or float32. A patch onto this grid keeps the tensor in its dtype (see commit).
    */
   grid(name: string): StorageGrid {
+    if (name === TFJS_FRAME) return { dtype: 'float32' };
     return gridOfEntry(this.floatRecord(name).entry);
   }
 
@@ -248,6 +275,7 @@ export class TfjsDirWeightStore implements WeightStore {
    * stored bytes for aligned float32 on a little-endian host (no copy), or a transient decode.
    */
   read(name: string): Float32Array {
+    if (name === TFJS_FRAME) return this.frame();
     const r = this.floatRecord(name);
     if (r.released) this.readReleased(r);
     if (r.values) return r.values;
@@ -298,6 +326,12 @@ export class TfjsDirWeightStore implements WeightStore {
   }
 
   private floatRecord(name: string): Rec {
+    if (name === TFJS_FRAME) {
+      throw new ModelMismatchError(
+        `${TFJS_FRAME} is the model's frame (its topology, format, signature and non-float tensors), which a payload never changes: the patch was made for another model or by another tool; ask the server for a full download`,
+        { name, dir: this.dir },
+      );
+    }
     const r = this.records.get(name);
     if (!r) {
       throw new ModelMismatchError(
@@ -807,7 +841,7 @@ export async function openTfjsModelDir(dir: string, options: OpenOptions = {}): 
 export async function readModelTensors(dir: string): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
   const store = await openTfjsModelDir(dir);
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const e of store.list()) out.set(e.name, { shape: [...e.shape], data: store.values(e.name) });
+  for (const e of store.list()) if (e.patchable !== false) out.set(e.name, { shape: [...e.shape], data: store.values(e.name) });
   return out;
 }
 

@@ -598,7 +598,7 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
   if (dryRun) {
     const expectedModelId = modelIdFor(dir, options.expectedModelId, await readFolderModelId(dir));
     const disk = await openTfjsModelDir(dir, { reservedFiles });
-    const copy = new MemoryWeightStore(disk.list().map((t) => [t.name, { shape: [...t.shape], data: disk.values(t.name).slice() }] as [string, { shape: number[]; data: Float32Array }]));
+    const copy = MemoryWeightStore.copyOf(disk);
     // The copy keeps the folder's storage grids, so a dry run refuses a grid mismatch too.
     (copy as WeightStore).grid = (name: string) => disk.grid(name);
     const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };

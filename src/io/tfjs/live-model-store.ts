@@ -28,11 +28,21 @@
 import * as tf from '@tensorflow/tfjs';
 import { ModelMismatchError, UsageError } from '../../core/errors.ts';
 import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
+import { frameDocument, TFJS_FRAME, tfjsFrameValues } from './frame.ts';
+import type { TfjsModelJson, TfjsWeightEntry } from './manifest.ts';
 
 /** Options of {@link tfModelStore}. */
 export interface TfModelStoreOptions {
   /** `'auto'` (default): patch the backend's memory directly where that is safe; `'never'`: always copy and assign. */
   inPlace?: 'auto' | 'never';
+  /**
+   * The model.json the model was loaded from (parsed). With it the store lists the model's frame
+   * (`tfjs:frame`, src/io/tfjs/frame.ts), so its fingerprint is the folder's and payloads built
+   * from folders apply; the frame's int32/bool entries are read from the live model. Without it
+   * the fingerprint leaves the frame out and differs from the folder's: payloads made from
+   * folders are then refused (base mismatch).
+   */
+  modelJson?: TfjsModelJson;
 }
 
 interface Slot {
@@ -104,9 +114,40 @@ export class TfModelWeightStore implements WeightStore {
     return ex;
   }
 
-  /** Float32 weights by manifest name, in the model's order. */
+  /** Float32 weights by manifest name, in the model's order; then `tfjs:frame` when the store was given the model.json. */
   list(): TensorEntry[] {
-    return [...this.slots.values()].map((s) => ({ name: s.name, shape: s.shape }));
+    const out: TensorEntry[] = [...this.slots.values()].map((s) => ({ name: s.name, shape: s.shape }));
+    if (this.options.modelJson) out.push({ name: TFJS_FRAME, shape: [8], patchable: false });
+    return out;
+  }
+
+  private frameValues?: Float32Array;
+
+  /** The JSON document the frame hashes, when the store was given the model.json. */
+  frameDocument(): Record<string, unknown> | undefined {
+    return this.options.modelJson && frameDocument(this.options.modelJson);
+  }
+
+  /** The frame's values, from the model.json given and the live model's non-float tensors. */
+  private frame(modelJson: TfjsModelJson): Float32Array {
+    this.frameValues ??= tfjsFrameValues(modelJson, (entry) => this.nonFloatBytes(entry));
+    return this.frameValues;
+  }
+
+  /** The stored (little-endian) bytes of a non-float weight, read from the live model. */
+  private nonFloatBytes(entry: TfjsWeightEntry): Uint8Array {
+    const t = this.kind === 'graph'
+      ? this.executor().weightMap[entry.name]?.[0]
+      : (this.model as tf.LayersModel).weights.find((w) => w.originalName === entry.name)?.read();
+    if (!t || (entry.dtype !== 'int32' && entry.dtype !== 'bool') || entry.quantization) {
+      throw new UsageError(`the model's frame needs the bytes of its ${entry.dtype}${entry.quantization ? ' (quantized)' : ''} weight ${JSON.stringify(entry.name)}, which ${t ? 'cannot be rebuilt from' : 'is not in'} the live ${this.kind} model: open the model's folder instead (openTfjsModelDir), or build payloads from the loaded model without modelJson`, { name: entry.name });
+    }
+    const data = t.dataSync() as Int32Array | Uint8Array;
+    if (entry.dtype === 'bool') return Uint8Array.from(data as ArrayLike<number>, (x) => (x ? 1 : 0));
+    const out = new Uint8Array(4 * data.length);
+    const dv = new DataView(out.buffer);
+    for (let i = 0; i < data.length; i++) dv.setInt32(4 * i, data[i], true);
+    return out;
   }
 
   private slot(name: string): Slot {
@@ -138,6 +179,7 @@ export class TfModelWeightStore implements WeightStore {
    * else what `dataSync()` returns (in place on `cpu`; a transient copy elsewhere, not kept).
    */
   read(name: string): Float32Array {
+    if (name === TFJS_FRAME && this.options.modelJson) return this.frame(this.options.modelJson);
     const s = this.slot(name);
     return s.values ?? (s.current().dataSync() as Float32Array);
   }

@@ -127,7 +127,7 @@ export interface OpenOptions extends WriteOptions {
 export interface TfjsTensorEntry extends TensorEntry {
   /** How it is stored now: `'float32'`, or the quantization dtype. */
   readonly storage: 'float32' | 'uint8' | 'uint16' | 'float16';
-  /** Index of its manifest group. */
+  /** Index of its manifest group (-1 for the frame, `tfjs:frame`, which is in none). */
   readonly group: number;
 }
 

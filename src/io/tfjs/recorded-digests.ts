@@ -64,11 +64,14 @@ export async function writeRecordedDigests(dir: string, records: ReadonlyMap<str
  * Read and hash every tensor of the model folder `dir` and record the digests, so the next
  * apply reads only the shards it patches. For a folder installed from a full download (after
  * checking the returned fingerprint against the published one); an apply records them itself.
+ * `tensors` counts the weight digests recorded; the frame (`tfjs:frame`) is not among them, since
+ * every apply computes it again from model.json and its non-float entries.
  */
 export async function recordModelDirDigests(dir: string, options: { hasher?: Hasher | 'wasm' | 'pure' } = {}): Promise<{ fingerprint: string; tensors: number }> {
   const hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
   const store = await openTfjsModelDir(dir, { lazy: true });
   const { fingerprint, digests } = fingerprintStore(hasher, store);
-  await writeRecordedDigests(dir, store.digestRecords(digests));
-  return { fingerprint, tensors: digests.size };
+  const records = store.digestRecords(digests);
+  await writeRecordedDigests(dir, records);
+  return { fingerprint, tensors: records.size };
 }

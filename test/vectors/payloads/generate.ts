@@ -17,6 +17,7 @@ import { fingerprintStore } from '../../../src/core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../../src/core/hasher.ts';
 import { MemoryWeightStore } from '../../../src/core/weight-store.ts';
 import { rng } from '../../helpers/models.ts';
+import { encodeXrMasks } from '../../../src/core/xr.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Model JSON: { fingerprint, tensors: { name: { shape, digest, values } } }, values = hex of the
@@ -272,6 +273,38 @@ const VALID: ValidCase[] = [
     specs: [{ kind: 'hash', name: 'b/kernel', seed: 7, signed: true, buckets: f32([0.01, -0.003, 0.2]), codec: 'f32', grid: { dtype: 'bfloat16' } }],
     header: { method: 'hash', modelId: 'demo-bf16', sequence: 11 },
   },
+  {
+    name: 'grid-f16-sparse-xs',
+    description:
+      'Format v4, codec xs (exact stored bits) on a sparse patch of a tensor stored as float16: each mask is the XOR of the new and the old half bits (2 bytes), laid out as the low byte of every mask, then the high bytes through the range coder of codec xr. w[0] 1 (3c00) becomes 1 + 2^-10 (3c01, the low bit); w[1] -2 (c000) becomes 2 (4000, the sign); w[2] 0.5 (3800) becomes 65504 (7bff, the largest half); w[3] the subnormal 2^-24 (0001) becomes -0 (8000); w[5] +0 (0000) becomes -0.0999755859375 (ae66); w[7] 3.140625 (4248) becomes 3.142578125 (4249).',
+    tensors: [['h/kernel', [8], [1, -2, 0.5, 2 ** -24, 7, 0, 1.5, 3.140625]]],
+    specs: [{ kind: 'sparse', name: 'h/kernel', positions: u32([0, 1, 2, 3, 5, 7]), values: f32([1 + 2 ** -10, 2, 65504, -0, -0.0999755859375, 3.142578125]), codec: 'xs', grid: { dtype: 'float16' } }],
+    header: { method: 'topk', modelId: 'demo-f16-xs', sequence: 16, meta: { method: 'exact' } },
+  },
+  {
+    name: 'grid-bf16-dense-xs',
+    description:
+      'Format v4, codec xs on a dense patch of a tensor stored as bfloat16 (the high 16 bits of a float32): 2-byte masks of the bfloat16 bits; unchanged weights have the mask 0. w[0] 1 (3f80) becomes 1.0078125 (3f81); w[2] -0.5 (bf00) becomes 0.5 (3f00); w[4] 2^-126 (0080) becomes 1.5 x 2^127 (7f40): the mask 7fc0 crosses the whole exponent range.',
+    tensors: [['b/bias', [6], [1, 2, -0.5, 0.25, 2 ** -126, -3]]],
+    specs: [{ kind: 'dense', name: 'b/bias', values: f32([1.0078125, 2, 0.5, 0.25, 1.5 * 2 ** 127, -3]), codec: 'xs', grid: { dtype: 'bfloat16' } }],
+    header: { method: 'topk', modelId: 'demo-bf16-xs', sequence: 17, meta: { method: 'exact' } },
+  },
+  {
+    name: 'grid-u8-dense-xs',
+    description:
+      'Format v4, codec xs on a dense patch of a tensor stored as uint8 (TF.js quantization, the scale and min of grid-u8-sparse-i8): 1-byte masks, the XOR of the new and old levels q, every byte range-coded (no raw bytes). q goes 0 -> 255, 5 -> 4, 9 -> 9 (mask 0), 31 -> 32, 200 -> 0, 128 -> 127.',
+    tensors: [['q/kernel', [6], [0, 5, 9, 31, 200, 128].map((q) => Math.fround(q * U8_SCALE + U8_MIN))]],
+    specs: [{ kind: 'dense', name: 'q/kernel', values: f32([255, 4, 9, 32, 0, 127].map((q) => Math.fround(q * U8_SCALE + U8_MIN))), codec: 'xs', grid: { dtype: 'uint8', scale: U8_SCALE, min: U8_MIN } }],
+    header: { method: 'topk', modelId: 'demo-u8-xs', sequence: 18, meta: { method: 'exact' } },
+  },
+  {
+    name: 'grid-qi8-sparse-xs',
+    description:
+      'Format v4, codec xs on a sparse patch of an ONNX INT8 weight (the grid of grid-qi8-sparse-i8: scale fround(0.05), zero point -3): the stored code is the int8 as a byte, two\'s complement, so q = -128 (80) -> 127 (7f) is the mask ff; q = -3 (fd, the value +0) -> 0 (00) is fd; q = 5 (05) -> -5 (fb) is fe.',
+    tensors: [['dq/weight', [2, 4], [-128, -100, -3, 0, 5, 100, 120, 127].map((q) => Math.fround((q - QI8_ZP) * QI8_SCALE))]],
+    specs: [{ kind: 'sparse', name: 'dq/weight', positions: u32([0, 2, 4]), values: f32([127, 0, -5].map((q) => Math.fround((q - QI8_ZP) * QI8_SCALE))), codec: 'xs', grid: { dtype: 'qint8', scale: QI8_SCALE, zeroPoint: QI8_ZP } }],
+    header: { method: 'topk', modelId: 'demo-qi8-xs', sequence: 19, meta: { method: 'exact' } },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -330,7 +363,7 @@ export function writeWideMsgpack(value: unknown): Uint8Array {
 }
 
 function wiresOf(p: Payload): WirePatch[] {
-  return p.patches.map((t: TensorPatch) => wirePatch(t, valueBytes(patchValues(t), t.codec, t.scale)));
+  return p.patches.map((t: TensorPatch) => wirePatch(t, valueBytes(patchValues(t), t.codec, t.scale, t.grid)));
 }
 
 /** Unsigned LEB128 of each value, concatenated (values may exceed what a position allows). */
@@ -394,7 +427,7 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
   if (p.kind === 'sparse') {
     info.coding = p.positionCoding;
     info.positions = [...p.positions];
-    if (p.codec === 'x' || p.codec === 'xr') info.masks = masksHex(p.values);
+    if (p.codec === 'x' || p.codec === 'xr' || p.codec === 'xs') info.masks = masksHex(p.values);
     else info.values = f32Hex(p.values);
   } else if (p.kind === 'hash') {
     info.seed = p.seed;
@@ -412,7 +445,7 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
     info.rank = p.rank;
     info.u = f32Hex(p.u);
     info.v = f32Hex(p.v);
-  } else if (p.codec === 'x' || p.codec === 'xr') info.masks = masksHex(p.values);
+  } else if (p.codec === 'x' || p.codec === 'xr' || p.codec === 'xs') info.masks = masksHex(p.values);
   else info.values = f32Hex(p.values);
   return info;
 }
@@ -512,7 +545,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('truncated', 'sparse-gaps-f32.ndiff without its last 10 bytes: the msgpack document ends early.', a.bytes.slice(0, a.bytes.length - 10), 'PayloadFormatError', 'decode');
   add('trailing-byte', 'sparse-gaps-f32.ndiff followed by one more byte (0xc0): a payload is exactly one msgpack document.', Uint8Array.from([...a.bytes, 0xc0]), 'PayloadFormatError', 'decode');
   add('not-a-map', 'The msgpack array [1, 2] (92 01 02) instead of a map.', Uint8Array.from([0x92, 0x01, 0x02]), 'PayloadFormatError', 'decode');
-  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 4.', packPayload({ ...aHeader, version: 4 }, [aWire()]), 'UnsupportedVersionError', 'decode');
+  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 5 (versions 1 to 4 exist).', packPayload({ ...aHeader, version: 5 }, [aWire()]), 'UnsupportedVersionError', 'decode');
   add('missing-version', 'sparse-gaps-f32 without the "nd" key.', writeWideMsgpack(Object.fromEntries(Object.entries(wireDocument(aHeader, [aWire()])).filter(([k]) => k !== 'nd'))), 'PayloadFormatError', 'decode');
   add('too-large', 'sparse-gaps-f32.ndiff decoded with maxPayloadBytes one less than its length: refused before parsing.', a.bytes.slice(), 'PayloadTooLargeError', 'decode', undefined, { maxPayloadBytes: a.bytes.length - 1 });
   add('gap-out-of-range', 'sparse-gaps-f32 with the gaps 0 0 3 194 55: the last position is 256 in a 256-value tensor.', packPayload(aHeader, [{ ...aWire(), i: varints([0, 0, 3, 194, 55]) }]), 'PayloadFormatError', 'decode');
@@ -565,6 +598,18 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     add('xr-short', 'sparse-xr with "v" cut to 3 x 5 + 3 bytes: the low bytes and the range coder\'s first 4 bytes need at least 3 x 5 + 4.', packPayload(sr.payload.header, [{ ...r(), v: r().v.slice(0, 18) }]), 'PayloadFormatError', 'decode', 'sparse-xr.base.json');
     add('xr-truncated', 'sparse-xr with the last byte of "v" cut: decoding the last high byte reads past the end.', packPayload(sr.payload.header, [{ ...r(), v: r().v.slice(0, -1) }]), 'PayloadFormatError', 'decode', 'sparse-xr.base.json');
     add('xr-trailing-byte', 'sparse-xr with a byte appended to "v": the stream must end where the last high byte does.', packPayload(sr.payload.header, [{ ...r(), v: Uint8Array.from([...r().v, 0]) }]), 'PayloadFormatError', 'decode', 'sparse-xr.base.json');
+    const hs = built.get('grid-f16-sparse-xs') as { payload: Payload };
+    const xs = () => wiresOf(hs.payload)[0];
+    add('xs-in-v3', 'grid-f16-sparse-xs with "nd" = 3 (written with wide msgpack encodings): codec xs exists from version 4 on, so a version 3 document naming it has an unknown codec.', writeWideMsgpack({ ...wireDocument(hs.payload.header, [xs()]), nd: 3 }), 'PayloadFormatError', 'decode', 'grid-f16-sparse-xs.base.json');
+    add('xs-without-grid', 'grid-f16-sparse-xs without its grid "g": codec xs carries stored bits, so it needs a grid of 1 or 2 bytes a value.', packPayload(hs.payload.header, [{ ...xs(), g: undefined }]), 'PayloadFormatError', 'decode', 'grid-f16-sparse-xs.base.json');
+    add('xs-f32-grid', 'grid-f16-sparse-xs with grid dtype "f32": a float32 tensor has no narrower stored code (codec xr carries its bits).', packPayload(hs.payload.header, [{ ...xs(), g: { d: 'f32' } as WirePatch['g'] }]), 'PayloadFormatError', 'decode', 'grid-f16-sparse-xs.base.json');
+    add('xs-truncated', 'grid-f16-sparse-xs with the last byte of "v" cut: the range-coded high bytes end early.', packPayload(hs.payload.header, [{ ...xs(), v: xs().v.slice(0, -1) }]), 'PayloadFormatError', 'decode', 'grid-f16-sparse-xs.base.json');
+    {
+      // w[0] = 1 (3c00) with the mask 4000 gives 7c00, the half +Infinity: refused when applied.
+      const inf = buildPayload(hasher, (built.get('grid-f16-sparse-xs') as { base: MemoryWeightStore }).base, [{ kind: 'sparse', name: 'h/kernel', positions: u32([0]), values: f32([32768]), codec: 'xs', grid: { dtype: 'float16' } }], { method: 'topk', modelId: 'demo-f16-xs', sequence: 16 });
+      const w = wiresOf(inf.payload)[0];
+      add('xs-f16-infinity', 'A sparse xs patch of grid-f16-sparse-xs\'s base whose one mask turns w[0] = 1 (3c00) into 7c00, the half +Infinity: the bytes decode (any mask is well formed), and applying it is refused as a non-finite value, the model unchanged.', packPayload(inf.payload.header, [{ ...w, v: encodeXrMasks(Uint32Array.of(0x4000), 1) }]), 'NonFiniteValueError', 'apply', 'grid-f16-sparse-xs.base.json');
+    }
     const hx = built.get('hash-signed-f32') as { payload: Payload };
     add('x-on-hash', 'hash-signed-f32 re-labelled as version 2 with codec x: exact bits are for sparse and dense patches only.', packPayload({ ...hx.payload.header, version: 2 }, [{ ...wiresOf(hx.payload)[0], c: 'x' }]), 'PayloadFormatError', 'decode', 'hash-signed-f32.base.json');
   }
@@ -585,7 +630,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
 
   json('vectors.json', {
     description:
-      'Payload format v1, v2 and v3 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases, and codec x; v3 codec xr). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x and xr patches list "masks" instead, the XOR masks as little-endian uint32 hex. Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
+      'Payload format v1 to v4 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases, and codec x; v3 codec xr; v4 codec xs, exact stored bits). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x, xr and xs patches list "masks" instead, the XOR masks as little-endian uint32 hex (for xs, masks of the stored codes). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
     valid,
     invalid,
   });

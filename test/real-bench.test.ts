@@ -1,0 +1,34 @@
+/**
+ * `npm run bench:real -- --quick` in the suite: the pairs already in devDependencies (Silero VAD
+ * v5.1 -> v6 and legacy -> v5.1 from @ricky0123/vad-web 0.0.31), no download. Needs zstd and
+ * bsdiff; installs them as root (as CI does), else skips with the reason.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ensurePackages } from '../bench/onnx.ts';
+import { realBenchMarkdown, runRealBench } from '../bench/real.ts';
+
+let skip: string | false = false;
+try {
+  ensurePackages([{ pkg: 'zstd', bin: 'zstd' }, { pkg: 'bsdiff', bin: 'bsdiff' }], () => {});
+} catch (e) {
+  skip = (e as Error).message;
+}
+
+test('bench:real --quick: the exact payload reaches v6 and is compared with zstd and bsdiff; another architecture is refused with its reason', { skip, timeout: 120_000 }, async (t) => {
+  const [same, other] = await runRealBench({ quick: true, log: () => {} });
+  assert.equal(same.skipped, undefined);
+  assert.equal(same.refused, undefined);
+  assert.equal(same.roundTrip, true, 'base + payload has the target fingerprint');
+  assert.ok((same.payloadBytes as number) > 0 && typeof same.zstdBytes === 'number' && typeof same.bsdiffBytes === 'number');
+  // Float32 weights: no tensor is stored narrower, so the payload is format v3 (codec xr).
+  assert.equal(same.version, 3);
+  assert.equal(same.v3Bytes, same.payloadBytes);
+  assert.ok((same.payloadBytes as number) <= (same.zstdBytes as number), `${same.payloadBytes} <= zstd ${same.zstdBytes}`);
+  // Legacy -> v5 changes the architecture: refused, naming and counting what differs.
+  assert.equal(other.refused?.code, 'ND_MODEL_MISMATCH');
+  assert.match(other.refused?.message ?? '', /tensor\(s\) added .*removed|the two models differ outside their weights/);
+  const md = realBenchMarkdown([same, other]);
+  assert.match(md, /\| Silero VAD v5\.1 -> v6 \(ONNX\) \| [\d,]+ \(v3; /);
+  t.diagnostic(`v5.1 -> v6: ${same.payloadBytes} bytes, zstd --patch-from ${same.zstdBytes}, bsdiff ${same.bsdiffBytes}`);
+});
