@@ -80,7 +80,7 @@ describe('power loss during an apply (quick: a sample of the crash states)', () 
 
   const explain = (r: ScenarioSummary) => JSON.stringify([...r.torn, ...r.withLeftovers, ...r.rerunFailures].slice(0, 3));
 
-  test('spread, last-layers and rolled-back updates: every sampled crash state is the old or the new model, recovered cleanly', { timeout: 120_000 }, async () => {
+  test('spread, last-layers and rolled-back updates: every sampled crash state is the old or the new model, recovered cleanly', { timeout: 300_000 }, async () => {
     let states = 0;
     for (const s of scenarios) {
       const r = await runScenario(s, root, { sample: 50, rerun: (i) => i % 5 === 0, doubleEvery: 25 });
@@ -95,7 +95,7 @@ describe('power loss during an apply (quick: a sample of the crash states)', () 
     assert.ok(states >= 150);
   });
 
-  test('the harness catches a protocol without fsyncs (a self-check: it is not blind)', { timeout: 60_000 }, async () => {
+  test('the harness catches a protocol without fsyncs (a self-check: it is not blind)', { timeout: 300_000 }, async () => {
     // The same apply with every fsync dropped (and no folder fsync recorded): the record then
     // has no barrier, and some crash states lose renamed shards' bytes.
     const noFsync = (ops: FileOps): FileOps => {
@@ -109,7 +109,7 @@ describe('power loss during an apply (quick: a sample of the crash states)', () 
     assert.ok(r.torn.some((v) => /loader sees (neither|unloadable)/.test(v.torn.join(' '))), explain(r));
   });
 
-  test('the harness catches a shard written a piece at a time without its fsync (a self-check of the streamed writes)', { timeout: 60_000 }, async () => {
+  test('the harness catches a shard written a piece at a time without its fsync (a self-check of the streamed writes)', { timeout: 300_000 }, async () => {
     // Every other fsync stays; only the shards appended piece by piece (FileOps.openNewFile) are
     // renamed without one, so their bytes may be lost after the switch.
     let streamed = 0;

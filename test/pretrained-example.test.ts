@@ -24,11 +24,11 @@ const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const canInstall = process.getuid?.() === 0 && spawnSync('apt-get', ['--version']).status === 0;
 const skip = !existsSync(join(FASHION_DIR, 'train-images-idx3-ubyte.gz')) && !canInstall ? 'dataset-fashion-mnist is not installed and apt-get is not available as root' : false;
 
-test('the pretrained MobileNetV2, adapted and applied: the folder tfjs loads predicts what the trainer measured, and stays uint8', { skip, timeout: 600_000 }, async (t) => {
+test('the pretrained MobileNetV2, adapted and applied: the folder tfjs loads predicts what the trainer measured, and stays uint8', { skip, timeout: 1_200_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'nd-pretrained-test-'));
   try {
     const out = join(dir, 'quick.json');
-    const r = spawnSync(process.execPath, [...process.execArgv, join(root, 'examples/pretrained/run.ts'), '--quick', '--out', out], { encoding: 'utf8', cwd: root, timeout: 540_000 });
+    const r = spawnSync(process.execPath, [...process.execArgv, join(root, 'examples/pretrained/run.ts'), '--quick', '--out', out], { encoding: 'utf8', cwd: root, timeout: 1_140_000 });
     assert.equal(r.status, 0, `example failed:\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
     const { rows } = JSON.parse(await readFile(out, 'utf8')) as { rows: PretrainedRow[] };
     assert.deepEqual(rows.map((x) => x.method), ['base', 'full', 'sparse']);

@@ -109,7 +109,10 @@ export async function serveRelease(root: string): Promise<ReleaseServer> {
     if (fault?.kind === 'drop') {
       const part = body.subarray(0, Math.min(body.length, fault.at ?? body.length >> 1));
       entry.sent = part.length;
-      res.write(part, () => res.socket?.destroy());
+      // Close with a FIN after the bytes (socket.end), not a reset (destroy): a reset can make the
+      // client's kernel discard bytes it has not handed to the reader yet, so the download would
+      // see no bytes at all on a busy machine instead of `at` of them.
+      res.write(part, () => res.socket?.end());
       return;
     }
     if (fault?.kind === 'trickle') {
