@@ -245,7 +245,7 @@ describe('bad input leaves the model untouched', () => {
   });
 
   test('unknown format version', async () => {
-    await expectRefused(base.clone(), packPayload({ ...header, version: 5 }, wires()), UnsupportedVersionError, /version 5 is not supported/);
+    await expectRefused(base.clone(), packPayload({ ...header, version: 6 }, wires()), UnsupportedVersionError, /version 6 is not supported/);
   });
 
   test('values that do not match the target digest are undone', async () => {

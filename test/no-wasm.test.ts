@@ -4,7 +4,7 @@
  * `WebAssembly` is undefined from the first line; tsx is not loaded in the child, since it needs
  * WebAssembly itself). The child patches a real pretrained model (nsfwjs MobileNetV2 as a
  * safetensors file) with a payload mixing sparse, hashed and composite (low-rank + sparse,
- * format v4) patches and prints what it saw.
+ * format v5) patches and prints what it saw.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -84,7 +84,7 @@ test('with WebAssembly absent (and TextEncoder / TextDecoder too) the bundled ap
     return { kind: 'sparse', name, positions, values: Float32Array.from(positions, () => (r() - 0.5) * 1e-2), codec: 'i8' };
   });
   const built = buildPayload(await getHasher(), base, specs, { method: 'hash', modelId: 'no-wasm' });
-  assert.equal(built.payload.header.version, 4);
+  assert.equal(built.payload.header.version, 5);
   assert.deepEqual([...new Set(built.payload.patches.map((p) => p.kind))].sort(), ['composite', 'hash', 'sparse']);
   const payloadFile = path.join(work, 'update.ndiff');
   await writeFile(payloadFile, built.bytes);

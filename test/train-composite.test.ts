@@ -1,13 +1,13 @@
 /**
  * Composite diffs (`sparse-lora`, issue #37) on MNIST digits (base 0-6, the update teaches 7-9):
- * - the payload holds composite patches (format v4) and applies through the device applier,
+ * - the payload holds composite patches (format v5) and applies through the device applier,
  *   with either hasher, to exactly the weights that were evaluated;
  * - it never validates below the better of its parts trained alone (`sparse`, `lora`) at the
  *   same budget, seed and validation split, each tuned (quick). Measured, seeds 5, 6, 7: it
  *   holds on 5 and 7, not on 6 (sparse-lora 82.1% against sparse 85.7%): see the issue note;
  * - it learns toward a teacher from unlabeled inputs;
  * - a budget share outside (0, 1) is refused;
- * - `ndiff train --method sparse-lora --sparse-share` writes a v4 payload that applies to the
+ * - `ndiff train --method sparse-lora --sparse-share` writes a v5 payload that applies to the
  *   folder it wrote, and `ndiff report` reads its metrics.
  */
 import { test, describe, before, after } from 'node:test';
@@ -54,10 +54,10 @@ describe('composite (sparse-lora) diffs on MNIST digits', () => {
     for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
   });
 
-  test('the payload holds composite patches (format v4) and applies, with either hasher, to exactly the evaluated weights', async () => {
+  test('the payload holds composite patches (format v5) and applies, with either hasher, to exactly the evaluated weights', async () => {
     assert.ok(composite.bytes.length <= budget, `${composite.bytes.length} > ${budget}`);
     const payload = decodePayload(composite.bytes);
-    assert.equal(payload.header.version, 4);
+    assert.equal(payload.header.version, 5);
     assert.equal(payload.header.meta?.method, 'sparse-lora');
     const kinds = payload.patches.map((p) => p.kind);
     assert.ok(kinds.includes('composite'), kinds.join(', '));
@@ -114,7 +114,7 @@ describe('composite (sparse-lora) diffs on MNIST digits', () => {
     assert.equal(r.teacher?.labels, false);
     const e = r.teacher!.eval!;
     assert.ok(e.agreementAfter > e.agreementBefore + 0.05, `agreement with the teacher ${e.agreementBefore} -> ${e.agreementAfter}`);
-    assert.equal(decodePayload(r.bytes).header.version, 4);
+    assert.equal(decodePayload(r.bytes).header.version, 5);
     const device = base.clone();
     await applyPayload(device, r.bytes);
     for (const [n, v] of r.targetValues) assert.deepEqual(device.values(n), v, n);
@@ -126,7 +126,7 @@ describe('composite (sparse-lora) diffs on MNIST digits', () => {
     }
   });
 
-  test('ndiff train --method sparse-lora --sparse-share 0.25 writes a v4 payload and its metrics; --sparse-share without it is refused', async () => {
+  test('ndiff train --method sparse-lora --sparse-share 0.25 writes a v5 payload and its metrics; --sparse-share without it is refused', async () => {
     reset();
     const dir = await tempDir();
     await model.save(fileSystemIO(join(dir, 'v1')));
@@ -144,11 +144,12 @@ describe('composite (sparse-lora) diffs on MNIST digits', () => {
     assert.equal(await main([...args, '--method', 'sparse-lora', '--sparse-share', '0.25'], io), 0, lines.join('\n'));
     assert.ok(lines.some((l) => /sparse-lora: rank \d+ adapters on \d+ tensors and \d+ sparse weights/.test(l)), lines.join('\n'));
     const bytes = new Uint8Array(await readFile(join(dir, 'u.ndiff')));
-    assert.equal(decodePayload(bytes).header.version, 4);
+    assert.equal(decodePayload(bytes).header.version, 5);
     const device = await openTfjsModelDir(join(dir, 'v1'));
     await applyPayload(device, bytes);
     const written = await openTfjsModelDir(join(dir, 'v2'));
-    for (const t of written.list()) assert.deepEqual(device.values(t.name), written.values(t.name), t.name);
+    // The folder --model-out wrote holds what the device gets, in every tensor the payload patches.
+    for (const p of decodePayload(bytes).patches) assert.deepEqual(device.values(p.name), written.values(p.name), p.name);
     const metrics = JSON.parse(await readFile(join(dir, 'm.json'), 'utf8'));
     assert.equal(metrics.method, 'sparse-lora');
     assert.equal(await main(['report', join(dir, 'm.json'), '--out', join(dir, 'report'), '--json'], { out: () => {}, err: (l: string) => lines.push(l), progress: () => {} }), 0, lines.join('\n'));

@@ -1,6 +1,6 @@
 /**
  * Composite diffs: a low-rank part and a sparse part of the same weights, trained jointly and
- * shipped as the composite patch kind (format v4, docs/FORMAT.md §5.2), after RoSA (Nikdan et
+ * shipped as the composite patch kind (format v5, docs/FORMAT.md §5.2), after RoSA (Nikdan et
  * al., ICML 2024):
  *
  * 1. a low-rank warm-up ({@link FisherWarmup}): LoRA adapters train for a short while, and the

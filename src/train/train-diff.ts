@@ -9,7 +9,7 @@
  *   low-rank patch kind;
  * - `sparse-lora`: a low-rank part and a sparse part trained jointly (src/composite-diff, after
  *   RoSA): a LoRA warm-up, the mask from accumulated squared gradients, then both from a restart;
- *   shipped as composite patches (format v4), the budget split between the parts on validation;
+ *   shipped as composite patches (format v5), the budget split between the parts on validation;
  * - `full`: fine-tune every trainable weight; the payload is a dense delta (the accuracy
  *   ceiling, sized like the whole model as stored);
  * - `topk-retrain`: the mask is the top-k of a full fine-tune's change; those entries are then
