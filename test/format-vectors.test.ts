@@ -190,7 +190,7 @@ function halfToFloatRef(h: number): number {
   return scratch[0];
 }
 
-interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[]; xs?: boolean }
+interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[]; xs?: boolean; sparse?: number[] }
 type SpecGrid = { d: 'f32' | 'f16' | 'bf16' } | { d: 'u8' | 'u16'; sc: number; mn: number } | { d: 'qi8' | 'qu8'; sc: number; zp: number };
 
 /** Every positive finite half, as float32, ascending (bit patterns 0x0000..0x7bff are monotonic). */
@@ -294,7 +294,7 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
   if (!(doc instanceof Map)) return bad('not a map');
   if (!doc.has('nd')) bad('no "nd"');
   const nd = doc.get('nd');
-  if (nd !== 1 && nd !== 2 && nd !== 3 && nd !== 4) throw new SpecError('version', String(nd));
+  if (nd !== 1 && nd !== 2 && nd !== 3 && nd !== 4 && nd !== 5) throw new SpecError('version', String(nd));
   const strOf = (m: Map<string, unknown>, k: string, max: number): string => {
     const v = m.get(k);
     if (typeof v !== 'string' || v.length > max) bad(`"${k}" must be a string of at most ${max} UTF-16 code units`);
@@ -442,10 +442,9 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
     }
     if (isXs && (!g || g.d === 'f32')) bad('codec xs without a grid of 1 or 2 bytes a value');
     const common = { t, s: s as number[], size, k: k as string, b, a, ...(g ? { g } : {}), ...(isXs ? { xs: true } : {}) };
-    if (k === 's') {
-      const n = raw.get('n');
+    // FORMAT.md 3: n positions from "i", a bitmap (ic = m) or varint gaps (ic = g).
+    const positionsOf = (n: number): number[] => {
       const i = binOf(raw, 'i');
-      if (!isInt(n, size)) bad('"n"');
       const positions: number[] = [];
       if (raw.get('ic') === 'm') {
         if (i.length !== Math.ceil(size / 8)) bad('bitmap length');
@@ -458,7 +457,7 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
       } else if (raw.get('ic') === 'g') {
         let at = 0;
         let prev = -1;
-        for (let e = 0; e < (n as number); e++) {
+        for (let e = 0; e < n; e++) {
           let gap = 0;
           for (let j = 0; ; j++) {
             if (j === 5 || at >= i.length) bad('varint truncated or longer than 5 bytes');
@@ -473,6 +472,12 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
         }
         if (at !== i.length) bad('bytes after the last varint');
       } else bad('"ic"');
+      return positions;
+    };
+    if (k === 's') {
+      const n = raw.get('n');
+      if (!isInt(n, size)) bad('"n"');
+      const positions = positionsOf(n as number);
       return { ...common, positions, vals: decodeValues(n as number), ...(isX ? { xor: decodeXor(n as number) } : {}) };
     }
     if (k === 'h') {
@@ -489,6 +494,28 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
       const r = raw.get('r');
       if (!isInt(r, Math.min(rows, cols)) || r < 1) bad('"r"');
       return { ...common, r: r as number, vals: decodeValues((rows + cols) * (r as number)) };
+    }
+    if (k === 'c' && nd >= 5) {
+      // FORMAT.md 5.2: the low-rank keys, the sparse keys, and the sparse values in "w" coded by "wc" ("wq").
+      const cols = s.length ? (s[s.length - 1] as number) : 1;
+      const rows = cols ? size / cols : 0;
+      const r = raw.get('r');
+      if (!isInt(r, Math.min(rows, cols)) || r < 1) bad('"r"');
+      const n = raw.get('n');
+      if (!isInt(n, size)) bad('"n"');
+      const wc = raw.get('wc');
+      const wq = raw.get('wq');
+      const wbpv = wc === 'f32' ? 4 : wc === 'f16' ? 2 : wc === 'i8' ? 1 : bad('"wc"');
+      if (wc === 'i8' && !(typeof wq === 'number' && Number.isFinite(wq) && wq > 0 && Math.fround(wq) === wq)) bad('"wq"');
+      const w = binOf(raw, 'w');
+      if (w.length !== (n as number) * wbpv) bad('"w" length');
+      const positions = positionsOf(n as number);
+      const dw = new DataView(w.buffer, w.byteOffset, w.byteLength);
+      const sparse = Array.from({ length: n as number }, (_, i) =>
+        wc === 'f32' ? dw.getFloat32(4 * i, true) : wc === 'f16' ? halfToFloatRef(dw.getUint16(2 * i, true)) : Math.fround(dw.getInt8(i) * (wq as number)),
+      );
+      if (!sparse.every(Number.isFinite)) throw new SpecError('non-finite', `${t}: sparse value not finite`);
+      return { ...common, r: r as number, vals: decodeValues((rows + cols) * (r as number)), positions, sparse };
     }
     return bad('"k"');
   });
@@ -570,10 +597,13 @@ function specApply(hasher: Hasher, model: SpecModel, bytes: Uint8Array, maxBytes
       const rows = cols ? p.size / cols : 0;
       const u = p.vals.subarray(0, rows * r);
       const vv = p.vals.subarray(rows * r);
+      // Composite (k = c): the sparse value joins the accumulator before the one write.
+      const sparseAt = new Map((p.positions ?? []).map((pos, k) => [pos, (p.sparse as number[])[k]]));
       for (let i = 0; i < rows; i++) {
         for (let j = 0; j < cols; j++) {
           let acc = 0;
           for (let k = 0; k < r; k++) acc = Math.fround(acc + Math.fround(u[i * r + k] * vv[k * cols + j]));
+          if (p.k === 'c' && sparseAt.has(i * cols + j)) acc = Math.fround(acc + (sparseAt.get(i * cols + j) as number));
           add(w, i * cols + j, acc);
         }
       }
@@ -683,6 +713,15 @@ describe('payload vectors: valid', () => {
             assert.equal(p.rank, e.rank);
             assert.equal(bitsOf(p.u), e.u);
             assert.equal(bitsOf(p.v), e.v);
+          } else if (p.kind === 'composite') {
+            assert.equal(p.rank, e.rank);
+            assert.equal(bitsOf(p.u), e.u);
+            assert.equal(bitsOf(p.v), e.v);
+            assert.equal(p.positionCoding, e.coding);
+            assert.deepEqual([...p.positions], e.positions);
+            assert.equal(p.sparseCodec, e.sparseCodec);
+            assert.equal(p.sparseScale, e.sparseScale);
+            assert.equal(bitsOf(p.values), e.values);
           } else if (p.codec === 'x' || p.codec === 'xr' || p.codec === 'xs') assert.equal(maskHex(p.values), e.masks);
           else assert.equal(bitsOf(p.values), e.values);
         });

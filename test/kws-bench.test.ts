@@ -30,7 +30,7 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
   const full = rows.find((x) => x.method === 'full' && x.update === 1) as ResultRow;
   assert.ok(full, 'full fine-tuning row');
   const modelBytes = full.bytes;
-  for (const [method, budgets] of [['sparse', [0.5, 1]], ['hash', [0.5, 1]], ['lora', [1]], ['topk-retrain', [1]], ['topk', [0.5, 1]], ['drop', [0.5, 1]], ['lowrank', [0.5, 1]]] as const) {
+  for (const [method, budgets] of [['sparse', [0.5, 1]], ['hash', [0.5, 1]], ['lora', [1]], ['sparse-lora', [1]], ['topk-retrain', [1]], ['topk', [0.5, 1]], ['drop', [0.5, 1]], ['lowrank', [0.5, 1]]] as const) {
     for (const b of budgets) {
       const row = rows.find((x) => x.method === method && x.budgetPct === b && x.update === 1);
       assert.ok(row, `${method} ${b}%`);

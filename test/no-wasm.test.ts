@@ -3,7 +3,8 @@
  * the device entry is bundled with esbuild and run by plain Node with `--no-expose-wasm` (so
  * `WebAssembly` is undefined from the first line; tsx is not loaded in the child, since it needs
  * WebAssembly itself). The child patches a real pretrained model (nsfwjs MobileNetV2 as a
- * safetensors file) with a payload mixing sparse and hashed patches and prints what it saw.
+ * safetensors file) with a payload mixing sparse, hashed and composite (low-rank + sparse,
+ * format v5) patches and prints what it saw.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -70,11 +71,21 @@ test('with WebAssembly absent (and TextEncoder / TextDecoder too) the bundled ap
   const names = base.list().map((t) => t.name).filter((n) => n.endsWith('/kernel') || n.endsWith('/depthwise_kernel'));
   const specs: PatchSpec[] = names.slice(0, 12).map((name, i) => {
     const n = base.values(name).length;
-    if (i % 2) return { kind: 'hash', name, seed: 1000 + i, signed: true, buckets: Float32Array.from({ length: 64 }, () => (r() - 0.5) * 1e-3), codec: 'f16' };
+    if (i % 3 === 1) return { kind: 'hash', name, seed: 1000 + i, signed: true, buckets: Float32Array.from({ length: 64 }, () => (r() - 0.5) * 1e-3), codec: 'f16' };
     const positions = Uint32Array.from(new Set(Array.from({ length: Math.min(200, n) }, () => Math.floor(r() * n)))).sort();
+    if (i % 3 === 2) {
+      const shape = base.list().find((t) => t.name === name)!.shape;
+      const cols = shape[shape.length - 1];
+      const rows = n / cols;
+      const rank = Math.min(2, rows, cols);
+      const small = (k: number) => Float32Array.from({ length: k }, () => (r() - 0.5) * 0.03);
+      return { kind: 'composite', name, rank, u: small(rows * rank), v: small(rank * cols), positions, values: Float32Array.from(positions, () => (r() - 0.5) * 1e-2), codec: 'f16', sparseCodec: 'i8' };
+    }
     return { kind: 'sparse', name, positions, values: Float32Array.from(positions, () => (r() - 0.5) * 1e-2), codec: 'i8' };
   });
   const built = buildPayload(await getHasher(), base, specs, { method: 'hash', modelId: 'no-wasm' });
+  assert.equal(built.payload.header.version, 5);
+  assert.deepEqual([...new Set(built.payload.patches.map((p) => p.kind))].sort(), ['composite', 'hash', 'sparse']);
   const payloadFile = path.join(work, 'update.ndiff');
   await writeFile(payloadFile, built.bytes);
   await writeFile(path.join(work, 'runner.mjs'), RUNNER);

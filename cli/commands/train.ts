@@ -46,6 +46,7 @@ export interface TrainArgs {
   teacherLoss: 'auto' | 'kl' | 'mse';
   temperature: number;
   sparseStart: 'zero' | 'teacher';
+  sparseShare?: number;
 }
 
 const SUPPORTED_LOSSES = ['sparse_categorical_crossentropy', 'categorical_crossentropy', 'sparseCategoricalCrossentropy', 'categoricalCrossentropy'];
@@ -55,7 +56,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('method', {
       choices: TRAIN_METHODS,
       default: 'sparse' as TrainMethod,
-      describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); topk|drop|lowrank: compress a full fine-tune after the fact',
+      describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); sparse-lora: a low-rank and a sparse part trained jointly (LoRA warm-up, the sparse mask from accumulated squared gradients, both from a restart; composite patches, payload format v5: devices need an applier of this release); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); topk|drop|lowrank: compress a full fine-tune after the fact',
     })
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards)' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot); with --teacher, y.npy may be absent (unlabeled inputs)' })
@@ -64,6 +65,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('teacher-loss', { choices: ['auto', 'kl', 'mse'] as const, default: 'auto' as const, describe: 'with --teacher: kl (divergence of probabilities softened by --temperature; auto for a model whose outputs end in a softmax) or mse (squared error of the raw outputs; auto otherwise)' })
     .option('temperature', { type: 'number', default: 2, describe: 'with --teacher and the kl loss: softens both distributions so the teacher\'s runner-up classes count too (1: plain probabilities)' })
     .option('sparse-start', { choices: ['zero', 'teacher'] as const, default: 'zero' as const, describe: "with --teacher and --method sparse: start the diff from zero, or from the teacher's change (teacher − base; the teacher must have the base's weights)" })
+    .option('sparse-share', { type: 'number', describe: 'with --method sparse-lora: the share of the budget for the sparse part, in (0, 1); default: 0.5 while the learning rate is tuned, then 0.25 and 0.75 at that rate, the best on validation kept' })
     .option('eval', { type: 'string', describe: 'evaluation data (same form): accuracy before and after is reported, never used to choose anything; with --teacher, y.npy may be absent and closeness to the teacher is reported' })
     .option('replay', { type: 'string', describe: 'old data (same form) replayed against forgetting: trained on with --train, and with --distill the only examples whose base outputs are kept, so the update\'s own examples learn from their labels alone (old classes in new conditions may grow surer). Without it, every training example the base gets right is kept' })
     .option('val', { type: 'string', describe: 'validation data (same form) that chooses the learning rate and the checkpoint; default: --val-fraction of the training data' })
@@ -91,6 +93,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .example('$0 train --method sparse --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model as stored')
     .example('$0 train --base v1/ --train data/train --budget 5% --also-consider v1-v2-1pct.ndiff --out v1-v2-5pct.ndiff', 'a 5% diff that is never worse on validation than the 1% one already made')
     .example('$0 train --base v1/ --teacher v2/ --train unlabeled/ --budget 1% --out v1-v2.ndiff', 'ship the v2 your team trained: a 1% diff of v1 that agrees with v2 (no labels needed)')
+    .example('$0 train --method sparse-lora --base v1/ --train data/train --budget 1% --out v1-v2.ndiff', 'a low-rank part for the many small changes and a sparse part for the few large ones, in one payload')
     .example('$0 train --method full --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer') as unknown as Argv<TrainArgs>;
 }
 
@@ -173,6 +176,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     if (teacherJson.format === 'graph-model') throw new UsageError(`${a.teacher} is a graph-model: --teacher needs a layers-model folder here (graph-model teachers are not supported yet)`);
   }
   if (!a.teacher && a.sparseStart === 'teacher') throw new UsageError('--sparse-start teacher needs --teacher');
+  if (a.sparseShare !== undefined && a.method !== 'sparse-lora') throw new UsageError(`--sparse-share splits the budget of --method sparse-lora; this run is --method ${a.method}: drop --sparse-share or use --method sparse-lora`);
+  if (a.sparseShare !== undefined && !(a.sparseShare > 0 && a.sparseShare < 1)) throw new UsageError(`--sparse-share: expected a fraction between 0 and 1 (exclusive), e.g. 0.5, found ${a.sparseShare}`);
   const loss = a.loss ?? (typeof modelJson.trainingConfig?.loss === 'string' ? modelJson.trainingConfig.loss : 'sparse_categorical_crossentropy');
   // With a teacher the targets are its outputs: any model (a regressor too) trains toward them.
   if (!a.teacher && !SUPPORTED_LOSSES.includes(loss)) throw new UsageError(`loss ${JSON.stringify(loss)} is not supported by ndiff train (classification losses only: ${SUPPORTED_LOSSES.slice(0, 2).join(', ')}); pass --loss to override`);
@@ -230,6 +235,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       allowWorse: a.allowWorse,
       distill: a.distill,
       alsoConsider: competitors,
+      ...(a.sparseShare !== undefined ? { sparseShare: a.sparseShare } : {}),
       ...(teacher ? { teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature, sparseStart: a.sparseStart } : {}),
       store: a.store,
       header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },

@@ -90,8 +90,8 @@ const baseEpochs = Number(args['base-epochs'] ?? (quick ? 4 : 10));
 const tune = (args.tune ?? (quick ? 'off' : 'quick')) as TuneMode;
 /** Method -> budgets (% of the model). `--methods`/`--budgets` give every method every budget. */
 const DEFAULT_PLAN: [TrainMethod, number[]][] = quick
-  ? [['sparse', [0.5, 1]], ['hash', [0.5, 1]], ['lora', [1]], ['topk-retrain', [1]], ['topk', [0.5, 1]], ['drop', [0.5, 1]], ['lowrank', [0.5, 1]]]
-  : [['sparse', [0.5, 1, 2, 5, 10]], ['hash', [0.5, 1, 2, 5, 10]], ['lora', [1, 10]], ['topk-retrain', [1, 10]], ['topk', [0.5, 1]], ['lowrank', [1]], ['drop', [1]]];
+  ? [['sparse', [0.5, 1]], ['hash', [0.5, 1]], ['lora', [1]], ['sparse-lora', [1]], ['topk-retrain', [1]], ['topk', [0.5, 1]], ['drop', [0.5, 1]], ['lowrank', [0.5, 1]]]
+  : [['sparse', [0.5, 1, 2, 5, 10]], ['hash', [0.5, 1, 2, 5, 10]], ['lora', [1, 10]], ['sparse-lora', [0.5, 1, 10]], ['topk-retrain', [1, 10]], ['topk', [0.5, 1]], ['lowrank', [1]], ['drop', [1]]];
 const plan: [TrainMethod, number[]][] = args.methods || args.budgets
   ? (args.methods ?? DEFAULT_PLAN.map(([m]) => m).join(',')).split(',').map((m) => [m as TrainMethod, (args.budgets ?? (quick ? '0.5,1' : '0.5,1,2,5,10')).split(',').map(Number)])
   : DEFAULT_PLAN;
@@ -177,7 +177,7 @@ function writeWeights(file: string, store: MemoryWeightStore): void {
 }
 
 /** The methods whose budgets compete (the post-hoc baselines ship what they give). */
-const COMPETING = new Set<TrainMethod>(['sparse', 'hash', 'lora', 'topk-retrain']);
+const COMPETING = new Set<TrainMethod>(['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain']);
 const log = (l: string) => console.log(l);
 
 interface Chain {
@@ -460,9 +460,12 @@ function allChains(): Chain[] {
   return chains;
 }
 
-/** Relative cost of a chain: topk-retrain fine-tunes and then retrains; the others train once. */
+/**
+ * Relative cost of a chain: topk-retrain fine-tunes and then retrains; sparse-lora adds a
+ * warm-up epoch to each run and, when tuned, two more splits; the others train once.
+ */
 function chainCost(c: Chain): number {
-  return c.method === 'topk-retrain' ? 2 : 1;
+  return c.method === 'topk-retrain' || c.method === 'sparse-lora' ? 2 : 1;
 }
 
 /**
@@ -548,7 +551,7 @@ for (const r of rows) {
   const full = rows.find((f) => f.update === r.update && f.method === 'full');
   r.driftFromFull = full ? Number((full.accAll - r.accAll).toFixed(6)) : 0;
 }
-const order = ['full', 'zstd', 'sparse', 'hash', 'lora', 'topk-retrain', 'topk', 'drop', 'lowrank'];
+const order = ['full', 'zstd', 'sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank'];
 rows.sort((a, b) => a.update - b.update || order.indexOf(a.method) - order.indexOf(b.method) || (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
 mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(outFile, JSON.stringify(rows, null, 1) + '\n');

@@ -8,7 +8,7 @@
  *
  *   npm run example:pretrained                     all methods (~1 h on 2 cores; 2 worker processes)
  *   npm run example:pretrained -- --quick          a few images, full + sparse, no tuning (~1 min; in npm test)
- *   node --import tsx examples/pretrained/run.ts [--methods full,sparse,hash,lora,topk-retrain]
+ *   node --import tsx examples/pretrained/run.ts [--methods full,sparse,hash,lora,sparse-lora,topk-retrain]
  *        [--budget 1%] [--epochs 3] [--train-per-class 100] [--eval-per-class 100] [--tune quick]
  *        [--jobs 2] [--out examples/pretrained/results/full.json]
  *
@@ -56,7 +56,7 @@ const { values: args } = parseArgs({
   },
 });
 const quick = args.quick as boolean;
-const methods = (args.methods ?? (quick ? 'full,sparse' : 'full,topk-retrain,sparse,hash,lora')).split(',') as TrainMethod[];
+const methods = (args.methods ?? (quick ? 'full,sparse' : 'full,topk-retrain,sparse,hash,lora,sparse-lora')).split(',') as TrainMethod[];
 const epochs = Number(args.epochs ?? (quick ? 1 : 3));
 const trainPerClass = Number(args['train-per-class'] ?? (quick ? 12 : 100));
 const evalPerClass = Number(args['eval-per-class'] ?? (quick ? 8 : 100));
@@ -245,7 +245,7 @@ for (let i = 0; i < jobs; i++) {
   const file = join(workDir, `rows-${i}.json`);
   if (existsSync(file)) for (const r of JSON.parse(await readFile(file, 'utf8')) as PretrainedRow[]) if (r.method !== 'base' || !rows.some((x) => x.method === 'base')) rows.push(r);
 }
-const order = ['base', 'full', 'sparse', 'hash', 'lora', 'topk-retrain', 'topk', 'drop', 'lowrank'];
+const order = ['base', 'full', 'sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank'];
 rows.sort((a, b) => order.indexOf(a.method) - order.indexOf(b.method));
 await mkdir(dirname(outFile), { recursive: true });
 await writeFile(outFile, JSON.stringify({ epochs, trainPerClass, evalPerClass, tune, budget: args.budget, classes: CLASSES.map((c) => c.name), rows }, null, 1) + '\n');

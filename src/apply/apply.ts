@@ -124,7 +124,7 @@ interface PatchWrites {
   log: ExceptionLog;
   /**
    * How far the patch was applied, in order: its first `applied` entries (sparse) or values
-   * (dense), or tensor positions [0, applied) of a hashed or low-rank patch.
+   * (dense), or tensor positions [0, applied) of a hashed, low-rank or composite patch.
    */
   applied: number;
 }
@@ -223,7 +223,7 @@ function overflow(name: string, found: number): NonFiniteValueError {
  */
 function undoPatchWrites(w: Float32Array, rec: PatchWrites): void {
   if (rec.applied > 0) {
-    const whole = rec.src.kind === 'hash' || rec.src.kind === 'lowrank';
+    const whole = rec.src.kind === 'hash' || rec.src.kind === 'lowrank' || rec.src.kind === 'composite';
     for (const { patch, offset } of rec.src.chunks(rec.applied)) subtractRange(w, patch, offset, 0, whole ? rec.applied : pieceLength(patch, w.length));
   }
   rec.log.restore(w);

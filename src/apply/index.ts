@@ -9,7 +9,7 @@ export { openSignedPayload, parseTrustedKeys, type SignaturePolicy, type Signatu
 export { parsePublicKey, keyIdOf, webCryptoHasEd25519, resolveVerifier, type TrustedKey, type Ed25519Verifier } from './ed25519.ts';
 export { isSignedEnvelope, parseEnvelope, ENVELOPE_MAGIC, ENVELOPE_VERSION, ENVELOPE_OVERHEAD, type SignedEnvelope } from './envelope.ts';
 export { MemorySequenceStore, type SequenceStore, type SequenceRecord } from './freshness.ts';
-export { openPayload, FORMAT_VERSION, SUPPORTED_VERSIONS, DEFAULT_MAX_PAYLOAD_BYTES, type Payload, type PayloadHeader, type TensorPatch, type SparsePatch, type HashPatch, type DensePatch, type DecodeOptions, type OpenedPayload, type PatchSource, type PatchChunk } from '../core/format.ts';
+export { openPayload, FORMAT_VERSION, SUPPORTED_VERSIONS, DEFAULT_MAX_PAYLOAD_BYTES, type Payload, type PayloadHeader, type TensorPatch, type SparsePatch, type HashPatch, type DensePatch, type LowRankPatch, type CompositePatch, type DecodeOptions, type OpenedPayload, type PatchSource, type PatchChunk } from '../core/format.ts';
 export { fingerprintStore, tensorDigest, combineDigests } from '../core/fingerprint.ts';
 export { getHasher, type Hasher } from '../core/hasher.ts';
 export { MemoryWeightStore, type WeightStore, type TensorEntry } from '../core/weight-store.ts';

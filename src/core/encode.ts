@@ -15,7 +15,7 @@ import { ByteWriter, varintSize } from './varint.ts';
 export interface WirePatch {
   t: string;
   s: number[];
-  k: 's' | 'h' | 'd' | 'r';
+  k: 's' | 'h' | 'd' | 'r' | 'c';
   r?: number;
   b: Uint8Array;
   a: Uint8Array;
@@ -28,6 +28,10 @@ export interface WirePatch {
   nb?: number;
   sg?: boolean;
   v: Uint8Array;
+  /** Composite (format v5): the sparse values, their codec, and its i8 scale. */
+  w?: Uint8Array;
+  wc?: ValueCodec;
+  wq?: number;
   /**
    * Format v2: the storage grid (`d` dtype; `sc`, `mn` float64 big-endian for uint8/uint16;
    * `sc` float64 big-endian and `zp` an integer for qint8/quint8).
@@ -79,8 +83,8 @@ export function encodePositions(positions: Uint32Array, size: number): { coding:
 }
 
 /** The wire form of one patch, given its already-encoded value bytes. */
-export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
-  const w: WirePatch = { t: p.name, s: [...p.shape], k: p.kind === 'sparse' ? 's' : p.kind === 'hash' ? 'h' : p.kind === 'lowrank' ? 'r' : 'd', b: hexToBytes8(p.baseDigest), a: hexToBytes8(p.targetDigest), c: p.codec, v: valueBytes };
+export function wirePatch(p: TensorPatch, factorOrValueBytes: Uint8Array): WirePatch {
+  const w: WirePatch = { t: p.name, s: [...p.shape], k: p.kind === 'sparse' ? 's' : p.kind === 'hash' ? 'h' : p.kind === 'lowrank' ? 'r' : p.kind === 'composite' ? 'c' : 'd', b: hexToBytes8(p.baseDigest), a: hexToBytes8(p.targetDigest), c: p.codec, v: factorOrValueBytes };
   if (p.codec === 'i8') w.q = Math.fround(p.scale as number);
   if (p.kind === 'sparse') {
     const enc = encodePositions(p.positions, shapeSize(p.shape));
@@ -93,6 +97,17 @@ export function wirePatch(p: TensorPatch, valueBytes: Uint8Array): WirePatch {
     w.sg = p.signed;
   } else if (p.kind === 'lowrank') {
     w.r = p.rank;
+  } else if (p.kind === 'composite') {
+    // The factors are in v (U then V, codec c); the sparse part's values are re-encoded from
+    // their decoded form, which is exact for every additive codec.
+    w.r = p.rank;
+    const enc = encodePositions(p.positions, shapeSize(p.shape));
+    w.n = p.positions.length;
+    w.ic = enc.coding;
+    w.i = enc.bytes;
+    w.wc = p.sparseCodec;
+    if (p.sparseCodec === 'i8') w.wq = Math.fround(p.sparseScale as number);
+    w.w = valueBytes(p.values, p.sparseCodec, p.sparseScale);
   }
   if (p.grid) {
     const g = p.grid;
@@ -111,6 +126,8 @@ export function wireDocument(h: PayloadHeader, patches: WirePatch[]): Record<str
   // Only v3 appliers decode codec xr, only v4 ones codec xs; older ones refuse the version instead of misreading it.
   if (h.version < 3 && patches.some((p) => p.c === 'xr')) throw new RangeError(`a payload with codec xr is format version 3, the header says ${h.version}`);
   if (h.version < 4 && patches.some((p) => p.c === 'xs')) throw new RangeError(`a payload with codec xs is format version 4, the header says ${h.version}`);
+  // Only v5 appliers know composite patches.
+  if (h.version < 5 && patches.some((p) => p.k === 'c')) throw new RangeError(`a payload with a composite patch is format version 5, the header says ${h.version}`);
   const o: Record<string, unknown> = {
     nd: h.version,
     m: h.method,
@@ -167,10 +184,10 @@ export function valueBytes(values: Float32Array, codec: WireCodec, scale?: numbe
 }
 const halfOf = toHalfBits;
 
-/** The values a patch carries on the wire, in wire order (low-rank: U then V). */
+/** The values a patch carries in `v`, in wire order (low-rank and composite: U then V). */
 export function patchValues(p: TensorPatch): Float32Array {
   if (p.kind === 'hash') return p.buckets;
-  if (p.kind === 'lowrank') {
+  if (p.kind === 'lowrank' || p.kind === 'composite') {
     const all = new Float32Array(p.u.length + p.v.length);
     all.set(p.u);
     all.set(p.v, p.u.length);

@@ -1,5 +1,7 @@
 /**
- * Payload format v1/v2: one msgpack document (v2 adds storage grids, key `g` of a patch). See docs/FORMAT.md for the byte-level description.
+ * Payload format v1 to v5: one msgpack document (v2 adds storage grids, key `g` of a patch, and
+ * codec `x`; v3 codec `xr`; v4 codec `xs`; v5 the composite patch kind `c`). See docs/FORMAT.md for the
+ * byte-level description.
  *
  * This module is pure (no node, no tfjs): it decodes bytes into a {@link Payload} (encoding is in
  * encode.ts, so a device bundle carries no encoder), checking every count and length against the bytes actually present before it
@@ -17,10 +19,11 @@ import { gridBytesPerValue, type StorageGrid } from './grid.ts';
 /**
  * The newest format version this code reads and writes. The encoder writes the oldest version
  * that holds the payload (so devices with an older applier still take it): 1, 2 when a patch
- * carries a storage grid or codec `x`, 3 when one uses codec `xr`, 4 when one uses codec `xs`.
+ * carries a storage grid or codec `x`, 3 when one uses codec `xr`, 4 when one uses codec `xs`,
+ * 5 when one is composite.
  */
-export const FORMAT_VERSION = 4;
-export const SUPPORTED_VERSIONS: readonly number[] = [1, 2, 3, 4];
+export const FORMAT_VERSION = 5;
+export const SUPPORTED_VERSIONS: readonly number[] = [1, 2, 3, 4, 5];
 /** Default cap on the size of a payload accepted for decoding (256 MiB). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
 
@@ -130,7 +133,33 @@ export interface LowRankPatch extends PatchCommon {
   v: Float32Array;
 }
 
-export type TensorPatch = SparsePatch | HashPatch | DensePatch | LowRankPatch;
+/**
+ * Format v5: a low-rank part and a sparse part of one tensor, applied together with one write
+ * per weight: at every position the low-rank delta (accumulated as in {@link LowRankPatch}),
+ * plus the sparse value where the position is one of `positions`, is added to the weight
+ * (docs/FORMAT.md §5.2). The factors use the patch's `codec` and `scale`; the sparse values
+ * have their own.
+ */
+export interface CompositePatch extends PatchCommon {
+  kind: 'composite';
+  rank: number;
+  /** U, row-major [rows x rank]. */
+  u: Float32Array;
+  /** V, row-major [rank x cols]. */
+  v: Float32Array;
+  /** Strictly increasing flat positions of the sparse part. */
+  positions: Uint32Array;
+  /** The sparse part's exact float32 values, one per position. */
+  values: Float32Array;
+  /** Wire coding chosen for the positions. */
+  positionCoding: 'gaps' | 'bitmap';
+  /** Codec of the sparse values (`f32`, `f16` or `i8`). */
+  sparseCodec: ValueCodec;
+  /** i8 sparse values only: their float32 scale. */
+  sparseScale?: number;
+}
+
+export type TensorPatch = SparsePatch | HashPatch | DensePatch | LowRankPatch | CompositePatch;
 
 /** The matrix view of a tensor for low-rank patches: cols = last dimension. */
 export function matrixDims(shape: readonly number[]): { rows: number; cols: number } {
@@ -298,7 +327,7 @@ function materialize(src: PatchSource): TensorPatch {
   let first: TensorPatch | undefined;
   let at = 0;
   for (const { patch } of src.chunks()) {
-    if (patch.kind === 'hash' || patch.kind === 'lowrank') return patch; // one piece, not a scratch view
+    if (patch.kind === 'hash' || patch.kind === 'lowrank' || patch.kind === 'composite') return patch; // one piece, not a scratch view
     first ??= patch;
     values ??= new Float32Array(n);
     values.set(patch.values, at);
@@ -627,5 +656,65 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     const all = valuesAt(0, rows * rank + rank * cols);
     return whole({ kind: 'lowrank', ...common, rank, u: all.subarray(0, rows * rank), v: all.subarray(rows * rank) });
   }
-  fail(`${where}: patch kind "k" must be "s", "h", "d" or "r", found ${describe(kind)}`);
+  if (kind === 'c' && version >= 5) {
+    // Composite (v5): the low-rank keys (r, and U then V in v with codec c) and the sparse
+    // keys (n, ic, i) with the sparse values in w, coded by wc (and wq for i8).
+    const rank = own(raw, 'r');
+    const { rows, cols } = matrixDims(shape);
+    if (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols)) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
+    need(rows * rank + rank * cols, 'low-rank factors');
+    const n = own(raw, 'n');
+    if (!isUint(n, size)) fail(`${where}: count "n" must be an integer from 0 to the tensor size ${size}, found ${describe(n)}`);
+    const wc = own(raw, 'wc') as ValueCodec;
+    if (!VALUE_CODECS.includes(wc)) fail(`${where}: sparse value codec "wc" must be one of ${VALUE_CODECS.join(', ')}, found ${describe(wc)}`);
+    let sparseScale: number | undefined;
+    if (wc === 'i8') {
+      const q = own(raw, 'wq');
+      if (typeof q !== 'number' || !Number.isFinite(q) || q <= 0 || Math.fround(q) !== q) fail(`${where}: int8 sparse scale "wq" must be a positive finite float32, found ${describe(q)}`);
+      sparseScale = q;
+    }
+    // The value bytes are checked against the count before positions are allocated for it.
+    const w = bin(raw, 'w', where);
+    if (w.length !== n * bytesPerValue(wc)) fail(`${where}: sparse values "w" must be ${n} x ${bytesPerValue(wc)} = ${n * bytesPerValue(wc)} bytes for codec ${wc}, found ${w.length}`);
+    const coding = own(raw, 'ic');
+    const positions = readAllPositions(bin(raw, 'i', where), coding, n, size, shape, where);
+    const values = decodeValues(w, wc, sparseScale);
+    if (!(values instanceof Float32Array)) throw new NonFiniteValueError(`${where}: sparse value ${values.nonFiniteAt} is NaN or infinite; a valid payload never carries one: rebuild the payload (the model it came from may have diverged)`, { tensor: name, index: values.nonFiniteAt });
+    const all = valuesAt(0, rows * rank + rank * cols);
+    return whole({
+      kind: 'composite', ...common, rank, u: all.subarray(0, rows * rank), v: all.subarray(rows * rank),
+      positions, values, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', sparseCodec: wc, ...(sparseScale !== undefined ? { sparseScale } : {}),
+    });
+  }
+  fail(`${where}: patch kind "k" must be "s", "h", "d", "r"${version >= 5 ? ' or "c"' : ''}, found ${describe(kind)}${kind === 'c' ? ` (a composite patch needs format version 5, the header says ${version})` : ''}`);
+}
+
+/**
+ * All `n` positions of a composite patch's sparse part, decoded and checked at once (the part is
+ * applied with its low-rank part, a whole tensor at a time): a bitmap (`ic` = `m`) or varint
+ * gaps (`g`), strictly increasing and within the tensor's `size` values.
+ */
+function readAllPositions(posBytes: Uint8Array, coding: unknown, n: number, size: number, shape: readonly number[], where: string): Uint32Array {
+  const len = posBytes.length;
+  const positions = new Uint32Array(n);
+  if (coding === 'm') {
+    if (len !== Math.ceil(size / 8)) fail(`${where}: bitmap "i" must be ${Math.ceil(size / 8)} bytes for ${size} values, found ${len}`);
+    let k = 0;
+    for (let at = 0; at < len; at++) {
+      for (let bits = posBytes[at]; bits; bits &= bits - 1) {
+        const pos = at * 8 + 31 - Math.clz32(bits & -bits);
+        if (pos >= size) fail(`${where}: bitmap marks positions past the tensor's end (${size} values)`);
+        if (k >= n) fail(`${where}: bitmap marks more positions than the count ${n}`);
+        positions[k++] = pos;
+      }
+    }
+    if (k !== n) fail(`${where}: bitmap marks ${k} positions, the count says ${n}`);
+  } else if (coding === 'g') {
+    if (n > len) fail(`${where}: count ${n} needs at least ${n} bytes of gaps, found ${len}`);
+    const end = readGapsInto(posBytes, 0, positions, -1, size);
+    if (end !== len) fail(`${where}: position gaps "i" are not ${n} well-formed varints filling ${len} bytes, each leading to a position within shape [${shape.join(', ')}] (${size} values)`);
+  } else {
+    fail(`${where}: position coding "ic" must be "g" (gaps) or "m" (bitmap), found ${describe(coding)}`);
+  }
+  return positions;
 }

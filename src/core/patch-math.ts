@@ -4,7 +4,7 @@
  * an exact float32 and each result is rounded to float32 by the typed array, so the result
  * is the IEEE float32 sum on every platform.
  */
-import type { HashPatch, LowRankPatch, SparsePatch, TensorPatch } from './format.ts';
+import type { CompositePatch, HashPatch, LowRankPatch, SparsePatch, TensorPatch } from './format.ts';
 import { exactBits } from './values.ts';
 import { fromGridCode, gridCode, snapValue, type StorageGrid } from './grid.ts';
 import { hashAddWasm } from './hash-kernel.ts';
@@ -223,6 +223,51 @@ function lowRankLoop(w: Float32Array, patch: LowRankPatch, direction: 1 | -1, lo
   }
 }
 
+/**
+ * The composite delta (format v5) at positions [from, to): the low-rank accumulator in the
+ * pinned order of {@link lowRankLoop}, then `acc = f32(acc + s)` where the position is one of
+ * the sparse part's, then one write `w = f32(w + acc)`: one rounding of the weight per position,
+ * so undoing it is the same subtract-and-log as the other kinds.
+ */
+function compositeLoop(w: Float32Array, patch: CompositePatch, direction: 1 | -1, log: ExceptionLog | null, from: number, to: number): void {
+  const { u, v, rank, positions, values } = patch;
+  const cols = patch.shape.length ? patch.shape[patch.shape.length - 1] : 1;
+  if (!cols) return;
+  const wb = log ? bitsOf(w) : null;
+  // The first sparse entry at or after `from` (positions increase).
+  let lo = 0;
+  let hi = positions.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (positions[mid] < from) lo = mid + 1;
+    else hi = mid;
+  }
+  let k = lo;
+  let next = k < positions.length ? positions[k] : -1;
+  let i = Math.floor(from / cols);
+  let j = from - i * cols;
+  for (let at = from; at < to; at++) {
+    let acc = 0;
+    for (let r = 0; r < rank; r++) acc = Math.fround(acc + Math.fround(u[i * rank + r] * v[r * cols + j]));
+    if (at === next) {
+      acc = Math.fround(acc + values[k]);
+      next = ++k < positions.length ? positions[k] : -1;
+    }
+    const d = acc * direction;
+    const o = w[at];
+    const nw = Math.fround(o + d);
+    if (log) {
+      const back = Math.fround(nw - d);
+      if (back !== o || (o === 0 && 1 / back !== 1 / o)) log.push(at, (wb as Uint32Array)[at]);
+    }
+    w[at] = nw;
+    if (++j === cols) {
+      j = 0;
+      i++;
+    }
+  }
+}
+
 /** Add entries [from, to) of a sparse patch, logging the old bits wherever subtracting again would not give them back. */
 function sparseAddLogged(w: Float32Array, positions: Uint32Array, values: Float32Array, log: ExceptionLog, from: number, to: number): void {
   const wb = bitsOf(w);
@@ -272,7 +317,7 @@ export function pieceLength(patch: TensorPatch, size: number): number {
 /**
  * Apply part of one piece of a patch to the tensor `w` in place: a sparse piece's entries
  * [from, to), a dense piece's values [from, to) (at tensor positions `offset + i`), or tensor
- * positions [from, to) of a hashed or low-rank patch. With a `log`, it records what
+ * positions [from, to) of a hashed, low-rank or composite patch. With a `log`, it records what
  * {@link subtractRange} cannot restore (see {@link UndoRecord}); a patch with a storage grid
  * (format v2) rounds every written value onto it and logs the old bits of each.
  */
@@ -308,6 +353,7 @@ export function applyRange(w: Float32Array, patch: TensorPatch, offset: number, 
     } else if (patch.kind === 'dense' && exactBits(patch.codec)) xorDense(wb, bitsOf(patch.values), offset, from, to);
     else if (patch.kind === 'dense') denseLoop(w, patch.values, offset, 1, null, from, to);
     else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, null, from, to);
+    else if (patch.kind === 'composite') compositeLoop(w, patch, 1, null, from, to);
     else hashLoop(w, patch, 1, null, from, to);
     for (let i = a; i < b; i++) w[i] = snapValue(w[i], grid);
     return;
@@ -321,6 +367,7 @@ export function applyRange(w: Float32Array, patch: TensorPatch, offset: number, 
     else for (let k = from; k < to; k++) w[patch.positions[k]] += patch.values[k];
   } else if (patch.kind === 'dense') denseLoop(w, patch.values, offset, 1, log, from, to);
   else if (patch.kind === 'lowrank') lowRankLoop(w, patch, 1, log, from, to);
+  else if (patch.kind === 'composite') compositeLoop(w, patch, 1, log, from, to);
   else hashLoop(w, patch, 1, log, from, to);
 }
 
@@ -337,6 +384,7 @@ export function subtractRange(w: Float32Array, patch: TensorPatch, offset: numbe
     for (let k = from; k < to; k++) w[positions[k]] -= values[k];
   } else if (patch.kind === 'dense') denseLoop(w, patch.values, offset, -1, null, from, to);
   else if (patch.kind === 'lowrank') lowRankLoop(w, patch, -1, null, from, to);
+  else if (patch.kind === 'composite') compositeLoop(w, patch, -1, null, from, to);
   else hashLoop(w, patch, -1, null, from, to);
 }
 

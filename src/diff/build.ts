@@ -34,9 +34,14 @@ export type PatchSpec = (
   | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec | 'x' | 'xr' | 'xs' }
   /** Low-rank factors U [rows x rank] and V [rank x cols] (see `matrixDims`), coded together. */
   | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec }
+  /**
+   * Format v5: low-rank factors (coded by `codec`) and sparse values at sorted positions
+   * (coded by `sparseCodec`), applied together (docs/FORMAT.md §5.2).
+   */
+  | { kind: 'composite'; name: string; rank: number; u: Float32Array; v: Float32Array; positions: Uint32Array; values: Float32Array; codec: ValueCodec; sparseCodec: ValueCodec }
 ) & { grid?: StorageGrid | null };
 
-const SPEC_KINDS = ['sparse', 'hash', 'dense', 'lowrank'] as const;
+const SPEC_KINDS = ['sparse', 'hash', 'dense', 'lowrank', 'composite'] as const;
 
 export interface HeaderOptions {
   method: DiffMethod;
@@ -66,9 +71,11 @@ export interface BuiltPayload {
  * Returns null when the codec cannot hold the values (float16 overflow).
  */
 export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: StorageGrid | undefined = spec.grid ?? undefined, baseValues?: Float32Array): { patch: TensorPatch; valueBytes: Uint8Array } | null {
-  const raw = spec.kind === 'hash' ? spec.buckets : spec.kind === 'lowrank' ? concat(spec.u, spec.v) : spec.values;
-  for (let i = 0; i < raw.length; i++) {
-    if (!Number.isFinite(raw[i])) throw new NonFiniteValueError(`tensor ${JSON.stringify(spec.name)}: delta value ${i} is ${raw[i]}; training diverged or the target model holds NaN/Infinity: fix the target before building a diff`, { tensor: spec.name, index: i });
+  const raw = spec.kind === 'hash' ? spec.buckets : spec.kind === 'lowrank' || spec.kind === 'composite' ? concat(spec.u, spec.v) : spec.values;
+  for (const arr of spec.kind === 'composite' ? [raw, spec.values] : [raw]) {
+    for (let i = 0; i < arr.length; i++) {
+      if (!Number.isFinite(arr[i])) throw new NonFiniteValueError(`tensor ${JSON.stringify(spec.name)}: delta value ${i} is ${arr[i]}; training diverged or the target model holds NaN/Infinity: fix the target before building a diff`, { tensor: spec.name, index: i });
+    }
   }
   if ((spec.kind === 'sparse' || spec.kind === 'dense') && exactBits(spec.codec)) {
     // Exact bits: each value is the XOR of the new and the old float32 bits.
@@ -98,7 +105,7 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
   }
   // On an integer grid (uint8/uint16, ONNX qint8/quint8) the natural int8 scale is the grid's
   // step: a delta of k steps is carried as k exactly (the device rounds the sum onto the grid).
-  const affine = grid && isIntegerGrid(grid) && spec.kind !== 'lowrank' ? grid : undefined;
+  const affine = grid && isIntegerGrid(grid) && spec.kind !== 'lowrank' && spec.kind !== 'composite' ? grid : undefined;
   // (Exact bits returned above: the codec is an additive one here.)
   const enc = encodeValues(raw, spec.codec as ValueCodec, affine ? Math.fround(affine.scale) : undefined);
   if (!enc) return null;
@@ -108,7 +115,14 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
   if (spec.kind === 'sparse') patch = { ...common, kind: 'sparse', positions: spec.positions, values: enc.decoded, positionCoding: 'gaps' };
   else if (spec.kind === 'hash') patch = { ...common, kind: 'hash', seed: spec.seed >>> 0, signed: spec.signed, buckets: enc.decoded };
   else if (spec.kind === 'lowrank') patch = { ...common, kind: 'lowrank', rank: spec.rank, u: enc.decoded.subarray(0, spec.u.length), v: enc.decoded.subarray(spec.u.length) };
-  else patch = { ...common, kind: 'dense', values: enc.decoded };
+  else if (spec.kind === 'composite') {
+    const sparse = encodeValues(spec.values, spec.sparseCodec);
+    if (!sparse) return null;
+    patch = {
+      ...common, kind: 'composite', rank: spec.rank, u: enc.decoded.subarray(0, spec.u.length), v: enc.decoded.subarray(spec.u.length),
+      positions: spec.positions, values: sparse.decoded, positionCoding: 'gaps', sparseCodec: spec.sparseCodec, ...(sparse.scale !== undefined ? { sparseScale: sparse.scale } : {}),
+    };
+  } else patch = { ...common, kind: 'dense', values: enc.decoded };
   return { patch, valueBytes: enc.bytes };
 }
 
@@ -203,13 +217,14 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     if (!(SPEC_KINDS as readonly unknown[]).includes(spec.kind)) throw new UsageError(`${what}: expected kind ${SPEC_KINDS.join(', ')}, found ${JSON.stringify(spec.kind)}`, { tensor: spec.name });
     const xorOk = exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense');
     if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr, xs for sparse and dense patches), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
-    if (spec.kind === 'lowrank') {
+    if (spec.kind === 'lowrank' || spec.kind === 'composite') {
       const { rows, cols } = matrixDims(shape);
       if (!(spec.rank >= 1) || spec.u.length !== rows * spec.rank || spec.v.length !== spec.rank * cols) throw new UsageError(`${what}: expected rank >= 1, U ${rows}x${spec.rank} and V ${spec.rank}x${cols}, found rank ${spec.rank}, ${spec.u.length} and ${spec.v.length} values`, { tensor: spec.name });
     }
     if (spec.kind === 'dense' && spec.values.length !== size) throw new UsageError(`${what}: expected ${size} dense values (the tensor's size), found ${spec.values.length}`, { tensor: spec.name });
     if (spec.kind === 'hash' && !(spec.buckets.length >= 1)) throw new UsageError(`${what}: expected at least one bucket, found none`, { tensor: spec.name });
-    if (spec.kind === 'sparse') {
+    if (spec.kind === 'composite' && !(VALUE_CODECS as readonly unknown[]).includes(spec.sparseCodec)) throw new UsageError(`${what}: expected a sparse codec ${VALUE_CODECS.join(', ')}, found ${JSON.stringify(spec.sparseCodec)}`, { tensor: spec.name });
+    if (spec.kind === 'sparse' || spec.kind === 'composite') {
       if (spec.values.length !== spec.positions.length) throw new UsageError(`${what}: expected one value per position, found ${spec.positions.length} positions and ${spec.values.length} values`, { tensor: spec.name });
       for (let k = 0; k < spec.positions.length; k++) {
         if (spec.positions[k] >= size || (k > 0 && spec.positions[k] <= spec.positions[k - 1])) throw new UsageError(`${what}: positions must be strictly increasing and below ${size}; position ${k} is ${spec.positions[k]}${k > 0 ? ` after ${spec.positions[k - 1]}` : ''}`, { tensor: spec.name, index: k });
@@ -229,15 +244,15 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     targetValues.set(spec.name, w);
     const patch: TensorPatch = { ...enc.patch, baseDigest: digests.get(spec.name) as string, targetDigest };
     const wire = wirePatch(patch, enc.valueBytes);
-    if (patch.kind === 'sparse') patch.positionCoding = wire.ic === 'm' ? 'bitmap' : 'gaps';
+    if (patch.kind === 'sparse' || patch.kind === 'composite') patch.positionCoding = wire.ic === 'm' ? 'bitmap' : 'gaps';
     wires.push(wire);
     patches.push(patch);
   }
   const h = makeHeader(header, combineDigests(hasher, digests), combineDigests(hasher, after));
-  // The oldest version that holds the payload, so older devices take it: v4 for exact stored
-  // bits (codec xs), v3 for range-coded exact bits (codec xr), v2 for a grid or exact bits
-  // (codec x), else v1.
-  h.version = patches.some((p) => p.codec === 'xs') ? 4 : patches.some((p) => p.codec === 'xr') ? 3 : patches.some((p) => p.grid || p.codec === 'x') ? 2 : 1;
+  // The oldest version that holds the payload, so older devices take it: v5 for a composite
+  // patch, v4 for exact stored bits (codec xs), v3 for range-coded exact bits (codec xr), v2 for
+  // a grid or exact bits (codec x), else v1.
+  h.version = patches.some((p) => p.kind === 'composite') ? 5 : patches.some((p) => p.codec === 'xs') ? 4 : patches.some((p) => p.codec === 'xr') ? 3 : patches.some((p) => p.grid || p.codec === 'x') ? 2 : 1;
   const bytes = packPayload(h, wires);
   if (header.budgetBytes && bytes.length > header.budgetBytes) {
     throw new BudgetError(`payload is ${bytes.length} bytes, over the budget of ${header.budgetBytes} bytes: raise the budget or keep fewer values`, { bytes: bytes.length, budget: header.budgetBytes });

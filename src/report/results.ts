@@ -5,7 +5,7 @@
  */
 import { UsageError } from '../core/errors.ts';
 
-export const REPORT_METHODS = ['sparse', 'hash', 'lora', 'topk-retrain', 'topk', 'drop', 'lowrank', 'full', 'zstd'] as const;
+export const REPORT_METHODS = ['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank', 'full', 'zstd'] as const;
 export type ReportMethod = (typeof REPORT_METHODS)[number];
 
 export interface ResultRow {

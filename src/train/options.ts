@@ -101,6 +101,13 @@ export interface TrainDiffOptions {
    */
   sparseStart?: 'zero' | 'teacher';
   /**
+   * `sparse-lora`: the share of the byte budget given to the sparse part (the rest goes to the
+   * low-rank adapters), in (0, 1). Unset: 0.5 while the learning rate is tuned, then 0.25 and
+   * 0.75 are trained at the chosen rate and the best on validation is kept (with `tune: 'off'`,
+   * 0.5 alone).
+   */
+  sparseShare?: number;
+  /**
    * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
    * files through {@link competingPayload}): they compete in the final choice. More bytes must
    * earn their place: going from the fewest bytes up, a larger payload replaces the one kept only
@@ -135,6 +142,8 @@ export interface TuningCandidate {
   learningRate: number;
   /** `trial`: on half the training data (quick tuning); `full`: on all of it; `recovery`: a lower rate after a failed run. */
   kind: 'trial' | 'full' | 'recovery';
+  /** `sparse-lora`: the share of the budget its sparse part had. */
+  sparseShare?: number;
   /** Training examples the run saw, epochs times its data. */
   examplesSeen: number;
   epochs: number;

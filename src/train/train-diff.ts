@@ -7,6 +7,9 @@
  * - `hash`: learned hashed-bucket diff (src/hash-diff);
  * - `lora`: trained low-rank adapters U · V per weight matrix (src/lowrank-diff), shipped as the
  *   low-rank patch kind;
+ * - `sparse-lora`: a low-rank part and a sparse part trained jointly (src/composite-diff, after
+ *   RoSA): a LoRA warm-up, the mask from accumulated squared gradients, then both from a restart;
+ *   shipped as composite patches (format v5), the budget split between the parts on validation;
  * - `full`: fine-tune every trainable weight; the payload is a dense delta (the accuracy
  *   ceiling, sized like the whole model as stored);
  * - `topk-retrain`: the mask is the top-k of a full fine-tune's change; those entries are then
@@ -40,6 +43,7 @@ import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
 import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
 import { HashedBuckets } from '../hash-diff/trainer.ts';
 import { LowRankAdapters } from '../lowrank-diff/trainer.ts';
+import { compositeSpecs, FisherRanking, FisherWarmup, SparseLowRank } from '../composite-diff/trainer.ts';
 import { DEFAULT_SPARSE_MASK, SparseMask } from '../sparse-diff/trainer.ts';
 import { better, type Checkpoint } from './checkpoint.ts';
 import { compete, pct } from './compete.ts';
@@ -65,6 +69,14 @@ export type { TeacherLoss, TeacherMetric } from './teacher.ts';
 
 const DEFAULT_DIFF_LR = 3e-3;
 const DEFAULT_FULL_LR = 3e-4;
+/**
+ * sparse-lora starts higher: both parts start at zero (V, S) and train from a restart in the run's
+ * epochs; on the digits task (test/train-composite.test.ts) 1e-2 to 3e-2 validated 8-18 points
+ * above 3e-3 at 1%.
+ */
+const DEFAULT_COMPOSITE_LR = 1e-2;
+/** sparse-lora: the sparse shares trained at the tuned rate besides the 0.5 it was tuned at. */
+const SPLITS_TRIED = [0.25, 0.75];
 
 /** The error tfjs-backend-wasm gives when its 4 GiB memory is exhausted. */
 function isOutOfMemory(e: unknown): boolean {
@@ -95,6 +107,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   const epochs = Math.max(1, Math.floor(options.epochs));
   const seed = options.seed ?? 0;
   const tune: TuneMode = options.tune ?? 'quick';
+  if (options.sparseShare !== undefined && !(options.sparseShare > 0 && options.sparseShare < 1)) throw new UsageError(`sparseShare must be a fraction of the budget between 0 and 1 (exclusive), found ${options.sparseShare}`);
   if (!['off', 'quick', 'thorough'].includes(tune)) throw new UsageError(`tune must be off, quick or thorough, found ${JSON.stringify(tune)}`);
   const distill = options.distill ?? 1;
   const temperature = options.distillTemperature ?? 2;
@@ -107,10 +120,10 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   const header: HeaderOptions = {
     ...(options.header ?? {}),
     // The payload header names the patch family; the precise method travels in the metadata.
-    method: method === 'lora' ? 'lowrank' : method === 'topk-retrain' ? 'topk' : method,
+    method: method === 'lora' || method === 'sparse-lora' ? 'lowrank' : method === 'topk-retrain' ? 'topk' : method,
     budgetBytes: method === 'full' ? 0 : options.budgetBytes,
     grids,
-    ...(method === 'lora' || method === 'topk-retrain' ? { meta: { ...(options.header?.meta ?? {}), method } } : {}),
+    ...(method === 'lora' || method === 'sparse-lora' || method === 'topk-retrain' ? { meta: { ...(options.header?.meta ?? {}), method } } : {}),
   };
   // The fine-tune behind the post-hoc methods and topk-retrain ships nothing itself: no budget.
   const fullHeader: HeaderOptions = { ...header, method: 'full', budgetBytes: 0 };
@@ -321,10 +334,10 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
      * or none when it diverged before any. `prepare` gives the parameterization and how to turn it
      * into patch specs; checkpoints happen where the method's state is shippable.
      */
-    type Kind = 'full' | 'sparse' | 'hash' | 'lora' | 'retrain';
-    const runOnce = (kind: Kind, lr: number, data: LabelledData, n: number, candidateKind: TuningCandidate['kind'], retrainPositions?: Map<string, Uint32Array>): Checkpoint | undefined => {
+    type Kind = 'full' | 'sparse' | 'hash' | 'lora' | 'retrain' | 'sparse-lora';
+    const runOnce = (kind: Kind, lr: number, data: LabelledData, n: number, candidateKind: TuningCandidate['kind'], retrainPositions?: Map<string, Uint32Array>, share?: number): Checkpoint | undefined => {
       const started = performance.now();
-      const label = `${kind === 'retrain' ? 'retrain' : kind} lr ${lr.toExponential(1)}${candidateKind === 'trial' ? ' (trial)' : ''}`;
+      const label = `${kind === 'retrain' ? 'retrain' : kind}${share !== undefined ? ` sparse share ${share}` : ''} lr ${lr.toExponential(1)}${candidateKind === 'trial' ? ' (trial)' : ''}`;
       progress(`${label}: ${n} epoch(s) on ${data.y.length} examples`);
       const stepsPerEpoch = Math.ceil(data.y.length / batchSize);
       const codec: ValueCodec = options.codec && options.codec !== 'auto' ? options.codec : 'i8';
@@ -455,6 +468,44 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
             hb.dispose();
             opt.dispose();
           }
+        } else if (kind === 'sparse-lora') {
+          const sparseShare = share as number;
+          // The adapters get the low-rank share of the budget; the mask takes what is left of all of it.
+          let ranks = new Map<string, number>();
+          try {
+            ranks = chooseLoraRanks(tensors, shapes, header, codec, Math.floor(options.budgetBytes * (1 - sparseShare)));
+          } catch (e) {
+            if (!(e instanceof BudgetError)) throw e;
+          }
+          // 1. Low-rank warm-up (one epoch, or the run's only one), summing squared gradients.
+          const warmAdapters = new LowRankAdapters(tensors, ranks, seed, codec);
+          const warm = new FisherWarmup(tensors, warmAdapters);
+          const optW = tf.train.adam(lr);
+          let scores: Map<string, Float32Array>;
+          try {
+            loop(warm, () => optW, 1, 0, n + 1);
+            scores = warm.scores();
+          } finally {
+            warm.dispose();
+            warmAdapters.dispose();
+            optW.dispose();
+            restoreBase();
+          }
+          // 2. The mask: the largest squared-gradient sums over all tensors, as many as fit.
+          const ranking = new FisherRanking(scores);
+          const k = largestFitting(ranking.total, (k) => payloadSize(compositeSpecs(shapes, ranks, ranking.at(k), codec), shapes, header) <= options.budgetBytes);
+          const positions = ranking.at(k);
+          if (!ranks.size && !positions.size) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
+          progress(`  sparse-lora: rank ${ranks.size ? Math.max(...ranks.values()) : 0} adapters on ${ranks.size} tensors and ${[...positions.values()].reduce((a, p) => a + p.length, 0)} sparse weights (chosen by squared gradients after the warm-up) fit ${options.budgetBytes} bytes as ${codec}`);
+          // 3. Both parts from a restart, jointly.
+          const joint = new SparseLowRank(tensors, ranks, positions, seed, codec);
+          const opt = tf.train.adam(lr);
+          try {
+            loop(joint, () => opt, n, 1, n + 1, (r) => !skip(r) && consider(buildPayload(hasher, base, joint.specs(shapes), header, digests), `epoch ${r.epoch}`));
+          } finally {
+            joint.dispose();
+            opt.dispose();
+          }
         } else {
           const ranks = chooseLoraRanks(tensors, shapes, header, codec, options.budgetBytes);
           const rankValues = [...ranks.values()];
@@ -481,13 +532,13 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       const seconds = (performance.now() - started) / 1000;
       // A run that diverged after some checkpoints keeps its best one (restored, not its last state).
       const usable = best;
-      candidates.push({ learningRate: lr, kind: candidateKind, examplesSeen: epochsRun * data.y.length, epochs: epochsRun, ...(usable && val ? { valAccuracy: usable.valAccuracy, valLoss: usable.valLoss } : {}), diverged, collapsed: best !== undefined && allCollapsed, seconds });
+      candidates.push({ learningRate: lr, kind: candidateKind, ...(share !== undefined ? { sparseShare: share } : {}), examplesSeen: epochsRun * data.y.length, epochs: epochsRun, ...(usable && val ? { valAccuracy: usable.valAccuracy, valLoss: usable.valLoss } : {}), diverged, collapsed: best !== undefined && allCollapsed, seconds });
       return usable;
     };
 
     /** Tune the learning rate of `kind` (see src/train/tuning.ts); the best checkpoint over every run. */
-    const tuned = (kind: Kind, defaultLr: number, retrainPositions?: Map<string, Uint32Array>): Checkpoint =>
-      searchLearningRate((lr, data, candidateKind) => runOnce(kind, lr, data, epochs, candidateKind, retrainPositions), {
+    const tuned = (kind: Kind, defaultLr: number, retrainPositions?: Map<string, Uint32Array>, share?: number): Checkpoint =>
+      searchLearningRate((lr, data, candidateKind) => runOnce(kind, lr, data, epochs, candidateKind, retrainPositions, share), {
         mode: tune, what: kind, lr0: options.learningRate ?? defaultLr, trainData, seed, candidates, owned, progress,
       });
 
@@ -511,6 +562,18 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       chosen = chosen!;
     } else if (method === 'sparse' || method === 'hash' || method === 'lora') {
       chosen = tuned(method, DEFAULT_DIFF_LR);
+    } else if (method === 'sparse-lora') {
+      const fixed = options.sparseShare;
+      // The learning rate is tuned at one split; the other splits train once at that rate, and
+      // validation keeps the best (the split is a property of the update: few large changes or
+      // many small ones).
+      chosen = tuned(method, DEFAULT_COMPOSITE_LR, undefined, fixed ?? 0.5);
+      if (fixed === undefined && tune !== 'off' && val) {
+        for (const share of SPLITS_TRIED) {
+          const k = runOnce(method, chosen.learningRate, trainData, epochs, 'full', undefined, share);
+          if (k && better(k, chosen)) chosen = k;
+        }
+      }
     } else {
       const deltas = new Map<string, Float32Array>();
       for (const t of base.list()) {

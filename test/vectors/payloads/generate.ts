@@ -305,6 +305,49 @@ const VALID: ValidCase[] = [
     specs: [{ kind: 'sparse', name: 'dq/weight', positions: u32([0, 2, 4]), values: f32([127, 0, -5].map((q) => Math.fround((q - QI8_ZP) * QI8_SCALE))), codec: 'xs', grid: { dtype: 'qint8', scale: QI8_SCALE, zeroPoint: QI8_ZP } }],
     header: { method: 'topk', modelId: 'demo-qi8-xs', sequence: 19, meta: { method: 'exact' } },
   },
+  {
+    name: 'composite-f32-f16',
+    description:
+      'Version 5 composite patch on a [4, 6] tensor: rank 2 factors (codec f32, U then V in "v") and 2 sparse values (codec f16 in "w", positions 0 and 23 as varint gaps 0 and 22: 2 bytes, where the bitmap would take 3). Pins the order of the one write: at position 0 the low-rank delta is 2^-24 and the sparse value 2^-24; acc = fround(2^-24 + 2^-24) = 2^-23, and w = fround(1 + 2^-23) = 1 + 2^-23 (adding the parts one after the other, 1 + 2^-24 rounds to 1 twice, and the weight stays 1). Position 23 has a low-rank delta of +0 (-1 x 1 + 2 x 0.5): its sparse value lands alone. Row 1 of U is zero: those weights get +0 (a -0 weight would become +0).',
+    tensors: [['dense/kernel', [4, 6], [1, 0.5, -0.25, 0.125, 0.0625, 0.03125, 0.1, 0.2, 0.3, -0.4, -0.5, 0.6, -0, 0, 0.7, 0.8, -0.9, 1.5, 2, -2, 0.01, -0.01, 0.02, 0.25]]],
+    specs: [
+      {
+        kind: 'composite',
+        name: 'dense/kernel',
+        rank: 2,
+        // U [4 x 2]: row 1 zero
+        u: f32([2 ** -12, 0, 0, 0, 0.5, 0.25, -1, 2]),
+        // V [2 x 6]
+        v: f32([2 ** -12, 0.5, -0.5, 0.25, 0.125, 1, 0.25, -0.25, 0.5, 1, -1, 0.5]),
+        positions: u32([0, 23]),
+        values: f32([2 ** -24, 0.5]),
+        codec: 'f32',
+        sparseCodec: 'f16',
+      },
+    ],
+    header: { method: 'lowrank', modelId: 'demo', sequence: 3, meta: { method: 'sparse-lora' } },
+  },
+  {
+    name: 'composite-bitmap-i8',
+    description:
+      'Version 5 composite patch of rank 1 on a [3, 5] tensor with factors in f16 and 8 sparse values in i8 (scale "wq"), positions in a bitmap (8 of 15 positions: the bitmap is smaller than the gaps), on a float16 storage grid ("g"): the sum of the low-rank and the sparse delta is added to the weight, then rounded onto the grid.',
+    tensors: [['conv/kernel', [3, 5], [0.1, -0.2, 0.3, -0.4, 0.5, 0.0999755859375, 1, -1, 2, -2, 0.001, 0.002, 0.003, 0.004, 0.005]]],
+    specs: [
+      {
+        kind: 'composite',
+        name: 'conv/kernel',
+        rank: 1,
+        u: f32([0.5, -0.25, 0.125]),
+        v: f32([0.01, -0.02, 0.03, -0.04, 0.05]),
+        positions: u32([0, 1, 3, 5, 6, 9, 12, 14]),
+        values: f32([0.02, -0.01, 0.005, 0.03, -0.03, 0.0125, -0.02, 0.001]),
+        codec: 'f16',
+        sparseCodec: 'i8',
+        grid: { dtype: 'float16' },
+      },
+    ],
+    header: { method: 'lowrank', modelId: 'demo', sequence: 4 },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -445,6 +488,15 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
     info.rank = p.rank;
     info.u = f32Hex(p.u);
     info.v = f32Hex(p.v);
+  } else if (p.kind === 'composite') {
+    info.rank = p.rank;
+    info.u = f32Hex(p.u);
+    info.v = f32Hex(p.v);
+    info.coding = p.positionCoding;
+    info.positions = [...p.positions];
+    info.sparseCodec = p.sparseCodec;
+    if (p.sparseScale !== undefined) info.sparseScale = p.sparseScale;
+    info.values = f32Hex(p.values);
   } else if (p.codec === 'x' || p.codec === 'xr' || p.codec === 'xs') info.masks = masksHex(p.values);
   else info.values = f32Hex(p.values);
   return info;
@@ -545,7 +597,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('truncated', 'sparse-gaps-f32.ndiff without its last 10 bytes: the msgpack document ends early.', a.bytes.slice(0, a.bytes.length - 10), 'PayloadFormatError', 'decode');
   add('trailing-byte', 'sparse-gaps-f32.ndiff followed by one more byte (0xc0): a payload is exactly one msgpack document.', Uint8Array.from([...a.bytes, 0xc0]), 'PayloadFormatError', 'decode');
   add('not-a-map', 'The msgpack array [1, 2] (92 01 02) instead of a map.', Uint8Array.from([0x92, 0x01, 0x02]), 'PayloadFormatError', 'decode');
-  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 5 (versions 1 to 4 exist).', packPayload({ ...aHeader, version: 5 }, [aWire()]), 'UnsupportedVersionError', 'decode');
+  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 6 (versions 1 to 5 exist).', packPayload({ ...aHeader, version: 6 }, [aWire()]), 'UnsupportedVersionError', 'decode');
   add('missing-version', 'sparse-gaps-f32 without the "nd" key.', writeWideMsgpack(Object.fromEntries(Object.entries(wireDocument(aHeader, [aWire()])).filter(([k]) => k !== 'nd'))), 'PayloadFormatError', 'decode');
   add('too-large', 'sparse-gaps-f32.ndiff decoded with maxPayloadBytes one less than its length: refused before parsing.', a.bytes.slice(), 'PayloadTooLargeError', 'decode', undefined, { maxPayloadBytes: a.bytes.length - 1 });
   add('gap-out-of-range', 'sparse-gaps-f32 with the gaps 0 0 3 194 55: the last position is 256 in a 256-value tensor.', packPayload(aHeader, [{ ...aWire(), i: varints([0, 0, 3, 194, 55]) }]), 'PayloadFormatError', 'decode');
@@ -613,6 +665,16 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     const hx = built.get('hash-signed-f32') as { payload: Payload };
     add('x-on-hash', 'hash-signed-f32 re-labelled as version 2 with codec x: exact bits are for sparse and dense patches only.', packPayload({ ...hx.payload.header, version: 2 }, [{ ...wiresOf(hx.payload)[0], c: 'x' }]), 'PayloadFormatError', 'decode', 'hash-signed-f32.base.json');
   }
+  {
+    const cg = built.get('composite-f32-f16') as { payload: Payload };
+    const w = () => wiresOf(cg.payload)[0];
+    // (the reference encoder refuses to write a composite patch under "nd" < 5: the wide writer does)
+    add('composite-in-v4', 'composite-f32-f16 with "nd" = 3 (written with wide msgpack encodings): the composite kind "c" exists from version 5 on, so a version 4 document naming it has an unknown kind (and a version 4 applier refuses "nd" = 5 as an unsupported version).', writeWideMsgpack({ ...wireDocument(cg.payload.header, [w()]), nd: 4 }), 'PayloadFormatError', 'decode', 'composite-f32-f16.base.json');
+    add('composite-sparse-length', 'composite-f32-f16 with one byte cut from the sparse values "w" (n values of codec wc need n x 2 bytes).', packPayload(cg.payload.header, [{ ...w(), w: (w().w as Uint8Array).slice(0, -1) }]), 'PayloadFormatError', 'decode', 'composite-f32-f16.base.json');
+    add('composite-sparse-codec', 'composite-f32-f16 with sparse codec "wc" = "x": exact bits are for sparse and dense patches only; a composite\'s sparse values are f32, f16 or i8.', packPayload(cg.payload.header, [{ ...w(), wc: 'x' as 'f32' }]), 'PayloadFormatError', 'decode', 'composite-f32-f16.base.json');
+    add('composite-missing-rank', 'composite-f32-f16 without its rank "r".', packPayload(cg.payload.header, [{ ...w(), r: undefined }]), 'PayloadFormatError', 'decode', 'composite-f32-f16.base.json');
+    add('composite-sparse-infinity', 'composite-f32-f16 with its first sparse value replaced by the half +Infinity (00 7c).', packPayload(cg.payload.header, [{ ...w(), w: Uint8Array.from([0x00, 0x7c, ...(w().w as Uint8Array).slice(2)]) }]), 'NonFiniteValueError', 'decode', 'composite-f32-f16.base.json');
+  }
   add('optional-key-nil', 'sparse-gaps-f32 with "ct" present as nil: an optional key is absent or has its type.', writeWideMsgpack({ ...wireDocument(aHeader, [aWire()]), ct: null }), 'PayloadFormatError', 'decode');
   // Apply stage: the payload is well formed; the model decides.
   add('unknown-tensor', 'sparse-gaps-f32 patching tensor "w2", which the model does not have.', packPayload(aHeader, [{ ...aWire(), t: 'w2' }]), 'ModelMismatchError', 'apply');
@@ -630,7 +692,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
 
   json('vectors.json', {
     description:
-      'Payload format v1 to v4 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases, and codec x; v3 codec xr; v4 codec xs, exact stored bits). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x, xr and xs patches list "masks" instead, the XOR masks as little-endian uint32 hex (for xs, masks of the stored codes). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
+      'Payload format v1 to v5 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases, and codec x; v3 codec xr; v4 codec xs, exact stored bits; v5 the composite patch kind c, the "composite-*" cases). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x, xr and xs patches list "masks" instead, the XOR masks as little-endian uint32 hex (for xs, masks of the stored codes). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
     valid,
     invalid,
   });
