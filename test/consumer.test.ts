@@ -25,12 +25,14 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 import { checkNodeUpdaterSummary } from './helpers/node-updater.ts';
+import { checkDocumentedFigures } from './helpers/doc-figures.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const vectors = path.join(root, 'test', 'vectors', 'payloads');
 let work: string;
 let project: string;
 let tarball: string;
+let packInfo: { size: number; entryCount: number };
 
 /** Bytes of every file under `dir` (following no symlinks). */
 function duBytes(dir: string): number {
@@ -61,6 +63,7 @@ before(async () => {
   const info = JSON.parse(packed.slice(packed.indexOf('['))) as { filename: string; size: number; unpackedSize: number; entryCount: number }[];
   tarball = path.join(work, info[0].filename);
   console.log(`# tarball ${info[0].filename}: ${info[0].size} bytes, ${info[0].entryCount} files, ${info[0].unpackedSize} bytes unpacked`);
+  packInfo = info[0];
   project = path.join(work, 'app');
   mkdirSync(project);
   writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'device-app', version: '1.0.0', private: true, type: 'module' }));
@@ -96,6 +99,13 @@ test('a device install (no tfjs) is under 10 MB of node_modules', () => {
   const bytes = duBytes(modules);
   console.log(`# device install: ${(bytes / 1e6).toFixed(2)} MB in node_modules (${readdirSync(modules).length} top-level entries)`);
   assert.ok(bytes < 10e6, `node_modules holds ${bytes} bytes`);
+});
+
+test('docs/BENCHMARKS.md quotes the tarball and the device install as measured here', () => {
+  const kb = Math.round(packInfo.size / 1000);
+  checkDocumentedFigures('npm tarball', [kb, packInfo.entryCount], `${kb} KB, ${packInfo.entryCount} files`);
+  const mb = duBytes(path.join(project, 'node_modules')) / 1e6;
+  checkDocumentedFigures('device install (`npm i neural-diff`, no tfjs)', [mb], `${mb.toFixed(1)} MB of node_modules`);
 });
 
 test('plain node imports every entry and applies a test-vector payload in memory and to a model folder', () => {
@@ -250,5 +260,6 @@ test('esbuild bundles neural-diff/apply from the installed package within 30,000
   const oneClass = await sizeOf("export { UsageError } from 'neural-diff/apply';");
   console.log(`# browser bundle of the installed neural-diff/apply: ${whole} bytes min+gzip; UsageError alone: ${oneClass} bytes`);
   assert.ok(whole <= 30_000, `${whole} bytes`);
+  checkDocumentedFigures('`neural-diff/apply` bundled for a browser from the installed package', [whole], `${whole.toLocaleString('en-US')} bytes min+gzip`);
   assert.ok(oneClass < 1_000, `importing one error class pulls ${oneClass} bytes`);
 });
