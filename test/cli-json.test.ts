@@ -1,6 +1,6 @@
 /**
  * The CLI for automation: `--json` on every command (one JSON document on stdout: the result,
- * or `{error: {code, exitCode, message}}`), exit codes as the README's table, numeric flags
+ * or `{error: {code, exitCode, message}}`), exit codes as docs/CLI.md's table, numeric flags
  * checked, outputs checked before work, messages in the command line's words, and `ndiff report`
  * on `ndiff train --metrics-out` documents and on any subset of methods.
  */

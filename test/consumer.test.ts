@@ -13,7 +13,7 @@
  *  - esbuild bundles `neural-diff/apply` from the installed package for a browser within the
  *    30,000-byte min+gzip goal, and one error class alone tree-shakes to a few hundred bytes;
  *  - the device install stays under 10 MB of node_modules.
- * Prints the figures (tarball, install size, bundle sizes) for the README.
+ * Prints the figures (tarball, install size, bundle sizes) that docs/BENCHMARKS.md quotes, and checks them there.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
