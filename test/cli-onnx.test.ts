@@ -58,7 +58,7 @@ test('ndiff on .onnx files: diff (every codec, budget all), fingerprint, verify,
     assert.doesNotMatch(rx.err, /--budget \d/);
     assert.doesNotMatch(rx.out, /x smaller/);
     // The same verdict in --json.
-    const json = await ndiff('--json', 'diff', '--base', base, '--target', target, '--budget', 'all', '--exact-codec', 'x', '--out', allX);
+    const json = await ndiff('--json', 'diff', '--model-id', 'wake', '--base', base, '--target', target, '--budget', 'all', '--exact-codec', 'x', '--out', allX);
     const doc = JSON.parse(json.out);
     assert.equal(doc.smallerThanModel, false);
     assert.ok(doc.payloadToModelRatio >= 1 && doc.bytes === (await readFile(allX)).length, json.out);

@@ -22,3 +22,4 @@ export { decodeOnnxModel, decodeOnnxTensor } from './onnx/model.ts';
 export type { TrainableSpec } from './select.ts';
 export type { TuneMode, TuningCandidate } from './train-diff.ts';
 export type { Evaluation } from './data.ts';
+export type { OnnxModel, OnnxGraph, OnnxNode, OnnxAttribute, OnnxTensor, OnnxElement, OnnxValueInfo, ExternalFiles } from './onnx/model.ts';
