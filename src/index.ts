@@ -48,3 +48,4 @@ export type { TfjsTensorEntry, PassthroughEntry, BeforeSwitchHook, BeforeWriteHo
 export type { OnnxOpenOptions } from './io/onnx/files.ts';
 export type { WirePatch } from './core/encode.ts';
 export type { ModelJsonTemplate, TensorInput } from './io/tfjs/model-dir.ts';
+export type { RecordVersion } from './release/record.ts';
