@@ -45,7 +45,7 @@ export type { XYData, LoadXYOptions } from './io/npy/files.ts';
 export type { TfjsModelJson, TfjsDtype, TfjsModelFormat, TfjsWeightGroup, TfjsWeightEntry, TfjsQuantization, TfjsQuantizationDtype, PassthroughValues } from './io/tfjs/manifest.ts';
 export type { ModelState } from './io/durable/sequence-file.ts';
 export type { TfjsTensorEntry, PassthroughEntry, BeforeSwitchHook, BeforeWriteHook } from './io/tfjs/options.ts';
-export type { OnnxOpenOptions } from './io/onnx/files.ts';
+export type { OnnxOpenOptions, OpenedFile } from './io/onnx/files.ts';
 export type { WirePatch } from './core/encode.ts';
 export type { ModelJsonTemplate, TensorInput } from './io/tfjs/model-dir.ts';
 export type { RecordVersion } from './release/record.ts';
