@@ -49,3 +49,4 @@ export type { OnnxOpenOptions, OpenedFile } from './io/onnx/files.ts';
 export type { WirePatch } from './core/encode.ts';
 export type { ModelJsonTemplate, TensorInput } from './io/tfjs/model-dir.ts';
 export type { RecordVersion } from './release/record.ts';
+export type { JsonDifference } from './diff/json-difference.ts';

@@ -21,4 +21,4 @@ export type { LowRankPatch, DiffMethod } from '../core/format.ts';
 export type { WireCodec, ValueCodec } from '../core/values.ts';
 export type { StorageGrid, LinearQuantGrid, Float32Grid, AffineGrid, HalfGrid } from '../core/grid.ts';
 export type { Hash64Stream } from '../core/hash-types.ts';
-export type { CommitInfo } from '../core/weight-store.ts';
+export type { CommitInfo, MemoryTensor } from '../core/weight-store.ts';
