@@ -17,7 +17,7 @@ export { getHasher, type Hasher } from '../core/hasher.ts';
 export { MemoryWeightStore, type WeightStore, type TensorEntry } from '../core/weight-store.ts';
 export * from '../core/errors.ts';
 // Types named in the signatures above, so callers can name them too.
-export type { LowRankPatch, DiffMethod } from '../core/format.ts';
+export type { DiffMethod } from '../core/format.ts';
 export type { WireCodec, ValueCodec } from '../core/values.ts';
 export type { StorageGrid, LinearQuantGrid, Float32Grid, AffineGrid, HalfGrid } from '../core/grid.ts';
 export type { Hash64Stream } from '../core/hash-types.ts';
