@@ -5,7 +5,7 @@ import {
   UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError, DataError, MissingDependencyError, NoImprovementError, DownloadError,
 } from '../src/core/errors.ts';
 
-/** Exit codes, documented in the README and in `ndiff --help`. */
+/** Exit codes, documented in docs/CLI.md and in `ndiff --help`. */
 export const EXIT = {
   ok: 0,
   /** An unexpected internal error (a bug: please report it). */

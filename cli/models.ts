@@ -9,7 +9,8 @@ import { isModelJsonPath, locateTfjsModel, openTfjsModel, openTfjsModelDir } fro
 import { manifestPaths, parseModelJson } from '../src/io/tfjs/manifest.ts';
 import { openOnnxFile, saveOnnxFileAs } from '../src/io/onnx/files.ts';
 import type { OnnxTensorEntry } from '../src/io/onnx/store.ts';
-import { readFolderModelId, recordFolderModelId } from '../src/io/tfjs/folder-update.ts';
+import { FOLDER_FILE, readFolderModelId, recordFolderModelId } from '../src/io/tfjs/folder-update.ts';
+import { MODEL_ID_SUFFIX, readModelIdRecord } from '../src/io/durable/model-id-file.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { readPayloadFile as readPayloadFileWithin } from '../src/io/durable/payload-file.ts';
@@ -104,14 +105,25 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
 }
 
 /**
- * The model id a diff of `baseDir` carries when `--model-id` is not given: the one the folder
- * recorded (an apply, or `--model-out`, writes it), else the folder's name. One id along a chain
- * of updates is what the device's rollback protection keys on.
+ * The model id a diff of `baseDir` carries: `--model-id` when given, else the id the base
+ * recorded (an apply, or `--model-out`, writes it in `.ndiff-folder.json`). Never the folder's
+ * or file's name: the next update, made from `models/v2`, would carry another id and every device
+ * would refuse it. One id along a chain of updates is what the device's rollback protection and
+ * its model-id check key on.
  */
-export async function defaultModelId(baseDir: string): Promise<string> {
-  if (isOnnxPath(baseDir)) return path.basename(baseDir).replace(/\.onnx$/i, '') || 'model';
-  if (isModelJsonPath(baseDir)) return path.basename(baseDir).replace(/\.json$/i, '') || 'model';
-  return (await readFolderModelId(baseDir)) ?? (baseDir.replace(/\/+$/, '').split('/').pop() || 'model');
+export async function resolveModelId(baseDir: string, given: string | undefined): Promise<string> {
+  if (given !== undefined) {
+    if (given.length === 0) throw new UsageError('--model-id is empty: give the id devices know this model by, e.g. --model-id kws-en');
+    return given;
+  }
+  // A <name>.json model shares its folder with others: only --model-id names it.
+  const recorded = isOnnxPath(baseDir) ? await readModelIdRecord(baseDir) : isModelJsonPath(baseDir) ? undefined : await readFolderModelId(baseDir);
+  if (recorded !== undefined) return recorded;
+  const where = isOnnxPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
+  throw new UsageError(
+    `which model is this an update of? ${where}: pass --model-id ID, the id devices know this model by (e.g. --model-id kws-en), and keep it for every later update of it. It is not taken from the ${isOnnxPath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isOnnxPath(baseDir) ? '' : ' --model-out records the id in the updated folder, so a diff from that folder reads it'}`,
+    { base: baseDir },
+  );
 }
 
 /**

@@ -113,7 +113,7 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .help()
     .alias('h', 'help')
     .version(VERSION)
-    .epilogue(EXIT_CODES_HELP + '\n\nDocs: README.md, docs/FORMAT.md, docs/PUBLISHING.md (release folders and device updates)')
+    .epilogue(EXIT_CODES_HELP + '\n\nDocs (in the package): README.md, docs/CLI.md, docs/guides/, docs/PUBLISHING.md (release folders and device updates), docs/FORMAT.md')
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {

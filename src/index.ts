@@ -2,6 +2,8 @@
  * `neural-diff`: the build-server library without tfjs (payload building, post-hoc diffs, model
  * files, signing, release folders, reports). The trainers, which need tfjs, are `neural-diff/train`; the device
  * applier is `neural-diff/apply` (src/apply), which this re-exports too.
+ *
+ * @module neural-diff
  */
 export * from './apply/index.ts';
 export { applyDecodedPayload } from './apply/apply.ts';
@@ -34,3 +36,17 @@ export { addVersion, type AddVersionOptions, type AddVersionResult } from './rel
 export { publishRelease, signManifest, type PublishOptions, type PublishResult } from './release/publish.ts';
 export { planJobs, runJob, readJobResult } from './release/jobs.ts';
 export { readRecord, RECORD_FILE, type ReleaseRecord, type ReleaseJob, type EdgePolicy, type JobResult } from './release/record.ts';
+// Types named in the signatures above, so callers can name them too.
+export type { StoreAs } from './diff/build.ts';
+export type { TargetCheck } from './report/report.ts';
+export type { IOHandler, IOModelArtifacts, IOSaveResult, IOTrainingConfig, IOWeightsManifestEntry } from './io/tfjs/io-types.ts';
+export type { NpyArray, NpyData, ParseNpyOptions, NpyWritable } from './io/npy/npy.ts';
+export type { XYData, LoadXYOptions } from './io/npy/files.ts';
+export type { TfjsModelJson, TfjsDtype, TfjsModelFormat, TfjsWeightGroup, TfjsWeightEntry, TfjsQuantization, TfjsQuantizationDtype, PassthroughValues } from './io/tfjs/manifest.ts';
+export type { ModelState } from './io/durable/sequence-file.ts';
+export type { TfjsTensorEntry, PassthroughEntry, BeforeSwitchHook, BeforeWriteHook } from './io/tfjs/options.ts';
+export type { OnnxOpenOptions, OpenedFile } from './io/onnx/files.ts';
+export type { WirePatch } from './core/encode.ts';
+export type { ModelJsonTemplate, TensorInput } from './io/tfjs/model-dir.ts';
+export type { RecordVersion } from './release/record.ts';
+export type { JsonDifference } from './diff/json-difference.ts';

@@ -9,6 +9,8 @@
  * import { applyToModelDir } from 'neural-diff/node';
  * const result = await applyToModelDir('models/kws', payloadBytes, { trustedKeys: [releasePublicKey] });
  * ```
+ *
+ * @module neural-diff/node
  */
 export * from './apply/index.ts';
 export { applyToModelDir, recoverModelDir, confirmUpdate, rollbackUpdate, lockModelDir, readFolderModelId, recordFolderModelId, LOCK_FILE, JOURNAL_FILE, FOLDER_FILE, RETIRED_MODEL_JSON, type ModelDirApplyOptions, type ModelDirApplyResult, type RecoveryReport, type FolderOptions } from './io/tfjs/folder-update.ts';
@@ -25,3 +27,7 @@ export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } fro
 export { tfjsFolderTarget, onnxFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
 export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';
 export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from './updater/updater.ts';
+// Types named in the signatures above, so callers can name them too.
+export type { TfjsTensorEntry, PassthroughEntry, BeforeSwitchHook, BeforeWriteHook } from './io/tfjs/options.ts';
+export type { ModelState } from './io/durable/sequence-file.ts';
+export type { OnnxOpenOptions } from './io/onnx/files.ts';

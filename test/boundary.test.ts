@@ -112,3 +112,30 @@ test('neural-diff/updater (src/updater) bundles for the browser without tfjs or 
   assert.ok([...seen].some((f) => f.endsWith('src/updater/trust.ts')));
   assert.deepEqual(bad, []);
 });
+
+test('neural-diff/tfjs (src/tfjs.ts) bundles for a browser and for React Native with tfjs as the app\'s own dependency, and reaches no node module', async () => {
+  // As an app bundles it: its own tfjs included, beside the applier and the persistent sequence stores.
+  const app = "export { tfModelStore } from './src/tfjs.ts'; export { applyPayload } from './src/apply/index.ts'; export { browserSequenceStore, KeyValueSequenceStore } from './src/apply/sequence-stores.ts';";
+  // React Native as Metro resolves: the `react-native` condition and field first, then `browser`
+  // (whose `"fs": false` maps keep tfjs's own Node branches out, as in a browser).
+  for (const conditions of [[], ['react-native']]) {
+    const result = await build({ stdin: { contents: app, resolveDir: root, loader: 'ts' }, bundle: true, platform: 'browser', mainFields: [...conditions, 'browser', 'module', 'main'], conditions, format: 'esm', write: false, metafile: true, logLevel: 'silent' });
+    const inputs = Object.keys(result.metafile.inputs);
+    const forbidden = inputs.filter((p) => p.startsWith('node:') || /(^|\/)src\/(train|io\/(durable|npy|onnx|safetensors))\//.test(p) || /src\/io\/tfjs\/(?!live-model-store|frame\.ts|manifest\.ts)/.test(p));
+    assert.deepEqual(forbidden, [], `neural-diff/tfjs (${conditions.join(',') || 'browser'}) reaches: ${forbidden.join(', ')}`);
+    assert.ok(inputs.some((p) => p.includes('@tensorflow/tfjs-core')), 'the app\'s tfjs is bundled in');
+    assert.ok(inputs.some((p) => p.includes('src/io/tfjs/live-model-store.ts')));
+  }
+  // With tfjs left to the app (external): the entry itself is a few KB.
+  const alone = await build({ entryPoints: [join(root, 'src/tfjs.ts')], bundle: true, platform: 'browser', format: 'esm', minify: true, write: false, metafile: true, logLevel: 'silent', external: ['@tensorflow/*'] });
+  const own = Object.keys(alone.metafile.inputs);
+  assert.deepEqual(own.filter((p) => p.includes('node_modules') || p.startsWith('node:')), []);
+  assert.ok(gzipSync(alone.outputFiles[0].contents).length < 5_000, 'the live-model store alone stays small');
+});
+
+test('neural-diff/sequence-stores (src/apply/sequence-stores.ts) bundles for the browser alone, without tfjs or node modules', async () => {
+  const result = await build({ entryPoints: [join(root, 'src/apply/sequence-stores.ts')], bundle: true, platform: 'browser', format: 'esm', minify: true, write: false, metafile: true, logLevel: 'silent' });
+  const inputs = Object.keys(result.metafile.inputs);
+  assert.deepEqual(inputs.filter((p) => /@tensorflow|node_modules\//.test(p) || p.startsWith('node:')), []);
+  assert.ok(gzipSync(result.outputFiles[0].contents).length < 3_000, 'the stores stay small');
+});

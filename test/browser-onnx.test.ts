@@ -4,6 +4,7 @@
  * creates a new session from the patched bytes and shows its output; the test checks the
  * fingerprint against the payload's target and the output against v6 run in Node.
  */
+import { checkDocumentedFigures } from './helpers/doc-figures.ts';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -60,6 +61,7 @@ after(async () => {
 test('the ONNX store with the applier stays within 40 KB min+gzip', { skip }, (t) => {
   t.diagnostic(`neural-diff/onnx + neural-diff/apply: ${gzipBytes} bytes min+gzip`);
   assert.ok(gzipBytes <= 40_000, `${gzipBytes} bytes`);
+  checkDocumentedFigures('`dist/onnx-apply.js` (`neural-diff/onnx` with the applier)', [gzipBytes, 40_000], `${gzipBytes.toLocaleString('en-US')} bytes min+gzip`);
 });
 
 test('the page patches Silero VAD v5 to v6 with neural-diff/onnx and runs the patched bytes in onnxruntime-web', { skip, timeout: 120_000 }, async () => {

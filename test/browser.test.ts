@@ -21,6 +21,7 @@ import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
 import { memoryCopy, perturbed, weightsCopy } from './helpers/perturb.ts';
+import { checkDocumentedFigures } from './helpers/doc-figures.ts';
 
 const chromiumPath = findChromium();
 const skip = 'skip' in chromiumPath ? chromiumPath.skip : false;
@@ -62,6 +63,7 @@ const BUNDLE_GUARD_BYTES = 30_000;
 test(`the applier bundle stays under ${BUNDLE_GUARD_BYTES} bytes min+gzip with its dependencies`, { skip }, (t) => {
   t.diagnostic(`neural-diff/apply: ${bundle.apply.minBytes} bytes minified, ${bundle.apply.gzipBytes} bytes min+gzip`);
   assert.ok(bundle.apply.gzipBytes < BUNDLE_GUARD_BYTES, `apply bundle is ${bundle.apply.gzipBytes} bytes min+gzip`);
+  checkDocumentedFigures('`dist/browser/apply.js` and its chunks', [bundle.apply.gzipBytes, BUNDLE_GUARD_BYTES], `${bundle.apply.gzipBytes.toLocaleString('en-US')} bytes min+gzip`);
   assert.ok(bundle.apply.gzipBytes > 5000, 'suspiciously small: are the kernels bundled?');
   assert.ok(bundle.applyInputs.some((i) => i.path.includes('region-kernel-wasm')) && bundle.applyInputs.some((i) => i.path.includes('msgpack-read')));
   assert.ok(!bundle.applyInputs.some((i) => i.path.includes('xxhash-wasm')), 'XXH64 is the region kernel\'s: xxhash-wasm stays out');

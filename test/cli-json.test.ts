@@ -1,6 +1,6 @@
 /**
  * The CLI for automation: `--json` on every command (one JSON document on stdout: the result,
- * or `{error: {code, exitCode, message}}`), exit codes as the README's table, numeric flags
+ * or `{error: {code, exitCode, message}}`), exit codes as docs/CLI.md's table, numeric flags
  * checked, outputs checked before work, messages in the command line's words, and `ndiff report`
  * on `ndiff train --metrics-out` documents and on any subset of methods.
  */
@@ -50,7 +50,7 @@ describe('ndiff --json and exit codes', () => {
   });
 
   test('diff, inspect, verify, fingerprint, apply, keygen, sign: each prints one JSON result', async () => {
-    const d = await json('diff', '--base', v1, '--target', v2, '--budget', '5%', '--out', payload);
+    const d = await json('diff', '--model-id', 'm', '--base', v1, '--target', v2, '--budget', '5%', '--out', payload);
     assert.equal(d.code, 0, d.err);
     assert.equal(d.doc.out, payload, 'the output folder was created');
     assert.equal(d.doc.bytes, (await readFile(payload)).length);
@@ -113,10 +113,10 @@ describe('ndiff --json and exit codes', () => {
   });
 
   test('numeric flags that are not numbers, and negative budgets, are refused with what was given', async () => {
-    const nan = await ndiff('diff', '--base', v1, '--target', v2, '--budget', '5%', '--out', join(dir, 'x.ndiff'), '--sequence', 'abc');
+    const nan = await ndiff('diff', '--model-id', 'm', '--base', v1, '--target', v2, '--budget', '5%', '--out', join(dir, 'x.ndiff'), '--sequence', 'abc');
     assert.equal(nan.code, EXIT.usage);
     assert.match(nan.err, /--sequence expects a number, found "abc"/);
-    const negative = await ndiff('diff', '--base', v1, '--target', v2, '--budget', '-5%', '--out', join(dir, 'x.ndiff'));
+    const negative = await ndiff('diff', '--model-id', 'm', '--base', v1, '--target', v2, '--budget', '-5%', '--out', join(dir, 'x.ndiff'));
     assert.equal(negative.code, EXIT.usage);
     assert.doesNotMatch(negative.err, /Unknown arguments/);
     assert.match(negative.err, /budget/);
@@ -126,11 +126,11 @@ describe('ndiff --json and exit codes', () => {
     // A path under a regular file cannot be created, whoever runs the test (root included).
     const file = join(dir, 'a-file');
     await writeFile(file, 'not a folder');
-    const r = await ndiff('diff', '--base', v1, '--target', v2, '--budget', '5%', '--out', join(file, 'sub', 'x.ndiff'));
+    const r = await ndiff('diff', '--model-id', 'm', '--base', v1, '--target', v2, '--budget', '5%', '--out', join(file, 'sub', 'x.ndiff'));
     assert.equal(r.code, EXIT.usage);
     assert.match(r.err, /cannot write --out .*a-file\/sub\/x\.ndiff: (ENOTDIR|EEXIST)/);
     assert.doesNotMatch(r.err, /base .*tensors/, 'refused before the models were read');
-    const folder = await ndiff('diff', '--base', v1, '--target', v2, '--budget', '5%', '--out', dir);
+    const folder = await ndiff('diff', '--model-id', 'm', '--base', v1, '--target', v2, '--budget', '5%', '--out', dir);
     assert.equal(folder.code, EXIT.usage);
     assert.match(folder.err, /--out .* is a folder/);
   });

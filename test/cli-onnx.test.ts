@@ -35,14 +35,14 @@ test('ndiff on .onnx files: diff (every codec, budget all), fingerprint, verify,
 
     for (const codec of ['f32', 'f16', 'i8', 'auto']) {
       const out = path.join(dir, `${codec}.ndiff`);
-      const r = await ndiff('diff', '--base', base, '--target', target, '--budget', '5%', '--codec', codec, '--out', out, '--sequence', '2');
+      const r = await ndiff('diff', '--model-id', 'wake', '--base', base, '--target', target, '--budget', '5%', '--codec', codec, '--out', out, '--sequence', '2');
       assert.equal(r.code, 0, r.err);
       const bytes = await readFile(out);
       assert.ok(bytes.length <= Math.floor(0.05 * 4 * 74_981), `${codec}: ${bytes.length} bytes`);
       assert.equal(decodePayload(bytes).header.baseFingerprint, baseFp);
     }
     const all = path.join(dir, 'all.ndiff');
-    const r = await ndiff('diff', '--base', base, '--target', target, '--budget', 'all', '--out', all, '--model-out', path.join(dir, 'held', 'wake_v2.onnx'));
+    const r = await ndiff('diff', '--model-id', 'wake', '--base', base, '--target', target, '--budget', 'all', '--out', all, '--model-out', path.join(dir, 'held', 'wake_v2.onnx'));
     assert.equal(r.code, 0, r.err);
     // 74,977 of 74,981 weights changed. Range-coded (codec xr, format v3), the exact bits still
     // weigh less than the new weights; as codec x (format v2) they weigh as much, and it says so.
@@ -51,14 +51,14 @@ test('ndiff on .onnx files: diff (every codec, budget all), fingerprint, verify,
     assert.equal(decodePayload(await readFile(all)).header.version, 3);
     assert.ok((await readFile(all)).length < 4 * 74_981, 'smaller than the float32 weights');
     const allX = path.join(dir, 'all-x.ndiff');
-    const rx = await ndiff('diff', '--base', base, '--target', target, '--budget', 'all', '--exact-codec', 'x', '--out', allX);
+    const rx = await ndiff('diff', '--model-id', 'wake', '--base', base, '--target', target, '--budget', 'all', '--exact-codec', 'x', '--out', allX);
     assert.equal(rx.code, 0, rx.err);
     // The verdict says how much larger, and recommends no lossy budget (one is judged on data only).
     assert.match(rx.err, /note: the payload \(.*\) is \d+\.\d\dx the new model's weights \(.*\), not smaller; \d+ values changed: ship the new model instead/);
     assert.doesNotMatch(rx.err, /--budget \d/);
     assert.doesNotMatch(rx.out, /x smaller/);
     // The same verdict in --json.
-    const json = await ndiff('--json', 'diff', '--base', base, '--target', target, '--budget', 'all', '--exact-codec', 'x', '--out', allX);
+    const json = await ndiff('--json', 'diff', '--model-id', 'wake', '--base', base, '--target', target, '--budget', 'all', '--exact-codec', 'x', '--out', allX);
     const doc = JSON.parse(json.out);
     assert.equal(doc.smallerThanModel, false);
     assert.ok(doc.payloadToModelRatio >= 1 && doc.bytes === (await readFile(allX)).length, json.out);
@@ -67,7 +67,7 @@ test('ndiff on .onnx files: diff (every codec, budget all), fingerprint, verify,
     assert.ok(px.patches.every((p) => p.codec === 'x'));
     assert.equal(px.header.targetFingerprint, decodePayload(await readFile(all)).header.targetFingerprint);
     assert.equal(decodePayload(await readFile(all)).header.targetFingerprint, (await ndiff('fingerprint', path.join(dir, 'held', 'wake_v2.onnx'))).out.trim());
-    assert.equal((await ndiff('diff', '--base', base, '--target', path.join(dir, 'x'), '--budget', '1%', '--out', all)).code, 2, 'a folder and a file');
+    assert.equal((await ndiff('diff', '--model-id', 'wake', '--base', base, '--target', path.join(dir, 'x'), '--budget', '1%', '--out', all)).code, 2, 'a folder and a file');
 
     const other = path.join(dir, 'hello.onnx');
     await copyFile(`${WAKE}/hello_deepa.onnx`, other);

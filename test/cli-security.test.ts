@@ -198,6 +198,9 @@ describe('ndiff keygen / sign / verify / apply with signatures and freshness', (
     assert.equal(bad.code, 5, bad.err);
     assert.match(bad.err, /health check: canary accuracy 0\.10/);
     assert.match(bad.err, /health check rejected the updated model .* rolled back/);
+    // What happened, not how the library was told: the command's exit code and its last line.
+    assert.match(bad.err, /it failed: the command .* exited with code 3; its last line: canary accuracy 0\.10/);
+    assert.doesNotMatch(bad.err, /returned false/);
     assert.deepEqual(await folderBytes(device), before);
     const good = await ndiff('apply', '--model', device, '--patch', p12, '--health-check', `test -f "$NDIFF_MODEL_DIR/model.json"`);
     assert.equal(good.code, 0, good.err);

@@ -38,20 +38,20 @@ describe('ndiff CLI', () => {
   });
 
   test('diff writes a payload within the budget, deterministically', async () => {
-    const r = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '5%', '--out', payload);
+    const r = await ndiff('diff', '--model-id', 'm', '--base', baseDir, '--target', targetDir, '--budget', '5%', '--out', payload);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /wrote .* bytes/);
     const bytes = await readFile(payload);
     const modelBytes = 4 * (72 + 8 + 4096 + 32 + 320 + 10);
     assert.ok(bytes.length <= Math.floor(modelBytes * 0.05));
-    const again = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '5%', '--out', payload + '.2');
+    const again = await ndiff('diff', '--model-id', 'm', '--base', baseDir, '--target', targetDir, '--budget', '5%', '--out', payload + '.2');
     assert.equal(again.code, 0);
     assert.deepEqual(await readFile(payload + '.2'), bytes);
   });
 
   test('diff --model-out writes the model devices hold after the update: the base of the next diff', async () => {
     const held = join(dir, 'v2-held');
-    const r = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '5%', '--out', join(dir, 'chain.ndiff'), '--model-out', held);
+    const r = await ndiff('diff', '--model-id', 'm', '--base', baseDir, '--target', targetDir, '--budget', '5%', '--out', join(dir, 'chain.ndiff'), '--model-out', held);
     assert.equal(r.code, 0, r.err);
     const { header } = decodePayload(await readFile(join(dir, 'chain.ndiff')));
     assert.match(r.out, new RegExp(`wrote the updated model to .* \\(${header.targetFingerprint}\\)`));
@@ -67,10 +67,10 @@ describe('ndiff CLI', () => {
 
   test('an output path that cannot be created (under /proc) is refused with exit 2 and what to do, not a hang', { skip: process.platform !== 'linux' && 'needs /proc' }, async () => {
     // Node's own recursive mkdir never returns for such a path: these would hang without makeDirs.
-    const diffOut = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '1%', '--out', '/proc/nd-x/y.ndiff');
+    const diffOut = await ndiff('diff', '--model-id', 'm', '--base', baseDir, '--target', targetDir, '--budget', '1%', '--out', '/proc/nd-x/y.ndiff');
     assert.equal(diffOut.code, 2, diffOut.err);
     assert.match(diffOut.err, /cannot write --out \/proc\/nd-x\/y\.ndiff: ENOENT on \/proc\/nd-x; choose a writable location/);
-    const modelOut = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '1%', '--out', join(dir, 'p.ndiff'), '--model-out', '/proc/nd-x/model');
+    const modelOut = await ndiff('diff', '--model-id', 'm', '--base', baseDir, '--target', targetDir, '--budget', '1%', '--out', join(dir, 'p.ndiff'), '--model-out', '/proc/nd-x/model');
     assert.equal(modelOut.code, 2, modelOut.err);
     const keys = await ndiff('keygen', '--out', '/proc/nd-x/release');
     assert.equal(keys.code, 2, keys.err);
@@ -177,18 +177,29 @@ describe('ndiff CLI', () => {
   });
 
   test('usage errors exit 2 and point to --help', async () => {
-    const r = await ndiff('diff', '--base', baseDir);
+    const r = await ndiff('diff', '--model-id', 'm', '--base', baseDir);
     assert.equal(r.code, 2);
     assert.match(r.err, /Missing required arguments?: target, budget, out/);
-    const b = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', 'lots', '--out', join(dir, 'x.ndiff'));
+    const b = await ndiff('diff', '--model-id', 'm', '--base', baseDir, '--target', targetDir, '--budget', 'lots', '--out', join(dir, 'x.ndiff'));
     assert.equal(b.code, 2);
     assert.match(b.err, /budget "lots" is not understood/);
     const u = await ndiff('frobnicate');
     assert.equal(u.code, 2);
   });
 
+  test('the model id is never the folder name: without --model-id or a recorded id, diff is refused before any work', async () => {
+    const out = join(dir, 'no-id.ndiff');
+    const r = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '5%', '--out', out);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /records no model id .*pass --model-id ID/);
+    assert.match(r.err, /not taken from the folder name/);
+    await assert.rejects(readFile(out), 'nothing written');
+    const help = spawnSync(process.execPath, [join(import.meta.dirname, '..', 'cli', 'ndiff.mjs'), 'diff', '--help'], { encoding: 'utf8' });
+    assert.match(help.stdout.replace(/\s+/g, ' '), /Required unless the base folder recorded one/);
+  });
+
   test('a budget below the header size exits 6', async () => {
-    const r = await ndiff('diff', '--base', baseDir, '--target', targetDir, '--budget', '20', '--out', join(dir, 'tiny.ndiff'));
+    const r = await ndiff('diff', '--model-id', 'm', '--base', baseDir, '--target', targetDir, '--budget', '20', '--out', join(dir, 'tiny.ndiff'));
     assert.equal(r.code, 6, r.err);
     assert.match(r.err, /raise the budget/);
   });

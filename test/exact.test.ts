@@ -87,7 +87,7 @@ test('ndiff diff --budget all on two folders: the device ends at the target fing
   await writeStore(join(dir, 'v2'), new MemoryWeightStore({ w: { shape: [n], data: b } }));
   const notes: string[] = [];
   const io = { out: () => {}, err: () => {}, progress: (l: string) => notes.push(l) };
-  assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', 'all', '--out', join(dir, 'all.ndiff')], io), 0);
+  assert.equal(await main(['diff', '--model-id', 'm', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', 'all', '--out', join(dir, 'all.ndiff')], io), 0);
   assert.ok(!notes.some((l) => /not smaller/.test(l)), 'a tenth of the weights changed: the payload is far smaller than the model');
   assert.equal(await main(['apply', '--model', join(dir, 'v1'), '--patch', join(dir, 'all.ndiff'), '--no-state'], io), 0);
   const lines: string[] = [];

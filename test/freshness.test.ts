@@ -211,7 +211,7 @@ describe('the health check', () => {
   });
   test('returning false or throwing: rolled back byte for byte, the message carries the cause', async () => {
     await refused(v1.clone(), p12.bytes, { healthCheck: () => false }, HealthCheckError, /health check rejected the updated model .* it returned false; the update was rolled back and the model is .* again/);
-    await refused(v1.clone(), p12.bytes, { healthCheck: async () => { throw new Error('accuracy 0.12 on the canary set'); } }, HealthCheckError, /it threw: accuracy 0\.12 on the canary set/);
+    await refused(v1.clone(), p12.bytes, { healthCheck: async () => { throw new Error('accuracy 0.12 on the canary set'); } }, HealthCheckError, /it failed: accuracy 0\.12 on the canary set/);
   });
   test('going back fails too: ND_ROLLBACK_FAILED says the weights in memory are the previous version and what to run', async () => {
     const device = v1.clone();

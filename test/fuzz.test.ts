@@ -47,7 +47,7 @@ describe('payload fuzzing (short run)', () => {
       }
       commit(): void {
         this.values('conv1/bias')[7] += 1;
-        throw new NeuralDiffError('ND_TEST', 'disk full (test)');
+        throw new NeuralDiffError('ND_STATE', 'disk full (test)');
       }
     }
     /** A store that breaks with a TypeError once the applier reads it (after the oracle's snapshot). */

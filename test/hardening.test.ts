@@ -241,6 +241,7 @@ describe('4. the folder remembers its model id; --model-id pins it', () => {
     const r = await ndiff('apply', '--model', dir, '--patch', payload, '--model-id', 'kws-beta');
     assert.equal(r.code, 4, r.err);
     assert.match(r.err, /payload is for model "kws", this device holds "kws-beta"/);
+    assert.match(r.err, /build it again with --model-id "kws-beta"/, 'the refusal names the build-server fix');
     assert.deepEqual(await folderBytes(dir), before);
     const ok = await ndiff('apply', '--model', dir, '--patch', payload, '--model-id', 'kws');
     assert.equal(ok.code, 0, ok.err);

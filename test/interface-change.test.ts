@@ -81,7 +81,7 @@ test('every diff path refuses an added, a removed, a reshaped and a retyped tens
     for (const budget of ['all', '10%', '2KB']) {
       const out = join(dir, `${what}-${budget.replace('%', 'pct')}.ndiff`);
       const errs: string[] = [];
-      const code = await main(['diff', '--base', join(dir, 'base'), '--target', join(dir, what), '--budget', budget, '--out', out], { out: () => {}, err: (l) => errs.push(l), progress: () => {} });
+      const code = await main(['diff', '--model-id', 'm', '--base', join(dir, 'base'), '--target', join(dir, what), '--budget', budget, '--out', out], { out: () => {}, err: (l) => errs.push(l), progress: () => {} });
       assert.equal(code, 4, `${what} at --budget ${budget}: ${errs.join(' ')}`);
       assert.match(errs.join(' '), new RegExp(what));
       assert.equal(await exists(out), false, `${what} at --budget ${budget}: no payload written`);

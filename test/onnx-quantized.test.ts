@@ -402,19 +402,19 @@ test('ndiff diff / apply on int8 .onnx files: budgets are a percentage of the in
     const [b, t] = [path.join(dir, 'a.onnx'), path.join(dir, 'b.onnx')];
     await writeFile(b, quantModel(base));
     await writeFile(t, quantModel(target));
-    assert.equal(await ndiff('diff', '--base', b, '--target', t, '--budget', '100%', '--out', path.join(dir, 'p.ndiff')), 0, stderr.join('\n') + stdout.join('\n'));
+    assert.equal(await ndiff('diff', '--model-id', 'q', '--base', b, '--target', t, '--budget', '100%', '--out', path.join(dir, 'p.ndiff')), 0, stderr.join('\n') + stdout.join('\n'));
     assert.match(stderr.join('\n'), /608 B as stored; budget 608 B \(100\.00% of the model as stored\)/);
     const copy = path.join(dir, 'device.onnx');
     await writeFile(copy, quantModel(base));
     assert.equal(await ndiff('apply', '--model', copy, '--patch', path.join(dir, 'p.ndiff')), 0, stderr.join('\n'));
     assert.equal((await stat(copy)).size, (await stat(b)).size);
-    assert.equal(await ndiff('diff', '--base', b, '--target', t, '--budget', 'all', '--out', path.join(dir, 'all.ndiff'), '--sequence', '2'), 0, stderr.join('\n'));
+    assert.equal(await ndiff('diff', '--model-id', 'q', '--base', b, '--target', t, '--budget', 'all', '--out', path.join(dir, 'all.ndiff'), '--sequence', '2'), 0, stderr.join('\n'));
     assert.match(stderr.join('\n'), /2 quantized tensor\(s\) in whole grid steps \(codec i8\); XOR masks of their bits for 1 tensor\(s\) as codec x; format v2/);
     await writeFile(copy, quantModel(base)); // the device back at the base (its sequence record stays: 2 > 1)
     assert.equal(await ndiff('apply', '--model', copy, '--patch', path.join(dir, 'all.ndiff')), 0, stderr.join('\n'));
     assert.deepEqual(new Uint8Array(await readFile(copy)), new Uint8Array(await readFile(t)), 'the target, byte for byte');
     await writeFile(t, quantModel({ ...target, wScale: Math.fround(0.03) }));
-    assert.equal(await ndiff('diff', '--base', b, '--target', t, '--budget', 'all', '--out', path.join(dir, 'x.ndiff')), 4);
+    assert.equal(await ndiff('diff', '--model-id', 'q', '--base', b, '--target', t, '--budget', 'all', '--out', path.join(dir, 'x.ndiff')), 4);
     assert.match(stderr.join('\n'), /the quantization parameters of "W_q" changed \(scale 0\.019999999552965164 → 0\.029999999329447746\): a payload cannot move a grid; fetch the full model/);
   } finally {
     await rm(dir, { recursive: true, force: true });

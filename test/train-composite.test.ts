@@ -140,7 +140,7 @@ describe('composite (sparse-lora) diffs on MNIST digits', () => {
     }
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
-    const args = ['train', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--eval', join(dir, 'eval'), '--budget', '1%', '--epochs', '2', '--tune', 'off', '--out', join(dir, 'u.ndiff'), '--model-out', join(dir, 'v2'), '--metrics-out', join(dir, 'm.json')];
+    const args = ['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--eval', join(dir, 'eval'), '--budget', '1%', '--epochs', '2', '--tune', 'off', '--out', join(dir, 'u.ndiff'), '--model-out', join(dir, 'v2'), '--metrics-out', join(dir, 'm.json')];
     assert.equal(await main([...args, '--method', 'sparse', '--sparse-share', '0.5'], io), 2, lines.join('\n'));
     assert.ok(lines.some((l) => /--sparse-share splits the budget of --method sparse-lora/.test(l)), lines.join('\n'));
     lines.length = 0;

@@ -158,7 +158,7 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     }
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: () => {} };
-    assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', '1%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'p.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 0, lines.join('\n'));
+    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', '1%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'p.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 0, lines.join('\n'));
     assert.ok(lines.some((l) => /^warning: this payload takes the model further from --target than not updating at all/.test(l)), lines.join('\n'));
     const m = JSON.parse(await readFile(join(dir, 'm.json'), 'utf8'));
     assert.equal(m.eval.movesAway, true);
@@ -166,11 +166,11 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     assert.match(m.warning, /further from --target/);
     // The same command toward the real v2 (the teacher) at 25%: closer than the base, no warning.
     lines.length = 0;
-    assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '25%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'q.ndiff'), '--json'], io), 0);
+    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '25%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'q.ndiff'), '--json'], io), 0);
     assert.ok(!lines.some((l) => /^warning/.test(l)), lines.join('\n'));
     // With labels beside the inputs, the post-hoc row goes into a report, its budget labelled as asked.
     saveNpy(join(dir, 'inputs', 'y.npy'), splits.eval.y, [splits.eval.y.length]);
-    assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '1%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'r.ndiff'), '--metrics-out', join(dir, 'r.json')], io), 0);
+    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '1%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'r.ndiff'), '--metrics-out', join(dir, 'r.json')], io), 0);
     const rm = JSON.parse(await readFile(join(dir, 'r.json'), 'utf8'));
     assert.equal(typeof rm.accuracyAfter, 'number');
     const [row] = validateResults(rm, 'r.json');
@@ -180,20 +180,20 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
 
     // ndiff train --teacher on unlabeled inputs (no y.npy): a payload, closeness reported.
     lines.length = 0;
-    const code = await main(['train', '--base', join(dir, 'v1'), '--teacher', join(dir, 'teacher'), '--train', join(dir, 'train'), '--eval', join(dir, 'inputs'), '--method', 'hash', '--budget', '1%', '--epochs', '2', '--tune', 'off', '--out', join(dir, 't.ndiff'), '--metrics-out', join(dir, 't.json')], io);
+    const code = await main(['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--teacher', join(dir, 'teacher'), '--train', join(dir, 'train'), '--eval', join(dir, 'inputs'), '--method', 'hash', '--budget', '1%', '--epochs', '2', '--tune', 'off', '--out', join(dir, 't.ndiff'), '--metrics-out', join(dir, 't.json')], io);
     assert.equal(code, 0, lines.join('\n'));
     assert.ok(lines.some((l) => /^eval, closeness to the teacher: base top-1 agreement/.test(l)), lines.join('\n'));
     const tm = JSON.parse(await readFile(join(dir, 't.json'), 'utf8'));
     assert.ok(tm.teacher.eval.agreementAfter > tm.teacher.eval.agreementBefore);
     // ... and the refusal's exit code (10) for a result further from the teacher than the base.
     lines.length = 0;
-    assert.equal(await main(['train', '--base', join(dir, 'v1'), '--teacher', join(dir, 'teacher'), '--train', join(dir, 'train'), '--method', 'drop', '--budget', '1%', '--epochs', '1', '--tune', 'off', '--out', join(dir, 'd.ndiff')], io), 10);
+    assert.equal(await main(['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--teacher', join(dir, 'teacher'), '--train', join(dir, 'train'), '--method', 'drop', '--budget', '1%', '--epochs', '1', '--tune', 'off', '--out', join(dir, 'd.ndiff')], io), 10);
     assert.ok(lines.some((l) => /less close to the teacher/.test(l)), lines.join('\n'));
     // ... and a teacher of another interface: a usage error (exit 2), before any training.
     const nine = tf.sequential({ layers: [tf.layers.dense({ inputShape: [196], units: 9, activation: 'softmax' })] });
     await nine.save(fileSystemIO(join(dir, 'nine')));
     lines.length = 0;
-    const mismatch = await main(['train', '--base', join(dir, 'v1'), '--teacher', join(dir, 'nine'), '--train', join(dir, 'train'), '--tune', 'off', '--out', join(dir, 'n.ndiff')], io);
+    const mismatch = await main(['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--teacher', join(dir, 'nine'), '--train', join(dir, 'train'), '--tune', 'off', '--out', join(dir, 'n.ndiff')], io);
     assert.ok(lines.some((l) => /teacher's output 0 is \[9\] per example/.test(l)), lines.join('\n'));
     assert.equal(mismatch, 2);
     target.dispose();

@@ -139,7 +139,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     }
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
-    const code = await main(['train', '--method', 'hash', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--eval', join(dir, 'eval'), '--budget', '3KB', '--epochs', '1', '--tune', 'off', '--out', join(dir, 'u.ndiff'), '--model-out', join(dir, 'v2'), '--metrics-out', join(dir, 'm.json')], io);
+    const code = await main(['train', '--model-id', 'digits', '--method', 'hash', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--eval', join(dir, 'eval'), '--budget', '3KB', '--epochs', '1', '--tune', 'off', '--out', join(dir, 'u.ndiff'), '--model-out', join(dir, 'v2'), '--metrics-out', join(dir, 'm.json')], io);
     assert.equal(code, 0, lines.join('\n'));
     assert.ok(lines.some((l) => /^epoch 1\/1 .*loss/.test(l)), 'per-epoch progress');
     assert.ok(lines.some((l) => /held out for validation/.test(l)), 'validation split announced');
@@ -160,19 +160,19 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     saveNpy(join(dir, 'train', 'x.npy'), new Float32Array(10 * 7), [10, 7]);
     saveNpy(join(dir, 'train', 'y.npy'), new Int32Array(10), [10]);
     lines.length = 0;
-    const bad = await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--tune', 'off', '--out', join(dir, 'x.ndiff')], io);
+    const bad = await main(['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--tune', 'off', '--out', join(dir, 'x.ndiff')], io);
     assert.equal(bad, 8, 'bad training data has its own exit code');
     assert.ok(lines.some((l) => /inputs are \[7\] per example but the model takes \[196\]/.test(l)), lines.join('\n'));
     // a budget below the header alone: refused before any training (exit 6), no epoch run
     saveNpy(join(dir, 'u-train', 'x.npy'), splits.updateTrain.x.dataSync() as Float32Array, splits.updateTrain.x.shape);
     saveNpy(join(dir, 'u-train', 'y.npy'), splits.updateTrain.y, [splits.updateTrain.y.length]);
     lines.length = 0;
-    assert.equal(await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'u-train'), '--budget', '13', '--tune', 'off', '--out', join(dir, 'x.ndiff')], io), 6);
+    assert.equal(await main(['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--train', join(dir, 'u-train'), '--budget', '13', '--tune', 'off', '--out', join(dir, 'x.ndiff')], io), 6);
     assert.ok(lines.some((l) => /a budget of 13 bytes leaves no room .* bytes with no patch at all/.test(l)), lines.join('\n'));
     assert.ok(!lines.some((l) => /^epoch /.test(l)), 'no epoch ran');
     // missing data: the same exit code, naming what was looked for
     lines.length = 0;
-    assert.equal(await main(['train', '--base', join(dir, 'v1'), '--train', join(dir, 'nowhere'), '--tune', 'off', '--out', join(dir, 'x.ndiff')], io), 8);
+    assert.equal(await main(['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--train', join(dir, 'nowhere'), '--tune', 'off', '--out', join(dir, 'x.ndiff')], io), 8);
     assert.ok(lines.some((l) => /nowhere does not exist/.test(l)), lines.join('\n'));
   });
 
@@ -195,7 +195,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     const old = rowsOf((l) => l < 7).length;
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
-    const common = ['train', '--base', join(dir, 'v1'), '--train', join(dir, 'new'), '--epochs', '1', '--tune', 'off', '--budget', '3KB', '--allow-worse'];
+    const common = ['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--train', join(dir, 'new'), '--epochs', '1', '--tune', 'off', '--budget', '3KB', '--allow-worse'];
     assert.equal(await main([...common, '--replay', join(dir, 'old'), '--out', join(dir, 'u.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 0, lines.join('\n'));
     assert.ok(lines.some((l) => l.includes(`${n} training examples (${old} replayed)`)), lines.join('\n'));
     const kept = lines.find((l) => /^distillation: keeping the base model's outputs on the \d+ of \d+ replayed training examples \(of \d+\)/.test(l));
@@ -222,7 +222,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     saveNpy(join(dir, 'train', 'y.npy'), splits.updateTrain.y, [splits.updateTrain.y.length]);
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
-    const common = ['train', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--epochs', '1', '--tune', 'off', '--seed', '3'];
+    const common = ['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--epochs', '1', '--tune', 'off', '--seed', '3'];
     assert.equal(await main([...common, '--budget', '3KB', '--out', join(dir, 'small.ndiff'), '--metrics-out', join(dir, 'small.json')], io), 0, lines.join('\n'));
     // The larger budget trained at a rate far too low to learn anything: alone it validates below the small diff.
     const args = [...common, '--budget', '6KB', '--lr', '1e-7', '--allow-worse'];

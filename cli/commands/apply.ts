@@ -42,15 +42,25 @@ export function applyCommand(y: Argv): Argv<ApplyArgs> {
     .example('$0 apply --model vad.onnx --patch v5-v6.ndiff --health-check "node smoke.js"', 'patch an ONNX model file; rolled back if the health check fails') as unknown as Argv<ApplyArgs>;
 }
 
-/** Run `command` in a shell; resolves true on exit 0 within `timeoutS`. */
-function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliIO, file?: string): Promise<boolean> {
-  return new Promise((resolve) => {
+/**
+ * Run `command` in a shell; resolves true on exit 0 within `timeoutS`, else rejects with what
+ * happened (the exit code or signal, a timeout, a command that cannot start, and its last output
+ * line), which the applier's HealthCheckError quotes.
+ */
+function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliIO, file?: string): Promise<true> {
+  return new Promise((resolve, reject) => {
     // Its own process group, so a timeout stops whatever the shell started too.
     const child = spawn(command, { shell: true, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NDIFF_MODEL_DIR: dir, ...(file ? { NDIFF_MODEL_FILE: file } : {}) } });
-    const relay = (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => io.progress(`  health check: ${l}`));
+    let lastLine = '';
+    let timedOut = false;
+    const relay = (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => {
+      lastLine = l;
+      io.progress(`  health check: ${l}`);
+    });
     child.stdout.on('data', relay);
     child.stderr.on('data', relay);
     const timer = setTimeout(() => {
+      timedOut = true;
       io.progress(`  health check: no answer after ${timeoutS} s, stopping it`);
       try {
         process.kill(-(child.pid as number), 'SIGKILL');
@@ -58,14 +68,18 @@ function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliI
         child.kill('SIGKILL');
       }
     }, timeoutS * 1000);
+    const quoted = JSON.stringify(command.length > 80 ? command.slice(0, 77) + '...' : command);
+    const last = () => (lastLine ? `; its last line: ${terminalSafe(lastLine.slice(0, 200))}` : '');
     child.on('error', (e) => {
       clearTimeout(timer);
       io.progress(`  health check: cannot start (${e.message})`);
-      resolve(false);
+      reject(new Error(`the command ${quoted} could not start (${e.message})`));
     });
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve(code === 0);
+      if (code === 0) resolve(true);
+      else if (timedOut) reject(new Error(`the command ${quoted} gave no answer within --health-check-timeout ${timeoutS} s and was stopped${last()}`));
+      else reject(new Error(`the command ${quoted} ${code !== null ? `exited with code ${code}` : `was killed by ${signal}`}${last()}`));
     });
   });
 }

@@ -12,7 +12,7 @@ import { fileSystemIO } from '../../src/io/tfjs/index.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { PayloadCloseness } from '../../src/train/target-closeness.ts';
 import type { CliIO } from '../common.ts';
-import { checkOutputPath, defaultModelId, isOnnxPath, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, resolveModelId, isOnnxPath, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
   base: string;
@@ -37,7 +37,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; `auto` keeps the one with the smallest error' })
-    .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: the id the base folder recorded in .ndiff-folder.json, else its name); keep one id along a chain of updates' })
+    .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
     .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
@@ -45,28 +45,29 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('exact-codec', { choices: ['auto', 'x', 'xr'] as const, default: 'auto' as const, describe: 'with --budget all: auto: per tensor the smallest of codec x, codec xr (range-coded, format v3) and, for tensors stored in 1 or 2 bytes (float16, bfloat16, uint8/uint16), codec xs (their stored bits, format v4); xr: codecs x and xr only (format v3), for devices whose applier reads formats 1 to 3 (older than codec xs); x: codec x only (format v2), for appliers that read formats 1 and 2 only' })
     .option('eval', { type: 'string', describe: 'inputs from where the model runs (x.npy, or a folder holding it; y.npy beside it adds accuracy): report how close base + payload comes to --target on them, beside the unpatched base, and warn when the payload takes the model further from --target than not updating (TF.js folders; needs @tensorflow/tfjs)' })
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON of this payload (bytes, and with --eval its closeness to --target and accuracy); `ndiff report` reads it when --eval had labels' })
-    .example('$0 diff --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
-    .example('$0 diff --base v1/ --target v2/ --budget 5% --eval field-inputs/ --out v1-v2.ndiff', 'measure the payload against v2 on real inputs: is base + payload closer to v2 than v1 is?')
-    .example('$0 diff --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)') as unknown as Argv<DiffArgs>;
+    .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
+    .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --eval field-inputs/ --out v1-v2.ndiff', 'measure the payload against v2 on real inputs: is base + payload closer to v2 than v1 is?')
+    .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)') as unknown as Argv<DiffArgs>;
 }
 
 /** Post-hoc diff: magnitude top-k of (target - base) under the byte budget. */
 export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   if (isOnnxPath(a.base) !== isOnnxPath(a.target)) throw new UsageError(`--base ${a.base} and --target ${a.target} are not the same kind of model: expected two TF.js folders or two .onnx files`);
+  const modelId = await resolveModelId(a.base, a.modelId);
   await checkOutputPath(a.out, '--out');
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
   if (a.eval && isOnnxPath(a.base)) throw new UsageError('--eval measures TF.js layers-model folders; for .onnx models it is not available yet: leave --eval out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
   try {
-    return await diffOpened(a, io, opened, openedTarget);
+    return await diffOpened(a, io, opened, openedTarget, modelId);
   } finally {
     await Promise.all([opened.close(), openedTarget.close()]);
   }
 }
 
 /** {@link runDiff} once both models are open. */
-async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTarget: OpenedModel): Promise<number> {
+async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTarget: OpenedModel, modelId: string): Promise<number> {
   const { store: base, weightBytes: total } = opened;
   const target = openedTarget.store;
   const everyChange = a.budget.trim().toLowerCase() === 'all';
@@ -74,7 +75,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   io.progress(`base ${a.base}: ${base.list().length} tensors, ${formatBytes(total)} as stored; budget ${everyChange ? 'all (every change)' : `${formatBytes(budgetBytes)} (${((100 * budgetBytes) / total).toFixed(2)}% of the model as stored)`}`);
   const hasher = await getHasher();
   const t0 = performance.now();
-  const common = { modelId: a.modelId ?? await defaultModelId(a.base), sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}), store: a.store };
+  const common = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}), store: a.store };
   const diff = opened.kind === 'onnx' ? diffOnnxModels : topkDiff;
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   const res = everyChange && opened.kind === 'folder'
@@ -86,7 +87,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     ...(everyChange ? { mode: 'all' as const, ...(exactCodecs.codecs ? { exactCodecs: exactCodecs.codecs } : {}) } : {}),
     budgetBytes,
     codec: a.codec,
-    modelId: a.modelId ?? await defaultModelId(a.base),
+    modelId,
     sequence: a.sequence,
     ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}),
     onProgress: (m) => io.progress(`  ${m}`),

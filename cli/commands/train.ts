@@ -11,7 +11,7 @@ import type { EpochReport } from '../../src/train/loop.ts';
 import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
-import { checkOutputPath, defaultModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, resolveModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
 
 export interface TrainArgs {
   method: TrainMethod;
@@ -87,14 +87,14 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('lr', { type: 'number', describe: 'learning rate to start the search from (Adam): default 3e-3 for the diff values of sparse/hash/lora/topk-retrain, 3e-4 for the weights in full fine-tuning (also behind topk/drop/lowrank)' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; auto: int8 trained quantization-aware for learned methods, the most accurate for post-hoc ones' })
     .option('loss', { type: 'string', describe: "loss (default: the model's training config, else sparse_categorical_crossentropy); classification losses only" })
-    .option('model-id', { type: 'string', describe: 'model identifier written in the header (default: the id the base folder recorded in .ndiff-folder.json, else its name); keep one id along a chain of updates' })
+    .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date or a duration from now (30d, 12h)' })
-    .example('$0 train --method sparse --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model as stored')
-    .example('$0 train --base v1/ --train data/train --budget 5% --also-consider v1-v2-1pct.ndiff --out v1-v2-5pct.ndiff', 'a 5% diff that is never worse on validation than the 1% one already made')
-    .example('$0 train --base v1/ --teacher v2/ --train unlabeled/ --budget 1% --out v1-v2.ndiff', 'ship the v2 your team trained: a 1% diff of v1 that agrees with v2 (no labels needed)')
-    .example('$0 train --method sparse-lora --base v1/ --train data/train --budget 1% --out v1-v2.ndiff', 'a low-rank part for the many small changes and a sparse part for the few large ones, in one payload')
-    .example('$0 train --method full --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer') as unknown as Argv<TrainArgs>;
+    .example('$0 train --method sparse --model-id kws-en --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model as stored')
+    .example('$0 train --model-id kws-en --base v1/ --train data/train --budget 5% --also-consider v1-v2-1pct.ndiff --out v1-v2-5pct.ndiff', 'a 5% diff that is never worse on validation than the 1% one already made')
+    .example('$0 train --model-id kws-en --base v1/ --teacher v2/ --train unlabeled/ --budget 1% --out v1-v2.ndiff', 'ship the v2 your team trained: a 1% diff of v1 that agrees with v2 (no labels needed)')
+    .example('$0 train --method sparse-lora --model-id kws-en --base v1/ --train data/train --budget 1% --out v1-v2.ndiff', 'a low-rank part for the many small changes and a sparse part for the few large ones, in one payload')
+    .example('$0 train --method full --model-id kws-en --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer') as unknown as Argv<TrainArgs>;
 }
 
 function toInputs(tf: typeof import('@tensorflow/tfjs'), path: string, numClasses: number): InputData {
@@ -182,6 +182,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   // With a teacher the targets are its outputs: any model (a regressor too) trains toward them.
   if (!a.teacher && !SUPPORTED_LOSSES.includes(loss)) throw new UsageError(`loss ${JSON.stringify(loss)} is not supported by ndiff train (classification losses only: ${SUPPORTED_LOSSES.slice(0, 2).join(', ')}); pass --loss to override`);
 
+  const modelId = await resolveModelId(a.base, a.modelId);
+
   silenceTfjsNodeBanner();
   const backend = await initBackend(a.backend);
   io.progress(`backend ${backend}; loading ${a.base}`);
@@ -190,7 +192,6 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const teacher = a.teacher ? await tf.loadLayersModel(fileSystemIO(a.teacher)) : undefined;
   const total = storedModelBytes(disk);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
-  const modelId = a.modelId ?? (await defaultModelId(a.base));
   const competitors = [];
   for (const file of a.alsoConsider) {
     const bytes = await readPayloadFile(file);

@@ -57,7 +57,7 @@ for (const [name, data] of [['update-train', splits.updateTrain], ['eval', split
 }
 
 console.log(`\n2. learn the update as a sparse diff within ${budget} of the model, and post-hoc top-k at the same budget`);
-const common = ['--base', join(out, 'v1'), '--train', join(out, 'update-train'), '--eval', join(out, 'eval'), '--budget', budget, '--epochs', epochs, '--seed', '7'];
+const common = ['--model-id', 'digits', '--base', join(out, 'v1'), '--train', join(out, 'update-train'), '--eval', join(out, 'eval'), '--budget', budget, '--epochs', epochs, '--seed', '7'];
 await step('sparse', ['train', '--method', 'sparse', ...common, '--out', join(out, 'v1-v2.sparse.ndiff'), '--metrics-out', join(out, 'sparse.json')]);
 // Post-hoc top-k of a full fine-tune keeps too little of the change at this budget: it
 // validates no better than v1, which ndiff train refuses to ship (exit 10). --allow-worse writes

@@ -322,7 +322,7 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   const { header } = payload;
   if (options.expectedModelId !== undefined && header.modelId !== options.expectedModelId) {
     throw new ModelMismatchError(
-      `payload is for model ${JSON.stringify(header.modelId)}, this device holds ${JSON.stringify(options.expectedModelId)}: either the payload was built for another model, or the build server gave it the wrong id (\`ndiff diff\` takes a folder's name when --model-id is not given). On the build server, make payloads for this model with --model-id ${JSON.stringify(options.expectedModelId)} (or with \`ndiff release\`, whose record keeps the id); on the device, fetch the payload published for ${JSON.stringify(options.expectedModelId)}`,
+      `payload is for model ${JSON.stringify(header.modelId)}, this device holds ${JSON.stringify(options.expectedModelId)}: nothing was written. Either the payload was built for another model (fetch the payload published for ${JSON.stringify(options.expectedModelId)}), or the build server gave it the wrong id: build it again with --model-id ${JSON.stringify(options.expectedModelId)} (ndiff train / ndiff diff; \`ndiff release\` keeps the id in its record; library: header.modelId) and keep that id for every later update`,
       { expected: options.expectedModelId, found: header.modelId },
     );
   }
@@ -560,7 +560,7 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
       cause = e;
     }
     if (!healthy) {
-      const found = cause === undefined ? 'it returned false' : `it threw: ${(cause as Error)?.message ?? String(cause)}`;
+      const found = cause === undefined ? 'it returned false' : `it failed: ${(cause as Error)?.message ?? String(cause)}`;
       await goBack(`the health check rejected the updated model ${short(header.targetFingerprint)} (${found})`);
       throw new HealthCheckError(
         `the health check rejected the updated model ${short(header.targetFingerprint)} (sequence ${header.sequence}): expected it to pass, ${found}; the update was rolled back and the model is ${short(header.baseFingerprint)} again: report the payload to its publisher, and keep the current model`,

@@ -3,6 +3,8 @@
  * modules) so it can be bundled alone for browsers, Electron, Node and React Native. What only
  * a build server needs (`decodePayload`, which keeps every patch decoded; `applyDecodedPayload`;
  * `sealEnvelope`, `envelopeSigningInput`) is in the main entry, `neural-diff`.
+ *
+ * @module neural-diff/apply
  */
 export { applyPayload, applyVerifiedPayload, verifyPayload, checkPayloadFitsModel, type ApplyOptions, type ApplyResult, type HealthCheck, type TwoPhaseWeightStore, type VerifiedPayload } from './apply.ts';
 export { openSignedPayload, parseTrustedKeys, type SignaturePolicy, type SignatureCheck, type PublicKeyInput } from './signature.ts';
@@ -14,3 +16,9 @@ export { fingerprintStore, tensorDigest, combineDigests } from '../core/fingerpr
 export { getHasher, type Hasher } from '../core/hasher.ts';
 export { MemoryWeightStore, type WeightStore, type TensorEntry } from '../core/weight-store.ts';
 export * from '../core/errors.ts';
+// Types named in the signatures above, so callers can name them too.
+export type { DiffMethod } from '../core/format.ts';
+export type { WireCodec, ValueCodec } from '../core/values.ts';
+export type { StorageGrid, LinearQuantGrid, Float32Grid, AffineGrid, HalfGrid } from '../core/grid.ts';
+export type { Hash64Stream } from '../core/hash-types.ts';
+export type { CommitInfo, MemoryTensor } from '../core/weight-store.ts';

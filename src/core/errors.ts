@@ -5,11 +5,16 @@
  * untouched (or restored byte for byte).
  */
 export class NeuralDiffError extends Error {
-  /** Stable machine-readable code, e.g. `ND_BASE_MISMATCH`. */
-  readonly code: string;
+  /** Stable machine-readable code, e.g. `ND_BASE_MISMATCH`: one of {@link NeuralDiffErrorCode}. */
+  readonly code: NeuralDiffErrorCode;
   /** Structured detail for logs and programmatic handling. */
   readonly details: Record<string, unknown>;
-  constructor(code: string, message: string, details: Record<string, unknown> = {}) {
+  /**
+   * @param code - the stable code (each subclass passes its own)
+   * @param message - what was expected, what was found and what to do
+   * @param details - structured detail for logs and programmatic handling
+   */
+  constructor(code: NeuralDiffErrorCode, message: string, details: Record<string, unknown> = {}) {
     super(message);
     this.name = new.target.name;
     this.code = code;
@@ -180,3 +185,55 @@ export class DownloadError extends NeuralDiffError {
     super('ND_DOWNLOAD', message, details);
   }
 }
+
+/**
+ * Every `code` a {@link NeuralDiffError} can carry, so a caller can switch on it exhaustively.
+ * The CLI maps each to an exit code (`ndiff --help` lists them).
+ */
+export type NeuralDiffErrorCode =
+  /** {@link PayloadFormatError}: not a well-formed payload. */
+  | 'ND_PAYLOAD_FORMAT'
+  /** {@link PayloadTooLargeError}: larger than `maxPayloadBytes`. */
+  | 'ND_PAYLOAD_TOO_LARGE'
+  /** {@link UnsupportedVersionError}: a format version this applier does not read. */
+  | 'ND_UNSUPPORTED_VERSION'
+  /** {@link BaseMismatchError}: the model is not the payload's base. */
+  | 'ND_BASE_MISMATCH'
+  /** {@link ModelMismatchError}: another architecture, tensor, shape or model id. */
+  | 'ND_MODEL_MISMATCH'
+  /** {@link TargetMismatchError}: the patched weights missed the promised target (undone). */
+  | 'ND_TARGET_MISMATCH'
+  /** {@link NonFiniteValueError}: NaN or infinity in the payload or the model. */
+  | 'ND_NON_FINITE'
+  /** {@link BudgetError}: the byte budget cannot be met. */
+  | 'ND_BUDGET'
+  /** {@link ModelFormatError}: model files missing or malformed. */
+  | 'ND_MODEL_FORMAT'
+  /** {@link SignatureError}: signature missing, invalid or untrusted. */
+  | 'ND_SIGNATURE'
+  /** {@link FreshnessError}: stale, replayed or expired. */
+  | 'ND_FRESHNESS'
+  /** {@link UsageError}: wrong options from the caller. */
+  | 'ND_USAGE'
+  /** {@link HealthCheckError}: the health check failed (rolled back). */
+  | 'ND_HEALTH_CHECK'
+  /** {@link StateStoreError}: the device's sequence store cannot be read or written. */
+  | 'ND_STATE'
+  /** {@link DataError}: training or evaluation data missing or malformed. */
+  | 'ND_DATA'
+  /** {@link MissingDependencyError}: an optional dependency is not installed. */
+  | 'ND_MISSING_DEPENDENCY'
+  /** {@link NoImprovementError}: training gave nothing better than the base on validation. */
+  | 'ND_NO_IMPROVEMENT'
+  /** Saving the patched model failed; the weights were restored. */
+  | 'ND_COMMIT_FAILED'
+  /** Restoring the previous model after a failure failed too: the store needs attention. */
+  | 'ND_ROLLBACK_FAILED'
+  /** {@link UnsupportedOperatorError}: an ONNX operator the tfjs executor does not implement. */
+  | 'ND_UNSUPPORTED_OPERATOR'
+  /** Running an ONNX graph in the tfjs executor failed (a node read an undefined value, an operator threw). */
+  | 'ND_ONNX_EXECUTION'
+  /** {@link DownloadError}: a release file could not be downloaded intact from any mirror. */
+  | 'ND_DOWNLOAD'
+  /** The updater found no payload path and no full package left to reach the latest version (the device keeps its model). */
+  | 'ND_NO_UPDATE_PATH';

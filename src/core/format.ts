@@ -202,7 +202,7 @@ export interface PatchSource {
   /** Values the patch writes: its entries (sparse) or the tensor's size. */
   written: number;
   /**
-   * The patch in pieces of at most {@link CHUNK_VALUES} values (hashed and low-rank: one
+   * The patch in pieces of at most `CHUNK_VALUES` (65,536) values (hashed and low-rank: one
    * piece). A piece's arrays are reused for the next one: copy what must outlive the step.
    * Each piece is checked again as it is decoded (the bytes may have changed since the check).
    * With `count`, only the first `count` entries (sparse) or values (dense) are decoded: what

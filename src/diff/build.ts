@@ -46,7 +46,7 @@ const SPEC_KINDS = ['sparse', 'hash', 'dense', 'lowrank', 'composite'] as const;
 export interface HeaderOptions {
   method: DiffMethod;
   /**
-   * The storage grid each patch carries, by tensor name (from {@link storageGrids}); tensors
+   * The storage grid each patch carries, by tensor name (from `storageGrids`); tensors
    * not in it get float32 results. Not part of the header: it sizes and builds the patches.
    * Undefined: {@link buildPayload} takes the base store's grids, and {@link payloadSize} none.
    */
@@ -172,7 +172,7 @@ export function payloadSize(specs: PatchSpec[], shapes: ReadonlyMap<string, read
  */
 export type StoreAs = 'stored' | 'float32';
 
-/** The grids payloads against `base` carry with {@link StoreAs} `storeAs` (see {@link HeaderOptions.grids}). */
+/** The grids payloads against `base` carry with `storeAs` (see {@link HeaderOptions.grids}). */
 export function storageGrids(base: WeightStore, storeAs: StoreAs = 'stored'): Map<string, StorageGrid> {
   const out = new Map<string, StorageGrid>();
   if (storeAs === 'float32' || !base.grid) return out;

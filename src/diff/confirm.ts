@@ -14,7 +14,7 @@ import { applyTensorPatch } from '../core/patch-math.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { baseDigests, type BuiltPayload } from './build.ts';
 
-/** What {@link confirmPayload} found: the fingerprint base + payload has. */
+/** What `confirmPayload` found: the fingerprint base + payload has. */
 export interface Confirmation {
   baseFingerprint: string;
   reachedFingerprint: string;

@@ -54,7 +54,7 @@ export interface ExactDiffResult extends BuiltPayload {
   codecs: Record<ExactCodec, number>;
   /** `xs` when any patch uses it (the payload is format v4), else `xr` when any does (v3), else `x`. */
   codec: ExactCodec;
-  /** Bytes of the target's weights as stored ({@link storedModelBytes}): what shipping the new model costs. */
+  /** Bytes of the target's weights as stored (`storedModelBytes`): what shipping the new model costs. */
   targetModelBytes: number;
   /** False when the payload is as large as the target's weights or larger: ship the new model instead. */
   smallerThanModel: boolean;
@@ -69,7 +69,7 @@ function bits(v: Float32Array): Uint32Array {
  * The payload that takes `base` exactly to `target`, every changed bit included, whatever its
  * size. The two models must share their interface (tensor names, shapes, dtypes, frame:
  * {@link checkSameInterface}), and the payload is applied to a copy of the base before it is
- * returned, to confirm it ends at the target's fingerprint ({@link confirmPayload}). The two
+ * returned, to confirm it ends at the target's fingerprint (`confirmPayload`). The two
  * stores are read, never written.
  * @throws ModelMismatchError when the interfaces differ; TargetMismatchError when the payload would not reach the target
  */

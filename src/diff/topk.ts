@@ -33,7 +33,7 @@ export interface TopkResult extends BuiltPayload {
 
 /**
  * `target - base` for every weight (float32 arithmetic, as the applier adds it back), after
- * checking that the two models share their interface ({@link checkSameInterface}: names, shapes,
+ * checking that the two models share their interface (`checkSameInterface`: names, shapes,
  * dtypes, frame). Read-only parts are not diffed.
  * @throws ModelMismatchError naming what was added, removed, reshaped or retyped
  */

@@ -1,6 +1,9 @@
 /**
- * The trainer API with its static tfjs imports. Load it through `neural-diff/train`
+ * `neural-diff/train` (documented from its implementation, src/train/api.ts): the trainers with
+ * their static tfjs imports. Load it through `neural-diff/train`
  * (src/train/index.ts), which says how to install tfjs when it is missing.
+ *
+ * @module neural-diff/train
  */
 export { trainDiff, competingPayload, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult, type CompetingResult } from './train-diff.ts';
 export { payloadCloseness, type PayloadCloseness } from './target-closeness.ts';
@@ -12,6 +15,11 @@ export { modelToStore, setModelWeights, namedVariables, type NamedVariable } fro
 export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from '../sparse-diff/trainer.ts';
 export { HashedBuckets } from '../hash-diff/trainer.ts';
 export { tfModelStore, TfModelWeightStore, type TfModelStoreOptions } from '../io/tfjs/live-model-store.ts';
-export type { EpochReport } from './loop.ts';
+export type { EpochReport, Parameterization } from './loop.ts';
 export { OnnxProgram, unsupportedNodes, supportedOperators, type OnnxProgramOptions, type OnnxVariable, type UnsupportedNode } from './onnx/executor.ts';
 export { decodeOnnxModel, decodeOnnxTensor } from './onnx/model.ts';
+// Types named in the signatures above, so callers can name them too.
+export type { TrainableSpec } from './select.ts';
+export type { TuneMode, TuningCandidate } from './train-diff.ts';
+export type { Evaluation } from './data.ts';
+export type { OnnxModel, OnnxGraph, OnnxNode, OnnxAttribute, OnnxTensor, OnnxElement, OnnxValueInfo, ExternalFiles } from './onnx/model.ts';

@@ -40,5 +40,5 @@ export const decodeOnnxModel = api.decodeOnnxModel;
 export const decodeOnnxTensor = api.decodeOnnxTensor;
 export type TfModelWeightStore = Api.TfModelWeightStore;
 export type { PayloadCloseness, TeacherLoss, TeacherMetric, InputData } from './api.ts';
-export type { TrainMethod, TrainDiffOptions, TrainDiffResult, CompetingResult, TrainBackendName, InitBackendOptions, LabelledData, NamedVariable, SparseMaskOptions, TfModelStoreOptions, EpochReport, OnnxProgramOptions, OnnxVariable, UnsupportedNode } from './api.ts';
+export type { TrainMethod, TrainDiffOptions, TrainDiffResult, CompetingResult, TrainBackendName, InitBackendOptions, LabelledData, NamedVariable, SparseMaskOptions, TfModelStoreOptions, EpochReport, OnnxProgramOptions, OnnxVariable, UnsupportedNode, TrainableSpec, TuneMode, TuningCandidate, Evaluation, OnnxModel, OnnxGraph, OnnxNode, OnnxAttribute, OnnxTensor, OnnxElement, OnnxValueInfo, ExternalFiles } from './api.ts';
 export { TRAINER_INSTALL } from './peer.ts';

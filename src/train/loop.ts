@@ -52,7 +52,7 @@ export interface LoopOptions {
    * device will store them (gradients pass straight through).
    */
   grids?: ReadonlyMap<string, StorageGrid>;
-  /** Keep the base model's outputs where it was right (see {@link Teacher}). */
+  /** Keep the base model's outputs where it was right (see `Teacher`). */
   teacher?: Teacher;
   /**
    * Match a teacher model's outputs (teacher diffs, src/train/teacher.ts): its rows on this

@@ -63,12 +63,12 @@ export interface TrainDiffOptions {
    * Weight of the distillation term that keeps the base model's outputs on the training
    * examples it already classifies right (default 1; 0 turns it off). An update trains on new
    * data and usually on replayed old data; the labels alone let the model drift on what it
-   * knew (forgetting), the base's full output distribution holds it there. See {@link Teacher}.
+   * knew (forgetting), the base's full output distribution holds it there. See `Teacher` (src/train/loop.ts).
    * When the training data marks its replayed examples (`LabelledData.replay`), only those are
    * kept: the update's own examples learn from their labels alone, even where the base already
    * gets them right (old classes in new conditions, which the update is there to make surer).
    * Off by itself when the base agrees with the training labels little better than chance
-   * (Cohen's kappa below {@link DISTILL_MIN_KAPPA} on the examples of the classes it ever answers:
+   * (Cohen's kappa below `DISTILL_MIN_KAPPA` (0.2) on the examples of the classes it ever answers:
    * a new task or an untrained model, nothing to keep); `distillOff` says why.
    */
   distill?: number;
@@ -111,7 +111,7 @@ export interface TrainDiffOptions {
    * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
    * files through {@link competingPayload}): they compete in the final choice. More bytes must
    * earn their place: going from the fewest bytes up, a larger payload replaces the one kept only
-   * when it is right on significantly more validation examples ({@link significantlyBetter}); of
+   * when it is right on significantly more validation examples (`significantlyBetter`); of
    * two the same size, the better on validation is kept; a model predicting one class loses to
    * one that does not. So the result never validates below the smallest payload considered, and
    * when each smaller payload was itself chosen this way on the same validation rows (every

@@ -10,6 +10,8 @@
  * const updater = new Updater({ modelId: 'kws', urls: ['https://cdn.example.com/kws/'], trustedKeys: [publicKeyPem], target, state });
  * const result = await updater.update();
  * ```
+ *
+ * @module neural-diff/updater
  */
 export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep, type UpdateCheck } from './updater.ts';
 export { openTrustedRelease, isTrustedRelease, type TrustedRelease, type ManifestPolicy } from './trust.ts';
@@ -22,3 +24,5 @@ export { weightStoreTarget, type ModelTarget, type TargetApplyOptions, type Targ
 export { IndexedDbUpdaterState, IndexedDbDownloadStore } from './indexeddb.ts';
 export { sha256Hex, sha256Pure } from './sha256.ts';
 export { NeuralDiffError, DownloadError, SignatureError, FreshnessError, HealthCheckError, ModelMismatchError } from '../core/errors.ts';
+// Types named in the signatures above, so callers can name them too.
+export type { IndexedDbOptions, Durability } from './indexeddb.ts';

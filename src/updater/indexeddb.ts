@@ -13,7 +13,8 @@ import { concatBytes } from './state.ts';
 const RECORDS = 'records';
 const CHUNKS = 'chunks';
 
-type Durability = 'default' | 'strict' | 'relaxed';
+/** IndexedDB transaction durability (Chromium and Firefox; others ignore it). */
+export type Durability = 'default' | 'strict' | 'relaxed';
 
 function request<T>(r: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {

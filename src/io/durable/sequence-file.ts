@@ -21,7 +21,7 @@ export { syncDir, writeFileAtomically, DEFAULT_STATE_FILE };
 /** The largest state file read (a few hundred bytes per model id). */
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
 
-interface ModelState {
+export interface ModelState {
   sequence: number;
   fingerprint?: string;
   updatedAt?: string;

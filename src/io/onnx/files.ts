@@ -63,7 +63,7 @@ const COPY_CHUNK = 8 * 1024 * 1024;
 const READ_CHUNK = 2 ** 30;
 
 /** A file opened by {@link openOnnxFile}: its handle, kept open while the store reads it, and its stats at open. */
-interface OpenedFile {
+export interface OpenedFile {
   path: string;
   fh: FileHandle;
   stats: Stats;
@@ -142,7 +142,7 @@ export interface OnnxOpenOptions {
 /**
  * A {@link WeightStore} over an ONNX model on disk (opened with {@link openOnnxFile}): the `.onnx`
  * file is held in memory (at most 2 GiB, protobuf's limit), external data files are read a tensor
- * at a time, and patches go into memory until {@link UpdatingOnnxFile} writes them. Call
+ * at a time, and patches go into memory until the file update (`UpdatingOnnxFile`) writes them. Call
  * {@link OnnxFileStore.close} when done (it holds the external files open, so what it reads is
  * the file it checked, whatever happens to the path).
  */
@@ -197,7 +197,7 @@ export class OnnxFileStore implements WeightStore {
 
 /**
  * Open an ONNX model file (and the external data files it names, relative to its folder) as a
- * {@link WeightStore}. The `.onnx` file is read whole (at most {@link MAX_ONNX_MODEL_BYTES});
+ * {@link WeightStore}. The `.onnx` file is read whole (at most `MAX_ONNX_MODEL_BYTES`, 2 GiB - 1);
  * external data files are opened and read a tensor at a time, with 64-bit offsets, whatever
  * their size.
  *

@@ -42,7 +42,7 @@ export const RAW_WIDTH: Readonly<Record<number, number>> = { 1: 4, 2: 1, 3: 1, 4
 
 /** How a tensor's values are encoded. */
 export type OnnxEncoding =
-  /** `raw_data` (inline or external): little-endian, {@link RAW_WIDTH} bytes each. */
+  /** `raw_data` (inline or external): little-endian, `RAW_WIDTH[dataType]` bytes each. */
   | 'raw'
   /** `float_data`, or a Constant's `value_float` / `value_floats`: little-endian float32 (fixed32). */
   | 'fixed32'

@@ -37,6 +37,8 @@
  *   out. It puts the graph, attributes, metadata and every read-only tensor's exact bytes (the
  *   quantization parameters among them) into the model fingerprint, so a payload made for
  *   another graph or another quantization is refused even if the weights agree.
+ *
+ * @module neural-diff/onnx
  */
 import { ModelFormatError, ModelMismatchError } from '../../core/errors.ts';
 import { describeGrid, gridLevel, snapValue, type LinearQuantGrid, type StorageGrid } from '../../core/grid.ts';
@@ -677,3 +679,7 @@ export class OnnxWeightStore implements WeightStore {
     return this.slots.get(name)?.rec.external;
   }
 }
+
+// Types named in the signatures above, so callers can name them too.
+export type { OnnxEncoding } from './proto.ts';
+export type { LinearQuantGrid } from '../../core/grid.ts';

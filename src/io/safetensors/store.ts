@@ -17,6 +17,8 @@
  *   as `F32` otherwise, because rounding would change the weights the applier just verified.
  * - Every other dtype (`F64`, integers, `BOOL`, 8-bit floats, ...) is not listed and is written
  *   back byte for byte.
+ *
+ * @module neural-diff/safetensors
  */
 import { ModelFormatError, ModelMismatchError, UsageError } from '../../core/errors.ts';
 import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';

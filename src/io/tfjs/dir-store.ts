@@ -358,7 +358,7 @@ export class TfjsDirWeightStore implements WeightStore {
     return out;
   }
 
-  /** Decoded copy of a pass-through entry (see {@link decodePassthroughEntry}). */
+  /** Decoded copy of a pass-through entry (see `decodePassthroughEntry`). */
   passthroughValues(name: string): PassthroughValues {
     const r = this.records.get(name);
     if (!r || r.layout.isFloat) {

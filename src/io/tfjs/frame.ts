@@ -44,7 +44,7 @@ export function frameEntries(modelJson: Pick<TfjsModelJson, 'weightsManifest'>):
 /**
  * The 8 values of `tfjs:frame`: the bytes, most significant first, of XXH64 (seed 0) over
  * UTF-8(canonicalJson(F)) followed by the stored bytes of each non-float entry in
- * {@link frameEntries} order, where F is model.json with `weightsManifest` replaced by the list of
+ * `frameEntries` order, where F is model.json with `weightsManifest` replaced by the list of
  * those entries (each as the manifest gives it). `storedBytes(entry)` gives an entry's bytes.
  */
 export function tfjsFrameValues(modelJson: TfjsModelJson, storedBytes: (entry: TfjsWeightEntry) => Uint8Array): Float32Array {
@@ -64,7 +64,7 @@ export function tfjsFrameValues(modelJson: TfjsModelJson, storedBytes: (entry: T
 
 /**
  * The JSON document the frame hashes: model.json with `weightsManifest` replaced by its non-float
- * entries ({@link frameEntries}). Stores hand it out so a refusal can say where two frames differ.
+ * entries (`frameEntries`). Stores hand it out so a refusal can say where two frames differ.
  */
 export function frameDocument(modelJson: TfjsModelJson): Record<string, unknown> {
   return { ...(modelJson as unknown as Record<string, unknown>), weightsManifest: frameEntries(modelJson) };

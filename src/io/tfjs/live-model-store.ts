@@ -31,6 +31,22 @@ import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
 import { frameDocument, TFJS_FRAME, tfjsFrameValues } from './frame.ts';
 import type { TfjsModelJson, TfjsWeightEntry } from './manifest.ts';
 
+/** One entry of a TF.js `weightsManifest` group, as `model.json` holds it. */
+export interface ManifestWeightEntry {
+  /** The manifest name (a LayersModel's weight path, a GraphModel's node name). */
+  name: string;
+  /** The stored shape. */
+  shape: number[];
+  /** `'float32'`, `'int32'`, ... (quantized entries say `'float32'` with a `quantization`). */
+  dtype: string;
+}
+
+/** The parts of a TF.js `model.json` that name its weights. */
+export interface ModelJsonWeights {
+  /** The weight groups, each naming its entries. */
+  weightsManifest: { weights: ManifestWeightEntry[] }[];
+}
+
 /** Options of {@link tfModelStore}. */
 export interface TfModelStoreOptions {
   /** `'auto'` (default): patch the backend's memory directly where that is safe; `'never'`: always copy and assign. */
@@ -43,6 +59,14 @@ export interface TfModelStoreOptions {
    * folders are then refused (base mismatch).
    */
   modelJson?: TfjsModelJson;
+  /**
+   * The model's `model.json` (parsed), or its `weightsManifest`: when given, the store checks
+   * that the live model holds exactly the manifest's float32 weights, by manifest name, with
+   * their shapes, and names every missing or extra one in the error. Payloads are fingerprinted
+   * over the manifest's weights on the build server, so a model that differs from its manifest
+   * would be refused as another base without saying which weights differ.
+   */
+  manifest?: ModelJsonWeights | ModelJsonWeights['weightsManifest'];
 }
 
 interface Slot {
@@ -104,6 +128,32 @@ export class TfModelWeightStore implements WeightStore {
         this.slots.set(name, { name, shape: tensors[0].shape, current: () => this.executor().weightMap[name][0] });
       }
     }
+    if (options.manifest !== undefined) this.checkAgainstManifest(options.manifest);
+  }
+
+  /** Compare the model's float32 weights with the manifest's; throws naming what differs. */
+  private checkAgainstManifest(manifest: NonNullable<TfModelStoreOptions['manifest']>): void {
+    const groups = Array.isArray(manifest) ? manifest : manifest?.weightsManifest;
+    if (!Array.isArray(groups)) throw new UsageError('options.manifest: expected the parsed model.json (with weightsManifest) or its weightsManifest array');
+    const expected = new Map<string, number[]>();
+    for (const g of groups) for (const w of g.weights ?? []) if (w.dtype === 'float32') expected.set(w.name, w.shape);
+    const missing = [...expected.keys()].filter((n) => !this.slots.has(n));
+    const extra = [...this.slots.keys()].filter((n) => !expected.has(n));
+    const reshaped = [...expected].filter(([n, shape]) => {
+      const s = this.slots.get(n);
+      return s !== undefined && (s.shape.length !== shape.length || s.shape.some((d, i) => d !== shape[i]));
+    }).map(([n]) => n);
+    if (missing.length === 0 && extra.length === 0 && reshaped.length === 0) return;
+    const list = (names: string[]) => names.slice(0, 5).map((n) => JSON.stringify(n)).join(', ') + (names.length > 5 ? `, and ${names.length - 5} more` : '');
+    const found = [
+      missing.length ? `missing ${missing.length} weight(s) its manifest names: ${list(missing)}` : '',
+      extra.length ? `${extra.length} weight(s) its manifest does not name: ${list(extra)}` : '',
+      reshaped.length ? `${reshaped.length} weight(s) of another shape than the manifest's: ${list(reshaped)}` : '',
+    ].filter(Boolean).join('; ');
+    throw new ModelMismatchError(
+      `the live ${this.kind} model does not hold the weights of the manifest it was given (${found}). Expected the model loaded from that model.json; weights are keyed by their manifest names (a LayersModel weight's originalName, never its runtime .name): load the model from the same files, or pass the manifest of the model you loaded`,
+      { missing, extra, reshaped },
+    );
   }
 
   private executor(): GraphExecutorLike {
@@ -235,8 +285,10 @@ export class TfModelWeightStore implements WeightStore {
  * Open a live tf.LayersModel or tf.GraphModel as a {@link WeightStore}.
  *
  * @example
- *   const model = await tf.loadLayersModel(fileSystemIO(dir));
- *   await applyPayload(tfModelStore(model), payloadBytes);   // model.predict now uses v+1
+ * ```ts
+ * const model = await tf.loadLayersModel('/models/kws/model.json');
+ * await applyPayload(tfModelStore(model), payloadBytes);   // model.predict now uses v+1
+ * ```
  */
 export function tfModelStore(model: tf.LayersModel | tf.GraphModel, options: TfModelStoreOptions = {}): TfModelWeightStore {
   return new TfModelWeightStore(model, options);

@@ -110,7 +110,7 @@ export interface OpenOptions extends WriteOptions {
    * back and renamed, the tensor's array is let go and its memory reused for the next tensors
    * read; asked for again, its values are read from those new files (a new array, the same
    * values), so hold on to no array `values` returned: it may come to hold another tensor. The
-   * applier is also held back while {@link SHARD_WRITERS} complete shards are not written yet:
+   * applier is also held back while `SHARD_WRITERS` (4) complete shards are not written yet:
    * an apply then holds a few shards in memory, not every tensor it patches (plain float32
    * tensors; quantized ones are kept, as their bytes are encoded again at the commit).
    */

@@ -1,0 +1,54 @@
+/**
+ * A browser page that updates a live TF.js model: stock tfjs loads it, `neural-diff/tfjs` makes it
+ * a weight store (keyed by manifest names, checked against its model.json), `neural-diff/apply`
+ * verifies and patches it in place, and the applied sequence persists in IndexedDB
+ * (`browserSequenceStore()`; `?store=local` uses localStorage instead), so reloading the page
+ * and offering the same payload again is refused as a replay.
+ *
+ * Bundled with esbuild (tfjs is the app's own dependency); `test/browser-tfjs.test.ts` serves it
+ * with a real pretrained model and runs it in headless Chromium. Query: `?store=local`,
+ * `?manifest=drop` (a manifest missing one weight, to see the refusal).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { applyPayload, fingerprintStore, getHasher, NeuralDiffError } from 'neural-diff/apply';
+import { browserSequenceStore, KeyValueSequenceStore } from 'neural-diff/sequence-stores';
+import { tfModelStore, type ModelJsonWeights } from 'neural-diff/tfjs';
+import type { TfjsModelJson } from 'neural-diff';
+
+const query = new URLSearchParams(location.search);
+const report: Record<string, unknown> = {};
+const show = (state: 'done' | 'error') => {
+  (document.getElementById('report') as HTMLElement).textContent = JSON.stringify(report, null, 2);
+  document.body.dataset.report = JSON.stringify(report);
+  document.body.dataset.state = state;
+};
+
+try {
+  await tf.setBackend('cpu'); // the backend's own arrays are patched in place, no copy
+  const modelJson = (await (await fetch('model/model.json')).json()) as TfjsModelJson;
+  // The manifest the store checks the live model against (one weight left out with ?manifest=drop).
+  const manifest = structuredClone(modelJson) as ModelJsonWeights;
+  if (query.get('manifest') === 'drop') manifest.weightsManifest[0].weights.shift();
+  // Loaded twice, as an app that reloads its model does: tfjs renames the second copy's
+  // variables (`_1`); the store keys weights by their manifest names, so that does not matter.
+  const first = await tf.loadLayersModel('model/model.json');
+  const model = await tf.loadLayersModel('model/model.json');
+  report.renamed = model.weights.some((w) => w.name !== w.originalName);
+  const store = tfModelStore(model, { modelJson, manifest }); // modelJson: the frame, as the folder's fingerprint has it
+  const hasher = await getHasher();
+  report.before = fingerprintStore(hasher, store).fingerprint;
+  const payload = new Uint8Array(await (await fetch('update.ndiff')).arrayBuffer());
+  const sequenceStore = query.get('store') === 'local' ? new KeyValueSequenceStore(localStorage) : browserSequenceStore();
+  report.sequenceStore = sequenceStore.constructor.name;
+  const result = await applyPayload(store, payload, { sequenceStore });
+  report.status = result.status;
+  report.sequenceRecorded = result.sequenceRecorded;
+  report.after = fingerprintStore(hasher, store).fingerprint;
+  const input = tf.tidy(() => tf.linspace(0, 1, 224 * 224 * 3).reshape([1, 224, 224, 3]));
+  report.prediction = Array.from((model.predict(input) as tf.Tensor).dataSync());
+  report.firstUnchanged = fingerprintStore(hasher, tfModelStore(first, { modelJson })).fingerprint === report.before;
+  show('done');
+} catch (e) {
+  report.error = e instanceof NeuralDiffError ? `${e.code}: ${e.message}` : String(e);
+  show('error');
+}

@@ -1,0 +1,151 @@
+/**
+ * `neural-diff/tfjs` and the persistent sequence stores in a real browser: the page of
+ * examples/browser-tfjs, bundled with esbuild together with stock tfjs (as an app bundles it),
+ * loads a real pretrained model nobody here wrote (the nsfwjs MobileNetV2 layers-model, uint8
+ * shards as published) twice with `tf.loadLayersModel`, applies a payload to the second copy
+ * through `tfModelStore` (keyed by manifest names, checked against model.json), and records the
+ * sequence in IndexedDB (or localStorage). Checked against Node: the fingerprints the payload
+ * promised, the prediction of the folder patched by the same payload and loaded by tfjs in Node,
+ * a reload that refuses the same payload as a replay (the record persisted), and a manifest that
+ * lacks a weight refused with that weight's name.
+ *
+ * Chromium as test/browser.test.ts finds it (skipped with the reason when there is none).
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { build } from 'esbuild';
+import * as tf from '@tensorflow/tfjs';
+import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { applyPayload } from '../src/apply/index.ts';
+import { getHasher } from '../src/core/hasher.ts';
+import { topkDiff } from '../src/diff/topk.ts';
+import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
+import { pretrainedModelDir } from './helpers/pretrained.ts';
+import { memoryCopy, perturbed } from './helpers/perturb.ts';
+
+const chromiumPath = findChromium();
+const skip = 'skip' in chromiumPath ? chromiumPath.skip : false;
+const root = path.join(import.meta.dirname, '..');
+const example = path.join(root, 'examples', 'browser-tfjs');
+
+let work: string;
+let server: Server;
+let url: string;
+let browser: Browser;
+let expected: { base: string; target: string; prediction: Float32Array };
+
+before(async () => {
+  if (skip) return;
+  work = await mkdtemp(path.join(tmpdir(), 'nd-browser-tfjs-'));
+  const modelDir = await pretrainedModelDir('layers');
+  // The page's script with tfjs and neural-diff bundled in (resolved from this repo's sources).
+  await build({
+    entryPoints: [path.join(example, 'main.ts')], bundle: true, platform: 'browser', format: 'esm', target: 'es2022',
+    conditions: ['neural-diff-source'], outfile: path.join(work, 'main.js'), logLevel: 'silent',
+  });
+  // A 2%-perturbed target and a top-k payload between them, made in Node.
+  const hasher = await getHasher();
+  const base = memoryCopy(await openTfjsModelDir(modelDir));
+  const target = perturbed(base, 0.02, 5);
+  // A BatchNorm variance moved below zero would make every prediction NaN: those stay as they were.
+  for (const t of target.list()) if (/moving_variance/.test(t.name)) target.values(t.name).set(base.values(t.name));
+  const built = topkDiff(hasher, base, target, { budgetBytes: 64_000, codec: 'f16', modelId: 'nsfwjs-layers', sequence: 1 });
+  await writeFile(path.join(work, 'update.ndiff'), built.bytes);
+  // What the page must show: the folder patched by the same payload, loaded by tfjs in Node.
+  const patched = path.join(work, 'patched');
+  await cp(modelDir, patched, { recursive: true });
+  await applyPayload(await openTfjsModelDir(patched), built.bytes);
+  await tf.setBackend('cpu');
+  const model = await tf.loadLayersModel(fileSystemIO(patched));
+  const input = tf.linspace(0, 1, 224 * 224 * 3).reshape([1, 224, 224, 3]);
+  expected = { base: built.payload.header.baseFingerprint, target: built.payload.header.targetFingerprint, prediction: (model.predict(input) as tf.Tensor).dataSync() as Float32Array };
+  model.dispose();
+
+  server = createServer(async (req, res) => {
+    const name = new URL(req.url ?? '/', 'http://x').pathname;
+    const file = name === '/' ? path.join(example, 'index.html')
+      : name === '/main.js' || name === '/update.ndiff' ? path.join(work, name.slice(1))
+      : /^\/model\/[\w.-]+$/.test(name) ? path.join(modelDir, name.slice('/model/'.length))
+      : undefined;
+    const body = file && await readFile(file).catch(() => undefined);
+    if (!body) {
+      res.writeHead(404).end();
+      return;
+    }
+    const type = file.endsWith('.html') ? 'text/html' : file.endsWith('.js') ? 'text/javascript' : file.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+    res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`;
+  browser = await chromium.launch({ executablePath: (chromiumPath as { path: string }).path, headless: true, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+/** Open the page in `context` and read its report once it is done. */
+async function runPage(context: BrowserContext, query = ''): Promise<{ state: string | null; report: Record<string, unknown>; errors: string[] }> {
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url + query);
+  await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 120_000 });
+  const report = JSON.parse((await page.getAttribute('body', 'data-report')) ?? '{}') as Record<string, unknown>;
+  const state = await page.getAttribute('body', 'data-state');
+  await page.close();
+  return { state, report, errors };
+}
+
+for (const store of ['indexeddb', 'local'] as const) {
+  test(`a live tf.LayersModel loaded twice is patched in the browser; the sequence persists in ${store === 'local' ? 'localStorage' : 'IndexedDB'} and a reload refuses the replay`, { skip }, async () => {
+    const context = await browser.newContext();
+    try {
+      const query = store === 'local' ? '?store=local' : '';
+      const { state, report, errors } = await runPage(context, query);
+      assert.equal(state, 'done', `${String(report.error)} ${errors.join('; ')}`);
+      assert.equal(report.renamed, true, 'the second load has renamed runtime variables');
+      assert.equal(report.sequenceStore, store === 'local' ? 'KeyValueSequenceStore' : 'IndexedDbSequenceStore');
+      assert.equal(report.before, expected.base);
+      assert.equal(report.status, 'applied');
+      assert.equal(report.sequenceRecorded, true);
+      assert.equal(report.after, expected.target);
+      assert.equal(report.firstUnchanged, true, 'the other loaded copy is untouched');
+      const got = report.prediction as number[];
+      assert.equal(got.length, expected.prediction.length);
+      assert.ok(expected.prediction.every(Number.isFinite), 'the patched model predicts finite values');
+      const worst = Math.max(...got.map((v, i) => Math.abs(v - expected.prediction[i])));
+      assert.ok(worst < 1e-5, `the browser's patched model predicts like the patched folder in Node (worst difference ${worst})`);
+
+      // A reload starts from the published v1 again (a fresh load): the recorded sequence must
+      // survive it, so the same payload is now refused as a replay.
+      const again = await runPage(context, query);
+      assert.equal(again.state, 'error');
+      assert.match(String(again.report.error), /^ND_FRESHNESS: payload sequence 1 .* was already applied on this device/);
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+test('a manifest that lacks a weight the live model holds is refused, naming that weight', { skip }, async () => {
+  const context = await browser.newContext();
+  try {
+    const modelJson = JSON.parse(await readFile(path.join(await pretrainedModelDir('layers'), 'model.json'), 'utf8')) as { weightsManifest: { weights: { name: string; dtype: string }[] }[] };
+    const dropped = modelJson.weightsManifest[0].weights[0];
+    assert.equal(dropped.dtype, 'float32');
+    const { state, report } = await runPage(context, '?manifest=drop');
+    assert.equal(state, 'error');
+    assert.match(String(report.error), /^ND_MODEL_MISMATCH: the live layers model does not hold the weights of the manifest/);
+    assert.ok(String(report.error).includes(`1 weight(s) its manifest does not name: ${JSON.stringify(dropped.name)}`), String(report.error));
+  } finally {
+    await context.close();
+  }
+});
