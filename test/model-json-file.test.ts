@@ -55,7 +55,7 @@ test('a <name>.json among other models: diff, fingerprint and verify read it; th
 
   const before = await folderBytes(join(dir, 'v1'));
   const out = join(dir, 'p.ndiff');
-  const d = await ndiff('diff', '--base', join(dir, 'v1', 'movenet.json'), '--target', join(dir, 'v2', 'movenet.json'), '--budget', 'all', '--out', out, '--model-out', join(dir, 'next'));
+  const d = await ndiff('diff', '--base', join(dir, 'v1', 'movenet.json'), '--target', join(dir, 'v2', 'movenet.json'), '--budget', 'all', '--model-id', 'movenet', '--out', out, '--model-out', join(dir, 'next'));
   assert.equal(d.code, 0, d.err);
   // --model-out: the model alone, in a folder of its own, at the target (its rewritten shard
   // under a content-derived name, as every update writes one).
@@ -100,7 +100,7 @@ test('a weights manifest without a model (face-api) is refused, saying what to p
   const json = JSON.parse(await readFile(join(dir, 'tiny_face_detector_model.json'), 'utf8')) as { weightsManifest: unknown[] };
   const manifest = join(dir, 'tiny_face_detector_model-weights_manifest.json');
   await writeFile(manifest, JSON.stringify(json.weightsManifest));
-  for (const argv of [['fingerprint', manifest], ['diff', '--base', manifest, '--target', manifest, '--budget', 'all', '--out', join(dir, 'p.ndiff')]]) {
+  for (const argv of [['fingerprint', manifest], ['diff', '--base', manifest, '--target', manifest, '--budget', 'all', '--model-id', 'face', '--out', join(dir, 'p.ndiff')]]) {
     const r = await ndiff(...argv);
     assert.equal(r.code, 7, r.err);
     assert.match(r.err, /is a weights manifest \(a list of \{paths, weights\} groups\) without a model/);

@@ -65,7 +65,7 @@ test('a graph change with the same weights: another fingerprint, refused as grap
   assert.throws(() => exactDiff(hasher, v1, v3), (e: unknown) => e instanceof ModelMismatchError && !e.message.includes('first difference in model.json'));
   // The CLI says it too (exit 4), at any budget.
   const errs: string[] = [];
-  assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', 'all', '--out', join(dir, 'p.ndiff')], { out: () => {}, err: (l) => errs.push(l), progress: () => {} }), 4);
+  assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', 'all', '--model-id', 'pose', '--out', join(dir, 'p.ndiff')], { out: () => {}, err: (l) => errs.push(l), progress: () => {} }), 4);
   assert.match(errs.join(' '), /the graph changed; the weights did not/);
   // Weights and graph both changed: counted.
   await model(join(dir, 'v4'), 4, Int32Array.of(1, 2), w.map((x) => x + 1));

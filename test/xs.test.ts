@@ -131,7 +131,7 @@ test('ndiff diff --budget all writes format v4 on float16 folders; --exact-codec
   const io = { out: () => {}, err: () => {}, progress: () => {} };
   for (const [extra, version] of [[[], 4], [['--exact-codec', 'xr'], 3]] as const) {
     const out = join(f.dir, `p${version}.ndiff`);
-    assert.equal(await main(['diff', '--base', f.base, '--target', f.target, '--budget', 'all', '--out', out, ...extra], io), 0);
+    assert.equal(await main(['diff', '--base', f.base, '--target', f.target, '--budget', 'all', '--model-id', 'pose', '--out', out, ...extra], io), 0);
     const bytes = new Uint8Array(await readFile(out));
     assert.equal(decodePayload(bytes).header.version, version);
     const device = join(f.dir, `device-v${version}`);
