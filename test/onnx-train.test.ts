@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-web';
@@ -256,6 +256,54 @@ test('a small stateful ONNX LSTM trained over sequences with the state carried: 
     t.diagnostic(`teacher, sparse ${byTeacher.bytes.length} B: agreement with v2 ${te.before.agreement.toFixed(3)} -> ${te.after.agreement.toFixed(3)}, mean |Δp| ${te.before.meanAbsDiff.toFixed(4)} -> ${te.after.meanAbsDiff.toFixed(4)}; trainer vs onnxruntime-web ${rel2.toExponential(2)}`);
     assert.ok(rel2 < 1e-4);
     assert.ok(te.after.agreement > te.before.agreement);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ndiff train --base model.onnx: a stateful model with a teacher from .npy folders, the patched file written; an unimplemented operator refused by name before training', async (t) => {
+  const { main } = await import('../cli/ndiff.ts');
+  const { saveNpy } = await import('../src/io/npy/files.ts');
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-onnx-train-cli-'));
+  const run = async (...argv: string[]) => {
+    const lines: string[] = [];
+    const code = await main(argv, { out: (l) => lines.push(l), err: (l) => lines.push(l), progress: (l) => lines.push(l) });
+    return { code, text: lines.join('\n') };
+  };
+  try {
+    writeFileSync(path.join(dir, 'v1.onnx'), lstm());
+    writeFileSync(path.join(dir, 'v2.onnx'), lstm(0.5));
+    const folder = (name: string, d: OnnxDataset) => {
+      saveNpy(path.join(dir, name, 'x.npy'), d.inputs.x.values as Float32Array, [d.sequence!.length, 3]);
+      saveNpy(path.join(dir, name, 'sequence.npy'), d.sequence as Int32Array, [d.sequence!.length]);
+    };
+    const evalSet = sequences(6, 16, 9);
+    folder('train', sequences(20, 16, 5));
+    folder('val', sequences(5, 16, 6));
+    folder('eval', evalSet);
+    const r = await run('train', '--base', path.join(dir, 'v1.onnx'), '--teacher', path.join(dir, 'v2.onnx'), '--state', 'h:hN', '--state', 'c:cN', '--bptt', '2',
+      '--train', path.join(dir, 'train'), '--val', path.join(dir, 'val'), '--eval', path.join(dir, 'eval'), '--method', 'sparse', '--budget', '700', '--epochs', '4', '--tune', 'off', '--lr', '0.01',
+      '--out', path.join(dir, 'p.ndiff'), '--model-out', path.join(dir, 'v1-patched.onnx'));
+    t.diagnostic(r.text.split('\n').filter((l) => /wrote|agreement/.test(l)).join('\n'));
+    assert.equal(r.code, 0, r.text);
+    const m = /eval agreement with the teacher ([\d.]+)% -> ([\d.]+)%/.exec(r.text);
+    assert.ok(m && Number(m[2]) > Number(m[1]), r.text);
+    // The patched file, run by onnxruntime-web, agrees with v2 as the CLI said.
+    const got = decisions(await ortFrames(path.join(dir, 'v1-patched.onnx'), evalSet), { classes: 2, outputKind: 'probability' });
+    const want = decisions(await ortFrames(path.join(dir, 'v2.onnx'), evalSet), { classes: 2, outputKind: 'probability' });
+    assert.equal((100 * agreement(got, want)).toFixed(2), (m as RegExpExecArray)[2]);
+
+    // An operator the executor does not implement: refused before anything trains, by name.
+    const odd = model(graph({
+      nodes: [node({ opType: 'NonMaxSuppression', name: 'nms', inputs: ['x', 'x'], outputs: ['y'] })],
+      inputs: [valueInfoFree('x', ['N', 3])],
+      outputs: [valueInfoFree('y', ['N', 3])],
+    }));
+    writeFileSync(path.join(dir, 'odd.onnx'), odd);
+    const refused = await run('train', '--base', path.join(dir, 'odd.onnx'), '--teacher', path.join(dir, 'odd.onnx'), '--train', path.join(dir, 'train'), '--out', path.join(dir, 'odd.ndiff'));
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.text, /operator NonMaxSuppression \(node "nms", opset 17\) is not implemented/);
+    assert.ok(!existsSync(path.join(dir, 'odd.ndiff')), 'nothing written');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

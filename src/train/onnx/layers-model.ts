@@ -127,8 +127,17 @@ export class OnnxTrainingModel {
   readonly outputLayers: OnnxLayer[];
   readonly inputs: { shape: (number | null)[] }[];
   readonly outputs: { shape: (number | null)[] }[];
-  /** Weights no fed input reaches (an `If` branch the inputs never take): frozen, since no gradient reaches them. */
+  /**
+   * Weights no fed input reaches (an `If` branch the inputs never take), or whose gradient is not
+   * finite (an exponent of `Pow` at a zero base): frozen.
+   */
   readonly unreachable: string[];
+  /**
+   * Single-value constants (exponents, epsilons, scales written into the graph as `Constant`s):
+   * frozen, since they are the graph's arithmetic rather than learned weights (`Pow(x, 2)`'s 2
+   * has the gradient x² ln x, not finite at x = 0).
+   */
+  readonly scalars: string[];
   private readonly weights: OnnxLayerWeight[];
   private readonly states: StateInfo[];
   /** Sequence bounds per example: [first id, end id) of its sequence. */
@@ -176,7 +185,8 @@ export class OnnxTrainingModel {
         width = raw.size;
         return tf.sum(raw) as tf.Scalar;
       }, program.variables.map((v) => v.variable));
-      probe = { width, reached: new Set(Object.keys(grads)), activations: (tf.memory().numBytes - before) / 4 };
+      const finite = Object.entries(grads).filter(([, g]) => tf.all(tf.isFinite(g)).dataSync()[0]).map(([name]) => name);
+      probe = { width, reached: new Set(finite), activations: (tf.memory().numBytes - before) / 4 };
     });
     this.rawWidth = probe.width;
     const endsInSoftmax = lastNodeOf(program, this.output) === 'Softmax';
@@ -186,7 +196,9 @@ export class OnnxTrainingModel {
     }
     this.classes = probe.width === 1 ? 2 : probe.width;
     this.unreachable = program.variables.filter((v) => !probe.reached.has(v.variable.name)).map((v) => v.name);
-    this.weights = program.variables.map((v: OnnxVariable) => new OnnxLayerWeight(v.name, v.shape, v.variable, v.trainable && probe.reached.has(v.variable.name)));
+    this.scalars = program.variables.filter((v) => v.variable.size === 1 && probe.reached.has(v.variable.name)).map((v) => v.name);
+    const frozen = new Set([...this.unreachable, ...this.scalars]);
+    this.weights = program.variables.map((v: OnnxVariable) => new OnnxLayerWeight(v.name, v.shape, v.variable, v.trainable && !frozen.has(v.name)));
     const activation = this.outputKind === 'probability' || this.outputKind === 'probabilities' ? 'softmax' : 'linear';
     const layer = new OnnxLayer(program.source, this.weights, [null, Math.max(1, Math.ceil(probe.activations * this.bpttFrames))], activation);
     this.layers = [layer];

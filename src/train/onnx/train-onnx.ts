@@ -67,8 +67,10 @@ export interface TrainOnnxResult extends TrainDiffResult {
   teacherEvalOutputs?: Float32Array;
   /** With a teacher and eval data: closeness before and after. */
   teacherEval?: { before: TeacherAgreement; after: TeacherAgreement };
-  /** Weights no fed input reaches (not trained). */
+  /** Weights no fed input reaches, or with no finite gradient (not trained). */
   unreachable: string[];
+  /** Single-value constants of the graph (not trained). */
+  scalars: string[];
 }
 
 /**
@@ -135,7 +137,8 @@ export async function trainOnnxDiff(bytes: Uint8Array, train: OnnxDataset, optio
     const evalRange = ranges.get('evaluation');
     const evalData = evalRange ? dataOf(...evalRange) : undefined;
     const evalOutputsBefore = evalRange ? model.rawOutputs(...evalRange) : undefined;
-    if (model.unreachable.length) options.onProgress?.(`${model.unreachable.length} weights are not reached from the fed inputs (an If branch not taken): they stay as they are`);
+    if (model.unreachable.length) options.onProgress?.(`${model.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are`);
+    if (model.scalars.length) options.onProgress?.(`${model.scalars.length} single-value constants (exponents, epsilons) stay as they are`);
     const base = new OnnxWeightStore(bytes, { source, ...(options.program?.external ? { external: new Map(options.program.external instanceof Map ? options.program.external : Object.entries(options.program.external)) } : {}) });
     const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, program: _p, validation: _v, eval: _e, ...rest } = options;
     const result = await trainDiff(model.asLayersModel(), trainData, { ...rest, base, ...(validation !== undefined ? { validation } : {}), ...(evalData ? { eval: evalData } : {}) });
@@ -144,6 +147,7 @@ export async function trainOnnxDiff(bytes: Uint8Array, train: OnnxDataset, optio
     return {
       ...result,
       unreachable: model.unreachable,
+      scalars: model.scalars,
       ...(evalOutputs ? { evalOutputs, evalOutputsBefore } : {}),
       ...(teacherEvalOutputs && evalOutputs && evalOutputsBefore
         ? { teacherEvalOutputs, teacherEval: { before: compareOutputs(evalOutputsBefore, teacherEvalOutputs, model), after: compareOutputs(evalOutputs, teacherEvalOutputs, model) } }
