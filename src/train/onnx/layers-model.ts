@@ -129,7 +129,8 @@ export class OnnxTrainingModel {
   readonly outputs: { shape: (number | null)[] }[];
   /**
    * Weights no fed input reaches (an `If` branch the inputs never take), or whose gradient is not
-   * finite (an exponent of `Pow` at a zero base): frozen.
+   * finite on the first example or on silence (every float input zero: an STFT basis feeding
+   * sqrt(re² + im²)): frozen.
    */
   readonly unreachable: string[];
   /**
@@ -180,13 +181,18 @@ export class OnnxTrainingModel {
     tf.tidy(() => {
       const before = tf.memory().numBytes;
       let width = 0;
-      const { grads } = tf.variableGrads(() => {
-        const raw = this.runFrame(Int32Array.of(0), this.zeroStates(1)).output;
+      const gradsOn = (silent: boolean) => tf.variableGrads(() => {
+        const raw = this.runFrame(Int32Array.of(0), this.zeroStates(1), silent).output;
         width = raw.size;
         return tf.sum(raw) as tf.Scalar;
-      }, program.variables.map((v) => v.variable));
-      const finite = Object.entries(grads).filter(([, g]) => tf.all(tf.isFinite(g)).dataSync()[0]).map(([name]) => name);
-      probe = { width, reached: new Set(finite), activations: (tf.memory().numBytes - before) / 4 };
+      }, program.variables.map((v) => v.variable)).grads;
+      const grads = gradsOn(false);
+      const activations = (tf.memory().numBytes - before) / 4;
+      // Silence too (every float input zero): a gradient through a square root or a logarithm of
+      // a magnitude is not finite there, as for an STFT basis feeding sqrt(re² + im²).
+      const silent = gradsOn(true);
+      const finite = Object.keys(grads).filter((name) => [grads[name], silent[name]].every((g) => !g || tf.all(tf.isFinite(g)).dataSync()[0]));
+      probe = { width, reached: new Set(finite), activations };
     });
     this.rawWidth = probe.width;
     const endsInSoftmax = lastNodeOf(program, this.output) === 'Softmax';
@@ -302,9 +308,9 @@ export class OnnxTrainingModel {
   }
 
   /** One step of the graph on examples `ids` with the given states; raw output `[n, width]` and the states out. */
-  private runFrame(ids: Int32Array, states: tf.Tensor[]): { output: tf.Tensor; states: tf.Tensor[] } {
+  private runFrame(ids: Int32Array, states: tf.Tensor[], silent = false): { output: tf.Tensor; states: tf.Tensor[] } {
     const feeds: Record<string, tf.Tensor> = {};
-    for (const [name, v] of Object.entries(this.examples.inputs)) feeds[name] = rowsOf(v, ids);
+    for (const [name, v] of Object.entries(this.examples.inputs)) feeds[name] = silent && v.values instanceof Float32Array ? tf.zeros([ids.length, ...v.shape]) : rowsOf(v, ids);
     for (const [name, v] of Object.entries(this.examples.shared ?? {})) feeds[name] = tf.tensor(v.values, v.shape, v.values instanceof Int32Array ? 'int32' : 'float32');
     this.states.forEach((s, k) => (feeds[s.input] = states[k]));
     const out = this.program.run(feeds);
