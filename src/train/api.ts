@@ -15,3 +15,5 @@ export { tfModelStore, TfModelWeightStore, type TfModelStoreOptions } from '../i
 export type { EpochReport } from './loop.ts';
 export { OnnxProgram, unsupportedNodes, supportedOperators, type OnnxProgramOptions, type OnnxVariable, type UnsupportedNode } from './onnx/executor.ts';
 export { decodeOnnxModel, decodeOnnxTensor } from './onnx/model.ts';
+export { OnnxTrainingModel, type OnnxExamples, type OnnxInputValues, type OnnxOutputKind, type OnnxStatePair, type OnnxTrainingModelOptions } from './onnx/layers-model.ts';
+export { trainOnnxDiff, type OnnxDataset, type TrainOnnxOptions, type TrainOnnxResult, type TeacherAgreement } from './onnx/train-onnx.ts';
