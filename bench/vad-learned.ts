@@ -25,8 +25,10 @@
  *   npm run bench:vad-learned                          # the full grid
  *   npm run bench:vad-learned -- --quick               # a few utterances, two rows (used by a test)
  *   npm run bench:vad-learned -- --methods sparse,hash --budgets 2,10 --epochs 6 --json out.json
+ *   npm run bench:vad-learned -- --work /tmp/vad    # keep frames and rows; a second run reuses finished rows
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -257,6 +259,11 @@ export interface VadLearnedOptions {
   parallel?: number;
   /** Write the committed payloads (default: full runs only). */
   commit?: boolean;
+  /** Training and validation sequences (two utterances each; default 16 and 4, quick 3 and 1). */
+  trainSequences?: number;
+  valSequences?: number;
+  /** A folder kept after the run: its frames and finished rows are reused when the bench runs again on it. */
+  work?: string;
   log?: (line: string) => void;
 }
 
@@ -274,11 +281,12 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
   const batchSize = options.batchSize ?? 64;
 
   log('training and validation audio: espeak-ng sentences and voices the evaluation audio does not use ...');
-  const trainStreams = trainingStreams(TRAIN_SENTENCES, TRAIN_VOICES, quick ? 3 : 24, 101);
-  const valStreams = trainingStreams(VAL_SENTENCES, VAL_VOICES, quick ? 1 : 6, 202);
+  const trainStreams = trainingStreams(TRAIN_SENTENCES, TRAIN_VOICES, options.trainSequences ?? (quick ? 3 : 16), 101);
+  const valStreams = trainingStreams(VAL_SENTENCES, VAL_VOICES, options.valSequences ?? (quick ? 1 : 4), 202);
   const train = frames(trainStreams);
   const val = frames(valStreams);
-  const dir = await mkdtemp(path.join(tmpdir(), 'nd-vad-learned-'));
+  const dir = options.work ? path.resolve(options.work) : await mkdtemp(path.join(tmpdir(), 'nd-vad-learned-'));
+  await mkdir(dir, { recursive: true });
   try {
     await writeFile(path.join(dir, 'train.input.f32'), new Uint8Array(train.input.buffer));
     await writeFile(path.join(dir, 'train.sequence.i32'), new Uint8Array(train.sequence.buffer));
@@ -286,12 +294,17 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
     await writeFile(path.join(dir, 'val.sequence.i32'), new Uint8Array(val.sequence.buffer));
     log(`${train.sequence.length} training frames in ${trainStreams.length} sequences, ${val.sequence.length} validation frames; rows: ${methods.join(', ')} at ${percents.join(', ')}%, ${epochs} epoch(s), truncated backpropagation over ${bptt} frame(s), batch ${batchSize}`);
 
-    const jobs: RowJob[] = percents.flatMap((percent) => methods.map((method) => ({ dir, method, percent, epochs, bptt, batchSize, ...(options.learningRate ? { learningRate: options.learningRate } : {}) })));
+    // Each method at every budget before the next method: a run cut short still has both ends of the range.
+    const jobs: RowJob[] = methods.flatMap((method) => percents.map((percent) => ({ dir, method, percent, epochs, bptt, batchSize, ...(options.learningRate ? { learningRate: options.learningRate } : {}) })));
+    const done = new Set<RowJob>();
+    for (const job of jobs) if (options.work && existsSync(path.join(dir, `${job.method}-${job.percent}.json`))) done.add(job);
+    if (done.size) log(`${done.size} row(s) already trained in ${dir}: reused`);
     const parallel = Math.max(1, options.parallel ?? 2);
     let next = 0;
     await Promise.all(Array.from({ length: parallel }, async () => {
       while (next < jobs.length) {
         const job = jobs[next++];
+        if (done.has(job)) continue;
         log(`training ${job.method} at ${job.percent}% ...`);
         await runChild(job, log);
       }
@@ -360,7 +373,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
       seconds: (performance.now() - t0) / 1000,
     };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    if (!options.work) await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -405,6 +418,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
       ...(arg('--lr') ? { learningRate: Number(arg('--lr')) } : {}),
       ...(arg('--parallel') ? { parallel: Number(arg('--parallel')) } : {}),
       ...(process.argv.includes('--no-commit') ? { commit: false } : {}),
+      ...(arg('--sequences') ? { trainSequences: Number(arg('--sequences')) } : {}),
+      ...(arg('--val-sequences') ? { valSequences: Number(arg('--val-sequences')) } : {}),
+      ...(arg('--work') ? { work: arg('--work') } : {}),
     });
     console.log(renderMarkdown(res));
     console.log(`\n(${quick ? 'quick' : 'full'} run, ${res.seconds.toFixed(0)} s${res.installed.length ? `; installed ${res.installed.join(', ')}` : ''})`);
