@@ -134,9 +134,9 @@ export class OnnxTrainingModel {
    */
   readonly unreachable: string[];
   /**
-   * Single-value constants (exponents, epsilons, scales written into the graph as `Constant`s):
-   * frozen, since they are the graph's arithmetic rather than learned weights (`Pow(x, 2)`'s 2
-   * has the gradient x² ln x, not finite at x = 0).
+   * Scalars (rank 0: exponents, epsilons, scales written into the graph as `Constant`s): frozen,
+   * since they are the graph's arithmetic rather than learned weights (`Pow(x, 2)`'s 2 has the
+   * gradient x² ln x, not finite at x = 0). A one-value tensor such as a bias of shape [1] trains.
    */
   readonly scalars: string[];
   private readonly weights: OnnxLayerWeight[];
@@ -202,7 +202,7 @@ export class OnnxTrainingModel {
     }
     this.classes = probe.width === 1 ? 2 : probe.width;
     this.unreachable = program.variables.filter((v) => !probe.reached.has(v.variable.name)).map((v) => v.name);
-    this.scalars = program.variables.filter((v) => v.variable.size === 1 && probe.reached.has(v.variable.name)).map((v) => v.name);
+    this.scalars = program.variables.filter((v) => v.shape.length === 0 && probe.reached.has(v.variable.name)).map((v) => v.name);
     const frozen = new Set([...this.unreachable, ...this.scalars]);
     this.weights = program.variables.map((v: OnnxVariable) => new OnnxLayerWeight(v.name, v.shape, v.variable, v.trainable && !frozen.has(v.name)));
     const activation = this.outputKind === 'probability' || this.outputKind === 'probabilities' ? 'softmax' : 'linear';

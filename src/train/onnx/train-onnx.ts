@@ -69,7 +69,7 @@ export interface TrainOnnxResult extends TrainDiffResult {
   teacherEval?: { before: TeacherAgreement; after: TeacherAgreement };
   /** Weights no fed input reaches, or with no finite gradient (not trained). */
   unreachable: string[];
-  /** Single-value constants of the graph (not trained). */
+  /** Scalar (rank-0) constants of the graph (not trained). */
   scalars: string[];
 }
 
@@ -138,7 +138,7 @@ export async function trainOnnxDiff(bytes: Uint8Array, train: OnnxDataset, optio
     const evalData = evalRange ? dataOf(...evalRange) : undefined;
     const evalOutputsBefore = evalRange ? model.rawOutputs(...evalRange) : undefined;
     if (model.unreachable.length) options.onProgress?.(`${model.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are`);
-    if (model.scalars.length) options.onProgress?.(`${model.scalars.length} single-value constants (exponents, epsilons) stay as they are`);
+    if (model.scalars.length) options.onProgress?.(`${model.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
     const base = new OnnxWeightStore(bytes, { source, ...(options.program?.external ? { external: new Map(options.program.external instanceof Map ? options.program.external : Object.entries(options.program.external)) } : {}) });
     const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, program: _p, validation: _v, eval: _e, ...rest } = options;
     const result = await trainDiff(model.asLayersModel(), trainData, { ...rest, base, ...(validation !== undefined ? { validation } : {}), ...(evalData ? { eval: evalData } : {}) });
