@@ -86,6 +86,8 @@ export interface LearnedRow {
   peakRssMiB: number;
   learningRate: number;
   audio: BudgetRow['audio'];
+  /** Quick mode: the trainer's outputs on the validation frames against onnxruntime-web on the patched file. */
+  runtime?: { frames: number; maxAbsDiff: number; sameDecisions: number };
   error?: string;
 }
 
@@ -167,6 +169,8 @@ interface RowJob {
   bptt: number;
   batchSize: number;
   learningRate?: number;
+  /** Also run the patched file with onnxruntime-web on the validation frames and compare with the trainer's own outputs. */
+  checkRuntime?: boolean;
 }
 
 /** Train one row (child process): reads the frames from `dir`, writes the payload and a JSON. */
@@ -199,6 +203,7 @@ async function trainRow(job: RowJob): Promise<void> {
     seed: 1,
     teacher: v6,
     validation: val,
+    ...(job.checkRuntime ? { eval: val } : {}),
     shared: { sr: { values: Int32Array.of(RATE), shape: [] } },
     state: [{ input: 'state', output: 'stateN' }],
     bpttFrames: job.bptt,
@@ -214,7 +219,32 @@ async function trainRow(job: RowJob): Promise<void> {
     onProgress: (m) => process.stderr.write(`[${job.method} ${job.percent}%] ${m}\n`),
   });
   await writeFile(path.join(job.dir, `${job.method}-${job.percent}.ndiff`), res.bytes);
+  let runtime: LearnedRow['runtime'];
+  if (job.checkRuntime && res.evalOutputs) {
+    // What the trainer measured on the validation frames against onnxruntime-web on the patched
+    // file, each sequence from a zero state with the state carried, frame for frame.
+    const { applyPayload: apply } = await import('../src/apply/index.ts');
+    const patched = new OnnxWeightStore(v5.slice(), { source: 'v5' });
+    await apply(patched, res.bytes);
+    const session = await ort.InferenceSession.create(patched.modelBytes());
+    const sr = new ort.Tensor('int64', BigInt64Array.from([BigInt(RATE)]), []);
+    let state: ort.Tensor = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
+    let maxAbsDiff = 0;
+    let same = 0;
+    const seq = val.sequence;
+    for (let i = 0; i < seq.length; i++) {
+      if (i === 0 || seq[i] !== seq[i - 1]) state = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
+      const r = await session.run({ input: new ort.Tensor('float32', val.inputs.input.values.slice(i * 576, (i + 1) * 576), [1, 576]), state, sr });
+      state = r.stateN;
+      const p = (r.output.data as Float32Array)[0];
+      maxAbsDiff = Math.max(maxAbsDiff, Math.abs(p - res.evalOutputs[i]));
+      if (p >= 0.5 === res.evalOutputs[i] >= 0.5) same++;
+    }
+    await session.release();
+    runtime = { frames: seq.length, maxAbsDiff, sameDecisions: same / seq.length };
+  }
   const out = {
+    ...(runtime ? { runtime } : {}),
     payloadBytes: res.bytes.length,
     budgetBytes,
     validation: { agreement: res.validation?.accuracy ?? NaN, baseAgreement: res.validation?.baseAccuracy ?? NaN, frames: res.validation?.examples ?? 0 },
@@ -255,6 +285,8 @@ export interface VadLearnedOptions {
   bptt?: number;
   batchSize?: number;
   learningRate?: number;
+  /** Compare each row's trainer outputs with onnxruntime-web on the patched file (default: quick runs). */
+  checkRuntime?: boolean;
   /** Children training at once (default 2). */
   parallel?: number;
   /** Write the committed payloads (default: full runs only). */
@@ -295,7 +327,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
     log(`${train.sequence.length} training frames in ${trainStreams.length} sequences, ${val.sequence.length} validation frames; rows: ${methods.join(', ')} at ${percents.join(', ')}%, ${epochs} epoch(s), truncated backpropagation over ${bptt} frame(s), batch ${batchSize}`);
 
     // Each method at every budget before the next method: a run cut short still has both ends of the range.
-    const jobs: RowJob[] = methods.flatMap((method) => percents.map((percent) => ({ dir, method, percent, epochs, bptt, batchSize, ...(options.learningRate ? { learningRate: options.learningRate } : {}) })));
+    const jobs: RowJob[] = methods.flatMap((method) => percents.map((percent) => ({ dir, method, percent, epochs, bptt, batchSize, ...(options.learningRate ? { learningRate: options.learningRate } : {}), ...((options.checkRuntime ?? quick) ? { checkRuntime: true } : {}) })));
     const done = new Set<RowJob>();
     for (const job of jobs) if (options.work && existsSync(path.join(dir, `${job.method}-${job.percent}.json`))) done.add(job);
     if (done.size) log(`${done.size} row(s) already trained in ${dir}: reused`);

@@ -30,6 +30,12 @@ test('bench:vad-learned --quick: a learned Silero v5 -> v6 payload within its bu
     assert.ok(a && a.frames > 100 && a.agreement > 0.5, `${name}: ${JSON.stringify(a)}`);
     assert.equal(a.frames, r.v5[name].frames);
   }
+  // What the trainer measured is what onnxruntime-web computes on the patched file, frame for frame.
+  const rt = row.runtime as NonNullable<typeof row.runtime>;
+  t.diagnostic(`trainer vs onnxruntime-web on the patched v5, ${rt.frames} validation frames: largest |Δp| ${rt.maxAbsDiff.toExponential(2)}, same decision ${(100 * rt.sameDecisions).toFixed(2)}%`);
+  assert.equal(rt.frames, row.validation.frames);
+  assert.ok(rt.maxAbsDiff < 1e-4, `largest difference ${rt.maxAbsDiff}`);
+  assert.equal(rt.sameDecisions, 1);
   assert.equal(r.posthoc.length, 1);
   // Training and validation audio are made apart from the evaluation audio.
   assert.ok(r.trainFrames > 300 && r.validationFrames > 100);
