@@ -205,6 +205,13 @@ test('a small ONNX CNN trained with labels and with a teacher: the payload patch
     t.diagnostic(`teacher, full: agreement with v2 ${te.before.agreement.toFixed(3)} -> ${te.after.agreement.toFixed(3)}; trainer vs onnxruntime-web ${rel2.toExponential(2)}`);
     assert.ok(rel2 < 1e-4);
     assert.ok(te.after.agreement > te.before.agreement, 'training toward the teacher brings the decisions closer to it');
+    // topk-retrain with the teacher's weights as the full fine-tune: the mask is the top-k of
+    // (v2 - v1) over the patchable weights (the store also lists integer tensors it never patches).
+    const v2Store = new OnnxWeightStore(v2);
+    const retrained = await trainOnnxDiff(v1, train, { ...common, method: 'topk-retrain', teacher: v2, eval: evalSet, fullWeights: new Map(v2Store.weights().map((w) => [w.name, Float32Array.from(v2Store.values(w.name))])) });
+    const file3 = await patched(dir, 'retrained.onnx', v1, retrained.bytes);
+    assert.ok(worstRelative(retrained.evalOutputs as Float32Array, await ortImages(file3, evalSet)) < 1e-4);
+    assert.ok(retrained.bytes.length <= common.budgetBytes);
     // The int8 classifier weight: patched (full fine-tunes it), every value a whole number of steps within int8.
     const fc = byTeacher.targetValues.get('fc.q') as Float32Array;
     assert.ok(fc, 'the int8 weight is trained');
