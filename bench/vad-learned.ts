@@ -247,7 +247,7 @@ async function trainRow(job: RowJob): Promise<void> {
     ...(runtime ? { runtime } : {}),
     payloadBytes: res.bytes.length,
     budgetBytes,
-    validation: { agreement: res.validation?.accuracy ?? NaN, baseAgreement: res.validation?.baseAccuracy ?? NaN, frames: res.validation?.examples ?? 0 },
+    validation: { agreement: res.teacher?.validation?.agreement ?? NaN, baseAgreement: res.teacher?.validation?.baseAgreement ?? NaN, frames: res.teacher?.validation?.examples ?? 0 },
     trainSeconds: (performance.now() - t0) / 1000,
     framesPerSecond: sampleSeconds ? samples / sampleSeconds : 0,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,

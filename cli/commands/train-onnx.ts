@@ -111,7 +111,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     distill: a.distill,
     store: a.store,
     shared: train.shared,
-    ...(teacher ? { teacher } : {}),
+    ...(teacher ? { teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     ...(state.length ? { state, bpttFrames: a.bptt } : {}),
     ...(a.output ? { output: a.output } : {}),
     ...(a.outputKind ? { outputKind: a.outputKind } : {}),
@@ -124,8 +124,12 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   await writeFile(a.out, res.bytes);
   const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate})`);
-  if (res.validation) io.out(`validation ${teacher ? 'agreement with the teacher' : 'accuracy'} ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
-  if (evalData) io.out(`eval ${teacher ? 'agreement with the teacher' : 'accuracy'} ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)}${res.teacherEval ? `; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)}` : ''} (computed as onnxruntime computes the patched file${state.length ? ', each sequence from its start with the state carried' : ''})`);
+  const tv = res.teacher?.validation;
+  if (tv) io.out(`validation agreement with the teacher ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)} on ${tv.examples} examples`);
+  else if (res.validation) io.out(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
+  const how = `computed as onnxruntime computes the patched file${state.length ? ', each sequence from its start with the state carried' : ''}`;
+  if (res.teacherEval) io.out(`eval agreement with the teacher ${pct(res.teacherEval.before.agreement)} -> ${pct(res.teacherEval.after.agreement)}; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)} (${how})`);
+  if (evalData?.labels) io.out(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (${how})`);
   if (a.modelOut) {
     await copyFile(a.base, a.modelOut);
     await applyToOnnxFile(a.modelOut, res.bytes, { state: null });
@@ -134,7 +138,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   if (a.metricsOut) {
     await writeFile(a.metricsOut, JSON.stringify({
       kind: 'ndiff-train-metrics', format: 'onnx', method: a.method, budgetBytes, bytes: res.bytes.length, modelBytes: total,
-      accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacherEval: res.teacherEval ?? null,
+      accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
       tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
       baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint, backend, seed: a.seed,
     }, null, 2) + '\n');

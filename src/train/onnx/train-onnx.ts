@@ -4,17 +4,19 @@
  * {@link OnnxTrainingModel}, so the payload applies to the file with the existing applier
  * (`applyToOnnxFile`, `ndiff apply --model x.onnx`).
  *
- * Targets: labels (class indices per example; for a one-value output, 0 or 1), or a teacher
- * (the new version of the model, same inputs and outputs): the base then learns the teacher's
- * decisions, the argmax of its class scores on the same inputs, computed as a runtime computes
- * them (stateful models: each sequence from its start, the state carried). Agreement with the
- * teacher is then what validation measures and what the refusal of a worse result judges.
+ * Targets: labels (class indices per example; for a one-value output, 0 or 1), and/or a teacher
+ * (the new version of the model, same inputs and outputs), through trainDiff's `teacher` option:
+ * the teacher is an {@link OnnxTrainingModel} over the same examples, so its outputs are computed
+ * as a runtime computes them (stateful models: each sequence from its start, the state carried),
+ * and the base learns them (KL of the two class distributions softened by a temperature).
+ * Agreement with the teacher is then what validation measures and what the refusal of a worse
+ * result judges.
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
 import { seededRandom } from '../../core/random.ts';
 import { OnnxWeightStore } from '../../io/onnx/store.ts';
-import type { LabelledData } from '../data.ts';
+import type { InputData, LabelledData } from '../data.ts';
 import { permutation } from '../data.ts';
 import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
 import { OnnxProgram, type OnnxProgramOptions } from './executor.ts';
@@ -31,14 +33,14 @@ export interface OnnxDataset {
 }
 
 /** Options of {@link trainOnnxDiff}: trainDiff's, with ONNX data and the model's reading. */
-export interface TrainOnnxOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval'> {
+export interface TrainOnnxOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher'> {
   /** Inputs fed the same to every example (Silero's `sr`). */
   shared?: Record<string, OnnxInputValues>;
   /** Validation examples, or the fraction held out of the training data (default 0.1; whole sequences for stateful models). */
   validation?: OnnxDataset | number;
   /** Evaluation examples (reported, never used to choose). */
   eval?: OnnxDataset;
-  /** The new version of the model as a `.onnx` file: the base learns its decisions (module doc). */
+  /** The new version of the model as a `.onnx` file: the base learns its outputs (module doc; trainDiff's `teacher`). */
   teacher?: Uint8Array;
   /** Stateful models: state inputs and the outputs that carry them. */
   state?: readonly OnnxStatePair[];
@@ -88,47 +90,43 @@ export async function trainOnnxDiff(bytes: Uint8Array, train: OnnxDataset, optio
   const modelOptions = { ...(options.state ? { state: options.state } : {}), ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}), ...(options.bpttFrames ? { bpttFrames: options.bpttFrames } : {}) };
   const model = new OnnxTrainingModel(new OnnxProgram(bytes, { ...options.program, source }), examples, modelOptions);
   const owned: tf.Tensor[] = [];
+  let teacher: OnnxTrainingModel | undefined;
   try {
-    // Targets: the labels, or the teacher's decisions on the same examples.
-    let labels: Int32Array;
-    let teacherRaw: Float32Array | undefined;
-    if (options.teacher) {
-      if (sets.some((s) => s.data.labels)) throw new UsageError('give labels or a teacher, not both: with --teacher the base learns the teacher\'s decisions (leave y.npy out)');
-      const teacher = new OnnxTrainingModel(new OnnxProgram(options.teacher, { source: 'teacher' }), examples, modelOptions);
-      try {
-        if (teacher.classes !== model.classes || teacher.outputKind !== model.outputKind) {
-          throw new UsageError(`the teacher's output ${teacher.output} gives ${teacher.classes} classes (${teacher.outputKind}), the base's ${model.classes} (${model.outputKind}): expected the new version of the same model`);
-        }
-        options.onProgress?.(`teacher: computing its outputs on ${examples.count} examples`);
-        teacherRaw = teacher.rawOutputs(0, examples.count);
-        labels = decisions(teacherRaw, model);
-      } finally {
-        teacher.dispose();
-      }
-    } else {
+    // Targets: the labels, and/or the teacher (trainDiff's teacher option: its outputs on the same
+    // examples, computed as a runtime computes them, are the targets of a KL term).
+    let labels: Int32Array | undefined;
+    if (sets.some((x) => x.data.labels)) {
       labels = new Int32Array(examples.count);
       for (const s of sets) {
-        if (!s.data.labels) throw new UsageError(`the ${s.name} examples have no labels and there is no teacher: give y.npy (class per example) or --teacher NEW.onnx`);
+        if (!s.data.labels) throw new UsageError(`the training examples have labels and the ${s.name} examples none: give y.npy for every set, or none with --teacher`);
         const r = ranges.get(s.name) as [number, number];
         if (s.data.labels.length !== r[1]) throw new DataError(`${s.data.labels.length} labels for ${r[1]} ${s.name} examples`);
         labels.set(s.data.labels, r[0]);
       }
+    } else if (!options.teacher) {
+      throw new UsageError('the examples have no labels and there is no teacher: give y.npy (class per example) or --teacher NEW.onnx');
     }
-    const dataOf = (from: number, count: number): LabelledData => {
+    if (options.teacher) {
+      teacher = new OnnxTrainingModel(new OnnxProgram(options.teacher, { source: 'teacher' }), examples, modelOptions);
+      if (teacher.classes !== model.classes || teacher.outputKind !== model.outputKind) {
+        throw new UsageError(`the teacher's output ${teacher.output} gives ${teacher.classes} classes (${teacher.outputKind}), the base's ${model.classes} (${model.outputKind}): expected the new version of the same model`);
+      }
+    }
+    const dataOf = (from: number, count: number): InputData => {
       const x = model.ids(from, count);
       owned.push(x);
-      return { x, y: labels.slice(from, from + count) };
+      return { x, ...(labels ? { y: labels.slice(from, from + count) } : {}) };
     };
     const [t0, tn] = ranges.get('training') as [number, number];
     let trainData = dataOf(t0, tn);
-    let validation: LabelledData | number | undefined = valGiven ? dataOf(...(ranges.get('validation') as [number, number])) : (options.validation as number | undefined);
+    let validation: InputData | number | undefined = valGiven ? dataOf(...(ranges.get('validation') as [number, number])) : (options.validation as number | undefined);
     if (!valGiven && options.state?.length && ((validation as number | undefined) ?? 0.1) > 0) {
       // Held-out validation for a stateful model: whole sequences, never frames cut out of one.
       const split = holdOutSequences(examples.sequence as Int32Array, t0, tn, (validation as number | undefined) ?? 0.1, options.seed ?? 0);
-      const pickIds = (ids: Int32Array): LabelledData => {
+      const pickIds = (ids: Int32Array): InputData => {
         const x = tf.tensor2d(Float32Array.from(ids), [ids.length, 1]);
         owned.push(x);
-        return { x, y: Int32Array.from(ids, (i) => labels[i]) };
+        return { x, ...(labels ? { y: Int32Array.from(ids, (i) => (labels as Int32Array)[i]) } : {}) };
       };
       trainData = pickIds(split.rest);
       validation = pickIds(split.part);
@@ -141,9 +139,15 @@ export async function trainOnnxDiff(bytes: Uint8Array, train: OnnxDataset, optio
     if (model.scalars.length) options.onProgress?.(`${model.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
     const base = new OnnxWeightStore(bytes, { source, ...(options.program?.external ? { external: new Map(options.program.external instanceof Map ? options.program.external : Object.entries(options.program.external)) } : {}) });
     const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, program: _p, validation: _v, eval: _e, ...rest } = options;
-    const result = await trainDiff(model.asLayersModel(), trainData, { ...rest, base, ...(validation !== undefined ? { validation } : {}), ...(evalData ? { eval: evalData } : {}) });
+    const result = await trainDiff(model.asLayersModel(), trainData, {
+      ...rest,
+      base,
+      ...(teacher ? { teacher: teacher.asLayersModel() } : {}),
+      ...(validation !== undefined ? { validation: validation as LabelledData | number } : {}),
+      ...(evalData ? { eval: evalData as LabelledData } : {}),
+    });
     const evalOutputs = evalRange ? model.rawOutputs(...evalRange) : undefined;
-    const teacherEvalOutputs = evalRange && teacherRaw ? teacherRaw.slice(evalRange[0] * model.rawWidth, (evalRange[0] + evalRange[1]) * model.rawWidth) : undefined;
+    const teacherEvalOutputs = evalRange && teacher ? teacher.rawOutputs(...evalRange) : undefined;
     return {
       ...result,
       unreachable: model.unreachable,
@@ -155,6 +159,7 @@ export async function trainOnnxDiff(bytes: Uint8Array, train: OnnxDataset, optio
     };
   } finally {
     for (const t of owned) t.dispose();
+    teacher?.dispose();
     model.dispose();
   }
 }
