@@ -122,14 +122,14 @@ export function ensurePackages(wanted: { pkg: string; bin?: string }[], log: (l:
 }
 
 /** Decode any audio sox reads (or a WAV on stdin) to 16 kHz mono float32. */
-function soxToPcm(args: string[], input?: Buffer): Float32Array {
+export function soxToPcm(args: string[], input?: Buffer): Float32Array {
   const r = spawnSync('sox', [...args, '-t', 'raw', '-r', String(RATE), '-e', 'floating-point', '-b', '32', '-c', '1', '-'], { input, maxBuffer: 256 << 20 });
   if (r.status !== 0) throw new Error(`sox ${args.join(' ')} failed: ${r.stderr.toString().trim()}`);
   const b = r.stdout;
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length - (b.length % 4)));
 }
 
-function espeak(text: string, voice: string, speed: number, pitch: number): Float32Array {
+export function espeak(text: string, voice: string, speed: number, pitch: number): Float32Array {
   const r = spawnSync('espeak-ng', ['-v', voice, '-s', String(speed), '-p', String(pitch), '--stdout', text], { maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`espeak-ng -v ${voice} failed: ${r.stderr.toString().trim()}`);
   return soxToPcm(['-t', 'wav', '-'], r.stdout);
@@ -144,7 +144,7 @@ function packageOggs(pkg: string, pattern: RegExp): string[] {
  * Clips in one stream: before each, 0.3-1.2 s of near-silence (faint noise); each clip scaled
  * to a peak of 0.3-0.9, and every third one buried in white noise at 5-15 dB SNR.
  */
-function stream(clips: Float32Array[], seed: number): Float32Array {
+export function stream(clips: Float32Array[], seed: number): Float32Array {
   const r = seededRandom(seed);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const parts: Float32Array[] = [];
@@ -176,7 +176,7 @@ function stream(clips: Float32Array[], seed: number): Float32Array {
   return all;
 }
 
-const SENTENCES = [
+export const SENTENCES = [
   'The quick brown fox jumps over the lazy dog.',
   'Please turn on the lights in the kitchen.',
   'What is the weather going to be like tomorrow morning?',
@@ -190,16 +190,16 @@ const SENTENCES = [
   'Turn left at the second light and keep going until the bridge.',
   'It was a bright cold day in April, and the clocks were striking thirteen.',
 ];
-const VOICES = ['en-us', 'en-gb', 'en-gb-scotland', 'en-029', 'en-us+f2', 'en-gb+m3', 'en-us+f4', 'en-gb-x-rp+m7'];
+export const VOICES = ['en-us', 'en-gb', 'en-gb-scotland', 'en-029', 'en-us+f2', 'en-gb+m3', 'en-us+f4', 'en-gb-x-rp+m7'];
 
-function synthetic(quick: boolean): { pcm: Float32Array; clips: number } {
+export function synthetic(quick: boolean): { pcm: Float32Array; clips: number } {
   const n = quick ? 3 : SENTENCES.length * 2;
   const clips: Float32Array[] = [];
   for (let i = 0; i < n; i++) clips.push(espeak(SENTENCES[i % SENTENCES.length], VOICES[i % VOICES.length], 130 + ((i * 37) % 70), 30 + ((i * 17) % 40)));
   return { pcm: stream(clips, 11), clips: n };
 }
 
-function real(quick: boolean): { pcm: Float32Array; clips: number } {
+export function real(quick: boolean): { pcm: Float32Array; clips: number } {
   const words = packageOggs('ktuberling-data', /\/ktuberling\/sounds\/en\/[^/]+\.ogg$/);
   const letters = packageOggs('klettres-data', /\/klettres\/(en|en_GB)\/(alpha|syllab)\/[^/]+\.ogg$/);
   const files = quick ? [...words.slice(0, 6), ...letters.slice(0, 4)] : [...words, ...letters.filter((_, i) => i % 2 === 0)];
@@ -239,7 +239,7 @@ async function session(bytes: Uint8Array): Promise<ort.InferenceSession> {
 }
 
 /** Silero v5/v6 speech probability per 512-sample frame, state and context carried across frames. */
-async function vadProbabilities(model: Uint8Array, pcm: Float32Array): Promise<Float32Array> {
+export async function vadProbabilities(model: Uint8Array, pcm: Float32Array): Promise<Float32Array> {
   const s = await session(model);
   const frames = Math.floor(pcm.length / FRAME);
   const out = new Float32Array(frames);
@@ -303,7 +303,7 @@ async function wakeScores(model: Uint8Array, embeddings: Float32Array[], window:
   return out;
 }
 
-function compare(reference: Float32Array, got: Float32Array): BudgetRow['audio'][string] {
+export function compare(reference: Float32Array, got: Float32Array): BudgetRow['audio'][string] {
   let mad = 0;
   let max = 0;
   let agree = 0;
@@ -382,7 +382,7 @@ async function everyChange(hasher: Hasher, oldFile: string, newFile: string, id:
 }
 
 /** Top-k payloads at each budget (percent of the new file), each applied to a copy of the old model. */
-async function budgetModels(hasher: Hasher, oldBytes: Uint8Array, newBytes: Uint8Array, percents: number[], id: string, log: (l: string) => void): Promise<{ budget: string; budgetBytes: number; payloadBytes: number; codec: string; kept: number; model: Uint8Array }[]> {
+export async function budgetModels(hasher: Hasher, oldBytes: Uint8Array, newBytes: Uint8Array, percents: number[], id: string, log: (l: string) => void): Promise<{ budget: string; budgetBytes: number; payloadBytes: number; codec: string; kept: number; model: Uint8Array }[]> {
   const base = open(oldBytes, 'old');
   const target = open(newBytes, 'new');
   const out = [];

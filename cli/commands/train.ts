@@ -12,6 +12,7 @@ import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
+import type { OnnxTrainArgs } from './train-onnx.ts';
 
 export interface TrainArgs {
   method: TrainMethod;
@@ -58,9 +59,9 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
       default: 'sparse' as TrainMethod,
       describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); sparse-lora: a low-rank and a sparse part trained jointly (LoRA warm-up, the sparse mask from accumulated squared gradients, both from a restart; composite patches, payload format v5: devices need an applier of this release); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); topk|drop|lowrank: compress a full fine-tune after the fact',
     })
-    .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards)' })
+    .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards), or an ONNX model (.onnx: data folders then hold one <input>.npy per model input, see docs/onnx-training.md)' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot); with --teacher, y.npy may be absent (unlabeled inputs)' })
-    .option('teacher', { type: 'string', describe: "the new version your team already trained (a TF.js layers-model folder with the base's inputs and outputs): learn a diff of --base whose outputs match the teacher's on the --train inputs, which need no labels (a teacher diff). Checkpoints, tuning and --also-consider are judged by agreement with the teacher on validation (top-1 agreement for classifiers, mean absolute output difference otherwise); a result less close to the teacher than the unpatched base is refused (exit 10) unless --allow-worse. Pass a few thousand unlabeled inputs from where the model runs" })
+    .option('teacher', { type: 'string', describe: "the new version your team already trained (a TF.js layers-model folder, or an .onnx file for an ONNX base, with the base's inputs and outputs): learn a diff of --base whose outputs match the teacher's on the --train inputs, which need no labels (a teacher diff). Checkpoints, tuning and --also-consider are judged by agreement with the teacher on validation (top-1 agreement for classifiers, mean absolute output difference otherwise); a result less close to the teacher than the unpatched base is refused (exit 10) unless --allow-worse. Pass a few thousand unlabeled inputs from where the model runs" })
     .option('teacher-weight', { type: 'number', default: 1, describe: "with --teacher: weight of the teacher term; labels, when y.npy is there, add their cross-entropy at weight 1" })
     .option('teacher-loss', { choices: ['auto', 'kl', 'mse'] as const, default: 'auto' as const, describe: 'with --teacher: kl (divergence of probabilities softened by --temperature; auto for a model whose outputs end in a softmax) or mse (squared error of the raw outputs; auto otherwise)' })
     .option('temperature', { type: 'number', default: 2, describe: 'with --teacher and the kl loss: softens both distributions so the teacher\'s runner-up classes count too (1: plain probabilities)' })
@@ -90,11 +91,16 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date or a duration from now (30d, 12h)' })
+    .option('state', { type: 'string', array: true, default: [] as string[], describe: 'ONNX stateful models: INPUT:OUTPUT pairs carried from frame to frame (Silero VAD: --state state:stateN); the data folders then need sequence.npy' })
+    .option('bptt', { type: 'number', default: 1, describe: 'ONNX stateful models: frames the gradient flows back through, from the state carried into the first of them' })
+    .option('output', { type: 'string', describe: 'ONNX: the output to train (default: the first that is not a state)' })
+    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits'] as const, describe: 'ONNX: how the output reads (default: probability of class 1 for one value per example, else logits, or probabilities after a Softmax)' })
     .example('$0 train --method sparse --model-id kws-en --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model as stored')
     .example('$0 train --model-id kws-en --base v1/ --train data/train --budget 5% --also-consider v1-v2-1pct.ndiff --out v1-v2-5pct.ndiff', 'a 5% diff that is never worse on validation than the 1% one already made')
     .example('$0 train --model-id kws-en --base v1/ --teacher v2/ --train unlabeled/ --budget 1% --out v1-v2.ndiff', 'ship the v2 your team trained: a 1% diff of v1 that agrees with v2 (no labels needed)')
     .example('$0 train --method sparse-lora --model-id kws-en --base v1/ --train data/train --budget 1% --out v1-v2.ndiff', 'a low-rank part for the many small changes and a sparse part for the few large ones, in one payload')
-    .example('$0 train --method full --model-id kws-en --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer') as unknown as Argv<TrainArgs>;
+    .example('$0 train --method full --model-id kws-en --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer')
+    .example('$0 train --model-id silero-vad --base silero_vad_v5.onnx --teacher silero_vad_v6.onnx --state state:stateN --train frames/ --budget 2% --out v5-v6.ndiff', 'ONNX: teach v5 what v6 says over audio frames (frames/: input.npy [n, 576], sr.npy 16000, sequence.npy)') as unknown as Argv<TrainArgs>;
 }
 
 function toInputs(tf: typeof import('@tensorflow/tfjs'), path: string, numClasses: number): InputData {
@@ -148,6 +154,8 @@ export function describeEpoch(r: EpochReport): string {
 
 export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
+  if (/\.onnx$/i.test(a.base)) return (await import('./train-onnx.ts')).runTrainOnnx(a as TrainArgs & OnnxTrainArgs, io);
+  if ((a as Partial<OnnxTrainArgs>).state?.length) throw new UsageError('--state is for ONNX models (--base model.onnx): a TF.js model carries no state between examples here');
   if (!(a.distill >= 0 && Number.isFinite(a.distill))) throw new UsageError(`--distill must be a weight >= 0 (0 turns it off), found ${a.distill}`);
   if (!(a.valFraction >= 0 && a.valFraction < 1)) throw new UsageError(`--val-fraction must be at least 0 and below 1, found ${a.valFraction}`);
   if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('--val-fraction 0 leaves no validation data to tune on: pass --val DATA, or --tune off');

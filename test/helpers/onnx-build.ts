@@ -221,3 +221,10 @@ export function fixture(scale = 1): Fixture {
   });
   return { model: model(g), external: ext };
 }
+
+/** A ValueInfoProto whose dims may be free: a number is a fixed size, a string a named (batch) dimension. */
+export function valueInfoFree(name: string, dims: (number | string)[], elemType: number = DT.FLOAT): Bytes {
+  const shape = dims.flatMap((d) => fBytes(1, typeof d === 'number' ? fVarint(1, d) : fString(2, d)));
+  const tensorType = [...fVarint(1, elemType), ...fBytes(2, shape)];
+  return [...fString(1, name), ...fBytes(2, fBytes(1, tensorType))];
+}

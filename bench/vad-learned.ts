@@ -1,0 +1,465 @@
+/**
+ * `npm run bench:vad-learned`: learned diffs of a real published update, Silero VAD v5 -> v6 (the
+ * two .onnx files of `@ricky0123/vad-web`), beside the post-hoc top-k payloads of `bench:onnx`.
+ *
+ * v5 is trained toward v6 (the teacher: v5 learns v6's speech decisions, frame by frame, on
+ * training audio made here) with the learned methods at budgets of 1/2/5/10% of the v6 file,
+ * each payload applied to v5 and run with onnxruntime-web on the evaluation audio of
+ * `bench:onnx` (same synthetic and real sets, fed as @ricky0123/vad-web feeds them: 512 new
+ * samples behind the previous frame's last 64, the state carried), against v6 on the same audio.
+ *
+ * - Training audio: espeak-ng sentences and voices that the evaluation audio never uses, with
+ *   silences, faint noise, speech buried in white noise, and noise-only stretches; cut into
+ *   sequences of two utterances, each starting from a zero state (truncated backpropagation of
+ *   `--bptt` frames from the carried state, see src/train/onnx/layers-model.ts). Validation: more
+ *   utterances of the same kind (other sentences), never the evaluation audio; it alone chooses
+ *   checkpoints and the committed payloads.
+ * - Rows: method x budget, each trained in its own child process (two at a time: training time,
+ *   frames/s and peak resident memory are that process's), then evaluated here.
+ * - The best learned payload at 2% and at 10% by validation agreement with v6 is written to
+ *   bench/results/vad-v5-v6-2pct.ndiff and -10pct.ndiff (full run only).
+ *
+ * Missing Debian packages (espeak-ng, sox, ktuberling-data, klettres-data, zstd, bsdiff) are
+ * installed with apt-get when running as root, and the bench says so.
+ *
+ *   npm run bench:vad-learned                          # the full grid
+ *   npm run bench:vad-learned -- --quick               # a few utterances, two rows (used by a test)
+ *   npm run bench:vad-learned -- --methods sparse,hash --budgets 2,10 --epochs 6 --json out.json
+ *   npm run bench:vad-learned -- --work /tmp/vad    # keep frames and rows; a second run reuses finished rows
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-web';
+import { applyPayload } from '../src/apply/index.ts';
+import { getHasher } from '../src/core/hasher.ts';
+import { seededRandom } from '../src/core/random.ts';
+import { OnnxWeightStore } from '../src/io/onnx/store.ts';
+import { budgetModels, compare, ensurePackages, espeak, real, stream, synthetic, vadProbabilities, type BudgetRow } from './onnx.ts';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const VAD_DIR = path.join(root, 'node_modules/@ricky0123/vad-web/dist');
+const RATE = 16000;
+const FRAME = 512;
+const CONTEXT = 64;
+
+/** Sentences and voices of the training and validation audio: none is in bench:onnx's evaluation audio. */
+const TRAIN_SENTENCES = [
+  'Remind me to water the plants when I get home tonight.',
+  'How many kilometres is it from here to the coast?',
+  'The library opens at nine and closes early on Sundays.',
+  'Could you read that number back to me slowly, please?',
+  'A cold wind blew across the empty harbour all night.',
+  'Add eggs, flour and two cups of milk to the shopping list.',
+  'My flight was delayed by three hours because of fog.',
+  'Switch the heating off in the bedroom and the hall.',
+  'He painted the old fence green before the rain came.',
+  'Three hundred and sixty five days make a common year.',
+  'Whisper if you must, but tell me what really happened.',
+  'Open the garage door and leave the porch light on.',
+  'The children laughed as the kite climbed into the clouds.',
+  'Send a message to Anna saying I will be ten minutes late.',
+  'Turn the volume down, the baby has just fallen asleep.',
+  'Oranges, lemons and limes were piled high on the stall.',
+];
+const VAL_SENTENCES = [
+  'Please check whether the back door is locked.',
+  'The museum is closed for repairs until next spring.',
+  'Call the dentist tomorrow and move my appointment.',
+  'A small boat drifted slowly past the lighthouse.',
+];
+const TRAIN_VOICES = ['en-us+m1', 'en-gb-x-gbclan', 'en-us-nyc+f1', 'en-gb-x-gbcwmd+m5', 'en-gb-scotland+f5', 'en-029+f3', 'en-us+croak', 'en-gb+m6'];
+const VAL_VOICES = ['en-gb-x-rp+f1', 'en-us+m6'];
+
+export interface LearnedRow {
+  method: string;
+  budget: string;
+  budgetBytes: number;
+  payloadBytes: number;
+  /** Validation agreement with v6 (what chose the checkpoint and the committed payloads). */
+  validation: { agreement: number; baseAgreement: number; frames: number };
+  trainSeconds: number;
+  framesPerSecond: number;
+  peakRssMiB: number;
+  learningRate: number;
+  audio: BudgetRow['audio'];
+  /** Quick mode: the trainer's outputs on the validation frames against onnxruntime-web on the patched file. */
+  runtime?: { frames: number; maxAbsDiff: number; sameDecisions: number };
+  error?: string;
+}
+
+export interface VadLearnedResult {
+  quick: boolean;
+  trainFrames: number;
+  validationFrames: number;
+  trainSequences: number;
+  audio: Record<string, { seconds: number }>;
+  v5: BudgetRow['audio'];
+  learned: LearnedRow[];
+  posthoc: BudgetRow[];
+  committed: Record<string, string>;
+  options: { epochs: number; bptt: number; batchSize: number; learningRate?: number };
+  installed: string[];
+  seconds: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// audio -> frames
+
+/** Training-style audio: utterances two at a time (one sequence each), noise-only stretches between some. */
+function trainingStreams(sentences: string[], voices: string[], count: number, seed: number): Float32Array[] {
+  const r = seededRandom(seed);
+  const out: Float32Array[] = [];
+  for (let k = 0; k < count; k++) {
+    const clips: Float32Array[] = [];
+    for (let j = 0; j < 2; j++) {
+      const i = 2 * k + j;
+      clips.push(espeak(sentences[i % sentences.length], voices[(i * 3 + k) % voices.length], 120 + Math.floor(80 * r()), 25 + Math.floor(50 * r())));
+    }
+    const s = stream(clips, seed * 1000 + k);
+    if (k % 3 === 1) {
+      // A noise-only stretch (0.5-1.5 s of louder noise, brown or white) at the start.
+      const n = Math.floor(RATE * (0.5 + r()));
+      const noise = new Float32Array(n + s.length);
+      const level = 0.01 + 0.05 * r();
+      let brown = 0;
+      for (let i = 0; i < n; i++) {
+        const w = r() * 2 - 1;
+        brown = 0.98 * brown + 0.02 * w;
+        noise[i] = level * (k % 2 ? w : 8 * brown);
+      }
+      noise.set(s, n);
+      out.push(noise);
+    } else out.push(s);
+  }
+  return out;
+}
+
+/** Frames as vad-web feeds them: 64 samples of the previous frame, then 512 new; one sequence per stream. */
+function frames(streams: Float32Array[]): { input: Float32Array; sequence: Int32Array } {
+  const counts = streams.map((s) => Math.floor(s.length / FRAME));
+  const total = counts.reduce((a, b) => a + b, 0);
+  const input = new Float32Array(total * (CONTEXT + FRAME));
+  const sequence = new Int32Array(total);
+  let at = 0;
+  streams.forEach((pcm, k) => {
+    let context = new Float32Array(CONTEXT);
+    for (let f = 0; f < counts[k]; f++) {
+      const row = input.subarray(at * (CONTEXT + FRAME), (at + 1) * (CONTEXT + FRAME));
+      row.set(context);
+      row.set(pcm.subarray(f * FRAME, (f + 1) * FRAME), CONTEXT);
+      context = row.slice(-CONTEXT);
+      sequence[at++] = k;
+    }
+  });
+  return { input, sequence };
+}
+
+// ---------------------------------------------------------------------------------------------
+// one row, in a child process
+
+interface RowJob {
+  dir: string;
+  method: string;
+  percent: number;
+  epochs: number;
+  bptt: number;
+  batchSize: number;
+  learningRate?: number;
+  /** Also run the patched file with onnxruntime-web on the validation frames and compare with the trainer's own outputs. */
+  checkRuntime?: boolean;
+}
+
+/** Train one row (child process): reads the frames from `dir`, writes the payload and a JSON. */
+async function trainRow(job: RowJob): Promise<void> {
+  const { initBackend } = await import('../src/train/backend.ts');
+  const { trainOnnxDiff } = await import('../src/train/onnx/train-onnx.ts');
+  await initBackend('wasm');
+  const v5 = new Uint8Array(await readFile(path.join(VAD_DIR, 'silero_vad_v5.onnx')));
+  const v6 = new Uint8Array(await readFile(path.join(VAD_DIR, 'silero_vad_v6.onnx')));
+  const load = async (name: string) => {
+    const input = new Float32Array((await readFile(path.join(job.dir, `${name}.input.f32`))).buffer.slice(0));
+    const sequence = new Int32Array((await readFile(path.join(job.dir, `${name}.sequence.i32`))).buffer.slice(0));
+    return { inputs: { input: { values: input, shape: [CONTEXT + FRAME] } }, sequence };
+  };
+  const train = await load('train');
+  const val = await load('val');
+  const budgetBytes = Math.floor((job.percent / 100) * v6.length);
+  // topk-retrain: the full fine-tune is v6 itself (same tensors): its change ranks the weights.
+  const v6Store = new OnnxWeightStore(v6);
+  const fullWeights = new Map(v6Store.weights().map((w) => [w.name, Float32Array.from(v6Store.values(w.name))]));
+  const t0 = performance.now();
+  let samples = 0;
+  let sampleSeconds = 0;
+  const res = await trainOnnxDiff(v5, train, {
+    method: job.method as never,
+    budgetBytes,
+    epochs: job.epochs,
+    batchSize: job.batchSize,
+    tune: 'off',
+    seed: 1,
+    teacher: v6,
+    validation: val,
+    ...(job.checkRuntime ? { eval: val } : {}),
+    shared: { sr: { values: Int32Array.of(RATE), shape: [] } },
+    state: [{ input: 'state', output: 'stateN' }],
+    bpttFrames: job.bptt,
+    allowWorse: true,
+    ...(job.learningRate ? { learningRate: job.learningRate } : {}),
+    ...(job.method === 'topk-retrain' ? { fullWeights } : {}),
+    header: { modelId: 'silero-vad', sequence: 1 },
+    program: { source: 'silero_vad_v5.onnx' },
+    onEpoch: (e) => {
+      samples += e.samplesPerSecond * e.seconds;
+      sampleSeconds += e.seconds;
+    },
+    onProgress: (m) => process.stderr.write(`[${job.method} ${job.percent}%] ${m}\n`),
+  });
+  await writeFile(path.join(job.dir, `${job.method}-${job.percent}.ndiff`), res.bytes);
+  let runtime: LearnedRow['runtime'];
+  if (job.checkRuntime && res.evalOutputs) {
+    // What the trainer measured on the validation frames against onnxruntime-web on the patched
+    // file, each sequence from a zero state with the state carried, frame for frame.
+    const { applyPayload: apply } = await import('../src/apply/index.ts');
+    const patched = new OnnxWeightStore(v5.slice(), { source: 'v5' });
+    await apply(patched, res.bytes);
+    const session = await ort.InferenceSession.create(patched.modelBytes());
+    const sr = new ort.Tensor('int64', BigInt64Array.from([BigInt(RATE)]), []);
+    let state: ort.Tensor = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
+    let maxAbsDiff = 0;
+    let same = 0;
+    const seq = val.sequence;
+    for (let i = 0; i < seq.length; i++) {
+      if (i === 0 || seq[i] !== seq[i - 1]) state = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
+      const r = await session.run({ input: new ort.Tensor('float32', val.inputs.input.values.slice(i * 576, (i + 1) * 576), [1, 576]), state, sr });
+      state = r.stateN;
+      const p = (r.output.data as Float32Array)[0];
+      maxAbsDiff = Math.max(maxAbsDiff, Math.abs(p - res.evalOutputs[i]));
+      if (p >= 0.5 === res.evalOutputs[i] >= 0.5) same++;
+    }
+    await session.release();
+    runtime = { frames: seq.length, maxAbsDiff, sameDecisions: same / seq.length };
+  }
+  const out = {
+    ...(runtime ? { runtime } : {}),
+    payloadBytes: res.bytes.length,
+    budgetBytes,
+    validation: { agreement: res.teacher?.validation?.agreement ?? NaN, baseAgreement: res.teacher?.validation?.baseAgreement ?? NaN, frames: res.teacher?.validation?.examples ?? 0 },
+    trainSeconds: (performance.now() - t0) / 1000,
+    framesPerSecond: sampleSeconds ? samples / sampleSeconds : 0,
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    learningRate: res.tuning.learningRate,
+  };
+  await writeFile(path.join(job.dir, `${job.method}-${job.percent}.json`), JSON.stringify(out));
+}
+
+function runChild(job: RowJob, log: (l: string) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const args = ['--conditions=neural-diff-source', '--import', 'tsx', fileURLToPath(import.meta.url), '--row', JSON.stringify(job)];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: root });
+    let tail = '';
+    child.stderr.on('data', (b: Buffer) => {
+      const text = b.toString();
+      tail = (tail + text).slice(-4000);
+      for (const line of text.split('\n')) if (/chosen|validation|epoch \d+:|hard mask|error/i.test(line) && line.trim()) log(`  ${line.trim()}`);
+    });
+    child.on('close', async (code) => {
+      const why = tail.split('\n').filter((l) => /Error|error:/.test(l) && l.length < 2000).slice(-2).join(' | ');
+      if (code !== 0) await writeFile(path.join(job.dir, `${job.method}-${job.percent}.json`), JSON.stringify({ error: `exit ${code}: ${why}` }));
+      resolve();
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// the bench
+
+export interface VadLearnedOptions {
+  quick?: boolean;
+  methods?: string[];
+  percents?: number[];
+  epochs?: number;
+  bptt?: number;
+  batchSize?: number;
+  learningRate?: number;
+  /** Compare each row's trainer outputs with onnxruntime-web on the patched file (default: quick runs). */
+  checkRuntime?: boolean;
+  /** Children training at once (default 2). */
+  parallel?: number;
+  /** Write the committed payloads (default: full runs only). */
+  commit?: boolean;
+  /** Training and validation sequences (two utterances each; default 16 and 4, quick 3 and 1). */
+  trainSequences?: number;
+  valSequences?: number;
+  /** A folder kept after the run: its frames and finished rows are reused when the bench runs again on it. */
+  work?: string;
+  log?: (line: string) => void;
+}
+
+export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promise<VadLearnedResult> {
+  const t0 = performance.now();
+  const quick = options.quick === true;
+  const log = options.log ?? ((l: string) => console.error(l));
+  ort.env.wasm.numThreads = 1;
+  ort.env.logLevel = 'error';
+  const installed = ensurePackages([{ pkg: 'espeak-ng', bin: 'espeak-ng' }, { pkg: 'sox', bin: 'sox' }, { pkg: 'ktuberling-data' }, { pkg: 'klettres-data' }], log);
+  const methods = options.methods ?? (quick ? ['sparse', 'hash'] : ['sparse', 'hash', 'lora', 'topk-retrain']);
+  const percents = options.percents ?? (quick ? [2] : [1, 2, 5, 10]);
+  const epochs = options.epochs ?? (quick ? 1 : 6);
+  const bptt = options.bptt ?? 2;
+  const batchSize = options.batchSize ?? 64;
+
+  log('training and validation audio: espeak-ng sentences and voices the evaluation audio does not use ...');
+  const trainStreams = trainingStreams(TRAIN_SENTENCES, TRAIN_VOICES, options.trainSequences ?? (quick ? 3 : 16), 101);
+  const valStreams = trainingStreams(VAL_SENTENCES, VAL_VOICES, options.valSequences ?? (quick ? 1 : 4), 202);
+  const train = frames(trainStreams);
+  const val = frames(valStreams);
+  const dir = options.work ? path.resolve(options.work) : await mkdtemp(path.join(tmpdir(), 'nd-vad-learned-'));
+  await mkdir(dir, { recursive: true });
+  try {
+    await writeFile(path.join(dir, 'train.input.f32'), new Uint8Array(train.input.buffer));
+    await writeFile(path.join(dir, 'train.sequence.i32'), new Uint8Array(train.sequence.buffer));
+    await writeFile(path.join(dir, 'val.input.f32'), new Uint8Array(val.input.buffer));
+    await writeFile(path.join(dir, 'val.sequence.i32'), new Uint8Array(val.sequence.buffer));
+    log(`${train.sequence.length} training frames in ${trainStreams.length} sequences, ${val.sequence.length} validation frames; rows: ${methods.join(', ')} at ${percents.join(', ')}%, ${epochs} epoch(s), truncated backpropagation over ${bptt} frame(s), batch ${batchSize}`);
+
+    // Each method at every budget before the next method: a run cut short still has both ends of the range.
+    const jobs: RowJob[] = methods.flatMap((method) => percents.map((percent) => ({ dir, method, percent, epochs, bptt, batchSize, ...(options.learningRate ? { learningRate: options.learningRate } : {}), ...((options.checkRuntime ?? quick) ? { checkRuntime: true } : {}) })));
+    const done = new Set<RowJob>();
+    for (const job of jobs) if (options.work && existsSync(path.join(dir, `${job.method}-${job.percent}.json`))) done.add(job);
+    if (done.size) log(`${done.size} row(s) already trained in ${dir}: reused`);
+    const parallel = Math.max(1, options.parallel ?? 2);
+    let next = 0;
+    await Promise.all(Array.from({ length: parallel }, async () => {
+      while (next < jobs.length) {
+        const job = jobs[next++];
+        if (done.has(job)) continue;
+        log(`training ${job.method} at ${job.percent}% ...`);
+        await runChild(job, log);
+      }
+    }));
+
+    // Evaluation: the audio of bench:onnx, v6 as the reference.
+    log('evaluation audio (bench:onnx\'s synthetic and real sets) ...');
+    const sets = { synthetic: synthetic(quick), real: real(quick) };
+    const v5 = new Uint8Array(await readFile(path.join(VAD_DIR, 'silero_vad_v5.onnx')));
+    const v6 = new Uint8Array(await readFile(path.join(VAD_DIR, 'silero_vad_v6.onnx')));
+    const reference: Record<string, Float32Array> = {};
+    const v5Audio: BudgetRow['audio'] = {};
+    for (const [name, set] of Object.entries(sets)) {
+      reference[name] = await vadProbabilities(v6, set.pcm);
+      v5Audio[name] = compare(reference[name], await vadProbabilities(v5, set.pcm));
+    }
+    const hasher = await getHasher();
+    const learned: LearnedRow[] = [];
+    for (const job of jobs) {
+      const meta = JSON.parse(await readFile(path.join(dir, `${job.method}-${job.percent}.json`), 'utf8')) as Omit<LearnedRow, 'method' | 'budget' | 'audio'>;
+      const row: LearnedRow = { method: job.method, budget: `${job.percent}%`, ...meta, audio: {} };
+      if (!meta.error) {
+        const payload = new Uint8Array(await readFile(path.join(dir, `${job.method}-${job.percent}.ndiff`)));
+        const patched = new OnnxWeightStore(v5.slice(), { source: 'v5' });
+        await applyPayload(patched, payload, { hasher });
+        const model = patched.modelBytes();
+        for (const [name, set] of Object.entries(sets)) row.audio[name] = compare(reference[name], await vadProbabilities(model, set.pcm));
+      }
+      learned.push(row);
+      log(`  ${row.method} ${row.budget}: ${row.error ?? `${row.payloadBytes} bytes, validation ${(100 * row.validation.agreement).toFixed(2)}% (v5 ${(100 * row.validation.baseAgreement).toFixed(2)}%), ${Object.entries(row.audio).map(([k, a]) => `${k} ${(100 * a.agreement).toFixed(2)}%`).join(', ')}`}`);
+    }
+    log('post-hoc top-k rows at the same budgets ...');
+    const posthocModels = await budgetModels(hasher, v5, v6, percents, 'silero-vad', log);
+    const posthoc: BudgetRow[] = [];
+    for (const m of posthocModels) {
+      const row: BudgetRow = { budget: m.budget, budgetBytes: m.budgetBytes, payloadBytes: m.payloadBytes, codec: m.codec, keptValues: m.kept, audio: {} };
+      for (const [name, set] of Object.entries(sets)) row.audio[name] = compare(reference[name], await vadProbabilities(m.model, set.pcm));
+      posthoc.push(row);
+    }
+
+    // The committed payloads: the best learned row at 2% and at 10% by validation agreement.
+    const committed: Record<string, string> = {};
+    if (options.commit ?? !quick) {
+      for (const pct of [2, 10]) {
+        const rows = learned.filter((r) => r.budget === `${pct}%` && !r.error);
+        if (!rows.length) continue;
+        const best = rows.reduce((a, b) => (b.validation.agreement > a.validation.agreement ? b : a));
+        const dest = path.join(root, 'bench/results', `vad-v5-v6-${pct}pct.ndiff`);
+        await mkdir(path.dirname(dest), { recursive: true });
+        await copyFile(path.join(dir, `${best.method}-${pct}.ndiff`), dest);
+        committed[`${pct}%`] = `${best.method} (validation ${(100 * best.validation.agreement).toFixed(2)}%) -> ${path.relative(root, dest)}`;
+      }
+    }
+    return {
+      quick,
+      trainFrames: train.sequence.length,
+      validationFrames: val.sequence.length,
+      trainSequences: trainStreams.length,
+      audio: Object.fromEntries(Object.entries(sets).map(([k, s]) => [k, { seconds: s.pcm.length / RATE }])),
+      v5: v5Audio,
+      learned,
+      posthoc,
+      committed,
+      options: { epochs, bptt, batchSize, ...(options.learningRate ? { learningRate: options.learningRate } : {}) },
+      installed,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    if (!options.work) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+export function renderMarkdown(r: VadLearnedResult): string {
+  const sets = Object.keys(r.v5);
+  const lines: string[] = [];
+  lines.push(`| payload | bytes | validation agreement | ${sets.map((s) => `${s}: same decision as v6 | ${s}: mean abs diff`).join(' | ')} | train s | frames/s | peak RSS MiB |`);
+  lines.push(`|---|---:|---:|${sets.map(() => '---:|---:').join('|')}|---:|---:|---:|`);
+  const audio = (a: BudgetRow['audio']) => sets.map((s) => (a[s] ? `${pct(a[s].agreement)} | ${a[s].meanAbsDiff.toFixed(4)}` : '- | -')).join(' | ');
+  lines.push(`| v5 unchanged | 0 | ${r.learned.find((x) => !x.error) ? pct((r.learned.find((x) => !x.error) as LearnedRow).validation.baseAgreement) : '-'} | ${audio(r.v5)} | - | - | - |`);
+  for (const row of r.learned) {
+    if (row.error) lines.push(`| ${row.method} ${row.budget} | failed: ${row.error.slice(0, 120)} |`);
+    else lines.push(`| ${row.method} ${row.budget} | ${row.payloadBytes.toLocaleString('en')} | ${pct(row.validation.agreement)} | ${audio(row.audio)} | ${row.trainSeconds.toFixed(0)} | ${row.framesPerSecond.toFixed(0)} | ${row.peakRssMiB.toFixed(0)} |`);
+  }
+  for (const row of r.posthoc) lines.push(`| post-hoc top-k ${row.budget} | ${row.payloadBytes.toLocaleString('en')} | - | ${audio(row.audio)} | - | - | - |`);
+  lines.push('');
+  lines.push(`Training: ${r.trainFrames} frames (${(r.trainFrames * FRAME / RATE).toFixed(0)} s) in ${r.trainSequences} sequences; validation ${r.validationFrames} frames; ${r.options.epochs} epoch(s), truncated backpropagation over ${r.options.bptt} frame(s), batch ${r.options.batchSize}. Evaluation: ${Object.entries(r.audio).map(([k, a]) => `${k} ${a.seconds.toFixed(0)} s`).join(', ')}.`);
+  if (Object.keys(r.committed).length) lines.push(`Committed: ${Object.entries(r.committed).map(([k, v]) => `${k}: ${v}`).join('; ')}.`);
+  return lines.join('\n');
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  const row = arg('--row');
+  if (row) {
+    await trainRow(JSON.parse(row) as RowJob);
+  } else {
+    const quick = process.argv.includes('--quick');
+    const list = (s: string | undefined) => s?.split(',').map((x) => x.trim()).filter(Boolean);
+    const res = await runVadLearnedBench({
+      quick,
+      ...(list(arg('--methods')) ? { methods: list(arg('--methods')) } : {}),
+      ...(list(arg('--budgets')) ? { percents: (list(arg('--budgets')) as string[]).map(Number) } : {}),
+      ...(arg('--epochs') ? { epochs: Number(arg('--epochs')) } : {}),
+      ...(arg('--bptt') ? { bptt: Number(arg('--bptt')) } : {}),
+      ...(arg('--batch-size') ? { batchSize: Number(arg('--batch-size')) } : {}),
+      ...(arg('--lr') ? { learningRate: Number(arg('--lr')) } : {}),
+      ...(arg('--parallel') ? { parallel: Number(arg('--parallel')) } : {}),
+      ...(process.argv.includes('--no-commit') ? { commit: false } : {}),
+      ...(arg('--sequences') ? { trainSequences: Number(arg('--sequences')) } : {}),
+      ...(arg('--val-sequences') ? { valSequences: Number(arg('--val-sequences')) } : {}),
+      ...(arg('--work') ? { work: arg('--work') } : {}),
+    });
+    console.log(renderMarkdown(res));
+    console.log(`\n(${quick ? 'quick' : 'full'} run, ${res.seconds.toFixed(0)} s${res.installed.length ? `; installed ${res.installed.join(', ')}` : ''})`);
+    const j = arg('--json');
+    if (j) {
+      await mkdir(path.dirname(path.resolve(j)), { recursive: true });
+      await writeFile(j, JSON.stringify(res, null, 2) + '\n');
+    }
+  }
+}

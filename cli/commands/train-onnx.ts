@@ -1,0 +1,149 @@
+/**
+ * `ndiff train --base model.onnx`: learn a diff of an ONNX model (src/train/onnx/train-onnx.ts).
+ * Data folders hold one `.npy` per model input, named after it (`input.npy`), examples on the
+ * first axis; a 0-d array (`sr.npy` holding 16000) is fed as it is to every example. `y.npy`
+ * (class per example) is optional with `--teacher`. Stateful models (`--state state:stateN`) also
+ * need `sequence.npy`: the sequence of each frame, a sequence's frames consecutive and in order.
+ */
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { DataError, UsageError } from '../../src/core/errors.ts';
+import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
+import { storedModelBytes } from '../../src/diff/build.ts';
+import { loadNpy } from '../../src/io/npy/files.ts';
+import { applyToOnnxFile } from '../../src/io/onnx/files.ts';
+import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
+import { importWithTrainerPeers } from '../../src/train/peer.ts';
+import type { OnnxDataset } from '../../src/train/onnx/train-onnx.ts';
+import type { OnnxInputValues, OnnxOutputKind, OnnxStatePair } from '../../src/train/onnx/layers-model.ts';
+import type { CliIO } from '../common.ts';
+import { checkOutputPath, parseExpiry, resolveModelId } from '../models.ts';
+import type { TrainArgs } from './train.ts';
+
+/** The ONNX-only options of `ndiff train`. */
+export interface OnnxTrainArgs {
+  teacher?: string;
+  state: string[];
+  bptt: number;
+  output?: string;
+  outputKind?: OnnxOutputKind;
+}
+
+/** `--state in:out` pairs. */
+export function parseStatePairs(specs: readonly string[]): OnnxStatePair[] {
+  return specs.map((s) => {
+    const m = /^([^:]+):([^:]+)$/.exec(s);
+    if (!m) throw new UsageError(`--state ${JSON.stringify(s)}: expected INPUT:OUTPUT, the state input and the output that carries it to the next frame (Silero VAD: --state state:stateN)`);
+    return { input: m[1], output: m[2] };
+  });
+}
+
+/** One data folder: `<input>.npy` per fed input, `y.npy` and `sequence.npy` when present. */
+function loadFolder(dir: string, inputs: string[], what: string, stateful: boolean): { data: OnnxDataset; shared: Record<string, OnnxInputValues> } {
+  if (!existsSync(dir)) throw new UsageError(`${what} ${dir} does not exist: expected a folder with one .npy per model input (${inputs.map((i) => `${i}.npy`).join(', ')})`);
+  const data: OnnxDataset = { inputs: {} };
+  const shared: Record<string, OnnxInputValues> = {};
+  for (const name of inputs) {
+    const file = path.join(dir, `${name}.npy`);
+    if (!existsSync(file)) throw new DataError(`${what} ${dir} has no ${name}.npy: give one .npy per model input, named after it (${inputs.map((i) => `${i}.npy`).join(', ')})`, { input: name });
+    const a = loadNpy(file);
+    const isInt = a.data instanceof Int32Array || a.data instanceof Int16Array || a.data instanceof Int8Array || a.data instanceof Uint8Array || a.data instanceof Uint16Array || a.data instanceof Uint32Array;
+    const values = isInt ? Int32Array.from(a.data as ArrayLike<number>) : Float32Array.from(a.data as ArrayLike<number>);
+    if (a.shape.length === 0) shared[name] = { values, shape: [] };
+    else data.inputs[name] = { values, shape: a.shape.slice(1) };
+  }
+  const y = path.join(dir, 'y.npy');
+  if (existsSync(y)) data.labels = Int32Array.from(loadNpy(y).data as ArrayLike<number>);
+  const seq = path.join(dir, 'sequence.npy');
+  if (existsSync(seq)) data.sequence = Int32Array.from(loadNpy(seq).data as ArrayLike<number>);
+  else if (stateful) throw new DataError(`${what} ${dir} has no sequence.npy: a stateful model (--state) trains on sequences; give the sequence id of every frame (a sequence's frames consecutive and in order)`);
+  return { data, shared };
+}
+
+/** `ndiff train` on an ONNX base. */
+export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
+  const { tf, initBackend, trainOnnxDiff, decodeOnnxModel } = await importWithTrainerPeers(async () => ({
+    tf: await import('@tensorflow/tfjs'),
+    ...(await import('../../src/train/backend.ts')),
+    ...(await import('../../src/train/onnx/train-onnx.ts')),
+    ...(await import('../../src/train/onnx/model.ts')),
+  }), '`ndiff train`');
+  const { parseTrainable } = await import('../../src/train/select.ts');
+  if (a.replay) throw new UsageError('--replay is for TF.js models; for an ONNX model put the replayed examples in --train');
+  if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js models for now; compare ONNX payloads with ndiff diff --eval');
+  await checkOutputPath(a.out, '--out');
+  // Before any work: the id devices know the model by (never the file name).
+  const modelId = await resolveModelId(a.base, a.modelId);
+  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
+  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
+  const bytes = new Uint8Array(await readFile(a.base).catch(() => {
+    throw new UsageError(`cannot read --base ${a.base}: expected an ONNX model file`);
+  }));
+  const teacher = a.teacher ? new Uint8Array(await readFile(a.teacher).catch(() => {
+    throw new UsageError(`cannot read --teacher ${a.teacher}: expected the new version of the model as an .onnx file`);
+  })) : undefined;
+  const state = parseStatePairs(a.state);
+  const graph = decodeOnnxModel(bytes, { source: a.base });
+  const fed = new Set(graph.graph.initializers.map((t) => t.name));
+  const stateInputs = new Set(state.map((s) => s.input));
+  const inputs = graph.graph.inputs.map((i) => i.name).filter((n) => !fed.has(n) && !stateInputs.has(n));
+  const train = loadFolder(a.train, inputs, '--train', state.length > 0);
+  const val = a.val ? loadFolder(a.val, inputs, '--val', state.length > 0).data : undefined;
+  const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', state.length > 0).data : undefined;
+  const store = new OnnxWeightStore(bytes, { source: a.base });
+  const total = storedModelBytes(store);
+  const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
+  const backend = await initBackend(a.backend);
+  const examples = Object.values(train.data.inputs)[0];
+  io.progress(`backend ${backend}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${examples ? examples.values.length / Math.max(1, examples.shape.reduce((x, d) => x * d, 1)) : 0} training examples${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
+  const res = await trainOnnxDiff(bytes, train.data, {
+    method: a.method,
+    budgetBytes,
+    epochs: a.epochs,
+    ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
+    seed: a.seed,
+    learningRate: a.lr,
+    codec: a.codec,
+    validation: val ?? a.valFraction,
+    ...(evalData ? { eval: evalData } : {}),
+    tune: a.tune,
+    trainable: parseTrainable(a.trainable),
+    allowWorse: a.allowWorse,
+    distill: a.distill,
+    store: a.store,
+    shared: train.shared,
+    ...(teacher ? { teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
+    ...(state.length ? { state, bpttFrames: a.bptt } : {}),
+    ...(a.output ? { output: a.output } : {}),
+    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
+    program: { source: path.basename(a.base) },
+    header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
+    onProgress: (m) => io.progress(m),
+    onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(0)} examples/s`),
+  });
+  tf.disposeVariables();
+  await writeFile(a.out, res.bytes);
+  const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
+  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate})`);
+  const tv = res.teacher?.validation;
+  if (tv) io.out(`validation agreement with the teacher ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)} on ${tv.examples} examples`);
+  else if (res.validation) io.out(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
+  const how = `computed as onnxruntime computes the patched file${state.length ? ', each sequence from its start with the state carried' : ''}`;
+  if (res.teacherEval) io.out(`eval agreement with the teacher ${pct(res.teacherEval.before.agreement)} -> ${pct(res.teacherEval.after.agreement)}; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)} (${how})`);
+  if (evalData?.labels) io.out(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (${how})`);
+  if (a.modelOut) {
+    await copyFile(a.base, a.modelOut);
+    await applyToOnnxFile(a.modelOut, res.bytes, { state: null });
+    io.out(`wrote the updated model to ${a.modelOut}`);
+  }
+  if (a.metricsOut) {
+    await writeFile(a.metricsOut, JSON.stringify({
+      kind: 'ndiff-train-metrics', format: 'onnx', method: a.method, budgetBytes, bytes: res.bytes.length, modelBytes: total,
+      accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
+      tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
+      baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint, backend, seed: a.seed,
+    }, null, 2) + '\n');
+  }
+  return 0;
+}
