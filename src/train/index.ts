@@ -43,6 +43,6 @@ export type { PayloadCloseness, TeacherLoss, TeacherMetric, InputData } from './
 export const trainOnnxDiff = api.trainOnnxDiff;
 export const OnnxTrainingModel = api.OnnxTrainingModel;
 export type OnnxTrainingModel = Api.OnnxTrainingModel;
-export type { OnnxExamples, OnnxInputValues, OnnxOutputKind, OnnxStatePair, OnnxTrainingModelOptions, OnnxDataset, TrainOnnxOptions, TrainOnnxResult, TeacherAgreement } from './api.ts';
+export type { OnnxLayer, OnnxLayerWeight, OnnxExamples, OnnxInputValues, OnnxOutputKind, OnnxStatePair, OnnxTrainingModelOptions, OnnxDataset, TrainOnnxOptions, TrainOnnxResult, TeacherAgreement } from './api.ts';
 export type { TrainMethod, TrainDiffOptions, TrainDiffResult, CompetingResult, TrainBackendName, InitBackendOptions, LabelledData, NamedVariable, SparseMaskOptions, TfModelStoreOptions, EpochReport, OnnxProgramOptions, OnnxVariable, UnsupportedNode, TrainableSpec, TuneMode, TuningCandidate, Evaluation, OnnxModel, OnnxGraph, OnnxNode, OnnxAttribute, OnnxTensor, OnnxElement, OnnxValueInfo, ExternalFiles } from './api.ts';
 export { TRAINER_INSTALL } from './peer.ts';

@@ -112,7 +112,7 @@ export async function serveRelease(root: string): Promise<ReleaseServer> {
       // Close with a FIN after the bytes (socket.end), not a reset (destroy): a reset can make the
       // client's kernel discard bytes it has not handed to the reader yet, so the download would
       // see no bytes at all on a busy machine instead of `at` of them.
-      res.write(part, () => res.socket?.end());
+      res.write(part, () => setTimeout(() => res.socket?.end(), 50));
       return;
     }
     if (fault?.kind === 'trickle') {

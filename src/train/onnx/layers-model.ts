@@ -73,7 +73,7 @@ export interface OnnxTrainingModelOptions {
 }
 
 /** A weight of the pseudo-layer, shaped like tfjs' LayerVariable where the trainers read it. */
-class OnnxLayerWeight {
+export class OnnxLayerWeight {
   constructor(
     readonly originalName: string,
     readonly shape: number[],
@@ -89,7 +89,7 @@ class OnnxLayerWeight {
 }
 
 /** The one layer the trainers see: every weight of the program. */
-class OnnxLayer {
+export class OnnxLayer {
   readonly name: string;
   trainable = true;
   readonly _trainableWeights: OnnxLayerWeight[];
