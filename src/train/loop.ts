@@ -14,6 +14,8 @@ import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } fro
 import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
 import { teacherTerm, type TeacherTarget } from './teacher.ts';
+import type { TrainingPool } from './parallel/pool.ts';
+import type { ShardExamples } from './parallel/shard-step.ts';
 
 /** A run stopped because its loss became NaN or infinite (a learning rate too high, usually). */
 export class TrainingDiverged extends Error {
@@ -60,6 +62,11 @@ export interface LoopOptions {
    * `labelWeight` (0: labels unused, as when the data has none).
    */
   target?: { rows: Float32Array; teacher: TeacherTarget };
+  /**
+   * Compute each step's gradient on these threads (data parallel, src/train/parallel/pool.ts)
+   * instead of in one pass on this thread. Without it the loop runs as it always has.
+   */
+  pool?: TrainingPool;
 }
 
 /**
@@ -142,6 +149,11 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
   const totalSteps = stepsPerEpoch * options.epochs;
   const reports: EpochReport[] = [];
   let step = 0;
+  options.pool?.begin(targets, {
+    fromLogits: options.fromLogits,
+    ...(options.teacher ? { keep: { weight: options.teacher.weight, temperature: options.teacher.temperature } } : {}),
+    ...(options.target ? { target: options.target.teacher } : {}),
+  });
   for (let epoch = 1; epoch <= options.epochs; epoch++) {
     const t0 = performance.now();
     let lossSum = 0;
@@ -154,6 +166,7 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
           const grid = options.grids?.get(t.name);
           if (w) t.variable.assign(grid ? snapTensor(w, grid) : w);
         }
+        if (options.pool) return pooledStep(options.pool, b, targets, param, options);
         let logits: tf.Tensor | null = null;
         const { value, grads } = tf.variableGrads(() => {
           const applied = model.apply(b.x, { training: false }) as tf.Tensor | tf.Tensor[];
@@ -202,4 +215,46 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
     if (options.onEpoch?.(report) === true) break;
   }
   return reports;
+}
+
+/** Apply gradients grouped by the optimizer each variable belongs to (inside tf.tidy). */
+function applyByOptimizer(targets: NamedVariable[], gradOf: (t: NamedVariable) => tf.Tensor | undefined, param: Parameterization, options: LoopOptions): void {
+  const byOptimizer = new Map<tf.Optimizer, tf.NamedTensorMap>();
+  for (const t of targets) {
+    const g = gradOf(t);
+    if (!g) continue;
+    for (const [vname, grad] of Object.entries(param.gradients(t.name, g))) {
+      const opt = options.optimizerFor(vname);
+      if (!byOptimizer.has(opt)) byOptimizer.set(opt, {});
+      (byOptimizer.get(opt) as tf.NamedTensorMap)[vname] = grad;
+    }
+  }
+  for (const [opt, map] of byOptimizer) opt.applyGradients(map);
+}
+
+/**
+ * One step with the gradient computed by a pool of threads (the variables already hold the
+ * step's weights): the batch goes out as plain arrays with the teacher rows of its examples, the
+ * summed gradient comes back and is applied here, once.
+ */
+function pooledStep(pool: TrainingPool, b: { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array }, targets: NamedVariable[], param: Parameterization, options: LoopOptions): { loss: number; hits: number } {
+  const x = b.x.dataSync();
+  const examples: ShardExamples = { x: x instanceof Float32Array ? x : Float32Array.from(x as ArrayLike<number>), xShape: [...b.x.shape], y: Int32Array.from(b.y.dataSync()) };
+  const gather = (rows: Float32Array, width: number) => {
+    const out = new Float32Array(b.size * width);
+    for (let i = 0; i < b.size; i++) out.set(rows.subarray(b.idx[i] * width, (b.idx[i] + 1) * width), i * width);
+    return out;
+  };
+  if (options.teacher) {
+    const classes = options.teacher.outputs.length / options.teacher.right.length;
+    examples.keepRows = { outputs: gather(options.teacher.outputs, classes), right: Uint8Array.from(b.idx, (i) => (options.teacher as Teacher).right[i]) };
+  }
+  if (options.target) examples.targetRows = gather(options.target.rows, options.target.teacher.width);
+  const r = pool.step(examples);
+  const index = new Map(targets.map((t, j) => [t, j]));
+  applyByOptimizer(targets, (t) => {
+    const g = r.grads[index.get(t) as number];
+    return g.length ? tf.tensor(g, t.shape, 'float32') : undefined;
+  }, param, options);
+  return { loss: r.loss, hits: r.hits };
 }
