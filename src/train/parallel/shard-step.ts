@@ -50,7 +50,9 @@ export interface ShardResult {
  * already assigned) as the parameters. `fraction` is the shard's share of the batch.
  */
 export function shardGradients(model: tf.LayersModel, variables: tf.Variable[], shard: ShardExamples, spec: ShardLossSpec, fraction: number): ShardResult {
-  return tf.tidy(() => {
+  let result: ShardResult | undefined;
+  // The result leaves tf.tidy through a closure: returned, its arrays would be walked value by value.
+  tf.tidy(() => {
     const size = shard.y.length;
     const x = tf.tensor(shard.x, shard.xShape, 'float32');
     const y = tf.tensor1d(shard.y, 'int32');
@@ -76,7 +78,7 @@ export function shardGradients(model: tf.LayersModel, variables: tf.Variable[], 
     }, variables);
     const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits as unknown as tf.Tensor, -1), y), 'int32')).dataSync()[0];
     (logits as unknown as tf.Tensor).dispose();
-    return {
+    result = {
       grads: variables.map((v) => {
         const g = grads[v.name];
         return g ? (g.dataSync() as Float32Array).slice() : new Float32Array(0);
@@ -85,4 +87,5 @@ export function shardGradients(model: tf.LayersModel, variables: tf.Variable[], 
       hits,
     };
   });
+  return result as ShardResult;
 }
