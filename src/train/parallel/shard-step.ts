@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { sparseCrossEntropy } from '../data.ts';
-import { keepLoss, type Teacher } from '../loop.ts';
+import { keepLoss, type Teacher } from '../keep-loss.ts';
 import { teacherTerm, type TeacherTarget } from '../teacher.ts';
 
 /** The loss of the run, the same for every shard (plain data: it crosses to the workers). */
