@@ -17,7 +17,7 @@ import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
 
 /**
- * SHA-256 of the payload below as main made it at 0ec65bf, before threads existed (the same call
+ * SHA-256 of the payload below as main made it at 0ec65bf and 790938d, before threads existed (the same call
  * without `threads`). Threads 1 must keep making exactly these bytes.
  */
 const MAIN_PAYLOAD_SHA256 = 'b24a22085350f6ed58487303d15961edd674dba8afadd1dc469fc14ee400b9ca';
