@@ -89,9 +89,11 @@ def step():
 
 step()
 t0 = time.perf_counter()
+c0 = time.process_time()
 for _ in range(steps):
     step()
 seconds = time.perf_counter() - t0
+cpu = time.process_time() - c0  # every thread of the process
 
 a = torch.randn(1024, 1024)
 b = torch.randn(1024, 1024)
@@ -103,6 +105,7 @@ gflops = 4 * 2 * 1024 ** 3 / (time.perf_counter() - t1) / 1e9
 
 print(json.dumps({
     'samplesPerSecond': batch * steps / seconds,
+    'cpuMsPerSample': 1000 * cpu / (batch * steps),
     'peakRssBytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     'weights': sum(p.numel() for p in model.parameters()),
     'sgemmGflops': gflops,

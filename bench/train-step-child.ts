@@ -43,14 +43,21 @@ const fromLogits = (model.layers[model.layers.length - 1].getConfig() as { activ
 // Threads 1 without a chunk limit is the loop exactly as it runs without a pool.
 const pool = threads > 1 || chunk < batch ? await TrainingPool.start(model, { threads, backend: tf.getBackend(), maxChunk: chunk }) : undefined;
 const stamps: number[] = [];
+let cpuAtFirst: NodeJS.CpuUsage | undefined;
 try {
-  trainLoop(model, { x, y }, param, { epochs: 1, batchSize: batch, seed: 1, fromLogits, optimizerFor: () => opt, ...(pool ? { pool } : {}), onBatch: () => stamps.push(performance.now()) });
+  trainLoop(model, { x, y }, param, { epochs: 1, batchSize: batch, seed: 1, fromLogits, optimizerFor: () => opt, ...(pool ? { pool } : {}), onBatch: () => {
+    stamps.push(performance.now());
+    cpuAtFirst ??= process.cpuUsage();
+  } });
 } finally {
   pool?.dispose();
 }
 const seconds = (stamps[stamps.length - 1] - stamps[0]) / 1000;
+// CPU time of every thread of the process over the timed steps: what a step costs whatever the load.
+const cpu = process.cpuUsage(cpuAtFirst);
 console.log(JSON.stringify({
   samplesPerSecond: (batch * (stamps.length - 1)) / seconds,
+  cpuMsPerSample: (cpu.user + cpu.system) / 1000 / (batch * (stamps.length - 1)),
   peakRssBytes: process.resourceUsage().maxRSS * 1024,
   weights: vars.reduce((n, v) => n + v.variable.size, 0),
 }));

@@ -12,6 +12,9 @@
  * OpenBLAS's OpenMP build (libopenblas0-openmp) is unpacked with apt-get download + dpkg -x into
  * .cache/openblas-openmp and loaded through LD_LIBRARY_PATH (the pthread build fights torch's
  * own threads); each PyTorch row reports the SGEMM rate it measured, which shows the BLAS loaded.
+ * Each row also gives the CPU time of all the run's threads per sample: on a shared machine the
+ * wall-clock rates follow the scheduler, while CPU time per sample still shows what threads cost
+ * (the same CPU time per sample at N threads as at 1 means N times the rate on N idle cores).
  * Every configuration runs in its own process (peak resident memory is per process; our workers'
  * memory counts in ours). MobileNetV2 trains at batch 32 as chunks of 8 per thread whose
  * gradients are summed (gradient accumulation, one optimizer step per 32) unless --quick, which
@@ -47,6 +50,8 @@ const plans: Plan[] = [
 
 interface Row {
   samplesPerSecond: number;
+  /** CPU time of all the run's threads per sample over the timed steps (robust to a shared machine). */
+  cpuMsPerSample: number;
   peakRssBytes: number;
   weights: number;
   sgemmGflops?: number;
@@ -127,12 +132,12 @@ for (const p of plans) {
   const t1 = rows.get('torch 1');
   const tN = rows.get(`torch ${cores}`);
   console.log(`\n${p.label}: batch ${p.batch}${p.chunk < p.batch ? ` (ours in chunks of ${p.chunk} per thread, gradients summed: one step per batch)` : ''}, ${p.steps} timed step(s); weights ours ${o1?.weights}, PyTorch ${t1?.weights ?? 'n/a'}`);
-  console.log('| threads | ours samples/s | PyTorch samples/s | ours / PyTorch | ours peak memory | PyTorch peak memory | PyTorch SGEMM GFLOPS |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| threads | ours samples/s | PyTorch samples/s | ours / PyTorch | ours CPU ms/sample | PyTorch CPU ms/sample | ours peak memory | PyTorch peak memory | PyTorch SGEMM GFLOPS |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const t of threadCounts) {
     const o = rows.get(`ours ${t}`);
     const q = rows.get(`torch ${t}`);
-    console.log(`| ${t} | ${rate(o)} | ${rate(q)} | ${ratio(o, q)} | ${o ? mib(o.peakRssBytes) : 'n/a'} | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${q?.sgemmGflops?.toFixed(1) ?? 'n/a'} |`);
+    console.log(`| ${t} | ${rate(o)} | ${rate(q)} | ${ratio(o, q)} | ${o ? o.cpuMsPerSample.toFixed(1) : 'n/a'} | ${q ? q.cpuMsPerSample.toFixed(1) : 'n/a'} | ${o ? mib(o.peakRssBytes) : 'n/a'} | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${q?.sgemmGflops?.toFixed(1) ?? 'n/a'} |`);
   }
   if (cores > 1) console.log(`ours ${cores} threads / ours 1 thread: ${ratio(oN, o1)}; PyTorch ${cores} / 1: ${ratio(tN, t1)}`);
   results.push({ model: p.key, batch: p.batch, steps: p.steps, chunk: p.chunk, ...Object.fromEntries(rows) });
