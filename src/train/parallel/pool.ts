@@ -112,7 +112,12 @@ export class TrainingPool {
     checkThreads(options.threads);
     const maxChunk = options.maxChunk ?? Number.POSITIVE_INFINITY;
     if (!(maxChunk >= 1)) throw new UsageError(`maxChunk must be at least 1, got ${options.maxChunk}`);
-    const pkg = options.threads > 1 ? await packageOf(model) : undefined;
+    let pkg: ModelPackage | undefined;
+    try {
+      pkg = options.threads > 1 ? await packageOf(model) : undefined;
+    } catch (e) {
+      throw new TrainingWorkerError(`the model cannot be copied to worker threads (${(e as Error).message}). Train with threads 1 (--threads 1)`, {});
+    }
     const names = namedVariables(model).map((v) => v.name);
     const members: Member[] = [];
     try {
