@@ -395,3 +395,37 @@ describe('end to end: a tiny conv net trains the same on wasm and cpu', () => {
     });
   });
 });
+
+describe('batch-norm gradient without Tile (src/train/kernels/batch-norm-grad.ts)', () => {
+  // The reference: the same function built from elementary ops, differentiated by tfjs through
+  // their own gradients (no FusedBatchNorm involved), on cpu.
+  const eps = 1e-3;
+  const shapes: number[][] = [[2, 5, 4, 3], [3, 7]];
+  for (const shape of shapes) {
+    it(`x${JSON.stringify(shape)}: dx, dmean, dvariance, dscale, doffset on wasm and cpu match the elementary-op reference`, async () => {
+      const c = shape[shape.length - 1];
+      const inputs = () => [rand(shape, 81), rand([c], 82), tf.add(tf.abs(rand([c], 83)), 0.1), rand([c], 84), rand([c], 85)];
+      const fused = (x: tf.Tensor, m: tf.Tensor, v: tf.Tensor, s: tf.Tensor, o: tf.Tensor) => tf.batchNorm(x, m as tf.Tensor1D, v as tf.Tensor1D, o as tf.Tensor1D, s as tf.Tensor1D, eps);
+      const elementary = (x: tf.Tensor, m: tf.Tensor, v: tf.Tensor, s: tf.Tensor, o: tf.Tensor) => tf.add(tf.mul(tf.mul(tf.sub(x, m), tf.rsqrt(tf.add(v, eps))), s), o);
+      await initBackend('cpu');
+      const reference = tf.tidy(() => gradsOf(elementary, inputs(), 86)).map((t) => Float32Array.from(t.dataSync()));
+      const { cpu, wasm } = await onBoth(() => gradsOf(fused, inputs(), 86));
+      reference.forEach((expected, i) => {
+        assert.ok(relError(cpu[i], expected) <= 1e-5, `cpu output ${i} differs by ${relError(cpu[i], expected).toExponential(2)}`);
+        assert.ok(relError(wasm[i], expected) <= 1e-5, `wasm output ${i} differs by ${relError(wasm[i], expected).toExponential(2)}`);
+      });
+    });
+  }
+
+  it('a MobileNetV2-style step runs no Tile', async () => {
+    await initBackend('wasm');
+    const x = rand([2, 6, 6, 4], 91);
+    const scale = tf.variable(rand([4], 92));
+    const { kernels } = await tf.profile(() => {
+      const g = tf.grads((a: tf.Tensor, s: tf.Tensor) => tf.sum(tf.relu6(tf.batchNorm(a, tf.zeros([4]), tf.ones([4]), tf.zeros([4]), s as tf.Tensor1D, 1e-3))));
+      return g([x, scale]);
+    });
+    assert.ok(kernels.some((k) => k.name === 'FusedBatchNorm'), 'the forward pass ran FusedBatchNorm');
+    assert.equal(kernels.filter((k) => k.name === 'Tile').length, 0);
+  });
+});

@@ -236,4 +236,17 @@ export type NeuralDiffErrorCode =
   /** {@link DownloadError}: a release file could not be downloaded intact from any mirror. */
   | 'ND_DOWNLOAD'
   /** The updater found no payload path and no full package left to reach the latest version (the device keeps its model). */
-  | 'ND_NO_UPDATE_PATH';
+  | 'ND_NO_UPDATE_PATH'
+  /** {@link TrainingWorkerError}: a training worker thread failed. */
+  | 'ND_TRAINING_WORKER';
+
+/**
+ * A training worker thread failed (could not load the model or its backend, threw during a step,
+ * or exited): the run stops instead of waiting on it. The model is untouched; run again with
+ * `threads: 1` (`--threads 1`) to train without workers, or fix what the message names.
+ */
+export class TrainingWorkerError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_TRAINING_WORKER', message, details);
+  }
+}

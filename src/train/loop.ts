@@ -13,7 +13,10 @@ import type { StorageGrid } from '../core/grid.ts';
 import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } from './data.ts';
 import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
+import { keepLoss, type Teacher } from './keep-loss.ts';
 import { teacherTerm, type TeacherTarget } from './teacher.ts';
+import type { TrainingPool } from './parallel/pool.ts';
+import type { ShardExamples } from './parallel/shard-step.ts';
 
 /** A run stopped because its loss became NaN or infinite (a learning rate too high, usually). */
 export class TrainingDiverged extends Error {
@@ -60,51 +63,14 @@ export interface LoopOptions {
    * `labelWeight` (0: labels unused, as when the data has none).
    */
   target?: { rows: Float32Array; teacher: TeacherTarget };
-}
-
-/**
- * The base model's outputs on the training examples, for a distillation term that keeps its
- * behaviour where it was right (learning without forgetting, Li & Hoiem 2016, here with the
- * replayed examples a user trains on): per example, the base's class probabilities and whether
- * it predicted the label. The loss adds `weight` · T² · KL(base_T ‖ model_T) averaged over the
- * batch, counting only the examples the base got right (on examples of a new class the base
- * cannot be right, so they learn from their labels alone).
- */
-export interface Teacher {
   /**
-   * examples x classes, row-major: the base's class probabilities for a model that ends in a
-   * softmax, its log-probabilities (log-softmax of the logits) for one that outputs logits. A
-   * logit model's teacher is kept in log space so that no floor flattens a confident base's
-   * distribution: the term is exactly 0 at the base's weights either way.
+   * Compute each step's gradient on these threads (data parallel, src/train/parallel/pool.ts)
+   * instead of in one pass on this thread. Without it the loop runs as it always has.
    */
-  outputs: Float32Array;
-  /** 1 where the base predicted the example's label. */
-  right: Uint8Array;
-  weight: number;
-  /** Softens both distributions (T = 2 is usual); the T² factor keeps the gradient's scale. */
-  temperature: number;
+  pool?: TrainingPool;
 }
 
-/** The distillation term of a batch whose examples are rows `idx` of the teacher's data. */
-export function keepLoss(out: tf.Tensor, idx: Int32Array, t: Teacher, fromLogits: boolean): tf.Scalar {
-  const classes = out.shape[out.shape.length - 1] as number;
-  const size = idx.length;
-  const rows = new Float32Array(size * classes);
-  const keep = new Float32Array(size);
-  for (let i = 0; i < size; i++) {
-    rows.set(t.outputs.subarray(idx[i] * classes, (idx[i] + 1) * classes), i * classes);
-    keep[i] = t.right[idx[i]];
-  }
-  const T = t.temperature;
-  // The same transform on both sides (the softmax model's probabilities floored alike), so the
-  // term and its gradient vanish where the model still computes the base's outputs.
-  const logp = fromLogits ? tf.logSoftmax(out) : tf.log(tf.clipByValue(out, 1e-7, 1));
-  const logq = tf.logSoftmax(tf.div(logp, T));
-  const teacherLog = fromLogits ? tf.tensor2d(rows, [size, classes]) : tf.log(tf.clipByValue(tf.tensor2d(rows, [size, classes]), 1e-7, 1));
-  const target = tf.softmax(tf.div(teacherLog, T));
-  const kl = tf.sum(tf.mul(target, tf.sub(tf.log(tf.clipByValue(target, 1e-12, 1)), logq)), -1);
-  return tf.mul(tf.div(tf.sum(tf.mul(kl, tf.tensor1d(keep))), size), t.weight * T * T) as tf.Scalar;
-}
+export { keepLoss, type Teacher } from './keep-loss.ts';
 
 export interface EpochReport {
   epoch: number;
@@ -142,6 +108,11 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
   const totalSteps = stepsPerEpoch * options.epochs;
   const reports: EpochReport[] = [];
   let step = 0;
+  options.pool?.begin(targets, {
+    fromLogits: options.fromLogits,
+    ...(options.teacher ? { keep: { weight: options.teacher.weight, temperature: options.teacher.temperature } } : {}),
+    ...(options.target ? { target: options.target.teacher } : {}),
+  });
   for (let epoch = 1; epoch <= options.epochs; epoch++) {
     const t0 = performance.now();
     let lossSum = 0;
@@ -154,6 +125,7 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
           const grid = options.grids?.get(t.name);
           if (w) t.variable.assign(grid ? snapTensor(w, grid) : w);
         }
+        if (options.pool) return pooledStep(options.pool, b, targets, param, options);
         let logits: tf.Tensor | null = null;
         const { value, grads } = tf.variableGrads(() => {
           const applied = model.apply(b.x, { training: false }) as tf.Tensor | tf.Tensor[];
@@ -202,4 +174,46 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
     if (options.onEpoch?.(report) === true) break;
   }
   return reports;
+}
+
+/** Apply gradients grouped by the optimizer each variable belongs to (inside tf.tidy). */
+function applyByOptimizer(targets: NamedVariable[], gradOf: (t: NamedVariable) => tf.Tensor | undefined, param: Parameterization, options: LoopOptions): void {
+  const byOptimizer = new Map<tf.Optimizer, tf.NamedTensorMap>();
+  for (const t of targets) {
+    const g = gradOf(t);
+    if (!g) continue;
+    for (const [vname, grad] of Object.entries(param.gradients(t.name, g))) {
+      const opt = options.optimizerFor(vname);
+      if (!byOptimizer.has(opt)) byOptimizer.set(opt, {});
+      (byOptimizer.get(opt) as tf.NamedTensorMap)[vname] = grad;
+    }
+  }
+  for (const [opt, map] of byOptimizer) opt.applyGradients(map);
+}
+
+/**
+ * One step with the gradient computed by a pool of threads (the variables already hold the
+ * step's weights): the batch goes out as plain arrays with the teacher rows of its examples, the
+ * summed gradient comes back and is applied here, once.
+ */
+function pooledStep(pool: TrainingPool, b: { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array }, targets: NamedVariable[], param: Parameterization, options: LoopOptions): { loss: number; hits: number } {
+  const x = b.x.dataSync();
+  const examples: ShardExamples = { x: x instanceof Float32Array ? x : Float32Array.from(x as ArrayLike<number>), xShape: [...b.x.shape], y: Int32Array.from(b.y.dataSync()) };
+  const gather = (rows: Float32Array, width: number) => {
+    const out = new Float32Array(b.size * width);
+    for (let i = 0; i < b.size; i++) out.set(rows.subarray(b.idx[i] * width, (b.idx[i] + 1) * width), i * width);
+    return out;
+  };
+  if (options.teacher) {
+    const classes = options.teacher.outputs.length / options.teacher.right.length;
+    examples.keepRows = { outputs: gather(options.teacher.outputs, classes), right: Uint8Array.from(b.idx, (i) => (options.teacher as Teacher).right[i]) };
+  }
+  if (options.target) examples.targetRows = gather(options.target.rows, options.target.teacher.width);
+  const r = pool.step(examples);
+  const index = new Map(targets.map((t, j) => [t, j]));
+  applyByOptimizer(targets, (t) => {
+    const g = r.grads[index.get(t) as number];
+    return g.length ? tf.tensor(g, t.shape, 'float32') : undefined;
+  }, param, options);
+  return { loss: r.loss, hits: r.hits };
 }

@@ -26,6 +26,17 @@ export interface TrainDiffOptions {
   epochs: number;
   /** Examples per step; default: 32, or less where the backend's memory needs it. */
   batchSize?: number;
+  /**
+   * Threads computing each training step (data parallel: the batch is split across worker threads,
+   * each with its own backend, and their gradients summed in a fixed order and applied once).
+   * Default: the machine's cores (`os.availableParallelism()`). The same seed and thread count give
+   * the same payload bytes; another thread count sums the shards' gradients in another order, so its
+   * float rounding and hence its bytes differ slightly (the accuracy does not, beyond noise). 1 trains
+   * on the calling thread alone, exactly as before threads existed. When the default cannot start its
+   * workers (a model a fresh thread cannot rebuild) the run says so and trains on one thread; an
+   * explicit count fails with a TrainingWorkerError instead.
+   */
+  threads?: number;
   seed?: number;
   /**
    * The learning rate to start from (Adam): of the diff values for `sparse`, `hash`, `lora` and

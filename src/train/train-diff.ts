@@ -35,7 +35,7 @@
  * payload to the base, and `accuracyAfter` is measured on those.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BudgetError, NoImprovementError, UsageError } from '../core/errors.ts';
+import { BudgetError, NoImprovementError, TrainingWorkerError, UsageError } from '../core/errors.ts';
 import { getHasher } from '../core/hasher.ts';
 import { type ValueCodec } from '../core/values.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
@@ -50,6 +50,7 @@ import { compete, pct } from './compete.ts';
 import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type InputData, type LabelledData } from './data.ts';
 import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-gate.ts';
 import { Identity, Shadow } from './full-params.ts';
+import { checkThreads, defaultThreads, TrainingPool } from './parallel/pool.ts';
 import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
@@ -133,6 +134,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   const selection = selectTrainable(model, options.trainable ?? 'config');
   const t0 = performance.now();
   const owned: LabelledData[] = [];
+  let pool: TrainingPool | undefined;
   try {
     const inStore = new Set(base.list().map((t) => t.name));
     const tensors: TrainableTensor[] = namedVariables(model)
@@ -204,6 +206,16 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     const batchSize = chooseBatchSize(model, backend, heldBytes, options.batchSize, trainData.y.length);
     // Evaluation keeps a batch's forward activations (about 6 bytes per output value with tfjs' temporaries).
     const evalBatch = Math.max(1, Math.min(256, maxBatchSize(model, backend, heldBytes, 6 * activationsPerExample(model))));
+    const threads = Math.min(checkThreads(options.threads ?? defaultThreads()), batchSize);
+    if (threads > 1) {
+      try {
+        pool = await TrainingPool.start(model, { threads, backend });
+        progress(`training on ${threads} threads (the batch split across worker threads, gradients summed in a fixed order)`);
+      } catch (e) {
+        if (options.threads !== undefined || !(e instanceof TrainingWorkerError)) throw e;
+        progress(`training on one thread: ${e.message}`);
+      }
+    }
     progress(`${trainData.y.length} training examples${val ? `, ${val.y.length} held out for validation${typeof options.validation === 'object' ? '' : ' (seeded, stratified)'}` : ''}; batch size ${batchSize}${options.batchSize === undefined ? ' (fits the backend\'s memory)' : ''}`);
 
     const evaluateOn = (data: LabelledData, what: string): Evaluation => {
@@ -367,6 +379,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           ...(teach ? { target: { rows: teacherRowsOf(data), teacher: teach.target } } : {}),
           epochs: count,
           batchSize,
+          ...(pool ? { pool } : {}),
           seed: seed + offset,
           fromLogits,
           optimizerFor,
@@ -670,6 +683,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       batchSize,
     };
   } finally {
+    pool?.dispose();
     selection.restore();
     for (const d of owned) d.x.dispose();
   }

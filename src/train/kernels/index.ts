@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig } from '@tensorflow/tfjs';
 import { batchMatMulConfig, fusedMatMulConfig } from './batch-mat-mul.ts';
+import { batchNormGradConfig } from './batch-norm-grad.ts';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.ts';
 import { conv2DBackpropInputConfig } from './conv2d-backprop-input.ts';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-backprop-filter.ts';
@@ -29,7 +30,9 @@ export const FIXED_WASM_KERNELS = [
 let registered = false;
 
 /**
- * Register the fixed kernels for the `wasm` backend (idempotent). The stock kernels are captured
+ * Register the fixed kernels for the `wasm` backend (idempotent), and the batch-norm gradient
+ * without Tile (src/train/kernels/batch-norm-grad.ts, for every backend: its values are the stock
+ * gradient's). The stock kernels are captured
  * first, since the fixes delegate to them. Kernels registered after the backend was initialized
  * get their setup only on the next `tf.setBackend('wasm')`, which the caller must do.
  */
@@ -51,5 +54,6 @@ export function registerWasmKernelFixes(): void {
     if (present.has(config.kernelName)) tf.unregisterKernel(config.kernelName, WASM);
     tf.registerKernel(config);
   }
+  tf.registerGradient(batchNormGradConfig());
   registered = true;
 }

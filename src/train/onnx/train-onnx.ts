@@ -145,6 +145,9 @@ export async function trainOnnxDiff(bytes: Uint8Array, train: OnnxDataset, optio
       ...(teacher ? { teacher: teacher.asLayersModel() } : {}),
       ...(validation !== undefined ? { validation: validation as LabelledData | number } : {}),
       ...(evalData ? { eval: evalData as LabelledData } : {}),
+      // The ONNX program lives in this thread's memory (examples, sequence state): a worker thread
+      // cannot rebuild it from a topology, so it trains on one thread whatever the thread count.
+      threads: 1,
     });
     const evalOutputs = evalRange ? model.rawOutputs(...evalRange) : undefined;
     const teacherEvalOutputs = evalRange && teacher ? teacher.rawOutputs(...evalRange) : undefined;

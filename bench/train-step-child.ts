@@ -1,0 +1,63 @@
+/**
+ * One of our training configurations in its own process, for bench/train-vs-torch.ts (a process
+ * per run makes its peak memory its own: the workers' wasm heaps live in this process too).
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/train-step-child.ts MODEL THREADS BATCH STEPS CHUNK
+ *
+ * Full fine-tuning of every trainable weight through our training loop (src/train/loop.ts): Adam,
+ * layers in inference mode, random inputs. THREADS > 1 splits each batch across worker threads;
+ * CHUNK bounds the examples a thread runs at once (gradient accumulation inside the batch). One
+ * warm-up step, then STEPS timed steps. Prints one JSON line.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { Identity } from '../src/train/full-params.ts';
+import { trainLoop } from '../src/train/loop.ts';
+import { namedVariables } from '../src/train/model-weights.ts';
+import { TrainingPool } from '../src/train/parallel/pool.ts';
+import { fileSystemIO } from '../src/io/tfjs/index.ts';
+import { keywordModel } from '../examples/keyword-spotting/model.ts';
+import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
+import { seededRandom } from '../src/train/data.ts';
+
+const [modelName, threadsArg, batchArg, stepsArg, chunkArg] = process.argv.slice(2);
+const threads = Number(threadsArg);
+const batch = Number(batchArg);
+const steps = Number(stepsArg);
+const chunk = Number(chunkArg);
+
+await initBackend('wasm');
+const model = modelName === 'keyword' ? keywordModel(12) : await tf.loadLayersModel(fileSystemIO(await pretrainedModelDir('layers')));
+const inputShape = (model.inputs[0].shape as number[]).slice(1);
+const classes = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
+const examples = batch * (steps + 1);
+const random = seededRandom(7);
+const x = tf.tensor(Float32Array.from({ length: examples * inputShape.reduce((a, b) => a * b, 1) }, () => random() * 2 - 1), [examples, ...inputShape]);
+const y = Int32Array.from({ length: examples }, () => Math.floor(random() * classes));
+// Every layer trains, as PyTorch trains every parameter (batch-norm statistics stay non-trainable).
+for (const layer of model.layers) layer.trainable = true;
+const vars = namedVariables(model).filter((v) => v.trainable);
+const param = new Identity(vars.map((v) => v.name), new Map(vars.map((v) => [v.name, v.variable.name])));
+const opt = tf.train.adam(1e-4);
+const fromLogits = (model.layers[model.layers.length - 1].getConfig() as { activation?: string }).activation !== 'softmax';
+// Threads 1 without a chunk limit is the loop exactly as it runs without a pool.
+const pool = threads > 1 || chunk < batch ? await TrainingPool.start(model, { threads, backend: tf.getBackend(), maxChunk: chunk }) : undefined;
+const stamps: number[] = [];
+let cpuAtFirst: NodeJS.CpuUsage | undefined;
+try {
+  trainLoop(model, { x, y }, param, { epochs: 1, batchSize: batch, seed: 1, fromLogits, optimizerFor: () => opt, ...(pool ? { pool } : {}), onBatch: () => {
+    stamps.push(performance.now());
+    cpuAtFirst ??= process.cpuUsage();
+  } });
+} finally {
+  pool?.dispose();
+}
+const seconds = (stamps[stamps.length - 1] - stamps[0]) / 1000;
+// CPU time of every thread of the process over the timed steps: what a step costs whatever the load.
+const cpu = process.cpuUsage(cpuAtFirst);
+console.log(JSON.stringify({
+  samplesPerSecond: (batch * (stamps.length - 1)) / seconds,
+  cpuMsPerSample: (cpu.user + cpu.system) / 1000 / (batch * (stamps.length - 1)),
+  peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  weights: vars.reduce((n, v) => n + v.variable.size, 0),
+}));

@@ -1,0 +1,148 @@
+/**
+ * Our training throughput beside PyTorch's on the same machine, in one run: the keyword model
+ * (temporal convolutions, ~0.5M weights) and MobileNetV2 (nsfwjs's, 2.6M weights, 224x224), each
+ * at 1 thread and at every core, with the ratios and each run's peak memory.
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/train-vs-torch.ts [--quick]
+ *
+ * Ours: full fine-tuning through our training loop (bench/train-step-child.ts), the batch split
+ * across worker threads when threads > 1. PyTorch: the same layers and sizes
+ * (bench/torch-train-step.py), Debian's python3-torch, installed here with apt-get when missing
+ * (said so). As Debian installs it torch links the reference BLAS (a few GFLOPS), a weak anchor, so
+ * OpenBLAS's OpenMP build (libopenblas0-openmp) is unpacked with apt-get download + dpkg -x into
+ * .cache/openblas-openmp and loaded through LD_LIBRARY_PATH (the pthread build fights torch's
+ * own threads); each PyTorch row reports the SGEMM rate it measured, which shows the BLAS loaded.
+ * Each row also gives the CPU time of all the run's threads per sample: on a shared machine the
+ * wall-clock rates follow the scheduler, while CPU time per sample still shows what threads cost
+ * (the same CPU time per sample at N threads as at 1 means N times the rate on N idle cores).
+ * Every configuration runs in its own process (peak resident memory is per process; our workers'
+ * memory counts in ours). MobileNetV2 trains at batch 32 as chunks of 8 per thread whose
+ * gradients are summed (gradient accumulation, one optimizer step per 32) unless --quick, which
+ * runs batch 8 and fewer steps: enough to prove the mechanism, not to measure.
+ * Writes bench/out/train-vs-torch.json.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultThreads } from '../src/train/parallel/pool.ts';
+
+const quick = process.argv.includes('--quick');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.dirname(here);
+const python = '/usr/bin/python3';
+const cores = defaultThreads();
+
+interface Plan {
+  key: 'keyword' | 'mobilenetv2';
+  label: string;
+  batch: number;
+  steps: number;
+  /** Most examples a thread runs at once (ours; PyTorch runs the whole batch). */
+  chunk: number;
+}
+
+const plans: Plan[] = [
+  { key: 'keyword', label: 'keyword temporal-conv', batch: 64, steps: quick ? 3 : 20, chunk: 64 },
+  { key: 'mobilenetv2', label: 'MobileNetV2 224x224', batch: quick ? 8 : 32, steps: quick ? 1 : 3, chunk: 8 },
+];
+
+interface Row {
+  samplesPerSecond: number;
+  /** CPU time of all the run's threads per sample over the timed steps (robust to a shared machine). */
+  cpuMsPerSample: number;
+  peakRssBytes: number;
+  weights: number;
+  sgemmGflops?: number;
+}
+
+function torchPresent(): boolean {
+  return spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Debian's python3-torch, installed when missing; false (and why) when it cannot be. */
+function ensureTorch(): string | true {
+  if (torchPresent()) return true;
+  console.log('PyTorch is missing: installing Debian\'s python3-torch with apt-get (a few hundred MB, once)...');
+  if (process.getuid?.() !== 0) return 'not root: install it with `sudo apt-get install python3-torch`';
+  const update = spawnSync('apt-get', ['update', '-q'], { stdio: 'inherit' });
+  const install = update.status === 0 ? spawnSync('apt-get', ['install', '-y', '-q', 'python3-torch'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }) : update;
+  return install.status === 0 && torchPresent() ? true : 'apt-get could not install python3-torch';
+}
+
+/** The folder holding OpenBLAS's OpenMP libblas.so.3, unpacked from its .deb on first use. */
+function ensureOpenBlas(): string | undefined {
+  const cache = path.join(root, '.cache', 'openblas-openmp');
+  const lib = path.join(cache, 'usr', 'lib', `${os.arch() === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`, 'openblas-openmp');
+  if (existsSync(path.join(lib, 'libblas.so.3'))) return lib;
+  console.log(`OpenBLAS (OpenMP) is not unpacked yet: apt-get download libopenblas0-openmp, dpkg -x into ${path.relative(root, cache)}`);
+  mkdirSync(cache, { recursive: true });
+  try {
+    execFileSync('apt-get', ['download', 'libopenblas0-openmp'], { cwd: cache, stdio: 'inherit' });
+    const deb = readdirSync(cache).find((f) => f.startsWith('libopenblas0-openmp') && f.endsWith('.deb'));
+    if (!deb) return undefined;
+    execFileSync('dpkg', ['-x', deb, '.'], { cwd: cache, stdio: 'inherit' });
+  } catch {
+    return undefined;
+  }
+  return existsSync(path.join(lib, 'libblas.so.3')) ? lib : undefined;
+}
+
+function lastJson(out: string): Row {
+  const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (!line) throw new Error(`no result line in:\n${out.slice(-2000)}`);
+  return JSON.parse(line) as Row;
+}
+
+function ours(p: Plan, threads: number): Row {
+  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', path.join(here, 'train-step-child.ts'), p.key, String(threads), String(p.batch), String(p.steps), String(p.chunk)], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`ours ${p.key} at ${threads} thread(s) failed:\n${r.stderr.slice(-3000)}`);
+  return lastJson(r.stdout);
+}
+
+function torch(p: Plan, threads: number, blas: string | undefined): Row {
+  const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(blas ? { LD_LIBRARY_PATH: [blas, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') } : {}) };
+  const r = spawnSync(python, [path.join(here, 'torch-train-step.py'), p.key, String(threads), String(p.batch), String(p.steps)], { env, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`PyTorch ${p.key} at ${threads} thread(s) failed:\n${r.stderr.slice(-3000)}`);
+  return lastJson(r.stdout);
+}
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+const rate = (r: Row | undefined) => (r ? r.samplesPerSecond.toFixed(r.samplesPerSecond < 100 ? 1 : 0) : 'n/a');
+const ratio = (a: Row | undefined, b: Row | undefined) => (a && b ? `${(a.samplesPerSecond / b.samplesPerSecond).toFixed(2)}x` : 'n/a');
+
+const torchState = ensureTorch();
+const blas = torchState === true ? ensureOpenBlas() : undefined;
+if (torchState !== true) console.log(`PyTorch side skipped: ${torchState}`);
+else if (!blas) console.log('OpenBLAS could not be unpacked: PyTorch runs on the BLAS Debian links (see its SGEMM rate)');
+const loadBefore = os.loadavg();
+console.log(`\nTraining throughput, ours beside PyTorch (${quick ? 'QUICK: too few steps to measure, proves the mechanism' : 'full'}); ${cores} core(s), load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} at the start`);
+
+const results: Record<string, unknown>[] = [];
+const threadCounts = [...new Set([1, cores])];
+for (const p of plans) {
+  const rows = new Map<string, Row | undefined>();
+  for (const t of threadCounts) {
+    rows.set(`ours ${t}`, ours(p, t));
+    rows.set(`torch ${t}`, torchState === true ? torch(p, t, blas) : undefined);
+  }
+  const o1 = rows.get('ours 1');
+  const oN = rows.get(`ours ${cores}`);
+  const t1 = rows.get('torch 1');
+  const tN = rows.get(`torch ${cores}`);
+  console.log(`\n${p.label}: batch ${p.batch}${p.chunk < p.batch ? ` (ours in chunks of ${p.chunk} per thread, gradients summed: one step per batch)` : ''}, ${p.steps} timed step(s); weights ours ${o1?.weights}, PyTorch ${t1?.weights ?? 'n/a'}`);
+  console.log('| threads | ours samples/s | PyTorch samples/s | ours / PyTorch | ours CPU ms/sample | PyTorch CPU ms/sample | ours peak memory | PyTorch peak memory | PyTorch SGEMM GFLOPS |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const t of threadCounts) {
+    const o = rows.get(`ours ${t}`);
+    const q = rows.get(`torch ${t}`);
+    console.log(`| ${t} | ${rate(o)} | ${rate(q)} | ${ratio(o, q)} | ${o ? o.cpuMsPerSample.toFixed(1) : 'n/a'} | ${q ? q.cpuMsPerSample.toFixed(1) : 'n/a'} | ${o ? mib(o.peakRssBytes) : 'n/a'} | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${q?.sgemmGflops?.toFixed(1) ?? 'n/a'} |`);
+  }
+  if (cores > 1) console.log(`ours ${cores} threads / ours 1 thread: ${ratio(oN, o1)}; PyTorch ${cores} / 1: ${ratio(tN, t1)}`);
+  results.push({ model: p.key, batch: p.batch, steps: p.steps, chunk: p.chunk, ...Object.fromEntries(rows) });
+}
+const loadAfter = os.loadavg();
+console.log(`\nload average at the end: ${loadAfter.map((l) => l.toFixed(2)).join(' ')} (figures from a loaded machine are not representative)`);
+mkdirSync(path.join(here, 'out'), { recursive: true });
+writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, cores, loadBefore, loadAfter, openblas: blas !== undefined, results }, null, 2));

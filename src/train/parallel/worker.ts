@@ -1,0 +1,78 @@
+/**
+ * A data-parallel training worker: its own tfjs backend (with our wasm kernels when `wasm`), its
+ * own copy of the model, and one job: the gradient of the shard of each step the parent sends
+ * (src/train/parallel/pool.ts). It answers on its channel port and raises its signal word, which
+ * the parent waits on synchronously; an exit raises the word too, so the parent never waits on a
+ * worker that is gone.
+ */
+import { workerData, parentPort } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, type TrainBackendName } from '../backend.ts';
+import { namedVariables } from '../model-weights.ts';
+import { silenceTfjsNodeBanner } from '../quiet.ts';
+import { accumulatedShardGradients } from './accumulate.ts';
+import { SIGNAL, type WorkerReply, type WorkerRequest, type WorkerSetup } from './protocol.ts';
+import type { ShardLossSpec } from './shard-step.ts';
+
+const setup = workerData as WorkerSetup;
+const signal = new Int32Array(setup.signal);
+
+function answer(reply: WorkerReply): void {
+  setup.port.postMessage(reply);
+  Atomics.store(signal, 0, SIGNAL.answered);
+  Atomics.notify(signal, 0);
+}
+
+process.on('exit', () => {
+  Atomics.store(signal, 0, SIGNAL.exited);
+  Atomics.notify(signal, 0);
+});
+
+silenceTfjsNodeBanner();
+await initBackend(setup.backend as TrainBackendName);
+const model = await tf.loadLayersModel(tf.io.fromMemory(setup.model as tf.io.ModelArtifacts));
+const byName = new Map(namedVariables(model).map((v) => [v.name, v]));
+let targets: tf.Variable[] = [];
+let shapes: number[][] = [];
+let weights: Float32Array[] = [];
+let spec: ShardLossSpec = { fromLogits: true };
+let steps = 0;
+
+setup.port.on('message', (req: WorkerRequest) => {
+  try {
+    if (req.kind === 'begin') {
+      for (const [name, values] of req.values) {
+        const v = byName.get(name);
+        if (!v) throw new Error(`the parent has a weight ${name} that the worker's copy of the model lacks`);
+        tf.tidy(() => v.variable.assign(tf.tensor(values, v.shape, 'float32')));
+      }
+      const list = req.targets.map((name) => {
+        const v = byName.get(name);
+        if (!v) throw new Error(`the step trains ${name}, which the worker's copy of the model lacks`);
+        return v;
+      });
+      targets = list.map((v) => v.variable);
+      shapes = list.map((v) => v.shape);
+      weights = req.weights;
+      spec = req.spec;
+      answer({ kind: 'ok' });
+      return;
+    }
+    steps++;
+    const fault = setup.failAtStep;
+    if (fault && fault.step === steps) {
+      if (fault.how === 'exit') process.exit(3);
+      throw new Error(`a fault injected at step ${steps}`);
+    }
+    targets.forEach((v, j) => tf.tidy(() => v.assign(tf.tensor(weights[j].slice(), shapes[j], 'float32'))));
+    const result = accumulatedShardGradients(model, targets, req.shard, spec, req.batchSize, req.maxChunk);
+    setup.port.postMessage({ kind: 'step', result } satisfies WorkerReply, result.grads.map((g) => g.buffer as ArrayBuffer));
+    Atomics.store(signal, 0, SIGNAL.answered);
+    Atomics.notify(signal, 0);
+  } catch (e) {
+    const err = e as Error;
+    answer({ kind: 'error', message: err?.message ?? String(e), stack: err?.stack });
+  }
+});
+
+parentPort?.postMessage({ kind: 'ready', names: [...byName.keys()] });
