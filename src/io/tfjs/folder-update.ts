@@ -42,7 +42,7 @@
 import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { ModelFormatError, ModelMismatchError, NeuralDiffError, StateStoreError } from '../../core/errors.ts';
+import { ModelFormatError, ModelMismatchError, NeuralDiffError } from '../../core/errors.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import { MemoryWeightStore, type CommitInfo, type WeightStore } from '../../core/weight-store.ts';
 import type { StorageGrid } from '../../core/grid.ts';
@@ -54,6 +54,7 @@ import { FileSequenceStore } from '../durable/sequence-file.ts';
 import { readRecordedDigests, writeRecordedDigests } from './recorded-digests.ts';
 import { errCode, forEachLimited, nodeFileOps, readRegularFile, TEMP_FILE, writeFileAtomically, type FileOps } from '../durable/durable.ts';
 import { lockModelDir, type FolderOptions, type RecoveryReport } from '../durable/lock.ts';
+import { readModelIdFile, writeModelIdFile } from '../durable/model-id-file.ts';
 import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from '../durable/control-files.ts';
 
 export { LOCK_FILE, JOURNAL_FILE, FOLDER_FILE };
@@ -398,29 +399,8 @@ export async function rollbackUpdate(dir: string, options: FolderOptions = {}): 
 // the folder's model id
 
 /** The model id recorded in `dir` by its first apply, or undefined. */
-export async function readFolderModelId(dir: string): Promise<string | undefined> {
-  const file = path.join(dir, FOLDER_FILE);
-  const bad = (why: string): never => {
-    throw new StateStoreError(
-      `${file} is damaged (${why}): expected {"format": "neural-diff-folder", "version": 1, "modelId": "..."}, the model id the first apply recorded; nothing was applied. Restore it (or write the folder's model id there); deleting it lets payloads of any model id apply to this folder`,
-      { file, applied: false },
-    );
-  };
-  let bytes: Uint8Array | null;
-  try {
-    bytes = await readRegularFile(file, { maxBytes: 64 * 1024 });
-  } catch (e) {
-    return bad((e as Error).message);
-  }
-  if (bytes === null) return undefined;
-  let doc: { format?: unknown; version?: unknown; modelId?: unknown };
-  try {
-    doc = JSON.parse(new TextDecoder().decode(bytes));
-  } catch {
-    return bad('not JSON');
-  }
-  if (doc?.format !== 'neural-diff-folder' || doc.version !== 1 || typeof doc.modelId !== 'string') return bad('not a neural-diff folder file of version 1');
-  return doc.modelId;
+export function readFolderModelId(dir: string): Promise<string | undefined> {
+  return readModelIdFile(path.join(dir, FOLDER_FILE), 'neural-diff-folder');
 }
 
 /**
@@ -433,9 +413,8 @@ export async function recordFolderModelId(dir: string, modelId: string, options:
   await writeFolderModelId(options.fileOps ?? nodeFileOps, dir, modelId);
 }
 
-async function writeFolderModelId(ops: FileOps, dir: string, modelId: string): Promise<void> {
-  const doc = { format: 'neural-diff-folder', version: 1, modelId };
-  await writeFileAtomically(path.join(dir, FOLDER_FILE), new TextEncoder().encode(JSON.stringify(doc) + '\n'), { fileOps: ops });
+function writeFolderModelId(ops: FileOps, dir: string, modelId: string): Promise<void> {
+  return writeModelIdFile(path.join(dir, FOLDER_FILE), 'neural-diff-folder', modelId, { fileOps: ops });
 }
 
 // ---------------------------------------------------------------------------------------------
