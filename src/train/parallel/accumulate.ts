@@ -5,17 +5,21 @@
 import type * as tf from '@tensorflow/tfjs';
 import { shardGradients, type ShardExamples, type ShardLossSpec, type ShardResult } from './shard-step.ts';
 
-/** Rows [from, to) of a shard. */
-export function sliceShard(s: ShardExamples, from: number, to: number): ShardExamples {
+/**
+ * Rows [from, to) of a shard: views into its arrays, or (`copy`) fresh arrays, for a shard that
+ * is transferred to a worker.
+ */
+export function sliceShard(s: ShardExamples, from: number, to: number, copy = false): ShardExamples {
+  const cut = <T extends Float32Array | Int32Array | Uint8Array>(a: T, lo: number, hi: number): T => (copy ? a.slice(lo, hi) : a.subarray(lo, hi)) as T;
   const row = s.xShape.slice(1).reduce((a, b) => a * b, 1);
-  const out: ShardExamples = { x: s.x.subarray(from * row, to * row), xShape: [to - from, ...s.xShape.slice(1)], y: s.y.subarray(from, to) };
+  const out: ShardExamples = { x: cut(s.x, from * row, to * row), xShape: [to - from, ...s.xShape.slice(1)], y: cut(s.y, from, to) };
   if (s.keepRows) {
     const w = s.keepRows.outputs.length / s.y.length;
-    out.keepRows = { outputs: s.keepRows.outputs.subarray(from * w, to * w), right: s.keepRows.right.subarray(from, to) };
+    out.keepRows = { outputs: cut(s.keepRows.outputs, from * w, to * w), right: cut(s.keepRows.right, from, to) };
   }
   if (s.targetRows) {
     const w = s.targetRows.length / s.y.length;
-    out.targetRows = s.targetRows.subarray(from * w, to * w);
+    out.targetRows = cut(s.targetRows, from * w, to * w);
   }
   return out;
 }

@@ -18,7 +18,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import * as tf from '@tensorflow/tfjs';
 import { TrainingWorkerError, UsageError } from '../../core/errors.ts';
 import { namedVariables } from '../model-weights.ts';
-import { accumulatedShardGradients, addInto } from './accumulate.ts';
+import { accumulatedShardGradients, addInto, sliceShard } from './accumulate.ts';
 import { SIGNAL, type ModelPackage, type WorkerReply, type WorkerRequest, type WorkerSetup } from './protocol.ts';
 import type { ShardExamples, ShardLossSpec, ShardResult } from './shard-step.ts';
 
@@ -182,7 +182,7 @@ export class TrainingPool {
     const shards: ShardExamples[] = [];
     let from = 0;
     for (const s of sizes) {
-      shards.push(sliceCopy(batch, from, from + s));
+      shards.push(sliceShard(batch, from, from + s, true));
       from += s;
     }
     const asked = this.members.map((m, i) => (sizes[i + 1] > 0 ? i : -1)).filter((i) => i >= 0);
@@ -246,19 +246,4 @@ export class TrainingPool {
     this.dispose();
     return new TrainingWorkerError(`training worker ${i + 1} exited during training. The model is untouched; train with threads 1 (--threads 1) to run without workers`, { worker: i + 1 });
   }
-}
-
-/** Rows [from, to) of a batch as fresh arrays (they are transferred to a worker). */
-function sliceCopy(s: ShardExamples, from: number, to: number): ShardExamples {
-  const row = s.xShape.slice(1).reduce((a, b) => a * b, 1);
-  const out: ShardExamples = { x: s.x.slice(from * row, to * row), xShape: [to - from, ...s.xShape.slice(1)], y: s.y.slice(from, to) };
-  if (s.keepRows) {
-    const w = s.keepRows.outputs.length / s.y.length;
-    out.keepRows = { outputs: s.keepRows.outputs.slice(from * w, to * w), right: s.keepRows.right.slice(from, to) };
-  }
-  if (s.targetRows) {
-    const w = s.targetRows.length / s.y.length;
-    out.targetRows = s.targetRows.slice(from * w, to * w);
-  }
-  return out;
 }
