@@ -32,7 +32,7 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
   const modelBytes = full.bytes;
   for (const [method, budgets] of [['sparse', [0.5, 1]], ['hash', [0.5, 1]], ['lora', [1]], ['sparse-lora', [1]], ['topk-retrain', [1]], ['topk', [0.5, 1]], ['drop', [0.5, 1]], ['lowrank', [0.5, 1]]] as const) {
     for (const b of budgets) {
-      const row = rows.find((x) => x.method === method && x.budgetPct === b && x.update === 1);
+      const row = rows.find((x) => x.method === method && x.budgetPct === b && x.update === 1 && !x.teacher);
       assert.ok(row, `${method} ${b}%`);
       assert.ok(row.bytes <= Math.floor((modelBytes * b) / 100), `${method} ${b}%: ${row.bytes} bytes over budget`);
       assert.ok(Math.abs((row.driftFromFull as number) - (full.accAll - row.accAll)) < 1e-6);
@@ -43,14 +43,23 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
   // ships exactly its bytes, and says what its own result gave.
   for (const row of rows.filter((x) => typeof x.shippedFrom === 'string')) {
     const [m, b] = (row.shippedFrom as string).split(' ');
-    const from = rows.find((x) => x.method === m && `${x.budgetPct}%` === b && x.update === row.update);
+    const from = rows.find((x) => x.method === m && `${x.budgetPct}%` === b && x.update === row.update && !!x.teacher === !!row.teacher);
     assert.ok(from && from.bytes === row.bytes && from.accAll === row.accAll, `${row.method} ${row.budgetPct}% ships ${row.shippedFrom}'s payload`);
     assert.ok(typeof row.ownAccAll === 'number' && typeof row.ownBytes === 'number', 'its own result is measured too');
   }
   // Every chain of an update validates on the same rows, and the larger budget never lower.
   for (const m of ['sparse', 'hash'] as const) {
-    const [a, b] = [0.5, 1].map((p) => rows.find((x) => x.method === m && x.budgetPct === p && x.update === 1) as ResultRow);
+    const [a, b] = [0.5, 1].map((p) => rows.find((x) => x.method === m && x.budgetPct === p && x.update === 1 && !x.teacher) as ResultRow);
     assert.ok((b.valAccuracy as number) >= (a.valAccuracy as number), `${m}: 1% validates ${b.valAccuracy}, 0.5% ${a.valAccuracy}`);
+  }
+  // Teacher chains (quick: sparse and post-hoc top-k of the teacher at 1%): trained toward the
+  // full chain's model without labels, measured by agreement with it.
+  for (const method of ['sparse', 'topk'] as const) {
+    const row = rows.find((x) => x.method === method && x.budgetPct === 1 && x.update === 1 && x.teacher === true);
+    assert.ok(row, `${method} (teacher) 1%`);
+    assert.ok(typeof row.agreement === 'number' && row.agreement >= 0 && row.agreement <= 1, `${method} (teacher) 1%: agreement ${row.agreement}`);
+    assert.ok(row.bytes <= Math.floor(modelBytes / 100), `${method} (teacher) 1%: ${row.bytes} bytes over budget`);
+    if (row.refused) assert.equal(row.bytes, 0, 'a refused teacher diff ships nothing');
   }
   const z = rows.find((x) => x.method === 'zstd');
   assert.ok(z && z.bytes > 0 && z.bytes < modelBytes, 'zstd --patch-from row');

@@ -3,7 +3,7 @@
  * updates, each shipped as a diff against the model the device holds, for every method and
  * budget, side by side with full fine-tuning and `zstd --patch-from`.
  *
- *   npm run bench:kws                         full run (about 48 min on 2 cores)
+ *   npm run bench:kws                         full run (about 1.5 h on 2 cores)
  *   npm run bench:kws -- --quick              a few words, one update, small budgets (~2 min)
  *   node --import tsx examples/keyword-spotting/bench.ts [--quick] [--data DIR] [--work DIR]
  *        [--out FILE] [--jobs N] [--epochs N] [--base-epochs N] [--updates N] [--tune quick|thorough|off]
@@ -16,12 +16,22 @@
  *        [--train-options JSON] (trainDiff options for every chain but full fine-tuning, e.g. '{"distill":0.5}')
  *        [--full-train-options JSON] (the same for the full fine-tuning chain, the reference)
  *        [--distill-on right|replay] (right, default: distillation keeps every training row the device gets right; replay: the replayed rows only)
+ *        [--teacher-methods sparse,hash --teacher-budgets 1] (teacher chains, below; --teacher-methods none: no teacher chains)
+ *        [--teacher-options JSON] (trainDiff options for the teacher chains, default '{"temperature":1,"sparseStart":"teacher"}')
  *
  * The default plan: sparse and hash at 0.5, 1, 2, 5 and 10% of the model; lora and topk-retrain
  * (the alternatives users pick) at 1 and 10%; post-hoc top-k at 0.5 and 1%, low-rank and
  * drop-and-rescale at 1%; full fine-tuning. Every method is tuned on a validation split of its
  * update's training data (`--tune`, default quick) and keeps its best checkpoint, full
- * fine-tuning included, so the ceiling is honest. A learned method whose result validates below
+ * fine-tuning included, so the ceiling is honest.
+ *
+ * Teacher chains (issue #33: a team that trains v2 in its own pipeline): at each update the
+ * teacher is that update's tuned full fine-tune (the full chain's model: the team's true
+ * version), and the diff is trained from the model the teacher chain's device holds, on the
+ * update's training inputs without their labels; rows carry `teacher: true` and `agreement`, the
+ * share of held-out predictions equal to the teacher's. Defaults: sparse, hash and topk-retrain
+ * at 0.5, 1 and 10%, and post-hoc top-k of the teacher (what `ndiff diff` ships) at the same
+ * budgets. They run in the full chain's job, after it, so the teacher is at hand. A learned method whose result validates below
  * the model the device holds ships nothing, as `ndiff train` refuses it (the row says
  * `refused`); the post-hoc baselines stand for other tools and ship whatever they give.
  *
@@ -77,6 +87,9 @@ const { values: args } = parseArgs({
     'train-options': { type: 'string' },
     'full-train-options': { type: 'string' },
     'distill-on': { type: 'string', default: 'right' },
+    'teacher-methods': { type: 'string' },
+    'teacher-budgets': { type: 'string' },
+    'teacher-options': { type: 'string' },
     worker: { type: 'string' },
   },
 });
@@ -95,6 +108,15 @@ const DEFAULT_PLAN: [TrainMethod, number[]][] = quick
 const plan: [TrainMethod, number[]][] = args.methods || args.budgets
   ? (args.methods ?? DEFAULT_PLAN.map(([m]) => m).join(',')).split(',').map((m) => [m as TrainMethod, (args.budgets ?? (quick ? '0.5,1' : '0.5,1,2,5,10')).split(',').map(Number)])
   : DEFAULT_PLAN;
+/** Teacher chains: method -> budgets (% of the model); `--teacher-methods none` runs none. */
+const TEACHER_METHODS = ['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk'];
+const teacherPlan: [TrainMethod, number[]][] = (() => {
+  const methods = (args['teacher-methods'] ?? (quick ? 'sparse,topk' : 'sparse,hash,topk-retrain,topk')).split(',').filter((m) => m && m !== 'none');
+  const budgets = (args['teacher-budgets'] ?? (quick ? '1' : '0.5,1,10')).split(',').map(Number);
+  for (const m of methods) if (!TEACHER_METHODS.includes(m)) throw new Error(`--teacher-methods: ${JSON.stringify(m)} is not one of ${TEACHER_METHODS.join(', ')} (or none)`);
+  for (const b of budgets) if (!(b > 0 && b <= 100)) throw new Error(`--teacher-budgets: expected percentages of the model in (0, 100], found ${JSON.stringify(args['teacher-budgets'])}`);
+  return methods.map((m) => [m as TrainMethod, budgets]);
+})();
 /** The baselines that stand for other tools: they ship whatever they give. */
 const POST_HOC = new Set<TrainMethod>(['topk', 'drop', 'lowrank']);
 const replayRatio = Number(args['replay-ratio']);
@@ -128,7 +150,7 @@ const statesDir = args.states ? resolve(args.states) : undefined;
 if (!(Number.isInteger(startUpdate) && startUpdate >= 1)) throw new Error(`--start-update must be a whole number from 1, found ${JSON.stringify(args['start-update'])}`);
 if (startUpdate > 1 && !statesDir) throw new Error(`--start-update ${startUpdate} needs --states DIR: the folder a run with --save-states DIR wrote (it must have run through update ${startUpdate - 1})`);
 /** A flag's JSON object of trainDiff options. */
-function trainOptionsOf(flag: 'train-options' | 'full-train-options'): Record<string, unknown> {
+function trainOptionsOf(flag: 'train-options' | 'full-train-options' | 'teacher-options'): Record<string, unknown> {
   const text = args[flag];
   if (!text) return {};
   let o: unknown;
@@ -147,6 +169,11 @@ function trainOptionsOf(flag: 'train-options' | 'full-train-options'): Record<st
 const trainOptions = trainOptionsOf('train-options');
 const fullTrainOptions = trainOptionsOf('full-train-options');
 /**
+ * Options of the teacher chains. Default: temperature 1 and sparse diffs starting from the
+ * teacher's change, the settings that reached the digits target (docs/guides/shipping-a-trained-model.md).
+ */
+const teacherOptions = args['teacher-options'] ? trainOptionsOf('teacher-options') : { temperature: 1, sparseStart: 'teacher' };
+/**
  * `--distill-on replay` marks the replayed rows of each update's training data
  * (`LabelledData.replay`), so distillation keeps the device's outputs on those only and the
  * update's own rows learn from their labels alone; `right` (default) leaves them unmarked.
@@ -156,7 +183,7 @@ if (distillOn !== 'right' && distillOn !== 'replay') throw new Error(`--distill-
 /** The last update this run trains (`--updates`, at most the data's). */
 const lastUpdateOf = (manifest: KwsManifest) => Math.min(manifest.updates.length - 1, Number(args.updates ?? (quick ? 1 : 5)));
 /** Where a chain's device weights after update `u` are kept (--save-states, --states). */
-const stateFile = (dir: string, u: number, c: Chain) => join(dir, `u${u}-${c.method}-${c.budgetPct ?? 'full'}.json`);
+const stateFile = (dir: string, u: number, c: Chain) => join(dir, `u${u}-${c.method}${c.teacher ? '-teacher' : ''}-${c.budgetPct ?? 'full'}.json`);
 
 /** A model's weights as this benchmark keeps them on disk (base.json, states): name -> shape and base64 float32. */
 function readWeights(file: string): MemoryWeightStore {
@@ -183,7 +210,11 @@ const log = (l: string) => console.log(l);
 interface Chain {
   method: TrainMethod;
   budgetPct: number | null;
+  /** A teacher chain: trained toward the full chain's model of each update, without labels. */
+  teacher?: boolean;
 }
+/** A chain's name in logs and competition labels. */
+const chainLabel = (c: Chain) => `${c.method}${c.teacher ? ' (teacher)' : ''}${c.budgetPct !== null ? ` ${c.budgetPct}%` : ''}`;
 interface ChainRows {
   rows: ResultRow[];
   /** full chain only: zstd rows */
@@ -326,6 +357,10 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
   await initBackend('wasm');
   silenceTfjsNodeBanner();
   const model = keywordModel(manifest.numClasses, 0);
+  // The teacher of the teacher chains: the full chain's model after each update (same job, run before them).
+  const fullChain = chains.find((c) => c.method === 'full');
+  const teacherModel = chains.some((c) => c.teacher) ? keywordModel(manifest.numClasses, 0) : undefined;
+  if (teacherModel && !fullChain) throw new Error('teacher chains need the full chain in the same job (shard() keeps them together)');
   const baseStore = readWeights(join(workDir, 'base.json'));
   // With --start-update, the weights each chain held after the update before (checked to exist before the workers started).
   const devices = new Map<Chain, MemoryWeightStore>(chains.map((c) => [c, startUpdate > 1 ? readWeights(stateFile(statesDir as string, startUpdate - 1, c)) : baseStore.clone()]));
@@ -352,21 +387,31 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       validation = pickRows(all, part);
       all.x.dispose();
     }
-    /** This update's results so far, per method, for the larger budgets to compete with. */
-    const shipped = new Map<TrainMethod, CompetingResult[]>();
+    /** This update's results so far, per method (teacher chains apart), for the larger budgets to compete with. */
+    const shipped = new Map<string, CompetingResult[]>();
+    /** The teacher's predictions on evalAll, once the full chain has run this update. */
+    let teacherPredictions: Int32Array | undefined;
+    // Teacher chains train on the inputs alone: the team has v2 and unlabeled inputs.
+    const unlabeled = (d: typeof train) => ({ x: d.x, ...(d.replay ? { replay: d.replay } : {}) });
     const evalNew = toLabelled([loadSplit(manifest, up.eval)]);
     const oldNames = up.evalAll.filter((e) => e !== up.eval);
     const evalOld = toLabelled(oldNames.map((n) => loadSplit(manifest, n)));
     const evalAll = toLabelled(up.evalAll.map((n) => loadSplit(manifest, n)));
     for (const chain of chains) {
       const device = devices.get(chain) as MemoryWeightStore;
+      if (chain.teacher && !teacherPredictions) {
+        const teacherWeights = devices.get(fullChain as Chain) as MemoryWeightStore;
+        setModelWeights(teacherModel as tf.LayersModel, (n) => (tensorNames.has(n) ? teacherWeights.values(n) : undefined));
+        teacherPredictions = evaluate(teacherModel as tf.LayersModel, evalAll).predictions;
+      }
       setModelWeights(model, (n) => (tensorNames.has(n) ? device.values(n) : undefined));
+      const competeKey = `${chain.method}${chain.teacher ? ':teacher' : ''}`;
       const budgetBytes = chain.budgetPct === null ? 0 : Math.floor((total * chain.budgetPct) / 100);
       const seedOf = 100 * u + (chain.budgetPct ?? 0) * 7 + chain.method.length + 1_000_003 * seedOffset;
       let res: Awaited<ReturnType<typeof trainDiff>> | undefined;
       let refused: string | undefined;
       try {
-        res = await trainDiff(model, train, {
+        res = await trainDiff(model, chain.teacher ? unlabeled(train) : train, {
           method: chain.method,
           budgetBytes,
           epochs,
@@ -374,10 +419,10 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
           base: device,
           tune,
           allowWorse: POST_HOC.has(chain.method),
-          ...(validation ? { validation } : {}),
-          ...(compete === 'on' && COMPETING.has(chain.method) ? { alsoConsider: shipped.get(chain.method) ?? [] } : {}),
+          ...(validation ? { validation: chain.teacher ? unlabeled(validation) : validation } : {}),
+          ...(compete === 'on' && COMPETING.has(chain.method) ? { alsoConsider: shipped.get(competeKey) ?? [] } : {}),
           header: { modelId: 'kws-en', sequence: u },
-          ...(chain.method === 'full' ? fullTrainOptions : trainOptions),
+          ...(chain.method === 'full' ? fullTrainOptions : chain.teacher ? { ...teacherOptions, teacher: teacherModel } : trainOptions),
         });
       } catch (e) {
         if (!(e instanceof NoImprovementError)) throw e;
@@ -385,7 +430,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         refused = e.message;
         setModelWeights(model, (n) => (tensorNames.has(n) ? device.values(n) : undefined));
       }
-      if (res && COMPETING.has(chain.method)) shipped.set(chain.method, [...(shipped.get(chain.method) ?? []), { ...res, label: `${chain.method} ${chain.budgetPct}%` }]);
+      if (res && COMPETING.has(chain.method)) shipped.set(competeKey, [...(shipped.get(competeKey) ?? []), { ...res, label: chainLabel(chain) }]);
       // What this budget alone would have given, when a smaller budget's payload won.
       let own: { from: string; accAll: number; bytes: number } | undefined;
       if (res?.selection?.own) {
@@ -400,8 +445,14 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       const accAll = evaluate(model, evalAll).accuracy;
       const accOld = evaluate(model, evalOld).accuracy;
       const accNew = evaluate(model, evalNew).accuracy;
+      let agreement: number | undefined;
+      if (chain.teacher) {
+        const mine = evaluate(model, evalAll).predictions;
+        agreement = mine.reduce((a, p, i) => a + (p === (teacherPredictions as Int32Array)[i] ? 1 : 0), 0) / mine.length;
+      }
       const row: ResultRow = {
         update: u, name: up.id, method: chain.method as ReportMethod, budgetPct: chain.budgetPct,
+        ...(chain.teacher ? { teacher: true, agreement } : {}),
         bytes: !res ? 0 : chain.method === 'full' ? total : res.bytes.length,
         accAll, accOld, accNew, driftFromFull: 0,
         trainSeconds: res ? Number(res.trainSeconds.toFixed(2)) : null,
@@ -411,7 +462,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         ...(own ? { shippedFrom: own.from, ownAccAll: own.accAll, ownBytes: own.bytes } : {}),
       };
       rows.push(row);
-      log(`[job ${workerId}] update ${u} (${up.id}) ${chain.method}${chain.budgetPct !== null ? ` ${chain.budgetPct}%` : ''}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}% (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${own.from}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}`);
+      log(`[job ${workerId}] update ${u} (${up.id}) ${chainLabel(chain)}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}%${agreement !== undefined ? `, agrees with the teacher on ${(100 * agreement).toFixed(2)}%` : ''} (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${own.from}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}`);
       if (before && res) {
         const zBytes = zstdPatchBytes(flatten(before), flatten(device), join(workDir, `zstd-${workerId}`));
         rows.push({ ...row, method: 'zstd', bytes: zBytes, trainSeconds: row.trainSeconds });
@@ -457,27 +508,35 @@ async function trainBase(manifest: KwsManifest): Promise<void> {
 function allChains(): Chain[] {
   const chains: Chain[] = [{ method: 'full', budgetPct: null }];
   for (const [m, bs] of plan) for (const b of bs) chains.push({ method: m, budgetPct: b });
+  for (const [m, bs] of teacherPlan) for (const b of bs) chains.push({ method: m, budgetPct: b, teacher: true });
   return chains;
 }
 
 /**
- * Relative cost of a chain: topk-retrain fine-tunes and then retrains; sparse-lora adds a
- * warm-up epoch to each run and, when tuned, two more splits; the others train once.
+ * Relative cost of a chain: topk-retrain fine-tunes and then retrains (from a teacher it only
+ * retrains); sparse-lora adds a warm-up epoch to each run and, when tuned, two more splits;
+ * post-hoc top-k of a teacher trains nothing; the others train once.
  */
 function chainCost(c: Chain): number {
+  if (c.teacher) return c.method === 'topk' ? 0.1 : c.method === 'sparse-lora' ? 2 : 1;
   return c.method === 'topk-retrain' || c.method === 'sparse-lora' ? 2 : 1;
 }
 
 /**
  * Deal chains to jobs, the costliest unit first, each to the least loaded job. With `--compete on`
  * a unit is all budgets of one competing method, smallest first (a budget needs the smaller
- * budgets' results of the same update); otherwise every chain is its own unit.
+ * budgets' results of the same update); otherwise every chain is its own unit. The full chain and
+ * every teacher chain make one unit, the full chain first: it is their teacher.
  */
 function shard(chains: Chain[], jobs: number): Chain[][] {
   const units: Chain[][] = [];
-  const groupOf = new Map<TrainMethod, Chain[]>();
+  const groupOf = new Map<string, Chain[]>();
+  const teacherUnit: Chain[] = [];
   for (const c of chains) {
-    if (compete === 'on' && COMPETING.has(c.method)) {
+    if (c.method === 'full' || c.teacher) {
+      if (!teacherUnit.length) units.push(teacherUnit);
+      teacherUnit.push(c);
+    } else if (compete === 'on' && COMPETING.has(c.method)) {
       const g = groupOf.get(c.method);
       if (g) {
         g.push(c);
@@ -488,6 +547,8 @@ function shard(chains: Chain[], jobs: number): Chain[][] {
     } else units.push([c]);
   }
   for (const g of groupOf.values()) g.sort((a, b) => (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
+  // The full chain first, then the teacher chains by method, smallest budget first (they compete as the others do).
+  teacherUnit.sort((a, b) => Number(!!a.teacher) - Number(!!b.teacher) || a.method.localeCompare(b.method) || (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
   const cost = (u: Chain[]) => u.reduce((a, c) => a + chainCost(c), 0);
   const out: Chain[][] = Array.from({ length: jobs }, () => []);
   const load = new Array<number>(jobs).fill(0);
@@ -534,7 +595,7 @@ if (startUpdate > 1) {
 }
 await trainBase(manifest);
 const jobs = Math.max(1, Number(args.jobs));
-log(`chains: ${allChains().length} (full; ${plan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}), ${jobs} job(s), ${epochs} epochs per update, tuning ${tune}`);
+log(`chains: ${allChains().length} (full; ${plan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}${teacherPlan.length ? `; from the teacher: ${teacherPlan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}` : ''}), ${jobs} job(s), ${epochs} epochs per update, tuning ${tune}`);
 for (let i = 0; i < jobs; i++) rmSync(join(workDir, `rows-${i}.json`), { force: true });
 const passArgs = process.argv.slice(2).filter((a, i, all) => a !== '--worker' && all[i - 1] !== '--worker');
 await Promise.all(
@@ -552,7 +613,7 @@ for (const r of rows) {
   r.driftFromFull = full ? Number((full.accAll - r.accAll).toFixed(6)) : 0;
 }
 const order = ['full', 'zstd', 'sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank'];
-rows.sort((a, b) => a.update - b.update || order.indexOf(a.method) - order.indexOf(b.method) || (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
+rows.sort((a, b) => a.update - b.update || Number(!!a.teacher) - Number(!!b.teacher) || order.indexOf(a.method) - order.indexOf(b.method) || (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
 mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(outFile, JSON.stringify(rows, null, 1) + '\n');
 log(`wrote ${outFile}: ${rows.length} rows in ${((performance.now() - t0) / 60000).toFixed(1)} min`);

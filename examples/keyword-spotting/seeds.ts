@@ -32,7 +32,8 @@ const files = positionals.length
 if (files.length < 2) throw new Error(`expected at least two result files (the committed run and a rerun with --seed-offset), found ${files.length}: ${files.join(', ')}`);
 
 const key = (r: ResultRow) => `${r.update}|${r.method}|${r.budgetPct}`;
-const runs = files.map((f) => ({ file: f, rows: validateResults(JSON.parse(readFileSync(f, 'utf8')), f) }));
+// The label-trained chains (teacher chains, issue #33, are compared in the report, not across seeds here).
+const runs = files.map((f) => ({ file: f, rows: validateResults(JSON.parse(readFileSync(f, 'utf8')), f).filter((r) => !r.teacher) }));
 // The rows every run has (a rerun may cover a subset of the methods and budgets).
 const common = new Set(runs[0].rows.map(key));
 for (const run of runs.slice(1)) {
