@@ -6,7 +6,7 @@
  *   npm run bench:kws                         full run (about 1.5 h on 2 cores)
  *   npm run bench:kws -- --quick              a few words, one update, small budgets (~2 min)
  *   node --import tsx examples/keyword-spotting/bench.ts [--quick] [--data DIR] [--work DIR]
- *        [--out FILE] [--jobs N] [--epochs N] [--base-epochs N] [--updates N] [--tune quick|thorough|off]
+ *        [--out FILE] [--jobs N] [--threads N] [--epochs N] [--base-epochs N] [--updates N] [--tune quick|thorough|off]
  *        [--methods sparse,hash --budgets 0.5,1]   (every listed method at every listed budget)
  *        [--seed-offset N]   (shift every training seed: how far a figure moves with the seed alone)
  *        [--val rows|voices|accents] (validation: 10% of the training rows, default; or whole held-out voices / accents)
@@ -71,6 +71,7 @@ const { values: args } = parseArgs({
     work: { type: 'string' },
     out: { type: 'string' },
     jobs: { type: 'string', default: '2' },
+    threads: { type: 'string', default: '1' },
     epochs: { type: 'string' },
     'base-epochs': { type: 'string' },
     updates: { type: 'string' },
@@ -120,6 +121,13 @@ const teacherPlan: [TrainMethod, number[]][] = (() => {
 /** The baselines that stand for other tools: they ship whatever they give. */
 const POST_HOC = new Set<TrainMethod>(['topk', 'drop', 'lowrank']);
 const replayRatio = Number(args['replay-ratio']);
+/**
+ * Training threads per job (trainDiff's `threads`). Default 1: the jobs already keep the cores
+ * busy, one chain per core does more work per second than one step split across cores, and the
+ * thread count is part of what fixes the payload bytes (docs/guides/training-speed.md).
+ */
+const threads = Number(args.threads);
+if (!(Number.isInteger(threads) && threads >= 1)) throw new Error(`--threads must be a whole number from 1, found ${JSON.stringify(args.threads)}`);
 /** Shifts every training seed (data splits, masks, initial factors): how much a figure moves with the seed alone. */
 const seedOffset = Number(args['seed-offset']);
 /**
@@ -415,6 +423,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
           method: chain.method,
           budgetBytes,
           epochs,
+          threads,
           seed: seedOf,
           base: device,
           tune,
@@ -494,7 +503,7 @@ async function trainBase(manifest: KwsManifest): Promise<void> {
   const model = keywordModel(manifest.numClasses, 0);
   log(`base model: ${model.countParams()} parameters, ${manifest.numClasses} output slots; training on ${train.y.length} utterances for ${baseEpochs} epochs`);
   const res = await trainDiff(model, train, {
-    method: 'full', budgetBytes: 0, epochs: baseEpochs, seed: 1, eval: evalData, tune: 'off', learningRate: 1e-3,
+    method: 'full', budgetBytes: 0, epochs: baseEpochs, seed: 1, eval: evalData, tune: 'off', learningRate: 1e-3, threads,
     onEpoch: (r) => log(`  base epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% (${r.samplesPerSecond.toFixed(0)} samples/s)`),
   });
   log(`base model: held-out accuracy ${(100 * (res.accuracyAfter ?? 0)).toFixed(2)}% (${res.trainSeconds.toFixed(0)} s)`);
@@ -595,7 +604,7 @@ if (startUpdate > 1) {
 }
 await trainBase(manifest);
 const jobs = Math.max(1, Number(args.jobs));
-log(`chains: ${allChains().length} (full; ${plan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}${teacherPlan.length ? `; from the teacher: ${teacherPlan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}` : ''}), ${jobs} job(s), ${epochs} epochs per update, tuning ${tune}`);
+log(`chains: ${allChains().length} (full; ${plan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}${teacherPlan.length ? `; from the teacher: ${teacherPlan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}` : ''}), ${jobs} job(s) x ${threads} training thread(s), ${epochs} epochs per update, tuning ${tune}`);
 for (let i = 0; i < jobs; i++) rmSync(join(workDir, `rows-${i}.json`), { force: true });
 const passArgs = process.argv.slice(2).filter((a, i, all) => a !== '--worker' && all[i - 1] !== '--worker');
 await Promise.all(
