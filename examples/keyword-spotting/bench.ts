@@ -220,6 +220,11 @@ interface Chain {
   budgetPct: number | null;
   /** A teacher chain: trained toward the full chain's model of each update, without labels. */
   teacher?: boolean;
+  /**
+   * A replica of the full chain in a job that holds teacher chains but not the full chain itself:
+   * it computes the teacher there (the same seed, data and code give the same model) and records no rows.
+   */
+  replica?: boolean;
 }
 /** A chain's name in logs and competition labels. */
 const chainLabel = (c: Chain) => `${c.method}${c.teacher ? ' (teacher)' : ''}${c.budgetPct !== null ? ` ${c.budgetPct}%` : ''}`;
@@ -366,9 +371,9 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
   silenceTfjsNodeBanner();
   const model = keywordModel(manifest.numClasses, 0);
   // The teacher of the teacher chains: the full chain's model after each update (same job, run before them).
-  const fullChain = chains.find((c) => c.method === 'full');
+  const fullChain = chains.find((c) => c.method === 'full'); // the full chain or its replica
   const teacherModel = chains.some((c) => c.teacher) ? keywordModel(manifest.numClasses, 0) : undefined;
-  if (teacherModel && !fullChain) throw new Error('teacher chains need the full chain in the same job (shard() keeps them together)');
+  if (teacherModel && !fullChain) throw new Error('teacher chains need the full chain or its replica in the same job (shard() adds one)');
   const baseStore = readWeights(join(workDir, 'base.json'));
   // With --start-update, the weights each chain held after the update before (checked to exist before the workers started).
   const devices = new Map<Chain, MemoryWeightStore>(chains.map((c) => [c, startUpdate > 1 ? readWeights(stateFile(statesDir as string, startUpdate - 1, c)) : baseStore.clone()]));
@@ -470,9 +475,9 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         ...(refused ? { refused: true, refusal: refused } : {}),
         ...(own ? { shippedFrom: own.from, ownAccAll: own.accAll, ownBytes: own.bytes } : {}),
       };
-      rows.push(row);
-      log(`[job ${workerId}] update ${u} (${up.id}) ${chainLabel(chain)}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}%${agreement !== undefined ? `, agrees with the teacher on ${(100 * agreement).toFixed(2)}%` : ''} (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${own.from}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}`);
-      if (before && res) {
+      if (!chain.replica) rows.push(row);
+      log(`[job ${workerId}] update ${u} (${up.id}) ${chainLabel(chain)}${chain.replica ? ' (replica: the teacher of this job, no row)' : ''}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}%${agreement !== undefined ? `, agrees with the teacher on ${(100 * agreement).toFixed(2)}%` : ''} (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${own.from}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}`);
+      if (before && res && !chain.replica) {
         const zBytes = zstdPatchBytes(flatten(before), flatten(device), join(workDir, `zstd-${workerId}`));
         rows.push({ ...row, method: 'zstd', bytes: zBytes, trainSeconds: row.trainSeconds });
         log(`[job ${workerId}] update ${u} zstd --patch-from: ${zBytes} bytes`);
@@ -482,7 +487,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     validation?.x.dispose();
     if (saveStates) {
       mkdirSync(saveStates, { recursive: true });
-      for (const c of chains) writeWeights(stateFile(saveStates, u, c), devices.get(c) as MemoryWeightStore);
+      for (const c of chains) if (!c.replica) writeWeights(stateFile(saveStates, u, c), devices.get(c) as MemoryWeightStore);
     }
   }
   return rows;
@@ -533,40 +538,42 @@ function chainCost(c: Chain): number {
 
 /**
  * Deal chains to jobs, the costliest unit first, each to the least loaded job. With `--compete on`
- * a unit is all budgets of one competing method, smallest first (a budget needs the smaller
- * budgets' results of the same update); otherwise every chain is its own unit. The full chain and
- * every teacher chain make one unit, the full chain first: it is their teacher.
+ * a unit is all budgets of one competing method (teacher chains apart), smallest first (a budget
+ * needs the smaller budgets' results of the same update); otherwise every chain is its own unit.
+ * The full chain runs first in its job; a job with teacher chains and without it runs a replica
+ * of it first (the teacher), so teacher chains spread over the jobs.
  */
 function shard(chains: Chain[], jobs: number): Chain[][] {
   const units: Chain[][] = [];
   const groupOf = new Map<string, Chain[]>();
-  const teacherUnit: Chain[] = [];
   for (const c of chains) {
-    if (c.method === 'full' || c.teacher) {
-      if (!teacherUnit.length) units.push(teacherUnit);
-      teacherUnit.push(c);
-    } else if (compete === 'on' && COMPETING.has(c.method)) {
-      const g = groupOf.get(c.method);
+    const key = `${c.method}${c.teacher ? ':teacher' : ''}`;
+    if (compete === 'on' && (COMPETING.has(c.method) || c.teacher)) {
+      const g = groupOf.get(key);
       if (g) {
         g.push(c);
         continue;
       }
-      groupOf.set(c.method, [c]);
-      units.push(groupOf.get(c.method)!);
+      groupOf.set(key, [c]);
+      units.push(groupOf.get(key)!);
     } else units.push([c]);
   }
   for (const g of groupOf.values()) g.sort((a, b) => (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
-  // The full chain first, then the teacher chains by method, smallest budget first (they compete as the others do).
-  teacherUnit.sort((a, b) => Number(!!a.teacher) - Number(!!b.teacher) || a.method.localeCompare(b.method) || (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
   const cost = (u: Chain[]) => u.reduce((a, c) => a + chainCost(c), 0);
   const out: Chain[][] = Array.from({ length: jobs }, () => []);
   const load = new Array<number>(jobs).fill(0);
+  const fullJob = (j: number) => out[j].some((c) => c.method === 'full');
   const order = units.map((c, i) => ({ c, i })).sort((a, b) => cost(b.c) - cost(a.c) || a.i - b.i);
   for (const { c } of order) {
-    const j = load.indexOf(Math.min(...load));
+    // A teacher unit in a job without the full chain costs a replica of it too.
+    const extra = (j: number) => (c.some((x) => x.teacher) && !fullJob(j) ? 1 : 0);
+    const j = load.map((l, k) => l + extra(k)).reduce((best, l, k, all) => (l < all[best] ? k : best), 0);
+    load[j] += cost(c) + extra(j);
+    if (extra(j)) out[j].push({ method: 'full', budgetPct: null, replica: true });
     out[j].push(...c);
-    load[j] += cost(c);
   }
+  // The full chain (or its replica) first in its job: the teacher chains of each update need it.
+  for (const job of out) job.sort((a, b) => Number(b.method === 'full') - Number(a.method === 'full'));
   return out;
 }
 
