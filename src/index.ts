@@ -17,7 +17,8 @@ export { checkSameInterface, compareInterfaces, type InterfaceDifference } from 
 export { dropDiff, lowRankDiff, type BaselineOptions, type BaselineResult } from './diff/baselines.ts';
 export { parseBudget, formatBytes } from './diff/budget.ts';
 export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, TfjsDirWeightStore, openTfjsModel, locateTfjsModel, type TfjsModelLocation } from './io/tfjs/index.ts';
-export { TFJS_FRAME, tfjsFrameValues, canonicalJson } from './io/tfjs/frame.ts';
+export { TFJS_FRAME, tfjsFrameValues } from './io/tfjs/frame.ts';
+export { canonicalJson, type CanonicalJsonOptions } from './core/canonical-json.ts';
 export { applyToModelDir, recoverModelDir, type ModelDirApplyOptions, type ModelDirApplyResult } from './io/tfjs/folder-update.ts';
 export { recordModelDirDigests, readRecordedDigests } from './io/tfjs/recorded-digests.ts';
 export { FileSequenceStore } from './io/durable/sequence-file.ts';
