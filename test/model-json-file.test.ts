@@ -150,6 +150,32 @@ test('shared shards: an update never deletes a shard another model file of the f
   assert.equal(fingerprintStore(hasher, await openTfjsModel(join(dir, 'c.json'))).fingerprint, p1.payload.header.targetFingerprint);
 });
 
+test('in a shared folder a manifest naming another model\'s file (or an applier file) as a shard is refused before anything is touched; a dry run writes nothing', async () => {
+  const dir = await tempDir('nd-jsonfile-');
+  const { base, target } = baseAndTarget(9);
+  await shipAs(dir, 'a', base);
+  await shipAs(dir, 'b', baseAndTarget(10).base);
+  const p = exactDiff(hasher, await openTfjsModel(join(dir, 'a.json')), withTfjsFrame(target), { modelId: 'a', sequence: 1 });
+  await writeFile(join(dir, 'p.ndiff'), p.bytes);
+  // A dry run checks everything and writes nothing.
+  const before = await folderBytes(dir);
+  const dry = await ndiff('apply', '--model', join(dir, 'a.json'), '--patch', join(dir, 'p.ndiff'), '--dry-run');
+  assert.equal(dry.code, 0, dry.err);
+  assert.match(dry.out, /dry run: would patch/);
+  assert.deepEqual(await folderBytes(dir), before);
+  // a.json names b.json (another model's file) as its second shard: an update would retire and delete it.
+  for (const shard of ['b.json', 'b.json.ndiff-model.json']) {
+    const json = JSON.parse(await readFile(join(dir, 'a.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+    await writeFile(join(dir, 'bad.json'), JSON.stringify({ ...json, weightsManifest: [{ ...json.weightsManifest[0], paths: [...json.weightsManifest[0].paths, shard] }] }));
+    await writeFile(join(dir, 'b.json.ndiff-model.json'), '{"format": "neural-diff-model", "version": 1, "modelId": "b"}\n');
+    const snapshot = await folderBytes(dir);
+    const r = await ndiff('apply', '--model', join(dir, 'bad.json'), '--patch', join(dir, 'p.ndiff'));
+    assert.equal(r.code, 7, r.err);
+    assert.match(r.err, new RegExp(`names "${shard.replace(/\./g, '\\.')}" as a weight shard of group 1, which is (a model file of the folder|a file of the applier beside a model file)`));
+    assert.deepEqual(await folderBytes(dir), snapshot, 'nothing touched');
+  }
+});
+
 test('a weights manifest without a model (face-api) is refused, saying what to pass; wrapped as it says, it is read', async () => {
   const dir = await tempDir('nd-jsonfile-');
   const { base } = baseAndTarget(7);
