@@ -13,7 +13,7 @@ export { encodePayload, packPayload } from './core/encode.ts';
 export { buildPayload, payloadSize, baseDigests, type PatchSpec, type HeaderOptions, type BuiltPayload } from './diff/build.ts';
 export { topkDiff, topkFromDeltas, modelDelta, MagnitudeRanking, type TopkOptions, type TopkResult } from './diff/topk.ts';
 export { exactDiff, type ExactDiffOptions, type ExactDiffResult, type ExactCodec } from './diff/exact.ts';
-export { checkSameInterface, compareInterfaces, type InterfaceDifference } from './diff/interface.ts';
+export { checkSameInterface, compareInterfaces, type InterfaceDifference, type WeightsByContent } from './diff/interface.ts';
 export { dropDiff, lowRankDiff, type BaselineOptions, type BaselineResult } from './diff/baselines.ts';
 export { parseBudget, formatBytes } from './diff/budget.ts';
 export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, TfjsDirWeightStore, openTfjsModel, locateTfjsModel, type TfjsModelLocation } from './io/tfjs/index.ts';

@@ -82,7 +82,7 @@ const SHARED_SUFFIX = { previous: '.ndiff-prev', journal: '.ndiff-journal.json',
 
 /**
  * The names for the model JSON file `modelJsonFile` (a name in its folder): {@link FOLDER_MODEL_FILES}
- * for `model.json`, else names after the file. Check the name with {@link modelFileNameProblem} first.
+ * for `model.json`, else names after the file. Check the name with `modelFileNameProblem` first.
  */
 export function modelFilesOf(modelJsonFile: string = MODEL_JSON): ModelFiles {
   if (modelJsonFile === MODEL_JSON) return FOLDER_MODEL_FILES;
