@@ -148,6 +148,15 @@ test('shared shards: an update never deletes a shard another model file of the f
   assert.ok((await readdir(dir)).includes(aShard), `${aShard} is named by c.json`);
   assert.deepEqual((await recoverModelDir(join(dir, 'a.json'))).removed, []);
   assert.equal(fingerprintStore(hasher, await openTfjsModel(join(dir, 'c.json'))).fingerprint, p1.payload.header.targetFingerprint);
+  // The store's own commit (no journal, old shards deleted at once) keeps them too: d.json names
+  // a.bin as b.json does; b is rewritten, a.bin stays for d.
+  await writeFile(join(dir, 'd.json'), await readFile(join(dir, 'b.json')));
+  const b = await openTfjsModelDir(dir, { modelJsonFile: 'b.json' });
+  b.values('out/bias')[1] += 0.25;
+  await b.commit(['out/bias']);
+  assert.match(b.files()[1], /^b\.group1-shard1of1-[0-9a-f]{16}\.bin$/);
+  assert.ok((await readdir(dir)).includes('a.bin'), 'a.bin is named by d.json');
+  assert.equal(fingerprintStore(hasher, await openTfjsModel(join(dir, 'd.json'))).fingerprint, p1.payload.header.baseFingerprint);
 });
 
 test('in a shared folder a manifest naming another model\'s file (or an applier file) as a shard is refused before anything is touched; a dry run writes nothing', async () => {

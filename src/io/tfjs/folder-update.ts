@@ -58,12 +58,13 @@ import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResul
 import type { SequenceStore } from '../../apply/freshness.ts';
 import { checkManifestNamesNoControlFiles, locateModelFiles, openTfjsModelDir, type BeforeWriteHook, type TfjsDirWeightStore } from './index.ts';
 import { manifestPaths, parseModelJson } from './manifest.ts';
+import { namedByOtherModels } from './shared-folder.ts';
 import { FileSequenceStore } from '../durable/sequence-file.ts';
 import { readRecordedDigests, writeRecordedDigests } from './recorded-digests.ts';
 import { errCode, forEachLimited, nodeFileOps, readRegularFile, writeFileAtomically, type FileOps } from '../durable/durable.ts';
 import { lockModelDir, type FolderOptions, type RecoveryReport } from '../durable/lock.ts';
 import { readModelIdFile, writeModelIdFile } from '../durable/model-id-file.ts';
-import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem, isKeptModelFile, isOwnTempFile, modelFileNameProblem, writerShardPattern, type ModelFiles } from '../durable/control-files.ts';
+import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, PREVIOUS_MODEL_JSON, controlFileProblem, isOwnTempFile, writerShardPattern, type ModelFiles } from '../durable/control-files.ts';
 
 export { LOCK_FILE, JOURNAL_FILE, FOLDER_FILE };
 export { lockModelDir, type RecoveryReport, type FolderOptions };
@@ -190,38 +191,6 @@ function deletable(dir: string, files: ModelFiles, names: readonly string[], kee
 /** Delete the files an update created that model.json (and a kept previous version) do not name. */
 async function removeCreated(ops: FileOps, dir: string, files: ModelFiles, journal: Journal, report: RecoveryReport): Promise<void> {
   await removeFiles(ops, dir, deletable(dir, files, journal.created, await referencedNow(dir, files)), report);
-}
-
-/** Largest model file of another model read to learn which shards it names. */
-const MAX_OTHER_MODEL_BYTES = 64 * 1024 * 1024;
-
-/**
- * In a folder shared by several model files: every file the other models (and their kept
- * previous versions) name, resolved, so this model's update never deletes a shard another model
- * uses (a shard two model files share, or one a copy of this model file names). Empty for a
- * folder of its own. A file that cannot be read or parsed as a model names nothing.
- */
-async function namedByOtherModels(dir: string, files: ModelFiles): Promise<Set<string>> {
-  const out = new Set<string>();
-  if (!files.shared) return out;
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return out;
-  }
-  for (const name of names.sort()) {
-    if (name === files.model || name === files.previous) continue;
-    const isModel = name === MODEL_JSON || (modelFileNameProblem(name) === undefined);
-    if (!isModel && !isKeptModelFile(name)) continue;
-    try {
-      const bytes = await readRegularFile(path.join(dir, name), { maxBytes: MAX_OTHER_MODEL_BYTES });
-      if (bytes !== null) for (const p of pathsOf(bytes, path.join(dir, name), dir)) out.add(p);
-    } catch {
-      /* not a model (package.json, a config), or unreadable: it names nothing we know of */
-    }
-  }
-  return out;
 }
 
 /**

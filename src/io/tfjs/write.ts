@@ -12,6 +12,7 @@ import { getHasher, hex64, type Hasher } from '../../core/hasher.ts';
 import { DEFAULT_SHARD_BYTES, manifestPaths, parseModelJson, splitIntoShards, type EntryLayout, type TfjsWeightEntry, type TfjsWeightGroup } from './manifest.ts';
 import { errCode, forEachLimited, nodeFileOps, type FileOps, type NewFile } from '../durable/durable.ts';
 import { FOLDER_MODEL_FILES, controlFileProblem, type ModelFiles } from '../durable/control-files.ts';
+import { namedByOtherModels } from './shared-folder.ts';
 
 /**
  * A shard of a planned write: an existing file kept as it is, or new bytes, given as the parts
@@ -388,10 +389,12 @@ export async function writeModelAtomically(plan: WritePlan): Promise<WriteResult
     temps.splice(temps.indexOf(tmpJson), 1);
     await ops.syncDir(dir);
 
-    // After the switch: the old shards are garbage (unless the previous version is kept).
-    // Best effort and not fsynced: the switch is durable, and a deletion lost in a crash
-    // leaves only files listStaleFiles (or the next apply's recovery) finds.
-    const keep = new Set(newShards.map((p) => path.resolve(dir, p)));
+    // After the switch: the old shards are garbage (unless the previous version is kept, or, in
+    // a folder several model files share, another one names them). Best effort and not fsynced:
+    // the switch is durable, and a deletion lost in a crash leaves only files listStaleFiles (or
+    // the next apply's recovery) finds.
+    const keep = plan.keepPrevious ? new Set<string>() : await namedByOtherModels(dir, files);
+    for (const p of newShards) keep.add(path.resolve(dir, p));
     for (const old of plan.keepPrevious ? [] : oldResolved) {
       if (keep.has(old)) continue;
       try { await ops.unlink(old); } catch { /* left for listStaleFiles */ }
