@@ -17,11 +17,15 @@
  *
  * MoveNet Lightning v3 -> v4 changed its graph as well as its weights, so no payload joins the two
  * (refused, with the reason); its float16 weights are also measured on a pair that keeps one
- * graph: v3's float weights laid into v4's folder as the base (a copy of v4's model.json and
- * shard with every float tensor set to v3's values, written back as float16), v4 as the target.
+ * graph: v3's float weights laid into v4's model file as the base (in a copy of v4's `models/`
+ * folder, which holds the package's other models too: every float tensor of
+ * `movenet-lightning.json` set to v3's values, written back as float16), v4 as the target. That
+ * payload is then applied in place to `movenet-lightning.json` in the shared folder, as
+ * `ndiff apply --model models/movenet-lightning.json` does: it must reach v4's fingerprint and leave
+ * every other file of the folder byte for byte.
  */
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -35,6 +39,7 @@ import { diffOnnxModels } from '../src/diff/onnx.ts';
 import { exactDiff } from '../src/diff/exact.ts';
 import { openOnnxFile } from '../src/io/onnx/files.ts';
 import { openTfjsModel, openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { ensurePackages } from './onnx.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -80,6 +85,12 @@ export interface RealPairResult {
   roundTrip?: boolean;
   /** How the pair was made when it is not two published files as they are. */
   note?: string;
+  /**
+   * The payload applied in place to the base's model file in a folder it shares with the
+   * package's other models: whether it reached the target's fingerprint, and how many other files
+   * the folder holds, each left byte for byte (`untouched`).
+   */
+  inPlace?: { file: string; reached: boolean; otherFiles: number; untouched: boolean; shard: string };
 }
 
 const FULL: PairSpec[] = [
@@ -172,7 +183,7 @@ async function open(file: string): Promise<WeightStore> {
 }
 
 /** The exact payload of a pair, its round trip and sizes; or the refusal. */
-async function measure(hasher: Hasher, baseFile: string, targetFile: string, work: string): Promise<Omit<RealPairResult, 'pair' | 'base' | 'target'>> {
+async function measure(hasher: Hasher, baseFile: string, targetFile: string, work: string): Promise<Omit<RealPairResult, 'pair' | 'base' | 'target'> & { bytes?: Uint8Array }> {
   const [base, target] = await Promise.all([open(baseFile), open(targetFile)]);
   const onnx = baseFile.endsWith('.onnx');
   const diff = (codecs?: ('x' | 'xr')[]) => (onnx
@@ -197,23 +208,52 @@ async function measure(hasher: Hasher, baseFile: string, targetFile: string, wor
     payloadBytes: built.bytes.length, version: built.payload.header.version, codecs, v3Bytes: v3, changedValues: built.changed, targetWeightBytes,
     ...(sizes.zstd !== undefined ? { zstdBytes: sizes.zstd } : {}), ...(sizes.bsdiff !== undefined ? { bsdiffBytes: sizes.bsdiff } : {}),
     roundTrip: res.targetFingerprint === fingerprintStore(hasher, target).fingerprint,
+    bytes: built.bytes,
   };
 }
 
-/** v3's float weights laid into a copy of v4's folder (the one-graph base); returns its model.json. */
+/**
+ * v3's float weights laid into v4's model file, in a copy of v4's folder (with the package's other
+ * models): every float tensor set to v3's values and committed (float16 kept). Returns the model
+ * file's path.
+ */
 async function oneGraphBase(baseFile: string, targetFile: string, work: string): Promise<string> {
   const dir = path.join(work, 'one-graph-base');
   await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  const json = JSON.parse(await readFile(targetFile, 'utf8')) as { weightsManifest: { paths: string[] }[] };
-  await writeFile(path.join(dir, 'model.json'), JSON.stringify(json));
-  for (const p of json.weightsManifest.flatMap((g) => g.paths)) await cp(path.join(path.dirname(targetFile), p), path.join(dir, p));
+  await cp(path.dirname(targetFile), dir, { recursive: true });
+  const file = path.basename(targetFile);
   const from = await openTfjsModel(baseFile);
-  const store = await openTfjsModelDir(dir);
+  const store = await openTfjsModelDir(dir, { modelJsonFile: file });
   const names = store.list().filter((t) => t.patchable !== false).map((t) => t.name);
   for (const n of names) store.values(n).set(from.values(n));
   await store.commit(names);
-  return path.join(dir, 'model.json');
+  return path.join(dir, file);
+}
+
+/** Every file of a folder but `except`, with its bytes. */
+async function filesBut(dir: string, except: (name: string) => boolean): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  for (const name of (await readdir(dir)).sort()) if (!except(name)) out.set(name, await readFile(path.join(dir, name)));
+  return out;
+}
+
+/**
+ * Apply `payload` in place to the model file `file`, in the folder it shares with other models
+ * (as `ndiff apply --model <file>` does), and check it reaches `target`'s fingerprint with every
+ * file of the other models byte for byte.
+ */
+async function applyInSharedFolder(hasher: Hasher, file: string, target: WeightStore, payload: Uint8Array): Promise<NonNullable<RealPairResult['inPlace']>> {
+  const dir = path.dirname(file);
+  const name = path.basename(file);
+  const stem = name.replace(/\.json$/, '');
+  const ours = (f: string) => f === name || f.startsWith(`${name}.`) || f.startsWith(`${stem}.`) || f === '.ndiff-state.json';
+  const before = await filesBut(dir, ours);
+  await applyToModelDir(file, payload, { state: null });
+  const after = await filesBut(dir, ours);
+  const untouched = before.size === after.size && [...before].every(([f, bytes]) => after.get(f)?.equals(bytes) === true);
+  const reached = fingerprintStore(hasher, await openTfjsModel(file)).fingerprint === fingerprintStore(hasher, target).fingerprint;
+  const shard = (JSON.parse(await readFile(file, 'utf8')) as { weightsManifest: { paths: string[] }[] }).weightsManifest.flatMap((g) => g.paths).join(', ');
+  return { file: name, reached, otherFiles: before.size, untouched, shard };
 }
 
 /** Run the pairs; never throws for a pair that cannot be fetched (it is reported as skipped). */
@@ -241,13 +281,20 @@ export async function runRealBench(options: RealBenchOptions = {}): Promise<Real
         continue;
       }
       log(`${spec.name}: diffing ...`);
-      Object.assign(row, await measure(hasher, files[0], files[1], work));
+      const { bytes: _, ...measured } = await measure(hasher, files[0], files[1], work);
+      Object.assign(row, measured);
       log(`  ${row.refused ? `refused (${row.refused.code}): ${row.refused.message}` : `${row.payloadBytes} bytes (format v${row.version}), zstd ${row.zstdBytes}, bsdiff ${row.bsdiffBytes}, round trip ${row.roundTrip}`}`);
       if (spec.oneGraph && row.refused) {
-        const one: RealPairResult = { pair: `${spec.name}, on one graph`, base: `${label(spec.base)} weights in ${label(spec.target)}'s folder`, target: label(spec.target), note: 'v3\'s float weights laid into v4\'s folder (model.json and shard copied, every float tensor set to v3\'s values and written back as float16) as the base' };
+        const one: RealPairResult = { pair: `${spec.name}, on one graph`, base: `${label(spec.base)} weights in ${label(spec.target)}'s folder`, target: label(spec.target), note: 'v3\'s float weights laid into v4\'s model file, in a copy of v4\'s folder with the package\'s other models (every float tensor set to v3\'s values and written back as float16), as the base' };
         results.push(one);
-        Object.assign(one, await measure(hasher, await oneGraphBase(files[0], files[1], work), files[1], work));
+        const baseFile = await oneGraphBase(files[0], files[1], work);
+        const { bytes, ...measured } = await measure(hasher, baseFile, files[1], work);
+        Object.assign(one, measured);
         log(`  on one graph: ${one.payloadBytes} bytes (format v${one.version}; ${one.v3Bytes} without codec xs), zstd ${one.zstdBytes}, bsdiff ${one.bsdiffBytes}, round trip ${one.roundTrip}`);
+        if (bytes) {
+          one.inPlace = await applyInSharedFolder(hasher, baseFile, await open(files[1]), bytes);
+          log(`  applied in place to ${one.inPlace.file} beside ${one.inPlace.otherFiles} other files: ${one.inPlace.reached ? 'target fingerprint' : 'NOT the target'}, the other files ${one.inPlace.untouched ? 'byte for byte' : 'CHANGED'}`);
+        }
       }
     } finally {
       await rm(work, { recursive: true, force: true });
@@ -268,7 +315,8 @@ export function realBenchMarkdown(results: RealPairResult[]): string {
   }
   lines.push('');
   for (const r of results) {
-    lines.push(`- **${r.pair}**: ${r.base} -> ${r.target}.${r.note ? ` ${r.note}.` : ''}${r.refused ? ` Refused: ${r.refused.message}` : ''}${r.changedValues !== undefined ? ` ${n(r.changedValues)} weights changed.` : ''}`);
+    const inPlace = r.inPlace ? ` Applied in place to ${r.inPlace.file} in that folder (as \`ndiff apply --model\` does, beside ${r.inPlace.otherFiles} files of the other models): ${r.inPlace.reached ? 'the target\'s fingerprint' : 'NOT the target'}, the model file kept its name, its rewritten shard is ${r.inPlace.shard}, the other files ${r.inPlace.untouched ? 'byte for byte as they were' : 'CHANGED'}.` : '';
+    lines.push(`- **${r.pair}**: ${r.base} -> ${r.target}.${r.note ? ` ${r.note}.` : ''}${r.refused ? ` Refused: ${r.refused.message}` : ''}${r.changedValues !== undefined ? ` ${n(r.changedValues)} weights changed.` : ''}${inPlace}`);
   }
   return lines.join('\n') + '\n';
 }

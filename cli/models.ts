@@ -106,20 +106,20 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
 
 /**
  * The model id a diff of `baseDir` carries: `--model-id` when given, else the id the base
- * recorded (an apply, or `--model-out`, writes it in `.ndiff-folder.json`). Never the folder's
- * or file's name: the next update, made from `models/v2`, would carry another id and every device
- * would refuse it. One id along a chain of updates is what the device's rollback protection and
- * its model-id check key on.
+ * recorded (an apply, or `--model-out`, writes it in `.ndiff-folder.json`; beside a model file,
+ * `<file>.ndiff-model.json`). Never the folder's or file's name: the next update, made from
+ * `models/v2`, would carry another id and every device would refuse it. One id along a chain of
+ * updates is what the device's rollback protection and its model-id check key on.
  */
 export async function resolveModelId(baseDir: string, given: string | undefined): Promise<string> {
   if (given !== undefined) {
     if (given.length === 0) throw new UsageError('--model-id is empty: give the id devices know this model by, e.g. --model-id kws-en');
     return given;
   }
-  // A <name>.json model shares its folder with others: only --model-id names it.
-  const recorded = isOnnxPath(baseDir) ? await readModelIdRecord(baseDir) : isModelJsonPath(baseDir) ? undefined : await readFolderModelId(baseDir);
+  // A <name>.json model's id is recorded beside it, as an .onnx file's is.
+  const recorded = isOnnxPath(baseDir) ? await readModelIdRecord(baseDir) : await readFolderModelId(baseDir);
   if (recorded !== undefined) return recorded;
-  const where = isOnnxPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
+  const where = isOnnxPath(baseDir) || isModelJsonPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
   throw new UsageError(
     `which model is this an update of? ${where}: pass --model-id ID, the id devices know this model by (e.g. --model-id kws-en), and keep it for every later update of it. It is not taken from the ${isOnnxPath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isOnnxPath(baseDir) ? '' : ' --model-out records the id in the updated folder, so a diff from that folder reads it'}`,
     { base: baseDir },

@@ -1,8 +1,8 @@
 /**
  * `neural-diff/node`: the device updater for Node and Electron (the app's main process), without
  * tfjs or the trainers: `updateModel` (fetch a release over HTTP and bring the model to its
- * newest version, docs/PUBLISHING.md), crash-safe, verified applies to TF.js model folders, ONNX
- * model files and safetensors files, the sequence file, recorded digests, and everything
+ * newest version, docs/PUBLISHING.md), crash-safe, verified applies to TF.js model folders (or
+ * model JSON files sharing a folder), ONNX model files and safetensors files, the sequence file, recorded digests, and everything
  * `neural-diff/apply` exports.
  *
  * ```ts
@@ -18,7 +18,8 @@ export { readPayloadFile } from './io/durable/payload-file.ts';
 export { nodeFileOps, readRegularFile, writeFileAtomically, type FileOps, type NewFile } from './io/durable/durable.ts';
 export { recordModelDirDigests, readRecordedDigests, writeRecordedDigests, DIGESTS_FILE } from './io/tfjs/recorded-digests.ts';
 export { FileSequenceStore, DEFAULT_STATE_FILE } from './io/durable/sequence-file.ts';
-export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions } from './io/tfjs/index.ts';
+export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, locateModelFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions, type ModelPlace } from './io/tfjs/index.ts';
+export { modelFilesOf, FOLDER_MODEL_FILES, type ModelFiles } from './io/durable/control-files.ts';
 export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors/files.ts';
 export { SafetensorsWeightStore } from './io/safetensors/store.ts';
 export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx/files.ts';

@@ -1,8 +1,9 @@
 /**
  * Crash injection, quick version (the full one: `npm run crash-test`, test/crash/run.ts): a
- * child process applying a payload to a model folder SIGKILLs itself before a chosen
- * file-system operation; the folder must then hold exactly the old or the new version, and the
- * same apply run again must finish cleanly.
+ * child process applying a payload to a model folder (or to a model JSON file sharing its folder
+ * with another model) SIGKILLs itself before a chosen file-system operation; the model must then
+ * be exactly the old or the new version, the other model untouched, and the same apply run again
+ * must finish cleanly.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -88,6 +89,27 @@ describe('crash injection (quick)', () => {
       assert.deepEqual(r.neither, [], explain(r));
       assert.deepEqual(r.rerunFailures, [], explain(r));
     }
+  });
+
+  test('a <name>.json sharing its folder: the steps under its own names; killed at 10 points, always old or new, the other model untouched; re-run finishes', async () => {
+    const s = fx.scenarios.find((x) => x.modelFile)!;
+    const ops = await countOperations(fx, s);
+    // The same protocol, its files named after the model file; the lock and the state file the folder's.
+    const order = ['open(.ndiff-apply.lock-', 'rename(kws.json.ndiff-journal.json.tmp', 'link(kws.json -> kws.json.ndiff-prev)', 'rename(kws.json.tmp', 'unlink(kws.json.ndiff-prev)', 'unlink(kws.json.ndiff-journal.json)', 'rename(kws.json.ndiff-model.json.tmp', 'rename(.ndiff-state.json.tmp', 'unlink(.ndiff-apply.lock-'];
+    let last = -1;
+    for (const step of order) {
+      const i = ops.findIndex((o, k) => k > last && o.startsWith(step));
+      assert.ok(i > last, `step ${step} missing or out of order in:\n${ops.join('\n')}`);
+      last = i;
+    }
+    assert.ok(ops.some((o) => /^rename\(kws\.group1-shard1of1.*\.tmp-.* -> kws\.group1-shard1of1-[0-9a-f]{16}\.bin\)$/.test(o)), `the new shard is not named after the model file:\n${ops.join('\n')}`);
+    const onFace = (o: string) => /(\(|-> )face\./.test(o);
+    assert.ok(!ops.some(onFace), `an operation on the other model's files:\n${ops.filter(onFace).join('\n')}`);
+    const r = await killAt(fx, s, ops, spread(ops.length, 10));
+    assert.equal(r.kills, 10);
+    assert.deepEqual(r.neither, [], explain(r));
+    assert.deepEqual(r.rerunFailures, [], explain(r));
+    assert.ok(r.sawOld > 0 && r.sawNew > 0, `old ${r.sawOld}, new ${r.sawNew}: the kills did not straddle the switch`);
   });
 
   test('a second kill during the recovery of the first', async () => {

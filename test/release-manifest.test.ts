@@ -8,7 +8,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { canonicalJson } from '../src/updater/canonical-json.ts';
+import { canonicalJson } from '../src/core/canonical-json.ts';
+import { MANIFEST_JSON } from '../src/updater/manifest.ts';
 import { sha256Pure, sha256Hex } from '../src/updater/sha256.ts';
 import { manifestSigningInput, validateManifest, type ManifestPayload, type ReleaseManifest } from '../src/updater/manifest.ts';
 import { openTrustedRelease, isTrustedRelease } from '../src/updater/trust.ts';
@@ -41,8 +42,11 @@ describe('canonical JSON', () => {
   test('sorts keys by UTF-16 code units, no whitespace, escapes as JSON.stringify', () => {
     assert.equal(canonicalJson({ b: 1, a: [true, null, 'x"\n'], A: { z: -3, é: 'é' } }), '{"A":{"z":-3,"é":"é"},"a":[true,null,"x\\"\\n"],"b":1}');
   });
-  test('refuses what a manifest cannot hold (fractions, -0, unsafe integers)', () => {
-    for (const v of [1.5, -0, 2 ** 53, NaN]) assert.throws(() => canonicalJson({ v }), /safe integers/);
+  test('as manifests use it, refuses what a manifest cannot hold (fractions, -0, unsafe integers)', () => {
+    for (const v of [1.5, -0, 2 ** 53, NaN]) assert.throws(() => canonicalJson({ v }, MANIFEST_JSON), /safe integers/);
+    // The same function hashes a TF.js model.json (the frame), whose numbers may be anything JSON holds.
+    assert.equal(canonicalJson({ v: [1.5, -0, 2 ** 53] }), '{"v":[1.5,0,9007199254740992]}');
+    assert.throws(() => canonicalJson({ v: NaN }), /JSON has no such number/);
   });
 });
 

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { NeuralDiffError, UsageError } from '../../src/core/errors.ts';
 import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
-import { isModelJsonPath, locateTfjsModel, modelFileApplyRefusal } from '../../src/io/tfjs/model-file.ts';
+import { locateModelFiles } from '../../src/io/tfjs/model-file.ts';
 import { applyToOnnxFile } from '../../src/io/onnx/files.ts';
 import { DIGESTS_FILE } from '../../src/io/tfjs/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/durable/sequence-file.ts';
@@ -29,16 +29,17 @@ export interface ApplyArgs extends SignatureArgs {
 
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
   return signatureOptions(y
-    .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards) or ONNX model file (.onnx, with its external data), patched in place; a TF.js model JSON file among others (<name>.json) is refused with how to give it a folder of its own (the applier keeps one model per folder)' })
+    .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards), TF.js model JSON file sharing its folder with other models (<name>.json, its shards beside it; its own files beside it are named <name>.json.ndiff-*) or ONNX model file (.onnx, with its external data), patched in place' })
     .option('patch', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'check everything and patch a copy in memory; write nothing' })
     .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' }))
-    .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}, or beside a .onnx file); older or replayed payloads are refused. --no-state keeps none` })
-    .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR set (and NDIFF_MODEL_FILE for a .onnx model; e.g. one inference); a non-zero exit rolls back to the previous version' })
+    .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}, or beside a .onnx or <name>.json file); older or replayed payloads are refused. --no-state keeps none` })
+    .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR (the model\'s folder) and NDIFF_MODEL_FILE (its model.json, <name>.json or .onnx file) set, e.g. one inference; a non-zero exit rolls back to the previous version' })
     .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the health check counts as failed' })
-    .option('model-id', { type: 'string', describe: `the model id this folder (or .onnx file) holds: payloads for another id are refused (default: the id recorded by its first apply: <model>/${FOLDER_FILE} for a folder, <model>.onnx${MODEL_ID_SUFFIX} for an ONNX file)` })
-    .option('full-check', { type: 'boolean', default: false, describe: `read and hash every tensor of the base, not only the patched ones (by default the others are checked against the digests the last apply recorded in <model>/${DIGESTS_FILE}, while their shard files are unchanged; an ONNX file is always hashed whole)` })
+    .option('model-id', { type: 'string', describe: `the model id this folder (or file) holds: payloads for another id are refused (default: the id recorded by its first apply: <model>/${FOLDER_FILE} for a folder, <model>${MODEL_ID_SUFFIX} for an .onnx or <name>.json file)` })
+    .option('full-check', { type: 'boolean', default: false, describe: `read and hash every tensor of the base, not only the patched ones (by default the others are checked against the digests the last apply recorded in <model>/${DIGESTS_FILE}, or <name>.json.ndiff-digests.json, while their shard files are unchanged; an ONNX file is always hashed whole)` })
     .example('$0 apply --model ./model --patch v1-v2.signed.ndiff --public-key release.public.pem', 'verify the signature, then patch in place; the folder switches atomically')
+    .example('$0 apply --model models/movenet-lightning.json --patch v3-v4.ndiff', 'patch one model of a folder holding several (<name>.json + <name>.bin); the others are not touched')
     .example('$0 apply --model vad.onnx --patch v5-v6.ndiff --health-check "node smoke.js"', 'patch an ONNX model file; rolled back if the health check fails') as unknown as Argv<ApplyArgs>;
 }
 
@@ -90,9 +91,9 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   const bytes = await readPayloadFile(a.patch, a.maxPayloadBytes);
   const trustedKeys = await trustedKeysOf(a);
   const onnx = isOnnxPath(a.model);
-  // A model JSON file among others (<name>.json + <name>.bin): updates apply to a folder of its own.
-  if (!onnx && isModelJsonPath(a.model) && (await locateTfjsModel(a.model)).isFile) throw modelFileApplyRefusal(a.model);
-  const statePath = a.state === false ? null : a.state ?? join(onnx ? dirname(a.model) : a.model, DEFAULT_STATE_FILE);
+  // A model JSON file keeps its state file in its folder, as an .onnx file does (one for the folder's models, by model id).
+  const folder = onnx ? dirname(a.model) : (await locateModelFiles(a.model)).dir;
+  const statePath = a.state === false ? null : a.state ?? join(folder, DEFAULT_STATE_FILE);
   const t0 = performance.now();
   const common = {
     maxPayloadBytes: a.maxPayloadBytes,
@@ -112,7 +113,7 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
       : await applyToModelDir(a.model, bytes, {
         ...common,
         baseCheck: a.fullCheck ? 'full' : 'recorded',
-        ...(a.healthCheck ? { healthCheck: ({ dir }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io) } : {}),
+        ...(a.healthCheck ? { healthCheck: ({ dir, file }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io, file) } : {}),
       });
   } catch (e) {
     // What the recovery of an earlier interrupted apply did, even though this one failed.

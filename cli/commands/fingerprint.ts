@@ -1,7 +1,8 @@
 import type { Argv } from 'yargs';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher } from '../../src/core/hasher.ts';
-import { locateTfjsModel, openTfjsModel } from '../../src/io/tfjs/index.ts';
+import { locateModelFiles, openTfjsModel } from '../../src/io/tfjs/index.ts';
+import { join } from 'node:path';
 import { DIGESTS_FILE, writeRecordedDigests } from '../../src/io/tfjs/recorded-digests.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import { table, type CliIO } from '../common.ts';
@@ -18,7 +19,7 @@ export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
   return y
     .positional('model', { type: 'string', demandOption: true, describe: 'model folder, or ONNX model file (.onnx)' })
     .option('tensors', { type: 'boolean', default: false, describe: 'also list every tensor digest' })
-    .option('record', { type: 'boolean', default: false, describe: `also record the tensor digests in <model>/${DIGESTS_FILE}, so the next apply reads only the shards it patches (for a folder installed from a full download, once its fingerprint is checked; every apply records them itself)` })
+    .option('record', { type: 'boolean', default: false, describe: `also record the tensor digests in <model>/${DIGESTS_FILE} (beside a <name>.json file: <name>.json.ndiff-digests.json), so the next apply reads only the shards it patches (for a folder installed from a full download, once its fingerprint is checked; every apply records them itself)` })
     .example('$0 fingerprint ./model --record', 'print the model fingerprint and record the digests for fast applies') as unknown as Argv<FingerprintArgs>;
 }
 
@@ -42,15 +43,14 @@ export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<num
     return 0;
   }
   // Always a full read: this command is how a folder is checked, so it never trusts a record.
-  const where = await locateTfjsModel(a.model);
-  if (a.record && where.isFile) throw new UsageError(`--record writes the digests of a model folder (${DIGESTS_FILE}, one per folder), and ${a.model} is a model JSON file: record them in the model's own folder (see ndiff apply --help)`);
+  const place = await locateModelFiles(a.model);
   const store = await openTfjsModel(a.model, { lazy: true });
   const { fingerprint, digests } = fingerprintStore(await getHasher(), store);
   io.out(fingerprint);
   if (a.tensors) io.out(table(store.list().map((t) => [printable(t.name), `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'shape', 'digest']));
   if (a.record) {
-    await writeRecordedDigests(a.model, store.digestRecords(digests));
-    io.progress(`recorded ${digests.size} tensor digests in ${a.model}/${DIGESTS_FILE}`);
+    await writeRecordedDigests(place.dir, store.digestRecords(digests), { files: place.files });
+    io.progress(`recorded ${digests.size} tensor digests in ${join(place.dir, place.files.digests)}`);
   }
   io.result?.({
     model: a.model, fingerprint, tensorCount: digests.size, recorded: a.record,

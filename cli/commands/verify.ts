@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import { readModelIdRecord } from '../../src/io/durable/model-id-file.ts';
 import { applyVerifiedPayload, verifyPayload } from '../../src/apply/index.ts';
-import { locateTfjsModel, openTfjsModel } from '../../src/io/tfjs/index.ts';
+import { openTfjsModel } from '../../src/io/tfjs/index.ts';
 import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
 import { readFolderModelId } from '../../src/io/tfjs/folder-update.ts';
 import type { CliIO } from '../common.ts';
@@ -51,8 +51,8 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
       copy = Object.assign(MemoryWeightStore.copyOf(disk), { grid: (name: string) => disk.grid(name) });
     }
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
-    // The model id the folder recorded at its first update, as ndiff apply checks it.
-    const modelId = isOnnxPath(a.model) ? await readModelIdRecord(a.model) : (await locateTfjsModel(a.model)).isFile ? undefined : await readFolderModelId(a.model);
+    // The model id the folder (or model file) recorded at its first update, as ndiff apply checks it.
+    const modelId = isOnnxPath(a.model) ? await readModelIdRecord(a.model) : await readFolderModelId(a.model);
     const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) })
       .finally(close);
     io.out(res.status === 'already-applied'

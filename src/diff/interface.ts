@@ -43,6 +43,28 @@ export interface InterfaceDifference {
   weights: number;
   /** When a TF.js frame differs and both stores hand out its document: where model.json first differs. */
   frameDifference?: JsonDifference;
+  /**
+   * When the names, shapes or dtypes differ: the weights compared by content whatever their names
+   * (see {@link WeightsByContent}), so a re-exported graph that renamed its weights is told apart
+   * from an architecture change.
+   */
+  weightsByContent?: WeightsByContent;
+}
+
+/**
+ * Weights (patchable tensors) of the two models paired by content: the same dtype, shape and
+ * values bit for bit, whatever their names (a tensor keeps its own name's partner when it has one).
+ */
+export interface WeightsByContent {
+  /** Weights of the base, and of the target. */
+  baseWeights: number;
+  targetWeights: number;
+  /** Target weights that are a base weight, one for one. */
+  matched: number;
+  /** Of `matched`, those whose base partner has another name. */
+  renamed: number;
+  /** Every weight of each side is one of the other's (`matched` equals both counts): the weights did not change. */
+  same: boolean;
 }
 
 /** Stores that hand out the JSON document their frame hashes (TF.js folders, live models given their model.json). */
@@ -124,12 +146,59 @@ export function compareInterfaces(base: WeightStore, target: WeightStore): Inter
     }
   }
   diff.readOnlyChanged.sort();
+  // Names that do not line up may be a re-export that renamed the same weights: compare them by content.
+  if (diff.added.length || diff.removed.length || diff.reshaped.length || diff.retyped.length) diff.weightsByContent = pairWeightsByContent(base, target, a, b);
   if (diff.readOnlyChanged.includes('tfjs:frame')) {
     const [x, y] = [frameDocumentOf(base), frameDocumentOf(target)];
     const where = x && y ? firstJsonDifference(x, y) : undefined;
     if (where) diff.frameDifference = where;
   }
   return diff;
+}
+
+/** A 64-bit hash of a tensor's bits, as two 32-bit multiplicative hashes (a bucket key; pairs are then compared bit for bit). */
+function bitsKey(values: Float32Array): string {
+  const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  let h1 = 0x9e3779b9 ^ words.length;
+  let h2 = 0x85ebca6b;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    h1 = Math.imul(h1 ^ w, 0x01000193);
+    h2 = Math.imul(h2 + w, 0x5bd1e995) ^ (h2 >>> 15);
+  }
+  return `${(h1 >>> 0).toString(16)}:${(h2 >>> 0).toString(16)}`;
+}
+
+/**
+ * Pair the two models' weights by content (see {@link WeightsByContent}). Each weight is read once
+ * to hash it, and each candidate pair once more to compare it bit for bit.
+ */
+export function pairWeightsByContent(base: WeightStore, target: WeightStore, a = interfaceOf(base), b = interfaceOf(target)): WeightsByContent {
+  const key = (store: WeightStore, e: InterfaceTensor) => `${e.dtype}|${e.shape.join('x')}|${bitsKey(readForDigest(store, e.name))}`;
+  // Base weights by content key; a target weight takes the base weight of its own name first.
+  const pool = new Map<string, string[]>();
+  const baseWeights = [...a.values()].filter((e) => e.patchable);
+  for (const e of baseWeights) {
+    const k = key(base, e);
+    const names = pool.get(k);
+    if (names) names.push(e.name);
+    else pool.set(k, [e.name]);
+  }
+  const targetWeights = [...b.values()].filter((e) => e.patchable);
+  let matched = 0;
+  let renamed = 0;
+  for (const e of targetWeights) {
+    const names = pool.get(key(target, e));
+    if (!names) continue;
+    const values = readForDigest(target, e.name);
+    const order = names.includes(e.name) ? [e.name, ...names.filter((n) => n !== e.name)] : names;
+    const partner = order.find((n) => sameBits(readForDigest(base, n), values));
+    if (partner === undefined) continue;
+    names.splice(names.indexOf(partner), 1);
+    matched++;
+    if (partner !== e.name) renamed++;
+  }
+  return { baseWeights: baseWeights.length, targetWeights: targetWeights.length, matched, renamed, same: matched === baseWeights.length && matched === targetWeights.length };
 }
 
 function describeType(e: InterfaceTensor): string {
@@ -148,7 +217,16 @@ export function describeDifference(d: InterfaceDifference): string | undefined {
   if (d.removed.length) parts.push(`${d.removed.length} removed (${listed(d.removed, (n) => JSON.stringify(n))})`);
   if (d.reshaped.length) parts.push(`${d.reshaped.length} reshaped (${listed(d.reshaped, (r) => `${JSON.stringify(r.name)} [${r.base.join(', ')}] -> [${r.target.join(', ')}]`)})`);
   if (d.retyped.length) parts.push(`${d.retyped.length} retyped (${listed(d.retyped, (r) => `${JSON.stringify(r.name)} ${r.base} -> ${r.target}`)})`);
-  if (parts.length) return `the target's tensors are not the base's: ${parts.join(', ')}. A payload changes weight values only, so no payload reaches this target: ship the new model file`;
+  const byContent = d.weightsByContent;
+  if (parts.length && byContent?.same) {
+    // A re-exported graph: every weight is still there, bit for bit, some under other names.
+    const kept = byContent.renamed ? `, ${byContent.renamed} of them under other names` : '';
+    return `the graph changed; the weights did not (all ${byContent.targetWeights} weight tensors of the target are the base's, bit for bit in dtype, shape and values${kept}): ship the new model file. What differs is the graph: ${parts.join(', ')}, counting the renamed weights${d.readOnlyChanged.some(isFrameName) ? ', and the model\'s frame' : ''}`;
+  }
+  if (parts.length) {
+    const partly = byContent && byContent.matched > 0 ? ` (${byContent.matched} of the target's ${byContent.targetWeights} weight tensors are the base's bit for bit${byContent.renamed ? `, ${byContent.renamed} of them under other names` : ''}; the rest changed or are new)` : '';
+    return `the target's tensors are not the base's: ${parts.join(', ')}${partly}. A payload changes weight values only, so no payload reaches this target: ship the new model file`;
+  }
   if (!d.readOnlyChanged.length) return undefined;
   const frames = d.readOnlyChanged.filter(isFrameName);
   const others = d.readOnlyChanged.filter((n) => !isFrameName(n));
@@ -179,7 +257,8 @@ export function checkSameInterface(base: WeightStore, target: WeightStore): Inte
   if (reason) {
     throw new ModelMismatchError(reason, {
       added: d.added, removed: d.removed, reshaped: d.reshaped.map((r) => r.name), retyped: d.retyped.map((r) => r.name), readOnlyChanged: d.readOnlyChanged, ...(d.frameDifference ? { frameDifference: d.frameDifference } : {}),
-      weightsChanged: d.weightsChanged, weights: d.weights, graphOnly: !d.added.length && !d.removed.length && !d.reshaped.length && !d.retyped.length && d.weightsChanged === 0,
+      weightsChanged: d.weightsChanged, weights: d.weights, graphOnly: d.weightsByContent ? d.weightsByContent.same : d.weightsChanged === 0,
+      ...(d.weightsByContent ? { weightsByContent: d.weightsByContent } : {}),
       ...(d.added[0] ?? d.removed[0] ?? d.reshaped[0]?.name ?? d.retyped[0]?.name ? { tensor: d.added[0] ?? d.removed[0] ?? d.reshaped[0]?.name ?? d.retyped[0]?.name } : {}),
     });
   }

@@ -11,12 +11,12 @@
  * ```
  *
  * What is signed is the domain tag {@link MANIFEST_SIGNING_TAG} followed by the canonical JSON
- * (canonical-json.ts) of `signed`. This file is pure: it parses and checks the structure; the
+ * (src/core/canonical-json.ts, numbers restricted to safe integers) of `signed`. This file is pure: it parses and checks the structure; the
  * trust decisions (signature, expiry, rollback) are in trust.ts.
  */
 import { PayloadFormatError } from '../core/errors.ts';
 import { encodeUtf8 } from '../core/utf8.ts';
-import { canonicalJson } from './canonical-json.ts';
+import { canonicalJson } from '../core/canonical-json.ts';
 
 /** `format` of a manifest. */
 export const MANIFEST_FORMAT = 'neural-diff-release';
@@ -24,6 +24,8 @@ export const MANIFEST_FORMAT = 'neural-diff-release';
 export const MANIFEST_FORMAT_VERSION = 1;
 /** Prefixed to the canonical JSON before signing, so a manifest signature means nothing else. */
 export const MANIFEST_SIGNING_TAG = 'neural-diff release manifest v1\n';
+/** Canonical JSON as manifests are signed and written: integers only (docs/FORMAT.md, 13.1). */
+export const MANIFEST_JSON = { numbers: 'safe-integers' } as const;
 /** The name of the manifest in a release folder. */
 export const MANIFEST_FILE = 'manifest.json';
 /** Default cap on the manifest's size, before it is parsed. */
@@ -107,12 +109,12 @@ export interface SignedManifest {
 
 /** The bytes an Ed25519 signature over `manifest` covers. */
 export function manifestSigningInput(manifest: ReleaseManifest): Uint8Array {
-  return encodeUtf8(MANIFEST_SIGNING_TAG + canonicalJson(manifest));
+  return encodeUtf8(MANIFEST_SIGNING_TAG + canonicalJson(manifest, MANIFEST_JSON));
 }
 
 /** The manifest file's text (canonical JSON of the whole document, then a newline). */
 export function serializeManifest(doc: SignedManifest): Uint8Array {
-  return encodeUtf8(canonicalJson(doc) + '\n');
+  return encodeUtf8(canonicalJson(doc, MANIFEST_JSON) + '\n');
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;

@@ -18,8 +18,8 @@ import { decodeUtf8Strict } from '../core/utf8-decode.ts';
 import { fromHex } from '../core/hex.ts';
 import { resolveVerifier, verifyEd25519, type Ed25519Verifier } from '../apply/ed25519.ts';
 import { parseTrustedKeys, type PublicKeyInput } from '../apply/signature.ts';
-import { canonicalJson } from './canonical-json.ts';
-import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_SIGNING_TAG, validateManifest, type ReleaseManifest } from './manifest.ts';
+import { canonicalJson } from '../core/canonical-json.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_JSON, MANIFEST_SIGNING_TAG, validateManifest, type ReleaseManifest } from './manifest.ts';
 import { sha256Hex } from './sha256.ts';
 import { encodeUtf8 } from '../core/utf8.ts';
 import type { UpdaterRecord } from './state.ts';
@@ -73,7 +73,7 @@ export async function openTrustedRelease(bytes: Uint8Array, policy: ManifestPoli
   const { signed, signatures } = doc as { signed: unknown; signatures: unknown[] };
   let message: Uint8Array;
   try {
-    message = encodeUtf8(MANIFEST_SIGNING_TAG + canonicalJson(signed));
+    message = encodeUtf8(MANIFEST_SIGNING_TAG + canonicalJson(signed, MANIFEST_JSON));
   } catch (e) {
     throw new PayloadFormatError(`release manifest: its signed part holds a value a manifest cannot (${(e as Error).message}): it is not one \`ndiff release\` writes`);
   }

@@ -9,8 +9,9 @@
  *    files, or shards model.json does not name).
  *
  * Scenarios cover the CLI and the library, one and many shards, a first and a second update,
- * a health check that rolls back, torn writes (half the data, then the kill), and a second kill
- * during the recovery of the first.
+ * a health check that rolls back, torn writes (half the data, then the kill), a second kill
+ * during the recovery of the first, and a model JSON file sharing its folder with another model
+ * (whose files must stay byte for byte as they were after every kill and every re-run).
  */
 import { spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -23,6 +24,7 @@ import { getHasher, type Hasher } from '../../src/core/hasher.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
 import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
 import { openTfjsModelDir, referencedFiles, writeModelDir } from '../../src/io/tfjs/index.ts';
+import { modelFilesOf } from '../../src/io/durable/control-files.ts';
 import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
 import type { MemoryWeightStore } from '../../src/core/weight-store.ts';
 import { generateKeyPair, signPayload } from '../../src/sign/node-keys.ts';
@@ -54,6 +56,25 @@ export interface Scenario {
   sequence: number;
   /** Kill with a torn write where the operation writes data. */
   torn?: boolean;
+  /** A model JSON file sharing the folder with other models (undefined: the folder's model.json). */
+  modelFile?: string;
+  /** The other models' files in the folder: each must keep its pristine bytes. */
+  untouched?: string[];
+}
+
+/** The path an apply is given: the folder, or the model file in it. */
+function modelPath(dir: string, s: Scenario): string {
+  return s.modelFile ? join(dir, s.modelFile) : dir;
+}
+
+/** The other models' files, compared with the pristine folder's (a problem, or null). */
+async function untouchedProblem(dir: string, s: Scenario): Promise<string | null> {
+  for (const name of s.untouched ?? []) {
+    const [was, now] = await Promise.all([readFile(join(s.pristine, name)), readFile(join(dir, name)).catch(() => null)]);
+    if (now === null) return `another model's file ${name} is gone`;
+    if (Buffer.compare(was, now) !== 0) return `another model's file ${name} changed`;
+  }
+  return null;
 }
 
 export interface KillRecord {
@@ -82,17 +103,20 @@ export interface CrashSummary {
 const hasherPromise: Promise<Hasher> = getHasher();
 
 async function loaderSees(dir: string, s: Scenario): Promise<string> {
+  const other = await untouchedProblem(dir, s);
+  if (other) return other;
   try {
-    const fp = fingerprintStore(await hasherPromise, await openTfjsModelDir(dir)).fingerprint;
+    const fp = fingerprintStore(await hasherPromise, await openTfjsModelDir(dir, s.modelFile ? { modelJsonFile: s.modelFile } : {})).fingerprint;
     return fp === s.old ? 'old' : fp === s.new ? 'new' : `neither (fingerprint ${fp})`;
   } catch (e) {
     return `unloadable: ${(e as Error).message.slice(0, 200)}`;
   }
 }
 
-/** Files beyond model.json, its shards, the state file, the recorded digests and the model id file. */
-async function leftovers(dir: string): Promise<string[]> {
-  const keep = new Set([...(await referencedFiles(dir)), '.ndiff-state.json', '.ndiff-digests.json', '.ndiff-folder.json']);
+/** Files beyond the model file, its shards, the state file, the recorded digests, the model id file and the other models' files. */
+async function leftovers(dir: string, s: Scenario): Promise<string[]> {
+  const files = modelFilesOf(s.modelFile);
+  const keep = new Set([...(await referencedFiles(dir, s.modelFile)), '.ndiff-state.json', files.digests, files.modelId, ...(s.untouched ?? [])]);
   return (await readdir(dir)).filter((f) => !keep.has(f));
 }
 
@@ -163,6 +187,22 @@ export async function buildFixture(): Promise<Fixture> {
   await writeFolder(join(root, 'v1-sharded'), v1, 4096);
   await cp(join(root, 'v1'), join(root, 'v2'), { recursive: true });
   await applyToModelDir(join(root, 'v2'), p12.bytes);
+  // v1 as kws.json + kws.bin in a folder it shares with face.json + face.bin (updated before, in place)
+  const shared = join(root, 'shared');
+  await mkdir(shared);
+  const v1Json = JSON.parse(await readFile(join(root, 'v1', 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+  await cp(join(root, 'v1', v1Json.weightsManifest[0].paths[0]), join(shared, 'kws.bin'));
+  v1Json.weightsManifest[0].paths = ['kws.bin'];
+  await writeFile(join(shared, 'kws.json'), JSON.stringify(v1Json));
+  const face = baseAndTarget(73);
+  await writeFolder(join(root, 'face'), face.base);
+  const faceJson = JSON.parse(await readFile(join(root, 'face', 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+  await cp(join(root, 'face', faceJson.weightsManifest[0].paths[0]), join(shared, 'face.bin'));
+  faceJson.weightsManifest[0].paths = ['face.bin'];
+  await writeFile(join(shared, 'face.json'), JSON.stringify(faceJson));
+  const pf = topkDiff(hasher, frame(face.base), frame(face.target), { budgetBytes: 1_000_000, codec: 'f32', modelId: 'face', sequence: 1 });
+  await applyToModelDir(join(shared, 'face.json'), pf.bytes);
+  const faceFiles = (await readdir(shared)).filter((f) => f.startsWith('face'));
 
   const old1 = fp(v1);
   const new2 = p12.payload.header.targetFingerprint;
@@ -173,13 +213,14 @@ export async function buildFixture(): Promise<Fixture> {
     { name: 'cli, second update (v2 -> v3: old shards are ours, confirmation deletes them)', pristine: join(root, 'v2'), job: { mode: 'cli', payload: join(root, 'p23.ndiff') }, old: new2, new: new3, completes: new3, modelId: 'kws', sequence: 2 },
     { name: 'library, health check fails: switch, then rollback', pristine: join(root, 'v1'), job: { mode: 'lib', payload: join(root, 'p12.ndiff'), health: 'fail' }, old: old1, new: new2, completes: old1, modelId: 'kws', sequence: 1 },
     { name: 'cli, torn writes (half the data written, then the kill)', pristine: join(root, 'v1'), job: { mode: 'cli', payload: join(root, 'p12.ndiff') }, old: old1, new: new2, completes: new2, modelId: 'kws', sequence: 1, torn: true },
+    { name: 'cli, kws.json in a folder shared with face.json (face updated before)', pristine: shared, job: { mode: 'cli', payload: join(root, 'p12.ndiff') }, old: old1, new: new2, completes: new2, modelId: 'kws', sequence: 1, modelFile: 'kws.json', untouched: faceFiles },
   ];
   return { root, child, scenarios };
 }
 
 function jobFor(s: Scenario, dir: string): ChildJob {
   const { stateOutside, ...rest } = s.job;
-  return { ...rest, dir, ...(stateOutside ? { state: `${dir}.state.json` } : {}) };
+  return { ...rest, dir: modelPath(dir, s), ...(stateOutside ? { state: `${dir}.state.json` } : {}) };
 }
 
 /** The operations a clean run performs (so kills can target each of them). */
@@ -205,13 +246,13 @@ async function rerun(fx: Fixture, s: Scenario, dir: string): Promise<string> {
     if (s.job.mode === 'cli') {
       const out: string[] = [];
       const io = { out: (l: string) => out.push(l), err: (l: string) => out.push(l), progress: () => {} };
-      const argv = ['apply', '--model', dir, '--patch', job.payload, ...(job.publicKey ? ['--public-key', job.publicKey] : []), ...(job.state ? ['--state', job.state] : [])];
+      const argv = ['apply', '--model', job.dir, '--patch', job.payload, ...(job.publicKey ? ['--public-key', job.publicKey] : []), ...(job.state ? ['--state', job.state] : [])];
       const code = await main(argv, io);
       if (code !== 0) return `ndiff apply exited ${code}: ${out.join(' | ')}`;
       if (!/patched|already at target/.test(out.join('\n'))) return `unexpected output: ${out.join(' | ')}`;
     } else {
       // the health-check scenario is re-run with a passing health check: it must then finish
-      const res = await applyToModelDir(dir, new Uint8Array(await readFile(job.payload)), { ...(job.state ? { state: job.state } : {}), ...(job.shardBytes ? { shardBytes: job.shardBytes } : {}), healthCheck: () => true });
+      const res = await applyToModelDir(job.dir, new Uint8Array(await readFile(job.payload)), { ...(job.state ? { state: job.state } : {}), ...(job.shardBytes ? { shardBytes: job.shardBytes } : {}), healthCheck: () => true });
       if (res.status !== 'applied' && res.status !== 'already-applied') return `status ${res.status}`;
     }
   } catch (e) {
@@ -219,7 +260,7 @@ async function rerun(fx: Fixture, s: Scenario, dir: string): Promise<string> {
   }
   const seen = await loaderSees(dir, s);
   if (seen !== 'new') return `after the re-run the loader sees ${seen}`;
-  const extra = await leftovers(dir);
+  const extra = await leftovers(dir, s);
   if (extra.length) return `leftovers after the re-run: ${extra.join(', ')}`;
   const recorded = await new FileSequenceStore(job.state ?? join(dir, '.ndiff-state.json')).get(s.modelId);
   if (recorded !== s.sequence) return `the state file records ${recorded}, expected ${s.sequence}`;

@@ -16,8 +16,12 @@
  *
  * Scenarios: an update spread over every shard of a folder as tensorflowjs_converter writes it
  * (first apply: no state file yet), an update of the last layers only (second apply: state
- * file, recorded digests, model id already there; one shard rewritten), and an update whose
- * health check fails (switch, then rollback).
+ * file, recorded digests, model id already there; one shard rewritten), an update whose
+ * health check fails (switch, then rollback), and a spread update of a model JSON file that
+ * shares its folder with another model (`kws.json` + `kws-<i>.bin` beside `face.json` and the
+ * files of its own earlier update): the other model's files must stay byte for byte as they were
+ * in every crash state, after every recovery and after the re-run, and its sequence in the
+ * folder's state file with them.
  *
  * The harness runs in one process; recorded crash lock files carry this process's pid, which
  * the lock treats as left by an earlier run (the same rule as for a pid from before a reboot).
@@ -34,7 +38,7 @@ import { applyToModelDir, lockModelDir, readFolderModelId, recoverModelDir } fro
 import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
 import type { FileOps } from '../../src/io/durable/durable.ts';
 import { openTfjsModelDir, referencedFiles, writeModelDir } from '../../src/io/tfjs/index.ts';
-import { DEFAULT_STATE_FILE, DIGESTS_FILE, FOLDER_FILE } from '../../src/io/durable/control-files.ts';
+import { DEFAULT_STATE_FILE, modelFilesOf } from '../../src/io/durable/control-files.ts';
 import { baseAndTarget } from '../helpers/models.ts';
 import { withTfjsFrame } from '../helpers/dirs.ts';
 import { crashStates, describeOp, materialize, RecordingFileOps, snapshotFolder, type CrashState, type FolderImage, type FsOp } from './fs-model.ts';
@@ -53,10 +57,24 @@ export interface PowerLossScenario {
   newTensors: Map<string, Float32Array>;
   /** The health check of the recorded apply rejects the update (it ends at the old version). */
   healthFails?: boolean;
+  /** A model JSON file sharing the folder with other models (undefined: the folder's model.json). */
+  modelFile?: string;
+  /** The other models' files in the folder, which every state must hold byte for byte. */
+  untouched?: Map<string, Uint8Array>;
+  /** Another model's sequence in the folder's state file, which must stay recorded. */
+  otherSequence?: { modelId: string; sequence: number };
 }
 
-/** The files a settled folder may hold besides model.json and its shards. */
-const SETTLED = new Set([DEFAULT_STATE_FILE, DIGESTS_FILE, FOLDER_FILE]);
+/** The path an apply is given: the folder, or the model file in it. */
+function modelPath(dir: string, s: PowerLossScenario): string {
+  return s.modelFile ? path.join(dir, s.modelFile) : dir;
+}
+
+/** The files a settled folder may hold besides the model file and its shards (and the other models' files). */
+function settled(s: PowerLossScenario): Set<string> {
+  const files = modelFilesOf(s.modelFile);
+  return new Set([DEFAULT_STATE_FILE, files.digests, files.modelId, ...(s.untouched?.keys() ?? [])]);
+}
 
 const hasherPromise: Promise<Hasher> = getHasher();
 
@@ -121,11 +139,47 @@ export async function buildScenarios(root: string): Promise<PowerLossScenario[]>
   await applyToModelDir(v2dir, p12.bytes);
   const initial1 = await snapshotFolder(v1dir);
   const initial2 = await snapshotFolder(v2dir);
+  const shared = await sharedFolder(root, v1dir, hasher);
   return [
     { name: 'spread update, first apply to a converter-written folder (9 shards, all rewritten; no state file yet)', initial: initial1, payload: p12.bytes, modelId: 'kws', sequence: 1, oldTensors: tensorsOf(v1), newTensors: tensorsOf(v2) },
     { name: 'last-layers update, second apply (state file, recorded digests and model id present; 1 of 9 shards rewritten)', initial: initial2, payload: p23.bytes, modelId: 'kws', sequence: 2, sequenceBefore: 1, oldTensors: tensorsOf(v2), newTensors: tensorsOf(v3) },
     { name: 'spread update whose health check fails (switch, then rollback)', initial: initial1, payload: p12.bytes, modelId: 'kws', sequence: 1, oldTensors: tensorsOf(v1), newTensors: tensorsOf(v2), healthFails: true },
+    { name: 'spread update of kws.json in a folder shared with face.json (9 shards, all rewritten; face updated before)', initial: shared.initial, payload: p12.bytes, modelId: 'kws', sequence: 1, oldTensors: tensorsOf(v1), newTensors: tensorsOf(v2), modelFile: 'kws.json', untouched: shared.untouched, otherSequence: { modelId: 'face', sequence: 1 } },
   ];
+}
+
+/**
+ * A folder two model files share, as `@vladmandic/human` ships them: `kws.json` (v1's model, its
+ * 9 shards named `kws-<i>.bin`) and `face.json`, which an earlier apply updated in place (its
+ * rewritten shard, its digests and model id records beside it, its sequence in the state file).
+ */
+async function sharedFolder(root: string, v1dir: string, hasher: Hasher): Promise<{ initial: FolderImage; untouched: Map<string, Uint8Array> }> {
+  const dir = path.join(root, 'fixtures', 'shared');
+  await mkdir(dir, { recursive: true });
+  const text = await readFile(path.join(v1dir, 'model.json'), 'utf8');
+  const json = JSON.parse(text) as { weightsManifest: { paths: string[] }[] };
+  json.weightsManifest = json.weightsManifest.map((g) => ({ ...g, paths: g.paths.map((p) => `kws-${/shard(\d+)of/.exec(p)![1]}.bin`) }));
+  for (const g of JSON.parse(text).weightsManifest as { paths: string[] }[]) {
+    for (const p of g.paths) await cp(path.join(v1dir, p), path.join(dir, `kws-${/shard(\d+)of/.exec(p)![1]}.bin`));
+  }
+  await writeFile(path.join(dir, 'kws.json'), JSON.stringify(json));
+  // face: another model, shipped as face.json + face.bin, then updated in place.
+  const face = baseAndTarget(82);
+  const faceTemplate = { format: 'graph-model', generatedBy: 'power-loss harness', modelTopology: { node: [{ name: 'face' }] } };
+  const faceDir = path.join(root, 'fixtures', 'face');
+  await writeFolder(faceDir, face.base, 1 << 20);
+  const faceJson = JSON.parse(await readFile(path.join(faceDir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+  await cp(path.join(faceDir, faceJson.weightsManifest[0].paths[0]), path.join(dir, 'face.bin'));
+  faceJson.weightsManifest[0].paths = ['face.bin'];
+  await writeFile(path.join(dir, 'face.json'), JSON.stringify({ ...faceJson, modelTopology: faceTemplate.modelTopology }));
+  const faceBase = withTfjsFrame(face.base, { ...FOLDER_MODEL_JSON, modelTopology: faceTemplate.modelTopology });
+  const faceTarget = withTfjsFrame(face.target, { ...FOLDER_MODEL_JSON, modelTopology: faceTemplate.modelTopology });
+  const pf = topkDiff(hasher, faceBase, faceTarget, { budgetBytes: 1_000_000, codec: 'f32', modelId: 'face', sequence: 1 });
+  await applyToModelDir(path.join(dir, 'face.json'), pf.bytes);
+  const initial = await snapshotFolder(dir);
+  const untouched = new Map<string, Uint8Array>();
+  for (const [name, ino] of initial.names) if (name.startsWith('face')) untouched.set(name, initial.data.get(ino) as Uint8Array);
+  return { initial, untouched };
 }
 
 /**
@@ -139,7 +193,7 @@ export async function recordApply(s: PowerLossScenario, root: string, mutate?: (
   await materialize(s.initial, dir);
   const ops = new RecordingFileOps(dir, s.initial);
   try {
-    await applyToModelDir(dir, s.payload, { fileOps: mutate ? mutate(ops) : ops, ...(s.healthFails ? { healthCheck: () => false } : {}) });
+    await applyToModelDir(modelPath(dir, s), s.payload, { fileOps: mutate ? mutate(ops) : ops, ...(s.healthFails ? { healthCheck: () => false } : {}) });
     if (s.healthFails) throw new Error(`${s.name}: the recorded apply was expected to fail its health check`);
   } catch (e) {
     if (!(s.healthFails && (e as { code?: string }).code === 'ND_HEALTH_CHECK')) throw e;
@@ -155,7 +209,7 @@ export async function recordApply(s: PowerLossScenario, root: string, mutate?: (
 export async function loaderSees(dir: string, s: PowerLossScenario): Promise<string> {
   let store;
   try {
-    store = await openTfjsModelDir(dir);
+    store = await openTfjsModelDir(dir, s.modelFile ? { modelJsonFile: s.modelFile } : {});
   } catch (e) {
     return `unloadable: ${(e as Error).message.slice(0, 160)}`;
   }
@@ -169,15 +223,25 @@ export async function loaderSees(dir: string, s: PowerLossScenario): Promise<str
   return `neither (fingerprint ${fingerprintStore(await hasherPromise, store).fingerprint})`;
 }
 
-/** Files beyond model.json, its shards, the state file, the recorded digests and the model id file. */
-async function leftovers(dir: string): Promise<string[]> {
+/** Files beyond the model file, its shards, the state file, the recorded digests, the model id file and the other models' files. */
+async function leftovers(dir: string, s: PowerLossScenario): Promise<string[]> {
   let keep: Set<string>;
   try {
-    keep = new Set([...(await referencedFiles(dir)), ...SETTLED]);
+    keep = new Set([...(await referencedFiles(dir, s.modelFile)), ...settled(s)]);
   } catch {
-    keep = new Set(SETTLED);
+    keep = settled(s);
   }
   return (await readdir(dir)).filter((f) => !keep.has(f)).sort();
+}
+
+/** The other models' files: each still there, byte for byte (a problem, or null). */
+async function checkUntouched(dir: string, s: PowerLossScenario): Promise<string | null> {
+  for (const [name, bytes] of s.untouched ?? []) {
+    const now = await readFile(path.join(dir, name)).catch(() => null);
+    if (now === null) return `another model's file ${name} is gone`;
+    if (Buffer.compare(now, bytes) !== 0) return `another model's file ${name} changed`;
+  }
+  return null;
 }
 
 /** The state file and the model id file, checked against the weights the folder holds. */
@@ -190,8 +254,12 @@ async function checkRecords(dir: string, s: PowerLossScenario, weights: string):
   }
   if (recorded !== s.sequenceBefore && recorded !== s.sequence) return `state file records sequence ${recorded}, expected ${s.sequenceBefore} or ${s.sequence}`;
   if (recorded === s.sequence && recorded !== s.sequenceBefore && weights !== 'new') return `state file records sequence ${recorded} but the weights are ${weights}: the state is ahead of the weights`;
+  if (s.otherSequence) {
+    const other = await new FileSequenceStore(path.join(dir, DEFAULT_STATE_FILE)).get(s.otherSequence.modelId);
+    if (other !== s.otherSequence.sequence) return `the state file records ${other} for ${s.otherSequence.modelId}, expected ${s.otherSequence.sequence}: another model's sequence was lost`;
+  }
   try {
-    const id = await readFolderModelId(dir);
+    const id = await readFolderModelId(modelPath(dir, s));
     if (id !== undefined && id !== s.modelId) return `the folder's model id is ${JSON.stringify(id)}, expected ${JSON.stringify(s.modelId)}`;
   } catch (e) {
     return `model id file unreadable: ${(e as Error).message.slice(0, 160)}`;
@@ -214,11 +282,11 @@ export interface StateVerdict {
   rerun?: string;
 }
 
-/** The recovery the next `ndiff apply` runs first: take the lock, recoverModelDir, release. */
-async function recover(dir: string, fileOps?: FileOps): Promise<void> {
+/** The recovery the next `ndiff apply` runs first: take the folder's lock, recoverModelDir, release. */
+async function recover(dir: string, s: PowerLossScenario, fileOps?: FileOps): Promise<void> {
   const unlock = await lockModelDir(dir, { fileOps });
   try {
-    await recoverModelDir(dir, { fileOps });
+    await recoverModelDir(modelPath(dir, s), { fileOps });
   } finally {
     await unlock();
   }
@@ -230,8 +298,10 @@ export async function checkState(s: PowerLossScenario, log: readonly FsOp[], sta
   const v: StateVerdict = { scenario: s.name, point: state.point, lastOp: state.point > 0 ? describeOp(log[state.point - 1]) : '(nothing yet)', variant: state.variant, before: '', after: '', torn: [], leftovers: [] };
   v.before = await loaderSees(dir, s);
   if (v.before !== 'old' && v.before !== 'new') v.torn.push(`before recovery the loader sees ${v.before}`);
+  const crashed = await checkUntouched(dir, s);
+  if (crashed) v.torn.push(`before recovery: ${crashed}`);
   try {
-    await recover(dir);
+    await recover(dir, s);
   } catch (e) {
     v.torn.push(`recovery threw ${(e as Error).constructor.name}: ${(e as Error).message.slice(0, 200)}`);
   }
@@ -239,7 +309,9 @@ export async function checkState(s: PowerLossScenario, log: readonly FsOp[], sta
   if (v.after !== 'old' && v.after !== 'new') v.torn.push(`after recovery the loader sees ${v.after}`);
   const records = await checkRecords(dir, s, v.after);
   if (records) v.torn.push(records);
-  v.leftovers = await leftovers(dir);
+  const untouched = await checkUntouched(dir, s);
+  if (untouched) v.torn.push(`after recovery: ${untouched}`);
+  v.leftovers = await leftovers(dir, s);
   if (options.rerun) v.rerun = await rerun(s, dir);
   return v;
 }
@@ -247,20 +319,20 @@ export async function checkState(s: PowerLossScenario, log: readonly FsOp[], sta
 /** Run the same apply again (with a passing health check) and check it finished. */
 async function rerun(s: PowerLossScenario, dir: string): Promise<string> {
   try {
-    const res = await applyToModelDir(dir, s.payload, { healthCheck: () => true });
+    const res = await applyToModelDir(modelPath(dir, s), s.payload, { healthCheck: () => true });
     if (res.status !== 'applied' && res.status !== 'already-applied') return `status ${res.status}`;
   } catch (e) {
     return `threw ${(e as Error).constructor.name}: ${(e as Error).message.slice(0, 200)}`;
   }
   const seen = await loaderSees(dir, s);
   if (seen !== 'new') return `after the re-run the loader sees ${seen}`;
-  const extra = await leftovers(dir);
+  const extra = await leftovers(dir, s);
   if (extra.length) return `leftovers after the re-run: ${extra.join(', ')}`;
-  const problem = await checkRecords(dir, s, 'new');
+  const problem = (await checkRecords(dir, s, 'new')) ?? (await checkUntouched(dir, s));
   if (problem) return problem;
   const recorded = await new FileSequenceStore(path.join(dir, DEFAULT_STATE_FILE)).get(s.modelId);
   if (recorded !== s.sequence) return `the state file records ${recorded} after the re-run, expected ${s.sequence}`;
-  if ((await readFolderModelId(dir)) !== s.modelId) return 'the folder did not record its model id';
+  if ((await readFolderModelId(modelPath(dir, s))) !== s.modelId) return 'the model did not record its model id';
   return 'ok';
 }
 
@@ -276,7 +348,7 @@ export async function checkRecoveryCrashes(s: PowerLossScenario, first: CrashSta
   await materialize(first.image, dir);
   const recorder = new RecordingFileOps(dir, first.image);
   try {
-    await recover(dir, recorder);
+    await recover(dir, s, recorder);
   } catch {
     /* a recovery that refuses is checked by checkState already */
   }

@@ -13,7 +13,7 @@ import type { WeightStore } from '../../core/weight-store.ts';
 import { getHasher } from '../../core/hasher.ts';
 import { asFloat32Entry, computeGroupLayout, concatBytes, decodePassthroughEntry, dequantizeEntry, encodeFloat32, manifestPaths, parseModelJson, replaceTopLevelValue, type EntryLayout, type PassthroughValues, type TfjsModelJson, type TfjsWeightEntry } from './manifest.ts';
 import { nodeFileOps, type FileOps } from '../durable/durable.ts';
-import { MODEL_JSON, PREVIOUS_MODEL_JSON } from '../durable/control-files.ts';
+import { MODEL_JSON, modelFileNameProblem, modelFilesOf, type ModelFiles } from '../durable/control-files.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
 import { frameDocument, TFJS_FRAME, tfjsFrameValues } from './frame.ts';
@@ -78,12 +78,15 @@ export class TfjsDirWeightStore implements WeightStore {
   private records = new Map<string, Rec>();
   private readonly options: OpenOptions;
   private committing = false;
+  /** The model file's name and the applier's files beside it (src/io/durable/control-files.ts). */
+  readonly modelFiles: ModelFiles;
 
   /** @internal use {@link openTfjsModelDir}. */
   constructor(loaded: LoadedModel, options: OpenOptions = {}) {
     this.dir = loaded.dir;
     this.state = loaded;
     this.options = options;
+    this.modelFiles = modelFilesOf(options.modelJsonFile ?? MODEL_JSON);
     this.index(loaded);
   }
 
@@ -94,7 +97,7 @@ export class TfjsDirWeightStore implements WeightStore {
       for (const l of layout.entries) {
         const prev = this.records.get(l.entry.name);
         if (l.entry.name === TFJS_FRAME) {
-          throw new ModelFormatError(`${path.join(loaded.dir, MODEL_JSON)} names a weight ${JSON.stringify(TFJS_FRAME)}, the name the model fingerprint gives the model's frame: rename the weight (and its graph node) and convert the model again`, { dir: loaded.dir, name: TFJS_FRAME });
+          throw new ModelFormatError(`${path.join(loaded.dir, this.modelFiles.model)} names a weight ${JSON.stringify(TFJS_FRAME)}, the name the model fingerprint gives the model's frame: rename the weight (and its graph node) and convert the model again`, { dir: loaded.dir, name: TFJS_FRAME });
         }
         records.set(l.entry.name, { layout: l, entry: l.entry, values: prev?.values });
       }
@@ -335,7 +338,7 @@ export class TfjsDirWeightStore implements WeightStore {
     const r = this.records.get(name);
     if (!r) {
       throw new ModelMismatchError(
-        `tensor ${name} is not in ${path.join(this.dir, MODEL_JSON)}: expected one of its ${this.list().length} float tensors (e.g. ${this.list().slice(0, 3).map((e) => e.name).join(', ')}), found no such name. The patch was made for another model: check the model id, or ask the server for a full download`,
+        `tensor ${name} is not in ${path.join(this.dir, this.modelFiles.model)}: expected one of its ${this.list().length} float tensors (e.g. ${this.list().slice(0, 3).map((e) => e.name).join(', ')}), found no such name. The patch was made for another model: check the model id, or ask the server for a full download`,
         { name, dir: this.dir },
       );
     }
@@ -374,9 +377,9 @@ export class TfjsDirWeightStore implements WeightStore {
     return this.bytesOf(r).slice();
   }
 
-  /** Files the model uses now, relative to the folder: `model.json` first, then the shards. */
+  /** Files the model uses now, relative to the folder: its model file (`model.json`) first, then the shards. */
   files(): string[] {
-    return [MODEL_JSON, ...manifestPaths(this.state.modelJson)];
+    return [this.modelFiles.model, ...manifestPaths(this.state.modelJson)];
   }
 
   /**
@@ -393,8 +396,9 @@ export class TfjsDirWeightStore implements WeightStore {
    */
   async commit(changed: readonly string[]): Promise<void> {
     if (this.committing) throw new UsageError(`a commit to ${this.dir} is already in progress: await it before committing again`);
-    if (this.options.modelJsonFile !== undefined && this.options.modelJsonFile !== MODEL_JSON) {
-      throw new UsageError(`this store was opened from ${this.options.modelJsonFile}, not ${MODEL_JSON}: it is for reading only; open the folder without modelJsonFile to patch it`);
+    const problem = this.modelFiles.model === MODEL_JSON ? undefined : modelFileNameProblem(this.modelFiles.model);
+    if (problem) {
+      throw new UsageError(`this store was opened from ${this.modelFiles.model}, which is ${problem}: it is for reading only; open the model's own file to patch it`);
     }
     const changedSet = new Set(changed);
     for (const name of changedSet) this.floatRecord(name);
@@ -452,8 +456,9 @@ export class TfjsDirWeightStore implements WeightStore {
         groups,
         expectedModelJson: this.state.jsonBytes,
         render: (manifest) => replaceTopLevelValue(oldText, 'weightsManifest', JSON.stringify(manifest)),
+        files: this.modelFiles,
       });
-      const modelJson = parseModelJson(result.text, path.join(this.dir, MODEL_JSON));
+      const modelJson = parseModelJson(result.text, path.join(this.dir, this.modelFiles.model));
       const layouts = modelJson.weightsManifest.map((grp, g) => {
         const hasStrings = grp.weights.some((w) => w.dtype === 'string' && !w.quantization);
         return computeGroupLayout(grp.weights, hasStrings ? concatBytes(result.groups[g].shards.map((s) => shardBytes(this.dir, s))) : undefined, g);
@@ -592,7 +597,7 @@ export class TfjsDirWeightStore implements WeightStore {
       if (!complete) {
         if (fresh.length === 0) continue;
         // Not complete: write what is final so far (the file is opened on the first piece).
-        const st = streaming ?? this.openStreaming(key, `group${g + 1}-shard${i + 1}of${src.shards.length}.bin`, progress);
+        const st = streaming ?? this.openStreaming(key, `${this.modelFiles.shardPrefix}group${g + 1}-shard${i + 1}of${src.shards.length}.bin`, progress);
         st.io = st.io.then(async (file) => {
           for (const part of fresh) await file.append(part);
           return file;
@@ -600,7 +605,7 @@ export class TfjsDirWeightStore implements WeightStore {
         st.io.catch(() => {});
         continue;
       }
-      const shardFile = shardName(await getHasher(), g, i, src.shards.length, progress.parts);
+      const shardFile = shardName(await getHasher(), g, i, src.shards.length, progress.parts, this.modelFiles.shardPrefix);
       if (!streaming) {
         this.staged.set(key, this.stage(key, shardFile, progress.parts, progress.changed));
         continue;
@@ -775,7 +780,7 @@ export class TfjsDirWeightStore implements WeightStore {
     // Never a file model.json or a kept model.json.prev names on disk now (whatever a failed
     // commit left), nor one the store's model names.
     const live = new Set(manifestPaths(this.state.modelJson).map((p) => path.resolve(this.dir, p)));
-    for (const name of [MODEL_JSON, PREVIOUS_MODEL_JSON]) {
+    for (const name of [this.modelFiles.model, this.modelFiles.previous]) {
       try {
         const bytes = await readIfExists(path.join(this.dir, name));
         if (bytes) for (const p of manifestPaths(parseModelJson(new TextDecoder().decode(bytes)))) live.add(path.resolve(this.dir, p));

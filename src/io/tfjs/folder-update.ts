@@ -38,6 +38,14 @@
  * names (someone's copy) is never touched. Temp files and shards named like this writer's that
  * model.json (and a kept previous version) do not name are deleted. After it, the same apply
  * runs again from the old version.
+ *
+ * A model JSON file that shares its folder with other models (`models/movenet-lightning.json`)
+ * goes through the same states under names of its own (src/io/durable/control-files.ts): the
+ * journal `<file>.ndiff-journal.json`, the kept version `<file>.ndiff-prev`, the temp file
+ * `<file>.tmp-<id>`, shards `<stem>.group<g>-shard<i>of<n>-<hash>.bin`, digests
+ * `<file>.ndiff-digests.json`, model id `<file>.ndiff-model.json`. Recovery then deletes only that
+ * model's temp files and writer-made shards, and no deletion ever takes a file another model file
+ * of the folder (or its kept version) names. The lock and the state file stay the folder's.
  */
 import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile } from 'node:fs/promises';
@@ -48,14 +56,15 @@ import { MemoryWeightStore, type CommitInfo, type WeightStore } from '../../core
 import type { StorageGrid } from '../../core/grid.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../../apply/apply.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
-import { checkManifestNamesNoControlFiles, openTfjsModelDir, type BeforeWriteHook, type TfjsDirWeightStore } from './index.ts';
+import { checkManifestNamesNoControlFiles, locateModelFiles, openTfjsModelDir, type BeforeWriteHook, type TfjsDirWeightStore } from './index.ts';
 import { manifestPaths, parseModelJson } from './manifest.ts';
+import { namedByOtherModels } from './shared-folder.ts';
 import { FileSequenceStore } from '../durable/sequence-file.ts';
 import { readRecordedDigests, writeRecordedDigests } from './recorded-digests.ts';
-import { errCode, forEachLimited, nodeFileOps, readRegularFile, TEMP_FILE, writeFileAtomically, type FileOps } from '../durable/durable.ts';
+import { errCode, forEachLimited, nodeFileOps, readRegularFile, writeFileAtomically, type FileOps } from '../durable/durable.ts';
 import { lockModelDir, type FolderOptions, type RecoveryReport } from '../durable/lock.ts';
 import { readModelIdFile, writeModelIdFile } from '../durable/model-id-file.ts';
-import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from '../durable/control-files.ts';
+import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, PREVIOUS_MODEL_JSON, controlFileProblem, isOwnTempFile, writerShardPattern, type ModelFiles } from '../durable/control-files.ts';
 
 export { LOCK_FILE, JOURNAL_FILE, FOLDER_FILE };
 export { lockModelDir, type RecoveryReport, type FolderOptions };
@@ -64,8 +73,6 @@ export { lockModelDir, type RecoveryReport, type FolderOptions };
  * confirmation. This applier never writes it, and recovery leaves such a file alone.
  */
 export const RETIRED_MODEL_JSON = 'model.json.retired';
-/** Shard names this project's writer makes (content-addressed), safe to delete when unreferenced. */
-const WRITER_SHARD = /^group\d+-shard\d+of\d+-[0-9a-f]{16}\.bin$/;
 
 function emptyReport(): RecoveryReport {
   return { actions: [], rolledBack: false, removed: [] };
@@ -140,11 +147,11 @@ interface Journal {
   retired: string[];
 }
 
-/** The journal of `dir`: absent, this applier's (parsed), or a file that is not one (left alone). */
-async function readJournal(dir: string): Promise<{ journal?: Journal; unreadable?: string } | null> {
+/** The model's journal in `dir`: absent, this applier's (parsed), or a file that is not one (left alone). */
+async function readJournal(dir: string, files: ModelFiles): Promise<{ journal?: Journal; unreadable?: string } | null> {
   let bytes: Uint8Array | null;
   try {
-    bytes = await readRegularFile(path.join(dir, JOURNAL_FILE));
+    bytes = await readRegularFile(path.join(dir, files.journal));
   } catch (e) {
     return { unreadable: (e as Error).message };
   }
@@ -164,9 +171,9 @@ async function readJournal(dir: string): Promise<{ journal?: Journal; unreadable
 }
 
 /** Write the journal durably: it must be on disk before any file it names is. */
-async function writeJournal(ops: FileOps, dir: string, journal: Journal): Promise<void> {
+async function writeJournal(ops: FileOps, dir: string, files: ModelFiles, journal: Journal): Promise<void> {
   // Under the lock, after recovery deleted every temp file nothing names: nothing to sweep.
-  await writeFileAtomically(path.join(dir, JOURNAL_FILE), new TextEncoder().encode(JSON.stringify(journal, null, 1) + '\n'), { fileOps: ops, sweep: false });
+  await writeFileAtomically(path.join(dir, files.journal), new TextEncoder().encode(JSON.stringify(journal, null, 1) + '\n'), { fileOps: ops, sweep: false });
 }
 
 /**
@@ -174,30 +181,30 @@ async function writeJournal(ops: FileOps, dir: string, journal: Journal): Promis
  * `keep`, never a file the applier owns (the manifest was checked when the update started;
  * this keeps a hand-edited journal from deleting them).
  */
-function deletable(dir: string, names: readonly string[], keep: ReadonlySet<string>): string[] {
+function deletable(dir: string, files: ModelFiles, names: readonly string[], keep: ReadonlySet<string>): string[] {
   return names.filter((name) => {
     const file = path.resolve(dir, name);
-    return path.dirname(file) === path.resolve(dir) && !keep.has(file) && !controlFileProblem(dir, name);
+    return path.dirname(file) === path.resolve(dir) && !keep.has(file) && !controlFileProblem(dir, name, [], files.shared);
   }).map((name) => path.basename(name));
 }
 
 /** Delete the files an update created that model.json (and a kept previous version) do not name. */
-async function removeCreated(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport): Promise<void> {
-  await removeFiles(ops, dir, deletable(dir, journal.created, await referencedNow(dir)), report);
+async function removeCreated(ops: FileOps, dir: string, files: ModelFiles, journal: Journal, report: RecoveryReport): Promise<void> {
+  await removeFiles(ops, dir, deletable(dir, files, journal.created, await referencedNow(dir, files)), report);
 }
 
 /**
  * The first retired shard of the journal (one the new model.json `next` does not name) that is
  * no longer in the folder, or undefined.
  */
-async function retiredShardGone(dir: string, journal: Journal, next: Uint8Array): Promise<string | undefined> {
+async function retiredShardGone(dir: string, files: ModelFiles, journal: Journal, next: Uint8Array): Promise<string | undefined> {
   let keep: Set<string>;
   try {
-    keep = pathsOf(next, path.join(dir, MODEL_JSON), dir);
+    keep = pathsOf(next, path.join(dir, files.model), dir);
   } catch {
     return undefined;
   }
-  for (const name of deletable(dir, journal.retired, keep)) {
+  for (const name of deletable(dir, files, journal.retired, keep)) {
     try {
       await lstat(path.join(dir, name));
     } catch (e) {
@@ -209,20 +216,20 @@ async function retiredShardGone(dir: string, journal: Journal, next: Uint8Array)
 }
 
 /** Delete the retired shards of a confirmed update that model.json does not name. */
-async function removeRetired(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport): Promise<void> {
-  await removeFiles(ops, dir, deletable(dir, journal.retired, await referencedNow(dir)), report);
+async function removeRetired(ops: FileOps, dir: string, files: ModelFiles, journal: Journal, report: RecoveryReport): Promise<void> {
+  await removeFiles(ops, dir, deletable(dir, files, journal.retired, await referencedNow(dir, files)), report);
 }
 
 /**
- * Every file model.json and a kept model.json.prev name (resolved paths); `current` is
- * model.json's bytes when already read, `hasPrevious` false when a listing showed no
- * model.json.prev.
+ * Every file model.json and a kept model.json.prev name (resolved paths), and in a shared folder
+ * every file the other models name; `current` is model.json's bytes when already read,
+ * `hasPrevious` false when a listing showed no model.json.prev.
  */
-async function referencedNow(dir: string, current?: Uint8Array, hasPrevious = true): Promise<Set<string>> {
-  const out = new Set<string>();
-  for (const name of [MODEL_JSON, PREVIOUS_MODEL_JSON]) {
-    if (name === PREVIOUS_MODEL_JSON && !hasPrevious) continue;
-    const bytes = name === MODEL_JSON && current ? current : await readIfExists(path.join(dir, name));
+async function referencedNow(dir: string, files: ModelFiles, current?: Uint8Array, hasPrevious = true): Promise<Set<string>> {
+  const out = await namedByOtherModels(dir, files);
+  for (const name of [files.model, files.previous]) {
+    if (name === files.previous && !hasPrevious) continue;
+    const bytes = name === files.model && current ? current : await readIfExists(path.join(dir, name));
     if (bytes === null) continue;
     try {
       for (const p of pathsOf(bytes, path.join(dir, name), dir)) out.add(p);
@@ -235,15 +242,17 @@ async function referencedNow(dir: string, current?: Uint8Array, hasPrevious = tr
 
 /**
  * Delete temp files and writer-made shards that model.json (and a kept previous version) do not
- * name. `names` is the folder's listing.
+ * name. `names` is the folder's listing. In a shared folder, only this model's (named after its
+ * file), never a file another model names.
  */
-async function collectGarbage(ops: FileOps, dir: string, names: readonly string[], report: RecoveryReport): Promise<void> {
+async function collectGarbage(ops: FileOps, dir: string, files: ModelFiles, names: readonly string[], report: RecoveryReport): Promise<void> {
   // Only such files are ever deleted: without one there is nothing to read.
-  const candidates = names.filter((name) => TEMP_FILE.test(name) || WRITER_SHARD.test(name)).sort();
+  const writerShard = writerShardPattern(files);
+  const candidates = names.filter((name) => isOwnTempFile(files, name) || writerShard.test(name)).sort();
   if (candidates.length === 0) return;
-  const current = await readIfExists(path.join(dir, MODEL_JSON));
+  const current = await readIfExists(path.join(dir, files.model));
   if (current === null) return; // nothing to attribute shards to: delete nothing
-  const referenced = await referencedNow(dir, current, names.includes(PREVIOUS_MODEL_JSON));
+  const referenced = await referencedNow(dir, files, current, names.includes(files.previous));
   const before = report.removed.length;
   for (const name of candidates) {
     // Never a file model.json (or a kept previous version) names, whatever its name.
@@ -260,9 +269,9 @@ async function collectGarbage(ops: FileOps, dir: string, names: readonly string[
  * @throws ModelFormatError when model.json is neither version the journal names (then nothing
  *   is touched).
  */
-async function settleJournal(ops: FileOps, dir: string, journal: Journal, report: RecoveryReport, mode: 'recover' | 'rollback' = 'recover'): Promise<void> {
-  const modelFile = path.join(dir, MODEL_JSON);
-  const prevFile = path.join(dir, PREVIOUS_MODEL_JSON);
+async function settleJournal(ops: FileOps, dir: string, files: ModelFiles, journal: Journal, report: RecoveryReport, mode: 'recover' | 'rollback' = 'recover'): Promise<void> {
+  const modelFile = path.join(dir, files.model);
+  const prevFile = path.join(dir, files.previous);
   const current = await readIfExists(modelFile);
   const prev = await readIfExists(prevFile);
   const currentIs = current === null ? 'missing' : sha256(current) === journal.previous ? 'previous' : sha256(current) === journal.next ? 'next' : 'other';
@@ -271,18 +280,18 @@ async function settleJournal(ops: FileOps, dir: string, journal: Journal, report
   const tag = `update ${journal.id}`;
   // The confirmation deletes model.json.prev and the retired shards under one folder fsync: a
   // retired shard already gone means it began, and the previous version cannot come back whole.
-  const confirming = currentIs === 'next' && prevIsOurs && (await retiredShardGone(dir, journal, current as Uint8Array));
+  const confirming = currentIs === 'next' && prevIsOurs && (await retiredShardGone(dir, files, journal, current as Uint8Array));
   if (confirming && mode === 'rollback') {
     throw new ModelFormatError(
-      `cannot roll back ${dir}: the previous version's shard ${confirming} is gone (the update's confirmation had begun, or the file was deleted by hand); the folder stays at the new version. Restore the model from the full download if the new version is not wanted`,
+      `cannot roll back ${modelFile}: the previous version's shard ${confirming} is gone (the update's confirmation had begun, or the file was deleted by hand); the folder stays at the new version. Restore the model from the full download if the new version is not wanted`,
       { dir, journal: journal.id, missing: confirming },
     );
   }
 
   if (currentIs === 'previous') {
     // Never switched: drop the kept copy and the new files.
-    if (prevIsOurs) await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
-    await removeCreated(ops, dir, journal, report);
+    if (prevIsOurs) await removeFile(ops, dir, files.previous, report);
+    await removeCreated(ops, dir, files, journal, report);
     await ops.syncDir(dir);
     report.actions.push(`${tag} was interrupted before its switch: the model is the previous version; removed its new files`);
   } else if (currentIs === 'next' && prevIsOurs && !confirming) {
@@ -291,35 +300,42 @@ async function settleJournal(ops: FileOps, dir: string, journal: Journal, report
     await ops.rename(prevFile, modelFile);
     await ops.syncDir(dir);
     report.rolledBack = true;
-    await removeCreated(ops, dir, journal, report);
+    await removeCreated(ops, dir, files, journal, report);
     report.actions.push(`${tag} was interrupted after its switch but before it was confirmed: rolled back to the previous version`);
   } else if (currentIs === 'next') {
     // Confirmed (the kept copy is gone, or a retired shard: the confirmation had begun): finish
     // deleting the kept copy and the retired shards, durably, before the journal that lists
     // them goes.
-    if (prevIsOurs) await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
-    await removeRetired(ops, dir, journal, report);
+    if (prevIsOurs) await removeFile(ops, dir, files.previous, report);
+    await removeRetired(ops, dir, files, journal, report);
     await ops.syncDir(dir);
     report.actions.push(`${tag} was confirmed; finished deleting the shards of the previous version`);
   } else {
     throw new ModelFormatError(
-      `${dir} holds the journal of ${tag} (from ${journal.startedAt}), but ${MODEL_JSON} is ${currentIs === 'missing' ? 'missing' : 'neither the version it started from nor the one it wrote'}: expected one of them; the folder was changed by hand during an update. Nothing was touched: restore the model from the full download, then delete ${JOURNAL_FILE}`,
-      { dir, journal: journal.id },
+      `${dir} holds the journal of ${tag} (from ${journal.startedAt}, ${files.journal}), but ${files.model} is ${currentIs === 'missing' ? 'missing' : 'neither the version it started from nor the one it wrote'}: expected one of them; the model was changed by hand during an update. Nothing was touched: restore the model from the full download, then delete ${files.journal}`,
+      { dir, journal: journal.id, file: files.journal },
     );
   }
-  await removeFile(ops, dir, JOURNAL_FILE, report);
+  await removeFile(ops, dir, files.journal, report);
 }
 
 /**
- * Bring a model folder back to a confirmed version after an interrupted update, and delete the
- * leftovers. Acts only on the update journal this applier wrote (a `model.json.prev` or
+ * Bring a model back to a confirmed version after an interrupted update, and delete the
+ * leftovers. `model` is a folder (`model.json`), or a model JSON file sharing its folder with
+ * other models (its own journal, kept version and shards are recovered; the other models' files
+ * are never touched). Acts only on the update journal this applier wrote (a `model.json.prev` or
  * `model.json.retired` no journal names is left alone, and reported). Safe to call at any time
- * (one writer per folder: take {@link lockModelDir} first); does nothing on a clean folder.
+ * (one writer per folder: take {@link lockModelDir} of the folder first); does nothing on a clean
+ * folder.
  *
  * @throws ModelFormatError when the journal names an update model.json is no version of.
  */
-export async function recoverModelDir(dir: string, options: FolderOptions = {}): Promise<RecoveryReport> {
-  const ops = options.fileOps ?? nodeFileOps;
+export async function recoverModelDir(model: string, options: FolderOptions = {}): Promise<RecoveryReport> {
+  const { dir, files } = await locateModelFiles(model);
+  return recoverModel(options.fileOps ?? nodeFileOps, dir, files);
+}
+
+async function recoverModel(ops: FileOps, dir: string, files: ModelFiles): Promise<RecoveryReport> {
   const report = emptyReport();
   // One listing says which of the files below exist; a clean folder costs it and model.json.
   let names: string[];
@@ -329,19 +345,19 @@ export async function recoverModelDir(dir: string, options: FolderOptions = {}):
     if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return report; // no folder: nothing to recover
     throw e;
   }
-  const read = names.includes(JOURNAL_FILE) ? await readJournal(dir) : null;
+  const read = names.includes(files.journal) ? await readJournal(dir, files) : null;
   if (read?.journal) {
-    await settleJournal(ops, dir, read.journal, report);
+    await settleJournal(ops, dir, files, read.journal, report);
     names = await readdir(dir); // settling deleted files
-  } else if (read?.unreadable) report.actions.push(`left ${JOURNAL_FILE} alone: ${read.unreadable} (this applier writes only its own format there; an update will replace it)`);
+  } else if (read?.unreadable) report.actions.push(`left ${files.journal} alone: ${read.unreadable} (this applier writes only its own format there; an update will replace it)`);
   // Settling the journal removed the kept previous version it named: one still there is not ours.
-  for (const name of [PREVIOUS_MODEL_JSON, RETIRED_MODEL_JSON]) {
+  for (const name of files.shared ? [files.previous] : [PREVIOUS_MODEL_JSON, RETIRED_MODEL_JSON]) {
     if (names.includes(name) && (await readIfExists(path.join(dir, name))) !== null) {
       report.actions.push(`left ${name} alone: no update journal names it, so this applier did not write it (a copy kept by hand, or an older applier's)`);
     }
   }
   const before = report.removed.length;
-  await collectGarbage(ops, dir, names, report);
+  await collectGarbage(ops, dir, files, names, report);
   if (report.removed.length > before && !read?.journal) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
   return report;
 }
@@ -353,72 +369,96 @@ export async function recoverModelDir(dir: string, options: FolderOptions = {}):
  * once any of these deletions is on disk, recovery finishes the confirmation instead of
  * rolling back), then the journal. The apply holds the folder's lock, so nothing else changed them.
  */
-async function confirmWritten(ops: FileOps, dir: string, journal: Journal, nextModelJson: Uint8Array): Promise<void> {
+async function confirmWritten(ops: FileOps, dir: string, files: ModelFiles, journal: Journal, nextModelJson: Uint8Array): Promise<void> {
   const report = emptyReport();
   // model.json.prev first: if deleting it fails, nothing else was deleted and a rollback is
   // still possible; the retired shards without waiting for a folder fsync in between (the list
   // is worked out while model.json.prev is being deleted).
-  const previousGone = removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
+  const previousGone = removeFile(ops, dir, files.previous, report);
   let retired: string[];
   try {
-    retired = deletable(dir, journal.retired, pathsOf(nextModelJson, path.join(dir, MODEL_JSON), dir));
+    // In a shared folder, never a shard another model names.
+    const keep = await namedByOtherModels(dir, files);
+    for (const p of pathsOf(nextModelJson, path.join(dir, files.model), dir)) keep.add(p);
+    retired = deletable(dir, files, journal.retired, keep);
   } finally {
     await previousGone;
   }
   await removeFiles(ops, dir, retired, report);
   await ops.syncDir(dir); // the commit point of the confirmation
-  await removeFile(ops, dir, JOURNAL_FILE, report);
+  await removeFile(ops, dir, files.journal, report);
 }
 
-/** Keep the new version: drop the previous one and the retired shards (no-op without a journal). */
-export async function confirmUpdate(dir: string, options: FolderOptions = {}): Promise<void> {
-  const ops = options.fileOps ?? nodeFileOps;
-  const read = await readJournal(dir);
+/**
+ * Keep the new version: drop the previous one and the retired shards (no-op without a journal).
+ * `model` is a folder or a model JSON file, as for {@link recoverModelDir}.
+ */
+export async function confirmUpdate(model: string, options: FolderOptions = {}): Promise<void> {
+  const { dir, files } = await locateModelFiles(model);
+  await confirmModel(options.fileOps ?? nodeFileOps, dir, files);
+}
+
+async function confirmModel(ops: FileOps, dir: string, files: ModelFiles): Promise<void> {
+  const read = await readJournal(dir, files);
   if (!read?.journal) return;
   const report = emptyReport();
-  const prev = await readIfExists(path.join(dir, PREVIOUS_MODEL_JSON));
+  const prev = await readIfExists(path.join(dir, files.previous));
   if (prev !== null && sha256(prev) === read.journal.previous) {
-    await removeFile(ops, dir, PREVIOUS_MODEL_JSON, report);
+    await removeFile(ops, dir, files.previous, report);
     await ops.syncDir(dir); // the commit point of the confirmation
   }
-  await settleJournal(ops, dir, read.journal, report);
+  await settleJournal(ops, dir, files, read.journal, report);
 }
 
-/** Make the kept previous version current again, atomically, and delete the new files. */
-export async function rollbackUpdate(dir: string, options: FolderOptions = {}): Promise<void> {
-  const ops = options.fileOps ?? nodeFileOps;
-  const read = await readJournal(dir);
-  const prev = await readIfExists(path.join(dir, PREVIOUS_MODEL_JSON));
+/**
+ * Make the kept previous version current again, atomically, and delete the new files. `model`
+ * is a folder or a model JSON file, as for {@link recoverModelDir}.
+ */
+export async function rollbackUpdate(model: string, options: FolderOptions = {}): Promise<void> {
+  const { dir, files } = await locateModelFiles(model);
+  await rollbackModel(options.fileOps ?? nodeFileOps, dir, files);
+}
+
+async function rollbackModel(ops: FileOps, dir: string, files: ModelFiles): Promise<void> {
+  const read = await readJournal(dir, files);
+  const prev = await readIfExists(path.join(dir, files.previous));
   if (!read?.journal || prev === null || sha256(prev) !== read.journal.previous) {
-    throw new ModelFormatError(`cannot roll back ${dir}: expected an update journal and the previous version it names in ${PREVIOUS_MODEL_JSON}, found ${!read?.journal ? 'no journal' : 'no such previous version'} (another process finished or undid the update?)`, { dir });
+    throw new ModelFormatError(`cannot roll back ${path.join(dir, files.model)}: expected an update journal and the previous version it names in ${files.previous}, found ${!read?.journal ? 'no journal' : 'no such previous version'} (another process finished or undid the update?)`, { dir });
   }
-  await settleJournal(ops, dir, read.journal, emptyReport(), 'rollback');
+  await settleJournal(ops, dir, files, read.journal, emptyReport(), 'rollback');
 }
 
 // ---------------------------------------------------------------------------------------------
 // the folder's model id
 
-/** The model id recorded in `dir` by its first apply, or undefined. */
-export function readFolderModelId(dir: string): Promise<string | undefined> {
-  return readModelIdFile(path.join(dir, FOLDER_FILE), 'neural-diff-folder');
+/**
+ * The model id recorded by the model's first apply, or undefined: `model` is a folder
+ * (`.ndiff-folder.json`) or a model JSON file sharing its folder (`<file>.ndiff-model.json`).
+ */
+export async function readFolderModelId(model: string): Promise<string | undefined> {
+  const { dir, files } = await locateModelFiles(model);
+  return readModelId(dir, files);
+}
+
+function readModelId(dir: string, files: ModelFiles): Promise<string | undefined> {
+  return readModelIdFile(path.join(dir, files.modelId), files.modelIdFormat);
 }
 
 /**
- * Record `modelId` as the model `dir` holds (`.ndiff-folder.json`, durably): applies then refuse
- * payloads of another id. An apply records it itself when it first confirms an update; a build
- * server records it in a folder it makes (`ndiff diff --model-out`), so the next diff made
- * against that folder carries the same id.
+ * Record `modelId` as the model `model` holds (a folder's `.ndiff-folder.json`, or a model JSON
+ * file's `<file>.ndiff-model.json`, durably): applies then refuse payloads of another id. An
+ * apply records it itself when it first confirms an update; a build server records it in a
+ * folder it makes (`ndiff diff --model-out`), so the next diff made against that folder carries
+ * the same id.
  */
-export async function recordFolderModelId(dir: string, modelId: string, options: FolderOptions = {}): Promise<void> {
-  await writeFolderModelId(options.fileOps ?? nodeFileOps, dir, modelId);
+export async function recordFolderModelId(model: string, modelId: string, options: FolderOptions = {}): Promise<void> {
+  const { dir, files } = await locateModelFiles(model);
+  await writeModelId(options.fileOps ?? nodeFileOps, dir, files, modelId);
 }
 
-function writeFolderModelId(ops: FileOps, dir: string, modelId: string): Promise<void> {
-  return writeModelIdFile(path.join(dir, FOLDER_FILE), 'neural-diff-folder', modelId, { fileOps: ops });
+function writeModelId(ops: FileOps, dir: string, files: ModelFiles, modelId: string): Promise<void> {
+  return writeModelIdFile(path.join(dir, files.modelId), files.modelIdFormat, modelId, { fileOps: ops });
 }
-
-// ---------------------------------------------------------------------------------------------
-// the lock
 
 // ---------------------------------------------------------------------------------------------
 // applying
@@ -433,6 +473,7 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
   constructor(
     private readonly disk: TfjsDirWeightStore,
     private readonly dir: string,
+    private readonly files: ModelFiles,
     private readonly ops: FileOps,
     /** The model id to record in the folder once the update is confirmed (undefined: already recorded). */
     private readonly pinModelId: string | undefined,
@@ -467,7 +508,7 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
     } catch (e) {
       // Whatever the write left (its journal, a kept previous version, new shards): settled
       // from the journal, so the folder holds the version it held before.
-      await recoverModelDir(this.dir, { fileOps: this.ops }).catch(() => {});
+      await recoverModel(this.ops, this.dir, this.files).catch(() => {});
       throw e;
     }
   }
@@ -478,35 +519,37 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
     const committed = this.committing;
     // The confirmation's first deletion is on its way before the cache is worked out.
     const written = this.written();
-    const confirming = written ? confirmWritten(this.ops, this.dir, written.journal, written.nextModelJson) : confirmUpdate(this.dir, { fileOps: this.ops });
+    const confirming = written ? confirmWritten(this.ops, this.dir, this.files, written.journal, written.nextModelJson) : confirmModel(this.ops, this.dir, this.files);
     confirming.catch(() => {}); // awaited below
-    const recorded = committed ? writeRecordedDigests(this.dir, this.disk.digestRecords(committed.info.digests), { durable: false, fileOps: this.ops, sweep: false }).catch(() => {}) : undefined;
+    const recorded = committed ? writeRecordedDigests(this.dir, this.disk.digestRecords(committed.info.digests), { durable: false, fileOps: this.ops, sweep: false, files: this.files }).catch(() => {}) : undefined;
     try {
       await confirming;
       // The folder remembers the model id of the first payload confirmed in it (durably, before
       // the sequence is recorded), so later payloads of another id are refused.
-      if (this.pinModelId !== undefined) await writeFolderModelId(this.ops, this.dir, this.pinModelId);
+      if (this.pinModelId !== undefined) await writeModelId(this.ops, this.dir, this.files, this.pinModelId);
     } finally {
       await recorded;
     }
   }
   async revertCommit(): Promise<void> {
-    if ((await readJournal(this.dir))?.journal) await rollbackUpdate(this.dir, { fileOps: this.ops });
+    if ((await readJournal(this.dir, this.files))?.journal) await rollbackModel(this.ops, this.dir, this.files);
   }
 }
 
 export interface ModelDirApplyOptions extends Omit<ApplyOptions, 'healthCheck' | 'sequenceStore'> {
   /**
    * Where the applied sequence is kept: a state file path, a {@link SequenceStore}, or `null`
-   * for none. Default: `<dir>/.ndiff-state.json`.
+   * for none. Default: `.ndiff-state.json` in the model's folder (one for every model of a
+   * shared folder, keyed by model id).
    */
   state?: string | SequenceStore | null;
   /**
    * Runs after the switch, before the update is confirmed (the new version is in place, so it
-   * can load `dir`, e.g. `tf.loadGraphModel(fileSystemIO(dir))`, and run one inference).
-   * Returning false or throwing rolls back to the previous version.
+   * can load `file`, e.g. `tf.loadGraphModel(fileSystemIO(dir))` for a folder's model.json, and
+   * run one inference). `file` is the model JSON file's path. Returning false or throwing rolls
+   * back to the previous version.
    */
-  healthCheck?: (info: { dir: string; store: WeightStore; result: ApplyResult }) => boolean | void | Promise<boolean | void>;
+  healthCheck?: (info: { dir: string; file: string; store: WeightStore; result: ApplyResult }) => boolean | void | Promise<boolean | void>;
   /**
    * Cut the patched model into shards of this many bytes again (every shard is rewritten). By
    * default the existing shard boundaries are kept and only shards with changed bytes are written.
@@ -540,13 +583,14 @@ function resolveState(dir: string, state: ModelDirApplyOptions['state'], ops: Fi
 }
 
 /**
- * The model id payloads must carry: the caller's (`expectedModelId`), else the one the folder
+ * The model id payloads must carry: the caller's (`expectedModelId`), else the one the model
  * recorded at its first apply. Both set and different is refused.
  */
-function modelIdFor(dir: string, expected: string | undefined, recorded: string | undefined): string | undefined {
+function modelIdFor(dir: string, files: ModelFiles, expected: string | undefined, recorded: string | undefined): string | undefined {
   if (expected !== undefined && recorded !== undefined && expected !== recorded) {
+    const which = files.shared ? `${path.join(dir, files.model)} holds` : 'this folder holds';
     throw new ModelMismatchError(
-      `this folder holds model ${JSON.stringify(recorded)} (recorded in ${path.join(dir, FOLDER_FILE)} by its first apply), but expectedModelId is ${JSON.stringify(expected)}: expected them to agree; check which model this folder is, and pass its id`,
+      `${which} model ${JSON.stringify(recorded)} (recorded in ${path.join(dir, files.modelId)} by its first apply), but expectedModelId is ${JSON.stringify(expected)}: expected them to agree; check which model this ${files.shared ? 'file' : 'folder'} is, and pass its id`,
       { dir, expected, found: recorded },
     );
   }
@@ -554,17 +598,26 @@ function modelIdFor(dir: string, expected: string | undefined, recorded: string 
 }
 
 /**
- * Verify `payloadBytes` and apply it to the model folder `dir`, crash-safely (see the module
- * doc). A payload refused by the signature policy or the decoder touches nothing; otherwise an
- * interrupted earlier apply is recovered first. On any error the folder holds the version it
- * held before this call (or the recovered one) and a typed error says what to do; when a
- * recovery ran first, the error's `details.recovery` says what it did.
+ * Verify `payloadBytes` and apply it to the model `model`, crash-safely (see the module doc):
+ * a model folder (`model.json` and its shards), or a model JSON file sharing its folder with
+ * other models (`models/movenet-lightning.json` + `movenet-lightning.bin`), updated under its own
+ * name with the applier's files named after it (`<file>.ndiff-journal.json`, `<file>.ndiff-prev`,
+ * `<file>.ndiff-digests.json`, `<file>.ndiff-model.json`) and rewritten shards named after its
+ * stem (`<stem>.group1-shard1of1-<hash>.bin`): the other models' files are never touched. The
+ * lock and the default state file are the folder's. A payload refused by the signature policy
+ * or the decoder touches nothing; otherwise an interrupted earlier apply is recovered first. On
+ * any error the model holds the version it held before this call (or the recovered one) and a
+ * typed error says what to do; when a recovery ran first, the error's `details.recovery` says
+ * what it did.
  *
- * The folder remembers the model id of the first payload that commits to it
- * (`.ndiff-folder.json`); later payloads must carry the same id (as with `expectedModelId`).
+ * The model remembers the model id of the first payload that commits to it
+ * (`.ndiff-folder.json`, or `<file>.ndiff-model.json`); later payloads must carry the same id (as
+ * with `expectedModelId`).
  */
-export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, options: ModelDirApplyOptions = {}): Promise<ModelDirApplyResult> {
+export async function applyToModelDir(model: string, payloadBytes: Uint8Array, options: ModelDirApplyOptions = {}): Promise<ModelDirApplyResult> {
   const verified = await verifyPayload(payloadBytes, options);
+  const { dir, files } = await locateModelFiles(model);
+  const modelFile = path.join(dir, files.model);
   const ops = options.fileOps ?? nodeFileOps;
   const sequences = resolveState(dir, options.state, ops);
   const { dryRun, healthCheck, shardBytes, quantizedUnchanged } = options;
@@ -572,11 +625,11 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
   const reservedFiles = typeof options.state === 'string' ? [path.resolve(options.state)] : [];
   // Before the lock and the recovery, which delete files of the applier's (stale locks, temporary
   // files): a manifest that names one as a weight shard is refused with nothing touched.
-  await checkManifestNamesNoControlFiles(dir, reservedFiles);
+  await checkManifestNamesNoControlFiles(dir, reservedFiles, files.model);
 
   if (dryRun) {
-    const expectedModelId = modelIdFor(dir, options.expectedModelId, await readFolderModelId(dir));
-    const disk = await openTfjsModelDir(dir, { reservedFiles });
+    const expectedModelId = modelIdFor(dir, files, options.expectedModelId, await readModelId(dir, files));
+    const disk = await openTfjsModelDir(dir, { reservedFiles, modelJsonFile: files.model });
     const copy = MemoryWeightStore.copyOf(disk);
     // The copy keeps the folder's storage grids, so a dry run refuses a grid mismatch too.
     (copy as WeightStore).grid = (name: string) => disk.grid(name);
@@ -589,14 +642,14 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
   let recovery = emptyReport();
   let disk: TfjsDirWeightStore | undefined;
   try {
-    recovery = await recoverModelDir(dir, { fileOps: ops });
+    recovery = await recoverModel(ops, dir, files);
     // Three independent reads at once, their failures reported in this order.
-    const idRead = readFolderModelId(dir);
+    const idRead = readModelId(dir, files);
     const hasherRead: Promise<Hasher> = options.hasher && typeof options.hasher === 'object' ? Promise.resolve(options.hasher) : getHasher(options.hasher ? { prefer: options.hasher } : undefined);
-    const digestsRead = options.baseCheck === 'full' ? undefined : readRecordedDigests(dir);
+    const digestsRead = options.baseCheck === 'full' ? undefined : readRecordedDigests(dir, files);
     for (const p of [idRead, hasherRead, digestsRead]) p?.catch(() => {});
     const recordedModelId = await idRead;
-    const expectedModelId = modelIdFor(dir, options.expectedModelId, recordedModelId);
+    const expectedModelId = modelIdFor(dir, files, options.expectedModelId, recordedModelId);
     const hasher = await hasherRead;
     const recordedDigests = await digestsRead;
     // The journal, written durably before the update writes anything (module doc, step 1).
@@ -612,10 +665,11 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
         created: [...createdShards],
         retired: [...retiredShards],
       };
-      await writeJournal(ops, dir, journal);
+      await writeJournal(ops, dir, files, journal);
       written = { journal, nextModelJson };
     };
     disk = await openTfjsModelDir(dir, {
+      modelJsonFile: files.model,
       lazy: true,
       recordedDigests,
       reservedFiles,
@@ -635,16 +689,16 @@ export async function applyToModelDir(dir: string, payloadBytes: Uint8Array, opt
       releaseWritten: true,
     });
     const pin = recordedModelId === undefined ? verified.payload.header.modelId : undefined;
-    const store = new UpdatingModelDir(disk, dir, ops, pin, () => written);
+    const store = new UpdatingModelDir(disk, dir, files, ops, pin, () => written);
     const res = await applyVerifiedPayload(store, verified, {
       ...options,
       expectedModelId,
       hasher,
       sequenceStore: sequences,
-      healthCheck: healthCheck && ((info) => healthCheck({ dir, ...info })),
+      healthCheck: healthCheck && ((info) => healthCheck({ dir, file: modelFile, ...info })),
     });
-    // Already at the target (nothing committed): the folder is this model's all the same.
-    if (pin !== undefined && res.status === 'already-applied') await writeFolderModelId(ops, dir, pin);
+    // Already at the target (nothing committed): the model is this id's all the same.
+    if (pin !== undefined && res.status === 'already-applied') await writeModelId(ops, dir, files, pin);
     return { ...res, recovery };
   } catch (e) {
     if (e instanceof NeuralDiffError && recovery.actions.length > 0) (e.details as Record<string, unknown>).recovery = recovery;

@@ -11,25 +11,11 @@
  */
 import { encodeUtf8 } from '../../core/utf8.ts';
 import { Xxh64 } from '../../core/xxhash-pure.ts';
+import { canonicalJson } from '../../core/canonical-json.ts';
 import type { TfjsModelJson, TfjsWeightEntry } from './manifest.ts';
 
 /** Name of the frame tensor. A manifest entry of this name is refused when a folder is opened. */
 export const TFJS_FRAME = 'tfjs:frame';
-
-/**
- * JSON Canonicalization Scheme (RFC 8785) of a parsed JSON value: no whitespace, object keys
- * sorted by UTF-16 code units, strings and numbers as ECMAScript's JSON.stringify writes them.
- */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') {
-    // JSON.parse gives only null, booleans, finite numbers and strings here.
-    return JSON.stringify(value);
-  }
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
-}
 
 /** Code-unit order (what `Array.prototype.sort` uses for strings), made explicit. */
 function byCodeUnits(a: string, b: string): number {

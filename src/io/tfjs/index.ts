@@ -42,7 +42,7 @@ export { MODEL_JSON, PREVIOUS_MODEL_JSON } from '../durable/control-files.ts';
 export { type BeforeSwitchHook, type WriteOptions, type BeforeWriteHook, type OpenOptions, type TfjsTensorEntry, type PassthroughEntry, type RecordedDigest } from './options.ts';
 export { checkManifestNamesNoControlFiles } from './read.ts';
 export { TfjsDirWeightStore, openTfjsModelDir, readModelTensors } from './dir-store.ts';
-export { type TfjsModelLocation, isModelJsonPath, locateTfjsModel, openTfjsModel, modelFileApplyRefusal } from './model-file.ts';
+export { type TfjsModelLocation, type ModelPlace, isModelJsonPath, locateTfjsModel, locateModelFiles, openTfjsModel } from './model-file.ts';
 export { type TensorInput, type ModelJsonTemplate, writeModelDir, referencedFiles, listStaleFiles } from './model-dir.ts';
 export { gridOfEntry, quantizeOnGrid } from './grid.ts';
 export { type FileSystemIOOptions, fileSystemIO } from './io-handler.ts';

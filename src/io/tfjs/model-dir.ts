@@ -120,12 +120,13 @@ export function withManifest(modelJson: Record<string, unknown>, manifest: TfjsW
 // files
 
 /**
- * The files a model folder uses, relative to it: `model.json` first, then every shard path
- * its manifest lists (in order, without duplicates). Reads and validates model.json only.
+ * The files a model folder uses, relative to it: `model.json` (or the model file
+ * `modelJsonFile`, for a folder several model files share) first, then every shard path its
+ * manifest lists (in order, without duplicates). Reads and validates that file only.
  */
-export async function referencedFiles(dir: string): Promise<string[]> {
-  const { modelJson } = await readModelJsonFile(dir);
-  return [MODEL_JSON, ...manifestPaths(modelJson)];
+export async function referencedFiles(dir: string, modelJsonFile: string = MODEL_JSON): Promise<string[]> {
+  const { modelJson } = await readModelJsonFile(dir, modelJsonFile);
+  return [modelJsonFile, ...manifestPaths(modelJson)];
 }
 
 /**

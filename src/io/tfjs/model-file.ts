@@ -1,9 +1,10 @@
 /**
  * A TF.js model named by its path: a folder holding `model.json` and its shards, or a model JSON
  * file of any name with its shards beside it (as `@vladmandic/human` ships `<name>.json` +
- * `<name>.bin`, several models to a folder; tfjs loads any `.json` URL). A file is opened for
- * reading (diff, fingerprint, verify); updating in place works on a folder of its own, whose
- * applier keeps one model per folder (see {@link modelFileApplyRefusal}).
+ * `<name>.bin`, several models to a folder; tfjs loads any `.json` URL). Both are read (diff,
+ * fingerprint, verify) and updated in place; a model file keeps its name, and the applier's files
+ * beside it are named after it, so the models of one folder are updated independently
+ * ({@link locateModelFiles}, src/io/durable/control-files.ts).
  *
  * A weights manifest without a model (face-api's `*-weights_manifest.json`: a bare list of
  * `{paths, weights}` groups, the network being built by the app's code) is refused, saying what
@@ -12,7 +13,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError, UsageError } from '../../core/errors.ts';
-import { MODEL_JSON } from '../durable/control-files.ts';
+import { FOLDER_MODEL_FILES, MODEL_JSON, modelFileNameProblem, modelFilesOf, type ModelFiles } from '../durable/control-files.ts';
 import type { OpenOptions } from './options.ts';
 import { openTfjsModelDir, type TfjsDirWeightStore } from './dir-store.ts';
 
@@ -62,15 +63,30 @@ export async function openTfjsModel(p: string, options: OpenOptions = {}): Promi
   return openTfjsModelDir(where.dir, where.isFile ? { ...options, modelJsonFile: where.modelJsonFile } : options);
 }
 
+/** Where a model's files are for an update: its folder and the names of its files there. */
+export interface ModelPlace {
+  dir: string;
+  files: ModelFiles;
+}
+
 /**
- * Why `ndiff apply` (and applyToModelDir) takes a folder, not a model JSON file, and what to do:
- * the message for a `--model` that names a file.
+ * Resolve a model path for an update (or a recovery): a folder is the folder layout
+ * (`model.json`, `.ndiff-*`); a model JSON file is updated under its own name, the applier's files
+ * named after it (`<file>.ndiff-*`) and the shards an update writes after its stem; `model.json`
+ * named as a file is its folder. A path that does not exist is taken by its name (a missing model
+ * is reported when it is opened, a missing folder has nothing to recover).
+ * @throws ModelFormatError for a weights manifest; UsageError for a file that is not a model JSON
+ *   file or is one of the applier's (`<file>.ndiff-journal.json`, a kept `<file>.ndiff-prev`)
  */
-export function modelFileApplyRefusal(p: string): UsageError {
-  const dir = path.dirname(p);
+export async function locateModelFiles(p: string): Promise<ModelPlace> {
+  const info = await stat(p).catch(() => undefined);
+  if (info?.isDirectory() || (!info && !isModelJsonPath(p))) return { dir: p, files: FOLDER_MODEL_FILES };
   const name = path.basename(p);
-  return new UsageError(
-    `--model ${p} is a model JSON file; updating applies to a model folder of its own: the applier replaces the folder's model.json atomically and keeps its update journal, sequence state and recorded digests per folder, so it cannot share ${dir} with other models. Put the model in its own folder as model.json with its shards (mkdir m && cp ${JSON.stringify(p)} m/model.json && cp <its shards> m/), point the app at m/model.json, and apply to m. Shard names change where an update rewrites a shard: the applier writes it under a new content-derived name (group1-shard1of1-<hash>.bin) and switches model.json to it, so a crash never leaves a half-written file under a name the model uses`,
-    { path: p, file: name },
-  );
+  if (name === MODEL_JSON) return { dir: path.dirname(p), files: FOLDER_MODEL_FILES };
+  const problem = modelFileNameProblem(name);
+  if (problem) {
+    throw new UsageError(`${p} is ${problem}: expected a TF.js model folder (model.json and its shards) or a model JSON file (<name>.json with its shards beside it)`, { path: p });
+  }
+  if (info) await refuseWeightsManifest(p);
+  return { dir: path.dirname(p), files: modelFilesOf(name) };
 }

@@ -72,10 +72,12 @@ export async function readModelJsonFile(dir: string, name = MODEL_JSON): Promise
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       let dirExists = false;
       try { dirExists = (await stat(dir)).isDirectory(); } catch { /* reported below */ }
-      const found = dirExists ? `${await folderListing(dir)}, but no ${MODEL_JSON}` : 'no such folder';
+      const found = dirExists ? `${await folderListing(dir)}, but no ${name}` : 'no such folder';
       throw new ModelFormatError(
-        `no ${MODEL_JSON} in ${dir}: expected a TF.js model folder (model.json plus the .bin shard files it lists), found ${found}. Point to the folder that holds model.json, or save the model there first (model.save(fileSystemIO(dir)))`,
-        { dir, expected: MODEL_JSON, found },
+        name === MODEL_JSON
+          ? `no ${MODEL_JSON} in ${dir}: expected a TF.js model folder (model.json plus the .bin shard files it lists), found ${found}. Point to the folder that holds model.json, or save the model there first (model.save(fileSystemIO(dir)))`
+          : `no ${name} in ${dir}: expected a TF.js model JSON file with the .bin shard files it lists beside it, found ${found}. Check the path`,
+        { dir, expected: name, found },
       );
     }
     throw new ModelFormatError(`cannot read ${file}: ${(err as Error).message}: check the path and its permissions`, { dir, code });
@@ -260,7 +262,7 @@ function shortShards(dir: string, g: number, paths: readonly string[], sizes: re
 
 export async function loadModel(dir: string, modelJsonName = MODEL_JSON, lazy = false, reserved: readonly string[] = []): Promise<LoadedModel> {
   const { bytes, text, modelJson } = await readModelJsonFile(dir, modelJsonName);
-  checkNoControlFiles(dir, modelJson, reserved);
+  checkNoControlFiles(dir, modelJson, reserved, modelJsonName);
   const { groups, layouts } = await readGroupSources(dir, modelJson, lazy);
   return { dir, jsonBytes: bytes, jsonText: text, modelJson, groups, layouts };
 }
@@ -270,13 +272,15 @@ export async function loadModel(dir: string, modelJsonName = MODEL_JSON, lazy = 
  * the journal, the lock, the state file, ...) as a weight shard: an update would rewrite it as a
  * shard and delete it with the old shards. See src/io/durable/control-files.ts.
  */
-function checkNoControlFiles(dir: string, modelJson: TfjsModelJson, reserved: readonly string[]): void {
+function checkNoControlFiles(dir: string, modelJson: TfjsModelJson, reserved: readonly string[], modelJsonName: string): void {
+  // A model file of another name shares its folder with other models: their files are reserved too.
+  const shared = modelJsonName !== MODEL_JSON;
   for (const [g, group] of modelJson.weightsManifest.entries()) {
     for (const p of group.paths) {
-      const problem = controlFileProblem(dir, p, reserved);
+      const problem = controlFileProblem(dir, p, reserved, shared);
       if (problem) {
         throw new ModelFormatError(
-          `${path.join(dir, MODEL_JSON)} names ${JSON.stringify(p)} as a weight shard of group ${g + 1}, which is ${problem}: expected weight files only (an update rewrites and deletes shards, and would destroy it). Nothing was read or written; fix the weights manifest (tensorflowjs_converter names shards group<g>-shard<i>of<n>.bin), or copy the model folder again from its source`,
+          `${path.join(dir, modelJsonName)} names ${JSON.stringify(p)} as a weight shard of group ${g + 1}, which is ${problem}: expected weight files only (an update rewrites and deletes shards, and would destroy it). Nothing was read or written; fix the weights manifest (tensorflowjs_converter names shards group<g>-shard<i>of<n>.bin), or copy the model folder again from its source`,
           { dir, path: p, group: g, problem },
         );
       }
@@ -285,18 +289,18 @@ function checkNoControlFiles(dir: string, modelJson: TfjsModelJson, reserved: re
 }
 
 /**
- * Refuse (ModelFormatError) a folder whose model.json names a file the applier owns as a weight
- * shard (see src/io/durable/control-files.ts), reading model.json only: an apply checks this before it
+ * Refuse (ModelFormatError) a folder whose model.json (or model file `modelJsonName`) names a
+ * file the applier owns as a weight shard (see src/io/durable/control-files.ts), reading it only: an apply checks this before it
  * takes its lock or recovers anything, since both delete files of the applier's (stale locks,
  * temporary files). A missing or unreadable model.json is left for {@link openTfjsModelDir} to
  * report.
  */
-export async function checkManifestNamesNoControlFiles(dir: string, reservedFiles: readonly string[] = []): Promise<void> {
+export async function checkManifestNamesNoControlFiles(dir: string, reservedFiles: readonly string[] = [], modelJsonName = MODEL_JSON): Promise<void> {
   let modelJson: TfjsModelJson;
   try {
-    modelJson = (await readModelJsonFile(dir)).modelJson;
+    modelJson = (await readModelJsonFile(dir, modelJsonName)).modelJson;
   } catch {
     return;
   }
-  checkNoControlFiles(dir, modelJson, reservedFiles);
+  checkNoControlFiles(dir, modelJson, reservedFiles, modelJsonName);
 }

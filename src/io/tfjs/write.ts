@@ -11,7 +11,8 @@ import { ModelFormatError, TargetMismatchError, UsageError } from '../../core/er
 import { getHasher, hex64, type Hasher } from '../../core/hasher.ts';
 import { DEFAULT_SHARD_BYTES, manifestPaths, parseModelJson, splitIntoShards, type EntryLayout, type TfjsWeightEntry, type TfjsWeightGroup } from './manifest.ts';
 import { errCode, forEachLimited, nodeFileOps, type FileOps, type NewFile } from '../durable/durable.ts';
-import { MODEL_JSON, PREVIOUS_MODEL_JSON, controlFileProblem } from '../durable/control-files.ts';
+import { FOLDER_MODEL_FILES, controlFileProblem, type ModelFiles } from '../durable/control-files.ts';
+import { namedByOtherModels } from './shared-folder.ts';
 
 /**
  * A shard of a planned write: an existing file kept as it is, or new bytes, given as the parts
@@ -87,6 +88,8 @@ interface WritePlan extends WriteOptions {
   render: (manifest: TfjsWeightGroup[]) => string;
   /** If set, model.json must still hold exactly these bytes (`null`: must not exist). */
   expectedModelJson?: Uint8Array | null;
+  /** The model file's name and the applier's files beside it (default: a folder of its own, `model.json`). */
+  files?: ModelFiles;
 }
 
 interface WriteResult {
@@ -116,14 +119,14 @@ export function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
 }
 
 /**
- * A content-addressed shard name. xxh64 (a third of sha256's time here) is enough: names only
+ * A content-addressed shard name (after `prefix`: a model file's stem in a shared folder). xxh64 (a third of sha256's time here) is enough: names only
  * keep one file from holding two contents, and a name that collides with a live shard of other
  * bytes is refused before anything is overwritten (see writeModelAtomically).
  */
-export function shardName(hasher: Hasher, g: number, i: number, n: number, parts: readonly Uint8Array[]): string {
+export function shardName(hasher: Hasher, g: number, i: number, n: number, parts: readonly Uint8Array[], prefix = ''): string {
   const h = hasher.create64(0n);
   for (const part of parts) h.update(part);
-  return `group${g + 1}-shard${i + 1}of${n}-${hex64(h.digest())}.bin`;
+  return `${prefix}group${g + 1}-shard${i + 1}of${n}-${hex64(h.digest())}.bin`;
 }
 
 /** Whether `bytes` are the concatenation of `parts`. */
@@ -233,26 +236,27 @@ export async function writeModelAtomically(plan: WritePlan): Promise<WriteResult
   }
   await ops.mkdir(dir);
   const hasher = await getHasher();
-  const modelFile = path.join(dir, MODEL_JSON);
+  const files = plan.files ?? FOLDER_MODEL_FILES;
+  const modelFile = path.join(dir, files.model);
   const startBytes = await readIfExists(modelFile);
   if (plan.expectedModelJson !== undefined && !sameBytes(startBytes, plan.expectedModelJson)) {
-    throw concurrentChange(dir);
+    throw concurrentChange(modelFile);
   }
   let oldPaths: string[] = [];
   if (startBytes) {
     try {
       // Never a file the applier owns (a manifest naming one is refused when the folder is
       // opened; this keeps a write from deleting one even so).
-      oldPaths = manifestPaths(parseModelJson(new TextDecoder().decode(startBytes))).filter((p) => !controlFileProblem(dir, p));
+      oldPaths = manifestPaths(parseModelJson(new TextDecoder().decode(startBytes))).filter((p) => !controlFileProblem(dir, p, [], files.shared));
     } catch {
       oldPaths = []; // an unreadable old model: replace it, delete nothing we cannot attribute
     }
   }
   const oldResolved = new Set(oldPaths.map((p) => path.resolve(dir, p)));
-  const prevFile = path.join(dir, PREVIOUS_MODEL_JSON);
+  const prevFile = path.join(dir, files.previous);
   if (plan.keepPrevious && (await readIfExists(prevFile)) !== null) {
     throw new ModelFormatError(
-      `${prevFile} exists: expected no previous version kept. Either an earlier update of ${dir} is still waiting to be confirmed or rolled back (recoverModelDir, or running \`ndiff apply\` again, finishes it), or the file is not the applier's (no update journal names it: someone's copy of model.json?): move it out of the folder, then retry`,
+      `${prevFile} exists: expected no previous version kept. Either an earlier update of ${dir} is still waiting to be confirmed or rolled back (recoverModelDir, or running \`ndiff apply\` again, finishes it), or the file is not the applier's (no update journal names it: someone's copy of ${files.model}?): move it out of the folder, then retry`,
       { dir },
     );
   }
@@ -305,7 +309,7 @@ export async function writeModelAtomically(plan: WritePlan): Promise<WriteResult
         }
         const { parts } = p;
         const size = parts.reduce((n, part) => n + part.length, 0);
-        const name = shardName(hasher, g, i, planned.length, parts);
+        const name = shardName(hasher, g, i, planned.length, parts, files.shardPrefix);
         const file = path.join(dir, name);
         paths.push(name);
         newShards.push(name);
@@ -379,16 +383,18 @@ export async function writeModelAtomically(plan: WritePlan): Promise<WriteResult
     await ops.syncDir(dir);
     await plan.onBeforeSwitch?.({ dir, tempModelJson: tmpJson, newShards: [...newShards], writtenShards: [...writtenShards] });
 
-    if (!sameBytes(await readIfExists(modelFile), startBytes)) throw concurrentChange(dir);
+    if (!sameBytes(await readIfExists(modelFile), startBytes)) throw concurrentChange(modelFile);
     await ops.rename(tmpJson, modelFile); // the switch
     switched = true;
     temps.splice(temps.indexOf(tmpJson), 1);
     await ops.syncDir(dir);
 
-    // After the switch: the old shards are garbage (unless the previous version is kept).
-    // Best effort and not fsynced: the switch is durable, and a deletion lost in a crash
-    // leaves only files listStaleFiles (or the next apply's recovery) finds.
-    const keep = new Set(newShards.map((p) => path.resolve(dir, p)));
+    // After the switch: the old shards are garbage (unless the previous version is kept, or, in
+    // a folder several model files share, another one names them). Best effort and not fsynced:
+    // the switch is durable, and a deletion lost in a crash leaves only files listStaleFiles (or
+    // the next apply's recovery) finds.
+    const keep = plan.keepPrevious ? new Set<string>() : await namedByOtherModels(dir, files);
+    for (const p of newShards) keep.add(path.resolve(dir, p));
     for (const old of plan.keepPrevious ? [] : oldResolved) {
       if (keep.has(old)) continue;
       try { await ops.unlink(old); } catch { /* left for listStaleFiles */ }
@@ -423,9 +429,9 @@ function corruptShard(dir: string, file: string, name: string): ModelFormatError
   );
 }
 
-function concurrentChange(dir: string): ModelFormatError {
+function concurrentChange(modelFile: string): ModelFormatError {
   return new ModelFormatError(
-    `model.json in ${dir} changed while this write was in progress: expected the version this operation started from, found different bytes. Nothing was written; reopen the model and retry (only one writer per model folder at a time)`,
-    { dir },
+    `${modelFile} changed while this write was in progress: expected the version this operation started from, found different bytes. Nothing was written; reopen the model and retry (only one writer per model at a time)`,
+    { dir: path.dirname(modelFile), file: path.basename(modelFile) },
   );
 }
