@@ -17,7 +17,17 @@ export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep, type 
 export { openTrustedRelease, isTrustedRelease, type TrustedRelease, type ManifestPolicy } from './trust.ts';
 export { planUpdate, packageKey, type UpdatePlan, type PlanExclusions } from './plan.ts';
 export { validateManifest, manifestSigningInput, serializeManifest, versionOf, packageBytes, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, MANIFEST_SIGNING_TAG, DEFAULT_MAX_MANIFEST_BYTES, type ReleaseManifest, type SignedManifest, type ManifestSignature, type ManifestVersion, type ManifestPayload, type PackageFile, type ReleaseFile } from './manifest.ts';
-export { canonicalJson, type CanonicalJsonOptions } from '../core/canonical-json.ts';
+import { canonicalJson as canonicalJsonOf, type CanonicalJsonOptions } from '../core/canonical-json.ts';
+export type { CanonicalJsonOptions };
+/**
+ * The canonical text a release manifest's signature covers (docs/FORMAT.md, 13.1): by default
+ * numbers are safe integers only, as manifests hold them, so a fraction is refused as it always
+ * was here; pass `{ numbers: 'any' }` for any finite number.
+ * @throws UsageError for a value canonical JSON cannot hold
+ */
+export function canonicalJson(value: unknown, options: CanonicalJsonOptions = { numbers: 'safe-integers' }): string {
+  return canonicalJsonOf(value, options);
+}
 export { downloadFile, fetchSmallFile, joinUrl, emptyStats, type FetchLike, type FetchResponse, type DownloadOptions, type DownloadStats, type DownloadAttempt } from './download.ts';
 export { MemoryUpdaterState, MemoryDownloadStore, sequenceStoreOf, loadRecord, type UpdaterRecord, type UpdaterStateStore, type DownloadStore } from './state.ts';
 export { weightStoreTarget, type ModelTarget, type TargetApplyOptions, type TargetInstallOptions, type PackageFileBytes, type UpdateHealthCheck, type WeightStoreTargetOptions } from './target.ts';
