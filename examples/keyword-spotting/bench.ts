@@ -365,6 +365,13 @@ function flatten(store: MemoryWeightStore): Float32Array {
   return out;
 }
 
+/** The share of predictions equal to the teacher's. */
+function agreementOf(mine: Int32Array, teacher: Int32Array): number {
+  let same = 0;
+  for (let i = 0; i < mine.length; i++) if (mine[i] === teacher[i]) same++;
+  return same / mine.length;
+}
+
 /** Run chains (worker side): every update, in order, for each chain. */
 async function runChains(chains: Chain[], manifest: KwsManifest, workerId: number): Promise<ResultRow[]> {
   await initBackend('wasm');
@@ -418,6 +425,9 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         teacherPredictions = evaluate(teacherModel as tf.LayersModel, evalAll).predictions;
       }
       setModelWeights(model, (n) => (tensorNames.has(n) ? device.values(n) : undefined));
+      // What the device holds before this update, on the same evaluation (the report's base row).
+      const before = evaluate(model, evalAll);
+      const agreementBefore = chain.teacher ? agreementOf(before.predictions, teacherPredictions as Int32Array) : undefined;
       const competeKey = `${chain.method}${chain.teacher ? ':teacher' : ''}`;
       const budgetBytes = chain.budgetPct === null ? 0 : Math.floor((total * chain.budgetPct) / 100);
       const seedOf = 100 * u + (chain.budgetPct ?? 0) * 7 + chain.method.length + 1_000_003 * seedOffset;
@@ -454,19 +464,16 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         setModelWeights(model, (n) => res!.targetValues.get(n) ?? (tensorNames.has(n) ? device.values(n) : undefined));
       }
       // The device applies the payload in place (verifies base and target fingerprints).
-      const before = chain.method === 'full' ? device.clone() : null;
+      const held = chain.method === 'full' ? device.clone() : null;
       if (res) await applyPayload(device, res.bytes);
       const accAll = evaluate(model, evalAll).accuracy;
       const accOld = evaluate(model, evalOld).accuracy;
       const accNew = evaluate(model, evalNew).accuracy;
-      let agreement: number | undefined;
-      if (chain.teacher) {
-        const mine = evaluate(model, evalAll).predictions;
-        agreement = mine.reduce((a, p, i) => a + (p === (teacherPredictions as Int32Array)[i] ? 1 : 0), 0) / mine.length;
-      }
+      const agreement = chain.teacher ? agreementOf(evaluate(model, evalAll).predictions, teacherPredictions as Int32Array) : undefined;
       const row: ResultRow = {
         update: u, name: up.id, method: chain.method as ReportMethod, budgetPct: chain.budgetPct,
-        ...(chain.teacher ? { teacher: true, agreement } : {}),
+        accBefore: before.accuracy,
+        ...(chain.teacher ? { teacher: true, agreement, agreementBefore } : {}),
         bytes: !res ? 0 : chain.method === 'full' ? total : res.bytes.length,
         accAll, accOld, accNew, driftFromFull: 0,
         trainSeconds: res ? Number(res.trainSeconds.toFixed(2)) : null,
@@ -477,8 +484,8 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       };
       if (!chain.replica) rows.push(row);
       log(`[job ${workerId}] update ${u} (${up.id}) ${chainLabel(chain)}${chain.replica ? ' (replica: the teacher of this job, no row)' : ''}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}%${agreement !== undefined ? `, agrees with the teacher on ${(100 * agreement).toFixed(2)}%` : ''} (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${own.from}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}`);
-      if (before && res && !chain.replica) {
-        const zBytes = zstdPatchBytes(flatten(before), flatten(device), join(workDir, `zstd-${workerId}`));
+      if (held && res && !chain.replica) {
+        const zBytes = zstdPatchBytes(flatten(held), flatten(device), join(workDir, `zstd-${workerId}`));
         rows.push({ ...row, method: 'zstd', bytes: zBytes, trainSeconds: row.trainSeconds });
         log(`[job ${workerId}] update ${u} zstd --patch-from: ${zBytes} bytes`);
       }
