@@ -31,10 +31,13 @@ inputs on which the payload predicts what the new version predicts), or for outp
 classes the share of the base's mean output distance to the teacher the payload closes.
 Each run also measured the model devices hold before the update: the report's base row (zero
 bytes). Runs of several updates (--sequence 1, 2, ...) get a per-budget summary across updates,
-and the recommendation is then the setting within tolerance on every update.`)
+and the recommendation is then the setting within tolerance on every update.
+
+Reading the report (the band, the base line, points marked at the edge) and choosing the
+tolerance: docs/guides/choosing-a-budget.md.`)
     .positional('results', { type: 'string', array: true, demandOption: true, describe: 'JSON files: metrics of `ndiff train --metrics-out` and `ndiff diff --eval ... --metrics-out` (one per run), or benchmark results (an array of rows: update, method, budgetPct, bytes, accAll or agreement, and optionally teacher, accBefore, accOld, accNew, driftFromFull, trainSeconds)' })
     .option('out', { type: 'string', default: 'report', describe: 'folder for report.html and report.md (created if missing)' })
-    .option('title', { type: 'string', default: 'neural-diff comparison' })
+    .option('title', { type: 'string', default: 'neural-diff comparison', describe: 'heading of both files (say, the model and the update)' })
     .option('tolerance', { type: 'number', default: DEFAULT_TOLERANCE, describe: 'points (of accuracy, or of agreement with the teacher) a payload may lose against the best result, or the teacher, and still be recommended: the smallest payload within it is the one to ship' })
     .example('$0 report runs/*.json --out report/', 'compare your runs (say sparse and hash at 0.5%, 1% and 5%) and print which to ship')
     .example('$0 report runs/*.json --tolerance 0.5', 'a stricter choice: within half a point of the best')
