@@ -16,7 +16,7 @@ h1{font-size:22px;margin:0 0 12px}h2{font-size:18px;margin-top:30px}h3{font-size
 .guide{color:#333;padding-left:20px}.guide li{margin:3px 0}
 .table-wrap{overflow-x:auto;-webkit-overflow-scrolling:touch;margin:6px 0 10px}
 table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left}tr.base td{background:#f4f4f4;font-style:italic}tr.teacher td{background:#f3f0fa}tr.within td{background:#eaf6ee}tr.refused td{color:#777}#targets td{white-space:normal;text-align:left;min-width:14em}
+td:first-child,th:first-child{text-align:left}tr.base td{background:#f4f4f4;font-style:italic}tr.teacher td{background:#f3f0fa}tr.within td{background:#eaf6ee}tr.refused td{color:#777}#targets td{white-space:normal;text-align:left}#targets td:first-child{min-width:10em}#targets td.detail{min-width:12em}
 .no{color:#b00;font-weight:600}.yes{color:#070}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,520px),1fr));gap:16px}
 figure{margin:0;border:1px solid #ddd;background:#fff;padding:6px}figcaption{font-size:13px;color:#444;margin-top:4px}
