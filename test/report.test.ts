@@ -121,6 +121,27 @@ test('runs trained toward a teacher without labels are compared by agreement wit
   assert.match(strict.text, /^No payload is within 0\.2 points of the teacher\. Closest: sparse \(teacher\) at 5% .*or ship the new version whole \(136 KB\)\./);
 });
 
+test('ONNX runs (closeness as onnxruntime measured it) and outputs without classes (the distance to the teacher closed)', () => {
+  // ndiff train --base model.onnx --teacher v6.onnx: teacherEval, the teacher's file size.
+  const onnx = (budget: string, bytes: number, after: number) => ({
+    kind: 'ndiff-train-metrics', format: 'onnx', method: 'sparse', modelId: 'vad', sequence: 1, budgetBytes: bytes, budgetRequested: budget, bytes, modelBytes: 50_000, teacherModelBytes: 52_000,
+    accuracyBefore: null, accuracyAfter: null, teacher: { loss: 'kl', metric: 'top1', temperature: 2, weight: 1, labels: false },
+    teacherEval: { before: { examples: 900, agreement: 0.7, meanAbsDiff: 0.2 }, after: { examples: 900, agreement: after, meanAbsDiff: 0.05 } }, trainSeconds: 30,
+  });
+  const rows = rowsOf([onnx('1%', 500, 0.95), onnx('5%', 2500, 0.995)]);
+  assert.deepEqual(rows.map((r) => [r.budget, r.agreement, r.agreementBefore, r.teacherBytes]), [['1%', 0.95, 0.7, 52_000], ['5%', 0.995, 0.7, 52_000]]);
+  assert.match(summarize(rows).recommendation.text, /^Recommended: sparse \(teacher\) at 5% \(2\.5 KB, agreement 99\.50%\)/);
+  // A regressor: no classes, so no agreement (NaN, written as null); closeness is the share of the base's distance closed.
+  const regressor = (budget: string, bytes: number, mad: number) => trainMetrics({ method: 'hash', budget, bytes, acc: null, before: null, teacher: { loss: 'mse', metric: 'mae', eval: { examples: 400, agreementBefore: null, agreementAfter: null, meanAbsDiffBefore: 0.4, meanAbsDiffAfter: mad } } });
+  const reg = rowsOf([regressor('1%', 1364, 0.1), regressor('5%', 6824, 0.012), regressor('10%', 13_648, 0.01)]);
+  const s = summarize(reg);
+  assert.equal(s.measure, 'closeness');
+  // 1 - 0.012/0.4 = 97.0% of the distance closed, 3 points short of the teacher; 10% closes 97.5%.
+  assert.match(s.recommendation.text, /^No payload is within 1 point of the teacher\. Closest: hash \(teacher\) at 10% \(13\.6 KB, distance closed 97\.50%\), 2\.50 points below the teacher/);
+  assert.match(summarize(reg, { tolerance: 3 }).recommendation.text, /^Recommended: hash \(teacher\) at 5% .*Compared: share of the base's mean output distance to the teacher that the update closes/);
+  assert.match(renderMarkdown(reg), /\| base \(before the update\) \| - \| 0 \| -100\.00 \| 0\.400 \|/);
+});
+
 test('several updates: a per-budget summary, and the setting within tolerance on every update', () => {
   const docs = [1, 2].flatMap((sequence) => [
     trainMetrics({ method: 'sparse', budget: '1%', bytes: 1364, acc: sequence === 1 ? 0.9 : 0.85, sequence }),
