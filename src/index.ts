@@ -31,15 +31,16 @@ export { diffOnnxModels, checkOnnxPair, onnxDeltas, type OnnxDiffOptions } from 
 export { loadXY, saveNpy, loadNpy } from './io/npy/files.ts';
 export { TRAIN_METHODS, type TrainMethod } from './train/methods.ts';
 export { parseNpy, writeNpy } from './io/npy/npy.ts';
-export { renderHtml, renderMarkdown, checkTargets } from './report/report.ts';
-export { validateResults, type ResultRow } from './report/results.ts';
+export { renderHtml, renderMarkdown, summarize } from './report/report.ts';
+export { validateResults, REPORT_METHODS, type ResultRow, type ReportRow, type RowFields, type ReportMethod } from './report/results.ts';
+export { reportRows } from './report/rows.ts';
 export { addVersion, type AddVersionOptions, type AddVersionResult } from './release/add.ts';
 export { publishRelease, signManifest, type PublishOptions, type PublishResult } from './release/publish.ts';
 export { planJobs, runJob, readJobResult } from './release/jobs.ts';
 export { readRecord, RECORD_FILE, type ReleaseRecord, type ReleaseJob, type EdgePolicy, type JobResult } from './release/record.ts';
 // Types named in the signatures above, so callers can name them too.
 export type { StoreAs } from './diff/build.ts';
-export type { TargetCheck } from './report/report.ts';
+export type { TargetCheck, RenderOptions, ReportOptions, ReportSummary, Recommendation, Measure, BudgetSummary, UpdateSummary, TeacherRef, BaseModel, Range } from './report/report.ts';
 export type { IOHandler, IOModelArtifacts, IOSaveResult, IOTrainingConfig, IOWeightsManifestEntry } from './io/tfjs/io-types.ts';
 export type { NpyArray, NpyData, ParseNpyOptions, NpyWritable } from './io/npy/npy.ts';
 export type { XYData, LoadXYOptions } from './io/npy/files.ts';

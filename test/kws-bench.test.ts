@@ -1,8 +1,8 @@
 /**
  * The keyword-spotting benchmark in quick mode (a few words, one update, budgets 0.5% and 1%),
  * end to end: data generation (espeak-ng & co. installed with apt-get if missing), base model,
- * every method's chain, zstd --patch-from, then `ndiff report`, rendered in headless Chromium
- * with its charts checked.
+ * every method's chain, zstd --patch-from, then `ndiff report` and the benchmark's own report,
+ * rendered in headless Chromium with its charts checked.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -69,6 +69,12 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
   assert.equal(code, 0, lines.join('\n'));
   const md = await readFile(join(dir, 'report', 'report.md'), 'utf8');
   assert.match(md, /\| sparse \| 0\.5% \|/);
+  assert.match(md, /^\*\*(Recommended|No payload is within)/m, 'the recommendation line');
+  assert.doesNotMatch(md, /## Targets/, "ndiff report leaves the benchmark's targets to the benchmark's own report");
+  // The benchmark's own report: the same, with its targets checked.
+  const own = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', join(root, 'examples/keyword-spotting/report.ts'), '--results', out, '--out', join(dir, 'kws-report')], { encoding: 'utf8', cwd: root });
+  assert.equal(own.status, 0, own.stderr);
+  assert.match(await readFile(join(dir, 'kws-report', 'report.md'), 'utf8'), /## Targets\n\n\| target \| met \| measured \|\n\|---\|---\|---\|\n\| sparse diff at <= 1% of the model within 1\.0 point of full fine-tuning/);
 
   const chrome = findChromium();
   if ('skip' in chrome) {
@@ -79,15 +85,18 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
   try {
     const page = await browser.newPage({ viewport: { width: 1200, height: 1600 } });
     await page.goto('file://' + join(dir, 'report', 'report.html'));
-    const charts = await page.$$eval('svg.chart', (els) => els.map((e) => ({ points: e.querySelectorAll('circle.point').length, box: (e as SVGSVGElement).getBoundingClientRect().width })));
-    // accuracy vs bytes (1 update) + drift per budget (2) + vs zstd (1)
-    assert.equal(charts.length, 4, JSON.stringify(charts));
+    const charts = await page.$$eval('svg.chart', (els) => els.map((e) => ({ measure: e.closest('figure')?.getAttribute('data-measure') ?? null, points: e.querySelectorAll('.point').length, box: (e as SVGSVGElement).getBoundingClientRect().width })));
+    // accuracy vs bytes (1 update; and agreement when teacher rows carry it) + vs zstd (1); no drift over a single update
+    const agreement = rows.some((x) => typeof x.agreement === 'number');
+    assert.equal(charts.length, 2 + (agreement ? 1 : 0), JSON.stringify(charts));
     for (const c of charts) {
       assert.ok(c.points > 0, 'every chart has data points');
       assert.ok(c.box > 300, 'charts are laid out at a readable size');
     }
-    const accChartPoints = charts[0].points;
-    assert.equal(accChartPoints, rows.filter((x) => x.update === 1).length, 'one point per result row in the accuracy chart');
+    // One point per distinct payload: a budget that shipped a smaller budget's payload is drawn once.
+    const shipped = rows.filter((x) => x.update === 1 && x.bytes > 0 && !x.refused);
+    const distinct = new Set(shipped.map((x) => `${x.method}|${!!x.teacher}|${x.bytes}|${x.accAll}`)).size;
+    assert.equal(charts.find((c) => c.measure === 'accuracy')?.points, distinct, 'one point per distinct payload in the accuracy chart');
     const png = await page.screenshot({ fullPage: true });
     assert.ok(png.length > 20_000, 'the page renders');
   } finally {

@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkTargets, renderMarkdown } from '../src/report/report.ts';
+import { renderMarkdown } from '../src/report/report.ts';
+import { checkTargets } from '../examples/keyword-spotting/targets.ts';
 import type { ResultRow } from '../src/report/results.ts';
 
 const rows: ResultRow[] = [

@@ -18,7 +18,7 @@ import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { closeness, outputLayout, outputRows } from '../src/train/teacher.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
-import { validateResults } from '../src/report/results.ts';
+import { reportRows } from '../src/report/rows.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { main } from '../cli/ndiff.ts';
 import { tempDir } from './helpers/dirs.ts';
@@ -164,6 +164,11 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     assert.equal(m.eval.movesAway, true);
     assert.ok(m.eval.patched.agreement < m.eval.base.agreement, `${m.eval.patched.agreement} vs ${m.eval.base.agreement}`);
     assert.match(m.warning, /further from --target/);
+    // Inputs without labels: the post-hoc row still goes into a report, by its agreement with the target.
+    const [unlabelledRow] = reportRows(m, 'm.json');
+    assert.equal(unlabelledRow.accAll, null);
+    assert.equal(unlabelledRow.agreement, m.eval.patched.agreement);
+    assert.equal(unlabelledRow.agreementBefore, m.eval.base.agreement);
     // The same command toward the real v2 (the teacher) at 25%: closer than the base, no warning.
     lines.length = 0;
     assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '25%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'q.ndiff'), '--json'], io), 0);
@@ -173,10 +178,15 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '1%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'r.ndiff'), '--metrics-out', join(dir, 'r.json')], io), 0);
     const rm = JSON.parse(await readFile(join(dir, 'r.json'), 'utf8'));
     assert.equal(typeof rm.accuracyAfter, 'number');
-    const [row] = validateResults(rm, 'r.json');
+    const [row] = reportRows(rm, 'r.json');
     assert.equal(row.method, 'topk');
     assert.equal(row.budgetPct, 1, 'labelled 1% as asked, not as the share its bytes make');
+    assert.equal(row.budget, '1%');
     assert.equal(row.accAll, rm.eval.accuracyAfter);
+    assert.equal(row.agreement, rm.eval.patched.agreement);
+    // The target's own accuracy on the labels: what the report holds the payload against.
+    assert.ok(rm.eval.accuracyTarget > rm.eval.accuracyBefore + 0.1, `target ${rm.eval.accuracyTarget}, base ${rm.eval.accuracyBefore}`);
+    assert.equal(row.teacherAccAll, rm.eval.accuracyTarget);
 
     // ndiff train --teacher on unlabeled inputs (no y.npy): a payload, closeness reported.
     lines.length = 0;
@@ -185,6 +195,15 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     assert.ok(lines.some((l) => /^eval, closeness to the teacher: base top-1 agreement/.test(l)), lines.join('\n'));
     const tm = JSON.parse(await readFile(join(dir, 't.json'), 'utf8'));
     assert.ok(tm.teacher.eval.agreementAfter > tm.teacher.eval.agreementBefore);
+    // Trained without labels, evaluated with them: a report row with both measures and the teacher's own accuracy.
+    const [trow] = reportRows(tm, 't.json');
+    assert.equal(trow.accAll, tm.accuracyAfter);
+    assert.equal(trow.teacher, true);
+    assert.equal(trow.agreement, tm.teacher.eval.agreementAfter);
+    assert.equal(trow.agreementBefore, tm.teacher.eval.agreementBefore);
+    assert.equal(trow.teacherAccAll, tm.teacher.eval.teacherAccuracy);
+    assert.equal(tm.teacher.eval.teacherAccuracy, rm.eval.accuracyTarget, "the teacher's accuracy, as ndiff diff measured the same model on the same data");
+    assert.equal(trow.teacherBytes, tm.modelBytes, 'the teacher is stored as the base is (float32, same shapes)');
     // ... and the refusal's exit code (10) for a result further from the teacher than the base.
     lines.length = 0;
     assert.equal(await main(['train', '--model-id', 'digits', '--base', join(dir, 'v1'), '--teacher', join(dir, 'teacher'), '--train', join(dir, 'train'), '--method', 'drop', '--budget', '1%', '--epochs', '1', '--tune', 'off', '--out', join(dir, 'd.ndiff')], io), 10);

@@ -139,7 +139,10 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   }
   if (a.metricsOut) {
     await writeFile(a.metricsOut, JSON.stringify({
-      kind: 'ndiff-train-metrics', format: 'onnx', method: a.method, budgetBytes, bytes: res.bytes.length, modelBytes: total,
+      kind: 'ndiff-train-metrics', format: 'onnx', method: a.method, modelId, sequence: a.sequence, budgetBytes,
+      // The budget as asked (`1%`), so a report labels it so rather than as the bytes' 0.9996%.
+      budgetRequested: a.method === 'full' ? null : a.budget, bytes: res.bytes.length, modelBytes: total,
+      ...(teacher ? { teacherModelBytes: teacher.length } : {}),
       accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
       tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
       baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint, backend, seed: a.seed,

@@ -201,6 +201,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const model = await tf.loadLayersModel(fileSystemIO(a.base));
   const teacher = a.teacher ? await tf.loadLayersModel(fileSystemIO(a.teacher)) : undefined;
   const total = storedModelBytes(disk);
+  // What shipping the teacher whole would cost: a report sets the payloads beside it.
+  const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModelDir(a.teacher)) : undefined;
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const competitors = [];
   for (const file of a.alsoConsider) {
@@ -290,7 +292,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       tuning: res.tuning,
       trainable: { trained: res.trainable.trained.length, frozenByConfig: res.trainable.frozenByConfig.length, statistics: res.trainable.statistics },
       distill: res.distill ?? null,
-      ...(res.teacher ? { teacher: { path: a.teacher, ...res.teacher } } : {}),
+      ...(res.teacher ? { teacher: { path: a.teacher, modelBytes: teacherBytes, ...res.teacher } } : {}),
       ...(res.distillOff ? { distillOff: res.distillOff } : {}),
       // --also-consider: what competed (this run's own result first), and which was written.
       ...(res.selection ? { selection: res.selection.considered } : {}),

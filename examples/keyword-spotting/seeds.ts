@@ -5,8 +5,8 @@
  * budget); its evaluation sets hold 2,380-5,532 clips, so a single accuracy is known to about
  * ±1.2-1.5 points (95%), wider than the 0.5- and 1-point targets. This script takes that run and
  * reruns of a subset with other seeds (`bench.ts --seed-offset N --out results/seeds/offset-N.json`),
- * and prints, per seed and for the mean over seeds, the targets of `ndiff report` (the same
- * definitions: src/report/report.ts `checkTargets`) on the rows every run has. It then gives how
+ * and prints, per seed and for the mean over seeds, the benchmark's targets (the same
+ * definitions as its report: targets.ts `checkTargets`) on the rows every run has. It then gives how
  * precisely the runs pin the figures the targets compare (mean ± standard error per update), and
  * how often two seeds of the same chain agree within 1 point on every update: the resolution a
  * single run has, against which one run's "within 1 point" can be read.
@@ -20,7 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { checkTargets, smallSparseGap, withinPoints } from '../../src/report/report.ts';
+import { withinPoints } from '../../src/report/report.ts';
+import { checkTargets, smallSparseGap } from './targets.ts';
 import { validateResults, type ResultRow } from '../../src/report/results.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));

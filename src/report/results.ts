@@ -1,23 +1,26 @@
 /**
- * The comparison results behind `ndiff report`: one row per (update, method, budget), as the
- * keyword-spotting benchmark writes them (examples/keyword-spotting/results/full.json), or the
- * metrics JSON of single `ndiff train --metrics-out` runs, which become rows too.
+ * The rows behind `ndiff report`: one per (update, method, budget). Benchmark rows
+ * ({@link ResultRow}, as the keyword-spotting benchmark writes them in
+ * examples/keyword-spotting/results/full.json) always carry an accuracy; the rows made from a
+ * user's metrics files ({@link ReportRow}, see metrics.ts) may carry only how close the update
+ * comes to the new version a team trained (a teacher run without labelled evaluation data).
  */
 import { UsageError } from '../core/errors.ts';
 
-export const REPORT_METHODS = ['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank', 'full', 'zstd'] as const;
+/** Every method a report knows, in the order it lists them. */
+export const REPORT_METHODS = ['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank', 'full', 'exact', 'zstd'] as const;
+/** A method of a report row. */
 export type ReportMethod = (typeof REPORT_METHODS)[number];
 
-export interface ResultRow {
+/** The fields every report row has, whatever made it. */
+export interface RowFields {
   /** Update number in the chain, 1-based. */
   update: number;
   method: ReportMethod;
-  /** Budget as a percentage of the model as stored; null for `full` and `zstd` (no budget). */
+  /** Budget as a percentage of the model as stored; null for `full`, `exact` and `zstd` (no budget). */
   budgetPct: number | null;
-  /** Bytes a device downloads for this update. */
+  /** Bytes a device downloads for this update (0: nothing shipped). */
   bytes: number;
-  /** Accuracy (0-1) on the evaluation data of every class so far. */
-  accAll: number;
   /** Accuracy on the classes known before this update (null: not measured). */
   accOld?: number | null;
   /** Accuracy on this update's new data (null: not measured). */
@@ -26,81 +29,70 @@ export interface ResultRow {
   driftFromFull?: number | null;
   /** Training time in seconds (null: not measured). */
   trainSeconds?: number | null;
+  /** Trained toward a teacher (the new version a team trained) rather than from labels alone. */
+  teacher?: boolean;
+  /** Share (0-1) of held-out predictions equal to the teacher's (null: not measured). */
+  agreement?: number | null;
+  /** Accuracy of the model the device held before this update, on the same data (null: not measured). */
+  accBefore?: number | null;
+  /** Agreement with the teacher of the model the device held before this update (null: not measured). */
+  agreementBefore?: number | null;
   /** Optional free-form fields (e.g. update name, epochs). */
   [extra: string]: unknown;
 }
 
-/** What `ndiff train --metrics-out` writes (the fields the report reads). */
-export interface TrainMetrics {
-  kind: 'ndiff-train-metrics';
-  method: string;
-  budgetBytes: number;
-  bytes: number;
-  modelBytes: number;
-  accuracyBefore: number | null;
-  accuracyAfter: number | null;
-  trainSeconds: number;
-  sequence?: number;
-  [extra: string]: unknown;
+/** One benchmark result: a row with its accuracy measured. */
+export interface ResultRow extends RowFields {
+  /** Accuracy (0-1) on the evaluation data of every class so far. */
+  accAll: number;
+}
+
+/** A row as a report renders it: a benchmark row, or one metrics file. */
+export interface ReportRow extends RowFields {
+  /** Accuracy (0-1) on the evaluation data (null: the run had no labels to measure it). */
+  accAll: number | null;
+  /** The budget as it was asked for (`1%`, `40KB`): how the report labels it. */
+  budget?: string | null;
+  /** Mean absolute difference of the outputs from the teacher's (for outputs without classes). */
+  meanAbsDiff?: number | null;
+  /** The same for the model before the update. */
+  meanAbsDiffBefore?: number | null;
+  /** The teacher's own accuracy on the same data (null: not measured). */
+  teacherAccAll?: number | null;
+  /** Bytes of the teacher's weights as stored: what shipping it whole costs. */
+  teacherBytes?: number | null;
+  /** The file the row came from. */
+  source?: string;
 }
 
 const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const optionalNum = (v: unknown) => v === undefined || v === null || num(v);
 
-function isMetrics(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && ((v as Record<string, unknown>).kind === 'ndiff-train-metrics' || (v as Record<string, unknown>).kind === 'ndiff-diff-metrics' || ('accuracyAfter' in v && 'modelBytes' in v));
-}
-
-/** One `ndiff train --metrics-out` document as a result row. */
-export function metricsToRow(m: Record<string, unknown>, where: string): ResultRow {
-  if (!REPORT_METHODS.includes(m.method as ReportMethod)) throw new UsageError(`${where}: "method" must be one of ${REPORT_METHODS.join(', ')}, found ${JSON.stringify(m.method)}`);
-  for (const k of ['bytes', 'modelBytes']) if (!num(m[k]) || (m[k] as number) <= 0) throw new UsageError(`${where}: "${k}" must be a positive number, found ${JSON.stringify(m[k])}`);
-  if (!num(m.accuracyAfter)) {
-    throw new UsageError(`${where}: no accuracy after the update (the run had no labelled evaluation data): run it with --eval DATA holding y.npy (ndiff train, or ndiff diff) to compare it in a report`);
+/** Check one benchmark row's fields; `where` names it in errors. */
+export function checkRowFields(row: Record<string, unknown>, where: string, accuracyRequired: boolean): void {
+  if (!Number.isInteger(row.update) || (row.update as number) < 1) throw new UsageError(`${where}: "update" must be a positive integer, found ${JSON.stringify(row.update)}`);
+  if (!REPORT_METHODS.includes(row.method as ReportMethod)) throw new UsageError(`${where}: "method" must be one of ${REPORT_METHODS.join(', ')}, found ${JSON.stringify(row.method)}`);
+  if (row.budgetPct !== null && !num(row.budgetPct)) throw new UsageError(`${where}: "budgetPct" must be a number or null, found ${JSON.stringify(row.budgetPct)}`);
+  if (!num(row.bytes) || (row.bytes as number) < 0) throw new UsageError(`${where}: "bytes" must be a number >= 0, found ${JSON.stringify(row.bytes)}`);
+  if (accuracyRequired ? !num(row.accAll) : !optionalNum(row.accAll)) throw new UsageError(`${where}: "accAll" must be a finite number${accuracyRequired ? '' : ' or null'}, found ${JSON.stringify(row.accAll)}`);
+  for (const k of ['accOld', 'accNew', 'driftFromFull', 'trainSeconds', 'agreement', 'accBefore', 'agreementBefore']) {
+    if (!optionalNum(row[k])) throw new UsageError(`${where}: "${k}" must be a finite number or null, found ${JSON.stringify(row[k])}`);
   }
-  const method = m.method as ReportMethod;
-  const update = Number.isInteger(m.sequence) && (m.sequence as number) >= 1 ? (m.sequence as number) : 1;
-  // The budget as the user asked for it (`--budget 1%`) when it was a share of the model; else
-  // the share the bytes make (a budget in bytes, or older metrics files).
-  const asked = typeof m.budgetRequested === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(m.budgetRequested) : null;
-  const budgetPct = method === 'full' || !num(m.budgetBytes) ? null : asked ? Number(asked[1]) : Number(((100 * (m.budgetBytes as number)) / (m.modelBytes as number)).toPrecision(4));
-  return {
-    update,
-    method,
-    budgetPct,
-    bytes: m.bytes as number,
-    accAll: m.accuracyAfter as number,
-    accOld: null,
-    accNew: null,
-    driftFromFull: null,
-    trainSeconds: num(m.trainSeconds) ? m.trainSeconds : null,
-    ...(num(m.accuracyBefore) ? { accBefore: m.accuracyBefore } : {}),
-    ...(typeof m.modelId === 'string' ? { name: m.modelId } : {}),
-  };
+  if (row.teacher !== undefined && typeof row.teacher !== 'boolean') throw new UsageError(`${where}: "teacher" must be true or false, found ${JSON.stringify(row.teacher)}`);
 }
 
 /**
- * Check parsed JSON is results: an array of result rows, one `ndiff train --metrics-out`
- * document, or an array of them. Errors name the source, the row and the field.
+ * Check parsed JSON is benchmark results: an array of result rows, each with its accuracy.
+ * Errors name the source, the row and the field. (Metrics files of `ndiff train` and `ndiff
+ * diff` are read by `reportRows`.)
  */
 export function validateResults(data: unknown, source = 'results'): ResultRow[] {
-  if (isMetrics(data)) return [metricsToRow(data, source)];
-  if (!Array.isArray(data)) throw new UsageError(`${source}: expected a JSON array of result rows or an \`ndiff train --metrics-out\` document, found ${data === null ? 'null' : typeof data}`);
+  if (!Array.isArray(data)) throw new UsageError(`${source}: expected a JSON array of result rows, found ${data === null ? 'null' : typeof data}`);
   if (data.length === 0) throw new UsageError(`${source}: the results array is empty`);
   return data.map((r, i) => {
     const where = `${source}: row ${i}`;
-    if (typeof r !== 'object' || r === null) throw new UsageError(`${where} is not an object`);
-    if (isMetrics(r)) return metricsToRow(r, where);
-    const row = r as Record<string, unknown>;
-    if (!Number.isInteger(row.update) || (row.update as number) < 1) throw new UsageError(`${where}: "update" must be a positive integer, found ${JSON.stringify(row.update)}`);
-    if (!REPORT_METHODS.includes(row.method as ReportMethod)) throw new UsageError(`${where}: "method" must be one of ${REPORT_METHODS.join(', ')}, found ${JSON.stringify(row.method)}`);
-    if (row.budgetPct !== null && !num(row.budgetPct)) throw new UsageError(`${where}: "budgetPct" must be a number or null`);
-    for (const k of ['bytes', 'accAll']) {
-      if (!num(row[k])) throw new UsageError(`${where}: "${k}" must be a finite number, found ${JSON.stringify(row[k])}`);
-    }
-    for (const k of ['accOld', 'accNew', 'driftFromFull', 'trainSeconds']) {
-      if (!optionalNum(row[k])) throw new UsageError(`${where}: "${k}" must be a finite number or null, found ${JSON.stringify(row[k])}`);
-    }
-    return row as ResultRow;
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new UsageError(`${where} is not an object`);
+    checkRowFields(r as Record<string, unknown>, where, true);
+    return r as ResultRow;
   });
 }

@@ -1,14 +1,43 @@
-/** Small self-contained SVG charts for the report (no scripts, no external assets). */
+/**
+ * Small self-contained SVG charts for the report (no scripts, no external assets), and their
+ * legends as HTML (which wraps on a narrow screen where an SVG legend would shrink).
+ */
 
+/**
+ * A point: x, y, what its tooltip says (several settings when one point stands for them all),
+ * and a short tag naming it in the caption when it is drawn at the edge (`1%`, `u3`).
+ */
+export type ChartPoint = [number, number, string?, string?];
+
+/** One line (or set of markers) of a chart. */
 export interface Series {
   name: string;
   color: string;
-  points: [number, number][];
+  points: ChartPoint[];
   dashed?: boolean;
   /** Draw markers only (no line). */
   markersOnly?: boolean;
+  /** Marker shape (default circle). */
+  marker?: 'circle' | 'square';
+  /**
+   * Whether the y-axis is fitted to this series (default true). A series that is not, drawn
+   * where it falls inside the axis, is marked at the edge where it falls outside (so a baseline
+   * far below does not squash the methods compared).
+   */
+  fit?: boolean;
 }
 
+/** A horizontal reference line (the base model, the teacher). */
+export interface ReferenceLine {
+  y: number;
+  label: string;
+  color: string;
+  dashed?: boolean;
+  /** Whether the axis stretches to show it (default false: marked at the edge when outside). */
+  fit?: boolean;
+}
+
+/** A chart to draw. */
 export interface ChartSpec {
   title: string;
   xLabel: string;
@@ -16,11 +45,25 @@ export interface ChartSpec {
   xLog?: boolean;
   yLog?: boolean;
   series: Series[];
+  lines?: ReferenceLine[];
+  /** A shaded band of y values (the tolerance below a reference), with its label; the axis shows it. */
+  band?: { lo: number; hi: number; label: string };
   width?: number;
   height?: number;
   /** Format tick labels. */
   xFormat?: (v: number) => string;
   yFormat?: (v: number) => string;
+  /** Unit after a y value in tooltips and captions (`%`). */
+  yUnit?: string;
+}
+
+/** A point or line drawn at the edge because its value is outside the y-axis. */
+export interface OffAxis {
+  name: string;
+  tag?: string;
+  x?: number;
+  y: number;
+  side: 'below' | 'above';
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -52,26 +95,22 @@ function logTicks(lo: number, hi: number): number[] {
   return ticks;
 }
 
-/** Human bytes for axes: 950 B, 12 KB, 3.4 MB. */
-export function shortBytes(v: number): string {
-  if (v < 1000) return `${Math.round(v)} B`;
-  if (v < 1e6) return `${+(v / 1e3).toPrecision(3)} KB`;
-  return `${+(v / 1e6).toPrecision(3)} MB`;
-}
-
-/** An SVG line/scatter chart with axes, ticks, legend and a tooltip per point. */
-export function lineChart(spec: ChartSpec): string {
+/** An SVG line/scatter chart with axes, ticks and a tooltip per point, and what it drew at the edges. */
+export function chart(spec: ChartSpec): { svg: string; offAxis: OffAxis[] } {
   const W = spec.width ?? 640;
   const H = spec.height ?? 360;
-  const m = { l: 64, r: 178, t: 34, b: 48 };
+  const m = { l: 58, r: 14, t: 30, b: 48 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
-  const all = spec.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!spec.xLog || x > 0) && (!spec.yLog || y > 0));
+  const ok = ([x, y]: ChartPoint) => Number.isFinite(x) && Number.isFinite(y) && (!spec.xLog || x > 0) && (!spec.yLog || y > 0);
+  const all = spec.series.flatMap((s) => s.points).filter(ok);
+  const fitted = spec.series.filter((s) => s.fit !== false).flatMap((s) => s.points).filter(ok);
+  // The axis fits the fitted series, the band and fitted lines; with none of those, everything.
+  const fitYs = [...fitted.map((p) => p[1]), ...(spec.band ? [spec.band.lo, spec.band.hi] : []), ...(spec.lines ?? []).filter((l) => l.fit).map((l) => l.y)];
+  const ys = fitted.length ? fitYs : [...all.map((p) => p[1]), ...fitYs];
   const xs = all.map((p) => p[0]);
-  const ys = all.map((p) => p[1]);
-  let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  if (!all.length) [x0, x1, y0, y1] = spec.xLog || spec.yLog ? [1, 10, 1, 10] : [0, 1, 0, 1];
+  let [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : spec.xLog ? [1, 10] : [0, 1];
+  let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : spec.yLog ? [1, 10] : [0, 1];
   if (spec.xLog) [x0, x1] = [x0 / 1.5, x1 * 1.5];
   else if (x0 === x1) [x0, x1] = [x0 - 1, x1 + 1];
   if (spec.yLog) [y0, y1] = [y0 / 1.5, y1 * 1.5];
@@ -80,32 +119,89 @@ export function lineChart(spec: ChartSpec): string {
     [y0, y1] = [y0 - pad, y1 + pad];
   }
   const sx = (x: number) => m.l + (spec.xLog ? (Math.log(x) - Math.log(x0)) / (Math.log(x1) - Math.log(x0)) : (x - x0) / (x1 - x0)) * pw;
-  const sy = (y: number) => m.t + ph - (spec.yLog ? (Math.log(y) - Math.log(y0)) / (Math.log(y1) - Math.log(y0)) : (y - y0) / (y1 - y0)) * ph;
+  const syRaw = (y: number) => m.t + ph - (spec.yLog ? (Math.log(y) - Math.log(y0)) / (Math.log(y1) - Math.log(y0)) : (y - y0) / (y1 - y0)) * ph;
+  const side = (y: number): OffAxis['side'] | null => (y < y0 ? 'below' : y > y1 ? 'above' : null);
+  const sy = (y: number) => Math.min(m.t + ph, Math.max(m.t, syRaw(y)));
   const xf = spec.xFormat ?? ((v: number) => String(+v.toPrecision(3)));
   const yf = spec.yFormat ?? ((v: number) => String(+v.toPrecision(3)));
+  const yv = (v: number) => `${yf(v)}${spec.yUnit ?? ''}`;
+  const offAxis: OffAxis[] = [];
   const parts: string[] = [];
   parts.push(`<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(spec.title)}" data-series="${spec.series.length}" data-points="${all.length}">`);
-  parts.push(`<text x="${m.l}" y="20" class="title">${esc(spec.title)}</text>`);
+  parts.push(`<text x="${m.l}" y="19" class="title">${esc(spec.title)}</text>`);
   parts.push(`<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" class="plot"/>`);
+  if (spec.band && !spec.yLog) {
+    const [a, b] = [sy(spec.band.hi), sy(spec.band.lo)];
+    parts.push(`<rect class="band" x="${m.l}" y="${a.toFixed(1)}" width="${pw}" height="${Math.max(0, b - a).toFixed(1)}"><title>${esc(spec.band.label)}</title></rect>`);
+  }
   for (const t of spec.xLog ? logTicks(x0, x1) : niceTicks(x0, x1)) {
     const x = sx(t);
     parts.push(`<line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${m.t}" y2="${m.t + ph}" class="grid"/><text x="${x.toFixed(1)}" y="${m.t + ph + 16}" class="tick" text-anchor="middle">${esc(xf(t))}</text>`);
   }
   for (const t of spec.yLog ? logTicks(y0, y1) : niceTicks(y0, y1)) {
-    const y = sy(t);
+    const y = syRaw(t);
     parts.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" class="grid"/><text x="${m.l - 6}" y="${(y + 4).toFixed(1)}" class="tick" text-anchor="end">${esc(yf(t))}</text>`);
   }
   parts.push(`<text x="${m.l + pw / 2}" y="${H - 8}" class="axis" text-anchor="middle">${esc(spec.xLabel)}</text>`);
   parts.push(`<text transform="translate(14 ${m.t + ph / 2}) rotate(-90)" class="axis" text-anchor="middle">${esc(spec.yLabel)}</text>`);
-  spec.series.forEach((s, i) => {
-    const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!spec.xLog || x > 0) && (!spec.yLog || y > 0));
-    if (pts.length > 1 && !s.markersOnly) {
-      parts.push(`<polyline class="series" data-name="${esc(s.name)}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''} points="${pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`);
+  for (const l of spec.lines ?? []) {
+    const off = side(l.y);
+    if (off) {
+      offAxis.push({ name: l.label, y: l.y, side: off });
+      continue;
     }
-    for (const [x, y] of pts) parts.push(`<circle class="point" cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.5" fill="${s.color}"><title>${esc(`${s.name}: ${xf(x)}, ${yf(y)}`)}</title></circle>`);
-    const ly = m.t + 8 + i * 18;
-    parts.push(`<line x1="${m.l + pw + 12}" x2="${m.l + pw + 32}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="3"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/><text x="${m.l + pw + 38}" y="${ly + 4}" class="legend">${esc(s.name)}</text>`);
-  });
+    const y = syRaw(l.y).toFixed(1);
+    parts.push(`<line class="reference" x1="${m.l}" x2="${m.l + pw}" y1="${y}" y2="${y}" stroke="${l.color}" stroke-width="1.5"${l.dashed ? ' stroke-dasharray="5 4"' : ''}><title>${esc(`${l.label}: ${yv(l.y)}`)}</title></line><text class="reference-label" x="${m.l + 4}" y="${(Number(y) - 4).toFixed(1)}" fill="${l.color}">${esc(`${l.label} ${yv(l.y)}`)}</text>`);
+  }
+  // A point where another series already drew one is a ring around it, so neither hides the other.
+  const taken = new Set<string>();
+  const marker = (s: Series, x: number, y: number, title: string, off: OffAxis['side'] | null) => {
+    const cx = sx(x).toFixed(1);
+    const cy = sy(y);
+    const at = `${cx},${cy.toFixed(0)}`;
+    if (!off && taken.has(at)) return `<circle class="point ring" cx="${cx}" cy="${cy.toFixed(1)}" r="6.5" fill="none" stroke="${s.color}" stroke-width="2"><title>${esc(title)}</title></circle>`;
+    if (!off) taken.add(at);
+    if (off) {
+      // A triangle at the edge, pointing the way the value lies.
+      const [tip, back] = off === 'below' ? [cy + 1, cy - 8] : [cy - 1, cy + 8];
+      return `<path class="point off-axis" d="M${cx} ${tip.toFixed(1)} l-5 ${(back - tip).toFixed(1)} h10 z" fill="${s.color}"><title>${esc(title)}</title></path>`;
+    }
+    return s.marker === 'square'
+      ? `<rect class="point" x="${(Number(cx) - 3.5).toFixed(1)}" y="${(cy - 3.5).toFixed(1)}" width="7" height="7" fill="${s.color}"><title>${esc(title)}</title></rect>`
+      : `<circle class="point" cx="${cx}" cy="${cy.toFixed(1)}" r="3.5" fill="${s.color}"><title>${esc(title)}</title></circle>`;
+  };
+  for (const s of spec.series) {
+    const pts = s.points.filter(ok);
+    // A line joins only the points inside the axis; off-axis points are marked on their own.
+    const inside = pts.filter(([, y]) => !side(y));
+    if (inside.length > 1 && !s.markersOnly) {
+      parts.push(`<polyline class="series" data-name="${esc(s.name)}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''} points="${inside.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`);
+    }
+    for (const [x, y, label, tag] of pts) {
+      const off = side(y);
+      const title = `${label ?? s.name}: ${xf(x)}, ${yv(y)}${off ? ` (${off} the axis)` : ''}`;
+      if (off) offAxis.push({ name: s.name, ...(tag ? { tag } : {}), x, y, side: off });
+      parts.push(marker(s, x, y, title, off));
+    }
+  }
   parts.push('</svg>');
-  return parts.join('\n');
+  return { svg: parts.join('\n'), offAxis };
+}
+
+/** {@link chart}'s SVG alone. */
+export function lineChart(spec: ChartSpec): string {
+  return chart(spec).svg;
+}
+
+/** A chart's legend as an HTML list (wraps on narrow screens). */
+export function legendHtml(series: Pick<Series, 'name' | 'color' | 'dashed' | 'marker' | 'markersOnly'>[], lines: Pick<ReferenceLine, 'label' | 'color' | 'dashed'>[] = []): string {
+  const item = (name: string, color: string, o: { dashed?: boolean; marker?: Series['marker'] | 'circle'; line: boolean }) => {
+    const line = o.line ? `<line x1="1" x2="25" y1="6" y2="6" stroke="${color}" stroke-width="${o.dashed ? 2 : 3}"${o.dashed ? ' stroke-dasharray="5 3"' : ''}/>` : '';
+    const marker = o.marker === 'square' ? `<rect x="9.5" y="2.5" width="7" height="7" fill="${color}"/>` : o.marker === 'circle' ? `<circle cx="13" cy="6" r="3.5" fill="${color}"/>` : '';
+    return `<li><svg width="26" height="12" aria-hidden="true">${line}${marker}</svg>${esc(name)}</li>`;
+  };
+  return `<ul class="legend">${[
+    ...series.map((s) => item(s.name, s.color, { dashed: s.dashed, marker: s.marker ?? (s.markersOnly ? 'circle' : undefined), line: !s.markersOnly })),
+    ...lines.map((l) => item(l.label, l.color, { dashed: l.dashed, line: true })),
+  ].join('')}</ul>`;
 }

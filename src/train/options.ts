@@ -198,7 +198,8 @@ export interface TrainDiffResult {
     /** Whether the training data had labels (then their cross-entropy was added). */
     labels: boolean;
     validation?: { examples: number; baseAgreement: number; agreement: number; baseMeanAbsDiff: number; meanAbsDiff: number };
-    eval?: { examples: number; agreementBefore: number; agreementAfter: number; meanAbsDiffBefore: number; meanAbsDiffAfter: number };
+    /** On the eval data; with its labels, the teacher's own accuracy too. */
+    eval?: { examples: number; agreementBefore: number; agreementAfter: number; meanAbsDiffBefore: number; meanAbsDiffAfter: number; teacherAccuracy?: number };
   };
   /** The learning rates tried and the one chosen. */
   tuning: { mode: TuneMode; candidates: TuningCandidate[]; learningRate: number; chosen: string; seconds: number; cost: number };

@@ -25,6 +25,8 @@ export interface PayloadCloseness {
   /** With labels: accuracy of the base and of base + payload. */
   accuracyBefore?: number;
   accuracyAfter?: number;
+  /** With labels: accuracy of the target itself (what a report holds the payload against). */
+  accuracyTarget?: number;
 }
 
 /**
@@ -63,6 +65,6 @@ export async function payloadCloseness(model: tf.LayersModel, target: tf.LayersM
     base: { agreement: before.agreement, meanAbsDiff: before.meanAbsDiff },
     patched: { agreement: after.agreement, meanAbsDiff: after.meanAbsDiff },
     movesAway: closenessScore(after, metric) < closenessScore(before, metric),
-    ...(labelled ? { accuracyBefore: accuracy(before.predictions), accuracyAfter: accuracy(after.predictions) } : {}),
+    ...(labelled ? { accuracyBefore: accuracy(before.predictions), accuracyAfter: accuracy(after.predictions), accuracyTarget: accuracy(closeness(targetRows, targetRows, measure, metric).predictions) } : {}),
   };
 }

@@ -238,6 +238,14 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       const t = teach as PreparedTeacher;
       return closeness(outputRows(model, data.x, t.target.width, evalBatch), teacherRowsOf(data), t.target, t.metric);
     };
+    /** The teacher's own accuracy on labelled `data` (what a report holds the update against). */
+    const teacherAccuracyOn = (data: LabelledData): number => {
+      const t = teach as PreparedTeacher;
+      const { predictions } = closeness(teacherRowsOf(data), teacherRowsOf(data), t.target, 'top1');
+      let right = 0;
+      for (let i = 0; i < data.y.length; i++) if (predictions[i] === data.y[i]) right++;
+      return right / Math.max(1, data.y.length);
+    };
     const baseClose = teach && val ? closenessOn(val) : undefined;
     if (teach && baseClose) progress(`base model on validation: ${describeCloseness(baseClose, teach.metric)}`);
     const baseEvalClose = teach && evalData ? closenessOn(evalData) : undefined;
@@ -672,7 +680,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         teacher: {
           loss: teach.target.loss, metric: teach.metric, temperature: teach.target.temperature, weight: teach.target.weight, labels: trainInput.y !== undefined,
           ...(val && baseClose && chosen.teacherCloseness ? { validation: { examples: val.y.length, baseAgreement: baseClose.agreement, agreement: chosen.teacherCloseness.agreement, baseMeanAbsDiff: baseClose.meanAbsDiff, meanAbsDiff: chosen.teacherCloseness.meanAbsDiff } } : {}),
-          ...(evalData && baseEvalClose && evalClose ? { eval: { examples: evalData.y.length, agreementBefore: baseEvalClose.agreement, agreementAfter: evalClose.agreement, meanAbsDiffBefore: baseEvalClose.meanAbsDiff, meanAbsDiffAfter: evalClose.meanAbsDiff } } : {}),
+          ...(evalData && baseEvalClose && evalClose ? { eval: { examples: evalData.y.length, agreementBefore: baseEvalClose.agreement, agreementAfter: evalClose.agreement, meanAbsDiffBefore: baseEvalClose.meanAbsDiff, meanAbsDiffAfter: evalClose.meanAbsDiff, ...(evalLabelled ? { teacherAccuracy: teacherAccuracyOn(evalData) } : {}) } } : {}),
         },
       } : {}),
       tuning: { mode: tune, candidates, learningRate: chosen.learningRate, chosen: chosen.label, seconds: trainSeconds, cost: oneRun ? seen / oneRun : 0 },
