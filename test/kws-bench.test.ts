@@ -42,7 +42,9 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
   // Budgets compete (--compete on, the default): a budget that ships a smaller budget's payload
   // ships exactly its bytes, and says what its own result gave.
   for (const row of rows.filter((x) => typeof x.shippedFrom === 'string')) {
-    const [m, b] = (row.shippedFrom as string).split(' ');
+    // The label is the chain's: `sparse 0.5%`, or `sparse (teacher) 0.5%`.
+    const parts = (row.shippedFrom as string).split(' ');
+    const [m, b] = [parts[0], parts[parts.length - 1]];
     const from = rows.find((x) => x.method === m && `${x.budgetPct}%` === b && x.update === row.update && !!x.teacher === !!row.teacher);
     assert.ok(from && from.bytes === row.bytes && from.accAll === row.accAll, `${row.method} ${row.budgetPct}% ships ${row.shippedFrom}'s payload`);
     assert.ok(typeof row.ownAccAll === 'number' && typeof row.ownBytes === 'number', 'its own result is measured too');
