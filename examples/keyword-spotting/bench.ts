@@ -580,8 +580,10 @@ function shard(chains: Chain[], jobs: number): Chain[][] {
     out[j].push(...c);
   }
   // The full chain (or its replica) first in its job: the teacher chains of each update need it.
-  for (const job of out) job.sort((a, b) => Number(b.method === 'full') - Number(a.method === 'full'));
-  return out;
+  // A replica is dropped where the full chain itself landed later.
+  return out.map((job) =>
+    job.filter((c) => !(c.replica && job.some((x) => x.method === 'full' && !x.replica))).sort((a, b) => Number(b.method === 'full') - Number(a.method === 'full')),
+  );
 }
 
 if (args.worker !== undefined) {
