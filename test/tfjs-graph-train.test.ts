@@ -21,6 +21,7 @@ import { saveNpy } from '../src/io/npy/files.ts';
 import { initBackend } from '../src/train/backend.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { GraphModelTeacher } from '../src/train/tfjs-graph/graph-teacher.ts';
+import { TfjsGraphProgram } from '../src/train/tfjs-graph/graph-program.ts';
 import { trainTfjsGraphDiff } from '../src/train/tfjs-graph/train-graph.ts';
 import type { ProgramDataset } from '../src/train/program/train-program.ts';
 import { CLASSES, SIDE, cnnInputs, cnnWeights, layersCnn, retrained, writeGraphCnn, type ExtraOp } from './helpers/graph-model.ts';
@@ -39,7 +40,7 @@ const dataset = (x: Float32Array): ProgramDataset => ({ inputs: { x: { values: x
 
 let folders = 0;
 /** A graph-model folder of `w` (float32, or quantized as the converter does). */
-async function graphFolder(w: typeof v1, options: { quantize?: 'uint8' | 'float16'; extra?: ExtraOp; inputSide?: number; classes?: number } = {}): Promise<string> {
+async function graphFolder(w: typeof v1, options: { quantize?: 'uint8' | 'float16'; extra?: ExtraOp; inputSide?: number; classes?: number; batchOfOne?: boolean } = {}): Promise<string> {
   const dir = path.join(root, `g${folders++}`);
   await writeGraphCnn(dir, w, options);
   if (!options.quantize) return dir;
@@ -172,6 +173,32 @@ test('a graph tfjs cannot differentiate is refused before training, naming the o
     assert.equal(Object.values(model.weights).flat().filter((t) => t instanceof tf.Variable).length, 0);
     model.dispose();
   }
+});
+
+test('a graph exported for one example at a time (input [1, ...], as MoveNet) runs a batch example by example, with gradients, and trains', async () => {
+  const dir = await graphFolder(v1, { batchOfOne: true });
+  const free = await tf.loadGraphModel(fileSystemIO(await graphFolder(v1)));
+  const one = await tf.loadGraphModel(fileSystemIO(dir));
+  const store = await openTfjsModelDir(dir);
+  const program = new TfjsGraphProgram(one, store, { source: 'one' });
+  try {
+    assert.equal(program.oneExampleAtATime, true);
+    const x = tf.tensor(evalX.subarray(0, 5 * SIDE * SIDE), [5, SIDE, SIDE, 1]);
+    const got = tf.tidy(() => program.run({ x }).Identity.dataSync() as Float32Array);
+    const want = tf.tidy(() => (free.execute(x) as tf.Tensor).dataSync() as Float32Array);
+    assert.equal(got.length, 5 * CLASSES);
+    assert.ok(relativeGap(got, want) <= 1e-6, `${relativeGap(got, want)}`);
+    const { grads } = tf.variableGrads(() => tf.sum(tf.mul(program.run({ x }).Identity, tf.range(0, CLASSES))) as tf.Scalar, program.variables.map((v) => v.variable));
+    assert.equal(Object.keys(grads).length, 4);
+    for (const g of Object.values(grads)) g.dispose();
+    x.dispose();
+  } finally {
+    program.dispose();
+  }
+  const teacher = await tf.loadGraphModel(fileSystemIO(await graphFolder(v2)));
+  const res = await trainTfjsGraphDiff(one, store, dataset(trainX.subarray(0, 64 * SIDE * SIDE)), { method: 'sparse', budgetBytes: 6000, epochs: 1, tune: 'off', teacher, allowWorse: true, batchSize: 16 });
+  assert.ok(res.bytes.length > 0 && res.epochs.length === 1);
+  for (const m of [free, one, teacher]) m.dispose();
 });
 
 test('a graph model (v2 converted from a SavedModel) teaches a layers-model base', async (t) => {

@@ -61,12 +61,14 @@ const T = { T: { type: 'DT_FLOAT' } };
  * Write the CNN as a graph-model folder (float32 weights; quantize it with quantizeModelDir).
  * `inputSide` changes the declared input (an interface mismatch), `classes` the output width.
  */
-export async function writeGraphCnn(dir: string, w: CnnWeights, options: { extra?: ExtraOp; inputSide?: number; classes?: number } = {}): Promise<void> {
+export async function writeGraphCnn(dir: string, w: CnnWeights, options: { extra?: ExtraOp; inputSide?: number; classes?: number; batchOfOne?: boolean } = {}): Promise<void> {
   const side = options.inputSide ?? SIDE;
+  // A graph exported for one example at a time (as MoveNet's [1, 192, 192, 3]) fixes the batch.
+  const batch = options.batchOfOne ? 1 : -1;
   const classes = options.classes ?? CLASSES;
   const flat = (side / 2) * (side / 2) * FILTERS;
   const nodes: Record<string, unknown>[] = [
-    { name: 'x', op: 'Placeholder', attr: { shape: { shape: dims([-1, side, side, 1]) }, dtype: { type: 'DT_FLOAT' } } },
+    { name: 'x', op: 'Placeholder', attr: { shape: { shape: dims([batch, side, side, 1]) }, dtype: { type: 'DT_FLOAT' } } },
     floatConst('conv/kernel', [3, 3, 1, FILTERS]), floatConst('conv/bias', [FILTERS]), intConst('flatten/shape', [2]),
     floatConst('dense/kernel', [flat, classes]), floatConst('dense/bias', [classes]),
     {
@@ -81,7 +83,7 @@ export async function writeGraphCnn(dir: string, w: CnnWeights, options: { extra
   const tensors = new Map<string, { shape: number[]; data: Float32Array | Int32Array }>([
     ['conv/kernel', { shape: [3, 3, 1, FILTERS], data: w.convKernel }],
     ['conv/bias', { shape: [FILTERS], data: w.convBias }],
-    ['flatten/shape', { shape: [2], data: Int32Array.of(-1, flat) }],
+    ['flatten/shape', { shape: [2], data: Int32Array.of(batch, flat) }],
     ['dense/kernel', { shape: [flat, classes], data: options.classes || options.inputSide ? Float32Array.from({ length: flat * classes }, (_, i) => w.denseKernel[i % w.denseKernel.length]) : w.denseKernel }],
     ['dense/bias', { shape: [classes], data: Float32Array.from({ length: classes }, (_, i) => w.denseBias[i % w.denseBias.length]) }],
   ]);
@@ -104,8 +106,8 @@ export async function writeGraphCnn(dir: string, w: CnnWeights, options: { extra
     convertedBy: 'TensorFlow.js Converter v4.22.0',
     modelTopology: { node: nodes, library: {}, versions: { producer: 1482 } },
     signature: {
-      inputs: { 'x:0': { name: 'x:0', dtype: 'DT_FLOAT', tensorShape: dims([-1, side, side, 1]) } },
-      outputs: { 'Identity:0': { name: 'Identity:0', dtype: 'DT_FLOAT', tensorShape: dims([-1, classes]) } },
+      inputs: { 'x:0': { name: 'x:0', dtype: 'DT_FLOAT', tensorShape: dims([batch, side, side, 1]) } },
+      outputs: { 'Identity:0': { name: 'Identity:0', dtype: 'DT_FLOAT', tensorShape: dims([batch, classes]) } },
     },
     weightsManifest: [{ paths: [], weights: [...tensors].map(([name, t]) => ({ name, shape: t.shape, dtype: t.data instanceof Int32Array ? 'int32' : 'float32' })) }],
   }, tensors);
