@@ -102,6 +102,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .example('$0 train --model-id kws-en --base v1/ --teacher v2/ --train unlabeled/ --budget 1% --out v1-v2.ndiff', 'ship the v2 your team trained: a 1% diff of v1 that agrees with v2 (no labels needed)')
     .example('$0 train --method sparse-lora --model-id kws-en --base v1/ --train data/train --budget 1% --out v1-v2.ndiff', 'a low-rank part for the many small changes and a sparse part for the few large ones, in one payload')
     .example('$0 train --method full --model-id kws-en --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer')
+    .example('$0 train --model-id pose --base movenet-v1/ --teacher movenet-v2/ --train frames/ --budget 5% --out v1-v2.ndiff', 'a TF.js graph model (converter output, "format": "graph-model"): frames/ holds one .npy per model input (or x.npy); operators tfjs cannot differentiate are refused by name before training')
     .example('$0 train --model-id silero-vad --base silero_vad_v5.onnx --teacher silero_vad_v6.onnx --state state:stateN --train frames/ --budget 2% --out v5-v6.ndiff', 'ONNX: teach v5 what v6 says over audio frames (frames/: input.npy [n, 576], sr.npy 16000, sequence.npy)') as unknown as Argv<TrainArgs>;
 }
 

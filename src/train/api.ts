@@ -26,9 +26,9 @@ export type { OnnxModel, OnnxGraph, OnnxNode, OnnxAttribute, OnnxTensor, OnnxEle
 export { OnnxTrainingModel, type OnnxLayer, type OnnxLayerWeight, type OnnxExamples, type OnnxInputValues, type OnnxOutputKind, type OnnxStatePair, type OnnxTrainingModelOptions } from './onnx/layers-model.ts';
 export { trainOnnxDiff, type OnnxDataset, type TrainOnnxOptions, type TrainOnnxResult, type TeacherAgreement } from './onnx/train-onnx.ts';
 export { ProgramTrainingModel, ProgramLayer, ProgramLayerWeight, type ProgramExamples, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair, type ProgramTrainingModelOptions } from './program/training-model.ts';
-export { trainProgramDiff, checkSameInterface, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from './program/train-program.ts';
+export { trainProgramDiff, checkTeacherInterface, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from './program/train-program.ts';
 export type { TrainableProgram, ProgramVariable, ProgramTensorInfo } from './program/program.ts';
 export { TfjsGraphProgram, type TfjsGraphProgramOptions, type TfjsGraphInput } from './tfjs-graph/graph-program.ts';
-export { GraphModelTeacher } from './tfjs-graph/graph-teacher.ts';
+export { GraphModelTeacher, GraphTeacherWeight } from './tfjs-graph/graph-teacher.ts';
 export { LayersModelProgram } from './tfjs-graph/layers-program.ts';
 export { trainTfjsGraphDiff, type TrainTfjsGraphOptions } from './tfjs-graph/train-graph.ts';

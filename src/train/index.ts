@@ -48,11 +48,13 @@ export type { TrainMethod, TrainDiffOptions, TrainDiffResult, CompetingResult, T
 export const ProgramTrainingModel = api.ProgramTrainingModel;
 export type ProgramTrainingModel = Api.ProgramTrainingModel;
 export const trainProgramDiff = api.trainProgramDiff;
-export const checkSameInterface = api.checkSameInterface;
+export const checkTeacherInterface = api.checkTeacherInterface;
 export const TfjsGraphProgram = api.TfjsGraphProgram;
 export type TfjsGraphProgram = Api.TfjsGraphProgram;
 export const GraphModelTeacher = api.GraphModelTeacher;
 export type GraphModelTeacher = Api.GraphModelTeacher;
+export const GraphTeacherWeight = api.GraphTeacherWeight;
+export type GraphTeacherWeight = Api.GraphTeacherWeight;
 export const LayersModelProgram = api.LayersModelProgram;
 export type LayersModelProgram = Api.LayersModelProgram;
 export const trainTfjsGraphDiff = api.trainTfjsGraphDiff;

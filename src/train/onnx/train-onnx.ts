@@ -9,7 +9,7 @@ import { OnnxWeightStore } from '../../io/onnx/store.ts';
 import { trainProgramDiff, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from '../program/train-program.ts';
 import { OnnxProgram, type OnnxProgramOptions } from './executor.ts';
 
-export { decisions, compareOutputs, checkSameInterface, type TeacherAgreement } from '../program/train-program.ts';
+export { decisions, compareOutputs, type TeacherAgreement } from '../program/train-program.ts';
 
 /** Examples of an ONNX model ({@link ProgramDataset}). */
 export type OnnxDataset = ProgramDataset;

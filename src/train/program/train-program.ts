@@ -90,7 +90,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
   let teacher: ProgramTrainingModel | undefined;
   const owned: tf.Tensor[] = [];
   try {
-    if (options.teacher) checkSameInterface(program, options.teacher);
+    if (options.teacher) checkTeacherInterface(program, options.teacher);
     const sets: { name: string; data: ProgramDataset }[] = [{ name: 'training', data: train }];
     const valGiven = typeof options.validation === 'object' ? options.validation : undefined;
     if (valGiven) sets.push({ name: 'validation', data: valGiven });
@@ -194,7 +194,7 @@ function shapeText(shape: readonly (number | string | null)[] | undefined): stri
  * once the outputs are computed (the programs' adapters).
  * @throws UsageError naming what differs.
  */
-export function checkSameInterface(base: TrainableProgram, teacher: TrainableProgram): void {
+export function checkTeacherInterface(base: TrainableProgram, teacher: TrainableProgram): void {
   const fix = 'expected the same interface (the teacher is the new version of the base model): pass the teacher trained from this base';
   if (teacher.inputs.length !== base.inputs.length) {
     throw new UsageError(`the teacher (${teacher.source}) has ${teacher.inputs.length} input(s) (${teacher.inputs.map((i) => i.name).join(', ')}), the base ${base.inputs.length} (${base.inputs.map((i) => i.name).join(', ')}): ${fix}`, { kind: 'inputs' });

@@ -11,10 +11,11 @@ import { UsageError } from '../../core/errors.ts';
 import { tfModelStore } from '../../io/tfjs/live-model-store.ts';
 import { TfjsGraphProgram } from './graph-program.ts';
 
-/** A weight of the teacher, read like a layers model's weight. */
-class TeacherWeight {
+/** A weight of a {@link GraphModelTeacher}, read like a layers model's weight (never trained). */
+export class GraphTeacherWeight {
   readonly trainable = false;
   constructor(readonly originalName: string, readonly shape: number[], private readonly value: tf.Variable) {}
+  /** The variable holding the weight (the graph's weight map entry while the teacher is open). */
   read(): tf.Variable {
     return this.value;
   }
@@ -26,8 +27,8 @@ export class GraphModelTeacher {
   readonly inputs: { shape: (number | null)[] }[];
   readonly outputs: { shape: (number | null)[] }[];
   readonly outputLayers: { getConfig(): { activation: string } }[];
-  readonly trainableWeights: TeacherWeight[] = [];
-  readonly nonTrainableWeights: TeacherWeight[];
+  readonly trainableWeights: GraphTeacherWeight[] = [];
+  readonly nonTrainableWeights: GraphTeacherWeight[];
 
   /**
    * @param model the loaded graph model (its weights become variables until {@link dispose}).
@@ -53,7 +54,7 @@ export class GraphModelTeacher {
       const activation = this.program.outputOp(o.name) === 'Softmax' ? 'softmax' : 'linear';
       return { getConfig: () => ({ activation }) };
     });
-    this.nonTrainableWeights = this.program.variables.map((v) => new TeacherWeight(v.name, v.shape, v.variable));
+    this.nonTrainableWeights = this.program.variables.map((v) => new GraphTeacherWeight(v.name, v.shape, v.variable));
   }
 
   /** This adapter where trainDiff takes a `tf.LayersModel`. */
