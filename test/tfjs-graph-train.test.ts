@@ -22,9 +22,10 @@ import { initBackend } from '../src/train/backend.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { GraphModelTeacher } from '../src/train/tfjs-graph/graph-teacher.ts';
 import { TfjsGraphProgram } from '../src/train/tfjs-graph/graph-program.ts';
+import { registerGradientFixes } from '../src/train/kernels/gradients.ts';
 import { trainTfjsGraphDiff } from '../src/train/tfjs-graph/train-graph.ts';
 import type { ProgramDataset } from '../src/train/program/train-program.ts';
-import { CLASSES, SIDE, cnnInputs, cnnWeights, layersCnn, retrained, writeGraphCnn, type ExtraOp } from './helpers/graph-model.ts';
+import { CLASSES, SIDE, cnnInputs, cnnWeights, layersCnn, retrained, seeded, writeGraphCnn, type ExtraOp } from './helpers/graph-model.ts';
 
 await initBackend('wasm');
 
@@ -226,3 +227,51 @@ test('a graph model (v2 converted from a SavedModel) teaches a layers-model base
     base.dispose();
   }
 });
+
+test('GatherNd, which tfjs has no gradient for (MoveNet reads its keypoints with it), gets one: dy summed back where it was gathered, duplicates included, equal to central differences', () => {
+  registerGradientFixes();
+  const r = seeded(9);
+  const params = tf.tensor(Float32Array.from({ length: 24 }, () => r()), [4, 3, 2]);
+  const indices = tf.tensor2d([[1, 2], [1, 2], [3, 0], [0, 1]], [4, 2], 'int32');
+  const w = tf.tensor(Float32Array.from({ length: 8 }, () => r()), [4, 2]);
+  const f = (p: tf.Tensor) => tf.sum(tf.mul(tf.gatherND(p, indices), w)) as tf.Scalar;
+  const grad = tf.tidy(() => tf.grad(f)(params).dataSync() as Float32Array);
+  const base = params.dataSync() as Float32Array;
+  const eps = 1e-2;
+  for (let i = 0; i < base.length; i++) {
+    const at = (d: number) => tf.tidy(() => f(tf.tensor(Float32Array.from(base, (v, k) => (k === i ? v + d : v)), [4, 3, 2])).dataSync()[0]);
+    const numeric = (at(eps) - at(-eps)) / (2 * eps);
+    assert.ok(Math.abs(numeric - grad[i]) <= 1e-4, `params[${i}]: ${grad[i]} vs ${numeric}`);
+  }
+  // Position [1, 2] was gathered twice: its gradient is the sum of both rows of w.
+  const wv = w.dataSync();
+  assert.ok(Math.abs(grad[(1 * 3 + 2) * 2] - (wv[0] + wv[2])) <= 1e-6);
+  for (const t of [params, indices, w]) t.dispose();
+});
+
+test('SquaredDifference under broadcasting (MoveNet measures keypoints against a grid so) gets a gradient of each input\'s own shape, equal to central differences; tfjs\' own fails there', () => {
+  const r = seeded(10);
+  const a = tf.tensor(Float32Array.from({ length: 6 }, () => r()), [2, 3, 1]);
+  const b = tf.tensor(Float32Array.from({ length: 12 }, () => r()), [2, 3, 2]);
+  const w = tf.tensor(Float32Array.from({ length: 12 }, () => r()), [2, 3, 2]);
+  const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.squaredDifference(x, y), w)) as tf.Scalar;
+  registerGradientFixes();
+  const [ga, gb] = tf.grads(f)([a, b]);
+  assert.deepEqual(ga.shape, [2, 3, 1]);
+  assert.deepEqual(gb.shape, [2, 3, 2]);
+  const eps = 1e-2;
+  for (const [which, t, g] of [[0, a, ga], [1, b, gb]] as const) {
+    const base = t.dataSync() as Float32Array;
+    const grad = g.dataSync() as Float32Array;
+    for (let i = 0; i < base.length; i++) {
+      const at = (d: number) => tf.tidy(() => {
+        const moved = tf.tensor(Float32Array.from(base, (v, k) => (k === i ? v + d : v)), t.shape);
+        return f(which === 0 ? moved : a, which === 1 ? moved : b).dataSync()[0];
+      });
+      const numeric = (at(eps) - at(-eps)) / (2 * eps);
+      assert.ok(Math.abs(numeric - grad[i]) <= 2e-3, `input ${which}[${i}]: ${grad[i]} vs ${numeric}`);
+    }
+  }
+  for (const t of [a, b, w, ga, gb]) t.dispose();
+});
+

@@ -16,9 +16,11 @@
  *    attributed to the node that ran it (tfjs-converter runs a node's kernels together, the
  *    last one giving the node's output). Every kernel on a path from a weight variable to the
  *    output must have a gradient registered in tfjs (`StridedSlice`, `TopK`, `Einsum`,
- *    `CropAndResize` have none), and that gradient is run once on the probe's values, so a
- *    gradient that needs a kernel the backend lacks is refused too, with tfjs' own message.
- *    Kernels off that path (shape arithmetic on int32 constants) need no gradient.
+ *    `CropAndResize` have none; we register one for `GatherNd`, src/train/kernels/), and that
+ *    gradient is run once on the probe's values with the checks tfjs' backpropagation makes (a
+ *    float32 gradient of the input's shape for every input a weight reaches), so a gradient that
+ *    needs a kernel the backend lacks, or gives an integer input an integer gradient, is refused
+ *    too. Kernels off that path (shape arithmetic on int32 constants) need no gradient.
  *
  * Why a probe rather than a list of differentiable operators: the same converter operator runs
  * different tfjs kernels depending on its attributes (a fused convolution with a bias and Relu6
@@ -158,7 +160,8 @@ export function refuseUndifferentiable(
         pending = [];
       }
     });
-    for (const k of onPath(tape, program.variables.map((v) => v.variable), y)) {
+    const { path, fromX } = onPath(tape, program.variables.map((v) => v.variable), y);
+    for (const k of path) {
       const t = tape[k];
       const name = owner[k] ?? nodeNameOf(output);
       const op = graph.nodes[name]?.op ?? '?';
@@ -168,14 +171,22 @@ export function refuseUndifferentiable(
           { op, node: name, kernel: t.kernelName, reason: 'no gradient' },
         );
       }
+      // What tfjs' backpropagation does with the node, with its checks: a gradient for every
+      // input a weight reaches, float32, of the input's shape.
       try {
         tf.tidy(() => {
-          const grads = (t.gradient as NonNullable<TapeNode['gradient']>)(t.outputs.map((o) => tf.onesLike(o)));
-          for (const g of Object.values(grads)) g();
+          const grads = (t.gradient as NonNullable<TapeNode['gradient']>)(t.outputs.map((o) => tf.ones(o.shape, 'float32')));
+          for (const [input, x] of Object.entries(t.inputs)) {
+            if (!fromX.has(x.id)) continue;
+            if (!(input in grads)) throw new Error(`it gives no gradient for its input ${input}`);
+            const dx = grads[input]();
+            if (dx.dtype !== 'float32') throw new Error(`the gradient of its input ${input} is ${dx.dtype}, tfjs needs float32`);
+            if (dx.shape.join(',') !== x.shape.join(',')) throw new Error(`the gradient of its input ${input} is [${dx.shape.join(', ')}], the input [${x.shape.join(', ')}]`);
+          }
         });
       } catch (e) {
         throw new UnsupportedOperatorError(
-          `${program.source}: the gradient of node ${JSON.stringify(name)} (operator ${op}, tfjs kernel ${t.kernelName}) does not run on the ${tf.getBackend()} backend: ${(e as Error).message}. Nothing was trained. Try --backend cpu, or ship this model's updates post hoc (ndiff diff)`,
+          `${program.source}: the gradient of node ${JSON.stringify(name)} (operator ${op}, tfjs kernel ${t.kernelName}) cannot be computed on the ${tf.getBackend()} backend: ${(e as Error).message}. Nothing was trained. Try --backend cpu, or ship this model's updates post hoc (ndiff diff)`,
           { op, node: name, kernel: t.kernelName, backend: tf.getBackend(), reason: (e as Error).message },
         );
       }
@@ -200,9 +211,10 @@ function executeAll(program: { model: tf.GraphModel }, feeds: Readonly<Record<st
 
 /**
  * The tape nodes on a path from `xs` to `y` (tfjs' own filter before backpropagation): some
- * input reached from a variable, some output leading to `y`. In tape order.
+ * input reached from a variable, some output leading to `y`. In tape order, with the ids of
+ * every tensor a variable reaches.
  */
-function onPath(tape: TapeNode[], xs: readonly tf.Tensor[], y: tf.Tensor): number[] {
+function onPath(tape: TapeNode[], xs: readonly tf.Tensor[], y: tf.Tensor): { path: number[]; fromX: Set<number> } {
   const fromX = new Set(xs.map((x) => x.id));
   const reached = tape.map((t) => {
     const hit = Object.values(t.inputs).some((i) => fromX.has(i.id));
@@ -217,5 +229,5 @@ function onPath(tape: TapeNode[], xs: readonly tf.Tensor[], y: tf.Tensor): numbe
     out.push(k);
     for (const i of Object.values(t.inputs)) toY.add(i.id);
   }
-  return out.reverse();
+  return { path: out.reverse(), fromX };
 }

@@ -19,6 +19,7 @@ import { DataError, ModelMismatchError, UsageError } from '../../core/errors.ts'
 import type { StorageGrid } from '../../core/grid.ts';
 import { isPatchable, type WeightStore } from '../../core/weight-store.ts';
 import { uniqueVariableName, type ProgramTensorInfo, type ProgramVariable, type TrainableProgram } from '../program/program.ts';
+import { registerGradientFixes } from '../kernels/gradients.ts';
 import { graphOf, nodeNameOf, refuseUndifferentiable } from './gradient-probe.ts';
 
 /** Options of {@link TfjsGraphProgram}. */
@@ -73,6 +74,8 @@ export class TfjsGraphProgram implements TrainableProgram {
   constructor(model: tf.GraphModel, store: WeightStore, options: TfjsGraphProgramOptions = {}) {
     this.model = model;
     this.source = options.source ?? 'graph model';
+    // Gradients tfjs lacks (GatherNd) or gets wrong (SquaredDifference under broadcasting).
+    registerGradientFixes();
     const ex = executorOf(model, this.source);
     const map = { ...ex.weightMap };
     const floats = Object.keys(map).filter((n) => map[n].length === 1 && map[n][0].dtype === 'float32');
