@@ -191,13 +191,17 @@ export class ProgramTrainingModel {
         return;
       }
       let width = 0;
+      // What the forward pass holds for the backward one, measured when it ends (the tape's
+      // saved tensors and the values computed): the trainers size their batches by it.
+      let forwardBytes = 0;
       const gradsOn = (silent: boolean) => tf.variableGrads(() => {
         const raw = this.runFrame(Int32Array.of(0), this.zeroStates(1), silent).output;
         width = raw.size;
+        forwardBytes = Math.max(forwardBytes, tf.memory().numBytes - before);
         return tf.sum(raw) as tf.Scalar;
       }, program.variables.map((v) => v.variable)).grads;
       const grads = gradsOn(false);
-      const activations = (tf.memory().numBytes - before) / 4;
+      const activations = forwardBytes / 4;
       // Silence too (every float input zero): a gradient through a square root or a logarithm of
       // a magnitude is not finite there, as for an STFT basis feeding sqrt(re² + im²).
       const silent = gradsOn(true);
