@@ -105,6 +105,22 @@ test('a uint8 graph model trained toward its v2 (a graph model) without labels: 
   teacher.dispose();
 });
 
+test('topk-retrain from a graph-model teacher takes its mask from (teacher − base) under the folder\'s names', async () => {
+  const baseDir = await graphFolder(v1, { quantize: 'uint8' });
+  const store = await openTfjsModelDir(baseDir);
+  const model = await tf.loadGraphModel(fileSystemIO(baseDir));
+  const teacher = await tf.loadGraphModel(fileSystemIO(await graphFolder(v2)));
+  const lines: string[] = [];
+  const res = await trainTfjsGraphDiff(model, store, dataset(trainX), {
+    method: 'topk-retrain', budgetBytes: Math.round(0.2 * storedModelBytes(store)), epochs: 2, tune: 'off', seed: 1, teacher, eval: dataset(evalX), onProgress: (l) => lines.push(l),
+  });
+  assert.ok(lines.some((l) => /the teacher's weights are the full fine-tune/.test(l)), lines.join('\n'));
+  const { before, after } = res.teacherEval as NonNullable<typeof res.teacherEval>;
+  assert.ok(after.meanAbsDiff < before.meanAbsDiff, `${before.meanAbsDiff} -> ${after.meanAbsDiff}`);
+  model.dispose();
+  teacher.dispose();
+});
+
 test('ndiff train --base <float16 graph-model folder> --teacher <layers-model folder>, no labels: the updated folder keeps float16 and equals the trainer; interface mismatches are usage errors', async (t) => {
   const { main } = await import('../cli/ndiff.ts');
   const run = async (...argv: string[]) => {
