@@ -191,20 +191,24 @@ export class ProgramTrainingModel {
         return;
       }
       let width = 0;
-      // What the forward pass holds for the backward one, measured when it ends (the tape's
-      // saved tensors and the values computed): the trainers size their batches by it.
-      let forwardBytes = 0;
-      const gradsOn = (silent: boolean) => tf.variableGrads(() => {
-        const raw = this.runFrame(Int32Array.of(0), this.zeroStates(1), silent).output;
-        width = raw.size;
-        forwardBytes = Math.max(forwardBytes, tf.memory().numBytes - before);
+      // What one more example adds to what the forward pass holds for the backward one (the
+      // tape's saved tensors and the values computed), measured as the forward pass ends, at one
+      // example and at two: the trainers size their batches by it. What a run holds whatever the
+      // batch (weight-sized temporaries) does not count per example.
+      const forwardBytes: number[] = [];
+      const gradsOn = (ids: Int32Array, silent: boolean) => tf.variableGrads(() => {
+        const start = tf.memory().numBytes;
+        const raw = this.runFrame(ids, this.zeroStates(ids.length), silent).output;
+        if (ids.length === 1) width = raw.size;
+        forwardBytes.push(tf.memory().numBytes - start);
         return tf.sum(raw) as tf.Scalar;
       }, program.variables.map((v) => v.variable)).grads;
-      const grads = gradsOn(false);
-      const activations = forwardBytes / 4;
-      // Silence too (every float input zero): a gradient through a square root or a logarithm of
-      // a magnitude is not finite there, as for an STFT basis feeding sqrt(re² + im²).
-      const silent = gradsOn(true);
+      const grads = gradsOn(Int32Array.of(0), false);
+      // Silence too (every float input zero), on two examples: a gradient through a square root
+      // or a logarithm of a magnitude is not finite there, as for an STFT basis feeding sqrt(re² + im²).
+      const silent = gradsOn(Int32Array.of(0, 0), true);
+      const perExample = forwardBytes[1] - forwardBytes[0];
+      const activations = (perExample > 0 ? perExample : forwardBytes[0]) / 4;
       const finite = Object.keys(grads).filter((name) => [grads[name], silent[name]].every((g) => !g || tf.all(tf.isFinite(g)).dataSync()[0]));
       probe = { width, reached: new Set(finite), activations };
     });
