@@ -69,6 +69,8 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   const teacher = a.teacher
     ? teacherFormat === 'graph-model' ? await tf.loadGraphModel(await modelPathIO(a.teacher)) : await tf.loadLayersModel(await modelPathIO(a.teacher))
     : undefined;
+  // What shipping the teacher whole would cost: a report sets the payloads beside it.
+  const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModel(a.teacher)) : undefined;
   const inputs = inputFiles(model.inputs);
   const train = loadFolder(a.train, inputs, '--train', false);
   const val = a.val ? loadFolder(a.val, inputs, '--val', false).data : undefined;
@@ -117,7 +119,7 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
       kind: 'ndiff-train-metrics', format: 'tfjs-graph', method: a.method, modelId, sequence: a.sequence, budgetBytes,
       budgetRequested: a.method === 'full' ? null : a.budget, bytes: res.bytes.length, modelBytes: total,
       accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null,
-      teacher: res.teacher ? { path: a.teacher, ...res.teacher } : null, teacherEval: res.teacherEval ?? null,
+      teacher: res.teacher ? { path: a.teacher, modelBytes: teacherBytes, ...res.teacher } : null, teacherEval: res.teacherEval ?? null,
       tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
       baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
       backend, seed: a.seed, out: a.out, ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),

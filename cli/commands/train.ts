@@ -4,7 +4,7 @@ import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
 import { loadInputs, loadXY } from '../../src/io/npy/files.ts';
-import { fileSystemIO, openTfjsModelDir } from '../../src/io/tfjs/index.ts';
+import { fileSystemIO, openTfjsModel, openTfjsModelDir } from '../../src/io/tfjs/index.ts';
 import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { InputData, LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
@@ -204,7 +204,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const teacher = graphTeacher ? graphTeacher.asLayersModel() : a.teacher ? await tf.loadLayersModel(await modelPathIO(a.teacher)) : undefined;
   const total = storedModelBytes(disk);
   // What shipping the teacher whole would cost: a report sets the payloads beside it.
-  const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModelDir(a.teacher)) : undefined;
+  const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModel(a.teacher)) : undefined;
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const competitors = [];
   for (const file of a.alsoConsider) {
