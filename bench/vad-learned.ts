@@ -11,7 +11,7 @@
  * - Training audio: espeak-ng sentences and voices that the evaluation audio never uses, with
  *   silences, faint noise, speech buried in white noise, and noise-only stretches; cut into
  *   sequences of two utterances, each starting from a zero state (truncated backpropagation of
- *   `--bptt` frames from the carried state, see src/train/onnx/layers-model.ts). Validation: more
+ *   `--bptt` frames from the carried state, see src/train/program/training-model.ts). Validation: more
  *   utterances of the same kind (other sentences), never the evaluation audio; it alone chooses
  *   checkpoints and the committed payloads.
  * - Rows: method x budget, each trained in its own child process (two at a time: training time,

@@ -16,7 +16,7 @@ export { exactDiff, type ExactDiffOptions, type ExactDiffResult, type ExactCodec
 export { checkSameInterface, compareInterfaces, type InterfaceDifference, type WeightsByContent } from './diff/interface.ts';
 export { dropDiff, lowRankDiff, type BaselineOptions, type BaselineResult } from './diff/baselines.ts';
 export { parseBudget, formatBytes } from './diff/budget.ts';
-export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, TfjsDirWeightStore, openTfjsModel, locateTfjsModel, type TfjsModelLocation } from './io/tfjs/index.ts';
+export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, TfjsDirWeightStore, openTfjsModel, locateTfjsModel, type TfjsModelLocation, type FileSystemIOOptions } from './io/tfjs/index.ts';
 export { TFJS_FRAME, tfjsFrameValues } from './io/tfjs/frame.ts';
 export { canonicalJson, type CanonicalJsonOptions } from './core/canonical-json.ts';
 export { applyToModelDir, recoverModelDir, type ModelDirApplyOptions, type ModelDirApplyResult } from './io/tfjs/folder-update.ts';

@@ -18,7 +18,7 @@ export { readPayloadFile } from './io/durable/payload-file.ts';
 export { nodeFileOps, readRegularFile, writeFileAtomically, type FileOps, type NewFile } from './io/durable/durable.ts';
 export { recordModelDirDigests, readRecordedDigests, writeRecordedDigests, DIGESTS_FILE } from './io/tfjs/recorded-digests.ts';
 export { FileSequenceStore, DEFAULT_STATE_FILE } from './io/durable/sequence-file.ts';
-export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, locateModelFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions, type ModelPlace } from './io/tfjs/index.ts';
+export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, locateModelFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions, type ModelPlace, type FileSystemIOOptions } from './io/tfjs/index.ts';
 export { modelFilesOf, FOLDER_MODEL_FILES, type ModelFiles } from './io/durable/control-files.ts';
 export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors/files.ts';
 export { SafetensorsWeightStore } from './io/safetensors/store.ts';

@@ -1,5 +1,5 @@
 /**
- * Training ONNX models (src/train/onnx/train-onnx.ts, layers-model.ts): a small CNN and a small
+ * Training ONNX models (src/train/onnx/train-onnx.ts over src/train/program/): a small CNN and a small
  * stateful LSTM built here, trained with labels and with a teacher (a second version of the same
  * model), the payload applied to the `.onnx` file by the device applier, and onnxruntime-web's
  * outputs on the patched file equal to what the trainer measured (the LSTM frame by frame with its

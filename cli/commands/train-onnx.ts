@@ -39,14 +39,22 @@ export function parseStatePairs(specs: readonly string[]): OnnxStatePair[] {
   });
 }
 
+/** A model input and the file names its values may have in a data folder (the first found is read). */
+export interface InputFile {
+  name: string;
+  files: string[];
+}
+
 /** One data folder: `<input>.npy` per fed input, `y.npy` and `sequence.npy` when present. */
-function loadFolder(dir: string, inputs: string[], what: string, stateful: boolean): { data: OnnxDataset; shared: Record<string, OnnxInputValues> } {
-  if (!existsSync(dir)) throw new UsageError(`${what} ${dir} does not exist: expected a folder with one .npy per model input (${inputs.map((i) => `${i}.npy`).join(', ')})`);
+export function loadFolder(dir: string, inputs: readonly (string | InputFile)[], what: string, stateful: boolean): { data: OnnxDataset; shared: Record<string, OnnxInputValues> } {
+  const wanted = inputs.map((i) => (typeof i === 'string' ? { name: i, files: [`${i}.npy`] } : i));
+  const expected = wanted.map((i) => i.files.join(' or ')).join(', ');
+  if (!existsSync(dir)) throw new UsageError(`${what} ${dir} does not exist: expected a folder with one .npy per model input (${expected})`);
   const data: OnnxDataset = { inputs: {} };
   const shared: Record<string, OnnxInputValues> = {};
-  for (const name of inputs) {
-    const file = path.join(dir, `${name}.npy`);
-    if (!existsSync(file)) throw new DataError(`${what} ${dir} has no ${name}.npy: give one .npy per model input, named after it (${inputs.map((i) => `${i}.npy`).join(', ')})`, { input: name });
+  for (const { name, files } of wanted) {
+    const file = files.map((f) => path.join(dir, f)).find((f) => existsSync(f));
+    if (!file) throw new DataError(`${what} ${dir} has no ${files.join(' or ')} for input ${JSON.stringify(name)}: give one .npy per model input, named after it (${expected})`, { input: name });
     const a = loadNpy(file);
     const isInt = a.data instanceof Int32Array || a.data instanceof Int16Array || a.data instanceof Int8Array || a.data instanceof Uint8Array || a.data instanceof Uint16Array || a.data instanceof Uint32Array;
     const values = isInt ? Int32Array.from(a.data as ArrayLike<number>) : Float32Array.from(a.data as ArrayLike<number>);

@@ -4,7 +4,7 @@ import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
 import { loadInputs, loadXY } from '../../src/io/npy/files.ts';
-import { fileSystemIO, openTfjsModelDir } from '../../src/io/tfjs/index.ts';
+import { fileSystemIO, openTfjsModel, openTfjsModelDir } from '../../src/io/tfjs/index.ts';
 import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { InputData, LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
@@ -60,9 +60,9 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
       default: 'sparse' as TrainMethod,
       describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); sparse-lora: a low-rank and a sparse part trained jointly (LoRA warm-up, the sparse mask from accumulated squared gradients, both from a restart; composite patches, payload format v5: devices need an applier of this release); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); topk|drop|lowrank: compress a full fine-tune after the fact',
     })
-    .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards), or an ONNX model (.onnx: data folders then hold one <input>.npy per model input, see docs/onnx-training.md)' })
+    .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards); a TF.js graph-model folder or model JSON file (data folders then hold one <input>.npy per model input, or x.npy for one input; see docs/tfjs-graph-training.md); or an ONNX model (.onnx: one <input>.npy per model input, see docs/onnx-training.md)' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot); with --teacher, y.npy may be absent (unlabeled inputs)' })
-    .option('teacher', { type: 'string', describe: "the new version your team already trained (a TF.js layers-model folder, or an .onnx file for an ONNX base, with the base's inputs and outputs): learn a diff of --base whose outputs match the teacher's on the --train inputs, which need no labels (a teacher diff). Checkpoints, tuning and --also-consider are judged by agreement with the teacher on validation (top-1 agreement for classifiers, mean absolute output difference otherwise); a result less close to the teacher than the unpatched base is refused (exit 10) unless --allow-worse. Pass a few thousand unlabeled inputs from where the model runs" })
+    .option('teacher', { type: 'string', describe: "the new version your team already trained, with the base's inputs and outputs: a TF.js layers-model or graph-model folder (or model JSON file) for a TF.js base, an .onnx file for an ONNX base: learn a diff of --base whose outputs match the teacher's on the --train inputs, which need no labels (a teacher diff). Checkpoints, tuning and --also-consider are judged by agreement with the teacher on validation (top-1 agreement for classifiers, mean absolute output difference otherwise); a result less close to the teacher than the unpatched base is refused (exit 10) unless --allow-worse. Pass a few thousand unlabeled inputs from where the model runs" })
     .option('teacher-weight', { type: 'number', default: 1, describe: "with --teacher: weight of the teacher term; labels, when y.npy is there, add their cross-entropy at weight 1" })
     .option('teacher-loss', { choices: ['auto', 'kl', 'mse'] as const, default: 'auto' as const, describe: 'with --teacher: kl (divergence of probabilities softened by --temperature; auto for a model whose outputs end in a softmax) or mse (squared error of the raw outputs; auto otherwise)' })
     .option('temperature', { type: 'number', default: 2, describe: 'with --teacher and the kl loss: softens both distributions so the teacher\'s runner-up classes count too (1: plain probabilities)' })
@@ -95,13 +95,14 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('expires', { type: 'string', describe: 'expiry: ISO date or a duration from now (30d, 12h)' })
     .option('state', { type: 'string', array: true, default: [] as string[], describe: 'ONNX stateful models: INPUT:OUTPUT pairs carried from frame to frame (Silero VAD: --state state:stateN); the data folders then need sequence.npy' })
     .option('bptt', { type: 'number', default: 1, describe: 'ONNX stateful models: frames the gradient flows back through, from the state carried into the first of them' })
-    .option('output', { type: 'string', describe: 'ONNX: the output to train (default: the first that is not a state)' })
-    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits'] as const, describe: 'ONNX: how the output reads (default: probability of class 1 for one value per example, else logits, or probabilities after a Softmax)' })
+    .option('output', { type: 'string', describe: 'ONNX and TF.js graph models: the output to train (default: the first that is not a state)' })
+    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits'] as const, describe: 'ONNX and TF.js graph models: how the output reads (default: probability of class 1 for one value per example, else logits, or probabilities after a Softmax)' })
     .example('$0 train --method sparse --model-id kws-en --base v1/ --train data/train --eval data/eval --budget 1% --epochs 10 --out v1-v2.ndiff', 'learn a sparse diff within 1% of the model as stored')
     .example('$0 train --model-id kws-en --base v1/ --train data/train --budget 5% --also-consider v1-v2-1pct.ndiff --out v1-v2-5pct.ndiff', 'a 5% diff that is never worse on validation than the 1% one already made')
     .example('$0 train --model-id kws-en --base v1/ --teacher v2/ --train unlabeled/ --budget 1% --out v1-v2.ndiff', 'ship the v2 your team trained: a 1% diff of v1 that agrees with v2 (no labels needed)')
     .example('$0 train --method sparse-lora --model-id kws-en --base v1/ --train data/train --budget 1% --out v1-v2.ndiff', 'a low-rank part for the many small changes and a sparse part for the few large ones, in one payload')
     .example('$0 train --method full --model-id kws-en --base v1/ --train data/train --trainable all --tune thorough --out full.ndiff', 'the honest ceiling: a tuned full fine-tune of every layer')
+    .example('$0 train --model-id pose --base movenet-v1/ --teacher movenet-v2/ --train frames/ --budget 5% --out v1-v2.ndiff', 'a TF.js graph model (converter output, "format": "graph-model"): frames/ holds one .npy per model input (or x.npy); operators tfjs cannot differentiate are refused by name before training')
     .example('$0 train --model-id silero-vad --base silero_vad_v5.onnx --teacher silero_vad_v6.onnx --state state:stateN --train frames/ --budget 2% --out v5-v6.ndiff', 'ONNX: teach v5 what v6 says over audio frames (frames/: input.npy [n, 576], sr.npy 16000, sequence.npy)') as unknown as Argv<TrainArgs>;
 }
 
@@ -157,6 +158,8 @@ export function describeEpoch(r: EpochReport): string {
 export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
   if (/\.onnx$/i.test(a.base)) return (await import('./train-onnx.ts')).runTrainOnnx(a as TrainArgs & OnnxTrainArgs, io);
+  const { tfjsModelFormat, modelPathIO } = await import('./train-graph.ts');
+  if ((await tfjsModelFormat(a.base, '--base')) === 'graph-model') return (await import('./train-graph.ts')).runTrainGraph(a as TrainArgs & OnnxTrainArgs, io);
   if ((a as Partial<OnnxTrainArgs>).state?.length) throw new UsageError('--state is for ONNX models (--base model.onnx): a TF.js model carries no state between examples here');
   if (!(a.distill >= 0 && Number.isFinite(a.distill))) throw new UsageError(`--distill must be a weight >= 0 (0 turns it off), found ${a.distill}`);
   if (!(a.valFraction >= 0 && a.valFraction < 1)) throw new UsageError(`--val-fraction must be at least 0 and below 1, found ${a.valFraction}`);
@@ -178,13 +181,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const modelJson = JSON.parse(await readFile(`${a.base}/model.json`, 'utf8').catch(() => {
     throw new UsageError(`no model.json in ${a.base}: --base must be a TF.js layers-model folder (model.json + weight shards)`);
   })) as { format?: string; modelTopology?: unknown; trainingConfig?: { loss?: unknown } };
-  if (modelJson.format === 'graph-model') throw new UsageError(`${a.base} is a graph-model: training needs a layers-model (graph models have no trainable layers in tfjs); convert it as a Keras/layers model`);
-  if (a.teacher) {
-    const teacherJson = JSON.parse(await readFile(`${a.teacher}/model.json`, 'utf8').catch(() => {
-      throw new UsageError(`no model.json in ${a.teacher}: --teacher must be a TF.js layers-model folder (model.json + weight shards), the new version of --base`);
-    })) as { format?: string };
-    if (teacherJson.format === 'graph-model') throw new UsageError(`${a.teacher} is a graph-model: --teacher needs a layers-model folder here (graph-model teachers are not supported yet)`);
-  }
+  if (a.teacher && /\.onnx$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is an ONNX model; the base is a TF.js layers model: give the new version as a TF.js layers-model or graph-model folder`);
+  const teacherFormat = a.teacher ? await tfjsModelFormat(a.teacher, '--teacher') : undefined;
   if (!a.teacher && a.sparseStart === 'teacher') throw new UsageError('--sparse-start teacher needs --teacher');
   if (a.sparseShare !== undefined && a.method !== 'sparse-lora') throw new UsageError(`--sparse-share splits the budget of --method sparse-lora; this run is --method ${a.method}: drop --sparse-share or use --method sparse-lora`);
   if (a.sparseShare !== undefined && !(a.sparseShare > 0 && a.sparseShare < 1)) throw new UsageError(`--sparse-share: expected a fraction between 0 and 1 (exclusive), e.g. 0.5, found ${a.sparseShare}`);
@@ -199,10 +197,14 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   io.progress(`backend ${backend}; loading ${a.base}`);
   const disk = await openTfjsModelDir(a.base);
   const model = await tf.loadLayersModel(fileSystemIO(a.base));
-  const teacher = a.teacher ? await tf.loadLayersModel(fileSystemIO(a.teacher)) : undefined;
+  // A graph-model teacher (the new version converted from a SavedModel) is read through tfjs' graph executor.
+  const graphTeacher = a.teacher && teacherFormat === 'graph-model'
+    ? new (await import('../../src/train/tfjs-graph/graph-teacher.ts')).GraphModelTeacher(await tf.loadGraphModel(await modelPathIO(a.teacher)), model.inputs[0].shape.slice(1).map((d) => d ?? 1), a.teacher)
+    : undefined;
+  const teacher = graphTeacher ? graphTeacher.asLayersModel() : a.teacher ? await tf.loadLayersModel(await modelPathIO(a.teacher)) : undefined;
   const total = storedModelBytes(disk);
   // What shipping the teacher whole would cost: a report sets the payloads beside it.
-  const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModelDir(a.teacher)) : undefined;
+  const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModel(a.teacher)) : undefined;
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const competitors = [];
   for (const file of a.alsoConsider) {
@@ -314,6 +316,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     train.x.dispose();
     val?.x.dispose();
     evalData?.x.dispose();
+    graphTeacher?.dispose();
   }
   return 0;
 }

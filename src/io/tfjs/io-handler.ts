@@ -10,7 +10,13 @@ import { ModelFormatError, NeuralDiffError, UsageError } from '../../core/errors
 import { computeGroupLayout, concatBytes, validateModelJson, type TfjsWeightEntry } from './manifest.ts';
 
 /** Options of {@link fileSystemIO}. */
-export type FileSystemIOOptions = WriteOptions;
+export type FileSystemIOOptions = WriteOptions & {
+  /**
+   * `load()` reads this model JSON file of the folder instead of model.json (a model shipped as
+   * `<name>.json` + shards beside other models); `save()` refuses it and writes model.json only.
+   */
+  modelJsonFile?: string;
+};
 
 /**
  * A `tf.io.IOHandler` for a model folder, for Node without tfjs-node (whose `file://`
@@ -26,7 +32,7 @@ export type FileSystemIOOptions = WriteOptions;
 export function fileSystemIO(dir: string, options: FileSystemIOOptions = {}): IOHandler {
   return {
     async load(): Promise<IOModelArtifacts> {
-      const m = await loadModel(dir);
+      const m = await loadModel(dir, options.modelJsonFile);
       const j = m.modelJson;
       const artifacts: IOModelArtifacts = {
         modelTopology: j.modelTopology as {},
@@ -48,6 +54,9 @@ export function fileSystemIO(dir: string, options: FileSystemIOOptions = {}): IO
     },
 
     async save(artifacts: IOModelArtifacts): Promise<IOSaveResult> {
+      if (options.modelJsonFile !== undefined && options.modelJsonFile !== 'model.json') {
+        throw new UsageError(`fileSystemIO.save: this handler reads ${options.modelJsonFile}; saving writes a folder's model.json: make the handler without modelJsonFile to save`);
+      }
       if (artifacts.modelTopology instanceof ArrayBuffer) {
         throw new UsageError('fileSystemIO.save: expected a JSON model topology, found a binary (ArrayBuffer) GraphDef; save a layers model or convert the graph with tensorflowjs_converter');
       }

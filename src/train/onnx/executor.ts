@@ -12,6 +12,7 @@ import { DataError, NeuralDiffError, UnsupportedOperatorError } from '../../core
 import { OnnxWeightStore, scanOnnxModel } from '../../io/onnx/store.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import type { NamedVariable } from '../model-weights.ts';
+import { uniqueVariableName, type TrainableProgram } from '../program/program.ts';
 import { decodeOnnxModel, type ExternalFiles, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './model.ts';
 import { OPERATORS } from './ops/index.ts';
 import { tensorOf, tfDtype, type OpArgs } from './ops/op.ts';
@@ -79,7 +80,7 @@ class Scope {
  * gradient function (`tf.variableGrads`); its weights are {@link variables}; {@link dispose}
  * frees them.
  */
-export class OnnxProgram {
+export class OnnxProgram implements TrainableProgram {
   /** The decoded model. */
   readonly model: OnnxModel;
   /** The patchable weights as variables, by the ONNX weight store's names, in file order. */
@@ -190,6 +191,24 @@ export class OnnxProgram {
     return result;
   }
 
+  /** The operator that computes `output` (through Identity nodes, and an If's then-branch). */
+  outputOp(output: string): string | undefined {
+    let g = this.model.graph;
+    let name = output;
+    for (let hops = 0; hops < 16; hops++) {
+      const n = g.nodes.find((x) => x.outputs.includes(name));
+      if (!n) return undefined;
+      if (n.opType === 'Identity') name = n.inputs[0];
+      else if (n.opType === 'If') {
+        const branch = n.attributes.get('then_branch')?.g;
+        if (!branch) return 'If';
+        name = branch.outputs[n.outputs.indexOf(name)]?.name ?? '';
+        g = branch;
+      } else return n.opType;
+    }
+    return undefined;
+  }
+
   /** The trainable variables' current values, by the store's names. */
   weightValues(): Map<string, Float32Array> {
     return new Map(this.variables.map((v) => [v.name, v.variable.dataSync() as Float32Array]));
@@ -270,11 +289,3 @@ function constantTensor(n: OnnxNode): OnnxTensor | undefined {
 }
 
 const constantCache = new WeakMap<OnnxNode, OnnxTensor | null>();
-
-/** The store's name as the tfjs variable name when it is free, else with `_1`, `_2`, ... (tfjs needs unique names). */
-function uniqueVariableName(name: string): string {
-  const taken = tf.engine().registeredVariables;
-  let out = name;
-  for (let k = 1; taken[out]; k++) out = `${name}_${k}`;
-  return out;
-}

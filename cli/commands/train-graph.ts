@@ -1,0 +1,134 @@
+/**
+ * `ndiff train --base <graph-model folder or .json>`: learn a diff of a TF.js graph model
+ * (src/train/tfjs-graph/train-graph.ts). Data folders hold one `.npy` per model input, named
+ * after it (`/` and `:` in the name as `_`), or `x.npy` for a model with one input; examples on
+ * the first axis; `y.npy` (class per example) is optional with `--teacher`. The teacher is the
+ * new version as a graph-model or layers-model folder with the same inputs and outputs.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError } from '../../src/core/errors.ts';
+import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
+import { storedModelBytes } from '../../src/diff/build.ts';
+import { fileSystemIO, locateTfjsModel, openTfjsModel } from '../../src/io/tfjs/index.ts';
+import { importWithTrainerPeers } from '../../src/train/peer.ts';
+import type { CliIO } from '../common.ts';
+import { checkOutputPath, parseExpiry, resolveModelId, writeUpdatedModel } from '../models.ts';
+import type { TrainArgs } from './train.ts';
+import { loadFolder, type InputFile, type OnnxTrainArgs } from './train-onnx.ts';
+
+/** `format` of a TF.js model path's model JSON (a folder's model.json, or the `.json` named), or undefined when it has none. */
+export async function tfjsModelFormat(p: string, flag: string): Promise<string | undefined> {
+  const where = await locateTfjsModel(p).catch(() => {
+    throw new UsageError(`cannot read ${flag} ${p}: expected a TF.js model folder (model.json and its shards), a model JSON file (<name>.json with its shards beside it) or an .onnx file`);
+  });
+  const text = await readFile(path.join(where.dir, where.modelJsonFile), 'utf8').catch(() => {
+    throw new UsageError(`no ${where.modelJsonFile} in ${where.dir}: ${flag} must be a TF.js model folder (model.json and its shards) or a model JSON file`);
+  });
+  try {
+    const format = (JSON.parse(text) as { format?: unknown }).format;
+    return typeof format === 'string' ? format : undefined;
+  } catch {
+    return undefined; // the store reports a malformed model JSON with the details
+  }
+}
+
+/** A handler that loads the model at a TF.js model path (a folder, or a `.json` file beside its shards). */
+export async function modelPathIO(p: string): Promise<ReturnType<typeof fileSystemIO>> {
+  const where = await locateTfjsModel(p);
+  return fileSystemIO(where.dir, where.isFile ? { modelJsonFile: where.modelJsonFile } : {});
+}
+
+/** The data file names of a graph input: its name with `/` and `:` as `_`, and `x.npy` when the model has one input. */
+function inputFiles(inputs: readonly { name: string }[]): InputFile[] {
+  return inputs.map((i) => ({ name: i.name, files: [`${i.name.replace(/[/:\\]/g, '_')}.npy`, ...(inputs.length === 1 ? ['x.npy'] : [])] }));
+}
+
+/** `ndiff train` on a TF.js graph-model base. */
+export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
+  if (a.state.length) throw new UsageError('--state is for ONNX models for now: a TF.js graph model trains on independent examples here');
+  if (a.replay) throw new UsageError('--replay is for TF.js layers models; for a graph model put the replayed examples in --train');
+  if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js layers models for now; compare graph-model payloads with ndiff diff --eval');
+  const { tf, initBackend, trainTfjsGraphDiff } = await importWithTrainerPeers(async () => ({
+    tf: await import('@tensorflow/tfjs'),
+    ...(await import('../../src/train/backend.ts')),
+    ...(await import('../../src/train/tfjs-graph/train-graph.ts')),
+  }), '`ndiff train`');
+  const { parseTrainable } = await import('../../src/train/select.ts');
+  await checkOutputPath(a.out, '--out');
+  // Before any work: the id devices know the model by (never the folder's name).
+  const modelId = await resolveModelId(a.base, a.modelId);
+  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
+  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', 'folder');
+  const teacherFormat = a.teacher ? await tfjsModelFormat(a.teacher, '--teacher') : undefined;
+  if (a.teacher && /\.onnx$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is an ONNX model; the base is a TF.js graph model: give the new version as a TF.js graph-model or layers-model folder`);
+
+  const backend = await initBackend(a.backend);
+  const store = await openTfjsModel(a.base);
+  const model = await tf.loadGraphModel(await modelPathIO(a.base));
+  const teacher = a.teacher
+    ? teacherFormat === 'graph-model' ? await tf.loadGraphModel(await modelPathIO(a.teacher)) : await tf.loadLayersModel(await modelPathIO(a.teacher))
+    : undefined;
+  // What shipping the teacher whole would cost: a report sets the payloads beside it.
+  const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModel(a.teacher)) : undefined;
+  const inputs = inputFiles(model.inputs);
+  const train = loadFolder(a.train, inputs, '--train', false);
+  const val = a.val ? loadFolder(a.val, inputs, '--val', false).data : undefined;
+  const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', false).data : undefined;
+  const total = storedModelBytes(store);
+  const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
+  const first = Object.values(train.data.inputs)[0];
+  const examples = first ? first.values.length / Math.max(1, first.shape.reduce((x, d) => x * d, 1)) : 0;
+  io.progress(`backend ${backend}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
+  try {
+    const res = await trainTfjsGraphDiff(model, store, train.data, {
+      method: a.method,
+      budgetBytes,
+      epochs: a.epochs,
+      ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
+      seed: a.seed,
+      learningRate: a.lr,
+      codec: a.codec,
+      validation: val ?? a.valFraction,
+      ...(evalData ? { eval: evalData } : {}),
+      tune: a.tune,
+      trainable: parseTrainable(a.trainable),
+      allowWorse: a.allowWorse,
+      distill: a.distill,
+      store: a.store,
+      shared: train.shared,
+      ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature, sparseStart: a.sparseStart } : {}),
+      ...(a.output ? { output: a.output } : {}),
+      ...(a.outputKind ? { outputKind: a.outputKind } : {}),
+      source: path.basename(a.base),
+      header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
+      onProgress: (m) => io.progress(m),
+      onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(1)} examples/s`),
+    });
+    await writeFile(a.out, res.bytes);
+    const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
+    io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate})`);
+    const tv = res.teacher?.validation;
+    if (tv) io.out(`validation, closeness to the teacher: agreement ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)}, mean |output - teacher| ${tv.baseMeanAbsDiff.toPrecision(3)} -> ${tv.meanAbsDiff.toPrecision(3)} on ${tv.examples} examples`);
+    else if (res.validation) io.out(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
+    if (res.teacherEval) io.out(`eval agreement with the teacher ${pct(res.teacherEval.before.agreement)} -> ${pct(res.teacherEval.after.agreement)}; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)} (the weights a device gets)`);
+    if (evalData?.labels) io.out(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (the weights a device gets)`);
+    const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
+    if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
+    const metrics = {
+      kind: 'ndiff-train-metrics', format: 'tfjs-graph', method: a.method, modelId, sequence: a.sequence, budgetBytes,
+      budgetRequested: a.method === 'full' ? null : a.budget, bytes: res.bytes.length, modelBytes: total,
+      accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null,
+      teacher: res.teacher ? { path: a.teacher, modelBytes: teacherBytes, ...res.teacher } : null, teacherEval: res.teacherEval ?? null,
+      tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
+      baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
+      backend, seed: a.seed, out: a.out, ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
+    };
+    if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
+    io.result?.(metrics);
+  } finally {
+    model.dispose();
+    teacher?.dispose();
+  }
+  return 0;
+}

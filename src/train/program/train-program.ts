@@ -1,0 +1,314 @@
+/**
+ * Train a diff of a graph program (program.ts: an ONNX model, a TF.js graph model): its
+ * patchable weights trained by `trainDiff` (every method, the same tuning, checkpoints and
+ * payload builder) through {@link ProgramTrainingModel}, so the payload applies to the model's
+ * file with the existing applier. `trainOnnxDiff` (src/train/onnx/) and `trainTfjsGraphDiff`
+ * (src/train/tfjs-graph/) are this, with their format's program and weight store.
+ *
+ * Targets: labels (class indices per example; for a one-value output, 0 or 1), and/or a teacher
+ * (the new version of the model, same inputs and outputs), through trainDiff's `teacher` option:
+ * the teacher is a {@link ProgramTrainingModel} over the same examples, so its outputs are computed
+ * as a runtime computes them (stateful models: each sequence from its start, the state carried),
+ * and the base learns them (KL of the two class distributions softened by a temperature, or the
+ * squared error of raw outputs). Agreement with the teacher is then what validation measures and
+ * what the refusal of a worse result judges.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { DataError, UsageError } from '../../core/errors.ts';
+import { seededRandom } from '../../core/random.ts';
+import type { WeightStore } from '../../core/weight-store.ts';
+import type { InputData, LabelledData } from '../data.ts';
+import { permutation } from '../data.ts';
+import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
+import type { TrainableProgram } from './program.ts';
+import { ProgramTrainingModel, type ProgramExamples, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
+
+/** Examples of a graph program: one array per model input, and for stateful models each example's sequence. */
+export interface ProgramDataset {
+  /** Per-example inputs by model input name (examples on the first axis). */
+  inputs: Record<string, ProgramInputValues>;
+  /** Stateful models: the sequence of each example (a sequence's frames consecutive, in order). */
+  sequence?: Int32Array;
+  /** Class index per example (optional with a teacher). */
+  labels?: Int32Array;
+}
+
+/** Options of {@link trainProgramDiff}: trainDiff's, with the examples of a graph and how its output reads. */
+export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher'> {
+  /** Inputs fed the same to every example (Silero's `sr`). */
+  shared?: Record<string, ProgramInputValues>;
+  /** Validation examples, or the fraction held out of the training data (default 0.1; whole sequences for stateful models). */
+  validation?: ProgramDataset | number;
+  /** Evaluation examples (reported, never used to choose). */
+  eval?: ProgramDataset;
+  /** Stateful models: state inputs and the outputs that carry them. */
+  state?: readonly ProgramStatePair[];
+  /** Frames the gradient flows back through (stateful models; default 1). */
+  bpttFrames?: number;
+  /** The output to train (default: the first that is not a state). */
+  output?: string;
+  /** How that output reads (default from its width and last operator). */
+  outputKind?: ProgramOutputKind;
+  /** How to name the teacher option in messages (`--teacher NEW.onnx`). */
+  teacherFlag?: string;
+}
+
+/** Closeness to the teacher on a dataset: decisions that agree, and the mean absolute difference of the raw outputs. */
+export interface TeacherAgreement {
+  examples: number;
+  agreement: number;
+  meanAbsDiff: number;
+}
+
+/** What {@link trainProgramDiff} returns: trainDiff's result, and what the trainer measured on the evaluation examples. */
+export interface TrainProgramResult extends TrainDiffResult {
+  /** Raw model outputs on the eval examples after the update (the weights a device gets), as a runtime computes them. */
+  evalOutputs?: Float32Array;
+  /** The same before the update (the base). */
+  evalOutputsBefore?: Float32Array;
+  /** With a teacher: the teacher's raw outputs on the eval examples. */
+  teacherEvalOutputs?: Float32Array;
+  /** With a teacher and eval data: closeness before and after. */
+  teacherEval?: { before: TeacherAgreement; after: TeacherAgreement };
+  /** Weights no fed input reaches, or with no finite gradient (not trained). */
+  unreachable: string[];
+  /** Scalar (rank-0) constants of the graph (not trained). */
+  scalars: string[];
+}
+
+/**
+ * Train a diff of `program` on `train` (module doc); payloads are built against `store`, the
+ * model file's weight store (its names, grids and frame are the program's). `teacher`, when
+ * given, is the new version of the model as a program with the same inputs and outputs. Both
+ * programs are disposed when this returns or throws. The file is never changed: write
+ * `result.bytes` and apply it with the format's applier.
+ * @throws as trainDiff; UsageError when neither labels nor a teacher give targets, or when the
+ *   teacher's inputs or outputs are not the base's.
+ */
+export async function trainProgramDiff(program: TrainableProgram, store: WeightStore, train: ProgramDataset, options: TrainProgramOptions & { teacher?: TrainableProgram }): Promise<TrainProgramResult> {
+  let model: ProgramTrainingModel | undefined;
+  let teacher: ProgramTrainingModel | undefined;
+  const owned: tf.Tensor[] = [];
+  try {
+    if (options.teacher) checkTeacherInterface(program, options.teacher);
+    const sets: { name: string; data: ProgramDataset }[] = [{ name: 'training', data: train }];
+    const valGiven = typeof options.validation === 'object' ? options.validation : undefined;
+    if (valGiven) sets.push({ name: 'validation', data: valGiven });
+    if (options.eval) sets.push({ name: 'evaluation', data: options.eval });
+    const { examples, ranges } = joinDatasets(sets, options.shared, !!options.state?.length);
+    const modelOptions = { ...(options.state ? { state: options.state } : {}), ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}), ...(options.bpttFrames ? { bpttFrames: options.bpttFrames } : {}) };
+    const teacherFlag = options.teacherFlag ?? 'a teacher model';
+    // Targets: the labels, and/or the teacher (trainDiff's teacher option: its outputs on the same
+    // examples, computed as a runtime computes them, are the targets of a KL or MSE term).
+    let labels: Int32Array | undefined;
+    if (sets.some((x) => x.data.labels)) {
+      labels = new Int32Array(examples.count);
+      for (const s of sets) {
+        if (!s.data.labels) throw new UsageError(`the training examples have labels and the ${s.name} examples none: give y.npy for every set, or none with ${teacherFlag}`);
+        const r = ranges.get(s.name) as [number, number];
+        if (s.data.labels.length !== r[1]) throw new DataError(`${s.data.labels.length} labels for ${r[1]} ${s.name} examples`);
+        labels.set(s.data.labels, r[0]);
+      }
+    } else if (!options.teacher) {
+      throw new UsageError(`the examples have no labels and there is no teacher: give y.npy (class per example) or ${teacherFlag}`);
+    }
+    const base = new ProgramTrainingModel(program, examples, modelOptions);
+    model = base;
+    if (options.teacher) {
+      teacher = new ProgramTrainingModel(options.teacher, examples, { ...modelOptions, output: teacherOutputFor(program, options.teacher, base.output), frozen: true });
+      if (teacher.rawWidth !== base.rawWidth || teacher.classes !== base.classes || teacher.outputKind !== base.outputKind) {
+        throw new UsageError(`the teacher's output ${teacher.output} gives ${teacher.rawWidth} value(s) per example read as ${teacher.classes} classes (${teacher.outputKind}), the base's ${base.output} ${base.rawWidth} read as ${base.classes} (${base.outputKind}): expected the new version of the same model (same inputs and outputs); pass the teacher trained from this base, or --output-kind to read both alike`, { teacherWidth: teacher.rawWidth, baseWidth: base.rawWidth });
+      }
+    }
+    const dataOf = (from: number, count: number): InputData => {
+      const x = base.ids(from, count);
+      owned.push(x);
+      return { x, ...(labels ? { y: labels.slice(from, from + count) } : {}) };
+    };
+    const [t0, tn] = ranges.get('training') as [number, number];
+    let trainData = dataOf(t0, tn);
+    let validation: InputData | number | undefined = valGiven ? dataOf(...(ranges.get('validation') as [number, number])) : (options.validation as number | undefined);
+    if (!valGiven && options.state?.length && ((validation as number | undefined) ?? 0.1) > 0) {
+      // Held-out validation for a stateful model: whole sequences, never frames cut out of one.
+      const split = holdOutSequences(examples.sequence as Int32Array, t0, tn, (validation as number | undefined) ?? 0.1, options.seed ?? 0);
+      const pickIds = (ids: Int32Array): InputData => {
+        const x = tf.tensor2d(Float32Array.from(ids), [ids.length, 1]);
+        owned.push(x);
+        return { x, ...(labels ? { y: Int32Array.from(ids, (i) => (labels as Int32Array)[i]) } : {}) };
+      };
+      trainData = pickIds(split.rest);
+      validation = pickIds(split.part);
+      options.onProgress?.(`validation: ${split.sequences} whole sequences (${split.part.length} frames) held out of training (seeded)`);
+    }
+    const evalRange = ranges.get('evaluation');
+    const evalData = evalRange ? dataOf(...evalRange) : undefined;
+    const evalOutputsBefore = evalRange ? base.rawOutputs(...evalRange) : undefined;
+    if (base.unreachable.length) options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are`);
+    if (base.scalars.length) options.onProgress?.(`${base.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
+    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, ...rest } = options;
+    const result = await trainDiff(base.asLayersModel(), trainData, {
+      ...rest,
+      base: store,
+      ...(teacher ? { teacher: teacher.asLayersModel() } : {}),
+      ...(validation !== undefined ? { validation: validation as LabelledData | number } : {}),
+      ...(evalData ? { eval: evalData as LabelledData } : {}),
+      // The program lives in this thread's memory (examples, sequence state): a worker thread
+      // cannot rebuild it from a topology, so it trains on one thread whatever the thread count.
+      threads: 1,
+    });
+    const evalOutputs = evalRange ? base.rawOutputs(...evalRange) : undefined;
+    const teacherEvalOutputs = evalRange && teacher ? teacher.rawOutputs(...evalRange) : undefined;
+    return {
+      ...result,
+      unreachable: base.unreachable,
+      scalars: base.scalars,
+      ...(evalOutputs ? { evalOutputs, evalOutputsBefore } : {}),
+      ...(teacherEvalOutputs && evalOutputs && evalOutputsBefore
+        ? { teacherEvalOutputs, teacherEval: { before: compareOutputs(evalOutputsBefore, teacherEvalOutputs, base), after: compareOutputs(evalOutputs, teacherEvalOutputs, base) } }
+        : {}),
+    };
+  } finally {
+    for (const t of owned) t.dispose();
+    // The training models own their programs; a program whose model was never made is freed here.
+    if (teacher) teacher.dispose();
+    else options.teacher?.dispose();
+    if (model) model.dispose();
+    else program.dispose();
+  }
+}
+
+/** A free dimension of a declared shape: unknown, -1, or a symbolic name. */
+function isFree(d: number | string | null | undefined): boolean {
+  return typeof d !== 'number' || d < 0;
+}
+
+/** A declared shape for messages. */
+function shapeText(shape: readonly (number | string | null)[] | undefined): string {
+  return shape ? `[${shape.map((d) => (isFree(d) ? '?' : d)).join(', ')}]` : 'of unknown shape';
+}
+
+/**
+ * Refuse a teacher whose interface is not the base's: as many inputs, with the base's names
+ * (a layers model's inputs are named after the base's, by position) and the same declared
+ * per-example dimensions where both declare them, and as many outputs. Widths are compared
+ * once the outputs are computed (the programs' adapters).
+ * @throws UsageError naming what differs.
+ */
+export function checkTeacherInterface(base: TrainableProgram, teacher: TrainableProgram): void {
+  const fix = 'expected the same interface (the teacher is the new version of the base model): pass the teacher trained from this base';
+  if (teacher.inputs.length !== base.inputs.length) {
+    throw new UsageError(`the teacher (${teacher.source}) has ${teacher.inputs.length} input(s) (${teacher.inputs.map((i) => i.name).join(', ')}), the base ${base.inputs.length} (${base.inputs.map((i) => i.name).join(', ')}): ${fix}`, { kind: 'inputs' });
+  }
+  for (const b of base.inputs) {
+    const t = teacher.inputs.find((i) => i.name === b.name);
+    if (!t) throw new UsageError(`the teacher (${teacher.source}) has no input ${JSON.stringify(b.name)}; its inputs are ${teacher.inputs.map((i) => i.name).join(', ')}: ${fix}`, { kind: 'inputs', input: b.name });
+    const bs = b.shape;
+    const ts = t.shape;
+    if (!bs || !ts) continue;
+    const differs = bs.length !== ts.length || bs.some((d, k) => k > 0 && !isFree(d) && !isFree(ts[k]) && d !== ts[k]);
+    if (differs) throw new UsageError(`the teacher's input ${b.name} is ${shapeText(ts)}, the base's ${shapeText(bs)}: ${fix}`, { kind: 'inputs', input: b.name });
+  }
+  if (teacher.outputs.length !== base.outputs.length) {
+    throw new UsageError(`the teacher (${teacher.source}) has ${teacher.outputs.length} output(s) (${teacher.outputs.map((o) => o.name).join(', ')}), the base ${base.outputs.length} (${base.outputs.map((o) => o.name).join(', ')}): ${fix}`, { kind: 'outputs' });
+  }
+}
+
+/** The teacher's output that matches the base's `output`: the same name, or the same position. */
+function teacherOutputFor(base: TrainableProgram, teacher: TrainableProgram, output: string): string {
+  if (teacher.outputs.some((o) => o.name === output)) return output;
+  const k = base.outputs.findIndex((o) => o.name === output);
+  return (teacher.outputs[k] ?? teacher.outputs[0]).name;
+}
+
+/** The class each raw output row decides (a one-value output: p >= 0.5, or logit >= 0). */
+export function decisions(raw: Float32Array, model: Pick<ProgramTrainingModel, 'classes' | 'outputKind'>): Int32Array {
+  if (model.outputKind === 'probability' || model.outputKind === 'logit') {
+    const cut = model.outputKind === 'probability' ? 0.5 : 0;
+    return Int32Array.from(raw, (v) => (v >= cut ? 1 : 0));
+  }
+  const c = model.classes;
+  const out = new Int32Array(raw.length / c);
+  for (let i = 0; i < out.length; i++) {
+    let top = 0;
+    for (let k = 1; k < c; k++) if (raw[i * c + k] > raw[i * c + top]) top = k;
+    out[i] = top;
+  }
+  return out;
+}
+
+/** Agreement of decisions and mean absolute difference of raw outputs between two models' rows. */
+export function compareOutputs(got: Float32Array, reference: Float32Array, model: Pick<ProgramTrainingModel, 'classes' | 'outputKind'>): TeacherAgreement {
+  const a = decisions(got, model);
+  const b = decisions(reference, model);
+  let agree = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] === b[i]) agree++;
+  let mad = 0;
+  for (let i = 0; i < got.length; i++) mad += Math.abs(got[i] - reference[i]);
+  return { examples: a.length, agreement: agree / Math.max(1, a.length), meanAbsDiff: mad / Math.max(1, got.length) };
+}
+
+/** The datasets as one id space (training first), sequence ids renumbered so no two sets share one. */
+function joinDatasets(sets: { name: string; data: ProgramDataset }[], shared: Record<string, ProgramInputValues> | undefined, stateful: boolean): { examples: ProgramExamples; ranges: Map<string, [number, number]> } {
+  const ranges = new Map<string, [number, number]>();
+  const first = sets[0].data;
+  const names = Object.keys(first.inputs);
+  let count = 0;
+  for (const s of sets) {
+    const keys = Object.keys(s.data.inputs);
+    if (keys.length !== names.length || keys.some((k) => !names.includes(k))) throw new DataError(`the ${s.name} examples give inputs ${keys.join(', ')}, the training examples ${names.join(', ')}: give the same inputs`);
+    const n = countOf(s.data, s.name);
+    if (stateful && !s.data.sequence) throw new DataError(`the ${s.name} examples have no sequence ids: a stateful model trains and is evaluated on sequences (sequence.npy, one id per frame)`);
+    ranges.set(s.name, [count, n]);
+    count += n;
+  }
+  const inputs: Record<string, ProgramInputValues> = {};
+  for (const name of names) {
+    const shape = first.inputs[name].shape;
+    const isInt = first.inputs[name].values instanceof Int32Array;
+    const values = isInt ? new Int32Array(count * shape.reduce((a, d) => a * d, 1)) : new Float32Array(count * shape.reduce((a, d) => a * d, 1));
+    let at = 0;
+    for (const s of sets) {
+      const v = s.data.inputs[name];
+      if (v.shape.join('x') !== shape.join('x')) throw new DataError(`input ${name}: the ${s.name} examples are [${v.shape.join(', ')}] each, the training examples [${shape.join(', ')}]`);
+      values.set(v.values as never, at);
+      at += v.values.length;
+    }
+    inputs[name] = { values, shape };
+  }
+  let sequence: Int32Array | undefined;
+  if (stateful) {
+    sequence = new Int32Array(count);
+    let next = 0;
+    for (const s of sets) {
+      const [from, n] = ranges.get(s.name) as [number, number];
+      const ids = s.data.sequence as Int32Array;
+      for (let i = 0; i < n; i++) {
+        if (i > 0 && ids[i] !== ids[i - 1]) next++;
+        sequence[from + i] = next;
+      }
+      next++;
+    }
+  }
+  return { examples: { count, inputs, ...(shared ? { shared } : {}), ...(sequence ? { sequence } : {}) }, ranges };
+}
+
+function countOf(d: ProgramDataset, what: string): number {
+  const counts = Object.entries(d.inputs).map(([name, v]) => ({ name, n: v.values.length / Math.max(1, v.shape.reduce((a, x) => a * x, 1)) }));
+  if (!counts.length) throw new DataError(`the ${what} examples give no inputs`);
+  const n = counts[0].n;
+  const odd = counts.find((c) => c.n !== n || !Number.isInteger(c.n));
+  if (odd) throw new DataError(`the ${what} examples: input ${counts[0].name} holds ${n} examples, ${odd.name} ${odd.n}: every input needs one value per example`);
+  return n;
+}
+
+/** A seeded share of the sequences in ids [from, from + n), whole, as validation. */
+function holdOutSequences(sequence: Int32Array, from: number, n: number, fraction: number, seed: number): { rest: Int32Array; part: Int32Array; sequences: number } {
+  const ids = [...new Set(sequence.subarray(from, from + n))];
+  const order = permutation(ids.length, seededRandom(seed ^ 0x5eed));
+  const take = ids.length < 2 ? 0 : Math.min(ids.length - 1, Math.max(1, Math.round(fraction * ids.length)));
+  const held = new Set(Array.from(order.subarray(0, take), (k) => ids[k]));
+  const rest: number[] = [];
+  const part: number[] = [];
+  for (let i = from; i < from + n; i++) (held.has(sequence[i]) ? part : rest).push(i);
+  return { rest: Int32Array.from(rest), part: Int32Array.from(part), sequences: take };
+}

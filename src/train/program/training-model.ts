@@ -1,0 +1,541 @@
+/**
+ * A graph program (program.ts: an ONNX graph, or a TF.js graph model) presented as the
+ * `tf.LayersModel` the trainers already use (trainDiff, the training loop, evaluate, the
+ * teacher's outputs), so every diff method (sparse, hash, lora, topk-retrain, full and the
+ * post-hoc ones) trains it through the same code: one pseudo-layer whose weights are the
+ * program's variables under the weight store's names, an input of example ids, and an output of
+ * class scores.
+ *
+ * **Examples.** A graph may take several inputs of several element types (Silero VAD:
+ * `input` float32 audio, `sr` int64), so the trainer's `x` holds example *ids* (`[n, 1]`), and
+ * the inputs live here ({@link ProgramExamples}), one array per model input with the examples on
+ * its first axis; an input fed the same for every example is given once (`shared`).
+ *
+ * **Outputs.** One graph output, `[batch, classes]`. A single value per example is read as the
+ * probability of class 1 (`probability`, default for one value: the two classes are 1 − p and
+ * p, so a VAD's speech decision at 0.5 is its argmax) or as a logit (`logit`); several values
+ * are logits unless the graph ends in a Softmax (`probabilities`).
+ *
+ * **Stateful sequence models** (`state`: pairs of a state input and the output that carries it
+ * to the next step, as Silero's `state` -> `stateN`): examples are the frames of sequences
+ * (`ProgramExamples.sequence`), each sequence starting from a zero state.
+ * - Outside training (evaluation, the teacher's outputs, checkpoints) every frame is computed
+ *   exactly as a streaming runtime computes it: the sequence from its first frame with the state
+ *   carried, under the weights the model holds now (results are cached until a weight changes).
+ *   That is what a runtime (onnxruntime-web, tfjs) computes on the patched file, frame for frame.
+ * - In training, backpropagation is truncated to the last `bpttFrames` frames: the loss of
+ *   frame j flows back through frames j − K + 1 .. j, which start from the state the model
+ *   carried into frame j − K + 1 when its sequence was last run forward in full. Those entry
+ *   states are recomputed with the weights of the moment about once per epoch (each sequence
+ *   when as many training frames have passed since its last run as the sequences seen hold), so
+ *   the state a frame trains from is never older than an epoch's updates.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { DataError, UsageError } from '../../core/errors.ts';
+import type { ProgramVariable, TrainableProgram } from './program.ts';
+
+/** How the chosen output reads (module doc). */
+export type ProgramOutputKind = 'probability' | 'logit' | 'probabilities' | 'logits';
+
+/** One input's values for every example: `[count, ...shape]`, row-major. */
+export interface ProgramInputValues {
+  values: Float32Array | Int32Array;
+  /** Shape of one example's value (without the example axis). */
+  shape: number[];
+}
+
+/** The examples a program trains and is evaluated on (module doc). */
+export interface ProgramExamples {
+  count: number;
+  /** Per-example inputs by model input name (the examples on the first axis). */
+  inputs: Record<string, ProgramInputValues>;
+  /** Inputs fed as they are to every batch (a sample rate), by name. */
+  shared?: Record<string, ProgramInputValues>;
+  /** Stateful models: the sequence of each example; a sequence's frames are consecutive, in order. */
+  sequence?: Int32Array;
+}
+
+/** A state input and the output that carries it to the next frame. */
+export interface ProgramStatePair {
+  input: string;
+  output: string;
+}
+
+/** Options of {@link ProgramTrainingModel}. */
+export interface ProgramTrainingModelOptions {
+  /** The output to train (default: the first graph output that is not a state). */
+  output?: string;
+  /** How that output reads (default: `probability` for one value per example, else `logits`, or `probabilities` when the graph ends in a Softmax). */
+  outputKind?: ProgramOutputKind;
+  /** Stateful models: the state inputs and outputs carried from frame to frame. */
+  state?: readonly ProgramStatePair[];
+  /** Frames the gradient flows back through in training (default 1: the frame itself, from its carried state). */
+  bpttFrames?: number;
+  /** A model that is read, never trained (a teacher): no gradient probe, every weight frozen. */
+  frozen?: boolean;
+}
+
+/** A weight of the pseudo-layer, shaped like tfjs' LayerVariable where the trainers read it. */
+export class ProgramLayerWeight {
+  constructor(
+    readonly originalName: string,
+    readonly shape: number[],
+    private readonly variable: tf.Variable,
+    public trainable: boolean,
+  ) {}
+  read(): tf.Variable {
+    return this.variable;
+  }
+  get dtype(): 'float32' {
+    return 'float32';
+  }
+}
+
+/** The one layer the trainers see: every weight of the program. */
+export class ProgramLayer {
+  readonly name: string;
+  trainable = true;
+  readonly _trainableWeights: ProgramLayerWeight[];
+  readonly _nonTrainableWeights: ProgramLayerWeight[] = [];
+  constructor(name: string, weights: ProgramLayerWeight[], readonly outputShape: (number | null)[], private readonly activation: string) {
+    this.name = name;
+    this._trainableWeights = weights;
+  }
+  getConfig(): { activation: string } {
+    return { activation: this.activation };
+  }
+}
+
+interface StateInfo extends ProgramStatePair {
+  /** The state's shape with the batch axis set to 1. */
+  unitShape: number[];
+  batchAxis: number;
+  /** Values per example. */
+  size: number;
+}
+
+/**
+ * A {@link TrainableProgram} as the trainers' model (module doc). Pass {@link asLayersModel} where a
+ * `tf.LayersModel` is expected; the program's variables are the model's weights.
+ */
+export class ProgramTrainingModel {
+  readonly program: TrainableProgram;
+  readonly examples: ProgramExamples;
+  readonly output: string;
+  readonly outputKind: ProgramOutputKind;
+  /** Classes the model's output has for the trainers (2 for a single probability or logit). */
+  readonly classes: number;
+  readonly bpttFrames: number;
+  readonly layers: ProgramLayer[];
+  readonly outputLayers: ProgramLayer[];
+  readonly inputs: { shape: (number | null)[] }[];
+  readonly outputs: { shape: (number | null)[] }[];
+  /**
+   * Weights no fed input reaches (an `If` branch the inputs never take), or whose gradient is not
+   * finite on the first example or on silence (every float input zero: an STFT basis feeding
+   * sqrt(re² + im²)): frozen.
+   */
+  readonly unreachable: string[];
+  /**
+   * Scalars (rank 0: exponents, epsilons, scales written into the graph as `Constant`s): frozen,
+   * since they are the graph's arithmetic rather than learned weights (`Pow(x, 2)`'s 2 has the
+   * gradient x² ln x, not finite at x = 0). A one-value tensor such as a bias of shape [1] trains.
+   */
+  readonly scalars: string[];
+  private readonly weights: ProgramLayerWeight[];
+  private readonly states: StateInfo[];
+  /** Sequence bounds per example: [first id, end id) of its sequence. */
+  private readonly seqStart?: Int32Array;
+  private readonly seqEnd?: Int32Array;
+  /** Exact outputs (raw, per example) under the weights of {@link exactWeights}. */
+  private exactOut?: Float32Array;
+  private exactDone?: Uint8Array;
+  private exactWeights?: Float32Array[];
+  /** Training entry states per state input, and when each sequence's were computed (training rows seen). */
+  private readonly entryStates: Float32Array[] = [];
+  private readonly refreshedAt = new Map<number, number>();
+  private trainRowsSeen = 0;
+  private seenFrames = 0;
+  /** Values of the raw output per example. */
+  readonly rawWidth: number;
+
+  /**
+   * @throws UsageError when the output, a state or an input is not the model's, or a state's
+   *   shape is not known apart from its batch axis; DataError when the examples do not fit.
+   */
+  constructor(program: TrainableProgram, examples: ProgramExamples, options: ProgramTrainingModelOptions = {}) {
+    this.program = program;
+    this.examples = examples;
+    const stateOutputs = new Set((options.state ?? []).map((s) => s.output));
+    const outputNames = program.outputs.map((o) => o.name);
+    this.output = options.output ?? (outputNames.find((n) => !stateOutputs.has(n)) as string);
+    const outInfo = program.outputs.find((o) => o.name === this.output);
+    if (!outInfo) throw new UsageError(`${program.source} has no output ${JSON.stringify(options.output)}; its outputs are ${outputNames.join(', ')}`);
+    this.bpttFrames = Math.max(1, Math.floor(options.bpttFrames ?? 1));
+    this.states = (options.state ?? []).map((s) => this.stateInfo(s));
+    if (this.states.length && !examples.sequence) throw new DataError(`${program.source}: a stateful model trains on sequences: give each example's sequence (ProgramExamples.sequence, sequence.npy)`);
+    this.checkExamples();
+    if (examples.sequence) [this.seqStart, this.seqEnd] = sequenceBounds(examples.sequence);
+    for (const s of this.states) this.entryStates.push(new Float32Array(examples.count * s.size));
+
+    // One probe example: the output's width, how it reads, which weights it reaches, and the
+    // values every node computes (for the trainers' memory estimate).
+    let probe = { width: 0, reached: new Set<string>(), activations: 0 };
+    // A graph tfjs cannot differentiate is refused first, naming the operator and the node.
+    if (program.checkDifferentiable && !options.frozen) tf.tidy(() => program.checkDifferentiable?.(this.feedsOf(Int32Array.of(0), this.zeroStates(1)), this.output));
+    tf.tidy(() => {
+      const before = tf.memory().numBytes;
+      if (options.frozen) {
+        const raw = this.runFrame(Int32Array.of(0), this.zeroStates(1)).output;
+        probe = { width: raw.size, reached: new Set(program.variables.map((v) => v.variable.name)), activations: (tf.memory().numBytes - before) / 4 };
+        return;
+      }
+      let width = 0;
+      // What one more example adds to what the forward pass holds for the backward one (the
+      // tape's saved tensors and the values computed), measured as the forward pass ends, at one
+      // example and at two: the trainers size their batches by it. What a run holds whatever the
+      // batch (weight-sized temporaries) does not count per example.
+      const forwardBytes: number[] = [];
+      const gradsOn = (ids: Int32Array, silent: boolean) => tf.variableGrads(() => {
+        const start = tf.memory().numBytes;
+        const raw = this.runFrame(ids, this.zeroStates(ids.length), silent).output;
+        if (ids.length === 1) width = raw.size;
+        forwardBytes.push(tf.memory().numBytes - start);
+        return tf.sum(raw) as tf.Scalar;
+      }, program.variables.map((v) => v.variable)).grads;
+      const grads = gradsOn(Int32Array.of(0), false);
+      // Silence too (every float input zero), on two examples: a gradient through a square root
+      // or a logarithm of a magnitude is not finite there, as for an STFT basis feeding sqrt(re² + im²).
+      const silent = gradsOn(Int32Array.of(0, 0), true);
+      const perExample = forwardBytes[1] - forwardBytes[0];
+      const activations = (perExample > 0 ? perExample : forwardBytes[0]) / 4;
+      const finite = Object.keys(grads).filter((name) => [grads[name], silent[name]].every((g) => !g || tf.all(tf.isFinite(g)).dataSync()[0]));
+      probe = { width, reached: new Set(finite), activations };
+    });
+    this.rawWidth = probe.width;
+    const endsInSoftmax = program.outputOp(this.output) === 'Softmax';
+    this.outputKind = options.outputKind ?? (probe.width === 1 ? 'probability' : endsInSoftmax ? 'probabilities' : 'logits');
+    if ((this.outputKind === 'probability' || this.outputKind === 'logit') && probe.width !== 1) {
+      throw new UsageError(`${program.source}: output ${this.output} has ${probe.width} values per example; --output-kind ${this.outputKind} reads one value (a probability or a logit of class 1)`);
+    }
+    this.classes = probe.width === 1 ? 2 : probe.width;
+    this.unreachable = program.variables.filter((v) => !probe.reached.has(v.variable.name)).map((v) => v.name);
+    this.scalars = program.variables.filter((v) => v.shape.length === 0 && probe.reached.has(v.variable.name)).map((v) => v.name);
+    const frozen = new Set([...this.unreachable, ...this.scalars]);
+    this.weights = program.variables.map((v: ProgramVariable) => new ProgramLayerWeight(v.name, v.shape, v.variable, v.trainable && !options.frozen && !frozen.has(v.name)));
+    const activation = this.outputKind === 'probability' || this.outputKind === 'probabilities' ? 'softmax' : 'linear';
+    const layer = new ProgramLayer(program.source, this.weights, [null, Math.max(1, Math.ceil(probe.activations * this.bpttFrames))], activation);
+    this.layers = [layer];
+    this.outputLayers = [layer];
+    this.inputs = [{ shape: [null, 1] }];
+    this.outputs = [{ shape: [null, this.classes] }];
+  }
+
+  /** This adapter where the trainers take a `tf.LayersModel`. */
+  asLayersModel(): tf.LayersModel {
+    return this as unknown as tf.LayersModel;
+  }
+
+  /** Example ids `from .. from + count - 1` as the trainers' `x`. */
+  ids(from: number, count: number): tf.Tensor2D {
+    return tf.tensor2d(Float32Array.from({ length: count }, (_, i) => from + i), [count, 1]);
+  }
+
+  get trainableWeights(): ProgramLayerWeight[] {
+    return this.weights.filter((w) => this.layers[0].trainable && w.trainable);
+  }
+
+  get nonTrainableWeights(): ProgramLayerWeight[] {
+    return this.weights.filter((w) => !(this.layers[0].trainable && w.trainable));
+  }
+
+  countParams(): number {
+    return this.weights.reduce((n, w) => n + w.shape.reduce((a, d) => a * d, 1), 0);
+  }
+
+  /** Class scores of examples `x` (ids); differentiable inside a gradient function (training path, module doc). */
+  apply(x: tf.Tensor, _kwargs?: unknown): tf.Tensor {
+    const ids = idsOf(x);
+    if (tapeIsOn()) return this.classScores(this.states.length ? this.trainingOutputs(ids) : this.runFrame(ids, []).output);
+    return this.predict(x);
+  }
+
+  /** Class scores of examples `x` (ids), computed as a runtime computes them (module doc). */
+  predict(x: tf.Tensor): tf.Tensor {
+    const ids = idsOf(x);
+    if (!this.states.length) return tf.tidy(() => this.classScores(this.runFrame(ids, []).output));
+    const raw = this.exactOutputs(ids);
+    return tf.tidy(() => this.classScores(tf.tensor2d(raw, [ids.length, this.rawWidth])));
+  }
+
+  /**
+   * The raw output (before the class mapping) of examples `from .. from + count - 1`, computed
+   * as a runtime computes it (stateful: each sequence from its start, the state carried).
+   */
+  rawOutputs(from: number, count: number): Float32Array {
+    const ids = Int32Array.from({ length: count }, (_, i) => from + i);
+    if (this.states.length) return this.exactOutputs(ids);
+    const out = new Float32Array(count * this.rawWidth);
+    for (let s = 0; s < count; s += 256) {
+      const part = ids.subarray(s, Math.min(count, s + 256));
+      const t = tf.tidy(() => this.runFrame(part, []).output.reshape([-1]));
+      out.set(t.dataSync() as Float32Array, s * this.rawWidth);
+      t.dispose();
+    }
+    return out;
+  }
+
+  /** Free the program's variables and constants. */
+  dispose(): void {
+    this.program.dispose();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private stateInfo(s: ProgramStatePair): StateInfo {
+    const input = this.program.inputs.find((i) => i.name === s.input);
+    if (!input) throw new UsageError(`${this.program.source} has no input ${JSON.stringify(s.input)} to carry state into; its inputs are ${this.program.inputs.map((i) => i.name).join(', ')}`);
+    if (!this.program.outputs.some((o) => o.name === s.output)) throw new UsageError(`${this.program.source} has no output ${JSON.stringify(s.output)} to carry state from; its outputs are ${this.program.outputs.map((o) => o.name).join(', ')}`);
+    const dims = input.shape ?? [];
+    // The batch axis is the one dimension the file leaves free.
+    const free = dims.map((d, i) => (typeof d === 'number' && d > 0 ? -1 : i)).filter((i) => i >= 0);
+    if (free.length !== 1) {
+      throw new UsageError(`${this.program.source}: state input ${s.input} is declared [${dims.join(', ')}]; expected exactly one free (batch) dimension and the others fixed, to start sequences from a zero state`);
+    }
+    const unitShape = dims.map((d) => (typeof d === 'number' && d > 0 ? d : 1));
+    return { ...s, unitShape, batchAxis: free[0], size: unitShape.reduce((a, d) => a * d, 1) };
+  }
+
+  private checkExamples(): void {
+    const e = this.examples;
+    const stateInputs = new Set(this.states.map((s) => s.input));
+    for (const i of this.program.inputs) {
+      if (stateInputs.has(i.name)) continue;
+      const given = e.inputs[i.name] ?? e.shared?.[i.name];
+      if (!given) throw new DataError(`${this.program.source}: no values for input ${JSON.stringify(i.name)}; give one array per model input (${this.program.inputs.filter((x) => !stateInputs.has(x.name)).map((x) => `${x.name}.npy`).join(', ')})`, { input: i.name });
+    }
+    for (const [name, v] of Object.entries(e.inputs)) {
+      const per = v.shape.reduce((a, d) => a * d, 1);
+      if (v.values.length !== per * e.count) throw new DataError(`${this.program.source}: input ${name} holds ${v.values.length} values, expected ${e.count} examples of [${v.shape.join(', ')}]`);
+    }
+    if (e.sequence && e.sequence.length !== e.count) throw new DataError(`${this.program.source}: ${e.sequence.length} sequence ids for ${e.count} examples`);
+  }
+
+  private zeroStates(batch: number): tf.Tensor[] {
+    return this.states.map((s) => tf.zeros(s.unitShape.map((d, i) => (i === s.batchAxis ? batch : d))));
+  }
+
+  /** The feeds of examples `ids` with the given states (silent: every float input zero). */
+  private feedsOf(ids: Int32Array, states: tf.Tensor[], silent = false): Record<string, tf.Tensor> {
+    const feeds: Record<string, tf.Tensor> = {};
+    for (const [name, v] of Object.entries(this.examples.inputs)) feeds[name] = silent && v.values instanceof Float32Array ? tf.zeros([ids.length, ...v.shape]) : rowsOf(v, ids);
+    for (const [name, v] of Object.entries(this.examples.shared ?? {})) feeds[name] = tf.tensor(v.values, v.shape, v.values instanceof Int32Array ? 'int32' : 'float32');
+    this.states.forEach((s, k) => (feeds[s.input] = states[k]));
+    return feeds;
+  }
+
+  /** One step of the graph on examples `ids` with the given states; raw output `[n, width]` and the states out. */
+  private runFrame(ids: Int32Array, states: tf.Tensor[], silent = false): { output: tf.Tensor; states: tf.Tensor[] } {
+    const out = this.program.run(this.feedsOf(ids, states, silent));
+    return { output: tf.reshape(out[this.output], [ids.length, -1]), states: this.states.map((s) => out[s.output]) };
+  }
+
+  private classScores(raw: tf.Tensor): tf.Tensor {
+    if (this.outputKind === 'probability') return tf.concat([tf.sub(1, raw), raw], 1);
+    if (this.outputKind === 'logit') return tf.concat([tf.zerosLike(raw), raw], 1);
+    return raw;
+  }
+
+  /** Whether the weights changed since the exact outputs were computed (then they are dropped). */
+  private syncExact(): void {
+    const now = this.program.variables.map((v) => v.variable.dataSync() as Float32Array);
+    const same = this.exactWeights !== undefined && now.every((a, k) => {
+      const b = (this.exactWeights as Float32Array[])[k];
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+      return true;
+    });
+    if (same && this.exactOut) return;
+    this.exactWeights = now.map((a) => Float32Array.from(a));
+    this.exactOut = new Float32Array(this.examples.count * this.rawWidth);
+    this.exactDone = new Uint8Array(this.examples.count);
+  }
+
+  private exactOutputs(ids: Int32Array): Float32Array {
+    this.syncExact();
+    const done = this.exactDone as Uint8Array;
+    const out = this.exactOut as Float32Array;
+    const todo = [...new Set(Array.from(ids).filter((i) => !done[i]).map((i) => (this.seqStart as Int32Array)[i]))];
+    if (todo.length) {
+      this.runSequences(todo, (id, raw) => {
+        out.set(raw, id * this.rawWidth);
+        done[id] = 1;
+      });
+    }
+    const rows = new Float32Array(ids.length * this.rawWidth);
+    ids.forEach((id, k) => rows.set(out.subarray(id * this.rawWidth, (id + 1) * this.rawWidth), k * this.rawWidth));
+    return rows;
+  }
+
+  /**
+   * Run whole sequences (given by their first example id) forward from a zero state, all at
+   * once (one batch row per sequence, the shorter ones leaving the batch as they end); `onFrame`
+   * gets each frame's raw output, `onEntry` the state each frame starts from (batch-first rows).
+   */
+  private runSequences(starts: number[], onFrame?: (id: number, raw: Float32Array) => void, onEntry?: (id: number, k: number, state: Float32Array) => void): void {
+    const seqEnd = this.seqEnd as Int32Array;
+    const order = starts.slice().sort((a, b) => seqEnd[b] - b - (seqEnd[a] - a) || a - b);
+    const longest = seqEnd[order[0]] - order[0];
+    let states = this.zeroStates(order.length);
+    for (let t = 0; t < longest; t++) {
+      const active = order.filter((s) => seqEnd[s] - s > t);
+      const ids = Int32Array.from(active, (s) => s + t);
+      // Sequences leave the batch as they end: the longest come first, so the rest is a prefix.
+      const live = states.map((st, k) => (active.length < (st.shape[this.states[k].batchAxis] as number) ? sliceBatch(st, this.states[k].batchAxis, active.length) : st));
+      states.forEach((st, k) => live[k] !== st && st.dispose());
+      if (onEntry) {
+        live.forEach((st, k) => {
+          const rows = batchRows(st, this.states[k].batchAxis);
+          ids.forEach((id, r) => onEntry(id, k, rows.subarray(r * this.states[k].size, (r + 1) * this.states[k].size)));
+        });
+      }
+      const step = tf.tidy(() => {
+        const r = this.runFrame(ids, live);
+        return { output: r.output, states: r.states.map((s) => s.clone()) };
+      });
+      const raw = step.output.dataSync() as Float32Array;
+      if (onFrame) ids.forEach((id, r) => onFrame(id, raw.subarray(r * this.rawWidth, (r + 1) * this.rawWidth)));
+      step.output.dispose();
+      live.forEach((st) => st.dispose());
+      states = step.states;
+    }
+    states.forEach((st) => st.dispose());
+  }
+
+  /** Entry states of the training frames' sequences, recomputed when stale (module doc); the gradient tape is off meanwhile. */
+  private refreshEntryStates(ids: Int32Array): void {
+    const seqStart = this.seqStart as Int32Array;
+    const seqEnd = this.seqEnd as Int32Array;
+    const stale: number[] = [];
+    for (const s of new Set(Array.from(ids, (i) => seqStart[i]))) {
+      const at = this.refreshedAt.get(s);
+      if (at === undefined) this.seenFrames += seqEnd[s] - s;
+      if (at === undefined || this.trainRowsSeen - at >= this.seenFrames) stale.push(s);
+    }
+    if (!stale.length) return;
+    withoutTape(() => this.runSequences(stale, undefined, (id, k, state) => this.entryStates[k].set(state, id * this.states[k].size)));
+    for (const s of stale) this.refreshedAt.set(s, this.trainRowsSeen);
+  }
+
+  /** Training path of a stateful model: the last `bpttFrames` frames of each example, from their carried entry state. */
+  private trainingOutputs(ids: Int32Array): tf.Tensor {
+    this.refreshEntryStates(ids);
+    this.trainRowsSeen += ids.length;
+    const seqStart = this.seqStart as Int32Array;
+    const K = this.bpttFrames;
+    const n = ids.length;
+    // Frame of row r at step t: ids[r] - (K - 1) + t, not before its sequence's first frame.
+    const firstOf = Int32Array.from(ids, (id) => Math.max(seqStart[id], id - (K - 1)));
+    let states = this.states.map((s, k) => {
+      const rows = new Float32Array(n * s.size);
+      firstOf.forEach((f, r) => rows.set(this.entryStates[k].subarray(f * s.size, (f + 1) * s.size), r * s.size));
+      return fromBatchRows(rows, s, n);
+    });
+    let output: tf.Tensor | undefined;
+    for (let t = 0; t < K; t++) {
+      const frames = Int32Array.from(ids, (id, r) => Math.max(firstOf[r], id - (K - 1) + t));
+      const started = Array.from(ids, (id) => id - (K - 1) + t >= seqStart[id]);
+      const step = this.runFrame(frames, states);
+      const allStarted = started.every(Boolean);
+      // A row whose window starts later (near its sequence's start) keeps its state until it does.
+      states = allStarted || t === K - 1 ? step.states : step.states.map((next, k) => tf.where(maskAlong(started, this.states[k], next.shape), next, states[k]));
+      output = step.output;
+    }
+    return output as tf.Tensor;
+  }
+}
+
+/** The example ids in a trainers' `x`. */
+function idsOf(x: tf.Tensor): Int32Array {
+  return Int32Array.from(x.dataSync() as Float32Array, (v) => Math.round(v));
+}
+
+/** Rows `ids` of an input as a tensor `[n, ...shape]`. */
+function rowsOf(v: ProgramInputValues, ids: Int32Array): tf.Tensor {
+  const per = v.shape.reduce((a, d) => a * d, 1);
+  const out = v.values instanceof Int32Array ? new Int32Array(ids.length * per) : new Float32Array(ids.length * per);
+  ids.forEach((id, r) => out.set(v.values.subarray(id * per, (id + 1) * per), r * per));
+  return tf.tensor(out, [ids.length, ...v.shape], v.values instanceof Int32Array ? 'int32' : 'float32');
+}
+
+/** For each example its sequence's first id and end id (a sequence's examples are consecutive). */
+function sequenceBounds(sequence: Int32Array): [Int32Array, Int32Array] {
+  const start = new Int32Array(sequence.length);
+  const end = new Int32Array(sequence.length);
+  let from = 0;
+  const seen = new Set<number>();
+  for (let i = 1; i <= sequence.length; i++) {
+    if (i === sequence.length || sequence[i] !== sequence[from]) {
+      if (seen.has(sequence[from])) throw new DataError(`sequence ${sequence[from]} appears in two places (examples ${from} and earlier): a sequence's frames must be consecutive and in order`);
+      seen.add(sequence[from]);
+      start.fill(from, from, i);
+      end.fill(i, from, i);
+      from = i;
+    }
+  }
+  return [start, end];
+}
+
+/** Whether tfjs is recording a gradient tape now (inside tf.grads / variableGrads). */
+function tapeIsOn(): boolean {
+  return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+}
+
+/**
+ * Run `f` with the gradient tape paused: forward computations inside a training step (the entry
+ * states of a sequence) that no gradient flows through and that must not be kept for the backward
+ * pass. tfjs records a kernel only while its gradient depth is above zero.
+ */
+function withoutTape<T>(f: () => T): T {
+  const state = (tf.engine() as unknown as { state: { gradientDepth: number } }).state;
+  const depth = state.gradientDepth;
+  state.gradientDepth = 0;
+  try {
+    return f();
+  } finally {
+    state.gradientDepth = depth;
+  }
+}
+
+/** The first `n` entries of a state along its batch axis. */
+function sliceBatch(t: tf.Tensor, axis: number, n: number): tf.Tensor {
+  const begin = t.shape.map(() => 0);
+  const size = t.shape.map((d, i) => (i === axis ? n : d));
+  return tf.slice(t, begin, size);
+}
+
+/** A state's values batch-first: one row of `size` values per batch entry. */
+function batchRows(t: tf.Tensor, axis: number): Float32Array {
+  const perm = [axis, ...t.shape.map((_, i) => i).filter((i) => i !== axis)];
+  const moved = tf.transpose(t, perm);
+  const out = moved.dataSync() as Float32Array;
+  moved.dispose();
+  return out;
+}
+
+/** Batch-first rows back into a state of the model's layout. */
+function fromBatchRows(rows: Float32Array, s: StateInfo, n: number): tf.Tensor {
+  const rest = s.unitShape.filter((_, i) => i !== s.batchAxis);
+  const t = tf.tensor(rows, [n, ...rest]);
+  const perm = new Array<number>(s.unitShape.length);
+  // Axis 0 of t goes back to the batch axis; the others keep their order.
+  let k = 1;
+  for (let i = 0; i < perm.length; i++) perm[i] = i === s.batchAxis ? 0 : k++;
+  return tf.transpose(t, perm);
+}
+
+/** A boolean mask shaped to broadcast a per-row choice along a state's batch axis. */
+function maskAlong(rows: boolean[], s: StateInfo, shape: number[]): tf.Tensor {
+  const m = tf.tensor1d(rows.map((b) => (b ? 1 : 0)), 'bool');
+  const dims = shape.map((_, i) => (i === s.batchAxis ? rows.length : 1));
+  return tf.broadcastTo(tf.reshape(m, dims), shape);
+}
