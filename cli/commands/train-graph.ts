@@ -15,7 +15,8 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { checkOutputPath, parseExpiry, resolveModelId, writeUpdatedModel } from '../models.ts';
 import type { TrainArgs } from './train.ts';
-import { loadFolder, type InputFile, type OnnxTrainArgs } from './train-onnx.ts';
+import { loadFolder, type InputFile } from '../data-folders.ts';
+import type { OnnxTrainArgs } from './train-onnx.ts';
 
 /** `format` of a TF.js model path's model JSON (a folder's model.json, or the `.json` named), or undefined when it has none. */
 export async function tfjsModelFormat(p: string, flag: string): Promise<string | undefined> {

@@ -6,18 +6,16 @@
  * need `sequence.npy`: the sequence of each frame, a sequence's frames consecutive and in order.
  */
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DataError, UsageError } from '../../src/core/errors.ts';
+import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
-import { loadNpy } from '../../src/io/npy/files.ts';
 import { applyToOnnxFile } from '../../src/io/onnx/files.ts';
 import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
-import type { OnnxDataset } from '../../src/train/onnx/train-onnx.ts';
-import type { OnnxInputValues, OnnxOutputKind, OnnxStatePair } from '../../src/train/onnx/layers-model.ts';
+import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
 import type { CliIO } from '../common.ts';
+import { fedInputs, loadFolder, parseStatePairs } from '../data-folders.ts';
 import { checkOutputPath, parseExpiry, resolveModelId } from '../models.ts';
 import type { TrainArgs } from './train.ts';
 
@@ -30,52 +28,12 @@ export interface OnnxTrainArgs {
   outputKind?: OnnxOutputKind;
 }
 
-/** `--state in:out` pairs. */
-export function parseStatePairs(specs: readonly string[]): OnnxStatePair[] {
-  return specs.map((s) => {
-    const m = /^([^:]+):([^:]+)$/.exec(s);
-    if (!m) throw new UsageError(`--state ${JSON.stringify(s)}: expected INPUT:OUTPUT, the state input and the output that carries it to the next frame (Silero VAD: --state state:stateN)`);
-    return { input: m[1], output: m[2] };
-  });
-}
-
-/** A model input and the file names its values may have in a data folder (the first found is read). */
-export interface InputFile {
-  name: string;
-  files: string[];
-}
-
-/** One data folder: `<input>.npy` per fed input, `y.npy` and `sequence.npy` when present. */
-export function loadFolder(dir: string, inputs: readonly (string | InputFile)[], what: string, stateful: boolean): { data: OnnxDataset; shared: Record<string, OnnxInputValues> } {
-  const wanted = inputs.map((i) => (typeof i === 'string' ? { name: i, files: [`${i}.npy`] } : i));
-  const expected = wanted.map((i) => i.files.join(' or ')).join(', ');
-  if (!existsSync(dir)) throw new UsageError(`${what} ${dir} does not exist: expected a folder with one .npy per model input (${expected})`);
-  const data: OnnxDataset = { inputs: {} };
-  const shared: Record<string, OnnxInputValues> = {};
-  for (const { name, files } of wanted) {
-    const file = files.map((f) => path.join(dir, f)).find((f) => existsSync(f));
-    if (!file) throw new DataError(`${what} ${dir} has no ${files.join(' or ')} for input ${JSON.stringify(name)}: give one .npy per model input, named after it (${expected})`, { input: name });
-    const a = loadNpy(file);
-    const isInt = a.data instanceof Int32Array || a.data instanceof Int16Array || a.data instanceof Int8Array || a.data instanceof Uint8Array || a.data instanceof Uint16Array || a.data instanceof Uint32Array;
-    const values = isInt ? Int32Array.from(a.data as ArrayLike<number>) : Float32Array.from(a.data as ArrayLike<number>);
-    if (a.shape.length === 0) shared[name] = { values, shape: [] };
-    else data.inputs[name] = { values, shape: a.shape.slice(1) };
-  }
-  const y = path.join(dir, 'y.npy');
-  if (existsSync(y)) data.labels = Int32Array.from(loadNpy(y).data as ArrayLike<number>);
-  const seq = path.join(dir, 'sequence.npy');
-  if (existsSync(seq)) data.sequence = Int32Array.from(loadNpy(seq).data as ArrayLike<number>);
-  else if (stateful) throw new DataError(`${what} ${dir} has no sequence.npy: a stateful model (--state) trains on sequences; give the sequence id of every frame (a sequence's frames consecutive and in order)`);
-  return { data, shared };
-}
-
 /** `ndiff train` on an ONNX base. */
 export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
-  const { tf, initBackend, trainOnnxDiff, decodeOnnxModel } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, trainOnnxDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/onnx/train-onnx.ts')),
-    ...(await import('../../src/train/onnx/model.ts')),
   }), '`ndiff train`');
   const { parseTrainable } = await import('../../src/train/select.ts');
   if (a.replay) throw new UsageError('--replay is for TF.js models; for an ONNX model put the replayed examples in --train');
@@ -92,10 +50,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     throw new UsageError(`cannot read --teacher ${a.teacher}: expected the new version of the model as an .onnx file`);
   })) : undefined;
   const state = parseStatePairs(a.state);
-  const graph = decodeOnnxModel(bytes, { source: a.base });
-  const fed = new Set(graph.graph.initializers.map((t) => t.name));
-  const stateInputs = new Set(state.map((s) => s.input));
-  const inputs = graph.graph.inputs.map((i) => i.name).filter((n) => !fed.has(n) && !stateInputs.has(n));
+  const inputs = fedInputs(bytes, a.base, state);
   const train = loadFolder(a.train, inputs, '--train', state.length > 0);
   const val = a.val ? loadFolder(a.val, inputs, '--val', state.length > 0).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', state.length > 0).data : undefined;
