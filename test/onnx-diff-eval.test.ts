@@ -1,10 +1,12 @@
 /**
- * ONNX payloads measured on data:
+ * ONNX payloads measured on data, and ONNX trainings that take payloads made before into account:
  * - `ndiff diff --eval` on `.onnx` pairs (src/train/onnx/payload-closeness.ts): the agreement and
  *   mean difference it reports are onnxruntime-web's on the patched file against the target file;
  *   it warns when the payload takes the model further from the target than the base is (text,
  *   `--json`, `--metrics-out`, which `ndiff report` reads); stateful models frame by frame with the
  *   state carried (`--state`, sequence.npy);
+ * - `ndiff train --base model.onnx --also-consider`: the better of this run's payload and one made
+ *   before is written, whichever it is; `--replay`: old examples trained on and marked as replayed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -168,6 +170,70 @@ test('ndiff diff --eval on a stateful .onnx model: every sequence from a zero st
     const stateless = await run('diff', '--model-id', 'lstm', '--base', v1, '--target', v2, '--budget', '400', '--eval', inputs, '--out', path.join(dir, 's.ndiff'));
     assert.equal(stateless.code, 8);
     assert.match(stateless.err, /has no h\.npy/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ndiff train --base model.onnx --also-consider writes the better payload on validation, its own or the other; --replay trains on old examples marked as replayed', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-onnx-compete-'));
+  try {
+    const v1 = path.join(dir, 'v1.onnx');
+    const v2 = path.join(dir, 'v2.onnx');
+    writeFileSync(v1, lstm());
+    writeFileSync(v2, lstm(0.5));
+    const train = frameFolder(path.join(dir, 'train'), sequences(20, 16, 5));
+    const val = frameFolder(path.join(dir, 'val'), sequences(6, 16, 6));
+    const common = ['--model-id', 'lstm', '--base', v1, '--teacher', v2, '--state', 'h:hN', '--state', 'c:cN', '--train', train, '--val', val, '--tune', 'off', '--method', 'sparse'];
+    const good = path.join(dir, 'good.ndiff');
+    const made = await run('train', ...common, '--budget', '500', '--epochs', '4', '--lr', '0.01', '--out', good);
+    assert.equal(made.code, 0, made.err);
+    // This run learns next to nothing (a tiny rate, one epoch): the smaller payload made before is better.
+    const weak = await json('train', ...common, '--budget', '700', '--epochs', '1', '--lr', '1e-7', '--also-consider', good, '--out', path.join(dir, 'weak.ndiff'));
+    assert.equal(weak.code, 0, weak.err);
+    t.diagnostic(weak.doc.selection.map((c: { label: string; bytes: number; score: number; chosen: boolean }) => `${c.label}: ${c.bytes} B, ${c.score}${c.chosen ? ' (written)' : ''}`).join('; '));
+    assert.deepEqual(readFileSync(path.join(dir, 'weak.ndiff')), readFileSync(good), 'the better payload made before is written');
+    assert.equal(weak.doc.selection.length, 2);
+    assert.equal(weak.doc.selection.find((c: { chosen: boolean }) => c.chosen).label, `--also-consider ${good}`);
+    // A payload that changes next to nothing (post-hoc, 80 bytes) against a run that learns: this run's payload is written.
+    const poor = path.join(dir, 'poor.ndiff');
+    assert.equal((await run('diff', '--model-id', 'lstm', '--base', v1, '--target', v2, '--budget', '80', '--out', poor)).code, 0);
+    const strong = await json('train', ...common, '--budget', '500', '--epochs', '4', '--lr', '0.01', '--also-consider', poor, '--out', path.join(dir, 'strong.ndiff'));
+    assert.equal(strong.code, 0, strong.err);
+    assert.deepEqual(readFileSync(path.join(dir, 'strong.ndiff')), readFileSync(good), 'this run (the same training as good.ndiff) is written');
+    assert.equal(strong.doc.selection.find((c: { chosen: boolean }) => c.chosen).label.startsWith('--also-consider'), false);
+    // A payload of another update is refused by name.
+    const other = await run('train', ...common, '--sequence', '2', '--budget', '500', '--epochs', '1', '--also-consider', good, '--out', path.join(dir, 'other.ndiff'));
+    assert.equal(other.code, 2);
+    assert.match(other.err, /is model "lstm" sequence 1, this training writes "lstm" sequence 2/);
+
+    // --replay on a stateful model: its sequences join the training ones (their ids renumbered) and
+    // validation holds out whole sequences of both, the replayed frames marked.
+    const replay = frameFolder(path.join(dir, 'replay'), sequences(6, 16, 8));
+    const replayed = await json('train', '--model-id', 'lstm', '--base', v1, '--teacher', v2, '--state', 'h:hN', '--state', 'c:cN', '--train', train, '--replay', replay, '--tune', 'off', '--budget', '500', '--epochs', '1', '--lr', '0.01', '--allow-worse', '--out', path.join(dir, 'replayed.ndiff'));
+    assert.equal(replayed.code, 0, replayed.err);
+    assert.match(replayed.err, /320 training examples and 96 replayed \(--replay /);
+    assert.match(replayed.err, /validation: 3 whole sequences \(48 frames\) held out of training/);
+    assert.equal(replayed.doc.replayExamples, 96);
+
+    // --replay with labels: distillation keeps the base's outputs on the replayed examples only.
+    const c1 = path.join(dir, 'c1.onnx');
+    const c2 = path.join(dir, 'c2.onnx');
+    writeFileSync(c1, cnn());
+    writeFileSync(c2, cnn(0.5, 60));
+    const label = async (file: string, d: OnnxDataset) => decisions(await ortImages(file, d), logits);
+    const newImages = images(160, 1);
+    const oldImages = images(80, 3);
+    const valImages = images(60, 4);
+    const labelled = await run('train', '--model-id', 'cnn', '--base', c1, '--train', imageFolder(path.join(dir, 'new'), newImages, await label(c2, newImages)),
+      '--replay', imageFolder(path.join(dir, 'old'), oldImages, await label(c1, oldImages)), '--val', imageFolder(path.join(dir, 'cval'), valImages, await label(c2, valImages)),
+      '--tune', 'off', '--budget', '300', '--epochs', '1', '--lr', '0.03', '--allow-worse', '--out', path.join(dir, 'cnn.ndiff'));
+    assert.equal(labelled.code, 0, labelled.err);
+    assert.match(labelled.err, /distillation: keeping the base model's outputs on the 80 of 80 replayed training examples \(of 240\) it classifies right/);
+    // Replayed data must have labels when the training data has them.
+    const unlabelled = await run('train', '--model-id', 'cnn', '--base', c1, '--train', path.join(dir, 'new'), '--replay', imageFolder(path.join(dir, 'old-x'), oldImages), '--val', path.join(dir, 'cval'), '--tune', 'off', '--out', path.join(dir, 'u.ndiff'));
+    assert.equal(unlabelled.code, 2);
+    assert.match(unlabelled.err, /the training examples have labels and the replayed examples none/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

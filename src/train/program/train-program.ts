@@ -34,6 +34,14 @@ export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'va
   validation?: ProgramDataset | number;
   /** Evaluation examples (reported, never used to choose). */
   eval?: ProgramDataset;
+  /**
+   * Examples replayed from earlier data (`ndiff train --replay`): trained on with the training
+   * examples and marked as replayed (`LabelledData.replay`), so the distillation term keeps the
+   * base's outputs on them only and the update's own examples learn from their targets alone.
+   * Same inputs as the training examples; labels when they have labels; stateful models: their
+   * own sequences (the ids need not differ from the training examples').
+   */
+  replay?: ProgramDataset;
   /** Stateful models: state inputs and the outputs that carry them. */
   state?: readonly ProgramStatePair[];
   /** Frames the gradient flows back through (stateful models; default 1). */
@@ -85,6 +93,8 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
   try {
     if (options.teacher) checkTeacherInterface(program, options.teacher);
     const sets: { name: string; data: ProgramDataset }[] = [{ name: 'training', data: train }];
+    // Replayed examples right after the training examples: the two are one range of ids.
+    if (options.replay) sets.push({ name: 'replayed', data: options.replay });
     const valGiven = typeof options.validation === 'object' ? options.validation : undefined;
     if (valGiven) sets.push({ name: 'validation', data: valGiven });
     if (options.eval) sets.push({ name: 'evaluation', data: options.eval });
@@ -118,8 +128,12 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
       owned.push(x);
       return { x, ...(labels ? { y: labels.slice(from, from + count) } : {}) };
     };
-    const [t0, tn] = ranges.get('training') as [number, number];
-    let trainData = dataOf(t0, tn);
+    const [t0, own] = ranges.get('training') as [number, number];
+    const replayed = ranges.get('replayed')?.[1] ?? 0;
+    const tn = own + replayed;
+    /** 1 for a replayed example (ids from t0 + own on), by id. */
+    const replayMarks = (ids: ArrayLike<number>): { replay?: Uint8Array } => (replayed ? { replay: Uint8Array.from(ids, (i) => (i >= t0 + own ? 1 : 0)) } : {});
+    let trainData: InputData = { ...dataOf(t0, tn), ...replayMarks(Array.from({ length: tn }, (_, i) => t0 + i)) };
     let validation: InputData | number | undefined = valGiven ? dataOf(...(ranges.get('validation') as [number, number])) : (options.validation as number | undefined);
     if (!valGiven && options.state?.length && ((validation as number | undefined) ?? 0.1) > 0) {
       // Held-out validation for a stateful model: whole sequences, never frames cut out of one.
@@ -129,7 +143,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
         owned.push(x);
         return { x, ...(labels ? { y: Int32Array.from(ids, (i) => (labels as Int32Array)[i]) } : {}) };
       };
-      trainData = pickIds(split.rest);
+      trainData = { ...pickIds(split.rest), ...replayMarks(split.rest) };
       validation = pickIds(split.part);
       options.onProgress?.(`validation: ${split.sequences} whole sequences (${split.part.length} frames) held out of training (seeded)`);
     }
@@ -138,7 +152,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
     const evalOutputsBefore = evalRange ? base.rawOutputs(...evalRange) : undefined;
     if (base.unreachable.length) options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are`);
     if (base.scalars.length) options.onProgress?.(`${base.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
-    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, ...rest } = options;
+    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, replay: _r, ...rest } = options;
     const result = await trainDiff(base.asLayersModel(), trainData, {
       ...rest,
       base: store,
