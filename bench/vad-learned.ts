@@ -39,6 +39,7 @@ import { getHasher } from '../src/core/hasher.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { budgetModels, compare, ensurePackages, espeak, real, stream, synthetic, vadProbabilities, type BudgetRow } from './onnx.ts';
+import { frames } from './vad-frames.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const VAD_DIR = path.join(root, 'node_modules/@ricky0123/vad-web/dist');
@@ -136,26 +137,6 @@ function trainingStreams(sentences: string[], voices: string[], count: number, s
     } else out.push(s);
   }
   return out;
-}
-
-/** Frames as vad-web feeds them: 64 samples of the previous frame, then 512 new; one sequence per stream. */
-function frames(streams: Float32Array[]): { input: Float32Array; sequence: Int32Array } {
-  const counts = streams.map((s) => Math.floor(s.length / FRAME));
-  const total = counts.reduce((a, b) => a + b, 0);
-  const input = new Float32Array(total * (CONTEXT + FRAME));
-  const sequence = new Int32Array(total);
-  let at = 0;
-  streams.forEach((pcm, k) => {
-    let context = new Float32Array(CONTEXT);
-    for (let f = 0; f < counts[k]; f++) {
-      const row = input.subarray(at * (CONTEXT + FRAME), (at + 1) * (CONTEXT + FRAME));
-      row.set(context);
-      row.set(pcm.subarray(f * FRAME, (f + 1) * FRAME), CONTEXT);
-      context = row.slice(-CONTEXT);
-      sequence[at++] = k;
-    }
-  });
-  return { input, sequence };
 }
 
 // ---------------------------------------------------------------------------------------------

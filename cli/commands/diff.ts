@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
 import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
@@ -11,7 +12,11 @@ import { loadInputs } from '../../src/io/npy/files.ts';
 import { fileSystemIO } from '../../src/io/tfjs/index.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { PayloadCloseness } from '../../src/train/target-closeness.ts';
+import type { OnnxPayloadCloseness } from '../../src/train/onnx/payload-closeness.ts';
+import type { ProgramDataset } from '../../src/train/program/datasets.ts';
+import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
+import { fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
 import { checkOutputPath, resolveModelId, isOnnxPath, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
@@ -28,6 +33,9 @@ export interface DiffArgs {
   exactCodec: 'auto' | 'x' | 'xr';
   eval?: string;
   metricsOut?: string;
+  state: string[];
+  output?: string;
+  outputKind?: ProgramOutputKind;
 }
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
@@ -43,11 +51,15 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16, ONNX int8/uint8) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device (an .onnx file keeps its dtypes, so there a payload leaving a value its dtype cannot hold is refused)' })
     .option('exact-codec', { choices: ['auto', 'x', 'xr'] as const, default: 'auto' as const, describe: 'with --budget all: auto: per tensor the smallest of codec x, codec xr (range-coded, format v3) and, for tensors stored in 1 or 2 bytes (float16, bfloat16, uint8/uint16), codec xs (their stored bits, format v4); xr: codecs x and xr only (format v3), for devices whose applier reads formats 1 to 3 (older than codec xs); x: codec x only (format v2), for appliers that read formats 1 and 2 only' })
-    .option('eval', { type: 'string', describe: 'inputs from where the model runs (x.npy, or a folder holding it; y.npy beside it adds accuracy): report how close base + payload comes to --target on them, beside the unpatched base, and warn when the payload takes the model further from --target than not updating (TF.js folders; needs @tensorflow/tfjs)' })
-    .option('metrics-out', { type: 'string', describe: 'write a metrics JSON of this payload (bytes, and with --eval its closeness to --target and accuracy); `ndiff report` reads it when --eval had labels' })
+    .option('eval', { type: 'string', describe: 'inputs from where the model runs: report how close base + payload comes to --target on them, beside the unpatched base, and warn when the payload takes the model further from --target than not updating (needs @tensorflow/tfjs). TF.js layers-model folders: x.npy, or a folder holding it. .onnx files: a folder with one .npy per model input, named after it (input.npy; a 0-d array such as sr.npy is fed to every example), run by the ONNX executor whose outputs are onnxruntime\'s; stateful models need --state and sequence.npy. y.npy beside the inputs adds accuracy' })
+    .option('state', { type: 'string', array: true, default: [] as string[], describe: 'with --eval on .onnx files, stateful models: INPUT:OUTPUT pairs carried from frame to frame (Silero VAD: --state state:stateN); the --eval folder then needs sequence.npy, and each sequence runs from a zero state with the state carried, as a streaming runtime runs it' })
+    .option('output', { type: 'string', describe: 'with --eval on .onnx files: the output compared (default: the first that is not a state)' })
+    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits'] as const, describe: 'with --eval on .onnx files: how the output reads (default: probability of class 1 for one value per example, decided at 0.5; else logits, or probabilities after a Softmax)' })
+    .option('metrics-out', { type: 'string', describe: 'write a metrics JSON of this payload (bytes, and with --eval its closeness to --target and accuracy); `ndiff report` reads it (accuracy when --eval had labels, else the closeness to --target)' })
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --eval field-inputs/ --out v1-v2.ndiff', 'measure the payload against v2 on real inputs: is base + payload closer to v2 than v1 is?')
-    .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)') as unknown as Argv<DiffArgs>;
+    .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)')
+    .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 10% --eval frames/ --state state:stateN --out v5-v6.ndiff', 'measure it frame by frame, the state carried (frames/: input.npy [n, 576], sr.npy 16000, sequence.npy): how often base + payload makes v6\'s speech decision, beside v5') as unknown as Argv<DiffArgs>;
 }
 
 /** Post-hoc diff: magnitude top-k of (target - base) under the byte budget. */
@@ -56,18 +68,23 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   const modelId = await resolveModelId(a.base, a.modelId);
   await checkOutputPath(a.out, '--out');
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
-  if (a.eval && isOnnxPath(a.base)) throw new UsageError('--eval measures TF.js layers-model folders; for .onnx models it is not available yet: leave --eval out');
+  if (!isOnnxPath(a.base) || !a.eval) {
+    const given = [a.state.length ? '--state' : '', a.output ? '--output' : '', a.outputKind ? '--output-kind' : ''].filter(Boolean);
+    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
+  }
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
+  // The --eval data of an ONNX pair is read now: a folder that does not fit fails before any work.
+  const onnxEval = a.eval && isOnnxPath(a.base) ? loadOnnxEval(a) : undefined;
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
   try {
-    return await diffOpened(a, io, opened, openedTarget, modelId);
+    return await diffOpened(a, io, opened, openedTarget, modelId, onnxEval);
   } finally {
     await Promise.all([opened.close(), openedTarget.close()]);
   }
 }
 
 /** {@link runDiff} once both models are open. */
-async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTarget: OpenedModel, modelId: string): Promise<number> {
+async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTarget: OpenedModel, modelId: string, onnxEval?: OnnxEval): Promise<number> {
   const { store: base, weightBytes: total } = opened;
   const target = openedTarget.store;
   const everyChange = a.budget.trim().toLowerCase() === 'all';
@@ -100,13 +117,14 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     const masks = [per('xs') ? `${per('xs')} tensor(s) as codec xs (their stored bits, range-coded)` : '', per('xr') ? `${per('xr')} tensor(s) as codec xr (range-coded)` : '', per('x') ? `${per('x')} tensor(s) as codec x` : ''].filter(Boolean).join(', ');
     io.progress(`  every changed weight, exactly: ${res.changed} values${steps ? `; ${steps} quantized tensor(s) in whole grid steps (codec i8)` : ''}${masks ? `; XOR masks of their bits for ${masks}` : ''}; format v${res.payload.header.version}`);
   }
-  await writeFile(a.out, res.bytes);
   const ms = performance.now() - t0;
+  // Measured before anything is written: data the models cannot run on leaves no payload behind.
+  const measured = onnxEval ? await measureOnnx(a, onnxEval, res.bytes, io) : a.eval ? await measureOnInputs(a, base, res.bytes, io) : undefined;
+  await writeFile(a.out, res.bytes);
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
   // The verdict a user acts on: is the payload smaller than shipping the new model's weights?
   const targetBytes = openedTarget.weightBytes;
   const smallerThanModel = res.bytes.length < targetBytes;
-  const measured = a.eval ? await measureOnInputs(a, base, res.bytes, io) : undefined;
   const doc = {
     out: a.out, bytes: res.bytes.length, modelBytes: total, targetModelBytes: targetBytes, smallerThanModel, payloadToModelRatio: res.bytes.length / targetBytes, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
     baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
@@ -126,7 +144,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
   if (measured) {
-    const close = (c: { agreement: number; meanAbsDiff: number }) => `${Number.isNaN(c.agreement) ? '' : `top-1 agreement ${(100 * c.agreement).toFixed(2)}%, `}mean |output − target| ${c.meanAbsDiff.toPrecision(3)}`;
+    const close = (c: { agreement: number; meanAbsDiff: number }) => `${Number.isNaN(c.agreement) ? '' : `${agreementWords(measured).name} ${(100 * c.agreement).toFixed(2)}%, `}mean |output − target| ${c.meanAbsDiff.toPrecision(3)}`;
     io.out(`on ${measured.examples} --eval inputs, closeness to --target: unpatched base ${close(measured.base)}; base + payload ${close(measured.patched)}`);
     if (measured.accuracyAfter !== undefined) io.out(`accuracy on --eval labels: base ${(100 * (measured.accuracyBefore as number)).toFixed(2)}% -> ${(100 * measured.accuracyAfter).toFixed(2)}%`);
     if (measured.movesAway) io.err(`warning: ${movesAwayText(measured)}`);
@@ -140,10 +158,17 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   return 0;
 }
 
+/** What agreement counts: top-1 predictions, or for an ONNX output of one value its decisions (a probability at 0.5, a logit at 0). */
+function agreementWords(m: PayloadCloseness & { outputKind?: string }): { name: string; of: string } {
+  if (m.outputKind === 'probability') return { name: 'same decision (threshold 0.5)', of: 'decisions (threshold 0.5)' };
+  if (m.outputKind === 'logit') return { name: 'same decision (logit threshold 0)', of: 'decisions (logit threshold 0)' };
+  return { name: 'top-1 agreement', of: 'top-1 predictions' };
+}
+
 /** The warning for a payload that takes the model further from the target than the base is. */
 function movesAwayText(m: PayloadCloseness): string {
   const what = m.metric === 'top1'
-    ? `agrees with --target on ${(100 * m.patched.agreement).toFixed(2)}% of top-1 predictions, the unpatched base on ${(100 * m.base.agreement).toFixed(2)}%`
+    ? `agrees with --target on ${(100 * m.patched.agreement).toFixed(2)}% of ${agreementWords(m).of}, the unpatched base on ${(100 * m.base.agreement).toFixed(2)}%`
     : `is ${m.patched.meanAbsDiff.toPrecision(3)} from --target's outputs on average, the unpatched base ${m.base.meanAbsDiff.toPrecision(3)}`;
   return `this payload takes the model further from --target than not updating at all: base + payload ${what}. A larger --budget, or a diff trained toward the target (ndiff train --teacher TARGET --train INPUTS), gets closer`;
 }
@@ -173,4 +198,45 @@ async function measureOnInputs(a: DiffArgs, base: WeightStore, payload: Uint8Arr
     model.dispose();
     target.dispose();
   }
+}
+
+/** `--eval` for .onnx files: the base and target bytes and the data folder, read before any work. */
+interface OnnxEval {
+  base: ReturnType<typeof readOnnxModel>;
+  target: ReturnType<typeof readOnnxModel>;
+  data: ProgramDataset;
+  shared: Record<string, ProgramInputValues>;
+  state: ProgramStatePair[];
+}
+
+/** Read both .onnx files and the --eval folder (one .npy per model input), so bad data fails before the diff is made. */
+function loadOnnxEval(a: DiffArgs): OnnxEval {
+  const state = parseStatePairs(a.state);
+  const base = readOnnxModel(a.base, '--base');
+  const target = readOnnxModel(a.target, '--target');
+  const { data, shared } = loadFolder(a.eval as string, fedInputs(base.bytes, a.base, state), '--eval', state.length > 0);
+  return { base, target, data, shared, state };
+}
+
+/** `--eval` on .onnx files: both models run by the ONNX executor on the folder's examples, the payload applied by the device applier. */
+async function measureOnnx(a: DiffArgs, e: OnnxEval, payload: Uint8Array, io: CliIO): Promise<OnnxPayloadCloseness> {
+  const { initBackend, onnxPayloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    ...(await import('../../src/train/backend.ts')),
+    ...(await import('../../src/train/onnx/payload-closeness.ts')),
+    ...(await import('../../src/train/quiet.ts')),
+  }), '`ndiff diff --eval`');
+  silenceTfjsNodeBanner();
+  await initBackend('wasm');
+  const frames = Object.values(e.data.inputs)[0];
+  const count = frames ? frames.values.length / Math.max(1, frames.shape.reduce((x, d) => x * d, 1)) : 0;
+  const sequences = new Set(e.data.sequence).size;
+  io.progress(`measuring on ${a.eval}: ${count} examples${e.state.length ? ` in ${sequences} sequence${sequences === 1 ? '' : 's'}, each from a zero state with ${e.state.map((s) => `${s.input} <- ${s.output}`).join(', ')} carried` : ''}, ${a.base} and ${a.target} run by the ONNX executor`);
+  return onnxPayloadCloseness(e.base.bytes, e.target.bytes, payload, e.data, {
+    shared: e.shared,
+    ...(e.state.length ? { state: e.state } : {}),
+    ...(a.output ? { output: a.output } : {}),
+    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
+    program: { source: path.basename(a.base), external: e.base.external },
+    targetProgram: { source: path.basename(a.target), external: e.target.external },
+  });
 }

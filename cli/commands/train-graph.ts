@@ -15,7 +15,8 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { checkOutputPath, parseExpiry, resolveModelId, writeUpdatedModel } from '../models.ts';
 import type { TrainArgs } from './train.ts';
-import { loadFolder, type InputFile, type OnnxTrainArgs } from './train-onnx.ts';
+import { loadFolder, type InputFile } from '../data-folders.ts';
+import type { OnnxTrainArgs } from './train-onnx.ts';
 
 /** `format` of a TF.js model path's model JSON (a folder's model.json, or the `.json` named), or undefined when it has none. */
 export async function tfjsModelFormat(p: string, flag: string): Promise<string | undefined> {
@@ -47,8 +48,8 @@ function inputFiles(inputs: readonly { name: string }[]): InputFile[] {
 /** `ndiff train` on a TF.js graph-model base. */
 export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
   if (a.state.length) throw new UsageError('--state is for ONNX models for now: a TF.js graph model trains on independent examples here');
-  if (a.replay) throw new UsageError('--replay is for TF.js layers models; for a graph model put the replayed examples in --train');
-  if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js layers models for now; compare graph-model payloads with ndiff diff --eval');
+  if (a.replay) throw new UsageError('--replay is for TF.js layers models and ONNX models for now; for a graph model put the replayed examples in --train');
+  if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js layers models and ONNX models for now; for a graph model leave it out and compare the payloads on your own data (ndiff diff --eval does not run graph models yet)');
   const { tf, initBackend, trainTfjsGraphDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),

@@ -6,19 +6,18 @@
  * need `sequence.npy`: the sequence of each frame, a sequence's frames consecutive and in order.
  */
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DataError, UsageError } from '../../src/core/errors.ts';
+import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
-import { loadNpy } from '../../src/io/npy/files.ts';
 import { applyToOnnxFile } from '../../src/io/onnx/files.ts';
 import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
-import type { OnnxDataset } from '../../src/train/onnx/train-onnx.ts';
-import type { OnnxInputValues, OnnxOutputKind, OnnxStatePair } from '../../src/train/onnx/layers-model.ts';
+import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
+import type { ProgramDataset } from '../../src/train/program/datasets.ts';
 import type { CliIO } from '../common.ts';
-import { checkOutputPath, parseExpiry, resolveModelId } from '../models.ts';
+import { fedInputs, loadFolder, parseStatePairs } from '../data-folders.ts';
+import { checkOutputPath, parseExpiry, readPayloadFile, resolveModelId } from '../models.ts';
 import type { TrainArgs } from './train.ts';
 
 /** The ONNX-only options of `ndiff train`. */
@@ -30,56 +29,15 @@ export interface OnnxTrainArgs {
   outputKind?: OnnxOutputKind;
 }
 
-/** `--state in:out` pairs. */
-export function parseStatePairs(specs: readonly string[]): OnnxStatePair[] {
-  return specs.map((s) => {
-    const m = /^([^:]+):([^:]+)$/.exec(s);
-    if (!m) throw new UsageError(`--state ${JSON.stringify(s)}: expected INPUT:OUTPUT, the state input and the output that carries it to the next frame (Silero VAD: --state state:stateN)`);
-    return { input: m[1], output: m[2] };
-  });
-}
-
-/** A model input and the file names its values may have in a data folder (the first found is read). */
-export interface InputFile {
-  name: string;
-  files: string[];
-}
-
-/** One data folder: `<input>.npy` per fed input, `y.npy` and `sequence.npy` when present. */
-export function loadFolder(dir: string, inputs: readonly (string | InputFile)[], what: string, stateful: boolean): { data: OnnxDataset; shared: Record<string, OnnxInputValues> } {
-  const wanted = inputs.map((i) => (typeof i === 'string' ? { name: i, files: [`${i}.npy`] } : i));
-  const expected = wanted.map((i) => i.files.join(' or ')).join(', ');
-  if (!existsSync(dir)) throw new UsageError(`${what} ${dir} does not exist: expected a folder with one .npy per model input (${expected})`);
-  const data: OnnxDataset = { inputs: {} };
-  const shared: Record<string, OnnxInputValues> = {};
-  for (const { name, files } of wanted) {
-    const file = files.map((f) => path.join(dir, f)).find((f) => existsSync(f));
-    if (!file) throw new DataError(`${what} ${dir} has no ${files.join(' or ')} for input ${JSON.stringify(name)}: give one .npy per model input, named after it (${expected})`, { input: name });
-    const a = loadNpy(file);
-    const isInt = a.data instanceof Int32Array || a.data instanceof Int16Array || a.data instanceof Int8Array || a.data instanceof Uint8Array || a.data instanceof Uint16Array || a.data instanceof Uint32Array;
-    const values = isInt ? Int32Array.from(a.data as ArrayLike<number>) : Float32Array.from(a.data as ArrayLike<number>);
-    if (a.shape.length === 0) shared[name] = { values, shape: [] };
-    else data.inputs[name] = { values, shape: a.shape.slice(1) };
-  }
-  const y = path.join(dir, 'y.npy');
-  if (existsSync(y)) data.labels = Int32Array.from(loadNpy(y).data as ArrayLike<number>);
-  const seq = path.join(dir, 'sequence.npy');
-  if (existsSync(seq)) data.sequence = Int32Array.from(loadNpy(seq).data as ArrayLike<number>);
-  else if (stateful) throw new DataError(`${what} ${dir} has no sequence.npy: a stateful model (--state) trains on sequences; give the sequence id of every frame (a sequence's frames consecutive and in order)`);
-  return { data, shared };
-}
-
 /** `ndiff train` on an ONNX base. */
 export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
-  const { tf, initBackend, trainOnnxDiff, decodeOnnxModel } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, trainOnnxDiff, competingPayload } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/onnx/train-onnx.ts')),
-    ...(await import('../../src/train/onnx/model.ts')),
+    ...(await import('../../src/train/compete.ts')),
   }), '`ndiff train`');
   const { parseTrainable } = await import('../../src/train/select.ts');
-  if (a.replay) throw new UsageError('--replay is for TF.js models; for an ONNX model put the replayed examples in --train');
-  if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js models for now; compare ONNX payloads with ndiff diff --eval');
   await checkOutputPath(a.out, '--out');
   // Before any work: the id devices know the model by (never the file name).
   const modelId = await resolveModelId(a.base, a.modelId);
@@ -92,19 +50,29 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     throw new UsageError(`cannot read --teacher ${a.teacher}: expected the new version of the model as an .onnx file`);
   })) : undefined;
   const state = parseStatePairs(a.state);
-  const graph = decodeOnnxModel(bytes, { source: a.base });
-  const fed = new Set(graph.graph.initializers.map((t) => t.name));
-  const stateInputs = new Set(state.map((s) => s.input));
-  const inputs = graph.graph.inputs.map((i) => i.name).filter((n) => !fed.has(n) && !stateInputs.has(n));
+  const inputs = fedInputs(bytes, a.base, state);
   const train = loadFolder(a.train, inputs, '--train', state.length > 0);
   const val = a.val ? loadFolder(a.val, inputs, '--val', state.length > 0).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', state.length > 0).data : undefined;
+  const replay = a.replay ? loadFolder(a.replay, inputs, '--replay', state.length > 0).data : undefined;
   const store = new OnnxWeightStore(bytes, { source: a.base });
+  // Payloads of the same update (a smaller budget, an earlier run) compete on validation with this run's result.
+  const competitors = [];
+  for (const file of a.alsoConsider) {
+    const c = await competingPayload(store, await readPayloadFile(file), `--also-consider ${file}`).catch((e: unknown) => {
+      throw new UsageError(`--also-consider ${file} cannot compete with this training: ${e instanceof Error ? e.message : String(e)}`);
+    });
+    const h = c.payload.header;
+    if (h.modelId !== modelId || h.sequence !== a.sequence) {
+      throw new UsageError(`--also-consider ${file} is model ${JSON.stringify(h.modelId)} sequence ${h.sequence}, this training writes ${JSON.stringify(modelId)} sequence ${a.sequence}: pass a payload of the same update (or --model-id/--sequence to match it)`);
+    }
+    competitors.push(c);
+  }
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
   const examples = Object.values(train.data.inputs)[0];
-  io.progress(`backend ${backend}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${examples ? examples.values.length / Math.max(1, examples.shape.reduce((x, d) => x * d, 1)) : 0} training examples${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
+  io.progress(`backend ${backend}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${examples ? examples.values.length / Math.max(1, examples.shape.reduce((x, d) => x * d, 1)) : 0} training examples${replay ? ` and ${countOf(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const res = await trainOnnxDiff(bytes, train.data, {
     method: a.method,
     budgetBytes,
@@ -115,6 +83,8 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     codec: a.codec,
     validation: val ?? a.valFraction,
     ...(evalData ? { eval: evalData } : {}),
+    ...(replay ? { replay } : {}),
+    ...(competitors.length ? { alsoConsider: competitors } : {}),
     tune: a.tune,
     trainable: parseTrainable(a.trainable),
     allowWorse: a.allowWorse,
@@ -133,7 +103,11 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   tf.disposeVariables();
   await writeFile(a.out, res.bytes);
   const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
-  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate})`);
+  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
+  if (res.selection) {
+    const score = (c: { score?: number; valAccuracy: number }) => (c.score !== undefined ? (res.teacher?.metric === 'mae' ? `mean |Δ| ${(-c.score).toPrecision(4)}` : `${pct(c.score)} agreement`) : pct(c.valAccuracy));
+    io.out(`competing on validation: ${res.selection.considered.map((c) => `${c.label} (${c.bytes} bytes, ${score(c)})${c.chosen ? ' written' : ''}`).join('; ')}`);
+  }
   const tv = res.teacher?.validation;
   if (tv) io.out(`validation agreement with the teacher ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)} on ${tv.examples} examples`);
   else if (res.validation) io.out(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
@@ -145,16 +119,26 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     await applyToOnnxFile(a.modelOut, res.bytes, { state: null });
     io.out(`wrote the updated model to ${a.modelOut}`);
   }
-  if (a.metricsOut) {
-    await writeFile(a.metricsOut, JSON.stringify({
-      kind: 'ndiff-train-metrics', format: 'onnx', method: a.method, modelId, sequence: a.sequence, budgetBytes,
-      // The budget as asked (`1%`), so a report labels it so rather than as the bytes' 0.9996%.
-      budgetRequested: a.method === 'full' ? null : a.budget, bytes: res.bytes.length, modelBytes: total,
-      ...(teacher ? { teacherModelBytes: teacher.length } : {}),
-      accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
-      tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
-      baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint, backend, seed: a.seed,
-    }, null, 2) + '\n');
-  }
+  const metrics = {
+    kind: 'ndiff-train-metrics', format: 'onnx', method: a.method, modelId, sequence: a.sequence, budgetBytes,
+    // The budget as asked (`1%`), so a report labels it so rather than as the bytes' 0.9996%.
+    budgetRequested: a.method === 'full' ? null : a.budget, bytes: res.bytes.length, modelBytes: total,
+    ...(teacher ? { teacherModelBytes: teacher.length } : {}),
+    accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
+    ...(res.distill ? { distill: res.distill } : {}), ...(res.distillOff ? { distillOff: res.distillOff } : {}),
+    ...(replay ? { replayExamples: countOf(replay) } : {}),
+    // --also-consider: what competed (this run's own result first), and which was written.
+    ...(res.selection ? { selection: res.selection.considered } : {}),
+    tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
+    baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint, backend, seed: a.seed, out: a.out,
+  };
+  if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
+  io.result?.(metrics);
   return 0;
+}
+
+/** Examples in a data folder (the first input's count). */
+function countOf(d: ProgramDataset): number {
+  const first = Object.values(d.inputs)[0];
+  return first ? first.values.length / Math.max(1, first.shape.reduce((x, n) => x * n, 1)) : 0;
 }

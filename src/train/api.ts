@@ -28,6 +28,8 @@ export { trainOnnxDiff, type OnnxDataset, type TrainOnnxOptions, type TrainOnnxR
 export { ProgramTrainingModel, ProgramLayer, ProgramLayerWeight, type ProgramExamples, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair, type ProgramTrainingModelOptions } from './program/training-model.ts';
 export { trainProgramDiff, checkTeacherInterface, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from './program/train-program.ts';
 export type { TrainableProgram, ProgramVariable, ProgramTensorInfo } from './program/program.ts';
+export { programPayloadCloseness, type ProgramClosenessOptions, type ProgramPayloadCloseness } from './program/payload-closeness.ts';
+export { onnxPayloadCloseness, type OnnxClosenessOptions, type OnnxPayloadCloseness } from './onnx/payload-closeness.ts';
 export { TfjsGraphProgram, type TfjsGraphProgramOptions, type TfjsGraphInput } from './tfjs-graph/graph-program.ts';
 export { GraphModelTeacher, GraphTeacherWeight } from './tfjs-graph/graph-teacher.ts';
 export { LayersModelProgram } from './tfjs-graph/layers-program.ts';

@@ -18,6 +18,8 @@ const api: typeof Api = await importWithTrainerPeers(() => import('./api.ts'), '
 export const trainDiff = api.trainDiff;
 export const competingPayload = api.competingPayload;
 export const payloadCloseness = api.payloadCloseness;
+export const programPayloadCloseness = api.programPayloadCloseness;
+export const onnxPayloadCloseness = api.onnxPayloadCloseness;
 export const TRAIN_METHODS = api.TRAIN_METHODS;
 export const initBackend = api.initBackend;
 export const evaluate = api.evaluate;
@@ -58,5 +60,5 @@ export type GraphTeacherWeight = Api.GraphTeacherWeight;
 export const LayersModelProgram = api.LayersModelProgram;
 export type LayersModelProgram = Api.LayersModelProgram;
 export const trainTfjsGraphDiff = api.trainTfjsGraphDiff;
-export type { ProgramLayer, ProgramLayerWeight, ProgramExamples, ProgramInputValues, ProgramOutputKind, ProgramStatePair, ProgramTrainingModelOptions, ProgramDataset, TrainProgramOptions, TrainProgramResult, TrainableProgram, ProgramVariable, ProgramTensorInfo, TfjsGraphProgramOptions, TfjsGraphInput, TrainTfjsGraphOptions } from './api.ts';
+export type { ProgramLayer, ProgramLayerWeight, ProgramExamples, ProgramInputValues, ProgramOutputKind, ProgramStatePair, ProgramTrainingModelOptions, ProgramDataset, TrainProgramOptions, TrainProgramResult, TrainableProgram, ProgramVariable, ProgramTensorInfo, TfjsGraphProgramOptions, TfjsGraphInput, TrainTfjsGraphOptions, ProgramClosenessOptions, ProgramPayloadCloseness, OnnxClosenessOptions, OnnxPayloadCloseness } from './api.ts';
 export { TRAINER_INSTALL } from './peer.ts';

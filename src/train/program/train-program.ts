@@ -21,17 +21,10 @@ import type { InputData, LabelledData } from '../data.ts';
 import { permutation } from '../data.ts';
 import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
 import type { TrainableProgram } from './program.ts';
-import { ProgramTrainingModel, type ProgramExamples, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
+import { joinDatasets, type ProgramDataset } from './datasets.ts';
+import { ProgramTrainingModel, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
 
-/** Examples of a graph program: one array per model input, and for stateful models each example's sequence. */
-export interface ProgramDataset {
-  /** Per-example inputs by model input name (examples on the first axis). */
-  inputs: Record<string, ProgramInputValues>;
-  /** Stateful models: the sequence of each example (a sequence's frames consecutive, in order). */
-  sequence?: Int32Array;
-  /** Class index per example (optional with a teacher). */
-  labels?: Int32Array;
-}
+export type { ProgramDataset } from './datasets.ts';
 
 /** Options of {@link trainProgramDiff}: trainDiff's, with the examples of a graph and how its output reads. */
 export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher'> {
@@ -41,6 +34,14 @@ export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'va
   validation?: ProgramDataset | number;
   /** Evaluation examples (reported, never used to choose). */
   eval?: ProgramDataset;
+  /**
+   * Examples replayed from earlier data (`ndiff train --replay`): trained on with the training
+   * examples and marked as replayed (`LabelledData.replay`), so the distillation term keeps the
+   * base's outputs on them only and the update's own examples learn from their targets alone.
+   * Same inputs as the training examples; labels when they have labels; stateful models: their
+   * own sequences (the ids need not differ from the training examples').
+   */
+  replay?: ProgramDataset;
   /** Stateful models: state inputs and the outputs that carry them. */
   state?: readonly ProgramStatePair[];
   /** Frames the gradient flows back through (stateful models; default 1). */
@@ -92,6 +93,8 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
   try {
     if (options.teacher) checkTeacherInterface(program, options.teacher);
     const sets: { name: string; data: ProgramDataset }[] = [{ name: 'training', data: train }];
+    // Replayed examples right after the training examples: the two are one range of ids.
+    if (options.replay) sets.push({ name: 'replayed', data: options.replay });
     const valGiven = typeof options.validation === 'object' ? options.validation : undefined;
     if (valGiven) sets.push({ name: 'validation', data: valGiven });
     if (options.eval) sets.push({ name: 'evaluation', data: options.eval });
@@ -125,8 +128,12 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
       owned.push(x);
       return { x, ...(labels ? { y: labels.slice(from, from + count) } : {}) };
     };
-    const [t0, tn] = ranges.get('training') as [number, number];
-    let trainData = dataOf(t0, tn);
+    const [t0, own] = ranges.get('training') as [number, number];
+    const replayed = ranges.get('replayed')?.[1] ?? 0;
+    const tn = own + replayed;
+    /** 1 for a replayed example (ids from t0 + own on), by id. */
+    const replayMarks = (ids: ArrayLike<number>): { replay?: Uint8Array } => (replayed ? { replay: Uint8Array.from(ids, (i) => (i >= t0 + own ? 1 : 0)) } : {});
+    let trainData: InputData = { ...dataOf(t0, tn), ...replayMarks(Array.from({ length: tn }, (_, i) => t0 + i)) };
     let validation: InputData | number | undefined = valGiven ? dataOf(...(ranges.get('validation') as [number, number])) : (options.validation as number | undefined);
     if (!valGiven && options.state?.length && ((validation as number | undefined) ?? 0.1) > 0) {
       // Held-out validation for a stateful model: whole sequences, never frames cut out of one.
@@ -136,7 +143,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
         owned.push(x);
         return { x, ...(labels ? { y: Int32Array.from(ids, (i) => (labels as Int32Array)[i]) } : {}) };
       };
-      trainData = pickIds(split.rest);
+      trainData = { ...pickIds(split.rest), ...replayMarks(split.rest) };
       validation = pickIds(split.part);
       options.onProgress?.(`validation: ${split.sequences} whole sequences (${split.part.length} frames) held out of training (seeded)`);
     }
@@ -145,7 +152,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
     const evalOutputsBefore = evalRange ? base.rawOutputs(...evalRange) : undefined;
     if (base.unreachable.length) options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are`);
     if (base.scalars.length) options.onProgress?.(`${base.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
-    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, ...rest } = options;
+    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, replay: _r, ...rest } = options;
     const result = await trainDiff(base.asLayersModel(), trainData, {
       ...rest,
       base: store,
@@ -245,60 +252,6 @@ export function compareOutputs(got: Float32Array, reference: Float32Array, model
   let mad = 0;
   for (let i = 0; i < got.length; i++) mad += Math.abs(got[i] - reference[i]);
   return { examples: a.length, agreement: agree / Math.max(1, a.length), meanAbsDiff: mad / Math.max(1, got.length) };
-}
-
-/** The datasets as one id space (training first), sequence ids renumbered so no two sets share one. */
-function joinDatasets(sets: { name: string; data: ProgramDataset }[], shared: Record<string, ProgramInputValues> | undefined, stateful: boolean): { examples: ProgramExamples; ranges: Map<string, [number, number]> } {
-  const ranges = new Map<string, [number, number]>();
-  const first = sets[0].data;
-  const names = Object.keys(first.inputs);
-  let count = 0;
-  for (const s of sets) {
-    const keys = Object.keys(s.data.inputs);
-    if (keys.length !== names.length || keys.some((k) => !names.includes(k))) throw new DataError(`the ${s.name} examples give inputs ${keys.join(', ')}, the training examples ${names.join(', ')}: give the same inputs`);
-    const n = countOf(s.data, s.name);
-    if (stateful && !s.data.sequence) throw new DataError(`the ${s.name} examples have no sequence ids: a stateful model trains and is evaluated on sequences (sequence.npy, one id per frame)`);
-    ranges.set(s.name, [count, n]);
-    count += n;
-  }
-  const inputs: Record<string, ProgramInputValues> = {};
-  for (const name of names) {
-    const shape = first.inputs[name].shape;
-    const isInt = first.inputs[name].values instanceof Int32Array;
-    const values = isInt ? new Int32Array(count * shape.reduce((a, d) => a * d, 1)) : new Float32Array(count * shape.reduce((a, d) => a * d, 1));
-    let at = 0;
-    for (const s of sets) {
-      const v = s.data.inputs[name];
-      if (v.shape.join('x') !== shape.join('x')) throw new DataError(`input ${name}: the ${s.name} examples are [${v.shape.join(', ')}] each, the training examples [${shape.join(', ')}]`);
-      values.set(v.values as never, at);
-      at += v.values.length;
-    }
-    inputs[name] = { values, shape };
-  }
-  let sequence: Int32Array | undefined;
-  if (stateful) {
-    sequence = new Int32Array(count);
-    let next = 0;
-    for (const s of sets) {
-      const [from, n] = ranges.get(s.name) as [number, number];
-      const ids = s.data.sequence as Int32Array;
-      for (let i = 0; i < n; i++) {
-        if (i > 0 && ids[i] !== ids[i - 1]) next++;
-        sequence[from + i] = next;
-      }
-      next++;
-    }
-  }
-  return { examples: { count, inputs, ...(shared ? { shared } : {}), ...(sequence ? { sequence } : {}) }, ranges };
-}
-
-function countOf(d: ProgramDataset, what: string): number {
-  const counts = Object.entries(d.inputs).map(([name, v]) => ({ name, n: v.values.length / Math.max(1, v.shape.reduce((a, x) => a * x, 1)) }));
-  if (!counts.length) throw new DataError(`the ${what} examples give no inputs`);
-  const n = counts[0].n;
-  const odd = counts.find((c) => c.n !== n || !Number.isInteger(c.n));
-  if (odd) throw new DataError(`the ${what} examples: input ${counts[0].name} holds ${n} examples, ${odd.name} ${odd.n}: every input needs one value per example`);
-  return n;
 }
 
 /** A seeded share of the sequences in ids [from, from + n), whole, as validation. */

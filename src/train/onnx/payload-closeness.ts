@@ -1,0 +1,43 @@
+/**
+ * How close a payload takes an ONNX base to the target `.onnx` file on data (`ndiff diff --eval`
+ * for `.onnx` pairs): both files run by the ONNX executor ({@link OnnxProgram}, the code the ONNX
+ * trainer measures with, whose outputs are onnxruntime-web's), through
+ * {@link programPayloadCloseness}.
+ */
+import { OnnxWeightStore } from '../../io/onnx/store.ts';
+import { programPayloadCloseness, type ProgramClosenessOptions, type ProgramPayloadCloseness } from '../program/payload-closeness.ts';
+import type { OnnxDataset } from './train-onnx.ts';
+import { OnnxProgram, type OnnxProgramOptions } from './executor.ts';
+
+/** Options of {@link onnxPayloadCloseness}: {@link ProgramClosenessOptions}, with the programs' options. */
+export interface OnnxClosenessOptions extends ProgramClosenessOptions {
+  /** Options of the base's program (external data, a name for messages). */
+  program?: OnnxProgramOptions;
+  /** Options of the target's program. */
+  targetProgram?: OnnxProgramOptions;
+}
+
+/** What {@link onnxPayloadCloseness} measured ({@link ProgramPayloadCloseness}). */
+export type OnnxPayloadCloseness = ProgramPayloadCloseness;
+
+/**
+ * Measure `payload` (made for the ONNX model `base`) against the ONNX model `target` on `data`
+ * (one array per model input; `sequence` for stateful models; `labels` for accuracy).
+ * @throws as {@link programPayloadCloseness}; UnsupportedOperatorError for an operator the
+ *   executor does not implement.
+ */
+export async function onnxPayloadCloseness(base: Uint8Array, target: Uint8Array, payload: Uint8Array, data: OnnxDataset, options: OnnxClosenessOptions = {}): Promise<OnnxPayloadCloseness> {
+  const source = options.program?.source ?? 'base.onnx';
+  const external = options.program?.external;
+  const store = new OnnxWeightStore(base, { source, ...(external ? { external: new Map(external instanceof Map ? external : Object.entries(external)) } : {}) });
+  const program = new OnnxProgram(base, { ...options.program, source });
+  let targetProgram: OnnxProgram;
+  try {
+    targetProgram = new OnnxProgram(target, { source: 'target.onnx', ...options.targetProgram });
+  } catch (e) {
+    program.dispose();
+    throw e;
+  }
+  const { program: _p, targetProgram: _t, ...rest } = options;
+  return programPayloadCloseness(program, targetProgram, store, payload, data, rest);
+}

@@ -1,0 +1,78 @@
+/**
+ * How close a payload takes a graph program (an ONNX model, a TF.js graph model) to the target
+ * version on data: both run through {@link ProgramTrainingModel}, the adapter the program trainer
+ * measures with, and compared by {@link payloadCloseness}, the measure of TF.js layers models: the
+ * outputs of base + payload (applied by the device applier) against the target's, beside the
+ * unpatched base's, and whether the payload takes the model further from the target than not
+ * updating. `onnxPayloadCloseness` (src/train/onnx/) is this for `.onnx` files.
+ *
+ * Stateful sequence models (`state`) run as a streaming runtime runs them: each sequence from its
+ * first frame with the state carried, so a VAD is measured frame by frame as a device runs it.
+ */
+import type { WeightStore } from '../../core/weight-store.ts';
+import { UsageError } from '../../core/errors.ts';
+import { payloadCloseness, type PayloadCloseness } from '../target-closeness.ts';
+import { joinDatasets, type ProgramDataset } from './datasets.ts';
+import type { TrainableProgram } from './program.ts';
+import { ProgramTrainingModel, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
+
+/** Options of {@link programPayloadCloseness}: how the programs read their inputs and outputs. */
+export interface ProgramClosenessOptions {
+  /** Inputs fed the same to every example (Silero's `sr`). */
+  shared?: Record<string, ProgramInputValues>;
+  /** Stateful models: state inputs and the outputs that carry them to the next frame. */
+  state?: readonly ProgramStatePair[];
+  /** The output compared (default: the first that is not a state). */
+  output?: string;
+  /** How that output reads (default as {@link ProgramTrainingModel}: one value is a probability). */
+  outputKind?: ProgramOutputKind;
+  /** Examples run at once (default 256). */
+  batchSize?: number;
+}
+
+/** What {@link programPayloadCloseness} measured, with the output it compared and how that output reads. */
+export interface ProgramPayloadCloseness extends PayloadCloseness {
+  /** The graph output compared. */
+  output: string;
+  /** How it reads: `probability` (one value, decided at 0.5), `logit` (decided at 0), `probabilities` or `logits` (top-1). */
+  outputKind: ProgramOutputKind;
+}
+
+/**
+ * Measure `payload` (made for `store`, the weight store of `program`'s file) against `target`
+ * on `data` (module doc). Labels in `data` add the accuracy of the base, of base + payload and of
+ * the target. Classifier outputs are compared by top-1 agreement (a one-value probability by its
+ * decision at 0.5) and mean absolute output difference, as {@link payloadCloseness} does for
+ * TF.js layers models. Both programs are disposed when this returns or throws.
+ * @throws UsageError when the target reads another output width or kind than the base;
+ *   DataError when the data do not fit the programs; the applier's typed error when the payload
+ *   does not apply to `store`.
+ */
+export async function programPayloadCloseness(program: TrainableProgram, target: TrainableProgram, store: WeightStore, payload: Uint8Array, data: ProgramDataset, options: ProgramClosenessOptions = {}): Promise<ProgramPayloadCloseness> {
+  let model: ProgramTrainingModel | undefined;
+  let targetModel: ProgramTrainingModel | undefined;
+  try {
+    const { examples } = joinDatasets([{ name: 'evaluation', data }], options.shared, !!options.state?.length);
+    if (data.labels && data.labels.length !== examples.count) throw new UsageError(`${data.labels.length} labels for ${examples.count} examples: give one label per example (y.npy)`);
+    // Read, never trained: no gradient probe (frozen), every weight still listed to be set.
+    const modelOptions = { ...(options.state ? { state: options.state } : {}), ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}), frozen: true };
+    model = new ProgramTrainingModel(program, examples, modelOptions);
+    targetModel = new ProgramTrainingModel(target, examples, { ...modelOptions, output: model.output });
+    if (targetModel.rawWidth !== model.rawWidth || targetModel.classes !== model.classes || targetModel.outputKind !== model.outputKind) {
+      throw new UsageError(`the target's output ${targetModel.output} gives ${targetModel.rawWidth} value(s) per example read as ${targetModel.classes} classes (${targetModel.outputKind}), the base's ${model.output} ${model.rawWidth} read as ${model.classes} (${model.outputKind}): expected the new version of the same model`);
+    }
+    const x = model.ids(0, examples.count);
+    try {
+      const measured = await payloadCloseness(model.asLayersModel(), targetModel.asLayersModel(), store, payload, { x, ...(data.labels ? { y: data.labels } : {}) }, options.batchSize);
+      return { ...measured, output: model.output, outputKind: model.outputKind };
+    } finally {
+      x.dispose();
+    }
+  } finally {
+    // The models own their programs; a program whose model was never made is freed here.
+    if (targetModel) targetModel.dispose();
+    else target.dispose();
+    if (model) model.dispose();
+    else program.dispose();
+  }
+}
