@@ -158,7 +158,7 @@ describe('ndiff --json and exit codes', () => {
     assert.equal(two.doc.rows, 2);
     const md = await readFile(join(dir, 'rep2', 'report.md'), 'utf8');
     assert.match(md, /\| sparse \| 1% \| 990 \| 90\.00% \|/);
-    assert.match(md, /\| hash \| 1% \| 1000 \| 85\.00% \|/);
+    assert.match(md, /\| hash \| 1% \| 1,000 \| 85\.00% \|/);
     const html = await readFile(join(dir, 'rep2', 'report.html'), 'utf8');
     assert.doesNotMatch(html, /zstd --patch-from of the fully/, 'no zstd chart without zstd rows');
     // Benchmark rows with only some methods, no zstd row: rendered, not a V8 crash.
