@@ -158,7 +158,7 @@ test('neural-diff/train names the install command without tfjs, and loads with i
   const failed = nodeIn(['-e', "import('neural-diff/train').catch((e) => { console.log(JSON.stringify({ code: e.code, message: e.message })); process.exit(3); })"], { expectFail: true });
   assert.equal(failed.status, 3, failed.stderr);
   const err = JSON.parse(failed.stdout) as { code: string; message: string };
-  assert.equal(err.code, 'ND_MISSING_DEPENDENCY');
+  assert.equal(err.code, 'ND_MISSING_DEPENDENCY', err.message);
   assert.match(err.message, /npm i @tensorflow\/tfjs @tensorflow\/tfjs-backend-wasm/);
   // The CLI says the same and exits with its documented code, not "a bug".
   const cli = nodeIn([path.join('node_modules', 'neural-diff', 'dist', 'cli', 'bin.js'), 'train', '--base', 'nowhere', '--train', 'nowhere', '--out', 'x.ndiff', '--json'], { expectFail: true });

@@ -157,6 +157,8 @@ export function describeEpoch(r: EpochReport): string {
 
 export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
+  // Every kind of base trains with tfjs: without it, say what to install before anything else.
+  await importWithTrainerPeers(() => import('@tensorflow/tfjs'), '`ndiff train`');
   if (/\.onnx$/i.test(a.base)) return (await import('./train-onnx.ts')).runTrainOnnx(a as TrainArgs & OnnxTrainArgs, io);
   const { tfjsModelFormat, modelPathIO } = await import('./train-graph.ts');
   if ((await tfjsModelFormat(a.base, '--base')) === 'graph-model') return (await import('./train-graph.ts')).runTrainGraph(a as TrainArgs & OnnxTrainArgs, io);

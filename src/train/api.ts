@@ -25,7 +25,7 @@ export type { Evaluation } from './data.ts';
 export type { OnnxModel, OnnxGraph, OnnxNode, OnnxAttribute, OnnxTensor, OnnxElement, OnnxValueInfo, ExternalFiles } from './onnx/model.ts';
 export { OnnxTrainingModel, type OnnxLayer, type OnnxLayerWeight, type OnnxExamples, type OnnxInputValues, type OnnxOutputKind, type OnnxStatePair, type OnnxTrainingModelOptions } from './onnx/layers-model.ts';
 export { trainOnnxDiff, type OnnxDataset, type TrainOnnxOptions, type TrainOnnxResult, type TeacherAgreement } from './onnx/train-onnx.ts';
-export { ProgramTrainingModel, ProgramLayer, ProgramLayerWeight, type ProgramExamples, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair, type ProgramTrainingModelOptions } from './program/training-model.ts';
+export { ProgramTrainingModel, type ProgramLayer, type ProgramLayerWeight, type ProgramExamples, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair, type ProgramTrainingModelOptions } from './program/training-model.ts';
 export { trainProgramDiff, checkTeacherInterface, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from './program/train-program.ts';
 export type { TrainableProgram, ProgramVariable, ProgramTensorInfo } from './program/program.ts';
 export { programPayloadCloseness, type ProgramClosenessOptions, type ProgramPayloadCloseness } from './program/payload-closeness.ts';
