@@ -3,7 +3,7 @@
  * updates, each shipped as a diff against the model the device holds, for every method and
  * budget, side by side with full fine-tuning and `zstd --patch-from`.
  *
- *   npm run bench:kws                         full run (about 1.5 h on 2 cores)
+ *   npm run bench:kws                         full run (about two hours on 2 cores)
  *   npm run bench:kws -- --quick              a few words, one update, small budgets (~2 min)
  *   node --import tsx examples/keyword-spotting/bench.ts [--quick] [--data DIR] [--work DIR]
  *        [--out FILE] [--jobs N] [--threads N] [--epochs N] [--base-epochs N] [--updates N] [--tune quick|thorough|off]
