@@ -73,3 +73,9 @@ export function fedInputs(bytes: Uint8Array, source: string, state: readonly Pro
   const stateInputs = new Set(state.map((s) => s.input));
   return graph.inputs.map((i) => i.name).filter((n) => !fed.has(n) && !stateInputs.has(n));
 }
+
+/** Examples in a data folder (the first input's count). */
+export function exampleCount(d: ProgramDataset): number {
+  const first = Object.values(d.inputs)[0];
+  return first ? first.values.length / Math.max(1, first.shape.reduce((x, n) => x * n, 1)) : 0;
+}

@@ -15,8 +15,8 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { checkOutputPath, parseExpiry, resolveModelId, writeUpdatedModel } from '../models.ts';
 import type { TrainArgs } from './train.ts';
-import { loadFolder, type InputFile } from '../data-folders.ts';
-import type { OnnxTrainArgs } from './train-onnx.ts';
+import { exampleCount, loadFolder, type InputFile } from '../data-folders.ts';
+import { programTrainOptions, type OnnxTrainArgs } from './train-onnx.ts';
 
 /** `format` of a TF.js model path's model JSON (a folder's model.json, or the `.json` named), or undefined when it has none. */
 export async function tfjsModelFormat(p: string, flag: string): Promise<string | undefined> {
@@ -78,31 +78,13 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', false).data : undefined;
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
-  const first = Object.values(train.data.inputs)[0];
-  const examples = first ? first.values.length / Math.max(1, first.shape.reduce((x, d) => x * d, 1)) : 0;
+  const examples = exampleCount(train.data);
   io.progress(`backend ${backend}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
   try {
     const res = await trainTfjsGraphDiff(model, store, train.data, {
-      method: a.method,
-      budgetBytes,
-      epochs: a.epochs,
-      ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
-      seed: a.seed,
-      learningRate: a.lr,
-      codec: a.codec,
-      validation: val ?? a.valFraction,
-      ...(evalData ? { eval: evalData } : {}),
-      tune: a.tune,
-      trainable: parseTrainable(a.trainable),
-      allowWorse: a.allowWorse,
-      distill: a.distill,
-      store: a.store,
-      shared: train.shared,
+      ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable: parseTrainable(a.trainable) }),
       ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature, sparseStart: a.sparseStart } : {}),
-      ...(a.output ? { output: a.output } : {}),
-      ...(a.outputKind ? { outputKind: a.outputKind } : {}),
       source: path.basename(a.base),
-      header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
       onProgress: (m) => io.progress(m),
       onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(1)} examples/s`),
     });

@@ -14,11 +14,12 @@ import { applyToOnnxFile } from '../../src/io/onnx/files.ts';
 import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
-import type { ProgramDataset } from '../../src/train/program/datasets.ts';
 import type { CliIO } from '../common.ts';
-import { fedInputs, loadFolder, parseStatePairs } from '../data-folders.ts';
+import { exampleCount, fedInputs, loadFolder, parseStatePairs } from '../data-folders.ts';
 import { checkOutputPath, parseExpiry, readPayloadFile, resolveModelId } from '../models.ts';
 import type { TrainArgs } from './train.ts';
+import type { ProgramDataset, TrainProgramOptions } from '../../src/train/program/train-program.ts';
+import type { ProgramInputValues } from '../../src/train/program/training-model.ts';
 
 /** The ONNX-only options of `ndiff train`. */
 export interface OnnxTrainArgs {
@@ -71,32 +72,14 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
-  const examples = Object.values(train.data.inputs)[0];
-  io.progress(`backend ${backend}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${examples ? examples.values.length / Math.max(1, examples.shape.reduce((x, d) => x * d, 1)) : 0} training examples${replay ? ` and ${countOf(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
+  io.progress(`backend ${backend}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${exampleCount(train.data)} training examples${replay ? ` and ${exampleCount(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const res = await trainOnnxDiff(bytes, train.data, {
-    method: a.method,
-    budgetBytes,
-    epochs: a.epochs,
-    ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
-    seed: a.seed,
-    learningRate: a.lr,
-    codec: a.codec,
-    validation: val ?? a.valFraction,
-    ...(evalData ? { eval: evalData } : {}),
+    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable: parseTrainable(a.trainable) }),
     ...(replay ? { replay } : {}),
     ...(competitors.length ? { alsoConsider: competitors } : {}),
-    tune: a.tune,
-    trainable: parseTrainable(a.trainable),
-    allowWorse: a.allowWorse,
-    distill: a.distill,
-    store: a.store,
-    shared: train.shared,
     ...(teacher ? { teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     ...(state.length ? { state, bpttFrames: a.bptt } : {}),
-    ...(a.output ? { output: a.output } : {}),
-    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
     program: { source: path.basename(a.base) },
-    header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
     onProgress: (m) => io.progress(m),
     onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(0)} examples/s`),
   });
@@ -126,7 +109,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     ...(teacher ? { teacherModelBytes: teacher.length } : {}),
     accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
     ...(res.distill ? { distill: res.distill } : {}), ...(res.distillOff ? { distillOff: res.distillOff } : {}),
-    ...(replay ? { replayExamples: countOf(replay) } : {}),
+    ...(replay ? { replayExamples: exampleCount(replay) } : {}),
     // --also-consider: what competed (this run's own result first), and which was written.
     ...(res.selection ? { selection: res.selection.considered } : {}),
     tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
@@ -137,8 +120,33 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   return 0;
 }
 
-/** Examples in a data folder (the first input's count). */
-function countOf(d: ProgramDataset): number {
-  const first = Object.values(d.inputs)[0];
-  return first ? first.values.length / Math.max(1, first.shape.reduce((x, n) => x * n, 1)) : 0;
+/**
+ * The options every graph-program train command (ONNX files, TF.js graph models) takes from its
+ * arguments alike: method and budget, schedule, validation and evaluation data, the trained
+ * output, the payload header. Each command adds what only it has (state, replay, teacher kinds).
+ */
+export function programTrainOptions(
+  a: TrainArgs & OnnxTrainArgs,
+  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable'] },
+) {
+  return {
+    method: a.method,
+    budgetBytes: p.budgetBytes,
+    epochs: a.epochs,
+    ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
+    seed: a.seed,
+    learningRate: a.lr,
+    codec: a.codec,
+    validation: p.val ?? a.valFraction,
+    ...(p.evalData ? { eval: p.evalData } : {}),
+    tune: a.tune,
+    trainable: p.trainable,
+    allowWorse: a.allowWorse,
+    distill: a.distill,
+    store: a.store,
+    shared: p.shared,
+    ...(a.output ? { output: a.output } : {}),
+    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
+    header: { modelId: p.modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
+  };
 }
