@@ -140,14 +140,17 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     const tensors: TrainableTensor[] = namedVariables(model)
       .filter((v) => v.trainable && v.variable.dtype === 'float32' && inStore.has(v.name))
       .map((v) => ({ name: v.name, shape: v.shape, values: base.values(v.name) }));
-    /** The teacher's weights by the base's names: it must hold every base tensor, same shape (methods that use teacher − base). */
+    /**
+     * The teacher's weights by the base's names (methods that use teacher − base): it must hold
+     * every tensor trained here, same shape. Tensors not trained (frozen, or in a graph branch no
+     * input reaches, whose names a re-exported teacher need not keep) are not asked for.
+     */
     const teacherWeights = (): Map<string, Float32Array> => {
       const t = teach as PreparedTeacher;
       const store = modelToStore(t.model);
       const have = new Map(store.list().map((w) => [w.name, w.shape] as const));
       const out = new Map<string, Float32Array>();
-      for (const w of base.list()) {
-        if (w.patchable === false) continue; // a read-only part (a TF.js folder's frame): no weight of the teacher
+      for (const w of tensors) {
         const shape = have.get(w.name);
         if (!shape || shape.length !== w.shape.length || shape.some((d, i) => d !== w.shape[i])) {
           throw new UsageError(
