@@ -135,7 +135,8 @@ export function espeak(text: string, voice: string, speed: number, pitch: number
   return soxToPcm(['-t', 'wav', '-'], r.stdout);
 }
 
-function packageOggs(pkg: string, pattern: RegExp): string[] {
+/** The files of an installed Debian package whose paths match `pattern`, sorted. */
+export function packageOggs(pkg: string, pattern: RegExp): string[] {
   const r = spawnSync('dpkg', ['-L', pkg], { encoding: 'utf8', maxBuffer: 64 << 20 });
   return r.stdout.split('\n').filter((l) => pattern.test(l)).sort();
 }
