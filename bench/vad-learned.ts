@@ -112,7 +112,7 @@ export interface VadLearnedResult {
   learned: LearnedRow[];
   posthoc: BudgetRow[];
   committed: Record<string, string>;
-  options: { epochs: number; bptt: number; batchSize: number; learningRate?: number; methodLearningRates?: Record<string, number>; temperature?: number; sparseStart?: 'zero' | 'teacher' };
+  options: { epochs: number; bptt: number; batchSize: number; learningRate?: number; methodLearningRates?: Record<string, number>; temperature?: number; sparseStart?: 'zero' | 'teacher'; maskPenalty?: number };
   installed: string[];
   seconds: number;
 }
@@ -199,6 +199,8 @@ interface RowJob {
   temperature?: number;
   /** A sparse diff's start: zero, or the teacher's change (trainer default zero). */
   sparseStart?: 'zero' | 'teacher';
+  /** Weight of the sparse mask's density penalty (trainer default 1e-4). */
+  maskPenalty?: number;
   /** Also run the patched file with onnxruntime-web on the validation frames and compare with the trainer's own outputs. */
   checkRuntime?: boolean;
 }
@@ -241,6 +243,7 @@ async function trainRow(job: RowJob): Promise<void> {
     ...(job.learningRate ? { learningRate: job.learningRate } : {}),
     ...(job.temperature ? { temperature: job.temperature } : {}),
     ...(job.sparseStart && job.method === 'sparse' ? { sparseStart: job.sparseStart } : {}),
+    ...(job.maskPenalty !== undefined && job.method === 'sparse' ? { sparse: { lambda: job.maskPenalty } } : {}),
     ...(job.method === 'topk-retrain' ? { fullWeights } : {}),
     header: { modelId: 'silero-vad', sequence: 1 },
     program: { source: 'silero_vad_v5.onnx' },
@@ -336,6 +339,8 @@ export interface VadLearnedOptions {
   temperature?: number;
   /** Sparse rows start from the teacher's change instead of zero. */
   sparseStart?: 'zero' | 'teacher';
+  /** Weight of the sparse mask's density penalty (the trainer's default, 1e-4, when unset). */
+  maskPenalty?: number;
   /** A folder kept after the run: its frames and finished rows are reused when the bench runs again on it. */
   work?: string;
   log?: (line: string) => void;
@@ -375,7 +380,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
     log(`${train.sequence.length} training frames in ${trainStreams.length} sequences (${recorded.length} of recorded speech), ${val.sequence.length} validation frames; rows: ${methods.join(', ')} at ${percents.join(', ')}%, ${epochs} epoch(s), truncated backpropagation over ${bptt} frame(s), batch ${batchSize}`);
 
     // Each method at every budget before the next method: a run cut short still has both ends of the range.
-    const jobs: RowJob[] = methods.flatMap((method) => percents.map((percent) => ({ dir, method, percent, epochs, bptt, batchSize, learningRate: methodLearningRates?.[method] ?? learningRate, temperature, ...(options.sparseStart ? { sparseStart: options.sparseStart } : {}), ...((options.checkRuntime ?? quick) ? { checkRuntime: true } : {}) })));
+    const jobs: RowJob[] = methods.flatMap((method) => percents.map((percent) => ({ dir, method, percent, epochs, bptt, batchSize, learningRate: methodLearningRates?.[method] ?? learningRate, temperature, ...(options.sparseStart ? { sparseStart: options.sparseStart } : {}), ...(options.maskPenalty !== undefined ? { maskPenalty: options.maskPenalty } : {}), ...((options.checkRuntime ?? quick) ? { checkRuntime: true } : {}) })));
     const done = new Set<RowJob>();
     for (const job of jobs) if (options.work && existsSync(path.join(dir, `${job.method}-${job.percent}.json`))) done.add(job);
     if (done.size) log(`${done.size} row(s) already trained in ${dir}: reused`);
@@ -449,7 +454,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
       learned,
       posthoc,
       committed,
-      options: { epochs, bptt, batchSize, learningRate, ...(methodLearningRates ? { methodLearningRates } : {}), temperature, ...(options.sparseStart ? { sparseStart: options.sparseStart } : {}) },
+      options: { epochs, bptt, batchSize, learningRate, ...(methodLearningRates ? { methodLearningRates } : {}), temperature, ...(options.sparseStart ? { sparseStart: options.sparseStart } : {}), ...(options.maskPenalty !== undefined ? { maskPenalty: options.maskPenalty } : {}) },
       installed,
       seconds: (performance.now() - t0) / 1000,
     };
@@ -473,7 +478,7 @@ export function renderMarkdown(r: VadLearnedResult): string {
   }
   for (const row of r.posthoc) lines.push(`| post-hoc top-k ${row.budget} | ${row.payloadBytes.toLocaleString('en')} | - | ${audio(row.audio)} | - | - | - |`);
   lines.push('');
-  lines.push(`Training: ${r.trainFrames} frames (${(r.trainFrames * FRAME / RATE).toFixed(0)} s) in ${r.trainSequences} sequences (${r.recordedSequences ?? 0} of recorded speech); validation ${r.validationFrames} frames; ${r.options.epochs} epoch(s), truncated backpropagation over ${r.options.bptt} frame(s), batch ${r.options.batchSize}${r.options.learningRate ? `, learning rate ${r.options.learningRate}` : ''}${r.options.methodLearningRates ? ` (${Object.entries(r.options.methodLearningRates).map(([m, lr]) => `${m} ${lr}`).join(', ')})` : ''}${r.options.temperature ? `, teacher temperature ${r.options.temperature}` : ''}${r.options.sparseStart ? `, sparse start ${r.options.sparseStart}` : ''}. Evaluation: ${Object.entries(r.audio).map(([k, a]) => `${k} ${a.seconds.toFixed(0)} s`).join(', ')}.`);
+  lines.push(`Training: ${r.trainFrames} frames (${(r.trainFrames * FRAME / RATE).toFixed(0)} s) in ${r.trainSequences} sequences (${r.recordedSequences ?? 0} of recorded speech); validation ${r.validationFrames} frames; ${r.options.epochs} epoch(s), truncated backpropagation over ${r.options.bptt} frame(s), batch ${r.options.batchSize}${r.options.learningRate ? `, learning rate ${r.options.learningRate}` : ''}${r.options.methodLearningRates ? ` (${Object.entries(r.options.methodLearningRates).map(([m, lr]) => `${m} ${lr}`).join(', ')})` : ''}${r.options.temperature ? `, teacher temperature ${r.options.temperature}` : ''}${r.options.sparseStart ? `, sparse start ${r.options.sparseStart}` : ''}${r.options.maskPenalty !== undefined ? `, sparse mask penalty ${r.options.maskPenalty}` : ''}. Evaluation: ${Object.entries(r.audio).map(([k, a]) => `${k} ${a.seconds.toFixed(0)} s`).join(', ')}.`);
   if (Object.keys(r.committed).length) lines.push(`Committed: ${Object.entries(r.committed).map(([k, v]) => `${k}: ${v}`).join('; ')}.`);
   return lines.join('\n');
 }
@@ -525,6 +530,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
       ...(arg('--val-recorded') ? { valRecordedSequences: Number(arg('--val-recorded')) } : {}),
       ...(arg('--temperature') ? { temperature: Number(arg('--temperature')) } : {}),
       ...(arg('--sparse-start') ? { sparseStart: arg('--sparse-start') as 'zero' | 'teacher' } : {}),
+      ...(arg('--mask-penalty') ? { maskPenalty: Number(arg('--mask-penalty')) } : {}),
       ...(arg('--work') ? { work: arg('--work') } : {}),
     });
     console.log(renderMarkdown(res));
