@@ -10,6 +10,7 @@ import { UsageError } from '../../core/errors.ts';
 import { asFloat32Entry, concatBytes, encodeFloat32, manifestPaths, parseModelJson, shapeSize, validateModelJson, type TfjsModelJson, type TfjsWeightEntry, type TfjsWeightGroup } from './manifest.ts';
 import { MODEL_JSON } from '../durable/control-files.ts';
 
+/** A tensor for {@link writeModelDir}: Float32Array for float32, Int32Array for int32, Uint8Array for bool. */
 export interface TensorInput {
   shape: readonly number[];
   data: Float32Array | Int32Array | Uint8Array;

@@ -25,7 +25,7 @@ export type PlannedShard =
   /** Written ahead (see {@link StagedShard}); `parts` gives its bytes in the rare case they are needed (it was not created by its job). */
   | { staged: StagedShard; size: number; parts: () => Uint8Array[] };
 
-/** A shard being written a piece at a time (see TfjsDirWeightStore.stageSettled). */
+/** A shard being written a piece at a time (see `ShardStaging.stageSettled` in dir-staging.ts). */
 export interface StreamingShard {
   /** Its temp file. */
   tmp: string;
