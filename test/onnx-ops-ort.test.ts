@@ -124,3 +124,29 @@ test('3-D ConvTranspose equals onnxruntime-web with pads, output_padding, output
     await sameAsOrt(`ConvTranspose 3-D ${label}`, { opType: 'ConvTranspose', attributes, inputs, outputs: [{ name: 'y' }], opset: 17 });
   }
 });
+
+test('MaxPool\'s Indices output and MaxPool over uint8 and int8 equal onnxruntime-web (pads, strides, dilations, ceil_mode, storage_order, 1-D to 3-D)', async () => {
+  const both = [{ name: 'y' }, { name: 'i', dataType: DT.INT64 }];
+  const cases: [string, AttrSpec[], number[]][] = [
+    ['2-D pads and strides', [ints('kernel_shape', [3, 2]), ints('pads', [1, 0, 1, 1]), ints('strides', [2, 1])], [2, 3, 5, 4]],
+    ['2-D storage_order 1', [ints('kernel_shape', [2, 3]), ints('strides', [1, 2]), int('storage_order', 1)], [2, 3, 5, 6]],
+    ['2-D dilations and ceil_mode', [ints('kernel_shape', [2, 2]), ints('dilations', [2, 1]), ints('strides', [2, 2]), int('ceil_mode', 1)], [1, 2, 7, 6]],
+    ['2-D auto_pad SAME_UPPER', [ints('kernel_shape', [3, 3]), str('auto_pad', 'SAME_UPPER'), ints('strides', [2, 2])], [1, 2, 5, 6]],
+    ['1-D', [ints('kernel_shape', [3]), ints('strides', [2]), ints('pads', [1, 1])], [2, 2, 9]],
+    ['3-D', [ints('kernel_shape', [2, 2, 2]), ints('strides', [1, 2, 1]), ints('pads', [0, 1, 0, 1, 0, 1])], [1, 2, 3, 4, 3]],
+    ['3-D storage_order 1', [ints('kernel_shape', [2, 3, 2]), int('storage_order', 1)], [1, 2, 3, 4, 3]],
+  ];
+  for (const [label, attributes, dims] of cases) {
+    await sameAsOrt(`MaxPool ${label}`, { opType: 'MaxPool', attributes, inputs: [x(dims, 3)], outputs: both, opset: 12 });
+  }
+  // Integer values with ties: the first maximum of a window wins in both.
+  const bytes = (dims: number[], lo: number, hi: number) => randoms(size(dims), 5).map((v) => Math.floor(lo + ((v + 1) / 2) * (hi - lo)));
+  for (const [dataType, lo, hi] of [[DT.UINT8, 0, 4], [DT.INT8, -128, 128]]) {
+    const dims = [1, 2, 6, 5];
+    const input: Value = { name: 'x', dims, values: bytes(dims, lo, hi), dataType, stored: true };
+    await sameAsOrt(`MaxPool over ${dataType === DT.UINT8 ? 'uint8' : 'int8'}`, {
+      opType: 'MaxPool', attributes: [ints('kernel_shape', [3, 2]), ints('pads', [1, 1, 1, 0]), ints('strides', [1, 2])], inputs: [input],
+      outputs: [{ name: 'y', dataType }, { name: 'i', dataType: DT.INT64 }], opset: 12,
+    });
+  }
+});
