@@ -35,7 +35,6 @@ const KNOWN_MISMATCHES = ['test_cast_FLOAT_to_BFLOAT16', 'test_castlike_FLOAT_to
 
 /** Node tests refused at run time with a typed error (an operator variant the executor does not implement). */
 const REFUSED = [
-  'test_batchnorm_epsilon_training_mode', 'test_batchnorm_example_training_mode',
   'test_training_dropout', 'test_training_dropout_default', 'test_training_dropout_default_mask', 'test_training_dropout_mask',
 ];
 
