@@ -151,11 +151,18 @@ test('MaxPool\'s Indices output and MaxPool over uint8 and int8 equal onnxruntim
   }
 });
 
-test('BatchNormalization in training mode equals onnxruntime-web', async () => {
+test('BatchNormalization in training mode, and with per-activation statistics, equals onnxruntime-web', async () => {
   const stats = (seed: number, shift = 0) => ({ dims: [3], values: randoms(3, seed).map((v) => v + shift) });
   await sameAsOrt('BatchNormalization training_mode', {
     opType: 'BatchNormalization', attributes: [int('training_mode', 1), flt('momentum', 0.8)],
     inputs: [x([2, 3, 4, 5]), { name: 's', ...stats(2) }, { name: 'b', ...stats(3) }, { name: 'm', ...stats(4) }, { name: 'v', ...stats(5, 1.5) }],
     outputs: [{ name: 'y' }, { name: 'rm' }, { name: 'rv' }], opset: 15,
+  });
+  // Opset 7's per-activation statistics (spatial 0), in inference.
+  const perActivation = (name: string, seed: number, shift = 0) => ({ name, dims: [3, 2, 2], values: randoms(12, seed).map((v) => v + shift) });
+  await sameAsOrt('BatchNormalization spatial 0', {
+    opType: 'BatchNormalization', attributes: [int('spatial', 0)],
+    inputs: [x([2, 3, 2, 2]), perActivation('s', 2), perActivation('b', 3), perActivation('m', 4), perActivation('v', 5, 1.5)],
+    outputs: [{ name: 'y' }], opset: 7,
   });
 });
