@@ -108,7 +108,8 @@ function maxPoolIndices(x: tf.Tensor, g: Geometry, outShape: number[], storageOr
   const rowStride = inShape.map((_, i) => inShape.slice(i + 1).reduce((p, d) => p * d, 1));
   const colStride = inShape.map((_, i) => inShape.slice(0, i).reduce((p, d) => p * d, 1));
   const stride = storageOrder === 1 ? colStride : rowStride;
-  const planes = x.shape[0] * x.shape[1];
+  const [batch, channels] = x.shape as number[];
+  const planes = batch * channels;
   const out = new Int32Array(planes * outPlane);
   const at = new Array<number>(n).fill(0);
   const tap = new Array<number>(n).fill(0);
@@ -147,7 +148,7 @@ function maxPoolIndices(x: tf.Tensor, g: Geometry, outShape: number[], storageOr
       out[c * outPlane + o] = best < 0 ? -1 : c * plane + best;
     }
   }
-  return tf.tensor(out, [x.shape[0], x.shape[1], ...outShape], 'int32');
+  return tf.tensor(out, [batch, channels, ...outShape], 'int32');
 }
 
 function averagePool(a: OpArgs): tf.Tensor[] {
