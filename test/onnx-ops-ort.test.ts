@@ -166,3 +166,47 @@ test('BatchNormalization in training mode, and with per-activation statistics, e
     outputs: [{ name: 'y' }], opset: 7,
   });
 });
+
+test('Resize and Upsample equal onnxruntime-web: opsets 10 to 19, every mode, coordinate mode and nearest rounding, axes, keep_aspect_ratio_policy, antialias, any rank', async () => {
+  const scales = (v: number[]): Value => ({ name: 'scales', dims: [v.length], values: v, stored: true });
+  const sizes = (v: number[]): Value => ({ name: 'sizes', dims: [v.length], values: v, dataType: DT.INT64, stored: true });
+  const roi = (v: number[]): Value => ({ name: 'roi', dims: [v.length], values: v, stored: true });
+  const mode = (m: string) => str('mode', m);
+  const coord = (m: string) => str('coordinate_transformation_mode', m);
+  const x4 = x([1, 2, 5, 7], 11);
+  type Case = [string, number, AttrSpec[], (Value | undefined)[]];
+  const cases: Case[] = [
+    ['opset 10 nearest, shrinking', 10, [mode('nearest')], [x4, scales([1, 1, 0.6, 0.45])]],
+    ['opset 10 nearest, enlarging', 10, [mode('nearest')], [x4, scales([1, 1, 1.5, 2.2])]],
+    ['opset 10 linear', 10, [mode('linear')], [x4, scales([1, 1, 0.7, 1.8])]],
+    ['opset 13 linear half_pixel, sizes', 13, [mode('linear')], [x4, undefined, undefined, sizes([1, 2, 3, 11])]],
+    // align_corners with scales whose product with the input length is whole: otherwise onnxruntime divides by the
+    // output length less one, and ONNX's reference (and its test data, which the executor follows) by scale × input less one.
+    ['opset 13 linear align_corners, scales', 13, [mode('linear'), coord('align_corners')], [x4, undefined, scales([1, 1, 0.4, 3])]],
+    ['opset 13 cubic align_corners, sizes', 13, [mode('cubic'), coord('align_corners')], [x4, undefined, undefined, sizes([1, 2, 3, 10])]],
+    ['opset 13 cubic pytorch_half_pixel', 13, [mode('cubic'), coord('pytorch_half_pixel')], [x4, undefined, scales([1, 1, 0.8, 1.3])]],
+    ['opset 13 cubic exclude_outside, A -0.5', 13, [mode('cubic'), int('exclude_outside', 1), flt('cubic_coeff_a', -0.5)], [x4, undefined, scales([1, 1, 2, 0.7])]],
+    ['opset 13 nearest round_prefer_ceil half_pixel', 13, [mode('nearest'), str('nearest_mode', 'round_prefer_ceil')], [x4, undefined, scales([1, 1, 1.6, 0.5])]],
+    ['opset 13 nearest floor asymmetric', 13, [mode('nearest'), str('nearest_mode', 'floor'), coord('asymmetric')], [x4, undefined, scales([1, 1, 2.5, 0.8])]],
+    ['opset 13 nearest ceil align_corners', 13, [mode('nearest'), str('nearest_mode', 'ceil'), coord('align_corners')], [x4, undefined, undefined, sizes([1, 2, 8, 4])]],
+    ['opset 13 tf_crop_and_resize linear', 13, [mode('linear'), coord('tf_crop_and_resize'), flt('extrapolation_value', -3)], [x4, roi([0, 0, 0.2, -0.1, 1, 1, 0.9, 1.3]), undefined, sizes([1, 2, 4, 6])]],
+    // (onnxruntime skips an axis whose size does not change, crop box or not: sizes that change both.)
+    ['opset 13 tf_crop_and_resize nearest', 13, [mode('nearest'), coord('tf_crop_and_resize')], [x4, roi([0, 0, -0.2, 0.1, 1, 1, 0.7, 1.2]), undefined, sizes([1, 2, 4, 5])]],
+    ['opset 13 linear over a rank-3 input', 13, [mode('linear')], [x([2, 3, 6], 12), undefined, scales([1, 1, 1.5])]],
+    ['opset 13 linear over a rank-5 input', 13, [mode('linear')], [x([1, 2, 3, 4, 3], 13), undefined, scales([1, 1, 2, 0.5, 1.5])]],
+    ['opset 18 axes and sizes', 18, [mode('linear'), ints('axes', [3, 2])], [x4, undefined, undefined, sizes([9, 3])]],
+    // (onnxruntime-web 1.24 leaves the input as it is for a negative axis, which ONNX allows and the executor counts from the end.)
+    ['opset 18 axes and scales, cubic', 18, [mode('cubic'), ints('axes', [3])], [x4, undefined, scales([1.6])]],
+    ['opset 18 keep_aspect_ratio_policy not_larger', 18, [mode('linear'), str('keep_aspect_ratio_policy', 'not_larger'), ints('axes', [2, 3])], [x4, undefined, undefined, sizes([7, 8])]],
+    ['opset 18 keep_aspect_ratio_policy not_smaller', 18, [mode('nearest'), str('keep_aspect_ratio_policy', 'not_smaller'), ints('axes', [2, 3])], [x4, undefined, undefined, sizes([3, 10])]],
+    ['opset 18 antialias linear', 18, [mode('linear'), int('antialias', 1)], [x([1, 2, 9, 11], 14), undefined, scales([1, 1, 0.45, 0.6])]],
+    ['opset 18 antialias cubic', 18, [mode('cubic'), int('antialias', 1)], [x([1, 2, 9, 11], 14), undefined, undefined, sizes([1, 2, 4, 5])]],
+    ['opset 19 half_pixel_symmetric', 19, [mode('linear'), coord('half_pixel_symmetric')], [x4, undefined, scales([1, 1, 0.7, 1.3])]],
+  ];
+  for (const [label, opset, attributes, inputs] of cases) {
+    const named = inputs.map((v, i) => v && { ...v, name: v.name === 'x' ? 'x' : `${v.name}${i}` });
+    await sameAsOrt(`Resize ${label}`, { opType: 'Resize', attributes, inputs: named, outputs: [{ name: 'y' }], opset });
+  }
+  await sameAsOrt('Upsample opset 7 nearest', { opType: 'Upsample', attributes: [mode('nearest'), { name: 'scales', type: 6, floats: [1, 1, 2, 3] }], inputs: [x4], outputs: [{ name: 'y' }], opset: 7 });
+  await sameAsOrt('Upsample opset 9 linear', { opType: 'Upsample', attributes: [mode('linear')], inputs: [x4, scales([1, 1, 2.5, 1.5])], outputs: [{ name: 'y' }], opset: 9 });
+});
