@@ -210,3 +210,34 @@ test('Resize and Upsample equal onnxruntime-web: opsets 10 to 19, every mode, co
   await sameAsOrt('Upsample opset 7 nearest', { opType: 'Upsample', attributes: [mode('nearest'), { name: 'scales', type: 6, floats: [1, 1, 2, 3] }], inputs: [x4], outputs: [{ name: 'y' }], opset: 7 });
   await sameAsOrt('Upsample opset 9 linear', { opType: 'Upsample', attributes: [mode('linear')], inputs: [x4, scales([1, 1, 2.5, 1.5])], outputs: [{ name: 'y' }], opset: 9 });
 });
+
+test('ScatterND and ScatterElements equal onnxruntime-web: every reduction of opset 18 with repeated indices, negative indices, slices, any axis', async () => {
+  const indices = (dims: number[], v: number[]): Value => ({ name: 'i', dims, values: v, dataType: DT.INT64, stored: true });
+  const reductions = ['none', 'add', 'mul', 'max', 'min'];
+  for (const reduction of reductions) {
+    // Rows 1 and -3 (= 1) repeat but for reduction none, where ONNX leaves repeats undefined.
+    const rows = reduction === 'none' ? [1, -1, 0] : [1, -3, 0];
+    await sameAsOrt(`ScatterND ${reduction}, slices`, {
+      opType: 'ScatterND', attributes: [str('reduction', reduction)], opset: 18,
+      inputs: [x([4, 2, 3], 21, 'data'), indices([3, 1], rows), x([3, 2, 3], 22, 'u')], outputs: [{ name: 'y' }],
+    });
+    await sameAsOrt(`ScatterND ${reduction}, elements`, {
+      opType: 'ScatterND', attributes: [str('reduction', reduction)], opset: 18,
+      inputs: [x([3, 4], 23, 'data'), indices([2, 2, 2], reduction === 'none' ? [0, 1, 2, -1, 1, 1, 0, 0] : [0, 1, 2, -1, 0, 1, 2, 3]), x([2, 2], 24, 'u')], outputs: [{ name: 'y' }],
+    });
+    for (const axis of [0, 1, -1]) {
+      // Two updates along the axis for each other position: both aimed at index 1 (1 and -2), or, for none, at 2 and 0.
+      const at = (axis + 3) % 3;
+      const dims: number[] = [0, 1, 2].map((d) => (d === at ? 2 : d === (at + 1) % 3 ? 2 : 1));
+      const idx = Array.from({ length: 4 }, (_, e) => {
+        const along = Math.floor(e / dims.slice(at + 1).reduce((p, d) => p * d, 1)) % 2;
+        return reduction === 'none' ? (along ? 0 : 2) : along ? -2 : 1;
+      });
+      await sameAsOrt(`ScatterElements ${reduction}, axis ${axis}`, {
+        opType: 'ScatterElements', attributes: [str('reduction', reduction), int('axis', axis)], opset: 18,
+        inputs: [x([3, 3, 3], 25, 'data'), indices(dims, idx), x(dims, 26, 'u')], outputs: [{ name: 'y' }],
+      });
+    }
+  }
+  await sameAsOrt('Scatter (opset 10)', { opType: 'Scatter', attributes: [int('axis', 1)], opset: 10, inputs: [x([2, 4], 27, 'data'), indices([2, 2], [3, 0, 1, 2]), x([2, 2], 28, 'u')], outputs: [{ name: 'y' }] });
+});

@@ -11,12 +11,14 @@ import { quantization } from './quantization.ts';
 import { recurrent } from './recurrent.ts';
 import { reduction } from './reduction.ts';
 import { resizing } from './resize.ts';
+import { scatter } from './scatter.ts';
 import { shape } from './shape.ts';
 
 /** The operator table (op type -> implementation). `Constant` is the executor's own (its values may be weights). */
 export const OPERATORS: Readonly<OpTable> = {
   ...arithmetic, ...activation, ...convolution, ...normalization, ...pooling,
-  ...shape, ...indexing, ...reduction, ...recurrent, ...control, ...quantization, ...resizing,
+  ...shape, ...indexing, ...reduction, ...recurrent, ...control, ...quantization,
+  ...resizing, ...scatter,
 };
 
 export type { OpArgs, OpFn, OpTable } from './op.ts';
