@@ -241,3 +241,34 @@ test('ScatterND and ScatterElements equal onnxruntime-web: every reduction of op
   }
   await sameAsOrt('Scatter (opset 10)', { opType: 'Scatter', attributes: [int('axis', 1)], opset: 10, inputs: [x([2, 4], 27, 'data'), indices([2, 2], [3, 0, 1, 2]), x([2, 2], 28, 'u')], outputs: [{ name: 'y' }] });
 });
+
+test('Einsum equals onnxruntime-web on the equations of matMuls, attention, outer and inner products, traces, diagonals, sums, broadcast ellipses, three operands and implicit outputs', async () => {
+  const cases: [string, number[][]][] = [
+    ['ij,jk->ik', [[3, 4], [4, 5]]],
+    ['bij,bjk->bik', [[2, 3, 4], [2, 4, 2]]],
+    ['bhqd,bhkd->bhqk', [[2, 3, 4, 5], [2, 3, 6, 5]]],
+    ['bhqk,bhkd->bhqd', [[1, 2, 4, 6], [1, 2, 6, 3]]],
+    ['i,i', [[7], [7]]],
+    ['i,j->ij', [[3], [4]]],
+    ['ij->', [[3, 4]]],
+    ['ij->j', [[3, 4]]],
+    ['ii->i', [[4, 4]]],
+    ['ii', [[4, 4]]],
+    ['...ii->...i', [[2, 3, 3]]],
+    ['ijk->kji', [[2, 3, 4]]],
+    ['ij,ij->ij', [[3, 4], [3, 4]]],
+    ['abc,cd->abd', [[2, 3, 4], [4, 5]]],
+    ['ij,jk,kl->il', [[2, 3], [3, 4], [4, 2]]],
+    ['ij,jk', [[3, 4], [4, 2]]],
+    ['ji', [[3, 4]]],
+    ['...ij,...jk->...ik', [[2, 1, 3, 4], [2, 3, 4, 2]]],
+    ['b...d,bd->b...', [[2, 3, 4, 5], [2, 5]]],
+    ['ijk,ik->j', [[3, 4, 5], [3, 5]]],
+  ];
+  for (const [equation, shapes] of cases) {
+    const inputs = shapes.map((dims, i) => x(dims, 31 + i, `x${i}`));
+    await sameAsOrt(`Einsum ${equation}`, { opType: 'Einsum', attributes: [str('equation', equation)], opset: 12, inputs, outputs: [{ name: 'y' }] });
+  }
+  const ints32 = (name: string, dims: number[], seed: number): Value => ({ name, dims, values: randoms(size(dims), seed).map((v) => Math.round(v * 50)), dataType: DT.INT32, stored: true });
+  await sameAsOrt('Einsum over int32', { opType: 'Einsum', attributes: [str('equation', 'ij,jk->ik')], opset: 12, inputs: [ints32('a', [3, 4], 41), ints32('b', [4, 2], 42)], outputs: [{ name: 'y', dataType: DT.INT32 }] });
+});

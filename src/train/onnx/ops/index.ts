@@ -3,6 +3,7 @@ import { activation } from './activation.ts';
 import { arithmetic } from './arithmetic.ts';
 import { control } from './control.ts';
 import { convolution } from './convolution.ts';
+import { einsumOps } from './einsum.ts';
 import { indexing } from './indexing.ts';
 import { normalization } from './normalization.ts';
 import type { OpTable } from './op.ts';
@@ -18,7 +19,7 @@ import { shape } from './shape.ts';
 export const OPERATORS: Readonly<OpTable> = {
   ...arithmetic, ...activation, ...convolution, ...normalization, ...pooling,
   ...shape, ...indexing, ...reduction, ...recurrent, ...control, ...quantization,
-  ...resizing, ...scatter,
+  ...resizing, ...scatter, ...einsumOps,
 };
 
 export type { OpArgs, OpFn, OpTable } from './op.ts';
