@@ -3,7 +3,8 @@
  * of some, and nothing of opsets 18 and 19), each checked against onnxruntime-web on a one-node
  * graph built here: 3-D ConvTranspose with every attribute, MaxPool's Indices output, BatchNormalization
  * in training mode, Resize (opsets 10, 18 and 19: axes, keep_aspect_ratio_policy, antialias,
- * half_pixel_symmetric), Upsample, ScatterND and ScatterElements (max and min), Einsum.
+ * half_pixel_symmetric), Upsample, ScatterND and ScatterElements (max and min), Einsum; and the
+ * typed refusal of the variants not implemented.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,7 @@ import * as ort from 'onnxruntime-web';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { UnsupportedOperatorError } from '../src/core/errors.ts';
 import { DT, f32le, fBytes, fString, fVarint, graph, model, node, tensor, valueInfo, type AttrSpec } from './helpers/onnx-build.ts';
 
 ort.env.wasm.numThreads = 1;
@@ -271,4 +273,35 @@ test('Einsum equals onnxruntime-web on the equations of matMuls, attention, oute
   }
   const ints32 = (name: string, dims: number[], seed: number): Value => ({ name, dims, values: randoms(size(dims), seed).map((v) => Math.round(v * 50)), dataType: DT.INT32, stored: true });
   await sameAsOrt('Einsum over int32', { opType: 'Einsum', attributes: [str('equation', 'ij,jk->ik')], opset: 12, inputs: [ints32('a', [3, 4], 41), ints32('b', [4, 2], 42)], outputs: [{ name: 'y', dataType: DT.INT32 }] });
+});
+
+test('variants the executor does not implement are refused with the typed error, naming the node, the opset and the variant', () => {
+  const refused = (label: string, opType: string, opset: number, attributes: AttrSpec[], inputs: (Value | undefined)[], why: RegExp) => {
+    const fed = inputs.filter((v): v is Value => !!v && !v.stored);
+    const g = graph({
+      nodes: [node({ opType, name: 'n', inputs: inputs.map((v) => v?.name ?? ''), outputs: ['y'], attributes })],
+      initializers: inputs.filter((v): v is Value => !!v && !!v.stored).map(storedTensor),
+      inputs: fed.map((v) => valueInfo(v.name, v.dims)),
+      outputs: [valueInfoNoShape('y', DT.FLOAT)],
+    });
+    const program = new OnnxProgram(model(g, { opset }), { source: label });
+    try {
+      assert.throws(() => tf.tidy(() => program.run(Object.fromEntries(fed.map((v) => [v.name, tf.tensor(v.values, v.dims)])))), (e: unknown) => {
+        assert.ok(e instanceof UnsupportedOperatorError, `${label}: ${String(e)}`);
+        assert.deepEqual([e.details.op, e.details.node, e.details.opset], [opType, 'n', opset]);
+        assert.match(e.message, why, label);
+        return true;
+      });
+    } finally {
+      program.dispose();
+    }
+  };
+  const bytes: Value = { name: 'x', dims: [1, 1, 2, 2], values: [1, 2, 3, 4], dataType: DT.UINT8, stored: true };
+  const scales: Value = { name: 's', dims: [4], values: [1, 1, 2, 2], stored: true };
+  const sizes: Value = { name: 'z', dims: [4], values: [1, 1, 4, 4], dataType: DT.INT64, stored: true };
+  refused('linear over uint8', 'Resize', 13, [str('mode', 'linear')], [bytes, undefined, scales], /linear interpolation of int32 values/);
+  refused('an unknown mode', 'Resize', 13, [str('mode', 'area')], [x([1, 1, 2, 2]), undefined, scales], /mode "area"/);
+  refused('scales and sizes', 'Resize', 13, [], [x([1, 1, 2, 2]), undefined, scales, sizes], /both scales and sizes/);
+  refused('max before opset 18', 'ScatterElements', 16, [str('reduction', 'max')], [x([3], 1, 'd'), { name: 'i', dims: [1], values: [0], dataType: DT.INT64, stored: true }, x([1], 2, 'u')], /reduction "max" at opset 16/);
+  refused('a 4-D transposed convolution', 'ConvTranspose', 17, [], [x([1, 1, 2, 2, 2, 2]), x([1, 1, 1, 1, 1, 1], 3, 'w')], /a 4-D transposed convolution/);
 });
