@@ -41,7 +41,7 @@ interface Taps {
   outside?: Uint8Array;
 }
 
-const f = Math.fround;
+const fround = Math.fround;
 
 /**
  * The input coordinate of output position `x` (undefined: outside tf_crop_and_resize's box), in
@@ -49,28 +49,28 @@ const f = Math.fround;
  * nearest index on an exact boundary (5 / 2.2 rounds to 5 in float32) depends on it.
  */
 function sourceCoordinate(r: AxisResize, x: number): number | undefined {
-  const scale = f(r.scale);
-  const outWidth = f(scale * r.inSize);
+  const scale = fround(r.scale);
+  const outWidth = fround(scale * r.inSize);
   switch (r.coordinates) {
     case 'half_pixel':
-      return f(f(f(x + 0.5) / scale) - 0.5);
+      return fround(fround(fround(x + 0.5) / scale) - 0.5);
     case 'half_pixel_symmetric': {
-      const offset = f(f(r.inSize / 2) * f(1 - f(r.outSize / outWidth)));
-      return f(offset + f(f(f(x + 0.5) / scale) - 0.5));
+      const offset = fround(fround(r.inSize / 2) * fround(1 - fround(r.outSize / outWidth)));
+      return fround(offset + fround(fround(fround(x + 0.5) / scale) - 0.5));
     }
     case 'pytorch_half_pixel':
-      return outWidth === 1 ? -0.5 : f(f(f(x + 0.5) / scale) - 0.5);
+      return outWidth === 1 ? -0.5 : fround(fround(fround(x + 0.5) / scale) - 0.5);
     case 'align_corners':
-      return outWidth === 1 ? 0 : f(f(x * (r.inSize - 1)) / f(outWidth - 1));
+      return outWidth === 1 ? 0 : fround(fround(x * (r.inSize - 1)) / fround(outWidth - 1));
     case 'asymmetric':
-      return f(x / scale);
+      return fround(x / scale);
     case 'tf_half_pixel_for_nn':
-      return f(f(x + 0.5) / scale);
+      return fround(fround(x + 0.5) / scale);
     default: {
       // tf_crop_and_resize
-      const [start, end] = [f(r.roi[0]), f(r.roi[1])];
-      const span = f(end - start);
-      const at = f((outWidth === 1 ? f(f(span * (r.inSize - 1)) / 2) : f(f(f(x * span) * (r.inSize - 1)) / f(outWidth - 1))) + f(start * (r.inSize - 1)));
+      const [start, end] = [fround(r.roi[0]), fround(r.roi[1])];
+      const span = fround(end - start);
+      const at = fround((outWidth === 1 ? fround(fround(span * (r.inSize - 1)) / 2) : fround(fround(fround(x * span) * (r.inSize - 1)) / fround(outWidth - 1))) + fround(start * (r.inSize - 1)));
       return at < 0 || at > r.inSize - 1 ? undefined : at;
     }
   }
