@@ -151,9 +151,10 @@ export function graph(g: GraphSpec): Bytes {
   return out;
 }
 
-/** A ModelProto: ir_version 8, opset 17 of the default domain, the graph, and functions. */
-export function model(g: Bytes, options: { functions?: Bytes[]; producer?: string } = {}): Uint8Array {
-  const out: Bytes = [...fVarint(1, 8), ...fString(2, options.producer ?? 'neural-diff tests'), ...fBytes(7, g), ...fBytes(8, [...fString(1, ''), ...fVarint(2, 17)])];
+/** A ModelProto: ir_version 8 (9 from opset 19), opset 17 (or `opset`) of the default domain, the graph, and functions. */
+export function model(g: Bytes, options: { functions?: Bytes[]; producer?: string; opset?: number } = {}): Uint8Array {
+  const opset = options.opset ?? 17;
+  const out: Bytes = [...fVarint(1, opset >= 19 ? 9 : 8), ...fString(2, options.producer ?? 'neural-diff tests'), ...fBytes(7, g), ...fBytes(8, [...fString(1, ''), ...fVarint(2, opset)])];
   for (const f of options.functions ?? []) out.push(...fBytes(25, f));
   return Uint8Array.from(out);
 }

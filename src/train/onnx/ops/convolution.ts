@@ -1,5 +1,5 @@
 /**
- * Conv (1-D, 2-D, 3-D, grouped and depthwise) and ConvTranspose (1-D, 2-D), over tfjs' NHWC
+ * Conv (1-D, 2-D, 3-D, grouped and depthwise) and ConvTranspose (1-D, 2-D, 3-D), over tfjs' NHWC
  * convolutions: ONNX's NCHW tensors are transposed in and out, explicit or automatic padding is
  * applied with tf.pad before a `valid` convolution, and dilation is applied to the kernel
  * (zeros inserted between its taps), because tfjs has no gradient for dilated convolutions.
@@ -26,21 +26,7 @@ export function spatialPads(a: OpArgs, inShape: number[], kernel: number[], stri
 
 /** The kernel `w` ([kH, kW, ..., in, out] layout, spatial axes first) with `d - 1` zeros between taps. */
 function dilate(w: tf.Tensor, dilations: number[]): tf.Tensor {
-  let out = w;
-  dilations.forEach((d, axis) => {
-    if (d === 1) return;
-    const k = out.shape[axis];
-    // [.., k, ..] -> [.., k, 1, ..] padded to [.., k, d, ..] -> [.., k*d, ..] -> first (k-1)*d+1 taps.
-    const shape = out.shape.slice();
-    const expanded = out.expandDims(axis + 1);
-    const pads = expanded.shape.map((_, i) => (i === axis + 1 ? [0, d - 1] : [0, 0]) as [number, number]);
-    shape[axis] = k * d;
-    const flat = tf.pad(expanded, pads).reshape(shape);
-    const size = shape.slice();
-    size[axis] = (k - 1) * d + 1;
-    out = tf.slice(flat, new Array(shape.length).fill(0), size);
-  });
-  return out;
+  return spread(w, dilations, 0);
 }
 
 const toLast = (rank: number) => [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1];
@@ -99,12 +85,45 @@ function conv(a: OpArgs): tf.Tensor[] {
   return [oneD ? out.squeeze([2]) : out];
 }
 
+/** Zeros inserted between the elements of axes `from`, `from + 1`, ... of `x` (`d - 1` after each but the last). */
+function spread(x: tf.Tensor, factors: number[], from: number): tf.Tensor {
+  let out = x;
+  factors.forEach((d, i) => {
+    if (d === 1) return;
+    const axis = from + i;
+    const n = out.shape[axis];
+    // [.., n, ..] -> [.., n, 1, ..] padded to [.., n, d, ..] -> [.., n*d, ..] -> first (n-1)*d+1.
+    const shape = out.shape.slice();
+    const expanded = out.expandDims(axis + 1);
+    const pads = expanded.shape.map((_, j) => (j === axis + 1 ? [0, d - 1] : [0, 0]) as [number, number]);
+    shape[axis] = n * d;
+    const size = shape.slice();
+    size[axis] = (n - 1) * d + 1;
+    out = tf.slice(tf.pad(expanded, pads).reshape(shape), new Array(shape.length).fill(0), size);
+  });
+  return out;
+}
+
+/**
+ * One group of a 3-D transposed convolution as a forward one, because tfjs has no gradient for
+ * conv3dTranspose: the input spread by the strides (zeros between its elements) and padded by
+ * the dilated kernel's extent less one, convolved with the dilated kernel flipped and its
+ * channel axes swapped. `x` is channels-last, `w` ONNX [C/g, M/g, k...]; the result is the full
+ * output, (in - 1) * stride + (k - 1) * dilation + 1 long on every spatial axis.
+ */
+function convTranspose3dGroup(x: tf.Tensor, w: tf.Tensor, strides: number[], dilations: number[]): tf.Tensor {
+  const f = tf.reverse(dilate(tf.transpose(w, [2, 3, 4, 0, 1]), dilations), [0, 1, 2]);
+  const reach = f.shape.slice(0, 3).map((k) => k - 1);
+  const up = tf.pad(spread(x, strides, 1), [[0, 0], ...reach.map((r) => [r, r] as [number, number]), [0, 0]]);
+  return tf.conv3d(up as tf.Tensor5D, f as tf.Tensor5D, [1, 1, 1], 'valid');
+}
+
 function convTranspose(a: OpArgs): tf.Tensor[] {
   let x = need(a, 0);
   let w = need(a, 1);
   const b = a.inputs[2];
   const n = x.rank - 2;
-  if (n !== 1 && n !== 2) throw unsupported(a, `a ${n}-D transposed convolution (only 1-D and 2-D are implemented)`);
+  if (n < 1 || n > 3) throw unsupported(a, `a ${n}-D transposed convolution (only 1-D, 2-D and 3-D are implemented)`);
   const group = int(a, 'group', 1);
   const kernel0 = w.shape.slice(2);
   const strides0 = ints(a, 'strides') ?? kernel0.map(() => 1);
@@ -147,23 +166,25 @@ function convTranspose(a: OpArgs): tf.Tensor[] {
     begins = [0, ...begins];
     lengths = [1, ...lengths];
   }
-  const xl = tf.transpose(x, [0, 2, 3, 1]);
-  const xs = group === 1 ? [xl] : tf.split(xl, group, 3);
+  const s = full.length;
+  const xl = tf.transpose(x, toLast(x.rank));
+  const xs = group === 1 ? [xl] : tf.split(xl, group, s + 1);
   const ws = group === 1 ? [w] : tf.split(w, group, 0);
   const parts = xs.map((xi, i) => {
+    if (s === 3) return convTranspose3dGroup(xi, ws[i], strides, dil);
     // ONNX [C/g, M/g, kH, kW] -> tfjs [kH, kW, M/g, C/g].
     const f = dilate(tf.transpose(ws[i], [2, 3, 1, 0]), dil) as tf.Tensor4D;
     return tf.conv2dTranspose(xi as tf.Tensor4D, f, [x.shape[0], full[0], full[1], f.shape[2]], strides as [number, number], 'valid');
   });
-  let y: tf.Tensor = parts.length === 1 ? parts[0] : tf.concat(parts, 3);
+  let y: tf.Tensor = parts.length === 1 ? parts[0] : tf.concat(parts, s + 1);
   // Crop (or extend with zeros) to [begin, begin + length) on every spatial axis.
   const padSpec: [number, number][] = [[0, 0]];
-  for (let i = 0; i < 2; i++) padSpec.push([Math.max(0, -begins[i]), Math.max(0, begins[i] + lengths[i] - full[i])]);
+  for (let i = 0; i < s; i++) padSpec.push([Math.max(0, -begins[i]), Math.max(0, begins[i] + lengths[i] - full[i])]);
   padSpec.push([0, 0]);
   y = tf.pad(y, padSpec);
-  y = tf.slice(y, [0, Math.max(0, begins[0]), Math.max(0, begins[1]), 0], [-1, lengths[0], lengths[1], -1]);
-  y = tf.transpose(y, [0, 3, 1, 2]);
-  if (b) y = tf.add(y, b.reshape([1, b.shape[0], 1, 1]));
+  y = tf.slice(y, [0, ...begins.map((v) => Math.max(0, v)), 0], [-1, ...lengths, -1]);
+  y = tf.transpose(y, toFirst(y.rank));
+  if (b) y = tf.add(y, b.reshape([1, b.shape[0], ...new Array(s).fill(1)]));
   return [n === 1 ? y.squeeze([2]) : y];
 }
 

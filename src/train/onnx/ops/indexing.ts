@@ -33,6 +33,29 @@ function gatherElements(a: OpArgs): tf.Tensor[] {
   return [tf.gather(x.reshape([x.size]), flat.reshape([flat.size])).reshape(idx.shape)];
 }
 
+/**
+ * GatherND: each index tuple (the last axis of `indices`, k long) picks a slice of `data`; with
+ * `batch_dims` b, the first b axes of both are paired, so the batch index is prepended to each
+ * tuple of a flattened batch. Negative indices count from the end of their axis.
+ */
+function gatherND(a: OpArgs): tf.Tensor[] {
+  const data = need(a, 0);
+  const indices = need(a, 1).toInt();
+  const b = int(a, 'batch_dims', 0);
+  const k = indices.shape[indices.rank - 1];
+  if (b < 0 || b >= Math.min(data.rank, indices.rank) || b + k > data.rank) {
+    throw unsupported(a, `batch_dims ${b} with data [${data.shape.join(', ')}] and indices [${indices.shape.join(', ')}] (ONNX needs batch_dims < both ranks and batch_dims + indices' last dimension <= data's rank)`);
+  }
+  const dims = tf.tensor1d(data.shape.slice(b, b + k), 'int32');
+  const wrapped = tf.where(tf.less(indices, 0), tf.add(indices, dims), indices);
+  const batch = data.shape.slice(0, b).reduce((p, d) => p * d, 1);
+  const tuples = indices.shape.slice(b, -1).reduce((p, d) => p * d, 1);
+  const flat = wrapped.reshape([batch, tuples, k]);
+  const batchIndex = tf.tile(tf.range(0, batch, 1, 'int32').reshape([batch, 1, 1]), [1, tuples, 1]);
+  const picked = tf.gatherND(data.reshape([batch, ...data.shape.slice(b)]), tf.concat([batchIndex, flat], 2));
+  return [picked.reshape([...indices.shape.slice(0, -1), ...data.shape.slice(b + k)])];
+}
+
 /** Slice: start, end and step of every sliced axis, clamped as numpy does (negative steps too). */
 function slice(a: OpArgs): tf.Tensor[] {
   const x = need(a, 0);
@@ -125,10 +148,7 @@ function topK(a: OpArgs): tf.Tensor[] {
 export const indexing: OpTable = {
   Gather: gather,
   GatherElements: gatherElements,
-  GatherND: (a) => {
-    if (int(a, 'batch_dims', 0) !== 0) throw unsupported(a, 'GatherND with batch_dims');
-    return [tf.gatherND(need(a, 0), need(a, 1).toInt())];
-  },
+  GatherND: gatherND,
   Slice: slice,
   OneHot: oneHot,
   TopK: topK,

@@ -1,24 +1,41 @@
 /**
- * Normalizations in inference form (BatchNormalization with its stored statistics, as a model
- * is fine-tuned with BatchNorm frozen), LayerNormalization, InstanceNormalization, LRN,
- * MeanVarianceNormalization and LpNormalization.
+ * Normalizations: BatchNormalization (with its stored statistics, as a model is fine-tuned with
+ * BatchNorm frozen; with the batch's own in training mode, when the model asks for it),
+ * LayerNormalization, InstanceNormalization, LRN, MeanVarianceNormalization and LpNormalization.
  */
 import * as tf from '@tensorflow/tfjs';
 import { axisOf, float, int, ints, need, unsupported, type OpArgs, type OpTable } from './op.ts';
 
-/** A per-channel vector shaped to broadcast against an NC... tensor of `rank`. */
-const perChannel = (v: tf.Tensor, rank: number) => v.reshape([1, v.size, ...new Array(Math.max(0, rank - 2)).fill(1)]);
+/** A per-channel vector shaped to broadcast against an NC... tensor of `rank` (per-activation statistics as they are). */
+const perChannel = (v: tf.Tensor, rank: number) => (v.rank > 1 ? v.expandDims(0) : v.reshape([1, v.size, ...new Array(Math.max(0, rank - 2)).fill(1)]));
 
+/**
+ * BatchNormalization. In inference form it normalizes by the stored statistics. In training mode
+ * (opset 14 on: `training_mode` 1; before: the running-statistics outputs asked for, and `is_test`
+ * 0 before opset 9) it normalizes by the batch's own mean and (population) variance, over every
+ * axis but the channels (only the batch axis with opset 7-8's `spatial` 0), differentiably, and
+ * returns the running statistics updated with `momentum`: stored × momentum + batch × (1 − momentum).
+ */
 function batchNorm(a: OpArgs): tf.Tensor[] {
-  if (int(a, 'training_mode', 0) === 1 || (a.opset < 9 && int(a, 'is_test', 0) === 0 && a.node.outputs.length > 1)) {
-    throw unsupported(a, 'training mode (batch statistics and running-average outputs); a model is fine-tuned with its BatchNorm statistics frozen');
-  }
   const x = need(a, 0);
   const [scale, bias, mean, variance] = [need(a, 1), need(a, 2), need(a, 3), need(a, 4)];
   const eps = float(a, 'epsilon', 1e-5);
   const r = x.rank;
-  const inv = tf.rsqrt(tf.add(perChannel(variance, r), eps));
-  return [tf.add(tf.mul(tf.mul(tf.sub(x, perChannel(mean, r)), inv), perChannel(scale, r)), perChannel(bias, r))];
+  const outputs = a.node.outputs;
+  const training = a.opset >= 14 ? int(a, 'training_mode', 0) === 1 : outputs.slice(1).some(Boolean) && (a.opset >= 9 || int(a, 'is_test', 0) === 0);
+  const normalize = (m: tf.Tensor, v: tf.Tensor) =>
+    tf.add(tf.mul(tf.mul(tf.sub(x, m), tf.rsqrt(tf.add(v, eps))), perChannel(scale, r)), perChannel(bias, r));
+  if (!training) return [normalize(perChannel(mean, r), perChannel(variance, r))];
+  if (a.opset < 14 && outputs[4]) {
+    throw unsupported(a, 'the saved_var output of training mode before opset 14 (runtimes disagree on it: a variance or an inverse standard deviation)');
+  }
+  const spatial = !(a.opset < 9 && int(a, 'spatial', 1) === 0);
+  const axes = spatial ? [0, ...Array.from({ length: r - 2 }, (_, i) => i + 2)] : [0];
+  const batch = tf.moments(x, axes, true);
+  const momentum = float(a, 'momentum', 0.9);
+  const running = (stored: tf.Tensor, current: tf.Tensor) => tf.add(tf.mul(stored, momentum), tf.mul(current.reshape(stored.shape), 1 - momentum));
+  const y = normalize(batch.mean, batch.variance);
+  return [y, running(mean, batch.mean), running(variance, batch.variance), batch.mean.reshape(mean.shape)];
 }
 
 function layerNorm(a: OpArgs): tf.Tensor[] {

@@ -1,7 +1,8 @@
 /**
  * MaxPool, AveragePool (1-D, 2-D, 3-D) and their global forms, over tfjs' NHWC pools: padding
  * is applied explicitly (-inf for max; for averages the divisor counts what ONNX counts,
- * `count_include_pad` or not) and `ceil_mode` becomes extra padding at the end.
+ * `count_include_pad` or not) and `ceil_mode` becomes extra padding at the end. MaxPool takes
+ * int8/uint8 values too, and gives its Indices output.
  */
 import * as tf from '@tensorflow/tfjs';
 import { spatialPads } from './convolution.ts';
@@ -81,11 +82,73 @@ const padSpec = (g: Geometry, withExtra: boolean, withPads = true): [number, num
   [[0, 0], ...g.pads.map(([b, e], i) => [withPads ? b : 0, (withPads ? e : 0) + (withExtra ? g.extra[i] : 0)] as [number, number]), [0, 0]];
 
 function maxPool(a: OpArgs): tf.Tensor[] {
-  if (a.node.outputs.length > 1 && a.node.outputs[1]) throw unsupported(a, 'the Indices output of MaxPool');
   const x = need(a, 0);
-  if (x.dtype !== 'float32') throw unsupported(a, `MaxPool over ${x.dtype} values`);
+  // int8 and uint8 (int32 here) pool in float32, which holds every such value exactly.
+  if (x.dtype !== 'float32' && x.dtype !== 'int32') throw unsupported(a, `MaxPool over ${x.dtype} values`);
   const g = geometry(a, x);
-  return [channelsLast(x, g, (xl, gg) => pool(tf.pad(xl, padSpec(gg, true), -Infinity), gg, 'max', a))];
+  const xf = x.dtype === 'int32' ? x.toFloat() : x;
+  const pooled = channelsLast(xf, g, (xl, gg) => pool(tf.pad(xl, padSpec(gg, true), -Infinity), gg, 'max', a));
+  const y = x.dtype === 'int32' ? pooled.toInt() : pooled;
+  if (!a.node.outputs[1]) return [y];
+  return [y, maxPoolIndices(x, g, y.shape.slice(2), int(a, 'storage_order', 0))];
+}
+
+/**
+ * MaxPool's second output: for every window, the position of its maximum in the input as ONNX
+ * (and onnxruntime) number it: batch and channel first, then the spatial axes in row-major order
+ * (`storage_order` 0) or column-major (1: the first spatial axis fastest); padding is never
+ * chosen, and the first of equal maxima wins. Integers, computed from the values (no gradient).
+ */
+function maxPoolIndices(x: tf.Tensor, g: Geometry, outShape: number[], storageOrder: number): tf.Tensor {
+  const xs = x.dataSync() as ArrayLike<number>;
+  const inShape = x.shape.slice(2);
+  const n = inShape.length;
+  const plane = inShape.reduce((p, d) => p * d, 1);
+  const outPlane = outShape.reduce((p, d) => p * d, 1);
+  const rowStride = inShape.map((_, i) => inShape.slice(i + 1).reduce((p, d) => p * d, 1));
+  const colStride = inShape.map((_, i) => inShape.slice(0, i).reduce((p, d) => p * d, 1));
+  const stride = storageOrder === 1 ? colStride : rowStride;
+  const [batch, channels] = x.shape as number[];
+  const planes = batch * channels;
+  const out = new Int32Array(planes * outPlane);
+  const at = new Array<number>(n).fill(0);
+  const tap = new Array<number>(n).fill(0);
+  for (let o = 0; o < outPlane; o++) {
+    let rest = o;
+    for (let i = n - 1; i >= 0; i--) {
+      at[i] = (rest % outShape[i]) * g.strides[i] - g.pads[i][0];
+      rest = Math.floor(rest / outShape[i]);
+    }
+    for (let c = 0; c < planes; c++) {
+      let best = -1;
+      let bestValue = -Infinity;
+      tap.fill(0);
+      // Every tap of the window in row-major order.
+      for (;;) {
+        let inside = true;
+        let row = 0;
+        let index = 0;
+        for (let i = 0; i < n && inside; i++) {
+          const p = at[i] + tap[i] * g.dilations[i];
+          inside = p >= 0 && p < inShape[i];
+          row += p * rowStride[i];
+          index += p * stride[i];
+        }
+        if (inside) {
+          const v = xs[c * plane + row];
+          if (best < 0 || v > bestValue) {
+            best = index;
+            bestValue = v;
+          }
+        }
+        let i = n - 1;
+        while (i >= 0 && ++tap[i] === g.kernel[i]) tap[i--] = 0;
+        if (i < 0) break;
+      }
+      out[c * outPlane + o] = best < 0 ? -1 : c * plane + best;
+    }
+  }
+  return tf.tensor(out, [batch, channels, ...outShape], 'int32');
 }
 
 function averagePool(a: OpArgs): tf.Tensor[] {

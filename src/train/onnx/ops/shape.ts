@@ -229,7 +229,9 @@ export const shape: OpTable = {
     const x = need(a, 0);
     const training = a.opset >= 12 ? !!a.inputs[2] && Boolean(a.inputs[2].dataSync()[0]) : a.opset < 7 && int(a, 'is_test', 0) === 0;
     const ratio = a.opset >= 12 ? (a.inputs[1] ? Number(a.inputs[1].dataSync()[0]) : 0.5) : float(a, 'ratio', 0.5);
-    if (training && ratio > 0) throw unsupported(a, 'Dropout in training mode (random masks); the executor runs Dropout as inference does');
+    // ONNX leaves the generator to each runtime: no mask drawn here would be the one another runtime
+    // (or ONNX's own test data: numpy's Mersenne Twister reseeded with `seed` at every call) draws.
+    if (training && ratio > 0) throw unsupported(a, `Dropout in training mode with ratio ${ratio} (a random mask, whose generator ONNX leaves to each runtime); the executor runs Dropout as inference does: export the model with training_mode false`);
     return [x, a.node.outputs.length > 1 ? tf.onesLike(x).cast('bool') : undefined];
   },
   Cast: (a) => cast(a, int(a, 'to', 1)),
