@@ -10,14 +10,14 @@ import { copyFile, link, mkdtemp, readFile, readdir, rm, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { applyPayload } from '../src/apply/index.ts';
-import { BaseMismatchError, FreshnessError, HealthCheckError, ModelFormatError, ModelMismatchError } from '../src/core/errors.ts';
+import { BaseMismatchError, FreshnessError, HealthCheckError, ModelFormatError, ModelMismatchError, UsageError } from '../src/core/errors.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
 import { buildPayload } from '../src/diff/build.ts';
 import { checkOnnxPair, diffOnnxModels } from '../src/diff/onnx.ts';
 import { OnnxWeightStore, ONNX_FRAME, type OnnxTensorEntry } from '../src/io/onnx/store.ts';
-import { applyToOnnxFile, openOnnxFile, recoverOnnxFile, ONNX_JOURNAL_SUFFIX, ONNX_PREVIOUS_SUFFIX } from '../src/io/onnx/files.ts';
+import { applyToOnnxFile, openOnnxFile, recoverOnnxFile, saveOnnxFileAs, ONNX_JOURNAL_SUFFIX, ONNX_PREVIOUS_SUFFIX } from '../src/io/onnx/files.ts';
 import { DT, f32le, fBytes, fixture, fString, fVarint, graph, model, node, tensor } from './helpers/onnx-build.ts';
 
 const VAD = 'node_modules/@ricky0123/vad-web/dist';
@@ -355,6 +355,40 @@ test('a payload for the wrong base is refused by fingerprint even when names and
     const before = new Uint8Array(await readFile(file));
     await assert.rejects(applyToOnnxFile(file, payload, { state: null }), BaseMismatchError);
     assert.deepEqual(new Uint8Array(await readFile(file)), before);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('saveOnnxFileAs (--model-out) beside a base with external data is refused before anything is written: the new files would be the base\'s own; into another folder it writes the target', async () => {
+  const dir = await tempDir();
+  try {
+    const file = path.join(dir, 'm.onnx');
+    const f1 = fixture(1);
+    await writeFile(file, f1.model);
+    await writeFile(path.join(dir, 'weights.bin'), f1.external);
+    const target = new OnnxWeightStore(fixture(2).model, { external: { 'weights.bin': fixture(2).external } });
+    const probe = await openOnnxFile(file);
+    const res = buildPayload(hasher, probe.contents, [{ kind: 'dense', name: 'far', values: Float32Array.from(target.read('far'), (v, i) => v - probe.read('far')[i]), codec: 'f32' }], { method: 'topk', modelId: 'm' });
+    await probe.close();
+    const save = async (out: string) => {
+      const disk = await openOnnxFile(file);
+      try {
+        const r = await applyPayload(disk.contents, res.bytes, { hasher });
+        await saveOnnxFileAs(disk, r.changedTensors, out);
+      } finally {
+        await disk.close();
+      }
+    };
+    // The same folder: weights.bin beside the new model is the base's weights.bin.
+    await assert.rejects(save(path.join(dir, 'm-v2.onnx')), (e: unknown) => e instanceof UsageError && /own external data/.test(e.message) && /another folder/.test(e.message));
+    assert.deepEqual(new Uint8Array(await readFile(path.join(dir, 'weights.bin'))), f1.external, 'the base\'s external data, byte for byte');
+    assert.deepEqual(new Uint8Array(await readFile(file)), f1.model);
+    assert.deepEqual((await readdir(dir)).sort(), ['m.onnx', 'weights.bin']);
+    // Another folder: the new model and its external data, the target's bytes there.
+    await save(path.join(dir, 'out', 'm-v2.onnx'));
+    assert.deepEqual(new Uint8Array(await readFile(path.join(dir, 'out', 'weights.bin'))), fixture(2).external);
+    assert.deepEqual(new Uint8Array(await readFile(path.join(dir, 'weights.bin'))), f1.external);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -689,6 +689,17 @@ function modelIdFor(file: string, expected: string | undefined, recorded: string
   return expected ?? recorded;
 }
 
+/** Whether `file` is one of the files `disk` reads (the same file by device and inode, so through links too). */
+async function isOpenedFile(disk: OnnxFileStore, file: string): Promise<boolean> {
+  const st = await stat(file).catch(() => undefined);
+  if (!st) return false;
+  for (const loc of ['', ...onnxExternalLocations(disk.contents.modelBytes(), disk.file)]) {
+    const opened = disk.openedAt(loc).stats;
+    if (opened.dev === st.dev && opened.ino === st.ino) return true;
+  }
+  return false;
+}
+
 /**
  * Write the model `disk` holds, with the patches committed to `changed`, as a new model at
  * `outFile` (its external data files beside it, under their locations): the model file from
@@ -698,6 +709,18 @@ function modelIdFor(file: string, expected: string | undefined, recorded: string
 export async function saveOnnxFileAs(disk: OnnxFileStore, changed: readonly string[], outFile: string): Promise<void> {
   const out = path.resolve(outFile);
   if (out === disk.file) throw new UsageError(`${outFile} is the model being read: name another file to write`, { file: outFile });
+  const locations = onnxExternalLocations(disk.contents.modelBytes(), disk.file);
+  // The external files keep their locations beside the new model: in the base's own folder they
+  // would be the base's files, truncated before they are read. Refused before anything is written.
+  for (const loc of locations) {
+    const to = path.join(path.dirname(out), loc);
+    if (await isOpenedFile(disk, to)) {
+      throw new UsageError(
+        `${outFile} would write its external data to ${to}, which is ${disk.file}'s own external data (location ${JSON.stringify(loc)}): expected a place of its own for the new model's files; write it into another folder`,
+        { file: outFile, external: to },
+      );
+    }
+  }
   const patches = disk.contents.externalPatches(changed);
   const write = async (to: string, fill: (fh: FileHandle) => Promise<void>, mode: number) => {
     await makeDirs(path.dirname(to));
@@ -710,7 +733,7 @@ export async function saveOnnxFileAs(disk: OnnxFileStore, changed: readonly stri
     }
   };
   await write(out, (fh) => writeAll(fh, disk.contents.modelBytes(), 0), disk.openedAt('').stats.mode);
-  for (const loc of onnxExternalLocations(disk.contents.modelBytes(), disk.file)) {
+  for (const loc of locations) {
     const from = disk.openedAt(loc);
     await write(path.join(path.dirname(out), loc), (fh) => copyWithPatches(from, fh, patches.get(loc) ?? []), from.stats.mode);
   }
