@@ -66,9 +66,9 @@ export function readOnnxModel(file: string, flag: string): { bytes: Uint8Array; 
   return { bytes, external };
 }
 
-/** The inputs a data folder must give for the ONNX model `bytes`: the graph's inputs that are neither initializers nor carried states. */
-export function fedInputs(bytes: Uint8Array, source: string, state: readonly ProgramStatePair[]): string[] {
-  const graph = decodeOnnxModel(bytes, { source }).graph;
+/** The inputs a data folder must give for the ONNX model `bytes` (with its external data files): the graph's inputs that are neither initializers nor carried states. */
+export function fedInputs(bytes: Uint8Array, source: string, state: readonly ProgramStatePair[], external?: ReadonlyMap<string, Uint8Array>): string[] {
+  const graph = decodeOnnxModel(bytes, { source, ...(external ? { external } : {}) }).graph;
   const fed = new Set(graph.initializers.map((t) => t.name));
   const stateInputs = new Set(state.map((s) => s.input));
   return graph.inputs.map((i) => i.name).filter((n) => !fed.has(n) && !stateInputs.has(n));

@@ -7,14 +7,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initBackend } from '../src/train/backend.ts';
 import { trainOnnxDiff, decisions, type OnnxDataset } from '../src/train/onnx/train-onnx.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { graph, model, node, valueInfoFree } from './helpers/onnx-build.ts';
-import { FC_SCALE, agreement, cnn, images, lstm, ortFrames, ortImages, patched, sequences, worstRelative } from './helpers/onnx-models.ts';
+import { FC_SCALE, agreement, cnn, images, lstm, lstmExternalData, ortFrames, ortImages, patched, sequences, worstRelative } from './helpers/onnx-models.ts';
+import { applyPayload } from '../src/apply/index.ts';
 
 await initBackend('wasm');
 
@@ -156,6 +157,49 @@ test('ndiff train --base model.onnx: a stateful model with a teacher from .npy f
     assert.notEqual(refused.code, 0);
     assert.match(refused.text, /operator NonMaxSuppression \(node "nms", opset 17\) is not implemented/);
     assert.ok(!existsSync(path.join(dir, 'odd.ndiff')), 'nothing written');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ndiff train with external data: base and teacher read with their external files, the updated model written with its own beside it, never over the base\'s', async (t) => {
+  const { main } = await import('../cli/ndiff.ts');
+  const { saveNpy } = await import('../src/io/npy/files.ts');
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-onnx-train-ext-'));
+  const run = async (...argv: string[]) => {
+    const lines: string[] = [];
+    const code = await main(argv, { out: (l) => lines.push(l), err: (l) => lines.push(l), progress: (l) => lines.push(l) });
+    return { code, text: lines.join('\n') };
+  };
+  try {
+    for (const [name, shift] of [['v1', 0], ['v2', 0.5]] as const) {
+      mkdirSync(path.join(dir, name));
+      writeFileSync(path.join(dir, name, 'model.onnx'), lstm(shift, 'lstm.weights'));
+      writeFileSync(path.join(dir, name, 'lstm.weights'), lstmExternalData(shift));
+    }
+    const train = sequences(20, 16, 5);
+    saveNpy(path.join(dir, 'train', 'x.npy'), train.inputs.x.values as Float32Array, [train.sequence!.length, 3]);
+    saveNpy(path.join(dir, 'train', 'sequence.npy'), train.sequence as Int32Array, [train.sequence!.length]);
+    const base = path.join(dir, 'v1', 'model.onnx');
+    const args = ['train', '--model-id', 'lstm', '--base', base, '--teacher', path.join(dir, 'v2', 'model.onnx'), '--state', 'h:hN', '--state', 'c:cN',
+      '--train', path.join(dir, 'train'), '--method', 'sparse', '--budget', '700', '--epochs', '2', '--tune', 'off', '--lr', '0.01', '--allow-worse'];
+    const r = await run(...args, '--out', path.join(dir, 'p.ndiff'), '--model-out', path.join(dir, 'out', 'model.onnx'));
+    t.diagnostic(r.text.split('\n').filter((l) => /wrote|agreement/.test(l)).join('\n'));
+    assert.equal(r.code, 0, r.text);
+    // The written model is the base with the payload applied, its external file beside it.
+    const payload = new Uint8Array(readFileSync(path.join(dir, 'p.ndiff')));
+    const expected = new OnnxWeightStore(readFileSync(base), { external: { 'lstm.weights': readFileSync(path.join(dir, 'v1', 'lstm.weights')) } });
+    await applyPayload(expected, payload);
+    const written = new OnnxWeightStore(readFileSync(path.join(dir, 'out', 'model.onnx')), { external: { 'lstm.weights': readFileSync(path.join(dir, 'out', 'lstm.weights')) } });
+    for (const w of expected.weights()) assert.deepEqual(written.values(w.name), expected.values(w.name), w.name);
+    assert.deepEqual(new Uint8Array(readFileSync(path.join(dir, 'v1', 'lstm.weights'))), lstmExternalData(0), 'the base untouched');
+    // Beside the base, the new model's lstm.weights would be the base's own: refused before training, nothing written.
+    const refused = await run(...args, '--out', path.join(dir, 'q.ndiff'), '--model-out', path.join(dir, 'v1', 'model-v2.onnx'));
+    assert.equal(refused.code, 2, refused.text);
+    assert.match(refused.text, /external data \(lstm\.weights\) over --base .*'s own.*another folder/);
+    assert.ok(!existsSync(path.join(dir, 'q.ndiff')));
+    assert.deepEqual(readdirSync(path.join(dir, 'v1')).sort(), ['lstm.weights', 'model.onnx']);
+    assert.deepEqual(new Uint8Array(readFileSync(path.join(dir, 'v1', 'lstm.weights'))), lstmExternalData(0), 'the base untouched');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

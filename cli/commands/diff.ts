@@ -214,7 +214,7 @@ function loadOnnxEval(a: DiffArgs): OnnxEval {
   const state = parseStatePairs(a.state);
   const base = readOnnxModel(a.base, '--base');
   const target = readOnnxModel(a.target, '--target');
-  const { data, shared } = loadFolder(a.eval as string, fedInputs(base.bytes, a.base, state), '--eval', state.length > 0);
+  const { data, shared } = loadFolder(a.eval as string, fedInputs(base.bytes, a.base, state, base.external), '--eval', state.length > 0);
   return { base, target, data, shared, state };
 }
 

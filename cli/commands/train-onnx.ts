@@ -5,18 +5,17 @@
  * (class per example) is optional with `--teacher`. Stateful models (`--state state:stateN`) also
  * need `sequence.npy`: the sequence of each frame, a sequence's frames consecutive and in order.
  */
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
-import { applyToOnnxFile } from '../../src/io/onnx/files.ts';
 import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
 import type { CliIO } from '../common.ts';
-import { exampleCount, fedInputs, loadFolder, parseStatePairs } from '../data-folders.ts';
-import { checkOutputPath, parseExpiry, readPayloadFile, resolveModelId } from '../models.ts';
+import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
+import { checkOutputPath, parseExpiry, readPayloadFile, resolveModelId, writeUpdatedModel } from '../models.ts';
 import type { TrainArgs } from './train.ts';
 import type { ProgramDataset, TrainProgramOptions } from '../../src/train/program/train-program.ts';
 import type { ProgramInputValues } from '../../src/train/program/training-model.ts';
@@ -44,19 +43,22 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   const modelId = await resolveModelId(a.base, a.modelId);
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
-  const bytes = new Uint8Array(await readFile(a.base).catch(() => {
-    throw new UsageError(`cannot read --base ${a.base}: expected an ONNX model file`);
-  }));
-  const teacher = a.teacher ? new Uint8Array(await readFile(a.teacher).catch(() => {
-    throw new UsageError(`cannot read --teacher ${a.teacher}: expected the new version of the model as an .onnx file`);
-  })) : undefined;
+  // Each model with its external data files (read from beside it, under their locations).
+  const base = readOnnxModel(a.base, '--base');
+  const bytes = base.bytes;
+  if (a.modelOut && base.external.size && path.resolve(path.dirname(a.modelOut)) === path.resolve(path.dirname(a.base))) {
+    // Said before training; writing the model checks the same again, by file identity.
+    throw new UsageError(`--model-out ${a.modelOut} would write its external data (${[...base.external.keys()].join(', ')}) over --base ${a.base}'s own: expected a place of its own for the new model's files; write it into another folder`);
+  }
+  const teacherModel = a.teacher ? readOnnxModel(a.teacher, '--teacher') : undefined;
+  const teacher = teacherModel?.bytes;
   const state = parseStatePairs(a.state);
-  const inputs = fedInputs(bytes, a.base, state);
+  const inputs = fedInputs(bytes, a.base, state, base.external);
   const train = loadFolder(a.train, inputs, '--train', state.length > 0);
   const val = a.val ? loadFolder(a.val, inputs, '--val', state.length > 0).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', state.length > 0).data : undefined;
   const replay = a.replay ? loadFolder(a.replay, inputs, '--replay', state.length > 0).data : undefined;
-  const store = new OnnxWeightStore(bytes, { source: a.base });
+  const store = new OnnxWeightStore(bytes, { source: a.base, external: base.external });
   // Payloads of the same update (a smaller budget, an earlier run) compete on validation with this run's result.
   const competitors = [];
   for (const file of a.alsoConsider) {
@@ -77,9 +79,9 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable: parseTrainable(a.trainable) }),
     ...(replay ? { replay } : {}),
     ...(competitors.length ? { alsoConsider: competitors } : {}),
-    ...(teacher ? { teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
+    ...(teacher ? { teacher, teacherProgram: { source: path.basename(a.teacher as string), external: teacherModel?.external }, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     ...(state.length ? { state, bpttFrames: a.bptt } : {}),
-    program: { source: path.basename(a.base) },
+    program: { source: path.basename(a.base), external: base.external },
     onProgress: (m) => io.progress(m),
     onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(0)} examples/s`),
   });
@@ -98,8 +100,8 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   if (res.teacherEval) io.out(`eval agreement with the teacher ${pct(res.teacherEval.before.agreement)} -> ${pct(res.teacherEval.after.agreement)}; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)} (${how})`);
   if (evalData?.labels) io.out(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (${how})`);
   if (a.modelOut) {
-    await copyFile(a.base, a.modelOut);
-    await applyToOnnxFile(a.modelOut, res.bytes, { state: null });
+    // Patched in memory and written as a new model with its external data beside it (refused in the base's own folder when it has external data).
+    await writeUpdatedModel(a.base, a.modelOut, res.bytes);
     io.out(`wrote the updated model to ${a.modelOut}`);
   }
   const metrics = {

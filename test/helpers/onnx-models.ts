@@ -70,17 +70,36 @@ export function cnn(shift = 0, fcShift = 0, rotate = 0): Uint8Array {
 }
 
 export const H = 6;
-/**
- * One frame of an LSTM carrying (h, c) from frame to frame, as a streaming model is exported:
- * x [N, 3] -> LSTM step from (h, c) -> hN, cN; the speech-like probability Sigmoid(Gemm(hN)).
- */
-export function lstm(shift = 0): Uint8Array {
+/** The LSTM's weights, `shift` moving every value (v2 of the same model). */
+function lstmValues(shift: number) {
   const rand = seeded(11);
   const moved = (xs: number[]) => xs.map((x, i) => x + shift * Math.cos(7 * i + 3));
+  const W = moved(floats(4 * H * 3, rand, 0.8));
+  const R = moved(floats(4 * H * H, rand, 0.5));
+  const B = moved(floats(8 * H, rand, 0.1));
+  const outW = moved(floats(H, rand, 1.5));
+  return { W, R, B, outW, outB: moved([0.1]) };
+}
+
+/** The external data file of `lstm(shift, location)`: lstm.R as float32. */
+export function lstmExternalData(shift = 0): Uint8Array {
+  return Uint8Array.from(f32le(lstmValues(shift).R));
+}
+
+/**
+ * One frame of an LSTM carrying (h, c) from frame to frame, as a streaming model is exported
+ * (`externalR`: lstm.R kept in that external data file, {@link lstmExternalData}):
+ * x [N, 3] -> LSTM step from (h, c) -> hN, cN; the speech-like probability Sigmoid(Gemm(hN)).
+ */
+export function lstm(shift = 0, externalR?: string): Uint8Array {
+  const v = lstmValues(shift);
+  const R = externalR
+    ? tensor({ name: 'lstm.R', dims: [1, 4 * H, H], dataType: DT.FLOAT, external: { location: externalR, offset: '0', length: String(4 * v.R.length) } })
+    : init('lstm.R', [1, 4 * H, H], v.R);
   return model(graph({
     initializers: [
-      init('lstm.W', [1, 4 * H, 3], moved(floats(4 * H * 3, rand, 0.8))), init('lstm.R', [1, 4 * H, H], moved(floats(4 * H * H, rand, 0.5))), init('lstm.B', [1, 8 * H], moved(floats(8 * H, rand, 0.1))),
-      init('out.w', [1, H], moved(floats(H, rand, 1.5))), init('out.b', [1], moved([0.1])),
+      init('lstm.W', [1, 4 * H, 3], v.W), R, init('lstm.B', [1, 8 * H], v.B),
+      init('out.w', [1, H], v.outW), init('out.b', [1], v.outB),
       tensor({ name: 'axis0', dims: [1], dataType: DT.INT64, int64Data: [0] }),
     ],
     nodes: [

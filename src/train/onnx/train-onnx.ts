@@ -23,6 +23,8 @@ export interface TrainOnnxOptions extends Omit<TrainProgramOptions, 'teacherFlag
   teacher?: Uint8Array;
   /** Options of the base's program (external data, a name for messages). */
   program?: OnnxProgramOptions;
+  /** Options of the teacher's program (its external data files, a name for messages). */
+  teacherProgram?: OnnxProgramOptions;
 }
 
 /**
@@ -38,11 +40,11 @@ export async function trainOnnxDiff(bytes: Uint8Array, train: OnnxDataset, optio
   const program = new OnnxProgram(bytes, { ...options.program, source });
   let teacher: OnnxProgram | undefined;
   try {
-    teacher = options.teacher ? new OnnxProgram(options.teacher, { source: 'teacher' }) : undefined;
+    teacher = options.teacher ? new OnnxProgram(options.teacher, { source: 'teacher', ...options.teacherProgram }) : undefined;
   } catch (e) {
     program.dispose();
     throw e;
   }
-  const { teacher: _t, program: _p, ...rest } = options;
+  const { teacher: _t, program: _p, teacherProgram: _tp, ...rest } = options;
   return trainProgramDiff(program, store, train, { ...rest, ...(teacher ? { teacher } : {}), teacherFlag: '--teacher NEW.onnx' });
 }
