@@ -9,11 +9,14 @@
  * samples behind the previous frame's last 64, the state carried), against v6 on the same audio.
  *
  * - Training audio: espeak-ng sentences and voices that the evaluation audio never uses, with
- *   silences, faint noise, speech buried in white noise, and noise-only stretches; cut into
- *   sequences of two utterances, each starting from a zero state (truncated backpropagation of
- *   `--bptt` frames from the carried state, see src/train/program/training-model.ts). Validation: more
- *   utterances of the same kind (other sentences), never the evaluation audio; it alone chooses
- *   checkpoints and the committed payloads.
+ *   silences, faint noise, speech buried in white noise, and noise-only stretches; and recorded
+ *   speech, the Debian packages' recordings in languages other than English (the evaluation's real
+ *   audio is their English ones). Cut into sequences of two utterances, each starting from a zero
+ *   state (truncated backpropagation of `--bptt` frames from the carried state, see
+ *   src/train/program/training-model.ts). Validation: more of both kinds (other sentences, voices
+ *   and languages), never the evaluation audio; it alone chooses checkpoints and the committed payloads.
+ * - Defaults (5 epochs, learning rate 3e-4 with LoRA at 1e-3, teacher temperature 1) are what the
+ *   pilot rows in docs/onnx-training.md found.
  * - Rows: method x budget, each trained in its own child process (two at a time: training time,
  *   frames/s and peak resident memory are that process's), then evaluated here.
  * - The best learned payload at 2% and at 10% by validation agreement with v6 is written to
@@ -22,7 +25,7 @@
  * Missing Debian packages (espeak-ng, sox, ktuberling-data, klettres-data, zstd, bsdiff) are
  * installed with apt-get when running as root, and the bench says so.
  *
- *   npm run bench:vad-learned                          # the full grid
+ *   npm run bench:vad-learned                          # the full grid (about 70 min on 2 cores)
  *   npm run bench:vad-learned -- --quick               # a few utterances, two rows (used by a test)
  *   npm run bench:vad-learned -- --methods sparse,hash --budgets 2,10 --epochs 6 --json out.json
  *   npm run bench:vad-learned -- --lr 3e-4,lora=1e-3 --temperature 1 --sequences 40 --recorded 40
