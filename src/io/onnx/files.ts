@@ -689,11 +689,11 @@ function modelIdFor(file: string, expected: string | undefined, recorded: string
   return expected ?? recorded;
 }
 
-/** Whether `file` is one of the files `disk` reads (the same file by device and inode, so through links too). */
-async function isOpenedFile(disk: OnnxFileStore, file: string): Promise<boolean> {
+/** Whether `file` is one of the files `disk` reads, the model or an external one at `locations` (the same file by device and inode, so through links too). */
+async function isOpenedFile(disk: OnnxFileStore, file: string, locations: readonly string[]): Promise<boolean> {
   const st = await stat(file).catch(() => undefined);
   if (!st) return false;
-  for (const loc of ['', ...onnxExternalLocations(disk.contents.modelBytes(), disk.file)]) {
+  for (const loc of ['', ...locations]) {
     const opened = disk.openedAt(loc).stats;
     if (opened.dev === st.dev && opened.ino === st.ino) return true;
   }
@@ -714,7 +714,7 @@ export async function saveOnnxFileAs(disk: OnnxFileStore, changed: readonly stri
   // would be the base's files, truncated before they are read. Refused before anything is written.
   for (const loc of locations) {
     const to = path.join(path.dirname(out), loc);
-    if (await isOpenedFile(disk, to)) {
+    if (await isOpenedFile(disk, to, locations)) {
       throw new UsageError(
         `${outFile} would write its external data to ${to}, which is ${disk.file}'s own external data (location ${JSON.stringify(loc)}): expected a place of its own for the new model's files; write it into another folder`,
         { file: outFile, external: to },
