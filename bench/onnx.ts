@@ -206,18 +206,21 @@ export function real(quick: boolean): { pcm: Float32Array; clips: number } {
   const files = quick ? [...words.slice(0, 6), ...letters.slice(0, 4)] : [...words, ...letters.filter((_, i) => i % 2 === 0)];
   // Short clips (a letter, one word) are joined three at a time into one "utterance".
   const clips: Float32Array[] = [];
-  for (let i = 0; i < files.length; i += 3) {
-    const group = files.slice(i, i + 3).map((f) => soxToPcm([f]));
-    const gap = new Float32Array(Math.floor(RATE * 0.15));
-    const joined = new Float32Array(group.reduce((n, g) => n + g.length + gap.length, 0));
-    let at = 0;
-    for (const g of group) {
-      joined.set(g, at);
-      at += g.length + gap.length;
-    }
-    clips.push(joined);
-  }
+  for (let i = 0; i < files.length; i += 3) clips.push(joinRecordings(files.slice(i, i + 3)));
   return { pcm: stream(clips, 23), clips: files.length };
+}
+
+/** Recordings (audio files sox reads) as one utterance: each followed by 0.15 s of silence. */
+export function joinRecordings(files: readonly string[]): Float32Array {
+  const group = files.map((f) => soxToPcm([f]));
+  const gap = Math.floor(RATE * 0.15);
+  const joined = new Float32Array(group.reduce((n, g) => n + g.length + gap, 0));
+  let at = 0;
+  for (const g of group) {
+    joined.set(g, at);
+    at += g.length + gap;
+  }
+  return joined;
 }
 
 /** Wake-word audio: each phrase said by several voices, with other speech between. */

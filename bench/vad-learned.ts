@@ -42,7 +42,7 @@ import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
-import { budgetModels, compare, ensurePackages, espeak, packageOggs, real, soxToPcm, stream, synthetic, vadProbabilities, type BudgetRow } from './onnx.ts';
+import { budgetModels, compare, ensurePackages, espeak, joinRecordings, packageOggs, real, stream, synthetic, vadProbabilities, type BudgetRow } from './onnx.ts';
 import { frames } from './vad-frames.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -168,20 +168,9 @@ function recordedStreams(langs: { ktuberling: string[]; klettres: string[] }, co
     const j = Math.floor(r() * (i + 1));
     [files[i], files[j]] = [files[j], files[i]];
   }
-  const gap = new Float32Array(Math.floor(RATE * 0.15));
   const out: Float32Array[] = [];
   for (let k = 0; k < count; k++) {
-    const utterances: Float32Array[] = [];
-    for (let u = 0; u < 2; u++) {
-      const group = [0, 1, 2].map((j) => soxToPcm([files[(6 * k + 3 * u + j) % files.length]]));
-      const joined = new Float32Array(group.reduce((n, g) => n + g.length + gap.length, 0));
-      let at = 0;
-      for (const g of group) {
-        joined.set(g, at);
-        at += g.length + gap.length;
-      }
-      utterances.push(joined);
-    }
+    const utterances = [0, 1].map((u) => joinRecordings([0, 1, 2].map((j) => files[(6 * k + 3 * u + j) % files.length])));
     out.push(stream(utterances, seed * 1000 + k));
   }
   return out;
