@@ -14,6 +14,7 @@ import { initBackend } from '../src/train/backend.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { UnsupportedOperatorError } from '../src/core/errors.ts';
 import { DT, f32le, fBytes, fString, fVarint, graph, model, node, tensor, valueInfo, type AttrSpec } from './helpers/onnx-build.ts';
+import { seeded } from './helpers/onnx-models.ts';
 
 ort.env.wasm.numThreads = 1;
 ort.env.logLevel = 'error';
@@ -29,16 +30,6 @@ interface Value {
   stored?: boolean;
 }
 
-/** A seeded generator of values in [-1, 1). */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 31 - 1;
-  };
-}
 
 /** `n` seeded values in [-1, 1). */
 export function randoms(n: number, seed: number): number[] {

@@ -14,6 +14,7 @@ import { trainOnnxDiff, type OnnxDataset } from '../src/train/onnx/train-onnx.ts
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { applyPayload } from '../src/apply/index.ts';
 import { seededRandom } from '../src/core/random.ts';
+import { frames as vadFrames } from '../bench/vad-frames.ts';
 
 await initBackend('wasm');
 
@@ -21,27 +22,19 @@ const VAD = path.join(import.meta.dirname, '../node_modules/@ricky0123/vad-web/d
 const v5 = new Uint8Array(readFileSync(path.join(VAD, 'silero_vad_v5.onnx')));
 const v6 = new Uint8Array(readFileSync(path.join(VAD, 'silero_vad_v6.onnx')));
 
-/** `sequences` streams of `frames` frames as vad-web feeds them (64 samples of context, 512 new): tone bursts in noise. */
+/** `sequences` streams of `count` frames, cut as vad-web feeds them (bench/vad-frames.ts): tone bursts in noise. */
 function frames(sequences: number, count: number, seed: number): OnnxDataset {
   const r = seededRandom(seed);
-  const input = new Float32Array(sequences * count * 576);
-  const sequence = new Int32Array(sequences * count);
-  for (let s = 0; s < sequences; s++) {
+  const streams = Array.from({ length: sequences }, () => {
     const pcm = new Float32Array(count * 512);
     const f0 = 120 + 200 * r();
     for (let i = 0; i < pcm.length; i++) {
       const voiced = Math.floor(i / 2048) % 2 === 1;
       pcm[i] = 0.01 * (2 * r() - 1) + (voiced ? 0.3 * Math.sin((2 * Math.PI * f0 * i) / 16000) * (1 + 0.5 * Math.sin((2 * Math.PI * 3 * i) / 16000)) : 0);
     }
-    let context = new Float32Array(64);
-    for (let f = 0; f < count; f++) {
-      const at = (s * count + f) * 576;
-      input.set(context, at);
-      input.set(pcm.subarray(f * 512, (f + 1) * 512), at + 64);
-      context = input.slice(at + 512, at + 576);
-      sequence[s * count + f] = s;
-    }
-  }
+    return pcm;
+  });
+  const { input, sequence } = vadFrames(streams);
   return { inputs: { input: { values: input, shape: [576] } }, sequence };
 }
 
