@@ -9,6 +9,12 @@
  * a reload that refuses the same payload as a replay (the record persisted), and a manifest that
  * lacks a weight refused with that weight's name.
  *
+ * On every backend tfjs ships for browsers: WebGL (tfjs's default; Chromium's SwiftShader serves
+ * it headless), WebGPU (where Chromium offers an adapter), wasm and cpu. The page reports the
+ * backend it ran on, so a silent fall-back to cpu fails the test, and the prediction after the
+ * apply must be the patched model's, not v1's: a store that patched only a CPU-side copy of a
+ * GPU tensor (what WebGL's cached readSync array once led to) fails here.
+ *
  * Chromium as test/browser.test.ts finds it (skipped with the reason when there is none).
  */
 import { test, before, after } from 'node:test';
@@ -37,7 +43,9 @@ let work: string;
 let server: Server;
 let url: string;
 let browser: Browser;
-let expected: { base: string; target: string; prediction: Float32Array };
+let webgpuAdapter = false;
+let expected: { base: string; target: string; prediction: Float32Array; before: Float32Array };
+const wasmDist = path.join(root, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist');
 
 before(async () => {
   if (skip) return;
@@ -61,28 +69,41 @@ before(async () => {
   await cp(modelDir, patched, { recursive: true });
   await applyPayload(await openTfjsModelDir(patched), built.bytes);
   await tf.setBackend('cpu');
-  const model = await tf.loadLayersModel(fileSystemIO(patched));
   const input = tf.linspace(0, 1, 224 * 224 * 3).reshape([1, 224, 224, 3]);
-  expected = { base: built.payload.header.baseFingerprint, target: built.payload.header.targetFingerprint, prediction: (model.predict(input) as tf.Tensor).dataSync() as Float32Array };
-  model.dispose();
+  const predict = async (dir: string) => {
+    const model = await tf.loadLayersModel(fileSystemIO(dir));
+    const out = (model.predict(input) as tf.Tensor).dataSync() as Float32Array;
+    model.dispose();
+    return out;
+  };
+  expected = { base: built.payload.header.baseFingerprint, target: built.payload.header.targetFingerprint, prediction: await predict(patched), before: await predict(modelDir) };
 
   server = createServer(async (req, res) => {
     const name = new URL(req.url ?? '/', 'http://x').pathname;
     const file = name === '/' ? path.join(example, 'index.html')
       : name === '/main.js' || name === '/update.ndiff' ? path.join(work, name.slice(1))
       : /^\/model\/[\w.-]+$/.test(name) ? path.join(modelDir, name.slice('/model/'.length))
+      : /^\/wasm\/[\w.-]+\.wasm$/.test(name) ? path.join(wasmDist, name.slice('/wasm/'.length))
       : undefined;
+    if (name === '/probe') {
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>probe</title>');
+      return;
+    }
     const body = file && await readFile(file).catch(() => undefined);
     if (!body) {
       res.writeHead(404).end();
       return;
     }
-    const type = file.endsWith('.html') ? 'text/html' : file.endsWith('.js') ? 'text/javascript' : file.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+    const type = file.endsWith('.html') ? 'text/html' : file.endsWith('.js') ? 'text/javascript' : file.endsWith('.json') ? 'application/json' : file.endsWith('.wasm') ? 'application/wasm' : 'application/octet-stream';
     res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`;
-  browser = await chromium.launch({ executablePath: (chromiumPath as { path: string }).path, headless: true, args: CHROMIUM_ARGS });
+  browser = await chromium.launch({ executablePath: (chromiumPath as { path: string }).path, headless: true, args: [...CHROMIUM_ARGS, '--enable-unsafe-webgpu'] });
+  const probe = await browser.newPage();
+  await probe.goto(url + 'probe'); // any page of the origin: WebGPU needs a secure context, which 127.0.0.1 is
+  webgpuAdapter = await probe.evaluate(async () => !!(await (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu?.requestAdapter()));
+  await probe.close();
 });
 
 after(async () => {
@@ -104,13 +125,32 @@ async function runPage(context: BrowserContext, query = ''): Promise<{ state: st
   return { state, report, errors };
 }
 
-for (const store of ['indexeddb', 'local'] as const) {
-  test(`a live tf.LayersModel loaded twice is patched in the browser; the sequence persists in ${store === 'local' ? 'localStorage' : 'IndexedDB'} and a reload refuses the replay`, { skip }, async () => {
+/** Largest absolute difference between two predictions. */
+const worstDifference = (a: ArrayLike<number>, b: ArrayLike<number>) => Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i])));
+
+const runs: { backend: 'webgl' | 'webgpu' | 'wasm' | 'cpu' | undefined; store: 'indexeddb' | 'local' }[] = [
+  { backend: undefined, store: 'indexeddb' }, // tfjs's default backend, as quick start 3 runs it
+  { backend: 'webgl', store: 'local' },
+  { backend: 'webgpu', store: 'indexeddb' },
+  { backend: 'wasm', store: 'indexeddb' },
+  { backend: 'cpu', store: 'local' },
+];
+for (const { backend, store } of runs) {
+  const where = backend ?? 'the default backend (WebGL)';
+  test(`on ${where}, a live tf.LayersModel loaded twice is patched in the browser and predicts as v2; the sequence persists in ${store === 'local' ? 'localStorage' : 'IndexedDB'} and a reload refuses the replay`, { skip }, async (t) => {
+    if (backend === 'webgpu' && !webgpuAdapter) {
+      t.skip('this Chromium offers no WebGPU adapter');
+      return;
+    }
     const context = await browser.newContext();
     try {
-      const query = store === 'local' ? '?store=local' : '';
+      const params = new URLSearchParams();
+      if (backend) params.set('backend', backend);
+      if (store === 'local') params.set('store', 'local');
+      const query = params.size ? `?${params}` : '';
       const { state, report, errors } = await runPage(context, query);
       assert.equal(state, 'done', `${String(report.error)} ${errors.join('; ')}`);
+      assert.equal(report.backend, backend ?? 'webgl', 'the page ran on the backend under test, not a fall-back');
       assert.equal(report.renamed, true, 'the second load has renamed runtime variables');
       assert.equal(report.sequenceStore, store === 'local' ? 'KeyValueSequenceStore' : 'IndexedDbSequenceStore');
       assert.equal(report.before, expected.base);
@@ -119,10 +159,15 @@ for (const store of ['indexeddb', 'local'] as const) {
       assert.equal(report.after, expected.target);
       assert.equal(report.firstUnchanged, true, 'the other loaded copy is untouched');
       const got = report.prediction as number[];
+      const before = report.predictionBefore as number[];
       assert.equal(got.length, expected.prediction.length);
       assert.ok(expected.prediction.every(Number.isFinite), 'the patched model predicts finite values');
-      const worst = Math.max(...got.map((v, i) => Math.abs(v - expected.prediction[i])));
-      assert.ok(worst < 1e-5, `the browser's patched model predicts like the patched folder in Node (worst difference ${worst})`);
+      // v1 and v2 predict measurably apart, so "predicts as v2" cannot be met by v1.
+      const change = worstDifference(expected.before, expected.prediction);
+      assert.ok(worstDifference(before, expected.before) < change / 10, `before the apply the page predicts as v1 (off by ${worstDifference(before, expected.before)}; v1 and v2 differ by ${change})`);
+      const worst = worstDifference(got, expected.prediction);
+      assert.ok(worst < change / 10, `after the apply the page predicts as the patched folder does in Node (worst difference ${worst}; v1 and v2 differ by ${change}; the page's v1 differs by ${worstDifference(got, expected.before)})`);
+      if (backend === 'cpu' || backend === 'wasm') assert.ok(worst < 1e-5, `on ${backend} the prediction equals Node's within 1e-5 (worst ${worst})`);
 
       // A reload starts from the published v1 again (a fresh load): the recorded sequence must
       // survive it, so the same payload is now refused as a replay.

@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { applyPayload, TargetMismatchError } from '../src/apply/index.ts';
+import { applyPayload, MemorySequenceStore, TargetMismatchError } from '../src/apply/index.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { encodePayload } from '../src/core/encode.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
@@ -122,5 +122,44 @@ test('pretrained graph-model (nsfwjs MobileNetV2) patched in place on cpu', asyn
   await applyPayload(store, built.bytes);
   const fresh = tfModelStore(model, { inPlace: 'never' });
   assert.equal(fingerprintStore(hasher, fresh).fingerprint, built.payload.header.targetFingerprint, 'the model\'s tensors hold the target');
+  model.dispose();
+});
+
+test('a backend that does not hold the verified values (16-bit storage) is caught by the read-back: refused, model at v1, sequence not recorded', async () => {
+  // What a GPU with 16-bit float textures does to a weight: its kernels compute with the value
+  // rounded to float16. The cpu backend's Multiply is replaced by one that rounds so for the test,
+  // and the store's copy-and-assign path (inPlace: 'never', as on every GPU backend) must see it.
+  const model = await tf.loadLayersModel(fileSystemIO(dir));
+  const store = tfModelStore(model, { inPlace: 'never', modelJson: await modelJson() });
+  const built = await payloadFor();
+  const before = predict(model);
+  const beforeFingerprint = fingerprintStore(hasher, store).fingerprint;
+  const original = tf.getKernel('Multiply', 'cpu');
+  assert.ok(original, 'the cpu backend has a Multiply kernel');
+  tf.unregisterKernel('Multiply', 'cpu');
+  tf.registerKernel({
+    ...original,
+    kernelFunc: (args) => {
+      const out = original.kernelFunc(args) as tf.TensorInfo;
+      const values = (tf.backend() as unknown as { data: { get(id: object): { values: Float32Array } } }).data.get(out.dataId).values;
+      for (let i = 0; i < values.length; i++) values[i] = Math.round(values[i] * 1024) / 1024; // 10 fractional bits, as float16 keeps near 1
+      return out;
+    },
+  });
+  const sequences = new MemorySequenceStore();
+  let error: unknown;
+  try {
+    await applyPayload(store, built.bytes, { sequenceStore: sequences });
+  } catch (e) {
+    error = e;
+  } finally {
+    tf.unregisterKernel('Multiply', 'cpu');
+    tf.registerKernel(original);
+  }
+  assert.ok(error instanceof TargetMismatchError, `refused with TargetMismatchError, got ${String(error)}`);
+  assert.match((error as Error).message, /backend does not hold the verified values of "(hidden|out)\/kernel".*left at its previous version/);
+  assert.equal(await sequences.get(built.payload.header.modelId as string), undefined, 'no sequence recorded');
+  assert.ok(same(before, predict(model)), 'the model predicts as v1');
+  assert.equal(fingerprintStore(hasher, store).fingerprint, beforeFingerprint, 'the store reads v1');
   model.dispose();
 });

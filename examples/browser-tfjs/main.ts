@@ -6,8 +6,9 @@
  * and offering the same payload again is refused as a replay.
  *
  * Bundled with esbuild (tfjs is the app's own dependency); `test/browser-tfjs.test.ts` serves it
- * with a real pretrained model and runs it in headless Chromium. Query: `?store=local`,
- * `?manifest=drop` (a manifest missing one weight, to see the refusal).
+ * with a real pretrained model and runs it in headless Chromium on each backend. Query:
+ * `?backend=webgl|webgpu|wasm|cpu` (default: tfjs's own choice, WebGL in a browser),
+ * `?store=local`, `?manifest=drop` (a manifest missing one weight, to see the refusal).
  */
 import * as tf from '@tensorflow/tfjs';
 import { applyPayload, fingerprintStore, getHasher, NeuralDiffError } from 'neural-diff/apply';
@@ -24,7 +25,14 @@ const show = (state: 'done' | 'error') => {
 };
 
 try {
-  await tf.setBackend('cpu'); // the backend's own arrays are patched in place, no copy
+  // The store patches whatever the backend computes with: the cpu backend's own arrays in place,
+  // a GPU backend's textures or buffers through new tensors swapped in and read back.
+  const wanted = query.get('backend');
+  if (wanted === 'webgpu') await import('@tensorflow/tfjs-backend-webgpu');
+  if (wanted === 'wasm') (await import('@tensorflow/tfjs-backend-wasm')).setWasmPaths('wasm/'); // the page serves the package's .wasm files there
+  if (wanted && !(await tf.setBackend(wanted))) throw new Error(`the ${wanted} backend is not available in this browser`);
+  await tf.ready();
+  report.backend = tf.getBackend();
   const modelJson = (await (await fetch('model/model.json')).json()) as TfjsModelJson;
   // The manifest the store checks the live model against (one weight left out with ?manifest=drop).
   const manifest = structuredClone(modelJson) as ModelJsonWeights;
@@ -36,7 +44,10 @@ try {
   report.renamed = model.weights.some((w) => w.name !== w.originalName);
   const store = tfModelStore(model, { modelJson, manifest }); // modelJson: the frame, as the folder's fingerprint has it
   const hasher = await getHasher();
+  await store.prepare(); // WebGPU's weights are read asynchronously (applyPayload does this itself)
   report.before = fingerprintStore(hasher, store).fingerprint;
+  const input = tf.tidy(() => tf.linspace(0, 1, 224 * 224 * 3).reshape([1, 224, 224, 3]));
+  report.predictionBefore = Array.from(await (model.predict(input) as tf.Tensor).data());
   const payload = new Uint8Array(await (await fetch('update.ndiff')).arrayBuffer());
   const sequenceStore = query.get('store') === 'local' ? new KeyValueSequenceStore(localStorage) : browserSequenceStore();
   report.sequenceStore = sequenceStore.constructor.name;
@@ -44,9 +55,10 @@ try {
   report.status = result.status;
   report.sequenceRecorded = result.sequenceRecorded;
   report.after = fingerprintStore(hasher, store).fingerprint;
-  const input = tf.tidy(() => tf.linspace(0, 1, 224 * 224 * 3).reshape([1, 224, 224, 3]));
-  report.prediction = Array.from((model.predict(input) as tf.Tensor).dataSync());
-  report.firstUnchanged = fingerprintStore(hasher, tfModelStore(first, { modelJson })).fingerprint === report.before;
+  report.prediction = Array.from(await (model.predict(input) as tf.Tensor).data());
+  const firstStore = tfModelStore(first, { modelJson });
+  await firstStore.prepare();
+  report.firstUnchanged = fingerprintStore(hasher, firstStore).fingerprint === report.before;
   show('done');
 } catch (e) {
   report.error = e instanceof NeuralDiffError ? `${e.code}: ${e.message}` : String(e);

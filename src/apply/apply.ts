@@ -330,6 +330,7 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   const recorded = sequences ? await readRecordedSequence(sequences, header.modelId) : undefined;
   checkNotStale(header, recorded);
   checkPayloadFitsModel(payload, store);
+  if (store.prepare) await store.prepare();
   const hasher = await resolveHasher(options.hasher);
   let clock: number | undefined;
   const now = () => (clock ??= (options.now ?? Date.now)());

@@ -53,6 +53,13 @@ export interface WeightStore {
    */
   read?(name: string): Float32Array;
   /**
+   * Optional: make the tensors readable synchronously, for stores whose memory can only be read
+   * asynchronously (a tf model on the WebGPU backend, whose synchronous read is unreliable). The
+   * applier awaits it once before it reads anything; call it yourself before
+   * `fingerprintStore` on such a store.
+   */
+  prepare?(): Promise<void>;
+  /**
    * Optional: the tensor digest (src/core/fingerprint.ts) of the tensor's current values,
    * when the store can vouch for it without reading them (e.g. recorded by an earlier verified
    * apply, for files unchanged since); `undefined` to have the caller hash the values. The

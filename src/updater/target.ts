@@ -79,6 +79,7 @@ export function weightStoreTarget(options: WeightStoreTargetOptions): ModelTarge
       const store = options.store();
       if (!store) return undefined;
       try {
+        if (store.prepare) await store.prepare();
         return fingerprintStore(await getHasher(), store).fingerprint;
       } catch {
         return undefined;
@@ -91,6 +92,7 @@ export function weightStoreTarget(options: WeightStoreTargetOptions): ModelTarge
     },
     async installPackage(files, o) {
       const next = await options.install(files);
+      if (next.store.prepare) await next.store.prepare();
       const found = fingerprintStore(await getHasher(), next.store).fingerprint;
       if (found !== o.fingerprint) {
         await next.discard();

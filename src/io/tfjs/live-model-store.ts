@@ -10,23 +10,30 @@
  * listed (a graph's int32 constants are left alone).
  *
  * How values reach the model:
- * - **in place** (`inPlace: 'auto'`, the default): where the backend hands out its own memory
- *   (tfjs's `cpu` backend: `dataSync()` returns the stored array) and nothing else shares the
- *   weight's data, {@link TfModelWeightStore.values} is that array and the applier's writes are
- *   the patch: no copy at all. Do not run the model while a patch is being applied.
- * - **copy and assign** (other backends, or `inPlace: 'never'`): `values()` is a copy read with
+ * - **in place** (`inPlace: 'auto'`, the default): on tfjs's `cpu` backend, whose `dataSync()`
+ *   returns the very array its kernels compute with, and where nothing else shares the weight's
+ *   data, {@link TfModelWeightStore.values} is that array and the applier's writes are the patch:
+ *   no copy at all. Do not run the model while a patch is being applied. Only the `cpu` backend
+ *   qualifies: WebGL and WebGPU also return one cached array from every `dataSync()`, but it is a
+ *   CPU-side copy of a texture or buffer the model computes with, so writing into it would change
+ *   nothing the model runs (and a check reading the same array would be fooled).
+ * - **copy and assign** (every other backend, or `inPlace: 'never'`): `values()` is a copy read with
  *   `dataSync()`, made only for the weights a payload patches (verification hashes the others
  *   through {@link TfModelWeightStore.read}, one transient copy at a time), and {@link TfModelWeightStore.commit} first creates every new tensor, then
  *   swaps them all in (LayersModel: `variable.assign`, which skips layer constraints, so the
- *   model holds exactly the verified values; GraphModel: one new weight map), then disposes the
- *   old ones. If creating a tensor fails, the model is unchanged.
+ *   model holds exactly the verified values; GraphModel: one new weight map), then reads every
+ *   swapped weight back from the backend through a kernel run on it (so on a GPU the values come
+ *   from the texture or buffer inference uses) and compares it with the verified values, and only
+ *   then disposes the old ones. If creating a tensor fails, or the backend does not hold what was
+ *   verified (e.g. a GPU whose float textures are 16-bit), the old tensors are swapped back and the
+ *   model is unchanged.
  *
  * Found on the way: tfjs applies a layer's weight constraint (e.g. `maxNorm`) when it loads
  * weights, so such a LayersModel does not hold its folder's values and a payload built from the
  * folder is refused (BaseMismatchError). Build payloads from the loaded model in that case.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ModelMismatchError, UsageError } from '../../core/errors.ts';
+import { ModelMismatchError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
 import { frameDocument, TFJS_FRAME, tfjsFrameValues } from './frame.ts';
 import type { TfjsModelJson, TfjsWeightEntry } from './manifest.ts';
@@ -76,6 +83,8 @@ interface Slot {
   current: () => tf.Tensor;
   /** Handed-out values. */
   values?: Float32Array;
+  /** The values read asynchronously by {@link TfModelWeightStore.prepare} (backends whose synchronous read is unreliable). */
+  downloaded?: Float32Array;
   inPlace?: boolean;
 }
 
@@ -83,6 +92,54 @@ type GraphExecutorLike = { weightMap: Record<string, tf.Tensor[]> };
 
 function isLayersModel(model: tf.LayersModel | tf.GraphModel): model is tf.LayersModel {
   return Array.isArray((model as tf.LayersModel).weights);
+}
+
+/** The backend object that holds `t`'s data, from the engine's record (undefined where this tfjs version does not keep one). */
+function ownerOf(t: tf.Tensor): unknown {
+  const engine = tf.engine() as unknown as { state?: { tensorInfo?: { get(dataId: object): { backend?: unknown } | undefined } } };
+  return engine.state?.tensorInfo?.get(t.dataId)?.backend;
+}
+
+/**
+ * True if `t`'s data lives in tfjs's `cpu` backend, the one backend whose `dataSync()` array is
+ * the memory its kernels read. Found through the engine's record of which backend owns the data
+ * (a tensor made before `tf.setBackend('cpu')` stays on its old backend until an op moves it);
+ * where that record is not found (another tfjs version), false: the store then copies and assigns.
+ */
+function onCpuBackend(t: tf.Tensor): boolean {
+  const owner = ownerOf(t);
+  return owner !== undefined && owner === tf.findBackend('cpu');
+}
+
+/**
+ * Whether two float32 arrays hold the same values as a device computes with them: bit for bit,
+ * except that a subnormal may come back as a zero of the same sign (GPUs flush subnormals, and a
+ * model computes with the zero either way).
+ */
+function sameValues(expected: Float32Array, found: Float32Array): boolean {
+  if (expected.length !== found.length) return false;
+  const a = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
+  const b = new Uint32Array(found.buffer, found.byteOffset, found.length);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === b[i]) continue;
+    const subnormal = (a[i] & 0x7f800000) === 0;
+    if (!(subnormal && (b[i] & 0x7fffffff) === 0 && (a[i] >>> 31) === (b[i] >>> 31))) return false;
+  }
+  return true;
+}
+
+/**
+ * Backends whose `dataSync()` gives the values the backend holds. WebGPU's synchronous read goes
+ * through a canvas and returned zeros in headless Chromium; a backend not named here is read
+ * asynchronously too ({@link TfModelWeightStore.prepare}), to be safe.
+ */
+const SYNC_READABLE = new Set(['cpu', 'wasm', 'webgl']);
+
+/** The name of the backend that holds `t`'s data (the current one where the engine does not say). */
+function backendOf(t: tf.Tensor): string {
+  const owner = ownerOf(t);
+  for (const name of ['cpu', 'wasm', 'webgl', 'webgpu']) if (owner !== undefined && tf.findBackend(name) === owner) return name;
+  return owner === undefined ? tf.getBackend() : 'unknown';
 }
 
 /** The engine-side reference count of a tensor's data, or undefined if the backend does not say. */
@@ -172,6 +229,8 @@ export class TfModelWeightStore implements WeightStore {
   }
 
   private frameValues?: Float32Array;
+  /** Non-float tensors (the frame's) read by {@link prepare}, by manifest name. */
+  private readonly downloadedOther = new Map<string, ArrayLike<number>>();
 
   /** The JSON document the frame hashes, when the store was given the model.json. */
   frameDocument(): Record<string, unknown> | undefined {
@@ -192,7 +251,7 @@ export class TfModelWeightStore implements WeightStore {
     if (!t || (entry.dtype !== 'int32' && entry.dtype !== 'bool') || entry.quantization) {
       throw new UsageError(`the model's frame needs the bytes of its ${entry.dtype}${entry.quantization ? ' (quantized)' : ''} weight ${JSON.stringify(entry.name)}, which ${t ? 'cannot be rebuilt from' : 'is not in'} the live ${this.kind} model: open the model's folder instead (openTfjsModelDir), or build payloads from the loaded model without modelJson`, { name: entry.name });
     }
-    const data = t.dataSync() as Int32Array | Uint8Array;
+    const data = (this.downloadedOther.get(entry.name) ?? (SYNC_READABLE.has(backendOf(t)) ? t.dataSync() : this.unreadable(entry.name, backendOf(t)))) as Int32Array | Uint8Array;
     if (entry.dtype === 'bool') return Uint8Array.from(data as ArrayLike<number>, (x) => (x ? 1 : 0));
     const out = new Uint8Array(4 * data.length);
     const dv = new DataView(out.buffer);
@@ -216,10 +275,11 @@ export class TfModelWeightStore implements WeightStore {
   values(name: string): Float32Array {
     const s = this.slot(name);
     if (s.values) return s.values;
+    if (s.downloaded) return (s.values = s.downloaded.slice());
     const t = s.current();
-    const data = t.dataSync() as Float32Array;
-    const live = data === t.dataSync(); // the backend hands out its own array
-    s.inPlace = this.options.inPlace !== 'never' && live && dataRefCount(t) === 1;
+    const data = this.readSync(s);
+    const live = data === t.dataSync(); // the backend hands out one array (its own, or a cached copy)
+    s.inPlace = this.options.inPlace !== 'never' && live && onCpuBackend(t) && dataRefCount(t) === 1;
     s.values = s.inPlace || !live ? data : data.slice();
     return s.values;
   }
@@ -231,7 +291,43 @@ export class TfModelWeightStore implements WeightStore {
   read(name: string): Float32Array {
     if (name === TFJS_FRAME && this.options.modelJson) return this.frame(this.options.modelJson);
     const s = this.slot(name);
-    return s.values ?? (s.current().dataSync() as Float32Array);
+    return s.values ?? s.downloaded ?? this.readSync(s);
+  }
+
+  /** `dataSync()` of the weight, refused on a backend whose synchronous read is unreliable. */
+  private readSync(s: Slot): Float32Array {
+    const t = s.current();
+    const backend = backendOf(t);
+    return SYNC_READABLE.has(backend) ? (t.dataSync() as Float32Array) : this.unreadable(s.name, backend);
+  }
+
+  private unreadable(name: string, backend: string): never {
+    throw new UsageError(`the weight ${JSON.stringify(name)} lives on the ${backend} backend, which cannot be read synchronously reliably: call \`await store.prepare()\` first (applyPayload does it for you), or use the cpu, wasm or webgl backend`, { name, backend });
+  }
+
+  /**
+   * Read the weights of a backend whose synchronous read is unreliable (WebGPU) asynchronously,
+   * so {@link values} and {@link read} can give them; on cpu, wasm and webgl nothing is read.
+   * The applier awaits it before it reads anything. The copies are kept (and kept current by
+   * {@link commit}) while the store is alive: drop the store after the update.
+   */
+  async prepare(): Promise<void> {
+    for (const s of this.slots.values()) {
+      if (s.downloaded || s.values) continue;
+      const t = s.current();
+      if (SYNC_READABLE.has(backendOf(t))) continue;
+      s.downloaded = (await t.data()) as Float32Array;
+    }
+    const modelJson = this.options.modelJson;
+    if (modelJson && !this.frameValues) {
+      for (const group of modelJson.weightsManifest ?? []) {
+        for (const entry of group.weights ?? []) {
+          if (entry.dtype === 'float32' || this.downloadedOther.has(entry.name)) continue;
+          const t = this.kind === 'graph' ? this.executor().weightMap[entry.name]?.[0] : (this.model as tf.LayersModel).weights.find((w) => w.originalName === entry.name)?.read();
+          if (t && !SYNC_READABLE.has(backendOf(t))) this.downloadedOther.set(entry.name, (await t.data()) as ArrayLike<number>);
+        }
+      }
+    }
   }
 
   /** Names of the weights whose values are held as copies until {@link commit} (not in place). */
@@ -258,26 +354,67 @@ export class TfModelWeightStore implements WeightStore {
       for (const t of fresh) t.dispose();
       throw err;
     }
+    // Swap in, keeping the old data alive until the backend is known to hold the new values.
+    let swapBack: () => void;
+    let releaseOld: () => void;
     if (this.kind === 'layers') {
+      const kept = todo.map((s) => tf.clone(s.current())); // shares the old data, so assign does not free it
       todo.forEach((s, i) => {
         (this.assigners.get(s.name) as (t: tf.Tensor) => tf.Tensor)(fresh[i]);
         fresh[i].dispose();
       });
+      swapBack = () => todo.forEach((s, i) => (this.assigners.get(s.name) as (t: tf.Tensor) => tf.Tensor)(kept[i]));
+      releaseOld = () => kept.forEach((t) => t.dispose());
     } else {
       const ex = this.executor();
-      const map = { ...ex.weightMap };
+      const before = ex.weightMap;
+      const map = { ...before };
       const old: tf.Tensor[] = [];
       todo.forEach((s, i) => {
         old.push(...map[s.name]);
         map[s.name] = [fresh[i]];
       });
       ex.weightMap = map; // the setter also updates the ids the executor must never dispose
-      for (const t of old) t.dispose();
+      swapBack = () => {
+        ex.weightMap = before;
+        fresh.forEach((t) => t.dispose());
+      };
+      releaseOld = () => old.forEach((t) => t.dispose());
     }
+    const wrong = await this.readBack(todo);
+    if (wrong !== undefined) {
+      swapBack();
+      releaseOld = () => {};
+      throw new TargetMismatchError(
+        `after the update was written into the live ${this.kind} model, the ${tf.getBackend()} backend does not hold the verified values of ${JSON.stringify(wrong)} (read back through a kernel run on the backend): the model was left at its previous version. A backend that stores float32 weights at lower precision (e.g. WebGL with 16-bit float textures) cannot hold the update exactly: apply it on the cpu or wasm backend, or load the updated model from files`,
+        { name: wrong, backend: tf.getBackend() },
+      );
+    }
+    releaseOld();
     // Copies are released; the next values() reads the model again.
     for (const s of this.slots.values()) {
       if (!s.inPlace) s.values = undefined;
     }
+  }
+
+  /**
+   * Read each swapped weight back from the backend that holds it, through a kernel the backend
+   * runs (`x * 1`, exact in float32), so the values come from the memory inference reads (a GPU
+   * texture or buffer) and not from a CPU-side cache; the name of the first weight that differs
+   * from its verified values, or undefined.
+   */
+  private async readBack(todo: Slot[]): Promise<string | undefined> {
+    for (const s of todo) {
+      const probe = tf.tidy(() => tf.mul(s.current(), tf.scalar(1, 'float32')));
+      try {
+        const held = (await probe.data()) as Float32Array;
+        if (!sameValues(s.values as Float32Array, held)) return s.name;
+        if (s.downloaded) s.downloaded = held;
+      } finally {
+        probe.dispose();
+      }
+    }
+    return undefined;
   }
 }
 
