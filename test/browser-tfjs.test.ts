@@ -137,7 +137,7 @@ const runs: { backend: 'webgl' | 'webgpu' | 'wasm' | 'cpu' | undefined; store: '
 ];
 for (const { backend, store } of runs) {
   const where = backend ?? 'the default backend (WebGL)';
-  test(`on ${where}, a live tf.LayersModel loaded twice is patched in the browser and predicts as v2; the sequence persists in ${store === 'local' ? 'localStorage' : 'IndexedDB'} and a reload refuses the replay`, { skip }, async (t) => {
+  test(`on ${where}, a live tf.LayersModel loaded twice is patched in the browser and predicts as v2; the sequence persists in ${store === 'local' ? 'localStorage' : 'IndexedDB'}, a reload runs the kept v2, and a page that loads v1 again is told so`, { skip }, async (t) => {
     if (backend === 'webgpu' && !webgpuAdapter) {
       t.skip('this Chromium offers no WebGPU adapter');
       return;
@@ -169,11 +169,24 @@ for (const { backend, store } of runs) {
       assert.ok(worst < change / 10, `after the apply the page predicts as the patched folder does in Node (worst difference ${worst}; v1 and v2 differ by ${change}; the page's v1 differs by ${worstDifference(got, expected.before)})`);
       if (backend === 'cpu' || backend === 'wasm') assert.ok(worst < 1e-5, `on ${backend} the prediction equals Node's within 1e-5 (worst ${worst})`);
 
-      // A reload starts from the published v1 again (a fresh load): the recorded sequence must
-      // survive it, so the same payload is now refused as a replay.
+      assert.equal(report.loadedFrom, 'files');
+
+      // A reload, as quick start 3 does it: the kept updated model is loaded (v2), so the same
+      // payload is already applied and the page predicts as v2 from the start.
       const again = await runPage(context, query);
-      assert.equal(again.state, 'error');
-      assert.match(String(again.report.error), /^ND_FRESHNESS: payload sequence 1 .* was already applied on this device/);
+      assert.equal(again.state, 'done', String(again.report.error));
+      assert.equal(again.report.loadedFrom, 'indexeddb');
+      assert.equal(again.report.before, expected.target);
+      assert.equal(again.report.status, 'already-applied');
+      assert.ok(worstDifference(again.report.predictionBefore as number[], expected.prediction) < change / 10, 'the reloaded page predicts as v2');
+
+      // An app that loads the published v1 again instead: the recorded sequence survived the
+      // reload, so the payload is refused, and the message says what happened on the device.
+      if (backend === undefined) {
+        const forgot = await runPage(context, `?keep=no${store === 'local' ? '&store=local' : ''}`);
+        assert.equal(forgot.state, 'error');
+        assert.match(String(forgot.report.error), /^ND_FRESHNESS: payload sequence 1 .* was already applied on this device, yet the model it holds now .* is that payload's base.*the device went back to a model older than the sequence it recorded/);
+      }
     } finally {
       await context.close();
     }

@@ -71,13 +71,15 @@ describe('sequence numbers', () => {
     assert.equal((await applyPayload(v3model.clone(), back.bytes)).status, 'applied');
   });
 
-  test('a different payload under the recorded sequence is refused as a replay', async () => {
+  test('a payload under the recorded sequence, on a device back at its base, is refused saying the device went back to an older model', async () => {
     const seq = new MemorySequenceStore();
     seq.set('kws', 6);
     const device = atV2();
-    // p23 carries sequence 6 and the device already recorded 6, but it is not at p23's target
-    const e = await refused(device, p23.bytes, { sequenceStore: seq }, FreshnessError, /payload sequence 6 for model "kws" was already applied on this device, and this model .* is not that payload's target.*sequence above 6/);
-    assert.equal(e.details.reason, 'replayed');
+    // p23 carries sequence 6 and the device already recorded 6, but holds p23's base: the model
+    // it applied 6 to was replaced by an older one (an app that reloads its original files).
+    const e = await refused(device, p23.bytes, { sequenceStore: seq }, FreshnessError, /payload sequence 6 for model "kws" was already applied on this device, yet the model it holds now .* is that payload's base, not its target .*: the device went back to a model older than the sequence it recorded.*Nothing was written\. Keep the updated model where the app loads it from/);
+    assert.equal(e.details.reason, 'model-went-back');
+    assert.doesNotMatch(e.message, /publish the update with a sequence above/, 'the device is told what happened to it, not given advice for the publisher');
   });
 
   test('sequences are per model id', async () => {

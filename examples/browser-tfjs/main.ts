@@ -8,7 +8,12 @@
  * Bundled with esbuild (tfjs is the app's own dependency); `test/browser-tfjs.test.ts` serves it
  * with a real pretrained model and runs it in headless Chromium on each backend. Query:
  * `?backend=webgl|webgpu|wasm|cpu` (default: tfjs's own choice, WebGL in a browser),
- * `?store=local`, `?manifest=drop` (a manifest missing one weight, to see the refusal).
+ * `?store=local`, `?manifest=drop` (a manifest missing one weight, to see the refusal),
+ * `?keep=no` (do not load the kept updated model: the published v1 again, as an app that forgets
+ * its update does).
+ *
+ * As quick start 3 in the README: the updated model is kept in IndexedDB (`model.save`) and loaded
+ * from there first, so after a reload the page runs v2 and the payload is `already-applied`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { applyPayload, fingerprintStore, getHasher, NeuralDiffError } from 'neural-diff/apply';
@@ -17,6 +22,8 @@ import { tfModelStore, type ModelJsonWeights } from 'neural-diff/tfjs';
 import type { TfjsModelJson } from 'neural-diff';
 
 const query = new URLSearchParams(location.search);
+/** Where the updated model is kept between page loads. */
+const KEPT = 'indexeddb://neural-diff-example';
 const report: Record<string, unknown> = {};
 const show = (state: 'done' | 'error') => {
   (document.getElementById('report') as HTMLElement).textContent = JSON.stringify(report, null, 2);
@@ -40,7 +47,9 @@ try {
   // Loaded twice, as an app that reloads its model does: tfjs renames the second copy's
   // variables (`_1`); the store keys weights by their manifest names, so that does not matter.
   const first = await tf.loadLayersModel('model/model.json');
-  const model = await tf.loadLayersModel('model/model.json');
+  const kept = query.get('keep') !== 'no' && (await tf.io.listModels())[KEPT] !== undefined;
+  report.loadedFrom = kept ? 'indexeddb' : 'files';
+  const model = await tf.loadLayersModel(kept ? KEPT : 'model/model.json');
   report.renamed = model.weights.some((w) => w.name !== w.originalName);
   const store = tfModelStore(model, { modelJson, manifest }); // modelJson: the frame, as the folder's fingerprint has it
   const hasher = await getHasher();
@@ -54,6 +63,7 @@ try {
   const result = await applyPayload(store, payload, { sequenceStore });
   report.status = result.status;
   report.sequenceRecorded = result.sequenceRecorded;
+  if (result.status === 'applied') await model.save(KEPT); // the next load starts from v2
   report.after = fingerprintStore(hasher, store).fingerprint;
   report.prediction = Array.from(await (model.predict(input) as tf.Tensor).data());
   const firstStore = tfModelStore(first, { modelJson });

@@ -75,9 +75,12 @@ export function checkNotStale(header: PayloadHeader, recorded: number | undefine
 /** Refuse a second, different update under the sequence already applied. */
 export function checkNotReplayed(header: PayloadHeader, recorded: number | undefined, modelFingerprint: string): void {
   if (recorded !== undefined && header.sequence === recorded) {
+    const back = modelFingerprint === header.baseFingerprint;
     throw new FreshnessError(
-      `payload sequence ${header.sequence} for model ${JSON.stringify(header.modelId)} was already applied on this device, and this model (${short(modelFingerprint)}) is not that payload's target (${short(header.targetFingerprint)}): a second update under one sequence number is refused as a replay; publish the update with a sequence above ${recorded}`,
-      { reason: 'replayed', modelId: header.modelId, sequence: header.sequence, recorded, model: modelFingerprint, target: header.targetFingerprint },
+      back
+        ? `payload sequence ${header.sequence} for model ${JSON.stringify(header.modelId)} was already applied on this device, yet the model it holds now (${short(modelFingerprint)}) is that payload's base, not its target (${short(header.targetFingerprint)}): the device went back to a model older than the sequence it recorded, most often because the app loaded its original files again (a page reload, an app restart) instead of the updated model. Nothing was written. Keep the updated model where the app loads it from (in a browser: \`await model.save('indexeddb://NAME')\` after the apply, and load from there first), or install the current full model; an update under a recorded sequence is not applied twice, since a second payload under one sequence is how a replay looks`
+        : `payload sequence ${header.sequence} for model ${JSON.stringify(header.modelId)} was already applied on this device, and this model (${short(modelFingerprint)}) is not that payload's target (${short(header.targetFingerprint)}): a second update under one sequence number is refused as a replay; publish the update with a sequence above ${recorded}`,
+      { reason: back ? 'model-went-back' : 'replayed', modelId: header.modelId, sequence: header.sequence, recorded, model: modelFingerprint, target: header.targetFingerprint },
     );
   }
 }
