@@ -51,6 +51,13 @@ test('a small ONNX CNN trained with labels and with a teacher: the payload patch
     t.diagnostic(`teacher, full: agreement with v2 ${te.before.agreement.toFixed(3)} -> ${te.after.agreement.toFixed(3)}; trainer vs onnxruntime-web ${rel2.toExponential(2)}`);
     assert.ok(rel2 < 1e-4);
     assert.ok(te.after.agreement > te.before.agreement, 'training toward the teacher brings the decisions closer to it');
+    // Unlabelled training examples with a teacher, labelled evaluation examples: the teacher gives
+    // the targets, the evaluation labels the accuracy before and after (and the teacher's closeness).
+    const mixed = await trainOnnxDiff(v1, train, { ...common, method: 'sparse', teacher: v2, eval: evalLabelled, epochs: 2 });
+    assert.equal(typeof mixed.accuracyBefore, 'number', 'accuracy before, from the evaluation labels');
+    const file4 = await patched(dir, 'mixed.onnx', v1, mixed.bytes);
+    assert.equal(mixed.accuracyAfter, agreement(decisions(await ortImages(file4, evalSet), { classes: 3, outputKind: 'logits' }), evalLabelled.labels), 'the accuracy after is onnxruntime-web\'s on the patched file');
+    assert.ok(mixed.teacherEval, 'and the closeness to the teacher on the same examples');
     // topk-retrain with the teacher's weights as the full fine-tune: the mask is the top-k of
     // (v2 - v1) over the patchable weights (the store also lists integer tensors it never patches).
     const v2Store = new OnnxWeightStore(v2);

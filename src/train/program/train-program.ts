@@ -103,17 +103,28 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
     const teacherFlag = options.teacherFlag ?? 'a teacher model';
     // Targets: the labels, and/or the teacher (trainDiff's teacher option: its outputs on the same
     // examples, computed as a runtime computes them, are the targets of a KL or MSE term).
+    // Each set is labelled or not on its own (trainDiff takes them so): the evaluation examples'
+    // labels give accuracy before and after even when a teacher gives the training targets, and
+    // a teacher scores unlabelled validation examples. Training and replayed examples are one
+    // range of targets, so they are labelled together or not at all.
     let labels: Int32Array | undefined;
+    const labelled = new Set<string>();
+    const trainLabelled = !!train.labels;
+    if (options.replay && !!options.replay.labels !== trainLabelled) {
+      throw new UsageError(`the training examples have ${trainLabelled ? 'labels' : 'no labels'} and the replayed examples ${trainLabelled ? 'none' : 'have labels'}: expected both labelled (y.npy in each folder) or neither (the targets then come from ${teacherFlag})`);
+    }
     if (sets.some((x) => x.data.labels)) {
       labels = new Int32Array(examples.count);
       for (const s of sets) {
-        if (!s.data.labels) throw new UsageError(`the training examples have labels and the ${s.name} examples none: give y.npy for every set, or none with ${teacherFlag}`);
+        if (!s.data.labels) continue;
         const r = ranges.get(s.name) as [number, number];
         if (s.data.labels.length !== r[1]) throw new DataError(`${s.data.labels.length} labels for ${r[1]} ${s.name} examples`);
         labels.set(s.data.labels, r[0]);
+        labelled.add(s.name);
       }
-    } else if (!options.teacher) {
-      throw new UsageError(`the examples have no labels and there is no teacher: give y.npy (class per example) or ${teacherFlag}`);
+    }
+    if (!trainLabelled && !options.teacher) {
+      throw new UsageError(`the training examples have no labels and there is no teacher: give y.npy (class per example) beside the training inputs, or ${teacherFlag}`);
     }
     const base = new ProgramTrainingModel(program, examples, modelOptions);
     model = base;
@@ -123,32 +134,32 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
         throw new UsageError(`the teacher's output ${teacher.output} gives ${teacher.rawWidth} value(s) per example read as ${teacher.classes} classes (${teacher.outputKind}), the base's ${base.output} ${base.rawWidth} read as ${base.classes} (${base.outputKind}): expected the new version of the same model (same inputs and outputs); pass the teacher trained from this base, or --output-kind to read both alike`, { teacherWidth: teacher.rawWidth, baseWidth: base.rawWidth });
       }
     }
-    const dataOf = (from: number, count: number): InputData => {
+    const dataOf = (set: string, from: number, count: number): InputData => {
       const x = base.ids(from, count);
       owned.push(x);
-      return { x, ...(labels ? { y: labels.slice(from, from + count) } : {}) };
+      return { x, ...(labels && labelled.has(set) ? { y: labels.slice(from, from + count) } : {}) };
     };
     const [t0, own] = ranges.get('training') as [number, number];
     const replayed = ranges.get('replayed')?.[1] ?? 0;
     const tn = own + replayed;
     /** 1 for a replayed example (ids from t0 + own on), by id. */
     const replayMarks = (ids: ArrayLike<number>): { replay?: Uint8Array } => (replayed ? { replay: Uint8Array.from(ids, (i) => (i >= t0 + own ? 1 : 0)) } : {});
-    let trainData: InputData = { ...dataOf(t0, tn), ...replayMarks(Array.from({ length: tn }, (_, i) => t0 + i)) };
-    let validation: InputData | number | undefined = valGiven ? dataOf(...(ranges.get('validation') as [number, number])) : (options.validation as number | undefined);
+    let trainData: InputData = { ...dataOf('training', t0, tn), ...replayMarks(Array.from({ length: tn }, (_, i) => t0 + i)) };
+    let validation: InputData | number | undefined = valGiven ? dataOf('validation', ...(ranges.get('validation') as [number, number])) : (options.validation as number | undefined);
     if (!valGiven && options.state?.length && ((validation as number | undefined) ?? 0.1) > 0) {
       // Held-out validation for a stateful model: whole sequences, never frames cut out of one.
       const split = holdOutSequences(examples.sequence as Int32Array, t0, tn, (validation as number | undefined) ?? 0.1, options.seed ?? 0);
       const pickIds = (ids: Int32Array): InputData => {
         const x = tf.tensor2d(Float32Array.from(ids), [ids.length, 1]);
         owned.push(x);
-        return { x, ...(labels ? { y: Int32Array.from(ids, (i) => (labels as Int32Array)[i]) } : {}) };
+        return { x, ...(labels && trainLabelled ? { y: Int32Array.from(ids, (i) => (labels as Int32Array)[i]) } : {}) };
       };
       trainData = { ...pickIds(split.rest), ...replayMarks(split.rest) };
       validation = pickIds(split.part);
       options.onProgress?.(`validation: ${split.sequences} whole sequences (${split.part.length} frames) held out of training (seeded)`);
     }
     const evalRange = ranges.get('evaluation');
-    const evalData = evalRange ? dataOf(...evalRange) : undefined;
+    const evalData = evalRange ? dataOf('evaluation', ...evalRange) : undefined;
     const evalOutputsBefore = evalRange ? base.rawOutputs(...evalRange) : undefined;
     if (base.unreachable.length) options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are`);
     if (base.scalars.length) options.onProgress?.(`${base.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
