@@ -53,11 +53,18 @@ test('a small ONNX CNN trained with labels and with a teacher: the payload patch
     assert.ok(te.after.agreement > te.before.agreement, 'training toward the teacher brings the decisions closer to it');
     // Unlabelled training examples with a teacher, labelled evaluation examples: the teacher gives
     // the targets, the evaluation labels the accuracy before and after (and the teacher's closeness).
+    const progress: string[] = [];
     const mixed = await trainOnnxDiff(v1, train, { ...common, method: 'sparse', teacher: v2, eval: evalLabelled, epochs: 2 });
     assert.equal(typeof mixed.accuracyBefore, 'number', 'accuracy before, from the evaluation labels');
     const file4 = await patched(dir, 'mixed.onnx', v1, mixed.bytes);
     assert.equal(mixed.accuracyAfter, agreement(decisions(await ortImages(file4, evalSet), { classes: 3, outputKind: 'logits' }), evalLabelled.labels), 'the accuracy after is onnxruntime-web\'s on the patched file');
     assert.ok(mixed.teacherEval, 'and the closeness to the teacher on the same examples');
+    // The CNN outputs logits, as PyTorch exports a classifier: matched as a classifier (KL of
+    // softened class probabilities) and chosen by top-1 agreement, not by raw output differences.
+    const logitsTeacher = await trainOnnxDiff(v1, train, { ...common, method: 'sparse', teacher: v2, epochs: 1, onProgress: (m: string) => progress.push(m) });
+    assert.equal(logitsTeacher.teacher?.loss, 'kl');
+    assert.equal(logitsTeacher.teacher?.metric, 'top1');
+    assert.ok(progress.some((m) => /read as class logits .*--teacher-loss mse/.test(m)), `the choice is said: ${progress.filter((m) => m.startsWith('teacher:')).join(' | ')}`);
     // topk-retrain with the teacher's weights as the full fine-tune: the mask is the top-k of
     // (v2 - v1) over the patchable weights (the store also lists integer tensors it never patches).
     const v2Store = new OnnxWeightStore(v2);

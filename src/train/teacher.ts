@@ -4,8 +4,8 @@
  * Distilled deltas (BitDelta, 2024) train the compressed delta the same way: the fine-tuned
  * model's outputs are the target, no labels needed.
  *
- * Every output of the model counts. The loss follows the outputs: for outputs ending in a softmax
- * (classifiers), the divergence KL(teacher_T ‖ model_T) of probabilities softened by a
+ * Every output of the model counts. The loss follows the outputs: for classifier outputs (ending
+ * in a softmax, or logits: an ONNX or graph model's class scores, as PyTorch exports them), the divergence KL(teacher_T ‖ model_T) of probabilities softened by a
  * temperature T, times T²; otherwise the mean squared error of the raw outputs. How close a model
  * is to the teacher is measured as top-1 agreement for classifiers (the share of predictions,
  * over every output position, equal to the teacher's) and as the mean absolute output difference
@@ -32,6 +32,8 @@ export interface OutputSegment {
   probabilities: boolean;
   /** The teacher's output layer ends in a softmax. */
   teacherProbabilities: boolean;
+  /** The output is a classifier's: probabilities (softmax) or logits (class scores). */
+  classifier: boolean;
 }
 
 /** Everything the loss and the measures need about the teacher, with its outputs on one dataset. */
@@ -48,7 +50,13 @@ export interface TeacherTarget {
 }
 
 interface OutputLayerInternals {
-  getConfig(): { activation?: string };
+  getConfig(): { activation?: string; classScores?: boolean };
+}
+
+/** Whether each output of `model` gives class logits (a program model's output read as logits). */
+export function outputsAreClassScores(model: tf.LayersModel): boolean[] {
+  const layers = (model as unknown as { outputLayers: OutputLayerInternals[] }).outputLayers;
+  return layers.map((l) => l.getConfig().classScores === true);
 }
 
 /** Whether each output of `model` ends in a softmax. */
@@ -83,21 +91,22 @@ export function outputLayout(base: tf.LayersModel, teacher: tf.LayersModel): { s
   }
   const probs = outputsAreProbabilities(base);
   const teacherProbs = outputsAreProbabilities(teacher);
+  const scores = outputsAreClassScores(base);
   let offset = 0;
   const segments = base.outputs.map((o, i) => {
     const dims = o.shape.slice(1);
     if (dims.some((d) => d === null)) throw new UsageError(`output ${i} of the model has a free dimension ${shapeText(o.shape.slice(1))}: teacher diffs need outputs of a fixed size`);
     const width = (dims as number[]).reduce((a, d) => a * d, 1);
-    const seg = { offset, width, classes: (dims[dims.length - 1] as number | undefined) ?? 1, probabilities: probs[i], teacherProbabilities: teacherProbs[i] };
+    const seg = { offset, width, classes: (dims[dims.length - 1] as number | undefined) ?? 1, probabilities: probs[i], teacherProbabilities: teacherProbs[i], classifier: probs[i] || scores[i] };
     offset += width;
     return seg;
   });
   return { segments, width: offset };
 }
 
-/** The loss chosen from the model: KL for a model whose every output is a softmax, else MSE. */
+/** The loss chosen from the model: KL for a model whose every output is a classifier's (softmax or logits), else MSE. */
 export function defaultTeacherLoss(segments: readonly OutputSegment[]): TeacherLoss {
-  return segments.every((s) => s.probabilities && s.classes > 1) ? 'kl' : 'mse';
+  return segments.every((s) => s.classifier && s.classes > 1) ? 'kl' : 'mse';
 }
 
 /** The model's outputs on `x`, one row of concatenated flattened outputs per example. */

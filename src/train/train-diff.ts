@@ -723,7 +723,9 @@ function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, options:
   if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`temperature must be > 0, found ${temperature}`);
   const hasClasses = layout.segments.some((s) => s.classes >= 2);
   const metric: TeacherMetric = hasClasses && (loss === 'kl' || labelled) ? 'top1' : 'mae';
-  progress(`teacher: ${layout.segments.length} output(s), ${loss === 'kl' ? `KL of probabilities at temperature ${temperature}` : 'mean squared error of the raw outputs'}${labelled ? `, plus the labels' cross-entropy` : ', no labels'}; choosing by ${metric === 'top1' ? 'top-1 agreement with the teacher' : 'mean absolute output difference from the teacher'}`);
+  const logits = layout.segments.some((s) => s.classifier && !s.probabilities);
+  const read = layout.segments.every((s) => s.classifier) ? (logits ? ' read as class logits (a classifier without its softmax; --teacher-loss mse to match raw values instead)' : ' read as class probabilities') : '';
+  progress(`teacher: ${layout.segments.length} output(s)${read}, ${loss === 'kl' ? `KL of ${logits ? 'softened class probabilities' : 'probabilities'} at temperature ${temperature}` : 'mean squared error of the raw outputs'}${labelled ? `, plus the labels' cross-entropy` : ', no labels'}; choosing by ${metric === 'top1' ? 'top-1 agreement with the teacher' : 'mean absolute output difference from the teacher'}`);
   return {
     model: teacher,
     target: { ...layout, loss, temperature, weight, labelWeight: labelled ? 1 : 0 },

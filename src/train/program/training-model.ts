@@ -97,12 +97,13 @@ export class ProgramLayer {
   trainable = true;
   readonly _trainableWeights: ProgramLayerWeight[];
   readonly _nonTrainableWeights: ProgramLayerWeight[] = [];
-  constructor(name: string, weights: ProgramLayerWeight[], readonly outputShape: (number | null)[], private readonly activation: string) {
+  constructor(name: string, weights: ProgramLayerWeight[], readonly outputShape: (number | null)[], private readonly activation: string, private readonly classScores = false) {
     this.name = name;
     this._trainableWeights = weights;
   }
-  getConfig(): { activation: string } {
-    return { activation: this.activation };
+  /** `classScores`: the output is a classifier's logits (class scores without a softmax), so a teacher is matched as a classifier. */
+  getConfig(): { activation: string; classScores: boolean } {
+    return { activation: this.activation, classScores: this.classScores };
   }
 }
 
@@ -224,7 +225,7 @@ export class ProgramTrainingModel {
     const frozen = new Set([...this.unreachable, ...this.scalars]);
     this.weights = program.variables.map((v: ProgramVariable) => new ProgramLayerWeight(v.name, v.shape, v.variable, v.trainable && !options.frozen && !frozen.has(v.name)));
     const activation = this.outputKind === 'probability' || this.outputKind === 'probabilities' ? 'softmax' : 'linear';
-    const layer = new ProgramLayer(program.source, this.weights, [null, Math.max(1, Math.ceil(probe.activations * this.bpttFrames))], activation);
+    const layer = new ProgramLayer(program.source, this.weights, [null, Math.max(1, Math.ceil(probe.activations * this.bpttFrames))], activation, this.outputKind === 'logits');
     this.layers = [layer];
     this.outputLayers = [layer];
     this.inputs = [{ shape: [null, 1] }];
