@@ -5,11 +5,11 @@
  * example; `y.npy` (a class per example) when known; for stateful models (`--state in:out`)
  * `sequence.npy`, the sequence of each frame, a sequence's frames consecutive and in order.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DataError, UsageError } from '../src/core/errors.ts';
+import { DataError, ModelFormatError, UsageError } from '../src/core/errors.ts';
 import { loadNpy } from '../src/io/npy/files.ts';
-import { onnxExternalLocations } from '../src/io/onnx/store.ts';
+import { readOnnxFileBytes } from '../src/io/onnx/files.ts';
 import { decodeOnnxModel } from '../src/train/onnx/model.ts';
 import type { ProgramDataset } from '../src/train/program/datasets.ts';
 import type { ProgramInputValues, ProgramStatePair } from '../src/train/program/training-model.ts';
@@ -53,17 +53,14 @@ export function loadFolder(dir: string, inputs: readonly (string | InputFile)[],
   return { data, shared };
 }
 
-/** An .onnx file's bytes and its external data files' bytes (by location), as the ONNX executor takes them. */
-export function readOnnxModel(file: string, flag: string): { bytes: Uint8Array; external: Map<string, Uint8Array> } {
-  let bytes: Uint8Array;
+/** An .onnx file's bytes and its external data files' bytes (by location), as the ONNX executor takes them, read with the store's checks (regular files inside the model's folder; never a FIFO or a device). */
+export async function readOnnxModel(file: string, flag: string): Promise<{ bytes: Uint8Array; external: Map<string, Uint8Array> }> {
   try {
-    bytes = new Uint8Array(readFileSync(file));
-  } catch {
-    throw new UsageError(`cannot read ${flag} ${file}: expected an ONNX model file`);
+    return await readOnnxFileBytes(file);
+  } catch (e) {
+    if (e instanceof ModelFormatError) throw new ModelFormatError(`${flag}: ${e.message}`, e.details);
+    throw e;
   }
-  const external = new Map<string, Uint8Array>();
-  for (const loc of onnxExternalLocations(bytes, file)) external.set(loc, new Uint8Array(readFileSync(path.resolve(path.dirname(file), loc))));
-  return { bytes, external };
 }
 
 /** The inputs a data folder must give for the ONNX model `bytes` (with its external data files): the graph's inputs that are neither initializers nor carried states. */

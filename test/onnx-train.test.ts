@@ -6,8 +6,9 @@
  * state carried); a weight stored on an int8 grid stays on it.
  */
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initBackend } from '../src/train/backend.ts';
@@ -214,6 +215,24 @@ test('ndiff train with external data: base and teacher read with their external 
     assert.ok(!existsSync(path.join(dir, 'q.ndiff')));
     assert.deepEqual(readdirSync(path.join(dir, 'v1')).sort(), ['lstm.weights', 'model.onnx']);
     assert.deepEqual(new Uint8Array(readFileSync(path.join(dir, 'v1', 'lstm.weights'))), lstmExternalData(0), 'the base untouched');
+
+    // Hostile external data for training: a FIFO (a plain read would wait forever for a writer)
+    // and a link to /dev/zero (a plain read would grow without end) are refused before a byte is
+    // read, as the device's store refuses them.
+    for (const [name, make, found] of [
+      ['fifo', (f: string) => execFileSync('mkfifo', [f]), /is a FIFO|is a named pipe|expected the external data file .* as a regular file/],
+      ['zero', (f: string) => symlinkSync('/dev/zero', f), /symbolic link|regular file/],
+    ] as const) {
+      const hostile = path.join(dir, name);
+      mkdirSync(hostile);
+      writeFileSync(path.join(hostile, 'model.onnx'), lstm(0, 'lstm.weights'));
+      make(path.join(hostile, 'lstm.weights'));
+      const r = await run(...args.map((x) => (x === base ? path.join(hostile, 'model.onnx') : x)), '--out', path.join(dir, `${name}.ndiff`));
+      assert.notEqual(r.code, 0, r.text);
+      assert.match(r.text, /--base: /);
+      assert.match(r.text, found);
+      assert.ok(!existsSync(path.join(dir, `${name}.ndiff`)));
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -74,7 +74,7 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   }
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
   // The --eval data of an ONNX pair is read now: a folder that does not fit fails before any work.
-  const onnxEval = a.eval && isOnnxPath(a.base) ? loadOnnxEval(a) : undefined;
+  const onnxEval = a.eval && isOnnxPath(a.base) ? await loadOnnxEval(a) : undefined;
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
   try {
     return await diffOpened(a, io, opened, openedTarget, modelId, onnxEval);
@@ -202,18 +202,18 @@ async function measureOnInputs(a: DiffArgs, base: WeightStore, payload: Uint8Arr
 
 /** `--eval` for .onnx files: the base and target bytes and the data folder, read before any work. */
 interface OnnxEval {
-  base: ReturnType<typeof readOnnxModel>;
-  target: ReturnType<typeof readOnnxModel>;
+  base: Awaited<ReturnType<typeof readOnnxModel>>;
+  target: Awaited<ReturnType<typeof readOnnxModel>>;
   data: ProgramDataset;
   shared: Record<string, ProgramInputValues>;
   state: ProgramStatePair[];
 }
 
 /** Read both .onnx files and the --eval folder (one .npy per model input), so bad data fails before the diff is made. */
-function loadOnnxEval(a: DiffArgs): OnnxEval {
+async function loadOnnxEval(a: DiffArgs): Promise<OnnxEval> {
   const state = parseStatePairs(a.state);
-  const base = readOnnxModel(a.base, '--base');
-  const target = readOnnxModel(a.target, '--target');
+  const base = await readOnnxModel(a.base, '--base');
+  const target = await readOnnxModel(a.target, '--target');
   const { data, shared } = loadFolder(a.eval as string, fedInputs(base.bytes, a.base, state, base.external), '--eval', state.length > 0);
   return { base, target, data, shared, state };
 }

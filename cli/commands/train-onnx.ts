@@ -44,13 +44,13 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
   // Each model with its external data files (read from beside it, under their locations).
-  const base = readOnnxModel(a.base, '--base');
+  const base = await readOnnxModel(a.base, '--base');
   const bytes = base.bytes;
   if (a.modelOut && base.external.size && path.resolve(path.dirname(a.modelOut)) === path.resolve(path.dirname(a.base))) {
     // Said before training; writing the model checks the same again, by file identity.
     throw new UsageError(`--model-out ${a.modelOut} would write its external data (${[...base.external.keys()].join(', ')}) over --base ${a.base}'s own: expected a place of its own for the new model's files; write it into another folder`);
   }
-  const teacherModel = a.teacher ? readOnnxModel(a.teacher, '--teacher') : undefined;
+  const teacherModel = a.teacher ? await readOnnxModel(a.teacher, '--teacher') : undefined;
   const teacher = teacherModel?.bytes;
   const state = parseStatePairs(a.state);
   const inputs = fedInputs(bytes, a.base, state, base.external);

@@ -258,6 +258,24 @@ export async function openOnnxFile(file: string, options: OnnxOpenOptions = {}):
   }
 }
 
+/**
+ * The bytes of an ONNX model file and of each external data file it names, read whole, for a
+ * trainer or an evaluation that needs every tensor in memory. Read through {@link openOnnxFile},
+ * so with the same checks before a byte is read: regular files only (a FIFO is never waited on,
+ * a link to a device never followed), external data inside the model's folder and named once.
+ */
+export async function readOnnxFileBytes(file: string): Promise<{ bytes: Uint8Array; external: Map<string, Uint8Array> }> {
+  const store = await openOnnxFile(file);
+  try {
+    const external = new Map<string, Uint8Array>();
+    for (const [loc, st] of store.stats) if (loc !== '') external.set(loc, readAt(store.openedAt(loc), 0, st.size));
+    const model = store.openedAt('');
+    return { bytes: readAt(model, 0, model.stats.size), external };
+  } finally {
+    await store.close();
+  }
+}
+
 /** The real path of the model file (a symbolic link to it followed once). */
 async function realModelPath(file: string): Promise<string> {
   try {
