@@ -13,10 +13,9 @@ import { storedModelBytes } from '../../src/diff/build.ts';
 import { fileSystemIO, locateTfjsModel, openTfjsModel } from '../../src/io/tfjs/index.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
-import { checkOutputPath, parseExpiry, resolveModelId, writeUpdatedModel } from '../models.ts';
-import type { TrainArgs } from './train.ts';
+import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
 import { exampleCount, loadFolder, type InputFile } from '../data-folders.ts';
-import { programTrainOptions, type OnnxTrainArgs } from './train-onnx.ts';
+import { programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 
 /** `format` of a TF.js model path's model JSON (a folder's model.json, or the `.json` named), or undefined when it has none. */
 export async function tfjsModelFormat(p: string, flag: string): Promise<string | undefined> {

@@ -12,22 +12,11 @@ import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
 import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
-import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
 import type { CliIO } from '../common.ts';
 import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
-import { checkOutputPath, parseExpiry, readPayloadFile, resolveModelId, writeUpdatedModel } from '../models.ts';
-import type { TrainArgs } from './train.ts';
-import type { ProgramDataset, TrainProgramOptions } from '../../src/train/program/train-program.ts';
-import type { ProgramInputValues } from '../../src/train/program/training-model.ts';
+import { checkOutputPath, readPayloadFile, resolveModelId, writeUpdatedModel } from '../models.ts';
+import { programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 
-/** The ONNX-only options of `ndiff train`. */
-export interface OnnxTrainArgs {
-  teacher?: string;
-  state: string[];
-  bptt: number;
-  output?: string;
-  outputKind?: OnnxOutputKind;
-}
 
 /** `ndiff train` on an ONNX base. */
 export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
@@ -120,35 +109,4 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
   io.result?.(metrics);
   return 0;
-}
-
-/**
- * The options every graph-program train command (ONNX files, TF.js graph models) takes from its
- * arguments alike: method and budget, schedule, validation and evaluation data, the trained
- * output, the payload header. Each command adds what only it has (state, replay, teacher kinds).
- */
-export function programTrainOptions(
-  a: TrainArgs & OnnxTrainArgs,
-  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable'] },
-) {
-  return {
-    method: a.method,
-    budgetBytes: p.budgetBytes,
-    epochs: a.epochs,
-    ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
-    seed: a.seed,
-    learningRate: a.lr,
-    codec: a.codec,
-    validation: p.val ?? a.valFraction,
-    ...(p.evalData ? { eval: p.evalData } : {}),
-    tune: a.tune,
-    trainable: p.trainable,
-    allowWorse: a.allowWorse,
-    distill: a.distill,
-    store: a.store,
-    shared: p.shared,
-    ...(a.output ? { output: a.output } : {}),
-    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
-    header: { modelId: p.modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
-  };
 }

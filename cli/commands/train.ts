@@ -12,44 +12,8 @@ import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
-import type { OnnxTrainArgs } from './train-onnx.ts';
+import type { OnnxTrainArgs, TrainArgs } from './train-args.ts';
 
-export interface TrainArgs {
-  method: TrainMethod;
-  base: string;
-  train: string;
-  eval?: string;
-  val?: string;
-  replay?: string;
-  valFraction: number;
-  tune: 'quick' | 'thorough' | 'off';
-  trainable: string;
-  allowWorse: boolean;
-  distill: number;
-  alsoConsider: string[];
-  store: 'stored' | 'float32';
-  budget: string;
-  epochs: number;
-  seed: number;
-  out: string;
-  modelOut?: string;
-  metricsOut?: string;
-  backend: TrainBackendName;
-  batchSize?: number;
-  threads?: number;
-  lr?: number;
-  codec: 'auto' | 'f32' | 'f16' | 'i8';
-  loss?: string;
-  modelId?: string;
-  sequence: number;
-  expires?: string;
-  teacher?: string;
-  teacherWeight: number;
-  teacherLoss: 'auto' | 'kl' | 'mse';
-  temperature: number;
-  sparseStart: 'zero' | 'teacher';
-  sparseShare?: number;
-}
 
 const SUPPORTED_LOSSES = ['sparse_categorical_crossentropy', 'categorical_crossentropy', 'sparseCategoricalCrossentropy', 'categoricalCrossentropy'];
 

@@ -1,0 +1,90 @@
+/**
+ * The arguments `ndiff train` takes, shared by its three faces (train.ts: TF.js layers models;
+ * train-onnx.ts: ONNX files; train-graph.ts: TF.js graph models), and the options the two
+ * graph-program faces build from them alike. Kept apart so each face imports them from here and
+ * none imports another face for them.
+ */
+import type { TrainBackendName } from '../../src/train/backend.ts';
+import type { TrainMethod } from '../../src/train/methods.ts';
+import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
+import type { ProgramDataset, TrainProgramOptions } from '../../src/train/program/train-program.ts';
+import type { ProgramInputValues } from '../../src/train/program/training-model.ts';
+import { parseExpiry } from '../models.ts';
+
+/** What `ndiff train` parses (train.ts defines the options). */
+export interface TrainArgs {
+  method: TrainMethod;
+  base: string;
+  train: string;
+  eval?: string;
+  val?: string;
+  replay?: string;
+  valFraction: number;
+  tune: 'quick' | 'thorough' | 'off';
+  trainable: string;
+  allowWorse: boolean;
+  distill: number;
+  alsoConsider: string[];
+  store: 'stored' | 'float32';
+  budget: string;
+  epochs: number;
+  seed: number;
+  out: string;
+  modelOut?: string;
+  metricsOut?: string;
+  backend: TrainBackendName;
+  batchSize?: number;
+  threads?: number;
+  lr?: number;
+  codec: 'auto' | 'f32' | 'f16' | 'i8';
+  loss?: string;
+  modelId?: string;
+  sequence: number;
+  expires?: string;
+  teacher?: string;
+  teacherWeight: number;
+  teacherLoss: 'auto' | 'kl' | 'mse';
+  temperature: number;
+  sparseStart: 'zero' | 'teacher';
+  sparseShare?: number;
+}
+
+/** The options of `ndiff train` only graph programs (ONNX files, TF.js graph models) take. */
+export interface OnnxTrainArgs {
+  teacher?: string;
+  state: string[];
+  bptt: number;
+  output?: string;
+  outputKind?: OnnxOutputKind;
+}
+
+/**
+ * The options every graph-program train command (ONNX files, TF.js graph models) takes from its
+ * arguments alike: method and budget, schedule, validation and evaluation data, the trained
+ * output, the payload header. Each command adds what only it has (state, replay, teacher kinds).
+ */
+export function programTrainOptions(
+  a: TrainArgs & OnnxTrainArgs,
+  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable'] },
+) {
+  return {
+    method: a.method,
+    budgetBytes: p.budgetBytes,
+    epochs: a.epochs,
+    ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
+    seed: a.seed,
+    learningRate: a.lr,
+    codec: a.codec,
+    validation: p.val ?? a.valFraction,
+    ...(p.evalData ? { eval: p.evalData } : {}),
+    tune: a.tune,
+    trainable: p.trainable,
+    allowWorse: a.allowWorse,
+    distill: a.distill,
+    store: a.store,
+    shared: p.shared,
+    ...(a.output ? { output: a.output } : {}),
+    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
+    header: { modelId: p.modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
+  };
+}
