@@ -77,7 +77,7 @@ describe('sequence numbers', () => {
     const device = atV2();
     // p23 carries sequence 6 and the device already recorded 6, but holds p23's base: the model
     // it applied 6 to was replaced by an older one (an app that reloads its original files).
-    const e = await refused(device, p23.bytes, { sequenceStore: seq }, FreshnessError, /payload sequence 6 for model "kws" was already applied on this device, yet the model it holds now .* is that payload's base, not its target .*: the device went back to a model older than the sequence it recorded.*Nothing was written\. Keep the updated model where the app loads it from/);
+    const e = await refused(device, p23.bytes, { sequenceStore: seq }, FreshnessError, /payload sequence 6 for model "kws" was already applied on this device, yet the model it holds now .* is that payload's base, not its target: the device went back to a model older than the sequence it recorded.*Nothing was written: keep the updated model where the app loads it from/);
     assert.equal(e.details.reason, 'model-went-back');
     assert.doesNotMatch(e.message, /publish the update with a sequence above/, 'the device is told what happened to it, not given advice for the publisher');
   });

@@ -79,7 +79,7 @@ test('ndiff diff --eval on .onnx files: onnxruntime-web\'s agreement on the patc
     const e = away.doc.eval;
     t.diagnostic(`rotated filters, 200 bytes: base agreement ${e.base.agreement}, mean |Δ| ${e.base.meanAbsDiff}; patched ${e.patched.agreement}, ${e.patched.meanAbsDiff}`);
     assert.equal(e.examples, 200);
-    assert.equal(e.metric, 'mae', 'logits without labels are judged by the mean output difference, as for TF.js models');
+    assert.equal(e.metric, 'top1', 'a classifier\'s logits (as PyTorch exports it) are judged by agreement with the target\'s decisions, even without labels');
     assert.equal(e.outputKind, 'logits');
     assert.equal(e.movesAway, true);
     assert.match(away.doc.warning, /further from --target than not updating at all/);
