@@ -134,6 +134,7 @@ test('a backend that does not hold the verified values (16-bit storage) is caugh
   const built = await payloadFor();
   const before = predict(model);
   const beforeFingerprint = fingerprintStore(hasher, store).fingerprint;
+  const tensorsBefore = tf.memory().numTensors;
   const original = tf.getKernel('Multiply', 'cpu');
   assert.ok(original, 'the cpu backend has a Multiply kernel');
   tf.unregisterKernel('Multiply', 'cpu');
@@ -161,5 +162,6 @@ test('a backend that does not hold the verified values (16-bit storage) is caugh
   assert.equal(await sequences.get(built.payload.header.modelId as string), undefined, 'no sequence recorded');
   assert.ok(same(before, predict(model)), 'the model predicts as v1');
   assert.equal(fingerprintStore(hasher, store).fingerprint, beforeFingerprint, 'the store reads v1');
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'the new tensors and the kept references are all released');
   model.dispose();
 });

@@ -363,7 +363,10 @@ export class TfModelWeightStore implements WeightStore {
         (this.assigners.get(s.name) as (t: tf.Tensor) => tf.Tensor)(fresh[i]);
         fresh[i].dispose();
       });
-      swapBack = () => todo.forEach((s, i) => (this.assigners.get(s.name) as (t: tf.Tensor) => tf.Tensor)(kept[i]));
+      swapBack = () => todo.forEach((s, i) => {
+        (this.assigners.get(s.name) as (t: tf.Tensor) => tf.Tensor)(kept[i]);
+        kept[i].dispose(); // the variable holds the old data again, by its own reference
+      });
       releaseOld = () => kept.forEach((t) => t.dispose());
     } else {
       const ex = this.executor();
@@ -381,10 +384,15 @@ export class TfModelWeightStore implements WeightStore {
       };
       releaseOld = () => old.forEach((t) => t.dispose());
     }
-    const wrong = await this.readBack(todo);
+    let wrong: string | undefined;
+    try {
+      wrong = await this.readBack(todo);
+    } catch (e) {
+      swapBack();
+      throw e;
+    }
     if (wrong !== undefined) {
       swapBack();
-      releaseOld = () => {};
       throw new TargetMismatchError(
         `after the update was written into the live ${this.kind} model, the ${tf.getBackend()} backend does not hold the verified values of ${JSON.stringify(wrong)} (read back through a kernel run on the backend): the model was left at its previous version. A backend that stores float32 weights at lower precision (e.g. WebGL with 16-bit float textures) cannot hold the update exactly: apply it on the cpu or wasm backend, or load the updated model from files`,
         { name: wrong, backend: tf.getBackend() },
