@@ -20,6 +20,7 @@ import { getHasher } from '../src/core/hasher.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { validateManifest } from '../src/updater/manifest.ts';
+import { sha256Of } from '../src/release/blobs.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { tempDir } from './helpers/dirs.ts';
 
@@ -81,7 +82,13 @@ test('a learned edge: export the job, train toward the new version, take the pay
   r = await ndiff('release', 'job', '--release', release, '--id', job.id, '--payload', join(dir, 'learned.ndiff'));
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /\(sparse, lossy\) checked against the job's base/);
+  // A lossy payload publish cannot rebuild is signed only when the key holder vouches for its bytes.
+  const sha = sha256Of(new Uint8Array(await readFile(join(dir, 'learned.ndiff'))));
+  assert.ok(r.out.includes(`--accept ${sha.slice(0, 16)}`), r.out);
   r = await ndiff('release', 'publish', '--release', release, '--key', key);
+  assert.equal(r.code, 3, r.err);
+  assert.match(r.err, /accept it by its SHA-256: --accept [0-9a-f]{16}/);
+  r = await ndiff('release', 'publish', '--release', release, '--key', key, '--accept', sha.slice(0, 16));
   assert.equal(r.code, 0, r.err);
   const manifest = validateManifest(JSON.parse(await readFile(join(release, 'manifest.json'), 'utf8')).signed);
   const learned = manifest.payloads.filter((p) => p.method === 'sparse');

@@ -40,6 +40,7 @@ interface JobArgs extends ReleaseDirArgs {
 interface PublishArgs extends ReleaseDirArgs {
   key: string;
   expires: string;
+  accept?: string[];
 }
 
 const releaseOption = { type: 'string', demandOption: true, describe: 'the release folder (created by the first add; serve it as is from any static host)' } as const;
@@ -100,7 +101,7 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
   if (a.payload !== undefined) {
     const res = await adoptJobPayload(a.release, record, job, new Uint8Array(await readFile(a.payload)), (l) => io.progress(l));
     io.result?.(res);
-    io.out(res.payload ? `${a.id}: payload of ${res.payload.length} bytes (${res.payload.method}${res.payload.exact ? '' : ', lossy'}) checked against the job's base and left in ${a.release}/jobs/; publish when every job has run` : `${a.id}: ${res.skipped}`);
+    io.out(res.payload ? `${a.id}: payload of ${res.payload.length} bytes (${res.payload.method}${res.payload.exact ? '' : ', lossy'}) checked against the job's base and left in ${a.release}/jobs/; publish when every job has run${res.payload.exact ? '' : ` (a lossy payload is signed only when you vouch for it: ndiff release publish ... --accept ${res.payload.sha256.slice(0, 16)})`}` : `${a.id}: ${res.skipped}`);
     return 0;
   }
   // A policy for this edge alone (a CI matrix may give each edge its own budget).
@@ -119,7 +120,7 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
 
 async function runPublish(a: PublishArgs, io: CliIO): Promise<number> {
   const record = await readExisting(a.release);
-  const res = await publishRelease(a.release, record, { key: await readPrivateKeyFile(a.key), expiresAt: parseExpiry(a.expires) });
+  const res = await publishRelease(a.release, record, { key: await readPrivateKeyFile(a.key), expiresAt: parseExpiry(a.expires), ...(a.accept ? { accept: a.accept } : {}) });
   io.result?.({ release: res.release, latest: res.latest, added: res.added, skipped: res.skipped, expiresAt: res.manifest.expiresAt });
   io.out(`${a.release}: manifest release ${res.release} signed (newest version ${res.latest}, ${res.manifest.payloads.length} payload(s), ${res.added} new), expires ${new Date(res.manifest.expiresAt * 1000).toISOString()}`);
   return 0;
@@ -168,6 +169,7 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('release', releaseOption)
       .option('key', { type: 'string', demandOption: true, describe: 'Ed25519 private key (from ndiff keygen)' })
       .option('expires', expiresOption)
+      .option('accept', { type: 'string', array: true, describe: 'the SHA-256 (16+ hex digits) of a lossy payload publish cannot rebuild, that you vouch for: a learned payload taken in with `release job --payload` (which prints it). Every other job result is checked by applying it to its base: exact ones must reach the version, top-k ones are rebuilt byte for byte' })
       .example('$0 release publish --release site/kws --key release.private.pem --expires 30d', 'run this from a timer, before the manifest expires'), run(runPublish))
     .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption), run(runShow))
     .demandCommand(1, 'name a release command: add, job, publish or show');

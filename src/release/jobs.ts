@@ -11,7 +11,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { UsageError } from '../core/errors.ts';
+import { PayloadFormatError, UsageError } from '../core/errors.ts';
 import { decodePayload } from '../core/format.ts';
 import { getHasher } from '../core/hasher.ts';
 import { exactDiff } from '../diff/exact.ts';
@@ -59,6 +59,17 @@ export function jobFiles(releaseDir: string, id: string): { result: string; payl
  */
 export async function runJob(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, onProgress: (line: string) => void = () => {}): Promise<JobResult> {
   const to = recordVersion(record, job.toVersion);
+  const built = await buildJobPayload(releaseDir, record, job, job.policy, onProgress);
+  return keepJobResult(releaseDir, job, to, built.bytes, built.method, onProgress, job.policy);
+}
+
+/**
+ * Build the payload of `job` by `policy` (exact, or top-k within its budget; an exact payload
+ * under the budget is used instead). Deterministic: the same release folder and policy give the
+ * same bytes, which is how `publish` checks a worker's top-k payload without trusting it.
+ */
+async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy, onProgress: (line: string) => void): Promise<{ bytes: Uint8Array; method: string }> {
+  const to = recordVersion(record, job.toVersion);
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   const target = await openState(releaseDir, record, to.version, to.fingerprint).catch(async (e) => {
     await base.dispose();
@@ -70,18 +81,16 @@ export async function runJob(releaseDir: string, record: ReleaseRecord, job: Rel
     const exact = () => (record.modelKind === 'onnx'
       ? diffOnnxModels(hasher, base.store, target.store, { ...header, mode: 'all', budgetBytes: 0 })
       : exactDiff(hasher, base.store, target.store, header));
-    let built = exact();
-    let method = 'exact';
-    if (job.policy.method === 'topk') {
-      const budgetBytes = parseBudget(job.policy.budget ?? '', base.weightBytes);
+    const built = exact();
+    if (policy.method === 'topk') {
+      const budgetBytes = parseBudget(policy.budget ?? '', base.weightBytes);
       // Under the budget already: the exact payload is both smaller and exact.
       if (built.bytes.length > budgetBytes) {
         const diff = record.modelKind === 'onnx' ? diffOnnxModels : topkDiff;
-        built = diff(hasher, base.store, target.store, { ...header, budgetBytes, codec: 'auto', onProgress: (m) => onProgress(`  ${job.id}: ${m}`) });
-        method = 'topk';
+        return { bytes: diff(hasher, base.store, target.store, { ...header, budgetBytes, codec: 'auto', onProgress: (m) => onProgress(`  ${job.id}: ${m}`) }).bytes, method: 'topk' };
       }
     }
-    return await keepJobResult(releaseDir, job, to, built.bytes, method, onProgress);
+    return { bytes: built.bytes, method: 'exact' };
   } finally {
     await base.dispose();
     await target.dispose();
@@ -92,7 +101,7 @@ export async function runJob(releaseDir: string, record: ReleaseRecord, job: Rel
  * Leave a job's payload (unsigned) and its result in `jobs/`. A payload not smaller than the new
  * version's full package is not kept (a device is better off with the package).
  */
-async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType<typeof recordVersion>, bytes: Uint8Array, method: string, onProgress: (line: string) => void): Promise<JobResult> {
+async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType<typeof recordVersion>, bytes: Uint8Array, method: string, onProgress: (line: string) => void, policy?: EdgePolicy): Promise<JobResult> {
   const full = packageBytes(to);
   const { result: resultFile, payload: payloadFile } = jobFiles(releaseDir, job.id);
   await makeDirs(path.dirname(resultFile));
@@ -114,7 +123,7 @@ async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType
       exact: h.targetFingerprint === to.fingerprint,
     };
     await writeFileAtomically(payloadFile, bytes);
-    result = { id: job.id, payload };
+    result = { id: job.id, payload, ...(policy ? { policy } : {}) };
   }
   await writeFileAtomically(resultFile, new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
   onProgress(`${job.id}: ${result.payload ? `${result.payload.length} bytes (${method}${result.payload.exact ? '' : ', lossy'}), full package ${full} bytes` : result.skipped}`);
@@ -170,6 +179,76 @@ export async function adoptJobPayload(releaseDir: string, record: ReleaseRecord,
     await base.dispose();
   }
   return keepJobResult(releaseDir, job, to, bytes, header.method, onProgress);
+}
+
+/**
+ * Check a finished job's result before anything is signed. Jobs run without the key (a CI
+ * matrix, a batch system), so their files are claims: this is where they become facts. The
+ * payload must carry this release's model id, the job's base and the new version's sequence; it
+ * must apply to the job's base (opened from the release's own blobs) and reach the target its
+ * header names. An exact payload must reach the version. A lossy one is signed only if publish can
+ * rebuild it byte for byte (a top-k payload: deterministic, from the policy the result names) or
+ * its SHA-256 is in `accepted` (a learned payload the key holder took in with `release job
+ * --payload` and vouches for). The result file's claims must be what the payload is.
+ * @returns the manifest entry, computed from the checked payload (never copied from the result).
+ */
+export async function verifyJobResult(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, result: JobResult, bytes: Uint8Array, accepted: readonly string[] = []): Promise<ManifestPayload> {
+  const to = recordVersion(record, job.toVersion);
+  const refuse = (why: string, details: Record<string, unknown> = {}) => new PayloadFormatError(`job ${job.id}: ${why}; nothing was signed: run the job again on a machine you trust (ndiff release job --release ${releaseDir} --id ${job.id}), then publish`, { job: job.id, ...details });
+  let header;
+  try {
+    header = decodePayload(bytes).header;
+  } catch (e) {
+    throw refuse(`its payload cannot be read (${(e as Error).message})`);
+  }
+  if (header.modelId !== record.modelId) throw refuse(`its payload is for model ${JSON.stringify(header.modelId ?? null)}, this release is ${JSON.stringify(record.modelId)}`, { expected: record.modelId, found: header.modelId ?? null });
+  if (header.baseFingerprint !== job.base) throw refuse(`its payload patches base ${header.baseFingerprint}, the job's base is ${job.base} (version ${job.fromVersion})`, { expected: job.base, found: header.baseFingerprint });
+  if (header.sequence !== to.version) throw refuse(`its payload has sequence ${header.sequence}, version ${to.version} needs sequence ${to.version}`, { expected: to.version, found: header.sequence });
+  const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
+  try {
+    // Throws unless the payload reaches the target its header names.
+    await applyPayload(base.store, bytes, { hasher: await getHasher() });
+  } catch (e) {
+    throw refuse(`its payload does not apply to the job's base as it claims (${(e as Error).message})`);
+  } finally {
+    await base.dispose();
+  }
+  const sha256 = sha256Of(bytes);
+  const exact = header.targetFingerprint === to.fingerprint;
+  let method = header.method as string;
+  if (!exact) {
+    const policy = result.policy;
+    if (accepted.some((a) => sha256.startsWith(a))) {
+      // The key holder vouched for these bytes.
+    } else if (policy?.method === 'topk' && !job.via) {
+      const rebuilt = await buildJobPayload(releaseDir, record, job, policy, () => {});
+      if (sha256Of(rebuilt.bytes) !== sha256) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}), and is not the top-k payload of budget ${policy.budget} (publish rebuilt it: ${rebuilt.bytes.length} bytes, another SHA-256)`, { found: header.targetFingerprint, expected: to.fingerprint });
+      method = rebuilt.method;
+    } else {
+      throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}): a lossy payload publish cannot rebuild (method ${header.method}) could make devices hold any weights. If you made it (a learned payload taken in with ndiff release job --payload) and checked it (ndiff diff --eval), accept it by its SHA-256: --accept ${sha256.slice(0, 16)}`, { found: header.targetFingerprint, expected: to.fingerprint, sha256 });
+    }
+  } else {
+    method = 'exact';
+  }
+  const entry: ManifestPayload = {
+    file: `blobs/${sha256}`,
+    length: bytes.length,
+    sha256,
+    base: header.baseFingerprint,
+    target: header.targetFingerprint,
+    sequence: header.sequence,
+    fromVersion: job.fromVersion,
+    toVersion: to.version,
+    method,
+    exact,
+  };
+  const claimed = result.payload;
+  if (claimed) {
+    for (const k of ['length', 'sha256', 'base', 'target', 'sequence', 'fromVersion', 'toVersion', 'exact'] as const) {
+      if (claimed[k] !== entry[k]) throw refuse(`its result file claims ${k} ${JSON.stringify(claimed[k])}, the payload is ${JSON.stringify(entry[k])}`, { field: k, claimed: claimed[k], found: entry[k] });
+    }
+  }
+  return entry;
 }
 
 /** A finished job's result and unsigned payload; undefined when the job has not run. */

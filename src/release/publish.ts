@@ -13,9 +13,9 @@ import { keyIdOf } from '../apply/ed25519.ts';
 import { toHex } from '../core/hex.ts';
 import { writeFileAtomically } from '../io/durable/durable.ts';
 import { rawPublicKey, signPayload } from '../sign/node-keys.ts';
-import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type ReleaseManifest, type SignedManifest } from '../updater/manifest.ts';
+import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type ManifestPayload, type ReleaseManifest, type SignedManifest } from '../updater/manifest.ts';
 import { writeBlob } from './blobs.ts';
-import { jobFiles, readJobResult } from './jobs.ts';
+import { jobFiles, readJobResult, verifyJobResult } from './jobs.ts';
 import { newestVersion, writeRecord, type ReleaseRecord } from './record.ts';
 
 /** Options of {@link publishRelease}. */
@@ -26,6 +26,11 @@ export interface PublishOptions {
   expiresAt: number;
   /** Default: now. */
   createdAt?: string;
+  /**
+   * SHA-256s (16 or more leading hex digits) of lossy payloads publish cannot rebuild (learned
+   * ones taken in with `release job --payload`) that the key holder vouches for.
+   */
+  accept?: string[];
 }
 
 /** What a publication wrote. */
@@ -49,6 +54,8 @@ export function signManifest(manifest: ReleaseManifest, key: KeyObject): SignedM
 export async function publishRelease(releaseDir: string, record: ReleaseRecord, options: PublishOptions): Promise<PublishResult> {
   const latest = newestVersion(record);
   if (!latest) throw new UsageError(`release folder ${releaseDir} has no version yet: add one first (ndiff release add --release ${releaseDir} --model PATH ...)`);
+  const accept = (options.accept ?? []).map((a) => a.toLowerCase());
+  for (const a of accept) if (!/^[0-9a-f]{16,64}$/.test(a)) throw new UsageError(`--accept ${JSON.stringify(a)}: expected the SHA-256 of a payload (16 to 64 hex digits, as publish prints it)`);
   const skipped: { id: string; why: string }[] = [];
   let added = 0;
   const finished = record.pending?.jobs.map((j) => j.id) ?? [];
@@ -58,14 +65,19 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
     if (missing.length) {
       throw new UsageError(`version ${record.pending.version} has ${missing.length} job(s) not run yet (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}): run each with \`ndiff release job --release ${releaseDir} --id <id>\` (or copy their jobs/ files here), then publish`, { missing });
     }
+    // Every result is checked before anything is signed (jobs run without the key: their files are claims).
+    const verified: { entry: ManifestPayload; payload: Uint8Array }[] = [];
     for (const { job, done } of results) {
       const { result, payload } = done as NonNullable<typeof done>;
       if (!result.payload || !payload) {
         skipped.push({ id: job.id, why: result.skipped ?? 'no payload' });
         continue;
       }
+      verified.push({ entry: await verifyJobResult(releaseDir, record, job, result, payload, accept), payload });
+    }
+    for (const { entry, payload } of verified) {
       const blob = await writeBlob(releaseDir, signPayload(payload, options.key));
-      record.payloads.push({ ...result.payload, ...blob });
+      record.payloads.push({ ...entry, ...blob });
       added++;
     }
     record.pending = null;

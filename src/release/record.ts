@@ -46,6 +46,8 @@ export interface JobResult {
   id: string;
   payload?: ManifestPayload;
   skipped?: string;
+  /** How the payload was built (`ndiff release job`); absent for a payload taken in with `--payload`. */
+  policy?: EdgePolicy;
 }
 
 /** A version of the record (the manifest's, plus where it came from). */
