@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { chmod, cp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { main } from '../cli/ndiff.ts';
 import type { CliIO } from '../cli/common.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
@@ -18,7 +19,7 @@ import { decodePayload } from '../src/core/format.ts';
 import { sha256Of } from '../src/release/blobs.ts';
 import { baseAndTarget } from './helpers/models.ts';
 import { perturbed } from './helpers/perturb.ts';
-import { folderBytes, tempDir, writeStore } from './helpers/dirs.ts';
+import { tempDir, writeStore } from './helpers/dirs.ts';
 
 async function ndiff(...argv: string[]) {
   const stdout: string[] = [];
@@ -129,6 +130,137 @@ describe('release folders under attack', () => {
     const record = JSON.parse(await readFile(join(site, 'release.json'), 'utf8')) as { payloads: { target: string; exact: boolean }[] };
     assert.deepEqual(record.payloads.map((p) => [p.target, p.exact]), [[await folderFingerprint(join(work, 'models', 'v2')), true]]);
   });
-});
 
-void [chmod, cp, readdir, symlink, existsSync, folderBytes];
+  const list = async (dir: string) => (await readdir(dir).catch(() => [] as string[])).sort();
+
+  test('case 5: one writer at a time: a second add is refused, no version is lost, no release number signed twice', async () => {
+    const site = join(work, 'site', 'race');
+    assert.equal((await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v1'), '--model-id', 'kws', '--key', priv, '-q')).code, 0);
+    // In one process: deterministic, the second is refused by the lock.
+    const [a, b] = await Promise.all([
+      ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v2'), '--key', priv, '-q'),
+      ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v3'), '--key', priv, '-q'),
+    ]);
+    assert.deepEqual([a.code, b.code].sort(), [0, 7], a.err + b.err);
+    assert.match(a.err + b.err, /ndiff release command .*already running|another ndiff release command/);
+    let record = JSON.parse(await readFile(join(site, 'release.json'), 'utf8')) as { versions: unknown[]; release: number };
+    assert.deepEqual([record.versions.length, record.release], [2, 2]);
+    // Two processes: whatever the timing, every add that reported success is in the record, with its own release number.
+    const cli = join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
+    const run = (v: string) => new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, [cli, 'release', 'add', '--release', site, '--model', join(work, 'models', v), '--key', priv, '-q'], { stdio: 'ignore' });
+      child.on('exit', (code) => resolve(code ?? -1));
+    });
+    await writeStore(join(work, 'models', 'v4'), perturbed(baseAndTarget(3).base, 0.05, 77));
+    const codes = await Promise.all([run('v3'), run('v4')]);
+    assert.ok(codes.every((c) => c === 0 || c === 7), `exit codes ${codes}`);
+    record = JSON.parse(await readFile(join(site, 'release.json'), 'utf8'));
+    const won = codes.filter((c) => c === 0).length;
+    assert.ok(won >= 1);
+    assert.deepEqual([record.versions.length, record.release], [2 + won, 2 + won], 'each add that exited 0 is a version and a release of its own');
+  });
+
+  test('case 6: a shard linked out of the model folder is refused; a failed add leaves nothing; a pending version can be cancelled', async () => {
+    const site = join(work, 'site', 'links');
+    assert.equal((await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v1'), '--model-id', 'kws', '--key', priv, '-q')).code, 0);
+    const snapshot = async () => ({ record: await readFile(join(site, 'release.json')), blobs: await list(join(site, 'blobs')), jobs: await list(join(site, 'jobs')) });
+    const before = await snapshot();
+    // A shard replaced by a link to a secret of the same size.
+    const model = join(work, 'linked');
+    await cp(join(work, 'models', 'v2'), model, { recursive: true });
+    const shard = (await readdir(model)).find((n) => n.endsWith('.bin')) as string;
+    const secret = join(work, 'secret.bin');
+    await writeFile(secret, (await readFile(join(model, shard))).map((b) => b ^ 0x5a));
+    await rm(join(model, shard));
+    await symlink(secret, join(model, shard));
+    let r = await ndiff('release', 'add', '--release', site, '--model', model, '--key', priv);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /is a link to .*secret\.bin, outside the model folder/);
+    assert.deepEqual(await snapshot(), before, 'nothing written');
+    // A failure after the first blob was stored (the shard's blob name is taken by a folder): undone.
+    const v2shard = (await readdir(join(work, 'models', 'v2'))).find((n) => n.endsWith('.bin')) as string;
+    const blocker = join(site, 'blobs', sha256Of(new Uint8Array(await readFile(join(work, 'models', 'v2', v2shard)))));
+    await mkdir(blocker);
+    const blocked = await snapshot();
+    r = await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v2'), '--key', priv, '-q');
+    assert.notEqual(r.code, 0);
+    assert.deepEqual(await snapshot(), blocked, 'the failed add left no blob, no record change');
+    await rm(blocker, { recursive: true });
+    // Planned, then cancelled: the folder as before; adding works again.
+    r = await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v2'), '--plan', '-q');
+    assert.equal(r.code, 0, r.err);
+    assert.equal((await ndiff('release', 'job', '--release', site, '--id', 'v2-from-v1', '-q')).code, 0);
+    r = await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v3'), '--key', priv, '-q');
+    assert.equal(r.code, 2);
+    assert.match(r.err, /ndiff release cancel/);
+    r = await ndiff('release', 'cancel', '--release', site);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /version 2 dropped/);
+    assert.deepEqual(await snapshot(), before, 'cancel leaves the folder as before the plan');
+    assert.equal((await ndiff('release', 'cancel', '--release', site)).code, 2, 'nothing pending: refused');
+    assert.equal((await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v2'), '--key', priv, '-q')).code, 0);
+  });
+
+  test('case 7: blobs/ or jobs/ a link to another folder: refused, nothing written there', async () => {
+    const site = join(work, 'site', 'blobs-link');
+    const elsewhere = join(work, 'elsewhere');
+    await mkdir(site, { recursive: true });
+    await mkdir(elsewhere, { recursive: true });
+    await symlink(elsewhere, join(site, 'blobs'));
+    let r = await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v1'), '--model-id', 'kws', '--key', priv);
+    assert.equal(r.code, 7, r.err);
+    assert.match(r.err, /blobs\/ is a symbolic link/);
+    assert.deepEqual(await list(elsewhere), []);
+    assert.equal(existsSync(join(site, 'release.json')), false);
+    await rm(join(site, 'blobs'));
+    assert.equal((await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v1'), '--model-id', 'kws', '--key', priv, '-q')).code, 0);
+    assert.equal((await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v2'), '--plan', '-q')).code, 0);
+    await symlink(elsewhere, join(site, 'jobs'));
+    r = await ndiff('release', 'job', '--release', site, '--id', 'v2-from-v1');
+    assert.equal(r.code, 7, r.err);
+    assert.deepEqual(await list(elsewhere), []);
+  });
+
+  test('case 8: a poisoned release.json is refused by every command, never signed', async () => {
+    const site = join(work, 'site', 'poisoned');
+    assert.equal((await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v1'), '--model-id', 'kws', '--key', priv, '-q')).code, 0);
+    const good = await readFile(join(site, 'release.json'), 'utf8');
+    const manifest = await readFile(join(site, 'manifest.json'));
+    for (const [edit, why] of [
+      [(d: Record<string, unknown>) => ({ ...d, modelId: 'face' }), /names model "face", the manifest this folder serves is for "kws"/],
+      [(d: Record<string, unknown>) => ({ ...d, release: -5 }), /expected release to be a whole number >= 0/],
+      [(d: Record<string, unknown>) => ({ ...d, release: 0 }), /says release 0, the manifest this folder serves is release 1/],
+      [(d: Record<string, unknown>) => ({ ...d, versions: (d.versions as { version: number }[]).map((v) => ({ ...v, version: 3 })) }), /versions\[0\]\.version to be 1/],
+      [(d: Record<string, unknown>) => ({ ...d, versions: (d.versions as { files: { file: string }[] }[]).map((v) => ({ ...v, files: v.files.map((f) => ({ ...f, file: '../../etc/passwd' })) })) }), /what a manifest may list/],
+    ] as const) {
+      await writeFile(join(site, 'release.json'), JSON.stringify(edit(JSON.parse(good))));
+      for (const cmd of [['publish', '--key', priv], ['add', '--model', join(work, 'models', 'v2'), '--key', priv], ['show']]) {
+        const r = await ndiff('release', cmd[0], '--release', site, ...cmd.slice(1));
+        assert.equal(r.code, 7, `${cmd[0]}: ${r.err}`);
+        assert.match(r.err, why);
+      }
+      assert.deepEqual(await readFile(join(site, 'manifest.json')), manifest);
+    }
+  });
+
+  test('case 12: a private key others can read is warned about; a public key file with text around its PEM block is refused', async () => {
+    const site = join(work, 'site', 'keys');
+    await chmod(priv, 0o644);
+    try {
+      const r = await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v1'), '--model-id', 'kws', '--key', priv, '-q');
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.err, /warning: the private key .* can be read by other users \(mode 0644\).*chmod 600/);
+    } finally {
+      await chmod(priv, 0o600);
+    }
+    const quiet = await ndiff('release', 'publish', '--release', site, '--key', priv, '-q');
+    assert.doesNotMatch(quiet.err, /warning/);
+    const pem = await readFile(join(work, 'release.public.pem'), 'utf8');
+    for (const text of [`Here is our key:\n${pem}`, `${pem}\n-- \nsent from my phone`]) {
+      await writeFile(join(work, 'wrapped.pem'), text);
+      const r = await ndiff('update', '--model', join(work, 'device'), '--from', 'http://127.0.0.1:9/', '--public-key', join(work, 'wrapped.pem'), '--model-id', 'kws');
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, /holds text besides one PUBLIC KEY block/);
+    }
+  });
+});

@@ -6,10 +6,10 @@ import type { Argv } from 'yargs';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
-import { addVersion } from '../../src/release/add.ts';
+import { addVersion, cancelPending } from '../../src/release/add.ts';
 import { adoptJobPayload, exportJob, runJob } from '../../src/release/jobs.ts';
 import { readFile } from 'node:fs/promises';
-import { publishRelease } from '../../src/release/publish.ts';
+import { publishReleaseFolder } from '../../src/release/publish.ts';
 import { readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
 import { table, type CliIO } from '../common.ts';
 import { parseExpiry } from '../models.ts';
@@ -60,7 +60,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   if (a.method === 'topk' && !a.budget) throw new UsageError('--method topk needs --budget (e.g. --budget 2%): the byte budget of each payload');
   if (a.method === 'exact' && a.budget) throw new UsageError('--budget applies to --method topk; exact payloads carry every change (add --method topk to cap them)');
   if (!a.plan && !a.key) throw new UsageError('--key is needed to publish (the Ed25519 private key from ndiff keygen); with --plan the key is needed only by `ndiff release publish`');
-  const key = a.key ? await readPrivateKeyFile(a.key) : undefined;
+  const key = a.key ? await readPrivateKeyFile(a.key, (l) => io.err(l)) : undefined;
   const res = await addVersion(a.release, a.model, {
     ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),
     ...(a.history !== undefined ? { history: a.history } : {}),
@@ -119,10 +119,17 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
 }
 
 async function runPublish(a: PublishArgs, io: CliIO): Promise<number> {
-  const record = await readExisting(a.release);
-  const res = await publishRelease(a.release, record, { key: await readPrivateKeyFile(a.key), expiresAt: parseExpiry(a.expires), ...(a.accept ? { accept: a.accept } : {}) });
+  await readExisting(a.release);
+  const res = await publishReleaseFolder(a.release, { key: await readPrivateKeyFile(a.key, (l) => io.err(l)), expiresAt: parseExpiry(a.expires), ...(a.accept ? { accept: a.accept } : {}) });
   io.result?.({ release: res.release, latest: res.latest, added: res.added, skipped: res.skipped, expiresAt: res.manifest.expiresAt });
   io.out(`${a.release}: manifest release ${res.release} signed (newest version ${res.latest}, ${res.manifest.payloads.length} payload(s), ${res.added} new), expires ${new Date(res.manifest.expiresAt * 1000).toISOString()}`);
+  return 0;
+}
+
+async function runCancel(a: ReleaseDirArgs, io: CliIO): Promise<number> {
+  const version = await cancelPending(a.release);
+  io.result?.({ cancelled: version });
+  io.out(`${a.release}: version ${version} dropped (its package, jobs and job files); the release is as it was before it was planned`);
   return 0;
 }
 
@@ -141,7 +148,7 @@ async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
 /** The `release` command and its subcommands. */
 export function releaseCommand(y: Argv, run: Runner): Argv {
   return y
-    .usage('ndiff release <add|job|publish|show> --release DIR ...\n\nKeep a release folder for one model: every version as a full package, payloads into each new version from the last K versions, and a signed manifest devices read first. Files are named by their SHA-256, so any static host or CDN can serve the folder (only manifest.json changes).')
+    .usage('ndiff release <add|job|publish|show|cancel> --release DIR ...\n\nKeep a release folder for one model: every version as a full package, payloads into each new version from the last K versions, and a signed manifest devices read first. Files are named by their SHA-256, so any static host or CDN can serve the folder (only manifest.json changes).')
     .command('add', 'add a model version (TF.js folder or .onnx file): store it, make payloads from the last K versions, sign the manifest', (c) => c
       .option('release', releaseOption)
       .option('model', { type: 'string', demandOption: true, describe: 'the new version: a TF.js model folder or an .onnx file' })
@@ -172,5 +179,8 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('accept', { type: 'string', array: true, describe: 'the SHA-256 (16+ hex digits) of a lossy payload publish cannot rebuild, that you vouch for: a learned payload taken in with `release job --payload` (which prints it). Every other job result is checked by applying it to its base: exact ones must reach the version, top-k ones are rebuilt byte for byte' })
       .example('$0 release publish --release site/kws --key release.private.pem --expires 30d', 'run this from a timer, before the manifest expires'), run(runPublish))
     .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption), run(runShow))
-    .demandCommand(1, 'name a release command: add, job, publish or show');
+    .command('cancel', 'drop the pending version (planned with add --plan, not published) with its jobs and files', (c) => c
+      .option('release', releaseOption)
+      .example('$0 release cancel --release site/kws', 'then add the version again, or another one'), run(runCancel))
+    .demandCommand(1, 'name a release command: add, job, publish, show or cancel');
 }

@@ -27,7 +27,7 @@ export function signCommand(y: Argv): Argv<SignArgs> {
 
 export async function runSign(a: SignArgs, io: CliIO): Promise<number> {
   const payload = await readPayloadFile(a.payload);
-  const key = await readPrivateKeyFile(a.key);
+  const key = await readPrivateKeyFile(a.key, (l) => io.err(l));
   const envelope = signPayload(payload, key);
   const out = a.out ?? signedName(a.payload);
   await checkOutputPath(out, '--out');

@@ -3,12 +3,16 @@
  * the last K versions (jobs.ts), and, unless only planned, run them and publish.
  */
 import type { KeyObject } from 'node:crypto';
+import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
+import * as path from 'node:path';
 import { UsageError } from '../core/errors.ts';
-import { makeDirs } from '../io/durable/durable.ts';
+import { errCode, makeDirs, readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
+import { BLOBS } from './blobs.ts';
+import { lockRelease } from './folder.ts';
 import { modelKindOf, storePackage } from './package.ts';
-import { planJobs, runJob } from './jobs.ts';
+import { jobFiles, planJobs, runJob } from './jobs.ts';
 import { publishRelease, type PublishResult } from './publish.ts';
-import { newestVersion, readRecord, writeRecord, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
+import { JOBS_DIR, RECORD_FILE, newestVersion, readRecord, writeRecord, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** Options of {@link addVersion}. */
 export interface AddVersionOptions {
@@ -39,17 +43,61 @@ export interface AddVersionResult {
   published?: PublishResult;
 }
 
-/** Add the model at `modelPath` as the next version of the release in `releaseDir`. */
+/**
+ * Add the model at `modelPath` as the next version of the release in `releaseDir`, under the
+ * folder's lock (a second `add`, `publish` or `cancel` at the same time is refused). A failed add
+ * leaves the folder as it found it: the record as before, no new blob, no job file.
+ */
 export async function addVersion(releaseDir: string, modelPath: string, options: AddVersionOptions = {}): Promise<AddVersionResult> {
-  const progress = options.onProgress ?? (() => {});
   if (!options.planOnly && (!options.key || options.expiresAt === undefined)) throw new UsageError('adding a version without --plan publishes it: the signing key (--key) and an expiry are needed');
+  const existed = (await lstat(releaseDir).catch(() => undefined)) !== undefined;
+  await makeDirs(releaseDir);
+  const unlock = await lockRelease(releaseDir);
+  let before: { record: Uint8Array | null; blobs: Set<string> } | undefined;
+  let published = false;
+  try {
+    before = { record: await readRegularFile(path.join(releaseDir, RECORD_FILE)), blobs: new Set(await listBlobs(releaseDir)) };
+    return await addLocked(releaseDir, modelPath, options, () => { published = true; });
+  } catch (e) {
+    // Once the manifest is written the version is out: nothing to undo.
+    if (before && !published) await undoAdd(releaseDir, before);
+    throw e;
+  } finally {
+    await unlock();
+    if (!existed) await rmdir(releaseDir).catch(() => {}); // only if the failed first add left it empty
+  }
+}
+
+/** The names in `blobs/` (none when it does not exist). */
+async function listBlobs(releaseDir: string): Promise<string[]> {
+  return readdir(path.join(releaseDir, BLOBS)).catch((e) => {
+    if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return [];
+    throw e;
+  });
+}
+
+/** Put a release folder back as a failed add found it: the record's bytes, and only the blobs and job files it had. */
+async function undoAdd(releaseDir: string, before: { record: Uint8Array | null; blobs: Set<string> }): Promise<void> {
+  const record = await readRecord(releaseDir).catch(() => undefined);
+  for (const job of record?.pending?.jobs ?? []) {
+    const f = jobFiles(releaseDir, job.id);
+    await rm(f.result, { force: true });
+    await rm(f.payload, { force: true });
+  }
+  if (before.record) await writeFileAtomically(path.join(releaseDir, RECORD_FILE), before.record);
+  else await rm(path.join(releaseDir, RECORD_FILE), { force: true });
+  for (const name of await listBlobs(releaseDir)) if (!before.blobs.has(name)) await rm(path.join(releaseDir, BLOBS, name), { force: true });
+  for (const dir of [BLOBS, JOBS_DIR]) await rmdir(path.join(releaseDir, dir)).catch(() => {});
+}
+
+async function addLocked(releaseDir: string, modelPath: string, options: AddVersionOptions, onPublished: () => void): Promise<AddVersionResult> {
+  const progress = options.onProgress ?? (() => {});
   const kind = modelKindOf(modelPath);
   let record: ReleaseRecord | undefined = await readRecord(releaseDir);
   if (!record) {
     if (!options.modelId) {
       throw new UsageError(`${releaseDir} holds no release yet: name the model with --model-id (the id every payload carries and devices check; it is kept in ${releaseDir}/release.json, never taken from a folder name)`);
     }
-    await makeDirs(releaseDir);
     record = { format: 'neural-diff-release-record', version: 1, modelId: options.modelId, modelKind: kind, history: options.history ?? 3, release: 0, versions: [], payloads: [], pending: null };
   }
   if (options.modelId !== undefined && options.modelId !== record.modelId) {
@@ -57,7 +105,7 @@ export async function addVersion(releaseDir: string, modelPath: string, options:
   }
   if (record.modelKind !== kind) throw new UsageError(`${releaseDir} holds ${record.modelKind === 'onnx' ? '.onnx files' : 'TF.js folders'}, and ${modelPath} is ${kind === 'onnx' ? 'an .onnx file' : 'a TF.js folder'}: add versions of the same kind`);
   if (record.pending) {
-    throw new UsageError(`version ${record.pending.version} of ${JSON.stringify(record.modelId)} was planned but not published: run its jobs (ndiff release job) and publish it (ndiff release publish) before adding another`, { pending: record.pending.version });
+    throw new UsageError(`version ${record.pending.version} of ${JSON.stringify(record.modelId)} was planned but not published: run its jobs (ndiff release job) and publish it (ndiff release publish), or drop it (ndiff release cancel --release ${releaseDir}), before adding another`, { pending: record.pending.version });
   }
   if (options.history !== undefined) {
     if (!Number.isSafeInteger(options.history) || options.history < 1) throw new UsageError(`--history must be a whole number >= 1, found ${options.history}`);
@@ -77,6 +125,35 @@ export async function addVersion(releaseDir: string, modelPath: string, options:
   const out: AddVersionResult = { modelId: record.modelId, version, fingerprint, packageBytes, jobs };
   if (options.planOnly) return out;
   for (const job of jobs) await runJob(releaseDir, record, job, progress);
-  out.published = await publishRelease(releaseDir, record, { key: options.key as KeyObject, expiresAt: options.expiresAt as number });
+  out.published = await publishRelease(releaseDir, record, { key: options.key as KeyObject, expiresAt: options.expiresAt as number, onManifestWritten: onPublished });
   return out;
+}
+
+/**
+ * Drop the pending version (planned with `--plan`, not published): its entry in the record, its
+ * job files, and the blobs of its package no other version uses. Under the folder's lock.
+ * @returns the version dropped.
+ */
+export async function cancelPending(releaseDir: string): Promise<number> {
+  const unlock = await lockRelease(releaseDir);
+  try {
+    const record = await readRecord(releaseDir);
+    if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json): nothing to cancel`);
+    if (!record.pending) throw new UsageError(`${releaseDir} has no pending version (the newest, ${newestVersion(record)?.version ?? 'none'}, is published): nothing to cancel`);
+    const { version, jobs } = record.pending;
+    const dropped = record.versions.find((v) => v.version === version);
+    record.versions = record.versions.filter((v) => v.version !== version);
+    record.pending = null;
+    await writeRecord(releaseDir, record);
+    for (const job of jobs) {
+      const f = jobFiles(releaseDir, job.id);
+      await rm(f.result, { force: true });
+      await rm(f.payload, { force: true });
+    }
+    const used = new Set([...record.versions.flatMap((v) => v.files.map((f) => f.file)), ...record.payloads.map((p) => p.file)]);
+    for (const f of dropped?.files ?? []) if (!used.has(f.file)) await rm(path.join(releaseDir, f.file), { force: true });
+    return version;
+  } finally {
+    await unlock();
+  }
 }

@@ -19,6 +19,7 @@ import { diffOnnxModels } from '../diff/onnx.ts';
 import { topkDiff } from '../diff/topk.ts';
 import { parseBudget } from '../diff/budget.ts';
 import { makeDirs, writeFileAtomically } from '../io/durable/durable.ts';
+import { releaseSubdir } from './folder.ts';
 import { packageBytes, type ManifestPayload } from '../updater/manifest.ts';
 import { sha256Of } from './blobs.ts';
 import { openState } from './package.ts';
@@ -104,7 +105,7 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
 async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType<typeof recordVersion>, bytes: Uint8Array, method: string, onProgress: (line: string) => void, policy?: EdgePolicy): Promise<JobResult> {
   const full = packageBytes(to);
   const { result: resultFile, payload: payloadFile } = jobFiles(releaseDir, job.id);
-  await makeDirs(path.dirname(resultFile));
+  await releaseSubdir(releaseDir, JOBS_DIR);
   let result: JobResult;
   if (bytes.length >= full) {
     result = { id: job.id, skipped: `the payload (${bytes.length} bytes) is not smaller than version ${to.version}'s full package (${full} bytes): devices holding ${job.base} get the package` };

@@ -4,7 +4,7 @@
  * on the build server (its blobs copied into a temporary folder), or a state a lossy payload
  * reached (the version's weights with that payload applied).
  */
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, mkdtemp, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { applyPayload } from '../apply/apply.ts';
@@ -17,6 +17,7 @@ import { storedModelBytes } from '../diff/build.ts';
 import { openOnnxFile } from '../io/onnx/files.ts';
 import { onnxExternalLocations } from '../io/onnx/store.ts';
 import { openTfjsModelDir, referencedFiles } from '../io/tfjs/index.ts';
+import { readRegularFile } from '../io/durable/durable.ts';
 import type { PackageFile } from '../updater/manifest.ts';
 import { copyBlob, readBlob, writeBlob } from './blobs.ts';
 import type { ReleaseRecord } from './record.ts';
@@ -55,18 +56,42 @@ async function modelFiles(modelPath: string): Promise<{ name: string; from: stri
   return names.map((n) => ({ name: n, from: path.join(modelPath, n) }));
 }
 
+/**
+ * Every file of a TF.js folder must be a regular file inside it: a shard that is a link to a file
+ * elsewhere (a secret of the right size) would be published and signed. Links within the folder
+ * are followed; anything else is refused before a byte is read.
+ */
+async function checkInsideModel(modelPath: string, sources: { name: string; from: string }[]): Promise<void> {
+  if (modelKindOf(modelPath) === 'onnx') return;
+  const root = await realpath(modelPath);
+  for (const f of sources) {
+    const st = await lstat(f.from).catch(() => undefined);
+    if (!st) throw new UsageError(`${modelPath}: model.json names ${f.name}, which is not there: the model folder is incomplete`, { file: f.name });
+    const real = st.isSymbolicLink() ? await realpath(f.from).catch(() => undefined) : f.from;
+    const inside = real !== undefined && (st.isSymbolicLink() ? path.dirname(real) === root || real.startsWith(root + path.sep) : true);
+    const target = real ? await stat(real).catch(() => undefined) : undefined;
+    if (!inside || !target?.isFile()) {
+      throw new UsageError(`${modelPath}: ${f.name} is ${!inside ? `a link to ${real ?? 'nothing'}, outside the model folder` : 'not a regular file'}: a release publishes the model's own files only. Copy the file into the folder (or fix the link), then add again`, { file: f.name });
+    }
+  }
+}
+
 /** Store the model's files as blobs and return them with its fingerprint. */
 export async function storePackage(releaseDir: string, modelPath: string): Promise<{ files: PackageFile[]; fingerprint: string }> {
   const info = await stat(modelPath).catch(() => undefined);
   if (!info) throw new UsageError(`--model ${modelPath} does not exist: expected a TF.js model folder (model.json + shards) or an .onnx file`);
+  const sources = await modelFiles(modelPath);
+  await checkInsideModel(modelPath, sources);
   const model = await openModelAt(modelPath);
   const fingerprint = await Promise.resolve().then(async () => fingerprintStore(await getHasher(), model.store).fingerprint).finally(model.close);
   const files: PackageFile[] = [];
-  for (const f of await modelFiles(modelPath)) {
+  for (const f of sources) {
     if (!PACKAGE_PATH.test(f.name)) {
       throw new UsageError(`${modelPath}: the file name ${JSON.stringify(f.name)} cannot be shipped (a release keeps model files in one folder, named with letters, digits and _.@+-, not starting with a dot): rename it in the model`, { file: f.name });
     }
-    files.push({ path: f.name, ...(await writeBlob(releaseDir, new Uint8Array(await readFile(f.from)))) });
+    const bytes = await readRegularFile(f.from);
+    if (!bytes) throw new UsageError(`${f.from} went away while the version was stored: add it again when the model is complete`);
+    files.push({ path: f.name, ...(await writeBlob(releaseDir, bytes)) });
   }
   return { files, fingerprint };
 }

@@ -16,7 +16,8 @@ import { rawPublicKey, signPayload } from '../sign/node-keys.ts';
 import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type ManifestPayload, type ReleaseManifest, type SignedManifest } from '../updater/manifest.ts';
 import { writeBlob } from './blobs.ts';
 import { jobFiles, readJobResult, verifyJobResult } from './jobs.ts';
-import { newestVersion, writeRecord, type ReleaseRecord } from './record.ts';
+import { newestVersion, readRecord, writeRecord, type ReleaseRecord } from './record.ts';
+import { lockRelease } from './folder.ts';
 
 /** Options of {@link publishRelease}. */
 export interface PublishOptions {
@@ -31,6 +32,8 @@ export interface PublishOptions {
    * ones taken in with `release job --payload`) that the key holder vouches for.
    */
   accept?: string[];
+  /** Called once the new manifest is written (the publication is out: nothing to undo after it). */
+  onManifestWritten?: () => void;
 }
 
 /** What a publication wrote. */
@@ -48,6 +51,21 @@ export interface PublishResult {
 export function signManifest(manifest: ReleaseManifest, key: KeyObject): SignedManifest {
   const sig = new Uint8Array(nodeSign(null, manifestSigningInput(manifest), key));
   return { signed: manifest, signatures: [{ keyId: keyIdOf(rawPublicKey(key)), sig: toHex(sig) }] };
+}
+
+/**
+ * Read the release folder's record and publish it ({@link publishRelease}), under the folder's
+ * lock: one `add`, `publish` or `cancel` at a time.
+ */
+export async function publishReleaseFolder(releaseDir: string, options: PublishOptions): Promise<PublishResult> {
+  const unlock = await lockRelease(releaseDir);
+  try {
+    const record = await readRecord(releaseDir);
+    if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json): create it with \`ndiff release add --release ${releaseDir} --model PATH --model-id ID --key private.pem\``);
+    return await publishRelease(releaseDir, record, options);
+  } finally {
+    await unlock();
+  }
 }
 
 /** Sign and list the pending jobs' payloads (all must have run), then write a new manifest. */
@@ -97,11 +115,12 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
   };
   await writeRecord(releaseDir, record);
   await writeFileAtomically(path.join(releaseDir, MANIFEST_FILE), serializeManifest(signManifest(manifest, options.key)));
-  // The jobs' files are in the blobs and the record now.
+  options.onManifestWritten?.();
+  // The jobs' files are in the blobs and the record now (a file that cannot go is left: publish again removes it).
   for (const id of finished) {
     const f = jobFiles(releaseDir, id);
-    await rm(f.result, { force: true });
-    await rm(f.payload, { force: true });
+    await rm(f.result, { force: true }).catch(() => {});
+    await rm(f.payload, { force: true }).catch(() => {});
   }
   return { release: record.release, latest: latest.version, added, skipped, manifest };
 }

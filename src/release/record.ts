@@ -11,9 +11,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { ModelFormatError, UsageError } from '../core/errors.ts';
+import { ModelFormatError, PayloadFormatError, UsageError } from '../core/errors.ts';
 import { writeFileAtomically } from '../io/durable/durable.ts';
-import type { ManifestPayload, ManifestVersion } from '../updater/manifest.ts';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, validateManifest, type ManifestPayload, type ManifestVersion } from '../updater/manifest.ts';
 
 /** The record's file name in the release folder. */
 export const RECORD_FILE = 'release.json';
@@ -91,7 +91,79 @@ export async function readRecord(releaseDir: string): Promise<ReleaseRecord | un
   if (doc?.format !== 'neural-diff-release-record' || doc.version !== 1 || typeof doc.modelId !== 'string' || !Array.isArray(doc.versions) || !Array.isArray(doc.payloads)) {
     throw new ModelFormatError(`${path.join(releaseDir, RECORD_FILE)} is not a release record (expected format "neural-diff-release-record", version 1): is this the right folder?`);
   }
+  validateRecord(doc, path.join(releaseDir, RECORD_FILE));
+  await checkAgainstManifest(releaseDir, doc);
   return doc;
+}
+
+/**
+ * Check every field of a record read back (every command reads it before acting, and `publish`
+ * signs what it says): the model id, release and version numbers, files and payloads as a
+ * manifest must hold them (the manifest's own rules, src/updater/manifest.ts), versions numbered
+ * 1, 2, 3... and a pending version that is the newest. A record edited by hand or by an attacker
+ * is refused, never signed.
+ * @throws ModelFormatError naming the first field that is wrong
+ */
+export function validateRecord(doc: ReleaseRecord, file: string): void {
+  const bad = (what: string, found: unknown): never => {
+    throw new ModelFormatError(`${file}: expected ${what}, found ${JSON.stringify(found)?.slice(0, 80)}: the record was edited or damaged, and publishing it would sign what it says; restore it from a copy (or from the folder's backups)`, { file, field: what });
+  };
+  const whole = (v: unknown, min: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+  if (!/^[^\u0000-\u001f\u007f]{1,200}$/.test(doc.modelId)) bad('a model id of 1 to 200 characters without control characters', doc.modelId);
+  if (doc.modelKind !== 'tfjs' && doc.modelKind !== 'onnx') bad('modelKind "tfjs" or "onnx"', doc.modelKind);
+  if (!whole(doc.history, 1)) bad('history to be a whole number >= 1', doc.history);
+  if (!whole(doc.release, 0)) bad('release to be a whole number >= 0 (the last manifest\'s release number)', doc.release);
+  doc.versions.forEach((v, i) => {
+    if (v?.version !== i + 1) bad(`versions[${i}].version to be ${i + 1} (versions are numbered 1, 2, 3... in order)`, v?.version);
+  });
+  if (doc.versions.length) {
+    try {
+      validateManifest({
+        format: MANIFEST_FORMAT, formatVersion: MANIFEST_FORMAT_VERSION, modelId: doc.modelId, modelKind: doc.modelKind, release: Math.max(1, doc.release),
+        createdAt: '', expiresAt: 1, latest: doc.versions.length,
+        versions: doc.versions.map((v) => ({ version: v?.version, fingerprint: v?.fingerprint, files: v?.files })),
+        payloads: doc.payloads,
+      });
+    } catch (e) {
+      if (!(e instanceof PayloadFormatError)) throw e;
+      bad(`what a manifest may list (${e.message.replace(/^release manifest: /, '').replace(/: the manifest is not one[\s\S]*$/, '')})`, 'that');
+    }
+  } else if (doc.payloads.length) {
+    bad('no payloads before the first version', doc.payloads.length);
+  }
+  if (doc.pending !== null) {
+    const p = doc.pending;
+    if (typeof p !== 'object' || p.version !== doc.versions.length || doc.versions.length === 0 || !Array.isArray(p.jobs)) bad('pending to be null or the newest version with its jobs', p);
+    if (doc.payloads.some((x) => x.toVersion === p.version)) bad(`no payloads into the pending version ${p.version} yet`, p.version);
+    p.jobs.forEach((j, i) => {
+      const ok = typeof j === 'object' && j !== null && typeof j.id === 'string' && /^v\d+-from-v\d+(-[0-9a-f]{8})?$/.test(j.id) && j.toVersion === p.version && whole(j.fromVersion, 1) && j.fromVersion < p.version
+        && typeof j.base === 'string' && /^[0-9a-f]{16}$/.test(j.base) && (j.via === undefined || (typeof j.via === 'string' && /^[0-9a-f]{64}$/.test(j.via)))
+        && typeof j.policy === 'object' && j.policy !== null && (j.policy.method === 'exact' || (j.policy.method === 'topk' && typeof j.policy.budget === 'string'));
+      if (!ok) bad(`pending.jobs[${i}] to be a job \`ndiff release add --plan\` writes`, j);
+    });
+  }
+}
+
+/**
+ * The record against the manifest the folder serves (signed, so what devices already hold): the
+ * same model id, and a release number at least the manifest's (a record whose number went back
+ * would sign a number devices already saw).
+ */
+async function checkAgainstManifest(releaseDir: string, record: ReleaseRecord): Promise<void> {
+  let signed: { modelId?: unknown; release?: unknown } | undefined;
+  try {
+    signed = (JSON.parse(await readFile(path.join(releaseDir, MANIFEST_FILE), 'utf8')) as { signed?: typeof signed })?.signed;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new ModelFormatError(`${path.join(releaseDir, MANIFEST_FILE)} cannot be read (${(e as Error).message}): the release folder was damaged; restore it from a copy`);
+  }
+  const file = path.join(releaseDir, RECORD_FILE);
+  if (signed?.modelId !== record.modelId) {
+    throw new ModelFormatError(`${file} names model ${JSON.stringify(record.modelId)}, the manifest this folder serves is for ${JSON.stringify(signed?.modelId)}: the record was edited (a release folder keeps one model id for good); restore it from a copy`, { expected: signed?.modelId, found: record.modelId });
+  }
+  if (typeof signed.release !== 'number' || record.release < signed.release) {
+    throw new ModelFormatError(`${file} says release ${record.release}, the manifest this folder serves is release ${String(signed.release)}: publishing would reuse release numbers devices have seen; restore the record from a copy`, { expected: signed.release, found: record.release });
+  }
 }
 
 /** Write the record atomically. */

@@ -7,7 +7,7 @@
  * `openssl pkey` reads and writes.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { PayloadFormatError, UsageError } from '../core/errors.ts';
 import { decodePayload } from '../core/format.ts';
 import { keyIdOf, parsePublicKey, type TrustedKey } from '../apply/ed25519.ts';
@@ -65,13 +65,25 @@ async function readKeyFile(file: string, what: string): Promise<string> {
 }
 
 /** Read a private key file (PEM). */
-export async function readPrivateKeyFile(file: string): Promise<KeyObject> {
-  return loadPrivateKey(await readKeyFile(file, 'private key'), file);
+export async function readPrivateKeyFile(file: string, onWarning: (line: string) => void = () => {}): Promise<KeyObject> {
+  const key = loadPrivateKey(await readKeyFile(file, 'private key'), file);
+  // As ssh does: a signing key others can read is a key others may have copied.
+  const mode = (await stat(file)).mode & 0o777;
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    onWarning(`warning: the private key ${file} can be read by other users (mode ${mode.toString(8).padStart(4, '0')}): anyone who copied it can sign releases devices accept. Restrict it (chmod 600 ${file}); if others may have read it, make a new key (ndiff keygen) and ship its public key`);
+  }
+  return key;
 }
 
 /** Read a public key file (PEM, hex or base64) as a trusted key. */
 export async function readPublicKeyFile(file: string): Promise<TrustedKey> {
-  return parsePublicKey(await readKeyFile(file, 'public key'), file);
+  const text = await readKeyFile(file, 'public key');
+  // A PEM file is the block alone: text around it (a pasted mail, a second key's remains) is refused, not skipped.
+  const trimmed = text.trim();
+  if (trimmed.includes('-----BEGIN PUBLIC KEY-----') && !/^-----BEGIN PUBLIC KEY-----[A-Za-z0-9+/=\s]*-----END PUBLIC KEY-----$/.test(trimmed)) {
+    throw new UsageError(`public key file ${file} holds text besides one PUBLIC KEY block: expected the .public.pem file written by \`ndiff keygen\`, the block alone; remove what surrounds it`, { file });
+  }
+  return parsePublicKey(text, file);
 }
 
 /**

@@ -99,10 +99,13 @@ async function liveHolder(dir: string, name: string): Promise<{ pid: number } | 
  *   cannot be written (permissions, read-only file system).
  * @returns the release function.
  */
-export async function lockModelDir(dir: string, options: FolderOptions = {}): Promise<() => Promise<void>> {
+export async function lockModelDir(dir: string, options: FolderOptions & { writer?: string; what?: string } = {}): Promise<() => Promise<void>> {
   const ops = options.fileOps ?? nodeFileOps;
   const keys = [path.resolve(dir)];
-  const inProcess = () => new ModelFormatError(`an apply to ${dir} is already running in this process: expected one writer per model folder; await it, then retry`, { dir });
+  // The same lock keeps one writer in a release folder (`ndiff release`): the words say which.
+  const writer = options.writer ?? 'apply';
+  const what = options.what ?? 'model folder';
+  const inProcess = () => new ModelFormatError(`${/^[aeiou]/.test(writer) ? 'an' : 'a'} ${writer} to ${dir} is already running in this process: expected one writer per ${what}; await it, then retry`, { dir });
   if (heldLocks.has(keys[0])) throw inProcess();
   heldLocks.add(keys[0]);
   const unreserve = () => keys.forEach((k) => heldLocks.delete(k));
@@ -139,7 +142,7 @@ export async function lockModelDir(dir: string, options: FolderOptions = {}): Pr
       }
       await ops.unlink(file).catch(() => {});
       if (attempt >= LOCK_ATTEMPTS) {
-        throw new ModelFormatError(`another apply (pid ${holder.pid}) is updating ${dir} now: expected one writer per model folder; wait for it to finish, then retry`, { dir, pid: holder.pid });
+        throw new ModelFormatError(`another ${writer} (pid ${holder.pid}) is updating ${dir} now: expected one writer per ${what}; wait for it to finish, then retry`, { dir, pid: holder.pid });
       }
       await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 60));
     }
