@@ -209,3 +209,43 @@ test('a weights manifest without a model (face-api) is refused, saying what to p
   await writeFile(join(wrapped, 'model.json'), JSON.stringify({ format: 'weights-manifest', modelTopology: { builtBy: 'face-api@1.7.16' }, weightsManifest: json.weightsManifest }));
   assert.notEqual((await ndiff('fingerprint', wrapped)).out, ok.out);
 });
+
+test('model.json beside other model files: an apply keeps the shard face.json also names (issue 44, case 9)', async () => {
+  const dir = await tempDir('nd-jsonfile-');
+  const { base, target } = baseAndTarget(8);
+  await writeStore(dir, base);
+  // face.json names model.json's own shard, as a folder may hold a second model file.
+  await writeFile(join(dir, 'face.json'), await readFile(join(dir, 'model.json')));
+  const shards = (JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] }).weightsManifest.flatMap((g) => g.paths);
+  const p = exactDiff(hasher, await openTfjsModelDir(dir), withTfjsFrame(target), { modelId: 'kws', sequence: 1 });
+  const r = await ndiff('apply', '--model', dir, '--patch', await writeTemp(p.bytes));
+  assert.equal(r.code, 0, r.err);
+  for (const s of shards) assert.ok((await readdir(dir)).includes(s), `${s} is named by face.json, and kept`);
+  assert.equal(fingerprintStore(hasher, await openTfjsModel(join(dir, 'face.json'))).fingerprint, p.payload.header.baseFingerprint, 'face.json still loads');
+  assert.equal(fingerprintStore(hasher, await openTfjsModelDir(dir)).fingerprint, p.payload.header.targetFingerprint);
+});
+
+test('a model file beside it too big to read: the apply refuses, every file as it was (fail closed, issue 44, case 10)', async () => {
+  for (const layout of ['folder', 'shared'] as const) {
+    const dir = await tempDir('nd-jsonfile-');
+    const { base, target } = baseAndTarget(8);
+    if (layout === 'folder') await writeStore(dir, base);
+    else await shipAs(dir, 'a', base);
+    const model = layout === 'folder' ? dir : join(dir, 'a.json');
+    // big.json names the model's shard, behind 65 MiB of whitespace (JSON allows it): which shards it names cannot be known without reading it all.
+    const json = await readFile(layout === 'folder' ? join(dir, 'model.json') : model, 'utf8');
+    await writeFile(join(dir, 'big.json'), ' '.repeat(65 * 1024 * 1024) + json);
+    const before = await filesOf(dir, (n) => n !== 'big.json');
+    const p = exactDiff(hasher, await openTfjsModel(layout === 'folder' ? join(dir, 'model.json') : model), withTfjsFrame(target), { modelId: 'a', sequence: 1 });
+    const r = await ndiff('apply', '--model', model, '--patch', await writeTemp(p.bytes));
+    assert.equal(r.code, 7, r.err);
+    assert.match(r.err, /big\.json sits beside .* cannot be read \(over 64 MiB\).*nothing was changed/);
+    assert.deepEqual(await filesOf(dir, (n) => n !== 'big.json' && !n.startsWith('.ndiff-apply.lock')), before);
+  }
+});
+
+async function writeTemp(bytes: Uint8Array): Promise<string> {
+  const file = join(await tempDir('nd-jsonfile-p-'), 'p.ndiff');
+  await writeFile(file, bytes);
+  return file;
+}

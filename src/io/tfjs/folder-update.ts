@@ -378,9 +378,10 @@ async function confirmWritten(ops: FileOps, dir: string, files: ModelFiles, jour
   let retired: string[];
   try {
     // In a shared folder, never a shard another model names.
-    const keep = await namedByOtherModels(dir, files);
-    for (const p of pathsOf(nextModelJson, path.join(dir, files.model), dir)) keep.add(p);
-    retired = deletable(dir, files, journal.retired, keep);
+    // A model file beside it that became unreadable since the apply began: delete nothing (fail closed).
+    const keep = await namedByOtherModels(dir, files).catch(() => undefined);
+    for (const p of pathsOf(nextModelJson, path.join(dir, files.model), dir)) keep?.add(p);
+    retired = keep ? deletable(dir, files, journal.retired, keep) : [];
   } finally {
     await previousGone;
   }
@@ -643,6 +644,8 @@ export async function applyToModelDir(model: string, payloadBytes: Uint8Array, o
   let disk: TfjsDirWeightStore | undefined;
   try {
     recovery = await recoverModel(ops, dir, files);
+    // Other model files beside this one must be readable (which shards they name), or nothing is changed.
+    await namedByOtherModels(dir, files);
     // Three independent reads at once, their failures reported in this order.
     const idRead = readModelId(dir, files);
     const hasherRead: Promise<Hasher> = options.hasher && typeof options.hasher === 'object' ? Promise.resolve(options.hasher) : getHasher(options.hasher ? { prefer: options.hasher } : undefined);

@@ -393,10 +393,11 @@ export async function writeModelAtomically(plan: WritePlan): Promise<WriteResult
     // a folder several model files share, another one names them). Best effort and not fsynced:
     // the switch is durable, and a deletion lost in a crash leaves only files listStaleFiles (or
     // the next apply's recovery) finds.
-    const keep = plan.keepPrevious ? new Set<string>() : await namedByOtherModels(dir, files);
-    for (const p of newShards) keep.add(path.resolve(dir, p));
-    for (const old of plan.keepPrevious ? [] : oldResolved) {
-      if (keep.has(old)) continue;
+    // A model file beside it that cannot be read: which shards it names is unknown, so none is deleted.
+    const keep = plan.keepPrevious ? new Set<string>() : await namedByOtherModels(dir, files).catch(() => undefined);
+    for (const p of newShards) keep?.add(path.resolve(dir, p));
+    for (const old of plan.keepPrevious || !keep ? [] : oldResolved) {
+      if (keep?.has(old)) continue;
       try { await ops.unlink(old); } catch { /* left for listStaleFiles */ }
     }
     return { text, bytes, manifest, groups: sources };
