@@ -375,6 +375,7 @@ async function confirmWritten(ops: FileOps, dir: string, files: ModelFiles, jour
   // still possible; the retired shards without waiting for a folder fsync in between (the list
   // is worked out while model.json.prev is being deleted).
   const previousGone = removeFile(ops, dir, files.previous, report);
+  previousGone.catch(() => {}); // awaited (and thrown) below, after the listing's I/O
   let retired: string[];
   try {
     // In a shared folder, never a shard another model names.
