@@ -25,7 +25,7 @@ export { SafetensorsWeightStore } from './io/safetensors/store.ts';
 export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx/files.ts';
 export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx/store.ts';
 export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } from './io/updater/node-updater.ts';
-export { tfjsFolderTarget, onnxFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
+export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
 export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';
 export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from './updater/updater.ts';
 // Types named in the signatures above, so callers can name them too.

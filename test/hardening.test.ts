@@ -111,7 +111,7 @@ describe('1. a stale lock cannot be taken twice', () => {
     assert.ok(!bothHeld, `both processes hold the lock of ${dir} (this one, and the child that said ${JSON.stringify(bSays)})`);
     // Exactly one of them held it, and the other one was told who.
     assert.ok(releaseA !== undefined || bSays === 'locked', `neither took the lock: A: ${aRefused}; B: ${bSays}`);
-    if (!releaseA) assert.match(aRefused, /another apply \(pid \d+\) is updating/);
+    if (!releaseA) assert.match(aRefused, /another apply or update \(pid \d+\) is updating/);
     assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith(LOCK_FILE)), [], 'lock files left behind');
   });
 
@@ -129,7 +129,7 @@ describe('1. a stale lock cannot be taken twice', () => {
     const codes = [x.code, y.code].sort();
     // Both 0 means the second ran after the first finished (already applied); one 7 means refused.
     assert.ok(codes[0] === 0 && (codes[1] === 0 || codes[1] === 7), `exit codes ${codes}: ${x.err} | ${y.err}`);
-    if (codes[1] === 7) assert.match(x.err + y.err, /another apply \(pid \d+\) is updating/);
+    if (codes[1] === 7) assert.match(x.err + y.err, /another apply or update \(pid \d+\) is updating/);
     assert.equal(await fingerprintOf(dir), p1.payload.header.targetFingerprint);
   });
 });

@@ -430,7 +430,7 @@ describe('the apply lock', () => {
     const dir = await freshModel();
     const lock = join(dir, LOCK_FILE);
     await writeFile(lock, JSON.stringify({ pid: process.ppid, startedAt: new Date().toISOString() }));
-    await assert.rejects(applyToModelDir(dir, built.bytes), (e: unknown) => e instanceof ModelFormatError && new RegExp(`another apply \\(pid ${process.ppid}\\) is updating`).test(e.message));
+    await assert.rejects(applyToModelDir(dir, built.bytes), (e: unknown) => e instanceof ModelFormatError && new RegExp(`another apply or update \\(pid ${process.ppid}\\) is updating`).test(e.message));
     // the same live pid, but taken before this machine booted: stale
     await writeFile(lock, JSON.stringify({ pid: process.ppid, startedAt: '1999-01-01T00:00:00Z' }));
     const release = await lockModelDir(dir);

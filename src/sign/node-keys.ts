@@ -80,7 +80,7 @@ export async function readPublicKeyFile(file: string): Promise<TrustedKey> {
   const text = await readKeyFile(file, 'public key');
   // A PEM file is the block alone: text around it (a pasted mail, a second key's remains) is refused, not skipped.
   const trimmed = text.trim();
-  if (trimmed.includes('-----BEGIN PUBLIC KEY-----') && !/^-----BEGIN PUBLIC KEY-----[A-Za-z0-9+/=\s]*-----END PUBLIC KEY-----$/.test(trimmed)) {
+  if (trimmed.split('-----BEGIN').length === 2 && trimmed.includes('-----BEGIN PUBLIC KEY-----') && !/^-----BEGIN PUBLIC KEY-----[A-Za-z0-9+/=\s]*-----END PUBLIC KEY-----$/.test(trimmed)) {
     throw new UsageError(`public key file ${file} holds text besides one PUBLIC KEY block: expected the .public.pem file written by \`ndiff keygen\`, the block alone; remove what surrounds it`, { file });
   }
   return parsePublicKey(text, file);

@@ -99,11 +99,11 @@ async function liveHolder(dir: string, name: string): Promise<{ pid: number } | 
  *   cannot be written (permissions, read-only file system).
  * @returns the release function.
  */
-export async function lockModelDir(dir: string, options: FolderOptions & { writer?: string; what?: string } = {}): Promise<() => Promise<void>> {
+export async function lockModelDir(dir: string, options: FolderOptions & { writer?: string; what?: string } = {}): Promise<(() => Promise<void>) & { file: string }> {
   const ops = options.fileOps ?? nodeFileOps;
   const keys = [path.resolve(dir)];
   // The same lock keeps one writer in a release folder (`ndiff release`): the words say which.
-  const writer = options.writer ?? 'apply';
+  const writer = options.writer ?? 'apply or update';
   const what = options.what ?? 'model folder';
   const inProcess = () => new ModelFormatError(`${/^[aeiou]/.test(writer) ? 'an' : 'a'} ${writer} to ${dir} is already running in this process: expected one writer per ${what}; await it, then retry`, { dir });
   if (heldLocks.has(keys[0])) throw inProcess();
@@ -135,10 +135,11 @@ export async function lockModelDir(dir: string, options: FolderOptions & { write
         else await ops.unlink(path.join(dir, name)).catch(() => {});
       }
       if (!holder) {
-        return async () => {
+        // `file`: the lock file's name, for a caller that renames the folder with the lock in it.
+        return Object.assign(async () => {
           unreserve();
           await ops.unlink(file).catch(() => {});
-        };
+        }, { file: mine });
       }
       await ops.unlink(file).catch(() => {});
       if (attempt >= LOCK_ATTEMPTS) {

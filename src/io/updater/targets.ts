@@ -16,7 +16,7 @@
  * that never happened: it is deleted. A loader reading `dir` (or `file`) sees the old model or
  * the new one, never a mix; during the instant between the two renames of a folder, no `dir`.
  */
-import { link, rename, rm, stat } from 'node:fs/promises';
+import { cp, link, lstat, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { HealthCheckError, ModelFormatError, TargetMismatchError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
@@ -25,7 +25,10 @@ import type { ModelTarget, TargetApplyOptions, TargetInstallOptions } from '../.
 import { applyToModelDir, recordFolderModelId } from '../tfjs/folder-update.ts';
 import { applyToOnnxFile, openOnnxFile } from '../onnx/files.ts';
 import { readRecordedDigests, recordModelDirDigests } from '../tfjs/recorded-digests.ts';
-import { openTfjsModelDir } from '../tfjs/index.ts';
+import { openTfjsModelDir, referencedFiles } from '../tfjs/index.ts';
+import { openTfjsModel } from '../tfjs/model-file.ts';
+import { lockModelDir } from '../durable/lock.ts';
+import { DEFAULT_STATE_FILE } from '../durable/control-files.ts';
 import { makeDirs, syncDir, writeFileAtomically } from '../durable/durable.ts';
 
 /** Suffixes of the names a full install uses beside the model. */
@@ -104,18 +107,44 @@ function mismatch(expected: string, found: string): TargetMismatchError {
   return new TargetMismatchError(`the full package opens as model ${found}, the manifest promises ${expected}: the package and the manifest disagree (a faulty release); nothing was switched, the model is unchanged`, { expected, found });
 }
 
+/** Names in a model folder that belong to the applier (rewritten for the new version, never carried over). */
+function isApplierFile(name: string): boolean {
+  return name.startsWith('.ndiff-') || name.startsWith('model.json.');
+}
+
+/**
+ * What a folder at `dir` holds, for a full install: nothing (no folder, or an empty one), a model
+ * (model.json, read or not), or files that are no model (refused: a full install would replace them).
+ */
+async function folderContents(dir: string): Promise<'none' | 'model' | { other: string[] }> {
+  const st = await lstat(dir).catch(() => undefined);
+  if (!st) return 'none';
+  if (!st.isDirectory()) {
+    throw new ModelFormatError(`${dir} is ${st.isSymbolicLink() ? 'a symbolic link' : 'a file'}, not a TF.js model folder: nothing was changed. Pass the model's folder (model.json and its shards), a model JSON file (<name>.json, updated by payload) or an .onnx file`, { path: dir });
+  }
+  const names = await readdir(dir);
+  if (names.includes('model.json')) return 'model';
+  const other = names.filter((n) => !isApplierFile(n));
+  return other.length ? { other } : 'none';
+}
+
 /** A TF.js model folder as an updater target. */
 export function tfjsFolderTarget(dir: string): ModelTarget {
   return {
     kind: 'tfjs',
     async fingerprint() {
       await recoverFullInstall(dir);
-      if (!(await exists(path.join(dir, 'model.json')))) return undefined;
+      const contents = await folderContents(dir);
+      if (typeof contents === 'object') {
+        throw new ModelFormatError(`${dir} holds ${contents.other.length} file(s) (${contents.other.slice(0, 3).join(', ')}${contents.other.length > 3 ? ', …' : ''}) but no model.json: not a TF.js model folder, and installing the model there would replace them. Nothing was changed: point --model at the model's own folder (a new or empty one is fine)`, { path: dir, files: contents.other.slice(0, 20) });
+      }
+      if (contents === 'none') return undefined;
       try {
         // Tensors whose shard files are unchanged since the last confirmed apply are identified by
         // their recorded digests (src/io/tfjs/recorded-digests.ts), the others hashed.
         return fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true, recordedDigests: await readRecordedDigests(dir) })).fingerprint;
       } catch (e) {
+        // A damaged model: the full package replaces it (the files beside it are kept).
         if (e instanceof ModelFormatError) return undefined;
         throw e;
       }
@@ -125,23 +154,93 @@ export function tfjsFolderTarget(dir: string): ModelTarget {
     },
     async installPackage(files, o: TargetInstallOptions) {
       await recoverFullInstall(dir);
+      const contents = await folderContents(dir);
+      if (typeof contents === 'object') throw new ModelFormatError(`${dir} holds files but no model.json: not replaced (see ndiff update --help)`, { path: dir });
+      // One writer: an apply to the folder waits for (or is refused by) the install, and the
+      // reverse; the new folder carries its own lock through the switch.
+      const unlockOld = contents === 'none' ? undefined : await lockModelDir(dir);
       const incoming = dir + INCOMING_SUFFIX;
-      await makeDirs(incoming);
-      for (const f of files) await writeFileAtomically(path.join(incoming, f.path), f.bytes);
-      await syncDir(incoming);
-      const found = fingerprintStore(await getHasher(), await openTfjsModelDir(incoming, { lazy: true })).fingerprint;
-      if (found !== o.fingerprint) {
-        await rm(incoming, { recursive: true, force: true });
-        throw mismatch(o.fingerprint, found);
+      let unlockNew: Awaited<ReturnType<typeof lockModelDir>> | undefined;
+      try {
+        await makeDirs(incoming);
+        for (const f of files) await writeFileAtomically(path.join(incoming, f.path), f.bytes);
+        const found = fingerprintStore(await getHasher(), await openTfjsModelDir(incoming, { lazy: true })).fingerprint;
+        if (found !== o.fingerprint) {
+          await rm(incoming, { recursive: true, force: true });
+          throw mismatch(o.fingerprint, found);
+        }
+        // Files the folder holds beside the model (labels.json, a README) come along: hard links
+        // (the old folder stays whole until the switch), folders copied.
+        if (contents === 'model') await carryOver(dir, incoming, new Set(files.map((f) => f.path)), unlockOld?.file);
+        // The folder's model id and digests, as an apply would have left them (fast next apply).
+        await recordFolderModelId(incoming, o.modelId);
+        await recordModelDirDigests(incoming);
+        await syncDir(incoming);
+        unlockNew = await lockModelDir(incoming);
+        await switchAndCheck(dir, o, async (model, previous) => {
+          if (!(await exists(model))) return false;
+          await rename(model, previous);
+          return true;
+        });
+      } finally {
+        await unlockOld?.();
+        if (unlockNew) {
+          await unlockNew();
+          // The lock file moved with the folder it was taken in.
+          await rm(path.join(dir, unlockNew.file), { force: true });
+        }
       }
-      // The folder's model id and digests, as an apply would have left them (fast next apply).
-      await recordFolderModelId(incoming, o.modelId);
-      await recordModelDirDigests(incoming);
-      await switchAndCheck(dir, o, async (model, previous) => {
-        if (!(await exists(model))) return false;
-        await rename(model, previous);
-        return true;
-      });
+    },
+  };
+}
+
+/**
+ * Link into `incoming` every file of the model folder `dir` that is neither the old model's
+ * (model.json and the shards it names, when it can be read) nor a file of the new package nor the
+ * applier's own; sub-folders are copied. The apply's sequence state (`.ndiff-state.json`) comes too.
+ */
+async function carryOver(dir: string, incoming: string, packaged: ReadonlySet<string>, ownLock?: string): Promise<void> {
+  let named = new Set<string>();
+  try {
+    named = new Set(await referencedFiles(dir));
+  } catch {
+    /* a damaged model.json: its shards are unknown, so every other file is kept */
+    named = new Set(['model.json']);
+  }
+  for (const name of await readdir(dir)) {
+    if (packaged.has(name) || named.has(name) || name === ownLock) continue;
+    if (isApplierFile(name) && name !== DEFAULT_STATE_FILE) continue;
+    const from = path.join(dir, name);
+    const st = await lstat(from);
+    if (st.isDirectory()) await cp(from, path.join(incoming, name), { recursive: true, verbatimSymlinks: true });
+    else if (st.isFile()) await link(from, path.join(incoming, name));
+    else if (st.isSymbolicLink()) await symlink(await readlink(from), path.join(incoming, name));
+  }
+}
+
+/**
+ * A TF.js model JSON file sharing its folder with other models (`models/kws.json` beside
+ * `models/face.json`): updated by payload, in place, under the shared-folder rules of
+ * `applyToModelDir`. A full package is a folder of its own, so it is refused here (the file and
+ * the folder are left as they are) rather than turning the file into a folder.
+ */
+export function tfjsModelFileTarget(file: string): ModelTarget {
+  return {
+    kind: 'tfjs',
+    async fingerprint() {
+      if (!(await exists(file))) return undefined;
+      try {
+        return fingerprintStore(await getHasher(), await openTfjsModel(file, { lazy: true })).fingerprint;
+      } catch (e) {
+        if (e instanceof ModelFormatError) return undefined;
+        throw e;
+      }
+    },
+    async applyPayload(bytes: Uint8Array, o: TargetApplyOptions) {
+      await applyToModelDir(file, bytes, { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) });
+    },
+    async installPackage() {
+      throw new ModelFormatError(`${file} is a model file in a folder other models may share; nothing was changed. The full model installs as a folder of its own: keep this model in one and pass it as --model, or publish a payload from the version the file holds`, { path: file });
     },
   };
 }
