@@ -194,15 +194,38 @@ describe('updater over HTTP', () => {
       assert.equal(r.status, 'updated', JSON.stringify(r.error));
       assert.equal(await fingerprintOf(model), chain.fingerprints[3]);
     }
+    // A stalled server never answers the manifest request; the timeout is the honest mirror's
+    // too, so it is generous (seconds, against a local server): no race with a busy machine.
     const model = await device(chain, 1);
     const stalled = await serveRelease(chain.releaseDir);
-    stalled.faults.push({ match: () => true, times: 1000, kind: 'stall' });
+    stalled.faults.push({ match: (p) => p === '/manifest.json', times: 1000, kind: 'stall' });
     try {
-      const r = await updateModel(options(chain, model, [stalled.url, mirror.url], { timeoutMs: 200 }));
+      const r = await updateModel(options(chain, model, [stalled.url, mirror.url], { timeoutMs: 3000 }));
       assert.equal(r.status, 'updated', JSON.stringify(r.error));
-      assert.ok(stalled.log.length >= 1, 'the stalled server was asked first');
+      assert.ok(stalled.log.some((e) => e.path === '/manifest.json' && e.fault === 'stall'), 'the stalled server was asked first');
+      assert.equal(await fingerprintOf(model), chain.fingerprints[3]);
     } finally {
       await stalled.close();
+    }
+  });
+
+  test('slow retrieval: a mirror sending a byte every 300 ms is left for the next, manifest or payload', async () => {
+    for (const what of ['manifest', 'payload'] as const) {
+      const model = await device(chain, 3);
+      const slow = await serveRelease(chain.releaseDir);
+      // Never idle for the 2.5 s timeout, and never done: only the minimum pace ends it.
+      slow.faults.push({ match: (p) => (what === 'manifest' ? p === '/manifest.json' : p.startsWith('/blobs/')), times: 1000, kind: 'slow', at: 300 });
+      try {
+        const r = await updateModel(options(chain, model, [slow.url, mirror.url], { timeoutMs: 2500, attemptsPerMirror: 1 }));
+        assert.equal(r.status, 'updated', JSON.stringify(r.error));
+        assert.equal(await fingerprintOf(model), chain.fingerprints[3]);
+        const cut = slow.log.filter((e) => e.fault === 'slow');
+        assert.ok(cut.length >= 1, 'the slow mirror was asked first');
+        // The body is read only while it keeps the pace: a few bytes, not the whole file.
+        for (const e of cut) assert.ok(e.sent < 200, `${e.path}: ${e.sent} bytes trickled before the mirror was left`);
+      } finally {
+        await slow.close();
+      }
     }
   });
 

@@ -20,6 +20,7 @@ interface UpdateArgs {
   modelId?: string;
   state?: string;
   timeout: number;
+  minRate: number;
   maxBytes?: number;
   healthCheck?: string;
   check: boolean;
@@ -44,6 +45,7 @@ export function updateCommand(y: Argv): Argv<UpdateArgs> {
     .option('model-id', { type: 'string', describe: 'the model id expected in the manifest (default: the one the folder or the updater state recorded)' })
     .option('state', { type: 'string', describe: 'folder of the updater\'s state and partial downloads (default <model>.ndiff-updater)' })
     .option('timeout', { type: 'number', default: 30, describe: 'seconds without a byte before a request is abandoned (then the next mirror)' })
+    .option('min-rate', { type: 'number', default: 1024, describe: 'bytes per second a download must average after its first --timeout seconds, or the next mirror is tried: a mirror that sends a byte now and then cannot hold the device (0: no minimum)' })
     .option('max-bytes', { type: 'number', describe: 'refuse to download more than this many bytes in one run' })
     .option('health-check', { type: 'string', describe: 'shell command run once the new version is in place (NDIFF_MODEL, NDIFF_VERSION, NDIFF_FINGERPRINT set); a non-zero exit rolls back, and that payload is never tried again' })
     .option('check', { type: 'boolean', default: false, describe: 'only fetch the manifest and print the plan; download and change nothing' })
@@ -73,7 +75,7 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
   const trustedKeys = await Promise.all(a.publicKey.map((f) => readPublicKeyFile(f)));
   const modelId = await modelIdOf(a, stateDir);
   const common = {
-    model: a.model, modelId, urls: a.from, trustedKeys, stateDir, timeoutMs: a.timeout * 1000,
+    model: a.model, modelId, urls: a.from, trustedKeys, stateDir, timeoutMs: a.timeout * 1000, minBytesPerSecond: a.minRate,
     ...(a.maxBytes !== undefined ? { maxDownloadBytes: a.maxBytes } : {}),
     ...(a.healthCheck ? { healthCheck: healthCommand(a.healthCheck, a.model) } : {}),
     onProgress: (l: string) => io.progress(l),

@@ -30,6 +30,13 @@ export interface DownloadOptions {
   mirrors: readonly string[];
   /** Abort a request that delivers no byte for this long (default 30 s). */
   timeoutMs?: number;
+  /**
+   * Slowest average a request may keep up, in bytes per second (default 1024), after the first
+   * `timeoutMs`: a mirror that sends a byte now and then (never idle long enough to time out)
+   * is dropped for the next one instead of holding the device for hours (TUF's slow-retrieval
+   * attack). 0 turns it off.
+   */
+  minBytesPerSecond?: number;
   /** Bytes kept in memory before they are stored (default 256 KiB): what a crash can lose. */
   chunkBytes?: number;
   /** Requests per mirror for one file, resumes included (default 4). */
@@ -72,11 +79,22 @@ export function joinUrl(base: string, path: string): string {
   return base.endsWith('/') ? base + path : `${base}/${path}`;
 }
 
+/** What watches a request: the idle timer, and the pace every byte must keep up. */
+interface Watch {
+  /** Waiting for the server: the timers run. */
+  arm(): void;
+  /** Not waiting for the server (storing bytes): the timers stop. */
+  stop(): void;
+  /** `n` body bytes arrived. */
+  got(n: number): void;
+}
+
 /**
- * Read a response body into `sink`, aborting through `abort` when no byte comes for `timeoutMs`.
- * Resolves when the body ended; rejects when it broke off or stalled.
+ * Read a response body into `sink`, aborting through the watch when no byte comes for
+ * `timeoutMs` or the body falls below the minimum pace. Resolves when the body ended; rejects when
+ * it broke off or stalled.
  */
-async function readBody(res: FetchResponse, sink: (bytes: Uint8Array) => void | Promise<void>, idle: { arm(): void; stop(): void }): Promise<void> {
+async function readBody(res: FetchResponse, sink: (bytes: Uint8Array) => void | Promise<void>, watch: Watch): Promise<void> {
   if (!res.body) {
     await sink(new Uint8Array(await res.arrayBuffer()));
     return;
@@ -84,10 +102,11 @@ async function readBody(res: FetchResponse, sink: (bytes: Uint8Array) => void | 
   const reader = res.body.getReader();
   try {
     for (;;) {
-      idle.arm();
+      watch.arm();
       const { done, value } = await reader.read();
-      idle.stop(); // storing the bytes (an fsync) is not the server's idleness
+      watch.stop(); // storing the bytes (an fsync) is not the server's idleness
       if (done) return;
+      watch.got(value.length);
       await sink(value);
     }
   } finally {
@@ -95,16 +114,39 @@ async function readBody(res: FetchResponse, sink: (bytes: Uint8Array) => void | 
   }
 }
 
-/** A timer that aborts `controller` when not re-armed within `ms`. */
-function idleTimer(controller: AbortController, ms: number): { arm(): void; stop(): void } {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+/**
+ * The timers of one request: idle (no byte for `ms`) and pace (after a grace of `ms`, at least
+ * `minRate` bytes per second on average: each byte buys 1/minRate s). Time spent storing bytes
+ * (stop .. arm) counts for neither.
+ */
+function requestWatch(controller: AbortController, ms: number, minRate: number): Watch {
+  let idle: ReturnType<typeof setTimeout> | undefined;
+  let pace: ReturnType<typeof setTimeout> | undefined;
+  // The moment the pace runs out, as time waited for the server (paused while storing).
+  let credit = ms;
+  let waited = 0;
+  let armedAt: number | undefined;
+  const clear = () => {
+    if (idle !== undefined) clearTimeout(idle);
+    if (pace !== undefined) clearTimeout(pace);
+    idle = pace = undefined;
+  };
   return {
     arm() {
-      if (timer !== undefined) clearTimeout(timer);
-      timer = setTimeout(() => controller.abort(new Error(`no data for ${ms} ms`)), ms);
+      clear();
+      const now = Date.now();
+      if (armedAt !== undefined) waited += now - armedAt;
+      armedAt = now;
+      idle = setTimeout(() => controller.abort(new Error(`no data for ${ms} ms`)), ms);
+      if (minRate > 0) pace = setTimeout(() => controller.abort(new Error(`slower than ${minRate} bytes/s on average (a slow-retrieval stall)`)), Math.max(0, credit - waited));
     },
     stop() {
-      if (timer !== undefined) clearTimeout(timer);
+      clear();
+      if (armedAt !== undefined) waited += Date.now() - armedAt;
+      armedAt = undefined;
+    },
+    got(n: number) {
+      if (minRate > 0) credit += (n * 1000) / minRate;
     },
   };
 }
@@ -124,7 +166,7 @@ export async function fetchSmallFile(path: string, maxBytes: number, options: Do
   for (const base of options.mirrors) {
     const url = joinUrl(base, path);
     const controller = new AbortController();
-    const idle = idleTimer(controller, options.timeoutMs ?? 30_000);
+    const idle = requestWatch(controller, options.timeoutMs ?? 30_000, options.minBytesPerSecond ?? 1024);
     const parts: Uint8Array[] = [];
     let size = 0;
     try {
@@ -186,7 +228,7 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
     const url = joinUrl(base, file.file);
     for (let attempt = 0; attempt < (options.attemptsPerMirror ?? 4) && have < file.length; attempt++) {
       const controller = new AbortController();
-      const idle = idleTimer(controller, options.timeoutMs ?? 30_000);
+      const idle = requestWatch(controller, options.timeoutMs ?? 30_000, options.minBytesPerSecond ?? 1024);
       let pending: Uint8Array[] = [];
       let pendingBytes = 0;
       // Store what was received, a chunk per append (each durable on its own), all of it or

@@ -52,6 +52,8 @@ export interface UpdaterOptions {
   now?: () => number;
   /** Abort a request that delivers nothing for this long (default 30 s). */
   timeoutMs?: number;
+  /** Slowest average pace of a download, bytes per second, after its first `timeoutMs` (default 1024; 0: off): a slower mirror is left for the next. */
+  minBytesPerSecond?: number;
   /** Bytes buffered before they are stored (default 256 KiB). */
   chunkBytes?: number;
   /** Requests per mirror and file, resumes included (default 4). */
@@ -132,7 +134,7 @@ export class Updater {
 
   private downloadOptions() {
     const o = this.options;
-    return { fetch: this.fetch, mirrors: o.urls, timeoutMs: o.timeoutMs, chunkBytes: o.chunkBytes, attemptsPerMirror: o.attemptsPerMirror };
+    return { fetch: this.fetch, mirrors: o.urls, timeoutMs: o.timeoutMs, ...(o.minBytesPerSecond !== undefined ? { minBytesPerSecond: o.minBytesPerSecond } : {}), chunkBytes: o.chunkBytes, attemptsPerMirror: o.attemptsPerMirror };
   }
 
   /** Fetch and verify the manifest, and record its release number. */

@@ -17,9 +17,10 @@ export interface Fault {
    * drop: send `at` body bytes, then destroy the connection; truncate: no Content-Length, `at`
    * bytes, then a clean end; overlong: no Content-Length, the file and 100 more bytes; status:
    * answer `status` with no body; stall: never answer; tamper: flip the byte at `at`; trickle:
-   * the whole body, `at` bytes per write, 2 ms apart (small network reads).
+   * the whole body, `at` bytes per write, 2 ms apart (small network reads); slow: one byte
+   * every `at` ms (a slow-retrieval attack: never idle for long, never done).
    */
-  kind: 'drop' | 'truncate' | 'overlong' | 'status' | 'stall' | 'tamper' | 'trickle';
+  kind: 'drop' | 'truncate' | 'overlong' | 'status' | 'stall' | 'tamper' | 'trickle' | 'slow';
   at?: number;
   status?: number;
 }
@@ -113,6 +114,14 @@ export async function serveRelease(root: string): Promise<ReleaseServer> {
       // client's kernel discard bytes it has not handed to the reader yet, so the download would
       // see no bytes at all on a busy machine instead of `at` of them.
       res.write(part, () => setTimeout(() => res.socket?.end(), 50));
+      return;
+    }
+    if (fault?.kind === 'slow') {
+      for (let at = 0; at < body.length && !res.destroyed; at++) {
+        await new Promise<void>((resolve) => res.write(body.subarray(at, at + 1), () => setTimeout(resolve, fault.at ?? 300)));
+        entry.sent++;
+      }
+      res.end();
       return;
     }
     if (fault?.kind === 'trickle') {
