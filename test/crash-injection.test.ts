@@ -9,6 +9,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { buildFixture, countOperations, killAt, spread, type CrashSummary, type Fixture } from './crash/harness.ts';
+import { buildDeliveryFixture, crashFullInstall, crashReleaseAdd, type DeliveryFixture } from './crash/delivery.ts';
 
 function explain(s: CrashSummary): string {
   return JSON.stringify([...s.neither, ...s.rerunFailures].slice(0, 5));
@@ -121,5 +122,29 @@ describe('crash injection (quick)', () => {
     assert.equal(r.kills, 4);
     assert.deepEqual(r.neither, [], explain(r));
     assert.deepEqual(r.rerunFailures, [], explain(r));
+  });
+});
+
+describe('crash injection on the delivery path (quick)', () => {
+  let fx: DeliveryFixture;
+  before(async () => {
+    fx = await buildDeliveryFixture();
+  });
+  after(async () => {
+    await rm(fx.root, { recursive: true, force: true });
+  });
+
+  test('ndiff update\'s full install killed at 12 points: old or new (no folder only between its two renames), recovered to a model with its labels.json; installing again finishes', async () => {
+    const r = await crashFullInstall(fx, 12);
+    assert.deepEqual(r.bad, []);
+    assert.equal(r.kills, 12);
+    assert.ok(r.sawOld > 0 && r.sawNew > 0, `old ${r.sawOld}, new ${r.sawNew}: the kills did not straddle the switch`);
+  });
+
+  test('ndiff release add killed at 12 points: the folder always serves a verified manifest whose blobs are all there; adding again publishes', async () => {
+    const r = await crashReleaseAdd(fx, 12);
+    assert.deepEqual(r.bad, []);
+    assert.equal(r.kills, 12);
+    assert.ok(r.sawOld > 0, `old ${r.sawOld}, new ${r.sawNew}`);
   });
 });

@@ -114,7 +114,7 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   progress(`storing ${modelPath} as a full package`);
   const { files, fingerprint } = await storePackage(releaseDir, modelPath);
   const newest = newestVersion(record);
-  if (newest?.fingerprint === fingerprint) throw new UsageError(`${modelPath} is version ${newest.version} again (fingerprint ${fingerprint}): nothing to add`);
+  if (newest?.fingerprint === fingerprint) throw new UsageError(`${modelPath} is version ${newest.version} again (fingerprint ${fingerprint}): nothing to add (if the add that made it was interrupted before its manifest was written, \`ndiff release publish --release ${releaseDir} --key ...\` writes it)`);
   const version = (newest?.version ?? 0) + 1;
   record.versions.push({ version, fingerprint, files, addedAt: new Date().toISOString(), source: modelPath });
   const jobs = planJobs(record, version, options.policy ?? { method: 'exact' });

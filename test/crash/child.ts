@@ -8,6 +8,7 @@
  *   NDIFF_CRASH_TORN=1    if operation N writes data, write the first half of it, then kill
  *   NDIFF_CRASH_LOG=FILE  on a normal exit, write the operations performed, one per line
  *   argv[2]               JSON: {"mode": "cli" | "lib", "dir", "payload", "state"?, "health"?: "pass" | "fail", "shardBytes"?, "publicKey"?}
+ *                         or {"mode": "install", "dir", "payload": package folder, "fingerprint"}, {"mode": "release-add", "dir": release folder, "payload": model, "key"}
  *
  * The hooks wrap node:fs/promises (module.syncBuiltinESMExports makes the ESM bindings see the
  * wrappers) and the FileHandle prototype; the code under test is unchanged.
@@ -87,9 +88,20 @@ process.on('exit', () => {
   if (process.env.NDIFF_CRASH_LOG) writeFileSync(process.env.NDIFF_CRASH_LOG, log.join('\n') + '\n');
 });
 
-const job = JSON.parse(process.argv[2]) as { mode: 'cli' | 'lib'; dir: string; payload: string; state?: string; health?: 'pass' | 'fail'; shardBytes?: number; publicKey?: string };
+const job = JSON.parse(process.argv[2]) as { mode: 'cli' | 'lib' | 'install' | 'release-add'; dir: string; payload: string; state?: string; health?: 'pass' | 'fail'; shardBytes?: number; publicKey?: string; fingerprint?: string; key?: string };
 const quiet = { out: () => {}, err: (l: string) => process.stderr.write(l + '\n'), progress: () => {} };
-if (job.mode === 'cli') {
+if (job.mode === 'install') {
+  // `ndiff update`'s full install (test/crash/delivery.ts): the package is the folder `payload`.
+  const { tfjsFolderTarget } = await import('../../src/io/updater/targets.ts');
+  const { readdir, readFile } = await import('node:fs/promises');
+  const files = await Promise.all((await readdir(job.payload)).sort().map(async (name) => ({ path: name, bytes: new Uint8Array(await readFile(`${job.payload}/${name}`)) })));
+  await tfjsFolderTarget(job.dir).installPackage(files, { modelId: 'kws', fingerprint: job.fingerprint as string });
+} else if (job.mode === 'release-add') {
+  // `ndiff release add` of the model `payload` to the release folder `dir` (test/crash/delivery.ts).
+  const { addVersion } = await import('../../src/release/add.ts');
+  const { readPrivateKeyFile } = await import('../../src/sign/node-keys.ts');
+  await addVersion(job.dir, job.payload, { key: await readPrivateKeyFile(job.key as string), expiresAt: Math.floor(Date.now() / 1000) + 86400 });
+} else if (job.mode === 'cli') {
   const { runApply } = await import('../../cli/commands/apply.ts');
   const code = await runApply({
     model: job.dir,

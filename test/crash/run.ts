@@ -7,13 +7,15 @@
  * Every mutating file-system operation of five apply scenarios is a kill point (each scenario's
  * operations are listed from a clean run first), plus double kills: a first kill every third
  * point of the CLI scenario, then a second kill at 7 points of the recovery-and-apply that
- * follows. Exit 0 only if after every kill the folder held exactly the old or the new version
+ * follows; then every kill point of `ndiff update`'s full install and of `ndiff release add`
+ * (test/crash/delivery.ts). Exit 0 only if after every kill the folder held exactly the old or the new version
  * and the re-run finished cleanly.
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { buildFixture, countOperations, killAt, merge, spread, type CrashSummary } from './harness.ts';
 import { runPowerLoss } from '../power-loss/run.ts';
 import { crashOnnx } from './onnx.ts';
+import { buildDeliveryFixture, crashFullInstall, crashReleaseAdd } from './delivery.ts';
 
 if (process.argv.includes('--power-loss')) {
   process.exitCode = await runPowerLoss(process.argv);
@@ -47,7 +49,15 @@ async function runKills(): Promise<void> {
     console.log(`ONNX file with external data: ${onnx.operations} operations, ${onnx.kills} kills -> old ${onnx.sawOld}, new ${onnx.sawNew}; bad ${onnx.bad.length}`);
     const onnxBig = process.argv.includes('--big') ? await crashOnnx({ big: true, points: (n) => [2, Math.floor(n / 2), n - 1] }) : undefined;
     if (onnxBig) console.log(`ONNX file, data past 4 GiB (sparse): ${onnxBig.operations} operations, ${onnxBig.kills} kills -> old ${onnxBig.sawOld}, new ${onnxBig.sawNew}; bad ${onnxBig.bad.length}`);
-    const onnxBad = [...onnx.bad, ...(onnxBig?.bad ?? [])];
+    // The delivery path (test/crash/delivery.ts): every kill point of ndiff update's full install
+    // and of ndiff release add.
+    const dfx = await buildDeliveryFixture();
+    const install = await crashFullInstall(dfx);
+    console.log(`ndiff update, full install: ${install.operations} operations, ${install.kills} kills -> old ${install.sawOld}, new ${install.sawNew}, no folder between the two renames ${install.sawGap}; bad ${install.bad.length}`);
+    const add = await crashReleaseAdd(dfx);
+    console.log(`ndiff release add: ${add.operations} operations, ${add.kills} kills -> serves release 1 ${add.sawOld}, version 2 ${add.sawNew}; bad ${add.bad.length}`);
+    await rm(dfx.root, { recursive: true, force: true });
+    const onnxBad = [...onnx.bad, ...(onnxBig?.bad ?? []), ...install.bad, ...add.bad];
     for (const b of onnxBad.slice(0, 20)) console.log(`  FAIL ${b}`);
 
     const all = merge(parts.map((p) => p.summary));
