@@ -2,12 +2,14 @@
  * The short fuzz run of `npm test` (the long one: `npm run fuzz`, test/fuzz/run.ts). Every
  * generated input must end in success or a typed refusal with the weights untouched.
  */
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
+import { rm } from 'node:fs/promises';
 import assert from 'node:assert/strict';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { NeuralDiffError } from '../src/core/errors.ts';
 import { buildCorpus, type Corpus } from './fuzz/corpus.ts';
 import { fuzz, runMemoryCase, type FuzzCase, type FuzzSummary } from './fuzz/harness.ts';
+import { buildReleaseFixture, fuzzReleaseFolder, type ReleaseFixture } from './fuzz/release-folder.ts';
 
 const SEED = Number(process.env.NDIFF_FUZZ_SEED ?? 20261122);
 
@@ -68,5 +70,22 @@ describe('payload fuzzing (short run)', () => {
       const r = await runMemoryCase(evil, valid, 5000);
       assert.equal(r.outcome, expected, JSON.stringify(r));
     }
+  });
+});
+
+describe('release folder fuzzing (short run)', () => {
+  let fx: ReleaseFixture;
+  before(async () => {
+    fx = await buildReleaseFixture();
+  });
+  after(async () => {
+    await rm(fx.root, { recursive: true, force: true });
+  });
+
+  test('60 poisoned release.json and job files: publish signs only what a device accepts whole, or refuses with a typed error and the manifest untouched', async () => {
+    const s = await fuzzReleaseFolder(fx, { cases: 60, seed: SEED + 7 });
+    assert.equal(s.cases, 60);
+    assert.deepEqual(s.bad, [], JSON.stringify(s.outcomes));
+    assert.ok((s.outcomes.published ?? 0) > 0 && Object.keys(s.outcomes).some((k) => k.startsWith('refused:')), `outcomes ${JSON.stringify(s.outcomes)}`);
   });
 });

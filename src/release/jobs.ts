@@ -260,7 +260,11 @@ export async function readJobResult(releaseDir: string, id: string): Promise<{ r
     result = JSON.parse(await readFile(files.result, 'utf8')) as JobResult;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (e instanceof SyntaxError) throw new PayloadFormatError(`job ${id}: ${files.result} is not JSON (${e.message}): run the job again (ndiff release job --id ${id})`, { job: id });
     throw e;
+  }
+  if (typeof result !== 'object' || result === null || (result.payload !== undefined && (typeof result.payload !== 'object' || result.payload === null)) || (result.skipped !== undefined && typeof result.skipped !== 'string')) {
+    throw new PayloadFormatError(`job ${id}: ${files.result} is not a job result \`ndiff release job\` writes: run the job again (ndiff release job --id ${id})`, { job: id });
   }
   if (!result.payload) return { result };
   const payload = new Uint8Array(await readFile(files.payload));

@@ -1,7 +1,10 @@
 /**
  * The long fuzz run (`npm run fuzz`):
  *
- *   node --import tsx test/fuzz/run.ts [--cases 100000] [--disk-cases 2000] [--onnx-cases 200] [--big] [--seed N] [--slow-ms 2000] [--hang-s 60] [--json FILE]
+ *   node --import tsx test/fuzz/run.ts [--cases 100000] [--disk-cases 2000] [--onnx-cases 200] [--release-cases 300] [--big] [--seed N] [--slow-ms 2000] [--hang-s 60] [--json FILE]
+ *
+ * `--release-cases`: poisoned release folders (test/fuzz/release-folder.ts): release.json and job
+ * files mutated, then `ndiff release publish`; what it signs a device must accept whole.
  *
  * `--onnx-cases`: hostile ONNX model files on disk (test/fuzz/onnx-files.ts: aliases, duplicates,
  * FIFOs, symlinks, offsets past 4 GiB, then byte mutations); `--big` adds an apply of a tensor
@@ -13,10 +16,11 @@
  * ended in success or a typed refusal with the weights untouched.
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { buildCorpus } from './corpus.ts';
 import { fuzz, type FuzzSummary } from './harness.ts';
 import { fuzzOnnxFiles } from './onnx-files.ts';
+import { buildReleaseFixture, fuzzReleaseFolder, type ReleaseFuzzSummary } from './release-folder.ts';
 
 interface Job {
   cases: number;
@@ -107,10 +111,21 @@ if (!isMainThread) {
       for (const [k, v] of Object.entries(onnx.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
       if (onnx.firstBad) console.log(`  first bad case: ${onnx.firstBad}`);
     }
-    const bad = (m.memory as FuzzSummary).bad + (m.disk?.bad ?? 0) + (onnx?.bad ?? 0);
-    const total = (m.memory as FuzzSummary).cases + (m.disk?.cases ?? 0) + (onnx?.cases ?? 0);
+    // Poisoned release folders (test/fuzz/release-folder.ts): what publish signs, a device accepts whole.
+    const releaseCases = arg('release-cases', 300);
+    const t4 = performance.now();
+    let release: ReleaseFuzzSummary | null = null;
+    if (releaseCases > 0) {
+      const fx = await buildReleaseFixture();
+      release = await fuzzReleaseFolder(fx, { cases: releaseCases, seed }).finally(() => rm(fx.root, { recursive: true, force: true }));
+      console.log(`\nrelease folders (poisoned release.json and job files, then publish): ${release.cases} cases in ${((performance.now() - t4) / 1000).toFixed(0)} s`);
+      for (const [k, v] of Object.entries(release.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
+      for (const b of release.bad.slice(0, 5)) console.log(`  bad: ${JSON.stringify(b)}`);
+    }
+    const bad = (m.memory as FuzzSummary).bad + (m.disk?.bad ?? 0) + (onnx?.bad ?? 0) + (release?.bad.length ?? 0);
+    const total = (m.memory as FuzzSummary).cases + (m.disk?.cases ?? 0) + (onnx?.cases ?? 0) + (release?.cases ?? 0);
     console.log(`\n${total} cases, ${bad} bad: ${bad === 0 ? 'PASS' : 'FAIL'}`);
-    if (jsonFile) await writeFile(jsonFile, JSON.stringify({ seed, memory: m.memory, disk: m.disk, onnx, memorySeconds: m.memorySeconds, diskSeconds: m.diskSeconds }, null, 2));
+    if (jsonFile) await writeFile(jsonFile, JSON.stringify({ seed, memory: m.memory, disk: m.disk, onnx, release, memorySeconds: m.memorySeconds, diskSeconds: m.diskSeconds }, null, 2));
     process.exitCode = bad === 0 ? 0 : 1;
     await worker.terminate();
   });
