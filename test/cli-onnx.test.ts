@@ -86,10 +86,45 @@ test('ndiff on .onnx files: diff (every codec, budget all), fingerprint, verify,
     const ok = await ndiff('apply', '--model', base, '--patch', path.join(dir, 'f32.ndiff'), '--health-check', 'test -f "$NDIFF_MODEL_FILE"');
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.out, new RegExp(`patched ${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${baseFp} -> `));
-    assert.ok((await readdir(dir)).includes('.ndiff-state.json'));
+    assert.ok((await readdir(dir)).includes('wake_v1.onnx.ndiff-state.json'), 'the file\'s own state beside it');
     const replay = await ndiff('apply', '--model', base, '--patch', path.join(dir, 'i8.ndiff'));
     assert.equal(replay.code, 3, 'sequence 2 was applied: another sequence-2 payload is refused');
     assert.notEqual(baseFp, targetFp);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('two .onnx files of one model id in one folder keep their own replay state (issue 45, item 8); a folder state of an older applier still counts for the file it was recorded for', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nd-cli-onnx-'));
+  try {
+    const a = path.join(dir, 'wake.onnx');
+    const b = path.join(dir, 'wake-copy.onnx');
+    await copyFile(`${WAKE}/hello_deepa_old.onnx`, a);
+    await copyFile(`${WAKE}/hello_deepa_old.onnx`, b);
+    const payload = path.join(dir, 'p.ndiff');
+    let r = await ndiff('diff', '--model-id', 'wake', '--base', a, '--target', `${WAKE}/namaste_deepa.onnx`, '--budget', '5%', '--out', payload, '--sequence', '2');
+    assert.equal(r.code, 0, r.err);
+    r = await ndiff('apply', '--model', a, '--patch', payload);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /recorded sequence 2 for model "wake" in .*wake\.onnx\.ndiff-state\.json/);
+    r = await ndiff('apply', '--model', b, '--patch', payload);
+    assert.equal(r.code, 0, `the second file is not a replay of the first: ${r.err}`);
+    // Each file refuses its own replay.
+    for (const f of [a, b]) assert.equal((await ndiff('apply', '--model', f, '--patch', payload)).code, 0, 'already applied');
+    const older = path.join(dir, 'older.ndiff');
+    r = await ndiff('diff', '--model-id', 'wake', '--base', a, '--target', `${WAKE}/hello_deepa_old.onnx`, '--budget', '5%', '--out', older, '--sequence', '1');
+    assert.equal(r.code, 0, r.err);
+    for (const f of [a, b]) assert.equal((await ndiff('apply', '--model', f, '--patch', older)).code, 3, `${f}: sequence 1 after 2 is refused`);
+    // A folder state written by an older applier (by model id), for a file whose model id record says wake: still the floor.
+    await rm(`${a}.ndiff-state.json`);
+    await (await import('node:fs/promises')).writeFile(path.join(dir, '.ndiff-state.json'), JSON.stringify({ format: 'neural-diff-state', version: 1, models: { wake: { sequence: 2 } } }));
+    assert.equal((await ndiff('apply', '--model', a, '--patch', older)).code, 3, 'the older applier\'s record still refuses the replay');
+    // A third file, never applied (no model id record), is not bound by it.
+    const c = path.join(dir, 'wake-new.onnx');
+    await copyFile(`${WAKE}/hello_deepa_old.onnx`, c);
+    r = await ndiff('apply', '--model', c, '--patch', payload);
+    assert.equal(r.code, 0, r.err);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -256,7 +256,7 @@ test('applyToOnnxFile: applies, records the sequence, refuses a replay and a pay
     const reread = await openOnnxFile(file);
     assert.equal(fingerprintStore(hasher, reread.contents).fingerprint, r.targetFingerprint);
     await reread.close();
-    assert.deepEqual((await readdir(dir)).sort(), ['.ndiff-state.json', 'vad.onnx', 'vad.onnx.ndiff-model.json'], 'no journal, no previous version left; the model id recorded');
+    assert.deepEqual((await readdir(dir)).sort(), ['vad.onnx', 'vad.onnx.ndiff-model.json', 'vad.onnx.ndiff-state.json'], 'no journal, no previous version left; the model id and sequence recorded beside the file');
     assert.equal((await applyToOnnxFile(file, payload)).status, 'already-applied');
     // An older update (sequence 5) is refused as stale before the model is even read.
     const older = diffOnnxModels(hasher, await realFile(`${VAD}/silero_vad_v5.onnx`), await realFile(`${VAD}/silero_vad_v6.onnx`), { budgetBytes: 20_000, modelId: 'silero-vad', sequence: 5 });

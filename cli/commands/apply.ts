@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { NeuralDiffError, UsageError } from '../../src/core/errors.ts';
 import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
 import { locateModelFiles } from '../../src/io/tfjs/model-file.ts';
-import { applyToOnnxFile } from '../../src/io/onnx/files.ts';
+import { ONNX_STATE_SUFFIX, applyToOnnxFile } from '../../src/io/onnx/files.ts';
 import { DIGESTS_FILE } from '../../src/io/tfjs/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/durable/sequence-file.ts';
 import { FOLDER_FILE } from '../../src/io/durable/control-files.ts';
@@ -33,7 +33,7 @@ export function applyCommand(y: Argv): Argv<ApplyArgs> {
     .option('patch', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'check everything and patch a copy in memory; write nothing' })
     .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' }))
-    .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}, or beside a .onnx or <name>.json file); older or replayed payloads are refused. --no-state keeps none` })
+    .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}; for a <name>.json file, in its folder; for a .onnx file, <file>.ndiff-state.json beside it); older or replayed payloads are refused. --no-state keeps none` })
     .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR (the model\'s folder) and NDIFF_MODEL_FILE (its model.json, <name>.json or .onnx file) set, e.g. one inference; a non-zero exit rolls back to the previous version' })
     .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the health check counts as failed' })
     .option('model-id', { type: 'string', describe: `the model id this folder (or file) holds: payloads for another id are refused (default: the id recorded by its first apply: <model>/${FOLDER_FILE} for a folder, <model>${MODEL_ID_SUFFIX} for an .onnx or <name>.json file)` })
@@ -93,7 +93,9 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   const onnx = isOnnxPath(a.model);
   // A model JSON file keeps its state file in its folder, as an .onnx file does (one for the folder's models, by model id).
   const folder = onnx ? dirname(a.model) : (await locateModelFiles(a.model)).dir;
-  const statePath = a.state === false ? null : a.state ?? join(folder, DEFAULT_STATE_FILE);
+  // An .onnx file keeps its own (<model>.onnx.ndiff-state.json, src/io/onnx/files.ts): two model files of one folder never share one.
+  const statePath = a.state === false ? null : a.state ?? (onnx ? undefined : join(folder, DEFAULT_STATE_FILE));
+  const shownState = statePath === undefined ? `${a.model}${ONNX_STATE_SUFFIX}` : statePath;
   const t0 = performance.now();
   const common = {
     maxPayloadBytes: a.maxPayloadBytes,
@@ -125,7 +127,7 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   io.result?.({
     model: a.model, status: res.status, dryRun: a.dryRun, baseFingerprint: res.baseFingerprint, targetFingerprint: res.targetFingerprint,
     modelId: res.payload.header.modelId, sequence: res.sequence, writtenValues: res.writtenValues, changedTensors: res.changedTensors,
-    baseCheck: res.baseCheck, signature: res.signature, sequenceRecorded: res.sequenceRecorded, statePath, recovery: res.recovery.actions, milliseconds: ms,
+    baseCheck: res.baseCheck, signature: res.signature, sequenceRecorded: res.sequenceRecorded, statePath: shownState, recovery: res.recovery.actions, milliseconds: ms,
   });
   for (const line of res.recovery.actions) io.progress(`recovered ${a.model}: ${line}`);
   io.progress(describeSignature(res.signature));
@@ -136,6 +138,6 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   }
   const { hashedTensors, recordedTensors } = res.baseCheck;
   io.progress(`base checked: ${hashedTensors} tensor(s) read and hashed${recordedTensors ? `, ${recordedTensors} by recorded digests (their files unchanged since; --full-check hashes them too)` : ''}`);
-  if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${terminalSafe(JSON.stringify(res.payload.header.modelId))} in ${statePath}`);
+  if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${terminalSafe(JSON.stringify(res.payload.header.modelId))} in ${shownState}`);
   return 0;
 }

@@ -40,7 +40,7 @@ import { getHasher, type Hasher } from '../../core/hasher.ts';
 import type { CommitInfo, WeightStore } from '../../core/weight-store.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../../apply/apply.ts';
-import type { SequenceStore } from '../../apply/freshness.ts';
+import type { SequenceRecord, SequenceStore } from '../../apply/freshness.ts';
 import { errCode, kindOf, makeDirs, syncDir } from '../durable/durable.ts';
 import { DEFAULT_STATE_FILE, FileSequenceStore, writeFileAtomically } from '../durable/sequence-file.ts';
 import { lockModelDir, type RecoveryReport } from '../durable/lock.ts';
@@ -612,7 +612,7 @@ class UpdatingOnnxFile implements TwoPhaseWeightStore {
 export interface OnnxApplyOptions extends Omit<ApplyOptions, 'healthCheck' | 'sequenceStore'> {
   /**
    * Where the applied sequence is kept: a state file path, a {@link SequenceStore}, or `null`
-   * for none. Default: `.ndiff-state.json` in the model file's folder.
+   * for none. Default: `<model>.onnx.ndiff-state.json` beside the file ({@link OnnxFileSequenceStore}).
    */
   state?: string | SequenceStore | null;
   /**
@@ -632,6 +632,40 @@ export interface OnnxApplyResult extends ApplyResult {
   filesWritten: string[];
 }
 
+/** Suffix of an ONNX model's own state file: `<model>.onnx.ndiff-state.json`. */
+export const ONNX_STATE_SUFFIX = '.ndiff-state.json';
+
+/**
+ * The replay state of one `.onnx` file, beside it (`vad.onnx.ndiff-state.json`), so that two
+ * model files in one folder (`vad.onnx` and `vad-int8.onnx`, one model id) each keep their own
+ * sequence. Appliers before this kept one `.ndiff-state.json` per folder, by model id: its entry
+ * still counts for a file whose model id record (written by its first confirmed apply) names that
+ * id, so upgrading never forgets what a file applied; a file that never had an apply ignores it.
+ */
+export class OnnxFileSequenceStore implements SequenceStore {
+  readonly file: string;
+  readonly legacy: FileSequenceStore;
+  private readonly own: FileSequenceStore;
+  constructor(private readonly model: string) {
+    this.file = model + ONNX_STATE_SUFFIX;
+    this.own = new FileSequenceStore(this.file);
+    this.legacy = new FileSequenceStore(path.join(path.dirname(model), DEFAULT_STATE_FILE));
+  }
+  async get(modelId: string): Promise<number | undefined> {
+    const own = await this.own.get(modelId);
+    if (own !== undefined) return own;
+    return (await readModelIdRecord(this.model)) === modelId ? this.legacy.get(modelId) : undefined;
+  }
+  set(modelId: string, sequence: number, record: SequenceRecord): Promise<void> {
+    return this.own.set(modelId, sequence, record);
+  }
+}
+
+/** The default replay state of the ONNX model `file` (see {@link OnnxFileSequenceStore}). */
+export function onnxSequenceStore(file: string): OnnxFileSequenceStore {
+  return new OnnxFileSequenceStore(file);
+}
+
 /**
  * Verify `payloadBytes` and apply it to the ONNX model `file`, crash-safely (module doc). A
  * payload refused by the signature policy or the decoder touches nothing; otherwise an
@@ -645,8 +679,8 @@ export async function applyToOnnxFile(file: string, payloadBytes: Uint8Array, op
   const real = await realModelPath(file);
   const state = options.state;
   const sequences: SequenceStore | undefined =
-    state === null ? undefined : state === undefined ? new FileSequenceStore(path.join(path.dirname(file), DEFAULT_STATE_FILE)) : typeof state === 'string' ? new FileSequenceStore(state) : state;
-  const reserved = sequences instanceof FileSequenceStore ? [sequences.file] : [];
+    state === null ? undefined : state === undefined ? onnxSequenceStore(real) : typeof state === 'string' ? new FileSequenceStore(state) : state;
+  const reserved = sequences instanceof FileSequenceStore ? [sequences.file] : sequences instanceof OnnxFileSequenceStore ? [sequences.file, sequences.legacy.file] : [];
   const empty: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
   const hasher: Hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
 
