@@ -133,6 +133,8 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     return exit;
   }
   const helpOrVersion = argv.some((a) => a === '--help' || a === '-h' || a === '--version');
-  if (json && code === 0 && !helpOrVersion) base.out(terminalSafe(toJson(resultDoc ?? { ok: true })));
+  // A command that fails without throwing (ndiff update) gives its {error} document as the result.
+  const errorDoc = typeof resultDoc === 'object' && resultDoc !== null && 'error' in resultDoc;
+  if (json && !helpOrVersion && (code === 0 || errorDoc)) base.out(terminalSafe(toJson(resultDoc ?? { ok: true })));
   return code;
 }

@@ -140,4 +140,34 @@ describe('ndiff update on folders that are not (only) a model', () => {
     assert.equal(r.code, 0, r.err);
     assert.equal(await fingerprintOf(dir), await fingerprintOf(join(work, 'models', 'v2')));
   });
+
+  test('issue 45, item 7: a network failure exits 11; --json prints the error; a failed health check is explained on later runs and --retry-failed tries again', async () => {
+    const dir = join(work, 'device-exits');
+    await cp(join(work, 'models', 'v1'), dir, { recursive: true });
+    const before = await folderBytes(dir);
+    // Every blob cut mid-body, every time: nothing can be downloaded.
+    server.faults.push({ match: (p) => p.startsWith('/kws/blobs/'), times: 1000, kind: 'drop', at: 10 });
+    let r: Awaited<ReturnType<typeof ndiff>>;
+    try {
+      r = await update(dir, '--json');
+    } finally {
+      server.faults.length = 0;
+    }
+    assert.equal(r.code, 11, r.err);
+    const doc = JSON.parse(r.out) as { error: { code: string; exitCode: number; message: string }; result: { steps: unknown[] } };
+    assert.deepEqual([doc.error.code, doc.error.exitCode], ['ND_DOWNLOAD', 11]);
+    assert.match(doc.error.message, /check the network/);
+    assert.ok(doc.result.steps.length >= 2, 'the steps tried are in the document');
+    assert.deepEqual(await folderBytes(dir), before);
+    // A health check that fails: exit 5; the next run says why nothing is tried, and how to try again.
+    r = await update(dir, '--health-check', 'exit 1');
+    assert.equal(r.code, 5, r.err);
+    r = await update(dir);
+    assert.equal(r.code, 5, r.err);
+    assert.match(r.err, /failed a health check on this device before and are not tried again.*ndiff update --retry-failed/);
+    assert.deepEqual(await folderBytes(dir), before);
+    r = await update(dir, '--retry-failed');
+    assert.equal(r.code, 0, r.err);
+    assert.equal(await fingerprintOf(dir), await fingerprintOf(join(work, 'models', 'v2')));
+  });
 });

@@ -24,6 +24,7 @@ interface UpdateArgs {
   maxBytes?: number;
   healthCheck?: string;
   check: boolean;
+  retryFailed: boolean;
 }
 
 /** Exit codes of the error codes an update can end with (the table of `ndiff --help`). */
@@ -48,6 +49,7 @@ export function updateCommand(y: Argv): Argv<UpdateArgs> {
     .option('min-rate', { type: 'number', default: 1024, describe: 'bytes per second a download must average after its first --timeout seconds, or the next mirror is tried: a mirror that sends a byte now and then cannot hold the device (0: no minimum)' })
     .option('max-bytes', { type: 'number', describe: 'refuse to download more than this many bytes in one run' })
     .option('health-check', { type: 'string', describe: 'shell command run once the new version is in place (NDIFF_MODEL, NDIFF_VERSION, NDIFF_FINGERPRINT set); a non-zero exit rolls back, and that payload is never tried again' })
+    .option('retry-failed', { type: 'boolean', default: false, describe: 'try again the payloads and full models that failed a health check on this device before (they are otherwise never tried again): after the app or the health check was fixed' })
     .option('check', { type: 'boolean', default: false, describe: 'only fetch the manifest and print the plan; download and change nothing' })
     .example('$0 update --model models/kws --from https://cdn.example.com/kws/ --public-key release.public.pem', 'update the folder models/kws')
     .example('$0 update --model vad.onnx --from https://a.example/vad/ --from https://b.example/vad/ --public-key release.public.pem --health-check "node smoke.js"', 'an ONNX model, a mirror, a smoke test before the update is kept') as unknown as Argv<UpdateArgs>;
@@ -79,6 +81,7 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
     ...(a.maxBytes !== undefined ? { maxDownloadBytes: a.maxBytes } : {}),
     ...(a.healthCheck ? { healthCheck: healthCommand(a.healthCheck, a.model) } : {}),
     onProgress: (l: string) => io.progress(l),
+    ...(a.retryFailed ? { retryFailed: true } : {}),
   };
   if (a.check) {
     const { nodeUpdater } = await import('../../src/io/updater/node-updater.ts');
@@ -94,8 +97,11 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
   for (const s of r.steps) io.out(`${s.kind === 'full' ? 'full model' : `payload v${s.fromVersion} -> v${s.toVersion} (${s.method})`}, ${formatBytes(s.bytes)}: ${s.outcome}${s.error ? ` (${s.error.code}: ${s.error.message.slice(0, 200)})` : ''}`);
   if (r.status === 'failed') {
     const code = r.error?.code ?? 'ND_INTERNAL';
+    const exitCode = EXIT_OF[code] ?? EXIT.internal;
+    // --json: the error document every command prints on failure, with the run's result beside it.
+    io.result?.({ error: { code, exitCode, message: r.error?.message ?? 'unknown error' }, result: r });
     io.err(`ndiff: update failed: ${r.error?.message ?? 'unknown error'}`);
-    return EXIT_OF[code] ?? EXIT.internal;
+    return exitCode;
   }
   const fetched = r.download.bytesReceived;
   io.out(r.status === 'up-to-date'

@@ -24,7 +24,7 @@
 import { verifyPayload } from '../apply/apply.ts';
 import type { Ed25519Verifier } from '../apply/ed25519.ts';
 import type { PublicKeyInput } from '../apply/signature.ts';
-import { FreshnessError, HealthCheckError, ModelMismatchError, NeuralDiffError, PayloadTooLargeError, UsageError } from '../core/errors.ts';
+import { DownloadError, FreshnessError, HealthCheckError, ModelMismatchError, NeuralDiffError, PayloadTooLargeError, UsageError } from '../core/errors.ts';
 import { downloadFile, emptyStats, fetchSmallFile, type DownloadStats, type FetchLike } from './download.ts';
 import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_FILE, versionOf, type ManifestPayload, type ReleaseManifest } from './manifest.ts';
 import { packageKey, planUpdate, type UpdatePlan } from './plan.ts';
@@ -52,6 +52,8 @@ export interface UpdaterOptions {
   now?: () => number;
   /** Abort a request that delivers nothing for this long (default 30 s). */
   timeoutMs?: number;
+  /** Forget, before updating, the payloads and packages that failed a health check here before (see {@link Updater.forgetFailed}). */
+  retryFailed?: boolean;
   /** Slowest average pace of a download, bytes per second, after its first `timeoutMs` (default 1024; 0: off): a slower mirror is left for the next. */
   minBytesPerSecond?: number;
   /** Bytes buffered before they are stored (default 256 KiB). */
@@ -153,6 +155,18 @@ export class Updater {
     return { release: release as TrustedRelease, record };
   }
 
+  /**
+   * Forget the payloads and packages that failed a health check on this device, so the next
+   * update tries them again (after the app or its health check was fixed).
+   * @returns how many were forgotten.
+   */
+  async forgetFailed(): Promise<number> {
+    const record = await loadRecord(this.options.state, this.options.modelId);
+    const n = record.failed.length;
+    if (n) await this.options.state.save(this.options.modelId, { ...record, failed: [] });
+    return n;
+  }
+
   /** Fetch the manifest and plan, without downloading or changing the model. */
   async check(): Promise<UpdateCheck> {
     const record = await loadRecord(this.options.state, this.options.modelId);
@@ -172,6 +186,7 @@ export class Updater {
     const o = this.options;
     const result: UpdateResult = { status: 'failed', modelId: o.modelId, path: 'none', download: emptyStats(), steps: [] };
     try {
+      if (o.retryFailed) await this.forgetFailed();
       await this.run(result);
     } catch (e) {
       if (!(e instanceof NeuralDiffError)) throw e;
@@ -209,9 +224,7 @@ export class Updater {
     for (let round = 0; round <= m.payloads.length + 1; round++) {
       const failed = new Set(record.failed);
       const plan = planUpdate(m, current, { payloads: new Set([...failed, ...skipped]), noFullPackage: fullFailed || failed.has(packageKey(latest)) });
-      if (!plan) {
-        throw new NeuralDiffError('ND_NO_UPDATE_PATH', `no way left to version ${latest.version} of model ${JSON.stringify(m.modelId)} from ${current ?? 'no model'}: every payload path and the full package failed (see the steps); the device keeps its model: report it to the publisher`, { steps: result.steps.length });
-      }
+      if (!plan) throw noWayLeft(result, record, latest.version, m.modelId, current);
       if (plan.kind !== 'none' || !result.steps.length) result.path = plan.kind;
       result.fullBytes = plan.fullBytes;
       if (plan.kind === 'none') {
@@ -320,6 +333,22 @@ export class Updater {
       );
     }
   }
+}
+
+/**
+ * The error when no way to the newest version is left: a download error (exit 11 in the CLI)
+ * when every step of this run failed to download; otherwise what failed, including the ways left
+ * out because they failed a health check here before (and how to try them again).
+ */
+function noWayLeft(result: UpdateResult, record: UpdaterRecord, version: number, modelId: string, current: string | undefined): NeuralDiffError {
+  const steps = result.steps;
+  if (steps.length > 0 && steps.every((s) => s.outcome === 'download-failed')) {
+    return new DownloadError(`could not download any way to version ${version} of model ${JSON.stringify(modelId)}: ${steps.map((s) => s.error?.message ?? s.outcome).join('; ').slice(0, 600)}: check the network and the release URLs; the device keeps its model`, { steps: steps.length });
+  }
+  const before = record.failed.length;
+  const remembered = before ? ` ${before} way(s) (payloads or the full model) failed a health check on this device before and are not tried again; once the app or its health check is fixed, try them again with \`ndiff update --retry-failed\` (library: retryFailed, or Updater.forgetFailed())` : '';
+  const tried = steps.length ? ` This run tried ${steps.length}: ${steps.map((s) => `${s.kind === 'full' ? 'the full model' : `payload v${s.fromVersion}->v${s.toVersion}`} ${s.outcome}${s.error ? ` (${s.error.code})` : ''}`).join(', ')}.` : ' This run tried none.';
+  return new NeuralDiffError('ND_NO_UPDATE_PATH', `no way left to version ${version} of model ${JSON.stringify(modelId)} from ${current ?? 'no model'}.${tried}${remembered} The device keeps its model.`, { steps: steps.length, failedBefore: before });
 }
 
 function stepOf(p: ManifestPayload): Omit<UpdateStep, 'outcome'> {
