@@ -1,8 +1,9 @@
 /**
  * The applier where WebAssembly does not exist (React Native's Hermes, locked-down webviews):
- * the device entry is bundled with esbuild and run by plain Node with `--no-expose-wasm` (so
- * `WebAssembly` is undefined from the first line; tsx is not loaded in the child, since it needs
- * WebAssembly itself). The child patches a real pretrained model (nsfwjs MobileNetV2 as a
+ * the device entry is bundled with esbuild and run by plain Node after a preload that deletes the
+ * global `WebAssembly` (so it is undefined from the runner's first line, on every Node release:
+ * Node 24 dropped the `--no-expose-wasm` flag this used; tsx is not loaded in the child, since it
+ * needs WebAssembly itself). The child patches a real pretrained model (nsfwjs MobileNetV2 as a
  * safetensors file) with a payload mixing sparse, hashed and composite (low-rank + sparse,
  * format v5) patches and prints what it saw.
  */
@@ -13,6 +14,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { getHasher } from '../src/core/hasher.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
@@ -89,10 +91,11 @@ test('with WebAssembly absent (and TextEncoder / TextDecoder too) the bundled ap
   const payloadFile = path.join(work, 'update.ndiff');
   await writeFile(payloadFile, built.bytes);
   await writeFile(path.join(work, 'runner.mjs'), RUNNER);
+  await writeFile(path.join(work, 'no-wasm.mjs'), 'delete globalThis.WebAssembly;\n');
 
   // As Hermes in React Native 0.85+ (no WebAssembly), and before 0.74 (no TextEncoder / TextDecoder either).
   for (const variant of ['text', 'no-text']) {
-    const { stdout } = await promisify(execFile)(process.execPath, ['--no-expose-wasm', path.join(work, 'runner.mjs'), bundle, modelFile, payloadFile, variant], { env: { ...process.env, NODE_OPTIONS: '' } });
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', pathToFileURL(path.join(work, 'no-wasm.mjs')).href, path.join(work, 'runner.mjs'), bundle, modelFile, payloadFile, variant], { env: { ...process.env, NODE_OPTIONS: '' } });
     const seen = JSON.parse(stdout.trim().split('\n').pop() as string);
     assert.deepEqual(seen, {
       wasmAtStart: 'undefined',

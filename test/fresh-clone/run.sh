@@ -5,6 +5,7 @@
 #   bash test/fresh-clone/run.sh           # quick: one clone that combines every condition below
 #   bash test/fresh-clone/run.sh --full    # one clone per condition (about three times as long)
 #   bash test/fresh-clone/run.sh --keep    # keep the clones (their paths are printed)
+#   bash test/fresh-clone/run.sh --node 24.21.0   # on that Node release (scripts/node-release.sh fetches it)
 #
 # The conditions: the checkout inside a folder only its owner may enter (mode 0700, as `mktemp -d`
 # makes it, and as /root is when working as root); a path with spaces and non-ASCII characters;
@@ -13,16 +14,29 @@
 # exactly as the README says. Exit 0 only if every run passes.
 set -euo pipefail
 src="$(cd "$(dirname "$0")/../.." && pwd)"
-mode=quick keep=0
+mode=quick keep=0 node=""
+# --node VERSION as two words too
+args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = --node ] && [ $# -ge 2 ]; then args+=("--node=$2"); shift 2; else args+=("$1"); shift; fi
+done
+set -- "${args[@]+"${args[@]}"}"
 for arg in "$@"; do
   case "$arg" in
     --full) mode=full ;;
     --quick) mode=quick ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "fresh-clone: unknown option '$arg' (expected --quick, --full or --keep)" >&2; exit 2 ;;
+    --node=*) node="${arg#--node=}" ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "fresh-clone: unknown option '$arg' (expected --quick, --full, --keep or --node VERSION)" >&2; exit 2 ;;
   esac
 done
+
+if [ -n "$node" ]; then
+  bin="$(bash "$src/scripts/node-release.sh" "$node")"
+  export PATH="$bin:$PATH"
+  echo "fresh-clone: Node $(node --version) ($bin)"
+fi
 
 made=()
 cleanup() { [ "$keep" = 1 ] || for d in "${made[@]}"; do rm -rf "$d"; done; }
@@ -55,4 +69,4 @@ else
   top="$(private)"; chmod 755 "$top"; tmptop="$(private)"; tmp="$tmptop/tmp dir é"; mkdir -p "$tmp"
   run_in "TMPDIR in another private folder, with a space" "$top" "$tmp"
 fi
-echo "fresh-clone: every run passed ($mode)"
+echo "fresh-clone: every run passed ($mode, Node $(node --version))"
