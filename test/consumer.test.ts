@@ -32,7 +32,7 @@ const vectors = path.join(root, 'test', 'vectors', 'payloads');
 let work: string;
 let project: string;
 let tarball: string;
-let packInfo: { size: number; entryCount: number };
+let packInfo: { filename: string; size: number; entryCount: number };
 
 /** Bytes of every file under `dir` (following no symlinks). */
 function duBytes(dir: string): number {
@@ -86,10 +86,23 @@ test('the tarball ships compiled entries, types, LICENSE, and no tests, benchmar
     }
   }
   assert.ok(statSync(path.join(pkgDir, 'LICENSE')).isFile());
-  for (const absent of ['test', 'bench', 'examples', '.ci', 'scripts']) {
+  // What a device needs is the compiled code and its types: no TypeScript sources, no source maps (issue 45, item 13).
+  for (const absent of ['test', 'bench', 'examples', '.ci', 'scripts', 'src', 'cli']) {
     assert.throws(() => statSync(path.join(pkgDir, absent)), `${absent}/ is not published`);
   }
   assert.equal(statSync(path.join(pkgDir, pkg.bin.ndiff)).mode & 0o111, 0o111, 'the bin is executable');
+  const maps = (readdirSync(path.join(pkgDir, 'dist'), { recursive: true }) as string[]).filter((f) => f.endsWith('.map'));
+  assert.deepEqual(maps, [], 'no source maps (their sources are not shipped)');
+});
+
+test('the README\'s install is what npm pack makes: its tarball name, installed by path (the package is not on the registry yet)', () => {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const install = readme.slice(readme.indexOf('## Install'), readme.indexOf('\n## ', readme.indexOf('## Install') + 5));
+  assert.match(install, /npm pack/);
+  const names = [...install.matchAll(/npm i (\S+\.tgz)/g)].map((m) => path.basename(m[1]));
+  assert.ok(names.length >= 2, install);
+  for (const n of names) assert.equal(n, packInfo.filename, 'the README installs the file npm pack writes');
+  assert.doesNotMatch(install, /^npm i neural-diff\b/m, 'no install line the registry would 404');
 });
 
 test('a device install (no tfjs) is under 10 MB of node_modules', () => {
