@@ -80,6 +80,8 @@ import { applyTensorPatch, useHashKernel, type UndoRecord } from '../src/core/pa
 import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { readModelTensors, writeModelDir } from '../src/io/tfjs/index.ts';
+import { TFJS_FRAME, tfjsFrameValues } from '../src/io/tfjs/frame.ts';
+import type { TfjsModelJson } from '../src/io/tfjs/manifest.ts';
 import { applyToModelDir, recordFolderModelId } from '../src/io/tfjs/folder-update.ts';
 import { recordModelDirDigests } from '../src/io/tfjs/recorded-digests.ts';
 import { nodeFileOps, type FileOps } from '../src/io/durable/durable.ts';
@@ -483,8 +485,14 @@ async function main(): Promise<void> {
     const graph = { format: 'graph-model', generatedBy: 'bench', modelTopology: {} };
     const tensorsOf = (s: MemoryWeightStore) => new Map(s.list().map((t) => [t.name, { shape: t.shape, data: s.values(t.name) }]));
     disk = {};
+    // The folder's store includes the model's frame (topology, signature, integer tensors): the
+    // payloads must be built against it, as ndiff diff builds them, or the apply refuses them.
+    const framedBase = new MemoryWeightStore([
+      ...dbase.list().map((t) => [t.name, { shape: [...t.shape], data: dbase.values(t.name) }] as [string, { shape: number[]; data: Float32Array }]),
+      [TFJS_FRAME, { shape: [8], data: tfjsFrameValues({ ...graph, weightsManifest: [] } as unknown as TfjsModelJson, () => new Uint8Array()), patchable: false }],
+    ]);
     for (const c of cases) {
-      const built = buildPayload(hasher, dbase, c.specs, { method: 'sparse' });
+      const built = buildPayload(hasher, framedBase, c.specs, { method: 'sparse' });
       const modelId = decodePayload(built.bytes).header.modelId;
       const target = new MemoryWeightStore(dbase.list().map((t) => [t.name, { shape: [...t.shape], data: built.targetValues.get(t.name) ?? dbase.values(t.name) }] as [string, { shape: number[]; data: Float32Array }]));
       const baseDir = path.join(dir, `${c.key}-base`);

@@ -1,0 +1,48 @@
+/**
+ * Each benchmark docs/BENCHMARKS.md quotes runs: its quick mode, through the npm script the docs
+ * name (issue 45, item 12: `npm run bench:apply` had stopped running). The figures of a quick run
+ * prove nothing and are not checked; that the script runs to the end and writes its results is.
+ * The other benchmarks and examples have tests of their own (kws-bench, onnx-bench, real-bench,
+ * vad-learned-bench, release-bench, pretrained-example, node-updater-example, release-example,
+ * readme for the demo).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+
+const root = join(import.meta.dirname, '..');
+
+/**
+ * `npm run SCRIPT -- ARGS`, except that a script of several commands joined by `&&` gets the
+ * arguments on each command (npm would append them to the last one only).
+ */
+function npmRun(script: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  const line = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts[script];
+  assert.ok(line, `package.json has no script ${script}`);
+  const command = line.split(' && ').map((c) => `${c} ${args.join(' ')}`).join(' && ');
+  return new Promise((resolve) => {
+    const c = spawn('sh', ['-c', command], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: `${join(root, 'node_modules', '.bin')}:${process.env.PATH}` } });
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (out += d));
+    c.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+const cases: { script: string; args: string[]; shows: RegExp }[] = [
+  { script: 'bench:apply', args: ['--quick'], shows: /wrote bench\/out\/apply\.json/ },
+  // bench:train runs three scripts; each gets --quick.
+  { script: 'bench:train', args: ['--quick'], shows: /hash diff .* samples\/s[\s\S]*wrote bench\/out\/train-engine\.json[\s\S]*Training throughput/ },
+  { script: 'bench:large', args: ['--gb', '0.03', '--tensor-mb', '4'], shows: /tfjs +apply .*"status":"applied"/ },
+  { script: 'conformance:onnx', args: ['--filter', 'relu'], shows: /\d+ passing, 0 failing/ },
+];
+
+for (const c of cases) {
+  test(`npm run ${c.script} -- ${c.args.join(' ')} runs to the end`, { timeout: 600_000 }, async () => {
+    const r = await npmRun(c.script, c.args);
+    assert.equal(r.code, 0, r.out.slice(-3000));
+    assert.match(r.out, c.shows);
+  });
+}
