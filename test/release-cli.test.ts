@@ -66,7 +66,9 @@ describe('ndiff release and ndiff update', () => {
     const help = (...args: string[]) => spawnSync(process.execPath, [join(import.meta.dirname, '..', 'cli', 'ndiff.mjs'), ...args, '--help'], { encoding: 'utf8' });
     const rel = help('release', 'add');
     assert.equal(rel.status, 0, rel.stderr);
-    for (const word of ['--model-id', '--history', '--plan', 'static host', 'release.json', 'teacher']) assert.ok(rel.stdout.includes(word), `release add --help mentions ${word}`);
+    // Words, whatever column the help wraps at.
+    const relText = rel.stdout.replace(/\s+/g, ' ');
+    for (const word of ['--model-id', '--history', '--plan', 'static host', 'release.json', 'teacher', '--eval']) assert.ok(relText.includes(word), `release add --help mentions ${word}`);
     const up = help('update');
     for (const word of ['--from', 'mirrors', '--public-key', '--health-check', 'full model', 'resume']) assert.ok(up.stdout.includes(word), `update --help mentions ${word}`);
     assert.match(help().stdout, /ndiff release[\s\S]*ndiff update[\s\S]*11 +a release file/);

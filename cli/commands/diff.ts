@@ -1,22 +1,14 @@
 import type { Argv } from 'yargs';
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
-import type { WeightStore } from '../../src/core/weight-store.ts';
-import { loadInputs } from '../../src/io/npy/files.ts';
-import { fileSystemIO } from '../../src/io/tfjs/index.ts';
-import { importWithTrainerPeers } from '../../src/train/peer.ts';
-import type { PayloadCloseness } from '../../src/train/target-closeness.ts';
-import type { OnnxPayloadCloseness } from '../../src/train/onnx/payload-closeness.ts';
-import type { ProgramDataset } from '../../src/train/program/datasets.ts';
-import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../../src/train/program/training-model.ts';
+import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
-import { fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
+import { closenessLines, loadOnnxEval, measureOnInputs, measureOnnx, movesAwayText, type OnnxEval, type PayloadEvalSpec } from '../payload-eval.ts';
 import { checkOutputPath, resolveModelId, isOnnxPath, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
@@ -74,7 +66,7 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   }
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
   // The --eval data of an ONNX pair is read now: a folder that does not fit fails before any work.
-  const onnxEval = a.eval && isOnnxPath(a.base) ? await loadOnnxEval(a) : undefined;
+  const onnxEval = a.eval && isOnnxPath(a.base) ? await loadOnnxEval(a as PayloadEvalSpec) : undefined;
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
   try {
     return await diffOpened(a, io, opened, openedTarget, modelId, onnxEval);
@@ -119,7 +111,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   }
   const ms = performance.now() - t0;
   // Measured before anything is written: data the models cannot run on leaves no payload behind.
-  const measured = onnxEval ? await measureOnnx(a, onnxEval, res.bytes, io) : a.eval ? await measureOnInputs(a, base, res.bytes, io) : undefined;
+  const measured = onnxEval ? await measureOnnx(a as PayloadEvalSpec, onnxEval, res.bytes, io) : a.eval ? await measureOnInputs(a as PayloadEvalSpec, base, res.bytes, io) : undefined;
   await writeFile(a.out, res.bytes);
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
   // The verdict a user acts on: is the payload smaller than shipping the new model's weights?
@@ -144,9 +136,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
   if (measured) {
-    const close = (c: { agreement: number; meanAbsDiff: number }) => `${Number.isNaN(c.agreement) ? '' : `${agreementWords(measured).name} ${(100 * c.agreement).toFixed(2)}%, `}mean |output − target| ${c.meanAbsDiff.toPrecision(3)}`;
-    io.out(`on ${measured.examples} --eval inputs, closeness to --target: unpatched base ${close(measured.base)}; base + payload ${close(measured.patched)}`);
-    if (measured.accuracyAfter !== undefined) io.out(`accuracy on --eval labels: base ${(100 * (measured.accuracyBefore as number)).toFixed(2)}% -> ${(100 * measured.accuracyAfter).toFixed(2)}%`);
+    for (const line of closenessLines(measured, '--target')) io.out(line);
     if (measured.movesAway) io.err(`warning: ${movesAwayText(measured)}`);
   }
   // Exact bits of freshly trained weights hardly compress: when nearly every weight changed, the
@@ -156,87 +146,4 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     io.progress(`note: the payload (${formatBytes(res.bytes.length)}) is ${(res.bytes.length / targetBytes).toFixed(2)}x the new model's weights (${formatBytes(targetBytes)}), not smaller; ${res.changed} values changed: ship the new model instead`);
   }
   return 0;
-}
-
-/** What agreement counts: top-1 predictions, or for an ONNX output of one value its decisions (a probability at 0.5, a logit at 0). */
-function agreementWords(m: PayloadCloseness & { outputKind?: string }): { name: string; of: string } {
-  if (m.outputKind === 'probability') return { name: 'same decision (threshold 0.5)', of: 'decisions (threshold 0.5)' };
-  if (m.outputKind === 'logit') return { name: 'same decision (logit threshold 0)', of: 'decisions (logit threshold 0)' };
-  return { name: 'top-1 agreement', of: 'top-1 predictions' };
-}
-
-/** The warning for a payload that takes the model further from the target than the base is. */
-function movesAwayText(m: PayloadCloseness): string {
-  const what = m.metric === 'top1'
-    ? `agrees with --target on ${(100 * m.patched.agreement).toFixed(2)}% of ${agreementWords(m).of}, the unpatched base on ${(100 * m.base.agreement).toFixed(2)}%`
-    : `is ${m.patched.meanAbsDiff.toPrecision(3)} from --target's outputs on average, the unpatched base ${m.base.meanAbsDiff.toPrecision(3)}`;
-  return `this payload takes the model further from --target than not updating at all: base + payload ${what}. A larger --budget, or a diff trained toward the target (ndiff train --teacher TARGET --train INPUTS), gets closer`;
-}
-
-/** `--eval`: load both folders as tfjs models and measure the payload against the target on the inputs. */
-async function measureOnInputs(a: DiffArgs, base: WeightStore, payload: Uint8Array, io: CliIO): Promise<PayloadCloseness> {
-  const { tf, initBackend, payloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    tf: await import('@tensorflow/tfjs'),
-    ...(await import('../../src/train/backend.ts')),
-    ...(await import('../../src/train/target-closeness.ts')),
-    ...(await import('../../src/train/quiet.ts')),
-  }), '`ndiff diff --eval`');
-  silenceTfjsNodeBanner();
-  await initBackend('wasm');
-  io.progress(`measuring on ${a.eval}: loading ${a.base} and ${a.target} as TF.js models`);
-  const [model, target] = await Promise.all([a.base, a.target].map(async (dir) => {
-    const json = JSON.parse(await readFile(`${dir}/model.json`, 'utf8')) as { format?: string };
-    if (json.format === 'graph-model') throw new UsageError(`${dir} is a graph-model: --eval runs layers-models only for now; leave --eval out`);
-    return tf.loadLayersModel(fileSystemIO(dir));
-  }));
-  const d = loadInputs(a.eval as string);
-  const x = tf.tensor(d.x, d.xShape, 'float32');
-  try {
-    return await payloadCloseness(model, target, base, payload, { x, ...(d.y ? { y: d.y } : {}) });
-  } finally {
-    x.dispose();
-    model.dispose();
-    target.dispose();
-  }
-}
-
-/** `--eval` for .onnx files: the base and target bytes and the data folder, read before any work. */
-interface OnnxEval {
-  base: Awaited<ReturnType<typeof readOnnxModel>>;
-  target: Awaited<ReturnType<typeof readOnnxModel>>;
-  data: ProgramDataset;
-  shared: Record<string, ProgramInputValues>;
-  state: ProgramStatePair[];
-}
-
-/** Read both .onnx files and the --eval folder (one .npy per model input), so bad data fails before the diff is made. */
-async function loadOnnxEval(a: DiffArgs): Promise<OnnxEval> {
-  const state = parseStatePairs(a.state);
-  const base = await readOnnxModel(a.base, '--base');
-  const target = await readOnnxModel(a.target, '--target');
-  const { data, shared } = loadFolder(a.eval as string, fedInputs(base.bytes, a.base, state, base.external), '--eval', state.length > 0);
-  return { base, target, data, shared, state };
-}
-
-/** `--eval` on .onnx files: both models run by the ONNX executor on the folder's examples, the payload applied by the device applier. */
-async function measureOnnx(a: DiffArgs, e: OnnxEval, payload: Uint8Array, io: CliIO): Promise<OnnxPayloadCloseness> {
-  const { initBackend, onnxPayloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await import('../../src/train/backend.ts')),
-    ...(await import('../../src/train/onnx/payload-closeness.ts')),
-    ...(await import('../../src/train/quiet.ts')),
-  }), '`ndiff diff --eval`');
-  silenceTfjsNodeBanner();
-  await initBackend('wasm');
-  const frames = Object.values(e.data.inputs)[0];
-  const count = frames ? frames.values.length / Math.max(1, frames.shape.reduce((x, d) => x * d, 1)) : 0;
-  const sequences = new Set(e.data.sequence).size;
-  io.progress(`measuring on ${a.eval}: ${count} examples${e.state.length ? ` in ${sequences} sequence${sequences === 1 ? '' : 's'}, each from a zero state with ${e.state.map((s) => `${s.input} <- ${s.output}`).join(', ')} carried` : ''}, ${a.base} and ${a.target} run by the ONNX executor`);
-  return onnxPayloadCloseness(e.base.bytes, e.target.bytes, payload, e.data, {
-    shared: e.shared,
-    ...(e.state.length ? { state: e.state } : {}),
-    ...(a.output ? { output: a.output } : {}),
-    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
-    program: { source: path.basename(a.base), external: e.base.external },
-    targetProgram: { source: path.basename(a.target), external: e.target.external },
-  });
 }

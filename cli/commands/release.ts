@@ -6,9 +6,13 @@ import type { Argv } from 'yargs';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
-import { addVersion, cancelPending } from '../../src/release/add.ts';
-import { adoptJobPayload, exportJob, runJob } from '../../src/release/jobs.ts';
-import { readFile } from 'node:fs/promises';
+import { addVersion, cancelPending, type LossyJobPayload } from '../../src/release/add.ts';
+import { adoptJobPayload, exportJob, runJob, type RunJobResult } from '../../src/release/jobs.ts';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
+import { closenessLines, measurePayload, movesAwayText } from '../payload-eval.ts';
 import { publishReleaseFolder } from '../../src/release/publish.ts';
 import { readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
 import { table, type CliIO } from '../common.ts';
@@ -22,6 +26,10 @@ interface ReleaseDirArgs {
 }
 interface AddArgs extends ReleaseDirArgs {
   model: string;
+  eval?: string;
+  state: string[];
+  output?: string;
+  outputKind?: ProgramOutputKind;
   modelId?: string;
   key?: string;
   history?: number;
@@ -60,8 +68,16 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   if (a.method === 'topk' && !a.budget) throw new UsageError('--method topk needs --budget (e.g. --budget 2%): the byte budget of each payload');
   if (a.method === 'exact' && a.budget) throw new UsageError('--budget applies to --method topk; exact payloads carry every change (add --method topk to cap them)');
   if (!a.plan && !a.key) throw new UsageError('--key is needed to publish (the Ed25519 private key from ndiff keygen); with --plan the key is needed only by `ndiff release publish`');
+  if (a.eval !== undefined && a.plan) throw new UsageError('--eval measures the payloads add makes before it signs them; with --plan add makes none: measure a job\'s payload with ndiff diff --eval, or add without --plan');
+  if (a.eval !== undefined && a.method !== 'topk') throw new UsageError('--eval measures lossy payloads (--method topk --budget B); exact payloads reach the version bit for bit, so there is nothing to measure: leave --eval out');
+  if (a.eval === undefined && (a.state.length || a.output || a.outputKind)) throw new UsageError('--state, --output and --output-kind tell --eval how to run an .onnx model: add --eval INPUTS, or leave them out');
+  if (a.eval !== undefined) await stat(a.eval).catch(() => { throw new UsageError(`--eval ${a.eval} does not exist: expected the inputs (x.npy, or a folder holding it; for .onnx files one .npy per model input)`); });
   const key = a.key ? await readPrivateKeyFile(a.key, (l) => io.err(l)) : undefined;
   const res = await addVersion(a.release, a.model, {
+    beforePublish: async (lossy) => {
+      for (const l of lossy) io.err(`warning: ${lossyText(l.job, l.result)}${a.eval ? '' : '. Measure it on inputs before devices get it: add with --eval INPUTS (a payload that takes the model further from the version than not updating is then refused)'}`);
+      if (a.eval !== undefined) await measureLossy(a, lossy, io);
+    },
     ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),
     ...(a.history !== undefined ? { history: a.history } : {}),
     policy: { method: a.method, ...(a.budget ? { budget: a.budget } : {}) },
@@ -79,6 +95,39 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes, release: pub?.release, added: pub?.added, skipped: pub?.skipped });
   io.out(`${a.release}: model ${JSON.stringify(res.modelId)} version ${res.version} (${res.fingerprint}), full package ${formatBytes(res.packageBytes)}; ${pub?.added ?? 0} payload(s) added${pub?.skipped.length ? `, ${pub.skipped.length} not kept (no smaller than the package)` : ''}; manifest release ${pub?.release} signed`);
   return 0;
+}
+
+/** What a lossy payload is, in words: how much of the change it carries and where devices end. */
+function lossyText(job: ReleaseJob, result: RunJobResult): string {
+  const share = result.carried !== undefined ? `it carries ${(100 * result.carried).toFixed(1)}% of the weight change from version ${job.fromVersion} to ${job.toVersion} (by squared size)` : `it reaches ${result.payload?.target}, not version ${job.toVersion}`;
+  return `payload ${job.id} is lossy (top-k within ${job.policy.budget}): ${share}; devices that take it hold a model near version ${job.toVersion}, not version ${job.toVersion}, and for a retrained version, whose weights all moved a little, its outputs can be far from version ${job.toVersion}'s`;
+}
+
+/**
+ * \`release add --eval\`: each lossy payload measured on the inputs against its version (base and
+ * version written from the release's blobs to a temporary folder), before anything is signed. A
+ * payload that takes the model further from the version than not updating refuses the add.
+ */
+async function measureLossy(a: AddArgs, lossy: LossyJobPayload[], io: CliIO): Promise<void> {
+  if (!lossy.length) {
+    io.progress('--eval: every payload is exact (it reaches the version bit for bit): nothing to measure');
+    return;
+  }
+  const dir = await mkdtemp(path.join(tmpdir(), 'ndiff-release-eval-'));
+  const worse: string[] = [];
+  try {
+    for (const l of lossy) {
+      const models = await exportJob(a.release, l.record, l.job, path.join(dir, l.job.id));
+      const m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (version ${l.job.fromVersion})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, io);
+      for (const line of closenessLines(m, `version ${l.job.toVersion}`)) io.out(`${l.job.id}: ${line}`);
+      if (m.movesAway) worse.push(`${l.job.id}: ${movesAwayText(m, `version ${l.job.toVersion}`, '')}`.trim().replace(/\.$/, ''));
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  if (worse.length) {
+    throw new UsageError(`nothing was published and ${a.release} is as it was: ${worse.join('; ')}. A larger --budget, --method exact, or a payload learned toward the version (add --plan, then ndiff release job --export, ndiff train --teacher, ndiff release job --payload) gets closer`);
+  }
 }
 
 async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
@@ -115,6 +164,7 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
   const res = await runJob(a.release, record, job, (l) => io.progress(l));
   io.result?.(res);
   io.out(res.payload ? `${a.id}: payload of ${res.payload.length} bytes (${res.payload.method}) left in ${a.release}/jobs/; publish when every job has run` : `${a.id}: ${res.skipped}`);
+  if (res.payload && !res.payload.exact) io.err(`warning: ${lossyText(job, res)}. Measure it on inputs before publishing: ndiff release job --export DIR writes the base and the version, then ndiff diff --base DIR/base --target DIR/target --budget ${job.policy.budget} --eval INPUTS`);
   return 0;
 }
 
@@ -159,7 +209,12 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('budget', { type: 'string', describe: 'with --method topk: the byte budget of each payload (1%, 40KB, bytes); an exact payload under it is used instead' })
       .option('expires', expiresOption)
       .option('plan', { type: 'boolean', default: false, describe: 'store the version and print one JSON line per payload job, without running them: run each with `ndiff release job` (a CI matrix), then `ndiff release publish`' })
+      .option('eval', { type: 'string', describe: 'with --method topk: inputs from where the model runs. Before signing, each lossy payload is run on them beside the unpatched base and compared with the new version (top-1 agreement or decisions, accuracy when labels are given), and one that takes the model further from the version than not updating refuses the add (the folder is left as it was). Same data as ndiff diff --eval: x.npy (y.npy adds accuracy) for TF.js layers-models, one .npy per input for .onnx files' })
+      .option('state', { type: 'string', array: true, default: [] as string[], describe: 'with --eval on .onnx files, stateful models: INPUT:OUTPUT pairs carried from frame to frame (as ndiff diff --state)' })
+      .option('output', { type: 'string', describe: 'with --eval on .onnx files: the output compared (default: the first that is not a state)' })
+      .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits'] as const, describe: 'with --eval on .onnx files: how the output reads (as ndiff diff --output-kind)' })
       .example('$0 release add --release site/kws --model models/v2 --model-id kws --key release.private.pem', 'add version 2, make its payloads, sign the manifest')
+      .example('$0 release add --release site/kws --model models/v3 --method topk --budget 5% --eval field-inputs/ --key release.private.pem', 'lossy payloads within 5%, each measured against version 3 on real inputs before it is signed')
       .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix'), run(runAdd))
     .command('job', 'run one payload job that `add --plan` printed (needs the release folder, not the key)', (c) => c
       .option('release', releaseOption)

@@ -107,5 +107,10 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
   io.out(r.status === 'up-to-date'
     ? `${a.model} is up to date: version ${r.latest} (${r.fingerprint}), manifest release ${r.release}`
     : `${a.model} updated to version ${r.latest} (${r.fingerprint}) by ${r.path === 'full' ? 'the full model' : 'payloads'}: ${formatBytes(fetched)} downloaded (the full model is ${formatBytes(r.fullBytes ?? 0)})`);
+  // A lossy payload (top-k within a budget) ends near the version, not at it: say so.
+  const last = r.steps.filter((s) => s.outcome === 'applied' || s.outcome === 'installed').at(-1);
+  if (r.status === 'updated' && last?.kind === 'payload' && last.method !== 'exact') {
+    io.out(`note: the last payload is lossy (${last.method}): the model is near version ${r.latest}, not bit for bit version ${r.latest}; the next version's payload from here is exact`);
+  }
   return 0;
 }

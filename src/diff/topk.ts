@@ -29,6 +29,11 @@ export interface TopkResult extends BuiltPayload {
   codec: ValueCodec | 'x' | 'xr' | 'xs';
   /** Sum of squared differences between the target and base + payload, over all weights. */
   squaredError: number;
+  /**
+   * Sum of squared differences between the target and the base, over all weights (set by the
+   * top-k search): `1 - squaredError / changeSquared` is the share of the change the payload carries.
+   */
+  changeSquared?: number;
 }
 
 /**
@@ -154,13 +159,15 @@ export function topkFromDeltas(hasher: Hasher, base: WeightStore, deltas: Readon
   const digests = baseDigests(hasher, base);
   const codecs = options.codec && options.codec !== 'auto' ? [options.codec] : [...VALUE_CODECS];
   let best: TopkResult | null = null;
+  let changeSquared = 0;
+  for (const d of deltas.values()) for (let i = 0; i < d.length; i++) changeSquared += d[i] * d[i];
   for (const codec of codecs) {
     const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec), shapes, header) <= options.budgetBytes);
     if (k === 0 && payloadSize([], shapes, header) > options.budgetBytes) continue;
     const built = buildPayload(hasher, base, ranking.specs(k, codec), header, digests);
     const err = squaredError(deltas, base, built);
     options.onProgress?.(`codec ${codec}: ${k} of ${ranking.total} changed values fit in ${built.bytes.length} bytes (squared error ${err.toExponential(3)})`);
-    if (!best || err < best.squaredError) best = { ...built, kept: k, changed: ranking.total, codec, squaredError: err };
+    if (!best || err < best.squaredError) best = { ...built, kept: k, changed: ranking.total, codec, squaredError: err, changeSquared };
   }
   if (!best) {
     throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: payloadSize([], shapes, header) });

@@ -10,7 +10,7 @@ import { errCode, makeDirs, readRegularFile, writeFileAtomically } from '../io/d
 import { BLOBS } from './blobs.ts';
 import { lockRelease } from './folder.ts';
 import { modelKindOf, storePackage } from './package.ts';
-import { jobFiles, planJobs, runJob } from './jobs.ts';
+import { jobFiles, planJobs, runJob, type RunJobResult } from './jobs.ts';
 import { publishRelease, type PublishResult } from './publish.ts';
 import { JOBS_DIR, RECORD_FILE, newestVersion, readRecord, writeRecord, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
@@ -29,6 +29,22 @@ export interface AddVersionOptions {
   /** Needed unless `planOnly`: the manifest's expiry, seconds since 1970. */
   expiresAt?: number;
   onProgress?: (line: string) => void;
+  /**
+   * Called once the jobs have run and before anything is signed, with the lossy payloads (top-k
+   * payloads that end near the version, not at it), so a caller can measure them (`ndiff release
+   * add --eval`). A throw refuses the add: the folder is left as it was.
+   */
+  beforePublish?: (lossy: LossyJobPayload[]) => Promise<void>;
+}
+
+/** A lossy payload an add made, as {@link AddVersionOptions.beforePublish} sees it. */
+export interface LossyJobPayload {
+  job: ReleaseJob;
+  result: RunJobResult;
+  /** The payload's bytes (unsigned). */
+  bytes: Uint8Array;
+  /** The record as the add left it (the new version pending), e.g. for `exportJob`. */
+  record: ReleaseRecord;
 }
 
 /** What {@link addVersion} did. */
@@ -39,6 +55,8 @@ export interface AddVersionResult {
   /** Bytes of the new version's full package. */
   packageBytes: number;
   jobs: ReleaseJob[];
+  /** What each job did (unless `planOnly`), in the order of `jobs`. */
+  results?: RunJobResult[];
   /** Set unless `planOnly`. */
   published?: PublishResult;
 }
@@ -124,7 +142,18 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   progress(`version ${version} (${fingerprint}, ${packageBytes} bytes as a package): ${jobs.length} payload job(s)`);
   const out: AddVersionResult = { modelId: record.modelId, version, fingerprint, packageBytes, jobs };
   if (options.planOnly) return out;
-  for (const job of jobs) await runJob(releaseDir, record, job, progress);
+  out.results = [];
+  for (const job of jobs) out.results.push(await runJob(releaseDir, record, job, progress));
+  if (options.beforePublish) {
+    const lossy: LossyJobPayload[] = [];
+    for (const [i, result] of out.results.entries()) {
+      if (!result.payload || result.payload.exact) continue;
+      const bytes = await readRegularFile(jobFiles(releaseDir, jobs[i].id).payload);
+      if (!bytes) throw new UsageError(`the payload of job ${jobs[i].id} went missing from ${releaseDir}/jobs/ while the add ran: is another program writing the release folder?`);
+      lossy.push({ job: jobs[i], result, bytes, record });
+    }
+    await options.beforePublish(lossy);
+  }
   out.published = await publishRelease(releaseDir, record, { key: options.key as KeyObject, expiresAt: options.expiresAt as number, onManifestWritten: onPublished });
   return out;
 }

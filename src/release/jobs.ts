@@ -58,10 +58,21 @@ export function jobFiles(releaseDir: string, id: string): { result: string; payl
  * leave it (unsigned) with its result in `jobs/`. A payload not smaller than the new version's
  * full package is not kept (a device is better off with the package).
  */
-export async function runJob(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, onProgress: (line: string) => void = () => {}): Promise<JobResult> {
+export async function runJob(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, onProgress: (line: string) => void = () => {}): Promise<RunJobResult> {
   const to = recordVersion(record, job.toVersion);
   const built = await buildJobPayload(releaseDir, record, job, job.policy, onProgress);
-  return keepJobResult(releaseDir, job, to, built.bytes, built.method, onProgress, job.policy);
+  const result = await keepJobResult(releaseDir, job, to, built.bytes, built.method, onProgress, job.policy);
+  return result.payload && built.carried !== undefined ? { ...result, carried: built.carried } : result;
+}
+
+/**
+ * What {@link runJob} did: the job's result (as written to `jobs/`) and, for a lossy top-k
+ * payload, the share of the weight change from the job's base to the version it carries
+ * (`1 - |version - (base + payload)|² / |version - base|²`, over every weight). Not written to
+ * the result file: publish computes what it signs from the payload, never from a worker's claims.
+ */
+export interface RunJobResult extends JobResult {
+  carried?: number;
 }
 
 /**
@@ -69,7 +80,7 @@ export async function runJob(releaseDir: string, record: ReleaseRecord, job: Rel
  * under the budget is used instead). Deterministic: the same release folder and policy give the
  * same bytes, which is how `publish` checks a worker's top-k payload without trusting it.
  */
-async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy, onProgress: (line: string) => void): Promise<{ bytes: Uint8Array; method: string }> {
+async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy, onProgress: (line: string) => void): Promise<{ bytes: Uint8Array; method: string; carried?: number }> {
   const to = recordVersion(record, job.toVersion);
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   const target = await openState(releaseDir, record, to.version, to.fingerprint).catch(async (e) => {
@@ -88,7 +99,9 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
       // Under the budget already: the exact payload is both smaller and exact.
       if (built.bytes.length > budgetBytes) {
         const diff = record.modelKind === 'onnx' ? diffOnnxModels : topkDiff;
-        return { bytes: diff(hasher, base.store, target.store, { ...header, budgetBytes, codec: 'auto', onProgress: (m) => onProgress(`  ${job.id}: ${m}`) }).bytes, method: 'topk' };
+        const res = diff(hasher, base.store, target.store, { ...header, budgetBytes, codec: 'auto', onProgress: (m) => onProgress(`  ${job.id}: ${m}`) });
+        const carried = res.changeSquared ? Math.max(0, 1 - res.squaredError / res.changeSquared) : undefined;
+        return { bytes: res.bytes, method: 'topk', ...(carried !== undefined ? { carried } : {}) };
       }
     }
     return { bytes: built.bytes, method: 'exact' };

@@ -36,3 +36,13 @@ export async function folderBytes(dir: string): Promise<Map<string, string>> {
   for (const f of (await readdir(dir)).sort()) out.set(f, (await readFile(join(dir, f))).toString('base64'));
   return out;
 }
+
+/** Every file under a folder (sub-folders included, by relative path) and its bytes; folders as `<dir>`. */
+export async function treeBytes(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const e of (await readdir(dir, { withFileTypes: true, recursive: true })).sort((a, b) => join(a.parentPath, a.name).localeCompare(join(b.parentPath, b.name)))) {
+    const full = join(e.parentPath, e.name);
+    out.set(full.slice(dir.length + 1), e.isDirectory() ? '<dir>' : (await readFile(full)).toString('base64'));
+  }
+  return out;
+}

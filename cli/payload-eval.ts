@@ -1,0 +1,136 @@
+/**
+ * Measuring a payload on inputs (`--eval`): base + payload against the target, beside the
+ * unpatched base, for TF.js layers-models and .onnx files. Shared by `ndiff diff` and `ndiff
+ * release add`.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError } from '../src/core/errors.ts';
+import type { WeightStore } from '../src/core/weight-store.ts';
+import { loadInputs } from '../src/io/npy/files.ts';
+import { fileSystemIO } from '../src/io/tfjs/index.ts';
+import { importWithTrainerPeers } from '../src/train/peer.ts';
+import type { PayloadCloseness } from '../src/train/target-closeness.ts';
+import type { OnnxPayloadCloseness } from '../src/train/onnx/payload-closeness.ts';
+import type { ProgramDataset } from '../src/train/program/datasets.ts';
+import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../src/train/program/training-model.ts';
+import type { CliIO } from './common.ts';
+import { fedInputs, loadFolder, parseStatePairs, readOnnxModel } from './data-folders.ts';
+import { isOnnxPath, openModel } from './models.ts';
+
+/** What a measurement needs: the two models' paths, the inputs, and for .onnx files how to run them. */
+export interface PayloadEvalSpec {
+  base: string;
+  target: string;
+  eval: string;
+  state: string[];
+  output?: string;
+  outputKind?: ProgramOutputKind;
+  /** How progress lines name the two models (default: their paths). */
+  labels?: { base: string; target: string };
+}
+
+/** Measure `payload` (from `spec.base` toward `spec.target`) on the inputs in `spec.eval`. */
+export async function measurePayload(spec: PayloadEvalSpec, payload: Uint8Array, io: CliIO): Promise<PayloadCloseness | OnnxPayloadCloseness> {
+  if (isOnnxPath(spec.base)) return measureOnnx(spec, await loadOnnxEval(spec), payload, io);
+  const opened = await openModel(spec.base);
+  try {
+    return await measureOnInputs(spec, opened.store, payload, io);
+  } finally {
+    await opened.close();
+  }
+}
+
+/** The lines that report a measurement: closeness to the target (named as the user knows it), and accuracy with labels. */
+export function closenessLines(measured: PayloadCloseness, target: string): string[] {
+  const close = (c: { agreement: number; meanAbsDiff: number }) => `${Number.isNaN(c.agreement) ? '' : `${agreementWords(measured).name} ${(100 * c.agreement).toFixed(2)}%, `}mean |output − target| ${c.meanAbsDiff.toPrecision(3)}`;
+  const lines = [`on ${measured.examples} --eval inputs, closeness to ${target}: unpatched base ${close(measured.base)}; base + payload ${close(measured.patched)}`];
+  if (measured.accuracyAfter !== undefined) lines.push(`accuracy on --eval labels: base ${(100 * (measured.accuracyBefore as number)).toFixed(2)}% -> ${(100 * measured.accuracyAfter).toFixed(2)}%`);
+  return lines;
+}
+
+/** What agreement counts: top-1 predictions, or for an ONNX output of one value its decisions (a probability at 0.5, a logit at 0). */
+function agreementWords(m: PayloadCloseness & { outputKind?: string }): { name: string; of: string } {
+  if (m.outputKind === 'probability') return { name: 'same decision (threshold 0.5)', of: 'decisions (threshold 0.5)' };
+  if (m.outputKind === 'logit') return { name: 'same decision (logit threshold 0)', of: 'decisions (logit threshold 0)' };
+  return { name: 'top-1 agreement', of: 'top-1 predictions' };
+}
+
+/**
+ * The warning for a payload that takes the model further from the target than the base is.
+ * `target` names the target as the user knows it (`--target`, `version 2`).
+ */
+export function movesAwayText(m: PayloadCloseness, target = '--target', advice = 'A larger --budget, or a diff trained toward the target (ndiff train --teacher TARGET --train INPUTS), gets closer'): string {
+  const what = m.metric === 'top1'
+    ? `agrees with ${target} on ${(100 * m.patched.agreement).toFixed(2)}% of ${agreementWords(m).of}, the unpatched base on ${(100 * m.base.agreement).toFixed(2)}%`
+    : `is ${m.patched.meanAbsDiff.toPrecision(3)} from ${target}'s outputs on average, the unpatched base ${m.base.meanAbsDiff.toPrecision(3)}`;
+  return `this payload takes the model further from ${target} than not updating at all: base + payload ${what}. ${advice}`;
+}
+
+/** `--eval`: load both folders as tfjs models and measure the payload against the target on the inputs. */
+export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, payload: Uint8Array, io: CliIO): Promise<PayloadCloseness> {
+  const { tf, initBackend, payloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    tf: await import('@tensorflow/tfjs'),
+    ...(await import('../src/train/backend.ts')),
+    ...(await import('../src/train/target-closeness.ts')),
+    ...(await import('../src/train/quiet.ts')),
+  }), '`ndiff diff --eval`');
+  silenceTfjsNodeBanner();
+  await initBackend('wasm');
+  io.progress(`measuring on ${a.eval}: loading ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} as TF.js models`);
+  const [model, target] = await Promise.all([a.base, a.target].map(async (dir) => {
+    const json = JSON.parse(await readFile(`${dir}/model.json`, 'utf8')) as { format?: string };
+    if (json.format === 'graph-model') throw new UsageError(`${dir} is a graph-model: --eval runs layers-models only for now; leave --eval out`);
+    return tf.loadLayersModel(fileSystemIO(dir));
+  }));
+  const d = loadInputs(a.eval as string);
+  const x = tf.tensor(d.x, d.xShape, 'float32');
+  try {
+    return await payloadCloseness(model, target, base, payload, { x, ...(d.y ? { y: d.y } : {}) });
+  } finally {
+    x.dispose();
+    model.dispose();
+    target.dispose();
+  }
+}
+
+/** `--eval` for .onnx files: the base and target bytes and the data folder, read before any work. */
+export interface OnnxEval {
+  base: Awaited<ReturnType<typeof readOnnxModel>>;
+  target: Awaited<ReturnType<typeof readOnnxModel>>;
+  data: ProgramDataset;
+  shared: Record<string, ProgramInputValues>;
+  state: ProgramStatePair[];
+}
+
+/** Read both .onnx files and the --eval folder (one .npy per model input), so bad data fails before the diff is made. */
+export async function loadOnnxEval(a: PayloadEvalSpec): Promise<OnnxEval> {
+  const state = parseStatePairs(a.state);
+  const base = await readOnnxModel(a.base, '--base');
+  const target = await readOnnxModel(a.target, '--target');
+  const { data, shared } = loadFolder(a.eval as string, fedInputs(base.bytes, a.base, state, base.external), '--eval', state.length > 0);
+  return { base, target, data, shared, state };
+}
+
+/** `--eval` on .onnx files: both models run by the ONNX executor on the folder's examples, the payload applied by the device applier. */
+export async function measureOnnx(a: PayloadEvalSpec, e: OnnxEval, payload: Uint8Array, io: CliIO): Promise<OnnxPayloadCloseness> {
+  const { initBackend, onnxPayloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    ...(await import('../src/train/backend.ts')),
+    ...(await import('../src/train/onnx/payload-closeness.ts')),
+    ...(await import('../src/train/quiet.ts')),
+  }), '`ndiff diff --eval`');
+  silenceTfjsNodeBanner();
+  await initBackend('wasm');
+  const frames = Object.values(e.data.inputs)[0];
+  const count = frames ? frames.values.length / Math.max(1, frames.shape.reduce((x, d) => x * d, 1)) : 0;
+  const sequences = new Set(e.data.sequence).size;
+  io.progress(`measuring on ${a.eval}: ${count} examples${e.state.length ? ` in ${sequences} sequence${sequences === 1 ? '' : 's'}, each from a zero state with ${e.state.map((s) => `${s.input} <- ${s.output}`).join(', ')} carried` : ''}, ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} run by the ONNX executor`);
+  return onnxPayloadCloseness(e.base.bytes, e.target.bytes, payload, e.data, {
+    shared: e.shared,
+    ...(e.state.length ? { state: e.state } : {}),
+    ...(a.output ? { output: a.output } : {}),
+    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
+    program: { source: path.basename(a.base), external: e.base.external },
+    targetProgram: { source: path.basename(a.target), external: e.target.external },
+  });
+}
