@@ -64,6 +64,20 @@ test('the README is a short door: at most 250 lines, install, three quick starts
   assert.match(readme, /\nnpm test\b/);
 });
 
+test('npm run demo prints the figures docs/BENCHMARKS.md quotes from it, and the README gives its time as a range', { timeout: 600_000 }, () => {
+  const benchmarks = readFileSync(path.join(root, 'docs', 'BENCHMARKS.md'), 'utf8');
+  const start = benchmarks.indexOf('`npm run demo` runs');
+  assert.ok(start >= 0, 'docs/BENCHMARKS.md describes the demo');
+  const paragraph = benchmarks.slice(start, benchmarks.indexOf('\n\n', start));
+  const quotes = [...paragraph.matchAll(/`([^`]*accuracy[^`]*)`/g)].map((m) => m[1]);
+  assert.ok(quotes.length >= 2, `the demo's figures are quoted as it prints them:\n${paragraph}`);
+  const sizes = [...paragraph.matchAll(/\((\d+) bytes\)/g)].map((m) => `${m[1]} bytes`);
+  assert.match(readme, /npm run demo +# [^\n]*\(\d+-\d+ s\)/, 'the README gives the demo\'s time as a range');
+  const r = spawnSync('npm', ['run', '--silent', 'demo'], { cwd: root, encoding: 'utf8', timeout: 590_000 });
+  assert.equal(r.status, 0, r.stderr.slice(-3000));
+  for (const q of [...quotes, ...sizes]) assert.ok(r.stdout.includes(q), `the demo prints ${JSON.stringify(q)}; it printed:\n${r.stdout.split('\n').filter((l) => /accuracy|bytes/.test(l)).join('\n')}`);
+});
+
 test('the build-server and Node quick starts run as written from a fresh folder', { timeout: 240_000 }, () => {
   const env = {
     ...process.env,

@@ -33,6 +33,9 @@ const arg = (name: string, fallback: string) => {
 const out = join(import.meta.dirname, 'out');
 const budget = arg('budget', '2%');
 const epochs = arg('epochs', '6');
+// Two threads whatever the machine: a thread count sums gradients in its own order, so pinning it
+// makes every machine print the figures docs/BENCHMARKS.md quotes (on one core it is only slower).
+const threads = 2;
 
 async function step(title: string, argv: string[]): Promise<void> {
   console.log(`\n$ ndiff ${argv.join(' ')}`);
@@ -47,7 +50,7 @@ await initBackend('wasm');
 console.log('1. the model devices hold (v1): digits 0-6 only');
 const splits = mnistSplits();
 const v1 = mnistModel(1);
-await trainDiff(v1, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1, tune: 'off', learningRate: 1e-3 });
+await trainDiff(v1, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1, tune: 'off', learningRate: 1e-3, threads });
 await v1.save(fileSystemIO(join(out, 'v1')));
 console.log(`   v1 accuracy on all ten digits (held out): ${(100 * evaluate(v1, splits.eval).accuracy).toFixed(1)}% (it has never seen 7, 8, 9)`);
 for (const [name, data] of [['update-train', splits.updateTrain], ['eval', splits.eval]] as const) {
@@ -57,7 +60,7 @@ for (const [name, data] of [['update-train', splits.updateTrain], ['eval', split
 }
 
 console.log(`\n2. learn the update as a sparse diff within ${budget} of the model, and post-hoc top-k at the same budget`);
-const common = ['--model-id', 'digits', '--base', join(out, 'v1'), '--train', join(out, 'update-train'), '--eval', join(out, 'eval'), '--budget', budget, '--epochs', epochs, '--seed', '7'];
+const common = ['--model-id', 'digits', '--base', join(out, 'v1'), '--train', join(out, 'update-train'), '--eval', join(out, 'eval'), '--budget', budget, '--epochs', epochs, '--seed', '7', '--threads', String(threads)];
 await step('sparse', ['train', '--method', 'sparse', ...common, '--out', join(out, 'v1-v2.sparse.ndiff'), '--metrics-out', join(out, 'sparse.json')]);
 // Post-hoc top-k of a full fine-tune keeps too little of the change at this budget: it
 // validates no better than v1, which ndiff train refuses to ship (exit 10). --allow-worse writes
