@@ -44,3 +44,15 @@ test('the shipping guide\'s short answer runs as written', { timeout: 240_000 },
   const code = await main([...paths, '--epochs', '1', '--tune', 'off', '-q'], { out: () => {}, err: (l) => err.push(l), progress: () => {} });
   assert.equal(code, 0, `ndiff ${argv.join(' ')}: ${err.join('\n')}`);
 });
+
+test('docs/CLI.md describes every command `ndiff --help` lists, and every exit code', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const help = spawnSync(process.execPath, [join(root, 'cli', 'ndiff.mjs'), '--help'], { encoding: 'utf8' }).stdout;
+  const commands = [...help.matchAll(/^ {2}ndiff (\w+)/gm)].map((m) => m[1]);
+  assert.ok(commands.length >= 10, help);
+  const codes = [...help.matchAll(/^ {2}(\d+) +\S/gm)].map((m) => m[1]);
+  const cli = await readFile(join(root, 'docs', 'CLI.md'), 'utf8');
+  const rows = cli.split('\n').filter((l) => l.startsWith('| `ndiff '));
+  for (const c of commands) assert.ok(rows.some((r) => r.startsWith(`| \`ndiff ${c}`) || r.includes(`/ \`ndiff ${c}\``)), `docs/CLI.md has a row for ndiff ${c}`);
+  for (const code of codes) assert.match(cli, new RegExp(`\`${code}\` `), `docs/CLI.md lists exit code ${code}`);
+});
