@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 
 const root = join(import.meta.dirname, '..');
 
@@ -40,7 +41,7 @@ const cases: { script: string; args: string[]; shows: RegExp }[] = [
 ];
 
 for (const c of cases) {
-  test(`npm run ${c.script} -- ${c.args.join(' ')} runs to the end`, { timeout: 600_000 }, async () => {
+  test(`npm run ${c.script} -- ${c.args.join(' ')} runs to the end`, { skip: benchmarkSkip, timeout: 600_000 }, async () => {
     const r = await npmRun(c.script, c.args);
     assert.equal(r.code, 0, r.out.slice(-3000));
     assert.match(r.out, c.shows);

@@ -14,10 +14,11 @@ import { main } from '../cli/ndiff.ts';
 import { validateResults, type ResultRow } from '../src/report/results.ts';
 import { tempDir } from './helpers/dirs.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 
 const root = join(import.meta.dirname, '..');
 
-test('quick keyword-spotting benchmark, then the report renders with its charts', { timeout: 300_000 }, async (t) => {
+test('quick keyword-spotting benchmark, then the report renders with its charts', { skip: benchmarkSkip, timeout: 300_000 }, async (t) => {
   const dir = await tempDir('ndiff-kws-');
   const out = join(dir, 'quick.json');
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'examples/keyword-spotting/bench.ts'), '--quick', '--data', join(dir, 'data'), '--work', join(dir, 'work'), '--out', out], { encoding: 'utf8', cwd: root, timeout: 280_000 });

@@ -19,10 +19,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FASHION_DIR } from '../examples/pretrained/fashion.ts';
 import type { PretrainedRow } from '../examples/pretrained/run.ts';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const canInstall = process.getuid?.() === 0 && spawnSync('apt-get', ['--version']).status === 0;
-const skip = !existsSync(join(FASHION_DIR, 'train-images-idx3-ubyte.gz')) && !canInstall ? 'dataset-fashion-mnist is not installed and apt-get is not available as root' : false;
+const skip = benchmarkSkip || (!existsSync(join(FASHION_DIR, 'train-images-idx3-ubyte.gz')) && !canInstall ? 'dataset-fashion-mnist is not installed and apt-get is not available as root' : false);
 
 test('the pretrained MobileNetV2, adapted and applied: the folder tfjs loads predicts what the trainer measured, and stays uint8', { skip, timeout: 1_200_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'nd-pretrained-test-'));

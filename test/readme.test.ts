@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
@@ -64,7 +65,7 @@ test('the README is a short door: at most 250 lines, install, three quick starts
   assert.match(readme, /\nnpm test\b/);
 });
 
-test('npm run demo prints the figures docs/BENCHMARKS.md quotes from it, and the README gives its time as a range', { timeout: 600_000 }, () => {
+test('npm run demo prints the figures docs/BENCHMARKS.md quotes from it, and the README gives its time as a range', { skip: benchmarkSkip, timeout: 600_000 }, () => {
   const benchmarks = readFileSync(path.join(root, 'docs', 'BENCHMARKS.md'), 'utf8');
   const start = benchmarks.indexOf('`npm run demo` runs');
   assert.ok(start >= 0, 'docs/BENCHMARKS.md describes the demo');
