@@ -34,7 +34,14 @@ async function ndiff(...argv: string[]) {
 }
 
 const folderFingerprint = async (dir: string) => fingerprintStore(await getHasher(), await openTfjsModelDir(dir)).fingerprint;
-const onnxFingerprint = async (file: string) => fingerprintStore(await getHasher(), (await openOnnxFile(file)).contents).fingerprint;
+const onnxFingerprint = async (file: string) => {
+  const opened = await openOnnxFile(file);
+  try {
+    return fingerprintStore(await getHasher(), opened.contents).fingerprint;
+  } finally {
+    await opened.close();
+  }
+};
 
 /** A one-MatMul ONNX model whose 64x64 weights are drawn with `seed`, `moved` of them changed. */
 function onnxVersion(seed: number, moved: number): Uint8Array {
