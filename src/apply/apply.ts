@@ -5,7 +5,7 @@
  * Order of work (no weight is written before step 6; the store persists nothing before step 8):
  *  1. size cap, then the signature policy on the raw bytes (signature.ts): nothing is decoded
  *     before a required signature verified;
- *  2. bounded decode and structural validation of the payload (format.ts, msgpack-guard.ts),
+ *  2. bounded decode and structural validation of the payload (format.ts, msgpack-read.ts),
  *     every position and value included (checked on their bytes, not kept);
  *  3. model id, and the sequence against the highest one applied (freshness.ts);
  *  4. every patch checked against the model: tensor exists, shape matches, storage grid;

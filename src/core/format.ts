@@ -10,7 +10,6 @@
 import { PayloadFormatError, PayloadTooLargeError, UnsupportedVersionError, NonFiniteValueError, UsageError } from './errors.ts';
 import { readGapsInto, readVarintsInto, scanGaps, scannedPosition } from './varint.ts';
 import { toHex } from './hex.ts';
-import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from './msgpack-guard.ts';
 import { readMsgpack } from './msgpack-read.ts';
 import { bytesPerValue, decodeValues, decodeXorMasks, firstNonFinite, VALUE_CODECS, xorByteLength, type ValueCodec, type WireCodec } from './values.ts';
 import { openXr, type XrReader } from './xr.ts';
@@ -366,17 +365,15 @@ function readPayload<T>(bytes: Uint8Array, options: DecodeOptions, each: (patch:
     }
     fail(`expected a msgpack map at byte 0, found 0x${first.toString(16).padStart(2, '0')}`);
   }
-  // The structure first, without building anything: every declared length within the input, no
-  // extension types, bounded nesting and value count, nothing after the document (msgpack-guard.ts).
-  const problem = msgpackStructureProblem(bytes, PAYLOAD_MSGPACK_LIMITS);
-  if (problem !== null) fail(`malformed msgpack: ${problem}`);
   let doc: unknown;
   try {
-    // Integers of any width (uint64 0xcf as other languages write u64 fields) become numbers;
-    // beyond 2^53 the range checks below refuse them. Binaries are views into `bytes`.
+    // One pass that checks the structure as it reads (msgpack-read.ts): every declared length
+    // within the input, no extension types, bounded nesting and value count, nothing after the
+    // document. Integers of any width (uint64 0xcf as other languages write u64 fields) become
+    // numbers; beyond 2^53 the range checks below refuse them. Binaries are views into `bytes`.
     doc = readMsgpack(bytes);
   } catch (e) {
-    fail(`msgpack decoding failed (${(e as Error).message})`, { cause: (e as Error).message });
+    fail(`malformed msgpack: ${(e as Error).message}`, { cause: (e as Error).message });
   }
   if (!isObject(doc)) fail(`expected a map at the top level, found ${describe(doc)}`);
   const version = own(doc, 'nd');

@@ -15,12 +15,15 @@ export function decodeUtf8Strict(bytes: Uint8Array): string {
   return decodeUtf8StrictPure(bytes);
 }
 
-/** {@link decodeUtf8Strict} without TextDecoder (the WHATWG rules: no overlongs, surrogates or values above U+10FFFF). */
-export function decodeUtf8StrictPure(bytes: Uint8Array): string {
+/**
+ * {@link decodeUtf8Strict} without TextDecoder (the WHATWG rules: no overlongs, surrogates or
+ * values above U+10FFFF). With `keepBom`, a leading byte-order mark is part of the string.
+ */
+export function decodeUtf8StrictPure(bytes: Uint8Array, keepBom = false): string {
   const bad = (at: number): never => {
     throw new TypeError(`the bytes are not UTF-8 (at byte ${at})`);
   };
-  let i = bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+  let i = !keepBom && bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
   let out = '';
   const units: number[] = [];
   while (i < bytes.length) {
