@@ -25,7 +25,8 @@ import {
 } from '../src/apply/index.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { applyDecodedPayload } from '../src/apply/apply.ts';
-import { hasCanonicalScalar, verifyEd25519, type TrustedKey } from '../src/apply/ed25519.ts';
+import { hasCanonicalScalar, verifyEd25519, SELF_TEST_S, type TrustedKey } from '../src/apply/ed25519.ts';
+import { createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { generateKeyPair, loadPrivateKey, signPayload } from '../src/sign/node-keys.ts';
 import { baseAndTarget, snapshot, sameBytes } from './helpers/models.ts';
 
@@ -54,6 +55,29 @@ async function refusedWith(bytes: Uint8Array, options: Parameters<typeof applyPa
 describe('Ed25519 implementations', () => {
   test('WebCrypto has Ed25519 on this Node (the default path)', async () => {
     assert.equal(await webCryptoHasEd25519(), true);
+  });
+
+  test('the WebCrypto self-test signature is S = 1 + SHA-512(B || B) mod L for the key B (secret scalar 1), and verifies on node:crypto and the pure path', async () => {
+    const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+    const B = hex('58' + '66'.repeat(31));
+    const h = createHash('sha512').update(B).update(B).digest();
+    let k = 0n;
+    for (let i = 63; i >= 0; i--) k = (k << 8n) | BigInt(h[i]);
+    let S = (1n + k) % L;
+    const sBytes = new Uint8Array(32);
+    for (let i = 0; i < 32; i++, S >>= 8n) sBytes[i] = Number(S & 0xffn);
+    assert.equal(Buffer.from(sBytes).toString('hex'), SELF_TEST_S);
+    const signature = hex('58' + '66'.repeat(31) + SELF_TEST_S);
+    const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), B]);
+    const publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    assert.equal(nodeVerify(null, new Uint8Array(0), publicKey, signature), true);
+    const key = parsePublicKey(B);
+    assert.equal(await verifyEd25519(key, signature, new Uint8Array(0), 'pure'), true);
+    // and it is a real check: another S, or a message, does not verify
+    const other = signature.slice();
+    other[40] ^= 1;
+    assert.equal(nodeVerify(null, new Uint8Array(0), publicKey, other), false);
+    assert.equal(await verifyEd25519(key, signature, Uint8Array.of(0), 'pure'), false);
   });
 
   // RFC 8032 section 7.1, tests 1-3
