@@ -294,7 +294,7 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
   if (!(doc instanceof Map)) return bad('not a map');
   if (!doc.has('nd')) bad('no "nd"');
   const nd = doc.get('nd');
-  if (nd !== 1 && nd !== 2 && nd !== 3 && nd !== 4 && nd !== 5) throw new SpecError('version', String(nd));
+  if (nd !== 1 && nd !== 2 && nd !== 3 && nd !== 4 && nd !== 5 && nd !== 6) throw new SpecError('version', String(nd));
   const strOf = (m: Map<string, unknown>, k: string, max: number): string => {
     const v = m.get(k);
     if (typeof v !== 'string' || v.length > max) bad(`"${k}" must be a string of at most ${max} UTF-16 code units`);
@@ -335,7 +335,9 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
     const isXs = c === 'xs' && nd >= 4;
     const isX = (c === 'x' && nd >= 2) || isXr || isXs;
     if (isX && k0 !== 's' && k0 !== 'd') bad('codec x on a patch that is not sparse or dense');
-    const bpv = isX ? 0 : c === 'f32' ? 4 : c === 'f16' ? 2 : c === 'i8' ? 1 : bad('"c"');
+    const isL = c === 'l' && nd >= 6;
+    if (isL && k0 !== 'd') bad('codec l on a patch that is not dense');
+    const bpv = isX || isL ? 0 : c === 'f32' ? 4 : c === 'f16' ? 2 : c === 'i8' ? 1 : bad('"c"');
     const q = raw.get('q');
     if (c === 'i8' && !(typeof q === 'number' && Number.isFinite(q) && q > 0 && Math.fround(q) === q)) bad('"q"');
     const b = hex(binOf(raw, 'b', 8));
@@ -405,8 +407,37 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
       if (at !== v.length) bad('"v" length (codec x)');
       return masks;
     };
+    // FORMAT.md 4.4, codec l: codes of lb bits, least significant bit first, read one bit at a
+    // time; value k = code x half(ls[floor(k / lg) mod #ls]) x 2^le, a 1-bit code c meaning 2c - 1.
+    const decodeLow = (count: number): Float32Array => {
+      const lb = raw.get('lb');
+      const lg = raw.get('lg');
+      const le = raw.get('le');
+      const ls = binOf(raw, 'ls');
+      if (!(typeof lb === 'number' && Number.isInteger(lb) && lb >= 1 && lb <= 8)) bad('"lb"');
+      if (!isInt(lg, 2 ** 32 - 1) || lg < 1) bad('"lg"');
+      if (!(typeof le === 'number' && Number.isInteger(le) && le >= -64 && le <= 32)) bad('"le"');
+      const nScales = ls.length / 2;
+      if (!Number.isInteger(nScales) || nScales < 1 || nScales > Math.max(1, Math.ceil(count / (lg as number)))) bad('"ls" count');
+      const scales = Array.from({ length: nScales }, (_, i) => {
+        const h = ls[2 * i] + 256 * ls[2 * i + 1];
+        if (h >= 0x8000 || (h & 0x7c00) === 0x7c00) bad('scale negative, infinite or NaN');
+        return halfToFloatRef(h) * 2 ** (le as number);
+      });
+      const bits = lb as number;
+      if (v.length !== Math.ceil((count * bits) / 8)) bad('"v" length (codec l)');
+      const bit = (i: number) => (v[Math.floor(i / 8)] >> (i % 8)) & 1;
+      for (let i = count * bits; i < 8 * v.length; i++) if (bit(i)) bad('padding bit set');
+      return Float32Array.from({ length: count }, (_, k) => {
+        let code = 0;
+        for (let j = 0; j < bits; j++) code += bit(k * bits + j) * 2 ** j;
+        const signed = bits === 1 ? 2 * code - 1 : code >= 2 ** (bits - 1) ? code - 2 ** bits : code;
+        return signed * scales[Math.floor(k / (lg as number)) % nScales];
+      });
+    };
     const decodeValues = (count: number): Float32Array => {
       if (isX) return new Float32Array(count);
+      if (isL) return decodeLow(count);
       if (v.length !== count * bpv) bad('"v" length');
       const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
       const out = Float32Array.from({ length: count }, (_, i) =>

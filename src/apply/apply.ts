@@ -149,7 +149,7 @@ function firstAtOrAbove(positions: Uint32Array, limit: number, from: number, to:
  */
 function patchAndHash(w: Float32Array, src: PatchSource, rec: PatchWrites, base: TensorDigestStream | undefined, target: TensorDigestStream): void {
   const { wire } = src;
-  if (wire && !exactBits(src.codec) && (src.kind === 'dense' || wire.coding === 'gaps') && !(src.grid && src.grid.dtype !== 'float32') && kernelTakes(target.stream, src.codec) && (!base || kernelTakes(base.stream, src.codec))) {
+  if (wire && !exactBits(src.codec) && src.codec !== 'l' && (src.kind === 'dense' || wire.coding === 'gaps') && !(src.grid && src.grid.dtype !== 'float32') && kernelTakes(target.stream, src.codec) && (!base || kernelTakes(base.stream, src.codec))) {
     // Sparse (gap-coded) and dense patches without a storage grid: decoded and applied by the
     // region kernel, the regions hashed in its memory.
     const res = patchRegions(w, { count: src.written, gaps: src.kind === 'sparse' ? wire.positions : undefined, values: wire.values, codec: src.codec, scale: src.scale }, rec.log, base?.stream as KernelStream | undefined, target.stream);

@@ -8,6 +8,7 @@ import { toHalfBits } from './float16.ts';
 import { shapeSize, type Payload, type PayloadHeader, type TensorPatch } from './format.ts';
 import { gridBytesPerValue, type StorageGrid } from './grid.ts';
 import { bytesPerValue, encodeXorMasks, type ValueCodec, type WireCodec } from './values.ts';
+import { lowBitBytes, lowBitScales, type LowBit } from './lowbit.ts';
 import { encodeXrMasks } from './xr.ts';
 import { ByteWriter, varintSize } from './varint.ts';
 
@@ -32,6 +33,11 @@ export interface WirePatch {
   w?: Uint8Array;
   wc?: ValueCodec;
   wq?: number;
+  /** Codec l (format v6): bits a code, values a scale is taken for, the scales' exponent, the float16 scales. */
+  lb?: number;
+  lg?: number;
+  le?: number;
+  ls?: Uint8Array;
   /**
    * Format v2: the storage grid (`d` dtype; `sc`, `mn` float64 big-endian for uint8/uint16;
    * `sc` float64 big-endian and `zp` an integer for qint8/quint8).
@@ -86,6 +92,17 @@ export function encodePositions(positions: Uint32Array, size: number): { coding:
 export function wirePatch(p: TensorPatch, factorOrValueBytes: Uint8Array): WirePatch {
   const w: WirePatch = { t: p.name, s: [...p.shape], k: p.kind === 'sparse' ? 's' : p.kind === 'hash' ? 'h' : p.kind === 'lowrank' ? 'r' : p.kind === 'composite' ? 'c' : 'd', b: hexToBytes8(p.baseDigest), a: hexToBytes8(p.targetDigest), c: p.codec, v: factorOrValueBytes };
   if (p.codec === 'i8') w.q = Math.fround(p.scale as number);
+  if (p.codec === 'l') {
+    const lb = p.lowbit as LowBit;
+    w.lb = lb.bits;
+    w.lg = lb.group;
+    w.le = lb.exponent;
+    w.ls = new Uint8Array(lb.scales.length * 2);
+    for (let i = 0; i < lb.scales.length; i++) {
+      w.ls[2 * i] = lb.scales[i] & 0xff;
+      w.ls[2 * i + 1] = lb.scales[i] >>> 8;
+    }
+  }
   if (p.kind === 'sparse') {
     const enc = encodePositions(p.positions, shapeSize(p.shape));
     w.n = p.positions.length;
@@ -128,6 +145,8 @@ export function wireDocument(h: PayloadHeader, patches: WirePatch[]): Record<str
   if (h.version < 4 && patches.some((p) => p.c === 'xs')) throw new RangeError(`a payload with codec xs is format version 4, the header says ${h.version}`);
   // Only v5 appliers know composite patches.
   if (h.version < 5 && patches.some((p) => p.k === 'c')) throw new RangeError(`a payload with a composite patch is format version 5, the header says ${h.version}`);
+  // Only v6 appliers decode codec l.
+  if (h.version < 6 && patches.some((p) => p.c === 'l')) throw new RangeError(`a payload with codec l is format version 6, the header says ${h.version}`);
   const o: Record<string, unknown> = {
     nd: h.version,
     m: h.method,
@@ -155,8 +174,9 @@ export function packPayload(header: PayloadHeader, patches: WirePatch[]): Uint8A
 }
 
 /** Re-encode a value array with its codec into wire bytes (exact for already-decoded values). */
-export function valueBytes(values: Float32Array, codec: WireCodec, scale?: number, grid?: StorageGrid): Uint8Array {
+export function valueBytes(values: Float32Array, codec: WireCodec, scale?: number, grid?: StorageGrid, lowbit?: LowBit): Uint8Array {
   const n = values.length;
+  if (codec === 'l') return lowBitCodes(values, lowbit as LowBit);
   // Codec x: the values' bits are XOR masks (never read them as numbers: NaN bits may change).
   if (codec === 'x') return encodeXorMasks(new Uint32Array(values.buffer, values.byteOffset, n));
   if (codec === 'xr') return encodeXrMasks(new Uint32Array(values.buffer, values.byteOffset, n));
@@ -200,8 +220,28 @@ export function patchValues(p: TensorPatch): Float32Array {
 export function encodePayload(payload: Payload): Uint8Array {
   const patches = payload.patches.map((p) => {
     const values = patchValues(p);
-    return wirePatch(p, valueBytes(values, p.codec, p.scale, p.grid));
+    return wirePatch(p, valueBytes(values, p.codec, p.scale, p.grid, p.lowbit));
   });
   return packPayload(payload.header, patches);
 }
 
+
+/**
+ * The code bytes of values decoded from codec l (each `code * scale` exactly: see lowbit.ts).
+ * A value whose scale is 0 gets code 0 with 2 bits or more; with 1 bit, the sign of the zero.
+ */
+export function lowBitCodes(values: Float32Array, lb: LowBit): Uint8Array {
+  const out = new Uint8Array(lowBitBytes(values.length, lb.bits));
+  const scales = lowBitScales(lb);
+  const mask = (1 << lb.bits) - 1;
+  for (let k = 0, bit = 0; k < values.length; k++, bit += lb.bits) {
+    const s = scales[Math.floor(k / lb.group) % scales.length];
+    const v = values[k];
+    const c = lb.bits === 1 ? (v > 0 || Object.is(v, 0) ? 1 : 0) : s > 0 ? Math.round(v / s) & mask : 0;
+    const at = Math.floor(bit / 8);
+    const word = c << (bit - at * 8);
+    out[at] |= word & 0xff;
+    if (word > 0xff) out[at + 1] |= word >>> 8;
+  }
+  return out;
+}

@@ -1,6 +1,7 @@
 /**
- * Payload format v1 to v5: one msgpack document (v2 adds storage grids, key `g` of a patch, and
- * codec `x`; v3 codec `xr`; v4 codec `xs`; v5 the composite patch kind `c`). See docs/FORMAT.md for the
+ * Payload format v1 to v6: one msgpack document (v2 adds storage grids, key `g` of a patch, and
+ * codec `x`; v3 codec `xr`; v4 codec `xs`; v5 the composite patch kind `c`; v6 codec `l`, low-bit
+ * codes with a scale per group). See docs/FORMAT.md for the
  * byte-level description.
  *
  * This module is pure (no node, no tfjs): it decodes bytes into a {@link Payload} (encoding is in
@@ -13,16 +14,17 @@ import { toHex } from './hex.ts';
 import { readMsgpack } from './msgpack-read.ts';
 import { bytesPerValue, decodeValues, decodeXorMasks, firstNonFinite, VALUE_CODECS, xorByteLength, type ValueCodec, type WireCodec } from './values.ts';
 import { openXr, type XrReader } from './xr.ts';
+import { decodeLowBit, lowBitProblem, lowBitScales, type LowBit } from './lowbit.ts';
 import { gridBytesPerValue, type StorageGrid } from './grid.ts';
 
 /**
  * The newest format version this code reads and writes. The encoder writes the oldest version
  * that holds the payload (so devices with an older applier still take it): 1, 2 when a patch
  * carries a storage grid or codec `x`, 3 when one uses codec `xr`, 4 when one uses codec `xs`,
- * 5 when one is composite.
+ * 5 when one is composite, 6 when one uses codec `l`.
  */
-export const FORMAT_VERSION = 5;
-export const SUPPORTED_VERSIONS: readonly number[] = [1, 2, 3, 4, 5];
+export const FORMAT_VERSION = 6;
+export const SUPPORTED_VERSIONS: readonly number[] = [1, 2, 3, 4, 5, 6];
 /** Default cap on the size of a payload accepted for decoding (256 MiB). */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
 
@@ -39,8 +41,8 @@ export function payloadLimit(maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES): numbe
 export const MAX_TENSOR_SIZE = 0xffffffff;
 
 /** How the diff was made; informative for reports (the applier treats all alike). */
-export type DiffMethod = 'sparse' | 'hash' | 'topk' | 'drop' | 'lowrank' | 'full' | 'dense';
-export const DIFF_METHODS: readonly DiffMethod[] = ['sparse', 'hash', 'topk', 'drop', 'lowrank', 'full', 'dense'];
+export type DiffMethod = 'sparse' | 'hash' | 'topk' | 'drop' | 'lowrank' | 'full' | 'dense' | 'lowbit';
+export const DIFF_METHODS: readonly DiffMethod[] = ['sparse', 'hash', 'topk', 'drop', 'lowrank', 'full', 'dense', 'lowbit'];
 
 export interface PayloadHeader {
   /** Format version (1). */
@@ -84,6 +86,8 @@ interface PatchCommon {
   codec: WireCodec;
   /** i8 only. */
   scale?: number;
+  /** Codec `l` only (format v6): bits a value, the scales and how values share them (lowbit.ts). */
+  lowbit?: LowBit;
   /**
    * Format v2: the storage grid of the tensor (docs/FORMAT.md §5.1). Every value the patch
    * writes is rounded onto it, so the tensor stays storable in its own dtype.
@@ -473,7 +477,10 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   const xs = codec === 'xs' && version > 3;
   const xr = (codec === 'xr' && version > 2) || xs;
   const isXor = xr || (codec === 'x' && version > 1);
-  if (!isXor && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}${version > 3 ? ', xs' : ''}, found ${describe(codec)}`);
+  // Codec l (v6): low-bit codes and their scales, for dense patches.
+  const isLow = codec === 'l' && version > 5;
+  if (!isXor && !isLow && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}${version > 3 ? ', xs' : ''}${version > 5 ? ', l' : ''}, found ${describe(codec)}`);
+  if (isLow && kind !== 'd') fail(`${where}: value codec "l" (low-bit codes) is for dense patches only, found kind ${describe(kind)}`);
   if (isXor && kind !== 's' && kind !== 'd') fail(`${where}: value codec "${codec}" (exact bits) is for sparse and dense patches only, found kind ${describe(kind)}`);
   let scale: number | undefined;
   if (codec === 'i8') {
@@ -486,6 +493,16 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   // Codec xs: masks as wide as the grid's stored values; the low byte of a 2-byte mask raw.
   const xsLow = grid ? gridBytesPerValue(grid) - 1 : 3;
   if (xs && xsLow > 1) fail(`${where}: value codec "xs" (exact stored bits) needs a storage grid "g" of 1 or 2 bytes a value (u8, u16, qi8, qu8, f16, bf16), found ${grid ? `"${grid.dtype}"` : 'none'}`);
+  let lowbit: LowBit | undefined;
+  let lowScales: Float64Array | undefined;
+  if (isLow) {
+    const ls = bin(raw, 'ls', where);
+    if (ls.length & 1) fail(`${where}: "ls" must be float16 scales, found ${ls.length} bytes`);
+    const scales = new Uint16Array(ls.length >> 1);
+    for (let i = 0; i < scales.length; i++) scales[i] = ls[2 * i] | (ls[2 * i + 1] << 8);
+    const num = (k: string) => (typeof own(raw, k) === 'number' ? (own(raw, k) as number) : NaN);
+    lowbit = { bits: num('lb'), group: num('lg'), exponent: num('le'), scales };
+  }
   const common = {
     name,
     shape,
@@ -493,14 +510,19 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     targetDigest: bytes8ToHex(bin(raw, 'a', where, 8)),
     codec,
     ...(scale !== undefined ? { scale } : {}),
+    ...(lowbit ? { lowbit } : {}),
     ...(grid ? { grid } : {}),
   };
   const v = bin(raw, 'v', where);
-  const bpv = isXor ? 0 : bytesPerValue(codec as ValueCodec);
+  const bpv = isXor || isLow ? 0 : bytesPerValue(codec as ValueCodec);
   let total = 0;
   const need = (count: number, what: string): void => {
     total = count;
-    if (xr) reader = openXr(v, count, `${where}: ${what}`, xs ? xsLow : 3);
+    if (lowbit) {
+      const problem = lowBitProblem(v, count, lowbit);
+      if (problem) fail(`${where}: ${what} of codec l: ${problem}`);
+      lowScales = lowBitScales(lowbit);
+    } else if (xr) reader = openXr(v, count, `${where}: ${what}`, xs ? xsLow : 3);
     else if (isXor) {
       const want = xorByteLength(v, count);
       if (want !== v.length) fail(`${where}: ${what} "v" of codec x must be ${count > 0 ? `${(count + 3) >> 2} bytes of lengths and the masks they measure${want >= 0 ? `, ${want} bytes in all` : ''}` : 'empty'}, found ${v.length} bytes`);
@@ -522,6 +544,8 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
       masksAt(k, m, new Uint32Array(out.buffer, out.byteOffset, m));
       return out;
     }
+    // Codec l: finite by construction (finite scales, small integer codes; see lowbit.ts).
+    if (lowbit) return decodeLowBit(v, lowbit, lowScales as Float64Array, k, into ?? new Float32Array(m));
     const out = decodeValues(v.subarray(k * bpv, (k + m) * bpv), codec as ValueCodec, scale, into);
     if (!(out instanceof Float32Array)) {
       const at = k + out.nonFiniteAt;
@@ -535,6 +559,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   // weight is checked when it is applied.)
   const checkValuesAt = (k: number, m: number): void => {
     if (isXor) return masksAt(k, m, null);
+    if (lowbit) return;
     const bad = firstNonFinite(v.subarray(k * bpv, (k + m) * bpv), codec as ValueCodec, scale);
     if (bad >= 0) valuesAt(k + bad, 1);
   };
@@ -643,7 +668,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
       } finally {
         releaseScratch(buf);
       }
-    }, { values: v });
+    }, lowbit ? undefined : { values: v });
   }
   if (kind === 'r') {
     const rank = own(raw, 'r');

@@ -152,10 +152,11 @@ export function decodeValues(bytes: Uint8Array, codec: ValueCodec, scale: number
 // Codec `x` (format v2): exact new bits, as the XOR of the new and the old float32 bits.
 
 /**
- * The codecs a patch may name on the wire: the additive value codecs, `x` (format v2), `xr` (v3)
- * and `xs` (v4: exact stored bits of a tensor stored in 1 or 2 bytes, docs/FORMAT.md §4.3).
+ * The codecs a patch may name on the wire: the additive value codecs, `x` (format v2), `xr` (v3),
+ * `xs` (v4: exact stored bits of a tensor stored in 1 or 2 bytes, docs/FORMAT.md §4.3) and `l`
+ * (v6: low-bit codes with a scale per group, lowbit.ts).
  */
-export type WireCodec = ValueCodec | 'x' | 'xr' | 'xs';
+export type WireCodec = ValueCodec | 'x' | 'xr' | 'xs' | 'l';
 
 /**
  * Codecs `x`, `xr` and `xs`: the values are XOR masks of the new and old bits (exact bits), not

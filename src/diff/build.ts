@@ -6,11 +6,12 @@
 import { BudgetError, NonFiniteValueError, UsageError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
 import { FORMAT_VERSION, matrixDims, shapeSize, type DiffMethod, type Payload, type PayloadHeader, type TensorPatch } from '../core/format.ts';
-import { packPayload, wirePatch, type WirePatch } from '../core/encode.ts';
+import { lowBitCodes, packPayload, wirePatch, type WirePatch } from '../core/encode.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
 import { encodeValues, encodeXorMasks, exactBits, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import { encodeXrMasks } from '../core/xr.ts';
+import { decodeLowBit, lowBitProblem, lowBitScales, type LowBit } from '../core/lowbit.ts';
 import { gridBytesPerValue, gridCode, isIntegerGrid, snapValue, type StorageGrid } from '../core/grid.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 
@@ -32,6 +33,11 @@ export type PatchSpec = (
   | { kind: 'sparse'; name: string; positions: Uint32Array; values: Float32Array; codec: ValueCodec | 'x' | 'xr' | 'xs' }
   | { kind: 'hash'; name: string; seed: number; signed: boolean; buckets: Float32Array; codec: ValueCodec }
   | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec | 'x' | 'xr' | 'xs' }
+  /**
+   * Format v6, codec `l`: every value at `lowbit.bits` bits with its scales; `values` are what
+   * the codes decode to (src/diff/lowbit.ts `quantizeLowBit` makes both).
+   */
+  | { kind: 'dense'; name: string; values: Float32Array; codec: 'l'; lowbit: LowBit }
   /** Low-rank factors U [rows x rank] and V [rank x cols] (see `matrixDims`), coded together. */
   | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec }
   /**
@@ -76,6 +82,16 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
     for (let i = 0; i < arr.length; i++) {
       if (!Number.isFinite(arr[i])) throw new NonFiniteValueError(`tensor ${JSON.stringify(spec.name)}: delta value ${i} is ${arr[i]}; training diverged or the target model holds NaN/Infinity: fix the target before building a diff`, { tensor: spec.name, index: i });
     }
+  }
+  if (spec.kind === 'dense' && spec.codec === 'l') {
+    // The values must be what their codes decode to: a device adds exactly those.
+    const codes = lowBitCodes(spec.values, spec.lowbit);
+    const problem = lowBitProblem(codes, spec.values.length, spec.lowbit);
+    const decoded = problem ? null : decodeLowBit(codes, spec.lowbit, lowBitScales(spec.lowbit), 0, new Float32Array(spec.values.length));
+    const same = decoded && decoded.every((v, i) => Object.is(v, spec.values[i]));
+    if (!same) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec l: ${problem ?? 'the values are not what their codes decode to'}; make the values and layout with quantizeLowBit`, { tensor: spec.name });
+    const keepGrid = grid && grid.dtype !== 'float32' ? { grid } : {};
+    return { patch: { kind: 'dense', name: spec.name, shape: [...shape], codec: 'l', lowbit: spec.lowbit, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, values: decoded as Float32Array, ...keepGrid }, valueBytes: codes };
   }
   if ((spec.kind === 'sparse' || spec.kind === 'dense') && exactBits(spec.codec)) {
     // Exact bits: each value is the XOR of the new and the old float32 bits.
@@ -215,8 +231,8 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     if (!shape) throw new UsageError(`${what}: the base model has no such tensor: check the name against the base's tensor list`, { tensor: spec.name });
     const size = shapeSize(shape);
     if (!(SPEC_KINDS as readonly unknown[]).includes(spec.kind)) throw new UsageError(`${what}: expected kind ${SPEC_KINDS.join(', ')}, found ${JSON.stringify(spec.kind)}`, { tensor: spec.name });
-    const xorOk = exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense');
-    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr, xs for sparse and dense patches), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
+    const xorOk = (exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense')) || (spec.codec === 'l' && spec.kind === 'dense');
+    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr, xs for sparse and dense patches, l for dense ones), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
     if (spec.kind === 'lowrank' || spec.kind === 'composite') {
       const { rows, cols } = matrixDims(shape);
       if (!(spec.rank >= 1) || spec.u.length !== rows * spec.rank || spec.v.length !== spec.rank * cols) throw new UsageError(`${what}: expected rank >= 1, U ${rows}x${spec.rank} and V ${spec.rank}x${cols}, found rank ${spec.rank}, ${spec.u.length} and ${spec.v.length} values`, { tensor: spec.name });
@@ -249,10 +265,10 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     patches.push(patch);
   }
   const h = makeHeader(header, combineDigests(hasher, digests), combineDigests(hasher, after));
-  // The oldest version that holds the payload, so older devices take it: v5 for a composite
+  // The oldest version that holds the payload, so older devices take it: v6 for codec l, v5 for a composite
   // patch, v4 for exact stored bits (codec xs), v3 for range-coded exact bits (codec xr), v2 for
   // a grid or exact bits (codec x), else v1.
-  h.version = patches.some((p) => p.kind === 'composite') ? 5 : patches.some((p) => p.codec === 'xs') ? 4 : patches.some((p) => p.codec === 'xr') ? 3 : patches.some((p) => p.grid || p.codec === 'x') ? 2 : 1;
+  h.version = patches.some((p) => p.codec === 'l') ? 6 : patches.some((p) => p.kind === 'composite') ? 5 : patches.some((p) => p.codec === 'xs') ? 4 : patches.some((p) => p.codec === 'xr') ? 3 : patches.some((p) => p.grid || p.codec === 'x') ? 2 : 1;
   const bytes = packPayload(h, wires);
   if (header.budgetBytes && bytes.length > header.budgetBytes) {
     throw new BudgetError(`payload is ${bytes.length} bytes, over the budget of ${header.budgetBytes} bytes: raise the budget or keep fewer values`, { bytes: bytes.length, budget: header.budgetBytes });

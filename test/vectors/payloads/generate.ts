@@ -18,6 +18,7 @@ import { getHasher, type Hasher } from '../../../src/core/hasher.ts';
 import { MemoryWeightStore } from '../../../src/core/weight-store.ts';
 import { rng } from '../../helpers/models.ts';
 import { encodeXrMasks } from '../../../src/core/xr.ts';
+import { lowBitScales } from '../../../src/core/lowbit.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Model JSON: { fingerprint, tensors: { name: { shape, digest, values } } }, values = hex of the
@@ -91,6 +92,17 @@ function makeBase(seed: number, tensors: Tensors): MemoryWeightStore {
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
 const u32 = (xs: number[]) => Uint32Array.from(xs);
+
+/**
+ * A dense codec-l spec (format v6) from its codes: `scales` are float16 bits, each value
+ * `code x half(scales[floor(k / group) mod count]) x 2^exponent` (a 1-bit code c is 2c - 1).
+ */
+function lowbitSpec(name: string, bits: number, group: number, scales: number[], exponent: number, codes: number[]): PatchSpec {
+  const lowbit = { bits, group, exponent, scales: Uint16Array.from(scales) };
+  const s = lowBitScales(lowbit);
+  const values = Float32Array.from(codes, (c, k) => (bits === 1 ? 2 * c - 1 : c) * s[Math.floor(k / group) % s.length] + 0);
+  return { kind: 'dense', name, values, codec: 'l', lowbit };
+}
 
 /** 1 + 2^-23: the float32 just above 1 (odd last mantissa bit). */
 const ONE_PLUS_ULP = 1 + 2 ** -23;
@@ -348,6 +360,22 @@ const VALID: ValidCase[] = [
     ],
     header: { method: 'lowrank', modelId: 'demo', sequence: 4 },
   },
+  {
+    name: 'lowbit-3bit-columns',
+    description:
+      'Format v6, codec l on a dense patch of a [4, 6] tensor: 3-bit two\'s-complement codes (-4..3), 24 x 3 = 72 bits in 9 bytes, least significant bit first; a scale per column (output channel of a TF.js kernel: "lg" = 1, 6 scales, value k takes scale k mod 6), each a half times 2^"le" = 2^-10. Codes row by row: 3 -4 0 1 -1 2 / 0 0 0 0 0 0 / -4 3 2 -2 1 -1 / 1 1 1 1 1 1. Column 5 has scale 0: its values are +0 whatever the code.',
+    tensors: [['dense/kernel', [4, 6], [0.5, -0.25, 0.125, 1, -1, 2, 0, -0, 0.1, 0.2, 0.3, 0.4, 1.5, -1.5, 0.75, -0.75, 0.001, -0.001, 3, 2, 1, 0, -1, -2]]],
+    specs: [lowbitSpec('dense/kernel', 3, 1, [0x3c00, 0x4000, 0x3800, 0x4200, 0x3555, 0x0000], -10, [3, -4, 0, 1, -1, 2, 0, 0, 0, 0, 0, 0, -4, 3, 2, -2, 1, -1, 1, 1, 1, 1, 1, 1])],
+    header: { method: 'lowbit', modelId: 'demo-lowbit', sequence: 20 },
+  },
+  {
+    name: 'lowbit-1bit-rows',
+    description:
+      'Format v6, codec l, 1 bit a value (the sign of the delta: code 0 is -1, 1 is +1, as BitDelta carries it) on a [3, 5] tensor with a scale per row ("lg" = 5, 3 scales) and "le" = -7, on a float16 storage grid ("g"): each weight gets +/- its row\'s scale, then is rounded onto the grid. 15 bits in 2 bytes; the 16th bit is 0.',
+    tensors: [['conv/kernel', [3, 5], [0.1, -0.2, 0.3, -0.4, 0.5, 0.0999755859375, 1, -1, 2, -2, 0.001, 0.002, 0.003, 0.004, 0.005]]],
+    specs: [{ ...lowbitSpec('conv/kernel', 1, 5, [0x3c00, 0x3e00, 0x2e66], -7, [1, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 0]), grid: { dtype: 'float16' } }],
+    header: { method: 'lowbit', modelId: 'demo-lowbit', sequence: 21 },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -406,7 +434,7 @@ export function writeWideMsgpack(value: unknown): Uint8Array {
 }
 
 function wiresOf(p: Payload): WirePatch[] {
-  return p.patches.map((t: TensorPatch) => wirePatch(t, valueBytes(patchValues(t), t.codec, t.scale, t.grid)));
+  return p.patches.map((t: TensorPatch) => wirePatch(t, valueBytes(patchValues(t), t.codec, t.scale, t.grid, t.lowbit)));
 }
 
 /** Unsigned LEB128 of each value, concatenated (values may exceed what a position allows). */
@@ -499,6 +527,7 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
     info.values = f32Hex(p.values);
   } else if (p.codec === 'x' || p.codec === 'xr' || p.codec === 'xs') info.masks = masksHex(p.values);
   else info.values = f32Hex(p.values);
+  if (p.lowbit) info.lowbit = { bits: p.lowbit.bits, group: p.lowbit.group, exponent: p.lowbit.exponent, scales: [...p.lowbit.scales].map((h) => h.toString(16).padStart(4, '0')) };
   return info;
 }
 
@@ -597,7 +626,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   add('truncated', 'sparse-gaps-f32.ndiff without its last 10 bytes: the msgpack document ends early.', a.bytes.slice(0, a.bytes.length - 10), 'PayloadFormatError', 'decode');
   add('trailing-byte', 'sparse-gaps-f32.ndiff followed by one more byte (0xc0): a payload is exactly one msgpack document.', Uint8Array.from([...a.bytes, 0xc0]), 'PayloadFormatError', 'decode');
   add('not-a-map', 'The msgpack array [1, 2] (92 01 02) instead of a map.', Uint8Array.from([0x92, 0x01, 0x02]), 'PayloadFormatError', 'decode');
-  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 6 (versions 1 to 5 exist).', packPayload({ ...aHeader, version: 6 }, [aWire()]), 'UnsupportedVersionError', 'decode');
+  add('unsupported-version', 'sparse-gaps-f32 with "nd" = 7 (versions 1 to 6 exist).', packPayload({ ...aHeader, version: 7 }, [aWire()]), 'UnsupportedVersionError', 'decode');
   add('missing-version', 'sparse-gaps-f32 without the "nd" key.', writeWideMsgpack(Object.fromEntries(Object.entries(wireDocument(aHeader, [aWire()])).filter(([k]) => k !== 'nd'))), 'PayloadFormatError', 'decode');
   add('too-large', 'sparse-gaps-f32.ndiff decoded with maxPayloadBytes one less than its length: refused before parsing.', a.bytes.slice(), 'PayloadTooLargeError', 'decode', undefined, { maxPayloadBytes: a.bytes.length - 1 });
   add('gap-out-of-range', 'sparse-gaps-f32 with the gaps 0 0 3 194 55: the last position is 256 in a 256-value tensor.', packPayload(aHeader, [{ ...aWire(), i: varints([0, 0, 3, 194, 55]) }]), 'PayloadFormatError', 'decode');
@@ -675,6 +704,25 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     add('composite-missing-rank', 'composite-f32-f16 without its rank "r".', packPayload(cg.payload.header, [{ ...w(), r: undefined }]), 'PayloadFormatError', 'decode', 'composite-f32-f16.base.json');
     add('composite-sparse-infinity', 'composite-f32-f16 with its first sparse value replaced by the half +Infinity (00 7c).', packPayload(cg.payload.header, [{ ...w(), w: Uint8Array.from([0x00, 0x7c, ...(w().w as Uint8Array).slice(2)]) }]), 'NonFiniteValueError', 'decode', 'composite-f32-f16.base.json');
   }
+  {
+    const lb = built.get('lowbit-3bit-columns') as { payload: Payload };
+    const w = () => wiresOf(lb.payload)[0];
+    const base = 'lowbit-3bit-columns.base.json';
+    // (the reference encoder refuses to write codec l under "nd" < 6: the wide writer does)
+    add('lowbit-in-v5', 'lowbit-3bit-columns with "nd" = 5 (written with wide msgpack encodings): codec l exists from version 6 on, so a version 5 document naming it has an unknown codec.', writeWideMsgpack({ ...wireDocument(lb.payload.header, [w()]), nd: 5 }), 'PayloadFormatError', 'decode', base);
+    add('lowbit-codes-short', 'lowbit-3bit-columns with the last byte of "v" cut: 24 codes of 3 bits need 9 bytes.', packPayload(lb.payload.header, [{ ...w(), v: w().v.slice(0, -1) }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-padding-bits', 'lowbit-1bit-rows with the 16th bit of "v" set: 15 codes of 1 bit leave one bit of padding, which must be 0.', (() => {
+      const r = built.get('lowbit-1bit-rows') as { payload: Payload };
+      const wr = wiresOf(r.payload)[0];
+      return packPayload(r.payload.header, [{ ...wr, v: Uint8Array.from(wr.v, (b, i) => (i === 1 ? b | 0x80 : b)) }]);
+    })(), 'PayloadFormatError', 'decode', 'lowbit-1bit-rows.base.json');
+    add('lowbit-9-bits', 'lowbit-3bit-columns with "lb" = 9: a code is 1 to 8 bits.', packPayload(lb.payload.header, [{ ...w(), lb: 9 }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-too-many-scales', 'lowbit-3bit-columns with "lg" = 6: 24 values in groups of 6 take at most 4 scales, and "ls" holds 6.', packPayload(lb.payload.header, [{ ...w(), lg: 6 }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-negative-scale', 'lowbit-3bit-columns with its first scale negative (00 bc, the half -1): scales are finite and not negative.', packPayload(lb.payload.header, [{ ...w(), ls: Uint8Array.from([0x00, 0xbc, ...(w().ls as Uint8Array).slice(2)]) }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-infinite-scale', 'lowbit-3bit-columns with its first scale the half +Infinity (00 7c).', packPayload(lb.payload.header, [{ ...w(), ls: Uint8Array.from([0x00, 0x7c, ...(w().ls as Uint8Array).slice(2)]) }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-exponent-range', 'lowbit-3bit-columns with "le" = 33: the scale exponent is -64 to 32.', packPayload(lb.payload.header, [{ ...w(), le: 33 }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-on-sparse', 'lowbit-3bit-columns as a sparse patch of one position: codec l is for dense patches only.', packPayload(lb.payload.header, [{ ...w(), k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }]), 'PayloadFormatError', 'decode', base);
+  }
   add('optional-key-nil', 'sparse-gaps-f32 with "ct" present as nil: an optional key is absent or has its type.', writeWideMsgpack({ ...wireDocument(aHeader, [aWire()]), ct: null }), 'PayloadFormatError', 'decode');
   // Apply stage: the payload is well formed; the model decides.
   add('unknown-tensor', 'sparse-gaps-f32 patching tensor "w2", which the model does not have.', packPayload(aHeader, [{ ...aWire(), t: 'w2' }]), 'ModelMismatchError', 'apply');
@@ -692,7 +740,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
 
   json('vectors.json', {
     description:
-      'Payload format v1 to v5 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases, and codec x; v3 codec xr; v4 codec xs, exact stored bits; v5 the composite patch kind c, the "composite-*" cases). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x, xr and xs patches list "masks" instead, the XOR masks as little-endian uint32 hex (for xs, masks of the stored codes). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
+      'Payload format v1 to v6 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases, and codec x; v3 codec xr; v4 codec xs, exact stored bits; v5 the composite patch kind c, the "composite-*" cases; v6 codec l, low-bit codes with scales per group, the "lowbit-*" cases, whose patches list "lowbit": bits, group, exponent and the scales as float16 hex). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x, xr and xs patches list "masks" instead, the XOR masks as little-endian uint32 hex (for xs, masks of the stored codes). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
     valid,
     invalid,
   });

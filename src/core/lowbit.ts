@@ -1,0 +1,77 @@
+/**
+ * Codec `l` (format v6): every value of a patch in `bits` bits (1 to 8), with a scale per group
+ * of values: per output channel of a weight, per row, or one for the tensor (docs/FORMAT.md §4.4).
+ *
+ * Value k decodes to `code(k) * scale[floor(k / group) mod count]`:
+ * - `code(k)` is the k-th `bits`-bit field of the code bytes, least significant bit first; with 1
+ *   bit a code of 0 means -1 and 1 means +1 (the sign of the delta, as BitDelta carries it), with 2
+ *   to 8 bits the field is a two's-complement integer (-2^(bits-1) to 2^(bits-1) - 1);
+ * - each scale is a float16 (never negative, never infinite or NaN) times 2^exponent, the
+ *   exponent an integer from -64 to 32 that the patch carries once.
+ *
+ * A float16 has an 11-bit significand and a code at most 8 bits: the product, times a power of
+ * two in that range, is exact in float32. Every runtime decodes the same bits with no rounding
+ * step to agree on, WebAssembly or not.
+ *
+ * This module is the device side (pure, no encoder): src/diff/lowbit.ts chooses bits and scales.
+ */
+import { fromHalfBits } from './float16.ts';
+
+/** The layout of a codec-`l` value block. */
+export interface LowBit {
+  /** Bits a code: 1 to 8. */
+  bits: number;
+  /** Consecutive values that share a scale before the next scale is taken. */
+  group: number;
+  /** The float16 bits of each scale; values cycle through them (see the module's doc). */
+  scales: Uint16Array;
+  /** The power of two every scale is multiplied by: -64 to 32. */
+  exponent: number;
+}
+
+/** The smallest and largest scale exponent a patch may carry. */
+export const LOWBIT_EXPONENT_RANGE: readonly [number, number] = [-64, 32];
+
+/** Bytes of codes `count` values take at `bits` bits. */
+export function lowBitBytes(count: number, bits: number): number {
+  return Math.ceil((count * bits) / 8);
+}
+
+/** The exact value of each scale. */
+export function lowBitScales(lb: LowBit): Float64Array {
+  return Float64Array.from(lb.scales, (h) => fromHalfBits(h) * 2 ** lb.exponent);
+}
+
+/**
+ * What is wrong with a value block of `count` values (the code bytes and the layout), or null:
+ * a bit width, group, exponent or scale count out of range, a scale that is negative, infinite
+ * or NaN, code bytes of another length, or bits set past the last code.
+ */
+export function lowBitProblem(codes: Uint8Array, count: number, lb: LowBit): string | null {
+  const { bits, group, scales, exponent } = lb;
+  const groups = Math.max(1, Math.ceil(count / group));
+  const bad = (key: string, want: string, found: unknown) => `"${key}" must be ${want}, found ${found}`;
+  if (!(bits >= 1 && bits <= 8 && bits % 1 === 0)) return bad('lb', 'an integer from 1 to 8', bits);
+  if (!(group >= 1 && group % 1 === 0)) return bad('lg', 'a positive integer', group);
+  if (!(exponent >= -64 && exponent <= 32 && exponent % 1 === 0)) return bad('le', 'an integer from -64 to 32', exponent);
+  if (!(scales.length >= 1 && scales.length <= groups)) return bad('ls', `1 to ${groups} float16 scales`, scales.length);
+  for (const h of scales) if (h > 0x7bff) return bad('ls', 'finite and not negative', fromHalfBits(h));
+  const want = Math.ceil((count * bits) / 8);
+  const used = (count * bits) % 8;
+  if (codes.length !== want || (used && codes[want - 1] >> used)) return bad('v', `${want} bytes with no bits set past the last code`, `${codes.length} bytes`);
+  return null;
+}
+
+/**
+ * Decode values `from .. from + out.length - 1` of a value block checked by {@link lowBitProblem}
+ * into `out`, with the scales from {@link lowBitScales}.
+ */
+export function decodeLowBit(codes: Uint8Array, lb: LowBit, scales: Float64Array, from: number, out: Float32Array): Float32Array {
+  const { bits, group } = lb;
+  for (let j = 0, k = from, bit = k * bits; j < out.length; j++, k++, bit += bits) {
+    const at = Math.floor(bit / 8);
+    const c = ((codes[at] | (codes[at + 1] << 8)) >>> (bit - at * 8)) & ((1 << bits) - 1);
+    out[j] = (bits > 1 ? (c << (32 - bits)) >> (32 - bits) : 2 * c - 1) * scales[Math.floor(k / group) % scales.length];
+  }
+  return out;
+}
