@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff } from '../../src/diff/topk.ts';
+import { lowbitDiff, type LowBitResult } from '../../src/diff/lowbit.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
@@ -17,6 +18,7 @@ export interface DiffArgs {
   budget: string;
   out: string;
   codec: 'auto' | 'f32' | 'f16' | 'i8';
+  method: 'topk' | 'lowbit';
   modelId?: string;
   sequence: number;
   expires?: string;
@@ -36,7 +38,8 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
-    .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; `auto` keeps the one with the smallest error' })
+    .option('method', { choices: ['topk', 'lowbit'] as const, default: 'topk' as const, describe: 'with a byte budget: topk keeps the largest changes (positions and values); lowbit carries every change at 1 to 8 bits with a scale per output channel, row or tensor, the bits of each tensor chosen to remove the most squared error within the budget (format v6: the applier on the device must read version 6). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk' })
+    .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'with --method topk: the value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
@@ -49,6 +52,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits'] as const, describe: 'with --eval on .onnx files: how the output reads (default: probability of class 1 for one value per example, decided at 0.5; else logits, or probabilities after a Softmax)' })
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON of this payload (bytes, and with --eval its closeness to --target and accuracy); `ndiff report` reads it (accuracy when --eval had labels, else the closeness to --target)' })
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
+    .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --method lowbit --out v1-v2.ndiff', 'a fine-tuned v2: every weight\'s change at 1 to 8 bits within 5% of the model')
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --eval field-inputs/ --out v1-v2.ndiff', 'measure the payload against v2 on real inputs: is base + payload closer to v2 than v1 is?')
     .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)')
     .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 10% --eval frames/ --state state:stateN --out v5-v6.ndiff', 'measure it frame by frame, the state carried (frames/: input.npy [n, 576], sr.npy 16000, sequence.npy): how often base + payload makes v6\'s speech decision, beside v5') as unknown as Argv<DiffArgs>;
@@ -85,7 +89,11 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const hasher = await getHasher();
   const t0 = performance.now();
   const common = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}), store: a.store };
-  const diff = opened.kind === 'onnx' ? diffOnnxModels : topkDiff;
+  if (a.method === 'lowbit' && everyChange) throw new UsageError('--method lowbit carries changes within a byte budget: give --budget a size (e.g. 5%), or leave --method out for --budget all (every change, exactly)');
+  if (a.method === 'lowbit' && a.codec !== 'auto') throw new UsageError(`--codec ${a.codec} chooses top-k's value codec; lowbit chooses its bits per tensor: leave --codec out`);
+  const diff = opened.kind === 'onnx'
+    ? (h: Parameters<typeof diffOnnxModels>[0], b: Parameters<typeof diffOnnxModels>[1], t: Parameters<typeof diffOnnxModels>[2], o: Parameters<typeof diffOnnxModels>[3]) => diffOnnxModels(h, b, t, { ...o, method: a.method })
+    : a.method === 'lowbit' ? lowbitDiff : topkDiff;
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   const res = everyChange && opened.kind === 'folder'
     ? (() => {
@@ -120,6 +128,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const doc = {
     out: a.out, bytes: res.bytes.length, modelBytes: total, targetModelBytes: targetBytes, smallerThanModel, payloadToModelRatio: res.bytes.length / targetBytes, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
     baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
+    ...('allocation' in res ? { method: 'lowbit', allocation: (res as LowBitResult).allocation, formatVersion: res.payload.header.version } : {}),
     ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
     ...(measured ? { eval: measured, ...(measured.movesAway ? { warning: movesAwayText(measured) } : {}) } : {}),
   };
@@ -127,12 +136,13 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   if (a.metricsOut) {
     // The form `ndiff report` reads (its rows need accuracy: --eval with labels).
     const metrics = {
-      kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : 'topk', modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: a.target, budgetRequested: a.budget, ...doc,
+      kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : a.method, modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: a.target, budgetRequested: a.budget, ...doc,
       accuracyBefore: measured?.accuracyBefore ?? null, accuracyAfter: measured?.accuracyAfter ?? null, trainSeconds: ms / 1000,
     };
     await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
   }
-  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored, ${res.bytes.length < total ? `${(total / res.bytes.length).toFixed(1)}x smaller` : `${(res.bytes.length / total).toFixed(2)}x its size`}), ${res.kept} of ${res.changed} changed values kept, codec ${res.codec}, in ${(ms / 1000).toFixed(2)} s`);
+  const carried = 'allocation' in res ? `every change of ${(res as LowBitResult).allocation.length} tensor(s) at ${[...new Set((res as LowBitResult).allocation.map((x) => x.bits))].sort((x, y) => x - y).join('/')} bits (${res.kept} of ${res.changed} changed values), share of the squared change carried ${(100 * (1 - res.squaredError / ((res as LowBitResult).changeSquared || 1))).toFixed(1)}%` : `${res.kept} of ${res.changed} changed values kept, codec ${res.codec}`;
+  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored, ${res.bytes.length < total ? `${(total / res.bytes.length).toFixed(1)}x smaller` : `${(res.bytes.length / total).toFixed(2)}x its size`}), ${carried}, in ${(ms / 1000).toFixed(2)} s`);
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
   if (measured) {

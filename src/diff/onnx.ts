@@ -15,6 +15,7 @@ import { checkSameInterface } from './interface.ts';
 import { buildPayload, type BuiltPayload, type PatchSpec } from './build.ts';
 import { topkFromDeltas, type TopkOptions, type TopkResult } from './topk.ts';
 import { exactDiff, type ExactCodec } from './exact.ts';
+import { lowbitFromDeltas } from './lowbit.ts';
 
 function entries(store: WeightStore): OnnxTensorEntry[] {
   return store.list() as OnnxTensorEntry[];
@@ -86,6 +87,8 @@ export interface OnnxDiffOptions extends TopkOptions {
    * exactly (codec x or xr: the XOR of new and old bits; see exact.ts), whatever its size.
    */
   mode?: 'topk' | 'all';
+  /** With a budget: `topk` (default) keeps the largest changes; `lowbit` every change at 1 to 8 bits (lowbit.ts). */
+  method?: 'topk' | 'lowbit';
   /** With `mode: 'all'`: the exact codecs a tensor may take (see `ExactDiffOptions.codecs`). */
   exactCodecs?: readonly ExactCodec[];
 }
@@ -112,6 +115,9 @@ export function diffOnnxModels(hasher: Hasher, base: WeightStore, target: Weight
     const { mode: _mode, budgetBytes: _budget, codec: _codec, onProgress: _p, exactCodecs, ...header } = options;
     const built = exactDiff(hasher, base, target, { ...header, ...(exactCodecs ? { codecs: exactCodecs } : {}), names: entries(base).filter((e) => e.patchable).map((e) => e.name) });
     res = { ...built, kept: built.changed, changed: built.changed, codec: built.payload.patches.every((p) => p.codec === 'i8') && built.payload.patches.length ? 'i8' : built.codec, squaredError: 0 };
+  } else if (options.method === 'lowbit') {
+    const { method: _m, codec: _c, ...rest } = options;
+    res = lowbitFromDeltas(hasher, base, onnxDeltas(base, target), rest);
   } else {
     res = topkFromDeltas(hasher, base, onnxDeltas(base, target), { ...options, codec: halves && (options.codec ?? 'auto') === 'auto' ? 'f32' : options.codec }, 'topk');
   }

@@ -26,7 +26,7 @@ export interface TopkResult extends BuiltPayload {
   kept: number;
   /** Non-zero entries of the full delta. */
   changed: number;
-  codec: ValueCodec | 'x' | 'xr' | 'xs';
+  codec: ValueCodec | 'x' | 'xr' | 'xs' | 'l';
   /** Sum of squared differences between the target and base + payload, over all weights. */
   squaredError: number;
   /**

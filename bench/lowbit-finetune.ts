@@ -1,0 +1,31 @@
+/**
+ * Post-hoc lowbit against post-hoc top-k on a full fine-tune trained here (test/helpers/finetune.ts:
+ * an MLP of 13.2k weights; v1 knows 6 of 8 classes, v2 is v1 trained on all 8). Prints accuracy
+ * on 1,000 held-out examples of base + payload at 1, 2, 5 and 10% of the model, each payload
+ * applied by the device applier. About 15 s.
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/lowbit-finetune.ts
+ */
+import { fineTunePair } from '../test/helpers/finetune.ts';
+import { lowbitDiff } from '../src/diff/lowbit.ts';
+import { topkDiff } from '../src/diff/topk.ts';
+import { storedModelBytes } from '../src/diff/build.ts';
+import { getHasher } from '../src/core/hasher.ts';
+import { applyPayload } from '../src/apply/apply.ts';
+
+const { v1, v2, accuracy } = await fineTunePair();
+const total = storedModelBytes(v1);
+const hasher = await getHasher();
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+console.log(`model ${total} bytes; v1 ${pct(accuracy(v1))}, v2 ${pct(accuracy(v2))}`);
+console.log('| budget | top-k bytes | top-k accuracy | lowbit bytes | lowbit accuracy | lowbit widths |');
+console.log('|---:|---:|---:|---:|---:|---|');
+for (const share of [0.01, 0.02, 0.05, 0.1]) {
+  const budgetBytes = Math.floor(total * share);
+  const topk = topkDiff(hasher, v1, v2, { budgetBytes });
+  const low = lowbitDiff(hasher, v1, v2, { budgetBytes });
+  const [a, b] = [v1.clone(), v1.clone()];
+  await applyPayload(a, topk.bytes);
+  await applyPayload(b, low.bytes);
+  console.log(`| ${share * 100}% (${budgetBytes} B) | ${topk.bytes.length} | ${pct(accuracy(a))} | ${low.bytes.length} | ${pct(accuracy(b))} | ${low.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')} |`);
+}
