@@ -2,7 +2,9 @@
  * Post-hoc lowbit against post-hoc top-k on a full fine-tune trained here (test/helpers/finetune.ts:
  * an MLP of 13.2k weights; v1 knows 6 of 8 classes, v2 is v1 trained on all 8). Prints accuracy
  * on 1,000 held-out examples of base + payload at 1, 2, 5 and 10% of the model, each payload
- * applied by the device applier. About 15 s.
+ * applied by the device applier; then BitDelta's post-hoc code (the sign of every delta and one
+ * scale per tensor, the mean |delta|, before its distillation) beside lowbit at the same bytes.
+ * About 15 s.
  *
  *   node --conditions=neural-diff-source --import tsx bench/lowbit-finetune.ts
  */
@@ -29,3 +31,13 @@ for (const share of [0.01, 0.02, 0.05, 0.1]) {
   await applyPayload(b, low.bytes);
   console.log(`| ${share * 100}% (${budgetBytes} B) | ${topk.bytes.length} | ${pct(accuracy(a))} | ${low.bytes.length} | ${pct(accuracy(b))} | ${low.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')} |`);
 }
+
+// BitDelta's code: 1 bit for every changed weight, one scale per tensor (its post-hoc start; the
+// paper then distills the scales on data). Its size is fixed: lowbit gets the same bytes.
+const huge = 10 * total;
+const bitdelta = lowbitDiff(hasher, v1, v2, { budgetBytes: huge, widths: [1], layouts: ['tensor'] });
+const same = lowbitDiff(hasher, v1, v2, { budgetBytes: bitdelta.bytes.length });
+const [c, d] = [v1.clone(), v1.clone()];
+await applyPayload(c, bitdelta.bytes);
+await applyPayload(d, same.bytes);
+console.log(`BitDelta (post hoc, 1 bit, a scale per tensor): ${bitdelta.bytes.length} B (${pct(bitdelta.bytes.length / total)} of the model), ${pct(accuracy(c))}; lowbit at the same bytes: ${same.bytes.length} B, ${pct(accuracy(d))} (${same.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')})`);
