@@ -15,7 +15,7 @@ import { storedModelBytes } from '../src/diff/build.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 
-const { v1, v2, accuracy } = await fineTunePair();
+const { v1, v2, accuracy, distortion } = await fineTunePair();
 const total = storedModelBytes(v1);
 const hasher = await getHasher();
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -41,3 +41,12 @@ const [c, d] = [v1.clone(), v1.clone()];
 await applyPayload(c, bitdelta.bytes);
 await applyPayload(d, same.bytes);
 console.log(`BitDelta (post hoc, 1 bit, a scale per tensor): ${bitdelta.bytes.length} B (${pct(bitdelta.bytes.length / total)} of the model), ${pct(accuracy(c))}; lowbit at the same bytes: ${same.bytes.length} B, ${pct(accuracy(d))} (${same.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')})`);
+
+// The same, the bits allocated by each tensor's measured effect on the outputs (400 calibration
+// examples, apart from the test set) instead of the weights' squared error.
+for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.05)]) {
+  const cal = lowbitDiff(hasher, v1, v2, { budgetBytes, measure: distortion });
+  const e = v1.clone();
+  await applyPayload(e, cal.bytes);
+  console.log(`lowbit, allocated on calibration outputs, ${budgetBytes} B budget: ${cal.bytes.length} B, ${pct(accuracy(e))} (${cal.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')})`);
+}

@@ -223,6 +223,13 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
   widths?: readonly number[];
   /** The scale layouts to choose from (default all three). */
   layouts?: readonly ScaleLayout[];
+  /**
+   * The error of carrying `delta` for tensor `name` instead of its whole change, measured on the
+   * model's outputs (every other tensor at the target): e.g. the mean squared difference from the
+   * target's outputs on calibration inputs. Without it the error is the squared error of the
+   * weights. Called once per tensor and option (about 20 a tensor).
+   */
+  measure?: (name: string, delta: Float32Array) => number;
 }
 
 export interface LowBitResult extends TopkResult {
@@ -241,6 +248,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
   const header: HeaderOptions = { ...withoutStore(options), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   delete (header as { widths?: unknown }).widths;
   delete (header as { layouts?: unknown }).layouts;
+  delete (header as { measure?: unknown }).measure;
   const widths = options.widths ?? LOWBIT_WIDTHS;
   const layouts = options.layouts ?? (['tensor', 'first', 'last'] as const);
   const empty = payloadSize([], shapes, header);
@@ -252,6 +260,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
   let changed = 0;
   let changeSquared = 0;
   const changedIn = new Map<string, number>();
+  const measure = options.measure;
   for (const name of names) {
     const d = deltas.get(name) as Float32Array;
     let sq = 0;
@@ -262,7 +271,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     changedIn.set(name, nz);
     if (!nz) continue;
     const shape = shapes.get(name) as readonly number[];
-    const options: Option[] = [{ bits: 0, layout: null, bytes: 0, error: sq }];
+    const choices: Option[] = [{ bits: 0, layout: null, bytes: 0, error: measure ? measure(name, new Float32Array(d.length)) : sq }];
     const seen = new Set<string>();
     for (const layout of layouts) {
       const l = scaleLayout(shape, layout);
@@ -271,10 +280,10 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
       for (const bits of widths) {
         const q = quantizeLowBit(d, bits, l.group, l.count);
         quantized.set(`${name}\u0000${layout}\u0000${bits}`, q);
-        options.push({ bits, layout, bytes: lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape), error: q.squaredError });
+        choices.push({ bits, layout, bytes: lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape), error: measure ? measure(name, q.decoded) : q.squaredError });
       }
     }
-    tensors.push({ name, options: hull(options) });
+    tensors.push({ name, options: hull(choices) });
   }
   const specsOf = (picks: number[]): PatchSpec[] =>
     picks.flatMap((p, i) => {

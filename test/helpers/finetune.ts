@@ -58,7 +58,7 @@ async function fit(m: tf.LayersModel, d: { x: Float32Array; y: Int32Array }, epo
 }
 
 /** v1 and v2 as stores, and a function giving a store's accuracy on held-out examples of all 8 classes. */
-export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: MemoryWeightStore; accuracy: (s: MemoryWeightStore) => number }> {
+export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: MemoryWeightStore; accuracy: (s: MemoryWeightStore) => number; distortion: (name: string, delta: Float32Array) => number }> {
   await tf.setBackend('cpu');
   const m = mlp(5);
   await fit(m, clusterData(1200, 11, 6), 8, 3e-3);
@@ -74,6 +74,20 @@ export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: Memor
     for (let i = 0; i < p.length; i++) if (p[i] === test.y[i]) ok++;
     return ok / p.length;
   });
-  m.dispose;
-  return { v1, v2, accuracy };
+  // Output distortion on 400 calibration examples (not the test set): v2 with one tensor at
+  // v1 + delta, against v2's class probabilities (mean squared difference).
+  const calib = clusterData(400, 14);
+  const run = (get: (n: string) => Float32Array): Float32Array => tf.tidy(() => {
+    m.setWeights(names.map((n, i) => tf.tensor(get(n), m.weights[i].shape as number[])));
+    return (m.predict(tf.tensor2d(calib.x, [calib.y.length, FT_INPUTS])) as tf.Tensor).dataSync() as Float32Array;
+  });
+  const want = run((n) => v2.values(n));
+  const distortion = (name: string, delta: Float32Array): number => {
+    const w = Float32Array.from(v1.values(name), (x, i) => x + delta[i]);
+    const got = run((n) => (n === name ? w : v2.values(n)));
+    let e = 0;
+    for (let i = 0; i < got.length; i++) e += (got[i] - want[i]) ** 2;
+    return e / calib.y.length;
+  };
+  return { v1, v2, accuracy, distortion };
 }
