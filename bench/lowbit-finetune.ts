@@ -15,7 +15,7 @@ import { storedModelBytes } from '../src/diff/build.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 
-const { v1, v2, accuracy, distortion } = await fineTunePair();
+const { v1, v2, accuracy, distortion, modelDistortion } = await fineTunePair();
 const total = storedModelBytes(v1);
 const hasher = await getHasher();
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -49,4 +49,14 @@ for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.05)]) {
   const e = v1.clone();
   await applyPayload(e, cal.bytes);
   console.log(`lowbit, allocated on calibration outputs, ${budgetBytes} B budget: ${cal.bytes.length} B, ${pct(accuracy(e))} (${cal.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')})`);
+}
+
+// Bought jointly: each upgrade measured on the calibration outputs with every other tensor at its
+// current choice.
+for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.02), Math.floor(total * 0.05), Math.floor(total * 0.1)]) {
+  const t0 = performance.now();
+  const cal = lowbitDiff(hasher, v1, v2, { budgetBytes, measureModel: modelDistortion });
+  const e = v1.clone();
+  await applyPayload(e, cal.bytes);
+  console.log(`lowbit, weight-space then improved on calibration outputs, ${budgetBytes} B budget: ${cal.bytes.length} B, ${pct(accuracy(e))} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${cal.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')})`);
 }

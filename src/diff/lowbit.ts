@@ -230,6 +230,45 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
    * weights. Called once per tensor and option (about 20 a tensor).
    */
   measure?: (name: string, delta: Float32Array) => number;
+  /**
+   * The error of the whole model carrying `deltas` (tensors not in it stay at the base), measured
+   * on its outputs: with it the weight-space allocation is improved by a local search, one
+   * tensor's choice changed at a time, each change measured with every other tensor at its current
+   * choice (the errors of tensors measured alone do not add up). Called once per option of every
+   * tensor per step (about 20 x tensors).
+   */
+  measureModel?: (deltas: ReadonlyMap<string, Float32Array>) => number;
+}
+
+/**
+ * A local search from `start` (the weight-space allocation) within `room`: each step tries every
+ * other option of every tensor that fits the bytes left, measures the model with that one change,
+ * and keeps the change that lowers the error most; it stops when none does. Starting from a point
+ * where every tensor carries something matters: one tensor's change alone barely moves the
+ * outputs, so upgrades bought from nothing are myopic.
+ */
+function improveJointly(tensors: TensorOptions[], room: number, start: number[], errorOf: (picks: number[]) => number): number[] {
+  const picks = start.slice();
+  const bytes = (p: number[]) => p.reduce((s, q, i) => s + tensors[i].options[q].bytes, 0);
+  let current = errorOf(picks);
+  for (let step = 0; step < 64; step++) {
+    const left = room - bytes(picks);
+    let best: { i: number; q: number; error: number } | null = null;
+    for (let i = 0; i < tensors.length; i++) {
+      const o = tensors[i].options;
+      for (let q = 0; q < o.length; q++) {
+        if (q === picks[i] || o[q].bytes - o[picks[i]].bytes > left) continue;
+        const trial = picks.slice();
+        trial[i] = q;
+        const error = errorOf(trial);
+        if (error < (best ? best.error : current)) best = { i, q, error };
+      }
+    }
+    if (!best) break;
+    picks[best.i] = best.q;
+    current = best.error;
+  }
+  return picks;
 }
 
 export interface LowBitResult extends TopkResult {
@@ -249,6 +288,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
   delete (header as { widths?: unknown }).widths;
   delete (header as { layouts?: unknown }).layouts;
   delete (header as { measure?: unknown }).measure;
+  delete (header as { measureModel?: unknown }).measureModel;
   const widths = options.widths ?? LOWBIT_WIDTHS;
   const layouts = options.layouts ?? (['tensor', 'first', 'last'] as const);
   const empty = payloadSize([], shapes, header);
@@ -283,7 +323,8 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
         choices.push({ bits, layout, bytes: lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape), error: measure ? measure(name, q.decoded) : q.squaredError });
       }
     }
-    tensors.push({ name, options: hull(choices) });
+    // Jointly measured, options are tried by size (errors measured alone are no guide to a hull).
+    tensors.push({ name, options: options.measureModel ? choices.sort((a, b) => a.bytes - b.bytes || a.error - b.error) : hull(choices) });
   }
   const specsOf = (picks: number[]): PatchSpec[] =>
     picks.flatMap((p, i) => {
@@ -294,12 +335,26 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     });
   // The framing estimate is close, not exact: build, measure, and search again with less room if over.
   let room = options.budgetBytes - empty;
-  let picks = allocate(tensors, room);
+  const joint = options.measureModel;
+  const decodedOf = (i: number, p: number): Float32Array | null => {
+    const o = tensors[i].options[p];
+    return o.bits ? (quantized.get(`${tensors[i].name}\u0000${o.layout}\u0000${o.bits}`) as QuantizedDelta).decoded : null;
+  };
+  const errorOf = (picks: number[]): number => {
+    const carried = new Map<string, Float32Array>();
+    picks.forEach((p, i) => {
+      const d = decodedOf(i, p);
+      if (d) carried.set(tensors[i].name, d);
+    });
+    return (joint as NonNullable<typeof joint>)(carried);
+  };
+  const allocateIn = (r: number) => (joint ? improveJointly(tensors, r, allocate(tensors, r), errorOf) : allocate(tensors, r));
+  let picks = allocateIn(room);
   for (let attempt = 0; ; attempt++) {
     const size = payloadSize(specsOf(picks), shapes, header);
     if (size <= options.budgetBytes || attempt >= 12) break;
     room -= size - options.budgetBytes + 8 * (attempt + 1);
-    picks = room > 0 ? allocate(tensors, room) : tensors.map(() => 0);
+    picks = room > 0 ? allocateIn(room) : tensors.map(() => 0);
   }
   const specs = specsOf(picks);
   const built: BuiltPayload = buildPayload(hasher, base, specs, header, baseDigests(hasher, base));

@@ -58,7 +58,7 @@ async function fit(m: tf.LayersModel, d: { x: Float32Array; y: Int32Array }, epo
 }
 
 /** v1 and v2 as stores, and a function giving a store's accuracy on held-out examples of all 8 classes. */
-export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: MemoryWeightStore; accuracy: (s: MemoryWeightStore) => number; distortion: (name: string, delta: Float32Array) => number }> {
+export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: MemoryWeightStore; accuracy: (s: MemoryWeightStore) => number; distortion: (name: string, delta: Float32Array) => number; modelDistortion: (deltas: ReadonlyMap<string, Float32Array>) => number }> {
   await tf.setBackend('cpu');
   const m = mlp(5);
   await fit(m, clusterData(1200, 11, 6), 8, 3e-3);
@@ -89,5 +89,14 @@ export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: Memor
     for (let i = 0; i < got.length; i++) e += (got[i] - want[i]) ** 2;
     return e / calib.y.length;
   };
-  return { v1, v2, accuracy, distortion };
+  const modelDistortion = (deltas: ReadonlyMap<string, Float32Array>): number => {
+    const got = run((n) => {
+      const d = deltas.get(n);
+      return d ? Float32Array.from(v1.values(n), (x, i) => x + d[i]) : v1.values(n);
+    });
+    let e = 0;
+    for (let i = 0; i < got.length; i++) e += (got[i] - want[i]) ** 2;
+    return e / calib.y.length;
+  };
+  return { v1, v2, accuracy, distortion, modelDistortion };
 }
