@@ -118,6 +118,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     io.progress(`  every changed weight, exactly: ${res.changed} values${steps ? `; ${steps} quantized tensor(s) in whole grid steps (codec i8)` : ''}${masks ? `; XOR masks of their bits for ${masks}` : ''}; format v${res.payload.header.version}`);
   }
   const ms = performance.now() - t0;
+  const lowbit = 'allocation' in res ? (res as LowBitResult) : undefined;
   // Measured before anything is written: data the models cannot run on leaves no payload behind.
   const measured = onnxEval ? await measureOnnx(a as PayloadEvalSpec, onnxEval, res.bytes, io) : a.eval ? await measureOnInputs(a as PayloadEvalSpec, base, res.bytes, io) : undefined;
   await writeFile(a.out, res.bytes);
@@ -128,7 +129,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const doc = {
     out: a.out, bytes: res.bytes.length, modelBytes: total, targetModelBytes: targetBytes, smallerThanModel, payloadToModelRatio: res.bytes.length / targetBytes, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
     baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
-    ...('allocation' in res ? { method: 'lowbit', allocation: (res as LowBitResult).allocation, formatVersion: res.payload.header.version } : {}),
+    ...(lowbit ? { method: 'lowbit', allocation: lowbit.allocation, formatVersion: res.payload.header.version } : {}),
     ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
     ...(measured ? { eval: measured, ...(measured.movesAway ? { warning: movesAwayText(measured) } : {}) } : {}),
   };
@@ -141,7 +142,9 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     };
     await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
   }
-  const carried = 'allocation' in res ? `every change of ${(res as LowBitResult).allocation.length} tensor(s) at ${[...new Set((res as LowBitResult).allocation.map((x) => x.bits))].sort((x, y) => x - y).join('/')} bits (${res.kept} of ${res.changed} changed values), share of the squared change carried ${(100 * (1 - res.squaredError / ((res as LowBitResult).changeSquared || 1))).toFixed(1)}%` : `${res.kept} of ${res.changed} changed values kept, codec ${res.codec}`;
+  const carried = lowbit
+    ? `every change of ${lowbit.allocation.length} tensor(s) at ${[...new Set(lowbit.allocation.map((x) => x.bits))].sort((x, y) => x - y).join('/')} bits (${res.kept} of ${res.changed} changed values), share of the squared change carried ${(100 * (1 - res.squaredError / (lowbit.changeSquared || 1))).toFixed(1)}%`
+    : `${res.kept} of ${res.changed} changed values kept, codec ${res.codec}`;
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored, ${res.bytes.length < total ? `${(total / res.bytes.length).toFixed(1)}x smaller` : `${(res.bytes.length / total).toFixed(2)}x its size`}), ${carried}, in ${(ms / 1000).toFixed(2)} s`);
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);

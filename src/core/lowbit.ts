@@ -56,7 +56,7 @@ export function lowBitProblem(codes: Uint8Array, count: number, lb: LowBit): str
   if (!(exponent >= -64 && exponent <= 32 && exponent % 1 === 0)) return bad('le', 'an integer from -64 to 32', exponent);
   if (!(scales.length >= 1 && scales.length <= groups)) return bad('ls', `1 to ${groups} float16 scales`, scales.length);
   for (const h of scales) if (h > 0x7bff) return bad('ls', 'finite and not negative', fromHalfBits(h));
-  const want = Math.ceil((count * bits) / 8);
+  const want = lowBitBytes(count, bits);
   const used = (count * bits) % 8;
   if (codes.length !== want || (used && codes[want - 1] >> used)) return bad('v', `${want} bytes with no bits set past the last code`, `${codes.length} bytes`);
   return null;

@@ -23,7 +23,7 @@ import { shapeSize } from '../core/format.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { confirmPayload } from './confirm.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
-import { modelDelta, type TopkOptions, type TopkResult } from './topk.ts';
+import { modelDelta, squaredError, type TopkOptions, type TopkResult } from './topk.ts';
 
 /** The bit widths the allocator chooses from (7 would rarely pay over 6 and 8). */
 export const LOWBIT_WIDTHS: readonly number[] = [1, 2, 3, 4, 5, 6, 8];
@@ -69,6 +69,9 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
   const qmax = bits === 1 ? 1 : 2 ** (bits - 1) - 1;
   const qmin = bits === 1 ? -1 : -(2 ** (bits - 1));
   const chan = (k: number) => Math.floor(k / group) % count;
+  // The code of x at scale s, 2 bits and up (+ 0: a code 0 decodes to +0, and Math.round of a
+  // small negative value is -0).
+  const code = (x: number, s: number) => (s > 0 ? Math.max(qmin, Math.min(qmax, Math.round(x / s))) + 0 : 0);
   const maxAbs = new Float64Array(count);
   const sumAbs = new Float64Array(count);
   const num = new Float64Array(count);
@@ -100,8 +103,7 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
       for (let k = 0; k < n; k++) {
         const j = chan(k);
         const s = trial[j];
-        const q = s > 0 ? Math.max(qmin, Math.min(qmax, Math.round(delta[k] / s))) : 0;
-        err[j] += (delta[k] - Math.fround(q * s)) ** 2;
+        err[j] += (delta[k] - Math.fround(code(delta[k], s) * s)) ** 2;
       }
       for (let j = 0; j < count; j++) {
         if (err[j] < best[j]) {
@@ -115,8 +117,7 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
   let squaredError = 0;
   for (let k = 0; k < n; k++) {
     const s = scale[chan(k)];
-    // (+ 0: a code 0 decodes to +0, and Math.round of a small negative value is -0.)
-    const q = bits === 1 ? (delta[k] >= 0 ? 1 : -1) : s > 0 ? Math.max(qmin, Math.min(qmax, Math.round(delta[k] / s))) + 0 : 0;
+    const q = bits === 1 ? (delta[k] >= 0 ? 1 : -1) : code(delta[k], s);
     decoded[k] = q * s;
     squaredError += (delta[k] - decoded[k]) ** 2;
   }
@@ -195,6 +196,7 @@ export function allocate(tensors: TensorOptions[], room: number): number[] {
   let left = room - total(picks);
   for (;;) {
     let bestI = -1;
+    let bestQ = -1;
     let bestRate = 0;
     for (let i = 0; i < tensors.length; i++) {
       const o = tensors[i].options;
@@ -205,15 +207,14 @@ export function allocate(tensors: TensorOptions[], room: number): number[] {
         const rate = (o[p].error - o[q].error) / extra;
         if (rate > bestRate) {
           bestRate = rate;
-          bestI = i * 64 + q;
+          bestI = i;
+          bestQ = q;
         }
       }
     }
     if (bestI < 0) break;
-    const i = Math.floor(bestI / 64);
-    const q = bestI % 64;
-    left -= tensors[i].options[q].bytes - tensors[i].options[picks[i]].bytes;
-    picks[i] = q;
+    left -= tensors[bestI].options[bestQ].bytes - tensors[bestI].options[picks[bestI]].bytes;
+    picks[bestI] = bestQ;
   }
   return picks;
 }
@@ -284,13 +285,8 @@ export function lowbitDiff(hasher: Hasher, base: WeightStore, target: WeightStor
 /** {@link lowbitDiff} from precomputed deltas (ONNX models: onnxDeltas). */
 export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: LowBitOptions): LowBitResult {
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const header: HeaderOptions = { ...withoutStore(options), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
-  delete (header as { widths?: unknown }).widths;
-  delete (header as { layouts?: unknown }).layouts;
-  delete (header as { measure?: unknown }).measure;
-  delete (header as { measureModel?: unknown }).measureModel;
-  const widths = options.widths ?? LOWBIT_WIDTHS;
-  const layouts = options.layouts ?? (['tensor', 'first', 'last'] as const);
+  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, ...headerOptions } = options;
+  const header: HeaderOptions = { ...withoutStore(headerOptions), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const empty = payloadSize([], shapes, header);
   if (empty > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: empty });
   // Every option of every changed tensor, quantized once (the search only compares numbers).
@@ -300,7 +296,6 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
   let changed = 0;
   let changeSquared = 0;
   const changedIn = new Map<string, number>();
-  const measure = options.measure;
   for (const name of names) {
     const d = deltas.get(name) as Float32Array;
     let sq = 0;
@@ -324,7 +319,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
       }
     }
     // Jointly measured, options are tried by size (errors measured alone are no guide to a hull).
-    tensors.push({ name, options: options.measureModel ? choices.sort((a, b) => a.bytes - b.bytes || a.error - b.error) : hull(choices) });
+    tensors.push({ name, options: joint ? choices.sort((a, b) => a.bytes - b.bytes || a.error - b.error) : hull(choices) });
   }
   const specsOf = (picks: number[]): PatchSpec[] =>
     picks.flatMap((p, i) => {
@@ -335,7 +330,6 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     });
   // The framing estimate is close, not exact: build, measure, and search again with less room if over.
   let room = options.budgetBytes - empty;
-  const joint = options.measureModel;
   const decodedOf = (i: number, p: number): Float32Array | null => {
     const o = tensors[i].options[p];
     return o.bits ? (quantized.get(`${tensors[i].name}\u0000${o.layout}\u0000${o.bits}`) as QuantizedDelta).decoded : null;
@@ -365,15 +359,10 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
   });
   const kept = allocation.reduce((s, a) => s + (changedIn.get(a.name) as number), 0);
   // Measured on what the device will hold (a stored grid rounds the sums), as top-k measures it.
-  let squaredError = 0;
-  for (const [name, d] of deltas) {
-    const w0 = base.values(name);
-    const w1 = built.targetValues.get(name);
-    for (let i = 0; i < d.length; i++) squaredError += (w0[i] + d[i] - (w1 ? w1[i] : w0[i])) ** 2;
-  }
-  options.onProgress?.(`lowbit: ${allocation.length} of ${tensors.length} changed tensors carried (${describeWidths(allocation)}), ${built.bytes.length} bytes (squared error ${squaredError.toExponential(3)} of ${changeSquared.toExponential(3)})`);
+  const error = squaredError(deltas, base, built);
+  options.onProgress?.(`lowbit: ${allocation.length} of ${tensors.length} changed tensors carried (${describeWidths(allocation)}), ${built.bytes.length} bytes (squared error ${error.toExponential(3)} of ${changeSquared.toExponential(3)})`);
   confirmPayload(hasher, base, built);
-  return { ...built, kept, changed, codec: 'l', squaredError, changeSquared, allocation };
+  return { ...built, kept, changed, codec: 'l', squaredError: error, changeSquared, allocation };
 }
 
 /** "3 x 1 bit, 2 x 4 bits" */

@@ -131,7 +131,8 @@ export function largestFitting(max: number, fits: (k: number) => boolean): numbe
   return lo;
 }
 
-function squaredError(deltas: ReadonlyMap<string, Float32Array>, base: WeightStore, built: BuiltPayload): number {
+/** Sum of squared differences between base + delta and what the payload leaves on the device. */
+export function squaredError(deltas: ReadonlyMap<string, Float32Array>, base: WeightStore, built: BuiltPayload): number {
   let err = 0;
   for (const [name, d] of deltas) {
     const w0 = base.values(name);

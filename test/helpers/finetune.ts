@@ -82,21 +82,18 @@ export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: Memor
     return (m.predict(tf.tensor2d(calib.x, [calib.y.length, FT_INPUTS])) as tf.Tensor).dataSync() as Float32Array;
   });
   const want = run((n) => v2.values(n));
+  const fromV2 = (got: Float32Array): number => {
+    let e = 0;
+    for (let i = 0; i < got.length; i++) e += (got[i] - want[i]) ** 2;
+    return e / calib.y.length;
+  };
   const distortion = (name: string, delta: Float32Array): number => {
     const w = Float32Array.from(v1.values(name), (x, i) => x + delta[i]);
-    const got = run((n) => (n === name ? w : v2.values(n)));
-    let e = 0;
-    for (let i = 0; i < got.length; i++) e += (got[i] - want[i]) ** 2;
-    return e / calib.y.length;
+    return fromV2(run((n) => (n === name ? w : v2.values(n))));
   };
-  const modelDistortion = (deltas: ReadonlyMap<string, Float32Array>): number => {
-    const got = run((n) => {
-      const d = deltas.get(n);
-      return d ? Float32Array.from(v1.values(n), (x, i) => x + d[i]) : v1.values(n);
-    });
-    let e = 0;
-    for (let i = 0; i < got.length; i++) e += (got[i] - want[i]) ** 2;
-    return e / calib.y.length;
-  };
+  const modelDistortion = (deltas: ReadonlyMap<string, Float32Array>): number => fromV2(run((n) => {
+    const d = deltas.get(n);
+    return d ? Float32Array.from(v1.values(n), (x, i) => x + d[i]) : v1.values(n);
+  }));
   return { v1, v2, accuracy, distortion, modelDistortion };
 }
