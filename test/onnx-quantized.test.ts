@@ -210,6 +210,31 @@ test('diff + apply within a budget: the payload carries the grids, the file keep
   assert.ok(err(reopened.read('W_q'), want) < err(store(b).read('W_q'), want) / 2);
 });
 
+test('lowbit within a budget on int8 tensors: the changes stay on the grid, and a value the file cannot hold at its offsets is refused at diff time, not on the device', async () => {
+  const { base, target } = versions();
+  const [b, t] = [quantModel(base), quantModel(target)];
+  // U_q is stored as int32_data varints: lowbit moves every value, and one needs a longer varint.
+  assert.throws(() => diffOnnxModels(hasher, store(b), store(t), { budgetBytes: 600, modelId: 'q', method: 'lowbit' }), (e: unknown) => e instanceof BudgetError && /base file cannot hold at its byte offsets, so devices would refuse it: tensor "U_q" .* needs a 2-byte varint/.test(e.message));
+  // The same update with U unchanged: W's changes land on its grid, the file keeps dtypes and size.
+  const [b2, t2] = [quantModel(base), quantModel({ ...target, u: base.u })];
+  const res = diffOnnxModels(hasher, store(b2), store(t2), { budgetBytes: 600, modelId: 'q', method: 'lowbit' });
+  assert.ok(res.bytes.length <= 600);
+  assert.equal(res.payload.header.method, 'lowbit');
+  const s = store(b2);
+  assert.equal((await applyPayload(s, res.bytes, { hasher })).status, 'applied');
+  const after = s.modelBytes();
+  assert.equal(after.length, b2.length, 'same size');
+  const reopened = store(after);
+  assert.deepEqual(reopened.list().map((e) => [e.name, e.dtype, e.patchable]), store(b2).list().map((e) => [e.name, e.dtype, e.patchable]));
+  assert.equal(fingerprintStore(hasher, reopened).fingerprint, res.payload.header.targetFingerprint);
+  const ran = await run(after);
+  assert.deepEqual(bits(ran.W), bits(reopened.read('W_q')));
+  close(ran.out, reference(reopened), 1e-5, 'out');
+  const err = (x: Float32Array, y: Float32Array) => x.reduce((e, v, i) => e + (v - y[i]) ** 2, 0);
+  const want = store(t2).read('W_q');
+  assert.ok(err(reopened.read('W_q'), want) < err(store(b2).read('W_q'), want), 'closer to the target');
+});
+
 test('--budget all (mode all): whole grid steps (i8), and the patched file is the target, byte for byte; onnxruntime agrees', async () => {
   const { base, target } = versions();
   const [b, t] = [quantModel(base), quantModel(target)];

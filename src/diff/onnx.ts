@@ -60,7 +60,8 @@ export function onnxDeltas(base: WeightStore, target: WeightStore): Map<string, 
 
 /**
  * Throw if a FLOAT16/BFLOAT16 weight, or a quantized INT8/UINT8 one, would hold a value off its
- * grid after the payload (a payload without the grid: `store: 'float32'`): devices refuse it.
+ * grid after the payload (a payload without the grid: `store: 'float32'`), or a value the file cannot
+ * hold at its byte offsets (an `int32_data` varint too short for the new integer): devices refuse it.
  */
 function checkStoredGrids(base: WeightStore, built: BuiltPayload): void {
   for (const e of entries(base)) {
@@ -77,6 +78,9 @@ function checkStoredGrids(base: WeightStore, built: BuiltPayload): void {
         );
       }
     }
+    // The file itself: an int32_data varint the new integer outgrows cannot be written in place.
+    const problem = (base as { writeProblem?(name: string, values: Float32Array): string | null }).writeProblem?.(e.name, v);
+    if (problem) throw new BudgetError(`this payload would leave values the base file cannot hold at its byte offsets, so devices would refuse it: ${problem.replace(/; nothing was written\./, '.')}`, { tensor: e.name });
   }
 }
 

@@ -567,54 +567,73 @@ export class OnnxWeightStore implements WeightStore {
       const s = this.slots.get(name);
       if (!s || !this.isPatchable(s)) throw this.notPatchable(name, s);
       if (!s.values || s.view) continue;
-      const v = s.values;
-      const { rec } = s;
-      if (rec.dataType === FLOAT) {
-        const { bytes, ranges } = loaded(s, true);
-        writes.push(() => {
-          let k = 0;
-          for (let r = 0; r < ranges.length; r += 2) {
-            const [a, e] = [ranges[r], ranges[r + 1]];
-            const dv = new DataView(bytes.buffer, bytes.byteOffset + a, e - a);
-            for (let p = 0; p < e - a; p += 4) dv.setFloat32(p, v[k++], true);
-          }
-        });
-        continue;
-      }
-      if (s.grid) {
-        writes.push(quantizedWrite(name, this.source, s, v));
-        continue;
-      }
-      const dtype = ONNX_DTYPES[rec.dataType];
-      const halves = new Uint16Array(v.length);
-      for (let i = 0; i < v.length; i++) {
-        const h = halfBitsExactly(v[i], rec.dataType);
-        if (h < 0) {
-          throw new ModelMismatchError(
-            `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype}, and the patched value at position ${i} (${v[i]}) is not a ${dtype} value: a payload for a ${dtype} weight must land on ${dtype} values; nothing was written. Ask the publisher for a payload made for the ${dtype} model, or fetch the full model`,
-            { tensor: name, dtype, position: i, value: v[i] },
-          );
-        }
-        halves[i] = h;
-      }
-      if (rec.encoding === 'varint') {
-        const old = decode(s);
-        if (old.some((x, i) => !Object.is(x, v[i]))) {
-          throw new ModelMismatchError(
-            `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} stored as int32_data varints, whose lengths change with the values, so it cannot be patched at the same byte offsets; nothing was written. Save the model with raw_data (onnx's save with convert_attribute / the default raw encoding), or fetch the full model`,
-            { tensor: name, dtype },
-          );
-        }
-        continue;
-      }
-      if (halves.length === 0) continue; // an empty tensor: no bytes to write (and maybe no data field)
-      const { bytes, ranges } = loaded(s, true);
-      writes.push(() => {
-        const dv = new DataView(bytes.buffer, bytes.byteOffset + ranges[0], ranges[1] - ranges[0]);
-        for (let i = 0; i < halves.length; i++) dv.setUint16(2 * i, halves[i], true);
-      });
+      const write = this.planWrite(name, s, s.values);
+      if (write) writes.push(write);
     }
     for (const w of writes) w();
+  }
+
+  /**
+   * Why `values` cannot be written into tensor `name` of this file at its byte offsets (a value
+   * its dtype or grid cannot hold, a longer `int32_data` varint), or null when they can: what
+   * {@link commit} would refuse, checked without writing. A diff checks its target with it, so a
+   * payload is only written for values the device's file can take.
+   */
+  writeProblem(name: string, values: Float32Array): string | null {
+    const s = this.slots.get(name);
+    if (!s || !this.isPatchable(s)) return this.notPatchable(name, s).message;
+    try {
+      this.planWrite(name, s, values);
+      return null;
+    } catch (e) {
+      if (e instanceof ModelMismatchError) return e.message;
+      throw e;
+    }
+  }
+
+  /** The write of `v` into slot `s`, checked, to run after every tensor of a commit is checked (null: nothing to write). */
+  private planWrite(name: string, s: Slot, v: Float32Array): (() => void) | null {
+    const { rec } = s;
+    if (rec.dataType === FLOAT) {
+      const { bytes, ranges } = loaded(s, true);
+      return () => {
+        let k = 0;
+        for (let r = 0; r < ranges.length; r += 2) {
+          const [a, e] = [ranges[r], ranges[r + 1]];
+          const dv = new DataView(bytes.buffer, bytes.byteOffset + a, e - a);
+          for (let p = 0; p < e - a; p += 4) dv.setFloat32(p, v[k++], true);
+        }
+      };
+    }
+    if (s.grid) return quantizedWrite(name, this.source, s, v);
+    const dtype = ONNX_DTYPES[rec.dataType];
+    const halves = new Uint16Array(v.length);
+    for (let i = 0; i < v.length; i++) {
+      const h = halfBitsExactly(v[i], rec.dataType);
+      if (h < 0) {
+        throw new ModelMismatchError(
+          `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype}, and the patched value at position ${i} (${v[i]}) is not a ${dtype} value: a payload for a ${dtype} weight must land on ${dtype} values; nothing was written. Ask the publisher for a payload made for the ${dtype} model, or fetch the full model`,
+          { tensor: name, dtype, position: i, value: v[i] },
+        );
+      }
+      halves[i] = h;
+    }
+    if (rec.encoding === 'varint') {
+      const old = decode(s);
+      if (old.some((x, i) => !Object.is(x, v[i]))) {
+        throw new ModelMismatchError(
+          `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} stored as int32_data varints, whose lengths change with the values, so it cannot be patched at the same byte offsets; nothing was written. Save the model with raw_data (onnx's save with convert_attribute / the default raw encoding), or fetch the full model`,
+          { tensor: name, dtype },
+        );
+      }
+      return null;
+    }
+    if (halves.length === 0) return null; // an empty tensor: no bytes to write (and maybe no data field)
+    const { bytes, ranges } = loaded(s, true);
+    return () => {
+      const dv = new DataView(bytes.buffer, bytes.byteOffset + ranges[0], ranges[1] - ranges[0]);
+      for (let i = 0; i < halves.length; i++) dv.setUint16(2 * i, halves[i], true);
+    };
   }
 
   /** The `.onnx` file's bytes (patched in place after {@link commit}). */
