@@ -9,7 +9,7 @@
  *   node --conditions=neural-diff-source --import tsx bench/lowbit-finetune.ts
  */
 import { fineTunePair } from '../test/helpers/finetune.ts';
-import { lowbitDiff } from '../src/diff/lowbit.ts';
+import { describeAllocation, lowbitDiff } from '../src/diff/lowbit.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
 import { getHasher } from '../src/core/hasher.ts';
@@ -29,18 +29,18 @@ for (const share of [0.01, 0.02, 0.05, 0.1]) {
   const [a, b] = [v1.clone(), v1.clone()];
   await applyPayload(a, topk.bytes);
   await applyPayload(b, low.bytes);
-  console.log(`| ${share * 100}% (${budgetBytes} B) | ${topk.bytes.length} | ${pct(accuracy(a))} | ${low.bytes.length} | ${pct(accuracy(b))} | ${low.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')} |`);
+  console.log(`| ${share * 100}% (${budgetBytes} B) | ${topk.bytes.length} | ${pct(accuracy(a))} | ${low.bytes.length} | ${pct(accuracy(b))} | ${low.allocation.map(describeAllocation).join(', ')} |`);
 }
 
 // BitDelta's code: 1 bit for every changed weight, one scale per tensor (its post-hoc start; the
 // paper then distills the scales on data). Its size is fixed: lowbit gets the same bytes.
 const huge = 10 * total;
-const bitdelta = lowbitDiff(hasher, v1, v2, { budgetBytes: huge, widths: [1], layouts: ['tensor'] });
+const bitdelta = lowbitDiff(hasher, v1, v2, { budgetBytes: huge, widths: [1], layouts: ['tensor'], lowRank: false });
 const same = lowbitDiff(hasher, v1, v2, { budgetBytes: bitdelta.bytes.length });
 const [c, d] = [v1.clone(), v1.clone()];
 await applyPayload(c, bitdelta.bytes);
 await applyPayload(d, same.bytes);
-console.log(`BitDelta (post hoc, 1 bit, a scale per tensor): ${bitdelta.bytes.length} B (${pct(bitdelta.bytes.length / total)} of the model), ${pct(accuracy(c))}; lowbit at the same bytes: ${same.bytes.length} B, ${pct(accuracy(d))} (${same.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')})`);
+console.log(`BitDelta (post hoc, 1 bit, a scale per tensor): ${bitdelta.bytes.length} B (${pct(bitdelta.bytes.length / total)} of the model), ${pct(accuracy(c))}; lowbit at the same bytes: ${same.bytes.length} B, ${pct(accuracy(d))} (${same.allocation.map(describeAllocation).join(', ')})`);
 
 // The same, the bits allocated by each tensor's measured effect on the outputs (400 calibration
 // examples, apart from the test set) instead of the weights' squared error.
@@ -48,7 +48,7 @@ for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.05)]) {
   const cal = lowbitDiff(hasher, v1, v2, { budgetBytes, measure: distortion });
   const e = v1.clone();
   await applyPayload(e, cal.bytes);
-  console.log(`lowbit, allocated on calibration outputs, ${budgetBytes} B budget: ${cal.bytes.length} B, ${pct(accuracy(e))} (${cal.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')})`);
+  console.log(`lowbit, allocated on calibration outputs, ${budgetBytes} B budget: ${cal.bytes.length} B, ${pct(accuracy(e))} (${cal.allocation.map(describeAllocation).join(', ')})`);
 }
 
 // Bought jointly: each upgrade measured on the calibration outputs with every other tensor at its
@@ -58,5 +58,5 @@ for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.02), Math
   const cal = lowbitDiff(hasher, v1, v2, { budgetBytes, measureModel: modelDistortion });
   const e = v1.clone();
   await applyPayload(e, cal.bytes);
-  console.log(`lowbit, weight-space then improved on calibration outputs, ${budgetBytes} B budget: ${cal.bytes.length} B, ${pct(accuracy(e))} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${cal.allocation.map((x) => `${x.name} ${x.bits}b/${x.layout}`).join(', ')})`);
+  console.log(`lowbit, weight-space then improved on calibration outputs, ${budgetBytes} B budget: ${cal.bytes.length} B, ${pct(accuracy(e))} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${cal.allocation.map(describeAllocation).join(', ')})`);
 }
