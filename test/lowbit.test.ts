@@ -27,8 +27,12 @@ import { UsageError } from '../src/core/errors.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { seeded } from './helpers/graph-model.ts';
 import { snapshot, sameBytes } from './helpers/models.ts';
-import { fineTunePair } from './helpers/finetune.ts';
-import { tempDir, writeStore } from './helpers/dirs.ts';
+import { clusterData, fineTunePair, FT_INPUTS } from './helpers/finetune.ts';
+import { saveNpy } from '../src/io/npy/files.ts';
+import { trainDiff } from '../src/train/train-diff.ts';
+import { LowBitScales } from '../src/train/lowbit-scales.ts';
+import * as tf from '@tensorflow/tfjs';
+import { tempDir } from './helpers/dirs.ts';
 import { main } from '../cli/ndiff.ts';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { readFile, rm } from 'node:fs/promises';
@@ -258,18 +262,77 @@ describe('post-hoc lowbit on a full fine-tune', () => {
     assert.ok(accuracy(b) >= accuracy(a), `lowbit ${accuracy(b)} against BitDelta ${accuracy(a)}`);
   });
 
+  test('distilled lowbit: before training, the trainable scales and factors rebuild the post-hoc patches exactly, at the same size; the gradient of a scale is the sum of dL/dW times the codes over its group', () => {
+    const { v1, v2 } = pair;
+    const post = lowbitDiff(hasher, v1, v2, { budgetBytes: Math.floor(0.05 * storedModelBytes(v1)) });
+    assert.ok(post.allocation.some((a) => a.rank) && post.allocation.some((a) => !a.rank), 'both kinds of patch');
+    const shapes = new Map(v1.list().map((t) => [t.name, { shape: [...t.shape], values: v1.values(t.name) }]));
+    const param = new LowBitScales(shapes, post.payload.patches);
+    try {
+      const again = buildPayload(hasher, v1, param.specs(), { method: 'lowbit', budgetBytes: post.payload.header.budgetBytes });
+      assert.equal(again.bytes.length, post.bytes.length);
+      assert.deepEqual(again.payload.patches, post.payload.patches);
+      assert.deepEqual(again.targetValues, post.targetValues);
+      // The forward pass uses what the device will hold.
+      for (const p of post.payload.patches) assert.deepEqual(param.effective(p.name).dataSync(), post.targetValues.get(p.name));
+      const dense = post.payload.patches.find((p) => p.kind === 'dense') as DensePatch;
+      const lb = dense.lowbit as NonNullable<DensePatch['lowbit']>;
+      const n = dense.values.length;
+      const r = seeded(31);
+      const dW = Float32Array.from({ length: n }, () => r());
+      const grads = tf.tidy(() => Object.values(param.gradients(dense.name, tf.tensor(dW, shapes.get(dense.name)?.shape))).map((g) => g.dataSync() as Float32Array))[0];
+      const scales = lowBitScales(lb);
+      const want = new Float64Array(lb.scales.length);
+      for (let k = 0; k < n; k++) {
+        const j = Math.floor(k / lb.group) % lb.scales.length;
+        want[j] += dW[k] * (scales[j] > 0 ? Math.round(dense.values[k] / scales[j]) : 1);
+      }
+      for (let j = 0; j < want.length; j++) assert.ok(Math.abs(grads[j] - want[j]) <= 1e-4 * (1 + Math.abs(want[j])), `scale ${j}: ${grads[j]} against ${want[j]}`);
+    } finally {
+      param.dispose();
+    }
+  });
+
+  test('ndiff train --method lowbit: the post-hoc payload\'s scales and factors distilled toward v2 on unlabeled inputs, within the budget, at least as close to v2 on validation as post hoc, and the device holds what the trainer measured', async (t) => {
+    const { v1, v2, accuracy, model } = pair;
+    const budgetBytes = Math.floor(0.05 * storedModelBytes(v1));
+    const [student, teacher] = [model(v1), model(v2)];
+    const inputs = clusterData(1200, 23);
+    const x = tf.tensor2d(inputs.x, [1200, FT_INPUTS]);
+    try {
+      const lines: string[] = [];
+      const res = await trainDiff(student, { x }, { method: 'lowbit', teacher, budgetBytes, epochs: 4, seed: 3, base: v1, tune: 'off', onProgress: (l) => lines.push(l) });
+      assert.ok(res.bytes.length <= budgetBytes);
+      assert.equal(res.payload.header.method, 'lowbit');
+      assert.match(lines.join('\n'), /lowbit: post hoc \d+ bytes .*now train/);
+      const device = v1.clone();
+      await applyPayload(device, res.bytes);
+      for (const [name, values] of res.targetValues) assert.deepEqual(device.values(name), values, name);
+      const post = v1.clone();
+      await applyPayload(post, lowbitDiff(hasher, v1, v2, { budgetBytes }).bytes);
+      t.diagnostic(`v1 ${accuracy(v1)}, v2 ${accuracy(v2)}, post hoc ${accuracy(post)}, distilled ${accuracy(device)}; validation ${JSON.stringify(res.teacher?.validation)}`);
+      const v = res.teacher?.validation as NonNullable<NonNullable<typeof res.teacher>['validation']>;
+      assert.ok(v.agreement >= v.baseAgreement, 'closer to v2 than the base on validation');
+      assert.ok(accuracy(device) >= accuracy(v1) + 0.15, `distilled ${accuracy(device)} against v1 ${accuracy(v1)}`);
+    } finally {
+      x.dispose();
+      student.dispose();
+      teacher.dispose();
+    }
+  });
+
   test('ndiff diff --method lowbit writes it for two TF.js folders, within the budget, and apply takes it', async () => {
-    const { v1, v2, accuracy } = pair;
+    const { v1, v2, accuracy, save } = pair;
     const dir = await tempDir();
     try {
-      await writeStore(join(dir, 'v1'), v1);
-      await writeStore(join(dir, 'v2'), v2);
+      await save(join(dir, 'v1'), v1);
+      await save(join(dir, 'v2'), v2);
       const lines: string[] = [];
       const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: () => {} };
       const out = join(dir, 'v1-v2.ndiff');
       const args = ['diff', '--model-id', 'mlp', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', '5%', '--method', 'lowbit', '--out', out];
       assert.equal(await main(args, io), 0, lines.join('\n'));
-      assert.match(lines.join('\n'), /every change of \d+ tensor\(s\) at [\d/]+ bits .*share of the squared change carried \d+\.\d%/);
+      assert.match(lines.join('\n'), /every change of \d+ tensor\(s\) \(\d+ x [^;]+; \d+ of \d+ changed values\), share of the squared change carried \d+\.\d%/);
       const bytes = new Uint8Array(await readFile(out));
       assert.ok(bytes.length <= Math.floor(0.05 * storedModelBytes(v1)));
       assert.equal(decodePayload(bytes).header.method, 'lowbit');
@@ -280,8 +343,47 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       const patched = await openTfjsModelDir(join(dir, 'v1'));
       const got = new MemoryWeightStore(v1.list().map((t) => [t.name, { shape: t.shape, data: patched.values(t.name).slice() }]));
       assert.ok(accuracy(got) > accuracy(v1) + 0.1, `patched ${accuracy(got)} against v1 ${accuracy(v1)}`);
+      // --calibrate: every lowbit variant measured on unlabeled inputs, the closest written.
+      const calib = clusterData(300, 21);
+      saveNpy(join(dir, 'x.npy'), calib.x, [300, FT_INPUTS]);
+      const calOut = join(dir, 'cal.ndiff');
+      const json = join(dir, 'cal.json');
+      lines.length = 0;
+      const progress: string[] = [];
+      const cio = { ...io, progress: (l: string) => progress.push(l) };
+      assert.equal(await main([...args.slice(0, -1), calOut, '--calibrate', join(dir, 'x.npy'), '--metrics-out', json], cio), 0, lines.join('\n'));
+      const metrics = JSON.parse(await readFile(json, 'utf8')) as { method: string; calibration: { examples: number; chosen: string; candidates: { name: string; bytes: number; loss: number }[] } };
+      assert.equal(metrics.calibration.examples, 300);
+      assert.equal(metrics.calibration.candidates.length, 6);
+      const best = Math.min(...metrics.calibration.candidates.map((c) => c.loss));
+      assert.equal(metrics.calibration.candidates.find((c) => c.name === metrics.calibration.chosen)?.loss, best, 'the closest candidate is the one written');
+      assert.ok(metrics.calibration.candidates.every((c) => c.bytes <= Math.floor(0.05 * storedModelBytes(v1))));
+      assert.match(progress.join('\n'), /calibrating on 300 inputs .*\n(.*\n)*  chose lowbit \(/);
+      // --method auto adds top-k, which loses on a fine-tune; without inputs it is a usage error.
+      const autoJson = join(dir, 'auto.json');
+      assert.equal(await main([...args.slice(0, 8), '5%', '--method', 'auto', '--out', join(dir, 'auto.ndiff'), '--calibrate', join(dir, 'x.npy'), '--metrics-out', autoJson], cio), 0, lines.join('\n'));
+      const auto = JSON.parse(await readFile(autoJson, 'utf8')) as typeof metrics;
+      assert.deepEqual(auto.calibration.candidates.map((c) => c.name).slice(-1), ['top-k']);
+      assert.equal(auto.method, 'lowbit');
+      const topkLoss = auto.calibration.candidates.at(-1)?.loss as number;
+      assert.ok(auto.calibration.candidates.slice(0, -1).every((c) => c.loss < topkLoss), 'every lowbit variant is closer to v2 than top-k');
+      lines.length = 0;
+      assert.equal(await main([...args.slice(0, 8), '5%', '--method', 'auto', '--out', join(dir, 'x.ndiff')], io), 2);
+      assert.match(lines.join('\n'), /--method auto measures every candidate on inputs: add --calibrate INPUTS/);
+      assert.equal(await main([...args.slice(0, 8), '5%', '--out', join(dir, 'y.ndiff'), '--calibrate', join(dir, 'x.npy')], io), 2);
+      assert.match(lines.join('\n'), /top-k alone has nothing to choose/);
+      // ndiff train --method lowbit --teacher: distilled on the same unlabeled inputs.
+      const trained = join(dir, 'trained.ndiff');
+      lines.length = 0;
+      assert.equal(await main(['train', '--model-id', 'mlp', '--base', join(dir, 'v1'), '--teacher', join(dir, 'v2'), '--train', join(dir, 'x.npy'), '--method', 'lowbit', '--budget', '5%', '--epochs', '2', '--tune', 'off', '--out', trained], cio), 0, lines.join('\n'));
+      const trainedBytes = new Uint8Array(await readFile(trained));
+      assert.ok(trainedBytes.length <= Math.floor(0.05 * storedModelBytes(v1)));
+      assert.equal(decodePayload(trainedBytes).header.method, 'lowbit');
+      assert.match(progress.join('\n'), /lowbit: post hoc \d+ bytes/);
       // A lowbit budget must be a size, and top-k's codec is not lowbit's.
-      assert.equal(await main([...args.slice(0, 9), 'all', ...args.slice(10)], io), 2);
+      lines.length = 0;
+      assert.equal(await main([...args.slice(0, 8), 'all', ...args.slice(9)], io), 2);
+      assert.match(lines.join('\n'), /--method lowbit carries changes within a byte budget/);
       assert.equal(await main([...args, '--codec', 'i8'], io), 2);
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -2,13 +2,14 @@ import type { Argv } from 'yargs';
 import { writeFile } from 'node:fs/promises';
 import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
-import { topkDiff } from '../../src/diff/topk.ts';
-import { lowbitDiff, type LowBitResult } from '../../src/diff/lowbit.ts';
+import { topkDiff, type TopkResult } from '../../src/diff/topk.ts';
+import { describeWidths, lowbitDiff, lowbitVariants, type LowBitResult } from '../../src/diff/lowbit.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
+import { chooseCalibrated, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
 import { closenessLines, loadOnnxEval, measureOnInputs, measureOnnx, movesAwayText, type OnnxEval, type PayloadEvalSpec } from '../payload-eval.ts';
 import { checkOutputPath, resolveModelId, isOnnxPath, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
@@ -18,7 +19,8 @@ export interface DiffArgs {
   budget: string;
   out: string;
   codec: 'auto' | 'f32' | 'f16' | 'i8';
-  method: 'topk' | 'lowbit';
+  method: 'topk' | 'lowbit' | 'auto';
+  calibrate?: string;
   modelId?: string;
   sequence: number;
   expires?: string;
@@ -38,7 +40,8 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
-    .option('method', { choices: ['topk', 'lowbit'] as const, default: 'topk' as const, describe: 'with a byte budget: topk keeps the largest changes (positions and values); lowbit carries every change at 1 to 8 bits with a scale per output channel, row or tensor, the bits of each tensor chosen to remove the most squared error within the budget (format v6: the applier on the device must read version 6). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk' })
+    .option('method', { choices: ['topk', 'lowbit', 'auto'] as const, default: 'topk' as const, describe: 'with a byte budget: topk keeps the largest changes (positions and values); lowbit carries every changed tensor, each at 1 to 8 bits with a scale per output channel, row or tensor, or as int8 low-rank factors, chosen to leave the least error within the budget (format v6 when codes are used: the applier on the device must read version 6). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk. auto: both, and every lowbit variant, measured on --calibrate inputs; the closest to --target is written' })
+    .option('calibrate', { type: 'string', describe: `with --method lowbit or auto: inputs from where the model runs, no labels needed (TF.js layers-model folders: x.npy, or a folder holding it; the first ${MAX_CALIBRATION_EXAMPLES}). Each candidate payload (lowbit with errors relative to each layer or plain, or weighed by every weight's Fisher information on these inputs, with and without low-rank factors; with auto, top-k too) is measured by how close base + payload comes to --target's outputs on them (KL divergence for classifiers, else mean squared difference), and the closest is written; each is reported with its bytes and loss. .onnx files: not yet (lowbit then chooses without data)` })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'with --method topk: the value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
@@ -53,6 +56,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON of this payload (bytes, and with --eval its closeness to --target and accuracy); `ndiff report` reads it (accuracy when --eval had labels, else the closeness to --target)' })
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 1% --out v1-v2.ndiff', 'keep the largest changes that fit in 1% of the model')
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --method lowbit --out v1-v2.ndiff', 'a fine-tuned v2: every weight\'s change at 1 to 8 bits within 5% of the model')
+    .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --method auto --calibrate inputs/ --out v1-v2.ndiff', 'the method and its variant chosen on unlabeled inputs: whichever takes v1 closest to v2 on them')
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --eval field-inputs/ --out v1-v2.ndiff', 'measure the payload against v2 on real inputs: is base + payload closer to v2 than v1 is?')
     .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)')
     .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 10% --eval frames/ --state state:stateN --out v5-v6.ndiff', 'measure it frame by frame, the state carried (frames/: input.npy [n, 576], sr.npy 16000, sequence.npy): how often base + payload makes v6\'s speech decision, beside v5') as unknown as Argv<DiffArgs>;
@@ -69,6 +73,9 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
   }
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
+  if (a.method === 'auto' && !a.calibrate) throw new UsageError('--method auto measures every candidate on inputs: add --calibrate INPUTS (x.npy of inputs from where the model runs, no labels needed), or choose --method lowbit or topk');
+  if (a.calibrate && a.method === 'topk') throw new UsageError('--calibrate chooses among lowbit\'s variants (--method lowbit) or among methods (--method auto); top-k alone has nothing to choose: add --method lowbit or auto, or leave --calibrate out');
+  if (a.calibrate && isOnnxPath(a.base)) throw new UsageError('--calibrate runs TF.js layers-models only for now; for .onnx files leave it out: --method lowbit then chooses without data (measure the result with --eval)');
   // The --eval data of an ONNX pair is read now: a folder that does not fit fails before any work.
   const onnxEval = a.eval && isOnnxPath(a.base) ? await loadOnnxEval(a as PayloadEvalSpec) : undefined;
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
@@ -89,13 +96,25 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const hasher = await getHasher();
   const t0 = performance.now();
   const common = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}), store: a.store };
-  if (a.method === 'lowbit' && everyChange) throw new UsageError('--method lowbit carries changes within a byte budget: give --budget a size (e.g. 5%), or leave --method out for --budget all (every change, exactly)');
-  if (a.method === 'lowbit' && a.codec !== 'auto') throw new UsageError(`--codec ${a.codec} chooses top-k's value codec; lowbit chooses its bits per tensor: leave --codec out`);
+  if (a.method !== 'topk' && everyChange) throw new UsageError(`--method ${a.method} carries changes within a byte budget: give --budget a size (e.g. 5%), or leave --method out for --budget all (every change, exactly)`);
+  if (a.method !== 'topk' && a.codec !== 'auto') throw new UsageError(`--codec ${a.codec} chooses top-k's value codec; ${a.method === 'auto' ? 'auto tries top-k with every codec and lowbit chooses its bits per tensor' : 'lowbit chooses its bits per tensor'}: leave --codec out`);
   const diff = opened.kind === 'onnx'
-    ? (h: Parameters<typeof diffOnnxModels>[0], b: Parameters<typeof diffOnnxModels>[1], t: Parameters<typeof diffOnnxModels>[2], o: Parameters<typeof diffOnnxModels>[3]) => diffOnnxModels(h, b, t, { ...o, method: a.method })
+    ? (h: Parameters<typeof diffOnnxModels>[0], b: Parameters<typeof diffOnnxModels>[1], t: Parameters<typeof diffOnnxModels>[2], o: Parameters<typeof diffOnnxModels>[3]) => diffOnnxModels(h, b, t, { ...o, method: a.method === 'lowbit' ? 'lowbit' : 'topk' })
     : a.method === 'lowbit' ? lowbitDiff : topkDiff;
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
-  const res = everyChange && opened.kind === 'folder'
+  // --calibrate: candidates measured on the inputs, the closest kept (TF.js folders; checked above).
+  let calibration: CalibrationReport | undefined;
+  const calibrated = a.calibrate
+    ? await chooseCalibrated<TopkResult>({ base: a.base, target: a.target, calibrate: a.calibrate }, base, (importance) => {
+      const options = { budgetBytes, ...common };
+      return [
+        ...lowbitVariants(importance).map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, target, { ...options, ...v.options() }) })),
+        ...(a.method === 'auto' ? [{ name: 'top-k', build: () => topkDiff(hasher, base, target, { ...options, codec: 'auto' }) }] : []),
+      ];
+    }, io)
+    : undefined;
+  if (calibrated) calibration = calibrated.report;
+  const res = calibrated ? calibrated.chosen : everyChange && opened.kind === 'folder'
     ? (() => {
       const e = exactDiff(hasher, base, target, { ...common, ...exactCodecs });
       return { ...e, kept: e.changed, changed: e.changed, squaredError: 0 };
@@ -130,6 +149,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     out: a.out, bytes: res.bytes.length, modelBytes: total, targetModelBytes: targetBytes, smallerThanModel, payloadToModelRatio: res.bytes.length / targetBytes, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
     baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
     ...(lowbit ? { method: 'lowbit', allocation: lowbit.allocation, formatVersion: res.payload.header.version } : {}),
+    ...(calibration ? { calibration } : {}),
     ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
     ...(measured ? { eval: measured, ...(measured.movesAway ? { warning: movesAwayText(measured) } : {}) } : {}),
   };
@@ -137,13 +157,13 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   if (a.metricsOut) {
     // The form `ndiff report` reads (its rows need accuracy: --eval with labels).
     const metrics = {
-      kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : a.method, modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: a.target, budgetRequested: a.budget, ...doc,
+      kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : res.payload.header.method, modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: a.target, budgetRequested: a.budget, ...doc,
       accuracyBefore: measured?.accuracyBefore ?? null, accuracyAfter: measured?.accuracyAfter ?? null, trainSeconds: ms / 1000,
     };
     await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
   }
   const carried = lowbit
-    ? `every change of ${lowbit.allocation.length} tensor(s) at ${[...new Set(lowbit.allocation.map((x) => x.bits))].sort((x, y) => x - y).join('/')} bits (${res.kept} of ${res.changed} changed values), share of the squared change carried ${(100 * (1 - res.squaredError / (lowbit.changeSquared || 1))).toFixed(1)}%`
+    ? `every change of ${lowbit.allocation.length} tensor(s) (${describeWidths(lowbit.allocation)}; ${res.kept} of ${res.changed} changed values), share of the squared change carried ${(100 * (1 - res.squaredError / (lowbit.changeSquared || 1))).toFixed(1)}%`
     : `${res.kept} of ${res.changed} changed values kept, codec ${res.codec}`;
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored, ${res.bytes.length < total ? `${(total / res.bytes.length).toFixed(1)}x smaller` : `${(res.bytes.length / total).toFixed(2)}x its size`}), ${carried}, in ${(ms / 1000).toFixed(2)} s`);
   io.out(`base ${res.payload.header.baseFingerprint} -> target ${res.payload.header.targetFingerprint}`);

@@ -500,9 +500,33 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
   return { ...built, kept, changed, codec: 'l', squaredError: error, changeSquared, allocation };
 }
 
-/** "3 x 1 bit, 2 x 4 bits" */
-function describeWidths(allocation: LowBitResult['allocation']): string {
-  const by = new Map<number, number>();
-  for (const a of allocation) by.set(a.bits, (by.get(a.bits) ?? 0) + 1);
-  return [...by].sort((a, b) => a[0] - b[0]).map(([b, k]) => `${k} x ${b} bit${b > 1 ? 's' : ''}`).join(', ') || 'none';
+/** "3 x 1 bit, 2 x 4 bits, 1 x rank 8" */
+export function describeWidths(allocation: readonly LowBitAllocation[]): string {
+  const by = new Map<string, { order: number; count: number }>();
+  for (const a of allocation) {
+    const key = a.rank ? `rank ${a.rank}` : `${a.bits} bit${a.bits > 1 ? 's' : ''}`;
+    const order = a.rank ? 100 + a.rank : a.bits;
+    by.set(key, { order, count: (by.get(key)?.count ?? 0) + 1 });
+  }
+  return [...by].sort((a, b) => a[1].order - b[1].order).map(([key, { count }]) => `${count} x ${key}`).join(', ') || 'none';
+}
+
+/**
+ * The lowbit variants a calibrated diff chooses among (`ndiff diff --calibrate`), in order of
+ * preference on a tie: errors relative to each layer (the default) or plain squared, or each
+ * weight weighed by `importance` (e.g. its Fisher information on the calibration inputs; left out
+ * without it), each with and without low-rank factors. Which is best depends on the model and the
+ * budget (examples/teacher-digits); measuring decides.
+ */
+export function lowbitVariants(importance?: () => ReadonlyMap<string, Float32Array>): { name: string; options: () => Partial<LowBitOptions> }[] {
+  return [
+    { name: 'lowbit (relative errors, low-rank)', options: () => ({}) },
+    { name: 'lowbit (relative errors, codes only)', options: () => ({ lowRank: false }) },
+    { name: 'lowbit (squared errors, low-rank)', options: () => ({ proxy: 'squared' }) },
+    { name: 'lowbit (squared errors, codes only)', options: () => ({ proxy: 'squared', lowRank: false }) },
+    ...(importance ? [
+      { name: 'lowbit (Fisher importance, low-rank)', options: () => ({ importance: importance() }) },
+      { name: 'lowbit (Fisher importance, codes only)', options: () => ({ importance: importance(), lowRank: false }) },
+    ] : []),
+  ];
 }

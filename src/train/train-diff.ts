@@ -41,6 +41,9 @@ import { type ValueCodec } from '../core/values.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
 import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
 import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
+import { describeWidths, lowbitFromDeltas } from '../diff/lowbit.ts';
+import type { TensorPatch } from '../core/format.ts';
+import { LowBitScales } from './lowbit-scales.ts';
 import { HashedBuckets } from '../hash-diff/trainer.ts';
 import { LowRankAdapters } from '../lowrank-diff/trainer.ts';
 import { compositeSpecs, FisherRanking, FisherWarmup, SparseLowRank } from '../composite-diff/trainer.ts';
@@ -76,6 +79,8 @@ const DEFAULT_FULL_LR = 3e-4;
  * above 3e-3 at 1%.
  */
 const DEFAULT_COMPOSITE_LR = 1e-2;
+/** Distilled lowbit: scales of a few hundredths take steps of a few percent at first. */
+const DEFAULT_LOWBIT_LR = 1e-3;
 /** sparse-lora: the sparse shares trained at the tuned rate besides the 0.5 it was tuned at. */
 const SPLITS_TRIED = [0.25, 0.75];
 
@@ -357,7 +362,9 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
      * or none when it diverged before any. `prepare` gives the parameterization and how to turn it
      * into patch specs; checkpoints happen where the method's state is shippable.
      */
-    type Kind = 'full' | 'sparse' | 'hash' | 'lora' | 'retrain' | 'sparse-lora';
+    type Kind = 'full' | 'sparse' | 'hash' | 'lora' | 'retrain' | 'sparse-lora' | 'lowbit';
+    /** Distilled lowbit: the post-hoc payload whose scales and factors train (set before its runs). */
+    let lowbitStart: TensorPatch[] | undefined;
     const runOnce = (kind: Kind, lr: number, data: LabelledData, n: number, candidateKind: TuningCandidate['kind'], retrainPositions?: Map<string, Uint32Array>, share?: number): Checkpoint | undefined => {
       const started = performance.now();
       const label = `${kind === 'retrain' ? 'retrain' : kind}${share !== undefined ? ` sparse share ${share}` : ''} lr ${lr.toExponential(1)}${candidateKind === 'trial' ? ' (trial)' : ''}`;
@@ -480,6 +487,22 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
             optD.dispose();
             optS.dispose();
           }
+        } else if (kind === 'lowbit') {
+          const patches = lowbitStart as TensorPatch[];
+          const param = new LowBitScales(new Map(patches.map((p) => [p.name, { shape: shapes.get(p.name) as number[], values: base.values(p.name) }])), patches);
+          const opt = tf.train.adam(lr);
+          try {
+            loop(param, () => opt, n, 0, n, (r) => {
+              if (skip(r)) return false;
+              // The same codes, scales and factors as the post-hoc payload; a wider exponent could
+              // add a byte, and a payload over the budget is never a checkpoint.
+              const built = buildPayload(hasher, base, param.specs(), header, digests);
+              return built.bytes.length <= options.budgetBytes ? consider(built, `epoch ${r.epoch}`) : false;
+            });
+          } finally {
+            opt.dispose();
+            param.dispose();
+          }
         } else if (kind === 'hash') {
           const signed = options.hashSigned ?? true;
           const counts = chooseBucketCounts(tensors, shapes, header, codec, options.budgetBytes, signed);
@@ -568,7 +591,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
 
     let chosen: Checkpoint;
     let fullWeights: Map<string, Float32Array> | undefined;
-    const needsFull = method === 'full' || method === 'topk' || method === 'drop' || method === 'lowrank' || method === 'topk-retrain';
+    const needsFull = method === 'full' || method === 'topk' || method === 'drop' || method === 'lowrank' || method === 'topk-retrain' || method === 'lowbit';
     if (needsFull) {
       if (teach && method !== 'full') {
         // The teacher is the full fine-tune: its change is the one to compress or to mask.
@@ -617,6 +640,19 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         const positions = new Map(ranking.specs(k, codec).map((s) => [s.name, (s as { positions: Uint32Array }).positions]));
         progress(`topk-retrain: mask of the ${k} largest changes of the ${teach ? 'teacher' : 'full fine-tune'}; retraining them from the base`);
         chosen = tuned('retrain', DEFAULT_DIFF_LR, positions);
+      } else if (method === 'lowbit') {
+        // The post-hoc lowbit payload of the change, then its scales and factors distilled toward
+        // the teacher (or trained on the labels); the post-hoc payload competes as a checkpoint.
+        const trained = new Map([...deltas].filter(([name]) => tensors.some((t) => t.name === name)));
+        const post = lowbitFromDeltas(hasher, base, trained, { ...common, onProgress: progress });
+        const start = checkpointOf(post, 'lowbit post hoc', NaN, false);
+        progress(`lowbit: post hoc ${post.bytes.length} bytes (${describeWidths(post.allocation)}), validation ${start.scoreText}; its scales${post.allocation.some((a) => a.rank) ? ' and low-rank factors' : ''} now train`);
+        lowbitStart = post.payload.patches;
+        chosen = lowbitStart.length ? tuned('lowbit', DEFAULT_LOWBIT_LR) : start;
+        if (better(start, chosen)) {
+          progress('lowbit: the post-hoc payload stays the best on validation');
+          chosen = start;
+        }
       } else {
         const built = method === 'topk'
           ? topkFromDeltas(hasher, base, deltas, { ...common, codec: options.codec ?? 'auto', onProgress: progress }, 'topk')

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
 import { seeded } from './graph-model.ts';
+import { fileSystemIO } from '../../src/io/tfjs/index.ts';
 
 export const FT_INPUTS = 32;
 export const FT_CLASSES = 8;
@@ -58,7 +59,7 @@ async function fit(m: tf.LayersModel, d: { x: Float32Array; y: Int32Array }, epo
 }
 
 /** v1 and v2 as stores, and a function giving a store's accuracy on held-out examples of all 8 classes. */
-export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: MemoryWeightStore; accuracy: (s: MemoryWeightStore) => number; distortion: (name: string, delta: Float32Array) => number; modelDistortion: (deltas: ReadonlyMap<string, Float32Array>) => number }> {
+export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: MemoryWeightStore; accuracy: (s: MemoryWeightStore) => number; distortion: (name: string, delta: Float32Array) => number; modelDistortion: (deltas: ReadonlyMap<string, Float32Array>) => number; save: (dir: string, s: MemoryWeightStore) => Promise<void>; model: (s: MemoryWeightStore) => tf.LayersModel }> {
   await tf.setBackend('cpu');
   const m = mlp(5);
   await fit(m, clusterData(1200, 11, 6), 8, 3e-3);
@@ -95,5 +96,16 @@ export async function fineTunePair(): Promise<{ v1: MemoryWeightStore; v2: Memor
     const d = deltas.get(n);
     return d ? Float32Array.from(v1.values(n), (x, i) => x + d[i]) : v1.values(n);
   }));
-  return { v1, v2, accuracy, distortion, modelDistortion };
+  /** Write the MLP with a store's weights as a TF.js layers-model folder. */
+  const save = async (dir: string, s: MemoryWeightStore): Promise<void> => {
+    m.setWeights(names.map((n, i) => tf.tensor(s.values(n), m.weights[i].shape as number[])));
+    await m.save(fileSystemIO(dir));
+  };
+  /** A new MLP holding a store's weights (the caller disposes it). */
+  const model = (s: MemoryWeightStore): tf.LayersModel => {
+    const out = mlp(5);
+    out.setWeights(names.map((n, i) => tf.tensor(s.values(n), out.weights[i].shape as number[])));
+    return out;
+  };
+  return { v1, v2, accuracy, distortion, modelDistortion, save, model };
 }

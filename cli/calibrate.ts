@@ -1,0 +1,79 @@
+/**
+ * `--calibrate INPUTS` of `ndiff diff`: the payload chosen among candidates by how close each
+ * takes the base to the target on inputs from where the model runs (no labels needed), for TF.js
+ * layers-models. The candidates are built by the caller; this loads both models and the inputs,
+ * measures, and reports.
+ */
+import { readFile } from 'node:fs/promises';
+import { UsageError } from '../src/core/errors.ts';
+import type { WeightStore } from '../src/core/weight-store.ts';
+import type { BuiltPayload } from '../src/diff/build.ts';
+import { loadInputs } from '../src/io/npy/files.ts';
+import { fileSystemIO } from '../src/io/tfjs/index.ts';
+import type { CandidateScore, CalibrationCandidate } from '../src/train/calibrate.ts';
+import { importWithTrainerPeers } from '../src/train/peer.ts';
+import type { CliIO } from './common.ts';
+
+/** Examples of --calibrate used at most (the first ones): each candidate runs the model on all of them. */
+export const MAX_CALIBRATION_EXAMPLES = 4096;
+/** Examples the Fisher importance is estimated on (one backward pass each). */
+const IMPORTANCE_EXAMPLES = 256;
+
+/** What `--calibrate` chose, for `--json` and the report. */
+export interface CalibrationReport {
+  inputs: string;
+  examples: number;
+  chosen: string;
+  candidates: CandidateScore[];
+}
+
+/**
+ * Load `base` and `target` (TF.js layers-model folders) and the inputs, make the candidates
+ * (`candidates` gets the Fisher importance of the target's outputs on the inputs, for the
+ * lowbit variants that use it), and keep the one closest to the target.
+ */
+export async function chooseCalibrated<R extends BuiltPayload>(
+  paths: { base: string; target: string; calibrate: string },
+  baseStore: WeightStore,
+  candidates: (importance: () => ReadonlyMap<string, Float32Array>) => CalibrationCandidate<R>[],
+  io: CliIO,
+): Promise<{ chosen: R; report: CalibrationReport }> {
+  const { tf, initBackend, calibrationMeasure, chooseOnCalibration, outputImportance, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    tf: await import('@tensorflow/tfjs'),
+    ...(await import('../src/train/backend.ts')),
+    ...(await import('../src/train/calibrate.ts')),
+    ...(await import('../src/train/quiet.ts')),
+  }), '`ndiff diff --calibrate`');
+  silenceTfjsNodeBanner();
+  await initBackend('wasm');
+  const [model, target] = await Promise.all([paths.base, paths.target].map(async (dir) => {
+    const json = JSON.parse(await readFile(`${dir}/model.json`, 'utf8')) as { format?: string };
+    if (json.format === 'graph-model') throw new UsageError(`${dir} is a graph-model: --calibrate runs layers-models only for now; leave --calibrate out (lowbit then chooses without data)`);
+    return tf.loadLayersModel(fileSystemIO(dir));
+  }));
+  const d = loadInputs(paths.calibrate);
+  const all = d.xShape[0];
+  const n = Math.min(all, MAX_CALIBRATION_EXAMPLES);
+  const x = tf.tidy(() => tf.slice(tf.tensor(d.x, d.xShape, 'float32'), [0], [n]));
+  try {
+    io.progress(`calibrating on ${n} inputs from ${paths.calibrate}${n < all ? ` (the first ${n} of ${all})` : ''}: each candidate payload measured by how close base + payload comes to --target's outputs`);
+    const measure = calibrationMeasure(model, target, baseStore, x);
+    let importance: ReadonlyMap<string, Float32Array> | undefined;
+    const lazyImportance = () => {
+      if (!importance) {
+        io.progress(`  the importance of every weight to --target's outputs (Fisher information) on ${Math.min(n, IMPORTANCE_EXAMPLES)} inputs`);
+        importance = outputImportance(target, x, { examples: IMPORTANCE_EXAMPLES });
+      }
+      return importance;
+    };
+    const { chosen, name, scores } = chooseOnCalibration(candidates(lazyImportance), measure, baseStore, (s) => {
+      io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
+    });
+    io.progress(`  chose ${name} (unpatched base: loss ${measure.baseError.toPrecision(4)})`);
+    return { chosen, report: { inputs: paths.calibrate, examples: n, chosen: name, candidates: scores } };
+  } finally {
+    x.dispose();
+    model.dispose();
+    target.dispose();
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * Calibration for post-hoc diffs of TF.js layers-models: how far a model carrying some deltas is
+ * from the target on inputs, as `lowbitDiff`'s `measureModel` takes it. Users who trained v2 in
+ * their own pipeline come with v1, v2 and some inputs; the inputs need no labels (`ndiff diff
+ * --calibrate INPUTS`).
+ *
+ * The error is the teacher loss of distillation on the target's outputs (KL divergence for
+ * classifier outputs, else the mean squared difference; see teacher.ts), averaged over the
+ * inputs: the quantity a distilled diff would lower, so post hoc and distilled diffs are scored
+ * alike.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { WeightStore } from '../core/weight-store.ts';
+import type { BuiltPayload } from '../diff/build.ts';
+import { seededRandom } from '../core/random.ts';
+import { namedVariables, setModelWeights } from './model-weights.ts';
+import { closeness, defaultTeacherLoss, outputLayout, outputRows, type OutputSegment } from './teacher.ts';
+
+export interface CalibrationMeasure {
+  /** The error of the model with `deltas` added to the base (tensors not in it at the base): lower is closer to the target. */
+  measureModel: (deltas: ReadonlyMap<string, Float32Array>) => number;
+  /** The error of the unpatched base, and of the target itself (0 but for float rounding). */
+  baseError: number;
+  /** How many times the model ran on the inputs (each a forward pass over every example). */
+  readonly evaluations: number;
+  /** Put the base's weights back into the model. */
+  restore(): void;
+}
+
+/**
+ * A {@link CalibrationMeasure} for `model` (built from `base`'s weights) against `target` on the
+ * inputs `x` (the first axis is the example). The target runs once; each call runs `model` once.
+ * Throws a UsageError when the two models do not share inputs and outputs.
+ */
+export function calibrationMeasure(model: tf.LayersModel, target: tf.LayersModel, base: WeightStore, x: tf.Tensor, batchSize = 256): CalibrationMeasure {
+  const layout = outputLayout(model, target);
+  const measure = { ...layout, loss: defaultTeacherLoss(layout.segments), temperature: 1 };
+  const baseNames = new Set(base.list().map((t) => t.name));
+  const targetRows = outputRows(target, x, layout.width, batchSize);
+  let evaluations = 0;
+  const errorWith = (values: (name: string) => Float32Array | undefined): number => {
+    setModelWeights(model, values);
+    evaluations++;
+    return closeness(outputRows(model, x, layout.width, batchSize), targetRows, measure, 'top1').loss;
+  };
+  const restore = () => setModelWeights(model, (n) => (baseNames.has(n) ? base.values(n) : undefined));
+  const baseError = errorWith((n) => (baseNames.has(n) ? base.values(n) : undefined));
+  return {
+    measureModel: (deltas) => errorWith((n) => {
+      if (!baseNames.has(n)) return undefined;
+      const w = base.values(n);
+      const d = deltas.get(n);
+      if (!d) return w;
+      const out = new Float32Array(w.length);
+      for (let i = 0; i < w.length; i++) out[i] = w[i] + d[i];
+      return out;
+    }),
+    baseError,
+    get evaluations() {
+      return evaluations;
+    },
+    restore,
+  };
+}
+
+export interface ImportanceOptions {
+  /** Examples used, from the first (default 256): one backward pass each. */
+  examples?: number;
+  /** Seed of the sampled classes and projections (default 0): the same seed, the same importance. */
+  seed?: number;
+  /**
+   * Added to every weight's importance, as a share of the mean importance (default 0.01, as GPTQ
+   * dampens its Hessian): a weight the calibration inputs never exercise still counts a little.
+   */
+  damping?: number;
+  /** Called after each example with (done, total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Each weight's importance to `target`'s outputs on the inputs `x`: the diagonal of the Fisher
+ * information of its outputs, E[g^2] over the examples, where g is the gradient of
+ * - for a classifier output (softmax probabilities or class logits), the log-probability of a class
+ *   drawn from the target's own prediction at each position (a sampled Fisher: its mean is the
+ *   Hessian of the KL divergence from the target at the target);
+ * - for any other output, a random projection of it (v . output, v standard normal: its mean is
+ *   the Gauss-Newton matrix of the squared difference).
+ *
+ * With these weights, sum_k F_k (delta_k - carried_k)^2 is the second-order estimate of how far
+ * the model carrying a lossy delta is from the target (the KL divergence, doubled, or the mean
+ * squared output difference), which is what `lowbitDiff`'s `importance` minimizes. Per-example
+ * gradients: one backward pass per example. A weight the outputs do not depend on (a frozen
+ * statistic the gradient does not reach) gets the mean importance of all the others; every
+ * other weight a damping of 1% of that mean on top.
+ */
+export function outputImportance(target: tf.LayersModel, x: tf.Tensor, options: ImportanceOptions = {}): Map<string, Float32Array> {
+  const n = Math.min(options.examples ?? 256, x.shape[0]);
+  const random = seededRandom(options.seed ?? 0);
+  const { segments } = outputLayout(target, target);
+  const vars = namedVariables(target).filter((v) => v.variable.dtype === 'float32');
+  const sums = new Map(vars.map((v) => [v.variable.name, new Float64Array(v.variable.size)]));
+  const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  const draw = (p: Float32Array | Int32Array | Uint8Array, from: number, classes: number): number => {
+    let u = random();
+    for (let c = 0; c < classes - 1; c++) if ((u -= p[from + c]) < 0) return c;
+    return classes - 1;
+  };
+  for (let i = 0; i < n; i++) {
+    const xi = tf.slice(x, [i], [1]);
+    // What is drawn for this example: a class per classifier position, a normal vector otherwise.
+    const outs = (() => {
+      const o = target.apply(xi, { training: false }) as tf.Tensor | tf.Tensor[];
+      return Array.isArray(o) ? o : [o];
+    })();
+    const picks = outs.map((o, j) => {
+      const seg = segments[j] as OutputSegment;
+      const values = tf.tidy(() => (seg.classifier && seg.classes > 1 ? (seg.probabilities ? o : tf.softmax(o)) : o).dataSync()) as Float32Array;
+      if (seg.classifier && seg.classes > 1) {
+        const mask = new Float32Array(values.length);
+        for (let at = 0; at < values.length; at += seg.classes) mask[at + draw(values, at, seg.classes)] = 1;
+        return mask;
+      }
+      return Float32Array.from(values, () => normal());
+    });
+    outs.forEach((o) => o.dispose());
+    const { value, grads } = tf.variableGrads(() => tf.tidy(() => {
+      const o = target.apply(xi, { training: false }) as tf.Tensor | tf.Tensor[];
+      const list = Array.isArray(o) ? o : [o];
+      const terms = list.map((t, j) => {
+        const seg = segments[j] as OutputSegment;
+        const pick = tf.tensor(picks[j], t.shape);
+        const scored = seg.classifier && seg.classes > 1 ? (seg.probabilities ? tf.log(tf.clipByValue(t, 1e-7, 1)) : tf.logSoftmax(t)) : t;
+        return tf.sum(tf.mul(scored, pick));
+      });
+      return tf.addN(terms) as tf.Scalar;
+    }), vars.map((v) => v.variable));
+    for (const [name, g] of Object.entries(grads)) {
+      const sum = sums.get(name);
+      const gv = g.dataSync() as Float32Array;
+      if (sum) for (let k = 0; k < gv.length; k++) sum[k] += gv[k] * gv[k];
+      g.dispose();
+    }
+    value.dispose();
+    xi.dispose();
+    options.onProgress?.(i + 1, n);
+  }
+  // Weights no gradient reached (all zero) take the mean of the others.
+  let total = 0;
+  let count = 0;
+  for (const sum of sums.values()) {
+    let t = 0;
+    for (const v of sum) t += v;
+    if (t > 0) (total += t), (count += sum.length);
+  }
+  const mean = count ? total / count / n : 1;
+  const damp = (options.damping ?? 0.01) * mean;
+  const out = new Map<string, Float32Array>();
+  for (const v of vars) {
+    const sum = sums.get(v.variable.name) as Float64Array;
+    const reached = sum.some((s) => s > 0);
+    out.set(v.name, reached ? Float32Array.from(sum, (s) => s / n + damp) : new Float32Array(sum.length).fill(mean));
+  }
+  return out;
+}
+
+/** A payload to choose from: how it was made, and the build (run only when measured). */
+export interface CalibrationCandidate<R extends BuiltPayload> {
+  /** How the report names it ("lowbit, relative, low-rank"). */
+  name: string;
+  build: () => R;
+}
+
+/** One candidate's measurement on the calibration inputs. */
+export interface CandidateScore {
+  name: string;
+  bytes: number;
+  /** The teacher loss of base + payload against the target on the inputs (lower is closer). */
+  loss: number;
+  /** The same payload as an earlier candidate (not measured again). */
+  sameAs?: string;
+}
+
+/**
+ * Build every candidate and keep the one whose payload takes the model closest to the target on
+ * the calibration inputs (the least {@link CalibrationMeasure} loss of the weights the device will
+ * hold); the first wins a tie, so the order is the preference. Returns the chosen result and every
+ * candidate's score. A candidate whose build throws (a budget it cannot meet) is left out and
+ * reported with an infinite loss; if every one throws, the first's error is thrown.
+ */
+export function chooseOnCalibration<R extends BuiltPayload>(candidates: readonly CalibrationCandidate<R>[], measure: CalibrationMeasure, base: WeightStore, onScore?: (score: CandidateScore) => void): { chosen: R; name: string; scores: CandidateScore[] } {
+  const scores: CandidateScore[] = [];
+  let best: { result: R; name: string; loss: number } | undefined;
+  let firstError: unknown;
+  const seen: { bytes: Uint8Array; name: string; loss: number }[] = [];
+  for (const c of candidates) {
+    let result: R;
+    try {
+      result = c.build();
+    } catch (e) {
+      firstError ??= e;
+      const score = { name: c.name, bytes: 0, loss: Infinity };
+      scores.push(score);
+      onScore?.(score);
+      continue;
+    }
+    const twin = seen.find((s) => sameBytes(s.bytes, result.bytes));
+    let loss: number;
+    if (twin) loss = twin.loss;
+    else {
+      const deltas = new Map<string, Float32Array>();
+      for (const [name, values] of result.targetValues) {
+        const w = base.values(name);
+        deltas.set(name, Float32Array.from(values, (x, i) => x - w[i]));
+      }
+      loss = measure.measureModel(deltas);
+      seen.push({ bytes: result.bytes, name: c.name, loss });
+    }
+    const score: CandidateScore = { name: c.name, bytes: result.bytes.length, loss, ...(twin ? { sameAs: twin.name } : {}) };
+    scores.push(score);
+    onScore?.(score);
+    if (!best || loss < best.loss) best = { result, name: c.name, loss };
+  }
+  measure.restore();
+  if (!best) throw firstError;
+  return { chosen: best.result, name: best.name, scores };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
