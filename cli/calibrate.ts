@@ -38,8 +38,9 @@ export async function chooseCalibrated<R extends BuiltPayload>(
   candidates: (importance: () => ReadonlyMap<string, Float32Array>) => CalibrationCandidate<R>[],
   io: CliIO,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
-  const { tf, initBackend, calibrationMeasure, chooseOnCalibration, outputImportance, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, calibrationMeasure, chooseOnCalibration, outputImportance, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
+    ...(await import('../src/train/data.ts')),
     ...(await import('../src/train/backend.ts')),
     ...(await import('../src/train/calibrate.ts')),
     ...(await import('../src/train/quiet.ts')),
@@ -52,6 +53,13 @@ export async function chooseCalibrated<R extends BuiltPayload>(
     return tf.loadLayersModel(fileSystemIO(dir));
   }));
   const d = loadInputs(paths.calibrate);
+  try {
+    checkInputs(d.xShape, model.inputs[0].shape, `--calibrate ${paths.calibrate}`);
+  } catch (e) {
+    model.dispose();
+    target.dispose();
+    throw e;
+  }
   const all = d.xShape[0];
   const n = Math.min(all, MAX_CALIBRATION_EXAMPLES);
   const x = tf.tidy(() => tf.slice(tf.tensor(d.x, d.xShape, 'float32'), [0], [n]));

@@ -69,8 +69,9 @@ export function movesAwayText(m: PayloadCloseness, target = '--target', advice =
 
 /** `--eval`: load both folders as tfjs models and measure the payload against the target on the inputs. */
 export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, payload: Uint8Array, io: CliIO): Promise<PayloadCloseness> {
-  const { tf, initBackend, payloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, payloadCloseness, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
+    ...(await import('../src/train/data.ts')),
     ...(await import('../src/train/backend.ts')),
     ...(await import('../src/train/target-closeness.ts')),
     ...(await import('../src/train/quiet.ts')),
@@ -84,6 +85,13 @@ export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, pay
     return tf.loadLayersModel(fileSystemIO(dir));
   }));
   const d = loadInputs(a.eval as string);
+  try {
+    checkInputs(d.xShape, model.inputs[0].shape, `--eval ${a.eval}`);
+  } catch (e) {
+    model.dispose();
+    target.dispose();
+    throw e;
+  }
   const x = tf.tensor(d.x, d.xShape, 'float32');
   try {
     return await payloadCloseness(model, target, base, payload, { x, ...(d.y ? { y: d.y } : {}) });

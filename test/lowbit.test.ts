@@ -35,7 +35,7 @@ import * as tf from '@tensorflow/tfjs';
 import { tempDir } from './helpers/dirs.ts';
 import { main } from '../cli/ndiff.ts';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const hasher = await getHasher();
@@ -372,6 +372,13 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       assert.match(lines.join('\n'), /--method auto measures every candidate on inputs: add --calibrate INPUTS/);
       assert.equal(await main([...args.slice(0, 8), '5%', '--out', join(dir, 'y.ndiff'), '--calibrate', join(dir, 'x.npy')], io), 2);
       assert.match(lines.join('\n'), /top-k alone has nothing to choose/);
+      // Inputs the model does not take: a data error naming both shapes, nothing written.
+      await mkdir(join(dir, 'bad'));
+      saveNpy(join(dir, 'bad', 'x.npy'), new Float32Array(70), [10, 7]);
+      lines.length = 0;
+      assert.equal(await main([...args.slice(0, -1), join(dir, 'bad.ndiff'), '--calibrate', join(dir, 'bad')], io), 8);
+      assert.match(lines.join('\n'), /--calibrate .*bad: inputs are \[7\] per example but the model takes \[32\]/);
+      await assert.rejects(readFile(join(dir, 'bad.ndiff')), /ENOENT/);
       // ndiff train --method lowbit --teacher: distilled on the same unlabeled inputs.
       const trained = join(dir, 'trained.ndiff');
       lines.length = 0;

@@ -63,15 +63,20 @@ export function* epochBatches(data: LabelledData, batchSize: number, random: () 
 export function checkData(data: LabelledData, inputShape: (number | null)[], numClasses: number, what: string): void {
   const n = data.x.shape[0];
   if (n !== data.y.length) throw new DataError(`${what}: ${n} inputs but ${data.y.length} labels; x and y must have the same first dimension`);
-  if (n === 0) throw new DataError(`${what}: the dataset is empty`);
   if (data.replay && data.replay.length !== n) throw new DataError(`${what}: ${data.replay.length} replay marks for ${n} examples; give one mark per example (1 replayed, 0 the update's own)`);
-  const feat = data.x.shape.slice(1);
+  checkInputs(data.x.shape, inputShape, what);
+  for (let i = 0; i < data.y.length; i++) {
+    if (data.y[i] < 0 || data.y[i] >= numClasses) throw new DataError(`${what}: label ${data.y[i]} at example ${i} is outside the model's ${numClasses} classes`);
+  }
+}
+
+/** Inputs of shape `xShape` (examples first) fit a model taking `inputShape`, and are not empty; else a DataError saying what to do. */
+export function checkInputs(xShape: readonly number[], inputShape: readonly (number | null)[], what: string): void {
+  if (xShape[0] === 0) throw new DataError(`${what}: the dataset is empty`);
+  const feat = xShape.slice(1);
   const want = inputShape.slice(1);
   if (feat.length !== want.length || want.some((d, i) => d !== null && d !== feat[i])) {
     throw new DataError(`${what}: inputs are [${feat.join(', ')}] per example but the model takes [${want.map((d) => d ?? '?').join(', ')}]: reshape the data or pick the matching model`);
-  }
-  for (let i = 0; i < data.y.length; i++) {
-    if (data.y[i] < 0 || data.y[i] >= numClasses) throw new DataError(`${what}: label ${data.y[i]} at example ${i} is outside the model's ${numClasses} classes`);
   }
 }
 
