@@ -1,14 +1,19 @@
 /**
  * "I already trained v2": ship a digits update a team trained in its own pipeline as a teacher
- * diff, and compare it with post-hoc top-k of (v2 - v1) at the same budgets.
+ * diff, or post hoc as low-bit deltas, and compare them with post-hoc top-k of (v2 - v1) and
+ * BitDelta's code at the same budgets.
  *
  *   node --import tsx examples/teacher-digits/run.ts [--quick] [--budgets 1,5] [--seed 0]
+ *     [--methods topk,sparse,hash,sparse-labels,lowbit,lowbit-calibrate,bitdelta] [--calibrate 1000]
  *
  * v1: a small CNN (examples/lib/drifted-digits.ts) trained on clean digits. v2: v1 fully
  * fine-tuned on drifted digits (washed out, noisy, shifted) with clean ones replayed, labels
  * used. The diffs of v1 learn toward v2 from the same inputs *without their labels* (a teacher
- * diff: `ndiff train --teacher v2/`), or keep v2's largest changes (`ndiff diff`). Every model is
- * measured on held-out clean and drifted digits: accuracy, and top-1 agreement with v2.
+ * diff: `ndiff train --teacher v2/`), or keep v2's largest changes (`ndiff diff`), or carry every
+ * change of v2 at 1 to 8 bits or as low-rank factors (`ndiff diff --method lowbit`, no data; with
+ * `--calibrate`, the variant chosen on unlabeled inputs), or the sign of every change with a scale
+ * per tensor (BitDelta before its distillation; lowbit is measured at its bytes too). Every model
+ * is measured on held-out clean and drifted digits: accuracy, and top-1 agreement with v2.
  *
  * Writes examples/teacher-digits/results/{full,quick}.json and .md (the figures quoted in
  * docs/guides/shipping-a-trained-model.md come from full.md).
@@ -21,6 +26,10 @@ import { evaluate, type LabelledData } from '../../src/train/data.ts';
 import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts';
 import { closeness, outputLayout, outputRows } from '../../src/train/teacher.ts';
 import { trainDiff, type TrainDiffOptions, type TrainMethod } from '../../src/train/train-diff.ts';
+import { calibrationMeasure, chooseOnCalibration, outputImportance } from '../../src/train/calibrate.ts';
+import { describeAllocation, lowbitDiff, lowbitVariants, type LowBitOptions, type LowBitResult } from '../../src/diff/lowbit.ts';
+import { getHasher } from '../../src/core/hasher.ts';
+import { applyPayload } from '../../src/apply/apply.ts';
 import { digitsCnn, driftedDigits } from '../lib/drifted-digits.ts';
 
 const arg = (name: string, fallback: string) => {
@@ -37,6 +46,8 @@ const only = arg('methods', '');
 const v2Epochs = quick ? 6 : 16;
 /** Teacher diffs also see v1's digits through the drifted camera, unlabeled (`--field-inputs no`: v2's inputs only). */
 const moreInputs = arg('field-inputs', 'yes') !== 'no';
+/** Unlabeled inputs the post-hoc lowbit rows with --calibrate choose their bits on. */
+const calibrationCount = Number(arg('calibrate', '1000'));
 const started = performance.now();
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const log = (m: string) => console.log(`[${((performance.now() - started) / 1000).toFixed(0)} s] ${m}`);
@@ -71,15 +82,57 @@ measureNow(v1, 'v1 (devices hold it)', 'base', null, 0, 0);
 measureNow(v2, 'v2 (the team trained it)', 'full', null, modelBytes, 0);
 
 const inputs = { x: moreInputs ? tf.concat([data.v2Train.x, data.fieldInputs]) : data.v2Train.x };
+const wanted = (name: string) => !only || only.split(',').includes(name);
+
+// Post-hoc low-bit deltas (ndiff diff --method lowbit): every change of v2 at 1 to 8 bits, no
+// training; with --calibrate, the bits chosen on the model's outputs on unlabeled inputs (v2's
+// own inputs, not the held-out sets).
+const hasher = await getHasher();
+const v2Store = modelToStore(v2);
+const calibration = tf.tidy(() => tf.slice(inputs.x, [0], [Math.min(calibrationCount, inputs.x.shape[0])]));
+const applied = async (name: string, method: string, budgetPct: number | null, res: LowBitResult | { bytes: Uint8Array; allocation?: undefined }, seconds: number) => {
+  const store = base.clone();
+  await applyPayload(store, res.bytes);
+  setModelWeights(v1, (n) => store.values(n));
+  if (res.allocation) log(`${name}: ${res.allocation.map(describeAllocation).join(', ')}`);
+  return measureNow(v1, name, method, budgetPct, res.bytes.length, seconds);
+};
+const lowbitRow = async (name: string, method: string, budgetPct: number | null, options: LowBitOptions) => {
+  const t0 = performance.now();
+  const res = lowbitDiff(hasher, base, v2Store, options);
+  return applied(name, method, budgetPct, res, (performance.now() - t0) / 1000);
+};
+let importance: ReadonlyMap<string, Float32Array> | undefined;
+const lowbitRuns = async (pctBudget: number, budgetBytes: number) => {
+  if (wanted('lowbit')) await lowbitRow(`post-hoc lowbit of v2 - v1, no data (ndiff diff --method lowbit) at ${pctBudget}%`, 'lowbit', pctBudget, { budgetBytes });
+  if (wanted('lowbit-calibrate')) {
+    // What ndiff diff --method lowbit --calibrate does: every variant measured on the inputs.
+    const t0 = performance.now();
+    const cal = calibrationMeasure(v1, v2, base, calibration);
+    const variants = lowbitVariants(() => (importance ??= outputImportance(v2, calibration, { examples: 256 })));
+    const { chosen, name } = chooseOnCalibration(variants.map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, v2Store, { budgetBytes, ...v.options() }) })), cal, base);
+    await applied(`post-hoc ${name}, chosen on ${calibration.shape[0]} unlabeled inputs (--calibrate) at ${pctBudget}%`, 'lowbit (calibrated)', pctBudget, chosen, (performance.now() - t0) / 1000);
+  }
+};
+if (wanted('bitdelta')) {
+  // BitDelta's post-hoc code: the sign of every change and one scale per tensor (mean |delta|);
+  // its size is fixed, so lowbit is measured at the same bytes beside it.
+  const bd = await lowbitRow('BitDelta post hoc (the sign of every change, a scale per tensor)', 'bitdelta', null, { budgetBytes: 10 * modelBytes, widths: [1], layouts: ['tensor'], lowRank: false });
+  const pctBudget = Number(((100 * bd.bytes) / modelBytes).toFixed(2));
+  await lowbitRuns(pctBudget, bd.bytes);
+}
+
 for (const pctBudget of budgets) {
   const budgetBytes = Math.floor((modelBytes * pctBudget) / 100);
+  await lowbitRuns(pctBudget, budgetBytes);
   const runs: { name: string; method: TrainMethod; options: Partial<TrainDiffOptions>; labelled?: boolean }[] = [
     { name: `post-hoc top-k of v2 - v1 (ndiff diff)`, method: 'topk', options: { allowWorse: true } },
     { name: `teacher sparse, no labels`, method: 'sparse', options: {} },
     { name: `teacher hash, no labels`, method: 'hash', options: {} },
+    { name: `teacher lowbit (post-hoc lowbit, scales distilled), no labels`, method: 'lowbit', options: {} },
     { name: `sparse on the labels (no teacher)`, method: 'sparse', options: {}, labelled: true },
   ];
-  for (const r of runs.filter((r) => !only || only.split(',').includes(r.labelled ? `${r.method}-labels` : r.method))) {
+  for (const r of runs.filter((r) => wanted(r.labelled ? `${r.method}-labels` : r.method))) {
     setModelWeights(v1, (n) => base.values(n));
     const t0 = performance.now();
     const res = r.labelled
