@@ -30,6 +30,8 @@ import { snapshot, sameBytes } from './helpers/models.ts';
 import { clusterData, fineTunePair, FT_INPUTS } from './helpers/finetune.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
+import { trainAuto } from '../src/train/auto.ts';
+import { BudgetError } from '../src/core/errors.ts';
 import { LowBitScales } from '../src/train/lowbit-scales.ts';
 import * as tf from '@tensorflow/tfjs';
 import { tempDir } from './helpers/dirs.ts';
@@ -321,6 +323,25 @@ describe('post-hoc lowbit on a full fine-tune', () => {
     }
   });
 
+  test('trainAuto reports a candidate that cannot run and throws the first refusal when none can; it needs validation', async () => {
+    const { v1, v2, model } = pair;
+    const [student, teacher] = [model(v1), model(v2)];
+    const x = tf.tensor2d(clusterData(200, 29).x, [200, FT_INPUTS]);
+    try {
+      const seen: string[] = [];
+      await assert.rejects(
+        trainAuto(student, { x }, { teacher, budgetBytes: 40, epochs: 1, base: v1, tune: 'off', candidates: ['lowbit', 'sparse'] }, (c) => seen.push(`${c.method}: ${c.refused ? 'refused' : 'ran'}`)),
+        (e: unknown) => e instanceof BudgetError,
+      );
+      assert.deepEqual(seen, ['lowbit: refused', 'sparse: refused']);
+      await assert.rejects(trainAuto(student, { x }, { teacher, budgetBytes: 4000, epochs: 1, base: v1, tune: 'off', validation: 0 }), /chooses on validation/);
+    } finally {
+      x.dispose();
+      student.dispose();
+      teacher.dispose();
+    }
+  });
+
   test('ndiff diff --method lowbit writes it for two TF.js folders, within the budget, and apply takes it', async () => {
     const { v1, v2, accuracy, save } = pair;
     const dir = await tempDir();
@@ -387,6 +408,16 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       assert.ok(trainedBytes.length <= Math.floor(0.05 * storedModelBytes(v1)));
       assert.equal(decodePayload(trainedBytes).header.method, 'lowbit');
       assert.match(progress.join('\n'), /lowbit: post hoc \d+ bytes/);
+      // ndiff train --method auto: every candidate trained, the best on validation written.
+      const autoTrained = join(dir, 'auto-trained.ndiff');
+      const autoMetrics = join(dir, 'auto-trained.json');
+      assert.equal(await main(['train', '--model-id', 'mlp', '--base', join(dir, 'v1'), '--teacher', join(dir, 'v2'), '--train', join(dir, 'x.npy'), '--method', 'auto', '--budget', '5%', '--epochs', '2', '--tune', 'off', '--out', autoTrained, '--metrics-out', autoMetrics], cio), 0, lines.join('\n'));
+      const am = JSON.parse(await readFile(autoMetrics, 'utf8')) as { method: string; auto: { chosen: string; candidates: { method: string; score?: number; bytes?: number }[] } };
+      assert.deepEqual(am.auto.candidates.map((c) => c.method), ['lowbit', 'sparse', 'lora', 'sparse-lora', 'topk-retrain']);
+      const top = Math.max(...am.auto.candidates.map((c) => c.score ?? -Infinity));
+      assert.equal(am.auto.candidates.find((c) => c.method === am.auto.chosen)?.score, top);
+      assert.equal(am.method, am.auto.chosen);
+      assert.equal(new Uint8Array(await readFile(autoTrained)).length, am.auto.candidates.find((c) => c.method === am.auto.chosen)?.bytes);
       // A lowbit budget must be a size, and top-k's codec is not lowbit's.
       lines.length = 0;
       assert.equal(await main([...args.slice(0, 8), 'all', ...args.slice(9)], io), 2);

@@ -13,7 +13,8 @@ import { parseExpiry } from '../models.ts';
 
 /** What `ndiff train` parses (train.ts defines the options). */
 export interface TrainArgs {
-  method: TrainMethod;
+  /** A method, or `auto`: every candidate trained, the best on validation kept (TF.js layers-models). */
+  method: TrainMethod | 'auto';
   base: string;
   train: string;
   eval?: string;
@@ -68,7 +69,7 @@ export function programTrainOptions(
   p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable'] },
 ) {
   return {
-    method: a.method,
+    method: a.method as TrainMethod, // auto is refused before (runTrain)
     budgetBytes: p.budgetBytes,
     epochs: a.epochs,
     ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),

@@ -9,6 +9,8 @@ import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { InputData, LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
 import { TRAIN_METHODS, type TrainMethod } from '../../src/train/methods.ts';
+import type { TrainDiffOptions } from '../../src/train/options.ts';
+import type { AutoResult } from '../../src/train/auto.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
@@ -20,9 +22,9 @@ const SUPPORTED_LOSSES = ['sparse_categorical_crossentropy', 'categorical_crosse
 export function trainCommand(y: Argv): Argv<TrainArgs> {
   return y
     .option('method', {
-      choices: TRAIN_METHODS,
-      default: 'sparse' as TrainMethod,
-      describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); sparse-lora: a low-rank and a sparse part trained jointly (LoRA warm-up, the sparse mask from accumulated squared gradients, both from a restart; composite patches, payload format v5: devices need an applier of this release); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); lowbit: every change of the teacher (or of a full fine-tune) at 1 to 8 bits or as int8 low-rank factors, as `ndiff diff --method lowbit` makes it, then its scales and factors trained toward the teacher or the labels, the codes kept (BitDelta\'s distillation; format v6 when codes are used; the post-hoc payload competes on validation); topk|drop|lowrank: compress a full fine-tune after the fact',
+      choices: [...TRAIN_METHODS, 'auto'] as const,
+      default: 'sparse' as TrainMethod | 'auto',
+      describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); sparse-lora: a low-rank and a sparse part trained jointly (LoRA warm-up, the sparse mask from accumulated squared gradients, both from a restart; composite patches, payload format v5: devices need an applier of this release); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); lowbit: every change of the teacher (or of a full fine-tune) at 1 to 8 bits or as int8 low-rank factors, as `ndiff diff --method lowbit` makes it, then its scales and factors trained toward the teacher or the labels, the codes kept (BitDelta\'s distillation; format v6 when codes are used; the post-hoc payload competes on validation); topk|drop|lowrank: compress a full fine-tune after the fact; auto (TF.js layers-models): lowbit, sparse, lora, sparse-lora and topk-retrain each trained at the budget (each tuned as --tune says: about five times one method), the best on validation written, every candidate\'s score, bytes and time reported',
     })
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards); a TF.js graph-model folder or model JSON file (data folders then hold one <input>.npy per model input, or x.npy for one input; see docs/tfjs-graph-training.md); or an ONNX model (.onnx: one <input>.npy per model input, see docs/onnx-training.md)' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot); with --teacher, y.npy may be absent (unlabeled inputs)' })
@@ -123,6 +125,9 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
   // Every kind of base trains with tfjs: without it, say what to install before anything else.
   await importWithTrainerPeers(() => import('@tensorflow/tfjs'), '`ndiff train`');
+  if (a.method === 'auto' && (/\.onnx$/i.test(a.base) || (await (await import('./train-graph.ts')).tfjsModelFormat(a.base, '--base')) === 'graph-model')) {
+    throw new UsageError('--method auto trains TF.js layers-models only for now: choose a --method for ONNX files and graph models');
+  }
   if (/\.onnx$/i.test(a.base)) return (await import('./train-onnx.ts')).runTrainOnnx(a as TrainArgs & OnnxTrainArgs, io);
   const { tfjsModelFormat, modelPathIO } = await import('./train-graph.ts');
   if ((await tfjsModelFormat(a.base, '--base')) === 'graph-model') return (await import('./train-graph.ts')).runTrainGraph(a as TrainArgs & OnnxTrainArgs, io);
@@ -132,10 +137,11 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('--val-fraction 0 leaves no validation data to tune on: pass --val DATA, or --tune off');
   // tfjs and the trainers load only when training (the other commands start faster, and run
   // without tfjs installed); without them, nothing else is worth checking.
-  const { tf, initBackend, trainDiff, competingPayload, silenceTfjsNodeBanner, parseTrainable } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, trainDiff, trainAuto, competingPayload, silenceTfjsNodeBanner, parseTrainable } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/train-diff.ts')),
+    ...(await import('../../src/train/auto.ts')),
     ...(await import('../../src/train/quiet.ts')),
     ...(await import('../../src/train/select.ts')),
   }), '`ndiff train`');
@@ -200,8 +206,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   // A line at most every 10 s off a terminal (CI logs), a live bar on one.
   const batchLine = throttled((l) => io.progress(l), 10_000);
   try {
-    const res = await trainDiff(model, train, {
-      method: a.method,
+    const options: Omit<TrainDiffOptions, 'method'> = {
       budgetBytes,
       epochs: a.epochs,
       ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
@@ -231,10 +236,16 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
         if (interactive) process.stderr.write('\r');
         io.progress(describeEpoch(r));
       },
-    });
+    };
+    const res = a.method === 'auto'
+      ? await trainAuto(model, train, options, (c) => io.progress(`auto: ${c.method}: ${c.refused ? `refused (${c.refused.split(': ')[0]})` : `${c.bytes} bytes, validation ${c.scoreText}`}, ${c.seconds.toFixed(1)} s`))
+      : await trainDiff(model, train, { ...options, method: a.method });
+    const auto = 'auto' in res ? (res as AutoResult).auto : undefined;
+    if (auto) io.progress(`auto: chose ${auto.chosen} (${auto.candidates.filter((c) => !c.refused).length} of ${auto.candidates.length} candidates had a result)`);
+    const method = auto ? auto.chosen : a.method;
     await writeFile(a.out, res.bytes);
     const acc = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
-    io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored${a.method === 'full' ? '' : `, budget ${budgetBytes}`}), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`}, ${res.tuning.cost.toFixed(2)}x one run)`);
+    io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored${a.method === 'full' ? '' : `, budget ${budgetBytes}`}), ${auto ? `auto: ${method}` : method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`}, ${res.tuning.cost.toFixed(2)}x one run)`);
     if (res.validation) io.out(`validation accuracy ${acc(res.validation.baseAccuracy)} -> ${acc(res.validation.accuracy)} on ${res.validation.examples} examples`);
     if (evalData && res.accuracyAfter !== undefined) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
     const tv = res.teacher?.validation;
@@ -246,7 +257,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
     const metrics = {
       kind: 'ndiff-train-metrics',
-      method: a.method,
+      method,
+      ...(auto ? { auto } : {}),
       modelId: res.payload.header.modelId,
       sequence: res.payload.header.sequence,
       budgetBytes,

@@ -2,6 +2,7 @@
  * What `trainDiff` takes and returns: the options of a training run, the learning rates it tried,
  * and its result. Types only, so the CLI and reports can name them without loading tfjs.
  */
+import type { LowBitOptions } from '../diff/lowbit.ts';
 import type { Hasher } from '../core/hasher.ts';
 import type { ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
@@ -118,6 +119,12 @@ export interface TrainDiffOptions {
    * 0.5 alone).
    */
   sparseShare?: number;
+  /**
+   * `lowbit`: how the post-hoc payload whose scales then train is made (lowbit.ts's options:
+   * `widths`, `layouts`, `lowRank`, `cover`, `proxy`). BitDelta is `{ widths: [1], layouts:
+   * ['tensor'], lowRank: false }`: the sign of every change and one scale per tensor, distilled.
+   */
+  lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'cover' | 'proxy'>;
   /**
    * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
    * files through {@link competingPayload}): they compete in the final choice. More bytes must

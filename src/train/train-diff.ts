@@ -644,7 +644,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         // The post-hoc lowbit payload of the change, then its scales and factors distilled toward
         // the teacher (or trained on the labels); the post-hoc payload competes as a checkpoint.
         const trained = new Map([...deltas].filter(([name]) => tensors.some((t) => t.name === name)));
-        const post = lowbitFromDeltas(hasher, base, trained, { ...common, onProgress: progress });
+        const post = lowbitFromDeltas(hasher, base, trained, { ...common, ...(options.lowbit ?? {}), onProgress: progress });
         const start = checkpointOf(post, 'lowbit post hoc', NaN, false);
         progress(`lowbit: post hoc ${post.bytes.length} bytes (${describeWidths(post.allocation)}), validation ${start.scoreText}; its scales${post.allocation.some((a) => a.rank) ? ' and low-rank factors' : ''} now train`);
         lowbitStart = post.payload.patches;
