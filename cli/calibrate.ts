@@ -1,8 +1,8 @@
 /**
  * `--calibrate INPUTS` of `ndiff diff`: the payload chosen among candidates by how close each
  * takes the base to the target on inputs from where the model runs (no labels needed), for TF.js
- * layers-models. The candidates are built by the caller; this loads both models and the inputs,
- * measures, and reports.
+ * layers-models and `.onnx` files. The candidates are built by the caller; this loads both models
+ * and the inputs, measures, and reports.
  */
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../src/core/errors.ts';
@@ -13,6 +13,9 @@ import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import type { CandidateScore, CalibrationCandidate } from '../src/train/calibrate.ts';
 import { importWithTrainerPeers } from '../src/train/peer.ts';
 import type { CliIO } from './common.ts';
+import path from 'node:path';
+import type { OnnxWeightStore } from '../src/io/onnx/store.ts';
+import { loadOnnxEval, type PayloadEvalSpec } from './payload-eval.ts';
 
 /** Examples of --calibrate used at most (the first ones): each candidate runs the model on all of them. */
 export const MAX_CALIBRATION_EXAMPLES = 4096;
@@ -83,5 +86,46 @@ export async function chooseCalibrated<R extends BuiltPayload>(
     x.dispose();
     model.dispose();
     target.dispose();
+  }
+}
+
+/**
+ * `--calibrate` for two `.onnx` files: the folder as `--eval` takes it (one .npy per model input,
+ * `sequence.npy` and `--state` for stateful models), both files run by the ONNX executor; the
+ * candidate closest to the target on it is kept. (No Fisher importance: the ONNX programs run
+ * frozen here, without gradients.)
+ */
+export async function chooseCalibratedOnnx<R extends BuiltPayload>(
+  spec: PayloadEvalSpec & { calibrate: string },
+  baseStore: WeightStore,
+  candidates: () => CalibrationCandidate<R>[],
+  io: CliIO,
+): Promise<{ chosen: R; report: CalibrationReport }> {
+  const { initBackend, onnxCalibration, chooseOnCalibration, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    ...(await import('../src/train/backend.ts')),
+    ...(await import('../src/train/onnx/payload-closeness.ts')),
+    ...(await import('../src/train/calibrate.ts')),
+    ...(await import('../src/train/quiet.ts')),
+  }), '`ndiff diff --calibrate`');
+  silenceTfjsNodeBanner();
+  await initBackend('wasm');
+  const e = await loadOnnxEval({ ...spec, eval: spec.calibrate });
+  const session = onnxCalibration(e.base.bytes, e.target.bytes, baseStore as OnnxWeightStore, e.data, {
+    shared: e.shared,
+    ...(e.state.length ? { state: e.state } : {}),
+    ...(spec.output ? { output: spec.output } : {}),
+    ...(spec.outputKind ? { outputKind: spec.outputKind } : {}),
+    program: { source: path.basename(spec.base), external: e.base.external },
+    targetProgram: { source: path.basename(spec.target), external: e.target.external },
+  });
+  try {
+    io.progress(`calibrating on ${session.examples} examples from ${spec.calibrate}${e.state.length ? ', each sequence from a zero state with the state carried' : ''}: each candidate payload measured by how close base + payload comes to --target's outputs (ONNX executor)`);
+    const { chosen, name, scores } = chooseOnCalibration(candidates(), session.measure, baseStore, (s) => {
+      io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
+    });
+    io.progress(`  chose ${name} (unpatched base: loss ${session.measure.baseError.toPrecision(4)})`);
+    return { chosen, report: { inputs: spec.calibrate, examples: session.examples, chosen: name, candidates: scores } };
+  } finally {
+    session.dispose();
   }
 }

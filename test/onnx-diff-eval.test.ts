@@ -175,6 +175,35 @@ test('ndiff diff --eval on a stateful .onnx model: every sequence from a zero st
   }
 });
 
+test('ndiff diff --calibrate on a stateful .onnx model: lowbit\'s variants (and top-k with --method auto) measured by the ONNX executor on the frames, the closest written; it is what --eval then measures', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-onnx-cal-'));
+  try {
+    const v1 = path.join(dir, 'v1.onnx');
+    const v2 = path.join(dir, 'v2.onnx');
+    writeFileSync(v1, lstm());
+    writeFileSync(v2, lstm(0.5));
+    const calib = frameFolder(path.join(dir, 'calib'), sequences(6, 16, 9));
+    const inputs = frameFolder(path.join(dir, 'frames'), sequences(8, 16, 7));
+    const common = ['diff', '--model-id', 'lstm', '--base', v1, '--target', v2, '--budget', '600', '--state', 'h:hN', '--state', 'c:cN'];
+    const r = await json(...common, '--method', 'auto', '--calibrate', calib, '--eval', inputs, '--out', path.join(dir, 'p.ndiff'));
+    assert.equal(r.code, 0, r.err);
+    const c = r.doc.calibration;
+    t.diagnostic(`candidates: ${c.candidates.map((x: { name: string; bytes: number; loss: number }) => `${x.name} ${x.bytes} B loss ${x.loss.toPrecision(3)}`).join('; ')}; chose ${c.chosen}; eval ${r.doc.eval.base.agreement} -> ${r.doc.eval.patched.agreement}`);
+    assert.equal(c.examples, 96);
+    assert.deepEqual(c.candidates.map((x: { name: string }) => x.name), ['lowbit (relative errors, low-rank)', 'lowbit (relative errors, codes only)', 'lowbit (squared errors, low-rank)', 'lowbit (squared errors, codes only)', 'top-k']);
+    const best = Math.min(...c.candidates.map((x: { loss: number }) => x.loss));
+    assert.equal(c.candidates.find((x: { name: string }) => x.name === c.chosen).loss, best);
+    assert.ok(r.doc.bytes <= 600);
+    assert.ok(r.doc.eval.patched.agreement >= 0 && r.doc.eval.examples === 128);
+    // Without --state the calibration folder lacks h.npy: a data error, nothing written.
+    const stateless = await run('diff', '--model-id', 'lstm', '--base', v1, '--target', v2, '--budget', '600', '--method', 'lowbit', '--calibrate', calib, '--out', path.join(dir, 's.ndiff'));
+    assert.equal(stateless.code, 8, stateless.err);
+    assert.ok(!existsSync(path.join(dir, 's.ndiff')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('ndiff train --base model.onnx --also-consider writes the better payload on validation, its own or the other; --replay trains on old examples marked as replayed', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-onnx-compete-'));
   try {

@@ -9,7 +9,7 @@ import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
-import { chooseCalibrated, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
+import { chooseCalibrated, chooseCalibratedOnnx, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
 import { closenessLines, loadOnnxEval, measureOnInputs, measureOnnx, movesAwayText, type OnnxEval, type PayloadEvalSpec } from '../payload-eval.ts';
 import { checkOutputPath, resolveModelId, isOnnxPath, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
@@ -41,7 +41,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('method', { choices: ['topk', 'lowbit', 'auto'] as const, default: 'topk' as const, describe: 'with a byte budget: topk keeps the largest changes (positions and values); lowbit carries every changed tensor, each at 1 to 8 bits with a scale per output channel, row or tensor, or as int8 low-rank factors, chosen to leave the least error within the budget (format v6 when codes are used: the applier on the device must read version 6). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk. auto: both, and every lowbit variant, measured on --calibrate inputs; the closest to --target is written' })
-    .option('calibrate', { type: 'string', describe: `with --method lowbit or auto: inputs from where the model runs, no labels needed (TF.js layers-model folders: x.npy, or a folder holding it; the first ${MAX_CALIBRATION_EXAMPLES}). Each candidate payload (lowbit with errors relative to each layer or plain, or weighed by every weight's Fisher information on these inputs, with and without low-rank factors; with auto, top-k too) is measured by how close base + payload comes to --target's outputs on them (KL divergence for classifiers, else mean squared difference), and the closest is written; each is reported with its bytes and loss. .onnx files: not yet (lowbit then chooses without data)` })
+    .option('calibrate', { type: 'string', describe: `with --method lowbit or auto: inputs from where the model runs, no labels needed, as --eval takes them (TF.js layers-models: x.npy, or a folder holding it, the first ${MAX_CALIBRATION_EXAMPLES}; .onnx files: a folder with one .npy per model input, --state and sequence.npy for stateful models, run by the ONNX executor). Each candidate payload (lowbit with errors relative to each layer or plain, with and without low-rank factors, and for TF.js models weighed by every weight's Fisher information on these inputs; with auto, top-k too) is measured by how close base + payload comes to --target's outputs on them (KL divergence for classifiers, else mean squared difference), and the closest is written; each is reported with its bytes and loss` })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'with --method topk: the value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
@@ -68,14 +68,13 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   const modelId = await resolveModelId(a.base, a.modelId);
   await checkOutputPath(a.out, '--out');
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
-  if (!isOnnxPath(a.base) || !a.eval) {
+  if (!isOnnxPath(a.base) || (!a.eval && !a.calibrate)) {
     const given = [a.state.length ? '--state' : '', a.output ? '--output' : '', a.outputKind ? '--output-kind' : ''].filter(Boolean);
-    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
+    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval and --calibrate how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
   }
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
   if (a.method === 'auto' && !a.calibrate) throw new UsageError('--method auto measures every candidate on inputs: add --calibrate INPUTS (x.npy of inputs from where the model runs, no labels needed), or choose --method lowbit or topk');
   if (a.calibrate && a.method === 'topk') throw new UsageError('--calibrate chooses among lowbit\'s variants (--method lowbit) or among methods (--method auto); top-k alone has nothing to choose: add --method lowbit or auto, or leave --calibrate out');
-  if (a.calibrate && isOnnxPath(a.base)) throw new UsageError('--calibrate runs TF.js layers-models only for now; for .onnx files leave it out: --method lowbit then chooses without data (measure the result with --eval)');
   // The --eval data of an ONNX pair is read now: a folder that does not fit fails before any work.
   const onnxEval = a.eval && isOnnxPath(a.base) ? await loadOnnxEval(a as PayloadEvalSpec) : undefined;
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
@@ -104,15 +103,24 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   // --calibrate: candidates measured on the inputs, the closest kept (TF.js folders; checked above).
   let calibration: CalibrationReport | undefined;
-  const calibrated = a.calibrate
-    ? await chooseCalibrated<TopkResult>({ base: a.base, target: a.target, calibrate: a.calibrate }, base, (importance) => {
-      const options = { budgetBytes, ...common };
+  const candidates = (importance?: () => ReadonlyMap<string, Float32Array>) => {
+    const options = { budgetBytes, ...common };
+    if (opened.kind === 'onnx') {
       return [
-        ...lowbitVariants(importance).map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, target, { ...options, ...v.options() }) })),
-        ...(a.method === 'auto' ? [{ name: 'top-k', build: () => topkDiff(hasher, base, target, { ...options, codec: 'auto' }) }] : []),
+        ...lowbitVariants().map((v) => ({ name: v.name, build: () => diffOnnxModels(hasher, base, target, { ...options, method: 'lowbit', lowbit: v.options() }) })),
+        ...(a.method === 'auto' ? [{ name: 'top-k', build: () => diffOnnxModels(hasher, base, target, options) }] : []),
       ];
-    }, io)
-    : undefined;
+    }
+    return [
+      ...lowbitVariants(importance).map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, target, { ...options, ...v.options() }) })),
+      ...(a.method === 'auto' ? [{ name: 'top-k', build: () => topkDiff(hasher, base, target, { ...options, codec: 'auto' }) }] : []),
+    ];
+  };
+  const calibrated = !a.calibrate
+    ? undefined
+    : opened.kind === 'onnx'
+      ? await chooseCalibratedOnnx<TopkResult>({ ...(a as PayloadEvalSpec), calibrate: a.calibrate }, base, () => candidates(), io)
+      : await chooseCalibrated<TopkResult>({ base: a.base, target: a.target, calibrate: a.calibrate }, base, (importance) => candidates(importance), io);
   if (calibrated) calibration = calibrated.report;
   const res = calibrated ? calibrated.chosen : everyChange && opened.kind === 'folder'
     ? (() => {

@@ -15,7 +15,7 @@ import { checkSameInterface } from './interface.ts';
 import { buildPayload, type BuiltPayload, type PatchSpec } from './build.ts';
 import { topkFromDeltas, type TopkOptions, type TopkResult } from './topk.ts';
 import { exactDiff, type ExactCodec } from './exact.ts';
-import { lowbitFromDeltas } from './lowbit.ts';
+import { lowbitFromDeltas, type LowBitOptions } from './lowbit.ts';
 
 function entries(store: WeightStore): OnnxTensorEntry[] {
   return store.list() as OnnxTensorEntry[];
@@ -93,6 +93,8 @@ export interface OnnxDiffOptions extends TopkOptions {
   mode?: 'topk' | 'all';
   /** With a budget: `topk` (default) keeps the largest changes; `lowbit` every change at 1 to 8 bits (lowbit.ts). */
   method?: 'topk' | 'lowbit';
+  /** With `method: 'lowbit'`: how lowbit chooses (lowbit.ts's options; e.g. BitDelta's code is `{ widths: [1], layouts: ['tensor'], lowRank: false }`). */
+  lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'cover' | 'proxy' | 'importance'>;
   /** With `mode: 'all'`: the exact codecs a tensor may take (see `ExactDiffOptions.codecs`). */
   exactCodecs?: readonly ExactCodec[];
 }
@@ -120,8 +122,8 @@ export function diffOnnxModels(hasher: Hasher, base: WeightStore, target: Weight
     const built = exactDiff(hasher, base, target, { ...header, ...(exactCodecs ? { codecs: exactCodecs } : {}), names: entries(base).filter((e) => e.patchable).map((e) => e.name) });
     res = { ...built, kept: built.changed, changed: built.changed, codec: built.payload.patches.every((p) => p.codec === 'i8') && built.payload.patches.length ? 'i8' : built.codec, squaredError: 0 };
   } else if (options.method === 'lowbit') {
-    const { method: _m, codec: _c, ...rest } = options;
-    res = lowbitFromDeltas(hasher, base, onnxDeltas(base, target), rest);
+    const { method: _m, codec: _c, lowbit, ...rest } = options;
+    res = lowbitFromDeltas(hasher, base, onnxDeltas(base, target), { ...rest, ...(lowbit ?? {}) });
   } else {
     res = topkFromDeltas(hasher, base, onnxDeltas(base, target), { ...options, codec: halves && (options.codec ?? 'auto') === 'auto' ? 'f32' : options.codec }, 'topk');
   }

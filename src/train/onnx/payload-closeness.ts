@@ -5,7 +5,7 @@
  * {@link programPayloadCloseness}.
  */
 import { OnnxWeightStore } from '../../io/onnx/store.ts';
-import { programPayloadCloseness, type ProgramClosenessOptions, type ProgramPayloadCloseness } from '../program/payload-closeness.ts';
+import { programCalibration, programPayloadCloseness, type ProgramClosenessOptions, type ProgramPayloadCloseness } from '../program/payload-closeness.ts';
 import type { OnnxDataset } from './train-onnx.ts';
 import { OnnxProgram, type OnnxProgramOptions } from './executor.ts';
 
@@ -40,4 +40,22 @@ export async function onnxPayloadCloseness(base: Uint8Array, target: Uint8Array,
   }
   const { program: _p, targetProgram: _t, ...rest } = options;
   return programPayloadCloseness(program, targetProgram, store, payload, data, rest);
+}
+
+/**
+ * The {@link programCalibration} of two `.onnx` files on `data` (`ndiff diff --calibrate` for
+ * `.onnx` pairs); `store` is the base's weight store the candidate payloads are made for.
+ */
+export function onnxCalibration(base: Uint8Array, target: Uint8Array, store: OnnxWeightStore, data: OnnxDataset, options: OnnxClosenessOptions = {}): ReturnType<typeof programCalibration> {
+  const source = options.program?.source ?? 'base.onnx';
+  const program = new OnnxProgram(base, { ...options.program, source });
+  let targetProgram: OnnxProgram;
+  try {
+    targetProgram = new OnnxProgram(target, { source: 'target.onnx', ...options.targetProgram });
+  } catch (e) {
+    program.dispose();
+    throw e;
+  }
+  const { program: _p, targetProgram: _t, ...rest } = options;
+  return programCalibration(program, targetProgram, store, data, rest);
 }

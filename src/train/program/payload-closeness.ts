@@ -12,6 +12,7 @@
 import type { WeightStore } from '../../core/weight-store.ts';
 import { UsageError } from '../../core/errors.ts';
 import { payloadCloseness, type PayloadCloseness } from '../target-closeness.ts';
+import { calibrationMeasure, type CalibrationMeasure } from '../calibrate.ts';
 import { joinDatasets, type ProgramDataset } from './datasets.ts';
 import type { TrainableProgram } from './program.ts';
 import { ProgramTrainingModel, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
@@ -74,5 +75,39 @@ export async function programPayloadCloseness(program: TrainableProgram, target:
     else target.dispose();
     if (model) model.dispose();
     else program.dispose();
+  }
+}
+
+/**
+ * A {@link CalibrationMeasure} for a graph program (ONNX, TF.js graph models) against `target` on
+ * `data`: what `ndiff diff --calibrate` measures candidates with. `store` is the weight store of
+ * `program`'s file (the one the diffs are made for). Dispose it when done: it owns both programs
+ * (also when this throws).
+ */
+export function programCalibration(program: TrainableProgram, target: TrainableProgram, store: WeightStore, data: ProgramDataset, options: ProgramClosenessOptions = {}): { measure: CalibrationMeasure; examples: number; dispose(): void } {
+  let model: ProgramTrainingModel | undefined;
+  let targetModel: ProgramTrainingModel | undefined;
+  let x: ReturnType<ProgramTrainingModel['ids']> | undefined;
+  const dispose = () => {
+    x?.dispose();
+    if (targetModel) targetModel.dispose();
+    else target.dispose();
+    if (model) model.dispose();
+    else program.dispose();
+  };
+  try {
+    const { examples } = joinDatasets([{ name: 'calibration', data }], options.shared, !!options.state?.length);
+    const modelOptions = { ...(options.state ? { state: options.state } : {}), ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}), frozen: true };
+    model = new ProgramTrainingModel(program, examples, modelOptions);
+    targetModel = new ProgramTrainingModel(target, examples, { ...modelOptions, output: model.output });
+    if (targetModel.rawWidth !== model.rawWidth || targetModel.classes !== model.classes || targetModel.outputKind !== model.outputKind) {
+      throw new UsageError(`the target's output ${targetModel.output} gives ${targetModel.rawWidth} value(s) per example read as ${targetModel.classes} classes (${targetModel.outputKind}), the base's ${model.output} ${model.rawWidth} read as ${model.classes} (${model.outputKind}): expected the new version of the same model`);
+    }
+    x = model.ids(0, examples.count);
+    const measure = calibrationMeasure(model.asLayersModel(), targetModel.asLayersModel(), store, x, options.batchSize);
+    return { measure, examples: examples.count, dispose };
+  } catch (e) {
+    dispose();
+    throw e;
   }
 }
