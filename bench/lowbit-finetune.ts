@@ -6,7 +6,7 @@
  * scale per tensor, the mean |delta|, before its distillation) beside lowbit at the same bytes.
  * About 15 s.
  *
- *   node --conditions=neural-diff-source --import tsx bench/lowbit-finetune.ts
+ *   npm run bench:lowbit
  */
 import { fineTunePair } from '../test/helpers/finetune.ts';
 import { describeAllocation, lowbitDiff } from '../src/diff/lowbit.ts';

@@ -70,21 +70,21 @@ const TRAIN_SENTENCES = [
   'Turn the volume down, the baby has just fallen asleep.',
   'Oranges, lemons and limes were piled high on the stall.',
 ];
-const VAL_SENTENCES = [
+export const VAL_SENTENCES = [
   'Please check whether the back door is locked.',
   'The museum is closed for repairs until next spring.',
   'Call the dentist tomorrow and move my appointment.',
   'A small boat drifted slowly past the lighthouse.',
 ];
 const TRAIN_VOICES = ['en-us+m1', 'en-gb-x-gbclan', 'en-us-nyc+f1', 'en-gb-x-gbcwmd+m5', 'en-gb-scotland+f5', 'en-029+f3', 'en-us+croak', 'en-gb+m6'];
-const VAL_VOICES = ['en-gb-x-rp+f1', 'en-us+m6'];
+export const VAL_VOICES = ['en-gb-x-rp+f1', 'en-us+m6'];
 /**
  * Recorded speech of the training and validation audio: the recordings of ktuberling-data (words)
  * and klettres-data (letters, syllables) in languages other than English. The evaluation's real
  * audio is those packages' English recordings only, so no file (and no English recording) is in both.
  */
 const TRAIN_RECORDED = { ktuberling: ['ca', 'da', 'de', 'lt', 'ru', 'sl', 'uk', 'wa'], klettres: ['cs', 'da', 'de', 'es', 'fr', 'hu', 'lt', 'nds', 'ru', 'uk'] };
-const VAL_RECORDED = { ktuberling: ['el', 'gl'], klettres: ['it', 'nl', 'pt_BR'] };
+export const VAL_RECORDED = { ktuberling: ['el', 'gl'], klettres: ['it', 'nl', 'pt_BR'] };
 
 export interface LearnedRow {
   method: string;
@@ -124,7 +124,7 @@ export interface VadLearnedResult {
 // audio -> frames
 
 /** Training-style audio: utterances two at a time (one sequence each), noise-only stretches between some. */
-function trainingStreams(sentences: string[], voices: string[], count: number, seed: number): Float32Array[] {
+export function trainingStreams(sentences: string[], voices: string[], count: number, seed: number): Float32Array[] {
   const r = seededRandom(seed);
   const out: Float32Array[] = [];
   for (let k = 0; k < count; k++) {
@@ -156,7 +156,7 @@ function trainingStreams(sentences: string[], voices: string[], count: number, s
  * Recorded-speech sequences: the packages' recordings in `langs`, shuffled (seeded), joined three
  * at a time with 0.15 s between (as bench:onnx joins its real clips), two such utterances a sequence.
  */
-function recordedStreams(langs: { ktuberling: string[]; klettres: string[] }, count: number, seed: number): Float32Array[] {
+export function recordedStreams(langs: { ktuberling: string[]; klettres: string[] }, count: number, seed: number): Float32Array[] {
   if (count <= 0) return [];
   const files = [
     ...langs.ktuberling.flatMap((l) => packageOggs('ktuberling-data', new RegExp(`/ktuberling/sounds/${l}/[^/]+\\.ogg$`))),

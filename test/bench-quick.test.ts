@@ -38,6 +38,8 @@ const cases: { script: string; args: string[]; shows: RegExp }[] = [
   { script: 'bench:train', args: ['--quick'], shows: /hash diff .* samples\/s[\s\S]*wrote bench\/out\/train-engine\.json[\s\S]*Training throughput/ },
   { script: 'bench:large', args: ['--gb', '0.03', '--tensor-mb', '4'], shows: /tfjs +apply .*"status":"applied"/ },
   { script: 'conformance:onnx', args: ['--filter', 'relu'], shows: /\d+ passing, 0 failing/ },
+  { script: 'bench:lowbit', args: [], shows: /BitDelta \(post hoc, 1 bit, a scale per tensor\): \d+ B .*lowbit at the same bytes/ },
+  { script: 'bench:vad-lowbit', args: ['--quick'], shows: /\| lowbit, no data .* \| 10% \| \d+ \| [\d.]+% \| [\d.]+% \|/ },
 ];
 
 for (const c of cases) {
