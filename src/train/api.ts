@@ -7,6 +7,8 @@
  */
 export { trainDiff, competingPayload, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult, type CompetingResult } from './train-diff.ts';
 export { payloadCloseness, type PayloadCloseness } from './target-closeness.ts';
+export { calibrationMeasure, chooseOnCalibration, outputImportance, type CalibrationMeasure, type CalibrationCandidate, type CandidateScore, type ImportanceOptions } from './calibrate.ts';
+export { trainAuto, AUTO_CANDIDATES, type AutoCandidate, type AutoResult } from './auto.ts';
 export type { TeacherLoss, TeacherMetric } from './teacher.ts';
 export type { InputData } from './data.ts';
 export { initBackend, type TrainBackendName, type InitBackendOptions } from './backend.ts';
@@ -28,8 +30,8 @@ export { trainOnnxDiff, type OnnxDataset, type TrainOnnxOptions, type TrainOnnxR
 export { ProgramTrainingModel, type ProgramLayer, type ProgramLayerWeight, type ProgramExamples, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair, type ProgramTrainingModelOptions } from './program/training-model.ts';
 export { trainProgramDiff, checkTeacherInterface, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from './program/train-program.ts';
 export type { TrainableProgram, ProgramVariable, ProgramTensorInfo } from './program/program.ts';
-export { programPayloadCloseness, type ProgramClosenessOptions, type ProgramPayloadCloseness } from './program/payload-closeness.ts';
-export { onnxPayloadCloseness, type OnnxClosenessOptions, type OnnxPayloadCloseness } from './onnx/payload-closeness.ts';
+export { programPayloadCloseness, programCalibration, type ProgramClosenessOptions, type ProgramPayloadCloseness } from './program/payload-closeness.ts';
+export { onnxPayloadCloseness, onnxCalibration, type OnnxClosenessOptions, type OnnxPayloadCloseness } from './onnx/payload-closeness.ts';
 export { TfjsGraphProgram, type TfjsGraphProgramOptions, type TfjsGraphInput } from './tfjs-graph/graph-program.ts';
 export { GraphModelTeacher, GraphTeacherWeight } from './tfjs-graph/graph-teacher.ts';
 export { LayersModelProgram } from './tfjs-graph/layers-program.ts';
