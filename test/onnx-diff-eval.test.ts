@@ -126,10 +126,10 @@ test('ndiff diff --eval on .onnx files: onnxruntime-web\'s agreement on the patc
     assert.equal(report.code, 0, report.err);
     assert.ok(existsSync(path.join(dir, 'report', 'report.md')));
 
-    // Flags that only tell --eval how to run an ONNX model, without --eval: a usage error.
+    // Flags that only tell --eval and --calibrate how to run an ONNX model, without either: a usage error.
     const stray = await run('diff', '--model-id', 'cnn', '--base', v1, '--target', v2, '--budget', '300', '--state', 'h:hN', '--out', path.join(dir, 'stray.ndiff'));
     assert.equal(stray.code, 2);
-    assert.match(stray.err, /--state tells --eval how to run an \.onnx model/);
+    assert.match(stray.err, /--state tells --eval and --calibrate how to run an \.onnx model/);
     // A folder without the model's input: a data error before anything is written.
     const missing = await run('diff', '--model-id', 'cnn', '--base', v1, '--target', v2, '--budget', '300', '--eval', path.join(dir, 'report'), '--out', path.join(dir, 'missing.ndiff'));
     assert.equal(missing.code, 8, missing.err);

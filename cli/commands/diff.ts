@@ -70,7 +70,7 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
   if (!isOnnxPath(a.base) || (!a.eval && !a.calibrate)) {
     const given = [a.state.length ? '--state' : '', a.output ? '--output' : '', a.outputKind ? '--output-kind' : ''].filter(Boolean);
-    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval and --calibrate how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
+    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval and --calibrate how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval or --calibrate INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
   }
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
   if (a.method === 'auto' && !a.calibrate) throw new UsageError('--method auto measures every candidate on inputs: add --calibrate INPUTS (x.npy of inputs from where the model runs, no labels needed), or choose --method lowbit or topk');
