@@ -9,11 +9,12 @@
  * Rows per budget (a share of the v6 file):
  * - top-k: `ndiff diff --budget B`;
  * - lowbit, no data: `ndiff diff --method lowbit`;
- * - lowbit, calibrated: lowbit's variants (errors relative to each layer or plain, with and
- *   without low-rank factors; lowbit.ts `lowbitVariants`) each run on calibration audio, the one
- *   whose decisions agree with v6's most kept: what `ndiff diff --calibrate` does for TF.js
- *   models. The calibration audio is bench:vad-learned's validation audio (other sentences, voices
- *   and languages), never the evaluation audio.
+ * - lowbit, calibrated: `ndiff diff --method lowbit --calibrate FRAMES --state state:stateN`, run
+ *   here: lowbit's variants (errors relative to each layer or plain, with and without low-rank
+ *   factors, on every tensor and on the tensors the audio reaches alone) measured by the ONNX
+ *   executor on calibration frames, the closest to v6 kept. The calibration audio is
+ *   bench:vad-learned's validation audio (other sentences, voices and languages), never the
+ *   evaluation audio.
  * - BitDelta's post-hoc code (the sign of every change, one scale per tensor), at its own size.
  *
  * Debian packages espeak-ng, sox, ktuberling-data and klettres-data are installed with apt-get when
@@ -21,13 +22,16 @@
  *
  *   npm run bench:vad-lowbit -- [--quick] [--budgets 2,5,10] [--json out.json]   (the full run: about 15 minutes)
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { diffOnnxModels, type OnnxDiffOptions } from '../src/diff/onnx.ts';
-import { describeWidths, lowbitVariants, type LowBitResult } from '../src/diff/lowbit.ts';
+import { describeWidths, type LowBitResult } from '../src/diff/lowbit.ts';
+import { main } from '../cli/ndiff.ts';
+import { writeFramesFolder } from './vad-frames.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { compare, ensurePackages, real, synthetic, vadProbabilities } from './onnx.ts';
 import { recordedStreams, trainingStreams, VAL_RECORDED, VAL_SENTENCES, VAL_VOICES } from './vad-learned.ts';
@@ -52,18 +56,13 @@ const open = (bytes: Uint8Array) => new OnnxWeightStore(bytes.slice(), { source:
 
 // Evaluation audio (bench:onnx's) and calibration audio (bench:vad-learned's validation audio).
 const sets = { synthetic: synthetic(quick).pcm, real: real(quick).pcm };
-const joined = (parts: Float32Array[]) => {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) (out.set(p, at), (at += p.length));
-  return out;
-};
-const calibration = joined([...trainingStreams(VAL_SENTENCES, VAL_VOICES, quick ? 1 : 8, 202), ...recordedStreams(VAL_RECORDED, quick ? 1 : 8, 404)]);
-log(`audio: synthetic ${(sets.synthetic.length / 16000).toFixed(0)} s, real ${(sets.real.length / 16000).toFixed(0)} s (evaluation); calibration ${(calibration.length / 16000).toFixed(0)} s`);
+const work = await mkdtemp(path.join(tmpdir(), 'nd-vad-lowbit-'));
+const calibrationDir = path.join(work, 'calibration');
+const calibrationFrames = await writeFramesFolder(calibrationDir, [...trainingStreams(VAL_SENTENCES, VAL_VOICES, quick ? 1 : 8, 202), ...recordedStreams(VAL_RECORDED, quick ? 1 : 8, 404)]);
+log(`audio: synthetic ${(sets.synthetic.length / 16000).toFixed(0)} s, real ${(sets.real.length / 16000).toFixed(0)} s (evaluation); calibration ${calibrationFrames} frames`);
 const reference = { synthetic: await vadProbabilities(v6, sets.synthetic), real: await vadProbabilities(v6, sets.real) };
-const calibrationReference = await vadProbabilities(v6, calibration);
 
-interface Row { row: string; budget: string; bytes: number; synthetic: number; real: number; calibration?: number; carried?: string }
+interface Row { row: string; budget: string; bytes: number; synthetic: number; real: number; carried?: string }
 const rows: Row[] = [];
 const measure = async (model: Uint8Array) => ({
   synthetic: compare(reference.synthetic, await vadProbabilities(model, sets.synthetic)).agreement,
@@ -93,16 +92,17 @@ for (const pct of budgets) {
   await add('top-k, post hoc', `${pct}%`, diff({ budgetBytes }).bytes);
   const plain = diff({ budgetBytes, method: 'lowbit' }) as LowBitResult;
   await add('lowbit, no data', `${pct}%`, plain.bytes, { carried: describeWidths(plain.allocation) });
-  // Calibrated: every variant run on the calibration audio; the one agreeing with v6 most kept.
-  let best: { name: string; res: LowBitResult; agreement: number } | undefined;
-  for (const v of lowbitVariants()) {
-    const res = diff({ budgetBytes, method: 'lowbit', lowbit: v.options() }) as LowBitResult;
-    const agreement = compare(calibrationReference, await vadProbabilities(await patched(res.bytes), calibration)).agreement;
-    log(`  calibration: ${v.name}: ${res.bytes.length} bytes, agreement with v6 ${(100 * agreement).toFixed(2)}%`);
-    if (!best || agreement > best.agreement) best = { name: v.name, res, agreement };
-  }
-  const b = best as NonNullable<typeof best>;
-  await add(`${b.name}, chosen on calibration audio`, `${pct}%`, b.res.bytes, { calibration: b.agreement, carried: describeWidths(b.res.allocation) });
+  // Calibrated: ndiff diff --calibrate itself, on the calibration frames.
+  const out = path.join(work, `calibrated-${pct}.ndiff`);
+  const progress: string[] = [];
+  const metrics = path.join(work, `calibrated-${pct}.json`);
+  const code = await main(['diff', '--model-id', 'silero-vad', '--base', path.join(VAD_DIR, 'silero_vad_v5.onnx'), '--target', path.join(VAD_DIR, 'silero_vad_v6.onnx'), '--budget', `${pct}%`, '--method', 'lowbit', '--calibrate', calibrationDir, '--state', 'state:stateN', '--out', out, '--metrics-out', metrics], {
+    out: () => {}, err: (l) => progress.push(l), progress: (l) => progress.push(l),
+  });
+  if (code !== 0) throw new Error(`ndiff diff --calibrate exited ${code}: ${progress.join('\n')}`);
+  for (const l of progress.filter((l) => /^  (lowbit|chose|the inputs)/.test(l))) log(`  calibration:${l.slice(1)}`);
+  const r = JSON.parse(await readFile(metrics, 'utf8')) as { calibration: { chosen: string }; allocation?: LowBitResult['allocation'] };
+  await add(`${r.calibration.chosen}, chosen on calibration frames`, `${pct}%`, new Uint8Array(await readFile(out)), { carried: r.allocation ? describeWidths(r.allocation) : undefined });
 }
 
 const md = [
@@ -118,3 +118,4 @@ const md = [
 console.log(`\n${md}\n(${((performance.now() - started) / 1000).toFixed(0)} s${installed.length ? `; installed ${installed.join(', ')}` : ''})`);
 const j = arg('--json');
 if (j) await writeFile(j, JSON.stringify({ quick, budgets, rows }, null, 2) + '\n');
+await rm(work, { recursive: true, force: true });

@@ -98,7 +98,7 @@ export async function chooseCalibrated<R extends BuiltPayload>(
 export async function chooseCalibratedOnnx<R extends BuiltPayload>(
   spec: PayloadEvalSpec & { calibrate: string },
   baseStore: WeightStore,
-  candidates: () => CalibrationCandidate<R>[],
+  candidates: (reached?: ReadonlySet<string>) => CalibrationCandidate<R>[],
   io: CliIO,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
   const { initBackend, onnxCalibration, chooseOnCalibration, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
@@ -120,7 +120,8 @@ export async function chooseCalibratedOnnx<R extends BuiltPayload>(
   });
   try {
     io.progress(`calibrating on ${session.examples} examples from ${spec.calibrate}${e.state.length ? ', each sequence from a zero state with the state carried' : ''}: each candidate payload measured by how close base + payload comes to --target's outputs (ONNX executor)`);
-    const { chosen, name, scores } = chooseOnCalibration(candidates(), session.measure, baseStore, (s) => {
+    if (session.reached) io.progress(`  the inputs reach ${session.reached.size} of the model's weights: lowbit is also tried on those alone`);
+    const { chosen, name, scores } = chooseOnCalibration(candidates(session.reached), session.measure, baseStore, (s) => {
       io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
     });
     io.progress(`  chose ${name} (unpatched base: loss ${session.measure.baseError.toPrecision(4)})`);

@@ -39,7 +39,8 @@ const cases: { script: string; args: string[]; shows: RegExp }[] = [
   { script: 'bench:large', args: ['--gb', '0.03', '--tensor-mb', '4'], shows: /tfjs +apply .*"status":"applied"/ },
   { script: 'conformance:onnx', args: ['--filter', 'relu'], shows: /\d+ passing, 0 failing/ },
   { script: 'bench:lowbit', args: [], shows: /BitDelta \(post hoc, 1 bit, a scale per tensor\): \d+ B .*lowbit at the same bytes/ },
-  { script: 'bench:vad-lowbit', args: ['--quick'], shows: /\| lowbit, no data .* \| 10% \| \d+ \| [\d.]+% \| [\d.]+% \|/ },
+  // The calibrated row is ndiff diff --calibrate on Silero: the 8 kHz branch and the STFT basis are not reached at 16 kHz.
+  { script: 'bench:vad-lowbit', args: ['--quick'], shows: /\| lowbit, no data .* \| 10% \| \d+ \| [\d.]+% \| [\d.]+% \|[\s\S]*the 14 tensors the inputs reach\), chosen on calibration frames/ },
 ];
 
 for (const c of cases) {

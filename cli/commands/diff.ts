@@ -103,11 +103,16 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   // --calibrate: candidates measured on the inputs, the closest kept (TF.js folders; checked above).
   let calibration: CalibrationReport | undefined;
-  const candidates = (importance?: () => ReadonlyMap<string, Float32Array>) => {
+  const candidates = (importance?: () => ReadonlyMap<string, Float32Array>, reached?: ReadonlySet<string>) => {
     const options = { budgetBytes, ...common };
     if (opened.kind === 'onnx') {
+      // Also on the tensors the calibration inputs reach alone, when that leaves some out (a branch
+      // they never take, as Silero's 8 kHz model at 16 kHz).
+      const changed = base.list().filter((t) => t.patchable !== false).map((t) => t.name);
+      const only = reached && changed.some((n) => !reached.has(n)) ? reached : undefined;
       return [
         ...lowbitVariants().map((v) => ({ name: v.name, build: () => diffOnnxModels(hasher, base, target, { ...options, method: 'lowbit', lowbit: v.options() }) })),
+        ...(only ? lowbitVariants().map((v) => ({ name: v.name.replace(/\)$/, `; the ${only.size} tensors the inputs reach)`), build: () => diffOnnxModels(hasher, base, target, { ...options, method: 'lowbit', lowbit: v.options(), only }) })) : []),
         ...(a.method === 'auto' ? [{ name: 'top-k', build: () => diffOnnxModels(hasher, base, target, options) }] : []),
       ];
     }
@@ -119,7 +124,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const calibrated = !a.calibrate
     ? undefined
     : opened.kind === 'onnx'
-      ? await chooseCalibratedOnnx<TopkResult>({ ...(a as PayloadEvalSpec), calibrate: a.calibrate }, base, () => candidates(), io)
+      ? await chooseCalibratedOnnx<TopkResult>({ ...(a as PayloadEvalSpec), calibrate: a.calibrate }, base, (reached) => candidates(undefined, reached), io)
       : await chooseCalibrated<TopkResult>({ base: a.base, target: a.target, calibrate: a.calibrate }, base, (importance) => candidates(importance), io);
   if (calibrated) calibration = calibrated.report;
   const res = calibrated ? calibrated.chosen : everyChange && opened.kind === 'folder'

@@ -95,6 +95,8 @@ export interface OnnxDiffOptions extends TopkOptions {
   method?: 'topk' | 'lowbit';
   /** With `method: 'lowbit'`: how lowbit chooses (lowbit.ts's options; e.g. BitDelta's code is `{ widths: [1], layouts: ['tensor'], lowRank: false }`). */
   lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'cover' | 'proxy' | 'importance'>;
+  /** With `method: 'lowbit'`: carry only these tensors' changes (e.g. the ones calibration inputs reach); the others stay at the base. */
+  only?: ReadonlySet<string>;
   /** With `mode: 'all'`: the exact codecs a tensor may take (see `ExactDiffOptions.codecs`). */
   exactCodecs?: readonly ExactCodec[];
 }
@@ -122,8 +124,9 @@ export function diffOnnxModels(hasher: Hasher, base: WeightStore, target: Weight
     const built = exactDiff(hasher, base, target, { ...header, ...(exactCodecs ? { codecs: exactCodecs } : {}), names: entries(base).filter((e) => e.patchable).map((e) => e.name) });
     res = { ...built, kept: built.changed, changed: built.changed, codec: built.payload.patches.every((p) => p.codec === 'i8') && built.payload.patches.length ? 'i8' : built.codec, squaredError: 0 };
   } else if (options.method === 'lowbit') {
-    const { method: _m, codec: _c, lowbit, ...rest } = options;
-    res = lowbitFromDeltas(hasher, base, onnxDeltas(base, target), { ...rest, ...(lowbit ?? {}) });
+    const { method: _m, codec: _c, lowbit, only, ...rest } = options;
+    const deltas = onnxDeltas(base, target);
+    res = lowbitFromDeltas(hasher, base, only ? new Map([...deltas].filter(([name]) => only.has(name))) : deltas, { ...rest, ...(lowbit ?? {}) });
   } else {
     res = topkFromDeltas(hasher, base, onnxDeltas(base, target), { ...options, codec: halves && (options.codec ?? 'auto') === 'auto' ? 'f32' : options.codec }, 'topk');
   }

@@ -80,11 +80,12 @@ export async function programPayloadCloseness(program: TrainableProgram, target:
 
 /**
  * A {@link CalibrationMeasure} for a graph program (ONNX, TF.js graph models) against `target` on
- * `data`: what `ndiff diff --calibrate` measures candidates with. `store` is the weight store of
+ * `data`: what `ndiff diff --calibrate` measures candidates with, and the weights the inputs reach
+ * (`reached`; absent when the graph cannot be differentiated). `store` is the weight store of
  * `program`'s file (the one the diffs are made for). Dispose it when done: it owns both programs
  * (also when this throws).
  */
-export function programCalibration(program: TrainableProgram, target: TrainableProgram, store: WeightStore, data: ProgramDataset, options: ProgramClosenessOptions = {}): { measure: CalibrationMeasure; examples: number; dispose(): void } {
+export function programCalibration(program: TrainableProgram, target: TrainableProgram, store: WeightStore, data: ProgramDataset, options: ProgramClosenessOptions = {}): { measure: CalibrationMeasure; examples: number; reached?: ReadonlySet<string>; dispose(): void } {
   let model: ProgramTrainingModel | undefined;
   let targetModel: ProgramTrainingModel | undefined;
   let x: ReturnType<ProgramTrainingModel['ids']> | undefined;
@@ -98,14 +99,24 @@ export function programCalibration(program: TrainableProgram, target: TrainableP
   try {
     const { examples } = joinDatasets([{ name: 'calibration', data }], options.shared, !!options.state?.length);
     const modelOptions = { ...(options.state ? { state: options.state } : {}), ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}), frozen: true };
-    model = new ProgramTrainingModel(program, examples, modelOptions);
+    // The gradient probe says which weights the inputs reach (not an If branch they never take,
+    // nor a weight whose gradient is not finite, as an STFT basis under a magnitude): a graph tfjs
+    // cannot differentiate is still measured, without that.
+    let reached: Set<string> | undefined;
+    try {
+      model = new ProgramTrainingModel(program, examples, { ...modelOptions, frozen: false });
+      const out = new Set([...model.unreachable, ...model.scalars]);
+      reached = new Set(program.variables.map((v) => v.name).filter((n) => !out.has(n)));
+    } catch {
+      model = new ProgramTrainingModel(program, examples, modelOptions);
+    }
     targetModel = new ProgramTrainingModel(target, examples, { ...modelOptions, output: model.output });
     if (targetModel.rawWidth !== model.rawWidth || targetModel.classes !== model.classes || targetModel.outputKind !== model.outputKind) {
       throw new UsageError(`the target's output ${targetModel.output} gives ${targetModel.rawWidth} value(s) per example read as ${targetModel.classes} classes (${targetModel.outputKind}), the base's ${model.output} ${model.rawWidth} read as ${model.classes} (${model.outputKind}): expected the new version of the same model`);
     }
     x = model.ids(0, examples.count);
     const measure = calibrationMeasure(model.asLayersModel(), targetModel.asLayersModel(), store, x, options.batchSize);
-    return { measure, examples: examples.count, dispose };
+    return { measure, examples: examples.count, ...(reached ? { reached } : {}), dispose };
   } catch (e) {
     dispose();
     throw e;
