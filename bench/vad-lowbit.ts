@@ -20,7 +20,7 @@
  * Debian packages espeak-ng, sox, ktuberling-data and klettres-data are installed with apt-get when
  * missing (as root), and the bench says so.
  *
- *   npm run bench:vad-lowbit -- [--quick] [--budgets 2,5,10] [--json out.json]   (the full run: about 15 minutes)
+ *   npm run bench:vad-lowbit -- [--quick] [--budgets 2,5,10] [--json out.json]   (the full run: about 14 minutes)
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
