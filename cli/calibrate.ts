@@ -4,18 +4,15 @@
  * layers-models and `.onnx` files. The candidates are built by the caller; this loads both models
  * and the inputs, measures, and reports.
  */
-import { readFile } from 'node:fs/promises';
-import { UsageError } from '../src/core/errors.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
 import type { BuiltPayload } from '../src/diff/build.ts';
 import { loadInputs } from '../src/io/npy/files.ts';
-import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import type { CandidateScore, CalibrationCandidate } from '../src/train/calibrate.ts';
 import { importWithTrainerPeers } from '../src/train/peer.ts';
 import type { CliIO } from './common.ts';
 import path from 'node:path';
 import type { OnnxWeightStore } from '../src/io/onnx/store.ts';
-import { loadOnnxEval, type PayloadEvalSpec } from './payload-eval.ts';
+import { loadLayersPair, loadOnnxEval, type PayloadEvalSpec } from './payload-eval.ts';
 
 /** Examples of --calibrate used at most (the first ones): each candidate runs the model on all of them. */
 export const MAX_CALIBRATION_EXAMPLES = 4096;
@@ -50,11 +47,7 @@ export async function chooseCalibrated<R extends BuiltPayload>(
   }), '`ndiff diff --calibrate`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
-  const [model, target] = await Promise.all([paths.base, paths.target].map(async (dir) => {
-    const json = JSON.parse(await readFile(`${dir}/model.json`, 'utf8')) as { format?: string };
-    if (json.format === 'graph-model') throw new UsageError(`${dir} is a graph-model: --calibrate runs layers-models only for now; leave --calibrate out (lowbit then chooses without data)`);
-    return tf.loadLayersModel(fileSystemIO(dir));
-  }));
+  const [model, target] = await loadLayersPair(tf, paths.base, paths.target, '--calibrate', 'leave --calibrate out (lowbit then chooses without data)');
   const d = loadInputs(paths.calibrate);
   try {
     checkInputs(d.xShape, model.inputs[0].shape, `--calibrate ${paths.calibrate}`);

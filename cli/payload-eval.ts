@@ -67,6 +67,16 @@ export function movesAwayText(m: PayloadCloseness, target = '--target', advice =
   return `this payload takes the model further from ${target} than not updating at all: base + payload ${what}. ${advice}`;
 }
 
+/** Both TF.js folders as layers-models; a graph-model is a usage error naming `flag` and what to do. */
+export async function loadLayersPair(tf: typeof import('@tensorflow/tfjs'), base: string, target: string, flag: string, advice: string): Promise<[import('@tensorflow/tfjs').LayersModel, import('@tensorflow/tfjs').LayersModel]> {
+  const [a, b] = await Promise.all([base, target].map(async (dir) => {
+    const json = JSON.parse(await readFile(`${dir}/model.json`, 'utf8')) as { format?: string };
+    if (json.format === 'graph-model') throw new UsageError(`${dir} is a graph-model: ${flag} runs layers-models only for now; ${advice}`);
+    return tf.loadLayersModel(fileSystemIO(dir));
+  }));
+  return [a, b];
+}
+
 /** `--eval`: load both folders as tfjs models and measure the payload against the target on the inputs. */
 export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, payload: Uint8Array, io: CliIO): Promise<PayloadCloseness> {
   const { tf, initBackend, payloadCloseness, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
@@ -79,11 +89,7 @@ export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, pay
   silenceTfjsNodeBanner();
   await initBackend('wasm');
   io.progress(`measuring on ${a.eval}: loading ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} as TF.js models`);
-  const [model, target] = await Promise.all([a.base, a.target].map(async (dir) => {
-    const json = JSON.parse(await readFile(`${dir}/model.json`, 'utf8')) as { format?: string };
-    if (json.format === 'graph-model') throw new UsageError(`${dir} is a graph-model: --eval runs layers-models only for now; leave --eval out`);
-    return tf.loadLayersModel(fileSystemIO(dir));
-  }));
+  const [model, target] = await loadLayersPair(tf, a.base, a.target, '--eval', 'leave --eval out');
   const d = loadInputs(a.eval as string);
   try {
     checkInputs(d.xShape, model.inputs[0].shape, `--eval ${a.eval}`);

@@ -30,7 +30,13 @@ export async function onnxPayloadCloseness(base: Uint8Array, target: Uint8Array,
   const source = options.program?.source ?? 'base.onnx';
   const external = options.program?.external;
   const store = new OnnxWeightStore(base, { source, ...(external ? { external: new Map(external instanceof Map ? external : Object.entries(external)) } : {}) });
-  const program = new OnnxProgram(base, { ...options.program, source });
+  const { program, targetProgram, rest } = programsOf(base, target, options);
+  return programPayloadCloseness(program, targetProgram, store, payload, data, rest);
+}
+
+/** Both files' programs (the base's freed if the target's cannot be made), and the options left for the program functions. */
+function programsOf(base: Uint8Array, target: Uint8Array, options: OnnxClosenessOptions): { program: OnnxProgram; targetProgram: OnnxProgram; rest: ProgramClosenessOptions } {
+  const program = new OnnxProgram(base, { ...options.program, source: options.program?.source ?? 'base.onnx' });
   let targetProgram: OnnxProgram;
   try {
     targetProgram = new OnnxProgram(target, { source: 'target.onnx', ...options.targetProgram });
@@ -39,7 +45,7 @@ export async function onnxPayloadCloseness(base: Uint8Array, target: Uint8Array,
     throw e;
   }
   const { program: _p, targetProgram: _t, ...rest } = options;
-  return programPayloadCloseness(program, targetProgram, store, payload, data, rest);
+  return { program, targetProgram, rest };
 }
 
 /**
@@ -47,15 +53,6 @@ export async function onnxPayloadCloseness(base: Uint8Array, target: Uint8Array,
  * `.onnx` pairs); `store` is the base's weight store the candidate payloads are made for.
  */
 export function onnxCalibration(base: Uint8Array, target: Uint8Array, store: OnnxWeightStore, data: OnnxDataset, options: OnnxClosenessOptions = {}): ReturnType<typeof programCalibration> {
-  const source = options.program?.source ?? 'base.onnx';
-  const program = new OnnxProgram(base, { ...options.program, source });
-  let targetProgram: OnnxProgram;
-  try {
-    targetProgram = new OnnxProgram(target, { source: 'target.onnx', ...options.targetProgram });
-  } catch (e) {
-    program.dispose();
-    throw e;
-  }
-  const { program: _p, targetProgram: _t, ...rest } = options;
+  const { program, targetProgram, rest } = programsOf(base, target, options);
   return programCalibration(program, targetProgram, store, data, rest);
 }
