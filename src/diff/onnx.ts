@@ -12,7 +12,7 @@ import { describeGrid, snapValue } from '../core/grid.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import type { OnnxTensorEntry } from '../io/onnx/store.ts';
 import { checkSameInterface } from './interface.ts';
-import { buildPayload, type BuiltPayload, type PatchSpec } from './build.ts';
+import type { BuiltPayload } from './build.ts';
 import { topkFromDeltas, type TopkOptions, type TopkResult } from './topk.ts';
 import { exactDiff, type ExactCodec } from './exact.ts';
 import { lowbitFromDeltas, type LowBitOptions } from './lowbit.ts';
