@@ -1,19 +1,20 @@
 /**
- * Post-hoc low-bit diffs (`ndiff diff --method lowbit`): every weight of the delta `target - base`
- * carried at 1 to 8 bits with a scale per output channel (or per row, or one per tensor), codec
- * `l` of format v6 (src/core/lowbit.ts), the bit width and scale layout of each tensor chosen to
- * spend the byte budget where it removes the most squared error (mixed precision).
+ * Post-hoc low-bit diffs (`ndiff diff --method lowbit`): every changed tensor of the delta
+ * `target - base` carried at 1 to 8 bits with a scale per output channel (or per row, or one per
+ * tensor), codec `l` of format v6 (src/core/lowbit.ts), or as int8 low-rank factors of its change;
+ * each tensor's choice made to spend the byte budget where it removes the most error (mixed
+ * precision).
  *
  * A fine-tuned model moves every weight a little; top-k spends its bytes on a few positions at 8
  * bits or more. Here every position is carried, coarsely: a delta's sign and a scale per channel
  * (1 bit, BitDelta's code) already carry most of a fine-tune.
  *
- * The error measure is the squared error in weight space (no data needed): each tensor's options
- * (0 bits, or a layout and a width) are points of bytes against error, and a Lagrangian search
- * picks, for one price per byte, the option of each tensor with the least error + price x bytes,
- * the price set so the payload fits; the bytes left then buy the upgrades that remove the most
- * error per byte. The payload is built and measured, and the search repeated with less room
- * when the estimate of the msgpack framing fell short.
+ * The error measure needs no data: each tensor's squared error, relative to its norm by default
+ * (or weighted by a given importance). Each tensor's options (0 bits, a layout and a width, or a
+ * rank) are points of bytes against error, and {@link allocate} picks the combination of least
+ * total error within the room (a knapsack solved by dynamic programming). The payload is built and
+ * measured, and the search repeated with less room when the estimate of the msgpack framing fell
+ * short.
  */
 import { BudgetError, UsageError } from '../core/errors.ts';
 import { fromHalfBits, toHalfBits } from '../core/float16.ts';
@@ -55,9 +56,24 @@ export interface QuantizedDelta {
 const CLIPS = [1, 0.92, 0.84, 0.76, 0.68, 0.6, 0.52, 0.44];
 
 /** The float16 bits of `s / 2^e`, rounded, and the scale they stand for. */
-function wireScale(s: number, e: number): { h: number; s: number } {
+export function wireScale(s: number, e: number): { h: number; s: number } {
   const h = toHalfBits(s / 2 ** e);
   return { h, s: fromHalfBits(h) * 2 ** e };
+}
+
+/** The power of two a patch's scales share when the largest is `top`: it then fits a float16 with room (0 for no scale). */
+export function scaleExponent(top: number): number {
+  return top > 0 ? Math.min(LOWBIT_EXPONENT_RANGE[1], Math.max(LOWBIT_EXPONENT_RANGE[0], Math.ceil(Math.log2(top)) - 15)) : 0;
+}
+
+/** Low-rank factors rounded to int8 as the payload builder rounds them (one scale for U and V together). */
+export function int8Factors(u: Float32Array, v: Float32Array): { u: Float32Array; v: Float32Array } {
+  const uv = new Float32Array(u.length + v.length);
+  uv.set(u);
+  uv.set(v, u.length);
+  const enc = encodeValues(uv, 'i8');
+  if (!enc) return { u, v };
+  return { u: enc.decoded.subarray(0, u.length), v: enc.decoded.subarray(u.length) };
 }
 
 /**
@@ -93,7 +109,7 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
   for (let j = 0; j < count; j++) ideal[j] = bits === 1 ? (num[j] ? sumAbs[j] / num[j] : 0) : maxAbs[j] / qmax;
   let top = 0;
   for (let j = 0; j < count; j++) top = Math.max(top, ideal[j]);
-  const e = top > 0 ? Math.min(LOWBIT_EXPONENT_RANGE[1], Math.max(LOWBIT_EXPONENT_RANGE[0], Math.ceil(Math.log2(top)) - 15)) : 0;
+  const e = scaleExponent(top);
   const scales = new Uint16Array(count);
   const scale = new Float64Array(count);
   if (bits === 1) {
@@ -225,21 +241,16 @@ export function allocate(tensors: TensorOptions[], room: number): number[] {
 /** One option's carried change: codec-l codes, or low-rank factors before their int8 rounding (the payload builder rounds them). */
 type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined } | { lowbit?: undefined; factors: { u: Float32Array; v: Float32Array } });
 
-/** Each changed tensor's values weighed by 1 / (the mean of its base's and target's squared norms): errors as relative changes of each layer. */
-function relativeImportance(base: WeightStore, deltas: ReadonlyMap<string, Float32Array>): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>();
-  for (const [name, d] of deltas) {
-    const w = base.values(name);
-    let before = 0;
-    let after = 0;
-    for (let i = 0; i < d.length; i++) {
-      before += w[i] * w[i];
-      after += (w[i] + d[i]) ** 2;
-    }
-    const norm = (before + after) / 2;
-    out.set(name, new Float32Array(d.length).fill(norm > 0 ? 1 / norm : 1));
+/** 1 / (the mean of a tensor's base and target squared norms): its errors as relative changes of the layer (the `relative` proxy). */
+function relativeWeight(w: Float32Array, d: Float32Array): number {
+  let before = 0;
+  let after = 0;
+  for (let i = 0; i < d.length; i++) {
+    before += w[i] * w[i];
+    after += (w[i] + d[i]) ** 2;
   }
-  return out;
+  const norm = (before + after) / 2;
+  return norm > 0 ? 1 / norm : 1;
 }
 
 /** Ranks offered as low-rank options. */
@@ -266,13 +277,7 @@ function lowRankOptions(name: string, d: Float32Array, shape: readonly number[],
       for (let i = 0; i < rows; i++) u[i * r + c] = co.u[i];
       v.set(co.v, c * cols);
     }
-    const uv = new Float32Array(u.length + v.length);
-    uv.set(u);
-    uv.set(v, u.length);
-    const enc = encodeValues(uv, 'i8');
-    if (!enc) continue;
-    const qu = enc.decoded.subarray(0, u.length);
-    const qv = enc.decoded.subarray(u.length);
+    const { u: qu, v: qv } = int8Factors(u, v);
     const decoded = new Float32Array(d.length);
     let error = 0;
     for (let i = 0; i < rows; i++) {
@@ -398,9 +403,7 @@ export function lowbitDiff(hasher: Hasher, base: WeightStore, target: WeightStor
 /** {@link lowbitDiff} from precomputed deltas (ONNX models: onnxDeltas). */
 export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: LowBitOptions): LowBitResult {
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance: given, cover = true, lowRank = true, proxy = 'relative', ...headerOptions } = options;
-  // The relative proxy as an importance: 1 / squared norm for every value of a tensor.
-  const importance = given ?? (proxy === 'relative' ? relativeImportance(base, deltas) : undefined);
+  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, proxy = 'relative', ...headerOptions } = options;
   const header: HeaderOptions = { ...withoutStore(headerOptions), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const empty = payloadSize([], shapes, header);
   if (empty > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: empty });
@@ -424,8 +427,11 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     changeSquared += sq;
     changedIn.set(name, nz);
     if (!nz) continue;
+    // Without an importance, the relative proxy scales each tensor's errors by one number: the
+    // quantization itself does not change with a uniform weight.
+    const factor = !importance && proxy === 'relative' ? relativeWeight(base.values(name), d) : 1;
     const shape = shapes.get(name) as readonly number[];
-    const choices: Option[] = [{ bits: 0, layout: null, bytes: 0, error: measure ? measure(name, new Float32Array(d.length)) : weighted }];
+    const choices: Option[] = [{ bits: 0, layout: null, bytes: 0, error: measure ? measure(name, new Float32Array(d.length)) : factor * weighted }];
     const seen = new Set<string>();
     for (const layout of layouts) {
       const l = scaleLayout(shape, layout);
@@ -434,13 +440,13 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
       for (const bits of widths) {
         const q = quantizeLowBit(d, bits, l.group, l.count, weight);
         quantized.set(`${name}\u0000${layout}\u0000${bits}`, q);
-        choices.push({ bits, layout, bytes: lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape), error: measure ? measure(name, q.decoded) : q.squaredError });
+        choices.push({ bits, layout, bytes: lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape), error: measure ? measure(name, q.decoded) : factor * q.squaredError });
       }
     }
     if (lowRank) for (const o of lowRankOptions(name, d, shape, weight)) {
       quantized.set(`${name}\u0000lowrank\u0000${o.rank}`, o.quantized);
       const { quantized: _q, ...option } = o;
-      choices.push({ ...option, error: measure ? measure(name, o.quantized.decoded) : option.error });
+      choices.push({ ...option, error: measure ? measure(name, o.quantized.decoded) : factor * option.error });
     }
     raw.push({ name, options: choices });
   }

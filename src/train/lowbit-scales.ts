@@ -14,10 +14,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TensorPatch } from '../core/format.ts';
-import { fromHalfBits, toHalfBits } from '../core/float16.ts';
-import { LOWBIT_EXPONENT_RANGE, type LowBit } from '../core/lowbit.ts';
-import { encodeValues } from '../core/values.ts';
+import { fromHalfBits } from '../core/float16.ts';
+import type { LowBit } from '../core/lowbit.ts';
 import type { PatchSpec } from '../diff/build.ts';
+import { int8Factors, scaleExponent, wireScale } from '../diff/lowbit.ts';
 import { matrixDims } from '../core/format.ts';
 import type { Parameterization } from './loop.ts';
 
@@ -62,21 +62,11 @@ type State = CodeState | FactorState;
 function wireScales(s: Float32Array, e: number): { h: Uint16Array; e: number; values: Float64Array } {
   let top = 0;
   for (const x of s) top = Math.max(top, x);
-  if (top > 0 && !(top / 2 ** e < 65504 && top / 2 ** e >= 2 ** -14)) {
-    e = Math.min(LOWBIT_EXPONENT_RANGE[1], Math.max(LOWBIT_EXPONENT_RANGE[0], Math.ceil(Math.log2(top)) - 15));
-  }
-  const h = Uint16Array.from(s, (x) => toHalfBits(Math.max(0, x) / 2 ** e));
-  return { h, e, values: Float64Array.from(h, (b) => fromHalfBits(b) * 2 ** e) };
-}
-
-/** int8-rounded factors as the payload builder rounds them (one scale for U and V together). */
-function int8Factors(u: Float32Array, v: Float32Array): { u: Float32Array; v: Float32Array } {
-  const uv = new Float32Array(u.length + v.length);
-  uv.set(u);
-  uv.set(v, u.length);
-  const enc = encodeValues(uv, 'i8');
-  if (!enc) return { u, v };
-  return { u: enc.decoded.subarray(0, u.length), v: enc.decoded.subarray(u.length) };
+  if (top > 0 && !(top / 2 ** e < 65504 && top / 2 ** e >= 2 ** -14)) e = scaleExponent(top);
+  const h = new Uint16Array(s.length);
+  const values = new Float64Array(s.length);
+  for (let j = 0; j < s.length; j++) ({ h: h[j], s: values[j] } = wireScale(Math.max(0, s[j]), e));
+  return { h, e, values };
 }
 
 export class LowBitScales implements Parameterization {
