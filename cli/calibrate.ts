@@ -7,7 +7,7 @@
 import type { WeightStore } from '../src/core/weight-store.ts';
 import type { BuiltPayload } from '../src/diff/build.ts';
 import { loadInputs } from '../src/io/npy/files.ts';
-import type { CandidateScore, CalibrationCandidate } from '../src/train/calibrate.ts';
+import type { CandidateScore, CalibrationCandidate, CalibrationMeasure } from '../src/train/calibrate.ts';
 import { importWithTrainerPeers } from '../src/train/peer.ts';
 import type { CliIO } from './common.ts';
 import path from 'node:path';
@@ -25,6 +25,21 @@ export interface CalibrationReport {
   examples: number;
   chosen: string;
   candidates: CandidateScore[];
+}
+
+/** Measure the candidates (each reported as it is), keep the closest, and say which. */
+function choose<R extends BuiltPayload>(
+  chooseOnCalibration: typeof import('../src/train/calibrate.ts').chooseOnCalibration,
+  candidates: CalibrationCandidate<R>[],
+  measure: CalibrationMeasure,
+  inputs: { inputs: string; examples: number },
+  io: CliIO,
+): { chosen: R; report: CalibrationReport } {
+  const { chosen, name, scores } = chooseOnCalibration(candidates, measure, (s) => {
+    io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
+  });
+  io.progress(`  chose ${name} (unpatched base: loss ${measure.baseError.toPrecision(4)})`);
+  return { chosen, report: { ...inputs, chosen: name, candidates: scores } };
 }
 
 /**
@@ -70,11 +85,7 @@ export async function chooseCalibrated<R extends BuiltPayload>(
       }
       return importance;
     };
-    const { chosen, name, scores } = chooseOnCalibration(candidates(lazyImportance), measure, baseStore, (s) => {
-      io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
-    });
-    io.progress(`  chose ${name} (unpatched base: loss ${measure.baseError.toPrecision(4)})`);
-    return { chosen, report: { inputs: paths.calibrate, examples: n, chosen: name, candidates: scores } };
+    return choose(chooseOnCalibration, candidates(lazyImportance), measure, { inputs: paths.calibrate, examples: n }, io);
   } finally {
     x.dispose();
     model.dispose();
@@ -114,11 +125,7 @@ export async function chooseCalibratedOnnx<R extends BuiltPayload>(
   try {
     io.progress(`calibrating on ${session.examples} examples from ${spec.calibrate}${e.state.length ? ', each sequence from a zero state with the state carried' : ''}: each candidate payload measured by how close base + payload comes to --target's outputs (ONNX executor)`);
     if (session.reached) io.progress(`  the inputs reach ${session.reached.size} of the model's weights: lowbit is also tried on those alone`);
-    const { chosen, name, scores } = chooseOnCalibration(candidates(session.reached), session.measure, baseStore, (s) => {
-      io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
-    });
-    io.progress(`  chose ${name} (unpatched base: loss ${session.measure.baseError.toPrecision(4)})`);
-    return { chosen, report: { inputs: spec.calibrate, examples: session.examples, chosen: name, candidates: scores } };
+    return choose(chooseOnCalibration, candidates(session.reached), session.measure, { inputs: spec.calibrate, examples: session.examples }, io);
   } finally {
     session.dispose();
   }

@@ -110,7 +110,7 @@ const lowbitRuns = async (pctBudget: number, budgetBytes: number) => {
     const t0 = performance.now();
     const cal = calibrationMeasure(v1, v2, base, calibration);
     const variants = lowbitVariants(() => (importance ??= outputImportance(v2, calibration, { examples: 256 })));
-    const { chosen, name } = chooseOnCalibration(variants.map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, v2Store, { budgetBytes, ...v.options() }) })), cal, base);
+    const { chosen, name } = chooseOnCalibration(variants.map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, v2Store, { budgetBytes, ...v.options() }) })), cal);
     await applied(`post-hoc ${name}, chosen on ${calibration.shape[0]} unlabeled inputs (--calibrate) at ${pctBudget}%`, 'lowbit (calibrated)', pctBudget, chosen, (performance.now() - t0) / 1000);
   }
 };

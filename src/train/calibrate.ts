@@ -12,6 +12,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WeightStore } from '../core/weight-store.ts';
 import type { BuiltPayload } from '../diff/build.ts';
+import { BudgetError } from '../core/errors.ts';
+import { sameBytes } from '../io/tfjs/write.ts';
 import { seededRandom } from '../core/random.ts';
 import { namedVariables, setModelWeights } from './model-weights.ts';
 import { closeness, defaultTeacherLoss, outputLayout, outputRows, type OutputSegment } from './teacher.ts';
@@ -19,6 +21,8 @@ import { closeness, defaultTeacherLoss, outputLayout, outputRows, type OutputSeg
 export interface CalibrationMeasure {
   /** The error of the model with `deltas` added to the base (tensors not in it at the base): lower is closer to the target. */
   measureModel: (deltas: ReadonlyMap<string, Float32Array>) => number;
+  /** The error of the model holding `values` (a payload's target values; tensors not in it at the base). */
+  measureValues: (values: ReadonlyMap<string, Float32Array>) => number;
   /** The error of the unpatched base, and of the target itself (0 but for float rounding). */
   baseError: number;
   /** How many times the model ran on the inputs (each a forward pass over every example). */
@@ -46,6 +50,7 @@ export function calibrationMeasure(model: tf.LayersModel, target: tf.LayersModel
   const restore = () => setModelWeights(model, (n) => (baseNames.has(n) ? base.values(n) : undefined));
   const baseError = errorWith((n) => (baseNames.has(n) ? base.values(n) : undefined));
   return {
+    measureValues: (values) => errorWith((n) => values.get(n) ?? (baseNames.has(n) ? base.values(n) : undefined)),
     measureModel: (deltas) => errorWith((n) => {
       if (!baseNames.has(n)) return undefined;
       const w = base.values(n);
@@ -183,11 +188,12 @@ export interface CandidateScore {
 /**
  * Build every candidate and keep the one whose payload takes the model closest to the target on
  * the calibration inputs (the least {@link CalibrationMeasure} loss of the weights the device will
- * hold); the first wins a tie, so the order is the preference. Returns the chosen result and every
- * candidate's score. A candidate whose build throws (a budget it cannot meet) is left out and
- * reported with an infinite loss; if every one throws, the first's error is thrown.
+ * hold: the payload's target values); the first wins a tie, so the order is the preference.
+ * Returns the chosen result and every candidate's score. A candidate whose budget cannot be met
+ * (BudgetError) is left out and reported with an infinite loss; if every one is, the first's error
+ * is thrown.
  */
-export function chooseOnCalibration<R extends BuiltPayload>(candidates: readonly CalibrationCandidate<R>[], measure: CalibrationMeasure, base: WeightStore, onScore?: (score: CandidateScore) => void): { chosen: R; name: string; scores: CandidateScore[] } {
+export function chooseOnCalibration<R extends BuiltPayload>(candidates: readonly CalibrationCandidate<R>[], measure: CalibrationMeasure, onScore?: (score: CandidateScore) => void): { chosen: R; name: string; scores: CandidateScore[] } {
   const scores: CandidateScore[] = [];
   let best: { result: R; name: string; loss: number } | undefined;
   let firstError: unknown;
@@ -197,6 +203,7 @@ export function chooseOnCalibration<R extends BuiltPayload>(candidates: readonly
     try {
       result = c.build();
     } catch (e) {
+      if (!(e instanceof BudgetError)) throw e;
       firstError ??= e;
       const score = { name: c.name, bytes: 0, loss: Infinity };
       scores.push(score);
@@ -204,17 +211,8 @@ export function chooseOnCalibration<R extends BuiltPayload>(candidates: readonly
       continue;
     }
     const twin = seen.find((s) => sameBytes(s.bytes, result.bytes));
-    let loss: number;
-    if (twin) loss = twin.loss;
-    else {
-      const deltas = new Map<string, Float32Array>();
-      for (const [name, values] of result.targetValues) {
-        const w = base.values(name);
-        deltas.set(name, Float32Array.from(values, (x, i) => x - w[i]));
-      }
-      loss = measure.measureModel(deltas);
-      seen.push({ bytes: result.bytes, name: c.name, loss });
-    }
+    const loss = twin ? twin.loss : measure.measureValues(result.targetValues);
+    if (!twin) seen.push({ bytes: result.bytes, name: c.name, loss });
     const score: CandidateScore = { name: c.name, bytes: result.bytes.length, loss, ...(twin ? { sameAs: twin.name } : {}) };
     scores.push(score);
     onScore?.(score);
@@ -223,10 +221,4 @@ export function chooseOnCalibration<R extends BuiltPayload>(candidates: readonly
   measure.restore();
   if (!best) throw firstError;
   return { chosen: best.result, name: best.name, scores };
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
