@@ -31,6 +31,13 @@ export interface ProgramClosenessOptions {
   batchSize?: number;
 }
 
+/** The target's compared output reads like the base's (width, classes, kind); else a UsageError. */
+function checkSameOutput(model: ProgramTrainingModel, targetModel: ProgramTrainingModel): void {
+  if (targetModel.rawWidth !== model.rawWidth || targetModel.classes !== model.classes || targetModel.outputKind !== model.outputKind) {
+    throw new UsageError(`the target's output ${targetModel.output} gives ${targetModel.rawWidth} value(s) per example read as ${targetModel.classes} classes (${targetModel.outputKind}), the base's ${model.output} ${model.rawWidth} read as ${model.classes} (${model.outputKind}): expected the new version of the same model`);
+  }
+}
+
 /** What {@link programPayloadCloseness} measured, with the output it compared and how that output reads. */
 export interface ProgramPayloadCloseness extends PayloadCloseness {
   /** The graph output compared. */
@@ -59,9 +66,7 @@ export async function programPayloadCloseness(program: TrainableProgram, target:
     const modelOptions = { ...(options.state ? { state: options.state } : {}), ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}), frozen: true };
     model = new ProgramTrainingModel(program, examples, modelOptions);
     targetModel = new ProgramTrainingModel(target, examples, { ...modelOptions, output: model.output });
-    if (targetModel.rawWidth !== model.rawWidth || targetModel.classes !== model.classes || targetModel.outputKind !== model.outputKind) {
-      throw new UsageError(`the target's output ${targetModel.output} gives ${targetModel.rawWidth} value(s) per example read as ${targetModel.classes} classes (${targetModel.outputKind}), the base's ${model.output} ${model.rawWidth} read as ${model.classes} (${model.outputKind}): expected the new version of the same model`);
-    }
+    checkSameOutput(model, targetModel);
     const x = model.ids(0, examples.count);
     try {
       const measured = await payloadCloseness(model.asLayersModel(), targetModel.asLayersModel(), store, payload, { x, ...(data.labels ? { y: data.labels } : {}) }, options.batchSize);
@@ -111,9 +116,7 @@ export function programCalibration(program: TrainableProgram, target: TrainableP
       model = new ProgramTrainingModel(program, examples, modelOptions);
     }
     targetModel = new ProgramTrainingModel(target, examples, { ...modelOptions, output: model.output });
-    if (targetModel.rawWidth !== model.rawWidth || targetModel.classes !== model.classes || targetModel.outputKind !== model.outputKind) {
-      throw new UsageError(`the target's output ${targetModel.output} gives ${targetModel.rawWidth} value(s) per example read as ${targetModel.classes} classes (${targetModel.outputKind}), the base's ${model.output} ${model.rawWidth} read as ${model.classes} (${model.outputKind}): expected the new version of the same model`);
-    }
+    checkSameOutput(model, targetModel);
     x = model.ids(0, examples.count);
     const measure = calibrationMeasure(model.asLayersModel(), targetModel.asLayersModel(), store, x, options.batchSize);
     return { measure, examples: examples.count, ...(reached ? { reached } : {}), dispose };
