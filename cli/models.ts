@@ -8,6 +8,7 @@ import { getHasher } from '../src/core/hasher.ts';
 import { isModelJsonPath, locateTfjsModel, openTfjsModel, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { manifestPaths, parseModelJson } from '../src/io/tfjs/manifest.ts';
 import { openOnnxFile, saveOnnxFileAs } from '../src/io/onnx/files.ts';
+import { openTfliteFile, saveTfliteFileAs } from '../src/io/tflite/files.ts';
 import type { OnnxTensorEntry } from '../src/io/onnx/store.ts';
 import { FOLDER_FILE, readFolderModelId, recordFolderModelId } from '../src/io/tfjs/folder-update.ts';
 import { MODEL_ID_SUFFIX, readModelIdRecord } from '../src/io/durable/model-id-file.ts';
@@ -23,9 +24,24 @@ export function isOnnxPath(p: string): boolean {
   return /\.onnx$/i.test(p);
 }
 
-/** A model the CLI opened: a TF.js folder or an ONNX file. */
+/** True for a path the CLI treats as a LiteRT model file (by its extension). */
+export function isTflitePath(p: string): boolean {
+  return /\.tflite$/i.test(p);
+}
+
+/** True for a single-file model (`.onnx` or `.tflite`): its model id and state are recorded beside the file, and it is patched as a file. */
+export function isModelFilePath(p: string): boolean {
+  return isOnnxPath(p) || isTflitePath(p);
+}
+
+/** What kind of model a path names, for messages: `.onnx file`, `.tflite file`, `TF.js folder`. */
+export function modelKindText(p: string): string {
+  return isOnnxPath(p) ? 'an .onnx file' : isTflitePath(p) ? 'a .tflite file' : 'a TF.js folder';
+}
+
+/** A model the CLI opened: a TF.js folder, an ONNX file or a LiteRT file. */
 export interface OpenedModel {
-  kind: 'folder' | 'onnx';
+  kind: 'folder' | 'onnx' | 'tflite';
   store: WeightStore;
   /** Bytes of the patchable weights as stored (storedModelBytes), what `1%` budgets are a percentage of. */
   weightBytes: number;
@@ -34,7 +50,7 @@ export interface OpenedModel {
 }
 
 /**
- * Open a model by its path: a `.onnx` file (and its external data) or a TF.js model folder.
+ * Open a model by its path: a `.onnx` file (and its external data), a `.tflite` file or a TF.js model folder.
  * `lazy` reads a folder's shards when first used.
  */
 export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
@@ -44,6 +60,12 @@ export async function openModel(p: string, options: { lazy?: boolean } = {}): Pr
     // The weights as stored (float32 4 bytes, halves 2, quantized int8/uint8 1): what a payload may change.
     const weightBytes = store.weights().reduce((n, t) => n + gridBytesPerValue(store.grid(t.name)) * t.shape.reduce((a, b) => a * b, 1), 0);
     return { kind: 'onnx', store, weightBytes, close: () => disk.close() };
+  }
+  if (isTflitePath(p)) {
+    const disk = await openTfliteFile(p);
+    const store = disk.contents;
+    const weightBytes = store.weights().reduce((n, t) => n + (t.dtype === 'FLOAT32' ? 4 : t.dtype === 'FLOAT16' ? 2 : 1) * t.shape.reduce((a, b) => a * b, 1), 0);
+    return { kind: 'tflite', store, weightBytes, close: () => disk.close() };
   }
   // A folder (its model.json), or a model JSON file with its shards beside it (read-only).
   const store = await openTfjsModel(p, options.lazy ? { lazy: true } : {});
@@ -90,6 +112,16 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
       await disk.close();
     }
   }
+  if (isTflitePath(baseDir)) {
+    const disk = await openTfliteFile(baseDir);
+    try {
+      const res = await applyPayload(disk.contents, payload, { hasher: await getHasher() });
+      await saveTfliteFileAs(disk, res.changedTensors, outDir);
+      return res.targetFingerprint;
+    } finally {
+      await disk.close();
+    }
+  }
   await makeDirs(outDir);
   const where = await locateTfjsModel(baseDir);
   if (where.isFile) {
@@ -117,11 +149,11 @@ export async function resolveModelId(baseDir: string, given: string | undefined)
     return given;
   }
   // A <name>.json model's id is recorded beside it, as an .onnx file's is.
-  const recorded = isOnnxPath(baseDir) ? await readModelIdRecord(baseDir) : await readFolderModelId(baseDir);
+  const recorded = isModelFilePath(baseDir) ? await readModelIdRecord(baseDir) : await readFolderModelId(baseDir);
   if (recorded !== undefined) return recorded;
-  const where = isOnnxPath(baseDir) || isModelJsonPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
+  const where = isModelFilePath(baseDir) || isModelJsonPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
   throw new UsageError(
-    `which model is this an update of? ${where}: pass --model-id ID, the id devices know this model by (e.g. --model-id kws-en), and keep it for every later update of it. It is not taken from the ${isOnnxPath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isOnnxPath(baseDir) ? '' : ' --model-out records the id in the updated folder, so a diff from that folder reads it'}`,
+    `which model is this an update of? ${where}: pass --model-id ID, the id devices know this model by (e.g. --model-id kws-en), and keep it for every later update of it. It is not taken from the ${isModelFilePath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isModelFilePath(baseDir) ? '' : ' --model-out records the id in the updated folder, so a diff from that folder reads it'}`,
     { base: baseDir },
   );
 }

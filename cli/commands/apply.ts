@@ -5,13 +5,14 @@ import { NeuralDiffError, UsageError } from '../../src/core/errors.ts';
 import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
 import { locateModelFiles } from '../../src/io/tfjs/model-file.ts';
 import { ONNX_STATE_SUFFIX, applyToOnnxFile } from '../../src/io/onnx/files.ts';
+import { applyToTfliteFile } from '../../src/io/tflite/files.ts';
 import { DIGESTS_FILE } from '../../src/io/tfjs/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/durable/sequence-file.ts';
 import { FOLDER_FILE } from '../../src/io/durable/control-files.ts';
 import { MODEL_ID_SUFFIX } from '../../src/io/durable/model-id-file.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
-import { isOnnxPath, readPayloadFile } from '../models.ts';
+import { isModelFilePath, isTflitePath, readPayloadFile } from '../models.ts';
 import { terminalSafe } from '../text.ts';
 
 export interface ApplyArgs extends SignatureArgs {
@@ -29,7 +30,7 @@ export interface ApplyArgs extends SignatureArgs {
 
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
   return signatureOptions(y
-    .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards), TF.js model JSON file sharing its folder with other models (<name>.json, its shards beside it; its own files beside it are named <name>.json.ndiff-*) or ONNX model file (.onnx, with its external data), patched in place' })
+    .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards), TF.js model JSON file sharing its folder with other models (<name>.json, its shards beside it; its own files beside it are named <name>.json.ndiff-*) ONNX model file (.onnx, with its external data) or LiteRT model file (.tflite), patched in place' })
     .option('patch', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'check everything and patch a copy in memory; write nothing' })
     .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' }))
@@ -90,7 +91,7 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   // The size cap is checked against the file's size before it is read.
   const bytes = await readPayloadFile(a.patch, a.maxPayloadBytes);
   const trustedKeys = await trustedKeysOf(a);
-  const onnx = isOnnxPath(a.model);
+  const onnx = isModelFilePath(a.model); // a single-file model: .onnx or .tflite
   // A model JSON file keeps its state file in its folder, as an .onnx file does (one for the folder's models, by model id).
   const folder = onnx ? dirname(a.model) : (await locateModelFiles(a.model)).dir;
   // An .onnx file keeps its own (<model>.onnx.ndiff-state.json, src/io/onnx/files.ts): two model files of one folder never share one.
@@ -108,7 +109,7 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   let res;
   try {
     res = onnx
-      ? await applyToOnnxFile(a.model, bytes, {
+      ? await (isTflitePath(a.model) ? applyToTfliteFile : applyToOnnxFile)(a.model, bytes, {
         ...common,
         ...(a.healthCheck ? { healthCheck: ({ file }) => runHealthCheck(a.healthCheck as string, dirname(file), a.healthCheckTimeout, io, file) } : {}),
       })

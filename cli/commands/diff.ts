@@ -11,7 +11,7 @@ import type { ProgramOutputKind } from '../../src/train/program/training-model.t
 import type { CliIO } from '../common.ts';
 import { chooseCalibrated, chooseCalibratedOnnx, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
 import { closenessLines, loadOnnxEval, measureOnInputs, measureOnnx, movesAwayText, type OnnxEval, type PayloadEvalSpec } from '../payload-eval.ts';
-import { checkOutputPath, resolveModelId, isOnnxPath, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
+import { checkOutputPath, resolveModelId, isOnnxPath, isModelFilePath, isTflitePath, modelKindText, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
   base: string;
@@ -36,7 +36,7 @@ export interface DiffArgs {
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
   return y
-    .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards), a TF.js model JSON file with its shards beside it (<name>.json + <name>.bin, as @vladmandic/human ships them), or an ONNX file (.onnx); a bare weights manifest (face-api\'s *-weights_manifest.json) is refused, saying what to pass' })
+    .option('base', { type: 'string', demandOption: true, describe: 'the model the devices hold: a TF.js folder (model.json + shards), a TF.js model JSON file with its shards beside it (<name>.json + <name>.bin, as @vladmandic/human ships them), an ONNX file (.onnx) or a LiteRT file (.tflite); a bare weights manifest (face-api\'s *-weights_manifest.json) is refused, saying what to pass' })
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
@@ -46,7 +46,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date, or a duration from now like `30d`, `12h`' })
-    .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx file for ONNX models)' })
+    .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx / .tflite file for those models)' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16, ONNX int8/uint8) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device (an .onnx file keeps its dtypes, so there a payload leaving a value its dtype cannot hold is refused)' })
     .option('exact-codec', { choices: ['auto', 'x', 'xr'] as const, default: 'auto' as const, describe: 'with --budget all: auto: per tensor the smallest of codec x, codec xr (range-coded, format v3) and, for tensors stored in 1 or 2 bytes (float16, bfloat16, uint8/uint16), codec xs (their stored bits, format v4); xr: codecs x and xr only (format v3), for devices whose applier reads formats 1 to 3 (older than codec xs); x: codec x only (format v2), for appliers that read formats 1 and 2 only' })
     .option('eval', { type: 'string', describe: 'inputs from where the model runs: report how close base + payload comes to --target on them, beside the unpatched base, and warn when the payload takes the model further from --target than not updating (needs @tensorflow/tfjs). TF.js layers-model folders: x.npy, or a folder holding it. .onnx files: a folder with one .npy per model input, named after it (input.npy; a 0-d array such as sr.npy is fed to every example), run by the ONNX executor whose outputs are onnxruntime\'s; stateful models need --state and sequence.npy. y.npy beside the inputs adds accuracy' })
@@ -59,12 +59,14 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --method auto --calibrate inputs/ --out v1-v2.ndiff', 'the method and its variant chosen on unlabeled inputs: whichever takes v1 closest to v2 on them')
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --eval field-inputs/ --out v1-v2.ndiff', 'measure the payload against v2 on real inputs: is base + payload closer to v2 than v1 is?')
     .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 5% --out v5-v6.ndiff', 'the same for two versions of an ONNX model (same graph, new weights)')
+    .example('$0 diff --model-id selfie --base selfie-v1.tflite --target selfie-v2.tflite --budget all --out v1-v2.ndiff', 'every change of a LiteRT model, exactly (float16 weights stay float16)')
     .example('$0 diff --model-id silero-vad --base vad-v5.onnx --target vad-v6.onnx --budget 10% --eval frames/ --state state:stateN --out v5-v6.ndiff', 'measure it frame by frame, the state carried (frames/: input.npy [n, 576], sr.npy 16000, sequence.npy): how often base + payload makes v6\'s speech decision, beside v5') as unknown as Argv<DiffArgs>;
 }
 
 /** Post-hoc diff: magnitude top-k of (target - base) under the byte budget. */
 export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
-  if (isOnnxPath(a.base) !== isOnnxPath(a.target)) throw new UsageError(`--base ${a.base} and --target ${a.target} are not the same kind of model: expected two TF.js folders or two .onnx files`);
+  if (modelKindText(a.base) !== modelKindText(a.target)) throw new UsageError(`--base ${a.base} is ${modelKindText(a.base)} and --target ${a.target} is ${modelKindText(a.target)}: expected two versions of one model in one format (two TF.js folders, two .onnx files or two .tflite files)`);
+  if (isTflitePath(a.base) && (a.eval || a.calibrate)) throw new UsageError(`${a.eval ? '--eval' : '--calibrate'} runs the models on inputs, which this build server does for TF.js folders and .onnx files, not yet for .tflite files: leave it out (--method lowbit and topk need no data), and measure the patched file (--model-out) in LiteRT`);
   const modelId = await resolveModelId(a.base, a.modelId);
   await checkOutputPath(a.out, '--out');
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
@@ -72,7 +74,7 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     const given = [a.state.length ? '--state' : '', a.output ? '--output' : '', a.outputKind ? '--output-kind' : ''].filter(Boolean);
     if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval and --calibrate how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval or --calibrate INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
   }
-  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isOnnxPath(a.base) ? 'file' : 'folder');
+  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isModelFilePath(a.base) ? 'file' : 'folder');
   if (a.method === 'auto' && !a.calibrate) throw new UsageError('--method auto measures every candidate on inputs: add --calibrate INPUTS (x.npy of inputs from where the model runs, no labels needed), or choose --method lowbit or topk');
   if (a.calibrate && a.method === 'topk') throw new UsageError('--calibrate chooses among lowbit\'s variants (--method lowbit) or among methods (--method auto); top-k alone has nothing to choose: add --method lowbit or auto, or leave --calibrate out');
   // The --eval data of an ONNX pair is read now: a folder that does not fit fails before any work.
@@ -97,7 +99,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const common = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}), store: a.store };
   if (a.method !== 'topk' && everyChange) throw new UsageError(`--method ${a.method} carries changes within a byte budget: give --budget a size (e.g. 5%), or leave --method out for --budget all (every change, exactly)`);
   if (a.method !== 'topk' && a.codec !== 'auto') throw new UsageError(`--codec ${a.codec} chooses top-k's value codec; ${a.method === 'auto' ? 'auto tries top-k with every codec and lowbit chooses its bits per tensor' : 'lowbit chooses its bits per tensor'}: leave --codec out`);
-  const diff = opened.kind === 'onnx'
+  const diff = opened.kind !== 'folder'
     ? (h: Parameters<typeof diffOnnxModels>[0], b: Parameters<typeof diffOnnxModels>[1], t: Parameters<typeof diffOnnxModels>[2], o: Parameters<typeof diffOnnxModels>[3]) => diffOnnxModels(h, b, t, { ...o, method: a.method === 'lowbit' ? 'lowbit' : 'topk' })
     : a.method === 'lowbit' ? lowbitDiff : topkDiff;
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};

@@ -7,7 +7,7 @@ import { DIGESTS_FILE, writeRecordedDigests } from '../../src/io/tfjs/recorded-d
 import { UsageError } from '../../src/core/errors.ts';
 import { table, type CliIO } from '../common.ts';
 import { printable } from '../text.ts';
-import { dtypeOf, isOnnxPath, openModel } from '../models.ts';
+import { dtypeOf, isModelFilePath, openModel } from '../models.ts';
 
 export interface FingerprintArgs {
   model: string;
@@ -17,15 +17,15 @@ export interface FingerprintArgs {
 
 export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
   return y
-    .positional('model', { type: 'string', demandOption: true, describe: 'model folder, or ONNX model file (.onnx)' })
+    .positional('model', { type: 'string', demandOption: true, describe: 'model folder, ONNX model file (.onnx) or LiteRT model file (.tflite)' })
     .option('tensors', { type: 'boolean', default: false, describe: 'also list every tensor digest' })
     .option('record', { type: 'boolean', default: false, describe: `also record the tensor digests in <model>/${DIGESTS_FILE} (beside a <name>.json file: <name>.json.ndiff-digests.json), so the next apply reads only the shards it patches (for a folder installed from a full download, once its fingerprint is checked; every apply records them itself)` })
     .example('$0 fingerprint ./model --record', 'print the model fingerprint and record the digests for fast applies') as unknown as Argv<FingerprintArgs>;
 }
 
 export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<number> {
-  if (isOnnxPath(a.model)) {
-    if (a.record) throw new UsageError('--record is for TF.js model folders: an ONNX file is hashed whole by every apply, so there is nothing to record');
+  if (isModelFilePath(a.model)) {
+    if (a.record) throw new UsageError('--record is for TF.js model folders: an .onnx or .tflite file is hashed whole by every apply, so there is nothing to record');
     const opened = await openModel(a.model);
     try {
       const { store } = opened;

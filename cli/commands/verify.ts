@@ -6,7 +6,7 @@ import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
 import { readFolderModelId } from '../../src/io/tfjs/folder-update.ts';
 import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
-import { isOnnxPath, openModel, readPayloadFile } from '../models.ts';
+import { isModelFilePath, openModel, readPayloadFile } from '../models.ts';
 import { terminalSafe } from '../text.ts';
 import { MemoryWeightStore, type WeightStore } from '../../src/core/weight-store.ts';
 
@@ -41,7 +41,7 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
     // An ONNX store holds the file's bytes in memory: patching it writes nothing to disk.
     let copy: WeightStore;
     let close = async () => {};
-    if (isOnnxPath(a.model)) {
+    if (isModelFilePath(a.model)) {
       const opened = await openModel(a.model);
       copy = opened.store;
       close = opened.close;
@@ -52,7 +52,7 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
     }
     const state = a.state ? new FileSequenceStore(a.state) : undefined;
     // The model id the folder (or model file) recorded at its first update, as ndiff apply checks it.
-    const modelId = isOnnxPath(a.model) ? await readModelIdRecord(a.model) : await readFolderModelId(a.model);
+    const modelId = isModelFilePath(a.model) ? await readModelIdRecord(a.model) : await readFolderModelId(a.model);
     const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) })
       .finally(close);
     io.out(res.status === 'already-applied'
