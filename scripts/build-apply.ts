@@ -7,7 +7,8 @@
  *
  * The ONNX store (`neural-diff/onnx`) is built apart, together with the applier, as one file
  * `dist/browser/onnx-apply.js` that exports both (an import map points both names at it): an ONNX
- * app loads exactly that, and the applier's own bundle keeps its chunking.
+ * app loads exactly that, and the applier's own bundle keeps its chunking. The LiteRT store
+ * (`neural-diff/tflite`) likewise, as `dist/browser/tflite-apply.js`.
  *
  *   npm run build:apply                          # writes dist/browser/
  *   node --import tsx scripts/build-apply.ts --outdir /tmp/nd-dist
@@ -38,6 +39,8 @@ export interface ApplyBundle {
   safetensors: BundleEntry;
   /** `neural-diff/onnx` with `neural-diff/apply`, one file exporting both. */
   onnxWithApply: BundleEntry;
+  /** `neural-diff/tflite` with `neural-diff/apply`, one file exporting both. */
+  tfliteWithApply: BundleEntry;
   /** Bytes each input contributes to the apply entry's output, largest first. */
   applyInputs: { path: string; bytes: number }[];
 }
@@ -92,27 +95,32 @@ export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser
   const applyInputs = [...closure(applyFile)]
     .flatMap((f) => Object.entries(outputs[f].inputs).map(([p, v]) => ({ path: p, bytes: v.bytesInOutput })))
     .sort((a, b) => b.bytes - a.bytes);
-  const onnx = await build({
-    stdin: {
-      contents: `export * from './src/apply/index.ts';\nexport * from './src/io/onnx/store.ts';\n`,
-      resolveDir: root,
-      sourcefile: 'onnx-apply.ts',
-      loader: 'ts',
-    },
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    minify: true,
-    write: false,
-    legalComments: 'none',
-    logLevel: 'silent',
-  });
-  const onnxFile = path.join(outdir, 'onnx-apply.js');
-  const onnxBytes = onnx.outputFiles[0].contents;
-  await writeFile(onnxFile, onnxBytes);
-  const onnxWithApply = { outfile: onnxFile, minBytes: onnxBytes.length, gzipBytes: gzipSync(onnxBytes, { level: 9 }).length };
-  return { apply: entry('apply'), safetensors: entry('safetensors'), onnxWithApply, applyInputs };
+  /** A store's module with the applier, as one file `<name>-apply.js` exporting both. */
+  const withApply = async (name: string, store: string): Promise<BundleEntry> => {
+    const built = await build({
+      stdin: {
+        contents: `export * from './src/apply/index.ts';\nexport * from './${store}';\n`,
+        resolveDir: root,
+        sourcefile: `${name}-apply.ts`,
+        loader: 'ts',
+      },
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      target: 'es2022',
+      minify: true,
+      write: false,
+      legalComments: 'none',
+      logLevel: 'silent',
+    });
+    const outfile = path.join(outdir, `${name}-apply.js`);
+    const b = built.outputFiles[0].contents;
+    await writeFile(outfile, b);
+    return { outfile, minBytes: b.length, gzipBytes: gzipSync(b, { level: 9 }).length };
+  };
+  const onnxWithApply = await withApply('onnx', 'src/io/onnx/store.ts');
+  const tfliteWithApply = await withApply('tflite', 'src/io/tflite/store.ts');
+  return { apply: entry('apply'), safetensors: entry('safetensors'), onnxWithApply, tfliteWithApply, applyInputs };
 }
 
 const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
@@ -123,8 +131,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   for (const [name, e] of [['neural-diff/apply', bundle.apply], ['neural-diff/safetensors', bundle.safetensors]] as const) {
     console.log(`${name} -> ${path.relative(process.cwd(), e.outfile)} (+ shared chunk): ${e.minBytes} bytes minified (${kb(e.minBytes)}), ${e.gzipBytes} bytes min+gzip (${kb(e.gzipBytes)})`);
   }
-  const o = bundle.onnxWithApply;
-  console.log(`neural-diff/onnx + neural-diff/apply -> ${path.relative(process.cwd(), o.outfile)} (one file): ${o.minBytes} bytes minified (${kb(o.minBytes)}), ${o.gzipBytes} bytes min+gzip (${kb(o.gzipBytes)})`);
+  for (const [name, o] of [['neural-diff/onnx', bundle.onnxWithApply], ['neural-diff/tflite', bundle.tfliteWithApply]] as const) {
+    console.log(`${name} + neural-diff/apply -> ${path.relative(process.cwd(), o.outfile)} (one file): ${o.minBytes} bytes minified (${kb(o.minBytes)}), ${o.gzipBytes} bytes min+gzip (${kb(o.gzipBytes)})`);
+  }
   console.log('largest inputs of the applier:');
   for (const inp of bundle.applyInputs.slice(0, 6)) console.log(`  ${String(inp.bytes).padStart(6)}  ${inp.path}`);
 }

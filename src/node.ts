@@ -24,6 +24,9 @@ export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from 
 export { SafetensorsWeightStore } from './io/safetensors/store.ts';
 export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore, OnnxFileSequenceStore, ONNX_STATE_SUFFIX, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx/files.ts';
 export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx/store.ts';
+export { openTfliteFile, applyToTfliteFile, recoverTfliteFile, saveTfliteFileAs, TfliteFileStore, TFLITE_FILE } from './io/tflite/files.ts';
+export { TfliteWeightStore, TFLITE_FRAME, scanTfliteModel, type TfliteTensorEntry, type TfliteStoreOptions } from './io/tflite/store.ts';
+export { WeightsFileStore, type WeightsFileFormat, type WeightsFileContents } from './io/durable/weights-file.ts';
 export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } from './io/updater/node-updater.ts';
 export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
 export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';

@@ -7,7 +7,7 @@
 import type { WeightStore } from '../../core/weight-store.ts';
 import {
   applyToWeightsFile, openWeightsFile, readWeightsFileBytes, recoverWeightsFile, saveWeightsFileAs,
-  type WeightsFileApplyOptions, type WeightsFileApplyResult, type WeightsFileFormat, type WeightsFileOpenOptions, type WeightsFileStore,
+  WeightsFileStore, type WeightsFileApplyOptions, type WeightsFileApplyResult, type WeightsFileFormat, type WeightsFileOpenOptions,
 } from '../durable/weights-file.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
 import { OnnxWeightStore, onnxExternalLocations } from './store.ts';
@@ -34,6 +34,8 @@ export const ONNX_FILE: WeightsFileFormat<OnnxWeightStore> = {
 
 /** An ONNX model on disk (see `WeightsFileStore`). */
 export type OnnxFileStore = WeightsFileStore<OnnxWeightStore>;
+/** The class of {@link OnnxFileStore} (for `instanceof`). */
+export const OnnxFileStore = WeightsFileStore;
 
 /**
  * Open an ONNX model file (and the external data files it names, relative to its folder) as a

