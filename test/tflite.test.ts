@@ -360,3 +360,11 @@ test('the LiteRT store with the applier, bundled for a browser, stays within 40,
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('fuzzing .tflite files on disk: 150 hostile files end in a typed refusal with the file byte for byte, or apply', async () => {
+  const { fuzzTfliteFiles } = await import('./fuzz/tflite-files.ts');
+  const s = await fuzzTfliteFiles({ cases: 150, seed: 20261125 });
+  assert.equal(s.cases, 150);
+  assert.equal(s.bad, 0, JSON.stringify(s));
+  assert.ok((s.outcomes['refused ND_MODEL_FORMAT'] ?? 0) > 50, JSON.stringify(s.outcomes));
+});

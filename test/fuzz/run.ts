@@ -1,7 +1,7 @@
 /**
  * The long fuzz run (`npm run fuzz`):
  *
- *   node --import tsx test/fuzz/run.ts [--cases 100000] [--disk-cases 2000] [--onnx-cases 200] [--release-cases 300] [--big] [--seed N] [--slow-ms 2000] [--hang-s 60] [--json FILE]
+ *   node --import tsx test/fuzz/run.ts [--cases 100000] [--disk-cases 2000] [--onnx-cases 200] [--tflite-cases 300] [--release-cases 300] [--big] [--seed N] [--slow-ms 2000] [--hang-s 60] [--json FILE]
  *
  * `--release-cases`: poisoned release folders (test/fuzz/release-folder.ts): release.json and job
  * files mutated, then `ndiff release publish`; what it signs a device must accept whole.
@@ -9,6 +9,10 @@
  * `--onnx-cases`: hostile ONNX model files on disk (test/fuzz/onnx-files.ts: aliases, duplicates,
  * FIFOs, symlinks, offsets past 4 GiB, then byte mutations); `--big` adds an apply of a tensor
  * at an offset past 4 GiB in a sparse file.
+ *
+ * `--tflite-cases`: hostile LiteRT model files on disk (test/fuzz/tflite-files.ts: FIFOs, links to
+ * devices, files past 2 GiB, offsets past the end, buffers over the model's tables, then byte and
+ * offset mutations).
  *
  * The fuzzer runs in a worker thread; the main thread is a watchdog: if no case finishes for
  * `--hang-s` seconds (a hang inside synchronous code, which no timer in the worker could
@@ -20,6 +24,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { buildCorpus } from './corpus.ts';
 import { fuzz, type FuzzSummary } from './harness.ts';
 import { fuzzOnnxFiles } from './onnx-files.ts';
+import { fuzzTfliteFiles } from './tflite-files.ts';
 import { buildReleaseFixture, fuzzReleaseFolder, type ReleaseFuzzSummary } from './release-folder.ts';
 
 interface Job {
@@ -111,6 +116,15 @@ if (!isMainThread) {
       for (const [k, v] of Object.entries(onnx.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
       if (onnx.firstBad) console.log(`  first bad case: ${onnx.firstBad}`);
     }
+    // Hostile .tflite files on disk (test/fuzz/tflite-files.ts).
+    const tfliteCases = arg('tflite-cases', 300);
+    const t5 = performance.now();
+    const tflite = tfliteCases > 0 ? await fuzzTfliteFiles({ cases: tfliteCases, seed }) : null;
+    if (tflite) {
+      console.log(`\nLiteRT model files on disk (openTfliteFile + applyToTfliteFile, every file compared): ${tflite.cases} cases in ${((performance.now() - t5) / 1000).toFixed(0)} s`);
+      for (const [k, v] of Object.entries(tflite.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
+      if (tflite.firstBad) console.log(`  first bad case: ${tflite.firstBad}`);
+    }
     // Poisoned release folders (test/fuzz/release-folder.ts): what publish signs, a device accepts whole.
     const releaseCases = arg('release-cases', 300);
     const t4 = performance.now();
@@ -122,10 +136,10 @@ if (!isMainThread) {
       for (const [k, v] of Object.entries(release.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
       for (const b of release.bad.slice(0, 5)) console.log(`  bad: ${JSON.stringify(b)}`);
     }
-    const bad = (m.memory as FuzzSummary).bad + (m.disk?.bad ?? 0) + (onnx?.bad ?? 0) + (release?.bad.length ?? 0);
-    const total = (m.memory as FuzzSummary).cases + (m.disk?.cases ?? 0) + (onnx?.cases ?? 0) + (release?.cases ?? 0);
+    const bad = (m.memory as FuzzSummary).bad + (m.disk?.bad ?? 0) + (onnx?.bad ?? 0) + (tflite?.bad ?? 0) + (release?.bad.length ?? 0);
+    const total = (m.memory as FuzzSummary).cases + (m.disk?.cases ?? 0) + (onnx?.cases ?? 0) + (tflite?.cases ?? 0) + (release?.cases ?? 0);
     console.log(`\n${total} cases, ${bad} bad: ${bad === 0 ? 'PASS' : 'FAIL'}`);
-    if (jsonFile) await writeFile(jsonFile, JSON.stringify({ seed, memory: m.memory, disk: m.disk, onnx, release, memorySeconds: m.memorySeconds, diskSeconds: m.diskSeconds }, null, 2));
+    if (jsonFile) await writeFile(jsonFile, JSON.stringify({ seed, memory: m.memory, disk: m.disk, onnx, tflite, release, memorySeconds: m.memorySeconds, diskSeconds: m.diskSeconds }, null, 2));
     process.exitCode = bad === 0 ? 0 : 1;
     await worker.terminate();
   });

@@ -254,7 +254,7 @@ export function buildTflite(spec: TfliteSpec): Uint8Array {
 }
 
 /** The position of buffer `i`'s `offset` field (its table read through the model's buffers vector). */
-function bufferOffsetField(bytes: Uint8Array, i: number): number {
+export function bufferOffsetField(bytes: Uint8Array, i: number): number {
   const d = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const table = (t: number, f: number) => {
     const vt = t - d.getInt32(t, true);
