@@ -2,7 +2,7 @@
  * `ndiff release` and `ndiff update` end to end, in-process (cli/ndiff.ts `main`), against the
  * static server of test/helpers/release-server.ts: help that teaches; the model id from the
  * record (required once, never a folder name, a different one refused); `--plan`, one job per
- * line, `job`, `publish`; devices updated by `ndiff update` (TF.js folders and .onnx files); a
+ * line, `job`, `publish`; devices updated by `ndiff update` (TF.js folders, .onnx and .tflite files); a
  * lossy `--method topk` edge and the exact edge from the state it reached; a failing
  * `--health-check` (exit 5, model untouched).
  */
@@ -23,6 +23,7 @@ import { perturbed } from './helpers/perturb.ts';
 import { folderBytes, tempDir, writeStore } from './helpers/dirs.ts';
 import { serveRelease, type ReleaseServer } from './helpers/release-server.ts';
 import { graph, tensor, model as onnxModel, f32le, DT, node } from './helpers/onnx-build.ts';
+import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';
 import { seededRandom } from '../src/core/random.ts';
 
 async function ndiff(...argv: string[]) {
@@ -197,5 +198,50 @@ describe('ndiff release and ndiff update', () => {
     assert.equal(full.code, 0, full.err);
     assert.match(full.out, /by the full model/);
     assert.equal(await onnxFingerprint(unknown), target);
+  });
+
+  test('LiteRT: a release of .tflite files; a device updated by payload to the version byte for byte, an unknown one by the full model', async () => {
+    const site = join(work, 'site', 'dense');
+    const version = (v: number) => {
+      const r = seededRandom(v);
+      return buildTflite({
+        tensors: [
+          { name: 'x', shape: [1, 64], type: T.FLOAT32 },
+          { name: 'w', shape: [16, 64], type: T.FLOAT32, buffer: 1 },
+          { name: 'y', shape: [1, 16], type: T.FLOAT32 },
+        ],
+        buffers: [f32Bytes(Array.from({ length: 1024 }, (_, i) => Math.sin(i) + (v > 1 ? 0.01 * (r() - 0.5) : 0)))],
+        operators: [{ op: 9, inputs: [0, 1, -1], outputs: [2] }],
+        inputs: [0],
+        outputs: [2],
+      });
+    };
+    for (const v of [1, 2, 3]) {
+      const file = join(work, 'tflite', `v${v}`, 'dense.tflite');
+      await mkdir(join(file, '..'), { recursive: true });
+      await writeFile(file, version(v));
+      const r = await ndiff('release', 'add', '--release', site, '--model', file, '--model-id', 'dense', '--key', priv, '-q');
+      assert.equal(r.code, 0, r.err);
+    }
+    const evalRefused = await ndiff('release', 'add', '--release', site, '--model', join(work, 'tflite', 'v3', 'dense.tflite'), '--method', 'topk', '--budget', '10%', '--eval', work, '--key', priv);
+    assert.equal(evalRefused.code, 2);
+    assert.match(evalRefused.err, /not yet for \.tflite files/);
+    const manifest = validateManifest((JSON.parse(await readFile(join(site, 'manifest.json'), 'utf8')) as { signed: unknown }).signed);
+    assert.equal(manifest.modelKind, 'tflite');
+    const url = `${server.url}dense/`;
+    const device = join(work, 'devices', 'tflite', 'dense.tflite');
+    await mkdir(join(device, '..'), { recursive: true });
+    await writeFile(device, version(1));
+    const up = await ndiff('update', '--model', device, '--from', url, '--public-key', pub, '--model-id', 'dense');
+    assert.equal(up.code, 0, up.err);
+    assert.match(up.out, /by payloads/);
+    assert.deepEqual(new Uint8Array(await readFile(device)), version(3));
+    const unknown = join(work, 'devices', 'tflite2', 'dense.tflite');
+    await mkdir(join(unknown, '..'), { recursive: true });
+    await writeFile(unknown, version(99));
+    const full = await ndiff('update', '--model', unknown, '--from', url, '--public-key', pub, '--model-id', 'dense');
+    assert.equal(full.code, 0, full.err);
+    assert.match(full.out, /by the full model/);
+    assert.deepEqual(new Uint8Array(await readFile(unknown)), version(3));
   });
 });

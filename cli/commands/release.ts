@@ -71,6 +71,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   if (a.eval !== undefined && a.plan) throw new UsageError('--eval measures the payloads add makes before it signs them; with --plan add makes none: measure a job\'s payload with ndiff diff --eval, or add without --plan');
   if (a.eval !== undefined && a.method !== 'topk') throw new UsageError('--eval measures lossy payloads (--method topk --budget B); exact payloads reach the version bit for bit, so there is nothing to measure: leave --eval out');
   if (a.eval === undefined && (a.state.length || a.output || a.outputKind)) throw new UsageError('--state, --output and --output-kind tell --eval how to run an .onnx model: add --eval INPUTS, or leave them out');
+  if (a.eval !== undefined && /\.tflite$/i.test(a.model)) throw new UsageError('--eval runs the payloads on inputs, which the build server does for TF.js folders and .onnx files, not yet for .tflite files: add with --method exact (the default), or without --eval and measure the version a device ends at in LiteRT');
   if (a.eval !== undefined) await stat(a.eval).catch(() => { throw new UsageError(`--eval ${a.eval} does not exist: expected the inputs (x.npy, or a folder holding it; for .onnx files one .npy per model input)`); });
   const key = a.key ? await readPrivateKeyFile(a.key, (l) => io.err(l)) : undefined;
   const res = await addVersion(a.release, a.model, {
@@ -199,9 +200,9 @@ async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
 export function releaseCommand(y: Argv, run: Runner): Argv {
   return y
     .usage('ndiff release <add|job|publish|show|cancel> --release DIR ...\n\nKeep a release folder for one model: every version as a full package, payloads into each new version from the last K versions, and a signed manifest devices read first. Files are named by their SHA-256, so any static host or CDN can serve the folder (only manifest.json changes).')
-    .command('add', 'add a model version (TF.js folder or .onnx file): store it, make payloads from the last K versions, sign the manifest', (c) => c
+    .command('add', 'add a model version (TF.js folder, .onnx or .tflite file): store it, make payloads from the last K versions, sign the manifest', (c) => c
       .option('release', releaseOption)
-      .option('model', { type: 'string', demandOption: true, describe: 'the new version: a TF.js model folder or an .onnx file' })
+      .option('model', { type: 'string', demandOption: true, describe: 'the new version: a TF.js model folder, an .onnx or a .tflite file' })
       .option('model-id', { type: 'string', describe: 'the model id devices check (required for the first version; kept in release.json, never taken from a folder name)' })
       .option('key', { type: 'string', describe: 'Ed25519 private key that signs payloads and the manifest (from ndiff keygen); not needed with --plan' })
       .option('history', { type: 'number', describe: 'make payloads from each of the last K versions (default 3, kept in the record): devices further behind chain payloads or get the full model' })

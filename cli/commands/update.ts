@@ -40,7 +40,7 @@ const EXIT_OF: Record<string, number> = {
 export function updateCommand(y: Argv): Argv<UpdateArgs> {
   return y
     .usage('ndiff update --model PATH --from URL --public-key FILE [options]\n\nFetch the signed manifest of a release folder (made by `ndiff release`), and bring the model to the newest version by the fewest bytes: one payload, a chain of them, or the full model when no payload fits or it is smaller. Downloads resume after a dropped connection or a restart; every file is checked (length, SHA-256, signature) before use; the model is switched atomically and kept as before on any failure. State (the newest manifest seen, payloads that failed a health check, partial downloads) lives in <model>.ndiff-updater/.')
-    .option('model', { type: 'string', demandOption: true, describe: 'the model to keep up to date: a TF.js folder or an .onnx file (need not exist yet: the full model is installed)' })
+    .option('model', { type: 'string', demandOption: true, describe: 'the model to keep up to date: a TF.js folder, an .onnx or a .tflite file (need not exist yet: the full model is installed)' })
     .option('from', { type: 'string', array: true, demandOption: true, describe: 'base URL of the release folder; repeat for mirrors, tried in order' })
     .option('public-key', { type: 'string', array: true, demandOption: true, describe: 'the publisher\'s Ed25519 public key file (from ndiff keygen); repeat to trust several' })
     .option('model-id', { type: 'string', describe: 'the model id expected in the manifest (default: the one the folder or the updater state recorded)' })

@@ -90,7 +90,7 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
   try {
     const hasher = await getHasher();
     const header = { modelId: record.modelId, sequence: to.version, store: 'stored' as const };
-    const exact = () => (record.modelKind === 'onnx'
+    const exact = () => (record.modelKind !== 'tfjs'
       ? diffOnnxModels(hasher, base.store, target.store, { ...header, mode: 'all', budgetBytes: 0 })
       : exactDiff(hasher, base.store, target.store, header));
     const built = exact();
@@ -98,7 +98,7 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
       const budgetBytes = parseBudget(policy.budget ?? '', base.weightBytes);
       // Under the budget already: the exact payload is both smaller and exact.
       if (built.bytes.length > budgetBytes) {
-        const diff = record.modelKind === 'onnx' ? diffOnnxModels : topkDiff;
+        const diff = record.modelKind !== 'tfjs' ? diffOnnxModels : topkDiff;
         const res = diff(hasher, base.store, target.store, { ...header, budgetBytes, codec: 'auto', onProgress: (m) => onProgress(`  ${job.id}: ${m}`) });
         const carried = res.changeSquared ? Math.max(0, 1 - res.squaredError / res.changeSquared) : undefined;
         return { bytes: res.bytes, method: 'topk', ...(carried !== undefined ? { carried } : {}) };
@@ -160,7 +160,7 @@ export async function exportJob(releaseDir: string, record: ReleaseRecord, job: 
     const dir = path.join(outDir, side);
     await makeDirs(dir);
     for (const f of v.files) await copyBlob(releaseDir, f, path.join(dir, f.path));
-    out[side] = record.modelKind === 'onnx' ? path.join(dir, v.files[0].path) : dir;
+    out[side] = record.modelKind !== 'tfjs' ? path.join(dir, v.files[0].path) : dir;
   }
   return out;
 }

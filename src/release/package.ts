@@ -15,6 +15,7 @@ import type { WeightStore } from '../core/weight-store.ts';
 import { gridBytesPerValue } from '../core/grid.ts';
 import { storedModelBytes } from '../diff/build.ts';
 import { openOnnxFile } from '../io/onnx/files.ts';
+import { openTfliteFile } from '../io/tflite/files.ts';
 import { onnxExternalLocations } from '../io/onnx/store.ts';
 import { openTfjsModelDir, referencedFiles } from '../io/tfjs/index.ts';
 import { readRegularFile } from '../io/durable/durable.ts';
@@ -22,9 +23,9 @@ import type { PackageFile } from '../updater/manifest.ts';
 import { copyBlob, readBlob, writeBlob } from './blobs.ts';
 import type { ReleaseRecord } from './record.ts';
 
-/** The kind of model at `modelPath`: a `.onnx` file, else a TF.js folder. */
-export function modelKindOf(modelPath: string): 'tfjs' | 'onnx' {
-  return /\.onnx$/i.test(modelPath) ? 'onnx' : 'tfjs';
+/** The kind of model at `modelPath`: a `.onnx` or `.tflite` file, else a TF.js folder. */
+export function modelKindOf(modelPath: string): 'tfjs' | 'onnx' | 'tflite' {
+  return /\.onnx$/i.test(modelPath) ? 'onnx' : /\.tflite$/i.test(modelPath) ? 'tflite' : 'tfjs';
 }
 
 const PACKAGE_PATH = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,199}$/;
@@ -36,6 +37,12 @@ export async function openModelAt(modelPath: string): Promise<{ store: WeightSto
     const store = disk.contents;
     const weightBytes = store.weights().reduce((n, t) => n + gridBytesPerValue(store.grid(t.name)) * t.shape.reduce((a, b) => a * b, 1), 0);
     // An ONNX store reads its external data files through open handles: closed by `close`.
+    return { store, weightBytes, close: () => disk.close() };
+  }
+  if (modelKindOf(modelPath) === 'tflite') {
+    const disk = await openTfliteFile(modelPath);
+    const store = disk.contents;
+    const weightBytes = store.weights().reduce((n, t) => n + (t.dtype === 'FLOAT32' ? 4 : t.dtype === 'FLOAT16' ? 2 : 1) * t.shape.reduce((a, b) => a * b, 1), 0);
     return { store, weightBytes, close: () => disk.close() };
   }
   const store = await openTfjsModelDir(modelPath);
@@ -52,6 +59,7 @@ async function modelFiles(modelPath: string): Promise<{ name: string; from: stri
     }
     return [{ name: path.basename(modelPath), from: modelPath }];
   }
+  if (modelKindOf(modelPath) === 'tflite') return [{ name: path.basename(modelPath), from: modelPath }];
   const names = await referencedFiles(modelPath);
   return names.map((n) => ({ name: n, from: path.join(modelPath, n) }));
 }
@@ -62,7 +70,7 @@ async function modelFiles(modelPath: string): Promise<{ name: string; from: stri
  * are followed; anything else is refused before a byte is read.
  */
 async function checkInsideModel(modelPath: string, sources: { name: string; from: string }[]): Promise<void> {
-  if (modelKindOf(modelPath) === 'onnx') return;
+  if (modelKindOf(modelPath) !== 'tfjs') return;
   const root = await realpath(modelPath);
   for (const f of sources) {
     const st = await lstat(f.from).catch(() => undefined);
@@ -79,7 +87,7 @@ async function checkInsideModel(modelPath: string, sources: { name: string; from
 /** Store the model's files as blobs and return them with its fingerprint. */
 export async function storePackage(releaseDir: string, modelPath: string): Promise<{ files: PackageFile[]; fingerprint: string }> {
   const info = await stat(modelPath).catch(() => undefined);
-  if (!info) throw new UsageError(`--model ${modelPath} does not exist: expected a TF.js model folder (model.json + shards) or an .onnx file`);
+  if (!info) throw new UsageError(`--model ${modelPath} does not exist: expected a TF.js model folder (model.json + shards), an .onnx or a .tflite file`);
   const sources = await modelFiles(modelPath);
   await checkInsideModel(modelPath, sources);
   const model = await openModelAt(modelPath);
@@ -102,7 +110,7 @@ export async function materializeVersion(releaseDir: string, record: ReleaseReco
   if (!v) throw new ModelFormatError(`release record lists no version ${version}`);
   const dir = await mkdtemp(path.join(tmpdir(), 'ndiff-release-'));
   for (const f of v.files) await copyBlob(releaseDir, f, path.join(dir, f.path));
-  const at = record.modelKind === 'onnx' ? path.join(dir, v.files[0].path) : dir;
+  const at = record.modelKind !== 'tfjs' ? path.join(dir, v.files[0].path) : dir;
   return { path: at, dispose: () => rm(dir, { recursive: true, force: true }) };
 }
 

@@ -42,8 +42,8 @@ export interface PackageFileBytes {
 
 /** The device's model, for the updater. */
 export interface ModelTarget {
-  /** `tfjs` (a model.json folder), `onnx` (a .onnx file) or `weights` (any store: installs need the app's help). */
-  readonly kind: 'tfjs' | 'onnx' | 'weights';
+  /** `tfjs` (a model.json folder), `onnx` (a .onnx file), `tflite` (a .tflite file) or `weights` (any store: installs need the app's help). */
+  readonly kind: 'tfjs' | 'onnx' | 'tflite' | 'weights';
   /**
    * Finish or undo an install a crash interrupted, then give the fingerprint of the model held;
    * undefined when there is none or it cannot be read (the updater then installs the full model).

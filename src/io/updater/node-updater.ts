@@ -12,13 +12,13 @@
 import * as path from 'node:path';
 import { Updater, type UpdateResult, type UpdaterOptions } from '../../updater/updater.ts';
 import { FileDownloadStore, FileUpdaterState } from './state-files.ts';
-import { onnxFileTarget, tfjsFolderTarget, tfjsModelFileTarget } from './targets.ts';
+import { onnxFileTarget, tfjsFolderTarget, tfjsModelFileTarget, tfliteFileTarget } from './targets.ts';
 import { lockModelDir } from '../durable/lock.ts';
 import { makeDirs } from '../durable/durable.ts';
 
 /** Options of {@link updateModel}. */
 export interface NodeUpdateOptions extends Omit<UpdaterOptions, 'target' | 'state' | 'downloads' | 'healthCheck'> {
-  /** The model: a TF.js folder, a TF.js model JSON file in a shared folder (payloads only), or a `.onnx` file. */
+  /** The model: a TF.js folder, a TF.js model JSON file in a shared folder (payloads only), a `.onnx` or a `.tflite` file. */
   model: string;
   /** The folder of the updater's state and downloads (default `<model>.ndiff-updater`). */
   stateDir?: string;
@@ -37,7 +37,7 @@ export function nodeUpdater(options: NodeUpdateOptions): Updater {
   const { model, stateDir: _s, healthCheck, ...rest } = options;
   return new Updater({
     ...rest,
-    target: /\.onnx$/i.test(model) ? onnxFileTarget(model) : path.basename(model) === 'model.json' ? tfjsFolderTarget(path.dirname(model)) : /\.json$/i.test(model) ? tfjsModelFileTarget(model) : tfjsFolderTarget(model),
+    target: /\.onnx$/i.test(model) ? onnxFileTarget(model) : /\.tflite$/i.test(model) ? tfliteFileTarget(model) : path.basename(model) === 'model.json' ? tfjsFolderTarget(path.dirname(model)) : /\.json$/i.test(model) ? tfjsModelFileTarget(model) : tfjsFolderTarget(model),
     state: new FileUpdaterState(path.join(stateDir, 'state.json')),
     downloads: new FileDownloadStore(path.join(stateDir, 'downloads')),
     ...(healthCheck ? { healthCheck: (info) => healthCheck({ path: model, ...info }) } : {}),

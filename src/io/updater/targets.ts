@@ -23,7 +23,9 @@ import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher } from '../../core/hasher.ts';
 import type { ModelTarget, TargetApplyOptions, TargetInstallOptions } from '../../updater/target.ts';
 import { applyToModelDir, recordFolderModelId } from '../tfjs/folder-update.ts';
-import { applyToOnnxFile, openOnnxFile } from '../onnx/files.ts';
+import { ONNX_FILE } from '../onnx/files.ts';
+import { TFLITE_FILE } from '../tflite/files.ts';
+import { applyToWeightsFile, openWeightsFile, type WeightsFileFormat } from '../durable/weights-file.ts';
 import { readRecordedDigests, recordModelDirDigests } from '../tfjs/recorded-digests.ts';
 import { openTfjsModelDir, referencedFiles } from '../tfjs/index.ts';
 import { openTfjsModel } from '../tfjs/model-file.ts';
@@ -245,10 +247,9 @@ export function tfjsModelFileTarget(file: string): ModelTarget {
   };
 }
 
-/** A single-file ONNX model as an updater target. */
-/** The fingerprint of the ONNX model at `file` (its external data files closed again). */
-async function onnxFingerprint(file: string): Promise<string> {
-  const disk = await openOnnxFile(file);
+/** The fingerprint of the model file at `file` (its external data files closed again). */
+async function fileFingerprint(file: string, format: WeightsFileFormat): Promise<string> {
+  const disk = await openWeightsFile(file, format);
   try {
     return fingerprintStore(await getHasher(), disk).fingerprint;
   } finally {
@@ -256,29 +257,40 @@ async function onnxFingerprint(file: string): Promise<string> {
   }
 }
 
+/** A single-file ONNX model as an updater target. */
 export function onnxFileTarget(file: string): ModelTarget {
+  return modelFileTarget(file, 'onnx', ONNX_FILE);
+}
+
+/** A LiteRT model (`.tflite`) as an updater target. */
+export function tfliteFileTarget(file: string): ModelTarget {
+  return modelFileTarget(file, 'tflite', TFLITE_FILE);
+}
+
+/** A single-file model (`.onnx`, `.tflite`) as an updater target: payloads patch it crash-safely, a full install replaces the file. */
+function modelFileTarget(file: string, kind: 'onnx' | 'tflite', format: WeightsFileFormat): ModelTarget {
   return {
-    kind: 'onnx',
+    kind,
     async fingerprint() {
       await recoverFullInstall(file);
       if (!(await exists(file))) return undefined;
       try {
-        return await onnxFingerprint(file);
+        return await fileFingerprint(file, format);
       } catch (e) {
         if (e instanceof ModelFormatError) return undefined;
         throw e;
       }
     },
     async applyPayload(bytes: Uint8Array, o: TargetApplyOptions) {
-      await applyToOnnxFile(file, bytes, { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) });
+      await applyToWeightsFile(file, bytes, format, { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) });
     },
     async installPackage(files, o: TargetInstallOptions) {
       await recoverFullInstall(file);
-      if (files.length !== 1) throw new ModelFormatError(`an ONNX package must be one .onnx file, found ${files.length} files: the release is not one this updater installs`);
+      if (files.length !== 1) throw new ModelFormatError(`a package of ${format.what} must be one file, found ${files.length} files: the release is not one this updater installs`);
       const incoming = file + INCOMING_SUFFIX;
       await makeDirs(path.dirname(path.resolve(file)));
       await writeFileAtomically(incoming, files[0].bytes);
-      const found = await onnxFingerprint(incoming);
+      const found = await fileFingerprint(incoming, format);
       if (found !== o.fingerprint) {
         await rm(incoming, { force: true });
         throw mismatch(o.fingerprint, found);
