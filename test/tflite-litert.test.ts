@@ -17,7 +17,7 @@ import { TfliteWeightStore } from '../src/io/tflite/store.ts';
 import { applyToTfliteFile } from '../src/io/tflite/files.ts';
 import { writeUpdatedModel } from '../cli/models.ts';
 import { fineTuneLike } from '../bench/tflite-corpus.ts';
-import { runTflite } from './helpers/litert.ts';
+import { runTflite } from '../bench/litert.ts';
 import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';
 
 const hasher = await getHasher();

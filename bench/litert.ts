@@ -1,5 +1,6 @@
 /**
- * Run a `.tflite` file with Google's LiteRT.js (`@litertjs/core`, a devDependency) in Node, on
+ * Run a `.tflite` file with Google's LiteRT.js (`@litertjs/core`, a devDependency: benchmarks and
+ * tests, never the package) in Node, on
  * the CPU (XNNPACK in WebAssembly), as an app runs it. LiteRT.js is written for browsers and
  * workers: its loader runs the Emscripten glue with `importScripts` when that exists, then calls
  * `self.ModuleFactory`. Here `importScripts` evaluates the glue as CommonJS (it sits in a
@@ -7,7 +8,7 @@
  * itself reads its `.wasm` with node:fs. The SIMD128 ("compat") build is named explicitly: the
  * relaxed-SIMD build LiteRT.js would pick on engines that have it rounds differently (~1e-5).
  * `loadLiteRt` runs once per process, and this sets `self`, `importScripts` and `Module` on
- * globalThis: use it from its own test file.
+ * globalThis: use it from its own process (a test file of its own, a benchmark).
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
