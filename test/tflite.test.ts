@@ -368,3 +368,19 @@ test('fuzzing .tflite files on disk: 150 hostile files end in a typed refusal wi
   assert.equal(s.bad, 0, JSON.stringify(s));
   assert.ok((s.outcomes['refused ND_MODEL_FORMAT'] ?? 0) > 50, JSON.stringify(s.outcomes));
 });
+
+test('a lossy diff that would leave a weight quantized per channel off its channels\' grids is refused; the exact one reaches the target', async () => {
+  const { BudgetError } = await import('../src/core/errors.ts');
+  const scale = [0.5, 0.25, 0.1, 0.3, 0.7, 0.01, 0.02, 1.5];
+  const mk = (q: number[]) => buildTflite({ tensors: [{ name: 'q', shape: [8, 64], type: T.INT8, buffer: 1, quant: { scale, zeroPoint: scale.map((_, i) => (i === 1 ? 1 : 0)), dimension: 0 } }], buffers: [Uint8Array.from(q, (x) => x & 0xff)] });
+  const qa = Array.from({ length: 512 }, (_, i) => ((i * 37) % 200) - 100);
+  const qb = qa.map((x, i) => Math.max(-128, Math.min(127, x + ((i * 13) % 7) - 3)));
+  const [a, b] = [mk(qa), mk(qb)];
+  for (const o of [{ budgetBytes: 300 }, { budgetBytes: 300, method: 'lowbit' as const }]) {
+    assert.throws(() => diffOnnxModels(hasher, new TfliteWeightStore(a.slice()), new TfliteWeightStore(b.slice()), { ...o, modelId: 'q' }), (e: unknown) => e instanceof BudgetError && /quantized per channel .* use --budget all/.test(e.message));
+  }
+  const exact = diffOnnxModels(hasher, new TfliteWeightStore(a.slice()), new TfliteWeightStore(b.slice()), { mode: 'all', budgetBytes: 0, modelId: 'q' });
+  const device = a.slice();
+  await applyPayload(new TfliteWeightStore(device), exact.bytes, { hasher });
+  assert.deepEqual(device, b);
+});

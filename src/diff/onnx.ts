@@ -61,14 +61,15 @@ export function onnxDeltas(base: WeightStore, target: WeightStore): Map<string, 
 /**
  * Throw if a FLOAT16/BFLOAT16 weight, or a quantized INT8/UINT8 one, would hold a value off its
  * grid after the payload (a payload without the grid: `store: 'float32'`), or a value the file cannot
- * hold at its byte offsets (an `int32_data` varint too short for the new integer): devices refuse it.
+ * hold at its byte offsets (an `int32_data` varint too short for the new integer, a value off a
+ * per-channel grid of a `.tflite` weight): devices refuse it.
  */
 function checkStoredGrids(base: WeightStore, built: BuiltPayload): void {
   for (const e of entries(base)) {
     const v = built.targetValues.get(e.name);
+    if (!v) continue;
     const grid = base.grid?.(e.name);
-    if (!v || !grid || grid.dtype === 'float32') continue;
-    for (let i = 0; i < v.length; i++) {
+    for (let i = 0; grid && grid.dtype !== 'float32' && i < v.length; i++) {
       if (!Object.is(snapValue(v[i], grid), v[i])) {
         throw new BudgetError(
           e.quantization
@@ -78,9 +79,17 @@ function checkStoredGrids(base: WeightStore, built: BuiltPayload): void {
         );
       }
     }
-    // The file itself: an int32_data varint the new integer outgrows cannot be written in place.
+    if (grid?.dtype === 'float32') continue; // any float32 value is written as it is
+    // The file itself: an int32_data varint the new integer outgrows, or a weight quantized per
+    // channel (no grid the payload can carry: LiteRT), cannot take every value.
     const problem = (base as { writeProblem?(name: string, values: Float32Array): string | null }).writeProblem?.(e.name, v);
-    if (problem) throw new BudgetError(`this payload would leave values the base file cannot hold at its byte offsets, so devices would refuse it: ${problem.replace(/; nothing was written\./, '.')}`, { tensor: e.name });
+    const perChannel = (e as { perChannel?: unknown }).perChannel !== undefined;
+    if (problem) {
+      throw new BudgetError(
+        `this payload would leave values the base file cannot hold at its byte offsets, so devices would refuse it: ${problem.replace(/; nothing was written\./, '.')}${perChannel ? '. A lossy payload cannot yet keep a weight quantized per channel on its channels\' grids: use --budget all (every change, exactly)' : ''}`,
+        { tensor: e.name },
+      );
+    }
   }
 }
 
