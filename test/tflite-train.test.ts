@@ -1,0 +1,215 @@
+/**
+ * LiteRT models as trainable programs: the executor's forward pass equals LiteRT.js
+ * (`@litertjs/core`) on a small CNN built here and on MediaPipe's selfie segmentation model; a
+ * teacher diff of the CNN (float16 convolution weights through DEQUANTIZE, float32 depthwise and
+ * dense weights) applied to the file gives in LiteRT.js the outputs the trainer reported; `ndiff
+ * train --base model.tflite` from .npy folders; an operator the executor lacks refused by name.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { TfliteProgram } from '../src/train/tflite/program.ts';
+import { trainTfliteDiff } from '../src/train/tflite/train-tflite.ts';
+import { applyToTfliteFile } from '../src/io/tflite/files.ts';
+import { toHalfBits } from '../src/core/float16.ts';
+import { seededRandom } from '../src/core/random.ts';
+import { runTflite } from '../bench/litert.ts';
+import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';
+
+await initBackend('cpu');
+
+function halves(values: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(2 * values.length);
+  const d = new DataView(out.buffer);
+  for (let i = 0; i < values.length; i++) d.setUint16(2 * i, toHalfBits(values[i]), true);
+  return out;
+}
+
+/** A small CNN: DEQUANTIZE(f16 conv) -> CONV_2D relu -> DEPTHWISE relu6 -> MAX_POOL -> RESHAPE -> FULLY_CONNECTED -> SOFTMAX. */
+function cnn(seed: number, moved = 0): Uint8Array {
+  const r = seededRandom(1);
+  const m = seededRandom(seed);
+  const draw = (n: number, scale: number) => Array.from({ length: n }, () => (r() - 0.5) * scale + (moved ? (m() - 0.5) * moved * scale : 0));
+  return buildTflite({
+    tensors: [
+      { name: 'image', shape: [1, 8, 8, 3], type: T.FLOAT32 }, // 0
+      { name: 'conv/kernel_f16', shape: [4, 3, 3, 3], type: T.FLOAT16, buffer: 1 }, // 1
+      { name: 'conv/kernel', shape: [4, 3, 3, 3], type: T.FLOAT32 }, // 2
+      { name: 'conv/bias', shape: [4], type: T.FLOAT32, buffer: 2 }, // 3
+      { name: 'conv/out', shape: [1, 8, 8, 4], type: T.FLOAT32 }, // 4
+      { name: 'dw/kernel', shape: [1, 3, 3, 4], type: T.FLOAT32, buffer: 3 }, // 5
+      { name: 'dw/bias', shape: [4], type: T.FLOAT32, buffer: 4 }, // 6
+      { name: 'dw/out', shape: [1, 4, 4, 4], type: T.FLOAT32 }, // 7
+      { name: 'pool/out', shape: [1, 2, 2, 4], type: T.FLOAT32 }, // 8
+      { name: 'flat/shape', shape: [2], type: T.INT32, buffer: 5 }, // 9
+      { name: 'flat/out', shape: [1, 16], type: T.FLOAT32 }, // 10
+      { name: 'dense/kernel', shape: [3, 16], type: T.FLOAT32, buffer: 6 }, // 11
+      { name: 'dense/bias', shape: [3], type: T.FLOAT32, buffer: 7 }, // 12
+      { name: 'logits', shape: [1, 3], type: T.FLOAT32 }, // 13
+      { name: 'probs', shape: [1, 3], type: T.FLOAT32 }, // 14
+    ],
+    buffers: [halves(draw(108, 0.8)), f32Bytes(draw(4, 0.2)), f32Bytes(draw(36, 1)), f32Bytes(draw(4, 0.2)), new Uint8Array(new Int32Array([1, 16]).buffer), f32Bytes(draw(48, 1)), f32Bytes(draw(3, 0.2))],
+    operators: [
+      { op: 6, inputs: [1], outputs: [2] },
+      // CONV_2D (Conv2DOptions: padding SAME, stride 1x1, RELU)
+      { op: 3, inputs: [0, 2, 3], outputs: [4], options: { type: 1, fields: [{ u8: 0 }, { i32: 1 }, { i32: 1 }, { u8: 1 }] } },
+      // DEPTHWISE_CONV_2D (padding SAME, stride 2x2, multiplier 1, RELU6)
+      { op: 4, inputs: [4, 5, 6], outputs: [7], options: { type: 2, fields: [{ u8: 0 }, { i32: 2 }, { i32: 2 }, { i32: 1 }, { u8: 3 }] } },
+      // MAX_POOL_2D (Pool2DOptions: VALID, stride 2x2, filter 2x2)
+      { op: 17, inputs: [7], outputs: [8], options: { type: 5, fields: [{ u8: 1 }, { i32: 2 }, { i32: 2 }, { i32: 2 }, { i32: 2 }, { u8: 0 }] } },
+      { op: 22, inputs: [8, 9], outputs: [10] },
+      { op: 9, inputs: [10, 11, 12], outputs: [13], options: { type: 8, fields: [{ u8: 0 }] } },
+      { op: 25, inputs: [13], outputs: [14], options: { type: 9, fields: [{ f32: 1 }] } },
+    ],
+    inputs: [0],
+    outputs: [14],
+  });
+}
+
+/** n images of 8x8x3, deterministic. */
+function images(n: number, seed: number): Float32Array {
+  const r = seededRandom(seed);
+  return Float32Array.from({ length: n * 192 }, () => r() * 2 - 1);
+}
+
+/** LiteRT.js's outputs of `bytes` on each image, concatenated. */
+async function liteRt(bytes: Uint8Array, x: Float32Array): Promise<Float32Array> {
+  const out: number[] = [];
+  for (let i = 0; i < x.length / 192; i++) out.push(...(await runTflite(bytes, [x.subarray(192 * i, 192 * (i + 1))]))[0].data);
+  return Float32Array.from(out);
+}
+
+function worstRelative(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / (m || 1);
+}
+
+test('the executor\'s forward pass equals LiteRT.js: a CNN built here, batched, and MediaPipe\'s selfie segmentation', async () => {
+  const bytes = cnn(1);
+  const x = images(6, 9);
+  const program = new TfliteProgram(bytes, { source: 'cnn.tflite' });
+  try {
+    const ours = tf.tidy(() => program.run({ image: tf.tensor(x, [6, 8, 8, 3]) }).probs.dataSync() as Float32Array);
+    const theirs = await liteRt(bytes, x);
+    assert.ok(worstRelative(ours, theirs) < 1e-5, `relative difference ${worstRelative(ours, theirs)}`);
+  } finally {
+    program.dispose();
+  }
+  const require = createRequire(import.meta.url);
+  const selfie = new Uint8Array(readFileSync(path.join(path.dirname(require.resolve('@mediapipe/selfie_segmentation/package.json')), 'selfie_segmentation.tflite')));
+  const p = new TfliteProgram(selfie, { source: 'selfie_segmentation.tflite' });
+  try {
+    const n = 256 * 256 * 3;
+    const img = Float32Array.from({ length: n }, (_, i) => 0.5 + 0.45 * Math.sin(i / 997) * Math.cos(i / 13));
+    const ours = tf.tidy(() => Object.values(p.run({ [p.inputs[0].name]: tf.tensor(img, [1, 256, 256, 3]) }))[0].dataSync() as Float32Array);
+    const theirs = (await runTflite(selfie, [img]))[0].data;
+    let d = 0;
+    for (let i = 0; i < ours.length; i++) d = Math.max(d, Math.abs(ours[i] - theirs[i]));
+    assert.ok(d < 1e-5, `max difference ${d}`); // a mask in [0, 1]
+  } finally {
+    p.dispose();
+  }
+});
+
+test('a teacher diff of a .tflite CNN: the payload patches the file (float16 weights stay float16) and LiteRT.js on it gives the trainer\'s outputs', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-tflite-train-'));
+  try {
+    const v1 = cnn(1);
+    const v2 = cnn(7, 0.6);
+    const train = { inputs: { image: { values: images(160, 3), shape: [8, 8, 3] } } };
+    const evalSet = { inputs: { image: { values: images(40, 4), shape: [8, 8, 3] } } };
+    const res = await trainTfliteDiff(v1, train, { method: 'full', budgetBytes: 0, teacher: v2, eval: evalSet, epochs: 6, tune: 'off', seed: 3, batchSize: 32, learningRate: 2e-2, allowWorse: false, trainable: 'all', header: { modelId: 'cnn', sequence: 1 }, source: 'cnn.tflite' });
+    const te = res.teacherEval as NonNullable<typeof res.teacherEval>;
+    assert.ok(te.after.meanAbsDiff < te.before.meanAbsDiff, `closer to the teacher: ${te.before.meanAbsDiff} -> ${te.after.meanAbsDiff}`);
+    const file = path.join(dir, 'cnn.tflite');
+    writeFileSync(file, v1);
+    const applied = await applyToTfliteFile(file, res.bytes);
+    assert.equal(applied.status, 'applied');
+    assert.ok(applied.changedTensors.includes('conv/kernel_f16'), 'the float16 kernel was trained and patched');
+    const patched = new Uint8Array(readFileSync(file));
+    const theirs = await liteRt(patched, evalSet.inputs.image.values);
+    const rel = worstRelative(res.evalOutputs as Float32Array, theirs);
+    assert.ok(rel < 1e-4, `LiteRT.js on the patched file vs the trainer: ${rel}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ndiff train --base model.tflite --teacher: from an .npy folder, the updated file written; an operator the executor lacks refused by name before training', async () => {
+  const { main } = await import('../cli/ndiff.ts');
+  const { saveNpy } = await import('../src/io/npy/files.ts');
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-tflite-train-cli-'));
+  const run = async (...argv: string[]) => {
+    const lines: string[] = [];
+    const code = await main(argv, { out: (l) => lines.push(l), err: (l) => lines.push(l), progress: (l) => lines.push(l) });
+    return { code, text: lines.join('\n') };
+  };
+  try {
+    writeFileSync(path.join(dir, 'v1.tflite'), cnn(1));
+    writeFileSync(path.join(dir, 'v2.tflite'), cnn(7, 0.6));
+    saveNpy(path.join(dir, 'train', 'x.npy'), images(120, 5), [120, 8, 8, 3]);
+    saveNpy(path.join(dir, 'eval', 'image.npy'), images(30, 6), [30, 8, 8, 3]);
+    const r = await run('train', '--model-id', 'cnn', '--base', path.join(dir, 'v1.tflite'), '--teacher', path.join(dir, 'v2.tflite'), '--train', path.join(dir, 'train'), '--eval', path.join(dir, 'eval'),
+      '--method', 'sparse', '--budget', '40%', '--epochs', '4', '--tune', 'off', '--lr', '0.02', '--backend', 'cpu', '--out', path.join(dir, 'p.ndiff'), '--model-out', path.join(dir, 'v1-patched.tflite'));
+    assert.equal(r.code, 0, r.text);
+    assert.match(r.text, /eval agreement with the teacher [\d.]+% -> [\d.]+%/);
+    assert.ok(existsSync(path.join(dir, 'v1-patched.tflite')));
+    // An operator the executor does not implement (SQUARED_DIFFERENCE, 99): refused by name, nothing written.
+    const odd = buildTflite({ tensors: [{ name: 'x', shape: [1, 2], type: T.FLOAT32 }, { name: 'y', shape: [1, 2], type: T.FLOAT32 }], buffers: [], operators: [{ op: 99, inputs: [0, 0], outputs: [1] }], inputs: [0], outputs: [1] });
+    writeFileSync(path.join(dir, 'odd.tflite'), odd);
+    const refused = await run('train', '--model-id', 'odd', '--base', path.join(dir, 'odd.tflite'), '--teacher', path.join(dir, 'odd.tflite'), '--train', path.join(dir, 'train'), '--out', path.join(dir, 'odd.ndiff'));
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.text, /operator builtin 99 \(operator 0, producing "y"\) is not implemented by the trainer's LiteRT executor/);
+    assert.ok(!existsSync(path.join(dir, 'odd.ndiff')), 'nothing written');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the executor\'s gradients match finite differences (convolution, depthwise, dense, and the float16 kernel through DEQUANTIZE)', () => {
+  const program = new TfliteProgram(cnn(1), { source: 'cnn.tflite' });
+  try {
+    const x = tf.tensor(images(4, 11), [4, 8, 8, 3]);
+    const weights = tf.tensor(Float32Array.from([0.3, -1.2, 0.7]), [1, 3]);
+    const loss = () => tf.tidy(() => tf.sum(tf.mul(tf.log(program.run({ image: x }).probs), weights)) as tf.Scalar);
+    const vars = program.variables.map((v) => v.variable);
+    const { grads } = tf.variableGrads(loss, vars);
+    const r = seededRandom(5);
+    let checked = 0;
+    for (const v of program.variables) {
+      if (!/kernel/.test(v.name)) continue;
+      const g = grads[v.variable.name].dataSync();
+      const base = v.variable.dataSync().slice() as Float32Array;
+      for (let k = 0; k < 3; k++) {
+        const i = Math.floor(r() * base.length);
+        const eps = 1e-2;
+        const at = (delta: number) => {
+          const w = base.slice();
+          w[i] += delta;
+          v.variable.assign(tf.tensor(w, v.variable.shape));
+          return loss().dataSync()[0];
+        };
+        const numeric = (at(eps) - at(-eps)) / (2 * eps);
+        v.variable.assign(tf.tensor(base, v.variable.shape));
+        assert.ok(Math.abs(numeric - g[i]) <= 2e-2 * Math.max(1, Math.abs(numeric)), `${v.name}[${i}]: analytic ${g[i]}, numeric ${numeric}`);
+        checked++;
+      }
+    }
+    assert.equal(checked, 9);
+    x.dispose();
+    weights.dispose();
+    for (const g of Object.values(grads)) g.dispose();
+  } finally {
+    program.dispose();
+  }
+});
