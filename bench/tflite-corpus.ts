@@ -36,12 +36,20 @@ import { ensurePackages } from './onnx.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The packages read: every MediaPipe solution package on npm that ships `.tflite` files, and older versions whose files differ. */
+/**
+ * The packages read: every MediaPipe solution package on npm that ships `.tflite` files, and older
+ * versions whose files differ (newest first within a package: pairs are made between neighbours).
+ * Checked and left out because their files are the same as a version here: selfie_segmentation's
+ * five other 0.1 versions, face_detection 0.4.1627346767 and 0.4.1657300184, hands'
+ * other 0.3 versions, objectron 0.4.1636596145, holistic 0.3-0.4. holistic 0.5 ships pose 0.5's
+ * files (listed once); face_mesh ships no `.tflite` (its model is inside a packed `.data` file).
+ */
 export const PACKAGES = [
   '@mediapipe/selfie_segmentation@0.1.1675465747',
   '@mediapipe/hands@0.4.1675469240',
   '@mediapipe/hands@0.3.1634603088',
   '@mediapipe/pose@0.5.1675469404',
+  '@mediapipe/pose@0.4.1624666670',
   '@mediapipe/pose@0.3.1621277220',
   '@mediapipe/holistic@0.5.1675471629',
   '@mediapipe/face_detection@0.4.1646425229',
