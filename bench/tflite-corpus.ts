@@ -70,14 +70,14 @@ export interface CorpusRow {
   /** The update made here: payload bytes, zstd and bsdiff bytes, and whether base + payload is the target byte for byte. */
   update?: { payloadBytes: number; zstdBytes?: number; bsdiffBytes?: number; identical: boolean };
   /**
-   * The trainer's executor beside LiteRT.js on one smooth input, worst over the outputs:
+   * The trainer's executor beside LiteRT.js on two inputs (smooth, noisy), worst over the outputs:
    * max |ours − LiteRT| / max |LiteRT|, and ‖ours − LiteRT‖₂ / ‖LiteRT‖₂; or why it is refused.
    */
   executor?: { maxRelative: number; rmsRelative: number; outputs: number } | { refused: string };
   error?: string;
 }
 
-/** The trainer's executor against LiteRT.js on one smooth input in [0.05, 0.95] (see {@link CorpusRow.executor}). */
+/** The trainer's executor against LiteRT.js on two inputs in [0.05, 0.95], one smooth and one noisy (see {@link CorpusRow.executor}). */
 async function executorVsLiteRt(bytes: Uint8Array): Promise<CorpusRow['executor']> {
   const tf = await import('@tensorflow/tfjs');
   const { TfliteProgram } = await import('../src/train/tflite/program.ts');
@@ -88,35 +88,37 @@ async function executorVsLiteRt(bytes: Uint8Array): Promise<CorpusRow['executor'
   } catch (e) {
     return { refused: (e as Error).message.replace(/^[^:]*: /, '').split('. ')[0] };
   }
+  let maxRelative = 0;
+  let rmsRelative = 0;
+  let outputs = 0;
   try {
-    const inputs = program.inputs.map((i) => {
-      const shape = (i.shape ?? []) as number[];
-      const n = shape.reduce((a, b) => a * b, 1);
-      return { name: i.name, shape, data: Float32Array.from({ length: n }, (_, k) => 0.5 + 0.45 * Math.sin(k / 997) * Math.cos(k / 13)) };
-    });
-    const ours = tf.tidy(() => {
-      const out = program.run(Object.fromEntries(inputs.map((i) => [i.name, tf.tensor(i.data, i.shape)])));
-      return program.outputs.map((o) => out[o.name].dataSync() as Float32Array);
-    });
-    const theirs = await runTflite(bytes, inputs.map((i) => i.data));
-    let maxRelative = 0;
-    let rmsRelative = 0;
-    let outputs = 0;
-    theirs.forEach((t, k) => {
-      let [d, m, se, sr] = [0, 0, 0, 0];
-      for (let i = 0; i < t.data.length; i++) {
-        const e = ours[k][i] - t.data[i];
-        d = Math.max(d, Math.abs(e));
-        m = Math.max(m, Math.abs(t.data[i]));
-        se += e * e;
-        sr += t.data[i] * t.data[i];
-      }
-      // An output that is all but zero on this input (a mask with nothing to mask) has no scale to be relative to.
-      if (m < 1e-6) return;
-      outputs++;
-      maxRelative = Math.max(maxRelative, d / m);
-      rmsRelative = Math.max(rmsRelative, Math.sqrt(se / sr));
-    });
+    for (const fill of [(k: number) => 0.5 + 0.45 * Math.sin(k / 997) * Math.cos(k / 13), (k: number) => 0.5 + 0.45 * Math.sin(k * 0.37)]) {
+      const inputs = program.inputs.map((i) => {
+        const shape = (i.shape ?? []) as number[];
+        const n = shape.reduce((a, b) => a * b, 1);
+        return { name: i.name, shape, data: Float32Array.from({ length: n }, (_, k) => fill(k)) };
+      });
+      const ours = tf.tidy(() => {
+        const out = program.run(Object.fromEntries(inputs.map((i) => [i.name, tf.tensor(i.data, i.shape)])));
+        return program.outputs.map((o) => out[o.name].dataSync() as Float32Array);
+      });
+      const theirs = await runTflite(bytes, inputs.map((i) => i.data));
+      theirs.forEach((t, k) => {
+        let [d, m, se, sr] = [0, 0, 0, 0];
+        for (let i = 0; i < t.data.length; i++) {
+          const e = ours[k][i] - t.data[i];
+          d = Math.max(d, Math.abs(e));
+          m = Math.max(m, Math.abs(t.data[i]));
+          se += e * e;
+          sr += t.data[i] * t.data[i];
+        }
+        // An output that is all but zero on this input (a mask with nothing to mask) has no scale to be relative to.
+        if (m < 1e-6) return;
+        outputs++;
+        maxRelative = Math.max(maxRelative, d / m);
+        rmsRelative = Math.max(rmsRelative, Math.sqrt(se / sr));
+      });
+    }
     return { maxRelative, rmsRelative, outputs };
   } finally {
     program.dispose();

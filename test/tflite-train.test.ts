@@ -110,12 +110,11 @@ test('the executor\'s forward pass equals LiteRT.js: a CNN built here, batched, 
   const p = new TfliteProgram(selfie, { source: 'selfie_segmentation.tflite' });
   try {
     const n = 256 * 256 * 3;
-    const img = Float32Array.from({ length: n }, (_, i) => 0.5 + 0.45 * Math.sin(i / 997) * Math.cos(i / 13));
+    const img = Float32Array.from({ length: n }, (_, i) => 0.5 + 0.45 * Math.sin(i * 0.37)); // noisy: the mask is not empty
     const ours = tf.tidy(() => Object.values(p.run({ [p.inputs[0].name]: tf.tensor(img, [1, 256, 256, 3]) }))[0].dataSync() as Float32Array);
     const theirs = (await runTflite(selfie, [img]))[0].data;
-    let d = 0;
-    for (let i = 0; i < ours.length; i++) d = Math.max(d, Math.abs(ours[i] - theirs[i]));
-    assert.ok(d < 1e-5, `max difference ${d}`); // a mask in [0, 1]
+    assert.ok(Math.max(...theirs) > 0.01, 'the mask is not empty on this input');
+    assert.ok(worstRelative(ours, theirs) < 1e-4, `relative difference ${worstRelative(ours, theirs)}`);
   } finally {
     p.dispose();
   }
