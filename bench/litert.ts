@@ -55,7 +55,8 @@ function init(): Promise<LiteRtCore> {
     const warn = console.warn;
     console.warn = (...a: unknown[]) => (String(a[0]).startsWith('Failed to create default WebGPU device') ? undefined : warn(...a));
     try {
-      await mod.loadLiteRt(path.join(dir, 'wasm', 'litert_wasm_compat_internal.js'));
+      // LITERT_WASM_BUILD=relaxed: the relaxed-SIMD build (Node needs --experimental-wasm-relaxed-simd before 22), to compare the two.
+      await mod.loadLiteRt(path.join(dir, 'wasm', process.env.LITERT_WASM_BUILD === 'relaxed' ? 'litert_wasm_internal.js' : 'litert_wasm_compat_internal.js'));
     } finally {
       console.warn = warn;
     }
