@@ -280,6 +280,26 @@ export class TfliteProgram implements TrainableProgram {
     return result;
   }
 
+  /**
+   * Run operator `index` alone on `inputs` (one per operator input; null for an omitted one; a
+   * missing one is taken from the model's weights and constants, a DEQUANTIZE output from the
+   * weight it dequantizes): for checking each operator against another runtime on that runtime's
+   * own inputs (bench/tflite-ops.ts). Differentiable like {@link run}.
+   */
+  runOperator(index: number, inputs: readonly (tf.Tensor | null | undefined)[], batch = 1): tf.Tensor[] {
+    const g = this.graph;
+    const op = g.operators[index];
+    const args = op.inputs.map((i, k) => {
+      if (i < 0) return null;
+      if (inputs[k]) return inputs[k] as tf.Tensor;
+      const dq = g.operators.find((q) => q.op === 'DEQUANTIZE' && q.outputs[0] === i);
+      const t = this.stored.get(dq ? dq.inputs[0] : i);
+      if (!t) throw new DataError(`${this.source}: operator ${index} (${op.op}) input ${k} (${JSON.stringify(g.tensors[i].name)}) is computed: give its value`, { operator: index, input: k });
+      return t;
+    });
+    return KERNELS[op.op](args, op, { batch, consts: (i) => this.constValues.get(i) ?? [] });
+  }
+
   /** The operator that computes `output` (`SOFTMAX` tells probabilities). */
   outputOp(output: string): string | undefined {
     const g = this.graph;
