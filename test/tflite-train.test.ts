@@ -212,3 +212,31 @@ test('the executor\'s gradients match finite differences (convolution, depthwise
     program.dispose();
   }
 });
+
+test('docs/guides/litert.md\'s diff and train commands run as written, on stand-in models', async () => {
+  const { main } = await import('../cli/ndiff.ts');
+  const { saveNpy } = await import('../src/io/npy/files.ts');
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-litert-docs-'));
+  try {
+    // The guide's own model: MediaPipe's selfie segmentation, and a v2 of it made here.
+    const { fineTuneLike } = await import('../bench/tflite-corpus.ts');
+    const require = createRequire(import.meta.url);
+    const v1 = new Uint8Array(readFileSync(path.join(path.dirname(require.resolve('@mediapipe/selfie_segmentation/package.json')), 'selfie_segmentation.tflite')));
+    writeFileSync(path.join(dir, 'selfie-v1.tflite'), v1);
+    writeFileSync(path.join(dir, 'selfie-v2.tflite'), fineTuneLike(v1, 0.05));
+    const r = seededRandom(8);
+    saveNpy(path.join(dir, 'frames', 'x.npy'), Float32Array.from({ length: 6 * 256 * 256 * 3 }, () => r()), [6, 256, 256, 3]);
+    const text = readFileSync(path.join(import.meta.dirname, '..', 'docs', 'guides', 'litert.md'), 'utf8');
+    const block = /```sh\n([\s\S]*?)```/.exec(text)?.[1] ?? '';
+    for (const command of ['diff', 'train']) {
+      const line = block.split('\n').find((l) => l.startsWith(`ndiff ${command} `));
+      assert.ok(line, `litert.md shows ndiff ${command}`);
+      const argv = line.replace(/#.*$/, '').split(/\s+/).filter(Boolean).slice(1).map((a) => (/\.tflite$|\.ndiff$|\/$/.test(a) ? path.join(dir, a) : a));
+      const err: string[] = [];
+      const code = await main([...argv, ...(command === 'train' ? ['--epochs', '1', '--tune', 'off'] : []), '-q'], { out: () => {}, err: (l) => err.push(l), progress: () => {} });
+      assert.equal(code, 0, `ndiff ${argv.join(' ')}: ${err.join('\n')}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
