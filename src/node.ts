@@ -30,7 +30,7 @@ export { WeightsFileStore, openWeightsFile, applyToWeightsFile, recoverWeightsFi
 export { ONNX_FILE } from './io/onnx/files.ts';
 export type { TfliteScan, TfliteScanOptions, TfliteTensorRecord, TfliteQuantization } from './io/tflite/schema.ts';
 export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } from './io/updater/node-updater.ts';
-export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
+export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, tfliteFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
 export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';
 export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from './updater/updater.ts';
 // Types named in the signatures above, so callers can name them too.

@@ -68,7 +68,7 @@ test('the TF.js frame (src/io/tfjs/frame.ts) and the diff\'s JSON difference bun
   }
 });
 
-test('the graph programs (src/train/onnx, src/train/program, src/train/tfjs-graph) import only tfjs and our own sources, never a node builtin themselves: the executors and adapters carry nothing of Node into a browser build', () => {
+test('the graph programs (src/train/onnx, src/train/tflite, src/train/program, src/train/tfjs-graph) import only tfjs and our own sources, never a node builtin themselves: the executors and adapters carry nothing of Node into a browser build', () => {
   const files: string[] = [];
   const walk = (d: string) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
@@ -76,7 +76,7 @@ test('the graph programs (src/train/onnx, src/train/program, src/train/tfjs-grap
       else if (e.name.endsWith('.ts')) files.push(join(d, e.name));
     }
   };
-  for (const dir of ['src/train/onnx', 'src/train/program', 'src/train/tfjs-graph']) walk(join(root, dir));
+  for (const dir of ['src/train/onnx', 'src/train/tflite', 'src/train/program', 'src/train/tfjs-graph']) walk(join(root, dir));
   assert.ok(files.length >= 20, `${files.length} files`);
   const bad: string[] = [];
   for (const file of files) {

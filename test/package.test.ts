@@ -59,6 +59,13 @@ test('neural-diff/onnx resolves and exports the ONNX store; neural-diff/node the
   for (const name of ['applyToOnnxFile', 'openOnnxFile', 'recoverOnnxFile', 'OnnxWeightStore']) assert.ok(name in node, name);
 });
 
+test('neural-diff/tflite resolves and exports the LiteRT store; neural-diff/node its file apply and updater target', async () => {
+  const tflite = await import('neural-diff/tflite');
+  for (const name of ['TfliteWeightStore', 'scanTfliteModel', 'TFLITE_FRAME', 'TFLITE_TYPES']) assert.ok(name in tflite, name);
+  const node = await import('neural-diff/node');
+  for (const name of ['applyToTfliteFile', 'openTfliteFile', 'recoverTfliteFile', 'TfliteWeightStore', 'tfliteFileTarget']) assert.ok(name in node, name);
+});
+
 test('neural-diff/updater resolves and exports the device updater; neural-diff/node its Node adapters', async () => {
   const updater = await import('neural-diff/updater');
   for (const name of ['Updater', 'openTrustedRelease', 'planUpdate', 'weightStoreTarget', 'IndexedDbUpdaterState', 'IndexedDbDownloadStore', 'MemoryUpdaterState', 'MemoryDownloadStore', 'validateManifest', 'canonicalJson']) {
