@@ -15,6 +15,7 @@ import { mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } fr
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { NeuralDiffError } from '../../src/core/errors.ts';
+import { seededRandom } from '../../src/core/random.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { buildPayload } from '../../src/diff/build.ts';
@@ -54,16 +55,6 @@ function clean(offsets = false): Uint8Array {
   });
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const write = (bytes: Uint8Array) => async (d: string) => writeFile(path.join(d, 'm.tflite'), bytes);
 
@@ -99,7 +90,7 @@ const STRUCTURED: Case[] = [
 ];
 
 function mutation(seed: number): Case {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   return {
     name: `mutation seed ${seed}`,
     build: async (d) => {

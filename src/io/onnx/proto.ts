@@ -30,6 +30,7 @@
  */
 import { ModelFormatError } from '../../core/errors.ts';
 import { decodeUtf8Strict } from '../../core/utf8-decode.ts';
+import { uniqueNamer } from '../../core/file-frame.ts';
 
 /** ONNX `TensorProto.DataType` names, by number. */
 export const ONNX_DTYPES: readonly string[] = [
@@ -461,24 +462,10 @@ export interface ScanOptions {
 export function scanOnnxModel(bytes: Uint8Array, options: ScanOptions = {}): OnnxScan {
   const source = options.source ?? 'ONNX model';
   const tensors: OnnxTensorRecord[] = [];
-  const names = new Set<string>(options.reserved);
-  // The next suffix to try for each name met twice: naming stays linear in the number of
-  // tensors (a file repeating one name 10^5 times must not probe " #2" .. " #k" for each).
-  const nextSuffix = new Map<string, number>();
+  // Naming stays linear in the number of tensors (see uniqueNamer).
+  const unique = uniqueNamer(options.reserved);
   const locations: string[] = [];
   const locationSet = new Set<string>();
-  const unique = (name: string): string => {
-    if (!names.has(name)) {
-      names.add(name);
-      return name;
-    }
-    let k = nextSuffix.get(name) ?? 2;
-    while (names.has(`${name} #${k}`)) k++;
-    nextSuffix.set(name, k + 1);
-    const out = `${name} #${k}`;
-    names.add(out);
-    return out;
-  };
   const add = (t: RawTensor, name: string, origin: OnnxTensorRecord['origin']): OnnxTensorRecord => {
     const r = toRecord(t, bytes, unique(name), origin, options.externalSize);
     if (r.external !== undefined && !locationSet.has(r.external)) {

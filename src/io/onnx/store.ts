@@ -45,7 +45,7 @@ import { describeGrid, gridLevel, snapValue, type LinearQuantGrid, type StorageG
 import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
 import { fromHalfBits, toHalfBits } from '../../core/float16.ts';
 import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
-import { Xxh64 } from '../../core/xxhash-pure.ts';
+import { frameDigest } from '../../core/file-frame.ts';
 import { ONNX_DTYPES, RAW_WIDTH, scanOnnxModel, signed64, type OnnxReader, type OnnxTensorRecord } from './proto.ts';
 
 export { scanOnnxModel, ONNX_DTYPES, type OnnxTensorRecord, type OnnxReader, type OnnxScan, type ScanOptions } from './proto.ts';
@@ -533,23 +533,7 @@ export class OnnxWeightStore implements WeightStore {
 
   /** The frame's 8 values: the bytes of xxh64 over the model file without its float weights' value bytes. */
   private frame(): Float32Array {
-    if (this.frameValues) return this.frameValues;
-    const h = new Xxh64(0n);
-    let at = 0;
-    for (const r of this.frameRanges) {
-      for (let i = 0; i < r.length; i += 2) {
-        if (r[i] > at) h.update(this.bytes.subarray(at, r[i]));
-        at = Math.max(at, r[i + 1]);
-      }
-    }
-    h.update(this.bytes.subarray(at));
-    let d = h.digest();
-    const out = new Float32Array(8);
-    for (let i = 7; i >= 0; i--) {
-      out[i] = Number(d & 0xffn);
-      d >>= 8n;
-    }
-    return (this.frameValues = out);
+    return (this.frameValues ??= frameDigest(this.bytes, this.frameRanges));
   }
 
   /**

@@ -22,6 +22,7 @@
  * (then ` #3`, ...) in file order (subgraph by subgraph, tensor by tensor).
  */
 import { ModelFormatError } from '../../core/errors.ts';
+import { uniqueNamer } from '../../core/file-frame.ts';
 import { FlatBufferReader } from './flatbuffers.ts';
 
 /** LiteRT `TensorType` names, by number. */
@@ -128,20 +129,7 @@ export function scanTfliteModel(bytes: Uint8Array, options: TfliteScanOptions = 
       bufEnd[i] = data.at + data.length;
     }
   }
-  const names = new Set<string>(options.reserved);
-  const nextSuffix = new Map<string, number>();
-  const unique = (name: string): string => {
-    if (!names.has(name)) {
-      names.add(name);
-      return name;
-    }
-    let k = nextSuffix.get(name) ?? 2;
-    while (names.has(`${name} #${k}`)) k++;
-    nextSuffix.set(name, k + 1);
-    const out = `${name} #${k}`;
-    names.add(out);
-    return out;
-  };
+  const unique = uniqueNamer(options.reserved);
   const tensors: TfliteTensorRecord[] = [];
   const subVec = fb.fieldVector(model, 2, 4, 'the model\'s subgraphs');
   let tensorCount = 0;

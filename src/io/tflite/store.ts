@@ -39,7 +39,7 @@ import { describeGrid, gridLevel, snapValue, type LinearQuantGrid, type StorageG
 import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
 import { fromHalfBits, toHalfBits } from '../../core/float16.ts';
 import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
-import { Xxh64 } from '../../core/xxhash-pure.ts';
+import { frameDigest } from '../../core/file-frame.ts';
 import { FLOAT16, FLOAT32, INT8, scanTfliteModel, TFLITE_TYPES, TFLITE_WIDTH, UINT8, type TfliteTensorRecord } from './schema.ts';
 
 export { scanTfliteModel, TFLITE_TYPES, type TfliteScan, type TfliteTensorRecord, type TfliteQuantization, type TfliteScanOptions } from './schema.ts';
@@ -304,22 +304,7 @@ export class TfliteWeightStore implements WeightStore {
 
   /** The frame's 8 values: the bytes of xxh64 over the file without its weights' value bytes. */
   private frame(): Float32Array {
-    if (this.frameValues) return this.frameValues;
-    const h = new Xxh64(0n);
-    let at = 0;
-    const r = this.weightRanges;
-    for (let i = 0; i < r.length; i += 2) {
-      if (r[i] > at) h.update(this.bytes.subarray(at, r[i]));
-      at = Math.max(at, r[i + 1]);
-    }
-    h.update(this.bytes.subarray(at));
-    let d = h.digest();
-    const out = new Float32Array(8);
-    for (let i = 7; i >= 0; i--) {
-      out[i] = Number(d & 0xffn);
-      d >>= 8n;
-    }
-    return (this.frameValues = out);
+    return (this.frameValues ??= frameDigest(this.bytes, [this.weightRanges]));
   }
 
   /**
