@@ -10,6 +10,9 @@ import path from 'node:path';
 import { DataError, ModelFormatError, UsageError } from '../src/core/errors.ts';
 import { loadNpy } from '../src/io/npy/files.ts';
 import { readOnnxFileBytes } from '../src/io/onnx/files.ts';
+import { openTfliteFile } from '../src/io/tflite/files.ts';
+import { readTfliteGraph } from '../src/io/tflite/graph.ts';
+import { readFile } from 'node:fs/promises';
 import { decodeOnnxModel } from '../src/train/onnx/model.ts';
 import type { ProgramDataset } from '../src/train/program/datasets.ts';
 import type { ProgramInputValues, ProgramStatePair } from '../src/train/program/training-model.ts';
@@ -61,6 +64,26 @@ export async function readOnnxModel(file: string, flag: string): Promise<{ bytes
     if (e instanceof ModelFormatError) throw new ModelFormatError(`${flag}: ${e.message}`, e.details);
     throw e;
   }
+}
+
+/** A `.tflite` file's bytes, read through the store's checks (a regular file, at most 2 GiB); `flag` names it in errors. */
+export async function readTfliteModel(file: string, flag: string): Promise<Uint8Array> {
+  const disk = await openTfliteFile(file).catch((e: unknown) => {
+    if (e instanceof ModelFormatError) throw new ModelFormatError(`${flag}: ${e.message}`, e.details);
+    throw e;
+  });
+  try {
+    return new Uint8Array(await readFile(disk.file));
+  } finally {
+    await disk.close();
+  }
+}
+
+/** The data files of a `.tflite` model's inputs: the input's name with `/` and `:` as `_`, and `x.npy` for a model of one input. */
+export function tfliteInputFiles(bytes: Uint8Array, source: string): InputFile[] {
+  const g = readTfliteGraph(bytes, source);
+  const names = g.inputs.map((i) => g.tensors[i].name);
+  return names.map((n) => ({ name: n, files: [`${n.replace(/[/:\\]/g, '_')}.npy`, ...(names.length === 1 ? ['x.npy'] : [])] }));
 }
 
 /** The inputs a data folder must give for the ONNX model `bytes` (with its external data files): the graph's inputs that are neither initializers nor carried states. */

@@ -1,6 +1,6 @@
 /**
  * Measuring a payload on inputs (`--eval`): base + payload against the target, beside the
- * unpatched base, for TF.js layers-models and .onnx files. Shared by `ndiff diff` and `ndiff
+ * unpatched base, for TF.js layers-models, .onnx and .tflite files. Shared by `ndiff diff` and `ndiff
  * release add`.
  */
 import { readFile } from 'node:fs/promises';
@@ -15,8 +15,8 @@ import type { OnnxPayloadCloseness } from '../src/train/onnx/payload-closeness.t
 import type { ProgramDataset } from '../src/train/program/datasets.ts';
 import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../src/train/program/training-model.ts';
 import type { CliIO } from './common.ts';
-import { fedInputs, loadFolder, parseStatePairs, readOnnxModel } from './data-folders.ts';
-import { isOnnxPath, openModel } from './models.ts';
+import { fedInputs, loadFolder, parseStatePairs, readOnnxModel, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
+import { isOnnxPath, isTflitePath, openModel } from './models.ts';
 
 /** What a measurement needs: the two models' paths, the inputs, and for .onnx files how to run them. */
 export interface PayloadEvalSpec {
@@ -33,6 +33,7 @@ export interface PayloadEvalSpec {
 /** Measure `payload` (from `spec.base` toward `spec.target`) on the inputs in `spec.eval`. */
 export async function measurePayload(spec: PayloadEvalSpec, payload: Uint8Array, io: CliIO): Promise<PayloadCloseness | OnnxPayloadCloseness> {
   if (isOnnxPath(spec.base)) return measureOnnx(spec, await loadOnnxEval(spec), payload, io);
+  if (isTflitePath(spec.base)) return measureTflite(spec, payload, io);
   const opened = await openModel(spec.base);
   try {
     return await measureOnInputs(spec, opened.store, payload, io);
@@ -146,5 +147,42 @@ export async function measureOnnx(a: PayloadEvalSpec, e: OnnxEval, payload: Uint
     ...(a.outputKind ? { outputKind: a.outputKind } : {}),
     program: { source: path.basename(a.base), external: e.base.external },
     targetProgram: { source: path.basename(a.target), external: e.target.external },
+  });
+}
+
+/**
+ * `--eval` on .tflite files: both models run by the trainer's LiteRT executor (src/train/tflite)
+ * on the folder's examples (one .npy per model input, or x.npy for one), the payload applied by
+ * the device applier.
+ */
+export async function measureTflite(a: PayloadEvalSpec, payload: Uint8Array, io: CliIO): Promise<OnnxPayloadCloseness> {
+  if (a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model carries no state between examples here');
+  const base = await readTfliteModel(a.base, '--base');
+  const target = await readTfliteModel(a.target, '--target');
+  const { data, shared } = loadFolder(a.eval, tfliteInputFiles(base, a.base), '--eval', false);
+  const { initBackend, programPayloadCloseness, TfliteProgram, TfliteWeightStore, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    ...(await import('../src/train/backend.ts')),
+    ...(await import('../src/train/program/payload-closeness.ts')),
+    ...(await import('../src/train/tflite/program.ts')),
+    ...(await import('../src/io/tflite/store.ts')),
+    ...(await import('../src/train/quiet.ts')),
+  }), '`ndiff diff --eval`');
+  silenceTfjsNodeBanner();
+  await initBackend('wasm');
+  const first = Object.values(data.inputs)[0];
+  const count = first ? first.values.length / Math.max(1, first.shape.reduce((x, d) => x * d, 1)) : 0;
+  io.progress(`measuring on ${a.eval}: ${count} examples, ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} run by the LiteRT executor`);
+  const program = new TfliteProgram(base, { source: path.basename(a.base) });
+  let targetProgram: InstanceType<typeof TfliteProgram>;
+  try {
+    targetProgram = new TfliteProgram(target, { source: path.basename(a.target), trainable: () => false });
+  } catch (e) {
+    program.dispose();
+    throw e;
+  }
+  return programPayloadCloseness(program, targetProgram, new TfliteWeightStore(base.slice(), { source: a.base }), payload, data, {
+    shared,
+    ...(a.output ? { output: a.output } : {}),
+    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
   });
 }

@@ -223,9 +223,6 @@ describe('ndiff release and ndiff update', () => {
       const r = await ndiff('release', 'add', '--release', site, '--model', file, '--model-id', 'dense', '--key', priv, '-q');
       assert.equal(r.code, 0, r.err);
     }
-    const evalRefused = await ndiff('release', 'add', '--release', site, '--model', join(work, 'tflite', 'v3', 'dense.tflite'), '--method', 'topk', '--budget', '10%', '--eval', work, '--key', priv);
-    assert.equal(evalRefused.code, 2);
-    assert.match(evalRefused.err, /not yet for \.tflite files/);
     const manifest = validateManifest((JSON.parse(await readFile(join(site, 'manifest.json'), 'utf8')) as { signed: unknown }).signed);
     assert.equal(manifest.modelKind, 'tflite');
     const url = `${server.url}dense/`;

@@ -240,3 +240,31 @@ test('docs/guides/litert.md\'s diff and train commands run as written, on stand-
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('ndiff diff --eval on .tflite files: base + payload measured against the target on inputs, run by the LiteRT executor', async () => {
+  const { main } = await import('../cli/ndiff.ts');
+  const { saveNpy } = await import('../src/io/npy/files.ts');
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-tflite-eval-'));
+  try {
+    writeFileSync(path.join(dir, 'v1.tflite'), cnn(1));
+    writeFileSync(path.join(dir, 'v2.tflite'), cnn(7, 0.6));
+    saveNpy(path.join(dir, 'eval', 'image.npy'), images(40, 12), [40, 8, 8, 3]);
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: () => {} };
+    let json: Record<string, unknown> | undefined;
+    const code = await main(['diff', '--model-id', 'cnn', '--base', path.join(dir, 'v1.tflite'), '--target', path.join(dir, 'v2.tflite'), '--budget', 'all', '--eval', path.join(dir, 'eval'), '--out', path.join(dir, 'p.ndiff')], { ...io, result: (d: unknown) => (json = d as Record<string, unknown>) });
+    assert.equal(code, 0, lines.join('\n'));
+    // Every change, exactly: base + payload is the target, so it agrees with it on every input.
+    const ev = json?.eval as { examples: number; patched: { agreement: number; meanAbsDiff: number }; base: { agreement: number } };
+    assert.equal(ev.examples, 40);
+    assert.equal(ev.patched.agreement, 1);
+    assert.equal(ev.patched.meanAbsDiff, 0);
+    assert.ok(ev.base.agreement < 1, `the unpatched base differs from v2 somewhere (${ev.base.agreement})`);
+    assert.match(lines.join('\n'), /on 40 --eval inputs, closeness to --target: unpatched base top-1 agreement [\d.]+%.*base \+ payload top-1 agreement 100.00%/);
+    // --state is ONNX's.
+    const refused = await main(['diff', '--model-id', 'cnn', '--base', path.join(dir, 'v1.tflite'), '--target', path.join(dir, 'v2.tflite'), '--budget', 'all', '--eval', path.join(dir, 'eval'), '--state', 'a:b', '--out', path.join(dir, 'q.ndiff')], io);
+    assert.equal(refused, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

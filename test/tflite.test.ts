@@ -314,7 +314,7 @@ test('a .tflite file past 2 GiB is refused from its size, before a byte is read'
   }
 });
 
-test('ndiff diff, apply and fingerprint take .tflite files; --eval is refused for them, saying why', async () => {
+test('ndiff diff, apply and fingerprint take .tflite files; --calibrate is refused for them, saying why', async () => {
   const dir = await tempDir();
   try {
     const spec2 = mixedSpec();
@@ -335,8 +335,8 @@ test('ndiff diff, apply and fingerprint take .tflite files; --eval is refused fo
     };
     assert.equal(await fp('dev.tflite'), await fp('v2.tflite'));
     io = quiet();
-    assert.equal(await main(['diff', '--model-id', 'tiny', '--base', at('v1.tflite'), '--target', at('v2.tflite'), '--budget', '50%', '--eval', dir, '--out', at('q.ndiff')], io), 2);
-    assert.match(io.lines.join('\n'), /not yet for \.tflite files/);
+    assert.equal(await main(['diff', '--model-id', 'tiny', '--base', at('v1.tflite'), '--target', at('v2.tflite'), '--budget', '50%', '--method', 'lowbit', '--calibrate', dir, '--out', at('q.ndiff')], io), 2);
+    assert.match(io.lines.join('\n'), /--calibrate .* not yet for \.tflite files/);
     io = quiet();
     assert.equal(await main(['diff', '--model-id', 'tiny', '--base', at('v1.tflite'), '--target', dir, '--budget', 'all', '--out', at('q.ndiff')], io), 2);
     assert.match(io.lines.join('\n'), /is a \.tflite file and --target .* is a TF\.js folder/);

@@ -10,7 +10,7 @@ import { UsageError } from '../../src/core/errors.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
 import { chooseCalibrated, chooseCalibratedOnnx, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
-import { closenessLines, loadOnnxEval, measureOnInputs, measureOnnx, movesAwayText, type OnnxEval, type PayloadEvalSpec } from '../payload-eval.ts';
+import { closenessLines, loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayText, type OnnxEval, type PayloadEvalSpec } from '../payload-eval.ts';
 import { checkOutputPath, resolveModelId, isOnnxPath, isModelFilePath, isTflitePath, modelKindText, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
 export interface DiffArgs {
@@ -49,7 +49,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('model-out', { type: 'string', describe: 'also write the model devices hold after this update (base + payload): the --base of the next diff in a chain (a folder, or a .onnx / .tflite file for those models)' })
     .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'stored: tensors the base keeps quantized (uint8/uint16/float16, ONNX int8/uint8) stay on their grid (the changes are rounded to it); float32: patched tensors become float32 on the device (an .onnx file keeps its dtypes, so there a payload leaving a value its dtype cannot hold is refused)' })
     .option('exact-codec', { choices: ['auto', 'x', 'xr'] as const, default: 'auto' as const, describe: 'with --budget all: auto: per tensor the smallest of codec x, codec xr (range-coded, format v3) and, for tensors stored in 1 or 2 bytes (float16, bfloat16, uint8/uint16), codec xs (their stored bits, format v4); xr: codecs x and xr only (format v3), for devices whose applier reads formats 1 to 3 (older than codec xs); x: codec x only (format v2), for appliers that read formats 1 and 2 only' })
-    .option('eval', { type: 'string', describe: 'inputs from where the model runs: report how close base + payload comes to --target on them, beside the unpatched base, and warn when the payload takes the model further from --target than not updating (needs @tensorflow/tfjs). TF.js layers-model folders: x.npy, or a folder holding it. .onnx files: a folder with one .npy per model input, named after it (input.npy; a 0-d array such as sr.npy is fed to every example), run by the ONNX executor whose outputs are onnxruntime\'s; stateful models need --state and sequence.npy. y.npy beside the inputs adds accuracy' })
+    .option('eval', { type: 'string', describe: 'inputs from where the model runs: report how close base + payload comes to --target on them, beside the unpatched base, and warn when the payload takes the model further from --target than not updating (needs @tensorflow/tfjs). TF.js layers-model folders: x.npy, or a folder holding it. .onnx files: a folder with one .npy per model input, named after it (input.npy; a 0-d array such as sr.npy is fed to every example), run by the ONNX executor whose outputs are onnxruntime\'s; stateful models need --state and sequence.npy. .tflite files: one .npy per model input (x.npy for one input), run by the LiteRT executor. y.npy beside the inputs adds accuracy' })
     .option('state', { type: 'string', array: true, default: [] as string[], describe: 'with --eval on .onnx files, stateful models: INPUT:OUTPUT pairs carried from frame to frame (Silero VAD: --state state:stateN); the --eval folder then needs sequence.npy, and each sequence runs from a zero state with the state carried, as a streaming runtime runs it' })
     .option('output', { type: 'string', describe: 'with --eval on .onnx files: the output compared (default: the first that is not a state)' })
     .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits'] as const, describe: 'with --eval on .onnx files: how the output reads (default: probability of class 1 for one value per example, decided at 0.5; else logits, or probabilities after a Softmax)' })
@@ -66,13 +66,14 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
 /** Post-hoc diff: magnitude top-k of (target - base) under the byte budget. */
 export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   if (modelKindText(a.base) !== modelKindText(a.target)) throw new UsageError(`--base ${a.base} is ${modelKindText(a.base)} and --target ${a.target} is ${modelKindText(a.target)}: expected two versions of one model in one format (two TF.js folders, two .onnx files or two .tflite files)`);
-  if (isTflitePath(a.base) && (a.eval || a.calibrate)) throw new UsageError(`${a.eval ? '--eval' : '--calibrate'} runs the models on inputs, which this build server does for TF.js folders and .onnx files, not yet for .tflite files: leave it out (--method lowbit and topk need no data), and measure the patched file (--model-out) in LiteRT`);
+  if (isTflitePath(a.base) && a.calibrate) throw new UsageError('--calibrate chooses among candidates on inputs for TF.js folders and .onnx files, not yet for .tflite files: leave it out (--method lowbit needs no data), and measure the payload with --eval INPUTS');
+  if (isTflitePath(a.base) && a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model carries no state between examples here');
   const modelId = await resolveModelId(a.base, a.modelId);
   await checkOutputPath(a.out, '--out');
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
-  if (!isOnnxPath(a.base) || (!a.eval && !a.calibrate)) {
+  if ((!isOnnxPath(a.base) && !(isTflitePath(a.base) && a.eval)) || (!a.eval && !a.calibrate)) {
     const given = [a.state.length ? '--state' : '', a.output ? '--output' : '', a.outputKind ? '--output-kind' : ''].filter(Boolean);
-    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval and --calibrate how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval or --calibrate INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
+    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval and --calibrate how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval or --calibrate INPUTS, or leave them out' : isTflitePath(a.base) ? ' (and --eval a .tflite one): add --eval INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
   }
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isModelFilePath(a.base) ? 'file' : 'folder');
   if (a.method === 'auto' && !a.calibrate) throw new UsageError('--method auto measures every candidate on inputs: add --calibrate INPUTS (x.npy of inputs from where the model runs, no labels needed), or choose --method lowbit or topk');
@@ -154,7 +155,9 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const ms = performance.now() - t0;
   const lowbit = 'allocation' in res ? (res as LowBitResult) : undefined;
   // Measured before anything is written: data the models cannot run on leaves no payload behind.
-  const measured = onnxEval ? await measureOnnx(a as PayloadEvalSpec, onnxEval, res.bytes, io) : a.eval ? await measureOnInputs(a as PayloadEvalSpec, base, res.bytes, io) : undefined;
+  const measured = onnxEval ? await measureOnnx(a as PayloadEvalSpec, onnxEval, res.bytes, io)
+    : a.eval && opened.kind === 'tflite' ? await measureTflite(a as PayloadEvalSpec, res.bytes, io)
+    : a.eval ? await measureOnInputs(a as PayloadEvalSpec, base, res.bytes, io) : undefined;
   await writeFile(a.out, res.bytes);
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
   // The verdict a user acts on: is the payload smaller than shipping the new model's weights?

@@ -4,35 +4,17 @@
  * `x.npy` for a model of one input; examples on the first axis, each the input's shape without
  * its batch of 1. `y.npy` (class per example) is optional with `--teacher NEW.tflite`.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
-import { readTfliteGraph } from '../../src/io/tflite/graph.ts';
 import { openTfliteFile } from '../../src/io/tflite/files.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
-import { exampleCount, loadFolder, type InputFile } from '../data-folders.ts';
+import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from '../data-folders.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
 import { programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
-
-/** The data file names of the model's inputs: the input's name with `/` and `:` as `_`, and `x.npy` when it has one input. */
-function inputFiles(names: readonly string[]): InputFile[] {
-  return names.map((n) => ({ name: n, files: [`${n.replace(/[/:\\]/g, '_')}.npy`, ...(names.length === 1 ? ['x.npy'] : [])] }));
-}
-
-/** A `.tflite` file's bytes, read through the store's checks (a regular file, at most 2 GiB). */
-async function readTflite(file: string, flag: string): Promise<Uint8Array> {
-  const disk = await openTfliteFile(file).catch((e: unknown) => {
-    throw new UsageError(`cannot read ${flag} ${file}: ${e instanceof Error ? e.message : String(e)}`);
-  });
-  try {
-    return new Uint8Array(await readFile(disk.file));
-  } finally {
-    await disk.close();
-  }
-}
 
 /** `ndiff train` on a LiteRT base. */
 export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
@@ -51,10 +33,9 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   const modelId = await resolveModelId(a.base, a.modelId);
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
-  const bytes = await readTflite(a.base, '--base');
-  const teacher = a.teacher ? await readTflite(a.teacher, '--teacher') : undefined;
-  const graph = readTfliteGraph(bytes, a.base);
-  const inputs = inputFiles(graph.inputs.map((i) => graph.tensors[i].name));
+  const bytes = await readTfliteModel(a.base, '--base');
+  const teacher = a.teacher ? await readTfliteModel(a.teacher, '--teacher') : undefined;
+  const inputs = tfliteInputFiles(bytes, a.base);
   const train = loadFolder(a.train, inputs, '--train', false);
   const val = a.val ? loadFolder(a.val, inputs, '--val', false).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', false).data : undefined;
