@@ -1,7 +1,7 @@
 /**
- * What single-file model stores (ONNX, LiteRT) share about a file's structure: the frame (the
- * file's bytes without its weights' values, hashed into one read-only tensor of 8 values, so the
- * fingerprint covers the graph) and unique tensor names (a name met again gets ` #2`, ` #3`, ...).
+ * What model stores share about a file's structure: the frame (the file's bytes without its
+ * weights' values, hashed into one read-only tensor of 8 values, so the fingerprint covers the
+ * graph; TF.js's frame hashes other bytes into the same 8 values) and unique tensor names (a name met again gets ` #2`, ` #3`, ...).
  * Pure, no I/O: part of the device stores.
  */
 import { Xxh64 } from './xxhash-pure.ts';
@@ -21,7 +21,12 @@ export function frameDigest(bytes: Uint8Array, ranges: readonly (readonly number
     }
   }
   h.update(bytes.subarray(at));
-  let d = h.digest();
+  return frameValues(h.digest());
+}
+
+/** A frame tensor's 8 values from its 64-bit digest: the digest's bytes as float32 values 0-255, the most significant first. */
+export function frameValues(digest: bigint): Float32Array {
+  let d = digest;
   const out = new Float32Array(8);
   for (let i = 7; i >= 0; i--) {
     out[i] = Number(d & 0xffn);

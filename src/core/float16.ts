@@ -43,3 +43,25 @@ export function fromHalfBits(h: number): number {
 
 /** Largest finite float16. */
 export const HALF_MAX = 65504;
+
+/** The bits of `value` as a float16 when it is exactly one (−0 kept), else −1. */
+export function exactHalfBits(value: number): number {
+  const h = toHalfBits(value);
+  f32[0] = fromHalfBits(h);
+  const back = u32[0];
+  f32[0] = value;
+  return back === u32[0] ? h : -1;
+}
+
+/** Bits of a bfloat16 (the high half of a float32) to its exact float32 value. */
+export function fromBfloat16Bits(h: number): number {
+  u32[0] = h << 16;
+  return f32[0];
+}
+
+/** The bits of `value` as a bfloat16 when it is exactly one (its low 16 float32 bits zero), else −1. */
+export function exactBfloat16Bits(value: number): number {
+  f32[0] = value;
+  const bits = u32[0];
+  return bits & 0xffff ? -1 : bits >>> 16;
+}

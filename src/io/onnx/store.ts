@@ -43,7 +43,7 @@
 import { ModelFormatError, ModelMismatchError } from '../../core/errors.ts';
 import { describeGrid, gridLevel, snapValue, type LinearQuantGrid, type StorageGrid } from '../../core/grid.ts';
 import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
-import { fromHalfBits, toHalfBits } from '../../core/float16.ts';
+import { exactBfloat16Bits, exactHalfBits, fromBfloat16Bits as bf16, fromHalfBits } from '../../core/float16.ts';
 import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
 import { frameDigest } from '../../core/file-frame.ts';
 import { ONNX_DTYPES, RAW_WIDTH, scanOnnxModel, signed64, type OnnxReader, type OnnxTensorRecord } from './proto.ts';
@@ -211,14 +211,6 @@ function decode(slot: Slot, keep = false): Float32Array {
   return out;
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-function bf16(h: number): number {
-  u32[0] = h << 16;
-  return f32[0];
-}
-
 /** A tensor's values as float32: a quantized weight's dequantized, fround((q − zp) × scale). */
 function decodeSlot(s: Slot, keep = false): Float32Array {
   if (s.rec.count === 0) return new Float32Array(0);
@@ -353,16 +345,6 @@ function quantizedWrite(name: string, source: string, s: Slot, v: Float32Array):
       }
     }
   };
-}
-
-/** The 16-bit pattern of `v` in FLOAT16 or BFLOAT16 if it is exactly representable there, else -1. */
-function halfBitsExactly(v: number, dtype: number): number {
-  f32[0] = v;
-  const bits = u32[0];
-  if (dtype === BFLOAT16) return bits & 0xffff ? -1 : bits >>> 16;
-  const h = toHalfBits(v);
-  f32[0] = fromHalfBits(h);
-  return u32[0] === bits ? h : -1;
 }
 
 /**
@@ -593,7 +575,7 @@ export class OnnxWeightStore implements WeightStore {
     const dtype = ONNX_DTYPES[rec.dataType];
     const halves = new Uint16Array(v.length);
     for (let i = 0; i < v.length; i++) {
-      const h = halfBitsExactly(v[i], rec.dataType);
+      const h = rec.dataType === BFLOAT16 ? exactBfloat16Bits(v[i]) : exactHalfBits(v[i]);
       if (h < 0) {
         throw new ModelMismatchError(
           `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype}, and the patched value at position ${i} (${v[i]}) is not a ${dtype} value: a payload for a ${dtype} weight must land on ${dtype} values; nothing was written. Ask the publisher for a payload made for the ${dtype} model, or fetch the full model`,

@@ -9,6 +9,7 @@
  *
  * Pure code (no node, no tfjs): a device computes the same frame.
  */
+import { frameValues } from '../../core/file-frame.ts';
 import { encodeUtf8 } from '../../core/utf8.ts';
 import { Xxh64 } from '../../core/xxhash-pure.ts';
 import { canonicalJson } from '../../core/canonical-json.ts';
@@ -39,13 +40,7 @@ export function tfjsFrameValues(modelJson: TfjsModelJson, storedBytes: (entry: T
   const h = new Xxh64(0n);
   h.update(encodeUtf8(canonicalJson(doc)));
   for (const e of entries) h.update(storedBytes(e));
-  let d = h.digest();
-  const out = new Float32Array(8);
-  for (let i = 7; i >= 0; i--) {
-    out[i] = Number(d & 0xffn);
-    d >>= 8n;
-  }
-  return out;
+  return frameValues(h.digest());
 }
 
 /**

@@ -37,7 +37,7 @@
 import { ModelFormatError, ModelMismatchError } from '../../core/errors.ts';
 import { describeGrid, gridLevel, snapValue, type LinearQuantGrid, type StorageGrid } from '../../core/grid.ts';
 import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
-import { fromHalfBits, toHalfBits } from '../../core/float16.ts';
+import { exactHalfBits, fromBfloat16Bits, fromHalfBits } from '../../core/float16.ts';
 import type { TensorEntry, WeightStore } from '../../core/weight-store.ts';
 import { frameDigest } from '../../core/file-frame.ts';
 import { FLOAT16, FLOAT32, INT8, scanTfliteModel, TFLITE_TYPES, TFLITE_WIDTH, UINT8, type TfliteTensorRecord } from './schema.ts';
@@ -89,8 +89,6 @@ interface Slot {
   view?: boolean;
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
 
 /** The grid of channel `c` of a per-channel weight. */
 function channelGrid(ch: ChannelGrids, c: number): LinearQuantGrid {
@@ -256,7 +254,7 @@ export class TfliteWeightStore implements WeightStore {
       out[i] =
         t === FLOAT32 ? dv.getFloat32(p, true)
         : t === FLOAT16 ? fromHalfBits(dv.getUint16(p, true))
-        : t === 18 ? bf16(dv.getUint16(p, true))
+        : t === 18 ? fromBfloat16Bits(dv.getUint16(p, true))
         : t === 10 ? dv.getFloat64(p, true)
         : t === 4 ? Number(dv.getBigInt64(p, true))
         : t === 12 ? Number(dv.getBigUint64(p, true))
@@ -355,11 +353,8 @@ export class TfliteWeightStore implements WeightStore {
     if (rec.type === FLOAT16) {
       const halves = new Uint16Array(v.length);
       for (let i = 0; i < v.length; i++) {
-        const h = toHalfBits(v[i]);
-        f32[0] = fromHalfBits(h);
-        const back = u32[0];
-        f32[0] = v[i];
-        if (back !== u32[0]) throw off(i, '', 'a payload for a FLOAT16 weight must land on float16 values (one built against this model does)');
+        const h = exactHalfBits(v[i]);
+        if (h < 0) throw off(i, '', 'a payload for a FLOAT16 weight must land on float16 values (one built against this model does)');
         halves[i] = h;
       }
       return () => { for (let i = 0; i < halves.length; i++) dv.setUint16(2 * i, halves[i], true); };
@@ -378,11 +373,6 @@ export class TfliteWeightStore implements WeightStore {
   modelBytes(): Uint8Array {
     return this.bytes;
   }
-}
-
-function bf16(h: number): number {
-  u32[0] = h << 16;
-  return f32[0];
 }
 
 export type { LinearQuantGrid } from '../../core/grid.ts';
