@@ -228,7 +228,7 @@ export async function runLiteRt(log: (l: string) => void = (l) => console.error(
     return Math.sqrt(sq / k);
   };
   const v1ToV2 = dist(await outputs(v1));
-  const weightBytes = new TfliteWeightStore(v1.slice()).weights().reduce((s, e) => s + 2 * e.shape.reduce((a, b) => a * b, 1), 0);
+  const weightBytes = new TfliteWeightStore(v1.slice()).storedWeightBytes();
   const rows: LiteRtRow[] = [];
   const measure = async (name: string, payload: Uint8Array) => {
     const device = v1.slice();

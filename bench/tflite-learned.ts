@@ -106,7 +106,7 @@ export async function runLearned(options: { quick?: boolean; log?: (l: string) =
   };
   const v1ToV2 = dist(await masks(v1));
   log(`backend ${backend}; selfie segmentation v1 -> v2 (fine-tuned); ${nTrain} training and ${nEval} held-out images; v1's mask RMS to v2: ${v1ToV2.toExponential(3)}`);
-  const weightBytes = new TfliteWeightStore(v1.slice()).weights().reduce((s, e) => s + 2 * e.shape.reduce((a, b) => a * b, 1), 0);
+  const weightBytes = new TfliteWeightStore(v1.slice()).storedWeightBytes();
   const rows: LearnedRow[] = [];
   const measure = async (method: string, budget: string, payload: Uint8Array, seconds: number) => {
     const device = v1.slice();

@@ -17,7 +17,7 @@ import { UsageError } from '../src/core/errors.ts';
 import { readPayloadFile as readPayloadFileWithin } from '../src/io/durable/payload-file.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
-import { gridBytesPerValue } from '../src/core/grid.ts';
+import { openModelAt } from '../src/release/package.ts';
 
 /** True for a path the CLI treats as an ONNX model file (by its extension). */
 export function isOnnxPath(p: string): boolean {
@@ -54,19 +54,8 @@ export interface OpenedModel {
  * `lazy` reads a folder's shards when first used.
  */
 export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
-  if (isOnnxPath(p)) {
-    const disk = await openOnnxFile(p);
-    const store = disk.contents;
-    // The weights as stored (float32 4 bytes, halves 2, quantized int8/uint8 1): what a payload may change.
-    const weightBytes = store.weights().reduce((n, t) => n + gridBytesPerValue(store.grid(t.name)) * t.shape.reduce((a, b) => a * b, 1), 0);
-    return { kind: 'onnx', store, weightBytes, close: () => disk.close() };
-  }
-  if (isTflitePath(p)) {
-    const disk = await openTfliteFile(p);
-    const store = disk.contents;
-    const weightBytes = store.weights().reduce((n, t) => n + (t.dtype === 'FLOAT32' ? 4 : t.dtype === 'FLOAT16' ? 2 : 1) * t.shape.reduce((a, b) => a * b, 1), 0);
-    return { kind: 'tflite', store, weightBytes, close: () => disk.close() };
-  }
+  // A single-file model: its weights as stored (float32 4 bytes, halves 2, int8/uint8 1), what a payload may change.
+  if (isModelFilePath(p)) return { kind: isOnnxPath(p) ? 'onnx' : 'tflite', ...(await openModelAt(p)) };
   // A folder (its model.json), or a model JSON file with its shards beside it (read-only).
   const store = await openTfjsModel(p, options.lazy ? { lazy: true } : {});
   return { kind: 'folder', store, weightBytes: storedModelBytes(store), close: async () => {} };

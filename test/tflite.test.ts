@@ -60,6 +60,7 @@ test('the store lists weights, read-only tensors and the frame, with values as L
   const store = new TfliteWeightStore(buildTflite(mixedSpec()));
   const byName = new Map(store.list().map((e) => [e.name, e]));
   assert.deepEqual(store.weights().map((e) => e.name), ['dense/kernel', 'dense/bias', 'conv/half', 'q/tensor', 'q/channel']);
+  assert.equal(store.storedWeightBytes(), 24 + 8 + 8 + 4 + 6, 'float32 4, float16 2, int8 1 a value (per channel too)');
   assert.deepEqual([...store.values('dense/kernel')], [1, 2, 3, 4, 5, 6]);
   assert.deepEqual([...store.values('conv/half')], [1, 2, -0.5, 0]);
   // (q - zp) * scale: zero point 1, scale 0.5

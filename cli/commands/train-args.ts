@@ -1,13 +1,13 @@
 /**
- * The arguments `ndiff train` takes, shared by its three faces (train.ts: TF.js layers models;
- * train-onnx.ts: ONNX files; train-graph.ts: TF.js graph models), and the options the two
- * graph-program faces build from them alike. Kept apart so each face imports them from here and
+ * The arguments `ndiff train` takes, shared by its faces (train.ts: TF.js layers models;
+ * train-onnx.ts: ONNX files; train-graph.ts: TF.js graph models; train-tflite.ts: LiteRT files),
+ * and the options and result lines the graph-program faces build from them alike. Kept apart so each face imports them from here and
  * none imports another face for them.
  */
 import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { TrainMethod } from '../../src/train/methods.ts';
 import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
-import type { ProgramDataset, TrainProgramOptions } from '../../src/train/program/train-program.ts';
+import type { ProgramDataset, TrainProgramOptions, TrainProgramResult } from '../../src/train/program/train-program.ts';
 import type { ProgramInputValues } from '../../src/train/program/training-model.ts';
 import { parseExpiry } from '../models.ts';
 
@@ -88,4 +88,20 @@ export function programTrainOptions(
     ...(a.outputKind ? { outputKind: a.outputKind } : {}),
     header: { modelId: p.modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
   };
+}
+
+/**
+ * What a graph-program run printed after training (TF.js graph models, LiteRT files): closeness
+ * to the teacher or accuracy on validation, and on `--eval` (`evalLabels`: it had labels),
+ * measured with the weights a device gets.
+ */
+export function programResultLines(res: TrainProgramResult, evalLabels: boolean): string[] {
+  const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
+  const lines: string[] = [];
+  const tv = res.teacher?.validation;
+  if (tv) lines.push(`validation, closeness to the teacher: agreement ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)}, mean |output - teacher| ${tv.baseMeanAbsDiff.toPrecision(3)} -> ${tv.meanAbsDiff.toPrecision(3)} on ${tv.examples} examples`);
+  else if (res.validation) lines.push(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
+  if (res.teacherEval) lines.push(`eval agreement with the teacher ${pct(res.teacherEval.before.agreement)} -> ${pct(res.teacherEval.after.agreement)}; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)} (the weights a device gets)`);
+  if (evalLabels) lines.push(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (the weights a device gets)`);
+  return lines;
 }

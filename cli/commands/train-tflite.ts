@@ -8,13 +8,12 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
-import { storedModelBytes } from '../../src/diff/build.ts';
-import { openTfliteFile } from '../../src/io/tflite/files.ts';
+import { TfliteWeightStore } from '../../src/io/tflite/store.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from '../data-folders.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { programResultLines, programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 
 /** `ndiff train` on a LiteRT base. */
 export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
@@ -39,10 +38,8 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   const train = loadFolder(a.train, inputs, '--train', false);
   const val = a.val ? loadFolder(a.val, inputs, '--val', false).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', false).data : undefined;
-  const disk = await openTfliteFile(a.base);
-  const store = disk.contents;
-  await disk.close();
-  const total = storedModelBytes(store);
+  const store = new TfliteWeightStore(bytes, { source: a.base });
+  const total = store.storedWeightBytes();
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
   io.progress(`backend ${backend}; base ${a.base} (LiteRT): ${store.weights().length} weights, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${exampleCount(train.data)} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher}` : ''}`);
@@ -55,13 +52,8 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   });
   tf.disposeVariables();
   await writeFile(a.out, res.bytes);
-  const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
-  const tv = res.teacher?.validation;
-  if (tv) io.out(`validation, closeness to the teacher: agreement ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)}, mean |output - teacher| ${tv.baseMeanAbsDiff.toPrecision(3)} -> ${tv.meanAbsDiff.toPrecision(3)} on ${tv.examples} examples`);
-  else if (res.validation) io.out(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
-  if (res.teacherEval) io.out(`eval agreement with the teacher ${pct(res.teacherEval.before.agreement)} -> ${pct(res.teacherEval.after.agreement)}; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)} (the weights a device gets)`);
-  if (evalData?.labels) io.out(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (the weights a device gets)`);
+  for (const line of programResultLines(res, !!evalData?.labels)) io.out(line);
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
   const metrics = {

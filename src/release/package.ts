@@ -42,8 +42,7 @@ export async function openModelAt(modelPath: string): Promise<{ store: WeightSto
   if (modelKindOf(modelPath) === 'tflite') {
     const disk = await openTfliteFile(modelPath);
     const store = disk.contents;
-    const weightBytes = store.weights().reduce((n, t) => n + (t.dtype === 'FLOAT32' ? 4 : t.dtype === 'FLOAT16' ? 2 : 1) * t.shape.reduce((a, b) => a * b, 1), 0);
-    return { store, weightBytes, close: () => disk.close() };
+    return { store, weightBytes: store.storedWeightBytes(), close: () => disk.close() };
   }
   const store = await openTfjsModelDir(modelPath);
   return { store, weightBytes: storedModelBytes(store), close: async () => {} };

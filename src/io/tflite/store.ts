@@ -182,6 +182,13 @@ export class TfliteWeightStore implements WeightStore {
     return this.entries.filter((e) => e.patchable);
   }
 
+  /** Bytes of the weights as the file stores them (float32 4, float16 2, int8 1 a value): what `1%` budgets are a share of. */
+  storedWeightBytes(): number {
+    let n = 0;
+    for (let i = 0; i < this.weightRanges.length; i += 2) n += this.weightRanges[i + 1] - this.weightRanges[i];
+    return n;
+  }
+
   /**
    * How a weight is stored: FLOAT32 → float32, FLOAT16 → float16, INT8/UINT8 quantized per
    * tensor → qint8/quint8 with its scale and zero point; undefined for a weight quantized per
