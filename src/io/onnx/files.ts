@@ -1,22 +1,21 @@
 /**
  * ONNX model files on disk (Node and Electron): open a `.onnx` file and its external data files
  * as a {@link WeightStore}, and apply a payload to them crash-safely (the journal, kept previous
- * version, recovery and checks of `src/io/durable/weights-file.ts`, shared with `.tflite`
- * files). The format itself is in the pure `store.ts` and `proto.ts`.
+ * version, recovery and checks of `src/io/durable/weights-file.ts` and `weights-file-update.ts`,
+ * shared with `.tflite` files). The format itself is in the pure `store.ts` and `proto.ts`.
  */
 import type { WeightStore } from '../../core/weight-store.ts';
-import {
-  applyToWeightsFile, openWeightsFile, readWeightsFileBytes, recoverWeightsFile, saveWeightsFileAs,
-  WeightsFileStore, type WeightsFileApplyOptions, type WeightsFileApplyResult, type WeightsFileFormat, type WeightsFileOpenOptions,
-} from '../durable/weights-file.ts';
+import { openWeightsFile, readWeightsFileBytes, WeightsFileStore, type WeightsFileFormat, type WeightsFileOpenOptions } from '../durable/weights-file.ts';
+import { applyToWeightsFile, recoverWeightsFile, saveWeightsFileAs, type WeightsFileApplyOptions, type WeightsFileApplyResult } from '../durable/weights-file-update.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
 import { OnnxWeightStore, onnxExternalLocations } from './store.ts';
 
+export { type WeightsFileOpenOptions as OnnxOpenOptions, type OpenedFile } from '../durable/weights-file.ts';
 export {
   JOURNAL_SUFFIX as ONNX_JOURNAL_SUFFIX, DONE_SUFFIX as ONNX_DONE_SUFFIX, PREVIOUS_SUFFIX as ONNX_PREVIOUS_SUFFIX, STATE_SUFFIX as ONNX_STATE_SUFFIX,
   WeightsFileSequenceStore as OnnxFileSequenceStore, weightsFileSequenceStore as onnxSequenceStore,
-  type WeightsFileOpenOptions as OnnxOpenOptions, type OpenedFile, type WeightsFileApplyOptions as OnnxApplyOptions, type WeightsFileApplyResult as OnnxApplyResult,
-} from '../durable/weights-file.ts';
+  type WeightsFileApplyOptions as OnnxApplyOptions, type WeightsFileApplyResult as OnnxApplyResult,
+} from '../durable/weights-file-update.ts';
 
 /** The largest `.onnx` file read: protobuf messages stop at 2 GiB, so larger weights go in external data files. */
 export const MAX_ONNX_MODEL_BYTES = 2 ** 31 - 1;

@@ -2,13 +2,11 @@
  * LiteRT model files on disk (Node and Electron): open a `.tflite` file as a {@link WeightStore}
  * and apply a payload to it crash-safely, with the journal, kept previous version, recovery,
  * recorded model id, replay state and health check `.onnx` files have
- * (`src/io/durable/weights-file.ts`). The format itself is in the pure `store.ts` and `schema.ts`.
+ * (`src/io/durable/weights-file.ts`, `weights-file-update.ts`). The format itself is in the pure `store.ts` and `schema.ts`.
  */
 import type { WeightStore } from '../../core/weight-store.ts';
-import {
-  applyToWeightsFile, openWeightsFile, recoverWeightsFile, saveWeightsFileAs,
-  WeightsFileStore, type WeightsFileApplyOptions, type WeightsFileApplyResult, type WeightsFileFormat, type WeightsFileOpenOptions,
-} from '../durable/weights-file.ts';
+import { openWeightsFile, WeightsFileStore, type WeightsFileFormat, type WeightsFileOpenOptions } from '../durable/weights-file.ts';
+import { applyToWeightsFile, recoverWeightsFile, saveWeightsFileAs, type WeightsFileApplyOptions, type WeightsFileApplyResult } from '../durable/weights-file-update.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
 import { MAX_TFLITE_MODEL_BYTES, TfliteWeightStore } from './store.ts';
 

@@ -25,7 +25,8 @@ import type { ModelTarget, TargetApplyOptions, TargetInstallOptions } from '../.
 import { applyToModelDir, recordFolderModelId } from '../tfjs/folder-update.ts';
 import { ONNX_FILE } from '../onnx/files.ts';
 import { TFLITE_FILE } from '../tflite/files.ts';
-import { applyToWeightsFile, openWeightsFile, type WeightsFileFormat } from '../durable/weights-file.ts';
+import { openWeightsFile, type WeightsFileFormat } from '../durable/weights-file.ts';
+import { applyToWeightsFile } from '../durable/weights-file-update.ts';
 import { readRecordedDigests, recordModelDirDigests } from '../tfjs/recorded-digests.ts';
 import { openTfjsModelDir, referencedFiles } from '../tfjs/index.ts';
 import { openTfjsModel } from '../tfjs/model-file.ts';

@@ -1,0 +1,559 @@
+/**
+ * The crash-safe update of a single-file model opened by `weights-file.ts` (ONNX with its
+ * external data files, LiteRT): recovery, the apply, the replay state beside the file, and
+ * writing a patched copy elsewhere.
+ *
+ * An apply rewrites only the files holding changed bytes (the model file, or an external data
+ * file, or both), each at its own length with its patched bytes at the same offsets. States:
+ *
+ * 1. the journal `<model>.ndiff-update.json` is written (temp file, fsync, rename, fsync of
+ *    the folder), naming the files about to change;
+ * 2. each new file is written to `<file>.tmp-<pid>-<hex>` and fsynced (an external data file is
+ *    copied a chunk at a time, holes kept, when its first patched tensor is verified, and each
+ *    patched tensor written there at its offset and let go: memory follows the tensors being
+ *    patched, not the file); the new version is read back from those files and fingerprinted:
+ *    if it is not the payload's target, nothing switches;
+ * 3. each current file is hard-linked as `<file>.ndiff-prev` (the previous version is kept),
+ *    then each temp file is renamed over its file and the folder is fsynced (the switch);
+ * 4. the health check runs; if it fails, every `<file>.ndiff-prev` is renamed back (rollback);
+ * 5. if it passes, the journal is renamed to `<model>.ndiff-update.done` (the commit point
+ *    of the confirmation), the kept files are deleted, then the `.done` file.
+ *
+ * {@link recoverWeightsFile}, run at the start of every apply, finishes what a crash interrupted: a
+ * journal means the update was never confirmed, so every file it names is rolled back from its
+ * `.ndiff-prev` (a file not yet switched is left as it is) and the temp files are deleted; a
+ * `.done` file means the confirmation happened and only its clean-up remains. With one file
+ * changing (the usual case: the weights inline, or all in one external data file) a loader sees
+ * the old or the new version at every instant. When an update changes two files, a crash between
+ * their two renames leaves a mix until the next apply or {@link recoverWeightsFile} rolls it back:
+ * an app that loads such a model should call {@link recoverWeightsFile} first.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { link, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { ModelFormatError, ModelMismatchError, TargetMismatchError, UsageError } from '../../core/errors.ts';
+import { fingerprintStore } from '../../core/fingerprint.ts';
+import { getHasher, type Hasher } from '../../core/hasher.ts';
+import type { CommitInfo, WeightStore } from '../../core/weight-store.ts';
+import type { StorageGrid } from '../../core/grid.ts';
+import { applyVerifiedPayload, verifyPayload, type ApplyOptions, type ApplyResult, type TwoPhaseWeightStore } from '../../apply/apply.ts';
+import type { SequenceRecord, SequenceStore } from '../../apply/freshness.ts';
+import { errCode, makeDirs, syncDir } from './durable.ts';
+import { DEFAULT_STATE_FILE, FileSequenceStore, writeFileAtomically } from './sequence-file.ts';
+import { lockModelDir, type RecoveryReport } from './lock.ts';
+import { MODEL_ID_SUFFIX, readModelIdRecord, writeModelIdRecord } from './model-id-file.ts';
+import { openWeightsFile, readAt, realModelPath, sameFile, TEMP_FILE, type ExternalPatch, type OpenedFile, type WeightsFileFormat, type WeightsFileStore } from './weights-file.ts';
+
+/** Suffix of the journal of an unconfirmed update, next to the model file. */
+export const JOURNAL_SUFFIX = '.ndiff-update.json';
+/** Suffix of the journal once the update is confirmed, until its clean-up is done. */
+export const DONE_SUFFIX = '.ndiff-update.done';
+/** Suffix of a file's previous version, kept until the update is confirmed. */
+export const PREVIOUS_SUFFIX = '.ndiff-prev';
+/** Bytes copied per read and write when an external data file is rewritten. */
+const COPY_CHUNK = 8 * 1024 * 1024;
+
+interface Journal {
+  /** The format's journal name (`neural-diff-onnx-update`, `neural-diff-tflite-update`). */
+  format: string;
+  version: 1;
+  /** Locations (relative to the model's folder; `''` is the model file) being switched. */
+  files: string[];
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+async function removeIfThere(file: string, removed?: string[]): Promise<void> {
+  try {
+    await unlink(file);
+    removed?.push(file);
+  } catch (e) {
+    if (errCode(e) !== 'ENOENT') throw e;
+  }
+}
+
+async function readJournal(file: string, format: WeightsFileFormat): Promise<Journal | null> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return null;
+    throw e;
+  }
+  try {
+    const j = JSON.parse(text) as Journal;
+    if (j.format === format.journal && j.version === 1 && Array.isArray(j.files) && j.files.every((f) => typeof f === 'string')) return j;
+  } catch {
+    /* fall through */
+  }
+  throw new ModelFormatError(`the update journal ${file} is damaged: expected {"format": "${format.journal}", "version": 1, "files": [...]}; it was changed by hand: restore the model from the full download, then delete the journal`, { file });
+}
+
+/** Delete temp files of `files` (paths) left by an interrupted write. */
+async function removeTemps(files: readonly string[], removed: string[]): Promise<void> {
+  const byDir = new Map<string, string[]>();
+  for (const f of files) byDir.set(path.dirname(f), [...(byDir.get(path.dirname(f)) ?? []), path.basename(f)]);
+  for (const [dir, names] of byDir) {
+    let entries: string[];
+    try {
+      entries = await readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      if (TEMP_FILE.test(e) && names.some((n) => e.startsWith(`${n}.tmp-`))) await removeIfThere(path.join(dir, e), removed);
+    }
+  }
+}
+
+/** Put each file's kept previous version back (a file never switched keeps its bytes). */
+async function restorePrevious(paths: readonly string[]): Promise<boolean> {
+  let rolled = false;
+  for (const p of paths) {
+    const prev = p + PREVIOUS_SUFFIX;
+    let prevStats: Stats;
+    try {
+      prevStats = await stat(prev);
+    } catch (e) {
+      if (errCode(e) === 'ENOENT') continue;
+      throw e;
+    }
+    const cur = await stat(p).catch(() => null);
+    if (cur && cur.ino === prevStats.ino && cur.dev === prevStats.dev) {
+      await unlink(prev); // never switched: the link was the only change
+    } else {
+      await rename(prev, p);
+      rolled = true;
+    }
+  }
+  for (const d of new Set(paths.map((p) => path.dirname(p)))) await syncDir(d);
+  return rolled;
+}
+
+/**
+ * Bring a model file back to a confirmed version after an interrupted update, and delete the
+ * leftovers (module doc). Safe to call at any time (one writer per model); does nothing on a
+ * clean model.
+ *
+ * @throws ModelFormatError when the journal is damaged.
+ */
+export async function recoverWeightsFile(file: string, format: WeightsFileFormat): Promise<RecoveryReport> {
+  const report: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
+  const dir = path.dirname(file);
+  const loc = (l: string) => (l === '' ? file : path.join(dir, l));
+  const journalFile = file + JOURNAL_SUFFIX;
+  const journal = await readJournal(journalFile, format);
+  if (journal) {
+    const paths = journal.files.map(loc);
+    report.rolledBack = await restorePrevious(paths);
+    await removeTemps(paths, report.removed);
+    await removeIfThere(journalFile, report.removed);
+    await syncDir(dir);
+    report.actions.push(report.rolledBack
+      ? 'an update was interrupted after its switch but before it was confirmed: rolled back to the previous version'
+      : 'an update was interrupted before its switch: the model is the previous version; removed its leftovers');
+  }
+  const doneFile = file + DONE_SUFFIX;
+  const done = await readJournal(doneFile, format);
+  if (done) {
+    for (const p of done.files.map(loc)) await removeIfThere(p + PREVIOUS_SUFFIX, report.removed);
+    await removeIfThere(doneFile, report.removed);
+    report.actions.push('an update was confirmed but its previous version was not all deleted: deleted it');
+  }
+  const before = report.removed.length;
+  // Temp files of the model file and of the applier's own files beside it (journal, model id record).
+  await removeTemps([file, journalFile, doneFile, file + MODEL_ID_SUFFIX], report.removed);
+  if (report.removed.length > before && !journal) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
+  return report;
+}
+
+/** Write all of `bytes` at `position`. */
+async function writeAll(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let at = 0;
+  while (at < bytes.length) at += (await fh.write(bytes, at, bytes.length - at, position + at)).bytesWritten;
+}
+
+/**
+ * Copy an external data file into `to` a chunk at a time (memory: one chunk, whatever the file's
+ * size), leaving all-zero chunks as holes (a sparse file stays sparse; holes read as zeros), then
+ * write each patched tensor's bytes at its offset.
+ */
+async function copyWithPatches(from: OpenedFile, to: FileHandle, patches: readonly ExternalPatch[]): Promise<void> {
+  const size = from.stats.size;
+  const chunk = new Uint8Array(Math.min(COPY_CHUNK, Math.max(size, 1)));
+  const zeros = new Uint8Array(chunk.length);
+  for (let at = 0; at < size; ) {
+    const n = Math.min(chunk.length, size - at);
+    const { bytesRead } = await from.fh.read(chunk, 0, n, at);
+    if (bytesRead !== n) throw new ModelFormatError(`${from.path} shrank while it was copied (expected ${size} bytes); another process is writing it: retry when it is done`, { file: from.path });
+    // memcmp against zeros: a hole of a sparse file stays a hole.
+    const zero = Buffer.compare(chunk.subarray(0, n), zeros.subarray(0, n)) === 0;
+    if (!zero) await writeAll(to, n === chunk.length ? chunk : chunk.subarray(0, n), at);
+    at += n;
+  }
+  await to.truncate(size);
+  for (const p of patches) await writeAll(to, p.bytes, p.offset);
+}
+
+/** A copy of an external data file being written by an apply: its temp path and handle. */
+interface StagedFile {
+  tmp: string;
+  fh: FileHandle;
+}
+
+/**
+ * The file store during an apply: commits write, verify and switch files, keeping the
+ * previous version until confirmed. An external data file is copied to its temp file when the
+ * first of its tensors settles (the journal naming it written first), and each settled tensor's
+ * bytes are written there and let go: an apply holds the tensors it is patching, not every one.
+ */
+class UpdatingWeightsFile implements TwoPhaseWeightStore {
+  private switched: string[] = [];
+  private readonly staged = new Map<string, StagedFile>();
+  private readonly journalled = new Set<string>();
+  private committed = false;
+  constructor(
+    private readonly disk: WeightsFileStore,
+    private readonly format: WeightsFileFormat,
+    private readonly hasher: Hasher,
+    /** The model id to record for the file once the update is confirmed (undefined: already recorded). */
+    private readonly pinModelId?: string,
+  ) {}
+  list() {
+    return this.disk.list();
+  }
+  values(name: string): Float32Array {
+    return this.disk.values(name);
+  }
+  read(name: string): Float32Array {
+    return this.disk.read(name);
+  }
+  grid(name: string): StorageGrid | undefined {
+    return this.disk.grid(name);
+  }
+
+  /** Write the journal naming `locations` (and every one named before), durably, before any of them is written. */
+  private async journal(locations: readonly string[]): Promise<void> {
+    if (locations.every((l) => this.journalled.has(l))) return;
+    for (const l of locations) this.journalled.add(l);
+    const files = [...this.journalled].sort();
+    await writeFileAtomically(this.disk.file + JOURNAL_SUFFIX, new TextEncoder().encode(JSON.stringify({ format: this.format.journal, version: 1, files } satisfies Journal) + '\n'));
+  }
+
+  /** The temp file of `loc`, made on first use: a copy of the external file (its holes kept), or the model file's bytes. */
+  private async stage(loc: string): Promise<StagedFile> {
+    const known = this.staged.get(loc);
+    if (known) return known;
+    await this.journal([loc]);
+    const target = this.disk.pathOf(loc);
+    const tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+    const fh = await open(tmp, 'wx+', 0o600);
+    const staged = { tmp, fh };
+    this.staged.set(loc, staged);
+    if (loc !== '') await copyWithPatches(this.disk.openedAt(loc), fh, []);
+    return staged;
+  }
+
+  /** Before the commit the files on disk are the base: a tensor read from one is forgotten, not undone. */
+  forget(name: string): boolean {
+    return !this.committed && !!this.disk.contents.forget?.(name);
+  }
+
+  async settled(name: string): Promise<void> {
+    const loc = this.disk.contents.fileOf?.(name);
+    if (loc === undefined) return; // in the model file: written whole at the commit
+    this.disk.contents.commit([name]); // typed error, nothing on disk changed, if a value cannot be stored
+    const patch = this.disk.contents.externalPatches?.([name]).get(loc);
+    if (!patch) return;
+    const { fh, tmp } = await this.stage(loc);
+    for (const p of patch) await writeAll(fh, p.bytes, p.offset);
+    const size = this.disk.openedAt(loc).stats.size;
+    this.disk.contents.release?.(name, { size, read: (offset, length) => readAt({ path: tmp, fh, stats: this.disk.openedAt(loc).stats }, offset, length) });
+  }
+
+  async commit(changed: readonly string[], info?: CommitInfo): Promise<void> {
+    if (changed.length === 0) return;
+    this.disk.commit(changed); // typed error, nothing written, if a value cannot be stored
+    const file = this.disk.file;
+    const locations = [...new Set([...this.disk.locationsOf(changed), ...this.staged.keys()])].sort();
+    const patches = this.disk.contents.externalPatches?.(changed) ?? new Map<string, ExternalPatch[]>();
+    const temps = new Map<string, string>();
+    try {
+      await this.journal(locations);
+      for (const loc of locations) {
+        const { tmp, fh } = await this.stage(loc);
+        temps.set(loc, tmp);
+        if (loc === '') await writeAll(fh, this.disk.contents.modelBytes(), 0);
+        for (const p of patches.get(loc) ?? []) await writeAll(fh, p.bytes, p.offset);
+        await fh.chmod(this.disk.openedAt(loc).stats.mode & 0o7777); // the file keeps its permissions (a 0600 model stays 0600)
+        await fh.sync();
+      }
+      // A loader must never see a version that does not hash to the target.
+      if (info) {
+        const fresh = await openWeightsFile(file, this.format, { replace: temps });
+        try {
+          const written = fingerprintStore(this.hasher, fresh).fingerprint;
+          if (written !== info.fingerprint) {
+            throw new TargetMismatchError(
+              `the new model files of ${file} read back as ${written.slice(0, 8)}…, not the target ${info.fingerprint.slice(0, 8)}…: the disk did not keep what was written; nothing was switched and the model is unchanged: check the storage, then retry`,
+              { expected: info.fingerprint, found: written },
+            );
+          }
+        } finally {
+          await fresh.close();
+        }
+      }
+      for (const loc of locations) {
+        const p = this.disk.pathOf(loc);
+        const now = await stat(p).catch(() => null);
+        const then = this.disk.stats.get(loc);
+        if (!now || !then || !sameFile(now, then)) {
+          throw new ModelFormatError(`${p} changed on disk while it was being patched: expected the version read when the apply started. Nothing was switched; apply again (one writer per model)`, { file: p });
+        }
+      }
+      for (const loc of locations) {
+        const p = this.disk.pathOf(loc);
+        await removeIfThere(p + PREVIOUS_SUFFIX);
+        await link(p, p + PREVIOUS_SUFFIX);
+      }
+      for (const d of new Set(locations.map((l) => path.dirname(this.disk.pathOf(l))))) await syncDir(d);
+    } catch (e) {
+      await this.dropStaged();
+      await restorePrevious(locations.map((l) => this.disk.pathOf(l)));
+      await removeIfThere(file + JOURNAL_SUFFIX);
+      throw e;
+    }
+    this.committed = true;
+    for (const loc of locations) {
+      await rename(temps.get(loc) as string, this.disk.pathOf(loc));
+      this.switched.push(this.disk.pathOf(loc));
+    }
+    for (const d of new Set(locations.map((l) => path.dirname(this.disk.pathOf(l))))) await syncDir(d);
+  }
+
+  /**
+   * After an apply that did not commit: delete the temp files it staged and its journal (nothing
+   * was switched). After a commit: only close the handles (the files are the model's now).
+   */
+  async dropStaged(): Promise<void> {
+    for (const { fh, tmp } of this.staged.values()) {
+      await fh.close().catch(() => {});
+      if (!this.committed) await removeIfThere(tmp);
+    }
+    if (!this.committed && this.staged.size) await removeIfThere(this.disk.file + JOURNAL_SUFFIX);
+    this.staged.clear();
+  }
+
+  async confirmCommit(): Promise<void> {
+    const file = this.disk.file;
+    if (!(await exists(file + JOURNAL_SUFFIX))) {
+      if (this.pinModelId !== undefined) await writeModelIdRecord(file, this.pinModelId);
+      return;
+    }
+    await rename(file + JOURNAL_SUFFIX, file + DONE_SUFFIX);
+    await syncDir(path.dirname(file)); // the commit point of the confirmation
+    for (const p of this.switched) await removeIfThere(p + PREVIOUS_SUFFIX);
+    await removeIfThere(file + DONE_SUFFIX);
+    // Durably, before the applier records the sequence: later payloads of another id are refused.
+    if (this.pinModelId !== undefined) await writeModelIdRecord(file, this.pinModelId);
+  }
+  async revertCommit(): Promise<void> {
+    const file = this.disk.file;
+    if (!(await exists(file + JOURNAL_SUFFIX))) return;
+    await restorePrevious(this.switched);
+    await removeIfThere(file + JOURNAL_SUFFIX);
+    await syncDir(path.dirname(file));
+  }
+}
+
+/** Options of {@link applyToWeightsFile}. */
+export interface WeightsFileApplyOptions extends Omit<ApplyOptions, 'healthCheck' | 'sequenceStore'> {
+  /**
+   * Where the applied sequence is kept: a state file path, a {@link SequenceStore}, or `null`
+   * for none. Default: `<model file>.ndiff-state.json` beside the file ({@link WeightsFileSequenceStore}).
+   */
+  state?: string | SequenceStore | null;
+  /**
+   * Runs after the switch, before the update is confirmed (the new version is in place: load
+   * `file`, e.g. `ort.InferenceSession.create(file)` or LiteRT's `loadAndCompile`, and run one inference). Returning false or
+   * throwing rolls back to the previous version.
+   */
+  healthCheck?: (info: { file: string; store: WeightStore; result: ApplyResult }) => boolean | void | Promise<boolean | void>;
+  /** Check everything, patch a copy in memory, write nothing (no recovery, no state). */
+  dryRun?: boolean;
+}
+
+export interface WeightsFileApplyResult extends ApplyResult {
+  /** What was recovered from an earlier interrupted apply before this one ran. */
+  recovery: RecoveryReport;
+  /** The files rewritten (the model file and/or external data files); empty when nothing changed. */
+  filesWritten: string[];
+}
+
+/** Suffix of a model file's own state file: `<model>.onnx.ndiff-state.json`, `<model>.tflite.ndiff-state.json`. */
+export const STATE_SUFFIX = '.ndiff-state.json';
+
+/**
+ * The replay state of one model file, beside it (`vad.onnx.ndiff-state.json`), so that two
+ * model files in one folder (`vad.onnx` and `vad-int8.onnx`, one model id) each keep their own
+ * sequence. Appliers before this kept one `.ndiff-state.json` per folder, by model id: its entry
+ * still counts for a file whose model id record (written by its first confirmed apply) names that
+ * id, so upgrading never forgets what a file applied; a file that never had an apply ignores it.
+ */
+export class WeightsFileSequenceStore implements SequenceStore {
+  readonly file: string;
+  readonly legacy: FileSequenceStore;
+  private readonly own: FileSequenceStore;
+  constructor(private readonly model: string) {
+    this.file = model + STATE_SUFFIX;
+    this.own = new FileSequenceStore(this.file);
+    this.legacy = new FileSequenceStore(path.join(path.dirname(model), DEFAULT_STATE_FILE));
+  }
+  async get(modelId: string): Promise<number | undefined> {
+    const own = await this.own.get(modelId);
+    if (own !== undefined) return own;
+    return (await readModelIdRecord(this.model)) === modelId ? this.legacy.get(modelId) : undefined;
+  }
+  set(modelId: string, sequence: number, record: SequenceRecord): Promise<void> {
+    return this.own.set(modelId, sequence, record);
+  }
+}
+
+/** The default replay state of the model `file` (see {@link WeightsFileSequenceStore}). */
+export function weightsFileSequenceStore(file: string): WeightsFileSequenceStore {
+  return new WeightsFileSequenceStore(file);
+}
+
+/**
+ * Verify `payloadBytes` and apply it to the model `file` of `format`, crash-safely (module doc). A
+ * payload refused by the signature policy or the decoder touches nothing; otherwise an
+ * interrupted earlier apply is recovered first. On any error the files hold the version they
+ * held before this call (or the recovered one) and a typed error says what to do.
+ */
+export async function applyToWeightsFile(file: string, payloadBytes: Uint8Array, format: WeightsFileFormat, options: WeightsFileApplyOptions = {}): Promise<WeightsFileApplyResult> {
+  if (!format.extension.test(file)) throw new UsageError(`${file}: expected ${format.what}`, { file });
+  const verified = await verifyPayload(payloadBytes, options);
+  // A symbolic link to the model is followed once: the real file is patched, in its own folder.
+  const real = await realModelPath(file, format);
+  const state = options.state;
+  const sequences: SequenceStore | undefined =
+    state === null ? undefined : state === undefined ? weightsFileSequenceStore(real) : typeof state === 'string' ? new FileSequenceStore(state) : state;
+  const reserved = sequences instanceof FileSequenceStore ? [sequences.file] : sequences instanceof WeightsFileSequenceStore ? [sequences.file, sequences.legacy.file] : [];
+  const empty: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
+  const hasher: Hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
+
+  if (options.dryRun) {
+    const expectedModelId = modelIdFor(real, options.expectedModelId, await readModelIdRecord(real));
+    const disk = await openWeightsFile(real, format, { reserved });
+    try {
+      const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };
+      const res = await applyVerifiedPayload(disk.contents, verified, { ...options, expectedModelId, hasher, sequenceStore: readOnly, healthCheck: undefined });
+      return { ...res, sequenceRecorded: false, recovery: empty, filesWritten: [] };
+    } finally {
+      await disk.close();
+    }
+  }
+
+  const unlock = await lockModelDir(path.dirname(real));
+  try {
+    const recovery = await recoverWeightsFile(real, format);
+    const recorded = await readModelIdRecord(real);
+    const expectedModelId = modelIdFor(real, options.expectedModelId, recorded);
+    const disk = await openWeightsFile(real, format, { reserved });
+    let store: UpdatingWeightsFile | undefined;
+    try {
+      // The model file remembers the model id of the first payload confirmed on it (as a folder does).
+      const pin = recorded === undefined ? verified.payload.header.modelId : undefined;
+      store = new UpdatingWeightsFile(disk, format, hasher, pin);
+      const healthCheck = options.healthCheck;
+      const res = await applyVerifiedPayload(store, verified, {
+        ...options,
+        expectedModelId,
+        hasher,
+        sequenceStore: sequences,
+        healthCheck: healthCheck && ((info) => healthCheck({ file: real, ...info })),
+      });
+      if (pin !== undefined && res.status === 'already-applied') await writeModelIdRecord(real, pin);
+      const filesWritten = res.status === 'applied' ? disk.locationsOf(res.changedTensors).map((l) => disk.pathOf(l)) : [];
+      return { ...res, recovery, filesWritten };
+    } finally {
+      await store?.dropStaged();
+      await disk.close();
+    }
+  } finally {
+    await unlock();
+  }
+}
+
+/**
+ * The model id payloads must carry: the caller's (`expectedModelId`), else the one recorded for
+ * the model file at its first apply. Both set and different is refused.
+ */
+function modelIdFor(file: string, expected: string | undefined, recorded: string | undefined): string | undefined {
+  if (expected !== undefined && recorded !== undefined && expected !== recorded) {
+    throw new ModelMismatchError(
+      `${file} holds model ${JSON.stringify(recorded)} (recorded in ${file + MODEL_ID_SUFFIX} by its first apply), but expectedModelId is ${JSON.stringify(expected)}: expected them to agree; check which model this file is, and pass its id`,
+      { file, expected, found: recorded },
+    );
+  }
+  return expected ?? recorded;
+}
+
+/** Whether `file` is one of the files `disk` reads, the model or an external one at `locations` (the same file by device and inode, so through links too). */
+async function isOpenedFile(disk: WeightsFileStore, file: string, locations: readonly string[]): Promise<boolean> {
+  const st = await stat(file).catch(() => undefined);
+  if (!st) return false;
+  for (const loc of ['', ...locations]) {
+    const opened = disk.openedAt(loc).stats;
+    if (opened.dev === st.dev && opened.ino === st.ino) return true;
+  }
+  return false;
+}
+
+/**
+ * Write the model `disk` holds, with the patches committed to `changed`, as a new model at
+ * `outFile` (its external data files beside it, under their locations): the model file from
+ * memory, each external file copied a chunk at a time with the patched tensors written over it.
+ * For a build server's `--model-out`; not crash-safe (the output is a new model, not the device's).
+ */
+export async function saveWeightsFileAs(disk: WeightsFileStore, changed: readonly string[], outFile: string, format: WeightsFileFormat): Promise<void> {
+  const out = path.resolve(outFile);
+  if (out === disk.file) throw new UsageError(`${outFile} is the model being read: name another file to write`, { file: outFile });
+  const locations = format.externalLocations(disk.contents.modelBytes(), disk.file);
+  // The external files keep their locations beside the new model: in the base's own folder they
+  // would be the base's files, truncated before they are read. Refused before anything is written.
+  for (const loc of locations) {
+    const to = path.join(path.dirname(out), loc);
+    if (await isOpenedFile(disk, to, locations)) {
+      throw new UsageError(
+        `${outFile} would write its external data to ${to}, which is ${disk.file}'s own external data (location ${JSON.stringify(loc)}): expected a place of its own for the new model's files; write it into another folder`,
+        { file: outFile, external: to },
+      );
+    }
+  }
+  const patches = disk.contents.externalPatches?.(changed) ?? new Map<string, ExternalPatch[]>();
+  const write = async (to: string, fill: (fh: FileHandle) => Promise<void>, mode: number) => {
+    await makeDirs(path.dirname(to));
+    const fh = await open(to, 'w', mode & 0o7777);
+    try {
+      await fh.truncate(0);
+      await fill(fh);
+    } finally {
+      await fh.close();
+    }
+  };
+  await write(out, (fh) => writeAll(fh, disk.contents.modelBytes(), 0), disk.openedAt('').stats.mode);
+  for (const loc of locations) {
+    const from = disk.openedAt(loc);
+    await write(path.join(path.dirname(out), loc), (fh) => copyWithPatches(from, fh, patches.get(loc) ?? []), from.stats.mode);
+  }
+}
