@@ -12,9 +12,10 @@
  * for byte as it was. `--big` adds a tensor at an offset past 4 GiB in a sparse file, applied.
  */
 import { execFileSync } from 'node:child_process';
-import { link, mkdtemp, open, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
+import { link, mkdtemp, open, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { snapshot, within } from './files.ts';
 import { NeuralDiffError } from '../../src/core/errors.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher } from '../../src/core/hasher.ts';
@@ -101,28 +102,6 @@ function mutation(seed: number): Case {
       await writeFile(path.join(d, 'm.onnx'), Uint8Array.from(b));
     },
   };
-}
-
-/** Files under `dir` (links not followed) with their bytes: what a refusal must leave as it was. */
-async function snapshot(dir: string): Promise<string> {
-  const out: string[] = [];
-  const walk = async (d: string) => {
-    for (const e of (await readdir(d, { withFileTypes: true })).sort((x, y) => (x.name < y.name ? -1 : 1))) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) {
-        const st = await stat(p);
-        out.push(`${path.relative(dir, p)} ${st.mode} ${st.size} ${st.size < 1 << 20 ? (await readFile(p)).toString('base64') : ''}`);
-      } else out.push(`${path.relative(dir, p)} ${e.isSymbolicLink() ? 'link' : 'special'}`);
-    }
-  };
-  await walk(dir);
-  return out.join('\n');
-}
-
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(Object.assign(new Error(`no answer in ${ms} ms`), { hang: true })), ms)))]).finally(() => clearTimeout(timer));
 }
 
 /** Run `cases` cases (the structured attacks first, then mutations from `seed`). */

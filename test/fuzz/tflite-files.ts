@@ -11,9 +11,10 @@
  * on refusal, every file of the folder is byte for byte as it was.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { snapshot, within } from './files.ts';
 import { NeuralDiffError } from '../../src/core/errors.ts';
 import { seededRandom } from '../../src/core/random.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
@@ -111,23 +112,6 @@ function mutation(seed: number): Case {
       await write(Uint8Array.from(b))(d);
     },
   };
-}
-
-async function snapshot(dir: string): Promise<string> {
-  const out: string[] = [];
-  for (const e of (await readdir(dir, { withFileTypes: true })).sort((x, y) => (x.name < y.name ? -1 : 1))) {
-    const p = path.join(dir, e.name);
-    if (e.isFile()) {
-      const st = await stat(p);
-      out.push(`${e.name} ${st.mode} ${st.size} ${st.size < 1 << 20 ? (await readFile(p)).toString('base64') : ''}`);
-    } else out.push(`${e.name} ${e.isSymbolicLink() ? 'link' : 'special'}`);
-  }
-  return out.join('\n');
-}
-
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(Object.assign(new Error(`no answer in ${ms} ms`), { hang: true })), ms)))]).finally(() => clearTimeout(timer));
 }
 
 /** Run `cases` cases (the structured attacks first, then mutations from `seed`). */
