@@ -36,6 +36,7 @@ export interface TrainArgs {
   backend: TrainBackendName;
   batchSize?: number;
   threads?: number;
+  prefixCacheMb?: number;
   lr?: number;
   codec: 'auto' | 'f32' | 'f16' | 'i8';
   loss?: string;

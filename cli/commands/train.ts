@@ -52,6 +52,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON (accuracy before/after, validation, tuning, bytes, time, per-epoch loss); `ndiff report` reads it' })
     .option('backend', { choices: ['wasm', 'cpu', 'tensorflow'] as const, default: 'wasm' as TrainBackendName, describe: 'tfjs backend: wasm (fast here, with our kernels; 4 GiB of memory), cpu (plain JS), tensorflow (needs @tensorflow/tfjs-node)' })
     .option('threads', { type: 'number', describe: 'threads computing each step: the batch is split across worker threads and their gradients summed in a fixed order (default: every core of the machine; 1 trains on one thread). The same seed and thread count give the same payload; another count rounds the summed gradients differently, so its bytes differ slightly' })
+    .option('prefix-cache-mb', { type: 'number', describe: 'memory bound (MiB) for caching the outputs of the model\'s first layers when none of them trains (frozen by the model\'s config or --trainable): computed once per example instead of at every step; 0 turns it off (TF.js layers-models; default 512)' })
     .option('batch-size', { type: 'number', describe: "examples per step (default: 32, or the most the backend's memory takes; a larger request is refused with the largest that fits)" })
     .option('lr', { type: 'number', describe: 'learning rate to start the search from (Adam): default 3e-3 for the diff values of sparse/hash/lora/topk-retrain, 3e-4 for the weights in full fine-tuning (also behind topk/drop/lowrank)' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec; auto: int8 trained quantization-aware for learned methods, the most accurate for post-hoc ones' })
@@ -212,6 +213,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       epochs: a.epochs,
       ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
       ...(a.threads !== undefined ? { threads: a.threads } : {}),
+      ...(a.prefixCacheMb !== undefined ? { prefixCacheBytes: Math.round(a.prefixCacheMb * 1024 * 1024) } : {}),
       seed: a.seed,
       learningRate: a.lr,
       codec: a.codec,

@@ -16,6 +16,7 @@ import { namedVariables, type NamedVariable } from './model-weights.ts';
 import { keepLoss, type Teacher } from './keep-loss.ts';
 import { teacherTerm, type TeacherTarget } from './teacher.ts';
 import type { TrainingPool } from './parallel/pool.ts';
+import type { FrozenPrefixCache } from './prefix-cache.ts';
 import type { ShardExamples } from './parallel/shard-step.ts';
 
 /** A run stopped because its loss became NaN or infinite (a learning rate too high, usually). */
@@ -68,6 +69,11 @@ export interface LoopOptions {
    * instead of in one pass on this thread. Without it the loop runs as it always has.
    */
   pool?: TrainingPool;
+  /**
+   * The model's frozen first layers, computed once per example (src/train/prefix-cache.ts): the
+   * steps run from its cut when the data's activations fit the cache's memory bound.
+   */
+  prefix?: FrozenPrefixCache;
 }
 
 export { keepLoss, type Teacher } from './keep-loss.ts';
@@ -104,6 +110,14 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
   const varList = targets.map((t) => t.variable);
   const random = seededRandom(options.seed);
   const n = data.y.length;
+  // The examples as the steps take them: the cut's cached activations, or the inputs themselves.
+  const cached = options.prefix?.inputsFor(data, options.batchSize);
+  const examples = cached ?? data;
+  const forward = (x: tf.Tensor): tf.Tensor[] => {
+    if (cached) return (options.prefix as FrozenPrefixCache).forward(x);
+    const applied = model.apply(x, { training: false }) as tf.Tensor | tf.Tensor[];
+    return Array.isArray(applied) ? applied : [applied];
+  };
   const stepsPerEpoch = Math.ceil(n / options.batchSize);
   const totalSteps = stepsPerEpoch * options.epochs;
   const reports: EpochReport[] = [];
@@ -112,13 +126,14 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
     fromLogits: options.fromLogits,
     ...(options.teacher ? { keep: { weight: options.teacher.weight, temperature: options.teacher.temperature } } : {}),
     ...(options.target ? { target: options.target.teacher } : {}),
+    ...(cached ? { inputsAt: (options.prefix as FrozenPrefixCache).plan.cut } : {}),
   });
   for (let epoch = 1; epoch <= options.epochs; epoch++) {
     const t0 = performance.now();
     let lossSum = 0;
     let correct = 0;
     let batch = 0;
-    for (const b of epochBatches(data, options.batchSize, random)) {
+    for (const b of epochBatches(examples, options.batchSize, random)) {
       const { loss, hits } = tf.tidy(() => {
         for (const t of targets) {
           const w = param.effective(t.name);
@@ -128,8 +143,7 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
         if (options.pool) return pooledStep(options.pool, b, targets, param, options);
         let logits: tf.Tensor | null = null;
         const { value, grads } = tf.variableGrads(() => {
-          const applied = model.apply(b.x, { training: false }) as tf.Tensor | tf.Tensor[];
-          const outs = Array.isArray(applied) ? applied : [applied];
+          const outs = forward(b.x);
           const out = outs[0];
           logits = tf.keep(out);
           const target = options.target;

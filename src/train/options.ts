@@ -38,6 +38,13 @@ export interface TrainDiffOptions {
    * explicit count fails with a TrainingWorkerError instead.
    */
   threads?: number;
+  /**
+   * Memory bound, in bytes, for caching the outputs of the model's first layers when none of
+   * them trains (frozen by the config or by `trainable`): they are computed once per example
+   * and reused by every step and run (src/train/prefix-cache.ts). Default 512 MiB; 0 computes
+   * them at every step. Data whose activations would not fit is not cached.
+   */
+  prefixCacheBytes?: number;
   seed?: number;
   /**
    * The learning rate to start from (Adam): of the diff values for `sparse`, `hash`, `lora` and
@@ -212,6 +219,11 @@ export interface TrainDiffResult {
   tuning: { mode: TuneMode; candidates: TuningCandidate[]; learningRate: number; chosen: string; seconds: number; cost: number };
   /** Which weights trained. */
   trainable: { trained: string[]; frozenByConfig: string[]; statistics: number };
+  /**
+   * The frozen first layers whose outputs were computed once per example: the layer cut after,
+   * how many layers of the model that is, and the bytes the cached activations took at most.
+   */
+  prefixCache?: { cut: string; layers: number; of: number; bytes: number };
   /** The distillation term (undefined when off, asked or because the base does not do this task): its weight, temperature, and the training examples it kept (those the base classifies right). */
   distill?: { weight: number; temperature: number; examples: number; kappa: number };
   /** Why the distillation term is off, when it is (asked for, or the base does not do this task). */

@@ -40,6 +40,7 @@ import { getHasher } from '../core/hasher.ts';
 import { type ValueCodec } from '../core/values.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
 import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
+import { formatBytes } from '../diff/budget.ts';
 import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
 import { describeWidths, lowbitFromDeltas } from '../diff/lowbit.ts';
 import type { TensorPatch } from '../core/format.ts';
@@ -54,6 +55,7 @@ import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type Input
 import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-gate.ts';
 import { Identity, Shadow } from './full-params.ts';
 import { checkThreads, defaultThreads, TrainingPool } from './parallel/pool.ts';
+import { FrozenPrefixCache, planFrozenPrefix } from './prefix-cache.ts';
 import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
@@ -81,6 +83,8 @@ const DEFAULT_FULL_LR = 3e-4;
 const DEFAULT_COMPOSITE_LR = 1e-2;
 /** Distilled lowbit: scales of a few hundredths take steps of a few percent at first. */
 const DEFAULT_LOWBIT_LR = 1e-3;
+/** Default memory bound of the frozen prefix's activation cache (`prefixCacheBytes`). */
+const DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024;
 /** sparse-lora: the sparse shares trained at the tuned rate besides the 0.5 it was tuned at. */
 const SPLITS_TRIED = [0.25, 0.75];
 
@@ -140,6 +144,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   const t0 = performance.now();
   const owned: LabelledData[] = [];
   let pool: TrainingPool | undefined;
+  let prefix: FrozenPrefixCache | undefined;
   try {
     const inStore = new Set(base.list().map((t) => t.name));
     const tensors: TrainableTensor[] = namedVariables(model)
@@ -222,6 +227,20 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       } catch (e) {
         if (options.threads !== undefined || !(e instanceof TrainingWorkerError)) throw e;
         progress(`training on one thread: ${e.message}`);
+      }
+    }
+    const cacheBound = options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES;
+    if (!(cacheBound >= 0)) throw new UsageError(`prefixCacheBytes must be a number of bytes >= 0 (0 turns the cache off), found ${cacheBound}`);
+    const plan = cacheBound > 0 && tensors.length > 0 ? planFrozenPrefix(model, new Set(tensors.map((t) => t.name))) : undefined;
+    if (plan && 'cut' in plan) {
+      const cache = new FrozenPrefixCache(model, plan, cacheBound);
+      const need = cache.bytesFor(trainData.y.length);
+      const what = `the first ${plan.layers} of the model's ${plan.of} layers train nothing`;
+      if (need <= cacheBound) {
+        prefix = cache;
+        progress(`${what}: their outputs (after layer ${plan.cut}, ${formatBytes(need)} for the training examples) are computed once per example and reused by every step`);
+      } else {
+        progress(`${what}, but their outputs for the training examples would take ${formatBytes(need)}, over the cache's ${formatBytes(cacheBound)} (prefixCacheBytes): computed at every step`);
       }
     }
     progress(`${trainData.y.length} training examples${val ? `, ${val.y.length} held out for validation${typeof options.validation === 'object' ? '' : ' (seeded, stratified)'}` : ''}; batch size ${batchSize}${options.batchSize === undefined ? ' (fits the backend\'s memory)' : ''}`);
@@ -398,6 +417,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           epochs: count,
           batchSize,
           ...(pool ? { pool } : {}),
+          ...(prefix ? { prefix } : {}),
           seed: seed + offset,
           fromLogits,
           optimizerFor,
@@ -724,6 +744,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       } : {}),
       tuning: { mode: tune, candidates, learningRate: chosen.learningRate, chosen: chosen.label, seconds: trainSeconds, cost: oneRun ? seen / oneRun : 0 },
       trainable: { trained: tensors.map((t) => t.name), frozenByConfig: selection.frozenByConfig, statistics: selection.statistics },
+      ...(prefix ? { prefixCache: { cut: prefix.plan.cut, layers: prefix.plan.layers, of: prefix.plan.of, bytes: prefix.bytes } } : {}),
       ...(distilled ? { distill: distilled } : {}),
       ...(distillOff ? { distillOff } : {}),
       ...(competition ? { selection: competition } : {}),
@@ -731,6 +752,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     };
   } finally {
     pool?.dispose();
+    prefix?.dispose();
     selection.restore();
     for (const d of owned) d.x.dispose();
   }

@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { sparseCrossEntropy } from '../data.ts';
 import { keepLoss, type Teacher } from '../keep-loss.ts';
 import { teacherTerm, type TeacherTarget } from '../teacher.ts';
+import { forwardFromCut } from '../prefix-cache.ts';
 
 /** The loss of the run, the same for every shard (plain data: it crosses to the workers). */
 export interface ShardLossSpec {
@@ -21,6 +22,11 @@ export interface ShardLossSpec {
   keep?: { weight: number; temperature: number };
   /** Teacher diffs' target (see `LoopOptions.target`); its rows come with each shard. */
   target?: TeacherTarget;
+  /**
+   * The examples are this layer's activations, not the model's inputs: the run caches a frozen
+   * prefix (src/train/prefix-cache.ts) and the shard runs the model from there.
+   */
+  inputsAt?: string;
 }
 
 /** The examples of one shard, as plain arrays (row-major). */
@@ -58,7 +64,7 @@ export function shardGradients(model: tf.LayersModel, variables: tf.Variable[], 
     const y = tf.tensor1d(shard.y, 'int32');
     let logits: tf.Tensor | null = null;
     const { value, grads } = tf.variableGrads(() => {
-      const applied = model.apply(x, { training: false }) as tf.Tensor | tf.Tensor[];
+      const applied = spec.inputsAt ? forwardFromCut(model, spec.inputsAt, x) : (model.apply(x, { training: false }) as tf.Tensor | tf.Tensor[]);
       const outs = Array.isArray(applied) ? applied : [applied];
       const out = outs[0];
       logits = tf.keep(out);
