@@ -80,7 +80,8 @@ export function activationGradKernelConfigs(): KernelConfig[] {
 
 /** Whether `kernel` runs here for these tensors: the wasm backend, float32 values. */
 function fused(kernel: string, dy: tf.Tensor, x: tf.Tensor): boolean {
-  return dy.dtype === 'float32' && x.dtype === 'float32' && tf.getBackend() === WASM && tf.getKernel(kernel, WASM) !== undefined;
+  return simdKernelSwitch.fuseActivationGrads && dy.dtype === 'float32' && x.dtype === 'float32' &&
+    tf.getBackend() === WASM && tf.getKernel(kernel, WASM) !== undefined;
 }
 
 /** Relu's gradient: our kernel on wasm, else tfjs' formula. */

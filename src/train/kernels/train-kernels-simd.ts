@@ -78,5 +78,9 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
   return null;
 }
 
-/** Whether the SIMD kernels are used (true) or their JavaScript twins (false); tests and benches switch it. */
-export const simdKernelSwitch = { enabled: true };
+/**
+ * Tests and benchmarks switch these: `enabled` false runs the JavaScript twins instead of the SIMD
+ * kernels (same bits); `fuseActivationGrads` false gives Relu, Relu6 and ClipByValue tfjs' own
+ * gradients back (activation-grad.ts), as before the kernels existed.
+ */
+export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true };
