@@ -36,6 +36,7 @@ const cases: { script: string; args: string[]; shows: RegExp }[] = [
   { script: 'bench:apply', args: ['--quick'], shows: /wrote bench\/out\/apply\.json/ },
   // bench:train runs three scripts; each gets --quick.
   { script: 'bench:train', args: ['--quick'], shows: /hash diff .* samples\/s[\s\S]*wrote bench\/out\/train-engine\.json[\s\S]*Training throughput/ },
+  { script: 'bench:train-kernels', args: ['--quick'], shows: /depthwise backprop-filter JS \/ SIMD +112x112x96 \(s2\)[\s\S]*Keras ReLU6 gradient tfjs \/ ours[\s\S]*wrote bench\/out\/train-kernels-simd\.json/ },
   { script: 'bench:large', args: ['--gb', '0.03', '--tensor-mb', '4'], shows: /tfjs +apply .*"status":"applied"/ },
   { script: 'conformance:onnx', args: ['--filter', 'relu'], shows: /\d+ passing, 0 failing/ },
   { script: 'conformance:tflite', args: ['--quick'], shows: /2 distinct \(a file[^)]*\); every one read and written back byte-identical: yes[\s\S]*\| exact \(every change\) \| [\d,]+ \| 0\.000e\+0 \|/ },

@@ -11,7 +11,8 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, initStockWasmBackend, STOCK_WASM_BACKEND } from '../src/train/backend.ts';
-import { kernelLimits } from '../src/train/kernels/util.ts';
+import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
+import { kernelLimits, type WasmBackendLike } from '../src/train/kernels/util.ts';
 import { MissingDependencyError } from '../src/core/errors.ts';
 
 
@@ -427,5 +428,139 @@ describe('batch-norm gradient without Tile (src/train/kernels/batch-norm-grad.ts
     });
     assert.ok(kernels.some((k) => k.name === 'FusedBatchNorm'), 'the forward pass ran FusedBatchNorm');
     assert.equal(kernels.filter((k) => k.name === 'Tile').length, 0);
+  });
+});
+
+describe('SIMD train kernels (depthwise.c, activation-grad.c) against their JavaScript twins', () => {
+  /** Run `f` on wasm with the SIMD kernels and with their JavaScript twins. */
+  async function simdAndTwin(f: () => tf.Tensor[]): Promise<{ simd: Float32Array[]; twin: Float32Array[] }> {
+    await initBackend('wasm');
+    assert.equal(trainKernelsUnavailable(tf.backend() as unknown as WasmBackendLike), null, 'the SIMD kernels load on this runtime');
+    const run = () => {
+      const outs = tf.tidy(f);
+      const values = outs.map((t) => Float32Array.from(t.dataSync()));
+      tf.dispose(outs);
+      return values;
+    };
+    const simd = run();
+    simdKernelSwitch.enabled = false;
+    try {
+      return { simd, twin: run() };
+    } finally {
+      simdKernelSwitch.enabled = true;
+    }
+  }
+
+  /** Bit for bit (NaN as NaN). */
+  function assertSameBits(label: string, actual: Float32Array, expected: Float32Array): void {
+    assert.equal(actual.length, expected.length, `${label}: sizes differ`);
+    const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
+    const e = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
+    for (let i = 0; i < a.length; i++) {
+      if (Number.isNaN(expected[i]) && Number.isNaN(actual[i])) continue;
+      if (a[i] !== e[i]) assert.fail(`${label}: element ${i} is ${actual[i]}, the reference ${expected[i]}`);
+    }
+  }
+
+  // Strides 1 and 2 (and mixed), same and valid padding, multipliers 1 to 3, channel counts off
+  // the SIMD width, batch 1 to 3, square and non-square kernels.
+  const cases: Array<{ x: number[]; k: [number, number]; mult: number; s: number | [number, number]; pad: 'same' | 'valid' }> = [];
+  const channels = [3, 5, 8, 1, 7, 6, 9, 4];
+  let i = 0;
+  for (const s of [1, 2]) {
+    for (const pad of ['same', 'valid'] as const) {
+      for (const mult of [1, 2]) {
+        const c = channels[i % channels.length];
+        cases.push({ x: [1 + (i % 3), 7 + (i % 4), 6 + (i % 3), c], k: [3, 3], mult, s, pad });
+        i++;
+      }
+    }
+  }
+  cases.push({ x: [2, 9, 11, 13], k: [5, 5], mult: 1, s: 2, pad: 'same' });
+  cases.push({ x: [3, 8, 9, 5], k: [3, 2], mult: 3, s: [1, 2], pad: 'valid' });
+  cases.push({ x: [1, 6, 5, 16], k: [1, 1], mult: 1, s: 1, pad: 'valid' });
+  cases.push({ x: [2, 4, 4, 2], k: [5, 5], mult: 2, s: 1, pad: 'same' });
+
+  for (const c of cases) {
+    const name = `x${JSON.stringify(c.x)} k${c.k.join('x')} mult${c.mult} s${String(c.s)} ${c.pad}`;
+    it(`depthwise gradients ${name}: SIMD equals the JavaScript loops bit for bit, and cpu within 1e-5`, async () => {
+      const f = () =>
+        gradsOf(
+          (x, w) => tf.depthwiseConv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.s, c.pad),
+          [rand(c.x, 71), rand([c.k[0], c.k[1], c.x[3], c.mult], 72)],
+          73,
+        );
+      const { simd, twin } = await simdAndTwin(f);
+      assert.equal(simd.length, 3);
+      simd.forEach((v, j) => assertSameBits(`${name} output ${j}`, v, twin[j]));
+      await assertSame(name, f);
+    });
+  }
+
+  // Boundaries where the masks decide: 0, -0, 6, just past 6, the clip bounds, NaN, infinities;
+  // 1003 values, so the SIMD loop's scalar tail runs too.
+  function activationInputs(): tf.Tensor[] {
+    const x = randomValues(1003, 74).map((v) => v * 8 - 1);
+    x.set([0, -0, 6, Math.fround(6 + 1e-6), -1, 0.5, NaN, Infinity, -Infinity, 1e-30, -1e-30, 5.999999]);
+    const dy = randomValues(1003, 75);
+    dy.set([-1, -2, 3, -4, 5, -0, 2, 1, -1, 0.25, -0.5, Infinity]);
+    return [tf.tensor(x), tf.tensor(dy)];
+  }
+  const activations: Array<{ name: string; f: (x: tf.Tensor) => tf.Tensor; stock: (x: tf.Tensor, dy: tf.Tensor) => tf.Tensor; kernel: string }> = [
+    { name: 'relu', f: (x) => tf.relu(x), stock: (x, dy) => tf.mul(dy, tf.cast(tf.step(x), 'float32')), kernel: 'NeuralDiffReluGrad' },
+    { name: 'relu6', f: (x) => tf.relu6(x), stock: (x, dy) => tf.mul(dy, tf.cast(tf.mul(tf.lessEqual(x, 6), tf.step(x)), 'float32')), kernel: 'NeuralDiffRelu6Grad' },
+    {
+      name: 'clipByValue(-1, 0.5)',
+      f: (x) => tf.clipByValue(x, -1, 0.5),
+      stock: (x, dy) => tf.where(tf.logicalAnd(tf.greaterEqual(x, -1), tf.lessEqual(x, 0.5)), dy, tf.zerosLike(dy)),
+      kernel: 'NeuralDiffClipByValueGrad',
+    },
+  ];
+  for (const a of activations) {
+    it(`${a.name} gradient: one kernel, SIMD equals its JavaScript twin and tfjs' own formula bit for bit`, async () => {
+      const grad = () => {
+        const [x, dy] = activationInputs();
+        return [tf.grad((v: tf.Tensor) => a.f(v))(x, dy)];
+      };
+      const { simd, twin } = await simdAndTwin(grad);
+      const stock = tf.tidy(() => {
+        const [x, dy] = activationInputs();
+        return Float32Array.from(a.stock(x, dy).dataSync());
+      });
+      assertSameBits(`${a.name} SIMD vs twin`, simd[0], twin[0]);
+      assertSameBits(`${a.name} SIMD vs tfjs`, simd[0], stock);
+      assert.ok(simd[0].some((v) => v === 0) && simd[0].some((v) => v !== 0 && !Number.isNaN(v)), 'the mask both keeps and drops');
+      const [x, dy] = activationInputs();
+      const { kernels } = await tf.profile(() => tf.grad((v: tf.Tensor) => a.f(v))(x, dy));
+      const names = kernels.map((k) => k.name);
+      assert.ok(names.includes(a.kernel), `the gradient runs ${a.kernel}: ${names.join(', ')}`);
+      for (const gone of ['Step', 'Select', 'LogicalAnd', 'GreaterEqual', 'LessEqual', 'ZerosLike', 'Cast']) {
+        assert.ok(!names.includes(gone), `tfjs' ${gone} still runs: ${names.join(', ')}`);
+      }
+      tf.dispose([x, dy]);
+    });
+  }
+
+  it('a small depthwise + ReLU6 model: every weight gradient on wasm (SIMD kernels) equals the cpu backend within 1e-5', async () => {
+    const f = () => {
+      const model = tf.sequential({
+        layers: [
+          tf.layers.depthwiseConv2d({ inputShape: [9, 8, 5], kernelSize: 3, strides: 2, padding: 'same', depthMultiplier: 1 }),
+          tf.layers.reLU({ maxValue: 6 }),
+          tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'valid', depthMultiplier: 2, activation: 'relu6' }),
+          tf.layers.conv2d({ filters: 3, kernelSize: 1, activation: 'relu' }),
+          tf.layers.flatten(),
+          tf.layers.dense({ units: 4 }),
+        ],
+      });
+      model.setWeights(model.getWeights().map((w, j) => tf.mul(rand(w.shape, 400 + j), 2)));
+      const x = tf.mul(rand([3, 9, 8, 5], 410), 4);
+      const y = tf.oneHot(tf.tensor1d([0, 3, 1], 'int32'), 4);
+      const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, model.apply(x) as tf.Tensor) as tf.Scalar);
+      const out = model.trainableWeights.map((w) => grads[w.originalName]);
+      model.dispose();
+      return out;
+    };
+    await assertSame('depthwise + ReLU6 model', f);
   });
 });

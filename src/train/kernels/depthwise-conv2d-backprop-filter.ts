@@ -1,12 +1,14 @@
 /**
- * DepthwiseConv2dNativeBackpropFilter for wasm (not registered in the stock package). A depthwise
- * conv does KH·KW multiply-adds per output value, so a direct loop in JS over the wasm heap is
- * cheap next to the rest of a training step; no matmul reformulation is needed.
+ * DepthwiseConv2dNativeBackpropFilter for wasm (not registered in the stock package): a direct
+ * loop over the wasm heap, accumulated in float64. It runs as WebAssembly SIMD (depthwise.c, on the
+ * backend's memory, scratch from makeOutput); the JavaScript loop below is its scalar twin, run
+ * where the SIMD module cannot, and gives the same bits.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { depthwiseGeometry } from './depthwise-conv2d-geometry.ts';
-import { asWasm, f32, WASM } from './util.ts';
+import { simdKernelSwitch, trainKernels } from './train-kernels-simd.ts';
+import { asWasm, dispose, f32, offsetOf, WASM } from './util.ts';
 
 function depthwiseBackpropFilter(args: { inputs: Record<string, TensorInfo | undefined>; backend: unknown; attrs?: NamedAttrMap }): TensorInfo {
   const backend = asWasm(args.backend);
@@ -24,8 +26,18 @@ function depthwiseBackpropFilter(args: { inputs: Record<string, TensorInfo | und
   const pt = info.padInfo.top;
   const pl = info.padInfo.left;
   const CM = C * M;
-  const acc = new Float64Array(KH * KW * CM);
   const out = backend.makeOutput([...attrs.filterShape], 'float32');
+  const kernels = simdKernelSwitch.enabled ? trainKernels(backend) : null;
+  if (kernels !== null) {
+    const acc = backend.makeOutput([2 * KH * KW * CM], 'float32'); // KH·KW·CM float64
+    kernels.depthwise_filter_grad(
+      offsetOf(backend, x), offsetOf(backend, dy), offsetOf(backend, acc), offsetOf(backend, out),
+      B, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl, M,
+    );
+    dispose(backend, acc);
+    return out;
+  }
+  const acc = new Float64Array(KH * KW * CM);
   const xs = f32(backend, x);
   const dys = f32(backend, dy);
   for (let b = 0; b < B; b++) {
@@ -57,7 +69,7 @@ function depthwiseBackpropFilter(args: { inputs: Record<string, TensorInfo | und
   return out;
 }
 
-/** DepthwiseConv2dNativeBackpropFilter for wasm: a direct loop, accumulated in float64. */
+/** DepthwiseConv2dNativeBackpropFilter for wasm: a direct loop (SIMD, or its JavaScript twin), accumulated in float64. */
 export function depthwiseConv2dNativeBackpropFilterConfig(): KernelConfig {
   return {
     kernelName: 'DepthwiseConv2dNativeBackpropFilter',

@@ -1,11 +1,15 @@
 /**
  * DepthwiseConv2dNativeBackpropInput for wasm (not registered in the stock package): the adjoint
- * of the depthwise conv as a direct scatter loop in JS over the wasm heap.
+ * of the depthwise conv, accumulated in float64. It runs as WebAssembly SIMD (depthwise.c: a
+ * gather per input pixel, adding the same terms in the same order, on the backend's memory); the
+ * JavaScript scatter loop below is its scalar twin, run where the SIMD module cannot, and gives the
+ * same bits.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { depthwiseGeometry } from './depthwise-conv2d-geometry.ts';
-import { asWasm, f32, WASM } from './util.ts';
+import { simdKernelSwitch, trainKernels } from './train-kernels-simd.ts';
+import { asWasm, f32, offsetOf, WASM } from './util.ts';
 
 function depthwiseBackpropInput(args: { inputs: Record<string, TensorInfo | undefined>; backend: unknown; attrs?: NamedAttrMap }): TensorInfo {
   const backend = asWasm(args.backend);
@@ -23,8 +27,16 @@ function depthwiseBackpropInput(args: { inputs: Record<string, TensorInfo | unde
   const pt = info.padInfo.top;
   const pl = info.padInfo.left;
   const CM = C * M;
-  const acc = new Float64Array(B * H * W * C);
   const out = backend.makeOutput([...attrs.inputShape], 'float32');
+  const kernels = simdKernelSwitch.enabled ? trainKernels(backend) : null;
+  if (kernels !== null) {
+    kernels.depthwise_input_grad(
+      offsetOf(backend, dy), offsetOf(backend, filter), offsetOf(backend, out),
+      B, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl, M,
+    );
+    return out;
+  }
+  const acc = new Float64Array(B * H * W * C);
   const dys = f32(backend, dy);
   const ws = f32(backend, filter);
   for (let b = 0; b < B; b++) {
@@ -57,7 +69,7 @@ function depthwiseBackpropInput(args: { inputs: Record<string, TensorInfo | unde
   return out;
 }
 
-/** DepthwiseConv2dNativeBackpropInput for wasm: a direct scatter loop, accumulated in float64. */
+/** DepthwiseConv2dNativeBackpropInput for wasm: SIMD gather or JavaScript scatter, accumulated in float64. */
 export function depthwiseConv2dNativeBackpropInputConfig(): KernelConfig {
   return {
     kernelName: 'DepthwiseConv2dNativeBackpropInput',

@@ -3,6 +3,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig } from '@tensorflow/tfjs';
+import { activationGradKernelConfigs, clipByValueGradConfig, relu6GradConfig, reluGradConfig } from './activation-grad.ts';
 import { batchMatMulConfig, fusedMatMulConfig } from './batch-mat-mul.ts';
 import { batchNormGradConfig } from './batch-norm-grad.ts';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.ts';
@@ -25,14 +26,18 @@ export const FIXED_WASM_KERNELS = [
   'DepthwiseConv2dNativeBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput',
   'MaxPoolGrad',
+  'NeuralDiffReluGrad',
+  'NeuralDiffRelu6Grad',
+  'NeuralDiffClipByValueGrad',
 ] as const;
 
 let registered = false;
 
 /**
- * Register the fixed kernels for the `wasm` backend (idempotent), and the batch-norm gradient
+ * Register the fixed kernels for the `wasm` backend (idempotent), the batch-norm gradient
  * without Tile (src/train/kernels/batch-norm-grad.ts, for every backend: its values are the stock
- * gradient's). The stock kernels are captured
+ * gradient's), and Relu's, Relu6's and ClipByValue's gradients as one kernel each on wasm
+ * (activation-grad.ts; tfjs' formula elsewhere). The stock kernels are captured
  * first, since the fixes delegate to them. Kernels registered after the backend was initialized
  * get their setup only on the next `tf.setBackend('wasm')`, which the caller must do.
  */
@@ -48,6 +53,7 @@ export function registerWasmKernelFixes(): void {
     depthwiseConv2dNativeBackpropFilterConfig(),
     depthwiseConv2dNativeBackpropInputConfig(),
     maxPoolGradConfig(),
+    ...activationGradKernelConfigs(),
   ];
   const present = new Set(tf.getKernelsForBackend(WASM).map((k) => k.kernelName));
   for (const config of configs) {
@@ -55,5 +61,6 @@ export function registerWasmKernelFixes(): void {
     tf.registerKernel(config);
   }
   tf.registerGradient(batchNormGradConfig());
+  for (const grad of [reluGradConfig(), relu6GradConfig(), clipByValueGradConfig()]) tf.registerGradient(grad);
   registered = true;
 }

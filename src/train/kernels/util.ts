@@ -151,3 +151,8 @@ export const kernelLimits = {
 export function chunkSize(batch: number, perItem: number, budget = kernelLimits.columnFloats): number {
   return Math.max(1, Math.min(batch, Math.floor(budget / Math.max(1, perItem))));
 }
+
+/** Byte offset of a tensor's data in the wasm heap (what the SIMD kernels take as a pointer). */
+export function offsetOf(backend: WasmBackendLike, t: TensorInfo): number {
+  return backend.dataIdMap.get(t.dataId).memoryOffset;
+}

@@ -1,0 +1,86 @@
+/**
+ * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c; built into
+ * train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
+ * backend's own `WebAssembly.Memory` (the emscripten module's `asm.memory`), so its functions take
+ * the byte offsets of tensors the backend allocated and work on them in place: no copies in or out,
+ * and scratch space comes from the backend (`makeOutput`). One instance per backend memory (each
+ * worker thread has its own backend, hence its own).
+ *
+ * Nothing here holds a view of the heap: the kernels get offsets, so a memory that grows between
+ * two calls needs no care.
+ */
+import { fromHex } from '../../core/hex.ts';
+import { TRAIN_KERNELS_WASM } from './train-kernels-wasm.ts';
+import type { WasmBackendLike } from './util.ts';
+
+/** The functions the module exports (pointers are byte offsets in the backend's memory). */
+export interface TrainKernelExports {
+  depthwise_filter_grad(
+    x: number, dy: number, acc: number, dw: number,
+    B: number, H: number, W: number, C: number, OH: number, OW: number, KH: number, KW: number,
+    sh: number, sw: number, pt: number, pl: number, M: number,
+  ): void;
+  depthwise_input_grad(
+    dy: number, w: number, dx: number,
+    B: number, H: number, W: number, C: number, OH: number, OW: number, KH: number, KW: number,
+    sh: number, sw: number, pt: number, pl: number, M: number,
+  ): void;
+  relu_grad(dy: number, x: number, dx: number, n: number): void;
+  relu6_grad(dy: number, x: number, dx: number, n: number): void;
+  clip_grad(dy: number, x: number, dx: number, n: number, lo: number, hi: number): void;
+}
+
+/** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */
+interface EmscriptenAsm {
+  asm?: { memory?: unknown };
+}
+
+let compiled: WebAssembly.Module | null | undefined;
+/** Why the module could not be compiled here (no WebAssembly SIMD), once it was tried. */
+let compileError: string | null = null;
+const instances = new WeakMap<WebAssembly.Memory, TrainKernelExports>();
+
+/** The backend's memory, or null if this tfjs-backend-wasm does not expose it where 4.22 does. */
+export function backendMemory(backend: WasmBackendLike): WebAssembly.Memory | null {
+  const memory = (backend.wasm as unknown as EmscriptenAsm).asm?.memory;
+  return memory instanceof WebAssembly.Memory && memory.buffer === backend.wasm.HEAPU8.buffer ? memory : null;
+}
+
+/**
+ * The kernels instantiated on `backend`'s memory, or null when they cannot run here (a runtime
+ * without WebAssembly SIMD, or a backend whose memory is not reachable); callers then run the
+ * JavaScript twins, which give the same bits.
+ */
+export function trainKernels(backend: WasmBackendLike): TrainKernelExports | null {
+  const memory = backendMemory(backend);
+  if (memory === null) return null;
+  const known = instances.get(memory);
+  if (known !== undefined) return known;
+  if (compiled === undefined) {
+    try {
+      compiled = new WebAssembly.Module(fromHex(TRAIN_KERNELS_WASM));
+    } catch (e) {
+      compiled = null;
+      compileError = e instanceof Error ? e.message : String(e);
+    }
+  }
+  if (compiled === null) return null;
+  const instance = new WebAssembly.Instance(compiled, { env: { memory } });
+  const kernels = instance.exports as unknown as TrainKernelExports;
+  instances.set(memory, kernels);
+  return kernels;
+}
+
+/** Why {@link trainKernels} returns null on this runtime, if it does (for diagnostics and tests). */
+export function trainKernelsUnavailable(backend: WasmBackendLike): string | null {
+  if (backendMemory(backend) === null) return 'the wasm backend does not expose its WebAssembly.Memory (asm.memory)';
+  if (trainKernels(backend) === null) return `the SIMD module does not compile here: ${compileError ?? 'unknown error'}`;
+  return null;
+}
+
+/**
+ * Tests and benchmarks switch these: `enabled` false runs the JavaScript twins instead of the SIMD
+ * kernels (same bits); `fuseActivationGrads` false gives Relu, Relu6 and ClipByValue tfjs' own
+ * gradients back (activation-grad.ts), as before the kernels existed.
+ */
+export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true };
