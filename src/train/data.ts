@@ -102,8 +102,12 @@ export interface Evaluation {
   topClassShare: number;
 }
 
-/** Accuracy, loss and per-example predictions of a model on `data`, `batchSize` examples at a time. */
-export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 256, fromLogits = outputIsLogits(model)): Evaluation {
+/**
+ * Accuracy, loss and per-example predictions of a model on `data`, `batchSize` examples at a time.
+ * `predict` replaces `model.predict` (the model run from a frozen prefix's cached activations,
+ * which `data.x` then holds).
+ */
+export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 256, fromLogits = outputIsLogits(model), predict?: (x: tf.Tensor) => tf.Tensor): Evaluation {
   const n = data.y.length;
   const predictions = new Int32Array(n);
   let lossSum = 0;
@@ -111,7 +115,7 @@ export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 
     const end = Math.min(n, start + batchSize);
     const [pred, loss] = tf.tidy(() => {
       const x = data.x.slice(start, end - start);
-      const predicted = model.predict(x) as tf.Tensor | tf.Tensor[];
+      const predicted = predict ? predict(x) : (model.predict(x) as tf.Tensor | tf.Tensor[]);
       const out = Array.isArray(predicted) ? predicted[0] : predicted;
       const labels = tf.tensor1d(data.y.subarray(start, end), 'int32');
       return [tf.argMax(out, -1), sparseCrossEntropy(out, labels, fromLogits)] as const;

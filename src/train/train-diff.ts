@@ -299,7 +299,9 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
             teacherCloseness: { agreement: c.agreement, meanAbsDiff: c.meanAbsDiff }, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}),
           };
         }
-        const e = evaluate(model, val, evalBatch, fromLogits);
+        // Validation runs from the frozen prefix's cached activations too, when they fit.
+        const cachedVal = prefix?.inputsFor(val, evalBatch);
+        const e = cachedVal ? evaluate(model, cachedVal, evalBatch, fromLogits, (x) => (prefix as FrozenPrefixCache).forward(x)[0]) : evaluate(model, val, evalBatch, fromLogits);
         const correct = Uint8Array.from(e.predictions, (p, i) => (p === val.y[i] ? 1 : 0));
         return { built, valAccuracy: e.accuracy, valLoss: e.loss, score: e.accuracy, scoreText: pct(e.accuracy), collapsed: isCollapsed(e), perExample: correct, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
       } finally {
