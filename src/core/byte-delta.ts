@@ -1,0 +1,181 @@
+/**
+ * The byte delta (docs/FORMAT.md §16): a file rebuilt from another file's bytes by COPY(offset,
+ * length) instructions that take bytes of the base and INSERT(length) instructions that take the
+ * next bytes of a literal section, raw or range-coded with codec `xr`'s coder (one byte a value,
+ * no raw low bytes). It carries a model file's frame when its structure changed (format v7: the
+ * base file rebuilt into one with the target's structure, kept and renamed tensors as copies of
+ * the base's bytes, new ones inserted).
+ *
+ * Decoding is pure and bounded: the output length is declared up front and capped by the caller,
+ * every instruction is read and checked (lengths, copy ranges against the base, the totals)
+ * before the output is allocated, and nothing is written past the declared length. Device code:
+ * no I/O, no node:* or tfjs imports.
+ */
+
+import { PayloadFormatError } from './errors.ts';
+import { openXr } from './xr.ts';
+
+/** Literal section coding: the inserted bytes as they are. */
+export const LITERALS_RAW = 0;
+/** Literal section coding: the inserted bytes range-coded (codec `xr`'s coder, 0 low bytes). */
+export const LITERALS_RANGE_CODED = 1;
+
+/** The largest base a copy can address, and the longest instruction: 2^31 - 1 bytes. */
+export const BYTE_DELTA_MAX_SPAN = 0x7fffffff;
+
+/** The five varints that open a byte delta. */
+export interface ByteDeltaHeader {
+  /** Length of the rebuilt output, in bytes. */
+  outputLength: number;
+  /** Length of the base the copies read from; the delta applies to no other. */
+  baseLength: number;
+  /** Number of instructions (each produces at least one byte). */
+  instructionCount: number;
+  /** {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED}. */
+  literalCoding: number;
+  /** Total bytes the INSERT instructions take from the literal section. */
+  literalLength: number;
+  /** Where the instructions start in the delta. */
+  instructionsAt: number;
+}
+
+function fail(where: string, message: string, details: Record<string, unknown> = {}): never {
+  throw new PayloadFormatError(`${where}: ${message}; the payload is corrupt or was not made for this file: fetch it again or fall back to the full model`, details);
+}
+
+// One unsigned LEB128 varint of at most 5 bytes and 32 bits (as src/core/varint.ts reads them);
+// the value is left in `value` and the next offset returned, -1 when truncated or too long.
+let value = 0;
+function readVarint(bytes: Uint8Array, at: number): number {
+  let v = 0;
+  for (let shift = 0, p = at; ; shift += 7) {
+    if (p >= bytes.length) return -1;
+    const b = bytes[p++];
+    if (shift === 28) {
+      if (b > 0x0f) return -1;
+      value = v + b * 0x10000000;
+      return p;
+    }
+    v |= (b & 0x7f) << shift;
+    if (b < 0x80) {
+      value = v >>> 0;
+      return p;
+    }
+  }
+}
+
+function varintAt(bytes: Uint8Array, at: number, where: string, what: string): number {
+  const next = readVarint(bytes, at);
+  if (next < 0) fail(where, `${what} at byte ${at} must be a varint of at most 5 bytes and 32 bits, found ${at >= bytes.length ? 'the end of the delta' : 'a truncated or longer one'}`, { at });
+  return next;
+}
+
+/**
+ * Read and check the header of a byte delta (`where` names it in errors).
+ * @throws PayloadFormatError when a varint is malformed, the output is longer than
+ *   `maxOutputBytes`, the literal coding is unknown, or the instruction count cannot fit.
+ */
+export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): ByteDeltaHeader {
+  const fields: number[] = [];
+  let at = 0;
+  for (const what of ['the output length', 'the base length', 'the instruction count', 'the literal coding', 'the literal length']) {
+    at = varintAt(delta, at, where, what);
+    fields.push(value);
+  }
+  const [outputLength, baseLength, instructionCount, literalCoding, literalLength] = fields;
+  if (outputLength > maxOutputBytes) fail(where, `the output is declared ${outputLength} bytes, the limit is ${maxOutputBytes}`, { outputLength, maxOutputBytes });
+  if (baseLength > BYTE_DELTA_MAX_SPAN) fail(where, `the base is declared ${baseLength} bytes, at most ${BYTE_DELTA_MAX_SPAN}`);
+  if (literalCoding !== LITERALS_RAW && literalCoding !== LITERALS_RANGE_CODED) fail(where, `the literal coding must be 0 (raw) or 1 (range-coded), found ${literalCoding}`);
+  // Every instruction takes at least one byte of the delta and gives at least one of output.
+  if (instructionCount > outputLength || instructionCount > delta.length - at) {
+    fail(where, `${instructionCount} instructions cannot fit: at most one per output byte (${outputLength}) and per remaining delta byte (${delta.length - at})`, { instructionCount });
+  }
+  if (literalLength > outputLength) fail(where, `${literalLength} literal bytes declared for an output of ${outputLength}`);
+  return { outputLength, baseLength, instructionCount, literalCoding, literalLength, instructionsAt: at };
+}
+
+/**
+ * Walk the instructions of a delta whose header is `h`: check each one and, when `out` is given,
+ * carry it out (`literal(n)` returns the next n literal bytes). Returns where the literal
+ * section starts.
+ */
+function walk(base: Uint8Array, delta: Uint8Array, h: ByteDeltaHeader, where: string, out: Uint8Array | null, literal: ((n: number) => Uint8Array) | null): number {
+  let at = h.instructionsAt;
+  let written = 0;
+  let inserted = 0;
+  let cursor = 0; // the base offset after the last copy: a copy's offset is coded from it
+  for (let k = 0; k < h.instructionCount; k++) {
+    at = varintAt(delta, at, where, `instruction ${k}`);
+    const op = value;
+    const length = Math.floor(op / 2);
+    if (length === 0) fail(where, `instruction ${k} has length 0; every instruction gives at least one byte`, { instruction: k });
+    if (length > h.outputLength - written) fail(where, `instruction ${k} gives ${length} bytes at output byte ${written}, past the declared output length ${h.outputLength}`, { instruction: k });
+    if (op & 1) {
+      at = varintAt(delta, at, where, `the offset of copy ${k}`);
+      const z = value;
+      const offset = cursor + (z & 1 ? -(z + 1) / 2 : z / 2);
+      if (offset < 0 || offset + length > h.baseLength) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${h.baseLength} bytes`, { instruction: k, offset, length });
+      if (out) out.set(base.subarray(offset, offset + length), written);
+      cursor = offset + length;
+    } else {
+      if (length > h.literalLength - inserted) fail(where, `insert ${k} takes ${length} literal bytes after ${inserted}, past the ${h.literalLength} declared`, { instruction: k });
+      if (out && literal) out.set(literal(length), written);
+      inserted += length;
+    }
+    written += length;
+  }
+  if (written !== h.outputLength) fail(where, `the instructions give ${written} bytes, the output is declared ${h.outputLength}`);
+  if (inserted !== h.literalLength) fail(where, `the inserts take ${inserted} literal bytes, ${h.literalLength} are declared`);
+  return at;
+}
+
+/**
+ * Rebuild a file from `base` and a byte delta. Every instruction is checked before the output is
+ * allocated; `base` is only read.
+ * @param maxOutputBytes - the largest output the caller accepts (a delta declaring more is refused before anything is allocated)
+ * @param where - names the delta in errors, e.g. `payload "rb"`
+ * @throws PayloadFormatError naming what was expected and found: a malformed varint, an output
+ *   over the cap, a base of another length, a copy outside the base, an instruction past the
+ *   declared output, literals that do not add up, or bytes left over.
+ */
+export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): Uint8Array {
+  const h = readByteDeltaHeader(delta, maxOutputBytes, where);
+  if (base.length !== h.baseLength) fail(where, `the delta reads a base of ${h.baseLength} bytes, this one is ${base.length}`, { expected: h.baseLength, found: base.length });
+  const literalsAt = walk(base, delta, h, where, null, null);
+  const section = delta.subarray(literalsAt);
+  let literal: (n: number) => Uint8Array;
+  if (h.literalCoding === LITERALS_RAW) {
+    if (section.length !== h.literalLength) fail(where, `the literal section must be ${h.literalLength} raw bytes, found ${section.length}`);
+    let next = 0;
+    literal = (n) => section.subarray(next, (next += n));
+  } else {
+    // openXr checks the stream's length and, after the last value, that it ended exactly.
+    const reader = openXr(section, h.literalLength, `${where} literals`, 0);
+    let next = 0;
+    let masks = new Uint32Array(0);
+    let bytes = new Uint8Array(0);
+    literal = (n) => {
+      if (masks.length < n) {
+        masks = new Uint32Array(Math.min(n, 1 << 16));
+        bytes = new Uint8Array(masks.length);
+      }
+      if (n <= masks.length) {
+        reader.read(next, n, masks.subarray(0, n));
+        next += n;
+        for (let i = 0; i < n; i++) bytes[i] = masks[i];
+        return bytes.subarray(0, n);
+      }
+      const all = new Uint8Array(n);
+      for (let i = 0; i < n; i += masks.length) {
+        const m = Math.min(masks.length, n - i);
+        reader.read(next, m, masks.subarray(0, m));
+        next += m;
+        for (let j = 0; j < m; j++) all[i + j] = masks[j];
+      }
+      return all;
+    };
+  }
+  const out = new Uint8Array(h.outputLength);
+  walk(base, delta, h, where, out, literal);
+  return out;
+}
