@@ -176,6 +176,12 @@ export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputByt
     };
   }
   const out = new Uint8Array(h.outputLength);
-  walk(base, delta, h, where, out, literal);
+  try {
+    walk(base, delta, h, where, out, literal);
+  } catch (e) {
+    // The range coder names its stream as a codec's; say what it is here.
+    if (e instanceof PayloadFormatError && h.literalCoding === LITERALS_RANGE_CODED && !e.message.startsWith(where + ':')) fail(where, `the range-coded literal section (${section.length} bytes for ${h.literalLength} literals) does not decode to its end exactly`);
+    throw e;
+  }
   return out;
 }
