@@ -225,3 +225,56 @@ for (const [name, format, makeBase, makeTarget] of [['ONNX', ONNX, onnxBase, onn
     });
   });
 }
+
+describe('ndiff diff on two files whose structure differs', () => {
+  const run = async (...argv: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const { main } = await import('../cli/ndiff.ts');
+    const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  };
+  for (const [kind, makeBase, makeTarget, format] of [['onnx', onnxBase, onnxTarget, ONNX], ['tflite', tfliteBase, tfliteTarget, TFLITE]] as const) {
+    test(`.${kind}: writes a structural payload, lists what changed in --json, warns of the changed outputs, and --model-out is the target`, async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'nd-sdiff-'));
+      try {
+        const [b, t, out, model] = ['v1', 'v2', 'p.ndiff', 'v2-out'].map((n, i) => path.join(dir, i < 2 || i === 3 ? `${n}.${kind}` : n));
+        await writeFile(b, makeBase());
+        await writeFile(t, makeTarget());
+        const r = await run('diff', '--base', b, '--target', t, '--budget', 'all', '--model-id', 'net', '--out', out, '--model-out', model, '--json');
+        assert.equal(r.code, 0, r.err);
+        const doc = JSON.parse(r.out) as Record<string, any>;
+        assert.equal(doc.structural, true);
+        assert.equal(doc.formatVersion, 7);
+        assert.deepEqual(doc.added, ['head.w']);
+        assert.deepEqual(doc.removed, ['old']);
+        assert.deepEqual(doc.renamed, [{ from: 'bias', to: 'stem.bias' }]);
+        assert.deepEqual(doc.reshaped, [{ name: 'flat', base: [60], target: [6, 10] }]);
+        assert.equal(doc.graphChanged, true);
+        const payload = new Uint8Array(await readFile(out));
+        assert.equal(doc.bytes, payload.length);
+        assert.ok(equalBytes(new Uint8Array(await readFile(model)), makeTarget()), '--model-out is the target file');
+        assert.equal((await rebuildModelBytes(makeBase(), payload, format)).status, 'applied');
+        // ONNX: the outputs are named alike ("y") on both sides; LiteRT: the output tensor moved from 5 to 6, same name and shape
+        assert.equal(doc.interfaceChanged, false);
+        // an input renamed: still written, with a warning
+        const renamedInput = kind === 'onnx'
+          ? makeTarget().slice()
+          : undefined;
+        if (renamedInput) {
+          const at = Buffer.from(renamedInput).lastIndexOf(Buffer.from('\x0a\x01x'));
+          renamedInput[at + 2] = 'w'.charCodeAt(0); // graph input "x" -> "w" (the value info's name)
+          await writeFile(t, renamedInput);
+          const w = await run('diff', '--base', b, '--target', t, '--budget', 'all', '--model-id', 'net', '--out', out, '--json');
+          assert.equal(w.code, 0, w.err);
+          const wd = JSON.parse(w.out) as Record<string, any>;
+          assert.equal(wd.interfaceChanged, true);
+          assert.match(wd.warning, /inputs or outputs changed \(inputs x \[1, 16\] -> w \[1, 16\]/);
+          assert.match(w.err, /warning: the model's inputs or outputs changed/);
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
