@@ -278,3 +278,44 @@ describe('ndiff diff on two files whose structure differs', () => {
     });
   }
 });
+
+describe('a crash during a file rebuild', () => {
+  test('power lost after the switch, before the confirmation: recovery puts the base file back byte for byte; ndiff apply then rebuilds it', async () => {
+    const { cp } = await import('node:fs/promises');
+    const { recoverOnnxFile } = await import('../src/io/onnx/files.ts');
+    const dir = await mkdtemp(path.join(tmpdir(), 'nd-crash-'));
+    try {
+      const live = path.join(dir, 'live');
+      const frozen = path.join(dir, 'frozen');
+      await (await import('node:fs/promises')).mkdir(live);
+      const file = path.join(live, 'm.onnx');
+      const base = onnxBase();
+      const target = onnxTarget();
+      await writeFile(file, base);
+      const payload = structuralDiff(hasher, base, target, ONNX, { modelId: 'net', sequence: 2 }).bytes;
+      // The health check runs after the switch: the folder as it is then is what a power cut leaves.
+      await rebuildOnnxFile(file, payload, { healthCheck: async () => void (await cp(live, frozen, { recursive: true })) });
+      const left = (await readdir(frozen)).sort();
+      assert.ok(left.includes('m.onnx.ndiff-update.json') && left.includes('m.onnx.ndiff-prev'), left.join(', '));
+      assert.ok(equalBytes(new Uint8Array(await readFile(path.join(frozen, 'm.onnx'))), target), 'switched: the new file is in place');
+      const report = await recoverOnnxFile(path.join(frozen, 'm.onnx'));
+      assert.equal(report.rolledBack, true);
+      assert.ok(equalBytes(new Uint8Array(await readFile(path.join(frozen, 'm.onnx'))), base), 'rolled back to the base, byte for byte');
+      assert.deepEqual((await readdir(frozen)).filter((f) => /ndiff-(prev|update)|\.tmp-/.test(f)), []);
+      // and the CLI applies it again there, through neural-diff/rebuild
+      const out: string[] = [];
+      const { main } = await import('../cli/ndiff.ts');
+      const p = path.join(dir, 'p.ndiff');
+      await writeFile(p, payload);
+      const code = await main(['apply', '--model', path.join(frozen, 'm.onnx'), '--patch', p, '--json'], { out: (l) => out.push(l), err: () => {}, progress: () => {} });
+      assert.equal(code, 0, out.join('\n'));
+      const doc = JSON.parse(out.join('\n')) as Record<string, any>;
+      assert.equal(doc.structural, true);
+      assert.equal(doc.status, 'applied');
+      assert.deepEqual(doc.changedTensors, ['conv.w']);
+      assert.ok(equalBytes(new Uint8Array(await readFile(path.join(frozen, 'm.onnx'))), target));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -39,6 +39,8 @@ export interface WeightsFileRebuildOptions extends Omit<RebuildOptions, 'sequenc
   state?: string | SequenceStore | null;
   /** Runs after the switch, before the update is confirmed; false or a throw rolls back to the previous file. */
   healthCheck?: (info: { file: string; result: RebuildResult }) => boolean | void | Promise<boolean | void>;
+  /** Check everything and rebuild in memory; write nothing (no recovery, no state). */
+  dryRun?: boolean;
 }
 
 export interface WeightsFileRebuildResult extends RebuildResult {
@@ -66,6 +68,17 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
   const reserved = sequences instanceof FileSequenceStore ? [sequences.file] : sequences instanceof WeightsFileSequenceStore ? [sequences.file, sequences.legacy.file] : [];
   const hasher: Hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
   const dir = path.dirname(real);
+  if (options.dryRun) {
+    const disk = await openWeightsFile(real, format, { reserved });
+    try {
+      const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };
+      const recorded = await readModelIdRecord(real);
+      const result = await rebuildModelBytes(disk.contents.modelBytes(), payloadBytes, { kind, open: (bytes) => format.contents(bytes, new Map(), real) }, { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: readOnly, hasher });
+      return { ...result, recovery: { actions: [], rolledBack: false, removed: [] }, filesWritten: [], sequenceRecorded: false };
+    } finally {
+      await disk.close();
+    }
+  }
   const unlock = await lockModelDir(dir);
   try {
     const recovery = await recoverWeightsFile(real, format);
