@@ -106,6 +106,13 @@ describe('byte delta: the matcher', () => {
     assert.ok(stats.copies <= 3, `${stats.copies} copies`);
     assert.ok(bytes.length < 1024 + 32, `${bytes.length} bytes`);
   });
+  test('a block the target holds twice and the base not at all is inserted once, then copied from the output', () => {
+    const t = Uint8Array.from([...fresh, ...block(1).subarray(0, 100), ...fresh]);
+    const { bytes, stats } = encodeByteDelta(base, t);
+    assert.deepEqual(applyByteDelta(base, bytes, t.length), t);
+    assert.equal(stats.insertedBytes, 1024);
+    assert.ok(bytes.length < 1024 + 24, `${bytes.length} bytes`);
+  });
   test('a copy extends backward over bytes it would otherwise insert', () => {
     // the target starts with 40 bytes of the base that the index (16-byte windows) must reach
     // from later positions: one copy, no insert

@@ -1202,7 +1202,10 @@ function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number): Uint
     if (op % 2 === 1) {
       const z = varint();
       const offset = cursor + (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
-      if (offset < 0 || offset + length > base.length) bad('copy outside the base');
+      // the source: the base, then the output written before this copy
+      if (offset < 0) bad('copy before the base');
+      if (offset < base.length && offset + length > base.length) bad('copy past the base');
+      if (offset >= base.length && offset - base.length + length > total - length) bad('copy of output not yet written');
       cursor = offset + length;
       ops.push({ copy: true, offset, length });
     } else {
@@ -1254,7 +1257,8 @@ function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number): Uint
   let at = 0;
   let l = 0;
   for (const op of ops) {
-    out.set(op.copy ? base.subarray(op.offset, op.offset + op.length) : literals.subarray(l, (l += op.length)), at);
+    if (op.copy && op.offset >= base.length) for (let j = 0; j < op.length; j++) out[at + j] = out[op.offset - base.length + j];
+    else out.set(op.copy ? base.subarray(op.offset, op.offset + op.length) : literals.subarray(l, (l += op.length)), at);
     at += op.length;
   }
   return out;
@@ -1267,6 +1271,7 @@ describe('byte delta vectors (FORMAT.md §16)', async () => {
     assert.ok(bd.valid.length >= 4);
     for (const n of ['copy-out-of-range', 'past-declared-output', 'over-cap', 'truncated-varint', 'count-bomb']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
     assert.ok(bd.valid.some((v) => v.literalCoding === 1) && bd.valid.some((v) => v.literalCoding === 0 && v.copies > 0));
+    assert.ok(bd.invalid.some((v) => v.name === 'invalid-delta-self-copy-ahead'));
   });
   for (const v of bd.valid) {
     test(`${v.name}: both decoders rebuild the target`, () => {

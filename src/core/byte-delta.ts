@@ -103,7 +103,10 @@ function walk(base: Uint8Array, delta: Uint8Array, h: ByteDeltaHeader, where: st
   let at = h.instructionsAt;
   let written = 0;
   let inserted = 0;
-  let cursor = 0; // the base offset after the last copy: a copy's offset is coded from it
+  // Copies read a source of B + written bytes: the base, then the output written so far. The
+  // cursor is the source offset after the last copy; a copy's offset is coded from it.
+  const B = h.baseLength;
+  let cursor = 0;
   for (let k = 0; k < h.instructionCount; k++) {
     at = varintAt(delta, at, where, `instruction ${k}`);
     const op = value;
@@ -114,8 +117,15 @@ function walk(base: Uint8Array, delta: Uint8Array, h: ByteDeltaHeader, where: st
       at = varintAt(delta, at, where, `the offset of copy ${k}`);
       const z = value;
       const offset = cursor + (z & 1 ? -(z + 1) / 2 : z / 2);
-      if (offset < 0 || offset + length > h.baseLength) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${h.baseLength} bytes`, { instruction: k, offset, length });
-      if (out) out.set(base.subarray(offset, offset + length), written);
+      if (offset < B) {
+        if (offset < 0 || offset + length > B) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${B} bytes`, { instruction: k, offset, length });
+        if (out) out.set(base.subarray(offset, offset + length), written);
+      } else {
+        // A copy of output already written (a name or a tensor that appears twice in the file).
+        const from = offset - B;
+        if (from + length > written) fail(where, `copy ${k} reads output bytes ${from}..${from + length}, only ${written} are written before it`, { instruction: k, offset, length });
+        if (out) out.copyWithin(written, from, from + length);
+      }
       cursor = offset + length;
     } else {
       if (length > h.literalLength - inserted) fail(where, `insert ${k} takes ${length} literal bytes after ${inserted}, past the ${h.literalLength} declared`, { instruction: k });

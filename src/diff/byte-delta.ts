@@ -4,9 +4,11 @@
  *
  * The matcher hashes the base's 16-byte windows (every position for a base up to 2 MiB, every
  * s-th beyond, so the index stays at most 2^21 entries, first occurrence kept) and scans the
- * target with a rolling hash; at each position it tries the index's candidate and the copy that
+ * target with a rolling hash; at each position it tries the index's candidate, the copy that
  * would continue the last one (the base bytes right after it, skipping as many as the target
- * skipped), extends each forward and backward into the pending literals, and takes the longer.
+ * skipped) and the latest earlier occurrence of the window in the target itself (a name or a
+ * tensor written twice: a copy of the output), extends each forward and backward into the
+ * pending literals, and takes the longest.
  * Moved and renamed regions become copies wherever their bytes are. The literals are written
  * raw or range-coded, whichever is smaller (raw on a tie). Deterministic: the same two inputs
  * always give the same bytes.
@@ -43,25 +45,36 @@ function windowHash(b: Uint8Array, at: number): number {
   return h;
 }
 
-// The best candidate so far at the scanned position: its base offset, the bytes it extends
-// backward and its whole length.
+// The best candidate so far at the scanned position: its offset in its source, whether that is
+// the output written so far, the bytes it extends backward and its whole length.
 let bestAt = -1;
+let bestSelf = false;
 let bestBack = 0;
 let bestLength = 0;
 
-/** Try a copy of base offset `c` at target position `i`, extending backward down to `pending`. */
-function consider(base: Uint8Array, target: Uint8Array, i: number, pending: number, c: number, min: number): void {
-  if (c < 0 || c >= base.length) return;
+/**
+ * Try a copy from offset `c` of `src` (the base, or with `self` the target before position `i`)
+ * at target position `i`, extending backward down to `pending`. `B` is the base's length and
+ * `cursor` the source offset after the last copy: the coded offset must fit 32 bits.
+ */
+function consider(src: Uint8Array, self: boolean, target: Uint8Array, i: number, pending: number, c: number, min: number, B: number, cursor: number): void {
+  const end = self ? i : src.length;
+  if (c < 0 || c >= end) return;
   let fwd = 0;
-  const limit = Math.min(base.length - c, target.length - i);
-  while (fwd < limit && base[c + fwd] === target[i + fwd]) fwd++;
+  const limit = Math.min(end - c, target.length - i);
+  while (fwd < limit && src[c + fwd] === target[i + fwd]) fwd++;
   if (fwd < min) return;
   let back = 0;
-  while (i - back > pending && c - back > 0 && base[c - back - 1] === target[i - back - 1]) back++;
+  while (i - back > pending && c - back > 0 && src[c - back - 1] === target[i - back - 1]) back++;
+  // A copy of the output reads only bytes written before it starts.
+  if (self && c + fwd > i - back) fwd = i - back - c;
+  if (fwd + back < min) return;
+  if (Math.abs((self ? B : 0) + c - back - cursor) > 0x7fffffff) return;
   if (fwd + back > bestLength) {
     bestLength = fwd + back;
     bestBack = back;
     bestAt = c;
+    bestSelf = self;
   }
 }
 
@@ -75,21 +88,23 @@ function match(base: Uint8Array, target: Uint8Array): Op[] {
     for (let at = pending; at < to; at += BYTE_DELTA_MAX_SPAN) ops.push({ offset: -1, length: Math.min(BYTE_DELTA_MAX_SPAN, to - at) });
     pending = to;
   };
-  if (B < WINDOW || T < WINDOW) {
+  if (T < WINDOW) {
     flush(T);
     return ops;
   }
   // PRIME^(WINDOW - 1), to take the leaving byte out of the rolling hash.
   let top = 1;
   for (let j = 1; j < WINDOW; j++) top = Math.imul(top, PRIME);
-  const stride = Math.max(1, Math.ceil((B - WINDOW + 1) / MAX_INDEXED));
-  const entries = Math.ceil((B - WINDOW + 1) / stride);
+  const stride = Math.max(1, Math.ceil((Math.max(B, T) - WINDOW + 1) / MAX_INDEXED));
+  const entries = Math.ceil((Math.max(B, T) - WINDOW + 1) / stride);
   let bits = 10;
   while (1 << bits < 2 * entries && bits < 22) bits++;
   const shift = 32 - bits;
   const slot = (h: number): number => Math.imul(h, 0x9e3779b1) >>> shift;
+  // The base's windows (first occurrence), and the target's already written (latest occurrence).
   const table = new Int32Array(1 << bits).fill(-1);
-  {
+  const own = new Int32Array(1 << bits).fill(-1);
+  if (B >= WINDOW) {
     let h = windowHash(base, 0);
     for (let p = 0; ; p++) {
       if (p % stride === 0) {
@@ -100,32 +115,44 @@ function match(base: Uint8Array, target: Uint8Array): Op[] {
       h = (Math.imul(h - Math.imul(base[p], top), PRIME) + base[p + WINDOW]) | 0;
     }
   }
-  // The copy the last one would continue into: base offset = lastSrc + (i - lastOut).
+  let ownNext = 0; // target windows starting before this are in `own`
+  let ownHash = windowHash(target, 0);
+  // The copy the last base copy would continue into: base offset = lastSrc + (i - lastOut).
   let lastSrc = 0;
   let lastOut = 0;
+  let cursor = 0; // the source offset after the last copy (base, then the output)
   let i = 0;
   let h = windowHash(target, 0);
   while (i + WINDOW <= T) {
+    for (; ownNext + WINDOW <= i; ownNext++) {
+      if (ownNext % stride === 0) own[slot(ownHash)] = ownNext;
+      ownHash = (Math.imul(ownHash - Math.imul(target[ownNext], top), PRIME) + target[ownNext + WINDOW]) | 0;
+    }
     const diagonal = lastSrc + (i - lastOut);
     bestAt = -1;
     bestLength = 0;
-    consider(base, target, i, pending, diagonal, CONTINUE_MIN);
-    const c = table[slot(h)];
-    if (c >= 0 && c !== diagonal) consider(base, target, i, pending, c, WINDOW);
+    consider(base, false, target, i, pending, diagonal, CONTINUE_MIN, B, cursor);
+    const s = slot(h);
+    const c = table[s];
+    if (c >= 0 && c !== diagonal) consider(base, false, target, i, pending, c, WINDOW, B, cursor);
+    if (own[s] >= 0) consider(target, true, target, i, pending, own[s], WINDOW, B, cursor);
     if (bestAt >= 0) {
       const from = i - bestBack;
       flush(from);
-      let src = bestAt - bestBack;
+      let src = (bestSelf ? B : 0) + bestAt - bestBack;
       for (let left = bestLength; left > 0; ) {
         const n = Math.min(BYTE_DELTA_MAX_SPAN, left);
         ops.push({ offset: src, length: n });
         src += n;
         left -= n;
       }
+      cursor = src;
       pending = from + bestLength;
       i = pending;
-      lastSrc = src;
-      lastOut = i;
+      if (!bestSelf) {
+        lastSrc = src;
+        lastOut = i;
+      }
       if (i + WINDOW <= T) h = windowHash(target, i);
       continue;
     }

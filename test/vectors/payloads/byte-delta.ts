@@ -68,7 +68,8 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
     valid.push({ name: `delta-${name}`, description, base: `delta-${name}.base.bin`, delta: `delta-${name}.bdelta`, target: `delta-${name}.target.bin`, outputLength: target.length, literalCoding: stats.literalCoding === 'raw' ? 0 : 1, copies: stats.copies, inserts: stats.inserts });
   };
   addValid('moved', 'A frame renaming one tensor and adding one, the two kept tensors swapped: their bytes are copies from wherever they sit in the base; the new name, the new tensor and the changed frame text are raw literals.', MOVED_BASE, MOVED_TARGET);
-  addValid('range-coded', 'A run of 64 "z" bytes that the base does not hold: the literals are range-coded (18 bytes instead of 64).', CODED_BASE, CODED_TARGET);
+  addValid('range-coded', 'A run of 64 "z" bytes that the base does not hold: 16 of them inserted, range-coded, the rest copies of the output already written.', CODED_BASE, CODED_TARGET);
+  addValid('self-copy', 'A name the base does not hold, written twice in the target: the second time it is a copy of the output already written (source offset past the base).', utf8.encode('graph: conv -> relu -> out;'), utf8.encode('graph: conv -> block_7/expand/kernel:0 -> relu -> block_7/expand/kernel:0 -> out;'));
   addValid('empty-base', 'Nothing to copy from: the whole target is one insert.', new Uint8Array(0), utf8.encode('a new file'));
   addValid('empty-target', 'An empty output: no instructions, no literals.', MOVED_BASE, new Uint8Array(0));
 
@@ -81,6 +82,8 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
   // header: output, base length, count, coding, literal length; then (length << 1 | copy) [zigzag offset]
   addInvalid('copy-out-of-range', `COPY of 8 bytes from offset ${B - 4}: past the end of the ${B}-byte base.`, [...leb(8, B, 1, 0, 0), ...leb(8 * 2 + 1, 2 * (B - 4))]);
   addInvalid('copy-before-start', 'COPY of 4 bytes at offset -1 (zigzag 1 from the start): before the base.', [...leb(4, B, 1, 0, 0), ...leb(4 * 2 + 1, 1)]);
+  addInvalid('self-copy-ahead', `INSERT of 4 bytes, then a COPY of 8 bytes from the output at 0 (source offset ${B}): only 4 output bytes are written before it.`, [...leb(12, B, 2, 0, 4), ...leb(4 * 2), ...leb(8 * 2 + 1, 2 * B), 1, 2, 3, 4]);
+  addInvalid('straddles-base-end', `COPY of 8 bytes from source offset ${B - 4}: it starts in the base and runs past its end (a copy reads the base or the output, not both).`, [...leb(12, B, 2, 0, 4), ...leb(4 * 2), ...leb(8 * 2 + 1, 2 * (B - 4)), 1, 2, 3, 4]);
   addInvalid('past-declared-output', 'Output declared 10 bytes, then a COPY of 16.', [...leb(10, B, 1, 0, 0), ...leb(16 * 2 + 1, 0)]);
   addInvalid('short-of-declared-output', 'Output declared 20 bytes; the one COPY gives 16.', [...leb(20, B, 1, 0, 0), ...leb(16 * 2 + 1, 0)]);
   addInvalid('over-cap', 'Output declared 4096 bytes, the decoder is told to accept at most 1024: refused before anything else is read or allocated.', [...leb(4096, B, 1, 0, 0), ...leb(4096 * 2 + 1, 0)], 1024);
