@@ -1189,30 +1189,34 @@ function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number): Uint
   if (baseLength !== base.length) bad('base length');
   if (coding > 1) bad('literal coding');
   if (N > L || N > d.length - pos) bad('instruction count');
-  const ops: { copy: boolean; offset: number; length: number }[] = [];
+  const ops: { kind: number; offset: number; length: number }[] = [];
   let total = 0;
   let inserted = 0;
   let cursor = 0;
   for (let k = 0; k < N; k++) {
     const op = varint();
-    const length = Math.floor(op / 2);
+    const kind = op % 4;
+    const length = Math.floor(op / 4);
+    if (kind === 3) bad('unknown instruction kind');
     if (length === 0) bad('zero-length instruction');
-    total += length;
-    if (total > L) bad('past the declared output');
-    if (op % 2 === 1) {
+    if (total + length > L) bad('past the declared output');
+    if (kind === 1) {
       const z = varint();
       const offset = cursor + (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
-      // the source: the base, then the output written before this copy
-      if (offset < 0) bad('copy before the base');
-      if (offset < base.length && offset + length > base.length) bad('copy past the base');
-      if (offset >= base.length && offset - base.length + length > total - length) bad('copy of output not yet written');
+      if (offset < 0 || offset + length > base.length) bad('copy outside the base');
       cursor = offset + length;
-      ops.push({ copy: true, offset, length });
+      ops.push({ kind, offset, length });
+    } else if (kind === 2) {
+      // distance back from the bytes it writes: reads only output already written
+      const from = total - length - varint();
+      if (from < 0) bad('copy of output not yet written');
+      ops.push({ kind, offset: from, length });
     } else {
       inserted += length;
       if (inserted > lit) bad('literals past the declared count');
-      ops.push({ copy: false, offset: 0, length });
+      ops.push({ kind, offset: 0, length });
     }
+    total += length;
   }
   if (total !== L || inserted !== lit) bad('totals');
   const section = d.subarray(pos);
@@ -1257,8 +1261,8 @@ function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number): Uint
   let at = 0;
   let l = 0;
   for (const op of ops) {
-    if (op.copy && op.offset >= base.length) for (let j = 0; j < op.length; j++) out[at + j] = out[op.offset - base.length + j];
-    else out.set(op.copy ? base.subarray(op.offset, op.offset + op.length) : literals.subarray(l, (l += op.length)), at);
+    if (op.kind === 2) for (let j = 0; j < op.length; j++) out[at + j] = out[op.offset + j];
+    else out.set(op.kind === 1 ? base.subarray(op.offset, op.offset + op.length) : literals.subarray(l, (l += op.length)), at);
     at += op.length;
   }
   return out;
@@ -1271,7 +1275,7 @@ describe('byte delta vectors (FORMAT.md §16)', async () => {
     assert.ok(bd.valid.length >= 4);
     for (const n of ['copy-out-of-range', 'past-declared-output', 'over-cap', 'truncated-varint', 'count-bomb']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
     assert.ok(bd.valid.some((v) => v.literalCoding === 1) && bd.valid.some((v) => v.literalCoding === 0 && v.copies > 0));
-    assert.ok(bd.invalid.some((v) => v.name === 'invalid-delta-self-copy-ahead'));
+    for (const n of ['self-copy-ahead', 'unknown-kind', 'zero-length']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
   });
   for (const v of bd.valid) {
     test(`${v.name}: both decoders rebuild the target`, () => {

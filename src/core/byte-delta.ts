@@ -1,7 +1,7 @@
 /**
  * The byte delta (docs/FORMAT.md §16): a file rebuilt from another file's bytes by COPY(offset,
- * length) instructions that take bytes of the base and INSERT(length) instructions that take the
- * next bytes of a literal section, raw or range-coded with codec `xr`'s coder (one byte a value,
+ * length) instructions that take bytes of the base or of the output already written, and
+ * INSERT(length) instructions that take the next bytes of a literal section, raw or range-coded with codec `xr`'s coder (one byte a value,
  * no raw low bytes). It carries a model file's frame when its structure changed (format v7: the
  * base file rebuilt into one with the target's structure, kept and renamed tensors as copies of
  * the base's bytes, new ones inserted).
@@ -20,8 +20,10 @@ export const LITERALS_RAW = 0;
 /** Literal section coding: the inserted bytes range-coded (codec `xr`'s coder, 0 low bytes). */
 export const LITERALS_RANGE_CODED = 1;
 
-/** The largest base a copy can address, and the longest instruction: 2^31 - 1 bytes. */
-export const BYTE_DELTA_MAX_SPAN = 0x7fffffff;
+/** The largest base a copy can address: 2^31 - 1 bytes. */
+export const BYTE_DELTA_MAX_BASE = 0x7fffffff;
+/** The longest instruction: 2^30 - 1 bytes (`4 x length + kind` fits 32 bits). */
+export const BYTE_DELTA_MAX_SPAN = 0x3fffffff;
 
 /** The five varints that open a byte delta. */
 export interface ByteDeltaHeader {
@@ -84,7 +86,7 @@ export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, w
   }
   const [outputLength, baseLength, instructionCount, literalCoding, literalLength] = fields;
   if (outputLength > maxOutputBytes) fail(where, `the output is declared ${outputLength} bytes, the limit is ${maxOutputBytes}`, { outputLength, maxOutputBytes });
-  if (baseLength > BYTE_DELTA_MAX_SPAN) fail(where, `the base is declared ${baseLength} bytes, at most ${BYTE_DELTA_MAX_SPAN}`);
+  if (baseLength > BYTE_DELTA_MAX_BASE) fail(where, `the base is declared ${baseLength} bytes, at most ${BYTE_DELTA_MAX_BASE}`);
   if (literalCoding !== LITERALS_RAW && literalCoding !== LITERALS_RANGE_CODED) fail(where, `the literal coding must be 0 (raw) or 1 (range-coded), found ${literalCoding}`);
   // Every instruction takes at least one byte of the delta and gives at least one of output.
   if (instructionCount > outputLength || instructionCount > delta.length - at) {
@@ -103,30 +105,32 @@ function walk(base: Uint8Array, delta: Uint8Array, h: ByteDeltaHeader, where: st
   let at = h.instructionsAt;
   let written = 0;
   let inserted = 0;
-  // Copies read a source of B + written bytes: the base, then the output written so far. The
-  // cursor is the source offset after the last copy; a copy's offset is coded from it.
+  // A base copy's offset is coded from the base offset after the last base copy (the cursor);
+  // an output copy's as its distance back from the bytes it writes.
   const B = h.baseLength;
   let cursor = 0;
   for (let k = 0; k < h.instructionCount; k++) {
     at = varintAt(delta, at, where, `instruction ${k}`);
     const op = value;
-    const length = Math.floor(op / 2);
+    const kind = op % 4;
+    const length = Math.floor(op / 4);
+    if (kind === 3) fail(where, `instruction ${k} is of kind 3; the kinds are 0 (INSERT), 1 (COPY from the base) and 2 (COPY from the output)`, { instruction: k });
     if (length === 0) fail(where, `instruction ${k} has length 0; every instruction gives at least one byte`, { instruction: k });
     if (length > h.outputLength - written) fail(where, `instruction ${k} gives ${length} bytes at output byte ${written}, past the declared output length ${h.outputLength}`, { instruction: k });
-    if (op & 1) {
+    if (kind === 1) {
       at = varintAt(delta, at, where, `the offset of copy ${k}`);
       const z = value;
       const offset = cursor + (z & 1 ? -(z + 1) / 2 : z / 2);
-      if (offset < B) {
-        if (offset < 0 || offset + length > B) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${B} bytes`, { instruction: k, offset, length });
-        if (out) out.set(base.subarray(offset, offset + length), written);
-      } else {
-        // A copy of output already written (a name or a tensor that appears twice in the file).
-        const from = offset - B;
-        if (from + length > written) fail(where, `copy ${k} reads output bytes ${from}..${from + length}, only ${written} are written before it`, { instruction: k, offset, length });
-        if (out) out.copyWithin(written, from, from + length);
-      }
+      if (offset < 0 || offset + length > B) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${B} bytes`, { instruction: k, offset, length });
+      if (out) out.set(base.subarray(offset, offset + length), written);
       cursor = offset + length;
+    } else if (kind === 2) {
+      // A copy of output already written (a name or a tensor that appears twice in the file),
+      // `gap` bytes before the bytes it writes; it reads only bytes written before it.
+      at = varintAt(delta, at, where, `the distance of copy ${k}`);
+      const from = written - length - value;
+      if (from < 0) fail(where, `copy ${k} reads ${length} output bytes ending ${value} bytes before output byte ${written}: only ${written} are written before it`, { instruction: k, gap: value, length });
+      if (out) out.copyWithin(written, from, from + length);
     } else {
       if (length > h.literalLength - inserted) fail(where, `insert ${k} takes ${length} literal bytes after ${inserted}, past the ${h.literalLength} declared`, { instruction: k });
       if (out && literal) out.set(literal(length), written);

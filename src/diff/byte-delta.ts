@@ -1,10 +1,11 @@
 /**
  * The byte delta's encoder (build side; the format and the decoder are src/core/byte-delta.ts,
- * docs/FORMAT.md §16): the target file as COPY instructions from the base and INSERT literals.
+ * docs/FORMAT.md §16): the target file as COPY instructions from the base or from the output
+ * already written, and INSERT literals.
  *
- * The matcher hashes the base's 16-byte windows (every position for a base up to 2 MiB, every
- * s-th beyond, so the index stays at most 2^21 entries, first occurrence kept) and scans the
- * target with a rolling hash; at each position it tries the index's candidate, the copy that
+ * The matcher hashes the base's 16-byte windows (every position for a file up to 2 MiB, every
+ * s-th beyond, so the index stays at most 2^21 windows, the first 4 of each hash kept) and scans
+ * the target with a rolling hash; at each position it tries the index's candidates, the copy that
  * would continue the last one (the base bytes right after it, skipping as many as the target
  * skipped) and the latest earlier occurrence of the window in the target itself (a name or a
  * tensor written twice: a copy of the output), extends each forward and backward into the
@@ -15,19 +16,22 @@
  */
 import { ByteWriter } from '../core/varint.ts';
 import { encodeXrMasks } from '../core/xr.ts';
-import { BYTE_DELTA_MAX_SPAN, LITERALS_RANGE_CODED, LITERALS_RAW } from '../core/byte-delta.ts';
+import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, LITERALS_RANGE_CODED, LITERALS_RAW } from '../core/byte-delta.ts';
 
 /** Window of the base index: a match must hold at least this many bytes to be found by hash. */
 const WINDOW = 16;
 /** The shortest copy taken when it continues the last one (its offset costs a byte or two). */
 const CONTINUE_MIN = 8;
+/** Base windows kept per hash slot (the first ones met): candidates tried at each position. */
+const WAYS = 4;
 const PRIME = 0x01000193;
 const MAX_INDEXED = 1 << 21;
 
-/** One instruction: a copy of `length` base bytes from `offset`, or (offset -1) an insert. */
+/** One instruction: an insert (`self` false, offset -1), a copy of `length` base bytes from `offset`, or (`self`) of output bytes from `offset`. */
 interface Op {
   offset: number;
   length: number;
+  self?: boolean;
 }
 
 /** What the encoder found, for reports. */
@@ -54,10 +58,9 @@ let bestLength = 0;
 
 /**
  * Try a copy from offset `c` of `src` (the base, or with `self` the target before position `i`)
- * at target position `i`, extending backward down to `pending`. `B` is the base's length and
- * `cursor` the source offset after the last copy: the coded offset must fit 32 bits.
+ * at target position `i`, extending backward down to `pending`.
  */
-function consider(src: Uint8Array, self: boolean, target: Uint8Array, i: number, pending: number, c: number, min: number, B: number, cursor: number): void {
+function consider(src: Uint8Array, self: boolean, target: Uint8Array, i: number, pending: number, c: number, min: number): void {
   const end = self ? i : src.length;
   if (c < 0 || c >= end) return;
   let fwd = 0;
@@ -69,7 +72,6 @@ function consider(src: Uint8Array, self: boolean, target: Uint8Array, i: number,
   // A copy of the output reads only bytes written before it starts.
   if (self && c + fwd > i - back) fwd = i - back - c;
   if (fwd + back < min) return;
-  if (Math.abs((self ? B : 0) + c - back - cursor) > 0x7fffffff) return;
   if (fwd + back > bestLength) {
     bestLength = fwd + back;
     bestBack = back;
@@ -102,14 +104,17 @@ function match(base: Uint8Array, target: Uint8Array): Op[] {
   const shift = 32 - bits;
   const slot = (h: number): number => Math.imul(h, 0x9e3779b1) >>> shift;
   // The base's windows (first occurrence), and the target's already written (latest occurrence).
-  const table = new Int32Array(1 << bits).fill(-1);
+  const table = new Int32Array((1 << bits) * WAYS).fill(-1);
   const own = new Int32Array(1 << bits).fill(-1);
   if (B >= WINDOW) {
     let h = windowHash(base, 0);
     for (let p = 0; ; p++) {
       if (p % stride === 0) {
         const s = slot(h);
-        if (table[s] < 0) table[s] = p;
+        for (let w = 0; w < WAYS; w++) if (table[s * WAYS + w] < 0) {
+          table[s * WAYS + w] = p;
+          break;
+        }
       }
       if (p + WINDOW >= B) break;
       h = (Math.imul(h - Math.imul(base[p], top), PRIME) + base[p + WINDOW]) | 0;
@@ -120,7 +125,6 @@ function match(base: Uint8Array, target: Uint8Array): Op[] {
   // The copy the last base copy would continue into: base offset = lastSrc + (i - lastOut).
   let lastSrc = 0;
   let lastOut = 0;
-  let cursor = 0; // the source offset after the last copy (base, then the output)
   let i = 0;
   let h = windowHash(target, 0);
   while (i + WINDOW <= T) {
@@ -131,22 +135,24 @@ function match(base: Uint8Array, target: Uint8Array): Op[] {
     const diagonal = lastSrc + (i - lastOut);
     bestAt = -1;
     bestLength = 0;
-    consider(base, false, target, i, pending, diagonal, CONTINUE_MIN, B, cursor);
+    consider(base, false, target, i, pending, diagonal, CONTINUE_MIN);
     const s = slot(h);
-    const c = table[s];
-    if (c >= 0 && c !== diagonal) consider(base, false, target, i, pending, c, WINDOW, B, cursor);
-    if (own[s] >= 0) consider(target, true, target, i, pending, own[s], WINDOW, B, cursor);
+    for (let w = 0; w < WAYS; w++) {
+      const c = table[s * WAYS + w];
+      if (c < 0) break;
+      if (c !== diagonal) consider(base, false, target, i, pending, c, WINDOW);
+    }
+    if (own[s] >= 0) consider(target, true, target, i, pending, own[s], WINDOW);
     if (bestAt >= 0) {
       const from = i - bestBack;
       flush(from);
-      let src = (bestSelf ? B : 0) + bestAt - bestBack;
+      let src = bestAt - bestBack;
       for (let left = bestLength; left > 0; ) {
         const n = Math.min(BYTE_DELTA_MAX_SPAN, left);
-        ops.push({ offset: src, length: n });
+        ops.push({ offset: src, length: n, self: bestSelf });
         src += n;
         left -= n;
       }
-      cursor = src;
       pending = from + bestLength;
       i = pending;
       if (!bestSelf) {
@@ -165,10 +171,10 @@ function match(base: Uint8Array, target: Uint8Array): Op[] {
 
 /**
  * The byte delta that rebuilds `target` from `base` (docs/FORMAT.md §16).
- * @throws RangeError when either is longer than 2^31 - 1 bytes (a copy cannot address more).
+ * @throws RangeError when the base is longer than 2^31 - 1 bytes (a copy cannot address more) or the target than 2^32 - 1.
  */
 export function encodeByteDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats } {
-  if (base.length > BYTE_DELTA_MAX_SPAN || target.length > 0xffffffff) throw new RangeError(`byte delta: the base (${base.length} bytes) must be at most ${BYTE_DELTA_MAX_SPAN} bytes and the target (${target.length}) at most 2^32 - 1`);
+  if (base.length > BYTE_DELTA_MAX_BASE || target.length > 0xffffffff) throw new RangeError(`byte delta: the base (${base.length} bytes) must be at most ${BYTE_DELTA_MAX_BASE} bytes and the target (${target.length}) at most 2^32 - 1`);
   const ops = match(base, target);
   const instructions = new ByteWriter(64 + ops.length * 4);
   const literals = new Uint8Array(ops.reduce((n, op) => n + (op.offset < 0 ? op.length : 0), 0));
@@ -177,12 +183,17 @@ export function encodeByteDelta(base: Uint8Array, target: Uint8Array): { bytes: 
   let out = 0;
   for (const op of ops) {
     if (op.offset < 0) {
-      instructions.varint(op.length * 2);
+      instructions.varint(op.length * 4);
       literals.set(target.subarray(out, out + op.length), stats.insertedBytes);
       stats.inserts++;
       stats.insertedBytes += op.length;
+    } else if (op.self) {
+      instructions.varint(op.length * 4 + 2);
+      instructions.varint(out - op.length - op.offset);
+      stats.copies++;
+      stats.copiedBytes += op.length;
     } else {
-      instructions.varint(op.length * 2 + 1);
+      instructions.varint(op.length * 4 + 1);
       const d = op.offset - cursor;
       instructions.varint(d >= 0 ? 2 * d : -2 * d - 1);
       cursor = op.offset + op.length;

@@ -79,23 +79,23 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
     files.set(`invalid-delta-${name}.bdelta`, Uint8Array.from(bytes));
     invalid.push({ name: `invalid-delta-${name}`, description, base, delta: `invalid-delta-${name}.bdelta`, maxOutputBytes, error: 'PayloadFormatError', code: 'ND_PAYLOAD_FORMAT' });
   };
-  // header: output, base length, count, coding, literal length; then (length << 1 | copy) [zigzag offset]
-  addInvalid('copy-out-of-range', `COPY of 8 bytes from offset ${B - 4}: past the end of the ${B}-byte base.`, [...leb(8, B, 1, 0, 0), ...leb(8 * 2 + 1, 2 * (B - 4))]);
-  addInvalid('copy-before-start', 'COPY of 4 bytes at offset -1 (zigzag 1 from the start): before the base.', [...leb(4, B, 1, 0, 0), ...leb(4 * 2 + 1, 1)]);
-  addInvalid('self-copy-ahead', `INSERT of 4 bytes, then a COPY of 8 bytes from the output at 0 (source offset ${B}): only 4 output bytes are written before it.`, [...leb(12, B, 2, 0, 4), ...leb(4 * 2), ...leb(8 * 2 + 1, 2 * B), 1, 2, 3, 4]);
-  addInvalid('straddles-base-end', `COPY of 8 bytes from source offset ${B - 4}: it starts in the base and runs past its end (a copy reads the base or the output, not both).`, [...leb(12, B, 2, 0, 4), ...leb(4 * 2), ...leb(8 * 2 + 1, 2 * (B - 4)), 1, 2, 3, 4]);
-  addInvalid('past-declared-output', 'Output declared 10 bytes, then a COPY of 16.', [...leb(10, B, 1, 0, 0), ...leb(16 * 2 + 1, 0)]);
-  addInvalid('short-of-declared-output', 'Output declared 20 bytes; the one COPY gives 16.', [...leb(20, B, 1, 0, 0), ...leb(16 * 2 + 1, 0)]);
-  addInvalid('over-cap', 'Output declared 4096 bytes, the decoder is told to accept at most 1024: refused before anything else is read or allocated.', [...leb(4096, B, 1, 0, 0), ...leb(4096 * 2 + 1, 0)], 1024);
-  addInvalid('truncated-varint', 'The delta ends inside the offset varint of its COPY (a continuation bit set on the last byte).', [...leb(4, B, 1, 0, 0), 4 * 2 + 1, 0x80]);
+  // header: output, base length, count, coding, literal length; then 4 x length + kind (0 INSERT, 1 COPY from the base + zigzag offset, 2 COPY from the output + distance)
+  addInvalid('copy-out-of-range', `COPY of 8 bytes from offset ${B - 4}: past the end of the ${B}-byte base.`, [...leb(8, B, 1, 0, 0), ...leb(8 * 4 + 1, 2 * (B - 4))]);
+  addInvalid('copy-before-start', 'COPY of 4 bytes at offset -1 (zigzag 1 from the start): before the base.', [...leb(4, B, 1, 0, 0), ...leb(4 * 4 + 1, 1)]);
+  addInvalid('self-copy-ahead', 'INSERT of 4 bytes, then a COPY of 8 bytes from the output at distance 0: it would read output bytes -4..4, and only 4 are written before it.', [...leb(12, B, 2, 0, 4), ...leb(4 * 4), ...leb(8 * 4 + 2, 0), 1, 2, 3, 4]);
+  addInvalid('unknown-kind', 'An instruction of kind 3 (op 4 x 4 + 3): the kinds are 0, 1 and 2.', [...leb(4, B, 1, 0, 0), ...leb(4 * 4 + 3, 0)]);
+  addInvalid('past-declared-output', 'Output declared 10 bytes, then a COPY of 16.', [...leb(10, B, 1, 0, 0), ...leb(16 * 4 + 1, 0)]);
+  addInvalid('short-of-declared-output', 'Output declared 20 bytes; the one COPY gives 16.', [...leb(20, B, 1, 0, 0), ...leb(16 * 4 + 1, 0)]);
+  addInvalid('over-cap', 'Output declared 4096 bytes, the decoder is told to accept at most 1024: refused before anything else is read or allocated.', [...leb(4096, B, 1, 0, 0), ...leb(4096 * 4 + 1, 0)], 1024);
+  addInvalid('truncated-varint', 'The delta ends inside the offset varint of its COPY (a continuation bit set on the last byte).', [...leb(4, B, 1, 0, 0), 4 * 4 + 1, 0x80]);
   addInvalid('varint-too-long', 'The output length written in 6 bytes: a varint is at most 5 bytes (32 bits).', [0x80, 0x80, 0x80, 0x80, 0x80, 0x00, ...leb(B, 0, 0, 0)]);
-  addInvalid('count-bomb', 'An instruction count of 2^32 - 1 for a 4-byte output: refused from the header, before any instruction is read.', [...leb(4, B, 0xffffffff, 0, 0), ...leb(4 * 2 + 1, 0)]);
-  addInvalid('zero-length', 'An INSERT of length 0: every instruction gives at least one byte.', [...leb(4, B, 2, 0, 4), ...leb(0, 4 * 2), 1, 2, 3, 4]);
-  addInvalid('wrong-base-length', `The delta is for a base of ${B + 1} bytes; this one is ${B}.`, [...leb(4, B + 1, 1, 0, 0), ...leb(4 * 2 + 1, 0)]);
-  addInvalid('literals-past-declared', 'An INSERT of 4 bytes with 3 literal bytes declared.', [...leb(4, B, 1, 0, 3), ...leb(4 * 2), 1, 2, 3]);
-  addInvalid('literal-trailing-byte', 'An INSERT of 4 raw literal bytes, and a fifth byte after them.', [...leb(4, B, 1, 0, 4), ...leb(4 * 2), 1, 2, 3, 4, 5]);
-  addInvalid('literal-coding', 'Literal coding 2: only 0 (raw) and 1 (range-coded) exist.', [...leb(4, B, 1, 2, 4), ...leb(4 * 2), 1, 2, 3, 4]);
-  addInvalid('range-coded-short', 'Range-coded literals (4 bytes) with a stream of 3 bytes: a stream is at least 4.', [...leb(4, B, 1, 1, 4), ...leb(4 * 2), 0, 0, 0]);
+  addInvalid('count-bomb', 'An instruction count of 2^32 - 1 for a 4-byte output: refused from the header, before any instruction is read.', [...leb(4, B, 0xffffffff, 0, 0), ...leb(4 * 4 + 1, 0)]);
+  addInvalid('zero-length', 'An INSERT of length 0: every instruction gives at least one byte.', [...leb(4, B, 2, 0, 4), ...leb(0, 4 * 4), 1, 2, 3, 4]);
+  addInvalid('wrong-base-length', `The delta is for a base of ${B + 1} bytes; this one is ${B}.`, [...leb(4, B + 1, 1, 0, 0), ...leb(4 * 4 + 1, 0)]);
+  addInvalid('literals-past-declared', 'An INSERT of 4 bytes with 3 literal bytes declared.', [...leb(4, B, 1, 0, 3), ...leb(4 * 4), 1, 2, 3]);
+  addInvalid('literal-trailing-byte', 'An INSERT of 4 raw literal bytes, and a fifth byte after them.', [...leb(4, B, 1, 0, 4), ...leb(4 * 4), 1, 2, 3, 4, 5]);
+  addInvalid('literal-coding', 'Literal coding 2: only 0 (raw) and 1 (range-coded) exist.', [...leb(4, B, 1, 2, 4), ...leb(4 * 4), 1, 2, 3, 4]);
+  addInvalid('range-coded-short', 'Range-coded literals (4 bytes) with a stream of 3 bytes: a stream is at least 4.', [...leb(4, B, 1, 1, 4), ...leb(4 * 4), 0, 0, 0]);
   {
     // The range-coded stream of delta-range-coded, its last byte cut.
     const good = files.get('delta-range-coded.bdelta') as Uint8Array;
