@@ -199,6 +199,27 @@ for (const [name, format, makeBase, makeTarget] of [['ONNX', ONNX, onnxBase, onn
       await assert.rejects(rebuildModelBytes(base, built.bytes, format, { maxFileBytes: 100 }), PayloadFormatError);
     });
 
+    test('random corruption of the payload: always a typed error or the target itself, never anything else, the base untouched', async () => {
+      const { NeuralDiffError } = await import('../src/core/errors.ts');
+      let seed = 12345;
+      const rand = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+      let refused = 0;
+      for (let k = 0; k < 150; k++) {
+        const bad = built.bytes.slice();
+        for (let j = 1 + rand(3); j > 0; j--) bad[rand(bad.length)] ^= 1 + rand(255);
+        const model = base.slice();
+        try {
+          const r = await rebuildModelBytes(model, bad, format, { maxFileBytes: 4 * target.length });
+          assert.ok(equalBytes(r.bytes, target), 'a payload that still rebuilds ends at the target');
+        } catch (e) {
+          assert.ok(e instanceof NeuralDiffError, String(e));
+          refused++;
+        }
+        assert.ok(equalBytes(model, base));
+      }
+      assert.ok(refused > 100, `${refused} of 150 refused`);
+    });
+
     test('the crash-safe file update writes the rebuilt file whole, switches, and keeps nothing behind', async () => {
       const dir = await mkdtemp(path.join(tmpdir(), 'nd-rebuild-'));
       try {
