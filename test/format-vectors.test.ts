@@ -1167,13 +1167,50 @@ interface ByteDeltaIndex {
 }
 
 /** FORMAT.md §16, step by step: header, every instruction checked, then the output built. */
+/** FORMAT.md 4.2's range decoder over masks of 1 byte (no raw low bytes): `count` bytes from `v`, which must end exactly. */
+function specRangeBytes(v: Uint8Array, count: number): Uint8Array {
+  if (count === 0 ? v.length !== 0 : v.length < 4) bad('range-coded section length');
+  const out = new Uint8Array(count);
+  let p = 0;
+  const next = (): number => (p < v.length ? v[p++] : (p++, 0));
+  let range = 0xffffffff;
+  let code = 0;
+  if (count) for (let j = 0; j < 4; j++) code = code * 256 + next();
+  const prob = new Array<number>(256).fill(1024);
+  for (let k = 0; k < count; k++) {
+    let node = 1;
+    for (let b = 0; b < 8; b++) {
+      const bound = Math.floor(range / 2048) * prob[node];
+      if (code < bound) {
+        range = bound;
+        prob[node] += (2048 - prob[node]) >> 5;
+        node = 2 * node;
+      } else {
+        code -= bound;
+        range -= bound;
+        prob[node] -= prob[node] >> 5;
+        node = 2 * node + 1;
+      }
+      if (range < 2 ** 24) {
+        range *= 256;
+        code = (code * 256 + next()) % 2 ** 32;
+      }
+    }
+    out[k] = node - 256;
+  }
+  if (p !== v.length || code !== 0) bad('range-coded section does not end at its end with code 0');
+  return out;
+}
+
+/** FORMAT.md §16, step by step: header, every instruction checked, then the output built. */
 function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number): Uint8Array {
+  let src = d;
   let pos = 0;
   const varint = (): number => {
     let v = 0;
     for (let j = 0; j < 5; j++) {
-      if (pos >= d.length) bad('varint runs past the end');
-      const b = d[pos++];
+      if (pos >= src.length) bad('varint runs past the end');
+      const b = src[pos++];
       if (j === 4 && b > 0x0f) bad('varint over 32 bits or longer than 5 bytes');
       v += (b & 0x7f) * 2 ** (7 * j);
       if (b < 0x80) return v;
@@ -1187,8 +1224,21 @@ function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number): Uint
   const lit = varint();
   if (L > maxOutput) bad('output over the cap');
   if (baseLength !== base.length) bad('base length');
-  if (coding > 1) bad('literal coding');
-  if (N > L || N > d.length - pos) bad('instruction count');
+  if (coding > 3) bad('coding');
+  let literalsAt: number;
+  if (coding & 2) {
+    const R = varint();
+    const S = varint();
+    if (S > d.length - pos) bad('coded instructions past the end');
+    if (R > 64 * S + 64) bad('more instruction bytes than a range-coded stream gives');
+    if (N > L || N > R) bad('instruction count');
+    src = specRangeBytes(d.subarray(pos, pos + S), R);
+    literalsAt = pos + S;
+    pos = 0;
+  } else {
+    if (N > L || N > d.length - pos) bad('instruction count');
+    literalsAt = -1;
+  }
   const ops: { kind: number; offset: number; length: number }[] = [];
   let total = 0;
   let inserted = 0;
@@ -1219,43 +1269,14 @@ function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number): Uint
     total += length;
   }
   if (total !== L || inserted !== lit) bad('totals');
-  const section = d.subarray(pos);
+  if (coding & 2 && pos !== src.length) bad('decoded instruction bytes left over');
+  const section = d.subarray(literalsAt < 0 ? pos : literalsAt);
   let literals: Uint8Array;
-  if (coding === 0) {
+  if ((coding & 1) === 0) {
     if (section.length !== lit) bad('raw literal section length');
     literals = section;
   } else {
-    // FORMAT.md 4.2's range decoder over masks of 1 byte (no raw low bytes).
-    if (lit === 0 ? section.length !== 0 : section.length < 4) bad('range-coded literal section length');
-    literals = new Uint8Array(lit);
-    let p = 0;
-    const next = (): number => (p < section.length ? section[p++] : (p++, 0));
-    let range = 0xffffffff;
-    let code = 0;
-    if (lit) for (let j = 0; j < 4; j++) code = code * 256 + next();
-    const prob = new Array<number>(256).fill(1024);
-    for (let k = 0; k < lit; k++) {
-      let node = 1;
-      for (let b = 0; b < 8; b++) {
-        const bound = Math.floor(range / 2048) * prob[node];
-        if (code < bound) {
-          range = bound;
-          prob[node] += (2048 - prob[node]) >> 5;
-          node = 2 * node;
-        } else {
-          code -= bound;
-          range -= bound;
-          prob[node] -= prob[node] >> 5;
-          node = 2 * node + 1;
-        }
-        if (range < 2 ** 24) {
-          range *= 256;
-          code = (code * 256 + next()) % 2 ** 32;
-        }
-      }
-      literals[k] = node - 256;
-    }
-    if (p !== section.length || code !== 0) bad('range-coded literals do not end at the end with code 0');
+    literals = specRangeBytes(section, lit);
   }
   const out = new Uint8Array(L);
   let at = 0;

@@ -267,7 +267,7 @@ export async function rebuildModelBytes(base: Uint8Array, payloadBytes: Uint8Arr
   return result('applied', bytes, values);
 }
 
-export { applyByteDelta, readByteDeltaHeader, LITERALS_RAW, LITERALS_RANGE_CODED, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
+export { applyByteDelta, readByteDeltaHeader, LITERALS_RAW, LITERALS_RANGE_CODED, INSTRUCTIONS_RANGE_CODED, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
 export * from '../core/errors.ts';
 export { getHasher, type Hasher } from '../core/hasher.ts';
 export type { SequenceStore, SequenceRecord } from './freshness.ts';

@@ -25,7 +25,17 @@ export const BYTE_DELTA_MAX_BASE = 0x7fffffff;
 /** The longest instruction: 2^30 - 1 bytes (`4 x length + kind` fits 32 bits). */
 export const BYTE_DELTA_MAX_SPAN = 0x3fffffff;
 
-/** The five varints that open a byte delta. */
+/** Coding bit: the instructions range-coded (added to the literal coding, {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED}). */
+export const INSTRUCTIONS_RANGE_CODED = 2;
+
+/**
+ * Range-coded bytes come out of at most this many times their coded size (plus 64): the coder's
+ * probabilities stop 31/2048 short of certainty, so a byte costs at least 8 x 0.0222 bits. A
+ * larger declared count is hostile, and refused before anything is decoded.
+ */
+const MAX_RANGE_CODED_RATIO = 64;
+
+/** The varints that open a byte delta. */
 export interface ByteDeltaHeader {
   /** Length of the rebuilt output, in bytes. */
   outputLength: number;
@@ -33,12 +43,17 @@ export interface ByteDeltaHeader {
   baseLength: number;
   /** Number of instructions (each produces at least one byte). */
   instructionCount: number;
-  /** {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED}. */
+  /** {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED} (bit 0 of the coding). */
   literalCoding: number;
+  /** Whether the instructions are range-coded (bit 1 of the coding, {@link INSTRUCTIONS_RANGE_CODED}). */
+  instructionsCoded: boolean;
   /** Total bytes the INSERT instructions take from the literal section. */
   literalLength: number;
   /** Where the instructions start in the delta. */
   instructionsAt: number;
+  /** With coded instructions: their bytes once decoded, and the coded stream's length. */
+  instructionBytes?: number;
+  codedInstructionBytes?: number;
 }
 
 function fail(where: string, message: string, details: Record<string, unknown> = {}): never {
@@ -75,7 +90,7 @@ function varintAt(bytes: Uint8Array, at: number, where: string, what: string): n
 /**
  * Read and check the header of a byte delta (`where` names it in errors).
  * @throws PayloadFormatError when a varint is malformed, the output is longer than
- *   `maxOutputBytes`, the literal coding is unknown, or the instruction count cannot fit.
+ *   `maxOutputBytes`, the coding is unknown, or the instruction count or the coded instructions cannot fit.
  */
 export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): ByteDeltaHeader {
   const fields: number[] = [];
@@ -84,16 +99,30 @@ export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, w
     at = varintAt(delta, at, where, what);
     fields.push(value);
   }
-  const [outputLength, baseLength, instructionCount, literalCoding, literalLength] = fields;
+  const [outputLength, baseLength, instructionCount, coding, literalLength] = fields;
   if (outputLength > maxOutputBytes) fail(where, `the output is declared ${outputLength} bytes, the limit is ${maxOutputBytes}`, { outputLength, maxOutputBytes });
   if (baseLength > BYTE_DELTA_MAX_BASE) fail(where, `the base is declared ${baseLength} bytes, at most ${BYTE_DELTA_MAX_BASE}`);
-  if (literalCoding !== LITERALS_RAW && literalCoding !== LITERALS_RANGE_CODED) fail(where, `the literal coding must be 0 (raw) or 1 (range-coded), found ${literalCoding}`);
-  // Every instruction takes at least one byte of the delta and gives at least one of output.
-  if (instructionCount > outputLength || instructionCount > delta.length - at) {
-    fail(where, `${instructionCount} instructions cannot fit: at most one per output byte (${outputLength}) and per remaining delta byte (${delta.length - at})`, { instructionCount });
-  }
+  if (coding > 3) fail(where, `the coding must be 0 to 3 (bit 0: literals range-coded, bit 1: instructions range-coded), found ${coding}`);
   if (literalLength > outputLength) fail(where, `${literalLength} literal bytes declared for an output of ${outputLength}`);
-  return { outputLength, baseLength, instructionCount, literalCoding, literalLength, instructionsAt: at };
+  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: coding & 1, instructionsCoded: (coding & 2) !== 0, literalLength, instructionsAt: at };
+  // Every instruction takes at least one byte of the instructions and gives at least one of output.
+  let room = delta.length - at;
+  if (h.instructionsCoded) {
+    at = varintAt(delta, at, where, 'the instruction bytes');
+    const raw = value;
+    at = varintAt(delta, at, where, 'the coded instruction bytes');
+    const coded = value;
+    if (coded > delta.length - at) fail(where, `the coded instructions are declared ${coded} bytes, ${delta.length - at} remain`);
+    if (raw > MAX_RANGE_CODED_RATIO * coded + 64) fail(where, `${raw} instruction bytes cannot come out of a ${coded}-byte range-coded stream (at most ${MAX_RANGE_CODED_RATIO} x + 64)`, { raw, coded });
+    h.instructionBytes = raw;
+    h.codedInstructionBytes = coded;
+    h.instructionsAt = at;
+    room = raw;
+  }
+  if (instructionCount > outputLength || instructionCount > room) {
+    fail(where, `${instructionCount} instructions cannot fit: at most one per output byte (${outputLength}) and per instruction byte (${room})`, { instructionCount });
+  }
+  return h;
 }
 
 /**
@@ -101,8 +130,8 @@ export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, w
  * carry it out (`literal(n)` returns the next n literal bytes). Returns where the literal
  * section starts.
  */
-function walk(base: Uint8Array, delta: Uint8Array, h: ByteDeltaHeader, where: string, out: Uint8Array | null, literal: ((n: number) => Uint8Array) | null): number {
-  let at = h.instructionsAt;
+function walk(base: Uint8Array, delta: Uint8Array, start: number, h: ByteDeltaHeader, where: string, out: Uint8Array | null, literal: ((n: number) => Uint8Array) | null): number {
+  let at = start;
   let written = 0;
   let inserted = 0;
   // A base copy's offset is coded from the base offset after the last base copy (the cursor);
@@ -155,8 +184,27 @@ function walk(base: Uint8Array, delta: Uint8Array, h: ByteDeltaHeader, where: st
 export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): Uint8Array {
   const h = readByteDeltaHeader(delta, maxOutputBytes, where);
   if (base.length !== h.baseLength) fail(where, `the delta reads a base of ${h.baseLength} bytes, this one is ${base.length}`, { expected: h.baseLength, found: base.length });
-  const literalsAt = walk(base, delta, h, where, null, null);
-  const section = delta.subarray(literalsAt);
+  // The instructions: in the delta, or range-coded there and decoded first (at most 64 x their size).
+  let instructions = delta;
+  let start = h.instructionsAt;
+  let section: Uint8Array;
+  if (h.instructionsCoded) {
+    const raw = h.instructionBytes as number;
+    const coded = h.codedInstructionBytes as number;
+    instructions = new Uint8Array(raw);
+    const masks = new Uint32Array(Math.min(raw, 1 << 16));
+    const reader = openXr(delta.subarray(h.instructionsAt, h.instructionsAt + coded), raw, `${where} instructions`, 0);
+    for (let i = 0; i < raw; i += masks.length) {
+      const m = Math.min(masks.length, raw - i);
+      reader.read(i, m, masks.subarray(0, m));
+      for (let j = 0; j < m; j++) instructions[i + j] = masks[j];
+    }
+    start = 0;
+    if (walk(base, instructions, 0, h, where, null, null) !== raw) fail(where, `the instructions end before their ${raw} decoded bytes do`);
+    section = delta.subarray(h.instructionsAt + coded);
+  } else {
+    section = delta.subarray(walk(base, delta, start, h, where, null, null));
+  }
   let literal: (n: number) => Uint8Array;
   if (h.literalCoding === LITERALS_RAW) {
     if (section.length !== h.literalLength) fail(where, `the literal section must be ${h.literalLength} raw bytes, found ${section.length}`);
@@ -191,7 +239,7 @@ export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputByt
   }
   const out = new Uint8Array(h.outputLength);
   try {
-    walk(base, delta, h, where, out, literal);
+    walk(base, instructions, start, h, where, out, literal);
   } catch (e) {
     // The range coder names its stream as a codec's; say what it is here.
     if (e instanceof PayloadFormatError && h.literalCoding === LITERALS_RANGE_CODED && !e.message.startsWith(where + ':')) fail(where, `the range-coded literal section (${section.length} bytes for ${h.literalLength} literals) does not decode to its end exactly`);

@@ -10,13 +10,13 @@
  * skipped) and the latest earlier occurrence of the window in the target itself (a name or a
  * tensor written twice: a copy of the output), extends each forward and backward into the
  * pending literals, and takes the longest.
- * Moved and renamed regions become copies wherever their bytes are. The literals are written
- * raw or range-coded, whichever is smaller (raw on a tie). Deterministic: the same two inputs
+ * Moved and renamed regions become copies wherever their bytes are. The instructions and the
+ * literals are each written raw or range-coded, whichever is smaller (raw on a tie). Deterministic: the same two inputs
  * always give the same bytes.
  */
-import { ByteWriter } from '../core/varint.ts';
+import { ByteWriter, varintSize } from '../core/varint.ts';
 import { encodeXrMasks } from '../core/xr.ts';
-import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, LITERALS_RANGE_CODED, LITERALS_RAW } from '../core/byte-delta.ts';
+import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, INSTRUCTIONS_RANGE_CODED, LITERALS_RANGE_CODED, LITERALS_RAW } from '../core/byte-delta.ts';
 
 /** Window of the base index: a match must hold at least this many bytes to be found by hash. */
 const WINDOW = 16;
@@ -41,6 +41,7 @@ export interface ByteDeltaStats {
   inserts: number;
   insertedBytes: number;
   literalCoding: 'raw' | 'range-coded';
+  instructionCoding: 'raw' | 'range-coded';
 }
 
 function windowHash(b: Uint8Array, at: number): number {
@@ -178,7 +179,7 @@ export function encodeByteDelta(base: Uint8Array, target: Uint8Array): { bytes: 
   const ops = match(base, target);
   const instructions = new ByteWriter(64 + ops.length * 4);
   const literals = new Uint8Array(ops.reduce((n, op) => n + (op.offset < 0 ? op.length : 0), 0));
-  const stats: ByteDeltaStats = { copies: 0, copiedBytes: 0, inserts: 0, insertedBytes: 0, literalCoding: 'raw' };
+  const stats: ByteDeltaStats = { copies: 0, copiedBytes: 0, inserts: 0, insertedBytes: 0, literalCoding: 'raw', instructionCoding: 'raw' };
   let cursor = 0;
   let out = 0;
   for (const op of ops) {
@@ -205,13 +206,22 @@ export function encodeByteDelta(base: Uint8Array, target: Uint8Array): { bytes: 
   const coded = literals.length ? encodeXrMasks(Uint32Array.from(literals), 0) : literals;
   const rangeCoded = coded.length < literals.length;
   if (rangeCoded) stats.literalCoding = 'range-coded';
+  const raw = instructions.bytes();
+  const codedInstructions = raw.length ? encodeXrMasks(Uint32Array.from(raw), 0) : raw;
+  // The coded stream plus its two length varints against the raw bytes (raw on a tie).
+  const instructionsCoded = codedInstructions.length + varintSize(raw.length) + varintSize(codedInstructions.length) < raw.length;
+  stats.instructionCoding = instructionsCoded ? 'range-coded' : 'raw';
   const head = new ByteWriter(32);
   head.varint(target.length);
   head.varint(base.length);
   head.varint(ops.length);
-  head.varint(rangeCoded ? LITERALS_RANGE_CODED : LITERALS_RAW);
+  head.varint((rangeCoded ? LITERALS_RANGE_CODED : LITERALS_RAW) | (instructionsCoded ? INSTRUCTIONS_RANGE_CODED : 0));
   head.varint(literals.length);
-  const parts = [head.bytes(), instructions.bytes(), rangeCoded ? coded : literals];
+  if (instructionsCoded) {
+    head.varint(raw.length);
+    head.varint(codedInstructions.length);
+  }
+  const parts = [head.bytes(), instructionsCoded ? codedInstructions : raw, rangeCoded ? coded : literals];
   const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

@@ -15,6 +15,7 @@ export interface ByteDeltaVector {
   /** Header fields as decoded. */
   outputLength: number;
   literalCoding: number;
+  instructionCoding: number;
   copies: number;
   inserts: number;
 }
@@ -65,11 +66,12 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
     files.set(`delta-${name}.base.bin`, base);
     files.set(`delta-${name}.target.bin`, target);
     files.set(`delta-${name}.bdelta`, bytes);
-    valid.push({ name: `delta-${name}`, description, base: `delta-${name}.base.bin`, delta: `delta-${name}.bdelta`, target: `delta-${name}.target.bin`, outputLength: target.length, literalCoding: stats.literalCoding === 'raw' ? 0 : 1, copies: stats.copies, inserts: stats.inserts });
+    valid.push({ name: `delta-${name}`, description, base: `delta-${name}.base.bin`, delta: `delta-${name}.bdelta`, target: `delta-${name}.target.bin`, outputLength: target.length, literalCoding: stats.literalCoding === 'raw' ? 0 : 1, instructionCoding: stats.instructionCoding === 'raw' ? 0 : 2, copies: stats.copies, inserts: stats.inserts });
   };
   addValid('moved', 'A frame renaming one tensor and adding one, the two kept tensors swapped: their bytes are copies from wherever they sit in the base; the new name, the new tensor and the changed frame text are raw literals.', MOVED_BASE, MOVED_TARGET);
   addValid('range-coded', 'A run of 64 "z" bytes that the base does not hold: 16 of them inserted, range-coded, the rest copies of the output already written.', CODED_BASE, CODED_TARGET);
   addValid('self-copy', 'A name the base does not hold, written twice in the target: the second time it is a copy of the output already written (source offset past the base).', utf8.encode('graph: conv -> relu -> out;'), utf8.encode('graph: conv -> block_7/expand/kernel:0 -> relu -> block_7/expand/kernel:0 -> out;'));
+  addValid('coded-instructions', 'Forty layer names renamed in a text frame: many short copies and inserts, so the instructions are range-coded, and the literals too (coding 3).', utf8.encode(Array.from({ length: 40 }, (_, i) => `model/layer_${String(i).padStart(3, '0')}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')), utf8.encode(Array.from({ length: 40 }, (_, i) => `model/block_${i}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')));
   addValid('empty-base', 'Nothing to copy from: the whole target is one insert.', new Uint8Array(0), utf8.encode('a new file'));
   addValid('empty-target', 'An empty output: no instructions, no literals.', MOVED_BASE, new Uint8Array(0));
 
@@ -94,8 +96,17 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
   addInvalid('wrong-base-length', `The delta is for a base of ${B + 1} bytes; this one is ${B}.`, [...leb(4, B + 1, 1, 0, 0), ...leb(4 * 4 + 1, 0)]);
   addInvalid('literals-past-declared', 'An INSERT of 4 bytes with 3 literal bytes declared.', [...leb(4, B, 1, 0, 3), ...leb(4 * 4), 1, 2, 3]);
   addInvalid('literal-trailing-byte', 'An INSERT of 4 raw literal bytes, and a fifth byte after them.', [...leb(4, B, 1, 0, 4), ...leb(4 * 4), 1, 2, 3, 4, 5]);
-  addInvalid('literal-coding', 'Literal coding 2: only 0 (raw) and 1 (range-coded) exist.', [...leb(4, B, 1, 2, 4), ...leb(4 * 4), 1, 2, 3, 4]);
+  addInvalid('coding', 'Coding 4: bit 0 (literals range-coded) and bit 1 (instructions range-coded) are all there is.', [...leb(4, B, 1, 4, 4), ...leb(4 * 4), 1, 2, 3, 4]);
+  addInvalid('instructions-ratio', 'Range-coded instructions declared as 1,000 bytes out of a 4-byte stream: a range-coded stream gives at most 64 x its size + 64.', [...leb(4, B, 1, 2, 0, 1000, 4), 0, 0, 0, 0]);
   addInvalid('range-coded-short', 'Range-coded literals (4 bytes) with a stream of 3 bytes: a stream is at least 4.', [...leb(4, B, 1, 1, 4), ...leb(4 * 4), 0, 0, 0]);
+  {
+    // The coded instructions of delta-coded-instructions, one byte of their stream flipped.
+    const good = files.get('delta-coded-instructions.bdelta') as Uint8Array;
+    const bad = good.slice();
+    bad[20] ^= 0x5a;
+    addInvalid('instructions-corrupt', 'delta-coded-instructions with a byte of its range-coded instructions changed (base delta-coded-instructions.base.bin): refused (the stream does not end where it must, or what it decodes to is not a valid walk).', [...bad]);
+    invalid[invalid.length - 1].base = 'delta-coded-instructions.base.bin';
+  }
   {
     // The range-coded stream of delta-range-coded, its last byte cut.
     const good = files.get('delta-range-coded.bdelta') as Uint8Array;
