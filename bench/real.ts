@@ -14,6 +14,11 @@
  *   npm run bench:real -- --quick             # pairs already in devDependencies (no download)
  *   npm run bench:real -- --markdown out.md   # also write the results as Markdown
  *   npm run bench:real -- --json out.json     # and as JSON
+ *   npm run bench:real -- --pairs LiteRT      # only the pairs whose name matches
+ *
+ * A single-file pair (.onnx, .tflite) whose structure changed, which no value payload joins, is
+ * measured as the structural payload (format v7) `ndiff diff` writes for it, rebuilt by
+ * `neural-diff/rebuild` and compared with the target file byte for byte.
  *
  * MoveNet Lightning v3 -> v4 changed its graph as well as its weights, so no payload joins the two
  * (refused, with the reason); its float16 weights are also measured on a pair that keeps one
@@ -38,6 +43,11 @@ import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts
 import { diffOnnxModels } from '../src/diff/onnx.ts';
 import { exactDiff } from '../src/diff/exact.ts';
 import { openOnnxFile } from '../src/io/onnx/files.ts';
+import { openTfliteFile } from '../src/io/tflite/files.ts';
+import { OnnxWeightStore } from '../src/io/onnx/store.ts';
+import { TfliteWeightStore } from '../src/io/tflite/store.ts';
+import { structuralDiff } from '../src/diff/structural.ts';
+import { rebuildModelBytes, type RebuildFormat } from '../src/apply/rebuild.ts';
 import { openTfjsModel, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { ensurePackages } from './onnx.ts';
@@ -91,6 +101,16 @@ export interface RealPairResult {
    * the folder holds, each left byte for byte (`untouched`).
    */
   inPlace?: { file: string; reached: boolean; otherFiles: number; untouched: boolean; shard: string };
+  /**
+   * For a single-file pair (.onnx, .tflite) no value payload joins: the structural payload
+   * (format v7) `ndiff diff` writes instead, its parts, what changed, and whether the device's
+   * rebuild (`neural-diff/rebuild`) ends at the target file byte for byte.
+   */
+  structural?: {
+    bytes: number; rebuildBytes: number; valueBytes: number; targetFileBytes: number;
+    added: number; removed: number; renamed: number; reshaped: number; kept: number; keptChanged: number; graphChanged: boolean;
+    byteForByte: boolean; seconds: number;
+  };
 }
 
 const FULL: PairSpec[] = [
@@ -112,6 +132,20 @@ const FULL: PairSpec[] = [
   },
 ];
 
+// LiteRT pairs whose structure changed (MediaPipe pose 0.4 -> 0.5: tensors added; BENCHMARKS-real.md).
+FULL.push(
+  {
+    name: 'MediaPipe pose landmark lite 0.4 -> 0.5 (LiteRT; tensors added)',
+    base: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_lite.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.5.1675469404', file: 'pose_landmark_lite.tflite' },
+  },
+  {
+    name: 'MediaPipe pose landmark full 0.3 -> 0.4 (LiteRT; tensors added and removed)',
+    base: { pkg: '@mediapipe/pose', version: '0.3.1621277220', file: 'pose_landmark_full.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_full.tflite' },
+  },
+);
+
 const QUICK: PairSpec[] = [
   {
     name: 'Silero VAD v5.1 -> v6 (ONNX)',
@@ -127,6 +161,8 @@ const QUICK: PairSpec[] = [
 
 export interface RealBenchOptions {
   quick?: boolean;
+  /** Only the pairs whose name matches (`--pairs REGEX`). */
+  only?: RegExp;
   cache?: string;
   log?: (line: string) => void;
 }
@@ -161,7 +197,7 @@ async function packageDir(side: Side, cache: string, log: (l: string) => void): 
 
 /** The weight bytes of a side, as one file for the byte-diff tools: the .onnx file, or a TF.js model's shards in manifest order. */
 async function weightFile(modelFile: string, out: string): Promise<string> {
-  if (modelFile.endsWith('.onnx')) return modelFile;
+  if (modelFile.endsWith('.onnx') || modelFile.endsWith('.tflite')) return modelFile;
   const json = JSON.parse(await readFile(modelFile, 'utf8')) as { weightsManifest: { paths: string[] }[] };
   const parts = await Promise.all(json.weightsManifest.flatMap((g) => g.paths).map((p) => readFile(path.join(path.dirname(modelFile), p))));
   await writeFile(out, Buffer.concat(parts));
@@ -179,7 +215,23 @@ async function byteDiffs(oldFile: string, newFile: string, work: string): Promis
 }
 
 async function open(file: string): Promise<WeightStore> {
-  return file.endsWith('.onnx') ? (await openOnnxFile(file)).contents : openTfjsModel(file);
+  return file.endsWith('.onnx') ? (await openOnnxFile(file)).contents : file.endsWith('.tflite') ? (await openTfliteFile(file)).contents : openTfjsModel(file);
+}
+
+/** The structural payload of a single-file pair (what `ndiff diff --budget all` writes for it), rebuilt as a device does. */
+async function measureStructural(hasher: Hasher, baseFile: string, targetFile: string): Promise<NonNullable<RealPairResult['structural']>> {
+  const format: RebuildFormat = baseFile.endsWith('.onnx') ? { kind: 'onnx', open: (b) => new OnnxWeightStore(b) } : { kind: 'tflite', open: (b) => new TfliteWeightStore(b) };
+  const [base, target] = (await Promise.all([readFile(baseFile), readFile(targetFile)])).map((b) => new Uint8Array(b));
+  const t0 = performance.now();
+  const built = structuralDiff(hasher, base, target, format, { modelId: 'bench' });
+  const seconds = (performance.now() - t0) / 1000;
+  const rebuilt = await rebuildModelBytes(base, built.bytes, format, { hasher });
+  const c = built.change;
+  return {
+    bytes: built.bytes.length, rebuildBytes: built.rebuildBytes, valueBytes: built.valueBytes, targetFileBytes: target.length,
+    added: c.added.length, removed: c.removed.length, renamed: c.renamed.length, reshaped: c.reshaped.length, kept: c.kept, keptChanged: c.keptChanged, graphChanged: c.frameChanged,
+    byteForByte: rebuilt.status === 'applied' && Buffer.from(rebuilt.bytes).equals(Buffer.from(target)), seconds,
+  };
 }
 
 /** The exact payload of a pair, its round trip and sizes; or the refusal. */
@@ -193,8 +245,13 @@ async function measure(hasher: Hasher, baseFile: string, targetFile: string, wor
   try {
     built = diff();
   } catch (e) {
-    if (e instanceof NeuralDiffError) return { refused: { code: e.code, message: e.message } };
-    throw e;
+    if (!(e instanceof NeuralDiffError)) throw e;
+    const refused = { code: e.code, message: e.message };
+    if (!/\.(onnx|tflite)$/.test(baseFile)) return { refused };
+    // A single-file pair: the structural payload, beside the byte diffs of the two files.
+    const structural = await measureStructural(hasher, baseFile, targetFile);
+    const sizes = await byteDiffs(baseFile, targetFile, work);
+    return { refused, structural, targetWeightBytes: structural.targetFileBytes, ...(sizes.zstd !== undefined ? { zstdBytes: sizes.zstd } : {}), ...(sizes.bsdiff !== undefined ? { bsdiffBytes: sizes.bsdiff } : {}) };
   }
   const v3 = built.payload.patches.some((p) => p.codec === 'xs') ? diff(['x', 'xr']).bytes.length : built.bytes.length;
   // Round trip on a copy of the base (its storage grids kept): the target's fingerprint.
@@ -264,7 +321,7 @@ export async function runRealBench(options: RealBenchOptions = {}): Promise<Real
   if (installed.length) log(`(installed from Debian: ${installed.join(', ')})`);
   const hasher = await getHasher();
   const results: RealPairResult[] = [];
-  for (const spec of options.quick ? QUICK : FULL) {
+  for (const spec of (options.quick ? QUICK : FULL).filter((p) => !options.only || options.only.test(p.name))) {
     const label = (s: Side) => `${s.pkg}@${s.version} ${s.file}`;
     const row: RealPairResult = { pair: spec.name, base: label(spec.base), target: label(spec.target) };
     results.push(row);
@@ -284,6 +341,7 @@ export async function runRealBench(options: RealBenchOptions = {}): Promise<Real
       const { bytes: _, ...measured } = await measure(hasher, files[0], files[1], work);
       Object.assign(row, measured);
       log(`  ${row.refused ? `refused (${row.refused.code}): ${row.refused.message}` : `${row.payloadBytes} bytes (format v${row.version}), zstd ${row.zstdBytes}, bsdiff ${row.bsdiffBytes}, round trip ${row.roundTrip}`}`);
+      if (row.structural) log(`  structural payload (format v7): ${row.structural.bytes} bytes (rebuild ${row.structural.rebuildBytes}, values ${row.structural.valueBytes}), zstd ${row.zstdBytes}, bsdiff ${row.bsdiffBytes}, rebuilt ${row.structural.byteForByte ? 'byte for byte' : 'NOT the target'}`);
       if (spec.oneGraph && row.refused) {
         const one: RealPairResult = { pair: `${spec.name}, on one graph`, base: `${label(spec.base)} weights in ${label(spec.target)}'s folder`, target: label(spec.target), note: 'v3\'s float weights laid into v4\'s model file, in a copy of v4\'s folder with the package\'s other models (every float tensor set to v3\'s values and written back as float16), as the base' };
         results.push(one);
@@ -309,14 +367,18 @@ const n = (x: number | undefined) => (x === undefined ? 'n/a' : x.toLocaleString
 export function realBenchMarkdown(results: RealPairResult[]): string {
   const lines = ['| pair | exact payload | without xs (v3) | zstd --patch-from | bsdiff | new weights | round trip |', '| --- | --- | --- | --- | --- | --- | --- |'];
   for (const r of results) {
+    const s = r.structural;
     if (r.skipped) lines.push(`| ${r.pair} | skipped: ${r.skipped} | | | | | |`);
+    else if (r.refused && s) lines.push(`| ${r.pair} | structural (v7): ${n(s.bytes)} (rebuild ${n(s.rebuildBytes)} + values ${n(s.valueBytes)}) | | ${n(r.zstdBytes)} | ${n(r.bsdiffBytes)} | ${n(s.targetFileBytes)} (the file) | ${s.byteForByte ? 'target file byte for byte' : 'NOT the target'} |`);
     else if (r.refused) lines.push(`| ${r.pair} | refused (${r.refused.code}) | | | | | |`);
     else lines.push(`| ${r.pair} | ${n(r.payloadBytes)} (v${r.version}; ${Object.entries(r.codecs ?? {}).map(([c, k]) => `${k} ${c}`).join(', ')}) | ${n(r.v3Bytes)} | ${n(r.zstdBytes)} | ${n(r.bsdiffBytes)} | ${n(r.targetWeightBytes)} | ${r.roundTrip ? 'target fingerprint' : 'NOT the target'} |`);
   }
   lines.push('');
   for (const r of results) {
     const inPlace = r.inPlace ? ` Applied in place to ${r.inPlace.file} in that folder (as \`ndiff apply --model\` does, beside ${r.inPlace.otherFiles} files of the other models): ${r.inPlace.reached ? 'the target\'s fingerprint' : 'NOT the target'}, the model file kept its name, its rewritten shard is ${r.inPlace.shard}, the other files ${r.inPlace.untouched ? 'byte for byte as they were' : 'CHANGED'}.` : '';
-    lines.push(`- **${r.pair}**: ${r.base} -> ${r.target}.${r.note ? ` ${r.note}.` : ''}${r.refused ? ` Refused: ${r.refused.message}` : ''}${r.changedValues !== undefined ? ` ${n(r.changedValues)} weights changed.` : ''}${inPlace}`);
+    const s = r.structural;
+    const structural = s ? ` Structural payload (format v7, what \`ndiff diff\` writes): ${s.added} tensor(s) added, ${s.removed} removed, ${s.renamed} renamed, ${s.reshaped} reshaped, ${s.kept} kept (${s.keptChanged} changed), graph ${s.graphChanged ? 'changed' : 'unchanged'}; built in ${s.seconds.toFixed(1)} s; rebuilt by neural-diff/rebuild ${s.byteForByte ? 'to the target file byte for byte' : 'NOT to the target'}.` : '';
+    lines.push(`- **${r.pair}**: ${r.base} -> ${r.target}.${r.note ? ` ${r.note}.` : ''}${r.refused ? ` ${s ? 'No value payload joins them' : 'Refused'}: ${r.refused.message}` : ''}${structural}${r.changedValues !== undefined ? ` ${n(r.changedValues)} weights changed.` : ''}${inPlace}`);
   }
   return lines.join('\n') + '\n';
 }
@@ -327,7 +389,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     const i = args.indexOf(name);
     return i >= 0 ? args[i + 1] : undefined;
   };
-  const results = await runRealBench({ quick: args.includes('--quick'), ...(opt('--cache') ? { cache: opt('--cache') } : {}) });
+  const results = await runRealBench({ quick: args.includes('--quick'), ...(opt('--cache') ? { cache: opt('--cache') } : {}), ...(opt('--pairs') ? { only: new RegExp(opt('--pairs') as string) } : {}) });
   const md = realBenchMarkdown(results);
   console.log(`\n${md}`);
   if (opt('--markdown')) await writeFile(opt('--markdown') as string, md);

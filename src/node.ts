@@ -22,9 +22,10 @@ export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, refere
 export { modelFilesOf, FOLDER_MODEL_FILES, type ModelFiles } from './io/durable/control-files.ts';
 export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors/files.ts';
 export { SafetensorsWeightStore } from './io/safetensors/store.ts';
-export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore, OnnxFileSequenceStore, ONNX_STATE_SUFFIX, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx/files.ts';
+export { openOnnxFile, applyToOnnxFile, rebuildOnnxFile, recoverOnnxFile, OnnxFileStore, OnnxFileSequenceStore, ONNX_STATE_SUFFIX, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx/files.ts';
 export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx/store.ts';
-export { openTfliteFile, applyToTfliteFile, recoverTfliteFile, saveTfliteFileAs, TfliteFileStore, TFLITE_FILE } from './io/tflite/files.ts';
+export { openTfliteFile, applyToTfliteFile, rebuildTfliteFile, recoverTfliteFile, saveTfliteFileAs, TfliteFileStore, TFLITE_FILE } from './io/tflite/files.ts';
+export { rebuildWeightsFile, type WeightsFileRebuildOptions, type WeightsFileRebuildResult } from './io/durable/weights-file-rebuild.ts';
 export { TfliteWeightStore, TFLITE_FRAME, scanTfliteModel, type TfliteTensorEntry, type TfliteStoreOptions } from './io/tflite/store.ts';
 export { WeightsFileStore, openWeightsFile, type WeightsFileFormat, type WeightsFileContents, type ExternalPatch, type ExternalSource } from './io/durable/weights-file.ts';
 export { applyToWeightsFile, recoverWeightsFile } from './io/durable/weights-file-update.ts';

@@ -51,6 +51,24 @@ test('nothing src/apply imports (transitively, in our sources) names tfjs or a n
   assert.deepEqual(bad, []);
 });
 
+test('neural-diff/rebuild (src/apply/rebuild.ts) bundles for the browser with nothing but our sources (and the Ed25519 fallback), and carries neither store parser nor an encoder', async () => {
+  const result = await build({ entryPoints: [join(root, 'src/apply/rebuild.ts')], bundle: true, platform: 'browser', format: 'esm', minify: true, write: false, metafile: true, logLevel: 'silent' });
+  const inputs = Object.keys(result.metafile.inputs);
+  // (@noble/ed25519 verifies signatures where WebCrypto cannot, as in neural-diff/apply)
+  const forbidden = inputs.filter((p) => (/@tensorflow|node_modules\/|src\/io\/|src\/diff\/|msgpackr/.test(p) && !/node_modules\/@noble\/ed25519\//.test(p)) || p.startsWith('node:'));
+  assert.deepEqual(forbidden, [], `the rebuild entry reaches: ${forbidden.join(', ')}`);
+  assert.ok(inputs.some((p) => p.includes('src/core/byte-delta.ts')) && inputs.some((p) => p.includes('src/apply/apply.ts')));
+  // the byte delta decoder (src/core/byte-delta.ts) is device code too: only our core
+  const src = readFileSync(join(root, 'src/core/byte-delta.ts'), 'utf8');
+  assert.deepEqual([...src.matchAll(/from\s+['"]([^'"]+)['"]/g)].map((m) => m[1]).sort(), ['./errors.ts', './xr.ts']);
+});
+
+test('neural-diff/apply does not reach the rebuild entry or the byte delta: a device that never rebuilds does not carry them', async () => {
+  const result = await build({ entryPoints: [join(root, 'src/apply/index.ts')], bundle: true, platform: 'browser', format: 'esm', write: false, metafile: true, logLevel: 'silent' });
+  const inputs = Object.keys(result.metafile.inputs);
+  assert.deepEqual(inputs.filter((p) => /rebuild|byte-delta/.test(p)), []);
+});
+
 test('neural-diff/onnx (src/io/onnx/store.ts) bundles for the browser without tfjs, node modules or protobuf libraries', async () => {
   const result = await build({ entryPoints: [join(root, 'src/io/onnx/store.ts')], bundle: true, platform: 'browser', format: 'esm', write: false, metafile: true, logLevel: 'silent' });
   const inputs = Object.keys(result.metafile.inputs);

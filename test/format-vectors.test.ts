@@ -822,7 +822,7 @@ describe('payload vectors: generator', () => {
   for (const hasher of HASHERS) {
     test(`generate.ts reproduces the committed files byte for byte (${hasher.kind} hasher)`, () => {
       const files = generatePayloadVectors(hasher);
-      const committed = readdirSync(dir).filter((f) => f !== 'generate.ts').sort();
+      const committed = readdirSync(dir).filter((f) => f !== 'generate.ts' && f !== 'byte-delta.ts').sort();
       assert.deepEqual([...files.keys()].sort(), committed, 'no missing or stale files');
       for (const [name, bytes] of files) assert.ok(Buffer.from(bytes).equals(Buffer.from(read(name))), `${name} differs: run node --import tsx test/vectors/payloads/generate.ts`);
       // and a second run in the same process gives the same bytes
@@ -1156,4 +1156,171 @@ describe('msgpack integer encodings', () => {
     assert.deepEqual([...bytes.subarray(at + 3, at + 12)], [0xcb, 0x42, 0x70, 0, 0, 0, 0, 0, 0]);
     assert.equal(decodePayload(bytes).header.sequence, 2 ** 40);
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Byte deltas (FORMAT.md §16), decoded by a second decoder written from the document alone.
+
+interface ByteDeltaIndex {
+  valid: { name: string; base: string; delta: string; target: string; outputLength: number; literalCoding: number; copies: number; inserts: number }[];
+  invalid: { name: string; base: string; delta: string; maxOutputBytes: number; error: string; code: string }[];
+}
+
+/** FORMAT.md §16, step by step: header, every instruction checked, then the output built. */
+/** FORMAT.md 4.2's range decoder over masks of 1 byte (no raw low bytes): `count` bytes from `v`, which must end exactly. */
+function specRangeBytes(v: Uint8Array, count: number): Uint8Array {
+  if (count === 0 ? v.length !== 0 : v.length < 4) bad('range-coded section length');
+  const out = new Uint8Array(count);
+  let p = 0;
+  const next = (): number => (p < v.length ? v[p++] : (p++, 0));
+  let range = 0xffffffff;
+  let code = 0;
+  if (count) for (let j = 0; j < 4; j++) code = code * 256 + next();
+  const prob = new Array<number>(256).fill(1024);
+  for (let k = 0; k < count; k++) {
+    let node = 1;
+    for (let b = 0; b < 8; b++) {
+      const bound = Math.floor(range / 2048) * prob[node];
+      if (code < bound) {
+        range = bound;
+        prob[node] += (2048 - prob[node]) >> 5;
+        node = 2 * node;
+      } else {
+        code -= bound;
+        range -= bound;
+        prob[node] -= prob[node] >> 5;
+        node = 2 * node + 1;
+      }
+      if (range < 2 ** 24) {
+        range *= 256;
+        code = (code * 256 + next()) % 2 ** 32;
+      }
+    }
+    out[k] = node - 256;
+  }
+  if (p !== v.length || code !== 0) bad('range-coded section does not end at its end with code 0');
+  return out;
+}
+
+/** FORMAT.md §16, step by step: header, every instruction checked, then the output built. */
+function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number): Uint8Array {
+  let src = d;
+  let pos = 0;
+  const varint = (): number => {
+    let v = 0;
+    for (let j = 0; j < 5; j++) {
+      if (pos >= src.length) bad('varint runs past the end');
+      const b = src[pos++];
+      if (j === 4 && b > 0x0f) bad('varint over 32 bits or longer than 5 bytes');
+      v += (b & 0x7f) * 2 ** (7 * j);
+      if (b < 0x80) return v;
+    }
+    return v;
+  };
+  const L = varint();
+  const baseLength = varint();
+  const N = varint();
+  const coding = varint();
+  const lit = varint();
+  if (L > maxOutput) bad('output over the cap');
+  if (baseLength !== base.length) bad('base length');
+  if (coding > 3) bad('coding');
+  let literalsAt: number;
+  if (coding & 2) {
+    const R = varint();
+    const S = varint();
+    if (S > d.length - pos) bad('coded instructions past the end');
+    if (R > 64 * S + 64) bad('more instruction bytes than a range-coded stream gives');
+    if (N > L || N > R) bad('instruction count');
+    src = specRangeBytes(d.subarray(pos, pos + S), R);
+    literalsAt = pos + S;
+    pos = 0;
+  } else {
+    if (N > L || N > d.length - pos) bad('instruction count');
+    literalsAt = -1;
+  }
+  const ops: { kind: number; offset: number; length: number }[] = [];
+  let total = 0;
+  let inserted = 0;
+  let cursor = 0;
+  for (let k = 0; k < N; k++) {
+    const op = varint();
+    const kind = op % 4;
+    const length = Math.floor(op / 4);
+    if (kind === 3) bad('unknown instruction kind');
+    if (length === 0) bad('zero-length instruction');
+    if (total + length > L) bad('past the declared output');
+    if (kind === 1) {
+      const z = varint();
+      const offset = cursor + (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
+      if (offset < 0 || offset + length > base.length) bad('copy outside the base');
+      cursor = offset + length;
+      ops.push({ kind, offset, length });
+    } else if (kind === 2) {
+      // distance back from the bytes it writes: reads only output already written
+      const from = total - length - varint();
+      if (from < 0) bad('copy of output not yet written');
+      ops.push({ kind, offset: from, length });
+    } else {
+      inserted += length;
+      if (inserted > lit) bad('literals past the declared count');
+      ops.push({ kind, offset: 0, length });
+    }
+    total += length;
+  }
+  if (total !== L || inserted !== lit) bad('totals');
+  if (coding & 2 && pos !== src.length) bad('decoded instruction bytes left over');
+  const section = d.subarray(literalsAt < 0 ? pos : literalsAt);
+  let literals: Uint8Array;
+  if ((coding & 1) === 0) {
+    if (section.length !== lit) bad('raw literal section length');
+    literals = section;
+  } else {
+    literals = specRangeBytes(section, lit);
+  }
+  const out = new Uint8Array(L);
+  let at = 0;
+  let l = 0;
+  for (const op of ops) {
+    if (op.kind === 2) for (let j = 0; j < op.length; j++) out[at + j] = out[op.offset + j];
+    else out.set(op.kind === 1 ? base.subarray(op.offset, op.offset + op.length) : literals.subarray(l, (l += op.length)), at);
+    at += op.length;
+  }
+  return out;
+}
+
+describe('byte delta vectors (FORMAT.md §16)', async () => {
+  const { applyByteDelta } = await import('../src/core/byte-delta.ts');
+  const bd = readJson<ByteDeltaIndex>('byte-delta.json');
+  test('the index lists valid and hostile cases', () => {
+    assert.ok(bd.valid.length >= 4);
+    for (const n of ['copy-out-of-range', 'past-declared-output', 'over-cap', 'truncated-varint', 'count-bomb']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
+    assert.ok(bd.valid.some((v) => v.literalCoding === 1) && bd.valid.some((v) => v.literalCoding === 0 && v.copies > 0));
+    for (const n of ['self-copy-ahead', 'unknown-kind', 'zero-length']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
+  });
+  for (const v of bd.valid) {
+    test(`${v.name}: both decoders rebuild the target`, () => {
+      const base = read(v.base);
+      const delta = read(v.delta);
+      const target = read(v.target);
+      assert.equal(target.length, v.outputLength);
+      assert.deepEqual(specByteDelta(base, delta, target.length), target);
+      assert.deepEqual(applyByteDelta(base, delta, target.length), target);
+      // a cap one byte short of the output refuses it
+      if (target.length) assert.throws(() => applyByteDelta(base, delta, target.length - 1), PayloadFormatError);
+    });
+  }
+  for (const v of bd.invalid) {
+    test(`${v.name}: refused by both decoders`, () => {
+      const base = read(v.base);
+      const before = base.slice();
+      const delta = read(v.delta);
+      assert.throws(() => specByteDelta(base, delta, v.maxOutputBytes), /./);
+      assert.throws(
+        () => applyByteDelta(base, delta, v.maxOutputBytes),
+        (e: unknown) => e instanceof PayloadFormatError && e.code === v.code && e.constructor.name === v.error,
+      );
+      assert.deepEqual(base, before, 'the base is only read');
+    });
+  }
 });

@@ -66,6 +66,13 @@ test('neural-diff/tflite resolves and exports the LiteRT store; neural-diff/node
   for (const name of ['applyToTfliteFile', 'openTfliteFile', 'recoverTfliteFile', 'TfliteWeightStore', 'tfliteFileTarget']) assert.ok(name in node, name);
 });
 
+test('neural-diff/rebuild resolves and exports the structural rebuild; neural-diff/node its crash-safe file rebuilds', async () => {
+  const rebuild = await import('neural-diff/rebuild');
+  for (const name of ['rebuildModelBytes', 'decodeStructuralPayload', 'isStructuralPayload', 'applyByteDelta', 'STRUCTURAL_VERSION', 'PayloadFormatError']) assert.ok(name in rebuild, name);
+  const node = await import('neural-diff/node');
+  for (const name of ['rebuildOnnxFile', 'rebuildTfliteFile', 'rebuildWeightsFile']) assert.ok(name in node, name);
+});
+
 test('neural-diff/updater resolves and exports the device updater; neural-diff/node its Node adapters', async () => {
   const updater = await import('neural-diff/updater');
   for (const name of ['Updater', 'openTrustedRelease', 'planUpdate', 'weightStoreTarget', 'IndexedDbUpdaterState', 'IndexedDbDownloadStore', 'MemoryUpdaterState', 'MemoryDownloadStore', 'validateManifest', 'canonicalJson']) {

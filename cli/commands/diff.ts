@@ -7,6 +7,8 @@ import { describeWidths, lowbitDiff, lowbitVariants, type LowBitResult } from '.
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
+import { compareInterfaces, describeDifference } from '../../src/diff/interface.ts';
+import { runStructuralDiff } from './diff-structural.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
 import { chooseCalibrated, chooseCalibratedOnnx, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
@@ -82,6 +84,11 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   const onnxEval = a.eval && isOnnxPath(a.base) ? await loadOnnxEval(a as PayloadEvalSpec) : undefined;
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
   try {
+    // Two single-file models whose structure differs: a structural payload (format v7) instead of a refusal.
+    if (opened.kind === 'onnx' || opened.kind === 'tflite') {
+      const reason = describeDifference(compareInterfaces(opened.store, openedTarget.store));
+      if (reason) return await runStructuralDiff(a, io, opened.kind, modelId, reason);
+    }
     return await diffOpened(a, io, opened, openedTarget, modelId, onnxEval);
   } finally {
     await Promise.all([opened.close(), openedTarget.close()]);

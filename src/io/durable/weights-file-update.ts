@@ -72,7 +72,7 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-async function removeIfThere(file: string, removed?: string[]): Promise<void> {
+export async function removeIfThere(file: string, removed?: string[]): Promise<void> {
   try {
     await unlink(file);
     removed?.push(file);
@@ -116,7 +116,7 @@ async function removeTemps(files: readonly string[], removed: string[]): Promise
 }
 
 /** Put each file's kept previous version back (a file never switched keeps its bytes). */
-async function restorePrevious(paths: readonly string[]): Promise<boolean> {
+export async function restorePrevious(paths: readonly string[]): Promise<boolean> {
   let rolled = false;
   for (const p of paths) {
     const prev = p + PREVIOUS_SUFFIX;

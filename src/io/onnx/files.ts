@@ -8,6 +8,7 @@ import type { WeightStore } from '../../core/weight-store.ts';
 import { openWeightsFile, readWeightsFileBytes, WeightsFileStore, type WeightsFileFormat, type WeightsFileOpenOptions } from '../durable/weights-file.ts';
 import { applyToWeightsFile, recoverWeightsFile, saveWeightsFileAs, type WeightsFileApplyOptions, type WeightsFileApplyResult } from '../durable/weights-file-update.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
+import { rebuildWeightsFile, type WeightsFileRebuildOptions, type WeightsFileRebuildResult } from '../durable/weights-file-rebuild.ts';
 import { OnnxWeightStore, onnxExternalLocations } from './store.ts';
 
 export { type WeightsFileOpenOptions as OnnxOpenOptions, type OpenedFile } from '../durable/weights-file.ts';
@@ -62,4 +63,9 @@ export function applyToOnnxFile(file: string, payloadBytes: Uint8Array, options:
 /** Write the model `disk` holds, patched, as a new model at `outFile` with its external files beside it (see `saveWeightsFileAs`). */
 export function saveOnnxFileAs(disk: OnnxFileStore, changed: readonly string[], outFile: string): Promise<void> {
   return saveWeightsFileAs(disk, changed, outFile, ONNX_FILE);
+}
+
+/** Rebuild the ONNX model `file` with a structural payload (format v7), crash-safely (see `rebuildWeightsFile`). */
+export function rebuildOnnxFile(file: string, payloadBytes: Uint8Array, options: WeightsFileRebuildOptions = {}): Promise<WeightsFileRebuildResult> {
+  return rebuildWeightsFile(file, payloadBytes, ONNX_FILE, 'onnx', options);
 }

@@ -8,6 +8,7 @@ import type { WeightStore } from '../../core/weight-store.ts';
 import { openWeightsFile, WeightsFileStore, type WeightsFileFormat, type WeightsFileOpenOptions } from '../durable/weights-file.ts';
 import { applyToWeightsFile, recoverWeightsFile, saveWeightsFileAs, type WeightsFileApplyOptions, type WeightsFileApplyResult } from '../durable/weights-file-update.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
+import { rebuildWeightsFile, type WeightsFileRebuildOptions, type WeightsFileRebuildResult } from '../durable/weights-file-rebuild.ts';
 import { MAX_TFLITE_MODEL_BYTES, TfliteWeightStore } from './store.ts';
 
 /** LiteRT as a {@link WeightsFileFormat}: one file, no external data. */
@@ -44,4 +45,9 @@ export function applyToTfliteFile(file: string, payloadBytes: Uint8Array, option
 /** Write the model `disk` holds, patched, as a new `.tflite` file at `outFile` (see `saveWeightsFileAs`). */
 export function saveTfliteFileAs(disk: TfliteFileStore, changed: readonly string[], outFile: string): Promise<void> {
   return saveWeightsFileAs(disk, changed, outFile, TFLITE_FILE);
+}
+
+/** Rebuild the `.tflite` file `file` with a structural payload (format v7), crash-safely (see `rebuildWeightsFile`). */
+export function rebuildTfliteFile(file: string, payloadBytes: Uint8Array, options: WeightsFileRebuildOptions = {}): Promise<WeightsFileRebuildResult> {
+  return rebuildWeightsFile(file, payloadBytes, TFLITE_FILE, 'tflite', options);
 }

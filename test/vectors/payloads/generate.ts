@@ -19,6 +19,7 @@ import { MemoryWeightStore } from '../../../src/core/weight-store.ts';
 import { rng } from '../../helpers/models.ts';
 import { encodeXrMasks } from '../../../src/core/xr.ts';
 import { lowBitScales } from '../../../src/core/lowbit.ts';
+import { generateByteDeltaVectors } from './byte-delta.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Model JSON: { fingerprint, tensors: { name: { shape, digest, values } } }, values = hex of the
@@ -744,6 +745,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     valid,
     invalid,
   });
+  for (const [name, bytes] of generateByteDeltaVectors()) files.set(name, bytes);
   return files;
 }
 

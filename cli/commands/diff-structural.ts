@@ -1,0 +1,118 @@
+/**
+ * `ndiff diff` for two `.onnx` (inline data) or `.tflite` files whose structure differs: a
+ * structural payload (format v7, src/diff/structural.ts) instead of a refusal. The value part is
+ * exact with `--budget all`, else built by the chosen method within the budget (the rebuild delta
+ * comes on top). A change of the model's inputs or outputs is written but warned about: the app
+ * that feeds the model must change with it.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { UsageError } from '../../src/core/errors.ts';
+import { getHasher } from '../../src/core/hasher.ts';
+import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
+import { diffOnnxModels } from '../../src/diff/onnx.ts';
+import { structuralDiff } from '../../src/diff/structural.ts';
+import type { ExactCodec } from '../../src/diff/exact.ts';
+import { rebuildModelBytes, type RebuildFormat } from '../../src/apply/rebuild.ts';
+import { OnnxWeightStore, onnxExternalLocations } from '../../src/io/onnx/store.ts';
+import { TfliteWeightStore } from '../../src/io/tflite/store.ts';
+import { readTfliteGraph } from '../../src/io/tflite/graph.ts';
+import { decodeOnnxModel } from '../../src/train/onnx/model.ts';
+import type { CliIO } from '../common.ts';
+import { parseExpiry } from '../models.ts';
+import type { DiffArgs } from './diff.ts';
+
+/** A model input or output as the app feeding it sees it. */
+interface Port {
+  name: string;
+  shape: (number | string)[];
+  type: number;
+}
+
+/** The inputs and outputs of a model file (an ONNX graph's inputs that are initializers are left out). */
+function portsOf(kind: 'onnx' | 'tflite', bytes: Uint8Array, source: string): { inputs: Port[]; outputs: Port[] } {
+  if (kind === 'onnx') {
+    const g = decodeOnnxModel(bytes, { source }).graph;
+    const init = new Set(g.initializers.map((t) => t.name));
+    const port = (v: { name: string; dataType: number; shape?: (number | string)[] }): Port => ({ name: v.name, shape: v.shape ?? [], type: v.dataType });
+    return { inputs: g.inputs.filter((v) => !init.has(v.name)).map(port), outputs: g.outputs.map(port) };
+  }
+  const g = readTfliteGraph(bytes, source);
+  const port = (i: number): Port => ({ name: g.tensors[i].name, shape: g.tensors[i].shape, type: g.tensors[i].type });
+  return { inputs: g.inputs.map(port), outputs: g.outputs.map(port) };
+}
+
+const portText = (p: Port) => `${p.name} [${p.shape.join(', ')}]`;
+function portsDiffer(a: Port[], b: Port[]): boolean {
+  return a.length !== b.length || a.some((p, i) => portText(p) !== portText(b[i]) || p.type !== b[i].type);
+}
+
+export const ONNX_REBUILD: RebuildFormat = { kind: 'onnx', open: (b) => new OnnxWeightStore(b) };
+export const TFLITE_REBUILD: RebuildFormat = { kind: 'tflite', open: (b) => new TfliteWeightStore(b) };
+
+/**
+ * Write the structural payload for `a.base` -> `a.target` (both `kind` files), with the result
+ * document and lines `ndiff diff` prints. `reason` is why no value payload reaches the target.
+ */
+export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | 'tflite', modelId: string, reason: string): Promise<number> {
+  if (a.eval || a.calibrate) throw new UsageError(`the two ${kind} files differ in structure (${reason.split(':')[0]}), so ndiff diff writes a structural payload (format v7); --eval and --calibrate do not measure those yet: leave them out`);
+  const everyChange = a.budget.trim().toLowerCase() === 'all';
+  if (!everyChange && a.method !== 'topk' && a.method !== 'lowbit') throw new UsageError(`--method ${a.method} measures candidates on inputs; a structural payload takes --method topk or lowbit, or --budget all`);
+  const [baseBytes, targetBytes] = (await Promise.all([readFile(a.base), readFile(a.target)])).map((b) => new Uint8Array(b));
+  if (kind === 'onnx') {
+    for (const [flag, file, bytes] of [['--base', a.base, baseBytes], ['--target', a.target, targetBytes]] as const) {
+      const ext = onnxExternalLocations(bytes, file);
+      if (ext.length) throw new UsageError(`${flag} ${file} keeps weights in external data files (${ext.join(', ')}): a structural payload rebuilds one file; save the model with its weights inside (onnx.save_model(..., save_as_external_data=False)) or ship it whole`);
+    }
+  }
+  const format = kind === 'onnx' ? ONNX_REBUILD : TFLITE_REBUILD;
+  const hasher = await getHasher();
+  const t0 = performance.now();
+  const header = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) };
+  const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
+  const res = structuralDiff(hasher, baseBytes, targetBytes, format, {
+    ...header,
+    store: a.store,
+    ...exactCodecs,
+    ...(everyChange ? {} : {
+      valuePayload: (inter, target) => {
+        // The budget covers the value patches; it is a share of the target's weights as stored.
+        const total = inter.list().filter((t) => t.patchable !== false).reduce((n, t) => n + 4 * t.shape.reduce((x, d) => x * d, 1), 0);
+        return diffOnnxModels(hasher, inter, target, { ...header, store: a.store, budgetBytes: parseBudget(a.budget, total), codec: a.codec, method: a.method === 'lowbit' ? 'lowbit' : 'topk' }).bytes;
+      },
+    }),
+  });
+  const ms = performance.now() - t0;
+  const [before, after] = [portsOf(kind, baseBytes, a.base), portsOf(kind, targetBytes, a.target)];
+  const interfaceChanged = portsDiffer(before.inputs, after.inputs) || portsDiffer(before.outputs, after.outputs);
+  const warning = interfaceChanged
+    ? `the model's inputs or outputs changed (inputs ${before.inputs.map(portText).join(', ')} -> ${after.inputs.map(portText).join(', ')}; outputs ${before.outputs.map(portText).join(', ')} -> ${after.outputs.map(portText).join(', ')}): the payload is written, but the app that feeds the model must change with it`
+    : undefined;
+  await writeFile(a.out, res.bytes);
+  let modelOutFingerprint: string | undefined;
+  if (a.modelOut) {
+    const rebuilt = await rebuildModelBytes(baseBytes, res.bytes, format, { hasher });
+    await writeFile(a.modelOut, rebuilt.bytes);
+    modelOutFingerprint = rebuilt.header.targetFingerprint;
+  }
+  const c = res.change;
+  const doc = {
+    out: a.out, bytes: res.bytes.length, structural: true, formatVersion: 7, rebuildBytes: res.rebuildBytes, valueBytes: res.valueBytes,
+    baseFileBytes: baseBytes.length, targetFileBytes: targetBytes.length, smallerThanModel: res.bytes.length < targetBytes.length, payloadToModelRatio: res.bytes.length / targetBytes.length, seconds: ms / 1000,
+    baseFingerprint: res.header.baseFingerprint, intermediateFingerprint: res.header.intermediateFingerprint, targetFingerprint: res.header.targetFingerprint,
+    added: c.added, removed: c.removed, renamed: c.renamed, reshaped: c.reshaped.map((r) => ({ name: r.name, base: [...r.base], target: [...r.target] })), retyped: c.retyped,
+    kept: c.kept, keptChanged: c.keptChanged, graphChanged: c.frameChanged, interfaceChanged,
+    inputs: { base: before.inputs, target: after.inputs }, outputs: { base: before.outputs, target: after.outputs },
+    rebuild: res.rebuild,
+    ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
+    ...(warning ? { warning } : {}),
+  };
+  io.result?.(doc);
+  if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify({ kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : res.header.method, modelId, sequence: a.sequence, target: a.target, budgetRequested: a.budget, ...doc, accuracyBefore: null, accuracyAfter: null, trainSeconds: ms / 1000 }, null, 2) + '\n');
+  const list = (xs: string[]) => (xs.length ? xs.slice(0, 4).join(', ') + (xs.length > 4 ? `, ... (${xs.length - 4} more)` : '') : 'none');
+  io.out(`wrote ${a.out}: ${res.bytes.length} bytes, a structural payload (format v7: the target file rebuilt from the base's bytes, ${formatBytes(res.rebuildBytes)} of rebuild, then ${formatBytes(res.valueBytes)} of value patches; ${((100 * res.bytes.length) / targetBytes.length).toFixed(2)}% of the ${formatBytes(targetBytes.length)} target file), in ${(ms / 1000).toFixed(2)} s`);
+  io.out(`tensors added: ${list(c.added)}; removed: ${list(c.removed)}; renamed: ${list(c.renamed.map((r) => `${r.from} -> ${r.to}`))}; reshaped: ${list(c.reshaped.map((r) => `${r.name} [${r.base.join(', ')}] -> [${r.target.join(', ')}]`))}${c.retyped.length ? `; retyped: ${list(c.retyped)}` : ''}; ${c.kept} kept (${c.keptChanged} changed); graph ${c.frameChanged ? 'changed' : 'unchanged'}`);
+  io.out(`base ${res.header.baseFingerprint} -> intermediate ${res.header.intermediateFingerprint} -> target ${res.header.targetFingerprint}; devices need neural-diff/rebuild (neural-diff/apply refuses format v7)`);
+  if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
+  if (warning) io.err(`warning: ${warning}`);
+  return 0;
+}

@@ -1,0 +1,273 @@
+/**
+ * `neural-diff/rebuild`: the device entry for structural payloads (format version 7,
+ * docs/FORMAT.md §17), kept apart from `neural-diff/apply` so the base applier does not grow.
+ *
+ * A structural payload takes a single-file model (ONNX `.onnx`, LiteRT `.tflite`) whose
+ * structure changed: a byte delta (§16) rebuilds the base file into an *intermediate* file with
+ * the target's structure (kept and renamed tensors copied from the base's bytes, new ones
+ * inserted), then an ordinary value payload (versions 1-6) patches the intermediate into the
+ * target. The device checks the base's fingerprint before anything, the intermediate's after the
+ * rebuild, and the target's after the patches; the base bytes are only read, and the result is
+ * a new file's bytes (the Node file update writes it whole and switches atomically:
+ * `rebuildOnnxFile` / `rebuildTfliteFile` in `neural-diff/node`).
+ *
+ * Device code: the pure core only (no tfjs, no node:* modules). The file format's store comes
+ * from the caller (`new OnnxWeightStore(bytes)` from `neural-diff/onnx`, `new
+ * TfliteWeightStore(bytes)` from `neural-diff/tflite`), so this entry carries neither parser.
+ *
+ * @module neural-diff/rebuild
+ */
+import { applyByteDelta } from '../core/byte-delta.ts';
+import { BaseMismatchError, ModelMismatchError, NeuralDiffError, PayloadFormatError, PayloadTooLargeError, TargetMismatchError, UnsupportedVersionError } from '../core/errors.ts';
+import { fingerprintStore } from '../core/fingerprint.ts';
+import { bytes8ToHex, DIFF_METHODS, payloadLimit, type DecodeOptions, type DiffMethod, type PayloadHeader } from '../core/format.ts';
+import { getHasher, type Hasher } from '../core/hasher.ts';
+import { readMsgpack } from '../core/msgpack-read.ts';
+import type { WeightStore } from '../core/weight-store.ts';
+import { applyVerifiedPayload, verifyPayload, type ApplyResult, type VerifiedPayload } from './apply.ts';
+import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
+import { openSignedPayload, type SignatureCheck, type SignaturePolicy } from './signature.ts';
+
+/** The format version of a structural payload. */
+export const STRUCTURAL_VERSION = 7;
+
+/** The file formats a structural payload rebuilds (its `fk` key). */
+export type RebuildFileKind = 'onnx' | 'tflite';
+const FILE_KINDS: readonly RebuildFileKind[] = ['onnx', 'tflite'];
+
+/** The header of a structural payload: a value payload's header and the intermediate fingerprint. */
+export interface StructuralHeader extends PayloadHeader {
+  /** The file format the rebuild is for. */
+  fileKind: RebuildFileKind;
+  /** Fingerprint of the rebuilt file before the value patches. */
+  intermediateFingerprint: string;
+}
+
+/** A decoded structural payload: its header, the byte delta and the value payload. */
+export interface StructuralPayload {
+  header: StructuralHeader;
+  /** The byte delta (§16) from the base file to the intermediate file. */
+  rebuild: Uint8Array;
+  /** The value payload (versions 1-6) from the intermediate to the target, as bytes. */
+  values: Uint8Array;
+  /** The value payload, decoded and checked. */
+  verifiedValues: VerifiedPayload;
+}
+
+/** A model file's store over its bytes, as the ONNX and LiteRT stores are. */
+export interface FileModelStore extends WeightStore {
+  /** The file's bytes, with the committed patches. */
+  modelBytes(): Uint8Array;
+}
+
+/** How to read one file format: `{ kind: 'onnx', open: (b) => new OnnxWeightStore(b) }`. */
+export interface RebuildFormat {
+  kind: RebuildFileKind;
+  /** A store over a file's bytes; throws a typed error for bytes that are not such a file. */
+  open(bytes: Uint8Array): FileModelStore;
+}
+
+export interface RebuildOptions extends DecodeOptions, SignaturePolicy {
+  /** Hash implementation: `'wasm'` (default where WebAssembly exists), `'pure'`, or a ready {@link Hasher}. */
+  hasher?: Hasher | 'wasm' | 'pure';
+  /** When set, refuse payloads whose model id differs. */
+  expectedModelId?: string;
+  /**
+   * Checked, never written: a sequence below the recorded one is refused, and a second update
+   * under the recorded one. Record `header.sequence` yourself once the rebuilt file is stored
+   * (the Node file update does).
+   */
+  sequenceStore?: SequenceStore;
+  /** The clock for expiry checks, in milliseconds since 1970 (default `Date.now`). */
+  now?: () => number;
+  /** The largest rebuilt file accepted (default: 4 x the base's length + 64 MiB, at most 2^31 - 1 bytes). */
+  maxFileBytes?: number;
+}
+
+export interface RebuildResult {
+  /** `applied`: `bytes` are the target. `already-applied`: the base was the target; `bytes` are the base. */
+  status: 'applied' | 'already-applied';
+  /** The target file's bytes. */
+  bytes: Uint8Array;
+  header: StructuralHeader;
+  signature: SignatureCheck;
+  /** What the value payload did on the intermediate file (absent when already applied). */
+  values?: ApplyResult;
+  /** The sequence recorded before (undefined without a store, or none recorded). */
+  previousSequence?: number;
+}
+
+function fail(message: string): never {
+  throw new PayloadFormatError(`structural payload: ${message}; the payload is corrupt or not a neural-diff payload: fetch it again or fall back to the full model`);
+}
+
+const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const own = (o: Record<string, unknown>, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
+function bin(o: Record<string, unknown>, k: string, len?: number): Uint8Array {
+  const v = own(o, k);
+  if (!(v instanceof Uint8Array) || (len !== undefined && v.length !== len)) fail(`"${k}" must be ${len === undefined ? 'binary' : `${len} bytes of binary`}`);
+  return v;
+}
+function str(o: Record<string, unknown>, k: string, max: number): string {
+  const v = own(o, k);
+  if (typeof v !== 'string' || v.length > max) fail(`"${k}" must be a string of at most ${max} chars`);
+  return v;
+}
+
+/** Whether `bytes` (a payload, not an envelope) is a msgpack map whose `nd` is 7; false for anything else, never throws. */
+export function isStructuralPayload(bytes: Uint8Array): boolean {
+  try {
+    const doc = readMsgpack(bytes);
+    return typeof doc === 'object' && doc !== null && !(doc instanceof Uint8Array) && !Array.isArray(doc) && own(doc as Record<string, unknown>, 'nd') === STRUCTURAL_VERSION;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Decode and check a structural payload's document (not an envelope; {@link rebuildModelBytes}
+ * unwraps one): the header, the byte delta's presence and the value payload's header, which must
+ * name the same model and sequence, the intermediate as its base and the same target.
+ * @throws PayloadTooLargeError, PayloadFormatError, UnsupportedVersionError, NonFiniteValueError
+ */
+export async function decodeStructuralPayload(bytes: Uint8Array, options: DecodeOptions = {}): Promise<StructuralPayload> {
+  const limit = payloadLimit(options.maxPayloadBytes);
+  if (bytes.length > limit) throw new PayloadTooLargeError(bytes.length, limit);
+  let doc: unknown;
+  try {
+    doc = readMsgpack(bytes);
+  } catch (e) {
+    fail(`malformed msgpack: ${(e as Error).message}`);
+  }
+  if (typeof doc !== 'object' || doc === null || doc instanceof Uint8Array || Array.isArray(doc)) fail('expected a msgpack map');
+  const o = doc as Record<string, unknown>;
+  const version = own(o, 'nd');
+  if (version !== STRUCTURAL_VERSION) throw new UnsupportedVersionError(version, [STRUCTURAL_VERSION]);
+  const method = str(o, 'm', 32) as DiffMethod;
+  if (!DIFF_METHODS.includes(method)) fail(`unknown method ${JSON.stringify(method)}`);
+  const fileKind = str(o, 'fk', 16) as RebuildFileKind;
+  if (!FILE_KINDS.includes(fileKind)) fail(`"fk" must be one of ${FILE_KINDS.join(', ')}, found ${JSON.stringify(fileKind)}`);
+  const sequence = own(o, 'sq');
+  const budget = own(o, 'bb');
+  if (!isUint(sequence)) fail('"sq" must be a non-negative integer');
+  if (!isUint(budget)) fail('"bb" must be a non-negative integer');
+  const header: StructuralHeader = {
+    version: STRUCTURAL_VERSION,
+    method,
+    modelId: str(o, 'id', 256),
+    baseFingerprint: bytes8ToHex(bin(o, 'bf', 8)),
+    intermediateFingerprint: bytes8ToHex(bin(o, 'if', 8)),
+    targetFingerprint: bytes8ToHex(bin(o, 'tf', 8)),
+    sequence,
+    budgetBytes: budget,
+    createdBy: str(o, 'cb', 256),
+    fileKind,
+  };
+  if (own(o, 'ct') !== undefined) header.createdAt = str(o, 'ct', 64);
+  const ex = own(o, 'ex');
+  if (ex !== undefined) {
+    if (!isUint(ex)) fail('"ex" must be a non-negative integer (seconds since 1970)');
+    header.expiresAt = ex;
+  }
+  const meta = own(o, 'x');
+  if (meta !== undefined) {
+    if (typeof meta !== 'object' || meta === null || meta instanceof Uint8Array || Array.isArray(meta)) fail('"x" must be a map');
+    const m: Record<string, string | number> = {};
+    for (const [k, v] of Object.entries(meta as Record<string, unknown>)) {
+      if (typeof v !== 'string' && typeof v !== 'number') fail(`metadata value "${k}" must be a string or number`);
+      m[k] = v;
+    }
+    header.meta = m;
+  }
+  const rebuild = bin(o, 'rb');
+  const values = bin(o, 'pv');
+  // The value payload is decoded and checked whole here, before any model is read.
+  const verifiedValues = await verifyPayload(values, { maxPayloadBytes: limit });
+  const inner = verifiedValues.payload.header;
+  const disagree = [
+    inner.modelId !== header.modelId && `model id ${JSON.stringify(inner.modelId)}, not ${JSON.stringify(header.modelId)}`,
+    inner.sequence !== header.sequence && `sequence ${inner.sequence}, not ${header.sequence}`,
+    inner.baseFingerprint !== header.intermediateFingerprint && `base ${inner.baseFingerprint}, not the intermediate ${header.intermediateFingerprint}`,
+    inner.targetFingerprint !== header.targetFingerprint && `target ${inner.targetFingerprint}, not ${header.targetFingerprint}`,
+  ].filter(Boolean);
+  if (disagree.length) fail(`its value payload "pv" names ${disagree.join(', ')}`);
+  return { header, rebuild, values, verifiedValues };
+}
+
+/** The default cap on a rebuilt file: 4 x the base + 64 MiB, at most 2^31 - 1 bytes. */
+export function defaultMaxFileBytes(baseLength: number): number {
+  return Math.min(2 ** 31 - 1, 4 * baseLength + 64 * 1024 * 1024);
+}
+
+function fingerprintOf(hasher: Hasher, store: WeightStore): string {
+  return fingerprintStore(hasher, store).fingerprint;
+}
+
+/**
+ * Rebuild the target file from the base file's bytes and a structural payload (or a signed
+ * envelope holding one). In order: size cap and signature; the document and its value payload
+ * decoded; model id, stale sequence and file kind; the base's fingerprint (already the target:
+ * `already-applied`; a replay, an expired payload or another base: refused); the byte delta
+ * applied (every instruction checked first, the output capped); the intermediate's fingerprint;
+ * the value payload applied to it in memory, the target checked per tensor and whole; the target
+ * bytes read back and fingerprinted once more. `base` is only read: on any refusal nothing
+ * changed, and a typed error says what to do.
+ */
+export async function rebuildModelBytes(base: Uint8Array, payloadBytes: Uint8Array, format: RebuildFormat, options: RebuildOptions = {}): Promise<RebuildResult> {
+  const opened = await openSignedPayload(payloadBytes, options);
+  const payload = await decodeStructuralPayload(opened.payload, options);
+  const { header } = payload;
+  if (options.expectedModelId !== undefined && header.modelId !== options.expectedModelId) {
+    throw new ModelMismatchError(`payload is for model ${JSON.stringify(header.modelId)}, this device holds ${JSON.stringify(options.expectedModelId)}: nothing was written; fetch the payload published for ${JSON.stringify(options.expectedModelId)}`, { expected: options.expectedModelId, found: header.modelId });
+  }
+  const recorded = options.sequenceStore ? await readRecordedSequence(options.sequenceStore, header.modelId) : undefined;
+  checkNotStale(header, recorded);
+  if (header.fileKind !== format.kind) {
+    throw new ModelMismatchError(`this structural payload rebuilds a ${header.fileKind} file, the model given is read as ${format.kind}: fetch the payload made for this model's format`, { expected: header.fileKind, found: format.kind });
+  }
+  const hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
+  const result = (status: RebuildResult['status'], bytes: Uint8Array, values?: ApplyResult): RebuildResult => ({ status, bytes, header, signature: opened.signature, ...(values ? { values } : {}), ...(recorded !== undefined ? { previousSequence: recorded } : {}) });
+
+  // The base, before anything else is done with the payload.
+  const baseFingerprint = fingerprintOf(hasher, format.open(base));
+  if (baseFingerprint === header.targetFingerprint) return result('already-applied', base);
+  checkNotReplayed(header, recorded, baseFingerprint);
+  checkNotExpired(header, (options.now ?? Date.now)());
+  if (baseFingerprint !== header.baseFingerprint) {
+    throw new BaseMismatchError(`payload targets base ${header.baseFingerprint.slice(0, 8)}…, this model is ${baseFingerprint.slice(0, 8)}…: fetch the full model, or the update made for base ${baseFingerprint.slice(0, 8)}…`, { expected: header.baseFingerprint, found: baseFingerprint });
+  }
+
+  // The rebuild, then the intermediate.
+  const intermediate = applyByteDelta(base, payload.rebuild, options.maxFileBytes ?? defaultMaxFileBytes(base.length), 'structural payload "rb"');
+  let store: FileModelStore;
+  try {
+    store = format.open(intermediate);
+  } catch (e) {
+    throw new TargetMismatchError(`the file rebuilt by the payload's byte delta is not a valid ${header.fileKind} model (${(e as Error).message}): the payload is inconsistent; nothing was written: fetch it again or the full model`, { stage: 'intermediate' });
+  }
+  const intermediateFingerprint = fingerprintOf(hasher, store);
+  if (intermediateFingerprint !== header.intermediateFingerprint) {
+    throw new TargetMismatchError(`the rebuilt file is ${intermediateFingerprint.slice(0, 8)}…, the payload expects the intermediate ${header.intermediateFingerprint.slice(0, 8)}…: the payload is inconsistent; nothing was written: fetch it again or the full model`, { stage: 'intermediate', expected: header.intermediateFingerprint, found: intermediateFingerprint });
+  }
+
+  // The value patches on the intermediate, in memory; the target checked by the applier, then
+  // the bytes the store writes read back.
+  const values = await applyVerifiedPayload(store, payload.verifiedValues, { hasher });
+  const bytes = store.modelBytes();
+  let written: string;
+  try {
+    written = fingerprintOf(hasher, format.open(bytes));
+  } catch (e) {
+    if (!(e instanceof NeuralDiffError)) throw e;
+    written = `unreadable (${e.message})`;
+  }
+  if (written !== header.targetFingerprint) {
+    throw new TargetMismatchError(`the patched file reads back as ${written.slice(0, 8)}…, not the target ${header.targetFingerprint.slice(0, 8)}…: nothing was written: fetch the full model`, { stage: 'target', expected: header.targetFingerprint, found: written });
+  }
+  return result('applied', bytes, values);
+}
+
+export { applyByteDelta, readByteDeltaHeader, LITERALS_RAW, LITERALS_RANGE_CODED, INSTRUCTIONS_RANGE_CODED, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
+export * from '../core/errors.ts';
+export { getHasher, type Hasher } from '../core/hasher.ts';
+export type { SequenceStore, SequenceRecord } from './freshness.ts';

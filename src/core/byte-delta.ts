@@ -1,0 +1,249 @@
+/**
+ * The byte delta (docs/FORMAT.md §16): a file rebuilt from another file's bytes by COPY(offset,
+ * length) instructions that take bytes of the base or of the output already written, and
+ * INSERT(length) instructions that take the next bytes of a literal section, raw or range-coded with codec `xr`'s coder (one byte a value,
+ * no raw low bytes). It carries a model file's frame when its structure changed (format v7: the
+ * base file rebuilt into one with the target's structure, kept and renamed tensors as copies of
+ * the base's bytes, new ones inserted).
+ *
+ * Decoding is pure and bounded: the output length is declared up front and capped by the caller,
+ * every instruction is read and checked (lengths, copy ranges against the base, the totals)
+ * before the output is allocated, and nothing is written past the declared length. Device code:
+ * no I/O, no node:* or tfjs imports.
+ */
+
+import { PayloadFormatError } from './errors.ts';
+import { openXr } from './xr.ts';
+
+/** Literal section coding: the inserted bytes as they are. */
+export const LITERALS_RAW = 0;
+/** Literal section coding: the inserted bytes range-coded (codec `xr`'s coder, 0 low bytes). */
+export const LITERALS_RANGE_CODED = 1;
+
+/** The largest base a copy can address: 2^31 - 1 bytes. */
+export const BYTE_DELTA_MAX_BASE = 0x7fffffff;
+/** The longest instruction: 2^30 - 1 bytes (`4 x length + kind` fits 32 bits). */
+export const BYTE_DELTA_MAX_SPAN = 0x3fffffff;
+
+/** Coding bit: the instructions range-coded (added to the literal coding, {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED}). */
+export const INSTRUCTIONS_RANGE_CODED = 2;
+
+/**
+ * Range-coded bytes come out of at most this many times their coded size (plus 64): the coder's
+ * probabilities stop 31/2048 short of certainty, so a byte costs at least 8 x 0.0222 bits. A
+ * larger declared count is hostile, and refused before anything is decoded.
+ */
+const MAX_RANGE_CODED_RATIO = 64;
+
+/** The varints that open a byte delta. */
+export interface ByteDeltaHeader {
+  /** Length of the rebuilt output, in bytes. */
+  outputLength: number;
+  /** Length of the base the copies read from; the delta applies to no other. */
+  baseLength: number;
+  /** Number of instructions (each produces at least one byte). */
+  instructionCount: number;
+  /** {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED} (bit 0 of the coding). */
+  literalCoding: number;
+  /** Whether the instructions are range-coded (bit 1 of the coding, {@link INSTRUCTIONS_RANGE_CODED}). */
+  instructionsCoded: boolean;
+  /** Total bytes the INSERT instructions take from the literal section. */
+  literalLength: number;
+  /** Where the instructions start in the delta. */
+  instructionsAt: number;
+  /** With coded instructions: their bytes once decoded, and the coded stream's length. */
+  instructionBytes?: number;
+  codedInstructionBytes?: number;
+}
+
+function fail(where: string, message: string, details: Record<string, unknown> = {}): never {
+  throw new PayloadFormatError(`${where}: ${message}; the payload is corrupt or was not made for this file: fetch it again or fall back to the full model`, details);
+}
+
+// One unsigned LEB128 varint of at most 5 bytes and 32 bits (as src/core/varint.ts reads them);
+// the value is left in `value` and the next offset returned, -1 when truncated or too long.
+let value = 0;
+function readVarint(bytes: Uint8Array, at: number): number {
+  let v = 0;
+  for (let shift = 0, p = at; ; shift += 7) {
+    if (p >= bytes.length) return -1;
+    const b = bytes[p++];
+    if (shift === 28) {
+      if (b > 0x0f) return -1;
+      value = v + b * 0x10000000;
+      return p;
+    }
+    v |= (b & 0x7f) << shift;
+    if (b < 0x80) {
+      value = v >>> 0;
+      return p;
+    }
+  }
+}
+
+function varintAt(bytes: Uint8Array, at: number, where: string, what: string): number {
+  const next = readVarint(bytes, at);
+  if (next < 0) fail(where, `${what} at byte ${at} must be a varint of at most 5 bytes and 32 bits, found ${at >= bytes.length ? 'the end of the delta' : 'a truncated or longer one'}`, { at });
+  return next;
+}
+
+/**
+ * Read and check the header of a byte delta (`where` names it in errors).
+ * @throws PayloadFormatError when a varint is malformed, the output is longer than
+ *   `maxOutputBytes`, the coding is unknown, or the instruction count or the coded instructions cannot fit.
+ */
+export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): ByteDeltaHeader {
+  const fields: number[] = [];
+  let at = 0;
+  for (const what of ['the output length', 'the base length', 'the instruction count', 'the literal coding', 'the literal length']) {
+    at = varintAt(delta, at, where, what);
+    fields.push(value);
+  }
+  const [outputLength, baseLength, instructionCount, coding, literalLength] = fields;
+  if (outputLength > maxOutputBytes) fail(where, `the output is declared ${outputLength} bytes, the limit is ${maxOutputBytes}`, { outputLength, maxOutputBytes });
+  if (baseLength > BYTE_DELTA_MAX_BASE) fail(where, `the base is declared ${baseLength} bytes, at most ${BYTE_DELTA_MAX_BASE}`);
+  if (coding > 3) fail(where, `the coding must be 0 to 3 (bit 0: literals range-coded, bit 1: instructions range-coded), found ${coding}`);
+  if (literalLength > outputLength) fail(where, `${literalLength} literal bytes declared for an output of ${outputLength}`);
+  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: coding & 1, instructionsCoded: (coding & 2) !== 0, literalLength, instructionsAt: at };
+  // Every instruction takes at least one byte of the instructions and gives at least one of output.
+  let room = delta.length - at;
+  if (h.instructionsCoded) {
+    at = varintAt(delta, at, where, 'the instruction bytes');
+    const raw = value;
+    at = varintAt(delta, at, where, 'the coded instruction bytes');
+    const coded = value;
+    if (coded > delta.length - at) fail(where, `the coded instructions are declared ${coded} bytes, ${delta.length - at} remain`);
+    if (raw > MAX_RANGE_CODED_RATIO * coded + 64) fail(where, `${raw} instruction bytes cannot come out of a ${coded}-byte range-coded stream (at most ${MAX_RANGE_CODED_RATIO} x + 64)`, { raw, coded });
+    h.instructionBytes = raw;
+    h.codedInstructionBytes = coded;
+    h.instructionsAt = at;
+    room = raw;
+  }
+  if (instructionCount > outputLength || instructionCount > room) {
+    fail(where, `${instructionCount} instructions cannot fit: at most one per output byte (${outputLength}) and per instruction byte (${room})`, { instructionCount });
+  }
+  return h;
+}
+
+/**
+ * Walk the instructions of a delta whose header is `h`: check each one and, when `out` is given,
+ * carry it out (`literal(n)` returns the next n literal bytes). Returns where the literal
+ * section starts.
+ */
+function walk(base: Uint8Array, delta: Uint8Array, start: number, h: ByteDeltaHeader, where: string, out: Uint8Array | null, literal: ((n: number) => Uint8Array) | null): number {
+  let at = start;
+  let written = 0;
+  let inserted = 0;
+  // A base copy's offset is coded from the base offset after the last base copy (the cursor);
+  // an output copy's as its distance back from the bytes it writes.
+  const B = h.baseLength;
+  let cursor = 0;
+  for (let k = 0; k < h.instructionCount; k++) {
+    at = varintAt(delta, at, where, `instruction ${k}`);
+    const op = value;
+    const kind = op % 4;
+    const length = Math.floor(op / 4);
+    if (kind === 3) fail(where, `instruction ${k} is of kind 3; the kinds are 0 (INSERT), 1 (COPY from the base) and 2 (COPY from the output)`, { instruction: k });
+    if (length === 0) fail(where, `instruction ${k} has length 0; every instruction gives at least one byte`, { instruction: k });
+    if (length > h.outputLength - written) fail(where, `instruction ${k} gives ${length} bytes at output byte ${written}, past the declared output length ${h.outputLength}`, { instruction: k });
+    if (kind === 1) {
+      at = varintAt(delta, at, where, `the offset of copy ${k}`);
+      const z = value;
+      const offset = cursor + (z & 1 ? -(z + 1) / 2 : z / 2);
+      if (offset < 0 || offset + length > B) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${B} bytes`, { instruction: k, offset, length });
+      if (out) out.set(base.subarray(offset, offset + length), written);
+      cursor = offset + length;
+    } else if (kind === 2) {
+      // A copy of output already written (a name or a tensor that appears twice in the file),
+      // `gap` bytes before the bytes it writes; it reads only bytes written before it.
+      at = varintAt(delta, at, where, `the distance of copy ${k}`);
+      const from = written - length - value;
+      if (from < 0) fail(where, `copy ${k} reads ${length} output bytes ending ${value} bytes before output byte ${written}: only ${written} are written before it`, { instruction: k, gap: value, length });
+      if (out) out.copyWithin(written, from, from + length);
+    } else {
+      if (length > h.literalLength - inserted) fail(where, `insert ${k} takes ${length} literal bytes after ${inserted}, past the ${h.literalLength} declared`, { instruction: k });
+      if (out && literal) out.set(literal(length), written);
+      inserted += length;
+    }
+    written += length;
+  }
+  if (written !== h.outputLength) fail(where, `the instructions give ${written} bytes, the output is declared ${h.outputLength}`);
+  if (inserted !== h.literalLength) fail(where, `the inserts take ${inserted} literal bytes, ${h.literalLength} are declared`);
+  return at;
+}
+
+/**
+ * Rebuild a file from `base` and a byte delta. Every instruction is checked before the output is
+ * allocated; `base` is only read.
+ * @param maxOutputBytes - the largest output the caller accepts (a delta declaring more is refused before anything is allocated)
+ * @param where - names the delta in errors, e.g. `payload "rb"`
+ * @throws PayloadFormatError naming what was expected and found: a malformed varint, an output
+ *   over the cap, a base of another length, a copy outside the base, an instruction past the
+ *   declared output, literals that do not add up, or bytes left over.
+ */
+export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): Uint8Array {
+  const h = readByteDeltaHeader(delta, maxOutputBytes, where);
+  if (base.length !== h.baseLength) fail(where, `the delta reads a base of ${h.baseLength} bytes, this one is ${base.length}`, { expected: h.baseLength, found: base.length });
+  // The instructions: in the delta, or range-coded there and decoded first (at most 64 x their size).
+  let instructions = delta;
+  let start = h.instructionsAt;
+  let section: Uint8Array;
+  if (h.instructionsCoded) {
+    const raw = h.instructionBytes as number;
+    const coded = h.codedInstructionBytes as number;
+    instructions = new Uint8Array(raw);
+    const masks = new Uint32Array(Math.min(raw, 1 << 16));
+    const reader = openXr(delta.subarray(h.instructionsAt, h.instructionsAt + coded), raw, `${where} instructions`, 0);
+    for (let i = 0; i < raw; i += masks.length) {
+      const m = Math.min(masks.length, raw - i);
+      reader.read(i, m, masks.subarray(0, m));
+      for (let j = 0; j < m; j++) instructions[i + j] = masks[j];
+    }
+    start = 0;
+    if (walk(base, instructions, 0, h, where, null, null) !== raw) fail(where, `the instructions end before their ${raw} decoded bytes do`);
+    section = delta.subarray(h.instructionsAt + coded);
+  } else {
+    section = delta.subarray(walk(base, delta, start, h, where, null, null));
+  }
+  let literal: (n: number) => Uint8Array;
+  if (h.literalCoding === LITERALS_RAW) {
+    if (section.length !== h.literalLength) fail(where, `the literal section must be ${h.literalLength} raw bytes, found ${section.length}`);
+    let next = 0;
+    literal = (n) => section.subarray(next, (next += n));
+  } else {
+    // openXr checks the stream's length and, after the last value, that it ended exactly.
+    const reader = openXr(section, h.literalLength, `${where} literals`, 0);
+    let next = 0;
+    let masks = new Uint32Array(0);
+    let bytes = new Uint8Array(0);
+    literal = (n) => {
+      if (masks.length < n) {
+        masks = new Uint32Array(Math.min(n, 1 << 16));
+        bytes = new Uint8Array(masks.length);
+      }
+      if (n <= masks.length) {
+        reader.read(next, n, masks.subarray(0, n));
+        next += n;
+        for (let i = 0; i < n; i++) bytes[i] = masks[i];
+        return bytes.subarray(0, n);
+      }
+      const all = new Uint8Array(n);
+      for (let i = 0; i < n; i += masks.length) {
+        const m = Math.min(masks.length, n - i);
+        reader.read(next, m, masks.subarray(0, m));
+        next += m;
+        for (let j = 0; j < m; j++) all[i + j] = masks[j];
+      }
+      return all;
+    };
+  }
+  const out = new Uint8Array(h.outputLength);
+  try {
+    walk(base, instructions, start, h, where, out, literal);
+  } catch (e) {
+    // The range coder names its stream as a codec's; say what it is here.
+    if (e instanceof PayloadFormatError && h.literalCoding === LITERALS_RANGE_CODED && !e.message.startsWith(where + ':')) fail(where, `the range-coded literal section (${section.length} bytes for ${h.literalLength} literals) does not decode to its end exactly`);
+    throw e;
+  }
+  return out;
+}

@@ -1,0 +1,140 @@
+/**
+ * The byte delta (src/core/byte-delta.ts, its encoder src/diff/byte-delta.ts, FORMAT.md §16):
+ * round trips of arbitrary and of edited pairs, the matcher's copies of moved regions,
+ * determinism, and hostile deltas (every strict prefix, random corruption) refused with a typed
+ * error and never an output past the cap. The committed vectors are checked in
+ * format-vectors.test.ts.
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { applyByteDelta, readByteDeltaHeader } from '../src/core/byte-delta.ts';
+import { encodeByteDelta } from '../src/diff/byte-delta.ts';
+import { PayloadFormatError } from '../src/core/errors.ts';
+
+const bytesArb = (max: number) => fc.uint8Array({ maxLength: max });
+
+/** A target made from pieces of the base (moved, repeated) and new bytes, as a model edit makes. */
+const editedPairArb = fc
+  .tuple(
+    fc.uint8Array({ minLength: 1, maxLength: 3000 }),
+    fc.array(fc.oneof(fc.tuple(fc.constant('copy' as const), fc.nat(), fc.integer({ min: 1, max: 400 })), fc.tuple(fc.constant('new' as const), fc.uint8Array({ minLength: 1, maxLength: 60 }), fc.constant(0))), { maxLength: 12 }),
+  )
+  .map(([base, pieces]) => {
+    const parts: Uint8Array[] = [];
+    for (const [kind, a, n] of pieces) {
+      if (kind === 'new') parts.push(a as Uint8Array);
+      else {
+        const from = (a as number) % base.length;
+        parts.push(base.subarray(from, Math.min(base.length, from + n)));
+      }
+    }
+    const target = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      target.set(p, at);
+      at += p.length;
+    }
+    return { base, target };
+  });
+
+function roundTrip(base: Uint8Array, target: Uint8Array): Uint8Array {
+  const { bytes } = encodeByteDelta(base, target);
+  const out = applyByteDelta(base, bytes, target.length);
+  assert.deepEqual(out, target);
+  return bytes;
+}
+
+describe('byte delta: properties', () => {
+  test('arbitrary pairs round trip, and the encoding is the same on a second run', () => {
+    fc.assert(
+      fc.property(bytesArb(600), bytesArb(600), (base, target) => {
+        const bytes = roundTrip(base, target);
+        assert.deepEqual(encodeByteDelta(base, target).bytes, bytes);
+      }),
+      { numRuns: 300 },
+    );
+  });
+  test('edited pairs (moved and repeated pieces of the base, new bytes) round trip', () => {
+    fc.assert(fc.property(editedPairArb, ({ base, target }) => void roundTrip(base, target)), { numRuns: 300 });
+  });
+  test('random bytes in place of a delta are refused with PayloadFormatError or give at most the capped output', () => {
+    fc.assert(
+      fc.property(bytesArb(64), bytesArb(64), fc.integer({ min: 0, max: 256 }), (base, delta, cap) => {
+        try {
+          const out = applyByteDelta(base, delta, cap);
+          assert.ok(out.length <= cap);
+        } catch (e) {
+          assert.ok(e instanceof PayloadFormatError, String(e));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+  test('every strict prefix of a valid delta is refused, and a flipped byte never escapes as another error', () => {
+    fc.assert(
+      fc.property(editedPairArb, fc.nat(), fc.integer({ min: 1, max: 255 }), ({ base, target }, at, x) => {
+        const { bytes } = encodeByteDelta(base, target);
+        for (let n = 0; n < bytes.length; n++) assert.throws(() => applyByteDelta(base, bytes.subarray(0, n), target.length), PayloadFormatError);
+        const bad = bytes.slice();
+        bad[at % bad.length] ^= x;
+        try {
+          assert.ok(applyByteDelta(base, bad, target.length).length <= target.length);
+        } catch (e) {
+          assert.ok(e instanceof PayloadFormatError, String(e));
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
+
+describe('byte delta: the matcher', () => {
+  // 64 KiB of noise in four 16 KiB blocks; the target swaps blocks 0 and 2, drops block 3 and
+  // inserts 1 KiB of new noise: the delta is the new bytes plus a few instructions.
+  let seed = 7;
+  const noise = (n: number): Uint8Array => Uint8Array.from({ length: n }, () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 24));
+  const base = noise(65536);
+  const block = (k: number): Uint8Array => base.subarray(16384 * k, 16384 * (k + 1));
+  const fresh = noise(1024);
+  const target = Uint8Array.from([...block(2), ...block(1), ...fresh, ...block(0)]);
+  test('moved blocks become copies; the delta is the new bytes and a few instructions', () => {
+    const { bytes, stats } = encodeByteDelta(base, target);
+    assert.deepEqual(applyByteDelta(base, bytes, target.length), target);
+    assert.equal(stats.insertedBytes, 1024);
+    assert.equal(stats.copiedBytes, 3 * 16384);
+    assert.ok(stats.copies <= 3, `${stats.copies} copies`);
+    assert.ok(bytes.length < 1024 + 32, `${bytes.length} bytes`);
+  });
+  test('a block the target holds twice and the base not at all is inserted once, then copied from the output', () => {
+    const t = Uint8Array.from([...fresh, ...block(1).subarray(0, 100), ...fresh]);
+    const { bytes, stats } = encodeByteDelta(base, t);
+    assert.deepEqual(applyByteDelta(base, bytes, t.length), t);
+    assert.equal(stats.insertedBytes, 1024);
+    assert.ok(bytes.length < 1024 + 24, `${bytes.length} bytes`);
+  });
+  test('a copy extends backward over bytes it would otherwise insert', () => {
+    // the target starts with 40 bytes of the base that the index (16-byte windows) must reach
+    // from later positions: one copy, no insert
+    const t = base.subarray(1000, 1040);
+    const { stats } = encodeByteDelta(base, t);
+    assert.deepEqual({ copies: stats.copies, inserts: stats.inserts }, { copies: 1, inserts: 0 });
+  });
+  test('literals are range-coded only where that is smaller', () => {
+    const text = new TextEncoder().encode('a'.repeat(500));
+    const coded = encodeByteDelta(new Uint8Array(0), text);
+    assert.equal(coded.stats.literalCoding, 'range-coded');
+    assert.ok(coded.bytes.length < 100, `${coded.bytes.length}`);
+    const raw = encodeByteDelta(new Uint8Array(0), noise(500));
+    assert.equal(raw.stats.literalCoding, 'raw');
+    assert.equal(readByteDeltaHeader(raw.bytes, 500).literalCoding, 0);
+  });
+  test('a base over 2 MiB is indexed with a stride and still finds its moved regions', () => {
+    const big = noise(3 << 20);
+    const t = Uint8Array.from([...big.subarray(2 << 20, (2 << 20) + 100000), ...big.subarray(0, 100000)]);
+    const { bytes, stats } = encodeByteDelta(big, t);
+    assert.deepEqual(applyByteDelta(big, bytes, t.length), t);
+    assert.equal(stats.insertedBytes, 0);
+    assert.ok(bytes.length < 64, `${bytes.length} bytes`);
+  });
+});

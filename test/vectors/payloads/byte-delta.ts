@@ -1,0 +1,131 @@
+/**
+ * Byte delta test vectors (docs/FORMAT.md §16): base and target files, the delta the reference
+ * encoder (src/diff/byte-delta.ts) writes between them, and hostile deltas written by hand with
+ * the error a decoder must raise. Part of the payload vector folder: generate.ts writes them
+ * beside the payloads, and test/format-vectors.test.ts checks them with an independent decoder.
+ */
+import { encodeByteDelta } from '../../../src/diff/byte-delta.ts';
+
+export interface ByteDeltaVector {
+  name: string;
+  description: string;
+  base: string;
+  delta: string;
+  target: string;
+  /** Header fields as decoded. */
+  outputLength: number;
+  literalCoding: number;
+  instructionCoding: number;
+  copies: number;
+  inserts: number;
+}
+
+export interface InvalidByteDeltaVector {
+  name: string;
+  description: string;
+  base: string;
+  delta: string;
+  /** The largest output the decoder is told to accept. */
+  maxOutputBytes: number;
+  error: 'PayloadFormatError';
+  code: 'ND_PAYLOAD_FORMAT';
+}
+
+const utf8 = new TextEncoder();
+
+/** Unsigned LEB128, for the hand-written deltas (any value up to 2^32 - 1). */
+function leb(...values: number[]): number[] {
+  const out: number[] = [];
+  for (let v of values) {
+    while (v >= 0x80) {
+      out.push((v % 0x80) | 0x80);
+      v = Math.floor(v / 0x80);
+    }
+    out.push(v);
+  }
+  return out;
+}
+
+// A file in the spirit of a model: a small frame naming two tensors, then their bytes. The target
+// renames "conv.w" to "stem.w", swaps the two tensors, and adds a third one.
+const f32 = (values: number[]): number[] => Array.from(new Uint8Array(Float32Array.from(values).buffer));
+const MOVED_BASE = Uint8Array.from([...utf8.encode('NDFILE1 conv.w[8] bias[4];'), ...f32([0.5, -1, 2, 0.25, 3, -0.125, 1.5, 8]), ...f32([1, 2, 3, 4])]);
+const MOVED_TARGET = Uint8Array.from([...utf8.encode('NDFILE1 bias[4] stem.w[8] gain[2];'), ...f32([1, 2, 3, 4]), ...f32([0.5, -1, 2, 0.25, 3, -0.125, 1.5, 8]), ...f32([7, 7])]);
+
+// Literals worth range-coding: a run of repeated text the base does not hold.
+const CODED_BASE = utf8.encode('header: model v1; tensors follow. '.repeat(2));
+const CODED_TARGET = utf8.encode('header: model v1; tensors follow. ' + 'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz' + 'header: model v1; tensors follow. ');
+
+/** The vector files (name -> bytes), including `byte-delta.json`, the index. */
+export function generateByteDeltaVectors(): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>();
+  const valid: ByteDeltaVector[] = [];
+  const invalid: InvalidByteDeltaVector[] = [];
+  const addValid = (name: string, description: string, base: Uint8Array, target: Uint8Array): void => {
+    const { bytes, stats } = encodeByteDelta(base, target);
+    files.set(`delta-${name}.base.bin`, base);
+    files.set(`delta-${name}.target.bin`, target);
+    files.set(`delta-${name}.bdelta`, bytes);
+    valid.push({ name: `delta-${name}`, description, base: `delta-${name}.base.bin`, delta: `delta-${name}.bdelta`, target: `delta-${name}.target.bin`, outputLength: target.length, literalCoding: stats.literalCoding === 'raw' ? 0 : 1, instructionCoding: stats.instructionCoding === 'raw' ? 0 : 2, copies: stats.copies, inserts: stats.inserts });
+  };
+  addValid('moved', 'A frame renaming one tensor and adding one, the two kept tensors swapped: their bytes are copies from wherever they sit in the base; the new name, the new tensor and the changed frame text are raw literals.', MOVED_BASE, MOVED_TARGET);
+  addValid('range-coded', 'A run of 64 "z" bytes that the base does not hold: 16 of them inserted, range-coded, the rest copies of the output already written.', CODED_BASE, CODED_TARGET);
+  addValid('self-copy', 'A name the base does not hold, written twice in the target: the second time it is a copy of the output already written (source offset past the base).', utf8.encode('graph: conv -> relu -> out;'), utf8.encode('graph: conv -> block_7/expand/kernel:0 -> relu -> block_7/expand/kernel:0 -> out;'));
+  addValid('coded-instructions', 'Forty layer names renamed in a text frame: many short copies and inserts, so the instructions are range-coded, and the literals too (coding 3).', utf8.encode(Array.from({ length: 40 }, (_, i) => `model/layer_${String(i).padStart(3, '0')}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')), utf8.encode(Array.from({ length: 40 }, (_, i) => `model/block_${i}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')));
+  addValid('empty-base', 'Nothing to copy from: the whole target is one insert.', new Uint8Array(0), utf8.encode('a new file'));
+  addValid('empty-target', 'An empty output: no instructions, no literals.', MOVED_BASE, new Uint8Array(0));
+
+  const base = 'delta-moved.base.bin';
+  const B = MOVED_BASE.length; // 74
+  const addInvalid = (name: string, description: string, bytes: number[], maxOutputBytes = 1 << 20): void => {
+    files.set(`invalid-delta-${name}.bdelta`, Uint8Array.from(bytes));
+    invalid.push({ name: `invalid-delta-${name}`, description, base, delta: `invalid-delta-${name}.bdelta`, maxOutputBytes, error: 'PayloadFormatError', code: 'ND_PAYLOAD_FORMAT' });
+  };
+  // header: output, base length, count, coding, literal length; then 4 x length + kind (0 INSERT, 1 COPY from the base + zigzag offset, 2 COPY from the output + distance)
+  addInvalid('copy-out-of-range', `COPY of 8 bytes from offset ${B - 4}: past the end of the ${B}-byte base.`, [...leb(8, B, 1, 0, 0), ...leb(8 * 4 + 1, 2 * (B - 4))]);
+  addInvalid('copy-before-start', 'COPY of 4 bytes at offset -1 (zigzag 1 from the start): before the base.', [...leb(4, B, 1, 0, 0), ...leb(4 * 4 + 1, 1)]);
+  addInvalid('self-copy-ahead', 'INSERT of 4 bytes, then a COPY of 8 bytes from the output at distance 0: it would read output bytes -4..4, and only 4 are written before it.', [...leb(12, B, 2, 0, 4), ...leb(4 * 4), ...leb(8 * 4 + 2, 0), 1, 2, 3, 4]);
+  addInvalid('unknown-kind', 'An instruction of kind 3 (op 4 x 4 + 3): the kinds are 0, 1 and 2.', [...leb(4, B, 1, 0, 0), ...leb(4 * 4 + 3, 0)]);
+  addInvalid('past-declared-output', 'Output declared 10 bytes, then a COPY of 16.', [...leb(10, B, 1, 0, 0), ...leb(16 * 4 + 1, 0)]);
+  addInvalid('short-of-declared-output', 'Output declared 20 bytes; the one COPY gives 16.', [...leb(20, B, 1, 0, 0), ...leb(16 * 4 + 1, 0)]);
+  addInvalid('over-cap', 'Output declared 4096 bytes, the decoder is told to accept at most 1024: refused before anything else is read or allocated.', [...leb(4096, B, 1, 0, 0), ...leb(4096 * 4 + 1, 0)], 1024);
+  addInvalid('truncated-varint', 'The delta ends inside the offset varint of its COPY (a continuation bit set on the last byte).', [...leb(4, B, 1, 0, 0), 4 * 4 + 1, 0x80]);
+  addInvalid('varint-too-long', 'The output length written in 6 bytes: a varint is at most 5 bytes (32 bits).', [0x80, 0x80, 0x80, 0x80, 0x80, 0x00, ...leb(B, 0, 0, 0)]);
+  addInvalid('count-bomb', 'An instruction count of 2^32 - 1 for a 4-byte output: refused from the header, before any instruction is read.', [...leb(4, B, 0xffffffff, 0, 0), ...leb(4 * 4 + 1, 0)]);
+  addInvalid('zero-length', 'An INSERT of length 0: every instruction gives at least one byte.', [...leb(4, B, 2, 0, 4), ...leb(0, 4 * 4), 1, 2, 3, 4]);
+  addInvalid('wrong-base-length', `The delta is for a base of ${B + 1} bytes; this one is ${B}.`, [...leb(4, B + 1, 1, 0, 0), ...leb(4 * 4 + 1, 0)]);
+  addInvalid('literals-past-declared', 'An INSERT of 4 bytes with 3 literal bytes declared.', [...leb(4, B, 1, 0, 3), ...leb(4 * 4), 1, 2, 3]);
+  addInvalid('literal-trailing-byte', 'An INSERT of 4 raw literal bytes, and a fifth byte after them.', [...leb(4, B, 1, 0, 4), ...leb(4 * 4), 1, 2, 3, 4, 5]);
+  addInvalid('coding', 'Coding 4: bit 0 (literals range-coded) and bit 1 (instructions range-coded) are all there is.', [...leb(4, B, 1, 4, 4), ...leb(4 * 4), 1, 2, 3, 4]);
+  addInvalid('instructions-ratio', 'Range-coded instructions declared as 1,000 bytes out of a 4-byte stream: a range-coded stream gives at most 64 x its size + 64.', [...leb(4, B, 1, 2, 0, 1000, 4), 0, 0, 0, 0]);
+  addInvalid('range-coded-short', 'Range-coded literals (4 bytes) with a stream of 3 bytes: a stream is at least 4.', [...leb(4, B, 1, 1, 4), ...leb(4 * 4), 0, 0, 0]);
+  {
+    // The coded instructions of delta-coded-instructions, one byte of their stream flipped.
+    const good = files.get('delta-coded-instructions.bdelta') as Uint8Array;
+    const bad = good.slice();
+    bad[20] ^= 0x5a;
+    addInvalid('instructions-corrupt', 'delta-coded-instructions with a byte of its range-coded instructions changed (base delta-coded-instructions.base.bin): refused (the stream does not end where it must, or what it decodes to is not a valid walk).', [...bad]);
+    invalid[invalid.length - 1].base = 'delta-coded-instructions.base.bin';
+  }
+  {
+    // The range-coded stream of delta-range-coded, its last byte cut.
+    const good = files.get('delta-range-coded.bdelta') as Uint8Array;
+    addInvalid('range-coded-truncated', 'delta-range-coded with the last byte of its range-coded literals cut (base delta-range-coded.base.bin): the stream must end exactly at the end of the delta with code 0.', [...good.subarray(0, good.length - 1)]);
+    invalid[invalid.length - 1].base = 'delta-range-coded.base.bin';
+  }
+  files.set(
+    'byte-delta.json',
+    utf8.encode(
+      JSON.stringify(
+        {
+          description: 'Byte delta vectors (docs/FORMAT.md §16). Valid: applying "delta" to "base" gives exactly "target". Invalid: decoding "delta" against "base" with the given maxOutputBytes must be refused with the listed error before any output is produced. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
+          valid,
+          invalid,
+        },
+        null,
+        2,
+      ) + '\n',
+    ),
+  );
+  return files;
+}
