@@ -147,26 +147,35 @@ export function wireDocument(h: PayloadHeader, patches: WirePatch[]): Record<str
   if (h.version < 5 && patches.some((p) => p.k === 'c')) throw new RangeError(`a payload with a composite patch is format version 5, the header says ${h.version}`);
   // Only v6 appliers decode codec l.
   if (h.version < 6 && patches.some((p) => p.c === 'l')) throw new RangeError(`a payload with codec l is format version 6, the header says ${h.version}`);
-  const o: Record<string, unknown> = {
-    nd: h.version,
-    m: h.method,
-    id: h.modelId,
-    bf: hexToBytes8(h.baseFingerprint),
-    tf: hexToBytes8(h.targetFingerprint),
-    sq: h.sequence,
-    bb: h.budgetBytes,
-    cb: h.createdBy,
-  };
+  const o = wireHeader(h);
+  o.p = patches;
+  return o;
+}
+
+/**
+ * The header's fields as the top level of a payload document, in the order every payload writes
+ * them; a structural payload's intermediate fingerprint (`if`, FORMAT.md §17) goes after `bf`.
+ */
+export function wireHeader(h: PayloadHeader, intermediateFingerprint?: string): Record<string, unknown> {
+  const o: Record<string, unknown> = { nd: h.version, m: h.method, id: h.modelId, bf: hexToBytes8(h.baseFingerprint) };
+  if (intermediateFingerprint !== undefined) o.if = hexToBytes8(intermediateFingerprint);
+  o.tf = hexToBytes8(h.targetFingerprint);
+  o.sq = h.sequence;
+  o.bb = h.budgetBytes;
+  o.cb = h.createdBy;
   if (h.createdAt !== undefined) o.ct = h.createdAt;
   if (h.expiresAt !== undefined) o.ex = h.expiresAt;
   if (h.meta !== undefined) o.x = h.meta;
-  o.p = patches;
   return o;
 }
 
 /** Encode a header and already-wired patches. Deterministic: same input, same bytes. */
 export function packPayload(header: PayloadHeader, patches: WirePatch[]): Uint8Array {
-  const doc = wireDocument(header, patches);
+  return packDocument(wireDocument(header, patches));
+}
+
+/** A payload document's msgpack bytes, owned by the caller. */
+export function packDocument(doc: Record<string, unknown>): Uint8Array {
   packr ??= new Packr({ useRecords: false, variableMapSize: true, useFloat32: FLOAT32_OPTIONS.ALWAYS });
   const out = packr.pack(doc);
   // msgpackr may hand back a view on a shared buffer; copy so the caller owns the bytes.

@@ -27,7 +27,7 @@ import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { encodePositions } from '../core/encode.ts';
 import { shapeSize } from '../core/format.ts';
 import { buildPayload, storageGrids, storedModelBytes, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
-import { checkSameInterface } from './interface.ts';
+import { checkSameInterface, sameBits } from './interface.ts';
 import { confirmPayload } from './confirm.ts';
 import { isPatchable } from '../core/weight-store.ts';
 
@@ -83,12 +83,6 @@ export function exactDiff(hasher: Hasher, base: WeightStore, target: WeightStore
   confirmPayload(hasher, base, res, target);
   const targetModelBytes = storedModelBytes(target);
   return { ...res, targetModelBytes, smallerThanModel: res.bytes.length < targetModelBytes };
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  const x = bits(a);
-  const y = bits(b);
-  return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
 function exactDiffWith(hasher: Hasher, base: WeightStore, target: WeightStore, options: ExactDiffOptions, useSteps: boolean): Omit<ExactDiffResult, 'targetModelBytes' | 'smallerThanModel'> & { steps: string[] } {

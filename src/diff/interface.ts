@@ -101,11 +101,13 @@ export function interfaceOf(store: WeightStore): Map<string, InterfaceTensor> {
   return out;
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
+/** Whether two shapes are the same, axis for axis. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-function sameBits(a: Float32Array, b: Float32Array): boolean {
+/** Whether two tensors hold the same float32 bits (so -0 differs from 0 and NaNs compare by payload). */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const y = new Uint32Array(b.buffer, b.byteOffset, b.length);

@@ -10,19 +10,18 @@
  *
  * Pure code (no node, no tfjs): the file format's store comes from the caller.
  */
-import { Packr, FLOAT32_OPTIONS } from 'msgpackr/pack';
 import { UsageError } from '../core/errors.ts';
 import { fingerprintStore } from '../core/fingerprint.ts';
 import { sameGrid } from '../core/grid.ts';
 import type { Hasher } from '../core/hasher.ts';
-import { hexToBytes8 } from '../core/encode.ts';
+import { packDocument, wireHeader } from '../core/encode.ts';
 import { decodePayload, type PayloadHeader } from '../core/format.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { applyByteDelta } from '../core/byte-delta.ts';
 import { STRUCTURAL_VERSION, type FileModelStore, type RebuildFormat, type StructuralHeader } from '../apply/rebuild.ts';
 import { encodeByteDelta, type ByteDeltaStats } from './byte-delta.ts';
 import { exactDiff, type ExactDiffOptions } from './exact.ts';
-import { interfaceOf } from './interface.ts';
+import { interfaceOf, sameBits, sameShape } from './interface.ts';
 
 /** What changed between the two files' tensors. Names sorted. */
 export interface StructuralChange {
@@ -66,12 +65,6 @@ export interface StructuralDiffResult {
   rebuild: ByteDeltaStats;
 }
 
-let packr: Packr | undefined;
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
 function bitsKey(values: Float32Array): string {
   const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
   let h1 = 0x9e3779b9 ^ words.length;
@@ -81,14 +74,6 @@ function bitsKey(values: Float32Array): string {
     h2 = Math.imul(h2 + words[i], 0x5bd1e995) ^ (h2 >>> 15);
   }
   return `${(h1 >>> 0).toString(16)}:${(h2 >>> 0).toString(16)}`;
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
 }
 
 const FRAME = /^(onnx|tflite|tfjs):frame$/;
@@ -200,26 +185,11 @@ export function structuralDiff(hasher: Hasher, baseBytes: Uint8Array, targetByte
     targetFingerprint,
     fileKind: format.kind,
   };
-  const doc: Record<string, unknown> = {
-    nd: STRUCTURAL_VERSION,
-    m: header.method,
-    id: header.modelId,
-    bf: hexToBytes8(baseFingerprint),
-    if: hexToBytes8(intermediateFingerprint),
-    tf: hexToBytes8(targetFingerprint),
-    sq: header.sequence,
-    bb: header.budgetBytes,
-    cb: header.createdBy,
-  };
-  if (header.createdAt !== undefined) doc.ct = header.createdAt;
-  if (header.expiresAt !== undefined) doc.ex = header.expiresAt;
-  if (header.meta !== undefined) doc.x = header.meta;
+  const doc = wireHeader(header, intermediateFingerprint);
   doc.fk = format.kind;
   doc.rb = delta.bytes;
   doc.pv = values;
-  packr ??= new Packr({ useRecords: false, variableMapSize: true, useFloat32: FLOAT32_OPTIONS.ALWAYS });
-  const out = packr.pack(doc);
-  const bytes = new Uint8Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength));
+  const bytes = packDocument(doc);
   return { bytes, header, change, intermediate, rebuildBytes: delta.bytes.length, valueBytes: values.length, rebuild: delta.stats };
 }
 
