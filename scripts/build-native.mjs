@@ -80,7 +80,7 @@ function nodeGyp() {
 const gyp = nodeGyp();
 if (!gyp) stop('node-gyp was not found (it ships with npm: reinstall npm, or run this through `npm run build:native`)');
 console.log(`build:native: OpenBLAS headers in ${include}, library ${lib}; node-gyp ${gyp}`);
-const built = spawnSync(process.execPath, [gyp, 'rebuild'], { cwd: root, stdio: 'inherit' });
+const built = spawnSync(process.execPath, [gyp, 'rebuild', '--loglevel=warn'], { cwd: root, stdio: 'inherit' });
 if (built.status !== 0) stop(`node-gyp failed (exit ${built.status ?? built.signal}); its output is above`);
 
 const addonPath = path.join(root, 'build', 'Release', 'neural_diff_blas.node');
