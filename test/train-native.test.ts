@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -363,6 +364,14 @@ describe('ndiff train on the native backend', { skip }, () => {
 
 describe('without the addon', () => {
   const exec = promisify(execFile);
+
+  it('npm install never builds it: binding.gyp does not make npm run node-gyp on install', async () => {
+    // npm runs `node-gyp rebuild` on install for a package with a binding.gyp unless told not to,
+    // which would fail wherever OpenBLAS's headers are missing.
+    const manifest = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { gypfile?: boolean; scripts: Record<string, string> };
+    assert.equal(manifest.gypfile, false);
+    for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) assert.equal(manifest.scripts[hook], undefined, hook);
+  });
 
   it('ndiff train --backend native fails with the missing-dependency exit code, saying how to get it; the default runs wasm and says why', async () => {
     const native = await runCli(['--backend', 'native'], { NDIFF_NATIVE_ADDON: 'none' });
