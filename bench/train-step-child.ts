@@ -5,9 +5,10 @@
  *   node --conditions=neural-diff-source --import tsx bench/train-step-child.ts MODEL THREADS BATCH STEPS CHUNK [BACKEND]
  *
  * Full fine-tuning of every trainable weight through our training loop (src/train/loop.ts): Adam,
- * layers in inference mode, random inputs. BACKEND is `wasm` (default) or `native`. On wasm,
- * THREADS > 1 splits each batch across worker threads; on native, one thread trains and OpenBLAS
- * runs its GEMMs on THREADS threads (as `ndiff train` does);
+ * layers in inference mode, random inputs. BACKEND is `wasm` (default), `native` or `native-pool`.
+ * On wasm, THREADS > 1 splits each batch across worker threads; on native, one thread trains and
+ * OpenBLAS runs its GEMMs on THREADS threads (as `ndiff train` does); native-pool splits the batch
+ * across worker threads as wasm does, each with OpenBLAS on one thread;
  * CHUNK bounds the examples a thread runs at once (gradient accumulation inside the batch). One
  * warm-up step, then STEPS timed steps. Prints one JSON line.
  */
@@ -23,13 +24,15 @@ import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
 import { seededRandom } from '../src/train/data.ts';
 
 const [modelName, threadsArg, batchArg, stepsArg, chunkArg, backendArg = 'wasm'] = process.argv.slice(2);
-if (backendArg !== 'wasm' && backendArg !== 'native') throw new Error(`backend must be wasm or native, got ${backendArg}`);
+if (backendArg !== 'wasm' && backendArg !== 'native' && backendArg !== 'native-pool') throw new Error(`backend must be wasm, native or native-pool, got ${backendArg}`);
+// native-pool: the native backend in wasm's worker pool, OpenBLAS on one thread in each (a comparison).
+const pooled = backendArg !== 'native';
 const threads = Number(threadsArg);
 const batch = Number(batchArg);
 const steps = Number(stepsArg);
 const chunk = Number(chunkArg);
 
-await initBackend(backendArg, backendArg === 'native' ? { threads } : {});
+await initBackend(backendArg === 'wasm' ? 'wasm' : 'native', backendArg === 'wasm' ? {} : { threads: pooled ? 1 : threads });
 const model = modelName === 'keyword' ? keywordModel(12) : await tf.loadLayersModel(fileSystemIO(await pretrainedModelDir('layers')));
 const inputShape = (model.inputs[0].shape as number[]).slice(1);
 const classes = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
@@ -44,7 +47,7 @@ const param = new Identity(vars.map((v) => v.name), new Map(vars.map((v) => [v.n
 const opt = tf.train.adam(1e-4);
 const fromLogits = (model.layers[model.layers.length - 1].getConfig() as { activation?: string }).activation !== 'softmax';
 // Threads 1 without a chunk limit is the loop exactly as it runs without a pool.
-const poolThreads = backendArg === 'native' ? 1 : threads;
+const poolThreads = pooled ? threads : 1;
 const pool = poolThreads > 1 || chunk < batch ? await TrainingPool.start(model, { threads: poolThreads, backend: tf.getBackend(), maxChunk: chunk }) : undefined;
 const stamps: number[] = [];
 let cpuAtFirst: NodeJS.CpuUsage | undefined;
