@@ -18,7 +18,10 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { kernelLimits } from '../src/train/kernels/util.ts';
 import { NATIVE_KERNELS, nativeAddonStatus, nativeBlasInfo, setNativeThreads } from '../src/train/kernels/native/index.ts';
-import { modelToStore } from '../src/train/model-weights.ts';
+import { Identity } from '../src/train/full-params.ts';
+import { trainLoop } from '../src/train/loop.ts';
+import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
+import { TrainingPool } from '../src/train/parallel/pool.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
 
@@ -266,6 +269,32 @@ describe('OpenBLAS threads and bytes', { skip }, () => {
     const two = await product(2);
     assert.deepEqual(await product(2), two);
     assert.deepEqual(await product(1), one);
+  });
+});
+
+describe('the worker pool on native (the library\'s TrainingPool; trainDiff does not start one there)', { skip }, () => {
+  it('trains a step in two workers and leaves OpenBLAS on one thread', async () => {
+    await initBackend('native', { threads: 2 });
+    const splits = mnistSplits(300);
+    const model = mnistModel(1);
+    const vars = namedVariables(model).filter((v) => v.trainable);
+    const param = new Identity(vars.map((v) => v.name), new Map(vars.map((v) => [v.name, v.variable.name])));
+    const pool = await TrainingPool.start(model, { threads: 2, backend: tf.getBackend() });
+    const opt = tf.train.adam(1e-3);
+    let batches = 0;
+    try {
+      trainLoop(model, splits.updateTrain, param, { epochs: 1, batchSize: 32, seed: 1, fromLogits: false, optimizerFor: () => opt, pool, onBatch: () => batches++ });
+      assert.ok(batches > 1, `${batches} batches`);
+      // The workers set OpenBLAS (one setting for the process) to one thread each.
+      assert.equal(nativeBlasInfo().threads, 1);
+    } finally {
+      pool.dispose();
+      opt.dispose();
+      model.dispose();
+      for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
+      setNativeThreads();
+      await initBackend('wasm');
+    }
   });
 });
 
