@@ -3,7 +3,7 @@
  * fine-tuning (forward, backward and Adam, as bench/train-step-child.ts runs them on one thread),
  * summed by tfjs kernel name. Pair it with `node --cpu-prof` for the JavaScript around the kernels.
  *
- *   node --conditions=neural-diff-source --import tsx bench/profile-train-step.ts keyword|mobilenetv2 [BATCH] [STEPS]
+ *   node --conditions=neural-diff-source --import tsx bench/profile-train-step.ts keyword|mobilenetv2 [BATCH] [STEPS] [wasm|native]
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
@@ -13,10 +13,10 @@ import { sparseCrossEntropy } from '../src/train/data.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
 
-const [name = 'keyword', batchArg, stepsArg] = process.argv.slice(2);
+const [name = 'keyword', batchArg, stepsArg, backendArg = 'wasm'] = process.argv.slice(2);
 const batch = Number(batchArg ?? (name === 'keyword' ? 32 : 4));
 const steps = Number(stepsArg ?? 3);
-await initBackend('wasm');
+await initBackend(backendArg === 'native' ? 'native' : 'wasm', backendArg === 'native' ? { threads: 1 } : {});
 const model = name === 'keyword' ? keywordModel(12) : await tf.loadLayersModel(fileSystemIO(await pretrainedModelDir('layers')));
 const inputShape = (model.inputs[0].shape as number[]).slice(1);
 const classes = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;

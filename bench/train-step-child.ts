@@ -2,10 +2,13 @@
  * One of our training configurations in its own process, for bench/train-vs-torch.ts (a process
  * per run makes its peak memory its own: the workers' wasm heaps live in this process too).
  *
- *   node --conditions=neural-diff-source --import tsx bench/train-step-child.ts MODEL THREADS BATCH STEPS CHUNK
+ *   node --conditions=neural-diff-source --import tsx bench/train-step-child.ts MODEL THREADS BATCH STEPS CHUNK [BACKEND]
  *
  * Full fine-tuning of every trainable weight through our training loop (src/train/loop.ts): Adam,
- * layers in inference mode, random inputs. THREADS > 1 splits each batch across worker threads;
+ * layers in inference mode, random inputs. BACKEND is `wasm` (default), `native` or `native-pool`.
+ * On wasm, THREADS > 1 splits each batch across worker threads; on native, one thread trains and
+ * OpenBLAS runs its GEMMs on THREADS threads (as `ndiff train` does); native-pool splits the batch
+ * across worker threads as wasm does, each with OpenBLAS on one thread;
  * CHUNK bounds the examples a thread runs at once (gradient accumulation inside the batch). One
  * warm-up step, then STEPS timed steps. Prints one JSON line.
  */
@@ -20,13 +23,16 @@ import { keywordModel } from '../examples/keyword-spotting/model.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
 import { seededRandom } from '../src/train/data.ts';
 
-const [modelName, threadsArg, batchArg, stepsArg, chunkArg] = process.argv.slice(2);
+const [modelName, threadsArg, batchArg, stepsArg, chunkArg, backendArg = 'wasm'] = process.argv.slice(2);
+if (backendArg !== 'wasm' && backendArg !== 'native' && backendArg !== 'native-pool') throw new Error(`backend must be wasm, native or native-pool, got ${backendArg}`);
+// native-pool: the native backend in wasm's worker pool, OpenBLAS on one thread in each (a comparison).
+const pooled = backendArg !== 'native';
 const threads = Number(threadsArg);
 const batch = Number(batchArg);
 const steps = Number(stepsArg);
 const chunk = Number(chunkArg);
 
-await initBackend('wasm');
+await initBackend(backendArg === 'wasm' ? 'wasm' : 'native', backendArg === 'wasm' ? {} : { threads: pooled ? 1 : threads });
 const model = modelName === 'keyword' ? keywordModel(12) : await tf.loadLayersModel(fileSystemIO(await pretrainedModelDir('layers')));
 const inputShape = (model.inputs[0].shape as number[]).slice(1);
 const classes = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
@@ -41,7 +47,8 @@ const param = new Identity(vars.map((v) => v.name), new Map(vars.map((v) => [v.n
 const opt = tf.train.adam(1e-4);
 const fromLogits = (model.layers[model.layers.length - 1].getConfig() as { activation?: string }).activation !== 'softmax';
 // Threads 1 without a chunk limit is the loop exactly as it runs without a pool.
-const pool = threads > 1 || chunk < batch ? await TrainingPool.start(model, { threads, backend: tf.getBackend(), maxChunk: chunk }) : undefined;
+const poolThreads = pooled ? threads : 1;
+const pool = poolThreads > 1 || chunk < batch ? await TrainingPool.start(model, { threads: poolThreads, backend: tf.getBackend(), maxChunk: chunk }) : undefined;
 const stamps: number[] = [];
 let cpuAtFirst: NodeJS.CpuUsage | undefined;
 try {

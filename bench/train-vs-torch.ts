@@ -1,12 +1,14 @@
 /**
  * Our training throughput beside PyTorch's on the same machine, in one run: the keyword model
  * (temporal convolutions, ~0.5M weights) and MobileNetV2 (nsfwjs's, 2.6M weights, 224x224), each
- * at 1 thread and at every core, with the ratios and each run's peak memory.
+ * at 1 thread and at every core, on our wasm backend and (when its addon is built) our native
+ * backend, with the ratios, wall and CPU time per sample and each run's peak memory.
  *
- *   node --conditions=neural-diff-source --import tsx bench/train-vs-torch.ts [--quick]
+ *   node --conditions=neural-diff-source --import tsx bench/train-vs-torch.ts [--quick] [--skip-torch]
  *
- * Ours: full fine-tuning through our training loop (bench/train-step-child.ts), the batch split
- * across worker threads when threads > 1. PyTorch: the same layers and sizes
+ * Ours: full fine-tuning through our training loop (bench/train-step-child.ts); on wasm the batch
+ * is split across worker threads when threads > 1, on native one thread trains and OpenBLAS runs
+ * the convolutions' and matmuls' GEMMs on the threads. PyTorch: the same layers and sizes
  * (bench/torch-train-step.py), Debian's python3-torch, installed here with apt-get when missing
  * (said so). As Debian installs it torch links the reference BLAS (a few GFLOPS), a weak anchor, so
  * OpenBLAS's OpenMP build (libopenblas0-openmp) is unpacked with apt-get download + dpkg -x into
@@ -27,8 +29,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../src/train/parallel/pool.ts';
+import { nativeAddonStatus } from '../src/train/kernels/native/loader.ts';
 
 const quick = process.argv.includes('--quick');
+const skipTorch = process.argv.includes('--skip-torch');
+const native = nativeAddonStatus();
+type OurBackend = 'wasm' | 'native';
+const backends: OurBackend[] = native.available ? ['wasm', 'native'] : ['wasm'];
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.dirname(here);
 const python = '/usr/bin/python3';
@@ -95,9 +102,9 @@ function lastJson(out: string): Row {
   return JSON.parse(line) as Row;
 }
 
-function ours(p: Plan, threads: number): Row {
-  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', path.join(here, 'train-step-child.ts'), p.key, String(threads), String(p.batch), String(p.steps), String(p.chunk)], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 });
-  if (r.status !== 0) throw new Error(`ours ${p.key} at ${threads} thread(s) failed:\n${r.stderr.slice(-3000)}`);
+function ours(p: Plan, threads: number, backend: OurBackend): Row {
+  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', path.join(here, 'train-step-child.ts'), p.key, String(threads), String(p.batch), String(p.steps), String(p.chunk), backend], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`ours (${backend}) ${p.key} at ${threads} thread(s) failed:\n${r.stderr.slice(-3000)}`);
   return lastJson(r.stdout);
 }
 
@@ -112,37 +119,47 @@ const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const rate = (r: Row | undefined) => (r ? r.samplesPerSecond.toFixed(r.samplesPerSecond < 100 ? 1 : 0) : 'n/a');
 const ratio = (a: Row | undefined, b: Row | undefined) => (a && b ? `${(a.samplesPerSecond / b.samplesPerSecond).toFixed(2)}x` : 'n/a');
 
-const torchState = ensureTorch();
+const torchState = skipTorch ? '--skip-torch' : ensureTorch();
 const blas = torchState === true ? ensureOpenBlas() : undefined;
 if (torchState !== true) console.log(`PyTorch side skipped: ${torchState}`);
 else if (!blas) console.log('OpenBLAS could not be unpacked: PyTorch runs on the BLAS Debian links (see its SGEMM rate)');
+if (!native.available) console.log(`native backend skipped: ${native.reason} (apt-get install libopenblas-dev, then npm run build:native)`);
 const loadBefore = os.loadavg();
 console.log(`\nTraining throughput, ours beside PyTorch (${quick ? 'QUICK: too few steps to measure, proves the mechanism' : 'full'}); ${cores} core(s), load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} at the start`);
+
+const wallMs = (r: Row | undefined) => (r ? (1000 / r.samplesPerSecond).toFixed(r.samplesPerSecond > 100 ? 2 : 0) : 'n/a');
+const cpuMs = (r: Row | undefined) => (r ? r.cpuMsPerSample.toFixed(r.cpuMsPerSample < 10 ? 2 : 0) : 'n/a');
+const cpuRatio = (a: Row | undefined, b: Row | undefined) => (a && b ? `${(b.cpuMsPerSample / a.cpuMsPerSample).toFixed(2)}x` : 'n/a');
 
 const results: Record<string, unknown>[] = [];
 const threadCounts = [...new Set([1, cores])];
 for (const p of plans) {
   const rows = new Map<string, Row | undefined>();
   for (const t of threadCounts) {
-    rows.set(`ours ${t}`, ours(p, t));
+    for (const b of backends) rows.set(`${b} ${t}`, ours(p, t, b));
     rows.set(`torch ${t}`, torchState === true ? torch(p, t, blas) : undefined);
   }
-  const o1 = rows.get('ours 1');
-  const oN = rows.get(`ours ${cores}`);
-  const t1 = rows.get('torch 1');
-  const tN = rows.get(`torch ${cores}`);
-  console.log(`\n${p.label}: batch ${p.batch}${p.chunk < p.batch ? ` (ours in chunks of ${p.chunk} per thread, gradients summed: one step per batch)` : ''}, ${p.steps} timed step(s); weights ours ${o1?.weights}, PyTorch ${t1?.weights ?? 'n/a'}`);
-  console.log('| threads | ours samples/s | PyTorch samples/s | ours / PyTorch | ours CPU ms/sample | PyTorch CPU ms/sample | ours peak memory | PyTorch peak memory | PyTorch SGEMM GFLOPS |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log(`\n${p.label}: batch ${p.batch}${p.chunk < p.batch ? ` (ours in chunks of ${p.chunk} per thread, gradients summed: one step per batch)` : ''}, ${p.steps} timed step(s); weights ours ${rows.get('wasm 1')?.weights}, PyTorch ${rows.get('torch 1')?.weights ?? 'n/a'}`);
+  console.log('| threads | run | samples/s | wall ms/sample | CPU ms/sample | / PyTorch (samples/s) | peak memory | SGEMM GFLOPS |');
+  console.log('|---:|---|---:|---:|---:|---:|---:|---:|');
   for (const t of threadCounts) {
-    const o = rows.get(`ours ${t}`);
     const q = rows.get(`torch ${t}`);
-    console.log(`| ${t} | ${rate(o)} | ${rate(q)} | ${ratio(o, q)} | ${o ? o.cpuMsPerSample.toFixed(1) : 'n/a'} | ${q ? q.cpuMsPerSample.toFixed(1) : 'n/a'} | ${o ? mib(o.peakRssBytes) : 'n/a'} | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${q?.sgemmGflops?.toFixed(1) ?? 'n/a'} |`);
+    for (const b of backends) {
+      const o = rows.get(`${b} ${t}`);
+      console.log(`| ${t} | ours, ${b} | ${rate(o)} | ${wallMs(o)} | ${cpuMs(o)} | ${ratio(o, q)} | ${o ? mib(o.peakRssBytes) : 'n/a'} | |`);
+    }
+    console.log(`| ${t} | PyTorch | ${rate(q)} | ${wallMs(q)} | ${cpuMs(q)} | | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${q?.sgemmGflops?.toFixed(1) ?? 'n/a'} |`);
   }
-  if (cores > 1) console.log(`ours ${cores} threads / ours 1 thread: ${ratio(oN, o1)}; PyTorch ${cores} / 1: ${ratio(tN, t1)}`);
+  for (const t of threadCounts) {
+    if (native.available) console.log(`native / wasm at ${t} thread(s): ${ratio(rows.get(`native ${t}`), rows.get(`wasm ${t}`))} samples/s, ${cpuRatio(rows.get(`native ${t}`), rows.get(`wasm ${t}`))} less CPU per sample`);
+  }
+  if (cores > 1) {
+    for (const b of backends) console.log(`ours (${b}) ${cores} threads / 1 thread: ${ratio(rows.get(`${b} ${cores}`), rows.get(`${b} 1`))}`);
+    console.log(`PyTorch ${cores} / 1: ${ratio(rows.get(`torch ${cores}`), rows.get('torch 1'))}`);
+  }
   results.push({ model: p.key, batch: p.batch, steps: p.steps, chunk: p.chunk, ...Object.fromEntries(rows) });
 }
 const loadAfter = os.loadavg();
 console.log(`\nload average at the end: ${loadAfter.map((l) => l.toFixed(2)).join(' ')} (figures from a loaded machine are not representative)`);
 mkdirSync(path.join(here, 'out'), { recursive: true });
-writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, cores, loadBefore, loadAfter, openblas: blas !== undefined, results }, null, 2));
+writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, cores, loadBefore, loadAfter, openblas: blas !== undefined, native: native.available ? true : native.reason, results }, null, 2));

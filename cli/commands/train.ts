@@ -50,8 +50,8 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write (checked before training starts)' })
     .option('model-out', { type: 'string', describe: 'also write the updated model folder (the base patched with the payload, exactly as a device gets it)' })
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON (accuracy before/after, validation, tuning, bytes, time, per-epoch loss); `ndiff report` reads it' })
-    .option('backend', { choices: ['wasm', 'cpu', 'tensorflow'] as const, default: 'wasm' as TrainBackendName, describe: 'tfjs backend: wasm (fast here, with our kernels; 4 GiB of memory), cpu (plain JS), tensorflow (needs @tensorflow/tfjs-node)' })
-    .option('threads', { type: 'number', describe: 'threads computing each step: the batch is split across worker threads and their gradients summed in a fixed order (default: every core of the machine; 1 trains on one thread). The same seed and thread count give the same payload; another count rounds the summed gradients differently, so its bytes differ slightly' })
+    .option('backend', { choices: ['auto', 'wasm', 'native', 'cpu', 'tensorflow'] as const, default: 'auto' as TrainBackendName, describe: 'tfjs backend: auto (native when its addon is built, else wasm), wasm (portable, with our kernels; 4 GiB of memory), native (wasm with convolutions and matmuls on the system\'s OpenBLAS: apt-get install libopenblas-dev, then npm run build:native), cpu (plain JS), tensorflow (needs @tensorflow/tfjs-node)' })
+    .option('threads', { type: 'number', describe: 'threads computing each step: the batch is split across worker threads and their gradients summed in a fixed order (default: every core of the machine; 1 trains on one thread); on the native backend, one JavaScript thread and OpenBLAS on this many. The same seed, backend and thread count give the same payload; another count rounds differently, so its bytes differ slightly' })
     .option('prefix-cache-mb', { type: 'number', describe: 'memory bound (MiB) for caching the outputs of the model\'s first layers when none of them trains (frozen by the model\'s config or --trainable): computed once per example instead of at every step; 0 turns it off (TF.js layers-models; default 512)' })
     .option('batch-size', { type: 'number', describe: "examples per step (default: 32, or the most the backend's memory takes; a larger request is refused with the largest that fits)" })
     .option('lr', { type: 'number', describe: 'learning rate to start the search from (Adam): default 3e-3 for the diff values of sparse/hash/lora/topk-retrain, 3e-4 for the weights in full fine-tuning (also behind topk/drop/lowrank)' })
@@ -139,9 +139,10 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('--val-fraction 0 leaves no validation data to tune on: pass --val DATA, or --tune off');
   // tfjs and the trainers load only when training (the other commands start faster, and run
   // without tfjs installed); without them, nothing else is worth checking.
-  const { tf, initBackend, trainDiff, trainAuto, competingPayload, silenceTfjsNodeBanner, parseTrainable } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, nativeAddonStatus, NATIVE_HOW_TO, trainDiff, trainAuto, competingPayload, silenceTfjsNodeBanner, parseTrainable } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
+    ...(await import('../../src/train/kernels/native/index.ts')),
     ...(await import('../../src/train/train-diff.ts')),
     ...(await import('../../src/train/auto.ts')),
     ...(await import('../../src/train/quiet.ts')),
@@ -168,7 +169,9 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
 
   silenceTfjsNodeBanner();
   const backend = await initBackend(a.backend);
-  io.progress(`backend ${backend}; loading ${a.base}`);
+  const nativeStatus = nativeAddonStatus();
+  const why = a.backend === 'auto' && !nativeStatus.available ? ` (the native backend is not available: ${nativeStatus.reason}; ${NATIVE_HOW_TO})` : '';
+  io.progress(`backend ${backend}${why}; loading ${a.base}`);
   const disk = await openTfjsModelDir(a.base);
   const model = await tf.loadLayersModel(fileSystemIO(a.base));
   // A graph-model teacher (the new version converted from a SavedModel) is read through tfjs' graph executor.

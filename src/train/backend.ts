@@ -4,16 +4,19 @@
  * `wasm` (the default) is tfjs-backend-wasm with our kernel fixes (src/train/kernels): XNNPACK for
  * every matmul of the backward pass and the conv gradients the package lacks. `cpu` is tfjs' plain
  * JavaScript backend. `tensorflow` is tfjs-node, for build servers where it can be installed.
+ * `native` is `wasm` with convolutions and matmuls on the system's OpenBLAS (an optional addon,
+ * src/train/kernels/native); `auto` is `native` when its addon loads, else `wasm`.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmKernelFixes, stockWasmKernels } from './kernels/index.ts';
+import { NATIVE, nativeAddonStatus, registerNativeBackend, setNativeThreads } from './kernels/native/index.ts';
 import { MissingDependencyError, UsageError } from '../core/errors.ts';
 
 /** Backends {@link initBackend} can prepare. */
-export type TrainBackendName = 'wasm' | 'cpu' | 'tensorflow';
+export type TrainBackendName = 'wasm' | 'native' | 'auto' | 'cpu' | 'tensorflow';
 
 /** Options of {@link initBackend}. */
 export interface InitBackendOptions {
@@ -22,6 +25,7 @@ export interface InitBackendOptions {
    * never starts that build under Node (its workers need browser Blob URLs), so in Node the wasm
    * backend computes on one thread whatever is asked; values above 1 are rejected there rather
    * than silently ignored. Use the second core by running a second training process.
+   * For `native`: OpenBLAS's threads (default: every core).
    */
   threads?: number;
 }
@@ -79,6 +83,9 @@ async function setBackendOrThrow(name: string): Promise<string> {
  * - `wasm`: loads tfjs-backend-wasm with its binaries from node_modules (no network), registers our
  *   kernel fixes for `wasm` and activates it. Safe to call any number of times, from any working
  *   directory; every call re-activates `wasm`.
+ * - `native`: `wasm` plus OpenBLAS for convolutions and matmuls, on its own wasm heap; throws a
+ *   MissingDependencyError saying how to build it when its addon does not load.
+ * - `auto`: `native` when its addon loads, else `wasm`.
  * - `cpu`: the stock JavaScript backend.
  * - `tensorflow`: imports `@tensorflow/tfjs-node` (which registers the native backend); throws a
  *   clear Error when it is not installed.
@@ -105,6 +112,15 @@ export async function initBackend(name: TrainBackendName = 'wasm', options: Init
       // setBackend also (re)runs kernel setup, which binds kernels registered after a first init.
       return setBackendOrThrow('wasm');
     }
+    case 'native': {
+      const pkg = await loadWasmPackage();
+      registerWasmKernelFixes();
+      registerNativeBackend(async () => new pkg.BackendWasm((await instantiateSeparateWasmModule()) as never));
+      setNativeThreads(options.threads);
+      return setBackendOrThrow(NATIVE);
+    }
+    case 'auto':
+      return initBackend(nativeAddonStatus().available ? 'native' : 'wasm', options);
     case 'cpu':
       return setBackendOrThrow('cpu');
     case 'tensorflow': {
@@ -124,7 +140,7 @@ export async function initBackend(name: TrainBackendName = 'wasm', options: Init
       return setBackendOrThrow('tensorflow');
     }
     default:
-      throw new UsageError(`unknown backend "${String(name)}" (expected wasm, cpu or tensorflow)`);
+      throw new UsageError(`unknown backend "${String(name)}" (expected auto, wasm, native, cpu or tensorflow)`);
   }
 }
 

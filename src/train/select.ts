@@ -155,8 +155,9 @@ export function trainingBytesPerExample(model: tf.LayersModel): number {
 
 /** How large a batch the backend can take, or Infinity where memory is the machine's (cpu, tensorflow). */
 export function maxBatchSize(model: tf.LayersModel, backend: string, heldBytes: number, perExample = trainingBytesPerExample(model)): number {
-  // tfjs-backend-wasm runs in a 32-bit WebAssembly memory: 4 GiB at most, for everything.
-  if (backend !== 'wasm') return Infinity;
+  // tfjs-backend-wasm (and native, which keeps its tensors there too) runs in a 32-bit WebAssembly
+  // memory: 4 GiB at most, for everything.
+  if (backend !== 'wasm' && backend !== 'native') return Infinity;
   const limit = 4 * 1024 ** 3;
   const modelBytes = model.countParams() * 4;
   // The model, its optimizer state (Adam: two moments) and gradients, the data, and 256 MiB spare.

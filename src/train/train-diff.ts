@@ -56,6 +56,7 @@ import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-ga
 import { Identity, Shadow } from './full-params.ts';
 import { checkThreads, defaultThreads, TrainingPool } from './parallel/pool.ts';
 import { FrozenPrefixCache, planFrozenPrefix } from './prefix-cache.ts';
+import { NATIVE, setNativeThreads } from './kernels/native/index.ts';
 import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
@@ -220,7 +221,11 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     // Evaluation keeps a batch's forward activations (about 6 bytes per output value with tfjs' temporaries).
     const evalBatch = Math.max(1, Math.min(256, maxBatchSize(model, backend, heldBytes, 6 * activationsPerExample(model))));
     const threads = Math.min(checkThreads(options.threads ?? defaultThreads()), batchSize);
-    if (threads > 1) {
+    if (backend === NATIVE) {
+      // One JavaScript thread, OpenBLAS's GEMMs on every thread asked for (src/train/kernels/native).
+      setNativeThreads(threads);
+      progress(`training on one thread, OpenBLAS on ${threads} (native backend: the convolutions and matmuls use the threads)`);
+    } else if (threads > 1) {
       try {
         pool = await TrainingPool.start(model, { threads, backend });
         progress(`training on ${threads} threads (the batch split across worker threads, gradients summed in a fixed order)`);

@@ -133,12 +133,12 @@ function sameValues(expected: Float32Array, found: Float32Array): boolean {
  * through a canvas and returned zeros in headless Chromium; a backend not named here is read
  * asynchronously too ({@link TfModelWeightStore.prepare}), to be safe.
  */
-const SYNC_READABLE = new Set(['cpu', 'wasm', 'webgl']);
+const SYNC_READABLE = new Set(['cpu', 'wasm', 'native', 'webgl']);
 
 /** The name of the backend that holds `t`'s data (the current one where the engine does not say). */
 function backendOf(t: tf.Tensor): string {
   const owner = ownerOf(t);
-  for (const name of ['cpu', 'wasm', 'webgl', 'webgpu']) if (owner !== undefined && tf.findBackend(name) === owner) return name;
+  for (const name of ['cpu', 'wasm', 'native', 'webgl', 'webgpu']) if (owner !== undefined && tf.findBackend(name) === owner) return name;
   return owner === undefined ? tf.getBackend() : 'unknown';
 }
 

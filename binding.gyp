@@ -1,0 +1,15 @@
+# The native training backend's addon (src/train/kernels/native/blas.c): OpenBLAS's sgemm on
+# tfjs-backend-wasm's heap. Built by `npm run build:native` (scripts/build-native.mjs), which checks
+# for Debian's libopenblas-dev first; the output (build/) is git-ignored and not in the npm package.
+{
+  "targets": [
+    {
+      "target_name": "neural_diff_blas",
+      "sources": ["src/train/kernels/native/blas.c"],
+      "include_dirs": ["<!@(node scripts/build-native.mjs --include-dirs)"],
+      "libraries": ["-lopenblas"],
+      "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
+      "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS"]
+    }
+  ]
+}

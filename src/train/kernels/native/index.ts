@@ -1,0 +1,58 @@
+/**
+ * The `native` training backend: tfjs-backend-wasm (its own module instance and heap, every kernel
+ * the `wasm` backend registers, our fixes included) with convolutions and matmuls computed by the
+ * system's OpenBLAS through an N-API addon working on the heap in place (kernels.ts, blas.c).
+ * Optional: built by `npm run build:native`; see docs/guides/training-speed.md.
+ *
+ * Threads: OpenBLAS runs each GEMM on {@link setNativeThreads} threads (process-wide). Training
+ * on `native` runs on one JavaScript thread (no worker pool): the GEMMs, most of a step, use
+ * every thread asked for, without the pool's per-step copies between threads.
+ */
+import os from 'node:os';
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig } from '@tensorflow/tfjs';
+import { UsageError } from '../../../core/errors.ts';
+import { WASM } from '../util.ts';
+import { nativeKernelConfigs } from './kernels.ts';
+import { loadNativeAddon } from './loader.ts';
+
+export { nativeAddonStatus, NATIVE_HOW_TO } from './loader.ts';
+export { NATIVE_KERNELS } from './kernels.ts';
+
+/** The native backend's name in the tfjs registry (and in `ndiff train --backend`). */
+export const NATIVE = 'native';
+
+/**
+ * Register the `native` backend once (throws the addon's {@link MissingDependencyError} when it is
+ * not built). Call after the wasm kernel fixes are registered: the backend takes a copy of every
+ * kernel registered for `wasm` at that moment, then puts the native kernels in place of six.
+ *
+ * @param makeBackend creates the backend instance (a BackendWasm over its own wasm module).
+ */
+export function registerNativeBackend(makeBackend: () => Promise<tf.KernelBackend>): void {
+  const addon = loadNativeAddon();
+  if (tf.findBackendFactory(NATIVE) != null) return;
+  tf.registerBackend(NATIVE, makeBackend, -1);
+  const wasmConfigs = new Map<string, KernelConfig>(tf.getKernelsForBackend(WASM).map((k) => [k.kernelName, k]));
+  const native = nativeKernelConfigs(addon, NATIVE, wasmConfigs);
+  const replaced = new Set(native.map((k) => k.kernelName));
+  for (const k of wasmConfigs.values()) if (!replaced.has(k.kernelName)) tf.registerKernel({ ...k, backendName: NATIVE });
+  for (const k of native) tf.registerKernel(k);
+}
+
+/** The cores this machine offers: OpenBLAS's thread count unless told otherwise. */
+function cores(): number {
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+}
+
+/** Set OpenBLAS's thread count for the native backend's GEMMs (default: every core). */
+export function setNativeThreads(threads: number = cores()): number {
+  if (!Number.isInteger(threads) || threads < 1) throw new UsageError(`threads must be a positive integer, got ${threads}`, { threads });
+  loadNativeAddon().setThreads(threads);
+  return threads;
+}
+
+/** OpenBLAS's build, the core it chose and its current thread count. */
+export function nativeBlasInfo(): { config: string; corename: string; threads: number } {
+  return loadNativeAddon().info();
+}

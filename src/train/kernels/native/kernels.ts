@@ -1,0 +1,176 @@
+/**
+ * The native backend's kernels: convolution forward (Conv2D, FusedConv2D), its two gradients
+ * (Conv2DBackpropInput, Conv2DBackpropFilter) and the matmuls of dense layers and their backward
+ * pass (BatchMatMul, _FusedMatMul), each one call into OpenBLAS (loader.ts, blas.c) on views of the
+ * backend's wasm heap: the addon reads the inputs where tfjs keeps them and writes the output
+ * tensor's bytes directly. Views are taken after the output is allocated, the last allocation of
+ * each kernel (an allocation may grow the memory and detach earlier views).
+ *
+ * What the native code does not cover (another data format or dtype, a fused activation other
+ * than linear, relu and relu6, PReLU weights, a bias that is not one value per output channel,
+ * operands whose batches neither match nor broadcast from 1) runs the kernel the wasm backend
+ * registers, on this backend's own heap.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import { asWasm, f32, kernelLimits, sizeOf, type WasmBackendLike } from '../util.ts';
+import type { NativeBlasAddon } from './loader.ts';
+
+type KernelArgs = Parameters<KernelFunc>[0];
+
+/** tfjs' fused activation names the native code computes, and their codes in blas.c. */
+const ACTIVATIONS: Record<string, 0 | 1 | 2> = { linear: 0, relu: 1, relu6: 2 };
+
+function activationCode(name: unknown): 0 | 1 | 2 | undefined {
+  return name === undefined || name === null ? 0 : ACTIVATIONS[String(name)];
+}
+
+function channelsLast(dataFormat: unknown): boolean {
+  return dataFormat === undefined || dataFormat === 'NHWC' || dataFormat === 'channelsLast';
+}
+
+/** The Int32Array geometry blas.c reads (loader.ts GEOMETRY_FIELDS). */
+export function convGeometry(info: tf.backend_util.Conv2DInfo): Int32Array {
+  return Int32Array.from([
+    info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels,
+    info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth,
+    info.padInfo.top, info.padInfo.left,
+  ]);
+}
+
+/** A bias holding one value per output column (the only kind blas.c adds), or no bias. */
+function perColumnBias(bias: TensorInfo | undefined, columns: number): boolean {
+  return bias === undefined || (bias.dtype === 'float32' && sizeOf(bias.shape) === columns && bias.shape[bias.shape.length - 1] === columns);
+}
+
+function conv2dForward(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs, fused: boolean): TensorInfo | TensorInfo[] {
+  const backend = asWasm(args.backend);
+  const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
+  const attrs = args.attrs as unknown as tf.FusedConv2DAttrs;
+  if (x === undefined || filter === undefined) throw new Error('Conv2D: inputs x and filter are required');
+  const act = fused ? activationCode(attrs.activation) : 0;
+  const CO = filter.shape[3];
+  if (
+    !channelsLast(attrs.dataFormat) ||
+    x.dtype !== 'float32' ||
+    filter.dtype !== 'float32' ||
+    act === undefined ||
+    preluActivationWeights != null ||
+    !perColumnBias(bias ?? undefined, CO)
+  ) {
+    return fallback.kernelFunc(args);
+  }
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    attrs.strides,
+    attrs.dilations ?? 1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+  const out = backend.makeOutput([...info.outShape], 'float32');
+  const y = f32(backend, out);
+  addon.conv2dForward(f32(backend, x), f32(backend, filter), y, convGeometry(info), kernelLimits.columnFloats);
+  if (fused && (bias != null || act !== 0)) addon.biasActivation(y, bias == null ? null : f32(backend, bias), act);
+  return out;
+}
+
+function conv2dBackpropFilter(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs): TensorInfo | TensorInfo[] {
+  const backend = asWasm(args.backend);
+  const { x, dy } = args.inputs as Record<string, TensorInfo | undefined>;
+  const attrs = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+  if (x === undefined || dy === undefined) throw new Error('Conv2DBackpropFilter: inputs x and dy are required');
+  if (!channelsLast(attrs.dataFormat) || x.dtype !== 'float32' || dy.dtype !== 'float32') return fallback.kernelFunc(args);
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    attrs.filterShape,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+  const out = backend.makeOutput([...attrs.filterShape], 'float32');
+  addon.conv2dBackpropFilter(f32(backend, x), f32(backend, dy), f32(backend, out), convGeometry(info), kernelLimits.columnFloats);
+  return out;
+}
+
+function conv2dBackpropInput(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs): TensorInfo | TensorInfo[] {
+  const backend = asWasm(args.backend);
+  const { dy, filter } = args.inputs as Record<string, TensorInfo | undefined>;
+  const attrs = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
+  if (dy === undefined || filter === undefined) throw new Error('Conv2DBackpropInput: inputs dy and filter are required');
+  if (!channelsLast(attrs.dataFormat) || dy.dtype !== 'float32' || filter.dtype !== 'float32') return fallback.kernelFunc(args);
+  const info = tf.backend_util.computeConv2DInfo(
+    attrs.inputShape,
+    filter.shape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+  const out = backend.makeOutput([...info.inShape], 'float32');
+  addon.conv2dBackpropInput(f32(backend, dy), f32(backend, filter), f32(backend, out), convGeometry(info), kernelLimits.columnFloats);
+  return out;
+}
+
+function matMul(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs, fused: boolean): TensorInfo | TensorInfo[] {
+  const backend: WasmBackendLike = asWasm(args.backend);
+  const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
+  const attrs = args.attrs as unknown as tf.BatchMatMulAttrs & { activation?: string };
+  if (a === undefined || b === undefined) throw new Error('BatchMatMul: inputs a and b are required');
+  const transposeA = attrs.transposeA === true;
+  const transposeB = attrs.transposeB === true;
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const kB = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+  const batchA = sizeOf(a.shape.slice(0, -2));
+  const batchB = sizeOf(b.shape.slice(0, -2));
+  const act = fused ? activationCode(attrs.activation) : 0;
+  if (
+    ra < 2 ||
+    rb < 2 ||
+    k !== kB ||
+    a.dtype !== 'float32' ||
+    b.dtype !== 'float32' ||
+    (batchA !== batchB && batchA !== 1 && batchB !== 1) ||
+    act === undefined ||
+    preluActivationWeights != null ||
+    !perColumnBias(bias ?? undefined, n)
+  ) {
+    return fallback.kernelFunc(args); // which reports a shape mismatch in its own words
+  }
+  const outer = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const batch = Math.max(batchA, batchB);
+  const out = backend.makeOutput([...outer, m, n], 'float32');
+  const c = f32(backend, out);
+  addon.sgemmBatched(transposeA, transposeB, batch, m, n, k, f32(backend, a), batchA === 1 ? 0 : m * k, f32(backend, b), batchB === 1 ? 0 : k * n, c);
+  if (fused && (bias != null || act !== 0)) addon.biasActivation(c, bias == null ? null : f32(backend, bias), act);
+  return out;
+}
+
+/** Names of the kernels the native backend computes with OpenBLAS (the rest are wasm's). */
+export const NATIVE_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul', '_FusedMatMul'] as const;
+
+/**
+ * The native kernel configs for `backendName`, each falling back to `wasmConfigs`' kernel of the
+ * same name (and keeping its setupFunc, which binds the wasm module's functions the fallback
+ * calls when the backend is activated).
+ */
+export function nativeKernelConfigs(addon: NativeBlasAddon, backendName: string, wasmConfigs: ReadonlyMap<string, KernelConfig>): KernelConfig[] {
+  const make = (kernelName: (typeof NATIVE_KERNELS)[number], run: (fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[]): KernelConfig => {
+    const fallback = wasmConfigs.get(kernelName);
+    if (fallback === undefined) throw new Error(`the wasm backend registers no ${kernelName} kernel to fall back to`);
+    return { ...fallback, backendName, kernelFunc: (args: KernelArgs) => run(fallback, args) };
+  };
+  return [
+    make('Conv2D', (f, args) => conv2dForward(addon, f, args, false)),
+    make('FusedConv2D', (f, args) => conv2dForward(addon, f, args, true)),
+    make('Conv2DBackpropFilter', (f, args) => conv2dBackpropFilter(addon, f, args)),
+    make('Conv2DBackpropInput', (f, args) => conv2dBackpropInput(addon, f, args)),
+    make('BatchMatMul', (f, args) => matMul(addon, f, args, false)),
+    make('_FusedMatMul', (f, args) => matMul(addon, f, args, true)),
+  ];
+}

@@ -1,0 +1,114 @@
+/**
+ * Loading the native backend's addon (blas.c beside this file, built by `npm run build:native`
+ * into build/Release/neural_diff_blas.node at the package's root) and its typed surface.
+ *
+ * The addon is optional: nothing imports it eagerly, a missing build is reported (never thrown)
+ * by {@link nativeAddonStatus}, and {@link loadNativeAddon} throws a {@link MissingDependencyError}
+ * saying how to get it. `NDIFF_NATIVE_ADDON` names another .node file, or `none` to act as if
+ * the addon were not built (tests of the fallback use it).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MissingDependencyError } from '../../../core/errors.ts';
+
+/** What the addon exports (src/train/kernels/native/blas.c). */
+export interface NativeBlasAddon {
+  /** C_i = op(A_i) op(B_i) for i < batch, row-major; a stride of 0 broadcasts one operand. */
+  sgemmBatched(
+    transA: boolean,
+    transB: boolean,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    a: Float32Array,
+    aStride: number,
+    b: Float32Array,
+    bStride: number,
+    c: Float32Array,
+  ): void;
+  /** y = conv2d(x, filter), NHWC; `geometry` as {@link GEOMETRY_FIELDS}. */
+  conv2dForward(x: Float32Array, filter: Float32Array, y: Float32Array, geometry: Int32Array, columnBudget: number): void;
+  /** dw = the filter gradient from x and dy. */
+  conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geometry: Int32Array, columnBudget: number): void;
+  /** dx = the input gradient from dy and the filter. */
+  conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, columnBudget: number): void;
+  /** In place: y = act(y + bias) per row of bias.length; activation 0 linear, 1 relu, 2 relu6. */
+  biasActivation(y: Float32Array, bias: Float32Array | null, activation: 0 | 1 | 2): void;
+  /** OpenBLAS's thread count for every later call (process-wide). */
+  setThreads(threads: number): void;
+  /** The OpenBLAS that was loaded. */
+  info(): { config: string; corename: string; threads: number };
+}
+
+/** Order of the Int32Array geometry the conv functions take (blas.c's enum). */
+export const GEOMETRY_FIELDS = [
+  'batch', 'inHeight', 'inWidth', 'inChannels', 'outHeight', 'outWidth', 'outChannels',
+  'filterHeight', 'filterWidth', 'strideHeight', 'strideWidth', 'dilationHeight', 'dilationWidth', 'padTop', 'padLeft',
+] as const;
+
+/** How to get the native backend, for messages. */
+export const NATIVE_HOW_TO = 'install OpenBLAS (Debian/Ubuntu: `apt-get install libopenblas-dev`), then run `npm run build:native` in the neural-diff checkout';
+
+const ADDON_FILE = path.join('build', 'Release', 'neural_diff_blas.node');
+
+/** The package's root: the nearest folder above this file whose package.json is neural-diff's. */
+function packageRoot(): string | undefined {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'neural-diff') return dir;
+      } catch {
+        // not ours; keep looking
+      }
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+/** Where the addon is looked for (`NDIFF_NATIVE_ADDON`, else build/Release under the package root). */
+export function nativeAddonPath(): string | undefined {
+  const override = process.env.NDIFF_NATIVE_ADDON;
+  if (override !== undefined && override !== '') return override === 'none' ? undefined : path.resolve(override);
+  const root = packageRoot();
+  return root === undefined ? undefined : path.join(root, ADDON_FILE);
+}
+
+type Status = { available: true; addon: NativeBlasAddon; path: string } | { available: false; reason: string };
+
+let status: Status | undefined;
+
+/** Whether the addon loads here, and why not when it does not (loads it on first call). */
+export function nativeAddonStatus(): Status {
+  if (status) return status;
+  const file = nativeAddonPath();
+  if (file === undefined) {
+    status = { available: false, reason: process.env.NDIFF_NATIVE_ADDON === 'none' ? 'disabled by NDIFF_NATIVE_ADDON=none' : 'the neural-diff package root was not found' };
+  } else if (!existsSync(file)) {
+    status = { available: false, reason: `the addon is not built (no ${file})` };
+  } else {
+    try {
+      status = { available: true, addon: createRequire(import.meta.url)(file) as NativeBlasAddon, path: file };
+    } catch (e) {
+      status = { available: false, reason: `the addon at ${file} does not load: ${e instanceof Error ? e.message : String(e)}` };
+    }
+  }
+  return status;
+}
+
+/** The addon, or a {@link MissingDependencyError} saying why it is unavailable and how to get it. */
+export function loadNativeAddon(): NativeBlasAddon {
+  const s = nativeAddonStatus();
+  if (s.available) return s.addon;
+  throw new MissingDependencyError(`the "native" backend is unavailable: ${s.reason}. To get it, ${NATIVE_HOW_TO}; or use --backend wasm`, {
+    package: 'libopenblas-dev',
+    install: 'apt-get install libopenblas-dev && npm run build:native',
+    reason: s.reason,
+  });
+}

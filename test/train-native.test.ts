@@ -1,0 +1,440 @@
+/**
+ * The native backend (src/train/kernels/native: OpenBLAS through an N-API addon on the wasm heap):
+ * every native kernel against the wasm backend's result on many shapes, a small conv/dense model's
+ * gradients against the cpu backend within 1e-5, the same validation accuracy as wasm on a small
+ * training task, bytes reproducible for a seed and thread count, and the fallback when the addon
+ * is not built (a typed error for `native`, `wasm` for `auto`). The tests that need the addon are
+ * skipped, saying why, only when it is not built (`npm run build:native`).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { kernelLimits } from '../src/train/kernels/util.ts';
+import { NATIVE_KERNELS, nativeAddonStatus, nativeBlasInfo, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { Identity } from '../src/train/full-params.ts';
+import { trainLoop } from '../src/train/loop.ts';
+import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
+import { TrainingPool } from '../src/train/parallel/pool.ts';
+import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
+import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const status = nativeAddonStatus();
+const skip = status.available ? false : `the native addon is not built (${status.reason}): apt-get install libopenblas-dev, then npm run build:native`;
+if (skip) console.log(`train-native: skipping the native backend's tests: ${skip}`);
+
+/** Deterministic float32 values in [-1, 1). */
+function randomValues(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+function rand(shape: number[], seed: number): tf.Tensor {
+  return tf.tensor(randomValues(shape.reduce((a, b) => a * b, 1), seed), shape);
+}
+
+/** Run `f` on each backend, returning the outputs' values per backend. */
+async function on(backends: string[], f: () => tf.Tensor[]): Promise<Map<string, Float32Array[]>> {
+  const out = new Map<string, Float32Array[]>();
+  for (const b of backends) {
+    await initBackend(b as 'wasm');
+    const ts = tf.tidy(f);
+    out.set(b, ts.map((t) => Float32Array.from(t.dataSync())));
+    tf.dispose(ts);
+  }
+  return out;
+}
+
+/** Largest |a - b| relative to the largest |b|. */
+function relError(actual: Float32Array, expected: Float32Array): number {
+  assert.equal(actual.length, expected.length, 'output sizes differ');
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  assert.ok(Number.isFinite(diff), 'non-finite output');
+  assert.ok(scale > 0, 'the expected output is all zeros: the comparison would prove nothing');
+  return diff / scale;
+}
+
+/** Native against `reference` (wasm by default) on every output of `f`. */
+async function assertNativeMatches(label: string, f: () => tf.Tensor[], reference = 'wasm', tol = 1e-5): Promise<void> {
+  const r = await on([reference, 'native'], f);
+  const ref = r.get(reference) as Float32Array[];
+  const nat = r.get('native') as Float32Array[];
+  ref.forEach((expected, i) => {
+    const err = relError(nat[i], expected);
+    assert.ok(err <= tol, `${label}: output ${i} differs from ${reference} by ${err.toExponential(2)} (relative)`);
+  });
+}
+
+/** Forward, and both gradients of sum(conv(x, w) * probe), for one conv geometry. */
+function convCase(xShape: number[], wShape: number[], strides: number | [number, number], pad: 'same' | 'valid' | number, dilations: number | [number, number], seed: number) {
+  return () => {
+    const x = rand(xShape, seed) as tf.Tensor4D;
+    const w = rand(wShape, seed + 1) as tf.Tensor4D;
+    const y = tf.conv2d(x, w, strides, pad, 'NHWC', dilations);
+    const probe = rand(y.shape, seed + 2);
+    const grads = tuple(dilations) ? tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, strides, pad).mul(probe).sum())([x, w]) : [];
+    return [y, ...grads];
+  };
+}
+
+/** Dilations 1 (tfjs computes conv gradients only then). */
+function tuple(d: number | [number, number]): boolean {
+  return typeof d === 'number' ? d === 1 : d[0] === 1 && d[1] === 1;
+}
+
+describe('native kernels match the wasm backend', { skip }, () => {
+  after(async () => {
+    kernelLimits.columnFloats = 1 << 24;
+    await initBackend('wasm');
+  });
+
+  const convs: [string, number[], number[], number | [number, number], 'same' | 'valid' | number, number | [number, number]][] = [
+    ['3x3 stride 1 same', [2, 8, 8, 3], [3, 3, 3, 4], 1, 'same', 1],
+    ['3x3 stride 2 same, odd sizes', [3, 9, 7, 5], [3, 3, 5, 7], 2, 'same', 1],
+    ['3x3 stride 2 valid', [2, 11, 10, 3], [3, 3, 3, 6], 2, 'valid', 1],
+    ['5x2 strides (2, 1) valid', [1, 12, 9, 1], [5, 2, 1, 3], [2, 1], 'valid', 1],
+    ['1x1 stride 1 (the GEMM without im2col)', [4, 5, 6, 7], [1, 1, 7, 9], 1, 'valid', 1],
+    ['1x1 stride 2', [2, 7, 7, 4], [1, 1, 4, 5], 2, 'same', 1],
+    ['explicit pad 1, stride 3', [2, 10, 10, 2], [4, 4, 2, 3], 3, 1, 1],
+    ['7x7 stride 2 same, batch 1', [1, 16, 16, 3], [7, 7, 3, 8], 2, 'same', 1],
+    ['kernel as large as the input', [2, 5, 5, 3], [5, 5, 3, 2], 1, 'valid', 1],
+    ['dilations 2 (forward only)', [2, 10, 9, 3], [3, 3, 3, 4], 1, 'same', 2],
+    ['dilations (2, 3) valid (forward only)', [1, 12, 13, 2], [2, 3, 2, 5], 1, 'valid', [2, 3]],
+  ];
+  for (const [label, xs, ws, s, p, d] of convs) {
+    it(`conv2d ${label}: forward, input and filter gradients`, async () => {
+      await assertNativeMatches(label, convCase(xs, ws, s, p, d, 11));
+    });
+  }
+
+  it('temporal (conv1d) layers as the keyword model has them', async () => {
+    await assertNativeMatches('conv1d', () => {
+      const x = rand([3, 49, 40], 5) as tf.Tensor3D;
+      const w = rand([5, 40, 9], 6) as tf.Tensor3D;
+      const probe = rand([3, 25, 9], 7);
+      const f = (a: tf.Tensor, b: tf.Tensor) => tf.conv1d(a as tf.Tensor3D, b as tf.Tensor3D, 2, 'same').mul(probe).sum();
+      return [tf.conv1d(x, w, 2, 'same'), ...tf.grads(f)([x, w])];
+    });
+  });
+
+  it('conv2dTranspose (Conv2DBackpropInput as a forward op)', async () => {
+    await assertNativeMatches('conv2dTranspose', () => {
+      const x = rand([2, 4, 5, 6], 21) as tf.Tensor4D;
+      const w = rand([3, 3, 3, 6], 22) as tf.Tensor4D;
+      return [tf.conv2dTranspose(x, w, [2, 8, 10, 3], 2, 'same')];
+    });
+  });
+
+  it('batches larger than the column budget go in chunks', async () => {
+    kernelLimits.columnFloats = 600; // a few output rows at a time
+    try {
+      await assertNativeMatches('chunked', convCase([5, 9, 9, 3], [3, 3, 3, 4], 2, 'same', 1, 31));
+    } finally {
+      kernelLimits.columnFloats = 1 << 24;
+    }
+  });
+
+  for (const activation of ['linear', 'relu', 'relu6', 'elu', 'leakyrelu'] as const) {
+    it(`fused conv2d with bias and ${activation}${activation === 'elu' || activation === 'leakyrelu' ? ' (the wasm kernel runs it)' : ''}`, async () => {
+      await assertNativeMatches(`fused conv ${activation}`, () => {
+        const x = rand([2, 7, 7, 3], 41).mul(4) as tf.Tensor4D;
+        const w = rand([3, 3, 3, 5], 42) as tf.Tensor4D;
+        const bias = rand([5], 43);
+        return [tf.fused.conv2d({ x, filter: w, strides: 1, pad: 'same', bias, activation })];
+      });
+    });
+  }
+
+  const matmuls: [string, number[], number[], boolean, boolean][] = [
+    ['plain', [13, 17], [17, 11], false, false],
+    ['transposeA (dW = xᵀ·dy)', [17, 13], [17, 11], true, false],
+    ['transposeB (dx = dy·Wᵀ)', [13, 17], [11, 17], false, true],
+    ['both transposed', [17, 13], [11, 17], true, true],
+    ['batched', [3, 5, 7], [3, 7, 4], false, false],
+    ['batched, b broadcast, transposed', [4, 7, 5], [1, 6, 7], true, true],
+    ['a broadcast', [1, 5, 7], [3, 7, 2], false, false],
+    ['one row', [1, 64], [64, 10], false, false],
+  ];
+  for (const [label, as, bs, ta, tb] of matmuls) {
+    it(`matMul ${label}`, async () => {
+      await assertNativeMatches(`matMul ${label}`, () => [tf.matMul(rand(as, 51), rand(bs, 52), ta, tb)]);
+    });
+  }
+
+  for (const activation of ['linear', 'relu', 'relu6', 'sigmoid'] as const) {
+    it(`fused matMul with bias and ${activation}${activation === 'sigmoid' ? ' (the wasm kernel runs it)' : ''}`, async () => {
+      await assertNativeMatches(`fused matMul ${activation}`, () => [
+        tf.fused.matMul({ a: rand([9, 12], 61).mul(3), b: rand([12, 8], 62), bias: rand([8], 63), activation }),
+        tf.fused.matMul({ a: rand([12, 9], 64), b: rand([8, 12], 65), transposeA: true, transposeB: true, activation }),
+      ]);
+    });
+  }
+
+  it('registers OpenBLAS kernels for the six ops and wasm\'s kernels for the rest', async () => {
+    await initBackend('native');
+    for (const name of NATIVE_KERNELS) assert.notEqual(tf.getKernel(name, 'native')?.kernelFunc, tf.getKernel(name, 'wasm')?.kernelFunc, name);
+    assert.equal(tf.getKernel('MaxPoolGrad', 'native')?.kernelFunc, tf.getKernel('MaxPoolGrad', 'wasm')?.kernelFunc);
+  });
+
+  it('refuses mismatched inner dimensions in the wasm kernel\'s words', async () => {
+    await initBackend('native');
+    assert.throws(() => tf.matMul(tf.ones([2, 3]), tf.ones([4, 2])), /inner/i);
+  });
+
+  it('frees nothing it did not make and leaks nothing: the data count is unchanged after a training step', async () => {
+    await initBackend('native');
+    const x = rand([4, 8, 8, 3], 71);
+    const w = tf.variable(rand([3, 3, 3, 4], 72));
+    const d = tf.variable(rand([64 * 4, 5], 73));
+    const opt = tf.train.adam(0.01);
+    const step = () => opt.minimize(() => tf.matMul(tf.relu(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same')).reshape([4, 256]), d).square().mean() as tf.Scalar);
+    step();
+    const before = tf.memory().numTensors;
+    const dataBefore = tf.engine().backend.numDataIds();
+    step();
+    step();
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(tf.engine().backend.numDataIds(), dataBefore);
+    tf.dispose([x, w, d]);
+    opt.dispose();
+  });
+});
+
+describe('a small conv/dense model: native gradients match the cpu backend within 1e-5', { skip }, () => {
+  it('gives the cpu backend\'s gradients for every weight', async () => {
+    const f = () => {
+      const input = tf.input({ shape: [10, 10, 3] });
+      let h = tf.layers.conv2d({ filters: 6, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: 'glorotUniform', biasInitializer: 'ones' }).apply(input) as tf.SymbolicTensor;
+      h = tf.layers.conv2d({ filters: 5, kernelSize: 3, strides: 2, activation: 'relu6' }).apply(h) as tf.SymbolicTensor;
+      h = tf.layers.conv2d({ filters: 7, kernelSize: 1 }).apply(h) as tf.SymbolicTensor;
+      h = tf.layers.flatten().apply(h) as tf.SymbolicTensor;
+      h = tf.layers.dense({ units: 16, activation: 'relu' }).apply(h) as tf.SymbolicTensor;
+      const out = tf.layers.dense({ units: 4 }).apply(h) as tf.SymbolicTensor;
+      const model = tf.model({ inputs: input, outputs: out });
+      model.weights.forEach((w, i) => w.write(rand(w.shape as number[], 100 + i).mul(0.5)));
+      const x = rand([6, 10, 10, 3], 90);
+      const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 1, 2], 'int32'), 4);
+      const vars = model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+      const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x) as tf.Tensor) as tf.Scalar, vars);
+      // Weight names differ between runs (tfjs renames a model built twice): keep the layer order.
+      const values = vars.map((v) => grads[v.name]);
+      const keep = values.map((g) => g.clone());
+      tf.dispose(values);
+      model.dispose();
+      return keep;
+    };
+    await assertNativeMatches('model gradients', f, 'cpu', 1e-5);
+  });
+});
+
+describe('OpenBLAS threads and bytes', { skip }, () => {
+  after(() => setNativeThreads());
+
+  it('reports the OpenBLAS it loaded and the threads it was given', async () => {
+    await initBackend('native', { threads: 1 });
+    assert.equal(nativeBlasInfo().threads, 1);
+    assert.match(nativeBlasInfo().config, /OpenBLAS/);
+    await initBackend('native', { threads: 2 });
+    assert.equal(nativeBlasInfo().threads, 2);
+  });
+
+  it('gives the same bits for a thread count, every time (a GEMM large enough for OpenBLAS to split)', async () => {
+    // Another thread count may round differently: OpenBLAS's one-thread path blocks the sums
+    // differently (measured: ~5% of this product's entries differ in the last bits between 1 and 2).
+    const product = async (threads: number) => {
+      await initBackend('native', { threads });
+      return tf.tidy(() => Float32Array.from(tf.matMul(rand([512, 384], 81), rand([384, 640], 82), false, false).dataSync()));
+    };
+    const one = await product(1);
+    const two = await product(2);
+    assert.deepEqual(await product(2), two);
+    assert.deepEqual(await product(1), one);
+  });
+});
+
+describe('the worker pool on native (the library\'s TrainingPool; trainDiff does not start one there)', { skip }, () => {
+  it('trains a step in two workers and leaves OpenBLAS on one thread', async () => {
+    await initBackend('native', { threads: 2 });
+    const splits = mnistSplits(300);
+    const model = mnistModel(1);
+    const vars = namedVariables(model).filter((v) => v.trainable);
+    const param = new Identity(vars.map((v) => v.name), new Map(vars.map((v) => [v.name, v.variable.name])));
+    const pool = await TrainingPool.start(model, { threads: 2, backend: tf.getBackend() });
+    const opt = tf.train.adam(1e-3);
+    let batches = 0;
+    try {
+      trainLoop(model, splits.updateTrain, param, { epochs: 1, batchSize: 32, seed: 1, fromLogits: false, optimizerFor: () => opt, pool, onBatch: () => batches++ });
+      assert.ok(batches > 1, `${batches} batches`);
+      // The workers set OpenBLAS (one setting for the process) to one thread each.
+      assert.equal(nativeBlasInfo().threads, 1);
+    } finally {
+      pool.dispose();
+      opt.dispose();
+      model.dispose();
+      for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
+      setNativeThreads();
+      await initBackend('wasm');
+    }
+  });
+});
+
+/** A small conv net on the same 14x14 digits (the MNIST task's inputs are flat: 196 values). */
+function convDigitsModel(seed: number): tf.LayersModel {
+  const init = (k: number) => tf.initializers.glorotUniform({ seed: seed + k });
+  return tf.sequential({
+    layers: [
+      tf.layers.reshape({ name: 'image', inputShape: [196], targetShape: [14, 14, 1] }),
+      tf.layers.conv2d({ name: 'conv1', filters: 8, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(0) }),
+      tf.layers.conv2d({ name: 'conv2', filters: 12, kernelSize: 3, strides: 2, activation: 'relu', kernelInitializer: init(1) }),
+      tf.layers.flatten({ name: 'flat' }),
+      tf.layers.dense({ name: 'digits', units: 10, activation: 'softmax', kernelInitializer: init(2) }),
+    ],
+  });
+}
+
+describe('training on native reaches wasm\'s accuracy; a seed and thread count give the same bytes', { skip }, () => {
+  let splits: MnistSplits;
+  const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+  const run = async (backend: 'wasm' | 'native', threads: number, make: (seed: number) => tf.LayersModel): Promise<TrainDiffResult> => {
+    await initBackend(backend);
+    const model = make(1);
+    const base = modelToStore(model);
+    const result = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: 4000, epochs: 2, seed: 3, eval: splits.eval, base, tune: 'off', threads });
+    model.dispose();
+    return result;
+  };
+  before(async () => {
+    await initBackend('wasm');
+    splits = mnistSplits(1500);
+  });
+  after(async () => {
+    for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
+    await initBackend('wasm');
+  });
+
+  for (const [label, make] of [['dense', mnistModel], ['conv', convDigitsModel]] as const) {
+    it(`${label} model: learns the new digits as well as wasm, and repeats its bytes`, async () => {
+      const wasm = await run('wasm', 1, make);
+      const native = await run('native', 2, make);
+      const a = wasm.accuracyAfter as number;
+      const n = native.accuracyAfter as number;
+      assert.ok(a > 0.5 && n > 0.5, `both learn the new digits (wasm ${a}, native ${n})`);
+      // 450 eval examples: one standard error of an accuracy near 0.7 is about 2 points.
+      assert.ok(Math.abs(a - n) <= 0.05, `wasm ${a}, native ${n}`);
+      const again = await run('native', 2, make);
+      assert.equal(sha256(again.bytes), sha256(native.bytes));
+      // Nothing backend-specific in the payload: a device cannot tell (nor needs to) where it was trained.
+      for (const word of ['native', 'wasm', 'OpenBLAS']) assert.ok(!Buffer.from(native.bytes).includes(word), `the payload names ${word}`);
+    });
+  }
+});
+
+/**
+ * A child process (so NDIFF_NATIVE_ADDON applies from the start) that writes a tiny dense model and
+ * its data, runs `ndiff train` with `args`, and prints the exit code and every line it wrote.
+ */
+const cliScript = (args: string[]) => [
+  "const tf = await import('@tensorflow/tfjs');",
+  "const { join } = await import('node:path');",
+  "const { mkdtemp, mkdir } = await import('node:fs/promises');",
+  "const { tmpdir } = await import('node:os');",
+  "const { fileSystemIO } = await import('./src/io/tfjs/index.ts');",
+  "const { saveNpy } = await import('./src/io/npy/files.ts');",
+  "const { main } = await import('./cli/ndiff.ts');",
+  "const dir = await mkdtemp(join(tmpdir(), 'ndiff-native-'));",
+  "const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [6], units: 8, activation: 'relu' }), tf.layers.dense({ units: 3 })] });",
+  "await model.save(fileSystemIO(join(dir, 'v1')));",
+  "await mkdir(join(dir, 'train'));",
+  "saveNpy(join(dir, 'train', 'x.npy'), Float32Array.from({ length: 60 * 6 }, (_, i) => Math.sin(i)), [60, 6]);",
+  "saveNpy(join(dir, 'train', 'y.npy'), Int32Array.from({ length: 60 }, (_, i) => i % 3), [60]);",
+  'const lines = [];',
+  'const io = { out: (l) => lines.push(l), err: (l) => lines.push(l), progress: (l) => lines.push(l) };',
+  `const code = await main(['train', '--model-id', 'tiny', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--epochs', '1', '--tune', 'off', '--allow-worse', '--budget', '200', '--loss', 'sparse_categorical_crossentropy', '--out', join(dir, 'u.ndiff'), ...${JSON.stringify(args)}], io);`,
+  'console.log(JSON.stringify({ code, lines }));',
+].join('\n');
+
+async function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; lines: string[] }> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', cliScript(args)], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    maxBuffer: 1 << 24,
+  });
+  return JSON.parse(stdout.trim().split('\n').pop() as string) as { code: number; lines: string[] };
+}
+
+describe('ndiff train on the native backend', { skip }, () => {
+  it('is the default when the addon is built, and says so', async () => {
+    const r = await runCli([]);
+    assert.equal(r.code, 0, r.lines.join('\n'));
+    assert.ok(r.lines.some((l) => /^backend native;/.test(l)), r.lines.join('\n'));
+    assert.ok(r.lines.some((l) => /training on one thread, OpenBLAS on \d+/.test(l)), r.lines.join('\n'));
+  });
+});
+
+describe('without the addon', () => {
+  const exec = promisify(execFile);
+
+  it('npm install never builds it: binding.gyp does not make npm run node-gyp on install', async () => {
+    // npm runs `node-gyp rebuild` on install for a package with a binding.gyp unless told not to,
+    // which would fail wherever OpenBLAS's headers are missing.
+    const manifest = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { gypfile?: boolean; scripts: Record<string, string> };
+    assert.equal(manifest.gypfile, false);
+    for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) assert.equal(manifest.scripts[hook], undefined, hook);
+  });
+
+  it('ndiff train --backend native fails with the missing-dependency exit code, saying how to get it; the default runs wasm and says why', async () => {
+    const native = await runCli(['--backend', 'native'], { NDIFF_NATIVE_ADDON: 'none' });
+    assert.equal(native.code, 9, native.lines.join('\n'));
+    assert.ok(native.lines.some((l) => /the "native" backend is unavailable.*apt-get install libopenblas-dev.*npm run build:native/.test(l)), native.lines.join('\n'));
+    const auto = await runCli([], { NDIFF_NATIVE_ADDON: 'none' });
+    assert.equal(auto.code, 0, auto.lines.join('\n'));
+    assert.ok(auto.lines.some((l) => /^backend wasm \(the native backend is not available: disabled by NDIFF_NATIVE_ADDON=none; install OpenBLAS/.test(l)), auto.lines.join('\n'));
+  });
+
+  const script = [
+    "const { initBackend } = await import('./src/train/backend.ts');",
+    "const { MissingDependencyError } = await import('./src/core/errors.ts');",
+    "const picked = await initBackend('auto');",
+    'let error;',
+    "try { await initBackend('native'); } catch (e) { error = e; }",
+    'console.log(JSON.stringify({ picked, typed: error instanceof MissingDependencyError, code: error?.code, message: error?.message }));',
+  ].join('\n');
+
+  it('auto picks wasm, and native is a typed error saying how to get it', async () => {
+    const { stdout } = await exec(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: root,
+      env: { ...process.env, NDIFF_NATIVE_ADDON: 'none' },
+    });
+    const r = JSON.parse(stdout.trim().split('\n').pop() as string) as { picked: string; typed: boolean; code: string; message: string };
+    assert.equal(r.picked, 'wasm');
+    assert.equal(r.typed, true);
+    assert.equal(r.code, 'ND_MISSING_DEPENDENCY');
+    assert.match(r.message, /apt-get install libopenblas-dev/);
+    assert.match(r.message, /npm run build:native/);
+  });
+
+  it('auto picks native when the addon loads', { skip }, async () => {
+    assert.equal(await initBackend('auto'), 'native');
+    await initBackend('wasm');
+  });
+});
