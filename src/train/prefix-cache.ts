@@ -16,6 +16,8 @@
  * with several inputs, layers called more than once (shared layers) or masks are left uncached.
  */
 import * as tf from '@tensorflow/tfjs';
+import { UsageError } from '../core/errors.ts';
+import { formatBytes } from '../diff/budget.ts';
 import type { LabelledData } from './data.ts';
 
 /** The parts of tfjs-layers' graph classes the executor here reads. */
@@ -225,4 +227,24 @@ export function forwardFromCut(model: tf.LayersModel, cut: string, activations: 
   const at = steps.findIndex((s) => s.layer.name === cut);
   if (at < 0) throw new Error(`the model has no layer ${cut} to run from`);
   return run(steps, at + 1, steps.length, new Map([[steps[at].node.outputTensors[0].id, activations]]), graph.outputs);
+}
+
+/**
+ * The cache for a training job on `model` whose trained tensors are `trained` (manifest names), or
+ * undefined when its first layer trains, no cut joins the frozen layers to the rest, the bound is
+ * 0, or the training examples' activations would not fit `bound` bytes (said in the progress).
+ */
+export function frozenPrefixCache(model: tf.LayersModel, trained: readonly string[], bound: number, examples: number, progress: (m: string) => void): FrozenPrefixCache | undefined {
+  if (!(bound >= 0)) throw new UsageError(`prefixCacheBytes must be a number of bytes >= 0 (0 turns the cache off), found ${bound}`);
+  const plan = bound > 0 && trained.length > 0 ? planFrozenPrefix(model, new Set(trained)) : undefined;
+  if (!plan || !('cut' in plan)) return undefined;
+  const cache = new FrozenPrefixCache(model, plan, bound);
+  const need = cache.bytesFor(examples);
+  const what = `the first ${plan.layers} of the model's ${plan.of} layers train nothing`;
+  if (need > bound) {
+    progress(`${what}, but their outputs for the training examples would take ${formatBytes(need)}, over the cache's ${formatBytes(bound)} (prefixCacheBytes): computed at every step`);
+    return undefined;
+  }
+  progress(`${what}: their outputs (after layer ${plan.cut}, ${formatBytes(need)} for the training examples) are computed once per example and reused by every step`);
+  return cache;
 }

@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
+import type { InputData, LabelledData } from './data.ts';
 
 /** The loss that pulls the model's outputs to the teacher's. */
 export type TeacherLoss = 'kl' | 'mse';
@@ -254,4 +255,62 @@ export function describeCloseness(c: Pick<Closeness, 'agreement' | 'meanAbsDiff'
   return metric === 'top1'
     ? `agreement with the teacher ${(100 * c.agreement).toFixed(2)}% (mean |Δ output| ${c.meanAbsDiff.toPrecision(3)})`
     : `mean |output − teacher| ${c.meanAbsDiff.toPrecision(4)}${Number.isNaN(c.agreement) ? '' : ` (top-1 agreement ${(100 * c.agreement).toFixed(2)}%)`}`;
+}
+
+/** A teacher model ready to train toward: its outputs' layout and loss, and its outputs per inputs tensor. */
+export interface PreparedTeacher {
+  model: tf.LayersModel;
+  target: TeacherTarget;
+  metric: TeacherMetric;
+  rows: Map<tf.Tensor, Float32Array>;
+}
+
+/** Check the teacher against the base and settle the loss, its weights and the measure of closeness. */
+export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, options: { teacherLoss?: TeacherLoss | 'auto'; teacherWeight?: number; temperature?: number }, labelled: boolean, progress: (m: string) => void): PreparedTeacher {
+  const layout = outputLayout(model, teacher);
+  const asked = options.teacherLoss ?? 'auto';
+  if (!['auto', 'kl', 'mse'].includes(asked)) throw new UsageError(`teacher loss must be auto, kl or mse, found ${JSON.stringify(asked)}`);
+  const loss: TeacherLoss = asked === 'auto' ? defaultTeacherLoss(layout.segments) : asked;
+  if (loss === 'kl' && layout.segments.some((s) => s.classes < 2)) {
+    throw new UsageError(`the kl teacher loss compares class probabilities, but an output of this model has a last axis of ${Math.min(...layout.segments.map((s) => s.classes))}: use --teacher-loss mse`);
+  }
+  const weight = options.teacherWeight ?? 1;
+  if (!(weight > 0 && Number.isFinite(weight))) throw new UsageError(`teacher weight must be > 0, found ${weight}`);
+  const temperature = options.temperature ?? 2;
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`temperature must be > 0, found ${temperature}`);
+  const hasClasses = layout.segments.some((s) => s.classes >= 2);
+  const metric: TeacherMetric = hasClasses && (loss === 'kl' || labelled) ? 'top1' : 'mae';
+  const logits = layout.segments.some((s) => s.classifier && !s.probabilities);
+  const read = layout.segments.every((s) => s.classifier) ? (logits ? ' read as class logits (a classifier without its softmax; --teacher-loss mse to match raw values instead)' : ' read as class probabilities') : '';
+  progress(`teacher: ${layout.segments.length} output(s)${read}, ${loss === 'kl' ? `KL of ${logits ? 'softened class probabilities' : 'probabilities'} at temperature ${temperature}` : 'mean squared error of the raw outputs'}${labelled ? `, plus the labels' cross-entropy` : ', no labels'}; choosing by ${metric === 'top1' ? 'top-1 agreement with the teacher' : 'mean absolute output difference from the teacher'}`);
+  return {
+    model: teacher,
+    target: { ...layout, loss, temperature, weight, labelWeight: labelled ? 1 : 0 },
+    metric,
+    rows: new Map(),
+  };
+}
+
+/**
+ * Data as the loop takes it: labelled data as given; without labels (teacher diffs only), the
+ * teacher's top-1 class of its first output stands in as `y` (for stratified splits and the
+ * training accuracy shown, which is then agreement with the teacher; the loss ignores it).
+ */
+export function withLabels(data: LabelledData | InputData, what: string, teach: PreparedTeacher | undefined): LabelledData {
+  if (data.y) return data as LabelledData;
+  if (!teach) throw new UsageError(`${what} has no labels: label it (y), or pass a teacher model whose outputs are the targets (--teacher)`);
+  const rows = outputRows(teach.model, data.x, teach.target.width, 256);
+  teach.rows.set(data.x, rows);
+  const n = data.x.shape[0];
+  const s = teach.target.segments[0];
+  const y = new Int32Array(n);
+  if (s.classes >= 2) {
+    for (let i = 0; i < n; i++) {
+      const from = i * teach.target.width + s.offset;
+      let top = 0;
+      for (let c = 1; c < s.classes; c++) if (rows[from + c] > rows[from + top]) top = c;
+      y[i] = top;
+    }
+  }
+  return { ...data, y };
 }

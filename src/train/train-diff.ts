@@ -40,7 +40,6 @@ import { getHasher } from '../core/hasher.ts';
 import { type ValueCodec } from '../core/values.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
 import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
-import { formatBytes } from '../diff/budget.ts';
 import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
 import { describeWidths, lowbitFromDeltas } from '../diff/lowbit.ts';
 import type { TensorPatch } from '../core/format.ts';
@@ -55,7 +54,7 @@ import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type Input
 import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-gate.ts';
 import { Identity, Shadow } from './full-params.ts';
 import { checkThreads, defaultThreads, TrainingPool } from './parallel/pool.ts';
-import { FrozenPrefixCache, planFrozenPrefix } from './prefix-cache.ts';
+import { frozenPrefixCache, type FrozenPrefixCache } from './prefix-cache.ts';
 import { NATIVE, setNativeThreads } from './kernels/native/index.ts';
 import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
@@ -63,7 +62,7 @@ import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } fro
 import { silenceTfjsNodeBanner } from './quiet.ts';
 import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable } from './select.ts';
 import { chooseBucketCounts, chooseLoraRanks, denseCodec, estimateSparseCount, type TrainableTensor } from './sizing.ts';
-import { closeness, closenessScore, defaultTeacherLoss, describeCloseness, outputLayout, outputRows, type Closeness, type TeacherMetric, type TeacherTarget } from './teacher.ts';
+import { closeness, closenessScore, describeCloseness, outputRows, prepareTeacher, withLabels, type Closeness, type PreparedTeacher } from './teacher.ts';
 import { searchLearningRate } from './tuning.ts';
 import { TRAIN_METHODS } from './methods.ts';
 
@@ -234,20 +233,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         progress(`training on one thread: ${e.message}`);
       }
     }
-    const cacheBound = options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES;
-    if (!(cacheBound >= 0)) throw new UsageError(`prefixCacheBytes must be a number of bytes >= 0 (0 turns the cache off), found ${cacheBound}`);
-    const plan = cacheBound > 0 && tensors.length > 0 ? planFrozenPrefix(model, new Set(tensors.map((t) => t.name))) : undefined;
-    if (plan && 'cut' in plan) {
-      const cache = new FrozenPrefixCache(model, plan, cacheBound);
-      const need = cache.bytesFor(trainData.y.length);
-      const what = `the first ${plan.layers} of the model's ${plan.of} layers train nothing`;
-      if (need <= cacheBound) {
-        prefix = cache;
-        progress(`${what}: their outputs (after layer ${plan.cut}, ${formatBytes(need)} for the training examples) are computed once per example and reused by every step`);
-      } else {
-        progress(`${what}, but their outputs for the training examples would take ${formatBytes(need)}, over the cache's ${formatBytes(cacheBound)} (prefixCacheBytes): computed at every step`);
-      }
-    }
+    prefix = frozenPrefixCache(model, tensors.map((t) => t.name), options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES, trainData.y.length, progress);
     progress(`${trainData.y.length} training examples${val ? `, ${val.y.length} held out for validation${typeof options.validation === 'object' ? '' : ' (seeded, stratified)'}` : ''}; batch size ${batchSize}${options.batchSize === undefined ? ' (fits the backend\'s memory)' : ''}`);
 
     const evaluateOn = (data: LabelledData, what: string): Evaluation => {
@@ -763,62 +749,4 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     selection.restore();
     for (const d of owned) d.x.dispose();
   }
-}
-
-/** A teacher model ready to train toward: its outputs' layout and loss, and its outputs per inputs tensor. */
-interface PreparedTeacher {
-  model: tf.LayersModel;
-  target: TeacherTarget;
-  metric: TeacherMetric;
-  rows: Map<tf.Tensor, Float32Array>;
-}
-
-/** Check the teacher against the base and settle the loss, its weights and the measure of closeness. */
-function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, options: TrainDiffOptions, labelled: boolean, progress: (m: string) => void): PreparedTeacher {
-  const layout = outputLayout(model, teacher);
-  const asked = options.teacherLoss ?? 'auto';
-  if (!['auto', 'kl', 'mse'].includes(asked)) throw new UsageError(`teacher loss must be auto, kl or mse, found ${JSON.stringify(asked)}`);
-  const loss = asked === 'auto' ? defaultTeacherLoss(layout.segments) : asked;
-  if (loss === 'kl' && layout.segments.some((s) => s.classes < 2)) {
-    throw new UsageError(`the kl teacher loss compares class probabilities, but an output of this model has a last axis of ${Math.min(...layout.segments.map((s) => s.classes))}: use --teacher-loss mse`);
-  }
-  const weight = options.teacherWeight ?? 1;
-  if (!(weight > 0 && Number.isFinite(weight))) throw new UsageError(`teacher weight must be > 0, found ${weight}`);
-  const temperature = options.temperature ?? 2;
-  if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`temperature must be > 0, found ${temperature}`);
-  const hasClasses = layout.segments.some((s) => s.classes >= 2);
-  const metric: TeacherMetric = hasClasses && (loss === 'kl' || labelled) ? 'top1' : 'mae';
-  const logits = layout.segments.some((s) => s.classifier && !s.probabilities);
-  const read = layout.segments.every((s) => s.classifier) ? (logits ? ' read as class logits (a classifier without its softmax; --teacher-loss mse to match raw values instead)' : ' read as class probabilities') : '';
-  progress(`teacher: ${layout.segments.length} output(s)${read}, ${loss === 'kl' ? `KL of ${logits ? 'softened class probabilities' : 'probabilities'} at temperature ${temperature}` : 'mean squared error of the raw outputs'}${labelled ? `, plus the labels' cross-entropy` : ', no labels'}; choosing by ${metric === 'top1' ? 'top-1 agreement with the teacher' : 'mean absolute output difference from the teacher'}`);
-  return {
-    model: teacher,
-    target: { ...layout, loss, temperature, weight, labelWeight: labelled ? 1 : 0 },
-    metric,
-    rows: new Map(),
-  };
-}
-
-/**
- * Data as the loop takes it: labelled data as given; without labels (teacher diffs only), the
- * teacher's top-1 class of its first output stands in as `y` (for stratified splits and the
- * training accuracy shown, which is then agreement with the teacher; the loss ignores it).
- */
-function withLabels(data: LabelledData | InputData, what: string, teach: PreparedTeacher | undefined): LabelledData {
-  if (data.y) return data as LabelledData;
-  if (!teach) throw new UsageError(`${what} has no labels: label it (y), or pass a teacher model whose outputs are the targets (--teacher)`);
-  const rows = outputRows(teach.model, data.x, teach.target.width, 256);
-  teach.rows.set(data.x, rows);
-  const n = data.x.shape[0];
-  const s = teach.target.segments[0];
-  const y = new Int32Array(n);
-  if (s.classes >= 2) {
-    for (let i = 0; i < n; i++) {
-      const from = i * teach.target.width + s.offset;
-      let top = 0;
-      for (let c = 1; c < s.classes; c++) if (rows[from + c] > rows[from + top]) top = c;
-      y[i] = top;
-    }
-  }
-  return { ...data, y };
 }
