@@ -14,25 +14,8 @@ import { initBackend, initStockWasmBackend, STOCK_WASM_BACKEND } from '../src/tr
 import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
 import { kernelLimits, type WasmBackendLike } from '../src/train/kernels/util.ts';
 import { MissingDependencyError } from '../src/core/errors.ts';
+import { rand, randomValues } from './helpers/random-tensors.ts';
 
-
-/** Deterministic float32 values in [-1, 1). */
-function randomValues(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
-
-function rand(shape: number[], seed: number): tf.Tensor {
-  return tf.tensor(randomValues(shape.reduce((a, b) => a * b, 1), seed), shape);
-}
 
 /** Values in {0, 1, 2}: many equal neighbours, where max-pool tie-breaking shows. */
 function randTies(shape: number[], seed: number): tf.Tensor {

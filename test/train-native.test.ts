@@ -24,29 +24,12 @@ import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
 import { TrainingPool } from '../src/train/parallel/pool.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
+import { rand } from './helpers/random-tensors.ts';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const status = nativeAddonStatus();
 const skip = status.available ? false : `the native addon is not built (${status.reason}): apt-get install libopenblas-dev, then npm run build:native`;
 if (skip) console.log(`train-native: skipping the native backend's tests: ${skip}`);
-
-/** Deterministic float32 values in [-1, 1). */
-function randomValues(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
-
-function rand(shape: number[], seed: number): tf.Tensor {
-  return tf.tensor(randomValues(shape.reduce((a, b) => a * b, 1), seed), shape);
-}
 
 /** Run `f` on each backend, returning the outputs' values per backend. */
 async function on(backends: string[], f: () => tf.Tensor[]): Promise<Map<string, Float32Array[]>> {
