@@ -358,37 +358,13 @@ function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: stri
         return [];
       }
       if (v.length < low * count + 4) bad('"v" too short for codec xr');
-      let pos = low * count;
-      const next = (): number => (pos < v.length ? v[pos++] : (pos++, 0));
-      let range = 0xffffffff;
-      let code = 0;
-      for (let j = 0; j < 4; j++) code = code * 256 + next();
-      const prob = new Array<number>(256).fill(1024);
+      const high = specRangeBytes(v.subarray(low * count), count, 'codec xr stream does not end at the end of "v" with code 0');
       const masks: number[] = [];
       for (let k = 0; k < count; k++) {
-        let node = 1;
-        for (let b = 0; b < 8; b++) {
-          const bound = Math.floor(range / 2048) * prob[node];
-          if (code < bound) {
-            range = bound;
-            prob[node] += (2048 - prob[node]) >> 5;
-            node = 2 * node;
-          } else {
-            code -= bound;
-            range -= bound;
-            prob[node] -= prob[node] >> 5;
-            node = 2 * node + 1;
-          }
-          if (range < 2 ** 24) {
-            range *= 256;
-            code = (code * 256 + next()) % 2 ** 32;
-          }
-        }
-        let m = (node - 256) * 2 ** (8 * low);
+        let m = high[k] * 2 ** (8 * low);
         for (let j = 0; j < low; j++) m += v[low * k + j] * 2 ** (8 * j);
         masks.push(m);
       }
-      if (pos !== v.length || code !== 0) bad('codec xr stream does not end at the end of "v" with code 0');
       return masks;
     };
     const decodeXor = (count: number): number[] => {
@@ -1166,9 +1142,11 @@ interface ByteDeltaIndex {
   invalid: { name: string; base: string; delta: string; maxOutputBytes: number; error: string; code: string }[];
 }
 
-/** FORMAT.md §16, step by step: header, every instruction checked, then the output built. */
-/** FORMAT.md 4.2's range decoder over masks of 1 byte (no raw low bytes): `count` bytes from `v`, which must end exactly. */
-function specRangeBytes(v: Uint8Array, count: number): Uint8Array {
+/**
+ * FORMAT.md 4.2's range decoder: `count` symbols of 8 bits (a mask's high byte for codec xr, a
+ * byte of a range-coded byte-delta section) from `v`, which must end exactly; `endError` says so.
+ */
+function specRangeBytes(v: Uint8Array, count: number, endError = 'range-coded section does not end at its end with code 0'): Uint8Array {
   if (count === 0 ? v.length !== 0 : v.length < 4) bad('range-coded section length');
   const out = new Uint8Array(count);
   let p = 0;
@@ -1198,7 +1176,7 @@ function specRangeBytes(v: Uint8Array, count: number): Uint8Array {
     }
     out[k] = node - 256;
   }
-  if (p !== v.length || code !== 0) bad('range-coded section does not end at its end with code 0');
+  if (p !== v.length || code !== 0) bad(endError);
   return out;
 }
 
