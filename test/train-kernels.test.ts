@@ -14,7 +14,7 @@ import { initBackend, initStockWasmBackend, STOCK_WASM_BACKEND } from '../src/tr
 import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
 import { kernelLimits, type WasmBackendLike } from '../src/train/kernels/util.ts';
 import { MissingDependencyError } from '../src/core/errors.ts';
-import { rand, randomValues } from './helpers/random-tensors.ts';
+import { rand, randomValues, relError } from './helpers/kernel-tests.ts';
 
 
 /** Values in {0, 1, 2}: many equal neighbours, where max-pool tie-breaking shows. */
@@ -38,18 +38,6 @@ async function onBoth(f: () => tf.Tensor[]): Promise<{ cpu: Float32Array[]; wasm
   return { cpu, wasm };
 }
 
-/** Largest |a - b| relative to the largest |b|: robust to near-zero entries, strict on the whole. */
-function relError(actual: Float32Array, expected: Float32Array): number {
-  assert.equal(actual.length, expected.length, 'output sizes differ');
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  assert.ok(Number.isFinite(diff), 'non-finite output');
-  return diff / Math.max(scale, 1e-30);
-}
 
 async function assertSame(label: string, f: () => tf.Tensor[], tol = 1e-5): Promise<void> {
   const { cpu, wasm } = await onBoth(f);

@@ -24,7 +24,7 @@ import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
 import { TrainingPool } from '../src/train/parallel/pool.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
-import { rand } from './helpers/random-tensors.ts';
+import { rand, relError } from './helpers/kernel-tests.ts';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const status = nativeAddonStatus();
@@ -43,19 +43,6 @@ async function on(backends: string[], f: () => tf.Tensor[]): Promise<Map<string,
   return out;
 }
 
-/** Largest |a - b| relative to the largest |b|. */
-function relError(actual: Float32Array, expected: Float32Array): number {
-  assert.equal(actual.length, expected.length, 'output sizes differ');
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  assert.ok(Number.isFinite(diff), 'non-finite output');
-  assert.ok(scale > 0, 'the expected output is all zeros: the comparison would prove nothing');
-  return diff / scale;
-}
 
 /** Native against `reference` (wasm by default) on every output of `f`. */
 async function assertNativeMatches(label: string, f: () => tf.Tensor[], reference = 'wasm', tol = 1e-5): Promise<void> {
@@ -63,7 +50,7 @@ async function assertNativeMatches(label: string, f: () => tf.Tensor[], referenc
   const ref = r.get(reference) as Float32Array[];
   const nat = r.get('native') as Float32Array[];
   ref.forEach((expected, i) => {
-    const err = relError(nat[i], expected);
+    const err = relError(nat[i], expected, true);
     assert.ok(err <= tol, `${label}: output ${i} differs from ${reference} by ${err.toExponential(2)} (relative)`);
   });
 }
