@@ -89,3 +89,14 @@ describe('release folder fuzzing (short run)', () => {
     assert.ok((s.outcomes.published ?? 0) > 0 && Object.keys(s.outcomes).some((k) => k.startsWith('refused:')), `outcomes ${JSON.stringify(s.outcomes)}`);
   });
 });
+
+describe('structural payload fuzzing (short run)', () => {
+  test('600 hostile structural payloads (format v7) for ONNX and LiteRT pairs whose structure changed: the target or a typed refusal with the base untouched, in memory and on disk', async () => {
+    const { fuzzStructural } = await import('./fuzz/structural.ts');
+    const s = await fuzzStructural({ cases: 600, seed: SEED + 11, diskEvery: 10 });
+    assert.equal(s.cases, 600);
+    assert.equal(s.bad, 0, `${JSON.stringify(s.outcomes)}; ${s.firstBad.join('; ')}`);
+    // the inputs reached the checks after the document's: the base, the model's format, the byte delta, and success
+    for (const k of ['applied', 'refused BaseMismatchError', 'refused ModelMismatchError', 'refused PayloadFormatError']) assert.ok((s.outcomes[k] ?? 0) > 0, `no "${k}" among ${JSON.stringify(s.outcomes)}`);
+  });
+});

@@ -1,7 +1,7 @@
 /**
  * The long fuzz run (`npm run fuzz`):
  *
- *   node --import tsx test/fuzz/run.ts [--cases 100000] [--disk-cases 2000] [--onnx-cases 200] [--tflite-cases 300] [--release-cases 300] [--big] [--seed N] [--slow-ms 2000] [--hang-s 60] [--json FILE]
+ *   node --import tsx test/fuzz/run.ts [--cases 100000] [--disk-cases 2000] [--onnx-cases 200] [--tflite-cases 300] [--release-cases 300] [--structural-cases 3000] [--big] [--seed N] [--slow-ms 2000] [--hang-s 60] [--json FILE]
  *
  * `--release-cases`: poisoned release folders (test/fuzz/release-folder.ts): release.json and job
  * files mutated, then `ndiff release publish`; what it signs a device must accept whole.
@@ -14,6 +14,9 @@
  * devices, files past 2 GiB, offsets past the end, buffers over the model's tables, then byte and
  * offset mutations).
  *
+ * `--structural-cases`: hostile structural payloads (format v7, test/fuzz/structural.ts) for ONNX and
+ * LiteRT pairs whose structure changed, in memory and every tenth on disk through the file update.
+ *
  * The fuzzer runs in a worker thread; the main thread is a watchdog: if no case finishes for
  * `--hang-s` seconds (a hang inside synchronous code, which no timer in the worker could
  * interrupt), it stops the worker and prints the case that hung. Exit 0 only when every case
@@ -25,6 +28,7 @@ import { buildCorpus } from './corpus.ts';
 import { fuzz, type FuzzSummary } from './harness.ts';
 import { fuzzOnnxFiles } from './onnx-files.ts';
 import { fuzzTfliteFiles } from './tflite-files.ts';
+import { fuzzStructural, type StructuralFuzzSummary } from './structural.ts';
 import { buildReleaseFixture, fuzzReleaseFolder, type ReleaseFuzzSummary } from './release-folder.ts';
 
 interface Job {
@@ -125,6 +129,15 @@ if (!isMainThread) {
       for (const [k, v] of Object.entries(tflite.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
       if (tflite.firstBad) console.log(`  first bad case: ${tflite.firstBad}`);
     }
+    // Structural payloads (test/fuzz/structural.ts), in memory and every tenth on disk.
+    const structuralCases = arg('structural-cases', 3000);
+    const t6 = performance.now();
+    const structural: StructuralFuzzSummary | null = structuralCases > 0 ? await fuzzStructural({ cases: structuralCases, seed, diskEvery: 10 }) : null;
+    if (structural) {
+      console.log(`\nstructural payloads (rebuildModelBytes, every tenth also rebuildOnnxFile/rebuildTfliteFile): ${structural.cases} cases in ${((performance.now() - t6) / 1000).toFixed(0)} s (slowest ${structural.maxMs.toFixed(0)} ms)`);
+      for (const [k, v] of Object.entries(structural.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
+      for (const b of structural.firstBad) console.log(`  bad: ${b}`);
+    }
     // Poisoned release folders (test/fuzz/release-folder.ts): what publish signs, a device accepts whole.
     const releaseCases = arg('release-cases', 300);
     const t4 = performance.now();
@@ -136,10 +149,10 @@ if (!isMainThread) {
       for (const [k, v] of Object.entries(release.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
       for (const b of release.bad.slice(0, 5)) console.log(`  bad: ${JSON.stringify(b)}`);
     }
-    const bad = (m.memory as FuzzSummary).bad + (m.disk?.bad ?? 0) + (onnx?.bad ?? 0) + (tflite?.bad ?? 0) + (release?.bad.length ?? 0);
-    const total = (m.memory as FuzzSummary).cases + (m.disk?.cases ?? 0) + (onnx?.cases ?? 0) + (tflite?.cases ?? 0) + (release?.cases ?? 0);
+    const bad = (m.memory as FuzzSummary).bad + (m.disk?.bad ?? 0) + (onnx?.bad ?? 0) + (tflite?.bad ?? 0) + (structural?.bad ?? 0) + (release?.bad.length ?? 0);
+    const total = (m.memory as FuzzSummary).cases + (m.disk?.cases ?? 0) + (onnx?.cases ?? 0) + (tflite?.cases ?? 0) + (structural?.cases ?? 0) + (release?.cases ?? 0);
     console.log(`\n${total} cases, ${bad} bad: ${bad === 0 ? 'PASS' : 'FAIL'}`);
-    if (jsonFile) await writeFile(jsonFile, JSON.stringify({ seed, memory: m.memory, disk: m.disk, onnx, tflite, release, memorySeconds: m.memorySeconds, diskSeconds: m.diskSeconds }, null, 2));
+    if (jsonFile) await writeFile(jsonFile, JSON.stringify({ seed, memory: m.memory, disk: m.disk, onnx, tflite, structural, release, memorySeconds: m.memorySeconds, diskSeconds: m.diskSeconds }, null, 2));
     process.exitCode = bad === 0 ? 0 : 1;
     await worker.terminate();
   });

@@ -1,0 +1,129 @@
+/**
+ * Random pairs of single-file models (ONNX with inline data, LiteRT) whose structure differs, for
+ * the structural fuzzer (test/fuzz/structural.ts) and the crash injection of a structural apply
+ * (test/crash/rebuild.ts). From one seed: a base of 2-6 float tensors, and a target in which each
+ * base tensor is kept (its values changed or not), renamed, reshaped or removed, new tensors are
+ * added, and the graph gains or loses a node. The same seed gives the same files.
+ */
+import { DT, f32le, graph, model, node, tensor, valueInfo } from './onnx-build.ts';
+import { buildTflite, f32Bytes, T } from './tflite-build.ts';
+
+export type PairFormat = 'onnx' | 'tflite';
+
+/** One model's tensors, before it is written in a format. */
+interface Layout {
+  tensors: { name: string; shape: number[]; values: number[] }[];
+  /** Extra nodes after the first (ONNX op types; LiteRT maps them to builtin codes). */
+  extraOps: string[];
+}
+
+/** What the target did to the base (for a test's messages and coverage checks). */
+export interface PairChanges {
+  kept: number;
+  changed: number;
+  renamed: number;
+  reshaped: number;
+  removed: number;
+  added: number;
+  graphChanged: boolean;
+}
+
+export interface StructuralPair {
+  format: PairFormat;
+  base: Uint8Array;
+  target: Uint8Array;
+  changes: PairChanges;
+}
+
+/** A small deterministic generator (mulberry32). */
+export function seeded(seed: number): { int(n: number): number; float(): number } {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+  return { int: (n) => Math.floor(next() * n), float: () => Math.fround(next() * 2 - 1) };
+}
+
+const OPS = ['Relu', 'Sigmoid', 'Tanh'];
+const TFLITE_OPS: Record<string, number> = { Relu: 19, Sigmoid: 14, Tanh: 28 };
+
+function layouts(seed: number): { base: Layout; target: Layout; changes: PairChanges } {
+  const r = seeded(seed);
+  const shapeOf = (): number[] => (r.int(2) ? [1 + r.int(8), 1 + r.int(8)] : [1 + r.int(40)]);
+  const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+  const values = (n: number) => Array.from({ length: n }, () => r.float());
+  const base: Layout = { tensors: [], extraOps: r.int(2) ? [OPS[r.int(3)]] : [] };
+  const count = 2 + r.int(5);
+  for (let i = 0; i < count; i++) {
+    const shape = shapeOf();
+    base.tensors.push({ name: `layer${i}.w`, shape, values: values(size(shape)) });
+  }
+  const changes: PairChanges = { kept: 0, changed: 0, renamed: 0, reshaped: 0, removed: 0, added: 0, graphChanged: false };
+  const target: Layout = { tensors: [], extraOps: [...base.extraOps] };
+  for (const t of base.tensors) {
+    const what = r.int(6);
+    if (what === 0) {
+      changes.removed++;
+    } else if (what === 1) {
+      changes.renamed++;
+      target.tensors.push({ ...t, name: `renamed.${t.name}` });
+    } else if (what === 2 && size(t.shape) > 1) {
+      changes.reshaped++;
+      const n = size(t.shape);
+      target.tensors.push({ ...t, shape: [n, 1] });
+    } else {
+      changes.kept++;
+      const changed = r.int(2) === 1;
+      if (changed) changes.changed++;
+      target.tensors.push({ ...t, values: changed ? t.values.map((v, i) => (i % 3 === 0 ? Math.fround(v + 0.01 * r.float()) : v)) : t.values });
+    }
+  }
+  for (let i = r.int(3); i > 0; i--) {
+    changes.added++;
+    const shape = shapeOf();
+    target.tensors.splice(r.int(target.tensors.length + 1), 0, { name: `new${i}.w`, shape, values: values(size(shape)) });
+  }
+  if (r.int(2) || changes.added + changes.removed + changes.renamed + changes.reshaped === 0) {
+    changes.graphChanged = true;
+    if (target.extraOps.length && r.int(2)) target.extraOps.pop();
+    else target.extraOps.push(OPS[r.int(3)]);
+  }
+  return { base, target, changes };
+}
+
+function onnxFile(l: Layout): Uint8Array {
+  const nodes = [node({ opType: 'Identity', inputs: ['x'], outputs: ['h0'] })];
+  l.extraOps.forEach((op, i) => nodes.push(node({ opType: op, inputs: [`h${i}`], outputs: [`h${i + 1}`] })));
+  nodes.push(node({ opType: 'Identity', inputs: [`h${l.extraOps.length}`], outputs: ['y'] }));
+  return model(graph({
+    name: 'pair',
+    initializers: l.tensors.map((t) => tensor({ name: t.name, dims: t.shape, dataType: DT.FLOAT, raw: f32le(t.values) })),
+    nodes,
+    inputs: [valueInfo('x', [1, 4])],
+    outputs: [valueInfo('y', [1, 4])],
+  }));
+}
+
+function tfliteFile(l: Layout): Uint8Array {
+  const io = [{ name: 'x', shape: [1, 4], type: T.FLOAT32 }, ...l.extraOps.map((_, i) => ({ name: `h${i + 1}`, shape: [1, 4], type: T.FLOAT32 }))];
+  const weights = l.tensors.map((t, i) => ({ name: t.name, shape: t.shape, type: T.FLOAT32, buffer: i + 1 }));
+  const operators = l.extraOps.map((op, i) => ({ op: TFLITE_OPS[op], inputs: [i], outputs: [i + 1] }));
+  return buildTflite({
+    tensors: [...io, ...weights],
+    buffers: l.tensors.map((t) => f32Bytes(t.values)),
+    operators,
+    inputs: [0],
+    outputs: [io.length - 1],
+  });
+}
+
+/** The pair of `format` for `seed`. */
+export function structuralPair(format: PairFormat, seed: number): StructuralPair {
+  const { base, target, changes } = layouts(seed);
+  const write = format === 'onnx' ? onnxFile : tfliteFile;
+  return { format, base: write(base), target: write(target), changes };
+}
