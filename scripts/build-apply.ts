@@ -8,7 +8,11 @@
  * The ONNX store (`neural-diff/onnx`) is built apart, together with the applier, as one file
  * `dist/browser/onnx-apply.js` that exports both (an import map points both names at it): an ONNX
  * app loads exactly that, and the applier's own bundle keeps its chunking. The LiteRT store
- * (`neural-diff/tflite`) likewise, as `dist/browser/tflite-apply.js`.
+ * (`neural-diff/tflite`) likewise, as `dist/browser/tflite-apply.js`. A device that also takes
+ * structural payloads (format v7) loads the rebuild with them: `rebuild-apply.js`
+ * (`neural-diff/rebuild` and `neural-diff/apply`), `onnx-rebuild-apply.js` and
+ * `tflite-rebuild-apply.js` (the same with the file format's store), one file each, so the
+ * applier's own bundle keeps its size and chunking.
  *
  *   npm run build:apply                          # writes dist/browser/
  *   node --import tsx scripts/build-apply.ts --outdir /tmp/nd-dist
@@ -41,6 +45,12 @@ export interface ApplyBundle {
   onnxWithApply: BundleEntry;
   /** `neural-diff/tflite` with `neural-diff/apply`, one file exporting both. */
   tfliteWithApply: BundleEntry;
+  /** `neural-diff/rebuild` with `neural-diff/apply`, one file. */
+  rebuildWithApply: BundleEntry;
+  /** `neural-diff/onnx`, `neural-diff/rebuild` and `neural-diff/apply`, one file. */
+  onnxRebuildWithApply: BundleEntry;
+  /** `neural-diff/tflite`, `neural-diff/rebuild` and `neural-diff/apply`, one file. */
+  tfliteRebuildWithApply: BundleEntry;
   /** Bytes each input contributes to the apply entry's output, largest first. */
   applyInputs: { path: string; bytes: number }[];
 }
@@ -95,11 +105,11 @@ export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser
   const applyInputs = [...closure(applyFile)]
     .flatMap((f) => Object.entries(outputs[f].inputs).map(([p, v]) => ({ path: p, bytes: v.bytesInOutput })))
     .sort((a, b) => b.bytes - a.bytes);
-  /** A store's module with the applier, as one file `<name>-apply.js` exporting both. */
-  const withApply = async (name: string, store: string): Promise<BundleEntry> => {
+  /** Modules with the applier, as one file `<name>-apply.js` exporting them all. */
+  const withApply = async (name: string, ...modules: string[]): Promise<BundleEntry> => {
     const built = await build({
       stdin: {
-        contents: `export * from './src/apply/index.ts';\nexport * from './${store}';\n`,
+        contents: ['src/apply/index.ts', ...modules].map((m) => `export * from './${m}';\n`).join(''),
         resolveDir: root,
         sourcefile: `${name}-apply.ts`,
         loader: 'ts',
@@ -120,7 +130,10 @@ export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser
   };
   const onnxWithApply = await withApply('onnx', 'src/io/onnx/store.ts');
   const tfliteWithApply = await withApply('tflite', 'src/io/tflite/store.ts');
-  return { apply: entry('apply'), safetensors: entry('safetensors'), onnxWithApply, tfliteWithApply, applyInputs };
+  const rebuildWithApply = await withApply('rebuild', 'src/apply/rebuild.ts');
+  const onnxRebuildWithApply = await withApply('onnx-rebuild', 'src/apply/rebuild.ts', 'src/io/onnx/store.ts');
+  const tfliteRebuildWithApply = await withApply('tflite-rebuild', 'src/apply/rebuild.ts', 'src/io/tflite/store.ts');
+  return { apply: entry('apply'), safetensors: entry('safetensors'), onnxWithApply, tfliteWithApply, rebuildWithApply, onnxRebuildWithApply, tfliteRebuildWithApply, applyInputs };
 }
 
 const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
@@ -131,7 +144,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   for (const [name, e] of [['neural-diff/apply', bundle.apply], ['neural-diff/safetensors', bundle.safetensors]] as const) {
     console.log(`${name} -> ${path.relative(process.cwd(), e.outfile)} (+ shared chunk): ${e.minBytes} bytes minified (${kb(e.minBytes)}), ${e.gzipBytes} bytes min+gzip (${kb(e.gzipBytes)})`);
   }
-  for (const [name, o] of [['neural-diff/onnx', bundle.onnxWithApply], ['neural-diff/tflite', bundle.tfliteWithApply]] as const) {
+  for (const [name, o] of [['neural-diff/onnx', bundle.onnxWithApply], ['neural-diff/tflite', bundle.tfliteWithApply], ['neural-diff/rebuild', bundle.rebuildWithApply], ['neural-diff/onnx + neural-diff/rebuild', bundle.onnxRebuildWithApply], ['neural-diff/tflite + neural-diff/rebuild', bundle.tfliteRebuildWithApply]] as const) {
     console.log(`${name} + neural-diff/apply -> ${path.relative(process.cwd(), o.outfile)} (one file): ${o.minBytes} bytes minified (${kb(o.minBytes)}), ${o.gzipBytes} bytes min+gzip (${kb(o.gzipBytes)})`);
   }
   console.log('largest inputs of the applier:');
