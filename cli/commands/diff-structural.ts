@@ -8,6 +8,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { UsageError } from '../../src/core/errors.ts';
 import { getHasher } from '../../src/core/hasher.ts';
+import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { structuralDiff } from '../../src/diff/structural.ts';
@@ -82,6 +83,10 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
     }),
   });
   const ms = performance.now() - t0;
+  // Within a budget the value patches may stop short of the --target file: the payload names
+  // (and devices check) the model it truly reaches, which --model-out writes.
+  const targetFileFingerprint = fingerprintStore(hasher, format.open(targetBytes)).fingerprint;
+  const exact = res.header.targetFingerprint === targetFileFingerprint;
   const [before, after] = [portsOf(kind, baseBytes, a.base), portsOf(kind, targetBytes, a.target)];
   const interfaceChanged = portsDiffer(before.inputs, after.inputs) || portsDiffer(before.outputs, after.outputs);
   const warning = interfaceChanged
@@ -99,6 +104,7 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
     out: a.out, bytes: res.bytes.length, structural: true, formatVersion: 7, rebuildBytes: res.rebuildBytes, valueBytes: res.valueBytes,
     baseFileBytes: baseBytes.length, targetFileBytes: targetBytes.length, smallerThanModel: res.bytes.length < targetBytes.length, payloadToModelRatio: res.bytes.length / targetBytes.length, seconds: ms / 1000,
     baseFingerprint: res.header.baseFingerprint, intermediateFingerprint: res.header.intermediateFingerprint, targetFingerprint: res.header.targetFingerprint,
+    exact, targetFileFingerprint,
     added: c.added, removed: c.removed, renamed: c.renamed, reshaped: c.reshaped.map((r) => ({ name: r.name, base: [...r.base], target: [...r.target] })), retyped: c.retyped,
     kept: c.kept, keptChanged: c.keptChanged, graphChanged: c.frameChanged, interfaceChanged,
     inputs: { base: before.inputs, target: after.inputs }, outputs: { base: before.outputs, target: after.outputs },
@@ -111,7 +117,7 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
   const list = (xs: string[]) => (xs.length ? xs.slice(0, 4).join(', ') + (xs.length > 4 ? `, ... (${xs.length - 4} more)` : '') : 'none');
   io.out(`wrote ${a.out}: ${res.bytes.length} bytes, a structural payload (format v7: the target file rebuilt from the base's bytes, ${formatBytes(res.rebuildBytes)} of rebuild, then ${formatBytes(res.valueBytes)} of value patches; ${((100 * res.bytes.length) / targetBytes.length).toFixed(2)}% of the ${formatBytes(targetBytes.length)} target file), in ${(ms / 1000).toFixed(2)} s`);
   io.out(`tensors added: ${list(c.added)}; removed: ${list(c.removed)}; renamed: ${list(c.renamed.map((r) => `${r.from} -> ${r.to}`))}; reshaped: ${list(c.reshaped.map((r) => `${r.name} [${r.base.join(', ')}] -> [${r.target.join(', ')}]`))}${c.retyped.length ? `; retyped: ${list(c.retyped)}` : ''}; ${c.kept} kept (${c.keptChanged} changed); graph ${c.frameChanged ? 'changed' : 'unchanged'}`);
-  io.out(`base ${res.header.baseFingerprint} -> intermediate ${res.header.intermediateFingerprint} -> target ${res.header.targetFingerprint}; devices need neural-diff/rebuild (neural-diff/apply refuses format v7)`);
+  io.out(`base ${res.header.baseFingerprint} -> intermediate ${res.header.intermediateFingerprint} -> target ${res.header.targetFingerprint}${exact ? '' : ` (within the budget: not ${a.target} itself, ${targetFileFingerprint}; --budget all reaches it exactly)`}; devices need neural-diff/rebuild (neural-diff/apply refuses format v7)`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
   if (warning) io.err(`warning: ${warning}`);
   return 0;

@@ -20,6 +20,7 @@ import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { applyByteDelta } from '../core/byte-delta.ts';
 import { STRUCTURAL_VERSION, type FileModelStore, type RebuildFormat, type StructuralHeader } from '../apply/rebuild.ts';
 import { encodeByteDelta, type ByteDeltaStats } from './byte-delta.ts';
+import { confirmPayload } from './confirm.ts';
 import { exactDiff, type ExactDiffOptions } from './exact.ts';
 import { interfaceOf, sameBits, sameShape } from './interface.ts';
 
@@ -47,7 +48,8 @@ export interface StructuralDiffOptions extends ExactDiffOptions {
   /**
    * The value payload from the intermediate to the target (default: `exactDiff`'s bytes with
    * these options). Any payload of versions 1-6 built against `intermediate` works (lossy,
-   * learned); its model id and sequence must be this payload's.
+   * learned); its model id and sequence must be this payload's. A payload that does not reach the
+   * target exactly makes the structural payload end where it does (confirmed before returning).
    */
   valuePayload?: (intermediate: FileModelStore, target: FileModelStore) => Uint8Array;
 }
@@ -171,9 +173,12 @@ export function structuralDiff(hasher: Hasher, baseBytes: Uint8Array, targetByte
   const { valuePayload, ...exactOptions } = options;
   const values = valuePayload ? valuePayload(interStore, target) : exactDiff(hasher, interStore, target, exactOptions).bytes;
   const inner = decodePayload(values).header;
-  if (inner.baseFingerprint !== intermediateFingerprint || inner.targetFingerprint !== targetFingerprint) {
+  if (inner.baseFingerprint !== intermediateFingerprint || (!valuePayload && inner.targetFingerprint !== targetFingerprint)) {
     throw new UsageError(`the value payload goes from ${inner.baseFingerprint} to ${inner.targetFingerprint}, expected the intermediate ${intermediateFingerprint} to the target ${targetFingerprint}`);
   }
+  // A lossy or learned value payload ends where its patches take the intermediate, not at the
+  // target file: the structural payload names that model, once confirmed by applying it.
+  if (inner.targetFingerprint !== targetFingerprint) confirmPayload(hasher, interStore, { bytes: values });
   const delta = encodeByteDelta(baseBytes, intermediate);
   const rebuilt = applyByteDelta(baseBytes, delta.bytes, intermediate.length);
   if (rebuilt.length !== intermediate.length || rebuilt.some((b, i) => b !== intermediate[i])) throw new Error('byte delta: the encoder wrote a delta that does not rebuild its target (a bug in src/diff/byte-delta.ts)');
@@ -182,7 +187,7 @@ export function structuralDiff(hasher: Hasher, baseBytes: Uint8Array, targetByte
     version: STRUCTURAL_VERSION,
     baseFingerprint,
     intermediateFingerprint,
-    targetFingerprint,
+    targetFingerprint: inner.targetFingerprint,
     fileKind: format.kind,
   };
   const doc = wireHeader(header, intermediateFingerprint);
