@@ -16,6 +16,7 @@ import type { CliIO } from '../common.ts';
 import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
 import { checkOutputPath, readPayloadFile, resolveModelId, writeUpdatedModel } from '../models.ts';
 import { programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
 
 
 /** `ndiff train` on an ONNX base. */
@@ -41,13 +42,17 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   }
   const teacherModel = a.teacher ? await readOnnxModel(a.teacher, '--teacher') : undefined;
   const teacher = teacherModel?.bytes;
+  // A teacher of another structure: learn on the file the structural payload rebuilds first.
+  const plan = teacherModel ? structuralTeacher('onnx', { bytes, store: new OnnxWeightStore(bytes, { source: a.base, external: base.external }), external: base.external.size > 0 }, { bytes: teacherModel.bytes, store: new OnnxWeightStore(teacherModel.bytes, { source: a.teacher, external: teacherModel.external }), external: teacherModel.external.size > 0, file: a.teacher as string }) : undefined;
+  if (plan && a.alsoConsider.length) throw new UsageError('--also-consider compares payloads on the base\'s structure; the teacher has another, so this training writes a structural payload: leave --also-consider out');
+  const trainBytes = plan ? plan.intermediate : bytes;
   const state = parseStatePairs(a.state);
-  const inputs = fedInputs(bytes, a.base, state, base.external);
+  const inputs = fedInputs(trainBytes, a.base, state, base.external);
   const train = loadFolder(a.train, inputs, '--train', state.length > 0);
   const val = a.val ? loadFolder(a.val, inputs, '--val', state.length > 0).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', state.length > 0).data : undefined;
   const replay = a.replay ? loadFolder(a.replay, inputs, '--replay', state.length > 0).data : undefined;
-  const store = new OnnxWeightStore(bytes, { source: a.base, external: base.external });
+  const store = new OnnxWeightStore(trainBytes, { source: a.base, external: base.external });
   // Payloads of the same update (a smaller budget, an earlier run) compete on validation with this run's result.
   const competitors = [];
   for (const file of a.alsoConsider) {
@@ -64,8 +69,9 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
   io.progress(`backend ${backend}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${exampleCount(train.data)} training examples${replay ? ` and ${exampleCount(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
-  const res = await trainOnnxDiff(bytes, train.data, {
-    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable: parseTrainable(a.trainable) }),
+  const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
+  const res = await trainOnnxDiff(trainBytes, train.data, {
+    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable }),
     ...(replay ? { replay } : {}),
     ...(competitors.length ? { alsoConsider: competitors } : {}),
     ...(teacher ? { teacher, teacherProgram: { source: path.basename(a.teacher as string), external: teacherModel?.external }, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
@@ -75,9 +81,12 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(0)} examples/s`),
   });
   tf.disposeVariables();
-  await writeFile(a.out, res.bytes);
+  const wrapped = plan ? await wrapLearned(plan, bytes, teacher as Uint8Array, res.bytes) : undefined;
+  const outBytes = wrapped ? wrapped.built.bytes : res.bytes;
+  await writeFile(a.out, outBytes);
   const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
-  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
+  io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
+  if (plan && wrapped) for (const line of structuralLines(plan, wrapped.built)) io.out(line);
   if (res.selection) {
     const score = (c: { score?: number; valAccuracy: number }) => (c.score !== undefined ? (res.teacher?.metric === 'mae' ? `mean |Δ| ${(-c.score).toPrecision(4)}` : `${pct(c.score)} agreement`) : pct(c.valAccuracy));
     io.out(`competing on validation: ${res.selection.considered.map((c) => `${c.label} (${c.bytes} bytes, ${score(c)})${c.chosen ? ' written' : ''}`).join('; ')}`);
@@ -89,14 +98,17 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   if (res.teacherEval) io.out(`eval agreement with the teacher ${pct(res.teacherEval.before.agreement)} -> ${pct(res.teacherEval.after.agreement)}; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)} (${how})`);
   if (evalData?.labels) io.out(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (${how})`);
   if (a.modelOut) {
-    // Patched in memory and written as a new model with its external data beside it (refused in the base's own folder when it has external data).
-    await writeUpdatedModel(a.base, a.modelOut, res.bytes);
+    // Patched in memory and written as a new model with its external data beside it (refused in
+    // the base's own folder when it has external data); a structural one rebuilt as a device would.
+    if (wrapped) await writeFile(a.modelOut, wrapped.model);
+    else await writeUpdatedModel(a.base, a.modelOut, res.bytes);
     io.out(`wrote the updated model to ${a.modelOut}`);
   }
   const metrics = {
     kind: 'ndiff-train-metrics', format: 'onnx', method: a.method, modelId, sequence: a.sequence, budgetBytes,
     // The budget as asked (`1%`), so a report labels it so rather than as the bytes' 0.9996%.
-    budgetRequested: a.method === 'full' ? null : a.budget, bytes: res.bytes.length, modelBytes: total,
+    budgetRequested: a.method === 'full' ? null : a.budget, bytes: outBytes.length, modelBytes: total,
+    ...(plan && wrapped ? { structural: structuralMetrics(plan, wrapped.built) } : {}),
     ...(teacher ? { teacherModelBytes: teacher.length } : {}),
     accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
     ...(res.distill ? { distill: res.distill } : {}), ...(res.distillOff ? { distillOff: res.distillOff } : {}),
@@ -104,7 +116,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     // --also-consider: what competed (this run's own result first), and which was written.
     ...(res.selection ? { selection: res.selection.considered } : {}),
     tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
-    baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint, backend, seed: a.seed, out: a.out,
+    baseFingerprint: wrapped ? wrapped.built.header.baseFingerprint : res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint, backend, seed: a.seed, out: a.out,
   };
   if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
   io.result?.(metrics);

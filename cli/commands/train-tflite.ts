@@ -14,13 +14,14 @@ import type { CliIO } from '../common.ts';
 import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from '../data-folders.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
 import { programResultLines, programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
 
 /** `ndiff train` on a LiteRT base. */
 export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
   if (a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model trains on independent examples here');
   if (a.replay) throw new UsageError('--replay is for TF.js layers models and ONNX models for now; for a .tflite model put the replayed examples in --train');
   if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js layers models and ONNX models for now; for a .tflite model leave it out');
-  if (a.teacher && !/\.tflite$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is not a .tflite file; the base is a LiteRT model: give the new version as a .tflite file with the same inputs and outputs`);
+  if (a.teacher && !/\.tflite$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is not a .tflite file; the base is a LiteRT model: give the new version as a .tflite file`);
   const { tf, initBackend, trainTfliteDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
@@ -34,35 +35,45 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
   const bytes = await readTfliteModel(a.base, '--base');
   const teacher = a.teacher ? await readTfliteModel(a.teacher, '--teacher') : undefined;
-  const inputs = tfliteInputFiles(bytes, a.base);
+  // A teacher of another structure: learn on the file the structural payload rebuilds first.
+  const plan = teacher ? structuralTeacher('tflite', { bytes, store: new TfliteWeightStore(bytes, { source: a.base }) }, { bytes: teacher, store: new TfliteWeightStore(teacher, { source: a.teacher }), file: a.teacher as string }) : undefined;
+  const trainBytes = plan ? plan.intermediate : bytes;
+  const inputs = tfliteInputFiles(trainBytes, a.base);
   const train = loadFolder(a.train, inputs, '--train', false);
   const val = a.val ? loadFolder(a.val, inputs, '--val', false).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', false).data : undefined;
-  const store = new TfliteWeightStore(bytes, { source: a.base });
+  const store = new TfliteWeightStore(trainBytes, { source: a.base });
   const total = store.storedWeightBytes();
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
   io.progress(`backend ${backend}; base ${a.base} (LiteRT): ${store.weights().length} weights, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${exampleCount(train.data)} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher}` : ''}`);
-  const res = await trainTfliteDiff(bytes, train.data, {
-    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable: parseTrainable(a.trainable) }),
+  const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
+  const res = await trainTfliteDiff(trainBytes, train.data, {
+    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable }),
     ...(teacher ? { teacher, teacherSource: path.basename(a.teacher as string), teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     source: path.basename(a.base),
     onProgress: (m) => io.progress(m),
     onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(1)} examples/s`),
   });
   tf.disposeVariables();
-  await writeFile(a.out, res.bytes);
-  io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
+  const wrapped = plan ? await wrapLearned(plan, bytes, teacher as Uint8Array, res.bytes) : undefined;
+  const outBytes = wrapped ? wrapped.built.bytes : res.bytes;
+  await writeFile(a.out, outBytes);
+  io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
+  if (plan && wrapped) for (const line of structuralLines(plan, wrapped.built)) io.out(line);
   for (const line of programResultLines(res, !!evalData?.labels)) io.out(line);
-  const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
+  // A structural payload's model is rebuilt as a device would; the fingerprint is the payload's target either way.
+  if (a.modelOut && wrapped) await writeFile(a.modelOut, wrapped.model);
+  const modelOutFingerprint = !a.modelOut ? undefined : wrapped ? wrapped.built.header.targetFingerprint : await writeUpdatedModel(a.base, a.modelOut, res.bytes);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
   const metrics = {
     kind: 'ndiff-train-metrics', format: 'tflite', method: a.method, modelId, sequence: a.sequence, budgetBytes,
-    budgetRequested: a.method === 'full' ? null : a.budget, bytes: res.bytes.length, modelBytes: total,
+    budgetRequested: a.method === 'full' ? null : a.budget, bytes: outBytes.length, modelBytes: total,
+    ...(plan && wrapped ? { structural: structuralMetrics(plan, wrapped.built) } : {}),
     ...(teacher ? { teacherModelBytes: teacher.length } : {}),
     accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
     tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
-    baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
+    baseFingerprint: wrapped ? wrapped.built.header.baseFingerprint : res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
     backend, seed: a.seed, out: a.out, ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
   };
   if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');

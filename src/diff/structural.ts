@@ -154,6 +154,19 @@ function intermediateOf(format: RebuildFormat, base: WeightStore, targetBytes: U
 }
 
 /**
+ * The file a structural payload from `baseBytes` to `targetBytes` rebuilds before its value
+ * patches: the target's structure, every kept weight (`kept`) holding the base's values. A trainer
+ * whose teacher has another structure than the base learns its diff on this file (training
+ * `kept` only: the teacher's new tensors come whole), and {@link structuralDiff} with that diff
+ * as `valuePayload` rebuilds the same file on the device.
+ */
+export function structuralIntermediate(format: RebuildFormat, baseBytes: Uint8Array, targetBytes: Uint8Array): { intermediate: Uint8Array; change: StructuralChange; kept: string[] } {
+  const base = format.open(baseBytes);
+  const { change, kept } = compareStructure(base, format.open(targetBytes));
+  return { intermediate: intermediateOf(format, base, targetBytes, kept), change, kept };
+}
+
+/**
  * The structural payload that rebuilds `targetBytes` from `baseBytes` (module doc). The payload
  * is checked before it is returned: the intermediate reopened and fingerprinted, the value
  * payload confirmed against the target (`exactDiff` does), the byte delta decoded back.

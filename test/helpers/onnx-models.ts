@@ -35,9 +35,10 @@ export const FC_SCALE = 0.02;
  * through DequantizeLinear (scale 0.02) -> 3 logits. `shift` moves the float weights (a second
  * version of the model) and `fcShift` the int8 steps of the classifier. `rotate` renumbers the
  * filters (filter k holds filter k + rotate's weights, and the classifier reads it where it read
- * that one): the same function with other weights.
+ * that one): the same function with other weights. `head` adds a tensor `head.s` [3] and a Mul
+ * scaling the logits by it (a version whose structure changed; the outputs keep their name).
  */
-export function cnn(shift = 0, fcShift = 0, rotate = 0): Uint8Array {
+export function cnn(shift = 0, fcShift = 0, rotate = 0, head?: number[]): Uint8Array {
   const rand = seeded(7);
   const moved = (xs: number[]) => xs.map((x, i) => x + shift * Math.sin(3 * i + 1));
   const q0 = Array.from({ length: 12 }, (_, i) => Math.max(-128, Math.min(127, Math.round(40 * Math.sin(5 * i + 2)) + (i % 3 === 0 ? fcShift : -fcShift))));
@@ -55,6 +56,7 @@ export function cnn(shift = 0, fcShift = 0, rotate = 0): Uint8Array {
       tensor({ name: 'fc.scale', dims: [], dataType: DT.FLOAT, raw: f32le([FC_SCALE]) }),
       tensor({ name: 'fc.zp', dims: [], dataType: DT.INT8, raw: [0] }),
       init('fc.b', [3], [0.05, -0.02, 0.01].map((x, i) => x + shift * Math.sin(3 * i + 1))),
+      ...(head ? [init('head.s', [3], head)] : []),
     ],
     nodes: [
       node({ opType: 'Conv', inputs: ['x', 'conv.w', 'conv.b'], outputs: ['c'], attributes: [{ name: 'pads', type: 7, ints: [1, 1, 1, 1] }] }),
@@ -62,7 +64,8 @@ export function cnn(shift = 0, fcShift = 0, rotate = 0): Uint8Array {
       node({ opType: 'GlobalAveragePool', inputs: ['r'], outputs: ['p'] }),
       node({ opType: 'Flatten', inputs: ['p'], outputs: ['f'] }),
       node({ opType: 'DequantizeLinear', inputs: ['fc.q', 'fc.scale', 'fc.zp'], outputs: ['fc.w'] }),
-      node({ opType: 'Gemm', inputs: ['f', 'fc.w', 'fc.b'], outputs: ['logits'], attributes: [{ name: 'transB', type: 2, i: 1 }] }),
+      node({ opType: 'Gemm', inputs: ['f', 'fc.w', 'fc.b'], outputs: [head ? 'g' : 'logits'], attributes: [{ name: 'transB', type: 2, i: 1 }] }),
+      ...(head ? [node({ opType: 'Mul', inputs: ['g', 'head.s'], outputs: ['logits'] })] : []),
     ],
     inputs: [valueInfoFree('x', ['N', 1, 8, 8])],
     outputs: [valueInfoFree('logits', ['N', 3])],
