@@ -3,14 +3,16 @@
  * an MLP of 13.2k weights; v1 knows 6 of 8 classes, v2 is v1 trained on all 8). Prints accuracy
  * on 1,000 held-out examples of base + payload at 1, 2, 5 and 10% of the model, each payload
  * applied by the device applier; then BitDelta's post-hoc code (the sign of every delta and one
- * scale per tensor, the mean |delta|, before its distillation) beside lowbit at the same bytes.
- * About 15 s.
+ * scale per tensor, the mean |delta|, before its distillation) beside lowbit at the same bytes,
+ * and Delta-CoMe (src/diff/delta-come.ts: SVD of each matrix's delta, 8/3/2 bits by singular value,
+ * its deltas applied as its own storage would give them back) at the same budgets. About 20 s.
  *
  *   npm run bench:lowbit
  */
 import { fineTunePair } from '../test/helpers/finetune.ts';
 import { describeAllocation, lowbitDiff } from '../src/diff/lowbit.ts';
 import { topkDiff } from '../src/diff/topk.ts';
+import { deltaCome } from '../src/diff/delta-come.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { applyPayload } from '../src/apply/apply.ts';
@@ -59,4 +61,22 @@ for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.02), Math
   const e = v1.clone();
   await applyPayload(e, cal.bytes);
   console.log(`lowbit, weight-space then improved on calibration outputs, ${budgetBytes} B budget: ${cal.bytes.length} B, ${pct(accuracy(e))} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${cal.allocation.map(describeAllocation).join(', ')})`);
+}
+
+// Delta-CoMe at the same budgets (its bytes are its own storage's; lowbit's are whole payloads, header included).
+const shapes = new Map(v1.list().map((t) => [t.name, t.shape] as const));
+const deltas = new Map(v1.list().map((t) => [t.name, Float32Array.from(v2.values(t.name), (x, i) => x - v1.values(t.name)[i])] as const));
+console.log('| budget | Delta-CoMe bytes | Delta-CoMe accuracy | lowbit bytes | lowbit accuracy | Delta-CoMe directions |');
+console.log('|---:|---:|---:|---:|---:|---|');
+for (const [label, budgetBytes] of [[`BitDelta's bytes`, bitdelta.bytes.length], ['2%', Math.floor(total * 0.02)], ['5%', Math.floor(total * 0.05)], ['10%', Math.floor(total * 0.1)]] as const) {
+  const come = deltaCome(deltas, shapes, { budgetBytes });
+  const e = v1.clone();
+  for (const [name, d] of come.deltas) {
+    const w = e.values(name);
+    for (let i = 0; i < w.length; i++) w[i] += d[i];
+  }
+  const low = lowbitDiff(hasher, v1, v2, { budgetBytes });
+  const f = v1.clone();
+  await applyPayload(f, low.bytes);
+  console.log(`| ${label} (${budgetBytes} B) | ${come.bytes} | ${pct(accuracy(e))} | ${low.bytes.length} | ${pct(accuracy(f))} | ${come.allocation.join('; ')} |`);
 }
