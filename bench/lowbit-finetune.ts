@@ -13,7 +13,7 @@ import { fineTunePair } from '../test/helpers/finetune.ts';
 import { describeAllocation, lowbitDiff } from '../src/diff/lowbit.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { deltaCome } from '../src/diff/delta-come.ts';
-import { storedModelBytes } from '../src/diff/build.ts';
+import { payloadSize, storedModelBytes } from '../src/diff/build.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 
@@ -63,13 +63,20 @@ for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.02), Math
   console.log(`lowbit, weight-space then improved on calibration outputs, ${budgetBytes} B budget: ${cal.bytes.length} B, ${pct(accuracy(e))} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${cal.allocation.map(describeAllocation).join(', ')})`);
 }
 
-// Delta-CoMe at the same budgets (its bytes are its own storage's; lowbit's are whole payloads, header included).
+// Delta-CoMe at the same budgets: its codes in its own storage, framed as a payload frames values
+// (our header once, each tensor's name, shape and digests), so both columns count whole updates.
 const shapes = new Map(v1.list().map((t) => [t.name, t.shape] as const));
+const frame = { method: 'lowrank' as const, modelId: 'mlp', sequence: 1, budgetBytes: total };
+const headerBytes = payloadSize([], shapes, frame);
+const perTensor = (name: string) => {
+  const n = (shapes.get(name) as readonly number[]).reduce((a, b) => a * b, 1);
+  return payloadSize([{ kind: 'dense', name, values: new Float32Array(n), codec: 'f16' }], shapes, frame) - headerBytes - 2 * n;
+};
 const deltas = new Map(v1.list().map((t) => [t.name, Float32Array.from(v2.values(t.name), (x, i) => x - v1.values(t.name)[i])] as const));
 console.log('| budget | Delta-CoMe bytes | Delta-CoMe accuracy | lowbit bytes | lowbit accuracy | Delta-CoMe directions |');
 console.log('|---:|---:|---:|---:|---:|---|');
 for (const [label, budgetBytes] of [[`BitDelta's bytes`, bitdelta.bytes.length], ['2%', Math.floor(total * 0.02)], ['5%', Math.floor(total * 0.05)], ['10%', Math.floor(total * 0.1)]] as const) {
-  const come = deltaCome(deltas, shapes, { budgetBytes });
+  const come = deltaCome(deltas, shapes, { budgetBytes, framing: { header: headerBytes, perTensor } });
   const e = v1.clone();
   for (const [name, d] of come.deltas) {
     const w = e.values(name);

@@ -31,12 +31,17 @@ export interface DeltaComeOptions {
   tiers?: readonly DeltaComeTier[];
   /** Directions factorized per matrix at most (default 256). */
   maxRank?: number;
+  /**
+   * Bytes a shipping format adds around the codes (counted in the budget and in `bytes`): once,
+   * and per tensor carried. Default none: the paper's own storage.
+   */
+  framing?: { header: number; perTensor: (name: string) => number };
 }
 
 export interface DeltaComeResult {
   /** The reconstructed delta of every tensor carried (absent: left at the base). */
   deltas: Map<string, Float32Array>;
-  /** Bytes in Delta-CoMe's storage: factor codes, an f16 scale and offset per factor vector, vectors at f16. */
+  /** Bytes in Delta-CoMe's storage: factor codes, an f16 scale and offset per factor vector, vectors at f16 (and `framing`). */
   bytes: number;
   /** Per matrix: directions kept and their bit widths, e.g. `dense/kernel 8x2+3x5`. */
   allocation: string[];
@@ -81,7 +86,8 @@ export function deltaCome(deltas: ReadonlyMap<string, Float32Array>, shapes: Rea
   const tiers = options.tiers ?? DELTA_COME_TIERS;
   const names = [...deltas.keys()].sort();
   const out = new Map<string, Float32Array>();
-  let bytes = 0;
+  const framing = options.framing ?? { header: 0, perTensor: () => 0 };
+  let bytes = framing.header;
   // Vectors first, at f16 (tiny beside the matrices), while they fit.
   const matrices: { name: string; rows: number; cols: number; comps: ReturnType<typeof factorize>['components']; taken: number }[] = [];
   for (const name of names) {
@@ -91,12 +97,12 @@ export function deltaCome(deltas: ReadonlyMap<string, Float32Array>, shapes: Rea
     const { rows, cols } = matrixDims(shape);
     if (rows > 1 && cols > 1) {
       matrices.push({ name, rows, cols, comps: factorize(name, d, shape, Math.min(options.maxRank ?? 256, rows, cols)).components, taken: 0 });
-    } else if (bytes + f16Bytes * d.length <= options.budgetBytes) {
-      bytes += f16Bytes * d.length;
+    } else if (bytes + f16Bytes * d.length + framing.perTensor(name) <= options.budgetBytes) {
+      bytes += f16Bytes * d.length + framing.perTensor(name);
       out.set(name, Float32Array.from(d, toF16));
     }
   }
-  const cost = (m: (typeof matrices)[number], k: number) => Math.ceil(((m.rows + m.cols) * bitsAt(tiers, k)) / 8) + 4 * f16Bytes;
+  const cost = (m: (typeof matrices)[number], k: number) => Math.ceil(((m.rows + m.cols) * bitsAt(tiers, k)) / 8) + 4 * f16Bytes + (k === 0 ? framing.perTensor(m.name) : 0);
   // Buy directions by energy per byte, each matrix's in order.
   for (;;) {
     let best = -1;
