@@ -12,8 +12,8 @@
 import { fineTunePair } from '../test/helpers/finetune.ts';
 import { describeAllocation, lowbitDiff } from '../src/diff/lowbit.ts';
 import { topkDiff } from '../src/diff/topk.ts';
-import { deltaCome } from '../src/diff/delta-come.ts';
-import { payloadSize, storedModelBytes } from '../src/diff/build.ts';
+import { deltaCome, payloadFraming, storeDeltas } from '../src/diff/delta-come.ts';
+import { storedModelBytes } from '../src/diff/build.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 
@@ -65,18 +65,12 @@ for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.02), Math
 
 // Delta-CoMe at the same budgets: its codes in its own storage, framed as a payload frames values
 // (our header once, each tensor's name, shape and digests), so both columns count whole updates.
-const shapes = new Map(v1.list().map((t) => [t.name, t.shape] as const));
-const frame = { method: 'lowrank' as const, modelId: 'mlp', sequence: 1, budgetBytes: total };
-const headerBytes = payloadSize([], shapes, frame);
-const perTensor = (name: string) => {
-  const n = (shapes.get(name) as readonly number[]).reduce((a, b) => a * b, 1);
-  return payloadSize([{ kind: 'dense', name, values: new Float32Array(n), codec: 'f16' }], shapes, frame) - headerBytes - 2 * n;
-};
-const deltas = new Map(v1.list().map((t) => [t.name, Float32Array.from(v2.values(t.name), (x, i) => x - v1.values(t.name)[i])] as const));
+const { deltas, shapes } = storeDeltas(v1, v2);
+const framing = payloadFraming(shapes, { method: 'lowrank', modelId: 'mlp', sequence: 1, budgetBytes: total });
 console.log('| budget | Delta-CoMe bytes | Delta-CoMe accuracy | lowbit bytes | lowbit accuracy | Delta-CoMe directions |');
 console.log('|---:|---:|---:|---:|---:|---|');
 for (const [label, budgetBytes] of [[`BitDelta's bytes`, bitdelta.bytes.length], ['2%', Math.floor(total * 0.02)], ['5%', Math.floor(total * 0.05)], ['10%', Math.floor(total * 0.1)]] as const) {
-  const come = deltaCome(deltas, shapes, { budgetBytes, framing: { header: headerBytes, perTensor } });
+  const come = deltaCome(deltas, shapes, { budgetBytes, framing });
   const e = v1.clone();
   for (const [name, d] of come.deltas) {
     const w = e.values(name);

@@ -15,7 +15,10 @@
  *   executor on calibration frames, the closest to v6 kept. The calibration audio is
  *   bench:vad-learned's validation audio (other sentences, voices and languages), never the
  *   evaluation audio.
- * - BitDelta's post-hoc code (the sign of every change, one scale per tensor), at its own size.
+ * - BitDelta's post-hoc code (the sign of every change, one scale per tensor), at its own size;
+ * - Delta-CoMe (src/diff/delta-come.ts: SVD of each matrix's change, 8/3/2 bits by singular value,
+ *   no data), its bytes framed as a payload frames values, its deltas added to v5 as its storage
+ *   gives them back.
  *
  * Debian packages espeak-ng, sox, ktuberling-data and klettres-data are installed with apt-get when
  * missing (as root), and the bench says so.
@@ -30,6 +33,7 @@ import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { diffOnnxModels, type OnnxDiffOptions } from '../src/diff/onnx.ts';
 import { describeWidths, type LowBitResult } from '../src/diff/lowbit.ts';
+import { deltaCome, payloadFraming, storeDeltas } from '../src/diff/delta-come.ts';
 import { main } from '../cli/ndiff.ts';
 import { writeFramesFolder } from './vad-frames.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
@@ -87,9 +91,21 @@ const diff = (options: Partial<OnnxDiffOptions> & { budgetBytes: number }) => di
 const bitdelta = diff({ budgetBytes: 10 * v6.length, method: 'lowbit', lowbit: { widths: [1], layouts: ['tensor'], lowRank: false } }) as LowBitResult;
 await add("BitDelta's code, post hoc", `${((100 * bitdelta.bytes.length) / v6.length).toFixed(1)}%`, bitdelta.bytes);
 
+const come = storeDeltas(open(v5), open(v6));
+const framing = payloadFraming(come.shapes, { method: 'lowrank', modelId: 'silero-vad', sequence: 1, budgetBytes: v6.length });
 for (const pct of budgets) {
   const budgetBytes = Math.floor((pct / 100) * v6.length);
   await add('top-k, post hoc', `${pct}%`, diff({ budgetBytes }).bytes);
+  const dc = deltaCome(come.deltas, come.shapes, { budgetBytes, framing });
+  const s = open(v5);
+  for (const [name, d] of dc.deltas) {
+    const w = s.values(name);
+    for (let i = 0; i < w.length; i++) w[i] += d[i];
+  }
+  s.commit?.([...dc.deltas.keys()]);
+  const dcRow: Row = { row: 'Delta-CoMe, post hoc', budget: `${pct}%`, bytes: dc.bytes, ...(await measure(s.modelBytes())), carried: `${dc.allocation.length} matrices` };
+  rows.push(dcRow);
+  log(`Delta-CoMe at ${pct}%: ${dc.bytes} bytes; agreement with v6 ${(100 * dcRow.synthetic).toFixed(2)}% synthetic, ${(100 * dcRow.real).toFixed(2)}% real (${dc.allocation.join('; ')})`);
   const plain = diff({ budgetBytes, method: 'lowbit' }) as LowBitResult;
   await add('lowbit, no data', `${pct}%`, plain.bytes, { carried: describeWidths(plain.allocation) });
   // Calibrated: ndiff diff --calibrate itself, on the calibration frames.

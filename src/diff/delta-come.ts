@@ -15,6 +15,7 @@
  */
 import { matrixDims } from '../core/format.ts';
 import { factorize } from './baselines.ts';
+import { payloadSize, type HeaderOptions } from './build.ts';
 
 /** A precision tier: `count` singular directions at `bits` bits (the last tier takes the rest). */
 export interface DeltaComeTier {
@@ -135,4 +136,34 @@ export function deltaCome(deltas: ReadonlyMap<string, Float32Array>, shapes: Rea
     allocation.push(`${m.name} ${[...widths].map(([b, n]) => `${b}x${n}`).join('+')}`);
   }
   return { deltas: out, bytes, allocation };
+}
+
+/**
+ * The bytes a neural-diff payload spends around values, for {@link DeltaComeOptions.framing}: its
+ * header (with `header`'s fields), and per tensor its name, shape, digests and keys (measured on
+ * an f16 dense patch of the tensor, less its values).
+ */
+export function payloadFraming(shapes: ReadonlyMap<string, readonly number[]>, header: HeaderOptions): { header: number; perTensor: (name: string) => number } {
+  const empty = payloadSize([], shapes, header);
+  const perTensor = (name: string) => {
+    const n = (shapes.get(name) as readonly number[]).reduce((a, b) => a * b, 1);
+    return payloadSize([{ kind: 'dense', name, values: new Float32Array(n), codec: 'f16' }], shapes, header) - empty - 2 * n;
+  };
+  return { header: empty, perTensor };
+}
+
+/** The deltas of every tensor `base` and `target` both hold with one shape (target - base). */
+export function storeDeltas(base: { list(): readonly { name: string; shape: readonly number[]; patchable?: boolean }[]; values(name: string): Float32Array }, target: { list(): readonly { name: string; shape: readonly number[] }[]; values(name: string): Float32Array }): { deltas: Map<string, Float32Array>; shapes: Map<string, readonly number[]> } {
+  const theirs = new Map(target.list().map((t) => [t.name, t.shape] as const));
+  const deltas = new Map<string, Float32Array>();
+  const shapes = new Map<string, readonly number[]>();
+  for (const t of base.list()) {
+    const other = theirs.get(t.name);
+    if (t.patchable === false || !other || other.length !== t.shape.length || other.some((d, i) => d !== t.shape[i])) continue;
+    const a = base.values(t.name);
+    const b = target.values(t.name);
+    deltas.set(t.name, Float32Array.from(b, (x, i) => x - a[i]));
+    shapes.set(t.name, t.shape);
+  }
+  return { deltas, shapes };
 }
