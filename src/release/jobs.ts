@@ -12,7 +12,6 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { PayloadFormatError, UsageError } from '../core/errors.ts';
-import { decodePayload } from '../core/format.ts';
 import { getHasher } from '../core/hasher.ts';
 import { exactDiff } from '../diff/exact.ts';
 import { diffOnnxModels } from '../diff/onnx.ts';
@@ -24,7 +23,7 @@ import { packageBytes, type ManifestPayload } from '../updater/manifest.ts';
 import { sha256Of } from './blobs.ts';
 import { openState } from './package.ts';
 import { copyBlob } from './blobs.ts';
-import { applyPayload } from '../apply/apply.ts';
+import { applyToState, payloadHeaderOf, structuralEdge } from './structural.ts';
 import { JOBS_DIR, recordVersion, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** The jobs that make the payloads into version `to` (already in the record). */
@@ -61,7 +60,7 @@ export function jobFiles(releaseDir: string, id: string): { result: string; payl
 export async function runJob(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, onProgress: (line: string) => void = () => {}): Promise<RunJobResult> {
   const to = recordVersion(record, job.toVersion);
   const built = await buildJobPayload(releaseDir, record, job, job.policy, onProgress);
-  const result = await keepJobResult(releaseDir, job, to, built.bytes, built.method, onProgress, job.policy);
+  const result = await keepJobResult(releaseDir, job, to, built.bytes, built.method, onProgress, job.policy, built.skip);
   return result.payload && built.carried !== undefined ? { ...result, carried: built.carried } : result;
 }
 
@@ -80,7 +79,7 @@ export interface RunJobResult extends JobResult {
  * under the budget is used instead). Deterministic: the same release folder and policy give the
  * same bytes, which is how `publish` checks a worker's top-k payload without trusting it.
  */
-async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy, onProgress: (line: string) => void): Promise<{ bytes: Uint8Array; method: string; carried?: number }> {
+async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy, onProgress: (line: string) => void): Promise<{ bytes: Uint8Array; method: string; carried?: number; skip?: string }> {
   const to = recordVersion(record, job.toVersion);
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   const target = await openState(releaseDir, record, to.version, to.fingerprint).catch(async (e) => {
@@ -90,6 +89,13 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
   try {
     const hasher = await getHasher();
     const header = { modelId: record.modelId, sequence: to.version, store: 'stored' as const };
+    // Another structure than the base's: the file rebuilt, exactly, whatever the policy.
+    const structural = structuralEdge(record.modelKind, hasher, base.store, target.store, header);
+    if (structural && 'skip' in structural) return { bytes: new Uint8Array(0), method: 'exact', skip: structural.skip };
+    if (structural) {
+      onProgress(`  ${job.id}: the structure changed (${structural.reason}): a structural payload (format v7) rebuilds the file`);
+      return { bytes: structural.bytes, method: 'exact' };
+    }
     const exact = () => (record.modelKind !== 'tfjs'
       ? diffOnnxModels(hasher, base.store, target.store, { ...header, mode: 'all', budgetBytes: 0 })
       : exactDiff(hasher, base.store, target.store, header));
@@ -115,15 +121,17 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
  * Leave a job's payload (unsigned) and its result in `jobs/`. A payload not smaller than the new
  * version's full package is not kept (a device is better off with the package).
  */
-async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType<typeof recordVersion>, bytes: Uint8Array, method: string, onProgress: (line: string) => void, policy?: EdgePolicy): Promise<JobResult> {
+async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType<typeof recordVersion>, bytes: Uint8Array, method: string, onProgress: (line: string) => void, policy?: EdgePolicy, skip?: string): Promise<JobResult> {
   const full = packageBytes(to);
   const { result: resultFile, payload: payloadFile } = jobFiles(releaseDir, job.id);
   await releaseSubdir(releaseDir, JOBS_DIR);
   let result: JobResult;
-  if (bytes.length >= full) {
+  if (skip) {
+    result = { id: job.id, skipped: skip };
+  } else if (bytes.length >= full) {
     result = { id: job.id, skipped: `the payload (${bytes.length} bytes) is not smaller than version ${to.version}'s full package (${full} bytes): devices holding ${job.base} get the package` };
   } else {
-    const h = decodePayload(bytes).header;
+    const h = await payloadHeaderOf(bytes);
     const payload: ManifestPayload = {
       file: `blobs/${sha256Of(bytes)}`, // replaced by the signed blob's name when published
       length: bytes.length,
@@ -177,7 +185,7 @@ export async function adoptJobPayload(releaseDir: string, record: ReleaseRecord,
   const to = recordVersion(record, job.toVersion);
   let header;
   try {
-    header = decodePayload(bytes).header;
+    header = await payloadHeaderOf(bytes);
   } catch (e) {
     throw new UsageError(`the payload given for job ${job.id} cannot be read (${(e as Error).message}): expected an unsigned payload from ndiff train or ndiff diff (publish signs it)`);
   }
@@ -188,7 +196,7 @@ export async function adoptJobPayload(releaseDir: string, record: ReleaseRecord,
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   try {
     // Throws when the payload does not reach the target its header names.
-    await applyPayload(base.store, bytes, { hasher: await getHasher() });
+    await applyToState(record.modelKind, base.store, bytes, await getHasher());
   } finally {
     await base.dispose();
   }
@@ -211,7 +219,7 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   const refuse = (why: string, details: Record<string, unknown> = {}) => new PayloadFormatError(`job ${job.id}: ${why}; nothing was signed: run the job again on a machine you trust (ndiff release job --release ${releaseDir} --id ${job.id}), then publish`, { job: job.id, ...details });
   let header;
   try {
-    header = decodePayload(bytes).header;
+    header = await payloadHeaderOf(bytes);
   } catch (e) {
     throw refuse(`its payload cannot be read (${(e as Error).message})`);
   }
@@ -221,7 +229,7 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   try {
     // Throws unless the payload reaches the target its header names.
-    await applyPayload(base.store, bytes, { hasher: await getHasher() });
+    await applyToState(record.modelKind, base.store, bytes, await getHasher());
   } catch (e) {
     throw refuse(`its payload does not apply to the job's base as it claims (${(e as Error).message})`);
   } finally {
@@ -285,7 +293,7 @@ export async function readJobResult(releaseDir: string, id: string): Promise<{ r
     throw new UsageError(`job ${id}: ${files.payload} does not match its result file (length or SHA-256): run the job again (ndiff release job --id ${id})`);
   }
   // The header must say what the result says (a job file from another release is caught here).
-  const h = decodePayload(payload).header;
+  const h = await payloadHeaderOf(payload);
   if (h.modelId !== undefined && (h.baseFingerprint !== result.payload.base || h.targetFingerprint !== result.payload.target || h.sequence !== result.payload.sequence)) {
     throw new UsageError(`job ${id}: the payload's header does not match its result file: run the job again`);
   }

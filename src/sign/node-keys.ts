@@ -10,6 +10,8 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSig
 import { open, readFile, stat } from 'node:fs/promises';
 import { PayloadFormatError, UsageError } from '../core/errors.ts';
 import { decodePayload } from '../core/format.ts';
+import { readMsgpack } from '../core/msgpack-read.ts';
+import { isStructuralPayload } from '../apply/rebuild.ts';
 import { keyIdOf, parsePublicKey, type TrustedKey } from '../apply/ed25519.ts';
 import { envelopeSigningInput, isSignedEnvelope, sealEnvelope } from '../apply/envelope.ts';
 
@@ -98,7 +100,13 @@ export function signPayload(payload: Uint8Array, privateKey: KeyObject | string)
     throw new UsageError('this file is already a signed envelope: sign the bare payload (as written by `ndiff diff` or `ndiff train`), not an envelope');
   }
   try {
-    decodePayload(payload);
+    // A structural payload (format v7): its document and the value payload inside it (the
+    // device checks the rest: the byte delta against the model's own bytes).
+    if (isStructuralPayload(payload)) {
+      const pv = (readMsgpack(payload) as Record<string, unknown>).pv;
+      if (!(pv instanceof Uint8Array)) throw new PayloadFormatError('a structural payload (format v7) without its value payload "pv"');
+      decodePayload(pv);
+    } else decodePayload(payload);
   } catch (e) {
     if (e instanceof PayloadFormatError) throw new PayloadFormatError(`refusing to sign: ${e.message}`, e.details);
     throw e;

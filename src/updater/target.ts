@@ -7,7 +7,9 @@
 import { applyPayload } from '../apply/apply.ts';
 import type { SequenceStore } from '../apply/freshness.ts';
 import type { PublicKeyInput } from '../apply/signature.ts';
-import { HealthCheckError, TargetMismatchError } from '../core/errors.ts';
+import { HealthCheckError, ModelMismatchError, TargetMismatchError } from '../core/errors.ts';
+import { isStructuralPayload } from '../apply/rebuild.ts';
+import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import { fingerprintStore } from '../core/fingerprint.ts';
 import { getHasher } from '../core/hasher.ts';
 import type { WeightStore } from '../core/weight-store.ts';
@@ -88,6 +90,9 @@ export function weightStoreTarget(options: WeightStoreTargetOptions): ModelTarge
     async applyPayload(bytes, o) {
       const store = options.store();
       if (!store) throw new TargetMismatchError('no model is loaded: the updater installs the full model instead');
+      if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
+        throw new ModelMismatchError('this payload changes the model\'s structure (a structural payload, format v7): it rebuilds model files, so a model held in memory cannot take it; the updater installs the full model instead (keep the model in files, with a file target, to take such payloads), and a model loaded from files is reloaded from them after the rebuild', { structural: true });
+      }
       await applyPayload(store, bytes, { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, sequenceStore: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) });
     },
     async installPackage(files, o) {

@@ -23,7 +23,8 @@
  */
 import { verifyPayload } from '../apply/apply.ts';
 import type { Ed25519Verifier } from '../apply/ed25519.ts';
-import type { PublicKeyInput } from '../apply/signature.ts';
+import { openSignedPayload, type PublicKeyInput } from '../apply/signature.ts';
+import { decodeStructuralPayload, isStructuralPayload } from '../apply/rebuild.ts';
 import { DownloadError, FreshnessError, HealthCheckError, ModelMismatchError, NeuralDiffError, PayloadTooLargeError, UsageError } from '../core/errors.ts';
 import { downloadFile, emptyStats, fetchSmallFile, type DownloadStats, type FetchLike } from './download.ts';
 import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_FILE, versionOf, type ManifestPayload, type ReleaseManifest } from './manifest.ts';
@@ -324,7 +325,10 @@ export class Updater {
 
   /** The payload must be the one the manifest lists (mix-and-match of signed files is refused). */
   private async checkPayloadHeader(bytes: Uint8Array, p: ManifestPayload, m: ReleaseManifest): Promise<void> {
-    const { header } = (await verifyPayload(bytes, { trustedKeys: this.options.trustedKeys, verifier: this.options.verifier })).payload;
+    const policy = { trustedKeys: this.options.trustedKeys, verifier: this.options.verifier };
+    const opened = await openSignedPayload(bytes, policy);
+    // A structural payload (format v7) rebuilds the model's files; its target's apply checks the rest.
+    const header = isStructuralPayload(opened.payload) ? (await decodeStructuralPayload(opened.payload)).header : (await verifyPayload(bytes, policy)).payload.header;
     const wrong = header.modelId !== m.modelId ? `model id ${JSON.stringify(header.modelId)}` : header.baseFingerprint !== p.base ? `base ${header.baseFingerprint}` : header.targetFingerprint !== p.target ? `target ${header.targetFingerprint}` : header.sequence !== p.sequence ? `sequence ${header.sequence}` : '';
     if (wrong) {
       throw new ModelMismatchError(

@@ -1,7 +1,8 @@
 /**
  * Model targets on disk for the device updater (Node, Electron's main process): a TF.js model
  * folder and an ONNX model file. Payloads go through the existing crash-safe appliers
- * (`applyToModelDir`, `applyToOnnxFile`). A full package replaces the model whole, crash-safely:
+ * (`applyToModelDir`, `applyToOnnxFile`; a structural payload, format v7, through the file rebuild of
+ * `rebuildOnnxFile`/`rebuildTfliteFile`). A full package replaces the model whole, crash-safely:
  *
  * - a TF.js folder `dir`: the package is written and fsynced into `dir.ndiff-incoming`, its
  *   fingerprint checked, then `dir` is renamed to `dir.ndiff-previous` and the new folder to
@@ -27,6 +28,9 @@ import { ONNX_FILE } from '../onnx/files.ts';
 import { TFLITE_FILE } from '../tflite/files.ts';
 import { openWeightsFile, type WeightsFileFormat } from '../durable/weights-file.ts';
 import { applyToWeightsFile } from '../durable/weights-file-update.ts';
+import { rebuildWeightsFile } from '../durable/weights-file-rebuild.ts';
+import { isStructuralPayload } from '../../apply/rebuild.ts';
+import { isSignedEnvelope, parseEnvelope } from '../../apply/envelope.ts';
 import { readRecordedDigests, recordModelDirDigests } from '../tfjs/recorded-digests.ts';
 import { openTfjsModelDir, referencedFiles } from '../tfjs/index.ts';
 import { openTfjsModel } from '../tfjs/model-file.ts';
@@ -283,7 +287,10 @@ function modelFileTarget(file: string, kind: 'onnx' | 'tflite', format: WeightsF
       }
     },
     async applyPayload(bytes: Uint8Array, o: TargetApplyOptions) {
-      await applyToWeightsFile(file, bytes, format, { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) });
+      const options = { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) };
+      // A structural payload (format v7) rebuilds the file, with the same journal and recovery.
+      if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) await rebuildWeightsFile(file, bytes, format, kind, options);
+      else await applyToWeightsFile(file, bytes, format, options);
     },
     async installPackage(files, o: TargetInstallOptions) {
       await recoverFullInstall(file);

@@ -1,0 +1,89 @@
+/**
+ * A release whose new version has another structure (single-file models, ONNX and LiteRT):
+ * `ndiff release add` plans and publishes a structural payload (format v7) for the edge instead of
+ * failing the add, `publish` checks it by rebuilding the job's base as a device would, and `ndiff
+ * update` on a device holding the old file downloads that payload (not the full model), rebuilds
+ * the file crash-safely and ends at the new version byte for byte. A model held in memory cannot
+ * take it and gets the full model.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { main } from '../cli/ndiff.ts';
+import { validateManifest } from '../src/updater/manifest.ts';
+import { readMsgpack } from '../src/core/msgpack-read.ts';
+import { parseEnvelope } from '../src/apply/envelope.ts';
+import type { WeightStore } from '../src/core/weight-store.ts';
+import { fingerprintStore } from '../src/core/fingerprint.ts';
+import { getHasher } from '../src/core/hasher.ts';
+import { OnnxWeightStore } from '../src/io/onnx/store.ts';
+import { Updater, weightStoreTarget } from '../src/updater/index.ts';
+import { MemoryUpdaterState } from '../src/updater/state.ts';
+import { serveRelease } from './helpers/release-server.ts';
+import { structuralPair } from './helpers/structural-pairs.ts';
+
+async function run(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+for (const kind of ['onnx', 'tflite'] as const) {
+  test(`.${kind}: a new version of another structure is published as a structural payload, and ndiff update rebuilds the device's file with it`, { timeout: 300_000 }, async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'nd-release-structural-'));
+    const server = await serveRelease(dir);
+    try {
+      const pair = structuralPair(kind, 1);
+      const [v1, v2, device, key, site] = [`v1.${kind}`, `v2.${kind}`, `device.${kind}`, 'k', 'site'].map((f) => path.join(dir, f));
+      await writeFile(v1, pair.base);
+      await writeFile(v2, pair.target);
+      assert.equal((await run('keygen', '--out', key)).code, 0);
+      assert.equal((await run('release', 'add', '--release', site, '--model', v1, '--model-id', 'm', '--key', `${key}.private.pem`, '--expires', '30d')).code, 0);
+      const add = await run('release', 'add', '--release', site, '--model', v2, '--key', `${key}.private.pem`, '--expires', '30d');
+      assert.equal(add.code, 0, add.err);
+      assert.match(add.err, /the structure changed .*a structural payload \(format v7\)/);
+      const manifest = validateManifest((JSON.parse(await readFile(path.join(site, 'manifest.json'), 'utf8')) as { signed: unknown }).signed);
+      assert.equal(manifest.payloads.length, 1);
+      const p = manifest.payloads[0];
+      assert.equal(p.exact, true);
+      const signed = new Uint8Array(await readFile(path.join(site, p.file)));
+      assert.equal((readMsgpack(parseEnvelope(signed).payload) as Record<string, unknown>).nd, 7, 'the published payload is a structural one, signed');
+      assert.ok(p.length < pair.target.length);
+
+      await writeFile(device, pair.base);
+      const up = await run('update', '--model', device, '--from', `${server.url}site/`, '--public-key', `${key}.public.pem`, '--model-id', 'm', '--json');
+      assert.equal(up.code, 0, up.err + up.out);
+      const doc = JSON.parse(up.out) as { status: string; path: string; steps: { outcome: string }[] };
+      assert.equal(doc.status, 'updated');
+      assert.equal(doc.path, 'payloads', 'the payload, not the full model');
+      assert.deepEqual(doc.steps.map((s) => s.outcome), ['applied']);
+      assert.ok(Buffer.from(await readFile(device)).equals(Buffer.from(pair.target)), 'the device holds v2 byte for byte');
+      assert.match((await run('update', '--model', device, '--from', `${server.url}site/`, '--public-key', `${key}.public.pem`)).out, /up to date/);
+
+      if (kind === 'onnx') {
+        // A model in memory holding v1: the structural payload is refused with a clear reason, and the full model installed.
+        const hasher = await getHasher();
+        let live: WeightStore = new OnnxWeightStore(pair.base);
+        const memory = weightStoreTarget({
+          store: () => live,
+          install: async (files) => {
+            const next = new OnnxWeightStore(files[0].bytes);
+            return { store: next, commit: () => { live = next; }, discard: () => {} };
+          },
+        });
+        const updater = new Updater({ modelId: 'm', urls: [`${server.url}site/`], trustedKeys: [await readFile(`${key}.public.pem`, 'utf8')], target: memory, state: new MemoryUpdaterState() });
+        const r = await updater.update();
+        assert.equal(r.status, 'updated', JSON.stringify(r));
+        assert.deepEqual(r.steps.map((s) => s.outcome), ['refused', 'installed']);
+        assert.match(r.steps[0].error?.message ?? '', /changes the model's structure .*a model held in memory cannot take it/);
+        assert.equal(fingerprintStore(hasher, live).fingerprint, manifest.payloads[0].target);
+      }
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
