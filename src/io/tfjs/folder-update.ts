@@ -712,3 +712,6 @@ export async function applyToModelDir(model: string, payloadBytes: Uint8Array, o
     await unlock();
   }
 }
+
+/** @internal the journal and its settling, shared with the structural rebuild of a folder (folder-rebuild.ts): one journal, one recovery. */
+export { type Journal, writeJournal, recoverModel, confirmWritten, rollbackModel, readModelId, writeModelId, resolveState, modelIdFor, sha256, emptyReport };
