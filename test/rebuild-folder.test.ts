@@ -322,3 +322,48 @@ function countingOps(hook: () => void): FileOps {
   return wrapped as unknown as FileOps;
 }
 
+
+describe('ndiff diff and ndiff apply on two TF.js folders whose structure differs', () => {
+  const run = async (...argv: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const { main } = await import('../cli/ndiff.ts');
+    const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  };
+  test('diff writes a structural payload and lists the changes in --json; --model-out is what a device holds; apply rebuilds the folder', async () => {
+    const work = await mkdtemp(path.join(tmpdir(), 'nd-sdiff-tfjs-'));
+    const [b, t] = [await folderOf(base()), await folderOf(target())];
+    try {
+      const [out, modelOut] = [path.join(work, 'p.ndiff'), path.join(work, 'v2-out')];
+      const r = await run('diff', '--base', b, '--target', path.join(t, 'model.json'), '--budget', 'all', '--model-id', 'net', '--out', out, '--model-out', modelOut, '--json');
+      assert.equal(r.code, 0, r.err);
+      const doc = JSON.parse(r.out) as Record<string, any>;
+      assert.equal(doc.structural, true);
+      assert.equal(doc.formatVersion, 7);
+      assert.deepEqual(doc.added, ['head/w']);
+      assert.deepEqual(doc.removed, ['old']);
+      assert.deepEqual(doc.renamed, [{ from: 'bias', to: 'stem/bias' }]);
+      assert.deepEqual(doc.reshaped, [{ name: 'flat', base: [60], target: [6, 10] }]);
+      assert.equal(doc.graphChanged, true);
+      assert.deepEqual(doc.targetFiles.map((f: { path: string }) => f.path), target().map((f) => f.path));
+      const payload = new Uint8Array(await readFile(out));
+      assert.equal(doc.bytes, payload.length);
+      assert.equal(fp((await rebuildModelFiles(base(), payload, TFJS_REBUILD)).files!), fp(target()));
+      assert.equal(doc.modelOutFingerprint, fp(target()));
+      assert.equal(await folderFingerprint(modelOut), fp(target()));
+      const a = await run('apply', '--model', b, '--patch', out, '--json');
+      assert.equal(a.code, 0, a.err);
+      const ad = JSON.parse(a.out) as Record<string, any>;
+      assert.equal(ad.structural, true);
+      assert.equal(ad.status, 'applied');
+      assert.equal(await folderFingerprint(b), fp(target()));
+      // The device's folder is, byte for byte, what --model-out holds: the next diff starts from it.
+      const [dev, srv] = [await readTfjsModelFiles(b, 'model.json'), await readTfjsModelFiles(modelOut, 'model.json')];
+      assert.deepEqual(dev.map((f) => f.path), srv.map((f) => f.path));
+      dev.forEach((f, i) => assert.ok(equal(f.bytes, srv[i].bytes), f.path));
+    } finally {
+      for (const d of [work, b, t]) await rm(d, { recursive: true, force: true });
+    }
+  });
+});

@@ -10,7 +10,12 @@ import { UsageError } from '../../src/core/errors.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
-import { structuralDiff } from '../../src/diff/structural.ts';
+import { structuralDiff, structuralDiffFiles, type StructuralDiffResult } from '../../src/diff/structural.ts';
+import { cp, mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
+import { locateTfjsModel } from '../../src/io/tfjs/model-file.ts';
+import { readTfjsModelFiles, rebuildModelDir, TFJS_REBUILD } from '../../src/io/tfjs/folder-rebuild.ts';
+import type { ModelFile } from '../../src/core/model-files.ts';
 import type { ExactCodec } from '../../src/diff/exact.ts';
 import { rebuildModelBytes, type RebuildFormat } from '../../src/apply/rebuild.ts';
 import { OnnxWeightStore, onnxExternalLocations } from '../../src/io/onnx/store.ts';
@@ -94,10 +99,16 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
     await writeFile(a.modelOut, rebuilt.bytes);
     modelOutFingerprint = rebuilt.header.targetFingerprint;
   }
+  return report(a, io, res, modelId, baseBytes.length, targetBytes.length, ms, before, after, interfaceChanged, warning, modelOutFingerprint, everyChange, 'file');
+}
+
+/** The result document and the lines `ndiff diff` prints for a structural payload. */
+async function report(a: DiffArgs, io: CliIO, res: StructuralDiffResult, modelId: string, baseLength: number, targetLength: number, ms: number, before: { inputs: Port[]; outputs: Port[] }, after: { inputs: Port[]; outputs: Port[] }, interfaceChanged: boolean, warning: string | undefined, modelOutFingerprint: string | undefined, everyChange: boolean, what: 'file' | 'files'): Promise<number> {
+  const [baseBytes, targetBytes] = [{ length: baseLength }, { length: targetLength }];
   const c = res.change;
   const doc = {
     out: a.out, bytes: res.bytes.length, structural: true, formatVersion: 7, rebuildBytes: res.rebuildBytes, valueBytes: res.valueBytes,
-    baseFileBytes: baseBytes.length, targetFileBytes: targetBytes.length, smallerThanModel: res.bytes.length < targetBytes.length, payloadToModelRatio: res.bytes.length / targetBytes.length, seconds: ms / 1000,
+    baseFileBytes: baseBytes.length, targetFileBytes: targetBytes.length, ...(res.header.files ? { targetFiles: res.header.files } : {}), smallerThanModel: res.bytes.length < targetBytes.length, payloadToModelRatio: res.bytes.length / targetBytes.length, seconds: ms / 1000,
     baseFingerprint: res.header.baseFingerprint, intermediateFingerprint: res.header.intermediateFingerprint, targetFingerprint: res.header.targetFingerprint,
     added: c.added, removed: c.removed, renamed: c.renamed, reshaped: c.reshaped.map((r) => ({ name: r.name, base: [...r.base], target: [...r.target] })), retyped: c.retyped,
     kept: c.kept, keptChanged: c.keptChanged, graphChanged: c.frameChanged, interfaceChanged,
@@ -109,10 +120,71 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
   io.result?.(doc);
   if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify({ kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : res.header.method, modelId, sequence: a.sequence, target: a.target, budgetRequested: a.budget, ...doc, accuracyBefore: null, accuracyAfter: null, trainSeconds: ms / 1000 }, null, 2) + '\n');
   const list = (xs: string[]) => (xs.length ? xs.slice(0, 4).join(', ') + (xs.length > 4 ? `, ... (${xs.length - 4} more)` : '') : 'none');
-  io.out(`wrote ${a.out}: ${res.bytes.length} bytes, a structural payload (format v7: the target file rebuilt from the base's bytes, ${formatBytes(res.rebuildBytes)} of rebuild, then ${formatBytes(res.valueBytes)} of value patches; ${((100 * res.bytes.length) / targetBytes.length).toFixed(2)}% of the ${formatBytes(targetBytes.length)} target file), in ${(ms / 1000).toFixed(2)} s`);
+  io.out(`wrote ${a.out}: ${res.bytes.length} bytes, a structural payload (format v7: the target ${what === 'file' ? 'file' : `model's ${res.header.files?.length ?? 0} files`} rebuilt from the base's bytes, ${formatBytes(res.rebuildBytes)} of rebuild, then ${formatBytes(res.valueBytes)} of value patches; ${((100 * res.bytes.length) / targetBytes.length).toFixed(2)}% of the ${formatBytes(targetBytes.length)} target ${what}), in ${(ms / 1000).toFixed(2)} s`);
   io.out(`tensors added: ${list(c.added)}; removed: ${list(c.removed)}; renamed: ${list(c.renamed.map((r) => `${r.from} -> ${r.to}`))}; reshaped: ${list(c.reshaped.map((r) => `${r.name} [${r.base.join(', ')}] -> [${r.target.join(', ')}]`))}${c.retyped.length ? `; retyped: ${list(c.retyped)}` : ''}; ${c.kept} kept (${c.keptChanged} changed); graph ${c.frameChanged ? 'changed' : 'unchanged'}`);
   io.out(`base ${res.header.baseFingerprint} -> intermediate ${res.header.intermediateFingerprint} -> target ${res.header.targetFingerprint}; devices need neural-diff/rebuild (neural-diff/apply refuses format v7)`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint}): diff the next version against it`);
   if (warning) io.err(`warning: ${warning}`);
   return 0;
+}
+
+/** A TF.js model's inputs and outputs as its model.json's signature names them (a layers model's: none listed). */
+function tfjsPorts(files: readonly ModelFile[]): { inputs: Port[]; outputs: Port[] } {
+  const json = JSON.parse(new TextDecoder().decode(files[0].bytes)) as { signature?: Record<string, Record<string, { name?: string; dtype?: string; tensorShape?: { dim?: { size?: string | number }[] } }>> };
+  const ports = (m: Record<string, { name?: string; dtype?: string; tensorShape?: { dim?: { size?: string | number }[] } }> | undefined): Port[] =>
+    Object.entries(m ?? {}).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([k, v]) => ({ name: v.name ?? k, shape: (v.tensorShape?.dim ?? []).map((d) => Number(d.size ?? -1)), type: v.dtype === undefined ? 0 : v.dtype.length }));
+  return { inputs: ports(json.signature?.inputs), outputs: ports(json.signature?.outputs) };
+}
+
+/**
+ * `ndiff diff` for two TF.js models (folders or model JSON files) whose structure differs: a
+ * structural payload over the model JSON and its shards (`fk` = `tfjs`, the target's files
+ * listed in `fl`). `--model-out` gets what a device holds after applying it (the base's files
+ * rebuilt by rebuildModelDir: the shards under content-addressed names), so the next diff made
+ * against it starts from a device's bytes.
+ */
+export async function runStructuralFolderDiff(a: DiffArgs, io: CliIO, modelId: string, reason: string): Promise<number> {
+  if (a.eval || a.calibrate) throw new UsageError(`the two TF.js models differ in structure (${reason.split(':')[0]}), so ndiff diff writes a structural payload (format v7); --eval and --calibrate do not measure those yet: leave them out`);
+  const everyChange = a.budget.trim().toLowerCase() === 'all';
+  if (!everyChange && a.method !== 'topk' && a.method !== 'lowbit') throw new UsageError(`--method ${a.method} measures candidates on inputs; a structural payload takes --method topk or lowbit, or --budget all`);
+  const [bw, tw] = await Promise.all([locateTfjsModel(a.base), locateTfjsModel(a.target)]);
+  const [baseFiles, targetFiles] = await Promise.all([readTfjsModelFiles(bw.dir, bw.modelJsonFile), readTfjsModelFiles(tw.dir, tw.modelJsonFile)]);
+  // A model JSON file of any name is listed as model.json: a device's model file keeps its own name.
+  const targetListed = [{ path: 'model.json', bytes: targetFiles[0].bytes }, ...targetFiles.slice(1)];
+  const hasher = await getHasher();
+  const t0 = performance.now();
+  const header = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) };
+  const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
+  const res = structuralDiffFiles(hasher, baseFiles, targetListed, TFJS_REBUILD, {
+    ...header,
+    store: a.store,
+    ...exactCodecs,
+    ...(everyChange ? {} : {
+      valuePayload: (inter, target) => {
+        const total = inter.list().filter((t) => t.patchable !== false).reduce((n, t) => n + 4 * t.shape.reduce((x, d) => x * d, 1), 0);
+        return diffOnnxModels(hasher, inter, target, { ...header, store: a.store, budgetBytes: parseBudget(a.budget, total), codec: a.codec, method: a.method === 'lowbit' ? 'lowbit' : 'topk' }).bytes;
+      },
+    }),
+  });
+  const ms = performance.now() - t0;
+  const [before, after] = [tfjsPorts(baseFiles), tfjsPorts(targetFiles)];
+  const interfaceChanged = portsDiffer(before.inputs, after.inputs) || portsDiffer(before.outputs, after.outputs);
+  const warning = interfaceChanged
+    ? `the model's inputs or outputs changed (inputs ${before.inputs.map(portText).join(', ')} -> ${after.inputs.map(portText).join(', ')}; outputs ${before.outputs.map(portText).join(', ')} -> ${after.outputs.map(portText).join(', ')}): the payload is written, but the app that feeds the model must change with it`
+    : undefined;
+  await writeFile(a.out, res.bytes);
+  let modelOutFingerprint: string | undefined;
+  if (a.modelOut) {
+    // The base's files as a folder of its own, then rebuilt as a device rebuilds them.
+    await mkdir(a.modelOut, { recursive: true });
+    await writeFile(path.join(a.modelOut, 'model.json'), baseFiles[0].bytes);
+    for (const f of baseFiles.slice(1)) {
+      await mkdir(path.dirname(path.join(a.modelOut, f.path)), { recursive: true });
+      await cp(path.resolve(bw.dir, f.path), path.join(a.modelOut, f.path));
+    }
+    const rebuilt = await rebuildModelDir(a.modelOut, res.bytes, { hasher, state: null });
+    modelOutFingerprint = rebuilt.header.targetFingerprint;
+  }
+  const size = (fs: readonly ModelFile[]) => fs.reduce((n, f) => n + f.bytes.length, 0);
+  return report(a, io, res, modelId, size(baseFiles), size(targetFiles), ms, before, after, interfaceChanged, warning, modelOutFingerprint, everyChange, 'files');
 }
