@@ -29,7 +29,7 @@ const hasher = await getHasher();
 function specFileListProblem(doc: Record<string, unknown>): string | undefined {
   const fk = doc.fk;
   const fl = doc.fl;
-  if (fk !== 'tfjs') return fl === undefined ? undefined : 'fl on a single-file format';
+  if (fk === 'tflite' || (fk === 'onnx' && fl === undefined)) return fl === undefined ? undefined : 'fl on a single-file format';
   if (!Array.isArray(fl) || fl.length < 1 || fl.length > 4096) return 'fl must be 1 to 4096 entries';
   const seen = new Set<string>();
   let total = 0;
@@ -47,6 +47,7 @@ function specFileListProblem(doc: Record<string, unknown>): string | undefined {
     if (seen.has(p.toLowerCase())) return 'duplicate';
     seen.add(p.toLowerCase());
   }
+  if (fk === 'onnx') return /\.onnx$/i.test(fl[0][0]) ? undefined : 'the .onnx file first';
   if (!/\.json$/i.test(fl[0][0])) return 'the model JSON first';
   if (fl.slice(1).some((e) => /\.json$/i.test(e[0]))) return 'a shard named .json';
   return undefined;

@@ -8,7 +8,7 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Packr } from 'msgpackr';
@@ -364,6 +364,109 @@ describe('ndiff diff and ndiff apply on two TF.js folders whose structure differ
       dev.forEach((f, i) => assert.ok(equal(f.bytes, srv[i].bytes), f.path));
     } finally {
       for (const d of [work, b, t]) await rm(d, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('structural payload for an ONNX model with external data files', async () => {
+  const { DT, f32le, graph, model, node, tensor, valueInfo } = await import('./helpers/onnx-build.ts');
+  const { ONNX_FILES_REBUILD, OnnxFilesStore } = await import('../src/io/onnx/files-store.ts');
+  const { rebuildModelBytes } = await import('../src/apply/rebuild.ts');
+  const { OnnxWeightStore } = await import('../src/io/onnx/store.ts');
+  const { ModelMismatchError } = await import('../src/core/errors.ts');
+  const ext = (location: string, offset: number, length: number) => ({ location, offset: String(offset), length: String(length) });
+  /** v1: conv.w and bias in weights.bin, old inline; v2: conv.w retrained, bias renamed and moved to a second file, old removed, head.w added there, a Relu node added. */
+  const onnxBase = (): ModelFile[] => [
+    { path: 'net.onnx', bytes: model(graph({
+      name: 'net',
+      initializers: [
+        tensor({ name: 'conv.w', dims: [16, 16], dataType: DT.FLOAT, external: ext('weights.bin', 0, 1024) }),
+        tensor({ name: 'bias', dims: [64], dataType: DT.FLOAT, external: ext('weights.bin', 1024, 256) }),
+        tensor({ name: 'old', dims: [48], dataType: DT.FLOAT, raw: f32le(OLD) }),
+      ],
+      nodes: [node({ opType: 'MatMul', inputs: ['x', 'conv.w'], outputs: ['h'] }), node({ opType: 'Add', inputs: ['h', 'bias'], outputs: ['y'] })],
+      inputs: [valueInfo('x', [1, 16])],
+      outputs: [valueInfo('y', [1, 16])],
+    })) },
+    { path: 'weights.bin', bytes: concat([f32(CONV), f32(BIAS)]) },
+  ];
+  const onnxTarget = (): ModelFile[] => [
+    { path: 'net.onnx', bytes: model(graph({
+      name: 'net',
+      initializers: [
+        tensor({ name: 'conv.w', dims: [16, 16], dataType: DT.FLOAT, external: ext('weights.bin', 0, 1024) }),
+        tensor({ name: 'head.w', dims: [8, 16], dataType: DT.FLOAT, external: ext('head/extra.bin', 0, 512) }),
+        tensor({ name: 'stem.bias', dims: [64], dataType: DT.FLOAT, external: ext('head/extra.bin', 512, 256) }),
+      ],
+      nodes: [node({ opType: 'MatMul', inputs: ['x', 'conv.w'], outputs: ['h'] }), node({ opType: 'Add', inputs: ['h', 'stem.bias'], outputs: ['z'] }), node({ opType: 'Relu', inputs: ['z'], outputs: ['y'] })],
+      inputs: [valueInfo('x', [1, 16])],
+      outputs: [valueInfo('y', [1, 16])],
+    })) },
+    { path: 'weights.bin', bytes: f32(nudged(CONV, 7)) },
+    { path: 'head/extra.bin', bytes: concat([f32(HEAD), f32(BIAS)]) },
+  ];
+  const ofp = (files: ModelFile[]) => fingerprintStore(hasher, new OnnxFilesStore(files.map((f) => ({ path: f.path, bytes: f.bytes.slice() })))).fingerprint;
+  const p = structuralDiffFiles(hasher, onnxBase(), onnxTarget(), ONNX_FILES_REBUILD, { modelId: 'net', sequence: 1 });
+
+  test('the change is named and the payload lists the .onnx and its data files', () => {
+    assert.deepEqual(p.change.added, ['head.w']);
+    assert.deepEqual(p.change.removed, ['old']);
+    assert.deepEqual(p.change.renamed, [{ from: 'bias', to: 'stem.bias' }]);
+    assert.equal(p.change.keptChanged, 1);
+    assert.equal(p.header.fileKind, 'onnx');
+    assert.deepEqual(p.header.files!.map((f) => f.path), ['net.onnx', 'weights.bin', 'head/extra.bin']);
+    assert.ok(equal(structuralDiffFiles(hasher, onnxBase(), onnxTarget(), ONNX_FILES_REBUILD, { modelId: 'net', sequence: 1 }).bytes, p.bytes), 'deterministic');
+  });
+
+  test('rebuilt in memory, it ends at the target files byte for byte; the base files are only read', async () => {
+    const base = onnxBase();
+    const before = base.map((f) => f.bytes.slice());
+    const r = await rebuildModelFiles(base, p.bytes, ONNX_FILES_REBUILD);
+    assert.equal(r.status, 'applied');
+    assert.equal(ofp(r.files!), ofp(onnxTarget()));
+    r.files!.forEach((f, i) => assert.ok(equal(f.bytes, onnxTarget()[i].bytes), f.path));
+    base.forEach((f, i) => assert.ok(equal(f.bytes, before[i])));
+    assert.equal((await rebuildModelFiles(onnxTarget(), p.bytes, ONNX_FILES_REBUILD)).status, 'already-applied');
+  });
+
+  test('ndiff diff writes it for two .onnx files with external data, and --model-out is the target with its data files', async () => {
+    const work = await mkdtemp(path.join(tmpdir(), 'nd-sdiff-onnx-ext-'));
+    try {
+      const write = async (sub: string, files: ModelFile[]) => {
+        for (const f of files) {
+          await mkdir(path.dirname(path.join(work, sub, f.path)), { recursive: true });
+          await writeFile(path.join(work, sub, f.path), f.bytes);
+        }
+        return path.join(work, sub, files[0].path);
+      };
+      const [b, t] = [await write('v1', onnxBase()), await write('v2', onnxTarget())];
+      const { main } = await import('../cli/ndiff.ts');
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await main(['diff', '--base', b, '--target', t, '--budget', 'all', '--model-id', 'net', '--out', path.join(work, 'p.ndiff'), '--model-out', path.join(work, 'out', 'net.onnx'), '--json'], { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
+      assert.equal(code, 0, err.join('\n'));
+      const doc = JSON.parse(out.join('\n')) as Record<string, any>;
+      assert.equal(doc.structural, true);
+      assert.deepEqual(doc.targetFiles.map((f: { path: string }) => f.path), ['net.onnx', 'weights.bin', 'head/extra.bin']);
+      assert.deepEqual(doc.added, ['head.w']);
+      for (const f of onnxTarget()) assert.ok(equal(new Uint8Array(await readFile(path.join(work, 'out', f.path))), f.bytes), f.path);
+      const r = await rebuildModelFiles(onnxBase(), new Uint8Array(await readFile(path.join(work, 'p.ndiff'))), ONNX_FILES_REBUILD);
+      assert.equal(ofp(r.files!), ofp(onnxTarget()));
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+
+  test('a single-file rebuild refuses it, saying the model is several files; hostile lists are refused', async () => {
+    const onnx = { kind: 'onnx' as const, open: (b: Uint8Array) => new OnnxWeightStore(b) };
+    await assert.rejects(rebuildModelBytes(onnxBase()[0].bytes, p.bytes, onnx), (e: Error) => e instanceof ModelMismatchError && /3 files/.test(e.message));
+    const packr = new Packr({ useRecords: false, variableMapSize: true });
+    const doc = readMsgpack(p.bytes) as Record<string, unknown>;
+    const fl = doc.fl as [string, number][];
+    for (const [bad, why] of [['../weights.bin', /"\.\." segment/], ['head\\extra.bin', /backslash/], ['net.onnx.ndiff-prev', /updater's files/]] as const) {
+      const hostile = new Uint8Array(packr.pack({ ...doc, fl: [fl[0], [bad, fl[1][1]], fl[2]] }));
+      const base = onnxBase();
+      await assert.rejects(rebuildModelFiles(base, hostile, ONNX_FILES_REBUILD), (e: Error) => e instanceof PayloadFormatError && why.test(e.message), bad);
     }
   });
 });

@@ -17,7 +17,8 @@ import { locateTfjsModel } from '../../src/io/tfjs/model-file.ts';
 import { readTfjsModelFiles, rebuildModelDir, TFJS_REBUILD } from '../../src/io/tfjs/folder-rebuild.ts';
 import type { ModelFile } from '../../src/core/model-files.ts';
 import type { ExactCodec } from '../../src/diff/exact.ts';
-import { rebuildModelBytes, type RebuildFormat } from '../../src/apply/rebuild.ts';
+import { rebuildModelBytes, rebuildModelFiles, type RebuildFormat } from '../../src/apply/rebuild.ts';
+import { ONNX_FILES_REBUILD, onnxFileOrder } from '../../src/io/onnx/files-store.ts';
 import { OnnxWeightStore, onnxExternalLocations } from '../../src/io/onnx/store.ts';
 import { TfliteWeightStore } from '../../src/io/tflite/store.ts';
 import { readTfliteGraph } from '../../src/io/tflite/graph.ts';
@@ -34,9 +35,9 @@ interface Port {
 }
 
 /** The inputs and outputs of a model file (an ONNX graph's inputs that are initializers are left out). */
-function portsOf(kind: 'onnx' | 'tflite', bytes: Uint8Array, source: string): { inputs: Port[]; outputs: Port[] } {
+function portsOf(kind: 'onnx' | 'tflite', bytes: Uint8Array, source: string, files?: readonly ModelFile[]): { inputs: Port[]; outputs: Port[] } {
   if (kind === 'onnx') {
-    const g = decodeOnnxModel(bytes, { source }).graph;
+    const g = decodeOnnxModel(bytes, { source, ...(files ? { external: new Map(files.slice(1).map((f) => [f.path, f.bytes])) } : {}) }).graph;
     const init = new Set(g.initializers.map((t) => t.name));
     const port = (v: { name: string; dataType: number; shape?: (number | string)[] }): Port => ({ name: v.name, shape: v.shape ?? [], type: v.dataType });
     return { inputs: g.inputs.filter((v) => !init.has(v.name)).map(port), outputs: g.outputs.map(port) };
@@ -63,18 +64,20 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
   const everyChange = a.budget.trim().toLowerCase() === 'all';
   if (!everyChange && a.method !== 'topk' && a.method !== 'lowbit') throw new UsageError(`--method ${a.method} measures candidates on inputs; a structural payload takes --method topk or lowbit, or --budget all`);
   const [baseBytes, targetBytes] = (await Promise.all([readFile(a.base), readFile(a.target)])).map((b) => new Uint8Array(b));
-  if (kind === 'onnx') {
-    for (const [flag, file, bytes] of [['--base', a.base, baseBytes], ['--target', a.target, targetBytes]] as const) {
-      const ext = onnxExternalLocations(bytes, file);
-      if (ext.length) throw new UsageError(`${flag} ${file} keeps weights in external data files (${ext.join(', ')}): a structural payload rebuilds one file; save the model with its weights inside (onnx.save_model(..., save_as_external_data=False)) or ship it whole`);
-    }
-  }
+  // An ONNX model with external data files: the .onnx and its data files, rebuilt together.
+  const external = kind === 'onnx' && (onnxExternalLocations(baseBytes, a.base).length > 0 || onnxExternalLocations(targetBytes, a.target).length > 0);
+  const filesOf = async (file: string, bytes: Uint8Array): Promise<ModelFile[]> => [
+    { path: path.basename(file), bytes },
+    ...(await Promise.all(onnxFileOrder(bytes, file).map(async (loc) => ({ path: loc, bytes: new Uint8Array(await readFile(path.resolve(path.dirname(file), loc))) })))),
+  ];
+  const [baseFiles, targetFiles] = external ? await Promise.all([filesOf(a.base, baseBytes), filesOf(a.target, targetBytes)]) : [undefined, undefined];
   const format = kind === 'onnx' ? ONNX_REBUILD : TFLITE_REBUILD;
   const hasher = await getHasher();
   const t0 = performance.now();
   const header = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) };
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
-  const res = structuralDiff(hasher, baseBytes, targetBytes, format, {
+  const build = (options: Parameters<typeof structuralDiff>[4]) => (baseFiles && targetFiles ? structuralDiffFiles(hasher, baseFiles, targetFiles, ONNX_FILES_REBUILD, options) : structuralDiff(hasher, baseBytes, targetBytes, format, options));
+  const res = build({
     ...header,
     store: a.store,
     ...exactCodecs,
@@ -87,19 +90,31 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
     }),
   });
   const ms = performance.now() - t0;
-  const [before, after] = [portsOf(kind, baseBytes, a.base), portsOf(kind, targetBytes, a.target)];
+  const [before, after] = [portsOf(kind, baseBytes, a.base, baseFiles), portsOf(kind, targetBytes, a.target, targetFiles)];
   const interfaceChanged = portsDiffer(before.inputs, after.inputs) || portsDiffer(before.outputs, after.outputs);
   const warning = interfaceChanged
     ? `the model's inputs or outputs changed (inputs ${before.inputs.map(portText).join(', ')} -> ${after.inputs.map(portText).join(', ')}; outputs ${before.outputs.map(portText).join(', ')} -> ${after.outputs.map(portText).join(', ')}): the payload is written, but the app that feeds the model must change with it`
     : undefined;
   await writeFile(a.out, res.bytes);
   let modelOutFingerprint: string | undefined;
-  if (a.modelOut) {
+  if (a.modelOut && baseFiles) {
+    // The .onnx as --model-out, its data files beside it under the names it references.
+    const rebuilt = await rebuildModelFiles(baseFiles, res.bytes, ONNX_FILES_REBUILD, { hasher });
+    const files = rebuilt.files as ModelFile[];
+    await writeFile(a.modelOut, files[0].bytes);
+    for (const f of files.slice(1)) {
+      const out = path.resolve(path.dirname(a.modelOut), f.path);
+      await mkdir(path.dirname(out), { recursive: true });
+      await writeFile(out, f.bytes);
+    }
+    modelOutFingerprint = rebuilt.header.targetFingerprint;
+  } else if (a.modelOut) {
     const rebuilt = await rebuildModelBytes(baseBytes, res.bytes, format, { hasher });
     await writeFile(a.modelOut, rebuilt.bytes);
     modelOutFingerprint = rebuilt.header.targetFingerprint;
   }
-  return report(a, io, res, modelId, baseBytes.length, targetBytes.length, ms, before, after, interfaceChanged, warning, modelOutFingerprint, everyChange, 'file');
+  const size = (fs: readonly ModelFile[] | undefined, one: Uint8Array) => (fs ? fs.reduce((n, f) => n + f.bytes.length, 0) : one.length);
+  return report(a, io, res, modelId, size(baseFiles, baseBytes), size(targetFiles, targetBytes), ms, before, after, interfaceChanged, warning, modelOutFingerprint, everyChange, baseFiles ? 'files' : 'file');
 }
 
 /** The result document and the lines `ndiff diff` prints for a structural payload. */

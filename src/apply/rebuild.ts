@@ -208,7 +208,8 @@ export async function decodeStructuralPayload(bytes: Uint8Array, options: Decode
     header.meta = m;
   }
   const fl = own(o, 'fl');
-  if (MULTI_FILE_KINDS.includes(fileKind)) {
+  if (MULTI_FILE_KINDS.includes(fileKind) || (fileKind === 'onnx' && fl !== undefined)) {
+    // tfjs: always several files; onnx: with "fl", the .onnx and its external data files.
     if (!Array.isArray(fl)) fail(`"fl" (the ${fileKind} model's file list) must be an array of [path, length], found ${fl === undefined ? 'nothing' : typeof fl}`);
     header.files = decodeFileList(fl, fileKind);
   } else if (fl !== undefined) fail(`"fl" names files, but a ${fileKind} model is a single file: expected no "fl"`);
@@ -238,6 +239,7 @@ function decodeFileList(fl: unknown[], kind: RebuildFileKind): { path: string; l
   });
   if (total > 2 ** 32 - 1) fail(`"fl" names ${total} bytes in all (at most 2^32 - 1)`);
   checkModelFileList(list);
+  if (kind === 'onnx' && !/\.onnx$/i.test(list[0].path)) fail(`the first file of an onnx model must be its .onnx file, found ${JSON.stringify(list[0].path.slice(0, 80))}`);
   if (kind === 'tfjs') {
     if (!/\.json$/i.test(list[0].path)) fail(`the first file of a tfjs model must be its model JSON (a .json file), found ${JSON.stringify(list[0].path.slice(0, 80))}`);
     const json = list.slice(1).find((f) => /\.json$/i.test(f.path));
@@ -273,7 +275,7 @@ export async function rebuildModelBytes(base: Uint8Array, payloadBytes: Uint8Arr
       return Object.assign(store, { modelFiles: () => [{ path: files[0].path, bytes: store.modelBytes() }] });
     },
   };
-  const r = await rebuildModelFiles([{ path: '', bytes: base }], payloadBytes, single, options);
+  const r = await rebuild([{ path: '', bytes: base }], payloadBytes, single, options, true);
   const { files: _files, ...rest } = r;
   return rest;
 }
@@ -287,9 +289,16 @@ export async function rebuildModelBytes(base: Uint8Array, payloadBytes: Uint8Arr
  * payload's order. `base` is only read.
  */
 export async function rebuildModelFiles(base: readonly ModelFile[], payloadBytes: Uint8Array, format: RebuildFilesFormat, options: RebuildOptions = {}): Promise<RebuildResult> {
+  return rebuild(base, payloadBytes, format, options, false);
+}
+
+async function rebuild(base: readonly ModelFile[], payloadBytes: Uint8Array, format: RebuildFilesFormat, options: RebuildOptions, singleFile: boolean): Promise<RebuildResult> {
   const opened = await openSignedPayload(payloadBytes, options);
   const payload = await decodeStructuralPayload(opened.payload, options);
   const { header } = payload;
+  if (singleFile && header.files) {
+    throw new ModelMismatchError(`this structural payload rebuilds a ${header.fileKind} model of ${header.files.length} files (${header.files.slice(0, 3).map((f) => f.path).join(', ')}${header.files.length > 3 ? ', ...' : ''}), and a single file was given: rebuild the model's files together (rebuildModelFiles${header.fileKind === 'tfjs' ? ', or rebuildModelDir on Node' : ''}); nothing was written`, { files: header.files.length });
+  }
   if (options.expectedModelId !== undefined && header.modelId !== options.expectedModelId) {
     throw new ModelMismatchError(`payload is for model ${JSON.stringify(header.modelId)}, this device holds ${JSON.stringify(options.expectedModelId)}: nothing was written; fetch the payload published for ${JSON.stringify(options.expectedModelId)}`, { expected: options.expectedModelId, found: header.modelId });
   }

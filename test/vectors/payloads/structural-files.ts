@@ -98,7 +98,8 @@ export function generateStructuralFilesVectors(hasher: Hasher): Map<string, Uint
   add('fl-duplicate', 'model.json listed twice (compared without case: "MODEL.JSON").', [fl[0], ['MODEL.JSON', fl[1][1]]], 'twice');
   add('fl-missing', '"fk" is "tfjs" and there is no "fl".', undefined, '"fl"');
   add('fl-lengths', 'The lengths in "fl" sum to one byte more than the byte delta writes.', [fl[0], [fl[1][0], fl[1][1] + 1]], '"fl" lists');
-  add('fl-on-single-file', '"fl" in a payload whose "fk" is "onnx" (a single file).', fl, 'single file', { fk: 'onnx' });
+  add('fl-on-single-file', '"fl" in a payload whose "fk" is "tflite" (always a single file).', fl, 'single file', { fk: 'tflite' });
+  add('fl-onnx-first', '"fk" "onnx" with "fl" (an ONNX model with external data) whose first file is not the .onnx file.', fl, '.onnx file', { fk: 'onnx' });
   add('fl-entry-shape', 'An "fl" entry that is not [path, length].', [fl[0], [fl[1][0]]], 'entry 1');
   out.set('structural-files.json', new TextEncoder().encode(JSON.stringify({
     description: 'Structural payloads over several files (docs/FORMAT.md §17, "fk" "tfjs" with the file list "fl"). For the valid case, the byte delta applied to the base files one after the other, cut by "fl", gives the intermediate files (fingerprint "if"); the value payload "pv" takes them to the target files byte for byte. Every invalid case is refused (PayloadFormatError) before anything is written. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
