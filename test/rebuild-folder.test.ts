@@ -177,12 +177,23 @@ describe('structural payload for a TF.js model', () => {
     assert.ok(equal(structuralDiffFiles(hasher, base(), target(), TFJS_REBUILD, { modelId: 'net', sequence: 2 }).bytes, built.bytes));
   });
 
-  test('the base applier and a live store refuse it, saying to rebuild the files and reload', async () => {
+  test('a live store refuses it, saying to rebuild the files and reload; applyToModelDir (and so ndiff update) routes it to the rebuild', async () => {
     const live = new MemoryWeightStore({ w: { shape: [1], data: new Float32Array(1) } });
     await assert.rejects(applyPayload(live, built.bytes), (e: Error) => e instanceof UnsupportedVersionError && /structural payload/.test(e.message) && /reload the model/.test(e.message));
     const dir = await folderOf(base());
     try {
-      await assert.rejects(applyToModelDir(dir, built.bytes), (e: Error) => e instanceof UnsupportedVersionError && /rebuildModelDir/.test(e.message));
+      const before = await snapshot(dir);
+      let seen = '';
+      await assert.rejects(applyToModelDir(dir, built.bytes, { state: null, healthCheck: ({ store, result }) => { seen = fingerprintStore(hasher, store).fingerprint + result.targetFingerprint; return false; } }), HealthCheckError);
+      assert.equal(seen, fp(target()) + fp(target()), 'the health check sees the rebuilt model');
+      assert.deepEqual(await snapshot(dir), before);
+      const r = await applyToModelDir(dir, built.bytes, { expectedModelId: 'net' });
+      assert.equal(r.status, 'applied');
+      assert.equal(r.targetFingerprint, fp(target()));
+      assert.equal(r.sequenceRecorded, true);
+      assert.deepEqual(r.changedTensors.sort(), ['conv/w', 'q']);
+      assert.equal(await folderFingerprint(dir), fp(target()));
+      assert.equal((await applyToModelDir(dir, built.bytes)).status, 'already-applied');
     } finally {
       await rm(dir, { recursive: true });
     }

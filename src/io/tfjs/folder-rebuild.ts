@@ -27,7 +27,9 @@ import { HealthCheckError, ModelFormatError, NeuralDiffError, StateStoreError, T
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import type { ModelFile } from '../../core/model-files.ts';
-import { decodeStructuralPayload, rebuildModelFiles, type RebuildFilesFormat, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
+import { decodeStructuralPayload, isStructuralPayload, rebuildModelFiles, type RebuildFilesFormat, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
+import { isSignedEnvelope, parseEnvelope } from '../../apply/envelope.ts';
+import type { ApplyResult } from '../../apply/apply.ts';
 import { openSignedPayload } from '../../apply/signature.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
 import { nodeFileOps, type FileOps } from '../durable/durable.ts';
@@ -38,7 +40,7 @@ import { parseModelJson, replaceTopLevelValue } from './manifest.ts';
 import { namedByOtherModels } from './shared-folder.ts';
 import { writeModelAtomically, type PlannedGroup } from './write.ts';
 import { TfjsFilesStore, tfjsFileOrder } from './files-store.ts';
-import { confirmWritten, emptyReport, modelIdFor, readModelId, recoverModel, resolveState, rollbackModel, sha256, writeJournal, writeModelId, type Journal } from './folder-update.ts';
+import { confirmWritten, emptyReport, modelIdFor, readModelId, recoverModel, resolveState, rollbackModel, sha256, writeJournal, writeModelId, type Journal, type ModelDirApplyOptions, type ModelDirApplyResult } from './folder-update.ts';
 
 /** How `neural-diff/rebuild` reads a TF.js model's files. */
 export const TFJS_REBUILD: RebuildFilesFormat = { kind: 'tfjs', open: (files) => new TfjsFilesStore(files) };
@@ -200,4 +202,41 @@ async function writeTarget(ops: FileOps, dir: string, files: ModelFiles, previou
   }
   if (!written) throw new ModelFormatError(`${path.join(dir, files.model)}: the update wrote no journal (a bug in neural-diff)`, { dir });
   return written;
+}
+
+/** Whether `bytes` (a payload or a signed envelope) holds a structural payload; false for anything unreadable. */
+export function holdsStructuralPayload(bytes: Uint8Array): boolean {
+  try {
+    return isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `applyToModelDir` for a structural payload: {@link rebuildModelDir} with the same options, its
+ * result in the shape of an apply's (the value payload's changed tensors and values; `structural`
+ * the rebuild's own result). The health check gets the rebuilt folder's store.
+ */
+export async function applyStructuralToModelDir(model: string, payloadBytes: Uint8Array, options: ModelDirApplyOptions): Promise<ModelDirApplyResult & { structural: ModelDirRebuildResult }> {
+  const { healthCheck, shardBytes: _s, quantizedUnchanged: _q, baseCheck: _b, ...rest } = options;
+  const decoded = await decodeStructuralPayload((await openSignedPayload(payloadBytes, options)).payload, options);
+  const shaped = (r: RebuildResult, sequenceRecorded: boolean): ApplyResult => ({
+    status: r.status,
+    baseFingerprint: r.header.baseFingerprint,
+    targetFingerprint: r.header.targetFingerprint,
+    sequence: r.header.sequence,
+    changedTensors: r.values?.changedTensors ?? [],
+    writtenValues: r.values?.writtenValues ?? 0,
+    baseCheck: r.values?.baseCheck ?? { hashedTensors: 0, recordedTensors: 0 },
+    payload: r.values?.payload ?? decoded.verifiedValues.payload,
+    signature: r.signature,
+    ...(r.previousSequence !== undefined ? { previousSequence: r.previousSequence } : {}),
+    sequenceRecorded,
+  });
+  const r = await rebuildModelDir(model, payloadBytes, {
+    ...rest,
+    ...(healthCheck ? { healthCheck: async (info) => healthCheck({ dir: info.dir, file: info.file, store: await openTfjsModelDir(info.dir, { modelJsonFile: path.basename(info.file) }), result: shaped(info.result, false) }) } : {}),
+  });
+  return { ...shaped(r, r.sequenceRecorded), recovery: r.recovery, structural: r };
 }
