@@ -468,6 +468,59 @@ describe('structural payload for an ONNX model with external data files', async 
     }
   });
 
+  test('on disk (rebuildOnnxFile): the .onnx and its data file switched, a failed health check and a crash after the switch put both back byte for byte; a change of the data files\' set is refused untouched', async () => {
+    const { cp } = await import('node:fs/promises');
+    const { rebuildOnnxFile, recoverOnnxFile } = await import('../src/io/onnx/files.ts');
+    const { UsageError } = await import('../src/core/errors.ts');
+    // v2 keeps its data in weights.bin alone: conv.w retrained, head.w and stem.bias (bias renamed) appended, old removed.
+    const sameFiles = (): ModelFile[] => [
+      { path: 'net.onnx', bytes: model(graph({
+        name: 'net',
+        initializers: [
+          tensor({ name: 'conv.w', dims: [16, 16], dataType: DT.FLOAT, external: ext('weights.bin', 0, 1024) }),
+          tensor({ name: 'head.w', dims: [8, 16], dataType: DT.FLOAT, external: ext('weights.bin', 1024, 512) }),
+          tensor({ name: 'stem.bias', dims: [64], dataType: DT.FLOAT, external: ext('weights.bin', 1536, 256) }),
+        ],
+        nodes: [node({ opType: 'MatMul', inputs: ['x', 'conv.w'], outputs: ['h'] }), node({ opType: 'Add', inputs: ['h', 'stem.bias'], outputs: ['z'] }), node({ opType: 'Relu', inputs: ['z'], outputs: ['y'] })],
+        inputs: [valueInfo('x', [1, 16])],
+        outputs: [valueInfo('y', [1, 16])],
+      })) },
+      { path: 'weights.bin', bytes: concat([f32(nudged(CONV, 7)), f32(HEAD), f32(BIAS)]) },
+    ];
+    const payload = structuralDiffFiles(hasher, onnxBase(), sameFiles(), ONNX_FILES_REBUILD, { modelId: 'net', sequence: 2 }).bytes;
+    const work = await mkdtemp(path.join(tmpdir(), 'nd-rebuild-onnx-ext-'));
+    try {
+      const live = path.join(work, 'live');
+      await mkdir(live);
+      for (const f of onnxBase()) await writeFile(path.join(live, f.path), f.bytes);
+      const file = path.join(live, 'net.onnx');
+      const before = await snapshot(live);
+      // the data files' set changes (head/extra.bin added): refused, nothing written
+      await assert.rejects(rebuildOnnxFile(file, p.bytes, { state: null }), (e: Error) => e instanceof UsageError && /does not yet create or delete data files/.test(e.message));
+      assert.deepEqual(await snapshot(live), before);
+      await assert.rejects(rebuildOnnxFile(file, payload, { state: null, healthCheck: () => false }), HealthCheckError);
+      assert.deepEqual(await snapshot(live), before, 'rolled back byte for byte');
+      // power lost after the switch: the folder as the health check sees it
+      const frozen = path.join(work, 'frozen');
+      await assert.rejects(rebuildOnnxFile(file, payload, { state: null, healthCheck: async () => { await cp(live, frozen, { recursive: true }); return false; } }), HealthCheckError);
+      const left = (await readdir(frozen)).sort();
+      assert.ok(left.includes('net.onnx.ndiff-update.json') && left.includes('net.onnx.ndiff-prev') && left.includes('weights.bin.ndiff-prev'), left.join(', '));
+      assert.equal((await recoverOnnxFile(path.join(frozen, 'net.onnx'))).rolledBack, true);
+      // (the copy holds the live apply's lock too, which is no part of the model)
+      const recovered = await snapshot(frozen);
+      for (const k of recovered.keys()) if (k.startsWith('.ndiff-apply.lock')) recovered.delete(k);
+      assert.deepEqual(recovered, before, 'recovery puts both files back');
+      const r = await rebuildOnnxFile(file, payload);
+      assert.equal(r.status, 'applied');
+      assert.deepEqual(r.filesWritten.map((f) => path.basename(f)).sort(), ['net.onnx', 'weights.bin']);
+      for (const f of sameFiles()) assert.ok(equal(new Uint8Array(await readFile(path.join(live, f.path))), f.bytes), f.path);
+      assert.deepEqual((await readdir(live)).filter((f) => /ndiff-(prev|update)|\.tmp-/.test(f)), []);
+      assert.equal((await rebuildOnnxFile(file, payload)).status, 'already-applied');
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+
   test('a single-file rebuild refuses it, saying the model is several files; hostile lists are refused', async () => {
     const onnx = { kind: 'onnx' as const, open: (b: Uint8Array) => new OnnxWeightStore(b) };
     await assert.rejects(rebuildModelBytes(onnxBase()[0].bytes, p.bytes, onnx), (e: Error) => e instanceof ModelMismatchError && /3 files/.test(e.message));
