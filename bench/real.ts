@@ -46,8 +46,10 @@ import { openOnnxFile } from '../src/io/onnx/files.ts';
 import { openTfliteFile } from '../src/io/tflite/files.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { TfliteWeightStore } from '../src/io/tflite/store.ts';
-import { structuralDiff } from '../src/diff/structural.ts';
-import { rebuildModelBytes, type RebuildFormat } from '../src/apply/rebuild.ts';
+import { structuralDiff, structuralDiffFiles } from '../src/diff/structural.ts';
+import { rebuildModelBytes, rebuildModelFiles, type RebuildFormat } from '../src/apply/rebuild.ts';
+import { concatModelFiles } from '../src/core/model-files.ts';
+import { readTfjsModelFiles, rebuildModelDir, TFJS_REBUILD } from '../src/io/tfjs/folder-rebuild.ts';
 import { openTfjsModel, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { ensurePackages } from './onnx.ts';
@@ -234,6 +236,47 @@ async function measureStructural(hasher: Hasher, baseFile: string, targetFile: s
   };
 }
 
+/**
+ * The structural payload of a TF.js pair (what `ndiff diff --budget all` writes for it: the model
+ * JSON and its shards), rebuilt in memory as neural-diff/rebuild does and on disk in place, in a
+ * copy of the base's folder (with the package's other models) as `ndiff apply` does; the
+ * byte diffs are of the files one after the other.
+ */
+async function measureStructuralTfjs(hasher: Hasher, baseFile: string, targetFile: string, work: string): Promise<{ structural: NonNullable<RealPairResult['structural']>; zstd?: number; bsdiff?: number; inPlace: NonNullable<RealPairResult['inPlace']> }> {
+  const [base, target] = await Promise.all([readTfjsModelFiles(path.dirname(baseFile), path.basename(baseFile)), readTfjsModelFiles(path.dirname(targetFile), path.basename(targetFile))]);
+  const t0 = performance.now();
+  const built = structuralDiffFiles(hasher, base, target, TFJS_REBUILD, { modelId: 'bench' });
+  const seconds = (performance.now() - t0) / 1000;
+  const rebuilt = await rebuildModelFiles(base, built.bytes, TFJS_REBUILD, { hasher });
+  const sameFiles = rebuilt.status === 'applied' && rebuilt.files!.length === target.length && rebuilt.files!.every((f, i) => f.path === target[i].path && Buffer.from(f.bytes).equals(Buffer.from(target[i].bytes)));
+  const [baseCat, targetCat] = [path.join(work, 'base-files.bin'), path.join(work, 'target-files.bin')];
+  await writeFile(baseCat, concatModelFiles(base));
+  await writeFile(targetCat, concatModelFiles(target));
+  const sizes = await byteDiffs(baseCat, targetCat, work);
+  // In place, in a copy of the base's folder: the target's fingerprint, the other files untouched.
+  const dir = path.join(work, 'rebuild-in-place');
+  await rm(dir, { recursive: true, force: true });
+  await cp(path.dirname(baseFile), dir, { recursive: true });
+  const file = path.join(dir, path.basename(baseFile));
+  const ours = new Set([path.basename(baseFile), ...base.slice(1).map((f) => f.path)]);
+  const others = await filesBut(dir, (n) => ours.has(n));
+  await rebuildModelDir(file, built.bytes, { hasher, state: null });
+  const reached = fingerprintStore(hasher, await openTfjsModel(file)).fingerprint === built.header.targetFingerprint;
+  const after = await filesBut(dir, (n) => !others.has(n));
+  const untouched = [...others].every(([n, b]) => after.get(n)?.equals(b) === true);
+  const c = built.change;
+  const targetFileBytes = target.reduce((n, f) => n + f.bytes.length, 0);
+  return {
+    structural: {
+      bytes: built.bytes.length, rebuildBytes: built.rebuildBytes, valueBytes: built.valueBytes, targetFileBytes,
+      added: c.added.length, removed: c.removed.length, renamed: c.renamed.length, reshaped: c.reshaped.length, kept: c.kept, keptChanged: c.keptChanged, graphChanged: c.frameChanged,
+      byteForByte: sameFiles, seconds,
+    },
+    ...sizes,
+    inPlace: { file: path.basename(baseFile), reached, otherFiles: others.size, untouched, shard: '' },
+  };
+}
+
 /** The exact payload of a pair, its round trip and sizes; or the refusal. */
 async function measure(hasher: Hasher, baseFile: string, targetFile: string, work: string): Promise<Omit<RealPairResult, 'pair' | 'base' | 'target'> & { bytes?: Uint8Array }> {
   const [base, target] = await Promise.all([open(baseFile), open(targetFile)]);
@@ -247,7 +290,11 @@ async function measure(hasher: Hasher, baseFile: string, targetFile: string, wor
   } catch (e) {
     if (!(e instanceof NeuralDiffError)) throw e;
     const refused = { code: e.code, message: e.message };
-    if (!/\.(onnx|tflite)$/.test(baseFile)) return { refused };
+    if (!/\.(onnx|tflite)$/.test(baseFile)) {
+      // A TF.js pair: the structural payload over the model JSON and its shards.
+      const t = await measureStructuralTfjs(hasher, baseFile, targetFile, work);
+      return { refused, structural: t.structural, inPlace: t.inPlace, targetWeightBytes: t.structural.targetFileBytes, ...(t.zstd !== undefined ? { zstdBytes: t.zstd } : {}), ...(t.bsdiff !== undefined ? { bsdiffBytes: t.bsdiff } : {}) };
+    }
     // A single-file pair: the structural payload, beside the byte diffs of the two files.
     const structural = await measureStructural(hasher, baseFile, targetFile);
     const sizes = await byteDiffs(baseFile, targetFile, work);
@@ -342,6 +389,7 @@ export async function runRealBench(options: RealBenchOptions = {}): Promise<Real
       Object.assign(row, measured);
       log(`  ${row.refused ? `refused (${row.refused.code}): ${row.refused.message}` : `${row.payloadBytes} bytes (format v${row.version}), zstd ${row.zstdBytes}, bsdiff ${row.bsdiffBytes}, round trip ${row.roundTrip}`}`);
       if (row.structural) log(`  structural payload (format v7): ${row.structural.bytes} bytes (rebuild ${row.structural.rebuildBytes}, values ${row.structural.valueBytes}), zstd ${row.zstdBytes}, bsdiff ${row.bsdiffBytes}, rebuilt ${row.structural.byteForByte ? 'byte for byte' : 'NOT the target'}`);
+      if (row.structural && row.inPlace) log(`  rebuilt in place (rebuildModelDir) ${row.inPlace.file} beside ${row.inPlace.otherFiles} other files: ${row.inPlace.reached ? 'target fingerprint' : 'NOT the target'}, the other files ${row.inPlace.untouched ? 'byte for byte' : 'CHANGED'}`);
       if (spec.oneGraph && row.refused) {
         const one: RealPairResult = { pair: `${spec.name}, on one graph`, base: `${label(spec.base)} weights in ${label(spec.target)}'s folder`, target: label(spec.target), note: 'v3\'s float weights laid into v4\'s model file, in a copy of v4\'s folder with the package\'s other models (every float tensor set to v3\'s values and written back as float16), as the base' };
         results.push(one);
@@ -369,7 +417,7 @@ export function realBenchMarkdown(results: RealPairResult[]): string {
   for (const r of results) {
     const s = r.structural;
     if (r.skipped) lines.push(`| ${r.pair} | skipped: ${r.skipped} | | | | | |`);
-    else if (r.refused && s) lines.push(`| ${r.pair} | structural (v7): ${n(s.bytes)} (rebuild ${n(s.rebuildBytes)} + values ${n(s.valueBytes)}) | | ${n(r.zstdBytes)} | ${n(r.bsdiffBytes)} | ${n(s.targetFileBytes)} (the file) | ${s.byteForByte ? 'target file byte for byte' : 'NOT the target'} |`);
+    else if (r.refused && s) lines.push(`| ${r.pair} | structural (v7): ${n(s.bytes)} (rebuild ${n(s.rebuildBytes)} + values ${n(s.valueBytes)}) | | ${n(r.zstdBytes)} | ${n(r.bsdiffBytes)} | ${n(s.targetFileBytes)} (the ${/\.(onnx|tflite)$/.test(r.target) ? 'file' : 'model.json and shards'}) | ${s.byteForByte ? `target ${/\.(onnx|tflite)$/.test(r.target) ? 'file' : 'files'} byte for byte${r.inPlace ? `; in place ${r.inPlace.reached ? 'at the target' : 'NOT at the target'}, ${r.inPlace.otherFiles} other files ${r.inPlace.untouched ? 'untouched' : 'CHANGED'}` : ''}` : 'NOT the target'} |`);
     else if (r.refused) lines.push(`| ${r.pair} | refused (${r.refused.code}) | | | | | |`);
     else lines.push(`| ${r.pair} | ${n(r.payloadBytes)} (v${r.version}; ${Object.entries(r.codecs ?? {}).map(([c, k]) => `${k} ${c}`).join(', ')}) | ${n(r.v3Bytes)} | ${n(r.zstdBytes)} | ${n(r.bsdiffBytes)} | ${n(r.targetWeightBytes)} | ${r.roundTrip ? 'target fingerprint' : 'NOT the target'} |`);
   }

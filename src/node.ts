@@ -26,6 +26,9 @@ export { openOnnxFile, applyToOnnxFile, rebuildOnnxFile, recoverOnnxFile, OnnxFi
 export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx/store.ts';
 export { openTfliteFile, applyToTfliteFile, rebuildTfliteFile, recoverTfliteFile, saveTfliteFileAs, TfliteFileStore, TFLITE_FILE } from './io/tflite/files.ts';
 export { rebuildWeightsFile, type WeightsFileRebuildOptions, type WeightsFileRebuildResult } from './io/durable/weights-file-rebuild.ts';
+export { rebuildModelDir, readTfjsModelFiles, TFJS_REBUILD, type ModelDirRebuildOptions, type ModelDirRebuildResult } from './io/tfjs/folder-rebuild.ts';
+export { TfjsFilesStore, tfjsFileOrder } from './io/tfjs/files-store.ts';
+export { OnnxFilesStore, onnxFileOrder, ONNX_FILES_REBUILD } from './io/onnx/files-store.ts';
 export { TfliteWeightStore, TFLITE_FRAME, scanTfliteModel, type TfliteTensorEntry, type TfliteStoreOptions } from './io/tflite/store.ts';
 export { WeightsFileStore, openWeightsFile, type WeightsFileFormat, type WeightsFileContents, type ExternalPatch, type ExternalSource } from './io/durable/weights-file.ts';
 export { applyToWeightsFile, recoverWeightsFile } from './io/durable/weights-file-update.ts';

@@ -68,9 +68,9 @@ test('neural-diff/tflite resolves and exports the LiteRT store; neural-diff/node
 
 test('neural-diff/rebuild resolves and exports the structural rebuild; neural-diff/node its crash-safe file rebuilds', async () => {
   const rebuild = await import('neural-diff/rebuild');
-  for (const name of ['rebuildModelBytes', 'decodeStructuralPayload', 'isStructuralPayload', 'applyByteDelta', 'STRUCTURAL_VERSION', 'PayloadFormatError']) assert.ok(name in rebuild, name);
+  for (const name of ['rebuildModelBytes', 'rebuildModelFiles', 'checkModelFileList', 'decodeStructuralPayload', 'isStructuralPayload', 'applyByteDelta', 'STRUCTURAL_VERSION', 'PayloadFormatError']) assert.ok(name in rebuild, name);
   const node = await import('neural-diff/node');
-  for (const name of ['rebuildOnnxFile', 'rebuildTfliteFile', 'rebuildWeightsFile']) assert.ok(name in node, name);
+  for (const name of ['rebuildOnnxFile', 'rebuildTfliteFile', 'rebuildWeightsFile', 'rebuildModelDir', 'TfjsFilesStore']) assert.ok(name in node, name);
 });
 
 test('neural-diff/updater resolves and exports the device updater; neural-diff/node its Node adapters', async () => {

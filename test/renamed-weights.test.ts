@@ -101,10 +101,15 @@ test('TF.js: a graph model converted again (weights renamed, a node and an int32
   const [v1, v2] = await Promise.all(['v1', 'v2'].map((v) => openTfjsModelDir(join(dir, v))));
   const e = refusal(() => exactDiff(hasher, v1, v2));
   assert.match(e.message, /^the graph changed; the weights did not \(all 2 weight tensors of the target are the base's, bit for bit in dtype, shape and values, 2 of them under other names\): ship the new model file\. What differs is the graph: 3 tensor\(s\) added \("StatefulPartitionedCall\/b", "StatefulPartitionedCall\/w", "reshape\/shape"\), 2 removed \("dense\/bias", "dense\/kernel"\), counting the renamed weights, and the model's frame$/);
-  // The CLI refuses it the same way (exit 4) and writes nothing.
+  // No value payload joins them; the CLI writes a structural payload instead (format v7, FORMAT.md
+  // §17): the weights are copied under their new names from the base's bytes, nothing re-sent.
+  const lines: string[] = [];
   const errs: string[] = [];
   const out = join(dir, 'p.ndiff');
-  assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', 'all', '--model-id', 'pose', '--out', out], { out: () => {}, err: (l) => errs.push(l), progress: () => {} }), 4);
-  assert.match(errs.join(' '), /the graph changed; the weights did not \(all 2 weight tensors/);
-  await assert.rejects(access(out), { code: 'ENOENT' });
+  assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', 'all', '--model-id', 'pose', '--out', out, '--json'], { out: (l) => lines.push(l), err: (l) => errs.push(l), progress: () => {} }), 0, errs.join('\n'));
+  const doc = JSON.parse(lines.join('\n')) as { structural: boolean; renamed: { from: string; to: string }[]; added: string[]; graphChanged: boolean; bytes: number };
+  assert.equal(doc.structural, true);
+  assert.deepEqual(doc.renamed, [{ from: 'dense/bias', to: 'StatefulPartitionedCall/b' }, { from: 'dense/kernel', to: 'StatefulPartitionedCall/w' }]);
+  assert.equal(doc.graphChanged, true);
+  await access(out);
 });

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { cp, readFile } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
 import { BaseMismatchError, ModelMismatchError } from '../src/core/errors.ts';
 import { combineDigests, fingerprintStore } from '../src/core/fingerprint.ts';
@@ -20,6 +20,7 @@ import { openTfjsModelDir, writeModelDir } from '../src/io/tfjs/index.ts';
 import { tfjsFrameValues, TFJS_FRAME } from '../src/io/tfjs/frame.ts';
 import { canonicalJson } from '../src/core/canonical-json.ts';
 import { main } from '../cli/ndiff.ts';
+import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { firstJsonDifference } from '../src/diff/json-difference.ts';
 import { tempDir } from './helpers/dirs.ts';
 
@@ -64,10 +65,20 @@ test('a graph change with the same weights: another fingerprint, refused as grap
   // It says where model.json first differs (v2's extra node; v3's frame differs only in bytes).
   assert.throws(() => exactDiff(hasher, v1, v2), (e: unknown) => e instanceof ModelMismatchError && e.message.includes('(first difference in model.json: modelTopology.node[3]: (absent) -> {"name":"n3","op":"Relu"})'));
   assert.throws(() => exactDiff(hasher, v1, v3), (e: unknown) => e instanceof ModelMismatchError && !e.message.includes('first difference in model.json'));
-  // The CLI says it too (exit 4), at any budget.
+  // No value payload joins them: the CLI writes a structural payload (format v7, FORMAT.md §17)
+  // carrying the graph's change, and a device rebuilding v1 with it holds v2.
   const errs: string[] = [];
-  assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', 'all', '--model-id', 'pose', '--out', join(dir, 'p.ndiff')], { out: () => {}, err: (l) => errs.push(l), progress: () => {} }), 4);
-  assert.match(errs.join(' '), /the graph changed; the weights did not/);
+  const lines: string[] = [];
+  assert.equal(await main(['diff', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', 'all', '--model-id', 'pose', '--out', join(dir, 'p.ndiff'), '--json'], { out: (l) => lines.push(l), err: (l) => errs.push(l), progress: () => {} }), 0, errs.join('\n'));
+  const doc = JSON.parse(lines.join('\n')) as { structural: boolean; graphChanged: boolean; keptChanged: number };
+  assert.equal(doc.structural, true);
+  assert.equal(doc.graphChanged, true);
+  assert.equal(doc.keptChanged, 0);
+  const device = join(dir, 'device');
+  await cp(join(dir, 'v1'), device, { recursive: true });
+  const applied = await applyToModelDir(device, new Uint8Array(await readFile(join(dir, 'p.ndiff'))), { state: null });
+  assert.equal(applied.targetFingerprint, fp(v2));
+  assert.equal(fingerprintStore(hasher, await openTfjsModelDir(device)).fingerprint, fp(v2));
   // Weights and graph both changed: counted.
   await model(join(dir, 'v4'), 4, Int32Array.of(1, 2), w.map((x) => x + 1));
   const v4 = await openTfjsModelDir(join(dir, 'v4'));

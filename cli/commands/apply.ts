@@ -6,6 +6,7 @@ import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
 import { locateModelFiles } from '../../src/io/tfjs/model-file.ts';
 import { ONNX_STATE_SUFFIX, applyToOnnxFile, rebuildOnnxFile } from '../../src/io/onnx/files.ts';
 import { isStructuralPayload } from '../../src/apply/rebuild.ts';
+import { rebuildModelDir } from '../../src/io/tfjs/folder-rebuild.ts';
 import { isSignedEnvelope, parseEnvelope } from '../../src/apply/envelope.ts';
 import { applyToTfliteFile, rebuildTfliteFile } from '../../src/io/tflite/files.ts';
 import { DIGESTS_FILE } from '../../src/io/tfjs/recorded-digests.ts';
@@ -108,12 +109,17 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
     state: statePath,
     dryRun: a.dryRun,
   };
-  // A structural payload (format v7) for a single-file model: rebuilt with neural-diff/rebuild's checks.
-  if (onnx && isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
-    const r = await (isTflitePath(a.model) ? rebuildTfliteFile : rebuildOnnxFile)(a.model, bytes, {
-      ...common,
-      ...(a.healthCheck ? { healthCheck: ({ file }) => runHealthCheck(a.healthCheck as string, dirname(file), a.healthCheckTimeout, io, file) } : {}),
-    });
+  // A structural payload (format v7): a single-file model or a TF.js model rebuilt with neural-diff/rebuild's checks.
+  if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
+    const r = onnx
+      ? await (isTflitePath(a.model) ? rebuildTfliteFile : rebuildOnnxFile)(a.model, bytes, {
+        ...common,
+        ...(a.healthCheck ? { healthCheck: ({ file }) => runHealthCheck(a.healthCheck as string, dirname(file), a.healthCheckTimeout, io, file) } : {}),
+      })
+      : await rebuildModelDir(a.model, bytes, {
+        ...common,
+        ...(a.healthCheck ? { healthCheck: ({ dir, file }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io, file) } : {}),
+      });
     const h = r.header;
     io.result?.({
       model: a.model, status: r.status, dryRun: a.dryRun, structural: true, formatVersion: 7, baseFingerprint: h.baseFingerprint, intermediateFingerprint: h.intermediateFingerprint, targetFingerprint: h.targetFingerprint,
@@ -124,7 +130,7 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
     io.progress(describeSignature(r.signature));
     io.out(r.status === 'already-applied'
       ? `${a.model} is already at target ${h.targetFingerprint}: nothing to do`
-      : `${a.dryRun ? 'dry run: would rebuild' : 'rebuilt'} ${a.model}: ${h.baseFingerprint} -> ${h.targetFingerprint} (a structural payload: the file rebuilt, ${r.bytes.length} bytes, then ${r.values?.writtenValues ?? 0} values patched in ${r.values?.changedTensors.length ?? 0} tensors; ${(performance.now() - t0).toFixed(0)} ms)`);
+      : `${a.dryRun ? 'dry run: would rebuild' : 'rebuilt'} ${a.model}: ${h.baseFingerprint} -> ${h.targetFingerprint} (a structural payload: ${r.files ? `${r.files.length} files` : 'the file'} rebuilt, ${r.bytes.length} bytes, then ${r.values?.writtenValues ?? 0} values patched in ${r.values?.changedTensors.length ?? 0} tensors; ${(performance.now() - t0).toFixed(0)} ms)`);
     if (r.sequenceRecorded) io.progress(`recorded sequence ${h.sequence} for model ${terminalSafe(JSON.stringify(h.modelId))} in ${shownState}`);
     return 0;
   }

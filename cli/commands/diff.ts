@@ -8,7 +8,7 @@ import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import { compareInterfaces, describeDifference } from '../../src/diff/interface.ts';
-import { runStructuralDiff } from './diff-structural.ts';
+import { runStructuralDiff, runStructuralFolderDiff } from './diff-structural.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
 import { chooseCalibrated, chooseCalibratedOnnx, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
@@ -84,10 +84,14 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   const onnxEval = a.eval && isOnnxPath(a.base) ? await loadOnnxEval(a as PayloadEvalSpec) : undefined;
   const [opened, openedTarget] = await Promise.all([openModel(a.base), openModel(a.target)]);
   try {
-    // Two single-file models whose structure differs: a structural payload (format v7) instead of a refusal.
+    // Two models whose structure differs: a structural payload (format v7) instead of a refusal.
     if (opened.kind === 'onnx' || opened.kind === 'tflite') {
       const reason = describeDifference(compareInterfaces(opened.store, openedTarget.store));
       if (reason) return await runStructuralDiff(a, io, opened.kind, modelId, reason);
+    } else {
+      // Two TF.js models: the same, over the model JSON and its shards.
+      const reason = describeDifference(compareInterfaces(opened.store, openedTarget.store));
+      if (reason) return await runStructuralFolderDiff(a, io, modelId, reason);
     }
     return await diffOpened(a, io, opened, openedTarget, modelId, onnxEval);
   } finally {

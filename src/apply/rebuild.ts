@@ -24,6 +24,8 @@ import { bytes8ToHex, DIFF_METHODS, payloadLimit, type DecodeOptions, type DiffM
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { readMsgpack } from '../core/msgpack-read.ts';
 import type { WeightStore } from '../core/weight-store.ts';
+import { checkModelFileList, concatModelFiles, splitModelFiles, type ModelFile } from '../core/model-files.ts';
+import { readByteDeltaHeader } from '../core/byte-delta.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyResult, type VerifiedPayload } from './apply.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
 import { openSignedPayload, type SignatureCheck, type SignaturePolicy } from './signature.ts';
@@ -31,9 +33,14 @@ import { openSignedPayload, type SignatureCheck, type SignaturePolicy } from './
 /** The format version of a structural payload. */
 export const STRUCTURAL_VERSION = 7;
 
-/** The file formats a structural payload rebuilds (its `fk` key). */
-export type RebuildFileKind = 'onnx' | 'tflite';
-const FILE_KINDS: readonly RebuildFileKind[] = ['onnx', 'tflite'];
+/**
+ * The file formats a structural payload rebuilds (its `fk` key): `onnx` and `tflite` single
+ * files, `tfjs` a TF.js model's files (its model JSON, then its shards in manifest order).
+ */
+export type RebuildFileKind = 'onnx' | 'tflite' | 'tfjs';
+const FILE_KINDS: readonly RebuildFileKind[] = ['onnx', 'tflite', 'tfjs'];
+/** The formats whose models are several files: their payloads name the files (`fl`). */
+const MULTI_FILE_KINDS: readonly RebuildFileKind[] = ['tfjs'];
 
 /** The header of a structural payload: a value payload's header and the intermediate fingerprint. */
 export interface StructuralHeader extends PayloadHeader {
@@ -41,6 +48,12 @@ export interface StructuralHeader extends PayloadHeader {
   fileKind: RebuildFileKind;
   /** Fingerprint of the rebuilt file before the value patches. */
   intermediateFingerprint: string;
+  /**
+   * For a model of several files (`fk` = `tfjs`): the target's files in order, each its path
+   * relative to the model's folder and its length; the byte delta's output is them one after
+   * the other. Absent for a single file.
+   */
+  files?: { path: string; length: number }[];
 }
 
 /** A decoded structural payload: its header, the byte delta and the value payload. */
@@ -58,6 +71,19 @@ export interface StructuralPayload {
 export interface FileModelStore extends WeightStore {
   /** The file's bytes, with the committed patches. */
   modelBytes(): Uint8Array;
+}
+
+/** A model store over several files' bytes (a TF.js model in memory). */
+export interface FilesModelStore extends WeightStore {
+  /** The model's files, with the committed patches, in the format's order (the model JSON first for TF.js). */
+  modelFiles(): ModelFile[];
+}
+
+/** How to read a format whose models are several files: `{ kind: 'tfjs', open: (files) => new TfjsFilesStore(files) }`. */
+export interface RebuildFilesFormat {
+  kind: RebuildFileKind;
+  /** A store over the files (in the format's order); throws a typed error for files that are not such a model. */
+  open(files: readonly ModelFile[]): FilesModelStore;
 }
 
 /** How to read one file format: `{ kind: 'onnx', open: (b) => new OnnxWeightStore(b) }`. */
@@ -87,8 +113,10 @@ export interface RebuildOptions extends DecodeOptions, SignaturePolicy {
 export interface RebuildResult {
   /** `applied`: `bytes` are the target. `already-applied`: the base was the target; `bytes` are the base. */
   status: 'applied' | 'already-applied';
-  /** The target file's bytes. */
+  /** The target file's bytes (for a model of several files: the files one after the other). */
   bytes: Uint8Array;
+  /** For a model of several files: the target's files, in the payload's order (the base's when already applied). */
+  files?: ModelFile[];
   header: StructuralHeader;
   signature: SignatureCheck;
   /** What the value payload did on the intermediate file (absent when already applied). */
@@ -179,6 +207,12 @@ export async function decodeStructuralPayload(bytes: Uint8Array, options: Decode
     }
     header.meta = m;
   }
+  const fl = own(o, 'fl');
+  if (MULTI_FILE_KINDS.includes(fileKind) || (fileKind === 'onnx' && fl !== undefined)) {
+    // tfjs: always several files; onnx: with "fl", the .onnx and its external data files.
+    if (!Array.isArray(fl)) fail(`"fl" (the ${fileKind} model's file list) must be an array of [path, length], found ${fl === undefined ? 'nothing' : typeof fl}`);
+    header.files = decodeFileList(fl, fileKind);
+  } else if (fl !== undefined) fail(`"fl" names files, but a ${fileKind} model is a single file: expected no "fl"`);
   const rebuild = bin(o, 'rb');
   const values = bin(o, 'pv');
   // The value payload is decoded and checked whole here, before any model is read.
@@ -192,6 +226,26 @@ export async function decodeStructuralPayload(bytes: Uint8Array, options: Decode
   ].filter(Boolean);
   if (disagree.length) fail(`its value payload "pv" names ${disagree.join(', ')}`);
   return { header, rebuild, values, verifiedValues };
+}
+
+/** The entries of `fl`, checked (src/core/model-files.ts): the first is the model JSON for TF.js. */
+function decodeFileList(fl: unknown[], kind: RebuildFileKind): { path: string; length: number }[] {
+  if (fl.length > 4096) fail(`"fl" names ${fl.length} files (at most 4096)`);
+  let total = 0;
+  const list = fl.map((e, i) => {
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || !isUint(e[1]) || e[1] > 2 ** 31 - 1) fail(`"fl" entry ${i} must be [path (string), length (0 to 2^31 - 1)]`);
+    total += e[1] as number;
+    return { path: e[0] as string, length: e[1] as number };
+  });
+  if (total > 2 ** 32 - 1) fail(`"fl" names ${total} bytes in all (at most 2^32 - 1)`);
+  checkModelFileList(list);
+  if (kind === 'onnx' && !/\.onnx$/i.test(list[0].path)) fail(`the first file of an onnx model must be its .onnx file, found ${JSON.stringify(list[0].path.slice(0, 80))}`);
+  if (kind === 'tfjs') {
+    if (!/\.json$/i.test(list[0].path)) fail(`the first file of a tfjs model must be its model JSON (a .json file), found ${JSON.stringify(list[0].path.slice(0, 80))}`);
+    const json = list.slice(1).find((f) => /\.json$/i.test(f.path));
+    if (json) fail(`a tfjs model's weight shard must not be named like a model JSON file, found ${JSON.stringify(json.path.slice(0, 80))}`);
+  }
+  return list;
 }
 
 /** The default cap on a rebuilt file: 4 x the base + 64 MiB, at most 2^31 - 1 bytes. */
@@ -214,23 +268,60 @@ function fingerprintOf(hasher: Hasher, store: WeightStore): string {
  * changed, and a typed error says what to do.
  */
 export async function rebuildModelBytes(base: Uint8Array, payloadBytes: Uint8Array, format: RebuildFormat, options: RebuildOptions = {}): Promise<RebuildResult> {
+  const single: RebuildFilesFormat = {
+    kind: format.kind,
+    open(files) {
+      const store = format.open(files[0].bytes);
+      return Object.assign(store, { modelFiles: () => [{ path: files[0].path, bytes: store.modelBytes() }] });
+    },
+  };
+  const r = await rebuild([{ path: '', bytes: base }], payloadBytes, single, options, true);
+  const { files: _files, ...rest } = r;
+  return rest;
+}
+
+/**
+ * {@link rebuildModelBytes} for a model of several files (a TF.js model: its model JSON, then
+ * its shards in manifest order, as `format` orders them): the byte delta runs over the base
+ * files one after the other and its output is cut into the files the payload lists (`fl`, their
+ * paths checked hard when the payload is decoded: nothing relative paths could escape with, no
+ * name of the updater's own files, no two alike). The result's `files` are the target's, in the
+ * payload's order. `base` is only read.
+ */
+export async function rebuildModelFiles(base: readonly ModelFile[], payloadBytes: Uint8Array, format: RebuildFilesFormat, options: RebuildOptions = {}): Promise<RebuildResult> {
+  return rebuild(base, payloadBytes, format, options, false);
+}
+
+async function rebuild(base: readonly ModelFile[], payloadBytes: Uint8Array, format: RebuildFilesFormat, options: RebuildOptions, singleFile: boolean): Promise<RebuildResult> {
   const opened = await openSignedPayload(payloadBytes, options);
   const payload = await decodeStructuralPayload(opened.payload, options);
   const { header } = payload;
+  if (singleFile && header.files) {
+    throw new ModelMismatchError(`this structural payload rebuilds a ${header.fileKind} model of ${header.files.length} files (${header.files.slice(0, 3).map((f) => f.path).join(', ')}${header.files.length > 3 ? ', ...' : ''}), and a single file was given: rebuild the model's files together (rebuildModelFiles${header.fileKind === 'tfjs' ? ', or rebuildModelDir on Node' : ''}); nothing was written`, { files: header.files.length });
+  }
   if (options.expectedModelId !== undefined && header.modelId !== options.expectedModelId) {
     throw new ModelMismatchError(`payload is for model ${JSON.stringify(header.modelId)}, this device holds ${JSON.stringify(options.expectedModelId)}: nothing was written; fetch the payload published for ${JSON.stringify(options.expectedModelId)}`, { expected: options.expectedModelId, found: header.modelId });
   }
   const recorded = options.sequenceStore ? await readRecordedSequence(options.sequenceStore, header.modelId) : undefined;
   checkNotStale(header, recorded);
   if (header.fileKind !== format.kind) {
-    throw new ModelMismatchError(`this structural payload rebuilds a ${header.fileKind} file, the model given is read as ${format.kind}: fetch the payload made for this model's format`, { expected: header.fileKind, found: format.kind });
+    throw new ModelMismatchError(`this structural payload rebuilds a ${header.fileKind} ${header.fileKind === 'tfjs' ? 'model' : 'file'}, the model given is read as ${format.kind}: fetch the payload made for this model's format`, { expected: header.fileKind, found: format.kind });
   }
   const hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
-  const result = (status: RebuildResult['status'], bytes: Uint8Array, values?: ApplyResult): RebuildResult => ({ status, bytes, header, signature: opened.signature, ...(values ? { values } : {}), ...(recorded !== undefined ? { previousSequence: recorded } : {}) });
+  const what = header.files ? 'files' : 'file';
+  const result = (status: RebuildResult['status'], files: ModelFile[], values?: ApplyResult): RebuildResult => ({
+    status,
+    bytes: files.length === 1 ? files[0].bytes : concatModelFiles(files),
+    ...(header.files ? { files } : {}),
+    header,
+    signature: opened.signature,
+    ...(values ? { values } : {}),
+    ...(recorded !== undefined ? { previousSequence: recorded } : {}),
+  });
 
   // The base, before anything else is done with the payload.
   const baseFingerprint = fingerprintOf(hasher, format.open(base));
-  if (baseFingerprint === header.targetFingerprint) return result('already-applied', base);
+  if (baseFingerprint === header.targetFingerprint) return result('already-applied', [...base]);
   checkNotReplayed(header, recorded, baseFingerprint);
   checkNotExpired(header, (options.now ?? Date.now)());
   if (baseFingerprint !== header.baseFingerprint) {
@@ -238,36 +329,46 @@ export async function rebuildModelBytes(base: Uint8Array, payloadBytes: Uint8Arr
   }
 
   // The rebuild, then the intermediate.
-  const intermediate = applyByteDelta(base, payload.rebuild, options.maxFileBytes ?? defaultMaxFileBytes(base.length), 'structural payload "rb"');
-  let store: FileModelStore;
+  const baseBytes = base.length === 1 ? base[0].bytes : concatModelFiles(base);
+  const cap = options.maxFileBytes ?? defaultMaxFileBytes(baseBytes.length);
+  if (header.files) {
+    // The files' lengths must be the delta's output, checked before the output exists.
+    const declared = readByteDeltaHeader(payload.rebuild, cap, 'structural payload "rb"').outputLength;
+    const listed = header.files.reduce((n, f) => n + f.length, 0);
+    if (declared !== listed) fail(`"fl" lists ${listed} bytes of files, the byte delta "rb" writes ${declared}`);
+  }
+  const intermediate = applyByteDelta(baseBytes, payload.rebuild, cap, 'structural payload "rb"');
+  const interFiles = header.files ? splitModelFiles(intermediate, header.files) : [{ path: base[0].path, bytes: intermediate }];
+  let store: FilesModelStore;
   try {
-    store = format.open(intermediate);
+    store = format.open(interFiles);
   } catch (e) {
-    throw new TargetMismatchError(`the file rebuilt by the payload's byte delta is not a valid ${header.fileKind} model (${(e as Error).message}): the payload is inconsistent; nothing was written: fetch it again or the full model`, { stage: 'intermediate' });
+    throw new TargetMismatchError(`the ${what} rebuilt by the payload's byte delta ${header.files ? 'are' : 'is'} not a valid ${header.fileKind} model (${(e as Error).message}): the payload is inconsistent; nothing was written: fetch it again or the full model`, { stage: 'intermediate' });
   }
   const intermediateFingerprint = fingerprintOf(hasher, store);
   if (intermediateFingerprint !== header.intermediateFingerprint) {
-    throw new TargetMismatchError(`the rebuilt file is ${intermediateFingerprint.slice(0, 8)}…, the payload expects the intermediate ${header.intermediateFingerprint.slice(0, 8)}…: the payload is inconsistent; nothing was written: fetch it again or the full model`, { stage: 'intermediate', expected: header.intermediateFingerprint, found: intermediateFingerprint });
+    throw new TargetMismatchError(`the rebuilt ${what} ${header.files ? 'are' : 'is'} ${intermediateFingerprint.slice(0, 8)}…, the payload expects the intermediate ${header.intermediateFingerprint.slice(0, 8)}…: the payload is inconsistent${header.files ? ' or this model\'s files are not byte for byte the ones it was made from' : ''}; nothing was written: fetch it again or the full model`, { stage: 'intermediate', expected: header.intermediateFingerprint, found: intermediateFingerprint });
   }
 
   // The value patches on the intermediate, in memory; the target checked by the applier, then
   // the bytes the store writes read back.
   const values = await applyVerifiedPayload(store, payload.verifiedValues, { hasher });
-  const bytes = store.modelBytes();
+  const files = store.modelFiles();
   let written: string;
   try {
-    written = fingerprintOf(hasher, format.open(bytes));
+    written = fingerprintOf(hasher, format.open(files));
   } catch (e) {
     if (!(e instanceof NeuralDiffError)) throw e;
     written = `unreadable (${e.message})`;
   }
   if (written !== header.targetFingerprint) {
-    throw new TargetMismatchError(`the patched file reads back as ${written.slice(0, 8)}…, not the target ${header.targetFingerprint.slice(0, 8)}…: nothing was written: fetch the full model`, { stage: 'target', expected: header.targetFingerprint, found: written });
+    throw new TargetMismatchError(`the patched ${what} read${header.files ? '' : 's'} back as ${written.slice(0, 8)}…, not the target ${header.targetFingerprint.slice(0, 8)}…: nothing was written: fetch the full model`, { stage: 'target', expected: header.targetFingerprint, found: written });
   }
-  return result('applied', bytes, values);
+  return result('applied', files, values);
 }
 
 export { applyByteDelta, readByteDeltaHeader, LITERALS_RAW, LITERALS_RANGE_CODED, INSTRUCTIONS_RANGE_CODED, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
 export * from '../core/errors.ts';
+export { checkModelFileList, modelPathProblem, concatModelFiles, splitModelFiles, MAX_MODEL_FILES, MAX_MODEL_PATH, MAX_MODEL_PATHS_TOTAL, type ModelFile } from '../core/model-files.ts';
 export { getHasher, type Hasher } from '../core/hasher.ts';
 export type { SequenceStore, SequenceRecord } from './freshness.ts';

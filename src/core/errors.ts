@@ -42,10 +42,11 @@ export class PayloadTooLargeError extends NeuralDiffError {
 
 /** The payload was written in a format version this applier does not read. */
 export class UnsupportedVersionError extends NeuralDiffError {
-  constructor(found: unknown, supported: readonly number[]) {
+  /** @param whatToDo replaces the default advice (update neural-diff, or ask for an older payload). */
+  constructor(found: unknown, supported: readonly number[], whatToDo?: string) {
     super(
       'ND_UNSUPPORTED_VERSION',
-      `payload format version ${String(found)} is not supported (this applier reads ${supported.join(', ')}): update neural-diff on the device or ask the server for a v${supported[supported.length - 1]} payload`,
+      `payload format version ${String(found)} is not supported (this applier reads ${supported.join(', ')}): ${whatToDo ?? `update neural-diff on the device or ask the server for a v${supported[supported.length - 1]} payload`}`,
       { found, supported },
     );
   }

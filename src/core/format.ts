@@ -382,6 +382,11 @@ function readPayload<T>(bytes: Uint8Array, options: DecodeOptions, each: (patch:
   if (!isObject(doc)) fail(`expected a map at the top level, found ${describe(doc)}`);
   const version = own(doc, 'nd');
   if (version === undefined) fail('missing the format version field "nd"');
+  if (version === 7) {
+    // A structural payload (FORMAT.md §17) changes the model's structure: no store of weights in
+    // memory (a live tfjs model, a model loaded by a runtime) can take it.
+    throw new UnsupportedVersionError(version, SUPPORTED_VERSIONS, 'it is a structural payload (tensors added, removed, renamed or reshaped, or the graph changed): it rebuilds the model\'s files, so apply it to the files with neural-diff/rebuild (rebuildModelDir for a TF.js folder, rebuildOnnxFile, rebuildTfliteFile, or `ndiff apply`), then reload the model from them; a model loaded in memory cannot change its structure');
+  }
   if (!SUPPORTED_VERSIONS.includes(version as number)) throw new UnsupportedVersionError(version, SUPPORTED_VERSIONS);
 
   const method = str(doc, 'm', 'header', 32) as DiffMethod;

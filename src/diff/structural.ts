@@ -18,7 +18,8 @@ import { packDocument, wireHeader } from '../core/encode.ts';
 import { decodePayload, type PayloadHeader } from '../core/format.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { applyByteDelta } from '../core/byte-delta.ts';
-import { STRUCTURAL_VERSION, type FileModelStore, type RebuildFormat, type StructuralHeader } from '../apply/rebuild.ts';
+import { STRUCTURAL_VERSION, type FileModelStore, type FilesModelStore, type RebuildFilesFormat, type RebuildFormat, type StructuralHeader } from '../apply/rebuild.ts';
+import { checkModelFileList, concatModelFiles, type ModelFile } from '../core/model-files.ts';
 import { encodeByteDelta, type ByteDeltaStats } from './byte-delta.ts';
 import { confirmPayload } from './confirm.ts';
 import { exactDiff, type ExactDiffOptions } from './exact.ts';
@@ -51,7 +52,7 @@ export interface StructuralDiffOptions extends ExactDiffOptions {
    * learned); its model id and sequence must be this payload's. A payload that does not reach the
    * target exactly makes the structural payload end where it does (confirmed before returning).
    */
-  valuePayload?: (intermediate: FileModelStore, target: FileModelStore) => Uint8Array;
+  valuePayload?: (intermediate: FileModelStore | FilesModelStore, target: FileModelStore | FilesModelStore) => Uint8Array;
 }
 
 export interface StructuralDiffResult {
@@ -59,8 +60,10 @@ export interface StructuralDiffResult {
   bytes: Uint8Array;
   header: StructuralHeader;
   change: StructuralChange;
-  /** The intermediate file's bytes (the base rebuilt with the target's structure). */
+  /** The intermediate file's bytes (the base rebuilt with the target's structure; for several files, one after the other). */
   intermediate: Uint8Array;
+  /** For a model of several files: the intermediate's files. */
+  intermediateFiles?: ModelFile[];
   /** Bytes of the byte delta and of the value payload inside the payload. */
   rebuildBytes: number;
   valueBytes: number;
@@ -131,12 +134,12 @@ function compareStructure(base: WeightStore, target: WeightStore): { change: Str
 }
 
 /**
- * The intermediate file: the target's bytes with every kept weight (see {@link compareStructure})
+ * The intermediate files: the target's, with every kept weight (see {@link compareStructure})
  * holding the base's values. A kept weight whose base values the target's encoding cannot store
  * keeps the target's values (it is then carried whole by the delta).
  */
-function intermediateOf(format: RebuildFormat, base: WeightStore, targetBytes: Uint8Array, kept: readonly string[]): Uint8Array {
-  const inter = format.open(targetBytes.slice());
+function intermediateOf(format: RebuildFilesFormat, base: WeightStore, targetFiles: readonly ModelFile[], kept: readonly string[]): ModelFile[] {
+  const inter = format.open(targetFiles.map((f) => ({ path: f.path, bytes: f.bytes.slice() })));
   for (const name of kept) {
     const from = readForDigest(base, name);
     const values = inter.values(name);
@@ -150,7 +153,18 @@ function intermediateOf(format: RebuildFormat, base: WeightStore, targetBytes: U
       inter.commit?.([name]);
     }
   }
-  return inter.modelBytes();
+  return inter.modelFiles();
+}
+
+/** A single-file format read as a format of files (one file, its path empty). */
+function singleFile(format: RebuildFormat): RebuildFilesFormat {
+  return {
+    kind: format.kind,
+    open(files) {
+      const store = format.open(files[0].bytes);
+      return Object.assign(store, { modelFiles: () => [{ path: files[0].path, bytes: store.modelBytes() }] });
+    },
+  };
 }
 
 /**
@@ -161,9 +175,11 @@ function intermediateOf(format: RebuildFormat, base: WeightStore, targetBytes: U
  * as `valuePayload` rebuilds the same file on the device.
  */
 export function structuralIntermediate(format: RebuildFormat, baseBytes: Uint8Array, targetBytes: Uint8Array): { intermediate: Uint8Array; change: StructuralChange; kept: string[] } {
-  const base = format.open(baseBytes);
-  const { change, kept } = compareStructure(base, format.open(targetBytes));
-  return { intermediate: intermediateOf(format, base, targetBytes, kept), change, kept };
+  const files = singleFile(format);
+  const target = [{ path: '', bytes: targetBytes }];
+  const base = files.open([{ path: '', bytes: baseBytes }]);
+  const { change, kept } = compareStructure(base, files.open(target));
+  return { intermediate: intermediateOf(files, base, target, kept)[0].bytes, change, kept };
 }
 
 /**
@@ -174,14 +190,39 @@ export function structuralIntermediate(format: RebuildFormat, baseBytes: Uint8Ar
  * @throws UsageError when the two files are the same model (an ordinary payload is enough)
  */
 export function structuralDiff(hasher: Hasher, baseBytes: Uint8Array, targetBytes: Uint8Array, format: RebuildFormat, options: StructuralDiffOptions = {}): StructuralDiffResult {
-  const base = format.open(baseBytes);
-  const target = format.open(targetBytes);
+  return buildStructural(hasher, [{ path: '', bytes: baseBytes }], [{ path: '', bytes: targetBytes }], singleFile(format), false, options);
+}
+
+/**
+ * {@link structuralDiff} for a model of several files (a TF.js model: the model JSON, then its
+ * shards in manifest order, as `format` orders them; `fk` = `format.kind`). The byte delta runs
+ * over the base files one after the other and writes the intermediate's; the payload lists the
+ * target's files (`fl`: each path and length, in order). The result's `intermediate` is the
+ * intermediate files one after the other, `intermediateFiles` each of them.
+ * @throws UsageError when the two models are the same, or a target path is not one a device accepts
+ */
+export function structuralDiffFiles(hasher: Hasher, baseFiles: readonly ModelFile[], targetFiles: readonly ModelFile[], format: RebuildFilesFormat, options: StructuralDiffOptions = {}): StructuralDiffResult {
+  return buildStructural(hasher, baseFiles, targetFiles, format, true, options);
+}
+
+function buildStructural(hasher: Hasher, baseFiles: readonly ModelFile[], targetFiles: readonly ModelFile[], format: RebuildFilesFormat, listFiles: boolean, options: StructuralDiffOptions): StructuralDiffResult {
+  const what = listFiles ? 'models' : 'files';
+  const base = format.open(baseFiles);
+  const target = format.open(targetFiles);
   const baseFingerprint = fingerprintStore(hasher, base).fingerprint;
   const targetFingerprint = fingerprintStore(hasher, target).fingerprint;
-  if (baseFingerprint === targetFingerprint) throw new UsageError(`the two ${format.kind} files are the same model (fingerprint ${baseFingerprint}): there is nothing to rebuild`, { fingerprint: baseFingerprint });
+  if (baseFingerprint === targetFingerprint) throw new UsageError(`the two ${format.kind} ${what} are the same model (fingerprint ${baseFingerprint}): there is nothing to rebuild`, { fingerprint: baseFingerprint });
+  const list = listFiles ? targetFiles.map((f) => ({ path: f.path, length: f.bytes.length })) : undefined;
+  if (list) {
+    try {
+      checkModelFileList(list, `the target's files`);
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message.split(';')[0]}: devices refuse such a payload; rename the target's files`, { files: list.map((f) => f.path) });
+    }
+  }
   const { change, kept } = compareStructure(base, target);
-  const intermediate = intermediateOf(format, base, targetBytes, kept);
-  const interStore = format.open(intermediate);
+  const interFiles = intermediateOf(format, base, targetFiles, kept);
+  const interStore = format.open(interFiles);
   const intermediateFingerprint = fingerprintStore(hasher, interStore).fingerprint;
   const { valuePayload, ...exactOptions } = options;
   const values = valuePayload ? valuePayload(interStore, target) : exactDiff(hasher, interStore, target, exactOptions).bytes;
@@ -192,6 +233,8 @@ export function structuralDiff(hasher: Hasher, baseBytes: Uint8Array, targetByte
   // A lossy or learned value payload ends where its patches take the intermediate, not at the
   // target file: the structural payload names that model, once confirmed by applying it.
   if (inner.targetFingerprint !== targetFingerprint) confirmPayload(hasher, interStore, { bytes: values });
+  const baseBytes = baseFiles.length === 1 ? baseFiles[0].bytes : concatModelFiles(baseFiles);
+  const intermediate = interFiles.length === 1 ? interFiles[0].bytes : concatModelFiles(interFiles);
   const delta = encodeByteDelta(baseBytes, intermediate);
   const rebuilt = applyByteDelta(baseBytes, delta.bytes, intermediate.length);
   if (rebuilt.length !== intermediate.length || rebuilt.some((b, i) => b !== intermediate[i])) throw new Error('byte delta: the encoder wrote a delta that does not rebuild its target (a bug in src/diff/byte-delta.ts)');
@@ -202,12 +245,13 @@ export function structuralDiff(hasher: Hasher, baseBytes: Uint8Array, targetByte
     intermediateFingerprint,
     targetFingerprint: inner.targetFingerprint,
     fileKind: format.kind,
+    ...(list ? { files: list } : {}),
   };
   const doc = wireHeader(header, intermediateFingerprint);
   doc.fk = format.kind;
+  if (list) doc.fl = list.map((f) => [f.path, f.length]);
   doc.rb = delta.bytes;
   doc.pv = values;
   const bytes = packDocument(doc);
-  return { bytes, header, change, intermediate, rebuildBytes: delta.bytes.length, valueBytes: values.length, rebuild: delta.stats };
+  return { bytes, header, change, intermediate, ...(listFiles ? { intermediateFiles: interFiles } : {}), rebuildBytes: delta.bytes.length, valueBytes: values.length, rebuild: delta.stats };
 }
-

@@ -1,9 +1,13 @@
 /**
- * A structural payload (format v7, `neural-diff/rebuild`) applied to a single-file model on disk
- * (Node and Electron), crash-safely, with the journal, kept previous version and recovery of
+ * A structural payload (format v7, `neural-diff/rebuild`) applied to a model file on disk (Node
+ * and Electron), crash-safely, with the journal, kept previous version and recovery of
  * `weights-file-update.ts`: the rebuilt file is checked in memory (base, intermediate, target
  * fingerprints), written whole as a new file beside the model, fsynced, read back and
- * fingerprinted, then switched in with one rename. States:
+ * fingerprinted, then switched in with one rename. An ONNX model with external data files is
+ * rebuilt with them (the payload's file list `fl`, FORMAT.md §17): every file whose bytes change
+ * goes through the same steps, the journal naming them all (the model file renamed last); the
+ * target must keep the model's set of data files (one that adds or drops a data file is refused,
+ * nothing written). States:
  *
  * 1. the journal `<model>.ndiff-update.json` names the model file (temp file, fsync, rename,
  *    fsync of the folder);
@@ -19,12 +23,14 @@
  * the journal names the model file, so it is rolled back from its `.ndiff-prev`.
  */
 import { randomBytes } from 'node:crypto';
-import { link, open, rename, stat } from 'node:fs/promises';
+import { link, open, readFile, rename, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { HealthCheckError, ModelMismatchError, StateStoreError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
-import { decodeStructuralPayload, rebuildModelBytes, type RebuildFileKind, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
+import { decodeStructuralPayload, rebuildModelBytes, rebuildModelFiles, type RebuildFileKind, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
+import { ONNX_FILES_REBUILD } from '../onnx/files-store.ts';
 import { openSignedPayload } from '../../apply/signature.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
 import { syncDir } from './durable.ts';
@@ -54,8 +60,8 @@ export interface WeightsFileRebuildResult extends RebuildResult {
  * Verify a structural payload (cap, signature, document) and rebuild the model `file` of `format`
  * with it, crash-safely (module doc). A payload refused before the model is read touches nothing;
  * otherwise an interrupted earlier update is recovered first. On any error the file is the one
- * it was before this call (or the recovered one) and a typed error says what to do. ONNX models
- * with external data files are refused: a structural payload rebuilds a single file.
+ * it was before this call (or the recovered one) and a typed error says what to do. An ONNX
+ * model with external data files is rebuilt with them (module doc).
  */
 export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array, format: WeightsFileFormat, kind: RebuildFileKind, options: WeightsFileRebuildOptions = {}): Promise<WeightsFileRebuildResult> {
   if (!format.extension.test(file)) throw new UsageError(`${file}: expected ${format.what}`, { file });
@@ -88,17 +94,33 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     }
     const disk = await openWeightsFile(real, format, { reserved });
     let result: RebuildResult;
-    let stats;
+    const stats = new Map<string, Stats>();
+    /** The files to write: '' the model file, else an external data file's location. */
+    let outputs: { loc: string; bytes: Uint8Array }[];
     try {
       const external = format.externalLocations(disk.contents.modelBytes(), real);
-      if (external.length) throw new UsageError(`${real} keeps weights in external data files (${external.join(', ')}): a structural payload rebuilds a single-file model; ship this model whole`, { file: real, external });
-      stats = disk.stats.get('');
-      result = await rebuildModelBytes(disk.contents.modelBytes(), payloadBytes, { kind, open: (bytes) => format.contents(bytes, new Map(), real) }, {
-        ...options,
-        expectedModelId: options.expectedModelId ?? recorded,
-        sequenceStore: sequences,
-        hasher,
-      });
+      for (const loc of ['', ...external]) {
+        const st = disk.stats.get(loc);
+        if (st) stats.set(loc, st as Stats);
+      }
+      const rebuildOptions = { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: sequences, hasher };
+      if (external.length || (kind === 'onnx' && (await decodeStructuralPayload((await openSignedPayload(payloadBytes, options)).payload, options)).header.files)) {
+        if (kind !== 'onnx') throw new UsageError(`${real} keeps weights in external data files (${external.join(', ')}): a structural payload rebuilds a single-file ${kind} model; ship this model whole`, { file: real, external });
+        // An ONNX model with external data files: the .onnx and its data files rebuilt together.
+        const base = [{ path: path.basename(real), bytes: disk.contents.modelBytes().slice() }, ...(await Promise.all(external.map(async (loc) => ({ path: loc, bytes: new Uint8Array(await readFile(path.resolve(dir, loc))) }))))];
+        result = await rebuildModelFiles(base, payloadBytes, ONNX_FILES_REBUILD, rebuildOptions);
+        const files = result.files ?? base;
+        const was = new Set(external);
+        const now = files.slice(1).map((f) => f.path);
+        if (now.length !== was.size || now.some((l) => !was.has(l))) {
+          throw new UsageError(`the rebuilt ${real} references the external data files ${JSON.stringify(now)}, the model on disk ${JSON.stringify(external)}: the file update rewrites the files a model has, and does not yet create or delete data files: nothing was written; ship this version whole`, { file: real, external, target: now });
+        }
+        // Only the files whose bytes changed are written.
+        outputs = files.map((f, i) => ({ loc: i === 0 ? '' : f.path, bytes: f.bytes })).filter((f, i) => !sameBytes(f.bytes, base[i === 0 ? 0 : base.findIndex((b) => b.path === f.loc)].bytes));
+      } else {
+        result = await rebuildModelBytes(disk.contents.modelBytes(), payloadBytes, { kind, open: (bytes) => format.contents(bytes, new Map(), real) }, rebuildOptions);
+        outputs = [{ loc: '', bytes: result.bytes }];
+      }
     } finally {
       await disk.close();
     }
@@ -118,21 +140,25 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
       return { ...result, recovery, filesWritten: [], sequenceRecorded: await record() };
     }
 
-    // 1. the journal; 2. the new file, fsynced, read back.
+    // 1. the journal; 2. the new files, fsynced, read back.
+    const at = (loc: string) => (loc === '' ? real : path.resolve(dir, loc));
     const journal = real + JOURNAL_SUFFIX;
-    await writeFileAtomically(journal, new TextEncoder().encode(JSON.stringify({ format: format.journal, version: 1, files: [''] }) + '\n'));
-    const tmp = `${real}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+    await writeFileAtomically(journal, new TextEncoder().encode(JSON.stringify({ format: format.journal, version: 1, files: outputs.map((o) => o.loc) }) + '\n'));
+    const tmps = new Map(outputs.map((o) => [o.loc, `${at(o.loc)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`]));
     let switched = false;
     try {
-      const fh = await open(tmp, 'wx', 0o600);
-      try {
-        for (let at = 0; at < result.bytes.length; ) at += (await fh.write(result.bytes, at, result.bytes.length - at, at)).bytesWritten;
-        if (stats) await fh.chmod(stats.mode & 0o7777);
-        await fh.sync();
-      } finally {
-        await fh.close();
+      for (const o of outputs) {
+        const fh = await open(tmps.get(o.loc) as string, 'wx', 0o600);
+        try {
+          for (let w = 0; w < o.bytes.length; ) w += (await fh.write(o.bytes, w, o.bytes.length - w, w)).bytesWritten;
+          const st = stats.get(o.loc);
+          if (st) await fh.chmod(st.mode & 0o7777);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
       }
-      const fresh = await openWeightsFile(real, format, { replace: new Map([['', tmp]]), reserved });
+      const fresh = await openWeightsFile(real, format, { replace: tmps, reserved });
       try {
         const written = fingerprintStore(hasher, fresh).fingerprint;
         if (written !== header.targetFingerprint) {
@@ -141,14 +167,19 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
       } finally {
         await fresh.close();
       }
-      const now = await stat(real).catch(() => null);
-      if (!now || !stats || !sameFile(now, stats)) throw new UsageError(`${real} changed on disk while it was being rebuilt: nothing was switched; apply again (one writer per model)`, { file: real });
-      // 3. keep the previous file, switch.
-      await removeIfThere(real + PREVIOUS_SUFFIX);
-      await link(real, real + PREVIOUS_SUFFIX);
+      for (const o of outputs) {
+        const now = await stat(at(o.loc)).catch(() => null);
+        const st = stats.get(o.loc);
+        if (!now || !st || !sameFile(now, st)) throw new UsageError(`${at(o.loc)} changed on disk while ${real} was being rebuilt: nothing was switched; apply again (one writer per model)`, { file: at(o.loc) });
+      }
+      // 3. keep the previous files, switch (the model file last).
+      for (const o of outputs) {
+        await removeIfThere(at(o.loc) + PREVIOUS_SUFFIX);
+        await link(at(o.loc), at(o.loc) + PREVIOUS_SUFFIX);
+      }
       await syncDir(dir);
-      await rename(tmp, real);
       switched = true;
+      for (const o of [...outputs].reverse()) await rename(tmps.get(o.loc) as string, at(o.loc));
       await syncDir(dir);
       // 4. the health check.
       if (options.healthCheck) {
@@ -161,9 +192,9 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
         if (ok === false) throw new HealthCheckError(`the health check of the rebuilt ${real} returned false: rolled back to the previous file`, { file: real });
       }
     } catch (e) {
-      await removeIfThere(tmp);
-      if (switched) await restorePrevious([real]);
-      else await removeIfThere(real + PREVIOUS_SUFFIX);
+      for (const t of tmps.values()) await removeIfThere(t);
+      if (switched) await restorePrevious(outputs.map((o) => at(o.loc)));
+      else for (const o of outputs) await removeIfThere(at(o.loc) + PREVIOUS_SUFFIX);
       await removeIfThere(journal);
       await syncDir(dir);
       throw e;
@@ -171,11 +202,15 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     // 5. confirm: the journal becomes .done (the commit point), then the clean-up.
     await rename(journal, real + DONE_SUFFIX);
     await syncDir(dir);
-    await removeIfThere(real + PREVIOUS_SUFFIX);
+    for (const o of outputs) await removeIfThere(at(o.loc) + PREVIOUS_SUFFIX);
     await removeIfThere(real + DONE_SUFFIX);
     if (pin !== undefined) await writeModelIdRecord(real, pin);
-    return { ...result, recovery, filesWritten: [real], sequenceRecorded: await record() };
+    return { ...result, recovery, filesWritten: outputs.map((o) => at(o.loc)), sequenceRecorded: await record() };
   } finally {
     await unlock();
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
 }

@@ -60,6 +60,7 @@ import { checkManifestNamesNoControlFiles, locateModelFiles, openTfjsModelDir, t
 import { manifestPaths, parseModelJson } from './manifest.ts';
 import { namedByOtherModels } from './shared-folder.ts';
 import { FileSequenceStore } from '../durable/sequence-file.ts';
+import { applyStructuralToModelDir, holdsStructuralPayload } from './folder-rebuild.ts';
 import { readRecordedDigests, writeRecordedDigests } from './recorded-digests.ts';
 import { errCode, forEachLimited, nodeFileOps, readRegularFile, writeFileAtomically, type FileOps } from '../durable/durable.ts';
 import { lockModelDir, type FolderOptions, type RecoveryReport } from '../durable/lock.ts';
@@ -612,11 +613,18 @@ function modelIdFor(dir: string, files: ModelFiles, expected: string | undefined
  * typed error says what to do; when a recovery ran first, the error's `details.recovery` says
  * what it did.
  *
+ * A structural payload (format v7, docs/FORMAT.md §17, `fk` = `tfjs`) is routed to the rebuild
+ * of the model's files (`rebuildModelDir`), crash-safe by the same journal: the result then also
+ * holds `structural`, the rebuild's own result.
+ *
  * The model remembers the model id of the first payload that commits to it
  * (`.ndiff-folder.json`, or `<file>.ndiff-model.json`); later payloads must carry the same id (as
  * with `expectedModelId`).
  */
 export async function applyToModelDir(model: string, payloadBytes: Uint8Array, options: ModelDirApplyOptions = {}): Promise<ModelDirApplyResult> {
+  // A structural payload (format v7: tensors added, removed, renamed or reshaped, the graph
+  // changed) rebuilds the model's files, with the same journal and recovery (folder-rebuild.ts).
+  if (holdsStructuralPayload(payloadBytes)) return applyStructuralToModelDir(model, payloadBytes, options);
   const verified = await verifyPayload(payloadBytes, options);
   const { dir, files } = await locateModelFiles(model);
   const modelFile = path.join(dir, files.model);
@@ -712,3 +720,6 @@ export async function applyToModelDir(model: string, payloadBytes: Uint8Array, o
     await unlock();
   }
 }
+
+/** @internal the journal and its settling, shared with the structural rebuild of a folder (folder-rebuild.ts): one journal, one recovery. */
+export { type Journal, writeJournal, recoverModel, confirmWritten, rollbackModel, readModelId, writeModelId, resolveState, modelIdFor, sha256, emptyReport };

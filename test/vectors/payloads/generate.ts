@@ -20,6 +20,7 @@ import { rng } from '../../helpers/models.ts';
 import { encodeXrMasks } from '../../../src/core/xr.ts';
 import { lowBitScales } from '../../../src/core/lowbit.ts';
 import { generateByteDeltaVectors } from './byte-delta.ts';
+import { generateStructuralFilesVectors } from './structural-files.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Model JSON: { fingerprint, tensors: { name: { shape, digest, values } } }, values = hex of the
@@ -746,6 +747,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     invalid,
   });
   for (const [name, bytes] of generateByteDeltaVectors()) files.set(name, bytes);
+  for (const [name, bytes] of generateStructuralFilesVectors(hasher)) files.set(name, bytes);
   return files;
 }
 
