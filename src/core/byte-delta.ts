@@ -27,6 +27,14 @@ export const BYTE_DELTA_MAX_SPAN = 0x3fffffff;
 
 /** Coding bit: the instructions range-coded (added to the literal coding, {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED}). */
 export const INSTRUCTIONS_RANGE_CODED = 2;
+/**
+ * Coding 4: the instructions' fields (kind, length, offset) and the literals each through their
+ * own adaptive models, with repeat offsets: two streams of one binary range coder (§16).
+ */
+export const MODELLED = 4;
+/** Modelled coding: probabilities of the instruction stream (6 kind trees of 8, 8 number models of 1056) and of the literals (256 trees of 256). */
+export const MODEL_NUMBERS = 48;
+export const MODEL_SIZE = MODEL_NUMBERS + 8 * 1056;
 
 /**
  * Range-coded bytes come out of at most this many times their coded size (plus 64): the coder's
@@ -51,7 +59,9 @@ export interface ByteDeltaHeader {
   literalLength: number;
   /** Where the instructions start in the delta. */
   instructionsAt: number;
-  /** With coded instructions: their bytes once decoded, and the coded stream's length. */
+  /** Coding 4 ({@link MODELLED}): instructions and literals through their fields' models. */
+  modelled: boolean;
+  /** With coded instructions: their bytes once decoded, and the coded stream's length (with {@link MODELLED}, only the stream's length). */
   instructionBytes?: number;
   codedInstructionBytes?: number;
 }
@@ -102,12 +112,19 @@ export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, w
   const [outputLength, baseLength, instructionCount, coding, literalLength] = fields;
   if (outputLength > maxOutputBytes) fail(where, `the output is declared ${outputLength} bytes, the limit is ${maxOutputBytes}`, { outputLength, maxOutputBytes });
   if (baseLength > BYTE_DELTA_MAX_BASE) fail(where, `the base is declared ${baseLength} bytes, at most ${BYTE_DELTA_MAX_BASE}`);
-  if (coding > 3) fail(where, `the coding must be 0 to 3 (bit 0: literals range-coded, bit 1: instructions range-coded), found ${coding}`);
+  if (coding > 4) fail(where, `the coding must be 0 to 4 (bit 0: literals range-coded, bit 1: instructions range-coded; 4: modelled), found ${coding}`);
   if (literalLength > outputLength) fail(where, `${literalLength} literal bytes declared for an output of ${outputLength}`);
-  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: coding & 1, instructionsCoded: (coding & 2) !== 0, literalLength, instructionsAt: at };
+  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: coding & 1, instructionsCoded: (coding & 2) !== 0, literalLength, instructionsAt: at, modelled: coding === MODELLED };
   // Every instruction takes at least one byte of the instructions and gives at least one of output.
   let room = delta.length - at;
-  if (h.instructionsCoded) {
+  if (coding === MODELLED) {
+    // One stream of S bytes: an instruction decodes at least 8 binary decisions, at least 0.18 bits.
+    at = varintAt(delta, at, where, 'the instruction stream length');
+    if (value > delta.length - at) fail(where, `the instruction stream is declared ${value} bytes, ${delta.length - at} remain`);
+    h.codedInstructionBytes = value;
+    h.instructionsAt = at;
+    room = MAX_RANGE_CODED_RATIO * value + 64;
+  } else if (h.instructionsCoded) {
     at = varintAt(delta, at, where, 'the instruction bytes');
     const raw = value;
     at = varintAt(delta, at, where, 'the coded instruction bytes');
@@ -173,6 +190,101 @@ function walk(base: Uint8Array, delta: Uint8Array, start: number, h: ByteDeltaHe
 }
 
 /**
+ * LZMA's binary range decoder (as codec `xr`'s: 11-bit probabilities starting at 1024, shift 5)
+ * over one stream whose first 4 bytes start the code, with `size` probabilities; it refuses to
+ * read past the stream's end, so a hostile stream stops within 360 decisions a byte.
+ */
+function rangeDecoder(bytes: Uint8Array, size: number, where: string) {
+  if (bytes.length < 4) fail(where, `a range-coded stream is at least 4 bytes, found ${bytes.length}`);
+  const p = new Uint16Array(size).fill(1024);
+  let at = 4;
+  let range = 0xffffffff;
+  let code = ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0;
+  const bit = (i: number): number => {
+    const q = p[i];
+    const bound = (range >>> 11) * q;
+    let b = 0;
+    if (code < bound) {
+      range = bound;
+      p[i] = q + ((2048 - q) >> 5);
+    } else {
+      code -= bound;
+      range -= bound;
+      p[i] = q - (q >> 5);
+      b = 1;
+    }
+    if (range < 0x1000000) {
+      if (at >= bytes.length) fail(where, `the range-coded stream ends at byte ${at} before its values do`);
+      range *= 256;
+      code = ((code << 8) | bytes[at++]) >>> 0;
+    }
+    return b;
+  };
+  // A bit tree of `n` bits at probabilities base + 1 .. base + 2^n - 1, most significant bit first.
+  const tree = (base: number, n: number): number => {
+    let t = 1;
+    for (let k = 0; k < n; k++) t += t + bit(base + t);
+    return t - (1 << n);
+  };
+  return {
+    tree,
+    // A number of 1 to 2^32 - 1 in model `m`: its bit length less one (a 5-bit tree), then the bits below its top one.
+    num(m: number): number {
+      const base = MODEL_NUMBERS + m * 1056;
+      const top = tree(base, 5);
+      let v = 1;
+      for (let i = top - 1; i >= 0; i--) v = 2 * v + bit(base + 32 + top * 32 + i);
+      return v;
+    },
+    ended: () => at === bytes.length && code === 0,
+  };
+}
+
+/**
+ * Walk the instructions of a modelled delta (coding 4): check each one and, with `out`, carry it
+ * out, the literals decoded from `literals` (each in the context of the output byte before it).
+ */
+function walkModelled(base: Uint8Array, stream: Uint8Array, h: ByteDeltaHeader, where: string, out: Uint8Array | null, literals: ReturnType<typeof rangeDecoder> | null): void {
+  const d = rangeDecoder(stream, MODEL_SIZE, `${where} instructions`);
+  let written = 0;
+  let inserted = 0;
+  // The kind before, the last two base displacements (offset - output position), the last output distance.
+  let kind = 0;
+  let rd0 = 0;
+  let rd1 = 0;
+  let rs = 0;
+  for (let k = 0; k < h.instructionCount; k++) {
+    kind = d.tree(kind * 8, 3);
+    if (kind > 5) fail(where, `instruction ${k} is of kind ${kind}; the modelled kinds are 0 to 5`, { instruction: k });
+    const length = d.num(kind);
+    if (length > h.outputLength - written) fail(where, `instruction ${k} gives ${length} bytes at output byte ${written}, past the declared output length ${h.outputLength}`, { instruction: k });
+    if (kind === 0) {
+      if (length > h.literalLength - inserted) fail(where, `insert ${k} takes ${length} literal bytes after ${inserted}, past the ${h.literalLength} declared`, { instruction: k });
+      if (out && literals) for (let i = written; i < written + length; i++) out[i] = literals.tree(i ? out[i - 1] * 256 : 0, 8);
+      inserted += length;
+    } else if (kind === 2 || kind === 4) {
+      if (kind === 2) rs = length + d.num(7) - 1;
+      const from = written - rs;
+      if (from < 0 || rs < length) fail(where, `copy ${k} reads ${length} output bytes from ${rs} bytes before output byte ${written}: only bytes written before it`, { instruction: k, distance: rs, length });
+      if (out) out.copyWithin(written, from, from + length);
+    } else {
+      if (kind === 1) {
+        const z = d.num(6) - 1;
+        rd1 = rd0;
+        rd0 += z & 1 ? -(z + 1) / 2 : z / 2;
+      } else if (kind === 5) [rd0, rd1] = [rd1, rd0];
+      const offset = written + rd0;
+      if (offset < 0 || offset + length > h.baseLength) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${h.baseLength} bytes`, { instruction: k, offset, length });
+      if (out) out.set(base.subarray(offset, offset + length), written);
+    }
+    written += length;
+  }
+  if (written !== h.outputLength) fail(where, `the instructions give ${written} bytes, the output is declared ${h.outputLength}`);
+  if (inserted !== h.literalLength) fail(where, `the inserts take ${inserted} literal bytes, ${h.literalLength} are declared`);
+  if (!d.ended()) fail(where, `the instruction stream does not end exactly at its ${stream.length}th byte with code 0`);
+}
+
+/**
  * Rebuild a file from `base` and a byte delta. Every instruction is checked before the output is
  * allocated; `base` is only read.
  * @param maxOutputBytes - the largest output the caller accepts (a delta declaring more is refused before anything is allocated)
@@ -184,6 +296,17 @@ function walk(base: Uint8Array, delta: Uint8Array, start: number, h: ByteDeltaHe
 export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): Uint8Array {
   const h = readByteDeltaHeader(delta, maxOutputBytes, where);
   if (base.length !== h.baseLength) fail(where, `the delta reads a base of ${h.baseLength} bytes, this one is ${base.length}`, { expected: h.baseLength, found: base.length });
+  if (h.modelled) {
+    const stream = delta.subarray(h.instructionsAt, h.instructionsAt + (h.codedInstructionBytes as number));
+    const section = delta.subarray(h.instructionsAt + stream.length);
+    walkModelled(base, stream, h, where, null, null);
+    if (h.literalLength ? section.length < 4 : section.length) fail(where, `the literal stream must be ${h.literalLength ? 'at least 4 bytes' : 'empty'}, found ${section.length}`);
+    const out = new Uint8Array(h.outputLength);
+    const literals = h.literalLength ? rangeDecoder(section, 65536, `${where} literals`) : null;
+    walkModelled(base, stream, h, where, out, literals);
+    if (literals && !literals.ended()) fail(where, `the literal stream does not end exactly at its ${section.length}th byte with code 0`);
+    return out;
+  }
   // The instructions: in the delta, or range-coded there and decoded first (at most 64 x their size).
   let instructions = delta;
   let start = h.instructionsAt;

@@ -1,0 +1,334 @@
+/**
+ * The byte delta's modelled coding (coding 4, docs/FORMAT.md §16), build side: a cost-aware
+ * parse of the target into inserts and copies, and the range coder that writes them.
+ *
+ * The parse is an optimal parse over windows of the target (as zstd's at -19): every position's
+ * cheapest arrival, with the repeat offsets along that arrival (the last two base displacements,
+ * the last output distance), so a re-exported graph that copies run after run at the same
+ * displacement pays a few bits a copy and a renamed constant's digit costs one literal between two
+ * repeat copies. Candidates at each position: the three repeat offsets (from 2 bytes) and a hash
+ * chain of 5-byte windows over the base and the target written so far. A match of 256 bytes or
+ * more is taken as it is. Prices are static estimates of the coder's bits; the coder itself is
+ * adaptive. Deterministic: the same inputs always give the same bytes.
+ */
+import { MODEL_NUMBERS, MODEL_SIZE } from '../core/byte-delta.ts';
+
+/** One instruction of the modelled coding: kind 0 insert, 1-5 copies (see §16), `value` the coded field (z or g) for kinds 1 and 2. */
+export interface ModelOp {
+  kind: number;
+  length: number;
+  value: number;
+}
+
+/** LZMA's binary range encoder with adaptive 11-bit probabilities (the decoder is src/core/byte-delta.ts's). */
+export class ModelEncoder {
+  private readonly out: number[] = [];
+  readonly p: Uint16Array;
+  private low = 0;
+  private range = 0xffffffff;
+  private cache = 0;
+  private pending = 1;
+  private first = true;
+  constructor(size: number) {
+    this.p = new Uint16Array(size).fill(1024);
+  }
+  private shiftLow(): void {
+    if (this.low < 0xff000000 || this.low >= 0x100000000) {
+      const carry = this.low >= 0x100000000 ? 1 : 0;
+      this.emit((this.cache + carry) & 0xff);
+      for (; this.pending > 1; this.pending--) this.emit((0xff + carry) & 0xff);
+      this.pending = 0;
+      this.cache = Math.floor(this.low / 0x1000000) & 0xff;
+    }
+    this.pending++;
+    this.low = (this.low % 0x1000000) * 256;
+  }
+  private emit(b: number): void {
+    if (!this.first) this.out.push(b);
+    else if (b) throw new RangeError(`byte delta: the range coder's first byte is ${b}, expected 0`);
+    this.first = false;
+  }
+  bit(i: number, bit: number): void {
+    const q = this.p[i];
+    const bound = (this.range >>> 11) * q;
+    if (bit) {
+      this.low += bound;
+      this.range -= bound;
+      this.p[i] = q - (q >> 5);
+    } else {
+      this.range = bound;
+      this.p[i] = q + ((2048 - q) >> 5);
+    }
+    while (this.range < 0x1000000) {
+      this.range *= 256;
+      this.shiftLow();
+    }
+  }
+  tree(base: number, n: number, v: number): void {
+    let t = 1;
+    for (let b = n - 1; b >= 0; b--) {
+      const x = (v >>> b) & 1;
+      this.bit(base + t, x);
+      t = 2 * t + x;
+    }
+  }
+  /** `v` from 1 to 2^32 - 1 in number model `m`. */
+  num(m: number, v: number): void {
+    const base = MODEL_NUMBERS + m * 1056;
+    const top = 31 - Math.clz32(v);
+    this.tree(base, 5, top);
+    for (let i = top - 1; i >= 0; i--) this.bit(base + 32 + top * 32 + i, Math.floor(v / 2 ** i) & 1);
+  }
+  finish(): Uint8Array {
+    for (let i = 0; i < 5; i++) this.shiftLow();
+    return Uint8Array.from(this.out);
+  }
+}
+
+/** The two streams of a modelled delta: the instructions, and the literals (each in the context of the output byte before it). */
+export function encodeModelled(target: Uint8Array, ops: readonly ModelOp[]): { instructions: Uint8Array; literals: Uint8Array; literalCount: number; prices: Prices } {
+  const ins = new ModelEncoder(MODEL_SIZE);
+  const lit = new ModelEncoder(65536);
+  let prev = 0;
+  let w = 0;
+  let literalCount = 0;
+  for (const op of ops) {
+    ins.tree(prev * 8, 3, op.kind);
+    ins.num(op.kind, op.length);
+    if (op.kind === 1) ins.num(6, op.value + 1);
+    else if (op.kind === 2) ins.num(7, op.value + 1);
+    else if (op.kind === 0) {
+      for (let i = w; i < w + op.length; i++) lit.tree(i ? target[i - 1] * 256 : 0, 8, target[i]);
+      literalCount += op.length;
+    }
+    prev = op.kind;
+    w += op.length;
+  }
+  return { instructions: ins.finish(), literals: literalCount ? lit.finish() : new Uint8Array(0), literalCount, prices: new Prices(ins.p, lit.p) };
+}
+
+const HASH = 5;
+const CHAIN = 32;
+const SUFFICIENT = 256;
+const BLOCK = 4096;
+
+const LOG2 = new Float64Array(2049).map((_, q) => (q ? -Math.log2(q / 2048) : 24));
+
+/**
+ * What the parse pays for a field: static estimates, or the bits under the probabilities a
+ * first parse's coding ended with (the second parse then prices as the coder will code).
+ */
+export class Prices {
+  private readonly numCache = new Map<number, number>();
+  constructor(private readonly ins?: Uint16Array, private readonly lit?: Uint16Array) {}
+  private treeBits(p: Uint16Array, base: number, n: number, v: number): number {
+    let bits = 0;
+    for (let t = 1, b = n - 1; b >= 0; b--) {
+      const x = (v >>> b) & 1;
+      bits += LOG2[x ? 2048 - p[base + t] : p[base + t]];
+      t = 2 * t + x;
+    }
+    return bits;
+  }
+  kind(prev: number, kind: number): number {
+    return this.ins ? this.treeBits(this.ins, prev * 8, 3, kind) : [2, 3, 3, 1.5, 2.5, 2.5][kind];
+  }
+  num(m: number, v: number): number {
+    const top = 31 - Math.clz32(v);
+    if (!this.ins) return 3 + top;
+    const key = m * 2 ** 32 + v;
+    let bits = v < 4096 ? this.numCache.get(key) : undefined;
+    if (bits === undefined) {
+      const base = MODEL_NUMBERS + m * 1056;
+      bits = this.treeBits(this.ins, base, 5, top);
+      for (let i = top - 1; i >= 0; i--) {
+        const q = this.ins[base + 32 + top * 32 + i];
+        bits += LOG2[Math.floor(v / 2 ** i) & 1 ? 2048 - q : q];
+      }
+      if (v < 4096) this.numCache.set(key, bits);
+    }
+    return bits;
+  }
+  literal(prev: number, byte: number, order0: Float64Array): number {
+    return this.lit ? this.treeBits(this.lit, prev * 256, 8, byte) : order0[byte];
+  }
+}
+
+/**
+ * The modelled instructions that rebuild `target` from `base` (module doc). The hash chain holds
+ * an entry for each byte of both: the caller keeps them small enough.
+ */
+export function parseModelled(base: Uint8Array, target: Uint8Array, prices = new Prices()): ModelOp[] {
+  const B = base.length;
+  const T = target.length;
+  const at = (q: number): number => (q < B ? base[q] : target[q - B]);
+  let bits = 12;
+  while (1 << bits < B + T && bits < 24) bits++;
+  const head = new Int32Array(1 << bits).fill(-1);
+  const chain = new Int32Array(B + T);
+  const hashOf = (q: number): number => {
+    let h = 0;
+    for (let j = 0; j < HASH; j++) h = Math.imul(h ^ at(q + j), 0x01000193);
+    return Math.imul(h, 0x9e3779b1) >>> (32 - bits);
+  };
+  const insert = (q: number): void => {
+    const s = hashOf(q);
+    chain[q] = head[s];
+    head[s] = q;
+  };
+  for (let q = 0; q + HASH <= B; q++) insert(q);
+  let indexed = 0; // target positions below this are in the chain
+  // Literal prices from the target's byte histogram.
+  const hist = new Float64Array(256).fill(1);
+  for (let i = 0; i < T; i++) hist[target[i]]++;
+  const litBits = hist.map((c) => Math.max(1, Math.log2((T + 256) / c)));
+  const baseLen = (q: number, i: number, max: number): number => {
+    if (q < 0 || q >= B) return 0;
+    let n = 0;
+    const lim = Math.min(max, B - q);
+    while (n < lim && base[q + n] === target[i + n]) n++;
+    return n;
+  };
+  const selfLen = (j: number, i: number, max: number): number => {
+    if (j < 0 || j >= i) return 0;
+    let n = 0;
+    const lim = Math.min(max, i - j);
+    while (n < lim && target[j + n] === target[i + n]) n++;
+    return n;
+  };
+
+  // The arrivals of one window: price, how (a literal: kind 0; a copy: its kind, length and
+  // field), the literal run it ends, and the repeat offsets after it.
+  const N = BLOCK + 1;
+  const price = new Float64Array(N);
+  const kind = new Int8Array(N);
+  const len = new Int32Array(N);
+  const val = new Float64Array(N);
+  const run = new Int32Array(N);
+  const rd0 = new Float64Array(N);
+  const rd1 = new Float64Array(N);
+  const rs = new Float64Array(N);
+  const ops: ModelOp[] = [];
+  const push = (k: number, n: number, v: number): void => {
+    const last = ops[ops.length - 1];
+    if (k === 0 && last?.kind === 0) last.length += n;
+    else ops.push({ kind: k, length: n, value: v });
+  };
+  let state = [0, 0, 0];
+  let carried = 0; // the literal run the window starts in
+  let carriedKind = 0; // and the kind before it
+  const cands: number[] = []; // triples: kind, length, source (base offset or target position)
+  for (let s = 0; s < T; ) {
+    const E = Math.min(BLOCK, T - s);
+    price.fill(Infinity);
+    price[0] = 0;
+    run[0] = carried;
+    [rd0[0], rd1[0], rs[0]] = state;
+    let long = -1; // a copy of SUFFICIENT bytes or more found at window position `stop`
+    let stop = E;
+    for (let k = 0; k < E; k++) {
+      const i = s + k;
+      const here = price[k];
+      for (; indexed < i && indexed + HASH <= T; indexed++) insert(B + indexed);
+      // A literal.
+      const prev = k ? kind[k] : carriedKind;
+      const lp = here + prices.literal(i ? target[i - 1] : 0, target[i], litBits) + (run[k] ? prices.num(0, run[k] + 1) - prices.num(0, run[k]) : prices.kind(prev, 0) + prices.num(0, 1));
+      if (lp < price[k + 1]) {
+        price[k + 1] = lp;
+        kind[k + 1] = 0;
+        len[k + 1] = 1;
+        run[k + 1] = run[k] + 1;
+        rd0[k + 1] = rd0[k];
+        rd1[k + 1] = rd1[k];
+        rs[k + 1] = rs[k];
+      }
+      // Copies: the repeat offsets, then the chain's.
+      const max = Math.min(T - i, SUFFICIENT);
+      cands.length = 0;
+      const add = (kd: number, n: number, src: number, min: number): void => {
+        if (n >= min) cands.push(kd, n, src);
+      };
+      add(3, baseLen(i + rd0[k], i, max), i + rd0[k], 2);
+      if (rd1[k] !== rd0[k]) add(5, baseLen(i + rd1[k], i, max), i + rd1[k], 2);
+      if (rs[k] > 0) add(4, selfLen(i - rs[k], i, max), i - rs[k], 2);
+      const reps = cands.length;
+      if (i + HASH <= T) {
+        for (let q = head[hashOf(B + i)], depth = 0; q >= 0 && depth < CHAIN; q = chain[q], depth++) {
+          if (q < B) {
+            if (q - i !== rd0[k] && q - i !== rd1[k]) add(1, baseLen(q, i, max), q, HASH);
+          } else if (i - (q - B) !== rs[k]) add(2, selfLen(q - B, i, max), q - B, HASH);
+        }
+      }
+      for (let x = 0; x < cands.length; x += 3) if (cands[x + 1] >= SUFFICIENT && (long < 0 || cands[x + 1] > cands[long + 1])) long = x;
+      if (long >= 0) {
+        stop = k;
+        break;
+      }
+      let covered = 0;
+      for (let x = 0; x < cands.length; x += 3) {
+        const kd = cands[x];
+        const n = Math.min(cands[x + 1], E - k);
+        const src = cands[x + 2];
+        let z = 0;
+        if (kd === 1) {
+          const d = src - i - rd0[k];
+          z = d >= 0 ? 2 * d : -2 * d - 1;
+        }
+        const fixed = here + prices.kind(prev, kd) + (kd === 1 ? prices.num(6, z + 1) : 0);
+        for (let m = x < reps ? 2 : Math.max(HASH, covered + 1); m <= n; m++) {
+          const g = kd === 2 ? i - src - m : z;
+          const p = fixed + prices.num(kd, m) + (kd === 2 ? prices.num(7, g + 1) : 0);
+          if (p < price[k + m]) {
+            price[k + m] = p;
+            kind[k + m] = kd;
+            len[k + m] = m;
+            val[k + m] = g;
+            run[k + m] = 0;
+            let a = rd0[k];
+            let b = rd1[k];
+            let r = rs[k];
+            if (kd === 1) [a, b] = [src - i, a];
+            else if (kd === 5) [a, b] = [b, a];
+            else if (kd === 2) r = i - src;
+            rd0[k + m] = a;
+            rd1[k + m] = b;
+            rs[k + m] = r;
+          }
+        }
+        if (x >= reps && n > covered) covered = n;
+      }
+    }
+    // The cheapest path to the window's end, back to front.
+    const path: ModelOp[] = [];
+    for (let e = stop; e > 0; ) {
+      path.push({ kind: kind[e], length: len[e], value: val[e] });
+      e -= len[e];
+    }
+    for (let x = path.length - 1; x >= 0; x--) push(path[x].kind, path[x].length, path[x].value);
+    state = [rd0[stop], rd1[stop], rs[stop]];
+    carried = run[stop];
+    if (stop) carriedKind = kind[stop];
+    s += stop;
+    if (long >= 0) {
+      // The long copy, extended as far as it goes.
+      const kd = cands[long];
+      const src = cands[long + 2];
+      const n = kd === 2 || kd === 4 ? selfLen(src, s, T - s) : baseLen(src, s, T - s);
+      let v = 0;
+      if (kd === 1) {
+        const d = src - s - state[0];
+        v = d >= 0 ? 2 * d : -2 * d - 1;
+        state = [src - s, state[0], state[2]];
+      } else if (kd === 5) state = [state[1], state[0], state[2]];
+      else if (kd === 2) {
+        v = s - src - n;
+        state = [state[0], state[1], s - src];
+      }
+      push(kd, n, v);
+      carried = 0;
+      carriedKind = kd;
+      s += n;
+    }
+  }
+  return ops;
+}
