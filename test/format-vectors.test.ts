@@ -1216,7 +1216,7 @@ function specBinaryDecoder(v: Uint8Array, size: number) {
     return t - 2 ** n;
   };
   const number = (m: number): number => {
-    const b = 48 + 1056 * m;
+    const b = 64 + 1056 * m;
     const top = tree(b, 5);
     let x = 1;
     for (let i = top - 1; i >= 0; i--) x = 2 * x + decide(b + 32 + 32 * top + i);
@@ -1238,31 +1238,32 @@ function specModelledDelta(base: Uint8Array, d: Uint8Array, at: number, L: numbe
   const stream = d.subarray(at, at + S);
   const litStream = d.subarray(at + S);
   const run = (out: Uint8Array | null): void => {
-    const dec = specBinaryDecoder(stream, 48 + 8 * 1056);
+    const dec = specBinaryDecoder(stream, 64 + 10 * 1056);
     const lits = out && K ? specBinaryDecoder(litStream, 256 * 256) : null;
     let p = 0;
     let r0 = 0;
     let r1 = 0;
-    let s = 0;
+    let s = [0, 0, 0];
     let w = 0;
     let inserted = 0;
     for (let k = 0; k < N; k++) {
       const kind = dec.tree(8 * p, 3);
       p = kind;
-      if (kind >= 6) bad('modelled kind 6 or 7');
       const length = dec.number(kind);
       if (w + length > L) bad('past the declared output');
       if (kind === 0) {
         inserted += length;
         if (inserted > K) bad('literals past the declared count');
         if (out && lits) for (let j = 0; j < length; j++) out[w + j] = lits.tree(256 * (w + j > 0 ? out[w + j - 1] : 0), 8);
-      } else if (kind === 2 || kind === 4) {
-        if (kind === 2) s = length + dec.number(7) - 1;
-        if (s < length || w - s < 0) bad('output copy ahead of the output');
-        if (out) for (let j = 0; j < length; j++) out[w + j] = out[w - s + j];
+      } else if (kind === 2 || kind === 4 || kind === 6 || kind === 7) {
+        if (kind === 2) s = [length + dec.number(9) - 1, s[0], s[1]];
+        if (kind === 6) s = [s[1], s[0], s[2]];
+        if (kind === 7) s = [s[2], s[0], s[1]];
+        if (s[0] < length || w - s[0] < 0) bad('output copy ahead of the output');
+        if (out) for (let j = 0; j < length; j++) out[w + j] = out[w - s[0] + j];
       } else {
         if (kind === 1) {
-          const z = dec.number(6) - 1;
+          const z = dec.number(8) - 1;
           r1 = r0;
           r0 += z % 2 === 0 ? z / 2 : -(z + 1) / 2;
         } else if (kind === 5) [r0, r1] = [r1, r0];
@@ -1379,7 +1380,7 @@ describe('byte delta vectors (FORMAT.md §16)', async () => {
     for (const n of ['copy-out-of-range', 'past-declared-output', 'over-cap', 'truncated-varint', 'count-bomb']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
     assert.ok(bd.valid.some((v) => v.literalCoding === 1) && bd.valid.some((v) => v.literalCoding === 0 && v.copies > 0));
     assert.ok(bd.valid.some((v) => v.coding === 4 && v.copies > 0 && v.inserts > 0), 'a modelled delta');
-    for (const n of ['kind', 'self-ahead', 'copy-out-of-range', 'overrun', 'trailing', 'count-bomb', 'literals-short']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-modelled-${n}`), n);
+    for (const n of ['repeat-ahead', 'self-ahead', 'copy-out-of-range', 'overrun', 'trailing', 'count-bomb', 'literals-short']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-modelled-${n}`), n);
     for (const n of ['self-copy-ahead', 'unknown-kind', 'zero-length']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
   });
   for (const v of bd.valid) {

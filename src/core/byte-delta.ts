@@ -32,9 +32,9 @@ export const INSTRUCTIONS_RANGE_CODED = 2;
  * own adaptive models, with repeat offsets: two streams of one binary range coder (§16).
  */
 export const MODELLED = 4;
-/** Modelled coding: probabilities of the instruction stream (6 kind trees of 8, 8 number models of 1056) and of the literals (256 trees of 256). */
-export const MODEL_NUMBERS = 48;
-export const MODEL_SIZE = MODEL_NUMBERS + 8 * 1056;
+/** Modelled coding: probabilities of the instruction stream (8 kind trees of 8, 10 number models of 1056) and of the literals (256 trees of 256). */
+export const MODEL_NUMBERS = 64;
+export const MODEL_SIZE = MODEL_NUMBERS + 10 * 1056;
 
 /**
  * Range-coded bytes come out of at most this many times their coded size (plus 64): the coder's
@@ -248,34 +248,37 @@ function walkModelled(base: Uint8Array, stream: Uint8Array, h: ByteDeltaHeader, 
   const d = rangeDecoder(stream, MODEL_SIZE, `${where} instructions`);
   let written = 0;
   let inserted = 0;
-  // The kind before, the last two base displacements (offset - output position), the last output distance.
+  // The kind before, the last two base displacements (offset - output position), the last three output distances.
   let kind = 0;
   let rd0 = 0;
   let rd1 = 0;
-  let rs = 0;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
   for (let k = 0; k < h.instructionCount; k++) {
     kind = d.tree(kind * 8, 3);
-    if (kind > 5) fail(where, `instruction ${k} is of kind ${kind}; the modelled kinds are 0 to 5`, { instruction: k });
     const length = d.num(kind);
     if (length > h.outputLength - written) fail(where, `instruction ${k} gives ${length} bytes at output byte ${written}, past the declared output length ${h.outputLength}`, { instruction: k });
     if (kind === 0) {
       if (length > h.literalLength - inserted) fail(where, `insert ${k} takes ${length} literal bytes after ${inserted}, past the ${h.literalLength} declared`, { instruction: k });
       if (out && literals) for (let i = written; i < written + length; i++) out[i] = literals.tree(i ? out[i - 1] * 256 : 0, 8);
       inserted += length;
-    } else if (kind === 2 || kind === 4) {
-      if (kind === 2) rs = length + d.num(7) - 1;
-      const from = written - rs;
-      if (from < 0 || rs < length) fail(where, `copy ${k} reads ${length} output bytes from ${rs} bytes before output byte ${written}: only bytes written before it`, { instruction: k, distance: rs, length });
-      if (out) out.copyWithin(written, from, from + length);
-    } else {
+    } else if (kind === 1 || kind === 3 || kind === 5) {
       if (kind === 1) {
-        const z = d.num(6) - 1;
+        const z = d.num(8) - 1;
         rd1 = rd0;
         rd0 += z & 1 ? -(z + 1) / 2 : z / 2;
       } else if (kind === 5) [rd0, rd1] = [rd1, rd0];
       const offset = written + rd0;
       if (offset < 0 || offset + length > h.baseLength) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${h.baseLength} bytes`, { instruction: k, offset, length });
       if (out) out.set(base.subarray(offset, offset + length), written);
+    } else {
+      if (kind === 2) [s0, s1, s2] = [length + d.num(9) - 1, s0, s1];
+      else if (kind === 6) [s0, s1] = [s1, s0];
+      else if (kind === 7) [s0, s1, s2] = [s2, s0, s1];
+      const from = written - s0;
+      if (from < 0 || s0 < length) fail(where, `copy ${k} reads ${length} output bytes from ${s0} bytes before output byte ${written}: only bytes written before it`, { instruction: k, distance: s0, length });
+      if (out) out.copyWithin(written, from, from + length);
     }
     written += length;
   }

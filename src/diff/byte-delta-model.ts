@@ -95,8 +95,8 @@ export function encodeModelled(target: Uint8Array, ops: readonly ModelOp[]): { i
   for (const op of ops) {
     ins.tree(prev * 8, 3, op.kind);
     ins.num(op.kind, op.length);
-    if (op.kind === 1) ins.num(6, op.value + 1);
-    else if (op.kind === 2) ins.num(7, op.value + 1);
+    if (op.kind === 1) ins.num(8, op.value + 1);
+    else if (op.kind === 2) ins.num(9, op.value + 1);
     else if (op.kind === 0) {
       for (let i = w; i < w + op.length; i++) lit.tree(i ? target[i - 1] * 256 : 0, 8, target[i]);
       literalCount += op.length;
@@ -112,6 +112,29 @@ const CHAIN = 32;
 const SUFFICIENT = 256;
 const BLOCK = 4096;
 
+/**
+ * The repeat state after a copy of kind `kd` (§16): the base displacements r0, r1 and the output
+ * distances s0, s1, s2 at `f` of `from`, written at `t` of `to`; `x` is the copy's displacement
+ * (base) or distance (output).
+ */
+function advance(from: Float64Array, f: number, to: Float64Array, t: number, kd: number, x: number): void {
+  let r0 = from[f];
+  let r1 = from[f + 1];
+  let s0 = from[f + 2];
+  let s1 = from[f + 3];
+  let s2 = from[f + 4];
+  if (kd === 1) [r0, r1] = [x, r0];
+  else if (kd === 5) [r0, r1] = [r1, r0];
+  else if (kd === 2) [s0, s1, s2] = [x, s0, s1];
+  else if (kd === 6) [s0, s1] = [s1, s0];
+  else if (kd === 7) [s0, s1, s2] = [s2, s0, s1];
+  to[t] = r0;
+  to[t + 1] = r1;
+  to[t + 2] = s0;
+  to[t + 3] = s1;
+  to[t + 4] = s2;
+}
+
 const LOG2 = new Float64Array(2049).map((_, q) => (q ? -Math.log2(q / 2048) : 24));
 
 /**
@@ -119,7 +142,7 @@ const LOG2 = new Float64Array(2049).map((_, q) => (q ? -Math.log2(q / 2048) : 24
  * first parse's coding ended with (the second parse then prices as the coder will code).
  */
 export class Prices {
-  private readonly numCache = new Map<number, number>();
+  private readonly numCache = new Float64Array(10 * 4096).fill(-1);
   constructor(private readonly ins?: Uint16Array, private readonly lit?: Uint16Array) {}
   private treeBits(p: Uint16Array, base: number, n: number, v: number): number {
     let bits = 0;
@@ -131,22 +154,20 @@ export class Prices {
     return bits;
   }
   kind(prev: number, kind: number): number {
-    return this.ins ? this.treeBits(this.ins, prev * 8, 3, kind) : [2, 3, 3, 1.5, 2.5, 2.5][kind];
+    return this.ins ? this.treeBits(this.ins, prev * 8, 3, kind) : [2, 3, 3, 1.5, 2.5, 2.5, 3, 3][kind];
   }
   num(m: number, v: number): number {
     const top = 31 - Math.clz32(v);
     if (!this.ins) return 3 + top;
-    const key = m * 2 ** 32 + v;
-    let bits = v < 4096 ? this.numCache.get(key) : undefined;
-    if (bits === undefined) {
-      const base = MODEL_NUMBERS + m * 1056;
-      bits = this.treeBits(this.ins, base, 5, top);
-      for (let i = top - 1; i >= 0; i--) {
-        const q = this.ins[base + 32 + top * 32 + i];
-        bits += LOG2[Math.floor(v / 2 ** i) & 1 ? 2048 - q : q];
-      }
-      if (v < 4096) this.numCache.set(key, bits);
+    const small = v < 4096;
+    if (small && this.numCache[m * 4096 + v] >= 0) return this.numCache[m * 4096 + v];
+    const base = MODEL_NUMBERS + m * 1056;
+    let bits = this.treeBits(this.ins, base, 5, top);
+    for (let i = top - 1; i >= 0; i--) {
+      const q = this.ins[base + 32 + top * 32 + i];
+      bits += LOG2[Math.floor(v / 2 ** i) & 1 ? 2048 - q : q];
     }
+    if (small) this.numCache[m * 4096 + v] = bits;
     return bits;
   }
   literal(prev: number, byte: number, order0: Float64Array): number {
@@ -198,37 +219,39 @@ export function parseModelled(base: Uint8Array, target: Uint8Array, prices = new
   };
 
   // The arrivals of one window: price, how (a literal: kind 0; a copy: its kind, length and
-  // field), the literal run it ends, and the repeat offsets after it.
+  // field), the literal run it ends, and the repeat state after it (5 numbers each, see advance).
   const N = BLOCK + 1;
   const price = new Float64Array(N);
   const kind = new Int8Array(N);
   const len = new Int32Array(N);
   const val = new Float64Array(N);
   const run = new Int32Array(N);
-  const rd0 = new Float64Array(N);
-  const rd1 = new Float64Array(N);
-  const rs = new Float64Array(N);
+  const rep = new Float64Array(5 * N);
   const ops: ModelOp[] = [];
   const push = (k: number, n: number, v: number): void => {
     const last = ops[ops.length - 1];
     if (k === 0 && last?.kind === 0) last.length += n;
     else ops.push({ kind: k, length: n, value: v });
   };
-  let state = [0, 0, 0];
+  const state = new Float64Array(5);
   let carried = 0; // the literal run the window starts in
   let carriedKind = 0; // and the kind before it
   const cands: number[] = []; // triples: kind, length, source (base offset or target position)
+  const add = (kd: number, n: number, src: number, min: number): void => {
+    if (n >= min) cands.push(kd, n, src);
+  };
   for (let s = 0; s < T; ) {
     const E = Math.min(BLOCK, T - s);
     price.fill(Infinity);
     price[0] = 0;
     run[0] = carried;
-    [rd0[0], rd1[0], rs[0]] = state;
+    rep.set(state);
     let long = -1; // a copy of SUFFICIENT bytes or more found at window position `stop`
     let stop = E;
     for (let k = 0; k < E; k++) {
       const i = s + k;
       const here = price[k];
+      const r = 5 * k;
       for (; indexed < i && indexed + HASH <= T; indexed++) insert(B + indexed);
       // A literal.
       const prev = k ? kind[k] : carriedKind;
@@ -238,25 +261,27 @@ export function parseModelled(base: Uint8Array, target: Uint8Array, prices = new
         kind[k + 1] = 0;
         len[k + 1] = 1;
         run[k + 1] = run[k] + 1;
-        rd0[k + 1] = rd0[k];
-        rd1[k + 1] = rd1[k];
-        rs[k + 1] = rs[k];
+        rep.copyWithin(r + 5, r, r + 5);
       }
       // Copies: the repeat offsets, then the chain's.
       const max = Math.min(T - i, SUFFICIENT);
       cands.length = 0;
-      const add = (kd: number, n: number, src: number, min: number): void => {
-        if (n >= min) cands.push(kd, n, src);
-      };
-      add(3, baseLen(i + rd0[k], i, max), i + rd0[k], 2);
-      if (rd1[k] !== rd0[k]) add(5, baseLen(i + rd1[k], i, max), i + rd1[k], 2);
-      if (rs[k] > 0) add(4, selfLen(i - rs[k], i, max), i - rs[k], 2);
+      const d0 = rep[r];
+      const d1 = rep[r + 1];
+      const s0 = rep[r + 2];
+      const s1 = rep[r + 3];
+      const s2 = rep[r + 4];
+      add(3, baseLen(i + d0, i, max), i + d0, 2);
+      if (d1 !== d0) add(5, baseLen(i + d1, i, max), i + d1, 2);
+      if (s0 > 0) add(4, selfLen(i - s0, i, max), i - s0, 2);
+      if (s1 > 0 && s1 !== s0) add(6, selfLen(i - s1, i, max), i - s1, 2);
+      if (s2 > 0 && s2 !== s0 && s2 !== s1) add(7, selfLen(i - s2, i, max), i - s2, 2);
       const reps = cands.length;
       if (i + HASH <= T) {
         for (let q = head[hashOf(B + i)], depth = 0; q >= 0 && depth < CHAIN; q = chain[q], depth++) {
           if (q < B) {
-            if (q - i !== rd0[k] && q - i !== rd1[k]) add(1, baseLen(q, i, max), q, HASH);
-          } else if (i - (q - B) !== rs[k]) add(2, selfLen(q - B, i, max), q - B, HASH);
+            if (q - i !== d0 && q - i !== d1) add(1, baseLen(q, i, max), q, HASH);
+          } else if (i - (q - B) !== s0 && i - (q - B) !== s1 && i - (q - B) !== s2) add(2, selfLen(q - B, i, max), q - B, HASH);
         }
       }
       for (let x = 0; x < cands.length; x += 3) if (cands[x + 1] >= SUFFICIENT && (long < 0 || cands[x + 1] > cands[long + 1])) long = x;
@@ -271,28 +296,20 @@ export function parseModelled(base: Uint8Array, target: Uint8Array, prices = new
         const src = cands[x + 2];
         let z = 0;
         if (kd === 1) {
-          const d = src - i - rd0[k];
+          const d = src - i - d0;
           z = d >= 0 ? 2 * d : -2 * d - 1;
         }
-        const fixed = here + prices.kind(prev, kd) + (kd === 1 ? prices.num(6, z + 1) : 0);
+        const fixed = here + prices.kind(prev, kd) + (kd === 1 ? prices.num(8, z + 1) : 0);
         for (let m = x < reps ? 2 : Math.max(HASH, covered + 1); m <= n; m++) {
           const g = kd === 2 ? i - src - m : z;
-          const p = fixed + prices.num(kd, m) + (kd === 2 ? prices.num(7, g + 1) : 0);
+          const p = fixed + prices.num(kd, m) + (kd === 2 ? prices.num(9, g + 1) : 0);
           if (p < price[k + m]) {
             price[k + m] = p;
             kind[k + m] = kd;
             len[k + m] = m;
             val[k + m] = g;
             run[k + m] = 0;
-            let a = rd0[k];
-            let b = rd1[k];
-            let r = rs[k];
-            if (kd === 1) [a, b] = [src - i, a];
-            else if (kd === 5) [a, b] = [b, a];
-            else if (kd === 2) r = i - src;
-            rd0[k + m] = a;
-            rd1[k + m] = b;
-            rs[k + m] = r;
+            advance(rep, r, rep, r + 5 * m, kd, kd === 1 ? src - i : i - src);
           }
         }
         if (x >= reps && n > covered) covered = n;
@@ -305,7 +322,7 @@ export function parseModelled(base: Uint8Array, target: Uint8Array, prices = new
       e -= len[e];
     }
     for (let x = path.length - 1; x >= 0; x--) push(path[x].kind, path[x].length, path[x].value);
-    state = [rd0[stop], rd1[stop], rs[stop]];
+    state.set(rep.subarray(5 * stop, 5 * stop + 5));
     carried = run[stop];
     if (stop) carriedKind = kind[stop];
     s += stop;
@@ -313,17 +330,14 @@ export function parseModelled(base: Uint8Array, target: Uint8Array, prices = new
       // The long copy, extended as far as it goes.
       const kd = cands[long];
       const src = cands[long + 2];
-      const n = kd === 2 || kd === 4 ? selfLen(src, s, T - s) : baseLen(src, s, T - s);
+      const base = kd === 1 || kd === 3 || kd === 5;
+      const n = base ? baseLen(src, s, T - s) : selfLen(src, s, T - s);
       let v = 0;
       if (kd === 1) {
         const d = src - s - state[0];
         v = d >= 0 ? 2 * d : -2 * d - 1;
-        state = [src - s, state[0], state[2]];
-      } else if (kd === 5) state = [state[1], state[0], state[2]];
-      else if (kd === 2) {
-        v = s - src - n;
-        state = [state[0], state[1], s - src];
-      }
+      } else if (kd === 2) v = s - src - n;
+      advance(state, 0, state, 0, kd, base ? src - s : s - src);
       push(kd, n, v);
       carried = 0;
       carriedKind = kd;

@@ -50,9 +50,9 @@ const MODELLED_MAX = 1 << 25;
 
 /** The modelled delta (coding 4) of `target` from `base`. */
 function modelledDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats } {
-  // Twice: the second parse priced by the probabilities the first one's coding ended with.
-  const first = encodeModelled(target, parseModelled(base, target));
-  const ops = parseModelled(base, target, first.prices);
+  // Three parses, each priced by the probabilities the coding of the one before ended with.
+  let ops = parseModelled(base, target);
+  for (let k = 0; k < 2; k++) ops = parseModelled(base, target, encodeModelled(target, ops).prices);
   const { instructions, literals, literalCount } = encodeModelled(target, ops);
   const stats: ByteDeltaStats = { copies: 0, copiedBytes: 0, inserts: 0, insertedBytes: 0, literalCoding: 'modelled', instructionCoding: 'modelled' };
   for (const op of ops) {

@@ -127,10 +127,12 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
     const stream = [...e.finish()].slice(0, cut ? -cut : undefined).concat(extra);
     return [...leb(L, B, N, 4, K, stream.length), ...stream, ...literals];
   };
-  addInvalid('modelled-kind', 'Modelled coding: an instruction of kind 6 (the 3-bit kind tree gives 0 to 7; 6 and 7 do not exist).', modelled(4, 1, 0, (e) => {
+  addInvalid('modelled-repeat-ahead', 'Modelled coding: an INSERT of 4 bytes, then a COPY of 4 output bytes at the second-last distance (kind 6), still 0: it would read the bytes it writes.', modelled(8, 2, 4, (e) => {
+    e.tree(0, 3, 0);
+    e.num(0, 4);
     e.tree(0, 3, 6);
     e.num(6, 4);
-  }));
+  }, [...literalStream(4)]));
   addInvalid('modelled-self-ahead', 'Modelled coding: the first instruction a COPY of 4 output bytes at the repeat distance s = 0: it would read bytes not yet written.', modelled(4, 1, 0, (e) => {
     e.tree(0, 3, 4);
     e.num(4, 4);
@@ -138,8 +140,13 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
   addInvalid('modelled-copy-out-of-range', `Modelled coding: a COPY of 8 base bytes at displacement ${B - 4} (z = ${2 * (B - 4)}): past the end of the ${B}-byte base.`, modelled(8, 1, 0, (e) => {
     e.tree(0, 3, 1);
     e.num(1, 8);
-    e.num(6, 2 * (B - 4) + 1);
+    e.num(8, 2 * (B - 4) + 1);
   }));
+  function literalStream(n: number): Uint8Array {
+    const e = new ModelEncoder(65536);
+    for (let i = 0; i < n; i++) e.tree(i ? 256 * i : 0, 8, i + 1);
+    return e.finish();
+  }
   const repeats = (e: ModelEncoder): void => {
     for (let k = 0; k < 64; k++) {
       e.tree(k ? 24 : 0, 3, 3);
