@@ -2,7 +2,7 @@
  * The byte delta (docs/FORMAT.md §16): a file rebuilt from another file's bytes by COPY(offset,
  * length) instructions that take bytes of the base or of the output already written, and
  * INSERT(length) instructions that take the next bytes of a literal section, raw or range-coded with codec `xr`'s coder (one byte a value,
- * no raw low bytes). It carries a model file's frame when its structure changed (format v7: the
+ * no raw low bytes), or, in the modelled coding, each field of an instruction through its own model. It carries a model file's frame when its structure changed (format v7: the
  * base file rebuilt into one with the target's structure, kept and renamed tensors as copies of
  * the base's bytes, new ones inserted).
  *
@@ -13,7 +13,6 @@
  */
 
 import { PayloadFormatError } from './errors.ts';
-import { openXr } from './xr.ts';
 
 /** Literal section coding: the inserted bytes as they are. */
 export const LITERALS_RAW = 0;
@@ -241,6 +240,22 @@ function rangeDecoder(bytes: Uint8Array, size: number, where: string) {
 }
 
 /**
+ * `n` bytes range-coded as codec `xr`'s high bytes (each a value of one 8-bit tree): none from an
+ * empty stream, else a stream of at least 4 bytes that ends exactly with code 0.
+ */
+function rangeBytes(stream: Uint8Array, n: number, where: string): Uint8Array {
+  if (!n) {
+    if (stream.length) fail(where, `no values range-coded in ${stream.length} bytes: the stream must be empty`);
+    return stream;
+  }
+  const d = rangeDecoder(stream, 256, where);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = d.tree(0, 8);
+  if (!d.ended()) fail(where, `the range-coded stream (${stream.length} bytes for ${n} values) does not end exactly at its end with code 0`);
+  return out;
+}
+
+/**
  * Walk the instructions of a modelled delta (coding 4): check each one and, with `out`, carry it
  * out, the literals decoded from `literals` (each in the context of the output byte before it).
  */
@@ -317,59 +332,17 @@ export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputByt
   if (h.instructionsCoded) {
     const raw = h.instructionBytes as number;
     const coded = h.codedInstructionBytes as number;
-    instructions = new Uint8Array(raw);
-    const masks = new Uint32Array(Math.min(raw, 1 << 16));
-    const reader = openXr(delta.subarray(h.instructionsAt, h.instructionsAt + coded), raw, `${where} instructions`, 0);
-    for (let i = 0; i < raw; i += masks.length) {
-      const m = Math.min(masks.length, raw - i);
-      reader.read(i, m, masks.subarray(0, m));
-      for (let j = 0; j < m; j++) instructions[i + j] = masks[j];
-    }
-    start = 0;
+    instructions = rangeBytes(delta.subarray(start, start + coded), raw, `${where} instructions`);
     if (walk(base, instructions, 0, h, where, null, null) !== raw) fail(where, `the instructions end before their ${raw} decoded bytes do`);
-    section = delta.subarray(h.instructionsAt + coded);
+    section = delta.subarray(start + coded);
+    start = 0;
   } else {
     section = delta.subarray(walk(base, delta, start, h, where, null, null));
   }
-  let literal: (n: number) => Uint8Array;
-  if (h.literalCoding === LITERALS_RAW) {
-    if (section.length !== h.literalLength) fail(where, `the literal section must be ${h.literalLength} raw bytes, found ${section.length}`);
-    let next = 0;
-    literal = (n) => section.subarray(next, (next += n));
-  } else {
-    // openXr checks the stream's length and, after the last value, that it ended exactly.
-    const reader = openXr(section, h.literalLength, `${where} literals`, 0);
-    let next = 0;
-    let masks = new Uint32Array(0);
-    let bytes = new Uint8Array(0);
-    literal = (n) => {
-      if (masks.length < n) {
-        masks = new Uint32Array(Math.min(n, 1 << 16));
-        bytes = new Uint8Array(masks.length);
-      }
-      if (n <= masks.length) {
-        reader.read(next, n, masks.subarray(0, n));
-        next += n;
-        for (let i = 0; i < n; i++) bytes[i] = masks[i];
-        return bytes.subarray(0, n);
-      }
-      const all = new Uint8Array(n);
-      for (let i = 0; i < n; i += masks.length) {
-        const m = Math.min(masks.length, n - i);
-        reader.read(next, m, masks.subarray(0, m));
-        next += m;
-        for (let j = 0; j < m; j++) all[i + j] = masks[j];
-      }
-      return all;
-    };
-  }
+  const literals = h.literalCoding === LITERALS_RAW ? section : rangeBytes(section, h.literalLength, `${where} literals`);
+  if (literals.length !== h.literalLength) fail(where, `the literal section must be ${h.literalLength} raw bytes, found ${section.length}`);
+  let next = 0;
   const out = new Uint8Array(h.outputLength);
-  try {
-    walk(base, instructions, start, h, where, out, literal);
-  } catch (e) {
-    // The range coder names its stream as a codec's; say what it is here.
-    if (e instanceof PayloadFormatError && h.literalCoding === LITERALS_RANGE_CODED && !e.message.startsWith(where + ':')) fail(where, `the range-coded literal section (${section.length} bytes for ${h.literalLength} literals) does not decode to its end exactly`);
-    throw e;
-  }
+  walk(base, instructions, start, h, where, out, (n) => literals.subarray(next, (next += n)));
   return out;
 }
