@@ -141,52 +141,94 @@ export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, w
   return h;
 }
 
+// What an instruction reader leaves for walk(): the instruction's kind (0 INSERT, 1 COPY from
+// the base, 2 COPY from the output), its length, and where its copy reads from.
+let kind = 0;
+let length = 0;
+let from = 0;
+
 /**
- * Walk the instructions of a delta whose header is `h`: check each one and, when `out` is given,
- * carry it out (`literal(n)` returns the next n literal bytes). Returns where the literal
- * section starts.
+ * Walk `h.instructionCount` instructions, each given by `next(k, written)` (which sets kind,
+ * length and from): check each one and, when `out` is given, carry it out (`literal(at, n)`
+ * writes the next n literal bytes at output byte `at`).
  */
-function walk(base: Uint8Array, delta: Uint8Array, start: number, h: ByteDeltaHeader, where: string, out: Uint8Array | null, literal: ((n: number) => Uint8Array) | null): number {
-  let at = start;
+function walk(base: Uint8Array, h: ByteDeltaHeader, where: string, next: (k: number, written: number) => void, out?: Uint8Array, literal?: (at: number, n: number) => void): void {
   let written = 0;
   let inserted = 0;
-  // A base copy's offset is coded from the base offset after the last base copy (the cursor);
-  // an output copy's as its distance back from the bytes it writes.
-  const B = h.baseLength;
-  let cursor = 0;
   for (let k = 0; k < h.instructionCount; k++) {
-    at = varintAt(delta, at, where, `instruction ${k}`);
-    const op = value;
-    const kind = op % 4;
-    const length = Math.floor(op / 4);
-    if (kind === 3) fail(where, `instruction ${k} is of kind 3; the kinds are 0 (INSERT), 1 (COPY from the base) and 2 (COPY from the output)`, { instruction: k });
+    next(k, written);
     if (length === 0) fail(where, `instruction ${k} has length 0; every instruction gives at least one byte`, { instruction: k });
     if (length > h.outputLength - written) fail(where, `instruction ${k} gives ${length} bytes at output byte ${written}, past the declared output length ${h.outputLength}`, { instruction: k });
     if (kind === 1) {
-      at = varintAt(delta, at, where, `the offset of copy ${k}`);
-      const z = value;
-      const offset = cursor + (z & 1 ? -(z + 1) / 2 : z / 2);
-      if (offset < 0 || offset + length > B) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${B} bytes`, { instruction: k, offset, length });
-      if (out) out.set(base.subarray(offset, offset + length), written);
-      cursor = offset + length;
+      if (from < 0 || from + length > h.baseLength) fail(where, `copy ${k} reads base bytes ${from}..${from + length}, the base is ${h.baseLength} bytes`, { instruction: k, offset: from, length });
+      out?.set(base.subarray(from, from + length), written);
     } else if (kind === 2) {
-      // A copy of output already written (a name or a tensor that appears twice in the file),
-      // `gap` bytes before the bytes it writes; it reads only bytes written before it.
-      at = varintAt(delta, at, where, `the distance of copy ${k}`);
-      const from = written - length - value;
-      if (from < 0) fail(where, `copy ${k} reads ${length} output bytes ending ${value} bytes before output byte ${written}: only ${written} are written before it`, { instruction: k, gap: value, length });
-      if (out) out.copyWithin(written, from, from + length);
+      // A copy of output already written (a name or a tensor that appears twice in the file):
+      // it reads only bytes written before it.
+      if (from < 0 || from + length > written) fail(where, `copy ${k} reads ${length} output bytes from output byte ${from}: only the ${written} bytes written before it`, { instruction: k, from, length });
+      out?.copyWithin(written, from, from + length);
     } else {
       if (length > h.literalLength - inserted) fail(where, `insert ${k} takes ${length} literal bytes after ${inserted}, past the ${h.literalLength} declared`, { instruction: k });
-      if (out && literal) out.set(literal(length), written);
+      literal?.(written, length);
       inserted += length;
     }
     written += length;
   }
   if (written !== h.outputLength) fail(where, `the instructions give ${written} bytes, the output is declared ${h.outputLength}`);
   if (inserted !== h.literalLength) fail(where, `the inserts take ${inserted} literal bytes, ${h.literalLength} are declared`);
-  return at;
 }
+
+/**
+ * The reader of varint instructions (codings 0-3) from byte `at` of `bytes`; `end()` is where they end.
+ * A base copy's offset is coded from the base offset after the last base copy (the cursor), an
+ * output copy's as its gap back from the bytes it writes.
+ */
+function varintInstructions(bytes: Uint8Array, at: number, where: string) {
+  let cursor = 0;
+  return {
+    next(k: number, written: number): void {
+      at = varintAt(bytes, at, where, `instruction ${k}`);
+      kind = value % 4;
+      length = Math.floor(value / 4);
+      if (kind === 3) fail(where, `instruction ${k} is of kind 3; the kinds are 0 (INSERT), 1 (COPY from the base) and 2 (COPY from the output)`, { instruction: k });
+      if (kind) at = varintAt(bytes, at, where, `the offset of copy ${k}`);
+      if (kind === 1) cursor = (from = cursor + (value & 1 ? -(value + 1) / 2 : value / 2)) + length;
+      else from = written - length - value;
+    },
+    end: () => at,
+  };
+}
+
+/**
+ * The reader of a modelled instruction stream (coding 4): each kind in the context of the one
+ * before, each length and new offset through its own model, copies at the last two base
+ * displacements (offset - output position) and the last three output distances.
+ */
+function modelledInstructions(stream: Uint8Array, where: string) {
+  const d = rangeDecoder(stream, MODEL_SIZE, `${where} instructions`);
+  let p = 0;
+  let r0 = 0;
+  let r1 = 0;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  return {
+    next(k: number, written: number): void {
+      p = d.tree(p * 8, 3);
+      length = d.num(p);
+      if (p === 1) [r0, r1] = [r0 + zigzag(d.num(8) - 1), r0];
+      else if (p === 5) [r0, r1] = [r1, r0];
+      else if (p === 2) [s0, s1, s2] = [length + d.num(9) - 1, s0, s1];
+      else if (p === 6) [s0, s1] = [s1, s0];
+      else if (p === 7) [s0, s1, s2] = [s2, s0, s1];
+      kind = p === 1 || p === 3 || p === 5 ? 1 : p && 2;
+      from = kind === 1 ? written + r0 : written - s0;
+    },
+    ended: d.ended,
+  };
+}
+
+const zigzag = (z: number): number => (z & 1 ? -(z + 1) / 2 : z / 2);
 
 /**
  * LZMA's binary range decoder (as codec `xr`'s: 11-bit probabilities starting at 1024, shift 5)
@@ -255,52 +297,6 @@ function rangeBytes(stream: Uint8Array, n: number, where: string): Uint8Array {
   return out;
 }
 
-/**
- * Walk the instructions of a modelled delta (coding 4): check each one and, with `out`, carry it
- * out, the literals decoded from `literals` (each in the context of the output byte before it).
- */
-function walkModelled(base: Uint8Array, stream: Uint8Array, h: ByteDeltaHeader, where: string, out: Uint8Array | null, literals: ReturnType<typeof rangeDecoder> | null): void {
-  const d = rangeDecoder(stream, MODEL_SIZE, `${where} instructions`);
-  let written = 0;
-  let inserted = 0;
-  // The kind before, the last two base displacements (offset - output position), the last three output distances.
-  let kind = 0;
-  let rd0 = 0;
-  let rd1 = 0;
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  for (let k = 0; k < h.instructionCount; k++) {
-    kind = d.tree(kind * 8, 3);
-    const length = d.num(kind);
-    if (length > h.outputLength - written) fail(where, `instruction ${k} gives ${length} bytes at output byte ${written}, past the declared output length ${h.outputLength}`, { instruction: k });
-    if (kind === 0) {
-      if (length > h.literalLength - inserted) fail(where, `insert ${k} takes ${length} literal bytes after ${inserted}, past the ${h.literalLength} declared`, { instruction: k });
-      if (out && literals) for (let i = written; i < written + length; i++) out[i] = literals.tree(i ? out[i - 1] * 256 : 0, 8);
-      inserted += length;
-    } else if (kind === 1 || kind === 3 || kind === 5) {
-      if (kind === 1) {
-        const z = d.num(8) - 1;
-        rd1 = rd0;
-        rd0 += z & 1 ? -(z + 1) / 2 : z / 2;
-      } else if (kind === 5) [rd0, rd1] = [rd1, rd0];
-      const offset = written + rd0;
-      if (offset < 0 || offset + length > h.baseLength) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${h.baseLength} bytes`, { instruction: k, offset, length });
-      if (out) out.set(base.subarray(offset, offset + length), written);
-    } else {
-      if (kind === 2) [s0, s1, s2] = [length + d.num(9) - 1, s0, s1];
-      else if (kind === 6) [s0, s1] = [s1, s0];
-      else if (kind === 7) [s0, s1, s2] = [s2, s0, s1];
-      const from = written - s0;
-      if (from < 0 || s0 < length) fail(where, `copy ${k} reads ${length} output bytes from ${s0} bytes before output byte ${written}: only bytes written before it`, { instruction: k, distance: s0, length });
-      if (out) out.copyWithin(written, from, from + length);
-    }
-    written += length;
-  }
-  if (written !== h.outputLength) fail(where, `the instructions give ${written} bytes, the output is declared ${h.outputLength}`);
-  if (inserted !== h.literalLength) fail(where, `the inserts take ${inserted} literal bytes, ${h.literalLength} are declared`);
-  if (!d.ended()) fail(where, `the instruction stream does not end exactly at its ${stream.length}th byte with code 0`);
-}
 
 /**
  * Rebuild a file from `base` and a byte delta. Every instruction is checked before the output is
@@ -317,11 +313,16 @@ export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputByt
   if (h.modelled) {
     const stream = delta.subarray(h.instructionsAt, h.instructionsAt + (h.codedInstructionBytes as number));
     const section = delta.subarray(h.instructionsAt + stream.length);
-    walkModelled(base, stream, h, where, null, null);
+    const check = modelledInstructions(stream, where);
+    walk(base, h, where, check.next);
+    if (!check.ended()) fail(where, `the instruction stream does not end exactly at its ${stream.length}th byte with code 0`);
     if (h.literalLength ? section.length < 4 : section.length) fail(where, `the literal stream must be ${h.literalLength ? 'at least 4 bytes' : 'empty'}, found ${section.length}`);
     const out = new Uint8Array(h.outputLength);
     const literals = h.literalLength ? rangeDecoder(section, 65536, `${where} literals`) : null;
-    walkModelled(base, stream, h, where, out, literals);
+    // Each literal byte in the context of the output byte before it.
+    walk(base, h, where, modelledInstructions(stream, where).next, out, (at, n) => {
+      for (let i = at; i < at + n; i++) out[i] = (literals as ReturnType<typeof rangeDecoder>).tree(i ? out[i - 1] * 256 : 0, 8);
+    });
     if (literals && !literals.ended()) fail(where, `the literal stream does not end exactly at its ${section.length}th byte with code 0`);
     return out;
   }
@@ -333,16 +334,18 @@ export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputByt
     const raw = h.instructionBytes as number;
     const coded = h.codedInstructionBytes as number;
     instructions = rangeBytes(delta.subarray(start, start + coded), raw, `${where} instructions`);
-    if (walk(base, instructions, 0, h, where, null, null) !== raw) fail(where, `the instructions end before their ${raw} decoded bytes do`);
     section = delta.subarray(start + coded);
     start = 0;
-  } else {
-    section = delta.subarray(walk(base, delta, start, h, where, null, null));
   }
-  const literals = h.literalCoding === LITERALS_RAW ? section : rangeBytes(section, h.literalLength, `${where} literals`);
-  if (literals.length !== h.literalLength) fail(where, `the literal section must be ${h.literalLength} raw bytes, found ${section.length}`);
+  const check = varintInstructions(instructions, start, where);
+  walk(base, h, where, check.next);
+  if (h.instructionsCoded) {
+    if (check.end() !== instructions.length) fail(where, `the instructions end before their ${instructions.length} decoded bytes do`);
+  } else section = delta.subarray(check.end());
+  const literals = h.literalCoding === LITERALS_RAW ? section! : rangeBytes(section!, h.literalLength, `${where} literals`);
+  if (literals.length !== h.literalLength) fail(where, `the literal section must be ${h.literalLength} raw bytes, found ${literals.length}`);
   let next = 0;
   const out = new Uint8Array(h.outputLength);
-  walk(base, instructions, start, h, where, out, (n) => literals.subarray(next, (next += n)));
+  walk(base, h, where, varintInstructions(instructions, start, where).next, out, (at, n) => out.set(literals.subarray(next, (next += n)), at));
   return out;
 }

@@ -119,6 +119,43 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
     addInvalid('range-coded-truncated', 'delta-range-coded with the last byte of its range-coded literals cut (base delta-range-coded.base.bin): the stream must end exactly at the end of the delta with code 0.', [...good.subarray(0, good.length - 1)]);
     invalid[invalid.length - 1].base = 'delta-range-coded.base.bin';
   }
+  {
+    // Every modelled kind once, written by hand: 12 literals, output copies at three new
+    // distances, at the third-last (7), the second-last (6) and the last (4), then base copies
+    // at the repeat displacement (3), a new one (1) and the one before (5).
+    const steps: [number, number, number][] = [[0, 12, 0], [2, 4, 8], [2, 4, 16], [2, 4, 12], [7, 4, 0], [6, 4, 0], [4, 4, 0], [3, 4, 0], [1, 4, -40], [5, 4, 0]];
+    const out: number[] = [...utf8.encode('aaaabbbbcccc')];
+    const e = new ModelEncoder(MODEL_SIZE);
+    const lits = new ModelEncoder(65536);
+    out.forEach((b, i) => lits.tree(i ? 256 * out[i - 1] : 0, 8, b));
+    let p = 0;
+    let r = [0, 0];
+    let d = [0, 0, 0];
+    for (const [kind, n, x] of steps) {
+      e.tree(8 * p, 3, kind);
+      e.num(kind, n);
+      p = kind;
+      if (kind === 0) continue;
+      if (kind === 1) {
+        e.num(8, (x - r[0] >= 0 ? 2 * (x - r[0]) : -2 * (x - r[0]) - 1) + 1);
+        r = [x, r[0]];
+      } else if (kind === 5) r = [r[1], r[0]];
+      else if (kind === 2) {
+        e.num(9, x - n + 1);
+        d = [x, d[0], d[1]];
+      } else if (kind === 6) d = [d[1], d[0], d[2]];
+      else if (kind === 7) d = [d[2], d[0], d[1]];
+      const w = out.length;
+      for (let j = 0; j < n; j++) out.push(kind % 2 && kind !== 7 ? MOVED_BASE[w + r[0] + j] : out[w - d[0] + j]);
+    }
+    const stream = e.finish();
+    const target = Uint8Array.from(out);
+    const bytes = Uint8Array.from([...leb(target.length, B, steps.length, 4, 12, stream.length), ...stream, ...lits.finish()]);
+    files.set('delta-modelled-every-kind.base.bin', MOVED_BASE);
+    files.set('delta-modelled-every-kind.target.bin', target);
+    files.set('delta-modelled-every-kind.bdelta', bytes);
+    valid.push({ name: 'delta-modelled-every-kind', description: 'Every kind of the modelled coding once, written by hand: 12 literals; output copies at new distances 8, 16 and 12, then at the third-last (kind 7), second-last (6) and last (4) distance; base copies at the repeat displacement 0 (3), at a new one, -40 (1), and at the one before, 0 again (5).', base: 'delta-modelled-every-kind.base.bin', delta: 'delta-modelled-every-kind.bdelta', target: 'delta-modelled-every-kind.target.bin', outputLength: target.length, coding: 4, literalCoding: 1, instructionCoding: 4, copies: 9, inserts: 1 });
+  }
   // Modelled coding (4): header, then S, the instruction stream (written with the reference's
   // range coder, instructions chosen by hand), then the literal stream.
   const modelled = (L: number, N: number, K: number, write: (e: ModelEncoder) => void, literals: number[] = [], cut = 0, extra: number[] = []): number[] => {
