@@ -111,6 +111,15 @@ describe('byte delta: the modelled coding (4)', () => {
       { numRuns: 200 },
     );
   });
+  test('a few words repeated in any order (copies at the last, second- and third-last distance) round trip', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ minLength: 6, maxLength: 16 }), { minLength: 3, maxLength: 6 }), fc.array(fc.nat(), { minLength: 10, maxLength: 60 }), (words, picks) => {
+        const target = Uint8Array.from(picks.flatMap((k) => [...words[k % words.length]]));
+        roundTrip(words[0], target, true);
+      }),
+      { numRuns: 200 },
+    );
+  });
   test('every strict prefix of a modelled delta is refused, and a flipped byte never escapes as another error', () => {
     fc.assert(
       fc.property(editedPairArb, fc.nat(), fc.integer({ min: 1, max: 255 }), ({ base, target }, at, x) => {
