@@ -2,18 +2,19 @@
  * The byte delta's modelled coding (coding 4, docs/FORMAT.md §16), build side: a cost-aware
  * parse of the target into inserts and copies, and the range coder that writes them.
  *
- * The parse is an optimal parse over windows of the target (as zstd's at -19): every position's
- * cheapest arrival, with the repeat offsets along that arrival (the last two base displacements,
- * the last output distance), so a re-exported graph that copies run after run at the same
- * displacement pays a few bits a copy and a renamed constant's digit costs one literal between two
- * repeat copies. Candidates at each position: the three repeat offsets (from 2 bytes) and a hash
- * chain of 5-byte windows over the base and the target written so far. A match of 256 bytes or
- * more is taken as it is. Prices are static estimates of the coder's bits; the coder itself is
- * adaptive. Deterministic: the same inputs always give the same bytes.
+ * The parse is an optimal parse over windows of 4096 target bytes (as zstd's at -19): every
+ * position's cheapest arrival, with the repeat state along that arrival (the last two base
+ * displacements, the last three output distances), so a re-exported graph that names each node's
+ * output again as the next node's input pays a few bits for a copy at a distance used just
+ * before, and a renamed constant's digit costs one literal between two repeat copies. Candidates
+ * at each position: the five repeat offsets (from 2 bytes) and a hash chain of 5-byte windows
+ * over the base and the target written so far (32 deep). A match of 256 bytes or more is taken
+ * whole. The first parse prices by static estimates, the next ones by the probabilities the
+ * coding of the one before ended with. Deterministic: the same inputs always give the same bytes.
  */
 import { MODEL_NUMBERS, MODEL_SIZE } from '../core/byte-delta.ts';
 
-/** One instruction of the modelled coding: kind 0 insert, 1-5 copies (see §16), `value` the coded field (z or g) for kinds 1 and 2. */
+/** One instruction of the modelled coding: kind 0 insert, 1-7 copies (see §16), `value` the coded field (z or g) for kinds 1 and 2. */
 export interface ModelOp {
   kind: number;
   length: number;

@@ -11,8 +11,10 @@
  * tensor written twice: a copy of the output), extends each forward and backward into the
  * pending literals, and takes the longest.
  * Moved and renamed regions become copies wherever their bytes are. The instructions and the
- * literals are each written raw or range-coded, whichever is smaller (raw on a tie). Deterministic: the same two inputs
- * always give the same bytes.
+ * literals are each written raw or range-coded, whichever is smaller (raw on a tie). For inputs
+ * up to 32 MiB together the modelled coding (coding 4: an optimal parse, each instruction field
+ * through its own model, byte-delta-model.ts) is written too, and the smaller delta kept.
+ * Deterministic: the same two inputs always give the same bytes.
  */
 import { ByteWriter, varintSize } from '../core/varint.ts';
 import { encodeXrMasks } from '../core/xr.ts';
