@@ -120,6 +120,20 @@ describe('byte delta: the modelled coding (4)', () => {
       { numRuns: 200 },
     );
   });
+  test('random modelled streams are refused with PayloadFormatError or give at most the capped output, and stop soon', () => {
+    const leb = (v: number): number[] => (v < 0x80 ? [v] : [(v & 0x7f) | 0x80, ...leb(v >>> 7)]);
+    fc.assert(
+      fc.property(bytesArb(64), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 300 }), bytesArb(40), bytesArb(40), (base, L, N, K, stream, literals) => {
+        const delta = Uint8Array.from([...leb(L), ...leb(base.length), ...leb(N), 4, ...leb(K), ...leb(stream.length), ...stream, ...literals]);
+        try {
+          assert.ok(applyByteDelta(base, delta, 256).length <= 256);
+        } catch (e) {
+          assert.ok(e instanceof PayloadFormatError, String(e));
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
   test('every strict prefix of a modelled delta is refused, and a flipped byte never escapes as another error', () => {
     fc.assert(
       fc.property(editedPairArb, fc.nat(), fc.integer({ min: 1, max: 255 }), ({ base, target }, at, x) => {
