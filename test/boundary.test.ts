@@ -60,7 +60,7 @@ test('neural-diff/rebuild (src/apply/rebuild.ts) bundles for the browser with no
   assert.ok(inputs.some((p) => p.includes('src/core/byte-delta.ts')) && inputs.some((p) => p.includes('src/apply/apply.ts')));
   // the byte delta decoder (src/core/byte-delta.ts) is device code too: only our core
   const src = readFileSync(join(root, 'src/core/byte-delta.ts'), 'utf8');
-  assert.deepEqual([...src.matchAll(/from\s+['"]([^'"]+)['"]/g)].map((m) => m[1]).sort(), ['./errors.ts', './xr.ts']);
+  assert.deepEqual([...src.matchAll(/from\s+['"]([^'"]+)['"]/g)].map((m) => m[1]).sort(), ['./errors.ts']);
 });
 
 test('neural-diff/apply does not reach the rebuild entry or the byte delta: a device that never rebuilds does not carry them', async () => {

@@ -38,8 +38,9 @@ const editedPairArb = fc
     return { base, target };
   });
 
-function roundTrip(base: Uint8Array, target: Uint8Array): Uint8Array {
-  const { bytes } = encodeByteDelta(base, target);
+function roundTrip(base: Uint8Array, target: Uint8Array, modelled?: boolean): Uint8Array {
+  const { bytes } = encodeByteDelta(base, target, { modelled });
+  if (modelled !== undefined) assert.equal(readByteDeltaHeader(bytes, target.length).modelled, modelled);
   const out = applyByteDelta(base, bytes, target.length);
   assert.deepEqual(out, target);
   return bytes;
@@ -89,6 +90,78 @@ describe('byte delta: properties', () => {
   });
 });
 
+describe('byte delta: the modelled coding (4)', () => {
+  test('arbitrary and edited pairs round trip in the modelled coding, the same bytes on a second run', () => {
+    fc.assert(
+      fc.property(bytesArb(600), bytesArb(600), (base, target) => {
+        const bytes = roundTrip(base, target, true);
+        assert.deepEqual(encodeByteDelta(base, target, { modelled: true }).bytes, bytes);
+      }),
+      { numRuns: 200 },
+    );
+    fc.assert(fc.property(editedPairArb, ({ base, target }) => void roundTrip(base, target, true)), { numRuns: 200 });
+  });
+  test('targets that repeat themselves (output copies at repeat distances) round trip', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 60 }), (piece, picks) => {
+        const words = [piece, piece.slice().reverse(), Uint8Array.from(piece, (b) => b ^ 1), Uint8Array.of(7)];
+        const target = Uint8Array.from(picks.flatMap((k) => [...words[k]]));
+        roundTrip(piece, target, true);
+      }),
+      { numRuns: 200 },
+    );
+  });
+  test('a few words repeated in any order (copies at the last, second- and third-last distance) round trip', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ minLength: 6, maxLength: 16 }), { minLength: 3, maxLength: 6 }), fc.array(fc.nat(), { minLength: 10, maxLength: 60 }), (words, picks) => {
+        const target = Uint8Array.from(picks.flatMap((k) => [...words[k % words.length]]));
+        roundTrip(words[0], target, true);
+      }),
+      { numRuns: 200 },
+    );
+  });
+  test('random modelled streams are refused with PayloadFormatError or give at most the capped output, and stop soon', () => {
+    const leb = (v: number): number[] => (v < 0x80 ? [v] : [(v & 0x7f) | 0x80, ...leb(v >>> 7)]);
+    fc.assert(
+      fc.property(bytesArb(64), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 300 }), bytesArb(40), bytesArb(40), (base, L, N, K, stream, literals) => {
+        const delta = Uint8Array.from([...leb(L), ...leb(base.length), ...leb(N), 4, ...leb(K), ...leb(stream.length), ...stream, ...literals]);
+        try {
+          assert.ok(applyByteDelta(base, delta, 256).length <= 256);
+        } catch (e) {
+          assert.ok(e instanceof PayloadFormatError, String(e));
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+  test('every strict prefix of a modelled delta is refused, and a flipped byte never escapes as another error', () => {
+    fc.assert(
+      fc.property(editedPairArb, fc.nat(), fc.integer({ min: 1, max: 255 }), ({ base, target }, at, x) => {
+        const { bytes } = encodeByteDelta(base, target, { modelled: true });
+        for (let n = 0; n < bytes.length; n++) assert.throws(() => applyByteDelta(base, bytes.subarray(0, n), target.length), PayloadFormatError);
+        const bad = bytes.slice();
+        bad[at % bad.length] ^= x;
+        try {
+          assert.ok(applyByteDelta(base, bad, target.length).length <= target.length);
+        } catch (e) {
+          assert.ok(e instanceof PayloadFormatError, String(e));
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+  test('the encoder keeps the smaller coding: renamed names in a text frame are smaller modelled', () => {
+    const enc = new TextEncoder();
+    const base = enc.encode(Array.from({ length: 200 }, (_, i) => `graph/node_${i}/Constant_${i + 3}_output_0;`).join(''));
+    const target = enc.encode(Array.from({ length: 200 }, (_, i) => `graph/node_${i}/Constant_${i + 4}_output_0;`).join(''));
+    const chosen = encodeByteDelta(base, target);
+    const greedy = encodeByteDelta(base, target, { modelled: false });
+    assert.equal(chosen.stats.instructionCoding, 'modelled');
+    assert.ok(chosen.bytes.length < greedy.bytes.length, `${chosen.bytes.length} vs ${greedy.bytes.length}`);
+    assert.deepEqual(applyByteDelta(base, chosen.bytes, target.length), target);
+  });
+});
+
 describe('byte delta: the matcher', () => {
   // 64 KiB of noise in four 16 KiB blocks; the target swaps blocks 0 and 2, drops block 3 and
   // inserts 1 KiB of new noise: the delta is the new bytes plus a few instructions.
@@ -122,10 +195,10 @@ describe('byte delta: the matcher', () => {
   });
   test('literals are range-coded only where that is smaller', () => {
     const text = new TextEncoder().encode('a'.repeat(500));
-    const coded = encodeByteDelta(new Uint8Array(0), text);
+    const coded = encodeByteDelta(new Uint8Array(0), text, { modelled: false });
     assert.equal(coded.stats.literalCoding, 'range-coded');
     assert.ok(coded.bytes.length < 100, `${coded.bytes.length}`);
-    const raw = encodeByteDelta(new Uint8Array(0), noise(500));
+    const raw = encodeByteDelta(new Uint8Array(0), noise(500), { modelled: false });
     assert.equal(raw.stats.literalCoding, 'raw');
     assert.equal(readByteDeltaHeader(raw.bytes, 500).literalCoding, 0);
   });

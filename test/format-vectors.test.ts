@@ -21,6 +21,7 @@ import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { getHasher, type Hasher } from '../src/core/hasher.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 import { generatePayloadVectors, hexF32, storeOf, fromHex, f32Hex, type ModelJson, type InvalidVector } from './vectors/payloads/generate.ts';
+import { specModelledDelta } from './helpers/spec-modelled-delta.ts';
 
 const dir = new URL('./vectors/payloads/', import.meta.url);
 const read = (name: string): Uint8Array => new Uint8Array(readFileSync(new URL(name, dir)));
@@ -1138,7 +1139,7 @@ describe('msgpack integer encodings', () => {
 // Byte deltas (FORMAT.md §16), decoded by a second decoder written from the document alone.
 
 interface ByteDeltaIndex {
-  valid: { name: string; base: string; delta: string; target: string; outputLength: number; literalCoding: number; copies: number; inserts: number }[];
+  valid: { name: string; base: string; delta: string; target: string; outputLength: number; coding: number; literalCoding: number; copies: number; inserts: number }[];
   invalid: { name: string; base: string; delta: string; maxOutputBytes: number; error: string; code: string }[];
 }
 
@@ -1202,7 +1203,9 @@ function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number): Uint
   const lit = varint();
   if (L > maxOutput) bad('output over the cap');
   if (baseLength !== base.length) bad('base length');
-  if (coding > 3) bad('coding');
+  if (coding > 4) bad('coding');
+  if (lit > L) bad('literal count');
+  if (coding === 4) return specModelledDelta(base, d, pos, L, N, lit, bad);
   let literalsAt: number;
   if (coding & 2) {
     const R = varint();
@@ -1274,6 +1277,8 @@ describe('byte delta vectors (FORMAT.md §16)', async () => {
     assert.ok(bd.valid.length >= 4);
     for (const n of ['copy-out-of-range', 'past-declared-output', 'over-cap', 'truncated-varint', 'count-bomb']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
     assert.ok(bd.valid.some((v) => v.literalCoding === 1) && bd.valid.some((v) => v.literalCoding === 0 && v.copies > 0));
+    assert.ok(bd.valid.some((v) => v.coding === 4 && v.copies > 0 && v.inserts > 0), 'a modelled delta');
+    for (const n of ['repeat-ahead', 'self-ahead', 'copy-out-of-range', 'overrun', 'trailing', 'count-bomb', 'literals-short']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-modelled-${n}`), n);
     for (const n of ['self-copy-ahead', 'unknown-kind', 'zero-length']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
   });
   for (const v of bd.valid) {

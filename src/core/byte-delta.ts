@@ -2,7 +2,7 @@
  * The byte delta (docs/FORMAT.md §16): a file rebuilt from another file's bytes by COPY(offset,
  * length) instructions that take bytes of the base or of the output already written, and
  * INSERT(length) instructions that take the next bytes of a literal section, raw or range-coded with codec `xr`'s coder (one byte a value,
- * no raw low bytes). It carries a model file's frame when its structure changed (format v7: the
+ * no raw low bytes), or, in the modelled coding, each field of an instruction through its own model. It carries a model file's frame when its structure changed (format v7: the
  * base file rebuilt into one with the target's structure, kept and renamed tensors as copies of
  * the base's bytes, new ones inserted).
  *
@@ -13,7 +13,6 @@
  */
 
 import { PayloadFormatError } from './errors.ts';
-import { openXr } from './xr.ts';
 
 /** Literal section coding: the inserted bytes as they are. */
 export const LITERALS_RAW = 0;
@@ -27,6 +26,14 @@ export const BYTE_DELTA_MAX_SPAN = 0x3fffffff;
 
 /** Coding bit: the instructions range-coded (added to the literal coding, {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED}). */
 export const INSTRUCTIONS_RANGE_CODED = 2;
+/**
+ * Coding 4: the instructions' fields (kind, length, offset) and the literals each through their
+ * own adaptive models, with repeat offsets: two streams of one binary range coder (§16).
+ */
+export const MODELLED = 4;
+/** Modelled coding: probabilities of the instruction stream (8 kind trees of 8, 10 number models of 1056) and of the literals (256 trees of 256). */
+export const MODEL_NUMBERS = 64;
+export const MODEL_SIZE = MODEL_NUMBERS + 10 * 1056;
 
 /**
  * Range-coded bytes come out of at most this many times their coded size (plus 64): the coder's
@@ -51,7 +58,9 @@ export interface ByteDeltaHeader {
   literalLength: number;
   /** Where the instructions start in the delta. */
   instructionsAt: number;
-  /** With coded instructions: their bytes once decoded, and the coded stream's length. */
+  /** Coding 4 ({@link MODELLED}): instructions and literals through their fields' models. */
+  modelled: boolean;
+  /** With coded instructions: their bytes once decoded, and the coded stream's length (with {@link MODELLED}, only the stream's length). */
   instructionBytes?: number;
   codedInstructionBytes?: number;
 }
@@ -102,12 +111,19 @@ export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, w
   const [outputLength, baseLength, instructionCount, coding, literalLength] = fields;
   if (outputLength > maxOutputBytes) fail(where, `the output is declared ${outputLength} bytes, the limit is ${maxOutputBytes}`, { outputLength, maxOutputBytes });
   if (baseLength > BYTE_DELTA_MAX_BASE) fail(where, `the base is declared ${baseLength} bytes, at most ${BYTE_DELTA_MAX_BASE}`);
-  if (coding > 3) fail(where, `the coding must be 0 to 3 (bit 0: literals range-coded, bit 1: instructions range-coded), found ${coding}`);
+  if (coding > 4) fail(where, `the coding must be 0 to 4 (bit 0: literals range-coded, bit 1: instructions range-coded; 4: modelled), found ${coding}`);
   if (literalLength > outputLength) fail(where, `${literalLength} literal bytes declared for an output of ${outputLength}`);
-  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: coding & 1, instructionsCoded: (coding & 2) !== 0, literalLength, instructionsAt: at };
+  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: coding & 1, instructionsCoded: (coding & 2) !== 0, literalLength, instructionsAt: at, modelled: coding === MODELLED };
   // Every instruction takes at least one byte of the instructions and gives at least one of output.
   let room = delta.length - at;
-  if (h.instructionsCoded) {
+  if (coding === MODELLED) {
+    // One stream of S bytes: an instruction decodes at least 8 binary decisions, at least 0.18 bits.
+    at = varintAt(delta, at, where, 'the instruction stream length');
+    if (value > delta.length - at) fail(where, `the instruction stream is declared ${value} bytes, ${delta.length - at} remain`);
+    h.codedInstructionBytes = value;
+    h.instructionsAt = at;
+    room = MAX_RANGE_CODED_RATIO * value + 64;
+  } else if (h.instructionsCoded) {
     at = varintAt(delta, at, where, 'the instruction bytes');
     const raw = value;
     at = varintAt(delta, at, where, 'the coded instruction bytes');
@@ -125,52 +141,162 @@ export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, w
   return h;
 }
 
+// What an instruction reader leaves for walk(): the instruction's kind (0 INSERT, 1 COPY from
+// the base, 2 COPY from the output), its length, and where its copy reads from.
+let kind = 0;
+let length = 0;
+let from = 0;
+
 /**
- * Walk the instructions of a delta whose header is `h`: check each one and, when `out` is given,
- * carry it out (`literal(n)` returns the next n literal bytes). Returns where the literal
- * section starts.
+ * Walk `h.instructionCount` instructions, each given by `next(k, written)` (which sets kind,
+ * length and from): check each one and, when `out` is given, carry it out (`literal(at, n)`
+ * writes the next n literal bytes at output byte `at`).
  */
-function walk(base: Uint8Array, delta: Uint8Array, start: number, h: ByteDeltaHeader, where: string, out: Uint8Array | null, literal: ((n: number) => Uint8Array) | null): number {
-  let at = start;
+function walk(base: Uint8Array, h: ByteDeltaHeader, where: string, next: (k: number, written: number) => void, out?: Uint8Array, literal?: (at: number, n: number) => void): void {
   let written = 0;
   let inserted = 0;
-  // A base copy's offset is coded from the base offset after the last base copy (the cursor);
-  // an output copy's as its distance back from the bytes it writes.
-  const B = h.baseLength;
-  let cursor = 0;
   for (let k = 0; k < h.instructionCount; k++) {
-    at = varintAt(delta, at, where, `instruction ${k}`);
-    const op = value;
-    const kind = op % 4;
-    const length = Math.floor(op / 4);
-    if (kind === 3) fail(where, `instruction ${k} is of kind 3; the kinds are 0 (INSERT), 1 (COPY from the base) and 2 (COPY from the output)`, { instruction: k });
+    next(k, written);
     if (length === 0) fail(where, `instruction ${k} has length 0; every instruction gives at least one byte`, { instruction: k });
     if (length > h.outputLength - written) fail(where, `instruction ${k} gives ${length} bytes at output byte ${written}, past the declared output length ${h.outputLength}`, { instruction: k });
     if (kind === 1) {
-      at = varintAt(delta, at, where, `the offset of copy ${k}`);
-      const z = value;
-      const offset = cursor + (z & 1 ? -(z + 1) / 2 : z / 2);
-      if (offset < 0 || offset + length > B) fail(where, `copy ${k} reads base bytes ${offset}..${offset + length}, the base is ${B} bytes`, { instruction: k, offset, length });
-      if (out) out.set(base.subarray(offset, offset + length), written);
-      cursor = offset + length;
+      if (from < 0 || from + length > h.baseLength) fail(where, `copy ${k} reads base bytes ${from}..${from + length}, the base is ${h.baseLength} bytes`, { instruction: k, offset: from, length });
+      out?.set(base.subarray(from, from + length), written);
     } else if (kind === 2) {
-      // A copy of output already written (a name or a tensor that appears twice in the file),
-      // `gap` bytes before the bytes it writes; it reads only bytes written before it.
-      at = varintAt(delta, at, where, `the distance of copy ${k}`);
-      const from = written - length - value;
-      if (from < 0) fail(where, `copy ${k} reads ${length} output bytes ending ${value} bytes before output byte ${written}: only ${written} are written before it`, { instruction: k, gap: value, length });
-      if (out) out.copyWithin(written, from, from + length);
+      // A copy of output already written (a name or a tensor that appears twice in the file):
+      // it reads only bytes written before it.
+      if (from < 0 || from + length > written) fail(where, `copy ${k} reads ${length} output bytes from output byte ${from}: only the ${written} bytes written before it`, { instruction: k, from, length });
+      out?.copyWithin(written, from, from + length);
     } else {
       if (length > h.literalLength - inserted) fail(where, `insert ${k} takes ${length} literal bytes after ${inserted}, past the ${h.literalLength} declared`, { instruction: k });
-      if (out && literal) out.set(literal(length), written);
+      literal?.(written, length);
       inserted += length;
     }
     written += length;
   }
   if (written !== h.outputLength) fail(where, `the instructions give ${written} bytes, the output is declared ${h.outputLength}`);
   if (inserted !== h.literalLength) fail(where, `the inserts take ${inserted} literal bytes, ${h.literalLength} are declared`);
-  return at;
 }
+
+/**
+ * The reader of varint instructions (codings 0-3) from byte `at` of `bytes`; `end()` is where they end.
+ * A base copy's offset is coded from the base offset after the last base copy (the cursor), an
+ * output copy's as its gap back from the bytes it writes.
+ */
+function varintInstructions(bytes: Uint8Array, at: number, where: string) {
+  let cursor = 0;
+  return {
+    next(k: number, written: number): void {
+      at = varintAt(bytes, at, where, `instruction ${k}`);
+      kind = value % 4;
+      length = Math.floor(value / 4);
+      if (kind === 3) fail(where, `instruction ${k} is of kind 3; the kinds are 0 (INSERT), 1 (COPY from the base) and 2 (COPY from the output)`, { instruction: k });
+      if (kind) at = varintAt(bytes, at, where, `the offset of copy ${k}`);
+      if (kind === 1) cursor = (from = cursor + (value & 1 ? -(value + 1) / 2 : value / 2)) + length;
+      else from = written - length - value;
+    },
+    end: () => at,
+  };
+}
+
+/**
+ * The reader of a modelled instruction stream (coding 4): each kind in the context of the one
+ * before, each length and new offset through its own model, copies at the last two base
+ * displacements (offset - output position) and the last three output distances.
+ */
+function modelledInstructions(stream: Uint8Array, where: string) {
+  const d = rangeDecoder(stream, MODEL_SIZE, `${where} instructions`);
+  let p = 0;
+  let r0 = 0;
+  let r1 = 0;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  return {
+    next(k: number, written: number): void {
+      p = d.tree(p * 8, 3);
+      length = d.num(p);
+      if (p === 1) [r0, r1] = [r0 + zigzag(d.num(8) - 1), r0];
+      else if (p === 5) [r0, r1] = [r1, r0];
+      else if (p === 2) [s0, s1, s2] = [length + d.num(9) - 1, s0, s1];
+      else if (p === 6) [s0, s1] = [s1, s0];
+      else if (p === 7) [s0, s1, s2] = [s2, s0, s1];
+      kind = p === 1 || p === 3 || p === 5 ? 1 : p && 2;
+      from = kind === 1 ? written + r0 : written - s0;
+    },
+    ended: d.ended,
+  };
+}
+
+const zigzag = (z: number): number => (z & 1 ? -(z + 1) / 2 : z / 2);
+
+/**
+ * LZMA's binary range decoder (as codec `xr`'s: 11-bit probabilities starting at 1024, shift 5)
+ * over one stream whose first 4 bytes start the code, with `size` probabilities; it refuses to
+ * read past the stream's end, so a hostile stream stops within 360 decisions a byte.
+ */
+function rangeDecoder(bytes: Uint8Array, size: number, where: string) {
+  if (bytes.length < 4) fail(where, `a range-coded stream is at least 4 bytes, found ${bytes.length}`);
+  const p = new Uint16Array(size).fill(1024);
+  let at = 4;
+  let range = 0xffffffff;
+  let code = ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0;
+  const bit = (i: number): number => {
+    const q = p[i];
+    const bound = (range >>> 11) * q;
+    let b = 0;
+    if (code < bound) {
+      range = bound;
+      p[i] = q + ((2048 - q) >> 5);
+    } else {
+      code -= bound;
+      range -= bound;
+      p[i] = q - (q >> 5);
+      b = 1;
+    }
+    if (range < 0x1000000) {
+      if (at >= bytes.length) fail(where, `the range-coded stream ends at byte ${at} before its values do`);
+      range *= 256;
+      code = ((code << 8) | bytes[at++]) >>> 0;
+    }
+    return b;
+  };
+  // A bit tree of `n` bits at probabilities base + 1 .. base + 2^n - 1, most significant bit first.
+  const tree = (base: number, n: number): number => {
+    let t = 1;
+    for (let k = 0; k < n; k++) t += t + bit(base + t);
+    return t - (1 << n);
+  };
+  return {
+    tree,
+    // A number of 1 to 2^32 - 1 in model `m`: its bit length less one (a 5-bit tree), then the bits below its top one.
+    num(m: number): number {
+      const base = MODEL_NUMBERS + m * 1056;
+      const top = tree(base, 5);
+      let v = 1;
+      for (let i = top - 1; i >= 0; i--) v = 2 * v + bit(base + 32 + top * 32 + i);
+      return v;
+    },
+    ended: () => at === bytes.length && code === 0,
+  };
+}
+
+/**
+ * `n` bytes range-coded as codec `xr`'s high bytes (each a value of one 8-bit tree): none from an
+ * empty stream, else a stream of at least 4 bytes that ends exactly with code 0.
+ */
+function rangeBytes(stream: Uint8Array, n: number, where: string): Uint8Array {
+  if (!n) {
+    if (stream.length) fail(where, `no values range-coded in ${stream.length} bytes: the stream must be empty`);
+    return stream;
+  }
+  const d = rangeDecoder(stream, 256, where);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = d.tree(0, 8);
+  if (!d.ended()) fail(where, `the range-coded stream (${stream.length} bytes for ${n} values) does not end exactly at its end with code 0`);
+  return out;
+}
+
 
 /**
  * Rebuild a file from `base` and a byte delta. Every instruction is checked before the output is
@@ -184,6 +310,22 @@ function walk(base: Uint8Array, delta: Uint8Array, start: number, h: ByteDeltaHe
 export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): Uint8Array {
   const h = readByteDeltaHeader(delta, maxOutputBytes, where);
   if (base.length !== h.baseLength) fail(where, `the delta reads a base of ${h.baseLength} bytes, this one is ${base.length}`, { expected: h.baseLength, found: base.length });
+  if (h.modelled) {
+    const stream = delta.subarray(h.instructionsAt, h.instructionsAt + (h.codedInstructionBytes as number));
+    const section = delta.subarray(h.instructionsAt + stream.length);
+    const check = modelledInstructions(stream, where);
+    walk(base, h, where, check.next);
+    if (!check.ended()) fail(where, `the instruction stream does not end exactly at its ${stream.length}th byte with code 0`);
+    if (h.literalLength ? section.length < 4 : section.length) fail(where, `the literal stream must be ${h.literalLength ? 'at least 4 bytes' : 'empty'}, found ${section.length}`);
+    const out = new Uint8Array(h.outputLength);
+    const literals = h.literalLength ? rangeDecoder(section, 65536, `${where} literals`) : null;
+    // Each literal byte in the context of the output byte before it.
+    walk(base, h, where, modelledInstructions(stream, where).next, out, (at, n) => {
+      for (let i = at; i < at + n; i++) out[i] = (literals as ReturnType<typeof rangeDecoder>).tree(i ? out[i - 1] * 256 : 0, 8);
+    });
+    if (literals && !literals.ended()) fail(where, `the literal stream does not end exactly at its ${section.length}th byte with code 0`);
+    return out;
+  }
   // The instructions: in the delta, or range-coded there and decoded first (at most 64 x their size).
   let instructions = delta;
   let start = h.instructionsAt;
@@ -191,59 +333,19 @@ export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputByt
   if (h.instructionsCoded) {
     const raw = h.instructionBytes as number;
     const coded = h.codedInstructionBytes as number;
-    instructions = new Uint8Array(raw);
-    const masks = new Uint32Array(Math.min(raw, 1 << 16));
-    const reader = openXr(delta.subarray(h.instructionsAt, h.instructionsAt + coded), raw, `${where} instructions`, 0);
-    for (let i = 0; i < raw; i += masks.length) {
-      const m = Math.min(masks.length, raw - i);
-      reader.read(i, m, masks.subarray(0, m));
-      for (let j = 0; j < m; j++) instructions[i + j] = masks[j];
-    }
+    instructions = rangeBytes(delta.subarray(start, start + coded), raw, `${where} instructions`);
+    section = delta.subarray(start + coded);
     start = 0;
-    if (walk(base, instructions, 0, h, where, null, null) !== raw) fail(where, `the instructions end before their ${raw} decoded bytes do`);
-    section = delta.subarray(h.instructionsAt + coded);
-  } else {
-    section = delta.subarray(walk(base, delta, start, h, where, null, null));
   }
-  let literal: (n: number) => Uint8Array;
-  if (h.literalCoding === LITERALS_RAW) {
-    if (section.length !== h.literalLength) fail(where, `the literal section must be ${h.literalLength} raw bytes, found ${section.length}`);
-    let next = 0;
-    literal = (n) => section.subarray(next, (next += n));
-  } else {
-    // openXr checks the stream's length and, after the last value, that it ended exactly.
-    const reader = openXr(section, h.literalLength, `${where} literals`, 0);
-    let next = 0;
-    let masks = new Uint32Array(0);
-    let bytes = new Uint8Array(0);
-    literal = (n) => {
-      if (masks.length < n) {
-        masks = new Uint32Array(Math.min(n, 1 << 16));
-        bytes = new Uint8Array(masks.length);
-      }
-      if (n <= masks.length) {
-        reader.read(next, n, masks.subarray(0, n));
-        next += n;
-        for (let i = 0; i < n; i++) bytes[i] = masks[i];
-        return bytes.subarray(0, n);
-      }
-      const all = new Uint8Array(n);
-      for (let i = 0; i < n; i += masks.length) {
-        const m = Math.min(masks.length, n - i);
-        reader.read(next, m, masks.subarray(0, m));
-        next += m;
-        for (let j = 0; j < m; j++) all[i + j] = masks[j];
-      }
-      return all;
-    };
-  }
+  const check = varintInstructions(instructions, start, where);
+  walk(base, h, where, check.next);
+  if (h.instructionsCoded) {
+    if (check.end() !== instructions.length) fail(where, `the instructions end before their ${instructions.length} decoded bytes do`);
+  } else section = delta.subarray(check.end());
+  const literals = h.literalCoding === LITERALS_RAW ? section! : rangeBytes(section!, h.literalLength, `${where} literals`);
+  if (literals.length !== h.literalLength) fail(where, `the literal section must be ${h.literalLength} raw bytes, found ${literals.length}`);
+  let next = 0;
   const out = new Uint8Array(h.outputLength);
-  try {
-    walk(base, instructions, start, h, where, out, literal);
-  } catch (e) {
-    // The range coder names its stream as a codec's; say what it is here.
-    if (e instanceof PayloadFormatError && h.literalCoding === LITERALS_RANGE_CODED && !e.message.startsWith(where + ':')) fail(where, `the range-coded literal section (${section.length} bytes for ${h.literalLength} literals) does not decode to its end exactly`);
-    throw e;
-  }
+  walk(base, h, where, varintInstructions(instructions, start, where).next, out, (at, n) => out.set(literals.subarray(next, (next += n)), at));
   return out;
 }

@@ -11,12 +11,15 @@
  * tensor written twice: a copy of the output), extends each forward and backward into the
  * pending literals, and takes the longest.
  * Moved and renamed regions become copies wherever their bytes are. The instructions and the
- * literals are each written raw or range-coded, whichever is smaller (raw on a tie). Deterministic: the same two inputs
- * always give the same bytes.
+ * literals are each written raw or range-coded, whichever is smaller (raw on a tie). For inputs
+ * up to 32 MiB together the modelled coding (coding 4: an optimal parse, each instruction field
+ * through its own model, byte-delta-model.ts) is written too, and the smaller delta kept.
+ * Deterministic: the same two inputs always give the same bytes.
  */
 import { ByteWriter, varintSize } from '../core/varint.ts';
 import { encodeXrMasks } from '../core/xr.ts';
-import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, INSTRUCTIONS_RANGE_CODED, LITERALS_RANGE_CODED, LITERALS_RAW } from '../core/byte-delta.ts';
+import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, INSTRUCTIONS_RANGE_CODED, LITERALS_RANGE_CODED, LITERALS_RAW, MODELLED } from '../core/byte-delta.ts';
+import { encodeModelled, parseModelled } from './byte-delta-model.ts';
 
 /** Window of the base index: a match must hold at least this many bytes to be found by hash. */
 const WINDOW = 16;
@@ -40,8 +43,37 @@ export interface ByteDeltaStats {
   copiedBytes: number;
   inserts: number;
   insertedBytes: number;
-  literalCoding: 'raw' | 'range-coded';
-  instructionCoding: 'raw' | 'range-coded';
+  literalCoding: 'raw' | 'range-coded' | 'modelled';
+  instructionCoding: 'raw' | 'range-coded' | 'modelled';
+}
+
+/** The optimal parse's hash chain holds an entry per byte of base and target: up to this many together. */
+const MODELLED_MAX = 1 << 25;
+
+/** The modelled delta (coding 4) of `target` from `base`. */
+function modelledDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats } {
+  // Three parses, each priced by the probabilities the coding of the one before ended with.
+  let ops = parseModelled(base, target);
+  for (let k = 0; k < 2; k++) ops = parseModelled(base, target, encodeModelled(target, ops).prices);
+  const { instructions, literals, literalCount } = encodeModelled(target, ops);
+  const stats: ByteDeltaStats = { copies: 0, copiedBytes: 0, inserts: 0, insertedBytes: 0, literalCoding: 'modelled', instructionCoding: 'modelled' };
+  for (const op of ops) {
+    if (op.kind) {
+      stats.copies++;
+      stats.copiedBytes += op.length;
+    } else {
+      stats.inserts++;
+      stats.insertedBytes += op.length;
+    }
+  }
+  const head = new ByteWriter(32);
+  for (const v of [target.length, base.length, ops.length, MODELLED, literalCount, instructions.length]) head.varint(v);
+  const h = head.bytes();
+  const bytes = new Uint8Array(h.length + instructions.length + literals.length);
+  bytes.set(h);
+  bytes.set(instructions, h.length);
+  bytes.set(literals, h.length + instructions.length);
+  return { bytes, stats };
 }
 
 function windowHash(b: Uint8Array, at: number): number {
@@ -171,11 +203,23 @@ function match(base: Uint8Array, target: Uint8Array): Op[] {
 }
 
 /**
- * The byte delta that rebuilds `target` from `base` (docs/FORMAT.md §16).
+ * The byte delta that rebuilds `target` from `base` (docs/FORMAT.md §16): the smaller of the
+ * greedy matcher's (codings 0-3) and, for inputs up to 2^25 bytes together, the modelled one
+ * (coding 4; the greedy one on a tie). `modelled` true or false forces one (tests, vectors).
  * @throws RangeError when the base is longer than 2^31 - 1 bytes (a copy cannot address more) or the target than 2^32 - 1.
  */
-export function encodeByteDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats } {
+export function encodeByteDelta(base: Uint8Array, target: Uint8Array, options: { modelled?: boolean } = {}): { bytes: Uint8Array; stats: ByteDeltaStats } {
   if (base.length > BYTE_DELTA_MAX_BASE || target.length > 0xffffffff) throw new RangeError(`byte delta: the base (${base.length} bytes) must be at most ${BYTE_DELTA_MAX_BASE} bytes and the target (${target.length}) at most 2^32 - 1`);
+  const fits = base.length + target.length <= MODELLED_MAX;
+  if (options.modelled === true && fits) return modelledDelta(base, target);
+  const greedy = greedyDelta(base, target);
+  if (options.modelled === false || !fits) return greedy;
+  const modelled = modelledDelta(base, target);
+  return modelled.bytes.length < greedy.bytes.length ? modelled : greedy;
+}
+
+/** The delta of the greedy matcher, its instructions and literals each raw or range-coded (codings 0 to 3). */
+function greedyDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats } {
   const ops = match(base, target);
   const instructions = new ByteWriter(64 + ops.length * 4);
   const literals = new Uint8Array(ops.reduce((n, op) => n + (op.offset < 0 ? op.length : 0), 0));
