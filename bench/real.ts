@@ -146,6 +146,40 @@ FULL.push(
   },
 );
 
+// More published updates whose structure changed (issue #48), each a file two versions of one package ship.
+FULL.push(
+  {
+    name: 'MediaPipe pose landmark lite 0.3 -> 0.4 (LiteRT; every tensor renamed, outputs renamed)',
+    base: { pkg: '@mediapipe/pose', version: '0.3.1621277220', file: 'pose_landmark_lite.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_lite.tflite' },
+  },
+  {
+    name: 'MediaPipe pose landmark full 0.4 -> 0.5 (LiteRT; segmentation output 128 -> 256, tensors added)',
+    base: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_full.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.5.1675469404', file: 'pose_landmark_full.tflite' },
+  },
+  {
+    name: 'MediaPipe pose landmark heavy 0.3 -> 0.4 (LiteRT; tensors added, removed and reshaped)',
+    base: { pkg: '@mediapipe/pose', version: '0.3.1621277220', file: 'pose_landmark_heavy.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_heavy.tflite' },
+  },
+  {
+    name: 'MediaPipe pose landmark heavy 0.4 -> 0.5 (LiteRT; segmentation output 128 -> 256, tensors added)',
+    base: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_heavy.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.5.1675469404', file: 'pose_landmark_heavy.tflite' },
+  },
+  {
+    name: 'openWakeWord "hello deepa" 0.1.19 -> 0.1.20 (ONNX; input window 24 -> 25 frames, first layer reshaped)',
+    base: { pkg: 'openwakeword-js', version: '0.1.19', file: 'models/hello_deepa.onnx' },
+    target: { pkg: 'openwakeword-js', version: '0.1.20', file: 'models/hello_deepa.onnx' },
+  },
+  {
+    name: 'Silero VAD v5.0 -> v6 (ONNX; @livekit/agents-plugin-silero 1.6.2 -> 1.7.0, re-exported graph and retrained weights)',
+    base: { pkg: '@livekit/agents-plugin-silero', version: '1.6.2', file: 'dist/silero_vad.onnx' },
+    target: { pkg: '@livekit/agents-plugin-silero', version: '1.7.0', file: 'dist/silero_vad.onnx' },
+  },
+);
+
 const QUICK: PairSpec[] = [
   {
     name: 'Silero VAD v5.1 -> v6 (ONNX)',
