@@ -33,6 +33,11 @@ export interface BundleEntry {
   minBytes: number;
   /** The same files, each gzip level 9, summed. */
   gzipBytes: number;
+  /**
+   * Chunks the entry loads only when needed (its dynamic imports: `@noble/ed25519`, for runtimes
+   * without WebCrypto Ed25519), min+gzip; not in `minBytes` and `gzipBytes`.
+   */
+  lazyGzipBytes?: number;
 }
 
 /** What {@link buildApplyBundle} wrote. */
@@ -85,21 +90,25 @@ export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser
     bytes.set(path.relative(root, f.path), f.contents);
   }
   const outputs = result.metafile.outputs;
-  const closure = (file: string, seen = new Set<string>()): Set<string> => {
+  /** The output files `file` loads: its static imports, and with `lazy` its dynamic ones too. */
+  const closure = (file: string, seen = new Set<string>(), lazy = false): Set<string> => {
     seen.add(file);
-    for (const imp of outputs[file].imports) if (!seen.has(imp.path) && outputs[imp.path]) closure(imp.path, seen);
+    for (const imp of outputs[file].imports) if (!seen.has(imp.path) && outputs[imp.path] && (lazy || imp.kind !== 'dynamic-import')) closure(imp.path, seen, lazy);
     return seen;
   };
+  const fileBytes = (f: string) => bytes.get(path.relative(root, path.resolve(root, f))) as Uint8Array;
+  const gz = (f: string) => gzipSync(fileBytes(f), { level: 9 }).length;
   const entry = (name: string): BundleEntry => {
     const file = Object.keys(outputs).find((k) => path.basename(k) === `${name}.js`) as string;
+    const loaded = closure(file);
     let minBytes = 0;
     let gzipBytes = 0;
-    for (const f of closure(file)) {
-      const b = bytes.get(path.relative(root, path.resolve(root, f))) as Uint8Array;
-      minBytes += b.length;
-      gzipBytes += gzipSync(b, { level: 9 }).length;
+    for (const f of loaded) {
+      minBytes += fileBytes(f).length;
+      gzipBytes += gz(f);
     }
-    return { outfile: path.resolve(root, file), minBytes, gzipBytes };
+    const lazyGzipBytes = [...closure(file, new Set(), true)].filter((f) => !loaded.has(f)).reduce((n, f) => n + gz(f), 0);
+    return { outfile: path.resolve(root, file), minBytes, gzipBytes, ...(lazyGzipBytes ? { lazyGzipBytes } : {}) };
   };
   const applyFile = Object.keys(outputs).find((k) => path.basename(k) === 'apply.js') as string;
   const applyInputs = [...closure(applyFile)]
@@ -142,7 +151,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const i = process.argv.indexOf('--outdir');
   const bundle = await buildApplyBundle(i > 0 ? path.resolve(process.argv[i + 1]) : undefined);
   for (const [name, e] of [['neural-diff/apply', bundle.apply], ['neural-diff/safetensors', bundle.safetensors]] as const) {
-    console.log(`${name} -> ${path.relative(process.cwd(), e.outfile)} (+ shared chunk): ${e.minBytes} bytes minified (${kb(e.minBytes)}), ${e.gzipBytes} bytes min+gzip (${kb(e.gzipBytes)})`);
+    console.log(`${name} -> ${path.relative(process.cwd(), e.outfile)} (+ shared chunk): ${e.minBytes} bytes minified (${kb(e.minBytes)}), ${e.gzipBytes} bytes min+gzip (${kb(e.gzipBytes)})${e.lazyGzipBytes ? `; + ${e.lazyGzipBytes} bytes min+gzip loaded only where WebCrypto lacks Ed25519` : ''}`);
   }
   for (const [name, o] of [['neural-diff/onnx', bundle.onnxWithApply], ['neural-diff/tflite', bundle.tfliteWithApply], ['neural-diff/rebuild', bundle.rebuildWithApply], ['neural-diff/onnx + neural-diff/rebuild', bundle.onnxRebuildWithApply], ['neural-diff/tflite + neural-diff/rebuild', bundle.tfliteRebuildWithApply]] as const) {
     console.log(`${name} + neural-diff/apply -> ${path.relative(process.cwd(), o.outfile)} (one file): ${o.minBytes} bytes minified (${kb(o.minBytes)}), ${o.gzipBytes} bytes min+gzip (${kb(o.gzipBytes)})`);

@@ -3,7 +3,8 @@
  *
  * - `'webcrypto'`: `globalThis.crypto.subtle` (Node >= 20, current browsers);
  * - `'pure'`: `@noble/ed25519` in RFC 8032 strict mode with our SHA-512 (src/core/sha512.ts), for
- *   runtimes without WebCrypto Ed25519 (React Native's Hermes, older browsers);
+ *   runtimes without WebCrypto Ed25519 (React Native's Hermes, older browsers), loaded on first
+ *   use (a bundler puts it in a chunk of its own that devices with WebCrypto Ed25519 never fetch);
  * - `'auto'` (default): WebCrypto when it can import an Ed25519 key, else pure.
  *
  * Both paths get the same inputs: signatures whose scalar S is not below the group order are
@@ -11,8 +12,8 @@
  * parsed, to be canonical curve points of full order. Signing is not here: it happens on the
  * build server (src/sign/node-keys.ts).
  */
-import * as ed from '@noble/ed25519';
 import { sha512 } from '../core/sha512.ts';
+import { publicKeyProblem } from './ed25519-point.ts';
 import { UsageError } from '../core/errors.ts';
 import { fromHex, toHex } from '../core/hex.ts';
 
@@ -29,8 +30,14 @@ const SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0
 /** The order L of the Ed25519 base point. */
 const GROUP_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
 
-// The pure path's synchronous API needs a SHA-512 (checked against node:crypto in test/sha512.test.ts).
-ed.hashes.sha512 ??= sha512;
+let noble: Promise<typeof import('@noble/ed25519')> | undefined;
+/** `@noble/ed25519`, loaded once, with our SHA-512 for its synchronous API (checked against node:crypto in test/sha512.test.ts). */
+function loadNoble(): Promise<typeof import('@noble/ed25519')> {
+  return (noble ??= import('@noble/ed25519').then((ed) => {
+    ed.hashes.sha512 ??= sha512;
+    return ed;
+  }));
+}
 
 /** A public key this device trusts. */
 export interface TrustedKey {
@@ -108,13 +115,8 @@ export function parsePublicKey(input: Uint8Array | string, label = 'public key')
   const rawHex = toHex(raw);
   const known = validatedKeys.get(rawHex);
   if (known) return known;
-  let point: ed.Point;
-  try {
-    point = ed.Point.fromBytes(raw, false);
-  } catch {
-    return bad('not a point on the curve');
-  }
-  if (point.isSmallOrder() || !point.isTorsionFree()) bad('a point of small or mixed order, which no real key is');
+  const problem = publicKeyProblem(raw);
+  if (problem) bad(problem);
   const copy = raw.slice();
   const key: TrustedKey = Object.freeze({ raw: copy, keyId: keyIdOf(copy) });
   if (validatedKeys.size >= 256) validatedKeys.clear();
@@ -178,6 +180,7 @@ export async function resolveVerifier(verifier: Ed25519Verifier = 'auto'): Promi
 export async function verifyEd25519(key: TrustedKey, signature: Uint8Array, message: Uint8Array, impl: 'webcrypto' | 'pure'): Promise<boolean> {
   if (signature.length !== SIGNATURE_BYTES || !hasCanonicalScalar(signature)) return false;
   if (impl === 'pure') {
+    const ed = await loadNoble();
     try {
       return ed.verify(signature, message, key.raw, { zip215: false });
     } catch {
