@@ -7,11 +7,11 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { UsageError } from '../../src/core/errors.ts';
-import { getHasher } from '../../src/core/hasher.ts';
+import { getHasher, type Hasher } from '../../src/core/hasher.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
-import { structuralDiff, structuralDiffFiles, type StructuralDiffResult } from '../../src/diff/structural.ts';
+import { structuralDiff, structuralDiffFiles, type StructuralDiffOptions, type StructuralDiffResult } from '../../src/diff/structural.ts';
 import { cp, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { locateTfjsModel } from '../../src/io/tfjs/model-file.ts';
@@ -75,21 +75,8 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
   const format = kind === 'onnx' ? ONNX_REBUILD : TFLITE_REBUILD;
   const hasher = await getHasher();
   const t0 = performance.now();
-  const header = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) };
-  const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
-  const build = (options: Parameters<typeof structuralDiff>[4]) => (baseFiles && targetFiles ? structuralDiffFiles(hasher, baseFiles, targetFiles, ONNX_FILES_REBUILD, options) : structuralDiff(hasher, baseBytes, targetBytes, format, options));
-  const res = build({
-    ...header,
-    store: a.store,
-    ...exactCodecs,
-    ...(everyChange ? {} : {
-      valuePayload: (inter, target) => {
-        // The budget covers the value patches; it is a share of the target's weights as stored.
-        const total = inter.list().filter((t) => t.patchable !== false).reduce((n, t) => n + 4 * t.shape.reduce((x, d) => x * d, 1), 0);
-        return diffOnnxModels(hasher, inter, target, { ...header, store: a.store, budgetBytes: parseBudget(a.budget, total), codec: a.codec, method: a.method === 'lowbit' ? 'lowbit' : 'topk' }).bytes;
-      },
-    }),
-  });
+  const options = structuralOptions(a, hasher, modelId, everyChange);
+  const res = baseFiles && targetFiles ? structuralDiffFiles(hasher, baseFiles, targetFiles, ONNX_FILES_REBUILD, options) : structuralDiff(hasher, baseBytes, targetBytes, format, options);
   const ms = performance.now() - t0;
   const targetFileFingerprint = fingerprintStore(hasher, targetFiles ? ONNX_FILES_REBUILD.open(targetFiles) : format.open(targetBytes)).fingerprint;
   const [before, after] = [portsOf(kind, baseBytes, a.base, baseFiles), portsOf(kind, targetBytes, a.target, targetFiles)];
@@ -117,6 +104,26 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
   }
   const size = (fs: readonly ModelFile[] | undefined, one: Uint8Array) => (fs ? fs.reduce((n, f) => n + f.bytes.length, 0) : one.length);
   return report(a, io, res, modelId, size(baseFiles, baseBytes), size(targetFiles, targetBytes), ms, before, after, interfaceChanged, warning, modelOutFingerprint, everyChange, baseFiles ? 'files' : 'file', targetFileFingerprint);
+}
+
+/**
+ * The builder's options from the command line: the header, the exact codecs, and within a budget
+ * the value payload by `--method topk` or `lowbit` (the budget a share of the target's weights as
+ * stored; the rebuild comes on top).
+ */
+function structuralOptions(a: DiffArgs, hasher: Hasher, modelId: string, everyChange: boolean): StructuralDiffOptions {
+  const header = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) };
+  const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
+  if (everyChange) return { ...header, store: a.store, ...exactCodecs };
+  return {
+    ...header,
+    store: a.store,
+    ...exactCodecs,
+    valuePayload: (inter, target) => {
+      const total = inter.list().filter((t) => t.patchable !== false).reduce((n, t) => n + 4 * t.shape.reduce((x, d) => x * d, 1), 0);
+      return diffOnnxModels(hasher, inter, target, { ...header, store: a.store, budgetBytes: parseBudget(a.budget, total), codec: a.codec, method: a.method === 'lowbit' ? 'lowbit' : 'topk' }).bytes;
+    },
+  };
 }
 
 /** The result document and the lines `ndiff diff` prints for a structural payload. */
@@ -174,19 +181,7 @@ export async function runStructuralFolderDiff(a: DiffArgs, io: CliIO, modelId: s
   const targetListed = [{ path: 'model.json', bytes: targetFiles[0].bytes }, ...targetFiles.slice(1)];
   const hasher = await getHasher();
   const t0 = performance.now();
-  const header = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) };
-  const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
-  const res = structuralDiffFiles(hasher, baseFiles, targetListed, TFJS_REBUILD, {
-    ...header,
-    store: a.store,
-    ...exactCodecs,
-    ...(everyChange ? {} : {
-      valuePayload: (inter, target) => {
-        const total = inter.list().filter((t) => t.patchable !== false).reduce((n, t) => n + 4 * t.shape.reduce((x, d) => x * d, 1), 0);
-        return diffOnnxModels(hasher, inter, target, { ...header, store: a.store, budgetBytes: parseBudget(a.budget, total), codec: a.codec, method: a.method === 'lowbit' ? 'lowbit' : 'topk' }).bytes;
-      },
-    }),
-  });
+  const res = structuralDiffFiles(hasher, baseFiles, targetListed, TFJS_REBUILD, structuralOptions(a, hasher, modelId, everyChange));
   const ms = performance.now() - t0;
   const [before, after] = [tfjsPorts(baseFiles), tfjsPorts(targetFiles)];
   const interfaceChanged = portsDiffer(before.inputs, after.inputs) || portsDiffer(before.outputs, after.outputs);
