@@ -1,5 +1,5 @@
 /**
- * A release whose new version has another structure (single-file models, ONNX and LiteRT):
+ * A release whose new version has another structure (ONNX and LiteRT files, TF.js folders):
  * `ndiff release add` plans and publishes a structural payload (format v7) for the edge instead of
  * failing the add, `publish` checks it by rebuilding the job's base as a device would, and `ndiff
  * update` on a device holding the old file downloads that payload (not the full model), rebuilds
@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { main } from '../cli/ndiff.ts';
@@ -19,6 +19,7 @@ import type { WeightStore } from '../src/core/weight-store.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
+import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { Updater, weightStoreTarget } from '../src/updater/index.ts';
 import { MemoryUpdaterState } from '../src/updater/state.ts';
 import { serveRelease } from './helpers/release-server.ts';
@@ -87,3 +88,41 @@ for (const kind of ['onnx', 'tflite'] as const) {
     }
   });
 }
+
+/** A TF.js graph model's folder: model.json and one shard of float32 weights. */
+async function tfjsFolder(dir: string, nodes: string[], weights: { name: string; values: number[] }[]): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const data = new Uint8Array(new Float32Array(weights.flatMap((w) => w.values)).buffer);
+  await writeFile(path.join(dir, 'group1-shard1of1.bin'), data);
+  await writeFile(path.join(dir, 'model.json'), JSON.stringify({
+    format: 'graph-model', generatedBy: 'test', modelTopology: { node: nodes.map((n) => ({ name: n, op: n === 'x' ? 'Placeholder' : 'Conv2D' })) },
+    weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights: weights.map((w) => ({ name: w.name, shape: [w.values.length], dtype: 'float32' })) }],
+  }));
+}
+
+test('TF.js folders: a version with a tensor and a node added is published as a structural payload, and a device holding the stored v1 takes it', { timeout: 300_000 }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nd-release-structural-tfjs-'));
+  const server = await serveRelease(dir);
+  try {
+    const w = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.fround(Math.sin(seed * 7 + i)));
+    const [v1, v2, device, key, site] = ['v1', 'v2', 'device', 'k', 'site'].map((f) => path.join(dir, f));
+    await tfjsFolder(v1, ['x', 'conv'], [{ name: 'conv/w', values: w(64, 1) }, { name: 'conv/b', values: w(8, 2) }]);
+    await tfjsFolder(v2, ['x', 'conv', 'head'], [{ name: 'conv/w', values: w(64, 1).map((x, i) => (i % 5 ? x : Math.fround(x + 0.01))) }, { name: 'conv/b', values: w(8, 2) }, { name: 'head/w', values: w(16, 3) }]);
+    assert.equal((await run('keygen', '--out', key)).code, 0);
+    assert.equal((await run('release', 'add', '--release', site, '--model', v1, '--model-id', 'm', '--key', `${key}.private.pem`, '--expires', '30d')).code, 0);
+    const add = await run('release', 'add', '--release', site, '--model', v2, '--key', `${key}.private.pem`, '--expires', '30d');
+    assert.equal(add.code, 0, add.err);
+    assert.match(add.err, /a structural payload \(format v7\)/);
+    const manifest = validateManifest((JSON.parse(await readFile(path.join(site, 'manifest.json'), 'utf8')) as { signed: unknown }).signed);
+    assert.equal(manifest.payloads.length, 1);
+    await cp(v1, device, { recursive: true });
+    const up = await run('update', '--model', device, '--from', `${server.url}site/`, '--public-key', `${key}.public.pem`, '--model-id', 'm', '--json');
+    assert.equal(up.code, 0, up.err + up.out);
+    const doc = JSON.parse(up.out) as { status: string; path: string; fingerprint: string };
+    assert.deepEqual([doc.status, doc.path, doc.fingerprint], ['updated', 'payloads', manifest.payloads[0].target]);
+    assert.equal(fingerprintStore(await getHasher(), await openTfjsModelDir(device)).fingerprint, manifest.payloads[0].target);
+  } finally {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

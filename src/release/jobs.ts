@@ -90,7 +90,7 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
     const hasher = await getHasher();
     const header = { modelId: record.modelId, sequence: to.version, store: 'stored' as const };
     // Another structure than the base's: the file rebuilt, exactly, whatever the policy.
-    const structural = structuralEdge(record.modelKind, hasher, base.store, target.store, header);
+    const structural = await structuralEdge(record.modelKind, hasher, base, target, header);
     if (structural && 'skip' in structural) return { bytes: new Uint8Array(0), method: 'exact', skip: structural.skip };
     if (structural) {
       onProgress(`  ${job.id}: the structure changed (${structural.reason}): a structural payload (format v7) rebuilds the file`);
@@ -196,7 +196,7 @@ export async function adoptJobPayload(releaseDir: string, record: ReleaseRecord,
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   try {
     // Throws when the payload does not reach the target its header names.
-    await applyToState(record.modelKind, base.store, bytes, await getHasher());
+    await applyToState(record.modelKind, base, bytes, await getHasher());
   } finally {
     await base.dispose();
   }
@@ -229,7 +229,7 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   try {
     // Throws unless the payload reaches the target its header names.
-    await applyToState(record.modelKind, base.store, bytes, await getHasher());
+    await applyToState(record.modelKind, base, bytes, await getHasher());
   } catch (e) {
     throw refuse(`its payload does not apply to the job's base as it claims (${(e as Error).message})`);
   } finally {

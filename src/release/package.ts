@@ -117,6 +117,8 @@ export async function materializeVersion(releaseDir: string, record: ReleaseReco
 export interface OpenedState {
   store: WeightStore;
   weightBytes: number;
+  /** The state's model on disk (a TF.js folder, or the model file) when it is a version as stored; absent for a state a payload reached in memory. */
+  path?: string;
   dispose(): Promise<void>;
 }
 
@@ -141,7 +143,7 @@ export async function openState(releaseDir: string, record: ReleaseRecord, versi
       await opened.close();
       throw e;
     }
-    return { store: opened.store, weightBytes: opened.weightBytes, dispose: async () => { await opened.close(); await files.dispose(); } };
+    return { store: opened.store, weightBytes: opened.weightBytes, ...(payload ? {} : { path: files.path }), dispose: async () => { await opened.close(); await files.dispose(); } };
   } catch (e) {
     await files.dispose();
     throw e;

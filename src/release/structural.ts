@@ -9,11 +9,13 @@
 import { UsageError } from '../core/errors.ts';
 import { decodePayload, type PayloadHeader } from '../core/format.ts';
 import type { Hasher } from '../core/hasher.ts';
-import type { WeightStore } from '../core/weight-store.ts';
 import { applyPayload } from '../apply/apply.ts';
-import { decodeStructuralPayload, isStructuralPayload, rebuildModelBytes, type FileModelStore, type RebuildFormat } from '../apply/rebuild.ts';
+import { decodeStructuralPayload, isStructuralPayload, rebuildModelBytes, rebuildModelFiles, type FileModelStore, type RebuildFormat } from '../apply/rebuild.ts';
 import { compareInterfaces, describeDifference } from '../diff/interface.ts';
-import { structuralDiff } from '../diff/structural.ts';
+import { structuralDiff, structuralDiffFiles } from '../diff/structural.ts';
+import { readTfjsModelFiles, TFJS_REBUILD } from '../io/tfjs/folder-rebuild.ts';
+import { locateTfjsModel } from '../io/tfjs/model-file.ts';
+import type { OpenedState } from './package.ts';
 import { OnnxWeightStore } from '../io/onnx/store.ts';
 import { TfliteWeightStore } from '../io/tflite/store.ts';
 import type { ReleaseRecord } from './record.ts';
@@ -30,31 +32,41 @@ export async function payloadHeaderOf(bytes: Uint8Array): Promise<PayloadHeader>
   return isStructuralPayload(bytes) ? (await decodeStructuralPayload(bytes)).header : decodePayload(bytes).header;
 }
 
+/** A TF.js model's files as a structural payload lists them: its model JSON as `model.json`, then its shards. */
+async function tfjsFiles(modelPath: string) {
+  const at = await locateTfjsModel(modelPath);
+  const files = await readTfjsModelFiles(at.dir, at.modelJsonFile);
+  return [{ path: 'model.json', bytes: files[0].bytes }, ...files.slice(1)];
+}
+
 /**
- * Apply `bytes` to the release state `store` of a `kind` model as a device would: a value
- * payload in place, a structural one rebuilt from the state's file bytes (the store only read).
- * Throws unless it reaches the target its header names.
+ * Apply `bytes` to the release state `state` of a `kind` model as a device would: a value
+ * payload in place, a structural one rebuilt from the state's files (only read). Throws unless
+ * it reaches the target its header names.
  */
-export async function applyToState(kind: ModelKind, store: WeightStore, bytes: Uint8Array, hasher: Hasher): Promise<void> {
+export async function applyToState(kind: ModelKind, state: Pick<OpenedState, 'store' | 'path'>, bytes: Uint8Array, hasher: Hasher): Promise<void> {
   if (!isStructuralPayload(bytes)) {
-    await applyPayload(store, bytes, { hasher });
+    await applyPayload(state.store, bytes, { hasher });
     return;
   }
   const format = FORMATS[kind];
-  if (!format) throw new UsageError(`a structural payload (format v7) is for .onnx and .tflite models; this release holds ${kind} models`);
-  await rebuildModelBytes((store as FileModelStore).modelBytes(), bytes, format, { hasher });
+  if (format) await rebuildModelBytes((state.store as FileModelStore).modelBytes(), bytes, format, { hasher });
+  else if (state.path) await rebuildModelFiles(await tfjsFiles(state.path), bytes, TFJS_REBUILD, { hasher });
+  else throw new UsageError('a structural payload (format v7) for a TF.js model starts from a version as stored, not from a state a lossy payload reached');
 }
 
 /**
  * The exact structural payload from the state `base` to the version `target` when their
- * structures differ (undefined when they share one: an ordinary payload is made). TF.js folders
- * are not rebuilt by a release yet: their job is skipped (devices there get the full package).
+ * structures differ (undefined when they share one: an ordinary payload is made). A TF.js model
+ * is rebuilt from a version as stored; from a state a lossy payload reached (whose files exist
+ * only on the devices that took it) its job is skipped, and those devices get the full package.
  */
-export function structuralEdge(kind: ModelKind, hasher: Hasher, base: WeightStore, target: WeightStore, header: { modelId: string; sequence: number }): { bytes: Uint8Array; reason: string } | { skip: string } | undefined {
-  const reason = describeDifference(compareInterfaces(base, target));
-  if (!reason) return undefined;
+export async function structuralEdge(kind: ModelKind, hasher: Hasher, base: Pick<OpenedState, 'store' | 'path'>, target: Pick<OpenedState, 'store' | 'path'>, header: { modelId: string; sequence: number }): Promise<{ bytes: Uint8Array; reason: string } | { skip: string } | undefined> {
+  const difference = describeDifference(compareInterfaces(base.store, target.store));
+  if (!difference) return undefined;
+  const reason = difference.split(':')[0];
   const format = FORMATS[kind];
-  if (!format) return { skip: `the new version's structure differs from this base's (${reason.split(':')[0]}), which a release rebuilds for .onnx and .tflite models only: devices holding it get the full package` };
-  const bytes = structuralDiff(hasher, (base as FileModelStore).modelBytes(), (target as FileModelStore).modelBytes(), format, header).bytes;
-  return { bytes, reason: reason.split(':')[0] };
+  if (format) return { bytes: structuralDiff(hasher, (base.store as FileModelStore).modelBytes(), (target.store as FileModelStore).modelBytes(), format, header).bytes, reason };
+  if (!base.path || !target.path) return { skip: `the new version's structure differs from this state's (${reason}), and a TF.js model is rebuilt from a version's files, not from a state a lossy payload reached: devices holding it get the full package` };
+  return { bytes: structuralDiffFiles(hasher, await tfjsFiles(base.path), await tfjsFiles(target.path), TFJS_REBUILD, header).bytes, reason };
 }
