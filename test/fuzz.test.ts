@@ -91,7 +91,7 @@ describe('release folder fuzzing (short run)', () => {
 });
 
 describe('structural payload fuzzing (short run)', () => {
-  test('600 hostile structural payloads (format v7) for ONNX and LiteRT pairs whose structure changed: the target or a typed refusal with the base untouched, in memory and on disk', async () => {
+  test('600 hostile structural payloads (format v7) for ONNX, LiteRT and TF.js pairs whose structure changed: the target or a typed refusal with the base untouched, in memory and on disk', async () => {
     const { fuzzStructural } = await import('./fuzz/structural.ts');
     const s = await fuzzStructural({ cases: 600, seed: SEED + 11, diskEvery: 10 });
     assert.equal(s.cases, 600);

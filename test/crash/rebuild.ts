@@ -20,7 +20,10 @@ import { rebuildOnnxFile, recoverOnnxFile } from '../../src/io/onnx/files.ts';
 import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { rebuildTfliteFile, recoverTfliteFile } from '../../src/io/tflite/files.ts';
 import { TfliteWeightStore } from '../../src/io/tflite/store.ts';
-import { structuralPair, type PairFormat } from '../helpers/structural-pairs.ts';
+import { structuralPair } from '../helpers/structural-pairs.ts';
+
+/** The single-file formats (a TF.js folder's rebuild has its own power-cut test in test/rebuild-folder.test.ts). */
+type PairFormat = 'onnx' | 'tflite';
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 

@@ -14,8 +14,9 @@
  * devices, files past 2 GiB, offsets past the end, buffers over the model's tables, then byte and
  * offset mutations).
  *
- * `--structural-cases`: hostile structural payloads (format v7, test/fuzz/structural.ts) for ONNX and
- * LiteRT pairs whose structure changed, in memory and every tenth on disk through the file update.
+ * `--structural-cases`: hostile structural payloads (format v7, test/fuzz/structural.ts) for ONNX,
+ * LiteRT and TF.js pairs whose structure changed, in memory and every tenth on disk through the
+ * file or folder update.
  *
  * The fuzzer runs in a worker thread; the main thread is a watchdog: if no case finishes for
  * `--hang-s` seconds (a hang inside synchronous code, which no timer in the worker could
@@ -134,7 +135,7 @@ if (!isMainThread) {
     const t6 = performance.now();
     const structural: StructuralFuzzSummary | null = structuralCases > 0 ? await fuzzStructural({ cases: structuralCases, seed, diskEvery: 10 }) : null;
     if (structural) {
-      console.log(`\nstructural payloads (rebuildModelBytes, every tenth also rebuildOnnxFile/rebuildTfliteFile): ${structural.cases} cases in ${((performance.now() - t6) / 1000).toFixed(0)} s (slowest ${structural.maxMs.toFixed(0)} ms)`);
+      console.log(`\nstructural payloads (rebuildModelBytes and rebuildModelFiles, every tenth also rebuildOnnxFile, rebuildTfliteFile or rebuildModelDir): ${structural.cases} cases in ${((performance.now() - t6) / 1000).toFixed(0)} s (slowest ${structural.maxMs.toFixed(0)} ms)`);
       for (const [k, v] of Object.entries(structural.outcomes).sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(32)} ${v}`);
       for (const b of structural.firstBad) console.log(`  bad: ${b}`);
     }

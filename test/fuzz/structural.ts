@@ -1,6 +1,7 @@
 /**
  * The structural payload fuzzer (format v7, `neural-diff/rebuild`): hostile structural payloads
- * for single-file models (ONNX with inline data, LiteRT), built from random pairs whose tensors
+ * for ONNX files (inline data), LiteRT files and TF.js graph models (several files, `fl`), built
+ * from random pairs whose tensors
  * were added, removed, renamed and reshaped and whose graph changed
  * (test/helpers/structural-pairs.ts). The oracle, for every input:
  *
@@ -24,15 +25,17 @@ import * as path from 'node:path';
 import { NeuralDiffError } from '../../src/core/errors.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../src/core/hasher.ts';
-import { rebuildModelBytes, type RebuildFormat } from '../../src/apply/rebuild.ts';
-import { structuralDiff } from '../../src/diff/structural.ts';
+import { rebuildModelBytes, rebuildModelFiles, type RebuildFormat } from '../../src/apply/rebuild.ts';
+import { structuralDiff, structuralDiffFiles } from '../../src/diff/structural.ts';
+import { rebuildModelDir, TFJS_REBUILD } from '../../src/io/tfjs/folder-rebuild.ts';
+import { openTfjsModelDir } from '../../src/io/tfjs/index.ts';
 import { rebuildOnnxFile } from '../../src/io/onnx/files.ts';
 import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { rebuildTfliteFile } from '../../src/io/tflite/files.ts';
 import { TfliteWeightStore } from '../../src/io/tflite/store.ts';
-import { seeded, structuralPair, type PairFormat } from '../helpers/structural-pairs.ts';
+import { seeded, structuralPair, type PairFile, type PairFormat } from '../helpers/structural-pairs.ts';
 
-const FORMATS: Record<PairFormat, RebuildFormat> = {
+const FORMATS: Record<'onnx' | 'tflite', RebuildFormat> = {
   onnx: { kind: 'onnx', open: (b) => new OnnxWeightStore(b) },
   tflite: { kind: 'tflite', open: (b) => new TfliteWeightStore(b) },
 };
@@ -43,6 +46,8 @@ interface Entry {
   format: PairFormat;
   base: Uint8Array;
   target: Uint8Array;
+  /** TF.js: the model's files. */
+  baseFiles?: PairFile[];
   payload: Uint8Array;
   targetFingerprint: string;
 }
@@ -67,11 +72,13 @@ const packr = new Packr({ useRecords: false, variableMapSize: true });
 export async function buildStructuralCorpus(pairs = 6, seed = 1): Promise<{ hasher: Hasher; entries: Entry[] }> {
   const hasher = await getHasher();
   const entries: Entry[] = [];
-  for (const format of ['onnx', 'tflite'] as const) {
+  for (const format of ['onnx', 'tflite', 'tfjs'] as const) {
     for (let i = 0; i < pairs; i++) {
       const p = structuralPair(format, seed + i);
-      const built = structuralDiff(hasher, p.base, p.target, FORMATS[format], { modelId: 'fuzz', sequence: 1 });
-      entries.push({ format, base: p.base, target: p.target, payload: built.bytes, targetFingerprint: built.header.targetFingerprint });
+      const built = format === 'tfjs'
+        ? structuralDiffFiles(hasher, p.baseFiles as PairFile[], p.targetFiles as PairFile[], TFJS_REBUILD, { modelId: 'fuzz', sequence: 1 })
+        : structuralDiff(hasher, p.base, p.target, FORMATS[format], { modelId: 'fuzz', sequence: 1 });
+      entries.push({ format, base: p.base, target: p.target, ...(p.baseFiles ? { baseFiles: p.baseFiles } : {}), payload: built.bytes, targetFingerprint: built.header.targetFingerprint });
     }
   }
   return { hasher, entries };
@@ -121,11 +128,12 @@ function hostile(r: Rand, e: Entry, entries: readonly Entry[]): { bytes: Uint8Ar
     what = `${key} mutated`;
   } else if (kind === 6) {
     const key = ['rb', 'pv', 'if', 'tf', 'bf'][r.int(5)];
-    doc[key] = otherDoc[key];
+    if (otherDoc[key] === undefined) delete doc[key];
+    else doc[key] = otherDoc[key];
     what = `${key} taken from another pair's payload`;
   } else if (kind === 7) {
-    const key = ['nd', 'fk', 'if', 'tf', 'bf', 'rb', 'pv', 'sq', 'm'][r.int(9)];
-    const values: unknown[] = [6, 8, -1, 2 ** 32, 'onnx', 'tflite', 'tfjs', '', new Uint8Array(8), new Uint8Array(0), null, true, 1.5, [], {}];
+    const key = ['nd', 'fk', 'if', 'tf', 'bf', 'rb', 'pv', 'sq', 'm', 'fl'][r.int(10)];
+    const values: unknown[] = [6, 8, -1, 2 ** 32, 'onnx', 'tflite', 'tfjs', '', new Uint8Array(8), new Uint8Array(0), null, true, 1.5, [], {}, [['model.json', 10]], [['../x', 1]], [['model.json', 2 ** 40]], [['a', 1], ['A', 1]]];
     if (r.int(4) === 0) delete doc[key];
     else doc[key] = values[r.int(values.length)];
     what = `${key} replaced or removed`;
@@ -161,13 +169,13 @@ export async function fuzzStructural(options: { cases: number; seed: number; dis
     for (let n = 0; n < options.cases; n++) {
       const e = entries[r.int(entries.length)];
       input = n % 50 === 0 ? { bytes: e.payload, what: 'the valid payload' } : hostile(r, e, entries);
-      const format = FORMATS[e.format];
       const about = `case ${n} (seed ${options.seed}): ${input.what}, ${e.format}`;
       const t0 = performance.now();
       const model = e.base.slice();
+      const files = e.baseFiles?.map((f) => ({ path: f.path, bytes: f.bytes.slice() }));
       try {
-        const res = await rebuildModelBytes(model, input.bytes, format, { hasher });
-        const fp = fingerprintStore(hasher, format.open(res.bytes)).fingerprint;
+        const res = files ? await rebuildModelFiles(files, input.bytes, TFJS_REBUILD, { hasher }) : await rebuildModelBytes(model, input.bytes, FORMATS[e.format as 'onnx' | 'tflite'], { hasher });
+        const fp = fingerprintStore(hasher, res.files ? TFJS_REBUILD.open(res.files) : FORMATS[e.format as 'onnx' | 'tflite'].open(res.bytes)).fingerprint;
         if (fp !== res.header.targetFingerprint) count('wrong-target', `${about}: the result's fingerprint ${fp} is not the payload's target ${res.header.targetFingerprint}`);
         else if (input.bytes === e.payload && !same(res.bytes, e.target)) count('wrong-target', `${about}: the valid payload did not give the target's bytes`);
         else count('applied');
@@ -175,7 +183,7 @@ export async function fuzzStructural(options: { cases: number; seed: number; dis
         if (!(err instanceof NeuralDiffError)) count('crash', `${about}: ${(err as Error)?.stack ?? String(err)}`);
         else count(`refused ${err.constructor.name}`);
       }
-      if (!same(model, e.base)) count('modified', `${about}: the base bytes changed`);
+      if (!same(model, e.base) || (files && e.baseFiles && files.some((f, i) => !same(f.bytes, (e.baseFiles as PairFile[])[i].bytes)))) count('modified', `${about}: the base bytes changed`);
       if (options.diskEvery && n % options.diskEvery === 0) await diskCase(dir, n, e, input.bytes, about, count);
       const ms = performance.now() - t0;
       summary.maxMs = Math.max(summary.maxMs, ms);
@@ -188,24 +196,41 @@ export async function fuzzStructural(options: { cases: number; seed: number; dis
   return summary;
 }
 
-/** The same input through the crash-safe file update: refused, the file and its folder as they were; applied, the file at the target. */
+/** The same input through the crash-safe file update (a TF.js folder's for TF.js): refused, the folder as it was; applied, the model at the payload's target. */
 async function diskCase(root: string, n: number, e: Entry, bytes: Uint8Array, about: string, count: (o: string, d?: string) => void): Promise<void> {
   const dir = path.join(root, String(n));
   await mkdir(dir);
-  const file = path.join(dir, `model.${e.format}`);
-  await writeFile(file, e.base);
+  const file = path.join(dir, e.format === 'tfjs' ? 'model.json' : `model.${e.format}`);
+  if (e.baseFiles) for (const f of e.baseFiles) await writeFile(path.join(dir, f.path), f.bytes);
+  else await writeFile(file, e.base);
+  const before = await snapshot(dir);
   try {
-    const res = await FILE_REBUILD[e.format](file, bytes, { state: null });
-    const fp = fingerprintStore(await getHasher(), FORMATS[e.format].open(new Uint8Array(await readFile(file)))).fingerprint;
-    if (fp !== res.header.targetFingerprint) count('wrong-target', `${about}, on disk: the file's fingerprint ${fp} is not the payload's target ${res.header.targetFingerprint}`);
+    const hasher = await getHasher();
+    if (e.format === 'tfjs') {
+      const res = await rebuildModelDir(dir, bytes, { state: null });
+      const fp = fingerprintStore(hasher, await openTfjsModelDir(dir)).fingerprint;
+      if (fp !== res.header.targetFingerprint) count('wrong-target', `${about}, on disk: the folder's fingerprint ${fp} is not the payload's target ${res.header.targetFingerprint}`);
+    } else {
+      const res = await FILE_REBUILD[e.format](file, bytes, { state: null });
+      const fp = fingerprintStore(hasher, FORMATS[e.format].open(new Uint8Array(await readFile(file)))).fingerprint;
+      if (fp !== res.header.targetFingerprint) count('wrong-target', `${about}, on disk: the file's fingerprint ${fp} is not the payload's target ${res.header.targetFingerprint}`);
+    }
   } catch (err) {
     if (!(err instanceof NeuralDiffError)) count('crash', `${about}, on disk: ${(err as Error)?.stack ?? String(err)}`);
-    else if (!same(new Uint8Array(await readFile(file)), e.base)) count('modified', `${about}, on disk: the file changed on a refusal`);
     else {
-      const left = (await readdir(dir)).filter((f) => f !== `model.${e.format}` && !/\.ndiff-model\.json$/.test(f));
-      if (left.length) count('modified', `${about}, on disk: left ${left.join(', ')} on a refusal`);
+      // Refused: every file as it was, and nothing beside them but the applier's model-id record.
+      const after = await snapshot(dir);
+      const changed = [...new Set([...before.keys(), ...after.keys()])].filter((f) => before.get(f) !== after.get(f) && !/\.ndiff-model\.json$|^\.ndiff-folder\.json$/.test(f));
+      if (changed.length) count('modified', `${about}, on disk: ${changed.join(', ')} changed or left on a refusal`);
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Every file of `dir` by name, as base64. */
+async function snapshot(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const f of (await readdir(dir)).sort()) out.set(f, (await readFile(path.join(dir, f))).toString('base64'));
+  return out;
 }

@@ -1,5 +1,5 @@
 /**
- * Random pairs of single-file models (ONNX with inline data, LiteRT) whose structure differs, for
+ * Random pairs of models (ONNX with inline data, LiteRT, TF.js graph models) whose structure differs, for
  * the structural fuzzer (test/fuzz/structural.ts) and the crash injection of a structural apply
  * (test/crash/rebuild.ts). From one seed: a base of 2-6 float tensors, and a target in which each
  * base tensor is kept (its values changed or not), renamed, reshaped or removed, new tensors are
@@ -8,7 +8,13 @@
 import { DT, f32le, graph, model, node, tensor, valueInfo } from './onnx-build.ts';
 import { buildTflite, f32Bytes, T } from './tflite-build.ts';
 
-export type PairFormat = 'onnx' | 'tflite';
+export type PairFormat = 'onnx' | 'tflite' | 'tfjs';
+
+/** A model's file: its path in the model's folder and its bytes. */
+export interface PairFile {
+  path: string;
+  bytes: Uint8Array;
+}
 
 /** One model's tensors, before it is written in a format. */
 interface Layout {
@@ -30,8 +36,11 @@ export interface PairChanges {
 
 export interface StructuralPair {
   format: PairFormat;
+  /** The model file (for TF.js: the files one after the other; `baseFiles` and `targetFiles` are the files). */
   base: Uint8Array;
   target: Uint8Array;
+  baseFiles?: PairFile[];
+  targetFiles?: PairFile[];
   changes: PairChanges;
 }
 
@@ -121,9 +130,35 @@ function tfliteFile(l: Layout): Uint8Array {
   });
 }
 
+/** A TF.js graph model's files: model.json (the nodes, the manifest), then its weights in 2 shards (1 if small). */
+function tfjsFiles(l: Layout): PairFile[] {
+  const values = l.tensors.flatMap((t) => t.values);
+  const data = new Uint8Array(new Float32Array(values).buffer);
+  const shards = data.length > 64 ? 2 : 1;
+  const cut = Math.ceil(data.length / 4 / shards) * 4;
+  const paths = Array.from({ length: shards }, (_, i) => `group1-shard${i + 1}of${shards}.bin`);
+  const nodes = [{ name: 'x', op: 'Placeholder' }, ...l.extraOps.map((op, i) => ({ name: `h${i + 1}`, op, input: [i ? `h${i}` : 'x'] }))];
+  const modelJson = { format: 'graph-model', generatedBy: 'structural pairs', modelTopology: { node: nodes }, weightsManifest: [{ paths, weights: l.tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: 'float32' })) }] };
+  return [{ path: 'model.json', bytes: new TextEncoder().encode(JSON.stringify(modelJson)) }, ...paths.map((p, i) => ({ path: p, bytes: data.slice(i * cut, Math.min(data.length, (i + 1) * cut)) }))];
+}
+
+const joined = (files: PairFile[]): Uint8Array => {
+  const out = new Uint8Array(files.reduce((n, f) => n + f.bytes.length, 0));
+  let at = 0;
+  for (const f of files) {
+    out.set(f.bytes, at);
+    at += f.bytes.length;
+  }
+  return out;
+};
+
 /** The pair of `format` for `seed`. */
 export function structuralPair(format: PairFormat, seed: number): StructuralPair {
   const { base, target, changes } = layouts(seed);
+  if (format === 'tfjs') {
+    const [baseFiles, targetFiles] = [tfjsFiles(base), tfjsFiles(target)];
+    return { format, base: joined(baseFiles), target: joined(targetFiles), baseFiles, targetFiles, changes };
+  }
   const write = format === 'onnx' ? onnxFile : tfliteFile;
   return { format, base: write(base), target: write(target), changes };
 }
