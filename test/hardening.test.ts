@@ -461,7 +461,7 @@ describe('6. smaller findings', () => {
   test('npm run fuzz -- --cases N runs N cases', { timeout: 300_000 }, async () => {
     const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
       // Its own process group, so a stop reaches the fuzzer npm started.
-      const c = spawn('npm', ['run', '--silent', 'fuzz', '--', '--cases', '40', '--disk-cases', '3', '--onnx-cases', '0', '--tflite-cases', '0', '--release-cases', '0', '--seed', '14'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const c = spawn('npm', ['run', '--silent', 'fuzz', '--', '--cases', '40', '--disk-cases', '3', '--onnx-cases', '0', '--tflite-cases', '0', '--release-cases', '0', '--structural-cases', '0', '--seed', '14'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let out = '';
       c.stdout.on('data', (d) => {
         out += d;

@@ -30,7 +30,6 @@ import { HealthCheckError, ModelMismatchError, StateStoreError, TargetMismatchEr
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import { decodeStructuralPayload, rebuildModelBytes, rebuildModelFiles, type RebuildFileKind, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
-import { ONNX_FILES_REBUILD } from '../onnx/files-store.ts';
 import { openSignedPayload } from '../../apply/signature.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
 import { syncDir } from './durable.ts';
@@ -105,10 +104,10 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
       }
       const rebuildOptions = { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: sequences, hasher };
       if (external.length || (kind === 'onnx' && (await decodeStructuralPayload((await openSignedPayload(payloadBytes, options)).payload, options)).header.files)) {
-        if (kind !== 'onnx') throw new UsageError(`${real} keeps weights in external data files (${external.join(', ')}): a structural payload rebuilds a single-file ${kind} model; ship this model whole`, { file: real, external });
+        if (!format.files) throw new UsageError(`${real} keeps weights in external data files (${external.join(', ')}): a structural payload rebuilds a single-file ${kind} model; ship this model whole`, { file: real, external });
         // An ONNX model with external data files: the .onnx and its data files rebuilt together.
         const base = [{ path: path.basename(real), bytes: disk.contents.modelBytes().slice() }, ...(await Promise.all(external.map(async (loc) => ({ path: loc, bytes: new Uint8Array(await readFile(path.resolve(dir, loc))) }))))];
-        result = await rebuildModelFiles(base, payloadBytes, ONNX_FILES_REBUILD, rebuildOptions);
+        result = await rebuildModelFiles(base, payloadBytes, format.files, rebuildOptions);
         const files = result.files ?? base;
         const was = new Set(external);
         const now = files.slice(1).map((f) => f.path);

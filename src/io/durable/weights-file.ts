@@ -7,6 +7,7 @@
  * in {@link openWeightsFile} and docs/SECURITY.md.
  * The crash-safe apply, recovery and save-as are in `weights-file-update.ts`.
  */
+import type { RebuildFilesFormat } from '../../apply/rebuild.ts';
 import { constants, readSync, type Stats } from 'node:fs';
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -65,6 +66,12 @@ export interface WeightsFileFormat<C extends WeightsFileContents = WeightsFileCo
   externalLocations(bytes: Uint8Array, source: string): string[];
   /** The store over the model file's bytes and its external files. */
   contents(bytes: Uint8Array, external: Map<string, ExternalSource>, source: string): C;
+  /**
+   * How a structural payload reads the model with its external data files (the model file
+   * first, then the data files in the order it references them); absent for a format whose
+   * models are one file.
+   */
+  readonly files?: RebuildFilesFormat;
 }
 
 /** A temporary file of a writer: `<file>.tmp-<pid>-<hex>`. */

@@ -10,6 +10,7 @@ import { applyToWeightsFile, recoverWeightsFile, saveWeightsFileAs, type Weights
 import type { RecoveryReport } from '../durable/lock.ts';
 import { rebuildWeightsFile, type WeightsFileRebuildOptions, type WeightsFileRebuildResult } from '../durable/weights-file-rebuild.ts';
 import { OnnxWeightStore, onnxExternalLocations } from './store.ts';
+import { ONNX_FILES_REBUILD } from './files-store.ts';
 
 export { type WeightsFileOpenOptions as OnnxOpenOptions, type OpenedFile } from '../durable/weights-file.ts';
 export {
@@ -30,6 +31,7 @@ export const ONNX_FILE: WeightsFileFormat<OnnxWeightStore> = {
   tooBig: (file, size) => `${file} is ${size} bytes: an ONNX model file holds at most 2 GiB (protobuf's limit); keep large weights in external data files (onnx.save_model(..., save_as_external_data=True))`,
   externalLocations: (bytes, source) => onnxExternalLocations(bytes, source),
   contents: (bytes, external, source) => new OnnxWeightStore(bytes, { external, source }),
+  files: ONNX_FILES_REBUILD,
 };
 
 /** An ONNX model on disk (see `WeightsFileStore`). */

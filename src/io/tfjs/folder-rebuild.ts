@@ -40,7 +40,7 @@ import { parseModelJson, replaceTopLevelValue } from './manifest.ts';
 import { namedByOtherModels } from './shared-folder.ts';
 import { writeModelAtomically, type PlannedGroup } from './write.ts';
 import { TfjsFilesStore, tfjsFileOrder } from './files-store.ts';
-import { confirmWritten, emptyReport, modelIdFor, readModelId, recoverModel, resolveState, rollbackModel, sha256, writeJournal, writeModelId, type Journal, type ModelDirApplyOptions, type ModelDirApplyResult } from './folder-update.ts';
+import { confirmWritten, emptyReport, modelIdFor, readModelId, recoverModel, resolveState, rollbackModel, sha256, writeJournal, writeModelId, type Journal, type ModelDirApplyOptions, type ModelDirApplyResult } from './folder-journal.ts';
 
 /** How `neural-diff/rebuild` reads a TF.js model's files. */
 export const TFJS_REBUILD: RebuildFilesFormat = { kind: 'tfjs', open: (files) => new TfjsFilesStore(files) };
