@@ -80,10 +80,6 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
   const ms = performance.now() - t0;
   const targetFileFingerprint = fingerprintStore(hasher, targetFiles ? ONNX_FILES_REBUILD.open(targetFiles) : format.open(targetBytes)).fingerprint;
   const [before, after] = [portsOf(kind, baseBytes, a.base, baseFiles), portsOf(kind, targetBytes, a.target, targetFiles)];
-  const interfaceChanged = portsDiffer(before.inputs, after.inputs) || portsDiffer(before.outputs, after.outputs);
-  const warning = interfaceChanged
-    ? `the model's inputs or outputs changed (inputs ${before.inputs.map(portText).join(', ')} -> ${after.inputs.map(portText).join(', ')}; outputs ${before.outputs.map(portText).join(', ')} -> ${after.outputs.map(portText).join(', ')}): the payload is written, but the app that feeds the model must change with it`
-    : undefined;
   await writeFile(a.out, res.bytes);
   let modelOutFingerprint: string | undefined;
   if (a.modelOut && baseFiles) {
@@ -103,7 +99,7 @@ export async function runStructuralDiff(a: DiffArgs, io: CliIO, kind: 'onnx' | '
     modelOutFingerprint = rebuilt.header.targetFingerprint;
   }
   const size = (fs: readonly ModelFile[] | undefined, one: Uint8Array) => (fs ? fs.reduce((n, f) => n + f.bytes.length, 0) : one.length);
-  return report(a, io, res, modelId, size(baseFiles, baseBytes), size(targetFiles, targetBytes), ms, before, after, interfaceChanged, warning, modelOutFingerprint, everyChange, baseFiles ? 'files' : 'file', targetFileFingerprint);
+  return report(a, io, res, modelId, size(baseFiles, baseBytes), size(targetFiles, targetBytes), ms, before, after, modelOutFingerprint, everyChange, baseFiles ? 'files' : 'file', targetFileFingerprint);
 }
 
 /**
@@ -127,11 +123,16 @@ function structuralOptions(a: DiffArgs, hasher: Hasher, modelId: string, everyCh
 }
 
 /** The result document and the lines `ndiff diff` prints for a structural payload. */
-async function report(a: DiffArgs, io: CliIO, res: StructuralDiffResult, modelId: string, baseLength: number, targetLength: number, ms: number, before: { inputs: Port[]; outputs: Port[] }, after: { inputs: Port[]; outputs: Port[] }, interfaceChanged: boolean, warning: string | undefined, modelOutFingerprint: string | undefined, everyChange: boolean, what: 'file' | 'files', targetFileFingerprint: string): Promise<number> {
+async function report(a: DiffArgs, io: CliIO, res: StructuralDiffResult, modelId: string, baseLength: number, targetLength: number, ms: number, before: { inputs: Port[]; outputs: Port[] }, after: { inputs: Port[]; outputs: Port[] }, modelOutFingerprint: string | undefined, everyChange: boolean, what: 'file' | 'files', targetFileFingerprint: string): Promise<number> {
   const [baseBytes, targetBytes] = [{ length: baseLength }, { length: targetLength }];
   // Within a budget the value patches may stop short of the --target model: the payload names
   // (and devices check) the model it truly reaches, which --model-out writes.
   const exact = res.header.targetFingerprint === targetFileFingerprint;
+  // An interface change is written, with a warning: the app that feeds the model must change with it.
+  const interfaceChanged = portsDiffer(before.inputs, after.inputs) || portsDiffer(before.outputs, after.outputs);
+  const warning = interfaceChanged
+    ? `the model's inputs or outputs changed (inputs ${before.inputs.map(portText).join(', ')} -> ${after.inputs.map(portText).join(', ')}; outputs ${before.outputs.map(portText).join(', ')} -> ${after.outputs.map(portText).join(', ')}): the payload is written, but the app that feeds the model must change with it`
+    : undefined;
   const c = res.change;
   const doc = {
     out: a.out, bytes: res.bytes.length, structural: true, formatVersion: 7, rebuildBytes: res.rebuildBytes, valueBytes: res.valueBytes,
@@ -184,10 +185,6 @@ export async function runStructuralFolderDiff(a: DiffArgs, io: CliIO, modelId: s
   const res = structuralDiffFiles(hasher, baseFiles, targetListed, TFJS_REBUILD, structuralOptions(a, hasher, modelId, everyChange));
   const ms = performance.now() - t0;
   const [before, after] = [tfjsPorts(baseFiles), tfjsPorts(targetFiles)];
-  const interfaceChanged = portsDiffer(before.inputs, after.inputs) || portsDiffer(before.outputs, after.outputs);
-  const warning = interfaceChanged
-    ? `the model's inputs or outputs changed (inputs ${before.inputs.map(portText).join(', ')} -> ${after.inputs.map(portText).join(', ')}; outputs ${before.outputs.map(portText).join(', ')} -> ${after.outputs.map(portText).join(', ')}): the payload is written, but the app that feeds the model must change with it`
-    : undefined;
   await writeFile(a.out, res.bytes);
   let modelOutFingerprint: string | undefined;
   if (a.modelOut) {
@@ -202,5 +199,5 @@ export async function runStructuralFolderDiff(a: DiffArgs, io: CliIO, modelId: s
     modelOutFingerprint = rebuilt.header.targetFingerprint;
   }
   const size = (fs: readonly ModelFile[]) => fs.reduce((n, f) => n + f.bytes.length, 0);
-  return report(a, io, res, modelId, size(baseFiles), size(targetFiles), ms, before, after, interfaceChanged, warning, modelOutFingerprint, everyChange, 'files', fingerprintStore(hasher, TFJS_REBUILD.open(targetFiles)).fingerprint);
+  return report(a, io, res, modelId, size(baseFiles), size(targetFiles), ms, before, after, modelOutFingerprint, everyChange, 'files', fingerprintStore(hasher, TFJS_REBUILD.open(targetFiles)).fingerprint);
 }
