@@ -42,6 +42,17 @@ import { DEFAULT_STATE_FILE, modelFilesOf } from '../../src/io/durable/control-f
 import { baseAndTarget } from '../helpers/models.ts';
 import { withTfjsFrame } from '../helpers/dirs.ts';
 import { crashStates, describeOp, materialize, RecordingFileOps, snapshotFolder, type CrashState, type FolderImage, type FsOp } from './fs-model.ts';
+import { recordNodeFs } from './node-fs-recorder.ts';
+import { structuralDiff, structuralDiffFiles } from '../../src/diff/structural.ts';
+import { TFJS_REBUILD } from '../../src/io/tfjs/folder-rebuild.ts';
+import { rebuildOnnxFile, recoverOnnxFile } from '../../src/io/onnx/files.ts';
+import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
+import { rebuildTfliteFile, recoverTfliteFile } from '../../src/io/tflite/files.ts';
+import { TfliteWeightStore } from '../../src/io/tflite/store.ts';
+import { STATE_SUFFIX, weightsFileSequenceStore } from '../../src/io/durable/weights-file-update.ts';
+import { MODEL_ID_SUFFIX, readModelIdRecord } from '../../src/io/durable/model-id-file.ts';
+import type { ModelFile } from '../../src/core/model-files.ts';
+import { structuralPair, type PairFile } from '../helpers/structural-pairs.ts';
 
 export interface PowerLossScenario {
   name: string;
@@ -52,9 +63,17 @@ export interface PowerLossScenario {
   /** The payload's sequence, and the one the state file held before (undefined: no state file). */
   sequence: number;
   sequenceBefore?: number;
-  /** Every float tensor of the old and of the new version, for exact comparison. */
-  oldTensors: Map<string, Float32Array>;
-  newTensors: Map<string, Float32Array>;
+  /** Value updates: every float tensor of the old and of the new version, for exact comparison. */
+  oldTensors?: Map<string, Float32Array>;
+  newTensors?: Map<string, Float32Array>;
+  /**
+   * Structural rebuilds: every file a loader reads (the model JSON and each shard it names, or the
+   * model file), name to bytes, of the old and of the new version, compared byte for byte.
+   */
+  oldFiles?: Map<string, Uint8Array>;
+  newFiles?: Map<string, Uint8Array>;
+  /** A single model file (ONNX, LiteRT) rebuilt in its folder, instead of a TF.js model. */
+  weightsFile?: WeightsFileTarget;
   /** The health check of the recorded apply rejects the update (it ends at the old version). */
   healthFails?: boolean;
   /** A model JSON file sharing the folder with other models (undefined: the folder's model.json). */
@@ -65,13 +84,55 @@ export interface PowerLossScenario {
   otherSequence?: { modelId: string; sequence: number };
 }
 
-/** The path an apply is given: the folder, or the model file in it. */
+/** A model file rebuilt in place by a structural payload, with the applier's own entry points. */
+export interface WeightsFileTarget {
+  /** The model file's name in the folder (`model.onnx`). */
+  name: string;
+  format: 'onnx' | 'tflite';
+}
+
+/** The appliers of single model files, as `ndiff apply` calls them for a structural payload. */
+const WEIGHTS_FILES = {
+  onnx: { rebuild: rebuildOnnxFile, recover: recoverOnnxFile, open: (b: Uint8Array) => new OnnxWeightStore(b) },
+  tflite: { rebuild: rebuildTfliteFile, recover: recoverTfliteFile, open: (b: Uint8Array) => new TfliteWeightStore(b) },
+} as const;
+
+/** The path an apply is given: the folder, the model JSON file in it, or the model file. */
 function modelPath(dir: string, s: PowerLossScenario): string {
+  if (s.weightsFile) return path.join(dir, s.weightsFile.name);
   return s.modelFile ? path.join(dir, s.modelFile) : dir;
 }
 
-/** The files a settled folder may hold besides the model file and its shards (and the other models' files). */
+/**
+ * Apply the scenario's payload to the folder `dir` as `ndiff apply` does: applyToModelDir for a
+ * TF.js model (which hands a structural payload to rebuildModelDir), rebuildOnnxFile or
+ * rebuildTfliteFile for a model file. `fileOps` reaches the TF.js writers only; a model file's
+ * applier uses node:fs, which {@link recordNodeFs} records.
+ */
+async function applyOnce(dir: string, s: PowerLossScenario, options: { fileOps?: FileOps; healthCheck?: () => boolean } = {}): Promise<string> {
+  const health = options.healthCheck ? { healthCheck: options.healthCheck } : {};
+  if (s.weightsFile) return (await WEIGHTS_FILES[s.weightsFile.format].rebuild(modelPath(dir, s), s.payload, health)).status;
+  return (await applyToModelDir(modelPath(dir, s), s.payload, { ...(options.fileOps ? { fileOps: options.fileOps } : {}), ...health })).status;
+}
+
+/**
+ * Run `run` on the folder `dir` (whose files are `initial`) and record its file operations: a
+ * TF.js model's through the applier's FileOps (passed to `run`, wrapped by `mutate` if given), a
+ * model file's at node:fs.
+ */
+async function recordRun(s: PowerLossScenario, dir: string, initial: FolderImage, run: (ops?: FileOps) => Promise<void>, mutate?: (ops: FileOps) => FileOps): Promise<FsOp[]> {
+  if (s.weightsFile) {
+    if (mutate) throw new Error(`${s.name}: a model file's applier does not take FileOps, so it cannot be mutated`);
+    return recordNodeFs(dir, initial, () => run());
+  }
+  const ops = new RecordingFileOps(dir, initial);
+  await run(mutate ? mutate(ops) : ops);
+  return ops.log;
+}
+
+/** The files a settled folder may hold besides the model JSON and its shards (and the other models' files); for a model file, the file and its records. */
 function settled(s: PowerLossScenario): Set<string> {
+  if (s.weightsFile) return new Set([s.weightsFile.name, s.weightsFile.name + STATE_SUFFIX, s.weightsFile.name + MODEL_ID_SUFFIX]);
   const files = modelFilesOf(s.modelFile);
   return new Set([DEFAULT_STATE_FILE, files.digests, files.modelId, ...(s.untouched?.keys() ?? [])]);
 }
@@ -145,7 +206,93 @@ export async function buildScenarios(root: string): Promise<PowerLossScenario[]>
     { name: 'last-layers update, second apply (state file, recorded digests and model id present; 1 of 9 shards rewritten)', initial: initial2, payload: p23.bytes, modelId: 'kws', sequence: 2, sequenceBefore: 1, oldTensors: tensorsOf(v2), newTensors: tensorsOf(v3) },
     { name: 'spread update whose health check fails (switch, then rollback)', initial: initial1, payload: p12.bytes, modelId: 'kws', sequence: 1, oldTensors: tensorsOf(v1), newTensors: tensorsOf(v2), healthFails: true },
     { name: 'spread update of kws.json in a folder shared with face.json (9 shards, all rewritten; face updated before)', initial: shared.initial, payload: p12.bytes, modelId: 'kws', sequence: 1, oldTensors: tensorsOf(v1), newTensors: tensorsOf(v2), modelFile: 'kws.json', untouched: shared.untouched, otherSequence: { modelId: 'face', sequence: 1 } },
+    ...(await structuralScenarios(root)),
   ];
+}
+
+/** The random structural pair of test/helpers/structural-pairs.ts the rebuild scenarios use: every kind of change at once. */
+const STRUCTURAL_SEED = 58;
+
+/** `files` (a TF.js model: model.json, then its shards) with its weights cut into `shards` shards `group1-shard<i>of<n>.bin`. */
+function recut(files: readonly PairFile[], shards: number): ModelFile[] {
+  const data = Buffer.concat(files.slice(1).map((f) => f.bytes));
+  const cut = Math.ceil(data.length / 4 / shards) * 4;
+  const paths = Array.from({ length: shards }, (_, i) => `group1-shard${i + 1}of${shards}.bin`);
+  const json = JSON.parse(new TextDecoder().decode(files[0].bytes)) as { weightsManifest: { paths: string[] }[] };
+  if (json.weightsManifest.length !== 1) throw new Error('recut expects one weights group');
+  json.weightsManifest[0].paths = paths;
+  return [{ path: files[0].path, bytes: new TextEncoder().encode(JSON.stringify(json)) }, ...paths.map((p, i) => ({ path: p, bytes: new Uint8Array(data.subarray(i * cut, Math.min(data.length, (i + 1) * cut))) }))];
+}
+
+/** Name to bytes. */
+const fileMap = (files: readonly { path: string; bytes: Uint8Array }[]) => new Map(files.map((f) => [f.path, f.bytes]));
+
+/**
+ * The structural rebuilds (format v7): a TF.js folder whose model gains, loses, renames and
+ * reshapes tensors and changes its graph, its 2 converter-named shards replaced by 3 new ones
+ * (then the same rebuild with a failing health check, rolled back); an ONNX file (inline data)
+ * and a LiteRT file with the same changes. The new version's files are the ones a clean apply
+ * writes, checked here against the payload's target: for a model file the target byte for byte;
+ * for a TF.js folder the target's model JSON but for its shard paths (the device names its
+ * shards by content), and the target's shard bytes in order.
+ */
+async function structuralScenarios(root: string): Promise<PowerLossScenario[]> {
+  const hasher = await hasherPromise;
+  const out: PowerLossScenario[] = [];
+
+  const tfjs = structuralPair('tfjs', STRUCTURAL_SEED);
+  const c = tfjs.changes;
+  if (!(c.added && c.removed && c.renamed && c.reshaped && c.graphChanged)) throw new Error(`structural pair ${STRUCTURAL_SEED} no longer has every kind of change: ${JSON.stringify(c)}`);
+  const baseFiles = tfjs.baseFiles as PairFile[];
+  const targetFiles = recut(tfjs.targetFiles as PairFile[], 3);
+  const payload = structuralDiffFiles(hasher, baseFiles, targetFiles, TFJS_REBUILD, { modelId: 'kws', sequence: 1 }).bytes;
+  const baseDir = path.join(root, 'fixtures', 'structural-v1');
+  await mkdir(baseDir, { recursive: true });
+  for (const f of baseFiles) await writeFile(path.join(baseDir, f.path), f.bytes);
+  const initial = await snapshotFolder(baseDir);
+  // The new version as a clean apply leaves it.
+  const doneDir = path.join(root, 'fixtures', 'structural-v2');
+  await cp(baseDir, doneDir, { recursive: true });
+  await applyToModelDir(doneDir, payload);
+  const newFiles = new Map<string, Uint8Array>();
+  for (const name of await referencedFiles(doneDir)) newFiles.set(name, new Uint8Array(await readFile(path.join(doneDir, name))));
+  checkRebuiltFolder(newFiles, targetFiles);
+  const oldFiles = fileMap(baseFiles);
+  const tfjsName = `structural rebuild of a TF.js folder (${c.added} tensor(s) added, ${c.removed} removed, ${c.renamed} renamed, ${c.reshaped} reshaped, graph changed; 2 converter-named shards replaced by 3)`;
+  out.push({ name: tfjsName, initial, payload, modelId: 'kws', sequence: 1, oldFiles, newFiles });
+  out.push({ name: 'structural rebuild of a TF.js folder whose health check fails (switch, then rollback)', initial, payload, modelId: 'kws', sequence: 1, oldFiles, newFiles, healthFails: true });
+
+  for (const format of ['onnx', 'tflite'] as const) {
+    const pair = structuralPair(format, STRUCTURAL_SEED);
+    const name = `model.${format}`;
+    const bytes = structuralDiff(hasher, pair.base, pair.target, { kind: format, open: WEIGHTS_FILES[format].open }, { modelId: 'vad', sequence: 1 }).bytes;
+    const dir = path.join(root, 'fixtures', `structural-${format}`);
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, name), pair.base);
+    out.push({
+      name: `structural rebuild of ${format === 'onnx' ? 'an ONNX file (inline data)' : 'a LiteRT file'} (the same changes)`,
+      initial: await snapshotFolder(dir),
+      payload: bytes,
+      modelId: 'vad',
+      sequence: 1,
+      oldFiles: new Map([[name, pair.base]]),
+      newFiles: new Map([[name, pair.target]]),
+      weightsFile: { name, format },
+    });
+  }
+  return out;
+}
+
+/** Throw unless `rebuilt` (a clean rebuild's model JSON and shards) is `target` but for the shards' names. */
+function checkRebuiltFolder(rebuilt: Map<string, Uint8Array>, target: readonly ModelFile[]): void {
+  const [jsonName, ...shards] = [...rebuilt.keys()];
+  type Json = { weightsManifest: { paths: string[] }[] };
+  const got = JSON.parse(new TextDecoder().decode(rebuilt.get(jsonName))) as Json;
+  const want = JSON.parse(new TextDecoder().decode(target[0].bytes)) as Json;
+  const unpathed = (j: Json) => JSON.stringify({ ...j, weightsManifest: j.weightsManifest.map((g) => ({ ...g, paths: g.paths.length })) });
+  if (unpathed(got) !== unpathed(want)) throw new Error('the rebuilt model JSON is not the target\'s (shard paths aside)');
+  if (shards.length !== target.length - 1 || shards.some((n, i) => Buffer.compare(rebuilt.get(n) as Uint8Array, target[i + 1].bytes) !== 0)) throw new Error('the rebuilt shards are not the target\'s');
+  if (shards.some((n) => target.some((t) => t.path === n))) throw new Error('the rebuilt shards kept the converter\'s names: the test of old shards deleted is void');
 }
 
 /**
@@ -191,22 +338,29 @@ export async function recordApply(s: PowerLossScenario, root: string, mutate?: (
   const dir = path.join(root, 'record', s.name.replace(/\W+/g, '-').slice(0, 60));
   await rm(dir, { recursive: true, force: true });
   await materialize(s.initial, dir);
-  const ops = new RecordingFileOps(dir, s.initial);
-  try {
-    await applyToModelDir(modelPath(dir, s), s.payload, { fileOps: mutate ? mutate(ops) : ops, ...(s.healthFails ? { healthCheck: () => false } : {}) });
-    if (s.healthFails) throw new Error(`${s.name}: the recorded apply was expected to fail its health check`);
-  } catch (e) {
-    if (!(s.healthFails && (e as { code?: string }).code === 'ND_HEALTH_CHECK')) throw e;
-  }
+  const log = await recordRun(s, dir, s.initial, async (ops) => {
+    try {
+      await applyOnce(dir, s, { fileOps: ops, ...(s.healthFails ? { healthCheck: () => false } : {}) });
+      if (s.healthFails) throw new Error(`${s.name}: the recorded apply was expected to fail its health check`);
+    } catch (e) {
+      if (!(s.healthFails && (e as { code?: string }).code === 'ND_HEALTH_CHECK')) throw e;
+    }
+  }, mutate);
   const seen = await loaderSees(dir, s);
   const expected = s.healthFails ? 'old' : 'new';
   if (seen !== expected) throw new Error(`${s.name}: the recorded apply ended at ${seen}, expected ${expected}`);
   await rm(dir, { recursive: true, force: true });
-  return ops.log;
+  return log;
 }
 
-/** 'old', 'new', or what else the folder is, comparing every float tensor value for value, and the frame. */
+/**
+ * 'old', 'new', or what else the folder is: for a value update, every float tensor compared value
+ * for value, and the frame; for a structural rebuild, every file a loader reads byte for byte.
+ */
 export async function loaderSees(dir: string, s: PowerLossScenario): Promise<string> {
+  if (s.oldFiles && s.newFiles) return filesSee(dir, s, s.oldFiles, s.newFiles);
+  if (!s.oldTensors || !s.newTensors) throw new Error(`${s.name}: neither the versions' tensors nor their files are given`);
+  const [oldTensors, newTensors] = [s.oldTensors, s.newTensors];
   let store;
   try {
     store = await openTfjsModelDir(dir, s.modelFile ? { modelJsonFile: s.modelFile } : {});
@@ -218,9 +372,55 @@ export async function loaderSees(dir: string, s: PowerLossScenario): Promise<str
     const b = want.get(t.name);
     return b !== undefined && a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
   });
-  if (same(s.oldTensors)) return 'old';
-  if (same(s.newTensors)) return 'new';
+  if (same(oldTensors)) return 'old';
+  if (same(newTensors)) return 'new';
   return `neither (fingerprint ${fingerprintStore(await hasherPromise, store).fingerprint})`;
+}
+
+/**
+ * The files a loader reads from the folder: the model file; or the model JSON and every shard
+ * its manifest names (as tf.loadGraphModel fetches them). Undefined with the reason when it
+ * cannot read them.
+ */
+async function loaderFiles(dir: string, s: PowerLossScenario): Promise<Map<string, Uint8Array> | string> {
+  let names: string[];
+  if (s.weightsFile) {
+    names = [s.weightsFile.name];
+  } else {
+    try {
+      names = await referencedFiles(dir, s.modelFile);
+    } catch (e) {
+      return `unloadable: ${(e as Error).message.slice(0, 160)}`;
+    }
+  }
+  const files = new Map<string, Uint8Array>();
+  for (const name of names) {
+    const bytes = await readFile(path.join(dir, name)).catch(() => null);
+    if (bytes === null) return `unloadable: ${name} is missing`;
+    files.set(name, new Uint8Array(bytes));
+  }
+  return files;
+}
+
+/** 'old' or 'new' when the files a loader reads are exactly one version's (same names, same bytes); else what differs. */
+async function filesSee(dir: string, s: PowerLossScenario, oldFiles: Map<string, Uint8Array>, newFiles: Map<string, Uint8Array>): Promise<string> {
+  const files = await loaderFiles(dir, s);
+  if (typeof files === 'string') return files;
+  const differences = (want: Map<string, Uint8Array>): string[] => {
+    const out: string[] = [];
+    for (const [name, bytes] of want) {
+      const got = files.get(name);
+      if (!got) out.push(`${name} not read`);
+      else if (Buffer.compare(got, bytes) !== 0) out.push(`${name} differs (${got.length} bytes, expected ${bytes.length})`);
+    }
+    for (const name of files.keys()) if (!want.has(name)) out.push(`${name} read too`);
+    return out;
+  };
+  const fromOld = differences(oldFiles);
+  if (fromOld.length === 0) return 'old';
+  const fromNew = differences(newFiles);
+  if (fromNew.length === 0) return 'new';
+  return `neither (against the old version: ${fromOld.join(', ')}; against the new: ${fromNew.join(', ')})`.slice(0, 400);
 }
 
 /** Files beyond the model file, its shards, the state file, the recorded digests, the model id file and the other models' files. */
@@ -244,11 +444,21 @@ async function checkUntouched(dir: string, s: PowerLossScenario): Promise<string
   return null;
 }
 
+/** Where the applier records the model's sequence: the folder's state file, or the model file's own. */
+function sequenceStore(dir: string, s: PowerLossScenario): { get(modelId: string): Promise<number | undefined> } {
+  return s.weightsFile ? weightsFileSequenceStore(modelPath(dir, s)) : new FileSequenceStore(path.join(dir, DEFAULT_STATE_FILE));
+}
+
+/** The model id the applier recorded for the model (undefined: none yet). */
+function recordedModelId(dir: string, s: PowerLossScenario): Promise<string | undefined> {
+  return s.weightsFile ? readModelIdRecord(modelPath(dir, s)) : readFolderModelId(modelPath(dir, s));
+}
+
 /** The state file and the model id file, checked against the weights the folder holds. */
 async function checkRecords(dir: string, s: PowerLossScenario, weights: string): Promise<string | null> {
   let recorded: number | undefined;
   try {
-    recorded = await new FileSequenceStore(path.join(dir, DEFAULT_STATE_FILE)).get(s.modelId);
+    recorded = await sequenceStore(dir, s).get(s.modelId);
   } catch (e) {
     return `state file unreadable: ${(e as Error).message.slice(0, 160)}`;
   }
@@ -259,7 +469,7 @@ async function checkRecords(dir: string, s: PowerLossScenario, weights: string):
     if (other !== s.otherSequence.sequence) return `the state file records ${other} for ${s.otherSequence.modelId}, expected ${s.otherSequence.sequence}: another model's sequence was lost`;
   }
   try {
-    const id = await readFolderModelId(modelPath(dir, s));
+    const id = await recordedModelId(dir, s);
     if (id !== undefined && id !== s.modelId) return `the folder's model id is ${JSON.stringify(id)}, expected ${JSON.stringify(s.modelId)}`;
   } catch (e) {
     return `model id file unreadable: ${(e as Error).message.slice(0, 160)}`;
@@ -282,11 +492,15 @@ export interface StateVerdict {
   rerun?: string;
 }
 
-/** The recovery the next `ndiff apply` runs first: take the folder's lock, recoverModelDir, release. */
+/**
+ * The recovery the next `ndiff apply` runs first: take the folder's lock, recoverModelDir (or
+ * recoverOnnxFile / recoverTfliteFile for a model file), release.
+ */
 async function recover(dir: string, s: PowerLossScenario, fileOps?: FileOps): Promise<void> {
   const unlock = await lockModelDir(dir, { fileOps });
   try {
-    await recoverModelDir(modelPath(dir, s), { fileOps });
+    if (s.weightsFile) await WEIGHTS_FILES[s.weightsFile.format].recover(modelPath(dir, s));
+    else await recoverModelDir(modelPath(dir, s), { fileOps });
   } finally {
     await unlock();
   }
@@ -319,8 +533,8 @@ export async function checkState(s: PowerLossScenario, log: readonly FsOp[], sta
 /** Run the same apply again (with a passing health check) and check it finished. */
 async function rerun(s: PowerLossScenario, dir: string): Promise<string> {
   try {
-    const res = await applyToModelDir(modelPath(dir, s), s.payload, { healthCheck: () => true });
-    if (res.status !== 'applied' && res.status !== 'already-applied') return `status ${res.status}`;
+    const status = await applyOnce(dir, s, { healthCheck: () => true });
+    if (status !== 'applied' && status !== 'already-applied') return `status ${status}`;
   } catch (e) {
     return `threw ${(e as Error).constructor.name}: ${(e as Error).message.slice(0, 200)}`;
   }
@@ -330,9 +544,9 @@ async function rerun(s: PowerLossScenario, dir: string): Promise<string> {
   if (extra.length) return `leftovers after the re-run: ${extra.join(', ')}`;
   const problem = (await checkRecords(dir, s, 'new')) ?? (await checkUntouched(dir, s));
   if (problem) return problem;
-  const recorded = await new FileSequenceStore(path.join(dir, DEFAULT_STATE_FILE)).get(s.modelId);
+  const recorded = await sequenceStore(dir, s).get(s.modelId);
   if (recorded !== s.sequence) return `the state file records ${recorded} after the re-run, expected ${s.sequence}`;
-  if ((await readFolderModelId(modelPath(dir, s))) !== s.modelId) return 'the model did not record its model id';
+  if ((await recordedModelId(dir, s)) !== s.modelId) return 'the model did not record its model id';
   return 'ok';
 }
 
@@ -346,24 +560,25 @@ export async function checkRecoveryCrashes(s: PowerLossScenario, first: CrashSta
   const dir = path.join(root, 'recovery-record');
   await rm(dir, { recursive: true, force: true });
   await materialize(first.image, dir);
-  const recorder = new RecordingFileOps(dir, first.image);
-  try {
-    await recover(dir, s, recorder);
-  } catch {
-    /* a recovery that refuses is checked by checkState already */
-  }
+  const log = await recordRun(s, dir, first.image, async (ops) => {
+    try {
+      await recover(dir, s, ops);
+    } catch {
+      /* a recovery that refuses is checked by checkState already */
+    }
+  });
   await rm(dir, { recursive: true, force: true });
   const verdicts: StateVerdict[] = [];
   // Every prefix after the first operation, with one random subset per prefix (not two).
-  const states = [...crashStates(first.image, recorder.log, { seed, randomPerPoint: 1 })].filter((st) => st.point > 0);
+  const states = [...crashStates(first.image, log, { seed, randomPerPoint: 1 })].filter((st) => st.point > 0);
   for (const [i, st] of states.entries()) {
     const stateDir = path.join(root, 'recovery-states', String(i));
-    const v = await checkState(s, recorder.log, st, stateDir);
+    const v = await checkState(s, log, st, stateDir);
     v.variant = `after crash state (${first.point}, ${first.variant}), recovery cut at ${st.point}: ${st.variant}`;
     verdicts.push(v);
     await rm(stateDir, { recursive: true, force: true });
   }
-  return { ops: recorder.log.length, verdicts };
+  return { ops: log.length, verdicts };
 }
 
 export interface ScenarioSummary {
