@@ -170,6 +170,11 @@ export async function recoverWeightsFile(file: string, format: WeightsFileFormat
     report.actions.push('an update was confirmed but its previous version was not all deleted: deleted it');
   }
   const before = report.removed.length;
+  // A kept previous version of the model file that no journal names (a journal's was settled
+  // above): only a journal can need it. The confirmation (and a rollback before the switch)
+  // deletes it and then the journal without a folder fsync between, so a power cut can keep
+  // the second deletion and lose the first, leaving a whole copy of the old file here.
+  await removeIfThere(file + PREVIOUS_SUFFIX, report.removed);
   // Temp files of the model file and of the applier's own files beside it (journal, model id record).
   await removeTemps([file, journalFile, doneFile, file + MODEL_ID_SUFFIX], report.removed);
   if (report.removed.length > before && !journal) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
