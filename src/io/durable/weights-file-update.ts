@@ -175,8 +175,9 @@ export async function recoverWeightsFile(file: string, format: WeightsFileFormat
   // deletes it and then the journal without a folder fsync between, so a power cut can keep
   // the second deletion and lose the first, leaving a whole copy of the old file here.
   await removeIfThere(file + PREVIOUS_SUFFIX, report.removed);
-  // Temp files of the model file and of the applier's own files beside it (journal, model id record).
-  await removeTemps([file, journalFile, doneFile, file + MODEL_ID_SUFFIX], report.removed);
+  // Temp files of the model file and of the applier's own files beside it (journal, model id
+  // record, replay state: a power cut while the sequence is recorded leaves the state's).
+  await removeTemps([file, journalFile, doneFile, file + MODEL_ID_SUFFIX, file + STATE_SUFFIX], report.removed);
   if (report.removed.length > before && !journal) report.actions.push(`removed ${report.removed.length - before} leftover file(s) of an interrupted write`);
   return report;
 }
