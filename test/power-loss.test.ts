@@ -145,8 +145,8 @@ describe('power loss during a structural rebuild (quick: a sample of the crash s
 
   const explain = (r: ScenarioSummary) => JSON.stringify([...r.torn, ...r.withLeftovers, ...r.rerunFailures].slice(0, 3));
 
-  test('a TF.js folder (tensors added, removed, renamed, reshaped; shards replaced), the same rolled back, an ONNX file and a LiteRT file: every sampled crash state is exactly the old or the new files, recovered cleanly', { timeout: 300_000 }, async () => {
-    assert.deepEqual(scenarios.map((s) => s.weightsFile?.format ?? (s.healthFails ? 'tfjs, rolled back' : 'tfjs')), ['tfjs', 'tfjs, rolled back', 'onnx', 'tflite']);
+  test('a TF.js folder (tensors added, removed, renamed, reshaped; shards replaced), an ONNX file (each also rolled back) and a LiteRT file: every sampled crash state is exactly the old or the new files, recovered cleanly', { timeout: 300_000 }, async () => {
+    assert.deepEqual(scenarios.map((s) => `${s.weightsFile?.format ?? 'tfjs'}${s.healthFails ? ', rolled back' : ''}`), ['tfjs', 'tfjs, rolled back', 'onnx', 'onnx, rolled back', 'tflite']);
     let states = 0;
     for (const s of scenarios) {
       // A model file's record is short (about 30 operations, under 100 states): most of it.
@@ -156,7 +156,8 @@ describe('power loss during a structural rebuild (quick: a sample of the crash s
       assert.deepEqual(r.torn, [], explain(r));
       assert.deepEqual(r.withLeftovers, [], explain(r));
       assert.deepEqual(r.rerunFailures, [], explain(r));
-      assert.equal(r.states, sample);
+      // (a rolled-back model file's record has fewer distinct states than the sample: all of them)
+      assert.ok(r.states >= 40 && r.states <= sample, `${s.name}: ${r.states} states checked`);
       assert.ok(r.doubleStates > 0, `${s.name}: no second cut during a recovery was checked`);
       assert.ok(r.sawOld > 0, s.name);
       if (s.healthFails) assert.equal(r.sawNew, 0, `${s.name}: a rolled-back rebuild recovered to the new version`);
@@ -168,7 +169,7 @@ describe('power loss during a structural rebuild (quick: a sample of the crash s
   test('the harness catches a model file renamed into place without its fsync (a self-check of the node:fs recording)', { timeout: 300_000 }, async () => {
     // The rebuilt file's fsync taken out of the record: after the switch its bytes may not have
     // reached the disk, and some crash state must show a model file that is neither version.
-    const s = scenarios.find((x) => x.weightsFile?.format === 'onnx') as PowerLossScenario;
+    const s = scenarios.find((x) => x.weightsFile?.format === 'onnx' && !x.healthFails) as PowerLossScenario;
     const log = (await recordApply(s, root)).filter((o) => !(o.op === 'fsync' && o.name.startsWith(`${s.weightsFile!.name}.tmp-`)));
     const switched = log.findIndex((o) => o.op === 'rename' && o.to === s.weightsFile!.name);
     assert.ok(switched > 0, 'no switch in the record');
@@ -187,7 +188,7 @@ describe('power loss during a structural rebuild (quick: a sample of the crash s
     // fsync orders the two, so after a cut the second may have reached the disk and the first
     // not. Nothing then names the kept file (a whole copy of the old model) but its suffix.
     for (const format of ['onnx', 'tflite']) {
-      const s = scenarios.find((x) => x.weightsFile?.format === format) as PowerLossScenario;
+      const s = scenarios.find((x) => x.weightsFile?.format === format && !x.healthFails) as PowerLossScenario;
       const name = s.weightsFile!.name;
       const log = await recordApply(s, root);
       const keptGone = log.findIndex((o) => o.op === 'unlink' && o.name === `${name}.ndiff-prev`);

@@ -230,8 +230,8 @@ const fileMap = (files: readonly { path: string; bytes: Uint8Array }[]) => new M
 /**
  * The structural rebuilds (format v7): a TF.js folder whose model gains, loses, renames and
  * reshapes tensors and changes its graph, its 2 converter-named shards replaced by 3 new ones
- * (then the same rebuild with a failing health check, rolled back); an ONNX file (inline data)
- * and a LiteRT file with the same changes. The new version's files are the ones a clean apply
+ * (then the same rebuild with a failing health check, rolled back); an ONNX file (inline data,
+ * also rolled back by a failing health check) and a LiteRT file with the same changes. The new version's files are the ones a clean apply
  * writes, checked here against the payload's target: for a model file the target byte for byte;
  * for a TF.js folder the target's model JSON but for its shard paths (the device names its
  * shards by content), and the target's shard bytes in order.
@@ -269,7 +269,7 @@ async function structuralScenarios(root: string): Promise<PowerLossScenario[]> {
     const dir = path.join(root, 'fixtures', `structural-${format}`);
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, name), pair.base);
-    out.push({
+    const scenario: PowerLossScenario = {
       name: `structural rebuild of ${format === 'onnx' ? 'an ONNX file (inline data)' : 'a LiteRT file'} (the same changes)`,
       initial: await snapshotFolder(dir),
       payload: bytes,
@@ -278,7 +278,9 @@ async function structuralScenarios(root: string): Promise<PowerLossScenario[]> {
       oldFiles: new Map([[name, pair.base]]),
       newFiles: new Map([[name, pair.target]]),
       weightsFile: { name, format },
-    });
+    };
+    out.push(scenario);
+    if (format === 'onnx') out.push({ ...scenario, name: 'structural rebuild of an ONNX file whose health check fails (switch, then the kept file renamed back)', healthFails: true });
   }
   return out;
 }
