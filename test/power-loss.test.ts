@@ -3,7 +3,9 @@
  * the file operations of an apply are recorded, the folders a power cut could leave are rebuilt
  * (un-fsynced writes lost, cut or zeroed; renames not followed by a folder fsync lost, in any
  * combination), and each must load as exactly the old or the new model, before and after the
- * applier's recovery, with a whole state file that is never ahead of the weights.
+ * applier's recovery, with a whole state file that is never ahead of the weights. The same for
+ * structural rebuilds (format v7) of a TF.js folder, an ONNX file and a LiteRT file, their files
+ * compared byte for byte with the old and the new version's.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';

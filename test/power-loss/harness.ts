@@ -1,16 +1,19 @@
 /**
  * The power-loss harness: record the file-system operations of an apply to a model folder
- * (through the applier's own file layer), build every folder a power cut could leave (see
- * fs-model.ts for the persistence model), and for each one:
+ * (through the applier's own file layer, FileOps; for a single model file, whose applier calls
+ * node:fs itself, at node:fs: node-fs-recorder.ts), build every folder a power cut could leave
+ * (see fs-model.ts for the persistence model), and for each one:
  *
  * 1. what a loader sees right after the cut (before any recovery): exactly the old or exactly
- *    the new weights, compared value for value;
+ *    the new weights, compared value for value (value updates); for a structural rebuild, every
+ *    file the loader reads (the model JSON and each shard it names, or the model file) byte for
+ *    byte against the old version's files or the new one's;
  * 2. run the applier's recovery as the next `ndiff apply` would (take the lock, recoverModelDir,
- *    release); then again exactly the old or the new weights; the state file either absent or
- *    whole, recording the sequence from before or the payload's, and never the payload's while
- *    the weights are the old ones (ahead of the weights); the folder's model id file absent or
- *    whole; no leftovers (journal, kept previous version, temporary files, unreferenced shards,
- *    lock files);
+ *    or recoverOnnxFile / recoverTfliteFile for a model file, release); then again exactly the
+ *    old or the new version; the state file either absent or whole, recording the sequence from
+ *    before or the payload's, and never the payload's while the weights are the old ones (ahead
+ *    of the weights); the model id file absent or whole; no leftovers (journal, kept previous
+ *    version, temporary files, unreferenced shards, lock files);
  * 3. with `rerun`, run the same apply again, as a user would: it must finish (the new weights,
  *    the sequence recorded, no leftovers).
  *
@@ -22,6 +25,14 @@
  * files of its own earlier update): the other model's files must stay byte for byte as they were
  * in every crash state, after every recovery and after the re-run, and its sequence in the
  * folder's state file with them.
+ *
+ * Structural rebuilds (format v7), from the random pair 58 of test/helpers/structural-pairs.ts
+ * (tensors added, removed, renamed and reshaped, the graph changed): a TF.js folder rebuilt
+ * (applyToModelDir hands the payload to rebuildModelDir; its 2 converter-named shards replaced by
+ * 3 content-named ones, the old ones deleted), the same with a failing health check (rolled
+ * back), an ONNX file with inline data rebuilt (rebuildOnnxFile), the same rolled back, and a
+ * LiteRT file rebuilt (rebuildTfliteFile). For a model file the state file and the model id
+ * record are the file's own (`<model>.ndiff-state.json`, `<model>.ndiff-model.json`).
  *
  * The harness runs in one process; recorded crash lock files carry this process's pid, which
  * the lock treats as left by an earlier run (the same rule as for a pid from before a reboot).

@@ -3,10 +3,11 @@
  *
  *   node --import tsx test/crash/run.ts --power-loss [--json FILE] [--seed N]
  *
- * Records the apply of each scenario of harness.ts, checks every crash state fs-model.ts derives
+ * Records the apply of each scenario of harness.ts (value updates of TF.js folders, and structural
+ * rebuilds of a TF.js folder, an ONNX file and a LiteRT file), checks every crash state fs-model.ts derives
  * from the record (each followed by the same apply run again), and, from every 8th crash state,
  * a second power cut at every point of the recovery that follows. Prints the counts; exit 0
- * only when no state was torn (weights neither the old nor the new version, the state file
+ * only when no state was torn (weights or files neither the old nor the new version, the state file
  * torn or ahead of the weights, the recovery refusing), none kept leftovers, and every re-run
  * finished.
  */
