@@ -30,7 +30,8 @@
  * (tensors added, removed, renamed and reshaped, the graph changed): a TF.js folder rebuilt
  * (applyToModelDir hands the payload to rebuildModelDir; its 2 converter-named shards replaced by
  * 3 content-named ones, the old ones deleted), the same with a failing health check (rolled
- * back), an ONNX file with inline data rebuilt (rebuildOnnxFile), the same rolled back, and a
+ * back), a second rebuild of the rebuilt folder back to the base's layout (sequence 2: state
+ * file and model id present; 3 shards replaced by 2), an ONNX file with inline data rebuilt (rebuildOnnxFile), the same rolled back, and a
  * LiteRT file rebuilt (rebuildTfliteFile). For a model file the state file and the model id
  * record are the file's own (`<model>.ndiff-state.json`, `<model>.ndiff-model.json`).
  *
@@ -55,7 +56,7 @@ import { withTfjsFrame } from '../helpers/dirs.ts';
 import { crashStates, describeOp, materialize, RecordingFileOps, snapshotFolder, type CrashState, type FolderImage, type FsOp } from './fs-model.ts';
 import { recordNodeFs } from './node-fs-recorder.ts';
 import { structuralDiff, structuralDiffFiles } from '../../src/diff/structural.ts';
-import { TFJS_REBUILD } from '../../src/io/tfjs/folder-rebuild.ts';
+import { readTfjsModelFiles, TFJS_REBUILD } from '../../src/io/tfjs/folder-rebuild.ts';
 import { rebuildOnnxFile, recoverOnnxFile } from '../../src/io/onnx/files.ts';
 import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { rebuildTfliteFile, recoverTfliteFile } from '../../src/io/tflite/files.ts';
@@ -241,7 +242,8 @@ const fileMap = (files: readonly { path: string; bytes: Uint8Array }[]) => new M
 /**
  * The structural rebuilds (format v7): a TF.js folder whose model gains, loses, renames and
  * reshapes tensors and changes its graph, its 2 converter-named shards replaced by 3 new ones
- * (then the same rebuild with a failing health check, rolled back); an ONNX file (inline data,
+ * (then the same rebuild with a failing health check, rolled back; and a second rebuild of the
+ * rebuilt folder back to the base's layout); an ONNX file (inline data,
  * also rolled back by a failing health check) and a LiteRT file with the same changes. The new version's files are the ones a clean apply
  * writes, checked here against the payload's target: for a model file the target byte for byte;
  * for a TF.js folder the target's model JSON but for its shard paths (the device names its
@@ -272,6 +274,18 @@ async function structuralScenarios(root: string): Promise<PowerLossScenario[]> {
   const tfjsName = `structural rebuild of a TF.js folder (${c.added} tensor(s) added, ${c.removed} removed, ${c.renamed} renamed, ${c.reshaped} reshaped, graph changed; 2 converter-named shards replaced by 3)`;
   out.push({ name: tfjsName, initial, payload, modelId: 'kws', sequence: 1, oldFiles, newFiles });
   out.push({ name: 'structural rebuild of a TF.js folder whose health check fails (switch, then rollback)', initial, payload, modelId: 'kws', sequence: 1, oldFiles, newFiles, healthFails: true });
+  // A second rebuild of the rebuilt folder (state file and model id there, its shards content
+  // named), back to the base's layout: the 3 shards replaced by 2, the tensors added by the first
+  // removed again.
+  const secondFrom = await readTfjsModelFiles(doneDir, 'model.json');
+  const back = structuralDiffFiles(hasher, secondFrom, baseFiles, TFJS_REBUILD, { modelId: 'kws', sequence: 2 }).bytes;
+  const backDir = path.join(root, 'fixtures', 'structural-v3');
+  await cp(doneDir, backDir, { recursive: true });
+  await applyToModelDir(backDir, back);
+  const backFiles = new Map<string, Uint8Array>();
+  for (const name of await referencedFiles(backDir)) backFiles.set(name, new Uint8Array(await readFile(path.join(backDir, name))));
+  checkRebuiltFolder(backFiles, baseFiles);
+  out.push({ name: 'second structural rebuild of the rebuilt TF.js folder, back to the base layout (state file and model id present; 3 shards replaced by 2)', initial: await snapshotFolder(doneDir), payload: back, modelId: 'kws', sequence: 2, sequenceBefore: 1, oldFiles: newFiles, newFiles: backFiles });
 
   for (const format of ['onnx', 'tflite'] as const) {
     const pair = structuralPair(format, STRUCTURAL_SEED);
