@@ -1,7 +1,7 @@
 /**
  * The full power-loss run (`npm run crash-test -- --power-loss`):
  *
- *   node --import tsx test/crash/run.ts --power-loss [--json FILE] [--seed N]
+ *   node --import tsx test/crash/run.ts --power-loss [--json FILE] [--seed N] [--scenarios TEXT]
  *
  * Records the apply of each scenario of harness.ts (value updates of TF.js folders, and structural
  * rebuilds of a TF.js folder, an ONNX file and a LiteRT file), checks every crash state fs-model.ts derives
@@ -9,7 +9,9 @@
  * a second power cut at every point of the recovery that follows. Prints the counts; exit 0
  * only when no state was torn (weights or files neither the old nor the new version, the state file
  * torn or ahead of the weights, the recovery refusing), none kept leftovers, and every re-run
- * finished.
+ * finished. `--scenarios TEXT` runs only the scenarios whose name contains TEXT (`--scenarios
+ * structural`: the structural rebuilds, a few minutes; all of them take about half an hour on a
+ * shared machine).
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { buildScenarios, harnessRoot, runScenario, type ScenarioSummary } from './harness.ts';
@@ -21,11 +23,14 @@ export async function runPowerLoss(argv: readonly string[]): Promise<number> {
   };
   const seed = Number(at('--seed') ?? 20261122);
   const jsonFile = at('--json');
+  const only = at('--scenarios');
   const t0 = performance.now();
   const root = await harnessRoot();
   const summaries: ScenarioSummary[] = [];
   try {
-    for (const s of await buildScenarios(root)) {
+    const scenarios = (await buildScenarios(root)).filter((s) => only === undefined || s.name.includes(only));
+    if (scenarios.length === 0) throw new Error(`no power-loss scenario's name contains ${JSON.stringify(only)}`);
+    for (const s of scenarios) {
       const t = performance.now();
       const r = await runScenario(s, root, { rerun: true, doubleEvery: 8, seed, onProgress: (n) => process.stdout.write(`  ${n} states...\r`) });
       summaries.push(r);
@@ -46,7 +51,7 @@ export async function runPowerLoss(argv: readonly string[]): Promise<number> {
   const ok = torn === 0 && leftovers === 0 && failures === 0;
   console.log(ok ? 'PASS' : 'FAIL');
   if (jsonFile) {
-    await writeFile(jsonFile, JSON.stringify({ seed, states, torn, leftovers, rerunFailures: failures, scenarios: summaries.map((r) => ({ name: r.name, ops: r.ops, states: r.states, sawOld: r.sawOld, sawNew: r.sawNew, reruns: r.reruns, doubleFrom: r.doubleFrom, doubleStates: r.doubleStates, torn: r.torn, withLeftovers: r.withLeftovers, rerunFailures: r.rerunFailures })) }, null, 2));
+    await writeFile(jsonFile, JSON.stringify({ seed, ...(only !== undefined ? { only } : {}), states, torn, leftovers, rerunFailures: failures, scenarios: summaries.map((r) => ({ name: r.name, ops: r.ops, states: r.states, sawOld: r.sawOld, sawNew: r.sawNew, reruns: r.reruns, doubleFrom: r.doubleFrom, doubleStates: r.doubleStates, torn: r.torn, withLeftovers: r.withLeftovers, rerunFailures: r.rerunFailures })) }, null, 2));
   }
   return ok ? 0 : 1;
 }
