@@ -367,7 +367,7 @@ async function rebuild(base: readonly ModelFile[], payloadBytes: Uint8Array, for
   return result('applied', files, values);
 }
 
-export { applyByteDelta, readByteDeltaHeader, LITERALS_RAW, LITERALS_RANGE_CODED, INSTRUCTIONS_RANGE_CODED, MODELLED, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
+export { applyByteDelta, readByteDeltaHeader, LITERALS_RAW, LITERALS_RANGE_CODED, INSTRUCTIONS_RANGE_CODED, MODELLED, MODELLED_CONTEXT, MODELLED_MAX_CONTEXT_BITS, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
 export * from '../core/errors.ts';
 export { checkModelFileList, modelPathProblem, concatModelFiles, splitModelFiles, MAX_MODEL_FILES, MAX_MODEL_PATH, MAX_MODEL_PATHS_TOTAL, type ModelFile } from '../core/model-files.ts';
 export { getHasher, type Hasher } from '../core/hasher.ts';
