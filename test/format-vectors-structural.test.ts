@@ -6,6 +6,7 @@
  * the section states them, the byte delta's output cut by `fl`. Hostile vectors are refused by
  * both, with the base files unchanged.
  */
+import { specTfjsDeltaBase } from './helpers/spec-tfjs-base.ts';
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -72,7 +73,7 @@ describe('structural payload vectors over several files (FORMAT.md §17)', () =>
       assert.equal(specFileListProblem(doc), undefined);
       const fl = doc.fl as [string, number][];
       assert.deepEqual(fl.map((e) => e[0]), target.map((f) => f.path));
-      const inter = applyByteDelta(Buffer.concat(base.map((f) => f.bytes)), doc.rb as Uint8Array, 1 << 20);
+      const inter = applyByteDelta(specTfjsDeltaBase(base), doc.rb as Uint8Array, 1 << 20);
       assert.equal(inter.length, fl.reduce((n, e) => n + e[1], 0));
       let at = 0;
       const interFiles = fl.map(([path, length]) => ({ path, bytes: inter.subarray(at, (at += length)) }));
@@ -96,7 +97,7 @@ describe('structural payload vectors over several files (FORMAT.md §17)', () =>
       const problem = specFileListProblem(doc);
       // fl-lengths is a sound list whose lengths the delta does not write: §17 refuses it at the rebuild.
       if (v.name === 'invalid-structural-fl-lengths') {
-        const inter = applyByteDelta(Buffer.concat(base.map((f) => f.bytes)), doc.rb as Uint8Array, 1 << 20);
+        const inter = applyByteDelta(specTfjsDeltaBase(base), doc.rb as Uint8Array, 1 << 20);
         assert.notEqual(inter.length, (doc.fl as [string, number][]).reduce((n, e) => n + e[1], 0));
       } else assert.ok(problem, `${v.name}: the second reading accepts it`);
       await assert.rejects(rebuildModelFiles(base, payload, TFJS), (e: Error) => e instanceof PayloadFormatError && e.code === v.code && e.message.includes(v.message));

@@ -19,7 +19,7 @@ import { decodePayload, type PayloadHeader } from '../core/format.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { applyByteDelta } from '../core/byte-delta.ts';
 import { STRUCTURAL_VERSION, type FileModelStore, type FilesModelStore, type RebuildFilesFormat, type RebuildFormat, type StructuralHeader } from '../apply/rebuild.ts';
-import { checkModelFileList, concatModelFiles, type ModelFile } from '../core/model-files.ts';
+import { checkModelFileList, concatModelFiles, deltaBaseBytes, type ModelFile } from '../core/model-files.ts';
 import { encodeByteDelta, type ByteDeltaStats } from './byte-delta.ts';
 import { confirmPayload } from './confirm.ts';
 import { exactDiff, type ExactDiffOptions } from './exact.ts';
@@ -233,7 +233,7 @@ function buildStructural(hasher: Hasher, baseFiles: readonly ModelFile[], target
   // A lossy or learned value payload ends where its patches take the intermediate, not at the
   // target file: the structural payload names that model, once confirmed by applying it.
   if (inner.targetFingerprint !== targetFingerprint) confirmPayload(hasher, interStore, { bytes: values });
-  const baseBytes = baseFiles.length === 1 ? baseFiles[0].bytes : concatModelFiles(baseFiles);
+  const baseBytes = deltaBaseBytes(format.kind, baseFiles);
   const intermediate = interFiles.length === 1 ? interFiles[0].bytes : concatModelFiles(interFiles);
   const delta = encodeByteDelta(baseBytes, intermediate);
   const rebuilt = applyByteDelta(baseBytes, delta.bytes, intermediate.length);
