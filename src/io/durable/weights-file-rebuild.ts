@@ -107,7 +107,9 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     try {
       const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };
       const recorded = await readModelIdRecord(real);
-      const { result } = await rebuildInMemory(disk, real, payloadBytes, format, kind, multiFile, { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: readOnly, hasher });
+      const { result, plan } = await rebuildInMemory(disk, real, payloadBytes, format, kind, multiFile, { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: readOnly, hasher });
+      // A file in the way of a data file the new version creates is refused by a dry run too.
+      if (result.status === 'applied') await checkCreatedLocations(real, plan.outputs.filter((o) => o.created).map((o) => o.loc), disk.stats as ReadonlyMap<string, Stats>, reserved);
       return { ...result, recovery: { actions: [], rolledBack: false, removed: [] }, filesWritten: [], filesRemoved: [], sequenceRecorded: false };
     } finally {
       await disk.close();

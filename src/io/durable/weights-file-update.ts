@@ -27,6 +27,10 @@
  * the old or the new version at every instant. When an update changes two files, a crash between
  * their two renames leaves a mix until the next apply or {@link recoverWeightsFile} rolls it back:
  * an app that loads such a model should call {@link recoverWeightsFile} first.
+ *
+ * A structural rebuild (`weights-file-rebuild.ts`) whose new version names other data files writes
+ * a version 2 journal that also names the data files it creates (deleted by a rollback, with any
+ * folder made for them) and the ones it drops (deleted after the commit point); recovery does both.
  */
 import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
