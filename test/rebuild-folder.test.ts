@@ -501,7 +501,7 @@ describe('structural payload for an ONNX model with external data files', async 
     }
   });
 
-  test('on disk (rebuildOnnxFile): the .onnx and its data file switched, a failed health check and a crash after the switch put both back byte for byte; a change of the data files\' set is refused untouched', async () => {
+  test('on disk (rebuildOnnxFile): the .onnx and its data file switched, a failed health check and a crash after the switch put both back byte for byte; a new data file with a file in its way is refused untouched', async () => {
     const { cp } = await import('node:fs/promises');
     const { rebuildOnnxFile, recoverOnnxFile } = await import('../src/io/onnx/files.ts');
     const { UsageError } = await import('../src/core/errors.ts');
@@ -527,9 +527,11 @@ describe('structural payload for an ONNX model with external data files', async 
       await mkdir(live);
       for (const f of onnxBase()) await writeFile(path.join(live, f.path), f.bytes);
       const file = path.join(live, 'net.onnx');
+      // a file named head where the new data file's folder goes (an app's own file, say)
+      await writeFile(path.join(live, 'head'), 'not a folder');
       const before = await snapshot(live);
-      // the data files' set changes (head/extra.bin added): refused, nothing written
-      await assert.rejects(rebuildOnnxFile(file, p.bytes, { state: null }), (e: Error) => e instanceof UsageError && /does not yet create or delete data files/.test(e.message));
+      // the data files' set changes (head/extra.bin added), but a file is in the way: refused, nothing written
+      await assert.rejects(rebuildOnnxFile(file, p.bytes, { state: null }), (e: Error) => e instanceof UsageError && /creates the data file "head\/extra\.bin", but .*head is a file, not a folder/.test(e.message));
       assert.deepEqual(await snapshot(live), before);
       await assert.rejects(rebuildOnnxFile(file, payload, { state: null, healthCheck: () => false }), HealthCheckError);
       assert.deepEqual(await snapshot(live), before, 'rolled back byte for byte');
