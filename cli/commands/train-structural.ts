@@ -18,7 +18,7 @@ import { formatBytes } from '../../src/diff/budget.ts';
 import { compareInterfaces, describeDifference } from '../../src/diff/interface.ts';
 import { structuralDiff, structuralDiffFiles, structuralIntermediate, structuralIntermediateFiles, type StructuralChange, type StructuralDiffResult } from '../../src/diff/structural.ts';
 import { rebuildModelBytes, type RebuildFormat } from '../../src/apply/rebuild.ts';
-import type { ModelFile } from '../../src/core/model-files.ts';
+import { concatModelFiles, type ModelFile } from '../../src/core/model-files.ts';
 import { readTfjsModelFiles, rebuildModelDir, TFJS_REBUILD } from '../../src/io/tfjs/folder-rebuild.ts';
 import { locateTfjsModel } from '../../src/io/tfjs/model-file.ts';
 import type { TrainableSpec } from '../../src/train/select.ts';
@@ -74,6 +74,49 @@ export function structuralFolderTeacher(baseFiles: readonly ModelFile[], teacher
   if (!reason) return undefined;
   const { files, change, kept } = structuralIntermediateFiles(TFJS_REBUILD, baseFiles, listed);
   return { teacherFiles: listed, intermediateFiles: files, change, kept, reason };
+}
+
+/** A model input or output as tfjs declares it (a graph model's `inputs` and `outputs`). */
+interface Port {
+  name: string;
+  shape?: number[];
+  dtype?: string;
+}
+
+/**
+ * Refuse a graph-model teacher of another structure whose inputs or outputs are not the base's
+ * (names, dtypes, declared per-example dimensions, counts; an output is matched by name, else by
+ * position): the app that feeds the model and reads its outputs does not change with a payload.
+ * @throws UsageError naming what differs
+ */
+export function checkSamePorts(base: { inputs: Port[]; outputs: Port[] }, teacher: { inputs: Port[]; outputs: Port[] }, teacherPath: string): void {
+  const fix = 'expected the same inputs and outputs (the teacher is the new version of the base model; the app feeding it does not change with a payload): pass the teacher trained from this base';
+  const text = (p: Port) => `${p.name} [${(p.shape ?? []).join(', ')}]${p.dtype ? ` ${p.dtype}` : ''}`;
+  for (const kind of ['inputs', 'outputs'] as const) {
+    const [a, b] = [base[kind], teacher[kind]];
+    if (a.length !== b.length) throw new UsageError(`--teacher ${teacherPath} has ${b.length} ${kind} (${b.map(text).join(', ')}), the base ${a.length} (${a.map(text).join(', ')}): ${fix}`, { kind });
+    a.forEach((p, i) => {
+      const q = b.find((x) => x.name === p.name) ?? (kind === 'outputs' ? b[i] : undefined);
+      if (!q) throw new UsageError(`--teacher ${teacherPath} has no input ${p.name}; its inputs are ${b.map(text).join(', ')}: ${fix}`, { kind, name: p.name });
+      const free = (d: number | undefined) => d === undefined || d === null || d < 0;
+      const [s, t] = [p.shape ?? [], q.shape ?? []];
+      const shapes = s.length === t.length && s.every((d, k) => k === 0 || free(d) || free(t[k]) || d === t[k]);
+      if (!shapes || (p.dtype && q.dtype && p.dtype !== q.dtype)) throw new UsageError(`the teacher's ${kind.slice(0, -1)} is ${text(q)}, the base's ${text(p)}: ${fix}`, { kind, name: p.name });
+    });
+  }
+}
+
+/** tfjs model artifacts of a TF.js model held as its files (model JSON, then its shards in manifest order), for `tf.io.fromMemory`. */
+export function artifactsOf(files: readonly ModelFile[]): { modelTopology: object; weightSpecs: object[]; weightData: ArrayBuffer; format?: string; signature?: object; modelInitializer?: object } {
+  const json = JSON.parse(new TextDecoder().decode(files[0].bytes)) as { modelTopology: object; weightsManifest: { weights: object[] }[]; format?: string; signature?: object; modelInitializer?: object };
+  return {
+    modelTopology: json.modelTopology,
+    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
+    weightData: concatModelFiles(files.slice(1)).slice().buffer,
+    ...(json.format ? { format: json.format } : {}),
+    ...(json.signature ? { signature: json.signature } : {}),
+    ...(json.modelInitializer ? { modelInitializer: json.modelInitializer } : {}),
+  };
 }
 
 /** The base folder's files, and the plan when the teacher (a folder, or a model JSON file beside its shards) has another structure. */

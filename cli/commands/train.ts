@@ -4,7 +4,7 @@ import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
 import { loadInputs, loadXY } from '../../src/io/npy/files.ts';
-import { concatModelFiles, type ModelFile } from '../../src/core/model-files.ts';
+import type { ModelFile } from '../../src/core/model-files.ts';
 import type { WeightStore } from '../../src/core/weight-store.ts';
 import { fileSystemIO, openTfjsModel, openTfjsModelDir } from '../../src/io/tfjs/index.ts';
 import { TfjsFilesStore } from '../../src/io/tfjs/files-store.ts';
@@ -196,18 +196,13 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     outputLayout(model, teacher);
     ({ baseFiles, plan } = await structural.readFolderTeacher(a.base, a.teacher as string));
   }
-  if (plan) {
+  if (plan && structural) {
     if (a.alsoConsider.length) throw new UsageError('--also-consider compares payloads on the base\'s structure; the teacher has another, so this training writes a structural payload: leave --also-consider out');
     const configTrainable = new Set(weightRoles(model).filter((r) => r.role === 'trainable').map((r) => r.name));
-    trainable = (structural as typeof import('./train-structural.ts')).keptTrainable(plan, trainable, configTrainable);
-    const intermediate = new TfjsFilesStore(plan.intermediateFiles);
+    trainable = structural.keptTrainable(plan, trainable, configTrainable);
     model.dispose();
-    disk = intermediate;
-    model = await tf.loadLayersModel(tf.io.fromMemory({
-      modelTopology: intermediate.modelJson.modelTopology as object,
-      weightSpecs: intermediate.modelJson.weightsManifest.flatMap((g) => g.weights) as import('@tensorflow/tfjs').io.WeightsManifestEntry[],
-      weightData: concatModelFiles(plan.intermediateFiles.slice(1)).slice().buffer,
-    }));
+    disk = new TfjsFilesStore(plan.intermediateFiles);
+    model = await tf.loadLayersModel(tf.io.fromMemory(structural.artifactsOf(plan.intermediateFiles) as import('@tensorflow/tfjs').io.ModelArtifacts));
     io.progress(`the teacher's structure differs from the base's (${plan.reason.split(':')[0]}): training the ${plan.kept.length} weights it keeps from the base on the model a structural payload rebuilds first (the teacher's topology, its new tensors whole)`);
   }
   const total = storedModelBytes(disk);
