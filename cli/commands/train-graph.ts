@@ -19,7 +19,7 @@ import type { CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
 import { exampleCount, loadFolder, type InputFile } from '../data-folders.ts';
 import { programResultLines, programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
-import { artifactsOf, checkSamePorts, keptTrainable, readFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './train-structural.ts';
+import { artifactsOf, samePorts, keptTrainable, readFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './train-structural.ts';
 import { TfjsFilesStore } from '../../src/io/tfjs/files-store.ts';
 import type { WeightStore } from '../../src/core/weight-store.ts';
 
@@ -75,11 +75,14 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   const teacher = a.teacher
     ? teacherFormat === 'graph-model' ? await tf.loadGraphModel(await modelPathIO(a.teacher)) : await tf.loadLayersModel(await modelPathIO(a.teacher))
     : undefined;
-  // A graph-model teacher of another structure: the diff is learned on the graph the structural
-  // payload rebuilds first (the teacher's graph, the kept weights the base's), held in memory.
-  const { baseFiles, plan } = teacher && teacherFormat === 'graph-model' ? await readFolderTeacher(a.base, a.teacher as string) : { baseFiles: [], plan: undefined };
+  // A graph-model teacher of another structure, with the base's inputs and outputs: the diff is
+  // learned on the graph the structural payload rebuilds first (the teacher's graph, the kept
+  // weights the base's), held in memory. One of other inputs or outputs the trainer refuses.
+  const folder = teacher && teacherFormat === 'graph-model' ? await readFolderTeacher(a.base, a.teacher as string) : undefined;
+  const baseFiles = folder?.baseFiles ?? [];
+  const plan = folder?.plan && samePorts(model, teacher as import('@tensorflow/tfjs').GraphModel, baseFiles[0], folder.plan.teacherFiles[0]) ? folder.plan : undefined;
+  const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
   if (plan) {
-    checkSamePorts(model, teacher as import('@tensorflow/tfjs').GraphModel, a.teacher as string);
     model.dispose();
     store = new TfjsFilesStore(plan.intermediateFiles);
     model = await tf.loadGraphModel(tf.io.fromMemory(artifactsOf(plan.intermediateFiles) as import('@tensorflow/tfjs').io.ModelArtifacts));
@@ -97,7 +100,7 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   io.progress(`backend ${backend}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
   try {
     const res = await trainTfjsGraphDiff(model, store, train.data, {
-      ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable: plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable) }),
+      ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable }),
       ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature, sparseStart: a.sparseStart } : {}),
       source: path.basename(a.base),
       onProgress: (m) => io.progress(m),

@@ -11,6 +11,7 @@
  */
 import { cp, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { canonicalJson } from '../../src/core/canonical-json.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import type { WeightStore } from '../../src/core/weight-store.ts';
@@ -84,26 +85,25 @@ interface Port {
 }
 
 /**
- * Refuse a graph-model teacher of another structure whose inputs or outputs are not the base's
- * (names, dtypes, declared per-example dimensions, counts; an output is matched by name, else by
- * position): the app that feeds the model and reads its outputs does not change with a payload.
- * @throws UsageError naming what differs
+ * Whether a graph-model teacher takes the base's inputs and gives its outputs: the same inputs
+ * and outputs as tfjs lists them (names, dtypes, declared per-example dimensions), and the same
+ * `signature` in model.json (the converter's record of them, where the output widths are). A
+ * teacher that does not is not rebuilt into: the trainer refuses it as it refuses any teacher of
+ * another interface, naming what differs (the app that feeds the model does not change with a
+ * payload).
  */
-export function checkSamePorts(base: { inputs: Port[]; outputs: Port[] }, teacher: { inputs: Port[]; outputs: Port[] }, teacherPath: string): void {
-  const fix = 'expected the same inputs and outputs (the teacher is the new version of the base model; the app feeding it does not change with a payload): pass the teacher trained from this base';
-  const text = (p: Port) => `${p.name} [${(p.shape ?? []).join(', ')}]${p.dtype ? ` ${p.dtype}` : ''}`;
-  for (const kind of ['inputs', 'outputs'] as const) {
+export function samePorts(base: { inputs: Port[]; outputs: Port[] }, teacher: { inputs: Port[]; outputs: Port[] }, baseJson: ModelFile, teacherJson: ModelFile): boolean {
+  const free = (d: number | undefined) => d === undefined || d === null || d < 0;
+  const listed = (['inputs', 'outputs'] as const).every((kind) => {
     const [a, b] = [base[kind], teacher[kind]];
-    if (a.length !== b.length) throw new UsageError(`--teacher ${teacherPath} has ${b.length} ${kind} (${b.map(text).join(', ')}), the base ${a.length} (${a.map(text).join(', ')}): ${fix}`, { kind });
-    a.forEach((p, i) => {
+    return a.length === b.length && a.every((p, i) => {
       const q = b.find((x) => x.name === p.name) ?? (kind === 'outputs' ? b[i] : undefined);
-      if (!q) throw new UsageError(`--teacher ${teacherPath} has no input ${p.name}; its inputs are ${b.map(text).join(', ')}: ${fix}`, { kind, name: p.name });
-      const free = (d: number | undefined) => d === undefined || d === null || d < 0;
-      const [s, t] = [p.shape ?? [], q.shape ?? []];
-      const shapes = s.length === t.length && s.every((d, k) => k === 0 || free(d) || free(t[k]) || d === t[k]);
-      if (!shapes || (p.dtype && q.dtype && p.dtype !== q.dtype)) throw new UsageError(`the teacher's ${kind.slice(0, -1)} is ${text(q)}, the base's ${text(p)}: ${fix}`, { kind, name: p.name });
+      const [s, t] = [p.shape ?? [], q?.shape ?? []];
+      return q !== undefined && s.length === t.length && s.every((d, k) => k === 0 || free(d) || free(t[k]) || d === t[k]) && !(p.dtype && q.dtype && p.dtype !== q.dtype);
     });
-  }
+  });
+  const signature = (f: ModelFile) => canonicalJson((JSON.parse(new TextDecoder().decode(f.bytes)) as { signature?: unknown }).signature ?? null);
+  return listed && signature(baseJson) === signature(teacherJson);
 }
 
 /** tfjs model artifacts of a TF.js model held as its files (model JSON, then its shards in manifest order), for `tf.io.fromMemory`. */
