@@ -28,6 +28,7 @@ import { TfjsFilesStore } from '../src/io/tfjs/files-store.ts';
 import { readTfjsModelFiles, TFJS_REBUILD } from '../src/io/tfjs/folder-rebuild.ts';
 import { initBackend } from '../src/train/backend.ts';
 import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';
+import { CLASSES, cnnInputs, cnnWeights, retrained, writeGraphCnn } from './helpers/graph-model.ts';
 import { cnn, images } from './helpers/onnx-models.ts';
 
 const ONNX = { kind: 'onnx' as const, open: (b: Uint8Array) => new OnnxWeightStore(b) };
@@ -267,6 +268,74 @@ test('TF.js layers model: a teacher with a layer added ships as a structural pay
   } finally {
     base.dispose();
     teacher.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The test CNN's graph (helpers/graph-model.ts) with its logits scaled by a new tensor `head/scale` before the softmax, as an edited v2 would be converted. */
+function addScale(dir: string, scale: Float32Array): void {
+  const json = JSON.parse(readFileSync(path.join(dir, 'model.json'), 'utf8'));
+  const nodes = json.modelTopology.node as { name: string; op: string; input?: string[]; attr?: unknown }[];
+  nodes.push({ name: 'head/scale', op: 'Const', attr: { value: { tensor: { dtype: 'DT_FLOAT', tensorShape: { dim: [{ size: String(CLASSES) }] } } }, dtype: { type: 'DT_FLOAT' } } });
+  nodes.push({ name: 'head/Mul', op: 'Mul', input: ['dense/BiasAdd', 'head/scale'], attr: { T: { type: 'DT_FLOAT' } } });
+  (nodes.find((n) => n.name === 'probs/Softmax') as { input: string[] }).input = ['head/Mul'];
+  const group = json.weightsManifest[0];
+  group.weights.push({ name: 'head/scale', shape: [CLASSES], dtype: 'float32' });
+  const shard = path.join(dir, group.paths[group.paths.length - 1]);
+  writeFileSync(shard, Buffer.concat([readFileSync(shard), Buffer.from(scale.buffer, scale.byteOffset, scale.byteLength)]));
+  writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
+}
+
+test('TF.js graph model: a teacher whose graph gained a node and a tensor ships as a structural payload; the applied folder computes what the trainer evaluated, closer to the teacher', { timeout: 600_000 }, async (t) => {
+  await initBackend('cpu');
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-graph-'));
+  try {
+    const w = cnnWeights(1);
+    await writeGraphCnn(path.join(dir, 'v1'), w);
+    await writeGraphCnn(path.join(dir, 'v2'), retrained(w, 2));
+    const scale = Float32Array.from({ length: CLASSES }, (_, i) => 1 + 0.5 * Math.sin(i));
+    addScale(path.join(dir, 'v2'), scale);
+    const evalX = cnnInputs(60, 2);
+    mkdirSync(path.join(dir, 'train'));
+    mkdirSync(path.join(dir, 'eval'));
+    saveNpy(path.join(dir, 'train', 'x.npy'), cnnInputs(120, 1), [120, 12, 12, 1]);
+    saveNpy(path.join(dir, 'eval', 'x.npy'), evalX, [60, 12, 12, 1]);
+    const out: string[] = [];
+    const err: string[] = [];
+    const { main } = await import('../cli/ndiff.ts');
+    const [payloadFile, metricsOut] = ['p.ndiff', 'metrics.json'].map((f) => path.join(dir, f));
+    const code = await main(['train', '--backend', 'cpu', '--base', path.join(dir, 'v1'), '--teacher', path.join(dir, 'v2'), '--train', path.join(dir, 'train'), '--eval', path.join(dir, 'eval'),
+      '--method', 'sparse', '--budget', '5%', '--epochs', '2', '--tune', 'off', '--seed', '3', '--model-id', 'cnn', '--out', payloadFile, '--metrics-out', metricsOut],
+    { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
+    assert.equal(code, 0, err.join('\n'));
+    assert.match(out.join('\n'), /tensors added: head\/scale; removed: none;.* graph changed/);
+    const payload = new Uint8Array(readFileSync(payloadFile));
+    const doc = readMsgpack(payload) as Record<string, unknown>;
+    assert.equal(doc.fk, 'tfjs');
+    const inner = decodePayload(doc.pv as Uint8Array);
+    assert.ok(inner.patches.length > 0 && inner.patches.every((p) => /^(conv|dense)\//.test(p.name)), inner.patches.map((p) => p.name).join(', '));
+    const metrics = JSON.parse(readFileSync(metricsOut, 'utf8'));
+    assert.deepEqual(metrics.structural.added, ['head/scale']);
+
+    const device = path.join(dir, 'device');
+    await cp(path.join(dir, 'v1'), device, { recursive: true });
+    assert.equal(await main(['apply', '--model', device, '--patch', payloadFile, '--no-state'], { out: () => {}, err: (l) => err.push(l), progress: () => {} }), 0, err.join('\n'));
+    const onDevice = await openTfjsModelDir(device);
+    const hasher = await getHasher();
+    assert.equal(fingerprintStore(hasher, onDevice).fingerprint, metrics.targetFingerprint, 'the device holds the model the trainer evaluated');
+    assert.deepEqual([...onDevice.values('head/scale')], [...scale], 'the new tensor came whole from the teacher');
+
+    const x = tf.tensor(evalX, [60, 12, 12, 1]);
+    const [base, teacher, updated] = await Promise.all(['v1', 'v2', 'device'].map((m) => tf.loadGraphModel(fileSystemIO(path.join(dir, m)))));
+    const meanAbs = (a: tf.GraphModel) => tf.tidy(() => (a.predict(x) as tf.Tensor).sub(teacher.predict(x) as tf.Tensor).abs().mean().dataSync()[0]);
+    const [before, after] = [meanAbs(base), meanAbs(updated)];
+    const te = metrics.teacherEval;
+    t.diagnostic(`${payload.length} bytes (rebuild ${metrics.structural.rebuildBytes}, learned ${metrics.structural.valueBytes}); the trainer: mean |output - teacher| ${te.before.meanAbsDiff.toFixed(4)} -> ${te.after.meanAbsDiff.toFixed(4)}; the base ${before.toFixed(4)}, the applied folder ${after.toFixed(4)}`);
+    assert.ok(Math.abs(after - te.after.meanAbsDiff) < 1e-5, `the trainer measured ${te.after.meanAbsDiff}, the applied folder gives ${after}`);
+    assert.ok(after < 0.9 * before, `mean |output - teacher| ${before} (base) -> ${after}`);
+    for (const m of [base, teacher, updated]) m.dispose();
+    x.dispose();
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
