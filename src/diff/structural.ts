@@ -175,11 +175,19 @@ function singleFile(format: RebuildFormat): RebuildFilesFormat {
  * as `valuePayload` rebuilds the same file on the device.
  */
 export function structuralIntermediate(format: RebuildFormat, baseBytes: Uint8Array, targetBytes: Uint8Array): { intermediate: Uint8Array; change: StructuralChange; kept: string[] } {
-  const files = singleFile(format);
-  const target = [{ path: '', bytes: targetBytes }];
-  const base = files.open([{ path: '', bytes: baseBytes }]);
-  const { change, kept } = compareStructure(base, files.open(target));
-  return { intermediate: intermediateOf(files, base, target, kept)[0].bytes, change, kept };
+  const { files, change, kept } = structuralIntermediateFiles(singleFile(format), [{ path: '', bytes: baseBytes }], [{ path: '', bytes: targetBytes }]);
+  return { intermediate: files[0].bytes, change, kept };
+}
+
+/**
+ * {@link structuralIntermediate} for a model of several files (a TF.js model: the model JSON,
+ * then its shards, as `format` orders them): the intermediate's files, which
+ * {@link structuralDiffFiles} with the same files rebuilds on the device.
+ */
+export function structuralIntermediateFiles(format: RebuildFilesFormat, baseFiles: readonly ModelFile[], targetFiles: readonly ModelFile[]): { files: ModelFile[]; change: StructuralChange; kept: string[] } {
+  const base = format.open(baseFiles);
+  const { change, kept } = compareStructure(base, format.open(targetFiles));
+  return { files: intermediateOf(format, base, targetFiles, kept), change, kept };
 }
 
 /**
