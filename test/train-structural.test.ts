@@ -339,3 +339,33 @@ test('TF.js graph model: a teacher whose graph gained a node and a tensor ships 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('TF.js: a teacher whose model.json differs from the base\'s only in who wrote it (converter, Keras version) is not another structure; one with a layer added is', async () => {
+  await initBackend('cpu');
+  const { structuralFolderTeacher } = await import('../cli/commands/train-structural.ts');
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-provenance-'));
+  try {
+    const { base, teacher } = layersPair();
+    await base.save(fileSystemIO(path.join(dir, 'v1')));
+    await teacher.save(fileSystemIO(path.join(dir, 'v2')));
+    // The base's model saved again with new weights, by "another converter".
+    base.setWeights(base.getWeights().map((w) => w.add(0.01)));
+    await base.save(fileSystemIO(path.join(dir, 'v1b')));
+    const json = JSON.parse(readFileSync(path.join(dir, 'v1b', 'model.json'), 'utf8'));
+    json.generatedBy = 'keras v3.9';
+    json.convertedBy = 'TensorFlow.js Converter v4.22.0';
+    json.modelTopology.keras_version = '3.9.0';
+    writeFileSync(path.join(dir, 'v1b', 'model.json'), JSON.stringify(json, null, 2));
+    const baseFiles = await readTfjsModelFiles(path.join(dir, 'v1'), 'model.json');
+    assert.equal(structuralFolderTeacher(baseFiles, await readTfjsModelFiles(path.join(dir, 'v1b'), 'model.json')), undefined);
+    // The same teacher with its topology's layer renamed is another structure.
+    json.modelTopology.config.layers[0].config.name = 'dense_in';
+    writeFileSync(path.join(dir, 'v1b', 'model.json'), JSON.stringify(json));
+    assert.ok(structuralFolderTeacher(baseFiles, await readTfjsModelFiles(path.join(dir, 'v1b'), 'model.json')));
+    const plan = structuralFolderTeacher(baseFiles, await readTfjsModelFiles(path.join(dir, 'v2'), 'model.json'));
+    assert.ok(plan);
+    assert.deepEqual(plan.change.added.sort(), ['extra/bias', 'extra/kernel']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -63,16 +63,39 @@ export interface StructuralFolderTeacher {
   reason: string;
 }
 
+/** The keys of a TF.js model JSON that say who wrote it, not what the model is (and, in a layers model's topology, `keras_version` and `backend`). */
+const PROVENANCE_KEYS = ['generatedBy', 'convertedBy', 'userDefinedMetadata'];
+
 /**
- * Undefined when the teacher folder has the base's structure (an ordinary diff); else the plan.
+ * Undefined when the teacher folder has the base's structure, its model JSON differing at most
+ * in who wrote it ({@link PROVENANCE_KEYS}): an ordinary diff; else the plan.
  * `baseFiles` and `teacherFiles` as readTfjsModelFiles reads them (the model JSON first). The
  * caller checks first that the two take the same inputs and give the same outputs: an app feeds
  * the model, and a payload cannot change what the app sends it.
  */
 export function structuralFolderTeacher(baseFiles: readonly ModelFile[], teacherFiles: readonly ModelFile[]): StructuralFolderTeacher | undefined {
   const listed = [{ path: 'model.json', bytes: teacherFiles[0].bytes }, ...teacherFiles.slice(1)];
-  const reason = describeDifference(compareInterfaces(TFJS_REBUILD.open(baseFiles), TFJS_REBUILD.open(listed)));
+  const base = TFJS_REBUILD.open(baseFiles);
+  const reason = describeDifference(compareInterfaces(base, TFJS_REBUILD.open(listed)));
   if (!reason) return undefined;
+  // A teacher that differs only in model.json's provenance (written by another converter or tfjs
+  // version) has the base's structure: its diff is learned and shipped as an ordinary payload,
+  // which a model loaded in a browser can take, as before.
+  const asBase = JSON.parse(new TextDecoder().decode(teacherFiles[0].bytes)) as Record<string, unknown>;
+  const baseJson = JSON.parse(new TextDecoder().decode(baseFiles[0].bytes)) as Record<string, unknown>;
+  const provenance = (to: Record<string, unknown>, from: Record<string, unknown>, keys: readonly string[]) => {
+    for (const key of keys) {
+      if (key in from) to[key] = from[key];
+      else delete to[key];
+    }
+  };
+  provenance(asBase, baseJson, PROVENANCE_KEYS);
+  // A layers model's topology records the Keras version and backend that saved it.
+  const topology = (j: Record<string, unknown>) => (j.modelTopology && typeof j.modelTopology === 'object' ? (j.modelTopology as Record<string, unknown>) : undefined);
+  const [tt, bt] = [topology(asBase), topology(baseJson)];
+  if (tt && bt) provenance(tt, bt, ['keras_version', 'backend']);
+  const sameButProvenance = [{ path: 'model.json', bytes: new TextEncoder().encode(JSON.stringify(asBase)) }, ...teacherFiles.slice(1)];
+  if (!describeDifference(compareInterfaces(base, TFJS_REBUILD.open(sameButProvenance)))) return undefined;
   const { files, change, kept } = structuralIntermediateFiles(TFJS_REBUILD, baseFiles, listed);
   return { teacherFiles: listed, intermediateFiles: files, change, kept, reason };
 }
