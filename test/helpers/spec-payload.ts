@@ -12,7 +12,7 @@ const utf8 = new TextEncoder();
 const le32 = (x: number): Uint8Array => Uint8Array.of(x & 255, (x >>> 8) & 255, (x >>> 16) & 255, x >>> 24);
 /** FORMAT.md 2.2: the methods `m` may name. */
 export const SPEC_METHODS = ['sparse', 'hash', 'topk', 'drop', 'lowrank', 'full', 'dense', 'lowbit'];
-export type Fault = 'format' | 'too-large' | 'version' | 'non-finite' | 'model' | 'base' | 'target';
+export type Fault = 'format' | 'too-large' | 'version' | 'non-finite' | 'model' | 'base' | 'target' | 'freshness';
 export const FAULT_OF: Record<string, Fault> = {
   PayloadFormatError: 'format',
   PayloadTooLargeError: 'too-large',
@@ -21,6 +21,7 @@ export const FAULT_OF: Record<string, Fault> = {
   ModelMismatchError: 'model',
   BaseMismatchError: 'base',
   TargetMismatchError: 'target',
+  FreshnessError: 'freshness',
 };
 export class SpecError extends Error {
   constructor(readonly fault: Fault, message: string) {
@@ -241,25 +242,25 @@ export function specFromCode(code: number, g: SpecGrid): number {
 export const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 export const isInt = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 
-export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: string; tf: string; patches: SpecPatch[] } {
-  if (bytes.length > maxBytes) throw new SpecError('too-large', `${bytes.length} > ${maxBytes}`);
-  const doc = readMsgpack(bytes);
-  if (!(doc instanceof Map)) return bad('not a map');
-  if (!doc.has('nd')) bad('no "nd"');
-  const nd = doc.get('nd');
-  if (nd !== 1 && nd !== 2 && nd !== 3 && nd !== 4 && nd !== 5 && nd !== 6) throw new SpecError('version', String(nd));
-  const strOf = (m: Map<string, unknown>, k: string, max: number): string => {
-    const v = m.get(k);
-    if (typeof v !== 'string' || v.length > max) bad(`"${k}" must be a string of at most ${max} UTF-16 code units`);
-    return v as string;
-  };
-  const binOf = (m: Map<string, unknown>, k: string, len?: number): Uint8Array => {
-    const v = m.get(k);
-    if (!(v instanceof Uint8Array) || (len !== undefined && v.length !== len)) bad(`"${k}" must be binary${len ? ` of ${len} bytes` : ''}`);
-    return v as Uint8Array;
-  };
-  if (!SPEC_METHODS.includes(strOf(doc, 'm', 32))) bad('unknown method');
-  strOf(doc, 'id', 256);
+/** A string of at most `max` UTF-16 code units (FORMAT.md 2.1), else a format error. */
+export function strOf(m: Map<string, unknown>, k: string, max: number): string {
+  const v = m.get(k);
+  if (typeof v !== 'string' || v.length > max) bad(`"${k}" must be a string of at most ${max} UTF-16 code units`);
+  return v as string;
+}
+/** A binary, of exactly `len` bytes when given, else a format error. */
+export function binOf(m: Map<string, unknown>, k: string, len?: number): Uint8Array {
+  const v = m.get(k);
+  if (!(v instanceof Uint8Array) || (len !== undefined && v.length !== len)) bad(`"${k}" must be binary${len ? ` of ${len} bytes` : ''}`);
+  return v as Uint8Array;
+}
+
+/** The header keys of FORMAT.md 2.2 (all but `p`), read and checked: a payload's and a structural payload's alike. */
+export interface SpecHeader { m: string; id: string; bf: string; tf: string; sq: number; ex?: number }
+export function specHeader(doc: Map<string, unknown>): SpecHeader {
+  const m = strOf(doc, 'm', 32);
+  if (!SPEC_METHODS.includes(m)) bad('unknown method');
+  const id = strOf(doc, 'id', 256);
   strOf(doc, 'cb', 256);
   const bf = hex(binOf(doc, 'bf', 8));
   const tf = hex(binOf(doc, 'tf', 8));
@@ -270,6 +271,18 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
     const x = doc.get('x');
     if (!(x instanceof Map) || [...x.values()].some((v) => typeof v !== 'string' && typeof v !== 'number')) bad('"x"');
   }
+  return { m, id, bf, tf, sq: doc.get('sq') as number, ...(doc.has('ex') ? { ex: doc.get('ex') as number } : {}) };
+}
+
+export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { bf: string; tf: string; patches: SpecPatch[]; header: SpecHeader } {
+  if (bytes.length > maxBytes) throw new SpecError('too-large', `${bytes.length} > ${maxBytes}`);
+  const doc = readMsgpack(bytes);
+  if (!(doc instanceof Map)) return bad('not a map');
+  if (!doc.has('nd')) bad('no "nd"');
+  const nd = doc.get('nd');
+  if (nd !== 1 && nd !== 2 && nd !== 3 && nd !== 4 && nd !== 5 && nd !== 6) throw new SpecError('version', String(nd));
+  const header = specHeader(doc);
+  const { bf, tf } = header;
   const list = doc.get('p');
   if (!Array.isArray(list)) return bad('"p" must be an array');
   const names = new Set<string>();
@@ -479,7 +492,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
     }
     return bad('"k"');
   });
-  return { bf, tf, patches };
+  return { bf, tf, patches, header };
 }
 
 export function specDigest(hasher: Hasher, name: string, shape: readonly number[], values: Float32Array): string {
