@@ -271,3 +271,38 @@ describe('structural payloads made hostile field by field: both readings agree (
 });
 
 
+
+describe('structural payloads with random bits flipped: both readings agree (FORMAT.md §17)', () => {
+  // A seeded generator, so a disagreement names a payload anyone can rebuild.
+  let seed = 7;
+  const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), Math.floor((seed / 2 ** 31) * n));
+  const flipBit = (b: Uint8Array) => {
+    const c = Uint8Array.from(b);
+    c[random(c.length)] ^= 1 << random(8);
+    return c;
+  };
+  // [where, the payloads, whether flips there must reach past the format checks]
+  const where: [string, () => Uint8Array, boolean][] = [
+    ['anywhere in the payload', () => flipBit(validPayload), true],
+    // a modelled delta's streams must end exactly: nearly every flip is a format error
+    ['in the modelled byte delta "rb"', () => edited((d) => (d.rb = flipBit(d.rb as Uint8Array))), false],
+    ['in a raw byte delta "rb" writing the intermediate', () => edited((d) => (d.rb = flipBit(rawDelta(intermediate)))), true],
+    ['in the value payload "pv"', () => edited((d) => ((d.pv = flipBit(d.pv as Uint8Array)), (d['keep-pv'] = true))), true],
+  ];
+  for (const [name, make, deep] of where) {
+    test(`300 payloads with a bit flipped ${name}`, async () => {
+      const base = filesOf(valid.base);
+      const seen = new Map<string, number>();
+      for (let k = 0; k < 300; k++) {
+        const payload = make();
+        const spec = specVerdict({ format: 'tfjs', files: base }, payload);
+        const ref = await referenceVerdict(base, payload);
+        assert.equal(spec.verdict, ref.verdict, `${Buffer.from(payload).toString('hex')}\nsecond reading: ${spec.message ?? spec.verdict}\nreference: ${ref.message ?? ref.verdict}`);
+        if (spec.verdict === 'applied') assert.ok(same(spec.files!.slice(1), ref.files!.slice(1)) && same(spec.files!, filesOf(valid.target)));
+        seen.set(spec.verdict, (seen.get(spec.verdict) ?? 0) + 1);
+      }
+      // the flips reach past the msgpack: some payloads still apply, others fail deeper than the format
+      if (deep) assert.ok(seen.get('format')! > 0 && [...seen.keys()].some((v) => v !== 'format' && v !== 'applied'), JSON.stringify([...seen]));
+    });
+  }
+});
