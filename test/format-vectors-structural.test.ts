@@ -199,6 +199,8 @@ const mutations: Mutation[] = [
   { name: '"fk" missing', payload: edited((d) => delete d.fk), expect: 'format' },
   { name: '"fk" not a string', payload: edited((d) => (d.fk = 7)), expect: 'format' },
   { name: '"fk" an unknown format', payload: edited((d) => (d.fk = 'keras')), expect: 'format' },
+  { name: '"fk" onnx (one file, no "fl") for a TF.js model', payload: edited((d) => ((d.fk = 'onnx'), delete d.fl)), expect: 'model' },
+  { name: '"fk" tflite (no "fl") for a TF.js model', payload: edited((d) => ((d.fk = 'tflite'), delete d.fl)), expect: 'model' },
   { name: '"rb" missing', payload: edited((d) => delete d.rb), expect: 'format' },
   { name: '"rb" a string', payload: edited((d) => (d.rb = 'delta')), expect: 'format' },
   { name: '"pv" missing', payload: edited((d) => delete d.pv), expect: 'format' },
