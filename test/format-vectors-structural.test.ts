@@ -21,7 +21,8 @@ import { NeuralDiffError, PayloadFormatError } from '../src/core/errors.ts';
 import { TfjsFilesStore } from '../src/io/tfjs/files-store.ts';
 import { structuralDiffFiles } from '../src/diff/structural.ts';
 import { structuralPair } from './helpers/structural-pairs.ts';
-import { FAULT_OF, SpecError, type Fault } from './helpers/spec-payload.ts';
+import { toHalfBits } from '../src/core/float16.ts';
+import { FAULT_OF, SpecError, specDecode, type Fault } from './helpers/spec-payload.ts';
 import { specFileListProblem, specModelFingerprint, specReadStructural, specReadTfjs, specRebuild, type SpecDevice, type SpecFile } from './helpers/spec-structural.ts';
 import type { InvalidStructuralFilesVector, StructuralFilesVector } from './vectors/payloads/structural-files.ts';
 
@@ -333,4 +334,63 @@ describe('random TF.js models rebuilt: the second reading of §17 follows the re
     }
     for (const [k, n] of Object.entries(changes)) assert.ok(n > 0, `no pair has a tensor ${k}`);
   });
+});
+
+/**
+ * A float32 TF.js model of one group (as structural-pairs.ts writes) with every weight stored
+ * quantized as TF.js quantizes: uint8 or uint16 codes (scale and min those of [-8, 8]), or
+ * float16; the shards cut in two again.
+ */
+function quantized(files: readonly SpecFile[], dtype: 'uint8' | 'uint16' | 'float16'): SpecFile[] {
+  const json = JSON.parse(new TextDecoder().decode(files[0].bytes)) as { weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string; quantization?: object }[] }[] };
+  const group = json.weightsManifest[0];
+  const data = Buffer.concat(files.slice(1).map((f) => f.bytes));
+  const floats = new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length));
+  const out: number[] = [];
+  let at = 0;
+  for (const w of group.weights) {
+    const values = floats.subarray(at, (at += w.shape.reduce((x, y) => x * y, 1)));
+    if (dtype === 'float16') {
+      w.quantization = { dtype };
+      for (const v of values) out.push(toHalfBits(v) & 255, toHalfBits(v) >> 8);
+      continue;
+    }
+    const top = dtype === 'uint8' ? 255 : 65535;
+    // one grid for every tensor of both models, so a kept weight keeps its grid and is patched in place
+    const min = -8;
+    const scale = 16 / top;
+    w.quantization = { dtype, scale, min };
+    for (const v of values) {
+      const q = Math.min(top, Math.max(0, Math.round((v - min) / scale)));
+      if (dtype === 'uint8') out.push(q);
+      else out.push(q & 255, q >> 8);
+    }
+  }
+  const bytes = Uint8Array.from(out);
+  const cut = Math.ceil(bytes.length / 2);
+  group.paths = ['q-shard1of2.bin', 'q-shard2of2.bin'];
+  return [{ path: 'model.json', bytes: new TextEncoder().encode(JSON.stringify(json)) }, { path: group.paths[0], bytes: bytes.slice(0, cut) }, { path: group.paths[1], bytes: bytes.slice(cut) }];
+}
+
+describe('random TF.js models stored quantized, rebuilt: the second reading of §17 follows the reference builder', () => {
+  for (const dtype of ['uint8', 'uint16', 'float16'] as const) {
+    test(`10 pairs of ${dtype} weights rebuild to the target byte for byte in both readings`, async () => {
+      let patched = 0;
+      for (let seed = 1; seed <= 10; seed++) {
+        const pair = structuralPair('tfjs', seed);
+        const base = quantized(pair.baseFiles!, dtype);
+        const target = quantized(pair.targetFiles!, dtype);
+        const payload = structuralDiffFiles(hasher, base, target, TFJS, { modelId: 'pairs', sequence: seed }).bytes;
+        const spec = specVerdict({ format: 'tfjs', files: base }, payload);
+        const ref = await referenceVerdict(base, payload);
+        assert.equal(spec.verdict, 'applied', `seed ${seed}: ${spec.message}`);
+        assert.equal(ref.verdict, 'applied', `seed ${seed}: ${ref.message}`);
+        assert.ok(same(spec.files!, target), `seed ${seed}: the second reading rebuilds the target`);
+        assert.ok(same(ref.files!, target), `seed ${seed}: the reference rebuilds the target`);
+        patched += specDecode(specReadStructural(payload).pv).patches.filter((p) => p.t !== 'tfjs:frame').length;
+      }
+      // some kept weights are patched in place, so their stored codes are written back
+      assert.ok(patched > 0, 'no payload patches a quantized weight');
+    });
+  }
 });

@@ -10,12 +10,12 @@
  * test/format-vectors-structural.test.ts holds the reference device code to them.
  *
  * Scope: the model formats whose rebuild the vectors exercise. TF.js models are read whole
- * (float32 weights stored as float32, int32, bool and string entries in the frame); ONNX and
- * LiteRT files, and TF.js weights stored quantized, are outside this reading and raise a plain
+ * (float32 weights stored as float32 or quantized to uint8, uint16 or float16; int32, bool and
+ * string entries in the frame); ONNX and LiteRT files are outside this reading and raise a plain
  * Error (never a verdict), so a vector that needs them cannot pass unnoticed.
  */
 import type { Hasher } from '../../src/core/hasher.ts';
-import { SpecError, bad, binOf, hex, isInt, readMsgpack, specApply, specDecode, specDigest, specFingerprint, specHeader, strOf, type SpecHeader, type SpecModel } from './spec-payload.ts';
+import { SpecError, bad, binOf, halfToFloatRef, hex, isInt, readMsgpack, specApply, specDecode, specDigest, specFingerprint, specHeader, strOf, type SpecHeader, type SpecModel } from './spec-payload.ts';
 import { specByteDelta } from './spec-byte-delta.ts';
 
 /** One file of a model: its path relative to the model's folder, and its bytes. */
@@ -112,8 +112,12 @@ export function specReadStructural(bytes: Uint8Array, maxBytes = 256 * 1024 * 10
 // ---------------------------------------------------------------------------------------------
 // §14: a TF.js model's tensors, read from its files (the model JSON first, then its shards).
 
-/** Where a float32 weight's values lie: its group, and its byte offset in the group's shards one after the other. */
-interface SpecWeightPlace { group: number; offset: number; count: number }
+/**
+ * Where a float32 weight's values lie: its group, its byte offset in the group's shards one after
+ * the other, and how they are stored (float32, or §5.1's TF.js quantization: uint8 or uint16
+ * codes q for fround(q × scale + min), or float16 bits).
+ */
+interface SpecWeightPlace { group: number; offset: number; count: number; stored: 'f32' | 'u8' | 'u16' | 'f16'; scale: number; min: number }
 
 /** A TF.js model as §14 reads it: its tensors (float32 weights and `tfjs:frame`) and where each weight's bytes lie. */
 export interface SpecTfjsModel { tensors: SpecModel; places: Map<string, SpecWeightPlace>; groupPaths: string[][] }
@@ -128,25 +132,25 @@ function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** Bytes a manifest entry holds in its shards; `data` reads the group's bytes for string entries (length-prefixed elements). */
+/** Bytes a manifest entry holds in its shards (-1: a dtype TF.js does not store); `data` reads the group's bytes for string entries (length-prefixed elements). */
 function entryBytes(entry: Record<string, unknown>, count: number, data: Uint8Array, at: number): number {
   const q = entry.quantization as Record<string, unknown> | undefined;
   if (q !== undefined) {
     if (q.dtype === 'uint8') return count;
     if (q.dtype === 'uint16' || q.dtype === 'float16') return 2 * count;
-    throw new SpecError('target', `quantization dtype ${String(q.dtype)}`);
+    return -1;
   }
   if (entry.dtype === 'float32' || entry.dtype === 'int32') return 4 * count;
   if (entry.dtype === 'bool') return count;
   if (entry.dtype === 'string') {
     let n = 0;
     for (let k = 0; k < count; k++) {
-      if (at + n + 4 > data.length) throw new SpecError('target', 'string entry past its shards');
+      if (at + n + 4 > data.length) return data.length + 1; // past its shards
       n += 4 + (data[at + n] | (data[at + n + 1] << 8) | (data[at + n + 2] << 16)) + data[at + n + 3] * 2 ** 24;
     }
     return n;
   }
-  throw new SpecError('target', `dtype ${String(entry.dtype)}`);
+  return -1;
 }
 
 /**
@@ -191,14 +195,24 @@ export function specReadTfjs(hasher: Hasher, files: readonly SpecFile[], unreada
       if (name === 'tfjs:frame') fault('an entry named tfjs:frame');
       const count = shape.reduce((x, y) => x * y, 1);
       const length = entryBytes(entry, count, data, at);
+      if (length < 0) fault(`${name}: dtype ${JSON.stringify(entry.dtype)}, quantization ${JSON.stringify(entry.quantization)}`);
       if (at + length > data.length) fault(`${name} runs past its shards`);
       const bytes = data.subarray(at, at + length);
       if (entry.dtype === 'float32') {
         if (tensors.has(name)) fault(`${name} listed twice`);
-        if (entry.quantization !== undefined) throw new Error(`${name}: TF.js weights stored quantized are outside this second reading`);
+        const q = entry.quantization as { dtype: string; scale?: unknown; min?: unknown } | undefined;
+        const stored = q === undefined ? 'f32' : q.dtype === 'uint8' ? 'u8' : q.dtype === 'uint16' ? 'u16' : 'f16';
+        const scale = q?.scale as number;
+        const min = q?.min as number;
+        if ((stored === 'u8' || stored === 'u16') && !(Number.isFinite(scale) && scale > 0 && Number.isFinite(min))) fault(`${name}: quantization without a positive scale and a min`);
         const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-        tensors.set(name, { shape, data: Float32Array.from({ length: count }, (_, k) => dv.getFloat32(4 * k, true)) });
-        places.set(name, { group, offset: at, count });
+        const value = (k: number): number =>
+          stored === 'f32' ? dv.getFloat32(4 * k, true)
+          : stored === 'u8' ? Math.fround(dv.getUint8(k) * scale + min)
+          : stored === 'u16' ? Math.fround(dv.getUint16(2 * k, true) * scale + min)
+          : halfToFloatRef(dv.getUint16(2 * k, true));
+        tensors.set(name, { shape, data: Float32Array.from({ length: count }, (_, k) => value(k)) });
+        places.set(name, { group, offset: at, count, stored, scale, min });
       } else frameEntries.push({ entry, bytes });
       at += length;
     }
@@ -221,6 +235,27 @@ export function specModelFingerprint(hasher: Hasher, model: SpecModel): string {
 }
 
 /**
+ * The stored code of a patched value: the q of 0..`top` with fround(q × scale + min) = `x` (the
+ * value payload's grid put it there); a value the grid cannot hold is not the target's.
+ */
+function gridCode(name: string, x: number, scale: number, min: number, top: number): number {
+  const near = Math.round((x - min) / scale);
+  for (let q = Math.max(0, near - 2); q <= Math.min(top, near + 2); q++) if (Object.is(Math.fround(q * scale + min), x)) return q;
+  for (let q = 0; q <= top; q++) if (Object.is(Math.fround(q * scale + min), x)) return q;
+  throw new SpecError('target', `${name}: ${x} is not a value its stored grid holds`);
+}
+/** Every float16 bit pattern but the NaNs, by the float32 bits of its value (so −0 and +0 differ). */
+let halves: Map<number, number> | undefined;
+const f32bits = (x: number): number => new Uint32Array(Float32Array.of(x).buffer)[0];
+/** The float16 bits of a patched value that must be a half exactly. */
+function halfCode(name: string, x: number): number {
+  halves ??= new Map(Array.from({ length: 0x10000 }, (_, h) => [f32bits(halfToFloatRef(h)), h] as [number, number]).filter(([, h]) => (h & 0x7c00) !== 0x7c00 || (h & 0x3ff) === 0));
+  const h = halves.get(f32bits(x));
+  if (h === undefined) throw new SpecError('target', `${name}: ${x} is not a float16 value`);
+  return h;
+}
+
+/**
  * §17 step 7's "patched file's bytes" for TF.js: every weight's float32 values written,
  * little-endian, where §14's reading found them (a group's entries one after the other over its
  * paths' bytes); every other byte as the intermediate's.
@@ -230,9 +265,18 @@ function specWriteTfjs(files: readonly SpecFile[], read: SpecTfjsModel, values: 
   const byPath = new Map(out.slice(1).map((f) => [f.path, f.bytes]));
   for (const [name, place] of read.places) {
     const data = (values.get(name) as { data: Float32Array }).data;
-    const bytes = new Uint8Array(4 * data.length);
+    const width = place.stored === 'f32' ? 4 : place.stored === 'u8' ? 1 : 2;
+    const bytes = new Uint8Array(width * data.length);
     const dv = new DataView(bytes.buffer);
-    data.forEach((x, k) => dv.setFloat32(4 * k, x, true));
+    data.forEach((x, k) => {
+      if (place.stored === 'f32') dv.setFloat32(4 * k, x, true);
+      else if (place.stored === 'f16') dv.setUint16(2 * k, halfCode(name, x), true);
+      else {
+        const code = gridCode(name, x, place.scale, place.min, place.stored === 'u8' ? 255 : 65535);
+        if (width === 1) dv.setUint8(k, code);
+        else dv.setUint16(2 * k, code, true);
+      }
+    });
     // the group's byte `place.offset + j`, found in whichever of its paths holds it
     let at = place.offset;
     for (let j = 0; j < bytes.length; j++, at++) {
