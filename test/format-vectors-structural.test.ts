@@ -21,6 +21,7 @@ import { NeuralDiffError, PayloadFormatError } from '../src/core/errors.ts';
 import { TfjsFilesStore } from '../src/io/tfjs/files-store.ts';
 import { structuralDiffFiles } from '../src/diff/structural.ts';
 import { structuralPair } from './helpers/structural-pairs.ts';
+import { specTfjsDeltaBase } from './helpers/spec-tfjs-base.ts';
 import { toHalfBits } from '../src/core/float16.ts';
 import { FAULT_OF, SpecError, specDecode, type Fault } from './helpers/spec-payload.ts';
 import { specFileListProblem, specModelFingerprint, specReadStructural, specReadTfjs, specRebuild, type SpecDevice, type SpecFile } from './helpers/spec-structural.ts';
@@ -186,7 +187,7 @@ const intermediate = Buffer.concat(specRebuild(hasher, { format: 'tfjs', files: 
  */
 function rawDelta(output: Uint8Array, change?: number): Uint8Array {
   const leb = (x: number): number[] => (x < 0x80 ? [x] : [(x & 0x7f) | 0x80, ...leb(Math.floor(x / 128))]);
-  const baseLength = filesOf(valid.base).reduce((n, f) => n + f.bytes.length, 0);
+  const baseLength = specTfjsDeltaBase(filesOf(valid.base)).length; // the delta's base (§17)
   const literals = Uint8Array.from(output);
   if (change !== undefined) literals[change] ^= change === 0 ? 0x20 : 0x01;
   return Uint8Array.from([...leb(output.length), ...leb(baseLength), 1, 0, ...leb(output.length), ...leb(4 * output.length), ...literals]);

@@ -591,7 +591,8 @@ describe('byte delta vectors (FORMAT.md §16)', async () => {
     for (const n of ['copy-out-of-range', 'past-declared-output', 'over-cap', 'truncated-varint', 'count-bomb']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
     assert.ok(bd.valid.some((v) => v.literalCoding === 1) && bd.valid.some((v) => v.literalCoding === 0 && v.copies > 0));
     assert.ok(bd.valid.some((v) => v.coding === 4 && v.copies > 0 && v.inserts > 0), 'a modelled delta');
-    for (const n of ['repeat-ahead', 'self-ahead', 'copy-out-of-range', 'overrun', 'trailing', 'count-bomb', 'literals-short']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-modelled-${n}`), n);
+    assert.ok(bd.valid.some((v) => v.coding === 5 && v.inserts > 0), 'a modelled delta with its literal context');
+    for (const n of ['repeat-ahead', 'self-ahead', 'copy-out-of-range', 'overrun', 'trailing', 'count-bomb', 'literals-short', 'context', 'context-bits']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-modelled-${n}`), n);
     for (const n of ['self-copy-ahead', 'unknown-kind', 'zero-length']) assert.ok(bd.invalid.some((v) => v.name === `invalid-delta-${n}`), n);
   });
   for (const v of bd.valid) {

@@ -18,8 +18,8 @@
  */
 import { ByteWriter, varintSize } from '../core/varint.ts';
 import { encodeXrMasks } from '../core/xr.ts';
-import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, INSTRUCTIONS_RANGE_CODED, LITERALS_RANGE_CODED, LITERALS_RAW, MODELLED } from '../core/byte-delta.ts';
-import { encodeModelled, parseModelled } from './byte-delta-model.ts';
+import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, INSTRUCTIONS_RANGE_CODED, LITERALS_RANGE_CODED, LITERALS_RAW, MODELLED, MODELLED_CONTEXT } from '../core/byte-delta.ts';
+import { BYTE_BEFORE, chooseLiteralContext, encodeModelled, parseModelled } from './byte-delta-model.ts';
 
 /** Window of the base index: a match must hold at least this many bytes to be found by hash. */
 const WINDOW = 16;
@@ -53,9 +53,13 @@ const MODELLED_MAX = 1 << 25;
 /** The modelled delta (coding 4) of `target` from `base`. */
 function modelledDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats } {
   // Three parses, each priced by the probabilities the coding of the one before ended with.
+  // The literal context is chosen on the first parse's literals and again on the last's.
   let ops = parseModelled(base, target);
-  for (let k = 0; k < 2; k++) ops = parseModelled(base, target, encodeModelled(target, ops).prices);
-  const { instructions, literals, literalCount } = encodeModelled(target, ops);
+  let ctx = chooseLiteralContext(target, ops);
+  for (let k = 0; k < 2; k++) ops = parseModelled(base, target, encodeModelled(target, ops, ctx).prices);
+  ctx = chooseLiteralContext(target, ops);
+  const { instructions, literals, literalCount } = encodeModelled(target, ops, ctx);
+  const byteBefore = ctx.lc === BYTE_BEFORE.lc && ctx.lp === BYTE_BEFORE.lp;
   const stats: ByteDeltaStats = { copies: 0, copiedBytes: 0, inserts: 0, insertedBytes: 0, literalCoding: 'modelled', instructionCoding: 'modelled' };
   for (const op of ops) {
     if (op.kind) {
@@ -67,7 +71,7 @@ function modelledDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Arra
     }
   }
   const head = new ByteWriter(32);
-  for (const v of [target.length, base.length, ops.length, MODELLED, literalCount, instructions.length]) head.varint(v);
+  for (const v of [target.length, base.length, ops.length, byteBefore ? MODELLED : MODELLED_CONTEXT, literalCount, ...(byteBefore ? [] : [16 * ctx.lp + ctx.lc]), instructions.length]) head.varint(v);
   const h = head.bytes();
   const bytes = new Uint8Array(h.length + instructions.length + literals.length);
   bytes.set(h);

@@ -28,9 +28,9 @@ export function specByteDelta(base: Uint8Array, d: Uint8Array, maxOutput: number
   const lit = varint();
   if (L > maxOutput) bad('output over the cap');
   if (baseLength !== base.length) bad('base length');
-  if (coding > 4) bad('coding');
+  if (coding > 5) bad('coding');
   if (lit > L) bad('literal count');
-  if (coding === 4) return specModelledDelta(base, d, pos, L, N, lit, bad);
+  if (coding >= 4) return specModelledDelta(base, d, pos, L, N, lit, coding, bad);
   let literalsAt: number;
   if (coding & 2) {
     const R = varint();

@@ -3,7 +3,7 @@
  * alone, with §14 for what a TF.js model's tensors and frame are: it shares no code with src/
  * but the XXH hasher. It reads the document with the strict msgpack reader of spec-payload.ts,
  * checks every field and the file list `fl`, rebuilds the intermediate files from the base's
- * through the byte delta `rb` (spec-byte-delta.ts), reads them as a model and fingerprints them,
+ * (a TF.js base as spec-tfjs-base.ts builds it) through the byte delta `rb` (spec-byte-delta.ts), reads them as a model and fingerprints them,
  * applies the inner value payload `pv` with the independent applier of versions 1 to 6, writes
  * the patched weights back into the files and fingerprints the target. A device maker porting
  * the rebuild to another language should get exactly these verdicts from the document alone;
@@ -17,6 +17,7 @@
 import type { Hasher } from '../../src/core/hasher.ts';
 import { SpecError, bad, binOf, halfToFloatRef, hex, isInt, readMsgpack, specApply, specDecode, specDigest, specFingerprint, specHeader, strOf, type SpecHeader, type SpecModel } from './spec-payload.ts';
 import { specByteDelta } from './spec-byte-delta.ts';
+import { specTfjsDeltaBase } from './spec-tfjs-base.ts';
 
 /** One file of a model: its path relative to the model's folder, and its bytes. */
 export interface SpecFile { path: string; bytes: Uint8Array }
@@ -340,10 +341,15 @@ export function specRebuild(hasher: Hasher, device: SpecDevice, payload: Uint8Ar
   if (device.recordedSequence !== undefined && doc.sq === device.recordedSequence) throw new SpecError('freshness', `sq ${doc.sq} replayed`);
   if (doc.ex !== undefined && device.nowSeconds !== undefined && device.nowSeconds >= doc.ex) throw new SpecError('freshness', 'expired');
   if (baseFingerprint !== doc.bf) throw new SpecError('base', `${baseFingerprint} != ${doc.bf}`);
-  // 4. the byte delta over the base's files one after the other; its output length L (the
-  // delta's first varint) against fl before the output exists; the device's cap.
-  const baseBytes = new Uint8Array(device.files.reduce((n, f) => n + f.bytes.length, 0));
-  device.files.reduce((at, f) => (baseBytes.set(f.bytes, at), at + f.bytes.length), 0);
+  // 4. the byte delta over the base's files one after the other (for TF.js, the model JSON's
+  // manifest with its shard paths left out: spec-tfjs-base.ts); its output length L (the delta's
+  // first varint) against fl before the output exists; the device's cap.
+  let baseBytes: Uint8Array;
+  if (device.format === 'tfjs') baseBytes = specTfjsDeltaBase(device.files);
+  else {
+    baseBytes = new Uint8Array(device.files.reduce((n, f) => n + f.bytes.length, 0));
+    device.files.reduce((at, f) => (baseBytes.set(f.bytes, at), at + f.bytes.length), 0);
+  }
   if (doc.fl) {
     let L = 0;
     for (let j = 0, b = 0x80; b >= 0x80; j++) {
