@@ -170,6 +170,8 @@ export async function decodeStructuralPayload(bytes: Uint8Array, options: Decode
   if (typeof doc !== 'object' || doc === null || doc instanceof Uint8Array || Array.isArray(doc)) fail('expected a msgpack map');
   const o = doc as Record<string, unknown>;
   const version = own(o, 'nd');
+  // No version at all is a malformed document (FORMAT.md 7.2, as for value payloads), not a version this device lacks.
+  if (version === undefined) fail('missing the format version field "nd"');
   if (version !== STRUCTURAL_VERSION) throw new UnsupportedVersionError(version, [STRUCTURAL_VERSION]);
   const method = str(o, 'm', 32) as DiffMethod;
   if (!DIFF_METHODS.includes(method)) fail(`unknown method ${JSON.stringify(method)}`);
