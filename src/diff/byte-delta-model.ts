@@ -40,9 +40,13 @@ const CONTEXTS: readonly LiteralContext[] = [0, 1, 2].flatMap((lp) => [0, 1, 2, 
 
 const COST = new Float64Array(2049).map((_, q) => (q ? -Math.log2(q / 2048) : 24));
 
+/** The literal bytes the context is chosen on: the first 2 MiB (a model file's new tensors, past its frame's few literals). */
+const CHOOSE_ON = 1 << 21;
+
 /**
  * The literal context under which the literals `ops` insert into `target` code smallest (the
- * adaptive coder simulated; the byte before on a tie, so deltas that gain nothing keep coding 4).
+ * adaptive coder simulated over the first {@link CHOOSE_ON} of them; the byte before on a tie, so
+ * deltas that gain nothing keep coding 4).
  */
 export function chooseLiteralContext(target: Uint8Array, ops: readonly ModelOp[]): LiteralContext {
   let best = BYTE_BEFORE;
@@ -51,9 +55,12 @@ export function chooseLiteralContext(target: Uint8Array, ops: readonly ModelOp[]
     const p = new Uint16Array(256 << (ctx.lc + ctx.lp)).fill(1024);
     let bits = 0;
     let w = 0;
+    let weighed = 0;
     for (const op of ops) {
-      if (op.kind === 0) {
-        for (let i = w; i < w + op.length; i++) {
+      if (op.kind === 0 && weighed < CHOOSE_ON) {
+        const n = Math.min(op.length, CHOOSE_ON - weighed);
+        weighed += n;
+        for (let i = w; i < w + n; i++) {
           const base = literalTree(target, i, ctx) * 256;
           const v = target[i];
           for (let t = 1, b = 7; b >= 0; b--) {
