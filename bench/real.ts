@@ -319,8 +319,18 @@ async function byteDiffs(oldFile: string, newFile: string, work: string): Promis
   return out;
 }
 
+/** The ONNX and LiteRT files a pair opened (each holds file handles): closed when the pair is done. */
+const openFiles: { close(): Promise<void> }[] = [];
+
 async function open(file: string): Promise<WeightStore> {
-  return file.endsWith('.onnx') ? (await openOnnxFile(file)).contents : file.endsWith('.tflite') ? (await openTfliteFile(file)).contents : openTfjsModel(file);
+  if (!/\.(onnx|tflite)$/.test(file)) return openTfjsModel(file);
+  const disk = file.endsWith('.onnx') ? await openOnnxFile(file) : await openTfliteFile(file);
+  openFiles.push(disk);
+  return disk.contents;
+}
+
+async function closeOpenFiles(): Promise<void> {
+  for (const f of openFiles.splice(0)) await f.close();
 }
 
 /** The structural payload of a single-file pair (what `ndiff diff --budget all` writes for it), rebuilt as a device does. */
@@ -506,6 +516,7 @@ export async function runRealBench(options: RealBenchOptions = {}): Promise<Real
         }
       }
     } finally {
+      await closeOpenFiles();
       await rm(work, { recursive: true, force: true });
     }
   }

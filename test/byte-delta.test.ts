@@ -9,7 +9,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { applyByteDelta, readByteDeltaHeader } from '../src/core/byte-delta.ts';
-import { encodeByteDelta } from '../src/diff/byte-delta.ts';
+import { byteDeltaCandidates, encodeByteDelta } from '../src/diff/byte-delta.ts';
 import { PayloadFormatError } from '../src/core/errors.ts';
 
 const bytesArb = (max: number) => fc.uint8Array({ maxLength: max });
@@ -110,6 +110,32 @@ describe('byte delta: the modelled coding (4)', () => {
       }),
       { numRuns: 200 },
     );
+  });
+  test('every candidate the encoder weighs round trips (the greedy instructions in the modelled coding too: their repeat displacements and distances), and it keeps the smallest', () => {
+    const check = (base: Uint8Array, target: Uint8Array) => {
+      const all = byteDeltaCandidates(base, target);
+      assert.deepEqual(all.map((c) => c.name), ['greedy', 'optimal', 'greedy-modelled']);
+      for (const c of all) assert.deepEqual(applyByteDelta(base, c.bytes, target.length), target, c.name);
+      assert.equal(encodeByteDelta(base, target).bytes.length, Math.min(...all.map((c) => c.bytes.length)));
+    };
+    fc.assert(fc.property(editedPairArb, ({ base, target }) => check(base, target)), { numRuns: 200 });
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ minLength: 6, maxLength: 16 }), { minLength: 3, maxLength: 6 }), fc.array(fc.nat(), { minLength: 10, maxLength: 60 }), (words, picks) => {
+        check(words[0], Uint8Array.from(picks.flatMap((k) => [...words[k % words.length]])));
+      }),
+      { numRuns: 200 },
+    );
+  });
+  test('a new float32 tensor: the greedy instructions in the modelled coding, its literals by position, are smaller than the greedy delta', () => {
+    let seed = 7;
+    const floats = Float32Array.from({ length: 8192 }, () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.1);
+    const frame = new TextEncoder().encode('model frame: conv.w [64, 128] float32; ');
+    const target = new Uint8Array(frame.length + floats.byteLength);
+    target.set(frame);
+    target.set(new Uint8Array(floats.buffer), frame.length);
+    const [greedy, , fromGreedy] = byteDeltaCandidates(frame, target);
+    assert.ok(fromGreedy.bytes.length < 0.95 * greedy.bytes.length, `${fromGreedy.bytes.length} vs ${greedy.bytes.length}`);
+    assert.equal(readByteDeltaHeader(fromGreedy.bytes, target.length).lp, 2);
   });
   test('a few words repeated in any order (copies at the last, second- and third-last distance) round trip', () => {
     fc.assert(

@@ -42,3 +42,42 @@ test('a torn write of the rebuilt file (half its bytes, then the kill) is never 
   assert.deepEqual(s.bad, []);
   assert.equal(s.sawOld, 1);
 });
+
+/**
+ * The steps of a rebuild that changes an ONNX model's set of data files, 1-based: the first
+ * operation, the folder made for a new data file, each created file linked into place, each
+ * temp file renamed over a data file, the model file's rename, the commit point, each dropped
+ * data file's deletion, the last operation.
+ */
+function dataFilePoints(ops: readonly string[]): number[] {
+  const points = new Set([1, ops.length]);
+  ops.forEach((o, i) => {
+    if (/^mkdir\(|^link\(\S+\.bin\.tmp-\S+ -> \S+\.bin\)$|^rename\(\S+\.bin\.tmp-|^rename\(model\.onnx\.tmp-|-> model\.onnx\.ndiff-update\.done\)$|^unlink\([^.]+(\.[^.]+)?\.bin\)$/.test(o)) points.add(i + 1);
+  });
+  return [...points].sort((a, b) => a - b);
+}
+
+for (const change of ['added', 'dropped', 'renamed'] as const) {
+  test(`a rebuild whose ONNX model has a data file ${change}, killed at its key steps: exactly the old or the new files after recovery, nothing left, the re-run finishes`, { timeout: 300_000 }, async () => {
+    const s = await crashRebuild(`onnx-data-${change}`, 3, { points: dataFilePoints });
+    assert.deepEqual(s.bad, []);
+    const at = (re: RegExp) => s.ops.findIndex((o) => re.test(o));
+    const commit = at(/-> model\.onnx\.ndiff-update\.done\)$/);
+    const modelSwitch = at(/^rename\(model\.onnx\.tmp-\S+ -> model\.onnx\)$/);
+    assert.ok(commit > modelSwitch && modelSwitch > 0, s.ops.join('\n'));
+    if (change !== 'dropped') {
+      // A created data file is linked into place (never renamed over a file) before the model switches.
+      const created = at(/^link\(\S+\.bin\.tmp-\S+ -> \S+\.bin\)$/);
+      assert.ok(created > 0 && created < modelSwitch, s.ops.join('\n'));
+    }
+    if (change === 'added') assert.ok(at(/^mkdir\(extra\)$/) > 0 && at(/^mkdir\(extra\)$/) < at(/^open\(more\.bin\.tmp-/), 'the new folder is made before its file is written');
+    if (change !== 'added') {
+      // A dropped data file is deleted only after the commit point.
+      const dropped = at(/^unlink\((more|weights)\.bin\)$/);
+      assert.ok(dropped > commit, s.ops.join('\n'));
+    }
+    // Kills up to the commit point roll back to the old files; after it, the new ones stay.
+    const killsBeforeCommit = dataFilePoints(s.ops).filter((p) => p <= commit + 1).length;
+    assert.deepEqual({ kills: s.kills, old: s.sawOld, new: s.sawNew }, { kills: dataFilePoints(s.ops).length, old: killsBeforeCommit, new: s.kills - killsBeforeCommit });
+  });
+}

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Packr } from 'msgpackr';
 import { structuralDiffFiles } from '../src/diff/structural.ts';
+import { exactDiff } from '../src/diff/exact.ts';
 import { rebuildModelFiles } from '../src/apply/rebuild.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 import { getHasher } from '../src/core/hasher.ts';
@@ -215,6 +216,38 @@ describe('a TF.js folder rebuilt on disk', () => {
       onDisk.slice(1).forEach((f, i) => assert.ok(equal(f.bytes, target()[i + 1].bytes)));
       const again = await rebuildModelDir(dir, built.bytes);
       assert.equal(again.status, 'already-applied');
+    } finally {
+      await rm(dir, { recursive: true });
+    }
+  });
+
+  test('a folder an earlier update rewrote (shards under the device\'s own names, the manifest written again) takes a payload built from the stored files', async () => {
+    // v2 keeps v1's structure with new conv/w values: shipped as a value payload, which the
+    // folder update writes as new shards named by their content and a model.json whose manifest
+    // is written again. v3 then changes the structure, and its payload is built from v2's files
+    // as the release stores them, not as this device holds them.
+    const v2 = tfjsModel(['x', 'conv', 'add'], [
+      { name: 'conv/w', shape: [16, 16], bytes: f32(nudged(CONV, 3)) },
+      { name: 'bias', shape: [64], bytes: f32(BIAS) },
+      { name: 'old', shape: [48], bytes: f32(OLD) },
+      { name: 'shape', shape: [2], dtype: 'int32', bytes: i32([-1, 16]) },
+      { name: 'q', shape: [40], bytes: Q, quantization: quant },
+      { name: 'flat', shape: [60], bytes: f32(FLAT) },
+    ]);
+    const dir = await folderOf(base());
+    try {
+      const values = exactDiff(hasher, new TfjsFilesStore(base()), new TfjsFilesStore(v2), { modelId: 'net', sequence: 2 });
+      assert.equal((await applyToModelDir(dir, values.bytes, { expectedModelId: 'net' })).status, 'applied');
+      const held = await readTfjsModelFiles(dir, 'model.json');
+      assert.equal(fp(held), fp(v2));
+      assert.ok(!equal(held[0].bytes, v2[0].bytes), 'the device\'s model.json is not the stored one');
+      assert.ok(held.slice(1).some((f, i) => f.path !== v2[i + 1].path), 'the device named its shards');
+      const v3 = structuralDiffFiles(hasher, v2, target(), TFJS_REBUILD, { modelId: 'net', sequence: 3 });
+      // Both the stored files and the device's read as the same base: the payload reaches the target from either.
+      assert.equal((await rebuildModelFiles(v2, v3.bytes, TFJS_REBUILD)).status, 'applied');
+      const r = await rebuildModelDir(dir, v3.bytes, { expectedModelId: 'net' });
+      assert.equal(r.status, 'applied');
+      assert.equal(await folderFingerprint(dir), fp(target()));
     } finally {
       await rm(dir, { recursive: true });
     }
@@ -468,7 +501,7 @@ describe('structural payload for an ONNX model with external data files', async 
     }
   });
 
-  test('on disk (rebuildOnnxFile): the .onnx and its data file switched, a failed health check and a crash after the switch put both back byte for byte; a change of the data files\' set is refused untouched', async () => {
+  test('on disk (rebuildOnnxFile): the .onnx and its data file switched, a failed health check and a crash after the switch put both back byte for byte; a new data file with a file in its way is refused untouched', async () => {
     const { cp } = await import('node:fs/promises');
     const { rebuildOnnxFile, recoverOnnxFile } = await import('../src/io/onnx/files.ts');
     const { UsageError } = await import('../src/core/errors.ts');
@@ -494,9 +527,11 @@ describe('structural payload for an ONNX model with external data files', async 
       await mkdir(live);
       for (const f of onnxBase()) await writeFile(path.join(live, f.path), f.bytes);
       const file = path.join(live, 'net.onnx');
+      // a file named head where the new data file's folder goes (an app's own file, say)
+      await writeFile(path.join(live, 'head'), 'not a folder');
       const before = await snapshot(live);
-      // the data files' set changes (head/extra.bin added): refused, nothing written
-      await assert.rejects(rebuildOnnxFile(file, p.bytes, { state: null }), (e: Error) => e instanceof UsageError && /does not yet create or delete data files/.test(e.message));
+      // the data files' set changes (head/extra.bin added), but a file is in the way: refused, nothing written
+      await assert.rejects(rebuildOnnxFile(file, p.bytes, { state: null }), (e: Error) => e instanceof UsageError && /creates the data file "head\/extra\.bin", but .*head is a file, not a folder/.test(e.message));
       assert.deepEqual(await snapshot(live), before);
       await assert.rejects(rebuildOnnxFile(file, payload, { state: null, healthCheck: () => false }), HealthCheckError);
       assert.deepEqual(await snapshot(live), before, 'rolled back byte for byte');

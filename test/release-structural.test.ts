@@ -4,7 +4,8 @@
  * failing the add, `publish` checks it by rebuilding the job's base as a device would, and `ndiff
  * update` on a device holding the old file downloads that payload (not the full model), rebuilds
  * the file crash-safely and ends at the new version byte for byte. A model held in memory cannot
- * take it and gets the full model.
+ * take it and gets the full model. A TF.js device whose folder an earlier value payload rewrote
+ * (shards under its own names) takes the structural payload built from the stored files.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -100,27 +101,39 @@ async function tfjsFolder(dir: string, nodes: string[], weights: { name: string;
   }));
 }
 
-test('TF.js folders: a version with a tensor and a node added is published as a structural payload, and a device holding the stored v1 takes it', { timeout: 300_000 }, async () => {
+test('TF.js folders: a version with a tensor and a node added is published as a structural payload, and a device whose folder an earlier payload rewrote takes it', { timeout: 300_000 }, async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'nd-release-structural-tfjs-'));
   const server = await serveRelease(dir);
   try {
     const w = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.fround(Math.sin(seed * 7 + i)));
-    const [v1, v2, device, key, site] = ['v1', 'v2', 'device', 'k', 'site'].map((f) => path.join(dir, f));
+    const [v1, v2, v3, device, key, site] = ['v1', 'v2', 'v3', 'device', 'k', 'site'].map((f) => path.join(dir, f));
+    const convW = w(64, 1).map((x, i) => (i % 5 ? x : Math.fround(x + 0.01)));
     await tfjsFolder(v1, ['x', 'conv'], [{ name: 'conv/w', values: w(64, 1) }, { name: 'conv/b', values: w(8, 2) }]);
-    await tfjsFolder(v2, ['x', 'conv', 'head'], [{ name: 'conv/w', values: w(64, 1).map((x, i) => (i % 5 ? x : Math.fround(x + 0.01))) }, { name: 'conv/b', values: w(8, 2) }, { name: 'head/w', values: w(16, 3) }]);
+    // v2 changes values only; v3 adds a tensor and a node.
+    await tfjsFolder(v2, ['x', 'conv'], [{ name: 'conv/w', values: convW }, { name: 'conv/b', values: w(8, 2) }]);
+    await tfjsFolder(v3, ['x', 'conv', 'head'], [{ name: 'conv/w', values: convW }, { name: 'conv/b', values: w(8, 2) }, { name: 'head/w', values: w(16, 3) }]);
     assert.equal((await run('keygen', '--out', key)).code, 0);
     assert.equal((await run('release', 'add', '--release', site, '--model', v1, '--model-id', 'm', '--key', `${key}.private.pem`, '--expires', '30d')).code, 0);
-    const add = await run('release', 'add', '--release', site, '--model', v2, '--key', `${key}.private.pem`, '--expires', '30d');
+    assert.equal((await run('release', 'add', '--release', site, '--model', v2, '--key', `${key}.private.pem`, '--expires', '30d')).code, 0);
+    await cp(v1, device, { recursive: true });
+    const update = async () => {
+      const up = await run('update', '--model', device, '--from', `${server.url}site/`, '--public-key', `${key}.public.pem`, '--model-id', 'm', '--json');
+      assert.equal(up.code, 0, up.err + up.out);
+      return JSON.parse(up.out) as { status: string; path: string; fingerprint: string };
+    };
+    // v1 -> v2 by a value payload: the folder's shards are written again under the device's own names.
+    const first = await update();
+    assert.deepEqual([first.status, first.path], ['updated', 'payloads']);
+    assert.notEqual(await readFile(path.join(device, 'model.json'), 'utf8'), await readFile(path.join(v2, 'model.json'), 'utf8'), 'the device\'s model.json is its own');
+    const add = await run('release', 'add', '--release', site, '--model', v3, '--key', `${key}.private.pem`, '--expires', '30d');
     assert.equal(add.code, 0, add.err);
     assert.match(add.err, /a structural payload \(format v7\)/);
     const manifest = validateManifest((JSON.parse(await readFile(path.join(site, 'manifest.json'), 'utf8')) as { signed: unknown }).signed);
-    assert.equal(manifest.payloads.length, 1);
-    await cp(v1, device, { recursive: true });
-    const up = await run('update', '--model', device, '--from', `${server.url}site/`, '--public-key', `${key}.public.pem`, '--model-id', 'm', '--json');
-    assert.equal(up.code, 0, up.err + up.out);
-    const doc = JSON.parse(up.out) as { status: string; path: string; fingerprint: string };
-    assert.deepEqual([doc.status, doc.path, doc.fingerprint], ['updated', 'payloads', manifest.payloads[0].target]);
-    assert.equal(fingerprintStore(await getHasher(), await openTfjsModelDir(device)).fingerprint, manifest.payloads[0].target);
+    const v3Fingerprint = manifest.versions[manifest.versions.length - 1].fingerprint;
+    // v2 -> v3: the structural payload, built from v2's stored files, rebuilds the device's folder.
+    const doc = await update();
+    assert.deepEqual([doc.status, doc.path, doc.fingerprint], ['updated', 'payloads', v3Fingerprint]);
+    assert.equal(fingerprintStore(await getHasher(), await openTfjsModelDir(device)).fingerprint, v3Fingerprint);
   } finally {
     await server.close();
     await rm(dir, { recursive: true, force: true });

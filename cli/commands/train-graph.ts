@@ -3,7 +3,10 @@
  * (src/train/tfjs-graph/train-graph.ts). Data folders hold one `.npy` per model input, named
  * after it (`/` and `:` in the name as `_`), or `x.npy` for a model with one input; examples on
  * the first axis; `y.npy` (class per example) is optional with `--teacher`. The teacher is the
- * new version as a graph-model or layers-model folder with the same inputs and outputs.
+ * new version as a graph-model or layers-model folder with the same inputs and outputs. A
+ * graph-model teacher of another structure (tensors added, removed, renamed or reshaped, the graph
+ * edited) gives a structural payload (train-structural.ts): the kept weights learn on the graph
+ * the payload rebuilds first.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,6 +19,9 @@ import type { CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
 import { exampleCount, loadFolder, type InputFile } from '../data-folders.ts';
 import { programResultLines, programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { artifactsOf, samePorts, keptTrainable, readFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './train-structural.ts';
+import { TfjsFilesStore } from '../../src/io/tfjs/files-store.ts';
+import type { WeightStore } from '../../src/core/weight-store.ts';
 
 /** `format` of a TF.js model path's model JSON (a folder's model.json, or the `.json` named), or undefined when it has none. */
 export async function tfjsModelFormat(p: string, flag: string): Promise<string | undefined> {
@@ -64,11 +70,24 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   if (a.teacher && /\.onnx$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is an ONNX model; the base is a TF.js graph model: give the new version as a TF.js graph-model or layers-model folder`);
 
   const backend = await initBackend(a.backend);
-  const store = await openTfjsModel(a.base);
-  const model = await tf.loadGraphModel(await modelPathIO(a.base));
+  let store: WeightStore = await openTfjsModel(a.base);
+  let model = await tf.loadGraphModel(await modelPathIO(a.base));
   const teacher = a.teacher
     ? teacherFormat === 'graph-model' ? await tf.loadGraphModel(await modelPathIO(a.teacher)) : await tf.loadLayersModel(await modelPathIO(a.teacher))
     : undefined;
+  // A graph-model teacher of another structure, with the base's inputs and outputs: the diff is
+  // learned on the graph the structural payload rebuilds first (the teacher's graph, the kept
+  // weights the base's), held in memory. One of other inputs or outputs the trainer refuses.
+  const folder = teacher && teacherFormat === 'graph-model' ? await readFolderTeacher(a.base, a.teacher as string) : undefined;
+  const baseFiles = folder?.baseFiles ?? [];
+  const plan = folder?.plan && samePorts(model, teacher as import('@tensorflow/tfjs').GraphModel, baseFiles[0], folder.plan.teacherFiles[0]) ? folder.plan : undefined;
+  const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
+  if (plan) {
+    model.dispose();
+    store = new TfjsFilesStore(plan.intermediateFiles);
+    model = await tf.loadGraphModel(tf.io.fromMemory(artifactsOf(plan.intermediateFiles) as import('@tensorflow/tfjs').io.ModelArtifacts));
+    io.progress(`the teacher's structure differs from the base's (${plan.reason.split(':')[0]}): training the ${plan.kept.length} weights it keeps from the base on the graph a structural payload rebuilds first (the teacher's graph, its new tensors whole)`);
+  }
   // What shipping the teacher whole would cost: a report sets the payloads beside it.
   const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModel(a.teacher)) : undefined;
   const inputs = inputFiles(model.inputs);
@@ -81,24 +100,29 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   io.progress(`backend ${backend}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
   try {
     const res = await trainTfjsGraphDiff(model, store, train.data, {
-      ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable: parseTrainable(a.trainable) }),
+      ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable }),
       ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature, sparseStart: a.sparseStart } : {}),
       source: path.basename(a.base),
       onProgress: (m) => io.progress(m),
       onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(1)} examples/s`),
     });
-    await writeFile(a.out, res.bytes);
-    io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate})`);
+    // A teacher of another structure: the learned payload (from the intermediate) inside a structural payload from the base.
+    const built = plan ? await wrapLearnedFolder(plan, baseFiles, res.bytes) : undefined;
+    const outBytes = built ? built.bytes : res.bytes;
+    await writeFile(a.out, outBytes);
+    io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate})`);
+    if (plan && built) for (const line of structuralLines(plan, built)) io.out(line);
     for (const line of programResultLines(res, !!evalData?.labels)) io.out(line);
-    const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
+    const modelOutFingerprint = !a.modelOut ? undefined : plan && built ? await writeRebuiltFolder(a.base, baseFiles, a.modelOut, outBytes) : await writeUpdatedModel(a.base, a.modelOut, res.bytes);
     if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
     const metrics = {
       kind: 'ndiff-train-metrics', format: 'tfjs-graph', method: a.method, modelId, sequence: a.sequence, budgetBytes,
-      budgetRequested: a.method === 'full' ? null : a.budget, bytes: res.bytes.length, modelBytes: total,
+      budgetRequested: a.method === 'full' ? null : a.budget, bytes: outBytes.length, modelBytes: total,
+      ...(plan && built ? { structural: structuralMetrics(plan, built) } : {}),
       accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null,
       teacher: res.teacher ? { path: a.teacher, modelBytes: teacherBytes, ...res.teacher } : null, teacherEval: res.teacherEval ?? null,
       tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
-      baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
+      baseFingerprint: built ? built.header.baseFingerprint : res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
       backend, seed: a.seed, out: a.out, ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
     };
     if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');

@@ -4,7 +4,10 @@ import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
 import { loadInputs, loadXY } from '../../src/io/npy/files.ts';
+import type { ModelFile } from '../../src/core/model-files.ts';
+import type { WeightStore } from '../../src/core/weight-store.ts';
 import { fileSystemIO, openTfjsModel, openTfjsModelDir } from '../../src/io/tfjs/index.ts';
+import { TfjsFilesStore } from '../../src/io/tfjs/files-store.ts';
 import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { InputData, LabelledData } from '../../src/train/data.ts';
 import type { EpochReport } from '../../src/train/loop.ts';
@@ -14,7 +17,9 @@ import type { AutoResult } from '../../src/train/auto.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
+import type { TrainableSpec } from '../../src/train/select.ts';
 import type { OnnxTrainArgs, TrainArgs } from './train-args.ts';
+import type { StructuralFolderTeacher } from './train-structural.ts';
 
 
 const SUPPORTED_LOSSES = ['sparse_categorical_crossentropy', 'categorical_crossentropy', 'sparseCategoricalCrossentropy', 'categoricalCrossentropy'];
@@ -28,7 +33,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     })
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards); a TF.js graph-model folder or model JSON file (data folders then hold one <input>.npy per model input, or x.npy for one input; see docs/tfjs-graph-training.md); an ONNX model (.onnx: one <input>.npy per model input, see docs/onnx-training.md); or a LiteRT model (.tflite: one <input>.npy per model input, or x.npy for one; see docs/guides/litert.md)' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot); with --teacher, y.npy may be absent (unlabeled inputs)' })
-    .option('teacher', { type: 'string', describe: "the new version your team already trained, with the base's inputs and outputs: a TF.js layers-model or graph-model folder (or model JSON file) for a TF.js base, an .onnx file for an ONNX base, a .tflite file for a LiteRT base: learn a diff of --base whose outputs match the teacher's on the --train inputs, which need no labels (a teacher diff). Checkpoints, tuning and --also-consider are judged by agreement with the teacher on validation (top-1 agreement for classifiers, whose outputs end in a softmax or are class logits as PyTorch exports them; mean absolute output difference otherwise; the progress says which); a result less close to the teacher than the unpatched base is refused (exit 10) unless --allow-worse. Pass a few thousand unlabeled inputs from where the model runs" })
+    .option('teacher', { type: 'string', describe: "the new version your team already trained, with the base's inputs and outputs: a TF.js layers-model or graph-model folder (or model JSON file) for a TF.js base, an .onnx file for an ONNX base, a .tflite file for a LiteRT base: learn a diff of --base whose outputs match the teacher's on the --train inputs, which need no labels (a teacher diff). Checkpoints, tuning and --also-consider are judged by agreement with the teacher on validation (top-1 agreement for classifiers, whose outputs end in a softmax or are class logits as PyTorch exports them; mean absolute output difference otherwise; the progress says which); a result less close to the teacher than the unpatched base is refused (exit 10) unless --allow-worse. Pass a few thousand unlabeled inputs from where the model runs. A teacher of another structure (tensors added, removed, renamed or reshaped, the graph or topology changed; the same inputs and outputs) gives a structural payload (format v7, devices need neural-diff/rebuild): the weights it keeps from the base learn on the model the payload rebuilds first, its new tensors come whole, and --budget bounds the learned part (the rebuild on top); for .onnx and .tflite files and TF.js folders (a layers-model teacher of a layers-model base, a graph-model teacher of a graph-model base)" })
     .option('teacher-weight', { type: 'number', default: 1, describe: "with --teacher: weight of the teacher term; labels, when y.npy is there, add their cross-entropy at weight 1" })
     .option('teacher-loss', { choices: ['auto', 'kl', 'mse'] as const, default: 'auto' as const, describe: 'with --teacher: kl (divergence of probabilities softened by --temperature; auto for a model whose outputs end in a softmax) or mse (squared error of the raw outputs; auto otherwise)' })
     .option('temperature', { type: 'number', default: 2, describe: 'with --teacher and the kl loss: softens both distributions so the teacher\'s runner-up classes count too (1: plain probabilities)' })
@@ -139,7 +144,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('--val-fraction 0 leaves no validation data to tune on: pass --val DATA, or --tune off');
   // tfjs and the trainers load only when training (the other commands start faster, and run
   // without tfjs installed); without them, nothing else is worth checking.
-  const { tf, initBackend, nativeAddonStatus, NATIVE_HOW_TO, trainDiff, trainAuto, competingPayload, silenceTfjsNodeBanner, parseTrainable } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, nativeAddonStatus, NATIVE_HOW_TO, trainDiff, trainAuto, competingPayload, silenceTfjsNodeBanner, parseTrainable, weightRoles, outputLayout } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/kernels/native/index.ts')),
@@ -147,8 +152,9 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     ...(await import('../../src/train/auto.ts')),
     ...(await import('../../src/train/quiet.ts')),
     ...(await import('../../src/train/select.ts')),
+    ...(await import('../../src/train/teacher.ts')),
   }), '`ndiff train`');
-  const trainable = parseTrainable(a.trainable);
+  let trainable: TrainableSpec = parseTrainable(a.trainable);
   // Every output is checked before the (possibly hour-long) training starts.
   await checkOutputPath(a.out, '--out');
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
@@ -172,13 +178,33 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const nativeStatus = nativeAddonStatus();
   const why = a.backend === 'auto' && !nativeStatus.available ? ` (the native backend is not available: ${nativeStatus.reason}; ${NATIVE_HOW_TO})` : '';
   io.progress(`backend ${backend}${why}; loading ${a.base}`);
-  const disk = await openTfjsModelDir(a.base);
-  const model = await tf.loadLayersModel(fileSystemIO(a.base));
+  let disk: WeightStore = await openTfjsModelDir(a.base);
+  let model = await tf.loadLayersModel(fileSystemIO(a.base));
   // A graph-model teacher (the new version converted from a SavedModel) is read through tfjs' graph executor.
   const graphTeacher = a.teacher && teacherFormat === 'graph-model'
     ? new (await import('../../src/train/tfjs-graph/graph-teacher.ts')).GraphModelTeacher(await tf.loadGraphModel(await modelPathIO(a.teacher)), model.inputs[0].shape.slice(1).map((d) => d ?? 1), a.teacher)
     : undefined;
   const teacher = graphTeacher ? graphTeacher.asLayersModel() : a.teacher ? await tf.loadLayersModel(await modelPathIO(a.teacher)) : undefined;
+  // A layers-model teacher of another structure (a layer added or reshaped, the topology edited):
+  // the diff is learned on the model the structural payload rebuilds first, held in memory as
+  // the device will rebuild it. The inputs and outputs must stay the base's: the app feeding the
+  // model does not change with a payload.
+  let plan: StructuralFolderTeacher | undefined;
+  let baseFiles: ModelFile[] = [];
+  const structural = teacher && !graphTeacher ? await import('./train-structural.ts') : undefined;
+  if (teacher && structural) {
+    outputLayout(model, teacher);
+    ({ baseFiles, plan } = await structural.readFolderTeacher(a.base, a.teacher as string));
+  }
+  if (plan && structural) {
+    if (a.alsoConsider.length) throw new UsageError('--also-consider compares payloads on the base\'s structure; the teacher has another, so this training writes a structural payload: leave --also-consider out');
+    const configTrainable = new Set(weightRoles(model).filter((r) => r.role === 'trainable').map((r) => r.name));
+    trainable = structural.keptTrainable(plan, trainable, configTrainable);
+    model.dispose();
+    disk = new TfjsFilesStore(plan.intermediateFiles);
+    model = await tf.loadLayersModel(tf.io.fromMemory(structural.artifactsOf(plan.intermediateFiles) as import('@tensorflow/tfjs').io.ModelArtifacts));
+    io.progress(`the teacher's structure differs from the base's (${plan.reason.split(':')[0]}): training the ${plan.kept.length} weights it keeps from the base on the model a structural payload rebuilds first (the teacher's topology, its new tensors whole)`);
+  }
   const total = storedModelBytes(disk);
   // What shipping the teacher whole would cost: a report sets the payloads beside it.
   const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModel(a.teacher)) : undefined;
@@ -249,9 +275,13 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     const auto = 'auto' in res ? (res as AutoResult).auto : undefined;
     if (auto) io.progress(`auto: chose ${auto.chosen} (${auto.candidates.filter((c) => !c.refused).length} of ${auto.candidates.length} candidates had a result)`);
     const method = auto ? auto.chosen : a.method;
-    await writeFile(a.out, res.bytes);
+    // A teacher of another structure: the learned payload (from the intermediate) inside a structural payload from the base.
+    const built = plan && structural ? await structural.wrapLearnedFolder(plan, baseFiles, res.bytes) : undefined;
+    const outBytes = built ? built.bytes : res.bytes;
+    await writeFile(a.out, outBytes);
     const acc = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
-    io.out(`wrote ${a.out}: ${res.bytes.length} bytes (${((100 * res.bytes.length) / total).toFixed(3)}% of the model as stored${a.method === 'full' ? '' : `, budget ${budgetBytes}`}), ${auto ? `auto: ${method}` : method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`}, ${res.tuning.cost.toFixed(2)}x one run)`);
+    io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored${a.method === 'full' ? '' : `, budget ${budgetBytes}${built ? ' for the learned part' : ''}`}), ${auto ? `auto: ${method}` : method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`}, ${res.tuning.cost.toFixed(2)}x one run)`);
+    if (plan && built && structural) for (const line of structural.structuralLines(plan, built)) io.out(line);
     if (res.validation) io.out(`validation accuracy ${acc(res.validation.baseAccuracy)} -> ${acc(res.validation.accuracy)} on ${res.validation.examples} examples`);
     if (evalData && res.accuracyAfter !== undefined) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
     const tv = res.teacher?.validation;
@@ -259,7 +289,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     const close = (agreement: number, mad: number) => `${Number.isNaN(agreement) ? '' : `top-1 agreement ${acc(agreement)}, `}mean |output − teacher| ${mad.toPrecision(3)}`;
     if (tv) io.out(`validation, closeness to the teacher: base ${close(tv.baseAgreement, tv.baseMeanAbsDiff)} -> ${close(tv.agreement, tv.meanAbsDiff)} on ${tv.examples} examples`);
     if (te) io.out(`eval, closeness to the teacher: base ${close(te.agreementBefore, te.meanAbsDiffBefore)} -> ${close(te.agreementAfter, te.meanAbsDiffAfter)} on ${te.examples} examples (the weights a device gets)`);
-    const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
+    // A structural payload's folder is rebuilt from the base's files as a device rebuilds it.
+    const modelOutFingerprint = !a.modelOut ? undefined : plan && built && structural ? await structural.writeRebuiltFolder(a.base, baseFiles, a.modelOut, outBytes) : await writeUpdatedModel(a.base, a.modelOut, res.bytes);
     if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
     const metrics = {
       kind: 'ndiff-train-metrics',
@@ -270,8 +301,9 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       budgetBytes,
       // The budget as asked (`1%`), so a report labels it so rather than as the bytes' 0.9996%.
       budgetRequested: a.method === 'full' ? null : a.budget,
-      bytes: res.bytes.length,
+      bytes: outBytes.length,
       modelBytes: total,
+      ...(plan && built && structural ? { structural: structural.structuralMetrics(plan, built) } : {}),
       accuracyBefore: res.accuracyBefore ?? null,
       accuracyAfter: res.accuracyAfter ?? null,
       validation: res.validation ?? null,
@@ -285,7 +317,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       batchSize: res.batchSize,
       trainSeconds: res.trainSeconds,
       epochs: res.epochs,
-      baseFingerprint: res.payload.header.baseFingerprint,
+      baseFingerprint: built ? built.header.baseFingerprint : res.payload.header.baseFingerprint,
       targetFingerprint: res.payload.header.targetFingerprint,
       trainExamples: count(train),
       evalExamples: evalData ? count(evalData) : 0,

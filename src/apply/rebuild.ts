@@ -24,7 +24,7 @@ import { bytes8ToHex, DIFF_METHODS, payloadLimit, type DecodeOptions, type DiffM
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { readMsgpack } from '../core/msgpack-read.ts';
 import type { WeightStore } from '../core/weight-store.ts';
-import { checkModelFileList, concatModelFiles, splitModelFiles, type ModelFile } from '../core/model-files.ts';
+import { checkModelFileList, concatModelFiles, deltaBaseBytes, splitModelFiles, type ModelFile } from '../core/model-files.ts';
 import { readByteDeltaHeader } from '../core/byte-delta.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyResult, type VerifiedPayload } from './apply.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
@@ -170,6 +170,8 @@ export async function decodeStructuralPayload(bytes: Uint8Array, options: Decode
   if (typeof doc !== 'object' || doc === null || doc instanceof Uint8Array || Array.isArray(doc)) fail('expected a msgpack map');
   const o = doc as Record<string, unknown>;
   const version = own(o, 'nd');
+  // No version at all is a malformed document (FORMAT.md 7.2, as for value payloads), not a version this device lacks.
+  if (version === undefined) fail('missing the format version field "nd"');
   if (version !== STRUCTURAL_VERSION) throw new UnsupportedVersionError(version, [STRUCTURAL_VERSION]);
   const method = str(o, 'm', 32) as DiffMethod;
   if (!DIFF_METHODS.includes(method)) fail(`unknown method ${JSON.stringify(method)}`);
@@ -329,7 +331,7 @@ async function rebuild(base: readonly ModelFile[], payloadBytes: Uint8Array, for
   }
 
   // The rebuild, then the intermediate.
-  const baseBytes = base.length === 1 ? base[0].bytes : concatModelFiles(base);
+  const baseBytes = deltaBaseBytes(header.fileKind, base);
   const cap = options.maxFileBytes ?? defaultMaxFileBytes(baseBytes.length);
   if (header.files) {
     // The files' lengths must be the delta's output, checked before the output exists.
@@ -367,7 +369,7 @@ async function rebuild(base: readonly ModelFile[], payloadBytes: Uint8Array, for
   return result('applied', files, values);
 }
 
-export { applyByteDelta, readByteDeltaHeader, LITERALS_RAW, LITERALS_RANGE_CODED, INSTRUCTIONS_RANGE_CODED, MODELLED, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
+export { applyByteDelta, readByteDeltaHeader, LITERALS_RAW, LITERALS_RANGE_CODED, INSTRUCTIONS_RANGE_CODED, MODELLED, MODELLED_CONTEXT, MODELLED_MAX_CONTEXT_BITS, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
 export * from '../core/errors.ts';
 export { checkModelFileList, modelPathProblem, concatModelFiles, splitModelFiles, MAX_MODEL_FILES, MAX_MODEL_PATH, MAX_MODEL_PATHS_TOTAL, type ModelFile } from '../core/model-files.ts';
 export { getHasher, type Hasher } from '../core/hasher.ts';

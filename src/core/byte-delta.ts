@@ -31,6 +31,15 @@ export const INSTRUCTIONS_RANGE_CODED = 2;
  * own adaptive models, with repeat offsets: two streams of one binary range coder (§16).
  */
 export const MODELLED = 4;
+/**
+ * Coding 5: the modelled coding with the literals' context chosen by the delta (§16): `X` gives
+ * `lc` (0 to 8), the high bits of the byte before that are context, and `lp` (0 to 4), the low
+ * bits of the literal's output position (a float32 tensor's exponent bytes sit at one position
+ * in 4), `lc + lp` at most 10. Coding 4 is `lc` = 8, `lp` = 0.
+ */
+export const MODELLED_CONTEXT = 5;
+/** The most context bits (`lc + lp`) a coding-5 delta may ask for: 2^10 trees of 256 probabilities. */
+export const MODELLED_MAX_CONTEXT_BITS = 10;
 /** Modelled coding: probabilities of the instruction stream (8 kind trees of 8, 10 number models of 1056) and of the literals (256 trees of 256). */
 export const MODEL_NUMBERS = 64;
 export const MODEL_SIZE = MODEL_NUMBERS + 10 * 1056;
@@ -58,8 +67,11 @@ export interface ByteDeltaHeader {
   literalLength: number;
   /** Where the instructions start in the delta. */
   instructionsAt: number;
-  /** Coding 4 ({@link MODELLED}): instructions and literals through their fields' models. */
+  /** Coding 4 ({@link MODELLED}) or 5 ({@link MODELLED_CONTEXT}): instructions and literals through their fields' models. */
   modelled: boolean;
+  /** Modelled: the literal context, the byte before's high `lc` bits and the output position's low `lp` bits (coding 4: 8 and 0). */
+  lc?: number;
+  lp?: number;
   /** With coded instructions: their bytes once decoded, and the coded stream's length (with {@link MODELLED}, only the stream's length). */
   instructionBytes?: number;
   codedInstructionBytes?: number;
@@ -111,12 +123,18 @@ export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, w
   const [outputLength, baseLength, instructionCount, coding, literalLength] = fields;
   if (outputLength > maxOutputBytes) fail(where, `the output is declared ${outputLength} bytes, the limit is ${maxOutputBytes}`, { outputLength, maxOutputBytes });
   if (baseLength > BYTE_DELTA_MAX_BASE) fail(where, `the base is declared ${baseLength} bytes, at most ${BYTE_DELTA_MAX_BASE}`);
-  if (coding > 4) fail(where, `the coding must be 0 to 4 (bit 0: literals range-coded, bit 1: instructions range-coded; 4: modelled), found ${coding}`);
+  if (coding > 5) fail(where, `the coding must be 0 to 5 (bit 0: literals range-coded, bit 1: instructions range-coded; 4: modelled; 5: modelled with its literal context), found ${coding}`);
   if (literalLength > outputLength) fail(where, `${literalLength} literal bytes declared for an output of ${outputLength}`);
-  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: coding & 1, instructionsCoded: (coding & 2) !== 0, literalLength, instructionsAt: at, modelled: coding === MODELLED };
+  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: coding & 1, instructionsCoded: (coding & 2) !== 0, literalLength, instructionsAt: at, modelled: coding >= MODELLED, lc: 8, lp: 0 };
   // Every instruction takes at least one byte of the instructions and gives at least one of output.
   let room = delta.length - at;
-  if (coding === MODELLED) {
+  if (coding === MODELLED_CONTEXT) {
+    at = varintAt(delta, at, where, 'the literal context');
+    h.lc = value & 15;
+    h.lp = value >>> 4;
+    if (h.lc > 8 || h.lp > 4 || h.lc + h.lp > MODELLED_MAX_CONTEXT_BITS) fail(where, `the literal context X = 16 x lp + lc must have lc 0 to 8, lp 0 to 4 and lc + lp at most ${MODELLED_MAX_CONTEXT_BITS}, found ${value} (lc ${h.lc}, lp ${h.lp})`, { context: value });
+  }
+  if (h.modelled) {
     // One stream of S bytes: an instruction decodes at least 8 binary decisions, at least 0.18 bits.
     at = varintAt(delta, at, where, 'the instruction stream length');
     if (value > delta.length - at) fail(where, `the instruction stream is declared ${value} bytes, ${delta.length - at} remain`);
@@ -318,10 +336,13 @@ export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputByt
     if (!check.ended()) fail(where, `the instruction stream does not end exactly at its ${stream.length}th byte with code 0`);
     if (h.literalLength ? section.length < 4 : section.length) fail(where, `the literal stream must be ${h.literalLength ? 'at least 4 bytes' : 'empty'}, found ${section.length}`);
     const out = new Uint8Array(h.outputLength);
-    const literals = h.literalLength ? rangeDecoder(section, 65536, `${where} literals`) : null;
-    // Each literal byte in the context of the output byte before it.
+    const lc = h.lc as number;
+    const lp = h.lp as number;
+    const literals = h.literalLength ? rangeDecoder(section, 256 << (lc + lp), `${where} literals`) : null;
+    // Each literal byte in the context of the high lc bits of the output byte before it and the low lp bits of its position.
+    const mask = (1 << lp) - 1;
     walk(base, h, where, modelledInstructions(stream, where).next, out, (at, n) => {
-      for (let i = at; i < at + n; i++) out[i] = (literals as ReturnType<typeof rangeDecoder>).tree(i ? out[i - 1] * 256 : 0, 8);
+      for (let i = at; i < at + n; i++) out[i] = (literals as ReturnType<typeof rangeDecoder>).tree((((i & mask) << lc) | ((i ? out[i - 1] : 0) >> (8 - lc))) * 256, 8);
     });
     if (literals && !literals.ended()) fail(where, `the literal stream does not end exactly at its ${section.length}th byte with code 0`);
     return out;

@@ -7,6 +7,7 @@
  * Pure code (no node, no tfjs): part of the device entry `neural-diff/rebuild`.
  */
 import { PayloadFormatError } from './errors.ts';
+import { manifestWithoutPaths } from './json-top-level.ts';
 
 /** One file of a model: its path relative to the model's folder (`/`-separated) and its bytes. */
 export interface ModelFile {
@@ -92,4 +93,17 @@ export function splitModelFiles(bytes: Uint8Array, list: readonly { path: string
   }
   if (at !== bytes.length) throw new PayloadFormatError(`the file list names ${at} bytes, the rebuilt bytes are ${bytes.length}: the payload is corrupt; nothing was written`, { expected: at, found: bytes.length });
   return out;
+}
+
+/**
+ * The bytes a structural payload's byte delta reads as its base (FORMAT.md §16-17): a single
+ * file as it is; a model of several files one after the other, a TF.js model's JSON (the first)
+ * with its manifest's shard paths emptied ({@link manifestWithoutPaths}), so the base is the same
+ * whatever the device named its shards.
+ */
+export function deltaBaseBytes(kind: string, files: readonly ModelFile[]): Uint8Array {
+  if (files.length === 1 && kind !== 'tfjs') return files[0].bytes;
+  if (kind !== 'tfjs') return concatModelFiles(files);
+  const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(files[0].bytes);
+  return concatModelFiles([{ path: files[0].path, bytes: new TextEncoder().encode(manifestWithoutPaths(text)) }, ...files.slice(1)]);
 }

@@ -14,6 +14,75 @@
  */
 import { MODEL_NUMBERS, MODEL_SIZE } from '../core/byte-delta.ts';
 
+/**
+ * The literals' context (§16, codings 4 and 5): the high `lc` bits of the output byte before a
+ * literal and the low `lp` bits of its output position. Coding 4 is lc 8, lp 0.
+ */
+export interface LiteralContext {
+  lc: number;
+  lp: number;
+}
+
+/** Coding 4's literal context: the whole byte before. */
+export const BYTE_BEFORE: LiteralContext = { lc: 8, lp: 0 };
+
+/** The tree (0 to 2^(lc+lp) - 1) that codes the literal at output position `i` of `out`. */
+export function literalTree(out: Uint8Array, i: number, { lc, lp }: LiteralContext): number {
+  return ((i & ((1 << lp) - 1)) << lc) | ((i ? out[i - 1] : 0) >> (8 - lc));
+}
+
+/**
+ * The contexts the encoder weighs: the byte before alone (text, names), the position alone (a
+ * float32 or float16 tensor's bytes: its exponent bytes recur at one position in 4 or 2, the
+ * mantissa bytes are close to random whatever came before), and mixes of the two.
+ */
+const CONTEXTS: readonly LiteralContext[] = [0, 1, 2].flatMap((lp) => [0, 1, 2, 3, 4, 8].map((lc) => ({ lc, lp })));
+
+const COST = new Float64Array(2049).map((_, q) => (q ? -Math.log2(q / 2048) : 24));
+
+/** The literal bytes the context is chosen on: the first 2 MiB (a model file's new tensors, past its frame's few literals). */
+const CHOOSE_ON = 1 << 21;
+
+/**
+ * The literal context under which the literals `ops` insert into `target` code smallest (the
+ * adaptive coder simulated over the first {@link CHOOSE_ON} of them; the byte before on a tie, so
+ * deltas that gain nothing keep coding 4).
+ */
+export function chooseLiteralContext(target: Uint8Array, ops: readonly ModelOp[]): LiteralContext {
+  let best = BYTE_BEFORE;
+  let bestBits = Infinity;
+  for (const ctx of [BYTE_BEFORE, ...CONTEXTS.filter((c) => c.lc !== 8 || c.lp !== 0)]) {
+    const p = new Uint16Array(256 << (ctx.lc + ctx.lp)).fill(1024);
+    let bits = 0;
+    let w = 0;
+    let weighed = 0;
+    for (const op of ops) {
+      if (op.kind === 0 && weighed < CHOOSE_ON) {
+        const n = Math.min(op.length, CHOOSE_ON - weighed);
+        weighed += n;
+        for (let i = w; i < w + n; i++) {
+          const base = literalTree(target, i, ctx) * 256;
+          const v = target[i];
+          for (let t = 1, b = 7; b >= 0; b--) {
+            const x = (v >> b) & 1;
+            const q = p[base + t];
+            bits += COST[x ? 2048 - q : q];
+            p[base + t] = x ? q - (q >> 5) : q + ((2048 - q) >> 5);
+            t = 2 * t + x;
+          }
+        }
+      }
+      w += op.length;
+    }
+    // A context must save more than the byte X costs to be worth naming.
+    if (bits + (ctx === BYTE_BEFORE ? 0 : 8) < bestBits) {
+      best = ctx;
+      bestBits = bits + (ctx === BYTE_BEFORE ? 0 : 8);
+    }
+  }
+  return best;
+}
+
 /** One instruction of the modelled coding: kind 0 insert, 1-7 copies (see §16), `value` the coded field (z or g) for kinds 1 and 2. */
 export interface ModelOp {
   kind: number;
@@ -86,10 +155,10 @@ export class ModelEncoder {
   }
 }
 
-/** The two streams of a modelled delta: the instructions, and the literals (each in the context of the output byte before it). */
-export function encodeModelled(target: Uint8Array, ops: readonly ModelOp[]): { instructions: Uint8Array; literals: Uint8Array; literalCount: number; prices: Prices } {
+/** The two streams of a modelled delta: the instructions, and the literals (each in its context, `ctx`). */
+export function encodeModelled(target: Uint8Array, ops: readonly ModelOp[], ctx: LiteralContext = BYTE_BEFORE): { instructions: Uint8Array; literals: Uint8Array; literalCount: number; prices: Prices } {
   const ins = new ModelEncoder(MODEL_SIZE);
-  const lit = new ModelEncoder(65536);
+  const lit = new ModelEncoder(256 << (ctx.lc + ctx.lp));
   let prev = 0;
   let w = 0;
   let literalCount = 0;
@@ -99,13 +168,13 @@ export function encodeModelled(target: Uint8Array, ops: readonly ModelOp[]): { i
     if (op.kind === 1) ins.num(8, op.value + 1);
     else if (op.kind === 2) ins.num(9, op.value + 1);
     else if (op.kind === 0) {
-      for (let i = w; i < w + op.length; i++) lit.tree(i ? target[i - 1] * 256 : 0, 8, target[i]);
+      for (let i = w; i < w + op.length; i++) lit.tree(literalTree(target, i, ctx) * 256, 8, target[i]);
       literalCount += op.length;
     }
     prev = op.kind;
     w += op.length;
   }
-  return { instructions: ins.finish(), literals: literalCount ? lit.finish() : new Uint8Array(0), literalCount, prices: new Prices(ins.p, lit.p) };
+  return { instructions: ins.finish(), literals: literalCount ? lit.finish() : new Uint8Array(0), literalCount, prices: new Prices(ins.p, lit.p, ctx) };
 }
 
 const HASH = 5;
@@ -144,7 +213,7 @@ const LOG2 = new Float64Array(2049).map((_, q) => (q ? -Math.log2(q / 2048) : 24
  */
 export class Prices {
   private readonly numCache = new Float64Array(10 * 4096).fill(-1);
-  constructor(private readonly ins?: Uint16Array, private readonly lit?: Uint16Array) {}
+  constructor(private readonly ins?: Uint16Array, private readonly lit?: Uint16Array, readonly ctx: LiteralContext = BYTE_BEFORE) {}
   private treeBits(p: Uint16Array, base: number, n: number, v: number): number {
     let bits = 0;
     for (let t = 1, b = n - 1; b >= 0; b--) {
@@ -171,8 +240,9 @@ export class Prices {
     if (small) this.numCache[m * 4096 + v] = bits;
     return bits;
   }
-  literal(prev: number, byte: number, order0: Float64Array): number {
-    return this.lit ? this.treeBits(this.lit, prev * 256, 8, byte) : order0[byte];
+  /** The literal at output position `i` of `target`. */
+  literal(target: Uint8Array, i: number, order0: Float64Array): number {
+    return this.lit ? this.treeBits(this.lit, literalTree(target, i, this.ctx) * 256, 8, target[i]) : order0[target[i]];
   }
 }
 
@@ -256,7 +326,7 @@ export function parseModelled(base: Uint8Array, target: Uint8Array, prices = new
       for (; indexed < i && indexed + HASH <= T; indexed++) insert(B + indexed);
       // A literal.
       const prev = k ? kind[k] : carriedKind;
-      const lp = here + prices.literal(i ? target[i - 1] : 0, target[i], litBits) + (run[k] ? prices.num(0, run[k] + 1) - prices.num(0, run[k]) : prices.kind(prev, 0) + prices.num(0, 1));
+      const lp = here + prices.literal(target, i, litBits) + (run[k] ? prices.num(0, run[k] + 1) - prices.num(0, run[k]) : prices.kind(prev, 0) + prices.num(0, 1));
       if (lp < price[k + 1]) {
         price[k + 1] = lp;
         kind[k + 1] = 0;

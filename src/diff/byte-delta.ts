@@ -18,8 +18,8 @@
  */
 import { ByteWriter, varintSize } from '../core/varint.ts';
 import { encodeXrMasks } from '../core/xr.ts';
-import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, INSTRUCTIONS_RANGE_CODED, LITERALS_RANGE_CODED, LITERALS_RAW, MODELLED } from '../core/byte-delta.ts';
-import { encodeModelled, parseModelled } from './byte-delta-model.ts';
+import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, INSTRUCTIONS_RANGE_CODED, LITERALS_RANGE_CODED, LITERALS_RAW, MODELLED, MODELLED_CONTEXT } from '../core/byte-delta.ts';
+import { BYTE_BEFORE, chooseLiteralContext, encodeModelled, parseModelled, type ModelOp } from './byte-delta-model.ts';
 
 /** Window of the base index: a match must hold at least this many bytes to be found by hash. */
 const WINDOW = 16;
@@ -50,12 +50,63 @@ export interface ByteDeltaStats {
 /** The optimal parse's hash chain holds an entry per byte of base and target: up to this many together. */
 const MODELLED_MAX = 1 << 25;
 
-/** The modelled delta (coding 4) of `target` from `base`. */
+/** The modelled delta (coding 4 or 5) of `target` from `base`, by the optimal parse. */
 function modelledDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats } {
   // Three parses, each priced by the probabilities the coding of the one before ended with.
+  // The literal context is chosen on the first parse's literals and again on the last's.
   let ops = parseModelled(base, target);
-  for (let k = 0; k < 2; k++) ops = parseModelled(base, target, encodeModelled(target, ops).prices);
-  const { instructions, literals, literalCount } = encodeModelled(target, ops);
+  const ctx = chooseLiteralContext(target, ops);
+  for (let k = 0; k < 2; k++) ops = parseModelled(base, target, encodeModelled(target, ops, ctx).prices);
+  return writeModelled(base, target, ops);
+}
+
+/**
+ * The greedy matcher's instructions in the modelled coding: each copy at a repeat displacement
+ * or distance where it is one, else at a new one. No parse to pay for, so it serves inputs too
+ * large for the optimal parse, whose literals (a file's new tensors) still gain their context.
+ */
+function modelledFromGreedy(base: Uint8Array, target: Uint8Array, greedy: readonly Op[]): { bytes: Uint8Array; stats: ByteDeltaStats } {
+  const ops: ModelOp[] = [];
+  let w = 0;
+  let [r0, r1, s0, s1, s2] = [0, 0, 0, 0, 0];
+  for (const op of greedy) {
+    if (op.offset < 0) {
+      ops.push({ kind: 0, length: op.length, value: 0 });
+    } else if (!op.self) {
+      const d = op.offset - w;
+      if (d === r0) ops.push({ kind: 3, length: op.length, value: 0 });
+      else if (d === r1) {
+        ops.push({ kind: 5, length: op.length, value: 0 });
+        [r0, r1] = [r1, r0];
+      } else {
+        const z = d - r0;
+        ops.push({ kind: 1, length: op.length, value: z >= 0 ? 2 * z : -2 * z - 1 });
+        [r0, r1] = [d, r0];
+      }
+    } else {
+      const g = w - op.offset;
+      if (g === s0) ops.push({ kind: 4, length: op.length, value: 0 });
+      else if (g === s1) {
+        ops.push({ kind: 6, length: op.length, value: 0 });
+        [s0, s1] = [s1, s0];
+      } else if (g === s2) {
+        ops.push({ kind: 7, length: op.length, value: 0 });
+        [s0, s1, s2] = [s2, s0, s1];
+      } else {
+        ops.push({ kind: 2, length: op.length, value: g - op.length });
+        [s0, s1, s2] = [g, s0, s1];
+      }
+    }
+    w += op.length;
+  }
+  return writeModelled(base, target, ops);
+}
+
+/** The modelled delta of these instructions, the literals in the context that codes them smallest. */
+function writeModelled(base: Uint8Array, target: Uint8Array, ops: readonly ModelOp[]): { bytes: Uint8Array; stats: ByteDeltaStats } {
+  const ctx = chooseLiteralContext(target, ops);
+  const { instructions, literals, literalCount } = encodeModelled(target, ops, ctx);
+  const byteBefore = ctx.lc === BYTE_BEFORE.lc && ctx.lp === BYTE_BEFORE.lp;
   const stats: ByteDeltaStats = { copies: 0, copiedBytes: 0, inserts: 0, insertedBytes: 0, literalCoding: 'modelled', instructionCoding: 'modelled' };
   for (const op of ops) {
     if (op.kind) {
@@ -67,7 +118,7 @@ function modelledDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Arra
     }
   }
   const head = new ByteWriter(32);
-  for (const v of [target.length, base.length, ops.length, MODELLED, literalCount, instructions.length]) head.varint(v);
+  for (const v of [target.length, base.length, ops.length, byteBefore ? MODELLED : MODELLED_CONTEXT, literalCount, ...(byteBefore ? [] : [16 * ctx.lp + ctx.lc]), instructions.length]) head.varint(v);
   const h = head.bytes();
   const bytes = new Uint8Array(h.length + instructions.length + literals.length);
   bytes.set(h);
@@ -203,23 +254,46 @@ function match(base: Uint8Array, target: Uint8Array): Op[] {
 }
 
 /**
- * The byte delta that rebuilds `target` from `base` (docs/FORMAT.md §16): the smaller of the
- * greedy matcher's (codings 0-3) and, for inputs up to 2^25 bytes together, the modelled one
- * (coding 4; the greedy one on a tie). `modelled` true or false forces one (tests, vectors).
+ * The byte delta that rebuilds `target` from `base` (docs/FORMAT.md §16): the smallest of the
+ * greedy matcher's (codings 0-3), the modelled one by the optimal parse (codings 4 and 5, for
+ * inputs up to 2^25 bytes together) and the greedy matcher's instructions in the modelled
+ * coding; the earlier on a tie. `modelled` true forces the optimal parse's (where the inputs
+ * fit), false the greedy one (tests, vectors).
  * @throws RangeError when the base is longer than 2^31 - 1 bytes (a copy cannot address more) or the target than 2^32 - 1.
  */
 export function encodeByteDelta(base: Uint8Array, target: Uint8Array, options: { modelled?: boolean } = {}): { bytes: Uint8Array; stats: ByteDeltaStats } {
   if (base.length > BYTE_DELTA_MAX_BASE || target.length > 0xffffffff) throw new RangeError(`byte delta: the base (${base.length} bytes) must be at most ${BYTE_DELTA_MAX_BASE} bytes and the target (${target.length}) at most 2^32 - 1`);
   const fits = base.length + target.length <= MODELLED_MAX;
   if (options.modelled === true && fits) return modelledDelta(base, target);
-  const greedy = greedyDelta(base, target);
-  if (options.modelled === false || !fits) return greedy;
-  const modelled = modelledDelta(base, target);
-  return modelled.bytes.length < greedy.bytes.length ? modelled : greedy;
+  if (options.modelled === false) {
+    const greedy = greedyDelta(base, target);
+    return { bytes: greedy.bytes, stats: greedy.stats };
+  }
+  let best: ByteDeltaCandidate | undefined;
+  for (const c of byteDeltaCandidates(base, target)) if (!best || c.bytes.length < best.bytes.length) best = c;
+  const { bytes, stats } = best as ByteDeltaCandidate;
+  return { bytes, stats };
 }
 
-/** The delta of the greedy matcher, its instructions and literals each raw or range-coded (codings 0 to 3). */
-function greedyDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats } {
+/** One way of writing a byte delta, for {@link byteDeltaCandidates}. */
+export interface ByteDeltaCandidate {
+  /** `greedy` (codings 0-3), `optimal` (the modelled coding's optimal parse), `greedy-modelled` (the greedy instructions in the modelled coding). */
+  name: 'greedy' | 'optimal' | 'greedy-modelled';
+  bytes: Uint8Array;
+  stats: ByteDeltaStats;
+}
+
+/** Every delta {@link encodeByteDelta} chooses among, in its order of preference on a tie (the optimal parse only for inputs up to 2^25 bytes together). */
+export function byteDeltaCandidates(base: Uint8Array, target: Uint8Array): ByteDeltaCandidate[] {
+  const greedy = greedyDelta(base, target);
+  const out: ByteDeltaCandidate[] = [{ name: 'greedy', bytes: greedy.bytes, stats: greedy.stats }];
+  if (base.length + target.length <= MODELLED_MAX) out.push({ name: 'optimal', ...modelledDelta(base, target) });
+  out.push({ name: 'greedy-modelled', ...modelledFromGreedy(base, target, greedy.ops) });
+  return out;
+}
+
+/** The delta of the greedy matcher, its instructions and literals each raw or range-coded (codings 0 to 3), and the instructions. */
+function greedyDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats; ops: Op[] } {
   const ops = match(base, target);
   const instructions = new ByteWriter(64 + ops.length * 4);
   const literals = new Uint8Array(ops.reduce((n, op) => n + (op.offset < 0 ? op.length : 0), 0));
@@ -272,5 +346,5 @@ function greedyDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array;
     bytes.set(p, at);
     at += p.length;
   }
-  return { bytes, stats };
+  return { bytes, stats, ops };
 }

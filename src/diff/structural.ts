@@ -19,7 +19,7 @@ import { decodePayload, type PayloadHeader } from '../core/format.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 import { applyByteDelta } from '../core/byte-delta.ts';
 import { STRUCTURAL_VERSION, type FileModelStore, type FilesModelStore, type RebuildFilesFormat, type RebuildFormat, type StructuralHeader } from '../apply/rebuild.ts';
-import { checkModelFileList, concatModelFiles, type ModelFile } from '../core/model-files.ts';
+import { checkModelFileList, concatModelFiles, deltaBaseBytes, type ModelFile } from '../core/model-files.ts';
 import { encodeByteDelta, type ByteDeltaStats } from './byte-delta.ts';
 import { confirmPayload } from './confirm.ts';
 import { exactDiff, type ExactDiffOptions } from './exact.ts';
@@ -175,11 +175,19 @@ function singleFile(format: RebuildFormat): RebuildFilesFormat {
  * as `valuePayload` rebuilds the same file on the device.
  */
 export function structuralIntermediate(format: RebuildFormat, baseBytes: Uint8Array, targetBytes: Uint8Array): { intermediate: Uint8Array; change: StructuralChange; kept: string[] } {
-  const files = singleFile(format);
-  const target = [{ path: '', bytes: targetBytes }];
-  const base = files.open([{ path: '', bytes: baseBytes }]);
-  const { change, kept } = compareStructure(base, files.open(target));
-  return { intermediate: intermediateOf(files, base, target, kept)[0].bytes, change, kept };
+  const { files, change, kept } = structuralIntermediateFiles(singleFile(format), [{ path: '', bytes: baseBytes }], [{ path: '', bytes: targetBytes }]);
+  return { intermediate: files[0].bytes, change, kept };
+}
+
+/**
+ * {@link structuralIntermediate} for a model of several files (a TF.js model: the model JSON,
+ * then its shards, as `format` orders them): the intermediate's files, which
+ * {@link structuralDiffFiles} with the same files rebuilds on the device.
+ */
+export function structuralIntermediateFiles(format: RebuildFilesFormat, baseFiles: readonly ModelFile[], targetFiles: readonly ModelFile[]): { files: ModelFile[]; change: StructuralChange; kept: string[] } {
+  const base = format.open(baseFiles);
+  const { change, kept } = compareStructure(base, format.open(targetFiles));
+  return { files: intermediateOf(format, base, targetFiles, kept), change, kept };
 }
 
 /**
@@ -233,7 +241,7 @@ function buildStructural(hasher: Hasher, baseFiles: readonly ModelFile[], target
   // A lossy or learned value payload ends where its patches take the intermediate, not at the
   // target file: the structural payload names that model, once confirmed by applying it.
   if (inner.targetFingerprint !== targetFingerprint) confirmPayload(hasher, interStore, { bytes: values });
-  const baseBytes = baseFiles.length === 1 ? baseFiles[0].bytes : concatModelFiles(baseFiles);
+  const baseBytes = deltaBaseBytes(format.kind, baseFiles);
   const intermediate = interFiles.length === 1 ? interFiles[0].bytes : concatModelFiles(interFiles);
   const delta = encodeByteDelta(baseBytes, intermediate);
   const rebuilt = applyByteDelta(baseBytes, delta.bytes, intermediate.length);

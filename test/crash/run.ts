@@ -8,8 +8,9 @@
  * operations are listed from a clean run first), plus double kills: a first kill every third
  * point of the CLI scenario, then a second kill at 7 points of the recovery-and-apply that
  * follows; then every kill point of `ndiff update`'s full install and of `ndiff release add`
- * (test/crash/delivery.ts), and of structural applies (format v7) rebuilding ONNX and LiteRT files,
- * plain and with the interrupted write torn (test/crash/rebuild.ts). Exit 0 only if after every kill the folder held exactly the old or the new version
+ * (test/crash/delivery.ts), and of structural applies (format v7) rebuilding ONNX and LiteRT files
+ * and ONNX models whose data files are added, dropped or renamed, plain and with the interrupted
+ * write torn (test/crash/rebuild.ts). Exit 0 only if after every kill the folder held exactly the old or the new version
  * and the re-run finished cleanly.
  */
 import { rm, writeFile } from 'node:fs/promises';
@@ -60,11 +61,12 @@ async function runKills(): Promise<void> {
     console.log(`ndiff release add: ${add.operations} operations, ${add.kills} kills -> serves release 1 ${add.sawOld}, version 2 ${add.sawNew}; bad ${add.bad.length}`);
     await rm(dfx.root, { recursive: true, force: true });
     // Structural applies (test/crash/rebuild.ts): every kill point of `ndiff apply` rebuilding
-    // three random pairs of each single-file format, then every point again with torn writes.
+    // three random pairs of each single-file format, and two of an ONNX model with external data
+    // whose new version adds, drops or renames a data file, then every point again with torn writes.
     const rebuildBad: string[] = [];
-    for (const format of ['onnx', 'tflite'] as const) {
+    for (const format of ['onnx', 'tflite', 'onnx-data-added', 'onnx-data-dropped', 'onnx-data-renamed'] as const) {
       for (const torn of [false, true]) {
-        for (const seed of [3, 11, 29]) {
+        for (const seed of format.startsWith('onnx-data-') ? [3, 11] : [3, 11, 29]) {
           const r = await crashRebuild(format, seed, { torn });
           rebuildBad.push(...r.bad);
           console.log(`structural apply, ${format} pair ${seed}${torn ? ', torn writes' : ''}: ${r.operations} operations, ${r.kills} kills -> old ${r.sawOld}, new ${r.sawNew}; bad ${r.bad.length}`);

@@ -1,5 +1,5 @@
 /**
- * The independent decoder's modelled byte-delta coding (docs/FORMAT.md §16, C = 4), written from
+ * The independent decoder's modelled byte-delta codings (docs/FORMAT.md §16, C = 4 and 5), written from
  * the document alone for test/format-vectors.test.ts (which reads the rest of §16 itself): it
  * shares no code with src/core/byte-delta.ts. `bad` raises the test's format fault.
  */
@@ -49,21 +49,34 @@ function specBinaryDecoder(v: Uint8Array, size: number, bad: (message: string) =
   return { tree, number, done: () => p === v.length && code === 0 };
 }
 
-/** FORMAT.md §16's modelled coding (C = 4): the instructions decoded and checked whole, then decoded again with the literals to build the output. */
-export function specModelledDelta(base: Uint8Array, d: Uint8Array, at: number, L: number, N: number, K: number, bad: (message: string) => never): Uint8Array {
-  let S = 0;
-  for (let j = 0, b = 0x80; b >= 0x80; j++) {
-    if (at >= d.length || j === 5) bad('S varint');
-    b = d[at++];
-    S += (b & 0x7f) * 2 ** (7 * j);
+/** FORMAT.md §16's modelled codings (C = 4, or 5 with its literal context X): the instructions decoded and checked whole, then decoded again with the literals to build the output. */
+export function specModelledDelta(base: Uint8Array, d: Uint8Array, at: number, L: number, N: number, K: number, C: number, bad: (message: string) => never): Uint8Array {
+  const varint = (what: string): number => {
+    let x = 0;
+    for (let j = 0, b = 0x80; b >= 0x80; j++) {
+      if (at >= d.length || j === 5) bad(`${what} varint`);
+      b = d[at++];
+      x += (b & 0x7f) * 2 ** (7 * j);
+    }
+    return x;
+  };
+  // The literal context: the byte before's high lc bits, the position's low lp bits.
+  let lc = 8;
+  let lp = 0;
+  if (C === 5) {
+    const X = varint('X');
+    lc = X % 16;
+    lp = Math.floor(X / 16);
+    if (lc > 8 || lp > 4 || lc + lp > 10) bad('literal context');
   }
+  const S = varint('S');
   if (S > d.length - at) bad('instruction stream past the end');
   if (N > L || N > 64 * S + 64) bad('instruction count');
   const stream = d.subarray(at, at + S);
   const litStream = d.subarray(at + S);
   const run = (out: Uint8Array | null): void => {
     const dec = specBinaryDecoder(stream, 64 + 10 * 1056, bad);
-    const lits = out && K ? specBinaryDecoder(litStream, 256 * 256, bad) : null;
+    const lits = out && K ? specBinaryDecoder(litStream, 256 * 2 ** (lc + lp), bad) : null;
     let p = 0;
     let r0 = 0;
     let r1 = 0;
@@ -78,7 +91,13 @@ export function specModelledDelta(base: Uint8Array, d: Uint8Array, at: number, L
       if (kind === 0) {
         inserted += length;
         if (inserted > K) bad('literals past the declared count');
-        if (out && lits) for (let j = 0; j < length; j++) out[w + j] = lits.tree(256 * (w + j > 0 ? out[w + j - 1] : 0), 8);
+        if (out && lits) {
+          for (let j = 0; j < length; j++) {
+            const before = w + j > 0 ? out[w + j - 1] : 0;
+            const context = ((w + j) % 2 ** lp) * 2 ** lc + Math.floor(before / 2 ** (8 - lc));
+            out[w + j] = lits.tree(256 * context, 8);
+          }
+        }
       } else if (kind === 2 || kind === 4 || kind === 6 || kind === 7) {
         if (kind === 2) s = [length + dec.number(9) - 1, s[0], s[1]];
         if (kind === 6) s = [s[1], s[0], s[2]];

@@ -1,5 +1,5 @@
 /**
- * Random pairs of models (ONNX with inline data, LiteRT, TF.js graph models) whose structure differs, for
+ * Random pairs of models (ONNX with inline data or external data files, LiteRT, TF.js graph models) whose structure differs, for
  * the structural fuzzer (test/fuzz/structural.ts) and the crash injection of a structural apply
  * (test/crash/rebuild.ts). From one seed: a base of 2-6 float tensors, and a target in which each
  * base tensor is kept (its values changed or not), renamed, reshaped or removed, new tensors are
@@ -104,13 +104,21 @@ function layouts(seed: number): { base: Layout; target: Layout; changes: PairCha
   return { base, target, changes };
 }
 
-function onnxFile(l: Layout): Uint8Array {
+/** Where a tensor's values go in an ONNX model: inline, or in an external data file at an offset. */
+type Placement = (t: Layout['tensors'][number], i: number) => { location: string; offset: number } | undefined;
+
+function onnxFile(l: Layout, place: Placement = () => undefined): Uint8Array {
   const nodes = [node({ opType: 'Identity', inputs: ['x'], outputs: ['h0'] })];
   l.extraOps.forEach((op, i) => nodes.push(node({ opType: op, inputs: [`h${i}`], outputs: [`h${i + 1}`] })));
   nodes.push(node({ opType: 'Identity', inputs: [`h${l.extraOps.length}`], outputs: ['y'] }));
   return model(graph({
     name: 'pair',
-    initializers: l.tensors.map((t) => tensor({ name: t.name, dims: t.shape, dataType: DT.FLOAT, raw: f32le(t.values) })),
+    initializers: l.tensors.map((t, i) => {
+      const at = place(t, i);
+      return at
+        ? tensor({ name: t.name, dims: t.shape, dataType: DT.FLOAT, external: { location: at.location, offset: String(at.offset), length: String(4 * t.values.length) } })
+        : tensor({ name: t.name, dims: t.shape, dataType: DT.FLOAT, raw: f32le(t.values) });
+    }),
     nodes,
     inputs: [valueInfo('x', [1, 4])],
     outputs: [valueInfo('y', [1, 4])],
@@ -161,4 +169,48 @@ export function structuralPair(format: PairFormat, seed: number): StructuralPair
   }
   const write = format === 'onnx' ? onnxFile : tfliteFile;
   return { format, base: write(base), target: write(target), changes };
+}
+
+/** How the target of an ONNX pair with external data changes the model's set of data files. */
+export type DataFilesChange = 'added' | 'dropped' | 'renamed';
+
+/** The data files of each side: the base's, then the target's (a new one in a folder the base lacks, for `added`). */
+const DATA_FILES: Record<DataFilesChange, [string[], string[]]> = {
+  added: [['weights.bin'], ['weights.bin', 'extra/more.bin']],
+  dropped: [['weights.bin', 'more.bin'], ['weights.bin']],
+  renamed: [['weights.bin'], ['weights-v2.bin']],
+};
+
+/**
+ * An ONNX model with external data files as `model.onnx` and its data files (the model's folder
+ * as files), its tensors spread over `locations` in turn, each 4-byte aligned at its offset.
+ */
+function onnxWithData(l: Layout, locations: readonly string[]): PairFile[] {
+  const parts = new Map(locations.map((loc) => [loc, [] as number[]]));
+  const offsets = l.tensors.map((t, i) => {
+    const values = parts.get(locations[i % locations.length]) as number[];
+    const offset = 4 * values.length;
+    values.push(...t.values);
+    return offset;
+  });
+  const modelBytes = onnxFile(l, (_, i) => ({ location: locations[i % locations.length], offset: offsets[i] }));
+  return [{ path: 'model.onnx', bytes: modelBytes }, ...locations.map((loc) => ({ path: loc, bytes: Uint8Array.from(f32le(parts.get(loc) as number[])) }))];
+}
+
+/**
+ * The pair for `seed` as ONNX models keeping their weights in external data files, whose target
+ * adds a data file (in a new folder), drops one, or renames the one it has (`change`); the
+ * tensors change as in {@link structuralPair}. Each side has at least two tensors, so every data
+ * file holds one. `base`/`target` are the files one after the other (`model.onnx` first).
+ */
+export function onnxDataFilesPair(seed: number, change: DataFilesChange): StructuralPair {
+  const { base, target, changes } = layouts(seed);
+  // At least as many tensors as data files: each file holds some.
+  for (let i = 0; target.tensors.length < 2; i++) {
+    changes.added++;
+    target.tensors.push({ name: `anchor${i}.w`, shape: [4], values: [0.5, -0.25, 0.125, i] });
+  }
+  const [fromFiles, toFiles] = DATA_FILES[change];
+  const [baseFiles, targetFiles] = [onnxWithData(base, fromFiles), onnxWithData(target, toFiles)];
+  return { format: 'onnx', base: joined(baseFiles), target: joined(targetFiles), baseFiles, targetFiles, changes };
 }

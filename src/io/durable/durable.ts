@@ -16,7 +16,7 @@
  *   a power cut is followed by a folder fsync before anything that depends on it.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { constants, link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 
 /** The operations that change a folder. Paths are absolute or relative to the working directory. */
@@ -55,6 +55,16 @@ export interface NewFile {
 /** The `code` of a Node file-system error, if any. */
 export function errCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
+}
+
+/** A file's bytes, or null when it does not exist (any other error is thrown). */
+export async function readIfExists(file: string): Promise<Uint8Array | null> {
+  try {
+    return await readFile(file);
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return null;
+    throw e;
+  }
 }
 
 /**

@@ -3,11 +3,11 @@
  * the report and options shared by the functions that change a model folder or file. Node only.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { readdir, realpath } from 'node:fs/promises';
 import { uptime } from 'node:os';
 import * as path from 'node:path';
 import { ModelFormatError } from '../../core/errors.ts';
-import { errCode, nodeFileOps, type FileOps } from './durable.ts';
+import { errCode, nodeFileOps, readIfExists, type FileOps } from './durable.ts';
 import { LOCK_FILE } from './control-files.ts';
 
 /** What {@link recoverModelDir} found and did. */
@@ -26,14 +26,6 @@ export interface FolderOptions {
   fileOps?: FileOps;
 }
 
-async function readIfExists(file: string): Promise<Uint8Array | null> {
-  try {
-    return await readFile(file);
-  } catch (e) {
-    if (errCode(e) === 'ENOENT') return null;
-    throw e;
-  }
-}
 
 /**
  * Model folders this process holds the lock of (resolved paths): two applies in one process

@@ -5,39 +5,47 @@
  * fingerprints), written whole as a new file beside the model, fsynced, read back and
  * fingerprinted, then switched in with one rename. An ONNX model with external data files is
  * rebuilt with them (the payload's file list `fl`, FORMAT.md §17): every file whose bytes change
- * goes through the same steps, the journal naming them all (the model file renamed last); the
- * target must keep the model's set of data files (one that adds or drops a data file is refused,
- * nothing written). States:
+ * goes through the same steps, the journal naming them all (the model file renamed last). The
+ * target may name other data files than the model on disk: a data file it adds is created (its
+ * location checked to lie inside the model's folder, through no symbolic link, where no file is:
+ * a file in the way is refused, nothing written), and one it no longer names is deleted once the
+ * update is confirmed. States:
  *
- * 1. the journal `<model>.ndiff-update.json` names the model file (temp file, fsync, rename,
- *    fsync of the folder);
- * 2. the new file is written to `<model>.tmp-<pid>-<hex>` and fsynced, reopened and fingerprinted:
- *    if it is not the payload's target, nothing switches;
- * 3. the current file is hard-linked as `<model>.ndiff-prev`, the temp file renamed over the
- *    model, the folder fsynced (the switch);
- * 4. the health check runs; if it fails, `<model>.ndiff-prev` is renamed back (rollback);
+ * 1. the journal `<model>.ndiff-update.json` names the files replaced, created and to be deleted
+ *    (and any folder made for a created file): temp file, fsync, rename, fsync of the folder;
+ * 2. each new file is written to `<file>.tmp-<pid>-<hex>` and fsynced, then all are reopened and
+ *    fingerprinted together: if they are not the payload's target, nothing switches;
+ * 3. each replaced file is hard-linked as `<file>.ndiff-prev`; the created files are linked into
+ *    place (a link never overwrites), then the temp files renamed over the replaced ones, the
+ *    model file last, the folders fsynced (the switch); the files to be deleted are still there;
+ * 4. the health check runs; if it fails, every `.ndiff-prev` is renamed back and the created
+ *    files deleted (rollback);
  * 5. if it passes, the journal becomes `<model>.ndiff-update.done` (the commit point), the kept
- *    file is deleted, then the `.done` file; the sequence is recorded last.
+ *    files and the data files the new version no longer names are deleted, then the `.done`
+ *    file; the sequence is recorded last.
  *
  * A crash anywhere is finished by `recoverWeightsFile` (run first by every apply and rebuild):
- * the journal names the model file, so it is rolled back from its `.ndiff-prev`.
+ * before the commit point the journal rolls back to exactly the old files (kept versions renamed
+ * back, created files deleted); after it the `.done` file finishes the deletions, leaving exactly
+ * the new ones.
  */
 import { randomBytes } from 'node:crypto';
-import { link, open, readFile, rename, stat } from 'node:fs/promises';
+import { link, lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { HealthCheckError, ModelMismatchError, StateStoreError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
+import { modelPathProblem } from '../../core/model-files.ts';
 import { decodeStructuralPayload, rebuildModelBytes, rebuildModelFiles, type RebuildFileKind, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
 import { openSignedPayload } from '../../apply/signature.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
-import { syncDir } from './durable.ts';
+import { errCode, kindOf, syncDir } from './durable.ts';
 import { FileSequenceStore, writeFileAtomically } from './sequence-file.ts';
 import { lockModelDir, type RecoveryReport } from './lock.ts';
 import { readModelIdRecord, writeModelIdRecord } from './model-id-file.ts';
-import { openWeightsFile, realModelPath, sameFile, type WeightsFileFormat } from './weights-file.ts';
-import { JOURNAL_SUFFIX, DONE_SUFFIX, PREVIOUS_SUFFIX, recoverWeightsFile, removeIfThere, restorePrevious, weightsFileSequenceStore, WeightsFileSequenceStore } from './weights-file-update.ts';
+import { openWeightsFile, readAt, realModelPath, sameFile, type WeightsFileFormat, type WeightsFileStore } from './weights-file.ts';
+import { JOURNAL_SUFFIX, DONE_SUFFIX, PREVIOUS_SUFFIX, foldersBelow, recoverWeightsFile, removeEmptyFolders, removeIfThere, restorePrevious, weightsFileSequenceStore, WeightsFileSequenceStore, type WeightsFileJournal } from './weights-file-update.ts';
 
 export interface WeightsFileRebuildOptions extends Omit<RebuildOptions, 'sequenceStore'> {
   /** Where the applied sequence is kept, as for `applyToWeightsFile` (default `<model>.ndiff-state.json`; `null` for none). */
@@ -50,22 +58,42 @@ export interface WeightsFileRebuildOptions extends Omit<RebuildOptions, 'sequenc
 
 export interface WeightsFileRebuildResult extends RebuildResult {
   recovery: RecoveryReport;
-  /** The model file when it was rewritten; empty when already applied. */
+  /** The files rewritten or created (the model file, data files); empty when already applied. */
   filesWritten: string[];
+  /** The data files deleted because the new version no longer names them; empty when none. */
+  filesRemoved: string[];
   sequenceRecorded: boolean;
+}
+
+/** A file a rebuild writes: its location (`''` the model file, else an external data file's) and bytes. */
+interface RebuiltFile {
+  loc: string;
+  bytes: Uint8Array;
+  /** A data file the model on disk does not have (the target adds it). */
+  created: boolean;
+}
+
+/** What a rebuild does to the model's files, decided before anything is written. */
+interface FilesPlan {
+  /** The files written: replaced (their bytes changed) or created. */
+  outputs: RebuiltFile[];
+  /** Data files the target no longer names: deleted after the commit point. */
+  removed: string[];
+  /** Folders to make for created files (locations, the outermost first). */
+  folders: string[];
 }
 
 /**
  * Verify a structural payload (cap, signature, document) and rebuild the model `file` of `format`
  * with it, crash-safely (module doc). A payload refused before the model is read touches nothing;
- * otherwise an interrupted earlier update is recovered first. On any error the file is the one
- * it was before this call (or the recovered one) and a typed error says what to do. An ONNX
- * model with external data files is rebuilt with them (module doc).
+ * otherwise an interrupted earlier update is recovered first. On any error the files are the ones
+ * they were before this call (or the recovered ones) and a typed error says what to do. An ONNX
+ * model with external data files is rebuilt with them, data files added or dropped (module doc).
  */
 export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array, format: WeightsFileFormat, kind: RebuildFileKind, options: WeightsFileRebuildOptions = {}): Promise<WeightsFileRebuildResult> {
   if (!format.extension.test(file)) throw new UsageError(`${file}: expected ${format.what}`, { file });
   // Refuse a bad payload before anything on disk is touched (rebuildModelBytes checks it again).
-  await decodeStructuralPayload((await openSignedPayload(payloadBytes, options)).payload, options);
+  const { header: checked } = await decodeStructuralPayload((await openSignedPayload(payloadBytes, options)).payload, options);
   const real = await realModelPath(file, format);
   const state = options.state;
   const sequences: SequenceStore | undefined =
@@ -73,13 +101,16 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
   const reserved = sequences instanceof FileSequenceStore ? [sequences.file] : sequences instanceof WeightsFileSequenceStore ? [sequences.file, sequences.legacy.file] : [];
   const hasher: Hasher = options.hasher && typeof options.hasher === 'object' ? options.hasher : await getHasher(options.hasher ? { prefer: options.hasher } : undefined);
   const dir = path.dirname(real);
+  const multiFile = kind === 'onnx' && checked.files !== undefined;
   if (options.dryRun) {
     const disk = await openWeightsFile(real, format, { reserved });
     try {
       const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };
       const recorded = await readModelIdRecord(real);
-      const result = await rebuildModelBytes(disk.contents.modelBytes(), payloadBytes, { kind, open: (bytes) => format.contents(bytes, new Map(), real) }, { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: readOnly, hasher });
-      return { ...result, recovery: { actions: [], rolledBack: false, removed: [] }, filesWritten: [], sequenceRecorded: false };
+      const { result, plan } = await rebuildInMemory(disk, real, payloadBytes, format, kind, multiFile, { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: readOnly, hasher });
+      // A file in the way of a data file the new version creates is refused by a dry run too.
+      if (result.status === 'applied') await checkCreatedLocations(real, plan.outputs.filter((o) => o.created).map((o) => o.loc), disk.stats as ReadonlyMap<string, Stats>, reserved);
+      return { ...result, recovery: { actions: [], rolledBack: false, removed: [] }, filesWritten: [], filesRemoved: [], sequenceRecorded: false };
     } finally {
       await disk.close();
     }
@@ -93,33 +124,12 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     }
     const disk = await openWeightsFile(real, format, { reserved });
     let result: RebuildResult;
+    let plan: FilesPlan;
+    /** Each file of the model on disk as it was opened: '' the model file, else a data file's location. */
     const stats = new Map<string, Stats>();
-    /** The files to write: '' the model file, else an external data file's location. */
-    let outputs: { loc: string; bytes: Uint8Array }[];
     try {
-      const external = format.externalLocations(disk.contents.modelBytes(), real);
-      for (const loc of ['', ...external]) {
-        const st = disk.stats.get(loc);
-        if (st) stats.set(loc, st as Stats);
-      }
-      const rebuildOptions = { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: sequences, hasher };
-      if (external.length || (kind === 'onnx' && (await decodeStructuralPayload((await openSignedPayload(payloadBytes, options)).payload, options)).header.files)) {
-        if (!format.files) throw new UsageError(`${real} keeps weights in external data files (${external.join(', ')}): a structural payload rebuilds a single-file ${kind} model; ship this model whole`, { file: real, external });
-        // An ONNX model with external data files: the .onnx and its data files rebuilt together.
-        const base = [{ path: path.basename(real), bytes: disk.contents.modelBytes().slice() }, ...(await Promise.all(external.map(async (loc) => ({ path: loc, bytes: new Uint8Array(await readFile(path.resolve(dir, loc))) }))))];
-        result = await rebuildModelFiles(base, payloadBytes, format.files, rebuildOptions);
-        const files = result.files ?? base;
-        const was = new Set(external);
-        const now = files.slice(1).map((f) => f.path);
-        if (now.length !== was.size || now.some((l) => !was.has(l))) {
-          throw new UsageError(`the rebuilt ${real} references the external data files ${JSON.stringify(now)}, the model on disk ${JSON.stringify(external)}: the file update rewrites the files a model has, and does not yet create or delete data files: nothing was written; ship this version whole`, { file: real, external, target: now });
-        }
-        // Only the files whose bytes changed are written.
-        outputs = files.map((f, i) => ({ loc: i === 0 ? '' : f.path, bytes: f.bytes })).filter((f, i) => !sameBytes(f.bytes, base[i === 0 ? 0 : base.findIndex((b) => b.path === f.loc)].bytes));
-      } else {
-        result = await rebuildModelBytes(disk.contents.modelBytes(), payloadBytes, { kind, open: (bytes) => format.contents(bytes, new Map(), real) }, rebuildOptions);
-        outputs = [{ loc: '', bytes: result.bytes }];
-      }
+      for (const [loc, st] of disk.stats) stats.set(loc, st as Stats);
+      ({ result, plan } = await rebuildInMemory(disk, real, payloadBytes, format, kind, multiFile, { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: sequences, hasher }));
     } finally {
       await disk.close();
     }
@@ -136,21 +146,44 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     };
     if (result.status === 'already-applied') {
       if (pin !== undefined) await writeModelIdRecord(real, pin);
-      return { ...result, recovery, filesWritten: [], sequenceRecorded: await record() };
+      return { ...result, recovery, filesWritten: [], filesRemoved: [], sequenceRecorded: await record() };
     }
 
-    // 1. the journal; 2. the new files, fsynced, read back.
     const at = (loc: string) => (loc === '' ? real : path.resolve(dir, loc));
+    const { outputs, removed } = plan;
+    const created = outputs.filter((o) => o.created);
+    const replaced = outputs.filter((o) => !o.created);
+    // A created data file must land inside the model's folder, where no file is (refused, nothing written).
+    plan.folders = await checkCreatedLocations(real, created.map((o) => o.loc), stats, reserved);
+    // 1. the journal (version 2 when files are created or deleted: an older applier refuses it rather than half recover it).
+    const changesSet = created.length > 0 || removed.length > 0;
     const journal = real + JOURNAL_SUFFIX;
-    await writeFileAtomically(journal, new TextEncoder().encode(JSON.stringify({ format: format.journal, version: 1, files: outputs.map((o) => o.loc) }) + '\n'));
+    const journalDoc: WeightsFileJournal = {
+      format: format.journal,
+      version: changesSet ? 2 : 1,
+      files: replaced.map((o) => o.loc),
+      ...(changesSet ? { created: created.map((o) => o.loc), removed, folders: plan.folders } : {}),
+    };
+    await writeFileAtomically(journal, new TextEncoder().encode(JSON.stringify(journalDoc) + '\n'));
     const tmps = new Map(outputs.map((o) => [o.loc, `${at(o.loc)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`]));
+    /** The folders the files go in: fsynced after each change of their entries. */
+    const touched = [...new Set([dir, ...outputs.map((o) => path.dirname(at(o.loc)))])];
+    const madeFolders: string[] = [];
+    const linked: string[] = [];
     let switched = false;
     try {
+      // 2. the new files, fsynced, read back together.
+      for (const f of plan.folders) {
+        await mkdir(at(f));
+        madeFolders.push(at(f));
+        await syncDir(path.dirname(at(f)));
+      }
       for (const o of outputs) {
         const fh = await open(tmps.get(o.loc) as string, 'wx', 0o600);
         try {
           for (let w = 0; w < o.bytes.length; ) w += (await fh.write(o.bytes, w, o.bytes.length - w, w)).bytesWritten;
-          const st = stats.get(o.loc);
+          // A replaced file keeps its permissions; a created one takes the model file's.
+          const st = stats.get(o.created ? '' : o.loc);
           if (st) await fh.chmod(st.mode & 0o7777);
           await fh.sync();
         } finally {
@@ -166,20 +199,30 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
       } finally {
         await fresh.close();
       }
-      for (const o of outputs) {
-        const now = await stat(at(o.loc)).catch(() => null);
-        const st = stats.get(o.loc);
-        if (!now || !st || !sameFile(now, st)) throw new UsageError(`${at(o.loc)} changed on disk while ${real} was being rebuilt: nothing was switched; apply again (one writer per model)`, { file: at(o.loc) });
+      for (const loc of [...replaced.map((o) => o.loc), ...removed]) {
+        const now = await stat(at(loc)).catch(() => null);
+        const st = stats.get(loc);
+        if (!now || !st || !sameFile(now, st)) throw new UsageError(`${at(loc)} changed on disk while ${real} was being rebuilt: nothing was switched; apply again (one writer per model)`, { file: at(loc) });
       }
-      // 3. keep the previous files, switch (the model file last).
-      for (const o of outputs) {
+      // 3. keep the previous files, switch: the created files first, the model file last.
+      for (const o of replaced) {
         await removeIfThere(at(o.loc) + PREVIOUS_SUFFIX);
         await link(at(o.loc), at(o.loc) + PREVIOUS_SUFFIX);
       }
       await syncDir(dir);
       switched = true;
-      for (const o of [...outputs].reverse()) await rename(tmps.get(o.loc) as string, at(o.loc));
-      await syncDir(dir);
+      for (const o of created) {
+        try {
+          await link(tmps.get(o.loc) as string, at(o.loc));
+        } catch (e) {
+          if (errCode(e) !== 'EEXIST') throw e;
+          throw new UsageError(`${at(o.loc)} appeared while ${real} was being rebuilt (the new version creates this data file): nothing was switched and that file was left alone; move it away, then apply again (one writer per model)`, { file: at(o.loc) });
+        }
+        linked.push(at(o.loc));
+        await unlink(tmps.get(o.loc) as string);
+      }
+      for (const o of [...replaced].reverse()) await rename(tmps.get(o.loc) as string, at(o.loc));
+      for (const d of touched) await syncDir(d);
       // 4. the health check.
       if (options.healthCheck) {
         let ok: boolean | void;
@@ -192,8 +235,11 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
       }
     } catch (e) {
       for (const t of tmps.values()) await removeIfThere(t);
-      if (switched) await restorePrevious(outputs.map((o) => at(o.loc)));
-      else for (const o of outputs) await removeIfThere(at(o.loc) + PREVIOUS_SUFFIX);
+      if (switched) await restorePrevious(replaced.map((o) => at(o.loc)));
+      else for (const o of replaced) await removeIfThere(at(o.loc) + PREVIOUS_SUFFIX);
+      for (const f of linked) await removeIfThere(f);
+      await removeEmptyFolders(madeFolders);
+      for (const d of touched) await syncDir(d).catch(() => {});
       await removeIfThere(journal);
       await syncDir(dir);
       throw e;
@@ -201,13 +247,81 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     // 5. confirm: the journal becomes .done (the commit point), then the clean-up.
     await rename(journal, real + DONE_SUFFIX);
     await syncDir(dir);
-    for (const o of outputs) await removeIfThere(at(o.loc) + PREVIOUS_SUFFIX);
+    for (const o of replaced) await removeIfThere(at(o.loc) + PREVIOUS_SUFFIX);
+    for (const loc of removed) await removeIfThere(at(loc));
+    await removeEmptyFolders(foldersBelow(dir, removed));
     await removeIfThere(real + DONE_SUFFIX);
     if (pin !== undefined) await writeModelIdRecord(real, pin);
-    return { ...result, recovery, filesWritten: outputs.map((o) => at(o.loc)), sequenceRecorded: await record() };
+    return { ...result, recovery, filesWritten: outputs.map((o) => at(o.loc)), filesRemoved: removed.map(at), sequenceRecorded: await record() };
   } finally {
     await unlock();
   }
+}
+
+/**
+ * Rebuild the model `disk` holds in memory with the payload, and say which files change: for an
+ * ONNX model with external data files (or a payload naming its files), the files rebuilt
+ * together, each data file the target adds marked created, each it no longer names removed.
+ */
+async function rebuildInMemory(disk: WeightsFileStore, real: string, payloadBytes: Uint8Array, format: WeightsFileFormat, kind: RebuildFileKind, multiFile: boolean, options: RebuildOptions): Promise<{ result: RebuildResult; plan: FilesPlan }> {
+  const external = format.externalLocations(disk.contents.modelBytes(), real);
+  if (!external.length && !multiFile) {
+    const result = await rebuildModelBytes(disk.contents.modelBytes(), payloadBytes, { kind, open: (bytes) => format.contents(bytes, new Map(), real) }, options);
+    return { result, plan: { outputs: [{ loc: '', bytes: result.bytes, created: false }], removed: [], folders: [] } };
+  }
+  if (!format.files) throw new UsageError(`${real} keeps weights in external data files (${external.join(', ')}): a structural payload rebuilds a single-file ${kind} model; ship this model whole`, { file: real, external });
+  // An ONNX model with external data files: the .onnx and its data files rebuilt together.
+  const base = [{ path: path.basename(real), bytes: disk.contents.modelBytes().slice() }, ...external.map((loc) => ({ path: loc, bytes: readAt(disk.openedAt(loc), 0, disk.openedAt(loc).stats.size) }))];
+  const result = await rebuildModelFiles(base, payloadBytes, format.files, options);
+  const files = result.files ?? base;
+  const was = new Map(base.slice(1).map((f) => [f.path, f.bytes]));
+  const now = new Set(files.slice(1).map((f) => f.path));
+  // Only the files whose bytes changed are written, and the data files the target adds.
+  const outputs = files
+    .map((f, i): RebuiltFile => ({ loc: i === 0 ? '' : f.path, bytes: f.bytes, created: i > 0 && !was.has(f.path) }))
+    .filter((o) => o.created || !sameBytes(o.bytes, o.loc === '' ? base[0].bytes : (was.get(o.loc) as Uint8Array)));
+  return { result, plan: { outputs, removed: external.filter((loc) => !now.has(loc)), folders: [] } };
+}
+
+/**
+ * Check that each data file the target adds (`locations`, relative to the model's folder) can be
+ * created: its path inside the folder, every folder on the way a plain folder (no symbolic
+ * link, no file) or missing, and no file at it. Returns the folders to make, outermost first.
+ * @throws UsageError naming what is in the way; nothing was written.
+ */
+async function checkCreatedLocations(real: string, locations: readonly string[], opened: ReadonlyMap<string, Stats>, reserved: readonly string[]): Promise<string[]> {
+  const dir = path.dirname(real);
+  const folders: string[] = [];
+  const refuse = (loc: string, found: string, what: string): never => {
+    throw new UsageError(`the new version of ${real} creates the data file ${JSON.stringify(loc)}, but ${found}: expected no file there, inside the model's folder; nothing was written: ${what}`, { file: real, location: loc, found });
+  };
+  for (const loc of locations) {
+    const target = path.resolve(dir, loc);
+    const problem = modelPathProblem(loc);
+    if (problem || !target.startsWith(dir + path.sep)) refuse(loc, `its path is ${problem ?? 'outside the model\'s folder'}`, 'the payload is corrupt or hostile; fetch it again or the full model');
+    if (reserved.some((r) => path.resolve(r) === target)) refuse(loc, `${target} is the model's state file`, 'keep the state elsewhere (the state option), or ship this version whole');
+    const segments = loc.split('/');
+    for (let i = 1; i < segments.length; i++) {
+      const folder = segments.slice(0, i).join('/');
+      const st = await lstat(path.resolve(dir, folder)).catch((e: unknown) => (errCode(e) === 'ENOENT' ? null : Promise.reject(e)));
+      if (!st) {
+        if (!folders.includes(folder)) folders.push(folder);
+      } else if (st.isSymbolicLink()) {
+        refuse(loc, `${path.resolve(dir, folder)} is a symbolic link`, 'data files must lie inside the model\'s folder reached without links (docs/SECURITY.md); replace the link with a folder, or ship this version whole');
+      } else if (!st.isDirectory()) {
+        refuse(loc, `${path.resolve(dir, folder)} is ${st.isFile() ? 'a file' : kindOf(st)}, not a folder`, 'move it away, then apply again');
+      }
+    }
+    const st = await lstat(target).catch((e: unknown) => (errCode(e) === 'ENOENT' ? null : Promise.reject(e)));
+    if (st) {
+      const alias = [...opened].find(([, o]) => o.dev === st.dev && o.ino === st.ino);
+      if (alias) {
+        refuse(loc, `${target} is already ${alias[0] === '' ? 'the model file' : `the model's data file ${JSON.stringify(alias[0])}`} under another spelling (a file system that ignores case?)`, 'ship this version whole');
+      }
+      refuse(loc, `${target} already exists and is not one of the model's files (${st.isFile() ? `a file of ${st.size} bytes` : kindOf(st)})`, 'it may belong to another model or to you: move it away (or delete it if it is not needed), then apply again');
+    }
+  }
+  return folders;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

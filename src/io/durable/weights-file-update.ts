@@ -27,10 +27,14 @@
  * the old or the new version at every instant. When an update changes two files, a crash between
  * their two renames leaves a mix until the next apply or {@link recoverWeightsFile} rolls it back:
  * an app that loads such a model should call {@link recoverWeightsFile} first.
+ *
+ * A structural rebuild (`weights-file-rebuild.ts`) whose new version names other data files writes
+ * a version 2 journal that also names the data files it creates (deleted by a rollback, with any
+ * folder made for them) and the ones it drops (deleted after the commit point); recovery does both.
  */
 import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { link, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError, ModelMismatchError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
@@ -54,13 +58,25 @@ export const PREVIOUS_SUFFIX = '.ndiff-prev';
 /** Bytes copied per read and write when an external data file is rewritten. */
 const COPY_CHUNK = 8 * 1024 * 1024;
 
-interface Journal {
+export interface WeightsFileJournal {
   /** The format's journal name (`neural-diff-onnx-update`, `neural-diff-tflite-update`). */
   format: string;
-  version: 1;
-  /** Locations (relative to the model's folder; `''` is the model file) being switched. */
+  /**
+   * 1; 2 when the update also creates or deletes files (a structural rebuild changing an ONNX
+   * model's set of data files): an applier that knows only 1 refuses the journal as damaged
+   * rather than roll back without deleting the files the update created.
+   */
+  version: 1 | 2;
+  /** Locations (relative to the model's folder; `''` is the model file) being switched, each kept as `.ndiff-prev` until confirmed. */
   files: string[];
+  /** Data files the update creates (none before it): a rollback deletes them. */
+  created?: string[];
+  /** Data files the new version no longer names: left in place until the commit point, deleted after it. */
+  removed?: string[];
+  /** Folders the update made for created files (relative to the model's folder): a rollback deletes them if empty. */
+  folders?: string[];
 }
+type Journal = WeightsFileJournal;
 
 async function exists(file: string): Promise<boolean> {
   try {
@@ -81,6 +97,11 @@ export async function removeIfThere(file: string, removed?: string[]): Promise<v
   }
 }
 
+/** A location relative to the model's folder that cannot leave it: not empty or absolute, no `..` segment, no NUL. */
+function staysInFolder(loc: string): boolean {
+  return loc !== '' && !/^([/\\]|[A-Za-z]:)/.test(loc) && !loc.split(/[\\/]/).includes('..') && !loc.includes('\0');
+}
+
 async function readJournal(file: string, format: WeightsFileFormat): Promise<Journal | null> {
   let text: string;
   try {
@@ -91,11 +112,13 @@ async function readJournal(file: string, format: WeightsFileFormat): Promise<Jou
   }
   try {
     const j = JSON.parse(text) as Journal;
-    if (j.format === format.journal && j.version === 1 && Array.isArray(j.files) && j.files.every((f) => typeof f === 'string')) return j;
+    // The locations a journal deletes or restores must be relative paths inside the model's folder.
+    const locations = (v: unknown, model: boolean) => v === undefined || (Array.isArray(v) && v.every((f) => typeof f === 'string' && ((model && f === '') || staysInFolder(f))));
+    if (j.format === format.journal && (j.version === 1 || j.version === 2) && Array.isArray(j.files) && locations(j.files, true) && locations(j.created, false) && locations(j.removed, false) && locations(j.folders, false)) return j;
   } catch {
     /* fall through */
   }
-  throw new ModelFormatError(`the update journal ${file} is damaged: expected {"format": "${format.journal}", "version": 1, "files": [...]}; it was changed by hand: restore the model from the full download, then delete the journal`, { file });
+  throw new ModelFormatError(`the update journal ${file} is damaged: expected {"format": "${format.journal}", "version": 1 or 2, "files": [...]} naming files inside the model's folder; it was changed by hand or written by a newer applier: restore the model from the full download (or recover with the newer applier), then delete the journal`, { file });
 }
 
 /** Delete temp files of `files` (paths) left by an interrupted write. */
@@ -140,6 +163,31 @@ export async function restorePrevious(paths: readonly string[]): Promise<boolean
 }
 
 /**
+ * Delete the folders `folders` (paths) that are empty, deepest first: the folders an update made
+ * for the data files it created (after a rollback), or the ones a confirmed update emptied by
+ * deleting data files. A folder holding anything, or gone already, is left as it is.
+ */
+export async function removeEmptyFolders(folders: readonly string[]): Promise<void> {
+  for (const f of [...new Set(folders)].sort((a, b) => b.length - a.length)) {
+    try {
+      await rmdir(f);
+    } catch (e) {
+      if (!['ENOENT', 'ENOTEMPTY', 'EEXIST', 'ENOTDIR'].includes(errCode(e) ?? '')) throw e;
+    }
+  }
+}
+
+/** The folders holding `locations` below the model's folder (`a/b/w.bin`: `a/b`, `a`), as paths under `dir`. */
+export function foldersBelow(dir: string, locations: readonly string[]): string[] {
+  const root = path.resolve(dir);
+  const out: string[] = [];
+  for (const loc of locations) {
+    for (let up = path.dirname(path.resolve(root, loc)); up.startsWith(root + path.sep); up = path.dirname(up)) out.push(up);
+  }
+  return out;
+}
+
+/**
  * Bring a model file back to a confirmed version after an interrupted update, and delete the
  * leftovers (module doc). Safe to call at any time (one writer per model); does nothing on a
  * clean model.
@@ -155,7 +203,16 @@ export async function recoverWeightsFile(file: string, format: WeightsFileFormat
   if (journal) {
     const paths = journal.files.map(loc);
     report.rolledBack = await restorePrevious(paths);
-    await removeTemps(paths, report.removed);
+    // Data files the update created did not exist before it (checked under the lock): deleted.
+    const created = (journal.created ?? []).map(loc);
+    for (const p of created) {
+      const before = report.removed.length;
+      await removeIfThere(p, report.removed);
+      if (report.removed.length > before) report.rolledBack = true;
+    }
+    await removeTemps([...paths, ...created], report.removed);
+    await removeEmptyFolders((journal.folders ?? []).map(loc));
+    for (const d of new Set(created.map((p) => path.dirname(p)))) await syncDir(d).catch(() => {});
     await removeIfThere(journalFile, report.removed);
     await syncDir(dir);
     report.actions.push(report.rolledBack
@@ -166,6 +223,9 @@ export async function recoverWeightsFile(file: string, format: WeightsFileFormat
   const done = await readJournal(doneFile, format);
   if (done) {
     for (const p of done.files.map(loc)) await removeIfThere(p + PREVIOUS_SUFFIX, report.removed);
+    // The data files the confirmed version no longer names.
+    for (const p of (done.removed ?? []).map(loc)) await removeIfThere(p, report.removed);
+    await removeEmptyFolders(foldersBelow(dir, done.removed ?? []));
     await removeIfThere(doneFile, report.removed);
     report.actions.push('an update was confirmed but its previous version was not all deleted: deleted it');
   }

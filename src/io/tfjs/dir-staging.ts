@@ -6,14 +6,14 @@
  * once; the commit (dir-commit.ts) takes the files over, and `dropStaged` ends the apply by
  * deleting every staged file no commit switched to, never one a model file names.
  */
-import { SHARD_WRITERS, VERIFY_CHUNK, discardStreaming, newId, overlaps, readIfExists, settleAll, shardName, type StagedShard, type StreamingShard, verifyWritten, writeShardFile } from './write.ts';
+import { SHARD_WRITERS, VERIFY_CHUNK, discardStreaming, newId, overlaps, settleAll, shardName, type StagedShard, type StreamingShard, verifyWritten, writeShardFile } from './write.ts';
 import type { OpenOptions } from './options.ts';
 import { fileExists, fileIdent, storedRange } from './read.ts';
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { getHasher } from '../../core/hasher.ts';
 import { manifestPaths, parseModelJson } from './manifest.ts';
-import { nodeFileOps, type FileOps } from '../durable/durable.ts';
+import { nodeFileOps, readIfExists, type FileOps } from '../durable/durable.ts';
 import { encodeForCommit, type FinishedShard, type StoreAccess } from './dir-entries.ts';
 import type { ReleasedTensors } from './dir-release.ts';
 

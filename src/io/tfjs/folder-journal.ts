@@ -6,7 +6,7 @@
  * the same way.
  */
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError, ModelMismatchError } from '../../core/errors.ts';
 import { type WeightStore } from '../../core/weight-store.ts';
@@ -16,7 +16,7 @@ import { locateModelFiles } from './index.ts';
 import { manifestPaths, parseModelJson } from './manifest.ts';
 import { namedByOtherModels } from './shared-folder.ts';
 import { FileSequenceStore } from '../durable/sequence-file.ts';
-import { errCode, forEachLimited, nodeFileOps, readRegularFile, writeFileAtomically, type FileOps } from '../durable/durable.ts';
+import { errCode, forEachLimited, nodeFileOps, readIfExists, readRegularFile, writeFileAtomically, type FileOps } from '../durable/durable.ts';
 import { lockModelDir, type FolderOptions, type RecoveryReport } from '../durable/lock.ts';
 import { readModelIdFile, writeModelIdFile } from '../durable/model-id-file.ts';
 import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, PREVIOUS_MODEL_JSON, controlFileProblem, isOwnTempFile, writerShardPattern, type ModelFiles } from '../durable/control-files.ts';
@@ -33,14 +33,6 @@ function emptyReport(): RecoveryReport {
   return { actions: [], rolledBack: false, removed: [] };
 }
 
-async function readIfExists(file: string): Promise<Uint8Array | null> {
-  try {
-    return await readFile(file);
-  } catch (e) {
-    if (errCode(e) === 'ENOENT') return null;
-    throw e;
-  }
-}
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');

@@ -108,7 +108,19 @@ function ownerOf(t: tf.Tensor): unknown {
  */
 function onCpuBackend(t: tf.Tensor): boolean {
   const owner = ownerOf(t);
-  return owner !== undefined && owner === tf.findBackend('cpu');
+  return owner !== undefined && owner === initializedBackend('cpu');
+}
+
+/**
+ * The backend of that name if the engine has already initialized it, else undefined. Never
+ * `tf.findBackend`: for a backend registered but not yet initialized it starts the backend's
+ * initialization, and one that initializes asynchronously (wasm, webgpu, the trainer's native
+ * backend) leaves the engine refusing every op until `tf.ready()` ("Backend ... has not yet
+ * been initialized"), in the middle of the caller's work.
+ */
+function initializedBackend(name: string): unknown {
+  const registry = (tf.engine() as unknown as { registry?: Record<string, unknown> }).registry;
+  return registry?.[name];
 }
 
 /**
@@ -138,7 +150,7 @@ const SYNC_READABLE = new Set(['cpu', 'wasm', 'native', 'webgl']);
 /** The name of the backend that holds `t`'s data (the current one where the engine does not say). */
 function backendOf(t: tf.Tensor): string {
   const owner = ownerOf(t);
-  for (const name of ['cpu', 'wasm', 'native', 'webgl', 'webgpu']) if (owner !== undefined && tf.findBackend(name) === owner) return name;
+  for (const name of ['cpu', 'wasm', 'native', 'webgl', 'webgpu']) if (owner !== undefined && initializedBackend(name) === owner) return name;
   return owner === undefined ? tf.getBackend() : 'unknown';
 }
 

@@ -5,12 +5,12 @@
 import { fileIdent, type GroupSource, type Shard } from './read.ts';
 import type { WriteOptions } from './options.ts';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { getHasher, hex64, type Hasher } from '../../core/hasher.ts';
 import { DEFAULT_SHARD_BYTES, manifestPaths, parseModelJson, splitIntoShards, type EntryLayout, type TfjsWeightEntry, type TfjsWeightGroup } from './manifest.ts';
-import { errCode, forEachLimited, nodeFileOps, type FileOps, type NewFile } from '../durable/durable.ts';
+import { errCode, forEachLimited, nodeFileOps, readIfExists, type FileOps, type NewFile } from '../durable/durable.ts';
 import { FOLDER_MODEL_FILES, controlFileProblem, type ModelFiles } from '../durable/control-files.ts';
 import { namedByOtherModels } from './shared-folder.ts';
 
@@ -104,14 +104,6 @@ export function newId(): string {
   return `${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-export async function readIfExists(file: string): Promise<Uint8Array | null> {
-  try {
-    return await readFile(file);
-  } catch (err) {
-    if (errCode(err) === 'ENOENT') return null;
-    throw err;
-  }
-}
 
 export function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
   if (a === null || b === null) return a === b;

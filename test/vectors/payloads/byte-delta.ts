@@ -14,7 +14,7 @@ export interface ByteDeltaVector {
   base: string;
   delta: string;
   target: string;
-  /** Header fields as decoded (`coding` is `C`: 0 to 3, or 4 for the modelled coding). */
+  /** Header fields as decoded (`coding` is `C`: 0 to 3, or 4 and 5 for the modelled codings). */
   outputLength: number;
   coding: number;
   literalCoding: number;
@@ -55,6 +55,18 @@ const f32 = (values: number[]): number[] => Array.from(new Uint8Array(Float32Arr
 const MOVED_BASE = Uint8Array.from([...utf8.encode('NDFILE1 conv.w[8] bias[4];'), ...f32([0.5, -1, 2, 0.25, 3, -0.125, 1.5, 8]), ...f32([1, 2, 3, 4])]);
 const MOVED_TARGET = Uint8Array.from([...utf8.encode('NDFILE1 bias[4] stem.w[8] gain[2];'), ...f32([1, 2, 3, 4]), ...f32([0.5, -1, 2, 0.25, 3, -0.125, 1.5, 8]), ...f32([7, 7])]);
 
+// A target that adds a tensor of new float32 values (small weights: their exponent bytes gather
+// on a few values, their mantissa bytes are close to random), after the base's frame.
+const NEW_TENSOR_TARGET = Uint8Array.from([
+  ...MOVED_BASE,
+  ...f32(
+    Array.from({ length: 256 }, (_, i) => {
+      const u = (Math.imul(i + 1, 0x9e3779b1) >>> 0) / 2 ** 32;
+      return (u - 0.5) * 0.2;
+    }),
+  ),
+]);
+
 // Literals worth range-coding: a run of repeated text the base does not hold.
 const CODED_BASE = utf8.encode('header: model v1; tensors follow. '.repeat(2));
 const CODED_TARGET = utf8.encode('header: model v1; tensors follow. ' + 'zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz' + 'header: model v1; tensors follow. ');
@@ -69,7 +81,11 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
     files.set(`delta-${name}.base.bin`, base);
     files.set(`delta-${name}.target.bin`, target);
     files.set(`delta-${name}.bdelta`, bytes);
-    valid.push({ name: `delta-${name}`, description, base: `delta-${name}.base.bin`, delta: `delta-${name}.bdelta`, target: `delta-${name}.target.bin`, outputLength: target.length, coding: modelled ? 4 : (stats.literalCoding === 'raw' ? 0 : 1) + (stats.instructionCoding === 'raw' ? 0 : 2), literalCoding: stats.literalCoding === 'raw' ? 0 : 1, instructionCoding: stats.instructionCoding === 'raw' ? 0 : modelled ? 4 : 2, copies: stats.copies, inserts: stats.inserts });
+    // C, the fourth varint of the header (every earlier one is below 2^14 here: at most 2 bytes).
+    let at = 0;
+    for (let k = 0; k < 3; k++) while (bytes[at++] >= 0x80);
+    const coding = bytes[at];
+    valid.push({ name: `delta-${name}`, description, base: `delta-${name}.base.bin`, delta: `delta-${name}.bdelta`, target: `delta-${name}.target.bin`, outputLength: target.length, coding, literalCoding: stats.literalCoding === 'raw' ? 0 : 1, instructionCoding: stats.instructionCoding === 'raw' ? 0 : modelled ? coding : 2, copies: stats.copies, inserts: stats.inserts });
   };
   addValid('moved', 'A frame renaming one tensor and adding one, the two kept tensors swapped: their bytes are copies from wherever they sit in the base; the new name, the new tensor and the changed frame text are raw literals.', MOVED_BASE, MOVED_TARGET);
   addValid('range-coded', 'A run of 64 "z" bytes that the base does not hold: 16 of them inserted, range-coded, the rest copies of the output already written.', CODED_BASE, CODED_TARGET);
@@ -77,8 +93,9 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
   addValid('coded-instructions', 'Forty layer names renamed in a text frame: many short copies and inserts, so the instructions are range-coded, and the literals too (coding 3).', utf8.encode(Array.from({ length: 40 }, (_, i) => `model/layer_${String(i).padStart(3, '0')}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')), utf8.encode(Array.from({ length: 40 }, (_, i) => `model/block_${i}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')));
   addValid('empty-base', 'Nothing to copy from: the whole target is one insert.', new Uint8Array(0), utf8.encode('a new file'));
   addValid('empty-target', 'An empty output: no instructions, no literals.', MOVED_BASE, new Uint8Array(0));
-  addValid('modelled', 'The forty renamed layer names of delta-coded-instructions in the modelled coding (4): the copies that continue at the same displacement after a renamed digit are repeat copies of a few bits, the literals coded in the context of the byte before them.', utf8.encode(Array.from({ length: 40 }, (_, i) => `model/layer_${String(i).padStart(3, '0')}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')), utf8.encode(Array.from({ length: 40 }, (_, i) => `model/block_${i}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')), true);
+  addValid('modelled', 'The forty renamed layer names of delta-coded-instructions in the modelled coding: the copies that continue at the same displacement after a renamed digit are repeat copies of a few bits; its 40 one-digit literals code smallest with no context at all (coding 5, X = 0: one tree learns the ten digits fastest).', utf8.encode(Array.from({ length: 40 }, (_, i) => `model/layer_${String(i).padStart(3, '0')}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')), utf8.encode(Array.from({ length: 40 }, (_, i) => `model/block_${i}/conv2d/kernel:0 shape=[3, 3, 16, 16] dtype=float32\n`).join('')), true);
   addValid('modelled-moved', 'delta-moved in the modelled coding: a copy at a new displacement, copies of the output and literals.', MOVED_BASE, MOVED_TARGET, true);
+  addValid('modelled-context', 'A new float32 tensor of 256 small weights after delta-moved\'s frame, in the modelled coding with its literal context (5): the literals are coded in the context of their position in 4 (X = 16 x lp + lc = 32: lp 2, lc 0), so each float\'s exponent byte has its own trees, where the byte before (the coding-4 context) says little about it.', MOVED_BASE, NEW_TENSOR_TARGET, true);
   addValid('modelled-empty-target', 'An empty output in the modelled coding: an instruction stream of 4 zero bytes, no literal stream.', MOVED_BASE, new Uint8Array(0), true);
 
   const base = 'delta-moved.base.bin';
@@ -102,7 +119,7 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
   addInvalid('wrong-base-length', `The delta is for a base of ${B + 1} bytes; this one is ${B}.`, [...leb(4, B + 1, 1, 0, 0), ...leb(4 * 4 + 1, 0)]);
   addInvalid('literals-past-declared', 'An INSERT of 4 bytes with 3 literal bytes declared.', [...leb(4, B, 1, 0, 3), ...leb(4 * 4), 1, 2, 3]);
   addInvalid('literal-trailing-byte', 'An INSERT of 4 raw literal bytes, and a fifth byte after them.', [...leb(4, B, 1, 0, 4), ...leb(4 * 4), 1, 2, 3, 4, 5]);
-  addInvalid('coding', 'Coding 5: the codings are 0 to 3 (bit 0 literals range-coded, bit 1 instructions range-coded) and 4 (modelled).', [...leb(4, B, 1, 5, 4), ...leb(4 * 4), 1, 2, 3, 4]);
+  addInvalid('coding', 'Coding 6: the codings are 0 to 3 (bit 0 literals range-coded, bit 1 instructions range-coded), 4 (modelled) and 5 (modelled with its literal context).', [...leb(4, B, 1, 6, 4), ...leb(4 * 4), 1, 2, 3, 4]);
   addInvalid('instructions-ratio', 'Range-coded instructions declared as 1,000 bytes out of a 4-byte stream: a range-coded stream gives at most 64 x its size + 64.', [...leb(4, B, 1, 2, 0, 1000, 4), 0, 0, 0, 0]);
   addInvalid('range-coded-short', 'Range-coded literals (4 bytes) with a stream of 3 bytes: a stream is at least 4.', [...leb(4, B, 1, 1, 4), ...leb(4 * 4), 0, 0, 0]);
   {
@@ -193,6 +210,8 @@ export function generateByteDeltaVectors(): Map<string, Uint8Array> {
   addInvalid('modelled-overrun', 'Modelled coding: 64 one-byte repeat copies with the last byte of their instruction stream cut: the decoder would read past the stream\'s end.', modelled(64, 64, 0, repeats, [], 1));
   addInvalid('modelled-trailing', 'Modelled coding: 64 one-byte repeat copies and a byte after their instruction stream: it must end exactly at its S-th byte with code 0.', modelled(64, 64, 0, repeats, [], 0, [0]));
   addInvalid('modelled-count-bomb', 'Modelled coding: 2^20 instructions declared for a 4-byte instruction stream: at most 64 x S + 64.', [...leb(1 << 20, B, 1 << 20, 4, 0, 4), 0, 0, 0, 0]);
+  addInvalid('modelled-context', 'Modelled coding with its literal context (5): X = 9, lc 9 of the byte before\'s 8 bits.', [...leb(4, B, 1, 5, 4, 9, 4), 0, 0, 0, 0, 0, 0, 0, 0]);
+  addInvalid('modelled-context-bits', 'Modelled coding with its literal context (5): X = 72, lp 4 and lc 8, 12 context bits where at most 10 are allowed.', [...leb(4, B, 1, 5, 4, 72, 4), 0, 0, 0, 0, 0, 0, 0, 0]);
   addInvalid('modelled-literals-short', 'Modelled coding: an INSERT of 4 bytes with a literal stream of 3 bytes: a stream is at least 4.', modelled(4, 1, 4, (e) => {
     e.tree(0, 3, 0);
     e.num(0, 4);
