@@ -250,6 +250,9 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     for (const o of replaced) await removeIfThere(at(o.loc) + PREVIOUS_SUFFIX);
     for (const loc of removed) await removeIfThere(at(loc));
     await removeEmptyFolders(foldersBelow(dir, removed));
+    // The deletions durable before the .done journal's: a power cut must not keep its deletion
+    // and lose theirs (a dropped data file nothing would ever delete).
+    for (const d of new Set([dir, ...[...replaced.map((o) => o.loc), ...removed].map((l) => path.dirname(at(l)))])) await syncDir(d).catch(() => {});
     await removeIfThere(real + DONE_SUFFIX);
     if (pin !== undefined) await writeModelIdRecord(real, pin);
     return { ...result, recovery, filesWritten: outputs.map((o) => at(o.loc)), filesRemoved: removed.map(at), sequenceRecorded: await record() };

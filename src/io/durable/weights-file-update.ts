@@ -226,6 +226,8 @@ export async function recoverWeightsFile(file: string, format: WeightsFileFormat
     // The data files the confirmed version no longer names.
     for (const p of (done.removed ?? []).map(loc)) await removeIfThere(p, report.removed);
     await removeEmptyFolders(foldersBelow(dir, done.removed ?? []));
+    // Those deletions durable before the .done journal's (else a cut could orphan a data file).
+    for (const d of new Set([dir, ...[...done.files, ...(done.removed ?? [])].map((l) => path.dirname(loc(l)))])) await syncDir(d).catch(() => {});
     await removeIfThere(doneFile, report.removed);
     report.actions.push('an update was confirmed but its previous version was not all deleted: deleted it');
   }
