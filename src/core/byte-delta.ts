@@ -59,9 +59,9 @@ export interface ByteDeltaHeader {
   baseLength: number;
   /** Number of instructions (each produces at least one byte). */
   instructionCount: number;
-  /** {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED} (bit 0 of the coding). */
+  /** {@link LITERALS_RAW} or {@link LITERALS_RANGE_CODED} (bit 0 of the coding; range-coded in the modelled codings). */
   literalCoding: number;
-  /** Whether the instructions are range-coded (bit 1 of the coding, {@link INSTRUCTIONS_RANGE_CODED}). */
+  /** Whether the instructions are range-coded (bit 1 of the coding, {@link INSTRUCTIONS_RANGE_CODED}; always in the modelled codings). */
   instructionsCoded: boolean;
   /** Total bytes the INSERT instructions take from the literal section. */
   literalLength: number;
@@ -125,7 +125,9 @@ export function readByteDeltaHeader(delta: Uint8Array, maxOutputBytes: number, w
   if (baseLength > BYTE_DELTA_MAX_BASE) fail(where, `the base is declared ${baseLength} bytes, at most ${BYTE_DELTA_MAX_BASE}`);
   if (coding > 5) fail(where, `the coding must be 0 to 5 (bit 0: literals range-coded, bit 1: instructions range-coded; 4: modelled; 5: modelled with its literal context), found ${coding}`);
   if (literalLength > outputLength) fail(where, `${literalLength} literal bytes declared for an output of ${outputLength}`);
-  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: coding & 1, instructionsCoded: (coding & 2) !== 0, literalLength, instructionsAt: at, modelled: coding >= MODELLED, lc: 8, lp: 0 };
+  // The modelled codings range-code both their streams.
+  const modelled = coding >= MODELLED;
+  const h: ByteDeltaHeader = { outputLength, baseLength, instructionCount, literalCoding: modelled ? LITERALS_RANGE_CODED : coding & 1, instructionsCoded: modelled || (coding & 2) !== 0, literalLength, instructionsAt: at, modelled, lc: 8, lp: 0 };
   // Every instruction takes at least one byte of the instructions and gives at least one of output.
   let room = delta.length - at;
   if (coding === MODELLED_CONTEXT) {
