@@ -187,7 +187,7 @@ const BLOCK = 4096;
  * distances s0, s1, s2 at `f` of `from`, written at `t` of `to`; `x` is the copy's displacement
  * (base) or distance (output).
  */
-function advance(from: Float64Array, f: number, to: Float64Array, t: number, kd: number, x: number): void {
+export function advance(from: Float64Array, f: number, to: Float64Array, t: number, kd: number, x: number): void {
   let r0 = from[f];
   let r1 = from[f + 1];
   let s0 = from[f + 2];

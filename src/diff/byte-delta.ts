@@ -19,7 +19,7 @@
 import { ByteWriter, varintSize } from '../core/varint.ts';
 import { encodeXrMasks } from '../core/xr.ts';
 import { BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, INSTRUCTIONS_RANGE_CODED, LITERALS_RANGE_CODED, LITERALS_RAW, MODELLED, MODELLED_CONTEXT } from '../core/byte-delta.ts';
-import { BYTE_BEFORE, chooseLiteralContext, encodeModelled, parseModelled, type ModelOp } from './byte-delta-model.ts';
+import { advance, BYTE_BEFORE, chooseLiteralContext, encodeModelled, parseModelled, type ModelOp } from './byte-delta-model.ts';
 
 /** Window of the base index: a match must hold at least this many bytes to be found by hash. */
 const WINDOW = 16;
@@ -67,35 +67,20 @@ function modelledDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Arra
  */
 function modelledFromGreedy(base: Uint8Array, target: Uint8Array, greedy: readonly Op[]): { bytes: Uint8Array; stats: ByteDeltaStats } {
   const ops: ModelOp[] = [];
+  // The repeat state (§16: base displacements r0 r1, output distances s0 s1 s2), as the parse keeps it.
+  const state = new Float64Array(5);
   let w = 0;
-  let [r0, r1, s0, s1, s2] = [0, 0, 0, 0, 0];
   for (const op of greedy) {
-    if (op.offset < 0) {
-      ops.push({ kind: 0, length: op.length, value: 0 });
-    } else if (!op.self) {
-      const d = op.offset - w;
-      if (d === r0) ops.push({ kind: 3, length: op.length, value: 0 });
-      else if (d === r1) {
-        ops.push({ kind: 5, length: op.length, value: 0 });
-        [r0, r1] = [r1, r0];
-      } else {
-        const z = d - r0;
-        ops.push({ kind: 1, length: op.length, value: z >= 0 ? 2 * z : -2 * z - 1 });
-        [r0, r1] = [d, r0];
-      }
-    } else {
-      const g = w - op.offset;
-      if (g === s0) ops.push({ kind: 4, length: op.length, value: 0 });
-      else if (g === s1) {
-        ops.push({ kind: 6, length: op.length, value: 0 });
-        [s0, s1] = [s1, s0];
-      } else if (g === s2) {
-        ops.push({ kind: 7, length: op.length, value: 0 });
-        [s0, s1, s2] = [s2, s0, s1];
-      } else {
-        ops.push({ kind: 2, length: op.length, value: g - op.length });
-        [s0, s1, s2] = [g, s0, s1];
-      }
+    if (op.offset < 0) ops.push({ kind: 0, length: op.length, value: 0 });
+    else {
+      // A base copy's displacement, or an output copy's distance.
+      const x = op.self ? w - op.offset : op.offset - w;
+      const at = op.self ? [2, 3, 4].find((k) => state[k] === x) : [0, 1].find((k) => state[k] === x);
+      const kind = at === undefined ? (op.self ? 2 : 1) : [3, 5, 4, 6, 7][at];
+      const z = x - state[0];
+      const value = kind === 2 ? x - op.length : kind === 1 ? (z >= 0 ? 2 * z : -2 * z - 1) : 0;
+      ops.push({ kind, length: op.length, value });
+      advance(state, 0, state, 0, kind, x);
     }
     w += op.length;
   }
