@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Packr } from 'msgpackr';
 import { rebuildModelFiles, type RebuildOptions } from '../src/apply/rebuild.ts';
+import type { ModelFile } from '../src/core/model-files.ts';
 import { MemorySequenceStore } from '../src/apply/freshness.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
@@ -69,6 +70,18 @@ async function referenceVerdict(base: SpecFile[], payload: Uint8Array, options: 
     if (e instanceof NeuralDiffError && FAULT_OF[e.constructor.name]) return { verdict: FAULT_OF[e.constructor.name], message: e.message };
     throw e;
   }
+}
+
+/** The payload the reference builder writes from `base` to `target`; both readings must rebuild the target from it. */
+async function rebuildsInBothReadings(base: ModelFile[], target: ModelFile[], seed: number): Promise<Uint8Array> {
+  const payload = structuralDiffFiles(hasher, base, target, TFJS, { modelId: 'pairs', sequence: seed }).bytes;
+  const spec = specVerdict({ format: 'tfjs', files: base }, payload);
+  const ref = await referenceVerdict(base, payload);
+  assert.equal(spec.verdict, 'applied', `seed ${seed}: ${spec.message}`);
+  assert.equal(ref.verdict, 'applied', `seed ${seed}: ${ref.message}`);
+  assert.ok(same(spec.files!, target), `seed ${seed}: the second reading rebuilds the target`);
+  assert.ok(same(ref.files!, target), `seed ${seed}: the reference rebuilds the target`);
+  return payload;
 }
 
 describe('structural payload vectors over several files (FORMAT.md §17)', () => {
@@ -323,13 +336,7 @@ describe('random TF.js models rebuilt: the second reading of §17 follows the re
       const pair = structuralPair('tfjs', seed);
       const base = pair.baseFiles!;
       const target = pair.targetFiles!;
-      const payload = structuralDiffFiles(hasher, base, target, TFJS, { modelId: 'pairs', sequence: seed }).bytes;
-      const spec = specVerdict({ format: 'tfjs', files: base }, payload);
-      const ref = await referenceVerdict(base, payload);
-      assert.equal(spec.verdict, 'applied', `seed ${seed}: ${spec.message}`);
-      assert.equal(ref.verdict, 'applied', `seed ${seed}: ${ref.message}`);
-      assert.ok(same(spec.files!, target), `seed ${seed}: the second reading rebuilds the target`);
-      assert.ok(same(ref.files!, target), `seed ${seed}: the reference rebuilds the target`);
+      const payload = await rebuildsInBothReadings(base, target, seed);
       assert.equal(specVerdict({ format: 'tfjs', files: target }, payload).verdict, 'already-applied');
       for (const k of Object.keys(changes) as (keyof typeof changes)[]) changes[k] += pair.changes[k];
     }
@@ -381,13 +388,7 @@ describe('random TF.js models stored quantized, rebuilt: the second reading of �
         const pair = structuralPair('tfjs', seed);
         const base = quantized(pair.baseFiles!, dtype);
         const target = quantized(pair.targetFiles!, dtype);
-        const payload = structuralDiffFiles(hasher, base, target, TFJS, { modelId: 'pairs', sequence: seed }).bytes;
-        const spec = specVerdict({ format: 'tfjs', files: base }, payload);
-        const ref = await referenceVerdict(base, payload);
-        assert.equal(spec.verdict, 'applied', `seed ${seed}: ${spec.message}`);
-        assert.equal(ref.verdict, 'applied', `seed ${seed}: ${ref.message}`);
-        assert.ok(same(spec.files!, target), `seed ${seed}: the second reading rebuilds the target`);
-        assert.ok(same(ref.files!, target), `seed ${seed}: the reference rebuilds the target`);
+        const payload = await rebuildsInBothReadings(base, target, seed);
         patched += specDecode(specReadStructural(payload).pv).patches.filter((p) => p.t !== 'tfjs:frame').length;
       }
       // some kept weights are patched in place, so their stored codes are written back

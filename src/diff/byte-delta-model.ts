@@ -38,7 +38,8 @@ export function literalTree(out: Uint8Array, i: number, { lc, lp }: LiteralConte
  */
 const CONTEXTS: readonly LiteralContext[] = [0, 1, 2].flatMap((lp) => [0, 1, 2, 3, 4, 8].map((lc) => ({ lc, lp })));
 
-const COST = new Float64Array(2049).map((_, q) => (q ? -Math.log2(q / 2048) : 24));
+/** Bits a decision costs at each 11-bit probability (of the outcome taken). */
+const LOG2 = new Float64Array(2049).map((_, q) => (q ? -Math.log2(q / 2048) : 24));
 
 /** The literal bytes the context is chosen on: the first 2 MiB (a model file's new tensors, past its frame's few literals). */
 const CHOOSE_ON = 1 << 21;
@@ -66,7 +67,7 @@ export function chooseLiteralContext(target: Uint8Array, ops: readonly ModelOp[]
           for (let t = 1, b = 7; b >= 0; b--) {
             const x = (v >> b) & 1;
             const q = p[base + t];
-            bits += COST[x ? 2048 - q : q];
+            bits += LOG2[x ? 2048 - q : q];
             p[base + t] = x ? q - (q >> 5) : q + ((2048 - q) >> 5);
             t = 2 * t + x;
           }
@@ -205,7 +206,6 @@ export function advance(from: Float64Array, f: number, to: Float64Array, t: numb
   to[t + 4] = s2;
 }
 
-const LOG2 = new Float64Array(2049).map((_, q) => (q ? -Math.log2(q / 2048) : 24));
 
 /**
  * What the parse pays for a field: static estimates, or the bits under the probabilities a
