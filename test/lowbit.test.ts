@@ -14,15 +14,15 @@
  */
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodePayload, openPayload, type DensePatch, type PayloadHeader } from '../src/core/format.ts';
-import { lowBitCodes, packPayload, wirePatch, type WirePatch } from '../src/core/encode.ts';
+import { decodePayload, openPayload, type CompositePatch, type DensePatch, type LowRankPatch, type PayloadHeader } from '../src/core/format.ts';
+import { lowBitCodes, lowBitFactorCodes, packPayload, wirePatch, type WirePatch } from '../src/core/encode.ts';
 import { decodeLowBit, lowBitScales } from '../src/core/lowbit.ts';
 import { PayloadFormatError } from '../src/core/errors.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 import { buildPayload, storedModelBytes } from '../src/diff/build.ts';
-import { allocate, describeAllocation, lowbitDiff, quantizeLowBit, scaleLayout, type ScaleLayout } from '../src/diff/lowbit.ts';
+import { allocate, describeAllocation, lowbitDiff, quantizeFactors, quantizeLowBit, scaleLayout, type ScaleLayout } from '../src/diff/lowbit.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { seeded } from './helpers/graph-model.ts';
@@ -95,6 +95,65 @@ describe('codec l round-trips exactly at every width and layout', () => {
   });
 });
 
+describe('codec l on low-rank factors: a width a singular direction', () => {
+  // rows + cols = 24: direction k's codes end mid-byte at every odd width.
+  const [rows, cols] = [13, 11];
+  const cases: [string, number[]][] = [...[1, 2, 3, 4, 5, 6, 7, 8].map((b): [string, number[]] => [`every direction at ${b} bit${b > 1 ? 's' : ''}`, [b, b, b]]), ['mixed, widest first', [8, 3, 3, 2, 1]], ['mixed, in any order', [1, 8, 2, 7]]];
+  for (const [name, widths] of cases) {
+    test(`${name}: the decoder gives the encoder's factors bit for bit, the device the builder's weights`, async () => {
+      const r = widths.length;
+      const u = delta(rows * r, 40 + r);
+      const v = delta(r * cols, 50 + widths[0]);
+      const q = quantizeFactors(u, v, rows, cols, widths);
+      assert.deepEqual([...q.lowbitFactors.widths], widths);
+      const base = new MemoryWeightStore({ w: { shape: [rows, cols], data: delta(rows * cols, 6) }, c: { shape: [rows, cols], data: delta(rows * cols, 7) } });
+      const built = buildPayload(hasher, base, [
+        { kind: 'lowrank', name: 'w', rank: r, u: q.u, v: q.v, codec: 'l', lowbitFactors: q.lowbitFactors },
+        { kind: 'composite', name: 'c', rank: r, u: q.u, v: q.v, codec: 'l', lowbitFactors: q.lowbitFactors, positions: Uint32Array.of(0, 17, 142), values: Float32Array.of(0.5, -0.25, 2), sparseCodec: 'f16' },
+      ], { method: 'lowbit' });
+      assert.equal(built.payload.header.version, 6);
+      const [c, w] = decodePayload(built.bytes).patches as [CompositePatch, LowRankPatch];
+      for (const p of [w, c]) {
+        assert.equal(p.codec, 'l');
+        assert.deepEqual(new Uint8Array(p.u.buffer.slice(0)), new Uint8Array(q.u.buffer.slice(0)), `${p.name}: U`);
+        assert.deepEqual(new Uint8Array(p.v.buffer.slice(0)), new Uint8Array(q.v.buffer.slice(0)), `${p.name}: V`);
+      }
+      const device = base.clone();
+      await applyPayload(device, built.bytes);
+      for (const [n, want] of built.targetValues) assert.deepEqual(new Uint8Array(device.values(n).buffer), new Uint8Array(want.buffer), `${n}: the device holds what the builder computed`);
+      // Fewer bits, more error on the factors.
+      let err = 0;
+      for (let i = 0; i < u.length; i++) err += (u[i] - q.u[i]) ** 2;
+      if (widths.every((b) => b === 8)) assert.ok(err < 1e-3 * u.reduce((t, x) => t + x * x, 0));
+    });
+  }
+
+  test('malformed factor layouts are refused before any write', async () => {
+    const q = quantizeFactors(delta(rows * 2, 60), delta(2 * cols, 61), rows, cols, [4, 2]);
+    const base = new MemoryWeightStore({ w: { shape: [rows, cols], data: delta(rows * cols, 8) } });
+    const built = buildPayload(hasher, base, [{ kind: 'lowrank', name: 'w', rank: 2, u: q.u, v: q.v, codec: 'l', lowbitFactors: q.lowbitFactors }], { method: 'lowbit' });
+    const good = wirePatch(built.payload.patches[0], lowBitFactorCodes(q.u, q.v, [rows, cols], q.lowbitFactors));
+    const cases: [string, WirePatch, RegExp][] = [
+      ['a width per direction', { ...good, lb: [4] }, /"lb" must be an array of 2 integers from 1 to 8/],
+      ['widths of 1 to 8', { ...good, lb: [4, 9] }, /"lb" must be an array of 2 integers/],
+      ['an array, not a uint', { ...good, lb: 4 }, /low-bit factors need "lb", an array of widths/],
+      ['no group', { ...good, lg: 1 }, /no group "lg"/],
+      ['two scales a direction', { ...good, ls: (good.ls as Uint8Array).slice(0, 6) }, /"ls" must be 4 float16 scales/],
+      ['codes of the right length', { ...good, v: good.v.slice(0, -1) }, /"v" must be 18 bytes/],
+      ['a rank within the matrix', { ...good, r: 12, lb: Array(12).fill(1) }, /rank "r" must be an integer from 1 to 11/],
+    ];
+    for (const [what, wire, pattern] of cases) {
+      const device = base.clone();
+      const before = snapshot(device);
+      await assert.rejects(applyPayload(device, packPayload(built.payload.header, [wire])), (e: unknown) => e instanceof PayloadFormatError && pattern.test((e as Error).message), what);
+      assert.ok(sameBytes(before, snapshot(device)), `${what}: the model is untouched`);
+    }
+    const device = base.clone();
+    await applyPayload(device, packPayload(built.payload.header, [good]));
+    assert.deepEqual(device.values('w'), built.targetValues.get('w'));
+  });
+});
+
 describe('malformed codec-l patches are refused before any write', () => {
   const shape = [16, 8];
   const base = new MemoryWeightStore({ w: { shape, data: delta(128, 9) } });
@@ -116,7 +175,7 @@ describe('malformed codec-l patches are refused before any write', () => {
     ['a NaN scale', (p) => ({ ...p, ls: Uint8Array.from(p.ls as Uint8Array, (b, i) => (i === 1 ? 0x7e : b)) }), /"ls" must be finite and not negative, found NaN/],
     ['codes a byte short', (p) => ({ ...p, v: p.v.subarray(1) }), /"v" must be 48 bytes with no bits set past the last code, found 47 bytes/],
     ['codes a byte long', (p) => ({ ...p, v: Uint8Array.from([...p.v, 0]) }), /"v" must be 48 bytes/],
-    ['on a sparse patch', (p) => ({ ...p, k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }), /value codec "l" \(low-bit codes\) is for dense patches only/],
+    ['on a sparse patch', (p) => ({ ...p, k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }), /value codec "l" \(low-bit codes\) is for dense, low-rank and composite patches only/],
     ['in a format v5 payload', (p) => p, /value codec "c" must be one of f32, f16, i8, x, xr, xs, found the string "l"/, 5],
   ];
   for (const [name, mutate, pattern, version] of cases) {
@@ -195,8 +254,9 @@ describe('the allocation', () => {
     const floor = lowbitDiff(hasher, baseStore, targetStore, { budgetBytes: 10_000, widths: [1], layouts: ['tensor'], lowRank: false }).bytes.length;
     const atFloor = lowbitDiff(hasher, baseStore, targetStore, { budgetBytes: floor + 64, proxy: 'squared', lowRank: false });
     assert.deepEqual(atFloor.allocation.map((a) => a.name).sort(), ['b', 'w']);
+    // Below the floor of the codes, a tensor left out or carried as a few low-bit directions.
     const tiny = lowbitDiff(hasher, baseStore, targetStore, { budgetBytes: 300 });
-    assert.ok(tiny.bytes.length <= 300 && tiny.allocation.length <= 1);
+    assert.ok(tiny.bytes.length <= 300 && tiny.allocation.every((a) => a.name === 'b' || a.rank), tiny.allocation.map(describeAllocation).join(', '));
   });
 
   test('a change of rank 1 is carried as low-rank factors, applied by the device as the builder computed them', async () => {
@@ -207,7 +267,7 @@ describe('the allocation', () => {
     const target = new MemoryWeightStore([['w', { shape: [64, 64], data: Float32Array.from(rank1, (x) => 0.1 + x) }]]);
     const base = new MemoryWeightStore([['w', { shape: [64, 64], data: new Float32Array(4096).fill(0.1) }]]);
     const res = lowbitDiff(hasher, base, target, { budgetBytes: 400 });
-    assert.deepEqual(res.allocation.map(describeAllocation), ['w rank 1']);
+    assert.match(res.allocation.map(describeAllocation).join(', '), /^w rank 1 \([1-8]x1\)$/);
     assert.equal(decodePayload(res.bytes).patches[0].kind, 'lowrank');
     assert.ok(res.squaredError < 1e-3 * (res.changeSquared as number), `error ${res.squaredError} of ${res.changeSquared}`);
     const device = base.clone();

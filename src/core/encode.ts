@@ -5,10 +5,10 @@
  */
 import { Packr, FLOAT32_OPTIONS } from 'msgpackr/pack';
 import { toHalfBits } from './float16.ts';
-import { shapeSize, type Payload, type PayloadHeader, type TensorPatch } from './format.ts';
+import { matrixDims, shapeSize, type Payload, type PayloadHeader, type TensorPatch } from './format.ts';
 import { gridBytesPerValue, type StorageGrid } from './grid.ts';
 import { bytesPerValue, encodeXorMasks, type ValueCodec, type WireCodec } from './values.ts';
-import { lowBitBytes, lowBitScales, type LowBit } from './lowbit.ts';
+import { lowBitBytes, lowBitFactorBytes, lowBitScales, type LowBit, type LowBitFactors } from './lowbit.ts';
 import { encodeXrMasks } from './xr.ts';
 import { ByteWriter, varintSize } from './varint.ts';
 
@@ -33,8 +33,8 @@ export interface WirePatch {
   w?: Uint8Array;
   wc?: ValueCodec;
   wq?: number;
-  /** Codec l (format v6): bits a code, values a scale is taken for, the scales' exponent, the float16 scales. */
-  lb?: number;
+  /** Codec l (format v6): bits a code (low-rank factors: a width a direction), values a scale is taken for, the scales' exponent, the float16 scales. */
+  lb?: number | number[];
   lg?: number;
   le?: number;
   ls?: Uint8Array;
@@ -93,9 +93,13 @@ export function wirePatch(p: TensorPatch, factorOrValueBytes: Uint8Array): WireP
   const w: WirePatch = { t: p.name, s: [...p.shape], k: p.kind === 'sparse' ? 's' : p.kind === 'hash' ? 'h' : p.kind === 'lowrank' ? 'r' : p.kind === 'composite' ? 'c' : 'd', b: hexToBytes8(p.baseDigest), a: hexToBytes8(p.targetDigest), c: p.codec, v: factorOrValueBytes };
   if (p.codec === 'i8') w.q = Math.fround(p.scale as number);
   if (p.codec === 'l') {
-    const lb = p.lowbit as LowBit;
-    w.lb = lb.bits;
-    w.lg = lb.group;
+    const f = p.kind === 'lowrank' || p.kind === 'composite' ? (p.lowbitFactors as LowBitFactors) : undefined;
+    const lb = f ?? (p.lowbit as LowBit);
+    if (f) w.lb = [...f.widths];
+    else {
+      w.lb = (lb as LowBit).bits;
+      w.lg = (lb as LowBit).group;
+    }
     w.le = lb.exponent;
     w.ls = new Uint8Array(lb.scales.length * 2);
     for (let i = 0; i < lb.scales.length; i++) {
@@ -227,11 +231,13 @@ export function patchValues(p: TensorPatch): Float32Array {
 
 /** Encode a decoded payload (e.g. one returned by {@link decodePayload}) back to bytes. */
 export function encodePayload(payload: Payload): Uint8Array {
-  const patches = payload.patches.map((p) => {
-    const values = patchValues(p);
-    return wirePatch(p, valueBytes(values, p.codec, p.scale, p.grid, p.lowbit));
-  });
-  return packPayload(payload.header, patches);
+  return packPayload(payload.header, payload.patches.map(wireOf));
+}
+
+/** The wire form of a decoded patch, its values coded again (exact for decoded values). */
+export function wireOf(p: TensorPatch): WirePatch {
+  if ((p.kind === 'lowrank' || p.kind === 'composite') && p.lowbitFactors) return wirePatch(p, lowBitFactorCodes(p.u, p.v, p.shape, p.lowbitFactors));
+  return wirePatch(p, valueBytes(patchValues(p), p.codec, p.scale, p.grid, p.lowbit));
 }
 
 
@@ -251,6 +257,31 @@ export function lowBitCodes(values: Float32Array, lb: LowBit): Uint8Array {
     const word = c << (bit - at * 8);
     out[at] |= word & 0xff;
     if (word > 0xff) out[at + 1] |= word >>> 8;
+  }
+  return out;
+}
+
+/**
+ * The code bytes of low-rank factors decoded from codec l (each value `code * scale` of its
+ * factor vector exactly; see lowbit.ts): direction by direction, U's column then V's row.
+ */
+export function lowBitFactorCodes(u: Float32Array, v: Float32Array, shape: readonly number[], f: LowBitFactors): Uint8Array {
+  const { rows, cols } = matrixDims(shape);
+  const r = f.widths.length;
+  const out = new Uint8Array(lowBitFactorBytes(rows, cols, f.widths));
+  const scales = lowBitScales({ bits: 1, group: 1, scales: f.scales, exponent: f.exponent });
+  let bit = 0;
+  const put = (x: number, s: number, bits: number) => {
+    const c = bits === 1 ? (x > 0 || Object.is(x, 0) ? 1 : 0) : s > 0 ? Math.round(x / s) & ((1 << bits) - 1) : 0;
+    const at = bit >> 3;
+    const word = c << (bit & 7);
+    out[at] |= word & 0xff;
+    if (word > 0xff) out[at + 1] |= word >>> 8;
+    bit += bits;
+  };
+  for (let k = 0; k < r; k++) {
+    for (let i = 0; i < rows; i++) put(u[i * r + k], scales[2 * k], f.widths[k]);
+    for (let j = 0; j < cols; j++) put(v[k * cols + j], scales[2 * k + 1], f.widths[k]);
   }
   return out;
 }

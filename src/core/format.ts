@@ -14,7 +14,7 @@ import { toHex } from './hex.ts';
 import { readMsgpack } from './msgpack-read.ts';
 import { bytesPerValue, decodeValues, decodeXorMasks, firstNonFinite, VALUE_CODECS, xorByteLength, type ValueCodec, type WireCodec } from './values.ts';
 import { openXr, type XrReader } from './xr.ts';
-import { decodeLowBit, lowBitProblem, lowBitScales, type LowBit } from './lowbit.ts';
+import { decodeLowBit, decodeLowBitFactors, lowBitFactorProblem, lowBitProblem, lowBitScales, type LowBit, type LowBitFactors } from './lowbit.ts';
 import { gridBytesPerValue, type StorageGrid } from './grid.ts';
 
 /**
@@ -130,6 +130,8 @@ export interface DensePatch extends PatchCommon {
 export interface LowRankPatch extends PatchCommon {
   kind: 'lowrank';
   rank: number;
+  /** Codec `l` only: each direction's width and its factor vectors' scales (lowbit.ts). */
+  lowbitFactors?: LowBitFactors;
   /** U, row-major [rows x rank]. */
   u: Float32Array;
   /** V, row-major [rank x cols]. */
@@ -146,6 +148,8 @@ export interface LowRankPatch extends PatchCommon {
 export interface CompositePatch extends PatchCommon {
   kind: 'composite';
   rank: number;
+  /** Codec `l` only: each direction's width and its factor vectors' scales (lowbit.ts). */
+  lowbitFactors?: LowBitFactors;
   /** U, row-major [rows x rank]. */
   u: Float32Array;
   /** V, row-major [rank x cols]. */
@@ -485,7 +489,9 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   // Codec l (v6): low-bit codes and their scales, for dense patches.
   const isLow = codec === 'l' && version > 5;
   if (!isXor && !isLow && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}${version > 3 ? ', xs' : ''}${version > 5 ? ', l' : ''}, found ${describe(codec)}`);
-  if (isLow && kind !== 'd') fail(`${where}: value codec "l" (low-bit codes) is for dense patches only, found kind ${describe(kind)}`);
+  // Low-rank and composite factors in codec l came later within v6 (FORMAT.md §4.4).
+  const lowFactors = isLow && (kind === 'r' || kind === 'c');
+  if (isLow && kind !== 'd' && !lowFactors) fail(`${where}: value codec "l" (low-bit codes) is for dense, low-rank and composite patches only, found kind ${describe(kind)}`);
   if (isXor && kind !== 's' && kind !== 'd') fail(`${where}: value codec "${codec}" (exact bits) is for sparse and dense patches only, found kind ${describe(kind)}`);
   let scale: number | undefined;
   if (codec === 'i8') {
@@ -499,6 +505,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   const xsLow = grid ? gridBytesPerValue(grid) - 1 : 3;
   if (xs && xsLow > 1) fail(`${where}: value codec "xs" (exact stored bits) needs a storage grid "g" of 1 or 2 bytes a value (u8, u16, qi8, qu8, f16, bf16), found ${grid ? `"${grid.dtype}"` : 'none'}`);
   let lowbit: LowBit | undefined;
+  let lowbitFactors: LowBitFactors | undefined;
   let lowScales: Float64Array | undefined;
   if (isLow) {
     const ls = bin(raw, 'ls', where);
@@ -506,7 +513,13 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     const scales = new Uint16Array(ls.length >> 1);
     for (let i = 0; i < scales.length; i++) scales[i] = ls[2 * i] | (ls[2 * i + 1] << 8);
     const num = (k: string) => (typeof own(raw, k) === 'number' ? (own(raw, k) as number) : NaN);
-    lowbit = { bits: num('lb'), group: num('lg'), exponent: num('le'), scales };
+    if (lowFactors) {
+      // A width a direction and a scale a factor vector: no group.
+      const lb = own(raw, 'lb');
+      if (!Array.isArray(lb)) fail(`${where}: low-bit factors need "lb", an array of widths (one a direction), found ${describe(lb)}`);
+      if (own(raw, 'lg') !== undefined) fail(`${where}: low-bit factors take a scale a factor vector and no group "lg", found ${describe(own(raw, 'lg'))}`);
+      lowbitFactors = { widths: lb as number[], exponent: num('le'), scales };
+    } else lowbit = { bits: num('lb'), group: num('lg'), exponent: num('le'), scales };
   }
   const common = {
     name,
@@ -516,6 +529,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     codec,
     ...(scale !== undefined ? { scale } : {}),
     ...(lowbit ? { lowbit } : {}),
+    ...(lowbitFactors ? { lowbitFactors } : {}),
     ...(grid ? { grid } : {}),
   };
   const v = bin(raw, 'v', where);
@@ -567,6 +581,17 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     if (lowbit) return;
     const bad = firstNonFinite(v.subarray(k * bpv, (k + m) * bpv), codec as ValueCodec, scale);
     if (bad >= 0) valuesAt(k + bad, 1);
+  };
+  // Low-rank factors U [rows x rank] then V [rank x cols], checked and decoded.
+  const factorsOf = (rows: number, cols: number, rank: number): { u: Float32Array; v: Float32Array } => {
+    if (!lowbitFactors) {
+      need(rows * rank + rank * cols, 'low-rank factors');
+      const all = valuesAt(0, rows * rank + rank * cols);
+      return { u: all.subarray(0, rows * rank), v: all.subarray(rows * rank) };
+    }
+    const problem = lowBitFactorProblem(v, rows, cols, rank, lowbitFactors);
+    if (problem) fail(`${where}: low-rank factors of codec l: ${problem}`);
+    return decodeLowBitFactors(v, lowbitFactors, rows, cols);
   };
   const source = (k: TensorPatch['kind'], written: number, pieces: (decode: boolean, count: number) => Generator<PatchChunk>, wire?: PatchSource['wire']): PatchSource => ({
     ...common, kind: k, written, chunks: (count = written) => pieces(true, Math.min(count, written)), check: () => {
@@ -679,9 +704,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     const rank = own(raw, 'r');
     const { rows, cols } = matrixDims(shape);
     if (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols)) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
-    need(rows * rank + rank * cols, 'low-rank factors');
-    const all = valuesAt(0, rows * rank + rank * cols);
-    return whole({ kind: 'lowrank', ...common, rank, u: all.subarray(0, rows * rank), v: all.subarray(rows * rank) });
+    return whole({ kind: 'lowrank', ...common, rank, ...factorsOf(rows, cols, rank) });
   }
   if (kind === 'c' && version >= 5) {
     // Composite (v5): the low-rank keys (r, and U then V in v with codec c) and the sparse
@@ -689,7 +712,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     const rank = own(raw, 'r');
     const { rows, cols } = matrixDims(shape);
     if (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols)) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
-    need(rows * rank + rank * cols, 'low-rank factors');
+    const factors = factorsOf(rows, cols, rank);
     const n = own(raw, 'n');
     if (!isUint(n, size)) fail(`${where}: count "n" must be an integer from 0 to the tensor size ${size}, found ${describe(n)}`);
     const wc = own(raw, 'wc') as ValueCodec;
@@ -707,9 +730,8 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     const positions = readAllPositions(bin(raw, 'i', where), coding, n, size, shape, where);
     const values = decodeValues(w, wc, sparseScale);
     if (!(values instanceof Float32Array)) throw new NonFiniteValueError(`${where}: sparse value ${values.nonFiniteAt} is NaN or infinite; a valid payload never carries one: rebuild the payload (the model it came from may have diverged)`, { tensor: name, index: values.nonFiniteAt });
-    const all = valuesAt(0, rows * rank + rank * cols);
     return whole({
-      kind: 'composite', ...common, rank, u: all.subarray(0, rows * rank), v: all.subarray(rows * rank),
+      kind: 'composite', ...common, rank, ...factors,
       positions, values, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', sparseCodec: wc, ...(sparseScale !== undefined ? { sparseScale } : {}),
     });
   }

@@ -68,10 +68,64 @@ export function lowBitProblem(codes: Uint8Array, count: number, lb: LowBit): str
  */
 export function decodeLowBit(codes: Uint8Array, lb: LowBit, scales: Float64Array, from: number, out: Float32Array): Float32Array {
   const { bits, group } = lb;
-  for (let j = 0, k = from, bit = k * bits; j < out.length; j++, k++, bit += bits) {
-    const at = Math.floor(bit / 8);
-    const c = ((codes[at] | (codes[at + 1] << 8)) >>> (bit - at * 8)) & ((1 << bits) - 1);
-    out[j] = (bits > 1 ? (c << (32 - bits)) >> (32 - bits) : 2 * c - 1) * scales[Math.floor(k / group) % scales.length];
-  }
+  for (let j = 0, k = from, bit = k * bits; j < out.length; j++, k++, bit += bits) out[j] = codeAt(codes, bit, bits) * scales[Math.floor(k / group) % scales.length];
   return out;
+}
+
+/** The code of `bits` bits at bit `bit` of the codes: -1 or +1 with 1 bit, else two's complement. */
+function codeAt(codes: Uint8Array, bit: number, bits: number): number {
+  const at = Math.floor(bit / 8);
+  const c = ((codes[at] | (codes[at + 1] << 8)) >>> (bit - at * 8)) & ((1 << bits) - 1);
+  return bits > 1 ? (c << (32 - bits)) >> (32 - bits) : 2 * c - 1;
+}
+
+/**
+ * Codec `l` on low-rank factors (FORMAT.md §4.4, later within version 6): the factors U [rows x r]
+ * and V [r x cols] of a low-rank or composite patch at mixed precision, each singular direction k
+ * at its own width `widths[k]` with one scale for U's column k (`scales[2k]`) and one for V's row
+ * k (`scales[2k + 1]`). The codes are direction-major: direction k's `rows` codes of U's column
+ * then its `cols` codes of V's row, one bit string for all, as dense codes are.
+ */
+export interface LowBitFactors {
+  /** Bits a code of each direction, 1 to 8 (as many as the rank). */
+  widths: readonly number[];
+  /** The float16 bits of U's column k's scale at 2k and of V's row k's at 2k + 1. */
+  scales: Uint16Array;
+  /** The power of two every scale is multiplied by: -64 to 32. */
+  exponent: number;
+}
+
+/** Bytes of codes the factors of `rows` x `cols` at these widths take. */
+export function lowBitFactorBytes(rows: number, cols: number, widths: readonly number[]): number {
+  let bits = 0;
+  for (const b of widths) bits += b * (rows + cols);
+  return Math.ceil(bits / 8);
+}
+
+/** What is wrong with the factors' codes and layout for rank `rank`, or null (as {@link lowBitProblem}). */
+export function lowBitFactorProblem(codes: Uint8Array, rows: number, cols: number, rank: number, f: LowBitFactors): string | null {
+  const { widths, scales, exponent } = f;
+  const bad = (key: string, want: string, found: unknown) => `"${key}" must be ${want}, found ${found}`;
+  if (widths.length !== rank || !widths.every((b) => b >= 1 && b <= 8 && b % 1 === 0)) return bad('lb', `an array of ${rank} integers from 1 to 8 (a width a direction)`, `[${widths.join(', ')}]`);
+  if (!(exponent >= -64 && exponent <= 32 && exponent % 1 === 0)) return bad('le', 'an integer from -64 to 32', exponent);
+  if (scales.length !== 2 * rank) return bad('ls', `${2 * rank} float16 scales (U's and V's of each direction)`, scales.length);
+  for (const h of scales) if (h > 0x7bff) return bad('ls', 'finite and not negative', fromHalfBits(h));
+  const want = lowBitFactorBytes(rows, cols, widths);
+  const used = widths.reduce((s, b) => s + b * (rows + cols), 0) % 8;
+  if (codes.length !== want || (used && codes[want - 1] >> used)) return bad('v', `${want} bytes with no bits set past the last code`, `${codes.length} bytes`);
+  return null;
+}
+
+/** U and V of factors checked by {@link lowBitFactorProblem}, decoded. */
+export function decodeLowBitFactors(codes: Uint8Array, f: LowBitFactors, rows: number, cols: number): { u: Float32Array; v: Float32Array } {
+  const r = f.widths.length;
+  const u = new Float32Array(rows * r);
+  const v = new Float32Array(r * cols);
+  const scales = lowBitScales({ bits: 1, group: 1, scales: f.scales, exponent: f.exponent });
+  for (let k = 0, bit = 0; k < r; k++) {
+    const bits = f.widths[k];
+    for (let i = 0; i < rows; i++, bit += bits) u[i * r + k] = codeAt(codes, bit, bits) * scales[2 * k];
+    for (let j = 0; j < cols; j++, bit += bits) v[k * cols + j] = codeAt(codes, bit, bits) * scales[2 * k + 1];
+  }
+  return { u, v };
 }

@@ -6,12 +6,12 @@
 import { BudgetError, NonFiniteValueError, UsageError } from '../core/errors.ts';
 import { combineDigests, tensorDigest } from '../core/fingerprint.ts';
 import { FORMAT_VERSION, matrixDims, shapeSize, type DiffMethod, type Payload, type PayloadHeader, type TensorPatch } from '../core/format.ts';
-import { lowBitCodes, packPayload, wirePatch, type WirePatch } from '../core/encode.ts';
+import { lowBitCodes, lowBitFactorCodes, packPayload, wirePatch, type WirePatch } from '../core/encode.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
 import { encodeValues, encodeXorMasks, exactBits, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import { encodeXrMasks } from '../core/xr.ts';
-import { decodeLowBit, lowBitProblem, lowBitScales, type LowBit } from '../core/lowbit.ts';
+import { decodeLowBit, decodeLowBitFactors, lowBitFactorProblem, lowBitProblem, lowBitScales, type LowBit, type LowBitFactors } from '../core/lowbit.ts';
 import { gridBytesPerValue, gridCode, isIntegerGrid, snapValue, type StorageGrid } from '../core/grid.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 
@@ -41,10 +41,17 @@ export type PatchSpec = (
   /** Low-rank factors U [rows x rank] and V [rank x cols] (see `matrixDims`), coded together. */
   | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec }
   /**
+   * Codec `l` on low-rank factors (v6): each direction at its own width, a scale per factor
+   * vector; `u` and `v` are what the codes decode to (src/diff/lowbit.ts `quantizeFactors`).
+   */
+  | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: 'l'; lowbitFactors: LowBitFactors }
+  /**
    * Format v5: low-rank factors (coded by `codec`) and sparse values at sorted positions
    * (coded by `sparseCodec`), applied together (docs/FORMAT.md §5.2).
    */
   | { kind: 'composite'; name: string; rank: number; u: Float32Array; v: Float32Array; positions: Uint32Array; values: Float32Array; codec: ValueCodec; sparseCodec: ValueCodec }
+  /** The same with its factors in codec `l`, as a low-rank spec's. */
+  | { kind: 'composite'; name: string; rank: number; u: Float32Array; v: Float32Array; positions: Uint32Array; values: Float32Array; codec: 'l'; lowbitFactors: LowBitFactors; sparseCodec: ValueCodec }
 ) & { grid?: StorageGrid | null };
 
 const SPEC_KINDS = ['sparse', 'hash', 'dense', 'lowrank', 'composite'] as const;
@@ -82,6 +89,24 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
     for (let i = 0; i < arr.length; i++) {
       if (!Number.isFinite(arr[i])) throw new NonFiniteValueError(`tensor ${JSON.stringify(spec.name)}: delta value ${i} is ${arr[i]}; training diverged or the target model holds NaN/Infinity: fix the target before building a diff`, { tensor: spec.name, index: i });
     }
+  }
+  if ((spec.kind === 'lowrank' || spec.kind === 'composite') && spec.codec === 'l') {
+    const f = spec.lowbitFactors;
+    const { rows, cols } = matrixDims(shape);
+    const codes = lowBitFactorCodes(spec.u, spec.v, shape, f);
+    const problem = lowBitFactorProblem(codes, rows, cols, spec.rank, f);
+    const decoded = problem ? null : decodeLowBitFactors(codes, f, rows, cols);
+    const same = decoded && decoded.u.every((x, i) => Object.is(x, spec.u[i])) && decoded.v.every((x, i) => Object.is(x, spec.v[i]));
+    if (!same) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec l factors: ${problem ?? 'the factors are not what their codes decode to'}; make them with quantizeFactors`, { tensor: spec.name });
+    const keepGrid = grid && grid.dtype !== 'float32' ? { grid } : {};
+    const common = { name: spec.name, shape: [...shape], codec: 'l' as const, lowbitFactors: f, rank: spec.rank, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, u: spec.u, v: spec.v, ...keepGrid };
+    if (spec.kind === 'lowrank') return { patch: { kind: 'lowrank', ...common }, valueBytes: codes };
+    const sparse = encodeValues(spec.values, spec.sparseCodec);
+    if (!sparse) return null;
+    return {
+      patch: { kind: 'composite', ...common, positions: spec.positions, values: sparse.decoded, positionCoding: 'gaps', sparseCodec: spec.sparseCodec, ...(sparse.scale !== undefined ? { sparseScale: sparse.scale } : {}) },
+      valueBytes: codes,
+    };
   }
   if (spec.kind === 'dense' && spec.codec === 'l') {
     // The values must be what their codes decode to: a device adds exactly those.
@@ -231,8 +256,8 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     if (!shape) throw new UsageError(`${what}: the base model has no such tensor: check the name against the base's tensor list`, { tensor: spec.name });
     const size = shapeSize(shape);
     if (!(SPEC_KINDS as readonly unknown[]).includes(spec.kind)) throw new UsageError(`${what}: expected kind ${SPEC_KINDS.join(', ')}, found ${JSON.stringify(spec.kind)}`, { tensor: spec.name });
-    const xorOk = (exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense')) || (spec.codec === 'l' && spec.kind === 'dense');
-    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr, xs for sparse and dense patches, l for dense ones), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
+    const xorOk = (exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense')) || (spec.codec === 'l' && !['sparse', 'hash'].includes(spec.kind));
+    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr, xs for sparse and dense patches, l for dense, low-rank and composite ones), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
     if (spec.kind === 'lowrank' || spec.kind === 'composite') {
       const { rows, cols } = matrixDims(shape);
       if (!(spec.rank >= 1) || spec.u.length !== rows * spec.rank || spec.v.length !== spec.rank * cols) throw new UsageError(`${what}: expected rank >= 1, U ${rows}x${spec.rank} and V ${spec.rank}x${cols}, found rank ${spec.rank}, ${spec.u.length} and ${spec.v.length} values`, { tensor: spec.name });

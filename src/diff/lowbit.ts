@@ -1,7 +1,8 @@
 /**
  * Post-hoc low-bit diffs (`ndiff diff --method lowbit`): every changed tensor of the delta
  * `target - base` carried at 1 to 8 bits with a scale per output channel (or per row, or one per
- * tensor), codec `l` of format v6 (src/core/lowbit.ts), or as int8 low-rank factors of its change;
+ * tensor), codec `l` of format v6 (src/core/lowbit.ts), or as low-rank factors of its change with a
+ * width per singular direction (codec `l` on factors);
  * each tensor's choice made to spend the byte budget where it removes the most error (mixed
  * precision).
  *
@@ -19,7 +20,7 @@
 import { BudgetError, UsageError } from '../core/errors.ts';
 import { fromHalfBits, toHalfBits } from '../core/float16.ts';
 import type { Hasher } from '../core/hasher.ts';
-import { LOWBIT_EXPONENT_RANGE, lowBitBytes, type LowBit } from '../core/lowbit.ts';
+import { LOWBIT_EXPONENT_RANGE, lowBitBytes, type LowBit, type LowBitFactors } from '../core/lowbit.ts';
 import { matrixDims, shapeSize } from '../core/format.ts';
 import { encodeValues } from '../core/values.ts';
 import { factorize } from './baselines.ts';
@@ -83,9 +84,11 @@ export function int8Factors(u: Float32Array, v: Float32Array): { u: Float32Array
  * scale the clipping of least squared error among a few (the largest |value| down to 44% of it).
  * With `weight`, every squared error is weighted by it (a value's importance, e.g. the Fisher
  * information of the model's outputs): the 1-bit scale is the weighted mean |value|, the
- * clipping the one of least weighted error, and `squaredError` is weighted.
+ * clipping the one of least weighted error, and `squaredError` is weighted. With `exponent`, the
+ * scales share that power of two (it must leave the largest scale within a float16) instead of
+ * their own.
  */
-export function quantizeLowBit(delta: Float32Array, bits: number, group: number, count: number, weight?: Float32Array): QuantizedDelta {
+export function quantizeLowBit(delta: Float32Array, bits: number, group: number, count: number, weight?: Float32Array, exponent?: number): QuantizedDelta {
   const n = delta.length;
   const qmax = bits === 1 ? 1 : 2 ** (bits - 1) - 1;
   const qmin = bits === 1 ? -1 : -(2 ** (bits - 1));
@@ -109,7 +112,7 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
   for (let j = 0; j < count; j++) ideal[j] = bits === 1 ? (num[j] ? sumAbs[j] / num[j] : 0) : maxAbs[j] / qmax;
   let top = 0;
   for (let j = 0; j < count; j++) top = Math.max(top, ideal[j]);
-  const e = scaleExponent(top);
+  const e = exponent ?? scaleExponent(top);
   const scales = new Uint16Array(count);
   const scale = new Float64Array(count);
   if (bits === 1) {
@@ -151,7 +154,7 @@ interface Option {
   /** Bits a code (0: the change left out; 8 for low-rank factors, int8). */
   bits: number;
   layout: ScaleLayout | null;
-  /** A low-rank option: the rank of its int8 factors. */
+  /** A low-rank option: the rank of its factors (codec l, a width a direction). */
   rank?: number;
   bytes: number;
   error: number;
@@ -239,7 +242,7 @@ export function allocate(tensors: TensorOptions[], room: number): number[] {
 }
 
 /** One option's carried change: codec-l codes, or low-rank factors before their int8 rounding (the payload builder rounds them). */
-type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined } | { lowbit?: undefined; factors: { u: Float32Array; v: Float32Array } });
+type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined } | { lowbit?: undefined; factors: QuantizedFactors });
 
 /** 1 / (the mean of a tensor's base and target squared norms): its errors as relative changes of the layer (the `relative` proxy). */
 function relativeWeight(w: Float32Array, d: Float32Array): number {
@@ -253,44 +256,133 @@ function relativeWeight(w: Float32Array, d: Float32Array): number {
   return norm > 0 ? 1 / norm : 1;
 }
 
-/** Ranks offered as low-rank options. */
-const RANKS = [1, 2, 4, 8, 16, 32, 64];
+/** Widths a singular direction's factor vectors may take. */
+const FACTOR_WIDTHS = [1, 2, 3, 4, 5, 6, 8];
+
+/** Low-rank factors in codec l: what the device decodes, and the layout. */
+export interface QuantizedFactors {
+  rank: number;
+  /** U [rows x rank] and V [rank x cols] as decoded. */
+  u: Float32Array;
+  v: Float32Array;
+  lowbitFactors: LowBitFactors;
+}
 
 /**
- * The low-rank options of a matrix's change: its truncated SVD at each rank in {@link RANKS} whose
- * int8 factors take fewer bytes than 1-bit codes, with the error of the factors as the device
- * will multiply them (int8, one scale for both).
+ * Factors U [rows x rank] and V [rank x cols] at mixed precision: direction k's column of U and
+ * row of V at `widths[k]` bits, each vector with its scale (the clipping of least squared error,
+ * as {@link quantizeLowBit} chooses it), every scale sharing one power of two.
  */
-function lowRankOptions(name: string, d: Float32Array, shape: readonly number[], weight?: Float32Array): (Option & { rank: number; quantized: Carried })[] {
+export function quantizeFactors(u: Float32Array, v: Float32Array, rows: number, cols: number, widths: readonly number[]): QuantizedFactors {
+  const r = widths.length;
+  const columns = Array.from({ length: r }, (_, k) => [Float32Array.from({ length: rows }, (_, i) => u[i * r + k]), v.subarray(k * cols, (k + 1) * cols)]);
+  let top = 0;
+  for (const pair of columns) for (const x of pair) for (const a of x) top = Math.max(top, Math.abs(a));
+  const e = scaleExponent(top);
+  const qu = new Float32Array(rows * r);
+  const qv = new Float32Array(r * cols);
+  const scales = new Uint16Array(2 * r);
+  columns.forEach(([a, b], k) => {
+    const qa = quantizeLowBit(a, widths[k], rows, 1, undefined, e);
+    const qb = quantizeLowBit(b, widths[k], cols, 1, undefined, e);
+    for (let i = 0; i < rows; i++) qu[i * r + k] = qa.decoded[i];
+    qv.set(qb.decoded, k * cols);
+    scales[2 * k] = qa.lowbit.scales[0];
+    scales[2 * k + 1] = qb.lowbit.scales[0];
+  });
+  return { rank: r, u: qu, v: qv, lowbitFactors: { widths: [...widths], scales, exponent: e } };
+}
+
+/** U·V as the device adds it (float32, k ascending, each product rounded; FORMAT.md §5). */
+function lowRankProduct(f: QuantizedFactors, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  const { u, v, rank: r } = f;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      let acc = 0;
+      for (let k = 0; k < r; k++) acc = Math.fround(acc + Math.fround(u[i * r + k] * v[k * cols + j]));
+      out[i * cols + j] = acc;
+    }
+  }
+  return out;
+}
+
+/** Directions factorized per matrix at most. */
+const MAX_FACTOR_RANK = 128;
+
+/**
+ * The low-rank options of a matrix's change at mixed precision (Delta-CoMe's idea, with the
+ * widths chosen instead of fixed): its truncated SVD, then each direction's factor vectors at 0
+ * to 8 bits, bought greedily where they remove the most squared error per byte (a direction's
+ * error at a width measured on its own rank-1 term; directions are orthogonal, so they nearly
+ * add). The state is taken as an option each time the bytes grow by a quarter, up to the bytes
+ * of 4-bit codes of every value, each option's error measured exactly on the product the device
+ * will add.
+ */
+function lowRankOptions(name: string, d: Float32Array, shape: readonly number[], weight?: Float32Array): (Option & { quantized: Carried })[] {
   const { rows, cols } = matrixDims(shape);
   if (shape.length < 2 || rows < 2 || cols < 2 || Math.min(rows, cols) > 512) return [];
-  const ranks = RANKS.filter((r) => (rows + cols) * r < lowBitBytes(d.length, 1) && r < Math.min(rows, cols));
-  if (!ranks.length) return [];
-  const f = factorize(name, d, shape, ranks[ranks.length - 1]);
-  const out: (Option & { rank: number; quantized: Carried })[] = [];
-  for (const r of ranks) {
-    if (r > f.components.length) break;
+  const most = lowBitBytes(d.length, 4);
+  const f = factorize(name, d, shape, Math.min(MAX_FACTOR_RANK, rows - 1, cols - 1));
+  // Directions a millionth of the first one's energy are rounding noise (float32 data, the eigensolver), not change.
+  const comps = f.components.filter((c, _, all) => c.energy > 1e-6 * all[0].energy);
+  if (!comps.length) return [];
+  // Each direction's error at each width: |a b' - qa qb'|^2 from dot products.
+  const dot = (x: ArrayLike<number>, y: ArrayLike<number>) => {
+    let t = 0;
+    for (let i = 0; i < x.length; i++) t += x[i] * y[i];
+    return t;
+  };
+  const errAt = comps.map((c) => {
+    const e0 = dot(c.u, c.u) * dot(c.v, c.v);
+    return [e0, ...FACTOR_WIDTHS.map((b) => {
+      const qa = quantizeLowBit(c.u, b, rows, 1).decoded;
+      const qb = quantizeLowBit(c.v, b, cols, 1).decoded;
+      return Math.max(0, e0 - 2 * dot(c.u, qa) * dot(c.v, qb) + dot(qa, qa) * dot(qb, qb));
+    })];
+  });
+  const widthOf = (level: number) => (level ? FACTOR_WIDTHS[level - 1] : 0);
+  // A direction's bytes at a width: its codes, two scales and its entry in "lb".
+  const cost = (level: number) => (level ? ((rows + cols) * widthOf(level)) / 8 + 5 : 0);
+  const level = comps.map(() => 0);
+  let bytes = 8 + framing(name, shape);
+  const out: (Option & { quantized: Carried })[] = [];
+  const snapshot = () => {
+    const kept = level.flatMap((l, k) => (l ? [k] : []));
+    const r = kept.length;
     const u = new Float32Array(rows * r);
     const v = new Float32Array(r * cols);
-    for (let c = 0; c < r; c++) {
-      const co = f.components[c];
-      for (let i = 0; i < rows; i++) u[i * r + c] = co.u[i];
-      v.set(co.v, c * cols);
-    }
-    const { u: qu, v: qv } = int8Factors(u, v);
-    const decoded = new Float32Array(d.length);
+    kept.forEach((k, c) => {
+      for (let i = 0; i < rows; i++) u[i * r + c] = comps[k].u[i];
+      v.set(comps[k].v, c * cols);
+    });
+    const q = quantizeFactors(u, v, rows, cols, kept.map((k) => widthOf(level[k])));
+    const decoded = lowRankProduct(q, rows, cols);
     let error = 0;
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < cols; j++) {
-        let acc = 0;
-        for (let c = 0; c < r; c++) acc += qu[i * r + c] * qv[c * cols + j];
-        const k = i * cols + j;
-        decoded[k] = acc;
-        error += (weight ? weight[k] : 1) * (d[k] - acc) ** 2;
+    for (let k = 0; k < d.length; k++) error += (weight ? weight[k] : 1) * (d[k] - decoded[k]) ** 2;
+    out.push({ bits: Math.max(...q.lowbitFactors.widths), layout: null, rank: r, bytes: Math.ceil(bytes), error, quantized: { decoded, squaredError: error, factors: q } });
+  };
+  let next = 0;
+  for (;;) {
+    let best: { k: number; l: number; rate: number } | null = null;
+    comps.forEach((_, k) => {
+      for (let l = level[k] + 1; l <= FACTOR_WIDTHS.length; l++) {
+        const extra = cost(l) - cost(level[k]);
+        if (bytes + extra > most) break;
+        const rate = (errAt[k][level[k]] - errAt[k][l]) / extra;
+        if (!best || rate > best.rate) best = { k, l, rate };
       }
+    });
+    if (!best || !((best as { rate: number }).rate > 0)) break;
+    const { k, l } = best as { k: number; l: number };
+    bytes += cost(l) - cost(level[k]);
+    level[k] = l;
+    if (bytes >= next) {
+      snapshot();
+      next = bytes * 1.1;
     }
-    out.push({ bits: 8, layout: null, rank: r, bytes: (rows + cols) * r + 6 + framing(name, shape), error, quantized: { decoded, squaredError: error, factors: { u, v } } });
   }
+  if (out.length && out[out.length - 1].bytes !== Math.ceil(bytes)) snapshot();
   return out;
 }
 
@@ -328,10 +420,13 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
    */
   proxy?: 'relative' | 'squared';
   /**
-   * Also offer each matrix (up to 512 on its smaller side) its change's truncated SVD as int8
-   * low-rank factors (rank 1 to 64, while cheaper than 1 bit a value): the largest singular
-   * directions at 8 bits and the rest left out, the far end of Delta-CoMe's mixed precision. Below
-   * 1 bit a value a large tensor can then still carry its change (default true).
+   * Also offer each matrix (up to 512 on its smaller side) its change's truncated SVD as low-rank
+   * factors at mixed precision: each singular direction at its own width (1 to 8 bits, a scale
+   * per factor vector), the widths bought where they remove the most error per byte, from a few
+   * bytes up to the bytes of 4-bit codes (Delta-CoMe's idea, with the widths chosen instead of
+   * fixed). Below 1 bit a value a large tensor can then still carry its change (default true).
+   * Codec `l` on factors came later within format v6: false for devices whose applier predates it
+   * (FORMAT.md §8).
    */
   lowRank?: boolean;
   /**
@@ -382,12 +477,19 @@ function improveJointly(tensors: TensorOptions[], room: number, start: number[],
   return picks;
 }
 
-/** How one tensor's change is carried: codes of `bits` bits with scales by `layout`, or int8 low-rank factors of `rank`. */
-export type LowBitAllocation = { name: string; bytes: number } & ({ bits: number; layout: ScaleLayout; rank?: undefined } | { bits: 8; layout: 'lowrank'; rank: number });
+/** How one tensor's change is carried: codes of `bits` bits with scales by `layout`, or low-rank factors of `rank` at `widths` (the widest `bits`). */
+export type LowBitAllocation = { name: string; bytes: number } & ({ bits: number; layout: ScaleLayout; rank?: undefined } | { bits: number; layout: 'lowrank'; rank: number; widths: number[] });
 
-/** "conv/kernel 3 bits/last", "dense/kernel rank 4" */
+/** "conv/kernel 3 bits/last", "dense/kernel rank 4 (8x2+3x2)" */
 export function describeAllocation(a: LowBitAllocation): string {
-  return a.rank ? `${a.name} rank ${a.rank}` : `${a.name} ${a.bits} bit${a.bits > 1 ? 's' : ''}/${a.layout}`;
+  return a.rank ? `${a.name} rank ${a.rank} (${describeFactorWidths(a.widths)})` : `${a.name} ${a.bits} bit${a.bits > 1 ? 's' : ''}/${a.layout}`;
+}
+
+/** The widths of a low-rank option's directions, widest first: "8x2+3x5+2x9". */
+export function describeFactorWidths(widths: readonly number[]): string {
+  const count = new Map<number, number>();
+  for (const b of widths) count.set(b, (count.get(b) ?? 0) + 1);
+  return [...count].sort((x, y) => y[0] - x[0]).map(([b, n]) => `${b}x${n}`).join('+');
 }
 
 export interface LowBitResult extends TopkResult {
@@ -444,7 +546,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
       }
     }
     if (lowRank) for (const o of lowRankOptions(name, d, shape, weight)) {
-      quantized.set(`${name}\u0000lowrank\u0000${o.rank}`, o.quantized);
+      quantized.set(`${name}\u0000lowrank\u0000${o.bytes}`, o.quantized);
       const { quantized: _q, ...option } = o;
       choices.push({ ...option, error: measure ? measure(name, o.quantized.decoded) : factor * option.error });
     }
@@ -459,12 +561,12 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
   const free = view(false);
   const covered = cover ? view(true) : free;
   const floor = covered.reduce((sum, t) => sum + t.options[0].bytes, 0);
-  const quantizedOf = (name: string, o: Option) => quantized.get(o.rank ? `${name}\u0000lowrank\u0000${o.rank}` : `${name}\u0000${o.layout}\u0000${o.bits}`) as Carried;
+  const quantizedOf = (name: string, o: Option) => quantized.get(o.rank ? `${name}\u0000lowrank\u0000${o.bytes}` : `${name}\u0000${o.layout}\u0000${o.bits}`) as Carried;
   const specsOf = (chosen: Option[]): PatchSpec[] =>
     chosen.flatMap((o, i): PatchSpec[] => {
       if (!o.bits) return [];
       const q = quantizedOf(raw[i].name, o);
-      if (q.factors) return [{ kind: 'lowrank' as const, name: raw[i].name, rank: o.rank as number, u: q.factors.u, v: q.factors.v, codec: 'i8' as const }];
+      if (q.factors) return [{ kind: 'lowrank' as const, name: raw[i].name, rank: q.factors.rank, u: q.factors.u, v: q.factors.v, codec: 'l' as const, lowbitFactors: q.factors.lowbitFactors }];
       return [{ kind: 'dense' as const, name: raw[i].name, values: q.decoded, codec: 'l' as const, lowbit: q.lowbit as LowBit }];
     });
   const errorOf = (tensors: TensorOptions[]) => (picks: number[]): number => {
@@ -480,22 +582,35 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     const picks = joint ? improveJointly(tensors, r, allocate(tensors, r), errorOf(tensors)) : allocate(tensors, r);
     return picks.map((p, i) => tensors[i].options[p]);
   };
-  // The framing estimate is close, not exact: build, measure, and search again with less room if over.
+  // The framing estimate is close, not exact: build, measure, and search again with less room
+  // if over, or (twice at most) with the bytes it left if under.
   let room = options.budgetBytes - empty;
   let chosen = allocateIn(room);
-  for (let attempt = 0; ; attempt++) {
+  let fits: Option[] | null = null;
+  for (let attempt = 0, grown = 0; attempt < 14; attempt++) {
     const size = payloadSize(specsOf(chosen), shapes, header);
-    if (size <= options.budgetBytes || attempt >= 12) break;
-    room -= size - options.budgetBytes + 8 * (attempt + 1);
+    if (size <= options.budgetBytes) {
+      fits = chosen;
+      if (options.budgetBytes - size < 16 || grown >= 2) break;
+      grown++;
+      room += options.budgetBytes - size;
+    } else {
+      if (fits) break;
+      room -= size - options.budgetBytes + 8 * (attempt + 1);
+    }
     chosen = room > 0 ? allocateIn(room) : free.map((t) => t.options[0]);
   }
+  chosen = fits ?? chosen;
   const specs = specsOf(chosen);
   const built: BuiltPayload = buildPayload(hasher, base, specs, header, baseDigests(hasher, base));
   const allocation: LowBitResult['allocation'] = [];
   chosen.forEach((o, i) => {
     const { name } = raw[i];
     const bytes = o.bytes - framing(name, shapes.get(name) as readonly number[]);
-    if (o.rank) allocation.push({ name, bits: 8, layout: 'lowrank', rank: o.rank, bytes });
+    if (o.rank) {
+      const f = (quantizedOf(name, o).factors as QuantizedFactors).lowbitFactors;
+      allocation.push({ name, bits: o.bits, layout: 'lowrank', rank: o.rank, widths: [...f.widths], bytes });
+    }
     else if (o.bits) allocation.push({ name, bits: o.bits, layout: o.layout as ScaleLayout, bytes });
   });
   const kept = allocation.reduce((s, a) => s + (changedIn.get(a.name) as number), 0);

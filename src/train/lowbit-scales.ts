@@ -6,7 +6,8 @@
  * - codec l: W = W0 + code(k) * s[group(k)]; the scales s are the variables, and the forward pass
  *   uses them as the device decodes them (each a float16 times the patch's power of two), the
  *   gradient passing straight through the rounding: dL/ds[j] = sum over the group of dL/dW * code;
- * - int8 low-rank factors: W = W0 + U V, both trained (int8-rounded in the forward pass).
+ * - low-rank factors in codec l: W = W0 + (cu * su) (cv * sv), the codes cu of U's columns and
+ *   cv of V's rows kept, each factor vector's scale (su, sv) trained the same way.
  *
  * A scale is kept at or above zero (the format's scales are not negative). The payload built
  * from {@link LowBitScales.specs} has the post-hoc payload's size: the same codes, scales and
@@ -15,9 +16,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorPatch } from '../core/format.ts';
 import { fromHalfBits } from '../core/float16.ts';
-import type { LowBit } from '../core/lowbit.ts';
+import type { LowBit, LowBitFactors } from '../core/lowbit.ts';
 import type { PatchSpec } from '../diff/build.ts';
-import { int8Factors, scaleExponent, wireScale } from '../diff/lowbit.ts';
+import { scaleExponent, wireScale } from '../diff/lowbit.ts';
 import { matrixDims } from '../core/format.ts';
 import type { Parameterization } from './loop.ts';
 
@@ -47,8 +48,16 @@ interface FactorState {
   rows: number;
   cols: number;
   rank: number;
-  u: tf.Variable;
-  v: tf.Variable;
+  widths: readonly number[];
+  exponent: number;
+  /** The codes of U [rows x rank] and of V [rank x cols]. */
+  cu: Float32Array;
+  cv: Float32Array;
+  cuT: tf.Tensor2D;
+  cvT: tf.Tensor2D;
+  /** The scales of U's columns and of V's rows. */
+  su: tf.Variable;
+  sv: tf.Variable;
 }
 
 type State = CodeState | FactorState;
@@ -95,15 +104,24 @@ export class LowBitScales implements Parameterization {
           code: tf.tensor1d(codes, 'float32'),
           chan: tf.tensor1d(chanOf, 'int32'),
         });
-      } else if (p.kind === 'lowrank') {
+      } else if (p.kind === 'lowrank' && p.lowbitFactors) {
+        const f = p.lowbitFactors;
         const { rows, cols } = matrixDims(b.shape);
+        const r = p.rank;
+        const scale = Float64Array.from(f.scales, (h) => fromHalfBits(h) * 2 ** f.exponent);
+        // value = code * scale exactly: the codes back from the values (a zero scale: code 0).
+        const code = (x: number, sc: number) => (sc > 0 ? Math.round(x / sc) : 0);
+        const cu = Float32Array.from(p.u, (x, i) => code(x, scale[2 * (i % r)]));
+        const cv = Float32Array.from(p.v, (x, i) => code(x, scale[2 * Math.floor(i / cols) + 1]));
         this.states.set(p.name, {
-          kind: 'factors', name: p.name, shape: b.shape, w0: b.values, rows, cols, rank: p.rank,
-          u: tf.variable(tf.tensor2d(p.u, [rows, p.rank]), true, `nd_lowbit_u/${p.name}`),
-          v: tf.variable(tf.tensor2d(p.v, [p.rank, cols]), true, `nd_lowbit_v/${p.name}`),
+          kind: 'factors', name: p.name, shape: b.shape, w0: b.values, rows, cols, rank: r, widths: f.widths, exponent: f.exponent, cu, cv,
+          cuT: tf.tensor2d(cu, [rows, r]),
+          cvT: tf.tensor2d(cv, [r, cols]),
+          su: tf.variable(tf.tensor1d(Float32Array.from({ length: r }, (_, k) => scale[2 * k])), true, `nd_lowbit_su/${p.name}`),
+          sv: tf.variable(tf.tensor1d(Float32Array.from({ length: r }, (_, k) => scale[2 * k + 1])), true, `nd_lowbit_sv/${p.name}`),
         });
       } else {
-        throw new Error(`LowBitScales: patch ${p.name} is ${p.kind}${p.kind === 'dense' ? ` with codec ${p.codec}` : ''}, not codec l or low-rank`);
+        throw new Error(`LowBitScales: patch ${p.name} is ${p.kind}${p.kind === 'dense' ? ` with codec ${p.codec}` : ''}, not codec l (dense or low-rank)`);
       }
     }
   }
@@ -116,7 +134,7 @@ export class LowBitScales implements Parameterization {
       for (let k = 0; k < w.length; k++) w[k] = st.w0[k] + Math.fround(st.codes[k] * values[st.chanOf[k]]);
       return w;
     }
-    const { u, v } = int8Factors(st.u.dataSync() as Float32Array, st.v.dataSync() as Float32Array);
+    const { u, v } = this.factors(st);
     const { rows, cols, rank } = st;
     for (let i = 0; i < rows; i++) {
       for (let j = 0; j < cols; j++) {
@@ -126,6 +144,18 @@ export class LowBitScales implements Parameterization {
       }
     }
     return w;
+  }
+
+  /** U and V as the device decodes them with the current scales, and the layout. */
+  private factors(st: FactorState): { u: Float32Array; v: Float32Array; lowbitFactors: LowBitFactors } {
+    const { cols, rank: r } = st;
+    const su = st.su.dataSync() as Float32Array;
+    const sv = st.sv.dataSync() as Float32Array;
+    const { h, e, values } = wireScales(Float32Array.from({ length: 2 * r }, (_, i) => (i & 1 ? sv : su)[i >> 1]), st.exponent);
+    // (+ 0: a zero scale decodes to +0 whatever the code, as the encoder writes it.)
+    const u = Float32Array.from(st.cu, (c, i) => c * values[2 * (i % r)] + 0);
+    const v = Float32Array.from(st.cv, (c, i) => c * values[2 * Math.floor(i / cols) + 1] + 0);
+    return { u, v, lowbitFactors: { widths: st.widths, scales: h, exponent: e } };
   }
 
   effective(name: string): tf.Tensor {
@@ -139,14 +169,20 @@ export class LowBitScales implements Parameterization {
       const g = tf.mul(tf.reshape(dW, [st.codes.length]), st.code);
       return { [st.s.name]: tf.unsortedSegmentSum(g, st.chan, st.s.shape[0] as number) };
     }
-    const d = tf.reshape(dW, [st.rows, st.cols]);
-    return { [st.u.name]: tf.matMul(d, st.v, false, true), [st.v.name]: tf.matMul(st.u, d, true, false) };
+    // W = W0 + (cu * su) (cv * sv): dL/dsu[k] = sum_i cu[i,k] (G V')[i,k], dL/dsv[k] = sum_j cv[k,j] (U'^T G)[k,j].
+    const g = tf.reshape(dW, [st.rows, st.cols]);
+    const u = tf.mul(st.cuT, tf.reshape(st.su, [1, st.rank]));
+    const v = tf.mul(st.cvT, tf.reshape(st.sv, [st.rank, 1]));
+    return {
+      [st.su.name]: tf.sum(tf.mul(st.cuT, tf.matMul(g, v, false, true)), 0),
+      [st.sv.name]: tf.sum(tf.mul(st.cvT, tf.matMul(u, g, true, false)), 1),
+    };
   }
 
   /** After a step: scales kept at or above zero. */
   afterStep(): void {
     for (const st of this.states.values()) {
-      if (st.kind === 'codes') tf.tidy(() => st.s.assign(tf.relu(st.s)));
+      for (const x of st.kind === 'codes' ? [st.s] : [st.su, st.sv]) tf.tidy(() => x.assign(tf.relu(x)));
     }
   }
 
@@ -161,7 +197,7 @@ export class LowBitScales implements Parameterization {
         const decoded = Float32Array.from(st.codes, (c, k) => c * values[st.chanOf[k]] + 0);
         out.push({ kind: 'dense', name: st.name, values: decoded, codec: 'l', lowbit });
       } else {
-        out.push({ kind: 'lowrank', name: st.name, rank: st.rank, u: Float32Array.from(st.u.dataSync() as Float32Array), v: Float32Array.from(st.v.dataSync() as Float32Array), codec: 'i8' });
+        out.push({ kind: 'lowrank', name: st.name, rank: st.rank, codec: 'l', ...this.factors(st) });
       }
     }
     return out;
@@ -178,8 +214,7 @@ export class LowBitScales implements Parameterization {
         st.code.dispose();
         st.chan.dispose();
       } else {
-        st.u.dispose();
-        st.v.dispose();
+        for (const t of [st.su, st.sv, st.cuT, st.cvT]) t.dispose();
       }
     }
   }

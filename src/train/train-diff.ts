@@ -659,7 +659,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         const trained = new Map([...deltas].filter(([name]) => tensors.some((t) => t.name === name)));
         const post = lowbitFromDeltas(hasher, base, trained, { ...common, ...(options.lowbit ?? {}), onProgress: progress });
         const start = checkpointOf(post, 'lowbit post hoc', NaN, false);
-        progress(`lowbit: post hoc ${post.bytes.length} bytes (${describeWidths(post.allocation)}), validation ${start.scoreText}; its scales${post.allocation.some((a) => a.rank) ? ' and low-rank factors' : ''} now train`);
+        progress(`lowbit: post hoc ${post.bytes.length} bytes (${describeWidths(post.allocation)}), validation ${start.scoreText}; its scales${post.allocation.some((a) => a.rank) ? ' (of codes and of low-rank factor vectors)' : ''} now train`);
         lowbitStart = post.payload.patches;
         chosen = lowbitStart.length ? tuned('lowbit', DEFAULT_LOWBIT_LR) : start;
         if (better(start, chosen)) {

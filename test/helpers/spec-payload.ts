@@ -302,7 +302,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
     const isX = (c === 'x' && nd >= 2) || isXr || isXs;
     if (isX && k0 !== 's' && k0 !== 'd') bad('codec x on a patch that is not sparse or dense');
     const isL = c === 'l' && nd >= 6;
-    if (isL && k0 !== 'd') bad('codec l on a patch that is not dense');
+    if (isL && k0 !== 'd' && k0 !== 'r' && !(k0 === 'c' && nd >= 5)) bad('codec l on a patch that is not dense, low-rank or composite');
     const bpv = isX || isL ? 0 : c === 'f32' ? 4 : c === 'f16' ? 2 : c === 'i8' ? 1 : bad('"c"');
     const q = raw.get('q');
     if (c === 'i8' && !(typeof q === 'number' && Number.isFinite(q) && q > 0 && Math.fround(q) === q)) bad('"q"');
@@ -376,6 +376,40 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
         const signed = bits === 1 ? 2 * code - 1 : code >= 2 ** (bits - 1) ? code - 2 ** bits : code;
         return signed * scales[Math.floor(k / (lg as number)) % nScales];
       });
+    };
+    // FORMAT.md 4.4, codec l on low-rank factors: "lb" a width a direction, "ls" U's then V's
+    // scale of each direction, no "lg"; direction by direction, U's column then V's row, one bit
+    // string. Returned as the other codecs give factors: U [rows x r] then V [r x cols].
+    const decodeLowFactors = (rows: number, cols: number, r: number): Float32Array => {
+      const lb = raw.get('lb');
+      const le = raw.get('le');
+      const ls = binOf(raw, 'ls');
+      if (!Array.isArray(lb) || lb.length !== r || !lb.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= 8)) bad('"lb" widths');
+      if (raw.has('lg')) bad('"lg" on factors');
+      if (!(typeof le === 'number' && Number.isInteger(le) && le >= -64 && le <= 32)) bad('"le"');
+      if (ls.length !== 4 * r) bad('"ls" count (factors)');
+      const scales = Array.from({ length: 2 * r }, (_, i) => {
+        const h = ls[2 * i] + 256 * ls[2 * i + 1];
+        if (h >= 0x8000 || (h & 0x7c00) === 0x7c00) bad('scale negative, infinite or NaN');
+        return halfToFloatRef(h) * 2 ** (le as number);
+      });
+      const widths = lb as number[];
+      const total = widths.reduce((x, w) => x + w * (rows + cols), 0);
+      if (v.length !== Math.ceil(total / 8)) bad('"v" length (codec l factors)');
+      const bit = (i: number) => (v[Math.floor(i / 8)] >> (i % 8)) & 1;
+      for (let i = total; i < 8 * v.length; i++) if (bit(i)) bad('padding bit set');
+      const out = new Float32Array(rows * r + r * cols);
+      let at = 0;
+      const next = (w: number) => {
+        let code = 0;
+        for (let j = 0; j < w; j++) code += bit(at++) * 2 ** j;
+        return w === 1 ? 2 * code - 1 : code >= 2 ** (w - 1) ? code - 2 ** w : code;
+      };
+      for (let d = 0; d < r; d++) {
+        for (let i = 0; i < rows; i++) out[i * r + d] = next(widths[d]) * scales[2 * d];
+        for (let j = 0; j < cols; j++) out[rows * r + d * cols + j] = next(widths[d]) * scales[2 * d + 1];
+      }
+      return out;
     };
     const decodeValues = (count: number): Float32Array => {
       if (isX) return new Float32Array(count);
@@ -466,7 +500,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
       const rows = cols ? size / cols : 0;
       const r = raw.get('r');
       if (!isInt(r, Math.min(rows, cols)) || r < 1) bad('"r"');
-      return { ...common, r: r as number, vals: decodeValues((rows + cols) * (r as number)) };
+      return { ...common, r: r as number, vals: isL ? decodeLowFactors(rows, cols, r as number) : decodeValues((rows + cols) * (r as number)) };
     }
     if (k === 'c' && nd >= 5) {
       // FORMAT.md 5.2: the low-rank keys, the sparse keys, and the sparse values in "w" coded by "wc" ("wq").
@@ -474,6 +508,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
       const rows = cols ? size / cols : 0;
       const r = raw.get('r');
       if (!isInt(r, Math.min(rows, cols)) || r < 1) bad('"r"');
+      const factors = isL ? decodeLowFactors(rows, cols, r as number) : decodeValues((rows + cols) * (r as number));
       const n = raw.get('n');
       if (!isInt(n, size)) bad('"n"');
       const wc = raw.get('wc');
@@ -488,7 +523,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
         wc === 'f32' ? dw.getFloat32(4 * i, true) : wc === 'f16' ? halfToFloatRef(dw.getUint16(2 * i, true)) : Math.fround(dw.getInt8(i) * (wq as number)),
       );
       if (!sparse.every(Number.isFinite)) throw new SpecError('non-finite', `${t}: sparse value not finite`);
-      return { ...common, r: r as number, vals: decodeValues((rows + cols) * (r as number)), positions, sparse };
+      return { ...common, r: r as number, vals: factors, positions, sparse };
     }
     return bad('"k"');
   });

@@ -12,13 +12,13 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildPayload, type PatchSpec, type HeaderOptions } from '../../../src/diff/build.ts';
 import { type Payload, type PayloadHeader, type TensorPatch } from '../../../src/core/format.ts';
-import { packPayload, patchValues, valueBytes, wireDocument, wirePatch, type WirePatch } from '../../../src/core/encode.ts';
+import { packPayload, wireDocument, wireOf, type WirePatch } from '../../../src/core/encode.ts';
 import { fingerprintStore } from '../../../src/core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../../src/core/hasher.ts';
 import { MemoryWeightStore } from '../../../src/core/weight-store.ts';
 import { rng } from '../../helpers/models.ts';
 import { encodeXrMasks } from '../../../src/core/xr.ts';
-import { lowBitScales } from '../../../src/core/lowbit.ts';
+import { lowBitScales, type LowBitFactors } from '../../../src/core/lowbit.ts';
 import { generateByteDeltaVectors } from './byte-delta.ts';
 import { generateStructuralFilesVectors } from './structural-files.ts';
 
@@ -104,6 +104,25 @@ function lowbitSpec(name: string, bits: number, group: number, scales: number[],
   const s = lowBitScales(lowbit);
   const values = Float32Array.from(codes, (c, k) => (bits === 1 ? 2 * c - 1 : c) * s[Math.floor(k / group) % s.length] + 0);
   return { kind: 'dense', name, values, codec: 'l', lowbit };
+}
+
+/**
+ * Low-rank factors in codec l (v6) from their codes: direction k's codes of U's column
+ * (`codes[k][0]`, rows values) and V's row (`codes[k][1]`, cols values) at `widths[k]` bits, U's
+ * scale `scales[2k]` and V's `scales[2k + 1]` (float16 bits) times 2^exponent.
+ */
+function lowbitFactors(rows: number, cols: number, widths: number[], scales: number[], exponent: number, codes: [number[], number[]][]): { rank: number; u: Float32Array; v: Float32Array; codec: 'l'; lowbitFactors: LowBitFactors } {
+  const r = widths.length;
+  const lowbitFactors = { widths, scales: Uint16Array.from(scales), exponent };
+  const s = lowBitScales({ bits: 1, group: 1, scales: lowbitFactors.scales, exponent });
+  const value = (c: number, k: number, which: number) => (widths[k] === 1 ? 2 * c - 1 : c) * s[2 * k + which] + 0;
+  const u = new Float32Array(rows * r);
+  const v = new Float32Array(r * cols);
+  codes.forEach(([cu, cv], k) => {
+    cu.forEach((c, i) => (u[i * r + k] = value(c, k, 0)));
+    cv.forEach((c, j) => (v[k * cols + j] = value(c, k, 1)));
+  });
+  return { rank: r, u, v, codec: 'l', lowbitFactors };
 }
 
 /** 1 + 2^-23: the float32 just above 1 (odd last mantissa bit). */
@@ -378,6 +397,22 @@ const VALID: ValidCase[] = [
     specs: [{ ...lowbitSpec('conv/kernel', 1, 5, [0x3c00, 0x3e00, 0x2e66], -7, [1, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 0]), grid: { dtype: 'float16' } }],
     header: { method: 'lowbit', modelId: 'demo-lowbit', sequence: 21 },
   },
+  {
+    name: 'lowbit-factors-mixed',
+    description:
+      'Format v6, codec l on low-rank factors (mixed precision by singular direction) of a [4, 5] tensor, rank 3: "lb" = [8, 3, 1], a width a direction; "ls" = 6 halves, U\'s column scale then V\'s row scale of each direction (1, 0.5 / 2, 0.25 / 0.75, 0), "le" = -8. "v" holds direction 0\'s 4 + 5 codes of 8 bits, then direction 1\'s of 3 bits, then direction 2\'s of 1 bit: 9 x (8 + 3 + 1) = 108 bits in 14 bytes, the last 4 bits 0. Codes: U col 0: 100 -128 0 127, V row 0: 1 -1 50 -50 3; U col 1: 3 -4 1 0, V row 1: -1 2 -3 0 1; U col 2 (1 bit, c -> 2c - 1): 1 0 1 1, V row 2: 0 1 0 1 1 with scale 0, so direction 2 adds +0 or -0 products. The factors are then applied as any low-rank patch\'s (k ascending, each product rounded).',
+    tensors: [['dense/kernel', [4, 5], [0.5, -0.25, 0.125, 1, -1, 2, 0, -0, 0.1, 0.2, 0.3, 0.4, 1.5, -1.5, 0.75, -0.75, 0.001, -0.001, 3, 2]]],
+    specs: [{ kind: 'lowrank', name: 'dense/kernel', ...lowbitFactors(4, 5, [8, 3, 1], [0x3c00, 0x3800, 0x4000, 0x3400, 0x3a00, 0x0000], -8, [[[100, -128, 0, 127], [1, -1, 50, -50, 3]], [[3, -4, 1, 0], [-1, 2, -3, 0, 1]], [[1, 0, 1, 1], [0, 1, 0, 1, 1]]]) }],
+    header: { method: 'lowbit', modelId: 'demo-lowbit', sequence: 22 },
+  },
+  {
+    name: 'lowbit-factors-composite',
+    description:
+      'Format v6, a composite patch (v5) whose factors are in codec l: a [3, 4] tensor, rank 2, "lb" = [5, 2], scales 0.5 and 1 (direction 0), 0.25 and 0.125 (direction 1), "le" = -6; (3 + 4) x 5 + (3 + 4) x 2 = 49 bits of codes in 7 bytes, the last 7 bits 0; the sparse part as any composite\'s: positions 0, 5 and 11 (gaps), f16 values 0.5, -0.25, 1, each joining the accumulator before the weight is written.',
+    tensors: [['conv/bias', [3, 4], [1, 2, 3, 4, -1, -2, -3, -4, 0.5, 0.25, 0.125, 0]]],
+    specs: [{ kind: 'composite', name: 'conv/bias', ...lowbitFactors(3, 4, [5, 2], [0x3800, 0x3c00, 0x3400, 0x3000], -6, [[[15, -16, 7], [1, 0, -1, 9]], [[1, -2, 0], [-1, 1, 1, -2]]]), positions: u32([0, 5, 11]), values: f32([0.5, -0.25, 1]), sparseCodec: 'f16' }],
+    header: { method: 'lowbit', modelId: 'demo-lowbit', sequence: 23 },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -436,7 +471,7 @@ export function writeWideMsgpack(value: unknown): Uint8Array {
 }
 
 function wiresOf(p: Payload): WirePatch[] {
-  return p.patches.map((t: TensorPatch) => wirePatch(t, valueBytes(patchValues(t), t.codec, t.scale, t.grid, t.lowbit)));
+  return p.patches.map((t: TensorPatch) => wireOf(t));
 }
 
 /** Unsigned LEB128 of each value, concatenated (values may exceed what a position allows). */
@@ -529,6 +564,7 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
     info.values = f32Hex(p.values);
   } else if (p.codec === 'x' || p.codec === 'xr' || p.codec === 'xs') info.masks = masksHex(p.values);
   else info.values = f32Hex(p.values);
+  if ((p.kind === 'lowrank' || p.kind === 'composite') && p.lowbitFactors) info.lowbitFactors = { widths: [...p.lowbitFactors.widths], exponent: p.lowbitFactors.exponent, scales: [...p.lowbitFactors.scales].map((h) => h.toString(16).padStart(4, '0')) };
   if (p.lowbit) info.lowbit = { bits: p.lowbit.bits, group: p.lowbit.group, exponent: p.lowbit.exponent, scales: [...p.lowbit.scales].map((h) => h.toString(16).padStart(4, '0')) };
   return info;
 }
@@ -723,7 +759,20 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     add('lowbit-negative-scale', 'lowbit-3bit-columns with its first scale negative (00 bc, the half -1): scales are finite and not negative.', packPayload(lb.payload.header, [{ ...w(), ls: Uint8Array.from([0x00, 0xbc, ...(w().ls as Uint8Array).slice(2)]) }]), 'PayloadFormatError', 'decode', base);
     add('lowbit-infinite-scale', 'lowbit-3bit-columns with its first scale the half +Infinity (00 7c).', packPayload(lb.payload.header, [{ ...w(), ls: Uint8Array.from([0x00, 0x7c, ...(w().ls as Uint8Array).slice(2)]) }]), 'PayloadFormatError', 'decode', base);
     add('lowbit-exponent-range', 'lowbit-3bit-columns with "le" = 33: the scale exponent is -64 to 32.', packPayload(lb.payload.header, [{ ...w(), le: 33 }]), 'PayloadFormatError', 'decode', base);
-    add('lowbit-on-sparse', 'lowbit-3bit-columns as a sparse patch of one position: codec l is for dense patches only.', packPayload(lb.payload.header, [{ ...w(), k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-on-sparse', 'lowbit-3bit-columns as a sparse patch of one position: codec l is for dense, low-rank and composite patches only.', packPayload(lb.payload.header, [{ ...w(), k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }]), 'PayloadFormatError', 'decode', base);
+  }
+  {
+    const lf = built.get('lowbit-factors-mixed') as { payload: Payload };
+    const w = () => wiresOf(lf.payload)[0];
+    const base = 'lowbit-factors-mixed.base.json';
+    add('lowbit-factors-width-count', 'lowbit-factors-mixed with "lb" = [8, 3]: rank 3 takes three widths.', packPayload(lf.payload.header, [{ ...w(), lb: [8, 3] }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-factors-width-zero', 'lowbit-factors-mixed with "lb" = [8, 0, 1]: a direction\'s width is 1 to 8 bits (a direction carried at 0 bits is left out of the rank instead).', packPayload(lf.payload.header, [{ ...w(), lb: [8, 0, 1] }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-factors-width-uint', 'lowbit-factors-mixed with "lb" = 8, a dense patch\'s form: low-rank factors take an array of widths.', packPayload(lf.payload.header, [{ ...w(), lb: 8 }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-factors-group', 'lowbit-factors-mixed with "lg" = 1: factors take a scale a factor vector and no group.', packPayload(lf.payload.header, [{ ...w(), lg: 1 }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-factors-scales-count', 'lowbit-factors-mixed with its last scale cut: rank 3 takes 6 scales.', packPayload(lf.payload.header, [{ ...w(), ls: (w().ls as Uint8Array).slice(0, -2) }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-factors-nan-scale', 'lowbit-factors-mixed with its first scale the half NaN (00 7e).', packPayload(lf.payload.header, [{ ...w(), ls: Uint8Array.from([0x00, 0x7e, ...(w().ls as Uint8Array).slice(2)]) }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-factors-codes-long', 'lowbit-factors-mixed with a byte added to "v": 108 bits of codes take 14 bytes.', packPayload(lf.payload.header, [{ ...w(), v: Uint8Array.from([...w().v, 0]) }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-factors-padding-bits', 'lowbit-factors-mixed with the last bit of "v" set: 108 bits of codes leave 4 bits of padding, which must be 0.', packPayload(lf.payload.header, [{ ...w(), v: Uint8Array.from(w().v, (b, i) => (i === w().v.length - 1 ? b | 0x80 : b)) }]), 'PayloadFormatError', 'decode', base);
   }
   add('optional-key-nil', 'sparse-gaps-f32 with "ct" present as nil: an optional key is absent or has its type.', writeWideMsgpack({ ...wireDocument(aHeader, [aWire()]), ct: null }), 'PayloadFormatError', 'decode');
   // Apply stage: the payload is well formed; the model decides.
@@ -742,7 +791,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
 
   json('vectors.json', {
     description:
-      'Payload format v1 to v6 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases, and codec x; v3 codec xr; v4 codec xs, exact stored bits; v5 the composite patch kind c, the "composite-*" cases; v6 codec l, low-bit codes with scales per group, the "lowbit-*" cases, whose patches list "lowbit": bits, group, exponent and the scales as float16 hex). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x, xr and xs patches list "masks" instead, the XOR masks as little-endian uint32 hex (for xs, masks of the stored codes). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
+      'Payload format v1 to v6 test vectors (docs/FORMAT.md; v2 adds storage grids, the "grid-*" cases, and codec x; v3 codec xr; v4 codec xs, exact stored bits; v5 the composite patch kind c, the "composite-*" cases; v6 codec l, low-bit codes with scales per group, the "lowbit-*" cases, whose patches list "lowbit": bits, group, exponent and the scales as float16 hex, and on low-rank factors "lowbitFactors": a width a direction, exponent and scales). Models: { fingerprint, tensors: { name: { shape, digest, values } } } with values the hex of the little-endian float32 bytes. Fingerprints and digests are 16 lowercase hex digits of the xxh64 value. For every valid case, applying payload to base gives exactly target (status "applied"), and applying it to target gives "already-applied". Patch "values"/"buckets" are the decoded float32 values (hex, little-endian); codec x, xr and xs patches list "masks" instead, the XOR masks as little-endian uint32 hex (for xs, masks of the stored codes). Invalid cases: "stage" decode means the decoder refuses the bytes alone; apply means it decodes and applying it to base is refused, leaving base unchanged. Regenerate with: node --import tsx test/vectors/payloads/generate.ts',
     valid,
     invalid,
   });
