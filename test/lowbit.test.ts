@@ -419,6 +419,11 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       assert.equal(decodePayload(bytes).header.method, 'lowbit');
       assert.equal(await main([...args.slice(0, -1), join(dir, 'again.ndiff')], io), 0);
       assert.deepEqual(new Uint8Array(await readFile(join(dir, 'again.ndiff'))), bytes, 'deterministic');
+      // At 5% the fine-tune's matrices travel as low-rank factors in codec l; --no-lowbit-factors keeps to codes.
+      assert.ok(decodePayload(bytes).patches.some((p) => p.kind === 'lowrank' && p.codec === 'l'));
+      assert.equal(await main([...args.slice(0, -1), join(dir, 'codes.ndiff'), '--no-lowbit-factors'], io), 0);
+      const codesOnly = decodePayload(new Uint8Array(await readFile(join(dir, 'codes.ndiff'))));
+      assert.ok(codesOnly.patches.length > 0 && codesOnly.patches.every((p) => p.kind === 'dense' && p.codec === 'l'));
       lines.length = 0;
       assert.equal(await main(['apply', '--model', join(dir, 'v1'), '--patch', out], io), 0, lines.join('\n'));
       const patched = await openTfjsModelDir(join(dir, 'v1'));
