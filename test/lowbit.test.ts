@@ -154,6 +154,36 @@ describe('codec l on low-rank factors: a width a singular direction', () => {
   });
 });
 
+describe('codes with the largest changes apart at float16 (a composite patch of dense codes)', () => {
+  test('a retrained tensor whose few changes are as large as its weights: chosen, far less error, applied as built, and distilled from it', async () => {
+    const n = 64 * 32;
+    const base = new MemoryWeightStore({ w: { shape: [64, 32], data: delta(n, 70) } });
+    const change = delta(n, 71);
+    for (let k = 0; k < 12; k++) change[(k * 173) % n] = k & 1 ? -5 : 4;
+    const target = new MemoryWeightStore({ w: { shape: [64, 32], data: base.values('w').map((v, i) => v + change[i]) } });
+    const budgetBytes = 900;
+    const res = lowbitDiff(hasher, base, target, { budgetBytes, lowRank: false });
+    const a = res.allocation[0];
+    assert.ok(!a.rank && (a.outliers ?? 0) >= 12, describeAllocation(a));
+    const p = decodePayload(res.bytes).patches[0] as CompositePatch;
+    assert.ok(p.kind === 'composite' && p.codec === 'l' && p.dense && p.rank === 0);
+    const without = lowbitDiff(hasher, base, target, { budgetBytes, lowRank: false, outliers: false });
+    assert.ok(res.squaredError < without.squaredError / 4, `with outliers ${res.squaredError}, without ${without.squaredError}`);
+    const device = base.clone();
+    await applyPayload(device, res.bytes);
+    assert.deepEqual(device.values('w'), res.targetValues.get('w'));
+    // The distilled lowbit starts from it: the same patch back before any step.
+    const scales = new LowBitScales(new Map([['w', { shape: [64, 32], values: base.values('w') }]]), decodePayload(res.bytes).patches);
+    try {
+      const again = buildPayload(hasher, base, scales.specs(), { method: 'lowbit' });
+      assert.deepEqual(again.targetValues.get('w'), res.targetValues.get('w'));
+      assert.deepEqual(Array.from(scales.effective('w').dataSync()), Array.from(res.targetValues.get('w') as Float32Array));
+    } finally {
+      scales.dispose();
+    }
+  });
+});
+
 describe('malformed codec-l patches are refused before any write', () => {
   const shape = [16, 8];
   const base = new MemoryWeightStore({ w: { shape, data: delta(128, 9) } });
@@ -419,9 +449,9 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       assert.equal(decodePayload(bytes).header.method, 'lowbit');
       assert.equal(await main([...args.slice(0, -1), join(dir, 'again.ndiff')], io), 0);
       assert.deepEqual(new Uint8Array(await readFile(join(dir, 'again.ndiff'))), bytes, 'deterministic');
-      // At 5% the fine-tune's matrices travel as low-rank factors in codec l; --no-lowbit-factors keeps to codes.
+      // At 5% the fine-tune's matrices travel as low-rank factors in codec l; --lowbit-codes-only keeps to dense codes.
       assert.ok(decodePayload(bytes).patches.some((p) => p.kind === 'lowrank' && p.codec === 'l'));
-      assert.equal(await main([...args.slice(0, -1), join(dir, 'codes.ndiff'), '--no-lowbit-factors'], io), 0);
+      assert.equal(await main([...args.slice(0, -1), join(dir, 'codes.ndiff'), '--lowbit-codes-only'], io), 0);
       const codesOnly = decodePayload(new Uint8Array(await readFile(join(dir, 'codes.ndiff'))));
       assert.ok(codesOnly.patches.length > 0 && codesOnly.patches.every((p) => p.kind === 'dense' && p.codec === 'l'));
       lines.length = 0;

@@ -22,8 +22,8 @@ export interface DiffArgs {
   out: string;
   codec: 'auto' | 'f32' | 'f16' | 'i8';
   method: 'topk' | 'lowbit' | 'auto';
-  /** With lowbit: offer low-rank factors in codec l (false: codes only, for appliers that predate them). */
-  lowbitFactors?: boolean;
+  /** With lowbit: dense codes only, no low-rank factors or float16 outliers (for appliers that predate them). */
+  lowbitCodesOnly?: boolean;
   calibrate?: string;
   modelId?: string;
   sequence: number;
@@ -44,9 +44,9 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
-    .option('method', { choices: ['topk', 'lowbit', 'auto'] as const, default: 'topk' as const, describe: 'with a byte budget: topk keeps the largest changes (positions and values); lowbit carries every changed tensor, each at 1 to 8 bits with a scale per output channel, row or tensor, or as low-rank factors with a width per singular direction, chosen to leave the least error within the budget (format v6 when codes are used: the applier on the device must read version 6, and one that reads factors in codec l for the factors: see --no-lowbit-factors). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk. auto: both, and every lowbit variant, measured on --calibrate inputs; the closest to --target is written' })
+    .option('method', { choices: ['topk', 'lowbit', 'auto'] as const, default: 'topk' as const, describe: 'with a byte budget: topk keeps the largest changes (positions and values); lowbit carries every changed tensor, each at 1 to 8 bits with a scale per output channel, row or tensor, or as low-rank factors with a width per singular direction, chosen to leave the least error within the budget (format v6 when codes are used: the applier on the device must read version 6, and for its low-rank factors and outliers one of this release: see --lowbit-codes-only). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk. auto: both, and every lowbit variant, measured on --calibrate inputs; the closest to --target is written' })
     .option('calibrate', { type: 'string', describe: `with --method lowbit or auto: inputs from where the model runs, no labels needed, as --eval takes them (TF.js layers-models: x.npy, or a folder holding it, the first ${MAX_CALIBRATION_EXAMPLES}; .onnx files: a folder with one .npy per model input, --state and sequence.npy for stateful models, run by the ONNX executor). Each candidate payload (lowbit with errors relative to each layer or plain, with and without low-rank factors, and for TF.js models weighed by every weight's Fisher information on these inputs; with auto, top-k too) is measured by how close base + payload comes to --target's outputs on them (KL divergence for classifiers, else mean squared difference), and the closest is written; each is reported with its bytes and loss` })
-    .option('lowbit-factors', { type: 'boolean', default: true, describe: 'with --method lowbit or auto: also offer each matrix its change as low-rank factors with a width per singular direction (codec l on factors). --no-lowbit-factors carries codes only, for devices whose applier predates factors in codec l (they refuse such a payload and fall back to the full model; FORMAT.md §8)' })
+    .option('lowbit-codes-only', { type: 'boolean', default: false, describe: 'with --method lowbit or auto: carry every tensor as dense codes only, without the low-rank factors (a width per singular direction) and the float16 outliers (the largest changes apart from the codes) lowbit otherwise offers, for devices whose applier predates those (they came later within format v6: such a device refuses the payload before writing anything and falls back to the full model; FORMAT.md §8)' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'with --method topk: the value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number; devices refuse anything at or below the one they hold' })
@@ -117,9 +117,9 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const diff = opened.kind !== 'folder'
     ? (h: Parameters<typeof diffOnnxModels>[0], b: Parameters<typeof diffOnnxModels>[1], t: Parameters<typeof diffOnnxModels>[2], o: Parameters<typeof diffOnnxModels>[3]) => diffOnnxModels(h, b, t, { ...o, method: a.method === 'lowbit' ? 'lowbit' : 'topk' })
     : a.method === 'lowbit' ? lowbitDiff : topkDiff;
-  // --no-lowbit-factors: every lowbit variant without low-rank factors (the variants that differ only by them collapse).
-  const noFactors = a.lowbitFactors === false;
-  const variants = (importance?: () => ReadonlyMap<string, Float32Array>) => lowbitVariants(importance).filter((v) => !noFactors || v.options().lowRank === false);
+  // --lowbit-codes-only: every lowbit variant without low-rank factors or outliers (the variants that differ only by those collapse).
+  const codesOnly = a.lowbitCodesOnly === true;
+  const variants = (importance?: () => ReadonlyMap<string, Float32Array>) => lowbitVariants(importance).filter((v) => !codesOnly || v.options().lowRank === false).map((v) => (codesOnly ? { ...v, options: () => ({ ...v.options(), outliers: false }) } : v));
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   // --calibrate: candidates measured on the inputs, the closest kept (TF.js folders; checked above).
   let calibration: CalibrationReport | undefined;
@@ -161,7 +161,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}),
     onProgress: (m) => io.progress(`  ${m}`),
     store: a.store,
-    ...(noFactors && a.method === 'lowbit' ? (opened.kind === 'folder' ? { lowRank: false } : { lowbit: { lowRank: false } }) : {}),
+    ...(codesOnly && a.method === 'lowbit' ? (opened.kind === 'folder' ? { lowRank: false, outliers: false } : { lowbit: { lowRank: false, outliers: false } }) : {}),
   });
   if (everyChange) {
     const per = (c: string) => res.payload.patches.filter((p) => p.codec === c).length;

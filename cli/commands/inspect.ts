@@ -66,7 +66,7 @@ export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
     printable(p.name),
     p.kind,
     `[${p.shape.join('x')}]`,
-    p.kind === 'sparse' ? `${p.positions.length} (${((100 * p.positions.length) / Math.max(1, shapeSize(p.shape))).toFixed(2)}%)` : p.kind === 'hash' ? `${p.buckets.length} buckets${p.signed ? ' ±' : ''}` : p.kind === 'lowrank' ? `all (rank ${p.rank})` : p.kind === 'composite' ? `all (rank ${p.rank} + ${p.positions.length} sparse)` : 'all',
+    p.kind === 'sparse' ? `${p.positions.length} (${((100 * p.positions.length) / Math.max(1, shapeSize(p.shape))).toFixed(2)}%)` : p.kind === 'hash' ? `${p.buckets.length} buckets${p.signed ? ' ±' : ''}` : p.kind === 'lowrank' ? `all (rank ${p.rank})` : p.kind === 'composite' ? `all (${p.dense ? `${p.lowbit?.bits}-bit codes` : `rank ${p.rank}`} + ${p.positions.length} sparse)` : 'all',
     p.codec + (p.scale !== undefined ? ` x${p.scale.toPrecision(3)}` : ''),
     p.kind === 'sparse' ? p.positionCoding : p.kind === 'hash' ? `seed ${p.seed}` : '',
   ]), ['tensor', 'kind', 'shape', 'values', 'codec', 'positions']));

@@ -119,9 +119,9 @@ export function wirePatch(p: TensorPatch, factorOrValueBytes: Uint8Array): WireP
   } else if (p.kind === 'lowrank') {
     w.r = p.rank;
   } else if (p.kind === 'composite') {
-    // The factors are in v (U then V, codec c); the sparse part's values are re-encoded from
-    // their decoded form, which is exact for every additive codec.
-    w.r = p.rank;
+    // The factors are in v (U then V, codec c), or a dense part's codes (codec l, no rank); the
+    // sparse part's values are re-encoded from their decoded form, exact for every additive codec.
+    if (!p.dense) w.r = p.rank;
     const enc = encodePositions(p.positions, shapeSize(p.shape));
     w.n = p.positions.length;
     w.ic = enc.coding;
@@ -237,6 +237,7 @@ export function encodePayload(payload: Payload): Uint8Array {
 /** The wire form of a decoded patch, its values coded again (exact for decoded values). */
 export function wireOf(p: TensorPatch): WirePatch {
   if ((p.kind === 'lowrank' || p.kind === 'composite') && p.lowbitFactors) return wirePatch(p, lowBitFactorCodes(p.u, p.v, p.shape, p.lowbitFactors));
+  if (p.kind === 'composite' && p.dense) return wirePatch(p, lowBitCodes(p.dense, p.lowbit as LowBit));
   return wirePatch(p, valueBytes(patchValues(p), p.codec, p.scale, p.grid, p.lowbit));
 }
 

@@ -147,7 +147,13 @@ export interface LowRankPatch extends PatchCommon {
  */
 export interface CompositePatch extends PatchCommon {
   kind: 'composite';
+  /** The rank of the factors; 0 for a dense part in codec l (`dense`, `lowbit`) instead. */
   rank: number;
+  /**
+   * Codec `l` only: a dense part instead of the factors, every value as its code decodes it
+   * (`lowbit` the layout): the largest changes then ride in the sparse part at higher precision.
+   */
+  dense?: Float32Array;
   /** Codec `l` only: each direction's width and its factor vectors' scales (lowbit.ts). */
   lowbitFactors?: LowBitFactors;
   /** U, row-major [rows x rank]. */
@@ -490,8 +496,9 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   const isLow = codec === 'l' && version > 5;
   if (!isXor && !isLow && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}${version > 3 ? ', xs' : ''}${version > 5 ? ', l' : ''}, found ${describe(codec)}`);
   // Low-rank and composite factors in codec l came later within v6 (FORMAT.md §4.4).
-  const lowFactors = isLow && (kind === 'r' || kind === 'c');
-  if (isLow && kind !== 'd' && !lowFactors) fail(`${where}: value codec "l" (low-bit codes) is for dense, low-rank and composite patches only, found kind ${describe(kind)}`);
+  // A composite's part in codec l: factors ("lb" an array of widths) or dense codes ("lb" a uint).
+  const lowFactors = isLow && (kind === 'r' || (kind === 'c' && Array.isArray(own(raw, 'lb'))));
+  if (isLow && kind !== 'd' && kind !== 'c' && !lowFactors) fail(`${where}: value codec "l" (low-bit codes) is for dense, low-rank and composite patches only, found kind ${describe(kind)}`);
   if (isXor && kind !== 's' && kind !== 'd') fail(`${where}: value codec "${codec}" (exact bits) is for sparse and dense patches only, found kind ${describe(kind)}`);
   let scale: number | undefined;
   if (codec === 'i8') {
@@ -709,10 +716,13 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   if (kind === 'c' && version >= 5) {
     // Composite (v5): the low-rank keys (r, and U then V in v with codec c) and the sparse
     // keys (n, ic, i) with the sparse values in w, coded by wc (and wq for i8).
+    // With dense codes in codec l (v6) in place of the factors: no rank.
     const rank = own(raw, 'r');
     const { rows, cols } = matrixDims(shape);
-    if (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols)) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
-    const factors = factorsOf(rows, cols, rank);
+    if (lowbit && rank !== undefined) fail(`${where}: a composite patch of dense codes (codec l, "lb" a uint) has no rank "r", found ${describe(rank)}`);
+    if (!lowbit && (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols))) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
+    if (lowbit) need(size, 'dense codes');
+    const factors = lowbit ? { u: new Float32Array(0), v: new Float32Array(0), dense: valuesAt(0, size) } : factorsOf(rows, cols, rank as number);
     const n = own(raw, 'n');
     if (!isUint(n, size)) fail(`${where}: count "n" must be an integer from 0 to the tensor size ${size}, found ${describe(n)}`);
     const wc = own(raw, 'wc') as ValueCodec;
@@ -731,7 +741,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     const values = decodeValues(w, wc, sparseScale);
     if (!(values instanceof Float32Array)) throw new NonFiniteValueError(`${where}: sparse value ${values.nonFiniteAt} is NaN or infinite; a valid payload never carries one: rebuild the payload (the model it came from may have diverged)`, { tensor: name, index: values.nonFiniteAt });
     return whole({
-      kind: 'composite', ...common, rank, ...factors,
+      kind: 'composite', ...common, rank: lowbit ? 0 : (rank as number), ...factors,
       positions, values, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', sparseCodec: wc, ...(sparseScale !== undefined ? { sparseScale } : {}),
     });
   }

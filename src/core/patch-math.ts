@@ -230,7 +230,7 @@ function lowRankLoop(w: Float32Array, patch: LowRankPatch, direction: 1 | -1, lo
  * so undoing it is the same subtract-and-log as the other kinds.
  */
 function compositeLoop(w: Float32Array, patch: CompositePatch, direction: 1 | -1, log: ExceptionLog | null, from: number, to: number): void {
-  const { u, v, rank, positions, values } = patch;
+  const { u, v, rank, positions, values, dense } = patch;
   const cols = patch.shape.length ? patch.shape[patch.shape.length - 1] : 1;
   if (!cols) return;
   const wb = log ? bitsOf(w) : null;
@@ -247,7 +247,8 @@ function compositeLoop(w: Float32Array, patch: CompositePatch, direction: 1 | -1
   let i = Math.floor(from / cols);
   let j = from - i * cols;
   for (let at = from; at < to; at++) {
-    let acc = 0;
+    // A dense part (codec l) in place of the factors: its value starts the accumulator.
+    let acc = dense ? dense[at] : 0;
     for (let r = 0; r < rank; r++) acc = Math.fround(acc + Math.fround(u[i * rank + r] * v[r * cols + j]));
     if (at === next) {
       acc = Math.fround(acc + values[k]);

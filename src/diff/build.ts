@@ -49,9 +49,14 @@ export type PatchSpec = (
    * Format v5: low-rank factors (coded by `codec`) and sparse values at sorted positions
    * (coded by `sparseCodec`), applied together (docs/FORMAT.md §5.2).
    */
-  | { kind: 'composite'; name: string; rank: number; u: Float32Array; v: Float32Array; positions: Uint32Array; values: Float32Array; codec: ValueCodec; sparseCodec: ValueCodec }
+  | { kind: 'composite'; name: string; rank: number; u: Float32Array; v: Float32Array; positions: Uint32Array; values: Float32Array; codec: ValueCodec; sparseCodec: ValueCodec; dense?: undefined }
+  /**
+   * Codec `l` (v6): dense codes (`dense`, what they decode to, with `lowbit` as a dense spec's)
+   * and sparse values at sorted positions, the largest changes at higher precision.
+   */
+  | { kind: 'composite'; name: string; dense: Float32Array; lowbit: LowBit; positions: Uint32Array; values: Float32Array; codec: 'l'; sparseCodec: ValueCodec; rank?: undefined }
   /** The same with its factors in codec `l`, as a low-rank spec's. */
-  | { kind: 'composite'; name: string; rank: number; u: Float32Array; v: Float32Array; positions: Uint32Array; values: Float32Array; codec: 'l'; lowbitFactors: LowBitFactors; sparseCodec: ValueCodec }
+  | { kind: 'composite'; name: string; rank: number; u: Float32Array; v: Float32Array; positions: Uint32Array; values: Float32Array; codec: 'l'; lowbitFactors: LowBitFactors; sparseCodec: ValueCodec; dense?: undefined }
 ) & { grid?: StorageGrid | null };
 
 const SPEC_KINDS = ['sparse', 'hash', 'dense', 'lowrank', 'composite'] as const;
@@ -84,11 +89,28 @@ export interface BuiltPayload {
  * Returns null when the codec cannot hold the values (float16 overflow).
  */
 export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: StorageGrid | undefined = spec.grid ?? undefined, baseValues?: Float32Array): { patch: TensorPatch; valueBytes: Uint8Array } | null {
-  const raw = spec.kind === 'hash' ? spec.buckets : spec.kind === 'lowrank' || spec.kind === 'composite' ? concat(spec.u, spec.v) : spec.values;
+  const raw = spec.kind === 'hash' ? spec.buckets : spec.kind === 'composite' && spec.dense ? spec.dense : spec.kind === 'lowrank' || spec.kind === 'composite' ? concat(spec.u, spec.v) : spec.values;
   for (const arr of spec.kind === 'composite' ? [raw, spec.values] : [raw]) {
     for (let i = 0; i < arr.length; i++) {
       if (!Number.isFinite(arr[i])) throw new NonFiniteValueError(`tensor ${JSON.stringify(spec.name)}: delta value ${i} is ${arr[i]}; training diverged or the target model holds NaN/Infinity: fix the target before building a diff`, { tensor: spec.name, index: i });
     }
+  }
+  if (spec.kind === 'composite' && spec.dense) {
+    // Dense codes and a sparse part: the codes must decode to `dense` exactly, as a dense spec's.
+    const codes = lowBitCodes(spec.dense, spec.lowbit);
+    const problem = lowBitProblem(codes, spec.dense.length, spec.lowbit);
+    const decoded = problem ? null : decodeLowBit(codes, spec.lowbit, lowBitScales(spec.lowbit), 0, new Float32Array(spec.dense.length));
+    if (!(decoded && decoded.every((v, i) => Object.is(v, spec.dense[i])))) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec l: ${problem ?? 'the dense values are not what their codes decode to'}; make the values and layout with quantizeLowBit`, { tensor: spec.name });
+    const sparse = encodeValues(spec.values, spec.sparseCodec);
+    if (!sparse) return null;
+    const keepGrid = grid && grid.dtype !== 'float32' ? { grid } : {};
+    return {
+      patch: {
+        kind: 'composite', name: spec.name, shape: [...shape], codec: 'l', lowbit: spec.lowbit, rank: 0, u: new Float32Array(0), v: new Float32Array(0), dense: decoded, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST,
+        positions: spec.positions, values: sparse.decoded, positionCoding: 'gaps', sparseCodec: spec.sparseCodec, ...(sparse.scale !== undefined ? { sparseScale: sparse.scale } : {}), ...keepGrid,
+      },
+      valueBytes: codes,
+    };
   }
   if ((spec.kind === 'lowrank' || spec.kind === 'composite') && spec.codec === 'l') {
     const f = spec.lowbitFactors;
@@ -258,7 +280,9 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     if (!(SPEC_KINDS as readonly unknown[]).includes(spec.kind)) throw new UsageError(`${what}: expected kind ${SPEC_KINDS.join(', ')}, found ${JSON.stringify(spec.kind)}`, { tensor: spec.name });
     const xorOk = (exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense')) || (spec.codec === 'l' && !['sparse', 'hash'].includes(spec.kind));
     if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr, xs for sparse and dense patches, l for dense, low-rank and composite ones), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
-    if (spec.kind === 'lowrank' || spec.kind === 'composite') {
+    if (spec.kind === 'composite' && spec.dense) {
+      if (spec.dense.length !== size) throw new UsageError(`${what}: expected ${size} dense values (the tensor's size), found ${spec.dense.length}`, { tensor: spec.name });
+    } else if (spec.kind === 'lowrank' || spec.kind === 'composite') {
       const { rows, cols } = matrixDims(shape);
       if (!(spec.rank >= 1) || spec.u.length !== rows * spec.rank || spec.v.length !== spec.rank * cols) throw new UsageError(`${what}: expected rank >= 1, U ${rows}x${spec.rank} and V ${spec.rank}x${cols}, found rank ${spec.rank}, ${spec.u.length} and ${spec.v.length} values`, { tensor: spec.name });
     }

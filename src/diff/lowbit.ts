@@ -23,6 +23,7 @@ import type { Hasher } from '../core/hasher.ts';
 import { LOWBIT_EXPONENT_RANGE, lowBitBytes, type LowBit, type LowBitFactors } from '../core/lowbit.ts';
 import { matrixDims, shapeSize } from '../core/format.ts';
 import { encodeValues } from '../core/values.ts';
+import { encodePositions } from '../core/encode.ts';
 import { factorize } from './baselines.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { confirmPayload } from './confirm.ts';
@@ -156,6 +157,8 @@ interface Option {
   layout: ScaleLayout | null;
   /** A low-rank option: the rank of its factors (codec l, a width a direction). */
   rank?: number;
+  /** Codes with this many of the largest changes carried apart at float16 (a composite patch). */
+  outliers?: number;
   bytes: number;
   error: number;
 }
@@ -242,7 +245,46 @@ export function allocate(tensors: TensorOptions[], room: number): number[] {
 }
 
 /** One option's carried change: codec-l codes, or low-rank factors before their int8 rounding (the payload builder rounds them). */
-type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined } | { lowbit?: undefined; factors: QuantizedFactors });
+type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined; outliers?: Outliers } | { lowbit?: undefined; factors: QuantizedFactors; outliers?: undefined });
+
+/** The largest changes of a tensor carried apart from its codes: positions, float16 values, and what the codes alone decode to. */
+interface Outliers {
+  positions: Uint32Array;
+  values: Float32Array;
+  codes: Float32Array;
+}
+
+/** Shares of a tensor's values offered as float16 outliers beside codes of 1 to 4 bits. */
+const OUTLIER_SHARES = [0.002, 0.01, 0.03];
+
+/**
+ * `delta` at `bits` bits with its `m` largest changes (by |value|, weighted by the importance)
+ * carried apart at float16: the codes and scales fit the rest, the outliers ride in a sparse part
+ * whose value joins the code's before the weight is written (a composite patch, FORMAT.md 5.2).
+ * Null when a value overflows float16.
+ */
+export function quantizeWithOutliers(delta: Float32Array, bits: number, group: number, count: number, m: number, weight?: Float32Array): (QuantizedDelta & { outliers: Outliers }) | null {
+  const n = delta.length;
+  const order = Array.from({ length: n }, (_, i) => i);
+  const size = (i: number) => Math.abs(delta[i]) * (weight ? Math.sqrt(weight[i]) : 1);
+  order.sort((a, b) => size(b) - size(a) || a - b);
+  const positions = Uint32Array.from(order.slice(0, m)).sort();
+  const rest = delta.slice();
+  for (const p of positions) rest[p] = 0;
+  const q = quantizeLowBit(rest, bits, group, count, weight);
+  const values = new Float32Array(m);
+  const decoded = q.decoded.slice();
+  for (let k = 0; k < m; k++) {
+    const p = positions[k];
+    const h = toHalfBits(delta[p] - q.decoded[p]);
+    if ((h & 0x7c00) === 0x7c00) return null;
+    values[k] = fromHalfBits(h);
+    decoded[p] = Math.fround(q.decoded[p] + values[k]);
+  }
+  let squaredError = 0;
+  for (let i = 0; i < n; i++) squaredError += (weight ? weight[i] : 1) * (delta[i] - decoded[i]) ** 2;
+  return { lowbit: q.lowbit, decoded, squaredError, outliers: { positions, values, codes: q.decoded } };
+}
 
 /** 1 / (the mean of a tensor's base and target squared norms): its errors as relative changes of the layer (the `relative` proxy). */
 function relativeWeight(w: Float32Array, d: Float32Array): number {
@@ -430,6 +472,14 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
    */
   lowRank?: boolean;
   /**
+   * Also offer codes of 1 to 4 bits with the tensor's largest changes (0.2%, 1% or 3% of its
+   * changed values) carried apart at float16, so the scales fit the rest: a retrained tensor's few
+   * changes as large as its weights otherwise set the scales and leave the rest at code 0
+   * (default true; a composite patch of dense codes, FORMAT.md 5.2, which came later within
+   * format v6 as factors in codec l did).
+   */
+  outliers?: boolean;
+  /**
    * The error of carrying `delta` for tensor `name` instead of its whole change, measured on the
    * model's outputs (every other tensor at the target): e.g. the mean squared difference from the
    * target's outputs on calibration inputs. Without it the error is the squared error of the
@@ -478,11 +528,11 @@ function improveJointly(tensors: TensorOptions[], room: number, start: number[],
 }
 
 /** How one tensor's change is carried: codes of `bits` bits with scales by `layout`, or low-rank factors of `rank` at `widths` (the widest `bits`). */
-export type LowBitAllocation = { name: string; bytes: number } & ({ bits: number; layout: ScaleLayout; rank?: undefined } | { bits: number; layout: 'lowrank'; rank: number; widths: number[] });
+export type LowBitAllocation = { name: string; bytes: number } & ({ bits: number; layout: ScaleLayout; rank?: undefined; outliers?: number } | { bits: number; layout: 'lowrank'; rank: number; widths: number[]; outliers?: undefined });
 
 /** "conv/kernel 3 bits/last", "dense/kernel rank 4 (8x2+3x2)" */
 export function describeAllocation(a: LowBitAllocation): string {
-  return a.rank ? `${a.name} rank ${a.rank} (${describeFactorWidths(a.widths)})` : `${a.name} ${a.bits} bit${a.bits > 1 ? 's' : ''}/${a.layout}`;
+  return a.rank ? `${a.name} rank ${a.rank} (${describeFactorWidths(a.widths)})` : `${a.name} ${a.bits} bit${a.bits > 1 ? 's' : ''}/${a.layout}${a.outliers ? ` + ${a.outliers} f16` : ''}`;
 }
 
 /** The widths of a low-rank option's directions, widest first: "8x2+3x5+2x9". */
@@ -505,7 +555,7 @@ export function lowbitDiff(hasher: Hasher, base: WeightStore, target: WeightStor
 /** {@link lowbitDiff} from precomputed deltas (ONNX models: onnxDeltas). */
 export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: LowBitOptions): LowBitResult {
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, proxy = 'relative', ...headerOptions } = options;
+  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, proxy = 'relative', ...headerOptions } = options;
   const header: HeaderOptions = { ...withoutStore(headerOptions), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const empty = payloadSize([], shapes, header);
   if (empty > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: empty });
@@ -542,7 +592,20 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
       for (const bits of widths) {
         const q = quantizeLowBit(d, bits, l.group, l.count, weight);
         quantized.set(`${name}\u0000${layout}\u0000${bits}`, q);
-        choices.push({ bits, layout, bytes: lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape), error: measure ? measure(name, q.decoded) : factor * q.squaredError });
+        const bytes = lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape);
+        choices.push({ bits, layout, bytes, error: measure ? measure(name, q.decoded) : factor * q.squaredError });
+        // The largest changes apart at float16, so the scales fit the rest (a retrained tensor's
+        // few large changes would otherwise set them).
+        if (outliers && bits <= 4) {
+          for (const m of new Set(OUTLIER_SHARES.map((f) => Math.round(f * nz)))) {
+            if (m < 1 || m >= nz) continue;
+            const o = quantizeWithOutliers(d, bits, l.group, l.count, m, weight);
+            if (!o) continue;
+            quantized.set(`${name}\u0000${layout}\u0000${bits}\u0000${m}`, o);
+            const at = encodePositions(o.outliers.positions, d.length).bytes.length;
+            choices.push({ bits, layout, outliers: m, bytes: bytes + at + 2 * m + 16, error: measure ? measure(name, o.decoded) : factor * o.squaredError });
+          }
+        }
       }
     }
     if (lowRank) for (const o of lowRankOptions(name, d, shape, weight)) {
@@ -561,12 +624,13 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
   const free = view(false);
   const covered = cover ? view(true) : free;
   const floor = covered.reduce((sum, t) => sum + t.options[0].bytes, 0);
-  const quantizedOf = (name: string, o: Option) => quantized.get(o.rank ? `${name}\u0000lowrank\u0000${o.bytes}` : `${name}\u0000${o.layout}\u0000${o.bits}`) as Carried;
+  const quantizedOf = (name: string, o: Option) => quantized.get(o.rank ? `${name}\u0000lowrank\u0000${o.bytes}` : `${name}\u0000${o.layout}\u0000${o.bits}${o.outliers ? `\u0000${o.outliers}` : ''}`) as Carried;
   const specsOf = (chosen: Option[]): PatchSpec[] =>
     chosen.flatMap((o, i): PatchSpec[] => {
       if (!o.bits) return [];
       const q = quantizedOf(raw[i].name, o);
       if (q.factors) return [{ kind: 'lowrank' as const, name: raw[i].name, rank: q.factors.rank, u: q.factors.u, v: q.factors.v, codec: 'l' as const, lowbitFactors: q.factors.lowbitFactors }];
+      if (q.outliers) return [{ kind: 'composite' as const, name: raw[i].name, dense: q.outliers.codes, lowbit: q.lowbit as LowBit, positions: q.outliers.positions, values: q.outliers.values, codec: 'l' as const, sparseCodec: 'f16' as const }];
       return [{ kind: 'dense' as const, name: raw[i].name, values: q.decoded, codec: 'l' as const, lowbit: q.lowbit as LowBit }];
     });
   const errorOf = (tensors: TensorOptions[]) => (picks: number[]): number => {
@@ -611,7 +675,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
       const f = (quantizedOf(name, o).factors as QuantizedFactors).lowbitFactors;
       allocation.push({ name, bits: o.bits, layout: 'lowrank', rank: o.rank, widths: [...f.widths], bytes });
     }
-    else if (o.bits) allocation.push({ name, bits: o.bits, layout: o.layout as ScaleLayout, bytes });
+    else if (o.bits) allocation.push({ name, bits: o.bits, layout: o.layout as ScaleLayout, ...(o.outliers ? { outliers: o.outliers } : {}), bytes });
   });
   const kept = allocation.reduce((s, a) => s + (changedIn.get(a.name) as number), 0);
   // Measured on what the device will hold (a stored grid rounds the sums), as top-k measures it.

@@ -38,6 +38,8 @@ interface CodeState {
   s: tf.Variable;
   code: tf.Tensor1D;
   chan: tf.Tensor1D;
+  /** The largest changes carried apart at float16 (a composite patch), kept as they are. */
+  outliers?: { positions: Uint32Array; values: Float32Array };
 }
 
 interface FactorState {
@@ -90,19 +92,21 @@ export class LowBitScales implements Parameterization {
     this.names = patches.map((p) => p.name);
     for (const p of patches) {
       const b = base.get(p.name) as { shape: number[]; values: Float32Array };
-      if (p.kind === 'dense' && p.lowbit) {
+      const dense = p.kind === 'dense' ? p.values : p.kind === 'composite' ? p.dense : undefined;
+      if (dense && p.lowbit) {
         const lb = p.lowbit;
-        const n = p.values.length;
+        const n = dense.length;
         const count = lb.scales.length;
         const scale = Float64Array.from(lb.scales, (h) => fromHalfBits(h) * 2 ** lb.exponent);
         const chanOf = Int32Array.from({ length: n }, (_, k) => Math.floor(k / lb.group) % count);
         // value = code * scale exactly: the code back from the value (a zero scale: +1, any).
-        const codes = Float32Array.from(p.values, (x, k) => (scale[chanOf[k]] > 0 ? Math.round(x / scale[chanOf[k]]) : 1));
+        const codes = Float32Array.from(dense, (x, k) => (scale[chanOf[k]] > 0 ? Math.round(x / scale[chanOf[k]]) : 1));
         this.states.set(p.name, {
           kind: 'codes', name: p.name, shape: b.shape, w0: b.values, bits: lb.bits, group: lb.group, exponent: lb.exponent, codes, chanOf,
           s: tf.variable(tf.tensor1d(Float32Array.from(scale)), true, `nd_lowbit_s/${p.name}`),
           code: tf.tensor1d(codes, 'float32'),
           chan: tf.tensor1d(chanOf, 'int32'),
+          ...(p.kind === 'composite' ? { outliers: { positions: p.positions, values: p.values } } : {}),
         });
       } else if (p.kind === 'lowrank' && p.lowbitFactors) {
         const f = p.lowbitFactors;
@@ -121,7 +125,7 @@ export class LowBitScales implements Parameterization {
           sv: tf.variable(tf.tensor1d(Float32Array.from({ length: r }, (_, k) => scale[2 * k + 1])), true, `nd_lowbit_sv/${p.name}`),
         });
       } else {
-        throw new Error(`LowBitScales: patch ${p.name} is ${p.kind}${p.kind === 'dense' ? ` with codec ${p.codec}` : ''}, not codec l (dense or low-rank)`);
+        throw new Error(`LowBitScales: patch ${p.name} is ${p.kind} with codec ${p.codec}, not codec l (dense, composite or low-rank)`);
       }
     }
   }
@@ -132,6 +136,12 @@ export class LowBitScales implements Parameterization {
     if (st.kind === 'codes') {
       const { values } = wireScales(st.s.dataSync() as Float32Array, st.exponent);
       for (let k = 0; k < w.length; k++) w[k] = st.w0[k] + Math.fround(st.codes[k] * values[st.chanOf[k]]);
+      // An outlier joins the code's value before the weight is written (FORMAT.md 5.2).
+      const o = st.outliers;
+      if (o) for (let m = 0; m < o.positions.length; m++) {
+        const k = o.positions[m];
+        w[k] = st.w0[k] + Math.fround(Math.fround(st.codes[k] * values[st.chanOf[k]]) + o.values[m]);
+      }
       return w;
     }
     const { u, v } = this.factors(st);
@@ -195,7 +205,8 @@ export class LowBitScales implements Parameterization {
         const lowbit: LowBit = { bits: st.bits, group: st.group, scales: h, exponent: e };
         // (+ 0: a zero scale decodes to +0 whatever the code, as the encoder writes it.)
         const decoded = Float32Array.from(st.codes, (c, k) => c * values[st.chanOf[k]] + 0);
-        out.push({ kind: 'dense', name: st.name, values: decoded, codec: 'l', lowbit });
+        if (st.outliers) out.push({ kind: 'composite', name: st.name, dense: decoded, lowbit, positions: st.outliers.positions, values: st.outliers.values, codec: 'l', sparseCodec: 'f16' });
+        else out.push({ kind: 'dense', name: st.name, values: decoded, codec: 'l', lowbit });
       } else {
         out.push({ kind: 'lowrank', name: st.name, rank: st.rank, codec: 'l', ...this.factors(st) });
       }

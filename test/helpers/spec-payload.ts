@@ -144,7 +144,7 @@ export function halfToFloatRef(h: number): number {
   return scratch[0];
 }
 
-export interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[]; xs?: boolean; sparse?: number[] }
+export interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[]; xs?: boolean; sparse?: number[]; dense?: boolean }
 export type SpecGrid = { d: 'f32' | 'f16' | 'bf16' } | { d: 'u8' | 'u16'; sc: number; mn: number } | { d: 'qi8' | 'qu8'; sc: number; zp: number };
 
 /** Every positive finite half, as float32, ascending (bit patterns 0x0000..0x7bff are monotonic). */
@@ -506,9 +506,11 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
       // FORMAT.md 5.2: the low-rank keys, the sparse keys, and the sparse values in "w" coded by "wc" ("wq").
       const cols = s.length ? (s[s.length - 1] as number) : 1;
       const rows = cols ? size / cols : 0;
+      // FORMAT.md 5.2 in codec l: "lb" an array, factors; "lb" a uint, dense codes and no "r".
+      const denseCodes = isL && !Array.isArray(raw.get('lb'));
       const r = raw.get('r');
-      if (!isInt(r, Math.min(rows, cols)) || r < 1) bad('"r"');
-      const factors = isL ? decodeLowFactors(rows, cols, r as number) : decodeValues((rows + cols) * (r as number));
+      if (denseCodes ? raw.has('r') : !isInt(r, Math.min(rows, cols)) || (r as number) < 1) bad('"r"');
+      const factors = denseCodes ? decodeLow(size) : isL ? decodeLowFactors(rows, cols, r as number) : decodeValues((rows + cols) * (r as number));
       const n = raw.get('n');
       if (!isInt(n, size)) bad('"n"');
       const wc = raw.get('wc');
@@ -523,7 +525,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
         wc === 'f32' ? dw.getFloat32(4 * i, true) : wc === 'f16' ? halfToFloatRef(dw.getUint16(2 * i, true)) : Math.fround(dw.getInt8(i) * (wq as number)),
       );
       if (!sparse.every(Number.isFinite)) throw new SpecError('non-finite', `${t}: sparse value not finite`);
-      return { ...common, r: r as number, vals: factors, positions, sparse };
+      return { ...common, r: denseCodes ? 0 : (r as number), vals: factors, positions, sparse, ...(denseCodes ? { dense: true } : {}) };
     }
     return bad('"k"');
   });
@@ -609,7 +611,8 @@ export function specApply(hasher: Hasher, model: SpecModel, bytes: Uint8Array, m
       const sparseAt = new Map((p.positions ?? []).map((pos, k) => [pos, (p.sparse as number[])[k]]));
       for (let i = 0; i < rows; i++) {
         for (let j = 0; j < cols; j++) {
-          let acc = 0;
+          // Dense codes in place of the factors: the code's value starts the accumulator.
+          let acc = p.dense ? p.vals[i * cols + j] : 0;
           for (let k = 0; k < r; k++) acc = Math.fround(acc + Math.fround(u[i * r + k] * vv[k * cols + j]));
           if (p.k === 'c' && sparseAt.has(i * cols + j)) acc = Math.fround(acc + (sparseAt.get(i * cols + j) as number));
           add(w, i * cols + j, acc);

@@ -18,7 +18,7 @@ import { getHasher, type Hasher } from '../../../src/core/hasher.ts';
 import { MemoryWeightStore } from '../../../src/core/weight-store.ts';
 import { rng } from '../../helpers/models.ts';
 import { encodeXrMasks } from '../../../src/core/xr.ts';
-import { lowBitScales, type LowBitFactors } from '../../../src/core/lowbit.ts';
+import { lowBitScales, type LowBit, type LowBitFactors } from '../../../src/core/lowbit.ts';
 import { generateByteDeltaVectors } from './byte-delta.ts';
 import { generateStructuralFilesVectors } from './structural-files.ts';
 
@@ -413,6 +413,14 @@ const VALID: ValidCase[] = [
     specs: [{ kind: 'composite', name: 'conv/bias', ...lowbitFactors(3, 4, [5, 2], [0x3800, 0x3c00, 0x3400, 0x3000], -6, [[[15, -16, 7], [1, 0, -1, 9]], [[1, -2, 0], [-1, 1, 1, -2]]]), positions: u32([0, 5, 11]), values: f32([0.5, -0.25, 1]), sparseCodec: 'f16' }],
     header: { method: 'lowbit', modelId: 'demo-lowbit', sequence: 23 },
   },
+  {
+    name: 'lowbit-outliers',
+    description:
+      'Format v6, a composite patch (v5) whose part beside the sparse one is dense codes in codec l instead of factors ("lb" a uint, "lg", "le", "ls" as a dense patch\'s; no "r"): a [3, 4] tensor, 2-bit codes with a scale per row ("lg" = 4: 0.5, 1, 0.25) times 2^-4; 12 x 2 = 24 bits in 3 bytes. Codes row by row: 1 -1 0 -2 / 0 0 1 1 / -2 1 0 -1. The largest changes ride in the sparse part at float16: positions 3, 4 and 9 (a bitmap, 2 bytes), values 3, -40 and 0.0625, each added to the code\'s value (position 3: -2 x 0.5 x 2^-4 + 3; position 4: 0 x 2^-4 - 40) before the one write.',
+    tensors: [['conv/kernel', [3, 4], [1, 2, 3, 4, 50, 0.5, -0.5, 0, 0.25, 0.125, -1, -2]]],
+    specs: [{ kind: 'composite', name: 'conv/kernel', ...(({ values, lowbit }) => ({ dense: values, lowbit }))(lowbitSpec('conv/kernel', 2, 4, [0x3800, 0x3c00, 0x3400], -4, [1, -1, 0, -2, 0, 0, 1, 1, -2, 1, 0, -1]) as { values: Float32Array; lowbit: LowBit }), positions: u32([3, 4, 9]), values: f32([3, -40, 0.0625]), codec: 'l', sparseCodec: 'f16' }],
+    header: { method: 'lowbit', modelId: 'demo-lowbit', sequence: 24 },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -564,6 +572,12 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
     info.values = f32Hex(p.values);
   } else if (p.codec === 'x' || p.codec === 'xr' || p.codec === 'xs') info.masks = masksHex(p.values);
   else info.values = f32Hex(p.values);
+  if (p.kind === 'composite' && p.dense) {
+    delete info.u;
+    delete info.v;
+    info.rank = 0;
+    info.dense = f32Hex(p.dense);
+  }
   if ((p.kind === 'lowrank' || p.kind === 'composite') && p.lowbitFactors) info.lowbitFactors = { widths: [...p.lowbitFactors.widths], exponent: p.lowbitFactors.exponent, scales: [...p.lowbitFactors.scales].map((h) => h.toString(16).padStart(4, '0')) };
   if (p.lowbit) info.lowbit = { bits: p.lowbit.bits, group: p.lowbit.group, exponent: p.lowbit.exponent, scales: [...p.lowbit.scales].map((h) => h.toString(16).padStart(4, '0')) };
   return info;
@@ -773,6 +787,15 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     add('lowbit-factors-nan-scale', 'lowbit-factors-mixed with its first scale the half NaN (00 7e).', packPayload(lf.payload.header, [{ ...w(), ls: Uint8Array.from([0x00, 0x7e, ...(w().ls as Uint8Array).slice(2)]) }]), 'PayloadFormatError', 'decode', base);
     add('lowbit-factors-codes-long', 'lowbit-factors-mixed with a byte added to "v": 108 bits of codes take 14 bytes.', packPayload(lf.payload.header, [{ ...w(), v: Uint8Array.from([...w().v, 0]) }]), 'PayloadFormatError', 'decode', base);
     add('lowbit-factors-padding-bits', 'lowbit-factors-mixed with the last bit of "v" set: 108 bits of codes leave 4 bits of padding, which must be 0.', packPayload(lf.payload.header, [{ ...w(), v: Uint8Array.from(w().v, (b, i) => (i === w().v.length - 1 ? b | 0x80 : b)) }]), 'PayloadFormatError', 'decode', base);
+  }
+  {
+    const lo = built.get('lowbit-outliers') as { payload: Payload };
+    const w = () => wiresOf(lo.payload)[0];
+    const base = 'lowbit-outliers.base.json';
+    add('lowbit-outliers-rank', 'lowbit-outliers with a rank "r" = 1: a composite patch of dense codes has no factors and no rank.', packPayload(lo.payload.header, [{ ...w(), r: 1 }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-outliers-codes-short', 'lowbit-outliers with the last byte of "v" cut: 12 codes of 2 bits need 3 bytes.', packPayload(lo.payload.header, [{ ...w(), v: w().v.slice(0, -1) }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-outliers-sparse-codec', 'lowbit-outliers with sparse codec "wc" = "l": the sparse part is f32, f16 or i8.', packPayload(lo.payload.header, [{ ...w(), wc: 'l' as 'f32' }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-outliers-position', 'lowbit-outliers with its positions as gaps 3, 0, 7: the last, position 12, is past the [3, 4] tensor.', packPayload(lo.payload.header, [{ ...w(), ic: 'g', i: Uint8Array.from([3, 0, 7]) }]), 'PayloadFormatError', 'decode', base);
   }
   add('optional-key-nil', 'sparse-gaps-f32 with "ct" present as nil: an optional key is absent or has its type.', writeWideMsgpack({ ...wireDocument(aHeader, [aWire()]), ct: null }), 'PayloadFormatError', 'decode');
   // Apply stage: the payload is well formed; the model decides.
