@@ -37,7 +37,7 @@ for (const share of [0.01, 0.02, 0.05, 0.1]) {
 // BitDelta's code: 1 bit for every changed weight, one scale per tensor (its post-hoc start; the
 // paper then distills the scales on data). Its size is fixed: lowbit gets the same bytes.
 const huge = 10 * total;
-const bitdelta = lowbitDiff(hasher, v1, v2, { budgetBytes: huge, widths: [1], layouts: ['tensor'], lowRank: false });
+const bitdelta = lowbitDiff(hasher, v1, v2, { budgetBytes: huge, widths: [1], layouts: ['tensor'], lowRank: false, outliers: false });
 const same = lowbitDiff(hasher, v1, v2, { budgetBytes: bitdelta.bytes.length });
 const [c, d] = [v1.clone(), v1.clone()];
 await applyPayload(c, bitdelta.bytes);

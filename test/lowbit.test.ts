@@ -184,6 +184,35 @@ describe('codes with the largest changes apart at float16 (a composite patch of 
   });
 });
 
+describe('distilled codes: straight through their rounding', () => {
+  test('start at the post-hoc codes, move with their float change, and build what the trainer evaluates', () => {
+    const n = 48 * 16;
+    const base = new MemoryWeightStore({ w: { shape: [48, 16], data: delta(n, 80) } });
+    const change = delta(n, 81);
+    const target = new MemoryWeightStore({ w: { shape: [48, 16], data: base.values('w').map((v, i) => v + change[i]) } });
+    const post = lowbitDiff(hasher, base, target, { budgetBytes: 600, lowRank: false, widths: [3] });
+    const shapes = new Map([['w', { shape: [48, 16], values: base.values('w') }]]);
+    const scales = new LowBitScales(shapes, post.payload.patches, new Map([['w', change]]));
+    const opt = tf.train.sgd(1e-3);
+    try {
+      assert.deepEqual(Array.from(scales.effective('w').dataSync()), Array.from(post.targetValues.get('w') as Float32Array), 'the post-hoc payload before any step');
+      // A gradient pushing every weight up: changes cross their rounding points, codes move.
+      const grads = tf.tidy(() => scales.gradients('w', tf.fill([48, 16], -1)));
+      assert.ok(Object.keys(grads).some((k) => k.startsWith('nd_lowbit_d/')), 'the float changes train');
+      for (let step = 0; step < 5; step++) opt.applyGradients(tf.tidy(() => scales.gradients('w', tf.fill([48, 16], -1))));
+      tf.dispose(grads);
+      const after = Array.from(scales.effective('w').dataSync());
+      const built = buildPayload(hasher, base, scales.specs(), { method: 'lowbit' });
+      assert.deepEqual(Array.from(built.targetValues.get('w') as Float32Array), after, 'the payload holds what the trainer evaluates');
+      const moved = after.filter((x, i) => x > (post.targetValues.get('w') as Float32Array)[i]).length;
+      assert.ok(moved > n / 10, `${moved} of ${n} weights moved up with their codes`);
+    } finally {
+      opt.dispose();
+      scales.dispose();
+    }
+  });
+});
+
 describe('malformed codec-l patches are refused before any write', () => {
   const shape = [16, 8];
   const base = new MemoryWeightStore({ w: { shape, data: delta(128, 9) } });

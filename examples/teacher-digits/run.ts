@@ -117,7 +117,7 @@ const lowbitRuns = async (pctBudget: number, budgetBytes: number) => {
 if (wanted('bitdelta')) {
   // BitDelta's post-hoc code: the sign of every change and one scale per tensor (mean |delta|);
   // its size is fixed, so lowbit is measured at the same bytes beside it.
-  const bitdelta = { widths: [1], layouts: ['tensor' as const], lowRank: false };
+  const bitdelta = { widths: [1], layouts: ['tensor' as const], lowRank: false, outliers: false };
   const bd = await lowbitRow('BitDelta post hoc (the sign of every change, a scale per tensor)', 'bitdelta', null, { budgetBytes: 10 * modelBytes, ...bitdelta });
   const pctBudget = Number(((100 * bd.bytes) / modelBytes).toFixed(2));
   await lowbitRuns(pctBudget, bd.bytes);
@@ -125,11 +125,11 @@ if (wanted('bitdelta')) {
   // --method lowbit with its code), and lowbit distilled at the same bytes.
   for (const [name, method, budgetBytes, lowbit] of [
     ['BitDelta distilled (its scales trained toward v2), no labels', 'bitdelta (distilled)', 10 * modelBytes, bitdelta],
-    [`teacher lowbit (post-hoc lowbit, scales distilled), no labels at ${pctBudget}%`, 'teacher lowbit', bd.bytes, undefined],
+    [`teacher lowbit (post-hoc lowbit, scales and codes distilled), no labels at ${pctBudget}%`, 'teacher lowbit', bd.bytes, undefined],
   ] as const) {
     setModelWeights(v1, (n) => base.values(n));
     const t0 = performance.now();
-    const res = await trainDiff(v1, inputs, { method: 'lowbit', teacher: v2, temperature, budgetBytes, epochs, seed, base, ...(lowbit ? { lowbit } : {}) });
+    const res = await trainDiff(v1, inputs, { method: 'lowbit', teacher: v2, temperature, budgetBytes, epochs, seed, base, ...(lowbit ? { lowbit, lowbitCodes: false } : {}) });
     measureNow(v1, name, method, lowbit ? null : pctBudget, res.bytes.length, (performance.now() - t0) / 1000);
   }
 }
@@ -141,7 +141,7 @@ for (const pctBudget of budgets) {
     { name: `post-hoc top-k of v2 - v1 (ndiff diff)`, method: 'topk', options: { allowWorse: true } },
     { name: `teacher sparse, no labels`, method: 'sparse', options: {} },
     { name: `teacher hash, no labels`, method: 'hash', options: {} },
-    { name: `teacher lowbit (post-hoc lowbit, scales distilled), no labels`, method: 'lowbit', options: {} },
+    { name: `teacher lowbit (post-hoc lowbit, scales and codes distilled), no labels`, method: 'lowbit', options: {} },
     { name: `sparse on the labels (no teacher)`, method: 'sparse', options: {}, labelled: true },
   ];
   for (const r of runs.filter((r) => wanted(r.labelled ? `${r.method}-labels` : r.method))) {

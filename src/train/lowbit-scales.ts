@@ -40,6 +40,11 @@ interface CodeState {
   chan: tf.Tensor1D;
   /** The largest changes carried apart at float16 (a composite patch), kept as they are. */
   outliers?: { positions: Uint32Array; values: Float32Array };
+  /**
+   * Codes trained too: a float change per value whose rounding at the current scale is its code
+   * (straight through), started at the change the post-hoc codes were rounded from.
+   */
+  delta?: tf.Variable;
 }
 
 interface FactorState {
@@ -88,7 +93,12 @@ export class LowBitScales implements Parameterization {
    * @param base each patched tensor's base values and shape
    * @param patches the post-hoc payload's patches (dense codec l, or low-rank), decoded
    */
-  constructor(base: ReadonlyMap<string, { shape: number[]; values: Float32Array }>, patches: readonly TensorPatch[]) {
+  /**
+   * @param deltas with it, the codes train too (straight-through rounding of a float change per
+   * value, started at these changes: the full change of each tensor, target - base), else only
+   * the scales (BitDelta's recipe)
+   */
+  constructor(base: ReadonlyMap<string, { shape: number[]; values: Float32Array }>, patches: readonly TensorPatch[], deltas?: ReadonlyMap<string, Float32Array>) {
     this.names = patches.map((p) => p.name);
     for (const p of patches) {
       const b = base.get(p.name) as { shape: number[]; values: Float32Array };
@@ -107,6 +117,7 @@ export class LowBitScales implements Parameterization {
           code: tf.tensor1d(codes, 'float32'),
           chan: tf.tensor1d(chanOf, 'int32'),
           ...(p.kind === 'composite' ? { outliers: { positions: p.positions, values: p.values } } : {}),
+          ...(deltas?.has(p.name) ? { delta: tf.variable(tf.tensor1d(startOfCodes(deltas.get(p.name) as Float32Array, p)), true, `nd_lowbit_d/${p.name}`) } : {}),
         });
       } else if (p.kind === 'lowrank' && p.lowbitFactors) {
         const f = p.lowbitFactors;
@@ -131,10 +142,22 @@ export class LowBitScales implements Parameterization {
   }
 
   /** The values the device will hold for tensor `st` with the current variables. */
+  /** With trained codes: each value's code from its float change at the current scales. */
+  private recode(st: CodeState, values: Float64Array): void {
+    if (!st.delta) return;
+    const d = st.delta.dataSync() as Float32Array;
+    const qmax = st.bits === 1 ? 1 : 2 ** (st.bits - 1) - 1;
+    for (let k = 0; k < d.length; k++) {
+      const sc = values[st.chanOf[k]];
+      st.codes[k] = st.bits === 1 ? (d[k] >= 0 ? 1 : -1) : sc > 0 ? Math.max(-qmax - 1, Math.min(qmax, Math.round(d[k] / sc))) : 0;
+    }
+  }
+
   private weights(st: State): Float32Array {
     const w = new Float32Array(st.w0.length);
     if (st.kind === 'codes') {
       const { values } = wireScales(st.s.dataSync() as Float32Array, st.exponent);
+      this.recode(st, values);
       for (let k = 0; k < w.length; k++) w[k] = st.w0[k] + Math.fround(st.codes[k] * values[st.chanOf[k]]);
       // An outlier joins the code's value before the weight is written (FORMAT.md 5.2).
       const o = st.outliers;
@@ -175,6 +198,26 @@ export class LowBitScales implements Parameterization {
 
   gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
     const st = this.states.get(name) as State;
+    if (st.kind === 'codes' && st.delta) {
+      // Straight through the rounding (LSQ): dW/d(change) = 1 where the code is not clipped, and
+      // dW/ds = code - change / s there, the clipped code where clipped; 1 bit: the sign passes
+      // where |change| <= s, and dW/ds = the sign.
+      const g = tf.reshape(dW, [st.codes.length]).dataSync() as Float32Array;
+      const d = st.delta.dataSync() as Float32Array;
+      const { values } = wireScales(st.s.dataSync() as Float32Array, st.exponent);
+      const qmax = st.bits === 1 ? 1 : 2 ** (st.bits - 1) - 1;
+      const gd = new Float32Array(g.length);
+      const gs = new Float32Array(st.s.shape[0] as number);
+      for (let k = 0; k < g.length; k++) {
+        const j = st.chanOf[k];
+        const sc = values[j];
+        const x = sc > 0 ? d[k] / sc : 0;
+        const inside = st.bits === 1 ? Math.abs(x) <= 1 : x >= -qmax - 1.5 && x <= qmax + 0.5;
+        if (inside) gd[k] = g[k];
+        gs[j] += g[k] * (st.bits === 1 || !inside ? st.codes[k] : st.codes[k] - x);
+      }
+      return { [st.delta.name]: tf.tensor1d(gd), [st.s.name]: tf.tensor1d(gs) };
+    }
     if (st.kind === 'codes') {
       const g = tf.mul(tf.reshape(dW, [st.codes.length]), st.code);
       return { [st.s.name]: tf.unsortedSegmentSum(g, st.chan, st.s.shape[0] as number) };
@@ -202,6 +245,7 @@ export class LowBitScales implements Parameterization {
     for (const st of this.states.values()) {
       if (st.kind === 'codes') {
         const { h, e, values } = wireScales(st.s.dataSync() as Float32Array, st.exponent);
+        this.recode(st, values);
         const lowbit: LowBit = { bits: st.bits, group: st.group, scales: h, exponent: e };
         // (+ 0: a zero scale decodes to +0 whatever the code, as the encoder writes it.)
         const decoded = Float32Array.from(st.codes, (c, k) => c * values[st.chanOf[k]] + 0);
@@ -222,6 +266,7 @@ export class LowBitScales implements Parameterization {
     for (const st of this.states.values()) {
       if (st.kind === 'codes') {
         st.s.dispose();
+        st.delta?.dispose();
         st.code.dispose();
         st.chan.dispose();
       } else {
@@ -229,4 +274,14 @@ export class LowBitScales implements Parameterization {
       }
     }
   }
+}
+
+/**
+ * The float change a trained code starts from: the tensor's change, where the post-hoc codes
+ * were rounded from it (an outlier's position starts at 0: its code was rounded from 0).
+ */
+function startOfCodes(delta: Float32Array, p: TensorPatch): Float32Array {
+  const d = delta.slice();
+  if (p.kind === 'composite') for (const at of p.positions) d[at] = 0;
+  return d;
 }

@@ -131,7 +131,14 @@ export interface TrainDiffOptions {
    * `widths`, `layouts`, `lowRank`, `cover`, `proxy`). BitDelta is `{ widths: [1], layouts:
    * ['tensor'], lowRank: false }`: the sign of every change and one scale per tensor, distilled.
    */
-  lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'cover' | 'proxy'>;
+  lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'outliers' | 'cover' | 'proxy'>;
+  /**
+   * `lowbit`: also train the codes (default true): a float change per value whose rounding at the
+   * current scale is its code, straight through the rounding, from the change the post-hoc codes
+   * were rounded from; trained beside the scales-only run (BitDelta's recipe), the one closer to
+   * the teacher on validation kept. Doubles the training time; false trains the scales alone.
+   */
+  lowbitCodes?: boolean;
   /**
    * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
    * files through {@link competingPayload}): they compete in the final choice. More bytes must

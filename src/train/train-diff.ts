@@ -374,9 +374,11 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
      * or none when it diverged before any. `prepare` gives the parameterization and how to turn it
      * into patch specs; checkpoints happen where the method's state is shippable.
      */
-    type Kind = 'full' | 'sparse' | 'hash' | 'lora' | 'retrain' | 'sparse-lora' | 'lowbit';
+    type Kind = 'full' | 'sparse' | 'hash' | 'lora' | 'retrain' | 'sparse-lora' | 'lowbit' | 'lowbit-codes';
     /** Distilled lowbit: the post-hoc payload whose scales and factors train (set before its runs). */
     let lowbitStart: TensorPatch[] | undefined;
+    /** Distilled lowbit with its codes trained too: the change each tensor's codes were rounded from. */
+    let lowbitDeltas: Map<string, Float32Array> | undefined;
     const runOnce = (kind: Kind, lr: number, data: LabelledData, n: number, candidateKind: TuningCandidate['kind'], retrainPositions?: Map<string, Uint32Array>, share?: number): Checkpoint | undefined => {
       const started = performance.now();
       const label = `${kind === 'retrain' ? 'retrain' : kind}${share !== undefined ? ` sparse share ${share}` : ''} lr ${lr.toExponential(1)}${candidateKind === 'trial' ? ' (trial)' : ''}`;
@@ -500,9 +502,9 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
             optD.dispose();
             optS.dispose();
           }
-        } else if (kind === 'lowbit') {
+        } else if (kind === 'lowbit' || kind === 'lowbit-codes') {
           const patches = lowbitStart as TensorPatch[];
-          const param = new LowBitScales(new Map(patches.map((p) => [p.name, { shape: shapes.get(p.name) as number[], values: base.values(p.name) }])), patches);
+          const param = new LowBitScales(new Map(patches.map((p) => [p.name, { shape: shapes.get(p.name) as number[], values: base.values(p.name) }])), patches, kind === 'lowbit-codes' ? lowbitDeltas : undefined);
           const opt = tf.train.adam(lr);
           try {
             loop(param, () => opt, n, 0, n, (r) => {
@@ -661,7 +663,16 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         const start = checkpointOf(post, 'lowbit post hoc', NaN, false);
         progress(`lowbit: post hoc ${post.bytes.length} bytes (${describeWidths(post.allocation)}), validation ${start.scoreText}; its scales${post.allocation.some((a) => a.rank) ? ' (of codes and of low-rank factor vectors)' : ''} now train`);
         lowbitStart = post.payload.patches;
+        lowbitDeltas = trained;
         chosen = lowbitStart.length ? tuned('lowbit', DEFAULT_LOWBIT_LR) : start;
+        // The codes trained too (straight through their rounding), from the same start: the one
+        // closer to the teacher on validation is kept (BitDelta's scales alone plateau where a
+        // retrained model needs other codes).
+        if (lowbitStart.length && options.lowbitCodes !== false) {
+          const codes = tuned('lowbit-codes', DEFAULT_LOWBIT_LR);
+          progress(`lowbit: scales alone ${chosen.scoreText}, codes and scales ${codes.scoreText} on validation`);
+          if (better(codes, chosen)) chosen = codes;
+        }
         if (better(start, chosen)) {
           progress('lowbit: the post-hoc payload stays the best on validation');
           chosen = start;
