@@ -41,7 +41,7 @@ import { type ValueCodec } from '../core/values.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
 import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
 import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
-import { describeWidths, lowbitFromDeltas } from '../diff/lowbit.ts';
+import { describeWidths, lowbitFromDeltas, lowbitVariants, type LowBitOptions } from '../diff/lowbit.ts';
 import type { TensorPatch } from '../core/format.ts';
 import { LowBitScales } from './lowbit-scales.ts';
 import { HashedBuckets } from '../hash-diff/trainer.ts';
@@ -659,8 +659,19 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         // The post-hoc lowbit payload of the change, then its scales and factors distilled toward
         // the teacher (or trained on the labels); the post-hoc payload competes as a checkpoint.
         const trained = new Map([...deltas].filter(([name]) => tensors.some((t) => t.name === name)));
-        const post = lowbitFromDeltas(hasher, base, trained, { ...common, ...(options.lowbit ?? {}), onProgress: progress });
-        const start = checkpointOf(post, 'lowbit post hoc', NaN, false);
+        // The start: the post-hoc payload, each of lowbit's variants (errors relative to each
+        // layer or plain, with and without low-rank factors) measured on validation and the
+        // closest to the teacher kept, as `ndiff diff --calibrate` chooses (options.lowbit: that one).
+        const variants = options.lowbit ? [{ name: 'lowbit', options: () => options.lowbit as Partial<LowBitOptions> }] : lowbitVariants();
+        let post: ReturnType<typeof lowbitFromDeltas> | undefined;
+        let start: Checkpoint | undefined;
+        for (const v of variants) {
+          const built = lowbitFromDeltas(hasher, base, trained, { ...common, ...v.options(), onProgress: progress });
+          const c = checkpointOf(built, `${v.name} post hoc`, NaN, false);
+          if (variants.length > 1) progress(`lowbit: post hoc ${v.name}: ${built.bytes.length} bytes, validation ${c.scoreText}`);
+          if (!start || better(c, start)) [post, start] = [built, c];
+        }
+        if (!post || !start) throw new Error('lowbit: no post-hoc variant');
         progress(`lowbit: post hoc ${post.bytes.length} bytes (${describeWidths(post.allocation)}), validation ${start.scoreText}; its scales${post.allocation.some((a) => a.rank) ? ' (of codes and of low-rank factor vectors)' : ''} now train`);
         lowbitStart = post.payload.patches;
         lowbitDeltas = trained;
