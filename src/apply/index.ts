@@ -12,7 +12,7 @@ export { parsePublicKey, keyIdOf, webCryptoHasEd25519, resolveVerifier, type Tru
 export { isSignedEnvelope, parseEnvelope, ENVELOPE_MAGIC, ENVELOPE_VERSION, ENVELOPE_OVERHEAD, type SignedEnvelope } from './envelope.ts';
 export { MemorySequenceStore, type SequenceStore, type SequenceRecord } from './freshness.ts';
 export { openPayload, FORMAT_VERSION, SUPPORTED_VERSIONS, DEFAULT_MAX_PAYLOAD_BYTES, type Payload, type PayloadHeader, type TensorPatch, type SparsePatch, type HashPatch, type DensePatch, type LowRankPatch, type CompositePatch, type DecodeOptions, type OpenedPayload, type PatchSource, type PatchChunk } from '../core/format.ts';
-export type { LowBit } from '../core/lowbit.ts';
+export type { LowBit, LowBitFactors } from '../core/lowbit.ts';
 export { fingerprintStore, tensorDigest, combineDigests } from '../core/fingerprint.ts';
 export { getHasher, type Hasher } from '../core/hasher.ts';
 export { MemoryWeightStore, type WeightStore, type TensorEntry } from '../core/weight-store.ts';

@@ -252,7 +252,7 @@ export function allocate(tensors: TensorOptions[], room: number): number[] {
 type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined; outliers?: Outliers } | { lowbit?: undefined; factors: QuantizedFactors; outliers?: undefined });
 
 /** The largest changes of a tensor carried apart from its codes: positions, float16 values, and what the codes alone decode to. */
-interface Outliers {
+export interface Outliers {
   positions: Uint32Array;
   values: Float32Array;
   codes: Float32Array;
