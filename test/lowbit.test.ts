@@ -193,7 +193,7 @@ describe('distilled codes: straight through their rounding', () => {
     const post = lowbitDiff(hasher, base, target, { budgetBytes: 600, lowRank: false, widths: [3] });
     const shapes = new Map([['w', { shape: [48, 16], values: base.values('w') }]]);
     const scales = new LowBitScales(shapes, post.payload.patches, new Map([['w', change]]));
-    const opt = tf.train.sgd(1e-3);
+    const opt = tf.train.adam(0.2);
     try {
       assert.deepEqual(Array.from(scales.effective('w').dataSync()), Array.from(post.targetValues.get('w') as Float32Array), 'the post-hoc payload before any step');
       // A gradient pushing every weight up: changes cross their rounding points, codes move.
@@ -383,7 +383,7 @@ describe('post-hoc lowbit on a full fine-tune', () => {
     assert.ok(accuracy(b) >= accuracy(a), `lowbit ${accuracy(b)} against BitDelta ${accuracy(a)}`);
   });
 
-  test('distilled lowbit: before training, the trainable scales and factors rebuild the post-hoc patches exactly, at the same size; the gradient of a scale is the sum of dL/dW times the codes over its group', () => {
+  test('distilled lowbit: before training, the trainable scales and factors rebuild the post-hoc patches exactly, at the same size; the gradient of a scale multiplier is the sum of dL/dW times the codes over its group, times the scale', () => {
     const { v1, v2 } = pair;
     const post = lowbitDiff(hasher, v1, v2, { budgetBytes: Math.floor(0.05 * storedModelBytes(v1)) });
     assert.ok(post.allocation.some((a) => a.rank) && post.allocation.some((a) => !a.rank), 'both kinds of patch');
@@ -406,7 +406,7 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       const want = new Float64Array(lb.scales.length);
       for (let k = 0; k < n; k++) {
         const j = Math.floor(k / lb.group) % lb.scales.length;
-        want[j] += dW[k] * (scales[j] > 0 ? Math.round(dense.values[k] / scales[j]) : 1);
+        want[j] += dW[k] * (scales[j] > 0 ? Math.round(dense.values[k] / scales[j]) : 1) * scales[j];
       }
       for (let j = 0; j < want.length; j++) assert.ok(Math.abs(grads[j] - want[j]) <= 1e-4 * (1 + Math.abs(want[j])), `scale ${j}: ${grads[j]} against ${want[j]}`);
     } finally {

@@ -9,7 +9,9 @@
  * - low-rank factors in codec l: W = W0 + (cu * su) (cv * sv), the codes cu of U's columns and
  *   cv of V's rows kept, each factor vector's scale (su, sv) trained the same way.
  *
- * A scale is kept at or above zero (the format's scales are not negative). The payload built
+ * The variables are relative, so one learning rate suits scales of any size: each scale is its
+ * post-hoc value times a trained multiplier (1 at first), each trained code's change is in units
+ * of its post-hoc scale. A scale is kept at or above zero (the format's scales are not negative). The payload built
  * from {@link LowBitScales.specs} has the post-hoc payload's size: the same codes, scales and
  * factors, other values.
  */
@@ -35,14 +37,17 @@ interface CodeState {
   codes: Float32Array;
   /** Each value's scale index. */
   chanOf: Int32Array;
+  /** The post-hoc scales; the variable `s` holds each one's multiplier (1 at first). */
+  s0: Float64Array;
   s: tf.Variable;
   code: tf.Tensor1D;
   chan: tf.Tensor1D;
   /** The largest changes carried apart at float16 (a composite patch), kept as they are. */
   outliers?: { positions: Uint32Array; values: Float32Array };
   /**
-   * Codes trained too: a float change per value whose rounding at the current scale is its code
-   * (straight through), started at the change the post-hoc codes were rounded from.
+   * Codes trained too: a float change per value, in units of its post-hoc scale, whose rounding at
+   * the current scale is its code (straight through), started at the change the post-hoc codes
+   * were rounded from.
    */
   delta?: tf.Variable;
 }
@@ -62,7 +67,9 @@ interface FactorState {
   cv: Float32Array;
   cuT: tf.Tensor2D;
   cvT: tf.Tensor2D;
-  /** The scales of U's columns and of V's rows. */
+  /** The post-hoc scales of U's columns and of V's rows; the variables hold their multipliers. */
+  su0: Float64Array;
+  sv0: Float64Array;
   su: tf.Variable;
   sv: tf.Variable;
 }
@@ -113,11 +120,12 @@ export class LowBitScales implements Parameterization {
         const codes = Float32Array.from(dense, (x, k) => (scale[chanOf[k]] > 0 ? Math.round(x / scale[chanOf[k]]) : 1));
         this.states.set(p.name, {
           kind: 'codes', name: p.name, shape: b.shape, w0: b.values, bits: lb.bits, group: lb.group, exponent: lb.exponent, codes, chanOf,
-          s: tf.variable(tf.tensor1d(Float32Array.from(scale)), true, `nd_lowbit_s/${p.name}`),
+          s0: scale,
+          s: tf.variable(tf.ones([count]), true, `nd_lowbit_s/${p.name}`),
           code: tf.tensor1d(codes, 'float32'),
           chan: tf.tensor1d(chanOf, 'int32'),
           ...(p.kind === 'composite' ? { outliers: { positions: p.positions, values: p.values } } : {}),
-          ...(deltas?.has(p.name) ? { delta: tf.variable(tf.tensor1d(startOfCodes(deltas.get(p.name) as Float32Array, p)), true, `nd_lowbit_d/${p.name}`) } : {}),
+          ...(deltas?.has(p.name) ? { delta: tf.variable(tf.tensor1d(startOfCodes(deltas.get(p.name) as Float32Array, p, (k) => scale[chanOf[k]])), true, `nd_lowbit_d/${p.name}`) } : {}),
         });
       } else if (p.kind === 'lowrank' && p.lowbitFactors) {
         const f = p.lowbitFactors;
@@ -132,8 +140,10 @@ export class LowBitScales implements Parameterization {
           kind: 'factors', name: p.name, shape: b.shape, w0: b.values, rows, cols, rank: r, widths: f.widths, exponent: f.exponent, cu, cv,
           cuT: tf.tensor2d(cu, [rows, r]),
           cvT: tf.tensor2d(cv, [r, cols]),
-          su: tf.variable(tf.tensor1d(Float32Array.from({ length: r }, (_, k) => scale[2 * k])), true, `nd_lowbit_su/${p.name}`),
-          sv: tf.variable(tf.tensor1d(Float32Array.from({ length: r }, (_, k) => scale[2 * k + 1])), true, `nd_lowbit_sv/${p.name}`),
+          su0: Float64Array.from({ length: r }, (_, k) => scale[2 * k]),
+          sv0: Float64Array.from({ length: r }, (_, k) => scale[2 * k + 1]),
+          su: tf.variable(tf.ones([r]), true, `nd_lowbit_su/${p.name}`),
+          sv: tf.variable(tf.ones([r]), true, `nd_lowbit_sv/${p.name}`),
         });
       } else {
         throw new Error(`LowBitScales: patch ${p.name} is ${p.kind} with codec ${p.codec}, not codec l (dense, composite or low-rank)`);
@@ -145,18 +155,20 @@ export class LowBitScales implements Parameterization {
   /** With trained codes: each value's code from its float change at the current scales. */
   private recode(st: CodeState, values: Float64Array): void {
     if (!st.delta) return;
-    const d = st.delta.dataSync() as Float32Array;
+    const t = st.delta.dataSync() as Float32Array;
     const qmax = st.bits === 1 ? 1 : 2 ** (st.bits - 1) - 1;
-    for (let k = 0; k < d.length; k++) {
-      const sc = values[st.chanOf[k]];
-      st.codes[k] = st.bits === 1 ? (d[k] >= 0 ? 1 : -1) : sc > 0 ? Math.max(-qmax - 1, Math.min(qmax, Math.round(d[k] / sc))) : 0;
+    for (let k = 0; k < t.length; k++) {
+      const j = st.chanOf[k];
+      const sc = values[j];
+      const d = t[k] * st.s0[j];
+      st.codes[k] = st.bits === 1 ? (d >= 0 ? 1 : -1) : sc > 0 ? Math.max(-qmax - 1, Math.min(qmax, Math.round(d / sc))) : 0;
     }
   }
 
   private weights(st: State): Float32Array {
     const w = new Float32Array(st.w0.length);
     if (st.kind === 'codes') {
-      const { values } = wireScales(st.s.dataSync() as Float32Array, st.exponent);
+      const { values } = wireScales(times(st.s0, st.s), st.exponent);
       this.recode(st, values);
       for (let k = 0; k < w.length; k++) w[k] = st.w0[k] + Math.fround(st.codes[k] * values[st.chanOf[k]]);
       // An outlier joins the code's value before the weight is written (FORMAT.md 5.2).
@@ -182,8 +194,8 @@ export class LowBitScales implements Parameterization {
   /** U and V as the device decodes them with the current scales, and the layout. */
   private factors(st: FactorState): { u: Float32Array; v: Float32Array; lowbitFactors: LowBitFactors } {
     const { cols, rank: r } = st;
-    const su = st.su.dataSync() as Float32Array;
-    const sv = st.sv.dataSync() as Float32Array;
+    const su = times(st.su0, st.su);
+    const sv = times(st.sv0, st.sv);
     const { h, e, values } = wireScales(Float32Array.from({ length: 2 * r }, (_, i) => (i & 1 ? sv : su)[i >> 1]), st.exponent);
     // (+ 0: a zero scale decodes to +0 whatever the code, as the encoder writes it.)
     const u = Float32Array.from(st.cu, (c, i) => c * values[2 * (i % r)] + 0);
@@ -202,33 +214,36 @@ export class LowBitScales implements Parameterization {
       // Straight through the rounding (LSQ): dW/d(change) = 1 where the code is not clipped, and
       // dW/ds = code - change / s there, the clipped code where clipped; 1 bit: the sign passes
       // where |change| <= s, and dW/ds = the sign.
+      // (The variables are in units of the post-hoc scales: their gradients times those scales.)
       const g = tf.reshape(dW, [st.codes.length]).dataSync() as Float32Array;
-      const d = st.delta.dataSync() as Float32Array;
-      const { values } = wireScales(st.s.dataSync() as Float32Array, st.exponent);
+      const t = st.delta.dataSync() as Float32Array;
+      const { values } = wireScales(times(st.s0, st.s), st.exponent);
       const qmax = st.bits === 1 ? 1 : 2 ** (st.bits - 1) - 1;
       const gd = new Float32Array(g.length);
       const gs = new Float32Array(st.s.shape[0] as number);
       for (let k = 0; k < g.length; k++) {
         const j = st.chanOf[k];
         const sc = values[j];
-        const x = sc > 0 ? d[k] / sc : 0;
+        const x = sc > 0 ? (t[k] * st.s0[j]) / sc : 0;
         const inside = st.bits === 1 ? Math.abs(x) <= 1 : x >= -qmax - 1.5 && x <= qmax + 0.5;
-        if (inside) gd[k] = g[k];
-        gs[j] += g[k] * (st.bits === 1 || !inside ? st.codes[k] : st.codes[k] - x);
+        if (inside) gd[k] = g[k] * st.s0[j];
+        gs[j] += g[k] * (st.bits === 1 || !inside ? st.codes[k] : st.codes[k] - x) * st.s0[j];
       }
       return { [st.delta.name]: tf.tensor1d(gd), [st.s.name]: tf.tensor1d(gs) };
     }
     if (st.kind === 'codes') {
       const g = tf.mul(tf.reshape(dW, [st.codes.length]), st.code);
-      return { [st.s.name]: tf.unsortedSegmentSum(g, st.chan, st.s.shape[0] as number) };
+      return { [st.s.name]: tf.mul(tf.unsortedSegmentSum(g, st.chan, st.s.shape[0] as number), tf.tensor1d(Float32Array.from(st.s0))) };
     }
     // W = W0 + (cu * su) (cv * sv): dL/dsu[k] = sum_i cu[i,k] (G V')[i,k], dL/dsv[k] = sum_j cv[k,j] (U'^T G)[k,j].
     const g = tf.reshape(dW, [st.rows, st.cols]);
-    const u = tf.mul(st.cuT, tf.reshape(st.su, [1, st.rank]));
-    const v = tf.mul(st.cvT, tf.reshape(st.sv, [st.rank, 1]));
+    const su0 = tf.tensor1d(Float32Array.from(st.su0));
+    const sv0 = tf.tensor1d(Float32Array.from(st.sv0));
+    const u = tf.mul(st.cuT, tf.reshape(tf.mul(st.su, su0), [1, st.rank]));
+    const v = tf.mul(st.cvT, tf.reshape(tf.mul(st.sv, sv0), [st.rank, 1]));
     return {
-      [st.su.name]: tf.sum(tf.mul(st.cuT, tf.matMul(g, v, false, true)), 0),
-      [st.sv.name]: tf.sum(tf.mul(st.cvT, tf.matMul(u, g, true, false)), 1),
+      [st.su.name]: tf.mul(tf.sum(tf.mul(st.cuT, tf.matMul(g, v, false, true)), 0), su0),
+      [st.sv.name]: tf.mul(tf.sum(tf.mul(st.cvT, tf.matMul(u, g, true, false)), 1), sv0),
     };
   }
 
@@ -244,7 +259,7 @@ export class LowBitScales implements Parameterization {
     const out: PatchSpec[] = [];
     for (const st of this.states.values()) {
       if (st.kind === 'codes') {
-        const { h, e, values } = wireScales(st.s.dataSync() as Float32Array, st.exponent);
+        const { h, e, values } = wireScales(times(st.s0, st.s), st.exponent);
         this.recode(st, values);
         const lowbit: LowBit = { bits: st.bits, group: st.group, scales: h, exponent: e };
         // (+ 0: a zero scale decodes to +0 whatever the code, as the encoder writes it.)
@@ -280,8 +295,14 @@ export class LowBitScales implements Parameterization {
  * The float change a trained code starts from: the tensor's change, where the post-hoc codes
  * were rounded from it (an outlier's position starts at 0: its code was rounded from 0).
  */
-function startOfCodes(delta: Float32Array, p: TensorPatch): Float32Array {
-  const d = delta.slice();
-  if (p.kind === 'composite') for (const at of p.positions) d[at] = 0;
-  return d;
+function startOfCodes(delta: Float32Array, p: TensorPatch, scaleOf: (k: number) => number): Float32Array {
+  const t = Float32Array.from(delta, (d, k) => (scaleOf(k) > 0 ? d / scaleOf(k) : 0));
+  if (p.kind === 'composite') for (const at of p.positions) t[at] = 0;
+  return t;
+}
+
+/** Each post-hoc scale times its trained multiplier (never below 0). */
+function times(s0: Float64Array, m: tf.Variable): Float32Array {
+  const x = m.dataSync() as Float32Array;
+  return Float32Array.from(s0, (s, j) => s * Math.max(0, x[j]));
 }

@@ -81,8 +81,11 @@ const DEFAULT_FULL_LR = 3e-4;
  * above 3e-3 at 1%.
  */
 const DEFAULT_COMPOSITE_LR = 1e-2;
-/** Distilled lowbit: scales of a few hundredths take steps of a few percent at first. */
-const DEFAULT_LOWBIT_LR = 1e-3;
+/**
+ * Distilled lowbit: its variables are relative (each scale's multiplier, each trained code's change
+ * in units of its scale), so a step moves a scale by about 1% and a code by a hundredth of a step.
+ */
+const DEFAULT_LOWBIT_LR = 1e-2;
 /** Default memory bound of the frozen prefix's activation cache (`prefixCacheBytes`). */
 const DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024;
 /** sparse-lora: the sparse shares trained at the tuned rate besides the 0.5 it was tuned at. */
