@@ -193,7 +193,7 @@ describe('distilled codes: straight through their rounding', () => {
     const post = lowbitDiff(hasher, base, target, { budgetBytes: 600, lowRank: false, widths: [3] });
     const shapes = new Map([['w', { shape: [48, 16], values: base.values('w') }]]);
     const scales = new LowBitScales(shapes, post.payload.patches, new Map([['w', change]]));
-    const opt = tf.train.adam(0.2);
+    const opt: tf.Optimizer = tf.train.adam(0.2);
     try {
       assert.deepEqual(Array.from(scales.effective('w').dataSync()), Array.from(post.targetValues.get('w') as Float32Array), 'the post-hoc payload before any step');
       // A gradient pushing every weight up: changes cross their rounding points, codes move.

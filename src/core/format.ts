@@ -492,10 +492,10 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   const xs = codec === 'xs' && version > 3;
   const xr = (codec === 'xr' && version > 2) || xs;
   const isXor = xr || (codec === 'x' && version > 1);
-  // Codec l (v6): low-bit codes and their scales, for dense patches.
+  // Codec l (v6): low-bit codes and their scales, for dense patches, and later within v6 for
+  // low-rank factors and a composite patch's factors or dense codes.
   const isLow = codec === 'l' && version > 5;
   if (!isXor && !isLow && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}${version > 3 ? ', xs' : ''}${version > 5 ? ', l' : ''}, found ${describe(codec)}`);
-  // Low-rank and composite factors in codec l came later within v6 (FORMAT.md §4.4).
   // A composite's part in codec l: factors ("lb" an array of widths) or dense codes ("lb" a uint).
   const lowFactors = isLow && (kind === 'r' || (kind === 'c' && Array.isArray(own(raw, 'lb'))));
   if (isLow && kind !== 'd' && kind !== 'c' && !lowFactors) fail(`${where}: value codec "l" (low-bit codes) is for dense, low-rank and composite patches only, found kind ${describe(kind)}`);
