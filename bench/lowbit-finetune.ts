@@ -5,9 +5,10 @@
  * applied by the device applier; then BitDelta's post-hoc code (the sign of every delta and one
  * scale per tensor, the mean |delta|, before its distillation) beside lowbit at the same bytes,
  * and Delta-CoMe (src/diff/delta-come.ts: SVD of each matrix's delta, 8/3/2 bits by singular value,
- * its deltas applied as its own storage would give them back) at the same budgets. About 20 s.
+ * its deltas applied as its own storage would give them back) at the same budgets. About 3 minutes
+ * (the allocations measured on calibration outputs take most of it; `--quick` leaves them out).
  *
- *   npm run bench:lowbit
+ *   npm run bench:lowbit [-- --quick]
  */
 import { fineTunePair } from '../test/helpers/finetune.ts';
 import { describeAllocation, lowbitDiff } from '../src/diff/lowbit.ts';
@@ -17,6 +18,7 @@ import { storedModelBytes } from '../src/diff/build.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 
+const quick = process.argv.includes('--quick');
 const { v1, v2, accuracy, distortion, modelDistortion } = await fineTunePair();
 const total = storedModelBytes(v1);
 const hasher = await getHasher();
@@ -46,7 +48,7 @@ console.log(`BitDelta (post hoc, 1 bit, a scale per tensor): ${bitdelta.bytes.le
 
 // The same, the bits allocated by each tensor's measured effect on the outputs (400 calibration
 // examples, apart from the test set) instead of the weights' squared error.
-for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.05)]) {
+for (const budgetBytes of quick ? [] : [bitdelta.bytes.length, Math.floor(total * 0.05)]) {
   const cal = lowbitDiff(hasher, v1, v2, { budgetBytes, measure: distortion });
   const e = v1.clone();
   await applyPayload(e, cal.bytes);
@@ -55,7 +57,7 @@ for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.05)]) {
 
 // Bought jointly: each upgrade measured on the calibration outputs with every other tensor at its
 // current choice.
-for (const budgetBytes of [bitdelta.bytes.length, Math.floor(total * 0.02), Math.floor(total * 0.05), Math.floor(total * 0.1)]) {
+for (const budgetBytes of quick ? [] : [bitdelta.bytes.length, Math.floor(total * 0.02), Math.floor(total * 0.05), Math.floor(total * 0.1)]) {
   const t0 = performance.now();
   const cal = lowbitDiff(hasher, v1, v2, { budgetBytes, measureModel: modelDistortion });
   const e = v1.clone();

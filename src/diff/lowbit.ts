@@ -497,19 +497,23 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
    * The error of the whole model carrying `deltas` (tensors not in it stay at the base), measured
    * on its outputs: with it the weight-space allocation is improved by a local search, one
    * tensor's choice changed at a time, each change measured with every other tensor at its current
-   * choice (the errors of tensors measured alone do not add up). Called once per option of every
-   * tensor per step (about 20 x tensors).
+   * choice (the errors of tensors measured alone do not add up). Called for up to 8 options of
+   * every tensor per step (the neighbours of its current one in bytes).
    */
   measureModel?: (deltas: ReadonlyMap<string, Float32Array>) => number;
 }
 
 /**
- * A local search from `start` (the weight-space allocation) within `room`: each step tries every
- * other option of every tensor that fits the bytes left, measures the model with that one change,
+ * A local search from `start` (the weight-space allocation) within `room`: each step tries the
+ * options next to each tensor's current one in bytes ({@link NEIGHBOURS} on each side) that fit
+ * the bytes left, measures the model with that one change,
  * and keeps the change that lowers the error most; it stops when none does. Starting from a point
  * where every tensor carries something matters: one tensor's change alone barely moves the
  * outputs, so upgrades bought from nothing are myopic.
  */
+/** Options on each side of a tensor's current choice (in bytes) the local search measures. */
+const NEIGHBOURS = 4;
+
 function improveJointly(tensors: TensorOptions[], room: number, start: number[], errorOf: (picks: number[]) => number): number[] {
   const picks = start.slice();
   const bytes = (p: number[]) => p.reduce((s, q, i) => s + tensors[i].options[q].bytes, 0);
@@ -519,7 +523,8 @@ function improveJointly(tensors: TensorOptions[], room: number, start: number[],
     let best: { i: number; q: number; error: number } | null = null;
     for (let i = 0; i < tensors.length; i++) {
       const o = tensors[i].options;
-      for (let q = 0; q < o.length; q++) {
+      // The neighbours of the current choice in bytes (a tensor has a hundred options or more).
+      for (let q = Math.max(0, picks[i] - NEIGHBOURS); q <= Math.min(o.length - 1, picks[i] + NEIGHBOURS); q++) {
         if (q === picks[i] || o[q].bytes - o[picks[i]].bytes > left) continue;
         const trial = picks.slice();
         trial[i] = q;
