@@ -134,10 +134,10 @@ describe('codec l on low-rank factors: a width a singular direction', () => {
     const built = buildPayload(hasher, base, [{ kind: 'lowrank', name: 'w', rank: 2, u: q.u, v: q.v, codec: 'l', lowbitFactors: q.lowbitFactors }], { method: 'lowbit' });
     const good = wirePatch(built.payload.patches[0], lowBitFactorCodes(q.u, q.v, [rows, cols], q.lowbitFactors));
     const cases: [string, WirePatch, RegExp][] = [
-      ['a width per direction', { ...good, lb: [4] }, /"lb" must be an array of 2 integers from 1 to 8/],
-      ['widths of 1 to 8', { ...good, lb: [4, 9] }, /"lb" must be an array of 2 integers/],
-      ['an array, not a uint', { ...good, lb: 4 }, /low-bit factors need "lb", an array of widths/],
-      ['no group', { ...good, lg: 1 }, /no group "lg"/],
+      ['a width per direction', { ...good, lb: [4] }, /"lb" must be 2 widths from 1 to 8/],
+      ['widths of 1 to 8', { ...good, lb: [4, 9] }, /"lb" must be 2 widths/],
+      ['an array, not a uint', { ...good, lb: 4 }, /"lb" must be 2 widths from 1 to 8 \(one a direction\), found \[\]/],
+      ['no group', { ...good, lg: 1 }, /take no group "lg"/],
       ['two scales a direction', { ...good, ls: (good.ls as Uint8Array).slice(0, 6) }, /"ls" must be 4 float16 scales/],
       ['codes of the right length', { ...good, v: good.v.slice(0, -1) }, /"v" must be 18 bytes/],
       ['a rank within the matrix', { ...good, r: 12, lb: Array(12).fill(1) }, /rank "r" must be an integer from 1 to 11/],
@@ -234,7 +234,7 @@ describe('malformed codec-l patches are refused before any write', () => {
     ['a NaN scale', (p) => ({ ...p, ls: Uint8Array.from(p.ls as Uint8Array, (b, i) => (i === 1 ? 0x7e : b)) }), /"ls" must be finite and not negative, found NaN/],
     ['codes a byte short', (p) => ({ ...p, v: p.v.subarray(1) }), /"v" must be 48 bytes with no bits set past the last code, found 47 bytes/],
     ['codes a byte long', (p) => ({ ...p, v: Uint8Array.from([...p.v, 0]) }), /"v" must be 48 bytes/],
-    ['on a sparse patch', (p) => ({ ...p, k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }), /value codec "l" \(low-bit codes\) is for dense, low-rank and composite patches only/],
+    ['on a sparse patch', (p) => ({ ...p, k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }), /codec "l" is for dense, low-rank and composite patches, found kind the string "s"/],
     ['in a format v5 payload', (p) => p, /value codec "c" must be one of f32, f16, i8, x, xr, xs, found the string "l"/, 5],
   ];
   for (const [name, mutate, pattern, version] of cases) {

@@ -395,7 +395,7 @@ function readPayload<T>(bytes: Uint8Array, options: DecodeOptions, each: (patch:
   if (version === 7) {
     // A structural payload (FORMAT.md §17) changes the model's structure: no store of weights in
     // memory (a live tfjs model, a model loaded by a runtime) can take it.
-    throw new UnsupportedVersionError(version, SUPPORTED_VERSIONS, 'it is a structural payload (tensors added, removed, renamed or reshaped, or the graph changed): it rebuilds the model\'s files, so apply it to the files with neural-diff/rebuild (rebuildModelDir for a TF.js folder, rebuildOnnxFile, rebuildTfliteFile, or `ndiff apply`), then reload the model from them; a model loaded in memory cannot change its structure');
+    throw new UnsupportedVersionError(version, SUPPORTED_VERSIONS, 'it is a structural payload (the model\'s tensors or graph changed): apply it to the model\'s files with neural-diff/rebuild (rebuildModelDir, rebuildOnnxFile, rebuildTfliteFile) or `ndiff apply`, then reload the model from them');
   }
   if (!SUPPORTED_VERSIONS.includes(version as number)) throw new UnsupportedVersionError(version, SUPPORTED_VERSIONS);
 
@@ -498,7 +498,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   if (!isXor && !isLow && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}${version > 3 ? ', xs' : ''}${version > 5 ? ', l' : ''}, found ${describe(codec)}`);
   // A composite's part in codec l: factors ("lb" an array of widths) or dense codes ("lb" a uint).
   const lowFactors = isLow && (kind === 'r' || (kind === 'c' && Array.isArray(own(raw, 'lb'))));
-  if (isLow && kind !== 'd' && kind !== 'c' && !lowFactors) fail(`${where}: value codec "l" (low-bit codes) is for dense, low-rank and composite patches only, found kind ${describe(kind)}`);
+  if (isLow && kind !== 'd' && kind !== 'c' && !lowFactors) fail(`${where}: codec "l" is for dense, low-rank and composite patches, found kind ${describe(kind)}`);
   if (isXor && kind !== 's' && kind !== 'd') fail(`${where}: value codec "${codec}" (exact bits) is for sparse and dense patches only, found kind ${describe(kind)}`);
   let scale: number | undefined;
   if (codec === 'i8') {
@@ -521,11 +521,10 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     for (let i = 0; i < scales.length; i++) scales[i] = ls[2 * i] | (ls[2 * i + 1] << 8);
     const num = (k: string) => (typeof own(raw, k) === 'number' ? (own(raw, k) as number) : NaN);
     if (lowFactors) {
-      // A width a direction and a scale a factor vector: no group.
+      // A width a direction ("lb" an array, checked with the rest) and a scale a factor vector: no group.
       const lb = own(raw, 'lb');
-      if (!Array.isArray(lb)) fail(`${where}: low-bit factors need "lb", an array of widths (one a direction), found ${describe(lb)}`);
-      if (own(raw, 'lg') !== undefined) fail(`${where}: low-bit factors take a scale a factor vector and no group "lg", found ${describe(own(raw, 'lg'))}`);
-      lowbitFactors = { widths: lb as number[], exponent: num('le'), scales };
+      if (own(raw, 'lg') !== undefined) fail(`${where}: low-rank factors of codec l take no group "lg"`);
+      lowbitFactors = { widths: Array.isArray(lb) ? lb : [], exponent: num('le'), scales };
     } else lowbit = { bits: num('lb'), group: num('lg'), exponent: num('le'), scales };
   }
   const common = {
@@ -591,14 +590,14 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   };
   // Low-rank factors U [rows x rank] then V [rank x cols], checked and decoded.
   const factorsOf = (rows: number, cols: number, rank: number): { u: Float32Array; v: Float32Array } => {
-    if (!lowbitFactors) {
-      need(rows * rank + rank * cols, 'low-rank factors');
-      const all = valuesAt(0, rows * rank + rank * cols);
-      return { u: all.subarray(0, rows * rank), v: all.subarray(rows * rank) };
+    if (lowbitFactors) {
+      const problem = lowBitFactorProblem(v, rows, cols, rank, lowbitFactors);
+      if (problem) fail(`${where}: low-rank factors of codec l: ${problem}`);
+      return decodeLowBitFactors(v, lowbitFactors, rows, cols);
     }
-    const problem = lowBitFactorProblem(v, rows, cols, rank, lowbitFactors);
-    if (problem) fail(`${where}: low-rank factors of codec l: ${problem}`);
-    return decodeLowBitFactors(v, lowbitFactors, rows, cols);
+    need(rows * rank + rank * cols, 'low-rank factors');
+    const all = valuesAt(0, rows * rank + rank * cols);
+    return { u: all.subarray(0, rows * rank), v: all.subarray(rows * rank) };
   };
   const source = (k: TensorPatch['kind'], written: number, pieces: (decode: boolean, count: number) => Generator<PatchChunk>, wire?: PatchSource['wire']): PatchSource => ({
     ...common, kind: k, written, chunks: (count = written) => pieces(true, Math.min(count, written)), check: () => {
@@ -719,7 +718,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     // With dense codes in codec l (v6) in place of the factors: no rank.
     const rank = own(raw, 'r');
     const { rows, cols } = matrixDims(shape);
-    if (lowbit && rank !== undefined) fail(`${where}: a composite patch of dense codes (codec l, "lb" a uint) has no rank "r", found ${describe(rank)}`);
+    if (lowbit && rank !== undefined) fail(`${where}: dense codes of codec l take no rank "r"`);
     if (!lowbit && (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols))) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
     if (lowbit) need(size, 'dense codes');
     const factors = lowbit ? { u: new Float32Array(0), v: new Float32Array(0), dense: valuesAt(0, size) } : factorsOf(rows, cols, rank as number);

@@ -49,15 +49,20 @@ export function lowBitScales(lb: LowBit): Float64Array {
  */
 export function lowBitProblem(codes: Uint8Array, count: number, lb: LowBit): string | null {
   const { bits, group, scales, exponent } = lb;
-  const groups = Math.max(1, Math.ceil(count / group));
-  const bad = (key: string, want: string, found: unknown) => `"${key}" must be ${want}, found ${found}`;
   if (!(bits >= 1 && bits <= 8 && bits % 1 === 0)) return bad('lb', 'an integer from 1 to 8', bits);
   if (!(group >= 1 && group % 1 === 0)) return bad('lg', 'a positive integer', group);
+  return codesProblem(codes, count * bits, exponent, scales, 1, Math.max(1, Math.ceil(count / group)));
+}
+
+const bad = (key: string, want: string, found: unknown) => `"${key}" must be ${want}, found ${found}`;
+
+/** The checks dense codes and factors share: the exponent, `least` to `most` scales, and `bits` bits of codes. */
+function codesProblem(codes: Uint8Array, bits: number, exponent: number, scales: Uint16Array, least: number, most: number): string | null {
   if (!(exponent >= -64 && exponent <= 32 && exponent % 1 === 0)) return bad('le', 'an integer from -64 to 32', exponent);
-  if (!(scales.length >= 1 && scales.length <= groups)) return bad('ls', `1 to ${groups} float16 scales`, scales.length);
+  if (!(scales.length >= least && scales.length <= most)) return bad('ls', `${least < most ? `${least} to ` : ''}${most} float16 scales`, scales.length);
   for (const h of scales) if (h > 0x7bff) return bad('ls', 'finite and not negative', fromHalfBits(h));
-  const want = lowBitBytes(count, bits);
-  const used = (count * bits) % 8;
+  const want = Math.ceil(bits / 8);
+  const used = bits % 8;
   if (codes.length !== want || (used && codes[want - 1] >> used)) return bad('v', `${want} bytes with no bits set past the last code`, `${codes.length} bytes`);
   return null;
 }
@@ -104,16 +109,9 @@ export function lowBitFactorBytes(rows: number, cols: number, widths: readonly n
 
 /** What is wrong with the factors' codes and layout for rank `rank`, or null (as {@link lowBitProblem}). */
 export function lowBitFactorProblem(codes: Uint8Array, rows: number, cols: number, rank: number, f: LowBitFactors): string | null {
-  const { widths, scales, exponent } = f;
-  const bad = (key: string, want: string, found: unknown) => `"${key}" must be ${want}, found ${found}`;
-  if (widths.length !== rank || !widths.every((b) => b >= 1 && b <= 8 && b % 1 === 0)) return bad('lb', `an array of ${rank} integers from 1 to 8 (a width a direction)`, `[${widths.join(', ')}]`);
-  if (!(exponent >= -64 && exponent <= 32 && exponent % 1 === 0)) return bad('le', 'an integer from -64 to 32', exponent);
-  if (scales.length !== 2 * rank) return bad('ls', `${2 * rank} float16 scales (U's and V's of each direction)`, scales.length);
-  for (const h of scales) if (h > 0x7bff) return bad('ls', 'finite and not negative', fromHalfBits(h));
-  const want = lowBitFactorBytes(rows, cols, widths);
-  const used = widths.reduce((s, b) => s + b * (rows + cols), 0) % 8;
-  if (codes.length !== want || (used && codes[want - 1] >> used)) return bad('v', `${want} bytes with no bits set past the last code`, `${codes.length} bytes`);
-  return null;
+  const { widths } = f;
+  if (widths.length !== rank || !widths.every((b) => b >= 1 && b <= 8 && b % 1 === 0)) return bad('lb', `${rank} widths from 1 to 8 (one a direction)`, `[${widths}]`);
+  return codesProblem(codes, widths.reduce((s, b) => s + b * (rows + cols), 0), f.exponent, f.scales, 2 * rank, 2 * rank);
 }
 
 /** U and V of factors checked by {@link lowBitFactorProblem}, decoded. */
