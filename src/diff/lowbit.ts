@@ -61,6 +61,17 @@ export interface QuantizedDelta {
 /** Clipping factors tried for a channel's scale (of its largest |value| / the largest code), 2 bits and up. */
 const CLIPS = [1, 0.92, 0.84, 0.76, 0.68, 0.6, 0.52, 0.44];
 
+/**
+ * The code of `x` at scale `s` and `bits` bits: its sign with 1 bit, else the nearest integer
+ * within the width (+ 0: a code 0 decodes to +0, and Math.round of a small negative value is -0);
+ * 0 where the scale is 0.
+ */
+export function lowBitCode(x: number, s: number, bits: number): number {
+  if (bits === 1) return x >= 0 ? 1 : -1;
+  const qmax = 2 ** (bits - 1) - 1;
+  return s > 0 ? Math.max(-qmax - 1, Math.min(qmax, Math.round(x / s))) + 0 : 0;
+}
+
 /** The float16 bits of `s / 2^e`, rounded, and the scale they stand for. */
 export function wireScale(s: number, e: number): { h: number; s: number } {
   const h = toHalfBits(s / 2 ** e);
@@ -96,11 +107,8 @@ export function int8Factors(u: Float32Array, v: Float32Array): { u: Float32Array
 export function quantizeLowBit(delta: Float32Array, bits: number, group: number, count: number, weight?: Float32Array, exponent?: number): QuantizedDelta {
   const n = delta.length;
   const qmax = bits === 1 ? 1 : 2 ** (bits - 1) - 1;
-  const qmin = bits === 1 ? -1 : -(2 ** (bits - 1));
   const chan = (k: number) => Math.floor(k / group) % count;
-  // The code of x at scale s, 2 bits and up (+ 0: a code 0 decodes to +0, and Math.round of a
-  // small negative value is -0).
-  const code = (x: number, s: number) => (s > 0 ? Math.max(qmin, Math.min(qmax, Math.round(x / s))) + 0 : 0);
+  const code = (x: number, s: number) => lowBitCode(x, s, bits);
   const maxAbs = new Float64Array(count);
   const sumAbs = new Float64Array(count);
   const num = new Float64Array(count);
@@ -147,7 +155,7 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
   let squaredError = 0;
   for (let k = 0; k < n; k++) {
     const s = scale[chan(k)];
-    const q = bits === 1 ? (delta[k] >= 0 ? 1 : -1) : code(delta[k], s);
+    const q = code(delta[k], s);
     decoded[k] = q * s;
     squaredError += (weight ? weight[k] : 1) * (delta[k] - decoded[k]) ** 2;
   }

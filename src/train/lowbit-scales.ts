@@ -20,7 +20,7 @@ import type { TensorPatch } from '../core/format.ts';
 import { fromHalfBits } from '../core/float16.ts';
 import type { LowBit, LowBitFactors } from '../core/lowbit.ts';
 import type { PatchSpec } from '../diff/build.ts';
-import { scaleExponent, wireScale } from '../diff/lowbit.ts';
+import { lowBitCode, scaleExponent, wireScale } from '../diff/lowbit.ts';
 import { matrixDims } from '../core/format.ts';
 import type { Parameterization } from './loop.ts';
 
@@ -98,9 +98,7 @@ export class LowBitScales implements Parameterization {
 
   /**
    * @param base each patched tensor's base values and shape
-   * @param patches the post-hoc payload's patches (dense codec l, or low-rank), decoded
-   */
-  /**
+   * @param patches the post-hoc payload's patches (codec l: dense, composite or low-rank), decoded
    * @param deltas with it, the codes train too (straight-through rounding of a float change per
    * value, started at these changes: the full change of each tensor, target - base), else only
    * the scales (BitDelta's recipe)
@@ -151,20 +149,14 @@ export class LowBitScales implements Parameterization {
     }
   }
 
-  /** The values the device will hold for tensor `st` with the current variables. */
   /** With trained codes: each value's code from its float change at the current scales. */
   private recode(st: CodeState, values: Float64Array): void {
     if (!st.delta) return;
     const t = st.delta.dataSync() as Float32Array;
-    const qmax = st.bits === 1 ? 1 : 2 ** (st.bits - 1) - 1;
-    for (let k = 0; k < t.length; k++) {
-      const j = st.chanOf[k];
-      const sc = values[j];
-      const d = t[k] * st.s0[j];
-      st.codes[k] = st.bits === 1 ? (d >= 0 ? 1 : -1) : sc > 0 ? Math.max(-qmax - 1, Math.min(qmax, Math.round(d / sc))) : 0;
-    }
+    for (let k = 0; k < t.length; k++) st.codes[k] = lowBitCode(t[k] * st.s0[st.chanOf[k]], values[st.chanOf[k]], st.bits);
   }
 
+  /** The values the device will hold for tensor `st` with the current variables. */
   private weights(st: State): Float32Array {
     const w = new Float32Array(st.w0.length);
     if (st.kind === 'codes') {
