@@ -15,7 +15,7 @@ try {
   skip = (e as Error).message;
 }
 
-test('bench:real --quick: the exact payload reaches v6 and is compared with zstd and bsdiff; another architecture takes a structural payload that rebuilds the target file byte for byte', { skip, timeout: 120_000 }, async (t) => {
+test('bench:real --quick: the exact payload reaches v6 and is compared with zstd and bsdiff; another architecture takes a structural payload that rebuilds the target file byte for byte', { skip, timeout: 600_000 }, async (t) => {
   const [same, other] = await runRealBench({ quick: true, log: () => {} });
   assert.equal(same.skipped, undefined);
   assert.equal(same.refused, undefined);
