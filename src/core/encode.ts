@@ -249,17 +249,17 @@ export function wireOf(p: TensorPatch): WirePatch {
 export function lowBitCodes(values: Float32Array, lb: LowBit): Uint8Array {
   const out = new Uint8Array(lowBitBytes(values.length, lb.bits));
   const scales = lowBitScales(lb);
-  const mask = (1 << lb.bits) - 1;
-  for (let k = 0, bit = 0; k < values.length; k++, bit += lb.bits) {
-    const s = scales[Math.floor(k / lb.group) % scales.length];
-    const v = values[k];
-    const c = lb.bits === 1 ? (v > 0 || Object.is(v, 0) ? 1 : 0) : s > 0 ? Math.round(v / s) & mask : 0;
-    const at = Math.floor(bit / 8);
-    const word = c << (bit - at * 8);
-    out[at] |= word & 0xff;
-    if (word > 0xff) out[at + 1] |= word >>> 8;
-  }
+  for (let k = 0, bit = 0; k < values.length; k++, bit += lb.bits) putCode(out, bit, values[k], scales[Math.floor(k / lb.group) % scales.length], lb.bits);
   return out;
+}
+
+/** Write the `bits`-bit code of `x`, a value `code * s` exactly, at bit `bit` of `out` (1 bit: the sign of x, +0 as +1). */
+function putCode(out: Uint8Array, bit: number, x: number, s: number, bits: number): void {
+  const c = bits === 1 ? (x > 0 || Object.is(x, 0) ? 1 : 0) : s > 0 ? Math.round(x / s) & ((1 << bits) - 1) : 0;
+  const at = Math.floor(bit / 8);
+  const word = c << (bit - at * 8);
+  out[at] |= word & 0xff;
+  if (word > 0xff) out[at + 1] |= word >>> 8;
 }
 
 /**
@@ -271,18 +271,10 @@ export function lowBitFactorCodes(u: Float32Array, v: Float32Array, shape: reado
   const r = f.widths.length;
   const out = new Uint8Array(lowBitFactorBytes(rows, cols, f.widths));
   const scales = lowBitScales({ bits: 1, group: 1, scales: f.scales, exponent: f.exponent });
-  let bit = 0;
-  const put = (x: number, s: number, bits: number) => {
-    const c = bits === 1 ? (x > 0 || Object.is(x, 0) ? 1 : 0) : s > 0 ? Math.round(x / s) & ((1 << bits) - 1) : 0;
-    const at = bit >> 3;
-    const word = c << (bit & 7);
-    out[at] |= word & 0xff;
-    if (word > 0xff) out[at + 1] |= word >>> 8;
-    bit += bits;
-  };
-  for (let k = 0; k < r; k++) {
-    for (let i = 0; i < rows; i++) put(u[i * r + k], scales[2 * k], f.widths[k]);
-    for (let j = 0; j < cols; j++) put(v[k * cols + j], scales[2 * k + 1], f.widths[k]);
+  for (let k = 0, bit = 0; k < r; k++) {
+    const b = f.widths[k];
+    for (let i = 0; i < rows; i++, bit += b) putCode(out, bit, u[i * r + k], scales[2 * k], b);
+    for (let j = 0; j < cols; j++, bit += b) putCode(out, bit, v[k * cols + j], scales[2 * k + 1], b);
   }
   return out;
 }
