@@ -527,7 +527,7 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       // ndiff train --method lowbit --teacher: distilled on the same unlabeled inputs.
       const trained = join(dir, 'trained.ndiff');
       lines.length = 0;
-      assert.equal(await main(['train', '--model-id', 'mlp', '--base', join(dir, 'v1'), '--teacher', join(dir, 'v2'), '--train', join(dir, 'x.npy'), '--method', 'lowbit', '--budget', '5%', '--epochs', '2', '--tune', 'off', '--out', trained], cio), 0, lines.join('\n'));
+      assert.equal(await main(['train', '--model-id', 'mlp', '--base', join(dir, 'v1'), '--teacher', join(dir, 'v2'), '--train', join(dir, 'x.npy'), '--method', 'lowbit', '--budget', '5%', '--epochs', '2', '--tune', 'off', '--out', trained, '--metrics-out', join(dir, 'trained.json'), '--eval', join(dir, 'x.npy')], cio), 0, lines.join('\n'));
       const trainedBytes = new Uint8Array(await readFile(trained));
       assert.ok(trainedBytes.length <= Math.floor(0.05 * storedModelBytes(v1)));
       assert.equal(decodePayload(trainedBytes).header.method, 'lowbit');
@@ -535,13 +535,19 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       // ndiff train --method auto: every candidate trained, the best on validation written.
       const autoTrained = join(dir, 'auto-trained.ndiff');
       const autoMetrics = join(dir, 'auto-trained.json');
-      assert.equal(await main(['train', '--model-id', 'mlp', '--base', join(dir, 'v1'), '--teacher', join(dir, 'v2'), '--train', join(dir, 'x.npy'), '--method', 'auto', '--budget', '5%', '--epochs', '2', '--tune', 'off', '--out', autoTrained, '--metrics-out', autoMetrics], cio), 0, lines.join('\n'));
+      assert.equal(await main(['train', '--model-id', 'mlp', '--base', join(dir, 'v1'), '--teacher', join(dir, 'v2'), '--train', join(dir, 'x.npy'), '--method', 'auto', '--budget', '5%', '--epochs', '2', '--tune', 'off', '--out', autoTrained, '--metrics-out', autoMetrics, '--eval', join(dir, 'x.npy')], cio), 0, lines.join('\n'));
       const am = JSON.parse(await readFile(autoMetrics, 'utf8')) as { method: string; auto: { chosen: string; candidates: { method: string; score?: number; bytes?: number }[] } };
       assert.deepEqual(am.auto.candidates.map((c) => c.method), ['lowbit', 'sparse', 'lora', 'sparse-lora', 'topk-retrain']);
       const top = Math.max(...am.auto.candidates.map((c) => c.score ?? -Infinity));
       assert.equal(am.auto.candidates.find((c) => c.method === am.auto.chosen)?.score, top);
       assert.equal(am.method, am.auto.chosen);
       assert.equal(new Uint8Array(await readFile(autoTrained)).length, am.auto.candidates.find((c) => c.method === am.auto.chosen)?.bytes);
+      // ndiff report reads what both runs wrote: a lowbit row beside the chosen candidate's.
+      lines.length = 0;
+      assert.equal(await main(['report', join(dir, 'trained.json'), autoMetrics, '--out', join(dir, 'report')], io), 0, lines.join('\n'));
+      const md = await readFile(join(dir, 'report', 'report.md'), 'utf8');
+      assert.match(md, /\| lowbit \(teacher\) \| 5% \|/);
+      assert.match(md, new RegExp(`\\| ${am.auto.chosen} \\(teacher\\) \\| 5% \\|`));
       // A lowbit budget must be a size, and top-k's codec is not lowbit's.
       lines.length = 0;
       assert.equal(await main([...args.slice(0, 8), 'all', ...args.slice(9)], io), 2);

@@ -8,6 +8,8 @@ export const METHOD_COLORS: Record<ReportMethod, string> = {
   lora: '#e377c2',
   'sparse-lora': '#bcbd22',
   'topk-retrain': '#17becf',
+  lowbit: '#aa3377',
+  auto: '#000000',
   topk: '#2ca02c',
   drop: '#9467bd',
   lowrank: '#8c564b',
@@ -23,6 +25,8 @@ export const METHOD_LABELS: Record<ReportMethod, string> = {
   lora: 'LoRA (low-rank adapters)',
   'sparse-lora': 'sparse + LoRA (composite)',
   'topk-retrain': 'top-k mask, retrained (LT-SFT)',
+  lowbit: 'low-bit delta (1-8 bits a value)',
+  auto: 'auto (the best candidate on validation)',
   topk: 'top-k of full FT',
   drop: 'drop & rescale of full FT',
   lowrank: 'low-rank of full FT',
@@ -32,7 +36,7 @@ export const METHOD_LABELS: Record<ReportMethod, string> = {
 };
 
 /** Methods that learn the diff (or train the whole model): the charts' y-axis is fitted to them. */
-export const LEARNED_METHODS: ReadonlySet<ReportMethod> = new Set(['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'full', 'exact', 'zstd']);
+export const LEARNED_METHODS: ReadonlySet<ReportMethod> = new Set(['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'lowbit', 'auto', 'full', 'exact', 'zstd']);
 
 /** A row's method as tables name it: `sparse`, or `sparse (teacher)` for a row trained toward a teacher. */
 export function methodName(method: ReportMethod, teacher: boolean | undefined): string {
