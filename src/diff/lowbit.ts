@@ -107,18 +107,29 @@ export function int8Factors(u: Float32Array, v: Float32Array): { u: Float32Array
 export function quantizeLowBit(delta: Float32Array, bits: number, group: number, count: number, weight?: Float32Array, exponent?: number): QuantizedDelta {
   const n = delta.length;
   const qmax = bits === 1 ? 1 : 2 ** (bits - 1) - 1;
-  const chan = (k: number) => Math.floor(k / group) % count;
-  const code = (x: number, s: number) => lowBitCode(x, s, bits);
+  const lo = -qmax - 1;
+  // Value k takes scale floor(k / group) mod count: the loops walk the values a group at a time
+  // (scale j), so each channel's sums add its values in the order of k, as one loop over k would.
+  // This is the encoder's hottest loop (every width, layout and outlier option of every tensor):
+  // the code is computed inline, as lowBitCode does.
   const maxAbs = new Float64Array(count);
   const sumAbs = new Float64Array(count);
   const num = new Float64Array(count);
-  for (let k = 0; k < n; k++) {
-    const j = chan(k);
-    const a = Math.abs(delta[k]);
-    const w = weight ? weight[k] : 1;
-    if (a > maxAbs[j]) maxAbs[j] = a;
-    sumAbs[j] += w * a;
-    num[j] += w;
+  for (let from = 0, j = 0; from < n; from += group, j = j + 1 === count ? 0 : j + 1) {
+    const to = Math.min(n, from + group);
+    let m = maxAbs[j];
+    let sum = sumAbs[j];
+    let w = num[j];
+    for (let k = from; k < to; k++) {
+      const a = Math.abs(delta[k]);
+      const wk = weight ? weight[k] : 1;
+      if (a > m) m = a;
+      sum += wk * a;
+      w += wk;
+    }
+    maxAbs[j] = m;
+    sumAbs[j] = sum;
+    num[j] = w;
   }
   // The ideal scales first, then one exponent so the largest fits a float16 with room.
   const ideal = new Float64Array(count);
@@ -138,10 +149,27 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
     for (const f of CLIPS) {
       for (let j = 0; j < count; j++) trial[j] = wireScale(ideal[j] * f, e).s;
       err.fill(0);
-      for (let k = 0; k < n; k++) {
-        const j = chan(k);
-        const s = trial[j];
-        err[j] += (weight ? weight[k] : 1) * (delta[k] - Math.fround(code(delta[k], s) * s)) ** 2;
+      for (let from = 0, j = 0; from < n; from += group, j = j + 1 === count ? 0 : j + 1) {
+        const to = Math.min(n, from + group);
+        const sj = trial[j];
+        let ej = err[j];
+        if (sj > 0 && !weight) {
+          for (let k = from; k < to; k++) {
+            const x = delta[k];
+            const q = Math.max(lo, Math.min(qmax, Math.round(x / sj)));
+            const r = x - Math.fround(q * sj);
+            ej += r * r;
+          }
+        } else if (sj > 0) {
+          for (let k = from; k < to; k++) {
+            const x = delta[k];
+            const q = Math.max(lo, Math.min(qmax, Math.round(x / sj)));
+            ej += (weight as Float32Array)[k] * (x - Math.fround(q * sj)) ** 2;
+          }
+        } else {
+          for (let k = from; k < to; k++) ej += (weight ? weight[k] : 1) * (delta[k] - 0) ** 2;
+        }
+        err[j] = ej;
       }
       for (let j = 0; j < count; j++) {
         if (err[j] < best[j]) {
@@ -153,11 +181,16 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
   }
   const decoded = new Float32Array(n);
   let squaredError = 0;
-  for (let k = 0; k < n; k++) {
-    const s = scale[chan(k)];
-    const q = code(delta[k], s);
-    decoded[k] = q * s;
-    squaredError += (weight ? weight[k] : 1) * (delta[k] - decoded[k]) ** 2;
+  for (let from = 0, j = 0; from < n; from += group, j = j + 1 === count ? 0 : j + 1) {
+    const to = Math.min(n, from + group);
+    const sj = scale[j];
+    for (let k = from; k < to; k++) {
+      const x = delta[k];
+      // lowBitCode, inline: the sign with 1 bit, else the nearest code within the width (+ 0: a code 0 is +0).
+      const q = bits === 1 ? (x >= 0 ? 1 : -1) : sj > 0 ? Math.max(lo, Math.min(qmax, Math.round(x / sj))) + 0 : 0;
+      decoded[k] = q * sj;
+      squaredError += (weight ? weight[k] : 1) * (x - decoded[k]) ** 2;
+    }
   }
   return { lowbit: { bits, group, scales, exponent: e }, decoded, squaredError };
 }
@@ -354,11 +387,14 @@ export function quantizeFactors(u: Float32Array, v: Float32Array, rows: number, 
 function lowRankProduct(f: QuantizedFactors, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
   const { u, v, rank: r } = f;
+  // Row by row, direction by direction: each value still sums its terms in float32 in the order
+  // of k (as the applier does), and V's rows are read in order.
   for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) {
-      let acc = 0;
-      for (let k = 0; k < r; k++) acc = Math.fround(acc + Math.fround(u[i * r + k] * v[k * cols + j]));
-      out[i * cols + j] = acc;
+    const row = out.subarray(i * cols, (i + 1) * cols);
+    for (let k = 0; k < r; k++) {
+      const a = u[i * r + k];
+      const vk = k * cols;
+      for (let j = 0; j < cols; j++) row[j] += Math.fround(a * v[vk + j]);
     }
   }
   return out;
@@ -372,7 +408,7 @@ const MAX_FACTOR_RANK = 128;
  * widths chosen instead of fixed): its truncated SVD, then each direction's factor vectors at 0
  * to 8 bits, bought greedily where they remove the most squared error per byte (a direction's
  * error at a width measured on its own rank-1 term; directions are orthogonal, so they nearly
- * add). The state is taken as an option each time the bytes grow by a quarter, up to the bytes
+ * add). The state is taken as an option each time the bytes grow by a tenth, up to the bytes
  * of 4-bit codes of every value, each option's error measured exactly on the product the device
  * will add.
  */
