@@ -163,6 +163,18 @@ test('ndiff train --base model.tflite --teacher: from an .npy folder, the update
     assert.equal(r.code, 0, r.text);
     assert.match(r.text, /eval agreement with the teacher [\d.]+% -> [\d.]+%/);
     assert.ok(existsSync(path.join(dir, 'v1-patched.tflite')));
+    // --method auto: every candidate trained on the same examples, the best on validation written.
+    const a = await run('train', '--model-id', 'cnn', '--base', path.join(dir, 'v1.tflite'), '--teacher', path.join(dir, 'v2.tflite'), '--train', path.join(dir, 'train'), '--eval', path.join(dir, 'eval'),
+      '--method', 'auto', '--budget', '40%', '--epochs', '2', '--tune', 'off', '--lr', '0.02', '--backend', 'cpu', '--out', path.join(dir, 'auto.ndiff'), '--metrics-out', path.join(dir, 'auto.json'));
+    assert.equal(a.code, 0, a.text);
+    const am = JSON.parse(readFileSync(path.join(dir, 'auto.json'), 'utf8')) as { method: string; auto: { chosen: string; candidates: { method: string; score?: number; bytes?: number }[] } };
+    assert.deepEqual(am.auto.candidates.map((c) => c.method), ['lowbit', 'sparse', 'lora', 'sparse-lora', 'topk-retrain']);
+    const best = Math.max(...am.auto.candidates.map((c) => c.score ?? -Infinity));
+    assert.equal(am.auto.candidates.find((c) => c.method === am.auto.chosen)?.score, best);
+    assert.equal(am.method, am.auto.chosen);
+    assert.equal(readFileSync(path.join(dir, 'auto.ndiff')).length, am.auto.candidates.find((c) => c.method === am.auto.chosen)?.bytes);
+    assert.match(a.text, new RegExp(`auto: chose ${am.auto.chosen} \\(\\d of 5 candidates had a result\\)`));
+    assert.match(a.text, new RegExp(`, auto: ${am.auto.chosen}, trained in`));
     // An operator the executor does not implement (SQUARED_DIFFERENCE, 99): refused by name, nothing written.
     const odd = buildTflite({ tensors: [{ name: 'x', shape: [1, 2], type: T.FLOAT32 }, { name: 'y', shape: [1, 2], type: T.FLOAT32 }], buffers: [], operators: [{ op: 99, inputs: [0, 0], outputs: [1] }], inputs: [0], outputs: [1] });
     writeFileSync(path.join(dir, 'odd.tflite'), odd);

@@ -4,6 +4,7 @@
  * and the options and result lines the graph-program faces build from them alike. Kept apart so each face imports them from here and
  * none imports another face for them.
  */
+import type { AutoCandidate, AutoResult } from '../../src/train/auto.ts';
 import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { TrainMethod } from '../../src/train/methods.ts';
 import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
@@ -13,7 +14,7 @@ import { parseExpiry } from '../models.ts';
 
 /** What `ndiff train` parses (train.ts defines the options). */
 export interface TrainArgs {
-  /** A method, or `auto`: every candidate trained, the best on validation kept (TF.js layers-models). */
+  /** A method, or `auto`: every candidate trained, the best on validation kept. */
   method: TrainMethod | 'auto';
   base: string;
   train: string;
@@ -67,10 +68,11 @@ export interface OnnxTrainArgs {
  */
 export function programTrainOptions(
   a: TrainArgs & OnnxTrainArgs,
-  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable'] },
+  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable']; progress: (line: string) => void },
 ) {
   return {
-    method: a.method as TrainMethod, // auto is refused before (runTrain)
+    method: a.method,
+    onCandidate: (c: AutoCandidate) => p.progress(autoCandidateLine(c)),
     budgetBytes: p.budgetBytes,
     epochs: a.epochs,
     ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
@@ -89,6 +91,32 @@ export function programTrainOptions(
     ...(a.outputKind ? { outputKind: a.outputKind } : {}),
     header: { modelId: p.modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
   };
+}
+
+/** What a training sets out to do, for its first progress line: `a sparse diff within 1.2 KB`. */
+export function trainingWhat(method: TrainMethod | 'auto', budget: string): string {
+  if (method === 'full') return 'a full fine-tune';
+  return method === 'auto' ? `the best on validation of lowbit, sparse, lora, sparse-lora and topk-retrain diffs within ${budget} (each trained in turn)` : `a ${method} diff within ${budget}`;
+}
+
+/** One `auto` candidate's outcome as a progress line. */
+export function autoCandidateLine(c: AutoCandidate): string {
+  return `auto: ${c.method}: ${c.refused ? `refused (${c.refused.split(': ')[0]})` : `${c.bytes} bytes, validation ${c.scoreText}`}, ${c.seconds.toFixed(1)} s`;
+}
+
+/** What `auto` chose, as a progress line. */
+export function autoChoiceLine(auto: AutoResult['auto']): string {
+  return `auto: chose ${auto.chosen} (${auto.candidates.filter((c) => !c.refused).length} of ${auto.candidates.length} candidates had a result)`;
+}
+
+/** The method a run wrote (`auto: lowbit` when auto chose it), for its result line. */
+export function writtenMethod(method: TrainMethod | 'auto', auto: AutoResult['auto'] | undefined): string {
+  return auto ? `auto: ${auto.chosen}` : method;
+}
+
+/** A metrics file's method fields: the method written (auto's choice) and, with auto, every candidate. */
+export function methodMetrics(method: TrainMethod | 'auto', auto: AutoResult['auto'] | undefined): { method: TrainMethod; auto?: AutoResult['auto'] } {
+  return auto ? { method: auto.chosen, auto } : { method: method as TrainMethod };
 }
 
 /**

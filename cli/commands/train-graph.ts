@@ -18,7 +18,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
 import { exampleCount, loadFolder, type InputFile } from '../data-folders.ts';
-import { programResultLines, programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { artifactsOf, samePorts, keptTrainable, readFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './train-structural.ts';
 import { TfjsFilesStore } from '../../src/io/tfjs/files-store.ts';
 import type { WeightStore } from '../../src/core/weight-store.ts';
@@ -97,26 +97,27 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const examples = exampleCount(train.data);
-  io.progress(`backend ${backend}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
+  io.progress(`backend ${backend}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
   try {
     const res = await trainTfjsGraphDiff(model, store, train.data, {
-      ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable }),
+      ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m) }),
       ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature, sparseStart: a.sparseStart } : {}),
       source: path.basename(a.base),
       onProgress: (m) => io.progress(m),
       onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(1)} examples/s`),
     });
+    if (res.auto) io.progress(autoChoiceLine(res.auto));
     // A teacher of another structure: the learned payload (from the intermediate) inside a structural payload from the base.
     const built = plan ? await wrapLearnedFolder(plan, baseFiles, res.bytes) : undefined;
     const outBytes = built ? built.bytes : res.bytes;
     await writeFile(a.out, outBytes);
-    io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate})`);
+    io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${writtenMethod(a.method, res.auto)}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate})`);
     if (plan && built) for (const line of structuralLines(plan, built)) io.out(line);
     for (const line of programResultLines(res, !!evalData?.labels)) io.out(line);
     const modelOutFingerprint = !a.modelOut ? undefined : plan && built ? await writeRebuiltFolder(a.base, baseFiles, a.modelOut, outBytes) : await writeUpdatedModel(a.base, a.modelOut, res.bytes);
     if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
     const metrics = {
-      kind: 'ndiff-train-metrics', format: 'tfjs-graph', method: a.method, modelId, sequence: a.sequence, budgetBytes,
+      kind: 'ndiff-train-metrics', format: 'tfjs-graph', ...methodMetrics(a.method, res.auto), modelId, sequence: a.sequence, budgetBytes,
       budgetRequested: a.method === 'full' ? null : a.budget, bytes: outBytes.length, modelBytes: total,
       ...(plan && built ? { structural: structuralMetrics(plan, built) } : {}),
       accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null,

@@ -15,7 +15,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
 import { checkOutputPath, readPayloadFile, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programTrainOptions, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
 
 
@@ -68,10 +68,10 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
-  io.progress(`backend ${backend}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${exampleCount(train.data)} training examples${replay ? ` and ${exampleCount(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
+  io.progress(`backend ${backend}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${replay ? ` and ${exampleCount(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
   const res = await trainOnnxDiff(trainBytes, train.data, {
-    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable }),
+    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m) }),
     ...(replay ? { replay } : {}),
     ...(competitors.length ? { alsoConsider: competitors } : {}),
     ...(teacher ? { teacher, teacherProgram: { source: path.basename(a.teacher as string), external: teacherModel?.external }, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
@@ -81,11 +81,12 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(0)} examples/s`),
   });
   tf.disposeVariables();
+  if (res.auto) io.progress(autoChoiceLine(res.auto));
   const wrapped = plan ? await wrapLearned(plan, bytes, teacher as Uint8Array, res.bytes) : undefined;
   const outBytes = wrapped ? wrapped.built.bytes : res.bytes;
   await writeFile(a.out, outBytes);
   const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
-  io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
+  io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${writtenMethod(a.method, res.auto)}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
   if (plan && wrapped) for (const line of structuralLines(plan, wrapped.built)) io.out(line);
   if (res.selection) {
     const score = (c: { score?: number; valAccuracy: number }) => (c.score !== undefined ? (res.teacher?.metric === 'mae' ? `mean |Δ| ${(-c.score).toPrecision(4)}` : `${pct(c.score)} agreement`) : pct(c.valAccuracy));
@@ -105,7 +106,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     io.out(`wrote the updated model to ${a.modelOut}`);
   }
   const metrics = {
-    kind: 'ndiff-train-metrics', format: 'onnx', method: a.method, modelId, sequence: a.sequence, budgetBytes,
+    kind: 'ndiff-train-metrics', format: 'onnx', ...methodMetrics(a.method, res.auto), modelId, sequence: a.sequence, budgetBytes,
     // The budget as asked (`1%`), so a report labels it so rather than as the bytes' 0.9996%.
     budgetRequested: a.method === 'full' ? null : a.budget, bytes: outBytes.length, modelBytes: total,
     ...(plan && wrapped ? { structural: structuralMetrics(plan, wrapped.built) } : {}),

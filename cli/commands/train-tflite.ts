@@ -13,7 +13,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from '../data-folders.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { programResultLines, programTrainOptions, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
 
 /** `ndiff train` on a LiteRT base. */
@@ -46,20 +46,21 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   const total = store.storedWeightBytes();
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
-  io.progress(`backend ${backend}; base ${a.base} (LiteRT): ${store.weights().length} weights, ${formatBytes(total)} as stored; ${a.method === 'full' ? 'a full fine-tune' : `a ${a.method} diff within ${formatBytes(budgetBytes)}`}; ${exampleCount(train.data)} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher}` : ''}`);
+  io.progress(`backend ${backend}; base ${a.base} (LiteRT): ${store.weights().length} weights, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
   const res = await trainTfliteDiff(trainBytes, train.data, {
-    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable }),
+    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m) }),
     ...(teacher ? { teacher, teacherSource: path.basename(a.teacher as string), teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     source: path.basename(a.base),
     onProgress: (m) => io.progress(m),
     onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(1)} examples/s`),
   });
   tf.disposeVariables();
+  if (res.auto) io.progress(autoChoiceLine(res.auto));
   const wrapped = plan ? await wrapLearned(plan, bytes, teacher as Uint8Array, res.bytes) : undefined;
   const outBytes = wrapped ? wrapped.built.bytes : res.bytes;
   await writeFile(a.out, outBytes);
-  io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${a.method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
+  io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${writtenMethod(a.method, res.auto)}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
   if (plan && wrapped) for (const line of structuralLines(plan, wrapped.built)) io.out(line);
   for (const line of programResultLines(res, !!evalData?.labels)) io.out(line);
   // A structural payload's model is rebuilt as a device would; the fingerprint is the payload's target either way.
@@ -67,7 +68,7 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   const modelOutFingerprint = !a.modelOut ? undefined : wrapped ? wrapped.built.header.targetFingerprint : await writeUpdatedModel(a.base, a.modelOut, res.bytes);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
   const metrics = {
-    kind: 'ndiff-train-metrics', format: 'tflite', method: a.method, modelId, sequence: a.sequence, budgetBytes,
+    kind: 'ndiff-train-metrics', format: 'tflite', ...methodMetrics(a.method, res.auto), modelId, sequence: a.sequence, budgetBytes,
     budgetRequested: a.method === 'full' ? null : a.budget, bytes: outBytes.length, modelBytes: total,
     ...(plan && wrapped ? { structural: structuralMetrics(plan, wrapped.built) } : {}),
     ...(teacher ? { teacherModelBytes: teacher.length } : {}),

@@ -18,7 +18,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
 import type { TrainableSpec } from '../../src/train/select.ts';
-import type { OnnxTrainArgs, TrainArgs } from './train-args.ts';
+import { autoCandidateLine, autoChoiceLine, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import type { StructuralFolderTeacher } from './train-structural.ts';
 
 
@@ -29,7 +29,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('method', {
       choices: [...TRAIN_METHODS, 'auto'] as const,
       default: 'sparse' as TrainMethod | 'auto',
-      describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); sparse-lora: a low-rank and a sparse part trained jointly (LoRA warm-up, the sparse mask from accumulated squared gradients, both from a restart; composite patches, payload format v5: devices need an applier of this release); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); lowbit: every change of the teacher (or of a full fine-tune) at 1 to 8 bits or as low-rank factors with a width per singular direction, as `ndiff diff --method lowbit` makes it, then trained toward the teacher or the labels twice from it: its scales (of codes and of factor vectors) with the codes kept (BitDelta\'s distillation), and its codes too, straight through their rounding; the closer on validation is written (format v6 when codes are used; the post-hoc payload competes on validation); topk|drop|lowrank: compress a full fine-tune after the fact; auto (TF.js layers-models): lowbit, sparse, lora, sparse-lora and topk-retrain each trained at the budget (each tuned as --tune says: about five times one method), the best on validation written, every candidate\'s score, bytes and time reported',
+      describe: 'sparse: learned sparse-mask diff; hash: learned hashed-bucket diff; lora: trained low-rank adapters (U·V per weight matrix); sparse-lora: a low-rank and a sparse part trained jointly (LoRA warm-up, the sparse mask from accumulated squared gradients, both from a restart; composite patches, payload format v5: devices need an applier of this release); full: fine-tune every trainable weight (dense payload, the accuracy ceiling); topk-retrain: mask from a full fine-tune, retrained from the base (LT-SFT); lowbit: every change of the teacher (or of a full fine-tune) at 1 to 8 bits or as low-rank factors with a width per singular direction, as `ndiff diff --method lowbit` makes it, then trained toward the teacher or the labels twice from it: its scales (of codes and of factor vectors) with the codes kept (BitDelta\'s distillation), and its codes too, straight through their rounding; the closer on validation is written (format v6 when codes are used; the post-hoc payload competes on validation); topk|drop|lowrank: compress a full fine-tune after the fact; auto: lowbit, sparse, lora, sparse-lora and topk-retrain each trained at the budget (each tuned as --tune says: about five times one method), the best on validation written, every candidate\'s score, bytes and time reported',
     })
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: a TF.js layers-model folder (model.json + shards); a TF.js graph-model folder or model JSON file (data folders then hold one <input>.npy per model input, or x.npy for one input; see docs/tfjs-graph-training.md); an ONNX model (.onnx: one <input>.npy per model input, see docs/onnx-training.md); or a LiteRT model (.tflite: one <input>.npy per model input, or x.npy for one; see docs/guides/litert.md)' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy pair or a folder holding them (y as class indices or one-hot); with --teacher, y.npy may be absent (unlabeled inputs)' })
@@ -131,9 +131,6 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
   // Every kind of base trains with tfjs: without it, say what to install before anything else.
   await importWithTrainerPeers(() => import('@tensorflow/tfjs'), '`ndiff train`');
-  if (a.method === 'auto' && (/\.(onnx|tflite)$/i.test(a.base) || (await (await import('./train-graph.ts')).tfjsModelFormat(a.base, '--base')) === 'graph-model')) {
-    throw new UsageError('--method auto trains TF.js layers-models only for now: choose a --method for ONNX and LiteRT files and graph models');
-  }
   if (/\.tflite$/i.test(a.base)) return (await import('./train-tflite.ts')).runTrainTflite(a as TrainArgs & OnnxTrainArgs, io);
   if (/\.onnx$/i.test(a.base)) return (await import('./train-onnx.ts')).runTrainOnnx(a as TrainArgs & OnnxTrainArgs, io);
   const { tfjsModelFormat, modelPathIO } = await import('./train-graph.ts');
@@ -270,10 +267,10 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       },
     };
     const res = a.method === 'auto'
-      ? await trainAuto(model, train, options, (c) => io.progress(`auto: ${c.method}: ${c.refused ? `refused (${c.refused.split(': ')[0]})` : `${c.bytes} bytes, validation ${c.scoreText}`}, ${c.seconds.toFixed(1)} s`))
+      ? await trainAuto(model, train, options, (c) => io.progress(autoCandidateLine(c)))
       : await trainDiff(model, train, { ...options, method: a.method });
     const auto = 'auto' in res ? (res as AutoResult).auto : undefined;
-    if (auto) io.progress(`auto: chose ${auto.chosen} (${auto.candidates.filter((c) => !c.refused).length} of ${auto.candidates.length} candidates had a result)`);
+    if (auto) io.progress(autoChoiceLine(auto));
     const method = auto ? auto.chosen : a.method;
     // A teacher of another structure: the learned payload (from the intermediate) inside a structural payload from the base.
     const built = plan && structural ? await structural.wrapLearnedFolder(plan, baseFiles, res.bytes) : undefined;

@@ -12,6 +12,9 @@
  * and the base learns them (KL of the two class distributions softened by a temperature, or the
  * squared error of raw outputs). Agreement with the teacher is then what validation measures and
  * what the refusal of a worse result judges.
+ *
+ * `method: 'auto'` trains every candidate (trainAuto: lowbit, sparse, lora, sparse-lora,
+ * topk-retrain) on the same examples and returns the best on validation, as for layers models.
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
@@ -19,6 +22,8 @@ import { seededRandom } from '../../core/random.ts';
 import type { WeightStore } from '../../core/weight-store.ts';
 import type { InputData, LabelledData } from '../data.ts';
 import { permutation } from '../data.ts';
+import { trainAuto, type AutoCandidate, type AutoResult } from '../auto.ts';
+import type { TrainMethod } from '../methods.ts';
 import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
 import type { TrainableProgram } from './program.ts';
 import { joinDatasets, type ProgramDataset } from './datasets.ts';
@@ -27,7 +32,11 @@ import { ProgramTrainingModel, type ProgramInputValues, type ProgramOutputKind, 
 export type { ProgramDataset } from './datasets.ts';
 
 /** Options of {@link trainProgramDiff}: trainDiff's, with the examples of a graph and how its output reads. */
-export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher'> {
+export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher' | 'method'> {
+  /** A method, or `auto`: every candidate trained, the best on validation returned (its `auto` says which and how each did). */
+  method: TrainMethod | 'auto';
+  /** With `auto`: called as each candidate finishes (its score, bytes and time, or why it has no result). */
+  onCandidate?: (c: AutoCandidate) => void;
   /** Inputs fed the same to every example (Silero's `sr`). */
   shared?: Record<string, ProgramInputValues>;
   /** Validation examples, or the fraction held out of the training data (default 0.1; whole sequences for stateful models). */
@@ -75,6 +84,8 @@ export interface TrainProgramResult extends TrainDiffResult {
   unreachable: string[];
   /** Scalar (rank-0) constants of the graph (not trained). */
   scalars: string[];
+  /** With `method: 'auto'`: the method chosen and every candidate's outcome. */
+  auto?: AutoResult['auto'];
 }
 
 /**
@@ -163,8 +174,8 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
     const evalOutputsBefore = evalRange ? base.rawOutputs(...evalRange) : undefined;
     if (base.unreachable.length) options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are`);
     if (base.scalars.length) options.onProgress?.(`${base.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
-    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, replay: _r, ...rest } = options;
-    const result = await trainDiff(base.asLayersModel(), trainData, {
+    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, replay: _r, method, onCandidate, ...rest } = options;
+    const trainOptions = {
       ...rest,
       base: store,
       ...(teacher ? { teacher: teacher.asLayersModel() } : {}),
@@ -173,7 +184,8 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
       // The program lives in this thread's memory (examples, sequence state): a worker thread
       // cannot rebuild it from a topology, so it trains on one thread whatever the thread count.
       threads: 1,
-    });
+    };
+    const result: TrainDiffResult & { auto?: AutoResult['auto'] } = method === 'auto' ? await trainAuto(base.asLayersModel(), trainData, trainOptions, onCandidate) : await trainDiff(base.asLayersModel(), trainData, { ...trainOptions, method });
     const evalOutputs = evalRange ? base.rawOutputs(...evalRange) : undefined;
     const teacherEvalOutputs = evalRange && teacher ? teacher.rawOutputs(...evalRange) : undefined;
     return {
