@@ -7,7 +7,7 @@
  *   npm run bench:kws -- --quick              a few words, one update, small budgets (~2 min)
  *   node --import tsx examples/keyword-spotting/bench.ts [--quick] [--data DIR] [--work DIR]
  *        [--out FILE] [--jobs N] [--threads N] [--epochs N] [--base-epochs N] [--updates N] [--tune quick|thorough|off]
- *        [--methods sparse,hash --budgets 0.5,1]   (every listed method at every listed budget)
+ *        [--methods sparse,hash --budgets 0.5,1]   (every listed method at every listed budget; --methods none: the full chain alone)
  *        [--seed-offset N]   (shift every training seed: how far a figure moves with the seed alone)
  *        [--val rows|voices|accents] (validation: 10% of the training rows, default; or whole held-out voices / accents)
  *        [--compete on|off]  (on, default: a method's larger budgets also consider its smaller budgets' payloads)
@@ -16,7 +16,8 @@
  *        [--train-options JSON] (trainDiff options for every chain but full fine-tuning, e.g. '{"distill":0.5}')
  *        [--full-train-options JSON] (the same for the full fine-tuning chain, the reference)
  *        [--distill-on right|replay] (right, default: distillation keeps every training row the device gets right; replay: the replayed rows only)
- *        [--teacher-methods sparse,hash --teacher-budgets 1] (teacher chains, below; --teacher-methods none: no teacher chains)
+ *        [--teacher-methods sparse,hash --teacher-budgets 1] (teacher chains, below; --teacher-methods none: no teacher chains;
+ *         a method may name its own budgets: --teacher-methods lowbit:1/5/10,auto:5)
  *        [--teacher-options JSON] (trainDiff options for the teacher chains, default '{"temperature":1,"sparseStart":"teacher"}')
  *
  * The default plan: sparse and hash at 0.5, 1, 2, 5 and 10% of the model; lora and topk-retrain
@@ -31,7 +32,11 @@
  * update's training inputs without their labels; rows carry `teacher: true` and `agreement`, the
  * share of held-out predictions equal to the teacher's. Defaults: sparse, hash and topk-retrain
  * at 0.5, 1 and 10%, and post-hoc top-k of the teacher (what `ndiff diff` ships) at the same
- * budgets. They run in the full chain's job, after it, so the teacher is at hand. A learned method whose result validates below
+ * budgets. `lowbit` (issue #46: every change of the teacher at 1-8 bits, distilled) and `auto`
+ * (every candidate trained, the best on validation shipped, as `ndiff train --method auto`) run
+ * when asked (`--teacher-methods lowbit:1/5/10,auto:5`); beside each lowbit row the Delta-CoMe and
+ * BitDelta baselines are measured post hoc from the same weights (the row's `anchors`).
+ * They run in the full chain's job, after it, so the teacher is at hand. A learned method whose result validates below
  * the model the device holds ships nothing, as `ndiff train` refuses it (the row says
  * `refused`); the post-hoc baselines stand for other tools and ship whatever they give.
  *
@@ -59,6 +64,10 @@ import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts'
 import { silenceTfjsNodeBanner } from '../../src/train/quiet.ts';
 import { trainDiff, type CompetingResult, type TrainMethod, type TuneMode } from '../../src/train/train-diff.ts';
 import { NoImprovementError } from '../../src/core/errors.ts';
+import { getHasher } from '../../src/core/hasher.ts';
+import { deltaCome, payloadFraming, storeDeltas } from '../../src/diff/delta-come.ts';
+import { lowbitDiff } from '../../src/diff/lowbit.ts';
+import { trainAuto, type AutoResult } from '../../src/train/auto.ts';
 import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
 import type { KwsManifest } from './data.ts';
 import { keywordModel } from './model.ts';
@@ -107,16 +116,25 @@ const DEFAULT_PLAN: [TrainMethod, number[]][] = quick
   ? [['sparse', [0.5, 1]], ['hash', [0.5, 1]], ['lora', [1]], ['sparse-lora', [1]], ['topk-retrain', [1]], ['topk', [0.5, 1]], ['drop', [0.5, 1]], ['lowrank', [0.5, 1]]]
   : [['sparse', [0.5, 1, 2, 5, 10]], ['hash', [0.5, 1, 2, 5, 10]], ['lora', [1, 10]], ['sparse-lora', [0.5, 1, 10]], ['topk-retrain', [1, 10]], ['topk', [0.5, 1]], ['lowrank', [1]], ['drop', [1]]];
 const plan: [TrainMethod, number[]][] = args.methods || args.budgets
-  ? (args.methods ?? DEFAULT_PLAN.map(([m]) => m).join(',')).split(',').map((m) => [m as TrainMethod, (args.budgets ?? (quick ? '0.5,1' : '0.5,1,2,5,10')).split(',').map(Number)])
+  ? (args.methods ?? DEFAULT_PLAN.map(([m]) => m).join(',')).split(',').filter((m) => m && m !== 'none').map((m) => [m as TrainMethod, (args.budgets ?? (quick ? '0.5,1' : '0.5,1,2,5,10')).split(',').map(Number)])
   : DEFAULT_PLAN;
-/** Teacher chains: method -> budgets (% of the model); `--teacher-methods none` runs none. */
-const TEACHER_METHODS = ['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk'];
-const teacherPlan: [TrainMethod, number[]][] = (() => {
-  const methods = (args['teacher-methods'] ?? (quick ? 'sparse,topk' : 'sparse,hash,topk-retrain,topk')).split(',').filter((m) => m && m !== 'none');
-  const budgets = (args['teacher-budgets'] ?? (quick ? '1' : '0.5,1,10')).split(',').map(Number);
-  for (const m of methods) if (!TEACHER_METHODS.includes(m)) throw new Error(`--teacher-methods: ${JSON.stringify(m)} is not one of ${TEACHER_METHODS.join(', ')} (or none)`);
-  for (const b of budgets) if (!(b > 0 && b <= 100)) throw new Error(`--teacher-budgets: expected percentages of the model in (0, 100], found ${JSON.stringify(args['teacher-budgets'])}`);
-  return methods.map((m) => [m as TrainMethod, budgets]);
+/**
+ * A teacher chain's method: a trainDiff method, or `auto` (trainAuto: every candidate trained at
+ * the budget, the best on validation shipped, as `ndiff train --method auto`).
+ */
+type ChainMethod = TrainMethod | 'auto';
+/** Teacher chains: method -> budgets (% of the model); `--teacher-methods none` runs none; `lowbit:1/5/10` gives a method its own budgets. */
+const TEACHER_METHODS = ['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'lowbit', 'auto'];
+const teacherPlan: [ChainMethod, number[]][] = (() => {
+  const entries = (args['teacher-methods'] ?? (quick ? 'sparse,topk,lowbit' : 'sparse,hash,topk-retrain,topk')).split(',').filter((m) => m && m !== 'none');
+  const shared = args['teacher-budgets'] ?? (quick ? '1' : '0.5,1,10');
+  return entries.map((entry) => {
+    const [m, own] = entry.split(':');
+    if (!TEACHER_METHODS.includes(m)) throw new Error(`--teacher-methods: ${JSON.stringify(m)} is not one of ${TEACHER_METHODS.join(', ')} (or none)`);
+    const budgets = (own ? own.split('/') : shared.split(',')).map(Number);
+    for (const b of budgets) if (!(b > 0 && b <= 100)) throw new Error(`--teacher-${own ? 'methods' : 'budgets'}: expected percentages of the model in (0, 100]${own ? ' after the method (lowbit:1/5/10)' : ''}, found ${JSON.stringify(own ?? shared)}`);
+    return [m as ChainMethod, budgets] as [ChainMethod, number[]];
+  });
 })();
 /** The baselines that stand for other tools: they ship whatever they give. */
 const POST_HOC = new Set<TrainMethod>(['topk', 'drop', 'lowrank']);
@@ -216,7 +234,7 @@ const COMPETING = new Set<TrainMethod>(['sparse', 'hash', 'lora', 'sparse-lora',
 const log = (l: string) => console.log(l);
 
 interface Chain {
-  method: TrainMethod;
+  method: ChainMethod;
   budgetPct: number | null;
   /** A teacher chain: trained toward the full chain's model of each update, without labels. */
   teacher?: boolean;
@@ -372,6 +390,49 @@ function agreementOf(mine: Int32Array, teacher: Int32Array): number {
   return same / mine.length;
 }
 
+/** One baseline measured beside a lowbit teacher row (see {@link anchorsOf}). */
+interface Anchor {
+  bytes: number;
+  agreement: number;
+  accAll: number;
+}
+
+/**
+ * The baselines of a lowbit teacher row (issue #46), each made post hoc from the weights the
+ * device held to the teacher's (no data, no training) and measured on the same held-out rows:
+ * Delta-CoMe at the bytes the row shipped (its codes framed as a payload frames values);
+ * BitDelta's code (1 bit a changed value, a scale per tensor: its size is what it is) and post-hoc
+ * lowbit at BitDelta's bytes; post-hoc lowbit at the row's budget (what `ndiff diff --method
+ * lowbit` ships without data). They never ship: the chain goes on from the row's own payload.
+ */
+async function anchorsOf(model: tf.LayersModel, held: MemoryWeightStore, teacher: MemoryWeightStore, o: { shipped: number; budgetBytes: number; total: number; sequence: number; evalAll: LabelledData; teacherPredictions: Int32Array; tensorNames: ReadonlySet<string> }): Promise<Record<'deltaCome' | 'bitDelta' | 'lowbitAtBitDelta' | 'lowbitPostHoc', Anchor>> {
+  const hasher = await getHasher();
+  const measure = (bytes: number, values: (n: string) => Float32Array | undefined): Anchor => {
+    setModelWeights(model, (n) => values(n) ?? (o.tensorNames.has(n) ? held.values(n) : undefined));
+    const e = evaluate(model, o.evalAll);
+    return { bytes, agreement: agreementOf(e.predictions, o.teacherPredictions), accAll: e.accuracy };
+  };
+  const applied = async (bytes: Uint8Array): Promise<Anchor> => {
+    const d = held.clone();
+    await applyPayload(d, bytes);
+    return measure(bytes.length, (n) => (o.tensorNames.has(n) ? d.values(n) : undefined));
+  };
+  const header = { modelId: 'kws-en', sequence: o.sequence };
+  const { deltas, shapes } = storeDeltas(held, teacher);
+  const come = deltaCome(deltas, shapes, { budgetBytes: o.shipped, framing: payloadFraming(shapes, { ...header, method: 'lowrank', budgetBytes: o.total }) });
+  const deltaComeAnchor = measure(come.bytes, (n) => {
+    const d = come.deltas.get(n);
+    return d ? Float32Array.from(held.values(n), (x, i) => x + d[i]) : undefined;
+  });
+  const bitdelta = lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: 10 * o.total, widths: [1], layouts: ['tensor'], lowRank: false, outliers: false });
+  return {
+    deltaCome: deltaComeAnchor,
+    bitDelta: await applied(bitdelta.bytes),
+    lowbitAtBitDelta: await applied(lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: bitdelta.bytes.length }).bytes),
+    lowbitPostHoc: await applied(lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: o.budgetBytes }).bytes),
+  };
+}
+
 /** Run chains (worker side): every update, in order, for each chain. */
 async function runChains(chains: Chain[], manifest: KwsManifest, workerId: number): Promise<ResultRow[]> {
   await initBackend('wasm');
@@ -432,29 +493,36 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       const budgetBytes = chain.budgetPct === null ? 0 : Math.floor((total * chain.budgetPct) / 100);
       const seedOf = 100 * u + (chain.budgetPct ?? 0) * 7 + chain.method.length + 1_000_003 * seedOffset;
       let res: Awaited<ReturnType<typeof trainDiff>> | undefined;
+      let auto: AutoResult['auto'] | undefined;
       let refused: string | undefined;
+      const competing = chain.method !== 'auto' && COMPETING.has(chain.method);
       try {
-        res = await trainDiff(model, chain.teacher ? unlabeled(train) : train, {
-          method: chain.method,
+        const data = chain.teacher ? unlabeled(train) : train;
+        const options = {
           budgetBytes,
           epochs,
           threads,
           seed: seedOf,
           base: device,
           tune,
-          allowWorse: POST_HOC.has(chain.method),
+          allowWorse: chain.method !== 'auto' && POST_HOC.has(chain.method),
           ...(validation ? { validation: chain.teacher ? unlabeled(validation) : validation } : {}),
-          ...(compete === 'on' && COMPETING.has(chain.method) ? { alsoConsider: shipped.get(competeKey) ?? [] } : {}),
+          ...(compete === 'on' && competing ? { alsoConsider: shipped.get(competeKey) ?? [] } : {}),
           header: { modelId: 'kws-en', sequence: u },
           ...(chain.method === 'full' ? fullTrainOptions : chain.teacher ? { ...teacherOptions, teacher: teacherModel } : trainOptions),
-        });
+        };
+        if (chain.method === 'auto') {
+          const r = await trainAuto(model, data, options, (c) => log(`[job ${workerId}] update ${u} ${chainLabel(chain)}: ${c.method}: ${c.refused ? `refused (${c.refused.split(': ')[0]})` : `${c.bytes} bytes, validation ${c.scoreText}`}, ${c.seconds.toFixed(0)} s`));
+          res = r;
+          auto = r.auto;
+        } else res = await trainDiff(model, data, { ...options, method: chain.method });
       } catch (e) {
         if (!(e instanceof NoImprovementError)) throw e;
         // What ndiff train does: nothing ships, the device keeps the model it holds.
         refused = e.message;
         setModelWeights(model, (n) => (tensorNames.has(n) ? device.values(n) : undefined));
       }
-      if (res && COMPETING.has(chain.method)) shipped.set(competeKey, [...(shipped.get(competeKey) ?? []), { ...res, label: chainLabel(chain) }]);
+      if (res && competing) shipped.set(competeKey, [...(shipped.get(competeKey) ?? []), { ...res, label: chainLabel(chain) }]);
       // What this budget alone would have given, when a smaller budget's payload won.
       let own: { from: string; accAll: number; bytes: number } | undefined;
       if (res?.selection?.own) {
@@ -465,6 +533,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       }
       // The device applies the payload in place (verifies base and target fingerprints).
       const held = chain.method === 'full' ? device.clone() : null;
+      const heldForAnchors = chain.method === 'lowbit' && chain.teacher && res ? device.clone() : null;
       if (res) await applyPayload(device, res.bytes);
       const accAll = evaluate(model, evalAll).accuracy;
       const accOld = evaluate(model, evalOld).accuracy;
@@ -481,9 +550,16 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         ...(res ? { payloadBytes: res.bytes.length, learningRate: res.tuning.learningRate, tuningCost: Number(res.tuning.cost.toFixed(3)), valAccuracy: res.validation?.accuracy ?? null, baseValAccuracy: res.validation?.baseAccuracy ?? null } : {}),
         ...(refused ? { refused: true, refusal: refused } : {}),
         ...(own ? { shippedFrom: own.from, ownAccAll: own.accAll, ownBytes: own.bytes } : {}),
+        ...(auto ? { chosen: auto.chosen, candidates: auto.candidates.map((c) => ({ method: c.method, bytes: c.bytes ?? null, score: c.score ?? null, seconds: Number(c.seconds.toFixed(1)), ...(c.refused ? { refused: c.refused } : {}) })) } : {}),
       };
+      if (heldForAnchors && res) {
+        const teacherWeights = devices.get(fullChain as Chain) as MemoryWeightStore;
+        row.anchors = await anchorsOf(model, heldForAnchors, teacherWeights, { shipped: res.bytes.length, budgetBytes, total, sequence: u, evalAll, teacherPredictions: teacherPredictions as Int32Array, tensorNames });
+      }
       if (!chain.replica) rows.push(row);
-      log(`[job ${workerId}] update ${u} (${up.id}) ${chainLabel(chain)}${chain.replica ? ' (replica: the teacher of this job, no row)' : ''}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}%${agreement !== undefined ? `, agrees with the teacher on ${(100 * agreement).toFixed(2)}%` : ''} (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${own.from}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}`);
+      const anchors = row.anchors as Awaited<ReturnType<typeof anchorsOf>> | undefined;
+      const anchorText = anchors ? `; post hoc from the same weights: Delta-CoMe ${(100 * anchors.deltaCome.agreement).toFixed(2)}% at ${anchors.deltaCome.bytes} bytes, lowbit ${(100 * anchors.lowbitPostHoc.agreement).toFixed(2)}% at ${anchors.lowbitPostHoc.bytes}, BitDelta ${(100 * anchors.bitDelta.agreement).toFixed(2)}% at ${anchors.bitDelta.bytes} (lowbit there ${(100 * anchors.lowbitAtBitDelta.agreement).toFixed(2)}%)` : '';
+      log(`[job ${workerId}] update ${u} (${up.id}) ${chainLabel(chain)}${chain.replica ? ' (replica: the teacher of this job, no row)' : ''}: ${refused ? 'REFUSED (nothing shipped), ' : ''}${row.bytes} bytes, acc all ${(100 * accAll).toFixed(2)}% old ${(100 * accOld).toFixed(2)}% new ${(100 * accNew).toFixed(2)}%${agreement !== undefined ? `, agrees with the teacher on ${(100 * agreement).toFixed(2)}%` : ''} (${row.trainSeconds ?? '-'} s${res ? `, lr ${res.tuning.learningRate}, ${res.tuning.cost.toFixed(2)}x` : ''})${own ? `; ships ${own.from}'s payload (its own ${own.bytes} bytes would give ${(100 * own.accAll).toFixed(2)}%)` : ''}${auto ? `; auto chose ${auto.chosen}` : ''}${anchorText}`);
       if (held && res && !chain.replica) {
         const zBytes = zstdPatchBytes(flatten(held), flatten(device), join(workDir, `zstd-${workerId}`));
         rows.push({ ...row, method: 'zstd', bytes: zBytes, trainSeconds: row.trainSeconds });
@@ -539,6 +615,9 @@ function allChains(): Chain[] {
  * post-hoc top-k of a teacher trains nothing; the others train once.
  */
 function chainCost(c: Chain): number {
+  // auto trains lowbit, sparse, lora, sparse-lora and topk-retrain; lowbit measures its post-hoc variants, then trains twice.
+  if (c.method === 'auto') return 7;
+  if (c.method === 'lowbit') return 2;
   if (c.teacher) return c.method === 'topk' ? 0.1 : c.method === 'sparse-lora' ? 2 : 1;
   return c.method === 'topk-retrain' || c.method === 'sparse-lora' ? 2 : 1;
 }
@@ -555,7 +634,9 @@ function shard(chains: Chain[], jobs: number): Chain[][] {
   const groupOf = new Map<string, Chain[]>();
   for (const c of chains) {
     const key = `${c.method}${c.teacher ? ':teacher' : ''}`;
-    if (compete === 'on' && (COMPETING.has(c.method) || c.teacher)) {
+    // Budgets that compete (and teacher chains of one method, sharing a replica) run as one unit;
+    // lowbit and auto run their budgets apart (no competition between them, and long).
+    if (compete === 'on' && (COMPETING.has(c.method as TrainMethod) || (c.teacher && c.method !== 'lowbit' && c.method !== 'auto'))) {
       const g = groupOf.get(key);
       if (g) {
         g.push(c);
@@ -637,7 +718,7 @@ for (const r of rows) {
   const full = rows.find((f) => f.update === r.update && f.method === 'full');
   r.driftFromFull = full ? Number((full.accAll - r.accAll).toFixed(6)) : 0;
 }
-const order = ['full', 'zstd', 'sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank'];
+const order = ['full', 'zstd', 'sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'lowbit', 'auto', 'topk', 'drop', 'lowrank'];
 rows.sort((a, b) => a.update - b.update || Number(!!a.teacher) - Number(!!b.teacher) || order.indexOf(a.method) - order.indexOf(b.method) || (a.budgetPct ?? 0) - (b.budgetPct ?? 0));
 mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(outFile, JSON.stringify(rows, null, 1) + '\n');

@@ -152,5 +152,54 @@ function teacherTargets(all: ResultRow[]): TargetCheck[] {
   checks.push(margins.length
     ? { target: 'teacher diffs at least 15 points of agreement above post-hoc top-k of the same teacher at equal bytes (1% and 5%)', met: min >= 0.15, detail: `teacher diff minus top-k of the teacher, per update: ${margins.join('; ')} points` }
     : { target: 'teacher diffs 15 points of agreement above post-hoc top-k of the teacher at 1% and 5%', met: null, detail: 'no teacher rows of both kinds with agreement at 1% or 5%' });
+  return [...checks, ...lowbitTargets(all, ups)];
+}
+
+/** A baseline measured beside a lowbit teacher row (bench.ts anchorsOf). */
+interface Anchor {
+  bytes: number;
+  agreement: number;
+}
+
+/**
+ * Targets of issue #46 on the lowbit and auto teacher chains, checked only where such rows exist:
+ * at 5% >= 98% agreement and within 0.5 point of the teacher's accuracy, at 1% >= 95% agreement,
+ * on every update; and lowbit at or above the Delta-CoMe and BitDelta baselines measured beside
+ * each of its rows at the same bytes.
+ */
+function lowbitTargets(all: ResultRow[], ups: number[]): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  for (const m of ['lowbit', 'auto'] as const) {
+    if (!all.some((r) => r.teacher && r.method === m)) continue;
+    for (const [b, least, within] of [[5, 0.98, 0.5], [1, 0.95, null]] as const) {
+      const per = ups.map((u) => ({ r: find(all, u, m, b, true), f: find(all, u, 'full', null) }));
+      const label = `teacher ${m} at ${b}%: agrees with the teacher on >= ${pts(least)}% of held-out predictions${within === null ? '' : ` and within ${within} point of its accuracy`} on every update`;
+      if (!per.every((p) => p.r && p.f && typeof p.r.agreement === 'number')) {
+        checks.push({ target: label, met: null, detail: `no teacher ${m} row at ${b}% with its agreement on every update, or no full rows` });
+        continue;
+      }
+      const agree = per.map((p) => p.r!.agreement as number);
+      const gaps = per.map((p) => p.r!.accAll - p.f!.accAll);
+      const chose = m === 'auto' ? ` (chose ${per.map((p) => p.r!.chosen ?? 'nothing').join(', ')})` : '';
+      checks.push({
+        target: label,
+        met: Math.min(...agree) >= least && (within === null || gaps.every((g) => withinPoints(-g, within))),
+        detail: `agreement per update: ${agree.map((a) => `${pts(a)}%`).join(', ')}${within === null ? '' : `; minus the teacher: ${gaps.map(signed).join(', ')} points`}${chose}`,
+      });
+    }
+  }
+  const anchored = all.filter((r) => r.teacher && r.method === 'lowbit' && r.anchors && !r.refused);
+  if (anchored.length) {
+    const come: string[] = [];
+    const bit: string[] = [];
+    let met = true;
+    for (const r of anchored) {
+      const a = r.anchors as Record<'deltaCome' | 'bitDelta' | 'lowbitAtBitDelta', Anchor>;
+      met &&= (r.agreement as number) >= a.deltaCome.agreement && a.lowbitAtBitDelta.agreement >= a.bitDelta.agreement;
+      come.push(`u${r.update} ${r.budgetPct}%: ${pts(r.agreement as number)} vs ${pts(a.deltaCome.agreement)}`);
+      if (r.budgetPct === anchored[0].budgetPct) bit.push(`u${r.update}: ${pts(a.lowbitAtBitDelta.agreement)} vs ${pts(a.bitDelta.agreement)} at ${a.bitDelta.bytes} B`);
+    }
+    checks.push({ target: 'teacher lowbit at or above Delta-CoMe at the same bytes, and post-hoc lowbit at or above BitDelta at its bytes, on every update and budget (agreement)', met, detail: `lowbit vs Delta-CoMe: ${come.join(', ')}; post-hoc lowbit vs BitDelta: ${bit.join(', ')}` });
+  }
   return checks;
 }
