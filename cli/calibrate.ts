@@ -1,7 +1,7 @@
 /**
  * `--calibrate INPUTS` of `ndiff diff`: the payload chosen among candidates by how close each
  * takes the base to the target on inputs from where the model runs (no labels needed), for TF.js
- * layers-models and `.onnx` files. The candidates are built by the caller; this loads both models
+ * layers-models, `.onnx` and `.tflite` files. The candidates are built by the caller; this loads both models
  * and the inputs, measures, and reports.
  */
 import type { WeightStore } from '../src/core/weight-store.ts';
@@ -13,6 +13,7 @@ import type { CliIO } from './common.ts';
 import path from 'node:path';
 import type { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { loadLayersPair, loadOnnxEval, type PayloadEvalSpec } from './payload-eval.ts';
+import { loadFolder, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
 
 /** Examples of --calibrate used at most (the first ones): each candidate runs the model on all of them. */
 export const MAX_CALIBRATION_EXAMPLES = 4096;
@@ -124,6 +125,52 @@ export async function chooseCalibratedOnnx<R extends BuiltPayload>(
   });
   try {
     io.progress(`calibrating on ${session.examples} examples from ${spec.calibrate}${e.state.length ? ', each sequence from a zero state with the state carried' : ''}: each candidate payload measured by how close base + payload comes to --target's outputs (ONNX executor)`);
+    if (session.reached) io.progress(`  the inputs reach ${session.reached.size} of the model's weights: lowbit is also tried on those alone`);
+    return choose(chooseOnCalibration, candidates(session.reached), session.measure, { inputs: spec.calibrate, examples: session.examples }, io);
+  } finally {
+    session.dispose();
+  }
+}
+
+/**
+ * `--calibrate` for two `.tflite` files: the folder as `--eval` takes it (one .npy per model input,
+ * or x.npy for one), both files run by the trainer's LiteRT executor; the candidate closest to the
+ * target on it is kept. `baseStore` is the base's weight store the candidates are made for;
+ * `candidates` gets the weights the inputs reach (when the graph can say).
+ */
+export async function chooseCalibratedTflite<R extends BuiltPayload>(
+  spec: PayloadEvalSpec & { calibrate: string },
+  baseStore: WeightStore,
+  candidates: (reached?: ReadonlySet<string>) => CalibrationCandidate<R>[],
+  io: CliIO,
+): Promise<{ chosen: R; report: CalibrationReport }> {
+  const base = await readTfliteModel(spec.base, '--base');
+  const target = await readTfliteModel(spec.target, '--target');
+  const { data, shared } = loadFolder(spec.calibrate, tfliteInputFiles(base, spec.base), '--calibrate', false);
+  const { initBackend, programCalibration, chooseOnCalibration, TfliteProgram, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    ...(await import('../src/train/backend.ts')),
+    ...(await import('../src/train/program/payload-closeness.ts')),
+    ...(await import('../src/train/calibrate.ts')),
+    ...(await import('../src/train/tflite/program.ts')),
+    ...(await import('../src/train/quiet.ts')),
+  }), '`ndiff diff --calibrate`');
+  silenceTfjsNodeBanner();
+  await initBackend('wasm');
+  const program = new TfliteProgram(base, { source: path.basename(spec.base) });
+  let targetProgram: InstanceType<typeof TfliteProgram>;
+  try {
+    targetProgram = new TfliteProgram(target, { source: path.basename(spec.target), trainable: () => false });
+  } catch (e) {
+    program.dispose();
+    throw e;
+  }
+  const session = programCalibration(program, targetProgram, baseStore, data, {
+    shared,
+    ...(spec.output ? { output: spec.output } : {}),
+    ...(spec.outputKind ? { outputKind: spec.outputKind } : {}),
+  });
+  try {
+    io.progress(`calibrating on ${session.examples} examples from ${spec.calibrate}: each candidate payload measured by how close base + payload comes to --target's outputs (LiteRT executor)`);
     if (session.reached) io.progress(`  the inputs reach ${session.reached.size} of the model's weights: lowbit is also tried on those alone`);
     return choose(chooseOnCalibration, candidates(session.reached), session.measure, { inputs: spec.calibrate, examples: session.examples }, io);
   } finally {

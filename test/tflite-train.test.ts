@@ -273,6 +273,19 @@ test('ndiff diff --eval on .tflite files: base + payload measured against the ta
     assert.equal(ev.patched.meanAbsDiff, 0);
     assert.ok(ev.base.agreement < 1, `the unpatched base differs from v2 somewhere (${ev.base.agreement})`);
     assert.match(lines.join('\n'), /on 40 --eval inputs, closeness to --target: unpatched base top-1 agreement [\d.]+%.*base \+ payload top-1 agreement 100.00%/);
+    // --calibrate: lowbit's variants and top-k (--method auto) measured on the inputs by the
+    // LiteRT executor, the closest to v2 written; --eval measures what was written.
+    json = undefined;
+    const progress: string[] = [];
+    const calibrated = await main(['diff', '--model-id', 'cnn', '--base', path.join(dir, 'v1.tflite'), '--target', path.join(dir, 'v2.tflite'), '--budget', '30%', '--method', 'auto', '--calibrate', path.join(dir, 'eval'), '--eval', path.join(dir, 'eval'), '--out', path.join(dir, 'c.ndiff')], { ...io, progress: (l: string) => progress.push(l), result: (d: unknown) => (json = d as Record<string, unknown>) });
+    assert.equal(calibrated, 0, lines.join('\n'));
+    const cal = (json as Record<string, unknown> | undefined)?.calibration as { examples: number; chosen: string; candidates: { name: string; loss: number; bytes: number }[] };
+    assert.equal(cal.examples, 40);
+    assert.ok(cal.candidates.some((c) => c.name === 'top-k') && cal.candidates.some((c) => c.name.startsWith('lowbit')));
+    const best = Math.min(...cal.candidates.map((c) => c.loss));
+    assert.equal(cal.candidates.find((c) => c.name === cal.chosen)?.loss, best);
+    assert.equal(readFileSync(path.join(dir, 'c.ndiff')).length, cal.candidates.find((c) => c.name === cal.chosen)?.bytes);
+    assert.match(progress.join('\n'), /calibrating on 40 examples from .*\(LiteRT executor\)/);
     // --state is ONNX's.
     const refused = await main(['diff', '--model-id', 'cnn', '--base', path.join(dir, 'v1.tflite'), '--target', path.join(dir, 'v2.tflite'), '--budget', 'all', '--eval', path.join(dir, 'eval'), '--state', 'a:b', '--out', path.join(dir, 'q.ndiff')], io);
     assert.equal(refused, 2);

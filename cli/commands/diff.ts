@@ -11,7 +11,7 @@ import { compareInterfaces, describeDifference } from '../../src/diff/interface.
 import { runStructuralDiff, runStructuralFolderDiff } from './diff-structural.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
-import { chooseCalibrated, chooseCalibratedOnnx, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
+import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
 import { closenessLines, loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayText, type OnnxEval, type PayloadEvalSpec } from '../payload-eval.ts';
 import { checkOutputPath, resolveModelId, isOnnxPath, isModelFilePath, isTflitePath, modelKindText, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
@@ -45,7 +45,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('method', { choices: ['topk', 'lowbit', 'auto'] as const, default: 'topk' as const, describe: 'with a byte budget: topk keeps the largest changes (positions and values); lowbit carries every changed tensor, each at 1 to 8 bits with a scale per output channel, row or tensor (its largest changes apart at float16 when that pays), or as low-rank factors with a width per singular direction, chosen to leave the least error within the budget (format v6 when codes are used: the applier on the device must read version 6, and for its low-rank factors and outliers one of this release: see --lowbit-codes-only). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk. auto: both, and every lowbit variant, measured on --calibrate inputs; the closest to --target is written' })
-    .option('calibrate', { type: 'string', describe: `with --method lowbit or auto: inputs from where the model runs, no labels needed, as --eval takes them (TF.js layers-models: x.npy, or a folder holding it, the first ${MAX_CALIBRATION_EXAMPLES}; .onnx files: a folder with one .npy per model input, --state and sequence.npy for stateful models, run by the ONNX executor). Each candidate payload (lowbit with errors relative to each layer or plain, with and without low-rank factors, and for TF.js models weighed by every weight's Fisher information on these inputs; with auto, top-k too) is measured by how close base + payload comes to --target's outputs on them (KL divergence for classifiers, else mean squared difference), and the closest is written; each is reported with its bytes and loss` })
+    .option('calibrate', { type: 'string', describe: `with --method lowbit or auto: inputs from where the model runs, no labels needed, as --eval takes them (TF.js layers-models: x.npy, or a folder holding it, the first ${MAX_CALIBRATION_EXAMPLES}; .onnx files: a folder with one .npy per model input, --state and sequence.npy for stateful models, run by the ONNX executor; .tflite files: the same folder, or x.npy for one input, run by the LiteRT executor). Each candidate payload (lowbit with errors relative to each layer or plain, with and without low-rank factors, and for TF.js models weighed by every weight's Fisher information on these inputs; with auto, top-k too) is measured by how close base + payload comes to --target's outputs on them (KL divergence for classifiers, else mean squared difference), and the closest is written; each is reported with its bytes and loss` })
     .option('lowbit-codes-only', { type: 'boolean', default: false, describe: 'with --method lowbit or auto: carry every tensor as dense codes only, without the low-rank factors (a width per singular direction) and the float16 outliers (the largest changes apart from the codes) lowbit otherwise offers, for devices whose applier predates those (they came later within format v6: such a device refuses the payload before writing anything and falls back to the full model; FORMAT.md §8)' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'with --method topk: the value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
@@ -71,14 +71,13 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
 /** Post-hoc diff: magnitude top-k of (target - base) under the byte budget. */
 export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   if (modelKindText(a.base) !== modelKindText(a.target)) throw new UsageError(`--base ${a.base} is ${modelKindText(a.base)} and --target ${a.target} is ${modelKindText(a.target)}: expected two versions of one model in one format (two TF.js folders, two .onnx files or two .tflite files)`);
-  if (isTflitePath(a.base) && a.calibrate) throw new UsageError('--calibrate chooses among candidates on inputs for TF.js folders and .onnx files, not yet for .tflite files: leave it out (--method lowbit needs no data), and measure the payload with --eval INPUTS');
   if (isTflitePath(a.base) && a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model carries no state between examples here');
   const modelId = await resolveModelId(a.base, a.modelId);
   await checkOutputPath(a.out, '--out');
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
-  if ((!isOnnxPath(a.base) && !(isTflitePath(a.base) && a.eval)) || (!a.eval && !a.calibrate)) {
+  if ((!isOnnxPath(a.base) && !isTflitePath(a.base)) || (!a.eval && !a.calibrate)) {
     const given = [a.state.length ? '--state' : '', a.output ? '--output' : '', a.outputKind ? '--output-kind' : ''].filter(Boolean);
-    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval and --calibrate how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval or --calibrate INPUTS, or leave them out' : isTflitePath(a.base) ? ' (and --eval a .tflite one): add --eval INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
+    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval and --calibrate how to run an .onnx model${isOnnxPath(a.base) ? ': add --eval or --calibrate INPUTS, or leave them out' : isTflitePath(a.base) ? ' (and --eval and --calibrate a .tflite one): add --eval or --calibrate INPUTS, or leave them out' : '; these are TF.js models: leave them out'}`);
   }
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', isModelFilePath(a.base) ? 'file' : 'folder');
   if (a.method === 'auto' && !a.calibrate) throw new UsageError('--method auto measures every candidate on inputs: add --calibrate INPUTS (x.npy of inputs from where the model runs, no labels needed), or choose --method lowbit or topk');
@@ -121,11 +120,11 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const codesOnly = a.lowbitCodesOnly === true;
   const variants = (importance?: () => ReadonlyMap<string, Float32Array>) => lowbitVariants(importance).filter((v) => !codesOnly || v.options().lowRank === false).map((v) => (codesOnly ? { ...v, options: () => ({ ...v.options(), outliers: false }) } : v));
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
-  // --calibrate: candidates measured on the inputs, the closest kept (TF.js folders; checked above).
+  // --calibrate: candidates measured on the inputs, the closest kept.
   let calibration: CalibrationReport | undefined;
   const candidates = (importance?: () => ReadonlyMap<string, Float32Array>, reached?: ReadonlySet<string>) => {
     const options = { budgetBytes, ...common };
-    if (opened.kind === 'onnx') {
+    if (opened.kind === 'onnx' || opened.kind === 'tflite') {
       // Also on the tensors the calibration inputs reach alone, when that leaves some out (a branch
       // they never take, as Silero's 8 kHz model at 16 kHz).
       const changed = base.list().filter((t) => t.patchable !== false).map((t) => t.name);
@@ -145,7 +144,9 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     ? undefined
     : opened.kind === 'onnx'
       ? await chooseCalibratedOnnx<TopkResult>({ ...(a as PayloadEvalSpec), calibrate: a.calibrate }, base, (reached) => candidates(undefined, reached), io)
-      : await chooseCalibrated<TopkResult>({ base: a.base, target: a.target, calibrate: a.calibrate }, base, (importance) => candidates(importance), io);
+      : opened.kind === 'tflite'
+        ? await chooseCalibratedTflite<TopkResult>({ ...(a as PayloadEvalSpec), calibrate: a.calibrate }, base, (reached) => candidates(undefined, reached), io)
+        : await chooseCalibrated<TopkResult>({ base: a.base, target: a.target, calibrate: a.calibrate }, base, (importance) => candidates(importance), io);
   if (calibrated) calibration = calibrated.report;
   const res = calibrated ? calibrated.chosen : everyChange && opened.kind === 'folder'
     ? (() => {
