@@ -1,11 +1,13 @@
 /**
- * The trainer's SIMD kernels (src/train/kernels/depthwise.c, activation-grad.c) beside what ran
+ * The trainer's SIMD kernels (src/train/kernels/depthwise.c, activation-grad.c, adam.c) beside what ran
  * before them, in one process on the wasm backend, interleaved call by call:
  *
  * - the depthwise conv gradients (backprop-filter, backprop-input) against their JavaScript loops,
  *   on MobileNetV2's depthwise layers at batch 8;
  * - the ReLU6 gradient as Keras' MobileNetV2 builds it (ReLU(max_value=6): Relu then ClipByValue)
  *   and tf.relu6's, one kernel each against tfjs' chains of elementwise ops;
+ * - Adam's step on the keyword model's twelve variables (515k weights): tfjs' optimizer against
+ *   FusedAdam (adam.c, one kernel per variable);
  * - one MobileNetV2 training step (nsfwjs's model, every weight, batch 8), before and after.
  *
  * CPU time of the process per call (process.cpuUsage: steadier than wall time on a shared
@@ -24,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
+import { FusedAdam } from '../src/train/kernels/adam.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
 import { seededRandom } from '../src/train/data.ts';
@@ -135,6 +138,24 @@ for (const [h, c] of [[112, 96], [56, 144], [14, 576]] as const) {
   tf.dispose([x, dy]);
 }
 
+{
+  // The keyword benchmark's model (examples/keyword-spotting/model.ts): its variables' shapes.
+  const shapes = [[5, 40, 96], [96], [3, 96, 128], [128], [3, 128, 160], [160], [3, 160, 192], [192], [1152, 256], [256], [256, 38], [38]];
+  const vars = shapes.map((sh, j) => tf.variable(randomTensor(sh), true, `kws-adam-${j}`));
+  const grads = shapes.map((sh) => randomTensor(sh));
+  const map: tf.NamedTensorMap = Object.fromEntries(vars.map((v, j) => [v.name, grads[j]]));
+  const stock = tf.train.adam(1e-3);
+  const fused = new FusedAdam(1e-3);
+  let opt: tf.Optimizer = stock;
+  row('Adam step tfjs / ours', 'keyword model, 515k', beforeAfter(() => {
+    opt.applyGradients(map);
+    return tf.sum(vars[0]);
+  }, () => (opt = stock), () => (opt = fused), quick ? reps : 3 * reps));
+  stock.dispose();
+  fused.dispose();
+  tf.dispose([...vars, ...grads]);
+}
+
 let step: { beforeMs: number; afterMs: number } | undefined;
 if (!quick) {
   const model = await tf.loadLayersModel(fileSystemIO(await pretrainedModelDir('layers')));
@@ -143,7 +164,9 @@ if (!quick) {
   const classes = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
   const x = randomTensor([batch, ...inputShape]);
   const y = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % classes), 'int32'), classes);
-  const opt = tf.train.adam(1e-5);
+  const stockAdam = tf.train.adam(1e-5);
+  const fusedAdam = new FusedAdam(1e-5);
+  let opt: tf.Optimizer = stockAdam;
   // Forward, loss, backward through every weight, Adam: what trainLoop does each step.
   const trainStep = (): tf.Tensor => {
     const { value, grads } = tf.variableGrads(() => tf.tidy(() => {
@@ -157,15 +180,18 @@ if (!quick) {
   const before = () => {
     jsLoops();
     stockGrads();
+    opt = stockAdam;
   };
   const after = () => {
     simd();
     fusedGrads();
+    opt = fusedAdam;
   };
   step = beforeAfter(trainStep, before, after, 2);
   row('MobileNetV2 training step', `224x224x3, batch ${batch}`, step);
   tf.dispose([x, y]);
-  opt.dispose();
+  stockAdam.dispose();
+  fusedAdam.dispose();
   model.dispose();
 }
 

@@ -535,3 +535,60 @@ describe('SIMD train kernels (depthwise.c, activation-grad.c) against their Java
     await assertSame('depthwise + ReLU6 model', f);
   });
 });
+
+describe('Adam as one kernel (adam.c, FusedAdam)', () => {
+  /** Five steps of `make(lr)` on three variables (sizes off the SIMD width included); their values and the last step's moments. */
+  function steps(make: (lr: number) => tf.Optimizer): Float32Array[] {
+    const shapes = [[7], [13, 9], [4, 4, 3, 2]];
+    const vars = shapes.map((s, j) => tf.variable(rand(s, 500 + j), true, `adam-test-${j}-${Math.random()}`));
+    const opt = make(3e-3);
+    try {
+      for (let t = 0; t < 5; t++) {
+        tf.tidy(() => {
+          // Gradients of several sizes, a zero and a huge one among them.
+          const map: tf.NamedTensorMap = {};
+          vars.forEach((v, j) => {
+            const g = tf.mul(rand(v.shape, 600 + 10 * t + j), t === 2 ? 1e4 : 1);
+            map[v.name] = j === 0 && t === 1 ? tf.zerosLike(v) : g;
+          });
+          opt.applyGradients(map);
+        });
+      }
+      return vars.map((v) => Float32Array.from(v.dataSync()));
+    } finally {
+      opt.dispose();
+      tf.dispose(vars);
+    }
+  }
+
+  it('gives the bits of tfjs\' Adam on wasm, with the SIMD kernel and with its JavaScript twin, and is tfjs\' Adam on cpu', async () => {
+    const { FusedAdam } = await import('../src/train/kernels/adam.ts');
+    await initBackend('wasm');
+    const reference = steps((lr) => tf.train.adam(lr));
+    const fused = steps((lr) => new FusedAdam(lr));
+    simdKernelSwitch.enabled = false;
+    let twin: Float32Array[];
+    try {
+      twin = steps((lr) => new FusedAdam(lr));
+    } finally {
+      simdKernelSwitch.enabled = true;
+    }
+    for (let j = 0; j < reference.length; j++) {
+      const start = tf.tidy(() => rand([reference[j].length], 500 + j).dataSync());
+      assert.ok(reference[j].every((x, i) => x !== start[i]), `variable ${j}: every value moved`);
+      assert.deepEqual(new Uint32Array(fused[j].buffer), new Uint32Array(reference[j].buffer), `variable ${j}: SIMD kernel`);
+      assert.deepEqual(new Uint32Array(twin[j].buffer), new Uint32Array(reference[j].buffer), `variable ${j}: JavaScript twin`);
+    }
+    // One kernel per variable and step instead of tfjs' chain of elementwise kernels.
+    const names: string[] = [];
+    const profile = await tf.profile(() => steps((lr) => new FusedAdam(lr)));
+    for (const k of profile.kernels) names.push(k.name);
+    assert.ok(names.includes('NeuralDiffAdamStep'), names.join(', '));
+    for (const gone of ['Sqrt', 'Square', 'RealDiv']) assert.ok(!names.includes(gone), `tfjs' ${gone} still runs`);
+    await initBackend('cpu');
+    const cpuRef = steps((lr) => tf.train.adam(lr));
+    const cpuFused = steps((lr) => new FusedAdam(lr));
+    for (let j = 0; j < cpuRef.length; j++) assert.deepEqual(cpuFused[j], cpuRef[j]);
+    await initBackend('wasm');
+  });
+});

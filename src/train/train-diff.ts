@@ -44,6 +44,7 @@ import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.t
 import { describeWidths, lowbitFromDeltas, lowbitVariants, type LowBitOptions } from '../diff/lowbit.ts';
 import type { TensorPatch } from '../core/format.ts';
 import { LowBitScales } from './lowbit-scales.ts';
+import { adam } from './kernels/adam.ts';
 import { HashedBuckets } from '../hash-diff/trainer.ts';
 import { LowRankAdapters } from '../lowrank-diff/trainer.ts';
 import { compositeSpecs, FisherRanking, FisherWarmup, SparseLowRank } from '../composite-diff/trainer.ts';
@@ -444,7 +445,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         if (kind === 'full') {
           const useShadow = tensors.some((t) => grids.has(t.name));
           const param = useShadow ? new Shadow(tensors) : new Identity(tensors.map((t) => t.name), new Map([...modelVars].map(([n, v]) => [n, v.variable.name])));
-          const opt = tf.train.adam(lr);
+          const opt = adam(lr);
           const specsNow = (): PatchSpec[] => {
             const out: PatchSpec[] = [];
             for (const t of tensors) {
@@ -469,8 +470,8 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           if (estimate === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
           const start = kind === 'sparse' && options.sparseStart === 'teacher' ? teacherChange() : undefined;
           const mask = new SparseMask(tensors, estimate, Math.max(1, softEpochs * stepsPerEpoch), { ...DEFAULT_SPARSE_MASK, ...(options.sparse ?? {}) }, start);
-          const optD = tf.train.adam(lr);
-          const optS = tf.train.adam(options.maskLearningRate ?? 1e-2);
+          const optD = adam(lr);
+          const optS = adam(options.maskLearningRate ?? 1e-2);
           const specsNow = (positions: Map<string, Uint32Array>): PatchSpec[] => {
             const deltas = mask.effectiveDeltas();
             return [...positions].filter(([, pos]) => pos.length).map(([name, pos]) => {
@@ -493,7 +494,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
             mask.harden(positions, codec);
             if (kind === 'sparse' && (val || !hardEpochs)) consider(buildPayload(hasher, base, specsNow(positions), header, digests), `hard mask of ${[...positions.values()].reduce((a, p) => a + p.length, 0)} weights`);
             if (hardEpochs) {
-              const optH = tf.train.adam(lr);
+              const optH = adam(lr);
               try {
                 loop(mask, () => optH, hardEpochs, softEpochs, n, (r) => !skip(r) && consider(buildPayload(hasher, base, specsNow(positions), header, digests), `epoch ${r.epoch}`));
               } finally {
@@ -508,7 +509,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         } else if (kind === 'lowbit' || kind === 'lowbit-codes') {
           const patches = lowbitStart as TensorPatch[];
           const param = new LowBitScales(new Map(patches.map((p) => [p.name, { shape: shapes.get(p.name) as number[], values: base.values(p.name) }])), patches, kind === 'lowbit-codes' ? lowbitDeltas : undefined);
-          const opt = tf.train.adam(lr);
+          const opt = adam(lr);
           try {
             loop(param, () => opt, n, 0, n, (r) => {
               if (skip(r)) return false;
@@ -526,7 +527,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const counts = chooseBucketCounts(tensors, shapes, header, codec, options.budgetBytes, signed);
           progress(`  hash: ${[...counts.values()].reduce((a, b) => a + b, 0)} buckets over ${tensors.length} tensors fit ${options.budgetBytes} bytes as ${codec}`);
           const hb = new HashedBuckets(tensors, counts, seed, signed, codec);
-          const opt = tf.train.adam(lr);
+          const opt = adam(lr);
           try {
             loop(hb, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, [...hb.buckets()].map(([name, b]) => ({ kind: 'hash', name, seed: b.seed, signed, buckets: b.values, codec })), header, digests), `epoch ${r.epoch}`));
           } finally {
@@ -545,7 +546,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           // 1. Low-rank warm-up (one epoch, or the run's only one), summing squared gradients.
           const warmAdapters = new LowRankAdapters(tensors, ranks, seed, codec);
           const warm = new FisherWarmup(tensors, warmAdapters);
-          const optW = tf.train.adam(lr);
+          const optW = adam(lr);
           let scores: Map<string, Float32Array>;
           try {
             loop(warm, () => optW, 1, 0, n + 1);
@@ -564,7 +565,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           progress(`  sparse-lora: rank ${ranks.size ? Math.max(...ranks.values()) : 0} adapters on ${ranks.size} tensors and ${[...positions.values()].reduce((a, p) => a + p.length, 0)} sparse weights (chosen by squared gradients after the warm-up) fit ${options.budgetBytes} bytes as ${codec}`);
           // 3. Both parts from a restart, jointly.
           const joint = new SparseLowRank(tensors, ranks, positions, seed, codec);
-          const opt = tf.train.adam(lr);
+          const opt = adam(lr);
           try {
             loop(joint, () => opt, n, 1, n + 1, (r) => !skip(r) && consider(buildPayload(hasher, base, joint.specs(shapes), header, digests), `epoch ${r.epoch}`));
           } finally {
@@ -576,7 +577,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const rankValues = [...ranks.values()];
           progress(`  lora: rank ${Math.max(...rankValues)} adapters on ${ranks.size} of ${tensors.length} weight tensors fit ${options.budgetBytes} bytes as ${codec}`);
           const adapters = new LowRankAdapters(tensors, ranks, seed, codec);
-          const opt = tf.train.adam(lr);
+          const opt = adam(lr);
           try {
             loop(adapters, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, [...adapters.factorsFor()].map(([name, f]) => ({ kind: 'lowrank', name, rank: f.rank, u: f.u, v: f.v, codec })), header, digests), `epoch ${r.epoch}`));
           } finally {

@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig } from '@tensorflow/tfjs';
 import { activationGradKernelConfigs, clipByValueGradConfig, relu6GradConfig, reluGradConfig } from './activation-grad.ts';
+import { adamStepKernelConfig } from './adam.ts';
 import { batchMatMulConfig, fusedMatMulConfig } from './batch-mat-mul.ts';
 import { batchNormGradConfig } from './batch-norm-grad.ts';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.ts';
@@ -29,6 +30,7 @@ export const FIXED_WASM_KERNELS = [
   'NeuralDiffReluGrad',
   'NeuralDiffRelu6Grad',
   'NeuralDiffClipByValueGrad',
+  'NeuralDiffAdamStep',
 ] as const;
 
 let registered = false;
@@ -37,7 +39,7 @@ let registered = false;
  * Register the fixed kernels for the `wasm` backend (idempotent), the batch-norm gradient
  * without Tile (src/train/kernels/batch-norm-grad.ts, for every backend: its values are the stock
  * gradient's), and Relu's, Relu6's and ClipByValue's gradients as one kernel each on wasm
- * (activation-grad.ts; tfjs' formula elsewhere). The stock kernels are captured
+ * (activation-grad.ts; tfjs' formula elsewhere), and Adam's step as one kernel (adam.ts). The stock kernels are captured
  * first, since the fixes delegate to them. Kernels registered after the backend was initialized
  * get their setup only on the next `tf.setBackend('wasm')`, which the caller must do.
  */
@@ -54,6 +56,7 @@ export function registerWasmKernelFixes(): void {
     depthwiseConv2dNativeBackpropInputConfig(),
     maxPoolGradConfig(),
     ...activationGradKernelConfigs(),
+    adamStepKernelConfig(),
   ];
   const present = new Set(tf.getKernelsForBackend(WASM).map((k) => k.kernelName));
   for (const config of configs) {
