@@ -28,6 +28,7 @@
  *   npm run bench:vad-learned                          # the full grid (about 70 min on 2 cores)
  *   npm run bench:vad-learned -- --quick               # a few utterances, two rows (used by a test)
  *   npm run bench:vad-learned -- --methods sparse,hash --budgets 2,10 --epochs 6 --json out.json
+ *   npm run bench:vad-learned -- --methods auto --budgets 2     # ndiff train --method auto's choice (five trainings a row)
  *   npm run bench:vad-learned -- --lr 3e-4,lora=1e-3 --temperature 1 --sequences 40 --recorded 40
  *   npm run bench:vad-learned -- --work /tmp/vad    # keep frames and rows; a second run reuses finished rows
  */
@@ -100,6 +101,8 @@ export interface LearnedRow {
   audio: BudgetRow['audio'];
   /** Quick mode: the trainer's outputs on the validation frames against onnxruntime-web on the patched file. */
   runtime?: { frames: number; maxAbsDiff: number; sameDecisions: number };
+  /** `--methods auto`: the candidate shipped and each candidate's validation score, bytes and time. */
+  auto?: { chosen: string; candidates: { method: string; bytes: number | null; score: number | null; seconds: number; refused?: string }[] };
   error?: string;
 }
 
@@ -236,7 +239,7 @@ async function trainRow(job: RowJob): Promise<void> {
     ...(job.temperature ? { temperature: job.temperature } : {}),
     ...(job.sparseStart && job.method === 'sparse' ? { sparseStart: job.sparseStart } : {}),
     ...(job.maskPenalty !== undefined && job.method === 'sparse' ? { sparse: { lambda: job.maskPenalty } } : {}),
-    ...(job.method === 'topk-retrain' ? { fullWeights } : {}),
+    ...(job.method === 'topk-retrain' || job.method === 'auto' ? { fullWeights } : {}),
     header: { modelId: 'silero-vad', sequence: 1 },
     program: { source: 'silero_vad_v5.onnx' },
     onEpoch: (e) => {
@@ -279,6 +282,8 @@ async function trainRow(job: RowJob): Promise<void> {
     framesPerSecond: sampleSeconds ? samples / sampleSeconds : 0,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
     learningRate: res.tuning.learningRate,
+    // --methods auto: which candidate it shipped, and how each validated.
+    ...(res.auto ? { auto: { chosen: res.auto.chosen, candidates: res.auto.candidates.map((c) => ({ method: c.method, bytes: c.bytes ?? null, score: c.score ?? null, seconds: Math.round(c.seconds), ...(c.refused ? { refused: c.refused } : {}) })) } } : {}),
   };
   await writeFile(path.join(job.dir, `${job.method}-${job.percent}.json`), JSON.stringify(out));
 }
@@ -411,7 +416,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
         for (const [name, set] of Object.entries(sets)) row.audio[name] = compare(reference[name], await vadProbabilities(model, set.pcm));
       }
       learned.push(row);
-      log(`  ${row.method} ${row.budget}: ${row.error ?? `${row.payloadBytes} bytes, validation ${(100 * row.validation.agreement).toFixed(2)}% (v5 ${(100 * row.validation.baseAgreement).toFixed(2)}%), ${Object.entries(row.audio).map(([k, a]) => `${k} ${(100 * a.agreement).toFixed(2)}%`).join(', ')}`}`);
+      log(`  ${row.method} ${row.budget}: ${row.error ?? `${row.payloadBytes} bytes, validation ${(100 * row.validation.agreement).toFixed(2)}% (v5 ${(100 * row.validation.baseAgreement).toFixed(2)}%), ${Object.entries(row.audio).map(([k, a]) => `${k} ${(100 * a.agreement).toFixed(2)}%`).join(', ')}${row.auto ? `; auto chose ${row.auto.chosen} (${row.auto.candidates.map((c) => `${c.method} ${c.score === null ? 'refused' : `${(100 * c.score).toFixed(2)}%`}`).join(', ')})` : ''}`}`);
     }
     log('post-hoc top-k rows at the same budgets ...');
     const posthocModels = await budgetModels(hasher, v5, v6, percents, 'silero-vad', log);
