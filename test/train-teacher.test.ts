@@ -109,6 +109,20 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     }
   });
 
+  test("sparseStart auto (the default) trains from zero and from the teacher's change and keeps the closer on validation; zero trains one", async () => {
+    const lines: string[] = [];
+    const common = { teacher, budgetBytes: budget, epochs: 2, seed: 3, tune: 'off' as const, base };
+    const auto = await trainDiff(model, unlabeled(splits.updateTrain), { ...common, method: 'sparse', onProgress: (m) => lines.push(m) });
+    reset();
+    const zero = await trainDiff(model, unlabeled(splits.updateTrain), { ...common, method: 'sparse', sparseStart: 'zero' });
+    reset();
+    const m = /sparse: from zero ([\d.]+)% agreement, from the teacher's change ([\d.]+)% agreement on validation/.exec(lines.join('\n'));
+    assert.ok(m, lines.join('\n'));
+    assert.equal(auto.tuning.candidates.length, 2 * zero.tuning.candidates.length);
+    assert.equal((100 * (auto.teacher?.validation?.agreement ?? NaN)).toFixed(2), Math.max(Number(m[1]), Number(m[2])).toFixed(2));
+    assert.equal((100 * (zero.teacher?.validation?.agreement ?? NaN)).toFixed(2), Number(m[1]).toFixed(2), 'the zero start is auto\'s first run');
+  });
+
   test('a result less close to the teacher than the unpatched base is refused unless allowWorse', async () => {
     // Drop-and-rescale of teacher - base at 1% keeps 1 change in 100, multiplied by 100: measured
     // 24.5% agreement on validation where the base has 71.2%.

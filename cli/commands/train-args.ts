@@ -48,7 +48,7 @@ export interface TrainArgs {
   teacherWeight: number;
   teacherLoss: 'auto' | 'kl' | 'mse';
   temperature: number;
-  sparseStart: 'zero' | 'teacher';
+  sparseStart: 'auto' | 'zero' | 'teacher';
   sparseShare?: number;
 }
 

@@ -40,8 +40,10 @@ const quick = process.argv.includes('--quick');
 const seed = Number(arg('seed', '0'));
 const budgets = arg('budgets', quick ? '5' : '1,5').split(',').map(Number);
 const epochs = Number(arg('epochs', quick ? '3' : '8'));
-const temperature = Number(arg('temperature', '2'));
-const sparseStart = arg('sparse-start', 'zero') as 'zero' | 'teacher';
+// The trainer's defaults (temperature 1; sparse start chosen on validation): pass --temperature 2
+// --sparse-start zero for the old ones.
+const temperature = Number(arg('temperature', '1'));
+const sparseStart = arg('sparse-start', 'auto') as 'zero' | 'teacher' | 'auto';
 const only = arg('methods', '');
 const v2Epochs = quick ? 6 : 16;
 /** Teacher diffs also see v1's digits through the drifted camera, unlabeled (`--field-inputs no`: v2's inputs only). */

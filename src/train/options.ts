@@ -112,13 +112,20 @@ export interface TrainDiffOptions {
   teacherWeight?: number;
   /** The teacher term: `kl` of softened probabilities (default for a model whose outputs end in a softmax) or `mse` of the raw outputs (default otherwise). */
   teacherLoss?: TeacherLoss | 'auto';
-  /** Temperature of the `kl` teacher term (default 2). */
+  /**
+   * Temperature of the `kl` teacher term (default 1: what the digits, keyword and Silero updates
+   * measured best; docs/guides/shipping-a-trained-model.md).
+   */
   temperature?: number;
   /**
-   * Sparse diffs with a teacher that has the base's weights: start the diff from the teacher's
-   * change (teacher − base) instead of zero (`'teacher'`), or from zero (`'zero'`, default).
+   * Sparse diffs with a teacher: start the diff from the teacher's change (teacher − base;
+   * `'teacher'`, the teacher must have the base's weights) or from zero (`'zero'`). `'auto'`
+   * (default): with a teacher that has the base's weights and a validation set, both are trained
+   * and the closer to the teacher on validation is kept (about twice the time; the teacher's
+   * change helped the fine-tuned digits and keyword updates and hurt the retrained Silero v6);
+   * otherwise zero.
    */
-  sparseStart?: 'zero' | 'teacher';
+  sparseStart?: 'zero' | 'teacher' | 'auto';
   /**
    * `sparse-lora`: the share of the byte budget given to the sparse part (the rest goes to the
    * low-rank adapters), in (0, 1). Unset: 0.5 while the learning rate is tuned, then 0.25 and

@@ -276,7 +276,7 @@ export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, o
   }
   const weight = options.teacherWeight ?? 1;
   if (!(weight > 0 && Number.isFinite(weight))) throw new UsageError(`teacher weight must be > 0, found ${weight}`);
-  const temperature = options.temperature ?? 2;
+  const temperature = options.temperature ?? 1;
   if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`temperature must be > 0, found ${temperature}`);
   const hasClasses = layout.segments.some((s) => s.classes >= 2);
   const metric: TeacherMetric = hasClasses && (loss === 'kl' || labelled) ? 'top1' : 'mae';

@@ -176,6 +176,16 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       }
       return out;
     };
+    /** The teacher holds every trained tensor of the base, by name and shape (its change is defined). */
+    const hasBaseWeights = (): boolean => {
+      try {
+        teacherWeights();
+        return true;
+      } catch (e) {
+        if (e instanceof UsageError) return false;
+        throw e;
+      }
+    };
     /** teacher − base for each trained tensor (a sparse diff's start with `sparseStart: 'teacher'`). */
     const teacherChange = (): Map<string, Float32Array> => {
       const w1 = teacherWeights();
@@ -187,6 +197,8 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       }));
     };
     if (options.sparseStart === 'teacher' && !teach) throw new UsageError('sparseStart teacher needs a teacher model');
+    /** A sparse run starts from the teacher's change (sparseStart teacher, or auto's second run). */
+    let sparseFromTeacher = options.sparseStart === 'teacher';
 
     // A budget that cannot hold the header and one value fails now, not after an hour of training.
     if (method !== 'full' && tensors.length > 0) {
@@ -468,7 +480,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const softEpochs = n - hardEpochs;
           const estimate = kind === 'retrain' ? [...(retrainPositions as Map<string, Uint32Array>).values()].reduce((a, p) => a + p.length, 0) : estimateSparseCount(tensors, shapes, header, codec, options.budgetBytes);
           if (estimate === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
-          const start = kind === 'sparse' && options.sparseStart === 'teacher' ? teacherChange() : undefined;
+          const start = kind === 'sparse' && sparseFromTeacher ? teacherChange() : undefined;
           const mask = new SparseMask(tensors, estimate, Math.max(1, softEpochs * stepsPerEpoch), { ...DEFAULT_SPARSE_MASK, ...(options.sparse ?? {}) }, start);
           const optD = adam(lr);
           const optS = adam(options.maskLearningRate ?? 1e-2);
@@ -628,6 +640,15 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       chosen = chosen!;
     } else if (method === 'sparse' || method === 'hash' || method === 'lora') {
       chosen = tuned(method, DEFAULT_DIFF_LR);
+      // sparseStart auto: also from the teacher's change, when the teacher has the base's weights;
+      // validation keeps the closer (a fine-tune's change is a good start, a retrained model's is not).
+      if (method === 'sparse' && teach && val && (options.sparseStart ?? 'auto') === 'auto' && hasBaseWeights()) {
+        sparseFromTeacher = true;
+        const fromTeacher = tuned('sparse', DEFAULT_DIFF_LR);
+        sparseFromTeacher = false;
+        progress(`sparse: from zero ${chosen.scoreText}, from the teacher's change ${fromTeacher.scoreText} on validation (sparseStart auto; zero or teacher trains one)`);
+        if (better(fromTeacher, chosen)) chosen = fromTeacher;
+      }
     } else if (method === 'sparse-lora') {
       const fixed = options.sparseShare;
       // The learning rate is tuned at one split; the other splits train once at that rate, and
