@@ -701,7 +701,7 @@ if (startUpdate > 1) {
 }
 await trainBase(manifest);
 const jobs = Math.max(1, Number(args.jobs));
-log(`chains: ${allChains().length} (full; ${plan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}${teacherPlan.length ? `; from the teacher: ${teacherPlan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}` : ''}), ${jobs} job(s) x ${threads} training thread(s), ${epochs} epochs per update, tuning ${tune}`);
+log(`chains: ${allChains().length} (${['full', ...plan.map(([m, bs]) => `${m} ${bs.join('/')}%`)].join('; ')}${teacherPlan.length ? `; from the teacher: ${teacherPlan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}` : ''}), ${jobs} job(s) x ${threads} training thread(s), ${epochs} epochs per update, tuning ${tune}`);
 for (let i = 0; i < jobs; i++) rmSync(join(workDir, `rows-${i}.json`), { force: true });
 const passArgs = process.argv.slice(2).filter((a, i, all) => a !== '--worker' && all[i - 1] !== '--worker');
 await Promise.all(
