@@ -12,8 +12,7 @@ import { importWithTrainerPeers } from '../src/train/peer.ts';
 import type { CliIO } from './common.ts';
 import path from 'node:path';
 import type { OnnxWeightStore } from '../src/io/onnx/store.ts';
-import { loadLayersPair, loadOnnxEval, type PayloadEvalSpec } from './payload-eval.ts';
-import { loadFolder, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
+import { loadLayersPair, loadOnnxEval, openTflitePair, type PayloadEvalSpec } from './payload-eval.ts';
 
 /** Examples of --calibrate used at most (the first ones): each candidate runs the model on all of them. */
 export const MAX_CALIBRATION_EXAMPLES = 4096;
@@ -144,26 +143,11 @@ export async function chooseCalibratedTflite<R extends BuiltPayload>(
   candidates: (reached?: ReadonlySet<string>) => CalibrationCandidate<R>[],
   io: CliIO,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
-  const base = await readTfliteModel(spec.base, '--base');
-  const target = await readTfliteModel(spec.target, '--target');
-  const { data, shared } = loadFolder(spec.calibrate, tfliteInputFiles(base, spec.base), '--calibrate', false);
-  const { initBackend, programCalibration, chooseOnCalibration, TfliteProgram, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await import('../src/train/backend.ts')),
+  const { programCalibration, chooseOnCalibration } = await importWithTrainerPeers(async () => ({
     ...(await import('../src/train/program/payload-closeness.ts')),
     ...(await import('../src/train/calibrate.ts')),
-    ...(await import('../src/train/tflite/program.ts')),
-    ...(await import('../src/train/quiet.ts')),
   }), '`ndiff diff --calibrate`');
-  silenceTfjsNodeBanner();
-  await initBackend('wasm');
-  const program = new TfliteProgram(base, { source: path.basename(spec.base) });
-  let targetProgram: InstanceType<typeof TfliteProgram>;
-  try {
-    targetProgram = new TfliteProgram(target, { source: path.basename(spec.target), trainable: () => false });
-  } catch (e) {
-    program.dispose();
-    throw e;
-  }
+  const { data, shared, program, targetProgram } = await openTflitePair(spec, spec.calibrate, '--calibrate');
   const session = programCalibration(program, targetProgram, baseStore, data, {
     shared,
     ...(spec.output ? { output: spec.output } : {}),

@@ -151,35 +151,46 @@ export async function measureOnnx(a: PayloadEvalSpec, e: OnnxEval, payload: Uint
 }
 
 /**
+ * Both `.tflite` files of `ndiff diff` as programs of the trainer's LiteRT executor (the wasm
+ * backend started; the target's weights frozen), and `folder`'s examples for them (one .npy per
+ * model input, or x.npy for one). The caller owns both programs (and disposes them through what it
+ * hands them to).
+ */
+export async function openTflitePair(a: Pick<PayloadEvalSpec, 'base' | 'target'>, folder: string, flag: '--eval' | '--calibrate') {
+  const base = await readTfliteModel(a.base, '--base');
+  const target = await readTfliteModel(a.target, '--target');
+  const { data, shared } = loadFolder(folder, tfliteInputFiles(base, a.base), flag, false);
+  const { initBackend, TfliteProgram, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
+    ...(await import('../src/train/backend.ts')),
+    ...(await import('../src/train/tflite/program.ts')),
+    ...(await import('../src/train/quiet.ts')),
+  }), `\`ndiff diff ${flag}\``);
+  silenceTfjsNodeBanner();
+  await initBackend('wasm');
+  const program = new TfliteProgram(base, { source: path.basename(a.base) });
+  try {
+    return { base, data, shared, program, targetProgram: new TfliteProgram(target, { source: path.basename(a.target), trainable: () => false }) };
+  } catch (e) {
+    program.dispose();
+    throw e;
+  }
+}
+
+/**
  * `--eval` on .tflite files: both models run by the trainer's LiteRT executor (src/train/tflite)
  * on the folder's examples (one .npy per model input, or x.npy for one), the payload applied by
  * the device applier.
  */
 export async function measureTflite(a: PayloadEvalSpec, payload: Uint8Array, io: CliIO): Promise<OnnxPayloadCloseness> {
   if (a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model carries no state between examples here');
-  const base = await readTfliteModel(a.base, '--base');
-  const target = await readTfliteModel(a.target, '--target');
-  const { data, shared } = loadFolder(a.eval, tfliteInputFiles(base, a.base), '--eval', false);
-  const { initBackend, programPayloadCloseness, TfliteProgram, TfliteWeightStore, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await import('../src/train/backend.ts')),
+  const { programPayloadCloseness, TfliteWeightStore } = await importWithTrainerPeers(async () => ({
     ...(await import('../src/train/program/payload-closeness.ts')),
-    ...(await import('../src/train/tflite/program.ts')),
     ...(await import('../src/io/tflite/store.ts')),
-    ...(await import('../src/train/quiet.ts')),
   }), '`ndiff diff --eval`');
-  silenceTfjsNodeBanner();
-  await initBackend('wasm');
+  const { base, data, shared, program, targetProgram } = await openTflitePair(a, a.eval, '--eval');
   const first = Object.values(data.inputs)[0];
   const count = first ? first.values.length / Math.max(1, first.shape.reduce((x, d) => x * d, 1)) : 0;
   io.progress(`measuring on ${a.eval}: ${count} examples, ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} run by the LiteRT executor`);
-  const program = new TfliteProgram(base, { source: path.basename(a.base) });
-  let targetProgram: InstanceType<typeof TfliteProgram>;
-  try {
-    targetProgram = new TfliteProgram(target, { source: path.basename(a.target), trainable: () => false });
-  } catch (e) {
-    program.dispose();
-    throw e;
-  }
   return programPayloadCloseness(program, targetProgram, new TfliteWeightStore(base.slice(), { source: a.base }), payload, data, {
     shared,
     ...(a.output ? { output: a.output } : {}),
