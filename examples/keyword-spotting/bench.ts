@@ -12,6 +12,8 @@
  *        [--val rows|voices|accents] (validation: 10% of the training rows, default; or whole held-out voices / accents)
  *        [--compete on|off]  (on, default: a method's larger budgets also consider its smaller budgets' payloads)
  *        [--save-states DIR] (each chain's device weights after every update, as DIR/u<N>-<method>-<budget>.json)
+ *        [--collect] (no training: the results of a run stopped early, from the rows its jobs wrote after
+ *         every update, the updates every job finished; the same flags as that run)
  *        [--start-update N --states DIR] (start at update N from the weights a --save-states run wrote after N-1)
  *        [--train-options JSON] (trainDiff options for every chain but full fine-tuning, e.g. '{"distill":0.5}')
  *        [--full-train-options JSON] (the same for the full fine-tuning chain, the reference)
@@ -92,6 +94,7 @@ const { values: args } = parseArgs({
     val: { type: 'string', default: 'rows' },
     compete: { type: 'string', default: 'on' },
     'save-states': { type: 'string' },
+    collect: { type: 'boolean', default: false },
     'start-update': { type: 'string' },
     states: { type: 'string' },
     'train-options': { type: 'string' },
@@ -572,6 +575,9 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       mkdirSync(saveStates, { recursive: true });
       for (const c of chains) if (!c.replica) writeWeights(stateFile(saveStates, u, c), devices.get(c) as MemoryWeightStore);
     }
+    // The rows so far, after every update: a run stopped early keeps its finished updates (the
+    // same rows a run with --updates u writes; --collect gathers them).
+    writeFileSync(join(workDir, `rows-${workerId}.partial.json`), JSON.stringify(rows));
   }
   return rows;
 }
@@ -702,9 +708,10 @@ if (startUpdate > 1) {
 await trainBase(manifest);
 const jobs = Math.max(1, Number(args.jobs));
 log(`chains: ${allChains().length} (${['full', ...plan.map(([m, bs]) => `${m} ${bs.join('/')}%`)].join('; ')}${teacherPlan.length ? `; from the teacher: ${teacherPlan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}` : ''}), ${jobs} job(s) x ${threads} training thread(s), ${epochs} epochs per update, tuning ${tune}`);
-for (let i = 0; i < jobs; i++) rmSync(join(workDir, `rows-${i}.json`), { force: true });
+const collect = args.collect as boolean;
+if (!collect) for (let i = 0; i < jobs; i++) for (const f of [`rows-${i}.json`, `rows-${i}.partial.json`]) rmSync(join(workDir, f), { force: true });
 const passArgs = process.argv.slice(2).filter((a, i, all) => a !== '--worker' && all[i - 1] !== '--worker');
-await Promise.all(
+if (!collect) await Promise.all(
   Array.from({ length: jobs }, (_, i) =>
     new Promise<void>((res, rej) => {
       const child = fork(fileURLToPath(import.meta.url), [...passArgs, '--worker', String(i), '--jobs', String(jobs), '--data', dataDir, '--work', workDir], { execArgv: ['--import', 'tsx'] });
@@ -712,8 +719,19 @@ await Promise.all(
     }),
   ),
 );
-const rows: ResultRow[] = [];
-for (let i = 0; i < jobs; i++) rows.push(...(JSON.parse(readFileSync(join(workDir, `rows-${i}.json`), 'utf8')) as ResultRow[]));
+let rows: ResultRow[] = [];
+if (collect) {
+  // A run stopped early: each job's rows after its last finished update; the updates all finished.
+  const parts = Array.from({ length: jobs }, (_, i) => {
+    const f = join(workDir, `rows-${i}.partial.json`);
+    if (!existsSync(f)) throw new Error(`--collect: no ${f}: job ${i} of that run finished no update (or the flags differ from the run's)`);
+    return JSON.parse(readFileSync(f, 'utf8')) as ResultRow[];
+  });
+  const done = Math.min(...parts.map((p) => Math.max(0, ...p.map((r) => r.update))));
+  if (done < startUpdate) throw new Error('--collect: no update was finished by every job');
+  rows = parts.flat().filter((r) => r.update <= done);
+  log(`--collect: updates ${startUpdate}-${done} finished by every job (the rows --updates ${done} writes)`);
+} else for (let i = 0; i < jobs; i++) rows.push(...(JSON.parse(readFileSync(join(workDir, `rows-${i}.json`), 'utf8')) as ResultRow[]));
 for (const r of rows) {
   const full = rows.find((f) => f.update === r.update && f.method === 'full');
   r.driftFromFull = full ? Number((full.accAll - r.accAll).toFixed(6)) : 0;
