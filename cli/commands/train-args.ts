@@ -85,6 +85,8 @@ export function programTrainOptions(
     trainable: p.trainable,
     allowWorse: a.allowWorse,
     distill: a.distill,
+    // With a teacher: where a sparse diff starts (ONNX and LiteRT files ignored --sparse-start before).
+    ...(a.teacher ? { sparseStart: a.sparseStart } : {}),
     store: a.store,
     shared: p.shared,
     ...(a.output ? { output: a.output } : {}),

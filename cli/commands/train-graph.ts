@@ -101,7 +101,7 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   try {
     const res = await trainTfjsGraphDiff(model, store, train.data, {
       ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m) }),
-      ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature, sparseStart: a.sparseStart } : {}),
+      ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
       source: path.basename(a.base),
       onProgress: (m) => io.progress(m),
       onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}% · ${r.samplesPerSecond.toFixed(1)} examples/s`),
