@@ -22,7 +22,7 @@ import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 import { buildPayload, storedModelBytes } from '../src/diff/build.ts';
-import { allocate, describeAllocation, lowbitDiff, quantizeFactors, quantizeLowBit, scaleLayout, type ScaleLayout } from '../src/diff/lowbit.ts';
+import { allocate, describeAllocation, LowBitCache, lowbitDiff, lowbitVariants, quantizeFactors, quantizeLowBit, scaleLayout, type ScaleLayout } from '../src/diff/lowbit.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { seeded } from './helpers/graph-model.ts';
@@ -383,6 +383,26 @@ describe('post-hoc lowbit on a full fine-tune', () => {
     assert.ok(accuracy(b) >= accuracy(a), `lowbit ${accuracy(b)} against BitDelta ${accuracy(a)}`);
   });
 
+  test('the variants sharing one cache give the bytes each gives alone; a changed tensor is quantized again', () => {
+    const { v1, v2 } = pair;
+    const budgetBytes = Math.floor(0.05 * storedModelBytes(v1));
+    const cache = new LowBitCache();
+    for (const v of lowbitVariants(undefined, cache)) {
+      const { cache: _shared, ...alone } = v.options();
+      assert.ok(_shared === cache);
+      const shared = lowbitDiff(hasher, v1, v2, { budgetBytes, ...v.options() });
+      assert.deepEqual(shared.bytes, lowbitDiff(hasher, v1, v2, { budgetBytes, ...alone }).bytes, v.name);
+    }
+    // Another target under the same names: the kept quantizations of the old changes are not used.
+    const moved = v2.clone();
+    const name = v2.list()[0].name;
+    const w = moved.values(name);
+    for (let i = 0; i < w.length; i++) w[i] = 1.5 * w[i] + 0.01;
+    const again = lowbitDiff(hasher, v1, moved, { budgetBytes, cache });
+    assert.deepEqual(again.bytes, lowbitDiff(hasher, v1, moved, { budgetBytes }).bytes);
+    assert.notDeepEqual(again.bytes, lowbitDiff(hasher, v1, v2, { budgetBytes, cache }).bytes);
+  });
+
   test('distilled lowbit: before training, the trainable scales and factors rebuild the post-hoc patches exactly, at the same size; the gradient of a scale multiplier is the sum of dL/dW times the codes over its group, times the scale', () => {
     const { v1, v2 } = pair;
     const post = lowbitDiff(hasher, v1, v2, { budgetBytes: Math.floor(0.05 * storedModelBytes(v1)) });
@@ -394,8 +414,19 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       assert.equal(again.bytes.length, post.bytes.length);
       assert.deepEqual(again.payload.patches, post.payload.patches);
       assert.deepEqual(again.targetValues, post.targetValues);
-      // The forward pass uses what the device will hold.
-      for (const p of post.payload.patches) assert.deepEqual(param.effective(p.name).dataSync(), post.targetValues.get(p.name));
+      // The forward pass uses what the device will hold: codes exactly, low-rank factors' product
+      // from one matrix product (float32 sums in another order: within a few units in the last place).
+      for (const p of post.payload.patches) {
+        const got = param.effective(p.name).dataSync() as Float32Array;
+        const want = post.targetValues.get(p.name) as Float32Array;
+        if (p.kind !== 'lowrank') assert.deepEqual(got, want);
+        else {
+          assert.equal(got.length, want.length);
+          let top = 0;
+          for (const x of want) top = Math.max(top, Math.abs(x));
+          for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-6 * top, `${p.name}[${i}]: ${got[i]} against ${want[i]}`);
+        }
+      }
       const dense = post.payload.patches.find((p) => p.kind === 'dense') as DensePatch;
       const lb = dense.lowbit as NonNullable<DensePatch['lowbit']>;
       const n = dense.values.length;

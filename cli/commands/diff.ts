@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff, type TopkResult } from '../../src/diff/topk.ts';
-import { describeWidths, lowbitDiff, lowbitVariants, type LowBitResult } from '../../src/diff/lowbit.ts';
+import { describeWidths, LowBitCache, lowbitDiff, lowbitVariants, type LowBitResult } from '../../src/diff/lowbit.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
@@ -118,7 +118,9 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     : a.method === 'lowbit' ? lowbitDiff : topkDiff;
   // --lowbit-codes-only: every lowbit variant without low-rank factors or outliers (the variants that differ only by those collapse).
   const codesOnly = a.lowbitCodesOnly === true;
-  const variants = (importance?: () => ReadonlyMap<string, Float32Array>) => lowbitVariants(importance).filter((v) => !codesOnly || v.options().lowRank === false).map((v) => (codesOnly ? { ...v, options: () => ({ ...v.options(), outliers: false }) } : v));
+  // One cache for every variant: they quantize each tensor's change the same way (LowBitCache).
+  const cache = new LowBitCache();
+  const variants = (importance?: () => ReadonlyMap<string, Float32Array>) => lowbitVariants(importance, cache).filter((v) => !codesOnly || v.options().lowRank === false).map((v) => (codesOnly ? { ...v, options: () => ({ ...v.options(), outliers: false }) } : v));
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   // --calibrate: candidates measured on the inputs, the closest kept.
   let calibration: CalibrationReport | undefined;

@@ -68,7 +68,7 @@ import { trainDiff, type CompetingResult, type TrainMethod, type TuneMode } from
 import { NoImprovementError } from '../../src/core/errors.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { deltaCome, payloadFraming, storeDeltas } from '../../src/diff/delta-come.ts';
-import { lowbitDiff } from '../../src/diff/lowbit.ts';
+import { LowBitCache, lowbitDiff } from '../../src/diff/lowbit.ts';
 import { trainAuto, type AutoResult } from '../../src/train/auto.ts';
 import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
 import type { KwsManifest } from './data.ts';
@@ -428,11 +428,13 @@ async function anchorsOf(model: tf.LayersModel, held: MemoryWeightStore, teacher
     return d ? Float32Array.from(held.values(n), (x, i) => x + d[i]) : undefined;
   });
   const bitdelta = lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: 10 * o.total, widths: [1], layouts: ['tensor'], lowRank: false, outliers: false });
+  // The two post-hoc lowbit payloads encode the same changes: one cache of their quantizations.
+  const cache = new LowBitCache();
   return {
     deltaCome: deltaComeAnchor,
     bitDelta: await applied(bitdelta.bytes),
-    lowbitAtBitDelta: await applied(lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: bitdelta.bytes.length }).bytes),
-    lowbitPostHoc: await applied(lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: o.budgetBytes }).bytes),
+    lowbitAtBitDelta: await applied(lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: bitdelta.bytes.length, cache }).bytes),
+    lowbitPostHoc: await applied(lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: o.budgetBytes, cache }).bytes),
   };
 }
 

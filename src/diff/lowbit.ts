@@ -545,6 +545,57 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
    * every tensor per step (the neighbours of its current one in bytes).
    */
   measureModel?: (deltas: ReadonlyMap<string, Float32Array>) => number;
+  /**
+   * Quantizations kept from an earlier encoding of the same changes (see {@link LowBitCache}):
+   * the variants {@link lowbitVariants} returns share one, so comparing them quantizes each
+   * tensor's change once. The payload is the same bytes with or without it.
+   */
+  cache?: LowBitCache;
+}
+
+/**
+ * Each tensor's quantizations (codes at every width and layout, with outliers apart, low-rank
+ * factors), kept for the next encoding of the same change. lowbit's variants (errors relative or
+ * squared, with or without low-rank factors) quantize a change the same way and differ only in
+ * how they weigh the errors and which options they offer, so a run comparing them on validation
+ * (`ndiff diff --calibrate`, `ndiff train --method lowbit`) did the same quantizations four times:
+ * most of a post-hoc encoding's time. An entry is used only while the tensor's change and
+ * importance hold the very values (bit for bit) it was made from; else it is made again.
+ */
+export class LowBitCache {
+  private readonly tensors = new Map<string, { delta: Float32Array; weight?: Float32Array; results: Map<string, unknown> }>();
+
+  /** The kept results of tensor `name`, emptied when its change or importance differs from the last one seen. */
+  of(name: string, delta: Float32Array, weight: Float32Array | undefined): Map<string, unknown> {
+    const had = this.tensors.get(name);
+    if (had && sameBits(had.delta, delta) && (had.weight === undefined ? weight === undefined : weight !== undefined && sameBits(had.weight, weight))) return had.results;
+    const entry = { delta: delta.slice(), ...(weight ? { weight: weight.slice() } : {}), results: new Map<string, unknown>() };
+    this.tensors.set(name, entry);
+    return entry.results;
+  }
+
+  /** Drops every kept result. */
+  clear(): void {
+    this.tensors.clear();
+  }
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** `make()`'s result under `key` in `kept` (made once). */
+function keep<T>(kept: Map<string, unknown> | undefined, key: string, make: () => T): T {
+  if (!kept) return make();
+  if (kept.has(key)) return kept.get(key) as T;
+  const v = make();
+  kept.set(key, v);
+  return v;
 }
 
 /**
@@ -611,7 +662,7 @@ export function lowbitDiff(hasher: Hasher, base: WeightStore, target: WeightStor
 /** {@link lowbitDiff} from precomputed deltas (ONNX models: onnxDeltas). */
 export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: LowBitOptions): LowBitResult {
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, proxy = 'relative', ...headerOptions } = options;
+  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, proxy = 'relative', cache, ...headerOptions } = options;
   const header: HeaderOptions = { ...withoutStore(headerOptions), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const empty = payloadSize([], shapes, header);
   if (empty > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: empty });
@@ -641,13 +692,14 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     const shape = shapes.get(name) as readonly number[];
     const choices: Option[] = [{ bits: 0, layout: null, bytes: 0, error: measure ? measure(name, new Float32Array(d.length)) : factor * weighted }];
     const seen = new Set<string>();
+    const kept = cache?.of(name, d, weight);
     let order: Uint32Array | undefined;
     for (const layout of layouts) {
       const l = scaleLayout(shape, layout);
       if (!l || seen.has(`${l.group}/${l.count}`)) continue;
       seen.add(`${l.group}/${l.count}`);
       for (const bits of widths) {
-        const q = quantizeLowBit(d, bits, l.group, l.count, weight);
+        const q = keep(kept, `q/${bits}/${l.group}/${l.count}`, () => quantizeLowBit(d, bits, l.group, l.count, weight));
         quantized.set(`${name}\u0000${layout}\u0000${bits}`, q);
         const bytes = lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape);
         choices.push({ bits, layout, bytes, error: measure ? measure(name, q.decoded) : factor * q.squaredError });
@@ -656,7 +708,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
         if (outliers) {
           for (const m of new Set(OUTLIER_SHARES.map((f) => Math.round(f * nz)))) {
             if (m < 1 || m >= nz) continue;
-            const o = quantizeWithOutliers(d, bits, l.group, l.count, m, weight, (order ??= outlierOrder(d, weight)));
+            const o = keep(kept, `o/${bits}/${l.group}/${l.count}/${m}`, () => quantizeWithOutliers(d, bits, l.group, l.count, m, weight, (order ??= keep(kept, 'order', () => outlierOrder(d, weight)))));
             if (!o) continue;
             quantized.set(`${name}\u0000${layout}\u0000${bits}\u0000${m}`, o);
             const at = encodePositions(o.outliers.positions, d.length).bytes.length;
@@ -665,7 +717,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
         }
       }
     }
-    if (lowRank) for (const o of lowRankOptions(name, d, shape, weight)) {
+    if (lowRank) for (const o of keep(kept, 'lowrank', () => lowRankOptions(name, d, shape, weight))) {
       quantized.set(`${name}\u0000lowrank\u0000${o.bytes}`, o.quantized);
       const { quantized: _q, ...option } = o;
       choices.push({ ...option, error: measure ? measure(name, o.quantized.decoded) : factor * option.error });
@@ -760,15 +812,15 @@ export function describeWidths(allocation: readonly LowBitAllocation[]): string 
  * without it), each with and without low-rank factors. Which is best depends on the model and the
  * budget (examples/teacher-digits); measuring decides.
  */
-export function lowbitVariants(importance?: () => ReadonlyMap<string, Float32Array>): { name: string; options: () => Partial<LowBitOptions> }[] {
+export function lowbitVariants(importance?: () => ReadonlyMap<string, Float32Array>, cache = new LowBitCache()): { name: string; options: () => Partial<LowBitOptions> }[] {
   return [
-    { name: 'lowbit (relative errors, low-rank)', options: () => ({}) },
-    { name: 'lowbit (relative errors, codes only)', options: () => ({ lowRank: false }) },
-    { name: 'lowbit (squared errors, low-rank)', options: () => ({ proxy: 'squared' }) },
-    { name: 'lowbit (squared errors, codes only)', options: () => ({ proxy: 'squared', lowRank: false }) },
+    { name: 'lowbit (relative errors, low-rank)', options: () => ({ cache }) },
+    { name: 'lowbit (relative errors, codes only)', options: () => ({ lowRank: false, cache }) },
+    { name: 'lowbit (squared errors, low-rank)', options: () => ({ proxy: 'squared', cache }) },
+    { name: 'lowbit (squared errors, codes only)', options: () => ({ proxy: 'squared', lowRank: false, cache }) },
     ...(importance ? [
-      { name: 'lowbit (Fisher importance, low-rank)', options: () => ({ importance: importance() }) },
-      { name: 'lowbit (Fisher importance, codes only)', options: () => ({ importance: importance(), lowRank: false }) },
+      { name: 'lowbit (Fisher importance, low-rank)', options: () => ({ importance: importance(), cache }) },
+      { name: 'lowbit (Fisher importance, codes only)', options: () => ({ importance: importance(), lowRank: false, cache }) },
     ] : []),
   ];
 }

@@ -156,10 +156,10 @@ export class LowBitScales implements Parameterization {
     for (let k = 0; k < t.length; k++) st.codes[k] = lowBitCode(t[k] * st.s0[st.chanOf[k]], values[st.chanOf[k]], st.bits);
   }
 
-  /** The values the device will hold for tensor `st` with the current variables. */
-  private weights(st: State): Float32Array {
+  /** The values the device will hold for codes tensor `st` with the current variables. */
+  private weights(st: CodeState): Float32Array {
     const w = new Float32Array(st.w0.length);
-    if (st.kind === 'codes') {
+    {
       const { values } = wireScales(times(st.s0, st.s), st.exponent);
       this.recode(st, values);
       for (let k = 0; k < w.length; k++) w[k] = st.w0[k] + Math.fround(st.codes[k] * values[st.chanOf[k]]);
@@ -171,15 +171,6 @@ export class LowBitScales implements Parameterization {
       }
       return w;
     }
-    const { u, v } = this.factors(st);
-    const { rows, cols, rank } = st;
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < cols; j++) {
-        let acc = 0;
-        for (let c = 0; c < rank; c++) acc = Math.fround(acc + Math.fround(u[i * rank + c] * v[c * cols + j]));
-        w[i * cols + j] = st.w0[i * cols + j] + acc;
-      }
-    }
     return w;
   }
 
@@ -188,16 +179,32 @@ export class LowBitScales implements Parameterization {
     const { cols, rank: r } = st;
     const su = times(st.su0, st.su);
     const sv = times(st.sv0, st.sv);
-    const { h, e, values } = wireScales(Float32Array.from({ length: 2 * r }, (_, i) => (i & 1 ? sv : su)[i >> 1]), st.exponent);
+    const both = new Float32Array(2 * r);
+    for (let k = 0; k < r; k++) [both[2 * k], both[2 * k + 1]] = [su[k], sv[k]];
+    const { h, e, values } = wireScales(both, st.exponent);
     // (+ 0: a zero scale decodes to +0 whatever the code, as the encoder writes it.)
-    const u = Float32Array.from(st.cu, (c, i) => c * values[2 * (i % r)] + 0);
-    const v = Float32Array.from(st.cv, (c, i) => c * values[2 * Math.floor(i / cols) + 1] + 0);
+    const u = new Float32Array(st.cu.length);
+    for (let i = 0; i < u.length; i++) u[i] = st.cu[i] * values[2 * (i % r)] + 0;
+    const v = new Float32Array(st.cv.length);
+    for (let k = 0; k < r; k++) {
+      const sk = values[2 * k + 1];
+      for (let j = k * cols; j < (k + 1) * cols; j++) v[j] = st.cv[j] * sk + 0;
+    }
     return { u, v, lowbitFactors: { widths: st.widths, scales: h, exponent: e } };
   }
 
+  /**
+   * The weights the training step runs with. Codes: exactly the device's values. Low-rank
+   * factors: the base plus U·V from the backend's matrix product (one GEMM, its float32 sums in
+   * the backend's order, not the device's term by term: a last-bit difference a gradient step does
+   * not see, where the exact product cost most of a step). Checkpoints are measured on the
+   * payload's exact device weights (BuiltPayload.targetValues), so what ships is measured as shipped.
+   */
   effective(name: string): tf.Tensor {
     const st = this.states.get(name) as State;
-    return tf.tensor(this.weights(st), st.shape, 'float32');
+    if (st.kind === 'codes') return tf.tensor(this.weights(st), st.shape, 'float32');
+    const { u, v } = this.factors(st);
+    return tf.tidy(() => tf.reshape(tf.add(tf.tensor2d(st.w0, [st.rows, st.cols]), tf.matMul(tf.tensor2d(u, [st.rows, st.rank]), tf.tensor2d(v, [st.rank, st.cols]))), st.shape));
   }
 
   gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
