@@ -12,6 +12,7 @@ import { importWithTrainerPeers } from '../src/train/peer.ts';
 import type { CliIO } from './common.ts';
 import path from 'node:path';
 import type { OnnxWeightStore } from '../src/io/onnx/store.ts';
+import type { InputMoments } from '../src/diff/gptq.ts';
 import { loadLayersPair, loadOnnxEval, openTflitePair, type PayloadEvalSpec } from './payload-eval.ts';
 
 /** Examples of --calibrate used at most (the first ones): each candidate runs the model on all of them. */
@@ -44,16 +45,16 @@ function choose<R extends BuiltPayload>(
 
 /**
  * Load `base` and `target` (TF.js layers-model folders) and the inputs, make the candidates
- * (`candidates` gets the Fisher importance of the target's outputs on the inputs, for the
- * lowbit variants that use it), and keep the one closest to the target.
+ * (`candidates` gets the Fisher importance of the target's outputs on the inputs and each
+ * layer's input moments, for the lowbit variants that use them), and keep the one closest to the target.
  */
 export async function chooseCalibrated<R extends BuiltPayload>(
   paths: { base: string; target: string; calibrate: string },
   baseStore: WeightStore,
-  candidates: (importance: () => ReadonlyMap<string, Float32Array>) => CalibrationCandidate<R>[],
+  candidates: (importance: () => ReadonlyMap<string, Float32Array>, inputs: () => ReadonlyMap<string, InputMoments>) => CalibrationCandidate<R>[],
   io: CliIO,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
-  const { tf, initBackend, calibrationMeasure, chooseOnCalibration, outputImportance, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, calibrationMeasure, chooseOnCalibration, outputImportance, inputMoments, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../src/train/data.ts')),
     ...(await import('../src/train/backend.ts')),
@@ -85,7 +86,15 @@ export async function chooseCalibrated<R extends BuiltPayload>(
       }
       return importance;
     };
-    return choose(chooseOnCalibration, candidates(lazyImportance), measure, { inputs: paths.calibrate, examples: n }, io);
+    let moments: ReadonlyMap<string, InputMoments> | undefined;
+    const lazyMoments = () => {
+      if (!moments) {
+        moments = inputMoments(target, x, { examples: IMPORTANCE_EXAMPLES });
+        io.progress(`  the second moment of each dense and convolution layer's inputs on ${Math.min(n, IMPORTANCE_EXAMPLES)} inputs (${moments.size} layers), to round their codes against`);
+      }
+      return moments;
+    };
+    return choose(chooseOnCalibration, candidates(lazyImportance, lazyMoments), measure, { inputs: paths.calibrate, examples: n }, io);
   } finally {
     x.dispose();
     model.dispose();

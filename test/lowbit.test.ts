@@ -530,7 +530,8 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       assert.equal(await main([...args.slice(0, -1), calOut, '--calibrate', join(dir, 'x.npy'), '--metrics-out', json], cio), 0, lines.join('\n'));
       const metrics = JSON.parse(await readFile(json, 'utf8')) as { method: string; calibration: { examples: number; chosen: string; candidates: { name: string; bytes: number; loss: number }[] } };
       assert.equal(metrics.calibration.examples, 300);
-      assert.equal(metrics.calibration.candidates.length, 6);
+      assert.equal(metrics.calibration.candidates.length, 7);
+      assert.ok(metrics.calibration.candidates.some((c) => c.name === "lowbit (rounded against the inputs, codes only)"));
       const best = Math.min(...metrics.calibration.candidates.map((c) => c.loss));
       assert.equal(metrics.calibration.candidates.find((c) => c.name === metrics.calibration.chosen)?.loss, best, 'the closest candidate is the one written');
       assert.ok(metrics.calibration.candidates.every((c) => c.bytes <= Math.floor(0.05 * storedModelBytes(v1))));

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { getHasher } from '../../src/core/hasher.ts';
 import { parseBudget, formatBytes } from '../../src/diff/budget.ts';
 import { topkDiff, type TopkResult } from '../../src/diff/topk.ts';
+import type { InputMoments } from '../../src/diff/gptq.ts';
 import { describeWidths, LowBitCache, lowbitDiff, lowbitVariants, type LowBitResult } from '../../src/diff/lowbit.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
@@ -45,7 +46,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('method', { choices: ['topk', 'lowbit', 'auto'] as const, default: 'topk' as const, describe: 'with a byte budget: topk keeps the largest changes (positions and values); lowbit carries every changed tensor, each at 1 to 8 bits with a scale per output channel, row or tensor (its largest changes apart at float16 when that pays), or as low-rank factors with a width per singular direction, chosen to leave the least error within the budget (format v6 when codes are used: the applier on the device must read version 6, and for its low-rank factors and outliers one of this release: see --lowbit-codes-only). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk. auto: both, and every lowbit variant, measured on --calibrate inputs; the closest to --target is written' })
-    .option('calibrate', { type: 'string', describe: `with --method lowbit or auto: inputs from where the model runs, no labels needed, as --eval takes them (TF.js layers-models: x.npy, or a folder holding it, the first ${MAX_CALIBRATION_EXAMPLES}; .onnx files: a folder with one .npy per model input, --state and sequence.npy for stateful models, run by the ONNX executor; .tflite files: the same folder, or x.npy for one input, run by the LiteRT executor). Each candidate payload (lowbit with errors relative to each layer or plain, with and without low-rank factors, and for TF.js models weighed by every weight's Fisher information on these inputs; with auto, top-k too) is measured by how close base + payload comes to --target's outputs on them (KL divergence for classifiers, else mean squared difference), and the closest is written; each is reported with its bytes and loss` })
+    .option('calibrate', { type: 'string', describe: `with --method lowbit or auto: inputs from where the model runs, no labels needed, as --eval takes them (TF.js layers-models: x.npy, or a folder holding it, the first ${MAX_CALIBRATION_EXAMPLES}; .onnx files: a folder with one .npy per model input, --state and sequence.npy for stateful models, run by the ONNX executor; .tflite files: the same folder, or x.npy for one input, run by the LiteRT executor). Each candidate payload (lowbit with errors relative to each layer or plain, with and without low-rank factors, and for TF.js models weighed by every weight's Fisher information on these inputs, or with each dense and convolution kernel's codes rounded against its layer's inputs (GPTQ's update); with auto, top-k too) is measured by how close base + payload comes to --target's outputs on them (KL divergence for classifiers, else mean squared difference), and the closest is written; each is reported with its bytes and loss` })
     .option('lowbit-codes-only', { type: 'boolean', default: false, describe: 'with --method lowbit or auto: carry every tensor as dense codes only, without the low-rank factors (a width per singular direction) and the float16 outliers (the largest changes apart from the codes) lowbit otherwise offers, for devices whose applier predates those (they came later within format v6: such a device refuses the payload before writing anything and falls back to the full model; FORMAT.md §8)' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'with --method topk: the value codec; `auto` keeps the one with the smallest error' })
     .option('model-id', { type: 'string', describe: 'the id devices know this model by, written in the payload (devices refuse a payload for another id); keep one id along a chain of updates. Required unless the base folder recorded one (.ndiff-folder.json, written by ndiff apply and --model-out); never taken from the folder name' })
@@ -120,11 +121,11 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const codesOnly = a.lowbitCodesOnly === true;
   // One cache for every variant: they quantize each tensor's change the same way (LowBitCache).
   const cache = new LowBitCache();
-  const variants = (importance?: () => ReadonlyMap<string, Float32Array>) => lowbitVariants(importance, cache).filter((v) => !codesOnly || v.options().lowRank === false).map((v) => (codesOnly ? { ...v, options: () => ({ ...v.options(), outliers: false }) } : v));
+  const variants = (importance?: () => ReadonlyMap<string, Float32Array>, inputs?: () => ReadonlyMap<string, InputMoments>) => lowbitVariants(importance, cache, inputs).filter((v) => !codesOnly || v.options().lowRank === false).map((v) => (codesOnly ? { ...v, options: () => ({ ...v.options(), outliers: false }) } : v));
   const exactCodecs = a.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : a.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   // --calibrate: candidates measured on the inputs, the closest kept.
   let calibration: CalibrationReport | undefined;
-  const candidates = (importance?: () => ReadonlyMap<string, Float32Array>, reached?: ReadonlySet<string>) => {
+  const candidates = (importance?: () => ReadonlyMap<string, Float32Array>, reached?: ReadonlySet<string>, inputs?: () => ReadonlyMap<string, InputMoments>) => {
     const options = { budgetBytes, ...common };
     if (opened.kind === 'onnx' || opened.kind === 'tflite') {
       // Also on the tensors the calibration inputs reach alone, when that leaves some out (a branch
@@ -138,7 +139,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
       ];
     }
     return [
-      ...variants(importance).map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, target, { ...options, ...v.options() }) })),
+      ...variants(importance, inputs).map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, target, { ...options, ...v.options() }) })),
       ...(a.method === 'auto' ? [{ name: 'top-k', build: () => topkDiff(hasher, base, target, { ...options, codec: 'auto' }) }] : []),
     ];
   };
@@ -148,7 +149,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
       ? await chooseCalibratedOnnx<TopkResult>({ ...(a as PayloadEvalSpec), calibrate: a.calibrate }, base, (reached) => candidates(undefined, reached), io)
       : opened.kind === 'tflite'
         ? await chooseCalibratedTflite<TopkResult>({ ...(a as PayloadEvalSpec), calibrate: a.calibrate }, base, (reached) => candidates(undefined, reached), io)
-        : await chooseCalibrated<TopkResult>({ base: a.base, target: a.target, calibrate: a.calibrate }, base, (importance) => candidates(importance), io);
+        : await chooseCalibrated<TopkResult>({ base: a.base, target: a.target, calibrate: a.calibrate }, base, (importance, inputs) => candidates(importance, undefined, inputs), io);
   if (calibrated) calibration = calibrated.report;
   const res = calibrated ? calibrated.chosen : everyChange && opened.kind === 'folder'
     ? (() => {

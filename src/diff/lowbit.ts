@@ -25,6 +25,7 @@ import { matrixDims, shapeSize } from '../core/format.ts';
 import { encodeValues } from '../core/values.ts';
 import { encodePositions } from '../core/encode.ts';
 import { factorize } from './baselines.ts';
+import { inverseCholesky, outputError, roundAgainstInputs, type InputMoments } from './gptq.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { confirmPayload } from './confirm.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
@@ -346,6 +347,14 @@ function relativeWeight(w: Float32Array, d: Float32Array): number {
   return norm > 0 ? 1 / norm : 1;
 }
 
+/** 1 / (the mean of the layer's output energy on its inputs with the base's and the target's kernel): output errors as relative changes of its outputs. */
+function relativeOutput(w: Float32Array, d: Float32Array, m: InputMoments): number {
+  const zero = new Float32Array(w.length);
+  const target = Float32Array.from(w, (x, i) => x + d[i]);
+  const norm = (outputError(w, zero, m) + outputError(target, zero, m)) / 2;
+  return norm > 0 ? 1 / norm : 1;
+}
+
 /** Widths a singular direction's factor vectors may take. */
 const FACTOR_WIDTHS = [1, 2, 3, 4, 5, 6, 8];
 
@@ -546,6 +555,15 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
    */
   measureModel?: (deltas: ReadonlyMap<string, Float32Array>) => number;
   /**
+   * The second moment of each layer's inputs on calibration inputs, by kernel tensor name
+   * (src/train/calibrate.ts's `inputMoments`): those tensors' codes are rounded against them
+   * (gptq.ts: each row's rounding error carried into the rows after it, GPTQ's update) and their
+   * every option's error is the layer's output change on those inputs, relative to its output
+   * energy (the mean of the base's and the target's), instead of a weight-space proxy. Other
+   * tensors are quantized and weighed as without it.
+   */
+  inputs?: ReadonlyMap<string, InputMoments>;
+  /**
    * Quantizations kept from an earlier encoding of the same changes (see {@link LowBitCache}):
    * the variants {@link lowbitVariants} returns share one, so comparing them quantizes each
    * tensor's change once. The payload is the same bytes with or without it.
@@ -662,7 +680,7 @@ export function lowbitDiff(hasher: Hasher, base: WeightStore, target: WeightStor
 /** {@link lowbitDiff} from precomputed deltas (ONNX models: onnxDeltas). */
 export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: LowBitOptions): LowBitResult {
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, proxy = 'relative', cache, ...headerOptions } = options;
+  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, proxy = 'relative', cache, inputs, ...headerOptions } = options;
   const header: HeaderOptions = { ...withoutStore(headerOptions), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const empty = payloadSize([], shapes, header);
   if (empty > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: empty });
@@ -690,7 +708,13 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     // quantization itself does not change with a uniform weight.
     const factor = !importance && proxy === 'relative' ? relativeWeight(base.values(name), d) : 1;
     const shape = shapes.get(name) as readonly number[];
-    const choices: Option[] = [{ bits: 0, layout: null, bytes: 0, error: measure ? measure(name, new Float32Array(d.length)) : factor * weighted }];
+    // With the layer's input moments: codes rounded against them, errors as output changes.
+    const moments = inputs?.get(name);
+    const rounding = moments && shape.length >= 2 && moments.rows === matrixDims(shape).rows ? moments : undefined;
+    const outFactor = rounding ? relativeOutput(base.values(name), d, rounding) : 1;
+    const u = rounding ? inverseCholesky(rounding) : null;
+    const errorOf = (decoded: Float32Array, plain: number): number => (measure ? measure(name, decoded) : rounding ? outFactor * outputError(d, decoded, rounding) : factor * plain);
+    const choices: Option[] = [{ bits: 0, layout: null, bytes: 0, error: errorOf(new Float32Array(d.length), weighted) }];
     const seen = new Set<string>();
     const kept = cache?.of(name, d, weight);
     let order: Uint32Array | undefined;
@@ -699,10 +723,11 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
       if (!l || seen.has(`${l.group}/${l.count}`)) continue;
       seen.add(`${l.group}/${l.count}`);
       for (const bits of widths) {
-        const q = keep(kept, `q/${bits}/${l.group}/${l.count}`, () => quantizeLowBit(d, bits, l.group, l.count, weight));
+        const nearest = keep(kept, `q/${bits}/${l.group}/${l.count}`, () => quantizeLowBit(d, bits, l.group, l.count, weight));
+        const q = rounding && u ? roundAgainstInputs(d, nearest, rounding.rows, u) : nearest;
         quantized.set(`${name}\u0000${layout}\u0000${bits}`, q);
         const bytes = lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape);
-        choices.push({ bits, layout, bytes, error: measure ? measure(name, q.decoded) : factor * q.squaredError });
+        choices.push({ bits, layout, bytes, error: errorOf(q.decoded, q.squaredError) });
         // The largest changes apart at float16, so the scales fit the rest (a retrained tensor's
         // few large changes would otherwise set them).
         if (outliers) {
@@ -712,7 +737,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
             if (!o) continue;
             quantized.set(`${name}\u0000${layout}\u0000${bits}\u0000${m}`, o);
             const at = encodePositions(o.outliers.positions, d.length).bytes.length;
-            choices.push({ bits, layout, outliers: m, bytes: bytes + at + 2 * m + 16, error: measure ? measure(name, o.decoded) : factor * o.squaredError });
+            choices.push({ bits, layout, outliers: m, bytes: bytes + at + 2 * m + 16, error: errorOf(o.decoded, o.squaredError) });
           }
         }
       }
@@ -720,7 +745,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     if (lowRank) for (const o of keep(kept, 'lowrank', () => lowRankOptions(name, d, shape, weight))) {
       quantized.set(`${name}\u0000lowrank\u0000${o.bytes}`, o.quantized);
       const { quantized: _q, ...option } = o;
-      choices.push({ ...option, error: measure ? measure(name, o.quantized.decoded) : factor * option.error });
+      choices.push({ ...option, error: errorOf(o.quantized.decoded, option.error) });
     }
     raw.push({ name, options: choices });
   }
@@ -810,9 +835,11 @@ export function describeWidths(allocation: readonly LowBitAllocation[]): string 
  * preference on a tie: errors relative to each layer (the default) or plain squared, or each
  * weight weighed by `importance` (e.g. its Fisher information on the calibration inputs; left out
  * without it), each with and without low-rank factors. Which is best depends on the model and the
- * budget (examples/teacher-digits); measuring decides.
+ * budget (examples/teacher-digits); measuring decides. With `inputs` (each layer's input moments
+ * on the calibration inputs), also the codes rounded against them (GPTQ's update, gptq.ts). The
+ * variants share `cache`: each tensor's nearest-rounded codes are quantized once for all of them.
  */
-export function lowbitVariants(importance?: () => ReadonlyMap<string, Float32Array>, cache = new LowBitCache()): { name: string; options: () => Partial<LowBitOptions> }[] {
+export function lowbitVariants(importance?: () => ReadonlyMap<string, Float32Array>, cache = new LowBitCache(), inputs?: () => ReadonlyMap<string, InputMoments>): { name: string; options: () => Partial<LowBitOptions> }[] {
   return [
     { name: 'lowbit (relative errors, low-rank)', options: () => ({ cache }) },
     { name: 'lowbit (relative errors, codes only)', options: () => ({ lowRank: false, cache }) },
@@ -822,5 +849,7 @@ export function lowbitVariants(importance?: () => ReadonlyMap<string, Float32Arr
       { name: 'lowbit (Fisher importance, low-rank)', options: () => ({ importance: importance(), cache }) },
       { name: 'lowbit (Fisher importance, codes only)', options: () => ({ importance: importance(), lowRank: false, cache }) },
     ] : []),
+    // Codes rounded against each layer's inputs (GPTQ's update), errors as its output changes.
+    ...(inputs ? [{ name: 'lowbit (rounded against the inputs, codes only)', options: () => ({ inputs: inputs(), lowRank: false, outliers: false, cache }) }] : []),
   ];
 }

@@ -222,3 +222,103 @@ export function chooseOnCalibration<R extends BuiltPayload>(candidates: readonly
   if (!best) throw firstError;
   return { chosen: best.result, name: best.name, scores };
 }
+
+/** Options of {@link inputMoments}. */
+export interface InputMomentsOptions {
+  /** Inputs used at most (the first ones; default 256). */
+  examples?: number;
+  /** Input vectors (a convolution's patches) a layer's moment is estimated on at most, spread evenly (default 65,536). */
+  maxSamples?: number;
+}
+
+/** A convolution's geometry along one spatial axis, as TF computes it. */
+function axisGeometry(size: number, kernel: number, stride: number, dilation: number, padding: string): { out: number; before: number } {
+  const span = (kernel - 1) * dilation + 1;
+  if (padding === 'valid') return { out: Math.max(0, Math.ceil((size - span + 1) / stride)), before: 0 };
+  if (padding === 'causal') return { out: Math.ceil(size / stride), before: span - 1 };
+  const out = Math.ceil(size / stride);
+  return { out, before: Math.floor(Math.max((out - 1) * stride + span - size, 0) / 2) };
+}
+
+const pair = (v: unknown, n: number): number[] => (Array.isArray(v) ? (v.length === n ? v : Array(n).fill(v[0])) : Array(n).fill(v ?? 1)) as number[];
+
+/**
+ * The second moment of each dense and convolution layer's inputs on `x`, run through `model` (the
+ * target, whose layers' inputs the carried change acts on): H = X'X / N over the input vectors X
+ * of the layer (an example's features for a dense layer, every patch its kernel sees for a
+ * convolution, in the kernel's row order: taps, then input channels), keyed by the layer's kernel
+ * weight name. lowbit's `inputs` rounds those kernels' changes against them (gptq.ts). Layers of
+ * other kinds (depthwise, recurrent, ...) and channels-first convolutions are left out.
+ */
+export function inputMoments(model: tf.LayersModel, x: tf.Tensor, options: InputMomentsOptions = {}): Map<string, { rows: number; hessian: Float64Array; samples: number }> {
+  const out = new Map<string, { rows: number; hessian: Float64Array; samples: number }>();
+  const maxSamples = options.maxSamples ?? 65_536;
+  const layers = model.layers.filter((l) => {
+    const kind = l.getClassName();
+    const kernel = (l as unknown as { kernel?: { originalName: string } }).kernel;
+    const config = l.getConfig() as { dataFormat?: string };
+    return kernel && (kind === 'Dense' || kind === 'Conv1D' || kind === 'Conv2D') && (config.dataFormat ?? 'channelsLast') === 'channelsLast' && !Array.isArray(l.input);
+  });
+  if (!layers.length) return out;
+  const n = Math.min(options.examples ?? 256, x.shape[0]);
+  const probe = tf.model({ inputs: model.inputs, outputs: layers.map((l) => l.input as tf.SymbolicTensor) });
+  const acts = tf.tidy(() => {
+    const got = probe.predict(tf.slice(x, [0], [n])) as tf.Tensor | tf.Tensor[];
+    return Array.isArray(got) ? got : [got];
+  });
+  try {
+    layers.forEach((layer, li) => {
+      const a = acts[li];
+      const kind = layer.getClassName();
+      const kernel = (layer as unknown as { kernel: { originalName: string; shape: number[] } }).kernel;
+      const rows = kernel.shape.slice(0, -1).reduce((p, q) => p * q, 1);
+      let patches: tf.Tensor2D;
+      if (kind === 'Dense') {
+        patches = tf.reshape(a, [-1, rows]) as tf.Tensor2D;
+      } else {
+        const c = layer.getConfig() as { kernelSize: number | number[]; strides?: number | number[]; dilationRate?: number | number[]; padding?: string };
+        const dims = kind === 'Conv1D' ? 1 : 2;
+        const k = pair(c.kernelSize, dims);
+        const st = pair(c.strides, dims);
+        const dl = pair(c.dilationRate, dims);
+        const padding = c.padding ?? 'valid';
+        // [N, H, W, C] (a 1-D convolution as height 1).
+        const shape = dims === 1 ? [a.shape[0], 1, a.shape[1] as number, a.shape[2] as number] : (a.shape as number[]);
+        const [N, H, W, C] = shape;
+        const gh = dims === 1 ? { out: 1, before: 0 } : axisGeometry(H, k[0], st[0], dl[0], padding);
+        const gw = axisGeometry(W, k[dims - 1], st[dims - 1], dl[dims - 1], padding);
+        const [kh, kw] = dims === 1 ? [1, k[0]] : [k[0], k[1]];
+        const [sh, sw] = dims === 1 ? [1, st[0]] : st;
+        const [dh, dw] = dims === 1 ? [1, dl[0]] : dl;
+        const total = N * gh.out * gw.out;
+        const every = Math.max(1, Math.ceil(total / maxSamples));
+        const count = Math.ceil(total / every);
+        const v = a.dataSync() as Float32Array;
+        const p = new Float32Array(count * rows);
+        let m = 0;
+        for (let at = 0; at < total; at += every, m++) {
+          const e = Math.floor(at / (gh.out * gw.out));
+          const oy = Math.floor(at / gw.out) % gh.out;
+          const ox = at % gw.out;
+          let r = m * rows;
+          for (let ty = 0; ty < kh; ty++) {
+            const y = oy * sh + ty * dh - gh.before;
+            for (let tx = 0; tx < kw; tx++) {
+              const xx = ox * sw + tx * dw - gw.before;
+              if (y >= 0 && y < H && xx >= 0 && xx < W) p.set(v.subarray(((e * H + y) * W + xx) * C, ((e * H + y) * W + xx + 1) * C), r);
+              r += C;
+            }
+          }
+        }
+        patches = tf.tensor2d(p, [count, rows]);
+      }
+      const samples = patches.shape[0];
+      const h = tf.tidy(() => tf.div(tf.matMul(patches, patches, true, false), Math.max(1, samples)).dataSync() as Float32Array);
+      patches.dispose();
+      out.set(kernel.originalName, { rows, hessian: Float64Array.from(h), samples });
+    });
+  } finally {
+    for (const t of acts) t.dispose();
+  }
+  return out;
+}
