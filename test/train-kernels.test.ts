@@ -306,6 +306,54 @@ describe('UnsortedSegmentSum on wasm matches cpu', () => {
   });
 });
 
+describe('Slice on wasm copies only the slice and matches cpu', () => {
+  it('contiguous and strided slices of every rank, float32, int32 and bool, with -1 sizes and empty slices, equal cpu exactly', async () => {
+    const cases: [number[], number[], number[]][] = [
+      [[10], [3], [4]],
+      [[6, 5], [2, 0], [3, 5]], // whole rows: contiguous
+      [[6, 5], [1, 2], [4, 2]], // a block: strided
+      [[6, 5], [0, 4], [6, 1]], // one column
+      [[4, 3, 5], [1, 1, 1], [2, -1, 3]],
+      [[3, 4, 5, 2], [1, 0, 2, 1], [2, 4, 3, 1]],
+      [[3, 4, 5, 2], [2, 0, 0, 0], [1, -1, -1, -1]],
+      [[3, 4], [1, 1], [0, 2]], // empty
+    ];
+    const { cpu, wasm } = await onBoth(() => cases.flatMap(([shape, begin, size], i) => {
+      const x = rand(shape, 200 + i);
+      return [
+        tf.slice(x, begin, size),
+        tf.slice(tf.cast(tf.mul(x, 100), 'int32'), begin, size).toFloat(),
+        tf.slice(tf.greater(x, 0), begin, size).toFloat(),
+      ];
+    }));
+    assert.equal(wasm.length, cpu.length);
+    cpu.forEach((expected, i) => assert.deepEqual(Array.from(wasm[i]), Array.from(expected), `case ${Math.floor(i / 3)}, dtype ${['float32', 'int32', 'bool'][i % 3]}`));
+    assert.ok(cpu.some((v) => v.length > 0 && v.some((x) => x !== 0)));
+  });
+
+  it('does not read the whole input: no readSync of it', async () => {
+    await initBackend('wasm');
+    const backend = tf.backend() as unknown as { readSync: (...a: unknown[]) => unknown };
+    const x = rand([64, 100], 210);
+    const read = backend.readSync;
+    let reads = 0;
+    backend.readSync = (...a: unknown[]) => {
+      reads++;
+      return read.apply(backend, a);
+    };
+    try {
+      const parts = [tf.slice(x, [8, 0], [8, 100]), tf.slice(x, [0, 10], [64, 5])];
+      backend.readSync = read;
+      assert.deepEqual(Array.from(parts[0].dataSync()), Array.from(x.dataSync()).slice(800, 1600));
+      tf.dispose(parts);
+    } finally {
+      backend.readSync = read;
+      x.dispose();
+    }
+    assert.equal(reads, 0);
+  });
+});
+
 describe('wasm kernels free their intermediates', () => {
   it('leaves the wasm data count unchanged after a conv training step', async () => {
     await initBackend('wasm');

@@ -12,6 +12,7 @@ import { conv2DBackpropInputConfig } from './conv2d-backprop-input.ts';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-backprop-filter.ts';
 import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-backprop-input.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
+import { sliceConfig } from './slice.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
 import { stockWasmKernels, WASM } from './util.ts';
 
@@ -27,6 +28,7 @@ export const FIXED_WASM_KERNELS = [
   'DepthwiseConv2dNativeBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput',
   'MaxPoolGrad',
+  'Slice',
   'NeuralDiffReluGrad',
   'NeuralDiffRelu6Grad',
   'NeuralDiffClipByValueGrad',
@@ -55,6 +57,7 @@ export function registerWasmKernelFixes(): void {
     depthwiseConv2dNativeBackpropFilterConfig(),
     depthwiseConv2dNativeBackpropInputConfig(),
     maxPoolGradConfig(),
+    sliceConfig(),
     ...activationGradKernelConfigs(),
     adamStepKernelConfig(),
   ];

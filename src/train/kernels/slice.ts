@@ -1,0 +1,56 @@
+/**
+ * Slice without reading the whole input. tfjs-backend-wasm 4.22's Slice first calls `readSync`
+ * on its input, which copies the entire tensor out of the WebAssembly memory, then copies the
+ * slice from that copy: each batch `tf.slice` takes of a dataset held as one tensor copied the
+ * whole dataset (on the keyword model, 11 MB a batch; 10% of the parent thread's CPU in a
+ * two-thread training run, through validation and the teacher's outputs). This kernel copies only
+ * the slice's bytes, within the memory: the same elements, so the same values.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import { asWasm, sizeOf, stockKernel, WASM } from './util.ts';
+
+/** Bytes an element of these dtypes takes in the wasm backend's memory. */
+const BYTES: Partial<Record<string, number>> = { float32: 4, int32: 4, bool: 1 };
+
+const slice: KernelFunc = ({ inputs, attrs, backend }) => {
+  const x = inputs.x as TensorInfo;
+  const bytes = BYTES[x.dtype];
+  // Strings and complex values are not plain bytes in the memory: the stock kernel.
+  if (!bytes) return stockKernel('Slice').kernelFunc({ inputs, attrs, backend });
+  const b = asWasm(backend);
+  const { begin: b0, size: s0 } = (attrs ?? {}) as { begin: number | number[]; size?: number | number[] };
+  const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, b0, s0);
+  const out = b.makeOutput(size, x.dtype);
+  const count = sizeOf(size);
+  if (count === 0) return out;
+  // Offsets after the last allocation (makeOutput may grow the memory).
+  const heap = b.wasm.HEAPU8;
+  const from = b.dataIdMap.get(x.dataId).memoryOffset;
+  const to = b.dataIdMap.get(out.dataId).memoryOffset;
+  const strides = tf.util.computeStrides(x.shape);
+  if (tf.slice_util.isSliceContinous(x.shape, begin, size)) {
+    const at = from + tf.slice_util.computeFlatOffset(begin, strides) * bytes;
+    heap.copyWithin(to, at, at + count * bytes);
+    return out;
+  }
+  // Runs along the last axis are contiguous on both sides: copy one run per index of the others.
+  const rank = size.length;
+  const run = size[rank - 1] * bytes;
+  const index = new Array<number>(rank - 1).fill(0);
+  for (let k = 0, dst = to; k < count / size[rank - 1]; k++, dst += run) {
+    let src = begin[rank - 1];
+    for (let d = 0; d < rank - 1; d++) src += (begin[d] + index[d]) * strides[d];
+    heap.copyWithin(dst, from + src * bytes, from + src * bytes + run);
+    for (let d = rank - 2; d >= 0; d--) {
+      if (++index[d] < size[d]) break;
+      index[d] = 0;
+    }
+  }
+  return out;
+};
+
+/** Slice for wasm (module doc). */
+export function sliceConfig(): KernelConfig {
+  return { kernelName: 'Slice', backendName: WASM, kernelFunc: slice };
+}
