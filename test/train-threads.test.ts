@@ -13,6 +13,8 @@ import { Identity } from '../src/train/full-params.ts';
 import { trainLoop } from '../src/train/loop.ts';
 import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
 import { shardSizes, TrainingPool } from '../src/train/parallel/pool.ts';
+import { shardGradients } from '../src/train/parallel/shard-step.ts';
+import { seeded } from './helpers/graph-model.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
 
@@ -83,6 +85,36 @@ describe('training on several threads', () => {
       }
     });
   }
+
+  test('every step the workers compute at that step\'s weights: 2 threads give the batch gradient 1 thread gives', async () => {
+    // A convolution and a dense layer: the backend packs their weights per tensor (XNNPACK), so a
+    // worker whose variables were rewritten in place would keep computing at the first step's.
+    const model = tf.sequential({ layers: [
+      tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 4, kernelSize: 3, activation: 'relu' }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: 3 }),
+    ] });
+    const vars = namedVariables(model).filter((v) => v.trainable);
+    const pool = await TrainingPool.start(model, { threads: 2, backend: tf.getBackend() });
+    try {
+      pool.begin(vars.map((v) => ({ name: v.name, variable: v.variable })), { fromLogits: true });
+      const r = seeded(4);
+      for (let step = 1; step <= 3; step++) {
+        for (const v of vars) v.variable.assign(tf.tensor(Float32Array.from({ length: v.variable.size }, () => r() - 0.5), v.shape));
+        const batch = { x: Float32Array.from({ length: 16 * 64 }, () => r()), xShape: [16, 8, 8, 1], y: Int32Array.from({ length: 16 }, (_, i) => i % 3) };
+        const one = shardGradients(model, vars.map((v) => v.variable), { ...batch, x: batch.x.slice(), y: batch.y.slice() }, { fromLogits: true }, 1);
+        const two = pool.step(batch);
+        one.grads.forEach((g, j) => {
+          let top = 0;
+          for (const x of g) top = Math.max(top, Math.abs(x));
+          for (let i = 0; i < g.length; i++) assert.ok(Math.abs(two.grads[j][i] - g[i]) <= 1e-5 * (1 + top), `step ${step}, ${vars[j].name}[${i}]: ${two.grads[j][i]} on 2 threads, ${g[i]} on 1`);
+        });
+      }
+    } finally {
+      pool.dispose();
+      model.dispose();
+    }
+  });
 
   test('shards are as even as possible, larger first, and cover the batch', () => {
     assert.deepEqual(shardSizes(5, 2), [3, 2]);

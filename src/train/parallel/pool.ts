@@ -19,6 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TrainingWorkerError, UsageError } from '../../core/errors.ts';
 import { namedVariables } from '../model-weights.ts';
 import { accumulatedShardGradients, addInto, sliceShard } from './accumulate.ts';
+import { valuesInPlace } from './heap.ts';
 import { SIGNAL, type ModelPackage, type WorkerReply, type WorkerRequest, type WorkerSetup } from './protocol.ts';
 import type { ShardExamples, ShardLossSpec, ShardResult } from './shard-step.ts';
 
@@ -176,7 +177,7 @@ export class TrainingPool {
    */
   step(batch: ShardExamples): ShardResult {
     this.live();
-    this.targets.forEach((v, j) => this.shared[j].set(v.dataSync() as Float32Array));
+    this.targets.forEach((v, j) => this.shared[j].set(valuesInPlace(v) ?? (v.dataSync() as Float32Array)));
     const size = batch.y.length;
     const sizes = shardSizes(size, this.threads);
     const shards: ShardExamples[] = [];

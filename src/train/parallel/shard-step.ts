@@ -13,6 +13,7 @@ import { sparseCrossEntropy } from '../data.ts';
 import { keepLoss, type Teacher } from '../keep-loss.ts';
 import { teacherTerm, type TeacherTarget } from '../teacher.ts';
 import { forwardFromCut } from '../prefix-cache.ts';
+import { copyOfValues } from './heap.ts';
 
 /** The loss of the run, the same for every shard (plain data: it crosses to the workers). */
 export interface ShardLossSpec {
@@ -87,7 +88,7 @@ export function shardGradients(model: tf.LayersModel, variables: tf.Variable[], 
     result = {
       grads: variables.map((v) => {
         const g = grads[v.name];
-        return g ? (g.dataSync() as Float32Array).slice() : new Float32Array(0);
+        return g ? copyOfValues(g) : new Float32Array(0);
       }),
       loss: value.dataSync()[0],
       hits,

@@ -11,6 +11,7 @@ import { initBackend, type TrainBackendName } from '../backend.ts';
 import { namedVariables } from '../model-weights.ts';
 import { silenceTfjsNodeBanner } from '../quiet.ts';
 import { accumulatedShardGradients } from './accumulate.ts';
+import { writeVariable } from './heap.ts';
 import { SIGNAL, type WorkerReply, type WorkerRequest, type WorkerSetup } from './protocol.ts';
 import type { ShardLossSpec } from './shard-step.ts';
 
@@ -66,7 +67,8 @@ setup.port.on('message', (req: WorkerRequest) => {
       if (fault.how === 'exit') process.exit(3);
       throw new Error(`a fault injected at step ${steps}`);
     }
-    targets.forEach((v, j) => tf.tidy(() => v.assign(tf.tensor(weights[j].slice(), shapes[j], 'float32'))));
+    // The step's weights, from the buffer the parent wrote, into each variable's own memory.
+    targets.forEach((v, j) => writeVariable(v, weights[j]));
     const result = accumulatedShardGradients(model, targets, req.shard, spec, req.batchSize, req.maxChunk);
     setup.port.postMessage({ kind: 'step', result } satisfies WorkerReply, result.grads.map((g) => g.buffer as ArrayBuffer));
     Atomics.store(signal, 0, SIGNAL.answered);
