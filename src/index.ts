@@ -13,7 +13,7 @@ export { encodePayload, packPayload } from './core/encode.ts';
 export { buildPayload, payloadSize, baseDigests, type PatchSpec, type HeaderOptions, type BuiltPayload } from './diff/build.ts';
 export { topkDiff, topkFromDeltas, modelDelta, MagnitudeRanking, type TopkOptions, type TopkResult } from './diff/topk.ts';
 export { lowbitDiff, lowbitFromDeltas, lowbitVariants, LowBitCache, quantizeLowBit, quantizeFactors, quantizeWithOutliers, outlierOrder, describeAllocation, describeFactorWidths, describeWidths, LOWBIT_WIDTHS, type LowBitOptions, type LowBitResult, type LowBitAllocation, type ScaleLayout, type QuantizedDelta, type QuantizedFactors, type Outliers } from './diff/lowbit.ts';
-export { roundAgainstInputs, inverseCholesky, outputError, type InputMoments } from './diff/gptq.ts';
+export { roundAgainstInputs, inverseCholesky, outputError, type InputMoments, type QuantizedCodes } from './diff/gptq.ts';
 export { exactDiff, type ExactDiffOptions, type ExactDiffResult, type ExactCodec } from './diff/exact.ts';
 export { checkSameInterface, compareInterfaces, type InterfaceDifference, type WeightsByContent } from './diff/interface.ts';
 export { dropDiff, lowRankDiff, type BaselineOptions, type BaselineResult } from './diff/baselines.ts';

@@ -11,8 +11,14 @@
  * ({@link InputMoments}). Nearest rounding minimises the plain squared error of Q - D instead;
  * rounding against H trades some of that for less output error.
  */
-import { lowBitScales } from '../core/lowbit.ts';
-import type { QuantizedDelta } from './lowbit.ts';
+import { lowBitScales, type LowBit } from '../core/lowbit.ts';
+
+/** A change in codec l's codes: the layout and scales, the values the device decodes, their squared error (lowbit.ts's QuantizedDelta). */
+export interface QuantizedCodes {
+  lowbit: LowBit;
+  decoded: Float32Array;
+  squaredError: number;
+}
 
 /** The second moment of a layer's inputs, for the rows of its kernel: H = X'X / N, rows x rows. */
 export interface InputMoments {
@@ -104,7 +110,7 @@ function lowerInverse(l: Float64Array, n: number): Float64Array {
  * changed. The result's `squaredError` is the plain squared error of the weights, as for nearest
  * rounding; {@link outputError} gives what this rounding minimises.
  */
-export function roundAgainstInputs(delta: Float32Array, start: QuantizedDelta, rows: number, u: Float64Array): QuantizedDelta {
+export function roundAgainstInputs(delta: Float32Array, start: QuantizedCodes, rows: number, u: Float64Array): QuantizedCodes {
   const n = delta.length;
   const cols = n / rows;
   const { bits, group, scales: h } = start.lowbit;
