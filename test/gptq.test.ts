@@ -121,6 +121,16 @@ describe('input moments of a model\'s layers', () => {
     try {
       const moments = inputMoments(model, x);
       assert.deepEqual([...moments.keys()].sort(), ['c1/kernel', 'c2/kernel', 'c3/kernel', 'd/kernel']);
+      // Batches of another size sum to the same moments; a cap on the patches takes every k-th across batches.
+      const other = inputMoments(model, x, { batchSize: 7 });
+      for (const [name, m] of moments) {
+        const o = other.get(name) as InputMoments;
+        assert.equal(o.samples, m.samples);
+        for (let i = 0; i < m.hessian.length; i++) assert.ok(Math.abs(o.hessian[i] - m.hessian[i]) <= 1e-5 * (1 + Math.abs(m.hessian[i])), `${name}: batches of 7 and of 16`);
+      }
+      const capped = inputMoments(model, x, { batchSize: 7, maxSamples: 30 });
+      assert.equal(moments.get('c1/kernel')?.samples, n * 6);
+      assert.equal(capped.get('c1/kernel')?.samples, 30);
       for (const name of ['c1', 'c2', 'c3', 'd']) {
         const layer = model.getLayer(name);
         const m = moments.get(`${name}/kernel`) as InputMoments;

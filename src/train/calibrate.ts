@@ -229,6 +229,8 @@ export interface InputMomentsOptions {
   examples?: number;
   /** Input vectors (a convolution's patches) a layer's moment is estimated on at most, spread evenly (default 65,536). */
   maxSamples?: number;
+  /** Inputs run through the model at once (default 16): the activations of every measured layer are held for a batch. */
+  batchSize?: number;
 }
 
 /** A convolution's geometry along one spatial axis, as TF computes it. */
@@ -261,64 +263,81 @@ export function inputMoments(model: tf.LayersModel, x: tf.Tensor, options: Input
   });
   if (!layers.length) return out;
   const n = Math.min(options.examples ?? 256, x.shape[0]);
+  const batch = Math.max(1, options.batchSize ?? 16);
   const probe = tf.model({ inputs: model.inputs, outputs: layers.map((l) => l.input as tf.SymbolicTensor) });
-  const acts = tf.tidy(() => {
-    const got = probe.predict(tf.slice(x, [0], [n])) as tf.Tensor | tf.Tensor[];
-    return Array.isArray(got) ? got : [got];
+  /** Per layer: its geometry (convolutions), the running sum of x x' and how many vectors it holds. */
+  const state = layers.map((layer) => {
+    const kernel = (layer as unknown as { kernel: { originalName: string; shape: number[] } }).kernel;
+    const rows = kernel.shape.slice(0, -1).reduce((p, q) => p * q, 1);
+    return { layer, kind: layer.getClassName(), name: kernel.originalName, rows, sum: new Float64Array(rows * rows), samples: 0, every: 1, seen: 0 };
   });
-  try {
-    layers.forEach((layer, li) => {
-      const a = acts[li];
-      const kind = layer.getClassName();
-      const kernel = (layer as unknown as { kernel: { originalName: string; shape: number[] } }).kernel;
-      const rows = kernel.shape.slice(0, -1).reduce((p, q) => p * q, 1);
-      let patches: tf.Tensor2D;
-      if (kind === 'Dense') {
-        patches = tf.reshape(a, [-1, rows]) as tf.Tensor2D;
-      } else {
-        const c = layer.getConfig() as { kernelSize: number | number[]; strides?: number | number[]; dilationRate?: number | number[]; padding?: string };
-        const dims = kind === 'Conv1D' ? 1 : 2;
-        const k = pair(c.kernelSize, dims);
-        const st = pair(c.strides, dims);
-        const dl = pair(c.dilationRate, dims);
-        const padding = c.padding ?? 'valid';
-        // [N, H, W, C] (a 1-D convolution as height 1).
-        const shape = dims === 1 ? [a.shape[0], 1, a.shape[1] as number, a.shape[2] as number] : (a.shape as number[]);
-        const [N, H, W, C] = shape;
-        const gh = dims === 1 ? { out: 1, before: 0 } : axisGeometry(H, k[0], st[0], dl[0], padding);
-        const gw = axisGeometry(W, k[dims - 1], st[dims - 1], dl[dims - 1], padding);
-        const [kh, kw] = dims === 1 ? [1, k[0]] : [k[0], k[1]];
-        const [sh, sw] = dims === 1 ? [1, st[0]] : st;
-        const [dh, dw] = dims === 1 ? [1, dl[0]] : dl;
-        const total = N * gh.out * gw.out;
-        const every = Math.max(1, Math.ceil(total / maxSamples));
-        const count = Math.ceil(total / every);
-        const v = a.dataSync() as Float32Array;
-        const p = new Float32Array(count * rows);
-        let m = 0;
-        for (let at = 0; at < total; at += every, m++) {
-          const e = Math.floor(at / (gh.out * gw.out));
-          const oy = Math.floor(at / gw.out) % gh.out;
-          const ox = at % gw.out;
-          let r = m * rows;
-          for (let ty = 0; ty < kh; ty++) {
-            const y = oy * sh + ty * dh - gh.before;
-            for (let tx = 0; tx < kw; tx++) {
-              const xx = ox * sw + tx * dw - gw.before;
-              if (y >= 0 && y < H && xx >= 0 && xx < W) p.set(v.subarray(((e * H + y) * W + xx) * C, ((e * H + y) * W + xx + 1) * C), r);
-              r += C;
+  for (let from = 0; from < n; from += batch) {
+    const size = Math.min(batch, n - from);
+    const acts = tf.tidy(() => {
+      const got = probe.predict(tf.slice(x, [from], [size])) as tf.Tensor | tf.Tensor[];
+      return Array.isArray(got) ? got : [got];
+    });
+    try {
+      state.forEach((st, li) => {
+        const a = acts[li];
+        const { rows } = st;
+        let patches: tf.Tensor2D;
+        if (st.kind === 'Dense') {
+          patches = tf.reshape(a, [-1, rows]) as tf.Tensor2D;
+        } else {
+          const c = st.layer.getConfig() as { kernelSize: number | number[]; strides?: number | number[]; dilationRate?: number | number[]; padding?: string };
+          const dims = st.kind === 'Conv1D' ? 1 : 2;
+          const k = pair(c.kernelSize, dims);
+          const stride = pair(c.strides, dims);
+          const dl = pair(c.dilationRate, dims);
+          const padding = c.padding ?? 'valid';
+          // [N, H, W, C] (a 1-D convolution as height 1).
+          const [N, H, W, C] = dims === 1 ? [a.shape[0], 1, a.shape[1] as number, a.shape[2] as number] : (a.shape as number[]);
+          const gh = dims === 1 ? { out: 1, before: 0 } : axisGeometry(H, k[0], stride[0], dl[0], padding);
+          const gw = axisGeometry(W, k[dims - 1], stride[dims - 1], dl[dims - 1], padding);
+          const [kh, kw] = dims === 1 ? [1, k[0]] : [k[0], k[1]];
+          const [sh, sw] = dims === 1 ? [1, stride[0]] : stride;
+          const [dh, dw] = dims === 1 ? [1, dl[0]] : dl;
+          const per = gh.out * gw.out;
+          // Every `every`-th patch of all n examples' (counted across batches), about maxSamples in all.
+          if (from === 0) st.every = Math.max(1, Math.ceil((n * per) / maxSamples));
+          const total = N * per;
+          const first = (st.every - (st.seen % st.every)) % st.every;
+          const count = first < total ? Math.ceil((total - first) / st.every) : 0;
+          const v = a.dataSync() as Float32Array;
+          const p = new Float32Array(count * rows);
+          let m = 0;
+          for (let at = first; at < total; at += st.every, m++) {
+            const e = Math.floor(at / per);
+            const oy = Math.floor(at / gw.out) % gh.out;
+            const ox = at % gw.out;
+            let r = m * rows;
+            for (let ty = 0; ty < kh; ty++) {
+              const y = oy * sh + ty * dh - gh.before;
+              for (let tx = 0; tx < kw; tx++) {
+                const xx = ox * sw + tx * dw - gw.before;
+                if (y >= 0 && y < H && xx >= 0 && xx < W) p.set(v.subarray(((e * H + y) * W + xx) * C, ((e * H + y) * W + xx + 1) * C), r);
+                r += C;
+              }
             }
           }
+          st.seen += total;
+          patches = tf.tensor2d(p, [count, rows]);
         }
-        patches = tf.tensor2d(p, [count, rows]);
-      }
-      const samples = patches.shape[0];
-      const h = tf.tidy(() => tf.div(tf.matMul(patches, patches, true, false), Math.max(1, samples)).dataSync() as Float32Array);
-      patches.dispose();
-      out.set(kernel.originalName, { rows, hessian: Float64Array.from(h), samples });
-    });
-  } finally {
-    for (const t of acts) t.dispose();
+        if (patches.shape[0] > 0) {
+          const h = tf.tidy(() => tf.matMul(patches, patches, true, false).dataSync() as Float32Array);
+          for (let i = 0; i < h.length; i++) st.sum[i] += h[i];
+          st.samples += patches.shape[0];
+        }
+        patches.dispose();
+      });
+    } finally {
+      for (const t of acts) t.dispose();
+    }
+  }
+  for (const st of state) {
+    const hessian = Float64Array.from(st.sum, (v) => v / Math.max(1, st.samples));
+    out.set(st.name, { rows: st.rows, hessian, samples: st.samples });
   }
   return out;
 }
