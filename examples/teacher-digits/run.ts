@@ -5,6 +5,7 @@
  *
  *   node --import tsx examples/teacher-digits/run.ts [--quick] [--budgets 1,5] [--seed 0]
  *     [--methods topk,sparse,hash,sparse-labels,lowbit,lowbit-calibrate,bitdelta] [--calibrate 1000]
+ *     [--out NAME] (results/NAME.json and .md; default full, or quick with --quick)
  *
  * v1: a small CNN (examples/lib/drifted-digits.ts) trained on clean digits. v2: v1 fully
  * fine-tuned on drifted digits (washed out, noisy, shifted) with clean ones replayed, labels
@@ -15,7 +16,7 @@
  * per tensor (BitDelta before its distillation; lowbit is measured at its bytes too). Every model
  * is measured on held-out clean and drifted digits: accuracy, and top-1 agreement with v2.
  *
- * Writes examples/teacher-digits/results/{full,quick}.json and .md (the figures quoted in
+ * Writes examples/teacher-digits/results/{full,quick}.json and .md, or --out's name (the figures quoted in
  * docs/guides/shipping-a-trained-model.md come from full.md).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -26,7 +27,7 @@ import { evaluate, type LabelledData } from '../../src/train/data.ts';
 import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts';
 import { closeness, outputLayout, outputRows } from '../../src/train/teacher.ts';
 import { trainDiff, type TrainDiffOptions, type TrainMethod } from '../../src/train/train-diff.ts';
-import { calibrationMeasure, chooseOnCalibration, outputImportance } from '../../src/train/calibrate.ts';
+import { calibrationMeasure, chooseOnCalibration, inputMoments, outputImportance } from '../../src/train/calibrate.ts';
 import { describeAllocation, lowbitDiff, lowbitVariants, type LowBitOptions, type LowBitResult } from '../../src/diff/lowbit.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { applyPayload } from '../../src/apply/apply.ts';
@@ -105,13 +106,14 @@ const lowbitRow = async (name: string, method: string, budgetPct: number | null,
   return applied(name, method, budgetPct, res, (performance.now() - t0) / 1000);
 };
 let importance: ReadonlyMap<string, Float32Array> | undefined;
+let moments: ReturnType<typeof inputMoments> | undefined;
 const lowbitRuns = async (pctBudget: number, budgetBytes: number) => {
   if (wanted('lowbit')) await lowbitRow(`post-hoc lowbit of v2 - v1, no data (ndiff diff --method lowbit) at ${pctBudget}%`, 'lowbit', pctBudget, { budgetBytes });
   if (wanted('lowbit-calibrate')) {
     // What ndiff diff --method lowbit --calibrate does: every variant measured on the inputs.
     const t0 = performance.now();
     const cal = calibrationMeasure(v1, v2, base, calibration);
-    const variants = lowbitVariants(() => (importance ??= outputImportance(v2, calibration, { examples: 256 })));
+    const variants = lowbitVariants(() => (importance ??= outputImportance(v2, calibration, { examples: 256 })), undefined, () => (moments ??= inputMoments(v2, calibration, { examples: 256 })));
     const { chosen, name } = chooseOnCalibration(variants.map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, v2Store, { budgetBytes, ...v.options() }) })), cal);
     await applied(`post-hoc ${name}, chosen on ${calibration.shape[0]} unlabeled inputs (--calibrate) at ${pctBudget}%`, 'lowbit (calibrated)', pctBudget, chosen, (performance.now() - t0) / 1000);
   }
@@ -170,7 +172,7 @@ const md = [
 ].join('\n');
 const dir = join(import.meta.dirname, 'results');
 await mkdir(dir, { recursive: true });
-const name = quick ? 'quick' : 'full';
+const name = arg('out', quick ? 'quick' : 'full');
 await writeFile(join(dir, `${name}.json`), JSON.stringify({ seed, quick, weights, modelBytes, epochs, rows }, null, 2) + '\n');
 await writeFile(join(dir, `${name}.md`), md);
 console.log('\n' + md);
