@@ -164,3 +164,11 @@ export function outputError(delta: Float32Array, decoded: Float32Array, m: Input
   }
   return total;
 }
+
+/** 1 / (the mean of the layer's output energy on its inputs with the base's and the target's kernel): output errors as relative changes of its outputs. */
+export function relativeOutput(w: Float32Array, d: Float32Array, m: InputMoments): number {
+  const zero = new Float32Array(w.length);
+  const target = Float32Array.from(w, (x, i) => x + d[i]);
+  const norm = (outputError(w, zero, m) + outputError(target, zero, m)) / 2;
+  return norm > 0 ? 1 / norm : 1;
+}

@@ -25,7 +25,13 @@ import { matrixDims, shapeSize } from '../core/format.ts';
 import { encodeValues } from '../core/values.ts';
 import { encodePositions } from '../core/encode.ts';
 import { factorize } from './baselines.ts';
-import { inverseCholesky, outputError, roundAgainstInputs, type InputMoments } from './gptq.ts';
+import { inverseCholesky, outputError, relativeOutput, roundAgainstInputs, type InputMoments } from './gptq.ts';
+import { keep, LowBitCache } from './lowbit-cache.ts';
+import { allocate, improveJointly } from './lowbit-allocate.ts';
+
+export { allocate } from './lowbit-allocate.ts';
+
+export { LowBitCache } from './lowbit-cache.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { confirmPayload } from './confirm.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
@@ -220,76 +226,6 @@ function framing(name: string, shape: readonly number[]): number {
   return 72 + new TextEncoder().encode(name).length + 5 * shape.length;
 }
 
-/** Buckets of the allocation's knapsack: the room is counted in steps of room / BUCKETS bytes. */
-const BUCKETS = 4096;
-
-/**
- * The option of each tensor within `room` bytes (estimated) of least total error: a multiple-choice
- * knapsack solved exactly by dynamic programming on bytes counted in steps of room / 4096 (each
- * option's bytes rounded up, so the choice always fits), then upgrades while bytes are left, the
- * most error removed per byte first. A greedy or Lagrangian search is not enough: a large tensor's
- * next option (1 to 2 bits) can cost more than every upgrade of the small ones together, and only
- * a search over combinations finds that giving up the small upgrades pays. `tensors` list every
- * option, cheapest first.
- */
-export function allocate(tensors: TensorOptions[], room: number): number[] {
-  const cells = Math.max(1, Math.min(BUCKETS, Math.floor(room)));
-  const unit = Math.max(room, 1) / cells;
-  // best[b]: the least error of the tensors so far within b cells; pick[t][b]: tensor t's option there.
-  let best = new Float64Array(cells + 1);
-  const pick: Int16Array[] = [];
-  for (const t of tensors) {
-    const next = new Float64Array(cells + 1).fill(Infinity);
-    const mine = new Int16Array(cells + 1).fill(-1);
-    t.options.forEach((o, q) => {
-      const cost = Math.ceil(o.bytes / unit - 1e-9);
-      for (let b = cost; b <= cells; b++) {
-        const e = best[b - cost] + o.error;
-        if (e < next[b]) {
-          next[b] = e;
-          mine[b] = q;
-        }
-      }
-    });
-    pick.push(mine);
-    best = next;
-  }
-  const picks = tensors.map(() => 0);
-  let at = cells;
-  if (Number.isFinite(best[at])) {
-    for (let t = tensors.length - 1; t >= 0; t--) {
-      const q = pick[t][at];
-      picks[t] = q;
-      at -= Math.ceil(tensors[t].options[q].bytes / unit - 1e-9);
-    }
-  }
-  const total = (p: number[]) => p.reduce((sum, q, i) => sum + tensors[i].options[q].bytes, 0);
-  let left = room - total(picks);
-  for (;;) {
-    let bestI = -1;
-    let bestQ = -1;
-    let bestRate = 0;
-    for (let i = 0; i < tensors.length; i++) {
-      const o = tensors[i].options;
-      const p = picks[i];
-      for (let q = p + 1; q < o.length; q++) {
-        const extra = o[q].bytes - o[p].bytes;
-        if (extra > left) break;
-        const rate = (o[p].error - o[q].error) / Math.max(extra, 1e-9);
-        if (rate > bestRate) {
-          bestRate = rate;
-          bestI = i;
-          bestQ = q;
-        }
-      }
-    }
-    if (bestI < 0) break;
-    left -= tensors[bestI].options[bestQ].bytes - tensors[bestI].options[picks[bestI]].bytes;
-    picks[bestI] = bestQ;
-  }
-  return picks;
-}
-
 /** One option's carried change: codec-l codes, or low-rank factors before their int8 rounding (the payload builder rounds them). */
 type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined; outliers?: Outliers } | { lowbit?: undefined; factors: QuantizedFactors; outliers?: undefined });
 
@@ -344,14 +280,6 @@ function relativeWeight(w: Float32Array, d: Float32Array): number {
     after += (w[i] + d[i]) ** 2;
   }
   const norm = (before + after) / 2;
-  return norm > 0 ? 1 / norm : 1;
-}
-
-/** 1 / (the mean of the layer's output energy on its inputs with the base's and the target's kernel): output errors as relative changes of its outputs. */
-function relativeOutput(w: Float32Array, d: Float32Array, m: InputMoments): number {
-  const zero = new Float32Array(w.length);
-  const target = Float32Array.from(w, (x, i) => x + d[i]);
-  const norm = (outputError(w, zero, m) + outputError(target, zero, m)) / 2;
   return norm > 0 ? 1 / norm : 1;
 }
 
@@ -569,87 +497,6 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
    * tensor's change once. The payload is the same bytes with or without it.
    */
   cache?: LowBitCache;
-}
-
-/**
- * Each tensor's quantizations (codes at every width and layout, with outliers apart, low-rank
- * factors), kept for the next encoding of the same change. lowbit's variants (errors relative or
- * squared, with or without low-rank factors) quantize a change the same way and differ only in
- * how they weigh the errors and which options they offer, so a run comparing them on validation
- * (`ndiff diff --calibrate`, `ndiff train --method lowbit`) did the same quantizations four times:
- * most of a post-hoc encoding's time. An entry is used only while the tensor's change and
- * importance hold the very values (bit for bit) it was made from; else it is made again.
- */
-export class LowBitCache {
-  private readonly tensors = new Map<string, { delta: Float32Array; weight?: Float32Array; results: Map<string, unknown> }>();
-
-  /** The kept results of tensor `name`, emptied when its change or importance differs from the last one seen. */
-  of(name: string, delta: Float32Array, weight: Float32Array | undefined): Map<string, unknown> {
-    const had = this.tensors.get(name);
-    if (had && sameBits(had.delta, delta) && (had.weight === undefined ? weight === undefined : weight !== undefined && sameBits(had.weight, weight))) return had.results;
-    const entry = { delta: delta.slice(), ...(weight ? { weight: weight.slice() } : {}), results: new Map<string, unknown>() };
-    this.tensors.set(name, entry);
-    return entry.results;
-  }
-
-  /** Drops every kept result. */
-  clear(): void {
-    this.tensors.clear();
-  }
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
-}
-
-/** `make()`'s result under `key` in `kept` (made once). */
-function keep<T>(kept: Map<string, unknown> | undefined, key: string, make: () => T): T {
-  if (!kept) return make();
-  if (kept.has(key)) return kept.get(key) as T;
-  const v = make();
-  kept.set(key, v);
-  return v;
-}
-
-/**
- * A local search from `start` (the weight-space allocation) within `room`: each step tries the
- * options next to each tensor's current one in bytes ({@link NEIGHBOURS} on each side) that fit
- * the bytes left, measures the model with that one change,
- * and keeps the change that lowers the error most; it stops when none does. Starting from a point
- * where every tensor carries something matters: one tensor's change alone barely moves the
- * outputs, so upgrades bought from nothing are myopic.
- */
-/** Options on each side of a tensor's current choice (in bytes) the local search measures. */
-const NEIGHBOURS = 4;
-
-function improveJointly(tensors: TensorOptions[], room: number, start: number[], errorOf: (picks: number[]) => number): number[] {
-  const picks = start.slice();
-  const bytes = (p: number[]) => p.reduce((s, q, i) => s + tensors[i].options[q].bytes, 0);
-  let current = errorOf(picks);
-  for (let step = 0; step < 64; step++) {
-    const left = room - bytes(picks);
-    let best: { i: number; q: number; error: number } | null = null;
-    for (let i = 0; i < tensors.length; i++) {
-      const o = tensors[i].options;
-      // The neighbours of the current choice in bytes (a tensor has a hundred options or more).
-      for (let q = Math.max(0, picks[i] - NEIGHBOURS); q <= Math.min(o.length - 1, picks[i] + NEIGHBOURS); q++) {
-        if (q === picks[i] || o[q].bytes - o[picks[i]].bytes > left) continue;
-        const trial = picks.slice();
-        trial[i] = q;
-        const error = errorOf(trial);
-        if (error < (best ? best.error : current)) best = { i, q, error };
-      }
-    }
-    if (!best) break;
-    picks[best.i] = best.q;
-    current = best.error;
-  }
-  return picks;
 }
 
 /** How one tensor's change is carried: codes of `bits` bits with scales by `layout`, or low-rank factors of `rank` at `widths` (the widest `bits`). */
