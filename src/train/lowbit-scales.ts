@@ -159,17 +159,14 @@ export class LowBitScales implements Parameterization {
   /** The values the device will hold for codes tensor `st` with the current variables. */
   private weights(st: CodeState): Float32Array {
     const w = new Float32Array(st.w0.length);
-    {
-      const { values } = wireScales(times(st.s0, st.s), st.exponent);
-      this.recode(st, values);
-      for (let k = 0; k < w.length; k++) w[k] = st.w0[k] + Math.fround(st.codes[k] * values[st.chanOf[k]]);
-      // An outlier joins the code's value before the weight is written (FORMAT.md 5.2).
-      const o = st.outliers;
-      if (o) for (let m = 0; m < o.positions.length; m++) {
-        const k = o.positions[m];
-        w[k] = st.w0[k] + Math.fround(Math.fround(st.codes[k] * values[st.chanOf[k]]) + o.values[m]);
-      }
-      return w;
+    const { values } = wireScales(times(st.s0, st.s), st.exponent);
+    this.recode(st, values);
+    for (let k = 0; k < w.length; k++) w[k] = st.w0[k] + Math.fround(st.codes[k] * values[st.chanOf[k]]);
+    // An outlier joins the code's value before the weight is written (FORMAT.md 5.2).
+    const o = st.outliers;
+    if (o) for (let m = 0; m < o.positions.length; m++) {
+      const k = o.positions[m];
+      w[k] = st.w0[k] + Math.fround(Math.fround(st.codes[k] * values[st.chanOf[k]]) + o.values[m]);
     }
     return w;
   }
