@@ -20,7 +20,9 @@
  * - Rows: method x budget, each trained in its own child process (two at a time: training time,
  *   frames/s and peak resident memory are that process's), then evaluated here.
  * - The best learned payload at 2% and at 10% by validation agreement with v6 is written to
- *   bench/results/vad-v5-v6-2pct.ndiff and -10pct.ndiff (full run only).
+ *   bench/results/vad-v5-v6-2pct.ndiff and -10pct.ndiff: by a full grid run, or by a run of a few
+ *   rows that joins the committed record (`--record bench/results/vad-learned.json`: its rows and
+ *   this run's, the best of them all on validation; the record rewritten with this run's rows in).
  *
  * Missing Debian packages (espeak-ng, sox, ktuberling-data, klettres-data, zstd, bsdiff) are
  * installed with apt-get when running as root, and the bench says so.
@@ -31,6 +33,8 @@
  *   npm run bench:vad-learned -- --methods auto --budgets 2     # ndiff train --method auto's choice (five trainings a row)
  *   npm run bench:vad-learned -- --lr 3e-4,lora=1e-3 --temperature 1 --sequences 40 --recorded 40
  *   npm run bench:vad-learned -- --work /tmp/vad    # keep frames and rows; a second run reuses finished rows
+ *   npm run bench:vad-learned -- --methods lowbit --budgets 2,10 --record bench/results/vad-learned.json
+ *                                                   # new rows beside the committed ones; payloads re-chosen among all
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -324,8 +328,20 @@ export interface VadLearnedOptions {
   checkRuntime?: boolean;
   /** Children training at once (default 2). */
   parallel?: number;
-  /** Write the committed payloads (default: full runs only). */
+  /**
+   * Write the committed payloads (default: a full grid, or a run joining a `record`). Without a
+   * record they are the best of this run's rows; never from a partial run alone, whose best at a
+   * budget need not be the best measured.
+   */
   commit?: boolean;
+  /**
+   * The results of an earlier run on the same training and validation audio (e.g.
+   * bench/results/vad-learned.json): this run's rows join its rows (a row of the same method and
+   * budget replaced), and each committed payload is the best by validation of them all; the
+   * committed file stays when an earlier row is still the best. Refused when the validation frames
+   * differ (the agreements would not compare).
+   */
+  record?: VadLearnedResult;
   /** Training and validation sequences (two utterances each; default 40 and 8, quick 3 and 1). */
   trainSequences?: number;
   valSequences?: number;
@@ -357,7 +373,8 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
   // What the runs in docs/onnx-training.md found: the trainer's default diff learning rate (3e-3)
   // and temperature (2) over-fit this little audio at larger budgets; 3e-4 (LoRA's factors 1e-3) and 1 did not.
   const learningRate = options.learningRate ?? 3e-4;
-  const methodLearningRates = options.methodLearningRates ?? (options.learningRate === undefined ? { lora: 1e-3 } : undefined);
+  // Lowbit's scales and codes at 1e-2: the rate its Silero rows in docs/BENCHMARKS.md were trained at.
+  const methodLearningRates = options.methodLearningRates ?? (options.learningRate === undefined ? { lora: 1e-3, lowbit: 1e-2 } : undefined);
   const temperature = options.temperature ?? 1;
   const batchSize = options.batchSize ?? 64;
 
@@ -367,6 +384,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
   const valStreams = [...trainingStreams(VAL_SENTENCES, VAL_VOICES, options.valSequences ?? (quick ? 1 : 8), 202), ...recordedStreams(VAL_RECORDED, options.valRecordedSequences ?? (quick ? 1 : 8), 404)];
   const train = frames(trainStreams);
   const val = frames(valStreams);
+  if (options.record) comparable(options.record, val.sequence.length, quick);
   const dir = options.work ? path.resolve(options.work) : await mkdtemp(path.join(tmpdir(), 'nd-vad-learned-'));
   await mkdir(dir, { recursive: true });
   try {
@@ -427,18 +445,36 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
       posthoc.push(row);
     }
 
-    // The committed payloads: the best learned row at 2% and at 10% by validation agreement.
-    const committed: Record<string, string> = {};
-    if (options.commit ?? !quick) {
+    // The committed payloads: the best learned row at 2% and at 10% by validation agreement,
+    // among this run's rows and the record's.
+    const record = options.record;
+    const earlier = (record?.learned ?? []).filter((r) => !learned.some((n) => n.method === r.method && n.budget === r.budget));
+    const committed: Record<string, string> = { ...(record?.committed ?? {}) };
+    const fullGrid = ['sparse', 'hash', 'lora', 'topk-retrain'].every((m) => methods.includes(m)) && [2, 10].every((p) => percents.includes(p));
+    if (options.commit ?? (!quick && (fullGrid || record !== undefined))) {
       for (const pct of [2, 10]) {
-        const rows = learned.filter((r) => r.budget === `${pct}%` && !r.error);
+        const rows = [...earlier, ...learned].filter((r) => r.budget === `${pct}%` && !r.error);
         if (!rows.length) continue;
         const best = rows.reduce((a, b) => (b.validation.agreement > a.validation.agreement ? b : a));
         const dest = path.join(root, 'bench/results', `vad-v5-v6-${pct}pct.ndiff`);
+        if (!learned.includes(best)) {
+          log(`committed ${pct}% payload kept: ${best.method} of the earlier run validates best (${(100 * best.validation.agreement).toFixed(2)}%)`);
+          continue;
+        }
         await mkdir(path.dirname(dest), { recursive: true });
         await copyFile(path.join(dir, `${best.method}-${pct}.ndiff`), dest);
         committed[`${pct}%`] = `${best.method} (validation ${(100 * best.validation.agreement).toFixed(2)}%) -> ${path.relative(root, dest)}`;
+        log(`committed ${pct}% payload: ${committed[`${pct}%`]}`);
       }
+    }
+    if (record) {
+      // The joined record: the earlier rows in their order with this run's in place of the same
+      // method and budget, then this run's new rows; post-hoc rows the same way by budget.
+      const order = (r: LearnedRow) => r.method + ' ' + r.budget;
+      const joined = record.learned.map((r) => learned.find((n) => order(n) === order(r)) ?? r);
+      learned.splice(0, learned.length, ...joined, ...learned.filter((n) => !joined.includes(n)));
+      const post = record.posthoc.map((r) => posthoc.find((n) => n.budget === r.budget) ?? r);
+      posthoc.splice(0, posthoc.length, ...post, ...posthoc.filter((n) => !post.includes(n)));
     }
     return {
       quick,
@@ -457,6 +493,13 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
     };
   } finally {
     if (!options.work) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Refuse to join a record made on other validation audio (or the other mode): its agreements would not compare. */
+function comparable(record: VadLearnedResult, validationFrames: number, quick: boolean): void {
+  if (record.quick !== quick || record.validationFrames !== validationFrames) {
+    throw new Error(`the record was made on ${record.validationFrames} validation frames${record.quick ? ' (quick)' : ''}, this run has ${validationFrames}${quick ? ' (quick)' : ''}: its validation agreements do not compare with this run's. Join runs made with the same --sequences, --val-sequences, --recorded and --val-recorded, or leave out --record`);
   }
 }
 
@@ -529,11 +572,12 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
       ...(arg('--sparse-start') ? { sparseStart: arg('--sparse-start') as 'zero' | 'teacher' } : {}),
       ...(arg('--mask-penalty') ? { maskPenalty: Number(arg('--mask-penalty')) } : {}),
       ...(arg('--work') ? { work: arg('--work') } : {}),
+      ...(arg('--record') ? { record: JSON.parse(await readFile(arg('--record') as string, 'utf8')) as VadLearnedResult } : {}),
     });
     console.log(renderMarkdown(res));
     console.log(`\n(${quick ? 'quick' : 'full'} run, ${res.seconds.toFixed(0)} s${res.installed.length ? `; installed ${res.installed.join(', ')}` : ''})`);
-    const j = arg('--json');
-    if (j) {
+    // --record FILE: the joined results go back to FILE (and to --json when given too).
+    for (const j of new Set([arg('--json'), arg('--record')].filter((x): x is string => x !== undefined))) {
       await mkdir(path.dirname(path.resolve(j)), { recursive: true });
       await writeFile(j, JSON.stringify(res, null, 2) + '\n');
     }

@@ -6,6 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { ensurePackages } from '../bench/onnx.ts';
 import { renderMarkdown, runVadLearnedBench } from '../bench/vad-learned.ts';
 
@@ -17,7 +20,9 @@ try {
 }
 
 test('bench:vad-learned --quick: a learned Silero v5 -> v6 payload within its budget, applied and measured with onnxruntime-web beside the post-hoc row', { skip, timeout: 600_000 }, async (t) => {
-  const r = await runVadLearnedBench({ quick: true, methods: ['sparse'], percents: [2], epochs: 1, parallel: 1, commit: false, log: () => {} });
+  const work = await mkdtemp(path.join(tmpdir(), 'nd-vad-learned-test-'));
+  t.after(() => rm(work, { recursive: true, force: true }));
+  const r = await runVadLearnedBench({ quick: true, methods: ['sparse'], percents: [2], epochs: 1, parallel: 1, commit: false, work, log: () => {} });
   t.diagnostic(renderMarkdown(r));
   assert.equal(r.learned.length, 1);
   const row = r.learned[0];
@@ -39,4 +44,16 @@ test('bench:vad-learned --quick: a learned Silero v5 -> v6 payload within its bu
   assert.equal(r.posthoc.length, 1);
   // Training and validation audio are made apart from the evaluation audio.
   assert.ok(r.trainFrames > 300 && r.validationFrames > 100);
+
+  // Joining an earlier record (--record): its rows stay, a row of the same method and budget is
+  // this run's (reused from the work folder here, not trained again), post-hoc rows by budget.
+  const earlierRow = { ...row, method: 'lora', validation: { ...row.validation, agreement: 0.99 } };
+  const joined = await runVadLearnedBench({ quick: true, methods: ['sparse'], percents: [2], epochs: 1, parallel: 1, commit: false, work, record: { ...r, learned: [earlierRow, { ...row, payloadBytes: 1 }] }, log: () => {} });
+  assert.deepEqual(joined.learned.map((x) => [x.method, x.payloadBytes]), [['lora', row.payloadBytes], ['sparse', row.payloadBytes]]);
+  assert.equal(joined.posthoc.length, 1);
+  // A record made on other validation audio is refused before anything trains.
+  await assert.rejects(
+    runVadLearnedBench({ quick: true, methods: ['hash'], percents: [2], epochs: 1, parallel: 1, commit: false, record: { ...r, validationFrames: r.validationFrames + 1 }, log: () => {} }),
+    /validation frames.*do not compare/,
+  );
 });
