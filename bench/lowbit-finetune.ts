@@ -5,7 +5,8 @@
  * applied by the device applier; then BitDelta's post-hoc code (the sign of every delta and one
  * scale per tensor, the mean |delta|, before its distillation) beside lowbit at the same bytes,
  * and Delta-CoMe (src/diff/delta-come.ts: SVD of each matrix's delta, 8/3/2 bits by singular value,
- * its deltas applied as its own storage would give them back) at the same budgets. About 3 minutes
+ * its deltas applied as its own storage would give them back) at the same budgets; and top-k's
+ * values as 4-bit codes, or 8-bit codes with a scale per output channel. About 3 minutes
  * (the allocations measured on calibration outputs take most of it; `--quick` leaves them out).
  *
  *   npm run bench:lowbit [-- --quick]
@@ -34,6 +35,22 @@ for (const share of [0.01, 0.02, 0.05, 0.1]) {
   await applyPayload(a, topk.bytes);
   await applyPayload(b, low.bytes);
   console.log(`| ${share * 100}% (${budgetBytes} B) | ${topk.bytes.length} | ${pct(accuracy(a))} | ${low.bytes.length} | ${pct(accuracy(b))} | ${low.allocation.map(describeAllocation).join(', ')} |`);
+}
+
+// Top-k's values as codec-l codes: 4 bits, or 8 with a scale per output channel where that pays
+// (`ndiff diff --codec l4` / `l8`), beside the codec top-k picks by default (f32, f16 or int8).
+console.log('\n| budget | top-k (default codec) | top-k, 4-bit codes | top-k, 8-bit codes a channel |');
+console.log('|---:|---:|---:|---:|');
+for (const share of [0.01, 0.02, 0.05, 0.1]) {
+  const budgetBytes = Math.floor(total * share);
+  const cells: string[] = [];
+  for (const codec of ['auto', 'l4', 'l8'] as const) {
+    const res = topkDiff(hasher, v1, v2, { budgetBytes, codec });
+    const m = v1.clone();
+    await applyPayload(m, res.bytes);
+    cells.push(`${pct(accuracy(m))} (${res.kept} values${codec === 'auto' ? `, ${res.codec}` : ''})`);
+  }
+  console.log(`| ${share * 100}% (${budgetBytes} B) | ${cells.join(' | ')} |`);
 }
 
 // BitDelta's code: 1 bit for every changed weight, one scale per tensor (its post-hoc start; the

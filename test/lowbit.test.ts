@@ -234,7 +234,8 @@ describe('malformed codec-l patches are refused before any write', () => {
     ['a NaN scale', (p) => ({ ...p, ls: Uint8Array.from(p.ls as Uint8Array, (b, i) => (i === 1 ? 0x7e : b)) }), /"ls" must be finite and not negative, found NaN/],
     ['codes a byte short', (p) => ({ ...p, v: p.v.subarray(1) }), /"v" must be 48 bytes with no bits set past the last code, found 47 bytes/],
     ['codes a byte long', (p) => ({ ...p, v: Uint8Array.from([...p.v, 0]) }), /"v" must be 48 bytes/],
-    ['on a sparse patch', (p) => ({ ...p, k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }), /codec "l" is for dense, low-rank and composite patches, found kind the string "s"/],
+    ['on a hashed patch', (p) => ({ ...p, k: 'h', h: 1, nb: 4, sg: false }), /codec "l" is not for hashed patches/],
+    ['on a sparse patch of one position with every value\'s codes', (p) => ({ ...p, k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }), /values of codec l: "v" must be 1 bytes/],
     ['in a format v5 payload', (p) => p, /value codec "c" must be one of f32, f16, i8, x, xr, xs, found the string "l"/, 5],
   ];
   for (const [name, mutate, pattern, version] of cases) {
@@ -514,6 +515,12 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       assert.equal(await main([...args.slice(0, -1), join(dir, 'codes.ndiff'), '--lowbit-codes-only'], io), 0);
       const codesOnly = decodePayload(new Uint8Array(await readFile(join(dir, 'codes.ndiff'))));
       assert.ok(codesOnly.patches.length > 0 && codesOnly.patches.every((p) => p.kind === 'dense' && p.codec === 'l'));
+      // Top-k with its values as 4-bit codes (--codec l4): sparse patches in codec l, format v6.
+      const l4Out = join(dir, 'l4.ndiff');
+      assert.equal(await main(['diff', '--model-id', 'mlp', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', '10%', '--codec', 'l4', '--out', l4Out], io), 0, lines.join('\n'));
+      const l4 = decodePayload(new Uint8Array(await readFile(l4Out)));
+      assert.equal(l4.header.version, 6);
+      assert.ok(l4.patches.length > 0 && l4.patches.every((p) => p.kind === 'sparse' && p.codec === 'l' && p.lowbit?.bits === 4));
       lines.length = 0;
       assert.equal(await main(['apply', '--model', join(dir, 'v1'), '--patch', out], io), 0, lines.join('\n'));
       const patched = await openTfjsModelDir(join(dir, 'v1'));

@@ -238,6 +238,7 @@ export function encodePayload(payload: Payload): Uint8Array {
 export function wireOf(p: TensorPatch): WirePatch {
   if ((p.kind === 'lowrank' || p.kind === 'composite') && p.lowbitFactors) return wirePatch(p, lowBitFactorCodes(p.u, p.v, p.shape, p.lowbitFactors));
   if (p.kind === 'composite' && p.dense) return wirePatch(p, lowBitCodes(p.dense, p.lowbit as LowBit));
+  if (p.kind === 'sparse' && p.codec === 'l') return wirePatch(p, lowBitCodes(p.values, p.lowbit as LowBit, p.positions));
   return wirePatch(p, valueBytes(patchValues(p), p.codec, p.scale, p.grid, p.lowbit));
 }
 
@@ -246,10 +247,11 @@ export function wireOf(p: TensorPatch): WirePatch {
  * The code bytes of values decoded from codec l (each `code * scale` exactly: see lowbit.ts).
  * A value whose scale is 0 gets code 0 with 2 bits or more; with 1 bit, the sign of the zero.
  */
-export function lowBitCodes(values: Float32Array, lb: LowBit): Uint8Array {
+export function lowBitCodes(values: Float32Array, lb: LowBit, positions?: Uint32Array): Uint8Array {
   const out = new Uint8Array(lowBitBytes(values.length, lb.bits));
   const scales = lowBitScales(lb);
-  for (let k = 0, bit = 0; k < values.length; k++, bit += lb.bits) putCode(out, bit, values[k], scales[Math.floor(k / lb.group) % scales.length], lb.bits);
+  // A sparse patch's value k takes the scale of its position (FORMAT.md §4.4).
+  for (let k = 0, bit = 0; k < values.length; k++, bit += lb.bits) putCode(out, bit, values[k], scales[Math.floor((positions ? positions[k] : k) / lb.group) % scales.length], lb.bits);
   return out;
 }
 

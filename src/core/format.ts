@@ -498,7 +498,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   if (!isXor && !isLow && !VALUE_CODECS.includes(codec as ValueCodec)) fail(`${where}: value codec "c" must be one of ${VALUE_CODECS.join(', ')}${version > 1 ? ', x' : ''}${version > 2 ? ', xr' : ''}${version > 3 ? ', xs' : ''}${version > 5 ? ', l' : ''}, found ${describe(codec)}`);
   // A composite's part in codec l: factors ("lb" an array of widths) or dense codes ("lb" a uint).
   const lowFactors = isLow && (kind === 'r' || (kind === 'c' && Array.isArray(own(raw, 'lb'))));
-  if (isLow && kind !== 'd' && kind !== 'c' && !lowFactors) fail(`${where}: codec "l" is for dense, low-rank and composite patches, found kind ${describe(kind)}`);
+  if (isLow && kind === 'h') fail(`${where}: codec "l" is not for hashed patches`);
   if (isXor && kind !== 's' && kind !== 'd') fail(`${where}: value codec "${codec}" (exact bits) is for sparse and dense patches only, found kind ${describe(kind)}`);
   let scale: number | undefined;
   if (codec === 'i8') {
@@ -544,7 +544,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
   const need = (count: number, what: string): void => {
     total = count;
     if (lowbit) {
-      const problem = lowBitProblem(v, count, lowbit);
+      const problem = lowBitProblem(v, count, lowbit, size);
       if (problem) fail(`${where}: ${what} of codec l: ${problem}`);
       lowScales = lowBitScales(lowbit);
     } else if (xr) reader = openXr(v, count, `${where}: ${what}`, xs ? xsLow : 3);
@@ -561,8 +561,9 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     if (xr) reader.read(k, m, out);
     else if (out) at = decodeXorMasks(v, k, k ? at : (total + 3) >> 2, out);
   };
-  // Values [k, k + m), decoded (into `into` when given; the lengths were checked with `need`).
-  const valuesAt = (k: number, m: number, into?: Float32Array): Float32Array => {
+  // Values [k, k + m), decoded (into `into` when given; the lengths were checked with `need`);
+  // `positions`: a sparse patch's, whose values in codec l take their positions' scales.
+  const valuesAt = (k: number, m: number, into?: Float32Array, positions?: Uint32Array): Float32Array => {
     if (isXor) {
       const out = into ?? new Float32Array(m);
       // The masks go into the array's bits; they are bits, not numbers (see PatchCommon.codec).
@@ -570,7 +571,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
       return out;
     }
     // Codec l: finite by construction (finite scales, small integer codes; see lowbit.ts).
-    if (lowbit) return decodeLowBit(v, lowbit, lowScales as Float64Array, k, into ?? new Float32Array(m));
+    if (lowbit) return decodeLowBit(v, lowbit, lowScales as Float64Array, k, into ?? new Float32Array(m), positions);
     const out = decodeValues(v.subarray(k * bpv, (k + m) * bpv), codec as ValueCodec, scale, into);
     if (!(out instanceof Float32Array)) {
       const at = k + out.nonFiniteAt;
@@ -670,7 +671,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
             if (m) prev = decode ? positions[m - 1] : scannedPosition;
             k += m;
           }
-          if (decode) yield { patch: { kind: 'sparse', ...common, positions, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', values: valuesAt(k - m, m, buf.values.subarray(0, m)) }, offset: 0 };
+          if (decode) yield { patch: { kind: 'sparse', ...common, positions, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', values: valuesAt(k - m, m, buf.values.subarray(0, m), positions) }, offset: 0 };
           else checkValuesAt(k - m, m);
         } while (k < count);
       } finally {

@@ -1,6 +1,7 @@
 /**
  * Codec `l` (format v6): every value of a patch in `bits` bits (1 to 8), with a scale per group
  * of values: per output channel of a weight, per row, or one for the tensor (docs/FORMAT.md §4.4).
+ * A sparse patch's values are grouped by their positions, so its scales name the same channels.
  *
  * Value k decodes to `code(k) * scale[floor(k / group) mod count]`:
  * - `code(k)` is the k-th `bits`-bit field of the code bytes, least significant bit first; with 1
@@ -45,13 +46,14 @@ export function lowBitScales(lb: LowBit): Float64Array {
 /**
  * What is wrong with a value block of `count` values (the code bytes and the layout), or null:
  * a bit width, group, exponent or scale count out of range, a scale that is negative, infinite
- * or NaN, code bytes of another length, or bits set past the last code.
+ * or NaN, code bytes of another length, or bits set past the last code. `size`: the tensor's
+ * values, which bound the scale count (a sparse patch's `count` values sit at positions below it).
  */
-export function lowBitProblem(codes: Uint8Array, count: number, lb: LowBit): string | null {
+export function lowBitProblem(codes: Uint8Array, count: number, lb: LowBit, size = count): string | null {
   const { bits, group, scales, exponent } = lb;
   if (!(bits >= 1 && bits <= 8 && bits % 1 === 0)) return bad('lb', 'an integer from 1 to 8', bits);
   if (!(group >= 1 && group % 1 === 0)) return bad('lg', 'a positive integer', group);
-  return codesProblem(codes, count * bits, exponent, scales, 1, Math.max(1, Math.ceil(count / group)));
+  return codesProblem(codes, count * bits, exponent, scales, 1, Math.max(1, Math.ceil(size / group)));
 }
 
 const bad = (key: string, want: string, found: unknown) => `"${key}" must be ${want}, found ${found}`;
@@ -69,11 +71,12 @@ function codesProblem(codes: Uint8Array, bits: number, exponent: number, scales:
 
 /**
  * Decode values `from .. from + out.length - 1` of a value block checked by {@link lowBitProblem}
- * into `out`, with the scales from {@link lowBitScales}.
+ * into `out`, with the scales from {@link lowBitScales}. A sparse patch's values take the scale
+ * of their position (`positions[j]` for `out[j]`), a dense patch's of their index.
  */
-export function decodeLowBit(codes: Uint8Array, lb: LowBit, scales: Float64Array, from: number, out: Float32Array): Float32Array {
+export function decodeLowBit(codes: Uint8Array, lb: LowBit, scales: Float64Array, from: number, out: Float32Array, positions?: Uint32Array): Float32Array {
   const { bits, group } = lb;
-  for (let j = 0, k = from, bit = k * bits; j < out.length; j++, k++, bit += bits) out[j] = codeAt(codes, bit, bits) * scales[Math.floor(k / group) % scales.length];
+  for (let j = 0, k = from, bit = k * bits; j < out.length; j++, k++, bit += bits) out[j] = codeAt(codes, bit, bits) * scales[Math.floor((positions ? positions[j] : k) / group) % scales.length];
   return out;
 }
 

@@ -38,6 +38,12 @@ export type PatchSpec = (
    * the codes decode to (src/diff/lowbit.ts `quantizeLowBit` makes both).
    */
   | { kind: 'dense'; name: string; values: Float32Array; codec: 'l'; lowbit: LowBit }
+  /**
+   * Codec `l` on a sparse patch (later within v6): value k at `lowbit.bits` bits with the scale
+   * of its position's group (a scale per output channel, as a dense patch's); `values` are what
+   * the codes decode to (`quantizeSparseLowBit` makes both).
+   */
+  | { kind: 'sparse'; name: string; positions: Uint32Array; values: Float32Array; codec: 'l'; lowbit: LowBit }
   /** Low-rank factors U [rows x rank] and V [rank x cols] (see `matrixDims`), coded together. */
   | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec }
   /**
@@ -130,15 +136,18 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
       valueBytes: codes,
     };
   }
-  if (spec.kind === 'dense' && spec.codec === 'l') {
+  if ((spec.kind === 'dense' || spec.kind === 'sparse') && spec.codec === 'l') {
     // The values must be what their codes decode to: a device adds exactly those.
-    const codes = lowBitCodes(spec.values, spec.lowbit);
-    const problem = lowBitProblem(codes, spec.values.length, spec.lowbit);
-    const decoded = problem ? null : decodeLowBit(codes, spec.lowbit, lowBitScales(spec.lowbit), 0, new Float32Array(spec.values.length));
+    const positions = spec.kind === 'sparse' ? spec.positions : undefined;
+    const codes = lowBitCodes(spec.values, spec.lowbit, positions);
+    const problem = lowBitProblem(codes, spec.values.length, spec.lowbit, shapeSize(shape));
+    const decoded = problem ? null : decodeLowBit(codes, spec.lowbit, lowBitScales(spec.lowbit), 0, new Float32Array(spec.values.length), positions);
     const same = decoded && decoded.every((v, i) => Object.is(v, spec.values[i]));
-    if (!same) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec l: ${problem ?? 'the values are not what their codes decode to'}; make the values and layout with quantizeLowBit`, { tensor: spec.name });
+    if (!same) throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec l: ${problem ?? 'the values are not what their codes decode to'}; make the values and layout with ${positions ? 'quantizeSparseLowBit' : 'quantizeLowBit'}`, { tensor: spec.name });
     const keepGrid = grid && grid.dtype !== 'float32' ? { grid } : {};
-    return { patch: { kind: 'dense', name: spec.name, shape: [...shape], codec: 'l', lowbit: spec.lowbit, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, values: decoded as Float32Array, ...keepGrid }, valueBytes: codes };
+    const common = { name: spec.name, shape: [...shape], codec: 'l' as const, lowbit: spec.lowbit, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, values: decoded as Float32Array, ...keepGrid };
+    if (positions) return { patch: { kind: 'sparse', ...common, positions, positionCoding: 'gaps' }, valueBytes: codes };
+    return { patch: { kind: 'dense', ...common }, valueBytes: codes };
   }
   if ((spec.kind === 'sparse' || spec.kind === 'dense') && exactBits(spec.codec)) {
     // Exact bits: each value is the XOR of the new and the old float32 bits.
@@ -278,8 +287,8 @@ export function buildPayload(hasher: Hasher, base: WeightStore, specs: PatchSpec
     if (!shape) throw new UsageError(`${what}: the base model has no such tensor: check the name against the base's tensor list`, { tensor: spec.name });
     const size = shapeSize(shape);
     if (!(SPEC_KINDS as readonly unknown[]).includes(spec.kind)) throw new UsageError(`${what}: expected kind ${SPEC_KINDS.join(', ')}, found ${JSON.stringify(spec.kind)}`, { tensor: spec.name });
-    const xorOk = (exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense')) || (spec.codec === 'l' && !['sparse', 'hash'].includes(spec.kind));
-    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr, xs for sparse and dense patches, l for dense, low-rank and composite ones), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
+    const xorOk = (exactBits(spec.codec) && (spec.kind === 'sparse' || spec.kind === 'dense')) || (spec.codec === 'l' && (spec.kind as string) !== 'hash');
+    if (!xorOk && !(VALUE_CODECS as readonly unknown[]).includes(spec.codec)) throw new UsageError(`${what}: expected codec ${VALUE_CODECS.join(', ')} (or x, xr, xs for sparse and dense patches, l for every kind but hashed), found ${JSON.stringify(spec.codec)}`, { tensor: spec.name });
     if (spec.kind === 'composite' && spec.dense) {
       if (spec.dense.length !== size) throw new UsageError(`${what}: expected ${size} dense values (the tensor's size), found ${spec.dense.length}`, { tensor: spec.name });
     } else if (spec.kind === 'lowrank' || spec.kind === 'composite') {

@@ -1,12 +1,15 @@
 /**
  * Post-hoc magnitude top-k diff: keep the largest |target - base| entries across the whole model
  * that fit the byte budget, with the value codec (f32, f16 or int8) that leaves the smallest
- * squared error. The budget counts every byte of the payload.
+ * squared error. The budget counts every byte of the payload. Asked for, the values can also
+ * travel as codec `l` codes of 8 or 4 bits with a scale per output channel (`l8`, `l4`: format v6).
  */
 import { BudgetError } from '../core/errors.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import { isPatchable, type WeightStore } from '../core/weight-store.ts';
+import { shapeSize } from '../core/format.ts';
+import { quantizeSparseLowBit, scaleLayout, type QuantizedDelta, type ScaleLayout } from './lowbit-quantize.ts';
 import { checkSameInterface } from './interface.ts';
 import { confirmPayload } from './confirm.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
@@ -15,10 +18,45 @@ export interface TopkOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes
   budgetBytes: number;
   /** Keep quantized tensors on their storage grid (default) or give float32 results: see {@link StoreAs}. */
   store?: StoreAs;
-  /** `auto` (default) tries every codec and keeps the most accurate. */
-  codec?: ValueCodec | 'auto';
+  /**
+   * `auto` (default) tries f32, f16 and i8 and keeps the most accurate. `l8` and `l4`: codes of 8
+   * or 4 bits with a scale per output channel (per tensor where that is closer), codec `l` of
+   * format v6 (appliers of neural-diff 0.x from this version on; older ones refuse it).
+   */
+  codec?: TopkCodec | 'auto';
   /** Called with progress messages during the search. */
   onProgress?: (message: string) => void;
+}
+
+/** A top-k value codec: one of the value codecs, or codec `l` at 8 or 4 bits a value with a scale per output channel. */
+export type TopkCodec = ValueCodec | 'l8' | 'l4';
+
+/**
+ * Codec `l` at `bits` for a sparse patch of `shape`: one scale for the tensor, or a scale per
+ * output channel (first or last axis) where that removes more squared error than the values its
+ * extra scales' bytes would have kept (2 bytes a scale; the tensor's smallest kept values, at
+ * about `bits / 8` + 1 bytes each with their positions, stand for what they displace).
+ */
+function sparseLowBit(values: Float32Array, positions: Uint32Array, shape: readonly number[], bits: number): QuantizedDelta {
+  const size = shapeSize(shape);
+  let best = quantizeSparseLowBit(values, positions, size, bits, Math.max(1, size), 1);
+  let bestScore = best.squaredError;
+  let squares: Float64Array | null = null;
+  for (const layout of ['last', 'first'] as ScaleLayout[]) {
+    const l = scaleLayout(shape, layout);
+    if (!l || l.count < 2) continue;
+    const displaced = Math.ceil((2 * (l.count - 1)) / (bits / 8 + 1));
+    if (displaced >= values.length) continue;
+    squares ??= Float64Array.from(values, (x) => x * x).sort();
+    let cost = 0;
+    for (let i = 0; i < displaced; i++) cost += squares[i];
+    const q = quantizeSparseLowBit(values, positions, size, bits, l.group, l.count);
+    if (q.squaredError + cost < bestScore) {
+      best = q;
+      bestScore = q.squaredError + cost;
+    }
+  }
+  return best;
 }
 
 export interface TopkResult extends BuiltPayload {
@@ -99,8 +137,8 @@ export class MagnitudeRanking {
       this.posOf[i] = posOf[order[i]];
     }
   }
-  /** Sparse specs for the top `k` entries, with `codec`. */
-  specs(k: number, codec: ValueCodec): PatchSpec[] {
+  /** Sparse specs for the top `k` entries, with `codec` (`l8`, `l4`: the tensors' `shapes` are needed). */
+  specs(k: number, codec: TopkCodec, shapes?: ReadonlyMap<string, readonly number[]>): PatchSpec[] {
     const per: number[][] = this.names.map(() => []);
     for (let i = 0; i < k; i++) per[this.tensorOf[i]].push(this.posOf[i]);
     const specs: PatchSpec[] = [];
@@ -110,7 +148,12 @@ export class MagnitudeRanking {
       const d = this.deltas.get(name) as Float32Array;
       const values = new Float32Array(positions.length);
       for (let j = 0; j < positions.length; j++) values[j] = d[positions[j]];
-      specs.push({ kind: 'sparse', name, positions, values, codec });
+      if (codec === 'l8' || codec === 'l4') {
+        const shape = shapes?.get(name);
+        if (!shape) throw new RangeError(`codec ${codec} needs the shape of ${JSON.stringify(name)}`);
+        const q = sparseLowBit(values, positions, shape, codec === 'l8' ? 8 : 4);
+        specs.push({ kind: 'sparse', name, positions, values: q.decoded, codec: 'l', lowbit: q.lowbit });
+      } else specs.push({ kind: 'sparse', name, positions, values, codec });
     });
     return specs;
   }
@@ -163,12 +206,12 @@ export function topkFromDeltas(hasher: Hasher, base: WeightStore, deltas: Readon
   let changeSquared = 0;
   for (const d of deltas.values()) for (let i = 0; i < d.length; i++) changeSquared += d[i] * d[i];
   for (const codec of codecs) {
-    const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec), shapes, header) <= options.budgetBytes);
+    const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec, shapes), shapes, header) <= options.budgetBytes);
     if (k === 0 && payloadSize([], shapes, header) > options.budgetBytes) continue;
-    const built = buildPayload(hasher, base, ranking.specs(k, codec), header, digests);
+    const built = buildPayload(hasher, base, ranking.specs(k, codec, shapes), header, digests);
     const err = squaredError(deltas, base, built);
     options.onProgress?.(`codec ${codec}: ${k} of ${ranking.total} changed values fit in ${built.bytes.length} bytes (squared error ${err.toExponential(3)})`);
-    if (!best || err < best.squaredError) best = { ...built, kept: k, changed: ranking.total, codec, squaredError: err, changeSquared };
+    if (!best || err < best.squaredError) best = { ...built, kept: k, changed: ranking.total, codec: codec === 'l8' || codec === 'l4' ? 'l' : codec, squaredError: err, changeSquared };
   }
   if (!best) {
     throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: payloadSize([], shapes, header) });

@@ -302,7 +302,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
     const isX = (c === 'x' && nd >= 2) || isXr || isXs;
     if (isX && k0 !== 's' && k0 !== 'd') bad('codec x on a patch that is not sparse or dense');
     const isL = c === 'l' && nd >= 6;
-    if (isL && k0 !== 'd' && k0 !== 'r' && !(k0 === 'c' && nd >= 5)) bad('codec l on a patch that is not dense, low-rank or composite');
+    if (isL && k0 !== 'd' && k0 !== 's' && k0 !== 'r' && !(k0 === 'c' && nd >= 5)) bad('codec l on a patch that is not dense, sparse, low-rank or composite');
     const bpv = isX || isL ? 0 : c === 'f32' ? 4 : c === 'f16' ? 2 : c === 'i8' ? 1 : bad('"c"');
     const q = raw.get('q');
     if (c === 'i8' && !(typeof q === 'number' && Number.isFinite(q) && q > 0 && Math.fround(q) === q)) bad('"q"');
@@ -350,8 +350,9 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
       return masks;
     };
     // FORMAT.md 4.4, codec l: codes of lb bits, least significant bit first, read one bit at a
-    // time; value k = code x half(ls[floor(k / lg) mod #ls]) x 2^le, a 1-bit code c meaning 2c - 1.
-    const decodeLow = (count: number): Float32Array => {
+    // time; value k = code x half(ls[floor(k / lg) mod #ls]) x 2^le, a 1-bit code c meaning 2c - 1;
+    // in a sparse patch floor(position_k / lg) instead, and at most ceil(size / lg) scales.
+    const decodeLow = (count: number, positions?: number[]): Float32Array => {
       const lb = raw.get('lb');
       const lg = raw.get('lg');
       const le = raw.get('le');
@@ -360,7 +361,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
       if (!isInt(lg, 2 ** 32 - 1) || lg < 1) bad('"lg"');
       if (!(typeof le === 'number' && Number.isInteger(le) && le >= -64 && le <= 32)) bad('"le"');
       const nScales = ls.length / 2;
-      if (!Number.isInteger(nScales) || nScales < 1 || nScales > Math.max(1, Math.ceil(count / (lg as number)))) bad('"ls" count');
+      if (!Number.isInteger(nScales) || nScales < 1 || nScales > Math.max(1, Math.ceil((positions ? size : count) / (lg as number)))) bad('"ls" count');
       const scales = Array.from({ length: nScales }, (_, i) => {
         const h = ls[2 * i] + 256 * ls[2 * i + 1];
         if (h >= 0x8000 || (h & 0x7c00) === 0x7c00) bad('scale negative, infinite or NaN');
@@ -374,7 +375,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
         let code = 0;
         for (let j = 0; j < bits; j++) code += bit(k * bits + j) * 2 ** j;
         const signed = bits === 1 ? 2 * code - 1 : code >= 2 ** (bits - 1) ? code - 2 ** bits : code;
-        return signed * scales[Math.floor(k / (lg as number)) % nScales];
+        return signed * scales[Math.floor((positions ? positions[k] : k) / (lg as number)) % nScales];
       });
     };
     // FORMAT.md 4.4, codec l on low-rank factors: "lb" a width a direction, "ls" U's then V's
@@ -411,9 +412,9 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
       }
       return out;
     };
-    const decodeValues = (count: number): Float32Array => {
+    const decodeValues = (count: number, positions?: number[]): Float32Array => {
       if (isX) return new Float32Array(count);
-      if (isL) return decodeLow(count);
+      if (isL) return decodeLow(count, positions);
       if (v.length !== count * bpv) bad('"v" length');
       const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
       const out = Float32Array.from({ length: count }, (_, i) =>
@@ -485,7 +486,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
       const n = raw.get('n');
       if (!isInt(n, size)) bad('"n"');
       const positions = positionsOf(n as number);
-      return { ...common, positions, vals: decodeValues(n as number), ...(isX ? { xor: decodeXor(n as number) } : {}) };
+      return { ...common, positions, vals: decodeValues(n as number, positions), ...(isX ? { xor: decodeXor(n as number) } : {}) };
     }
     if (k === 'h') {
       const h = raw.get('h');

@@ -588,7 +588,7 @@ export class OnnxWeightStore implements WeightStore {
       const old = decode(s);
       if (old.some((x, i) => !Object.is(x, v[i]))) {
         throw new ModelMismatchError(
-          `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} stored as int32_data varints, whose lengths change with the values, so it cannot be patched at the same byte offsets; nothing was written. Save the model with raw_data (onnx's save with convert_attribute / the default raw encoding), or fetch the full model`,
+          `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} stored as int32_data varints, whose lengths change with the values, so it cannot be patched at the same byte offsets; nothing was written. Save the model with raw_data (the default of onnx.numpy_helper.from_array), or fetch the full model`,
           { tensor: name, dtype },
         );
       }

@@ -107,6 +107,17 @@ function lowbitSpec(name: string, bits: number, group: number, scales: number[],
 }
 
 /**
+ * A sparse codec-l spec (later within v6) from its codes: value k at `positions[k]` is
+ * `code x half(scales[floor(positions[k] / group) mod count]) x 2^exponent`.
+ */
+function lowbitSparseSpec(name: string, bits: number, group: number, scales: number[], exponent: number, positions: number[], codes: number[]): PatchSpec {
+  const lowbit = { bits, group, exponent, scales: Uint16Array.from(scales) };
+  const s = lowBitScales(lowbit);
+  const values = Float32Array.from(codes, (c, k) => (bits === 1 ? 2 * c - 1 : c) * s[Math.floor(positions[k] / group) % s.length] + 0);
+  return { kind: 'sparse', name, positions: Uint32Array.from(positions), values, codec: 'l', lowbit };
+}
+
+/**
  * Low-rank factors in codec l (v6) from their codes: direction k's codes of U's column
  * (`codes[k][0]`, rows values) and V's row (`codes[k][1]`, cols values) at `widths[k]` bits, U's
  * scale `scales[2k]` and V's `scales[2k + 1]` (float16 bits) times 2^exponent.
@@ -388,6 +399,14 @@ const VALID: ValidCase[] = [
     tensors: [['dense/kernel', [4, 6], [0.5, -0.25, 0.125, 1, -1, 2, 0, -0, 0.1, 0.2, 0.3, 0.4, 1.5, -1.5, 0.75, -0.75, 0.001, -0.001, 3, 2, 1, 0, -1, -2]]],
     specs: [lowbitSpec('dense/kernel', 3, 1, [0x3c00, 0x4000, 0x3800, 0x4200, 0x3555, 0x0000], -10, [3, -4, 0, 1, -1, 2, 0, 0, 0, 0, 0, 0, -4, 3, 2, -2, 1, -1, 1, 1, 1, 1, 1, 1])],
     header: { method: 'lowbit', modelId: 'demo-lowbit', sequence: 20 },
+  },
+  {
+    name: 'lowbit-sparse-channels',
+    description:
+      'Format v6 (later within it), codec l on a sparse patch of a [4, 6] tensor: 5 positions (1 4 7 13 22, as a bitmap: 3 bytes, fewer than their gaps), 4-bit codes 7 -8 -1 3 5 (20 bits in 3 bytes, the last 4 bits 0), and a scale per column ("lg" = 1, 6 scales: a value takes the scale of its position, floor(position / lg) mod 6, not of its index), times 2^-6. Six scales for five values: a sparse patch may carry up to ceil(size / lg) scales, here 24.',
+    tensors: [['dense/kernel', [4, 6], [0.5, -0.25, 0.125, 1, -1, 2, 0, -0, 0.1, 0.2, 0.3, 0.4, 1.5, -1.5, 0.75, -0.75, 0.001, -0.001, 3, 2, 1, 0, -1, -2]]],
+    specs: [lowbitSparseSpec('dense/kernel', 4, 1, [0x3c00, 0x4000, 0x3800, 0x4200, 0x3555, 0x0000], -6, [1, 4, 7, 13, 22], [7, -8, -1, 3, 5])],
+    header: { method: 'topk', modelId: 'demo-lowbit', sequence: 25 },
   },
   {
     name: 'lowbit-1bit-rows',
@@ -773,7 +792,14 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     add('lowbit-negative-scale', 'lowbit-3bit-columns with its first scale negative (00 bc, the half -1): scales are finite and not negative.', packPayload(lb.payload.header, [{ ...w(), ls: Uint8Array.from([0x00, 0xbc, ...(w().ls as Uint8Array).slice(2)]) }]), 'PayloadFormatError', 'decode', base);
     add('lowbit-infinite-scale', 'lowbit-3bit-columns with its first scale the half +Infinity (00 7c).', packPayload(lb.payload.header, [{ ...w(), ls: Uint8Array.from([0x00, 0x7c, ...(w().ls as Uint8Array).slice(2)]) }]), 'PayloadFormatError', 'decode', base);
     add('lowbit-exponent-range', 'lowbit-3bit-columns with "le" = 33: the scale exponent is -64 to 32.', packPayload(lb.payload.header, [{ ...w(), le: 33 }]), 'PayloadFormatError', 'decode', base);
-    add('lowbit-on-sparse', 'lowbit-3bit-columns as a sparse patch of one position: codec l is for dense, low-rank and composite patches only.', packPayload(lb.payload.header, [{ ...w(), k: 's', n: 1, ic: 'g', i: Uint8Array.of(0) }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-on-hashed', 'lowbit-3bit-columns as a hashed patch of 24 buckets: codec l is for dense, sparse, low-rank and composite patches only.', packPayload(lb.payload.header, [{ ...w(), k: 'h', h: 7, nb: 24, sg: false }]), 'PayloadFormatError', 'decode', base);
+  }
+  {
+    const ls = built.get('lowbit-sparse-channels') as { payload: Payload };
+    const w = () => wiresOf(ls.payload)[0];
+    const base = 'lowbit-sparse-channels.base.json';
+    add('lowbit-sparse-too-many-scales', 'lowbit-sparse-channels with "lg" = 6: a [4, 6] tensor in groups of 6 takes at most 4 scales, and "ls" holds 6.', packPayload(ls.payload.header, [{ ...w(), lg: 6 }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-sparse-codes-long', 'lowbit-sparse-channels with a byte added to "v": 5 codes of 4 bits take 3 bytes.', packPayload(ls.payload.header, [{ ...w(), v: Uint8Array.from([...w().v, 0]) }]), 'PayloadFormatError', 'decode', base);
   }
   {
     const lf = built.get('lowbit-factors-mixed') as { payload: Payload };
