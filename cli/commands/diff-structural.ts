@@ -117,7 +117,7 @@ function structuralOptions(a: DiffArgs, hasher: Hasher, modelId: string, everyCh
     ...exactCodecs,
     valuePayload: (inter, target) => {
       const total = inter.list().filter((t) => t.patchable !== false).reduce((n, t) => n + 4 * t.shape.reduce((x, d) => x * d, 1), 0);
-      return diffOnnxModels(hasher, inter, target, { ...header, store: a.store, budgetBytes: parseBudget(a.budget, total), codec: a.codec, method: a.method === 'lowbit' ? 'lowbit' : 'topk', ...(a.lowbitCodesOnly ? { lowbit: { lowRank: false, outliers: false } } : {}) }).bytes;
+      return diffOnnxModels(hasher, inter, target, { ...header, store: a.store, budgetBytes: parseBudget(a.budget, total), codec: a.codec, method: a.method === 'lowbit' ? 'lowbit' : 'topk', ...(a.lowbitCodesOnly ? { lowbit: { lowRank: false, outliers: false, newValues: false } } : {}) }).bytes;
     },
   };
 }

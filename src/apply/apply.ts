@@ -322,7 +322,7 @@ async function applyChecked(store: WeightStore, payload: OpenedPayload, signatur
   const { header } = payload;
   if (options.expectedModelId !== undefined && header.modelId !== options.expectedModelId) {
     throw new ModelMismatchError(
-      `payload is for model ${JSON.stringify(header.modelId)}, this device holds ${JSON.stringify(options.expectedModelId)}: nothing was written. Either the payload was built for another model (fetch the payload published for ${JSON.stringify(options.expectedModelId)}), or the build server gave it the wrong id: build it again with --model-id ${JSON.stringify(options.expectedModelId)} (ndiff train / ndiff diff; \`ndiff release\` keeps the id in its record; library: header.modelId) and keep that id for every later update`,
+      `payload is for model ${JSON.stringify(header.modelId)}, this device holds ${JSON.stringify(options.expectedModelId)}: nothing was written. Either the payload was built for another model (fetch the payload published for ${JSON.stringify(options.expectedModelId)}), or the build server gave it the wrong id: build it again with --model-id ${JSON.stringify(options.expectedModelId)} (\`ndiff release\` keeps it in its record) and keep that id for every later update`,
       { expected: options.expectedModelId, found: header.modelId },
     );
   }

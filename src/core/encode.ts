@@ -16,7 +16,7 @@ import { ByteWriter, varintSize } from './varint.ts';
 export interface WirePatch {
   t: string;
   s: number[];
-  k: 's' | 'h' | 'd' | 'r' | 'c';
+  k: 's' | 'h' | 'd' | 'r' | 'c' | 'n';
   r?: number;
   b: Uint8Array;
   a: Uint8Array;
@@ -90,7 +90,7 @@ export function encodePositions(positions: Uint32Array, size: number): { coding:
 
 /** The wire form of one patch, given its already-encoded value bytes. */
 export function wirePatch(p: TensorPatch, factorOrValueBytes: Uint8Array): WirePatch {
-  const w: WirePatch = { t: p.name, s: [...p.shape], k: p.kind === 'sparse' ? 's' : p.kind === 'hash' ? 'h' : p.kind === 'lowrank' ? 'r' : p.kind === 'composite' ? 'c' : 'd', b: hexToBytes8(p.baseDigest), a: hexToBytes8(p.targetDigest), c: p.codec, v: factorOrValueBytes };
+  const w: WirePatch = { t: p.name, s: [...p.shape], k: p.kind === 'sparse' ? 's' : p.kind === 'hash' ? 'h' : p.kind === 'lowrank' ? 'r' : p.kind === 'composite' ? 'c' : p.replace ? 'n' : 'd', b: hexToBytes8(p.baseDigest), a: hexToBytes8(p.targetDigest), c: p.codec, v: factorOrValueBytes };
   if (p.codec === 'i8') w.q = Math.fround(p.scale as number);
   if (p.codec === 'l') {
     const f = p.kind === 'lowrank' || p.kind === 'composite' ? (p.lowbitFactors as LowBitFactors) : undefined;

@@ -117,10 +117,15 @@ export interface HashPatch extends PatchCommon {
   buckets: Float32Array;
 }
 
-/** A whole-tensor delta. */
+/** A whole-tensor delta, or (`replace`) the tensor's new values. */
 export interface DensePatch extends PatchCommon {
   kind: 'dense';
   values: Float32Array;
+  /**
+   * Kind `n` on the wire (codec `l` only, later within v6): `values` are the tensor's new values,
+   * not a delta; each weight becomes its value (rounded onto the grid when there is one).
+   */
+  replace?: true;
 }
 
 /**
@@ -537,6 +542,8 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     ...(lowbit ? { lowbit } : {}),
     ...(lowbitFactors ? { lowbitFactors } : {}),
     ...(grid ? { grid } : {}),
+    // Kind n (codec l, later within v6): dense codes of the tensor's new values.
+    ...(kind === 'n' ? { replace: true as const } : {}),
   };
   const v = bin(raw, 'v', where);
   const bpv = isXor || isLow ? 0 : bytesPerValue(codec as ValueCodec);
@@ -689,7 +696,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     need(nb, 'bucket values');
     return whole({ kind: 'hash', ...common, seed, signed, buckets: valuesAt(0, nb) });
   }
-  if (kind === 'd') {
+  if (kind === 'd' || (kind === 'n' && isLow)) {
     need(size, 'dense values');
     return source('dense', size, function* (decode, count) {
       if (!decode) return checkValuesAt(0, size);

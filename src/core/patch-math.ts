@@ -323,6 +323,15 @@ export function pieceLength(patch: TensorPatch, size: number): number {
  * (format v2) rounds every written value onto it and logs the old bits of each.
  */
 export function applyRange(w: Float32Array, patch: TensorPatch, offset: number, from: number, to: number, log: ExceptionLog | null): void {
+  if (patch.kind === 'dense' && patch.replace) {
+    // New values (kind n): each weight set to +0, then the value added as a delta's would be
+    // (and rounded onto the grid); every old value is logged, and the undo restores them alone.
+    for (let i = offset + from; i < offset + to; i++) {
+      log?.push(i, bitsOf(w)[i]);
+      w[i] = 0;
+    }
+    log = null;
+  }
   if (onAGrid(patch)) {
     const { grid } = patch;
     const wb = bitsOf(w);
@@ -378,7 +387,7 @@ export function applyRange(w: Float32Array, patch: TensorPatch, offset: number, 
  * tensor is as before, bit for bit.
  */
 export function subtractRange(w: Float32Array, patch: TensorPatch, offset: number, from: number, to: number): void {
-  if (onAGrid(patch)) return;
+  if (onAGrid(patch) || (patch.kind === 'dense' && patch.replace)) return;
   if (exactBits(patch.codec)) xorRange(w, patch, offset, from, to);
   else if (patch.kind === 'sparse') {
     const { positions, values } = patch;

@@ -35,9 +35,10 @@ export type PatchSpec = (
   | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec | 'x' | 'xr' | 'xs' }
   /**
    * Format v6, codec `l`: every value at `lowbit.bits` bits with its scales; `values` are what
-   * the codes decode to (src/diff/lowbit.ts `quantizeLowBit` makes both).
+   * the codes decode to (src/diff/lowbit.ts `quantizeLowBit` makes both). With `replace` (kind
+   * `n`, later within v6) they are the tensor's new values, not a delta.
    */
-  | { kind: 'dense'; name: string; values: Float32Array; codec: 'l'; lowbit: LowBit }
+  | { kind: 'dense'; name: string; values: Float32Array; codec: 'l'; lowbit: LowBit; replace?: boolean }
   /**
    * Codec `l` on a sparse patch (later within v6): value k at `lowbit.bits` bits with the scale
    * of its position's group (a scale per output channel, as a dense patch's); `values` are what
@@ -147,7 +148,7 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
     const keepGrid = grid && grid.dtype !== 'float32' ? { grid } : {};
     const common = { name: spec.name, shape: [...shape], codec: 'l' as const, lowbit: spec.lowbit, baseDigest: ZERO_DIGEST, targetDigest: ZERO_DIGEST, values: decoded as Float32Array, ...keepGrid };
     if (positions) return { patch: { kind: 'sparse', ...common, positions, positionCoding: 'gaps' }, valueBytes: codes };
-    return { patch: { kind: 'dense', ...common }, valueBytes: codes };
+    return { patch: { kind: 'dense', ...common, ...(spec.kind === 'dense' && spec.replace ? { replace: true as const } : {}) }, valueBytes: codes };
   }
   if ((spec.kind === 'sparse' || spec.kind === 'dense') && exactBits(spec.codec)) {
     // Exact bits: each value is the XOR of the new and the old float32 bits.

@@ -30,13 +30,27 @@ export class LowBitCache {
   }
 }
 
-function sameBits(a: Float32Array, b: Float32Array): boolean {
+/** Whether two arrays hold the same bits. */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
   return true;
+}
+
+/**
+ * The kept results that also depend on the tensor's base values (its new values' codes): emptied
+ * when `base` differs from the base they were made from (the same change from another base).
+ */
+export function keptFromBase(kept: Map<string, unknown> | undefined, base: Float32Array): Map<string, unknown> | undefined {
+  if (!kept) return undefined;
+  const had = kept.get('base') as { values: Float32Array; results: Map<string, unknown> } | undefined;
+  if (had && sameBits(had.values, base)) return had.results;
+  const results = new Map<string, unknown>();
+  kept.set('base', { values: base.slice(), results });
+  return results;
 }
 
 /** `make()`'s result under `key` in `kept` (made once). */

@@ -26,7 +26,7 @@ import { encodeValues } from '../core/values.ts';
 import { encodePositions } from '../core/encode.ts';
 import { factorize } from './baselines.ts';
 import { inverseCholesky, outputError, relativeOutput, roundAgainstInputs, type InputMoments } from './gptq.ts';
-import { keep, LowBitCache } from './lowbit-cache.ts';
+import { keep, keptFromBase, LowBitCache } from './lowbit-cache.ts';
 import { allocate, improveJointly } from './lowbit-allocate.ts';
 import { quantizeLowBit, scaleExponent, scaleLayout, type QuantizedDelta, type ScaleLayout } from './lowbit-quantize.ts';
 
@@ -66,6 +66,8 @@ interface Option {
   rank?: number;
   /** Codes with this many of the largest changes carried apart at float16 (a composite patch). */
   outliers?: number;
+  /** Codes of the tensor's new values, not of its change (kind `n`). */
+  replace?: boolean;
   bytes: number;
   error: number;
 }
@@ -82,7 +84,7 @@ function framing(name: string, shape: readonly number[]): number {
 }
 
 /** One option's carried change: codec-l codes, or low-rank factors before their int8 rounding (the payload builder rounds them). */
-type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined; outliers?: Outliers } | { lowbit?: undefined; factors: QuantizedFactors; outliers?: undefined });
+type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined; outliers?: Outliers; newValues?: Float32Array } | { lowbit?: undefined; factors: QuantizedFactors; outliers?: undefined; newValues?: undefined });
 
 /** The largest changes of a tensor carried apart from its codes: positions, float16 values, and what the codes alone decode to. */
 export interface Outliers {
@@ -323,6 +325,14 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
    */
   outliers?: boolean;
   /**
+   * Also offer each tensor's new values (not its change) as codes of every width and layout, a
+   * patch of kind `n` (FORMAT.md §4.4, later within format v6): a retrained tensor whose change is
+   * as large as its weights is closer to its target that way (Silero VAD v6's retrained tensors:
+   * about half the squared error at the same width). A fine-tune's small changes never choose it.
+   * Default true; false for devices whose applier predates kind `n`.
+   */
+  newValues?: boolean;
+  /**
    * The error of carrying `delta` for tensor `name` instead of its whole change, measured on the
    * model's outputs (every other tensor at the target): e.g. the mean squared difference from the
    * target's outputs on calibration inputs. Without it the error is the squared error of the
@@ -355,11 +365,11 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
 }
 
 /** How one tensor's change is carried: codes of `bits` bits with scales by `layout`, or low-rank factors of `rank` at `widths` (the widest `bits`). */
-export type LowBitAllocation = { name: string; bytes: number } & ({ bits: number; layout: ScaleLayout; rank?: undefined; outliers?: number } | { bits: number; layout: 'lowrank'; rank: number; widths: number[]; outliers?: undefined });
+export type LowBitAllocation = { name: string; bytes: number } & ({ bits: number; layout: ScaleLayout; rank?: undefined; outliers?: number; newValues?: true } | { bits: number; layout: 'lowrank'; rank: number; widths: number[]; outliers?: undefined; newValues?: undefined });
 
-/** "conv/kernel 3 bits/last", "dense/kernel rank 4 (8x2+3x2)" */
+/** "conv/kernel 3 bits/last", "dense/kernel rank 4 (8x2+3x2)", "conv/kernel 4 bits/first, new values" */
 export function describeAllocation(a: LowBitAllocation): string {
-  return a.rank ? `${a.name} rank ${a.rank} (${describeFactorWidths(a.widths)})` : `${a.name} ${a.bits} bit${a.bits > 1 ? 's' : ''}/${a.layout}${a.outliers ? ` + ${a.outliers} f16` : ''}`;
+  return a.rank ? `${a.name} rank ${a.rank} (${describeFactorWidths(a.widths)})` : `${a.name} ${a.bits} bit${a.bits > 1 ? 's' : ''}/${a.layout}${a.outliers ? ` + ${a.outliers} f16` : ''}${a.newValues ? ', new values' : ''}`;
 }
 
 /** The widths of a low-rank option's directions, widest first: "8x2+3x5+2x9". */
@@ -382,7 +392,7 @@ export function lowbitDiff(hasher: Hasher, base: WeightStore, target: WeightStor
 /** {@link lowbitDiff} from precomputed deltas (ONNX models: onnxDeltas). */
 export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: LowBitOptions): LowBitResult {
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, proxy = 'relative', cache, inputs, ...headerOptions } = options;
+  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, newValues = true, proxy = 'relative', cache, inputs, ...headerOptions } = options;
   const header: HeaderOptions = { ...withoutStore(headerOptions), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const empty = payloadSize([], shapes, header);
   if (empty > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: empty });
@@ -420,6 +430,9 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     const seen = new Set<string>();
     const kept = cache?.of(name, d, weight);
     let order: Uint32Array | undefined;
+    // New values (kind n) are offered beside the change's codes, except when rounded against inputs.
+    const w0 = newValues && !rounding ? base.values(name) : undefined;
+    const fromBase = w0 ? keptFromBase(kept, w0) : undefined;
     for (const layout of layouts) {
       const l = scaleLayout(shape, layout);
       if (!l || seen.has(`${l.group}/${l.count}`)) continue;
@@ -430,6 +443,16 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
         quantized.set(`${name}\u0000${layout}\u0000${bits}`, q);
         const bytes = lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape);
         choices.push({ bits, layout, bytes, error: errorOf(q.decoded, q.squaredError) });
+        // The tensor's new values at these bits (kind n): the change the device then makes is
+        // new - base, measured as any change is.
+        if (w0) {
+          const target = keep(fromBase, 'target', () => Float32Array.from(d, (x, k) => w0[k] + x));
+          const nv = keep(fromBase, `n/${bits}/${l.group}/${l.count}`, () => quantizeLowBit(target, bits, l.group, l.count, weight));
+          // The device writes +0 + value; the change that makes, in float64 (the weights are exact).
+          const change = Float32Array.from(nv.decoded, (x, k) => x + 0 - w0[k]);
+          quantized.set(`${name}\u0000${layout}\u0000${bits}\u0000n`, { ...nv, decoded: change, newValues: nv.decoded });
+          choices.push({ bits, layout, replace: true, bytes: bytes + 1, error: errorOf(change, nv.squaredError) });
+        }
         // The largest changes apart at float16, so the scales fit the rest (a retrained tensor's
         // few large changes would otherwise set them).
         if (outliers) {
@@ -460,13 +483,14 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
   const free = view(false);
   const covered = cover ? view(true) : free;
   const floor = covered.reduce((sum, t) => sum + t.options[0].bytes, 0);
-  const quantizedOf = (name: string, o: Option) => quantized.get(o.rank ? `${name}\u0000lowrank\u0000${o.bytes}` : `${name}\u0000${o.layout}\u0000${o.bits}${o.outliers ? `\u0000${o.outliers}` : ''}`) as Carried;
+  const quantizedOf = (name: string, o: Option) => quantized.get(o.rank ? `${name}\u0000lowrank\u0000${o.bytes}` : `${name}\u0000${o.layout}\u0000${o.bits}${o.outliers ? `\u0000${o.outliers}` : ''}${o.replace ? '\u0000n' : ''}`) as Carried;
   const specsOf = (chosen: Option[]): PatchSpec[] =>
     chosen.flatMap((o, i): PatchSpec[] => {
       if (!o.bits) return [];
       const q = quantizedOf(raw[i].name, o);
       if (q.factors) return [{ kind: 'lowrank' as const, name: raw[i].name, rank: q.factors.rank, u: q.factors.u, v: q.factors.v, codec: 'l' as const, lowbitFactors: q.factors.lowbitFactors }];
       if (q.outliers) return [{ kind: 'composite' as const, name: raw[i].name, dense: q.outliers.codes, lowbit: q.lowbit as LowBit, positions: q.outliers.positions, values: q.outliers.values, codec: 'l' as const, sparseCodec: 'f16' as const }];
+      if (q.newValues) return [{ kind: 'dense' as const, name: raw[i].name, values: q.newValues, codec: 'l' as const, lowbit: q.lowbit as LowBit, replace: true }];
       return [{ kind: 'dense' as const, name: raw[i].name, values: q.decoded, codec: 'l' as const, lowbit: q.lowbit as LowBit }];
     });
   const errorOf = (tensors: TensorOptions[]) => (picks: number[]): number => {
@@ -511,7 +535,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
       const f = (quantizedOf(name, o).factors as QuantizedFactors).lowbitFactors;
       allocation.push({ name, bits: o.bits, layout: 'lowrank', rank: o.rank, widths: [...f.widths], bytes });
     }
-    else if (o.bits) allocation.push({ name, bits: o.bits, layout: o.layout as ScaleLayout, ...(o.outliers ? { outliers: o.outliers } : {}), bytes });
+    else if (o.bits) allocation.push({ name, bits: o.bits, layout: o.layout as ScaleLayout, ...(o.outliers ? { outliers: o.outliers } : {}), ...(o.replace ? { newValues: true as const } : {}), bytes });
   });
   const kept = allocation.reduce((s, a) => s + (changedIn.get(a.name) as number), 0);
   // Measured on what the device will hold (a stored grid rounds the sums), as top-k measures it.

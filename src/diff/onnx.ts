@@ -103,7 +103,7 @@ export interface OnnxDiffOptions extends TopkOptions {
   /** With a budget: `topk` (default) keeps the largest changes; `lowbit` every change at 1 to 8 bits (lowbit.ts). */
   method?: 'topk' | 'lowbit';
   /** With `method: 'lowbit'`: how lowbit chooses (lowbit.ts's options; e.g. BitDelta's code is `{ widths: [1], layouts: ['tensor'], lowRank: false, outliers: false }`). */
-  lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'outliers' | 'cover' | 'proxy' | 'importance' | 'cache'>;
+  lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'outliers' | 'newValues' | 'cover' | 'proxy' | 'importance' | 'cache'>;
   /** With `method: 'lowbit'`: carry only these tensors' changes (e.g. the ones calibration inputs reach); the others stay at the base. */
   only?: ReadonlySet<string>;
   /** With `mode: 'all'`: the exact codecs a tensor may take (see `ExactDiffOptions.codecs`). */

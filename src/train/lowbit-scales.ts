@@ -3,7 +3,8 @@
  * stay, its scales (and low-rank factors) are trained toward the teacher, as BitDelta distills
  * its per-matrix scales. Every tensor the post-hoc payload carries is trained:
  *
- * - codec l: W = W0 + code(k) * s[group(k)]; the scales s are the variables, and the forward pass
+ * - codec l: W = W0 + code(k) * s[group(k)] (W0 = 0 for a tensor carried as its new values, kind
+ *   n); the scales s are the variables, and the forward pass
  *   uses them as the device decodes them (each a float16 times the patch's power of two), the
  *   gradient passing straight through the rounding: dL/ds[j] = sum over the group of dL/dW * code;
  * - low-rank factors in codec l: W = W0 + (cu * su) (cv * sv), the codes cu of U's columns and
@@ -44,6 +45,8 @@ interface CodeState {
   chan: tf.Tensor1D;
   /** The largest changes carried apart at float16 (a composite patch), kept as they are. */
   outliers?: { positions: Uint32Array; values: Float32Array };
+  /** Codes of the tensor's new values (kind n): `w0` is then all +0, the base not used. */
+  replace?: true;
   /**
    * Codes trained too: a float change per value, in units of its post-hoc scale, whose rounding at
    * the current scale is its code (straight through), started at the change the post-hoc codes
@@ -110,6 +113,10 @@ export class LowBitScales implements Parameterization {
       const dense = p.kind === 'dense' ? p.values : p.kind === 'composite' ? p.dense : undefined;
       if (dense && p.lowbit) {
         const lb = p.lowbit;
+        // New values (kind n): the codes are the weights themselves, from +0.
+        const replace = p.kind === 'dense' && p.replace === true;
+        const w0 = replace ? new Float32Array(b.values.length) : b.values;
+        const change = deltas?.get(p.name);
         const n = dense.length;
         const count = lb.scales.length;
         const scale = Float64Array.from(lb.scales, (h) => fromHalfBits(h) * 2 ** lb.exponent);
@@ -117,13 +124,14 @@ export class LowBitScales implements Parameterization {
         // value = code * scale exactly: the code back from the value (a zero scale: +1, any).
         const codes = Float32Array.from(dense, (x, k) => (scale[chanOf[k]] > 0 ? Math.round(x / scale[chanOf[k]]) : 1));
         this.states.set(p.name, {
-          kind: 'codes', name: p.name, shape: b.shape, w0: b.values, bits: lb.bits, group: lb.group, exponent: lb.exponent, codes, chanOf,
+          kind: 'codes', name: p.name, shape: b.shape, w0, bits: lb.bits, group: lb.group, exponent: lb.exponent, codes, chanOf,
+          ...(replace ? { replace: true as const } : {}),
           s0: scale,
           s: tf.variable(tf.ones([count]), true, `nd_lowbit_s/${p.name}`),
           code: tf.tensor1d(codes, 'float32'),
           chan: tf.tensor1d(chanOf, 'int32'),
           ...(p.kind === 'composite' ? { outliers: { positions: p.positions, values: p.values } } : {}),
-          ...(deltas?.has(p.name) ? { delta: tf.variable(tf.tensor1d(startOfCodes(deltas.get(p.name) as Float32Array, p, (k) => scale[chanOf[k]])), true, `nd_lowbit_d/${p.name}`) } : {}),
+          ...(change ? { delta: tf.variable(tf.tensor1d(startOfCodes(replace ? Float32Array.from(change, (d, k) => b.values[k] + d) : change, p, (k) => scale[chanOf[k]])), true, `nd_lowbit_d/${p.name}`) } : {}),
         });
       } else if (p.kind === 'lowrank' && p.lowbitFactors) {
         const f = p.lowbitFactors;
@@ -261,7 +269,7 @@ export class LowBitScales implements Parameterization {
         // (+ 0: a zero scale decodes to +0 whatever the code, as the encoder writes it.)
         const decoded = Float32Array.from(st.codes, (c, k) => c * values[st.chanOf[k]] + 0);
         if (st.outliers) out.push({ kind: 'composite', name: st.name, dense: decoded, lowbit, positions: st.outliers.positions, values: st.outliers.values, codec: 'l', sparseCodec: 'f16' });
-        else out.push({ kind: 'dense', name: st.name, values: decoded, codec: 'l', lowbit });
+        else out.push({ kind: 'dense', name: st.name, values: decoded, codec: 'l', lowbit, ...(st.replace ? { replace: true } : {}) });
       } else {
         out.push({ kind: 'lowrank', name: st.name, rank: st.rank, codec: 'l', ...this.factors(st) });
       }

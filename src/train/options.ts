@@ -138,7 +138,7 @@ export interface TrainDiffOptions {
    * `widths`, `layouts`, `lowRank`, `cover`, `proxy`). BitDelta is `{ widths: [1], layouts:
    * ['tensor'], lowRank: false }`: the sign of every change and one scale per tensor, distilled.
    */
-  lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'outliers' | 'cover' | 'proxy'>;
+  lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'outliers' | 'newValues' | 'cover' | 'proxy'>;
   /**
    * `lowbit`: also train the codes (default true): a float change per value whose rounding at the
    * current scale is its code, straight through the rounding, from the change the post-hoc codes

@@ -144,7 +144,7 @@ export function halfToFloatRef(h: number): number {
   return scratch[0];
 }
 
-export interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[]; xs?: boolean; sparse?: number[]; dense?: boolean }
+export interface SpecPatch { t: string; s: number[]; size: number; k: string; b: string; a: string; vals: Float32Array; positions?: number[]; h?: number; nb?: number; sg?: boolean; r?: number; g?: SpecGrid; xor?: number[]; xs?: boolean; sparse?: number[]; dense?: boolean; set?: boolean }
 export type SpecGrid = { d: 'f32' | 'f16' | 'bf16' } | { d: 'u8' | 'u16'; sc: number; mn: number } | { d: 'qi8' | 'qu8'; sc: number; zp: number };
 
 /** Every positive finite half, as float32, ascending (bit patterns 0x0000..0x7bff are monotonic). */
@@ -302,7 +302,7 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
     const isX = (c === 'x' && nd >= 2) || isXr || isXs;
     if (isX && k0 !== 's' && k0 !== 'd') bad('codec x on a patch that is not sparse or dense');
     const isL = c === 'l' && nd >= 6;
-    if (isL && k0 !== 'd' && k0 !== 's' && k0 !== 'r' && !(k0 === 'c' && nd >= 5)) bad('codec l on a patch that is not dense, sparse, low-rank or composite');
+    if (isL && k0 === 'h') bad('codec l on a hashed patch');
     const bpv = isX || isL ? 0 : c === 'f32' ? 4 : c === 'f16' ? 2 : c === 'i8' ? 1 : bad('"c"');
     const q = raw.get('q');
     if (c === 'i8' && !(typeof q === 'number' && Number.isFinite(q) && q > 0 && Math.fround(q) === q)) bad('"q"');
@@ -496,6 +496,8 @@ export function specDecode(bytes: Uint8Array, maxBytes = 256 * 1024 * 1024): { b
       return { ...common, h: h as number, nb: nb as number, sg: sg as boolean, vals: decodeValues(nb as number) };
     }
     if (k === 'd') return { ...common, vals: decodeValues(size), ...(isX ? { xor: decodeXor(size) } : {}) };
+    // FORMAT.md 4.4, kind n: dense codes of codec l that are the tensor's new values.
+    if (k === 'n' && isL) return { ...common, vals: decodeValues(size), set: true };
     if (k === 'r') {
       const cols = s.length ? (s[s.length - 1] as number) : 1;
       const rows = cols ? size / cols : 0;
@@ -596,6 +598,8 @@ export function specApply(hasher: Hasher, model: SpecModel, bytes: Uint8Array, m
     const w = (out.get(p.t) as { data: Float32Array }).data;
     if (p.k === 's') (p.positions as number[]).forEach((pos, k) => add(w, pos, p.vals[k]));
     else if (p.k === 'd') p.vals.forEach((v, i) => add(w, i, v));
+    // Kind n: each weight becomes +0 + its value (rounded onto the grid as a sum is).
+    else if (p.k === 'n') p.vals.forEach((v, i) => add(w.fill(0, i, i + 1), i, v));
     else if (p.k === 'h') {
       for (let i = 0; i < p.size; i++) {
         const h = hasher.h32(le32(i), p.h as number);

@@ -493,8 +493,8 @@ export class OnnxWeightStore implements WeightStore {
       const dtype = ONNX_DTYPES[s.rec.dataType];
       return new ModelMismatchError(
         s.why
-          ? `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} and read-only: ${s.why}. Only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights read only as input 0 of DequantizeLinear nodes with one scalar FLOAT scale and zero point (per-tensor quantization), are patched. ${tail}`
-          : `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype}: only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights of DequantizeLinear nodes, are patched; other tensors never are. ${tail}`,
+          ? `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} and read-only: ${s.why}. Only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights of DequantizeLinear nodes, are patched (these as input 0 alone, with one scalar FLOAT scale and zero point). ${tail}`
+          : `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype}: only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights of DequantizeLinear nodes, are patched. ${tail}`,
         { tensor: name, dtype, ...(s.why ? { reason: s.why } : {}) },
       );
     }

@@ -409,6 +409,14 @@ const VALID: ValidCase[] = [
     header: { method: 'topk', modelId: 'demo-lowbit', sequence: 25 },
   },
   {
+    name: 'lowbit-new-values',
+    description:
+      'Format v6 (later within it), kind "n": a [3, 4] tensor\'s new values (not a delta) as codec l codes, 3 bits with a scale per row ("lg" = 4, 3 scales) times 2^-2: each weight becomes +0 + code x scale, whatever it held. Codes row by row: 3 -4 0 1 / 2 2 -1 -2 / 0 0 0 0 (row 3: every weight +0).',
+    tensors: [['conv/kernel', [3, 4], [0.7, -0.3, 5, 1e-3, -2.5, 0.25, 0.125, 9, -0, 1, -1, 3e-8]]],
+    specs: [{ ...lowbitSpec('conv/kernel', 3, 4, [0x3c00, 0x3800, 0x4000], -2, [3, -4, 0, 1, 2, 2, -1, -2, 0, 0, 0, 0]), replace: true } as PatchSpec],
+    header: { method: 'lowbit', modelId: 'demo-lowbit', sequence: 26 },
+  },
+  {
     name: 'lowbit-1bit-rows',
     description:
       'Format v6, codec l, 1 bit a value (the sign of the delta: code 0 is -1, 1 is +1, as BitDelta carries it) on a [3, 5] tensor with a scale per row ("lg" = 5, 3 scales) and "le" = -7, on a float16 storage grid ("g"): each weight gets +/- its row\'s scale, then is rounded onto the grid. 15 bits in 2 bytes; the 16th bit is 0.',
@@ -598,6 +606,7 @@ function patchInfo(hasher: Hasher, p: TensorPatch): Record<string, unknown> {
     info.dense = f32Hex(p.dense);
   }
   if ((p.kind === 'lowrank' || p.kind === 'composite') && p.lowbitFactors) info.lowbitFactors = { widths: [...p.lowbitFactors.widths], exponent: p.lowbitFactors.exponent, scales: [...p.lowbitFactors.scales].map((h) => h.toString(16).padStart(4, '0')) };
+  if (p.kind === 'dense' && p.replace) info.replace = true;
   if (p.lowbit) info.lowbit = { bits: p.lowbit.bits, group: p.lowbit.group, exponent: p.lowbit.exponent, scales: [...p.lowbit.scales].map((h) => h.toString(16).padStart(4, '0')) };
   return info;
 }
@@ -793,6 +802,13 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
     add('lowbit-infinite-scale', 'lowbit-3bit-columns with its first scale the half +Infinity (00 7c).', packPayload(lb.payload.header, [{ ...w(), ls: Uint8Array.from([0x00, 0x7c, ...(w().ls as Uint8Array).slice(2)]) }]), 'PayloadFormatError', 'decode', base);
     add('lowbit-exponent-range', 'lowbit-3bit-columns with "le" = 33: the scale exponent is -64 to 32.', packPayload(lb.payload.header, [{ ...w(), le: 33 }]), 'PayloadFormatError', 'decode', base);
     add('lowbit-on-hashed', 'lowbit-3bit-columns as a hashed patch of 24 buckets: codec l is for dense, sparse, low-rank and composite patches only.', packPayload(lb.payload.header, [{ ...w(), k: 'h', h: 7, nb: 24, sg: false }]), 'PayloadFormatError', 'decode', base);
+  }
+  {
+    const nv = built.get('lowbit-new-values') as { payload: Payload };
+    const w = () => wiresOf(nv.payload)[0];
+    const base = 'lowbit-new-values.base.json';
+    add('lowbit-new-values-codec', 'lowbit-new-values with codec "f16" and 12 float16 values: kind "n" takes codec l alone, so it is an unknown kind for any other codec.', packPayload(nv.payload.header, [{ ...w(), c: 'f16', v: new Uint8Array(24), lb: undefined, lg: undefined, le: undefined, ls: undefined }]), 'PayloadFormatError', 'decode', base);
+    add('lowbit-new-values-codes-short', 'lowbit-new-values with the last byte of "v" cut: 12 codes of 3 bits need 5 bytes.', packPayload(nv.payload.header, [{ ...w(), v: w().v.slice(0, -1) }]), 'PayloadFormatError', 'decode', base);
   }
   {
     const ls = built.get('lowbit-sparse-channels') as { payload: Payload };
