@@ -12,7 +12,7 @@
  *   npm run bench:lowbit [-- --quick]
  */
 import { fineTunePair } from '../test/helpers/finetune.ts';
-import { describeAllocation, lowbitDiff } from '../src/diff/lowbit.ts';
+import { BITDELTA_CODE, describeAllocation, lowbitDiff } from '../src/diff/lowbit.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { deltaCome, payloadFraming, storeDeltas } from '../src/diff/delta-come.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
@@ -56,7 +56,7 @@ for (const share of [0.01, 0.02, 0.05, 0.1]) {
 // BitDelta's code: 1 bit for every changed weight, one scale per tensor (its post-hoc start; the
 // paper then distills the scales on data). Its size is fixed: lowbit gets the same bytes.
 const huge = 10 * total;
-const bitdelta = lowbitDiff(hasher, v1, v2, { budgetBytes: huge, widths: [1], layouts: ['tensor'], lowRank: false, outliers: false });
+const bitdelta = lowbitDiff(hasher, v1, v2, { budgetBytes: huge, ...BITDELTA_CODE });
 const same = lowbitDiff(hasher, v1, v2, { budgetBytes: bitdelta.bytes.length });
 const [c, d] = [v1.clone(), v1.clone()];
 await applyPayload(c, bitdelta.bytes);

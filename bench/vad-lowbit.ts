@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { diffOnnxModels, type OnnxDiffOptions } from '../src/diff/onnx.ts';
-import { describeWidths, type LowBitResult } from '../src/diff/lowbit.ts';
+import { BITDELTA_CODE, describeWidths, type LowBitResult } from '../src/diff/lowbit.ts';
 import { deltaCome, payloadFraming, storeDeltas } from '../src/diff/delta-come.ts';
 import { main } from '../cli/ndiff.ts';
 import { writeFramesFolder } from './vad-frames.ts';
@@ -88,7 +88,7 @@ rows.push({ row: 'v5 unpatched', budget: '-', bytes: 0, ...base5 });
 log(`v5 unpatched: ${(100 * base5.synthetic).toFixed(2)}% synthetic, ${(100 * base5.real).toFixed(2)}% real`);
 
 const diff = (options: Partial<OnnxDiffOptions> & { budgetBytes: number }) => diffOnnxModels(hasher, open(v5), open(v6), { modelId: 'silero-vad', ...options });
-const bitdelta = diff({ budgetBytes: 10 * v6.length, method: 'lowbit', lowbit: { widths: [1], layouts: ['tensor'], lowRank: false, outliers: false } }) as LowBitResult;
+const bitdelta = diff({ budgetBytes: 10 * v6.length, method: 'lowbit', lowbit: BITDELTA_CODE }) as LowBitResult;
 await add("BitDelta's code, post hoc", `${((100 * bitdelta.bytes.length) / v6.length).toFixed(1)}%`, bitdelta.bytes);
 
 const come = storeDeltas(open(v5), open(v6));

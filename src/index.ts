@@ -12,7 +12,7 @@ export { sealEnvelope, envelopeSigningInput } from './apply/envelope.ts';
 export { encodePayload, packPayload } from './core/encode.ts';
 export { buildPayload, payloadSize, baseDigests, type PatchSpec, type HeaderOptions, type BuiltPayload } from './diff/build.ts';
 export { topkDiff, topkFromDeltas, modelDelta, MagnitudeRanking, type TopkOptions, type TopkResult, type TopkCodec } from './diff/topk.ts';
-export { lowbitDiff, lowbitFromDeltas, lowbitVariants, LowBitCache, quantizeLowBit, quantizeSparseLowBit, quantizeFactors, quantizeWithOutliers, outlierOrder, describeAllocation, describeFactorWidths, describeWidths, LOWBIT_WIDTHS, type LowBitOptions, type LowBitResult, type LowBitAllocation, type ScaleLayout, type QuantizedDelta, type QuantizedFactors, type Outliers } from './diff/lowbit.ts';
+export { BITDELTA_CODE, lowbitDiff, lowbitFromDeltas, lowbitVariants, LowBitCache, quantizeLowBit, quantizeSparseLowBit, quantizeFactors, quantizeWithOutliers, outlierOrder, describeAllocation, describeFactorWidths, describeWidths, LOWBIT_WIDTHS, type LowBitOptions, type LowBitResult, type LowBitAllocation, type ScaleLayout, type QuantizedDelta, type QuantizedFactors, type Outliers } from './diff/lowbit.ts';
 export { roundAgainstInputs, inverseCholesky, outputError, type InputMoments, type QuantizedCodes } from './diff/gptq.ts';
 export { exactDiff, type ExactDiffOptions, type ExactDiffResult, type ExactCodec } from './diff/exact.ts';
 export { checkSameInterface, compareInterfaces, type InterfaceDifference, type WeightsByContent } from './diff/interface.ts';

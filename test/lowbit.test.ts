@@ -22,7 +22,7 @@ import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 import { buildPayload, storedModelBytes } from '../src/diff/build.ts';
-import { allocate, describeAllocation, LowBitCache, lowbitDiff, lowbitVariants, quantizeFactors, quantizeLowBit, scaleLayout, type ScaleLayout } from '../src/diff/lowbit.ts';
+import { allocate, BITDELTA_CODE, describeAllocation, LowBitCache, lowbitDiff, lowbitVariants, quantizeFactors, quantizeLowBit, scaleLayout, type ScaleLayout } from '../src/diff/lowbit.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { seeded } from './helpers/graph-model.ts';
@@ -373,7 +373,7 @@ describe('post-hoc lowbit on a full fine-tune', () => {
 
   test('at BitDelta\'s bytes (the sign of every change, a scale per tensor), lowbit is at least as accurate', async (t) => {
     const { v1, v2, accuracy } = pair;
-    const bitdelta = lowbitDiff(hasher, v1, v2, { budgetBytes: 10 * storedModelBytes(v1), widths: [1], layouts: ['tensor'], lowRank: false });
+    const bitdelta = lowbitDiff(hasher, v1, v2, { budgetBytes: 10 * storedModelBytes(v1), ...BITDELTA_CODE });
     assert.ok(bitdelta.allocation.every((a) => a.bits === 1 && a.layout === 'tensor'));
     const low = lowbitDiff(hasher, v1, v2, { budgetBytes: bitdelta.bytes.length });
     const [a, b] = [v1.clone(), v1.clone()];

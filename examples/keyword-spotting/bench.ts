@@ -68,7 +68,7 @@ import { trainDiff, type CompetingResult, type TrainMethod, type TuneMode } from
 import { NoImprovementError } from '../../src/core/errors.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { deltaCome, payloadFraming, storeDeltas } from '../../src/diff/delta-come.ts';
-import { LowBitCache, lowbitDiff } from '../../src/diff/lowbit.ts';
+import { BITDELTA_CODE, LowBitCache, lowbitDiff } from '../../src/diff/lowbit.ts';
 import { trainAuto, type AutoResult } from '../../src/train/auto.ts';
 import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
 import type { KwsManifest } from './data.ts';
@@ -427,7 +427,7 @@ async function anchorsOf(model: tf.LayersModel, held: MemoryWeightStore, teacher
     const d = come.deltas.get(n);
     return d ? Float32Array.from(held.values(n), (x, i) => x + d[i]) : undefined;
   });
-  const bitdelta = lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: 10 * o.total, widths: [1], layouts: ['tensor'], lowRank: false, outliers: false });
+  const bitdelta = lowbitDiff(hasher, held, teacher, { ...header, budgetBytes: 10 * o.total, ...BITDELTA_CODE });
   // The two post-hoc lowbit payloads encode the same changes: one cache of their quantizations.
   const cache = new LowBitCache();
   return {

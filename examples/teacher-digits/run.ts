@@ -28,7 +28,7 @@ import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts'
 import { closeness, outputLayout, outputRows } from '../../src/train/teacher.ts';
 import { trainDiff, type TrainDiffOptions, type TrainMethod } from '../../src/train/train-diff.ts';
 import { calibrationMeasure, chooseOnCalibration, inputMoments, outputImportance } from '../../src/train/calibrate.ts';
-import { describeAllocation, lowbitDiff, lowbitVariants, type LowBitOptions, type LowBitResult } from '../../src/diff/lowbit.ts';
+import { BITDELTA_CODE, describeAllocation, lowbitDiff, lowbitVariants, type LowBitOptions, type LowBitResult } from '../../src/diff/lowbit.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { applyPayload } from '../../src/apply/apply.ts';
 import { digitsCnn, driftedDigits } from '../lib/drifted-digits.ts';
@@ -121,7 +121,7 @@ const lowbitRuns = async (pctBudget: number, budgetBytes: number) => {
 if (wanted('bitdelta')) {
   // BitDelta's post-hoc code: the sign of every change and one scale per tensor (mean |delta|);
   // its size is fixed, so lowbit is measured at the same bytes beside it.
-  const bitdelta = { widths: [1], layouts: ['tensor' as const], lowRank: false, outliers: false };
+  const bitdelta = BITDELTA_CODE;
   const bd = await lowbitRow('BitDelta post hoc (the sign of every change, a scale per tensor)', 'bitdelta', null, { budgetBytes: 10 * modelBytes, ...bitdelta });
   const pctBudget = Number(((100 * bd.bytes) / modelBytes).toFixed(2));
   await lowbitRuns(pctBudget, bd.bytes);

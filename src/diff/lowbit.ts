@@ -364,6 +364,13 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
   cache?: LowBitCache;
 }
 
+/**
+ * BitDelta's post-hoc code in lowbit's terms: the sign of every change (1 bit) and one scale per
+ * tensor, nothing else lowbit offers (no factors, outliers or new values). Its size is fixed:
+ * give it a budget that holds it.
+ */
+export const BITDELTA_CODE = { widths: [1], layouts: ['tensor'], lowRank: false, outliers: false, newValues: false } as const satisfies Partial<LowBitOptions>;
+
 /** How one tensor's change is carried: codes of `bits` bits with scales by `layout`, or low-rank factors of `rank` at `widths` (the widest `bits`). */
 export type LowBitAllocation = { name: string; bytes: number } & ({ bits: number; layout: ScaleLayout; rank?: undefined; outliers?: number; newValues?: true } | { bits: number; layout: 'lowrank'; rank: number; widths: number[]; outliers?: undefined; newValues?: undefined });
 

@@ -102,7 +102,7 @@ export interface OnnxDiffOptions extends TopkOptions {
   mode?: 'topk' | 'all';
   /** With a budget: `topk` (default) keeps the largest changes; `lowbit` every change at 1 to 8 bits (lowbit.ts). */
   method?: 'topk' | 'lowbit';
-  /** With `method: 'lowbit'`: how lowbit chooses (lowbit.ts's options; e.g. BitDelta's code is `{ widths: [1], layouts: ['tensor'], lowRank: false, outliers: false }`). */
+  /** With `method: 'lowbit'`: how lowbit chooses (lowbit.ts's options; e.g. BitDelta's code is `BITDELTA_CODE`). */
   lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'outliers' | 'newValues' | 'cover' | 'proxy' | 'importance' | 'cache'>;
   /** With `method: 'lowbit'`: carry only these tensors' changes (e.g. the ones calibration inputs reach); the others stay at the base. */
   only?: ReadonlySet<string>;

@@ -135,8 +135,8 @@ export interface TrainDiffOptions {
   sparseShare?: number;
   /**
    * `lowbit`: how the post-hoc payload whose scales then train is made (lowbit.ts's options:
-   * `widths`, `layouts`, `lowRank`, `cover`, `proxy`). BitDelta is `{ widths: [1], layouts:
-   * ['tensor'], lowRank: false }`: the sign of every change and one scale per tensor, distilled.
+   * `widths`, `layouts`, `lowRank`, `outliers`, `newValues`, `cover`, `proxy`). BitDelta is
+   * `BITDELTA_CODE`: the sign of every change and one scale per tensor, distilled.
    */
   lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'outliers' | 'newValues' | 'cover' | 'proxy'>;
   /**
