@@ -24,16 +24,23 @@
  * Writes bench/out/train-vs-torch.json.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../src/train/parallel/pool.ts';
-import { nativeAddonStatus } from '../src/train/kernels/native/loader.ts';
+import { nativeAddonStatus, openBlasCoreChoice, openBlasCoreFor } from '../src/train/kernels/native/loader.ts';
 
 const quick = process.argv.includes('--quick');
 const skipTorch = process.argv.includes('--skip-torch');
 const native = nativeAddonStatus();
+// PyTorch's OpenBLAS gets the kernels ours runs (loader.ts chose them, or the environment did): on
+// a CPU newer than Debian's OpenBLAS both would otherwise fall back to the generic Prescott ones.
+if (!process.env.OPENBLAS_CORETYPE && process.platform === 'linux' && process.arch === 'x64' && existsSync('/proc/cpuinfo')) {
+  const core = openBlasCoreFor(readFileSync('/proc/cpuinfo', 'utf8'));
+  if (core) process.env.OPENBLAS_CORETYPE = core.coreType;
+}
+const openBlasKernels = process.env.OPENBLAS_CORETYPE ? `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE} (${openBlasCoreChoice() ?? 'for PyTorch'})` : 'chosen by OpenBLAS';
 type OurBackend = 'wasm' | 'native';
 const backends: OurBackend[] = native.available ? ['wasm', 'native'] : ['wasm'];
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -125,7 +132,7 @@ if (torchState !== true) console.log(`PyTorch side skipped: ${torchState}`);
 else if (!blas) console.log('OpenBLAS could not be unpacked: PyTorch runs on the BLAS Debian links (see its SGEMM rate)');
 if (!native.available) console.log(`native backend skipped: ${native.reason} (apt-get install libopenblas-dev, then npm run build:native)`);
 const loadBefore = os.loadavg();
-console.log(`\nTraining throughput, ours beside PyTorch (${quick ? 'QUICK: too few steps to measure, proves the mechanism' : 'full'}); ${cores} core(s), load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} at the start`);
+console.log(`\nTraining throughput, ours beside PyTorch (${quick ? 'QUICK: too few steps to measure, proves the mechanism' : 'full'}); ${cores} core(s), load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} at the start; OpenBLAS kernels for both: ${openBlasKernels}`);
 
 const wallMs = (r: Row | undefined) => (r ? (1000 / r.samplesPerSecond).toFixed(r.samplesPerSecond > 100 ? 2 : 0) : 'n/a');
 const cpuMs = (r: Row | undefined) => (r ? r.cpuMsPerSample.toFixed(r.cpuMsPerSample < 10 ? 2 : 0) : 'n/a');
@@ -162,4 +169,4 @@ for (const p of plans) {
 const loadAfter = os.loadavg();
 console.log(`\nload average at the end: ${loadAfter.map((l) => l.toFixed(2)).join(' ')} (figures from a loaded machine are not representative)`);
 mkdirSync(path.join(here, 'out'), { recursive: true });
-writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, cores, loadBefore, loadAfter, openblas: blas !== undefined, native: native.available ? true : native.reason, results }, null, 2));
+writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, cores, loadBefore, loadAfter, openblas: blas !== undefined, openBlasKernels, native: native.available ? true : native.reason, results }, null, 2));

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,7 +18,7 @@ import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { kernelLimits } from '../src/train/kernels/util.ts';
-import { NATIVE_KERNELS, nativeAddonStatus, nativeBlasInfo, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { NATIVE_KERNELS, nativeAddonStatus, nativeBlasInfo, openBlasCoreChoice, openBlasCoreFor, setNativeThreads } from '../src/train/kernels/native/index.ts';
 import { Identity } from '../src/train/full-params.ts';
 import { trainLoop } from '../src/train/loop.ts';
 import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
@@ -217,6 +218,50 @@ describe('a small conv/dense model: native gradients match the cpu backend withi
   });
 });
 
+describe('OpenBLAS kernels for the CPU', () => {
+  const cpu = (vendor: string, flags: string) => `processor\t: 0\nvendor_id\t: ${vendor}\ncpu family\t: 6\nmodel\t\t: 207\nflags\t\t: ${flags}\n\nprocessor\t: 1\nvendor_id\t: Other\nflags\t\t: avx2 fma\n`;
+  const sse = 'fpu sse sse2 ssse3 sse4_1 sse4_2 avx';
+  const avx2 = `${sse} avx2 fma`;
+  const avx512 = `${avx2} avx512f avx512cd avx512bw avx512dq avx512vl`;
+
+  it('on Intel, chooses by the CPU\'s features as OpenBLAS 0.3.25 does for a model it does not know', () => {
+    assert.equal(openBlasCoreFor(cpu('GenuineIntel', avx512))?.coreType, 'SkylakeX');
+    assert.equal(openBlasCoreFor(cpu('GenuineIntel', avx2))?.coreType, 'Haswell');
+    // Xeon Phi's AVX-512 (no BW/DQ/VL) is not SkylakeX's; AVX without AVX2 is left to OpenBLAS.
+    assert.equal(openBlasCoreFor(cpu('GenuineIntel', `${avx2} avx512f avx512cd`))?.coreType, 'Haswell');
+    assert.equal(openBlasCoreFor(cpu('GenuineIntel', sse)), undefined);
+    assert.equal(openBlasCoreFor(cpu('GenuineIntel', 'avx2')), undefined);
+  });
+
+  it('leaves other vendors, and text it cannot read, to OpenBLAS', () => {
+    assert.equal(openBlasCoreFor(cpu('AuthenticAMD', avx512)), undefined);
+    assert.equal(openBlasCoreFor(''), undefined);
+    assert.equal(openBlasCoreFor('garbage\nflags: avx512f'), undefined);
+  });
+
+  it('this machine\'s OpenBLAS runs the kernels chosen for its CPU (not the generic Prescott ones on a CPU with AVX2)', { skip: skip || (process.platform !== 'linux' || process.arch !== 'x64' ? 'Linux x86-64 only' : false) }, () => {
+    const choice = process.env.OPENBLAS_CORETYPE ? undefined : openBlasCoreFor(readFileSync('/proc/cpuinfo', 'utf8'));
+    const { corename } = nativeBlasInfo();
+    if (choice) {
+      assert.equal(corename.toLowerCase(), choice.coreType.toLowerCase());
+      assert.match(openBlasCoreChoice() ?? '', new RegExp(`^${choice.coreType} for an Intel CPU`));
+    } else if (!process.env.OPENBLAS_CORETYPE) {
+      assert.equal(openBlasCoreChoice(), 'chosen by OpenBLAS');
+    }
+  });
+
+  it('a user\'s OPENBLAS_CORETYPE wins', { skip: skip || (process.arch !== 'x64' ? 'x86-64 only' : false) }, async () => {
+    const probe = "const n = await import('./src/train/kernels/native/index.ts'); console.log(JSON.stringify({ core: n.nativeBlasInfo().corename, choice: n.openBlasCoreChoice() }));";
+    const { stdout } = await promisify(execFile)(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', probe], {
+      cwd: root,
+      env: { ...process.env, OPENBLAS_CORETYPE: 'Haswell' },
+    });
+    const r = JSON.parse(stdout.trim().split('\n').pop() as string) as { core: string; choice: string };
+    assert.equal(r.core, 'Haswell');
+    assert.equal(r.choice, 'OPENBLAS_CORETYPE=Haswell (set by the environment)');
+  });
+});
+
 describe('OpenBLAS threads and bytes', { skip }, () => {
   after(() => setNativeThreads());
 
@@ -356,7 +401,7 @@ describe('ndiff train on the native backend', { skip }, () => {
   it('is the default when the addon is built, and says so', async () => {
     const r = await runCli([]);
     assert.equal(r.code, 0, r.lines.join('\n'));
-    assert.ok(r.lines.some((l) => /^backend native;/.test(l)), r.lines.join('\n'));
+    assert.ok(r.lines.some((l) => /^backend native: OpenBLAS \w+ kernels \(.+\), \d+ thread\(s\);/.test(l)), r.lines.join('\n'));
     assert.ok(r.lines.some((l) => /training on one thread, OpenBLAS on \d+/.test(l)), r.lines.join('\n'));
   });
 });

@@ -55,7 +55,7 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   if (a.state.length) throw new UsageError('--state is for ONNX models for now: a TF.js graph model trains on independent examples here');
   if (a.replay) throw new UsageError('--replay is for TF.js layers models and ONNX models for now; for a graph model put the replayed examples in --train');
   if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js layers models and ONNX models for now; for a graph model leave it out and compare the payloads on your own data (ndiff diff --eval does not run graph models yet)');
-  const { tf, initBackend, trainTfjsGraphDiff } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, describeBackend, trainTfjsGraphDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/tfjs-graph/train-graph.ts')),
@@ -97,7 +97,7 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const examples = exampleCount(train.data);
-  io.progress(`backend ${backend}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
+  io.progress(`backend ${describeBackend(backend)}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
   try {
     const res = await trainTfjsGraphDiff(model, store, train.data, {
       ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m) }),

@@ -21,7 +21,7 @@ import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, w
 
 /** `ndiff train` on an ONNX base. */
 export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
-  const { tf, initBackend, trainOnnxDiff, competingPayload } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, describeBackend, trainOnnxDiff, competingPayload } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/onnx/train-onnx.ts')),
@@ -68,7 +68,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
-  io.progress(`backend ${backend}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${replay ? ` and ${exampleCount(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
+  io.progress(`backend ${describeBackend(backend)}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${replay ? ` and ${exampleCount(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
   const res = await trainOnnxDiff(trainBytes, train.data, {
     ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m) }),

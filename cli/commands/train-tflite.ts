@@ -22,7 +22,7 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   if (a.replay) throw new UsageError('--replay is for TF.js layers models and ONNX models for now; for a .tflite model put the replayed examples in --train');
   if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js layers models and ONNX models for now; for a .tflite model leave it out');
   if (a.teacher && !/\.tflite$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is not a .tflite file; the base is a LiteRT model: give the new version as a .tflite file`);
-  const { tf, initBackend, trainTfliteDiff } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, describeBackend, trainTfliteDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/tflite/train-tflite.ts')),
@@ -46,7 +46,7 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   const total = store.storedWeightBytes();
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
-  io.progress(`backend ${backend}; base ${a.base} (LiteRT): ${store.weights().length} weights, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher}` : ''}`);
+  io.progress(`backend ${describeBackend(backend)}; base ${a.base} (LiteRT): ${store.weights().length} weights, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
   const res = await trainTfliteDiff(trainBytes, train.data, {
     ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m) }),

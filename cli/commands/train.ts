@@ -141,7 +141,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('--val-fraction 0 leaves no validation data to tune on: pass --val DATA, or --tune off');
   // tfjs and the trainers load only when training (the other commands start faster, and run
   // without tfjs installed); without them, nothing else is worth checking.
-  const { tf, initBackend, nativeAddonStatus, NATIVE_HOW_TO, trainDiff, trainAuto, competingPayload, silenceTfjsNodeBanner, parseTrainable, weightRoles, outputLayout } = await importWithTrainerPeers(async () => ({
+  const { tf, initBackend, describeBackend, nativeAddonStatus, NATIVE_HOW_TO, trainDiff, trainAuto, competingPayload, silenceTfjsNodeBanner, parseTrainable, weightRoles, outputLayout } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('../../src/train/backend.ts')),
     ...(await import('../../src/train/kernels/native/index.ts')),
@@ -174,7 +174,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const backend = await initBackend(a.backend);
   const nativeStatus = nativeAddonStatus();
   const why = a.backend === 'auto' && !nativeStatus.available ? ` (the native backend is not available: ${nativeStatus.reason}; ${NATIVE_HOW_TO})` : '';
-  io.progress(`backend ${backend}${why}; loading ${a.base}`);
+  io.progress(`backend ${describeBackend(backend)}${why}; loading ${a.base}`);
   let disk: WeightStore = await openTfjsModelDir(a.base);
   let model = await tf.loadLayersModel(fileSystemIO(a.base));
   // A graph-model teacher (the new version converted from a SavedModel) is read through tfjs' graph executor.

@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmKernelFixes, stockWasmKernels } from './kernels/index.ts';
-import { NATIVE, nativeAddonStatus, registerNativeBackend, setNativeThreads } from './kernels/native/index.ts';
+import { describeNativeBlas, NATIVE, nativeAddonStatus, registerNativeBackend, setNativeThreads } from './kernels/native/index.ts';
 import { MissingDependencyError, UsageError } from '../core/errors.ts';
 
 /** Backends {@link initBackend} can prepare. */
@@ -75,6 +75,11 @@ async function setBackendOrThrow(name: string): Promise<string> {
   if (!ok) throw new Error(`tfjs could not initialize the "${name}" backend`);
   await tf.ready();
   return tf.getBackend();
+}
+
+/** The active backend's name as the trainers report it: on `native`, with OpenBLAS's kernels and threads. */
+export function describeBackend(name: string = tf.getBackend()): string {
+  return name === NATIVE ? `${name}: ${describeNativeBlas()}` : name;
 }
 
 /**

@@ -17,6 +17,7 @@ import os from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { TrainingWorkerError, UsageError } from '../../core/errors.ts';
+import { nativeAddonStatus } from '../kernels/native/loader.ts';
 import { namedVariables } from '../model-weights.ts';
 import { accumulatedShardGradients, addInto, sliceShard } from './accumulate.ts';
 import { valuesInPlace } from './heap.ts';
@@ -119,6 +120,9 @@ export class TrainingPool {
     } catch (e) {
       throw new TrainingWorkerError(`the model cannot be copied to worker threads (${(e as Error).message}). Train with threads 1 (--threads 1)`, {});
     }
+    // OpenBLAS picks its kernels from the process's environment when first loaded, and a worker
+    // thread's process.env is its own copy: load it here, where loader.ts's choice takes effect.
+    if (options.backend === 'native') nativeAddonStatus();
     const names = namedVariables(model).map((v) => v.name);
     const members: Member[] = [];
     try {

@@ -14,9 +14,9 @@ import type { KernelConfig } from '@tensorflow/tfjs';
 import { UsageError } from '../../../core/errors.ts';
 import { WASM } from '../util.ts';
 import { nativeKernelConfigs } from './kernels.ts';
-import { loadNativeAddon } from './loader.ts';
+import { loadNativeAddon, openBlasCoreChoice } from './loader.ts';
 
-export { nativeAddonStatus, NATIVE_HOW_TO } from './loader.ts';
+export { nativeAddonStatus, openBlasCoreChoice, openBlasCoreFor, NATIVE_HOW_TO } from './loader.ts';
 export { NATIVE_KERNELS } from './kernels.ts';
 
 /** The native backend's name in the tfjs registry (and in `ndiff train --backend`). */
@@ -55,4 +55,10 @@ export function setNativeThreads(threads: number = cores()): number {
 /** OpenBLAS's build, the core it chose and its current thread count. */
 export function nativeBlasInfo(): { config: string; corename: string; threads: number } {
   return loadNativeAddon().info();
+}
+
+/** What `ndiff train` says of the native backend: OpenBLAS's kernels, how they were chosen, its threads. */
+export function describeNativeBlas(): string {
+  const { corename, threads } = nativeBlasInfo();
+  return `OpenBLAS ${corename} kernels (${openBlasCoreChoice() ?? 'chosen by OpenBLAS'}), ${threads} thread(s)`;
 }

@@ -80,6 +80,59 @@ export function nativeAddonPath(): string | undefined {
   return root === undefined ? undefined : path.join(root, ADDON_FILE);
 }
 
+/**
+ * The OpenBLAS kernels to ask for on this CPU, or undefined to leave the choice to OpenBLAS.
+ *
+ * A `DYNAMIC_ARCH` OpenBLAS (Debian's) picks its kernels when it loads. Up to 0.3.24 it knew Intel
+ * CPUs by family and model number and fell back to `Prescott` (SSE3, no FMA) on a model newer than
+ * its table, whatever the CPU offers (OpenBLAS issue 4267, fixed in 0.3.25 by choosing on the CPU's
+ * features). Debian 12 has 0.3.21: on a Xeon of family 6 model 207 its SGEMM ran at 10-25 GFLOP/s
+ * a core, against 75-120 with the `SkylakeX` kernels, slower than the wasm backend. So on Intel
+ * x86-64 the choice is made here as 0.3.25 makes it for an unknown model: AVX-512 (F, CD, BW, DQ,
+ * VL) takes `SkylakeX` (the SGEMM every later AVX-512 core type of OpenBLAS uses), AVX2 with FMA
+ * `Haswell`. Other vendors are left to OpenBLAS: it knows AMD's by family, so new models are found.
+ *
+ * @param cpuinfo the text of Linux's /proc/cpuinfo (its first processor is read)
+ */
+export function openBlasCoreFor(cpuinfo: string): { coreType: 'SkylakeX' | 'Haswell'; why: string } | undefined {
+  const first = cpuinfo.split(/\n\s*\n/)[0] ?? '';
+  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(first)?.[1]?.trim();
+  if (field('vendor_id') !== 'GenuineIntel') return undefined;
+  const flags = new Set((field('flags') ?? '').split(/\s+/));
+  const has = (...names: string[]) => names.every((f) => flags.has(f));
+  if (has('avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl')) return { coreType: 'SkylakeX', why: 'an Intel CPU with AVX-512' };
+  if (has('avx2', 'fma')) return { coreType: 'Haswell', why: 'an Intel CPU with AVX2 and FMA' };
+  return undefined;
+}
+
+/** How OpenBLAS's kernels were chosen in this process (set when the addon is first loaded). */
+let coreChoice: string | undefined;
+
+/**
+ * Set `OPENBLAS_CORETYPE` from {@link openBlasCoreFor} before OpenBLAS loads, unless the user set it
+ * (theirs always wins) or the CPU cannot be read (not Linux x86-64): OpenBLAS then chooses.
+ */
+function chooseOpenBlasCore(): string {
+  const own = process.env.OPENBLAS_CORETYPE;
+  if (own !== undefined && own !== '') return `OPENBLAS_CORETYPE=${own} (set by the environment)`;
+  if (process.platform !== 'linux' || process.arch !== 'x64') return 'chosen by OpenBLAS';
+  let cpuinfo: string;
+  try {
+    cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return 'chosen by OpenBLAS (/proc/cpuinfo unreadable)';
+  }
+  const core = openBlasCoreFor(cpuinfo);
+  if (!core) return 'chosen by OpenBLAS';
+  process.env.OPENBLAS_CORETYPE = core.coreType;
+  return `${core.coreType} for ${core.why} (set OPENBLAS_CORETYPE to choose others)`;
+}
+
+/** How this process's OpenBLAS kernels were chosen, once the addon has been loaded. */
+export function openBlasCoreChoice(): string | undefined {
+  return coreChoice;
+}
+
 type Status = { available: true; addon: NativeBlasAddon; path: string } | { available: false; reason: string };
 
 let status: Status | undefined;
@@ -94,6 +147,8 @@ export function nativeAddonStatus(): Status {
     status = { available: false, reason: `the addon is not built (no ${file})` };
   } else {
     try {
+      // OpenBLAS reads OPENBLAS_CORETYPE once, as the addon's dlopen loads it.
+      coreChoice = chooseOpenBlasCore();
       status = { available: true, addon: createRequire(import.meta.url)(file) as NativeBlasAddon, path: file };
     } catch (e) {
       status = { available: false, reason: `the addon at ${file} does not load: ${e instanceof Error ? e.message : String(e)}` };
