@@ -143,7 +143,7 @@ describe('buildPayload refuses malformed specs (a JavaScript pipeline has no typ
   const name = base.list()[0].name;
   const size = base.values(name).length;
   const cases: [string, unknown, RegExp][] = [
-    ['no codec', { kind: 'sparse', name, positions: Uint32Array.of(1, 2), values: Float32Array.of(0.1, 0.2) }, /expected codec f32, f16, i8 \(or x, xr, xs for sparse and dense patches, l for dense, low-rank and composite ones\), found undefined/],
+    ['no codec', { kind: 'sparse', name, positions: Uint32Array.of(1, 2), values: Float32Array.of(0.1, 0.2) }, /expected codec f32, f16, i8 \(or x, xr, xs for sparse and dense patches, l for every kind but hashed\), found undefined/],
     ['an unknown codec', { kind: 'dense', name, values: new Float32Array(size), codec: 'bf16' }, /found "bf16"/],
     ['an unknown kind', { kind: 'delta', name, values: new Float32Array(size), codec: 'f16' }, /expected kind sparse, hash, dense, lowrank, composite, found "delta"/],
     ['an unknown tensor', { kind: 'dense', name: 'nope', values: new Float32Array(1), codec: 'f16' }, /no such tensor/],
