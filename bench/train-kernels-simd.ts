@@ -1,14 +1,17 @@
 /**
- * The trainer's SIMD kernels (src/train/kernels/depthwise.c, activation-grad.c, adam.c) beside what ran
- * before them, in one process on the wasm backend, interleaved call by call:
+ * The trainer's SIMD kernels (src/train/kernels/depthwise.c, activation-grad.c, batch-norm-grad.c,
+ * adam.c) beside what ran before them, in one process on the wasm backend, interleaved call by call:
  *
  * - the depthwise conv gradients (backprop-filter, backprop-input) against their JavaScript loops,
  *   on MobileNetV2's depthwise layers at batch 8;
  * - the ReLU6 gradient as Keras' MobileNetV2 builds it (ReLU(max_value=6): Relu then ClipByValue)
  *   and tf.relu6's, one kernel each against tfjs' chains of elementwise ops;
+ * - the batch norm's gradients of its input, scale and offset (statistics frozen, as the trainer
+ *   keeps them), one kernel each against tfjs' elementwise ops, transposes and sums;
  * - Adam's step on the keyword model's twelve variables (515k weights): tfjs' optimizer against
  *   FusedAdam (adam.c, one kernel per variable);
- * - one MobileNetV2 training step (nsfwjs's model, every weight, batch 8), before and after.
+ * - one MobileNetV2 training step (nsfwjs's model, every weight, batch 8), before and after all of
+ *   them, and with only the batch-norm kernels switched.
  *
  * CPU time of the process per call (process.cpuUsage: steadier than wall time on a shared
  * machine), the median of the repetitions; ratios are before / after.
@@ -138,6 +141,22 @@ for (const [h, c] of [[112, 96], [56, 144], [14, 576]] as const) {
   tf.dispose([x, dy]);
 }
 
+const stockBatchNorm = () => {
+  simdKernelSwitch.fuseBatchNormGrads = false;
+};
+const fusedBatchNorm = () => {
+  simdKernelSwitch.fuseBatchNormGrads = true;
+};
+for (const [h, c] of [[112, 96], [56, 144], [14, 576]] as const) {
+  // MobileNetV2's batch norms: statistics frozen, gradients of the input, scale and offset.
+  const x = tf.mul(randomTensor([batch, h, h, c]), 8);
+  const dy = randomTensor([batch, h, h, c]);
+  const [mean, variance, offset, scale] = [randomTensor([c]), tf.add(randomTensor([c]), 1), randomTensor([c]), randomTensor([c])];
+  const bn = tf.grads((a: tf.Tensor, o: tf.Tensor, sc: tf.Tensor) => tf.batchNorm(a, mean as tf.Tensor1D, variance as tf.Tensor1D, o as tf.Tensor1D, sc as tf.Tensor1D, 1e-3));
+  row('batch-norm gradients tfjs / ours', `${h}x${h}x${c}`, beforeAfter(() => bn([x, offset, scale], dy), stockBatchNorm, fusedBatchNorm));
+  tf.dispose([x, dy, mean, variance, offset, scale]);
+}
+
 {
   // The keyword benchmark's model (examples/keyword-spotting/model.ts): its variables' shapes.
   const shapes = [[5, 40, 96], [96], [3, 96, 128], [128], [3, 128, 160], [160], [3, 160, 192], [192], [1152, 256], [256], [256, 38], [38]];
@@ -180,15 +199,20 @@ if (!quick) {
   const before = () => {
     jsLoops();
     stockGrads();
+    stockBatchNorm();
     opt = stockAdam;
   };
   const after = () => {
     simd();
     fusedGrads();
+    fusedBatchNorm();
     opt = fusedAdam;
   };
   step = beforeAfter(trainStep, before, after, 2);
   row('MobileNetV2 training step', `224x224x3, batch ${batch}`, step);
+  // The batch-norm kernels alone, every other kernel of ours in place on both sides.
+  const bnStep = beforeAfter(trainStep, () => (after(), stockBatchNorm()), after, 2);
+  row('MobileNetV2 step, batch norm tfjs / ours', `224x224x3, batch ${batch}`, bnStep);
   tf.dispose([x, y]);
   stockAdam.dispose();
   fusedAdam.dispose();

@@ -450,7 +450,7 @@ describe('batch-norm gradient without Tile (src/train/kernels/batch-norm-grad.ts
   });
 });
 
-describe('SIMD train kernels (depthwise.c, activation-grad.c) against their JavaScript twins', () => {
+describe('SIMD train kernels (depthwise.c, activation-grad.c, batch-norm-grad.c) against their JavaScript twins', () => {
   /** Run `f` on wasm with the SIMD kernels and with their JavaScript twins. */
   async function simdAndTwin(f: () => tf.Tensor[]): Promise<{ simd: Float32Array[]; twin: Float32Array[] }> {
     await initBackend('wasm');
@@ -582,6 +582,39 @@ describe('SIMD train kernels (depthwise.c, activation-grad.c) against their Java
     };
     await assertSame('depthwise + ReLU6 model', f);
   });
+  // Channel counts off the SIMD width (1, 3, 13) and on it (8, 16), rank 2 and 4; the gradients of
+  // x, scale and offset. (tfjs 4.22 cannot differentiate a batch norm without scale at all.)
+  for (const shape of [[2, 5, 4, 13], [3, 3, 3, 8], [9, 1], [4, 16], [1, 6, 5, 3], [2, 32, 32, 24]]) {
+    it(`batch-norm gradients x${JSON.stringify(shape)}: one kernel each, SIMD equals its JavaScript twin and tfjs' ops bit for bit`, async () => {
+      const c = shape[shape.length - 1];
+      const grad = () => {
+        const x = tf.mul(rand(shape, 700), 3);
+        const [mean, variance, offset, scale] = [rand([c], 701), tf.add(tf.abs(rand([c], 702)), 0.05), rand([c], 703), rand([c], 704)];
+        const dy = rand(shape, 705);
+        const f = (a: tf.Tensor, o: tf.Tensor, s: tf.Tensor) => tf.batchNorm(a, mean as tf.Tensor1D, variance as tf.Tensor1D, o as tf.Tensor1D, s as tf.Tensor1D, 1e-3);
+        return tf.grads(f)([x, offset, scale], dy);
+      };
+      const { simd, twin } = await simdAndTwin(grad);
+      simdKernelSwitch.fuseBatchNormGrads = false;
+      let ops: Float32Array[];
+      try {
+        ops = tf.tidy(grad).map((t) => Float32Array.from(t.dataSync()));
+      } finally {
+        simdKernelSwitch.fuseBatchNormGrads = true;
+      }
+      simd.forEach((values, i) => {
+        assertSameBits(`output ${i}, SIMD vs twin`, values, twin[i]);
+        assertSameBits(`output ${i}, SIMD vs tfjs' ops`, values, ops[i]);
+        assert.ok(values.some((v) => v !== 0), `output ${i} is not all zeros`);
+      });
+      const { kernels } = await tf.profile(() => tf.tidy(grad));
+      const names = kernels.map((k) => k.name);
+      for (const ours of ['NeuralDiffBatchNormInputGrad', 'NeuralDiffChannelSum', 'NeuralDiffBatchNormScaleGrad']) {
+        assert.ok(names.includes(ours), `the gradient runs ${ours}: ${names.join(', ')}`);
+      }
+      for (const gone of ['Transpose', 'Sum', 'Sub']) assert.ok(!names.includes(gone), `tfjs' ${gone} still runs: ${names.join(', ')}`);
+    });
+  }
 });
 
 describe('Adam as one kernel (adam.c, FusedAdam)', () => {

@@ -167,6 +167,21 @@ describe('native kernels match the wasm backend', { skip }, () => {
     assert.equal(tf.getKernel('MaxPoolGrad', 'native')?.kernelFunc, tf.getKernel('MaxPoolGrad', 'wasm')?.kernelFunc);
   });
 
+  it('runs the fused activation and batch-norm gradients as on wasm (one kernel each, the same bits)', async () => {
+    const grad = () => {
+      const x = tf.mul(rand([2, 6, 6, 5], 74), 4);
+      const [mean, variance, offset, scale] = [rand([5], 75), tf.add(tf.abs(rand([5], 76)), 0.1), rand([5], 77), rand([5], 78)];
+      const f = (a: tf.Tensor, o: tf.Tensor, s: tf.Tensor) => tf.relu6(tf.batchNorm(a, mean as tf.Tensor1D, variance as tf.Tensor1D, o as tf.Tensor1D, s as tf.Tensor1D, 1e-3));
+      return tf.grads(f)([x, offset, scale], rand([2, 6, 6, 5], 79));
+    };
+    const values = await on(['wasm', 'native'], grad);
+    values.get('native')?.forEach((v, i) => assert.deepEqual(v, values.get('wasm')?.[i], `output ${i}`));
+    await initBackend('native');
+    const { kernels } = await tf.profile(() => tf.tidy(grad));
+    const names = kernels.map((k) => k.name);
+    for (const ours of ['NeuralDiffRelu6Grad', 'NeuralDiffBatchNormInputGrad', 'NeuralDiffBatchNormScaleGrad', 'NeuralDiffChannelSum']) assert.ok(names.includes(ours), `${ours} runs on native: ${names.join(', ')}`);
+  });
+
   it('refuses mismatched inner dimensions in the wasm kernel\'s words', async () => {
     await initBackend('native');
     assert.throws(() => tf.matMul(tf.ones([2, 3]), tf.ones([4, 2])), /inner/i);

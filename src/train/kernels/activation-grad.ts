@@ -8,7 +8,7 @@
  * write out.
  *
  * The gradients are registered for every backend (a gradient is global in tfjs) but use the kernels
- * only on `wasm` for float32 tensors; elsewhere they run tfjs' own formula, op for op.
+ * only on `wasm` and `native` for float32 tensors; elsewhere they run tfjs' own formula, op for op.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { GradConfig, KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
@@ -78,10 +78,13 @@ export function activationGradKernelConfigs(): KernelConfig[] {
   }));
 }
 
-/** Whether `kernel` runs here for these tensors: the wasm backend, float32 values. */
+/**
+ * Whether `kernel` runs here for these tensors: float32 values, on a backend that has it (wasm, and
+ * native, which takes a copy of every wasm kernel).
+ */
 function fused(kernel: string, dy: tf.Tensor, x: tf.Tensor): boolean {
   return simdKernelSwitch.fuseActivationGrads && dy.dtype === 'float32' && x.dtype === 'float32' &&
-    tf.getBackend() === WASM && tf.getKernel(kernel, WASM) !== undefined;
+    tf.getKernel(kernel, tf.getBackend()) !== undefined;
 }
 
 /** Relu's gradient: our kernel on wasm, else tfjs' formula. */

@@ -13,9 +13,92 @@
  *   dy/dmean = Σ −r · dy · scale;  dy/dvariance = Σ −½ r³ · (x − mean) · dy · scale,
  * the sums over every axis the statistics were broadcast along. A gradient, not a kernel: it is
  * registered for every backend (the values are unchanged on all of them).
+ *
+ * On the wasm and native backends, with statistics per channel of the last axis, dx, dscale and
+ * doffset are one pass each (batch-norm-grad.c, SIMD on the backend's memory; {@link bnInputGradJs}
+ * and its siblings are the JavaScript twins) where tfjs runs two to five elementwise kernels, a
+ * transpose of the whole tensor and a sum: the same bits.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { GradConfig, NamedAttrMap } from '@tensorflow/tfjs';
+import type { GradConfig, KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { simdKernelSwitch, trainKernels } from './train-kernels-simd.ts';
+import { asWasm, f32, offsetOf, sizeOf, WASM } from './util.ts';
+
+/** Our kernels' names (not tfjs kernels: nothing else registers them). */
+export const BN_INPUT_GRAD = 'NeuralDiffBatchNormInputGrad';
+export const BN_SCALE_GRAD = 'NeuralDiffBatchNormScaleGrad';
+export const CHANNEL_SUM = 'NeuralDiffChannelSum';
+
+/** Scalar twin of bn_input_grad: dx = (dy · r) · scale, per channel of the last axis. */
+export function bnInputGradJs(dy: Float32Array, r: Float32Array, scale: Float32Array, dx: Float32Array): void {
+  const C = r.length;
+  for (let i = 0; i < dx.length; i++) dx[i] = Math.fround(Math.fround(dy[i] * r[i % C]) * scale[i % C]);
+}
+
+/** Scalar twin of bn_scale_grad: out[c] = Σ_p dy · ((x − mean) · r), added in float32 in order of p. */
+export function bnScaleGradJs(dy: Float32Array, x: Float32Array, mean: Float32Array, r: Float32Array, out: Float32Array): void {
+  const C = out.length;
+  out.fill(0);
+  for (let i = 0; i < dy.length; i++) {
+    const c = i % C;
+    out[c] = Math.fround(out[c] + Math.fround(dy[i] * Math.fround(Math.fround(x[i] - mean[c]) * r[c])));
+  }
+}
+
+/** Scalar twin of channel_sum: out[c] = Σ_p dy, added in float32 in order of p. */
+export function channelSumJs(dy: Float32Array, out: Float32Array): void {
+  const C = out.length;
+  out.fill(0);
+  for (let i = 0; i < dy.length; i++) out[i % C] = Math.fround(out[i % C] + dy[i]);
+}
+
+type Which = 'input' | 'scale' | 'sum';
+
+function batchNormGradKernel(which: Which, args: { inputs: Record<string, TensorInfo | undefined>; backend: unknown }): TensorInfo {
+  const backend = asWasm(args.backend);
+  const { dy, x, mean, r, scale } = args.inputs;
+  if (dy === undefined || r === undefined) throw new Error(`the batch-norm ${which} gradient kernel needs dy and r`);
+  const C = r.shape[0] ?? 0;
+  const n = sizeOf(dy.shape);
+  if (r.shape.length !== 1 || dy.shape[dy.shape.length - 1] !== C) throw new Error(`the batch-norm ${which} gradient kernel: dy has shape ${String(dy.shape)}, r ${String(r.shape)}`);
+  const P = C === 0 ? 0 : n / C;
+  const out = backend.makeOutput(which === 'input' ? [...dy.shape] : [C], 'float32');
+  const kernels = simdKernelSwitch.enabled ? trainKernels(backend) : null;
+  const at = (t: TensorInfo | undefined) => {
+    if (t === undefined) throw new Error(`the batch-norm ${which} gradient kernel is missing an input`);
+    return t;
+  };
+  if (kernels !== null) {
+    if (which === 'input') kernels.bn_input_grad(offsetOf(backend, dy), offsetOf(backend, r), offsetOf(backend, at(scale)), offsetOf(backend, out), P, C);
+    else if (which === 'scale') kernels.bn_scale_grad(offsetOf(backend, dy), offsetOf(backend, at(x)), offsetOf(backend, at(mean)), offsetOf(backend, r), offsetOf(backend, out), P, C);
+    else kernels.channel_sum(offsetOf(backend, dy), offsetOf(backend, out), P, C);
+    return out;
+  }
+  if (which === 'input') bnInputGradJs(f32(backend, dy), f32(backend, r), f32(backend, at(scale)), f32(backend, out));
+  else if (which === 'scale') bnScaleGradJs(f32(backend, dy), f32(backend, at(x)), f32(backend, at(mean)), f32(backend, r), f32(backend, out));
+  else channelSumJs(f32(backend, dy), f32(backend, out));
+  return out;
+}
+
+/** The three wasm kernels (the native backend takes copies of every wasm kernel). */
+export function batchNormGradKernelConfigs(): KernelConfig[] {
+  return ([[BN_INPUT_GRAD, 'input'], [BN_SCALE_GRAD, 'scale'], [CHANNEL_SUM, 'sum']] as const).map(([kernelName, which]) => ({
+    kernelName,
+    backendName: WASM,
+    kernelFunc: (args) => batchNormGradKernel(which, args as Parameters<typeof batchNormGradKernel>[1]),
+  }));
+}
+
+/**
+ * Whether the kernels run for this batch norm: float32, statistics and scale per channel of the
+ * last axis, on a backend that has them. (A batch norm without scale never gets here: tfjs 4.22
+ * fails to save its missing scale for the backward pass.)
+ */
+function fusedHere(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, scale: tf.Tensor | undefined): scale is tf.Tensor {
+  const C = x.shape[x.rank - 1];
+  return simdKernelSwitch.fuseBatchNormGrads && scale !== undefined && mean.rank === 1 && mean.shape[0] === C && scale.rank === 1 && scale.shape[0] === C &&
+    [dy, x, mean, scale].every((t) => t.dtype === 'float32') && tf.getKernel(BN_INPUT_GRAD, tf.getBackend()) !== undefined;
+}
 
 function batchNormGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: NamedAttrMap): Record<string, () => tf.Tensor> {
   const { varianceEpsilon } = attrs as unknown as { varianceEpsilon: number };
@@ -26,7 +109,7 @@ function batchNormGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: NamedAttrMap): 
   const r = tf.rsqrt(tf.add(variance, tf.scalar(varianceEpsilon)));
   const xMinusMean = () => tf.sub(x, mean);
   const dyTimesScale = () => tf.mul(dy, scaleValue);
-  return {
+  const grads: Record<string, () => tf.Tensor> = {
     // Same operation order as the stock gradient, (dy · r) · scale, so the same rounding.
     x: () => tf.reshape(tf.mul(tf.mul(dy, r), scaleValue), x.shape),
     mean: () => tf.reshape(reduce(tf.mul(tf.mul(r, tf.scalar(-1)), dyTimesScale())), mean.shape),
@@ -37,6 +120,14 @@ function batchNormGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: NamedAttrMap): 
     scale: () => tf.reshape(reduce(tf.mul(dy, tf.mul(xMinusMean(), r))), mean.shape),
     offset: () => tf.reshape(reduce(dy), mean.shape),
   };
+  if (fusedHere(dy, x, mean, scale)) {
+    // One pass each; mean's and variance's (moving statistics, rarely trained) stay as above.
+    const run = (kernel: string, inputs: tf.NamedTensorMap) => tf.engine().runKernel(kernel, inputs) as tf.Tensor;
+    grads.x = () => run(BN_INPUT_GRAD, { dy, r, scale });
+    grads.scale = () => run(BN_SCALE_GRAD, { dy, x, mean, r });
+    grads.offset = () => run(CHANNEL_SUM, { dy, r });
+  }
+  return grads;
 }
 
 /** The FusedBatchNorm gradient above (replaces tfjs' own, for every backend). */

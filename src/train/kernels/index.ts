@@ -6,7 +6,7 @@ import type { KernelConfig } from '@tensorflow/tfjs';
 import { activationGradKernelConfigs, clipByValueGradConfig, relu6GradConfig, reluGradConfig } from './activation-grad.ts';
 import { adamStepKernelConfig } from './adam.ts';
 import { batchMatMulConfig, fusedMatMulConfig } from './batch-mat-mul.ts';
-import { batchNormGradConfig } from './batch-norm-grad.ts';
+import { batchNormGradConfig, batchNormGradKernelConfigs } from './batch-norm-grad.ts';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.ts';
 import { conv2DBackpropInputConfig } from './conv2d-backprop-input.ts';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-backprop-filter.ts';
@@ -40,8 +40,8 @@ let registered = false;
 /**
  * Register the fixed kernels for the `wasm` backend (idempotent), the batch-norm gradient
  * without Tile (src/train/kernels/batch-norm-grad.ts, for every backend: its values are the stock
- * gradient's), and Relu's, Relu6's and ClipByValue's gradients as one kernel each on wasm
- * (activation-grad.ts; tfjs' formula elsewhere), and Adam's step as one kernel (adam.ts). The stock kernels are captured
+ * gradient's; its dx, dscale and doffset one kernel each on wasm and native), and Relu's, Relu6's and ClipByValue's gradients as one kernel each on wasm
+ * (activation-grad.ts; on wasm and native, tfjs' formula elsewhere), and Adam's step as one kernel (adam.ts). The stock kernels are captured
  * first, since the fixes delegate to them. Kernels registered after the backend was initialized
  * get their setup only on the next `tf.setBackend('wasm')`, which the caller must do.
  */
@@ -59,6 +59,7 @@ export function registerWasmKernelFixes(): void {
     maxPoolGradConfig(),
     sliceConfig(),
     ...activationGradKernelConfigs(),
+    ...batchNormGradKernelConfigs(),
     adamStepKernelConfig(),
   ];
   const present = new Set(tf.getKernelsForBackend(WASM).map((k) => k.kernelName));

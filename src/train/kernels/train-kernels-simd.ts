@@ -1,5 +1,5 @@
 /**
- * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, adam.c; built into
+ * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, adam.c; built into
  * train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
  * backend's own `WebAssembly.Memory` (the emscripten module's `asm.memory`), so its functions take
  * the byte offsets of tensors the backend allocated and work on them in place: no copies in or out,
@@ -28,6 +28,9 @@ export interface TrainKernelExports {
   relu_grad(dy: number, x: number, dx: number, n: number): void;
   relu6_grad(dy: number, x: number, dx: number, n: number): void;
   clip_grad(dy: number, x: number, dx: number, n: number, lo: number, hi: number): void;
+  bn_input_grad(dy: number, r: number, scale: number, dx: number, P: number, C: number): void;
+  bn_scale_grad(dy: number, x: number, mean: number, r: number, out: number, P: number, C: number): void;
+  channel_sum(dy: number, out: number, P: number, C: number): void;
   adam_step(
     x: number, g: number, m: number, v: number, xo: number, mo: number, vo: number, n: number,
     b1: number, nb1: number, b2: number, nb2: number, c1: number, c2: number, eps: number, nlr: number,
@@ -85,7 +88,8 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
 /**
  * Tests and benchmarks switch these: `enabled` false runs the JavaScript twins instead of the SIMD
  * kernels (same bits); `fuseActivationGrads` false gives Relu, Relu6 and ClipByValue tfjs' own
- * gradients back (activation-grad.ts), as before the kernels existed; `fuseAdam` false gives the
- * trainer tfjs' own Adam (adam.ts).
+ * gradients back (activation-grad.ts), as before the kernels existed; `fuseBatchNormGrads` false
+ * gives the batch norm's dx, dscale and doffset as tfjs ops (batch-norm-grad.ts); `fuseAdam` false
+ * gives the trainer tfjs' own Adam (adam.ts).
  */
-export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseAdam: true };
+export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseAdam: true };
