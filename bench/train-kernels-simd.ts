@@ -153,7 +153,7 @@ for (const [h, c] of [[112, 96], [56, 144], [14, 576]] as const) {
   const dy = randomTensor([batch, h, h, c]);
   const [mean, variance, offset, scale] = [randomTensor([c]), tf.add(randomTensor([c]), 1), randomTensor([c]), randomTensor([c])];
   const bn = tf.grads((a: tf.Tensor, o: tf.Tensor, sc: tf.Tensor) => tf.batchNorm(a, mean as tf.Tensor1D, variance as tf.Tensor1D, o as tf.Tensor1D, sc as tf.Tensor1D, 1e-3));
-  row('batch-norm gradients tfjs / ours', `${h}x${h}x${c}`, beforeAfter(() => bn([x, offset, scale], dy), stockBatchNorm, fusedBatchNorm));
+  row('batch norm forward + gradients tfjs / ours', `${h}x${h}x${c}`, beforeAfter(() => bn([x, offset, scale], dy), stockBatchNorm, fusedBatchNorm));
   tf.dispose([x, dy, mean, variance, offset, scale]);
 }
 
