@@ -5,15 +5,17 @@
  *   node --conditions=neural-diff-source --import tsx bench/train-step-child.ts MODEL THREADS BATCH STEPS CHUNK [BACKEND]
  *
  * Full fine-tuning of every trainable weight through our training loop (src/train/loop.ts): Adam,
- * layers in inference mode, random inputs. BACKEND is `wasm` (default), `native` or `native-pool`.
- * On wasm, THREADS > 1 splits each batch across worker threads; on native, one thread trains and
- * OpenBLAS runs its GEMMs on THREADS threads (as `ndiff train` does); native-pool splits the batch
- * across worker threads as wasm does, each with OpenBLAS on one thread;
+ * layers in inference mode, random inputs. BACKEND is `wasm` (default), `native`, `native-pool` or
+ * `native-blas`. On wasm, THREADS > 1 splits each batch across worker threads; on native, what
+ * `ndiff train` does: the worker pool with OpenBLAS on one thread in each for a model with depthwise
+ * convolutions or batch norms (MobileNetV2), else one thread training and OpenBLAS's GEMMs on
+ * THREADS threads; native-pool and native-blas force one or the other (for comparisons);
  * CHUNK bounds the examples a thread runs at once (gradient accumulation inside the batch). One
  * warm-up step, then STEPS timed steps. Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
+import { nativePrefersWorkerPool, setNativeThreads } from '../src/train/kernels/native/index.ts';
 import { Identity } from '../src/train/full-params.ts';
 import { trainLoop } from '../src/train/loop.ts';
 import { namedVariables } from '../src/train/model-weights.ts';
@@ -24,16 +26,17 @@ import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
 import { seededRandom } from '../src/train/data.ts';
 
 const [modelName, threadsArg, batchArg, stepsArg, chunkArg, backendArg = 'wasm'] = process.argv.slice(2);
-if (backendArg !== 'wasm' && backendArg !== 'native' && backendArg !== 'native-pool') throw new Error(`backend must be wasm, native or native-pool, got ${backendArg}`);
-// native-pool: the native backend in wasm's worker pool, OpenBLAS on one thread in each (a comparison).
-const pooled = backendArg !== 'native';
+if (!['wasm', 'native', 'native-pool', 'native-blas'].includes(backendArg)) throw new Error(`backend must be wasm, native, native-pool or native-blas, got ${backendArg}`);
 const threads = Number(threadsArg);
 const batch = Number(batchArg);
 const steps = Number(stepsArg);
 const chunk = Number(chunkArg);
 
-await initBackend(backendArg === 'wasm' ? 'wasm' : 'native', backendArg === 'wasm' ? {} : { threads: pooled ? 1 : threads });
+await initBackend(backendArg === 'wasm' ? 'wasm' : 'native', backendArg === 'wasm' ? {} : { threads });
 const model = modelName === 'keyword' ? keywordModel(12) : await tf.loadLayersModel(fileSystemIO(await pretrainedModelDir('layers')));
+// The worker pool (OpenBLAS on one thread in each worker on native), or one thread with OpenBLAS on every thread.
+const pooled = backendArg === 'wasm' || backendArg === 'native-pool' || (backendArg === 'native' && threads > 1 && nativePrefersWorkerPool(model));
+if (backendArg !== 'wasm' && pooled) setNativeThreads(1);
 const inputShape = (model.inputs[0].shape as number[]).slice(1);
 const classes = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
 const examples = batch * (steps + 1);

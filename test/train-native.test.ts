@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { kernelLimits } from '../src/train/kernels/util.ts';
-import { NATIVE_KERNELS, nativeAddonStatus, nativeBlasInfo, openBlasCoreChoice, openBlasCoreFor, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { NATIVE_KERNELS, nativeAddonStatus, nativeBlasInfo, nativePrefersWorkerPool, openBlasCoreChoice, openBlasCoreFor, setNativeThreads } from '../src/train/kernels/native/index.ts';
 import { Identity } from '../src/train/full-params.ts';
 import { trainLoop } from '../src/train/loop.ts';
 import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
@@ -302,7 +302,7 @@ describe('OpenBLAS threads and bytes', { skip }, () => {
   });
 });
 
-describe('the worker pool on native (the library\'s TrainingPool; trainDiff does not start one there)', { skip }, () => {
+describe('the worker pool on native (the library\'s TrainingPool, which trainDiff starts there for MobileNet-style models)', { skip }, () => {
   it('trains a step in two workers and leaves OpenBLAS on one thread', async () => {
     await initBackend('native', { threads: 2 });
     const splits = mnistSplits(300);
@@ -341,6 +341,61 @@ function convDigitsModel(seed: number): tf.LayersModel {
     ],
   });
 }
+
+/** A MobileNet-style digits model: convolution, batch norm, ReLU6, depthwise convolution. */
+function mobileDigitsModel(seed: number): tf.LayersModel {
+  const init = (k: number) => tf.initializers.glorotUniform({ seed: seed + k });
+  return tf.sequential({
+    layers: [
+      tf.layers.reshape({ name: 'image', inputShape: [196], targetShape: [14, 14, 1] }),
+      tf.layers.conv2d({ name: 'conv1', filters: 8, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init(0) }),
+      tf.layers.batchNormalization({ name: 'bn1' }),
+      tf.layers.reLU({ name: 'relu1', maxValue: 6 }),
+      tf.layers.depthwiseConv2d({ name: 'dw1', kernelSize: 3, strides: 2, depthwiseInitializer: init(1) }),
+      tf.layers.flatten({ name: 'flat' }),
+      tf.layers.dense({ name: 'digits', units: 10, activation: 'softmax', kernelInitializer: init(2) }),
+    ],
+  });
+}
+
+describe('how the native backend uses several cores', () => {
+  it('the worker pool for models with depthwise convolutions or batch norms (nested ones too), OpenBLAS\'s threads otherwise', () => {
+    const mobile = mobileDigitsModel(1);
+    const plain = convDigitsModel(1);
+    const input = tf.input({ shape: [196] });
+    const nested = tf.model({ inputs: input, outputs: mobile.apply(input) as tf.SymbolicTensor });
+    assert.equal(nativePrefersWorkerPool(mobile), true);
+    assert.equal(nativePrefersWorkerPool(nested), true);
+    assert.equal(nativePrefersWorkerPool(plain), false);
+    assert.equal(nativePrefersWorkerPool(mnistModel(1)), false);
+    [mobile, plain].forEach((m) => m.dispose());
+  });
+
+  it('a MobileNet-style model trains in two workers with OpenBLAS on one thread each, and repeats its bytes', { skip }, async () => {
+    await initBackend('wasm');
+    const splits = mnistSplits(300);
+    try {
+      const run = async () => {
+        await initBackend('native');
+        const model = mobileDigitsModel(1);
+        const lines: string[] = [];
+        const result = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: 2000, epochs: 1, seed: 3, base: modelToStore(model), tune: 'off', threads: 2, onProgress: (l) => lines.push(l) });
+        const blasThreads = nativeBlasInfo().threads;
+        model.dispose();
+        return { result, lines, blasThreads };
+      };
+      const first = await run();
+      assert.ok(first.lines.some((l) => /^training on 2 threads \(.*native backend, OpenBLAS on one thread in each/.test(l)), first.lines.join('\n'));
+      assert.equal(first.blasThreads, 1);
+      const again = await run();
+      assert.equal(createHash('sha256').update(again.result.bytes).digest('hex'), createHash('sha256').update(first.result.bytes).digest('hex'));
+    } finally {
+      for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
+      setNativeThreads();
+      await initBackend('wasm');
+    }
+  });
+});
 
 describe('training on native reaches wasm\'s accuracy; a seed and thread count give the same bytes', { skip }, () => {
   let splits: MnistSplits;

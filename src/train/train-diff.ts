@@ -56,7 +56,7 @@ import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-ga
 import { Identity, Shadow } from './full-params.ts';
 import { checkThreads, defaultThreads, TrainingPool } from './parallel/pool.ts';
 import { frozenPrefixCache, type FrozenPrefixCache } from './prefix-cache.ts';
-import { NATIVE, setNativeThreads } from './kernels/native/index.ts';
+import { NATIVE, nativePrefersWorkerPool, setNativeThreads } from './kernels/native/index.ts';
 import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
@@ -236,18 +236,27 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     // Evaluation keeps a batch's forward activations (about 6 bytes per output value with tfjs' temporaries).
     const evalBatch = Math.max(1, Math.min(256, maxBatchSize(model, backend, heldBytes, 6 * activationsPerExample(model))));
     const threads = Math.min(checkThreads(options.threads ?? defaultThreads()), batchSize);
-    if (backend === NATIVE) {
+    const startPool = async (what: string): Promise<boolean> => {
+      try {
+        pool = await TrainingPool.start(model, { threads, backend });
+        progress(`training on ${threads} threads (the batch split across worker threads, gradients summed in a fixed order${what})`);
+        return true;
+      } catch (e) {
+        if (options.threads !== undefined || !(e instanceof TrainingWorkerError)) throw e;
+        progress(`training on one thread: ${e.message}`);
+        return false;
+      }
+    };
+    if (backend === NATIVE && threads > 1 && nativePrefersWorkerPool(model)) {
+      // Depthwise convolutions and batch norms train outside OpenBLAS: split the batch instead.
+      setNativeThreads(1);
+      if (!(await startPool('; native backend, OpenBLAS on one thread in each: the depthwise convolutions and batch norms do not run on OpenBLAS'))) setNativeThreads(threads);
+    } else if (backend === NATIVE) {
       // One JavaScript thread, OpenBLAS's GEMMs on every thread asked for (src/train/kernels/native).
       setNativeThreads(threads);
       progress(`training on one thread, OpenBLAS on ${threads} (native backend: the convolutions and matmuls use the threads)`);
     } else if (threads > 1) {
-      try {
-        pool = await TrainingPool.start(model, { threads, backend });
-        progress(`training on ${threads} threads (the batch split across worker threads, gradients summed in a fixed order)`);
-      } catch (e) {
-        if (options.threads !== undefined || !(e instanceof TrainingWorkerError)) throw e;
-        progress(`training on one thread: ${e.message}`);
-      }
+      await startPool('');
     }
     prefix = frozenPrefixCache(model, tensors.map((t) => t.name), options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES, trainData.y.length, progress);
     progress(`${trainData.y.length} training examples${val ? `, ${val.y.length} held out for validation${typeof options.validation === 'object' ? '' : ' (seeded, stratified)'}` : ''}; batch size ${batchSize}${options.batchSize === undefined ? ' (fits the backend\'s memory)' : ''}`);
