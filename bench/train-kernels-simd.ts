@@ -1,9 +1,11 @@
 /**
  * The trainer's SIMD kernels (src/train/kernels/depthwise.c, activation-grad.c, batch-norm-grad.c,
- * adam.c) beside what ran before them, in one process on the wasm backend, interleaved call by call:
+ * max-pool-grad.c, adam.c) beside what ran before them, in one process on the wasm backend,
+ * interleaved call by call:
  *
  * - the depthwise conv gradients (backprop-filter, backprop-input) against their JavaScript loops,
  *   on MobileNetV2's depthwise layers at batch 8;
+ * - the max-pool gradient's JavaScript loop against its SIMD twin, on the keyword model's pools;
  * - the ReLU6 gradient as Keras' MobileNetV2 builds it (ReLU(max_value=6): Relu then ClipByValue)
  *   and tf.relu6's, one kernel each against tfjs' chains of elementwise ops;
  * - the batch norm's gradients of its input, scale and offset (statistics frozen, as the trainer
@@ -122,6 +124,15 @@ for (const { h, c, s } of layers) {
     simd,
   ));
   tf.dispose([x, filter, dy]);
+}
+
+for (const [w, c] of [[25, 128], [12, 160]] as const) {
+  // The keyword model's two max pools (MaxPooling1D, pool 2) at its training batch of 64.
+  const x = randomTensor([64, 1, w, c]);
+  const dy = randomTensor([64, 1, Math.floor(w / 2), c]);
+  const grad = () => tf.engine().runKernel('MaxPoolGrad', { dy, input: x }, { filterSize: [1, 2], strides: [1, 2], pad: 'valid' }) as tf.Tensor;
+  row('max-pool gradient JS / SIMD', `64x1x${w}x${c} (keyword)`, beforeAfter(grad, jsLoops, simd));
+  tf.dispose([x, dy]);
 }
 
 const stockGrads = () => {

@@ -450,7 +450,7 @@ describe('batch-norm gradient without Tile (src/train/kernels/batch-norm-grad.ts
   });
 });
 
-describe('SIMD train kernels (depthwise.c, activation-grad.c, batch-norm-grad.c) against their JavaScript twins', () => {
+describe('SIMD train kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c) against their JavaScript twins', () => {
   /** Run `f` on wasm with the SIMD kernels and with their JavaScript twins. */
   async function simdAndTwin(f: () => tf.Tensor[]): Promise<{ simd: Float32Array[]; twin: Float32Array[] }> {
     await initBackend('wasm');
@@ -582,6 +582,31 @@ describe('SIMD train kernels (depthwise.c, activation-grad.c, batch-norm-grad.c)
     };
     await assertSame('depthwise + ReLU6 model', f);
   });
+  // Channel counts on and off the SIMD width, overlapping and gapped windows, same and valid
+  // padding, ties, NaN and -Infinity in the windows, one-row (MaxPooling1D) inputs.
+  const poolCases: Array<{ x: number[]; size: [number, number]; s: [number, number]; pad: 'same' | 'valid' }> = [
+    { x: [2, 9, 8, 3], size: [2, 2], s: [2, 2], pad: 'valid' },
+    { x: [2, 9, 8, 8], size: [2, 2], s: [2, 2], pad: 'same' },
+    { x: [2, 7, 7, 13], size: [3, 3], s: [1, 1], pad: 'same' },
+    { x: [3, 10, 9, 4], size: [3, 2], s: [2, 3], pad: 'valid' },
+    { x: [4, 1, 25, 128], size: [1, 2], s: [1, 2], pad: 'valid' },
+    { x: [1, 5, 5, 6], size: [2, 2], s: [3, 3], pad: 'valid' },
+  ];
+  for (const c of poolCases) {
+    it(`max-pool gradient x${JSON.stringify(c.x)} pool ${c.size} s${c.s} ${c.pad}: SIMD equals its JavaScript twin bit for bit`, async () => {
+      const grad = () => {
+        const values = randomValues(c.x.reduce((a, b) => a * b, 1), 80).map((v) => Math.round(v * 6) / 2);
+        values.set([NaN, -Infinity, Infinity, NaN, -Infinity, -Infinity, -Infinity, -Infinity]);
+        const x = tf.tensor(values, c.x);
+        const probe = tf.maxPool(x as tf.Tensor4D, c.size, c.s, c.pad);
+        return [tf.grad((v: tf.Tensor) => tf.maxPool(v as tf.Tensor4D, c.size, c.s, c.pad))(x, rand(probe.shape, 81))];
+      };
+      const { simd, twin } = await simdAndTwin(grad);
+      assertSameBits('max-pool gradient, SIMD vs twin', simd[0], twin[0]);
+      assert.ok(simd[0].some((v) => v !== 0), 'some input receives a gradient');
+    });
+  }
+
   // Channel counts off the SIMD width (1, 3, 13) and on it (8, 16), rank 2 and 4; the gradients of
   // x, scale and offset. (tfjs 4.22 cannot differentiate a batch norm without scale at all.)
   for (const shape of [[2, 5, 4, 13], [3, 3, 3, 8], [9, 1], [4, 16], [1, 6, 5, 3], [2, 32, 32, 24]]) {

@@ -1,5 +1,5 @@
 /**
- * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, adam.c; built into
+ * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c, adam.c; built into
  * train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
  * backend's own `WebAssembly.Memory` (the emscripten module's `asm.memory`), so its functions take
  * the byte offsets of tensors the backend allocated and work on them in place: no copies in or out,
@@ -31,6 +31,11 @@ export interface TrainKernelExports {
   bn_input_grad(dy: number, r: number, scale: number, dx: number, P: number, C: number): void;
   bn_scale_grad(dy: number, x: number, mean: number, r: number, out: number, P: number, C: number): void;
   channel_sum(dy: number, out: number, P: number, C: number): void;
+  max_pool_grad(
+    x: number, dy: number, dx: number,
+    B: number, H: number, W: number, C: number, OH: number, OW: number, KH: number, KW: number,
+    sh: number, sw: number, pt: number, pl: number,
+  ): void;
   adam_step(
     x: number, g: number, m: number, v: number, xo: number, mo: number, vo: number, n: number,
     b1: number, nb1: number, b2: number, nb2: number, c1: number, c2: number, eps: number, nlr: number,
