@@ -306,6 +306,25 @@ describe('UnsortedSegmentSum on wasm matches cpu', () => {
   });
 });
 
+describe('Identity on wasm shares its input\'s data', () => {
+  it('a clone is the same data, one more reference: it outlives the original, and strings still copy', async () => {
+    await initBackend('wasm');
+    const a = tf.tensor([1.5, -2, 3]);
+    const idsBefore = tf.engine().backend.numDataIds();
+    const b = tf.clone(a);
+    assert.equal(b.dataId, a.dataId);
+    assert.equal(tf.engine().backend.numDataIds(), idsBefore, 'no new memory');
+    a.dispose();
+    assert.deepEqual(Array.from(await b.data()), [1.5, -2, 3]);
+    b.dispose();
+    const s = tf.tensor(['x', 'y']);
+    const t = tf.clone(s);
+    s.dispose();
+    assert.deepEqual(await t.data(), ['x', 'y']);
+    t.dispose();
+  });
+});
+
 describe('Slice on wasm copies only the slice and matches cpu', () => {
   it('contiguous and strided slices of every rank, float32, int32 and bool, with -1 sizes and empty slices, equal cpu exactly', async () => {
     const cases: [number[], number[], number[]][] = [

@@ -11,6 +11,7 @@ import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.ts';
 import { conv2DBackpropInputConfig } from './conv2d-backprop-input.ts';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-backprop-filter.ts';
 import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-backprop-input.ts';
+import { identityConfig } from './identity.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
 import { sliceConfig } from './slice.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
@@ -29,9 +30,13 @@ export const FIXED_WASM_KERNELS = [
   'DepthwiseConv2dNativeBackpropInput',
   'MaxPoolGrad',
   'Slice',
+  'Identity',
   'NeuralDiffReluGrad',
   'NeuralDiffRelu6Grad',
   'NeuralDiffClipByValueGrad',
+  'NeuralDiffBatchNormInputGrad',
+  'NeuralDiffBatchNormScaleGrad',
+  'NeuralDiffChannelSum',
   'NeuralDiffAdamStep',
 ] as const;
 
@@ -58,6 +63,7 @@ export function registerWasmKernelFixes(): void {
     depthwiseConv2dNativeBackpropInputConfig(),
     maxPoolGradConfig(),
     sliceConfig(),
+    identityConfig(),
     ...activationGradKernelConfigs(),
     ...batchNormGradKernelConfigs(),
     adamStepKernelConfig(),
