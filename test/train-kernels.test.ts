@@ -626,6 +626,36 @@ describe('SIMD train kernels (depthwise.c, activation-grad.c, batch-norm-grad.c,
     });
   }
 
+  // Sums over every axis but the last (bias gradients), on and off the SIMD width, keepDims, and
+  // reductions that keep the stock kernel (inner axes, all axes, int32).
+  const sumCases: Array<{ shape: number[]; axis: number | number[]; keepDims?: boolean; dtype?: 'int32' }> = [
+    { shape: [64, 1, 25, 128], axis: [0, 1, 2] },
+    { shape: [37, 13], axis: 0 },
+    { shape: [5, 4, 3], axis: [1, 0], keepDims: true },
+    { shape: [9, 1], axis: [-2] },
+    { shape: [4, 6, 7], axis: [1, 2] },
+    { shape: [4, 6, 7], axis: [0, 1, 2] },
+    { shape: [12, 5], axis: 0, dtype: 'int32' },
+  ];
+  for (const c of sumCases) {
+    it(`Sum x${JSON.stringify(c.shape)} over ${JSON.stringify(c.axis)}${c.keepDims ? ' keepDims' : ''}${c.dtype ? ` ${c.dtype}` : ''}: our kernel, its twin and the stock kernel agree bit for bit`, async () => {
+      const run = () => {
+        const values = randomValues(c.shape.reduce((a, b) => a * b, 1), 90).map((v) => (c.dtype ? Math.round(v * 100) : v * 1000 - 500));
+        return [tf.sum(tf.tensor(values, c.shape, c.dtype ?? 'float32'), c.axis, c.keepDims)];
+      };
+      const { simd, twin } = await simdAndTwin(() => run().map((t) => tf.cast(t, 'float32')));
+      simdKernelSwitch.fuseSums = false;
+      let stock: Float32Array;
+      try {
+        stock = tf.tidy(() => Float32Array.from(tf.cast(run()[0], 'float32').dataSync()));
+      } finally {
+        simdKernelSwitch.fuseSums = true;
+      }
+      assertSameBits('Sum, SIMD vs twin', simd[0], twin[0]);
+      assertSameBits('Sum, ours vs stock', simd[0], stock);
+    });
+  }
+
   // Channel counts off the SIMD width (1, 3, 13) and on it (8, 16), rank 2 and 4; the gradients of
   // x, scale and offset. (tfjs 4.22 cannot differentiate a batch norm without scale at all.)
   for (const shape of [[2, 5, 4, 13], [3, 3, 3, 8], [9, 1], [4, 16], [1, 6, 5, 3], [2, 32, 32, 24]]) {
@@ -640,11 +670,13 @@ describe('SIMD train kernels (depthwise.c, activation-grad.c, batch-norm-grad.c,
       };
       const { simd, twin } = await simdAndTwin(grad);
       simdKernelSwitch.fuseBatchNormGrads = false;
+      simdKernelSwitch.fuseSums = false;
       let ops: Float32Array[];
       try {
         ops = tf.tidy(grad).map((t) => Float32Array.from(t.dataSync()));
       } finally {
         simdKernelSwitch.fuseBatchNormGrads = true;
+        simdKernelSwitch.fuseSums = true;
       }
       simd.forEach((values, i) => {
         assertSameBits(`output ${i}, SIMD vs twin`, values, twin[i]);

@@ -14,6 +14,7 @@ import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-bac
 import { identityConfig } from './identity.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
 import { sliceConfig } from './slice.ts';
+import { sumConfig } from './sum.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
 import { stockWasmKernels, WASM } from './util.ts';
 
@@ -31,6 +32,7 @@ export const FIXED_WASM_KERNELS = [
   'MaxPoolGrad',
   'Slice',
   'Identity',
+  'Sum',
   'NeuralDiffReluGrad',
   'NeuralDiffRelu6Grad',
   'NeuralDiffClipByValueGrad',
@@ -64,6 +66,7 @@ export function registerWasmKernelFixes(): void {
     maxPoolGradConfig(),
     sliceConfig(),
     identityConfig(),
+    sumConfig(),
     ...activationGradKernelConfigs(),
     ...batchNormGradKernelConfigs(),
     adamStepKernelConfig(),

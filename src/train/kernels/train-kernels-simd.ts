@@ -94,7 +94,8 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
  * Tests and benchmarks switch these: `enabled` false runs the JavaScript twins instead of the SIMD
  * kernels (same bits); `fuseActivationGrads` false gives Relu, Relu6 and ClipByValue tfjs' own
  * gradients back (activation-grad.ts), as before the kernels existed; `fuseBatchNormGrads` false
- * gives the batch norm's dx, dscale and doffset as tfjs ops (batch-norm-grad.ts); `fuseAdam` false
- * gives the trainer tfjs' own Adam (adam.ts).
+ * gives the batch norm's dx, dscale and doffset as tfjs ops (batch-norm-grad.ts); `fuseSums` false
+ * gives Sum over the leading axes back to the stock kernel (sum.ts); `fuseAdam` false gives the
+ * trainer tfjs' own Adam (adam.ts).
  */
-export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseAdam: true };
+export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true };
