@@ -626,6 +626,23 @@ describe('SIMD train kernels (depthwise.c, activation-grad.c, batch-norm-grad.c,
     });
   }
 
+  it('a batch norm whose variance broadcasts (shape [1]) keeps tfjs\' ops, with their values', async () => {
+    const grad = () => {
+      const x = rand([2, 3, 3, 4], 710);
+      const f = (a: tf.Tensor, s: tf.Tensor) => tf.batchNorm(a, rand([4], 711) as tf.Tensor1D, tf.add(tf.abs(rand([1], 712)), 0.1) as tf.Tensor1D, rand([4], 713) as tf.Tensor1D, s as tf.Tensor1D, 1e-3);
+      return tf.grads(f)([x, rand([4], 714)], rand([2, 3, 3, 4], 715));
+    };
+    await initBackend('wasm');
+    const fused = tf.tidy(grad).map((t) => Float32Array.from(t.dataSync()));
+    simdKernelSwitch.fuseBatchNormGrads = false;
+    try {
+      const ops = tf.tidy(grad).map((t) => Float32Array.from(t.dataSync()));
+      fused.forEach((v, i) => assertSameBits(`output ${i}`, v, ops[i]));
+    } finally {
+      simdKernelSwitch.fuseBatchNormGrads = true;
+    }
+  });
+
   // Sums over every axis but the last (bias gradients), on and off the SIMD width, keepDims, and
   // reductions that keep the stock kernel (inner axes, all axes, int32).
   const sumCases: Array<{ shape: number[]; axis: number | number[]; keepDims?: boolean; dtype?: 'int32' }> = [

@@ -94,10 +94,11 @@ export function batchNormGradKernelConfigs(): KernelConfig[] {
  * last axis, on a backend that has them. (A batch norm without scale never gets here: tfjs 4.22
  * fails to save its missing scale for the backward pass.)
  */
-function fusedHere(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, scale: tf.Tensor | undefined): scale is tf.Tensor {
+function fusedHere(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, scale: tf.Tensor | undefined): scale is tf.Tensor {
   const C = x.shape[x.rank - 1];
-  return simdKernelSwitch.fuseBatchNormGrads && scale !== undefined && mean.rank === 1 && mean.shape[0] === C && scale.rank === 1 && scale.shape[0] === C &&
-    [dy, x, mean, scale].every((t) => t.dtype === 'float32') && tf.getKernel(BN_INPUT_GRAD, tf.getBackend()) !== undefined;
+  const perChannel = (t: tf.Tensor) => t.rank === 1 && t.shape[0] === C && t.dtype === 'float32';
+  return simdKernelSwitch.fuseBatchNormGrads && scale !== undefined && [mean, variance, scale].every(perChannel) &&
+    dy.dtype === 'float32' && x.dtype === 'float32' && tf.getKernel(BN_INPUT_GRAD, tf.getBackend()) !== undefined;
 }
 
 function batchNormGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: NamedAttrMap): Record<string, () => tf.Tensor> {
@@ -120,7 +121,7 @@ function batchNormGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: NamedAttrMap): 
     scale: () => tf.reshape(reduce(tf.mul(dy, tf.mul(xMinusMean(), r))), mean.shape),
     offset: () => tf.reshape(reduce(dy), mean.shape),
   };
-  if (fusedHere(dy, x, mean, scale)) {
+  if (fusedHere(dy, x, mean, variance, scale)) {
     // One pass each; mean's and variance's (moving statistics, rarely trained) stay as above.
     const run = (kernel: string, inputs: tf.NamedTensorMap) => tf.engine().runKernel(kernel, inputs) as tf.Tensor;
     grads.x = () => run(BN_INPUT_GRAD, { dy, r, scale });
