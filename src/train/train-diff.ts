@@ -35,7 +35,7 @@
  * payload to the base, and `accuracyAfter` is measured on those.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BudgetError, NoImprovementError, TrainingWorkerError, UsageError } from '../core/errors.ts';
+import { BudgetError, NoImprovementError, UsageError } from '../core/errors.ts';
 import { getHasher } from '../core/hasher.ts';
 import { type ValueCodec } from '../core/values.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
@@ -54,9 +54,9 @@ import { compete, pct } from './compete.ts';
 import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type InputData, type LabelledData } from './data.ts';
 import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-gate.ts';
 import { Identity, Shadow } from './full-params.ts';
-import { checkThreads, defaultThreads, TrainingPool } from './parallel/pool.ts';
+import { checkThreads, defaultThreads, type TrainingPool } from './parallel/pool.ts';
+import { startTrainingThreads, stopTrainingThreads } from './parallel/threads.ts';
 import { frozenPrefixCache, type FrozenPrefixCache } from './prefix-cache.ts';
-import { NATIVE, nativePrefersWorkerPool, setNativeThreads } from './kernels/native/index.ts';
 import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
@@ -236,33 +236,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     // Evaluation keeps a batch's forward activations (about 6 bytes per output value with tfjs' temporaries).
     const evalBatch = Math.max(1, Math.min(256, maxBatchSize(model, backend, heldBytes, 6 * activationsPerExample(model))));
     const threads = Math.min(checkThreads(options.threads ?? defaultThreads()), batchSize);
-    /** Start the worker pool; a model that cannot be copied to workers trains on one thread unless threads were asked for (`fallBack` says it may anyway). */
-    const startPool = async (what: string, fallBack: boolean): Promise<boolean> => {
-      try {
-        pool = await TrainingPool.start(model, { threads, backend });
-        progress(`training on ${threads} threads (the batch split across worker threads, gradients summed in a fixed order${what})`);
-        return true;
-      } catch (e) {
-        if (!(e instanceof TrainingWorkerError) || (options.threads !== undefined && !fallBack)) throw e;
-        if (!fallBack) progress(`training on one thread: ${e.message}`);
-        return false;
-      }
-    };
-    const blasThreads = () => {
-      // One JavaScript thread, OpenBLAS's GEMMs on every thread asked for (src/train/kernels/native).
-      setNativeThreads(threads);
-      progress(`training on one thread, OpenBLAS on ${threads} (native backend: the convolutions and matmuls use the threads)`);
-    };
-    if (backend === NATIVE && threads > 1 && nativePrefersWorkerPool(model)) {
-      // Depthwise convolutions and batch norms train outside OpenBLAS: split the batch instead,
-      // or, for a model the workers cannot rebuild, use the threads as OpenBLAS's.
-      setNativeThreads(1);
-      if (!(await startPool('; native backend, OpenBLAS on one thread in each: the depthwise convolutions and batch norms do not run on OpenBLAS', true))) blasThreads();
-    } else if (backend === NATIVE) {
-      blasThreads();
-    } else if (threads > 1) {
-      await startPool('', false);
-    }
+    pool = await startTrainingThreads(model, { threads, backend, asked: options.threads !== undefined, progress });
     prefix = frozenPrefixCache(model, tensors.map((t) => t.name), options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES, trainData.y.length, progress);
     progress(`${trainData.y.length} training examples${val ? `, ${val.y.length} held out for validation${typeof options.validation === 'object' ? '' : ' (seeded, stratified)'}` : ''}; batch size ${batchSize}${options.batchSize === undefined ? ' (fits the backend\'s memory)' : ''}`);
 
@@ -805,9 +779,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       batchSize,
     };
   } finally {
-    // A native pool left OpenBLAS on one thread (process-wide): give back the threads asked for.
-    if (pool && tf.getBackend() === NATIVE) setNativeThreads(pool.threads);
-    pool?.dispose();
+    stopTrainingThreads(pool, tf.getBackend());
     prefix?.dispose();
     selection.restore();
     for (const d of owned) d.x.dispose();

@@ -1,0 +1,65 @@
+/**
+ * How a training run uses the threads it was given, decided once before the first step:
+ *
+ * - wasm (and cpu): the worker pool (pool.ts) when threads > 1;
+ * - native, a model with depthwise convolutions or batch norms: the worker pool with OpenBLAS on
+ *   one thread in each worker (their gradients do not run on OpenBLAS), or, when the workers cannot
+ *   rebuild the model, one thread with OpenBLAS on the threads;
+ * - native otherwise: one JavaScript thread with OpenBLAS on the threads.
+ *
+ * The choice depends on the backend, the thread count and the model alone, so a seed still gives
+ * the same bytes. A model the workers cannot rebuild trains on one thread unless threads were
+ * asked for (then the error stands), but on native, where OpenBLAS can still use them.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { TrainingWorkerError } from '../../core/errors.ts';
+import { NATIVE, nativePrefersWorkerPool, setNativeThreads } from '../kernels/native/index.ts';
+import { TrainingPool } from './pool.ts';
+
+/** Options of {@link startTrainingThreads}. */
+export interface TrainingThreadsOptions {
+  /** Threads computing each step (already bounded by the batch size). */
+  threads: number;
+  /** The active tfjs backend. */
+  backend: string;
+  /** Whether the user asked for the thread count (a pool that cannot start is then an error on wasm). */
+  asked: boolean;
+  progress: (message: string) => void;
+}
+
+/** Set the run's threads up as the module doc says; returns the pool when one runs (dispose it with {@link stopTrainingThreads}). */
+export async function startTrainingThreads(model: tf.LayersModel, o: TrainingThreadsOptions): Promise<TrainingPool | undefined> {
+  const { threads, backend, progress } = o;
+  const tryPool = async (what: string, fallBack: boolean): Promise<TrainingPool | undefined> => {
+    try {
+      const pool = await TrainingPool.start(model, { threads, backend });
+      progress(`training on ${threads} threads (the batch split across worker threads, gradients summed in a fixed order${what})`);
+      return pool;
+    } catch (e) {
+      if (!(e instanceof TrainingWorkerError) || (o.asked && !fallBack)) throw e;
+      if (!fallBack) progress(`training on one thread: ${e.message}`);
+      return undefined;
+    }
+  };
+  const blasThreads = () => {
+    setNativeThreads(threads);
+    progress(`training on one thread, OpenBLAS on ${threads} (native backend: the convolutions and matmuls use the threads)`);
+  };
+  if (backend === NATIVE && threads > 1 && nativePrefersWorkerPool(model)) {
+    setNativeThreads(1);
+    const pool = await tryPool('; native backend, OpenBLAS on one thread in each: the depthwise convolutions and batch norms do not run on OpenBLAS', true);
+    if (!pool) blasThreads();
+    return pool;
+  }
+  if (backend === NATIVE) {
+    blasThreads();
+    return undefined;
+  }
+  return threads > 1 ? tryPool('', false) : undefined;
+}
+
+/** Dispose the run's pool; on native, give OpenBLAS the threads back (its thread count is process-wide). */
+export function stopTrainingThreads(pool: TrainingPool | undefined, backend: string): void {
+  if (pool && backend === NATIVE) setNativeThreads(pool.threads);
+  pool?.dispose();
+}
