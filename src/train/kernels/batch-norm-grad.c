@@ -2,14 +2,14 @@
  * The gradients of a batch norm over the last axis (C channels, P = every other position) as one
  * pass each in WebAssembly SIMD, on the tfjs wasm backend's memory. With r = 1/sqrt(variance + eps)
  * per channel (computed by tfjs, C values), each gives the bits of the formula batch-norm-grad.ts
- * writes with tfjs ops, where tfjs runs two to five elementwise kernels, a transpose and a sum:
+ * writes with tfjs ops, where tfjs runs two to three elementwise kernels, a transpose and a sum:
  *
  *   bn_input_grad   dx[p,c] = (dy[p,c] * r[c]) * scale[c]
  *   bn_scale_grad   out[c]  = sum over p of dy[p,c] * ((x[p,c] - mean[c]) * r[c])
- *   channel_sum     out[c]  = sum over p of dy[p,c]
  *
- * The sums add p = 0, 1, ... in float32, as tfjs' Sum does after moving the channel axis first;
- * four channels a vector keeps each channel's additions in that order. Built by
+ * The sum adds p = 0, 1, ... in float32, as tfjs' Sum does after moving the channel axis first;
+ * four channels a vector keeps each channel's additions in that order. (doffset, the sum of dy,
+ * is tfjs' Sum, which sum.c computes in one pass.) Built by
  * scripts/build-train-kernels.ts (-ffp-contract=off: no fused multiply-add). No stack, no globals.
  */
 #include <wasm_simd128.h>
@@ -46,16 +46,5 @@ void bn_scale_grad(const float *dy, const float *x, const float *mean, const flo
       wasm_v128_store(out + c, wasm_f32x4_add(wasm_v128_load(out + c), term));
     }
     for (; c < C; c++) out[c] += d[c] * ((v[c] - mean[c]) * r[c]);
-  }
-}
-
-__attribute__((export_name("channel_sum")))
-void channel_sum(const float *dy, float *out, int P, int C) {
-  zero(out, C);
-  for (int p = 0; p < P; p++) {
-    const float *d = dy + p * C;
-    int c = 0;
-    for (; c + 4 <= C; c += 4) wasm_v128_store(out + c, wasm_f32x4_add(wasm_v128_load(out + c), wasm_v128_load(d + c)));
-    for (; c < C; c++) out[c] += d[c];
   }
 }

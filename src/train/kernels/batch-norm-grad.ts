@@ -14,10 +14,11 @@
  * the sums over every axis the statistics were broadcast along. A gradient, not a kernel: it is
  * registered for every backend (the values are unchanged on all of them).
  *
- * On the wasm and native backends, with statistics per channel of the last axis, dx, dscale and
- * doffset are one pass each (batch-norm-grad.c, SIMD on the backend's memory; {@link bnInputGradJs}
- * and its siblings are the JavaScript twins) where tfjs runs two to five elementwise kernels, a
- * transpose of the whole tensor and a sum: the same bits.
+ * On the wasm and native backends, with statistics per channel of the last axis, dx and dscale are
+ * one pass each (batch-norm-grad.c, SIMD on the backend's memory; {@link bnInputGradJs} and
+ * {@link bnScaleGradJs} are the JavaScript twins) where tfjs runs two or three elementwise kernels,
+ * a transpose of the whole tensor and a sum: the same bits. doffset, a Sum over every axis but the
+ * last, is one pass through the trainer's Sum kernel (sum.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { GradConfig, KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
@@ -27,7 +28,6 @@ import { asWasm, f32, offsetOf, sizeOf, WASM } from './util.ts';
 /** Our kernels' names (not tfjs kernels: nothing else registers them). */
 export const BN_INPUT_GRAD = 'NeuralDiffBatchNormInputGrad';
 export const BN_SCALE_GRAD = 'NeuralDiffBatchNormScaleGrad';
-export const CHANNEL_SUM = 'NeuralDiffChannelSum';
 
 /** Scalar twin of bn_input_grad: dx = (dy · r) · scale, per channel of the last axis. */
 export function bnInputGradJs(dy: Float32Array, r: Float32Array, scale: Float32Array, dx: Float32Array): void {
@@ -45,14 +45,7 @@ export function bnScaleGradJs(dy: Float32Array, x: Float32Array, mean: Float32Ar
   }
 }
 
-/** Scalar twin of channel_sum: out[c] = Σ_p dy, added in float32 in order of p. */
-export function channelSumJs(dy: Float32Array, out: Float32Array): void {
-  const C = out.length;
-  out.fill(0);
-  for (let i = 0; i < dy.length; i++) out[i % C] = Math.fround(out[i % C] + dy[i]);
-}
-
-type Which = 'input' | 'scale' | 'sum';
+type Which = 'input' | 'scale';
 
 function batchNormGradKernel(which: Which, args: { inputs: Record<string, TensorInfo | undefined>; backend: unknown }): TensorInfo {
   const backend = asWasm(args.backend);
@@ -70,19 +63,17 @@ function batchNormGradKernel(which: Which, args: { inputs: Record<string, Tensor
   };
   if (kernels !== null) {
     if (which === 'input') kernels.bn_input_grad(offsetOf(backend, dy), offsetOf(backend, r), offsetOf(backend, at(scale)), offsetOf(backend, out), P, C);
-    else if (which === 'scale') kernels.bn_scale_grad(offsetOf(backend, dy), offsetOf(backend, at(x)), offsetOf(backend, at(mean)), offsetOf(backend, r), offsetOf(backend, out), P, C);
-    else kernels.channel_sum(offsetOf(backend, dy), offsetOf(backend, out), P, C);
+    else kernels.bn_scale_grad(offsetOf(backend, dy), offsetOf(backend, at(x)), offsetOf(backend, at(mean)), offsetOf(backend, r), offsetOf(backend, out), P, C);
     return out;
   }
   if (which === 'input') bnInputGradJs(f32(backend, dy), f32(backend, r), f32(backend, at(scale)), f32(backend, out));
-  else if (which === 'scale') bnScaleGradJs(f32(backend, dy), f32(backend, at(x)), f32(backend, at(mean)), f32(backend, r), f32(backend, out));
-  else channelSumJs(f32(backend, dy), f32(backend, out));
+  else bnScaleGradJs(f32(backend, dy), f32(backend, at(x)), f32(backend, at(mean)), f32(backend, r), f32(backend, out));
   return out;
 }
 
-/** The three wasm kernels (the native backend takes copies of every wasm kernel). */
+/** The two wasm kernels (the native backend takes copies of every wasm kernel). */
 export function batchNormGradKernelConfigs(): KernelConfig[] {
-  return ([[BN_INPUT_GRAD, 'input'], [BN_SCALE_GRAD, 'scale'], [CHANNEL_SUM, 'sum']] as const).map(([kernelName, which]) => ({
+  return ([[BN_INPUT_GRAD, 'input'], [BN_SCALE_GRAD, 'scale']] as const).map(([kernelName, which]) => ({
     kernelName,
     backendName: WASM,
     kernelFunc: (args) => batchNormGradKernel(which, args as Parameters<typeof batchNormGradKernel>[1]),
@@ -122,11 +113,11 @@ function batchNormGrad(dy: tf.Tensor, saved: tf.Tensor[], attrs: NamedAttrMap): 
     offset: () => tf.reshape(reduce(dy), mean.shape),
   };
   if (fusedHere(dy, x, mean, variance, scale)) {
-    // One pass each; mean's and variance's (moving statistics, rarely trained) stay as above.
+    // One pass each; doffset is the Sum above (one pass too, sum.ts), and mean's and variance's
+    // (moving statistics, rarely trained) stay as above.
     const run = (kernel: string, inputs: tf.NamedTensorMap) => tf.engine().runKernel(kernel, inputs) as tf.Tensor;
     grads.x = () => run(BN_INPUT_GRAD, { dy, r, scale });
     grads.scale = () => run(BN_SCALE_GRAD, { dy, x, mean, r });
-    grads.offset = () => run(CHANNEL_SUM, { dy, r });
   }
   return grads;
 }

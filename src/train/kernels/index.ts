@@ -38,7 +38,6 @@ export const FIXED_WASM_KERNELS = [
   'NeuralDiffClipByValueGrad',
   'NeuralDiffBatchNormInputGrad',
   'NeuralDiffBatchNormScaleGrad',
-  'NeuralDiffChannelSum',
   'NeuralDiffAdamStep',
 ] as const;
 

@@ -2,15 +2,21 @@
  * Sum over every axis but the last, for wasm, in one pass. tfjs-backend-wasm 4.22 sums only over
  * innermost axes, so it first transposes the whole input to put the reduced axes last: a copy of
  * every gradient a bias gets (a dense layer's over the batch, a convolution's over the batch and
- * positions) in each training step. channel_sum (batch-norm-grad.c) adds each channel's values in
+ * positions) in each training step. channel_sum (sum.c) adds each channel's values in
  * the same order the transposed sum does, so the result has the stock kernel's bits; other
  * reductions, dtypes and empty tensors keep the stock kernel.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
-import { channelSumJs } from './batch-norm-grad.ts';
 import { simdKernelSwitch, trainKernels } from './train-kernels-simd.ts';
 import { asWasm, f32, offsetOf, sizeOf, stockKernel, WASM } from './util.ts';
+
+/** Scalar twin of channel_sum: out[c] = Σ_p x[p,c], added in float32 in order of p. */
+export function channelSumJs(dy: Float32Array, out: Float32Array): void {
+  const C = out.length;
+  out.fill(0);
+  for (let i = 0; i < dy.length; i++) out[i % C] = Math.fround(out[i % C] + dy[i]);
+}
 
 const sum: KernelFunc = ({ inputs, attrs, backend }) => {
   const x = inputs.x as TensorInfo;

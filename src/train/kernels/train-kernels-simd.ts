@@ -1,5 +1,5 @@
 /**
- * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c, adam.c; built into
+ * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c, sum.c, adam.c; built into
  * train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
  * backend's own `WebAssembly.Memory` (the emscripten module's `asm.memory`), so its functions take
  * the byte offsets of tensors the backend allocated and work on them in place: no copies in or out,
