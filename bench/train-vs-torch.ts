@@ -24,23 +24,19 @@
  * Writes bench/out/train-vs-torch.json.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../src/train/parallel/pool.ts';
-import { nativeAddonStatus, openBlasCoreChoice, openBlasCoreFor } from '../src/train/kernels/native/loader.ts';
+import { chooseOpenBlasCore, nativeAddonStatus, openBlasCoreChoice } from '../src/train/kernels/native/loader.ts';
 
 const quick = process.argv.includes('--quick');
 const skipTorch = process.argv.includes('--skip-torch');
 const native = nativeAddonStatus();
-// PyTorch's OpenBLAS gets the kernels ours runs (loader.ts chose them, or the environment did): on
-// a CPU newer than Debian's OpenBLAS both would otherwise fall back to the generic Prescott ones.
-if (!process.env.OPENBLAS_CORETYPE && process.platform === 'linux' && process.arch === 'x64' && existsSync('/proc/cpuinfo')) {
-  const core = openBlasCoreFor(readFileSync('/proc/cpuinfo', 'utf8'));
-  if (core) process.env.OPENBLAS_CORETYPE = core.coreType;
-}
-const openBlasKernels = process.env.OPENBLAS_CORETYPE ? `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE} (${openBlasCoreChoice() ?? 'for PyTorch'})` : 'chosen by OpenBLAS';
+// PyTorch's OpenBLAS gets the kernels ours runs (the loader's choice, inherited through the
+// environment): on a CPU newer than Debian's OpenBLAS both would otherwise get the generic ones.
+const openBlasKernels = openBlasCoreChoice() ?? chooseOpenBlasCore();
 type OurBackend = 'wasm' | 'native';
 const backends: OurBackend[] = native.available ? ['wasm', 'native'] : ['wasm'];
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -110,9 +110,10 @@ let coreChoice: string | undefined;
 
 /**
  * Set `OPENBLAS_CORETYPE` from {@link openBlasCoreFor} before OpenBLAS loads, unless the user set it
- * (theirs always wins) or the CPU cannot be read (not Linux x86-64): OpenBLAS then chooses.
+ * (theirs always wins) or the CPU cannot be read (not Linux x86-64): OpenBLAS then chooses. Says
+ * how the kernels were chosen. Child processes inherit the setting (a benchmark's PyTorch, say).
  */
-function chooseOpenBlasCore(): string {
+export function chooseOpenBlasCore(): string {
   const own = process.env.OPENBLAS_CORETYPE;
   if (own !== undefined && own !== '') return `OPENBLAS_CORETYPE=${own} (set by the environment)`;
   if (process.platform !== 'linux' || process.arch !== 'x64') return 'chosen by OpenBLAS';
