@@ -70,9 +70,28 @@ export interface TfliteTensorRecord {
   quantization?: TfliteQuantization;
   /** Stored sparse (`Tensor.sparsity`): its buffer holds the sparse format, not the values. */
   sparse: boolean;
-  /** Set when other tensors read the same buffer: their names. */
+  /**
+   * Set when other tensors read the same buffer: the names of up to {@link SHARED_NAMES_SHOWN}
+   * of them (a file may have thousands of tensors on one buffer: listing every one for every
+   * tensor would be quadratic in the file).
+   */
   sharedWith?: string[];
+  /** How many tensors read this tensor's buffer, this one included (set with {@link sharedWith}). */
+  sharing?: number;
 }
+
+/** At most this many other tensors' names are kept in {@link TfliteTensorRecord.sharedWith}. */
+export const SHARED_NAMES_SHOWN = 3;
+
+/**
+ * The constant data the tensors of a file read, all together, is at most this many times the
+ * file's length plus {@link SHARED_READ_SLACK}: tensors may share a buffer (tied weights,
+ * deduplicated constants), but a few kilobytes of tensor tables naming one big buffer must not
+ * make every reader of the model (the fingerprint, the trainer) handle gigabytes.
+ */
+export const SHARED_READ_FACTOR = 4;
+/** Bytes of shared reads allowed beyond {@link SHARED_READ_FACTOR} times the file (small files sharing small constants). */
+export const SHARED_READ_SLACK = 1 << 20;
 
 /** The result of {@link scanTfliteModel}. */
 export interface TfliteScan {
@@ -173,8 +192,21 @@ export function scanTfliteModel(bytes: Uint8Array, options: TfliteScanOptions = 
       else byBuffer.set(buffer, [rec]);
     }
   }
+  let readBytes = 0;
+  for (const r of tensors) readBytes += r.end - r.start;
+  const readLimit = SHARED_READ_FACTOR * bytes.length + SHARED_READ_SLACK;
+  if (readBytes > readLimit) {
+    const [buffer, list] = [...byBuffer].reduce((a, b) => (b[1].length > a[1].length ? b : a));
+    fb.fail(`its tensors read ${readBytes} bytes of constant data from a file of ${bytes.length} bytes (${list.length} tensors read buffer ${buffer} alone): expected at most ${SHARED_READ_FACTOR} times the file plus ${SHARED_READ_SLACK} bytes, as tensors sharing a buffer read in a real model; a hostile or corrupt file`);
+  }
+  // Linear in the tensors: each reader of a shared buffer names a few of the others, not all.
   for (const list of byBuffer.values()) {
-    if (list.length > 1) for (const r of list) r.sharedWith = list.filter((o) => o !== r).map((o) => o.name);
+    if (list.length < 2) continue;
+    const shown = list.slice(0, SHARED_NAMES_SHOWN + 1).map((o) => o.name);
+    for (const r of list) {
+      r.sharedWith = shown.filter((n) => n !== r.name).slice(0, SHARED_NAMES_SHOWN);
+      r.sharing = list.length;
+    }
   }
   checkLayout(fb, bufStart, bufEnd, offsetBuffers, source);
   return { version, tensors, subgraphs: subVec?.length ?? 0, tensorCount };

@@ -95,6 +95,13 @@ function channelGrid(ch: ChannelGrids, c: number): LinearQuantGrid {
   return { dtype: ch.signed ? 'qint8' : 'quint8', scale: ch.scale[c], zeroPoint: ch.zeroPoint[c] };
 }
 
+/** The other readers of a shared buffer, for a message: a few names, then how many more. */
+function sharersOf(rec: TfliteTensorRecord): string {
+  const names = (rec.sharedWith ?? []).map((n) => JSON.stringify(n)).join(', ');
+  const more = (rec.sharing ?? 0) - 1 - (rec.sharedWith?.length ?? 0);
+  return more > 0 ? `${names} and ${more} other tensors` : names;
+}
+
 /** The quantization of an INT8/UINT8 tensor, or why it is not a weight. */
 function quantizationOf(rec: TfliteTensorRecord): { grid: LinearQuantGrid } | { channels: ChannelGrids } | string {
   const q = rec.quantization;
@@ -151,7 +158,7 @@ export class TfliteWeightStore implements WeightStore {
       if (TFLITE_WIDTH[rec.type] === undefined || rec.sparse) continue;
       const slot: Slot = { rec };
       const t = rec.type;
-      if (rec.sharedWith) slot.why = `it shares its buffer with ${rec.sharedWith.map((n) => JSON.stringify(n)).join(', ')}: patching one would change the others`;
+      if (rec.sharedWith) slot.why = `it shares its buffer with ${sharersOf(rec)}: patching one would change the others`;
       else if (t === INT8 || t === UINT8) {
         const q = quantizationOf(rec);
         if (typeof q === 'string') slot.why = q;

@@ -103,6 +103,9 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
   const owned: tf.Tensor[] = [];
   try {
     if (options.teacher) checkTeacherInterface(program, options.teacher);
+    if (!program.variables.some((v) => v.trainable)) {
+      throw new UsageError(`${program.source} has no weight the trainer can change (${program.variables.length} variable(s), none trainable): expected float32, float16 or quantized weights a payload patches; ship this model's update as a full download`, { variables: program.variables.length });
+    }
     const sets: { name: string; data: ProgramDataset }[] = [{ name: 'training', data: train }];
     // Replayed examples right after the training examples: the two are one range of ids.
     if (options.replay) sets.push({ name: 'replayed', data: options.replay });

@@ -1,0 +1,97 @@
+/**
+ * LiteRT (`.tflite`) files that cost far more than their size (issue #61): many tensors naming
+ * one buffer (the reader stays linear in the file; reading one big buffer over and over is
+ * refused), and weight bytes laid over an operator's options table (refused as FORMAT.md §15
+ * says). Memory is measured in a child process (peak RSS), never time.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { ModelFormatError } from '../src/core/errors.ts';
+import { scanTfliteModel, TfliteWeightStore } from '../src/io/tflite/store.ts';
+import { buildTflite, f32Bytes, T, type TensorSpec } from './helpers/tflite-build.ts';
+
+const GiB_KB = 1024 * 1024;
+
+/** A model whose input goes through RELU, with `n` constant tensors of `size` floats all on buffer 1. */
+function sharedBufferModel(n: number, size: number): Uint8Array {
+  const tensors: TensorSpec[] = [
+    { name: 'x', shape: [1, 4], type: T.FLOAT32 },
+    { name: 'y', shape: [1, 4], type: T.FLOAT32 },
+    ...Array.from({ length: n }, (_, i) => ({ name: `s${i}`, shape: [size], type: T.FLOAT32, buffer: 1 })),
+  ];
+  return buildTflite({ tensors, buffers: [f32Bytes(new Float32Array(size))], operators: [{ op: 19, inputs: [0], outputs: [1] }], inputs: [0], outputs: [1] });
+}
+
+/** Run `ndiff ARGS` in a child with a 1 GiB heap; its exit code, output and peak RSS (kB). */
+function ndiffInChild(args: string[]): { status: number | null; peakKb: number; out: string } {
+  const script = `import { main } from './cli/ndiff.ts';
+const code = await main(${JSON.stringify(args)}, { out: (l) => console.log(l), err: (l) => console.error(l), progress: () => {} });
+console.log('PEAK', process.resourceUsage().maxRSS);
+process.exit(code);`;
+  const r = spawnSync(process.execPath, ['--max-old-space-size=1024', '--max-semi-space-size=16', '--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', cwd: path.resolve('.') });
+  return { status: r.status, peakKb: Number(/PEAK (\d+)/.exec(r.stdout)?.[1] ?? NaN), out: (r.stdout + r.stderr).slice(0, 4000) };
+}
+
+test('tensors sharing one buffer: each record names a few of the others, not all (the reader stays linear in the file)', () => {
+  const n = 2000;
+  const scan = scanTfliteModel(sharedBufferModel(n, 1));
+  const shared = scan.tensors.filter((t) => t.sharedWith);
+  assert.equal(shared.length, n);
+  // Listing every other reader for every reader held n² names: 4M here, 256M for a 1 MB file.
+  const names = shared.reduce((k, t) => k + (t.sharedWith as string[]).length, 0);
+  assert.ok(names <= 3 * n, `${names} names kept for ${n} tensors on one buffer`);
+  assert.ok(shared.every((t) => t.sharing === n));
+  const store = new TfliteWeightStore(sharedBufferModel(n, 1));
+  const entry = store.list().find((e) => e.name === 's5');
+  assert.match(entry?.readOnly ?? '', /shares its buffer with "s0", "s1", "s2" and 1996 other tensors/);
+  assert.ok((entry?.readOnly ?? '').length < 200);
+});
+
+test('tensors that read one big buffer over and over are refused: a 40 KB file may not make the fingerprint hash 5 MB', () => {
+  const bytes = sharedBufferModel(300, 4096);
+  assert.throws(() => new TfliteWeightStore(bytes), (e: unknown) => e instanceof ModelFormatError && /tensors read 4915200 bytes of constant data from a file of \d+ bytes \(300 tensors read buffer 1 alone\): expected at most 4 times the file/.test(e.message));
+  // Tied weights (two readers of one buffer) stay a model.
+  const tied = sharedBufferModel(2, 4096);
+  assert.equal(new TfliteWeightStore(tied).list().filter((e) => e.readOnly).length, 2);
+});
+
+test('a 1 MB file of 16,000 tensors on one buffer: ndiff fingerprint and ndiff train --base end within 1 GiB', { timeout: 300_000 }, async (ctx) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nd-tflite-bounds-'));
+  try {
+    const file = path.join(dir, 'shared.tflite');
+    const bytes = sharedBufferModel(16_000, 1);
+    assert.ok(bytes.length > 1_000_000);
+    await writeFile(file, bytes);
+    const fp = ndiffInChild(['fingerprint', file]);
+    ctx.diagnostic(`fingerprint: exit ${fp.status}, peak RSS ${(fp.peakKb / 1024).toFixed(0)} MB`);
+    assert.equal(fp.status, 0, fp.out);
+    assert.match(fp.out, /^[0-9a-f]{16}$/m);
+    assert.ok(fp.peakKb < GiB_KB, `peak ${fp.peakKb} kB`);
+    await writeFile(path.join(dir, 'x.npy'), npyFloat32([8, 4]));
+    const tr = ndiffInChild(['train', '--model-id', 'm', '--base', file, '--teacher', file, '--train', dir, '--epochs', '1', '--tune', 'off', '--backend', 'cpu', '--out', path.join(dir, 'p.ndiff')]);
+    ctx.diagnostic(`train: exit ${tr.status}, peak RSS ${(tr.peakKb / 1024).toFixed(0)} MB`);
+    // The model has no weight to train: a typed refusal saying so, never a crash or a tfjs error.
+    assert.equal(tr.status, 2, tr.out);
+    assert.match(tr.out, /has no weight the trainer can change/);
+    assert.ok(tr.peakKb < GiB_KB, `peak ${tr.peakKb} kB\n${tr.out}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** A float32 .npy file of zeros with `shape`. */
+function npyFloat32(shape: number[]): Uint8Array {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')},), }`;
+  while ((10 + header.length + 1) % 64) header += ' ';
+  header += '\n';
+  const n = shape.reduce((a, b) => a * b, 1);
+  const out = new Uint8Array(10 + header.length + 4 * n);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0], 0);
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
+  return out;
+}
