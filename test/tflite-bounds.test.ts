@@ -95,3 +95,54 @@ function npyFloat32(shape: number[]): Uint8Array {
   for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
   return out;
 }
+
+/** Offsets in a built file: the table at field `f` of the table at `t` (reference fields), and the field's own place. */
+function fieldAt(d: DataView, t: number, f: number): number {
+  const vt = t - d.getInt32(t, true);
+  const o = f * 2 + 4 < d.getUint16(vt, true) ? d.getUint16(vt + 4 + 2 * f, true) : 0;
+  return o ? t + o : -1;
+}
+const deref = (d: DataView, p: number) => p + d.getUint32(p, true);
+const element = (d: DataView, vec: number, i: number) => deref(d, vec + 4 + 4 * i);
+
+/** ADD with a fused RELU (AddOptions.fused_activation_function, field 0): x + w, w a weight of 2 floats on buffer 1. */
+function addModel(): Uint8Array {
+  return buildTflite({
+    tensors: [
+      { name: 'x', shape: [1, 2], type: T.FLOAT32 },
+      { name: 'w', shape: [2], type: T.FLOAT32, buffer: 1 },
+      { name: 'y', shape: [1, 2], type: T.FLOAT32 },
+    ],
+    buffers: [f32Bytes([0.5, -0.5])],
+    offsetBuffers: [1],
+    operators: [{ op: 0, inputs: [0, 1], outputs: [2], options: { type: 11, fields: [{ u8: 1 }] } }],
+    inputs: [0],
+    outputs: [2],
+  });
+}
+
+test('a weight laid over an operator\'s options table (or another part of the graph) is refused, as FORMAT.md §15 says', async () => {
+  const { bufferOffsetField } = await import('./helpers/tflite-build.ts');
+  const base = addModel();
+  assert.equal(new TfliteWeightStore(base.slice()).weights().length, 1);
+  const d = new DataView(base.buffer, base.byteOffset, base.byteLength);
+  const sub = element(d, deref(d, fieldAt(d, d.getUint32(0, true), 2)), 0);
+  const op = element(d, deref(d, fieldAt(d, sub, 3)), 0);
+  const options = deref(d, fieldAt(d, op, 4));
+  const fused = fieldAt(d, options, 0);
+  assert.equal(base[fused], 1, 'the fused activation byte (RELU)');
+  const outputShape = deref(d, fieldAt(d, element(d, deref(d, fieldAt(d, sub, 0)), 2), 0));
+  const cases: [string, number][] = [
+    ['the ADD\'s options table (its fused activation)', options],
+    ['the shape vector of the activation "y"', outputShape],
+    ['the operator table itself', op],
+  ];
+  for (const [label, at] of cases) {
+    const bytes = base.slice();
+    // Buffer 1 (the weight, 8 bytes) stored "past the FlatBuffer" at an offset inside the graph.
+    new DataView(bytes.buffer).setBigUint64(bufferOffsetField(bytes, 1), BigInt(at), true);
+    // What a payload for this weight would write: its 8 bytes, the fused activation among them for the first case.
+    if (at === options) assert.ok(fused >= at && fused < at + 8, 'the weight covers the fused activation byte');
+    assert.throws(() => new TfliteWeightStore(bytes), (e: unknown) => e instanceof ModelFormatError && /the data of buffer 1 \(offsets \d+-\d+\) overlaps the model's own structure/.test(e.message), label);
+  }
+});

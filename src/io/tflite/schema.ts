@@ -8,7 +8,8 @@
  * (1), `.buffer` (2), `.name` (3), `.quantization` (4), `.is_variable` (5), `.sparsity` (6);
  * `QuantizationParameters.scale` (2), `.zero_point` (3), `.quantized_dimension` (6);
  * `Buffer.data` (0), `.offset` (1), `.size` (2). Everything else (operators, options, metadata,
- * signatures) is the model's frame: never read, hashed whole.
+ * signatures) is the model's frame: hashed whole, and walked only to find where it lies
+ * (`structure.ts`), so that no buffer's bytes overlap it.
  *
  * A buffer's bytes are its `data` vector, or, in files written by converters that keep large
  * weights outside the FlatBuffer, `size` bytes at `offset` from the start of the file (when
@@ -16,7 +17,9 @@
  * any offset, vector or string outside the file, a vtable or field outside its table, a walk
  * that reads more than the file could hold (tables that refer to one another over and over),
  * two buffers whose bytes overlap, buffer bytes that overlap the FlatBuffer's own tables and
- * vectors, a tensor whose buffer index is out of range or whose data disagrees with its shape.
+ * vectors (operators' options tables included), a tensor whose buffer index is out of range or
+ * whose data disagrees with its shape, tensors that together read more than 4 × the file
+ * (+ 1 MiB) of constant data.
  *
  * Naming: a tensor by its name; a name met a second time (in another subgraph, say) gets ` #2`
  * (then ` #3`, ...) in file order (subgraph by subgraph, tensor by tensor).
@@ -24,6 +27,7 @@
 import { ModelFormatError } from '../../core/errors.ts';
 import { uniqueNamer } from '../../core/file-frame.ts';
 import { FlatBufferReader } from './flatbuffers.ts';
+import { walkTfliteStructure } from './structure.ts';
 
 /** LiteRT `TensorType` names, by number. */
 export const TFLITE_TYPES: readonly string[] = [
@@ -208,6 +212,9 @@ export function scanTfliteModel(bytes: Uint8Array, options: TfliteScanOptions = 
       r.sharing = list.length;
     }
   }
+  // Everything else the schema reaches (operators and their options, names, signatures, ...):
+  // structure a buffer's bytes must not overlap either.
+  for (const at of walkTfliteStructure(fb, model)) fb.structure.push(at);
   checkLayout(fb, bufStart, bufEnd, offsetBuffers, source);
   return { version, tensors, subgraphs: subVec?.length ?? 0, tensorCount };
 }
