@@ -13,6 +13,7 @@ import { OnnxWeightStore, scanOnnxModel } from '../../io/onnx/store.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import type { NamedVariable } from '../model-weights.ts';
 import { uniqueVariableName, type TrainableProgram } from '../program/program.ts';
+import { DerivedShapeBound } from '../program/shape-bound.ts';
 import { decodeOnnxModel, type ExternalFiles, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './model.ts';
 import { OPERATORS } from './ops/index.ts';
 import { tensorOf, tfDtype, type OpArgs } from './ops/op.ts';
@@ -97,6 +98,8 @@ export class OnnxProgram implements TrainableProgram {
   /** Variables holding int8/uint8 weights dequantized (their DequantizeLinear passes them through). */
   private readonly dequantized = new Set<tf.Tensor>();
   private readonly persistent = new Set<tf.Tensor>();
+  /** The bound on shapes derived from the model's values, for the run under way (set by {@link run}). */
+  private shapeBound?: DerivedShapeBound;
 
   /**
    * @param bytes the `.onnx` file (read, never changed).
@@ -185,6 +188,7 @@ export class OnnxProgram implements TrainableProgram {
       }
     }
     const top = this.model.graph;
+    this.shapeBound = DerivedShapeBound.of(this.source, top.inputs.map((i) => feeds[i.name]?.shape ?? []));
     const outs = this.runGraph(top, top.inputs.map((i) => feeds[i.name]), undefined);
     const result: Record<string, tf.Tensor> = {};
     top.outputs.forEach((o, k) => (result[o.name] = this.persistent.has(outs[k]) ? outs[k].clone() : outs[k]));
@@ -248,6 +252,7 @@ export class OnnxProgram implements TrainableProgram {
         runGraph: (sub, subFeeds) => this.runGraph(sub, subFeeds, scope),
         isDequantizedWeight: (i) => !!inputs[i] && this.dequantized.has(inputs[i] as tf.Tensor),
         constant: (t) => this.stored.get(t) ?? tensorOf(t.values as Float64Array, t.dims, tfDtype(t.dataType) ?? 'float32'),
+        bound: (shape, inferred) => (this.shapeBound ??= DerivedShapeBound.of(this.source, [])).check(shape, `node ${JSON.stringify(g.prefix + node.key)} (${node.opType})`, inferred),
       };
       let outs: (tf.Tensor | undefined)[];
       try {

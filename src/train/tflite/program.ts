@@ -22,6 +22,7 @@ import type { StorageGrid } from '../../core/grid.ts';
 import { readTfliteGraph, type TfliteGraph, type TfliteGraphOperator } from '../../io/tflite/graph.ts';
 import { scanTfliteModel, TFLITE_TYPES } from '../../io/tflite/schema.ts';
 import { TFLITE_FRAME, TfliteWeightStore } from '../../io/tflite/store.ts';
+import { broadcastOf, DerivedShapeBound } from '../program/shape-bound.ts';
 import { uniqueVariableName, type ProgramTensorInfo, type ProgramVariable, type TrainableProgram } from '../program/program.ts';
 
 type Act = (x: tf.Tensor) => tf.Tensor;
@@ -41,9 +42,23 @@ function activation(code: number, op: TfliteGraphOperator): Act {
 const padding = (code: number): 'same' | 'valid' => (code === 1 ? 'valid' : 'same');
 
 /** How each operator runs: its inputs (tensors, -1 given as null) to its outputs. */
-type Kernel = (x: (tf.Tensor | null)[], op: TfliteGraphOperator, ctx: { consts: (i: number) => number[]; batch: number }) => tf.Tensor[];
+type Kernel = (x: (tf.Tensor | null)[], op: TfliteGraphOperator, ctx: KernelContext) => tf.Tensor[];
 
-const binary = (f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor): Kernel => (x, op) => [activation(op.options.u8(0), op)(f(x[0] as tf.Tensor, x[1] as tf.Tensor))];
+/** What a kernel may ask of the run: constants' values, the batch, and the bound on shapes it derives from them (src/train/program/shape-bound.ts). */
+interface KernelContext {
+  consts: (i: number) => number[];
+  batch: number;
+  /** Check a shape the operator is about to allocate (module doc of shape-bound.ts); returns it. */
+  bound: (op: TfliteGraphOperator, shape: readonly number[], inferred?: boolean) => number[];
+}
+
+/** An element-wise operator of two inputs: their broadcast shape checked before it is built (a [1, N] and an [N, 1] constant make N²). */
+const broadcasting = (f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor): Kernel => (x, op, ctx) => {
+  const [a, b] = x as tf.Tensor[];
+  ctx.bound(op, broadcastOf(a.shape, b.shape));
+  return [f(a, b)];
+};
+const binary = (f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor): Kernel => (x, op, ctx) => [activation(op.options.u8(0), op)(broadcasting(f)(x, op, ctx)[0])];
 const unary = (f: Act): Kernel => (x) => [f(x[0] as tf.Tensor)];
 const axis = (a: number, rank: number) => (a < 0 ? a + rank : a);
 
@@ -66,9 +81,10 @@ const KERNELS: Record<string, Kernel> = {
     if (b) y = tf.add(y, b);
     return [activation(o.u8(4), op)(y)];
   },
-  FULLY_CONNECTED: (x, op) => {
+  FULLY_CONNECTED: (x, op, ctx) => {
     const [input, w, b] = x as tf.Tensor[];
     const [outDim, inDim] = w.shape;
+    ctx.bound(op, [input.size / inDim, outDim]);
     const keep = op.options.u8(2) !== 0;
     let y: tf.Tensor = tf.matMul(tf.reshape(input, [-1, inDim]) as tf.Tensor2D, w as tf.Tensor2D, false, true);
     if (b) y = tf.add(y, b);
@@ -87,8 +103,8 @@ const KERNELS: Record<string, Kernel> = {
   SUB: binary((a, b) => tf.sub(a, b)),
   MUL: binary((a, b) => tf.mul(a, b)),
   DIV: binary((a, b) => tf.div(a, b)),
-  MAXIMUM: (x) => [tf.maximum(x[0] as tf.Tensor, x[1] as tf.Tensor)],
-  MINIMUM: (x) => [tf.minimum(x[0] as tf.Tensor, x[1] as tf.Tensor)],
+  MAXIMUM: broadcasting((a, b) => tf.maximum(a, b)),
+  MINIMUM: broadcasting((a, b) => tf.minimum(a, b)),
   RELU: unary((t) => tf.relu(t)),
   RELU6: unary((t) => tf.relu6(t)),
   LOGISTIC: unary((t) => tf.sigmoid(t)),
@@ -96,7 +112,7 @@ const KERNELS: Record<string, Kernel> = {
   EXP: unary((t) => tf.exp(t)),
   HARD_SWISH: unary((t) => tf.mul(t, tf.div(tf.relu6(tf.add(t, 3)), 6))),
   LEAKY_RELU: (x, op) => [tf.leakyRelu(x[0] as tf.Tensor, op.options.f32(0, 0.2))],
-  PRELU: (x) => [tf.add(tf.relu(x[0] as tf.Tensor), tf.mul(x[1] as tf.Tensor, tf.neg(tf.relu(tf.neg(x[0] as tf.Tensor)))))],
+  PRELU: broadcasting((t, alpha) => tf.add(tf.relu(t), tf.mul(alpha, tf.neg(tf.relu(tf.neg(t)))))),
   SOFTMAX: (x, op) => {
     const beta = op.options.f32(0, 1);
     return [tf.softmax(beta === 1 ? (x[0] as tf.Tensor) : tf.mul(x[0] as tf.Tensor, beta))];
@@ -106,25 +122,31 @@ const KERNELS: Record<string, Kernel> = {
     let shape = op.inputs[1] !== undefined && op.inputs[1] >= 0 ? ctx.consts(op.inputs[1]) : op.options.ints(0);
     // The model's batch of 1 stays the batch being run.
     if (shape.length && shape[0] === 1 && ctx.batch !== 1 && input.shape[0] === ctx.batch) shape = [ctx.batch, ...shape.slice(1)];
-    return [tf.reshape(input, shape)];
+    return [tf.reshape(input, ctx.bound(op, shape, true))];
   },
   CONCATENATION: (x, op) => {
     const list = x as tf.Tensor[];
     return [activation(op.options.u8(1), op)(tf.concat(list, axis(op.options.i32(0), list[0].rank)))];
   },
   PAD: (x, op, ctx) => {
+    const input = x[0] as tf.Tensor;
     const p = ctx.consts(op.inputs[1]);
     const pairs: [number, number][] = [];
     for (let i = 0; i < p.length; i += 2) pairs.push([p[i], p[i + 1]]);
-    return [tf.pad(x[0] as tf.Tensor, pairs)];
+    ctx.bound(op, input.shape.map((d, i) => d + (pairs[i]?.[0] ?? 0) + (pairs[i]?.[1] ?? 0)));
+    return [tf.pad(input, pairs)];
   },
   RESIZE_BILINEAR: (x, op, ctx) => {
+    const input = x[0] as tf.Tensor4D;
     const [h, w] = ctx.consts(op.inputs[1]);
-    return [tf.image.resizeBilinear(x[0] as tf.Tensor4D, [h, w], op.options.u8(2) !== 0, op.options.u8(3) !== 0)];
+    ctx.bound(op, [input.shape[0], h, w, input.shape[3]]);
+    return [tf.image.resizeBilinear(input, [h, w], op.options.u8(2) !== 0, op.options.u8(3) !== 0)];
   },
   RESIZE_NEAREST_NEIGHBOR: (x, op, ctx) => {
+    const input = x[0] as tf.Tensor4D;
     const [h, w] = ctx.consts(op.inputs[1]);
-    return [tf.image.resizeNearestNeighbor(x[0] as tf.Tensor4D, [h, w], op.options.u8(0) !== 0, op.options.u8(1) !== 0)];
+    ctx.bound(op, [input.shape[0], h, w, input.shape[3]]);
+    return [tf.image.resizeNearestNeighbor(input, [h, w], op.options.u8(0) !== 0, op.options.u8(1) !== 0)];
   },
   MEAN: (x, op, ctx) => {
     const input = x[0] as tf.Tensor;
@@ -136,12 +158,15 @@ const KERNELS: Record<string, Kernel> = {
   },
   TRANSPOSE: (x, op, ctx) => [tf.transpose(x[0] as tf.Tensor, ctx.consts(op.inputs[1]))],
   // MediaPipe's transposed convolution with bias; options: TfLiteTransposeConvParams {padding (1 same, 2 valid), stride_w, stride_h}.
-  'custom:Convolution2DTransposeBias': (x, op) => {
+  'custom:Convolution2DTransposeBias': (x, op, ctx) => {
     const [input, w, b] = x as tf.Tensor4D[];
     const raw = op.custom ?? new Uint8Array(12);
     const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     const pad = raw.length >= 4 ? dv.getInt32(0, true) : 1;
     const [sw, sh] = raw.length >= 12 ? [dv.getInt32(4, true), dv.getInt32(8, true)] : [1, 1];
+    const [o, kh, kw] = w.shape;
+    const [n, h, wd] = input.shape;
+    ctx.bound(op, pad === 2 ? [n, (h - 1) * sh + kh, (wd - 1) * sw + kw, o] : [n, h * sh, wd * sw, o]);
     return [transposeConv(input, w, b, sh, sw, pad === 2 ? 'valid' : 'same')];
   },
   TRANSPOSE_CONV: (x, op, ctx) => {
@@ -149,6 +174,7 @@ const KERNELS: Record<string, Kernel> = {
     const [, w, input, b] = x as tf.Tensor4D[];
     const o = op.options;
     const outShape = ctx.consts(op.inputs[0]);
+    ctx.bound(op, [input.shape[0], outShape[1], outShape[2], outShape[3]]);
     const y = tf.conv2dTranspose(input, tf.transpose(w, [1, 2, 0, 3]) as tf.Tensor4D, [input.shape[0], outShape[1], outShape[2], outShape[3]], [o.i32(2, 1), o.i32(1, 1)], padding(o.u8(0)));
     return [activation(o.u8(3), op)(b ? tf.add(y, b) : y)];
   },
@@ -259,8 +285,9 @@ export class TfliteProgram implements TrainableProgram {
       values.set(i, t.dtype === 'float32' ? t : tf.cast(t, 'float32'));
       batch = t.shape[0] ?? 1;
     }
-    const ctx = {
+    const ctx: KernelContext = {
       batch,
+      bound: this.bounder(g.inputs.map((i) => values.get(i)?.shape ?? [])),
       consts: (i: number) => {
         const v = this.constValues.get(i);
         if (!v) throw new UnsupportedOperatorError(`${this.source}: tensor ${JSON.stringify(g.tensors[i]?.name)} is computed, where the trainer needs a constant (a shape, axes or paddings)`, { tensor: g.tensors[i]?.name });
@@ -297,7 +324,13 @@ export class TfliteProgram implements TrainableProgram {
       if (!t) throw new DataError(`${this.source}: operator ${index} (${op.op}) input ${k} (${JSON.stringify(g.tensors[i].name)}) is computed: give its value`, { operator: index, input: k });
       return t;
     });
-    return KERNELS[op.op](args, op, { batch, consts: (i) => this.constValues.get(i) ?? [] });
+    return KERNELS[op.op](args, op, { batch, bound: this.bounder(args.map((t) => t?.shape ?? [])), consts: (i) => this.constValues.get(i) ?? [] });
+  }
+
+  /** The bound on shapes the operators derive from the model's constants, for a run on inputs of `shapes`. */
+  private bounder(shapes: readonly (readonly number[])[]): KernelContext['bound'] {
+    const bound = DerivedShapeBound.of(this.source, shapes);
+    return (op, shape, inferred) => bound.check(shape, `operator ${op.index} (${op.op})`, inferred);
   }
 
   /** The operator that computes `output` (`SOFTMAX` tells probabilities). */

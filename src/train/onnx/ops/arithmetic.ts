@@ -3,11 +3,29 @@ import * as tf from '@tensorflow/tfjs';
 import { axisOf, broadcastShapes, float, int, need, type OpArgs, type OpTable } from './op.ts';
 
 const unary = (f: (x: tf.Tensor) => tf.Tensor) => (a: OpArgs) => [f(need(a, 0))];
-const binary = (f: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor) => (a: OpArgs) => [f(need(a, 0), need(a, 1))];
-const variadic = (f: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor) => (a: OpArgs) => {
+/** An element-wise operator of two inputs, their broadcast shape checked before it is built (a [1, N] and an [N, 1] constant make N²). */
+const binary = (f: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor) => (a: OpArgs) => {
+  const [x, y] = [need(a, 0), need(a, 1)];
+  a.bound(broadcastShapes(x.shape, y.shape));
+  return [f(x, y)];
+};
+/** The inputs of a variadic element-wise operator, their broadcast shape checked. */
+const operands = (a: OpArgs) => {
   const xs = a.inputs.filter((x): x is tf.Tensor => !!x);
+  a.bound(xs.reduce<number[]>((s, x) => broadcastShapes(s, x.shape), []));
+  return xs;
+};
+const variadic = (f: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor) => (a: OpArgs) => {
+  const xs = operands(a);
   return [xs.slice(1).reduce((acc, x) => f(acc, x), xs[0])];
 };
+
+/** The shape of numpy's matmul of `x` and `y` (1-D operands promoted, batch dimensions broadcast). */
+function matMulShape(x: readonly number[], y: readonly number[]): number[] {
+  const xs = x.length === 1 ? [1, x[0]] : x;
+  const ys = y.length === 1 ? [y[0], 1] : y;
+  return [...broadcastShapes(xs.slice(0, -2), ys.slice(0, -2)), xs[xs.length - 2], ys[ys.length - 1]];
+}
 
 /** Integer division truncating toward zero (C semantics, as ONNX defines Div on integers). */
 function truncDiv(x: tf.Tensor, y: tf.Tensor): tf.Tensor {
@@ -46,7 +64,10 @@ function matMul(x: tf.Tensor, y: tf.Tensor): tf.Tensor {
 function gemm(a: OpArgs): tf.Tensor[] {
   const alpha = float(a, 'alpha', 1);
   const beta = float(a, 'beta', 1);
-  let y = tf.matMul(need(a, 0) as tf.Tensor2D, need(a, 1) as tf.Tensor2D, int(a, 'transA', 0) === 1, int(a, 'transB', 0) === 1);
+  const [p, q] = [need(a, 0), need(a, 1)];
+  const [transA, transB] = [int(a, 'transA', 0) === 1, int(a, 'transB', 0) === 1];
+  a.bound([p.shape[transA ? 1 : 0] as number, q.shape[transB ? 0 : 1] as number]);
+  let y = tf.matMul(p as tf.Tensor2D, q as tf.Tensor2D, transA, transB);
   if (alpha !== 1) y = tf.mul(y, alpha);
   const c = a.inputs[2];
   if (c) y = tf.add(y, beta === 1 ? c : tf.mul(c, beta));
@@ -56,6 +77,7 @@ function gemm(a: OpArgs): tf.Tensor[] {
 function mod(a: OpArgs): tf.Tensor[] {
   const x = need(a, 0);
   const y = need(a, 1);
+  a.bound(broadcastShapes(x.shape, y.shape));
   if (int(a, 'fmod', 0) === 1) {
     // C fmod: the sign of the dividend.
     if (x.dtype === 'int32') return [tf.sub(x, tf.mul(y, truncDiv(x, y)))];
@@ -105,10 +127,14 @@ export const arithmetic: OpTable = {
   Max: variadic(tf.maximum),
   Sum: variadic(tf.add),
   Mean: (a) => {
-    const xs = a.inputs.filter((x): x is tf.Tensor => !!x);
+    const xs = operands(a);
     return [tf.div(xs.slice(1).reduce((acc, x) => tf.add(acc, x), xs[0]), xs.length)];
   },
-  MatMul: binary(matMul),
+  MatMul: (a) => {
+    const [x, y] = [need(a, 0), need(a, 1)];
+    a.bound(matMulShape(x.shape, y.shape));
+    return [matMul(x, y)];
+  },
   Gemm: gemm,
   Equal: binary(tf.equal),
   Less: binary(tf.less),
@@ -121,7 +147,7 @@ export const arithmetic: OpTable = {
   Not: unary(tf.logicalNot),
   Where: (a) => {
     const [c, x, y] = [need(a, 0), need(a, 1), need(a, 2)];
-    const shape = broadcastShapes(broadcastShapes(c.shape, x.shape), y.shape);
+    const shape = a.bound(broadcastShapes(broadcastShapes(c.shape, x.shape), y.shape));
     return [tf.where(tf.broadcastTo(c, shape) as tf.Tensor, tf.broadcastTo(x, shape), tf.broadcastTo(y, shape))];
   },
   IsNaN: unary(tf.isNaN),

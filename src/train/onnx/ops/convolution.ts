@@ -132,6 +132,8 @@ function convTranspose(a: OpArgs): tf.Tensor[] {
   const inShape = x.shape.slice(2);
   // The full output before cropping: (in - 1) * stride + (k - 1) * dilation + 1.
   const full0 = inShape.map((d, i) => (d - 1) * strides0[i] + (kernel0[i] - 1) * dil0[i] + 1);
+  const channelsOut = (w.shape[1] as number) * group;
+  a.bound([x.shape[0] as number, channelsOut, ...full0.map((f, i) => f + (outPad0[i] ?? 0))]);
   const outShapeAttr = ints(a, 'output_shape');
   const auto = str(a, 'auto_pad', 'NOTSET');
   let begins: number[];
@@ -154,6 +156,7 @@ function convTranspose(a: OpArgs): tf.Tensor[] {
     begins = kernel0.map((_, i) => p[i]);
     lengths = full0.map((f, i) => f + outPad0[i] - p[i] - p[i + n]);
   }
+  a.bound([x.shape[0] as number, channelsOut, ...lengths]);
   let strides = strides0;
   let dil = dil0;
   let full = full0;

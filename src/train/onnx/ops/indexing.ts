@@ -12,6 +12,7 @@ function gather(a: OpArgs): tf.Tensor[] {
   const x = need(a, 0);
   const axis = axisOf(int(a, 'axis', 0), x.rank);
   const idx = need(a, 1);
+  a.bound([...x.shape.slice(0, axis), ...idx.shape, ...x.shape.slice(axis + 1)]);
   const flat = wrap(idx.reshape([idx.size]), x.shape[axis]);
   const out = tf.gather(x, flat, axis);
   return [out.reshape([...x.shape.slice(0, axis), ...idx.shape, ...x.shape.slice(axis + 1)])];
@@ -119,6 +120,7 @@ function slice(a: OpArgs): tf.Tensor[] {
 function oneHot(a: OpArgs): tf.Tensor[] {
   const idx = need(a, 0);
   const depth = Number(need(a, 1).dataSync()[0]);
+  a.bound([...idx.shape, depth]);
   const [off, on] = values(need(a, 2));
   const axis = int(a, 'axis', -1);
   const hot = tf.oneHot(wrap(idx, depth).reshape([idx.size]), depth).reshape([...idx.shape, depth]);

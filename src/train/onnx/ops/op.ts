@@ -27,6 +27,13 @@ export interface OpArgs {
   isDequantizedWeight(i: number): boolean;
   /** A tfjs tensor for a tensor attribute. */
   constant(t: OnnxTensor): tf.Tensor;
+  /**
+   * Check a shape the node is about to allocate, derived from the model's values (pads, sizes,
+   * repeats, a broadcast), against the trainer's bound (src/train/program/shape-bound.ts; a -1
+   * allowed where `inferred`); returns it.
+   * @throws ModelFormatError past the bound, before anything is allocated.
+   */
+  bound(shape: readonly number[], inferred?: boolean): number[];
 }
 
 /** An operator: its outputs, in the node's output order (trailing optional outputs may be left out). */

@@ -247,6 +247,7 @@ function plan(a: OpArgs, x: tf.Tensor, scalesIn: number[] | undefined, sizesIn: 
       for (const d of axes) ((scale[d] = s), (outSize[d] = Math.floor(s * x.shape[d] + 0.5)));
     } else throw unsupported(a, `keep_aspect_ratio_policy ${JSON.stringify(policy)} (implemented: stretch, not_larger, not_smaller)`);
   }
+  a.bound(outSize);
   return x.shape.map((inSize, d) => ({
     inSize, outSize: outSize[d], scale: scale[d], mode, coordinates, nearestMode,
     cubicA: float(a, 'cubic_coeff_a', -0.75), excludeOutside: int(a, 'exclude_outside', 0) === 1,

@@ -12,7 +12,7 @@ function reshape(a: OpArgs): tf.Tensor[] {
   const shape = a.opset >= 5 ? values(need(a, 1)) : (ints(a, 'shape') ?? []);
   const allowZero = int(a, 'allowzero', 0) === 1;
   const out = shape.map((d, i) => (d === 0 && !allowZero ? x.shape[i] : d));
-  return [x.reshape(out)];
+  return [x.reshape(a.bound(out, true))];
 }
 
 function flatten(a: OpArgs): tf.Tensor[] {
@@ -51,7 +51,7 @@ function shapeOf(a: OpArgs): tf.Tensor[] {
 
 function expand(a: OpArgs): tf.Tensor[] {
   const x = need(a, 0);
-  const shape = broadcastShapes(x.shape, values(need(a, 1)));
+  const shape = a.bound(broadcastShapes(x.shape, values(need(a, 1))));
   const lifted = x.rank < shape.length ? x.reshape([...new Array(shape.length - x.rank).fill(1), ...x.shape]) : x;
   return [tf.broadcastTo(lifted, shape)];
 }
@@ -96,6 +96,7 @@ function pad(a: OpArgs): tf.Tensor[] {
     x = tf.slice(x, begin, size);
   }
   const grow = spec.map(([b, e]) => [Math.max(0, b), Math.max(0, e)] as [number, number]);
+  a.bound(x.shape.map((d, i) => d + grow[i][0] + grow[i][1]));
   if (mode === 'constant') return [tf.pad(x, grow, value)];
   if (mode !== 'reflect' && mode !== 'edge') throw unsupported(a, `pad mode ${JSON.stringify(mode)} (implemented: constant, reflect, edge)`);
   let y = x;
@@ -158,7 +159,7 @@ function cast(a: OpArgs, to: number): tf.Tensor[] {
 }
 
 function constantOfShape(a: OpArgs): tf.Tensor[] {
-  const shape = values(need(a, 0));
+  const shape = a.bound(values(need(a, 0)));
   const t = a.node.attributes.get('value')?.t;
   const dtype = t ? (tfDtype(t.dataType) ?? 'float32') : 'float32';
   const v = t ? Number(t.values[0]) : 0;
@@ -168,6 +169,7 @@ function constantOfShape(a: OpArgs): tf.Tensor[] {
 function range(a: OpArgs): tf.Tensor[] {
   const [start, limit, delta] = [0, 1, 2].map((i) => Number(need(a, i).dataSync()[0]));
   const n = Math.max(0, Math.ceil((limit - start) / delta));
+  a.bound([Number.isFinite(n) ? n : -1]);
   const dtype = need(a, 0).dtype;
   return [tensorOf(Array.from({ length: n }, (_, i) => start + i * delta), [n], dtype)];
 }
@@ -221,7 +223,12 @@ export const shape: OpTable = {
   Shape: shapeOf,
   Size: (a) => [tf.scalar(need(a, 0).size, 'int32')],
   Expand: expand,
-  Tile: (a) => [tf.tile(need(a, 0), values(need(a, 1)))],
+  Tile: (a) => {
+    const x = need(a, 0);
+    const repeats = values(need(a, 1));
+    a.bound(x.shape.map((d, i) => d * (repeats[i] ?? 1)));
+    return [tf.tile(x, repeats)];
+  },
   Pad: pad,
   Split: split,
   Identity: (a) => [need(a, 0)],
