@@ -84,7 +84,7 @@ function onnxWith(nodes: Parameters<typeof node>[0][], initializers: Parameters<
 const i64 = (name: string, values: number[], dims = [values.length]) => ({ name, dims, dataType: DT.INT64, int64Data: values });
 const f32 = (name: string, values: number[], dims = [values.length]) => ({ name, dims, dataType: DT.FLOAT, raw: f32le(values) });
 
-test('ONNX: Pad, Reshape, Resize, Upsample, Tile, Expand, ConstantOfShape, Range, OneHot, Gather, MatMul, Where and broadcasts asking for billions of elements are refused before allocating', () => {
+test('ONNX: Pad, Reshape, Resize, Upsample, Tile, Expand, ConstantOfShape, Range, OneHot, Conv and MaxPool pads, Conv dilations, Gather, MatMul, Where and broadcasts asking for billions of elements are refused before allocating', () => {
   const x = tf.zeros([1, 2]);
   const big = 100_000;
   const cases: [string, Uint8Array, RegExp][] = [
@@ -101,6 +101,19 @@ test('ONNX: Pad, Reshape, Resize, Upsample, Tile, Expand, ConstantOfShape, Range
   for (const [label, bytes, why] of cases) {
     assert.throws(() => tf.tidy(() => new OnnxProgram(bytes, { source: 'tiny.onnx' }).run({ x })), refusal(why), label);
   }
+  // Conv and MaxPool pads (the padded input is built with tf.pad) and Conv dilations (the kernel is dilated with zeros).
+  const image = tf.zeros([1, 1, 2, 2]);
+  const spatial = (opType: string, attributes: Parameters<typeof node>[0]['attributes'], kernel: number[]) =>
+    model(graph({ nodes: [node({ opType, inputs: opType === 'Conv' ? ['x', 'w'] : ['x'], outputs: ['y'], attributes })], initializers: [tensor(f32('w', new Array(kernel[0] * kernel[1]).fill(1), [1, 1, ...kernel]))], inputs: [valueInfo('x', [1, 1, 2, 2])], outputs: [valueInfo('y', [1, 1, 2, 2])] }));
+  const pads = { name: 'pads', type: 7, ints: [0, 0, big, big] };
+  for (const [label, bytes, why] of [
+    ['Conv pads', spatial('Conv', [pads], [1, 1]), /\(Conv\) asks for a tensor of shape \[1, 1, 100002, 100002\]/],
+    ['Conv dilations', spatial('Conv', [{ name: 'dilations', type: 7, ints: [big, big] }], [2, 2]), /\(Conv\) asks for a tensor of shape \[100001, 100001, 1, 1\]/],
+    ['MaxPool pads', spatial('MaxPool', [pads, { name: 'kernel_shape', type: 7, ints: [1, 1] }], [1, 1]), /\(MaxPool\) asks for a tensor of shape \[1, 1, 100002, 100002\]/],
+  ] as const) {
+    assert.throws(() => tf.tidy(() => new OnnxProgram(bytes, { source: 'tiny.onnx' }).run({ x: image })), refusal(why), label);
+  }
+  image.dispose();
   // Operands the graph is fed (a file's constants of 70,000 values are bound by the file): their
   // product or broadcast, 4.9 × 10^9 elements, is refused all the same.
   const n = 70_000;

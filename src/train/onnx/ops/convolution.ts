@@ -7,8 +7,18 @@
 import * as tf from '@tensorflow/tfjs';
 import { int, ints, need, str, unsupported, type OpArgs, type OpTable } from './op.ts';
 
-/** Begin and end padding of every spatial axis, from `pads` or `auto_pad`. */
-export function spatialPads(a: OpArgs, inShape: number[], kernel: number[], strides: number[], dilations: number[]): [number, number][] {
+/**
+ * Begin and end padding of every spatial axis, from `pads` or `auto_pad`; the padded input
+ * (`lead`: its batch and channel dimensions) is checked against the trainer's bound, as it is
+ * built with tf.pad.
+ */
+export function spatialPads(a: OpArgs, inShape: number[], kernel: number[], strides: number[], dilations: number[], lead: number[]): [number, number][] {
+  const pads = padsOf(a, inShape, kernel, strides, dilations);
+  a.bound([...lead, ...inShape.map((d, i) => d + Math.max(0, pads[i][0]) + Math.max(0, pads[i][1]))]);
+  return pads;
+}
+
+function padsOf(a: OpArgs, inShape: number[], kernel: number[], strides: number[], dilations: number[]): [number, number][] {
   const n = kernel.length;
   const auto = str(a, 'auto_pad', 'NOTSET');
   if (auto === 'NOTSET') {
@@ -56,7 +66,9 @@ function conv(a: OpArgs): tf.Tensor[] {
   let kernel = w.shape.slice(2);
   let strides = ints(a, 'strides') ?? kernel.map(() => 1);
   let dilations = ints(a, 'dilations') ?? kernel.map(() => 1);
-  let pads = spatialPads(a, x.shape.slice(2), kernel, strides, dilations);
+  let pads = spatialPads(a, x.shape.slice(2), kernel, strides, dilations, x.shape.slice(0, 2));
+  // The kernel is dilated by inserting zeros: its size grows with the dilations.
+  a.bound([...kernel.map((k, i) => (k - 1) * (dilations[i] ?? 1) + 1), ...w.shape.slice(0, 2)]);
   const oneD = n === 1;
   if (oneD) {
     // As 2-D with a height of 1.

@@ -25,7 +25,7 @@ function geometry(a: OpArgs, x: tf.Tensor): Geometry {
   const strides = ints(a, 'strides') ?? kernel.map(() => 1);
   const dilations = ints(a, 'dilations') ?? kernel.map(() => 1);
   const inShape = x.shape.slice(2);
-  const pads = spatialPads(a, inShape, kernel, strides, dilations);
+  const pads = spatialPads(a, inShape, kernel, strides, dilations, x.shape.slice(0, 2));
   const ceil = int(a, 'ceil_mode', 0) === 1;
   const extra = kernel.map((k, i) => {
     const ek = (k - 1) * dilations[i] + 1;
