@@ -575,7 +575,9 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       const autoTrained = join(dir, 'auto-trained.ndiff');
       const autoMetrics = join(dir, 'auto-trained.json');
       assert.equal(await main(['train', '--model-id', 'mlp', '--base', join(dir, 'v1'), '--teacher', join(dir, 'v2'), '--train', join(dir, 'x.npy'), '--method', 'auto', '--budget', '5%', '--epochs', '2', '--tune', 'off', '--out', autoTrained, '--metrics-out', autoMetrics, '--eval', join(dir, 'x.npy')], cio), 0, lines.join('\n'));
-      const am = JSON.parse(await readFile(autoMetrics, 'utf8')) as { method: string; auto: { chosen: string; candidates: { method: string; score?: number; bytes?: number }[] } };
+      const am = JSON.parse(await readFile(autoMetrics, 'utf8')) as { method: string; trainSeconds: number; auto: { chosen: string; candidates: { method: string; score?: number; bytes?: number; seconds: number }[] } };
+      // The run's time is every candidate's, not only the chosen one's.
+      assert.ok(Math.abs(am.trainSeconds - am.auto.candidates.reduce((t, c) => t + c.seconds, 0)) < 1e-6, `trainSeconds ${am.trainSeconds}`);
       assert.deepEqual(am.auto.candidates.map((c) => c.method), ['lowbit', 'sparse', 'lora', 'sparse-lora', 'topk-retrain']);
       const top = Math.max(...am.auto.candidates.map((c) => c.score ?? -Infinity));
       assert.equal(am.auto.candidates.find((c) => c.method === am.auto.chosen)?.score, top);
@@ -586,7 +588,7 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       assert.equal(await main(['report', join(dir, 'trained.json'), autoMetrics, '--out', join(dir, 'report')], io), 0, lines.join('\n'));
       const md = await readFile(join(dir, 'report', 'report.md'), 'utf8');
       assert.match(md, /\| lowbit \(teacher\) \| 5% \|/);
-      assert.match(md, new RegExp(`\\| ${am.auto.chosen} \\(teacher\\) \\| 5% \\|`));
+      assert.match(md, new RegExp(`\\| ${am.auto.chosen} \\(teacher; auto's choice of 5\\) \\| 5% \\|`));
       // A lowbit budget must be a size, and top-k's codec is not lowbit's.
       lines.length = 0;
       assert.equal(await main([...args.slice(0, 8), 'all', ...args.slice(9)], io), 2);

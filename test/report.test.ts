@@ -113,7 +113,7 @@ test('runs trained toward a teacher without labels are compared by agreement wit
   const md = renderMarkdown(rows);
   assert.match(md, /\| base \(before the update\) \| - \| 0 \| -28\.72 \| 71\.28% \|/);
   assert.match(md, /\| sparse \(teacher\) \| 1% \| 1,364 \| -0\.80 ✓ \| 99\.20% \|/);
-  assert.match(md, /\| topk \(teacher\) \| 1% \| 1,363 \| -28\.78 \| 71\.22% \|/);
+  assert.match(md, /\| topk \(post hoc\) \| 1% \| 1,363 \| -28\.78 \| 71\.22% \|/);
   assert.match(md, /\| the teacher, shipped whole \| - \| 136,488 \| \+0\.00 ✓ \| 100% \|/);
   // Stricter than any payload: the closest, and shipping the teacher whole named with its size.
   const strict = summarize(rows.filter((r) => r.method === 'sparse'), { tolerance: 0.2 }).recommendation;

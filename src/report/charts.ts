@@ -9,18 +9,28 @@ import { REPORT_METHODS, type ReportMethod, type ReportRow } from './results.ts'
 import type { ChartPoint, ChartSpec, OffAxis, ReferenceLine, Series } from './svg.ts';
 import { MEASURE_WORDS, shipped, updatesOf, valueOf, type Measure, type ReportSummary, type UpdateSummary } from './summary.ts';
 
-/** The methods and teacher flags present, in report order. */
-function seriesKeys(rows: readonly ReportRow[]): { method: ReportMethod; teacher: boolean }[] {
-  const keys: { method: ReportMethod; teacher: boolean }[] = [];
-  for (const method of REPORT_METHODS) for (const teacher of [false, true]) if (rows.some((r) => r.method === method && !!r.teacher === teacher)) keys.push({ method, teacher });
+/** A series: a method and how its payloads were made (trained, toward a teacher, post hoc by ndiff diff). */
+interface SeriesKey { method: ReportMethod; teacher: boolean; postHoc: boolean }
+/** Whether a row belongs to a series. */
+const inSeries = (r: ReportRow, k: SeriesKey) => r.method === k.method && !!r.teacher === k.teacher && !!r.postHoc === k.postHoc;
+
+/** The series present, in report order. */
+function seriesKeys(rows: readonly ReportRow[]): SeriesKey[] {
+  const keys: SeriesKey[] = [];
+  for (const method of REPORT_METHODS) {
+    for (const [teacher, postHoc] of [[false, false], [true, false], [true, true], [false, true]]) {
+      const k = { method, teacher, postHoc };
+      if (rows.some((r) => inSeries(r, k))) keys.push(k);
+    }
+  }
   return keys;
 }
 
-/** Series style of a method (teacher rows: dashed, square markers). */
-const style = (method: ReportMethod, teacher: boolean): Pick<Series, 'name' | 'color' | 'dashed' | 'marker' | 'markersOnly'> => ({
-  name: seriesName(method, teacher),
+/** Series style of a method (rows trained toward a teacher: dashed, square markers; post-hoc rows: plain, as the post-hoc methods). */
+const style = ({ method, teacher, postHoc }: SeriesKey): Pick<Series, 'name' | 'color' | 'dashed' | 'marker' | 'markersOnly'> => ({
+  name: seriesName(method, teacher, postHoc),
   color: METHOD_COLORS[method],
-  ...(teacher ? { dashed: true, marker: 'square' as const } : {}),
+  ...(teacher && !postHoc ? { dashed: true, marker: 'square' as const } : {}),
   ...(method === 'full' || method === 'zstd' || method === 'exact' ? { markersOnly: true } : {}),
 });
 
@@ -37,7 +47,7 @@ export function distinctPoints(rows: readonly ReportRow[], value: (r: ReportRow)
     const key = `${r.bytes}|${y}`;
     const g = groups.get(key);
     if (g) g.budgets.push(budgetLabel(r));
-    else groups.set(key, { x: r.bytes, y, budgets: [budgetLabel(r)], name: methodName(r.method, r.teacher) });
+    else groups.set(key, { x: r.bytes, y, budgets: [budgetLabel(r)], name: methodName(r.method, r.teacher, r.postHoc) });
   }
   return [...groups.values()].map((g) => {
     const budgets = g.budgets.filter((b) => b !== '-').join(', ');
@@ -64,10 +74,10 @@ function updateChart(u: UpdateSummary, measure: Measure, summary: ReportSummary)
   const teacherRow = u.teacher?.row;
   // The teacher's own row (teacherIs) agrees with it on everything.
   const value = (r: ReportRow) => (r === teacherRow && measure !== 'accuracy' ? 1 : valueOf(r, measure));
-  const series: Series[] = seriesKeys(u.rows).map(({ method, teacher }) => ({
-    ...style(method, teacher),
-    fit: LEARNED_METHODS.has(method),
-    points: distinctPoints(u.rows.filter((r) => r.method === method && !!r.teacher === teacher), value),
+  const series: Series[] = seriesKeys(u.rows).map((k) => ({
+    ...style(k),
+    fit: LEARNED_METHODS.has(k.method) && !k.postHoc,
+    points: distinctPoints(u.rows.filter((r) => inSeries(r, k)), value),
   })).filter((s) => s.points.length);
   const lines: ReferenceLine[] = [];
   const base = measure === 'accuracy' ? u.base.accuracy : measure === 'agreement' ? u.base.agreement : u.base.closeness;
@@ -106,10 +116,10 @@ export function driftCharts(rows: readonly ReportRow[]): ChartSpec[] {
   const budgets = [...new Set(drifting.map((r) => budgetLabel(r)))].sort((a, b) => parseFloat(a) - parseFloat(b));
   return budgets.map((b) => {
     const at = drifting.filter((r) => budgetLabel(r) === b);
-    const series: Series[] = seriesKeys(at).map(({ method, teacher }) => ({
-      ...style(method, teacher),
-      fit: LEARNED_METHODS.has(method),
-      points: at.filter((r) => r.method === method && !!r.teacher === teacher).sort((x, y) => x.update - y.update).map((r) => [r.update, 100 * (r.driftFromFull as number), `${methodName(method, teacher)} ${b}, update ${r.update}`, `u${r.update}`] as ChartPoint),
+    const series: Series[] = seriesKeys(at).map((k) => ({
+      ...style(k),
+      fit: LEARNED_METHODS.has(k.method) && !k.postHoc,
+      points: at.filter((r) => inSeries(r, k)).sort((x, y) => x.update - y.update).map((r) => [r.update, 100 * (r.driftFromFull as number), `${methodName(k.method, k.teacher, k.postHoc)} ${b}, update ${r.update}`, `u${r.update}`] as ChartPoint),
     }));
     return { title: `Budget ${b} of the model`, xLabel: 'update', yLabel: 'points behind full FT', series, xFormat: (v: number) => String(Math.round(v)), yFormat: (v: number) => v.toFixed(1), width: 480, height: 300 };
   }).filter((c) => c.series.length);

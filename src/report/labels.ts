@@ -38,14 +38,18 @@ export const METHOD_LABELS: Record<ReportMethod, string> = {
 /** Methods that learn the diff (or train the whole model): the charts' y-axis is fitted to them. */
 export const LEARNED_METHODS: ReadonlySet<ReportMethod> = new Set(['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'lowbit', 'auto', 'full', 'exact', 'zstd']);
 
-/** A row's method as tables name it: `sparse`, or `sparse (teacher)` for a row trained toward a teacher. */
-export function methodName(method: ReportMethod, teacher: boolean | undefined): string {
-  return teacher ? `${method} (teacher)` : method;
+/**
+ * A row's method as tables name it: `sparse`, `sparse (teacher)` for a row trained toward a
+ * teacher, `lowbit (post hoc)` for a payload `ndiff diff` made from the new version's weights.
+ */
+export function methodName(method: ReportMethod, teacher: boolean | undefined, postHoc?: boolean): string {
+  return postHoc ? `${method} (post hoc)` : teacher ? `${method} (teacher)` : method;
 }
 
 /** A series' name in a legend. */
-export function seriesName(method: ReportMethod, teacher: boolean | undefined): string {
-  return teacher ? `${method === 'topk' ? 'top-k' : method} (teacher)` : METHOD_LABELS[method];
+export function seriesName(method: ReportMethod, teacher: boolean | undefined, postHoc?: boolean): string {
+  const name = method === 'topk' ? 'top-k' : method;
+  return postHoc ? `${name} (post hoc)` : teacher ? `${name} (teacher)` : METHOD_LABELS[method];
 }
 
 /** The budget as it was asked for (`1%`, `40KB`), or `-` for rows without one (full, zstd). */
@@ -55,8 +59,8 @@ export function budgetLabel(r: Pick<ReportRow, 'budget' | 'budgetPct'>): string 
 }
 
 /** A row's method and budget in a sentence: `sparse at 1%`, `full fine-tuning`. */
-export function settingName(method: ReportMethod, teacher: boolean | undefined, budget: string): string {
-  return budget === '-' ? (teacher ? methodName(method, true) : METHOD_LABELS[method]) : `${methodName(method, teacher)} at ${budget}`;
+export function settingName(method: ReportMethod, teacher: boolean | undefined, budget: string, postHoc?: boolean): string {
+  return budget === '-' ? (teacher || postHoc ? methodName(method, teacher, postHoc) : METHOD_LABELS[method]) : `${methodName(method, teacher, postHoc)} at ${budget}`;
 }
 
 /** 0.8735 -> `87.35%`; `-` when not measured. */

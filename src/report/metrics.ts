@@ -76,6 +76,12 @@ export function metricsToRow(m: Record<string, unknown>, where: string): ReportR
   const first = Array.isArray(m.selection) ? obj((m.selection as unknown[])[0]) : undefined;
   const shippedFrom = chosen && chosen !== first && typeof chosen.label === 'string' ? chosen.label.replace(/^--also-consider /, '') : undefined;
 
+  // --method auto trained every candidate: the run took all their time, not only the chosen one's
+  // (files written before train counted them all hold the chosen candidate's in trainSeconds).
+  const auto = obj(m.auto);
+  const candidates = Array.isArray(auto?.candidates) ? (auto.candidates as unknown[]).map(obj).filter((c) => num(c?.seconds)) : [];
+  const autoSeconds = candidates.length ? candidates.reduce((t, c) => t + (c?.seconds as number), 0) : null;
+
   return {
     update: Number.isInteger(m.sequence) && (m.sequence as number) >= 1 ? (m.sequence as number) : 1,
     method,
@@ -84,9 +90,12 @@ export function metricsToRow(m: Record<string, unknown>, where: string): ReportR
     bytes: m.bytes as number,
     accAll,
     accBefore: orNull(m.accuracyBefore),
-    trainSeconds: orNull(m.trainSeconds),
+    trainSeconds: autoSeconds !== null ? Math.max(autoSeconds, orNull(m.trainSeconds) ?? 0) : orNull(m.trainSeconds),
     modelBytes,
     ...(diff || teacher || onnxEval ? { teacher: true, teacherBytes } : {}),
+    // ndiff diff made it from --target's weights: another setting than a trained payload of its method.
+    ...(diff ? { postHoc: true } : {}),
+    ...(auto && typeof auto.chosen === 'string' ? { auto: auto.chosen, autoCandidates: candidates.length } : {}),
     ...(close ?? {}),
     ...(shippedFrom ? { shippedFrom } : {}),
     ...(typeof m.modelId === 'string' ? { name: m.modelId } : {}),

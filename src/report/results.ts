@@ -31,6 +31,11 @@ export interface RowFields {
   trainSeconds?: number | null;
   /** Trained toward a teacher (the new version a team trained) rather than from labels alone. */
   teacher?: boolean;
+  /**
+   * Made after the fact from the new version's weights (`ndiff diff`), not trained: a post-hoc
+   * lowbit payload is another setting than a trained one of the same method and budget.
+   */
+  postHoc?: boolean;
   /** Share (0-1) of held-out predictions equal to the teacher's (null: not measured). */
   agreement?: number | null;
   /** Accuracy of the model the device held before this update, on the same data (null: not measured). */
@@ -63,6 +68,9 @@ export interface ReportRow extends RowFields {
   teacherBytes?: number | null;
   /** The file the row came from. */
   source?: string;
+  /** `ndiff train --method auto`: the method it chose (the row's method), and how many candidates it trained (their time is the row's). */
+  auto?: string;
+  autoCandidates?: number;
 }
 
 const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
@@ -78,7 +86,7 @@ export function checkRowFields(row: Record<string, unknown>, where: string, accu
   for (const k of ['accOld', 'accNew', 'driftFromFull', 'trainSeconds', 'agreement', 'accBefore', 'agreementBefore']) {
     if (!optionalNum(row[k])) throw new UsageError(`${where}: "${k}" must be a finite number or null, found ${JSON.stringify(row[k])}`);
   }
-  if (row.teacher !== undefined && typeof row.teacher !== 'boolean') throw new UsageError(`${where}: "teacher" must be true or false, found ${JSON.stringify(row.teacher)}`);
+  for (const k of ['teacher', 'postHoc']) if (row[k] !== undefined && typeof row[k] !== 'boolean') throw new UsageError(`${where}: "${k}" must be true or false, found ${JSON.stringify(row[k])}`);
 }
 
 /**

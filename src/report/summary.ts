@@ -59,7 +59,7 @@ export const shipped = (r: ReportRow): boolean => r.bytes > 0 && r.refused !== t
 
 /** Rows in report order: method, teacher rows after label rows, budget. */
 export function sortRows<T extends ReportRow>(rows: readonly T[]): T[] {
-  return [...rows].sort((a, b) => REPORT_METHODS.indexOf(a.method) - REPORT_METHODS.indexOf(b.method) || Number(!!a.teacher) - Number(!!b.teacher) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9) || a.bytes - b.bytes);
+  return [...rows].sort((a, b) => REPORT_METHODS.indexOf(a.method) - REPORT_METHODS.indexOf(b.method) || Number(!!a.teacher) - Number(!!b.teacher) || Number(!!a.postHoc) - Number(!!b.postHoc) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9) || a.bytes - b.bytes);
 }
 
 /** A closed range of values ([lo, hi], equal when every row agrees). */
@@ -110,6 +110,8 @@ export interface BudgetSummary {
   key: string;
   method: ReportMethod | 'teacher';
   teacher: boolean;
+  /** Made by `ndiff diff` from the new version's weights, not trained. */
+  postHoc: boolean;
   budget: string;
   budgetPct: number | null;
   /** How tables and sentences name it. */
@@ -172,8 +174,8 @@ function teacherOf(rows: ReportRow[], opts: ReportOptions): TeacherRef | undefin
   return { label: 'the teacher (the new version itself)', accAll: first('teacherAccAll') ?? null, bytes: first('teacherBytes') ?? null };
 }
 
-/** A budget setting's identity across updates. */
-const keyOf = (method: string, teacher: boolean | undefined, budget: string) => `${method}|${teacher ? 'teacher' : ''}|${budget}`;
+/** A budget setting's identity across updates: the method, how the payload was made (trained, toward a teacher, post hoc) and the budget. */
+const keyOf = (r: Pick<ReportRow, 'method' | 'teacher' | 'postHoc'>, budget: string) => `${r.method}|${r.postHoc ? 'post hoc' : r.teacher ? 'teacher' : ''}|${budget}`;
 
 /** Conclude what the rows say: measure, per-update references, per-budget summary, recommendation. */
 export function summarize(rows: readonly ReportRow[], opts: ReportOptions = {}): ReportSummary {
@@ -205,8 +207,9 @@ export function summarize(rows: readonly ReportRow[], opts: ReportOptions = {}):
   });
 
   // Each (method, teacher, budget) across updates, and the teacher shipped whole where its size is known.
-  const settings = new Map<string, { method: ReportMethod | 'teacher'; teacher: boolean; budget: string; budgetPct: number | null; label: string; cells: { update: number; bytes: number; acc: number | null; agr: number | null; value: number | null; reference: number | null }[] }>();
-  const cell = (key: string, init: () => { method: ReportMethod | 'teacher'; teacher: boolean; budget: string; budgetPct: number | null; label: string }) => {
+  type Setting = { method: ReportMethod | 'teacher'; teacher: boolean; postHoc?: boolean; budget: string; budgetPct: number | null; label: string };
+  const settings = new Map<string, Setting & { cells: { update: number; bytes: number; acc: number | null; agr: number | null; value: number | null; reference: number | null }[] }>();
+  const cell = (key: string, init: () => Setting) => {
     let s = settings.get(key);
     if (!s) settings.set(key, (s = { ...init(), cells: [] }));
     return s;
@@ -216,7 +219,13 @@ export function summarize(rows: readonly ReportRow[], opts: ReportOptions = {}):
       const budget = budgetLabel(r);
       // The teacher's own row, when it is one (`teacherIs`), agrees with itself.
       const isTeacher = u.teacher?.row === r;
-      const s = cell(keyOf(r.method, r.teacher, budget), () => ({ method: r.method, teacher: !!r.teacher, budget, budgetPct: r.budgetPct, label: settingName(r.method, r.teacher, budget) }));
+      const label = settingName(r.method, r.teacher, budget, r.postHoc);
+      let key = keyOf(r, budget);
+      // Two runs of one setting on one update (a rerun, another seed): two settings, each named by
+      // its file, never one averaged figure that matches neither row of the table.
+      const twice = settings.get(key)?.cells.some((c) => c.update === u.update);
+      if (twice) key = `${key}|${r.source ?? u.rows.indexOf(r)}`;
+      const s = cell(key, () => ({ method: r.method, teacher: !!r.teacher, postHoc: !!r.postHoc, budget, budgetPct: r.budgetPct, label: twice ? `${label} (${r.source ?? `row ${u.rows.indexOf(r) + 1}`})` : label }));
       const agr = isTeacher ? 1 : typeof r.agreement === 'number' ? r.agreement : null;
       s.cells.push({ update: u.update, bytes: r.bytes, acc: r.accAll, agr, value: isTeacher ? (teacherValue(u.teacher as TeacherRef) ?? valueOf(r, measure)) : valueOf(r, measure), reference: u.reference });
     }
@@ -236,14 +245,14 @@ export function summarize(rows: readonly ReportRow[], opts: ReportOptions = {}):
     const worst = gaps.reduce<{ gap: number; update: number } | null>((w, g) => (!w || g.gap > w.gap ? g : w), null);
     const bytes = s.cells.map((c) => c.bytes);
     return {
-      key, method: s.method, teacher: s.teacher, budget: s.budget, budgetPct: s.budgetPct, label: s.label,
+      key, method: s.method, teacher: s.teacher, postHoc: !!s.postHoc, budget: s.budget, budgetPct: s.budgetPct, label: s.label,
       updates: compared.length,
       meanBytes: bytes.reduce((a, b) => a + b, 0) / bytes.length, minBytes: Math.min(...bytes), maxBytes: Math.max(...bytes),
       accuracy: stat(s.cells.map((c) => c.acc)), agreement: stat(s.cells.map((c) => c.agr)), measured: stat(s.cells.map((c) => c.value)),
       worstGap: worst?.gap ?? null, worstUpdate: worst?.update ?? null,
       within: gaps.filter((g) => withinPoints(g.gap, tolerance)).length,
     };
-  }).sort((a, b) => order(a) - order(b) || Number(a.teacher) - Number(b.teacher) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9));
+  }).sort((a, b) => order(a) - order(b) || Number(a.teacher) - Number(b.teacher) || Number(a.postHoc) - Number(b.postHoc) || (a.budgetPct ?? 1e9) - (b.budgetPct ?? 1e9));
 
   const notCompared = rows.filter((r) => shipped(r) && valueOf(r, measure) === null);
   return { measure, tolerance, updates, budgets, notCompared, recommendation: recommend(updates, budgets, measure, tolerance, notCompared.length) };

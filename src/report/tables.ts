@@ -29,7 +29,9 @@ const bytesText = (n: number) => n.toLocaleString('en-US');
  * smaller budget's payload of the same update won the selection (with what the budget alone gave).
  */
 export function methodCell(r: ReportRow): string {
-  const name = methodName(r.method, r.teacher);
+  const made = methodName(r.method, r.teacher, r.postHoc);
+  // auto's choice: `lowbit (teacher; auto's choice of 5)`, its time that of every candidate.
+  const name = typeof r.auto === 'string' ? `${made.replace(/\)$/, '')}${made.endsWith(')') ? '; ' : ' ('}auto's choice${r.autoCandidates ? ` of ${r.autoCandidates}` : ''})` : made;
   if (r.refused) return `${name} (refused: nothing shipped)`;
   if (typeof r.shippedFrom !== 'string') return name;
   const own = typeof r.ownAccAll === 'number' ? `; its own ${typeof r.ownBytes === 'number' ? `${r.ownBytes} B ` : ''}gave ${pct(r.ownAccAll)}` : '';

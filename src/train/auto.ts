@@ -51,7 +51,7 @@ function scoreOf(res: TrainDiffResult): { score: number; text: string } {
 
 /**
  * Train each of `candidates` (default {@link AUTO_CANDIDATES}) with `options` and return the
- * result best on validation, with every candidate's score, bytes and time. The model ends holding
+ * result best on validation, with every candidate's score, bytes and time (its `trainSeconds` is their sum: the run's). The model ends holding
  * the chosen result's weights. Needs a validation set (`options.validation` not 0). A candidate
  * refused (below the base on validation, or a budget it cannot use) is reported and skipped; if
  * every one is refused, the first refusal is thrown.
@@ -94,5 +94,7 @@ export async function trainAuto(
   }
   if (!best) throw firstRefusal;
   setModelWeights(model, (n) => best.res.targetValues.get(n) ?? (baseNames.has(n) ? base.values(n) : undefined));
-  return { ...best.res, auto: { chosen: best.method, candidates: outcomes } };
+  // The run's time is every candidate's, refused ones included: what choosing by validation cost.
+  const trainSeconds = outcomes.reduce((t, c) => t + c.seconds, 0);
+  return { ...best.res, trainSeconds, auto: { chosen: best.method, candidates: outcomes } };
 }
