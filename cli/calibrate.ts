@@ -25,6 +25,8 @@ export interface CalibrationReport {
   inputs: string;
   examples: number;
   chosen: string;
+  /** The unpatched base's loss on the same inputs: a chosen loss at or above it is no closer to the target than not updating. */
+  baseLoss: number;
   candidates: CandidateScore[];
 }
 
@@ -40,7 +42,7 @@ function choose<R extends BuiltPayload>(
     io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
   });
   io.progress(`  chose ${name} (unpatched base: loss ${measure.baseError.toPrecision(4)})`);
-  return { chosen, report: { ...inputs, chosen: name, candidates: scores } };
+  return { chosen, report: { ...inputs, chosen: name, baseLoss: measure.baseError, candidates: scores } };
 }
 
 /**

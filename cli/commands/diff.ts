@@ -9,6 +9,7 @@ import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import { compareInterfaces, describeDifference } from '../../src/diff/interface.ts';
+import { changeSize, defaultPostHocMethod, estimateFromWeights, type PostHocMethod, type WeightEstimate } from '../../src/diff/advice.ts';
 import { runStructuralDiff, runStructuralFolderDiff } from './diff-structural.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
@@ -22,7 +23,8 @@ export interface DiffArgs {
   budget: string;
   out: string;
   codec: 'auto' | 'f32' | 'f16' | 'i8' | 'l8' | 'l4';
-  method: 'topk' | 'lowbit' | 'auto';
+  /** Absent: the default ({@link defaultPostHocMethod}, said in the progress and in `--json`). */
+  method?: PostHocMethod;
   /** With lowbit: dense codes only, no low-rank factors or float16 outliers (for appliers that predate them). */
   lowbitCodesOnly?: boolean;
   calibrate?: string;
@@ -45,7 +47,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind and architecture' })
     .option('budget', { type: 'string', demandOption: true, describe: 'byte budget for the whole payload: `1%` of the base model as stored (the bytes of its weight files), `40KB`, `40KiB`, or bytes; or `all`: every changed weight, exactly (the device ends bit for bit at --target; format v4 when a tensor stored in 1 or 2 bytes is smaller as its stored bits, codec xs, else v3 when one is smaller range-coded, codec xr, else v2), whatever the size' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
-    .option('method', { choices: ['topk', 'lowbit', 'auto'] as const, default: 'topk' as const, describe: 'with a byte budget: topk keeps the largest changes (positions and values); lowbit carries every changed tensor, each at 1 to 8 bits with a scale per output channel, row or tensor (its largest changes apart at float16 when that pays), or as low-rank factors with a width per singular direction, chosen to leave the least error within the budget (format v6 when codes are used: the applier on the device must read version 6, and for its low-rank factors and outliers one of this release: see --lowbit-codes-only). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk. auto: both, and every lowbit variant, measured on --calibrate inputs; the closest to --target is written' })
+    .option('method', { choices: ['topk', 'lowbit', 'auto'] as const, describe: 'with a byte budget (default: lowbit, or top-k when it leaves less of the change out, as for a few large changes; with --calibrate, lowbit chosen on the inputs; topk with --codec or --budget all: the methods measured best post hoc in docs/BENCHMARKS.md): topk keeps the largest changes (positions and values); lowbit carries every changed tensor, each at 1 to 8 bits with a scale per output channel, row or tensor (its largest changes apart at float16 when that pays), or as low-rank factors with a width per singular direction, chosen to leave the least error within the budget (format v6 when codes are used: the applier on the device must read version 6, and for its low-rank factors and outliers one of this release: see --lowbit-codes-only). A fine-tune that moves every weight a little is carried far better by lowbit; a few large changes by topk. auto: both, and every lowbit variant, measured on --calibrate inputs; the closest to --target is written' })
     .option('calibrate', { type: 'string', describe: `with --method lowbit or auto: inputs from where the model runs, no labels needed, as --eval takes them (TF.js layers-models: x.npy, or a folder holding it, the first ${MAX_CALIBRATION_EXAMPLES}; .onnx files: a folder with one .npy per model input, --state and sequence.npy for stateful models, run by the ONNX executor; .tflite files: the same folder, or x.npy for one input, run by the LiteRT executor). Each candidate payload (lowbit with errors relative to each layer or plain, with and without low-rank factors, and for TF.js models weighed by every weight's Fisher information on these inputs, or with each dense and convolution kernel's codes rounded against its layer's inputs (GPTQ's update); with auto, top-k too) is measured by how close base + payload comes to --target's outputs on them (KL divergence for classifiers, else mean squared difference), and the closest is written; each is reported with its bytes and loss` })
     .option('lowbit-codes-only', { type: 'boolean', default: false, describe: 'with --method lowbit or auto: carry every tensor as dense codes of its change only, without the low-rank factors (a width per singular direction), the float16 outliers (the largest changes apart from the codes) and the codes of a retrained tensor\'s new values lowbit otherwise offers, for devices whose applier predates those (they came later within format v6: such a device refuses the payload before writing anything and falls back to the full model; FORMAT.md §8)' })
     .option('codec', { choices: ['auto', 'f32', 'f16', 'i8', 'l8', 'l4'] as const, default: 'auto' as const, describe: 'with --method topk: the value codec; `auto` keeps the one of f32, f16 and i8 (one scale a tensor) with the smallest error; l8 / l4: 8- or 4-bit codes with a scale per output channel (codec l, format v6: for appliers that read it; an older applier refuses the payload and the device keeps its model)' })
@@ -90,11 +92,12 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     // Two models whose structure differs: a structural payload (format v7) instead of a refusal.
     if (opened.kind === 'onnx' || opened.kind === 'tflite') {
       const reason = describeDifference(compareInterfaces(opened.store, openedTarget.store));
-      if (reason) return await runStructuralDiff(a, io, opened.kind, modelId, reason);
+      // A structural payload keeps top-k by default: no table measured lowbit there.
+      if (reason) return await runStructuralDiff({ ...a, method: a.method ?? 'topk' }, io, opened.kind, modelId, reason);
     } else {
       // Two TF.js models: the same, over the model JSON and its shards.
       const reason = describeDifference(compareInterfaces(opened.store, openedTarget.store));
-      if (reason) return await runStructuralFolderDiff(a, io, modelId, reason);
+      if (reason) return await runStructuralFolderDiff({ ...a, method: a.method ?? 'topk' }, io, modelId, reason);
     }
     return await diffOpened(a, io, opened, openedTarget, modelId, onnxEval);
   } finally {
@@ -109,14 +112,18 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const everyChange = a.budget.trim().toLowerCase() === 'all';
   const budgetBytes = everyChange ? 0 : parseBudget(a.budget, total);
   io.progress(`base ${a.base}: ${base.list().length} tensors, ${formatBytes(total)} as stored; budget ${everyChange ? 'all (every change)' : `${formatBytes(budgetBytes)} (${((100 * budgetBytes) / total).toFixed(2)}% of the model as stored)`}`);
+  // No --method: the one the measured tables put first (advice.ts), said so the user can choose.
+  const defaulted = a.method ? undefined : defaultPostHocMethod({ everyChange, codec: a.codec, calibrate: !!a.calibrate });
+  if (defaulted && !everyChange) io.progress(`method ${defaulted.method} (the default: ${defaulted.why}${defaulted.method === 'lowbit' && !a.calibrate ? '; top-k instead when it leaves less of the change out' : ''}); --method chooses`);
+  a = { ...a, method: a.method ?? defaulted?.method };
   const hasher = await getHasher();
   const t0 = performance.now();
   const common = { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}), store: a.store };
   if (a.method !== 'topk' && everyChange) throw new UsageError(`--method ${a.method} carries changes within a byte budget: give --budget a size (e.g. 5%), or leave --method out for --budget all (every change, exactly)`);
   if (a.method !== 'topk' && a.codec !== 'auto') throw new UsageError(`--codec ${a.codec} chooses top-k's value codec; ${a.method === 'auto' ? 'auto tries top-k with every codec and lowbit chooses its bits per tensor' : 'lowbit chooses its bits per tensor'}: leave --codec out`);
-  const diff = opened.kind !== 'folder'
-    ? (h: Parameters<typeof diffOnnxModels>[0], b: Parameters<typeof diffOnnxModels>[1], t: Parameters<typeof diffOnnxModels>[2], o: Parameters<typeof diffOnnxModels>[3]) => diffOnnxModels(h, b, t, { ...o, method: a.method === 'lowbit' ? 'lowbit' : 'topk' })
-    : a.method === 'lowbit' ? lowbitDiff : topkDiff;
+  const diffWith = (method: 'topk' | 'lowbit') => opened.kind !== 'folder'
+    ? (h: Parameters<typeof diffOnnxModels>[0], b: Parameters<typeof diffOnnxModels>[1], t: Parameters<typeof diffOnnxModels>[2], o: Parameters<typeof diffOnnxModels>[3]) => diffOnnxModels(h, b, t, { ...o, method })
+    : method === 'lowbit' ? lowbitDiff : topkDiff;
   // --lowbit-codes-only: every lowbit variant without low-rank factors or outliers (the variants that differ only by those collapse).
   const codesOnly = a.lowbitCodesOnly === true;
   // One cache for every variant: they quantize each tensor's change the same way (LowBitCache).
@@ -151,12 +158,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
         ? await chooseCalibratedTflite<TopkResult>({ ...(a as PayloadEvalSpec), calibrate: a.calibrate }, base, (reached) => candidates(undefined, reached), io)
         : await chooseCalibrated<TopkResult>({ base: a.base, target: a.target, calibrate: a.calibrate }, base, (importance, inputs) => candidates(importance, undefined, inputs), io);
   if (calibrated) calibration = calibrated.report;
-  const res = calibrated ? calibrated.chosen : everyChange && opened.kind === 'folder'
-    ? (() => {
-      const e = exactDiff(hasher, base, target, { ...common, ...exactCodecs });
-      return { ...e, kept: e.changed, changed: e.changed, squaredError: 0 };
-    })()
-    : diff(hasher, base, target, {
+  const build = (method: 'topk' | 'lowbit') => diffWith(method)(hasher, base, target, {
     ...(everyChange ? { mode: 'all' as const, ...(exactCodecs.codecs ? { exactCodecs: exactCodecs.codecs } : {}) } : {}),
     budgetBytes,
     codec: a.codec,
@@ -165,8 +167,24 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}),
     onProgress: (m) => io.progress(`  ${m}`),
     store: a.store,
-    ...(codesOnly && a.method === 'lowbit' ? (opened.kind === 'folder' ? { lowRank: false, outliers: false, newValues: false } : { lowbit: { lowRank: false, outliers: false, newValues: false } }) : {}),
+    ...(codesOnly && method === 'lowbit' ? (opened.kind === 'folder' ? { lowRank: false, outliers: false, newValues: false } : { lowbit: { lowRank: false, outliers: false, newValues: false } }) : {}),
   });
+  let res = calibrated ? calibrated.chosen : everyChange && opened.kind === 'folder'
+    ? (() => {
+      const e = exactDiff(hasher, base, target, { ...common, ...exactCodecs });
+      return { ...e, kept: e.changed, changed: e.changed, squaredError: 0 };
+    })()
+    : build(a.method === 'lowbit' ? 'lowbit' : 'topk');
+  // The default without inputs: lowbit, unless top-k leaves less of the change out (a few large
+  // changes, which top-k keeps whole); on the measured tables lowbit left less wherever it did better.
+  if (defaulted?.method === 'lowbit' && !calibrated) {
+    const topk = build('topk');
+    const share = (r: { squaredError: number }) => `${(100 * r.squaredError / ((res as LowBitResult).changeSquared || 1)).toFixed(1)}%`;
+    if (topk.squaredError < res.squaredError) {
+      io.progress(`  the default: top-k leaves ${share(topk)} of the change's squared size out, lowbit ${share(res)}: top-k written`);
+      res = topk;
+    } else io.progress(`  the default: lowbit leaves ${share(res)} of the change's squared size out, top-k ${share(topk)}: lowbit written`);
+  }
   if (everyChange) {
     const per = (c: string) => res.payload.patches.filter((p) => p.codec === c).length;
     const steps = per('i8');
@@ -180,6 +198,13 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const measured = onnxEval ? await measureOnnx(a as PayloadEvalSpec, onnxEval, res.bytes, io)
     : a.eval && opened.kind === 'tflite' ? await measureTflite(a as PayloadEvalSpec, res.bytes, io)
     : a.eval ? await measureOnInputs(a as PayloadEvalSpec, base, res.bytes, io) : undefined;
+  // Nothing measured on inputs: what the weights alone say (advice.ts), warned of, not refused.
+  const estimate: WeightEstimate | undefined = !everyChange && !measured && !calibration ? estimateFromWeights(changeSize(base, target), res.squaredError, 'allocation' in res ? 'lowbit' : 'topk') : undefined;
+  const chosenLoss = calibration?.candidates.find((c) => c.name === calibration?.chosen)?.loss;
+  const calibrationWarning = calibration && chosenLoss !== undefined && chosenLoss >= calibration.baseLoss
+    ? `on the --calibrate inputs base + payload is no closer to --target than the unpatched base (loss ${chosenLoss.toPrecision(4)}, base ${calibration.baseLoss.toPrecision(4)}): not updating is as close; try a larger budget or train the diff (ndiff train --method lowbit --teacher TARGET), and add --eval INPUTS to measure it`
+    : undefined;
+  const warning = measured?.movesAway ? movesAwayText(measured) : calibrationWarning ?? estimate?.warning;
   await writeFile(a.out, res.bytes);
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
   // The verdict a user acts on: is the payload smaller than shipping the new model's weights?
@@ -188,16 +213,19 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const doc = {
     out: a.out, bytes: res.bytes.length, modelBytes: total, targetModelBytes: targetBytes, smallerThanModel, payloadToModelRatio: res.bytes.length / targetBytes, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
     baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
-    ...(lowbit ? { method: 'lowbit', allocation: lowbit.allocation, formatVersion: res.payload.header.version } : {}),
+    ...(lowbit ? { method: 'lowbit', allocation: lowbit.allocation, formatVersion: res.payload.header.version } : { method: everyChange ? 'exact' : res.payload.header.method }),
+    ...(defaulted && !everyChange ? { methodDefault: { method: res.payload.header.method, why: defaulted.why } } : {}),
     ...(calibration ? { calibration } : {}),
     ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
-    ...(measured ? { eval: measured, ...(measured.movesAway ? { warning: movesAwayText(measured) } : {}) } : {}),
+    ...(measured ? { eval: measured } : {}),
+    ...(estimate ? { estimate } : {}),
+    ...(warning ? { warning } : {}),
   };
   io.result?.(doc);
   if (a.metricsOut) {
     // The form `ndiff report` reads (its rows need accuracy: --eval with labels).
     const metrics = {
-      kind: 'ndiff-diff-metrics', method: everyChange ? 'exact' : res.payload.header.method, modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: a.target, budgetRequested: a.budget, ...doc,
+      kind: 'ndiff-diff-metrics', modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: a.target, budgetRequested: a.budget, ...doc,
       accuracyBefore: measured?.accuracyBefore ?? null, accuracyAfter: measured?.accuracyAfter ?? null, trainSeconds: ms / 1000,
     };
     await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
@@ -212,6 +240,8 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     for (const line of closenessLines(measured, '--target')) io.out(line);
     if (measured.movesAway) io.err(`warning: ${movesAwayText(measured)}`);
   }
+  if (estimate) io.out(`estimate from the weights (nothing measured on inputs): the payload leaves out ${(100 * estimate.leftOut).toFixed(1)}% of the change's squared size; the change is ${(100 * estimate.changeToBase).toFixed(1)}% of the changed weights' squared size`);
+  if (!measured && warning) io.err(`warning: ${warning}`);
   // Exact bits of freshly trained weights hardly compress: when nearly every weight changed, the
   // payload can weigh as much as the new model's weights, and shipping the model is as cheap.
   // No lossy budget is suggested: whether one is good enough can only be measured on data.

@@ -1,0 +1,136 @@
+/**
+ * What `ndiff diff` does when the user did not say, and what it can tell without data: the
+ * post-hoc method its measured tables put first, and, when nothing was measured on inputs, an
+ * estimate from the weights alone of whether the payload is likely worse than not updating.
+ *
+ * The figures behind each choice are in docs/BENCHMARKS.md ("Shipping a trained v2: low-bit
+ * deltas") and docs/guides/choosing-a-budget.md; the thresholds below sit between the measured
+ * cases (a fine-tuned MLP from `bench:lowbit`, Silero VAD v5 -> v6 from `bench:vad-lowbit`).
+ */
+import type { WeightStore } from '../core/weight-store.ts';
+import { isPatchable } from '../core/weight-store.ts';
+
+/** The post-hoc methods `ndiff diff` builds within a budget. */
+export type PostHocMethod = 'topk' | 'lowbit' | 'auto';
+
+/** The method a post-hoc diff takes when none is given, and why. */
+export interface DefaultMethod {
+  method: 'topk' | 'lowbit';
+  /** The reason, in words, with the figures it rests on. */
+  why: string;
+}
+
+/**
+ * The default post-hoc method: lowbit, which measured above top-k in every post-hoc table
+ * (a fine-tuned MLP at 2-10% of the model: 92.7-94.2% where top-k kept 70.5-77.0% and v1 has
+ * 70.7%; Silero v5 -> v6 at 2-10%: 53-90% of frames as v6 where top-k kept 29-66%), and with
+ * calibration inputs its variant chosen on them (Silero at 10%: 97.9% / 98.9%, the only post-hoc
+ * row above v5). Top-k stays for every change exactly (`--budget all`) and when a top-k value
+ * codec is asked for.
+ */
+export function defaultPostHocMethod(o: { everyChange: boolean; codec?: string; calibrate: boolean }): DefaultMethod {
+  if (o.everyChange) return { method: 'topk', why: 'every change, exactly (--budget all)' };
+  if (o.codec && o.codec !== 'auto') return { method: 'topk', why: `--codec ${o.codec} is a value codec of top-k` };
+  return o.calibrate
+    ? { method: 'lowbit', why: 'its variant chosen on the --calibrate inputs: the best post-hoc row measured (docs/BENCHMARKS.md: Silero v5 -> v6 at 10%, 97.9% / 98.9% of frames as v6, top-k 29% / 66%)' }
+    : { method: 'lowbit', why: 'measured above top-k post hoc on every model in docs/BENCHMARKS.md (a fine-tuned MLP at 5%: 94.2% where top-k keeps v1\'s 70.6%); the payload needs an applier that reads format v6' };
+}
+
+/** The size of a change against the weights it changes. */
+export interface ChangeSize {
+  /** Sum of squared changes (target - base) over the patchable tensors. */
+  changeSquared: number;
+  /** Sum of squared base weights over the tensors that changed. */
+  baseSquared: number;
+}
+
+/** Squared size of `target - base` and of the base weights it touches (tensors with no change left out of both). */
+export function changeSize(base: WeightStore, target: WeightStore): ChangeSize {
+  let changeSquared = 0;
+  let baseSquared = 0;
+  for (const t of base.list()) {
+    if (!isPatchable(t)) continue;
+    const a = base.read?.(t.name) ?? base.values(t.name);
+    const b = target.read?.(t.name) ?? target.values(t.name);
+    let d2 = 0;
+    let w2 = 0;
+    for (let i = 0; i < a.length; i++) {
+      const d = b[i] - a[i];
+      d2 += d * d;
+      w2 += a[i] * a[i];
+    }
+    if (d2 > 0) {
+      changeSquared += d2;
+      baseSquared += w2;
+    }
+  }
+  return { changeSquared, baseSquared };
+}
+
+/**
+ * A change whose squared size is at least this share of the base weights' it touches is a
+ * retrained model, not a fine-tune. Measured: a fine-tuned MLP 0.056; Silero v5 -> v6 1.59.
+ */
+export const RETRAINED_CHANGE_SHARE = 0.5;
+/**
+ * A payload that leaves out at least this share of the change's squared size is likely no better
+ * than not updating. Measured on the fine-tuned MLP: 61-95% left out kept v1's accuracy or went
+ * 0.1-0.2 point below it (top-k at 1-5%, lowbit at 1%).
+ */
+export const NO_BETTER_LEFT_OUT = 0.5;
+/**
+ * A payload that leaves out at least this share lands far from the target. Measured on the MLP:
+ * 32-33% left out reached 77.0% (top-k at 10%) and 92.7% (lowbit at 2%) of v2's 94.2%; 2-9% left
+ * out (lowbit at 5 and 10%) reached 94.2%.
+ */
+export const FAR_LEFT_OUT = 0.2;
+
+/** What the weights alone say of a post-hoc payload. */
+export interface WeightEstimate {
+  /** The change's squared size over the base weights' it touches. */
+  changeToBase: number;
+  /** The share of the change's squared size the payload leaves out (0: carried exactly). */
+  leftOut: number;
+  /**
+   * `retrained`: a retrained model, where every post-hoc payload without inputs measured worse
+   * than not updating; `no-better`: likely no better than not updating; `far`: far from the
+   * target; `close`: nothing to warn of.
+   */
+  verdict: 'retrained' | 'no-better' | 'far' | 'close';
+  /** The warning, when the verdict is not `close`. */
+  warning?: string;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(x < 0.1 ? 1 : 0)}%`;
+
+/**
+ * Estimate from the weights alone how a post-hoc payload does, when nothing was measured on
+ * inputs: `squaredError` is the squared difference the payload leaves between base + payload and
+ * the target. The estimate is coarse (two measured pairs stand behind its thresholds): the warning
+ * says so and names what measures it.
+ */
+export function estimateFromWeights(size: ChangeSize, squaredError: number, method: 'topk' | 'lowbit'): WeightEstimate {
+  const changeToBase = size.baseSquared > 0 ? size.changeSquared / size.baseSquared : size.changeSquared > 0 ? Infinity : 0;
+  const leftOut = size.changeSquared > 0 ? Math.min(1, Math.max(0, squaredError / size.changeSquared)) : 0;
+  const measure = 'add --eval INPUTS (inputs from where the model runs, no labels needed) to measure it';
+  const remedy = method === 'topk' ? 'Try --method lowbit or a larger budget' : 'Try a larger budget or training (ndiff train --method lowbit --teacher TARGET)';
+  if (changeToBase >= RETRAINED_CHANGE_SHARE) {
+    return {
+      changeToBase, leftOut, verdict: 'retrained',
+      warning: `the change is as large as the weights it changes (its squared size ${pct(changeToBase)} of theirs): a retrained model, not a fine-tune. This payload leaves out ${pct(leftOut)} of it; on such a model every post-hoc payload made without inputs measured worse than not updating (Silero VAD v5 -> v6 at 2-10%: 29-90% of frames decided as v6, v5 itself 94-96%, even with 0.8% left out). Add --calibrate INPUTS (lowbit chosen on them: 97.9-98.9% at 10%) or train the diff (ndiff train --method lowbit --teacher TARGET: 99.1-99.5% at 10%), and ${measure}`,
+    };
+  }
+  if (leftOut >= NO_BETTER_LEFT_OUT) {
+    return {
+      changeToBase, leftOut, verdict: 'no-better',
+      warning: `this payload leaves out ${pct(leftOut)} of the change (by squared size): likely no better than not updating (a fine-tuned MLP measured its old accuracy, or up to 0.2 point below, with 61-95% left out). ${remedy}, and ${measure}`,
+    };
+  }
+  if (leftOut >= FAR_LEFT_OUT) {
+    return {
+      changeToBase, leftOut, verdict: 'far',
+      warning: `this payload leaves out ${pct(leftOut)} of the change (by squared size): likely far from the target (a fine-tuned MLP measured 77-93% where the target has 94%, with 32-33% left out). ${remedy}, and ${measure}`,
+    };
+  }
+  return { changeToBase, leftOut, verdict: 'close' };
+}
