@@ -13,7 +13,7 @@ import { main } from '../cli/ndiff.ts';
 import type { CliIO } from '../cli/common.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { decodePayload } from '../src/core/format.ts';
-import { defaultPostHocMethod, estimateFromWeights, FAR_LEFT_OUT, NO_BETTER_LEFT_OUT, RETRAINED_CHANGE_SHARE } from '../src/diff/advice.ts';
+import { calibrationWarning, defaultPostHocMethod, estimateFromWeights, FAR_LEFT_OUT, NO_BETTER_LEFT_OUT, RETRAINED_CHANGE_SHARE } from '../src/diff/advice.ts';
 import { baseAndTarget, rng, SHAPES } from './helpers/models.ts';
 import { tempDir, writeStore } from './helpers/dirs.ts';
 
@@ -153,4 +153,10 @@ test('the thresholds sit between the measured cases (docs/BENCHMARKS.md; bench:l
   assert.match(defaultPostHocMethod({ everyChange: false, calibrate: true }).why, /chosen on the --calibrate inputs/);
   assert.equal(defaultPostHocMethod({ everyChange: false, codec: 'l4', calibrate: false }).method, 'topk');
   assert.equal(defaultPostHocMethod({ everyChange: true, calibrate: false }).method, 'topk');
+});
+
+test('with --calibrate alone, a choice no closer to the target than the unpatched base on those inputs is warned of', () => {
+  assert.equal(calibrationWarning(0.2, 0.5), undefined);
+  assert.match(calibrationWarning(0.5, 0.5) ?? '', /no closer to --target than the unpatched base \(loss 0\.5000, base 0\.5000\)/);
+  assert.match(calibrationWarning(0.7, 0.5) ?? '', /not updating is as close/);
 });

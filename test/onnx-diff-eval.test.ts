@@ -193,6 +193,8 @@ test('ndiff diff --calibrate on a stateful .onnx model: lowbit\'s variants (and 
     assert.deepEqual(c.candidates.map((x: { name: string }) => x.name), ['lowbit (relative errors, low-rank)', 'lowbit (relative errors, codes only)', 'lowbit (squared errors, low-rank)', 'lowbit (squared errors, codes only)', 'top-k']);
     const best = Math.min(...c.candidates.map((x: { loss: number }) => x.loss));
     assert.equal(c.candidates.find((x: { name: string }) => x.name === c.chosen).loss, best);
+    // The unpatched base's loss on the same inputs, which a warning holds the choice against.
+    assert.ok(Number.isFinite(c.baseLoss) && c.baseLoss >= 0, String(c.baseLoss));
     assert.ok(r.doc.bytes <= 600);
     assert.ok(r.doc.eval.patched.agreement >= 0 && r.doc.eval.examples === 128);
     // Without --state the calibration folder lacks h.npy: a data error, nothing written.

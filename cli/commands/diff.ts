@@ -7,9 +7,9 @@ import type { InputMoments } from '../../src/diff/gptq.ts';
 import { describeWidths, LowBitCache, lowbitDiff, lowbitVariants, type LowBitResult } from '../../src/diff/lowbit.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
-import { UsageError } from '../../src/core/errors.ts';
+import { BudgetError, UsageError } from '../../src/core/errors.ts';
 import { compareInterfaces, describeDifference } from '../../src/diff/interface.ts';
-import { changeSize, defaultPostHocMethod, estimateFromWeights, type PostHocMethod, type WeightEstimate } from '../../src/diff/advice.ts';
+import { calibrationWarning, changeSize, defaultPostHocMethod, estimateFromWeights, type PostHocMethod, type WeightEstimate } from '../../src/diff/advice.ts';
 import { runStructuralDiff, runStructuralFolderDiff } from './diff-structural.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
@@ -169,22 +169,36 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     store: a.store,
     ...(codesOnly && method === 'lowbit' ? (opened.kind === 'folder' ? { lowRank: false, outliers: false, newValues: false } : { lowbit: { lowRank: false, outliers: false, newValues: false } }) : {}),
   });
-  let res = calibrated ? calibrated.chosen : everyChange && opened.kind === 'folder'
+  // The default without inputs: lowbit, unless top-k leaves less of the change out (a few large
+  // changes, which top-k keeps whole; on the measured tables lowbit left less wherever it did
+  // better), or lowbit cannot make the payload (a value the base file cannot hold, say).
+  const buildDefault = () => {
+    const tryBuild = (method: 'topk' | 'lowbit') => {
+      try {
+        return build(method);
+      } catch (e) {
+        if (!(e instanceof BudgetError)) throw e;
+        io.progress(`  the default: ${method === 'topk' ? 'top-k' : 'lowbit'} cannot make this payload (${e.message.split(': ')[0]})`);
+        return undefined;
+      }
+    };
+    const low = tryBuild('lowbit');
+    const topk = tryBuild('topk');
+    if (!low || !topk) {
+      if (low || topk) return (low ?? topk)!;
+      return build('lowbit'); // neither can: lowbit's own error, as --method lowbit gives it
+    }
+    const share = (r: { squaredError: number }) => `${(100 * r.squaredError / ((low as LowBitResult).changeSquared || 1)).toFixed(1)}%`;
+    const topkBetter = topk.squaredError < low.squaredError;
+    io.progress(`  the default: ${topkBetter ? `top-k leaves ${share(topk)} of the change's squared size out, lowbit ${share(low)}: top-k written` : `lowbit leaves ${share(low)} of the change's squared size out, top-k ${share(topk)}: lowbit written`}`);
+    return topkBetter ? topk : low;
+  };
+  const res = calibrated ? calibrated.chosen : everyChange && opened.kind === 'folder'
     ? (() => {
       const e = exactDiff(hasher, base, target, { ...common, ...exactCodecs });
       return { ...e, kept: e.changed, changed: e.changed, squaredError: 0 };
     })()
-    : build(a.method === 'lowbit' ? 'lowbit' : 'topk');
-  // The default without inputs: lowbit, unless top-k leaves less of the change out (a few large
-  // changes, which top-k keeps whole); on the measured tables lowbit left less wherever it did better.
-  if (defaulted?.method === 'lowbit' && !calibrated) {
-    const topk = build('topk');
-    const share = (r: { squaredError: number }) => `${(100 * r.squaredError / ((res as LowBitResult).changeSquared || 1)).toFixed(1)}%`;
-    if (topk.squaredError < res.squaredError) {
-      io.progress(`  the default: top-k leaves ${share(topk)} of the change's squared size out, lowbit ${share(res)}: top-k written`);
-      res = topk;
-    } else io.progress(`  the default: lowbit leaves ${share(res)} of the change's squared size out, top-k ${share(topk)}: lowbit written`);
-  }
+    : defaulted?.method === 'lowbit' ? buildDefault() : build(a.method === 'lowbit' ? 'lowbit' : 'topk');
   if (everyChange) {
     const per = (c: string) => res.payload.patches.filter((p) => p.codec === c).length;
     const steps = per('i8');
@@ -201,10 +215,8 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   // Nothing measured on inputs: what the weights alone say (advice.ts), warned of, not refused.
   const estimate: WeightEstimate | undefined = !everyChange && !measured && !calibration ? estimateFromWeights(changeSize(base, target), res.squaredError, 'allocation' in res ? 'lowbit' : 'topk') : undefined;
   const chosenLoss = calibration?.candidates.find((c) => c.name === calibration?.chosen)?.loss;
-  const calibrationWarning = calibration && chosenLoss !== undefined && chosenLoss >= calibration.baseLoss
-    ? `on the --calibrate inputs base + payload is no closer to --target than the unpatched base (loss ${chosenLoss.toPrecision(4)}, base ${calibration.baseLoss.toPrecision(4)}): not updating is as close; try a larger budget or train the diff (ndiff train --method lowbit --teacher TARGET), and add --eval INPUTS to measure it`
-    : undefined;
-  const warning = measured?.movesAway ? movesAwayText(measured) : calibrationWarning ?? estimate?.warning;
+  const notCloser = calibration && chosenLoss !== undefined ? calibrationWarning(chosenLoss, calibration.baseLoss) : undefined;
+  const warning = measured?.movesAway ? movesAwayText(measured) : notCloser ?? estimate?.warning;
   await writeFile(a.out, res.bytes);
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
   // The verdict a user acts on: is the payload smaller than shipping the new model's weights?

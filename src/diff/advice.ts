@@ -134,3 +134,13 @@ export function estimateFromWeights(size: ChangeSize, squaredError: number, meth
   }
   return { changeToBase, leftOut, verdict: 'close' };
 }
+
+/**
+ * With `--calibrate` (and no `--eval`), the calibration inputs are all that was measured: a chosen
+ * payload whose loss against the target on them is no lower than the unpatched base's takes the
+ * model no closer to the target than not updating. The warning, or undefined when it is closer.
+ */
+export function calibrationWarning(chosenLoss: number, baseLoss: number): string | undefined {
+  if (!(chosenLoss >= baseLoss)) return undefined;
+  return `on the --calibrate inputs base + payload is no closer to --target than the unpatched base (loss ${chosenLoss.toPrecision(4)}, base ${baseLoss.toPrecision(4)}): not updating is as close. Try a larger budget or train the diff (ndiff train --method lowbit --teacher TARGET), and add --eval INPUTS to measure it`;
+}
