@@ -172,7 +172,7 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     }
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: () => {} };
-    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', '1%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'p.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 0, lines.join('\n'));
+    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', '1%', '--method', 'topk', '--eval', join(dir, 'inputs'), '--out', join(dir, 'p.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 0, lines.join('\n'));
     assert.ok(lines.some((l) => /^warning: this payload takes the model further from --target than not updating at all/.test(l)), lines.join('\n'));
     const m = JSON.parse(await readFile(join(dir, 'm.json'), 'utf8'));
     assert.equal(m.eval.movesAway, true);
@@ -185,11 +185,11 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     assert.equal(unlabelledRow.agreementBefore, m.eval.base.agreement);
     // The same command toward the real v2 (the teacher) at 25%: closer than the base, no warning.
     lines.length = 0;
-    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '25%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'q.ndiff'), '--json'], io), 0);
+    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '25%', '--method', 'topk', '--eval', join(dir, 'inputs'), '--out', join(dir, 'q.ndiff'), '--json'], io), 0);
     assert.ok(!lines.some((l) => /^warning/.test(l)), lines.join('\n'));
     // With labels beside the inputs, the post-hoc row goes into a report, its budget labelled as asked.
     saveNpy(join(dir, 'inputs', 'y.npy'), splits.eval.y, [splits.eval.y.length]);
-    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '1%', '--eval', join(dir, 'inputs'), '--out', join(dir, 'r.ndiff'), '--metrics-out', join(dir, 'r.json')], io), 0);
+    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'teacher'), '--budget', '1%', '--method', 'topk', '--eval', join(dir, 'inputs'), '--out', join(dir, 'r.ndiff'), '--metrics-out', join(dir, 'r.json')], io), 0);
     const rm = JSON.parse(await readFile(join(dir, 'r.json'), 'utf8'));
     assert.equal(typeof rm.accuracyAfter, 'number');
     const [row] = reportRows(rm, 'r.json');
