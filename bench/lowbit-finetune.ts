@@ -25,8 +25,11 @@ const total = storedModelBytes(v1);
 const hasher = await getHasher();
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 console.log(`model ${total} bytes; v1 ${pct(accuracy(v1))}, v2 ${pct(accuracy(v2))}`);
-console.log('| budget | top-k bytes | top-k accuracy | lowbit bytes | lowbit accuracy | lowbit widths |');
-console.log('|---:|---:|---:|---:|---:|---|');
+// "left out": the share of the change's squared size a payload does not carry, what `ndiff diff`
+// estimates from when nothing is measured (src/diff/advice.ts holds its thresholds to these rows).
+const leftOut = (r: { squaredError: number; changeSquared?: number }) => pct(r.squaredError / (r.changeSquared || 1));
+console.log('| budget | top-k bytes | top-k accuracy | top-k left out | lowbit bytes | lowbit accuracy | lowbit left out | lowbit widths |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---|');
 for (const share of [0.01, 0.02, 0.05, 0.1]) {
   const budgetBytes = Math.floor(total * share);
   const topk = topkDiff(hasher, v1, v2, { budgetBytes });
@@ -34,7 +37,7 @@ for (const share of [0.01, 0.02, 0.05, 0.1]) {
   const [a, b] = [v1.clone(), v1.clone()];
   await applyPayload(a, topk.bytes);
   await applyPayload(b, low.bytes);
-  console.log(`| ${share * 100}% (${budgetBytes} B) | ${topk.bytes.length} | ${pct(accuracy(a))} | ${low.bytes.length} | ${pct(accuracy(b))} | ${low.allocation.map(describeAllocation).join(', ')} |`);
+  console.log(`| ${share * 100}% (${budgetBytes} B) | ${topk.bytes.length} | ${pct(accuracy(a))} | ${leftOut(topk)} | ${low.bytes.length} | ${pct(accuracy(b))} | ${leftOut(low)} | ${low.allocation.map(describeAllocation).join(', ')} |`);
 }
 
 // Top-k's values as codec-l codes: 4 bits, or 8 with a scale per output channel where that pays

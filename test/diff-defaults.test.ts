@@ -105,6 +105,7 @@ describe('ndiff diff: the default method and the estimate from the weights', () 
     assert.equal(d.code, 0, d.err);
     assert.equal(decodePayload(new Uint8Array(await readFile(join(dir, 'sparse.ndiff')))).header.method, 'topk');
     assert.equal(d.doc.methodDefault?.method, 'topk');
+    assert.match(d.doc.methodDefault.why, /top-k left less of the change out than lowbit/);
     assert.match(d.err, /the default: top-k leaves [\d.]+% of the change's squared size out, lowbit [\d.]+%: top-k written/);
   });
 

@@ -226,7 +226,7 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     out: a.out, bytes: res.bytes.length, modelBytes: total, targetModelBytes: targetBytes, smallerThanModel, payloadToModelRatio: res.bytes.length / targetBytes, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
     baseFingerprint: res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
     ...(lowbit ? { method: 'lowbit', allocation: lowbit.allocation, formatVersion: res.payload.header.version } : { method: everyChange ? 'exact' : res.payload.header.method }),
-    ...(defaulted && !everyChange ? { methodDefault: { method: res.payload.header.method, why: defaulted.why } } : {}),
+    ...(defaulted && !everyChange ? { methodDefault: { method: res.payload.header.method, why: res.payload.header.method === defaulted.method ? defaulted.why : 'top-k left less of the change out than lowbit (a few large changes), or lowbit could not make this payload' } } : {}),
     ...(calibration ? { calibration } : {}),
     ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
     ...(measured ? { eval: measured } : {}),
