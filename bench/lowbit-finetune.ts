@@ -16,6 +16,7 @@ import { BITDELTA_CODE, describeAllocation, lowbitDiff } from '../src/diff/lowbi
 import { topkDiff } from '../src/diff/topk.ts';
 import { deltaCome, payloadFraming, storeDeltas } from '../src/diff/delta-come.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
+import { changeSize } from '../src/diff/advice.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 
@@ -24,7 +25,8 @@ const { v1, v2, accuracy, distortion, modelDistortion } = await fineTunePair();
 const total = storedModelBytes(v1);
 const hasher = await getHasher();
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-console.log(`model ${total} bytes; v1 ${pct(accuracy(v1))}, v2 ${pct(accuracy(v2))}`);
+const size = changeSize(v1, v2);
+console.log(`model ${total} bytes; v1 ${pct(accuracy(v1))}, v2 ${pct(accuracy(v2))}; the change's squared size is ${size.changeSquared / size.baseSquared < 0.1 ? (size.changeSquared / size.baseSquared).toFixed(3) : (size.changeSquared / size.baseSquared).toFixed(2)} of the changed weights' (a fine-tune; ndiff diff calls 0.5 and above retrained)`);
 // "left out": the share of the change's squared size a payload does not carry, what `ndiff diff`
 // estimates from when nothing is measured (src/diff/advice.ts holds its thresholds to these rows).
 const leftOut = (r: { squaredError: number; changeSquared?: number }) => pct(r.squaredError / (r.changeSquared || 1));

@@ -554,8 +554,13 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       lines.length = 0;
       assert.equal(await main([...args.slice(0, 8), '5%', '--method', 'auto', '--out', join(dir, 'x.ndiff')], io), 2);
       assert.match(lines.join('\n'), /--method auto measures every candidate on inputs: add --calibrate INPUTS/);
-      assert.equal(await main([...args.slice(0, 8), '5%', '--out', join(dir, 'y.ndiff'), '--calibrate', join(dir, 'x.npy')], io), 2);
+      assert.equal(await main([...args.slice(0, 8), '5%', '--method', 'topk', '--out', join(dir, 'y.ndiff'), '--calibrate', join(dir, 'x.npy')], io), 2);
       assert.match(lines.join('\n'), /top-k alone has nothing to choose/);
+      // Without --method, --calibrate chooses among lowbit's variants (the default with inputs).
+      progress.length = 0;
+      assert.equal(await main([...args.slice(0, 8), '5%', '--out', join(dir, 'z.ndiff'), '--calibrate', join(dir, 'x.npy')], cio), 0, lines.join('\n'));
+      assert.match(progress.join('\n'), /method lowbit \(the default: its variant chosen on the --calibrate inputs/);
+      assert.deepEqual(new Uint8Array(await readFile(join(dir, 'z.ndiff'))), new Uint8Array(await readFile(calOut)), 'the same payload as --method lowbit --calibrate');
       // Inputs the model does not take: a data error naming both shapes, nothing written.
       await mkdir(join(dir, 'bad'));
       saveNpy(join(dir, 'bad', 'x.npy'), new Float32Array(70), [10, 7]);
