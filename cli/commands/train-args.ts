@@ -130,9 +130,17 @@ export function programResultLines(res: TrainProgramResult, evalLabels: boolean)
   const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
   const lines: string[] = [];
   const tv = res.teacher?.validation;
-  if (tv) lines.push(`validation, closeness to the teacher: agreement ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)}, mean |output - teacher| ${tv.baseMeanAbsDiff.toPrecision(3)} -> ${tv.meanAbsDiff.toPrecision(3)} on ${tv.examples} examples`);
+  // Agreement only where the outputs are a classifier's (NaN otherwise: a map, a sigmoid's values).
+  if (tv) lines.push(`validation, closeness to the teacher: ${Number.isNaN(tv.agreement) ? '' : `agreement ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)}, `}mean |output - teacher| ${tv.baseMeanAbsDiff.toPrecision(3)} -> ${tv.meanAbsDiff.toPrecision(3)} on ${tv.examples} examples`);
   else if (res.validation) lines.push(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
-  if (res.teacherEval) lines.push(`eval agreement with the teacher ${pct(res.teacherEval.before.agreement)} -> ${pct(res.teacherEval.after.agreement)}; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)} (the weights a device gets)`);
+  if (res.teacherEval) lines.push(teacherEvalLine(res.teacherEval, 'the weights a device gets'));
   if (evalLabels) lines.push(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (the weights a device gets)`);
   return lines;
+}
+
+/** Closeness to the teacher on `--eval` before and after, in the measure that fits the output (no agreement for plain values). */
+export function teacherEvalLine(e: NonNullable<TrainProgramResult['teacherEval']>, how: string): string {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const mad = `mean |output - teacher| ${e.before.meanAbsDiff.toFixed(4)} -> ${e.after.meanAbsDiff.toFixed(4)}`;
+  return Number.isNaN(e.after.agreement) ? `eval, ${mad} (${how})` : `eval agreement with the teacher ${pct(e.before.agreement)} -> ${pct(e.after.agreement)}; ${mad} (${how})`;
 }

@@ -15,7 +15,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
 import { checkOutputPath, readPayloadFile, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { autoChoiceLine, methodMetrics, programTrainOptions, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programTrainOptions, teacherEvalLine, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
 
 
@@ -93,10 +93,10 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     io.out(`competing on validation: ${res.selection.considered.map((c) => `${c.label} (${c.bytes} bytes, ${score(c)})${c.chosen ? ' written' : ''}`).join('; ')}`);
   }
   const tv = res.teacher?.validation;
-  if (tv) io.out(`validation agreement with the teacher ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)} on ${tv.examples} examples`);
+  if (tv) io.out(Number.isNaN(tv.agreement) ? `validation, mean |output - teacher| ${tv.baseMeanAbsDiff.toPrecision(3)} -> ${tv.meanAbsDiff.toPrecision(3)} on ${tv.examples} examples` : `validation agreement with the teacher ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)} on ${tv.examples} examples`);
   else if (res.validation) io.out(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
   const how = `computed as onnxruntime computes the patched file${state.length ? ', each sequence from its start with the state carried' : ''}`;
-  if (res.teacherEval) io.out(`eval agreement with the teacher ${pct(res.teacherEval.before.agreement)} -> ${pct(res.teacherEval.after.agreement)}; mean |output - teacher| ${res.teacherEval.before.meanAbsDiff.toFixed(4)} -> ${res.teacherEval.after.meanAbsDiff.toFixed(4)} (${how})`);
+  if (res.teacherEval) io.out(teacherEvalLine(res.teacherEval, how));
   if (evalData?.labels) io.out(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (${how})`);
   if (a.modelOut) {
     // Patched in memory and written as a new model with its external data beside it (refused in

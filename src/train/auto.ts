@@ -11,6 +11,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { NoImprovementError, BudgetError, UsageError } from '../core/errors.ts';
+import { refuseWorseOnEval } from './eval-gate.ts';
 import type { InputData, LabelledData } from './data.ts';
 import type { TrainMethod } from './methods.ts';
 import { modelToStore, setModelWeights } from './model-weights.ts';
@@ -76,7 +77,7 @@ export async function trainAuto(
     restore();
     const t0 = performance.now();
     try {
-      const res = await trainDiff(model, data, { ...rest, base, method, ...(fullWeights ? { fullWeights } : {}) });
+      const res = await trainDiff(model, data, { ...rest, base, method, refuseWorseOnEval: false, ...(fullWeights ? { fullWeights } : {}) });
       // Without a teacher, lowbit and topk-retrain start from the same full fine-tune: train it once.
       if (!rest.teacher && res.fullWeights) fullWeights ??= res.fullWeights;
       const { score, text } = scoreOf(res);
@@ -93,6 +94,7 @@ export async function trainAuto(
     }
   }
   if (!best) throw firstRefusal;
+  if (rest.refuseWorseOnEval !== false) refuseWorseOnEval(best.res, rest.allowWorse);
   setModelWeights(model, (n) => best.res.targetValues.get(n) ?? (baseNames.has(n) ? base.values(n) : undefined));
   // The run's time is every candidate's, refused ones included: what choosing by validation cost.
   const trainSeconds = outcomes.reduce((t, c) => t + c.seconds, 0);

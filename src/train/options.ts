@@ -93,8 +93,14 @@ export interface TrainDiffOptions {
   distill?: number;
   /** Temperature of the distillation term (default 2). */
   distillTemperature?: number;
-  /** Return a result worse than the base on validation instead of refusing it. */
+  /** Return a result worse than the base on validation (or, for a teacher diff, on `eval`) instead of refusing it. */
   allowWorse?: boolean;
+  /**
+   * Refuse a teacher diff less close to the teacher than the base on `eval` (default true; see
+   * eval-gate.ts). `trainAuto` turns it off for its candidates and asks it of the chosen one, so
+   * the evaluation examples never choose.
+   */
+  refuseWorseOnEval?: boolean;
   /**
    * Teacher diffs: the new version a team already trained (same inputs and outputs as the base;
    * its layers and weights may differ). The diff learns to make the base's outputs match the

@@ -9,7 +9,10 @@
  * temperature T, times T²; otherwise the mean squared error of the raw outputs. How close a model
  * is to the teacher is measured as top-1 agreement for classifiers (the share of predictions,
  * over every output position, equal to the teacher's) and as the mean absolute output difference
- * otherwise; both are reported whenever they apply.
+ * otherwise. An output that is not a classifier's (a sigmoid's scores or mask, a regression, a
+ * map: LiteRT `LOGISTIC`, ONNX and TF.js `Sigmoid`, a layers model's sigmoid activation) is never
+ * read as classes: it trains by the squared error and is chosen by the mean absolute difference,
+ * and no top-1 agreement is computed for it (an argmax over a mask's pixels means nothing).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
@@ -35,6 +38,8 @@ export interface OutputSegment {
   teacherProbabilities: boolean;
   /** The output is a classifier's: probabilities (softmax) or logits (class scores). */
   classifier: boolean;
+  /** The output is plain values, never classes (a sigmoid, a map): compared by closeness only. */
+  values: boolean;
 }
 
 /** Everything the loss and the measures need about the teacher, with its outputs on one dataset. */
@@ -51,7 +56,16 @@ export interface TeacherTarget {
 }
 
 interface OutputLayerInternals {
-  getConfig(): { activation?: string; classScores?: boolean };
+  getConfig(): { activation?: string; classScores?: boolean; values?: boolean };
+}
+
+/** Whether each output of `model` is plain values, not classes: a sigmoid's (a mask, independent scores) or a program's map. */
+export function outputsArePlainValues(model: tf.LayersModel): boolean[] {
+  const layers = (model as unknown as { outputLayers: OutputLayerInternals[] }).outputLayers;
+  return layers.map((l) => {
+    const c = l.getConfig();
+    return c.values === true || c.activation === 'sigmoid';
+  });
 }
 
 /** Whether each output of `model` gives class logits (a program model's output read as logits). */
@@ -93,12 +107,13 @@ export function outputLayout(base: tf.LayersModel, teacher: tf.LayersModel): { s
   const probs = outputsAreProbabilities(base);
   const teacherProbs = outputsAreProbabilities(teacher);
   const scores = outputsAreClassScores(base);
+  const plain = outputsArePlainValues(base);
   let offset = 0;
   const segments = base.outputs.map((o, i) => {
     const dims = o.shape.slice(1);
     if (dims.some((d) => d === null)) throw new UsageError(`output ${i} of the model has a free dimension ${shapeText(o.shape.slice(1))}: teacher diffs need outputs of a fixed size`);
     const width = (dims as number[]).reduce((a, d) => a * d, 1);
-    const seg = { offset, width, classes: (dims[dims.length - 1] as number | undefined) ?? 1, probabilities: probs[i], teacherProbabilities: teacherProbs[i], classifier: probs[i] || scores[i] };
+    const seg = { offset, width, classes: (dims[dims.length - 1] as number | undefined) ?? 1, probabilities: probs[i], teacherProbabilities: teacherProbs[i], classifier: (probs[i] || scores[i]) && !plain[i], values: plain[i] };
     offset += width;
     return seg;
   });
@@ -155,7 +170,7 @@ export function teacherTerm(outs: tf.Tensor[], rows: tf.Tensor2D, t: TeacherTarg
 
 /** How close a model's outputs are to the teacher's on a dataset. */
 export interface Closeness {
-  /** Share of top-1 predictions equal to the teacher's, over every classifier output position (NaN when no output has two classes or more). */
+  /** Share of top-1 predictions equal to the teacher's, over every classifier output position (NaN when no output is a classifier's with two classes or more). */
   agreement: number;
   /** Mean absolute difference of the raw outputs. */
   meanAbsDiff: number;
@@ -211,7 +226,7 @@ export function closeness(model: Float32Array, teacher: Float32Array, t: Pick<Te
       let sq = 0;
       for (let k = 0; k < s.width; k++) sq += (model[at + k] - teacher[at + k]) ** 2;
       if (t.loss === 'mse') lossSum += sq / s.width;
-      if (s.classes < 2) continue;
+      if (s.classes < 2 || !s.classifier) continue;
       const perPos = s.width / s.classes;
       let kl = 0;
       for (let p = 0; p < perPos; p++) {
@@ -267,10 +282,16 @@ export interface PreparedTeacher {
 
 /** Check the teacher against the base and settle the loss, its weights and the measure of closeness. */
 export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, options: { teacherLoss?: TeacherLoss | 'auto'; teacherWeight?: number; temperature?: number }, labelled: boolean, progress: (m: string) => void): PreparedTeacher {
-  const layout = outputLayout(model, teacher);
+  const measured = outputLayout(model, teacher);
+  // Labels (class indices) say the outputs are a classifier's, whatever their activation, unless
+  // the graph says they are plain values (a sigmoid, a map).
+  const layout = { ...measured, segments: measured.segments.map((s) => ({ ...s, classifier: s.classifier || (labelled && !s.values && s.classes >= 2) })) };
   const asked = options.teacherLoss ?? 'auto';
   if (!['auto', 'kl', 'mse'].includes(asked)) throw new UsageError(`teacher loss must be auto, kl or mse, found ${JSON.stringify(asked)}`);
-  const loss: TeacherLoss = asked === 'auto' ? defaultTeacherLoss(layout.segments) : asked;
+  const loss: TeacherLoss = asked === 'auto' ? defaultTeacherLoss(measured.segments) : asked;
+  if (loss === 'kl' && layout.segments.some((s) => s.values)) {
+    throw new UsageError('the kl teacher loss compares class probabilities, but an output of this model is plain values (it ends in a sigmoid, or is a map), not classes: use --teacher-loss mse (or auto)');
+  }
   if (loss === 'kl' && layout.segments.some((s) => s.classes < 2)) {
     throw new UsageError(`the kl teacher loss compares class probabilities, but an output of this model has a last axis of ${Math.min(...layout.segments.map((s) => s.classes))}: use --teacher-loss mse`);
   }
@@ -278,10 +299,11 @@ export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, o
   if (!(weight > 0 && Number.isFinite(weight))) throw new UsageError(`teacher weight must be > 0, found ${weight}`);
   const temperature = options.temperature ?? 1;
   if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`temperature must be > 0, found ${temperature}`);
-  const hasClasses = layout.segments.some((s) => s.classes >= 2);
-  const metric: TeacherMetric = hasClasses && (loss === 'kl' || labelled) ? 'top1' : 'mae';
+  // Chosen by what the outputs are, whatever the loss: agreement when every output is a
+  // classifier's, closeness otherwise.
+  const metric: TeacherMetric = layout.segments.every((s) => s.classifier && s.classes >= 2) ? 'top1' : 'mae';
   const logits = layout.segments.some((s) => s.classifier && !s.probabilities);
-  const read = layout.segments.every((s) => s.classifier) ? (logits ? ' read as class logits (a classifier without its softmax; --teacher-loss mse to match raw values instead)' : ' read as class probabilities') : '';
+  const read = layout.segments.every((s) => s.classifier) ? (logits ? ' read as class logits (a classifier without its softmax; --teacher-loss mse to match raw values instead)' : ' read as class probabilities') : layout.segments.some((s) => s.values) ? ' read as plain values (a sigmoid or a map: no classes)' : '';
   progress(`teacher: ${layout.segments.length} output(s)${read}, ${loss === 'kl' ? `KL of ${logits ? 'softened class probabilities' : 'probabilities'} at temperature ${temperature}` : 'mean squared error of the raw outputs'}${labelled ? `, plus the labels' cross-entropy` : ', no labels'}; choosing by ${metric === 'top1' ? 'top-1 agreement with the teacher' : 'mean absolute output difference from the teacher'}`);
   return {
     model: teacher,

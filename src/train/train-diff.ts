@@ -66,6 +66,7 @@ import { chooseBucketCounts, chooseLoraRanks, denseCodec, estimateSparseCount, t
 import { closeness, closenessScore, describeCloseness, outputRows, prepareTeacher, withLabels, type Closeness, type PreparedTeacher } from './teacher.ts';
 import { searchLearningRate } from './tuning.ts';
 import { TRAIN_METHODS } from './methods.ts';
+import { refuseWorseOnEval } from './eval-gate.ts';
 
 export { TRAIN_METHODS, type TrainMethod } from './methods.ts';
 export type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate, CompetingResult } from './options.ts';
@@ -750,7 +751,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     const stages = method === 'topk-retrain' && !options.fullWeights ? 2 : 1;
     const oneRun = stages * epochs * trainData.y.length;
     const seen = candidates.reduce((n, c) => n + c.examplesSeen, 0);
-    return {
+    const result: TrainDiffResult = {
       method,
       bytes: chosen.built.bytes,
       payload: chosen.built.payload,
@@ -778,6 +779,8 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       ...(competition ? { selection: competition } : {}),
       batchSize,
     };
+    if (options.refuseWorseOnEval !== false) refuseWorseOnEval(result, options.allowWorse);
+    return result;
   } finally {
     stopTrainingThreads(pool, tf.getBackend());
     prefix?.dispose();

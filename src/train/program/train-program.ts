@@ -142,6 +142,9 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
     }
     const base = new ProgramTrainingModel(program, examples, modelOptions);
     model = base;
+    if (base.outputKind === 'values' && labels) {
+      throw new UsageError(`${program.source}: output ${base.output} gives plain values (${base.rawWidth} per example, ending in a Sigmoid or a map), not classes, so labels as class indices (y.npy) cannot be its targets: train toward ${teacherFlag} without y.npy, or pass --output-kind if the output is a classifier's`, { output: base.output });
+    }
     if (options.teacher) {
       teacher = new ProgramTrainingModel(options.teacher, examples, { ...modelOptions, output: teacherOutputFor(program, options.teacher, base.output), frozen: true });
       if (teacher.rawWidth !== base.rawWidth || teacher.classes !== base.classes || teacher.outputKind !== base.outputKind) {
@@ -253,8 +256,9 @@ function teacherOutputFor(base: TrainableProgram, teacher: TrainableProgram, out
   return (teacher.outputs[k] ?? teacher.outputs[0]).name;
 }
 
-/** The class each raw output row decides (a one-value output: p >= 0.5, or logit >= 0). */
+/** The class each raw output row decides (a one-value output: p >= 0.5, or logit >= 0); plain values decide nothing (empty). */
 export function decisions(raw: Float32Array, model: Pick<ProgramTrainingModel, 'classes' | 'outputKind'>): Int32Array {
+  if (model.outputKind === 'values') return new Int32Array(0);
   if (model.outputKind === 'probability' || model.outputKind === 'logit') {
     const cut = model.outputKind === 'probability' ? 0.5 : 0;
     return Int32Array.from(raw, (v) => (v >= cut ? 1 : 0));
@@ -269,7 +273,7 @@ export function decisions(raw: Float32Array, model: Pick<ProgramTrainingModel, '
   return out;
 }
 
-/** Agreement of decisions and mean absolute difference of raw outputs between two models' rows. */
+/** Agreement of decisions (NaN for plain values, which decide nothing) and mean absolute difference of raw outputs between two models' rows. */
 export function compareOutputs(got: Float32Array, reference: Float32Array, model: Pick<ProgramTrainingModel, 'classes' | 'outputKind'>): TeacherAgreement {
   const a = decisions(got, model);
   const b = decisions(reference, model);
@@ -277,7 +281,8 @@ export function compareOutputs(got: Float32Array, reference: Float32Array, model
   for (let i = 0; i < a.length; i++) if (a[i] === b[i]) agree++;
   let mad = 0;
   for (let i = 0; i < got.length; i++) mad += Math.abs(got[i] - reference[i]);
-  return { examples: a.length, agreement: agree / Math.max(1, a.length), meanAbsDiff: mad / Math.max(1, got.length) };
+  const examples = model.outputKind === 'values' ? got.length / model.classes : a.length;
+  return { examples, agreement: model.outputKind === 'values' ? NaN : agree / Math.max(1, a.length), meanAbsDiff: mad / Math.max(1, got.length) };
 }
 
 /** A seeded share of the sequences in ids [from, from + n), whole, as validation. */

@@ -14,7 +14,11 @@
  * **Outputs.** One graph output, `[batch, classes]`. A single value per example is read as the
  * probability of class 1 (`probability`, default for one value: the two classes are 1 − p and
  * p, so a VAD's speech decision at 0.5 is its argmax) or as a logit (`logit`); several values
- * are logits unless the graph ends in a Softmax (`probabilities`).
+ * are logits unless the graph ends in a Softmax (`probabilities`), or are plain values
+ * (`values`: no classes, compared by closeness) when the graph ends in a Sigmoid (a mask, a
+ * heatmap, independent scores) or the output has more than one axis per example without a
+ * Softmax (a map, as a segmentation or pose model gives it): a softmax over a map's pixels
+ * would make its values compete as if exactly one were right.
  *
  * **Stateful sequence models** (`state`: pairs of a state input and the output that carries it
  * to the next step, as Silero's `state` -> `stateN`): examples are the frames of sequences
@@ -35,7 +39,20 @@ import { DataError, UsageError } from '../../core/errors.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 
 /** How the chosen output reads (module doc). */
-export type ProgramOutputKind = 'probability' | 'logit' | 'probabilities' | 'logits';
+export type ProgramOutputKind = 'probability' | 'logit' | 'probabilities' | 'logits' | 'values';
+
+/**
+ * How an output reads by default, from what the graph says of it: one value is a probability of
+ * class 1; several are probabilities after a Softmax, plain values after a Sigmoid or when an
+ * example's output has more than one axis (a map), and class logits otherwise (a classifier
+ * exported without its softmax, as PyTorch exports them).
+ */
+export function defaultOutputKind(width: number, lastOp: string | undefined, axes: number): ProgramOutputKind {
+  if (width === 1) return 'probability';
+  if (lastOp === 'Softmax') return 'probabilities';
+  if (lastOp === 'Sigmoid' || axes > 1) return 'values';
+  return 'logits';
+}
 
 /** One input's values for every example: `[count, ...shape]`, row-major. */
 export interface ProgramInputValues {
@@ -97,13 +114,17 @@ export class ProgramLayer {
   trainable = true;
   readonly _trainableWeights: ProgramLayerWeight[];
   readonly _nonTrainableWeights: ProgramLayerWeight[] = [];
-  constructor(name: string, weights: ProgramLayerWeight[], readonly outputShape: (number | null)[], private readonly activation: string, private readonly classScores = false) {
+  constructor(name: string, weights: ProgramLayerWeight[], readonly outputShape: (number | null)[], private readonly activation: string, private readonly classScores = false, private readonly plainValues = false) {
     this.name = name;
     this._trainableWeights = weights;
   }
-  /** `classScores`: the output is a classifier's logits (class scores without a softmax), so a teacher is matched as a classifier. */
-  getConfig(): { activation: string; classScores: boolean } {
-    return { activation: this.activation, classScores: this.classScores };
+  /**
+   * `classScores`: the output is a classifier's logits (class scores without a softmax), so a
+   * teacher is matched as a classifier; `values`: plain values (a map, a sigmoid's scores), matched
+   * by closeness.
+   */
+  getConfig(): { activation: string; classScores: boolean; values: boolean } {
+    return { activation: this.activation, classScores: this.classScores, values: this.plainValues };
   }
 }
 
@@ -124,7 +145,7 @@ export class ProgramTrainingModel {
   readonly examples: ProgramExamples;
   readonly output: string;
   readonly outputKind: ProgramOutputKind;
-  /** Classes the model's output has for the trainers (2 for a single probability or logit). */
+  /** Classes the model's output has for the trainers (2 for a single probability or logit; for `values`, the values per example). */
   readonly classes: number;
   readonly bpttFrames: number;
   readonly layers: ProgramLayer[];
@@ -181,14 +202,14 @@ export class ProgramTrainingModel {
 
     // One probe example: the output's width, how it reads, which weights it reaches, and the
     // values every node computes (for the trainers' memory estimate).
-    let probe = { width: 0, reached: new Set<string>(), activations: 0 };
+    let probe = { width: 0, axes: 1, reached: new Set<string>(), activations: 0 };
     // A graph tfjs cannot differentiate is refused first, naming the operator and the node.
     if (program.checkDifferentiable && !options.frozen) tf.tidy(() => program.checkDifferentiable?.(this.feedsOf(Int32Array.of(0), this.zeroStates(1)), this.output));
     tf.tidy(() => {
       const before = tf.memory().numBytes;
       if (options.frozen) {
         const raw = this.runFrame(Int32Array.of(0), this.zeroStates(1)).output;
-        probe = { width: raw.size, reached: new Set(program.variables.map((v) => v.variable.name)), activations: (tf.memory().numBytes - before) / 4 };
+        probe = { width: raw.size, axes: this.outputAxes(Int32Array.of(0)), reached: new Set(program.variables.map((v) => v.variable.name)), activations: (tf.memory().numBytes - before) / 4 };
         return;
       }
       let width = 0;
@@ -211,21 +232,20 @@ export class ProgramTrainingModel {
       const perExample = forwardBytes[1] - forwardBytes[0];
       const activations = (perExample > 0 ? perExample : forwardBytes[0]) / 4;
       const finite = Object.keys(grads).filter((name) => [grads[name], silent[name]].every((g) => !g || tf.all(tf.isFinite(g)).dataSync()[0]));
-      probe = { width, reached: new Set(finite), activations };
+      probe = { width, axes: this.outputAxes(Int32Array.of(0)), reached: new Set(finite), activations };
     });
     this.rawWidth = probe.width;
-    const endsInSoftmax = program.outputOp(this.output) === 'Softmax';
-    this.outputKind = options.outputKind ?? (probe.width === 1 ? 'probability' : endsInSoftmax ? 'probabilities' : 'logits');
+    this.outputKind = options.outputKind ?? defaultOutputKind(probe.width, program.outputOp(this.output), probe.axes);
     if ((this.outputKind === 'probability' || this.outputKind === 'logit') && probe.width !== 1) {
       throw new UsageError(`${program.source}: output ${this.output} has ${probe.width} values per example; --output-kind ${this.outputKind} reads one value (a probability or a logit of class 1)`);
     }
-    this.classes = probe.width === 1 ? 2 : probe.width;
+    this.classes = probe.width === 1 && this.outputKind !== 'values' ? 2 : probe.width;
     this.unreachable = program.variables.filter((v) => !probe.reached.has(v.variable.name)).map((v) => v.name);
     this.scalars = program.variables.filter((v) => v.shape.length === 0 && probe.reached.has(v.variable.name)).map((v) => v.name);
     const frozen = new Set([...this.unreachable, ...this.scalars]);
     this.weights = program.variables.map((v: ProgramVariable) => new ProgramLayerWeight(v.name, v.shape, v.variable, v.trainable && !options.frozen && !frozen.has(v.name)));
     const activation = this.outputKind === 'probability' || this.outputKind === 'probabilities' ? 'softmax' : 'linear';
-    const layer = new ProgramLayer(program.source, this.weights, [null, Math.max(1, Math.ceil(probe.activations * this.bpttFrames))], activation, this.outputKind === 'logits');
+    const layer = new ProgramLayer(program.source, this.weights, [null, Math.max(1, Math.ceil(probe.activations * this.bpttFrames))], activation, this.outputKind === 'logits', this.outputKind === 'values');
     this.layers = [layer];
     this.outputLayers = [layer];
     this.inputs = [{ shape: [null, 1] }];
@@ -333,6 +353,12 @@ export class ProgramTrainingModel {
     for (const [name, v] of Object.entries(this.examples.shared ?? {})) feeds[name] = tf.tensor(v.values, v.shape, v.values instanceof Int32Array ? 'int32' : 'float32');
     this.states.forEach((s, k) => (feeds[s.input] = states[k]));
     return feeds;
+  }
+
+  /** Axes of one example's output other than those of size 1 (a map has two or more). */
+  private outputAxes(ids: Int32Array): number {
+    const out = this.program.run(this.feedsOf(ids, this.zeroStates(ids.length)))[this.output];
+    return out.shape.slice(1).filter((d) => d > 1).length;
   }
 
   /** One step of the graph on examples `ids` with the given states; raw output `[n, width]` and the states out. */

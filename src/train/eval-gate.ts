@@ -1,0 +1,31 @@
+/**
+ * The refusal of a teacher diff that takes devices further from the new version than not
+ * updating, judged on the evaluation examples (`--eval`) when there are some: they are computed on
+ * the weights a device gets, from inputs no choice was made on, so a result that validation
+ * favoured but that is less close to the teacher there is not shipped (exit 10). Validation's own
+ * refusal (train-diff.ts) still applies first; `--eval` never chooses between results (`auto`
+ * asks this of the chosen one only).
+ */
+import { NoImprovementError } from '../core/errors.ts';
+import type { TrainDiffResult } from './options.ts';
+import { describeCloseness } from './teacher.ts';
+
+/**
+ * Throw {@link NoImprovementError} when `result` (a teacher diff measured on evaluation examples)
+ * is less close to the teacher on them than the unpatched base, by the measure its outputs are
+ * chosen by (top-1 agreement for classifiers, mean absolute output difference otherwise); nothing
+ * when it is not a teacher diff, has no evaluation examples, or `allowWorse`.
+ */
+export function refuseWorseOnEval(result: Pick<TrainDiffResult, 'method' | 'teacher'>, allowWorse: boolean | undefined): void {
+  const t = result.teacher;
+  const e = t?.eval;
+  if (!t || !e || allowWorse) return;
+  const worse = t.metric === 'top1' ? e.agreementAfter < e.agreementBefore : e.meanAbsDiffAfter > e.meanAbsDiffBefore;
+  if (!worse) return;
+  const after = describeCloseness({ agreement: e.agreementAfter, meanAbsDiff: e.meanAbsDiffAfter }, t.metric);
+  const before = describeCloseness({ agreement: e.agreementBefore, meanAbsDiff: e.meanAbsDiffBefore }, t.metric);
+  throw new NoImprovementError(
+    `the ${result.method} result is less close to the teacher on the evaluation examples (${e.examples}, the weights a device gets) than the unpatched base: ${after}, the base ${before}; shipping it would take devices further from the new version than not updating. Nothing was written: train on inputs like the evaluation examples (where the model runs), try a larger budget or more epochs, or pass --allow-worse to write it anyway`,
+    { method: result.method, metric: t.metric, evalExamples: e.examples },
+  );
+}

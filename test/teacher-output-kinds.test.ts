@@ -1,0 +1,127 @@
+/**
+ * Training toward a teacher reads each output for what it is (issue 62, findings 1 and 7): a
+ * segmentation-like model whose output is a sigmoid map (LiteRT `LOGISTIC`, ONNX `Sigmoid`) is
+ * matched by closeness (mean squared error, chosen by mean |output - teacher|), never as class
+ * logits; a result further from the teacher than the unpatched base on --eval is refused
+ * (NoImprovementError, exit 10) and nothing is written.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { initBackend } from '../src/train/backend.ts';
+import { trainTfliteDiff } from '../src/train/tflite/train-tflite.ts';
+import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
+import { NoImprovementError } from '../src/core/errors.ts';
+import { seededRandom } from '../src/core/random.ts';
+import { writeNpy } from '../src/io/npy/npy.ts';
+import { main } from '../cli/ndiff.ts';
+import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';
+import { DT, f32le, graph, model, node, tensor, valueInfoFree } from './helpers/onnx-build.ts';
+
+await initBackend('cpu');
+
+const SIDE = 4;
+
+/** A one-channel 4x4 "segmentation" model: mask = sigmoid(w · (image + offset) + b), per pixel (ADD, CONV_2D 1x1, LOGISTIC). */
+function segTflite(w: number, b: number, channels = 1): Uint8Array {
+  return buildTflite({
+    tensors: [
+      { name: 'image', shape: [1, SIDE, SIDE, 1], type: T.FLOAT32 },
+      { name: 'offset', shape: [1], type: T.FLOAT32, buffer: 3 },
+      { name: 'shifted', shape: [1, SIDE, SIDE, 1], type: T.FLOAT32 },
+      { name: 'conv/kernel', shape: [channels, 1, 1, 1], type: T.FLOAT32, buffer: 1 },
+      { name: 'conv/bias', shape: [channels], type: T.FLOAT32, buffer: 2 },
+      { name: 'conv/out', shape: [1, SIDE, SIDE, channels], type: T.FLOAT32 },
+      { name: 'mask', shape: [1, SIDE, SIDE, channels], type: T.FLOAT32 },
+    ],
+    buffers: [f32Bytes(Array(channels).fill(w)), f32Bytes(Array(channels).fill(b)), f32Bytes([0])],
+    operators: [
+      // ADD (an offset both versions keep), CONV_2D (padding SAME, stride 1x1, no activation), LOGISTIC (the sigmoid)
+      { op: 0, inputs: [0, 1], outputs: [2] },
+      { op: 3, inputs: [2, 3, 4], outputs: [5], options: { type: 1, fields: [{ u8: 0 }, { i32: 1 }, { i32: 1 }, { u8: 0 }] } },
+      { op: 14, inputs: [5], outputs: [6] },
+    ],
+    inputs: [0],
+    outputs: [6],
+  });
+}
+
+/** The same model as ONNX: Conv 1x1 -> Sigmoid, `[N, 1, 4, 4]` in and out. */
+function segOnnx(w: number, b: number, channels = 1): Uint8Array {
+  return model(graph({
+    initializers: [tensor({ name: 'offset', dims: [1], dataType: DT.FLOAT, raw: f32le([0]) }), tensor({ name: 'conv.w', dims: [channels, 1, 1, 1], dataType: DT.FLOAT, raw: f32le(Array(channels).fill(w)) }), tensor({ name: 'conv.b', dims: [channels], dataType: DT.FLOAT, raw: f32le(Array(channels).fill(b)) })],
+    nodes: [
+      node({ opType: 'Add', inputs: ['image', 'offset'], outputs: ['shifted'] }),
+      node({ opType: 'Conv', inputs: ['shifted', 'conv.w', 'conv.b'], outputs: ['c'] }),
+      node({ opType: 'Sigmoid', inputs: ['c'], outputs: ['mask'] }),
+    ],
+    inputs: [valueInfoFree('image', ['N', 1, SIDE, SIDE])],
+    outputs: [valueInfoFree('mask', ['N', channels, SIDE, SIDE])],
+  }));
+}
+
+/**
+ * Images around `centre` (± `spread`). Base mask sigmoid(x), teacher sigmoid(2x): on training
+ * images near 2 the diff learns w·2 + b ≈ 4, moving the bias too; on evaluation images near 0,
+ * where the base already equals the teacher, that bias takes the update further from it.
+ */
+function images(n: number, centre: number, spread: number, seed: number, shape: number[]): { inputs: Record<string, { values: Float32Array; shape: number[] }> } {
+  const r = seededRandom(seed);
+  return { inputs: { image: { values: Float32Array.from({ length: n * SIDE * SIDE }, () => centre + spread * (2 * r() - 1)), shape } } };
+}
+
+const common = { method: 'full' as const, budgetBytes: 0, epochs: 4, tune: 'off' as const, seed: 1, batchSize: 16, learningRate: 0.05, trainable: 'all' as const, header: { modelId: 'seg', sequence: 1 } };
+
+for (const format of ['tflite', 'onnx'] as const) {
+  const shape = format === 'tflite' ? [SIDE, SIDE, 1] : [1, SIDE, SIDE];
+  const train = (bytes: Uint8Array, teacher: Uint8Array, options: Record<string, unknown>) => format === 'tflite'
+    ? trainTfliteDiff(bytes, images(96, 2, 0.3, 5, shape), { ...common, teacher, ...options })
+    : trainOnnxDiff(bytes, images(96, 2, 0.3, 5, shape), { ...common, teacher, ...options });
+  const [v1, v2] = format === 'tflite' ? [segTflite(1, 0), segTflite(2, 0)] : [segOnnx(1, 0), segOnnx(2, 0)];
+
+  test(`${format}: a sigmoid map output is matched by closeness (mse, mean |output - teacher|), not read as class logits`, async () => {
+    const res = await train(v1, v2, { eval: images(32, 2, 0.3, 7, shape), allowWorse: false });
+    const t = res.teacher as NonNullable<typeof res.teacher>;
+    assert.equal(t.loss, 'mse', 'a sigmoid map trains by the squared error of its values');
+    assert.equal(t.metric, 'mae', 'and is chosen by mean |output - teacher|');
+    const te = res.teacherEval as NonNullable<typeof res.teacherEval>;
+    assert.ok(te.after.meanAbsDiff < te.before.meanAbsDiff, `closer to the teacher: ${te.before.meanAbsDiff} -> ${te.after.meanAbsDiff}`);
+    assert.ok(Number.isNaN(te.after.agreement), `no top-1 agreement for a map: ${te.after.agreement}`);
+  });
+
+  test(`${format}: an update further from the teacher than the base on --eval is refused (nothing to ship)`, async () => {
+    await assert.rejects(train(v1, v2, { eval: images(32, 0, 0.05, 7, shape), allowWorse: false }), (e: unknown) => e instanceof NoImprovementError && /on the evaluation examples/.test(e.message) && /mean \|output − teacher\|/.test(e.message));
+  });
+}
+
+function npy(dir: string, name: string, values: Float32Array, shape: number[]): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, name), writeNpy(values, shape));
+}
+
+test('ndiff train --base seg.tflite --teacher: exit 10 and no payload for an update further from v2 on --eval; no "top-1 agreement" printed for a map', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ndiff-seg-'));
+  try {
+    writeFileSync(path.join(dir, 'v1.tflite'), segTflite(1, 0));
+    writeFileSync(path.join(dir, 'v2.tflite'), segTflite(2, 0));
+    const shape = [SIDE, SIDE, 1];
+    npy(path.join(dir, 'train'), 'image.npy', images(96, 2, 0.3, 5, shape).inputs.image.values, [96, ...shape]);
+    npy(path.join(dir, 'near'), 'image.npy', images(32, 2, 0.3, 7, shape).inputs.image.values, [32, ...shape]);
+    npy(path.join(dir, 'far'), 'image.npy', images(32, 0, 0.05, 7, shape).inputs.image.values, [32, ...shape]);
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
+    const args = (evalDir: string, out: string) => ['train', '--model-id', 'seg', '--base', path.join(dir, 'v1.tflite'), '--teacher', path.join(dir, 'v2.tflite'), '--train', path.join(dir, 'train'), '--eval', path.join(dir, evalDir), '--method', 'full', '--epochs', '4', '--tune', 'off', '--lr', '0.05', '--batch-size', '16', '--backend', 'cpu', '--out', path.join(dir, out)];
+    assert.equal(await main(args('near', 'near.ndiff'), io), 0, lines.join('\n'));
+    const text = lines.join('\n');
+    assert.ok(existsSync(path.join(dir, 'near.ndiff')));
+    assert.doesNotMatch(text, /top-1 agreement|agreement with the teacher/, 'a map has no classes to agree on');
+    assert.match(text, /eval, mean \|output - teacher\| [\d.]+ -> [\d.]+/);
+    lines.length = 0;
+    assert.equal(await main(args('far', 'far.ndiff'), io), 10, lines.join('\n'));
+    assert.ok(!existsSync(path.join(dir, 'far.ndiff')), 'nothing written');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
