@@ -125,3 +125,25 @@ test('ndiff train --base seg.tflite --teacher: exit 10 and no payload for an upd
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('ndiff train --teacher whose output differs from the base\'s (a mask of 2 channels for 1): refused before training, naming the output, for .tflite and .onnx', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ndiff-seg-'));
+  try {
+    for (const [ext, v1, v2, shape] of [['tflite', segTflite(1, 0), segTflite(2, 0, 2), [SIDE, SIDE, 1]], ['onnx', segOnnx(1, 0), segOnnx(2, 0, 2), [1, SIDE, SIDE]]] as const) {
+      writeFileSync(path.join(dir, `v1.${ext}`), v1);
+      writeFileSync(path.join(dir, `v2.${ext}`), v2);
+      npy(path.join(dir, `train-${ext}`), 'image.npy', images(32, 2, 0.3, 5, [...shape]).inputs.image.values, [32, ...shape]);
+      const lines: string[] = [];
+      const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
+      const code = await main(['train', '--model-id', 'seg', '--base', path.join(dir, `v1.${ext}`), '--teacher', path.join(dir, `v2.${ext}`), '--train', path.join(dir, `train-${ext}`), '--method', 'full', '--epochs', '1', '--tune', 'off', '--backend', 'cpu', '--out', path.join(dir, `${ext}.ndiff`)], io);
+      const text = lines.join('\n');
+      assert.equal(code, 2, text);
+      assert.match(text, /has another output than the base \(output 0 .*-> .*2.*\)/);
+      assert.match(text, /ndiff diff --base BASE --target .* --budget all/);
+      assert.doesNotMatch(text, /epoch 1/, 'refused before training');
+      assert.ok(!existsSync(path.join(dir, `${ext}.ndiff`)), 'nothing written');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

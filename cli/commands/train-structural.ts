@@ -23,7 +23,7 @@ import { concatModelFiles, type ModelFile } from '../../src/core/model-files.ts'
 import { readTfjsModelFiles, rebuildModelDir, TFJS_REBUILD } from '../../src/io/tfjs/folder-rebuild.ts';
 import { locateTfjsModel } from '../../src/io/tfjs/model-file.ts';
 import type { TrainableSpec } from '../../src/train/select.ts';
-import { ONNX_REBUILD, TFLITE_REBUILD } from './diff-structural.ts';
+import { ONNX_REBUILD, portChange, portsOf, TFLITE_REBUILD } from './diff-structural.ts';
 
 /** What training toward a teacher of another structure starts from. */
 export interface StructuralTeacher {
@@ -41,6 +41,13 @@ export interface StructuralTeacher {
 export function structuralTeacher(kind: 'onnx' | 'tflite', base: { bytes: Uint8Array; store: WeightStore; external?: boolean }, teacher: { bytes: Uint8Array; store: WeightStore; external?: boolean; file: string }): StructuralTeacher | undefined {
   const reason = describeDifference(compareInterfaces(base.store, teacher.store));
   if (!reason) return undefined;
+  // The teacher's outputs are matched on the base's inputs: a teacher whose inputs or outputs
+  // differ (an output map grown from 128x128 to 256x256) is no target for a diff of the base, and
+  // a payload cannot change what the app feeds the model or reads from it.
+  const change = portChange(portsOf(kind, base.bytes, 'base'), portsOf(kind, teacher.bytes, teacher.file), kind === 'onnx');
+  if (change) {
+    throw new UsageError(`--teacher ${teacher.file} has another ${change.kind} than the base (${change.text}): a diff is trained to match the teacher's outputs on the base's inputs, and the app that feeds the model does not change with a payload. Nothing was trained. To ship this interface change, build a structural payload with \`ndiff diff --base BASE --target ${teacher.file} --budget all\` and update the app with it; to train a diff, give a teacher with the base's inputs and outputs`, { kind: change.kind, index: change.index, change: change.text });
+  }
   if (base.external || teacher.external) {
     throw new UsageError(`--teacher ${teacher.file} has another structure than the base (${reason.split(':')[0]}), which ships as a structural payload that rebuilds one file; the ${base.external ? 'base' : 'teacher'} keeps weights in external data files: save both with their weights inside (onnx.save_model(..., save_as_external_data=False))`);
   }
