@@ -59,10 +59,19 @@ interface OutputLayerInternals {
   getConfig(): { activation?: string; classScores?: boolean; values?: boolean };
 }
 
+/**
+ * The layers that give `model`'s outputs: its `outputLayers`, or (a Sequential model not built
+ * yet lists none) the layer behind each output tensor.
+ */
+function outputLayersOf(model: tf.LayersModel): OutputLayerInternals[] {
+  const listed = (model as unknown as { outputLayers?: OutputLayerInternals[] }).outputLayers;
+  if (listed && listed.length) return listed;
+  return model.outputs.map((o) => (o as unknown as { sourceLayer: OutputLayerInternals }).sourceLayer);
+}
+
 /** Whether each output of `model` is plain values, not classes: a sigmoid's (a mask, independent scores) or a program's map. */
 export function outputsArePlainValues(model: tf.LayersModel): boolean[] {
-  const layers = (model as unknown as { outputLayers: OutputLayerInternals[] }).outputLayers;
-  return layers.map((l) => {
+  return outputLayersOf(model).map((l) => {
     const c = l.getConfig();
     return c.values === true || c.activation === 'sigmoid';
   });
@@ -70,14 +79,12 @@ export function outputsArePlainValues(model: tf.LayersModel): boolean[] {
 
 /** Whether each output of `model` gives class logits (a program model's output read as logits). */
 export function outputsAreClassScores(model: tf.LayersModel): boolean[] {
-  const layers = (model as unknown as { outputLayers: OutputLayerInternals[] }).outputLayers;
-  return layers.map((l) => l.getConfig().classScores === true);
+  return outputLayersOf(model).map((l) => l.getConfig().classScores === true);
 }
 
 /** Whether each output of `model` ends in a softmax. */
 export function outputsAreProbabilities(model: tf.LayersModel): boolean[] {
-  const layers = (model as unknown as { outputLayers: OutputLayerInternals[] }).outputLayers;
-  return layers.map((l) => l.getConfig().activation === 'softmax');
+  return outputLayersOf(model).map((l) => l.getConfig().activation === 'softmax');
 }
 
 function shapeText(s: (number | null)[]): string {
