@@ -27,8 +27,12 @@ export interface CalibrationReport {
   chosen: string;
   /** The unpatched base's loss on the same inputs: a chosen loss at or above it is no closer to the target than not updating. */
   baseLoss: number;
+  /** The unpatched base's top-1 agreement with the target, when the outputs are a classifier's (the choice is then by agreement). */
+  baseAgreement?: number;
   candidates: CandidateScore[];
 }
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 /** Measure the candidates (each reported as it is), keep the closest, and say which. */
 function choose<R extends BuiltPayload>(
@@ -39,10 +43,15 @@ function choose<R extends BuiltPayload>(
   io: CliIO,
 ): { chosen: R; report: CalibrationReport } {
   const { chosen, name, scores } = chooseOnCalibration(candidates, measure, (s) => {
-    io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
+    io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, ${s.agreement === undefined ? '' : `top-1 agreement ${pct(s.agreement)}, `}loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
   });
-  io.progress(`  chose ${name} (unpatched base: loss ${measure.baseError.toPrecision(4)})`);
-  return { chosen, report: { ...inputs, chosen: name, baseLoss: measure.baseError, candidates: scores } };
+  const base = measure.baseCloseness;
+  const agreeing = measure.classifier === true && base !== undefined && !Number.isNaN(base.agreement);
+  io.progress(`  chose ${name} by ${agreeing ? 'top-1 agreement with --target' : 'the loss'} (unpatched base: ${agreeing ? `top-1 agreement ${pct(base.agreement)}, ` : ''}loss ${measure.baseError.toPrecision(4)})`);
+  return {
+    chosen,
+    report: { ...inputs, chosen: name, baseLoss: measure.baseError, ...(agreeing ? { baseAgreement: base.agreement } : {}), candidates: scores },
+  };
 }
 
 /**

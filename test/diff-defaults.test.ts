@@ -157,7 +157,10 @@ test('the thresholds sit between the measured cases (docs/BENCHMARKS.md; bench:l
 });
 
 test('with --calibrate alone, a choice no closer to the target than the unpatched base on those inputs is warned of', () => {
-  assert.equal(calibrationWarning(0.2, 0.5), undefined);
-  assert.match(calibrationWarning(0.5, 0.5) ?? '', /no closer to --target than the unpatched base \(loss 0\.5000, base 0\.5000\)/);
-  assert.match(calibrationWarning(0.7, 0.5) ?? '', /not updating is as close/);
+  assert.equal(calibrationWarning({ loss: 0.2 }, { loss: 0.5 }), undefined);
+  assert.match(calibrationWarning({ loss: 0.5 }, { loss: 0.5 }) ?? '', /no closer to --target than the unpatched base \(loss 0\.5000, base 0\.5000\)/);
+  assert.match(calibrationWarning({ loss: 0.7 }, { loss: 0.5 }) ?? '', /not updating is as close/);
+  // A classifier is judged by agreement, whatever the loss says (the loss chose 31% where v1 had 43%).
+  assert.match(calibrationWarning({ loss: 0.1, agreement: 0.3117 }, { loss: 0.5, agreement: 0.4308 }) ?? '', /top-1 agreement 31\.17%, base 43\.08%/);
+  assert.equal(calibrationWarning({ loss: 0.7, agreement: 0.9 }, { loss: 0.5, agreement: 0.43 }), undefined);
 });

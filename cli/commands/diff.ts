@@ -214,8 +214,10 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     : a.eval ? await measureOnInputs(a as PayloadEvalSpec, base, res.bytes, io) : undefined;
   // Nothing measured on inputs: what the weights alone say (advice.ts), warned of, not refused.
   const estimate: WeightEstimate | undefined = !everyChange && !measured && !calibration ? estimateFromWeights(changeSize(base, target), res.squaredError, 'allocation' in res ? 'lowbit' : 'topk') : undefined;
-  const chosenLoss = calibration?.candidates.find((c) => c.name === calibration?.chosen)?.loss;
-  const notCloser = calibration && chosenLoss !== undefined ? calibrationWarning(chosenLoss, calibration.baseLoss) : undefined;
+  const chosenScore = calibration?.candidates.find((c) => c.name === calibration?.chosen);
+  const notCloser = calibration && chosenScore && Number.isFinite(chosenScore.loss)
+    ? calibrationWarning({ loss: chosenScore.loss, agreement: calibration.baseAgreement === undefined ? undefined : chosenScore.agreement }, { loss: calibration.baseLoss, agreement: calibration.baseAgreement })
+    : undefined;
   const warning = measured?.movesAway ? movesAwayText(measured) : notCloser ?? estimate?.warning;
   await writeFile(a.out, res.bytes);
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;

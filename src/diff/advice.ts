@@ -140,7 +140,15 @@ export function estimateFromWeights(size: ChangeSize, squaredError: number, meth
  * payload whose loss against the target on them is no lower than the unpatched base's takes the
  * model no closer to the target than not updating. The warning, or undefined when it is closer.
  */
-export function calibrationWarning(chosenLoss: number, baseLoss: number): string | undefined {
-  if (!(chosenLoss >= baseLoss)) return undefined;
-  return `on the --calibrate inputs base + payload is no closer to --target than the unpatched base (loss ${chosenLoss.toPrecision(4)}, base ${baseLoss.toPrecision(4)}): not updating is as close. Try a larger budget or train the diff (ndiff train --method lowbit --teacher TARGET), and add --eval INPUTS to measure it`;
+export function calibrationWarning(
+  chosen: { loss: number; agreement?: number },
+  base: { loss: number; agreement?: number },
+): string | undefined {
+  // A classifier's candidates are chosen by top-1 agreement (a loss need not follow it), so judged by it too.
+  if (chosen.agreement !== undefined && base.agreement !== undefined) {
+    if (chosen.agreement > base.agreement) return undefined;
+    return `on the --calibrate inputs base + payload agrees with --target no more than the unpatched base (top-1 agreement ${(100 * chosen.agreement).toFixed(2)}%, base ${(100 * base.agreement).toFixed(2)}%): not updating is as close. Try a larger budget or train the diff (ndiff train --method lowbit --teacher TARGET), and add --eval INPUTS to measure it`;
+  }
+  if (!(chosen.loss >= base.loss)) return undefined;
+  return `on the --calibrate inputs base + payload is no closer to --target than the unpatched base (loss ${chosen.loss.toPrecision(4)}, base ${base.loss.toPrecision(4)}): not updating is as close. Try a larger budget or train the diff (ndiff train --method lowbit --teacher TARGET), and add --eval INPUTS to measure it`;
 }

@@ -7,7 +7,10 @@
  * The error is the teacher loss of distillation on the target's outputs (KL divergence for
  * classifier outputs, else the mean squared difference; see teacher.ts), averaged over the
  * inputs: the quantity a distilled diff would lower, so post hoc and distilled diffs are scored
- * alike.
+ * alike. The payload written is chosen among candidates by the measure that fits the outputs,
+ * as a teacher diff's checkpoints are: top-1 agreement with the target when every output is a
+ * classifier's (a divergence of probabilities need not follow the decisions: a candidate can lower
+ * it and agree less), the error otherwise; every candidate's agreement is reported.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { WeightStore } from '../core/weight-store.ts';
@@ -18,6 +21,15 @@ import { seededRandom } from '../core/random.ts';
 import { namedVariables, setModelWeights } from './model-weights.ts';
 import { closeness, defaultTeacherLoss, outputLayout, outputRows, type OutputSegment } from './teacher.ts';
 
+/** How close a model comes to the target on the calibration inputs. */
+export interface CalibrationCloseness {
+  /** The error (lower is closer). */
+  loss: number;
+  /** Top-1 agreement with the target's decisions (NaN when the outputs are not a classifier's). */
+  agreement: number;
+  meanAbsDiff: number;
+}
+
 export interface CalibrationMeasure {
   /** The error of the model with `deltas` added to the base (tensors not in it at the base): lower is closer to the target. */
   measureModel: (deltas: ReadonlyMap<string, Float32Array>) => number;
@@ -25,6 +37,12 @@ export interface CalibrationMeasure {
   measureValues: (values: ReadonlyMap<string, Float32Array>) => number;
   /** The error of the unpatched base, and of the target itself (0 but for float rounding). */
   baseError: number;
+  /** Every output is a classifier's: candidates are chosen by top-1 agreement with the target. */
+  classifier?: boolean;
+  /** How close the model holding `values` comes to the target: the error, top-1 agreement (NaN when the outputs are not a classifier's) and mean absolute output difference. */
+  closenessOfValues?: (values: ReadonlyMap<string, Float32Array>) => CalibrationCloseness;
+  /** The same for the unpatched base. */
+  baseCloseness?: CalibrationCloseness;
   /** How many times the model ran on the inputs (each a forward pass over every example). */
   readonly evaluations: number;
   /** Put the base's weights back into the model. */
@@ -42,15 +60,22 @@ export function calibrationMeasure(model: tf.LayersModel, target: tf.LayersModel
   const baseNames = new Set(base.list().map((t) => t.name));
   const targetRows = outputRows(target, x, layout.width, batchSize);
   let evaluations = 0;
-  const errorWith = (values: (name: string) => Float32Array | undefined): number => {
+  const closenessWith = (values: (name: string) => Float32Array | undefined): CalibrationCloseness => {
     setModelWeights(model, values);
     evaluations++;
-    return closeness(outputRows(model, x, layout.width, batchSize), targetRows, measure, 'top1').loss;
+    const c = closeness(outputRows(model, x, layout.width, batchSize), targetRows, measure, 'top1');
+    return { loss: c.loss, agreement: c.agreement, meanAbsDiff: c.meanAbsDiff };
   };
+  const errorWith = (values: (name: string) => Float32Array | undefined): number => closenessWith(values).loss;
   const restore = () => setModelWeights(model, (n) => (baseNames.has(n) ? base.values(n) : undefined));
-  const baseError = errorWith((n) => (baseNames.has(n) ? base.values(n) : undefined));
+  const baseCloseness = closenessWith((n) => (baseNames.has(n) ? base.values(n) : undefined));
+  const baseError = baseCloseness.loss;
+  const withValues = (values: ReadonlyMap<string, Float32Array>) => (n: string) => values.get(n) ?? (baseNames.has(n) ? base.values(n) : undefined);
   return {
-    measureValues: (values) => errorWith((n) => values.get(n) ?? (baseNames.has(n) ? base.values(n) : undefined)),
+    classifier: layout.segments.every((seg) => seg.classifier && seg.classes >= 2),
+    closenessOfValues: (values) => closenessWith(withValues(values)),
+    baseCloseness,
+    measureValues: (values) => errorWith(withValues(values)),
     measureModel: (deltas) => errorWith((n) => {
       if (!baseNames.has(n)) return undefined;
       const w = base.values(n);
@@ -181,23 +206,27 @@ export interface CandidateScore {
   bytes: number;
   /** The teacher loss of base + payload against the target on the inputs (lower is closer). */
   loss: number;
+  /** Top-1 agreement of base + payload with the target on the inputs, when the outputs are a classifier's. */
+  agreement?: number;
   /** The same payload as an earlier candidate (not measured again). */
   sameAs?: string;
 }
 
 /**
  * Build every candidate and keep the one whose payload takes the model closest to the target on
- * the calibration inputs (the least {@link CalibrationMeasure} loss of the weights the device will
- * hold: the payload's target values); the first wins a tie, so the order is the preference.
- * Returns the chosen result and every candidate's score. A candidate whose budget cannot be met
- * (BudgetError) is left out and reported with an infinite loss; if every one is, the first's error
- * is thrown.
+ * the calibration inputs, measured on the weights the device will hold (the payload's target
+ * values): by top-1 agreement when the measure says the outputs are a classifier's (the lower
+ * error breaking a tie), else by the least {@link CalibrationMeasure} error; the first wins a
+ * tie, so the order is the preference. Returns the chosen result and every candidate's score. A
+ * candidate whose budget cannot be met (BudgetError) is left out and reported with an infinite
+ * loss; if every one is, the first's error is thrown.
  */
 export function chooseOnCalibration<R extends BuiltPayload>(candidates: readonly CalibrationCandidate<R>[], measure: CalibrationMeasure, onScore?: (score: CandidateScore) => void): { chosen: R; name: string; scores: CandidateScore[] } {
   const scores: CandidateScore[] = [];
-  let best: { result: R; name: string; loss: number } | undefined;
+  let best: { result: R; name: string; loss: number; agreement: number } | undefined;
   let firstError: unknown;
-  const seen: { bytes: Uint8Array; name: string; loss: number }[] = [];
+  const byAgreement = measure.classifier === true && measure.closenessOfValues !== undefined;
+  const seen: { bytes: Uint8Array; name: string; loss: number; agreement: number }[] = [];
   for (const c of candidates) {
     let result: R;
     try {
@@ -211,12 +240,14 @@ export function chooseOnCalibration<R extends BuiltPayload>(candidates: readonly
       continue;
     }
     const twin = seen.find((s) => sameBytes(s.bytes, result.bytes));
-    const loss = twin ? twin.loss : measure.measureValues(result.targetValues);
-    if (!twin) seen.push({ bytes: result.bytes, name: c.name, loss });
-    const score: CandidateScore = { name: c.name, bytes: result.bytes.length, loss, ...(twin ? { sameAs: twin.name } : {}) };
+    const measured = twin ?? (measure.closenessOfValues ? measure.closenessOfValues(result.targetValues) : { loss: measure.measureValues(result.targetValues), agreement: NaN });
+    const { loss, agreement } = measured;
+    if (!twin) seen.push({ bytes: result.bytes, name: c.name, loss, agreement });
+    const score: CandidateScore = { name: c.name, bytes: result.bytes.length, loss, ...(Number.isNaN(agreement) ? {} : { agreement }), ...(twin ? { sameAs: twin.name } : {}) };
     scores.push(score);
     onScore?.(score);
-    if (!best || loss < best.loss) best = { result, name: c.name, loss };
+    const closer = !best || (byAgreement ? agreement > best.agreement || (agreement === best.agreement && loss < best.loss) : loss < best.loss);
+    if (closer) best = { result, name: c.name, loss, agreement };
   }
   measure.restore();
   if (!best) throw firstError;
