@@ -147,3 +147,23 @@ test('ndiff train --teacher whose output differs from the base\'s (a mask of 2 c
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('ndiff train holding out a handful of validation examples warns (on stderr) and says how to pass more', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ndiff-seg-'));
+  try {
+    writeFileSync(path.join(dir, 'v1.tflite'), segTflite(1, 0));
+    writeFileSync(path.join(dir, 'v2.tflite'), segTflite(2, 0));
+    const shape = [SIDE, SIDE, 1];
+    npy(path.join(dir, 'train'), 'image.npy', images(64, 2, 0.3, 5, shape).inputs.image.values, [64, ...shape]);
+    const errors: string[] = [];
+    const io = { out: () => {}, err: (l: string) => errors.push(l), progress: () => {} };
+    const code = await main(['train', '--model-id', 'seg', '--base', path.join(dir, 'v1.tflite'), '--teacher', path.join(dir, 'v2.tflite'), '--train', path.join(dir, 'train'), '--method', 'full', '--epochs', '1', '--tune', 'off', '--lr', '0.05', '--backend', 'cpu', '--out', path.join(dir, 'p.ndiff')], io);
+    assert.equal(code, 0, errors.join('\n'));
+    const warning = errors.find((l) => /^warning: only \d+ validation example\(s\)/.test(l));
+    assert.ok(warning, errors.join('\n'));
+    assert.match(warning, /--val DATA/);
+    assert.match(warning, /of 64 held out now/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

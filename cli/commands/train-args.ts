@@ -68,11 +68,12 @@ export interface OnnxTrainArgs {
  */
 export function programTrainOptions(
   a: TrainArgs & OnnxTrainArgs,
-  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable']; progress: (line: string) => void },
+  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable']; progress: (line: string) => void; warn?: (line: string) => void },
 ) {
   return {
     method: a.method,
     onCandidate: (c: AutoCandidate) => p.progress(autoCandidateLine(c)),
+    ...(p.warn ? { onWarning: p.warn } : {}),
     budgetBytes: p.budgetBytes,
     epochs: a.epochs,
     ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),

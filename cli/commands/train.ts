@@ -261,6 +261,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       store: a.store,
       header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
       onProgress: (m) => io.progress(m),
+      onWarning: (m) => io.err(`warning: ${m}`),
       onBatch: (b) => {
         const line = `  epoch ${b.epoch} ${bar(b.batch, b.batches)} batch ${b.batch}/${b.batches} loss ${b.loss.toFixed(4)}`;
         if (interactive) process.stderr.write(`\r${line}   `);

@@ -198,3 +198,17 @@ export async function fromDataset(dataset: tf.data.Dataset<{ xs: tf.Tensor; ys: 
   for (const t of xs) t.dispose();
   return { x, y: Int32Array.from(ys) };
 }
+
+/**
+ * Below this many validation examples a warning says so: every choice (learning rate,
+ * checkpoint, the refusal of a worse result) is made on them, and one example moves a score by
+ * more than 3 points.
+ */
+export const MIN_VALIDATION_EXAMPLES = 30;
+
+/** Warn (through `warn`) when `count` validation examples are too few to choose on, saying how to give more. */
+export function warnFewValidation(count: number, trainCount: number, given: boolean, warn: (message: string) => void): void {
+  if (count >= MIN_VALIDATION_EXAMPLES) return;
+  const how = given ? 'pass more validation inputs' : `pass --val DATA with a few hundred inputs from where the model runs, more --train data, or a larger --val-fraction (${count} of ${trainCount} held out now)`;
+  warn(`only ${count} validation example(s): the learning rate, the checkpoint and the refusal of a result no better than the base are all decided on them, and at this size one example moves the score by ${(100 / count).toFixed(1)} points; ${how}`);
+}

@@ -101,6 +101,8 @@ export interface TrainDiffOptions {
    * the evaluation examples never choose.
    */
   refuseWorseOnEval?: boolean;
+  /** Called with what the caller should see even when progress is quiet (too few validation examples); default: a progress line. */
+  onWarning?: (message: string) => void;
   /**
    * Teacher diffs: the new version a team already trained (same inputs and outputs as the base;
    * its layers and weights may differ). The diff learns to make the base's outputs match the
