@@ -51,7 +51,7 @@ import { compositeSpecs, FisherRanking, FisherWarmup, SparseLowRank } from '../c
 import { DEFAULT_SPARSE_MASK, SparseMask } from '../sparse-diff/trainer.ts';
 import { better, type Checkpoint } from './checkpoint.ts';
 import { compete, pct } from './compete.ts';
-import { checkData, evaluate, pick, stratifiedSplit, type Evaluation, type InputData, type LabelledData } from './data.ts';
+import { checkData, evaluate, pick, stratifiedSplit, warnFewValidation, type Evaluation, type InputData, type LabelledData } from './data.ts';
 import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-gate.ts';
 import { Identity, Shadow } from './full-params.ts';
 import { checkThreads, defaultThreads, type TrainingPool } from './parallel/pool.ts';
@@ -228,6 +228,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         }
       }
     }
+    if (val) warnFewValidation(val.y.length, train.y.length, givenVal !== undefined, options.onWarning ?? ((m) => progress(`warning: ${m}`)));
     if (!val && tune !== 'off') throw new UsageError('tuning needs validation data: pass validation (--val DATA or --val-fraction > 0), or tune off');
     if (!val && options.alsoConsider?.length) throw new UsageError('competing payloads (--also-consider) are judged on validation data: pass validation (--val DATA or --val-fraction > 0)');
 
