@@ -74,6 +74,34 @@ export function portChange(before: { inputs: Port[]; outputs: Port[] }, after: {
   return undefined;
 }
 
+/**
+ * The warning `ndiff diff`, `ndiff release add` and `ndiff update` give when a model's inputs or
+ * outputs change between two versions (`consequence`: what it means where it is said); undefined
+ * when they do not.
+ */
+export function interfaceWarning(before: { inputs: Port[]; outputs: Port[] }, after: { inputs: Port[]; outputs: Port[] }, consequence: string): string | undefined {
+  if (!portsDiffer(before.inputs, after.inputs) && !portsDiffer(before.outputs, after.outputs)) return undefined;
+  return `the model's inputs or outputs changed (inputs ${before.inputs.map(portText).join(', ')} -> ${after.inputs.map(portText).join(', ')}; outputs ${before.outputs.map(portText).join(', ')} -> ${after.outputs.map(portText).join(', ')}): ${consequence}`;
+}
+
+/**
+ * The inputs and outputs of the model at `modelPath` (an .onnx or .tflite file, a TF.js folder
+ * or model JSON file: a graph model's signature; a layers model lists none), or undefined when
+ * there is no model there or it cannot be read.
+ */
+export async function modelPortsAt(modelPath: string): Promise<{ inputs: Port[]; outputs: Port[] } | undefined> {
+  try {
+    if (/\.(onnx|tflite)$/i.test(modelPath)) {
+      const kind = /\.onnx$/i.test(modelPath) ? 'onnx' : 'tflite';
+      return portsOf(kind, new Uint8Array(await readFile(modelPath)), modelPath);
+    }
+    const at = await locateTfjsModel(modelPath);
+    return tfjsPorts([{ path: 'model.json', bytes: new Uint8Array(await readFile(path.join(at.dir, at.modelJsonFile))) }]);
+  } catch {
+    return undefined;
+  }
+}
+
 export const ONNX_REBUILD: RebuildFormat = { kind: 'onnx', open: (b) => new OnnxWeightStore(b) };
 export const TFLITE_REBUILD: RebuildFormat = { kind: 'tflite', open: (b) => new TfliteWeightStore(b) };
 
@@ -150,10 +178,8 @@ async function report(a: DiffArgs, io: CliIO, res: StructuralDiffResult, modelId
   // (and devices check) the model it truly reaches, which --model-out writes.
   const exact = res.header.targetFingerprint === targetFileFingerprint;
   // An interface change is written, with a warning: the app that feeds the model must change with it.
-  const interfaceChanged = portsDiffer(before.inputs, after.inputs) || portsDiffer(before.outputs, after.outputs);
-  const warning = interfaceChanged
-    ? `the model's inputs or outputs changed (inputs ${before.inputs.map(portText).join(', ')} -> ${after.inputs.map(portText).join(', ')}; outputs ${before.outputs.map(portText).join(', ')} -> ${after.outputs.map(portText).join(', ')}): the payload is written, but the app that feeds the model must change with it`
-    : undefined;
+  const warning = interfaceWarning(before, after, 'the payload is written, but the app that feeds the model must change with it');
+  const interfaceChanged = warning !== undefined;
   const c = res.change;
   const doc = {
     out: a.out, bytes: res.bytes.length, structural: true, formatVersion: 7, rebuildBytes: res.rebuildBytes, valueBytes: res.valueBytes,

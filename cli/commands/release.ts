@@ -14,7 +14,9 @@ import path from 'node:path';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import { closenessLines, measurePayload, movesAwayText } from '../payload-eval.ts';
 import { publishReleaseFolder } from '../../src/release/publish.ts';
-import { readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
+import { newestVersion, readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
+import { materializeVersion } from '../../src/release/package.ts';
+import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
 import { table, type CliIO } from '../common.ts';
 import { parseExpiry } from '../models.ts';
 
@@ -73,6 +75,8 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   if (a.eval === undefined && (a.state.length || a.output || a.outputKind)) throw new UsageError('--state, --output and --output-kind tell --eval how to run an .onnx model: add --eval INPUTS, or leave them out');
   if (a.eval !== undefined) await stat(a.eval).catch(() => { throw new UsageError(`--eval ${a.eval} does not exist: expected the inputs (x.npy, or a folder holding it; for .onnx files one .npy per model input)`); });
   const key = a.key ? await readPrivateKeyFile(a.key, (l) => io.err(l)) : undefined;
+  const warning = await interfaceChangeOfAdd(a.release, a.model);
+  if (warning) io.err(`warning: ${warning}`);
   const res = await addVersion(a.release, a.model, {
     beforePublish: async (lossy) => {
       for (const l of lossy) io.err(`warning: ${lossyText(l.job, l.result)}${a.eval ? '' : '. Measure it on inputs before devices get it: add with --eval INPUTS (a payload that takes the model further from the version than not updating is then refused)'}`);
@@ -86,15 +90,34 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     onProgress: (l) => io.progress(l),
   });
   if (a.plan) {
-    io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: res.jobs.map((j) => jobLine(a.release, j)) });
+    io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: res.jobs.map((j) => jobLine(a.release, j)), ...(warning ? { interfaceChanged: true, warning } : {}) });
     // One JSON line per job, for a CI matrix; then `ndiff release publish`.
     for (const j of res.jobs) io.out(JSON.stringify(jobLine(a.release, j)));
     return 0;
   }
   const pub = res.published;
-  io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes, release: pub?.release, added: pub?.added, skipped: pub?.skipped });
+  io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes, release: pub?.release, added: pub?.added, skipped: pub?.skipped, ...(warning ? { interfaceChanged: true, warning } : {}) });
   io.out(`${a.release}: model ${JSON.stringify(res.modelId)} version ${res.version} (${res.fingerprint}), full package ${formatBytes(res.packageBytes)}; ${pub?.added ?? 0} payload(s) added${pub?.skipped.length ? `, ${pub.skipped.length} not kept (no smaller than the package)` : ''}; manifest release ${pub?.release} signed`);
   return 0;
+}
+
+/**
+ * The warning for a version whose inputs or outputs differ from the newest one in the release
+ * (as `ndiff diff` warns for a structural payload): devices get it through payloads and the
+ * package alike, and the app feeding the model must change with it. Undefined for a first version
+ * or the same interface.
+ */
+async function interfaceChangeOfAdd(releaseDir: string, modelPath: string): Promise<string | undefined> {
+  const record = await readRecord(releaseDir).catch(() => undefined);
+  const newest = record ? newestVersion(record) : undefined;
+  if (!record || !newest) return undefined;
+  const stored = await materializeVersion(releaseDir, record, newest.version);
+  try {
+    const [before, after] = await Promise.all([modelPortsAt(stored.path), modelPortsAt(modelPath)]);
+    return before && after ? interfaceWarning(before, after, `devices updated to this version (by payload or package) need an app that feeds the model the new way; ship that app with it or first`) : undefined;
+  } finally {
+    await stored.dispose();
+  }
 }
 
 /** What a lossy payload is, in words: how much of the change it carries and where devices end. */

@@ -11,6 +11,7 @@ import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { readPublicKeyFile } from '../../src/sign/node-keys.ts';
 import { EXIT, type CliIO } from '../common.ts';
+import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
 import * as path from 'node:path';
 
 interface UpdateArgs {
@@ -92,8 +93,13 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
     io.out(!plan ? 'no way to the newest version is left (payloads and the package failed here before)' : plan.kind === 'none' ? 'up to date' : plan.kind === 'full' ? `would download the full model: ${formatBytes(plan.bytes)}` : `would download ${plan.steps.length} payload(s): ${formatBytes(plan.bytes)} (the full model is ${formatBytes(plan.fullBytes)})`);
     return 0;
   }
+  // The inputs and outputs before and after: a structural payload or a package may change them,
+  // and the app that feeds the model must then change with it (said as ndiff diff says it).
+  const portsBefore = await modelPortsAt(a.model);
   const r = await updateModel(common);
-  io.result?.(r);
+  const portsAfter = r.status === 'updated' && portsBefore ? await modelPortsAt(a.model) : undefined;
+  const warning = portsBefore && portsAfter ? interfaceWarning(portsBefore, portsAfter, `${a.model} was updated to version ${r.latest}, but the app that feeds the model must change with it`) : undefined;
+  io.result?.(warning ? { ...r, interfaceChanged: true, warning } : r);
   for (const s of r.steps) io.out(`${s.kind === 'full' ? 'full model' : `payload v${s.fromVersion} -> v${s.toVersion} (${s.method})`}, ${formatBytes(s.bytes)}: ${s.outcome}${s.error ? ` (${s.error.code}: ${s.error.message.slice(0, 200)})` : ''}`);
   if (r.status === 'failed') {
     const code = r.error?.code ?? 'ND_INTERNAL';
@@ -107,6 +113,7 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
   io.out(r.status === 'up-to-date'
     ? `${a.model} is up to date: version ${r.latest} (${r.fingerprint}), manifest release ${r.release}`
     : `${a.model} updated to version ${r.latest} (${r.fingerprint}) by ${r.path === 'full' ? 'the full model' : 'payloads'}: ${formatBytes(fetched)} downloaded (the full model is ${formatBytes(r.fullBytes ?? 0)})`);
+  if (warning) io.err(`warning: ${warning}`);
   // A lossy payload (top-k within a budget) ends near the version, not at it: say so.
   const last = r.steps.filter((s) => s.outcome === 'applied' || s.outcome === 'installed').at(-1);
   if (r.status === 'updated' && last?.kind === 'payload' && last.method !== 'exact') {

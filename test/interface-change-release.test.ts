@@ -1,0 +1,60 @@
+/**
+ * A version whose inputs or outputs differ from the one before (issue 62, finding 2): `ndiff
+ * release add` and `ndiff update` say so on stderr and in their --json result, as `ndiff diff`
+ * does for a structural payload, since the app that feeds the model must change with it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { main } from '../cli/ndiff.ts';
+import { serveRelease } from './helpers/release-server.ts';
+import { segTflite } from './helpers/segmentation.ts';
+
+async function run(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+test('ndiff release add and ndiff update warn when the new version\'s output differs (a mask of 2 channels for 1), and not for the same interface', { timeout: 300_000 }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nd-interface-release-'));
+  const server = await serveRelease(dir);
+  try {
+    const [v1, v2, v3, device, key, site] = ['v1.tflite', 'v2.tflite', 'v3.tflite', 'device.tflite', 'k', 'site'].map((f) => path.join(dir, f));
+    await writeFile(v1, segTflite(1, 0));
+    await writeFile(v2, segTflite(2, 0, 2));
+    await writeFile(v3, segTflite(3, 0, 2));
+    assert.equal((await run('keygen', '--out', key)).code, 0);
+    const first = await run('release', 'add', '--release', site, '--model', v1, '--model-id', 'm', '--key', `${key}.private.pem`, '--expires', '30d');
+    assert.equal(first.code, 0, first.err);
+    assert.doesNotMatch(first.err, /warning: the model's inputs or outputs changed/);
+    const add = await run('release', 'add', '--release', site, '--model', v2, '--key', `${key}.private.pem`, '--expires', '30d', '--json');
+    assert.equal(add.code, 0, add.err);
+    assert.match(add.err, /warning: the model's inputs or outputs changed \(.*outputs mask \[1, 4, 4, 1\] -> mask \[1, 4, 4, 2\]\)/);
+    const doc = JSON.parse(add.out) as { interfaceChanged?: boolean; warning?: string };
+    assert.equal(doc.interfaceChanged, true);
+    assert.match(doc.warning ?? '', /app that feeds the model/);
+
+    await writeFile(device, segTflite(1, 0));
+    const up = await run('update', '--model', device, '--from', `${server.url}site/`, '--public-key', `${key}.public.pem`, '--model-id', 'm', '--json');
+    assert.equal(up.code, 0, up.err + up.out);
+    assert.match(up.err, /warning: the model's inputs or outputs changed \(.*mask \[1, 4, 4, 1\] -> mask \[1, 4, 4, 2\]\)/);
+    const upDoc = JSON.parse(up.out) as { status: string; interfaceChanged?: boolean };
+    assert.equal(upDoc.status, 'updated');
+    assert.equal(upDoc.interfaceChanged, true);
+
+    // The same interface again: no warning from either.
+    const same = await run('release', 'add', '--release', site, '--model', v3, '--key', `${key}.private.pem`, '--expires', '30d');
+    assert.equal(same.code, 0, same.err);
+    assert.doesNotMatch(same.err, /inputs or outputs changed/);
+    const again = await run('update', '--model', device, '--from', `${server.url}site/`, '--public-key', `${key}.public.pem`, '--model-id', 'm');
+    assert.equal(again.code, 0, again.err);
+    assert.doesNotMatch(again.err, /inputs or outputs changed/);
+  } finally {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
