@@ -9,7 +9,7 @@ import type { WeightStore } from '../core/weight-store.ts';
 import { competingPayload } from './compete.ts';
 import type { InputData } from './data.ts';
 import { setModelWeights } from './model-weights.ts';
-import { closeness, closenessScore, defaultTeacherLoss, outputLayout, outputRows, type TeacherMetric } from './teacher.ts';
+import { closeness, closenessScore, defaultTeacherLoss, metricFor, outputLayout, outputRows, withLabelledClasses, type TeacherMetric } from './teacher.ts';
 
 /** The closeness of the base and of base + payload to the target, on some inputs. */
 export interface PayloadCloseness {
@@ -36,10 +36,12 @@ export interface PayloadCloseness {
  * apply to the base.
  */
 export async function payloadCloseness(model: tf.LayersModel, target: tf.LayersModel, baseStore: WeightStore, payload: Uint8Array, inputs: InputData, batchSize = 256): Promise<PayloadCloseness> {
-  const layout = outputLayout(model, target);
+  const measured = outputLayout(model, target);
   const labelled = inputs.y !== undefined;
-  const loss = defaultTeacherLoss(layout.segments);
-  const metric: TeacherMetric = layout.segments.some((s) => s.classes >= 2) && (loss === 'kl' || labelled) ? 'top1' : 'mae';
+  const loss = defaultTeacherLoss(measured.segments);
+  // Judged as a teacher diff is: agreement for classifiers (labels say an output is one), closeness otherwise.
+  const layout = { ...measured, segments: withLabelledClasses(measured.segments, labelled) };
+  const metric: TeacherMetric = metricFor(layout.segments);
   const measure = { ...layout, loss, temperature: 1 };
   const { targetValues } = await competingPayload(baseStore, payload, 'the payload');
   const restore = () => setModelWeights(model, (n) => (baseStore.list().some((t) => t.name === n) ? baseStore.values(n) : undefined));

@@ -127,6 +127,20 @@ export function outputLayout(base: tf.LayersModel, teacher: tf.LayersModel): { s
   return { segments, width: offset };
 }
 
+/**
+ * The segments as labels read them: class indices say the outputs are a classifier's, whatever
+ * their activation (a layers model ending in a linear layer gives logits), unless the graph says
+ * they are plain values (a sigmoid, a map).
+ */
+export function withLabelledClasses(segments: readonly OutputSegment[], labelled: boolean): OutputSegment[] {
+  return segments.map((s) => ({ ...s, classifier: s.classifier || (labelled && !s.values && s.classes >= 2) }));
+}
+
+/** What a result is chosen and judged by, from what the outputs are (whatever the loss): agreement when every output is a classifier's, closeness otherwise. */
+export function metricFor(segments: readonly OutputSegment[]): TeacherMetric {
+  return segments.length > 0 && segments.every((s) => s.classifier && s.classes >= 2) ? 'top1' : 'mae';
+}
+
 /** The loss chosen from the model: KL for a model whose every output is a classifier's (softmax or logits), else MSE. */
 export function defaultTeacherLoss(segments: readonly OutputSegment[]): TeacherLoss {
   return segments.every((s) => s.classifier && s.classes > 1) ? 'kl' : 'mse';
@@ -290,9 +304,7 @@ export interface PreparedTeacher {
 /** Check the teacher against the base and settle the loss, its weights and the measure of closeness. */
 export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, options: { teacherLoss?: TeacherLoss | 'auto'; teacherWeight?: number; temperature?: number }, labelled: boolean, progress: (m: string) => void): PreparedTeacher {
   const measured = outputLayout(model, teacher);
-  // Labels (class indices) say the outputs are a classifier's, whatever their activation, unless
-  // the graph says they are plain values (a sigmoid, a map).
-  const layout = { ...measured, segments: measured.segments.map((s) => ({ ...s, classifier: s.classifier || (labelled && !s.values && s.classes >= 2) })) };
+  const layout = { ...measured, segments: withLabelledClasses(measured.segments, labelled) };
   const asked = options.teacherLoss ?? 'auto';
   if (!['auto', 'kl', 'mse'].includes(asked)) throw new UsageError(`teacher loss must be auto, kl or mse, found ${JSON.stringify(asked)}`);
   const loss: TeacherLoss = asked === 'auto' ? defaultTeacherLoss(measured.segments) : asked;
@@ -306,9 +318,7 @@ export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, o
   if (!(weight > 0 && Number.isFinite(weight))) throw new UsageError(`teacher weight must be > 0, found ${weight}`);
   const temperature = options.temperature ?? 1;
   if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`temperature must be > 0, found ${temperature}`);
-  // Chosen by what the outputs are, whatever the loss: agreement when every output is a
-  // classifier's, closeness otherwise.
-  const metric: TeacherMetric = layout.segments.every((s) => s.classifier && s.classes >= 2) ? 'top1' : 'mae';
+  const metric = metricFor(layout.segments);
   const logits = layout.segments.some((s) => s.classifier && !s.probabilities);
   const read = layout.segments.every((s) => s.classifier) ? (logits ? ' read as class logits (a classifier without its softmax; --teacher-loss mse to match raw values instead)' : ' read as class probabilities') : layout.segments.some((s) => s.values) ? ' read as plain values (a sigmoid or a map: no classes)' : '';
   progress(`teacher: ${layout.segments.length} output(s)${read}, ${loss === 'kl' ? `KL of ${logits ? 'softened class probabilities' : 'probabilities'} at temperature ${temperature}` : 'mean squared error of the raw outputs'}${labelled ? `, plus the labels' cross-entropy` : ', no labels'}; choosing by ${metric === 'top1' ? 'top-1 agreement with the teacher' : 'mean absolute output difference from the teacher'}`);
