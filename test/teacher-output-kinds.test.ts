@@ -60,7 +60,7 @@ function npy(dir: string, name: string, values: Float32Array, shape: number[]): 
   writeFileSync(path.join(dir, name), writeNpy(values, shape));
 }
 
-test('ndiff train --base seg.tflite --teacher: exit 10 and no payload for an update further from v2 on --eval; no "top-1 agreement" printed for a map', async () => {
+test('ndiff train --base seg.tflite --teacher: exit 10 and no payload for an update further from v2 on --eval; no "top-1 agreement" printed for a map', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'ndiff-seg-'));
   try {
     writeFileSync(path.join(dir, 'v1.tflite'), segTflite(1, 0));
@@ -77,8 +77,10 @@ test('ndiff train --base seg.tflite --teacher: exit 10 and no payload for an upd
     assert.ok(existsSync(path.join(dir, 'near.ndiff')));
     assert.doesNotMatch(text, /top-1 agreement|agreement with the teacher/, 'a map has no classes to agree on');
     assert.match(text, /eval, mean \|output - teacher\| [\d.]+ -> [\d.]+/);
+    t.diagnostic(lines.filter((l) => /^(validation|eval)[, ]/.test(l)).join(' | '));
     lines.length = 0;
     assert.equal(await main(args('far', 'far.ndiff'), io), 10, lines.join('\n'));
+    t.diagnostic(lines.filter((l) => /less close to the teacher/.test(l)).join(' | '));
     assert.ok(!existsSync(path.join(dir, 'far.ndiff')), 'nothing written');
   } finally {
     rmSync(dir, { recursive: true, force: true });

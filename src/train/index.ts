@@ -28,7 +28,7 @@ export const outputImportance = api.outputImportance;
 export const inputMoments = api.inputMoments;
 export const trainAuto = api.trainAuto;
 export const AUTO_CANDIDATES = api.AUTO_CANDIDATES;
-export type { CalibrationMeasure, CalibrationCandidate, CandidateScore, ImportanceOptions, InputMomentsOptions, AutoCandidate, AutoResult } from './api.ts';
+export type { CalibrationMeasure, CalibrationCloseness, CalibrationCandidate, CandidateScore, ImportanceOptions, InputMomentsOptions, AutoCandidate, AutoResult } from './api.ts';
 export const TRAIN_METHODS = api.TRAIN_METHODS;
 export const initBackend = api.initBackend;
 export const evaluate = api.evaluate;
