@@ -535,12 +535,18 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       const progress: string[] = [];
       const cio = { ...io, progress: (l: string) => progress.push(l) };
       assert.equal(await main([...args.slice(0, -1), calOut, '--calibrate', join(dir, 'x.npy'), '--metrics-out', json], cio), 0, lines.join('\n'));
-      const metrics = JSON.parse(await readFile(json, 'utf8')) as { method: string; calibration: { examples: number; chosen: string; candidates: { name: string; bytes: number; loss: number }[] } };
+      const metrics = JSON.parse(await readFile(json, 'utf8')) as { method: string; calibration: { examples: number; chosen: string; candidates: { name: string; bytes: number; loss: number; agreement?: number }[] } };
       assert.equal(metrics.calibration.examples, 300);
       assert.equal(metrics.calibration.candidates.length, 7);
       assert.ok(metrics.calibration.candidates.some((c) => c.name === "lowbit (rounded against the inputs, codes only)"));
-      const best = Math.min(...metrics.calibration.candidates.map((c) => c.loss));
-      assert.equal(metrics.calibration.candidates.find((c) => c.name === metrics.calibration.chosen)?.loss, best, 'the closest candidate is the one written');
+      // A classifier: the closest is the one agreeing most with v2's decisions, the lower loss breaking a tie.
+      const measured = metrics.calibration.candidates.filter((c) => Number.isFinite(c.loss));
+      assert.ok(measured.every((c) => typeof c.agreement === 'number'), 'each candidate\'s agreement is reported');
+      const top = Math.max(...measured.map((c) => c.agreement as number));
+      const best = Math.min(...measured.filter((c) => c.agreement === top).map((c) => c.loss));
+      const chosen = metrics.calibration.candidates.find((c) => c.name === metrics.calibration.chosen);
+      assert.equal(chosen?.agreement, top, 'the closest candidate is the one written');
+      assert.equal(chosen?.loss, best, 'the lower loss breaks a tie');
       assert.ok(metrics.calibration.candidates.every((c) => c.bytes <= Math.floor(0.05 * storedModelBytes(v1))));
       assert.match(progress.join('\n'), /calibrating on 300 inputs .*\n(.*\n)*  chose lowbit \(/);
       // --method auto adds top-k, which loses on a fine-tune; without inputs it is a usage error.
