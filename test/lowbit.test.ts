@@ -542,10 +542,10 @@ describe('post-hoc lowbit on a full fine-tune', () => {
       // A classifier: the closest is the one agreeing most with v2's decisions, the lower loss breaking a tie.
       const measured = metrics.calibration.candidates.filter((c) => Number.isFinite(c.loss));
       assert.ok(measured.every((c) => typeof c.agreement === 'number'), 'each candidate\'s agreement is reported');
-      const top = Math.max(...measured.map((c) => c.agreement as number));
-      const best = Math.min(...measured.filter((c) => c.agreement === top).map((c) => c.loss));
+      const mostAgreeing = Math.max(...measured.map((c) => c.agreement as number));
+      const best = Math.min(...measured.filter((c) => c.agreement === mostAgreeing).map((c) => c.loss));
       const chosen = metrics.calibration.candidates.find((c) => c.name === metrics.calibration.chosen);
-      assert.equal(chosen?.agreement, top, 'the closest candidate is the one written');
+      assert.equal(chosen?.agreement, mostAgreeing, 'the closest candidate is the one written');
       assert.equal(chosen?.loss, best, 'the lower loss breaks a tie');
       assert.ok(metrics.calibration.candidates.every((c) => c.bytes <= Math.floor(0.05 * storedModelBytes(v1))));
       assert.match(progress.join('\n'), /calibrating on 300 inputs .*\n(.*\n)*  chose lowbit \(/);
