@@ -14,6 +14,7 @@ import { initBackend } from '../src/train/backend.ts';
 import { trainTfliteDiff } from '../src/train/tflite/train-tflite.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { NoImprovementError } from '../src/core/errors.ts';
+import { agreementDropBeyondNoise } from '../src/train/eval-gate.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { writeNpy } from '../src/io/npy/npy.ts';
 import { main } from '../cli/ndiff.ts';
@@ -127,4 +128,10 @@ test('ndiff train holding out a handful of validation examples warns (on stderr)
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the --eval refusal of a classifier\'s agreement: a drop beyond one standard error, not a decision flipping among hundreds', () => {
+  assert.equal(agreementDropBeyondNoise(0.9967, 0.9933, 300), false, 'one of 300 decisions flipped: noise');
+  assert.equal(agreementDropBeyondNoise(0.95, 0.80, 300), true, '45 of 300 flipped: further from the teacher');
+  assert.equal(agreementDropBeyondNoise(0.8, 0.9, 300), false, 'closer');
 });
