@@ -27,6 +27,7 @@
  */
 import { ModelFormatError, UsageError } from '../../core/errors.ts';
 import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
+import { measureJson } from '../../core/json-shape.ts';
 
 /** Entry dtypes tfjs 4.22 writes into a weights manifest. */
 export type TfjsDtype = 'float32' | 'int32' | 'bool' | 'string' | 'complex64';
@@ -254,10 +255,32 @@ function validateEntry(e: unknown, where: string, details: Record<string, unknow
 }
 
 /**
+ * The deepest a model JSON may nest (docs/FORMAT.md §2.1). Real models nest a few levels a layer
+ * (a Keras model inside another adds four or five); the frame of a deeper one is walked
+ * recursively, so a 5 million deep file overflowed the stack.
+ */
+export const MAX_MODEL_JSON_DEPTH = 512;
+/**
+ * The most values (objects, arrays, keys, strings, numbers, literals) a model JSON may hold:
+ * a large graph model holds a few hundred thousand; parsing 4 million costs about 400 MB.
+ */
+export const MAX_MODEL_JSON_VALUES = 4_000_000;
+
+/**
  * Parse the text of a model.json (a leading byte-order mark is allowed) and validate it
- * with {@link validateModelJson}. Throws {@link ModelFormatError} on bad JSON.
+ * with {@link validateModelJson}. Throws {@link ModelFormatError} on bad JSON, and on JSON
+ * deeper than {@link MAX_MODEL_JSON_DEPTH} or with more than {@link MAX_MODEL_JSON_VALUES}
+ * values, measured before it is parsed.
  */
 export function parseModelJson(text: string, source = 'model.json'): TfjsModelJson {
+  const shape = measureJson(text, MAX_MODEL_JSON_DEPTH, MAX_MODEL_JSON_VALUES);
+  if (shape.over) {
+    const found = shape.over === 'depth' ? `JSON nested more than ${MAX_MODEL_JSON_DEPTH} levels deep` : `more than ${MAX_MODEL_JSON_VALUES} JSON values`;
+    throw new ModelFormatError(
+      `${source}: expected a TF.js model JSON of at most ${MAX_MODEL_JSON_DEPTH} levels and ${MAX_MODEL_JSON_VALUES} values, found ${found} (${text.length} characters): the file is corrupt or hostile; nothing was changed: copy the model again from its source, or fetch the full model`,
+      { source, limit: shape.over, depth: shape.depth, values: shape.values },
+    );
+  }
   let value: unknown;
   try {
     value = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
