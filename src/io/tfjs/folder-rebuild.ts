@@ -21,7 +21,6 @@
  * The model JSON on disk is the target's except for its shard paths (the files' names are the
  * device's own, so no live file is ever overwritten); the fingerprint does not cover shard paths.
  */
-import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { HealthCheckError, ModelFormatError, NeuralDiffError, StateStoreError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
@@ -32,11 +31,13 @@ import { isSignedEnvelope, parseEnvelope } from '../../apply/envelope.ts';
 import type { ApplyResult } from '../../apply/apply.ts';
 import { openSignedPayload } from '../../apply/signature.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
-import { nodeFileOps, type FileOps } from '../durable/durable.ts';
+import { errCode, nodeFileOps, readRegularFile, type FileOps } from '../durable/durable.ts';
 import { lockModelDir, type RecoveryReport } from '../durable/lock.ts';
 import type { ModelFiles } from '../durable/control-files.ts';
 import { checkManifestNamesNoControlFiles, locateModelFiles, openTfjsModelDir, type BeforeWriteHook } from './index.ts';
 import { parseModelJson, replaceTopLevelValue } from './manifest.ts';
+import { readModelJsonFile } from './read.ts';
+import { BYTE_DELTA_MAX_BASE } from '../../core/byte-delta.ts';
 import { namedByOtherModels } from './shared-folder.ts';
 import { writeModelAtomically, type PlannedGroup } from './write.ts';
 import { TfjsFilesStore, tfjsFileOrder } from './files-store.ts';
@@ -62,11 +63,31 @@ export interface ModelDirRebuildResult extends RebuildResult {
   sequenceRecorded: boolean;
 }
 
-/** The model's files as a structural payload orders them: the model JSON, then its shards in manifest order. */
+/**
+ * The model's files as a structural payload orders them: the model JSON, then its shards in
+ * manifest order. Read as the value apply reads them (read.ts): regular files only, opened
+ * without waiting (a FIFO is refused, never waited on; a link to a device is refused, never
+ * read), and at most {@link BYTE_DELTA_MAX_BASE} bytes in all, the most a byte delta can read.
+ * @throws ModelFormatError naming the file that is missing, not a regular file or too big
+ */
 export async function readTfjsModelFiles(dir: string, modelJsonFile: string): Promise<ModelFile[]> {
-  const json = new Uint8Array(await readFile(path.join(dir, modelJsonFile)));
-  const order = tfjsFileOrder(parseModelJson(new TextDecoder().decode(json), path.join(dir, modelJsonFile)));
-  const shards = await Promise.all(order.map(async (p) => ({ path: p, bytes: new Uint8Array(await readFile(path.resolve(dir, p))) })));
+  const { bytes: json, modelJson } = await readModelJsonFile(dir, modelJsonFile);
+  let room = BYTE_DELTA_MAX_BASE - json.length;
+  const shards: ModelFile[] = [];
+  for (const p of tfjsFileOrder(modelJson)) {
+    const file = path.resolve(dir, p);
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await readRegularFile(file, { maxBytes: Math.max(0, room) });
+    } catch (e) {
+      const code = errCode(e);
+      const found = code === 'EFTYPE' ? (e as { found?: string }).found ?? 'not a regular file' : code === 'EFBIG' ? `over ${BYTE_DELTA_MAX_BASE} bytes with the files before it` : (e as Error).message;
+      throw new ModelFormatError(`${file}, a weight shard ${modelJsonFile} names, is ${found}: expected a regular file the model's files total at most ${BYTE_DELTA_MAX_BASE} bytes with; nothing was read further or changed: restore the model's shards (copy the model again), then retry`, { file, found });
+    }
+    if (bytes === null) throw new ModelFormatError(`${file}, a weight shard ${modelJsonFile} names, is missing: nothing was changed: restore the model's shards (copy the model again), then retry`, { file });
+    room -= bytes.length;
+    shards.push({ path: p, bytes });
+  }
   return [{ path: modelJsonFile, bytes: json }, ...shards];
 }
 
