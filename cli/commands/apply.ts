@@ -121,13 +121,17 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
         ...(a.healthCheck ? { healthCheck: ({ dir, file }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io, file) } : {}),
       });
     const h = r.header;
+    // A data file another model of the folder names, kept though the new version drops it.
+    const warnings = 'warnings' in r ? (r.warnings as string[]) : [];
     io.result?.({
       model: a.model, status: r.status, dryRun: a.dryRun, structural: true, formatVersion: 7, baseFingerprint: h.baseFingerprint, intermediateFingerprint: h.intermediateFingerprint, targetFingerprint: h.targetFingerprint,
       modelId: h.modelId, sequence: h.sequence, fileBytes: r.bytes.length, changedTensors: r.values?.changedTensors ?? [], writtenValues: r.values?.writtenValues ?? 0,
       signature: r.signature, sequenceRecorded: r.sequenceRecorded, statePath: shownState, recovery: r.recovery.actions, milliseconds: performance.now() - t0,
+      ...(warnings.length ? { warnings } : {}),
     });
     for (const line of r.recovery.actions) io.progress(`recovered ${a.model}: ${line}`);
     io.progress(describeSignature(r.signature));
+    for (const w of warnings) io.progress(`warning: ${w}`);
     io.out(r.status === 'already-applied'
       ? `${a.model} is already at target ${h.targetFingerprint}: nothing to do`
       : `${a.dryRun ? 'dry run: would rebuild' : 'rebuilt'} ${a.model}: ${h.baseFingerprint} -> ${h.targetFingerprint} (a structural payload: ${r.files ? `${r.files.length} files` : 'the file'} rebuilt, ${r.bytes.length} bytes, then ${r.values?.writtenValues ?? 0} values patched in ${r.values?.changedTensors.length ?? 0} tensors; ${(performance.now() - t0).toFixed(0)} ms)`);

@@ -110,6 +110,26 @@ export interface RebuildOptions extends DecodeOptions, SignaturePolicy {
   maxFileBytes?: number;
 }
 
+/**
+ * A model's files whose fingerprint is already known, read only once the payload is known to be
+ * for them: the Node file layer fingerprints a model with external data files one tensor at a
+ * time, so a payload for another base is refused before gigabytes of data files are read whole.
+ */
+export interface FingerprintedBase {
+  /** The fingerprint of the model the files hold (as {@link fingerprintStore} gives it). */
+  fingerprint: string;
+  /** The model's files, in the format's order; called at most once, after the base is checked. */
+  files(): readonly ModelFile[];
+}
+
+/**
+ * The most tensor elements a rebuilt model may hold for each byte of its files (plus 2^20): a
+ * file holds at most two elements a byte (int4), a few more where tensors share one buffer
+ * (tied weights). A `.tflite` of 16,000 tensors sharing one buffer would otherwise be read and
+ * hashed 16,000 times over before its fingerprint is known to be wrong.
+ */
+export const MAX_ELEMENTS_PER_BYTE = 8;
+
 export interface RebuildResult {
   /** `applied`: `bytes` are the target. `already-applied`: the base was the target; `bytes` are the base. */
   status: 'applied' | 'already-applied';
@@ -290,11 +310,23 @@ export async function rebuildModelBytes(base: Uint8Array, payloadBytes: Uint8Arr
  * name of the updater's own files, no two alike). The result's `files` are the target's, in the
  * payload's order. `base` is only read.
  */
-export async function rebuildModelFiles(base: readonly ModelFile[], payloadBytes: Uint8Array, format: RebuildFilesFormat, options: RebuildOptions = {}): Promise<RebuildResult> {
+export async function rebuildModelFiles(base: readonly ModelFile[] | FingerprintedBase, payloadBytes: Uint8Array, format: RebuildFilesFormat, options: RebuildOptions = {}): Promise<RebuildResult> {
   return rebuild(base, payloadBytes, format, options, false);
 }
 
-async function rebuild(base: readonly ModelFile[], payloadBytes: Uint8Array, format: RebuildFilesFormat, options: RebuildOptions, singleFile: boolean): Promise<RebuildResult> {
+/** The elements of every tensor of `store`, refused past {@link MAX_ELEMENTS_PER_BYTE} a byte of its `bytes` files before any is read. */
+function checkElements(store: WeightStore, bytes: number, what: string): void {
+  const max = MAX_ELEMENTS_PER_BYTE * bytes + 2 ** 20;
+  let elements = 0;
+  for (const t of store.list()) {
+    elements += t.shape.reduce((n, d) => n * d, 1);
+    if (elements > max) {
+      throw new TargetMismatchError(`the ${what} rebuilt by the payload's byte delta hold${what === 'file' ? 's' : ''} more than ${max} tensor elements in ${bytes} bytes (at most ${MAX_ELEMENTS_PER_BYTE} a byte, tensors sharing their data): the payload is inconsistent or hostile; nothing was written: fetch it again or the full model`, { stage: 'intermediate', maxElements: max, bytes });
+    }
+  }
+}
+
+async function rebuild(given: readonly ModelFile[] | FingerprintedBase, payloadBytes: Uint8Array, format: RebuildFilesFormat, options: RebuildOptions, singleFile: boolean): Promise<RebuildResult> {
   const opened = await openSignedPayload(payloadBytes, options);
   const payload = await decodeStructuralPayload(opened.payload, options);
   const { header } = payload;
@@ -321,9 +353,12 @@ async function rebuild(base: readonly ModelFile[], payloadBytes: Uint8Array, for
     ...(recorded !== undefined ? { previousSequence: recorded } : {}),
   });
 
-  // The base, before anything else is done with the payload.
-  const baseFingerprint = fingerprintOf(hasher, format.open(base));
-  if (baseFingerprint === header.targetFingerprint) return result('already-applied', [...base]);
+  // The base, before anything else is done with the payload (already fingerprinted: read only
+  // once it is known to be the payload's).
+  const known = 'fingerprint' in given ? given : undefined;
+  const baseFingerprint = known ? known.fingerprint : fingerprintOf(hasher, format.open(given as readonly ModelFile[]));
+  const baseFiles = (): readonly ModelFile[] => (known ? known.files() : (given as readonly ModelFile[]));
+  if (baseFingerprint === header.targetFingerprint) return result('already-applied', [...baseFiles()]);
   checkNotReplayed(header, recorded, baseFingerprint);
   checkNotExpired(header, (options.now ?? Date.now)());
   if (baseFingerprint !== header.baseFingerprint) {
@@ -331,6 +366,7 @@ async function rebuild(base: readonly ModelFile[], payloadBytes: Uint8Array, for
   }
 
   // The rebuild, then the intermediate.
+  const base = baseFiles();
   const baseBytes = deltaBaseBytes(header.fileKind, base);
   const cap = options.maxFileBytes ?? defaultMaxFileBytes(baseBytes.length);
   if (header.files) {
@@ -347,6 +383,7 @@ async function rebuild(base: readonly ModelFile[], payloadBytes: Uint8Array, for
   } catch (e) {
     throw new TargetMismatchError(`the ${what} rebuilt by the payload's byte delta ${header.files ? 'are' : 'is'} not a valid ${header.fileKind} model (${(e as Error).message}): the payload is inconsistent; nothing was written: fetch it again or the full model`, { stage: 'intermediate' });
   }
+  checkElements(store, intermediate.length, what);
   const intermediateFingerprint = fingerprintOf(hasher, store);
   if (intermediateFingerprint !== header.intermediateFingerprint) {
     throw new TargetMismatchError(`the rebuilt ${what} ${header.files ? 'are' : 'is'} ${intermediateFingerprint.slice(0, 8)}…, the payload expects the intermediate ${header.intermediateFingerprint.slice(0, 8)}…: the payload is inconsistent${header.files ? ' or this model\'s files are not byte for byte the ones it was made from' : ''}; nothing was written: fetch it again or the full model`, { stage: 'intermediate', expected: header.intermediateFingerprint, found: intermediateFingerprint });

@@ -30,21 +30,21 @@
  * the new ones.
  */
 import { randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { HealthCheckError, ModelMismatchError, StateStoreError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
-import { modelPathProblem } from '../../core/model-files.ts';
+import { modelPathProblem, type ModelFile } from '../../core/model-files.ts';
 import { decodeStructuralPayload, rebuildModelBytes, rebuildModelFiles, type RebuildFileKind, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
 import { openSignedPayload } from '../../apply/signature.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
-import { errCode, kindOf, syncDir } from './durable.ts';
+import { errCode, kindOf, readRegularFile, syncDir } from './durable.ts';
 import { FileSequenceStore, writeFileAtomically } from './sequence-file.ts';
 import { lockModelDir, type RecoveryReport } from './lock.ts';
 import { readModelIdRecord, writeModelIdRecord } from './model-id-file.ts';
-import { openWeightsFile, readAt, realModelPath, sameFile, type WeightsFileFormat, type WeightsFileStore } from './weights-file.ts';
+import { openWeightsFile, readAt, realModelPath, sameFile, TEMP_FILE, type WeightsFileFormat, type WeightsFileStore } from './weights-file.ts';
 import { JOURNAL_SUFFIX, DONE_SUFFIX, PREVIOUS_SUFFIX, foldersBelow, recoverWeightsFile, removeEmptyFolders, removeIfThere, restorePrevious, weightsFileSequenceStore, WeightsFileSequenceStore, type WeightsFileJournal } from './weights-file-update.ts';
 
 export interface WeightsFileRebuildOptions extends Omit<RebuildOptions, 'sequenceStore'> {
@@ -62,6 +62,8 @@ export interface WeightsFileRebuildResult extends RebuildResult {
   filesWritten: string[];
   /** The data files deleted because the new version no longer names them; empty when none. */
   filesRemoved: string[];
+  /** What was left alone, and why: a data file the new version drops but another model of the folder names is kept. */
+  warnings: string[];
   sequenceRecorded: boolean;
 }
 
@@ -109,8 +111,9 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
       const recorded = await readModelIdRecord(real);
       const { result, plan } = await rebuildInMemory(disk, real, payloadBytes, format, kind, multiFile, { ...options, expectedModelId: options.expectedModelId ?? recorded, sequenceStore: readOnly, hasher });
       // A file in the way of a data file the new version creates is refused by a dry run too.
+      const warnings = result.status === 'applied' ? await keepSharedDataFiles(real, format, plan) : [];
       if (result.status === 'applied') await checkCreatedLocations(real, plan.outputs.filter((o) => o.created).map((o) => o.loc), disk.stats as ReadonlyMap<string, Stats>, reserved);
-      return { ...result, recovery: { actions: [], rolledBack: false, removed: [] }, filesWritten: [], filesRemoved: [], sequenceRecorded: false };
+      return { ...result, recovery: { actions: [], rolledBack: false, removed: [] }, filesWritten: [], filesRemoved: [], warnings, sequenceRecorded: false };
     } finally {
       await disk.close();
     }
@@ -146,10 +149,12 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     };
     if (result.status === 'already-applied') {
       if (pin !== undefined) await writeModelIdRecord(real, pin);
-      return { ...result, recovery, filesWritten: [], filesRemoved: [], sequenceRecorded: await record() };
+      return { ...result, recovery, filesWritten: [], filesRemoved: [], warnings: [], sequenceRecorded: await record() };
     }
 
     const at = (loc: string) => (loc === '' ? real : path.resolve(dir, loc));
+    // Another model's data files: one to be rewritten is refused, one to be deleted kept.
+    const warnings = await keepSharedDataFiles(real, format, plan);
     const { outputs, removed } = plan;
     const created = outputs.filter((o) => o.created);
     const replaced = outputs.filter((o) => !o.created);
@@ -255,7 +260,7 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     for (const d of new Set([dir, ...[...replaced.map((o) => o.loc), ...removed].map((l) => path.dirname(at(l)))])) await syncDir(d).catch(() => {});
     await removeIfThere(real + DONE_SUFFIX);
     if (pin !== undefined) await writeModelIdRecord(real, pin);
-    return { ...result, recovery, filesWritten: outputs.map((o) => at(o.loc)), filesRemoved: removed.map(at), sequenceRecorded: await record() };
+    return { ...result, recovery, filesWritten: outputs.map((o) => at(o.loc)), filesRemoved: removed.map(at), warnings, sequenceRecorded: await record() };
   } finally {
     await unlock();
   }
@@ -273,9 +278,15 @@ async function rebuildInMemory(disk: WeightsFileStore, real: string, payloadByte
     return { result, plan: { outputs: [{ loc: '', bytes: result.bytes, created: false }], removed: [], folders: [] } };
   }
   if (!format.files) throw new UsageError(`${real} keeps weights in external data files (${external.join(', ')}): a structural payload rebuilds a single-file ${kind} model; ship this model whole`, { file: real, external });
-  // An ONNX model with external data files: the .onnx and its data files rebuilt together.
-  const base = [{ path: path.basename(real), bytes: disk.contents.modelBytes().slice() }, ...external.map((loc) => ({ path: loc, bytes: readAt(disk.openedAt(loc), 0, disk.openedAt(loc).stats.size) }))];
-  const result = await rebuildModelFiles(base, payloadBytes, format.files, options);
+  // An ONNX model with external data files: the .onnx and its data files rebuilt together. The
+  // model is fingerprinted first a tensor at a time (its data files can be gigabytes), and its
+  // files read whole only once the payload is known to be for it.
+  let base: ModelFile[] = [];
+  const fingerprinted = {
+    fingerprint: fingerprintStore(options.hasher as Hasher, disk).fingerprint,
+    files: () => (base = [{ path: path.basename(real), bytes: disk.contents.modelBytes().slice() }, ...external.map((loc) => ({ path: loc, bytes: readAt(disk.openedAt(loc), 0, disk.openedAt(loc).stats.size) }))]),
+  };
+  const result = await rebuildModelFiles(fingerprinted, payloadBytes, format.files, options);
   const files = result.files ?? base;
   const was = new Map(base.slice(1).map((f) => [f.path, f.bytes]));
   const now = new Set(files.slice(1).map((f) => f.path));
@@ -284,6 +295,74 @@ async function rebuildInMemory(disk: WeightsFileStore, real: string, payloadByte
     .map((f, i): RebuiltFile => ({ loc: i === 0 ? '' : f.path, bytes: f.bytes, created: i > 0 && !was.has(f.path) }))
     .filter((o) => o.created || !sameBytes(o.bytes, o.loc === '' ? base[0].bytes : (was.get(o.loc) as Uint8Array)));
   return { result, plan: { outputs, removed: external.filter((loc) => !now.has(loc)), folders: [] } };
+}
+
+/** The largest other model file of the folder read to learn which data files it names. */
+const MAX_OTHER_MODEL_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The data files the other model files of `real`'s folder (and their kept previous versions)
+ * name, as resolved paths, each with the first model naming it; and the model files that could
+ * not be read (too big, not a regular file, no permission), whose data files are unknown. A file
+ * that does not parse as a model names nothing.
+ */
+async function namedByOtherModelFiles(real: string, format: WeightsFileFormat): Promise<{ named: Map<string, string>; unreadable: string[] }> {
+  const dir = path.dirname(real);
+  const own = await stat(real);
+  const named = new Map<string, string>();
+  const unreadable: string[] = [];
+  for (const name of (await readdir(dir)).sort()) {
+    const file = path.join(dir, name);
+    const modelName = name.endsWith(PREVIOUS_SUFFIX) ? name.slice(0, -PREVIOUS_SUFFIX.length) : name;
+    if (!format.extension.test(modelName) || TEMP_FILE.test(name) || file === real || file === real + PREVIOUS_SUFFIX) continue;
+    let bytes: Uint8Array | null;
+    try {
+      const st = await stat(file);
+      if (sameFile(st, own)) continue; // this model under another name
+      bytes = await readRegularFile(file, { maxBytes: MAX_OTHER_MODEL_BYTES });
+    } catch (e) {
+      unreadable.push(`${file} (${errCode(e) === 'EFBIG' ? `over ${MAX_OTHER_MODEL_BYTES / 1024 / 1024} MiB` : (e as Error).message})`);
+      continue;
+    }
+    if (bytes === null) continue;
+    let locations: string[];
+    try {
+      locations = format.externalLocations(bytes, file);
+    } catch {
+      continue; // not a model: it names nothing
+    }
+    for (const loc of locations) if (!named.has(path.resolve(dir, loc))) named.set(path.resolve(dir, loc), file);
+  }
+  return { named, unreadable };
+}
+
+/**
+ * Leave alone the data files another model of the folder names (issue #61): one the new version
+ * no longer names is kept rather than deleted (taken off `plan.removed`, a warning returned);
+ * one whose bytes the new version changes is refused, since rewriting it would change the other
+ * model too. A model file beside that cannot be read counts as naming every file.
+ * @throws UsageError naming the data file and the other model; nothing was written
+ */
+async function keepSharedDataFiles(real: string, format: WeightsFileFormat, plan: FilesPlan): Promise<string[]> {
+  const rewritten = plan.outputs.filter((o) => o.loc !== '' && !o.created);
+  if (!plan.removed.length && !rewritten.length) return [];
+  const dir = path.dirname(real);
+  const { named, unreadable } = await namedByOtherModelFiles(real, format);
+  const user = (loc: string): string | undefined => {
+    const by = named.get(path.resolve(dir, loc));
+    return by !== undefined ? `${by} names it too` : unreadable.length ? `${unreadable.join(', ')} beside it cannot be read, so it may name it` : undefined;
+  };
+  for (const o of rewritten) {
+    const by = user(o.loc);
+    if (by) throw new UsageError(`the new version of ${real} changes its data file ${JSON.stringify(o.loc)}, but ${by}: rewriting it would change that model too, so nothing was written. Give each model its own data files (save one of them with other locations), move the other model away, or ship this version whole`, { file: real, location: o.loc, sharedWith: named.get(path.resolve(dir, o.loc)) ?? unreadable });
+  }
+  const warnings: string[] = [];
+  plan.removed = plan.removed.filter((loc) => {
+    const by = user(loc);
+    if (by) warnings.push(`the new version of ${real} no longer names the data file ${JSON.stringify(loc)}, but ${by}: kept it`);
+    return !by;
+  });
+  return warnings;
 }
 
 /**
