@@ -16,8 +16,14 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
-import { getHasher } from '../src/core/hasher.ts';
-import { ModelFormatError, UsageError } from '../src/core/errors.ts';
+import { getHasher, type Hasher } from '../src/core/hasher.ts';
+import type { Hash64Stream } from '../src/core/hash-types.ts';
+import { ModelFormatError, TargetMismatchError, UsageError } from '../src/core/errors.ts';
+import { rebuildModelBytes } from '../src/apply/rebuild.ts';
+import { structuralDiff } from '../src/diff/structural.ts';
+import { encodeByteDelta } from '../src/diff/byte-delta.ts';
+import { TfliteWeightStore } from '../src/io/tflite/store.ts';
+import { buildTflite, T } from './helpers/tflite-build.ts';
 import { readMsgpack } from '../src/core/msgpack-read.ts';
 import { measureJson } from '../src/core/json-shape.ts';
 import { structuralDiffFiles } from '../src/diff/structural.ts';
@@ -270,6 +276,39 @@ describe('finding 4: a byte delta rebuilding a huge model JSON', () => {
       await rm(payloadFile, { force: true });
     }
   }));
+});
+
+/** `hasher`, counting the bytes it hashes. */
+function countingHasher(): { hasher: Hasher; hashed: () => number } {
+  let n = 0;
+  const counted: Hasher = {
+    kind: hasher.kind,
+    h32: (input, seed) => ((n += input.length), hasher.h32(input, seed)),
+    h64: (input, seed) => ((n += input.length), hasher.h64(input, seed)),
+    create64(seed) {
+      const inner = hasher.create64(seed);
+      const stream: Hash64Stream = { update: (input) => ((n += input.length), inner.update(input), stream), digest: () => inner.digest() };
+      return stream;
+    },
+  };
+  return { hasher: counted, hashed: () => n };
+}
+
+describe('finding 4: a rebuilt .tflite of many tensors sharing one buffer', () => {
+  test('refused before its tensors are hashed: the work stays linear in the rebuilt file', async () => {
+    const TFLITE = { kind: 'tflite' as const, open: (b: Uint8Array) => new TfliteWeightStore(b) };
+    const pair = structuralPair('tflite', 7);
+    const built = structuralDiff(hasher, pair.base, pair.target, TFLITE, { modelId: 'net', sequence: 1 });
+    // The intermediate: 300 int8 tensors reading one 256 KiB buffer (each 256 Ki elements: 78.6 M in a file of ~280 KB).
+    const SIZE = 256 * 1024;
+    const hostileFile = buildTflite({ tensors: Array.from({ length: 300 }, (_, i) => ({ name: `t${i}`, shape: [SIZE], type: T.INT8, buffer: 1, quant: { scale: [0.1], zeroPoint: [0] } })), buffers: [new Uint8Array(SIZE).fill(3)], inputs: [], outputs: [] });
+    const doc = readMsgpack(built.bytes) as Record<string, unknown>;
+    const hostile = new Uint8Array(packr.pack({ ...doc, rb: encodeByteDelta(pair.base, hostileFile).bytes }));
+    const { hasher: counted, hashed } = countingHasher();
+    await assert.rejects(rebuildModelBytes(pair.base, hostile, TFLITE, { hasher: counted }), (e: unknown) => e instanceof TargetMismatchError && e.details.stage === 'intermediate' && typeof e.details.maxElements === 'number');
+    // The base is hashed once (its fingerprint); the 300 x 1 MiB of float values never are.
+    assert.ok(hashed() < 8 * hostileFile.length + 4 * pair.base.length, `${hashed()} bytes hashed for a rebuilt file of ${hostileFile.length}`);
+  });
 });
 
 describe('finding 8: a model JSON 5 million levels deep', () => {
