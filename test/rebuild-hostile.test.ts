@@ -70,7 +70,7 @@ interface ChildReport { status?: string; error?: string; code?: string; message?
 
 /** Run test/helpers/rebuild-child.ts; a child still running after `timeoutMs` is killed and reported as such. */
 function runChild(args: string[], timeoutMs: number): Promise<ChildReport> {
-  return new Promise((resolve) => {
+  return new Promise<ChildReport>((resolve) => {
     execFile(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', path.join(root, 'test/helpers/rebuild-child.ts'), ...args], { cwd: root, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
       const line = stdout.trim().split('\n').pop() ?? '';
       try {
@@ -79,6 +79,10 @@ function runChild(args: string[], timeoutMs: number): Promise<ChildReport> {
         resolve({ error: `the child did not report (${err?.signal ? `killed by ${err.signal} after ${timeoutMs / 1000} s` : `exit ${err?.code}`}): ${stderr.slice(-400)}`, maxRssMiB: NaN, seconds: NaN });
       }
     });
+  }).then((r) => {
+    // The figures docs/SECURITY.md quotes: peak RSS and seconds of each case.
+    process.stdout.write(`child ${args[0]} ${path.basename(args[1])}: ${r.error ?? r.status}, peak RSS ${r.maxRssMiB} MiB, ${r.seconds} s\n`);
+    return r;
   });
 }
 

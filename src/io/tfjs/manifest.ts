@@ -255,7 +255,7 @@ function validateEntry(e: unknown, where: string, details: Record<string, unknow
 }
 
 /**
- * The deepest a model JSON may nest (docs/FORMAT.md §2.1). Real models nest a few levels a layer
+ * The deepest a model JSON may nest (docs/FORMAT.md §14). Real models nest a few levels a layer
  * (a Keras model inside another adds four or five); the frame of a deeper one is walked
  * recursively, so a 5 million deep file overflowed the stack.
  */
