@@ -103,7 +103,18 @@ export function splitModelFiles(bytes: Uint8Array, list: readonly { path: string
  */
 export function deltaBaseBytes(kind: string, files: readonly ModelFile[]): Uint8Array {
   if (files.length === 1 && kind !== 'tfjs') return files[0].bytes;
-  if (kind !== 'tfjs') return concatModelFiles(files);
+  if (kind !== 'tfjs') return adjacentView(files) ?? concatModelFiles(files);
   const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(files[0].bytes);
   return concatModelFiles([{ path: files[0].path, bytes: new TextEncoder().encode(manifestWithoutPaths(text)) }, ...files.slice(1)]);
+}
+
+/** The files as one view when they already lie one after the other in one buffer (read so: no copy), else undefined. */
+function adjacentView(files: readonly ModelFile[]): Uint8Array | undefined {
+  const first = files[0].bytes;
+  let end = first.byteOffset;
+  for (const f of files) {
+    if (f.bytes.buffer !== first.buffer || f.bytes.byteOffset !== end) return undefined;
+    end += f.bytes.length;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
 }

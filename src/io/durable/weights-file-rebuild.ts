@@ -44,7 +44,7 @@ import { errCode, kindOf, readRegularFile, syncDir } from './durable.ts';
 import { FileSequenceStore, writeFileAtomically } from './sequence-file.ts';
 import { lockModelDir, type RecoveryReport } from './lock.ts';
 import { readModelIdRecord, writeModelIdRecord } from './model-id-file.ts';
-import { openWeightsFile, readAt, realModelPath, sameFile, TEMP_FILE, type WeightsFileFormat, type WeightsFileStore } from './weights-file.ts';
+import { openWeightsFile, readAt, realModelPath, sameFile, TEMP_FILE, type OpenedFile, type WeightsFileFormat, type WeightsFileStore } from './weights-file.ts';
 import { JOURNAL_SUFFIX, DONE_SUFFIX, PREVIOUS_SUFFIX, foldersBelow, recoverWeightsFile, removeEmptyFolders, removeIfThere, restorePrevious, weightsFileSequenceStore, WeightsFileSequenceStore, type WeightsFileJournal } from './weights-file-update.ts';
 
 export interface WeightsFileRebuildOptions extends Omit<RebuildOptions, 'sequenceStore'> {
@@ -284,7 +284,7 @@ async function rebuildInMemory(disk: WeightsFileStore, real: string, payloadByte
   let base: ModelFile[] = [];
   const fingerprinted = {
     fingerprint: fingerprintStore(options.hasher as Hasher, disk).fingerprint,
-    files: () => (base = [{ path: path.basename(real), bytes: disk.contents.modelBytes().slice() }, ...external.map((loc) => ({ path: loc, bytes: readAt(disk.openedAt(loc), 0, disk.openedAt(loc).stats.size) }))]),
+    files: () => (base = readContiguously(path.basename(real), disk.contents.modelBytes(), external.map((loc) => ({ path: loc, file: disk.openedAt(loc) })))),
   };
   const result = await rebuildModelFiles(fingerprinted, payloadBytes, format.files, options);
   const files = result.files ?? base;
@@ -295,6 +295,23 @@ async function rebuildInMemory(disk: WeightsFileStore, real: string, payloadByte
     .map((f, i): RebuiltFile => ({ loc: i === 0 ? '' : f.path, bytes: f.bytes, created: i > 0 && !was.has(f.path) }))
     .filter((o) => o.created || !sameBytes(o.bytes, o.loc === '' ? base[0].bytes : (was.get(o.loc) as Uint8Array)));
   return { result, plan: { outputs, removed: external.filter((loc) => !now.has(loc)), folders: [] } };
+}
+
+/**
+ * The model file and its data files, read one after the other into one buffer: views of it are
+ * the files, and the byte delta's base is the buffer itself (`deltaBaseBytes` copies files only
+ * when they do not lie one after the other), so a model of gigabytes of data is held once.
+ */
+function readContiguously(name: string, modelBytes: Uint8Array, data: readonly { path: string; file: OpenedFile }[]): ModelFile[] {
+  const all = new Uint8Array(data.reduce((n, d) => n + d.file.stats.size, modelBytes.length));
+  all.set(modelBytes);
+  const files: ModelFile[] = [{ path: name, bytes: all.subarray(0, modelBytes.length) }];
+  let at = modelBytes.length;
+  for (const d of data) {
+    files.push({ path: d.path, bytes: readAt(d.file, 0, d.file.stats.size, all.subarray(at)) });
+    at += d.file.stats.size;
+  }
+  return files;
 }
 
 /** The largest other model file of the folder read to learn which data files it names. */

@@ -114,9 +114,9 @@ async function openRegular(file: string, what: string): Promise<OpenedFile> {
   }
 }
 
-/** Read `length` bytes at `offset` (exact below 2^53) into a new array; a short read means the file shrank. */
-export function readAt(f: OpenedFile, offset: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
+/** Read `length` bytes at `offset` (exact below 2^53) into a new array (or the start of `into`); a short read means the file shrank. */
+export function readAt(f: OpenedFile, offset: number, length: number, into?: Uint8Array): Uint8Array {
+  const out = into ? into.subarray(0, length) : new Uint8Array(length);
   let at = 0;
   while (at < length) {
     const n = readSync(f.fh.fd, out, at, Math.min(READ_CHUNK, length - at), offset + at);
