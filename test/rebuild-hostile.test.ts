@@ -138,6 +138,19 @@ describe('finding 2: a file another model of the folder names is never deleted o
     }
   }));
 
+  test('ONNX: a model file beside it that cannot be read (a FIFO) counts as naming every file: the rewrite is refused, every file untouched; a dangling link names nothing', () => withFolder(async (dir) => {
+    const pair = onnxDataFilesPair(11, 'dropped');
+    const [baseFiles, targetFiles] = [pair.baseFiles as PairFile[], pair.targetFiles as PairFile[]];
+    assert.notDeepEqual(baseFiles[1].bytes, targetFiles[1].bytes, 'the pair changes weights.bin');
+    const payload = structuralDiffFiles(hasher, baseFiles, targetFiles, ONNX_FILES_REBUILD, { modelId: 'net', sequence: 1 }).bytes;
+    await writeFiles(dir, baseFiles);
+    await new Promise<void>((resolve, reject) => execFile('mkfifo', [path.join(dir, 'other.onnx')], (e) => (e ? reject(e) : resolve())));
+    await symlink('missing.onnx', path.join(dir, 'dangling.onnx'));
+    const before = await snapshot(dir);
+    await assert.rejects(rebuildOnnxFile(path.join(dir, 'model.onnx'), payload), (e: unknown) => e instanceof UsageError && /changes its data file "weights\.bin", but .*other\.onnx \(.*\) beside it cannot be read, so it may name it/.test(e.message) && !e.message.includes('dangling'));
+    assert.deepEqual(await snapshot(dir), before);
+  }));
+
   test('TF.js: a shard the new version retires stays when another model JSON of the folder names it', () => withFolder(async (dir) => {
     const { baseFiles, payload } = tfjsPayload();
     await writeFiles(dir, baseFiles);

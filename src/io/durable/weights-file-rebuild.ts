@@ -338,6 +338,7 @@ async function namedByOtherModelFiles(real: string, format: WeightsFileFormat): 
       if (sameFile(st, own)) continue; // this model under another name
       bytes = await readRegularFile(file, { maxBytes: MAX_OTHER_MODEL_BYTES });
     } catch (e) {
+      if (errCode(e) === 'ENOENT') continue; // gone, or a dangling link: it names nothing
       unreadable.push(`${file} (${errCode(e) === 'EFBIG' ? `over ${MAX_OTHER_MODEL_BYTES / 1024 / 1024} MiB` : (e as Error).message})`);
       continue;
     }
