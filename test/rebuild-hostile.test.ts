@@ -32,6 +32,8 @@ import { ONNX_FILES_REBUILD } from '../src/io/onnx/files-store.ts';
 import { parseModelJson } from '../src/io/tfjs/manifest.ts';
 import { rebuildModelDir, TFJS_REBUILD } from '../src/io/tfjs/folder-rebuild.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
+import { main } from '../cli/ndiff.ts';
+import type { CliIO } from '../cli/common.ts';
 import { DT, graph, model as onnxModel, tensor, valueInfo } from './helpers/onnx-build.ts';
 import { onnxDataFilesPair, structuralPair, type PairFile } from './helpers/structural-pairs.ts';
 
@@ -64,6 +66,15 @@ async function snapshot(dir: string): Promise<Map<string, string>> {
     out.set(e.name, (await readFile(path.join(dir, e.name))).toString('base64'));
   }
   return out;
+}
+
+/** `ndiff ARGV` in this process: its exit code and what it printed. */
+async function ndiff(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const io: CliIO = { out: (l) => stdout.push(l), err: (l) => stderr.push(l), progress: (l) => stderr.push(l) };
+  const code = await main(argv, io);
+  return { code, out: stdout.join('\n'), err: stderr.join('\n') };
 }
 
 interface ChildReport { status?: string; error?: string; code?: string; message?: string; maxRssMiB: number; seconds: number }
@@ -122,6 +133,19 @@ describe('finding 2: a file another model of the folder names is never deleted o
     // The model itself is the target, and a second run has nothing to do.
     assert.deepEqual(await readFile(path.join(dir, 'model.onnx')), Buffer.from(targetFiles[0].bytes));
     assert.equal((await rebuildOnnxFile(path.join(dir, 'model.onnx'), payload)).status, 'already-applied');
+  }));
+
+  test('ndiff apply says which data file it kept, on stderr and in --json', () => withFolder(async (dir) => {
+    const pair = onnxDataFilesPair(5, 'dropped');
+    const payload = structuralDiffFiles(hasher, pair.baseFiles as PairFile[], pair.targetFiles as PairFile[], ONNX_FILES_REBUILD, { modelId: 'net', sequence: 1 }).bytes;
+    await writeFiles(dir, pair.baseFiles as PairFile[]);
+    await writeFile(path.join(dir, 'other.onnx'), otherModel('more.bin'));
+    await writeFile(path.join(dir, 'update.ndiff'), payload);
+    const r = await ndiff('apply', '--model', path.join(dir, 'model.onnx'), '--patch', path.join(dir, 'update.ndiff'), '--json');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /warning: the new version of .*model\.onnx no longer names the data file "more\.bin", but .*other\.onnx names it too: kept it/);
+    assert.equal((JSON.parse(r.out) as { warnings?: string[] }).warnings?.length, 1);
+    assert.ok((await readdir(dir)).includes('more.bin'));
   }));
 
   test('ONNX: a data file whose bytes the new version changes is refused when other.onnx names it; every file untouched', () => withFolder(async (dir) => {
@@ -347,6 +371,16 @@ describe('finding 8: a model JSON 5 million levels deep', () => {
     await assert.rejects(applyToModelDir(dir, values), ModelFormatError);
     assert.deepEqual(await snapshot(dir), before);
     await assert.rejects(rebuildModelDir(dir, payload), ModelFormatError);
+    assert.deepEqual(await snapshot(dir), before);
+    // ndiff apply: a typed refusal (exit 7, the files' code), not a stack overflow (exit 1).
+    await writeFile(path.join(dir, '..', `${path.basename(dir)}.ndiff`), values);
+    try {
+      const r = await ndiff('apply', '--model', dir, '--patch', path.join(dir, '..', `${path.basename(dir)}.ndiff`));
+      assert.equal(r.code, 7, r.err);
+      assert.match(r.err, /nested more than 512 levels deep/);
+    } finally {
+      await rm(path.join(dir, '..', `${path.basename(dir)}.ndiff`), { force: true });
+    }
     assert.deepEqual(await snapshot(dir), before);
   }));
 });
