@@ -201,7 +201,11 @@ describe('finding 3: a TF.js rebuild reads shards as the value apply does', () =
     try {
       const r = await runChild(['dir', dir, payloadFile], 60_000);
       assert.equal(r.error, 'ModelFormatError', JSON.stringify(r));
-      assert.match(r.message ?? '', /a FIFO/);
+      assert.match(r.message ?? '', /group1-shard1of2\.bin.*not a regular file/);
+      // readTfjsModelFiles (the rebuild's reader once the base is checked; ndiff diff's and release's) refuses it too.
+      const read = await runChild(['read', dir, payloadFile], 60_000);
+      assert.equal(read.error, 'ModelFormatError', JSON.stringify(read));
+      assert.match(read.message ?? '', /group1-shard1of2\.bin, a weight shard model\.json names, is a FIFO/);
       await unlink(shard);
       await writeFile(shard, bytes);
       assert.equal((await rebuildModelDir(dir, payload)).status, 'applied');
@@ -222,8 +226,12 @@ describe('finding 3: a TF.js rebuild reads shards as the value apply does', () =
     try {
       const r = await runChild(['dir', dir, payloadFile], 60_000);
       assert.equal(r.error, 'ModelFormatError', JSON.stringify(r));
-      assert.match(r.message ?? '', /a character device/);
+      assert.match(r.message ?? '', /group1-shard1of2\.bin.*not a regular file/);
       assert.ok(r.maxRssMiB < GiB, `peak RSS ${r.maxRssMiB} MiB`);
+      const read = await runChild(['read', dir, payloadFile], 60_000);
+      assert.equal(read.error, 'ModelFormatError', JSON.stringify(read));
+      assert.match(read.message ?? '', /a weight shard model\.json names, is a character device/);
+      assert.ok(read.maxRssMiB < GiB, `peak RSS ${read.maxRssMiB} MiB`);
       assert.deepEqual(await snapshot(dir), before);
     } finally {
       await rm(payloadFile, { force: true });

@@ -8,6 +8,7 @@
  *   rebuild-child.ts dir   <model folder or JSON> <payload file>   (rebuildModelDir)
  *   rebuild-child.ts onnx  <model.onnx> <payload file>             (rebuildOnnxFile)
  *   rebuild-child.ts files <model folder> <payload file>           (rebuildModelFiles in memory, TF.js)
+ *   rebuild-child.ts read  <model folder> <any file>               (readTfjsModelFiles alone)
  */
 import { readFile } from 'node:fs/promises';
 import { NeuralDiffError } from '../../src/core/errors.ts';
@@ -26,6 +27,7 @@ try {
   if (mode === 'dir') status = (await rebuildModelDir(model, payload)).status;
   else if (mode === 'onnx') status = (await rebuildOnnxFile(model, payload)).status;
   else if (mode === 'files') status = (await rebuildModelFiles(await readTfjsModelFiles(model, 'model.json'), payload, TFJS_REBUILD)).status;
+  else if (mode === 'read') status = `read ${(await readTfjsModelFiles(model, 'model.json')).length} files`;
   else throw new Error(`unknown mode ${mode}`);
   report({ status });
 } catch (e) {

@@ -26,7 +26,7 @@ import { HealthCheckError, ModelFormatError, NeuralDiffError, StateStoreError, T
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import type { ModelFile } from '../../core/model-files.ts';
-import { decodeStructuralPayload, isStructuralPayload, rebuildModelFiles, type RebuildFilesFormat, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
+import { decodeStructuralPayload, isStructuralPayload, rebuildModelFiles, type FingerprintedBase, type RebuildFilesFormat, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
 import { isSignedEnvelope, parseEnvelope } from '../../apply/envelope.ts';
 import type { ApplyResult } from '../../apply/apply.ts';
 import { openSignedPayload } from '../../apply/signature.ts';
@@ -92,6 +92,24 @@ export async function readTfjsModelFiles(dir: string, modelJsonFile: string): Pr
 }
 
 /**
+ * The model in `dir` fingerprinted a tensor at a time (the folder store, opened lazily: one
+ * tensor's bytes held at once), its files read whole only when it is the payload's base or
+ * target: a payload for another base is refused without the model's shards held in memory.
+ */
+async function fingerprintedBase(dir: string, modelJsonFile: string, reservedFiles: string[], hasher: Hasher, header: { baseFingerprint: string; targetFingerprint: string }): Promise<FingerprintedBase> {
+  const fingerprint = fingerprintStore(hasher, await openTfjsModelDir(dir, { modelJsonFile, reservedFiles, lazy: true })).fingerprint;
+  const files = fingerprint === header.baseFingerprint || fingerprint === header.targetFingerprint ? await readTfjsModelFiles(dir, modelJsonFile) : undefined;
+  return {
+    fingerprint,
+    files: () => {
+      // The rebuild reads the files only past its base check, which this fingerprint failed.
+      if (!files) throw new ModelFormatError(`${path.join(dir, modelJsonFile)} was read for a payload it is not the base of (a bug in neural-diff)`, { dir });
+      return files;
+    },
+  };
+}
+
+/**
  * Verify a structural payload for a TF.js model and rebuild the model `model` (a folder with
  * `model.json`, or a model JSON file sharing its folder) with it, crash-safely (module doc). A
  * payload refused by its signature or its decoding touches nothing; otherwise an interrupted
@@ -113,7 +131,8 @@ export async function rebuildModelDir(model: string, payloadBytes: Uint8Array, o
   if (options.dryRun) {
     const expectedModelId = modelIdFor(dir, files, options.expectedModelId, await readModelId(dir, files));
     const readOnly: SequenceStore | undefined = sequences && { get: (id) => sequences.get(id), set: () => {} };
-    const result = await rebuildModelFiles(await readTfjsModelFiles(dir, files.model), payloadBytes, TFJS_REBUILD, { ...options, expectedModelId, sequenceStore: readOnly, hasher });
+    const base = await fingerprintedBase(dir, files.model, reservedFiles, hasher, decoded.header);
+    const result = await rebuildModelFiles(base, payloadBytes, TFJS_REBUILD, { ...options, expectedModelId, sequenceStore: readOnly, hasher });
     return { ...result, recovery: emptyReport(), sequenceRecorded: false };
   }
 
@@ -124,7 +143,7 @@ export async function rebuildModelDir(model: string, payloadBytes: Uint8Array, o
     await namedByOtherModels(dir, files);
     const recordedModelId = await readModelId(dir, files);
     const expectedModelId = modelIdFor(dir, files, options.expectedModelId, recordedModelId);
-    const base = await readTfjsModelFiles(dir, files.model);
+    const base = await fingerprintedBase(dir, files.model, reservedFiles, hasher, decoded.header);
     const result = await rebuildModelFiles(base, payloadBytes, TFJS_REBUILD, { ...options, expectedModelId, sequenceStore: sequences, hasher });
     const { header } = result;
     const pin = recordedModelId === undefined ? header.modelId : undefined;
@@ -141,7 +160,7 @@ export async function rebuildModelDir(model: string, payloadBytes: Uint8Array, o
       if (pin !== undefined) await writeModelId(ops, dir, files, pin);
       return { ...result, recovery, sequenceRecorded: await record() };
     }
-    const written = await writeTarget(ops, dir, files, base[0].bytes, result.files as ModelFile[]);
+    const written = await writeTarget(ops, dir, files, base.files()[0].bytes, result.files as ModelFile[]);
     try {
       // The switched folder read back as a loader sees it.
       const disk = await openTfjsModelDir(dir, { modelJsonFile: files.model, reservedFiles });
