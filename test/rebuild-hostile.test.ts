@@ -317,7 +317,7 @@ describe('finding 4: a byte delta rebuilding a huge model JSON', () => {
       for (const mode of ['files', 'dir']) {
         const r = await runChild([mode, dir, payloadFile], 200_000);
         assert.equal(r.code, 'ND_TARGET_MISMATCH', JSON.stringify(r));
-        assert.match(r.message ?? '', /more than 4000000 JSON values/);
+        assert.match(r.message ?? '', /more than 2000000 JSON values/);
         assert.ok(r.maxRssMiB < GiB, `${mode}: peak RSS ${r.maxRssMiB} MiB (${r.seconds} s)`);
         assert.deepEqual(await snapshot(dir), before);
       }
@@ -343,6 +343,25 @@ function countingHasher(): { hasher: Hasher; hashed: () => number } {
   return { hasher: counted, hashed: () => n };
 }
 
+test('finding 4: a rebuilt model JSON just under the limit (2 million values) is parsed, fingerprinted and refused as the wrong intermediate within 1 GiB', { timeout: 240_000 }, () => withFolder(async (dir) => {
+  const { baseFiles, payload } = tfjsPayload();
+  await writeFiles(dir, baseFiles);
+  const doc = readMsgpack(payload) as Record<string, unknown>;
+  const baseLength = (await import('../src/core/model-files.ts')).deltaBaseBytes('tfjs', baseFiles).length;
+  // 1,999,990 objects and the 9 other values of the text.
+  const { delta, outputLength } = repeatingDelta(baseLength, '{"format":"graph-model","modelTopology":{"node":[', '{},', 1_999_990, '{}]},"weightsManifest":[]}');
+  const payloadFile = path.join(dir, '..', `${path.basename(dir)}.payload`);
+  await writeFile(payloadFile, new Uint8Array(packr.pack({ ...doc, rb: delta, fl: [['model.json', outputLength]] })));
+  try {
+    const r = await runChild(['files', dir, payloadFile], 200_000);
+    assert.equal(r.code, 'ND_TARGET_MISMATCH', JSON.stringify(r));
+    assert.match(r.message ?? '', /the payload expects the intermediate/);
+    assert.ok(r.maxRssMiB < GiB, `peak RSS ${r.maxRssMiB} MiB (${r.seconds} s)`);
+  } finally {
+    await rm(payloadFile, { force: true });
+  }
+}));
+
 describe('finding 4: a rebuilt .tflite of many tensors sharing one buffer', () => {
   test('refused before its tensors are hashed: the work stays linear in the rebuilt file', async () => {
     const TFLITE = { kind: 'tflite' as const, open: (b: Uint8Array) => new TfliteWeightStore(b) };
@@ -363,7 +382,7 @@ describe('finding 4: a rebuilt .tflite of many tensors sharing one buffer', () =
 describe('finding 8: a model JSON 5 million levels deep', () => {
   const deep = `{"format":"graph-model","modelTopology":${'['.repeat(5_000_000)}${']'.repeat(5_000_000)},"weightsManifest":[]}`;
 
-  test('parseModelJson refuses it with a typed error, as it refuses 4 million values; shallow JSON with brackets in strings passes', () => {
+  test('parseModelJson refuses it with a typed error, as it refuses 2 million values; shallow JSON with brackets in strings passes', () => {
     assert.throws(() => parseModelJson(deep), (e: unknown) => e instanceof ModelFormatError && /nested more than 512 levels deep/.test(e.message));
     assert.deepEqual(measureJson('{"a":"[[[{\\"","b":[1,-2.5e3,true,null,{"c":[]}]}', 10, 100), { depth: 4, values: 12 });
     assert.equal(measureJson('[[[[]]]]', 3, 100).over, 'depth');
