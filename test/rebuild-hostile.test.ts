@@ -264,6 +264,31 @@ describe('finding 3: an ONNX model with large data files is checked before they 
   }));
 });
 
+describe('finding 3: a TF.js folder with large shards is checked before they are read whole', () => {
+  test('a payload for another base: refused as base mismatch within 1 GiB, having read the 512 MiB of shards a tensor at a time', { timeout: 180_000 }, () => withFolder(async (dir) => {
+    // 8 float32 weights of 16 Mi values, one shard each (sparse files of zeros: no disk used).
+    const SHARDS = 8;
+    const PER = 16 * 1024 * 1024;
+    const paths = Array.from({ length: SHARDS }, (_, i) => `group1-shard${i + 1}of${SHARDS}.bin`);
+    await writeFile(path.join(dir, 'model.json'), JSON.stringify({ format: 'graph-model', modelTopology: { node: [{ name: 'x', op: 'Placeholder' }] }, weightsManifest: [{ paths, weights: paths.map((_, i) => ({ name: `w${i}`, shape: [PER], dtype: 'float32' })) }] }));
+    for (const p of paths) {
+      await writeFile(path.join(dir, p), new Uint8Array(0));
+      await truncate(path.join(dir, p), PER * 4);
+    }
+    const { payload } = tfjsPayload();
+    const payloadFile = path.join(dir, '..', `${path.basename(dir)}.payload`);
+    await writeFile(payloadFile, payload);
+    try {
+      const r = await runChild(['dir', dir, payloadFile], 150_000);
+      assert.equal(r.error, 'BaseMismatchError', JSON.stringify(r));
+      assert.ok(r.maxRssMiB < GiB, `peak RSS ${r.maxRssMiB} MiB (${r.seconds} s)`);
+      assert.ok(r.maxRssMiB < (SHARDS * PER * 4) / 2 ** 20 / 2, `peak RSS ${r.maxRssMiB} MiB: the shards were read whole`);
+    } finally {
+      await rm(payloadFile, { force: true });
+    }
+  }));
+});
+
 /** Unsigned LEB128. */
 function varint(v: number): number[] {
   const out: number[] = [];
