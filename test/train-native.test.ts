@@ -9,8 +9,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -549,4 +550,110 @@ describe('without the addon', () => {
     assert.equal(await initBackend('auto'), 'native');
     await initBackend('wasm');
   });
+});
+
+/**
+ * A child process (a refused or crashing file must not take the test runner down) that asks the
+ * loader about `NDIFF_NATIVE_ADDON=file` and prints its verdict and, for `--backend native`, the
+ * typed error; killed after 60 s (a FIFO once hung the loader, /dev/zero was read without end).
+ */
+async function loaderVerdict(file: string): Promise<{ available: boolean; reason?: string; native?: { name: string; code: string; message: string } }> {
+  const script = [
+    "const { nativeAddonStatus } = await import('./src/train/kernels/native/index.ts');",
+    "const { initBackend } = await import('./src/train/backend.ts');",
+    'const s = nativeAddonStatus();',
+    'let native;',
+    "try { await initBackend('native'); } catch (e) { native = { name: e.constructor.name, code: e.code, message: e.message }; }",
+    'console.log(JSON.stringify({ available: s.available, reason: s.reason, native }));',
+  ].join('\n');
+  const { stdout } = await promisify(execFile)(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: root,
+    env: { ...process.env, NDIFF_NATIVE_ADDON: file },
+    timeout: 60_000,
+    maxBuffer: 1 << 20,
+  });
+  return JSON.parse(stdout.trim().split('\n').pop() as string);
+}
+
+describe('an addon file that is not a whole build of this addon is refused before it is loaded (issue #61)', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'ndiff-addon-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const refusedAsUnavailable = (r: Awaited<ReturnType<typeof loaderVerdict>>, pattern: RegExp) => {
+    assert.equal(r.available, false);
+    assert.match(r.reason as string, pattern);
+    // --backend native: the typed missing-dependency error (exit 9), saying why, not a crash or a TypeError.
+    assert.equal(r.native?.name, 'MissingDependencyError', JSON.stringify(r.native));
+    assert.match(r.native?.message as string, pattern);
+  };
+
+  it('a build cut short (an interrupted `npm run build:native`): refused as cut short, no SIGBUS', { skip }, async () => {
+    const whole = readFileSync((status as { path: string }).path);
+    for (const length of [Math.floor(whole.length / 2), whole.length - 100]) {
+      const file = path.join(dir, `cut-${length}.node`);
+      await writeFile(file, whole.subarray(0, length));
+      refusedAsUnavailable(await loaderVerdict(file), /is refused: it is cut short \(an interrupted build\?\).*the file has \d+.*NDIFF_NATIVE_ADDON/);
+    }
+  });
+
+  it('/dev/zero, a FIFO and a folder: refused at once, never opened for reading', { skip: process.platform === 'win32' ? 'POSIX only' : false }, async () => {
+    refusedAsUnavailable(await loaderVerdict('/dev/zero'), /it is a device, not a regular file/);
+    const fifo = path.join(dir, 'fifo.node');
+    await promisify(execFile)('mkfifo', [fifo]);
+    refusedAsUnavailable(await loaderVerdict(fifo), /it is a FIFO, not a regular file/);
+    refusedAsUnavailable(await loaderVerdict(dir), /it is a folder, not a regular file/);
+  });
+
+  // Another project's Node.js addon (msgpackr's optional native extension) once loaded and then
+  // failed with "addon.info is not a function" (exit 1).
+  const foreign = path.join(root, 'node_modules', '@msgpackr-extract', 'msgpackr-extract-linux-x64', 'node.napi.glibc.node');
+  it('another project\'s addon: a typed refusal naming the missing version symbol, its code never run', { skip: existsSync(foreign) ? false : `no foreign addon to try (${foreign} is absent)` }, async () => {
+    refusedAsUnavailable(await loaderVerdict(foreign), /is refused: it does not export neural_diff_blas_abi_1/);
+  });
+
+  it('plain ndiff train with a cut-short addon trains on wasm and says why in one line', { skip }, async () => {
+    const whole = readFileSync((status as { path: string }).path);
+    const file = path.join(dir, 'cut.node');
+    await writeFile(file, whole.subarray(0, whole.length >> 1));
+    const r = await runCli([], { NDIFF_NATIVE_ADDON: file });
+    assert.equal(r.code, 0, r.lines.join('\n'));
+    const why = r.lines.filter((l) => /is refused: it is cut short/.test(l));
+    assert.equal(why.length, 1, r.lines.join('\n'));
+    assert.match(why[0], /^backend wasm \(the native backend is not available: the addon at .* is refused: it is cut short/);
+  });
+});
+
+describe('the addon checks every size product for overflow against the arrays it is given (issue #61)', { skip }, () => {
+  // B = H = W = CI = 65536: x's B*H*W*CI is 2^64, which wrapped to 0 and passed the length check
+  // with a one-element x; reading the second batch item then ran off the heap (SIGSEGV).
+  const script = (call: string) => [
+    "const { loadNativeAddon } = await import('./src/train/kernels/native/loader.ts');",
+    'const addon = loadNativeAddon();',
+    'let out;',
+    `try { ${call}; out = { returned: true }; } catch (e) { out = { name: e.constructor.name, code: e.code, message: e.message }; }`,
+    'console.log(JSON.stringify(out));',
+  ].join('\n');
+  const run = async (call: string) => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', script(call)], { cwd: root, timeout: 60_000 });
+    return JSON.parse(stdout.trim().split('\n').pop() as string) as { name?: string; code?: string; message?: string; returned?: boolean };
+  };
+  const cases: [string, string, RegExp][] = [
+    ['conv2dForward, x of 2^64 values', 'addon.conv2dForward(new Float32Array(1), new Float32Array(65536), new Float32Array(65536), Int32Array.of(65536, 65536, 65536, 65536, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0), 1e6)', /conv2dForward refused its arguments: x: the sizes' product does not fit/],
+    ['conv2dBackpropInput, dx of 2^64 values', 'addon.conv2dBackpropInput(new Float32Array(65536), new Float32Array(65536), new Float32Array(1), Int32Array.of(65536, 65536, 65536, 65536, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0), 1e6)', /conv2dBackpropInput refused its arguments: x: the sizes' product/],
+    ['conv2dBackpropFilter, output positions past a BLAS int', 'addon.conv2dBackpropFilter(new Float32Array(1 << 16), new Float32Array(1 << 16), new Float32Array(1), Int32Array.of(1, 1, 1, 1, 65536, 65536, 0, 1, 1, 1, 1, 1, 1, 0, 0), 1e6)', /conv2dBackpropFilter refused its arguments: output positions \(B\*OH\*OW\): 4294967296 is more than a BLAS dimension/],
+    ['sgemmBatched, C of 2^64 values', 'addon.sgemmBatched(false, false, 65536, 65536, 65536, 65536, new Float32Array(1), 0, new Float32Array(1), 0, new Float32Array(1))', /sgemmBatched refused its arguments: a: view holds 1 floats/],
+  ];
+  for (const [what, call, pattern] of cases) {
+    it(`${what}: a typed ModelFormatError, no crash`, async () => {
+      const r = await run(call);
+      assert.equal(r.name, 'ModelFormatError', JSON.stringify(r));
+      assert.equal(r.code, 'ND_MODEL_FORMAT');
+      assert.match(r.message as string, pattern);
+    });
+  }
 });

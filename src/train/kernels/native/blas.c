@@ -20,6 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * The interface version loader.ts expects. The loader looks for the exported symbol
+ * NEURAL_DIFF_BLAS_ABI_SYMBOL in the file's dynamic symbols before loading it (another project's
+ * addon is refused without running its code) and checks the `abi` export after loading.
+ */
+#define NEURAL_DIFF_BLAS_ABI 1
+__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_1 = NEURAL_DIFF_BLAS_ABI;
+
 /* OpenBLAS extensions (declared in its cblas.h; repeated so the intent is visible). */
 extern void openblas_set_num_threads(int num_threads);
 extern int openblas_get_num_threads(void);
@@ -42,6 +50,7 @@ static void instance_free(napi_env env, void *data, void *hint) {
 static float *scratch_floats(napi_env env, size_t floats) {
   Instance *inst = NULL;
   if (napi_get_instance_data(env, (void **)&inst) != napi_ok || inst == NULL) return NULL;
+  if (floats > SIZE_MAX / sizeof(float)) return NULL;
   if (inst->capacity < floats) {
     free(inst->scratch);
     inst->scratch = (float *)malloc(floats * sizeof(float));
@@ -105,6 +114,50 @@ static int need(napi_env env, size_t have, size_t want, const char *what) {
 }
 
 /*
+ * Sizes are products of values JavaScript passes: each is checked for overflow (a product that
+ * wraps at 2^64 would pass the length checks with tiny arrays and index far past them).
+ */
+static int range_error(napi_env env, const char *what) {
+  char message[200];
+  snprintf(message, sizeof message, "%s: the sizes' product does not fit in memory (it overflows)", what);
+  napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", message);
+  return 0;
+}
+
+/* *out = a * b, or a RangeError when it overflows size_t. */
+static int mul_size(napi_env env, size_t a, size_t b, size_t *out, const char *what) {
+  if (__builtin_mul_overflow(a, b, out)) return range_error(env, what);
+  return 1;
+}
+
+/* *out = a + b, or a RangeError when it overflows size_t. */
+static int add_size(napi_env env, size_t a, size_t b, size_t *out, const char *what) {
+  if (__builtin_add_overflow(a, b, out)) return range_error(env, what);
+  return 1;
+}
+
+/* The product of `count` non-negative values, or a RangeError when it overflows size_t. */
+static int product(napi_env env, const int32_t *values, int count, size_t *out, const char *what) {
+  size_t p = 1;
+  for (int i = 0; i < count; i++) {
+    if (!mul_size(env, p, (size_t)values[i], &p, what)) return 0;
+  }
+  *out = p;
+  return 1;
+}
+
+/* A dimension OpenBLAS takes as an int: the product must fit in int32 too. */
+static int fits_blas_int(napi_env env, size_t n, const char *what) {
+  if (n > INT32_MAX) {
+    char message[200];
+    snprintf(message, sizeof message, "%s: %zu is more than a BLAS dimension can hold (2^31 - 1)", what, n);
+    napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", message);
+    return 0;
+  }
+  return 1;
+}
+
+/*
  * sgemmBatched(transA, transB, batch, M, N, K, a, aStride, b, bStride, c)
  * For i < batch: C_i[M, N] = op(A_i) op(B_i), row-major, A_i at a + i*aStride (aStride 0 broadcasts
  * one matrix), op(A_i) is [M, K] (A_i stored [K, M] when transA), op(B_i) is [K, N].
@@ -127,12 +180,18 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   }
   if (batch < 0 || M < 0 || N < 0 || K < 0 || aStride < 0 || bStride < 0) return throw_type(env, "negative size"), NULL;
   if (batch == 0 || M == 0 || N == 0) return NULL;
-  if (!need(env, la, (size_t)(batch - 1) * aStride + (size_t)M * K, "a") || !need(env, lb, (size_t)(batch - 1) * bStride + (size_t)K * N, "b") ||
-      !need(env, lc, (size_t)batch * M * N, "c")) {
+  /* Each operand's extent: (batch - 1) * stride + one matrix, every step checked. */
+  size_t a_mat, b_mat, c_mat, a_end, b_end, c_all, c_bytes;
+  if (!mul_size(env, (size_t)M, (size_t)K, &a_mat, "a") || !mul_size(env, (size_t)(batch - 1), (size_t)aStride, &a_end, "a") ||
+      !add_size(env, a_end, a_mat, &a_end, "a") || !mul_size(env, (size_t)K, (size_t)N, &b_mat, "b") ||
+      !mul_size(env, (size_t)(batch - 1), (size_t)bStride, &b_end, "b") || !add_size(env, b_end, b_mat, &b_end, "b") ||
+      !mul_size(env, (size_t)M, (size_t)N, &c_mat, "c") || !mul_size(env, (size_t)batch, c_mat, &c_all, "c") ||
+      !mul_size(env, c_all, sizeof(float), &c_bytes, "c")) {
     return NULL;
   }
+  if (!need(env, la, a_end, "a") || !need(env, lb, b_end, "b") || !need(env, lc, c_all, "c")) return NULL;
   if (K == 0) {
-    memset(c, 0, (size_t)batch * M * N * sizeof(float));
+    memset(c, 0, c_bytes);
     return NULL;
   }
   for (int32_t i = 0; i < batch; i++) {
@@ -210,7 +269,8 @@ static void col2im_add(const float *cols, float *dx, const int32_t *g, int32_t b
 
 /* Batch items per chunk so that a chunk's column matrix holds at most `budget` floats. */
 static int32_t chunk_items(const int32_t *g, int64_t budget) {
-  const int64_t per_item = (int64_t)g[G_OH] * g[G_OW] * g[G_KH] * g[G_KW] * g[G_CI];
+  /* conv_args checked that OH*OW (rows) and KH*KW*CI (K) each fit in int32: no overflow here. */
+  const int64_t per_item = (int64_t)g[G_OH] * g[G_OW] * ((int64_t)g[G_KH] * g[G_KW] * g[G_CI]);
   int64_t n = per_item > 0 ? budget / per_item : g[G_B];
   if (n < 1) n = 1;
   if (n > g[G_B]) n = g[G_B];
@@ -241,9 +301,21 @@ static int conv_args(napi_env env, napi_callback_info info, ConvArgs *ca, const 
   for (int i = 0; i < G_COUNT; i++) {
     if (g[i] < 0) return throw_type(env, "negative geometry value");
   }
-  const size_t xs = (size_t)g[G_B] * g[G_H] * g[G_W] * g[G_CI];
-  const size_t ws = (size_t)g[G_KH] * g[G_KW] * g[G_CI] * g[G_CO];
-  const size_t ys = (size_t)g[G_B] * g[G_OH] * g[G_OW] * g[G_CO];
+  /* Every size below is a checked product: B*H*W*CI wrapping at 2^64 once passed with one-element arrays. */
+  const int32_t x_dims[4] = {g[G_B], g[G_H], g[G_W], g[G_CI]};
+  const int32_t w_dims[4] = {g[G_KH], g[G_KW], g[G_CI], g[G_CO]};
+  const int32_t y_dims[4] = {g[G_B], g[G_OH], g[G_OW], g[G_CO]};
+  const int32_t k_dims[3] = {g[G_KH], g[G_KW], g[G_CI]};
+  const int32_t r_dims[3] = {g[G_B], g[G_OH], g[G_OW]};
+  size_t xs, ws, ys, k, rows, bytes;
+  if (!product(env, x_dims, 4, &xs, "x") || !product(env, w_dims, 4, &ws, "filter") || !product(env, y_dims, 4, &ys, "y") ||
+      !mul_size(env, xs, sizeof(float), &bytes, "x") || !mul_size(env, ys, sizeof(float), &bytes, "y") ||
+      !mul_size(env, ws, sizeof(float), &bytes, "filter") || !product(env, k_dims, 3, &k, "filter taps (KH*KW*CI)") ||
+      !product(env, r_dims, 3, &rows, "output positions (B*OH*OW)")) {
+    return 0;
+  }
+  /* OpenBLAS takes M, N, K and leading dimensions as int: the GEMMs' dimensions must fit. */
+  if (!fits_blas_int(env, k, "filter taps (KH*KW*CI)") || !fits_blas_int(env, rows, "output positions (B*OH*OW)")) return 0;
   const size_t sizes[3] = {xs, ws, ys};
   const size_t have[3] = {la, lw, lo};
   for (int i = 0; i < 3; i++) {
@@ -408,5 +480,7 @@ NAPI_MODULE_INIT() {
       {"info", NULL, blas_info, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  napi_value abi;
+  if (napi_create_int32(env, neural_diff_blas_abi_1, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
   return exports;
 }

@@ -6,12 +6,20 @@
  * by {@link nativeAddonStatus}, and {@link loadNativeAddon} throws a {@link MissingDependencyError}
  * saying how to get it. `NDIFF_NATIVE_ADDON` names another .node file, or `none` to act as if
  * the addon were not built (tests of the fallback use it).
+ *
+ * A file is checked before it is loaded ({@link addonFileProblem}): a regular file (not a FIFO,
+ * a device or a folder, which would hang or be read without end), of a sane size, and on Linux
+ * an ELF shared object whole (a build cut short kills the loading process with SIGBUS) that
+ * exports blas.c's version symbol (another project's addon is refused without running it). After
+ * loading, its `abi` export and functions are checked too. A file that fails is reported as
+ * unavailable, so `ndiff train` falls back to wasm saying why.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { closeSync, constants as fsConstants, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MissingDependencyError } from '../../../core/errors.ts';
+import { MissingDependencyError, ModelFormatError } from '../../../core/errors.ts';
+import { elfProblem } from './elf.ts';
 
 /** What the addon exports (src/train/kernels/native/blas.c). */
 export interface NativeBlasAddon {
@@ -41,7 +49,18 @@ export interface NativeBlasAddon {
   setThreads(threads: number): void;
   /** The OpenBLAS that was loaded. */
   info(): { config: string; corename: string; threads: number };
+  /** The interface version ({@link NATIVE_ABI}). */
+  readonly abi: number;
 }
+
+/** The addon interface this loader speaks (blas.c's NEURAL_DIFF_BLAS_ABI). */
+export const NATIVE_ABI = 1;
+/** The symbol blas.c exports to say it is this addon at {@link NATIVE_ABI}. */
+export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
+/** The functions the addon must export. */
+const ADDON_FUNCTIONS = ['sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'setThreads', 'info'] as const;
+/** The largest addon file read (the build is about 30 KB; a debug build a few MB). */
+export const MAX_ADDON_BYTES = 64 * 1024 * 1024;
 
 /** Order of the Int32Array geometry the conv functions take (blas.c's enum). */
 export const GEOMETRY_FIELDS = [
@@ -134,6 +153,77 @@ export function openBlasCoreChoice(): string | undefined {
   return coreChoice;
 }
 
+/**
+ * What is wrong with `file` as this package's addon, or undefined when it may be loaded: it must
+ * be a regular file (a FIFO would hang the loader, a device be read without end), hold at most
+ * {@link MAX_ADDON_BYTES}, and on Linux be a whole ELF shared object exporting
+ * {@link NATIVE_ABI_SYMBOL} (see elf.ts). Reads at most the file's size, opened without blocking.
+ */
+export function addonFileProblem(file: string): string | undefined {
+  let kind: string | undefined;
+  try {
+    const st = statSync(file);
+    kind = st.isFile() ? undefined : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isDirectory() ? 'a folder' : st.isSocket() ? 'a socket' : 'not a regular file';
+  } catch (e) {
+    return `it cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`;
+  }
+  if (kind) return `it is ${kind}, not a regular file`;
+  let fd: number;
+  try {
+    // O_NONBLOCK: if the path became a FIFO since the stat, opening it does not wait for a writer.
+    fd = openSync(file, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    return `it cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})`;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return 'it is not a regular file';
+    if (st.size > MAX_ADDON_BYTES) return `it holds ${st.size} bytes, more than an addon's ${MAX_ADDON_BYTES}`;
+    if (process.platform !== 'linux') return undefined;
+    const bytes = new Uint8Array(st.size);
+    let got = 0;
+    while (got < bytes.length) {
+      const n = readSync(fd, bytes, got, bytes.length - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return elfProblem(bytes.subarray(0, got), NATIVE_ABI_SYMBOL);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** What is wrong with a loaded module's exports as this addon, or undefined. */
+function exportsProblem(exports: Record<string, unknown>): string | undefined {
+  if (exports.abi !== NATIVE_ABI) return `its interface version is ${JSON.stringify(exports.abi)}, this neural-diff needs ${NATIVE_ABI}`;
+  const missing = ADDON_FUNCTIONS.filter((f) => typeof exports[f] !== 'function');
+  return missing.length ? `it does not export ${missing.join(', ')}` : undefined;
+}
+
+/**
+ * The addon with every kernel's argument errors (blas.c throws RangeError or TypeError with a code
+ * ND_NATIVE_*, e.g. sizes whose product overflows) turned into a typed {@link ModelFormatError}:
+ * the sizes come from the model being trained.
+ */
+function typedErrors(raw: NativeBlasAddon): NativeBlasAddon {
+  const wrapped: Record<string, unknown> = { abi: raw.abi };
+  for (const name of ADDON_FUNCTIONS) {
+    const f = raw[name] as (...args: unknown[]) => unknown;
+    wrapped[name] = (...args: unknown[]) => {
+      try {
+        return f.apply(raw, args);
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        if (typeof code === 'string' && code.startsWith('ND_NATIVE')) {
+          throw new ModelFormatError(`the native kernel ${name} refused its arguments: ${(e as Error).message}. The model's shapes are beyond what the kernels take: check the model, or train with --backend wasm`, { kernel: name, native: code });
+        }
+        throw e;
+      }
+    };
+  }
+  return wrapped as unknown as NativeBlasAddon;
+}
+
 type Status = { available: true; addon: NativeBlasAddon; path: string } | { available: false; reason: string };
 
 let status: Status | undefined;
@@ -144,16 +234,31 @@ export function nativeAddonStatus(): Status {
   const file = nativeAddonPath();
   if (file === undefined) {
     status = { available: false, reason: process.env.NDIFF_NATIVE_ADDON === 'none' ? 'disabled by NDIFF_NATIVE_ADDON=none' : 'the neural-diff package root was not found' };
-  } else if (!existsSync(file)) {
+    return status;
+  }
+  if (!existsSync(file)) {
     status = { available: false, reason: `the addon is not built (no ${file})` };
-  } else {
-    try {
-      // OpenBLAS reads OPENBLAS_CORETYPE once, as the addon's dlopen loads it.
-      coreChoice = chooseOpenBlasCore();
-      status = { available: true, addon: createRequire(import.meta.url)(file) as NativeBlasAddon, path: file };
-    } catch (e) {
-      status = { available: false, reason: `the addon at ${file} does not load: ${e instanceof Error ? e.message : String(e)}` };
-    }
+    return status;
+  }
+  // What to do about a refused file: rebuild ours, or stop pointing at another.
+  const fix = process.env.NDIFF_NATIVE_ADDON ? 'point NDIFF_NATIVE_ADDON at a build of `npm run build:native`, or unset it' : 'run `npm run build:native` again';
+  const problem = addonFileProblem(file);
+  if (problem) {
+    status = { available: false, reason: `the addon at ${file} is refused: ${problem}; ${fix}` };
+    return status;
+  }
+  try {
+    // OpenBLAS reads OPENBLAS_CORETYPE once, as the addon's dlopen loads it.
+    coreChoice = chooseOpenBlasCore();
+    // process.dlopen, not require: require reads a file not named *.node as JavaScript.
+    const module = { exports: {} as Record<string, unknown> };
+    process.dlopen(module, file, os.constants.dlopen.RTLD_NOW);
+    const wrong = exportsProblem(module.exports);
+    status = wrong
+      ? { available: false, reason: `the addon at ${file} is refused: ${wrong}; ${fix}` }
+      : { available: true, addon: typedErrors(module.exports as unknown as NativeBlasAddon), path: file };
+  } catch (e) {
+    status = { available: false, reason: `the addon at ${file} does not load: ${e instanceof Error ? e.message : String(e)}` };
   }
   return status;
 }
