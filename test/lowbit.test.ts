@@ -22,7 +22,7 @@ import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 import { buildPayload, storedModelBytes } from '../src/diff/build.ts';
-import { allocate, BITDELTA_CODE, describeAllocation, LowBitCache, lowbitDiff, lowbitVariants, quantizeFactors, quantizeLowBit, scaleLayout, type ScaleLayout } from '../src/diff/lowbit.ts';
+import { allocate, BITDELTA_CODE, describeAllocation, LowBitCache, lowbitDiff, lowbitVariants, quantizeFactors, quantizeLowBit, quantizeSparseLowBit, scaleLayout, type ScaleLayout } from '../src/diff/lowbit.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { topkDiff } from '../src/diff/topk.ts';
 import { seeded } from './helpers/graph-model.ts';
@@ -141,6 +141,11 @@ describe('codec l on low-rank factors: a width a singular direction', () => {
       ['two scales a direction', { ...good, ls: (good.ls as Uint8Array).slice(0, 6) }, /"ls" must be 4 float16 scales/],
       ['codes of the right length', { ...good, v: good.v.slice(0, -1) }, /"v" must be 18 bytes/],
       ['a rank within the matrix', { ...good, r: 12, lb: Array(12).fill(1) }, /rank "r" must be an integer from 1 to 11/],
+      // Issue #61: "4" and true passed JavaScript's comparisons as widths, and "4" was decoded with
+      // string arithmetic (bit offsets "04", "044", ...), not as FORMAT.md §4.4 reads 4 bits.
+      ['widths as strings', { ...good, lb: ['4', '2'] as unknown as number[] }, /"lb" must be 2 widths from 1 to 8 \(one a direction\), found \["4", "2"\]/],
+      ['a width of true', { ...good, lb: [4, true] as unknown as number[] }, /"lb" must be 2 widths from 1 to 8 \(one a direction\), found \[4, true\]/],
+      ['a width of 2.5', { ...good, lb: [4, 2.5] }, /"lb" must be 2 widths from 1 to 8 \(one a direction\), found \[4, 2.5\]/],
     ];
     for (const [what, wire, pattern] of cases) {
       const device = base.clone();
@@ -151,6 +156,34 @@ describe('codec l on low-rank factors: a width a singular direction', () => {
     const device = base.clone();
     await applyPayload(device, packPayload(built.payload.header, [good]));
     assert.deepEqual(device.values('w'), built.targetValues.get('w'));
+  });
+});
+
+describe('codec l encoders take only integer widths from 1 to 8 (issue #61)', () => {
+  const d = delta(64, 80);
+  const notWidths: unknown[] = ['8', true, 2.5, 0, 9, null];
+  test('quantizeLowBit, quantizeSparseLowBit and quantizeFactors refuse any other width with a UsageError', () => {
+    for (const b of notWidths) {
+      assert.throws(() => quantizeLowBit(d, b as number, 1, 8), (e: unknown) => e instanceof UsageError && /bits must be an integer from 1 to 8/.test((e as Error).message), String(b));
+      assert.throws(() => quantizeSparseLowBit(d.subarray(0, 3), Uint32Array.of(1, 5, 9), 64, b as number, 1, 8), UsageError, String(b));
+      assert.throws(() => quantizeFactors(d.subarray(0, 8), d.subarray(0, 8), 8, 8, [b as number]), (e: unknown) => e instanceof UsageError && /width must be an integer from 1 to 8/.test((e as Error).message), String(b));
+    }
+  });
+  test('lowbitDiff refuses widths that are not integers from 1 to 8, and an empty list', () => {
+    const base = new MemoryWeightStore({ w: { shape: [8, 8], data: delta(64, 81) } });
+    const target = new MemoryWeightStore({ w: { shape: [8, 8], data: delta(64, 82) } });
+    for (const widths of [['8'], [true], [3, 2.5], []]) {
+      assert.throws(() => lowbitDiff(hasher, base, target, { budgetBytes: 2000, widths: widths as number[] }), (e: unknown) => e instanceof UsageError && /widths/.test((e as Error).message), JSON.stringify(widths));
+    }
+  });
+  test('buildPayload refuses a codec-l spec whose width is "3" or true before sizing codes by it', () => {
+    const base = new MemoryWeightStore({ w: { shape: [8, 8], data: delta(64, 83) } });
+    const q = quantizeLowBit(delta(64, 84), 3, 1, 8);
+    for (const bits of ['3', true, 1e9]) {
+      assert.throws(() => buildPayload(hasher, base, [{ kind: 'dense', name: 'w', values: q.decoded, codec: 'l', lowbit: { ...q.lowbit, bits: bits as number } }], { method: 'lowbit' }), (e: unknown) => e instanceof UsageError && /bit widths must be integers from 1 to 8/.test((e as Error).message), String(bits));
+    }
+    const f = quantizeFactors(delta(16, 85), delta(16, 86), 8, 8, [4, 2]);
+    assert.throws(() => buildPayload(hasher, base, [{ kind: 'lowrank', name: 'w', rank: 2, u: f.u, v: f.v, codec: 'l', lowbitFactors: { ...f.lowbitFactors, widths: ['4', '2'] as unknown as number[] } }], { method: 'lowbit' }), (e: unknown) => e instanceof UsageError && /bit widths must be integers from 1 to 8, found \["4","2"\]/.test((e as Error).message));
   });
 });
 
@@ -223,7 +256,9 @@ describe('malformed codec-l patches are refused before any write', () => {
   const cases: [string, (p: WirePatch) => WirePatch, RegExp, number?][] = [
     ['0 bits', (p) => ({ ...p, lb: 0 }), /"lb" must be an integer from 1 to 8, found 0/],
     ['9 bits', (p) => ({ ...p, lb: 9 }), /"lb" must be an integer from 1 to 8, found 9/],
-    ['bits as a string', (p) => ({ ...p, lb: '3' as unknown as number }), /"lb" must be an integer from 1 to 8, found NaN/],
+    ['bits as a string', (p) => ({ ...p, lb: '3' as unknown as number }), /"lb" must be an integer from 1 to 8, found "3"/],
+    ['bits of true', (p) => ({ ...p, lb: true as unknown as number }), /"lb" must be an integer from 1 to 8, found true/],
+    ['a group as a string', (p) => ({ ...p, lg: '1' as unknown as number }), /"lg" must be a positive integer, found "1"/],
     ['group 0', (p) => ({ ...p, lg: 0 }), /"lg" must be a positive integer, found 0/],
     ['exponent past 32', (p) => ({ ...p, le: 40 }), /"le" must be an integer from -64 to 32, found 40/],
     ['more scales than groups', (p) => ({ ...p, lg: 64 }), /"ls" must be 1 to 2 float16 scales, found 8/],

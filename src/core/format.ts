@@ -524,7 +524,8 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     if (ls.length & 1) fail(`${where}: "ls" must be float16 scales, found ${ls.length} bytes`);
     const scales = new Uint16Array(ls.length >> 1);
     for (let i = 0; i < scales.length; i++) scales[i] = ls[2 * i] | (ls[2 * i + 1] << 8);
-    const num = (k: string) => (typeof own(raw, k) === 'number' ? (own(raw, k) as number) : NaN);
+    // As the payload holds them: lowbit.ts refuses what is not an integer in range ("8" and true too).
+    const num = (k: string) => own(raw, k) as number;
     if (lowFactors) {
       // A width a direction ("lb" an array, checked with the rest) and a scale a factor vector: no group.
       const lb = own(raw, 'lb');

@@ -44,6 +44,14 @@ export function lowBitScales(lb: LowBit): Float64Array {
 }
 
 /**
+ * Whether `bits` is a code width FORMAT.md §4.4 allows: an integer from 1 to 8, and a number
+ * (msgpack's uint): not the string "8" nor `true`, which JavaScript's comparisons would let by.
+ */
+export function isLowBitWidth(bits: unknown): bits is number {
+  return Number.isInteger(bits) && (bits as number) >= 1 && (bits as number) <= 8;
+}
+
+/**
  * What is wrong with a value block of `count` values (the code bytes and the layout), or null:
  * a bit width, group, exponent or scale count out of range, a scale that is negative, infinite
  * or NaN, code bytes of another length, or bits set past the last code. `size`: the tensor's
@@ -51,16 +59,18 @@ export function lowBitScales(lb: LowBit): Float64Array {
  */
 export function lowBitProblem(codes: Uint8Array, count: number, lb: LowBit, size = count): string | null {
   const { bits, group, scales, exponent } = lb;
-  if (!(bits >= 1 && bits <= 8 && bits % 1 === 0)) return bad('lb', 'an integer from 1 to 8', bits);
-  if (!(group >= 1 && group % 1 === 0)) return bad('lg', 'a positive integer', group);
+  if (!isLowBitWidth(bits)) return bad('lb', 'an integer from 1 to 8', shown(bits));
+  if (!(Number.isInteger(group) && group >= 1)) return bad('lg', 'a positive integer', shown(group));
   return codesProblem(codes, count * bits, exponent, scales, 1, Math.max(1, Math.ceil(size / group)));
 }
 
 const bad = (key: string, want: string, found: unknown) => `"${key}" must be ${want}, found ${found}`;
+/** A field as the payload holds it: a number as such, "8" quoted, true as true. */
+const shown = (x: unknown): string => (typeof x === 'number' ? String(x) : (JSON.stringify(x) ?? String(x)));
 
 /** The checks dense codes and factors share: the exponent, `least` to `most` scales, and `bits` bits of codes. */
 function codesProblem(codes: Uint8Array, bits: number, exponent: number, scales: Uint16Array, least: number, most: number): string | null {
-  if (!(exponent >= -64 && exponent <= 32 && exponent % 1 === 0)) return bad('le', 'an integer from -64 to 32', exponent);
+  if (!(Number.isInteger(exponent) && exponent >= -64 && exponent <= 32)) return bad('le', 'an integer from -64 to 32', shown(exponent));
   if (!(scales.length >= least && scales.length <= most)) return bad('ls', `${least < most ? `${least} to ` : ''}${most} float16 scales`, scales.length);
   for (const h of scales) if (h > 0x7bff) return bad('ls', 'finite and not negative', fromHalfBits(h));
   const want = Math.ceil(bits / 8);
@@ -113,7 +123,7 @@ export function lowBitFactorBytes(rows: number, cols: number, widths: readonly n
 /** What is wrong with the factors' codes and layout for rank `rank`, or null (as {@link lowBitProblem}). */
 export function lowBitFactorProblem(codes: Uint8Array, rows: number, cols: number, rank: number, f: LowBitFactors): string | null {
   const { widths } = f;
-  if (widths.length !== rank || !widths.every((b) => b >= 1 && b <= 8 && b % 1 === 0)) return bad('lb', `${rank} widths from 1 to 8 (one a direction)`, `[${widths}]`);
+  if (widths.length !== rank || !widths.every(isLowBitWidth)) return bad('lb', `${rank} widths from 1 to 8 (one a direction)`, `[${widths.map(shown).join(', ')}]`);
   return codesProblem(codes, widths.reduce((s, b) => s + b * (rows + cols), 0), f.exponent, f.scales, 2 * rank, 2 * rank);
 }
 

@@ -11,7 +11,7 @@ import type { Hasher } from '../core/hasher.ts';
 import { applyTensorPatch } from '../core/patch-math.ts';
 import { encodeValues, encodeXorMasks, exactBits, VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import { encodeXrMasks } from '../core/xr.ts';
-import { decodeLowBit, decodeLowBitFactors, lowBitFactorProblem, lowBitProblem, lowBitScales, type LowBit, type LowBitFactors } from '../core/lowbit.ts';
+import { decodeLowBit, decodeLowBitFactors, isLowBitWidth, lowBitFactorProblem, lowBitProblem, lowBitScales, type LowBit, type LowBitFactors } from '../core/lowbit.ts';
 import { gridBytesPerValue, gridCode, isIntegerGrid, snapValue, type StorageGrid } from '../core/grid.ts';
 import { readForDigest, type WeightStore } from '../core/weight-store.ts';
 
@@ -92,6 +92,20 @@ export interface BuiltPayload {
 }
 
 /**
+ * A codec-l spec's widths, before anything is sized by them: each an integer from 1 to 8
+ * (FORMAT.md §4.4), not "8" or true, which would pass JavaScript's comparisons and be encoded
+ * with string arithmetic.
+ */
+function checkLowBitWidths(spec: PatchSpec): void {
+  const { lowbit, lowbitFactors } = spec as { lowbit?: LowBit; lowbitFactors?: LowBitFactors };
+  const widths: readonly unknown[] | undefined = lowbitFactors ? (Array.isArray(lowbitFactors.widths) ? lowbitFactors.widths : [lowbitFactors.widths]) : lowbit ? [lowbit.bits] : undefined;
+  const wrong = widths?.find((b) => !isLowBitWidth(b));
+  if (widths && (wrong !== undefined || widths.length === 0)) {
+    throw new UsageError(`tensor ${JSON.stringify(spec.name)}: codec l: bit widths must be integers from 1 to 8, found ${JSON.stringify(widths)}; make the values with quantizeLowBit or quantizeFactors`, { tensor: spec.name, widths });
+  }
+}
+
+/**
  * Encode one spec's values into a patch (with placeholder digests) and its wire value bytes.
  * Returns null when the codec cannot hold the values (float16 overflow).
  */
@@ -102,6 +116,7 @@ export function encodeSpec(spec: PatchSpec, shape: readonly number[], grid: Stor
       if (!Number.isFinite(arr[i])) throw new NonFiniteValueError(`tensor ${JSON.stringify(spec.name)}: delta value ${i} is ${arr[i]}; training diverged or the target model holds NaN/Infinity: fix the target before building a diff`, { tensor: spec.name, index: i });
     }
   }
+  checkLowBitWidths(spec);
   if (spec.kind === 'composite' && spec.dense) {
     // Dense codes and a sparse part: the codes must decode to `dense` exactly, as a dense spec's.
     const codes = lowBitCodes(spec.dense, spec.lowbit);

@@ -5,7 +5,8 @@
  * and sparse patches alike; the allocation of bits among tensors is src/diff/lowbit.ts.
  */
 import { fromHalfBits, toHalfBits } from '../core/float16.ts';
-import { LOWBIT_EXPONENT_RANGE, type LowBit } from '../core/lowbit.ts';
+import { isLowBitWidth, LOWBIT_EXPONENT_RANGE, type LowBit } from '../core/lowbit.ts';
+import { UsageError } from '../core/errors.ts';
 import { shapeSize } from '../core/format.ts';
 
 /** How the values of a tensor share scales. */
@@ -54,6 +55,11 @@ export function scaleExponent(top: number): number {
   return top > 0 ? Math.min(LOWBIT_EXPONENT_RANGE[1], Math.max(LOWBIT_EXPONENT_RANGE[0], Math.ceil(Math.log2(top)) - 15)) : 0;
 }
 
+/** A width a caller chose: an integer from 1 to 8 (FORMAT.md §4.4), or a UsageError. */
+export function checkWidth(bits: unknown, what = 'bits'): asserts bits is number {
+  if (!isLowBitWidth(bits)) throw new UsageError(`codec l: ${what} must be an integer from 1 to 8, found ${JSON.stringify(bits)}`, { bits });
+}
+
 /**
  * Quantize `delta` at `bits` bits with `count` scales shared by groups of `group` values (value k
  * takes scale `floor(k / group) mod count`). 1 bit: the sign of each value and, per scale, the
@@ -66,6 +72,7 @@ export function scaleExponent(top: number): number {
  * their own.
  */
 export function quantizeLowBit(delta: Float32Array, bits: number, group: number, count: number, weight?: Float32Array, exponent?: number): QuantizedDelta {
+  checkWidth(bits);
   const n = delta.length;
   const qmax = bits === 1 ? 1 : 2 ** (bits - 1) - 1;
   const lo = -qmax - 1;
@@ -163,6 +170,7 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
  * a dense patch's layout. `decoded` and `squaredError` are the values' alone.
  */
 export function quantizeSparseLowBit(values: Float32Array, positions: Uint32Array, size: number, bits: number, group: number, count: number): QuantizedDelta {
+  checkWidth(bits);
   // The values in place in the tensor, weighted 1 where they are and 0 elsewhere: the other
   // positions then move no scale (their zeros set no maximum, and weigh nothing in the errors).
   const dense = new Float32Array(size);

@@ -28,7 +28,7 @@ import { factorize } from './baselines.ts';
 import { inverseCholesky, outputError, relativeOutput, roundAgainstInputs, type InputMoments } from './gptq.ts';
 import { keep, keptFromBase, LowBitCache } from './lowbit-cache.ts';
 import { allocate, improveJointly } from './lowbit-allocate.ts';
-import { quantizeLowBit, scaleExponent, scaleLayout, type QuantizedDelta, type ScaleLayout } from './lowbit-quantize.ts';
+import { checkWidth, quantizeLowBit, scaleExponent, scaleLayout, type QuantizedDelta, type ScaleLayout } from './lowbit-quantize.ts';
 
 export { lowBitCode, quantizeLowBit, quantizeSparseLowBit, scaleExponent, scaleLayout, wireScale, type QuantizedDelta, type ScaleLayout } from './lowbit-quantize.ts';
 
@@ -158,6 +158,7 @@ export interface QuantizedFactors {
  * as {@link quantizeLowBit} chooses it), every scale sharing one power of two.
  */
 export function quantizeFactors(u: Float32Array, v: Float32Array, rows: number, cols: number, widths: readonly number[]): QuantizedFactors {
+  for (const b of widths) checkWidth(b, 'each direction\'s width');
   const r = widths.length;
   const columns = Array.from({ length: r }, (_, k) => [Float32Array.from({ length: rows }, (_, i) => u[i * r + k]), v.subarray(k * cols, (k + 1) * cols)]);
   let top = 0;
@@ -400,6 +401,8 @@ export function lowbitDiff(hasher: Hasher, base: WeightStore, target: WeightStor
 export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: LowBitOptions): LowBitResult {
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
   const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, newValues = true, proxy = 'relative', cache, inputs, ...headerOptions } = options;
+  if (!Array.isArray(widths) || widths.length === 0) throw new UsageError(`lowbit: widths must be a list of integers from 1 to 8, found ${JSON.stringify(widths)}`, { widths });
+  for (const b of widths) checkWidth(b, 'each of the widths');
   const header: HeaderOptions = { ...withoutStore(headerOptions), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
   const empty = payloadSize([], shapes, header);
   if (empty > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes is smaller than an empty payload's header: raise the budget`, { budget: options.budgetBytes, min: empty });
