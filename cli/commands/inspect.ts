@@ -5,6 +5,8 @@ import { table, type CliIO } from '../common.ts';
 import { readPayloadFile } from '../models.ts';
 import { isSignedEnvelope, parseEnvelope } from '../../src/apply/envelope.ts';
 import { printable, terminalSafe } from '../text.ts';
+import { inspectStructural } from '../structural-payload.ts';
+import { isStructuralPayload } from '../../src/apply/rebuild.ts';
 
 export interface InspectArgs {
   payload: string;
@@ -44,6 +46,14 @@ export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
   // A signed envelope: show the payload inside and who signed it (checking is `ndiff verify`'s job).
   const envelope = isSignedEnvelope(file) ? parseEnvelope(file) : null;
   const bytes = envelope ? envelope.payload : file;
+  if (isStructuralPayload(bytes)) {
+    // Format v7: its own header, then the value payload inside it, as below.
+    const structural = await inspectStructural(a.payload, bytes, envelope?.keyId, io);
+    const values = decodePayload(structural.values);
+    io.result?.({ file: a.payload, bytes: bytes.length, structural: true, header: structural.header, values: describePayload(values, structural.values.length), ...(envelope ? { signedBy: envelope.keyId, signatureChecked: false } : {}) });
+    printPatches(values, io);
+    return 0;
+  }
   const payload = decodePayload(bytes);
   io.result?.({ file: a.payload, ...describePayload(payload, bytes.length), ...(envelope ? { signedBy: envelope.keyId, signatureChecked: false } : {}) });
   const h = payload.header;
@@ -61,6 +71,12 @@ export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
   if (h.expiresAt !== undefined) io.out(`  expires    ${new Date(h.expiresAt * 1000).toISOString()}`);
   if (h.meta) for (const [k, v] of Object.entries(h.meta)) io.out(`  meta ${printable(k)} = ${printable(v)}`);
   io.out(`  patches    ${payload.patches.length} tensors, ${written} values written`);
+  printPatches(payload, io);
+  return 0;
+}
+
+/** One row per patched tensor. */
+function printPatches(payload: Payload, io: CliIO): void {
   io.out('');
   io.out(table(payload.patches.map((p) => [
     printable(p.name),
@@ -70,5 +86,4 @@ export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
     p.codec + (p.scale !== undefined ? ` x${p.scale.toPrecision(3)}` : ''),
     p.kind === 'sparse' ? p.positionCoding : p.kind === 'hash' ? `seed ${p.seed}` : '',
   ]), ['tensor', 'kind', 'shape', 'values', 'codec', 'positions']));
-  return 0;
 }

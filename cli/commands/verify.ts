@@ -8,6 +8,7 @@ import type { CliIO } from '../common.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { isModelFilePath, openModel, readPayloadFile } from '../models.ts';
 import { terminalSafe } from '../text.ts';
+import { holdsStructuralPayload, verifyStructural } from '../structural-payload.ts';
 import { MemoryWeightStore, type WeightStore } from '../../src/core/weight-store.ts';
 
 export interface VerifyArgs extends SignatureArgs {
@@ -29,6 +30,8 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
   const bytes = await readPayloadFile(a.payload);
   const trustedKeys = await trustedKeysOf(a);
   const policy = { trustedKeys, ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}) };
+  // A structural payload (format v7) is checked as neural-diff/rebuild checks it.
+  if (holdsStructuralPayload(bytes)) return verifyStructural(a, bytes, policy, io);
   const verified = await verifyPayload(bytes, policy);
   const { payload } = verified;
   io.out(describeSignature(verified.signature));
