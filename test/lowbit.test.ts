@@ -38,6 +38,7 @@ import { tempDir } from './helpers/dirs.ts';
 import { main } from '../cli/ndiff.ts';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { mkdir, readFile, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
 const hasher = await getHasher();
@@ -184,6 +185,47 @@ describe('codec l encoders take only integer widths from 1 to 8 (issue #61)', ()
     }
     const f = quantizeFactors(delta(16, 85), delta(16, 86), 8, 8, [4, 2]);
     assert.throws(() => buildPayload(hasher, base, [{ kind: 'lowrank', name: 'w', rank: 2, u: f.u, v: f.v, codec: 'l', lowbitFactors: { ...f.lowbitFactors, widths: ['4', '2'] as unknown as number[] } }], { method: 'lowbit' }), (e: unknown) => e instanceof UsageError && /bit widths must be integers from 1 to 8, found \["4","2"\]/.test((e as Error).message));
+  });
+});
+
+describe('low-rank factors are checked against the model before they are decoded (issue #61)', () => {
+  // A low-rank patch in 1-bit codec l declaring [65535, 65535] at rank R for a [4, 4] tensor: its
+  // codes are R * 131070 bits, and decoding them makes R * 131070 float32s, 32 times the payload.
+  // At R = 3000 that is a 49 MB payload and 1.6 GB of factors, once decoded before the applier
+  // compared the patch's shape with the model's tensor. Run in a child to read its peak memory.
+  const script = (rank: number) => `
+import { packPayload, wirePatch } from './src/core/encode.ts';
+import { buildPayload } from './src/diff/build.ts';
+import { getHasher } from './src/core/hasher.ts';
+import { MemoryWeightStore } from './src/core/weight-store.ts';
+import { applyPayload, verifyPayload } from './src/apply/apply.ts';
+const hasher = await getHasher();
+const base = new MemoryWeightStore({ w: { shape: [4, 4], data: Float32Array.from({ length: 16 }, (_, i) => i / 16) } });
+const built = buildPayload(hasher, base, [{ kind: 'dense', name: 'w', values: new Float32Array(16).fill(0.5), codec: 'f32' }], { method: 'lowrank' });
+const n = 65535, rank = ${rank};
+const hostile = { ...wirePatch(built.payload.patches[0], new Uint8Array(0)), s: [n, n], k: 'r', r: rank, c: 'l', v: new Uint8Array(Math.ceil((rank * 2 * n) / 8)), lb: new Array(rank).fill(1), le: 0, ls: new Uint8Array(4 * rank) };
+delete hostile.q;
+const bytes = packPayload({ ...built.payload.header, version: 6 }, [hostile]);
+const before = Array.from(base.values('w'));
+const out = { payloadBytes: bytes.length };
+try { await verifyPayload(bytes); out.verified = true; } catch (e) { out.verifyError = e.constructor.name + ': ' + e.message; }
+try { await applyPayload(base, bytes); out.applied = true; } catch (e) { out.name = e.constructor.name; out.code = e.code; out.message = e.message; }
+out.untouched = Array.from(base.values('w')).every((x, i) => Object.is(x, before[i]));
+out.peakMb = process.resourceUsage().maxRSS / 1024;
+console.log(JSON.stringify(out));`;
+
+  test('a 49 MB payload declaring [65535, 65535] for a [4, 4] tensor: refused for its shape within 1 GiB, the model untouched', { timeout: 120_000 }, async (t) => {
+    const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', script(3000)], { encoding: 'utf8', cwd: process.cwd(), maxBuffer: 1 << 20 });
+    const line = r.stdout.trim().split('\n').pop() as string;
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const out = JSON.parse(line) as { payloadBytes: number; verified?: boolean; name?: string; code?: string; message?: string; untouched: boolean; peakMb: number };
+    assert.ok(out.payloadBytes > 45e6, `${out.payloadBytes} bytes`);
+    assert.equal(out.verified, true, 'well-formed on its own: the codes fill exactly the bytes the declared shape needs');
+    assert.equal(out.code, 'ND_MODEL_MISMATCH', JSON.stringify(out));
+    assert.match(out.message as string, /has shape \[4, 4\] in this model but the payload expects \[65535, 65535\]/);
+    assert.ok(out.untouched, 'the model is untouched');
+    t.diagnostic(`${out.payloadBytes} bytes: peak RSS ${out.peakMb.toFixed(0)} MB`);
+    assert.ok(out.peakMb < 1024, `peak RSS ${out.peakMb.toFixed(0)} MB, more than 1 GiB`);
   });
 });
 

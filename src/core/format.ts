@@ -597,14 +597,22 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     const bad = firstNonFinite(v.subarray(k * bpv, (k + m) * bpv), codec as ValueCodec, scale);
     if (bad >= 0) valuesAt(k + bad, 1);
   };
-  // Low-rank factors U [rows x rank] then V [rank x cols], checked and decoded.
-  const factorsOf = (rows: number, cols: number, rank: number): { u: Float32Array; v: Float32Array } => {
+  // Low-rank factors U [rows x rank] then V [rank x cols]: their layout and byte counts checked
+  // against the declared shape and rank (nothing allocated), ...
+  const checkFactors = (rows: number, cols: number, rank: number): void => {
     if (lowbitFactors) {
       const problem = lowBitFactorProblem(v, rows, cols, rank, lowbitFactors);
       if (problem) fail(`${where}: low-rank factors of codec l: ${problem}`);
-      return decodeLowBitFactors(v, lowbitFactors, rows, cols);
-    }
-    need(rows * rank + rank * cols, 'low-rank factors');
+    } else need(rows * rank + rank * cols, 'low-rank factors');
+  };
+  // ... their values checked on their bytes (NaN, infinity; codec l is finite by construction), ...
+  const checkFactorValues = (rows: number, cols: number, rank: number): void => {
+    if (!lowbitFactors) checkValuesAt(0, rows * rank + rank * cols);
+  };
+  // ... and decoded, only when the patch is applied (after the applier matched its shape to the
+  // model's tensor): 1-bit codes decode to 32 times their bytes.
+  const factorsOf = (rows: number, cols: number, rank: number): { u: Float32Array; v: Float32Array } => {
+    if (lowbitFactors) return decodeLowBitFactors(v, lowbitFactors, rows, cols);
     const all = valuesAt(0, rows * rank + rank * cols);
     return { u: all.subarray(0, rows * rank), v: all.subarray(rows * rank) };
   };
@@ -614,8 +622,10 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     },
     ...(wire ? { wire } : {}),
   });
-  const whole = (patch: TensorPatch) => source(patch.kind, size, function* (decode) {
-    if (decode) yield { patch, offset: 0 };
+  // A patch of one piece, made when it is decoded; `verify` checks it without decoding (check()).
+  const whole = (kind: TensorPatch['kind'], make: () => TensorPatch, verify: () => void = () => {}) => source(kind, size, function* (decode) {
+    if (decode) yield { patch: make(), offset: 0 };
+    else verify();
   });
 
   if (kind === 's') {
@@ -695,7 +705,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     if (!isUint(nb, 0xffffffff) || nb < 1) fail(`${where}: bucket count "nb" must be a positive integer, found ${describe(nb)}`);
     if (typeof signed !== 'boolean') fail(`${where}: sign flag "sg" must be a boolean, found ${describe(signed)}`);
     need(nb, 'bucket values');
-    return whole({ kind: 'hash', ...common, seed, signed, buckets: valuesAt(0, nb) });
+    return whole('hash', () => ({ kind: 'hash', ...common, seed, signed, buckets: valuesAt(0, nb) }), () => checkValuesAt(0, nb));
   }
   if (kind === 'd' || (kind === 'n' && isLow)) {
     need(size, 'dense values');
@@ -719,7 +729,8 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     const rank = own(raw, 'r');
     const { rows, cols } = matrixDims(shape);
     if (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols)) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
-    return whole({ kind: 'lowrank', ...common, rank, ...factorsOf(rows, cols, rank) });
+    checkFactors(rows, cols, rank);
+    return whole('lowrank', () => ({ kind: 'lowrank', ...common, rank, ...factorsOf(rows, cols, rank) }), () => checkFactorValues(rows, cols, rank));
   }
   if (kind === 'c' && version >= 5) {
     // Composite (v5): the low-rank keys (r, and U then V in v with codec c) and the sparse
@@ -730,7 +741,7 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     if (lowbit && rank !== undefined) fail(`${where}: dense codes of codec l take no rank "r"`);
     if (!lowbit && (!isUint(rank) || rank < 1 || rank > Math.min(rows, cols))) fail(`${where}: rank "r" must be an integer from 1 to ${Math.min(rows, cols)} for shape [${shape.join(', ')}], found ${describe(rank)}`);
     if (lowbit) need(size, 'dense codes');
-    const factors = lowbit ? { u: new Float32Array(0), v: new Float32Array(0), dense: valuesAt(0, size) } : factorsOf(rows, cols, rank as number);
+    else checkFactors(rows, cols, rank as number);
     const n = own(raw, 'n');
     if (!isUint(n, size)) fail(`${where}: count "n" must be an integer from 0 to the tensor size ${size}, found ${describe(n)}`);
     const wc = own(raw, 'wc') as ValueCodec;
@@ -745,12 +756,22 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
     const w = bin(raw, 'w', where);
     if (w.length !== n * bytesPerValue(wc)) fail(`${where}: sparse values "w" must be ${n} x ${bytesPerValue(wc)} = ${n * bytesPerValue(wc)} bytes for codec ${wc}, found ${w.length}`);
     const coding = own(raw, 'ic');
-    const positions = readAllPositions(bin(raw, 'i', where), coding, n, size, shape, where);
-    const values = decodeValues(w, wc, sparseScale);
-    if (!(values instanceof Float32Array)) throw new NonFiniteValueError(`${where}: sparse value ${values.nonFiniteAt} is NaN or infinite; a valid payload never carries one: rebuild the payload (the model it came from may have diverged)`, { tensor: name, index: values.nonFiniteAt });
-    return whole({
-      kind: 'composite', ...common, rank: lowbit ? 0 : (rank as number), ...factors,
-      positions, values, positionCoding: coding === 'm' ? 'bitmap' : 'gaps', sparseCodec: wc, ...(sparseScale !== undefined ? { sparseScale } : {}),
+    const posBytes = bin(raw, 'i', where);
+    // Checked here without decoding (positions counted, not kept); decoded when applied.
+    readAllPositions(posBytes, coding, n, size, shape, where, false);
+    const sparseValues = (): Float32Array => {
+      const values = decodeValues(w, wc, sparseScale);
+      if (!(values instanceof Float32Array)) throw new NonFiniteValueError(`${where}: sparse value ${values.nonFiniteAt} is NaN or infinite; a valid payload never carries one: rebuild the payload (the model it came from may have diverged)`, { tensor: name, index: values.nonFiniteAt });
+      return values;
+    };
+    return whole('composite', () => ({
+      kind: 'composite', ...common, rank: lowbit ? 0 : (rank as number),
+      ...(lowbit ? { u: new Float32Array(0), v: new Float32Array(0), dense: valuesAt(0, size) } : factorsOf(rows, cols, rank as number)),
+      positions: readAllPositions(posBytes, coding, n, size, shape, where, true) as Uint32Array, values: sparseValues(), positionCoding: coding === 'm' ? 'bitmap' : 'gaps', sparseCodec: wc, ...(sparseScale !== undefined ? { sparseScale } : {}),
+    }), () => {
+      if (!lowbit) checkFactorValues(rows, cols, rank as number);
+      const bad = firstNonFinite(w, wc, sparseScale);
+      if (bad >= 0) sparseValues();
     });
   }
   fail(`${where}: patch kind "k" must be "s", "h", "d", "r"${version >= 5 ? ' or "c"' : ''}, found ${describe(kind)}${kind === 'c' ? ` (a composite patch needs format version 5, the header says ${version})` : ''}`);
@@ -761,9 +782,10 @@ function readPatch(raw: unknown, index: number, version: number): PatchSource {
  * applied with its low-rank part, a whole tensor at a time): a bitmap (`ic` = `m`) or varint
  * gaps (`g`), strictly increasing and within the tensor's `size` values.
  */
-function readAllPositions(posBytes: Uint8Array, coding: unknown, n: number, size: number, shape: readonly number[], where: string): Uint32Array {
+function readAllPositions(posBytes: Uint8Array, coding: unknown, n: number, size: number, shape: readonly number[], where: string, keep: boolean): Uint32Array | null {
   const len = posBytes.length;
-  const positions = new Uint32Array(n);
+  // Only checked (keep false): nothing the size of n is allocated.
+  const positions = keep ? new Uint32Array(n) : null;
   if (coding === 'm') {
     if (len !== Math.ceil(size / 8)) fail(`${where}: bitmap "i" must be ${Math.ceil(size / 8)} bytes for ${size} values, found ${len}`);
     let k = 0;
@@ -772,13 +794,14 @@ function readAllPositions(posBytes: Uint8Array, coding: unknown, n: number, size
         const pos = at * 8 + 31 - Math.clz32(bits & -bits);
         if (pos >= size) fail(`${where}: bitmap marks positions past the tensor's end (${size} values)`);
         if (k >= n) fail(`${where}: bitmap marks more positions than the count ${n}`);
-        positions[k++] = pos;
+        if (positions) positions[k] = pos;
+        k++;
       }
     }
     if (k !== n) fail(`${where}: bitmap marks ${k} positions, the count says ${n}`);
   } else if (coding === 'g') {
     if (n > len) fail(`${where}: count ${n} needs at least ${n} bytes of gaps, found ${len}`);
-    const end = readGapsInto(posBytes, 0, positions, -1, size);
+    const end = positions ? readGapsInto(posBytes, 0, positions, -1, size) : scanGaps(posBytes, 0, n, -1, size);
     if (end !== len) fail(`${where}: position gaps "i" are not ${n} well-formed varints filling ${len} bytes, each leading to a position within shape [${shape.join(', ')}] (${size} values)`);
   } else {
     fail(`${where}: position coding "ic" must be "g" (gaps) or "m" (bitmap), found ${describe(coding)}`);
