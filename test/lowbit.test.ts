@@ -199,6 +199,10 @@ import { buildPayload } from './src/diff/build.ts';
 import { getHasher } from './src/core/hasher.ts';
 import { MemoryWeightStore } from './src/core/weight-store.ts';
 import { applyPayload, verifyPayload } from './src/apply/apply.ts';
+import { main } from './cli/ndiff.ts';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 const hasher = await getHasher();
 const base = new MemoryWeightStore({ w: { shape: [4, 4], data: Float32Array.from({ length: 16 }, (_, i) => i / 16) } });
 const built = buildPayload(hasher, base, [{ kind: 'dense', name: 'w', values: new Float32Array(16).fill(0.5), codec: 'f32' }], { method: 'lowrank' });
@@ -208,19 +212,28 @@ delete hostile.q;
 const bytes = packPayload({ ...built.payload.header, version: 6 }, [hostile]);
 const before = Array.from(base.values('w'));
 const out = { payloadBytes: bytes.length };
+// ndiff inspect describes it (well-formed on its own) without decoding its factors either.
+const dir = mkdtempSync(join(tmpdir(), 'nd-lowrank-'));
+writeFileSync(join(dir, 'p.ndiff'), bytes);
+const lines = [];
+out.inspect = await main(['inspect', join(dir, 'p.ndiff')], { out: (l) => lines.push(l), err: (l) => lines.push(l), progress: () => {} });
+out.inspectRow = lines.join('\\n').split('\\n').some((l) => l.startsWith('w ') && l.includes('[65535x65535]') && l.includes('all (rank ' + rank + ')'));
+rmSync(dir, { recursive: true, force: true });
 try { await verifyPayload(bytes); out.verified = true; } catch (e) { out.verifyError = e.constructor.name + ': ' + e.message; }
 try { await applyPayload(base, bytes); out.applied = true; } catch (e) { out.name = e.constructor.name; out.code = e.code; out.message = e.message; }
 out.untouched = Array.from(base.values('w')).every((x, i) => Object.is(x, before[i]));
 out.peakMb = process.resourceUsage().maxRSS / 1024;
 console.log(JSON.stringify(out));`;
 
-  test('a 49 MB payload declaring [65535, 65535] for a [4, 4] tensor: refused for its shape within 1 GiB, the model untouched', { timeout: 120_000 }, async (t) => {
+  test('a 49 MB payload declaring [65535, 65535] for a [4, 4] tensor: refused for its shape within 1 GiB, the model untouched; ndiff inspect within 1 GiB too', { timeout: 120_000 }, async (t) => {
     const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', script(3000)], { encoding: 'utf8', cwd: process.cwd(), maxBuffer: 1 << 20 });
     const line = r.stdout.trim().split('\n').pop() as string;
     assert.equal(r.status, 0, r.stdout + r.stderr);
-    const out = JSON.parse(line) as { payloadBytes: number; verified?: boolean; name?: string; code?: string; message?: string; untouched: boolean; peakMb: number };
+    const out = JSON.parse(line) as { payloadBytes: number; verified?: boolean; inspect?: number; inspectRow?: boolean; lines?: string[]; name?: string; code?: string; message?: string; untouched: boolean; peakMb: number };
     assert.ok(out.payloadBytes > 45e6, `${out.payloadBytes} bytes`);
     assert.equal(out.verified, true, 'well-formed on its own: the codes fill exactly the bytes the declared shape needs');
+    assert.equal(out.inspect, 0, 'ndiff inspect describes it');
+    assert.ok(out.inspectRow, `ndiff inspect shows its row: ${JSON.stringify(out)}`);
     assert.equal(out.code, 'ND_MODEL_MISMATCH', JSON.stringify(out));
     assert.match(out.message as string, /has shape \[4, 4\] in this model but the payload expects \[65535, 65535\]/);
     assert.ok(out.untouched, 'the model is untouched');
