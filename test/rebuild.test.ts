@@ -340,3 +340,18 @@ describe('a crash during a file rebuild', () => {
     }
   });
 });
+
+test('isStructuralPayload sees through the signature envelope: true for a signed structural payload, false for a signed value payload and for junk', async () => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { signPayload } = await import('../src/sign/node-keys.ts');
+  const { isStructuralPayload } = await import('../src/apply/rebuild.ts');
+  const { exactDiff } = await import('../src/diff/exact.ts');
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const structural = structuralDiff(hasher, onnxBase(), onnxTarget(), ONNX, { modelId: 'net', sequence: 2 }).bytes;
+  const values = exactDiff(hasher, new OnnxWeightStore(onnxBase()), new OnnxWeightStore(model(graph({ name: 'net', initializers: [tensor({ name: 'conv.w', dims: [16, 16], dataType: DT.FLOAT, raw: f32le(nudged(W, 3)) }), tensor({ name: 'bias', dims: [64], dataType: DT.FLOAT, raw: f32le(BIAS) }), tensor({ name: 'old', dims: [48], dataType: DT.FLOAT, raw: f32le(OLD) }), tensor({ name: 'flat', dims: [60], dataType: DT.FLOAT, raw: f32le(FLAT) }), tensor({ name: 'shape', dims: [2], dataType: DT.INT64, int64Data: [-1, 16] })], nodes: [node({ opType: 'MatMul', inputs: ['x', 'conv.w'], outputs: ['h'] }), node({ opType: 'Add', inputs: ['h', 'bias'], outputs: ['y'] })], inputs: [valueInfo('x', [1, 16])], outputs: [valueInfo('y', [1, 16])] }))), { modelId: 'net', sequence: 2 }).bytes;
+  assert.equal(isStructuralPayload(structural), true);
+  assert.equal(isStructuralPayload(signPayload(structural, privateKey)), true, 'a signed structural payload, as a release serves it');
+  assert.equal(isStructuralPayload(values), false);
+  assert.equal(isStructuralPayload(signPayload(values, privateKey)), false);
+  assert.equal(isStructuralPayload(Uint8Array.from([0x4e, 0x44, 0x53, 0x47, 1])), false, 'a truncated envelope: false, no throw');
+});

@@ -29,6 +29,7 @@ import { readByteDeltaHeader } from '../core/byte-delta.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyResult, type VerifiedPayload } from './apply.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
 import { openSignedPayload, type SignatureCheck, type SignaturePolicy } from './signature.ts';
+import { isSignedEnvelope, parseEnvelope } from './envelope.ts';
 
 /** The format version of a structural payload. */
 export const STRUCTURAL_VERSION = 7;
@@ -162,10 +163,14 @@ function str(o: Record<string, unknown>, k: string, max: number): string {
   return v;
 }
 
-/** Whether `bytes` (a payload, not an envelope) is a msgpack map whose `nd` is 7; false for anything else, never throws. */
+/**
+ * Whether `bytes` is a structural payload (format v7): a msgpack map whose `nd` is 7, signed (the
+ * payload inside the envelope is looked at; the signature is not checked) or not; false for
+ * anything else, never throws.
+ */
 export function isStructuralPayload(bytes: Uint8Array): boolean {
   try {
-    const doc = readMsgpack(bytes);
+    const doc = readMsgpack(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes);
     return typeof doc === 'object' && doc !== null && !(doc instanceof Uint8Array) && !Array.isArray(doc) && own(doc as Record<string, unknown>, 'nd') === STRUCTURAL_VERSION;
   } catch {
     return false;
