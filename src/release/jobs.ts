@@ -24,6 +24,7 @@ import { sha256Of } from './blobs.ts';
 import { openState } from './package.ts';
 import { copyBlob } from './blobs.ts';
 import { applyToState, payloadHeaderOf, structuralEdge } from './structural.ts';
+import { isStructuralPayload } from '../apply/rebuild.ts';
 import { JOBS_DIR, recordVersion, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** The jobs that make the payloads into version `to` (already in the record). */
@@ -143,6 +144,7 @@ async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType
       toVersion: to.version,
       method,
       exact: h.targetFingerprint === to.fingerprint,
+      ...(isStructuralPayload(bytes) ? { structural: true as const } : {}),
     };
     await writeFileAtomically(payloadFile, bytes);
     result = { id: job.id, payload, ...(policy ? { policy } : {}) };
@@ -263,6 +265,7 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
     toVersion: to.version,
     method,
     exact,
+    ...(isStructuralPayload(bytes) ? { structural: true as const } : {}),
   };
   const claimed = result.payload;
   if (claimed) {

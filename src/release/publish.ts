@@ -14,7 +14,8 @@ import { toHex } from '../core/hex.ts';
 import { writeFileAtomically } from '../io/durable/durable.ts';
 import { rawPublicKey, signPayload } from '../sign/node-keys.ts';
 import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type ManifestPayload, type ReleaseManifest, type SignedManifest } from '../updater/manifest.ts';
-import { writeBlob } from './blobs.ts';
+import { readBlob, writeBlob } from './blobs.ts';
+import { isStructuralPayload } from '../apply/rebuild.ts';
 import { jobFiles, readJobResult, verifyJobResult } from './jobs.ts';
 import { newestVersion, readRecord, writeRecord, type ReleaseRecord } from './record.ts';
 import { lockRelease } from './folder.ts';
@@ -99,6 +100,11 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
       added++;
     }
     record.pending = null;
+  }
+  // Payloads recorded before structural ones were marked: marked now, so that devices that
+  // cannot rebuild files plan around them (only an exact payload can be structural).
+  for (const [i, p] of record.payloads.entries()) {
+    if (p.exact && p.structural === undefined && isStructuralPayload(await readBlob(releaseDir, p))) record.payloads[i] = { ...p, structural: true };
   }
   record.release += 1;
   const manifest: ReleaseManifest = {

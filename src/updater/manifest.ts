@@ -71,6 +71,12 @@ export interface ManifestPayload extends ReleaseFile {
   method: string;
   /** True when `target` is the fingerprint of version `toVersion` itself. */
   exact: boolean;
+  /**
+   * True for a structural payload (format v7): it rebuilds the model's files, so only a target
+   * that keeps the model in files can take it (absent on other payloads, and in manifests written
+   * before it was recorded).
+   */
+  structural?: true;
 }
 
 /** The signed part of a manifest. */
@@ -195,6 +201,7 @@ export function validateManifest(doc: unknown): ReleaseManifest {
       toVersion: int(p.toVersion, `${what}.toVersion`, 1),
       method: str(p.method, `${what}.method`, /^[a-z0-9-]{1,40}$/),
       exact: p.exact === true ? true : p.exact === false ? false : fail(`expected ${what}.exact to be a boolean`, p.exact),
+      ...(p.structural === true ? { structural: true } : p.structural === undefined ? {} : fail(`expected ${what}.structural to be true or absent`, p.structural)),
     };
     const to = byVersion.get(out.toVersion);
     if (!to || !byVersion.has(out.fromVersion)) fail(`expected ${what}.fromVersion and .toVersion to be listed versions`, `${out.fromVersion}->${out.toVersion}`);

@@ -33,6 +33,11 @@ export interface PlanExclusions {
   payloads?: ReadonlySet<string>;
   /** True when the newest full package may not be used (it failed a health check). */
   noFullPackage?: boolean;
+  /**
+   * True when the device cannot take structural payloads (a model held in memory): they are no
+   * edge for it, so a chain through one is no path and the full package is offered instead.
+   */
+  noStructural?: boolean;
 }
 
 /** The key under which a failed full package is remembered. */
@@ -69,7 +74,7 @@ export function planUpdate(manifest: ReleaseManifest, fingerprint: string | unde
 
   const edges = new Map<string, ManifestPayload[]>();
   for (const p of manifest.payloads) {
-    if (exclude.payloads?.has(p.sha256)) continue;
+    if (exclude.payloads?.has(p.sha256) || (exclude.noStructural && p.structural)) continue;
     const out = edges.get(p.base) ?? [];
     out.push(p);
     edges.set(p.base, out);

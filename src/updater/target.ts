@@ -9,7 +9,6 @@ import type { SequenceStore } from '../apply/freshness.ts';
 import type { PublicKeyInput } from '../apply/signature.ts';
 import { HealthCheckError, ModelMismatchError, TargetMismatchError } from '../core/errors.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
-import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import { fingerprintStore } from '../core/fingerprint.ts';
 import { getHasher } from '../core/hasher.ts';
 import type { WeightStore } from '../core/weight-store.ts';
@@ -47,6 +46,12 @@ export interface ModelTarget {
   /** `tfjs` (a model.json folder), `onnx` (a .onnx file), `tflite` (a .tflite file) or `weights` (any store: installs need the app's help). */
   readonly kind: 'tfjs' | 'onnx' | 'tflite' | 'weights';
   /**
+   * Whether it takes structural payloads (format v7: the model's files rebuilt). Default: true,
+   * except for kind `weights`. The updater never downloads one for a target that cannot: it plans
+   * around them (the full package instead).
+   */
+  readonly rebuilds?: boolean;
+  /**
    * Finish or undo an install a crash interrupted, then give the fingerprint of the model held;
    * undefined when there is none or it cannot be read (the updater then installs the full model).
    */
@@ -77,6 +82,7 @@ export interface WeightStoreTargetOptions {
 export function weightStoreTarget(options: WeightStoreTargetOptions): ModelTarget {
   return {
     kind: 'weights',
+    rebuilds: false,
     async fingerprint() {
       const store = options.store();
       if (!store) return undefined;
@@ -90,7 +96,7 @@ export function weightStoreTarget(options: WeightStoreTargetOptions): ModelTarge
     async applyPayload(bytes, o) {
       const store = options.store();
       if (!store) throw new TargetMismatchError('no model is loaded: the updater installs the full model instead');
-      if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
+      if (isStructuralPayload(bytes)) {
         throw new ModelMismatchError('this payload changes the model\'s structure (a structural payload, format v7): it rebuilds model files, so a model held in memory cannot take it; the updater installs the full model instead (keep the model in files, with a file target, to take such payloads), and a model loaded from files is reloaded from them after the rebuild', { structural: true });
       }
       await applyPayload(store, bytes, { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, sequenceStore: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) });

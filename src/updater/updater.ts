@@ -175,7 +175,7 @@ export class Updater {
     const fingerprint = await this.options.target.fingerprint();
     const failed = new Set(record.failed);
     const m = release.manifest;
-    return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: failed.has(packageKey(versionOf(m, m.latest))) }) };
+    return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: failed.has(packageKey(versionOf(m, m.latest))), noStructural: !rebuilds(this.options.target) }) };
   }
 
   /**
@@ -224,7 +224,7 @@ export class Updater {
     // Each round plans from what the device holds now; a step that fails takes its payload out.
     for (let round = 0; round <= m.payloads.length + 1; round++) {
       const failed = new Set(record.failed);
-      const plan = planUpdate(m, current, { payloads: new Set([...failed, ...skipped]), noFullPackage: fullFailed || failed.has(packageKey(latest)) });
+      const plan = planUpdate(m, current, { payloads: new Set([...failed, ...skipped]), noFullPackage: fullFailed || failed.has(packageKey(latest)), noStructural: !rebuilds(o.target) });
       if (!plan) throw noWayLeft(result, record, latest.version, m.modelId, current);
       if (plan.kind !== 'none' || !result.steps.length) result.path = plan.kind;
       result.fullBytes = plan.fullBytes;
@@ -246,10 +246,16 @@ export class Updater {
         let broken: ManifestPayload | undefined;
         for (const p of plan.steps) {
           try {
-            fetched.push(await downloadFile(p, this.downloads, this.downloadOptions(), stats));
+            const bytes = await downloadFile(p, this.downloads, this.downloadOptions(), stats);
+            // A manifest written before structural payloads were marked: found out here, before the rest of the path is fetched.
+            if (!rebuilds(o.target) && isStructuralPayload(bytes)) {
+              await this.downloads.remove(p.sha256);
+              throw new ModelMismatchError(`payload ${p.file} is a structural payload (format v7, the model's files rebuilt), which this target cannot take: the update goes another way (the full model)`, { structural: true });
+            }
+            fetched.push(bytes);
           } catch (e) {
             if (!(e instanceof NeuralDiffError)) throw e;
-            result.steps.push({ ...stepOf(p), outcome: 'download-failed', error: errorOf(e) });
+            result.steps.push({ ...stepOf(p), outcome: e instanceof ModelMismatchError ? 'refused' : 'download-failed', error: errorOf(e) });
             broken = p;
             break;
           }
@@ -353,6 +359,11 @@ function noWayLeft(result: UpdateResult, record: UpdaterRecord, version: number,
   const remembered = before ? ` ${before} way(s) (payloads or the full model) failed a health check on this device before and are not tried again; once the app or its health check is fixed, try them again with \`ndiff update --retry-failed\` (library: retryFailed, or Updater.forgetFailed())` : '';
   const tried = steps.length ? ` This run tried ${steps.length}: ${steps.map((s) => `${s.kind === 'full' ? 'the full model' : `payload v${s.fromVersion}->v${s.toVersion}`} ${s.outcome}${s.error ? ` (${s.error.code})` : ''}`).join(', ')}.` : ' This run tried none.';
   return new NeuralDiffError('ND_NO_UPDATE_PATH', `no way left to version ${version} of model ${JSON.stringify(modelId)} from ${current ?? 'no model'}.${tried}${remembered} The device keeps its model.`, { steps: steps.length, failedBefore: before });
+}
+
+/** Whether `target` takes structural payloads (format v7): see {@link ModelTarget.rebuilds}. */
+function rebuilds(target: ModelTarget): boolean {
+  return target.rebuilds ?? target.kind !== 'weights';
 }
 
 function stepOf(p: ManifestPayload): Omit<UpdateStep, 'outcome'> {
