@@ -1,6 +1,6 @@
 /**
  * Build the browser bundles of the device side: `src/apply/index.ts` (the package's
- * `neural-diff/apply` entry) with its dependencies (the noble Ed25519 fallback) at `dist/browser/apply.js`,
+ * `neural-diff/apply` entry) with its dependencies (the pure Ed25519 verifier included) at `dist/browser/apply.js`,
  * and the pure safetensors store (`neural-diff/safetensors`) at `dist/browser/safetensors.js`, minified
  * ES modules for a `<script type="module">` or an import map. Prints the minified and
  * minified + gzip sizes (each entry counted with the chunk it shares).
@@ -33,11 +33,6 @@ export interface BundleEntry {
   minBytes: number;
   /** The same files, each gzip level 9, summed. */
   gzipBytes: number;
-  /**
-   * Chunks the entry loads only when needed (its dynamic imports: `@noble/ed25519`, for runtimes
-   * without WebCrypto Ed25519), min+gzip; not in `minBytes` and `gzipBytes`.
-   */
-  lazyGzipBytes?: number;
 }
 
 /** What {@link buildApplyBundle} wrote. */
@@ -90,10 +85,10 @@ export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser
     bytes.set(path.relative(root, f.path), f.contents);
   }
   const outputs = result.metafile.outputs;
-  /** The output files `file` loads: its static imports, and with `lazy` its dynamic ones too. */
-  const closure = (file: string, seen = new Set<string>(), lazy = false): Set<string> => {
+  /** The output files `file` loads (the applier has no dynamic import: nothing is loaded apart). */
+  const closure = (file: string, seen = new Set<string>()): Set<string> => {
     seen.add(file);
-    for (const imp of outputs[file].imports) if (!seen.has(imp.path) && outputs[imp.path] && (lazy || imp.kind !== 'dynamic-import')) closure(imp.path, seen, lazy);
+    for (const imp of outputs[file].imports) if (!seen.has(imp.path) && outputs[imp.path]) closure(imp.path, seen);
     return seen;
   };
   const fileBytes = (f: string) => bytes.get(path.relative(root, path.resolve(root, f))) as Uint8Array;
@@ -107,8 +102,7 @@ export async function buildApplyBundle(outdir = path.join(root, 'dist', 'browser
       minBytes += fileBytes(f).length;
       gzipBytes += gz(f);
     }
-    const lazyGzipBytes = [...closure(file, new Set(), true)].filter((f) => !loaded.has(f)).reduce((n, f) => n + gz(f), 0);
-    return { outfile: path.resolve(root, file), minBytes, gzipBytes, ...(lazyGzipBytes ? { lazyGzipBytes } : {}) };
+    return { outfile: path.resolve(root, file), minBytes, gzipBytes };
   };
   const applyFile = Object.keys(outputs).find((k) => path.basename(k) === 'apply.js') as string;
   const applyInputs = [...closure(applyFile)]
@@ -151,7 +145,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const i = process.argv.indexOf('--outdir');
   const bundle = await buildApplyBundle(i > 0 ? path.resolve(process.argv[i + 1]) : undefined);
   for (const [name, e] of [['neural-diff/apply', bundle.apply], ['neural-diff/safetensors', bundle.safetensors]] as const) {
-    console.log(`${name} -> ${path.relative(process.cwd(), e.outfile)} (+ shared chunk): ${e.minBytes} bytes minified (${kb(e.minBytes)}), ${e.gzipBytes} bytes min+gzip (${kb(e.gzipBytes)})${e.lazyGzipBytes ? `; + ${e.lazyGzipBytes} bytes min+gzip loaded only where WebCrypto lacks Ed25519` : ''}`);
+    console.log(`${name} -> ${path.relative(process.cwd(), e.outfile)} (+ shared chunk): ${e.minBytes} bytes minified (${kb(e.minBytes)}), ${e.gzipBytes} bytes min+gzip (${kb(e.gzipBytes)})`);
   }
   for (const [name, o] of [['neural-diff/onnx', bundle.onnxWithApply], ['neural-diff/tflite', bundle.tfliteWithApply], ['neural-diff/rebuild', bundle.rebuildWithApply], ['neural-diff/onnx + neural-diff/rebuild', bundle.onnxRebuildWithApply], ['neural-diff/tflite + neural-diff/rebuild', bundle.tfliteRebuildWithApply]] as const) {
     console.log(`${name} + neural-diff/apply -> ${path.relative(process.cwd(), o.outfile)} (one file): ${o.minBytes} bytes minified (${kb(o.minBytes)}), ${o.gzipBytes} bytes min+gzip (${kb(o.gzipBytes)})`);

@@ -51,11 +51,10 @@ test('nothing src/apply imports (transitively, in our sources) names tfjs or a n
   assert.deepEqual(bad, []);
 });
 
-test('neural-diff/rebuild (src/apply/rebuild.ts) bundles for the browser with nothing but our sources (and the Ed25519 fallback), and carries neither store parser nor an encoder', async () => {
+test('neural-diff/rebuild (src/apply/rebuild.ts) bundles for the browser with nothing but our sources (the pure Ed25519 verifier included), and carries neither store parser nor an encoder', async () => {
   const result = await build({ entryPoints: [join(root, 'src/apply/rebuild.ts')], bundle: true, platform: 'browser', format: 'esm', minify: true, write: false, metafile: true, logLevel: 'silent' });
   const inputs = Object.keys(result.metafile.inputs);
-  // (@noble/ed25519 verifies signatures where WebCrypto cannot, as in neural-diff/apply)
-  const forbidden = inputs.filter((p) => (/@tensorflow|node_modules\/|src\/io\/|src\/diff\/|msgpackr/.test(p) && !/node_modules\/@noble\/ed25519\//.test(p)) || p.startsWith('node:'));
+  const forbidden = inputs.filter((p) => /@tensorflow|node_modules\/|src\/io\/|src\/diff\/|msgpackr/.test(p) || p.startsWith('node:'));
   assert.deepEqual(forbidden, [], `the rebuild entry reaches: ${forbidden.join(', ')}`);
   assert.ok(inputs.some((p) => p.includes('src/core/byte-delta.ts')) && inputs.some((p) => p.includes('src/apply/apply.ts')));
   // the byte delta decoder (src/core/byte-delta.ts) is device code too: only our core

@@ -2,13 +2,17 @@
  * The public-key check of src/apply/ed25519-point.ts (canonical encoding, on the curve, order L)
  * against @noble/ed25519's strict decoding and order checks, on real keys, the eight small-order
  * points, mixed-order points, non-canonical encodings and random bytes; and parsePublicKey, which
- * uses it, refusing each kind with the reason.
+ * uses it, refusing each kind with the reason. Its signature verifier (the applier's pure path)
+ * against node:crypto and noble's strict mode (`zip215: false`): real signatures, every kind of
+ * tampering, and the R values noble's strict mode treats specially (small order, non-canonical).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import * as ed from '@noble/ed25519';
-import { publicKeyProblem } from '../src/apply/ed25519-point.ts';
+import { publicKeyProblem, verifySignature } from '../src/apply/ed25519-point.ts';
+import { hasCanonicalScalar } from '../src/apply/ed25519.ts';
+import { sha512 } from '../src/core/sha512.ts';
 import { parsePublicKey } from '../src/apply/ed25519.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { UsageError } from '../src/core/errors.ts';
@@ -81,4 +85,73 @@ test('parsePublicKey says which check a bad key failed', () => {
   assert.throws(() => parsePublicKey(hex('eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f')), (e: Error) => e instanceof UsageError && /not a point on the curve/.test(e.message));
   assert.throws(() => parsePublicKey(hex(SMALL[4])), (e: Error) => e instanceof UsageError && /small or mixed order/.test(e.message));
   assert.equal(parsePublicKey(rawKey()).keyId.length, 16);
+});
+
+ed.hashes.sha512 ??= sha512;
+const rawOf = (k: KeyObject) => new Uint8Array(k.export({ format: 'der', type: 'spki' }).subarray(12));
+/** The pure path's decision: S below L (checked by verifyEd25519 first), then the equation. */
+const oursVerifies = (sig: Uint8Array, msg: Uint8Array, key: Uint8Array) => hasCanonicalScalar(sig) && verifySignature(key, sig, msg);
+const nobleVerifies = (sig: Uint8Array, msg: Uint8Array, key: Uint8Array) => {
+  try {
+    return ed.verify(sig, msg, key, { zip215: false });
+  } catch {
+    return false;
+  }
+};
+
+test('the pure verifier decides as node:crypto and noble (strict) on 200 real signatures and on every kind of tampering', () => {
+  const r = seededRandom(8032);
+  let valid = 0;
+  let refused = 0;
+  for (let i = 0; i < 200; i++) {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const key = rawOf(publicKey);
+    const msg = Uint8Array.from({ length: Math.floor(r() * 300) }, () => Math.floor(r() * 256));
+    const sig = new Uint8Array(sign(null, msg, privateKey));
+    const cases: [string, Uint8Array, Uint8Array][] = [['as signed', sig, msg]];
+    const flipped = sig.slice();
+    flipped[Math.floor(r() * 64)] ^= 1 << Math.floor(r() * 8);
+    cases.push(['a signature bit flipped', flipped, msg]);
+    if (msg.length) {
+      const m = msg.slice();
+      m[Math.floor(r() * m.length)] ^= 1 << Math.floor(r() * 8);
+      cases.push(['a message bit flipped', sig, m]);
+    }
+    cases.push(['another message', sig, Uint8Array.of(...msg, 0)]);
+    // S + L: the same point equation, refused as malleable by all three.
+    const s = sig.slice(32);
+    let carry = 0;
+    const L = [0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+    for (let j = 0; j < 32; j++) {
+      const v = s[j] + L[j] + carry;
+      s[j] = v & 0xff;
+      carry = v >> 8;
+    }
+    cases.push(['S + L', Uint8Array.of(...sig.subarray(0, 32), ...s), msg]);
+    for (const [what, sg, m] of cases) {
+      const want = verify(null, m, publicKey, sg);
+      assert.equal(oursVerifies(sg, m, key), want, `${what} (${i})`);
+      assert.equal(nobleVerifies(sg, m, key), want, `${what} (${i}), noble`);
+      if (want) valid++;
+      else refused++;
+    }
+  }
+  assert.equal(valid, 200);
+  assert.ok(refused >= 600, `${refused} refused`);
+});
+
+test('R of small order, non-canonical or off the curve: the pure verifier refuses or accepts exactly as noble (strict)', () => {
+  const { publicKey } = generateKeyPairSync('ed25519');
+  const key = rawOf(publicKey);
+  const r = seededRandom(7);
+  const msg = Uint8Array.of(1, 2, 3);
+  const rs = [...SMALL.map(hex), hex('eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f'), hex(SMALL[0].slice(0, 62) + '80'), ...Array.from({ length: 40 }, () => Uint8Array.from({ length: 32 }, () => Math.floor(r() * 256)))];
+  for (const R of rs) {
+    for (const sBytes of [new Uint8Array(32), Uint8Array.from({ length: 32 }, (_, j) => (j === 31 ? 0 : Math.floor(r() * 256)))]) {
+      const sig = Uint8Array.of(...R, ...sBytes);
+      assert.equal(oursVerifies(sig, msg, key), nobleVerifies(sig, msg, key), Buffer.from(sig).toString('hex'));
+    }
+  }
+  // R = the identity with S = 0 verifies only under a key of small order (refused when parsed): under a real key it is refused.
+  assert.equal(oursVerifies(Uint8Array.of(...hex(SMALL[0]), ...new Uint8Array(32)), msg, key), false);
 });

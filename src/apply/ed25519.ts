@@ -2,9 +2,9 @@
  * Ed25519 verification for the device, with no node module:
  *
  * - `'webcrypto'`: `globalThis.crypto.subtle` (Node >= 20, current browsers);
- * - `'pure'`: `@noble/ed25519` in RFC 8032 strict mode with our SHA-512 (src/core/sha512.ts), for
- *   runtimes without WebCrypto Ed25519 (React Native's Hermes, older browsers), loaded on first
- *   use (a bundler puts it in a chunk of its own that devices with WebCrypto Ed25519 never fetch);
+ * - `'pure'`: our own RFC 8032 verifier (ed25519-point.ts, strict decoding as `@noble/ed25519`'s
+ *   `zip215: false`) with our SHA-512 (src/core/sha512.ts), for runtimes without WebCrypto
+ *   Ed25519 (React Native's Hermes, older browsers); small enough to ship in the applier itself;
  * - `'auto'` (default): WebCrypto when it can import an Ed25519 key, else pure.
  *
  * Both paths get the same inputs: signatures whose scalar S is not below the group order are
@@ -13,7 +13,7 @@
  * build server (src/sign/node-keys.ts).
  */
 import { sha512 } from '../core/sha512.ts';
-import { publicKeyProblem } from './ed25519-point.ts';
+import { publicKeyProblem, verifySignature } from './ed25519-point.ts';
 import { UsageError } from '../core/errors.ts';
 import { fromHex, toHex } from '../core/hex.ts';
 
@@ -29,15 +29,6 @@ export const SIGNATURE_BYTES = 64;
 const SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
 /** The order L of the Ed25519 base point. */
 const GROUP_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
-
-let noble: Promise<typeof import('@noble/ed25519')> | undefined;
-/** `@noble/ed25519`, loaded once, with our SHA-512 for its synchronous API (checked against node:crypto in test/sha512.test.ts). */
-function loadNoble(): Promise<typeof import('@noble/ed25519')> {
-  return (noble ??= import('@noble/ed25519').then((ed) => {
-    ed.hashes.sha512 ??= sha512;
-    return ed;
-  }));
-}
 
 /** A public key this device trusts. */
 export interface TrustedKey {
@@ -179,14 +170,7 @@ export async function resolveVerifier(verifier: Ed25519Verifier = 'auto'): Promi
  */
 export async function verifyEd25519(key: TrustedKey, signature: Uint8Array, message: Uint8Array, impl: 'webcrypto' | 'pure'): Promise<boolean> {
   if (signature.length !== SIGNATURE_BYTES || !hasCanonicalScalar(signature)) return false;
-  if (impl === 'pure') {
-    const ed = await loadNoble();
-    try {
-      return ed.verify(signature, message, key.raw, { zip215: false });
-    } catch {
-      return false;
-    }
-  }
+  if (impl === 'pure') return verifySignature(key.raw, signature, message);
   const s = subtle() as SubtleCrypto;
   let k = importedKeys.get(key);
   if (!k) {
