@@ -5,7 +5,8 @@
  * shape of change, since the package versions checked ship the same files or a changed graph)
  * diffed exactly and applied: the payload's bytes against `zstd -19 --long=27 --patch-from` and
  * `bsdiff` of the files, and the round trip checked byte for byte. Pairs of package versions
- * whose files differ are diffed too: a changed graph is refused, with the reason.
+ * whose files differ are diffed too: a changed graph gets no value payload, with the reason (it
+ * ships as a structural payload, format v7: `npm run bench:real` measures those).
  *
  * Then, in LiteRT.js (`@litertjs/core`, CPU), MediaPipe's selfie segmentation model moved to a v2
  * (5% of each tensor's RMS): the exact payload, and top-k and low-bit payloads at 2%, 5% and 10%
@@ -346,8 +347,8 @@ export function corpusMarkdown(r: { rows: CorpusRow[]; pairs: VersionPair[]; fil
     ...r.rows.map((x) => `| ${x.file} | ${x.bytes.toLocaleString('en-US')} | ${x.weights} (${Object.entries(x.dtypes).map(([k, v]) => `${v} ${k}`).join(', ')}) | ${x.roundTrip ? 'identical' : x.error ?? 'DIFFERS'} | ${x.update?.payloadBytes.toLocaleString('en-US') ?? '-'} | ${x.update?.zstdBytes?.toLocaleString('en-US') ?? '-'} | ${x.update?.bsdiffBytes?.toLocaleString('en-US') ?? '-'} | ${x.update ? (x.update.identical ? 'byte for byte' : 'NO') : '-'} | ${!x.executor ? '-' : 'refused' in x.executor ? `refused: ${x.executor.refused}` : !x.executor.outputs ? 'outputs all below 1e-6 on this input' : `${x.executor.maxRelative.toExponential(1)} / ${x.executor.rmsRelative.toExponential(1)}`} |`),
   ];
   if (r.pairs.length) {
-    lines.push('', '| file | base | target | result |', '|---|---|---|---|');
-    for (const p of r.pairs) lines.push(`| ${p.file} | ${p.base} | ${p.target} | ${p.refused ? `refused: ${p.refused.split(':')[0]}` : `${p.payloadBytes} B`} |`);
+    lines.push('', '| file | base | target | value payload |', '|---|---|---|---|');
+    for (const p of r.pairs) lines.push(`| ${p.file} | ${p.base} | ${p.target} | ${p.refused ? `none (${p.refused.split(':')[0]}): shipped as a structural payload (format v7)` : `${p.payloadBytes} B`} |`);
   }
   return lines.join('\n') + '\n';
 }

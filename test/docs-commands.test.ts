@@ -56,3 +56,46 @@ test('docs/CLI.md describes every command `ndiff --help` lists, and every exit c
   for (const c of commands) assert.ok(rows.some((r) => r.startsWith(`| \`ndiff ${c}`) || r.includes(`/ \`ndiff ${c}\``)), `docs/CLI.md has a row for ndiff ${c}`);
   for (const code of codes) assert.match(cli, new RegExp(`\`${code}\` `), `docs/CLI.md lists exit code ${code}`);
 });
+
+/** The ```js block of `page` whose first line is `// <file>`, as written there. */
+async function scriptFrom(page: string, file: string): Promise<string> {
+  const text = await readFile(join(root, page), 'utf8');
+  const block = [...text.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]).find((code) => code.startsWith(`// ${file}:`));
+  if (!block) throw new Error(`${page} shows no js block starting \`// ${file}:\``);
+  return block;
+}
+
+test('litert.md\'s Node snippet runs as written in Node: it patches the .tflite file and says so, then says already-applied', { timeout: 120_000 }, async () => {
+  const { mkdir, symlink, writeFile } = await import('node:fs/promises');
+  const { spawnSync } = await import('node:child_process');
+  const { buildTflite, f32Bytes, T } = await import('./helpers/tflite-build.ts');
+  const { TfliteWeightStore } = await import('../src/io/tflite/store.ts');
+  const { diffOnnxModels } = await import('../src/diff/onnx.ts');
+  const { signPayload } = await import('../src/sign/node-keys.ts');
+  const { getHasher } = await import('../src/core/hasher.ts');
+  const { fingerprintStore } = await import('../src/core/fingerprint.ts');
+  const dir = await tempDir('nd-docs-litert-');
+  const weights = (shift: number) => Array.from({ length: 256 }, (_, i) => Math.fround(Math.sin(i * 0.3) + (i % 5 === 0 ? shift : 0)));
+  const file = (shift: number) => buildTflite({ tensors: [{ name: 'x', shape: [1, 4], type: T.FLOAT32 }, { name: 'w', shape: [256], type: T.FLOAT32, buffer: 1 }], buffers: [f32Bytes(weights(shift))], inputs: [0], outputs: [0] });
+  const [v1, v2] = [file(0), file(0.25)];
+  await mkdir(join(dir, 'models'));
+  await mkdir(join(dir, 'updates'));
+  await writeFile(join(dir, 'models', 'selfie.tflite'), v1);
+  const err: string[] = [];
+  assert.equal(await main(['keygen', '--out', join(dir, 'keys', 'release')], { out: () => {}, err: (l) => err.push(l), progress: () => {} }), 0, err.join('\n'));
+  const hasher = await getHasher();
+  const payload = diffOnnxModels(hasher, new TfliteWeightStore(v1.slice()), new TfliteWeightStore(v2.slice()), { mode: 'all', budgetBytes: 0, modelId: 'selfie', sequence: 2 }).bytes;
+  await writeFile(join(dir, 'updates', 'v1-v2.signed.ndiff'), signPayload(payload, await readFile(join(dir, 'keys', 'release.private.pem'), 'utf8')));
+  await writeFile(join(dir, 'update.mjs'), await scriptFrom('docs/guides/litert.md', 'update.mjs'));
+  await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'litert-device', private: true, type: 'module' }));
+  await mkdir(join(dir, 'node_modules'));
+  await symlink(root, join(dir, 'node_modules', 'neural-diff'), 'dir');
+  // neural-diff's sources through tsx, as the compiled package would be in an install.
+  const run = () => spawnSync(process.execPath, ['update.mjs'], { cwd: dir, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--conditions=neural-diff-source --import=${import.meta.resolve('tsx')}` } });
+  const first = run();
+  assert.equal(first.status, 0, first.stderr);
+  assert.equal(first.stdout.trim(), 'applied');
+  assert.equal(fingerprintStore(hasher, new TfliteWeightStore(await readFile(join(dir, 'models', 'selfie.tflite')))).fingerprint, fingerprintStore(hasher, new TfliteWeightStore(v2.slice())).fingerprint);
+  const again = run();
+  assert.equal(again.stdout.trim(), 'already-applied', again.stderr);
+});
