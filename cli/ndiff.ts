@@ -86,13 +86,13 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   let y = yargs(argv)
     .scriptName('ndiff')
     .usage('ndiff <command> [options]\n\nShip neural-network updates as small diffs: build a payload on the build server, apply it in place on the device.')
-    .command('diff', 'make a payload from two versions of a model (post-hoc top-k of the change, within a byte budget)', diffCommand, run(runDiff))
+    .command('diff', 'make a payload from two versions of a model (TF.js folder, .onnx or .tflite file) without training: top-k of the change, low-bit deltas (lowbit) or every change (--budget all), within a byte budget; a structural payload when the structure changed', diffCommand, run(runDiff))
     .command('inspect <payload>', 'show a payload: header and one row per patched tensor', inspectCommand, run(runInspect))
-    .command('apply', 'verify a payload and patch a model folder or .onnx file in place (atomic switch; untouched on any error)', applyCommand, run(runApply))
+    .command('apply', 'verify a payload and patch a model in place: a TF.js folder, an .onnx or a .tflite file (atomic switch; untouched on any error)', applyCommand, run(runApply))
     .command('verify <payload>', 'check a payload is well-formed, and with --model that it applies cleanly (writes nothing)', verifyCommand, run(runVerify))
-    .command('train', 'learn a diff of a model on new data within a byte budget (sparse, hash, lora), tuned on validation, or train a baseline (full, topk-retrain, topk, drop, lowrank)', trainCommand, run(runTrain))
+    .command('train', 'learn a diff of a model (TF.js folder, .onnx or .tflite file) on new data or toward the v2 you trained (--teacher) within a byte budget (sparse, hash, lora, sparse-lora, lowbit, auto), tuned on validation, or train a baseline (full, topk-retrain, topk, drop, lowrank)', trainCommand, run(runTrain))
     .command('report <results..>', 'render the size/accuracy comparison (HTML with charts + Markdown) from benchmark results or `ndiff train --metrics-out` files', reportCommand, run(runReport))
-    .command('fingerprint <model>', 'print the fingerprint of a model folder or .onnx file (what payloads name as base and target)', fingerprintCommand, run(runFingerprint))
+    .command('fingerprint <model>', 'print the fingerprint of a model: a TF.js folder, an .onnx or a .tflite file (what payloads name as base and target)', fingerprintCommand, run(runFingerprint))
     .command('release', 'keep a release folder for one model (add versions, payloads from the last K, a signed manifest) for any static host', (c) => releaseCommand(c, run), () => {})
     .command('update', 'bring a model to the newest version of a release folder over HTTP (fewest bytes, resumed downloads, verified, atomic)', updateCommand, run(runUpdate));
   for (const c of extraCommands) y = y.command(c.command, c.describe, c.builder, run(c.handler));

@@ -122,6 +122,15 @@ test('docs/BENCHMARKS.md quotes the tarball and the device install as measured h
   checkDocumentedFigures('device install (`npm i neural-diff`, no tfjs)', [mb], `${mb.toFixed(1)} MB of node_modules`);
 });
 
+test('the README\'s install quotes the tarball and the device install as measured here (within 10%)', () => {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const tarball = Number(/neural-diff-[\d.]+\.tgz \(compiled, ~([\d.]+) MB\)/.exec(readme)?.[1]);
+  const installed = Number(/`node_modules` is about [\d.]+ MB on disk with it \(`du -sh`; ([\d.]+) MB of files\)/.exec(readme)?.[1]);
+  const [tarballMb, installedMb] = [packInfo.size / 1e6, duBytes(path.join(project, 'node_modules')) / 1e6];
+  assert.ok(Math.abs(tarball - tarballMb) <= 0.1 * tarballMb, `README says the tarball is ~${tarball} MB, measured ${tarballMb.toFixed(2)} MB`);
+  assert.ok(Math.abs(installed - installedMb) <= 0.1 * installedMb, `README says node_modules holds ${installed} MB of files, measured ${installedMb.toFixed(2)} MB`);
+});
+
 test('plain node imports every entry and applies a test-vector payload in memory and to a model folder', () => {
   cpSync(vectors, path.join(project, 'vectors'), { recursive: true });
   writeFileSync(path.join(project, 'apply.mjs'), `

@@ -99,3 +99,18 @@ test('litert.md\'s Node snippet runs as written in Node: it patches the .tflite 
   const again = run();
   assert.equal(again.stdout.trim(), 'already-applied', again.stderr);
 });
+
+test('`ndiff --help` names every model kind each command takes, and says diff is more than top-k', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const help = (...args: string[]) => spawnSync(process.execPath, [join(root, 'cli', 'ndiff.mjs'), ...args, '--help'], { encoding: 'utf8' }).stdout;
+  const top = help();
+  // A command's line and its wrapped continuation lines, joined.
+  const line = (command: string) => (new RegExp(`^  ndiff ${command}\\b.*(?:\\n {20,}.*)*`, 'm').exec(top)?.[0] ?? '').replace(/\s+/g, ' ');
+  for (const c of ['diff', 'apply', 'train', 'fingerprint']) assert.match(line(c), /\.onnx.*\.tflite|\.tflite.*\.onnx/, `ndiff --help, ${c}: ${line(c)}`);
+  assert.match(line('diff'), /lowbit/, `ndiff --help, diff: ${line('diff')}`);
+  for (const [c, option] of [['apply', '--model'], ['verify', '--model'], ['fingerprint', 'model'], ['diff', '--base']]) {
+    // The option's own entry: its line and the wrapped lines after it, up to its [type].
+    const entry = new RegExp(`^ +${option} [^[]*`, 'm').exec(help(c))?.[0] ?? '';
+    assert.match(entry, /\.tflite/, `ndiff ${c} --help, ${option}: ${entry.replace(/\s+/g, ' ')}`);
+  }
+});

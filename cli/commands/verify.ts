@@ -20,7 +20,7 @@ export interface VerifyArgs extends SignatureArgs {
 export function verifyCommand(y: Argv): Argv<VerifyArgs> {
   return signatureOptions(y
     .positional('payload', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
-    .option('model', { type: 'string', describe: 'also check that it applies to this model folder, TF.js model JSON file (<name>.json with its shards) or .onnx file (in memory; nothing is written)' })
+    .option('model', { type: 'string', describe: 'also check that it applies to this model folder, TF.js model JSON file (<name>.json with its shards), .onnx or .tflite file (in memory; nothing is written)' })
     .option('state', { type: 'string', describe: 'also check freshness against this state file (read only)' }))
     .example('$0 verify v1-v2.signed.ndiff --public-key release.public.pem', 'is it signed by this key, and well-formed?')
     .example('$0 verify v1-v2.ndiff --model ./model', 'would this payload apply cleanly to this model?') as unknown as Argv<VerifyArgs>;

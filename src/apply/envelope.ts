@@ -44,8 +44,17 @@ export function isSignedEnvelope(bytes: Uint8Array): boolean {
 }
 
 /**
- * Split an envelope. Checks only the framing (magic, version, length), not the signature.
- * @throws SignatureError if it is too short or of an unknown version.
+ * Split a signed envelope into its parts: the envelope version, the signer's key id (16 hex
+ * chars), the payload, the bytes the signature covers and the signature (views into `bytes`,
+ * no copies). Checks only the framing (magic, version, length): the signature is **not**
+ * verified, so the payload it returns is untrusted. Use it to see which key signed a file or to
+ * look at the payload (e.g. {@link isSignedEnvelope} first, then whether it is structural); to
+ * apply, go through `applyPayload` / `verifyPayload`, or `openSignedPayload` (signature.ts),
+ * which verify it by a signature policy (docs/SECURITY.md, "Signatures").
+ *
+ * @throws SignatureError if `bytes` do not start with the magic "NDSG", are too short to hold a
+ *   header, a payload and a signature (truncated), or carry an envelope version this applier
+ *   does not read.
  */
 export function parseEnvelope(bytes: Uint8Array): SignedEnvelope {
   if (!isSignedEnvelope(bytes)) {
