@@ -7,8 +7,9 @@
  * sources through the `neural-diff-source` condition and tsx), node_modules/@tensorflow to this
  * repository's tfjs, and node_modules/.bin/ndiff runs the CLI. The `npm i` lines themselves are
  * left out: test/consumer.test.ts installs the packed tarball the way a user does. The browser
- * quick start is bundled for a browser with esbuild (it needs a page to run;
- * test/browser-tfjs.test.ts runs the same calls in headless Chromium).
+ * quick start is bundled for a browser with esbuild, and run in headless Chromium (real
+ * IndexedDB, page reloads as app restarts) on quick start 1's model and payload, then after the
+ * device installed a model of another structure whole, as the README says to keep it.
  *
  * Also checked: the README stays a short door (at most 250 lines), every relative link of the
  * README and the guides points at a file the repository holds, and the published README links
@@ -23,6 +24,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { benchmarkSkip } from './helpers/benchmarks.ts';
+import { createServer } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import * as tf from '@tensorflow/tfjs';
+import { chromium } from 'playwright-core';
+import { main } from '../cli/ndiff.ts';
+import { fileSystemIO } from '../src/io/tfjs/index.ts';
+import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
@@ -125,6 +133,84 @@ test('the browser / React Native quick start bundles for a browser as written', 
   const inputs = Object.keys(result.metafile.inputs);
   assert.deepEqual(inputs.filter((p) => p.startsWith('node:')), []);
   assert.ok(inputs.some((p) => p.includes('live-model-store')) && inputs.some((p) => p.includes('sequence-stores')));
+});
+
+const chromiumPath = findChromium();
+
+test('the browser quick start runs in Chromium: applies v1 -> v2, keeps it across restarts, and after a model of another structure was installed whole it loads that model with its own model.json', { skip: 'skip' in chromiumPath ? chromiumPath.skip : false, timeout: 240_000 }, async () => {
+  // Made by the quick starts above: models/v1, keys/release.*.pem, v1-v2.signed.ndiff.
+  assert.ok(existsSync(path.join(work, 'v1-v2.signed.ndiff')), 'quick start 1 ran first');
+  const [app] = blocks(readme, '## Quick start 3', '## Read on').filter((b) => b.lang === 'js');
+  // The one thing a reader fills in: the placeholder key, with the key quick start 1 made.
+  const publicKey = readFileSync(path.join(work, 'keys', 'release.public.pem'), 'utf8');
+  const code = app.code.replace(/'-----BEGIN PUBLIC KEY-----\\n\.\.\.'/, JSON.stringify(publicKey));
+  assert.notEqual(code, app.code, 'the quick start has a placeholder key to fill in');
+  const www = path.join(work, 'www');
+  mkdirSync(www, { recursive: true });
+  writeFileSync(path.join(work, 'app.js'), code);
+  // What an app does when a release's structure changed: install the new model whole, kept as the README keeps it.
+  writeFileSync(path.join(work, 'install.js'), [
+    "import * as tf from '@tensorflow/tfjs';",
+    "const model = await tf.loadLayersModel('/models/v3/model.json');",
+    "model.setUserDefinedMetadata({ modelJson: await (await fetch('/models/v3/model.json')).json() });",
+    "await model.save('indexeddb://kws');",
+  ].join('\n'));
+  for (const name of ['app', 'install']) {
+    await build({ entryPoints: [path.join(work, `${name}.js`)], bundle: true, platform: 'browser', format: 'esm', target: 'es2022', conditions: ['neural-diff-source'], outfile: path.join(www, `${name}.js`), logLevel: 'silent' });
+  }
+  // v3: another structure (16 hidden units, not 256); v4: v3 retrained a little; the payload v3 -> v4 signed.
+  const v3 = tf.sequential({ layers: [tf.layers.dense({ inputShape: [32], units: 16, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }), tf.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) })] });
+  await v3.save(fileSystemIO(path.join(work, 'models', 'v3')));
+  v3.setWeights(v3.getWeights().map((w) => tf.tidy(() => w.add(0.01))));
+  await v3.save(fileSystemIO(path.join(work, 'models', 'v4')));
+  const cli = async (...argv: string[]) => {
+    const err: string[] = [];
+    assert.equal(await main(argv, { out: () => {}, err: (l) => err.push(l), progress: () => {} }), 0, `ndiff ${argv.join(' ')}: ${err.join('\n')}`);
+  };
+  const at = (f: string) => path.join(work, f);
+  await cli('diff', '--base', at('models/v3'), '--target', at('models/v4'), '--budget', 'all', '--model-id', 'demo-classifier', '--sequence', '3', '--out', at('v3-v4.ndiff'));
+  await cli('sign', at('v3-v4.ndiff'), '--key', at('keys/release.private.pem'));
+
+  let update = at('v1-v2.signed.ndiff'); // what the site serves as the update
+  const server = createServer(async (req, res) => {
+    const name = new URL(req.url ?? '/', 'http://x').pathname;
+    const page = /^\/(app|install)$/.exec(name);
+    if (page) {
+      // Errors reach the page's state before the module runs.
+      res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><body><script>
+        const fail = (e) => { document.body.dataset.error = String(e && (e.message || e.reason?.message || e.reason) || e); document.body.dataset.state = 'error'; };
+        addEventListener('error', fail); addEventListener('unhandledrejection', (e) => fail(e.reason));
+      </script><script type="module">import '/${page[1]}.js'; document.body.dataset.state = 'done';</script>`);
+      return;
+    }
+    const file = name === '/updates/v1-v2.signed.ndiff' ? update : /^\/(app|install)\.js$/.test(name) ? path.join(www, name) : /^\/models\/v[134]\/[\w.-]+$/.test(name) ? path.join(work, name) : undefined;
+    const body = file && await readFile(file).catch(() => undefined);
+    if (!body) res.writeHead(404).end();
+    else res.writeHead(200, { 'content-type': name.endsWith('.js') ? 'text/javascript' : 'application/octet-stream', 'cache-control': 'no-store' }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`;
+  const browser = await chromium.launch({ executablePath: (chromiumPath as { path: string }).path, headless: true, args: CHROMIUM_ARGS });
+  try {
+    const context = await browser.newContext(); // one profile: IndexedDB lasts across page loads, as across app restarts
+    const open = async (name: string) => {
+      const p = await context.newPage();
+      await p.goto(url + name);
+      await p.waitForSelector('body[data-state]', { state: 'attached', timeout: 120_000 });
+      const state = [await p.getAttribute('body', 'data-state'), await p.getAttribute('body', 'data-error')];
+      await p.close();
+      return state;
+    };
+    assert.deepEqual(await open('app'), ['done', null], 'first start: v1 -> v2 applied and kept');
+    assert.deepEqual(await open('app'), ['done', null], 'next start: the kept v2, already applied');
+    assert.deepEqual(await open('install'), ['done', null], 'a model of another structure installed whole');
+    update = at('v3-v4.signed.ndiff');
+    assert.deepEqual(await open('app'), ['done', null], 'the installed model loads with its own model.json and takes its update');
+    assert.deepEqual(await open('app'), ['done', null], 'and keeps it');
+  } finally {
+    await browser.close();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 test('relative links of the README and docs/ point at files the repository holds; the package README links only into the package', () => {
