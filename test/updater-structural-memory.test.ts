@@ -99,6 +99,16 @@ test('a model held in memory is offered the full package, not a structural paylo
       assert.equal(fetched, manifestBytes.length + packageBytes, `from ${from}: bytes fetched are the manifest's and the package's`);
     }
 
+    // A release folder whose record predates the marks: the next publish marks its structural payloads.
+    const recordFile = path.join(site, 'release.json');
+    const record = JSON.parse(await readFile(recordFile, 'utf8')) as { payloads: { structural?: boolean }[] };
+    for (const p of record.payloads) delete p.structural;
+    await writeFile(recordFile, JSON.stringify(record));
+    const republished = await run('release', 'publish', '--release', site, '--key', `${key}.private.pem`, '--expires', '30d');
+    assert.equal(republished.code, 0, republished.err);
+    const remarked = validateManifest((JSON.parse(await readFile(path.join(site, 'manifest.json'), 'utf8')) as { signed: unknown }).signed);
+    assert.deepEqual(remarked.payloads.map((p) => [p.toVersion, p.structural ?? false]).sort(), manifest.payloads.map((p) => [p.toVersion, p.structural ?? false]).sort());
+
     // A file target holding v2 still takes the structural payload (not the package).
     const device = path.join(dir, 'device.onnx');
     await writeFile(device, files.v2);
