@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { publicKeyProblem, verifySignature } from '../src/apply/ed25519-point.ts';
 import { hasCanonicalScalar } from '../src/apply/ed25519.ts';
@@ -140,7 +140,7 @@ test('the pure verifier decides as node:crypto and noble (strict) on 200 real si
   assert.ok(refused >= 600, `${refused} refused`);
 });
 
-test('R of small order, non-canonical or off the curve: the pure verifier refuses or accepts exactly as noble (strict)', () => {
+test('R of small order, non-canonical or off the curve, with a random S: refused by the pure verifier as by noble (strict)', () => {
   const { publicKey } = generateKeyPairSync('ed25519');
   const key = rawOf(publicKey);
   const r = seededRandom(7);
@@ -154,4 +154,84 @@ test('R of small order, non-canonical or off the curve: the pure verifier refuse
   }
   // R = the identity with S = 0 verifies only under a key of small order (refused when parsed): under a real key it is refused.
   assert.equal(oursVerifies(Uint8Array.of(...hex(SMALL[0]), ...new Uint8Array(32)), msg, key), false);
+});
+
+/** A key whose secret scalar we know (from a node:crypto key's seed), to craft signatures the way only its holder can. */
+function knownKey(seed: Uint8Array) {
+  const { scalar, pointBytes } = ed.utils.getExtendedPublicKey(seed);
+  const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]);
+  return { a: scalar, raw: pointBytes, privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }) };
+}
+const ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
+const leBytes = (n: bigint) => Uint8Array.from({ length: 32 }, (_, i) => Number((n >> BigInt(8 * i)) & 0xffn));
+const leNumber = (b: Uint8Array) => b.reduceRight((acc, v) => (acc << 8n) | BigInt(v), 0n);
+
+test('signatures crafted by the key holder with a small-order part in R: the pure verifier decides as node:crypto (cofactorless), both ways', () => {
+  const r = seededRandom(25519);
+  let accepted = 0;
+  let refused = 0;
+  for (let i = 0; i < 6; i++) {
+    const seed = Uint8Array.from({ length: 32 }, () => Math.floor(r() * 256));
+    const { a, raw, privateKey } = knownKey(seed);
+    const publicKey = createPublicKey(privateKey);
+    const msg = Uint8Array.from({ length: 1 + i * 7 }, () => Math.floor(r() * 256));
+    const nonce = (leNumber(Uint8Array.from({ length: 32 }, () => Math.floor(r() * 256))) % (ORDER - 1n)) + 1n;
+    for (const torsion of ['', ...SMALL.slice(1)]) {
+      // R = [r]B + T; k = SHA-512(R || A || M); S = r + k a: valid under a cofactored check for every T,
+      // under the cofactorless one (OpenSSL's, WebCrypto's) only for T = the identity.
+      let R = ed.Point.BASE.multiply(nonce);
+      if (torsion) R = R.add(ed.Point.fromBytes(hex(torsion)));
+      const Rb = R.toBytes();
+      const k = leNumber(sha512(Uint8Array.of(...Rb, ...raw, ...msg))) % ORDER;
+      const sig = Uint8Array.of(...Rb, ...leBytes((nonce + k * a) % ORDER));
+      const want = verify(null, msg, publicKey, sig);
+      assert.equal(oursVerifies(sig, msg, raw), want, `key ${i}, T ${torsion || 'identity'}`);
+      if (want) accepted++;
+      else refused++;
+      // R = T alone, S = k a: the holder's signature with a nonce of small order.
+      if (torsion) {
+        const k2 = leNumber(sha512(Uint8Array.of(...hex(torsion), ...raw, ...msg))) % ORDER;
+        const sig2 = Uint8Array.of(...hex(torsion), ...leBytes((k2 * a) % ORDER));
+        assert.equal(oursVerifies(sig2, msg, raw), verify(null, msg, publicKey, sig2), `key ${i}, R = T ${torsion}`);
+      }
+    }
+  }
+  assert.equal(accepted, 6, 'the untampered signatures verify');
+  assert.equal(refused, 6 * (SMALL.length - 1), 'every R with a small-order part is refused, as OpenSSL refuses it');
+});
+
+test('non-canonical encodings of R in a signature the key holder made: refused, as node:crypto refuses them', () => {
+  const seed = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
+  const { a, raw, privateKey } = knownKey(seed);
+  const publicKey = createPublicKey(privateKey);
+  const msg = Uint8Array.of(7, 7, 7);
+  const P = 2n ** 255n - 19n;
+  let tried = 0;
+  // y in [p, p + 18] encodes y - p, which for y - p in {0, 1} is a point (of small order); x = 0 with the sign bit likewise.
+  const encodings = [...Array.from({ length: 19 }, (_, d) => leBytes(P + BigInt(d))), Uint8Array.of(1, ...new Uint8Array(30), 0x80), hex(SMALL[0].slice(0, 62) + '80')];
+  for (const Rb of encodings) {
+    const k = leNumber(sha512(Uint8Array.of(...Rb, ...raw, ...msg))) % ORDER;
+    const sig = Uint8Array.of(...Rb, ...leBytes((k * a) % ORDER));
+    assert.equal(verify(null, msg, publicKey, sig), false, 'node:crypto refuses it');
+    assert.equal(oursVerifies(sig, msg, raw), false, Buffer.from(Rb).toString('hex'));
+    tried++;
+  }
+  assert.equal(tried, 21);
+});
+
+test('verifySignature alone refuses what its callers also check: S at or above L, a key of small order, wrong lengths', () => {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const key = rawOf(publicKey);
+  const msg = Uint8Array.of(9);
+  const sig = new Uint8Array(sign(null, msg, privateKey));
+  assert.equal(verifySignature(key, sig, msg), true);
+  const high = sig.slice();
+  high[63] |= 0x40; // S + 2^254: the same equation mod L, not the same bytes
+  assert.equal(verifySignature(key, high, msg), false);
+  // The identity as the key: R = [s]B, S = s would satisfy the equation for every message.
+  const s = 12345n;
+  const forged = Uint8Array.of(...ed.Point.BASE.multiply(s).toBytes(), ...leBytes(s));
+  assert.equal(verifySignature(hex(SMALL[0]), forged, msg), false);
+  assert.equal(verifySignature(key.subarray(0, 31), sig, msg), false);
+  assert.equal(verifySignature(key, sig.subarray(0, 63), msg), false);
 });

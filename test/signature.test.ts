@@ -271,6 +271,23 @@ describe('the signature policy on apply', () => {
     await assert.rejects(applyDecodedPayload(base.clone(), decodePayload(built.bytes), { trustedKeys: [keyA.publicKeyPem] }), (e: unknown) => e instanceof UsageError && /cannot check a signature/.test(e.message));
   });
 
+  test('a crypto.subtle that says yes to every signature is not chosen: auto falls back to the pure verifier', async () => {
+    const saved = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
+    const mod = (await import('../src/apply/ed25519.ts?yes-to-everything')) as typeof import('../src/apply/ed25519.ts');
+    const real = globalThis.crypto.subtle;
+    const yes = { importKey: real.importKey.bind(real), verify: async () => true } as unknown as SubtleCrypto;
+    Object.defineProperty(globalThis, 'crypto', { value: { subtle: yes }, configurable: true, writable: true });
+    try {
+      assert.equal(await mod.webCryptoHasEd25519(), false);
+      assert.equal(await mod.resolveVerifier('auto'), 'pure');
+      const key: TrustedKey = mod.parsePublicKey(keyA.publicKeyPem);
+      const env = parseEnvelope(signedA);
+      assert.equal(await mod.verifyEd25519(key, new Uint8Array(64), env.signedBytes, await mod.resolveVerifier('auto')), false);
+    } finally {
+      if (saved) Object.defineProperty(globalThis, 'crypto', saved);
+    }
+  });
+
   test('the pure verifier works with WebCrypto absent (React Native)', async () => {
     const saved = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
     // a fresh module instance, so its cached WebCrypto probe runs without crypto

@@ -4,10 +4,12 @@
  * (RFC 8032 §5.1.3 decoding, then the order: the 32 bytes must be the canonical encoding of a
  * point on edwards25519 whose order is the group order L, not of small order, no torsion
  * component), and signature verification (RFC 8032 §5.1.7, strict decoding of R, the
- * cofactored equation [8][S]B = [8]R + [8][k]A), with our SHA-512.
+ * cofactorless equation [S]B = R + [k]A as OpenSSL and BoringSSL check it, so a device on this
+ * path decides as one on node:crypto or a browser's WebCrypto), with our SHA-512.
  *
- * It replaced `@noble/ed25519` as the pure verifier: the same decisions (its strict mode,
- * `zip215: false`) in a few hundred bytes over the point code the key check already needed, where
+ * It replaced `@noble/ed25519` as the pure verifier (noble's strict mode checks the cofactored
+ * equation, which accepts signatures with a small-order part in R that OpenSSL refuses; only the
+ * key holder can make them) in a few hundred bytes over the point code the key check already needed, where
  * noble cost the applier 3.7 KB min+gzip, which put it over its 30 KB goal once an app bundles it
  * as one file. test/ed25519-point.test.ts checks both against noble and node:crypto; it is
  * simpler than noble (no precomputed tables, no constant time, which verification of public data
@@ -106,21 +108,26 @@ const littleEndian = (bytes: Uint8Array): bigint => {
 };
 
 /**
- * Whether `signature` (64 bytes, S already checked below L by the caller) signs `message` under
- * the public key `publicKey` (32 bytes, already checked by {@link publicKeyProblem}). False for
- * an R that is not a canonical point encoding; never throws on hostile bytes.
+ * Whether `signature` (64 bytes) signs `message` under the public key `publicKey` (32 bytes).
+ * RFC 8032's strict checks (S below L, canonical encodings of A and R, A not of small order) and
+ * the cofactorless equation [S]B = R + [k]A, as OpenSSL and BoringSSL (node:crypto, Chromium's
+ * WebCrypto) decide it: a device without WebCrypto reaches the verdict one with it reaches.
+ * Never throws on hostile bytes of the right lengths.
  */
 export function verifySignature(publicKey: Uint8Array, signature: Uint8Array, message: Uint8Array): boolean {
+  if (publicKey.length !== 32 || signature.length !== 64) return false;
   const A = decodePoint(publicKey);
   const R = decodePoint(signature.subarray(0, 32));
-  if (!A || !R) return false;
+  if (!A || !R || isIdentity(times(A, 8n))) return false;
+  const s = littleEndian(signature.subarray(32, 64));
+  if (s >= L) return false;
   const hashed = new Uint8Array(64 + message.length);
   hashed.set(signature.subarray(0, 32));
   hashed.set(publicKey, 32);
   hashed.set(message, 64);
   const k = littleEndian(sha512(hashed)) % L;
-  // [S]B - [k]A, both scalars in one double-and-add pass (Shamir's trick), then R minus it times 8.
-  const s = littleEndian(signature.subarray(32, 64));
+  // [S]B - [k]A, both scalars in one double-and-add pass (Shamir's trick), then compared with R
+  // exactly: no cofactor, so R + (a point of small order) is refused, as OpenSSL refuses it.
   const minusA: Point = [mod(-A[0]), A[1], A[2], mod(-A[3])];
   const both = add(B, minusA);
   let sum: Point = [0n, 1n, 1n, 0n];
@@ -129,5 +136,5 @@ export function verifySignature(publicKey: Uint8Array, signature: Uint8Array, me
     const bits = ((s >> i) & 1n) | (((k >> i) & 1n) << 1n);
     if (bits) sum = add(sum, bits === 1n ? B : bits === 2n ? minusA : both);
   }
-  return isIdentity(times(add(R, [mod(-sum[0]), sum[1], sum[2], mod(-sum[3])]), 8n));
+  return isIdentity(add(R, [mod(-sum[0]), sum[1], sum[2], mod(-sum[3])]));
 }

@@ -2,10 +2,11 @@
  * Ed25519 verification for the device, with no node module:
  *
  * - `'webcrypto'`: `globalThis.crypto.subtle` (Node >= 20, current browsers);
- * - `'pure'`: our own RFC 8032 verifier (ed25519-point.ts, strict decoding as `@noble/ed25519`'s
- *   `zip215: false`) with our SHA-512 (src/core/sha512.ts), for runtimes without WebCrypto
+ * - `'pure'`: our own RFC 8032 verifier (ed25519-point.ts: strict decoding, the cofactorless
+ *   equation, the verdicts of OpenSSL's and WebCrypto's Ed25519) with our SHA-512 (src/core/sha512.ts), for runtimes without WebCrypto
  *   Ed25519 (React Native's Hermes, older browsers); small enough to ship in the applier itself;
- * - `'auto'` (default): WebCrypto when it can import an Ed25519 key, else pure.
+ * - `'auto'` (default): WebCrypto when it verifies a known signature and refuses it with one bit
+ *   flipped, else pure.
  *
  * Both paths get the same inputs: signatures whose scalar S is not below the group order are
  * refused before either runs (no malleable signatures), and trusted keys are checked once, when
@@ -146,7 +147,11 @@ export function webCryptoHasEd25519(): Promise<boolean> {
       // (test/signature.test.ts derives it again and checks it with node:crypto and the pure path).
       const base = '58' + '66'.repeat(31);
       const key = await s.importKey('raw', fromHex(base), { name: 'Ed25519' }, false, ['verify']);
-      return await s.verify({ name: 'Ed25519' }, key, fromHex(base + SELF_TEST_S), new Uint8Array(0));
+      const signature = fromHex(base + SELF_TEST_S);
+      if (!(await s.verify({ name: 'Ed25519' }, key, signature, new Uint8Array(0)))) return false;
+      // And a wrong one refused: a crypto.subtle that says yes to everything is no verifier.
+      signature[40] ^= 1;
+      return (await s.verify({ name: 'Ed25519' }, key, signature, new Uint8Array(0))) === false;
     } catch {
       return false;
     }
