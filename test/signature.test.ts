@@ -273,7 +273,8 @@ describe('the signature policy on apply', () => {
 
   test('a crypto.subtle that says yes to every signature is not chosen: auto falls back to the pure verifier', async () => {
     const saved = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
-    const mod = (await import('../src/apply/ed25519.ts?yes-to-everything')) as typeof import('../src/apply/ed25519.ts');
+    const fresh = '../src/apply/ed25519.ts?yes-to-everything';
+    const mod = (await import(fresh)) as typeof import('../src/apply/ed25519.ts');
     const real = globalThis.crypto.subtle;
     const yes = { importKey: real.importKey.bind(real), verify: async () => true } as unknown as SubtleCrypto;
     Object.defineProperty(globalThis, 'crypto', { value: { subtle: yes }, configurable: true, writable: true });
