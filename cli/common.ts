@@ -2,7 +2,7 @@
 import {
   BaseMismatchError, BudgetError, FreshnessError, ModelFormatError, ModelMismatchError, NeuralDiffError, UnsupportedOperatorError,
   NonFiniteValueError, PayloadFormatError, PayloadTooLargeError, SignatureError, TargetMismatchError,
-  UnsupportedVersionError, UsageError, HealthCheckError, StateStoreError, DataError, MissingDependencyError, NoImprovementError, DownloadError,
+  UnsupportedVersionError, UsageError, HealthCheckError, PendingUpdateError, StateStoreError, DataError, MissingDependencyError, NoImprovementError, DownloadError,
 } from '../src/core/errors.ts';
 
 /** Exit codes, documented in docs/CLI.md and in `ndiff --help`. */
@@ -16,7 +16,7 @@ export const EXIT = {
   payload: 3,
   /** The payload does not fit this model: another base, another architecture. */
   model: 4,
-  /** Patching did not reach the promised target, or the health check failed; everything was rolled back. */
+  /** Patching did not reach the promised target, or the health check failed (everything was rolled back), or an unconfirmed update waits for its health check (nothing changed). */
   target: 5,
   /** The byte budget cannot be met. */
   budget: 6,
@@ -39,6 +39,7 @@ export const EXIT_CODES_HELP = `Exit codes:
   3  payload refused (corrupt, truncated, unsupported version, bad signature, stale or expired)
   4  payload does not fit this model (another base or architecture); model untouched
   5  patched weights did not match the promised target, or the health check failed; rolled back
+     (or an update left unconfirmed waits for its health check: run again with --health-check)
   6  byte budget cannot be met
   7  model folder or state file missing or malformed (or a rollback could not finish)
   8  training or evaluation data missing or malformed
@@ -95,7 +96,7 @@ export function exitCodeOf(e: unknown): number {
   if (e instanceof UsageError) return EXIT.usage;
   if (e instanceof PayloadFormatError || e instanceof PayloadTooLargeError || e instanceof UnsupportedVersionError || e instanceof SignatureError || e instanceof FreshnessError || e instanceof NonFiniteValueError) return EXIT.payload;
   if (e instanceof BaseMismatchError || e instanceof ModelMismatchError || e instanceof UnsupportedOperatorError) return EXIT.model;
-  if (e instanceof TargetMismatchError || e instanceof HealthCheckError) return EXIT.target;
+  if (e instanceof TargetMismatchError || e instanceof HealthCheckError || e instanceof PendingUpdateError) return EXIT.target;
   if (e instanceof BudgetError) return EXIT.budget;
   if (e instanceof StateStoreError || e instanceof ModelFormatError || (e instanceof NeuralDiffError && e.code === 'ND_ROLLBACK_FAILED')) return EXIT.files;
   if (e instanceof DataError) return EXIT.data;

@@ -185,7 +185,7 @@ describe('structural payload for a TF.js model', () => {
     try {
       const before = await snapshot(dir);
       let seen = '';
-      await assert.rejects(applyToModelDir(dir, built.bytes, { state: null, healthCheck: ({ store, result }) => { seen = fingerprintStore(hasher, store).fingerprint + result.targetFingerprint; return false; } }), HealthCheckError);
+      await assert.rejects(applyToModelDir(dir, built.bytes, { state: null, healthCheck: ({ store, result }) => { seen = fingerprintStore(hasher, store).fingerprint + result?.targetFingerprint; return false; } }), HealthCheckError);
       assert.equal(seen, fp(target()) + fp(target()), 'the health check sees the rebuilt model');
       assert.deepEqual(await snapshot(dir), before);
       const r = await applyToModelDir(dir, built.bytes, { expectedModelId: 'net' });

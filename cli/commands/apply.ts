@@ -14,6 +14,8 @@ import { DEFAULT_STATE_FILE } from '../../src/io/durable/sequence-file.ts';
 import { FOLDER_FILE } from '../../src/io/durable/control-files.ts';
 import { MODEL_ID_SUFFIX } from '../../src/io/durable/model-id-file.ts';
 import type { CliIO } from '../common.ts';
+import type { RecoveryReport } from '../../src/io/durable/lock.ts';
+import { describePending } from './update.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { isModelFilePath, isTflitePath, readPayloadFile } from '../models.ts';
 import { terminalSafe } from '../text.ts';
@@ -89,6 +91,16 @@ function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliI
   });
 }
 
+/**
+ * What the recovery of an earlier interrupted apply did, though this one failed: its lines, and
+ * how an update left unconfirmed was finished (even with -q: the model changed version).
+ */
+function reportRecovery(model: string, e: unknown, io: CliIO): void {
+  const recovery = e instanceof NeuralDiffError ? (e.details.recovery as RecoveryReport | undefined) : undefined;
+  for (const line of recovery?.actions ?? []) io.progress(`recovered ${model}: ${line}`);
+  if (recovery?.pending) io.err(`ndiff: ${describePending(model, recovery.pending)}`);
+}
+
 export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   if (!(a.healthCheckTimeout > 0)) throw new UsageError(`--health-check-timeout must be a positive number of seconds, got ${a.healthCheckTimeout}`);
   // The size cap is checked against the file's size before it is read.
@@ -111,14 +123,17 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   };
   // A structural payload (format v7): a single-file model or a TF.js model rebuilt with neural-diff/rebuild's checks.
   if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
-    const r = onnx
-      ? await (isTflitePath(a.model) ? rebuildTfliteFile : rebuildOnnxFile)(a.model, bytes, {
+    const r = await (onnx
+      ? (isTflitePath(a.model) ? rebuildTfliteFile : rebuildOnnxFile)(a.model, bytes, {
         ...common,
         ...(a.healthCheck ? { healthCheck: ({ file }) => runHealthCheck(a.healthCheck as string, dirname(file), a.healthCheckTimeout, io, file) } : {}),
       })
-      : await rebuildModelDir(a.model, bytes, {
+      : rebuildModelDir(a.model, bytes, {
         ...common,
         ...(a.healthCheck ? { healthCheck: ({ dir, file }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io, file) } : {}),
+      })).catch((e: unknown) => {
+        reportRecovery(a.model, e, io);
+        throw e;
       });
     const h = r.header;
     // A data file another model of the folder names, kept though the new version drops it.
@@ -126,10 +141,11 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
     io.result?.({
       model: a.model, status: r.status, dryRun: a.dryRun, structural: true, formatVersion: 7, baseFingerprint: h.baseFingerprint, intermediateFingerprint: h.intermediateFingerprint, targetFingerprint: h.targetFingerprint,
       modelId: h.modelId, sequence: h.sequence, fileBytes: r.bytes.length, changedTensors: r.values?.changedTensors ?? [], writtenValues: r.values?.writtenValues ?? 0,
-      signature: r.signature, sequenceRecorded: r.sequenceRecorded, statePath: shownState, recovery: r.recovery.actions, milliseconds: performance.now() - t0,
+      signature: r.signature, sequenceRecorded: r.sequenceRecorded, statePath: shownState, recovery: r.recovery.actions, ...(r.recovery.pending ? { pendingUpdate: r.recovery.pending } : {}), milliseconds: performance.now() - t0,
       ...(warnings.length ? { warnings } : {}),
     });
     for (const line of r.recovery.actions) io.progress(`recovered ${a.model}: ${line}`);
+    if (r.recovery.pending) io.err(`ndiff: ${describePending(a.model, r.recovery.pending)}`);
     io.progress(describeSignature(r.signature));
     for (const w of warnings) io.progress(`warning: ${w}`);
     io.out(r.status === 'already-applied'
@@ -151,18 +167,17 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
         ...(a.healthCheck ? { healthCheck: ({ dir, file }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io, file) } : {}),
       });
   } catch (e) {
-    // What the recovery of an earlier interrupted apply did, even though this one failed.
-    const recovery = e instanceof NeuralDiffError ? (e.details.recovery as { actions?: string[] } | undefined) : undefined;
-    for (const line of recovery?.actions ?? []) io.progress(`recovered ${a.model}: ${line}`);
+    reportRecovery(a.model, e, io);
     throw e;
   }
   const ms = performance.now() - t0;
   io.result?.({
     model: a.model, status: res.status, dryRun: a.dryRun, baseFingerprint: res.baseFingerprint, targetFingerprint: res.targetFingerprint,
     modelId: res.payload.header.modelId, sequence: res.sequence, writtenValues: res.writtenValues, changedTensors: res.changedTensors,
-    baseCheck: res.baseCheck, signature: res.signature, sequenceRecorded: res.sequenceRecorded, statePath: shownState, recovery: res.recovery.actions, milliseconds: ms,
+    baseCheck: res.baseCheck, signature: res.signature, sequenceRecorded: res.sequenceRecorded, statePath: shownState, recovery: res.recovery.actions, ...(res.recovery.pending ? { pendingUpdate: res.recovery.pending } : {}), milliseconds: ms,
   });
   for (const line of res.recovery.actions) io.progress(`recovered ${a.model}: ${line}`);
+  if (res.recovery.pending) io.err(`ndiff: ${describePending(a.model, res.recovery.pending)}`);
   io.progress(describeSignature(res.signature));
   if (res.status === 'already-applied') {
     io.out(`${a.model} is already at target ${res.targetFingerprint}: nothing to do`);

@@ -33,7 +33,7 @@ const EXIT_OF: Record<string, number> = {
   ND_USAGE: EXIT.usage,
   ND_SIGNATURE: EXIT.payload, ND_FRESHNESS: EXIT.payload, ND_PAYLOAD_FORMAT: EXIT.payload, ND_PAYLOAD_TOO_LARGE: EXIT.payload, ND_UNSUPPORTED_VERSION: EXIT.payload,
   ND_MODEL_MISMATCH: EXIT.model, ND_BASE_MISMATCH: EXIT.model,
-  ND_HEALTH_CHECK: EXIT.target, ND_TARGET_MISMATCH: EXIT.target, ND_NO_UPDATE_PATH: EXIT.target,
+  ND_HEALTH_CHECK: EXIT.target, ND_PENDING_UPDATE: EXIT.target, ND_TARGET_MISMATCH: EXIT.target, ND_NO_UPDATE_PATH: EXIT.target,
   ND_STATE: EXIT.files, ND_MODEL_FORMAT: EXIT.files,
   ND_DOWNLOAD: EXIT.download,
 };
@@ -73,6 +73,11 @@ function healthCommand(command: string, model: string) {
   });
 }
 
+/** One line on how an update left unconfirmed by an earlier run was finished. */
+export function describePending(model: string, p: { outcome: 'confirmed' | 'rolled-back'; healthCheck: 'passed' | 'failed' | 'none'; why?: string }): string {
+  return `${model} held an update switched in but never confirmed (an earlier run was interrupted): ${p.outcome === 'confirmed' ? 'the health check passed: confirmed, the new version stays' : p.healthCheck === 'failed' ? `the health check failed (${p.why}): rolled back to the previous version` : 'no health check was to confirm it: rolled back to the previous version'}`;
+}
+
 export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
   const stateDir = a.state ?? defaultStateDir(a.model);
   const trustedKeys = await Promise.all(a.publicKey.map((f) => readPublicKeyFile(f)));
@@ -100,6 +105,8 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
   const portsAfter = r.status === 'updated' && portsBefore ? await modelPortsAt(a.model) : undefined;
   const warning = portsBefore && portsAfter ? interfaceWarning(portsBefore, portsAfter, `${a.model} was updated to version ${r.latest}, but the app that feeds the model must change with it`) : undefined;
   io.result?.(warning ? { ...r, interfaceChanged: true, warning } : r);
+  // An update an earlier run left unconfirmed, finished first: say which way, even with -q.
+  if (r.pendingUpdate) io.err(`ndiff: ${describePending(a.model, r.pendingUpdate)}`);
   for (const s of r.steps) io.out(`${s.kind === 'full' ? 'full model' : `payload v${s.fromVersion} -> v${s.toVersion} (${s.method})`}, ${formatBytes(s.bytes)}: ${s.outcome}${s.error ? ` (${s.error.code}: ${s.error.message.slice(0, 200)})` : ''}`);
   if (r.status === 'failed') {
     const code = r.error?.code ?? 'ND_INTERNAL';

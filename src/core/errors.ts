@@ -126,6 +126,19 @@ export class HealthCheckError extends NeuralDiffError {
 }
 
 /**
+ * A model holds an update that was switched in but never confirmed (the process was killed or
+ * the power went while its health check ran), and the command meeting it has no health check
+ * to finish it with: nothing was changed. `details.model` is the model; run the command again
+ * with the health check (`--health-check`, `healthCheck`): the update is confirmed if it passes
+ * and rolled back if not.
+ */
+export class PendingUpdateError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_PENDING_UPDATE', message, details);
+  }
+}
+
+/**
  * The device's record of applied sequence numbers (its state file or store) cannot be read or
  * written. `details.applied` says whether the model was updated before the failure.
  */
@@ -218,6 +231,8 @@ export type NeuralDiffErrorCode =
   | 'ND_USAGE'
   /** {@link HealthCheckError}: the health check failed (rolled back). */
   | 'ND_HEALTH_CHECK'
+  /** {@link PendingUpdateError}: an unconfirmed update waits for its health check (nothing changed). */
+  | 'ND_PENDING_UPDATE'
   /** {@link StateStoreError}: the device's sequence store cannot be read or written. */
   | 'ND_STATE'
   /** {@link DataError}: training or evaluation data missing or malformed. */

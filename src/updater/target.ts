@@ -41,6 +41,24 @@ export interface PackageFileBytes {
   bytes: Uint8Array;
 }
 
+/**
+ * How {@link ModelTarget.settlePending} finished an update an earlier run switched in and never
+ * confirmed (killed during its health check).
+ */
+export interface PendingUpdateOutcome {
+  /** `confirmed`: the version in place stays; `rolled-back`: the previous version is back. */
+  outcome: 'confirmed' | 'rolled-back';
+  /** The health check run on it now (`none`: the updater has none, and the interrupted update awaited none). */
+  healthCheck: 'passed' | 'failed' | 'none';
+  /** Why the health check failed. */
+  why?: string;
+  /** What was found and done, one sentence each. */
+  actions: string[];
+}
+
+/** The health check {@link ModelTarget.settlePending} runs on the version in place (`kind`: how it was switched in). */
+export type PendingCheck = (info: { kind: 'payload' | 'full'; fingerprint: string }) => boolean | void | Promise<boolean | void>;
+
 /** The device's model, for the updater. */
 export interface ModelTarget {
   /** `tfjs` (a model.json folder), `onnx` (a .onnx file), `tflite` (a .tflite file) or `weights` (any store: installs need the app's help). */
@@ -56,6 +74,14 @@ export interface ModelTarget {
    * undefined when there is none or it cannot be read (the updater then installs the full model).
    */
   fingerprint(): Promise<string | undefined>;
+  /**
+   * Finish an update an earlier run switched in and never confirmed (the process was killed
+   * during its health check), before the fingerprint is read: `healthCheck` passes, it is
+   * confirmed; fails, rolled back; absent, it is refused (`PendingUpdateError`, nothing changed)
+   * when that update awaited a health check, else rolled back. Undefined when there was none.
+   * Targets whose model lives in memory have nothing to finish and leave it out.
+   */
+  settlePending?(healthCheck: PendingCheck | undefined): Promise<PendingUpdateOutcome | undefined>;
   /** Apply one verified payload, crash-safely, recording its sequence in `sequenceStore`. */
   applyPayload(bytes: Uint8Array, options: TargetApplyOptions): Promise<void>;
   /** Replace the model with a full package, crash-safely (the previous one kept until the health check passes). */

@@ -30,7 +30,7 @@ import { downloadFile, emptyStats, fetchSmallFile, type DownloadStats, type Fetc
 import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_FILE, versionOf, type ManifestPayload, type ReleaseManifest } from './manifest.ts';
 import { packageKey, planUpdate, type UpdatePlan } from './plan.ts';
 import { loadRecord, MemoryDownloadStore, sequenceStoreOf, type DownloadStore, type UpdaterRecord, type UpdaterStateStore } from './state.ts';
-import type { ModelTarget, UpdateHealthCheck } from './target.ts';
+import type { ModelTarget, PendingUpdateOutcome, UpdateHealthCheck } from './target.ts';
 import { openTrustedRelease, type TrustedRelease } from './trust.ts';
 
 /** Settings of an {@link Updater}. */
@@ -106,6 +106,12 @@ export interface UpdateResult {
   fullBytes?: number;
   download: DownloadStats;
   steps: UpdateStep[];
+  /**
+   * An update an earlier run switched in and never confirmed (killed during its health check),
+   * finished by this run before it read the fingerprint: confirmed (this run's health check
+   * passed) or rolled back (see {@link ModelTarget.settlePending}).
+   */
+  pendingUpdate?: PendingUpdateOutcome;
   error?: { code: string; message: string };
 }
 
@@ -208,6 +214,16 @@ export class Updater {
     result.release = m.release;
     result.latest = m.latest;
     const sequences = sequenceStoreOf(o.state);
+    // An update an earlier run switched in and never confirmed is finished first, by this run's
+    // health check: the fingerprint read next is then a version the device keeps.
+    if (o.target.settlePending) {
+      const check = o.healthCheck;
+      const pending = await o.target.settlePending(check && (({ kind, fingerprint }) => check({ kind, version: m.versions.find((v) => v.fingerprint === fingerprint)?.version ?? 0, fingerprint })));
+      if (pending) {
+        result.pendingUpdate = pending;
+        for (const line of pending.actions) progress(line);
+      }
+    }
     let current = await o.target.fingerprint();
     result.fromFingerprint = current;
     result.fingerprint = current;

@@ -288,7 +288,9 @@ export async function runDiskCase(corpus: Corpus, bases: { root: string; dirs: s
   let outcome: Outcome;
   let detail: string | undefined;
   try {
-    const res = await applyToModelDir(dir, p.bytes, { ...p.options, state: p.options.sequenceStore ?? null, ...(recorded ? {} : { shardBytes: 8192 }) });
+    // The memory apply's health check sees this apply's result (the folder's also checks an earlier run's unconfirmed update: none here).
+    const check = p.options.healthCheck;
+    const res = await applyToModelDir(dir, p.bytes, { ...p.options, healthCheck: check && ((i) => (i.result ? check({ store: i.store, result: i.result }) : true)), state: p.options.sequenceStore ?? null, ...(recorded ? {} : { shardBytes: 8192 }) });
     outcome = res.status;
     if (p.tamperedSignature) outcome = 'forged';
     else if (fingerprintStore(corpus.hasher, await openTfjsModelDir(dir)).fingerprint !== res.targetFingerprint) outcome = 'wrong-target';

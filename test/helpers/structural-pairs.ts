@@ -171,6 +171,22 @@ export function structuralPair(format: PairFormat, seed: number): StructuralPair
   return { format, base: write(base), target: write(target), changes };
 }
 
+/**
+ * A pair of `format` for `seed` with the same structure, a third of each tensor's values moved
+ * (an ordinary release: published as a value payload, not a structural one).
+ */
+export function valuePair(format: PairFormat, seed: number): StructuralPair {
+  const { base } = layouts(seed);
+  const target: Layout = { ...base, tensors: base.tensors.map((t) => ({ ...t, values: t.values.map((v, i) => (i % 3 === 0 ? Math.fround(v + 0.25) : v)) })) };
+  const changes: PairChanges = { kept: base.tensors.length, changed: base.tensors.length, renamed: 0, reshaped: 0, removed: 0, added: 0, graphChanged: false };
+  if (format === 'tfjs') {
+    const [baseFiles, targetFiles] = [tfjsFiles(base), tfjsFiles(target)];
+    return { format, base: joined(baseFiles), target: joined(targetFiles), baseFiles, targetFiles, changes };
+  }
+  const write = format === 'onnx' ? onnxFile : tfliteFile;
+  return { format, base: write(base), target: write(target), changes };
+}
+
 /** How the target of an ONNX pair with external data changes the model's set of data files. */
 export type DataFilesChange = 'added' | 'dropped' | 'renamed';
 

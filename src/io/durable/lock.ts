@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { ModelFormatError } from '../../core/errors.ts';
 import { errCode, nodeFileOps, readIfExists, type FileOps } from './durable.ts';
 import { LOCK_FILE } from './control-files.ts';
+import type { PendingSettlement } from './pending-update.ts';
 
 /** What {@link recoverModelDir} found and did. */
 export interface RecoveryReport {
@@ -18,6 +19,11 @@ export interface RecoveryReport {
   rolledBack: boolean;
   /** Files deleted, relative to the folder. */
   removed: string[];
+  /**
+   * Set when an update switched in but never confirmed was found and finished: confirmed after
+   * the command's health check passed, or rolled back (src/io/durable/pending-update.ts).
+   */
+  pending?: PendingSettlement;
 }
 
 /** Options of the functions that change a model folder. */

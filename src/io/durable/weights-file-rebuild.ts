@@ -33,7 +33,7 @@ import { randomBytes } from 'node:crypto';
 import { link, lstat, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
-import { HealthCheckError, ModelMismatchError, StateStoreError, TargetMismatchError, UsageError } from '../../core/errors.ts';
+import { HealthCheckError, ModelMismatchError, NeuralDiffError, StateStoreError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import { modelPathProblem, type ModelFile } from '../../core/model-files.ts';
@@ -50,8 +50,12 @@ import { JOURNAL_SUFFIX, DONE_SUFFIX, PREVIOUS_SUFFIX, foldersBelow, recoverWeig
 export interface WeightsFileRebuildOptions extends Omit<RebuildOptions, 'sequenceStore'> {
   /** Where the applied sequence is kept, as for `applyToWeightsFile` (default `<model>.ndiff-state.json`; `null` for none). */
   state?: string | SequenceStore | null;
-  /** Runs after the switch, before the update is confirmed; false or a throw rolls back to the previous file. */
-  healthCheck?: (info: { file: string; result: RebuildResult }) => boolean | void | Promise<boolean | void>;
+  /**
+   * Runs after the switch, before the update is confirmed; false or a throw rolls back to the
+   * previous file. It also finishes an update an earlier run switched in and never confirmed
+   * (`pending` true, no `result`; see `applyToWeightsFile`).
+   */
+  healthCheck?: (info: { file: string; result?: RebuildResult; pending?: true }) => boolean | void | Promise<boolean | void>;
   /** Check everything and rebuild in memory; write nothing (no recovery, no state). */
   dryRun?: boolean;
 }
@@ -119,8 +123,10 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     }
   }
   const unlock = await lockModelDir(dir);
+  let recovery: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
   try {
-    const recovery = await recoverWeightsFile(real, format);
+    const healthCheck = options.healthCheck;
+    recovery = await recoverWeightsFile(real, format, { healthCheck: healthCheck && (() => healthCheck({ file: real, pending: true })) });
     const recorded = await readModelIdRecord(real);
     if (options.expectedModelId !== undefined && recorded !== undefined && options.expectedModelId !== recorded) {
       throw new ModelMismatchError(`${real} holds model ${JSON.stringify(recorded)}, but expectedModelId is ${JSON.stringify(options.expectedModelId)}: check which model this file is, and pass its id`, { file: real, expected: options.expectedModelId, found: recorded });
@@ -168,6 +174,7 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
       version: changesSet ? 2 : 1,
       files: replaced.map((o) => o.loc),
       ...(changesSet ? { created: created.map((o) => o.loc), removed, folders: plan.folders } : {}),
+      ...(options.healthCheck ? { awaitsHealthCheck: true } : {}),
     };
     await writeFileAtomically(journal, new TextEncoder().encode(JSON.stringify(journalDoc) + '\n'));
     const tmps = new Map(outputs.map((o) => [o.loc, `${at(o.loc)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`]));
@@ -261,6 +268,10 @@ export async function rebuildWeightsFile(file: string, payloadBytes: Uint8Array,
     await removeIfThere(real + DONE_SUFFIX);
     if (pin !== undefined) await writeModelIdRecord(real, pin);
     return { ...result, recovery, filesWritten: outputs.map((o) => at(o.loc)), filesRemoved: removed.map(at), warnings, sequenceRecorded: await record() };
+  } catch (e) {
+    // What the recovery of an earlier interrupted update did, even though this one failed.
+    if (e instanceof NeuralDiffError && recovery.actions.length > 0) (e.details as Record<string, unknown>).recovery = recovery;
+    throw e;
   } finally {
     await unlock();
   }

@@ -16,12 +16,17 @@
  * 3. each current file is hard-linked as `<file>.ndiff-prev` (the previous version is kept),
  *    then each temp file is renamed over its file and the folder is fsynced (the switch);
  * 4. the health check runs; if it fails, every `<file>.ndiff-prev` is renamed back (rollback);
+ *    the journal says whether one runs (`awaitsHealthCheck`), for the command that meets the
+ *    switch if the process dies meanwhile (src/io/durable/pending-update.ts);
  * 5. if it passes, the journal is renamed to `<model>.ndiff-update.done` (the commit point
  *    of the confirmation), the kept files are deleted, then the `.done` file.
  *
  * {@link recoverWeightsFile}, run at the start of every apply, finishes what a crash interrupted: a
- * journal means the update was never confirmed, so every file it names is rolled back from its
- * `.ndiff-prev` (a file not yet switched is left as it is) and the temp files are deleted; a
+ * journal means the update was never confirmed: before its switch, every file it names keeps its
+ * bytes and the temp files are deleted; after it, the update is finished as every command
+ * finishes an unconfirmed switch (pending-update.ts: the caller's health check confirms it or
+ * rolls it back from the `.ndiff-prev` files; without one it is refused if it awaited a health
+ * check, else rolled back); a
  * `.done` file means the confirmation happened and only its clean-up remains. With one file
  * changing (the usual case: the weights inline, or all in one external data file) a loader sees
  * the old or the new version at every instant. When an update changes two files, a crash between
@@ -36,7 +41,7 @@ import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { link, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { ModelFormatError, ModelMismatchError, TargetMismatchError, UsageError } from '../../core/errors.ts';
+import { ModelFormatError, ModelMismatchError, NeuralDiffError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import type { CommitInfo, WeightStore } from '../../core/weight-store.ts';
@@ -46,6 +51,7 @@ import type { SequenceRecord, SequenceStore } from '../../apply/freshness.ts';
 import { errCode, makeDirs, syncDir } from './durable.ts';
 import { DEFAULT_STATE_FILE, FileSequenceStore, writeFileAtomically } from './sequence-file.ts';
 import { lockModelDir, type RecoveryReport } from './lock.ts';
+import { settlePendingSwitch, type PendingHealthCheck, type PendingOptions } from './pending-update.ts';
 import { MODEL_ID_SUFFIX, readModelIdRecord, writeModelIdRecord } from './model-id-file.ts';
 import { openWeightsFile, readAt, realModelPath, sameFile, TEMP_FILE, type ExternalPatch, type OpenedFile, type WeightsFileFormat, type WeightsFileStore } from './weights-file.ts';
 
@@ -75,6 +81,11 @@ export interface WeightsFileJournal {
   removed?: string[];
   /** Folders the update made for created files (relative to the model's folder): a rollback deletes them if empty. */
   folders?: string[];
+  /**
+   * True when the update is confirmed by a health check: a switch left unconfirmed is then
+   * finished by the next command's health check, or refused without one (pending-update.ts).
+   */
+  awaitsHealthCheck?: boolean;
 }
 type Journal = WeightsFileJournal;
 
@@ -163,6 +174,23 @@ export async function restorePrevious(paths: readonly string[]): Promise<boolean
 }
 
 /**
+ * Whether an update switched any of `paths` in: its kept previous version (`.ndiff-prev`) is
+ * another file than the one under the name now.
+ */
+async function switchedIn(paths: readonly string[]): Promise<boolean> {
+  for (const p of paths) {
+    const prev = await stat(p + PREVIOUS_SUFFIX).catch((e) => {
+      if (errCode(e) === 'ENOENT') return null;
+      throw e;
+    });
+    if (!prev) continue;
+    const cur = await stat(p).catch(() => null);
+    if (!cur || cur.ino !== prev.ino || cur.dev !== prev.dev) return true;
+  }
+  return false;
+}
+
+/**
  * Delete the folders `folders` (paths) that are empty, deepest first: the folders an update made
  * for the data files it created (after a rollback), or the ones a confirmed update emptied by
  * deleting data files. A folder holding anything, or gone already, is left as it is.
@@ -189,37 +217,64 @@ export function foldersBelow(dir: string, locations: readonly string[]): string[
 
 /**
  * Bring a model file back to a confirmed version after an interrupted update, and delete the
- * leftovers (module doc). Safe to call at any time (one writer per model); does nothing on a
- * clean model.
+ * leftovers (module doc). An update switched in but never confirmed is finished by
+ * `options.healthCheck` (confirmed if it passes, rolled back if not), refused without one when
+ * the update awaited a health check, else rolled back (src/io/durable/pending-update.ts); the
+ * report's `pending` says which. Safe to call at any time (one writer per model); does nothing
+ * on a clean model.
  *
  * @throws ModelFormatError when the journal is damaged.
+ * @throws PendingUpdateError when an unconfirmed update awaits a health check and none is given.
  */
-export async function recoverWeightsFile(file: string, format: WeightsFileFormat): Promise<RecoveryReport> {
+export async function recoverWeightsFile(file: string, format: WeightsFileFormat, options: PendingOptions = {}): Promise<RecoveryReport> {
   const report: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
   const dir = path.dirname(file);
   const loc = (l: string) => (l === '' ? file : path.join(dir, l));
   const journalFile = file + JOURNAL_SUFFIX;
+  const doneFile = file + DONE_SUFFIX;
   const journal = await readJournal(journalFile, format);
   if (journal) {
     const paths = journal.files.map(loc);
-    report.rolledBack = await restorePrevious(paths);
-    // Data files the update created did not exist before it (checked under the lock): deleted.
     const created = (journal.created ?? []).map(loc);
-    for (const p of created) {
-      const before = report.removed.length;
-      await removeIfThere(p, report.removed);
-      if (report.removed.length > before) report.rolledBack = true;
+    /** Put the previous version back and delete what the update made; true if anything of the new version was in place. */
+    const undo = async (): Promise<boolean> => {
+      let rolled = await restorePrevious(paths);
+      // Data files the update created did not exist before it (checked under the lock): deleted.
+      for (const p of created) {
+        const before = report.removed.length;
+        await removeIfThere(p, report.removed);
+        if (report.removed.length > before) rolled = true;
+      }
+      await removeTemps([...paths, ...created], report.removed);
+      await removeEmptyFolders((journal.folders ?? []).map(loc));
+      for (const d of new Set(created.map((p) => path.dirname(p)))) await syncDir(d).catch(() => {});
+      await removeIfThere(journalFile, report.removed);
+      await syncDir(dir);
+      return rolled;
+    };
+    if (await switchedIn(paths)) {
+      // Switched, never confirmed: finished the one way every command finishes it (pending-update.ts).
+      await settlePendingSwitch({
+        model: file,
+        what: `the ${journal.version === 2 ? 'rebuild' : 'update'} journalled in ${path.basename(journalFile)}`,
+        awaitsHealthCheck: journal.awaitsHealthCheck === true,
+        // The confirmation's commit point, as an apply's: the journal becomes .done; the clean-up below finishes it.
+        confirm: async () => {
+          await removeTemps([...paths, ...created], report.removed);
+          await rename(journalFile, doneFile);
+          await syncDir(dir);
+        },
+        rollBack: async () => {
+          await undo();
+        },
+      }, options, report);
+    } else {
+      report.rolledBack = await undo();
+      report.actions.push(report.rolledBack
+        ? 'an update was interrupted while it switched files in: rolled back to the previous version'
+        : 'an update was interrupted before its switch: the model is the previous version; removed its leftovers');
     }
-    await removeTemps([...paths, ...created], report.removed);
-    await removeEmptyFolders((journal.folders ?? []).map(loc));
-    for (const d of new Set(created.map((p) => path.dirname(p)))) await syncDir(d).catch(() => {});
-    await removeIfThere(journalFile, report.removed);
-    await syncDir(dir);
-    report.actions.push(report.rolledBack
-      ? 'an update was interrupted after its switch but before it was confirmed: rolled back to the previous version'
-      : 'an update was interrupted before its switch: the model is the previous version; removed its leftovers');
   }
-  const doneFile = file + DONE_SUFFIX;
   const done = await readJournal(doneFile, format);
   if (done) {
     for (const p of done.files.map(loc)) await removeIfThere(p + PREVIOUS_SUFFIX, report.removed);
@@ -229,7 +284,7 @@ export async function recoverWeightsFile(file: string, format: WeightsFileFormat
     // Those deletions durable before the .done journal's (else a cut could orphan a data file).
     for (const d of new Set([dir, ...[...done.files, ...(done.removed ?? [])].map((l) => path.dirname(loc(l)))])) await syncDir(d).catch(() => {});
     await removeIfThere(doneFile, report.removed);
-    report.actions.push('an update was confirmed but its previous version was not all deleted: deleted it');
+    if (report.pending?.outcome !== 'confirmed') report.actions.push('an update was confirmed but its previous version was not all deleted: deleted it');
   }
   const before = report.removed.length;
   // A kept previous version of the model file that no journal names (a journal's was settled
@@ -295,6 +350,8 @@ class UpdatingWeightsFile implements TwoPhaseWeightStore {
     private readonly hasher: Hasher,
     /** The model id to record for the file once the update is confirmed (undefined: already recorded). */
     private readonly pinModelId?: string,
+    /** Whether a health check confirms the update (recorded in the journal). */
+    private readonly awaitsHealthCheck = false,
   ) {}
   list() {
     return this.disk.list();
@@ -314,7 +371,7 @@ class UpdatingWeightsFile implements TwoPhaseWeightStore {
     if (locations.every((l) => this.journalled.has(l))) return;
     for (const l of locations) this.journalled.add(l);
     const files = [...this.journalled].sort();
-    await writeFileAtomically(this.disk.file + JOURNAL_SUFFIX, new TextEncoder().encode(JSON.stringify({ format: this.format.journal, version: 1, files } satisfies Journal) + '\n'));
+    await writeFileAtomically(this.disk.file + JOURNAL_SUFFIX, new TextEncoder().encode(JSON.stringify({ format: this.format.journal, version: 1, files, ...(this.awaitsHealthCheck ? { awaitsHealthCheck: true } : {}) } satisfies Journal) + '\n'));
   }
 
   /** The temp file of `loc`, made on first use: a copy of the external file (its holes kept), or the model file's bytes. */
@@ -453,9 +510,12 @@ export interface WeightsFileApplyOptions extends Omit<ApplyOptions, 'healthCheck
   /**
    * Runs after the switch, before the update is confirmed (the new version is in place: load
    * `file`, e.g. `ort.InferenceSession.create(file)` or LiteRT's `loadAndCompile`, and run one inference). Returning false or
-   * throwing rolls back to the previous version.
+   * throwing rolls back to the previous version. It also finishes an update an earlier run
+   * switched in and never confirmed (killed during its health check): then `pending` is true
+   * and `result` absent; passing confirms that update, failing rolls it back (before this
+   * payload is applied; the result's `recovery.pending` says which).
    */
-  healthCheck?: (info: { file: string; store: WeightStore; result: ApplyResult }) => boolean | void | Promise<boolean | void>;
+  healthCheck?: (info: { file: string; store: WeightStore; result?: ApplyResult; pending?: true }) => boolean | void | Promise<boolean | void>;
   /** Check everything, patch a copy in memory, write nothing (no recovery, no state). */
   dryRun?: boolean;
 }
@@ -532,8 +592,9 @@ export async function applyToWeightsFile(file: string, payloadBytes: Uint8Array,
   }
 
   const unlock = await lockModelDir(path.dirname(real));
+  let recovery: RecoveryReport = empty;
   try {
-    const recovery = await recoverWeightsFile(real, format);
+    recovery = await recoverWeightsFile(real, format, { healthCheck: pendingHealthCheck(real, format, options.healthCheck) });
     const recorded = await readModelIdRecord(real);
     const expectedModelId = modelIdFor(real, options.expectedModelId, recorded);
     const disk = await openWeightsFile(real, format, { reserved });
@@ -541,7 +602,7 @@ export async function applyToWeightsFile(file: string, payloadBytes: Uint8Array,
     try {
       // The model file remembers the model id of the first payload confirmed on it (as a folder does).
       const pin = recorded === undefined ? verified.payload.header.modelId : undefined;
-      store = new UpdatingWeightsFile(disk, format, hasher, pin);
+      store = new UpdatingWeightsFile(disk, format, hasher, pin, options.healthCheck !== undefined);
       const healthCheck = options.healthCheck;
       const res = await applyVerifiedPayload(store, verified, {
         ...options,
@@ -557,9 +618,30 @@ export async function applyToWeightsFile(file: string, payloadBytes: Uint8Array,
       await store?.dropStaged();
       await disk.close();
     }
+  } catch (e) {
+    // What the recovery of an earlier interrupted apply did, even though this one failed.
+    if (e instanceof NeuralDiffError && recovery.actions.length > 0) (e.details as Record<string, unknown>).recovery = recovery;
+    throw e;
   } finally {
     await unlock();
   }
+}
+
+/**
+ * The apply's health check as the check of an update an earlier run switched in and never
+ * confirmed (pending-update.ts): called with the model as it is in place and `pending: true`
+ * (no `result`: this run applied nothing yet). Undefined without a health check.
+ */
+export function pendingHealthCheck(file: string, format: WeightsFileFormat, healthCheck: ((info: { file: string; store: WeightStore; pending?: true }) => boolean | void | Promise<boolean | void>) | undefined): PendingHealthCheck | undefined {
+  if (!healthCheck) return undefined;
+  return async () => {
+    const disk = await openWeightsFile(file, format);
+    try {
+      return await healthCheck({ file, store: disk, pending: true });
+    } finally {
+      await disk.close();
+    }
+  };
 }
 
 /**

@@ -7,6 +7,7 @@
 import type { WeightStore } from '../../core/weight-store.ts';
 import { openWeightsFile, readWeightsFileBytes, WeightsFileStore, type WeightsFileFormat, type WeightsFileOpenOptions } from '../durable/weights-file.ts';
 import { applyToWeightsFile, recoverWeightsFile, saveWeightsFileAs, type WeightsFileApplyOptions, type WeightsFileApplyResult } from '../durable/weights-file-update.ts';
+import type { PendingOptions } from '../durable/pending-update.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
 import { rebuildWeightsFile, type WeightsFileRebuildOptions, type WeightsFileRebuildResult } from '../durable/weights-file-rebuild.ts';
 import { OnnxWeightStore, onnxExternalLocations } from './store.ts';
@@ -53,8 +54,8 @@ export function readOnnxFileBytes(file: string): Promise<{ bytes: Uint8Array; ex
 }
 
 /** Bring an ONNX model back to a confirmed version after an interrupted update (see `recoverWeightsFile`). */
-export function recoverOnnxFile(file: string): Promise<RecoveryReport> {
-  return recoverWeightsFile(file, ONNX_FILE);
+export function recoverOnnxFile(file: string, options: PendingOptions = {}): Promise<RecoveryReport> {
+  return recoverWeightsFile(file, ONNX_FILE, options);
 }
 
 /** Verify a payload and apply it to the ONNX model `file`, crash-safely (see `applyToWeightsFile`). */

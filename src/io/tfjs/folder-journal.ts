@@ -18,6 +18,7 @@ import { namedByOtherModels } from './shared-folder.ts';
 import { FileSequenceStore } from '../durable/sequence-file.ts';
 import { errCode, forEachLimited, nodeFileOps, readIfExists, readRegularFile, writeFileAtomically, type FileOps } from '../durable/durable.ts';
 import { lockModelDir, type FolderOptions, type RecoveryReport } from '../durable/lock.ts';
+import { settlePendingSwitch, type PendingOptions } from '../durable/pending-update.ts';
 import { readModelIdFile, writeModelIdFile } from '../durable/model-id-file.ts';
 import { DEFAULT_STATE_FILE, FOLDER_FILE, JOURNAL_FILE, LOCK_FILE, PREVIOUS_MODEL_JSON, controlFileProblem, isOwnTempFile, writerShardPattern, type ModelFiles } from '../durable/control-files.ts';
 
@@ -92,6 +93,11 @@ interface Journal {
   created: string[];
   /** Shards of the previous version the new one does not name: deleted once confirmed. */
   retired: string[];
+  /**
+   * True when a health check confirms the update: a switch left unconfirmed is then finished by
+   * the next command's health check, or refused without one (src/io/durable/pending-update.ts).
+   */
+  awaitsHealthCheck?: boolean;
 }
 
 /** The model's journal in `dir`: absent, this applier's (parsed), or a file that is not one (left alone). */
@@ -216,7 +222,7 @@ async function collectGarbage(ops: FileOps, dir: string, files: ModelFiles, name
  * @throws ModelFormatError when model.json is neither version the journal names (then nothing
  *   is touched).
  */
-async function settleJournal(ops: FileOps, dir: string, files: ModelFiles, journal: Journal, report: RecoveryReport, mode: 'recover' | 'rollback' = 'recover'): Promise<void> {
+async function settleJournal(ops: FileOps, dir: string, files: ModelFiles, journal: Journal, report: RecoveryReport, mode: 'recover' | 'rollback' = 'recover', pending: PendingOptions = {}): Promise<void> {
   const modelFile = path.join(dir, files.model);
   const prevFile = path.join(dir, files.previous);
   const current = await readIfExists(modelFile);
@@ -242,13 +248,32 @@ async function settleJournal(ops: FileOps, dir: string, files: ModelFiles, journ
     await ops.syncDir(dir);
     report.actions.push(`${tag} was interrupted before its switch: the model is the previous version; removed its new files`);
   } else if (currentIs === 'next' && prevIsOurs && !confirming) {
-    // Switched, never confirmed: the previous version comes back (atomic rename), durably,
-    // before anything else is deleted.
-    await ops.rename(prevFile, modelFile);
-    await ops.syncDir(dir);
-    report.rolledBack = true;
-    await removeCreated(ops, dir, files, journal, report);
-    report.actions.push(`${tag} was interrupted after its switch but before it was confirmed: rolled back to the previous version`);
+    // Switched, never confirmed: the previous version comes back (atomic rename, durably, before
+    // anything else is deleted), or the command's health check confirms the new one: the one
+    // way every command finishes such a switch (src/io/durable/pending-update.ts).
+    const rollBack = async () => {
+      await ops.rename(prevFile, modelFile);
+      await ops.syncDir(dir);
+      await removeCreated(ops, dir, files, journal, report);
+    };
+    if (mode === 'rollback') {
+      await rollBack();
+      report.rolledBack = true;
+      report.actions.push(`${tag} was interrupted after its switch but before it was confirmed: rolled back to the previous version`);
+    } else {
+      await settlePendingSwitch({
+        model: modelFile,
+        what: tag,
+        awaitsHealthCheck: journal.awaitsHealthCheck === true,
+        // As the apply confirms: the kept copy and the retired shards go under one folder fsync.
+        confirm: async () => {
+          await removeFile(ops, dir, files.previous, report);
+          await removeRetired(ops, dir, files, journal, report);
+          await ops.syncDir(dir);
+        },
+        rollBack,
+      }, pending, report);
+    }
   } else if (currentIs === 'next') {
     // Confirmed (the kept copy is gone, or a retired shard: the confirmation had begun): finish
     // deleting the kept copy and the retired shards, durably, before the journal that lists
@@ -271,18 +296,23 @@ async function settleJournal(ops: FileOps, dir: string, files: ModelFiles, journ
  * leftovers. `model` is a folder (`model.json`), or a model JSON file sharing its folder with
  * other models (its own journal, kept version and shards are recovered; the other models' files
  * are never touched). Acts only on the update journal this applier wrote (a `model.json.prev` or
- * `model.json.retired` no journal names is left alone, and reported). Safe to call at any time
+ * `model.json.retired` no journal names is left alone, and reported). An update switched in but
+ * never confirmed is finished by `options.healthCheck` (confirmed if it passes, rolled back if
+ * not), refused without one when the update awaited a health check, else rolled back
+ * (src/io/durable/pending-update.ts); the report's `pending` says which. Safe to call at any time
  * (one writer per folder: take {@link lockModelDir} of the folder first); does nothing on a clean
  * folder.
  *
  * @throws ModelFormatError when the journal names an update model.json is no version of.
+ * @throws PendingUpdateError when an unconfirmed update awaits a health check and none is given.
  */
-export async function recoverModelDir(model: string, options: FolderOptions = {}): Promise<RecoveryReport> {
+export async function recoverModelDir(model: string, options: FolderOptions & { healthCheck?: (info: { dir: string; file: string }) => boolean | void | Promise<boolean | void> } = {}): Promise<RecoveryReport> {
   const { dir, files } = await locateModelFiles(model);
-  return recoverModel(options.fileOps ?? nodeFileOps, dir, files);
+  const healthCheck = options.healthCheck;
+  return recoverModel(options.fileOps ?? nodeFileOps, dir, files, { healthCheck: healthCheck && (() => healthCheck({ dir, file: path.join(dir, files.model) })) });
 }
 
-async function recoverModel(ops: FileOps, dir: string, files: ModelFiles): Promise<RecoveryReport> {
+async function recoverModel(ops: FileOps, dir: string, files: ModelFiles, pending: PendingOptions = {}): Promise<RecoveryReport> {
   const report = emptyReport();
   // One listing says which of the files below exist; a clean folder costs it and model.json.
   let names: string[];
@@ -294,7 +324,7 @@ async function recoverModel(ops: FileOps, dir: string, files: ModelFiles): Promi
   }
   const read = names.includes(files.journal) ? await readJournal(dir, files) : null;
   if (read?.journal) {
-    await settleJournal(ops, dir, files, read.journal, report);
+    await settleJournal(ops, dir, files, read.journal, report, 'recover', pending);
     names = await readdir(dir); // settling deleted files
   } else if (read?.unreadable) report.actions.push(`left ${files.journal} alone: ${read.unreadable} (this applier writes only its own format there; an update will replace it)`);
   // Settling the journal removed the kept previous version it named: one still there is not ours.
@@ -424,9 +454,12 @@ export interface ModelDirApplyOptions extends Omit<ApplyOptions, 'healthCheck' |
    * Runs after the switch, before the update is confirmed (the new version is in place, so it
    * can load `file`, e.g. `tf.loadGraphModel(fileSystemIO(dir))` for a folder's model.json, and
    * run one inference). `file` is the model JSON file's path. Returning false or throwing rolls
-   * back to the previous version.
+   * back to the previous version. It also finishes an update an earlier run switched in and never
+   * confirmed (killed during its health check): then `pending` is true and `result` absent;
+   * passing confirms that update, failing rolls it back, before this payload is applied (the
+   * result's `recovery.pending` says which; src/io/durable/pending-update.ts).
    */
-  healthCheck?: (info: { dir: string; file: string; store: WeightStore; result: ApplyResult }) => boolean | void | Promise<boolean | void>;
+  healthCheck?: (info: { dir: string; file: string; store: WeightStore; result?: ApplyResult; pending?: true }) => boolean | void | Promise<boolean | void>;
   /**
    * Cut the patched model into shards of this many bytes again (every shard is rewritten). By
    * default the existing shard boundaries are kept and only shards with changed bytes are written.

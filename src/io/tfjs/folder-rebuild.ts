@@ -49,8 +49,12 @@ export const TFJS_REBUILD: RebuildFilesFormat = { kind: 'tfjs', open: (files) =>
 export interface ModelDirRebuildOptions extends Omit<RebuildOptions, 'sequenceStore'> {
   /** Where the applied sequence is kept, as for `applyToModelDir` (default `.ndiff-state.json` in the folder; `null` for none). */
   state?: string | SequenceStore | null;
-  /** Runs after the switch, before the update is confirmed; false or a throw rolls back to the previous version. */
-  healthCheck?: (info: { dir: string; file: string; result: RebuildResult }) => boolean | void | Promise<boolean | void>;
+  /**
+   * Runs after the switch, before the update is confirmed; false or a throw rolls back to the
+   * previous version. It also finishes an update an earlier run switched in and never confirmed
+   * (`pending` true, no `result`; see `applyToModelDir`).
+   */
+  healthCheck?: (info: { dir: string; file: string; result?: RebuildResult; pending?: true }) => boolean | void | Promise<boolean | void>;
   /** Check everything and rebuild in memory; write nothing (no recovery, no state). */
   dryRun?: boolean;
   /** The file operations that change the folder (default: node:fs; tests record them). */
@@ -139,7 +143,8 @@ export async function rebuildModelDir(model: string, payloadBytes: Uint8Array, o
   const unlock = await lockModelDir(dir, { fileOps: ops });
   let recovery = emptyReport();
   try {
-    recovery = await recoverModel(ops, dir, files);
+    const healthCheck = options.healthCheck;
+    recovery = await recoverModel(ops, dir, files, { healthCheck: healthCheck && (() => healthCheck({ dir, file: modelFile, pending: true })) });
     await namedByOtherModels(dir, files);
     const recordedModelId = await readModelId(dir, files);
     const expectedModelId = modelIdFor(dir, files, options.expectedModelId, recordedModelId);
@@ -160,7 +165,7 @@ export async function rebuildModelDir(model: string, payloadBytes: Uint8Array, o
       if (pin !== undefined) await writeModelId(ops, dir, files, pin);
       return { ...result, recovery, sequenceRecorded: await record() };
     }
-    const written = await writeTarget(ops, dir, files, base.files()[0].bytes, result.files as ModelFile[]);
+    const written = await writeTarget(ops, dir, files, base.files()[0].bytes, result.files as ModelFile[], options.healthCheck !== undefined);
     try {
       // The switched folder read back as a loader sees it.
       const disk = await openTfjsModelDir(dir, { modelJsonFile: files.model, reservedFiles });
@@ -198,7 +203,7 @@ export async function rebuildModelDir(model: string, payloadBytes: Uint8Array, o
  * the target's model JSON with its manifest naming them, the old model JSON kept. On an error
  * before the switch nothing a loader reads changed, and what was written is deleted.
  */
-async function writeTarget(ops: FileOps, dir: string, files: ModelFiles, previousModelJson: Uint8Array, target: readonly ModelFile[]): Promise<{ journal: Journal; nextModelJson: Uint8Array }> {
+async function writeTarget(ops: FileOps, dir: string, files: ModelFiles, previousModelJson: Uint8Array, target: readonly ModelFile[], awaitsHealthCheck: boolean): Promise<{ journal: Journal; nextModelJson: Uint8Array }> {
   const text = new TextDecoder().decode(target[0].bytes);
   const modelJson = parseModelJson(text, target[0].path);
   const bytesOf = new Map(target.slice(1).map((f) => [f.path, f.bytes]));
@@ -218,6 +223,7 @@ async function writeTarget(ops: FileOps, dir: string, files: ModelFiles, previou
       next: sha256(nextModelJson),
       created: [...createdShards],
       retired: [...retiredShards],
+      ...(awaitsHealthCheck ? { awaitsHealthCheck: true } : {}),
     };
     await writeJournal(ops, dir, files, journal);
     written = { journal, nextModelJson };
@@ -237,7 +243,7 @@ async function writeTarget(ops: FileOps, dir: string, files: ModelFiles, previou
   } catch (e) {
     // Whatever the write left (its journal, a kept previous version, new shards): settled from
     // the journal, so the folder holds the version it held before.
-    await recoverModel(ops, dir, files).catch(() => {});
+    await recoverModel(ops, dir, files, { unconfirmed: 'roll-back' }).catch(() => {});
     throw e;
   }
   if (!written) throw new ModelFormatError(`${path.join(dir, files.model)}: the update wrote no journal (a bug in neural-diff)`, { dir });
@@ -276,7 +282,7 @@ export async function applyStructuralToModelDir(model: string, payloadBytes: Uin
   });
   const r = await rebuildModelDir(model, payloadBytes, {
     ...rest,
-    ...(healthCheck ? { healthCheck: async (info) => healthCheck({ dir: info.dir, file: info.file, store: await openTfjsModelDir(info.dir, { modelJsonFile: path.basename(info.file) }), result: shaped(info.result, false) }) } : {}),
+    ...(healthCheck ? { healthCheck: async (info) => healthCheck({ dir: info.dir, file: info.file, store: await openTfjsModelDir(info.dir, { modelJsonFile: path.basename(info.file) }), ...(info.result ? { result: shaped(info.result, false) } : { pending: true as const }) }) } : {}),
   });
   return { ...shaped(r, r.sequenceRecorded), recovery: r.recovery, structural: r };
 }

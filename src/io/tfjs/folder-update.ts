@@ -109,7 +109,7 @@ class UpdatingModelDir implements TwoPhaseWeightStore {
     } catch (e) {
       // Whatever the write left (its journal, a kept previous version, new shards): settled
       // from the journal, so the folder holds the version it held before.
-      await recoverModel(this.ops, this.dir, this.files).catch(() => {});
+      await recoverModel(this.ops, this.dir, this.files, { unconfirmed: 'roll-back' }).catch(() => {});
       throw e;
     }
   }
@@ -189,7 +189,8 @@ export async function applyToModelDir(model: string, payloadBytes: Uint8Array, o
   let recovery = emptyReport();
   let disk: TfjsDirWeightStore | undefined;
   try {
-    recovery = await recoverModel(ops, dir, files);
+    // An update an earlier run switched in and never confirmed: finished by this apply's health check (pending-update.ts).
+    recovery = await recoverModel(ops, dir, files, { healthCheck: healthCheck && (async () => healthCheck({ dir, file: modelFile, store: await openTfjsModelDir(dir, { modelJsonFile: files.model, lazy: true }), pending: true })) });
     // Other model files beside this one must be readable (which shards they name), or nothing is changed.
     await namedByOtherModels(dir, files);
     // Three independent reads at once, their failures reported in this order.
@@ -213,6 +214,7 @@ export async function applyToModelDir(model: string, payloadBytes: Uint8Array, o
         next: sha256(nextModelJson),
         created: [...createdShards],
         retired: [...retiredShards],
+        ...(healthCheck ? { awaitsHealthCheck: true } : {}),
       };
       await writeJournal(ops, dir, files, journal);
       written = { journal, nextModelJson };

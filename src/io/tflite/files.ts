@@ -7,6 +7,7 @@
 import type { WeightStore } from '../../core/weight-store.ts';
 import { openWeightsFile, WeightsFileStore, type WeightsFileFormat, type WeightsFileOpenOptions } from '../durable/weights-file.ts';
 import { applyToWeightsFile, recoverWeightsFile, saveWeightsFileAs, type WeightsFileApplyOptions, type WeightsFileApplyResult } from '../durable/weights-file-update.ts';
+import type { PendingOptions } from '../durable/pending-update.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
 import { rebuildWeightsFile, type WeightsFileRebuildOptions, type WeightsFileRebuildResult } from '../durable/weights-file-rebuild.ts';
 import { MAX_TFLITE_MODEL_BYTES, TfliteWeightStore } from './store.ts';
@@ -33,8 +34,8 @@ export function openTfliteFile(file: string, options: WeightsFileOpenOptions = {
 }
 
 /** Bring a `.tflite` file back to a confirmed version after an interrupted update (see `recoverWeightsFile`). */
-export function recoverTfliteFile(file: string): Promise<RecoveryReport> {
-  return recoverWeightsFile(file, TFLITE_FILE);
+export function recoverTfliteFile(file: string, options: PendingOptions = {}): Promise<RecoveryReport> {
+  return recoverWeightsFile(file, TFLITE_FILE, options);
 }
 
 /** Verify a payload and apply it to the `.tflite` file `file`, crash-safely (see `applyToWeightsFile`). */

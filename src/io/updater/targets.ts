@@ -37,6 +37,12 @@ import { openTfjsModel } from '../tfjs/model-file.ts';
 import { lockModelDir } from '../durable/lock.ts';
 import { DEFAULT_STATE_FILE } from '../durable/control-files.ts';
 import { makeDirs, syncDir, writeFileAtomically } from '../durable/durable.ts';
+import { settlePendingSwitch, type PendingOptions } from '../durable/pending-update.ts';
+import type { RecoveryReport } from '../durable/lock.ts';
+import { recoverWeightsFile } from '../durable/weights-file-update.ts';
+import { realModelPath } from '../durable/weights-file.ts';
+import { recoverModelDir } from '../tfjs/folder-update.ts';
+import type { PendingCheck, PendingUpdateOutcome } from '../../updater/target.ts';
 
 /** Suffixes of the names a full install uses beside the model. */
 export const INCOMING_SUFFIX = '.ndiff-incoming';
@@ -57,8 +63,14 @@ async function passes(check: TargetInstallOptions['healthCheck']): Promise<{ ok:
   }
 }
 
-/** Finish or undo an interrupted full install of `model` (a folder or a file); true if something was undone. */
-export async function recoverFullInstall(model: string): Promise<boolean> {
+/**
+ * Finish or undo an interrupted full install of `model` (a folder or a file); true if something
+ * was done. A new model switched in but never confirmed (killed during its health check) is
+ * finished as every command finishes an unconfirmed switch (src/io/durable/pending-update.ts):
+ * by `options.healthCheck` if given (confirmed if it passes, rolled back if not), else rolled
+ * back; `report` (if given) says which.
+ */
+export async function recoverFullInstall(model: string, options: PendingOptions = {}, report: RecoveryReport = { actions: [], rolledBack: false, removed: [] }): Promise<boolean> {
   const parent = path.dirname(path.resolve(model));
   let changed = false;
   if (await exists(model + RETIRED_SUFFIX)) {
@@ -66,14 +78,33 @@ export async function recoverFullInstall(model: string): Promise<boolean> {
     changed = true;
   }
   if (await exists(model + PREVIOUS_SUFFIX)) {
-    // Switched (or half switched) but never confirmed: the previous model comes back.
-    if (await exists(model)) {
-      await rename(model, model + RETIRED_SUFFIX);
+    const rollBack = async () => {
+      if (await exists(model)) {
+        await rename(model, model + RETIRED_SUFFIX);
+        await syncDir(parent);
+      }
+      await rename(model + PREVIOUS_SUFFIX, model);
       await syncDir(parent);
+      await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
+    };
+    if (await exists(model)) {
+      // Switched but never confirmed. A full install records no journal of its own: it awaited
+      // a health check or not, unknown, so without one it is rolled back (the updater installs it again).
+      await settlePendingSwitch({
+        model,
+        what: 'a full install',
+        awaitsHealthCheck: false,
+        confirm: async () => {
+          await rename(model + PREVIOUS_SUFFIX, model + RETIRED_SUFFIX);
+          await syncDir(parent);
+          await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
+        },
+        rollBack,
+      }, options, report);
+    } else {
+      // Half switched (between its two renames): the previous model comes back.
+      await rollBack();
     }
-    await rename(model + PREVIOUS_SUFFIX, model);
-    await syncDir(parent);
-    await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
     changed = true;
   }
   if (await exists(model + INCOMING_SUFFIX)) {
@@ -110,6 +141,37 @@ async function switchAndCheck(model: string, options: TargetInstallOptions, keep
   }
 }
 
+/**
+ * {@link ModelTarget.settlePending} for a model on disk, under its folder's lock: an unconfirmed
+ * full install, then an unconfirmed payload (`recoverPayload`, with the health check or none),
+ * finished the one way (src/io/durable/pending-update.ts). `fingerprintNow` reads the version in
+ * place for the health check's `fingerprint`.
+ */
+async function settleOnDisk(
+  model: string,
+  check: PendingCheck | undefined,
+  fingerprintNow: () => Promise<string>,
+  recoverPayload: (options: PendingOptions) => Promise<RecoveryReport | undefined>,
+): Promise<PendingUpdateOutcome | undefined> {
+  const healthCheck = (kind: 'payload' | 'full') => check && (async () => check({ kind, fingerprint: await fingerprintNow() }));
+  // A full install renames a model folder whole (its lock file inside): settled outside the
+  // lock, as the fingerprint's recovery always was; the updater holds its state folder's lock.
+  const report: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
+  await recoverFullInstall(model, { healthCheck: healthCheck('full') }, report);
+  let payload: RecoveryReport | undefined;
+  const st = await stat(model).catch(() => undefined);
+  if (st) {
+    const unlock = await lockModelDir(st.isDirectory() ? model : path.dirname(path.resolve(model)));
+    try {
+      payload = await recoverPayload({ healthCheck: healthCheck('payload') });
+    } finally {
+      await unlock();
+    }
+  }
+  const settled = payload?.pending ?? report.pending;
+  return settled && { ...settled, actions: [...report.actions, ...(payload?.actions ?? [])] };
+}
+
 function mismatch(expected: string, found: string): TargetMismatchError {
   return new TargetMismatchError(`the full package opens as model ${found}, the manifest promises ${expected}: the package and the manifest disagree (a faulty release); nothing was switched, the model is unchanged`, { expected, found });
 }
@@ -139,6 +201,9 @@ async function folderContents(dir: string): Promise<'none' | 'model' | { other: 
 export function tfjsFolderTarget(dir: string): ModelTarget {
   return {
     kind: 'tfjs',
+    async settlePending(check) {
+      return settleOnDisk(dir, check, async () => fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true })).fingerprint, async (options) => ((await exists(path.join(dir, 'model.json'))) ? recoverModelDir(dir, options) : undefined));
+    },
     async fingerprint() {
       await recoverFullInstall(dir);
       const contents = await folderContents(dir);
@@ -234,6 +299,9 @@ async function carryOver(dir: string, incoming: string, packaged: ReadonlySet<st
 export function tfjsModelFileTarget(file: string): ModelTarget {
   return {
     kind: 'tfjs',
+    async settlePending(check) {
+      return settleOnDisk(file, check, async () => fingerprintStore(await getHasher(), await openTfjsModel(file, { lazy: true })).fingerprint, (options) => recoverModelDir(file, options));
+    },
     async fingerprint() {
       if (!(await exists(file))) return undefined;
       try {
@@ -276,6 +344,9 @@ export function tfliteFileTarget(file: string): ModelTarget {
 function modelFileTarget(file: string, kind: 'onnx' | 'tflite', format: WeightsFileFormat): ModelTarget {
   return {
     kind,
+    async settlePending(check) {
+      return settleOnDisk(file, check, () => fileFingerprint(file, format), async (options) => recoverWeightsFile(await realModelPath(file, format), format, options));
+    },
     async fingerprint() {
       await recoverFullInstall(file);
       if (!(await exists(file))) return undefined;
