@@ -74,7 +74,7 @@ export interface PendingSettlement {
  *   has none (nothing is changed).
  */
 export async function settlePendingSwitch(pending: PendingSwitch, options: PendingOptions, report: SettlementReport): Promise<PendingSettlement> {
-  const found = `${pending.what} of ${pending.model} was switched in but never confirmed (interrupted after its switch${pending.awaitsHealthCheck ? ', during its health check' : ''})`;
+  const found = `${pending.what} of ${pending.model} was interrupted after its switch but before it was confirmed`;
   let settlement: PendingSettlement;
   if (options.unconfirmed === 'roll-back') {
     await pending.rollBack();
@@ -90,21 +90,21 @@ export async function settlePendingSwitch(pending: PendingSwitch, options: Pendi
     if (why === undefined) {
       await pending.confirm();
       settlement = { outcome: 'confirmed', healthCheck: 'passed' };
-      report.actions.push(`${found}: its health check passed now: confirmed, the new version stays`);
+      report.actions.push(`${found}: the health check passed now: confirmed, the new version stays`);
     } else {
       await pending.rollBack();
       settlement = { outcome: 'rolled-back', healthCheck: 'failed', why };
-      report.actions.push(`${found}: its health check failed now (${why}): rolled back to the previous version`);
+      report.actions.push(`${found}: the health check failed now (${why}): rolled back to the previous version`);
     }
   } else if (pending.awaitsHealthCheck) {
     throw new PendingUpdateError(
-      `${found}: it runs the new version, which no health check has passed yet, and this command has no health check to finish it with. Nothing was changed: run the command again with the health check (ndiff: --health-check CMD; the library: healthCheck): the update is confirmed if it passes and rolled back if not (--health-check true keeps it, --health-check false rolls it back)`,
+      `${found} (its health check never finished): the model runs the new version, switched in but never confirmed by a health check, and this command has no health check to finish it with. Nothing was changed: run the command again with the health check (ndiff: --health-check CMD; the library: healthCheck): the update is confirmed if it passes and rolled back if not (--health-check true keeps it, --health-check false rolls it back)`,
       { model: pending.model, pending: pending.what },
     );
   } else {
     await pending.rollBack();
     settlement = { outcome: 'rolled-back', healthCheck: 'none' };
-    report.actions.push(`${found}: no health check was to confirm it: rolled back to the previous version`);
+    report.actions.push(`${found}: rolled back to the previous version (no health check was to confirm it)`);
   }
   report.pending = settlement;
   if (settlement.outcome === 'rolled-back') report.rolledBack = true;

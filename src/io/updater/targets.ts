@@ -35,11 +35,11 @@ import { readRecordedDigests, recordModelDirDigests } from '../tfjs/recorded-dig
 import { openTfjsModelDir, referencedFiles } from '../tfjs/index.ts';
 import { openTfjsModel } from '../tfjs/model-file.ts';
 import { lockModelDir } from '../durable/lock.ts';
-import { DEFAULT_STATE_FILE } from '../durable/control-files.ts';
+import { DEFAULT_STATE_FILE, JOURNAL_FILE, modelFilesOf } from '../durable/control-files.ts';
 import { makeDirs, syncDir, writeFileAtomically } from '../durable/durable.ts';
 import { settlePendingSwitch, type PendingOptions } from '../durable/pending-update.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
-import { recoverWeightsFile } from '../durable/weights-file-update.ts';
+import { JOURNAL_SUFFIX as WEIGHTS_JOURNAL_SUFFIX, recoverWeightsFile } from '../durable/weights-file-update.ts';
 import { realModelPath } from '../durable/weights-file.ts';
 import { recoverModelDir } from '../tfjs/folder-update.ts';
 import type { PendingCheck, PendingUpdateOutcome } from '../../updater/target.ts';
@@ -152,6 +152,7 @@ async function settleOnDisk(
   check: PendingCheck | undefined,
   fingerprintNow: () => Promise<string>,
   recoverPayload: (options: PendingOptions) => Promise<RecoveryReport | undefined>,
+  journal: () => Promise<string>,
 ): Promise<PendingUpdateOutcome | undefined> {
   const healthCheck = (kind: 'payload' | 'full') => check && (async () => check({ kind, fingerprint: await fingerprintNow() }));
   // A full install renames a model folder whole (its lock file inside): settled outside the
@@ -160,7 +161,9 @@ async function settleOnDisk(
   await recoverFullInstall(model, { healthCheck: healthCheck('full') }, report);
   let payload: RecoveryReport | undefined;
   const st = await stat(model).catch(() => undefined);
-  if (st) {
+  // Only an update's journal can hold a switch to finish: without one, no lock is taken (an
+  // apply holding it is then met, and reported, by the step that needs it).
+  if (st && (await exists(await journal()))) {
     const unlock = await lockModelDir(st.isDirectory() ? model : path.dirname(path.resolve(model)));
     try {
       payload = await recoverPayload({ healthCheck: healthCheck('payload') });
@@ -202,7 +205,7 @@ export function tfjsFolderTarget(dir: string): ModelTarget {
   return {
     kind: 'tfjs',
     async settlePending(check) {
-      return settleOnDisk(dir, check, async () => fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true })).fingerprint, async (options) => ((await exists(path.join(dir, 'model.json'))) ? recoverModelDir(dir, options) : undefined));
+      return settleOnDisk(dir, check, async () => fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true })).fingerprint, async (options) => ((await exists(path.join(dir, 'model.json'))) ? recoverModelDir(dir, options) : undefined), async () => path.join(dir, JOURNAL_FILE));
     },
     async fingerprint() {
       await recoverFullInstall(dir);
@@ -300,7 +303,7 @@ export function tfjsModelFileTarget(file: string): ModelTarget {
   return {
     kind: 'tfjs',
     async settlePending(check) {
-      return settleOnDisk(file, check, async () => fingerprintStore(await getHasher(), await openTfjsModel(file, { lazy: true })).fingerprint, (options) => recoverModelDir(file, options));
+      return settleOnDisk(file, check, async () => fingerprintStore(await getHasher(), await openTfjsModel(file, { lazy: true })).fingerprint, (options) => recoverModelDir(file, options), async () => path.join(path.dirname(file), modelFilesOf(path.basename(file)).journal));
     },
     async fingerprint() {
       if (!(await exists(file))) return undefined;
@@ -345,7 +348,7 @@ function modelFileTarget(file: string, kind: 'onnx' | 'tflite', format: WeightsF
   return {
     kind,
     async settlePending(check) {
-      return settleOnDisk(file, check, () => fileFingerprint(file, format), async (options) => recoverWeightsFile(await realModelPath(file, format), format, options));
+      return settleOnDisk(file, check, () => fileFingerprint(file, format), async (options) => recoverWeightsFile(await realModelPath(file, format), format, options), async () => (await realModelPath(file, format)) + WEIGHTS_JOURNAL_SUFFIX);
     },
     async fingerprint() {
       await recoverFullInstall(file);
