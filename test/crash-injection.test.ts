@@ -3,13 +3,15 @@
  * child process applying a payload to a model folder (or to a model JSON file sharing its folder
  * with another model) SIGKILLs itself before a chosen file-system operation; the model must then
  * be exactly the old or the new version, the other model untouched, and the same apply run again
- * must finish cleanly.
+ * must finish cleanly. And `ndiff update` killed while its health check runs: the next update
+ * finishes that switch with its own health check or refuses without one (test/crash/health-check.ts).
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { buildFixture, countOperations, killAt, spread, type CrashSummary, type Fixture } from './crash/harness.ts';
 import { buildDeliveryFixture, crashFullInstall, crashReleaseAdd, type DeliveryFixture } from './crash/delivery.ts';
+import { crashDuringHealthCheck } from './crash/health-check.ts';
 
 function explain(s: CrashSummary): string {
   return JSON.stringify([...s.neither, ...s.rerunFailures].slice(0, 5));
@@ -146,5 +148,15 @@ describe('crash injection on the delivery path (quick)', () => {
     assert.deepEqual(r.bad, []);
     assert.equal(r.kills, 12);
     assert.ok(r.sawOld > 0, `old ${r.sawOld}, new ${r.sawNew}`);
+  });
+});
+
+describe('ndiff update killed during its health check (quick; issue 61, finding 1)', () => {
+  test('a .tflite file, an .onnx file and a TF.js folder, each by a structural payload (the full run adds ordinary ones): the next update refuses without a health check, survives a second kill during its own, confirms with a passing one and rolls back with a failing one', { timeout: 300_000 }, async () => {
+    const r = await crashDuringHealthCheck({ structural: [true] });
+    assert.deepEqual(r.bad, []);
+    assert.deepEqual(r.cases, ['tflite-structural', 'onnx-structural', 'tfjs-structural']);
+    assert.equal(r.kills, 6);
+    assert.deepEqual([r.refused, r.confirmed, r.rolledBack], [3, 3, 3]);
   });
 });

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { crashStates, classify, imageAfter, type FolderImage, type FsOp } from './power-loss/fs-model.ts';
 import { buildScenarios, checkState, harnessRoot, recordApply, runScenario, type PowerLossScenario, type ScenarioSummary } from './power-loss/harness.ts';
 import type { FileOps } from '../src/io/durable/durable.ts';
+import { checkCutDuringHealthCheck } from './power-loss/health-check-cut.ts';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (image: FolderImage, name: string) => {
@@ -209,6 +210,36 @@ describe('power loss during a structural rebuild (quick: a sample of the crash s
       assert.deepEqual({ before: v.before, after: v.after, torn: v.torn }, { before: 'new', after: 'new', torn: [] });
       assert.deepEqual(v.leftovers, [], `${name}: recovery left the kept previous file`);
       assert.equal(v.rerun, 'ok');
+    }
+  });
+});
+
+describe('a power cut during the health check (issue 61, finding 1)', () => {
+  let root: string;
+  let scenarios: PowerLossScenario[];
+  before(async () => {
+    root = await harnessRoot();
+    scenarios = await buildScenarios(root);
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test('a TF.js folder (value update, shared-folder model file, structural rebuild), an ONNX file and a LiteRT file: the next update without a health check refuses, the folder as the cut left it; with one it confirms (new version) or rolls back (old), nothing left', { timeout: 300_000 }, async () => {
+    // The first of each kind: the spread value update, kws.json in a shared folder, the first structural rebuild of each format.
+    const chosen = [
+      scenarios.find((s) => s.oldTensors && !s.modelFile && !s.healthFails),
+      scenarios.find((s) => s.oldTensors && s.modelFile),
+      ...(['tfjs', 'onnx', 'tflite'] as const).map((f) => scenarios.find((s) => s.oldFiles && !s.healthFails && (s.weightsFile?.format ?? 'tfjs') === f)),
+    ] as PowerLossScenario[];
+    assert.equal(chosen.filter(Boolean).length, 5);
+    for (const s of chosen) {
+      const r = await checkCutDuringHealthCheck(s, root);
+      assert.deepEqual(r.problems, [], r.name);
+      assert.ok(r.states > 0, `${r.name}: no state at the cut`);
+      assert.equal(r.refused, r.states, r.name);
+      assert.equal(r.confirmed, r.states, r.name);
+      assert.equal(r.rolledBack, r.states, r.name);
     }
   });
 });

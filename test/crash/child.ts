@@ -9,6 +9,8 @@
  *   NDIFF_CRASH_LOG=FILE  on a normal exit, write the operations performed, one per line
  *   argv[2]               JSON: {"mode": "cli" | "lib", "dir", "payload", "state"?, "health"?: "pass" | "fail", "shardBytes"?, "publicKey"?}
  *                         or {"mode": "install", "dir", "payload": package folder, "fingerprint"}, {"mode": "release-add", "dir": release folder, "payload": model, "key"}
+ *                         or {"mode": "update", "dir": model, "payload": release URL, "publicKey", "health": "kill"}: `ndiff update`'s
+ *                         updateModel, whose health check SIGKILLs the process (test/crash/health-check.ts)
  *
  * The hooks wrap node:fs/promises (module.syncBuiltinESMExports makes the ESM bindings see the
  * wrappers) and the FileHandle prototype; the code under test is unchanged.
@@ -88,9 +90,16 @@ process.on('exit', () => {
   if (process.env.NDIFF_CRASH_LOG) writeFileSync(process.env.NDIFF_CRASH_LOG, log.join('\n') + '\n');
 });
 
-const job = JSON.parse(process.argv[2]) as { mode: 'cli' | 'lib' | 'install' | 'release-add'; dir: string; payload: string; state?: string; health?: 'pass' | 'fail'; shardBytes?: number; publicKey?: string; fingerprint?: string; key?: string };
+const job = JSON.parse(process.argv[2]) as { mode: 'cli' | 'lib' | 'install' | 'release-add' | 'update'; dir: string; payload: string; state?: string; health?: 'pass' | 'fail' | 'kill'; shardBytes?: number; publicKey?: string; fingerprint?: string; key?: string };
 const quiet = { out: () => {}, err: (l: string) => process.stderr.write(l + '\n'), progress: () => {} };
-if (job.mode === 'install') {
+if (job.mode === 'update') {
+  // `ndiff update` of the model `dir` from the release at the URL `payload`, killed while its health check runs.
+  const { updateModel } = await import('../../src/io/updater/node-updater.ts');
+  const { readFile } = await import('node:fs/promises');
+  const r = await updateModel({ model: job.dir, modelId: 'm', urls: [job.payload], trustedKeys: [await readFile(job.publicKey as string, 'utf8')], healthCheck: () => (job.health === 'kill' ? die() : job.health !== 'fail') });
+  process.stderr.write(`${JSON.stringify(r)}\n`);
+  process.exitCode = r.status === 'failed' ? 1 : 0;
+} else if (job.mode === 'install') {
   // `ndiff update`'s full install (test/crash/delivery.ts): the package is the folder `payload`.
   const { tfjsFolderTarget } = await import('../../src/io/updater/targets.ts');
   const { readdir, readFile } = await import('node:fs/promises');

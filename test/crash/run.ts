@@ -10,7 +10,8 @@
  * follows; then every kill point of `ndiff update`'s full install and of `ndiff release add`
  * (test/crash/delivery.ts), and of structural applies (format v7) rebuilding ONNX and LiteRT files
  * and ONNX models whose data files are added, dropped or renamed, plain and with the interrupted
- * write torn (test/crash/rebuild.ts). Exit 0 only if after every kill the folder held exactly the old or the new version
+ * write torn (test/crash/rebuild.ts); then `ndiff update` of a .tflite, an .onnx and a TF.js model
+ * killed while its health check runs, and the next update's behaviour (test/crash/health-check.ts). Exit 0 only if after every kill the folder held exactly the old or the new version
  * and the re-run finished cleanly.
  */
 import { rm, writeFile } from 'node:fs/promises';
@@ -19,6 +20,7 @@ import { runPowerLoss } from '../power-loss/run.ts';
 import { crashOnnx } from './onnx.ts';
 import { crashRebuild } from './rebuild.ts';
 import { buildDeliveryFixture, crashFullInstall, crashReleaseAdd } from './delivery.ts';
+import { crashDuringHealthCheck } from './health-check.ts';
 
 if (process.argv.includes('--power-loss')) {
   process.exitCode = await runPowerLoss(process.argv);
@@ -73,7 +75,10 @@ async function runKills(): Promise<void> {
         }
       }
     }
-    const onnxBad = [...onnx.bad, ...(onnxBig?.bad ?? []), ...install.bad, ...add.bad, ...rebuildBad];
+    // `ndiff update` killed during its health check (test/crash/health-check.ts): every format, ordinary and structural releases.
+    const health = await crashDuringHealthCheck();
+    console.log(`ndiff update killed during its health check: ${health.cases.length} cases (${health.cases.join(', ')}), ${health.kills} kills -> the next update without a health check refused ${health.refused}, confirmed with a passing one ${health.confirmed}, rolled back with a failing one ${health.rolledBack}; bad ${health.bad.length}`);
+    const onnxBad = [...onnx.bad, ...(onnxBig?.bad ?? []), ...install.bad, ...add.bad, ...rebuildBad, ...health.bad];
     for (const b of onnxBad.slice(0, 20)) console.log(`  FAIL ${b}`);
 
     const all = merge(parts.map((p) => p.summary));

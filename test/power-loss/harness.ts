@@ -88,6 +88,8 @@ export interface PowerLossScenario {
   weightsFile?: WeightsFileTarget;
   /** The health check of the recorded apply rejects the update (it ends at the old version). */
   healthFails?: boolean;
+  /** The recorded apply has a health check, and it passes (a cut while it runs leaves the switch unconfirmed). */
+  healthPasses?: boolean;
   /** A model JSON file sharing the folder with other models (undefined: the folder's model.json). */
   modelFile?: string;
   /** The other models' files in the folder, which every state must hold byte for byte. */
@@ -110,7 +112,7 @@ const WEIGHTS_FILES = {
 } as const;
 
 /** The path an apply is given: the folder, the model JSON file in it, or the model file. */
-function modelPath(dir: string, s: PowerLossScenario): string {
+export function modelPath(dir: string, s: PowerLossScenario): string {
   if (s.weightsFile) return path.join(dir, s.weightsFile.name);
   return s.modelFile ? path.join(dir, s.modelFile) : dir;
 }
@@ -367,7 +369,7 @@ export async function recordApply(s: PowerLossScenario, root: string, mutate?: (
   await materialize(s.initial, dir);
   const log = await recordRun(s, dir, s.initial, async (ops) => {
     try {
-      await applyOnce(dir, s, { fileOps: ops, ...(s.healthFails ? { healthCheck: () => false } : {}) });
+      await applyOnce(dir, s, { fileOps: ops, ...(s.healthFails ? { healthCheck: () => false } : s.healthPasses ? { healthCheck: () => true } : {}) });
       if (s.healthFails) throw new Error(`${s.name}: the recorded apply was expected to fail its health check`);
     } catch (e) {
       if (!(s.healthFails && (e as { code?: string }).code === 'ND_HEALTH_CHECK')) throw e;
@@ -451,7 +453,7 @@ async function filesSee(dir: string, s: PowerLossScenario, oldFiles: Map<string,
 }
 
 /** Files beyond the model file, its shards, the state file, the recorded digests, the model id file and the other models' files. */
-async function leftovers(dir: string, s: PowerLossScenario): Promise<string[]> {
+export async function leftovers(dir: string, s: PowerLossScenario): Promise<string[]> {
   let keep: Set<string>;
   try {
     keep = new Set([...(await referencedFiles(dir, s.modelFile)), ...settled(s)]);
@@ -521,13 +523,17 @@ export interface StateVerdict {
 
 /**
  * The recovery the next `ndiff apply` runs first: take the folder's lock, recoverModelDir (or
- * recoverOnnxFile / recoverTfliteFile for a model file), release.
+ * recoverOnnxFile / recoverTfliteFile for a model file), release. When the recorded apply had a
+ * health check, the next apply runs the same one (a switch it left unconfirmed is finished by it:
+ * src/io/durable/pending-update.ts; without one it would be refused, which
+ * test/power-loss/health-check-cut.ts checks).
  */
 async function recover(dir: string, s: PowerLossScenario, fileOps?: FileOps): Promise<void> {
   const unlock = await lockModelDir(dir, { fileOps });
+  const healthCheck = s.healthFails ? () => false : s.healthPasses ? () => true : undefined;
   try {
-    if (s.weightsFile) await WEIGHTS_FILES[s.weightsFile.format].recover(modelPath(dir, s));
-    else await recoverModelDir(modelPath(dir, s), { fileOps });
+    if (s.weightsFile) await WEIGHTS_FILES[s.weightsFile.format].recover(modelPath(dir, s), { healthCheck });
+    else await recoverModelDir(modelPath(dir, s), { fileOps, healthCheck });
   } finally {
     await unlock();
   }
