@@ -32,12 +32,14 @@ export { OnnxFilesStore, onnxFileOrder, ONNX_FILES_REBUILD } from './io/onnx/fil
 export { TfliteWeightStore, TFLITE_FRAME, scanTfliteModel, type TfliteTensorEntry, type TfliteStoreOptions } from './io/tflite/store.ts';
 export { WeightsFileStore, openWeightsFile, type WeightsFileFormat, type WeightsFileContents, type ExternalPatch, type ExternalSource } from './io/durable/weights-file.ts';
 export { applyToWeightsFile, recoverWeightsFile } from './io/durable/weights-file-update.ts';
+export { settlePendingSwitch, type PendingOptions, type PendingHealthCheck, type PendingSettlement, type PendingSwitch } from './io/durable/pending-update.ts';
 export { ONNX_FILE } from './io/onnx/files.ts';
 export type { TfliteScan, TfliteScanOptions, TfliteTensorRecord, TfliteQuantization } from './io/tflite/schema.ts';
 export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } from './io/updater/node-updater.ts';
 export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, tfliteFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
 export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';
 export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from './updater/updater.ts';
+export type { PendingUpdateOutcome, PendingCheck } from './updater/target.ts';
 // Types named in the signatures above, so callers can name them too.
 export type { TfjsTensorEntry, PassthroughEntry, BeforeSwitchHook, BeforeWriteHook } from './io/tfjs/options.ts';
 export type { ModelState } from './io/durable/sequence-file.ts';

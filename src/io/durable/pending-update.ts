@@ -74,7 +74,7 @@ export interface PendingSettlement {
  *   has none (nothing is changed).
  */
 export async function settlePendingSwitch(pending: PendingSwitch, options: PendingOptions, report: SettlementReport): Promise<PendingSettlement> {
-  const found = `${pending.what} of ${pending.model} was interrupted after its switch but before it was confirmed`;
+  const found = `${pending.what} was interrupted after its switch but before it was confirmed`;
   let settlement: PendingSettlement;
   if (options.unconfirmed === 'roll-back') {
     await pending.rollBack();
@@ -98,7 +98,7 @@ export async function settlePendingSwitch(pending: PendingSwitch, options: Pendi
     }
   } else if (pending.awaitsHealthCheck) {
     throw new PendingUpdateError(
-      `${found} (its health check never finished): the model runs the new version, switched in but never confirmed by a health check, and this command has no health check to finish it with. Nothing was changed: run the command again with the health check (ndiff: --health-check CMD; the library: healthCheck): the update is confirmed if it passes and rolled back if not (--health-check true keeps it, --health-check false rolls it back)`,
+      `${pending.model}: ${found} (its health check never finished): the model runs the new version, switched in but never confirmed by a health check, and this command has no health check to finish it with. Nothing was changed: run the command again with the health check (ndiff: --health-check CMD; the library: healthCheck): the update is confirmed if it passes and rolled back if not (--health-check true keeps it, --health-check false rolls it back)`,
       { model: pending.model, pending: pending.what },
     );
   } else {
