@@ -18,7 +18,7 @@ import { rebuildModelFiles } from '../src/apply/rebuild.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
-import { HealthCheckError, PayloadFormatError, TargetMismatchError, UnsupportedVersionError } from '../src/core/errors.ts';
+import { HealthCheckError, PayloadFormatError, PendingUpdateError, TargetMismatchError, UnsupportedVersionError } from '../src/core/errors.ts';
 import { readMsgpack } from '../src/core/msgpack-read.ts';
 import { concatModelFiles, type ModelFile } from '../src/core/model-files.ts';
 import { TfjsFilesStore } from '../src/io/tfjs/files-store.ts';
@@ -540,7 +540,9 @@ describe('structural payload for an ONNX model with external data files', async 
       await assert.rejects(rebuildOnnxFile(file, payload, { state: null, healthCheck: async () => { await cp(live, frozen, { recursive: true }); return false; } }), HealthCheckError);
       const left = (await readdir(frozen)).sort();
       assert.ok(left.includes('net.onnx.ndiff-update.json') && left.includes('net.onnx.ndiff-prev') && left.includes('weights.bin.ndiff-prev'), left.join(', '));
-      assert.equal((await recoverOnnxFile(path.join(frozen, 'net.onnx'))).rolledBack, true);
+      // The update awaited a health check: without one the next command refuses, untouched; with its (failing) check, rolled back.
+      await assert.rejects(recoverOnnxFile(path.join(frozen, 'net.onnx')), PendingUpdateError);
+      assert.equal((await recoverOnnxFile(path.join(frozen, 'net.onnx'), { healthCheck: () => false })).rolledBack, true);
       // (the copy holds the live apply's lock too, which is no part of the model)
       const recovered = await snapshot(frozen);
       for (const k of recovered.keys()) if (k.startsWith('.ndiff-apply.lock')) recovered.delete(k);

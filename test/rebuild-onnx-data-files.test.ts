@@ -13,7 +13,7 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } f
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { getHasher } from '../src/core/hasher.ts';
-import { HealthCheckError, ModelFormatError, UsageError } from '../src/core/errors.ts';
+import { HealthCheckError, ModelFormatError, PendingUpdateError, UsageError } from '../src/core/errors.ts';
 import { structuralDiffFiles } from '../src/diff/structural.ts';
 import { rebuildOnnxFile, recoverOnnxFile } from '../src/io/onnx/files.ts';
 import { onnxFileTarget } from '../src/io/updater/targets.ts';
@@ -128,8 +128,13 @@ for (const change of ['added', 'dropped', 'renamed'] as const) {
       assert.equal(journal.version, 2);
       assert.deepEqual(journal.created, DATA_FILES[change].target.filter((p) => !DATA_FILES[change].base.includes(p)));
       assert.deepEqual(journal.removed, DATA_FILES[change].base.filter((p) => !DATA_FILES[change].target.includes(p)));
-      const report = await recoverOnnxFile(path.join(frozen, 'model.onnx'));
+      // The rebuild awaited a health check: without one the next command refuses, the files as the cut left them.
+      const cut = await snapshot(frozen);
+      await assert.rejects(recoverOnnxFile(path.join(frozen, 'model.onnx')), PendingUpdateError);
+      assert.deepEqual(await snapshot(frozen), cut);
+      const report = await recoverOnnxFile(path.join(frozen, 'model.onnx'), { healthCheck: () => false });
       assert.equal(report.rolledBack, true);
+      assert.equal(report.pending?.outcome, 'rolled-back');
       assert.deepEqual(contents(await snapshot(frozen)), expected(baseFiles), 'recovery leaves exactly the old files');
       // The same rebuild then ends at the target there.
       assert.equal((await rebuildOnnxFile(path.join(frozen, 'model.onnx'), payload)).status, 'applied');

@@ -319,7 +319,11 @@ describe('a crash during a file rebuild', () => {
       const left = (await readdir(frozen)).sort();
       assert.ok(left.includes('m.onnx.ndiff-update.json') && left.includes('m.onnx.ndiff-prev'), left.join(', '));
       assert.ok(equalBytes(new Uint8Array(await readFile(path.join(frozen, 'm.onnx'))), target), 'switched: the new file is in place');
-      const report = await recoverOnnxFile(path.join(frozen, 'm.onnx'));
+      // The rebuild awaited a health check: without one the next command refuses, untouched; with a failing one, rolled back.
+      const { PendingUpdateError } = await import('../src/core/errors.ts');
+      await assert.rejects(recoverOnnxFile(path.join(frozen, 'm.onnx')), PendingUpdateError);
+      assert.ok(equalBytes(new Uint8Array(await readFile(path.join(frozen, 'm.onnx'))), target), 'refused: still the switched-in file');
+      const report = await recoverOnnxFile(path.join(frozen, 'm.onnx'), { healthCheck: () => false });
       assert.equal(report.rolledBack, true);
       assert.ok(equalBytes(new Uint8Array(await readFile(path.join(frozen, 'm.onnx'))), base), 'rolled back to the base, byte for byte');
       assert.deepEqual((await readdir(frozen)).filter((f) => /ndiff-(prev|update)|\.tmp-/.test(f)), []);
