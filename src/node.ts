@@ -32,7 +32,7 @@ export { OnnxFilesStore, onnxFileOrder, ONNX_FILES_REBUILD } from './io/onnx/fil
 export { TfliteWeightStore, TFLITE_FRAME, scanTfliteModel, type TfliteTensorEntry, type TfliteStoreOptions } from './io/tflite/store.ts';
 export { WeightsFileStore, openWeightsFile, type WeightsFileFormat, type WeightsFileContents, type ExternalPatch, type ExternalSource } from './io/durable/weights-file.ts';
 export { applyToWeightsFile, recoverWeightsFile } from './io/durable/weights-file-update.ts';
-export { settlePendingSwitch, type PendingOptions, type PendingHealthCheck, type PendingSettlement, type PendingSwitch } from './io/durable/pending-update.ts';
+export type { PendingOptions, PendingHealthCheck, PendingSettlement } from './io/durable/pending-update.ts';
 export { ONNX_FILE } from './io/onnx/files.ts';
 export type { TfliteScan, TfliteScanOptions, TfliteTensorRecord, TfliteQuantization } from './io/tflite/schema.ts';
 export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } from './io/updater/node-updater.ts';
