@@ -142,10 +142,11 @@ async function switchAndCheck(model: string, options: TargetInstallOptions, keep
 }
 
 /**
- * {@link ModelTarget.settlePending} for a model on disk, under its folder's lock: an unconfirmed
- * full install, then an unconfirmed payload (`recoverPayload`, with the health check or none),
- * finished the one way (src/io/durable/pending-update.ts). `fingerprintNow` reads the version in
- * place for the health check's `fingerprint`.
+ * {@link ModelTarget.settlePending} for a model on disk: an unconfirmed full install, then (under
+ * the model's lock, when an update journal is there) an unconfirmed payload (`recoverPayload`, with
+ * the health check or none), each finished the one way (src/io/durable/pending-update.ts).
+ * `fingerprintNow` reads the version in place for the health check's `fingerprint`; `journal`
+ * names the update journal to look for.
  */
 async function settleOnDisk(
   model: string,
