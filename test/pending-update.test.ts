@@ -126,6 +126,12 @@ describe('an update left unconfirmed by a kill during its health check (issue 61
         const deviceB = join(work, name, 'b', format === 'tfjs' ? 'model' : file);
         const fromB = ['--model', deviceB, '--from', `${server.url}${name}/`, '--public-key', pub, '--model-id', 'm'];
 
+        // A check (changes nothing) says an update waits to be finished.
+        const check = await run('update', ...from, '--check');
+        assert.equal(check.code, 0, check.err);
+        assert.match(check.out, /switched in was never confirmed/);
+        assert.equal(await fingerprintOf(device, format), fp2);
+        assert.deepEqual(await leftovers(device, format), kept);
         // Without a health check: refused, nothing changed (never "up to date" over it).
         const plain = await run('update', ...from, '--json');
         assert.equal(plain.code, 5, plain.out + plain.err);

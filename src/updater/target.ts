@@ -82,6 +82,8 @@ export interface ModelTarget {
    * Targets whose model lives in memory have nothing to finish and leave it out.
    */
   settlePending?(healthCheck: PendingCheck | undefined): Promise<PendingUpdateOutcome | undefined>;
+  /** Whether an earlier run left an update to finish (its journal, or a full install's kept model), read only: for a check that changes nothing. */
+  hasPending?(): Promise<boolean>;
   /** Apply one verified payload, crash-safely, recording its sequence in `sequenceStore`. */
   applyPayload(bytes: Uint8Array, options: TargetApplyOptions): Promise<void>;
   /** Replace the model with a full package, crash-safely (the previous one kept until the health check passes). */

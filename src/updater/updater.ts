@@ -121,6 +121,8 @@ export interface UpdateCheck {
   latest: number;
   fingerprint?: string;
   plan: UpdatePlan | null;
+  /** True when an earlier run left an update unfinished (killed after its switch): the next update finishes it first, with its health check (see {@link UpdateResult.pendingUpdate}). */
+  pendingUpdate?: boolean;
 }
 
 const errorOf = (e: unknown) => ({ code: e instanceof NeuralDiffError ? e.code : 'ND_INTERNAL', message: (e as Error)?.message ?? String(e) });
@@ -181,7 +183,8 @@ export class Updater {
     const fingerprint = await this.options.target.fingerprint();
     const failed = new Set(record.failed);
     const m = release.manifest;
-    return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: failed.has(packageKey(versionOf(m, m.latest))), noStructural: !rebuilds(this.options.target) }) };
+    const pendingUpdate = (await this.options.target.hasPending?.()) === true;
+    return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: failed.has(packageKey(versionOf(m, m.latest))), noStructural: !rebuilds(this.options.target) }), ...(pendingUpdate ? { pendingUpdate } : {}) };
   }
 
   /**

@@ -205,6 +205,9 @@ async function folderContents(dir: string): Promise<'none' | 'model' | { other: 
 export function tfjsFolderTarget(dir: string): ModelTarget {
   return {
     kind: 'tfjs',
+    async hasPending() {
+      return (await exists(dir + PREVIOUS_SUFFIX)) || exists(path.join(dir, JOURNAL_FILE));
+    },
     async settlePending(check) {
       return settleOnDisk(dir, check, async () => fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true })).fingerprint, async (options) => ((await exists(path.join(dir, 'model.json'))) ? recoverModelDir(dir, options) : undefined), async () => path.join(dir, JOURNAL_FILE));
     },
@@ -303,6 +306,9 @@ async function carryOver(dir: string, incoming: string, packaged: ReadonlySet<st
 export function tfjsModelFileTarget(file: string): ModelTarget {
   return {
     kind: 'tfjs',
+    async hasPending() {
+      return exists(path.join(path.dirname(file), modelFilesOf(path.basename(file)).journal));
+    },
     async settlePending(check) {
       return settleOnDisk(file, check, async () => fingerprintStore(await getHasher(), await openTfjsModel(file, { lazy: true })).fingerprint, (options) => recoverModelDir(file, options), async () => path.join(path.dirname(file), modelFilesOf(path.basename(file)).journal));
     },
@@ -348,6 +354,9 @@ export function tfliteFileTarget(file: string): ModelTarget {
 function modelFileTarget(file: string, kind: 'onnx' | 'tflite', format: WeightsFileFormat): ModelTarget {
   return {
     kind,
+    async hasPending() {
+      return (await exists(file + PREVIOUS_SUFFIX)) || ((await exists(file)) && exists((await realModelPath(file, format)) + WEIGHTS_JOURNAL_SUFFIX));
+    },
     async settlePending(check) {
       return settleOnDisk(file, check, () => fileFingerprint(file, format), async (options) => recoverWeightsFile(await realModelPath(file, format), format, options), async () => (await realModelPath(file, format)) + WEIGHTS_JOURNAL_SUFFIX);
     },
