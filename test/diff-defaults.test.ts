@@ -109,18 +109,6 @@ describe('ndiff diff: the default method and the estimate from the weights', () 
     assert.match(d.err, /the default: top-k leaves [\d.]+% of the change's squared size out, lowbit [\d.]+%: top-k written/);
   });
 
-  test('ndiff train --teacher without --method says, before any work, that lowbit measured closest toward a teacher', async () => {
-    const stderr: string[] = [];
-    const io: CliIO = { out: () => {}, err: (l) => stderr.push(l), progress: (l) => stderr.push(l) };
-    const args = ['train', '--model-id', 'm', '--base', folders['finetuned-v1'], '--teacher', folders['finetuned-v2'], '--train', join(dir, 'no-such-inputs'), '--budget', '5%', '--out', join(dir, 'trained.ndiff')];
-    // These folders hold weights, not a model tfjs can train: the run stops, after the note.
-    assert.notEqual(await main(args, io), 0, stderr.join('\n'));
-    assert.match(stderr.join('\n'), /method sparse \(the default\); toward a teacher, lowbit measured closest .*add --method lowbit, or --method auto/);
-    stderr.length = 0;
-    await main([...args, '--method', 'sparse'], io);
-    assert.doesNotMatch(stderr.join('\n'), /the default/);
-  });
-
   test('--codec and --budget all keep top-k (a top-k codec, every change exactly) without --method', async () => {
     const c = await diff('finetuned', '10%', 'codec.ndiff', '--codec', 'i8');
     assert.equal(c.code, 0, c.err);

@@ -50,6 +50,59 @@ export interface TrainArgs {
   temperature: number;
   sparseStart: 'auto' | 'zero' | 'teacher';
   sparseShare?: number;
+  /** Set by runTrain when --method was not given: the default taken and why (the runners may revise it, see {@link settleDefaultMethod}). */
+  methodDefault?: MethodDefault;
+}
+
+/** The method `ndiff train` took without `--method`, and why (`methodDefault` in `--json` and `--metrics-out`). */
+export interface MethodDefault {
+  method: TrainMethod;
+  why: string;
+}
+
+/**
+ * The default without `--method`: toward a teacher, distilled lowbit, which the measured tables
+ * put first at 1, 5 and 10% (docs/BENCHMARKS.md: the keyword teacher chains, Silero v5 -> v6);
+ * with labels only, sparse, which the label tables measured. A runner revises a lowbit default
+ * once it has read the teacher ({@link settleDefaultMethod}).
+ */
+export function defaultMethod(teacher: boolean): MethodDefault {
+  return teacher
+    ? { method: 'lowbit', why: 'toward a teacher, distilled lowbit measured closest in docs/BENCHMARKS.md (the keyword teacher chains, agreement on held-out voices: 81-96% at 1%, 96-99.5% at 5%, 98.6-99.6% at 10%; Silero v5 -> v6 at 10%: 99.1-99.5% of frames)' }
+    : { method: 'sparse', why: 'with labels and no teacher, the learned sparse diff is what the label tables in docs/BENCHMARKS.md measured' };
+}
+
+/** A weight as a store lists it: what {@link settleDefaultMethod} compares. */
+interface ListedWeight {
+  name: string;
+  shape: readonly number[];
+  patchable?: boolean;
+}
+
+/**
+ * The method a run takes, once the model it trains on (`trained`: the base, or the model a
+ * structural payload rebuilds first) and the teacher's weights are read. A lowbit default stays
+ * when the teacher holds every patchable weight of `trained` by name and shape (lowbit compresses
+ * teacher − base); otherwise (a teacher in another format whose weights are named otherwise)
+ * sparse, which needs only the same inputs and outputs, and the line says why. An explicit
+ * `--method` is kept as it is. The progress line says what was chosen before any training.
+ */
+export function settleDefaultMethod<A extends TrainArgs>(a: A, trained: readonly ListedWeight[], teacher: readonly ListedWeight[] | undefined, progress: (line: string) => void): A {
+  if (!a.methodDefault) return a;
+  let chosen = a.methodDefault;
+  if (chosen.method === 'lowbit' && teacher) {
+    const have = new Map(teacher.map((w) => [w.name, w.shape] as const));
+    const missing = trained.find((w) => {
+      if (w.patchable === false) return false;
+      const s = have.get(w.name);
+      return !s || s.length !== w.shape.length || s.some((d, i) => d !== w.shape[i]);
+    });
+    if (missing) {
+      chosen = { method: 'sparse', why: `lowbit, which measured closest toward a teacher, compresses teacher − base, but the teacher ${have.has(missing.name) ? `holds ${missing.name} in another shape` : `has no weight ${missing.name}`} (a teacher in another format names its weights otherwise); sparse needs only the same inputs and outputs` };
+    }
+  }
+  progress(`method ${chosen.method} (the default: ${chosen.why}); pass --method to choose another, or --method auto to train each candidate and keep the best on validation`);
+  return { ...a, method: chosen.method, methodDefault: chosen };
 }
 
 /** The options of `ndiff train` only graph programs (ONNX files, TF.js graph models) take. */

@@ -18,7 +18,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
 import { exampleCount, loadFolder, type InputFile } from '../data-folders.ts';
-import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { artifactsOf, samePorts, keptTrainable, readFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './train-structural.ts';
 import { TfjsFilesStore } from '../../src/io/tfjs/files-store.ts';
 import type { WeightStore } from '../../src/core/weight-store.ts';
@@ -89,7 +89,9 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
     io.progress(`the teacher's structure differs from the base's (${plan.reason.split(':')[0]}): training the ${plan.kept.length} weights it keeps from the base on the graph a structural payload rebuilds first (the teacher's graph, its new tensors whole)`);
   }
   // What shipping the teacher whole would cost: a report sets the payloads beside it.
-  const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModel(a.teacher)) : undefined;
+  const teacherStore = a.teacher ? await openTfjsModel(a.teacher) : undefined;
+  const teacherBytes = teacherStore ? storedModelBytes(teacherStore) : undefined;
+  a = settleDefaultMethod(a, store.list(), teacherStore?.list(), (l) => io.progress(l));
   const inputs = inputFiles(model.inputs);
   const train = loadFolder(a.train, inputs, '--train', false);
   const val = a.val ? loadFolder(a.val, inputs, '--val', false).data : undefined;
@@ -117,7 +119,7 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
     const modelOutFingerprint = !a.modelOut ? undefined : plan && built ? await writeRebuiltFolder(a.base, baseFiles, a.modelOut, outBytes) : await writeUpdatedModel(a.base, a.modelOut, res.bytes);
     if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
     const metrics = {
-      kind: 'ndiff-train-metrics', format: 'tfjs-graph', ...methodMetrics(a.method, res.auto), modelId, sequence: a.sequence, budgetBytes,
+      kind: 'ndiff-train-metrics', format: 'tfjs-graph', ...methodMetrics(a.method, res.auto), ...(a.methodDefault ? { methodDefault: a.methodDefault } : {}), modelId, sequence: a.sequence, budgetBytes,
       budgetRequested: a.method === 'full' ? null : a.budget, bytes: outBytes.length, modelBytes: total,
       ...(plan && built ? { structural: structuralMetrics(plan, built) } : {}),
       accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null,

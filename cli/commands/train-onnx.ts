@@ -15,7 +15,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
 import { checkOutputPath, readPayloadFile, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { autoChoiceLine, methodMetrics, programTrainOptions, teacherEvalLine, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
 
 
@@ -43,7 +43,8 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   const teacherModel = a.teacher ? await readOnnxModel(a.teacher, '--teacher') : undefined;
   const teacher = teacherModel?.bytes;
   // A teacher of another structure: learn on the file the structural payload rebuilds first.
-  const plan = teacherModel ? structuralTeacher('onnx', { bytes, store: new OnnxWeightStore(bytes, { source: a.base, external: base.external }), external: base.external.size > 0 }, { bytes: teacherModel.bytes, store: new OnnxWeightStore(teacherModel.bytes, { source: a.teacher, external: teacherModel.external }), external: teacherModel.external.size > 0, file: a.teacher as string }) : undefined;
+  const teacherStore = teacherModel ? new OnnxWeightStore(teacherModel.bytes, { source: a.teacher, external: teacherModel.external }) : undefined;
+  const plan = teacherModel && teacherStore ? structuralTeacher('onnx', { bytes, store: new OnnxWeightStore(bytes, { source: a.base, external: base.external }), external: base.external.size > 0 }, { bytes: teacherModel.bytes, store: teacherStore, external: teacherModel.external.size > 0, file: a.teacher as string }) : undefined;
   if (plan && a.alsoConsider.length) throw new UsageError('--also-consider compares payloads on the base\'s structure; the teacher has another, so this training writes a structural payload: leave --also-consider out');
   const trainBytes = plan ? plan.intermediate : bytes;
   const state = parseStatePairs(a.state);
@@ -53,6 +54,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', state.length > 0).data : undefined;
   const replay = a.replay ? loadFolder(a.replay, inputs, '--replay', state.length > 0).data : undefined;
   const store = new OnnxWeightStore(trainBytes, { source: a.base, external: base.external });
+  a = settleDefaultMethod(a, store.list(), teacherStore?.list(), (l) => io.progress(l));
   // Payloads of the same update (a smaller budget, an earlier run) compete on validation with this run's result.
   const competitors = [];
   for (const file of a.alsoConsider) {
@@ -106,7 +108,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     io.out(`wrote the updated model to ${a.modelOut}`);
   }
   const metrics = {
-    kind: 'ndiff-train-metrics', format: 'onnx', ...methodMetrics(a.method, res.auto), modelId, sequence: a.sequence, budgetBytes,
+    kind: 'ndiff-train-metrics', format: 'onnx', ...methodMetrics(a.method, res.auto), ...(a.methodDefault ? { methodDefault: a.methodDefault } : {}), modelId, sequence: a.sequence, budgetBytes,
     // The budget as asked (`1%`), so a report labels it so rather than as the bytes' 0.9996%.
     budgetRequested: a.method === 'full' ? null : a.budget, bytes: outBytes.length, modelBytes: total,
     ...(plan && wrapped ? { structural: structuralMetrics(plan, wrapped.built) } : {}),

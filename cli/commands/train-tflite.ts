@@ -13,7 +13,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from '../data-folders.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
 
 /** `ndiff train` on a LiteRT base. */
@@ -36,13 +36,15 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   const bytes = await readTfliteModel(a.base, '--base');
   const teacher = a.teacher ? await readTfliteModel(a.teacher, '--teacher') : undefined;
   // A teacher of another structure: learn on the file the structural payload rebuilds first.
-  const plan = teacher ? structuralTeacher('tflite', { bytes, store: new TfliteWeightStore(bytes, { source: a.base }) }, { bytes: teacher, store: new TfliteWeightStore(teacher, { source: a.teacher }), file: a.teacher as string }) : undefined;
+  const teacherStore = teacher ? new TfliteWeightStore(teacher, { source: a.teacher }) : undefined;
+  const plan = teacher && teacherStore ? structuralTeacher('tflite', { bytes, store: new TfliteWeightStore(bytes, { source: a.base }) }, { bytes: teacher, store: teacherStore, file: a.teacher as string }) : undefined;
   const trainBytes = plan ? plan.intermediate : bytes;
   const inputs = tfliteInputFiles(trainBytes, a.base);
   const train = loadFolder(a.train, inputs, '--train', false);
   const val = a.val ? loadFolder(a.val, inputs, '--val', false).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', false).data : undefined;
   const store = new TfliteWeightStore(trainBytes, { source: a.base });
+  a = settleDefaultMethod(a, store.list(), teacherStore?.list(), (l) => io.progress(l));
   const total = store.storedWeightBytes();
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const backend = await initBackend(a.backend);
@@ -68,7 +70,7 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   const modelOutFingerprint = !a.modelOut ? undefined : wrapped ? wrapped.built.header.targetFingerprint : await writeUpdatedModel(a.base, a.modelOut, res.bytes);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
   const metrics = {
-    kind: 'ndiff-train-metrics', format: 'tflite', ...methodMetrics(a.method, res.auto), modelId, sequence: a.sequence, budgetBytes,
+    kind: 'ndiff-train-metrics', format: 'tflite', ...methodMetrics(a.method, res.auto), ...(a.methodDefault ? { methodDefault: a.methodDefault } : {}), modelId, sequence: a.sequence, budgetBytes,
     budgetRequested: a.method === 'full' ? null : a.budget, bytes: outBytes.length, modelBytes: total,
     ...(plan && wrapped ? { structural: structuralMetrics(plan, wrapped.built) } : {}),
     ...(teacher ? { teacherModelBytes: teacher.length } : {}),

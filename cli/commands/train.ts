@@ -18,7 +18,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
 import type { TrainableSpec } from '../../src/train/select.ts';
-import { autoCandidateLine, autoChoiceLine, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoCandidateLine, autoChoiceLine, defaultMethod, settleDefaultMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import type { StructuralFolderTeacher } from './train-structural.ts';
 
 
@@ -129,10 +129,10 @@ export function describeEpoch(r: EpochReport): string {
 export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
   if ((a.method as TrainArgs['method'] | undefined) === undefined) {
-    a = { ...a, method: 'sparse' };
-    // Sparse stays the default (what structural teachers are tested with), but with a
-    // teacher the measured tables put lowbit first: say so before any work.
-    if (a.teacher) io.progress(`method sparse (the default); toward a teacher, lowbit measured closest in docs/BENCHMARKS.md (the keyword teacher chains, agreement on held-out voices: 81-96% at 1%, 96-99.5% at 5%, 98.6-99.6% at 10%; Silero v5 -> v6 at 10%: 99.1-99.5% of frames): add --method lowbit, or --method auto to train each candidate and keep the best on validation`);
+    // Without --method: what the measured tables put first (lowbit toward a teacher, sparse with
+    // labels); each runner settles it once the teacher is read, and says so before training.
+    const d = defaultMethod(!!a.teacher);
+    a = { ...a, method: d.method, methodDefault: d };
   }
   // Every kind of base trains with tfjs: without it, say what to install before anything else.
   await importWithTrainerPeers(() => import('@tensorflow/tfjs'), '`ndiff train`');
@@ -209,7 +209,9 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   }
   const total = storedModelBytes(disk);
   // What shipping the teacher whole would cost: a report sets the payloads beside it.
-  const teacherBytes = a.teacher ? storedModelBytes(await openTfjsModel(a.teacher)) : undefined;
+  const teacherStore = a.teacher ? await openTfjsModel(a.teacher) : undefined;
+  const teacherBytes = teacherStore ? storedModelBytes(teacherStore) : undefined;
+  a = settleDefaultMethod(a, disk.list(), teacherStore?.list(), (l) => io.progress(l));
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const competitors = [];
   for (const file of a.alsoConsider) {
@@ -298,6 +300,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     const metrics = {
       kind: 'ndiff-train-metrics',
       method,
+      ...(a.methodDefault ? { methodDefault: a.methodDefault } : {}),
       ...(auto ? { auto } : {}),
       modelId: res.payload.header.modelId,
       sequence: res.payload.header.sequence,
