@@ -142,6 +142,9 @@ test('ndiff train --base <float16 graph-model folder> --teacher <layers-model fo
   assert.equal(r.code, 0, r.text);
   const metrics = JSON.parse(readFileSync(metricsOut, 'utf8'));
   assert.equal(metrics.format, 'tfjs-graph');
+  // No --method: lowbit, the default toward a teacher (a layers-model teacher names its weights as the graph does), said in the metrics.
+  assert.equal(metrics.method, 'lowbit');
+  assert.equal(metrics.methodDefault?.method, 'lowbit');
   assert.ok(metrics.teacherEval.after.meanAbsDiff < metrics.teacherEval.before.meanAbsDiff, r.text);
   // The folder --model-out wrote (the base patched by the applier) is what the trainer measured.
   const got = await outputsOf(modelOut, evalX);

@@ -158,3 +158,57 @@ test('LiteRT: --teacher without --method trains lowbit', { timeout: 600_000 }, a
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a teacher whose weights the base\'s names and shapes do not find keeps sparse, saying why; an explicit --method is kept as it is', async () => {
+  const { settleDefaultMethod, defaultMethod } = await import('../cli/commands/train-args.ts');
+  const base = [{ name: 'dense/kernel', shape: [8, 3] }, { name: 'dense/bias', shape: [3] }, { name: 'frame', shape: [4], patchable: false }];
+  const args = (over: object) => ({ method: 'lowbit', methodDefault: defaultMethod(true), ...over }) as unknown as Parameters<typeof settleDefaultMethod>[0];
+  const lines: string[] = [];
+  const same = settleDefaultMethod(args({}), base, [{ name: 'dense/kernel', shape: [8, 3] }, { name: 'dense/bias', shape: [3] }], (l) => lines.push(l));
+  assert.equal(same.method, 'lowbit', 'a read-only tensor of the base need not be in the teacher');
+  const renamed = settleDefaultMethod(args({}), base, [{ name: 'StatefulPartitionedCall/dense/MatMul', shape: [8, 3] }, { name: 'dense/bias', shape: [3] }], (l) => lines.push(l));
+  assert.equal(renamed.method, 'sparse');
+  assert.equal(renamed.methodDefault?.method, 'sparse');
+  assert.match(lines[1], /method sparse \(the default: lowbit, which measured closest toward a teacher, compresses teacher − base, but the teacher has no weight dense\/kernel/);
+  const reshaped = settleDefaultMethod(args({}), base, [{ name: 'dense/kernel', shape: [3, 8] }, { name: 'dense/bias', shape: [3] }], (l) => lines.push(l));
+  assert.match(reshaped.methodDefault?.why ?? '', /holds dense\/kernel in another shape/);
+  const explicit = settleDefaultMethod(args({ methodDefault: undefined, method: 'lowbit' }), base, [], (l) => lines.push(l));
+  assert.equal(explicit.method, 'lowbit');
+  assert.equal(lines.length, 3, 'an explicit --method says nothing');
+});
+
+test('TF.js layers model: a teacher with a layer added (a structural payload) trains lowbit by default too', { timeout: 600_000 }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-default-structural-'));
+  try {
+    await initBackend('cpu');
+    const r = seededRandom(11);
+    const draw = (shape: number[], scale: number) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (r() - 0.5) * scale), shape);
+    const build = (extra: boolean) => {
+      const m = tf.sequential();
+      m.add(tf.layers.dense({ inputShape: [8], units: 16, activation: 'relu', name: 'd1' }));
+      if (extra) m.add(tf.layers.dense({ units: 16, activation: 'relu', name: 'extra' }));
+      m.add(tf.layers.dense({ units: 3, activation: 'softmax', name: 'out' }));
+      return m;
+    };
+    const [k1, b1, k2, b2] = [draw([8, 16], 1), draw([16], 0.2), draw([16, 3], 1), draw([3], 0.2)];
+    const base = build(false);
+    base.setWeights([k1, b1, k2, b2]);
+    const teacher = build(true);
+    teacher.setWeights([k1.add(draw([8, 16], 0.8)), b1, tf.eye(16).add(draw([16, 16], 0.3)), tf.fill([16], 0.05), k2.add(draw([16, 3], 0.8)), b2]);
+    await base.save(fileSystemIO(path.join(dir, 'v1')));
+    await teacher.save(fileSystemIO(path.join(dir, 'v2')));
+    base.dispose();
+    teacher.dispose();
+    mkdirSync(path.join(dir, 'train'));
+    saveNpy(path.join(dir, 'train', 'x.npy'), Float32Array.from({ length: 120 * 8 }, () => r() * 2 - 1), [120, 8]);
+    const run = await train('--model-id', 'tiny', '--base', path.join(dir, 'v1'), '--teacher', path.join(dir, 'v2'), '--train', path.join(dir, 'train'), '--budget', '25%', '--out', path.join(dir, 'p.ndiff'));
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, LOWBIT_DEFAULT);
+    assert.match(run.text, /the teacher's structure differs from the base's/);
+    assert.ok(run.doc.structural, 'a structural payload');
+    assert.equal(run.doc.method, 'lowbit');
+    assert.equal(payloadMethod(path.join(dir, 'p.ndiff')), 'lowbit');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
