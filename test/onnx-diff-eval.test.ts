@@ -243,7 +243,7 @@ test('ndiff train --base model.onnx --also-consider writes the better payload on
     // --replay on a stateful model: its sequences join the training ones (their ids renumbered) and
     // validation holds out whole sequences of both, the replayed frames marked.
     const replay = frameFolder(path.join(dir, 'replay'), sequences(6, 16, 8));
-    const replayed = await json('train', '--model-id', 'lstm', '--base', v1, '--teacher', v2, '--state', 'h:hN', '--state', 'c:cN', '--train', train, '--replay', replay, '--tune', 'off', '--budget', '500', '--epochs', '1', '--lr', '0.01', '--allow-worse', '--out', path.join(dir, 'replayed.ndiff'));
+    const replayed = await json('train', '--model-id', 'lstm', '--base', v1, '--teacher', v2, '--state', 'h:hN', '--state', 'c:cN', '--train', train, '--replay', replay, '--method', 'sparse', '--tune', 'off', '--budget', '500', '--epochs', '1', '--lr', '0.01', '--allow-worse', '--out', path.join(dir, 'replayed.ndiff'));
     assert.equal(replayed.code, 0, replayed.err);
     assert.match(replayed.err, /320 training examples and 96 replayed \(--replay /);
     assert.match(replayed.err, /validation: 3 whole sequences \(48 frames\) held out of training/);
