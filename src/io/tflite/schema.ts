@@ -75,7 +75,7 @@ export interface TfliteTensorRecord {
   /** Stored sparse (`Tensor.sparsity`): its buffer holds the sparse format, not the values. */
   sparse: boolean;
   /**
-   * Set when other tensors read the same buffer: the names of up to {@link SHARED_NAMES_SHOWN}
+   * Set when other tensors read the same buffer: the names of up to three (`SHARED_NAMES_SHOWN`)
    * of them (a file may have thousands of tensors on one buffer: listing every one for every
    * tensor would be quadratic in the file).
    */
