@@ -1,0 +1,242 @@
+/**
+ * Augmentations for teacher distillation: pure functions over one batch of inputs as a flat
+ * float32 array with its shape `[n, ...example]`, seeded by the project's RNG (src/core/random.ts)
+ * so the same seed gives the same stream, and the same payload.
+ *
+ * The teacher scores the augmented input the student trains on, every step (never a cached row:
+ * the loop in loop.ts computes the teacher's outputs on each augmented batch). Distillation holds
+ * best when teacher and student see the same augmented input (Beyer et al., "Knowledge
+ * distillation: a good teacher is patient and consistent", arXiv 2106.05237).
+ *
+ * Kinds, from an example's shape: audio features and spectrograms are 2-D or more, axis 0 time and
+ * axis 1 frequency (`[frames, bins]` or `[frames, bins, 1]`); images are `[height, width,
+ * channels]`; mixup and noise take any input. Amounts are relative to the batch's own spread
+ * (its standard deviation), so they need no knowledge of how the inputs were scaled.
+ * Imports nothing but the core (no tfjs): the functions are testable on plain arrays.
+ */
+import { UsageError } from '../core/errors.ts';
+
+/** One augmentation: a new batch from `x` (never changed) of shape `shape`, drawing from `random`. */
+export type Augmentation = (x: Float32Array, shape: readonly number[], random: () => number) => Float32Array;
+
+/** Augmentations by name, as `--augment` lists them. */
+export const AUGMENTATIONS = ['time-shift', 'gain', 'noise', 'time-mask', 'freq-mask', 'crop', 'flip', 'colour', 'mixup'] as const;
+export type AugmentationName = (typeof AUGMENTATIONS)[number];
+
+/** Largest time shift, as a share of the frames. */
+const SHIFT_SHARE = 0.1;
+/** Largest gain: an offset (log-domain features: a gain is an added constant) of this many standard deviations. */
+const GAIN_STDS = 0.2;
+/** Noise: Gaussian, this many standard deviations of the batch. */
+const NOISE_STDS = 0.05;
+/** Widest time or frequency mask, as a share of the axis (SpecAugment masks a few frames or bins). */
+const MASK_SHARE = 0.15;
+/** Crop: pad by this share of the height and width and cut back at a random offset. */
+const CROP_SHARE = 0.125;
+/** Colour: contrast in [1 − c, 1 + c] about the example's mean, brightness ± this many standard deviations. */
+const CONTRAST = 0.2;
+const BRIGHTNESS_STDS = 0.1;
+
+const perExample = (shape: readonly number[]) => shape.slice(1).reduce((a, d) => a * d, 1);
+
+/** Standard deviation of every value of the batch (1 when flat, so amounts stay defined). */
+export function batchStd(x: Float32Array): number {
+  let mean = 0;
+  for (let i = 0; i < x.length; i++) mean += x[i];
+  mean /= Math.max(1, x.length);
+  let v = 0;
+  for (let i = 0; i < x.length; i++) v += (x[i] - mean) ** 2;
+  const s = Math.sqrt(v / Math.max(1, x.length));
+  return s > 0 ? s : 1;
+}
+
+/** A standard normal draw (Box-Muller). */
+export function gaussian(random: () => number): number {
+  const u = Math.max(random(), 1e-12);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
+}
+
+/** An integer in [-max, max]. */
+const offset = (random: () => number, max: number) => Math.floor(random() * (2 * max + 1)) - max;
+
+/**
+ * Shift each example along time (axis 0) by up to a tenth of its frames; frames shifted in are
+ * the example's lowest value (silence in log-domain features).
+ */
+export const timeShift: Augmentation = (x, shape, random) => {
+  const n = shape[0];
+  const size = perExample(shape);
+  const frames = shape[1];
+  const frame = size / frames;
+  const max = Math.max(1, Math.floor(frames * SHIFT_SHARE));
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < n; e++) {
+    const at = e * size;
+    const k = offset(random, max);
+    let floor = Infinity;
+    for (let i = 0; i < size; i++) floor = Math.min(floor, x[at + i]);
+    for (let t = 0; t < frames; t++) {
+      const from = t - k;
+      for (let j = 0; j < frame; j++) out[at + t * frame + j] = from >= 0 && from < frames ? x[at + from * frame + j] : floor;
+    }
+  }
+  return out;
+};
+
+/** Add one drawn offset to every value of an example (a gain, for log-domain features), up to 0.2 standard deviations. */
+export const gain: Augmentation = (x, shape, random) => {
+  const size = perExample(shape);
+  const amount = GAIN_STDS * batchStd(x);
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < shape[0]; e++) {
+    const d = (2 * random() - 1) * amount;
+    for (let i = e * size; i < (e + 1) * size; i++) out[i] = x[i] + d;
+  }
+  return out;
+};
+
+/** Add Gaussian noise of 0.05 standard deviations of the batch to every value. */
+export const noise: Augmentation = (x, _shape, random) => {
+  const sigma = NOISE_STDS * batchStd(x);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i] + sigma * gaussian(random);
+  return out;
+};
+
+/** Zero a band of up to 15% of an axis's positions, drawn per example (SpecAugment's masking). */
+function maskAlong(axis: 1 | 2): Augmentation {
+  return (x, shape, random) => {
+    const size = perExample(shape);
+    const len = shape[axis];
+    const inner = shape.slice(axis + 1).reduce((a, d) => a * d, 1);
+    const outer = size / (len * inner);
+    const out = Float32Array.from(x);
+    for (let e = 0; e < shape[0]; e++) {
+      const width = Math.floor(random() * (Math.floor(len * MASK_SHARE) + 1));
+      const start = Math.floor(random() * (len - width + 1));
+      for (let o = 0; o < outer; o++) {
+        for (let p = start; p < start + width; p++) out.fill(0, e * size + (o * len + p) * inner, e * size + (o * len + p + 1) * inner);
+      }
+    }
+    return out;
+  };
+}
+/** Zero a run of frames (axis 0 of an example). */
+export const timeMask = maskAlong(1);
+/** Zero a band of frequency bins (axis 1 of an example). */
+export const freqMask = maskAlong(2);
+
+/** Move an image by (dy, dx) pixels, zeros shifted in: a crop of the image padded by |dy|, |dx|. */
+export function translateImage(x: Float32Array, at: number, h: number, w: number, c: number, dy: number, dx: number, out: Float32Array): void {
+  for (let r = 0; r < h; r++) {
+    for (let q = 0; q < w; q++) {
+      const sr = r - dy;
+      const sq = q - dx;
+      const inside = sr >= 0 && sr < h && sq >= 0 && sq < w;
+      for (let k = 0; k < c; k++) out[at + (r * w + q) * c + k] = inside ? x[at + (sr * w + sq) * c + k] : 0;
+    }
+  }
+}
+
+/** A random crop with padding: each image padded by an eighth of its size (a pixel at least; zeros) and cut back at a random offset. */
+export const crop: Augmentation = (x, shape, random) => {
+  const [n, h, w, c] = shape;
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < n; e++) translateImage(x, e * h * w * c, h, w, c, offset(random, Math.max(1, Math.floor(h * CROP_SHARE))), offset(random, Math.max(1, Math.floor(w * CROP_SHARE))), out);
+  return out;
+};
+
+/** Mirror one image left to right, in place in `out` (its own inverse). */
+export function flipImage(x: Float32Array, at: number, h: number, w: number, c: number, out: Float32Array): void {
+  for (let r = 0; r < h; r++) {
+    for (let q = 0; q < w; q++) {
+      for (let k = 0; k < c; k++) out[at + (r * w + q) * c + k] = x[at + (r * w + (w - 1 - q)) * c + k];
+    }
+  }
+}
+
+/** Mirror each image left to right with probability 1/2. */
+export const flip: Augmentation = (x, shape, random) => {
+  const [n, h, w, c] = shape;
+  const out = Float32Array.from(x);
+  for (let e = 0; e < n; e++) if (random() < 0.5) flipImage(x, e * h * w * c, h, w, c, out);
+  return out;
+};
+
+/** Brightness and contrast: each image scaled about its mean by [0.8, 1.2] and moved by ± 0.1 standard deviations. */
+export const colour: Augmentation = (x, shape, random) => {
+  const size = perExample(shape);
+  const step = BRIGHTNESS_STDS * batchStd(x);
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < shape[0]; e++) {
+    const at = e * size;
+    let mean = 0;
+    for (let i = 0; i < size; i++) mean += x[at + i];
+    mean /= size;
+    const contrast = 1 + (2 * random() - 1) * CONTRAST;
+    const brightness = (2 * random() - 1) * step;
+    for (let i = 0; i < size; i++) out[at + i] = (x[at + i] - mean) * contrast + mean + brightness;
+  }
+  return out;
+};
+
+/** Mixup's draw for a batch: each example's weight λ in [0, 1) and the partner it mixes with. */
+export function mixupDraw(n: number, random: () => number): { weight: Float32Array; partner: Int32Array } {
+  const weight = new Float32Array(n);
+  const partner = new Int32Array(n);
+  for (let e = 0; e < n; e++) {
+    weight[e] = random();
+    partner[e] = Math.floor(random() * n);
+  }
+  return { weight, partner };
+}
+
+/**
+ * Mixup between examples of the batch: example e becomes λ·x_e + (1 − λ)·x_partner. λ is uniform:
+ * the teacher scores the mixed input, so no label needs mixing, and the whole segment between two
+ * inputs teaches (function matching, arXiv 2106.05237).
+ */
+export const mixup: Augmentation = (x, shape, random) => {
+  const size = perExample(shape);
+  const { weight, partner } = mixupDraw(shape[0], random);
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < shape[0]; e++) {
+    const l = weight[e];
+    const p = partner[e] * size;
+    for (let i = 0; i < size; i++) out[e * size + i] = l * x[e * size + i] + (1 - l) * x[p + i];
+  }
+  return out;
+};
+
+const BY_NAME: Record<AugmentationName, Augmentation> = { 'time-shift': timeShift, gain, noise, 'time-mask': timeMask, 'freq-mask': freqMask, crop, flip, colour, mixup };
+
+/** What an augmentation needs of an example's shape, or undefined when it takes any. */
+function needs(name: AugmentationName): { kind: string; fits: (example: readonly number[]) => boolean } | undefined {
+  if (['time-shift', 'time-mask', 'freq-mask'].includes(name)) return { kind: 'audio features or a spectrogram, [frames, bins] or [frames, bins, channels]', fits: (s) => s.length >= 2 && s[0] > 1 && s[1] > 1 };
+  if (['crop', 'flip'].includes(name)) return { kind: 'an image, [height, width, channels]', fits: (s) => s.length === 3 && s[0] > 1 && s[1] > 1 };
+  return undefined;
+}
+
+/**
+ * The augmentations `--augment` asks for (`none`, or a comma-separated list in the order they
+ * apply), checked against an example's shape; an empty list for `none`.
+ * @throws UsageError for an unknown name, or one that does not fit the input (a crop of a vector).
+ */
+export function parseAugment(spec: string | readonly string[], example: readonly number[]): AugmentationName[] {
+  const names = (typeof spec === 'string' ? spec.split(',') : spec.flatMap((s) => s.split(','))).map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0 || (names.length === 1 && names[0] === 'none')) return [];
+  const out: AugmentationName[] = [];
+  for (const name of names) {
+    if (!(AUGMENTATIONS as readonly string[]).includes(name)) throw new UsageError(`unknown augmentation ${JSON.stringify(name)}: expected none or a comma-separated list of ${AUGMENTATIONS.join(', ')}`, { augmentation: name });
+    const need = needs(name as AugmentationName);
+    if (need && !need.fits(example)) throw new UsageError(`augmentation ${name} needs ${need.kind}; this model's input is [${example.join(', ')}] per example: leave ${name} out (mixup and noise fit any input)`, { augmentation: name });
+    if (!out.includes(name as AugmentationName)) out.push(name as AugmentationName);
+  }
+  return out;
+}
+
+/** The listed augmentations applied in order, one batch at a time; undefined when none is listed. */
+export function augmenter(names: readonly AugmentationName[]): Augmentation | undefined {
+  if (names.length === 0) return undefined;
+  return (x, shape, random) => names.reduce((batch, name) => BY_NAME[name](batch, shape, random), x);
+}
