@@ -14,7 +14,8 @@ import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } fro
 import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
 import { keepLoss, type Teacher } from './keep-loss.ts';
-import { teacherTerm, type TeacherTarget } from './teacher.ts';
+import { outputRows, teacherTerm, type TeacherTarget } from './teacher.ts';
+import type { Augmentation } from './augment.ts';
 import type { TrainingPool } from './parallel/pool.ts';
 import type { FrozenPrefixCache } from './prefix-cache.ts';
 import type { ShardExamples } from './parallel/shard-step.ts';
@@ -65,6 +66,12 @@ export interface LoopOptions {
    */
   target?: { rows: Float32Array; teacher: TeacherTarget };
   /**
+   * With `target`: each batch augmented (src/train/augment.ts) and scored by the teacher model
+   * anew, so teacher and model see the same augmented input (the cached rows hold only for the
+   * inputs as given). Drawn from its own seeded stream: the batch order stays the seed's.
+   */
+  augment?: { transform: Augmentation; teacher: tf.LayersModel };
+  /**
    * Compute each step's gradient on these threads (data parallel, src/train/parallel/pool.ts)
    * instead of in one pass on this thread. Without it the loop runs as it always has.
    */
@@ -113,6 +120,8 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
   // The examples as the steps take them: the cut's cached activations, or the inputs themselves.
   const cached = options.prefix?.inputsFor(data, options.batchSize);
   const examples = cached ?? data;
+  if (cached && options.augment) throw new Error('augmented steps run the whole model: train without a frozen-prefix cache');
+  const augmentRandom = options.augment ? seededRandom((options.seed ^ 0x6a09e667) >>> 0) : undefined;
   const forward = (x: tf.Tensor): tf.Tensor[] => {
     if (cached) return (options.prefix as FrozenPrefixCache).forward(x);
     const applied = model.apply(x, { training: false }) as tf.Tensor | tf.Tensor[];
@@ -133,14 +142,15 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
     let lossSum = 0;
     let correct = 0;
     let batch = 0;
-    for (const b of epochBatches(examples, options.batchSize, random)) {
+    for (const given of epochBatches(examples, options.batchSize, random)) {
+      const b: typeof given & { rows?: Float32Array } = options.augment && options.target ? augmented(given, options.augment, options.target.teacher.width, augmentRandom as () => number) : given;
       const { loss, hits } = tf.tidy(() => {
         for (const t of targets) {
           const w = param.effective(t.name);
           const grid = options.grids?.get(t.name);
           if (w) t.variable.assign(grid ? snapTensor(w, grid) : w);
         }
-        if (options.pool) return pooledStep(options.pool, b, targets, param, options);
+        if (options.pool) return pooledStep(options.pool, b, targets, param, options, b.rows);
         let logits: tf.Tensor | null = null;
         const { value, grads } = tf.variableGrads(() => {
           const outs = forward(b.x);
@@ -149,8 +159,8 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
           const target = options.target;
           if (target) {
             const w = target.teacher.width;
-            const rows = new Float32Array(b.size * w);
-            for (let i = 0; i < b.size; i++) rows.set(target.rows.subarray(b.idx[i] * w, (b.idx[i] + 1) * w), i * w);
+            const rows = b.rows ?? new Float32Array(b.size * w);
+            if (!b.rows) for (let i = 0; i < b.size; i++) rows.set(target.rows.subarray(b.idx[i] * w, (b.idx[i] + 1) * w), i * w);
             const term = teacherTerm(outs, tf.tensor2d(rows, [b.size, w]), target.teacher);
             const lw = target.teacher.labelWeight;
             return lw > 0 ? tf.add(term, tf.mul(sparseCrossEntropy(out, b.y, options.fromLogits), lw)) as tf.Scalar : term;
@@ -190,6 +200,14 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
   return reports;
 }
 
+/** A batch augmented, with the teacher's rows on the augmented inputs (the given batch's inputs disposed). */
+function augmented(b: { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array }, augment: NonNullable<LoopOptions['augment']>, width: number, random: () => number): { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array; rows: Float32Array } {
+  const values = b.x.dataSync() as Float32Array;
+  const x = tf.tensor(augment.transform(values, b.x.shape, random), b.x.shape, 'float32');
+  b.x.dispose();
+  return { ...b, x, rows: outputRows(augment.teacher, x, width, b.size) };
+}
+
 /** Apply gradients grouped by the optimizer each variable belongs to (inside tf.tidy). */
 function applyByOptimizer(targets: NamedVariable[], gradOf: (t: NamedVariable) => tf.Tensor | undefined, param: Parameterization, options: LoopOptions): void {
   const byOptimizer = new Map<tf.Optimizer, tf.NamedTensorMap>();
@@ -210,7 +228,7 @@ function applyByOptimizer(targets: NamedVariable[], gradOf: (t: NamedVariable) =
  * step's weights): the batch goes out as plain arrays with the teacher rows of its examples, the
  * summed gradient comes back and is applied here, once.
  */
-function pooledStep(pool: TrainingPool, b: { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array }, targets: NamedVariable[], param: Parameterization, options: LoopOptions): { loss: number; hits: number } {
+function pooledStep(pool: TrainingPool, b: { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array }, targets: NamedVariable[], param: Parameterization, options: LoopOptions, augmentedRows?: Float32Array): { loss: number; hits: number } {
   const x = b.x.dataSync();
   const examples: ShardExamples = { x: x instanceof Float32Array ? x : Float32Array.from(x as ArrayLike<number>), xShape: [...b.x.shape], y: Int32Array.from(b.y.dataSync()) };
   const gather = (rows: Float32Array, width: number) => {
@@ -222,7 +240,7 @@ function pooledStep(pool: TrainingPool, b: { x: tf.Tensor; y: tf.Tensor1D; size:
     const classes = options.teacher.outputs.length / options.teacher.right.length;
     examples.keepRows = { outputs: gather(options.teacher.outputs, classes), right: Uint8Array.from(b.idx, (i) => (options.teacher as Teacher).right[i]) };
   }
-  if (options.target) examples.targetRows = gather(options.target.rows, options.target.teacher.width);
+  if (options.target) examples.targetRows = augmentedRows ?? gather(options.target.rows, options.target.teacher.width);
   const r = pool.step(examples);
   const index = new Map(targets.map((t, j) => [t, j]));
   applyByOptimizer(targets, (t) => {

@@ -116,6 +116,19 @@ export interface TrainDiffOptions {
    * See src/train/teacher.ts.
    */
   teacher?: tf.LayersModel;
+  /**
+   * With a teacher: unlabeled inputs from where the model runs (the base's own training inputs,
+   * field captures; any number of sets) drawn into the training stream beside the update's own,
+   * the teacher's outputs their targets. See src/train/distill-inputs.ts. Empty: nothing changes.
+   */
+  distillInputs?: InputData[];
+  /** The share of the training stream drawn from `distillInputs`, in [0, 1) (default 0.5). */
+  distillMix?: number;
+  /**
+   * With a teacher: augmentations each step applies to its batch before the teacher and the
+   * model score it (src/train/augment.ts): `none` (default) or names in the order they apply.
+   */
+  augment?: string | readonly string[];
   /** Weight of the teacher term (default 1); labels, when given, add their cross-entropy at weight 1. */
   teacherWeight?: number;
   /** The teacher term: `kl` of softened probabilities (default for a model whose outputs end in a softmax) or `mse` of the raw outputs (default otherwise). */

@@ -63,6 +63,7 @@ import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } fro
 import { silenceTfjsNodeBanner } from './quiet.ts';
 import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable } from './select.ts';
 import { chooseBucketCounts, chooseLoraRanks, denseCodec, estimateSparseCount, type TrainableTensor } from './sizing.ts';
+import { augmentOf, widerStream } from './distill-stream.ts';
 import { closeness, closenessScore, describeCloseness, outputRows, prepareTeacher, withLabels, type Closeness, type PreparedTeacher } from './teacher.ts';
 import { searchLearningRate } from './tuning.ts';
 import { TRAIN_METHODS } from './methods.ts';
@@ -114,7 +115,10 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   const numClasses = (model.outputs[0].shape[model.outputs[0].shape.length - 1] as number) ?? 0;
   const progress = options.onProgress ?? (() => {});
   const teach = options.teacher ? prepareTeacher(model, options.teacher, options, trainInput.y !== undefined, progress) : undefined;
-  const train = withLabels(trainInput, 'training data', teach);
+  // Wider distillation inputs (src/train/distill-inputs.ts) join the stream before the validation split.
+  const wider = widerStream(withLabels(trainInput, 'training data', teach), options, teach, progress);
+  const train = wider.data;
+  const augment = augmentOf(model, options, teach, trainInput.y !== undefined);
   const evalData = options.eval ? withLabels(options.eval, 'evaluation data', teach) : undefined;
   const givenVal = options.validation !== undefined && typeof options.validation !== 'number' ? withLabels(options.validation, 'validation data', teach) : undefined;
   checkData(train, model.inputs[0].shape, numClasses, 'training data');
@@ -147,7 +151,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   // Which weights train (statistics never); flags go back as they were at the end.
   const selection = selectTrainable(model, options.trainable ?? 'config');
   const t0 = performance.now();
-  const owned: LabelledData[] = [];
+  const owned: LabelledData[] = wider.owned ? [wider.data] : [];
   let pool: TrainingPool | undefined;
   let prefix: FrozenPrefixCache | undefined;
   try {
@@ -239,7 +243,8 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     const evalBatch = Math.max(1, Math.min(256, maxBatchSize(model, backend, heldBytes, 6 * activationsPerExample(model))));
     const threads = Math.min(checkThreads(options.threads ?? defaultThreads()), batchSize);
     pool = await startTrainingThreads(model, { threads, backend, asked: options.threads !== undefined, progress });
-    prefix = frozenPrefixCache(model, tensors.map((t) => t.name), options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES, trainData.y.length, progress);
+    // An augmented step runs the whole model on inputs made anew: no activation to cache.
+    prefix = augment ? undefined : frozenPrefixCache(model, tensors.map((t) => t.name), options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES, trainData.y.length, progress);
     progress(`${trainData.y.length} training examples${val ? `, ${val.y.length} held out for validation${typeof options.validation === 'object' ? '' : ' (seeded, stratified)'}` : ''}; batch size ${batchSize}${options.batchSize === undefined ? ' (fits the backend\'s memory)' : ''}`);
 
     const evaluateOn = (data: LabelledData, what: string): Evaluation => {
@@ -415,6 +420,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         trainLoop(model, data, param, {
           ...(teacher ? { teacher } : {}),
           ...(teach ? { target: { rows: teacherRowsOf(data), teacher: teach.target } } : {}),
+          ...(augment && teach ? { augment: { transform: augment, teacher: teach.model } } : {}),
           epochs: count,
           batchSize,
           ...(pool ? { pool } : {}),
