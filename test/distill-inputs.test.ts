@@ -13,6 +13,12 @@ import { initBackend } from '../src/train/backend.ts';
 import { drawWiderInputs, mixDistillInputs } from '../src/train/distill-inputs.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { trainDiff, type TrainDiffOptions } from '../src/train/train-diff.ts';
+import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { saveNpy } from '../src/io/npy/files.ts';
+import { fileSystemIO } from '../src/io/tfjs/index.ts';
+import { main } from '../cli/ndiff.ts';
+import { tempDir } from './helpers/dirs.ts';
 
 const EXAMPLE = [12, 6];
 
@@ -150,4 +156,26 @@ test('wider inputs and augmentation need a teacher; mixup refuses labels; a misf
   await assert.rejects(trainDiff(model, labelled, options({ base, augment: 'flip' })), (e: unknown) => e instanceof UsageError && /flip needs an image/.test(e.message));
   train.dispose();
   wider.dispose();
+});
+
+test('ndiff train --teacher --distill-inputs DIR --augment LIST; refused without a teacher', async () => {
+  const dir = await tempDir();
+  const base = baseOf();
+  setModelWeights(model, (n) => base.values(n));
+  await model.save(fileSystemIO(join(dir, 'v1')));
+  await teacher.save(fileSystemIO(join(dir, 'v2')));
+  for (const [name, n, seed] of [['train', 60, 51], ['field', 40, 52], ['captures', 30, 53]] as const) {
+    await mkdir(join(dir, name));
+    const x = inputs(n, seed);
+    saveNpy(join(dir, name, 'x.npy'), x.dataSync() as Float32Array, x.shape);
+    x.dispose();
+  }
+  const lines: string[] = [];
+  const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
+  const args = ['train', '--model-id', 'kws', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--budget', '400', '--epochs', '1', '--tune', 'off', '--threads', '1', '--allow-worse', '--out', join(dir, 'p.ndiff')];
+  assert.equal(await main([...args, '--teacher', join(dir, 'v2'), '--distill-inputs', join(dir, 'field'), '--distill-inputs', join(dir, 'captures'), '--augment', 'gain,freq-mask'], io), 0, lines.join('\n'));
+  assert.ok(lines.some((l) => /^distillation inputs: 60 of 70 drawn \(\d+ \+ \d+ by source\) beside 60 of the update's, 50\.0% of the stream/.test(l)), lines.join('\n'));
+  lines.length = 0;
+  assert.notEqual(await main([...args, '--distill-inputs', join(dir, 'field')], io), 0);
+  assert.ok(lines.some((l) => /--distill-inputs needs --teacher/.test(l)), lines.join('\n'));
 });

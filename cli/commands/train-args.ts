@@ -10,6 +10,7 @@ import type { TrainMethod } from '../../src/train/methods.ts';
 import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
 import type { ProgramDataset, TrainProgramOptions, TrainProgramResult } from '../../src/train/program/train-program.ts';
 import type { ProgramInputValues } from '../../src/train/program/training-model.ts';
+import { UsageError } from '../../src/core/errors.ts';
 import { parseExpiry } from '../models.ts';
 
 /** What `ndiff train` parses (train.ts defines the options). */
@@ -50,6 +51,12 @@ export interface TrainArgs {
   temperature: number;
   sparseStart: 'auto' | 'zero' | 'teacher';
   sparseShare?: number;
+  /** With --teacher: folders or x.npy files of unlabeled inputs from where the model runs. */
+  distillInputs?: string[];
+  /** The share of the training stream drawn from --distill-inputs. */
+  distillMix?: number;
+  /** With --teacher: none, or augmentations in the order they apply. */
+  augment?: string;
   /** Set by runTrain when --method was not given: the default taken and why (the runners may revise it, see {@link settleDefaultMethod}). */
   methodDefault?: MethodDefault;
 }
@@ -103,6 +110,18 @@ export function settleDefaultMethod<A extends TrainArgs>(a: A, trained: readonly
   }
   progress(`method ${chosen.method} (the default: ${chosen.why}); pass --method to choose another, or --method auto to train each candidate and keep the best on validation`);
   return { ...a, method: chosen.method, methodDefault: chosen };
+}
+
+/**
+ * `--distill-inputs` and `--augment` shape a teacher's training stream: they need a teacher, and
+ * (for now) a TF.js layers-model base; `other` names the base's kind when it is another.
+ */
+export function checkDistillStream(a: TrainArgs, other?: string): void {
+  const asked = [a.distillInputs?.length ? '--distill-inputs' : '', a.augment && a.augment !== 'none' ? '--augment' : ''].filter(Boolean);
+  if (!asked.length) return;
+  const flags = asked.join(' and ');
+  if (!a.teacher) throw new UsageError(`${flags} ${asked.length > 1 ? 'need' : 'needs'} --teacher: unlabeled and augmented inputs teach only through the teacher's outputs; pass --teacher (the new version), or leave ${flags} out`);
+  if (other) throw new UsageError(`${flags} ${asked.length > 1 ? 'take' : 'takes'} a TF.js layers-model base for now; this base is ${other}: put the wider inputs in --train, or leave ${flags} out`);
 }
 
 /** The options of `ndiff train` only graph programs (ONNX files, TF.js graph models) take. */

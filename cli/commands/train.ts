@@ -18,7 +18,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
 import type { TrainableSpec } from '../../src/train/select.ts';
-import { autoCandidateLine, autoChoiceLine, defaultMethod, settleDefaultMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoCandidateLine, autoChoiceLine, checkDistillStream, defaultMethod, settleDefaultMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import type { StructuralFolderTeacher } from './train-structural.ts';
 
 
@@ -38,6 +38,9 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('temperature', { type: 'number', default: 1, describe: 'with --teacher and the kl loss: above 1 softens both distributions so the teacher\'s runner-up classes count more (1, the default, the plain probabilities, measured best on the digits, keyword and Silero updates)' })
     .option('sparse-start', { choices: ['auto', 'zero', 'teacher'] as const, default: 'auto' as const, describe: "with --teacher and --method sparse: start the diff from zero, or from the teacher's change (teacher − base; the teacher must have the base's weights); auto (default): both when the teacher has the base's weights, the closer on validation written (about twice the time: the teacher's change helped fine-tuned updates and hurt a retrained one), else zero" })
     .option('sparse-share', { type: 'number', describe: 'with --method sparse-lora: the share of the budget for the sparse part, in (0, 1); default: 0.5 while the learning rate is tuned, then 0.25 and 0.75 at that rate, the best on validation kept' })
+    .option('distill-inputs', { type: 'string', array: true, default: [] as string[], describe: 'with --teacher (TF.js layers models): unlabeled inputs from where the model runs (x.npy or a folder holding it; the base\'s own training inputs, field captures; repeatable), drawn into the training stream beside --train, the teacher\'s outputs their targets' })
+    .option('distill-mix', { type: 'number', default: 0.5, describe: 'with --distill-inputs: the share of the training stream drawn from them, in [0, 1) (all of them when fewer; validation is held out of the mixed stream)' })
+    .option('augment', { type: 'string', default: 'none', describe: 'with --teacher (TF.js layers models): augmentations each step applies before the teacher and the model score the batch, comma-separated in order: time-shift, gain, noise, time-mask, freq-mask (audio features [frames, bins]), crop, flip, colour (images [h, w, c]), mixup, noise (any input); none (default: not yet measured better on the keyword chains)' })
     .option('eval', { type: 'string', describe: 'evaluation data (same form): accuracy before and after is reported, never used to choose anything; with --teacher, y.npy may be absent and closeness to the teacher is reported' })
     .option('replay', { type: 'string', describe: 'old data (same form) replayed against forgetting: trained on with --train, and with --distill the only examples whose base outputs are kept, so the update\'s own examples learn from their labels alone (old classes in new conditions may grow surer). Without it, every training example the base gets right is kept' })
     .option('val', { type: 'string', describe: 'validation data (same form) that chooses the learning rate and the checkpoint; default: --val-fraction of the training data' })
@@ -136,6 +139,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   }
   // Every kind of base trains with tfjs: without it, say what to install before anything else.
   await importWithTrainerPeers(() => import('@tensorflow/tfjs'), '`ndiff train`');
+  if (a.distillInputs?.length || (a.augment ?? 'none') !== 'none') checkDistillStream(a, /\.tflite$/i.test(a.base) ? 'a LiteRT file' : /\.onnx$/i.test(a.base) ? 'an ONNX file' : (await (await import('./train-graph.ts')).tfjsModelFormat(a.base, '--base')) === 'graph-model' ? 'a TF.js graph model' : undefined);
   if (/\.tflite$/i.test(a.base)) return (await import('./train-tflite.ts')).runTrainTflite(a as TrainArgs & OnnxTrainArgs, io);
   if (/\.onnx$/i.test(a.base)) return (await import('./train-onnx.ts')).runTrainOnnx(a as TrainArgs & OnnxTrainArgs, io);
   const { tfjsModelFormat, modelPathIO } = await import('./train-graph.ts');
@@ -232,6 +236,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
   const train = a.replay ? withReplay(tf, a.train, a.replay, numClasses) : load(a.train);
   const val = a.val ? load(a.val) : undefined;
   const evalData = a.eval ? load(a.eval) : undefined;
+  const distillInputs = (a.distillInputs ?? []).map((path) => ({ x: toInputs(tf, path, numClasses).x }));
   const count = (d: InputData) => d.x.shape[0];
   const what = a.method === 'full'
     ? 'a full fine-tune (dense payload of every trained tensor, no budget)'
@@ -259,6 +264,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       distill: a.distill,
       alsoConsider: competitors,
       ...(a.sparseShare !== undefined ? { sparseShare: a.sparseShare } : {}),
+      ...(distillInputs.length ? { distillInputs, distillMix: a.distillMix ?? 0.5 } : {}),
+      ...(a.augment && a.augment !== 'none' ? { augment: a.augment } : {}),
       ...(teacher ? { teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature, sparseStart: a.sparseStart } : {}),
       store: a.store,
       header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
@@ -338,6 +345,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
     train.x.dispose();
     val?.x.dispose();
     evalData?.x.dispose();
+    for (const d of distillInputs) d.x.dispose();
     graphTeacher?.dispose();
   }
   return 0;
