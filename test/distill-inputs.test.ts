@@ -134,13 +134,16 @@ test('augmented steps: the teacher scores every augmented batch, the same seed g
 test('the teacher\'s targets are its outputs on the augmented batch, not on the inputs as given', async () => {
   // A teacher equal to the base: on the very input the model sees, it asks for no change, so
   // every step's loss is about zero (5e-2 measured with targets from the un-mixed inputs).
+  // On this thread and on a pool of two (the batch's augmented rows go to the workers).
   const train = inputs(80, 41);
-  const base = baseOf();
-  setModelWeights(model, (n) => base.values(n));
-  const losses: number[] = [];
-  await trainDiff(model, { x: train }, { ...options({ base, augment: 'mixup,noise', teacher: classifier(1) }), onBatch: (b) => void losses.push(b.loss) });
-  assert.ok(losses.length >= 8);
-  assert.ok(Math.max(...losses) < 1e-3, `losses up to ${Math.max(...losses)}: targets from other inputs than the model saw`);
+  for (const threads of [1, 2]) {
+    const base = baseOf();
+    setModelWeights(model, (n) => base.values(n));
+    const losses: number[] = [];
+    await trainDiff(model, { x: train }, { ...options({ base, augment: 'mixup,noise', teacher: classifier(1), threads }), onBatch: (b) => void losses.push(b.loss) });
+    assert.ok(losses.length >= 8);
+    assert.ok(Math.max(...losses) < 1e-3, `${threads} thread(s): losses up to ${Math.max(...losses)}: targets from other inputs than the model saw`);
+  }
   train.dispose();
 });
 
