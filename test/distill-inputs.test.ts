@@ -11,6 +11,7 @@ import { UsageError } from '../src/core/errors.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { initBackend } from '../src/train/backend.ts';
 import { drawWiderInputs, mixDistillInputs } from '../src/train/distill-inputs.ts';
+import { augmentCandidates } from '../src/train/augment-auto.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { trainDiff, type TrainDiffOptions } from '../src/train/train-diff.ts';
 import { join } from 'node:path';
@@ -181,4 +182,32 @@ test('ndiff train --teacher --distill-inputs DIR --augment LIST; refused without
   lines.length = 0;
   assert.notEqual(await main([...args, '--distill-inputs', join(dir, 'field')], io), 0);
   assert.ok(lines.some((l) => /--distill-inputs needs --teacher/.test(l)), lines.join('\n'));
+});
+
+test('augment auto: the candidates of the input\'s kind, each kept only where it validates closer to the teacher', async () => {
+  assert.deepEqual(augmentCandidates([32, 32, 3], false), ['crop', 'flip', 'colour', 'noise', 'mixup']);
+  assert.deepEqual(augmentCandidates([98, 40, 1], false), ['time-shift', 'gain', 'time-mask', 'freq-mask', 'noise', 'mixup']);
+  assert.deepEqual(augmentCandidates([196], true), ['noise'], 'labels: no mixup');
+  const train = inputs(80, 61);
+  const base = baseOf();
+  setModelWeights(model, (n) => base.values(n));
+  const lines: string[] = [];
+  const r = await trainDiff(model, { x: train }, { ...options({ base, augment: 'auto' }), onProgress: (l) => void lines.push(l) });
+  const a = r.augmentation;
+  assert.ok(a, lines.join('\n'));
+  const candidates = augmentCandidates(EXAMPLE, false);
+  assert.deepEqual(a.tried.slice(0, 1 + candidates.length).map((t) => t.augment), ['none', ...candidates]);
+  const none = a.tried[0].score;
+  const helped = candidates.filter((_, i) => a.tried[1 + i].score > none);
+  assert.equal(a.tried.length, 1 + candidates.length + (helped.length > 1 ? 1 : 0));
+  if (helped.length > 1) assert.equal(a.tried[a.tried.length - 1].augment, helped.join(','));
+  const kept = a.tried.find((t) => t.augment === (a.kept.join(',') || 'none'));
+  assert.ok(kept && a.tried.every((t) => t.score <= kept.score), 'the closest on validation is kept');
+  assert.ok(a.kept.every((k) => (helped as string[]).includes(k)), 'only what helped');
+  const held = modelToStore(model);
+  // The payload written is the chosen run's, and the model holds it.
+  const again = await payload(train, { augment: a.kept.length ? a.kept : 'none' });
+  assert.deepEqual(r.bytes, again);
+  for (const t of modelToStore(model).list()) assert.deepEqual(held.values(t.name), modelToStore(model).values(t.name));
+  train.dispose();
 });

@@ -227,7 +227,7 @@ export function parseAugment(spec: string | readonly string[], example: readonly
   if (names.length === 0 || (names.length === 1 && names[0] === 'none')) return [];
   const out: AugmentationName[] = [];
   for (const name of names) {
-    if (!(AUGMENTATIONS as readonly string[]).includes(name)) throw new UsageError(`unknown augmentation ${JSON.stringify(name)}: expected none or a comma-separated list of ${AUGMENTATIONS.join(', ')}`, { augmentation: name });
+    if (!(AUGMENTATIONS as readonly string[]).includes(name)) throw new UsageError(`unknown augmentation ${JSON.stringify(name)}: expected none, auto (with a teacher: chosen on validation) or a comma-separated list of ${AUGMENTATIONS.join(', ')}`, { augmentation: name });
     const need = needs(name as AugmentationName);
     if (need && !need.fits(example)) throw new UsageError(`augmentation ${name} needs ${need.kind}; this model's input is [${example.join(', ')}] per example: leave ${name} out (mixup and noise fit any input)`, { augmentation: name });
     if (!out.includes(name as AugmentationName)) out.push(name as AugmentationName);

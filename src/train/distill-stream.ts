@@ -13,6 +13,8 @@ import { DEFAULT_DISTILL_MIX, mixDistillInputs } from './distill-inputs.ts';
 import type { TrainDiffOptions } from './options.ts';
 import { withLabels, type PreparedTeacher } from './teacher.ts';
 
+export { trainWithAugmentAuto } from './augment-auto.ts';
+
 /** The training stream with `options.distillInputs` drawn in; `owned` when a new tensor was made (the caller disposes it). */
 export function widerStream(train: LabelledData, options: TrainDiffOptions, teach: PreparedTeacher | undefined, progress: (m: string) => void): { data: LabelledData; owned: boolean } {
   const sources = options.distillInputs ?? [];

@@ -126,7 +126,9 @@ export interface TrainDiffOptions {
   distillMix?: number;
   /**
    * With a teacher: augmentations each step applies to its batch before the teacher and the
-   * model score it (src/train/augment.ts): `none` (default) or names in the order they apply.
+   * model score it (src/train/augment.ts): `none` (default) or names in the order they apply;
+   * `auto`: those that fit the input's kind, each kept only where validation agreement with the
+   * teacher improves (src/train/augment-auto.ts: up to 2 + candidates runs).
    */
   augment?: string | readonly string[];
   /** Weight of the teacher term (default 1); labels, when given, add their cross-entropy at weight 1. */
@@ -218,6 +220,8 @@ export interface TuningCandidate {
 
 export interface TrainDiffResult {
   method: TrainMethod;
+  /** With `augment: 'auto'`: the augmentations kept, and each run's closeness to the teacher on validation. */
+  augmentation?: { kept: string[]; tried: { augment: string; score: number }[] };
   bytes: Uint8Array;
   payload: Payload;
   budgetBytes: number;

@@ -63,7 +63,7 @@ import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } fro
 import { silenceTfjsNodeBanner } from './quiet.ts';
 import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable } from './select.ts';
 import { chooseBucketCounts, chooseLoraRanks, denseCodec, estimateSparseCount, type TrainableTensor } from './sizing.ts';
-import { augmentOf, widerStream } from './distill-stream.ts';
+import { augmentOf, trainWithAugmentAuto, widerStream } from './distill-stream.ts';
 import { closeness, closenessScore, describeCloseness, outputRows, prepareTeacher, withLabels, type Closeness, type PreparedTeacher } from './teacher.ts';
 import { searchLearningRate } from './tuning.ts';
 import { TRAIN_METHODS } from './methods.ts';
@@ -114,6 +114,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   const base = options.base ?? modelToStore(model);
   const numClasses = (model.outputs[0].shape[model.outputs[0].shape.length - 1] as number) ?? 0;
   const progress = options.onProgress ?? (() => {});
+  if (options.augment === 'auto') return trainWithAugmentAuto(model, trainInput, options, trainDiff);
   const teach = options.teacher ? prepareTeacher(model, options.teacher, options, trainInput.y !== undefined, progress) : undefined;
   // Wider distillation inputs (src/train/distill-inputs.ts) join the stream before the validation split.
   const wider = widerStream(withLabels(trainInput, 'training data', teach), options, teach, progress);
