@@ -5,7 +5,7 @@
  * digits 7-9 only (where the teacher moved); the wider inputs are 2,000 images of the base's own
  * training set (0-6, unlabeled). A 1% sparse teacher diff learned with and without them, with and
  * without mixup + noise, is scored by top-1 agreement with the teacher on 1,800 held-out images of
- * every digit, for two seeds. About 2 minutes on one core.
+ * every digit, for two seeds. About 3 minutes on one core.
  *
  *   node --conditions=neural-diff-source --import tsx bench/distill-inputs.ts
  */
@@ -60,3 +60,4 @@ await run('own + `--augment noise`', { augment: 'noise' });
 await run('own + `--augment mixup,noise`', { augment: 'mixup,noise' });
 await run('own + `--distill-inputs` (0.5) + `--augment noise`', { distillInputs: [{ x: wider }], augment: 'noise' });
 await run('own + `--distill-inputs` (0.5) + `--augment mixup,noise`', { distillInputs: [{ x: wider }], augment: 'mixup,noise' });
+await run('own + `--distill-inputs` (0.5) + `--augment auto`', { distillInputs: [{ x: wider }], augment: 'auto', onProgress: (l) => { if (/augment auto: kept/.test(l)) console.log(`  ${l}`); } });
