@@ -325,6 +325,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       distill: res.distill ?? null,
       ...(res.teacher ? { teacher: { path: a.teacher, modelBytes: teacherBytes, ...res.teacher } } : {}),
       ...(res.distillOff ? { distillOff: res.distillOff } : {}),
+      // What the teacher saw: the wider inputs and their share, the augmentation asked and (auto) kept.
+      ...(distillInputs.length || (a.augment ?? 'none') !== 'none' ? { distillStream: { distillInputs: a.distillInputs ?? [], distillMix: a.distillMix ?? 0.5, augment: a.augment ?? 'none', ...(res.augmentation ? { augmentation: res.augmentation } : {}) } } : {}),
       // --also-consider: what competed (this run's own result first), and which was written.
       ...(res.selection ? { selection: res.selection.considered } : {}),
       batchSize: res.batchSize,
