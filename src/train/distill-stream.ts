@@ -9,7 +9,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
 import { augmenter, parseAugment, type Augmentation } from './augment.ts';
 import type { LabelledData } from './data.ts';
-import { DEFAULT_DISTILL_MIX, mixDistillInputs } from './distill-inputs.ts';
+import { DEFAULT_DISTILL_MIX, drawWiderInputs, mixDistillInputs } from './distill-inputs.ts';
 import type { TrainDiffOptions } from './options.ts';
 import { withLabels, type PreparedTeacher } from './teacher.ts';
 
@@ -18,7 +18,10 @@ export { trainWithAugmentAuto } from './augment-auto.ts';
 /** The training stream with `options.distillInputs` drawn in; `owned` when a new tensor was made (the caller disposes it). */
 export function widerStream(train: LabelledData, options: TrainDiffOptions, teach: PreparedTeacher | undefined, progress: (m: string) => void): { data: LabelledData; owned: boolean } {
   const sources = options.distillInputs ?? [];
-  if (sources.length === 0 && options.distillMix === undefined) return { data: train, owned: false };
+  if (sources.length === 0) {
+    if (options.distillMix !== undefined) drawWiderInputs(0, [], options.distillMix, 0); // a bad share is still refused
+    return { data: train, owned: false };
+  }
   if (!teach) throw new UsageError('wider distillation inputs (--distill-inputs) have no labels: they teach only through a teacher\'s outputs; pass --teacher (the new version), or train on labelled data with --train and --replay');
   const share = options.distillMix ?? DEFAULT_DISTILL_MIX;
   const { data, draw } = mixDistillInputs(train, sources, share, options.seed ?? 0, (x) => {
@@ -27,7 +30,7 @@ export function widerStream(train: LabelledData, options: TrainDiffOptions, teac
     return y;
   });
   const available = sources.reduce((n, s) => n + s.x.shape[0], 0);
-  if (sources.length) progress(`distillation inputs: ${draw.count} of ${available} drawn (${draw.picked.map((p) => p.length).join(' + ')} by source) beside ${train.y.length} of the update's, ${(100 * draw.share).toFixed(1)}% of the stream${draw.count < available || share === 0 ? '' : draw.share + 1e-9 < share ? ` (${(100 * share).toFixed(0)}% asked: every one is in)` : ''}`);
+  progress(`distillation inputs: ${draw.count} of ${available} drawn (${draw.picked.map((p) => p.length).join(' + ')} by source) beside ${train.y.length} of the update's, ${(100 * draw.share).toFixed(1)}% of the stream${draw.count < available || share === 0 ? '' : draw.share + 1e-9 < share ? ` (${(100 * share).toFixed(0)}% asked: every one is in)` : ''}`);
   return { data, owned: data !== train };
 }
 
