@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import type { CliIO } from '../common.ts';
 import { keygenCommand, runKeygen } from './keygen.ts';
 import { runSign, signCommand } from './sign.ts';
+import { runWorker, workerCommand } from './release-queue.ts';
 
 export interface ExtraCommand {
   command: string;
@@ -13,5 +14,6 @@ export interface ExtraCommand {
 
 export const extraCommands: ExtraCommand[] = [
   { command: 'keygen', describe: 'make an Ed25519 key pair for signing payloads (private key for the build server, public key for devices)', builder: keygenCommand, handler: runKeygen },
+  { command: 'worker', describe: 'run payload jobs of release plans from a job queue (BullMQ on Redis) on this machine, each in its own process, until stopped', builder: workerCommand, handler: runWorker },
   { command: 'sign <payload>', describe: 'sign a payload with an Ed25519 private key: writes a signed envelope devices verify before decoding', builder: signCommand, handler: runSign },
 ];

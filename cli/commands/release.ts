@@ -19,6 +19,7 @@ import { materializeVersion } from '../../src/release/package.ts';
 import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
 import { table, type CliIO } from '../common.ts';
 import { parseExpiry } from '../models.ts';
+import { releaseRunOptions, runReleaseRun, runReleaseStatus } from './release-queue.ts';
 
 /** Wraps a command handler so it writes through the CLI's io and sets the exit code (from ndiff.ts). */
 export type Runner = <A>(fn: (a: A, io: CliIO) => Promise<number>) => (a: A) => Promise<void>;
@@ -221,7 +222,7 @@ async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
 /** The `release` command and its subcommands. */
 export function releaseCommand(y: Argv, run: Runner): Argv {
   return y
-    .usage('ndiff release <add|job|publish|show|cancel> --release DIR ...\n\nKeep a release folder for one model: every version as a full package, payloads into each new version from the last K versions, and a signed manifest devices read first. Files are named by their SHA-256, so any static host or CDN can serve the folder (only manifest.json changes).')
+    .usage('ndiff release <add|job|publish|run|status|show|cancel> --release DIR ...\n\nKeep a release folder for one model: every version as a full package, payloads into each new version from the last K versions, and a signed manifest devices read first. Files are named by their SHA-256, so any static host or CDN can serve the folder (only manifest.json changes).')
     .command('add', 'add a model version (TF.js folder, .onnx or .tflite file): store it, make payloads from the last K versions, sign the manifest', (c) => c
       .option('release', releaseOption)
       .option('model', { type: 'string', demandOption: true, describe: 'the new version: a TF.js model folder, an .onnx or a .tflite file' })
@@ -256,9 +257,11 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('expires', expiresOption)
       .option('accept', { type: 'string', array: true, describe: 'the SHA-256 (16+ hex digits) of a lossy payload publish cannot rebuild, that you vouch for: a learned payload taken in with `release job --payload` (which prints it). Every other job result is checked by applying it to its base: exact ones must reach the version, top-k ones are rebuilt byte for byte' })
       .example('$0 release publish --release site/kws --key release.private.pem --expires 30d', 'run this from a timer, before the manifest expires'), run(runPublish))
+    .command('run', 'run the pending plan on a job queue (BullMQ on Redis): workers anywhere run its jobs (ndiff worker), then every result is checked and, with --key, published', (c) => releaseRunOptions(c, releaseOption, expiresOption), run<any>(runReleaseRun))
+    .command('status', 'the pending plan on the job queue: jobs waiting, running, done, failed (with the reason)', (c) => c.option('release', releaseOption).option('queue', { type: 'string', demandOption: true, describe: 'the job queue (redis://HOST[:PORT])' }), run(runReleaseStatus))
     .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption), run(runShow))
     .command('cancel', 'drop the pending version (planned with add --plan, not published) with its jobs and files', (c) => c
       .option('release', releaseOption)
       .example('$0 release cancel --release site/kws', 'then add the version again, or another one'), run(runCancel))
-    .demandCommand(1, 'name a release command: add, job, publish, show or cancel');
+    .demandCommand(1, 'name a release command: add, job, publish, run, status, show or cancel');
 }

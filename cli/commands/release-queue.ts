@@ -1,0 +1,94 @@
+/**
+ * `ndiff release run --queue`, `ndiff release status` and `ndiff worker`: a release's plan on a
+ * job engine (BullMQ on Redis, an optional dependency loaded only by these commands).
+ */
+import type { Argv, Options } from 'yargs';
+import { UsageError } from '../../src/core/errors.ts';
+import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
+import { planStatus, runPlanOnQueue } from '../../src/release/queue/plan.ts';
+import { startQueueWorker } from '../../src/release/queue/worker.ts';
+import { table, type CliIO } from '../common.ts';
+import { parseExpiry } from '../models.ts';
+
+interface RunArgs {
+  release: string;
+  queue: string;
+  source?: string;
+  key?: string;
+  expires: string;
+  accept?: string[];
+  attempts: number;
+}
+interface StatusArgs {
+  release: string;
+  queue: string;
+}
+interface WorkerArgs {
+  queue: string;
+  concurrency: number;
+  lockSeconds: number;
+}
+
+const queueOption = { type: 'string', demandOption: true, describe: 'the job queue: a Redis URL (redis://HOST[:PORT], rediss:// for TLS)' } as const;
+
+/** `release run`: options. */
+export function releaseRunOptions(c: Argv<any>, releaseOption: Options, expiresOption: Options): Argv<any> {
+  return c
+    .option('release', releaseOption)
+    .option('queue', queueOption)
+    .option('source', { type: 'string', describe: 'where workers fetch the release folder\'s blobs: its http(s) URL on a static host, or a path they can read (default: this folder\'s path, for workers on this machine or a shared disk)' })
+    .option('key', { type: 'string', describe: 'Ed25519 private key: publish once every result is checked. Without it, the checked results are left in jobs/ for ndiff release publish' })
+    .option('expires', expiresOption)
+    .option('accept', { type: 'string', array: true, describe: 'as ndiff release publish --accept' })
+    .option('attempts', { type: 'number', default: 3, describe: 'tries per job when a worker fails it (a worker that dies mid-job is retried by another worker whatever this says)' })
+    .example('$0 release add --release site/kws --model models/v4 --plan && $0 release run --release site/kws --queue redis://queue.internal --source https://cdn.example.com/kws/ --key release.private.pem', 'plan, then run the plan on the workers and publish');
+}
+
+/** `release run`. */
+export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
+  if (!Number.isSafeInteger(a.attempts) || a.attempts < 1 || a.attempts > 100) throw new UsageError(`--attempts must be a whole number from 1 to 100, found ${a.attempts}`);
+  const publish = a.key ? { key: await readPrivateKeyFile(a.key, (l) => io.err(l)), expiresAt: parseExpiry(a.expires), ...(a.accept ? { accept: a.accept } : {}) } : undefined;
+  const res = await runPlanOnQueue(a.release, a.queue, { ...(a.source ? { source: a.source } : {}), ...(publish ? { publish } : {}), attempts: a.attempts, onProgress: (l) => io.progress(l) });
+  io.result?.({ plan: res.planId, jobs: res.jobs, ...(res.published ? { release: res.published.release, added: res.published.added, skipped: res.published.skipped } : {}) });
+  io.out(res.published
+    ? `${a.release}: plan ${res.planId} done (${res.jobs} job(s)); manifest release ${res.published.release} signed, ${res.published.added} payload(s) added`
+    : `${a.release}: plan ${res.planId} done (${res.jobs} job(s)), every result checked and left in jobs/: publish with ndiff release publish --release ${a.release} --key ...`);
+  return 0;
+}
+
+/** `release status`. */
+export async function runReleaseStatus(a: StatusArgs, io: CliIO): Promise<number> {
+  const s = await planStatus(a.release, a.queue);
+  io.result?.(s);
+  const n = (state: string) => s.jobs.filter((j) => j.state === state).length;
+  io.out(`plan ${s.planId}: ${n('waiting')} waiting, ${n('running')} running, ${n('done')} done, ${n('failed') + n('refused')} failed${n('refused') ? ` (${n('refused')} refused by publish's checks)` : ''}${n('not queued') ? `, ${n('not queued')} not queued (ndiff release run)` : ''}; publish: ${s.publish}${s.publishReason ? ` (${s.publishReason})` : ''}`);
+  io.out(table(s.jobs.map((j) => [j.id, j.state, j.attempts, (j.reason ?? j.progress ?? '').slice(0, 160)]), ['job', 'state', 'tries', 'reason or last progress']));
+  return 0;
+}
+
+/** `worker`: options. */
+export function workerCommand(y: Argv<any>): Argv<any> {
+  return y
+    .option('queue', queueOption)
+    .option('concurrency', { type: 'number', default: 1, describe: 'jobs run at once, each in its own process (about one per core)' })
+    .option('lock-seconds', { type: 'number', default: 30, describe: 'a job whose worker stops answering for this long is taken by another worker' })
+    .example('$0 worker --queue redis://queue.internal --concurrency 4', 'run payload jobs until stopped (Ctrl-C or SIGTERM lets running jobs finish)');
+}
+
+/** `worker`: runs until SIGINT or SIGTERM. */
+export async function runWorker(a: WorkerArgs, io: CliIO): Promise<number> {
+  const worker = await startQueueWorker(a.queue, { concurrency: a.concurrency, lockSeconds: a.lockSeconds, onLine: (l) => io.progress(l) });
+  io.progress(`worker on ${a.queue} (${a.concurrency} at once): waiting for jobs; Ctrl-C stops`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  io.progress('stopping: letting running jobs finish');
+  await worker.close();
+  return 0;
+}

@@ -1,0 +1,100 @@
+/**
+ * The job engine behind `ndiff release run`, `ndiff worker` and `ndiff release status`: BullMQ on
+ * Redis, an optional dependency loaded here only, by a dynamic `import()` (nothing else of
+ * neural-diff loads it, and no device entry can reach this folder). What lives in Redis: one
+ * queue of payload jobs every worker serves (`ndiff-release-jobs`), one queue per plan holding
+ * its publish job (the parent of the plan's jobs in a BullMQ flow, run by `release run` itself,
+ * which holds the release folder and the key), the lock that lets one plan of a release run at a
+ * time, and the reasons publish's checks refused a worker's result.
+ */
+import { createHash } from 'node:crypto';
+import { MissingDependencyError, UsageError } from '../../core/errors.ts';
+import type { ReleaseRecord } from '../record.ts';
+
+/** The queue every worker takes payload jobs from. */
+export const JOBS_QUEUE = 'ndiff-release-jobs';
+
+export type Bullmq = typeof import('bullmq');
+export type RedisClient = InstanceType<typeof import('ioredis').Redis>;
+
+const install = 'npm install bullmq ioredis';
+
+/** Import BullMQ, or say what to install (it is an optional dependency of neural-diff). */
+export async function loadBullmq(): Promise<Bullmq> {
+  try {
+    return await import('bullmq');
+  } catch (e) {
+    throw missing('bullmq', e);
+  }
+}
+
+/** A Redis connection of our own (the plan lock, refusals), with ioredis (what BullMQ uses). */
+export async function connectRedis(queueUrl: string): Promise<RedisClient> {
+  let Redis: typeof import('ioredis').Redis;
+  try {
+    ({ Redis } = await import('ioredis'));
+  } catch (e) {
+    throw missing('ioredis', e);
+  }
+  // Commands wait through a Redis restart instead of failing (BullMQ asks the same of its clients).
+  return new Redis(queueUrl, { maxRetriesPerRequest: null });
+}
+
+function missing(pkg: string, e: unknown): MissingDependencyError {
+  return new MissingDependencyError(`the job engine needs the npm package ${pkg}, which is not installed (${(e as Error).message.split('\n')[0]}): run \`${install}\` beside neural-diff (they are optional dependencies, used by ndiff release run, ndiff worker and ndiff release status only)`, { install, package: pkg });
+}
+
+/** Check a `--queue` URL (redis:// or rediss://) and return it. */
+export function queueUrlOf(queue: string): string {
+  let url: URL;
+  try {
+    url = new URL(queue);
+  } catch {
+    throw new UsageError(`--queue ${JSON.stringify(queue)}: expected a Redis URL, e.g. redis://127.0.0.1:6379 (rediss:// for TLS)`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new UsageError(`--queue ${JSON.stringify(queue)}: expected a redis:// or rediss:// URL, found ${url.protocol}`);
+  return queue;
+}
+
+/** The connection options BullMQ gets (workers must keep waiting through a Redis restart). */
+export function bullConnection(queueUrl: string): { url: string; maxRetriesPerRequest: null } {
+  return { url: queueUrl, maxRetriesPerRequest: null };
+}
+
+/** The name of one release in Redis keys: readable, and unique per model id. */
+function releaseKey(modelId: string): string {
+  const slug = modelId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 40);
+  return `${slug}-${createHash('sha256').update(modelId).digest('hex').slice(0, 8)}`;
+}
+
+/** The names one plan (the pending version of a release) has in Redis. */
+export interface PlanNames {
+  /** `kws-1a2b3c4d-v4-9f8e7d6c`: the model, the version and its fingerprint. */
+  planId: string;
+  /** The plan's own queue, holding its publish job. */
+  publishQueue: string;
+  /** The publish job's id (the flow's parent). */
+  parentId: string;
+  /** The BullMQ job id of payload job `id` (`v4-from-v2`). */
+  childId: (id: string) => string;
+  /** The lock one plan of the release holds while it runs. */
+  lockKey: string;
+  /** Why publish's checks refused a job's result (a hash: job id -> reason). */
+  refusedKey: string;
+}
+
+/** The Redis names of the record's pending plan. */
+export function planNames(record: ReleaseRecord): PlanNames {
+  if (!record.pending) throw new UsageError(`release ${JSON.stringify(record.modelId)} has no pending version: plan one first (ndiff release add --release DIR --model PATH --plan)`);
+  const version = record.versions.find((v) => v.version === record.pending?.version);
+  const release = releaseKey(record.modelId);
+  const planId = `${release}-v${record.pending.version}-${version?.fingerprint.slice(0, 8) ?? 'unknown'}`;
+  return {
+    planId,
+    publishQueue: `ndiff-release-publish-${planId}`,
+    parentId: `${planId}-publish`,
+    childId: (id) => `${planId}-${id}`,
+    lockKey: `ndiff:release-lock:${release}`,
+    refusedKey: `ndiff:release-refused:${planId}`,
+  };
+}

@@ -1,0 +1,254 @@
+/**
+ * `ndiff release run --queue`: the pending plan of a release folder as a BullMQ flow (one payload
+ * job per edge, the children; a publish job, their parent), and `ndiff release status`. The run
+ * holds the release folder (and the key, when given) and runs the publish job itself once every
+ * payload job is done: it writes each worker's result into `jobs/`, checks each with publish's own
+ * checks (a refused result is dropped, its reason kept for `status`, and nothing is signed), then
+ * publishes. One plan of a release runs at a time (a lock in Redis; a second run is refused).
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import * as path from 'node:path';
+import { NeuralDiffError, PayloadFormatError, UsageError } from '../../core/errors.ts';
+import { writeFileAtomically } from '../../io/durable/durable.ts';
+import { jobFiles, readJobResult, verifyJobResult } from '../jobs.ts';
+import { publishReleaseFolder, type PublishResult } from '../publish.ts';
+import { JOBS_DIR, readRecord, type ReleaseRecord } from '../record.ts';
+import { releaseSubdir } from '../folder.ts';
+import { ticketsOf } from '../ticket.ts';
+import { bullConnection, connectRedis, JOBS_QUEUE, loadBullmq, planNames, queueUrlOf, type PlanNames, type RedisClient } from './engine.ts';
+import type { QueuedJobData, QueuedJobReturn } from './processor.ts';
+
+/** Options of {@link runPlanOnQueue}. */
+export interface RunPlanOptions {
+  /** Where workers fetch the release folder's blobs: its http(s) URL, or a path they can read (default: the folder's absolute path). */
+  source?: string;
+  /** With a key, the run publishes once every result is checked; without, it leaves them in `jobs/` for `ndiff release publish`. */
+  publish?: { key: import('node:crypto').KeyObject; expiresAt: number; accept?: string[] };
+  /** Tries per job when a worker fails it (default 3; a worker that dies is covered by stalled-job recovery). */
+  attempts?: number;
+  onProgress?: (line: string) => void;
+  /** How often the run looks at the plan (default 500 ms). */
+  pollMs?: number;
+}
+
+/** What a plan run did. */
+export interface RunPlanResult {
+  planId: string;
+  /** Payload jobs that ran (with or without a payload). */
+  jobs: number;
+  /** Set when the run published. */
+  published?: PublishResult;
+}
+
+/** Counts of a plan's payload jobs by state. */
+export interface PlanCounts {
+  waiting: number;
+  running: number;
+  done: number;
+  failed: number;
+}
+
+const LOCK_MS = 30_000;
+
+/**
+ * Enqueue the pending plan of `releaseDir` on the queue at `queue` and see it through: wait for
+ * the workers, check every result, publish (with a key). Resumes a plan already on the queue (the
+ * job ids are the plan's own, so jobs done before a restart are not run again).
+ */
+export async function runPlanOnQueue(releaseDir: string, queue: string, options: RunPlanOptions = {}): Promise<RunPlanResult> {
+  const url = queueUrlOf(queue);
+  const record = await readRecord(releaseDir);
+  if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json): add a version with --plan first`);
+  const names = planNames(record);
+  const progress = options.onProgress ?? (() => {});
+  const bull = await loadBullmq();
+  const redis = await connectRedis(url);
+  const connection = bullConnection(url);
+  const holder = JSON.stringify({ plan: names.planId, host: hostname(), pid: process.pid, release: path.resolve(releaseDir), since: new Date().toISOString(), token: randomBytes(8).toString('hex') });
+  let keepAlive: NodeJS.Timeout | undefined;
+  let publishWorker: InstanceType<Bullmq['Worker']> | undefined;
+  const flows = new bull.FlowProducer({ connection });
+  const publishQueue = new bull.Queue(names.publishQueue, { connection });
+  try {
+    if ((await redis.set(names.lockKey, holder, 'PX', LOCK_MS, 'NX')) !== 'OK') {
+      const other = await redis.get(names.lockKey);
+      throw new UsageError(`another plan of release ${JSON.stringify(record.modelId)} is running on this queue (${other ?? 'its holder just finished'}): expected one plan per release at a time; wait for it (ndiff release status --release ${releaseDir} --queue ${url}) or stop it, then run again`, { holder: other });
+    }
+    // Renewed while the run lives; a run that dies lets go within LOCK_MS.
+    keepAlive = setInterval(() => { redis.set(names.lockKey, holder, 'PX', LOCK_MS, 'XX').catch(() => {}); }, LOCK_MS / 3);
+    const source = options.source ?? path.resolve(releaseDir);
+    const tickets = ticketsOf(record);
+    await redis.del(names.refusedKey);
+    const keep = { age: 7 * 24 * 3600 };
+    await flows.add({
+      name: 'publish',
+      queueName: names.publishQueue,
+      data: { release: path.resolve(releaseDir), modelId: record.modelId, version: record.pending?.version },
+      opts: { jobId: names.parentId, removeOnComplete: keep, removeOnFail: keep },
+      children: tickets.map((ticket) => ({
+        name: ticket.job.id,
+        queueName: JOBS_QUEUE,
+        data: { ticket, source } satisfies QueuedJobData,
+        opts: { jobId: names.childId(ticket.job.id), attempts: options.attempts ?? 3, backoff: { type: 'exponential', delay: 1000 }, failParentOnFailure: true, removeOnComplete: keep, removeOnFail: keep },
+      })),
+    });
+    progress(`plan ${names.planId}: ${tickets.length} payload job(s) on ${url}, inputs from ${source}; start workers with \`ndiff worker --queue ${url}\``);
+    let outcome: RunPlanResult | undefined;
+    publishWorker = new bull.Worker(names.publishQueue, async (job) => {
+      const values = (await job.getChildrenValues()) as Record<string, QueuedJobReturn>;
+      outcome = await collectAndPublish(releaseDir, record, names, values, redis, options, progress, bull);
+      return { jobs: outcome.jobs, release: outcome.published?.release ?? null };
+    }, { connection, concurrency: 1 });
+    publishWorker.on('error', () => {}); // reconnects by itself; the loop below reports an unreachable queue
+    const parent = await waitForParent(bull, url, publishQueue, names, record, progress, options.pollMs ?? 500);
+    if (parent.state === 'failed') throw planFailed(names, parent.reason, releaseDir, url);
+    return outcome ?? { planId: names.planId, jobs: tickets.length };
+  } finally {
+    if (keepAlive) clearInterval(keepAlive);
+    await publishWorker?.close().catch(() => {});
+    // Let go of the lock only if it is still this run's.
+    await redis.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", 1, names.lockKey, holder).catch(() => {});
+    await Promise.allSettled([flows.close(), publishQueue.close()]);
+    redis.disconnect();
+  }
+}
+
+type Bullmq = Awaited<ReturnType<typeof loadBullmq>>;
+/** What this file asks of a BullMQ queue. */
+interface JobLookup {
+  getJob(id: string): Promise<{ getState(): Promise<string>; failedReason?: string } | undefined>;
+}
+
+function planFailed(names: PlanNames, reason: string, releaseDir: string, url: string): NeuralDiffError {
+  const refused = /refused/.test(reason);
+  const why = `plan ${names.planId} failed: ${reason}; nothing was signed`;
+  const fix = refused
+    ? `the refused results were dropped: run those jobs on a machine you trust (ndiff release job --release ${releaseDir} --id ID), then ndiff release publish`
+    : `see which job failed and why (ndiff release status --release ${releaseDir} --queue ${url}), fix it, and run the plan again (jobs already done are not run again)`;
+  return refused ? new PayloadFormatError(`${why}: ${fix}`, { plan: names.planId }) : new UsageError(`${why}: ${fix}`, { plan: names.planId });
+}
+
+/** Poll the publish job until it is done or failed, printing the payload jobs' counts as they change. */
+async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup, names: PlanNames, record: ReleaseRecord, progress: (line: string) => void, pollMs: number): Promise<{ state: 'completed' } | { state: 'failed'; reason: string }> {
+  const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection: bullConnection(url) });
+  let last = '';
+  try {
+    for (;;) {
+      try {
+        const parent = await publishQueue.getJob(names.parentId);
+        const state = parent ? await parent.getState() : 'unknown';
+        if (state === 'completed') return { state };
+        if (state === 'failed') return { state, reason: parent?.failedReason ?? 'unknown' };
+        const counts = await countJobs(jobsQueue, names, record);
+        const line = `${counts.waiting} waiting, ${counts.running} running, ${counts.done} done, ${counts.failed} failed`;
+        if (line !== last) progress(line);
+        last = line;
+      } catch (e) {
+        const line = `the queue is not answering (${(e as Error).message.split('\n')[0]}): waiting for it`;
+        if (line !== last) progress(line);
+        last = line;
+      }
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  } finally {
+    await jobsQueue.close().catch(() => {});
+  }
+}
+
+async function countJobs(jobsQueue: JobLookup, names: PlanNames, record: ReleaseRecord): Promise<PlanCounts> {
+  const counts: PlanCounts = { waiting: 0, running: 0, done: 0, failed: 0 };
+  for (const job of record.pending?.jobs ?? []) {
+    const j = await jobsQueue.getJob(names.childId(job.id));
+    counts[bucketOf(j ? await j.getState() : 'unknown')]++;
+  }
+  return counts;
+}
+
+function bucketOf(state: string): keyof PlanCounts {
+  return state === 'active' ? 'running' : state === 'completed' ? 'done' : state === 'failed' ? 'failed' : 'waiting';
+}
+
+/**
+ * The publish job: write each worker's result into `jobs/` under the job's own id, check each as
+ * publish does (jobs ran on machines without the key: their results are claims), drop and record
+ * the refused ones, then publish when a key was given.
+ */
+async function collectAndPublish(releaseDir: string, record: ReleaseRecord, names: PlanNames, values: Record<string, QueuedJobReturn>, redis: RedisClient, options: RunPlanOptions, progress: (line: string) => void, bull: Bullmq): Promise<RunPlanResult> {
+  const byChild = new Map(Object.entries(values).map(([key, v]) => [key.slice(key.lastIndexOf(':') + 1), v]));
+  const jobs = record.pending?.jobs ?? [];
+  await releaseSubdir(releaseDir, JOBS_DIR);
+  const refused: string[] = [];
+  for (const job of jobs) {
+    const files = jobFiles(releaseDir, job.id);
+    const value = byChild.get(names.childId(job.id));
+    const result = value && typeof value === 'object' && typeof value.result === 'object' && value.result !== null ? { ...(value.result as object), id: job.id } : undefined;
+    try {
+      if (!result) throw new PayloadFormatError(`job ${job.id}: the worker returned no result`);
+      await writeFileAtomically(files.result, new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
+      if (typeof value?.payload === 'string') await writeFileAtomically(files.payload, new Uint8Array(Buffer.from(value.payload, 'base64')));
+      else await rm(files.payload, { force: true });
+      const done = await readJobResult(releaseDir, job.id);
+      if (done?.payload) await verifyJobResult(releaseDir, record, job, done.result, done.payload, options.publish?.accept ?? []);
+    } catch (e) {
+      if (!(e instanceof NeuralDiffError)) throw e;
+      const reason = e.message.split(/; nothing was signed/)[0];
+      refused.push(`${job.id}: ${reason}`);
+      await redis.hset(names.refusedKey, job.id, reason);
+      await rm(files.result, { force: true });
+      await rm(files.payload, { force: true });
+    }
+  }
+  if (refused.length) throw new bull.UnrecoverableError(`${refused.length} result(s) refused by publish's checks (${refused.join('; ')})`);
+  progress(`every result checked: ${jobs.length} job(s) in ${releaseDir}/jobs/`);
+  if (!options.publish) return { planId: names.planId, jobs: jobs.length };
+  const published = await publishReleaseFolder(releaseDir, { key: options.publish.key, expiresAt: options.publish.expiresAt, ...(options.publish.accept ? { accept: options.publish.accept } : {}) });
+  return { planId: names.planId, jobs: jobs.length, published };
+}
+
+/** One payload job as `ndiff release status` shows it. */
+export interface PlanJobStatus {
+  id: string;
+  state: 'waiting' | 'running' | 'done' | 'failed' | 'refused' | 'not queued';
+  /** Tries so far. */
+  attempts: number;
+  /** The last progress line a worker reported. */
+  progress?: string;
+  /** Why it failed (a worker's error) or was refused (publish's checks). */
+  reason?: string;
+}
+
+/** The state of the pending plan of `releaseDir` on the queue. */
+export async function planStatus(releaseDir: string, queue: string): Promise<{ planId: string; publish: string; publishReason?: string; jobs: PlanJobStatus[] }> {
+  const url = queueUrlOf(queue);
+  const record = await readRecord(releaseDir);
+  if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json)`);
+  const names = planNames(record);
+  const bull = await loadBullmq();
+  const redis = await connectRedis(url);
+  const connection = bullConnection(url);
+  const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection });
+  const publishQueue = new bull.Queue(names.publishQueue, { connection });
+  try {
+    const refused = await redis.hgetall(names.refusedKey);
+    const jobs: PlanJobStatus[] = [];
+    for (const job of record.pending?.jobs ?? []) {
+      const j = await jobsQueue.getJob(names.childId(job.id));
+      if (!j) {
+        jobs.push({ id: job.id, state: 'not queued', attempts: 0 });
+        continue;
+      }
+      const state = refused[job.id] ? 'refused' : bucketOf(await j.getState());
+      const line = typeof j.progress === 'object' && j.progress !== null ? (j.progress as { line?: unknown }).line : undefined;
+      const reason = refused[job.id] ?? (j.failedReason || undefined);
+      jobs.push({ id: job.id, state, attempts: j.attemptsStarted ?? j.attemptsMade, ...(typeof line === 'string' ? { progress: line } : {}), ...(reason ? { reason } : {}) });
+    }
+    const parent = await publishQueue.getJob(names.parentId);
+    const publish = parent ? await parent.getState() : 'not queued';
+    return { planId: names.planId, publish, ...(parent?.failedReason ? { publishReason: parent.failedReason } : {}), jobs };
+  } finally {
+    await Promise.allSettled([jobsQueue.close(), publishQueue.close()]);
+    redis.disconnect();
+  }
+}

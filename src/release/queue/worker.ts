@@ -1,0 +1,75 @@
+/**
+ * `ndiff worker`: run payload jobs from the queue on this machine, each in a sandboxed child
+ * process, until stopped. A worker needs the queue and the place the release folder is served
+ * (named in each job), never the release folder on its disk nor the signing key. A worker that
+ * dies mid-job stops renewing the job's lock; after `lockSeconds` another worker takes the job
+ * again (BullMQ's stalled-job recovery).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UsageError } from '../../core/errors.ts';
+import { bullConnection, JOBS_QUEUE, loadBullmq, queueUrlOf } from './engine.ts';
+
+/** Options of {@link startQueueWorker}. */
+export interface QueueWorkerOptions {
+  /** Jobs run at once (each in its own process; default 1). */
+  concurrency?: number;
+  /** How long a job's lock lasts without renewal: a dead worker's job is taken again after it (default 30). */
+  lockSeconds?: number;
+  /** How many times a job may be found stalled (its worker gone) before it fails (default 5). */
+  maxStalls?: number;
+  /** A line per job started, finished or failed. */
+  onLine?: (line: string) => void;
+}
+
+/** A running worker. */
+export interface QueueWorker {
+  /** Stop taking jobs, wait for the running ones, and clean up. */
+  close(): Promise<void>;
+}
+
+/** The processor file, as this build has it (TypeScript in the checkout, JavaScript in dist/). */
+function processorFile(): { file: string; execArgv?: string[] } {
+  const here = fileURLToPath(import.meta.url);
+  const file = path.join(path.dirname(here), `processor${path.extname(here)}`);
+  if (path.extname(here) !== '.ts') return { file };
+  // Run from the sources (`node cli/ndiff.mjs`, tests): the child needs tsx's loader to read .ts.
+  const argv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
+  const hasTsx = argv.some((a, i) => /tsx/.test(a) && (argv[i - 1] === '--import' || a.startsWith('--import=')));
+  return { file, execArgv: hasTsx ? argv : [...argv, '--import', import.meta.resolve('tsx'), '--conditions=neural-diff-source'] };
+}
+
+/** Start a worker on the queue at `queue` (redis://HOST[:PORT]). */
+export async function startQueueWorker(queue: string, options: QueueWorkerOptions = {}): Promise<QueueWorker> {
+  const url = queueUrlOf(queue);
+  const concurrency = options.concurrency ?? 1;
+  const lockSeconds = options.lockSeconds ?? 30;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, found ${concurrency}`);
+  if (!(lockSeconds >= 1 && lockSeconds <= 3600)) throw new UsageError(`--lock-seconds must be from 1 to 3600, found ${lockSeconds}`);
+  const bull = await loadBullmq();
+  const log = options.onLine ?? (() => {});
+  const cacheDir = await mkdtemp(path.join(tmpdir(), 'ndiff-worker-'));
+  const proc = processorFile();
+  const worker = new bull.Worker(JOBS_QUEUE, proc.file, {
+    connection: bullConnection(url),
+    concurrency,
+    useWorkerThreads: false,
+    lockDuration: lockSeconds * 1000,
+    stalledInterval: lockSeconds * 1000,
+    maxStalledCount: options.maxStalls ?? 5,
+    workerForkOptions: { ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: { ...process.env, NDIFF_WORKER_CACHE: cacheDir } },
+  });
+  worker.on('active', (job) => log(`${job.id}: started (attempt ${job.attemptsMade + 1})`));
+  worker.on('completed', (job) => log(`${job.id}: done`));
+  worker.on('failed', (job, err) => log(`${job?.id ?? '?'}: failed: ${err.message.split('\n')[0]}`));
+  worker.on('error', (err) => log(`queue: ${err.message.split('\n')[0]}`));
+  await worker.waitUntilReady();
+  return {
+    close: async () => {
+      await worker.close();
+      await rm(cacheDir, { recursive: true, force: true });
+    },
+  };
+}
