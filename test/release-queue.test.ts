@@ -37,9 +37,9 @@ async function killWorker(w: ChildProcess): Promise<void> {
   await gone;
 }
 
-/** A release with `versions` published and the next one planned (exact payloads from the last 3). */
-async function plannedRelease(versions = 3): Promise<ReleaseChain> {
-  const chain = await releaseChain(versions);
+/** A release with `versions` published and the next one planned (exact payloads from the last `history`). */
+async function plannedRelease(versions = 3, history = 3): Promise<ReleaseChain> {
+  const chain = await releaseChain(versions, { history });
   await chain.addNext({ planOnly: true });
   return chain;
 }
@@ -72,6 +72,146 @@ test('a plan on two worker processes, inputs over HTTP: published, every payload
     assert.match(lines.join('\n'), /plan kws-[0-9a-f]{8}-v4-[0-9a-f]{8}: 3 payload job\(s\)/);
   } finally {
     await Promise.all(workers.map(killWorker));
+    await server.close();
+    await redis.close();
+  }
+});
+
+/** Wait until `check` holds (polling), or fail after `ms`. */
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('a worker killed mid-job: the job is taken again by another worker and the plan is published as on one machine', { skip: redisSkip, timeout: 120_000 }, async () => {
+  const chain = await plannedRelease();
+  const expected = await localPayloads(chain);
+  const redis = await startRedis();
+  const server = await serveRelease(chain.releaseDir);
+  // The first input a worker asks for never comes: the worker is mid-job when it is killed.
+  server.faults.push({ match: (p) => p.startsWith('/blobs/'), times: 1, kind: 'stall' });
+  const first = startWorker(redis.url);
+  let second: (ChildProcess & { log: string[] }) | undefined;
+  try {
+    const run = runPlanOnQueue(chain.releaseDir, redis.url, { source: server.url, publish: { key: chain.key, expiresAt: inAnHour() } });
+    await until('the first worker to be stuck on its input', () => server.log.some((q) => q.fault === 'stall'));
+    await killWorker(first);
+    second = startWorker(redis.url);
+    const res = await run;
+    assert.deepEqual(res.published?.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`), expected);
+    const done = second.log.filter((l) => /: done$/.test(l));
+    assert.equal(done.length, 3, `the second worker finished every job, the killed one's too: ${second.log.join(' | ')}`);
+  } finally {
+    await killWorker(first);
+    if (second) await killWorker(second);
+    await server.close();
+    await redis.close();
+  }
+});
+
+test('a worker returning another job\'s result: refused by publish\'s checks, the job shown failed with the reason, nothing signed', { skip: redisSkip, timeout: 120_000 }, async () => {
+  const chain = await plannedRelease();
+  const redis = await startRedis();
+  const { Worker } = await import('bullmq');
+  const { runTicket, checkTicket, ticketsOf } = await import('../src/release/ticket.ts');
+  const manifestBefore = await readFile(join(chain.releaseDir, 'manifest.json'));
+  const record = await readRecord(chain.releaseDir);
+  const [forgedJob, other] = record!.pending!.jobs;
+  // A worker that does the work honestly, except that it answers one job with another job's (well-formed, consistent) result.
+  const cache = join(chain.work, 'rogue-cache');
+  const rogue = new Worker(JOBS_QUEUE, async (job) => {
+    const ticket = checkTicket(job.data.ticket);
+    const answer = ticket.job.id === forgedJob.id ? ticketsOf(record!).find((t) => t.job.id === other.id)! : ticket;
+    const out = await runTicket(answer, { source: job.data.source, cacheDir: cache });
+    return { result: out.result, ...(out.payload ? { payload: Buffer.from(out.payload).toString('base64') } : {}) };
+  }, { connection: { url: redis.url, maxRetriesPerRequest: null } });
+  try {
+    await assert.rejects(runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() } }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'ND_PAYLOAD_FORMAT', e.message);
+      assert.match(e.message, new RegExp(`1 result\\(s\\) refused by publish's checks \\(${forgedJob.id}: job ${forgedJob.id}: its payload patches base [0-9a-f]{16}, the job's base is ${forgedJob.base}`));
+      assert.match(e.message, /nothing was signed/);
+      return true;
+    });
+    assert.deepEqual(await readFile(join(chain.releaseDir, 'manifest.json')), manifestBefore, 'the manifest is as it was');
+    assert.equal((await readRecord(chain.releaseDir))?.pending?.version, 4, 'the version is still pending');
+    const status = await planStatus(chain.releaseDir, redis.url);
+    const shown = status.jobs.find((j) => j.id === forgedJob.id);
+    assert.equal(shown?.state, 'refused');
+    assert.match(shown?.reason ?? '', /its payload patches base/);
+    assert.deepEqual(status.jobs.filter((j) => j.id !== forgedJob.id).map((j) => j.state), ['done', 'done']);
+    assert.equal(status.publish, 'failed');
+    assert.deepEqual(await readdir(join(chain.releaseDir, 'jobs')).then((f) => f.filter((n) => n.startsWith(forgedJob.id))), [], 'the refused result was dropped');
+  } finally {
+    await rogue.close();
+    await redis.close();
+  }
+});
+
+test('two plans of one release at once: the second is refused while the first runs, which then finishes', { skip: redisSkip, timeout: 120_000 }, async () => {
+  const chain = await plannedRelease();
+  const redis = await startRedis();
+  let worker: (ChildProcess & { log: string[] }) | undefined;
+  try {
+    const lines: string[] = [];
+    const first = runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() }, onProgress: (l) => lines.push(l) });
+    await until('the first plan to be queued', () => lines.some((l) => /payload job\(s\)/.test(l)));
+    await assert.rejects(runPlanOnQueue(chain.releaseDir, redis.url, {}), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'ND_USAGE');
+      assert.match(e.message, /another plan of release "kws" is running on this queue \(\{"plan":"kws-[0-9a-f]{8}-v4-[0-9a-f]{8}"/);
+      return true;
+    });
+    worker = startWorker(redis.url);
+    const res = await first;
+    assert.equal(res.published?.added, 3);
+  } finally {
+    if (worker) await killWorker(worker);
+    await redis.close();
+  }
+});
+
+/** The release folder over HTTP, each request held until `open()` (a slow network the test controls). */
+async function gatedServer(root: string): Promise<{ url: string; held: () => number; open: () => void; close: () => Promise<void> }> {
+  const { createServer } = await import('node:http');
+  let opened = false;
+  const waiting: (() => void)[] = [];
+  const server = createServer((req, res) => {
+    const serve = () => readFile(join(root, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)))
+      .then((b) => res.end(b), () => { res.statusCode = 404; res.end(); });
+    if (opened) serve();
+    else waiting.push(serve);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}/`,
+    held: () => waiting.length,
+    open: () => { opened = true; for (const w of waiting.splice(0)) w(); },
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+test('Redis restarted mid-plan (append-only file): the worker and the run reconnect, and the plan is published as on one machine', { skip: redisSkip, timeout: 120_000 }, async () => {
+  const chain = await plannedRelease();
+  const expected = await localPayloads(chain);
+  const redis = await startRedis({ persist: true });
+  const server = await gatedServer(chain.releaseDir);
+  const worker = startWorker(redis.url);
+  try {
+    const run = runPlanOnQueue(chain.releaseDir, redis.url, { source: server.url, publish: { key: chain.key, expiresAt: inAnHour() } });
+    await until('the worker to be fetching a job\'s inputs', () => server.held() > 0);
+    await redis.stop();
+    await new Promise((r) => setTimeout(r, 1000));
+    await redis.start();
+    server.open();
+    const res = await run;
+    assert.equal(res.published?.added, 3);
+    assert.deepEqual(res.published?.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`), expected);
+    assert.equal(worker.exitCode, null, 'the same worker ran the plan through the restart');
+    assert.equal(worker.log.filter((l) => /: done$/.test(l)).length, 3, worker.log.join(' | '));
+  } finally {
+    await killWorker(worker);
     await server.close();
     await redis.close();
   }

@@ -37,7 +37,9 @@ export async function connectRedis(queueUrl: string): Promise<RedisClient> {
     throw missing('ioredis', e);
   }
   // Commands wait through a Redis restart instead of failing (BullMQ asks the same of its clients).
-  return new Redis(queueUrl, { maxRetriesPerRequest: null });
+  const client = new Redis(queueUrl, { maxRetriesPerRequest: null });
+  client.on('error', () => {}); // it reconnects by itself; a command that cannot wait says why
+  return client;
 }
 
 function missing(pkg: string, e: unknown): MissingDependencyError {

@@ -71,6 +71,9 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
   let publishWorker: InstanceType<Bullmq['Worker']> | undefined;
   const flows = new bull.FlowProducer({ connection });
   const publishQueue = new bull.Queue(names.publishQueue, { connection });
+  // Each reconnects by itself (a Redis restart); the wait loop below says when the queue is not answering.
+  flows.on('error', () => {});
+  publishQueue.on('error', () => {});
   try {
     if ((await redis.set(names.lockKey, holder, 'PX', LOCK_MS, 'NX')) !== 'OK') {
       const other = await redis.get(names.lockKey);
@@ -133,6 +136,7 @@ function planFailed(names: PlanNames, reason: string, releaseDir: string, url: s
 /** Poll the publish job until it is done or failed, printing the payload jobs' counts as they change. */
 async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup, names: PlanNames, record: ReleaseRecord, progress: (line: string) => void, pollMs: number): Promise<{ state: 'completed' } | { state: 'failed'; reason: string }> {
   const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection: bullConnection(url) });
+  jobsQueue.on('error', () => {});
   let last = '';
   try {
     for (;;) {
@@ -230,6 +234,9 @@ export async function planStatus(releaseDir: string, queue: string): Promise<{ p
   const connection = bullConnection(url);
   const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection });
   const publishQueue = new bull.Queue(names.publishQueue, { connection });
+  // Each reconnects by itself (a Redis restart); the wait loop below says when the queue is not answering.
+  jobsQueue.on('error', () => {});
+  publishQueue.on('error', () => {});
   try {
     const refused = await redis.hgetall(names.refusedKey);
     const jobs: PlanJobStatus[] = [];
