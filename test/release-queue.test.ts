@@ -144,6 +144,15 @@ test('a worker returning another job\'s result: refused by publish\'s checks, th
     assert.deepEqual(status.jobs.filter((j) => j.id !== forgedJob.id).map((j) => j.state), ['done', 'done']);
     assert.equal(status.publish, 'failed');
     assert.deepEqual(await readdir(join(chain.releaseDir, 'jobs')).then((f) => f.filter((n) => n.startsWith(forgedJob.id))), [], 'the refused result was dropped');
+    // Run again on an honest worker: the failed run's jobs are cleared and done afresh, and the plan is published.
+    await rogue.close();
+    const honest = startWorker(redis.url);
+    try {
+      const res = await runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() } });
+      assert.equal(res.published?.added, 3);
+    } finally {
+      await killWorker(honest);
+    }
   } finally {
     await rogue.close();
     await redis.close();

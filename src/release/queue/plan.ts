@@ -84,6 +84,18 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
     const source = options.source ?? path.resolve(releaseDir);
     const tickets = ticketsOf(record);
     await redis.del(names.refusedKey);
+    // A finished run of this very plan (published, failed or refused, then planned again with the
+    // same version) is cleared, so this run does its jobs afresh; an unfinished one is resumed.
+    const previous = await publishQueue.getJob(names.parentId);
+    const previousState = previous ? await previous.getState() : undefined;
+    if (previous && (previousState === 'completed' || previousState === 'failed')) {
+      await previous.remove({ removeChildren: true }).catch((e: Error) => {
+        throw new UsageError(`plan ${names.planId} ran before and some of its jobs are still running on a worker (${e.message.split('\n')[0]}): wait for them to finish (ndiff release status), then run again`);
+      });
+      progress(`plan ${names.planId} ran before (${previousState}): its jobs are cleared and run again`);
+    } else if (previous) {
+      progress(`plan ${names.planId} is already on the queue (${previousState}): resuming it (jobs done are not run again)`);
+    }
     const keep = { age: 7 * 24 * 3600 };
     await flows.add({
       name: 'publish',

@@ -1,0 +1,207 @@
+/**
+ * `npm run bench:release -- --workers 1,2 [--kills N] [--quick]`: release plans on the job engine
+ * (BullMQ on a local `redis-server`), run by 1, then 2, ... `ndiff worker` processes, against
+ * the same plans run job by job on one machine: the wall time of each (from enqueue to every plan
+ * published), and whether every signed payload is byte for byte the one-machine run's.
+ *
+ * The plans: 4 release folders of one model (exact payloads, and top-k within 1%, 2% and 5%),
+ * versions 1..10 each (every version moves 1% of the previous one's weights), version 11 planned
+ * with payloads from the last 10: 40 jobs. The model is the MobileNetV2 of the nsfwjs package
+ * (2.6M weights; the keyword model's versions are not kept by its benchmark). `--quick`: the
+ * small test model, 2 folders, 3 jobs each (used by a test).
+ *
+ * `--kills N`: with 2 workers, a worker is killed (its whole process group, SIGKILL) at a random
+ * moment and a new one started, N times, plans run again until N kills happened; every plan
+ * must still be published with the one-machine payloads.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
+import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
+import { addVersion } from '../src/release/add.ts';
+import { runJob } from '../src/release/jobs.ts';
+import { publishReleaseFolder } from '../src/release/publish.ts';
+import { readRecord, type EdgePolicy } from '../src/release/record.ts';
+import { runPlanOnQueue } from '../src/release/queue/plan.ts';
+import { generateKeyPair, loadPrivateKey } from '../src/sign/node-keys.ts';
+import { seededRandom } from '../src/core/random.ts';
+import { baseAndTarget } from '../test/helpers/models.ts';
+import { perturbed } from '../test/helpers/perturb.ts';
+import { tempDir, writeStore } from '../test/helpers/dirs.ts';
+import { serveRelease } from '../test/helpers/release-server.ts';
+import { startRedis } from '../test/helpers/redis.ts';
+import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
+
+const cli = join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
+
+/** One run of the plans. */
+export interface QueueBenchRow {
+  /** Worker processes (`single machine`: each job run in turn in this process, no queue). */
+  workers: number | 'single machine';
+  jobs: number;
+  seconds: number;
+  /** Every signed payload byte for byte the single-machine run's. */
+  identical: boolean;
+  kills?: number;
+}
+
+export interface QueueBenchResult {
+  model: string;
+  plans: number;
+  jobs: number;
+  rows: QueueBenchRow[];
+}
+
+interface Options {
+  workers: number[];
+  kills?: number;
+  quick?: boolean;
+  log?: (line: string) => void;
+}
+
+/** Run the bench (see the module doc). */
+export async function runReleaseQueueBench(options: Options): Promise<QueueBenchResult> {
+  const log = options.log ?? console.log;
+  const quick = options.quick ?? false;
+  const work = await tempDir('nd-bench-release-queue-');
+  const redis = await startRedis();
+  try {
+    const keys = generateKeyPair();
+    const key = loadPrivateKey(keys.privateKeyPem);
+    const expiresAt = Math.floor(Date.now() / 1000) + 3600;
+    const model: WeightStore = quick ? baseAndTarget(1).base : MemoryWeightStore.copyOf(await openTfjsModelDir(await pretrainedModelDir('layers')));
+    const policies: EdgePolicy[] = quick ? [{ method: 'exact' }, { method: 'topk', budget: '5%' }] : [{ method: 'exact' }, { method: 'topk', budget: '1%' }, { method: 'topk', budget: '2%' }, { method: 'topk', budget: '5%' }];
+    const history = quick ? 3 : 10;
+    // The versions, written once; each folder adds them with one exact payload each, then plans the last.
+    const versions: string[] = [];
+    let m = model;
+    for (let v = 1; v <= history + 1; v++) {
+      if (v > 1) m = perturbed(m, quick ? 0.05 : 0.01, 200 + v);
+      versions.push(join(work, 'models', `v${v}`));
+      await writeStore(versions[v - 1], m as MemoryWeightStore);
+    }
+    const planned: string[] = [];
+    for (const [i, policy] of policies.entries()) {
+      const dir = join(work, 'planned', `r${i}`);
+      for (let v = 1; v <= history; v++) await addVersion(dir, versions[v - 1], { modelId: `bench-${policy.method}${policy.budget ?? ''}`, history: 1, key, expiresAt });
+      await addVersion(dir, versions[history], { history, policy, planOnly: true });
+      planned.push(dir);
+      log(`plan ${i + 1}/${policies.length} (${policy.method}${policy.budget ? ` ${policy.budget}` : ''}) ready`);
+    }
+    const jobs = (await Promise.all(planned.map(readRecord))).reduce((n, r) => n + (r?.pending?.jobs.length ?? 0), 0);
+    const fresh = async (name: string) => {
+      const dirs = planned.map((d, i) => join(work, name, `r${i}`));
+      for (const [i, d] of dirs.entries()) await cp(planned[i], d, { recursive: true });
+      return dirs;
+    };
+    const signed = async (dirs: string[]) => JSON.stringify(await Promise.all(dirs.map(async (d) => (await readRecord(d))?.payloads.map((p) => p.sha256))));
+    const rows: QueueBenchRow[] = [];
+
+    // One machine: each job in turn, then publish.
+    const local = await fresh('local');
+    let t0 = performance.now();
+    for (const d of local) {
+      const record = await readRecord(d);
+      for (const job of record?.pending?.jobs ?? []) await runJob(d, record!, job);
+      await publishReleaseFolder(d, { key, expiresAt });
+    }
+    rows.push({ workers: 'single machine', jobs, seconds: (performance.now() - t0) / 1000, identical: true });
+    const reference = await signed(local);
+    log(`single machine: ${rows[0].seconds.toFixed(1)} s`);
+
+    let round = 0;
+    const runPlans = async (dirs: string[]) => {
+      const server = await serveRelease(join(dirs[0], '..'));
+      try {
+        await Promise.all(dirs.map((d, i) => runPlanOnQueue(d, redis.url, { source: `${server.url}r${i}/`, publish: { key, expiresAt } })));
+      } finally {
+        await server.close();
+      }
+    };
+    for (const n of options.workers) {
+      const dirs = await fresh(`queue-${n}-${round++}`);
+      const workers = await Promise.all(Array.from({ length: n }, () => startWorker(redis.url)));
+      try {
+        t0 = performance.now();
+        await runPlans(dirs);
+        rows.push({ workers: n, jobs, seconds: (performance.now() - t0) / 1000, identical: (await signed(dirs)) === reference });
+        log(`${n} worker(s): ${rows.at(-1)?.seconds.toFixed(1)} s`);
+      } finally {
+        await Promise.all(workers.map(killWorker));
+      }
+    }
+
+    if (options.kills) {
+      const random = seededRandom(66);
+      let kills = 0;
+      let identical = true;
+      t0 = performance.now();
+      const workers: ChildProcess[] = await Promise.all([startWorker(redis.url), startWorker(redis.url)]);
+      let runs = 0;
+      try {
+        while (kills < options.kills) {
+          const dirs = await fresh(`kills-${round++}`);
+          let finished = false;
+          const done = runPlans(dirs).finally(() => { finished = true; });
+          while (!finished && kills < options.kills) {
+            await new Promise((r) => setTimeout(r, 300 + random() * (quick ? 1500 : 6000)));
+            if (finished) break;
+            const victim = Math.floor(random() * workers.length);
+            await killWorker(workers[victim]);
+            kills++;
+            workers[victim] = await startWorker(redis.url);
+          }
+          await done;
+          runs++;
+          identical &&= (await signed(dirs)) === reference;
+          log(`kills: ${kills}/${options.kills}, ${runs} run(s) of the plans published`);
+        }
+      } finally {
+        await Promise.all(workers.map(killWorker));
+      }
+      rows.push({ workers: 2, jobs: jobs * runs, seconds: (performance.now() - t0) / 1000, identical, kills });
+    }
+    return { model: quick ? 'test model (test/helpers/models.ts)' : 'MobileNetV2 (nsfwjs), float32', plans: planned.length, jobs, rows };
+  } finally {
+    await redis.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** An `ndiff worker` process, once it waits for jobs. */
+async function startWorker(url: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [cli, 'worker', '--queue', url, '--lock-seconds', '3'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let text = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (/waiting for jobs/.test(text)) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`ndiff worker exited (${code}): ${text.slice(-400)}`)));
+  });
+  child.stderr?.resume();
+  return child;
+}
+
+async function killWorker(w: ChildProcess): Promise<void> {
+  if (w.exitCode !== null || w.signalCode !== null) return;
+  const gone = new Promise((r) => w.once('exit', r));
+  process.kill(-(w.pid as number), 'SIGKILL');
+  await gone;
+}
+
+/** The rows as a Markdown table. */
+export function releaseQueueTable(r: QueueBenchResult): string {
+  const single = r.rows.find((x) => x.workers === 'single machine');
+  const one = r.rows.find((x) => x.workers === 1 && x.kills === undefined);
+  return [
+    `${r.model}; ${r.plans} plans, ${r.jobs} payload jobs`,
+    '',
+    '| run | jobs | seconds | vs 1 worker | payloads as on one machine |',
+    '| --- | ---: | ---: | ---: | --- |',
+    ...r.rows.map((x) => `| ${x.workers === 'single machine' ? 'one machine, no queue' : `${x.workers} worker(s)${x.kills ? `, ${x.kills} killed` : ''}`} | ${x.jobs} | ${x.seconds.toFixed(1)} | ${one && !x.kills && x.workers !== 'single machine' ? `${(x.seconds / one.seconds).toFixed(2)}x` : ''} | ${x.identical ? 'yes' : 'NO'} |`),
+    '',
+    single ? `One machine runs the jobs in turn in one process (the \`ndiff release job\` loop).` : '',
+  ].join('\n');
+}
