@@ -1,11 +1,14 @@
 /**
  * `npm run bench:release -- --quick` in the suite: every device on an older version reaches the
  * newest on payloads with fewer bytes than the full model, the bytes the server sent are the
- * planner's, and a device with an unknown model downloads the full model.
+ * planner's, and a device with an unknown model downloads the full model. `--workers --kills
+ * --quick`: plans on the job engine (a real redis-server) sign the one-machine payloads.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { releaseBenchTable, runReleaseBench } from '../bench/release.ts';
+import { redisSkip } from './helpers/redis.ts';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 
 test('bench:release --quick: bytes per starting version against the full model', async () => {
   const r = await runReleaseBench({ quick: true, log: () => {} });
@@ -21,4 +24,12 @@ test('bench:release --quick: bytes per starting version against the full model',
   const unknown = r.rows.find((x) => x.from === 'unknown');
   assert.deepEqual([unknown?.path, unknown?.bytes], ['full model', unknown?.fullBytes]);
   assert.match(releaseBenchTable(r), /\| v1 \| v1 -> [\s\S]*\| unknown \| full model \| [\d,]+ \| 100\.0% \|/);
+});
+
+test('bench:release --workers 2 --kills 1 --quick: plans on the job engine publish the one-machine payloads, a worker killed or not', { skip: redisSkip || benchmarkSkip, timeout: 240_000 }, async () => {
+  const { runReleaseQueueBench, releaseQueueTable } = await import('../bench/release-queue.ts');
+  const r = await runReleaseQueueBench({ workers: [2], kills: 1, quick: true, log: () => {} });
+  assert.equal(r.jobs, 6);
+  assert.deepEqual(r.rows.map((x) => [x.workers, x.kills, x.identical]), [['single machine', undefined, true], [2, undefined, true], [2, 1, true]]);
+  assert.match(releaseQueueTable(r), /\| 2 worker\(s\), 1 killed \| \d+ \| [\d.]+ \| {2}\| yes \|/);
 });
