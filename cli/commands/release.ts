@@ -42,7 +42,8 @@ interface AddArgs extends ReleaseDirArgs {
   plan: boolean;
 }
 interface JobArgs extends ReleaseDirArgs {
-  id: string;
+  id?: string;
+  index?: number;
   method?: 'exact' | 'topk';
   budget?: string;
   export?: string;
@@ -156,6 +157,12 @@ async function measureLossy(a: AddArgs, lossy: LossyJobPayload[], io: CliIO): Pr
 
 async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
   const record = await readExisting(a.release);
+  if ((a.id === undefined) === (a.index === undefined)) throw new UsageError('name the job with --id (v3-from-v1) or --index (its place in the plan, from 0: a Kubernetes Indexed Job\'s JOB_COMPLETION_INDEX), one of the two');
+  if (a.index !== undefined) {
+    const jobs = record.pending?.jobs ?? [];
+    if (!Number.isSafeInteger(a.index) || a.index < 0 || a.index >= jobs.length) throw new UsageError(`--index ${a.index}: the plan of ${a.release} has ${jobs.length} job(s), numbered 0 to ${jobs.length - 1}${jobs.length ? '' : ' (no version is pending: add one with --plan first)'}`);
+    a.id = jobs[a.index].id;
+  }
   const job = record.pending?.jobs.find((j) => j.id === a.id);
   if (!job) {
     const ids = record.pending?.jobs.map((j) => j.id) ?? [];
@@ -242,7 +249,8 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix'), run(runAdd))
     .command('job', 'run one payload job that `add --plan` printed (needs the release folder, not the key)', (c) => c
       .option('release', releaseOption)
-      .option('id', { type: 'string', demandOption: true, describe: 'the job id (v3-from-v1)' })
+      .option('id', { type: 'string', describe: 'the job id (v3-from-v1)' })
+      .option('index', { type: 'number', describe: 'instead of --id: the job\'s place in the plan, from 0, as add --plan lists them (a Kubernetes Indexed Job\'s JOB_COMPLETION_INDEX, a matrix index)' })
       .option('method', { choices: ['exact', 'topk'] as const, describe: 'this edge\'s method, instead of the one given to add' })
       .option('budget', { type: 'string', describe: 'with --method topk: this edge\'s byte budget (1%, 40KB, bytes)' })
       .option('export', { type: 'string', describe: 'write the job\'s base and target version into this folder (base/, target/) to learn its payload elsewhere, e.g. with ndiff train --teacher; then take it back with --payload' })
