@@ -18,6 +18,7 @@ import { JOBS_QUEUE, planNames } from '../src/release/queue/engine.ts';
 import { releaseChain, inAnHour, type ReleaseChain } from './helpers/release-chain.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
+import { main } from '../cli/ndiff.ts';
 
 const cli = join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
 
@@ -112,26 +113,29 @@ test('a worker killed mid-job: the job is taken again by another worker and the 
   }
 });
 
-test('a worker returning another job\'s result: refused by publish\'s checks, the job shown failed with the reason, nothing signed', { skip: redisSkip, timeout: 120_000 }, async () => {
+test('a worker returning another job\'s result and a corrupt one: both refused by publish\'s checks, the jobs shown failed with the reason, nothing signed', { skip: redisSkip, timeout: 120_000 }, async () => {
   const chain = await plannedRelease();
   const redis = await startRedis();
   const { Worker } = await import('bullmq');
   const { runTicket, checkTicket, ticketsOf } = await import('../src/release/ticket.ts');
   const manifestBefore = await readFile(join(chain.releaseDir, 'manifest.json'));
   const record = await readRecord(chain.releaseDir);
-  const [forgedJob, other] = record!.pending!.jobs;
-  // A worker that does the work honestly, except that it answers one job with another job's (well-formed, consistent) result.
+  const [forgedJob, other, corruptJob] = record!.pending!.jobs;
+  // A worker that does the work honestly, except that it answers one job with another job's
+  // (well-formed, consistent) result, and another with its payload's last byte flipped.
   const cache = join(chain.work, 'rogue-cache');
   const rogue = new Worker(JOBS_QUEUE, async (job) => {
     const ticket = checkTicket(job.data.ticket);
     const answer = ticket.job.id === forgedJob.id ? ticketsOf(record!).find((t) => t.job.id === other.id)! : ticket;
     const out = await runTicket(answer, { source: job.data.source, cacheDir: cache });
+    if (ticket.job.id === corruptJob.id && out.payload) out.payload[out.payload.length - 1] ^= 1;
     return { result: out.result, ...(out.payload ? { payload: Buffer.from(out.payload).toString('base64') } : {}) };
   }, { connection: { url: redis.url, maxRetriesPerRequest: null } });
   try {
     await assert.rejects(runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() } }), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'ND_PAYLOAD_FORMAT', e.message);
-      assert.match(e.message, new RegExp(`1 result\\(s\\) refused by publish's checks \\(${forgedJob.id}: job ${forgedJob.id}: its payload patches base [0-9a-f]{16}, the job's base is ${forgedJob.base}`));
+      assert.match(e.message, new RegExp(`2 result\\(s\\) refused by publish's checks \\(${forgedJob.id}: job ${forgedJob.id}: its payload patches base [0-9a-f]{16}, the job's base is ${forgedJob.base}`));
+      assert.match(e.message, new RegExp(`; ${corruptJob.id}: job ${corruptJob.id}: .* does not match its result file`));
       assert.match(e.message, /nothing was signed/);
       return true;
     });
@@ -141,7 +145,13 @@ test('a worker returning another job\'s result: refused by publish\'s checks, th
     const shown = status.jobs.find((j) => j.id === forgedJob.id);
     assert.equal(shown?.state, 'refused');
     assert.match(shown?.reason ?? '', /its payload patches base/);
-    assert.deepEqual(status.jobs.filter((j) => j.id !== forgedJob.id).map((j) => j.state), ['done', 'done']);
+    assert.equal(status.jobs.find((j) => j.id === corruptJob.id)?.state, 'refused');
+    assert.equal(status.jobs.find((j) => j.id === other.id)?.state, 'done');
+    // What `ndiff release status` prints.
+    const out: string[] = [];
+    assert.equal(await main(['release', 'status', '--release', chain.releaseDir, '--queue', redis.url], { out: (l) => out.push(l), err: () => {}, progress: () => {} }), 0);
+    assert.match(out.join('\n'), /plan kws-[0-9a-f]{8}-v4-[0-9a-f]{8}: 0 waiting, 0 running, 1 done, 2 failed \(2 refused by publish's checks\); publish: failed/);
+    assert.match(out.join('\n'), new RegExp(`${forgedJob.id} +refused +1 +job ${forgedJob.id}: its payload patches base`));
     assert.equal(status.publish, 'failed');
     assert.deepEqual(await readdir(join(chain.releaseDir, 'jobs')).then((f) => f.filter((n) => n.startsWith(forgedJob.id))), [], 'the refused result was dropped');
     // Run again on an honest worker: the failed run's jobs are cleared and done afresh, and the plan is published.
