@@ -8,7 +8,7 @@
 import { sign as nodeSign, type KeyObject } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
-import { UsageError } from '../core/errors.ts';
+import { NeuralDiffError, PayloadFormatError, UsageError } from '../core/errors.ts';
 import { keyIdOf } from '../apply/ed25519.ts';
 import { toHex } from '../core/hex.ts';
 import { writeFileAtomically } from '../io/durable/durable.ts';
@@ -17,7 +17,7 @@ import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT
 import { readBlob, writeBlob } from './blobs.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
 import { jobFiles, readJobResult, verifyJobResult } from './jobs.ts';
-import { newestVersion, readRecord, writeRecord, type ReleaseRecord } from './record.ts';
+import { newestVersion, readRecord, writeRecord, type ReleaseJob, type ReleaseRecord } from './record.ts';
 import { lockRelease } from './folder.ts';
 
 /** Options of {@link publishRelease}. */
@@ -33,6 +33,11 @@ export interface PublishOptions {
    * ones taken in with `release job --payload`) that the key holder vouches for.
    */
   accept?: string[];
+  /**
+   * Check every job's result before refusing (default: refuse at the first): the error then names
+   * each refused job and why (`details.refused`: `{job, reason}`), as `ndiff release run` shows them.
+   */
+  checkAll?: boolean;
   /** Called once the new manifest is written (the publication is out: nothing to undo after it). */
   onManifestWritten?: () => void;
 }
@@ -79,20 +84,36 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
   let added = 0;
   const finished = record.pending?.jobs.map((j) => j.id) ?? [];
   if (record.pending) {
-    const results = await Promise.all(record.pending.jobs.map(async (j) => ({ job: j, done: await readJobResult(releaseDir, j.id) })));
-    const missing = results.filter((r) => !r.done).map((r) => r.job.id);
+    const refused: { job: string; reason: string }[] = [];
+    // With checkAll, a job's refusal is noted and the next job checked; else the first throws.
+    const check = async <T>(job: ReleaseJob, step: () => Promise<T>): Promise<T | undefined> => {
+      try {
+        return await step();
+      } catch (e) {
+        if (!options.checkAll || !(e instanceof NeuralDiffError)) throw e;
+        refused.push({ job: job.id, reason: e.message.split(/; nothing was signed/)[0] });
+        return undefined;
+      }
+    };
+    const results = await Promise.all(record.pending.jobs.map(async (j) => ({ job: j, done: await check(j, () => readJobResult(releaseDir, j.id).then((r) => r ?? null)) })));
+    const missing = results.filter((r) => r.done === null).map((r) => r.job.id);
     if (missing.length) {
       throw new UsageError(`version ${record.pending.version} has ${missing.length} job(s) not run yet (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}): run each with \`ndiff release job --release ${releaseDir} --id <id>\` (or copy their jobs/ files here), then publish`, { missing });
     }
     // Every result is checked before anything is signed (jobs run without the key: their files are claims).
     const verified: { entry: ManifestPayload; payload: Uint8Array }[] = [];
     for (const { job, done } of results) {
-      const { result, payload } = done as NonNullable<typeof done>;
+      if (!done) continue; // refused (checkAll)
+      const { result, payload } = done;
       if (!result.payload || !payload) {
         skipped.push({ id: job.id, why: result.skipped ?? 'no payload' });
         continue;
       }
-      verified.push({ entry: await verifyJobResult(releaseDir, record, job, result, payload, accept), payload });
+      const entry = await check(job, () => verifyJobResult(releaseDir, record, job, result, payload, accept));
+      if (entry) verified.push({ entry, payload });
+    }
+    if (refused.length) {
+      throw new PayloadFormatError(`${refused.length} job result(s) refused (${refused.map((r) => `${r.job}: ${r.reason}`).join('; ')}); nothing was signed: run those jobs again on a machine you trust (ndiff release job --release ${releaseDir} --id ID), then publish`, { refused });
     }
     for (const { entry, payload } of verified) {
       const blob = await writeBlob(releaseDir, signPayload(payload, options.key));

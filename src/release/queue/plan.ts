@@ -195,32 +195,51 @@ async function collectAndPublish(releaseDir: string, record: ReleaseRecord, name
   const byChild = new Map(Object.entries(values).map(([key, v]) => [key.slice(key.lastIndexOf(':') + 1), v]));
   const jobs = record.pending?.jobs ?? [];
   await releaseSubdir(releaseDir, JOBS_DIR);
-  const refused: string[] = [];
+  // Results are written as they came (under the job's own id); publish's checks decide, once.
   for (const job of jobs) {
     const files = jobFiles(releaseDir, job.id);
     const value = byChild.get(names.childId(job.id));
     const result = value && typeof value === 'object' && typeof value.result === 'object' && value.result !== null ? { ...(value.result as object), id: job.id } : undefined;
-    try {
-      if (!result) throw new PayloadFormatError(`job ${job.id}: the worker returned no result`);
-      await writeFileAtomically(files.result, new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
-      if (typeof value?.payload === 'string') await writeFileAtomically(files.payload, new Uint8Array(Buffer.from(value.payload, 'base64')));
-      else await rm(files.payload, { force: true });
-      const done = await readJobResult(releaseDir, job.id);
-      if (done?.payload) await verifyJobResult(releaseDir, record, job, done.result, done.payload, options.publish?.accept ?? []);
-    } catch (e) {
-      if (!(e instanceof NeuralDiffError)) throw e;
-      const reason = e.message.split(/; nothing was signed/)[0];
-      refused.push(`${job.id}: ${reason}`);
-      await redis.hset(names.refusedKey, job.id, reason);
+    if (!result) {
+      // Nothing to check: publish then says the job has not run.
+      await rm(files.result, { force: true });
+      await rm(files.payload, { force: true });
+      continue;
+    }
+    await writeFileAtomically(files.result, new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
+    if (typeof value?.payload === 'string') await writeFileAtomically(files.payload, new Uint8Array(Buffer.from(value.payload, 'base64')));
+    else await rm(files.payload, { force: true });
+  }
+  try {
+    if (options.publish) {
+      const published = await publishReleaseFolder(releaseDir, { key: options.publish.key, expiresAt: options.publish.expiresAt, checkAll: true, ...(options.publish.accept ? { accept: options.publish.accept } : {}) });
+      return { planId: names.planId, jobs: jobs.length, published };
+    }
+    // No key: the same checks now, so a refused result is reported while the plan is at hand.
+    const refused: { job: string; reason: string }[] = [];
+    for (const job of jobs) {
+      try {
+        const done = await readJobResult(releaseDir, job.id);
+        if (done?.payload) await verifyJobResult(releaseDir, record, job, done.result, done.payload, []);
+      } catch (e) {
+        if (!(e instanceof NeuralDiffError)) throw e;
+        refused.push({ job: job.id, reason: e.message.split(/; nothing was signed/)[0] });
+      }
+    }
+    if (refused.length) throw new PayloadFormatError('refused', { refused });
+    progress(`every result checked: ${jobs.length} job(s) in ${releaseDir}/jobs/`);
+    return { planId: names.planId, jobs: jobs.length };
+  } catch (e) {
+    const refused = e instanceof PayloadFormatError ? (e.details as { refused?: { job: string; reason: string }[] }).refused : undefined;
+    if (!refused) throw e;
+    for (const r of refused) {
+      await redis.hset(names.refusedKey, r.job, r.reason);
+      const files = jobFiles(releaseDir, r.job);
       await rm(files.result, { force: true });
       await rm(files.payload, { force: true });
     }
+    throw new bull.UnrecoverableError(`${refused.length} result(s) refused by publish's checks (${refused.map((r) => `${r.job}: ${r.reason}`).join('; ')})`);
   }
-  if (refused.length) throw new bull.UnrecoverableError(`${refused.length} result(s) refused by publish's checks (${refused.join('; ')})`);
-  progress(`every result checked: ${jobs.length} job(s) in ${releaseDir}/jobs/`);
-  if (!options.publish) return { planId: names.planId, jobs: jobs.length };
-  const published = await publishReleaseFolder(releaseDir, { key: options.publish.key, expiresAt: options.publish.expiresAt, ...(options.publish.accept ? { accept: options.publish.accept } : {}) });
-  return { planId: names.planId, jobs: jobs.length, published };
 }
 
 /** One payload job as `ndiff release status` shows it. */
