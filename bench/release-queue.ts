@@ -171,7 +171,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
 
 /** An `ndiff worker` process, once it waits for jobs. */
 async function startWorker(url: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cli, 'worker', '--queue', url, '--lock-seconds', '3'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [cli, 'worker', '--queue', url, '--lock-seconds', '10'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let text = '';
     child.stderr?.on('data', (d: Buffer) => {

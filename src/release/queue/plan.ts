@@ -156,7 +156,15 @@ async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup,
         const parent = await publishQueue.getJob(names.parentId);
         const state = parent ? await parent.getState() : 'unknown';
         if (state === 'completed') return { state };
-        if (state === 'failed') return { state, reason: parent?.failedReason ?? 'unknown' };
+        if (state === 'failed') {
+          // A child that failed for good fails the plan: say which, and why, not only "child failed".
+          const why: string[] = [];
+          for (const job of record.pending?.jobs ?? []) {
+            const j = await jobsQueue.getJob(names.childId(job.id));
+            if (j && (await j.getState()) === 'failed') why.push(`job ${job.id} failed: ${j.failedReason ?? 'no reason given'}`);
+          }
+          return { state, reason: why.length ? why.join('; ') : parent?.failedReason ?? 'unknown' };
+        }
         const counts = await countJobs(jobsQueue, names, record);
         const line = `${counts.waiting} waiting, ${counts.running} running, ${counts.done} done, ${counts.failed} failed`;
         if (line !== last) progress(line);
