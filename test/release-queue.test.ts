@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { runJob } from '../src/release/jobs.ts';
 import { publishReleaseFolder } from '../src/release/publish.ts';
 import { readRecord } from '../src/release/record.ts';
@@ -94,6 +95,7 @@ test('a worker killed mid-job: the job is taken again by another worker and the 
   const server = await serveRelease(chain.releaseDir);
   // The first input a worker asks for never comes: the worker is mid-job when it is killed.
   server.faults.push({ match: (p) => p.startsWith('/blobs/'), times: 1, kind: 'stall' });
+  const workerDirsBefore = await readdir(tmpdir());
   const first = startWorker(redis.url);
   let second: (ChildProcess & { log: string[] }) | undefined;
   try {
@@ -105,6 +107,10 @@ test('a worker killed mid-job: the job is taken again by another worker and the 
     assert.deepEqual(res.published?.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`), expected);
     const done = second.log.filter((l) => /: done$/.test(l));
     assert.equal(done.length, 3, `the second worker finished every job, the killed one's too: ${second.log.join(' | ')}`);
+    // The killed worker's folder (its fetched inputs, the job it was in) went when the next worker
+    // started: of the worker folders made during this test, only the live worker's is left.
+    const made = (await readdir(tmpdir())).filter((n) => n.startsWith('ndiff-worker-') && !workerDirsBefore.includes(n));
+    assert.equal(made.length, 1, `worker folders left: ${made.join(', ')}`);
   } finally {
     await killWorker(first);
     if (second) await killWorker(second);

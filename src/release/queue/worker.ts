@@ -5,7 +5,7 @@
  * dies mid-job stops renewing the job's lock; after `lockSeconds` another worker takes the job
  * again (BullMQ's stalled-job recovery).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,22 @@ function processorFile(): { file: string; execArgv?: string[] } {
   return { file, execArgv: hasTsx ? argv : [...argv, '--import', import.meta.resolve('tsx'), '--conditions=neural-diff-source'] };
 }
 
+/**
+ * Remove the folders of workers on this machine that died without cleaning up (killed mid-job):
+ * their pid, in the folder's name, is no longer running.
+ */
+async function sweepDeadWorkers(): Promise<void> {
+  for (const name of await readdir(tmpdir()).catch(() => [] as string[])) {
+    const pid = Number(/^ndiff-worker-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') await rm(path.join(tmpdir(), name), { recursive: true, force: true }).catch(() => {});
+    }
+  }
+}
+
 /** Start a worker on the queue at `queue` (redis://HOST[:PORT]). */
 export async function startQueueWorker(queue: string, options: QueueWorkerOptions = {}): Promise<QueueWorker> {
   const url = queueUrlOf(queue);
@@ -50,7 +66,8 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   if (!(lockSeconds >= 1 && lockSeconds <= 3600)) throw new UsageError(`--lock-seconds must be from 1 to 3600, found ${lockSeconds}`);
   const bull = await loadBullmq();
   const log = options.onLine ?? (() => {});
-  const cacheDir = await mkdtemp(path.join(tmpdir(), 'ndiff-worker-'));
+  await sweepDeadWorkers();
+  const cacheDir = await mkdtemp(path.join(tmpdir(), `ndiff-worker-${process.pid}-`));
   const proc = processorFile();
   const worker = new bull.Worker(JOBS_QUEUE, proc.file, {
     connection: bullConnection(url),
