@@ -144,6 +144,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
           const dirs = await fresh(`kills-${round++}`);
           let finished = false;
           const done = runPlans(dirs).finally(() => { finished = true; });
+          done.catch(() => {}); // awaited below: a failure there, not an unhandled rejection mid-loop
           while (!finished && kills < options.kills) {
             await new Promise((r) => setTimeout(r, 300 + random() * (quick ? 1500 : 6000)));
             if (finished) break;
