@@ -135,3 +135,27 @@ test('the --eval refusal of a classifier\'s agreement: a drop beyond one standar
   assert.equal(agreementDropBeyondNoise(0.95, 0.80, 300), true, '45 of 300 flipped: further from the teacher');
   assert.equal(agreementDropBeyondNoise(0.8, 0.9, 300), false, 'closer');
 });
+
+test('a map output is held out at random for validation, not stratified on its brightest pixel (which held out nothing when every frame was its own stratum), and no training accuracy is shown for it', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ndiff-seg-split-'));
+  try {
+    writeFileSync(path.join(dir, 'v1.tflite'), segTflite(1, 0));
+    writeFileSync(path.join(dir, 'v2.tflite'), segTflite(2, 0));
+    // 16 frames, each brightest at another pixel: as a class, each frame its own.
+    const shape = [SIDE, SIDE, 1];
+    const n = SIDE * SIDE;
+    const values = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) for (let p = 0; p < n; p++) values[i * n + p] = p === i ? 2 : 0.1 * ((i + p) % 3);
+    npy(path.join(dir, 'frames'), 'image.npy', values, [n, ...shape]);
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
+    const code = await main(['train', '--model-id', 'seg', '--base', path.join(dir, 'v1.tflite'), '--teacher', path.join(dir, 'v2.tflite'), '--train', path.join(dir, 'frames'), '--method', 'full', '--epochs', '2', '--tune', 'off', '--batch-size', '8', '--backend', 'cpu', '--val-fraction', '0.25', '--allow-worse', '--out', path.join(dir, 'p.ndiff')], io);
+    const text = lines.join('\n');
+    assert.equal(code, 0, text);
+    assert.match(text, /12 training examples, 4 held out for validation/, `a quarter of 16 held out:\n${text}`);
+    assert.doesNotMatch(text, /validation n\/a/, text);
+    assert.doesNotMatch(text, /epoch \d+\/\d+ loss [\d.]+ acc/, 'no class accuracy for a map');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

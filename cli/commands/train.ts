@@ -126,7 +126,7 @@ export function describeEpoch(r: EpochReport): string {
     st.buckets !== undefined ? `${st.buckets} buckets` : '',
     st.adapters !== undefined ? `${st.adapters} adapters` : '',
   ].filter(Boolean).join(', ');
-  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${r.loss.toFixed(4)} acc ${(100 * r.trainAccuracy).toFixed(1)}%${extra ? ' · ' + extra : ''} · ${rate(r.samplesPerSecond)} samples/s`;
+  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${r.loss.toFixed(4)}${Number.isNaN(r.trainAccuracy) ? '' : ` acc ${(100 * r.trainAccuracy).toFixed(1)}%`}${extra ? ' · ' + extra : ''} · ${rate(r.samplesPerSecond)} samples/s`;
 }
 
 export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {

@@ -93,6 +93,7 @@ export interface EpochReport {
    * (so not comparable with a validation loss, which is cross-entropy alone).
    */
   loss: number;
+  /** Share of training examples whose top-1 class matched (the teacher's, toward one); NaN when an output is plain values (a sigmoid, a map), which has no classes. */
   trainAccuracy: number;
   seconds: number;
   samplesPerSecond: number;
@@ -193,7 +194,7 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
       options.onBatch?.({ epoch, batch: ++batch, batches: stepsPerEpoch, loss });
     }
     const seconds = (performance.now() - t0) / 1000;
-    const report: EpochReport = { epoch, epochs: options.epochs, loss: lossSum / n, trainAccuracy: correct / n, seconds, samplesPerSecond: n / seconds, status: param.status?.() ?? {} };
+    const report: EpochReport = { epoch, epochs: options.epochs, loss: lossSum / n, trainAccuracy: options.target?.teacher.segments.some((g) => g.values) ? NaN : correct / n, seconds, samplesPerSecond: n / seconds, status: param.status?.() ?? {} };
     reports.push(report);
     if (options.onEpoch?.(report) === true) break;
   }

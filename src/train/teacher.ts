@@ -333,7 +333,8 @@ export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, o
 /**
  * Data as the loop takes it: labelled data as given; without labels (teacher diffs only), the
  * teacher's top-1 class of its first output stands in as `y` (for stratified splits and the
- * training accuracy shown, which is then agreement with the teacher; the loss ignores it).
+ * training accuracy shown, which is then agreement with the teacher; the loss ignores it), or 0
+ * for every example when that output is plain values (a random split, no accuracy shown).
  */
 export function withLabels(data: LabelledData | InputData, what: string, teach: PreparedTeacher | undefined): LabelledData {
   if (data.y) return data as LabelledData;
@@ -343,7 +344,9 @@ export function withLabels(data: LabelledData | InputData, what: string, teach: 
   const n = data.x.shape[0];
   const s = teach.target.segments[0];
   const y = new Int32Array(n);
-  if (s.classes >= 2) {
+  // Plain values (a sigmoid, a map) have no classes: their argmax is a pixel, and stratifying on it
+  // held out nothing (every example its own stratum) or far more than asked; one stratum instead.
+  if (s.classes >= 2 && !s.values) {
     for (let i = 0; i < n; i++) {
       const from = i * teach.target.width + s.offset;
       let top = 0;
