@@ -14,7 +14,7 @@ import { initBackend } from '../src/train/backend.ts';
 import { trainTfliteDiff } from '../src/train/tflite/train-tflite.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { NoImprovementError } from '../src/core/errors.ts';
-import { agreementDropBeyondNoise } from '../src/train/eval-gate.ts';
+import { agreementDropBeyondNoise, refuseWorseOnEval } from '../src/train/eval-gate.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { writeNpy } from '../src/io/npy/npy.ts';
 import { main } from '../cli/ndiff.ts';
@@ -134,6 +134,13 @@ test('the --eval refusal of a classifier\'s agreement: a drop beyond one standar
   assert.equal(agreementDropBeyondNoise(0.9967, 0.9933, 300), false, 'one of 300 decisions flipped: noise');
   assert.equal(agreementDropBeyondNoise(0.95, 0.80, 300), true, '45 of 300 flipped: further from the teacher');
   assert.equal(agreementDropBeyondNoise(0.8, 0.9, 300), false, 'closer');
+  // Three of 300 where one was: beyond one standard error, not two; refused only when the outputs came no closer either.
+  assert.equal(agreementDropBeyondNoise(0.9967, 0.99, 300), true);
+  assert.equal(agreementDropBeyondNoise(0.9967, 0.99, 300, 2), false);
+  const result = (meanAbsDiffAfter: number) => ({ method: 'lora' as const, teacher: { metric: 'top1', eval: { examples: 300, agreementBefore: 0.9967, agreementAfter: 0.99, meanAbsDiffBefore: 0.0021, meanAbsDiffAfter } } }) as unknown as Parameters<typeof refuseWorseOnEval>[0];
+  assert.doesNotThrow(() => refuseWorseOnEval(result(0.0017), false), 'outputs closer: noise');
+  assert.throws(() => refuseWorseOnEval(result(0.0025), false), NoImprovementError);
+  assert.throws(() => refuseWorseOnEval({ ...result(0.0017), teacher: { ...result(0.0017).teacher!, eval: { ...result(0.0017).teacher!.eval!, agreementAfter: 0.95 } } } as Parameters<typeof refuseWorseOnEval>[0], false), NoImprovementError, 'far beyond noise whatever the outputs');
 });
 
 test('a map output is held out at random for validation, not stratified on its brightest pixel (which held out nothing when every frame was its own stratum), and no training accuracy is shown for it', async () => {

@@ -16,24 +16,31 @@ import { describeCloseness } from './teacher.ts';
  * a decision or two flipping among hundreds, while validation chose the result and its outputs
  * came closer, is sampling noise, not a model further from the teacher.
  */
-export function agreementDropBeyondNoise(before: number, after: number, n: number): boolean {
+export function agreementDropBeyondNoise(before: number, after: number, n: number, standardErrors = 1): boolean {
   if (!(after < before)) return false;
   const se = Math.sqrt((before * (1 - before) + after * (1 - after)) / Math.max(1, n));
-  return before - after > se;
+  return before - after > standardErrors * se;
 }
 
 /**
  * Throw {@link NoImprovementError} when `result` (a teacher diff measured on evaluation examples)
  * is less close to the teacher on them than the unpatched base, by the measure its outputs are
- * chosen by (top-1 agreement for classifiers, lower by more than one standard error; mean absolute
- * output difference otherwise, any increase: it averages every output value); nothing
+ * chosen by (top-1 agreement for classifiers, lower by more than two standard errors, or one when
+ * the outputs came no closer either; mean absolute output difference otherwise, any increase: it
+ * averages every output value); nothing
  * when it is not a teacher diff, has no evaluation examples, or `allowWorse`.
  */
 export function refuseWorseOnEval(result: Pick<TrainDiffResult, 'method' | 'teacher'>, allowWorse: boolean | undefined): void {
   const t = result.teacher;
   const e = t?.eval;
   if (!t || !e || allowWorse) return;
-  const worse = t.metric === 'top1' ? agreementDropBeyondNoise(e.agreementBefore, e.agreementAfter, e.examples) : e.meanAbsDiffAfter > e.meanAbsDiffBefore;
+  // A classifier: agreement lower beyond two standard errors, or beyond one while its outputs came
+  // no closer either (3 of 300 decisions flipped where the outputs moved closer is noise, and
+  // validation chose the result).
+  const outputsNoCloser = !(e.meanAbsDiffAfter < e.meanAbsDiffBefore);
+  const worse = t.metric === 'top1'
+    ? agreementDropBeyondNoise(e.agreementBefore, e.agreementAfter, e.examples, outputsNoCloser ? 1 : 2)
+    : e.meanAbsDiffAfter > e.meanAbsDiffBefore;
   if (!worse) return;
   const after = describeCloseness({ agreement: e.agreementAfter, meanAbsDiff: e.meanAbsDiffAfter }, t.metric);
   const before = describeCloseness({ agreement: e.agreementBefore, meanAbsDiff: e.meanAbsDiffBefore }, t.metric);

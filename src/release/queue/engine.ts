@@ -1,6 +1,6 @@
 /**
  * The job engine behind `ndiff release run`, `ndiff worker` and `ndiff release status`: BullMQ on
- * Redis, an optional dependency loaded here only, by a dynamic `import()` (nothing else of
+ * Redis, an optional peer dependency loaded here only, by a dynamic `import()` (nothing else of
  * neural-diff loads it, and no device entry can reach this folder). What lives in Redis: one
  * queue of payload jobs every worker serves (`ndiff-release-jobs`), one queue per plan holding
  * its publish job (the parent of the plan's jobs in a BullMQ flow, run by `release run` itself,
@@ -19,7 +19,7 @@ export type RedisClient = InstanceType<typeof import('ioredis').Redis>;
 
 const install = 'npm install bullmq ioredis';
 
-/** Import BullMQ, or say what to install (it is an optional dependency of neural-diff). */
+/** Import BullMQ, or say what to install (an optional peer dependency of neural-diff: device apps never install it). */
 export async function loadBullmq(): Promise<Bullmq> {
   try {
     return await import('bullmq');
