@@ -11,6 +11,7 @@
 import { PayloadFormatError, PayloadTooLargeError, UnsupportedVersionError, NonFiniteValueError, UsageError } from './errors.ts';
 import { readGapsInto, readVarintsInto, scanGaps, scannedPosition } from './varint.ts';
 import { toHex } from './hex.ts';
+import { bin, describe, fail, isObject, isUint, own, str } from './format-fields.ts';
 import { readMsgpack } from './msgpack-read.ts';
 import { bytesPerValue, decodeValues, decodeXorMasks, firstNonFinite, VALUE_CODECS, xorByteLength, type ValueCodec, type WireCodec } from './values.ts';
 import { openXr, type XrReader } from './xr.ts';
@@ -265,38 +266,6 @@ export const bytes8ToHex: (b: Uint8Array) => string = toHex;
 export interface DecodeOptions {
   /** Refuse larger inputs before parsing (default 256 MiB). */
   maxPayloadBytes?: number;
-}
-
-function fail(message: string, details: Record<string, unknown> = {}): never {
-  throw new PayloadFormatError(`${message}; the payload is corrupt or not a neural-diff payload: fetch it again or fall back to the full model`, details);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
-}
-function isUint(v: unknown, max = Number.MAX_SAFE_INTEGER): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
-}
-function own(o: Record<string, unknown>, k: string): unknown {
-  return Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined;
-}
-function bin(o: Record<string, unknown>, k: string, where: string, len?: number): Uint8Array {
-  const v = own(o, k);
-  if (!(v instanceof Uint8Array)) fail(`${where}: field "${k}" must be binary, found ${describe(v)}`);
-  if (len !== undefined && v.length !== len) fail(`${where}: field "${k}" must be ${len} bytes, found ${v.length}`);
-  return v;
-}
-function str(o: Record<string, unknown>, k: string, where: string, maxLen = 4096): string {
-  const v = own(o, k);
-  if (typeof v !== 'string' || v.length > maxLen) fail(`${where}: field "${k}" must be a string of at most ${maxLen} chars, found ${describe(v)}`);
-  return v;
-}
-function describe(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  if (v instanceof Uint8Array) return `${v.length} bytes of binary`;
-  if (Array.isArray(v)) return `an array of ${v.length}`;
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
-  return `${typeof v} ${typeof v === 'object' ? '' : String(v)}`.trim();
 }
 
 /**
