@@ -20,14 +20,10 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { main } from '../cli/ndiff.ts';
-import { fingerprintStore } from '../src/core/fingerprint.ts';
-import { getHasher } from '../src/core/hasher.ts';
-import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
-import { openOnnxFile } from '../src/io/onnx/files.ts';
-import { openTfliteFile } from '../src/io/tflite/files.ts';
 import { validateManifest } from '../src/updater/manifest.ts';
 import { serveRelease, type ReleaseServer } from './helpers/release-server.ts';
 import { structuralPair, valuePair, type PairFormat, type StructuralPair } from './helpers/structural-pairs.ts';
+import { fingerprintOf, writeModel } from './helpers/model-on-disk.ts';
 
 const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
 
@@ -36,28 +32,6 @@ async function run(...argv: string[]) {
   const err: string[] = [];
   const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
   return { code, out: out.join('\n'), err: err.join('\n') };
-}
-
-async function fingerprintOf(model: string, format: PairFormat): Promise<string> {
-  const hasher = await getHasher();
-  if (format === 'tfjs') return fingerprintStore(hasher, await openTfjsModelDir(model)).fingerprint;
-  const disk = format === 'onnx' ? await openOnnxFile(model) : await openTfliteFile(model);
-  try {
-    return fingerprintStore(hasher, disk).fingerprint;
-  } finally {
-    await disk.close();
-  }
-}
-
-/** The model at `model`: a TF.js folder, or a single file. */
-async function writeModel(model: string, pair: StructuralPair, which: 'base' | 'target'): Promise<void> {
-  if (pair.format !== 'tfjs') {
-    await mkdir(dirname(model), { recursive: true });
-    await writeFile(model, which === 'base' ? pair.base : pair.target);
-    return;
-  }
-  await mkdir(model, { recursive: true });
-  for (const f of (which === 'base' ? pair.baseFiles : pair.targetFiles) ?? []) await writeFile(join(model, f.path), f.bytes);
 }
 
 /** What an unconfirmed switch leaves beside the model (the kept previous version and the journal). */

@@ -17,16 +17,12 @@ import { spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fingerprintStore } from '../../src/core/fingerprint.ts';
-import { getHasher } from '../../src/core/hasher.ts';
-import { openTfjsModelDir } from '../../src/io/tfjs/index.ts';
-import { openOnnxFile } from '../../src/io/onnx/files.ts';
-import { openTfliteFile } from '../../src/io/tflite/files.ts';
 import { updateModel } from '../../src/io/updater/node-updater.ts';
 import { addVersion } from '../../src/release/add.ts';
 import { generateKeyPair, loadPrivateKey } from '../../src/sign/node-keys.ts';
 import { serveRelease } from '../helpers/release-server.ts';
 import { structuralPair, valuePair, type PairFormat, type StructuralPair } from '../helpers/structural-pairs.ts';
+import { fingerprintOf, writeModel } from '../helpers/model-on-disk.ts';
 import { bundleChild } from './harness.ts';
 
 export interface HealthCheckKillSummary {
@@ -39,27 +35,6 @@ export interface HealthCheckKillSummary {
   confirmed: number;
   rolledBack: number;
   bad: string[];
-}
-
-async function fingerprintOf(model: string, format: PairFormat): Promise<string> {
-  const hasher = await getHasher();
-  if (format === 'tfjs') return fingerprintStore(hasher, await openTfjsModelDir(model)).fingerprint;
-  const disk = format === 'onnx' ? await openOnnxFile(model) : await openTfliteFile(model);
-  try {
-    return fingerprintStore(hasher, disk).fingerprint;
-  } finally {
-    await disk.close();
-  }
-}
-
-async function writeModel(model: string, pair: StructuralPair, which: 'base' | 'target'): Promise<void> {
-  if (pair.format !== 'tfjs') {
-    await mkdir(dirname(model), { recursive: true });
-    await writeFile(model, which === 'base' ? pair.base : pair.target);
-    return;
-  }
-  await mkdir(model, { recursive: true });
-  for (const f of (which === 'base' ? pair.baseFiles : pair.targetFiles) ?? []) await writeFile(join(model, f.path), f.bytes);
 }
 
 /** The kept previous version and the journal an unconfirmed switch leaves beside the model. */
