@@ -342,7 +342,7 @@ test('TF.js graph model: a teacher whose graph gained a node and a tensor ships 
 
 test('TF.js: a teacher whose model.json differs from the base\'s only in who wrote it (converter, Keras version) is not another structure; one with a layer added is', async () => {
   await initBackend('cpu');
-  const { structuralFolderTeacher } = await import('../cli/commands/train-structural.ts');
+  const { structuralFolderTeacher } = await import('../src/train/structural-teacher.ts');
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-provenance-'));
   try {
     const { base, teacher } = layersPair();
