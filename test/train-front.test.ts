@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { UsageError } from '../src/core/errors.ts';
+import { ModelFormatError, UsageError } from '../src/core/errors.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { readMsgpack } from '../src/core/msgpack-read.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
@@ -60,6 +60,13 @@ async function sameAsCommand(name: string, argv: string[], options: TrainOptions
   return { bytes: written, events, warnings };
 }
 
+/** A TF.js model folder's files as a build server holds them in memory: model.json, then its shards (given last first: train() takes them in the manifest's order). */
+function folderFiles(dir: string): { path: string; bytes: Uint8Array }[] {
+  const json = new Uint8Array(readFileSync(path.join(dir, 'model.json')));
+  const shards = (JSON.parse(new TextDecoder().decode(json)) as { weightsManifest: { paths: string[] }[] }).weightsManifest.flatMap((g) => g.paths);
+  return [{ path: 'model.json', bytes: json }, ...shards.reverse().map((p) => ({ path: p, bytes: new Uint8Array(readFileSync(path.join(dir, p))) }))];
+}
+
 /** x.npy (and y.npy) of `n` examples of `width` values, the class the sign of two sums. */
 function tabular(dir: string, n: number, width: number, seed: number, labels: boolean): void {
   const r = seededRandom(seed);
@@ -72,7 +79,7 @@ function tabular(dir: string, n: number, width: number, seed: number, labels: bo
   }
 }
 
-test('TF.js layers model, trained on labels: train() writes the bytes ndiff train writes', { timeout: 600_000 }, async () => {
+test('TF.js layers model, trained on labels: train() writes the bytes ndiff train writes, from the folder or its files in memory', { timeout: 600_000 }, async () => {
   await initBackend('cpu');
   const m = tf.sequential();
   m.add(tf.layers.dense({ inputShape: [8], units: 12, activation: 'relu', name: 'd1', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
@@ -82,19 +89,24 @@ test('TF.js layers model, trained on labels: train() writes the bytes ndiff trai
   tabular(path.join(root, 'layers-train'), 96, 8, 3, true);
   const base = path.join(root, 'layers-v1');
   const data = path.join(root, 'layers-train');
-  await sameAsCommand('layers', ['--base', base, '--train', data, '--model-id', 'tiny', '--method', 'sparse', '--budget', '30%', '--epochs', '2', '--tune', 'off', '--seed', '4'],
-    { base, train: data, modelId: 'tiny', method: 'sparse', budget: '30%', epochs: 2, tune: 'off', seed: 4 });
+  const options: TrainOptions = { base, train: data, modelId: 'tiny', method: 'sparse', budget: '30%', epochs: 2, tune: 'off', seed: 4, backend: 'cpu', threads: 1 };
+  const { bytes } = await sameAsCommand('layers', ['--base', base, '--train', data, '--model-id', 'tiny', '--method', 'sparse', '--budget', '30%', '--epochs', '2', '--tune', 'off', '--seed', '4'], options);
+  // The folder's files in memory train as the folder does.
+  const inMemory = await train({ ...options, base: folderFiles(base) });
+  assert.ok(Buffer.from(inMemory.payload).equals(bytes), 'the base as its files');
 });
 
-test('TF.js graph model toward a graph-model teacher, no labels: train() writes the bytes ndiff train writes', { timeout: 600_000 }, async () => {
+test('TF.js graph model toward a graph-model teacher, no labels: train() writes the bytes ndiff train writes, from the folders or their files', { timeout: 600_000 }, async () => {
   const v1 = cnnWeights(11);
   const [base, teacher, data] = ['graph-v1', 'graph-v2', 'graph-train'].map((d) => path.join(root, d));
   await writeGraphCnn(base, v1);
   await writeGraphCnn(teacher, retrained(v1, 12));
   mkdirSync(data);
   saveNpy(path.join(data, 'x.npy'), cnnInputs(48, 1), [48, SIDE, SIDE, 1]);
-  await sameAsCommand('graph', ['--base', base, '--teacher', teacher, '--train', data, '--model-id', 'cnn', '--method', 'sparse', '--budget', '20%', '--epochs', '1', '--tune', 'off'],
-    { base, teacher, train: data, modelId: 'cnn', method: 'sparse', budget: '20%', epochs: 1, tune: 'off' });
+  const options: TrainOptions = { base, teacher, train: data, modelId: 'cnn', method: 'sparse', budget: '20%', epochs: 1, tune: 'off', backend: 'cpu', threads: 1 };
+  const { bytes } = await sameAsCommand('graph', ['--base', base, '--teacher', teacher, '--train', data, '--model-id', 'cnn', '--method', 'sparse', '--budget', '20%', '--epochs', '1', '--tune', 'off'], options);
+  const inMemory = await train({ ...options, base: folderFiles(base), teacher: folderFiles(teacher) });
+  assert.ok(Buffer.from(inMemory.payload).equals(bytes), 'base and teacher as their files');
 });
 
 test('.onnx toward a teacher, the models given as bytes: the bytes ndiff train writes from the files', { timeout: 600_000 }, async () => {
@@ -139,6 +151,9 @@ test('options a base cannot take are typed errors before anything is read or wri
   await assert.rejects(train({ base: v1, train: path.join(root, 'onnx-train'), modelId: 'cnn', modelOut: path.join(root, 'never.onnx') }), (e: unknown) => e instanceof UsageError && /modelOut/.test(e.message));
   // A TF.js base's teacher comes as a folder, not bytes.
   await assert.rejects(train({ base: path.join(root, 'layers-v1'), teacher: v1, train: path.join(root, 'layers-train'), modelId: 'tiny' }), (e: unknown) => e instanceof UsageError && /teacher was given as bytes/.test(e.message));
+  await assert.rejects(train({ base: v1, teacher: folderFiles(path.join(root, 'layers-v1')), train: path.join(root, 'onnx-train'), modelId: 'cnn' }), (e: unknown) => e instanceof UsageError && /teacher was given as a TF\.js model's files/.test(e.message));
+  // A shard missing from the files: the model is refused by name before training.
+  await assert.rejects(train({ base: folderFiles(path.join(root, 'layers-v1')).slice(0, 1), train: path.join(root, 'layers-train'), modelId: 'tiny' }), (e: unknown) => e instanceof ModelFormatError && /names the shards/.test(e.message));
   await assert.rejects(train({ base: v1, train: path.join(root, 'onnx-train'), modelId: 'cnn', epochs: 0 }), (e: unknown) => e instanceof UsageError && /epochs must be at least 1/.test(e.message));
   await assert.rejects(train({ base: 42 as unknown as string, train: 'x' }), (e: unknown) => e instanceof UsageError && /found number/.test(e.message));
   assert.ok(!existsSync(out) && !existsSync(path.join(root, 'never.onnx')));

@@ -8,19 +8,24 @@
  * edited) gives a structural payload (train-structural.ts): the kept weights learn on the graph
  * the payload rebuilds first.
  */
-import { epochEvent, modelPathIO, tfjsModelFormat, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
+import { epochEvent, TfjsSource, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import path from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { formatBytes, parseBudget } from '../diff/budget.ts';
 import { storedModelBytes } from '../diff/build.ts';
-import { openTfjsModel } from '../io/tfjs/index.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { checkOutputPath, writeUpdatedModel } from '../io/model-paths.ts';
 import { exampleCount, loadFolder, type InputFile } from './data-folders.ts';
 import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings } from './front-settings.ts';
-import { artifactsOf, samePorts, keptTrainable, readFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './structural-teacher.ts';
+import { artifactsOf, samePorts, keptTrainable, structuralFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './structural-teacher.ts';
 import { TfjsFilesStore } from '../io/tfjs/files-store.ts';
 import type { WeightStore } from '../core/weight-store.ts';
+import type { ModelFile } from '../core/model-files.ts';
+
+/** The base's files, and the plan when the teacher's files have another structure. */
+function folderTeacher(baseFiles: ModelFile[], teacherFiles: ModelFile[]) {
+  return { baseFiles, plan: structuralFolderTeacher(baseFiles, teacherFiles) };
+}
 
 /** The data file names of a graph input: its name with `/` and `:` as `_`, and `x.npy` when the model has one input. */
 function inputFiles(inputs: readonly { name: string }[]): InputFile[] {
@@ -40,22 +45,24 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
   const { parseTrainable } = await import('./select.ts');
   if (a.out) await checkOutputPath(a.out, '--out');
   // Before any work: the id devices know the model by (never the folder's name).
-  const modelId = await trainModelId(a.base, a.modelId, false);
+  const baseSource = new TfjsSource(a.base, a.baseFiles);
+  const teacherSource = a.teacher ? new TfjsSource(a.teacher, a.teacherFiles) : undefined;
+  const modelId = await trainModelId(a.base, a.modelId, baseSource.inMemory);
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', 'folder');
-  const teacherFormat = a.teacher ? await tfjsModelFormat(a.teacher, '--teacher') : undefined;
+  const teacherFormat = teacherSource ? await teacherSource.format('--teacher') : undefined;
   if (a.teacher && /\.onnx$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is an ONNX model; the base is a TF.js graph model: give the new version as a TF.js graph-model or layers-model folder`);
 
   const backend = await initBackend(a.backend);
-  let store: WeightStore = await openTfjsModel(a.base);
-  let model = await tf.loadGraphModel(await modelPathIO(a.base));
-  const teacher = a.teacher
-    ? teacherFormat === 'graph-model' ? await tf.loadGraphModel(await modelPathIO(a.teacher)) : await tf.loadLayersModel(await modelPathIO(a.teacher))
+  let store: WeightStore = await baseSource.store();
+  let model = await tf.loadGraphModel(await baseSource.handler(tf));
+  const teacher = teacherSource
+    ? teacherFormat === 'graph-model' ? await tf.loadGraphModel(await teacherSource.handler(tf)) : await tf.loadLayersModel(await teacherSource.handler(tf))
     : undefined;
   // A graph-model teacher of another structure, with the base's inputs and outputs: the diff is
   // learned on the graph the structural payload rebuilds first (the teacher's graph, the kept
   // weights the base's), held in memory. One of other inputs or outputs the trainer refuses.
-  const folder = teacher && teacherFormat === 'graph-model' ? await readFolderTeacher(a.base, a.teacher as string) : undefined;
+  const folder = teacherSource && teacherFormat === 'graph-model' ? await folderTeacher(await baseSource.files(), await teacherSource.files()) : undefined;
   const baseFiles = folder?.baseFiles ?? [];
   const plan = folder?.plan && samePorts(model, teacher as import('@tensorflow/tfjs').GraphModel, baseFiles[0], folder.plan.teacherFiles[0]) ? folder.plan : undefined;
   const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
@@ -66,7 +73,7 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
     io.progress(`the teacher's structure differs from the base's (${plan.reason.split(':')[0]}): training the ${plan.kept.length} weights it keeps from the base on the graph a structural payload rebuilds first (the teacher's graph, its new tensors whole)`);
   }
   // What shipping the teacher whole would cost: a report sets the payloads beside it.
-  const teacherStore = a.teacher ? await openTfjsModel(a.teacher) : undefined;
+  const teacherStore = teacherSource ? await teacherSource.store() : undefined;
   const teacherBytes = teacherStore ? storedModelBytes(teacherStore) : undefined;
   a = settleDefaultMethod(a, store.list(), teacherStore?.list(), (l) => io.progress(l));
   const inputs = inputFiles(model.inputs);

@@ -11,7 +11,7 @@ import { storedModelBytes } from '../diff/build.ts';
 import { loadInputs, loadXY } from '../io/npy/files.ts';
 import type { ModelFile } from '../core/model-files.ts';
 import type { WeightStore } from '../core/weight-store.ts';
-import { fileSystemIO, openTfjsModel, openTfjsModelDir } from '../io/tfjs/index.ts';
+import { fileSystemIO } from '../io/tfjs/index.ts';
 import { TfjsFilesStore } from '../io/tfjs/files-store.ts';
 import { checkOutputPath, parseExpiry, readPayloadFile, writeUpdatedModel } from '../io/model-paths.ts';
 import type { InputData, LabelledData } from './data.ts';
@@ -21,7 +21,7 @@ import type { AutoResult } from './auto.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import type { TrainableSpec } from './select.ts';
 import { autoCandidateLine, autoChoiceLine, settleDefaultMethod, type TrainSettings } from './front-settings.ts';
-import { epochEvent, modelPathIO, tfjsModelFormat, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
+import { epochEvent, TfjsSource, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import type { StructuralFolderTeacher } from './structural-teacher.ts';
 
 const SUPPORTED_LOSSES = ['sparse_categorical_crossentropy', 'categorical_crossentropy', 'sparseCategoricalCrossentropy', 'categoricalCrossentropy'];
@@ -97,11 +97,13 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
   if (a.out) await checkOutputPath(a.out, '--out');
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', 'folder');
-  const modelJson = JSON.parse(await readFile(`${a.base}/model.json`, 'utf8').catch(() => {
+  const baseSource = new TfjsSource(a.base, a.baseFiles);
+  const teacherSource = a.teacher ? new TfjsSource(a.teacher, a.teacherFiles) : undefined;
+  const modelJson = JSON.parse(await (a.baseFiles ? baseSource.modelJsonText() : readFile(`${a.base}/model.json`, 'utf8')).catch(() => {
     throw new UsageError(`no model.json in ${a.base}: --base must be a TF.js layers-model folder (model.json + weight shards)`);
   })) as { format?: string; modelTopology?: unknown; trainingConfig?: { loss?: unknown } };
   if (a.teacher && /\.onnx$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is an ONNX model; the base is a TF.js layers model: give the new version as a TF.js layers-model or graph-model folder`);
-  const teacherFormat = a.teacher ? await tfjsModelFormat(a.teacher, '--teacher') : undefined;
+  const teacherFormat = teacherSource ? await teacherSource.format('--teacher') : undefined;
   if (!a.teacher && a.sparseStart === 'teacher') throw new UsageError('--sparse-start teacher needs --teacher');
   if (a.sparseShare !== undefined && a.method !== 'sparse-lora') throw new UsageError(`--sparse-share splits the budget of --method sparse-lora; this run is --method ${a.method}: drop --sparse-share or use --method sparse-lora`);
   if (a.sparseShare !== undefined && !(a.sparseShare > 0 && a.sparseShare < 1)) throw new UsageError(`--sparse-share: expected a fraction between 0 and 1 (exclusive), e.g. 0.5, found ${a.sparseShare}`);
@@ -109,20 +111,20 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
   // With a teacher the targets are its outputs: any model (a regressor too) trains toward them.
   if (!a.teacher && !SUPPORTED_LOSSES.includes(loss)) throw new UsageError(`loss ${JSON.stringify(loss)} is not supported by ndiff train (classification losses only: ${SUPPORTED_LOSSES.slice(0, 2).join(', ')}); pass --loss to override`);
 
-  const modelId = await trainModelId(a.base, a.modelId, false);
+  const modelId = await trainModelId(a.base, a.modelId, baseSource.inMemory);
 
   silenceTfjsNodeBanner();
   const backend = await initBackend(a.backend);
   const nativeStatus = nativeAddonStatus();
   const why = a.backend === 'auto' && !nativeStatus.available ? ` (the native backend is not available: ${nativeStatus.reason}; ${NATIVE_HOW_TO})` : '';
   io.progress(`backend ${describeBackend(backend)}${why}; loading ${a.base}`);
-  let disk: WeightStore = await openTfjsModelDir(a.base);
-  let model = await tf.loadLayersModel(fileSystemIO(a.base));
+  let disk: WeightStore = await baseSource.store(true);
+  let model = await tf.loadLayersModel(a.baseFiles ? await baseSource.handler(tf) : fileSystemIO(a.base));
   // A graph-model teacher (the new version converted from a SavedModel) is read through tfjs' graph executor.
   const graphTeacher = a.teacher && teacherFormat === 'graph-model'
-    ? new (await import('./tfjs-graph/graph-teacher.ts')).GraphModelTeacher(await tf.loadGraphModel(await modelPathIO(a.teacher)), model.inputs[0].shape.slice(1).map((d) => d ?? 1), a.teacher)
+    ? new (await import('./tfjs-graph/graph-teacher.ts')).GraphModelTeacher(await tf.loadGraphModel(await (teacherSource as TfjsSource).handler(tf)), model.inputs[0].shape.slice(1).map((d) => d ?? 1), a.teacher)
     : undefined;
-  const teacher = graphTeacher ? graphTeacher.asLayersModel() : a.teacher ? await tf.loadLayersModel(await modelPathIO(a.teacher)) : undefined;
+  const teacher = graphTeacher ? graphTeacher.asLayersModel() : teacherSource ? await tf.loadLayersModel(await teacherSource.handler(tf)) : undefined;
   // A layers-model teacher of another structure (a layer added or reshaped, the topology edited):
   // the diff is learned on the model the structural payload rebuilds first, held in memory as
   // the device will rebuild it. The inputs and outputs must stay the base's: the app feeding the
@@ -132,7 +134,8 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
   const structural = teacher && !graphTeacher ? await import('./structural-teacher.ts') : undefined;
   if (teacher && structural) {
     outputLayout(model, teacher);
-    ({ baseFiles, plan } = await structural.readFolderTeacher(a.base, a.teacher as string));
+    baseFiles = await baseSource.files();
+    plan = structural.structuralFolderTeacher(baseFiles, await (teacherSource as TfjsSource).files());
   }
   if (plan && structural) {
     if (a.alsoConsider.length) throw new UsageError('--also-consider compares payloads on the base\'s structure; the teacher has another, so this training writes a structural payload: leave --also-consider out');
@@ -145,7 +148,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
   }
   const total = storedModelBytes(disk);
   // What shipping the teacher whole would cost: a report sets the payloads beside it.
-  const teacherStore = a.teacher ? await openTfjsModel(a.teacher) : undefined;
+  const teacherStore = teacherSource ? await teacherSource.store() : undefined;
   const teacherBytes = teacherStore ? storedModelBytes(teacherStore) : undefined;
   a = settleDefaultMethod(a, disk.list(), teacherStore?.list(), (l) => io.progress(l));
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);

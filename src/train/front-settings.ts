@@ -12,6 +12,7 @@ import type { OnnxOutputKind } from './onnx/layers-model.ts';
 import type { ProgramDataset, TrainProgramOptions, TrainProgramResult } from './program/train-program.ts';
 import type { ProgramInputValues } from './program/training-model.ts';
 import { UsageError } from '../core/errors.ts';
+import type { ModelFile } from '../core/model-files.ts';
 import { parseExpiry } from '../io/model-paths.ts';
 
 /** A training's options with every default settled: what each kind of base trains from (`ndiff train`'s arguments by the same names). */
@@ -24,6 +25,10 @@ export interface TrainSettings {
   baseBytes?: Uint8Array;
   /** The teacher's bytes, when given so. */
   teacherBytes?: Uint8Array;
+  /** A TF.js base given as its files (the model JSON first, then its shards). */
+  baseFiles?: ModelFile[];
+  /** A TF.js teacher given as its files. */
+  teacherFiles?: ModelFile[];
   train: string;
   eval?: string;
   val?: string;

@@ -12,10 +12,11 @@
  * ```
  */
 import { UsageError } from '../core/errors.ts';
+import type { ModelFile } from '../core/model-files.ts';
 import { isOnnxPath, isTflitePath } from '../io/model-paths.ts';
 import type { TrainBackendName } from './backend.ts';
 import { checkDistillStream, defaultMethod, type MethodDefault, type ProgramSettings, type TrainSettings } from './front-settings.ts';
-import { tfjsModelFormat, type TrainProgress, type TrainReporter } from './front-sources.ts';
+import { TfjsSource, type TrainProgress, type TrainReporter } from './front-sources.ts';
 import type { TrainMethod } from './methods.ts';
 import type { OnnxOutputKind } from './onnx/layers-model.ts';
 import { importWithTrainerPeers } from './peer.ts';
@@ -25,10 +26,11 @@ export type { TrainProgress } from './front-sources.ts';
 
 /**
  * A model to train from: its path (a TF.js model folder or model JSON file, an `.onnx` or a
- * `.tflite` file), or the bytes of an `.onnx` or `.tflite` file (told apart by the LiteRT file
- * identifier `TFL3`).
+ * `.tflite` file), the bytes of an `.onnx` or `.tflite` file (told apart by the LiteRT file
+ * identifier `TFL3`), or a TF.js model's files (its model JSON first, then its shards under the
+ * paths its manifest names).
  */
-export type ModelInput = string | Uint8Array;
+export type ModelInput = string | Uint8Array | readonly ModelFile[];
 
 /** What {@link train} takes; each option is `ndiff train`'s of the same name (camelCase), with the same default. */
 export interface TrainOptions {
@@ -133,28 +135,34 @@ export type BaseKind = 'tflite' | 'onnx' | 'tfjs-graph' | 'tfjs-layers';
 
 /** The kind of model at a path or in bytes (a LiteRT file carries `TFL3` at offset 4; other bytes are read as ONNX). */
 export async function baseKind(m: ModelInput, what = 'base'): Promise<BaseKind> {
-  if (typeof m !== 'string') return m.length >= 8 && String.fromCharCode(...m.subarray(4, 8)) === 'TFL3' ? 'tflite' : 'onnx';
-  if (isTflitePath(m)) return 'tflite';
-  if (isOnnxPath(m)) return 'onnx';
-  return (await tfjsModelFormat(m, `--${what}`)) === 'graph-model' ? 'tfjs-graph' : 'tfjs-layers';
+  if (m instanceof Uint8Array) return m.length >= 8 && String.fromCharCode(...m.subarray(4, 8)) === 'TFL3' ? 'tflite' : 'onnx';
+  if (typeof m === 'string' && isTflitePath(m)) return 'tflite';
+  if (typeof m === 'string' && isOnnxPath(m)) return 'onnx';
+  const source = typeof m === 'string' ? new TfjsSource(m) : new TfjsSource(what, m);
+  return (await source.format(`--${what}`)) === 'graph-model' ? 'tfjs-graph' : 'tfjs-layers';
 }
+
+/** What a model option takes, for messages. */
+const EXPECTED_MODEL = 'expected a path, the bytes of an .onnx or .tflite file, or a TF.js model\'s files ({ path, bytes }[], the model JSON first)';
 
 /** Every option with its default, as `ndiff train` parses them. */
 function settle(o: TrainOptions): TrainSettings & ProgramSettings {
-  const bytesOf = (m: ModelInput | undefined, what: string) => {
-    if (m === undefined || typeof m === 'string') return undefined;
-    if (!(m instanceof Uint8Array)) throw new UsageError(`${what}: expected a path or the bytes of an .onnx or .tflite file (a Uint8Array), found ${typeof m}`);
-    return m;
-  };
-  const baseBytes = bytesOf(o.base, 'base');
-  const teacherBytes = bytesOf(o.teacher, 'teacher');
-  if (baseBytes && o.modelOut) throw new UsageError('modelOut writes the base patched beside its files, and this base was given as bytes: pass the base as a path, or apply the payload to your copy with neural-diff\'s applyPayload');
+  const bytesOf = (m: ModelInput | undefined) => (m instanceof Uint8Array ? m : undefined);
+  const filesOf = (m: ModelInput | undefined) => (Array.isArray(m) ? [...(m as readonly ModelFile[])] : undefined);
+  const baseBytes = bytesOf(o.base);
+  const teacherBytes = bytesOf(o.teacher);
+  const baseFiles = filesOf(o.base);
+  const teacherFiles = filesOf(o.teacher);
+  if (o.teacher !== undefined && typeof o.teacher !== 'string' && !teacherBytes && !teacherFiles) throw new UsageError(`teacher: ${EXPECTED_MODEL}, found ${typeof o.teacher}`);
+  if ((baseBytes || baseFiles) && o.modelOut) throw new UsageError('modelOut writes the base patched beside its files, and this base was given in memory: pass the base as a path, or apply the payload to your copy with neural-diff\'s applyPayload');
   const budget = o.budget === undefined ? '1%' : String(o.budget);
   return {
     method: o.method as TrainMethod | 'auto',
     base: typeof o.base === 'string' ? o.base : 'base',
     ...(baseBytes ? { baseBytes } : {}),
     ...(teacherBytes ? { teacherBytes } : {}),
+    ...(baseFiles ? { baseFiles } : {}),
+    ...(teacherFiles ? { teacherFiles } : {}),
     train: o.train,
     ...(o.eval !== undefined ? { eval: o.eval } : {}),
     ...(o.val !== undefined ? { val: o.val } : {}),
@@ -206,7 +214,7 @@ function settle(o: TrainOptions): TrainSettings & ProgramSettings {
  * `MissingDependencyError` without tfjs) before writing anything.
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
-  if (typeof options.base !== 'string' && !(options.base instanceof Uint8Array)) throw new UsageError(`base: expected a path or the bytes of an .onnx or .tflite file, found ${options.base === undefined ? 'nothing' : typeof options.base}`);
+  if (typeof options.base !== 'string' && !(options.base instanceof Uint8Array) && !Array.isArray(options.base)) throw new UsageError(`base: ${EXPECTED_MODEL}, found ${options.base === undefined ? 'nothing' : typeof options.base}`);
   if (typeof options.train !== 'string') throw new UsageError(`train: expected the path of the training data (a folder or x.npy), found ${options.train === undefined ? 'nothing' : typeof options.train}`);
   let a = settle(options);
   if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
@@ -219,7 +227,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // Every kind of base trains with tfjs: without it, say what to install before anything else.
   await importWithTrainerPeers(() => import('@tensorflow/tfjs'), '`ndiff train`');
   const kind = await baseKind(options.base);
-  if (a.teacherBytes && kind !== 'onnx' && kind !== 'tflite') throw new UsageError('the teacher was given as bytes, which is for an .onnx or .tflite base; this base is a TF.js model: give the teacher as the path of its folder or model JSON file');
+  if (a.teacherBytes && kind !== 'onnx' && kind !== 'tflite') throw new UsageError('the teacher was given as bytes, which is for an .onnx or .tflite base; this base is a TF.js model: give the teacher as the path of its folder or model JSON file, or as its files');
+  if (a.teacherFiles && kind !== 'tfjs-layers' && kind !== 'tfjs-graph') throw new UsageError(`the teacher was given as a TF.js model's files; this base is ${kind === 'onnx' ? 'an ONNX' : 'a LiteRT'} file: give the teacher as the same kind of file (a path or its bytes)`);
   if (a.distillInputs?.length || (a.augment ?? 'none') !== 'none') checkDistillStream(a, kind === 'tflite' ? 'a LiteRT file' : kind === 'onnx' ? 'an ONNX file' : kind === 'tfjs-graph' ? 'a TF.js graph model' : undefined);
   const warnings: string[] = [];
   const lines: string[] = [];

@@ -20,7 +20,7 @@ import { compareInterfaces, describeDifference } from '../diff/interface.ts';
 import { structuralDiff, structuralDiffFiles, structuralIntermediate, structuralIntermediateFiles, type StructuralChange, type StructuralDiffResult } from '../diff/structural.ts';
 import { rebuildModelBytes, type RebuildFormat } from '../apply/rebuild.ts';
 import { concatModelFiles, type ModelFile } from '../core/model-files.ts';
-import { readTfjsModelFiles, rebuildModelDir, TFJS_REBUILD } from '../io/tfjs/folder-rebuild.ts';
+import { rebuildModelDir, TFJS_REBUILD } from '../io/tfjs/folder-rebuild.ts';
 import { locateTfjsModel } from '../io/tfjs/model-file.ts';
 import type { TrainableSpec } from './select.ts';
 import { ONNX_REBUILD, portChange, portsOf, TFLITE_REBUILD } from '../diff/ports.ts';
@@ -147,13 +147,6 @@ export function artifactsOf(files: readonly ModelFile[]): { modelTopology: objec
     ...(json.signature ? { signature: json.signature } : {}),
     ...(json.modelInitializer ? { modelInitializer: json.modelInitializer } : {}),
   };
-}
-
-/** The base folder's files, and the plan when the teacher (a folder, or a model JSON file beside its shards) has another structure. */
-export async function readFolderTeacher(baseDir: string, teacherPath: string): Promise<{ baseFiles: ModelFile[]; plan: StructuralFolderTeacher | undefined }> {
-  const [b, t] = await Promise.all([locateTfjsModel(baseDir), locateTfjsModel(teacherPath)]);
-  const [baseFiles, teacherFiles] = await Promise.all([readTfjsModelFiles(b.dir, b.modelJsonFile), readTfjsModelFiles(t.dir, t.modelJsonFile)]);
-  return { baseFiles, plan: structuralFolderTeacher(baseFiles, teacherFiles) };
 }
 
 /** The structural payload carrying the learned `values` (a payload from the intermediate files) for a TF.js folder. */
