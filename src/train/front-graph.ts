@@ -5,7 +5,7 @@
  * the first axis; `y.npy` (class per example) is optional with `--teacher`. The teacher is the
  * new version as a graph-model or layers-model folder with the same inputs and outputs. A
  * graph-model teacher of another structure (tensors added, removed, renamed or reshaped, the graph
- * edited) gives a structural payload (train-structural.ts): the kept weights learn on the graph
+ * edited) gives a structural payload (structural-teacher.ts): the kept weights learn on the graph
  * the payload rebuilds first.
  */
 import { epochEvent, TfjsSource, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
