@@ -98,7 +98,7 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   for (const c of extraCommands) y = y.command(c.command, c.describe, c.builder, run(c.handler));
   y = y
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress output on stderr' })
-    .option('json', { type: 'boolean', default: false, describe: 'print one JSON document on stdout: the result, or {"error": {code, exitCode, message}}' })
+    .option('json', { type: 'boolean', default: false, describe: 'stdout: one JSON document, the result or {error}' })
     .middleware((args) => {
       // yargs turns `--epochs abc` into NaN silently: refuse it, quoting what was given.
       for (const [key, value] of Object.entries(args)) {
