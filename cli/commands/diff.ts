@@ -14,7 +14,7 @@ import { runStructuralDiff, runStructuralFolderDiff } from './diff-structural.ts
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
-import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite, MAX_CALIBRATION_EXAMPLES, type CalibrationReport } from '../calibrate.ts';
+import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite, type CalibrationReport } from '../calibrate.ts';
 import { closenessLines, loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayText, type OnnxEval, type PayloadEvalSpec } from '../payload-eval.ts';
 import { checkOutputPath, resolveModelId, isOnnxPath, isModelFilePath, isTflitePath, modelKindText, openModel, parseExpiry, type OpenedModel, writeUpdatedModel } from '../models.ts';
 
