@@ -13,6 +13,3 @@ export function docsPage(command: string): string {
 export function seeDocs(command: string): string {
   return `Every option in full, more examples, exit codes: ${docsPage(command)} (in the package)`;
 }
-
-/** Group heading of the options every command takes (--quiet, --json, --version, --help). */
-export const GLOBAL_GROUP = 'Options:';

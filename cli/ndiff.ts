@@ -113,7 +113,7 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .help()
     .alias('h', 'help')
     .version(VERSION)
-    .epilogue(EXIT_CODES_HELP + '\n\nEach command in full: docs/cli/<command>.md, listed in docs/CLI.md (in the package); guides: docs/guides/')
+    .epilogue(EXIT_CODES_HELP + '\n\nDocs (in the package): docs/CLI.md, the index of docs/cli/<command>.md (each command in full); README.md, docs/guides/, docs/PUBLISHING.md (release folders and device updates), docs/FORMAT.md')
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {
