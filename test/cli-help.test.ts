@@ -64,6 +64,13 @@ test('every command\'s --help fits a screen (60 lines, 100 columns) and ends by 
     const longest = lines.reduce((a, l) => (l.length > a.length ? l : a), '');
     assert.ok(longest.length <= COLUMNS, `${name}: a line of ${longest.length} characters: ${longest}`);
     assert.match(lines[lines.length - 1], new RegExp(`docs/cli/${page}\\.md\\b`), `${name} ends by naming docs/cli/${page}.md`);
+    // Within an option group, a line indented past the option names is only its [type] [default] wrapped (ending in `]`), never more words.
+    let group = '';
+    for (const l of lines) {
+      if (/^[A-Z][^:]*:$/.test(l)) group = l;
+      else if (l === '') group = '';
+      else if (group && group !== 'Examples:' && /^ {10,}[^[ ]/.test(l) && !/\]$/.test(l)) assert.fail(`${name}: an option's description runs past one line (${group}): ${l.trim()}`);
+    }
     assert.ok(existsSync(join(root, 'docs', 'cli', `${page}.md`)), `docs/cli/${page}.md exists`);
   }
   const top = (await helpOf([])).split('\n');

@@ -63,7 +63,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON for ndiff report' })
     .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
     .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
-    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads' })
+    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })
     .group(['base', 'target', 'budget', 'out', 'model-id', 'sequence', 'expires', 'model-out'], 'Models and payload:')
     .group(['method', 'codec', 'calibrate', 'lowbit-codes-only', 'exact-codec', 'store'], 'Method:')
     .group(['eval', 'metrics-out', 'state', 'output', 'output-kind'], 'Measuring (--eval, --calibrate):')

@@ -231,7 +231,7 @@ async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
 export function releaseCommand(y: Argv, run: Runner): Argv {
   return y
     .usage('ndiff release <add|job|publish|run|status|show|cancel> --release DIR ...\n\nKeep a release folder for one model: full versions, payloads from the last K, a signed manifest; any static host serves it.')
-    .command('add', 'add a version (TF.js folder, .onnx or .tflite): store it, make its payloads, sign', (c) => c
+    .command('add', 'add a version (TF.js, .onnx, .tflite): store, make its payloads, sign', (c) => c
       .option('release', releaseOption)
       .option('model', { type: 'string', demandOption: true, describe: 'new version: TF.js folder, .onnx or .tflite file' })
       .option('model-id', { type: 'string', describe: 'model id (first version; kept in release.json)' })
@@ -244,11 +244,11 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('eval', { type: 'string', describe: 'topk: inputs that check each payload before signing' })
       .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
       .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
-      .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads' })
+      .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })
       .example('$0 release add --release site/kws --model models/v2 --model-id kws --key release.private.pem', 'add version 2, make its payloads, sign the manifest')
       .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix')
       .epilogue(seeDocs('release')), run(runAdd))
-    .command('job', 'run one payload job that `add --plan` printed (needs the release folder, not the key)', (c) => c
+    .command('job', 'run one job that `add --plan` printed (needs the folder, not the key)', (c) => c
       .option('release', releaseOption)
       .option('id', { type: 'string', describe: 'the job id (v3-from-v1)' })
       .option('index', { type: 'number', describe: 'instead of --id: the job\'s place in the plan, from 0' })
@@ -259,14 +259,14 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .example('$0 release job --release site/kws --id v3-from-v1', 'leaves site/kws/jobs/v3-from-v1.{ndiff,json}')
       .example('$0 release job --release site/kws --id v3-from-v1 --payload e1.ndiff', 'the learned payload becomes this edge\'s')
       .epilogue(seeDocs('release')), run(runJobCommand))
-    .command('publish', 'sign the jobs\' payloads and write a new manifest (also: re-sign with a fresh expiry)', (c) => c
+    .command('publish', 'sign the jobs\' payloads into a new manifest (or re-sign: fresh expiry)', (c) => c
       .option('release', releaseOption)
       .option('key', { type: 'string', demandOption: true, describe: 'Ed25519 private key (from ndiff keygen)' })
       .option('expires', expiresOption)
       .option('accept', { type: 'string', array: true, describe: 'SHA-256 of a learned payload you vouch for' })
       .example('$0 release publish --release site/kws --key release.private.pem --expires 30d', 'run this from a timer, before the manifest expires')
       .epilogue(seeDocs('release')), run(runPublish))
-    .command('run', 'run the pending plan on a job queue (BullMQ on Redis), check every result, publish with --key', (c) => releaseRunOptions(c, releaseOption, expiresOption).epilogue(seeDocs('release')), run<any>(runReleaseRun))
+    .command('run', 'run the pending plan on a queue (BullMQ on Redis); publish with --key', (c) => releaseRunOptions(c, releaseOption, expiresOption).epilogue(seeDocs('release')), run<any>(runReleaseRun))
     .command('status', 'the pending plan\'s jobs on the queue: waiting, running, done, failed', (c) => c.option('release', releaseOption).option('queue', { type: 'string', demandOption: true, describe: 'the job queue (redis://HOST[:PORT])' }).epilogue(seeDocs('release')), run(runReleaseStatus))
     .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption).epilogue(seeDocs('release')), run(runShow))
     .command('cancel', 'drop the pending version (planned, not published) with its jobs', (c) => c

@@ -72,7 +72,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs' })
     .option('bptt', { type: 'number', default: 1, describe: 'stateful .onnx: frames of backpropagation' })
     .option('output', { type: 'string', describe: 'the output to train (default: first non-state)' })
-    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: 'how the output reads' })
+    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: 'how the output reads (default: from its shape and last op)' })
     // Four groups and no --version line: the help of train fits a screen (60 lines at 100 columns).
     .group(['base', 'train', 'teacher', 'eval', 'val', 'val-fraction', 'replay', 'budget', 'out', 'model-id', 'sequence', 'expires', 'codec', 'store', 'model-out', 'metrics-out', 'quiet', 'json', 'help'], 'Models, data and output:')
     .group(['method', 'also-consider', 'allow-worse', 'sparse-start', 'sparse-share', 'distill', 'teacher-weight', 'teacher-loss', 'temperature', 'distill-inputs', 'distill-mix', 'augment'], 'Method:')
