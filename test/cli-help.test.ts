@@ -14,13 +14,22 @@ const root = join(import.meta.dirname, '..');
 const MAX_LINES = 60;
 const COLUMNS = 100;
 
-/** Every command line `ndiff` has, and the page that documents it. */
-const COMMANDS: [string[], string][] = [
-  [['diff'], 'diff'], [['train'], 'train'], [['apply'], 'apply'], [['update'], 'update'], [['inspect'], 'inspect'],
-  [['verify'], 'verify'], [['fingerprint'], 'fingerprint'], [['keygen'], 'keygen'], [['sign'], 'sign'], [['report'], 'report'],
-  [['worker'], 'worker'], [['release'], 'release'],
-  ...['add', 'job', 'publish', 'run', 'status', 'show', 'cancel'].map((s): [string[], string] => [['release', s], 'release']),
-];
+/** The commands a help screen lists under "Commands:", as argv (`['release', 'add']`). */
+function commandsOf(help: string): string[][] {
+  const list = /^Commands:\n((?: {2}.*\n)+)/m.exec(`${help}\n`)?.[1] ?? '';
+  return [...list.matchAll(/^ {2}ndiff ((?:[a-z]+ ?)+?)(?: <| {2,}|$)/gm)].map((m) => m[1].trim().split(' '));
+}
+
+/** Every command line `ndiff` has (read from `ndiff --help` and `ndiff release --help`), and the page that documents it. */
+async function allCommands(): Promise<[string[], string][]> {
+  const commands: string[][] = [];
+  for (const argv of commandsOf(await helpOf([]))) {
+    commands.push(argv);
+    commands.push(...commandsOf(await helpOf(argv)));
+  }
+  assert.ok(commands.length >= 19, `ndiff has at least 12 commands and 7 release subcommands: ${commands.map((c) => c.join(' ')).join(', ')}`);
+  return commands.map((argv) => [argv, argv[0]]);
+}
 
 /** `ndiff <argv> --help` as printed on a terminal 100 columns wide, run in this process. */
 async function helpOf(argv: string[]): Promise<string> {
@@ -56,7 +65,7 @@ function sectionOf(page: string, argv: string[]): string {
 }
 
 test('every command\'s --help fits a screen (60 lines, 100 columns) and ends by naming its docs page', async () => {
-  for (const [argv, page] of COMMANDS) {
+  for (const [argv, page] of await allCommands()) {
     const help = await helpOf(argv);
     const lines = help.split('\n');
     const name = `ndiff ${argv.join(' ')} --help`;
@@ -90,7 +99,7 @@ test('the command list gives each command one line, and no longer calls diff top
 });
 
 test('each docs/cli page documents every option its command\'s --help lists', async () => {
-  for (const [argv, page] of COMMANDS) {
+  for (const [argv, page] of await allCommands()) {
     const whole = readFileSync(join(root, 'docs', 'cli', `${page}.md`), 'utf8');
     const text = sectionOf(whole, argv);
     const { options, positionals } = optionsOf(await helpOf(argv));
@@ -102,10 +111,10 @@ test('each docs/cli page documents every option its command\'s --help lists', as
   }
 });
 
-test('docs/CLI.md links every command page, and every page it links exists', () => {
+test('docs/CLI.md links every command page, and every page it links exists', async () => {
   const index = readFileSync(join(root, 'docs', 'CLI.md'), 'utf8');
   const linked = [...index.matchAll(/\]\(cli\/([\w-]+)\.md\)/g)].map((m) => m[1]);
-  for (const page of new Set(COMMANDS.map(([, p]) => p))) assert.ok(linked.includes(page), `docs/CLI.md links cli/${page}.md`);
+  for (const page of new Set((await allCommands()).map(([, p]) => p))) assert.ok(linked.includes(page), `docs/CLI.md links cli/${page}.md`);
   for (const page of linked) assert.ok(existsSync(join(root, 'docs', 'cli', `${page}.md`)), `docs/cli/${page}.md exists`);
 });
 
@@ -122,8 +131,8 @@ function anchorsOf(markdown: string): Set<string> {
   return out;
 }
 
-test('the section links of docs/CLI.md and the command pages land on headings that exist', () => {
-  const pages = ['docs/CLI.md', ...[...new Set(COMMANDS.map(([, p]) => p))].map((p) => `docs/cli/${p}.md`)];
+test('the section links of docs/CLI.md and the command pages land on headings that exist', async () => {
+  const pages = ['docs/CLI.md', ...[...new Set((await allCommands()).map(([, p]) => p))].map((p) => `docs/cli/${p}.md`)];
   const broken: string[] = [];
   for (const page of pages) {
     const text = readFileSync(join(root, page), 'utf8');
