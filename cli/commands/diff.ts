@@ -7,10 +7,11 @@ import type { InputMoments } from '../../src/diff/gptq.ts';
 import { describeWidths, LowBitCache, lowbitDiff, lowbitVariants, type LowBitResult } from '../../src/diff/lowbit.ts';
 import { diffOnnxModels } from '../../src/diff/onnx.ts';
 import { exactDiff, type ExactCodec } from '../../src/diff/exact.ts';
-import { BudgetError, UsageError } from '../../src/core/errors.ts';
+import { BudgetError, NoImprovementError, UsageError } from '../../src/core/errors.ts';
 import { compareInterfaces, describeDifference } from '../../src/diff/interface.ts';
 import { calibrationWarning, changeSize, defaultPostHocMethod, estimateFromWeights, type PostHocMethod, type WeightEstimate } from '../../src/diff/advice.ts';
 import { runStructuralDiff, runStructuralFolderDiff } from './diff-structural.ts';
+import { lessCloseThanBase } from '../../src/train/eval-noise.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
@@ -36,6 +37,8 @@ export interface DiffArgs {
   store: 'stored' | 'float32';
   exactCodec: 'auto' | 'x' | 'xr';
   eval?: string;
+  /** With --eval: write a payload that takes the model further from the target than not updating (refused by default). */
+  allowWorse?: boolean;
   metricsOut?: string;
   state: string[];
   output?: string;
@@ -64,9 +67,10 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
     .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
     .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })
+    .option('allow-worse', { type: 'boolean', default: false, describe: 'with --eval: write a payload measured worse than not updating' })
     .group(['base', 'target', 'budget', 'out', 'model-id', 'sequence', 'expires', 'model-out'], 'Models and payload:')
     .group(['method', 'codec', 'calibrate', 'lowbit-codes-only', 'exact-codec', 'store'], 'Method:')
-    .group(['eval', 'metrics-out', 'state', 'output', 'output-kind'], 'Measuring (--eval, --calibrate):')
+    .group(['eval', 'allow-worse', 'metrics-out', 'state', 'output', 'output-kind'], 'Measuring (--eval, --calibrate):')
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --method lowbit --out v1-v2.ndiff', 'every weight\'s change at 1 to 8 bits within 5%')
     .example('$0 diff --model-id selfie --base selfie-v1.tflite --target selfie-v2.tflite --budget all --out v1-v2.ndiff', 'every change of a LiteRT model, exactly')
     .epilogue(seeDocs('diff')) as unknown as Argv<DiffArgs>;
@@ -219,6 +223,15 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
   const notCloser = calibration && chosenScore && Number.isFinite(chosenScore.loss)
     ? calibrationWarning({ loss: chosenScore.loss, agreement: calibration.baseAgreement === undefined ? undefined : chosenScore.agreement }, { loss: calibration.baseLoss, agreement: calibration.baseAgreement })
     : undefined;
+  // A payload measured further from the target than not updating is refused by the rule ndiff
+  // train refuses a teacher diff by on --eval (exit 10; a classifier's agreement lower beyond
+  // noise): nothing is written. A drop within noise is written with the warning.
+  if (measured && lessCloseThanBase(measured) && !a.allowWorse) {
+    throw new NoImprovementError(
+      `${movesAwayText(measured)}. Nothing was written (${a.out}${a.modelOut ? `, ${a.modelOut}` : ''}${a.metricsOut ? `, ${a.metricsOut}` : ''}); pass --allow-worse to write it anyway`,
+      { metric: measured.metric, examples: measured.examples, base: measured.base, patched: measured.patched },
+    );
+  }
   const warning = measured?.movesAway ? movesAwayText(measured) : notCloser ?? estimate?.warning;
   await writeFile(a.out, res.bytes);
   const modelOutFingerprint = a.modelOut ? await writeUpdatedModel(a.base, a.modelOut, res.bytes) : undefined;
@@ -255,8 +268,10 @@ async function diffOpened(a: DiffArgs, io: CliIO, opened: OpenedModel, openedTar
     for (const line of closenessLines(measured, '--target')) io.out(line);
     if (measured.movesAway) io.err(`warning: ${movesAwayText(measured)}`);
   }
+  // The calibration's own verdict stands beside --eval's: the choice was made on those inputs.
+  if (notCloser) io.err(`warning: ${notCloser}`);
   if (estimate) io.out(`estimate from the weights (nothing measured on inputs): the payload leaves out ${(100 * estimate.leftOut).toFixed(1)}% of the change's squared size; the change is ${(100 * estimate.changeToBase).toFixed(1)}% of the changed weights' squared size`);
-  if (!measured && warning) io.err(`warning: ${warning}`);
+  if (!measured && !notCloser && warning) io.err(`warning: ${warning}`);
   // Exact bits of freshly trained weights hardly compress: when nearly every weight changed, the
   // payload can weigh as much as the new model's weights, and shipping the model is as cheap.
   // No lossy budget is suggested: whether one is good enough can only be measured on data.
