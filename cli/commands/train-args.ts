@@ -5,7 +5,6 @@
 import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { TrainMethod } from '../../src/train/methods.ts';
 import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
-import type { MethodDefault } from '../../src/train/front-settings.ts';
 
 /** What `ndiff train` parses (train.ts defines the options). */
 export interface TrainArgs {
@@ -51,8 +50,6 @@ export interface TrainArgs {
   distillMix?: number;
   /** With --teacher: none, or augmentations in the order they apply. */
   augment?: string;
-  /** Set by runTrain when --method was not given: the default taken and why (the runners may revise it, see {@link settleDefaultMethod}). */
-  methodDefault?: MethodDefault;
 }
 
 /** The options of `ndiff train` only graph programs (ONNX files, TF.js graph models) take. */
