@@ -3,7 +3,7 @@
  * layers-model folder, a TF.js graph-model folder, an .onnx file, a .tflite file, and a teacher
  * of another structure), the call with the command's arguments as options gives exactly the
  * payload bytes the command writes, and the fields its `--json` prints. Models given as bytes
- * train as their files do. Options the base cannot take are typed errors, nothing written.
+ * train as their files do. Options the base cannot take, bad data and budgets are typed errors, nothing written.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ModelFormatError, UsageError } from '../src/core/errors.ts';
+import { BudgetError, DataError, ModelFormatError, UsageError } from '../src/core/errors.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { readMsgpack } from '../src/core/msgpack-read.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
@@ -142,7 +142,7 @@ test('a teacher of another structure (a layer added, LiteRT): train() gives the 
   assert.equal((readMsgpack(bytes) as Record<string, unknown>).nd, 7, 'a structural payload (format v7)');
 });
 
-test('options a base cannot take are typed errors before anything is read or written', async () => {
+test('options a base cannot take, data of another shape and a budget below the header are the typed errors the command maps to exit codes; nothing is written', async () => {
   const v1 = cnn();
   const out = path.join(root, 'never.ndiff');
   // Bytes record no model id.
@@ -156,5 +156,9 @@ test('options a base cannot take are typed errors before anything is read or wri
   await assert.rejects(train({ base: folderFiles(path.join(root, 'layers-v1')).slice(0, 1), train: path.join(root, 'layers-train'), modelId: 'tiny' }), (e: unknown) => e instanceof ModelFormatError && /names the shards/.test(e.message));
   await assert.rejects(train({ base: v1, train: path.join(root, 'onnx-train'), modelId: 'cnn', epochs: 0 }), (e: unknown) => e instanceof UsageError && /epochs must be at least 1/.test(e.message));
   await assert.rejects(train({ base: 42 as unknown as string, train: 'x' }), (e: unknown) => e instanceof UsageError && /found number/.test(e.message));
+  // The errors the command maps to its exit codes: data of another shape (8), a budget below the header (6).
+  tabular(path.join(root, 'narrow'), 20, 7, 9, true);
+  await assert.rejects(train({ base: path.join(root, 'layers-v1'), train: path.join(root, 'narrow'), modelId: 'tiny', tune: 'off', backend: 'cpu', threads: 1, out }), (e: unknown) => e instanceof DataError && /inputs are \[7\] per example but the model takes \[8\]/.test(e.message));
+  await assert.rejects(train({ base: v1, teacher: cnn(0.5, 60), train: path.join(root, 'onnx-train'), modelId: 'cnn', budget: 13, tune: 'off', backend: 'cpu', threads: 1, out }), (e: unknown) => e instanceof BudgetError && /a budget of 13 bytes leaves no room/.test(e.message));
   assert.ok(!existsSync(out) && !existsSync(path.join(root, 'never.onnx')));
 });
