@@ -19,7 +19,7 @@ test('neural-diff and neural-diff/apply resolve and export the documented names'
   assert.ok(!('trainDiff' in device), 'the device entry has no trainer');
   assert.ok(!('trainDiff' in lib), 'the trainers (tfjs) are neural-diff/train');
   const train = await import('neural-diff/train');
-  for (const name of ['trainDiff', 'initBackend', 'evaluate', 'fromDataset', 'modelToStore', 'tfModelStore', 'SparseMask', 'HashedBuckets']) {
+  for (const name of ['train', 'trainDiff', 'initBackend', 'evaluate', 'fromDataset', 'modelToStore', 'tfModelStore', 'SparseMask', 'HashedBuckets']) {
     assert.ok(name in train, name);
   }
 });
