@@ -6,7 +6,9 @@ import type { Argv } from 'yargs';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
-import { addVersion, cancelPending, type LossyJobPayload } from '../../src/release/add.ts';
+import { addVersion, cancelPending, type DriftCheck, type LossyJobPayload } from '../../src/release/add.ts';
+import { sha256Of } from '../../src/release/blobs.ts';
+import type { PayloadCloseness } from '../../src/train/target-closeness.ts';
 import { adoptJobPayload, exportJob, runJob, type RunJobResult } from '../../src/release/jobs.ts';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -41,6 +43,7 @@ interface AddArgs extends ReleaseDirArgs {
   budget?: string;
   expires: string;
   plan: boolean;
+  keyframeBelow?: number;
 }
 interface JobArgs extends ReleaseDirArgs {
   id?: string;
@@ -77,13 +80,30 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   if (a.eval !== undefined && a.method !== 'topk') throw new UsageError('--eval measures lossy payloads (--method topk --budget B); exact payloads reach the version bit for bit, so there is nothing to measure: leave --eval out');
   if (a.eval === undefined && (a.state.length || a.output || a.outputKind)) throw new UsageError('--state, --output and --output-kind tell --eval how to run an .onnx model: add --eval INPUTS, or leave them out');
   if (a.eval !== undefined) await stat(a.eval).catch(() => { throw new UsageError(`--eval ${a.eval} does not exist: expected the inputs (x.npy, or a folder holding it; for .onnx files one .npy per model input)`); });
+  if (a.keyframeBelow !== undefined && a.eval === undefined) throw new UsageError('--keyframe-below is the least agreement with the version a lossy chain may drift to, measured on the --eval inputs: add --eval INPUTS, or leave --keyframe-below out');
+  const threshold = a.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
+  if (!(threshold >= 0 && threshold <= 1)) throw new UsageError(`--keyframe-below ${a.keyframeBelow}: expected an agreement from 0 to 1 (0.98 for 98%)`, { expected: '0 to 1', found: a.keyframeBelow });
   const key = a.key ? await readPrivateKeyFile(a.key, (l) => io.err(l)) : undefined;
   const warning = await interfaceChangeOfAdd(a.release, a.model);
   if (warning) io.err(`warning: ${warning}`);
+  const dir = a.eval !== undefined ? await mkdtemp(path.join(tmpdir(), 'ndiff-release-eval-')) : undefined;
+  const measured = new Map<string, PayloadCloseness>();
+  const measure = async (l: LossyJobPayload) => {
+    const sha = sha256Of(l.bytes);
+    let m = measured.get(sha);
+    if (!m) {
+      const models = await exportJob(a.release, l.record, l.job, path.join(dir as string, `${l.job.id}-${measured.size}`));
+      m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (${l.job.via ? `the state a lossy chain reached from version ${l.job.fromVersion}` : `version ${l.job.fromVersion}`})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, io);
+      measured.set(sha, m);
+    }
+    return m;
+  };
+  if (dir) io.out(`keyframe threshold: ${pct(threshold)} top-1 agreement with the new version on the --eval inputs (--keyframe-below): a lossy payload whose devices would agree less is made exact`);
   const res = await addVersion(a.release, a.model, {
+    ...(dir ? { keyframes: { threshold, agreement: async (l) => { const m = await measure(l); return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement; } } } : {}),
     beforePublish: async (lossy) => {
-      for (const l of lossy) io.err(`warning: ${lossyText(l.job, l.result)}${a.eval ? '' : '. Measure it on inputs before devices get it: add with --eval INPUTS (a payload that takes the model further from the version than not updating is then refused)'}`);
-      if (a.eval !== undefined) await measureLossy(a, lossy, io);
+      for (const l of lossy) io.err(`warning: ${lossyText(l.job, l.result)}${a.eval ? '' : '. Measure it on inputs before devices get it: add with --eval INPUTS (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below --keyframe-below gets an exact payload)'}`);
+      if (a.eval !== undefined) await measureLossy(a, lossy, io, measure);
     },
     ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),
     ...(a.history !== undefined ? { history: a.history } : {}),
@@ -91,7 +111,8 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     planOnly: a.plan,
     ...(key ? { key, expiresAt: parseExpiry(a.expires) } : {}),
     onProgress: (l) => io.progress(l),
-  });
+  }).finally(() => dir && rm(dir, { recursive: true, force: true }));
+  for (const d of res.drift ?? []) io.out(driftLine(d));
   if (a.plan) {
     io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: res.jobs.map((j) => jobLine(a.release, j)), ...(warning ? { interfaceChanged: true, warning } : {}) });
     // One JSON line per job, for a CI matrix; then `ndiff release publish`.
@@ -99,7 +120,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     return 0;
   }
   const pub = res.published;
-  io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes, release: pub?.release, added: pub?.added, skipped: pub?.skipped, ...(warning ? { interfaceChanged: true, warning } : {}) });
+  io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes, release: pub?.release, added: pub?.added, skipped: pub?.skipped, ...(res.drift ? { keyframeBelow: threshold, drift: res.drift } : {}), ...(warning ? { interfaceChanged: true, warning } : {}) });
   io.out(`${a.release}: model ${JSON.stringify(res.modelId)} version ${res.version} (${res.fingerprint}), full package ${formatBytes(res.packageBytes)}; ${pub?.added ?? 0} payload(s) added${pub?.skipped.length ? `, ${pub.skipped.length} not kept (no smaller than the package)` : ''}; manifest release ${pub?.release} signed`);
   return 0;
 }
@@ -123,6 +144,21 @@ async function interfaceChangeOfAdd(releaseDir: string, modelPath: string): Prom
   }
 }
 
+/** The default of `release add --keyframe-below`: the least top-1 agreement with the version a lossy chain may drift to. */
+export const DEFAULT_KEYFRAME_BELOW = 0.98;
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+/** One line per lossy payload measured for keyframes: its chain, its agreement, and what was shipped. */
+function driftLine(d: DriftCheck): string {
+  const chain = d.chain > 1 ? `after a chain of ${d.chain} lossy payloads` : 'after one lossy payload';
+  if (d.agreement === undefined) return `${d.job}: drift not measured (the output has no classes to agree on): the lossy payload is kept`;
+  const verdict = d.keyframe
+    ? `below ${pct(d.threshold)}: keyframe, the exact payload is shipped (${d.keyframeBytes !== undefined ? `${formatBytes(d.keyframeBytes)}` : 'no smaller than the package: devices take the package'})`
+    : `at or above ${pct(d.threshold)}: the lossy payload is kept`;
+  return `${d.job}: devices agree with version ${d.toVersion} on ${pct(d.agreement)} of the --eval inputs ${chain}, ${verdict}`;
+}
+
 /** What a lossy payload is, in words: how much of the change it carries and where devices end. */
 function lossyText(job: ReleaseJob, result: RunJobResult): string {
   const share = result.carried !== undefined ? `it carries ${(100 * result.carried).toFixed(1)}% of the weight change from version ${job.fromVersion} to ${job.toVersion} (by squared size)` : `it reaches ${result.payload?.target}, not version ${job.toVersion}`;
@@ -134,22 +170,16 @@ function lossyText(job: ReleaseJob, result: RunJobResult): string {
  * version written from the release's blobs to a temporary folder), before anything is signed. A
  * payload that takes the model further from the version than not updating refuses the add.
  */
-async function measureLossy(a: AddArgs, lossy: LossyJobPayload[], io: CliIO): Promise<void> {
+async function measureLossy(a: AddArgs, lossy: LossyJobPayload[], io: CliIO, measure: (l: LossyJobPayload) => Promise<PayloadCloseness>): Promise<void> {
   if (!lossy.length) {
     io.progress('--eval: every payload is exact (it reaches the version bit for bit): nothing to measure');
     return;
   }
-  const dir = await mkdtemp(path.join(tmpdir(), 'ndiff-release-eval-'));
   const worse: string[] = [];
-  try {
-    for (const l of lossy) {
-      const models = await exportJob(a.release, l.record, l.job, path.join(dir, l.job.id));
-      const m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (version ${l.job.fromVersion})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, io);
-      for (const line of closenessLines(m, `version ${l.job.toVersion}`)) io.out(`${l.job.id}: ${line}`);
-      if (m.movesAway) worse.push(`${l.job.id}: ${movesAwayText(m, `version ${l.job.toVersion}`, '')}`.trim().replace(/\.$/, ''));
-    }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+  for (const l of lossy) {
+    const m = await measure(l);
+    for (const line of closenessLines(m, `version ${l.job.toVersion}`)) io.out(`${l.job.id}: ${line}`);
+    if (m.movesAway) worse.push(`${l.job.id}: ${movesAwayText(m, `version ${l.job.toVersion}`, '')}`.trim().replace(/\.$/, ''));
   }
   if (worse.length) {
     throw new UsageError(`nothing was published and ${a.release} is as it was: ${worse.join('; ')}. A larger --budget, --method exact, or a payload learned toward the version (add --plan, then ndiff release job --export, ndiff train --teacher, ndiff release job --payload) gets closer`);
@@ -190,7 +220,7 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
     const method = a.method ?? (a.budget ? 'topk' : 'exact');
     if (method === 'topk' && !a.budget) throw new UsageError('--method topk needs --budget (e.g. --budget 2%)');
     if (method === 'exact' && a.budget) throw new UsageError('--budget applies to --method topk; exact payloads carry every change');
-    if (job.via && method !== 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached: its payload is always exact, so that every chain ends at a version exactly`);
+    if (job.via && method !== 'exact' && job.policy.method === 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached and ends its chain: its payload is exact, so that the chain ends at version ${job.toVersion} exactly`);
     job.policy = { method, ...(a.budget ? { budget: a.budget } : {}) };
   }
   const res = await runJob(a.release, record, job, (l) => io.progress(l));
@@ -245,6 +275,7 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
       .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
       .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })
+      .option('keyframe-below', { type: 'number', describe: `--eval: least agreement before a keyframe (default ${DEFAULT_KEYFRAME_BELOW})` })
       .example('$0 release add --release site/kws --model models/v2 --model-id kws --key release.private.pem', 'add version 2, make its payloads, sign the manifest')
       .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix')
       .epilogue(seeDocs('release')), run(runAdd))

@@ -12,7 +12,7 @@ import { lockRelease } from './folder.ts';
 import { modelKindOf, storePackage } from './package.ts';
 import { jobFiles, planJobs, runJob, type RunJobResult } from './jobs.ts';
 import { publishRelease, type PublishResult } from './publish.ts';
-import { JOBS_DIR, RECORD_FILE, newestVersion, readRecord, writeRecord, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
+import { JOBS_DIR, RECORD_FILE, lossyChain, newestVersion, readRecord, writeRecord, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** Options of {@link addVersion}. */
 export interface AddVersionOptions {
@@ -35,6 +35,41 @@ export interface AddVersionOptions {
    * add --eval`). A throw refuses the add: the folder is left as it was.
    */
   beforePublish?: (lossy: LossyJobPayload[]) => Promise<void>;
+  /**
+   * Keyframes: once the jobs have run (before `beforePublish`), each lossy payload is measured
+   * by `agreement`, and one whose devices would agree with the version less than `threshold`
+   * is made again exact (the keyframe: devices on that chain end at the version exactly).
+   */
+  keyframes?: KeyframePolicy;
+}
+
+/** When a lossy chain gets its keyframe (see {@link AddVersionOptions.keyframes}). */
+export interface KeyframePolicy {
+  /** The least agreement (0-1) with the version a lossy payload may leave devices at. */
+  threshold: number;
+  /**
+   * The agreement (0-1) with the new version of the model devices hold once they took the
+   * payload (its base, a version or the state its chain reached, rebuilt by applying the chain's
+   * payloads, then the payload), on calibration inputs; undefined when it cannot be measured
+   * (no keyframe is decided then).
+   */
+  agreement: (lossy: LossyJobPayload) => Promise<number | undefined>;
+}
+
+/** A lossy payload's drift as {@link KeyframePolicy} measured it. */
+export interface DriftCheck {
+  job: string;
+  fromVersion: number;
+  toVersion: number;
+  /** Lossy payloads a device on this chain has taken with this one (1: the payload starts from a version). */
+  chain: number;
+  /** Agreement with the version after the chain (undefined: not measurable). */
+  agreement?: number;
+  threshold: number;
+  /** True when the payload was made again exact: the chain ends at the version. */
+  keyframe: boolean;
+  /** The keyframe's payload bytes (absent when it is not smaller than the package: devices take that). */
+  keyframeBytes?: number;
 }
 
 /** A lossy payload an add made, as {@link AddVersionOptions.beforePublish} sees it. */
@@ -59,6 +94,8 @@ export interface AddVersionResult {
   results?: RunJobResult[];
   /** Set unless `planOnly`. */
   published?: PublishResult;
+  /** With `keyframes`: each lossy payload's drift and whether it became a keyframe. */
+  drift?: DriftCheck[];
 }
 
 /**
@@ -145,6 +182,7 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   if (options.planOnly) return out;
   out.results = [];
   for (const job of jobs) out.results.push(await runJob(releaseDir, record, job, progress));
+  if (options.keyframes) out.drift = await keyframeChains(releaseDir, record, jobs, out.results, options.keyframes, progress);
   if (options.beforePublish) {
     const lossy: LossyJobPayload[] = [];
     for (const [i, result] of out.results.entries()) {
@@ -157,6 +195,35 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   }
   out.published = await publishRelease(releaseDir, record, { key: options.key as KeyObject, expiresAt: options.expiresAt as number, onManifestWritten: onPublished });
   return out;
+}
+
+/**
+ * Measure each lossy payload's drift (the agreement with the version of the model its devices
+ * hold after it) and make the ones below the threshold again exact, in place in `jobs` (their
+ * policy) and `results`; the record is written again when one changed.
+ */
+async function keyframeChains(releaseDir: string, record: ReleaseRecord, jobs: ReleaseJob[], results: RunJobResult[], policy: KeyframePolicy, progress: (line: string) => void): Promise<DriftCheck[]> {
+  if (!(policy.threshold >= 0 && policy.threshold <= 1)) throw new UsageError(`the keyframe threshold must be an agreement from 0 to 1, found ${policy.threshold}`, { expected: '0 to 1', found: policy.threshold });
+  const checks: DriftCheck[] = [];
+  let changed = false;
+  for (const [i, result] of results.entries()) {
+    if (!result.payload || result.payload.exact) continue;
+    const job = jobs[i];
+    const bytes = await readRegularFile(jobFiles(releaseDir, job.id).payload);
+    if (!bytes) throw new UsageError(`the payload of job ${job.id} went missing from ${releaseDir}/jobs/ while the add ran: is another program writing the release folder?`);
+    const agreement = await policy.agreement({ job, result, bytes, record });
+    const check: DriftCheck = { job: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, chain: (job.via ? lossyChain(record, job.via).length : 0) + 1, threshold: policy.threshold, keyframe: false, ...(agreement !== undefined ? { agreement } : {}) };
+    if (agreement !== undefined && agreement < policy.threshold) {
+      job.policy = { method: 'exact' };
+      results[i] = await runJob(releaseDir, record, job, progress);
+      check.keyframe = true;
+      if (results[i].payload) check.keyframeBytes = results[i].payload!.length;
+      changed = true;
+    }
+    checks.push(check);
+  }
+  if (changed) await writeRecord(releaseDir, record);
+  return checks;
 }
 
 /**
