@@ -157,7 +157,7 @@ async function classifierVersions(dir: string): Promise<{ versions: string[]; in
   return { versions, inputs };
 }
 
-test('release add --eval measures each lossy chain\'s drift, prints the keyframe threshold, and ships the exact payload below it and only then', { timeout: 240_000 }, async () => {
+test('release add --eval measures each lossy chain\'s drift, prints the keyframe threshold, and ships the exact payload below it and only then', { timeout: 240_000 }, async (t) => {
   const { versions, inputs } = await classifierVersions(join(work, 'clf'));
   const keyDir = join(work, 'keys');
   assert.equal((await ndiff('keygen', '--out', join(keyDir, 'k'))).code, 0);
@@ -186,6 +186,7 @@ test('release add --eval measures each lossy chain\'s drift, prints the keyframe
   const above = Math.min(1, agreement + 0.001);
   const cross = await add('kf-cross', 3, '--keyframe-below', String(above));
   assert.equal(cross.code, 0, cross.err);
+  t.diagnostic(cross.out);
   assert.match(cross.out, new RegExp(`keyframe threshold: ${(100 * above).toFixed(2)}%`));
   assert.match(cross.out, new RegExp(`${chainLine[1]}: devices agree with version 3 on ${chainLine[2]}% of the --eval inputs after a chain of 2 lossy payloads, below ${(100 * above).toFixed(2)}%: keyframe, the exact payload is shipped`));
   record = (await readRecord(join(work, 'kf-cross')))!;
