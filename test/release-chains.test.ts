@@ -22,6 +22,9 @@ import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { addVersion } from '../src/release/add.ts';
 import { openState } from '../src/release/package.ts';
+import { runJob } from '../src/release/jobs.ts';
+import { checkTicket, runTicket, ticketsOf } from '../src/release/ticket.ts';
+import { sha256Of } from '../src/release/blobs.ts';
 import { readRecord, type EdgePolicy, type ReleaseRecord } from '../src/release/record.ts';
 import type { ManifestPayload } from '../src/updater/manifest.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
@@ -132,12 +135,29 @@ test('error feedback: a lossy chain made from the device\'s own state carries wh
   assert.ok(without.errors[3] > without.errors[0] * 1.5, `without error feedback the error grows: ${show(without.errors)}`);
 });
 
-test('the same versions and policy give the same payload bytes along the chain', async () => {
+test('the same versions and policy give the same payload bytes along the chain, in the folder or on a worker', async () => {
   const versions = await unevenVersions(join(work, 'shift-again'));
   const a = await releaseChain('det-a', versions, { method: 'topk', budget: '235' });
   const b = await releaseChain('det-b', versions, { method: 'topk', budget: '235' });
   assert.deepEqual(a.record.payloads.map((p) => p.sha256).sort(), b.record.payloads.map((p) => p.sha256).sort());
   assert.deepEqual(a.chain.map((p) => p.sha256), b.chain.map((p) => p.sha256));
+  // A worker without the folder (a job ticket) rebuilds the chain's state from the blobs it names
+  // and makes the same bytes as the job run in the folder.
+  const site = join(work, 'det-a');
+  const w = new Float32Array((await openTfjsModelDir(versions[4])).values('dense/kernel'));
+  for (let i = 0; i < 64; i++) w[i * 29] += 1;
+  const v6 = join(work, 'shift-again', 'v6');
+  await writeStore(v6, new MemoryWeightStore([['dense/kernel', { shape: [100, 20], data: w }], ['dense/bias', { shape: [20], data: (await openTfjsModelDir(versions[4])).values('dense/bias') }]]));
+  await addVersion(site, v6, { policy: { method: 'topk', budget: '235' }, planOnly: true });
+  const record = (await readRecord(site))!;
+  const tickets = ticketsOf(record);
+  const onChain = tickets.find((t) => t.job.base === a.chain[3].target);
+  assert.ok(onChain?.chain?.length === 3 && onChain.via?.sha256 === a.chain[3].sha256, 'the ticket of the chain\'s job names its four payloads');
+  assert.equal(onChain.job.policy.method, 'topk', 'the chain continues lossy');
+  const byWorker = await runTicket(checkTicket(JSON.parse(JSON.stringify(onChain))), { source: site, cacheDir: join(work, 'worker') });
+  const inFolder = await runJob(site, record, onChain.job);
+  assert.ok(byWorker.payload && inFolder.payload && !inFolder.payload.exact);
+  assert.equal(sha256Of(byWorker.payload), inFolder.payload.sha256);
 });
 
 /** Three versions of a small classifier (TF.js layers-model), each a retrain that moves every weight; inputs to measure on. */
