@@ -22,7 +22,9 @@ import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { addVersion } from '../src/release/add.ts';
 import { openState } from '../src/release/package.ts';
-import { runJob } from '../src/release/jobs.ts';
+import { exportJob, runJob } from '../src/release/jobs.ts';
+import { measurePayload } from '../cli/payload-eval.ts';
+import { readPrivateKeyFile } from '../src/sign/node-keys.ts';
 import { checkTicket, runTicket, ticketsOf } from '../src/release/ticket.ts';
 import { sha256Of } from '../src/release/blobs.ts';
 import { readRecord, type EdgePolicy, type ReleaseRecord } from '../src/release/record.ts';
@@ -177,7 +179,7 @@ async function classifierVersions(dir: string): Promise<{ versions: string[]; in
   return { versions, inputs };
 }
 
-test('release add --eval measures each lossy chain\'s drift, prints the keyframe threshold, and ships the exact payload below it and only then', { timeout: 240_000 }, async (t) => {
+test('release add --eval measures each lossy chain\'s drift, prints the keyframe threshold, and below it ships a larger or the exact payload, and only then', { timeout: 240_000 }, async (t) => {
   const { versions, inputs } = await classifierVersions(join(work, 'clf'));
   const keyDir = join(work, 'keys');
   assert.equal((await ndiff('keygen', '--out', join(keyDir, 'k'))).code, 0);
@@ -201,18 +203,44 @@ test('release add --eval measures each lossy chain\'s drift, prints the keyframe
   let record = (await readRecord(join(work, 'kf-none')))!;
   assert.ok(record.payloads.some((p) => p.toVersion === 3 && p.fromVersion === 2 && !p.exact && p.base !== record.versions[1].fingerprint), 'the chain continues with a lossy payload from the state devices hold');
 
-  // Just above the chain's agreement: the keyframe, an exact payload from that state.
+  // Just above the chain's agreement: `add` tries a payload of twice the budget first, and ships it
+  // since devices agree with the version on it at or above the threshold.
   await twoVersions('kf-cross');
   const above = Math.min(1, agreement + 0.001);
   const cross = await add('kf-cross', 3, '--keyframe-below', String(above));
   assert.equal(cross.code, 0, cross.err);
   t.diagnostic(cross.out);
   assert.match(cross.out, new RegExp(`keyframe threshold: ${(100 * above).toFixed(2)}%`));
-  assert.match(cross.out, new RegExp(`${chainLine[1]}: devices agree with version 3 on ${chainLine[2]}% of the --eval inputs after a chain of 2 lossy payloads, below ${(100 * above).toFixed(2)}%: keyframe, the exact payload is shipped`));
+  const larger = new RegExp(`${chainLine[1]}: devices agree with version 3 on ${chainLine[2]}% of the --eval inputs after a chain of 2 lossy payloads, below ${(100 * above).toFixed(2)}%: a larger payload is shipped \\(budget 60%, [\\d.]+ KB\\), with which they agree on ([\\d.]+)%`).exec(cross.out);
+  assert.ok(larger, cross.out);
+  assert.ok(Number(larger[1]) / 100 >= above);
+  const chainPayload = (r: ReleaseRecord) => r.payloads.filter((p) => p.toVersion === 3 && p.fromVersion === 2 && p.base !== r.versions[1].fingerprint);
+  const kept = chainPayload(record);
   record = (await readRecord(join(work, 'kf-cross')))!;
-  const fromState = record.payloads.filter((p) => p.toVersion === 3 && p.fromVersion === 2 && p.base !== record.versions[1].fingerprint);
+  const fromState = chainPayload(record);
   assert.equal(fromState.length, 1);
-  assert.ok(fromState[0].exact && fromState[0].target === record.versions[2].fingerprint, 'the keyframe ends the chain at version 3 exactly');
+  assert.ok(!fromState[0].exact && fromState[0].length > kept[0].length, 'a larger lossy payload from the state devices hold');
+
+  // With no larger payload to try (the library's default), the keyframe: an exact payload from that state.
+  await twoVersions('kf-exact');
+  const site = join(work, 'kf-exact');
+  const calib = await tempDir('nd-calib-');
+  const res = await addVersion(site, versions[2], {
+    policy: { method: 'topk', budget: '30%' }, key: await readPrivateKeyFile(key), expiresAt,
+    keyframes: {
+      threshold: above,
+      agreement: async (l) => {
+        const models = await exportJob(site, l.record, l.job, join(calib, `${l.job.id}-${sha256Of(l.bytes).slice(0, 8)}`));
+        return (await measurePayload({ base: models.base, target: models.target, eval: inputs, state: [] }, l.bytes, { out: () => {}, err: () => {}, progress: () => {} })).patched.agreement;
+      },
+    },
+  });
+  const onChain = res.drift?.find((d) => d.job === chainLine[1]);
+  assert.ok(onChain && onChain.keyframe && onChain.chain === 2 && Math.abs((onChain.agreement ?? 0) - agreement) < 1e-9, JSON.stringify(res.drift));
+  record = (await readRecord(site))!;
+  const keyframe = chainPayload(record);
+  assert.equal(keyframe.length, 1);
+  assert.ok(keyframe[0].exact && keyframe[0].target === record.versions[2].fingerprint, 'the keyframe ends the chain at version 3 exactly');
 
   // At the agreement itself: kept.
   await twoVersions('kf-at');

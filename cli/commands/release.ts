@@ -100,7 +100,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   };
   if (dir) io.out(`keyframe threshold: ${pct(threshold)} top-1 agreement with the new version on the --eval inputs (--keyframe-below): a lossy payload whose devices would agree less is made exact`);
   const res = await addVersion(a.release, a.model, {
-    ...(dir ? { keyframes: { threshold, agreement: async (l) => { const m = await measure(l); return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement; } } } : {}),
+    ...(dir ? { keyframes: { threshold, larger: KEYFRAME_LARGER, agreement: async (l) => { const m = await measure(l); return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement; } } } : {}),
     beforePublish: async (lossy) => {
       for (const l of lossy) io.err(`warning: ${lossyText(l.job, l.result)}${a.eval ? '' : '. Measure it on inputs before devices get it: add with --eval INPUTS (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below --keyframe-below gets an exact payload)'}`);
       if (a.eval !== undefined) await measureLossy(a, lossy, io, measure);
@@ -147,13 +147,18 @@ async function interfaceChangeOfAdd(releaseDir: string, modelPath: string): Prom
 /** The default of `release add --keyframe-below`: the least top-1 agreement with the version a lossy chain may drift to. */
 export const DEFAULT_KEYFRAME_BELOW = 0.98;
 
+/** Before an exact payload, `release add --eval` tries top-k payloads of these multiples of the budget. */
+const KEYFRAME_LARGER = [2, 4];
+
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 /** One line per lossy payload measured for keyframes: its chain, its agreement, and what was shipped. */
 function driftLine(d: DriftCheck): string {
   const chain = d.chain > 1 ? `after a chain of ${d.chain} lossy payloads` : 'after one lossy payload';
   if (d.agreement === undefined) return `${d.job}: drift not measured (the output has no classes to agree on): the lossy payload is kept`;
-  const verdict = d.keyframe
+  const verdict = d.larger
+    ? `below ${pct(d.threshold)}: a larger payload is shipped (budget ${d.larger.budget}, ${formatBytes(d.larger.bytes)}), with which they agree on ${pct(d.larger.agreement)}`
+    : d.keyframe
     ? `below ${pct(d.threshold)}: keyframe, the exact payload is shipped (${d.keyframeBytes !== undefined ? `${formatBytes(d.keyframeBytes)}` : 'no smaller than the package: devices take the package'})`
     : `at or above ${pct(d.threshold)}: the lossy payload is kept`;
   return `${d.job}: devices agree with version ${d.toVersion} on ${pct(d.agreement)} of the --eval inputs ${chain}, ${verdict}`;

@@ -6,6 +6,7 @@ import type { KeyObject } from 'node:crypto';
 import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { UsageError } from '../core/errors.ts';
+import { parseBudget } from '../diff/budget.ts';
 import { errCode, makeDirs, readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
 import { BLOBS } from './blobs.ts';
 import { lockRelease } from './folder.ts';
@@ -54,6 +55,12 @@ export interface KeyframePolicy {
    * (no keyframe is decided then).
    */
   agreement: (lossy: LossyJobPayload) => Promise<number | undefined>;
+  /**
+   * Before the exact payload, larger top-k payloads to try, as multiples of the job's budget
+   * (e.g. `[2, 4]`; default none): the first whose devices agree at or above the threshold is
+   * shipped. A multiple that reaches 100% of the model is skipped.
+   */
+  larger?: number[];
 }
 
 /** A lossy payload's drift as {@link KeyframePolicy} measured it. */
@@ -68,6 +75,8 @@ export interface DriftCheck {
   threshold: number;
   /** True when the payload was made again exact: the chain ends at the version. */
   keyframe: boolean;
+  /** When a larger top-k payload was shipped instead: its budget, bytes and agreement. */
+  larger?: { budget: string; bytes: number; agreement: number };
   /** The keyframe's payload bytes (absent when it is not smaller than the package: devices take that). */
   keyframeBytes?: number;
 }
@@ -214,16 +223,48 @@ async function keyframeChains(releaseDir: string, record: ReleaseRecord, jobs: R
     const agreement = await policy.agreement({ job, result, bytes, record });
     const check: DriftCheck = { job: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, chain: (job.via ? lossyChain(record, job.via).length : 0) + 1, threshold: policy.threshold, keyframe: false, ...(agreement !== undefined ? { agreement } : {}) };
     if (agreement !== undefined && agreement < policy.threshold) {
-      job.policy = { method: 'exact' };
-      results[i] = await runJob(releaseDir, record, job, progress);
-      check.keyframe = true;
-      if (results[i].payload) check.keyframeBytes = results[i].payload!.length;
       changed = true;
+      for (const budget of largerBudgets(job.policy, policy.larger ?? [])) {
+        job.policy = { ...job.policy, budget };
+        results[i] = await runJob(releaseDir, record, job, progress);
+        const larger = results[i].payload;
+        if (!larger || larger.exact) break; // the package, or an exact payload within the budget
+        const bytes = await readRegularFile(jobFiles(releaseDir, job.id).payload);
+        const a = bytes ? await policy.agreement({ job, result: results[i], bytes, record }) : undefined;
+        if (a !== undefined && a >= policy.threshold) {
+          check.larger = { budget, bytes: larger.length, agreement: a };
+          break;
+        }
+      }
+      if (!check.larger && !results[i].payload?.exact && results[i].payload) {
+        job.policy = { method: 'exact' };
+        results[i] = await runJob(releaseDir, record, job, progress);
+      }
+      if (!check.larger) {
+        check.keyframe = true;
+        if (results[i].payload) check.keyframeBytes = results[i].payload!.length;
+      }
     }
     checks.push(check);
   }
   if (changed) await writeRecord(releaseDir, record);
   return checks;
+}
+
+/** The budgets `factors` times a top-k policy's own, below the whole model (none for another policy). */
+export function largerBudgets(policy: EdgePolicy, factors: readonly number[]): string[] {
+  if (policy.method !== 'topk' || !policy.budget) return [];
+  const pct = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(policy.budget);
+  const out: string[] = [];
+  for (const f of factors) {
+    if (pct) {
+      const p = Number(pct[1]) * f;
+      if (p < 100) out.push(`${Number(p.toPrecision(6))}%`);
+    } else {
+      out.push(String(Math.floor(parseBudget(policy.budget, 1) * f)));
+    }
+  }
+  return out;
 }
 
 /**
