@@ -27,6 +27,8 @@ import { measurePayload } from '../cli/payload-eval.ts';
 import { readPrivateKeyFile } from '../src/sign/node-keys.ts';
 import { checkTicket, runTicket, ticketsOf } from '../src/release/ticket.ts';
 import { sha256Of } from '../src/release/blobs.ts';
+import { fingerprintStore } from '../src/core/fingerprint.ts';
+import { getHasher } from '../src/core/hasher.ts';
 import { readRecord, type EdgePolicy, type ReleaseRecord } from '../src/release/record.ts';
 import type { ManifestPayload } from '../src/updater/manifest.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
@@ -137,7 +139,7 @@ test('error feedback: a lossy chain made from the device\'s own state carries wh
   assert.ok(without.errors[3] > without.errors[0] * 1.5, `without error feedback the error grows: ${show(without.errors)}`);
 });
 
-test('the same versions and policy give the same payload bytes along the chain, in the folder or on a worker', async () => {
+test('the same versions and policy give the same payload bytes along the chain, in the folder or on a worker, and a learned payload\'s export starts from the state devices hold', async () => {
   const versions = await unevenVersions(join(work, 'shift-again'));
   const a = await releaseChain('det-a', versions, { method: 'topk', budget: '235' });
   const b = await releaseChain('det-b', versions, { method: 'topk', budget: '235' });
@@ -160,6 +162,10 @@ test('the same versions and policy give the same payload bytes along the chain, 
   const inFolder = await runJob(site, record, onChain.job);
   assert.ok(byWorker.payload && inFolder.payload && !inFolder.payload.exact);
   assert.equal(sha256Of(byWorker.payload), inFolder.payload.sha256);
+  // A payload learned for that job elsewhere starts from the same state: the export's base is it.
+  const exported = await exportJob(site, record, onChain.job, join(work, 'export'));
+  assert.equal(fingerprintStore(await getHasher(), await openTfjsModelDir(exported.base)).fingerprint, onChain.job.base);
+  assert.equal(fingerprintStore(await getHasher(), await openTfjsModelDir(exported.target)).fingerprint, record.versions[5].fingerprint);
 });
 
 /** Three versions of a small classifier (TF.js layers-model), each a retrain that moves every weight; inputs to measure on. */
