@@ -59,6 +59,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON (accuracy before/after, validation, tuning, bytes, time, per-epoch loss); `ndiff report` reads it' })
     .option('backend', { choices: ['auto', 'wasm', 'native', 'cpu', 'tensorflow'] as const, default: 'auto' as TrainBackendName, describe: 'tfjs backend: auto (native when its addon is built, else wasm), wasm (portable, with our kernels; 4 GiB of memory), native (wasm with convolutions and matmuls on the system\'s OpenBLAS: apt-get install libopenblas-dev, then npm run build:native), cpu (plain JS), tensorflow (needs @tensorflow/tfjs-node)' })
     .option('threads', { type: 'number', describe: 'threads computing each step: the batch is split across worker threads and their gradients summed in a fixed order (default: every core of the machine; 1 trains on one thread); on the native backend, one JavaScript thread and OpenBLAS on this many, or for a model with depthwise convolutions or batch norms the worker threads with OpenBLAS on one each. The same seed, backend and thread count give the same payload; another count rounds differently, so its bytes differ slightly' })
+    .option('step', { choices: ['compiled', 'eager'] as const, default: 'compiled' as const, describe: 'how each training step runs: compiled (the first steps of each phase recorded as a plan of kernel calls, checked against an eager step, then replayed without the engine\'s per-op bookkeeping; a phase whose plan cannot be captured or does not verify runs eagerly, and the run says why) or eager (every step through the engine, as before). The same seed and path give the same payload bytes' })
     .option('prefix-cache-mb', { type: 'number', describe: 'memory bound (MiB) for caching the outputs of the model\'s first layers when none of them trains (frozen by the model\'s config or --trainable): computed once per example instead of at every step; 0 turns it off (TF.js layers-models; default 512)' })
     .option('batch-size', { type: 'number', describe: "examples per step (default: 32, or the most the backend's memory takes; a larger request is refused with the largest that fits)" })
     .option('lr', { type: 'number', describe: 'learning rate to start the search from (Adam): default 3e-3 for the diff values of sparse/hash/lora/topk-retrain, 3e-4 for the weights in full fine-tuning (also behind topk/drop/lowrank)' })
@@ -251,6 +252,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       epochs: a.epochs,
       ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
       ...(a.threads !== undefined ? { threads: a.threads } : {}),
+      ...(a.step ? { step: a.step } : {}),
       ...(a.prefixCacheMb !== undefined ? { prefixCacheBytes: Math.round(a.prefixCacheMb * 1024 * 1024) } : {}),
       seed: a.seed,
       learningRate: a.lr,
