@@ -132,6 +132,11 @@ export class SparseMask implements Parameterization {
     return { [st.d.name]: tf.mul(dW, m), [st.s.name]: gs };
   }
 
+  /** Compiled steps (src/train/loop.ts): the hard phase is fixed; the soft one sharpens its mask at every step. */
+  planKey(): string | null {
+    return this.phase === 'hard' ? `sparse hard ${this.codec}` : null;
+  }
+
   afterStep(step: number, _progress: number): void {
     if (this.phase !== 'soft') return;
     const p = Math.min(1, step / this.softSteps);

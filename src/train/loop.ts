@@ -41,12 +41,13 @@ export interface Parameterization {
   /** Summary for progress output (e.g. non-zeros, temperature). */
   status?(): Record<string, string | number>;
   /**
-   * What the method's step computes now, as a key (its phase: e.g. soft or hard mask, the pruning
-   * events so far). A method that gives one has its own kernels captured in the step's compiled
-   * plan (src/train/compiled/), a new plan whenever the key changes; without one, its part of the
-   * step runs eagerly around the plan of the model's forward and backward pass.
+   * What the method's step computes now, as a key (its phase: e.g. hard mask and codec). A method
+   * that gives one has its own kernels captured in the step's compiled plan (src/train/compiled/),
+   * a new plan whenever the key changes; without one (or null: in this phase a value changes at
+   * every step), its part of the step runs eagerly around the plan of the model's forward and
+   * backward pass.
    */
-  planKey?(): string;
+  planKey?(): string | null;
 }
 
 /**
@@ -176,7 +177,7 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
   else if (stepMode === 'eager') say('step: eager (as asked)');
   const compiled = stepMode === 'compiled' ? new CompiledSteps(say) : undefined;
   /** Whether the method's own part (effective weights, its gradients) is in the plan; off after one refusal. */
-  let whole = param.planKey !== undefined;
+  let whole = true;
   const stepModel = model as unknown as Partial<StepInputs>;
   /**
    * The step's kernels from its feeds: with `whole`, the method's effective weights and its
@@ -232,9 +233,11 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
       else {
         const shapes = Object.entries(feeds).map(([k, t]) => `${k}[${t.shape.join(',')}]${t.dtype}`).join(' ');
         const keyOf = (w: boolean) => `${tf.getBackend()} ${shapes}${w ? ` whole ${param.planKey?.() ?? ''}` : ''}`;
-        if (whole && compiled.refused(keyOf(true))) whole = false;
-        if (!whole) assignEffective();
-        outputs = compiled.run(keyOf(whole), feeds, region(whole), whole ? 'step' : 'step (the method\'s part eager)');
+        const withParam = whole && (param.planKey?.() ?? null) !== null;
+        if (withParam && compiled.refused(keyOf(true))) whole = false;
+        if (!withParam || !whole) assignEffective();
+        const w = withParam && whole;
+        outputs = compiled.run(keyOf(w), feeds, region(w), w ? 'step' : 'step (the method\'s part eager)');
       }
     } finally {
       stepModel.endStep?.();
