@@ -94,6 +94,8 @@ export function resolve(rec: Recording<StepOutputs>, feeds: Record<string, tf.Te
     if (e.kind === 'upload') {
       byData.set(e.tensor.dataId, { k: 'const', i: out.uploads.length });
       out.uploads.push({ values: e.values, shape: e.tensor.shape, dtype: e.tensor.dtype });
+    } else if (e.kind === 'alias') {
+      byData.set(e.to.dataId, slotOf(e.from, 'a tensor kept for the backward pass'));
     } else if (e.kind === 'assign') {
       out.assigns.push({ v: e.variable, slot: slotOf(e.value, `the assignment of ${e.variable.name}`) });
     } else {

@@ -44,7 +44,18 @@ export interface RecordedAssign {
   value: tf.Tensor;
 }
 
-export type RecordedEvent = RecordedKernel | RecordedUpload | RecordedAssign;
+/**
+ * A copy the engine makes of a kernel's input or output to keep it for the backward pass: the
+ * same values under another data id (nothing in a step writes a tensor in place), so a plan reads
+ * the original instead.
+ */
+export interface RecordedAlias {
+  kind: 'alias';
+  from: tf.Tensor;
+  to: tf.Tensor;
+}
+
+export type RecordedEvent = RecordedKernel | RecordedUpload | RecordedAssign | RecordedAlias;
 
 export interface Recording<T> {
   /** What the step returned. */
@@ -63,6 +74,7 @@ type EngineInternals = {
   runKernelFunc: (params: { kernelName?: string; inputs: Record<string, tf.Tensor | null> | tf.Tensor[]; attrs?: NamedAttrMap }) => tf.Tensor | tf.Tensor[];
   makeTensor: (values: unknown, shape: number[], dtype?: string, backend?: unknown) => tf.Tensor;
   makeTensorFromTensorInfo: (info: TensorInfo, backend?: unknown) => tf.Tensor;
+  saveTensorsForBackwardMode: (tensors: tf.Tensor[]) => tf.Tensor[];
   readSync: (dataId: object) => unknown;
   read: (dataId: object) => Promise<unknown>;
 };
@@ -95,7 +107,15 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
     return 'before any kernel';
   };
   let depth = 0;
-  const { runKernelFunc, makeTensor, makeTensorFromTensorInfo, readSync, read } = engine;
+  const { runKernelFunc, makeTensor, makeTensorFromTensorInfo, readSync, read, saveTensorsForBackwardMode } = engine;
+  // The engine's copies of tensors kept for the backward pass (made inside a kernel's run).
+  engine.saveTensorsForBackwardMode = function (this: EngineInternals, tensors) {
+    const saved = saveTensorsForBackwardMode.call(this, tensors);
+    saved.forEach((to, i) => aliases.push({ kind: 'alias', from: tensors[i], to }));
+    return saved;
+  };
+  /** Aliases of the kernel running now, recorded after it. */
+  let aliases: RecordedAlias[] = [];
   const assign = tf.Variable.prototype.assign;
   const made = new WeakSet<object>();
   /** Data ids of the step's constants (uploads, and outputs of kernels reading only constants). */
@@ -110,10 +130,15 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
     if (params.kernelName == null || depth > 0) return runKernelFunc.call(this, params);
     depth++;
     let out: tf.Tensor | tf.Tensor[];
+    const outer = aliases;
+    aliases = [];
+    let kept: RecordedAlias[];
     try {
       out = runKernelFunc.call(this, params);
     } finally {
       depth--;
+      kept = aliases;
+      aliases = outer;
     }
     if (RANDOM_KERNELS.has(params.kernelName)) refuse(`kernel ${params.kernelName} draws random values`);
     const given = params.inputs;
@@ -126,7 +151,7 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
       event.constant = outputs.map((t) => copyValues(backend.readSync(t.dataId), t.dtype) ?? new Float32Array(0));
       for (const t of outputs) constants.add(t.dataId);
     }
-    events.push(event);
+    events.push(event, ...kept);
     return out;
   };
   engine.makeTensor = function (this: EngineInternals, values, shape, dtype, backend) {
@@ -160,6 +185,7 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
     engine.runKernelFunc = runKernelFunc;
     engine.makeTensor = makeTensor;
     engine.makeTensorFromTensorInfo = makeTensorFromTensorInfo;
+    engine.saveTensorsForBackwardMode = saveTensorsForBackwardMode;
     engine.readSync = readSync;
     engine.read = read;
     tf.Variable.prototype.assign = assign;
