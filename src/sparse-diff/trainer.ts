@@ -50,6 +50,11 @@ export class SparseMask implements Parameterization {
   private readonly tensors = new Map<string, TensorState>();
   private readonly byVariable = new Map<string, TensorState>();
   private beta: number;
+  /**
+   * β as the steps read it: a scalar variable set after each step (the same float32 the number
+   * would become), so a compiled step (src/train/compiled/) reads its value of the moment.
+   */
+  private readonly betaT: tf.Variable;
   private phase: 'soft' | 'hard' = 'soft';
   private nextPrune = 1;
   private aliveCount: number;
@@ -66,6 +71,7 @@ export class SparseMask implements Parameterization {
   ) {
     this.names = base.map((b) => b.name);
     this.beta = opts.betaStart;
+    this.betaT = tf.variable(tf.scalar(this.beta), false);
     let total = 0;
     for (const b of base) {
       const size = b.values.length;
@@ -113,7 +119,7 @@ export class SparseMask implements Parameterization {
   effective(name: string): tf.Tensor {
     const st = this.tensors.get(name) as TensorState;
     if (this.phase === 'hard') return tf.add(st.w0, this.quantized(st));
-    const sig = tf.sigmoid(tf.mul(st.s, this.beta));
+    const sig = tf.sigmoid(tf.mul(st.s, this.betaT));
     const m = tf.mul(st.alive, sig);
     this.stepCache.set(name, { sig, m });
     return tf.add(st.w0, tf.mul(m, st.d));
@@ -124,23 +130,24 @@ export class SparseMask implements Parameterization {
     if (this.phase === 'hard') return { [st.d.name]: tf.mul(dW, st.alive) };
     const cached = this.stepCache.get(name);
     this.stepCache.delete(name);
-    const sig = cached?.sig ?? tf.sigmoid(tf.mul(st.s, this.beta));
+    const sig = cached?.sig ?? tf.sigmoid(tf.mul(st.s, this.betaT));
     const m = cached?.m ?? tf.mul(st.alive, sig);
     // dL/ds = dL/dW ⊙ D ⊙ β σ(1-σ) ⊙ alive (+ the density penalty's gradient); m(1-σ) = alive σ(1-σ)
     const penalty = (this.opts.lambda / Math.max(1, this.total)) * st.size;
-    const gs = tf.mul(tf.mul(m, tf.sub(1, sig)), tf.mul(tf.add(tf.mul(dW, st.d), penalty), this.beta));
+    const gs = tf.mul(tf.mul(m, tf.sub(1, sig)), tf.mul(tf.add(tf.mul(dW, st.d), penalty), this.betaT));
     return { [st.d.name]: tf.mul(dW, m), [st.s.name]: gs };
   }
 
-  /** Compiled steps (src/train/loop.ts): the hard phase is fixed; the soft one sharpens its mask at every step. */
-  planKey(): string | null {
-    return this.phase === 'hard' ? `sparse hard ${this.codec}` : null;
+  /** Compiled steps (src/train/loop.ts): a plan per phase, and in the soft phase per pruning (β is read from its variable). */
+  planKey(): string {
+    return this.phase === 'hard' ? `sparse hard ${this.codec}` : `sparse soft ${this.nextPrune}`;
   }
 
   afterStep(step: number, _progress: number): void {
     if (this.phase !== 'soft') return;
     const p = Math.min(1, step / this.softSteps);
     this.beta = this.opts.betaStart * Math.pow(this.opts.betaEnd / this.opts.betaStart, p);
+    tf.tidy(() => this.betaT.assign(tf.scalar(this.beta)));
     const event = Math.floor(p * this.opts.pruneEvents);
     if (event >= this.nextPrune) {
       this.nextPrune = event + 1;
@@ -229,6 +236,7 @@ export class SparseMask implements Parameterization {
   }
 
   dispose(): void {
+    this.betaT.dispose();
     for (const st of this.tensors.values()) {
       st.w0.dispose();
       st.d.dispose();
