@@ -153,6 +153,7 @@ export class StepPlan {
   private readonly consts: TensorInfo[] = [];
   private readonly outputs: [string, Slot][];
   private readonly assigns: { v: tf.Variable; slot: Slot }[];
+  /** Tensors and variables made before the step that the plan reads (a disposed one makes it stale). */
   private readonly exts: tf.Tensor[] = [];
   private readonly feedShapes = new Map<string, string>();
   /** Kernels the plan runs (after folding and dropping the unread). */
@@ -205,6 +206,7 @@ export class StepPlan {
         return { k: 'const', i: constIndex.get(key) as number };
       }
       if (s.k === 'ext' && !this.exts.includes(s.t)) this.exts.push(s.t);
+      if (s.k === 'var' && !this.exts.includes(s.v)) this.exts.push(s.v);
       return s;
     };
     // Renumber the kernels that run; out slots point at their new index.
@@ -266,7 +268,7 @@ export class StepPlan {
   /** Why this plan cannot run now (a tensor it reads was disposed, a feed changed shape), or undefined. */
   stale(feeds: Record<string, tf.Tensor>): string | undefined {
     if (this.disposed) return 'the plan was disposed';
-    for (const t of this.exts) if (t.isDisposed) return `a ${shapeText(t)} tensor the step reads was replaced`;
+    for (const t of this.exts) if (t.isDisposed) return `a ${shapeText(t)} ${t instanceof tf.Variable ? `variable (${t.name})` : 'tensor'} the step reads was replaced`;
     if (Object.keys(feeds).length !== this.feedShapes.size) return 'the step has other feeds';
     for (const [role, t] of Object.entries(feeds)) if (this.feedShapes.get(role) !== shapeText(t)) return `feed ${role} is ${shapeText(t)}, the plan's ${this.feedShapes.get(role)}`;
     return undefined;
