@@ -38,7 +38,8 @@ interface TensorState {
   w0: tf.Tensor;
   d: tf.Variable;
   s: tf.Variable;
-  alive: tf.Tensor;
+  /** 1 where the entry is alive (a variable: pruning sets it, so a compiled step reads its value of the moment). */
+  alive: tf.Variable;
 }
 
 /**
@@ -83,7 +84,7 @@ export class SparseMask implements Parameterization {
         w0: tf.tensor(b.values, b.shape, 'float32'),
         d: tf.variable(initial?.has(b.name) ? tf.tensor(initial.get(b.name) as Float32Array, b.shape, 'float32') : tf.zeros(b.shape), true, `nd_sparse_d/${b.name}`),
         s: tf.variable(tf.fill(b.shape, opts.s0), true, `nd_sparse_s/${b.name}`),
-        alive: tf.ones(b.shape),
+        alive: tf.variable(tf.ones(b.shape), false),
       };
       this.tensors.set(b.name, st);
       this.byVariable.set(st.d.name, st);
@@ -138,9 +139,9 @@ export class SparseMask implements Parameterization {
     return { [st.d.name]: tf.mul(dW, m), [st.s.name]: gs };
   }
 
-  /** Compiled steps (src/train/loop.ts): a plan per phase, and in the soft phase per pruning (β is read from its variable). */
+  /** Compiled steps (src/train/loop.ts): a plan per phase (β and the alive entries are read from their variables). */
   planKey(): string {
-    return this.phase === 'hard' ? `sparse hard ${this.codec}` : `sparse soft ${this.nextPrune}`;
+    return this.phase === 'hard' ? `sparse hard ${this.codec}` : 'sparse soft';
   }
 
   afterStep(step: number, _progress: number): void {
@@ -202,8 +203,7 @@ export class SparseMask implements Parameterization {
   }
 
   private setAlive(st: TensorState, next: Float32Array): void {
-    st.alive.dispose();
-    st.alive = tf.tensor(next, st.shape, 'float32');
+    tf.tidy(() => st.alive.assign(tf.tensor(next, st.shape, 'float32')));
     tf.tidy(() => st.d.assign(tf.mul(st.d, st.alive)));
   }
 
@@ -222,8 +222,7 @@ export class SparseMask implements Parameterization {
       const d = deltas.get(st.name) as Float32Array;
       const masked = new Float32Array(st.size);
       for (let i = 0; i < st.size; i++) masked[i] = mask[i] ? d[i] : 0;
-      st.alive.dispose();
-      st.alive = tf.tensor(mask, st.shape, 'float32');
+      tf.tidy(() => st.alive.assign(tf.tensor(mask, st.shape, 'float32')));
       tf.tidy(() => st.d.assign(tf.tensor(masked, st.shape, 'float32')));
     }
     this.aliveCount = kept;
