@@ -58,14 +58,14 @@ function cpuClock(): { onEpoch: (r: { samplesPerSecond: number; seconds: number 
 
 async function child(backend: 'wasm' | 'native'): Promise<void> {
   await initBackend(backend, { threads: 1 });
-  const rounds = quick ? 2 : 4;
-  const epochs = quick ? 3 : 4;
+  const rounds = quick ? 2 : 3;
+  const epochs = 3;
   const random = seededRandom(7);
   // The keyword CNN on random log-mel inputs.
   const kws = keywordModel(12);
   const kwsBase = modelToStore(kws);
   const inputShape = (kws.inputs[0].shape as number[]).slice(1);
-  const kwsCount = quick ? 128 : 384;
+  const kwsCount = quick ? 128 : 512;
   const kwsX = Float32Array.from({ length: kwsCount * inputShape.reduce((a, b) => a * b, 1) }, () => random() * 2 - 1);
   const kwsY = Int32Array.from({ length: kwsCount }, () => Math.floor(random() * 12));
   // The ONNX classifier on random embeddings.

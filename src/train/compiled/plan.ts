@@ -34,6 +34,8 @@ export class PlanRefused extends Error {}
 
 interface PlannedKernel {
   name: string;
+  /** Its index in the recording. */
+  source: number;
   keys: string[] | null;
   inputs: (Slot | null)[];
   attrs: NamedAttrMap;
@@ -164,9 +166,8 @@ export class StepPlan {
   readonly bytes: number;
   private disposed = false;
 
-  private constructor(private readonly backend: KernelBackend, first: Resolved, second: Resolved, feeds: Record<string, tf.Tensor>) {
+  private constructor(private readonly backend: KernelBackend, r: Resolved, feeds: Record<string, tf.Tensor>) {
     const backendName = tf.getBackend();
-    const r = second;
     for (const [role, t] of Object.entries(feeds)) this.feedShapes.set(role, shapeText(t));
     // Constants: the uploads, then whatever only constants and unchanging tensors compute.
     const foldedKernels = new Set<number>();
@@ -217,7 +218,7 @@ export class StepPlan {
       if (!kernel) throw new PlanRefused(`kernel ${k.rec.name} is not registered for the ${backendName} backend`);
       const inputs = k.inputs.map((s) => (s === null ? null : s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out' as const, kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s)));
       newIndex.set(i, this.kernels.length);
-      this.kernels.push({ name: k.rec.name, keys: k.rec.keys, inputs, attrs: k.rec.attrs, outputs: k.rec.outputs.length, kernelFunc: kernel.kernelFunc as PlannedKernel['kernelFunc'], release: [] });
+      this.kernels.push({ name: k.rec.name, source: i, keys: k.rec.keys, inputs, attrs: k.rec.attrs, outputs: k.rec.outputs.length, kernelFunc: kernel.kernelFunc as PlannedKernel['kernelFunc'], release: [] });
     });
     const remap = (s: Slot): Slot => (s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out', kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s));
     this.outputs = r.outputs.map(([n, s]) => [n, remap(s)]);
@@ -233,7 +234,7 @@ export class StepPlan {
     });
     for (const [key, i] of last) if (!kept.has(key)) this.kernels[i].release.push(key.split(':').map(Number) as [number, number]);
     // Peak bytes alive during a replay (recorded shapes), plus the constants.
-    const outBytes = (i: number, j: number) => bytesOf(r.kernels[[...newIndex].find(([, n]) => n === i)?.[0] as number].rec.outputs[j]);
+    const outBytes = (i: number, j: number) => bytesOf(r.kernels[this.kernels[i].source].rec.outputs[j]);
     let live = 0;
     let peak = 0;
     this.kernels.forEach((k, i) => {
@@ -244,7 +245,6 @@ export class StepPlan {
     this.bytes = peak + this.consts.reduce((a, c) => a + bytesOf(c), 0);
     this.kernelCount = this.kernels.length;
     this.folded = [...foldedKernels].filter((i) => needed.has(i)).length;
-    void first;
   }
 
   private write(values: Float32Array | Int32Array | Uint8Array, shape: number[], dtype: string): TensorInfo {
@@ -262,7 +262,7 @@ export class StepPlan {
     const b = resolve(second, feedsSecond);
     const why = difference(a, b);
     if (why) throw new PlanRefused(why);
-    return new StepPlan(tf.engine().backend, a, b, feedsSecond);
+    return new StepPlan(tf.engine().backend, b, feedsSecond);
   }
 
   /** Why this plan cannot run now (a tensor it reads was disposed, a feed changed shape), or undefined. */
