@@ -16,6 +16,12 @@ import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { cnn, images } from './helpers/onnx-models.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
+import { join } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
+import { saveNpy } from '../src/io/npy/files.ts';
+import { fileSystemIO } from '../src/io/tfjs/index.ts';
+import { main } from '../cli/ndiff.ts';
+import { tempDir } from './helpers/dirs.ts';
 
 before(async () => {
   await initBackend('wasm');
@@ -182,4 +188,30 @@ test('what a plan cannot hold runs eagerly and says why, and training goes on as
   assert.ok(c.said.some((m) => /step: eager \(the replayed step differs from the eager step in /.test(m)), c.said.join(' | '));
   const ce = run((p) => (p.steps < 2 ? 1 : 3), 'late', 'eager');
   assert.deepEqual(c.d, ce.d, 'a plan found wrong leaves the eager step\'s results');
+});
+
+test('ndiff train says which path the steps took, and --step eager and compiled write the same payload here', async () => {
+  const dir = await tempDir();
+  const model = tinyModel();
+  await model.save(fileSystemIO(join(dir, 'v1')));
+  const d = tinyData();
+  await mkdir(join(dir, 'train'));
+  saveNpy(join(dir, 'train', 'x.npy'), d.x, [d.n, 8]);
+  saveNpy(join(dir, 'train', 'y.npy'), d.y, [d.n]);
+  const run = async (step: string) => {
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: (l: string) => lines.push(l) };
+    const code = await main(['train', '--model-id', 'tiny', '--method', 'sparse', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--budget', '700', '--epochs', '2', '--tune', 'off', '--threads', '1', '--batch-size', '16', '--distill', '0', '--allow-worse', '--step', step, '--out', join(dir, `${step}.ndiff`)], io);
+    assert.equal(code, 0, lines.join('\n'));
+    return { lines, bytes: await readFile(join(dir, `${step}.ndiff`)) };
+  };
+  const compiled = await run('compiled');
+  assert.ok(compiled.lines.some((l) => /^step: compiled plan \(\d+ kernels(, \d+ folded)?, [\d.]+ MB\)$/.test(l)), compiled.lines.join('\n'));
+  const eager = await run('eager');
+  assert.ok(eager.lines.includes('step: eager (as asked)'), eager.lines.join('\n'));
+  assert.deepEqual(compiled.bytes, eager.bytes);
+  const bad: string[] = [];
+  const code = await main(['train', '--model-id', 'tiny', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--step', 'fast', '--out', join(dir, 'x.ndiff')], { out: (l: string) => bad.push(l), err: (l: string) => bad.push(l), progress: () => {} });
+  assert.notEqual(code, 0);
+  assert.ok(bad.some((l) => /step/.test(l) && /compiled/.test(l)), bad.join('\n'));
 });
