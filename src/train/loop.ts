@@ -173,7 +173,7 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
   };
   const stepMode: StepMode = options.pool ? 'eager' : options.step ?? 'compiled';
   const say = options.onStepPath ?? (() => {});
-  if (options.pool) say('step: eager (each step\'s gradient is computed by a pool of threads)');
+  if (options.pool) say('step: eager (each step\'s gradient is computed by a pool of threads, whose steps are not compiled yet; --threads 1 compiles the step on this thread)');
   else if (stepMode === 'eager') say('step: eager (as asked)');
   const compiled = stepMode === 'compiled' ? new CompiledSteps(say) : undefined;
   /** Whether the method's own part (effective weights, its gradients) is in the plan; off after one refusal. */
