@@ -186,6 +186,10 @@ export class StepPlan {
     for (const [, s] of r.outputs) needSlot(s, stack);
     for (const a of r.assigns) needSlot(a.slot, stack);
     while (stack.length) for (const s of r.kernels[stack.pop() as number].inputs) needSlot(s, stack);
+    // Every kernel the plan calls is registered (checked before any constant is written).
+    r.kernels.forEach((k, i) => {
+      if (needed.has(i) && !foldedKernels.has(i) && !tf.getKernel(k.rec.name, backendName)) throw new PlanRefused(`kernel ${k.rec.name} is not registered for the ${backendName} backend`);
+    });
     // Materialize the constants a needed, unfolded kernel (or an output) reads.
     const constIndex = new Map<string, number>();
     const materialize = (s: Slot): Slot => {
@@ -214,8 +218,7 @@ export class StepPlan {
     const newIndex = new Map<number, number>();
     r.kernels.forEach((k, i) => {
       if (!needed.has(i) || foldedKernels.has(i)) return;
-      const kernel = tf.getKernel(k.rec.name, backendName);
-      if (!kernel) throw new PlanRefused(`kernel ${k.rec.name} is not registered for the ${backendName} backend`);
+      const kernel = tf.getKernel(k.rec.name, backendName) as NonNullable<ReturnType<typeof tf.getKernel>>;
       const inputs = k.inputs.map((s) => (s === null ? null : s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out' as const, kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s)));
       newIndex.set(i, this.kernels.length);
       this.kernels.push({ name: k.rec.name, source: i, keys: k.rec.keys, inputs, attrs: k.rec.attrs, outputs: k.rec.outputs.length, kernelFunc: kernel.kernelFunc as PlannedKernel['kernelFunc'], release: [] });
