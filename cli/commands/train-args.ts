@@ -150,6 +150,7 @@ export function programTrainOptions(
     budgetBytes: p.budgetBytes,
     epochs: a.epochs,
     ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
+    ...(a.step ? { step: a.step } : {}),
     seed: a.seed,
     learningRate: a.lr,
     codec: a.codec,
