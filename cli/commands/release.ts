@@ -18,6 +18,7 @@ import { newestVersion, readRecord, type ReleaseJob, type ReleaseRecord } from '
 import { materializeVersion } from '../../src/release/package.ts';
 import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
 import { table, type CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 import { parseExpiry } from '../models.ts';
 import { releaseRunOptions, runReleaseRun, runReleaseStatus } from './release-queue.ts';
 
@@ -55,8 +56,8 @@ interface PublishArgs extends ReleaseDirArgs {
   accept?: string[];
 }
 
-const releaseOption = { type: 'string', demandOption: true, describe: 'the release folder (created by the first add; serve it as is from any static host)' } as const;
-const expiresOption = { type: 'string', default: '30d', describe: 'when devices stop accepting this manifest: a duration from now (30d, 12h) or an ISO date. Publish again before then (ndiff release publish) or devices refuse it as frozen' } as const;
+const releaseOption = { type: 'string', demandOption: true, describe: 'release folder (serve it from any static host)' } as const;
+const expiresOption = { type: 'string', default: '30d', describe: 'manifest expiry: a duration (30d, 12h) or ISO date' } as const;
 
 async function readExisting(dir: string): Promise<ReleaseRecord> {
   const record = await readRecord(dir);
@@ -229,47 +230,49 @@ async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
 /** The `release` command and its subcommands. */
 export function releaseCommand(y: Argv, run: Runner): Argv {
   return y
-    .usage('ndiff release <add|job|publish|run|status|show|cancel> --release DIR ...\n\nKeep a release folder for one model: every version as a full package, payloads into each new version from the last K versions, and a signed manifest devices read first. Files are named by their SHA-256, so any static host or CDN can serve the folder (only manifest.json changes).')
-    .command('add', 'add a model version (TF.js folder, .onnx or .tflite file): store it, make payloads from the last K versions, sign the manifest', (c) => c
+    .usage('ndiff release <add|job|publish|run|status|show|cancel> --release DIR ...\n\nKeep a release folder for one model: full versions, payloads from the last K, a signed manifest; any static host serves it.')
+    .command('add', 'add a version (TF.js, .onnx, .tflite): store, make its payloads, sign', (c) => c
       .option('release', releaseOption)
-      .option('model', { type: 'string', demandOption: true, describe: 'the new version: a TF.js model folder, an .onnx or a .tflite file' })
-      .option('model-id', { type: 'string', describe: 'the model id devices check (required for the first version; kept in release.json, never taken from a folder name)' })
-      .option('key', { type: 'string', describe: 'Ed25519 private key that signs payloads and the manifest (from ndiff keygen); not needed with --plan' })
-      .option('history', { type: 'number', describe: 'make payloads from each of the last K versions (default 3, kept in the record): devices further behind chain payloads or get the full model' })
-      .option('method', { choices: ['exact', 'topk'] as const, default: 'exact' as const, describe: 'exact: every changed weight, bit for bit; topk: the largest changes within --budget (lossy: devices end near the version; the next version gets exact payloads from there). For a learned diff toward the new version (a teacher diff), plan with --plan and run the edge with `ndiff release job --export`, `ndiff train --teacher`, `ndiff release job --payload`' })
-      .option('budget', { type: 'string', describe: 'with --method topk: the byte budget of each payload (1%, 40KB, bytes); an exact payload under it is used instead' })
+      .option('model', { type: 'string', demandOption: true, describe: 'new version: TF.js folder, .onnx or .tflite file' })
+      .option('model-id', { type: 'string', describe: 'model id (first version; kept in release.json)' })
+      .option('key', { type: 'string', describe: 'Ed25519 private key (not with --plan)' })
+      .option('history', { type: 'number', describe: 'payloads from the last K versions (default 3)' })
+      .option('method', { choices: ['exact', 'topk'] as const, default: 'exact' as const, describe: 'exact, or topk within --budget (teacher diffs: --plan)' })
+      .option('budget', { type: 'string', describe: 'topk: bytes per payload (1%, 40KB, bytes)' })
       .option('expires', expiresOption)
-      .option('plan', { type: 'boolean', default: false, describe: 'store the version and print one JSON line per payload job, without running them: run each with `ndiff release job` (a CI matrix), then `ndiff release publish`' })
-      .option('eval', { type: 'string', describe: 'with --method topk: inputs from where the model runs. Before signing, each lossy payload is run on them beside the unpatched base and compared with the new version (top-1 agreement or decisions, accuracy when labels are given), and one that takes the model further from the version than not updating refuses the add (the folder is left as it was). Same data as ndiff diff --eval: x.npy (y.npy adds accuracy) for TF.js layers-models, one .npy per input for .onnx and .tflite files' })
-      .option('state', { type: 'string', array: true, default: [] as string[], describe: 'with --eval on .onnx files, stateful models: INPUT:OUTPUT pairs carried from frame to frame (as ndiff diff --state)' })
-      .option('output', { type: 'string', describe: 'with --eval on .onnx files: the output compared (default: the first that is not a state)' })
-      .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: 'with --eval on .onnx files: how the output reads (as ndiff diff --output-kind)' })
+      .option('plan', { type: 'boolean', default: false, describe: 'print the payload jobs, run nothing' })
+      .option('eval', { type: 'string', describe: 'topk: inputs that check each payload before signing' })
+      .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
+      .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
+      .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })
       .example('$0 release add --release site/kws --model models/v2 --model-id kws --key release.private.pem', 'add version 2, make its payloads, sign the manifest')
-      .example('$0 release add --release site/kws --model models/v3 --method topk --budget 5% --eval field-inputs/ --key release.private.pem', 'lossy payloads within 5%, each measured against version 3 on real inputs before it is signed')
-      .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix'), run(runAdd))
-    .command('job', 'run one payload job that `add --plan` printed (needs the release folder, not the key)', (c) => c
+      .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix')
+      .epilogue(seeDocs('release')), run(runAdd))
+    .command('job', 'run one job that `add --plan` printed (needs the folder, not the key)', (c) => c
       .option('release', releaseOption)
       .option('id', { type: 'string', describe: 'the job id (v3-from-v1)' })
-      .option('index', { type: 'number', describe: 'instead of --id: the job\'s place in the plan, from 0, as add --plan lists them (a Kubernetes Indexed Job\'s JOB_COMPLETION_INDEX, a matrix index)' })
-      .option('method', { choices: ['exact', 'topk'] as const, describe: 'this edge\'s method, instead of the one given to add' })
-      .option('budget', { type: 'string', describe: 'with --method topk: this edge\'s byte budget (1%, 40KB, bytes)' })
-      .option('export', { type: 'string', describe: 'write the job\'s base and target version into this folder (base/, target/) to learn its payload elsewhere, e.g. with ndiff train --teacher; then take it back with --payload' })
-      .option('payload', { type: 'string', describe: 'take this payload (from ndiff train or ndiff diff, unsigned) as the job\'s: checked to be this release\'s model id, the job\'s base and the new version\'s sequence, and to apply to the base' })
+      .option('index', { type: 'number', describe: 'instead of --id: the job\'s place in the plan, from 0' })
+      .option('method', { choices: ['exact', 'topk'] as const, describe: 'this edge\'s method (default: add\'s)' })
+      .option('budget', { type: 'string', describe: 'topk: this edge\'s budget (1%, 40KB, bytes)' })
+      .option('export', { type: 'string', describe: 'write base/ and target/ here to learn the payload elsewhere' })
+      .option('payload', { type: 'string', describe: 'take this payload (ndiff train or diff) as the job\'s' })
       .example('$0 release job --release site/kws --id v3-from-v1', 'leaves site/kws/jobs/v3-from-v1.{ndiff,json}')
-      .example('$0 release job --release site/kws --id v3-from-v1 --method topk --budget 2%', 'a lossy payload within 2% for this edge only')
-      .example('$0 release job --release site/kws --id v3-from-v1 --export work/e1', 'then: ndiff train --base work/e1/base --teacher work/e1/target --train inputs/ --budget 1% --model-id kws --sequence 3 --out e1.ndiff')
-      .example('$0 release job --release site/kws --id v3-from-v1 --payload e1.ndiff', 'the learned payload becomes this edge\'s'), run(runJobCommand))
-    .command('publish', 'sign the jobs\' payloads and write a new manifest (also: re-sign with a fresh expiry)', (c) => c
+      .example('$0 release job --release site/kws --id v3-from-v1 --payload e1.ndiff', 'the learned payload becomes this edge\'s')
+      .epilogue(seeDocs('release')), run(runJobCommand))
+    .command('publish', 'sign the jobs\' payloads into a new manifest (or re-sign: fresh expiry)', (c) => c
       .option('release', releaseOption)
       .option('key', { type: 'string', demandOption: true, describe: 'Ed25519 private key (from ndiff keygen)' })
       .option('expires', expiresOption)
-      .option('accept', { type: 'string', array: true, describe: 'the SHA-256 (16+ hex digits) of a lossy payload publish cannot rebuild, that you vouch for: a learned payload taken in with `release job --payload` (which prints it). Every other job result is checked by applying it to its base: exact ones must reach the version, top-k ones are rebuilt byte for byte' })
-      .example('$0 release publish --release site/kws --key release.private.pem --expires 30d', 'run this from a timer, before the manifest expires'), run(runPublish))
-    .command('run', 'run the pending plan on a job queue (BullMQ on Redis): workers anywhere run its jobs (ndiff worker), then every result is checked and, with --key, published', (c) => releaseRunOptions(c, releaseOption, expiresOption), run<any>(runReleaseRun))
-    .command('status', 'the pending plan on the job queue: jobs waiting, running, done, failed (with the reason)', (c) => c.option('release', releaseOption).option('queue', { type: 'string', demandOption: true, describe: 'the job queue (redis://HOST[:PORT])' }), run(runReleaseStatus))
-    .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption), run(runShow))
-    .command('cancel', 'drop the pending version (planned with add --plan, not published) with its jobs and files', (c) => c
+      .option('accept', { type: 'string', array: true, describe: 'SHA-256 of a learned payload you vouch for' })
+      .example('$0 release publish --release site/kws --key release.private.pem --expires 30d', 'run this from a timer, before the manifest expires')
+      .epilogue(seeDocs('release')), run(runPublish))
+    .command('run', 'run the pending plan on a queue (BullMQ on Redis); publish with --key', (c) => releaseRunOptions(c, releaseOption, expiresOption).epilogue(seeDocs('release')), run<any>(runReleaseRun))
+    .command('status', 'the pending plan\'s jobs on the queue: waiting, running, done, failed', (c) => c.option('release', releaseOption).option('queue', { type: 'string', demandOption: true, describe: 'the job queue (redis://HOST[:PORT])' }).epilogue(seeDocs('release')), run(runReleaseStatus))
+    .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption).epilogue(seeDocs('release')), run(runShow))
+    .command('cancel', 'drop the pending version (planned, not published) with its jobs', (c) => c
       .option('release', releaseOption)
-      .example('$0 release cancel --release site/kws', 'then add the version again, or another one'), run(runCancel))
-    .demandCommand(1, 'name a release command: add, job, publish, run, status, show or cancel');
+      .example('$0 release cancel --release site/kws', 'then add the version again, or another one')
+      .epilogue(seeDocs('release')), run(runCancel))
+    .demandCommand(1, 'name a release command: add, job, publish, run, status, show or cancel')
+    .epilogue(seeDocs('release'));
 }
