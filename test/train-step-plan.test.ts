@@ -12,6 +12,7 @@ import { initBackend } from '../src/train/backend.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { trainLoop, type Parameterization } from '../src/train/loop.ts';
+import { outputDifference } from '../src/train/compiled/step.ts';
 import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { cnn, images } from './helpers/onnx-models.ts';
@@ -214,4 +215,15 @@ test('ndiff train says which path the steps took, and --step eager and compiled 
   const code = await main(['train', '--model-id', 'tiny', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--step', 'fast', '--out', join(dir, 'x.ndiff')], { out: (l: string) => bad.push(l), err: (l: string) => bad.push(l), progress: () => {} });
   assert.notEqual(code, 0);
   assert.ok(bad.some((l) => /step/.test(l) && /compiled/.test(l)), bad.join('\n'));
+});
+
+test('the check of a first replay: differences relative to the eager output\'s scale; a NaN on one side only or another shape never passes', () => {
+  const t = (v: number[], shape = [v.length]) => tf.tensor(v, shape);
+  assert.equal(outputDifference(t([1, -2, 4]), t([1, -2, 4])), 0);
+  assert.ok(Math.abs(outputDifference(t([1, -2, 4]), t([1, -2, 4.004])) - 1e-3) < 1e-6);
+  assert.equal(outputDifference(t([1, NaN]), t([1, NaN])), 0, 'NaN on both sides agrees');
+  assert.equal(outputDifference(t([1, 2]), t([1, NaN])), Infinity);
+  assert.equal(outputDifference(t([1, 2]), t([1, 2], [2, 1])), Infinity);
+  assert.equal(outputDifference(t([0, 0]), t([0, 0])), 0);
+  assert.ok(outputDifference(t([0, 0]), t([0, 1e-3])) > 1e-4, 'an all-zero gradient against a non-zero one fails the check');
 });

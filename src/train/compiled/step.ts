@@ -30,17 +30,24 @@ type Entry =
   | { state: 'verify' | 'ready'; plan: StepPlan; recaptures: number }
   | { state: 'eager'; why: string };
 
-/** The largest difference between two outputs relative to the eager one's scale, or why they cannot compare. */
+/**
+ * The largest difference between two outputs relative to the eager one's largest magnitude
+ * (Infinity when their shapes or types differ, or one holds a NaN where the other does not).
+ */
 export function outputDifference(eager: tf.Tensor, replayed: tf.Tensor): number {
   if (eager.dtype !== replayed.dtype || eager.shape.join() !== replayed.shape.join()) return Infinity;
-  const a = eager.dataSync();
-  const b = replayed.dataSync();
+  const a = eager.dataSync() as ArrayLike<number>;
+  const b = replayed.dataSync() as ArrayLike<number>;
   let scale = 0;
   let worst = 0;
-  for (let i = 0; i < a.length; i++) scale = Math.max(scale, Math.abs(a[i] as number));
   for (let i = 0; i < a.length; i++) {
-    const d = Math.abs((a[i] as number) - (b[i] as number));
-    if (!(d <= worst)) worst = Number.isNaN(d) && Number.isNaN(a[i] as number) && Number.isNaN(b[i] as number) ? worst : Number.isNaN(d) ? Infinity : d;
+    const [x, y] = [a[i], b[i]];
+    if (Number.isNaN(x) || Number.isNaN(y)) {
+      if (Number.isNaN(x) && Number.isNaN(y)) continue;
+      return Infinity;
+    }
+    scale = Math.max(scale, Math.abs(x));
+    worst = Math.max(worst, Math.abs(x - y));
   }
   return worst / Math.max(scale, 1e-6);
 }
