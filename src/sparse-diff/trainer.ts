@@ -38,7 +38,8 @@ interface TensorState {
   w0: tf.Tensor;
   d: tf.Variable;
   s: tf.Variable;
-  alive: tf.Tensor;
+  /** 1 where the entry is alive (a variable: pruning sets it, so a compiled step reads its value of the moment). */
+  alive: tf.Variable;
 }
 
 /**
@@ -50,6 +51,11 @@ export class SparseMask implements Parameterization {
   private readonly tensors = new Map<string, TensorState>();
   private readonly byVariable = new Map<string, TensorState>();
   private beta: number;
+  /**
+   * β as the steps read it: a scalar variable set after each step (the same float32 the number
+   * would become), so a compiled step (src/train/compiled/) reads its value of the moment.
+   */
+  private readonly betaT: tf.Variable;
   private phase: 'soft' | 'hard' = 'soft';
   private nextPrune = 1;
   private aliveCount: number;
@@ -66,6 +72,7 @@ export class SparseMask implements Parameterization {
   ) {
     this.names = base.map((b) => b.name);
     this.beta = opts.betaStart;
+    this.betaT = tf.variable(tf.scalar(this.beta), false);
     let total = 0;
     for (const b of base) {
       const size = b.values.length;
@@ -77,7 +84,7 @@ export class SparseMask implements Parameterization {
         w0: tf.tensor(b.values, b.shape, 'float32'),
         d: tf.variable(initial?.has(b.name) ? tf.tensor(initial.get(b.name) as Float32Array, b.shape, 'float32') : tf.zeros(b.shape), true, `nd_sparse_d/${b.name}`),
         s: tf.variable(tf.fill(b.shape, opts.s0), true, `nd_sparse_s/${b.name}`),
-        alive: tf.ones(b.shape),
+        alive: tf.variable(tf.ones(b.shape), false),
       };
       this.tensors.set(b.name, st);
       this.byVariable.set(st.d.name, st);
@@ -113,7 +120,7 @@ export class SparseMask implements Parameterization {
   effective(name: string): tf.Tensor {
     const st = this.tensors.get(name) as TensorState;
     if (this.phase === 'hard') return tf.add(st.w0, this.quantized(st));
-    const sig = tf.sigmoid(tf.mul(st.s, this.beta));
+    const sig = tf.sigmoid(tf.mul(st.s, this.betaT));
     const m = tf.mul(st.alive, sig);
     this.stepCache.set(name, { sig, m });
     return tf.add(st.w0, tf.mul(m, st.d));
@@ -124,18 +131,24 @@ export class SparseMask implements Parameterization {
     if (this.phase === 'hard') return { [st.d.name]: tf.mul(dW, st.alive) };
     const cached = this.stepCache.get(name);
     this.stepCache.delete(name);
-    const sig = cached?.sig ?? tf.sigmoid(tf.mul(st.s, this.beta));
+    const sig = cached?.sig ?? tf.sigmoid(tf.mul(st.s, this.betaT));
     const m = cached?.m ?? tf.mul(st.alive, sig);
     // dL/ds = dL/dW ⊙ D ⊙ β σ(1-σ) ⊙ alive (+ the density penalty's gradient); m(1-σ) = alive σ(1-σ)
     const penalty = (this.opts.lambda / Math.max(1, this.total)) * st.size;
-    const gs = tf.mul(tf.mul(m, tf.sub(1, sig)), tf.mul(tf.add(tf.mul(dW, st.d), penalty), this.beta));
+    const gs = tf.mul(tf.mul(m, tf.sub(1, sig)), tf.mul(tf.add(tf.mul(dW, st.d), penalty), this.betaT));
     return { [st.d.name]: tf.mul(dW, m), [st.s.name]: gs };
+  }
+
+  /** Compiled steps (src/train/loop.ts): a plan per phase (β and the alive entries are read from their variables). */
+  planKey(): string {
+    return this.phase === 'hard' ? `sparse hard ${this.codec}` : 'sparse soft';
   }
 
   afterStep(step: number, _progress: number): void {
     if (this.phase !== 'soft') return;
     const p = Math.min(1, step / this.softSteps);
     this.beta = this.opts.betaStart * Math.pow(this.opts.betaEnd / this.opts.betaStart, p);
+    tf.tidy(() => this.betaT.assign(tf.scalar(this.beta)));
     const event = Math.floor(p * this.opts.pruneEvents);
     if (event >= this.nextPrune) {
       this.nextPrune = event + 1;
@@ -190,8 +203,7 @@ export class SparseMask implements Parameterization {
   }
 
   private setAlive(st: TensorState, next: Float32Array): void {
-    st.alive.dispose();
-    st.alive = tf.tensor(next, st.shape, 'float32');
+    tf.tidy(() => st.alive.assign(tf.tensor(next, st.shape, 'float32')));
     tf.tidy(() => st.d.assign(tf.mul(st.d, st.alive)));
   }
 
@@ -210,8 +222,7 @@ export class SparseMask implements Parameterization {
       const d = deltas.get(st.name) as Float32Array;
       const masked = new Float32Array(st.size);
       for (let i = 0; i < st.size; i++) masked[i] = mask[i] ? d[i] : 0;
-      st.alive.dispose();
-      st.alive = tf.tensor(mask, st.shape, 'float32');
+      tf.tidy(() => st.alive.assign(tf.tensor(mask, st.shape, 'float32')));
       tf.tidy(() => st.d.assign(tf.tensor(masked, st.shape, 'float32')));
     }
     this.aliveCount = kept;
@@ -224,6 +235,7 @@ export class SparseMask implements Parameterization {
   }
 
   dispose(): void {
+    this.betaT.dispose();
     for (const st of this.tensors.values()) {
       st.w0.dispose();
       st.d.dispose();

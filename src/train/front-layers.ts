@@ -183,6 +183,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
       epochs: a.epochs,
       ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
       ...(a.threads !== undefined ? { threads: a.threads } : {}),
+      ...(a.step ? { step: a.step } : {}),
       ...(a.prefixCacheMb !== undefined ? { prefixCacheBytes: Math.round(a.prefixCacheMb * 1024 * 1024) } : {}),
       seed: a.seed,
       learningRate: a.lr,

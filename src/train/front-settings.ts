@@ -49,6 +49,7 @@ export interface TrainSettings {
   backend: TrainBackendName;
   batchSize?: number;
   threads?: number;
+  step?: 'compiled' | 'eager';
   prefixCacheMb?: number;
   lr?: number;
   codec: 'auto' | 'f32' | 'f16' | 'i8';
@@ -160,6 +161,7 @@ export function programTrainOptions(
     budgetBytes: p.budgetBytes,
     epochs: a.epochs,
     ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
+    ...(a.step ? { step: a.step } : {}),
     seed: a.seed,
     learningRate: a.lr,
     codec: a.codec,

@@ -66,6 +66,8 @@ export interface TrainOptions {
   backend?: TrainBackendName;
   batchSize?: number;
   threads?: number;
+  /** How each training step runs: compiled once per phase and replayed (default, where it verifies), or eager. */
+  step?: 'compiled' | 'eager';
   prefixCacheMb?: number;
   lr?: number;
   codec?: 'auto' | 'f32' | 'f16' | 'i8';
@@ -183,6 +185,7 @@ function settle(o: TrainOptions): TrainSettings & ProgramSettings {
     backend: o.backend ?? 'auto',
     ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
     ...(o.threads !== undefined ? { threads: o.threads } : {}),
+    ...(o.step !== undefined ? { step: o.step } : {}),
     ...(o.prefixCacheMb !== undefined ? { prefixCacheMb: o.prefixCacheMb } : {}),
     ...(o.lr !== undefined ? { lr: o.lr } : {}),
     codec: o.codec ?? 'auto',

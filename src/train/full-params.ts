@@ -13,6 +13,9 @@ export class Identity implements Parameterization {
   effective(): null {
     return null;
   }
+  planKey(): string {
+    return 'identity';
+  }
   gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
     return { [this.variableOf.get(name) as string]: dW };
   }
@@ -32,6 +35,9 @@ export class Shadow implements Parameterization {
   }
   effective(name: string): tf.Tensor {
     return (this.vars.get(name) as tf.Variable).clone();
+  }
+  planKey(): string {
+    return 'shadow';
   }
   gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap {
     return { [(this.vars.get(name) as tf.Variable).name]: dW };

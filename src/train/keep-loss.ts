@@ -28,9 +28,8 @@ export interface Teacher {
   temperature: number;
 }
 
-/** The distillation term of a batch whose examples are rows `idx` of the teacher's data. */
-export function keepLoss(out: tf.Tensor, idx: Int32Array, t: Teacher, fromLogits: boolean): tf.Scalar {
-  const classes = out.shape[out.shape.length - 1] as number;
+/** The teacher's rows and the kept flags of examples `idx` (what {@link keepLossOf} takes). */
+export function keepRows(idx: Int32Array, t: Teacher, classes: number): { rows: tf.Tensor2D; keep: tf.Tensor1D } {
   const size = idx.length;
   const rows = new Float32Array(size * classes);
   const keep = new Float32Array(size);
@@ -38,14 +37,25 @@ export function keepLoss(out: tf.Tensor, idx: Int32Array, t: Teacher, fromLogits
     rows.set(t.outputs.subarray(idx[i] * classes, (idx[i] + 1) * classes), i * classes);
     keep[i] = t.right[idx[i]];
   }
+  return { rows: tf.tensor2d(rows, [size, classes]), keep: tf.tensor1d(keep) };
+}
+
+/** The distillation term of a batch whose examples are rows `idx` of the teacher's data. */
+export function keepLoss(out: tf.Tensor, idx: Int32Array, t: Teacher, fromLogits: boolean): tf.Scalar {
+  const { rows, keep } = keepRows(idx, t, out.shape[out.shape.length - 1] as number);
+  return keepLossOf(out, rows, keep, t, fromLogits);
+}
+
+/** The distillation term from the batch's teacher rows and kept flags ({@link keepRows}). */
+export function keepLossOf(out: tf.Tensor, rows: tf.Tensor, keep: tf.Tensor, t: Teacher, fromLogits: boolean): tf.Scalar {
+  const size = rows.shape[0] as number;
   const T = t.temperature;
   // The same transform on both sides (the softmax model's probabilities floored alike), so the
   // term and its gradient vanish where the model still computes the base's outputs.
   const logp = fromLogits ? tf.logSoftmax(out) : tf.log(tf.clipByValue(out, 1e-7, 1));
   const logq = tf.logSoftmax(tf.div(logp, T));
-  const teacherLog = fromLogits ? tf.tensor2d(rows, [size, classes]) : tf.log(tf.clipByValue(tf.tensor2d(rows, [size, classes]), 1e-7, 1));
+  const teacherLog = fromLogits ? rows : tf.log(tf.clipByValue(rows, 1e-7, 1));
   const target = tf.softmax(tf.div(teacherLog, T));
   const kl = tf.sum(tf.mul(target, tf.sub(tf.log(tf.clipByValue(target, 1e-12, 1)), logq)), -1);
-  return tf.mul(tf.div(tf.sum(tf.mul(kl, tf.tensor1d(keep))), size), t.weight * T * T) as tf.Scalar;
+  return tf.mul(tf.div(tf.sum(tf.mul(kl, keep)), size), t.weight * T * T) as tf.Scalar;
 }
-

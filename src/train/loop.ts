@@ -13,7 +13,8 @@ import type { StorageGrid } from '../core/grid.ts';
 import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } from './data.ts';
 import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
-import { keepLoss, type Teacher } from './keep-loss.ts';
+import { keepLossOf, keepRows, type Teacher } from './keep-loss.ts';
+import { CompiledSteps, type StepMode, type StepOutputs } from './compiled/step.ts';
 import { outputRows, teacherTerm, type TeacherTarget } from './teacher.ts';
 import type { Augmentation } from './augment.ts';
 import type { TrainingPool } from './parallel/pool.ts';
@@ -39,6 +40,25 @@ export interface Parameterization {
   afterStep?(step: number, progress: number): void;
   /** Summary for progress output (e.g. non-zeros, temperature). */
   status?(): Record<string, string | number>;
+  /**
+   * What the method's step computes now, as a key (its phase: e.g. hard mask and codec). A method
+   * that gives one has its own kernels captured in the step's compiled plan (src/train/compiled/),
+   * a new plan whenever the key changes; without one (or null: in this phase a value changes at
+   * every step), its part of the step runs eagerly around the plan of the model's forward and
+   * backward pass.
+   */
+  planKey?(): string | null;
+}
+
+/**
+ * A model whose forward pass makes its inputs from the batch in JavaScript (the graph programs'
+ * example ids, src/train/program/training-model.ts): it makes them before the step, as feeds a
+ * compiled step can take, and uses them in the step's forward pass.
+ */
+export interface StepInputs {
+  /** The inputs of batch `x` (held until {@link endStep}), or null when the model cannot give them ahead. */
+  stepInputs(x: tf.Tensor): Record<string, tf.Tensor> | null;
+  endStep(): void;
 }
 
 export interface LoopOptions {
@@ -81,9 +101,14 @@ export interface LoopOptions {
    * steps run from its cut when the data's activations fit the cache's memory bound.
    */
   prefix?: FrozenPrefixCache;
+  /** The step compiled once per phase and replayed (default, where it verifies) or always eager. */
+  step?: StepMode;
+  /** Which path the steps take, and why a phase runs eagerly (once per reason). */
+  onStepPath?: (message: string) => void;
 }
 
 export { keepLoss, type Teacher } from './keep-loss.ts';
+export { sayOnce } from './compiled/step.ts';
 
 export interface EpochReport {
   epoch: number;
@@ -138,65 +163,132 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
     ...(options.target ? { target: options.target.teacher } : {}),
     ...(cached ? { inputsAt: (options.prefix as FrozenPrefixCache).plan.cut } : {}),
   });
-  for (let epoch = 1; epoch <= options.epochs; epoch++) {
-    const t0 = performance.now();
-    let lossSum = 0;
-    let correct = 0;
-    let batch = 0;
-    for (const given of epochBatches(examples, options.batchSize, random)) {
-      const b: typeof given & { rows?: Float32Array } = options.augment && options.target ? augmented(given, options.augment, options.target.teacher.width, augmentRandom as () => number) : given;
-      const { loss, hits } = tf.tidy(() => {
-        for (const t of targets) {
-          const w = param.effective(t.name);
-          const grid = options.grids?.get(t.name);
-          if (w) t.variable.assign(grid ? snapTensor(w, grid) : w);
-        }
-        if (options.pool) return pooledStep(options.pool, b, targets, param, options, b.rows);
-        let logits: tf.Tensor | null = null;
-        const { value, grads } = tf.variableGrads(() => {
-          const outs = forward(b.x);
-          const out = outs[0];
-          logits = tf.keep(out);
-          const target = options.target;
-          if (target) {
-            const w = target.teacher.width;
-            const rows = b.rows ?? new Float32Array(b.size * w);
-            if (!b.rows) for (let i = 0; i < b.size; i++) rows.set(target.rows.subarray(b.idx[i] * w, (b.idx[i] + 1) * w), i * w);
-            const term = teacherTerm(outs, tf.tensor2d(rows, [b.size, w]), target.teacher);
-            const lw = target.teacher.labelWeight;
-            return lw > 0 ? tf.add(term, tf.mul(sparseCrossEntropy(out, b.y, options.fromLogits), lw)) as tf.Scalar : term;
-          }
-          const ce = sparseCrossEntropy(out, b.y, options.fromLogits);
-          return options.teacher ? tf.add(ce, keepLoss(out, b.idx, options.teacher, options.fromLogits)) as tf.Scalar : ce;
-        }, varList);
-        const byOptimizer = new Map<tf.Optimizer, tf.NamedTensorMap>();
-        for (const t of targets) {
-          const g = grads[t.variable.name];
-          if (!g) continue;
-          for (const [vname, grad] of Object.entries(param.gradients(t.name, g))) {
-            const opt = options.optimizerFor(vname);
-            if (!byOptimizer.has(opt)) byOptimizer.set(opt, {});
-            (byOptimizer.get(opt) as tf.NamedTensorMap)[vname] = grad;
-          }
-        }
-        for (const [opt, map] of byOptimizer) opt.applyGradients(map);
-        const hitsT = tf.sum(tf.cast(tf.equal(tf.argMax(logits as unknown as tf.Tensor, -1), b.y), 'int32'));
-        (logits as unknown as tf.Tensor).dispose();
-        return { loss: value.dataSync()[0], hits: hitsT.dataSync()[0] };
-      });
-      b.x.dispose();
-      b.y.dispose();
-      if (!Number.isFinite(loss)) throw new TrainingDiverged(epoch, batch + 1, loss);
-      lossSum += loss * b.size;
-      correct += hits;
-      step++;
-      param.afterStep?.(step, step / totalSteps);
-      options.onBatch?.({ epoch, batch: ++batch, batches: stepsPerEpoch, loss });
+  /** The weights the layers compute with this step (the method's effective weights, on their grids). */
+  const assignEffective = () => {
+    for (const t of targets) {
+      const w = param.effective(t.name);
+      const grid = options.grids?.get(t.name);
+      if (w) t.variable.assign(grid ? snapTensor(w, grid) : w);
     }
-    const seconds = (performance.now() - t0) / 1000;
-    const report: EpochReport = { epoch, epochs: options.epochs, loss: lossSum / n, trainAccuracy: options.target?.teacher.segments.some((g) => g.values) ? NaN : correct / n, seconds, samplesPerSecond: n / seconds, status: param.status?.() ?? {} };
-    reports.push(report);
-    if (options.onEpoch?.(report) === true) break;
+  };
+  const stepMode: StepMode = options.pool ? 'eager' : options.step ?? 'compiled';
+  const say = options.onStepPath ?? (() => {});
+  if (options.pool) say('step: eager (each step\'s gradient is computed by a pool of threads, whose steps are not compiled yet; --threads 1 compiles the step on this thread)');
+  else if (stepMode === 'eager') say('step: eager (as asked)');
+  const compiled = stepMode === 'compiled' ? new CompiledSteps(say) : undefined;
+  /** Whether the method's own part (effective weights, its gradients) is in the plan; off after one refusal. */
+  let whole = true;
+  const stepModel = model as unknown as Partial<StepInputs>;
+  /**
+   * The step's kernels from its feeds: with `whole`, the method's effective weights and its
+   * gradients too (outputs `g:<variable>`), else dL/dW of each trained tensor (`w:<name>`).
+   */
+  const region = (withParam: boolean) => (f: Record<string, tf.Tensor>): StepOutputs => {
+    if (withParam) assignEffective();
+    const y = f.y as tf.Tensor1D;
+    let logits: tf.Tensor | null = null;
+    const { value, grads } = tf.variableGrads(() => {
+      const outs = forward(f.x);
+      const out = outs[0];
+      logits = tf.keep(out);
+      const target = options.target;
+      if (target) {
+        const term = teacherTerm(outs, f.rows as tf.Tensor2D, target.teacher);
+        const lw = target.teacher.labelWeight;
+        return lw > 0 ? tf.add(term, tf.mul(sparseCrossEntropy(out, y, options.fromLogits), lw)) as tf.Scalar : term;
+      }
+      const ce = sparseCrossEntropy(out, y, options.fromLogits);
+      return options.teacher ? tf.add(ce, keepLossOf(out, f.keepRows, f.keep, options.teacher, options.fromLogits)) as tf.Scalar : ce;
+    }, varList);
+    const hitsT = tf.sum(tf.cast(tf.equal(tf.argMax(logits as unknown as tf.Tensor, -1), y), 'int32'));
+    (logits as unknown as tf.Tensor).dispose();
+    const out: StepOutputs = [['loss', value], ['hits', hitsT]];
+    for (const t of targets) {
+      const g = grads[t.variable.name];
+      if (!g) continue;
+      if (!withParam) out.push([`w:${t.name}`, g]);
+      else for (const [vname, grad] of Object.entries(param.gradients(t.name, g))) out.push([`g:${vname}`, grad]);
+    }
+    return out;
+  };
+  /** One step (inside tf.tidy): eager, or through the phase's plan. */
+  const oneStep = (b: { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array; rows?: Float32Array }): { loss: number; hits: number } => {
+    const feeds: Record<string, tf.Tensor> = { x: b.x, y: b.y };
+    const target = options.target;
+    if (target) {
+      const w = target.teacher.width;
+      const rows = b.rows ?? new Float32Array(b.size * w);
+      if (!b.rows) for (let i = 0; i < b.size; i++) rows.set(target.rows.subarray(b.idx[i] * w, (b.idx[i] + 1) * w), i * w);
+      feeds.rows = tf.tensor2d(rows, [b.size, w]);
+    } else if (options.teacher) {
+      const k = keepRows(b.idx, options.teacher, options.teacher.outputs.length / options.teacher.right.length);
+      feeds.keepRows = k.rows;
+      feeds.keep = k.keep;
+    }
+    const inputs = cached ? null : stepModel.stepInputs?.(b.x) ?? null;
+    if (inputs) for (const [name, t] of Object.entries(inputs)) feeds[`input:${name}`] = t;
+    let outputs: StepOutputs;
+    try {
+      if (!compiled) outputs = region(true)(feeds);
+      else {
+        const shapes = Object.entries(feeds).map(([k, t]) => `${k}[${t.shape.join(',')}]${t.dtype}`).join(' ');
+        const keyOf = (w: boolean) => `${tf.getBackend()} ${shapes}${w ? ` whole ${param.planKey?.() ?? ''}` : ''}`;
+        const withParam = whole && (param.planKey?.() ?? null) !== null;
+        if (withParam && compiled.refused(keyOf(true))) whole = false;
+        if (!withParam || !whole) assignEffective();
+        const w = withParam && whole;
+        outputs = compiled.run(keyOf(w), feeds, region(w), w ? 'step' : 'step (the method\'s part eager)');
+      }
+    } finally {
+      stepModel.endStep?.();
+    }
+    const grads = new Map(outputs);
+    const gradOf = (t: NamedVariable) => grads.get(`w:${t.name}`);
+    if (outputs.some(([n]) => n.startsWith('w:'))) applyByOptimizer(targets, gradOf, param, options);
+    else {
+      const byOptimizer = new Map<tf.Optimizer, tf.NamedTensorMap>();
+      for (const [n, grad] of outputs) {
+        if (!n.startsWith('g:')) continue;
+        const vname = n.slice(2);
+        const opt = options.optimizerFor(vname);
+        if (!byOptimizer.has(opt)) byOptimizer.set(opt, {});
+        (byOptimizer.get(opt) as tf.NamedTensorMap)[vname] = grad;
+      }
+      for (const [opt, map] of byOptimizer) opt.applyGradients(map);
+    }
+    return { loss: (grads.get('loss') as tf.Tensor).dataSync()[0], hits: (grads.get('hits') as tf.Tensor).dataSync()[0] };
+  };
+  try {
+    for (let epoch = 1; epoch <= options.epochs; epoch++) {
+      const t0 = performance.now();
+      let lossSum = 0;
+      let correct = 0;
+      let batch = 0;
+      for (const given of epochBatches(examples, options.batchSize, random)) {
+        const b: typeof given & { rows?: Float32Array } = options.augment && options.target ? augmented(given, options.augment, options.target.teacher.width, augmentRandom as () => number) : given;
+        const { loss, hits } = tf.tidy(() => {
+          if (options.pool) {
+            assignEffective();
+            return pooledStep(options.pool, b, targets, param, options, b.rows);
+          }
+          return oneStep(b);
+        });
+        b.x.dispose();
+        b.y.dispose();
+        if (!Number.isFinite(loss)) throw new TrainingDiverged(epoch, batch + 1, loss);
+        lossSum += loss * b.size;
+        correct += hits;
+        step++;
+        param.afterStep?.(step, step / totalSteps);
+        options.onBatch?.({ epoch, batch: ++batch, batches: stepsPerEpoch, loss });
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const report: EpochReport = { epoch, epochs: options.epochs, loss: lossSum / n, trainAccuracy: options.target?.teacher.segments.some((g) => g.values) ? NaN : correct / n, seconds, samplesPerSecond: n / seconds, status: param.status?.() ?? {} };
+      reports.push(report);
+      if (options.onEpoch?.(report) === true) break;
+    }
+  } finally {
+    compiled?.dispose();
   }
   return reports;
 }

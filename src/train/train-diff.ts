@@ -57,7 +57,7 @@ import { Identity, Shadow } from './full-params.ts';
 import { checkThreads, defaultThreads, type TrainingPool } from './parallel/pool.ts';
 import { startTrainingThreads, stopTrainingThreads } from './parallel/threads.ts';
 import { frozenPrefixCache, type FrozenPrefixCache } from './prefix-cache.ts';
-import { outputsLogits, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
+import { outputsLogits, sayOnce, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
 import { silenceTfjsNodeBanner } from './quiet.ts';
@@ -426,6 +426,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           batchSize,
           ...(pool ? { pool } : {}),
           ...(prefix ? { prefix } : {}),
+          ...(options.step ? { step: options.step } : {}), onStepPath: sayOnce(progress),
           seed: seed + offset,
           fromLogits,
           optimizerFor,

@@ -274,8 +274,30 @@ export class ProgramTrainingModel {
     return this.weights.reduce((n, w) => n + w.shape.reduce((a, d) => a * d, 1), 0);
   }
 
+  /** The batch's inputs made ahead of a training step (src/train/loop.ts StepInputs), while it runs. */
+  private given?: { x: tf.Tensor; feeds: Record<string, tf.Tensor> };
+
+  /** The inputs of batch `x` as tensors, made before the step so a compiled step takes them as feeds (stateless graphs). */
+  stepInputs(x: tf.Tensor): Record<string, tf.Tensor> | null {
+    if (this.states.length) return null;
+    const ids = idsOf(x);
+    const feeds: Record<string, tf.Tensor> = {};
+    for (const [name, v] of Object.entries(this.examples.inputs)) feeds[name] = rowsOf(v, ids);
+    this.given = { x, feeds };
+    return feeds;
+  }
+
+  endStep(): void {
+    this.given = undefined;
+  }
+
   /** Class scores of examples `x` (ids); differentiable inside a gradient function (training path, module doc). */
   apply(x: tf.Tensor, _kwargs?: unknown): tf.Tensor {
+    if (this.given?.x === x && tapeIsOn()) {
+      const feeds: Record<string, tf.Tensor> = { ...this.given.feeds };
+      for (const [name, v] of Object.entries(this.examples.shared ?? {})) feeds[name] = tf.tensor(v.values, v.shape, v.values instanceof Int32Array ? 'int32' : 'float32');
+      return this.classScores(tf.reshape(this.program.run(feeds)[this.output], [x.shape[0] as number, -1]));
+    }
     const ids = idsOf(x);
     if (tapeIsOn()) return this.classScores(this.states.length ? this.trainingOutputs(ids) : this.runFrame(ids, []).output);
     return this.predict(x);

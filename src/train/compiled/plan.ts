@@ -1,0 +1,342 @@
+/**
+ * A training step as a plan of kernel calls (src/train/compiled/): built from two recordings of
+ * the same step (record.ts) and replayed by calling each kernel's function on the backend directly
+ * (`tf.getKernel(name, backend).kernelFunc`), without the engine's tape, scopes or per-op
+ * bookkeeping.
+ *
+ * Every value a kernel reads is a slot: a feed of the step (the batch, the teacher's rows), a
+ * variable (read at its value of the moment), a tensor made before the step that never changes
+ * (the base weights, a mask), a constant (made inside the step from JavaScript values, or
+ * computed only from constants: folded once at capture) or an earlier kernel's output. Outputs
+ * are released right after their last reader; kernels whose outputs nobody reads are not run.
+ *
+ * Two recordings are needed because one cannot tell a constant from a value the step computes in
+ * JavaScript anew each time: the plan is built only when both ran the same kernels on the same
+ * slots with the same attributes and the same uploaded values; anything else is refused with the
+ * first difference.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { infoOf, type RecordedKernel, type Recording } from './record.ts';
+
+type Slot =
+  | { k: 'feed'; role: string }
+  | { k: 'var'; v: tf.Variable }
+  | { k: 'ext'; t: tf.Tensor }
+  | { k: 'const'; i: number }
+  | { k: 'out'; kernel: number; index: number };
+
+/** What a captured step returns: named tensors (the loss, the gradients...). */
+export type StepOutputs = [string, tf.Tensor][];
+
+/** Thrown while building a plan: why this step cannot be replayed. */
+export class PlanRefused extends Error {}
+
+interface PlannedKernel {
+  name: string;
+  /** Its index in the recording. */
+  source: number;
+  keys: string[] | null;
+  inputs: (Slot | null)[];
+  attrs: NamedAttrMap;
+  outputs: number;
+  kernelFunc: (args: { inputs: unknown; attrs: NamedAttrMap; backend: KernelBackend }) => TensorInfo | TensorInfo[];
+  /** Out slots (kernel, index) released after this kernel ran. */
+  release: [number, number][];
+}
+
+/** Structural description of a slot (to compare two recordings). */
+function describe(s: Slot, exts: tf.Tensor[]): string {
+  switch (s.k) {
+    case 'feed': return `feed ${s.role}`;
+    case 'var': return `variable ${s.v.name}`;
+    case 'ext': {
+      let i = exts.indexOf(s.t);
+      if (i < 0) i = exts.push(s.t) - 1;
+      return `tensor #${i}`;
+    }
+    case 'const': return `upload #${s.i}`;
+    case 'out': return `kernel ${s.kernel}:${s.index}`;
+  }
+}
+
+function shapeText(t: { shape: number[]; dtype: string }): string {
+  return `[${t.shape.join(', ')}] ${t.dtype}`;
+}
+
+function attrsText(attrs: NamedAttrMap): string {
+  return JSON.stringify(attrs, (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v));
+}
+
+/** A recording turned into slots; throws PlanRefused for what no plan can hold. */
+export interface Resolved {
+  kernels: { rec: RecordedKernel; inputs: (Slot | null)[] }[];
+  uploads: { values: Float32Array | Int32Array | Uint8Array; shape: number[]; dtype: string }[];
+  assigns: { v: tf.Variable; slot: Slot }[];
+  outputs: [string, Slot][];
+}
+
+/** A recording in slots, taken while its tensors are alive. @throws PlanRefused */
+export function resolve(rec: Recording<StepOutputs>, feeds: Record<string, tf.Tensor>): Resolved {
+  if (rec.refusal) throw new PlanRefused(rec.refusal);
+  const byData = new Map<object, Slot>();
+  const feedOf = new Map<object, string>();
+  for (const [role, t] of Object.entries(feeds)) feedOf.set(t.dataId, role);
+  const out: Resolved = { kernels: [], uploads: [], assigns: [], outputs: [] };
+  const slotOf = (t: tf.Tensor, reader: string): Slot => {
+    const s = byData.get(t.dataId);
+    if (s) return s;
+    const role = feedOf.get(t.dataId);
+    if (role !== undefined) return { k: 'feed', role };
+    if (t instanceof tf.Variable) return { k: 'var', v: t };
+    if (!rec.made.has(t.dataId)) return { k: 'ext', t };
+    throw new PlanRefused(`${reader} reads a ${shapeText(t)} tensor made outside the engine's kernels`);
+  };
+  for (const e of rec.events) {
+    if (e.kind === 'upload') {
+      byData.set(e.tensor.dataId, { k: 'const', i: out.uploads.length });
+      out.uploads.push({ values: e.values, shape: e.tensor.shape, dtype: e.tensor.dtype });
+    } else if (e.kind === 'alias') {
+      byData.set(e.to.dataId, slotOf(e.from, 'a tensor kept for the backward pass'));
+    } else if (e.kind === 'assign') {
+      out.assigns.push({ v: e.variable, slot: slotOf(e.value, `the assignment of ${e.variable.name}`) });
+    } else {
+      const inputs = e.inputs.map((t) => (t ? slotOf(t, `kernel ${e.name}`) : null));
+      const index = out.kernels.length;
+      out.kernels.push({ rec: e, inputs });
+      e.outputs.forEach((t, i) => byData.set(t.dataId, { k: 'out', kernel: index, index: i }));
+    }
+  }
+  for (const [name, t] of rec.result) out.outputs.push([name, slotOf(t, `the step's output ${name}`)]);
+  return out;
+}
+
+/** Why two recordings of the step differ (undefined: they ran the same plan). */
+function difference(a: Resolved, b: Resolved): string | undefined {
+  const ea: tf.Tensor[] = [];
+  const eb: tf.Tensor[] = [];
+  if (a.kernels.length !== b.kernels.length) return `the step ran ${a.kernels.length} kernels, then ${b.kernels.length}`;
+  for (let i = 0; i < a.kernels.length; i++) {
+    const [ka, kb] = [a.kernels[i], b.kernels[i]];
+    if (ka.rec.name !== kb.rec.name) return `kernel ${i} was ${ka.rec.name}, then ${kb.rec.name}`;
+    const ia = ka.inputs.map((s) => (s ? describe(s, ea) : '-')).join(', ');
+    const ib = kb.inputs.map((s) => (s ? describe(s, eb) : '-')).join(', ');
+    if (ia !== ib) return `kernel ${i} (${ka.rec.name}) read ${ia}, then ${ib}`;
+    const sa = ka.rec.inputs.map((t) => (t ? shapeText(t) : '-')).join(', ');
+    const sb = kb.rec.inputs.map((t) => (t ? shapeText(t) : '-')).join(', ');
+    if (sa !== sb) return `kernel ${i} (${ka.rec.name}) read shapes ${sa}, then ${sb}`;
+    if (attrsText(ka.rec.attrs) !== attrsText(kb.rec.attrs)) return `kernel ${i} (${ka.rec.name}) changes its attributes between steps (${attrsText(ka.rec.attrs).slice(0, 120)})`;
+  }
+  if (ea.some((t, i) => t !== eb[i])) return 'a tensor made before the step is a new one at each step (not a feed)';
+  if (a.uploads.length !== b.uploads.length) return `the step made ${a.uploads.length} tensors from JavaScript values, then ${b.uploads.length}`;
+  for (let i = 0; i < a.uploads.length; i++) {
+    const [ua, ub] = [a.uploads[i], b.uploads[i]];
+    if (shapeText(ua) !== shapeText(ub) || ua.values.length !== ub.values.length || ua.values.some((v, j) => !Object.is(v, ub.values[j]))) {
+      const reader = b.kernels.find((k) => k.inputs.some((s) => s?.k === 'const' && s.i === i));
+      return `a ${shapeText(ub)} value made in JavaScript changes between steps${reader ? ` (read by ${reader.rec.name})` : ''}`;
+    }
+  }
+  const oa = a.outputs.map(([n, s]) => `${n}=${describe(s, ea)}`).join(', ');
+  const ob = b.outputs.map(([n, s]) => `${n}=${describe(s, eb)}`).join(', ');
+  if (oa !== ob) return `the step's outputs were ${oa}, then ${ob}`;
+  const va = a.assigns.map((x) => `${x.v.name}=${describe(x.slot, ea)}`).join(', ');
+  const vb = b.assigns.map((x) => `${x.v.name}=${describe(x.slot, eb)}`).join(', ');
+  if (va !== vb) return `the step assigned ${va}, then ${vb}`;
+  return undefined;
+}
+
+function bytesOf(t: { shape: number[]; dtype: string }): number {
+  return t.shape.reduce((a, d) => a * d, 1) * (t.dtype === 'float32' || t.dtype === 'int32' ? 4 : 1);
+}
+
+/** A captured training step, replayable while its variables and constants live. */
+export class StepPlan {
+  private readonly kernels: PlannedKernel[] = [];
+  private readonly consts: TensorInfo[] = [];
+  private readonly outputs: [string, Slot][];
+  private readonly assigns: { v: tf.Variable; slot: Slot }[];
+  /** Tensors and variables made before the step that the plan reads (a disposed one makes it stale). */
+  private readonly exts: tf.Tensor[] = [];
+  private readonly feedShapes = new Map<string, string>();
+  /** Kernels the plan runs (after folding and dropping the unread). */
+  readonly kernelCount: number;
+  /** Kernels computed once at capture (their inputs are constants). */
+  readonly folded: number;
+  /** The most bytes of intermediate values alive at once during a replay, plus the constants. */
+  readonly bytes: number;
+  private disposed = false;
+
+  private constructor(private readonly backend: KernelBackend, r: Resolved, feeds: Record<string, tf.Tensor>) {
+    const backendName = tf.getBackend();
+    for (const [role, t] of Object.entries(feeds)) this.feedShapes.set(role, shapeText(t));
+    // Constants: the uploads, then whatever only constants and unchanging tensors compute.
+    const foldedKernels = new Set<number>();
+    r.kernels.forEach((k, i) => {
+      if (k.rec.constant) foldedKernels.add(i);
+    });
+    // Which kernels are needed: backward from the outputs and the assignments.
+    const needed = new Set<number>();
+    const needSlot = (s: Slot | null, stack: number[]) => {
+      if (s?.k === 'out' && !needed.has(s.kernel)) {
+        needed.add(s.kernel);
+        stack.push(s.kernel);
+      }
+    };
+    const stack: number[] = [];
+    for (const [, s] of r.outputs) needSlot(s, stack);
+    for (const a of r.assigns) needSlot(a.slot, stack);
+    while (stack.length) for (const s of r.kernels[stack.pop() as number].inputs) needSlot(s, stack);
+    // Every kernel the plan calls is registered (checked before any constant is written).
+    r.kernels.forEach((k, i) => {
+      if (needed.has(i) && !foldedKernels.has(i) && !tf.getKernel(k.rec.name, backendName)) throw new PlanRefused(`kernel ${k.rec.name} is not registered for the ${backendName} backend`);
+    });
+    // Materialize the constants a needed, unfolded kernel (or an output) reads.
+    const constIndex = new Map<string, number>();
+    const materialize = (s: Slot): Slot => {
+      if (s.k === 'const') {
+        const key = `u${s.i}`;
+        if (!constIndex.has(key)) {
+          const u = r.uploads[s.i];
+          constIndex.set(key, this.consts.push(this.write(u.values, u.shape, u.dtype)) - 1);
+        }
+        return { k: 'const', i: constIndex.get(key) as number };
+      }
+      if (s.k === 'out' && foldedKernels.has(s.kernel)) {
+        const key = `${s.kernel}:${s.index}`;
+        if (!constIndex.has(key)) {
+          const rec = r.kernels[s.kernel].rec;
+          const t = rec.outputs[s.index];
+          constIndex.set(key, this.consts.push(this.write((rec.constant as Float32Array[])[s.index], t.shape, t.dtype)) - 1);
+        }
+        return { k: 'const', i: constIndex.get(key) as number };
+      }
+      if (s.k === 'ext' && !this.exts.includes(s.t)) this.exts.push(s.t);
+      if (s.k === 'var' && !this.exts.includes(s.v)) this.exts.push(s.v);
+      return s;
+    };
+    // Renumber the kernels that run; out slots point at their new index.
+    const newIndex = new Map<number, number>();
+    r.kernels.forEach((k, i) => {
+      if (!needed.has(i) || foldedKernels.has(i)) return;
+      const kernel = tf.getKernel(k.rec.name, backendName) as NonNullable<ReturnType<typeof tf.getKernel>>;
+      const inputs = k.inputs.map((s) => (s === null ? null : s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out' as const, kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s)));
+      newIndex.set(i, this.kernels.length);
+      this.kernels.push({ name: k.rec.name, source: i, keys: k.rec.keys, inputs, attrs: k.rec.attrs, outputs: k.rec.outputs.length, kernelFunc: kernel.kernelFunc as PlannedKernel['kernelFunc'], release: [] });
+    });
+    const remap = (s: Slot): Slot => (s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out', kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s));
+    this.outputs = r.outputs.map(([n, s]) => [n, remap(s)]);
+    this.assigns = r.assigns.map((a) => ({ v: a.v, slot: remap(a.slot) }));
+    // Last readers: an output nobody reads is released right after its kernel; the step's outputs never.
+    const kept = new Set<string>();
+    for (const [, s] of this.outputs) if (s.k === 'out') kept.add(`${s.kernel}:${s.index}`);
+    for (const a of this.assigns) if (a.slot.k === 'out') kept.add(`${a.slot.kernel}:${a.slot.index}`);
+    const last = new Map<string, number>();
+    this.kernels.forEach((k, i) => {
+      for (let j = 0; j < k.outputs; j++) last.set(`${i}:${j}`, i);
+      for (const s of k.inputs) if (s?.k === 'out') last.set(`${s.kernel}:${s.index}`, i);
+    });
+    for (const [key, i] of last) if (!kept.has(key)) this.kernels[i].release.push(key.split(':').map(Number) as [number, number]);
+    // Peak bytes alive during a replay (recorded shapes), plus the constants.
+    const outBytes = (i: number, j: number) => bytesOf(r.kernels[this.kernels[i].source].rec.outputs[j]);
+    let live = 0;
+    let peak = 0;
+    this.kernels.forEach((k, i) => {
+      for (let j = 0; j < k.outputs; j++) live += outBytes(i, j);
+      peak = Math.max(peak, live);
+      for (const [a, b] of k.release) live -= outBytes(a, b);
+    });
+    this.bytes = peak + this.consts.reduce((a, c) => a + bytesOf(c), 0);
+    this.kernelCount = this.kernels.length;
+    this.folded = [...foldedKernels].filter((i) => needed.has(i)).length;
+  }
+
+  private write(values: Float32Array | Int32Array | Uint8Array, shape: number[], dtype: string): TensorInfo {
+    const copy = dtype === 'int32' ? Int32Array.from(values) : dtype === 'bool' ? Uint8Array.from(values) : Float32Array.from(values);
+    const dataId = this.backend.write(copy, shape, dtype as TensorInfo['dtype']);
+    return { dataId, shape: shape.slice(), dtype: dtype as TensorInfo['dtype'] };
+  }
+
+  /**
+   * The plan of a step recorded twice: the first recording resolved, the second with its `feeds`
+   * (its tensors still alive).
+   * @throws PlanRefused with the reason the step cannot be replayed.
+   */
+  static build(a: Resolved, second: Recording<StepOutputs>, feedsSecond: Record<string, tf.Tensor>): StepPlan {
+    const b = resolve(second, feedsSecond);
+    const why = difference(a, b);
+    if (why) throw new PlanRefused(why);
+    return new StepPlan(tf.engine().backend, b, feedsSecond);
+  }
+
+  /** Why this plan cannot run now (a tensor it reads was disposed, a feed changed shape), or undefined. */
+  stale(feeds: Record<string, tf.Tensor>): string | undefined {
+    if (this.disposed) return 'the plan was disposed';
+    for (const t of this.exts) if (t.isDisposed) return `a ${shapeText(t)} ${t instanceof tf.Variable ? `variable (${t.name})` : 'tensor'} the step reads was replaced`;
+    if (Object.keys(feeds).length !== this.feedShapes.size) return 'the step has other feeds';
+    for (const [role, t] of Object.entries(feeds)) if (this.feedShapes.get(role) !== shapeText(t)) return `feed ${role} is ${shapeText(t)}, the plan's ${this.feedShapes.get(role)}`;
+    return undefined;
+  }
+
+  /**
+   * One step: every kernel called on the backend directly; the variables the step assigns take
+   * their new values; the outputs come back as tensors (in the caller's tf.tidy scope).
+   */
+  replay(feeds: Record<string, tf.Tensor>): StepOutputs {
+    const backend = this.backend;
+    const outs: (TensorInfo[] | undefined)[] = new Array(this.kernels.length);
+    const freed = new Set<string>();
+    const read = (s: Slot): TensorInfo => {
+      switch (s.k) {
+        case 'feed': return infoOf(feeds[s.role]);
+        case 'var': return infoOf(s.v);
+        case 'ext': return infoOf(s.t);
+        case 'const': return this.consts[s.i];
+        case 'out': return (outs[s.kernel] as TensorInfo[])[s.index];
+      }
+    };
+    try {
+      for (let i = 0; i < this.kernels.length; i++) {
+        const k = this.kernels[i];
+        let inputs: unknown;
+        if (k.keys === null) inputs = k.inputs.map((s) => (s ? read(s) : null));
+        else {
+          const named: Record<string, TensorInfo | null> = {};
+          for (let j = 0; j < k.keys.length; j++) named[k.keys[j]] = k.inputs[j] ? read(k.inputs[j] as Slot) : null;
+          inputs = named;
+        }
+        const out = k.kernelFunc({ inputs, attrs: k.attrs, backend });
+        outs[i] = Array.isArray(out) ? out : [out];
+        for (const [a, b] of k.release) {
+          backend.disposeData((outs[a] as TensorInfo[])[b].dataId);
+          freed.add(`${a}:${b}`);
+        }
+      }
+    } catch (e) {
+      // Release what this replay made, then let the caller fall back.
+      outs.forEach((list, i) => list?.forEach((info, j) => { if (!freed.has(`${i}:${j}`)) backend.disposeData(info.dataId); }));
+      throw e;
+    }
+    const engine = tf.engine();
+    const wrapped = new Map<object, tf.Tensor>();
+    const tensorOf = (s: Slot): tf.Tensor => {
+      if (s.k === 'out') {
+        const info = (outs[s.kernel] as TensorInfo[])[s.index];
+        let t = wrapped.get(info.dataId);
+        if (!t) wrapped.set(info.dataId, (t = engine.makeTensorFromTensorInfo(info, backend)));
+        return t;
+      }
+      const info = read(s);
+      // A constant or an input given back as is: a new tensor holding its own reference.
+      backend.incRef(info.dataId);
+      return engine.makeTensorFromTensorInfo(info, backend);
+    };
+    for (const a of this.assigns) a.v.assign(tensorOf(a.slot));
+    return this.outputs.map(([n, s]) => [n, tensorOf(s)]);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const c of this.consts) this.backend.disposeData(c.dataId);
+  }
+}
