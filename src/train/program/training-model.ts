@@ -123,6 +123,11 @@ export class ProgramLayer {
    * teacher is matched as a classifier; `values`: plain values (a map, a sigmoid's scores), matched
    * by closeness.
    */
+  /** The class name the trainers read (the native backend's thread choice): a program, no depthwise convolution or batch norm layer of tfjs. */
+  getClassName(): string {
+    return 'GraphProgram';
+  }
+
   getConfig(): { activation: string; classScores: boolean; values: boolean } {
     return { activation: this.activation, classScores: this.classScores, values: this.plainValues };
   }
