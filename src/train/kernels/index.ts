@@ -15,6 +15,7 @@ import { identityConfig } from './identity.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
 import { sliceConfig } from './slice.ts';
 import { sumConfig } from './sum.ts';
+import { transposeConfig } from './transpose.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
 import { stockWasmKernels, WASM } from './util.ts';
 
@@ -33,6 +34,7 @@ export const FIXED_WASM_KERNELS = [
   'Slice',
   'Identity',
   'Sum',
+  'Transpose',
   'NeuralDiffReluGrad',
   'NeuralDiffRelu6Grad',
   'NeuralDiffClipByValueGrad',
@@ -66,6 +68,7 @@ export function registerWasmKernelFixes(): void {
     sliceConfig(),
     identityConfig(),
     sumConfig(),
+    transposeConfig(),
     ...activationGradKernelConfigs(),
     ...batchNormGradKernelConfigs(),
     adamStepKernelConfig(),
