@@ -126,7 +126,10 @@ const transpose: KernelFunc = ({ inputs, attrs, backend }) => {
   return out;
 };
 
-/** Transpose for wasm (module doc). */
+/**
+ * Transpose for wasm (module doc). It keeps the stock kernel's setup, which binds the wasm function
+ * the stock kernels that transpose inside (Mean, Sum over leading axes...) and the fallback call.
+ */
 export function transposeConfig(): KernelConfig {
-  return { kernelName: 'Transpose', backendName: WASM, kernelFunc: transpose };
+  return { ...stockKernel('Transpose'), backendName: WASM, kernelFunc: transpose };
 }
