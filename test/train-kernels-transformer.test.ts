@@ -1,14 +1,19 @@
 /**
  * The kernels a transformer's training step leans on (issue #63), each beside its scalar twin on
  * many shapes, and through the registered wasm kernel against tfjs' cpu backend: Transpose
- * (src/train/kernels/transpose.ts).
+ * (src/train/kernels/transpose.ts), a LayerNorm's normalisation and the exact GELU with their
+ * gradients (src/train/kernels/transformer.ts), and the ONNX executor running those chains fused
+ * (src/train/onnx/fuse.ts) with the outputs and weight gradients of the chains run node by node.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { simplifyPermutation, transposeInto, transposeReference } from '../src/train/kernels/transpose.ts';
+import { erf, erfSeries, geluGradInto, geluGradReference, geluInto, geluReference, layerNormGradInto, layerNormGradReference, layerNormInto, layerNormReference } from '../src/train/kernels/transformer.ts';
+import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
+import { DT, f32le, graph, model, node, tensor, valueInfo } from './helpers/onnx-build.ts';
 
 /** A deterministic permutation of `rank` axes from `seed`. */
 function permutation(rank: number, seed: number): number[] {
@@ -92,5 +97,126 @@ describe('registration', () => {
     const { transposeConfig } = await import('../src/train/kernels/transpose.ts');
     assert.ok((FIXED_WASM_KERNELS as readonly string[]).includes('Transpose'));
     assert.equal(tf.getKernel('Transpose', 'wasm')?.kernelFunc.toString(), transposeConfig().kernelFunc.toString());
+  });
+});
+
+/** Largest |a - b| over the largest |b| (b the float64 twin). */
+function worst(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  assert.ok(m > 0 && Number.isFinite(d), 'a comparison against zeros or with non-finite values proves nothing');
+  return d / m;
+}
+
+describe('LayerNorm and GELU kernels beside their float64 scalar twins', () => {
+  it('erf within 2e-7 of float64 erf over [-6, 6]', () => {
+    let e = 0;
+    for (let x = -6; x <= 6; x += 1e-3) e = Math.max(e, Math.abs(erf(x) - erfSeries(x)));
+    assert.ok(e < 2e-7, `erf off by ${e}`);
+  });
+
+  it('the normalisation and its gradient on rows of width 1 to 130 (offsets and scales of every size)', () => {
+    for (const [rows, width, seed] of [[1, 1, 1], [3, 2, 2], [7, 5, 3], [32, 64, 4], [5, 130, 5], [64, 16, 6], [2, 127, 7]]) {
+      for (const [offset, scale, eps] of [[0, 1, 1e-5], [100, 0.01, 1e-5], [-3, 50, 1e-3]]) {
+        const x = Float32Array.from(randomValues(rows * width, seed), (v) => offset + scale * v);
+        const dy = randomValues(rows * width, seed + 100);
+        const [n, rstd, dx] = [new Float32Array(rows * width), new Float32Array(rows), new Float32Array(rows * width)];
+        layerNormInto(x, n, rstd, width, eps);
+        layerNormGradInto(dy, n, rstd, dx, width);
+        const [n64, rstd64] = layerNormReference(x, width, eps);
+        const label = `${rows}x${width}, offset ${offset}, scale ${scale}`;
+        if (width > 1) assert.ok(worst(n, n64) < 1e-5, `${label}: n off by ${worst(n, n64)}`);
+        assert.ok(worst(rstd, rstd64) < 1e-5, `${label}: rstd off by ${worst(rstd, rstd64)}`);
+        if (width > 1) {
+          // Against the gradient's own scale, rstd |dy| (at width 2 the true gradient is about 0).
+          const dx64 = layerNormGradReference(x, dy, width, eps);
+          const scale = Math.max(...rstd64) * Math.max(...Array.from(dy, Math.abs));
+          const off = Math.max(...Array.from(dx, (v, i) => Math.abs(v - dx64[i])));
+          assert.ok(off < 1e-5 * scale, `${label}: dx off by ${off} (scale ${scale})`);
+        }
+      }
+    }
+  });
+
+  it('GELU and its gradient over [-8, 8]', () => {
+    const x = Float32Array.from({ length: 4001 }, (_, i) => -8 + i * 0.004);
+    const dy = Float32Array.from(randomValues(x.length, 9), (v) => 1 + v);
+    const [y, dx] = [new Float32Array(x.length), new Float32Array(x.length)];
+    geluInto(x, y);
+    geluGradInto(dy, x, dx);
+    assert.ok(worst(y, Array.from(x, geluReference)) < 1e-6, 'gelu');
+    assert.ok(worst(dx, Array.from(x, (v, i) => dy[i] * geluGradReference(v))) < 1e-6, 'gelu gradient');
+  });
+});
+
+/** x [B, T, D] -> LayerNorm (decomposed as exporters write it, with scale and shift) -> GELU (Div, Erf, Add, Mul, Mul) -> sum-friendly y. */
+function layerNormGeluModel(b: number, t: number, d: number): Uint8Array {
+  const c = (name: string, v: number) => node({ opType: 'Constant', outputs: [name], attributes: [{ name: 'value', type: 4, t: tensor({ dims: [], dataType: DT.FLOAT, raw: f32le([v]) }) }] });
+  const mean = (i: string, o: string) => node({ opType: 'ReduceMean', inputs: [i], outputs: [o], attributes: [{ name: 'axes', type: 7, ints: [-1] }] });
+  return model(graph({
+    initializers: [
+      tensor({ name: 'gamma', dims: [d], dataType: DT.FLOAT, raw: f32le(Array.from(randomValues(d, 21), (v) => 1 + v / 2)) }),
+      tensor({ name: 'beta', dims: [d], dataType: DT.FLOAT, raw: f32le(Array.from(randomValues(d, 22), (v) => v / 3)) }),
+    ],
+    nodes: [
+      mean('x', 'm'), node({ opType: 'Sub', inputs: ['x', 'm'], outputs: ['dev'] }), c('two', 2), node({ opType: 'Pow', inputs: ['dev', 'two'], outputs: ['sq'] }),
+      mean('sq', 'var'), c('eps', 1e-5), node({ opType: 'Add', inputs: ['var', 'eps'], outputs: ['ve'] }), node({ opType: 'Sqrt', inputs: ['ve'], outputs: ['sd'] }),
+      node({ opType: 'Div', inputs: ['dev', 'sd'], outputs: ['n'] }), node({ opType: 'Mul', inputs: ['n', 'gamma'], outputs: ['ng'] }), node({ opType: 'Add', inputs: ['ng', 'beta'], outputs: ['h'] }),
+      c('root2', Math.SQRT2), node({ opType: 'Div', inputs: ['h', 'root2'], outputs: ['q'] }), node({ opType: 'Erf', inputs: ['q'], outputs: ['e'] }), c('one', 1),
+      node({ opType: 'Add', inputs: ['e', 'one'], outputs: ['e1'] }), node({ opType: 'Mul', inputs: ['h', 'e1'], outputs: ['he'] }), c('half', 0.5), node({ opType: 'Mul', inputs: ['he', 'half'], outputs: ['y'] }),
+    ],
+    inputs: [valueInfo('x', [b, t, d])],
+    outputs: [valueInfo('y', [b, t, d])],
+  }));
+}
+
+describe('the ONNX executor runs a LayerNorm\'s decomposed form and the exact GELU fused', () => {
+  it('gives the node-by-node outputs and weight gradients, runs no Pow, Erf or Sqrt kernel, on wasm', async () => {
+    await initBackend('wasm');
+    const [b, t, d] = [4, 6, 24];
+    const bytes = layerNormGeluModel(b, t, d);
+    const x = Float32Array.from(randomValues(b * t * d, 31), (v) => 2 + 3 * v);
+    const probe = tf.tensor(randomValues(b * t * d, 32), [b, t, d]);
+    const run = async (fuse: boolean) => {
+      const program = new OnnxProgram(bytes, { fuse });
+      // The weights (scale and shift), not the scalar constants, which the fused chains do not read.
+      const vars = program.variables.filter((v) => v.shape.length > 0).map((v) => v.variable);
+      const step = () => tf.variableGrads(() => tf.sum(tf.mul(program.run({ x: tf.tensor(x, [b, t, d]) }).y, probe)) as tf.Scalar, vars);
+      const info = await tf.profile(() => {
+        const { value, grads } = step();
+        tf.dispose([value, ...Object.values(grads)]);
+      });
+      const { value, grads } = step();
+      const out = { loss: value.dataSync()[0], grads: vars.map((v) => Float32Array.from(grads[v.name].dataSync())), y: Float32Array.from(tf.tidy(() => program.run({ x: tf.tensor(x, [b, t, d]) }).y.dataSync())), kernels: new Set(info.kernels.map((k) => k.name)) };
+      tf.dispose([value, ...Object.values(grads)]);
+      program.dispose();
+      return out;
+    };
+    const plain = await run(false);
+    const fusedRun = await run(true);
+    assert.ok(plain.kernels.has('Erf') && plain.kernels.has('Pow'), 'the unfused run computes the chains node by node');
+    for (const k of ['Erf', 'Pow', 'Sqrt']) assert.ok(!fusedRun.kernels.has(k), `the fused run ran ${k}: ${[...fusedRun.kernels].join(', ')}`);
+    assert.ok(worst(fusedRun.y, plain.y) < 1e-5, `outputs differ by ${worst(fusedRun.y, plain.y)}`);
+    assert.ok(Math.abs(fusedRun.loss - plain.loss) <= 1e-5 * Math.max(1, Math.abs(plain.loss)));
+    fusedRun.grads.forEach((g, i) => assert.ok(worst(g, plain.grads[i]) < 1e-4, `gradient ${i} differs by ${worst(g, plain.grads[i])}`));
+    probe.dispose();
+  });
+
+  it('leaves a chain whose intermediate value another node reads as it is', async () => {
+    await initBackend('wasm');
+    // The same graph with the Erf's output also a graph output: nothing may fuse away.
+    const program = new OnnxProgram(layerNormGeluModel(1, 2, 8));
+    const { fusionPlan } = await import('../src/train/onnx/fuse.ts');
+    const g = program.model.graph;
+    assert.equal(fusionPlan(g, () => undefined).size, 0, 'no constant read, no chain');
+    const withOutput = { ...g, outputs: [...g.outputs, { name: 'e', dataType: DT.FLOAT }] };
+    const read = (n: { attributes: Map<string, { t?: { values: ArrayLike<number> } }> }) => n.attributes.get('value')?.t?.values[0];
+    assert.deepEqual([...fusionPlan(withOutput, read as never).values()].map((c) => c.kind), ['layer-norm']);
+    assert.deepEqual([...fusionPlan({ ...g }, read as never).values()].map((c) => c.kind), ['layer-norm', 'gelu']);
+    program.dispose();
   });
 });

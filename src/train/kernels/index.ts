@@ -15,6 +15,7 @@ import { identityConfig } from './identity.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
 import { sliceConfig } from './slice.ts';
 import { sumConfig } from './sum.ts';
+import { transformerKernelConfigs } from './transformer.ts';
 import { transposeConfig } from './transpose.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
 import { stockWasmKernels, WASM } from './util.ts';
@@ -35,6 +36,10 @@ export const FIXED_WASM_KERNELS = [
   'Identity',
   'Sum',
   'Transpose',
+  'NeuralDiffLayerNorm',
+  'NeuralDiffLayerNormGrad',
+  'NeuralDiffGelu',
+  'NeuralDiffGeluGrad',
   'NeuralDiffReluGrad',
   'NeuralDiffRelu6Grad',
   'NeuralDiffClipByValueGrad',
@@ -69,6 +74,7 @@ export function registerWasmKernelFixes(): void {
     identityConfig(),
     sumConfig(),
     transposeConfig(),
+    ...transformerKernelConfigs(),
     ...activationGradKernelConfigs(),
     ...batchNormGradKernelConfigs(),
     adamStepKernelConfig(),
