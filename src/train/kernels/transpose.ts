@@ -8,7 +8,8 @@
  * input axes that stay neighbours in the output merged: that permute becomes [32, 32, 3, 4, 16]
  * with perm [2, 0, 3, 1, 4], unchanged, but [b, h, t, d] to [b, t, h, d] is [b][h][t][d] -> a 3-D
  * permute of runs of d), then the output is written in order: runs of the innermost axis copied
- * whole when that axis is the input's innermost too, else read with the input's stride. A copy
+ * whole when that axis is the input's innermost too (element by element when short), else read
+ * with the input's stride. A copy
  * of 4-byte or 1-byte elements, so the same bits as the stock kernel; other dtypes (strings,
  * complex) keep it.
  *
@@ -74,8 +75,13 @@ export function transposeInto(x: Elements, out: Elements, shape: readonly number
   let o = 0;
   while (o < count) {
     // The two innermost output axes from `base`.
-    if (innerStride === 1) {
+    if (innerStride === 1 && inner >= 128) {
       for (let m = 0, at = base; m < mid; m++, at += midStride, o += inner) out.set(x.subarray(at, at + inner), o);
+    } else if (innerStride === 1) {
+      // Short runs (a head's 16 features): a loop costs less than a subarray object per run.
+      for (let m = 0, row = base; m < mid; m++, row += midStride) {
+        for (let i = 0; i < inner; i++) out[o++] = x[row + i];
+      }
     } else {
       for (let m = 0, row = base; m < mid; m++, row += midStride) {
         for (let i = 0, at = row; i < inner; i++, at += innerStride) out[o++] = x[at];
