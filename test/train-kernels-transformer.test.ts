@@ -10,7 +10,9 @@ import { describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { simplifyPermutation, transposeInto, transposeReference } from '../src/train/kernels/transpose.ts';
-import { erf, erfSeries, geluGradInto, geluGradReference, geluInto, geluReference, layerNormGradInto, layerNormGradReference, layerNormInto, layerNormReference } from '../src/train/kernels/transformer.ts';
+import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
+import { asWasm } from '../src/train/kernels/util.ts';
+import { gelu, layerNormalize, erf, erfSeries, geluGradInto, geluGradReference, geluInto, geluReference, layerNormGradInto, layerNormGradReference, layerNormInto, layerNormReference } from '../src/train/kernels/transformer.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 import { DT, f32le, graph, model, node, tensor, valueInfo } from './helpers/onnx-build.ts';
@@ -150,6 +152,48 @@ describe('LayerNorm and GELU kernels beside their float64 scalar twins', () => {
     geluGradInto(dy, x, dx);
     assert.ok(worst(y, Array.from(x, geluReference)) < 1e-6, 'gelu');
     assert.ok(worst(dx, Array.from(x, (v, i) => dy[i] * geluGradReference(v))) < 1e-6, 'gelu gradient');
+  });
+});
+
+describe('the SIMD kernels (transformer.c) beside the JavaScript loops and the float64 twins', () => {
+  it('LayerNorm, GELU and their gradients through the registered kernels on wasm, SIMD and JavaScript, on many shapes', async () => {
+    await initBackend('wasm');
+    assert.equal(trainKernelsUnavailable(asWasm(tf.backend())), null, 'the SIMD module runs here');
+    const shapes = [[1, 1], [3, 5], [2, 7, 64], [4, 130], [33, 3], [5, 2, 9, 16], [1, 4097]];
+    for (const shape of shapes) {
+      const n = shape.reduce((a, d) => a * d, 1);
+      const width = shape[shape.length - 1];
+      const xv = Float32Array.from(randomValues(n, n + 3), (v) => 1.5 + 4 * v);
+      const dyv = randomValues(n, n + 4);
+      const run = (enabled: boolean) => {
+        simdKernelSwitch.enabled = enabled;
+        try {
+          return tf.tidy(() => {
+            const x = tf.tensor(xv, shape);
+            const dy = tf.tensor(dyv, shape);
+            const ln = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(layerNormalize(t, 1e-5), dy)))(x);
+            const ge = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(gelu(t), dy)))(x);
+            return [layerNormalize(x, 1e-5), ln, gelu(x), ge].map((t) => Float32Array.from(t.dataSync()));
+          });
+        } finally {
+          simdKernelSwitch.enabled = true;
+        }
+      };
+      const [simdOut, jsOut] = [run(true), run(false)];
+      const [n64] = layerNormReference(xv, width, 1e-5);
+      const ln64 = layerNormGradReference(xv, dyv, width, 1e-5);
+      const g64 = Array.from(xv, geluReference);
+      const gg64 = Array.from(xv, (v, i) => dyv[i] * geluGradReference(v));
+      for (const [name, out] of [['SIMD', simdOut], ['JavaScript', jsOut]] as const) {
+        const label = `${name}, shape [${shape}]`;
+        if (width > 2) {
+          assert.ok(worst(out[0], n64) < 1e-5, `${label}: layer norm off by ${worst(out[0], n64)}`);
+          assert.ok(worst(out[1], ln64) < 1e-4, `${label}: layer norm gradient off by ${worst(out[1], ln64)}`);
+        }
+        assert.ok(worst(out[2], g64) < 1e-6, `${label}: gelu off by ${worst(out[2], g64)}`);
+        assert.ok(worst(out[3], gg64) < 1e-6, `${label}: gelu gradient off by ${worst(out[3], gg64)}`);
+      }
+    }
   });
 });
 

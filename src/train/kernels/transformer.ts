@@ -8,13 +8,21 @@
  * {@link gelu}: one kernel forward and one backward each, with tf.customGrad.
  *
  * The kernels work on the wasm heap in place (the wasm and native backends, which share the
- * kernels registered for wasm); on another backend the same ops run as tfjs ops (the chain as
- * ONNX wrote it, so the same values within float rounding). Each kernel has a float64 scalar
- * twin ({@link layerNormReference}, ...) the tests compare it with on many shapes.
+ * kernels registered for wasm): WebAssembly SIMD from transformer.c (train-kernels-simd.ts), or
+ * the JavaScript loops here where SIMD cannot run (or `simdKernelSwitch.enabled` is off); on
+ * another backend the same ops run as tfjs ops (the chain as ONNX wrote it, so the same values
+ * within float rounding). Each kernel has a float64 scalar twin ({@link layerNormReference}, ...)
+ * the tests compare both with on many shapes.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
-import { asWasm, f32, sizeOf, WASM } from './util.ts';
+import { simdKernelSwitch, trainKernels } from './train-kernels-simd.ts';
+import { asWasm, f32, offsetOf, sizeOf, WASM, type WasmBackendLike } from './util.ts';
+
+/** The SIMD kernels on this backend's memory, or null (the JavaScript loops run). */
+function simd(b: WasmBackendLike) {
+  return simdKernelSwitch.enabled ? trainKernels(b) : null;
+}
 
 /**
  * erf(x) in float32 precision without an exponential: a rational function of x^2 over
@@ -166,8 +174,12 @@ const layerNormKernel: KernelFunc = ({ inputs, attrs, backend }) => {
   const x = inputs.x as TensorInfo;
   const width = x.shape[x.shape.length - 1];
   const n = b.makeOutput([...x.shape], 'float32');
-  const rstd = b.makeOutput([sizeOf(x.shape) / width], 'float32');
-  layerNormInto(f32(b, x), f32(b, n), f32(b, rstd), width, (attrs as { epsilon: number }).epsilon);
+  const rows = sizeOf(x.shape) / width;
+  const rstd = b.makeOutput([rows], 'float32');
+  const eps = (attrs as { epsilon: number }).epsilon;
+  const k = simd(b);
+  if (k) k.layer_norm(offsetOf(b, x), offsetOf(b, n), offsetOf(b, rstd), rows, width, eps);
+  else layerNormInto(f32(b, x), f32(b, n), f32(b, rstd), width, eps);
   return [n, rstd];
 };
 
@@ -175,7 +187,10 @@ const layerNormGradKernel: KernelFunc = ({ inputs, backend }) => {
   const b = asWasm(backend);
   const { dy, n, rstd } = inputs as Record<string, TensorInfo>;
   const dx = b.makeOutput([...dy.shape], 'float32');
-  layerNormGradInto(f32(b, dy), f32(b, n), f32(b, rstd), f32(b, dx), dy.shape[dy.shape.length - 1]);
+  const width = dy.shape[dy.shape.length - 1];
+  const k = simd(b);
+  if (k) k.layer_norm_grad(offsetOf(b, dy), offsetOf(b, n), offsetOf(b, rstd), offsetOf(b, dx), sizeOf(dy.shape) / width, width);
+  else layerNormGradInto(f32(b, dy), f32(b, n), f32(b, rstd), f32(b, dx), width);
   return dx;
 };
 
@@ -183,7 +198,9 @@ const geluKernel: KernelFunc = ({ inputs, backend }) => {
   const b = asWasm(backend);
   const x = inputs.x as TensorInfo;
   const y = b.makeOutput([...x.shape], 'float32');
-  geluInto(f32(b, x), f32(b, y));
+  const k = simd(b);
+  if (k) k.gelu(offsetOf(b, x), offsetOf(b, y), sizeOf(x.shape));
+  else geluInto(f32(b, x), f32(b, y));
   return y;
 };
 
@@ -191,7 +208,9 @@ const geluGradKernel: KernelFunc = ({ inputs, backend }) => {
   const b = asWasm(backend);
   const { dy, x } = inputs as Record<string, TensorInfo>;
   const dx = b.makeOutput([...x.shape], 'float32');
-  geluGradInto(f32(b, dy), f32(b, x), f32(b, dx));
+  const k = simd(b);
+  if (k) k.gelu_grad(offsetOf(b, dy), offsetOf(b, x), offsetOf(b, dx), sizeOf(x.shape));
+  else geluGradInto(f32(b, dy), f32(b, x), f32(b, dx));
   return dx;
 };
 

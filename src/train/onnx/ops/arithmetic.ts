@@ -49,8 +49,8 @@ function matMul(x: tf.Tensor, y: tf.Tensor): tf.Tensor {
     // A stack of rows times one matrix (a Linear layer over [batch, tokens, features]): one
     // matrix product over the rows. Broadcasting the matrix to every batch item instead copied
     // it per item (Tile) and summed its gradient back over the copies.
-    const k = xa.shape[xa.rank - 1];
-    out = tf.matMul(xa.reshape([-1, k]) as tf.Tensor2D, ya as tf.Tensor2D).reshape([...xa.shape.slice(0, -1), ya.shape[1]]);
+    const k = xa.shape[xa.rank - 1] as number;
+    out = tf.matMul(xa.reshape([-1, k]) as tf.Tensor2D, ya as tf.Tensor2D).reshape([...(xa.shape.slice(0, -1) as number[]), ya.shape[1] as number]);
   } else {
     // Broadcast the batch dimensions explicitly: tfjs' batched matMul wants equal ranks.
     const rank = Math.max(xa.rank, ya.rank);
