@@ -27,7 +27,7 @@ const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const KERNEL_DIR = path.join(root, 'src', 'train', 'kernels');
 export const C_SOURCES = ['depthwise.c', 'activation-grad.c', 'batch-norm-grad.c', 'max-pool-grad.c', 'sum.c', 'adam.c', 'transformer.c'] as const;
 export const TS_FILE = path.join(KERNEL_DIR, 'train-kernels-wasm.ts');
-export const EXPORTS = ['depthwise_filter_grad', 'depthwise_input_grad', 'relu_grad', 'relu6_grad', 'clip_grad', 'bn_input_grad', 'bn_scale_grad', 'max_pool_grad', 'channel_sum', 'adam_step', 'gelu', 'gelu_grad', 'layer_norm', 'layer_norm_grad'] as const;
+export const EXPORTS = ['depthwise_filter_grad', 'depthwise_input_grad', 'relu_grad', 'relu6_grad', 'clip_grad', 'bn_input_grad', 'bn_scale_grad', 'max_pool_grad', 'channel_sum', 'adam_step', 'gelu', 'gelu_grad', 'layer_norm', 'layer_norm_grad', 'batch_matmul_small'] as const;
 
 export const CLANG = 'clang';
 export const WASM_LD = 'wasm-ld';

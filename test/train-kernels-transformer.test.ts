@@ -264,3 +264,34 @@ describe('the ONNX executor runs a LayerNorm\'s decomposed form and the exact GE
     program.dispose();
   });
 });
+
+describe('batched small matrix products (batch_matmul_small) beside a float64 twin', () => {
+  it('every transpose combination, broadcast batches and odd sizes, through tf.matMul on wasm', async () => {
+    await initBackend('wasm');
+    const cases: [number, number, number, number, number, number][] = [[128, 1, 32, 16, 32, 1], [3, 3, 5, 7, 9, 2], [4, 1, 1, 1, 1, 3], [2, 2, 33, 3, 6, 4], [6, 6, 4, 16, 5, 5], [1, 5, 7, 2, 3, 6]];
+    let checked = 0;
+    for (const [batchA, batchB, m, k, n, seed] of cases) {
+      for (const transposeA of [false, true]) {
+        for (const transposeB of [false, true]) {
+          const av = randomValues(batchA * m * k, seed);
+          const bv = randomValues(batchB * k * n, seed + 50);
+          const got = tf.tidy(() => tf.matMul(tf.tensor(av, transposeA ? [batchA, k, m] : [batchA, m, k]), tf.tensor(bv, transposeB ? [batchB, n, k] : [batchB, k, n]), transposeA, transposeB).dataSync());
+          const batch = Math.max(batchA, batchB);
+          const want = new Float64Array(batch * m * n);
+          for (let t = 0; t < batch; t++) {
+            const ao = batchA === 1 ? 0 : t * m * k;
+            const bo = batchB === 1 ? 0 : t * k * n;
+            for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+              let acc = 0;
+              for (let p = 0; p < k; p++) acc += av[ao + (transposeA ? p * m + i : i * k + p)] * bv[bo + (transposeB ? j * k + p : p * n + j)];
+              want[t * m * n + i * n + j] = acc;
+            }
+          }
+          assert.ok(worst(got, want) < 1e-5, `[${batchA}|${batchB}] ${m}x${k}x${n} transposeA ${transposeA} transposeB ${transposeB}: off by ${worst(got, want)}`);
+          checked++;
+        }
+      }
+    }
+    assert.equal(checked, 24);
+  });
+});

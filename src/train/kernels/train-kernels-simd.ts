@@ -44,6 +44,8 @@ export interface TrainKernelExports {
   gelu_grad(dy: number, x: number, dx: number, n: number): void;
   layer_norm(x: number, out: number, rstd: number, rows: number, width: number, eps: number): void;
   layer_norm_grad(dy: number, n: number, rstd: number, dx: number, rows: number, width: number): void;
+  /** Strides and sizes in elements; pointers in bytes. */
+  batch_matmul_small(a: number, aStride: number, b: number, bStride: number, c: number, batch: number, m: number, n: number, k: number, transA: number, transB: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */

@@ -145,3 +145,57 @@ void layer_norm_grad(const float *dy, const float *n, const float *rstd, float *
     for (; i < width; i++) out[i] = s * (g[i] - a - nr[i] * b);
   }
 }
+
+/*
+ * C_i = op(A_i) op(B_i) for i < batch, row-major, op a transpose where asked; a stride of 0
+ * broadcasts one operand. For the attention's many small products (128 of 32x16 by 16x32 a call),
+ * where a call per item costs more than the item: without transB, four output columns at a time,
+ * A's element broadcast against a row of B; with transB (and A untransposed), four-lane dot
+ * products of a row of A and a row of B; the sums run over k in order within each lane.
+ */
+__attribute__((export_name("batch_matmul_small")))
+void batch_matmul_small(const float *a, int a_stride, const float *b, int b_stride, float *c,
+                        int batch, int m, int n, int k, int trans_a, int trans_b) {
+  for (int t = 0; t < batch; t++) {
+    const float *A = a + (long)t * a_stride;
+    const float *B = b + (long)t * b_stride;
+    float *C = c + (long)t * m * n;
+    /* A(i, p): a[i*k + p], or a[p*m + i] when transposed. */
+    const int ai = trans_a ? 1 : k, ap = trans_a ? m : 1;
+    if (!trans_b) {
+      for (int i = 0; i < m; i++) {
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+          v128_t acc = S(0.0f);
+          for (int p = 0; p < k; p++) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(S(A[i * ai + p * ap]), wasm_v128_load(B + (long)p * n + j)));
+          wasm_v128_store(C + (long)i * n + j, acc);
+        }
+        for (; j < n; j++) {
+          float acc = 0.0f;
+          for (int p = 0; p < k; p++) acc += A[i * ai + p * ap] * B[(long)p * n + j];
+          C[(long)i * n + j] = acc;
+        }
+      }
+    } else {
+      /* B(p, j) = b[j*k + p]. */
+      for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+          const float *br = B + (long)j * k;
+          float acc;
+          if (!trans_a) {
+            const float *ar = A + (long)i * k;
+            v128_t v = S(0.0f);
+            int p = 0;
+            for (; p + 4 <= k; p += 4) v = wasm_f32x4_add(v, wasm_f32x4_mul(wasm_v128_load(ar + p), wasm_v128_load(br + p)));
+            acc = row_sum(v);
+            for (; p < k; p++) acc += ar[p] * br[p];
+          } else {
+            acc = 0.0f;
+            for (int p = 0; p < k; p++) acc += A[p * m + i] * br[p];
+          }
+          C[(long)i * n + j] = acc;
+        }
+      }
+    }
+  }
+}
