@@ -2,7 +2,7 @@
  * Our side of the small transformer row of bench/train-vs-torch.ts, in its own process: v1.onnx
  * distilled toward v2.onnx (made by bench/torch-transformer.py) through the ONNX program, as
  * `ndiff train --teacher v2.onnx --method full` trains it (trainOnnxDiff: KL of the class
- * probabilities, Adam, every weight).
+ * probabilities, Adam, every weight tensor).
  *
  *   node --conditions=neural-diff-source --import tsx bench/train-transformer-child.ts DIR THREADS BATCH STEPS BACKEND
  *
@@ -55,8 +55,8 @@ let cpuAtFirst: NodeJS.CpuUsage | undefined;
 await trainOnnxDiff(v1, { inputs: { tokens: { values: tokens, shape: [length] } } }, {
   teacher: v2,
   method: 'full',
-  // Every weight trains, as PyTorch trains every parameter (the layer norms' too).
-  trainable: 'all',
+  // Every weight tensor trains (73,348 weights, PyTorch's parameters); the export's scalar
+  // constants (exponents, epsilons, the attention's scale) stay as they are, as the program keeps them.
   budgetBytes: 0,
   epochs: 1,
   batchSize: batch,
