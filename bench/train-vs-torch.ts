@@ -1,10 +1,16 @@
 /**
  * Our training throughput beside PyTorch's on the same machine, in one run: the keyword model
- * (temporal convolutions, ~0.5M weights) and MobileNetV2 (nsfwjs's, 2.6M weights, 224x224), each
+ * (temporal convolutions, ~0.5M weights), MobileNetV2 (nsfwjs's, 2.6M weights, 224x224) and a small
+ * transformer text classifier (73k weights, exported from PyTorch to ONNX), each
  * at 1 thread and at every core, on our wasm backend and (when its addon is built) our native
  * backend, with the ratios, wall and CPU time per sample and each run's peak memory.
  *
- *   node --conditions=neural-diff-source --import tsx bench/train-vs-torch.ts [--quick] [--skip-torch]
+ *   node --conditions=neural-diff-source --import tsx bench/train-vs-torch.ts [--quick] [--skip-torch] [--models keyword,mobilenetv2,transformer]
+ *
+ * `--models` runs only the models named (default all three). `--baseline DIR` adds rows of an
+ * earlier checkout of neural-diff in DIR (its own bench children, run from there: for a checkout
+ * older than bench/train-transformer-child.ts, copy that file into its bench/), so before and
+ * after come from one run on one machine state.
  *
  * Ours: full fine-tuning through our training loop (bench/train-step-child.ts); on wasm the batch
  * is split across worker threads when threads > 1, on native one thread trains and OpenBLAS runs
@@ -21,6 +27,12 @@
  * memory counts in ours). MobileNetV2 trains at batch 32 as chunks of 8 per thread whose
  * gradients are summed (gradient accumulation, one optimizer step per 32) unless --quick, which
  * runs batch 8 and fewer steps: enough to prove the mechanism, not to measure.
+ * The transformer (bench/torch-transformer.py defines it, trains v1 and fine-tunes v2 on a
+ * seeded synthetic task, exports both to ONNX into .cache/transformer on first use) is distilled
+ * from v1 toward v2 at batch 32: ours through the ONNX program as `ndiff train --teacher` runs it
+ * (bench/train-transformer-child.ts), PyTorch the same way (teacher forward, KL, Adam). On native
+ * at every core OpenBLAS runs the program's GEMMs on every thread (the program trains on one
+ * JavaScript thread: its examples live in that thread's memory).
  * Writes bench/out/train-vs-torch.json.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -33,6 +45,13 @@ import { chooseOpenBlasCore, nativeAddonStatus, openBlasCoreChoice } from '../sr
 
 const quick = process.argv.includes('--quick');
 const skipTorch = process.argv.includes('--skip-torch');
+const baselineAt = process.argv.indexOf('--baseline');
+const baseline = baselineAt >= 0 ? path.resolve(process.argv[baselineAt + 1] ?? '') : undefined;
+if (baseline !== undefined && !existsSync(path.join(baseline, 'bench'))) throw new Error(`--baseline takes an earlier checkout of neural-diff (a folder with bench/ in it); found ${JSON.stringify(process.argv[baselineAt + 1] ?? '')}`);
+const modelsAt = process.argv.indexOf('--models');
+const models = modelsAt >= 0 ? (process.argv[modelsAt + 1] ?? '').split(',') : ['keyword', 'mobilenetv2', 'transformer'];
+const known = ['keyword', 'mobilenetv2', 'transformer'];
+if (!models.length || models.some((m) => !known.includes(m))) throw new Error(`--models takes a comma-separated list of ${known.join(', ')}; found ${JSON.stringify(process.argv[modelsAt + 1] ?? '')}`);
 const native = nativeAddonStatus();
 // PyTorch's OpenBLAS gets the kernels ours runs (the loader's choice, inherited through the
 // environment): on a CPU newer than Debian's OpenBLAS both would otherwise get the generic ones.
@@ -45,7 +64,7 @@ const python = '/usr/bin/python3';
 const cores = defaultThreads();
 
 interface Plan {
-  key: 'keyword' | 'mobilenetv2';
+  key: 'keyword' | 'mobilenetv2' | 'transformer';
   label: string;
   batch: number;
   steps: number;
@@ -56,7 +75,9 @@ interface Plan {
 const plans: Plan[] = [
   { key: 'keyword', label: 'keyword temporal-conv', batch: 64, steps: quick ? 3 : 20, chunk: 64 },
   { key: 'mobilenetv2', label: 'MobileNetV2 224x224', batch: quick ? 8 : 32, steps: quick ? 1 : 3, chunk: 8 },
-];
+  { key: 'transformer', label: 'transformer text classifier (ONNX, distilled v1 -> v2)', batch: 32, steps: quick ? 3 : 30, chunk: 32 },
+].filter((p) => models.includes(p.key)) as Plan[];
+const transformerDir = path.join(root, '.cache', 'transformer');
 
 interface Row {
   samplesPerSecond: number;
@@ -105,15 +126,30 @@ function lastJson(out: string): Row {
   return JSON.parse(line) as Row;
 }
 
-function ours(p: Plan, threads: number, backend: OurBackend): Row {
-  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', path.join(here, 'train-step-child.ts'), p.key, String(threads), String(p.batch), String(p.steps), String(p.chunk), backend], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 });
-  if (r.status !== 0) throw new Error(`ours (${backend}) ${p.key} at ${threads} thread(s) failed:\n${r.stderr.slice(-3000)}`);
+/** The transformer's v1.onnx, v2.onnx and distillation inputs, made by PyTorch on first use. */
+function ensureTransformer(): void {
+  if (['v1.onnx', 'v2.onnx', 'v1.pt', 'v2.pt', 'distill-tokens.bin'].every((f) => existsSync(path.join(transformerDir, f)))) return;
+  if (torchState !== true) throw new Error(`the transformer rows need PyTorch to make ${path.relative(root, transformerDir)} (v1 and v2 exported to ONNX): ${torchState}`);
+  console.log(`making the transformer's v1 and v2 (bench/torch-transformer.py make ${path.relative(root, transformerDir)}, a few minutes once)...`);
+  const r = spawnSync(python, [path.join(here, 'torch-transformer.py'), 'make', transformerDir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new Error('bench/torch-transformer.py make failed (its errors above)');
+}
+
+/** Our run of `p`, from this checkout or from `from` (--baseline). */
+function ours(p: Plan, threads: number, backend: OurBackend, from = root): Row {
+  const bench = path.join(from, 'bench');
+  const args = p.key === 'transformer'
+    ? [path.join(bench, 'train-transformer-child.ts'), transformerDir, String(threads), String(p.batch), String(p.steps), backend]
+    : [path.join(bench, 'train-step-child.ts'), p.key, String(threads), String(p.batch), String(p.steps), String(p.chunk), backend];
+  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', ...args], { cwd: from, encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`ours (${backend}${from === root ? '' : `, ${from}`}) ${p.key} at ${threads} thread(s) failed:\n${r.stderr.slice(-3000)}`);
   return lastJson(r.stdout);
 }
 
 function torch(p: Plan, threads: number, blas: string | undefined): Row {
   const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(blas ? { LD_LIBRARY_PATH: [blas, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':') } : {}) };
-  const r = spawnSync(python, [path.join(here, 'torch-train-step.py'), p.key, String(threads), String(p.batch), String(p.steps)], { env, encoding: 'utf8' });
+  const args = p.key === 'transformer' ? [path.join(here, 'torch-transformer.py'), 'distill', transformerDir, String(threads), String(p.batch), String(p.steps)] : [path.join(here, 'torch-train-step.py'), p.key, String(threads), String(p.batch), String(p.steps)];
+  const r = spawnSync(python, args, { env, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`PyTorch ${p.key} at ${threads} thread(s) failed:\n${r.stderr.slice(-3000)}`);
   return lastJson(r.stdout);
 }
@@ -134,12 +170,27 @@ const wallMs = (r: Row | undefined) => (r ? (1000 / r.samplesPerSecond).toFixed(
 const cpuMs = (r: Row | undefined) => (r ? r.cpuMsPerSample.toFixed(r.cpuMsPerSample < 10 ? 2 : 0) : 'n/a');
 const cpuRatio = (a: Row | undefined, b: Row | undefined) => (a && b ? `${(b.cpuMsPerSample / a.cpuMsPerSample).toFixed(2)}x` : 'n/a');
 
+if (models.includes('transformer')) ensureTransformer();
 const results: Record<string, unknown>[] = [];
+const failures: string[] = [];
 const threadCounts = [...new Set([1, cores])];
 for (const p of plans) {
   const rows = new Map<string, Row | undefined>();
   for (const t of threadCounts) {
-    for (const b of backends) rows.set(`${b} ${t}`, ours(p, t, b));
+    for (const b of backends) {
+      // A run that fails (an earlier checkout may not train a model at all) is a row saying so.
+      const tryOurs = (from?: string) => {
+        try {
+          return ours(p, t, b, from);
+        } catch (e) {
+          const why = /(\w*Error: [^\n]*)/.exec((e as Error).message)?.[1] ?? (e as Error).message.split('\n')[0];
+          failures.push(`${p.key}, ${from ? 'before' : 'ours'}, ${b}, ${t} thread(s): ${why.slice(0, 400)}`);
+          return undefined;
+        }
+      };
+      if (baseline) rows.set(`before ${b} ${t}`, tryOurs(baseline));
+      rows.set(`${b} ${t}`, tryOurs());
+    }
     rows.set(`torch ${t}`, torchState === true ? torch(p, t, blas) : undefined);
   }
   console.log(`\n${p.label}: batch ${p.batch}${p.chunk < p.batch ? ` (ours in chunks of ${p.chunk} per thread, gradients summed: one step per batch)` : ''}, ${p.steps} timed step(s); weights ours ${rows.get('wasm 1')?.weights}, PyTorch ${rows.get('torch 1')?.weights ?? 'n/a'}`);
@@ -148,21 +199,25 @@ for (const p of plans) {
   for (const t of threadCounts) {
     const q = rows.get(`torch ${t}`);
     for (const b of backends) {
-      const o = rows.get(`${b} ${t}`);
-      console.log(`| ${t} | ours, ${b} | ${rate(o)} | ${wallMs(o)} | ${cpuMs(o)} | ${ratio(o, q)} | ${o ? mib(o.peakRssBytes) : 'n/a'} | |`);
+      for (const [label, key] of baseline ? [[`before, ${b}`, `before ${b} ${t}`], [`ours, ${b}`, `${b} ${t}`]] : [[`ours, ${b}`, `${b} ${t}`]]) {
+        const o = rows.get(key);
+        console.log(`| ${t} | ${label} | ${rate(o)} | ${wallMs(o)} | ${cpuMs(o)} | ${ratio(o, q)} | ${o ? mib(o.peakRssBytes) : 'n/a'} | |`);
+      }
     }
     console.log(`| ${t} | PyTorch | ${rate(q)} | ${wallMs(q)} | ${cpuMs(q)} | | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${q?.sgemmGflops?.toFixed(1) ?? 'n/a'} |`);
   }
+  if (baseline) for (const t of threadCounts) for (const b of backends) console.log(`ours / before (${b}, ${t} thread(s)): ${ratio(rows.get(`${b} ${t}`), rows.get(`before ${b} ${t}`))} samples/s, ${cpuRatio(rows.get(`${b} ${t}`), rows.get(`before ${b} ${t}`))} less CPU per sample`);
   for (const t of threadCounts) {
     if (native.available) console.log(`native / wasm at ${t} thread(s): ${ratio(rows.get(`native ${t}`), rows.get(`wasm ${t}`))} samples/s, ${cpuRatio(rows.get(`native ${t}`), rows.get(`wasm ${t}`))} less CPU per sample`);
   }
   if (cores > 1) {
-    for (const b of backends) console.log(`ours (${b}) ${cores} threads / 1 thread: ${ratio(rows.get(`${b} ${cores}`), rows.get(`${b} 1`))}`);
+    for (const b of backends) console.log(`ours (${b}) ${cores} threads / 1 thread: ${ratio(rows.get(`${b} ${cores}`), rows.get(`${b} 1`))}${baseline ? `; before: ${ratio(rows.get(`before ${b} ${cores}`), rows.get(`before ${b} 1`))}` : ''}`);
     console.log(`PyTorch ${cores} / 1: ${ratio(rows.get(`torch ${cores}`), rows.get('torch 1'))}`);
   }
   results.push({ model: p.key, batch: p.batch, steps: p.steps, chunk: p.chunk, ...Object.fromEntries(rows) });
 }
+if (failures.length) console.log(`\nruns that failed (n/a above):\n${failures.map((f) => `- ${f}`).join('\n')}`);
 const loadAfter = os.loadavg();
 console.log(`\nload average at the end: ${loadAfter.map((l) => l.toFixed(2)).join(' ')} (figures from a loaded machine are not representative)`);
 mkdirSync(path.join(here, 'out'), { recursive: true });
-writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, cores, loadBefore, loadAfter, openblas: blas !== undefined, openBlasKernels, native: native.available ? true : native.reason, results }, null, 2));
+writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, cores, baseline: baseline ?? null, failures, loadBefore, loadAfter, openblas: blas !== undefined, openBlasKernels, native: native.available ? true : native.reason, results }, null, 2));

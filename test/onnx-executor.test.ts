@@ -324,3 +324,45 @@ test('an int8 weight read through DequantizeLinear is a variable on its grid: de
   assert.deepEqual(Array.from(grads[wq.variable.name].dataSync()), [0.5, 0.5, 0.5, 0.5, -2, -2, -2, -2]);
   program.dispose();
 });
+
+test('MatMul of [batch, tokens, features] by a weight matrix (a Linear layer) is one matrix product: no Tile of the weight, values and weight gradient of float64', () => {
+  const [b, n, k, m] = [3, 5, 4, 6];
+  const wv = Array.from({ length: k * m }, (_, i) => Math.sin(i + 1) / 2);
+  const xv = Float32Array.from({ length: b * n * k }, (_, i) => Math.cos(3 * i + 1));
+  const g = graph({ initializers: [init('w', [k, m], wv)], nodes: [node({ opType: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] })], inputs: [valueInfo('x', [b, n, k])], outputs: [valueInfo('y', [b, n, m])] });
+  const program = new OnnxProgram(model(g));
+  const w32 = Float32Array.from(wv);
+  const w = program.variables[0].variable;
+  const kernels: string[] = [];
+  const { value, grads } = tf.variableGrads(() => {
+    const y = program.run({ x: tf.tensor(xv, [b, n, k]) }).y;
+    assert.deepEqual(y.shape, [b, n, m]);
+    // sum(y * probe): dW = sum over rows of x^T probe.
+    return tf.sum(tf.mul(y, tf.range(0, b * n * m).reshape([b, n, m]).div(b * n * m))) as tf.Scalar;
+  }, [w]);
+  const dw = grads[w.name].dataSync();
+  let loss = 0;
+  const ref = new Float64Array(k * m);
+  for (let r = 0; r < b * n; r++) {
+    for (let j = 0; j < m; j++) {
+      let y = 0;
+      for (let i = 0; i < k; i++) y += xv[r * k + i] * w32[i * m + j];
+      const probe = Math.fround((r * m + j) / (b * n * m));
+      loss += y * probe;
+      for (let i = 0; i < k; i++) ref[i * m + j] += xv[r * k + i] * probe;
+    }
+  }
+  assert.ok(Math.abs(value.dataSync()[0] - loss) < 1e-5 * Math.max(1, Math.abs(loss)), `${value.dataSync()[0]} vs ${loss}`);
+  for (let i = 0; i < k * m; i++) assert.ok(Math.abs(dw[i] - ref[i]) < 1e-5, `dW[${i}] ${dw[i]} vs ${ref[i]}`);
+  tf.dispose([value, ...Object.values(grads)]);
+  // The kernels of a forward and backward pass: the weight is never tiled over the batch.
+  const profiled = tf.profile(() => {
+    const { value: v, grads: gs } = tf.variableGrads(() => tf.sum(program.run({ x: tf.tensor(xv, [b, n, k]) }).y) as tf.Scalar, [w]);
+    tf.dispose([v, ...Object.values(gs)]);
+  });
+  return profiled.then((info) => {
+    kernels.push(...info.kernels.map((x) => x.name));
+    assert.ok(!kernels.includes('Tile'), `kernels run: ${kernels.join(', ')}`);
+    program.dispose();
+  });
+});

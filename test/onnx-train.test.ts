@@ -14,7 +14,7 @@ import path from 'node:path';
 import { initBackend } from '../src/train/backend.ts';
 import { trainOnnxDiff, decisions, type OnnxDataset } from '../src/train/onnx/train-onnx.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
-import { graph, model, node, valueInfoFree } from './helpers/onnx-build.ts';
+import { DT, f32le, graph, model, node, tensor, valueInfoFree } from './helpers/onnx-build.ts';
 import { FC_SCALE, agreement, cnn, images, lstm, lstmExternalData, ortFrames, ortImages, patched, sequences, worstRelative } from './helpers/onnx-models.ts';
 import { applyPayload } from '../src/apply/index.ts';
 
@@ -236,4 +236,21 @@ test('ndiff train with external data: base and teacher read with their external 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('--trainable all trains every weight tensor, never the export\'s scalar constants (an exponent, an epsilon, a scale): training one could make Sqrt(var + eps) NaN', async () => {
+  // x [n, 4] -> MatMul W [4, 3] -> Pow(., 2) -> Div by a scale: the exponent and the scale are Constant nodes the store can patch.
+  const scalar = (name: string, v: number) => node({ opType: 'Constant', outputs: [name], attributes: [{ name: 'value', type: 4, t: tensor({ dims: [], dataType: DT.FLOAT, raw: f32le([v]) }) }] });
+  const make = (shift: number) => model(graph({
+    initializers: [tensor({ name: 'W', dims: [4, 3], dataType: DT.FLOAT, raw: f32le(Array.from({ length: 12 }, (_, i) => Math.sin(i + shift))) })],
+    nodes: [node({ opType: 'MatMul', inputs: ['x', 'W'], outputs: ['h'] }), scalar('two', 2), node({ opType: 'Pow', inputs: ['h', 'two'], outputs: ['p'] }), scalar('scale', 4), node({ opType: 'Div', inputs: ['p', 'scale'], outputs: ['y'] })],
+    inputs: [valueInfoFree('x', ['n', 4])],
+    outputs: [valueInfoFree('y', ['n', 3])],
+  }));
+  const n = 64;
+  const data: OnnxDataset = { inputs: { x: { values: Float32Array.from({ length: n * 4 }, (_, i) => Math.cos(7 * i)), shape: [4] } } };
+  const lines: string[] = [];
+  const result = await trainOnnxDiff(make(0), data, { method: 'full', teacher: make(0.3), budgetBytes: 0, epochs: 1, seed: 1, tune: 'off', batchSize: 16, validation: 0, trainable: 'all', onProgress: (l) => lines.push(l) });
+  assert.equal(result.trainable.trained.length, 1, `trained: ${result.trainable.trained.join(', ')}`);
+  assert.ok(!lines.some((l) => /frozen by the model's config/.test(l)), lines.join('\n'));
 });

@@ -26,6 +26,8 @@ import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
 import { TrainingPool } from '../src/train/parallel/pool.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
+import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
+import { cnn, images } from './helpers/onnx-models.ts';
 import { rand, relError } from './helpers/kernel-tests.ts';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
@@ -419,6 +421,28 @@ describe('how the native backend uses several cores', () => {
       pooled.dispose();
     } finally {
       for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
+      setNativeThreads();
+      await initBackend('wasm');
+    }
+  });
+});
+
+describe('an ONNX program on native: OpenBLAS runs its GEMMs on the threads asked (issue #63)', { skip }, () => {
+  it('trains on one JavaScript thread with OpenBLAS on 2 threads, says so, and repeats its bytes', async () => {
+    await initBackend('native', { threads: 1 });
+    try {
+      const run = async () => {
+        const lines: string[] = [];
+        let during = 0;
+        const result = await trainOnnxDiff(cnn(), images(96, 1), { method: 'full', teacher: cnn(0.5, 60), budgetBytes: 0, epochs: 1, seed: 3, tune: 'off', batchSize: 32, threads: 2, validation: 0, onProgress: (l) => lines.push(l), onBatch: () => (during = nativeBlasInfo().threads) });
+        return { result, lines, during };
+      };
+      const first = await run();
+      assert.ok(first.lines.some((l) => /^training on one thread, OpenBLAS on 2 /.test(l)), first.lines.join('\n'));
+      assert.equal(first.during, 2, 'OpenBLAS ran the steps on 2 threads');
+      const again = await run();
+      assert.equal(createHash('sha256').update(again.result.bytes).digest('hex'), createHash('sha256').update(first.result.bytes).digest('hex'));
+    } finally {
       setNativeThreads();
       await initBackend('wasm');
     }

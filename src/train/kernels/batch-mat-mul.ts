@@ -9,8 +9,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { simdKernelSwitch, trainKernels } from './train-kernels-simd.ts';
 import {
   asWasm,
+  offsetOf,
   dispose,
   f32Index,
   heapF32,
@@ -136,6 +138,14 @@ function fastMatMul(
     swappedIsCheaper(s, transposeA, transposeB)
   ) {
     return { ...multiplySwapped(backend, a, b, s, transposeA, transposeB), shape: s.outShape };
+  }
+  // Many small products (a transformer's attention): one SIMD call for the whole batch, where
+  // the stock kernel runs its naive loop with strided reads (transformer.c, batch_matmul_small).
+  const small = simdKernelSwitch.enabled && kernel === 'BatchMatMul' && s.batch > 1 && s.m * s.k * s.n > 0 && s.m * s.k * s.n < MIN_WORK_PER_ITEM && a.dtype === 'float32' && b.dtype === 'float32' ? trainKernels(backend) : null;
+  if (small) {
+    const out = backend.makeOutput(s.outShape, 'float32');
+    small.batch_matmul_small(offsetOf(backend, a), s.batchA === 1 ? 0 : s.m * s.k, offsetOf(backend, b), s.batchB === 1 ? 0 : s.k * s.n, offsetOf(backend, out), s.batch, s.m, s.n, s.k, transposeA ? 1 : 0, transposeB ? 1 : 0);
+    return out;
   }
   if (!fixable || (!transposeA && !transposeB && s.batch === 1)) {
     const r = runStock(kernel, backend, { a, b, ...extra }, attrs);

@@ -15,6 +15,8 @@ import { identityConfig } from './identity.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
 import { sliceConfig } from './slice.ts';
 import { sumConfig } from './sum.ts';
+import { transformerKernelConfigs } from './transformer.ts';
+import { transposeConfig } from './transpose.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
 import { stockWasmKernels, WASM } from './util.ts';
 
@@ -33,6 +35,11 @@ export const FIXED_WASM_KERNELS = [
   'Slice',
   'Identity',
   'Sum',
+  'Transpose',
+  'NeuralDiffLayerNorm',
+  'NeuralDiffLayerNormGrad',
+  'NeuralDiffGelu',
+  'NeuralDiffGeluGrad',
   'NeuralDiffReluGrad',
   'NeuralDiffRelu6Grad',
   'NeuralDiffClipByValueGrad',
@@ -66,6 +73,8 @@ export function registerWasmKernelFixes(): void {
     sliceConfig(),
     identityConfig(),
     sumConfig(),
+    transposeConfig(),
+    ...transformerKernelConfigs(),
     ...activationGradKernelConfigs(),
     ...batchNormGradKernelConfigs(),
     adamStepKernelConfig(),

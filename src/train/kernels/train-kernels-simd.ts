@@ -1,5 +1,5 @@
 /**
- * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c, sum.c, adam.c; built into
+ * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c, sum.c, adam.c, transformer.c; built into
  * train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
  * backend's own `WebAssembly.Memory` (the emscripten module's `asm.memory`), so its functions take
  * the byte offsets of tensors the backend allocated and work on them in place: no copies in or out,
@@ -40,6 +40,12 @@ export interface TrainKernelExports {
     x: number, g: number, m: number, v: number, xo: number, mo: number, vo: number, n: number,
     b1: number, nb1: number, b2: number, nb2: number, c1: number, c2: number, eps: number, nlr: number,
   ): void;
+  gelu(x: number, y: number, n: number): void;
+  gelu_grad(dy: number, x: number, dx: number, n: number): void;
+  layer_norm(x: number, out: number, rstd: number, rows: number, width: number, eps: number): void;
+  layer_norm_grad(dy: number, n: number, rstd: number, dx: number, rows: number, width: number): void;
+  /** Strides and sizes in elements; pointers in bytes. */
+  batch_matmul_small(a: number, aStride: number, b: number, bStride: number, c: number, batch: number, m: number, n: number, k: number, transA: number, transB: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */

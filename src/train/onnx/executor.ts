@@ -15,6 +15,8 @@ import type { NamedVariable } from '../model-weights.ts';
 import { uniqueVariableName, type TrainableProgram } from '../program/program.ts';
 import { DerivedShapeBound } from '../program/shape-bound.ts';
 import { decodeOnnxModel, type ExternalFiles, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './model.ts';
+import { gelu, layerNormalize } from '../kernels/transformer.ts';
+import { fusionPlan } from './fuse.ts';
 import { OPERATORS } from './ops/index.ts';
 import { tensorOf, tfDtype, type OpArgs } from './ops/op.ts';
 
@@ -26,6 +28,11 @@ export interface OnnxProgramOptions {
   source?: string;
   /** Which of the store's weights are trainable variables (default: all of them). */
   trainable?: (name: string) => boolean;
+  /**
+   * Run the chains fuse.ts recognises (a LayerNorm's decomposed normalisation, the exact GELU) as
+   * one fused op each (default true); false runs every node as it is written (for comparisons).
+   */
+  fuse?: boolean;
 }
 
 /** A weight of an {@link OnnxProgram}: the store's name, the variable, and the grid the store keeps it on. */
@@ -100,6 +107,8 @@ export class OnnxProgram implements TrainableProgram {
   private readonly persistent = new Set<tf.Tensor>();
   /** The bound on shapes derived from the model's values, for the run under way (set by {@link run}). */
   private shapeBound?: DerivedShapeBound;
+  /** Whether chains fuse.ts recognises run fused ({@link OnnxProgramOptions.fuse}). */
+  private readonly fuse: boolean;
 
   /**
    * @param bytes the `.onnx` file (read, never changed).
@@ -108,6 +117,7 @@ export class OnnxProgram implements TrainableProgram {
    */
   constructor(bytes: Uint8Array, options: OnnxProgramOptions = {}) {
     this.source = options.source ?? 'ONNX model';
+    this.fuse = options.fuse ?? true;
     const ext = options.external;
     const external: Map<string, Uint8Array> = new Map(ext instanceof Map ? ext : Object.entries((ext ?? {}) as Record<string, Uint8Array>));
     this.model = decodeOnnxModel(bytes, { external, source: this.source });
@@ -231,7 +241,19 @@ export class OnnxProgram implements TrainableProgram {
     const fed = new Set(g.inputs.filter((_, k) => feeds[k]).map((i) => i.name));
     for (const t of g.initializers) if (!fed.has(t.name)) scope.set(t.name, this.stored.get(t) as tf.Tensor);
     const opset = this.model.opsets.get('') ?? 1;
-    for (const node of g.nodes) {
+    const plan = this.fuse ? fusionPlan(g, constantNumber) : undefined;
+    const skipped = new Set<number>();
+    for (let at = 0; at < g.nodes.length; at++) {
+      const node = g.nodes[at];
+      if (skipped.has(at)) continue;
+      const chain = plan?.get(at);
+      if (chain) {
+        const x = scope.get(chain.input);
+        if (!x) throw new NeuralDiffError('ND_ONNX_EXECUTION', `${this.source}: node ${JSON.stringify(g.prefix + node.key)} (${node.opType}) reads ${JSON.stringify(chain.input)}, which no earlier node, input or initializer defines`, { node: g.prefix + node.key });
+        scope.set(chain.output, chain.kind === 'layer-norm' ? layerNormalize(x, chain.epsilon) : gelu(x));
+        chain.skip.forEach((i) => skipped.add(i));
+        continue;
+      }
       if (node.opType === 'Constant') {
         const t = constantTensor(node);
         if (!t) throw new UnsupportedOperatorError(`${this.source}: Constant node ${JSON.stringify(g.prefix + node.key)} holds a sparse or empty value, which the executor does not read`, { op: 'Constant', node: g.prefix + node.key, opset });
@@ -275,6 +297,12 @@ export class OnnxProgram implements TrainableProgram {
       return t;
     });
   }
+}
+
+/** The value of a one-element numeric `Constant` node (what fuse.ts compares with), else undefined. */
+function constantNumber(n: OnnxNode): number | undefined {
+  const t = constantTensor(n);
+  return t && t.values.length === 1 && typeof t.values[0] === 'number' ? t.values[0] : undefined;
 }
 
 /** The value of a `Constant` node as a decoded tensor (value, value_float(s), value_int(s), value_string(s)). */

@@ -25,6 +25,7 @@ import { permutation } from '../data.ts';
 import { trainAuto, type AutoCandidate, type AutoResult } from '../auto.ts';
 import type { TrainMethod } from '../methods.ts';
 import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
+import { NATIVE } from '../kernels/native/index.ts';
 import type { TrainableProgram } from './program.ts';
 import { joinDatasets, type ProgramDataset } from './datasets.ts';
 import { ProgramTrainingModel, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
@@ -188,8 +189,10 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
       ...(validation !== undefined ? { validation: validation as LabelledData | number } : {}),
       ...(evalData ? { eval: evalData as LabelledData } : {}),
       // The program lives in this thread's memory (examples, sequence state): a worker thread
-      // cannot rebuild it from a topology, so it trains on one thread whatever the thread count.
-      threads: 1,
+      // cannot rebuild it from a topology, so it trains on one JavaScript thread. On native that
+      // thread's GEMMs still run on OpenBLAS's threads: the thread count asked (default every
+      // core) goes through to them; on wasm the step has no threads of its own, so 1.
+      ...(tf.getBackend() !== NATIVE ? { threads: 1 } : options.threads !== undefined ? { threads: options.threads } : {}),
     };
     const result: TrainDiffResult & { auto?: AutoResult['auto'] } = method === 'auto' ? await trainAuto(base.asLayersModel(), trainData, trainOptions, onCandidate) : await trainDiff(base.asLayersModel(), trainData, { ...trainOptions, method });
     const evalOutputs = evalRange ? base.rawOutputs(...evalRange) : undefined;

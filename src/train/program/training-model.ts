@@ -123,6 +123,11 @@ export class ProgramLayer {
    * teacher is matched as a classifier; `values`: plain values (a map, a sigmoid's scores), matched
    * by closeness.
    */
+  /** The class name the trainers read (the native backend's thread choice): a program, no depthwise convolution or batch norm layer of tfjs. */
+  getClassName(): string {
+    return 'GraphProgram';
+  }
+
   getConfig(): { activation: string; classScores: boolean; values: boolean } {
     return { activation: this.activation, classScores: this.classScores, values: this.plainValues };
   }
@@ -245,7 +250,10 @@ export class ProgramTrainingModel {
     const frozen = new Set([...this.unreachable, ...this.scalars]);
     this.weights = program.variables.map((v: ProgramVariable) => new ProgramLayerWeight(v.name, v.shape, v.variable, v.trainable && !options.frozen && !frozen.has(v.name)));
     const activation = this.outputKind === 'probability' || this.outputKind === 'probabilities' ? 'softmax' : 'linear';
-    const layer = new ProgramLayer(program.source, this.weights, [null, Math.max(1, Math.ceil(probe.activations * this.bpttFrames))], activation, this.outputKind === 'logits', this.outputKind === 'values');
+    // The layer offers the trainers the weight tensors only: unreachable weights and scalar
+    // constants (exponents, epsilons, scales) stay as the file has them even under
+    // `trainable: 'all'` (an epsilon trained below zero made Sqrt(var + eps) NaN).
+    const layer = new ProgramLayer(program.source, this.weights.filter((w) => !frozen.has(w.originalName)), [null, Math.max(1, Math.ceil(probe.activations * this.bpttFrames))], activation, this.outputKind === 'logits', this.outputKind === 'values');
     this.layers = [layer];
     this.outputLayers = [layer];
     this.inputs = [{ shape: [null, 1] }];

@@ -45,7 +45,13 @@ function matMul(x: tf.Tensor, y: tf.Tensor): tf.Tensor {
   const ya = y.rank === 1 ? y.reshape([y.shape[0], 1]) : y;
   let out: tf.Tensor;
   if (xa.rank === 2 && ya.rank === 2) out = tf.matMul(xa as tf.Tensor2D, ya as tf.Tensor2D);
-  else {
+  else if (ya.rank === 2) {
+    // A stack of rows times one matrix (a Linear layer over [batch, tokens, features]): one
+    // matrix product over the rows. Broadcasting the matrix to every batch item instead copied
+    // it per item (Tile) and summed its gradient back over the copies.
+    const k = xa.shape[xa.rank - 1] as number;
+    out = tf.matMul(xa.reshape([-1, k]) as tf.Tensor2D, ya as tf.Tensor2D).reshape([...(xa.shape.slice(0, -1) as number[]), ya.shape[1] as number]);
+  } else {
     // Broadcast the batch dimensions explicitly: tfjs' batched matMul wants equal ranks.
     const rank = Math.max(xa.rank, ya.rank);
     const lift = (t: tf.Tensor) => (t.rank < rank ? t.reshape([...new Array(rank - t.rank).fill(1), ...t.shape]) : t);

@@ -1,0 +1,172 @@
+"""The small transformer text classifier bench/train-vs-torch.ts distils, on PyTorch's side.
+
+    python3 bench/torch-transformer.py make DIR        # v1.onnx, v2.onnx, distill-tokens.bin into DIR (once)
+    python3 bench/torch-transformer.py distill DIR THREADS BATCH STEPS
+
+The model: token embedding (64 tokens) + learned positions (32), 2 post-norm encoder layers
+(d=64, 4 heads, FFN 128 with GELU), mean pool over the positions, a linear classifier over 4
+classes: 73,348 weights. Attention is written out (Linear projections, MatMul, Softmax), so the
+ONNX export holds the operators a PyTorch transformer exports to at opset 13: MatMul over
+[batch, heads, 32, 16] operands, Softmax, LayerNorm decomposed (ReduceMean, Sub, Pow, Sqrt, Div),
+GELU as Erf, and the embedding as Gather.
+
+The task (synthetic, generated from a seed, with real structure): 32 tokens drawn uniformly from
+64; token t belongs to group t % 4. v1's class is the group with the most tokens (lowest group on a
+tie): a count the model must read over every position. v2 changes the rule: tokens in the first
+half of the sequence count alone (the group with the most tokens among the first 16), so the class
+depends on where the tokens are too. `make`
+trains v1 on 8,192 sequences (v1's rule, 6 epochs), fine-tunes a copy into v2 on v2's rule
+(6 epochs), prints both models' accuracy on 2,048 held-out sequences under both rules, and exports
+both to ONNX; it writes the distillation inputs (4,096 sequences from another seed, int32
+little-endian [4096, 32]) beside them. Everything is seeded: the same files every run.
+
+`distill` times what bench/train-vs-torch.ts times on our side: v1 distilled toward v2 on the
+distillation inputs, each step the teacher's forward pass (no gradient), KL(teacher || student)
+of the class probabilities (temperature 1), the student's backward pass and an Adam update of every
+weight; one warm-up step, then STEPS timed steps. Prints one JSON line like torch-train-step.py.
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+from torch import nn
+
+VOCAB, LENGTH, D, HEADS, FFN, LAYERS, CLASSES = 64, 32, 64, 4, 128, 2, 4
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(D, 3 * D)
+        self.out = nn.Linear(D, D)
+        self.norm1 = nn.LayerNorm(D)
+        self.up = nn.Linear(D, FFN)
+        self.act = nn.GELU()
+        self.down = nn.Linear(FFN, D)
+        self.norm2 = nn.LayerNorm(D)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, HEADS, D // HEADS).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) / (D // HEADS) ** 0.5, dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(b, n, D)
+        x = self.norm1(x + self.out(y))
+        return self.norm2(x + self.down(self.act(self.up(x))))
+
+
+class TextClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.tokens = nn.Embedding(VOCAB, D)
+        self.positions = nn.Parameter(torch.randn(LENGTH, D) * 0.02)
+        self.layers = nn.Sequential(*[Encoder() for _ in range(LAYERS)])
+        self.classify = nn.Linear(D, CLASSES)
+
+    def forward(self, ids):
+        return self.classify(self.layers(self.tokens(ids) + self.positions).mean(dim=1))
+
+
+def sequences(count, seed):
+    return torch.randint(0, VOCAB, (count, LENGTH), generator=torch.Generator().manual_seed(seed))
+
+
+def labels(ids, rule):
+    weight = torch.ones(LENGTH, dtype=torch.long)
+    if rule == 2:
+        weight[LENGTH // 2:] = 0
+    counts = torch.zeros(ids.shape[0], CLASSES, dtype=torch.long)
+    counts.scatter_add_(1, ids % CLASSES, weight.expand_as(ids).contiguous())
+    # argmax returns the first maximum: the lowest group on a tie
+    return counts.argmax(dim=1)
+
+
+def fit(model, ids, y, epochs, lr, seed):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(ids.shape[0], generator=g)
+        for i in range(0, ids.shape[0], 64):
+            pick = order[i:i + 64]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(ids[pick]), y[pick]).backward()
+            opt.step()
+    model.eval()
+
+
+def accuracy(model, ids, y):
+    with torch.no_grad():
+        return (model(ids).argmax(dim=1) == y).float().mean().item()
+
+
+def export(model, path):
+    torch.onnx.export(model, (sequences(2, 0),), path, input_names=['tokens'], output_names=['logits'],
+                      dynamic_axes={'tokens': {0: 'batch'}, 'logits': {0: 'batch'}}, opset_version=13)
+
+
+def make(folder):
+    os.makedirs(folder, exist_ok=True)
+    torch.manual_seed(1)
+    train, held = sequences(8192, 11), sequences(2048, 12)
+    v1 = TextClassifier()
+    fit(v1, train, labels(train, 1), 6, 2e-3, 21)
+    v2 = TextClassifier()
+    v2.load_state_dict(v1.state_dict())
+    fit(v2, train, labels(train, 2), 6, 2e-3, 22)
+    for name, m in (('v1', v1), ('v2', v2)):
+        print(f'{name}: held-out accuracy {accuracy(m, held, labels(held, 1)):.3f} on v1\'s rule, {accuracy(m, held, labels(held, 2)):.3f} on v2\'s rule', file=sys.stderr)
+        export(m, os.path.join(folder, f'{name}.onnx'))
+        torch.save(m.state_dict(), os.path.join(folder, f'{name}.pt'))
+    sequences(4096, 13).to(torch.int32).numpy().astype('<i4').tofile(os.path.join(folder, 'distill-tokens.bin'))
+    print(json.dumps({'weights': sum(p.numel() for p in v1.parameters())}))
+
+
+def distill(folder, threads, batch, steps):
+    torch.set_num_threads(threads)
+    student, teacher = TextClassifier(), TextClassifier()
+    student.load_state_dict(torch.load(os.path.join(folder, 'v1.pt')))
+    teacher.load_state_dict(torch.load(os.path.join(folder, 'v2.pt')))
+    student.eval()
+    teacher.eval()
+    ids = torch.from_numpy(__import__('numpy').fromfile(os.path.join(folder, 'distill-tokens.bin'), dtype='<i4').reshape(-1, LENGTH)).long()
+    opt = torch.optim.Adam(student.parameters(), lr=1e-3)
+    kl = nn.KLDivLoss(reduction='batchmean', log_target=True)
+
+    def step(i):
+        x = ids[(i * batch) % (ids.shape[0] - batch):][:batch]
+        with torch.no_grad():
+            target = torch.log_softmax(teacher(x), dim=1)
+        opt.zero_grad()
+        kl(torch.log_softmax(student(x), dim=1), target).backward()
+        opt.step()
+
+    step(0)
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    for i in range(steps):
+        step(i + 1)
+    seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    torch.mm(a, b)
+    t1 = time.perf_counter()
+    for _ in range(4):
+        torch.mm(a, b)
+    gflops = 4 * 2 * 1024 ** 3 / (time.perf_counter() - t1) / 1e9
+    print(json.dumps({
+        'samplesPerSecond': batch * steps / seconds,
+        'cpuMsPerSample': 1000 * cpu / (batch * steps),
+        'peakRssBytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        'weights': sum(p.numel() for p in student.parameters()),
+        'sgemmGflops': gflops,
+        'torch': torch.__version__,
+    }))
+
+
+if sys.argv[1] == 'make':
+    make(sys.argv[2])
+else:
+    distill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))

@@ -1,0 +1,86 @@
+/**
+ * Our side of the small transformer row of bench/train-vs-torch.ts, in its own process: v1.onnx
+ * distilled toward v2.onnx (made by bench/torch-transformer.py) through the ONNX program, as
+ * `ndiff train --teacher v2.onnx --method full` trains it (trainOnnxDiff: KL of the class
+ * probabilities, Adam, every weight tensor).
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/train-transformer-child.ts DIR THREADS BATCH STEPS BACKEND
+ *
+ * The trainer computes the teacher's outputs once per dataset, before the first step, where
+ * PyTorch's step runs the teacher on each batch: so the teacher's forward pass over the same
+ * examples is timed here on its own (batches of BATCH, the same program) and added to the
+ * steps' time, and the rate is the examples of the timed steps over both. One warm-up step, then
+ * STEPS timed steps (the time between the first and the last step's end). Prints one JSON line
+ * as bench/train-step-child.ts does, with the teacher's share.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
+
+const [dir, threadsArg, batchArg, stepsArg, backendArg = 'wasm'] = process.argv.slice(2);
+if (backendArg !== 'wasm' && backendArg !== 'native') throw new Error(`backend must be wasm or native, got ${backendArg}`);
+const threads = Number(threadsArg);
+const batch = Number(batchArg);
+const steps = Number(stepsArg);
+await initBackend(backendArg, backendArg === 'native' ? { threads } : {});
+const v1 = new Uint8Array(readFileSync(path.join(dir, 'v1.onnx')));
+const v2 = new Uint8Array(readFileSync(path.join(dir, 'v2.onnx')));
+const all = new Int32Array(readFileSync(path.join(dir, 'distill-tokens.bin')).buffer.slice(0));
+const length = 32;
+const count = batch * (steps + 1);
+if (all.length < count * length) throw new Error(`${dir}/distill-tokens.bin holds ${all.length / length} sequences, ${count} needed`);
+const tokens = all.slice(0, count * length);
+
+// The teacher's forward pass over the timed steps' examples, batch by batch.
+const teacher = new OnnxProgram(v2, { source: 'v2.onnx' });
+const forward = (from: number) => tf.tidy(() => {
+  const out = teacher.run({ tokens: tf.tensor2d(tokens.subarray(from * length, (from + batch) * length), [batch, length], 'int32') });
+  return Object.values(out)[0].dataSync();
+});
+forward(0);
+const cpuTeacher0 = process.cpuUsage();
+const teacher0 = performance.now();
+for (let s = 1; s <= steps; s++) forward(s * batch);
+const teacherMs = performance.now() - teacher0;
+const teacherCpu = process.cpuUsage(cpuTeacher0);
+// Weights as PyTorch counts its parameters (the export's scalar constants, exponents and epsilons, left out).
+const weights = [...teacher.weightValues().values()].reduce((n, v) => n + (v.length > 1 ? v.length : 0), 0);
+teacher.dispose();
+
+const stamps: number[] = [];
+let cpuAtFirst: NodeJS.CpuUsage | undefined;
+await trainOnnxDiff(v1, { inputs: { tokens: { values: tokens, shape: [length] } } }, {
+  teacher: v2,
+  method: 'full',
+  // Every weight tensor trains (73,348 weights, PyTorch's parameters); the export's scalar
+  // constants (exponents, epsilons, the attention's scale) stay as they are, as the program keeps them.
+  budgetBytes: 0,
+  epochs: 1,
+  batchSize: batch,
+  threads,
+  validation: 0,
+  tune: 'off',
+  seed: 1,
+  learningRate: 1e-3,
+  onProgress: (m) => {
+    if (process.env.NDIFF_BENCH_VERBOSE) console.error(m);
+  },
+  onBatch: () => {
+    stamps.push(performance.now());
+    cpuAtFirst ??= process.cpuUsage();
+  },
+});
+const cpu = process.cpuUsage(cpuAtFirst);
+const examples = batch * (stamps.length - 1);
+const stepMs = stamps[stamps.length - 1] - stamps[0];
+const cpuMs = (cpu.user + cpu.system + teacherCpu.user + teacherCpu.system) / 1000;
+console.log(JSON.stringify({
+  samplesPerSecond: examples / ((stepMs + teacherMs) / 1000),
+  cpuMsPerSample: cpuMs / examples,
+  peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  weights,
+  teacherShare: teacherMs / (stepMs + teacherMs),
+}));
