@@ -12,7 +12,7 @@ import { withLabels, type PreparedTeacher } from '../src/train/teacher.ts';
 /** A layer whose declared output (what the memory estimate reads) is as large as a deep image model's activations. */
 class WideActivations extends tf.layers.Layer {
   static className = 'WideActivations';
-  computeOutputShape(input: tf.Shape): tf.Shape {
+  override computeOutputShape(input: tf.Shape): tf.Shape {
     return [input[0], 50_000_000];
   }
 }

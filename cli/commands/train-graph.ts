@@ -18,7 +18,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
 import { exampleCount, loadFolder, type InputFile } from '../data-folders.ts';
-import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, epochScore, settleDefaultMethod, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { artifactsOf, samePorts, keptTrainable, readFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './train-structural.ts';
 import { TfjsFilesStore } from '../../src/io/tfjs/files-store.ts';
 import type { WeightStore } from '../../src/core/weight-store.ts';
@@ -106,7 +106,7 @@ export async function runTrainGraph(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pr
       ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
       source: path.basename(a.base),
       onProgress: (m) => io.progress(m),
-      onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${Number.isNaN(r.trainAccuracy) ? '' : ` acc ${(100 * r.trainAccuracy).toFixed(1)}%`} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
+      onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
     });
     if (res.auto) io.progress(autoChoiceLine(res.auto));
     // A teacher of another structure: the learned payload (from the intermediate) inside a structural payload from the base.

@@ -15,7 +15,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
 import { checkOutputPath, readPayloadFile, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { autoChoiceLine, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programTrainOptions, epochScore, settleDefaultMethod, teacherEvalLine, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
 
 
@@ -80,7 +80,7 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     ...(state.length ? { state, bpttFrames: a.bptt } : {}),
     program: { source: path.basename(a.base), external: base.external },
     onProgress: (m) => io.progress(m),
-    onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${Number.isNaN(r.trainAccuracy) ? '' : ` acc ${(100 * r.trainAccuracy).toFixed(1)}%`} · ${r.samplesPerSecond.toFixed(0)} examples/s`),
+    onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(0)} examples/s`),
   });
   tf.disposeVariables();
   if (res.auto) io.progress(autoChoiceLine(res.auto));

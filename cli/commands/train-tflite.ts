@@ -13,7 +13,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import type { CliIO } from '../common.ts';
 import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from '../data-folders.ts';
 import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, epochScore, settleDefaultMethod, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
 
 /** `ndiff train` on a LiteRT base. */
@@ -55,7 +55,7 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
     ...(teacher ? { teacher, teacherSource: path.basename(a.teacher as string), teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     source: path.basename(a.base),
     onProgress: (m) => io.progress(m),
-    onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${Number.isNaN(r.trainAccuracy) ? '' : ` acc ${(100 * r.trainAccuracy).toFixed(1)}%`} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
+    onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
   });
   tf.disposeVariables();
   if (res.auto) io.progress(autoChoiceLine(res.auto));

@@ -18,7 +18,7 @@ import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
 import { checkOutputPath, resolveModelId, parseExpiry, readPayloadFile, writeUpdatedModel } from '../models.ts';
 import type { TrainableSpec } from '../../src/train/select.ts';
-import { autoCandidateLine, autoChoiceLine, checkDistillStream, defaultMethod, settleDefaultMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
+import { autoCandidateLine, autoChoiceLine, checkDistillStream, defaultMethod, epochScore, settleDefaultMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
 import type { StructuralFolderTeacher } from './train-structural.ts';
 
 
@@ -117,7 +117,8 @@ function rate(x: number): string {
   return x >= 100 ? x.toFixed(0) : x.toFixed(1);
 }
 
-export function describeEpoch(r: EpochReport): string {
+/** An epoch's progress line; `labelled` false when the training data has no labels (a teacher's top class stands in). */
+export function describeEpoch(r: EpochReport, labelled = true): string {
   const st = r.status;
   const extra = [
     st.nonzeros !== undefined ? `non-zeros ${st.nonzeros}/${st.target}` : '',
@@ -126,7 +127,7 @@ export function describeEpoch(r: EpochReport): string {
     st.buckets !== undefined ? `${st.buckets} buckets` : '',
     st.adapters !== undefined ? `${st.adapters} adapters` : '',
   ].filter(Boolean).join(', ');
-  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${r.loss.toFixed(4)}${Number.isNaN(r.trainAccuracy) ? '' : ` acc ${(100 * r.trainAccuracy).toFixed(1)}%`}${extra ? ' · ' + extra : ''} · ${rate(r.samplesPerSecond)} samples/s`;
+  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, labelled)}${extra ? ' · ' + extra : ''} · ${rate(r.samplesPerSecond)} samples/s`;
 }
 
 export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
@@ -278,7 +279,7 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       },
       onEpoch: (r) => {
         if (interactive) process.stderr.write('\r');
-        io.progress(describeEpoch(r));
+        io.progress(describeEpoch(r, (train as { y?: Int32Array }).y !== undefined));
       },
     };
     const res = a.method === 'auto'
