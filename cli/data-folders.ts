@@ -2,7 +2,7 @@
  * Data folders for graph programs (ONNX models, TF.js graph models), as `ndiff train` and
  * `ndiff diff --eval` read them: one `.npy` per model input, named after it (`input.npy`),
  * examples on the first axis; a 0-d array (`sr.npy` holding 16000) is fed as it is to every
- * example; `y.npy` (a class per example) when known; for stateful models (`--state in:out`)
+ * example; `y.npy` (a class per example, as indices or one-hot rows) when known; for stateful models (`--state in:out`)
  * `sequence.npy`, the sequence of each frame, a sequence's frames consecutive and in order.
  */
 import { existsSync } from 'node:fs';
