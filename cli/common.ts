@@ -44,7 +44,8 @@ export const EXIT_CODES_HELP = `Exit codes:
   7  model folder or state file missing or malformed (or a rollback could not finish)
   8  training or evaluation data missing or malformed
   9  a package this command needs is not installed (the message says what to install)
-  10 training gave no model better than the base on validation data; nothing written
+  10 training gave no model better than the base on validation data, or ndiff diff --eval
+     measured the payload further from --target than the base; nothing written
      (--allow-worse writes it anyway)
   11 a release file could not be downloaded intact from any URL (ndiff update)
 

@@ -11,8 +11,8 @@ export interface SignatureArgs {
 
 export function signatureOptions<T>(y: Argv<T>): Argv<T & SignatureArgs> {
   return y
-    .option('public-key', { type: 'string', array: true, describe: 'trusted Ed25519 public key file (PEM from ndiff keygen, hex or base64); repeat for several. With it, unsigned payloads are refused' })
-    .option('require-signature', { type: 'boolean', describe: 'refuse payloads without a valid signature by a trusted key (default: on when --public-key is given)' }) as unknown as Argv<T & SignatureArgs>;
+    .option('public-key', { type: 'string', array: true, describe: 'trusted Ed25519 public key (repeatable)' })
+    .option('require-signature', { type: 'boolean', describe: 'refuse unsigned payloads (default: with --public-key)' }) as unknown as Argv<T & SignatureArgs>;
 }
 
 export async function trustedKeysOf(a: SignatureArgs): Promise<TrustedKey[]> {

@@ -86,19 +86,19 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   let y = yargs(argv)
     .scriptName('ndiff')
     .usage('ndiff <command> [options]\n\nShip neural-network updates as small diffs: build a payload on the build server, apply it in place on the device.')
-    .command('diff', 'make a payload from two versions of a model (TF.js folder, .onnx or .tflite file) without training: top-k of the change, low-bit deltas (lowbit) or every change (--budget all), within a byte budget; a structural payload when the structure changed', diffCommand, run(runDiff))
+    .command('diff', 'payload of two TF.js, .onnx or .tflite versions: lowbit, topk, exact', diffCommand, run(runDiff))
     .command('inspect <payload>', 'show a payload: header and one row per patched tensor', inspectCommand, run(runInspect))
-    .command('apply', 'verify a payload and patch a model in place: a TF.js folder, an .onnx or a .tflite file (atomic switch; untouched on any error)', applyCommand, run(runApply))
-    .command('verify <payload>', 'check a payload is well-formed, and with --model that it applies cleanly (writes nothing)', verifyCommand, run(runVerify))
-    .command('train', 'learn a diff of a model (TF.js folder, .onnx or .tflite file) on new data or toward the v2 you trained (--teacher) within a byte budget (sparse, hash, lora, sparse-lora, lowbit, auto), tuned on validation, or train a baseline (full, topk-retrain, topk, drop, lowrank)', trainCommand, run(runTrain))
-    .command('report <results..>', 'render the size/accuracy comparison (HTML with charts + Markdown) from benchmark results or `ndiff train --metrics-out` files', reportCommand, run(runReport))
-    .command('fingerprint <model>', 'print the fingerprint of a model: a TF.js folder, an .onnx or a .tflite file (what payloads name as base and target)', fingerprintCommand, run(runFingerprint))
-    .command('release', 'keep a release folder for one model (add versions, payloads from the last K, a signed manifest) for any static host', (c) => releaseCommand(c, run), () => {})
-    .command('update', 'bring a model to the newest version of a release folder over HTTP (fewest bytes, resumed downloads, verified, atomic)', updateCommand, run(runUpdate));
+    .command('apply', 'verify a payload, patch a TF.js, .onnx or .tflite model in place', applyCommand, run(runApply))
+    .command('verify <payload>', 'check a payload (and with --model that it applies); writes nothing', verifyCommand, run(runVerify))
+    .command('train', 'learn a diff of a TF.js, .onnx or .tflite model (data or --teacher)', trainCommand, run(runTrain))
+    .command('report <results..>', 'compare payloads by size and accuracy (HTML + Markdown); recommend one', reportCommand, run(runReport))
+    .command('fingerprint <model>', 'fingerprint of a TF.js, .onnx or .tflite model (as payloads name it)', fingerprintCommand, run(runFingerprint))
+    .command('release', 'keep a release folder: versions, payloads, a signed manifest', (c) => releaseCommand(c, run), () => {})
+    .command('update', 'bring a model to a release\'s newest version by the fewest bytes', updateCommand, run(runUpdate));
   for (const c of extraCommands) y = y.command(c.command, c.describe, c.builder, run(c.handler));
   y = y
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress output on stderr' })
-    .option('json', { type: 'boolean', default: false, describe: 'print one JSON document on stdout: the result, or {"error": {code, exitCode, message}}' })
+    .option('json', { type: 'boolean', default: false, describe: 'stdout: one JSON document, the result or {error}' })
     .middleware((args) => {
       // yargs turns `--epochs abc` into NaN silently: refuse it, quoting what was given.
       for (const [key, value] of Object.entries(args)) {
@@ -113,7 +113,7 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .help()
     .alias('h', 'help')
     .version(VERSION)
-    .epilogue(EXIT_CODES_HELP + '\n\nDocs (in the package): README.md, docs/CLI.md, docs/guides/, docs/PUBLISHING.md (release folders and device updates), docs/FORMAT.md')
+    .epilogue(EXIT_CODES_HELP + '\n\nDocs (in the package): docs/CLI.md, the index of docs/cli/<command>.md (each command in full); README.md, docs/guides/, docs/PUBLISHING.md (release folders and device updates), docs/FORMAT.md')
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {

@@ -15,7 +15,7 @@ import type { OnnxPayloadCloseness } from '../src/train/onnx/payload-closeness.t
 import type { ProgramDataset } from '../src/train/program/datasets.ts';
 import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../src/train/program/training-model.ts';
 import type { CliIO } from './common.ts';
-import { fedInputs, loadFolder, parseStatePairs, readOnnxModel, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
+import { fedInputs, loadFolder, parseStatePairs, readOnnxModel, readTfliteModel, tfliteInputFiles } from '../src/train/data-folders.ts';
 import { isOnnxPath, isTflitePath, openModel } from './models.ts';
 
 /** What a measurement needs: the two models' paths, the inputs, and for .onnx files how to run them. */

@@ -5,8 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { describeEpoch } from '../cli/commands/train.ts';
-import { epochScore } from '../cli/commands/train-args.ts';
+import { describeEpoch } from '../src/train/front-layers.ts';
+import { epochScore } from '../src/train/front-settings.ts';
 import type { EpochReport } from '../src/train/loop.ts';
 
 const report = { epoch: 1, epochs: 10, loss: 0.73, trainAccuracy: 0.737, seconds: 1, samplesPerSecond: 727, status: {} } as unknown as EpochReport;

@@ -194,8 +194,11 @@ describe('ndiff CLI', () => {
     assert.match(r.err, /records no model id .*pass --model-id ID/);
     assert.match(r.err, /not taken from the folder name/);
     await assert.rejects(readFile(out), 'nothing written');
+    // --help says where the default comes from; the command's page says it in full.
     const help = spawnSync(process.execPath, [join(import.meta.dirname, '..', 'cli', 'ndiff.mjs'), 'diff', '--help'], { encoding: 'utf8' });
-    assert.match(help.stdout.replace(/\s+/g, ' '), /Required unless the base folder recorded one/);
+    assert.match(help.stdout.replace(/\s+/g, ' '), /--model-id id devices know the model by \(default: the one the base recorded\)/);
+    const page = await readFile(join(import.meta.dirname, '..', 'docs', 'cli', 'diff.md'), 'utf8');
+    assert.match(page.replace(/\s+/g, ' '), /Required unless the base folder recorded one .*never taken from the folder name/);
   });
 
   test('a budget below the header size exits 6', async () => {

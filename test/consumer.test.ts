@@ -125,10 +125,15 @@ test('docs/BENCHMARKS.md quotes the tarball and the device install as measured h
 test('the README\'s install quotes the tarball and the device install as measured here (within 10%)', () => {
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
   const tarball = Number(/neural-diff-[\d.]+\.tgz \(compiled, ~([\d.]+) MB\)/.exec(readme)?.[1]);
-  const installed = Number(/`node_modules` is about [\d.]+ MB on disk with it \(`du -sh`; ([\d.]+) MB of files\)/.exec(readme)?.[1]);
+  const [, onDisk, installed] = (/`node_modules` is about ([\d.]+) MiB on disk with it \(`du -sh`; ([\d.]+) MB of files\)/.exec(readme) ?? []).map(Number);
   const [tarballMb, installedMb] = [packInfo.size / 1e6, duBytes(path.join(project, 'node_modules')) / 1e6];
   assert.ok(Math.abs(tarball - tarballMb) <= 0.1 * tarballMb, `README says the tarball is ~${tarball} MB, measured ${tarballMb.toFixed(2)} MB`);
   assert.ok(Math.abs(installed - installedMb) <= 0.1 * installedMb, `README says node_modules holds ${installed} MB of files, measured ${installedMb.toFixed(2)} MB`);
+  // The on-disk figure is the one du -sh prints (MiB, one decimal): it said 8.4 where du said 8.6.
+  const du = execFileSync('du', ['-sh', path.join(project, 'node_modules')], { encoding: 'utf8' });
+  const printed = /^([\d.]+)M\b/.exec(du)?.[1];
+  assert.ok(printed, `du -sh printed ${JSON.stringify(du)}, expected a size in M`);
+  assert.ok(Math.abs(onDisk - Number(printed)) <= 0.1 + 1e-9, `README says node_modules is about ${onDisk} MiB on disk, du -sh prints ${printed}M: write ${printed} there`);
 });
 
 test('plain node imports every entry and applies a test-vector payload in memory and to a model folder', () => {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { loadFolder } from '../cli/data-folders.ts';
+import { loadFolder } from '../src/train/data-folders.ts';
 import { DataError } from '../src/core/errors.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 

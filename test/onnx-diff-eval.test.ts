@@ -2,8 +2,9 @@
  * ONNX payloads measured on data, and ONNX trainings that take payloads made before into account:
  * - `ndiff diff --eval` on `.onnx` pairs (src/train/onnx/payload-closeness.ts): the agreement and
  *   mean difference it reports are onnxruntime-web's on the patched file against the target file;
- *   it warns when the payload takes the model further from the target than the base is (text,
- *   `--json`, `--metrics-out`, which `ndiff report` reads); stateful models frame by frame with the
+ *   it refuses a payload that takes the model further from the target than the base is (exit 10,
+ *   as ndiff train), and with --allow-worse writes it and warns (text, `--json`, `--metrics-out`,
+ *   which `ndiff report` reads), the calibration's own warning beside; stateful models frame by frame with the
  *   state carried (`--state`, sequence.npy);
  * - `ndiff train --base model.onnx --also-consider`: the better of this run's payload and one made
  *   before is written, whichever it is; `--replay`: old examples trained on and marked as replayed.
@@ -74,7 +75,21 @@ test('ndiff diff --eval on .onnx files: onnxruntime-web\'s agreement on the patc
     const inputs = imageFolder(path.join(dir, 'inputs'), data);
     const common = ['--model-id', 'cnn', '--base', v1, '--eval', inputs];
 
-    const away = await json('diff', ...common, '--target', rotated, '--budget', '200', '--out', path.join(dir, 'away.ndiff'), '--metrics-out', path.join(dir, 'away.json'));
+    // A payload measured further from the target than not updating is refused as ndiff train
+    // refuses one no better than the base: exit 10, nothing written.
+    const refused = await run('diff', ...common, '--target', rotated, '--budget', '200', '--out', path.join(dir, 'away.ndiff'), '--metrics-out', path.join(dir, 'away.json'));
+    assert.equal(refused.code, 10, refused.err);
+    assert.match(refused.err, /takes the model further from --target than not updating at all.*Nothing was written .*pass --allow-worse to write it anyway/s);
+    assert.ok(!existsSync(path.join(dir, 'away.ndiff')) && !existsSync(path.join(dir, 'away.json')), 'nothing written');
+    // With a calibration that chose no closer than the base as well: exit 10 still; with
+    // --allow-worse written, and both warnings on stderr (the calibration's was dropped with --eval).
+    const calibrated = await run('diff', ...common, '--target', rotated, '--budget', '200', '--calibrate', inputs, '--out', path.join(dir, 'cal.ndiff'));
+    assert.equal(calibrated.code, 10, calibrated.err);
+    const calibratedAnyway = await run('diff', ...common, '--target', rotated, '--budget', '200', '--calibrate', inputs, '--allow-worse', '--out', path.join(dir, 'cal.ndiff'));
+    assert.equal(calibratedAnyway.code, 0, calibratedAnyway.err);
+    assert.match(calibratedAnyway.err, /^warning: this payload takes the model further from --target/m);
+    assert.match(calibratedAnyway.err, /^warning: on the --calibrate inputs base \+ payload agrees with --target no more than the unpatched base/m);
+    const away = await json('diff', ...common, '--target', rotated, '--budget', '200', '--allow-worse', '--out', path.join(dir, 'away.ndiff'), '--metrics-out', path.join(dir, 'away.json'));
     assert.equal(away.code, 0, away.err);
     const e = away.doc.eval;
     t.diagnostic(`rotated filters, 200 bytes: base agreement ${e.base.agreement}, mean |Δ| ${e.base.meanAbsDiff}; patched ${e.patched.agreement}, ${e.patched.meanAbsDiff}`);

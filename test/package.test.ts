@@ -19,7 +19,7 @@ test('neural-diff and neural-diff/apply resolve and export the documented names'
   assert.ok(!('trainDiff' in device), 'the device entry has no trainer');
   assert.ok(!('trainDiff' in lib), 'the trainers (tfjs) are neural-diff/train');
   const train = await import('neural-diff/train');
-  for (const name of ['trainDiff', 'initBackend', 'evaluate', 'fromDataset', 'modelToStore', 'tfModelStore', 'SparseMask', 'HashedBuckets']) {
+  for (const name of ['train', 'trainDiff', 'initBackend', 'evaluate', 'fromDataset', 'modelToStore', 'tfModelStore', 'SparseMask', 'HashedBuckets']) {
     assert.ok(name in train, name);
   }
 });
@@ -80,4 +80,30 @@ test('neural-diff/updater resolves and exports the device updater; neural-diff/n
   }
   const node = await import('neural-diff/node');
   for (const name of ['updateModel', 'nodeUpdater', 'tfjsFolderTarget', 'onnxFileTarget', 'FileUpdaterState', 'FileDownloadStore', 'Updater']) assert.ok(name in node, name);
+});
+
+test('the docs the package ships link only files the package holds (npm pack --dry-run): a link into test/, bench/ or examples/ is dead in node_modules', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { readFileSync } = await import('node:fs');
+  const path = await import('node:path');
+  const root = path.join(import.meta.dirname, '..');
+  // --ignore-scripts: the file list, without the build prepack runs.
+  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const files = new Set((JSON.parse(out.slice(out.indexOf('['))) as { files: { path: string }[] }[])[0].files.map((f) => f.path));
+  const folders = new Set<string>();
+  for (const f of files) for (let d = path.posix.dirname(f); d !== '.'; d = path.posix.dirname(d)) folders.add(d);
+  const docs = [...files].filter((f) => f.endsWith('.md'));
+  assert.ok(docs.includes('README.md') && docs.some((f) => f.startsWith('docs/')), 'the README and docs/ are packed');
+  const dead: string[] = [];
+  for (const doc of docs) {
+    const text = readFileSync(path.join(root, doc), 'utf8');
+    // Inline links [text](target) and reference definitions [name]: target.
+    for (const m of text.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)|^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)/gm)) {
+      const target = (m[1] ?? m[2]).split('#')[0];
+      if (!target || /^[a-z][a-z0-9+.-]*:/i.test(target)) continue;
+      const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(doc), decodeURI(target))).replace(/\/$/, '');
+      if (!files.has(resolved) && !folders.has(resolved)) dead.push(`${doc}: ${m[1] ?? m[2]}`);
+    }
+  }
+  assert.deepEqual(dead, [], 'links from packed docs to files the tarball leaves out');
 });

@@ -115,6 +115,11 @@ test('the build-server and Node quick starts run as written from a fresh folder'
       const again = spawnSync(process.execPath, ['update.mjs'], { cwd: work, env, encoding: 'utf8' });
       assert.match(again.stdout, /^already-applied [0-9a-f]{16}$/m, again.stderr);
     }
+    if (script.includes('node train.mjs')) {
+      // The library call of quick start 1 gives the bytes its `ndiff train` wrote, and says what it measured.
+      assert.match(r.stdout, /^\d+ bytes, eval accuracy [\d.]+ -> [\d.]+$/m, r.stdout);
+      assert.ok(readFileSync(path.join(work, 'v1-v2-again.ndiff')).equals(readFileSync(path.join(work, 'v1-v2.ndiff'))), 'train() wrote the bytes ndiff train wrote');
+    }
   }
   assert.ok(shell >= 3, `ran ${shell} shell blocks`);
   // What the blocks promised exists.

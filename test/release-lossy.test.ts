@@ -69,7 +69,8 @@ async function weights(file: string): Promise<Map<string, Float32Array>> {
 test('release add --eval refuses a lossy payload that takes the model further from the version, leaving the folder as it was', async () => {
   const site = await releaseOfV1('away');
   const before = await treeBytes(site);
-  const r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '300', '--eval', inputs, '--key', key);
+  // Keyframes off (--keyframe-below 0): the payload is kept lossy, and refused.
+  const r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '300', '--eval', inputs, '--keyframe-below', '0', '--key', key);
   assert.equal(r.code, 2, r.err);
   const line = /v2-from-v1: on 200 --eval inputs, closeness to version 2: unpatched base top-1 agreement ([\d.]+)%.*; base \+ payload top-1 agreement ([\d.]+)%/.exec(r.out);
   assert.ok(line, r.out);
@@ -80,6 +81,16 @@ test('release add --eval refuses a lossy payload that takes the model further fr
   assert.match(r.err, /nothing was published and .* is as it was: v2-from-v1: this payload takes the model further from version 2 than not updating at all/);
   assert.match(r.err, /A larger --budget, --method exact, or a payload learned toward the version/);
   assert.deepEqual(await treeBytes(site), before, 'the release folder is byte for byte as before the add');
+});
+
+test('release add --eval with the default --keyframe-below ships the exact payload instead of a lossy one devices would agree with less', async () => {
+  const site = await releaseOfV1('keyframe');
+  const r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '300', '--eval', inputs, '--key', key);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /keyframe threshold: 98\.00% top-1 agreement/);
+  assert.match(r.out, /v2-from-v1: devices agree with version 2 on [\d.]+% of the --eval inputs after one lossy payload, below 98\.00%: keyframe, the exact payload is shipped/);
+  const manifest = JSON.parse(await readFile(join(site, 'manifest.json'), 'utf8')).signed as { payloads: { exact: boolean; method: string }[] };
+  assert.deepEqual(manifest.payloads.map((p) => [p.exact, p.method]), [[true, 'exact']]);
 });
 
 test('release add --method topk warns what share of the change a lossy payload carries; a device that takes it is told it is near the version', async () => {
@@ -119,7 +130,7 @@ test('release add --method topk warns what share of the change a lossy payload c
 
 test('release add --eval publishes a lossy payload that brings the model closer, with the figures a device will see', async () => {
   const site = await releaseOfV1('closer');
-  const r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '350', '--eval', inputs, '--key', key);
+  const r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '350', '--eval', inputs, '--keyframe-below', '0.9', '--key', key);
   assert.equal(r.code, 0, r.err);
   const line = /v2-from-v1: on 200 --eval inputs, closeness to version 2: unpatched base top-1 agreement ([\d.]+)%.*; base \+ payload top-1 agreement ([\d.]+)%/.exec(r.out);
   assert.ok(line, r.out);

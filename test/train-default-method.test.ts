@@ -160,7 +160,7 @@ test('LiteRT: --teacher without --method trains lowbit', { timeout: 600_000 }, a
 });
 
 test('a teacher whose weights the base\'s names and shapes do not find keeps sparse, saying why; an explicit --method is kept as it is', async () => {
-  const { settleDefaultMethod, defaultMethod } = await import('../cli/commands/train-args.ts');
+  const { settleDefaultMethod, defaultMethod } = await import('../src/train/front-settings.ts');
   const base = [{ name: 'dense/kernel', shape: [8, 3] }, { name: 'dense/bias', shape: [3] }, { name: 'frame', shape: [4], patchable: false }];
   const args = (over: object) => ({ method: 'lowbit', methodDefault: defaultMethod(true), ...over }) as unknown as Parameters<typeof settleDefaultMethod>[0];
   const lines: string[] = [];

@@ -27,7 +27,7 @@ import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { TfjsFilesStore } from '../src/io/tfjs/files-store.ts';
 import { readTfjsModelFiles, TFJS_REBUILD } from '../src/io/tfjs/folder-rebuild.ts';
 import { initBackend } from '../src/train/backend.ts';
-import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';
+import { mlpTflite } from './helpers/tflite-build.ts';
 import { CLASSES, cnnInputs, cnnWeights, retrained, writeGraphCnn } from './helpers/graph-model.ts';
 import { cnn, images } from './helpers/onnx-models.ts';
 
@@ -84,36 +84,12 @@ test('a teacher with a tensor and a node added: a structural payload whose learn
   }
 });
 
-/** LiteRT: x [1, 8] -> FULLY_CONNECTED (dense) -> [FULLY_CONNECTED (head), the teacher only] -> SOFTMAX. */
-function mlp(moved: number, head: boolean): Uint8Array {
-  const r = seededRandom(1);
-  const m = seededRandom(7);
-  const draw = (n: number, scale: number) => Array.from({ length: n }, () => (r() - 0.5) * scale + (m() - 0.5) * moved * scale);
-  const fc = { type: 8, fields: [{ u8: 0 }] };
-  const headKernel = Array.from({ length: 9 }, (_, i) => (i % 4 === 0 ? 1.2 : 0.3 * Math.sin(i)));
-  return buildTflite({
-    tensors: [
-      { name: 'x', shape: [1, 8], type: T.FLOAT32 }, // 0
-      { name: 'dense/kernel', shape: [3, 8], type: T.FLOAT32, buffer: 1 }, // 1
-      { name: 'dense/bias', shape: [3], type: T.FLOAT32, buffer: 2 }, // 2
-      { name: 'logits', shape: [1, 3], type: T.FLOAT32 }, // 3
-      { name: 'probs', shape: [1, 3], type: T.FLOAT32 }, // 4
-      ...(head ? [{ name: 'head/kernel', shape: [3, 3], type: T.FLOAT32, buffer: 3 }, { name: 'head/out', shape: [1, 3], type: T.FLOAT32 }] : []), // 5, 6
-    ],
-    buffers: [f32Bytes(draw(24, 1)), f32Bytes(draw(3, 0.2)), ...(head ? [f32Bytes(headKernel)] : [])],
-    operators: head
-      ? [{ op: 9, inputs: [0, 1, 2], outputs: [3], options: fc }, { op: 9, inputs: [3, 5, -1], outputs: [6], options: fc }, { op: 25, inputs: [6], outputs: [4], options: { type: 9, fields: [{ f32: 1 }] } }]
-      : [{ op: 9, inputs: [0, 1, 2], outputs: [3], options: fc }, { op: 25, inputs: [3], outputs: [4], options: { type: 9, fields: [{ f32: 1 }] } }],
-    inputs: [0],
-    outputs: [4],
-  });
-}
 
 test('LiteRT: a teacher with a layer added ships as a structural payload; the kept weights learn, the new layer comes whole', { timeout: 600_000 }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-tflite-'));
   try {
-    const v1 = mlp(0, false);
-    const v2 = mlp(0.6, true);
+    const v1 = mlpTflite(0, false);
+    const v2 = mlpTflite(0.6, true);
     writeFileSync(path.join(dir, 'v1.tflite'), v1);
     writeFileSync(path.join(dir, 'v2.tflite'), v2);
     const r = seededRandom(5);
@@ -342,7 +318,7 @@ test('TF.js graph model: a teacher whose graph gained a node and a tensor ships 
 
 test('TF.js: a teacher whose model.json differs from the base\'s only in who wrote it (converter, Keras version) is not another structure; one with a layer added is', async () => {
   await initBackend('cpu');
-  const { structuralFolderTeacher } = await import('../cli/commands/train-structural.ts');
+  const { structuralFolderTeacher } = await import('../src/train/structural-teacher.ts');
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-provenance-'));
   try {
     const { base, teacher } = layersPair();

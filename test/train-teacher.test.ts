@@ -8,6 +8,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { cp, mkdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { applyPayload } from '../src/apply/index.ts';
 import { NoImprovementError, UsageError } from '../src/core/errors.ts';
@@ -149,7 +150,7 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     reset();
   });
 
-  test('ndiff diff --eval warns on a payload that takes the model away from the target; ndiff train --teacher from the CLI', async () => {
+  test('ndiff diff --eval refuses a payload that takes the model away from the target (exit 10; --allow-worse writes it, warned); ndiff train --teacher from the CLI', async () => {
     const dir = await tempDir();
     await model.save(fileSystemIO(join(dir, 'v1')));
     // A target computing exactly the base's function with other weights: hidden1 (ReLU) scaled by
@@ -172,7 +173,11 @@ describe('teacher diffs on MNIST digits (base 0-6, teacher fine-tuned on 0-9)', 
     }
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l), progress: () => {} };
-    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', '1%', '--method', 'topk', '--eval', join(dir, 'inputs'), '--out', join(dir, 'p.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 0, lines.join('\n'));
+    // Measured further from v2 than v1 is: refused as ndiff train refuses (exit 10), nothing written.
+    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', '1%', '--method', 'topk', '--eval', join(dir, 'inputs'), '--out', join(dir, 'p.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 10, lines.join('\n'));
+    assert.ok(!existsSync(join(dir, 'p.ndiff')) && !existsSync(join(dir, 'm.json')), 'nothing written');
+    lines.length = 0;
+    assert.equal(await main(['diff', '--model-id', 'digits', '--base', join(dir, 'v1'), '--target', join(dir, 'v2'), '--budget', '1%', '--method', 'topk', '--eval', join(dir, 'inputs'), '--allow-worse', '--out', join(dir, 'p.ndiff'), '--metrics-out', join(dir, 'm.json')], io), 0, lines.join('\n'));
     assert.ok(lines.some((l) => /^warning: this payload takes the model further from --target than not updating at all/.test(l)), lines.join('\n'));
     const m = JSON.parse(await readFile(join(dir, 'm.json'), 'utf8'));
     assert.equal(m.eval.movesAway, true);

@@ -9,16 +9,14 @@ import { isStructuralPayload } from '../../src/apply/rebuild.ts';
 import { rebuildModelDir } from '../../src/io/tfjs/folder-rebuild.ts';
 import { isSignedEnvelope, parseEnvelope } from '../../src/apply/envelope.ts';
 import { applyToTfliteFile, rebuildTfliteFile } from '../../src/io/tflite/files.ts';
-import { DIGESTS_FILE } from '../../src/io/tfjs/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/durable/sequence-file.ts';
-import { FOLDER_FILE } from '../../src/io/durable/control-files.ts';
-import { MODEL_ID_SUFFIX } from '../../src/io/durable/model-id-file.ts';
 import type { CliIO } from '../common.ts';
 import type { RecoveryReport } from '../../src/io/durable/lock.ts';
 import { describePending } from './update.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { isModelFilePath, isTflitePath, readPayloadFile } from '../models.ts';
 import { terminalSafe } from '../text.ts';
+import { seeDocs } from '../help.ts';
 
 export interface ApplyArgs extends SignatureArgs {
   model: string;
@@ -35,18 +33,21 @@ export interface ApplyArgs extends SignatureArgs {
 
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
   return signatureOptions(y
-    .option('model', { type: 'string', demandOption: true, describe: 'model folder (TF.js model.json + shards), TF.js model JSON file sharing its folder with other models (<name>.json, its shards beside it; its own files beside it are named <name>.json.ndiff-*) ONNX model file (.onnx, with its external data) or LiteRT model file (.tflite), patched in place' })
+    .usage('ndiff apply --model PATH --patch FILE [options]\n\nVerify a payload and patch a model in place: atomic switch, the model untouched on any error.')
+    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder or <name>.json, .onnx or .tflite file to patch' })
     .option('patch', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
-    .option('dry-run', { type: 'boolean', default: false, describe: 'check everything and patch a copy in memory; write nothing' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'check all, patch in memory, write nothing' })
     .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' }))
-    .option('state', { type: 'string', describe: `file keeping the highest applied sequence per model id (default: <model>/${DEFAULT_STATE_FILE}; for a <name>.json file, in its folder; for a .onnx or .tflite file, <file>.ndiff-state.json beside it); older or replayed payloads are refused. --no-state keeps none` })
-    .option('health-check', { type: 'string', describe: 'shell command run after the switch with NDIFF_MODEL_DIR (the model\'s folder) and NDIFF_MODEL_FILE (its model.json, <name>.json, .onnx or .tflite file) set, e.g. one inference; a non-zero exit rolls back to the previous version' })
-    .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the health check counts as failed' })
-    .option('model-id', { type: 'string', describe: `the model id this folder (or file) holds: payloads for another id are refused (default: the id recorded by its first apply: <model>/${FOLDER_FILE} for a folder, <model>${MODEL_ID_SUFFIX} for an .onnx, .tflite or <name>.json file)` })
-    .option('full-check', { type: 'boolean', default: false, describe: `read and hash every tensor of the base, not only the patched ones (by default the others are checked against the digests the last apply recorded in <model>/${DIGESTS_FILE}, or <name>.json.ndiff-digests.json, while their shard files are unchanged; an ONNX file is always hashed whole)` })
+    .option('state', { type: 'string', describe: 'file of the applied sequences (default: beside the model)' })
+    .option('health-check', { type: 'string', describe: 'command run after the switch; failing rolls back' })
+    .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the check counts as failed' })
+    .option('model-id', { type: 'string', describe: 'id this model holds (default: the one recorded)' })
+    .option('full-check', { type: 'boolean', default: false, describe: 'hash every tensor, not only the patched' })
+    .group(['model', 'patch', 'model-id', 'state', 'dry-run', 'full-check', 'max-payload-bytes'], 'Model and payload:')
+    .group(['public-key', 'require-signature', 'health-check', 'health-check-timeout'], 'Signature and health check:')
     .example('$0 apply --model ./model --patch v1-v2.signed.ndiff --public-key release.public.pem', 'verify the signature, then patch in place; the folder switches atomically')
-    .example('$0 apply --model models/movenet-lightning.json --patch v3-v4.ndiff', 'patch one model of a folder holding several (<name>.json + <name>.bin); the others are not touched')
-    .example('$0 apply --model vad.onnx --patch v5-v6.ndiff --health-check "node smoke.js"', 'patch an ONNX model file; rolled back if the health check fails') as unknown as Argv<ApplyArgs>;
+    .example('$0 apply --model vad.onnx --patch v5-v6.ndiff --health-check "node smoke.js"', 'patch an ONNX model file; rolled back if the health check fails')
+    .epilogue(seeDocs('apply')) as unknown as Argv<ApplyArgs>;
 }
 
 /**

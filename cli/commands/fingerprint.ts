@@ -3,9 +3,10 @@ import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { locateModelFiles, openTfjsModel } from '../../src/io/tfjs/index.ts';
 import { join } from 'node:path';
-import { DIGESTS_FILE, writeRecordedDigests } from '../../src/io/tfjs/recorded-digests.ts';
+import { writeRecordedDigests } from '../../src/io/tfjs/recorded-digests.ts';
 import { UsageError } from '../../src/core/errors.ts';
 import { table, type CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 import { printable } from '../text.ts';
 import { dtypeOf, isModelFilePath, openModel } from '../models.ts';
 
@@ -17,10 +18,11 @@ export interface FingerprintArgs {
 
 export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
   return y
-    .positional('model', { type: 'string', demandOption: true, describe: 'model folder, ONNX model file (.onnx) or LiteRT model file (.tflite)' })
+    .positional('model', { type: 'string', demandOption: true, describe: 'TF.js folder, .onnx or .tflite model file' })
     .option('tensors', { type: 'boolean', default: false, describe: 'also list every tensor digest' })
-    .option('record', { type: 'boolean', default: false, describe: `also record the tensor digests in <model>/${DIGESTS_FILE} (beside a <name>.json file: <name>.json.ndiff-digests.json), so the next apply reads only the shards it patches (for a folder installed from a full download, once its fingerprint is checked; every apply records them itself)` })
-    .example('$0 fingerprint ./model --record', 'print the model fingerprint and record the digests for fast applies') as unknown as Argv<FingerprintArgs>;
+    .option('record', { type: 'boolean', default: false, describe: 'record the digests so applies read less' })
+    .example('$0 fingerprint ./model --record', 'print the model fingerprint and record the digests for fast applies')
+    .epilogue(seeDocs('fingerprint')) as unknown as Argv<FingerprintArgs>;
 }
 
 export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<number> {

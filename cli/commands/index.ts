@@ -13,7 +13,7 @@ export interface ExtraCommand {
 }
 
 export const extraCommands: ExtraCommand[] = [
-  { command: 'keygen', describe: 'make an Ed25519 key pair for signing payloads (private key for the build server, public key for devices)', builder: keygenCommand, handler: runKeygen },
-  { command: 'worker', describe: 'run payload jobs of release plans from a job queue (BullMQ on Redis) on this machine, each in its own process, until stopped', builder: workerCommand, handler: runWorker },
-  { command: 'sign <payload>', describe: 'sign a payload with an Ed25519 private key: writes a signed envelope devices verify before decoding', builder: signCommand, handler: runSign },
+  { command: 'keygen', describe: 'make an Ed25519 key pair (private: build server, public: devices)', builder: keygenCommand, handler: runKeygen },
+  { command: 'worker', describe: 'run release plans\' payload jobs from a queue (BullMQ on Redis)', builder: workerCommand, handler: runWorker },
+  { command: 'sign <payload>', describe: 'sign a payload: an envelope devices verify before decoding', builder: signCommand, handler: runSign },
 ];

@@ -4,6 +4,7 @@ import type { WireCodec } from '../../src/core/values.ts';
 import { readMsgpack } from '../../src/core/msgpack-read.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { table, type CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 import { readPayloadFile } from '../models.ts';
 import { isSignedEnvelope, parseEnvelope } from '../../src/apply/envelope.ts';
 import { printable, terminalSafe } from '../text.ts';
@@ -17,7 +18,8 @@ export interface InspectArgs {
 export function inspectCommand(y: Argv): Argv<InspectArgs> {
   return y
     .positional('payload', { type: 'string', demandOption: true, describe: 'payload file' })
-    .example('$0 inspect v1-v2.ndiff', 'header and one row per patched tensor') as unknown as Argv<InspectArgs>;
+    .example('$0 inspect v1-v2.ndiff', 'header and one row per patched tensor')
+    .epilogue(seeDocs('inspect')) as unknown as Argv<InspectArgs>;
 }
 
 /** What inspect shows of a patch: its wire fields, read without decoding its values. */

@@ -2,6 +2,7 @@ import type { Argv } from 'yargs';
 import { checkOutputPath } from '../models.ts';
 import { writeKeyPairFiles } from '../../src/sign/node-keys.ts';
 import type { CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 
 export interface KeygenArgs {
   out: string;
@@ -9,8 +10,9 @@ export interface KeygenArgs {
 
 export function keygenCommand(y: Argv): Argv<KeygenArgs> {
   return y
-    .option('out', { type: 'string', demandOption: true, describe: 'path prefix: writes <out>.private.pem (mode 0600, for `ndiff sign`) and <out>.public.pem (for devices); never overwrites; creates the folder' })
-    .example('$0 keygen --out keys/release', 'make keys/release.private.pem and keys/release.public.pem') as unknown as Argv<KeygenArgs>;
+    .option('out', { type: 'string', demandOption: true, describe: 'path prefix of <out>.private.pem and <out>.public.pem' })
+    .example('$0 keygen --out keys/release', 'make keys/release.private.pem and keys/release.public.pem')
+    .epilogue(seeDocs('keygen')) as unknown as Argv<KeygenArgs>;
 }
 
 export async function runKeygen(a: KeygenArgs, io: CliIO): Promise<number> {

@@ -8,6 +8,7 @@ import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
 import { planStatus, runPlanOnQueue } from '../../src/release/queue/plan.ts';
 import { startQueueWorker } from '../../src/release/queue/worker.ts';
 import { table, type CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 import { parseExpiry } from '../models.ts';
 
 interface RunArgs {
@@ -29,18 +30,18 @@ interface WorkerArgs {
   lockSeconds: number;
 }
 
-const queueOption = { type: 'string', demandOption: true, describe: 'the job queue: a Redis URL (redis://HOST[:PORT], rediss:// for TLS)' } as const;
+const queueOption = { type: 'string', demandOption: true, describe: 'job queue: redis://HOST[:PORT] (rediss:// TLS)' } as const;
 
 /** `release run`: options. */
 export function releaseRunOptions(c: Argv<any>, releaseOption: Options, expiresOption: Options): Argv<any> {
   return c
     .option('release', releaseOption)
     .option('queue', queueOption)
-    .option('source', { type: 'string', describe: 'where workers fetch the release folder\'s blobs: its http(s) URL on a static host, or a path they can read (default: this folder\'s path, for workers on this machine or a shared disk)' })
-    .option('key', { type: 'string', describe: 'Ed25519 private key: publish once every result is checked. Without it, the checked results are left in jobs/ for ndiff release publish' })
+    .option('source', { type: 'string', describe: 'URL or path workers fetch blobs from (default: --release)' })
+    .option('key', { type: 'string', describe: 'Ed25519 private key: publish when all checked' })
     .option('expires', expiresOption)
     .option('accept', { type: 'string', array: true, describe: 'as ndiff release publish --accept' })
-    .option('attempts', { type: 'number', default: 3, describe: 'tries per job when a worker fails it (a worker that dies mid-job is retried by another worker whatever this says)' })
+    .option('attempts', { type: 'number', default: 3, describe: 'tries per job a worker fails' })
     .example('$0 release add --release site/kws --model models/v4 --plan && $0 release run --release site/kws --queue redis://queue.internal --source https://cdn.example.com/kws/ --key release.private.pem', 'plan, then run the plan on the workers and publish');
 }
 
@@ -70,9 +71,10 @@ export async function runReleaseStatus(a: StatusArgs, io: CliIO): Promise<number
 export function workerCommand(y: Argv<any>): Argv<any> {
   return y
     .option('queue', queueOption)
-    .option('concurrency', { type: 'number', default: 1, describe: 'jobs run at once, each in its own process (about one per core)' })
-    .option('lock-seconds', { type: 'number', default: 30, describe: 'a job whose worker stops answering for this long is taken by another worker' })
-    .example('$0 worker --queue redis://queue.internal --concurrency 4', 'run payload jobs until stopped (Ctrl-C or SIGTERM lets running jobs finish)');
+    .option('concurrency', { type: 'number', default: 1, describe: 'jobs at once, each in its own process' })
+    .option('lock-seconds', { type: 'number', default: 30, describe: 'silence before another worker takes a job' })
+    .example('$0 worker --queue redis://queue.internal --concurrency 4', 'run payload jobs until stopped (Ctrl-C or SIGTERM lets running jobs finish)')
+    .epilogue(seeDocs('worker'));
 }
 
 /** `worker`: runs until SIGINT or SIGTERM. */

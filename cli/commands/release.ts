@@ -6,7 +6,9 @@ import type { Argv } from 'yargs';
 import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
-import { addVersion, cancelPending, type LossyJobPayload } from '../../src/release/add.ts';
+import { addVersion, cancelPending, type DriftCheck, type LossyJobPayload } from '../../src/release/add.ts';
+import { sha256Of } from '../../src/release/blobs.ts';
+import type { PayloadCloseness } from '../../src/train/target-closeness.ts';
 import { adoptJobPayload, exportJob, runJob, type RunJobResult } from '../../src/release/jobs.ts';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,7 @@ import { newestVersion, readRecord, type ReleaseJob, type ReleaseRecord } from '
 import { materializeVersion } from '../../src/release/package.ts';
 import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
 import { table, type CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 import { parseExpiry } from '../models.ts';
 import { releaseRunOptions, runReleaseRun, runReleaseStatus } from './release-queue.ts';
 
@@ -40,6 +43,7 @@ interface AddArgs extends ReleaseDirArgs {
   budget?: string;
   expires: string;
   plan: boolean;
+  keyframeBelow?: number;
 }
 interface JobArgs extends ReleaseDirArgs {
   id?: string;
@@ -55,8 +59,8 @@ interface PublishArgs extends ReleaseDirArgs {
   accept?: string[];
 }
 
-const releaseOption = { type: 'string', demandOption: true, describe: 'the release folder (created by the first add; serve it as is from any static host)' } as const;
-const expiresOption = { type: 'string', default: '30d', describe: 'when devices stop accepting this manifest: a duration from now (30d, 12h) or an ISO date. Publish again before then (ndiff release publish) or devices refuse it as frozen' } as const;
+const releaseOption = { type: 'string', demandOption: true, describe: 'release folder (serve it from any static host)' } as const;
+const expiresOption = { type: 'string', default: '30d', describe: 'manifest expiry: a duration (30d, 12h) or ISO date' } as const;
 
 async function readExisting(dir: string): Promise<ReleaseRecord> {
   const record = await readRecord(dir);
@@ -76,13 +80,30 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   if (a.eval !== undefined && a.method !== 'topk') throw new UsageError('--eval measures lossy payloads (--method topk --budget B); exact payloads reach the version bit for bit, so there is nothing to measure: leave --eval out');
   if (a.eval === undefined && (a.state.length || a.output || a.outputKind)) throw new UsageError('--state, --output and --output-kind tell --eval how to run an .onnx model: add --eval INPUTS, or leave them out');
   if (a.eval !== undefined) await stat(a.eval).catch(() => { throw new UsageError(`--eval ${a.eval} does not exist: expected the inputs (x.npy, or a folder holding it; for .onnx files one .npy per model input)`); });
+  if (a.keyframeBelow !== undefined && a.eval === undefined) throw new UsageError('--keyframe-below is the least agreement with the version a lossy chain may drift to, measured on the --eval inputs: add --eval INPUTS, or leave --keyframe-below out');
+  const threshold = a.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
+  if (!(threshold >= 0 && threshold <= 1)) throw new UsageError(`--keyframe-below ${a.keyframeBelow}: expected an agreement from 0 to 1 (0.98 for 98%)`, { expected: '0 to 1', found: a.keyframeBelow });
   const key = a.key ? await readPrivateKeyFile(a.key, (l) => io.err(l)) : undefined;
   const warning = await interfaceChangeOfAdd(a.release, a.model);
   if (warning) io.err(`warning: ${warning}`);
+  const dir = a.eval !== undefined ? await mkdtemp(path.join(tmpdir(), 'ndiff-release-eval-')) : undefined;
+  const measured = new Map<string, PayloadCloseness>();
+  const measure = async (l: LossyJobPayload) => {
+    const sha = sha256Of(l.bytes);
+    let m = measured.get(sha);
+    if (!m) {
+      const models = await exportJob(a.release, l.record, l.job, path.join(dir as string, `${l.job.id}-${measured.size}`));
+      m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (${l.job.via ? `the state a lossy chain reached from version ${l.job.fromVersion}` : `version ${l.job.fromVersion}`})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, io);
+      measured.set(sha, m);
+    }
+    return m;
+  };
+  if (dir) io.out(`keyframe threshold: ${pct(threshold)} top-1 agreement with the new version on the --eval inputs (--keyframe-below): a lossy payload whose devices would agree less is made exact`);
   const res = await addVersion(a.release, a.model, {
+    ...(dir ? { keyframes: { threshold, larger: KEYFRAME_LARGER, agreement: async (l) => { const m = await measure(l); return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement; } } } : {}),
     beforePublish: async (lossy) => {
-      for (const l of lossy) io.err(`warning: ${lossyText(l.job, l.result)}${a.eval ? '' : '. Measure it on inputs before devices get it: add with --eval INPUTS (a payload that takes the model further from the version than not updating is then refused)'}`);
-      if (a.eval !== undefined) await measureLossy(a, lossy, io);
+      for (const l of lossy) io.err(`warning: ${lossyText(l.job, l.result)}${a.eval ? '' : '. Measure it on inputs before devices get it: add with --eval INPUTS (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below --keyframe-below gets an exact payload)'}`);
+      if (a.eval !== undefined) await measureLossy(a, lossy, io, measure);
     },
     ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),
     ...(a.history !== undefined ? { history: a.history } : {}),
@@ -90,7 +111,8 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     planOnly: a.plan,
     ...(key ? { key, expiresAt: parseExpiry(a.expires) } : {}),
     onProgress: (l) => io.progress(l),
-  });
+  }).finally(() => dir && rm(dir, { recursive: true, force: true }));
+  for (const d of res.drift ?? []) io.out(driftLine(d));
   if (a.plan) {
     io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: res.jobs.map((j) => jobLine(a.release, j)), ...(warning ? { interfaceChanged: true, warning } : {}) });
     // One JSON line per job, for a CI matrix; then `ndiff release publish`.
@@ -98,7 +120,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     return 0;
   }
   const pub = res.published;
-  io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes, release: pub?.release, added: pub?.added, skipped: pub?.skipped, ...(warning ? { interfaceChanged: true, warning } : {}) });
+  io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes, release: pub?.release, added: pub?.added, skipped: pub?.skipped, ...(res.drift ? { keyframeBelow: threshold, drift: res.drift } : {}), ...(warning ? { interfaceChanged: true, warning } : {}) });
   io.out(`${a.release}: model ${JSON.stringify(res.modelId)} version ${res.version} (${res.fingerprint}), full package ${formatBytes(res.packageBytes)}; ${pub?.added ?? 0} payload(s) added${pub?.skipped.length ? `, ${pub.skipped.length} not kept (no smaller than the package)` : ''}; manifest release ${pub?.release} signed`);
   return 0;
 }
@@ -122,6 +144,26 @@ async function interfaceChangeOfAdd(releaseDir: string, modelPath: string): Prom
   }
 }
 
+/** The default of `release add --keyframe-below`: the least top-1 agreement with the version a lossy chain may drift to. */
+export const DEFAULT_KEYFRAME_BELOW = 0.98;
+
+/** Before an exact payload, `release add --eval` tries top-k payloads of these multiples of the budget. */
+const KEYFRAME_LARGER = [2, 4];
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+/** One line per lossy payload measured for keyframes: its chain, its agreement, and what was shipped. */
+function driftLine(d: DriftCheck): string {
+  const chain = d.chain > 1 ? `after a chain of ${d.chain} lossy payloads` : 'after one lossy payload';
+  if (d.agreement === undefined) return `${d.job}: drift not measured (the output has no classes to agree on): the lossy payload is kept`;
+  const verdict = d.larger
+    ? `below ${pct(d.threshold)}: a larger payload is shipped (budget ${d.larger.budget}, ${formatBytes(d.larger.bytes)}), with which they agree on ${pct(d.larger.agreement)}`
+    : d.keyframe
+    ? `below ${pct(d.threshold)}: keyframe, the exact payload is shipped (${d.keyframeBytes !== undefined ? `${formatBytes(d.keyframeBytes)}` : 'no smaller than the package: devices take the package'})`
+    : `at or above ${pct(d.threshold)}: the lossy payload is kept`;
+  return `${d.job}: devices agree with version ${d.toVersion} on ${pct(d.agreement)} of the --eval inputs ${chain}, ${verdict}`;
+}
+
 /** What a lossy payload is, in words: how much of the change it carries and where devices end. */
 function lossyText(job: ReleaseJob, result: RunJobResult): string {
   const share = result.carried !== undefined ? `it carries ${(100 * result.carried).toFixed(1)}% of the weight change from version ${job.fromVersion} to ${job.toVersion} (by squared size)` : `it reaches ${result.payload?.target}, not version ${job.toVersion}`;
@@ -133,22 +175,16 @@ function lossyText(job: ReleaseJob, result: RunJobResult): string {
  * version written from the release's blobs to a temporary folder), before anything is signed. A
  * payload that takes the model further from the version than not updating refuses the add.
  */
-async function measureLossy(a: AddArgs, lossy: LossyJobPayload[], io: CliIO): Promise<void> {
+async function measureLossy(a: AddArgs, lossy: LossyJobPayload[], io: CliIO, measure: (l: LossyJobPayload) => Promise<PayloadCloseness>): Promise<void> {
   if (!lossy.length) {
     io.progress('--eval: every payload is exact (it reaches the version bit for bit): nothing to measure');
     return;
   }
-  const dir = await mkdtemp(path.join(tmpdir(), 'ndiff-release-eval-'));
   const worse: string[] = [];
-  try {
-    for (const l of lossy) {
-      const models = await exportJob(a.release, l.record, l.job, path.join(dir, l.job.id));
-      const m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (version ${l.job.fromVersion})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, io);
-      for (const line of closenessLines(m, `version ${l.job.toVersion}`)) io.out(`${l.job.id}: ${line}`);
-      if (m.movesAway) worse.push(`${l.job.id}: ${movesAwayText(m, `version ${l.job.toVersion}`, '')}`.trim().replace(/\.$/, ''));
-    }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+  for (const l of lossy) {
+    const m = await measure(l);
+    for (const line of closenessLines(m, `version ${l.job.toVersion}`)) io.out(`${l.job.id}: ${line}`);
+    if (m.movesAway) worse.push(`${l.job.id}: ${movesAwayText(m, `version ${l.job.toVersion}`, '')}`.trim().replace(/\.$/, ''));
   }
   if (worse.length) {
     throw new UsageError(`nothing was published and ${a.release} is as it was: ${worse.join('; ')}. A larger --budget, --method exact, or a payload learned toward the version (add --plan, then ndiff release job --export, ndiff train --teacher, ndiff release job --payload) gets closer`);
@@ -189,7 +225,7 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
     const method = a.method ?? (a.budget ? 'topk' : 'exact');
     if (method === 'topk' && !a.budget) throw new UsageError('--method topk needs --budget (e.g. --budget 2%)');
     if (method === 'exact' && a.budget) throw new UsageError('--budget applies to --method topk; exact payloads carry every change');
-    if (job.via && method !== 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached: its payload is always exact, so that every chain ends at a version exactly`);
+    if (job.via && method !== 'exact' && job.policy.method === 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached and ends its chain: its payload is exact, so that the chain ends at version ${job.toVersion} exactly`);
     job.policy = { method, ...(a.budget ? { budget: a.budget } : {}) };
   }
   const res = await runJob(a.release, record, job, (l) => io.progress(l));
@@ -229,47 +265,50 @@ async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
 /** The `release` command and its subcommands. */
 export function releaseCommand(y: Argv, run: Runner): Argv {
   return y
-    .usage('ndiff release <add|job|publish|run|status|show|cancel> --release DIR ...\n\nKeep a release folder for one model: every version as a full package, payloads into each new version from the last K versions, and a signed manifest devices read first. Files are named by their SHA-256, so any static host or CDN can serve the folder (only manifest.json changes).')
-    .command('add', 'add a model version (TF.js folder, .onnx or .tflite file): store it, make payloads from the last K versions, sign the manifest', (c) => c
+    .usage('ndiff release <add|job|publish|run|status|show|cancel> --release DIR ...\n\nKeep a release folder for one model: full versions, payloads from the last K, a signed manifest; any static host serves it.')
+    .command('add', 'add a version (TF.js, .onnx, .tflite): store, make its payloads, sign', (c) => c
       .option('release', releaseOption)
-      .option('model', { type: 'string', demandOption: true, describe: 'the new version: a TF.js model folder, an .onnx or a .tflite file' })
-      .option('model-id', { type: 'string', describe: 'the model id devices check (required for the first version; kept in release.json, never taken from a folder name)' })
-      .option('key', { type: 'string', describe: 'Ed25519 private key that signs payloads and the manifest (from ndiff keygen); not needed with --plan' })
-      .option('history', { type: 'number', describe: 'make payloads from each of the last K versions (default 3, kept in the record): devices further behind chain payloads or get the full model' })
-      .option('method', { choices: ['exact', 'topk'] as const, default: 'exact' as const, describe: 'exact: every changed weight, bit for bit; topk: the largest changes within --budget (lossy: devices end near the version; the next version gets exact payloads from there). For a learned diff toward the new version (a teacher diff), plan with --plan and run the edge with `ndiff release job --export`, `ndiff train --teacher`, `ndiff release job --payload`' })
-      .option('budget', { type: 'string', describe: 'with --method topk: the byte budget of each payload (1%, 40KB, bytes); an exact payload under it is used instead' })
+      .option('model', { type: 'string', demandOption: true, describe: 'new version: TF.js folder, .onnx or .tflite file' })
+      .option('model-id', { type: 'string', describe: 'model id (first version; kept in release.json)' })
+      .option('key', { type: 'string', describe: 'Ed25519 private key (not with --plan)' })
+      .option('history', { type: 'number', describe: 'payloads from the last K versions (default 3)' })
+      .option('method', { choices: ['exact', 'topk'] as const, default: 'exact' as const, describe: 'exact, or topk within --budget (teacher diffs: --plan)' })
+      .option('budget', { type: 'string', describe: 'topk: bytes per payload (1%, 40KB, bytes)' })
       .option('expires', expiresOption)
-      .option('plan', { type: 'boolean', default: false, describe: 'store the version and print one JSON line per payload job, without running them: run each with `ndiff release job` (a CI matrix), then `ndiff release publish`' })
-      .option('eval', { type: 'string', describe: 'with --method topk: inputs from where the model runs. Before signing, each lossy payload is run on them beside the unpatched base and compared with the new version (top-1 agreement or decisions, accuracy when labels are given), and one that takes the model further from the version than not updating refuses the add (the folder is left as it was). Same data as ndiff diff --eval: x.npy (y.npy adds accuracy) for TF.js layers-models, one .npy per input for .onnx and .tflite files' })
-      .option('state', { type: 'string', array: true, default: [] as string[], describe: 'with --eval on .onnx files, stateful models: INPUT:OUTPUT pairs carried from frame to frame (as ndiff diff --state)' })
-      .option('output', { type: 'string', describe: 'with --eval on .onnx files: the output compared (default: the first that is not a state)' })
-      .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: 'with --eval on .onnx files: how the output reads (as ndiff diff --output-kind)' })
+      .option('plan', { type: 'boolean', default: false, describe: 'print the payload jobs, run nothing' })
+      .option('eval', { type: 'string', describe: 'topk: inputs that check each payload before signing' })
+      .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
+      .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
+      .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })
+      .option('keyframe-below', { type: 'number', describe: `--eval: least agreement before a keyframe (default ${DEFAULT_KEYFRAME_BELOW})` })
       .example('$0 release add --release site/kws --model models/v2 --model-id kws --key release.private.pem', 'add version 2, make its payloads, sign the manifest')
-      .example('$0 release add --release site/kws --model models/v3 --method topk --budget 5% --eval field-inputs/ --key release.private.pem', 'lossy payloads within 5%, each measured against version 3 on real inputs before it is signed')
-      .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix'), run(runAdd))
-    .command('job', 'run one payload job that `add --plan` printed (needs the release folder, not the key)', (c) => c
+      .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix')
+      .epilogue(seeDocs('release')), run(runAdd))
+    .command('job', 'run one job that `add --plan` printed (needs the folder, not the key)', (c) => c
       .option('release', releaseOption)
       .option('id', { type: 'string', describe: 'the job id (v3-from-v1)' })
-      .option('index', { type: 'number', describe: 'instead of --id: the job\'s place in the plan, from 0, as add --plan lists them (a Kubernetes Indexed Job\'s JOB_COMPLETION_INDEX, a matrix index)' })
-      .option('method', { choices: ['exact', 'topk'] as const, describe: 'this edge\'s method, instead of the one given to add' })
-      .option('budget', { type: 'string', describe: 'with --method topk: this edge\'s byte budget (1%, 40KB, bytes)' })
-      .option('export', { type: 'string', describe: 'write the job\'s base and target version into this folder (base/, target/) to learn its payload elsewhere, e.g. with ndiff train --teacher; then take it back with --payload' })
-      .option('payload', { type: 'string', describe: 'take this payload (from ndiff train or ndiff diff, unsigned) as the job\'s: checked to be this release\'s model id, the job\'s base and the new version\'s sequence, and to apply to the base' })
+      .option('index', { type: 'number', describe: 'instead of --id: the job\'s place in the plan, from 0' })
+      .option('method', { choices: ['exact', 'topk'] as const, describe: 'this edge\'s method (default: add\'s)' })
+      .option('budget', { type: 'string', describe: 'topk: this edge\'s budget (1%, 40KB, bytes)' })
+      .option('export', { type: 'string', describe: 'write base/ and target/ here to learn the payload elsewhere' })
+      .option('payload', { type: 'string', describe: 'take this payload (ndiff train or diff) as the job\'s' })
       .example('$0 release job --release site/kws --id v3-from-v1', 'leaves site/kws/jobs/v3-from-v1.{ndiff,json}')
-      .example('$0 release job --release site/kws --id v3-from-v1 --method topk --budget 2%', 'a lossy payload within 2% for this edge only')
-      .example('$0 release job --release site/kws --id v3-from-v1 --export work/e1', 'then: ndiff train --base work/e1/base --teacher work/e1/target --train inputs/ --budget 1% --model-id kws --sequence 3 --out e1.ndiff')
-      .example('$0 release job --release site/kws --id v3-from-v1 --payload e1.ndiff', 'the learned payload becomes this edge\'s'), run(runJobCommand))
-    .command('publish', 'sign the jobs\' payloads and write a new manifest (also: re-sign with a fresh expiry)', (c) => c
+      .example('$0 release job --release site/kws --id v3-from-v1 --payload e1.ndiff', 'the learned payload becomes this edge\'s')
+      .epilogue(seeDocs('release')), run(runJobCommand))
+    .command('publish', 'sign the jobs\' payloads into a new manifest (or re-sign: fresh expiry)', (c) => c
       .option('release', releaseOption)
       .option('key', { type: 'string', demandOption: true, describe: 'Ed25519 private key (from ndiff keygen)' })
       .option('expires', expiresOption)
-      .option('accept', { type: 'string', array: true, describe: 'the SHA-256 (16+ hex digits) of a lossy payload publish cannot rebuild, that you vouch for: a learned payload taken in with `release job --payload` (which prints it). Every other job result is checked by applying it to its base: exact ones must reach the version, top-k ones are rebuilt byte for byte' })
-      .example('$0 release publish --release site/kws --key release.private.pem --expires 30d', 'run this from a timer, before the manifest expires'), run(runPublish))
-    .command('run', 'run the pending plan on a job queue (BullMQ on Redis): workers anywhere run its jobs (ndiff worker), then every result is checked and, with --key, published', (c) => releaseRunOptions(c, releaseOption, expiresOption), run<any>(runReleaseRun))
-    .command('status', 'the pending plan on the job queue: jobs waiting, running, done, failed (with the reason)', (c) => c.option('release', releaseOption).option('queue', { type: 'string', demandOption: true, describe: 'the job queue (redis://HOST[:PORT])' }), run(runReleaseStatus))
-    .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption), run(runShow))
-    .command('cancel', 'drop the pending version (planned with add --plan, not published) with its jobs and files', (c) => c
+      .option('accept', { type: 'string', array: true, describe: 'SHA-256 of a learned payload you vouch for' })
+      .example('$0 release publish --release site/kws --key release.private.pem --expires 30d', 'run this from a timer, before the manifest expires')
+      .epilogue(seeDocs('release')), run(runPublish))
+    .command('run', 'run the pending plan on a queue (BullMQ on Redis); publish with --key', (c) => releaseRunOptions(c, releaseOption, expiresOption).epilogue(seeDocs('release')), run<any>(runReleaseRun))
+    .command('status', 'the pending plan\'s jobs on the queue: waiting, running, done, failed', (c) => c.option('release', releaseOption).option('queue', { type: 'string', demandOption: true, describe: 'the job queue (redis://HOST[:PORT])' }).epilogue(seeDocs('release')), run(runReleaseStatus))
+    .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption).epilogue(seeDocs('release')), run(runShow))
+    .command('cancel', 'drop the pending version (planned, not published) with its jobs', (c) => c
       .option('release', releaseOption)
-      .example('$0 release cancel --release site/kws', 'then add the version again, or another one'), run(runCancel))
-    .demandCommand(1, 'name a release command: add, job, publish, run, status, show or cancel');
+      .example('$0 release cancel --release site/kws', 'then add the version again, or another one')
+      .epilogue(seeDocs('release')), run(runCancel))
+    .demandCommand(1, 'name a release command: add, job, publish, run, status, show or cancel')
+    .epilogue(seeDocs('release'));
 }

@@ -7,6 +7,7 @@ import { htmlOf, markdownOf, summarize, DEFAULT_TOLERANCE } from '../../src/repo
 import type { ReportRow } from '../../src/report/results.ts';
 import { reportRows } from '../../src/report/rows.ts';
 import type { CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 
 export interface ReportArgs {
   results: string[];
@@ -19,29 +20,17 @@ export function reportCommand(y: Argv): Argv<ReportArgs> {
   return y
     .usage(`ndiff report <metrics.json...> [--out DIR] [--tolerance POINTS]
 
-Compare the payloads you made for an update and choose a budget. Give it the metrics files of
-your runs (\`ndiff train ... --eval DATA --metrics-out m.json\`, \`ndiff diff ... --eval INPUTS
---metrics-out m.json\`), one per method and budget; it writes report.html (charts) and report.md,
-and prints one recommendation: the smallest payload within --tolerance points of the best result,
-or of the teacher when the runs were trained toward one (ndiff train --teacher).
-
-What it compares: accuracy on your --eval data when every run had labels (y.npy); otherwise, for
-runs with a teacher and unlabeled --eval inputs, top-1 agreement with the teacher (the share of
-inputs on which the payload predicts what the new version predicts), or for outputs without
-classes the share of the base's mean output distance to the teacher the payload closes.
-Each run also measured the model devices hold before the update: the report's base row (zero
-bytes). Runs of several updates (--sequence 1, 2, ...) get a per-budget summary across updates,
-and the recommendation is then the setting within tolerance on every update.
-
-Reading the report (the band, the base line, points marked at the edge) and choosing the
-tolerance: docs/guides/choosing-a-budget.md.`)
-    .positional('results', { type: 'string', array: true, demandOption: true, describe: 'JSON files: metrics of `ndiff train --metrics-out` and `ndiff diff --eval ... --metrics-out` (one per run), or benchmark results (an array of rows: update, method, budgetPct, bytes, accAll or agreement, and optionally teacher, accBefore, accOld, accNew, driftFromFull, trainSeconds)' })
-    .option('out', { type: 'string', default: 'report', describe: 'folder for report.html and report.md (created if missing)' })
-    .option('title', { type: 'string', default: 'neural-diff comparison', describe: 'heading of both files (say, the model and the update)' })
-    .option('tolerance', { type: 'number', default: DEFAULT_TOLERANCE, describe: 'points (of accuracy, or of agreement with the teacher) a payload may lose against the best result, or the teacher, and still be recommended: the smallest payload within it is the one to ship' })
+Compare the payloads made for an update (the --metrics-out files of ndiff train and ndiff diff
+--eval): writes report.html (charts) and report.md, and recommends the smallest payload within
+--tolerance points of the best result, or of the teacher. How to read it:
+docs/guides/choosing-a-budget.md.`)
+    .positional('results', { type: 'string', array: true, demandOption: true, describe: 'metrics JSON files (--metrics-out) or benchmark results' })
+    .option('out', { type: 'string', default: 'report', describe: 'folder for report.html and report.md' })
+    .option('title', { type: 'string', default: 'neural-diff comparison', describe: 'heading of both files' })
+    .option('tolerance', { type: 'number', default: DEFAULT_TOLERANCE, describe: 'points a payload may lose and still be recommended' })
     .example('$0 report runs/*.json --out report/', 'compare your runs (say sparse and hash at 0.5%, 1% and 5%) and print which to ship')
     .example('$0 report runs/*.json --tolerance 0.5', 'a stricter choice: within half a point of the best')
-    .example('$0 report v1-v2-teacher-*.json v1-v2-topk-*.json', 'teacher diffs (ndiff train --teacher v2) beside post-hoc diffs of v2 (ndiff diff --target v2 --eval), compared by agreement with v2 when the inputs had no labels') as unknown as Argv<ReportArgs>;
+    .epilogue(seeDocs('report')) as unknown as Argv<ReportArgs>;
 }
 
 async function readResultsFile(file: string): Promise<ReportRow[]> {

@@ -4,6 +4,7 @@ import { keyIdOf } from '../../src/apply/ed25519.ts';
 import { ENVELOPE_OVERHEAD } from '../../src/apply/envelope.ts';
 import { rawPublicKey, readPrivateKeyFile, signPayload } from '../../src/sign/node-keys.ts';
 import type { CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 import { checkOutputPath, readPayloadFile } from '../models.ts';
 
 export interface SignArgs {
@@ -19,10 +20,11 @@ export function signedName(file: string): string {
 
 export function signCommand(y: Argv): Argv<SignArgs> {
   return y
-    .positional('payload', { type: 'string', demandOption: true, describe: 'payload file (as written by ndiff diff / ndiff train)' })
+    .positional('payload', { type: 'string', demandOption: true, describe: 'payload file (from ndiff diff or ndiff train)' })
     .option('key', { type: 'string', demandOption: true, describe: 'Ed25519 private key (PEM, from ndiff keygen)' })
-    .option('out', { type: 'string', describe: 'signed envelope to write (default: <payload>.signed.ndiff)' })
-    .example('$0 sign v1-v2.ndiff --key keys/release.private.pem', 'writes v1-v2.signed.ndiff') as unknown as Argv<SignArgs>;
+    .option('out', { type: 'string', describe: 'envelope to write (default: <payload>.signed.ndiff)' })
+    .example('$0 sign v1-v2.ndiff --key keys/release.private.pem', 'writes v1-v2.signed.ndiff')
+    .epilogue(seeDocs('sign')) as unknown as Argv<SignArgs>;
 }
 
 export async function runSign(a: SignArgs, io: CliIO): Promise<number> {

@@ -1,17 +1,10 @@
 /**
- * The arguments `ndiff train` takes, shared by its faces (train.ts: TF.js layers models;
- * train-onnx.ts: ONNX files; train-graph.ts: TF.js graph models; train-tflite.ts: LiteRT files),
- * and the options and result lines the graph-program faces build from them alike. Kept apart so each face imports them from here and
- * none imports another face for them.
+ * The arguments `ndiff train` parses (train.ts defines the options). The command passes them to
+ * `train()` (src/train/front.ts), which holds every decision about formats and methods.
  */
-import type { AutoCandidate, AutoResult } from '../../src/train/auto.ts';
 import type { TrainBackendName } from '../../src/train/backend.ts';
 import type { TrainMethod } from '../../src/train/methods.ts';
 import type { OnnxOutputKind } from '../../src/train/onnx/layers-model.ts';
-import type { ProgramDataset, TrainProgramOptions, TrainProgramResult } from '../../src/train/program/train-program.ts';
-import type { ProgramInputValues } from '../../src/train/program/training-model.ts';
-import { UsageError } from '../../src/core/errors.ts';
-import { parseExpiry } from '../models.ts';
 
 /** What `ndiff train` parses (train.ts defines the options). */
 export interface TrainArgs {
@@ -57,71 +50,6 @@ export interface TrainArgs {
   distillMix?: number;
   /** With --teacher: none, or augmentations in the order they apply. */
   augment?: string;
-  /** Set by runTrain when --method was not given: the default taken and why (the runners may revise it, see {@link settleDefaultMethod}). */
-  methodDefault?: MethodDefault;
-}
-
-/** The method `ndiff train` took without `--method`, and why (`methodDefault` in `--json` and `--metrics-out`). */
-export interface MethodDefault {
-  method: TrainMethod;
-  why: string;
-}
-
-/**
- * The default without `--method`: toward a teacher, distilled lowbit, which the measured tables
- * put first at 1, 5 and 10% (docs/BENCHMARKS.md: the keyword teacher chains, Silero v5 -> v6);
- * with labels only, sparse, which the label tables measured. A runner revises a lowbit default
- * once it has read the teacher ({@link settleDefaultMethod}).
- */
-export function defaultMethod(teacher: boolean): MethodDefault {
-  return teacher
-    ? { method: 'lowbit', why: 'toward a teacher, distilled lowbit measured closest in docs/BENCHMARKS.md (the keyword teacher chains, agreement on held-out voices: 81-96% at 1%, 96-99.5% at 5%, 98.6-99.6% at 10%; Silero v5 -> v6 at 10%: 99.1-99.5% of frames)' }
-    : { method: 'sparse', why: 'with labels and no teacher, the learned sparse diff is what the label tables in docs/BENCHMARKS.md measured' };
-}
-
-/** A weight as a store lists it: what {@link settleDefaultMethod} compares. */
-interface ListedWeight {
-  name: string;
-  shape: readonly number[];
-  patchable?: boolean;
-}
-
-/**
- * The method a run takes, once the model it trains on (`trained`: the base, or the model a
- * structural payload rebuilds first) and the teacher's weights are read. A lowbit default stays
- * when the teacher holds every patchable weight of `trained` by name and shape (lowbit compresses
- * teacher − base); otherwise (a teacher in another format whose weights are named otherwise)
- * sparse, which needs only the same inputs and outputs, and the line says why. An explicit
- * `--method` is kept as it is. The progress line says what was chosen before any training.
- */
-export function settleDefaultMethod<A extends TrainArgs>(a: A, trained: readonly ListedWeight[], teacher: readonly ListedWeight[] | undefined, progress: (line: string) => void): A {
-  if (!a.methodDefault) return a;
-  let chosen = a.methodDefault;
-  if (chosen.method === 'lowbit' && teacher) {
-    const have = new Map(teacher.map((w) => [w.name, w.shape] as const));
-    const missing = trained.find((w) => {
-      if (w.patchable === false) return false;
-      const s = have.get(w.name);
-      return !s || s.length !== w.shape.length || s.some((d, i) => d !== w.shape[i]);
-    });
-    if (missing) {
-      chosen = { method: 'sparse', why: `lowbit, which measured closest toward a teacher, compresses teacher − base, but the teacher ${have.has(missing.name) ? `holds ${missing.name} in another shape` : `has no weight ${missing.name}`} (a teacher in another format names its weights otherwise); sparse needs only the same inputs and outputs` };
-    }
-  }
-  progress(`method ${chosen.method} (the default: ${chosen.why}); pass --method to choose another, or --method auto to train each candidate and keep the best on validation`);
-  return { ...a, method: chosen.method, methodDefault: chosen };
-}
-
-/**
- * `--distill-inputs` and `--augment` shape a teacher's training stream: they need a teacher, and
- * (for now) a TF.js layers-model base; `other` names the base's kind when it is another.
- */
-export function checkDistillStream(a: TrainArgs, other?: string): void {
-  const asked = [a.distillInputs?.length ? '--distill-inputs' : '', a.augment && a.augment !== 'none' ? '--augment' : ''].filter(Boolean);
-  if (!asked.length) return;
-  const flags = asked.join(' and ');
-  if (!a.teacher) throw new UsageError(`${flags} ${asked.length > 1 ? 'need' : 'needs'} --teacher: unlabeled and augmented inputs teach only through the teacher's outputs; pass --teacher (the new version), or leave ${flags} out`);
-  if (other) throw new UsageError(`${flags} ${asked.length > 1 ? 'take' : 'takes'} a TF.js layers-model base for now; this base is ${other}: put the wider inputs in --train, or leave ${flags} out`);
 }
 
 /** The options of `ndiff train` only graph programs (ONNX files, TF.js graph models) take. */
@@ -133,97 +61,3 @@ export interface OnnxTrainArgs {
   outputKind?: OnnxOutputKind;
 }
 
-/**
- * The options every graph-program train command (ONNX files, TF.js graph models) takes from its
- * arguments alike: method and budget, schedule, validation and evaluation data, the trained
- * output, the payload header. Each command adds what only it has (state, replay, teacher kinds).
- */
-export function programTrainOptions(
-  a: TrainArgs & OnnxTrainArgs,
-  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable']; progress: (line: string) => void; warn?: (line: string) => void },
-) {
-  return {
-    method: a.method,
-    onCandidate: (c: AutoCandidate) => p.progress(autoCandidateLine(c)),
-    ...(p.warn ? { onWarning: p.warn } : {}),
-    budgetBytes: p.budgetBytes,
-    epochs: a.epochs,
-    ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
-    seed: a.seed,
-    learningRate: a.lr,
-    codec: a.codec,
-    validation: p.val ?? a.valFraction,
-    ...(p.evalData ? { eval: p.evalData } : {}),
-    tune: a.tune,
-    trainable: p.trainable,
-    allowWorse: a.allowWorse,
-    distill: a.distill,
-    // With a teacher: where a sparse diff starts (ONNX and LiteRT files ignored --sparse-start before).
-    ...(a.teacher ? { sparseStart: a.sparseStart } : {}),
-    store: a.store,
-    shared: p.shared,
-    ...(a.output ? { output: a.output } : {}),
-    ...(a.outputKind ? { outputKind: a.outputKind } : {}),
-    header: { modelId: p.modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
-  };
-}
-
-/** What a training sets out to do, for its first progress line: `a sparse diff within 1.2 KB`. */
-export function trainingWhat(method: TrainMethod | 'auto', budget: string): string {
-  if (method === 'full') return 'a full fine-tune';
-  return method === 'auto' ? `the best on validation of lowbit, sparse, lora, sparse-lora and topk-retrain diffs within ${budget} (each trained in turn)` : `a ${method} diff within ${budget}`;
-}
-
-/** One `auto` candidate's outcome as a progress line. */
-export function autoCandidateLine(c: AutoCandidate): string {
-  return `auto: ${c.method}: ${c.refused ? `refused (${c.refused.split(': ')[0]})` : `${c.bytes} bytes, validation ${c.scoreText}`}, ${c.seconds.toFixed(1)} s`;
-}
-
-/** What `auto` chose, as a progress line. */
-export function autoChoiceLine(auto: AutoResult['auto']): string {
-  return `auto: chose ${auto.chosen} (${auto.candidates.filter((c) => !c.refused).length} of ${auto.candidates.length} candidates had a result)`;
-}
-
-/** The method a run wrote (`auto: lowbit` when auto chose it), for its result line. */
-export function writtenMethod(method: TrainMethod | 'auto', auto: AutoResult['auto'] | undefined): string {
-  return auto ? `auto: ${auto.chosen}` : method;
-}
-
-/** A metrics file's method fields: the method written (auto's choice) and, with auto, every candidate. */
-export function methodMetrics(method: TrainMethod | 'auto', auto: AutoResult['auto'] | undefined): { method: TrainMethod; auto?: AutoResult['auto'] } {
-  return auto ? { method: auto.chosen, auto } : { method: method as TrainMethod };
-}
-
-/**
- * What a graph-program run printed after training (TF.js graph models, LiteRT files): closeness
- * to the teacher or accuracy on validation, and on `--eval` (`evalLabels`: it had labels),
- * measured with the weights a device gets.
- */
-export function programResultLines(res: TrainProgramResult, evalLabels: boolean): string[] {
-  const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
-  const lines: string[] = [];
-  const tv = res.teacher?.validation;
-  // Agreement only where the outputs are a classifier's (NaN otherwise: a map, a sigmoid's values).
-  if (tv) lines.push(`validation, closeness to the teacher: ${Number.isNaN(tv.agreement) ? '' : `agreement ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)}, `}mean |output - teacher| ${tv.baseMeanAbsDiff.toPrecision(3)} -> ${tv.meanAbsDiff.toPrecision(3)} on ${tv.examples} examples`);
-  else if (res.validation) lines.push(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
-  if (res.teacherEval) lines.push(teacherEvalLine(res.teacherEval, 'the weights a device gets'));
-  if (evalLabels) lines.push(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (the weights a device gets)`);
-  return lines;
-}
-
-/** Closeness to the teacher on `--eval` before and after, in the measure that fits the output (no agreement for plain values). */
-export function teacherEvalLine(e: NonNullable<TrainProgramResult['teacherEval']>, how: string): string {
-  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
-  const mad = `mean |output - teacher| ${e.before.meanAbsDiff.toFixed(4)} -> ${e.after.meanAbsDiff.toFixed(4)}`;
-  return Number.isNaN(e.after.agreement) ? `eval, ${mad} (${how})` : `eval agreement with the teacher ${pct(e.before.agreement)} -> ${pct(e.after.agreement)}; ${mad} (${how})`;
-}
-
-/**
- * The training score an epoch line shows: accuracy on the labels (` acc 91.2%`); with no labels,
- * the teacher's top class stands in for them, so the same figure is agreement with the teacher
- * and says so; nothing when there is no score (plain values: a mask, a regression).
- */
-export function epochScore(trainAccuracy: number, labelled: boolean): string {
-  if (Number.isNaN(trainAccuracy)) return '';
-  return labelled ? ` acc ${(100 * trainAccuracy).toFixed(1)}%` : ` agreement with the teacher ${(100 * trainAccuracy).toFixed(1)}%`;
-}

@@ -11,6 +11,7 @@ import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { readPublicKeyFile } from '../../src/sign/node-keys.ts';
 import { EXIT, type CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
 import * as path from 'node:path';
 
@@ -40,20 +41,23 @@ const EXIT_OF: Record<string, number> = {
 
 export function updateCommand(y: Argv): Argv<UpdateArgs> {
   return y
-    .usage('ndiff update --model PATH --from URL --public-key FILE [options]\n\nFetch the signed manifest of a release folder (made by `ndiff release`), and bring the model to the newest version by the fewest bytes: one payload, a chain of them, or the full model when no payload fits or it is smaller. Downloads resume after a dropped connection or a restart; every file is checked (length, SHA-256, signature) before use; the model is switched atomically and kept as before on any failure. State (the newest manifest seen, payloads that failed a health check, partial downloads) lives in <model>.ndiff-updater/.')
-    .option('model', { type: 'string', demandOption: true, describe: 'the model to keep up to date: a TF.js folder, an .onnx or a .tflite file (need not exist yet: the full model is installed)' })
-    .option('from', { type: 'string', array: true, demandOption: true, describe: 'base URL of the release folder; repeat for mirrors, tried in order' })
-    .option('public-key', { type: 'string', array: true, demandOption: true, describe: 'the publisher\'s Ed25519 public key file (from ndiff keygen); repeat to trust several' })
-    .option('model-id', { type: 'string', describe: 'the model id expected in the manifest (default: the one the folder or the updater state recorded)' })
-    .option('state', { type: 'string', describe: 'folder of the updater\'s state and partial downloads (default <model>.ndiff-updater)' })
-    .option('timeout', { type: 'number', default: 30, describe: 'seconds without a byte before a request is abandoned (then the next mirror)' })
-    .option('min-rate', { type: 'number', default: 1024, describe: 'bytes per second a download must average after its first --timeout seconds, or the next mirror is tried: a mirror that sends a byte now and then cannot hold the device (0: no minimum)' })
-    .option('max-bytes', { type: 'number', describe: 'refuse to download more than this many bytes in one run' })
-    .option('health-check', { type: 'string', describe: 'shell command run once the new version is in place (NDIFF_MODEL, NDIFF_VERSION, NDIFF_FINGERPRINT set); a non-zero exit rolls back, and that payload is never tried again' })
-    .option('retry-failed', { type: 'boolean', default: false, describe: 'try again the payloads and full models that failed a health check on this device before (they are otherwise never tried again): after the app or the health check was fixed' })
-    .option('check', { type: 'boolean', default: false, describe: 'only fetch the manifest and print the plan; download and change nothing' })
+    .usage('ndiff update --model PATH --from URL --public-key FILE [options]\n\nBring a model to the newest version of a release folder (ndiff release) by the fewest bytes: a payload, a chain of them, or the full model. Downloads resume; every file is checked; the switch is atomic.')
+    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder, .onnx or .tflite file (may not exist yet)' })
+    .option('from', { type: 'string', array: true, demandOption: true, describe: 'release folder URL; repeat for mirrors' })
+    .option('public-key', { type: 'string', array: true, demandOption: true, describe: 'publisher\'s Ed25519 public key (repeatable)' })
+    .option('model-id', { type: 'string', describe: 'model id expected (default: the one recorded)' })
+    .option('state', { type: 'string', describe: 'updater state folder (default <model>.ndiff-updater)' })
+    .option('timeout', { type: 'number', default: 30, describe: 'seconds without a byte before the next mirror' })
+    .option('min-rate', { type: 'number', default: 1024, describe: 'bytes/s a download must average (0: none)' })
+    .option('max-bytes', { type: 'number', describe: 'most bytes to download in one run' })
+    .option('health-check', { type: 'string', describe: 'command run on the new version; failing rolls back' })
+    .option('retry-failed', { type: 'boolean', default: false, describe: 'try again what failed a health check' })
+    .option('check', { type: 'boolean', default: false, describe: 'print the plan only; change nothing' })
+    .group(['model', 'from', 'public-key', 'model-id', 'state', 'check'], 'Model and release:')
+    .group(['timeout', 'min-rate', 'max-bytes', 'health-check', 'retry-failed'], 'Downloads and health check:')
     .example('$0 update --model models/kws --from https://cdn.example.com/kws/ --public-key release.public.pem', 'update the folder models/kws')
-    .example('$0 update --model vad.onnx --from https://a.example/vad/ --from https://b.example/vad/ --public-key release.public.pem --health-check "node smoke.js"', 'an ONNX model, a mirror, a smoke test before the update is kept') as unknown as Argv<UpdateArgs>;
+    .example('$0 update --model vad.onnx --from https://a.example/vad/ --from https://b.example/vad/ --public-key release.public.pem --health-check "node smoke.js"', 'an ONNX model, a mirror, a smoke test before the update is kept')
+    .epilogue(seeDocs('update')) as unknown as Argv<UpdateArgs>;
 }
 
 async function modelIdOf(a: UpdateArgs, stateDir: string): Promise<string> {

@@ -5,6 +5,7 @@ import { openTfjsModel } from '../../src/io/tfjs/index.ts';
 import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
 import { readFolderModelId } from '../../src/io/tfjs/folder-update.ts';
 import type { CliIO } from '../common.ts';
+import { seeDocs } from '../help.ts';
 import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
 import { isModelFilePath, openModel, readPayloadFile } from '../models.ts';
 import { terminalSafe } from '../text.ts';
@@ -19,11 +20,13 @@ export interface VerifyArgs extends SignatureArgs {
 
 export function verifyCommand(y: Argv): Argv<VerifyArgs> {
   return signatureOptions(y
+    .usage('ndiff verify <payload> [--model PATH] [--public-key FILE]\n\nCheck a payload is well-formed (and signed), and with --model that it applies cleanly; writes nothing.')
     .positional('payload', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
-    .option('model', { type: 'string', describe: 'also check that it applies to this model folder, TF.js model JSON file (<name>.json with its shards), .onnx or .tflite file (in memory; nothing is written)' })
-    .option('state', { type: 'string', describe: 'also check freshness against this state file (read only)' }))
+    .option('model', { type: 'string', describe: 'also check it applies to this TF.js folder, .onnx or .tflite' })
+    .option('state', { type: 'string', describe: 'also check freshness against this state file' }))
     .example('$0 verify v1-v2.signed.ndiff --public-key release.public.pem', 'is it signed by this key, and well-formed?')
-    .example('$0 verify v1-v2.ndiff --model ./model', 'would this payload apply cleanly to this model?') as unknown as Argv<VerifyArgs>;
+    .example('$0 verify v1-v2.ndiff --model ./model', 'would this payload apply cleanly to this model?')
+    .epilogue(seeDocs('verify')) as unknown as Argv<VerifyArgs>;
 }
 
 export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {

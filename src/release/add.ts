@@ -6,13 +6,14 @@ import type { KeyObject } from 'node:crypto';
 import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { UsageError } from '../core/errors.ts';
+import { parseBudget } from '../diff/budget.ts';
 import { errCode, makeDirs, readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
 import { BLOBS } from './blobs.ts';
 import { lockRelease } from './folder.ts';
 import { modelKindOf, storePackage } from './package.ts';
 import { jobFiles, planJobs, runJob, type RunJobResult } from './jobs.ts';
 import { publishRelease, type PublishResult } from './publish.ts';
-import { JOBS_DIR, RECORD_FILE, newestVersion, readRecord, writeRecord, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
+import { JOBS_DIR, RECORD_FILE, lossyChain, newestVersion, readRecord, writeRecord, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** Options of {@link addVersion}. */
 export interface AddVersionOptions {
@@ -35,6 +36,49 @@ export interface AddVersionOptions {
    * add --eval`). A throw refuses the add: the folder is left as it was.
    */
   beforePublish?: (lossy: LossyJobPayload[]) => Promise<void>;
+  /**
+   * Keyframes: once the jobs have run (before `beforePublish`), each lossy payload is measured
+   * by `agreement`, and one whose devices would agree with the version less than `threshold`
+   * is made again exact (the keyframe: devices on that chain end at the version exactly).
+   */
+  keyframes?: KeyframePolicy;
+}
+
+/** When a lossy chain gets its keyframe (see {@link AddVersionOptions.keyframes}). */
+export interface KeyframePolicy {
+  /** The least agreement (0-1) with the version a lossy payload may leave devices at. */
+  threshold: number;
+  /**
+   * The agreement (0-1) with the new version of the model devices hold once they took the
+   * payload (its base, a version or the state its chain reached, rebuilt by applying the chain's
+   * payloads, then the payload), on calibration inputs; undefined when it cannot be measured
+   * (no keyframe is decided then).
+   */
+  agreement: (lossy: LossyJobPayload) => Promise<number | undefined>;
+  /**
+   * Before the exact payload, larger top-k payloads to try, as multiples of the job's budget
+   * (e.g. `[2, 4]`; default none): the first whose devices agree at or above the threshold is
+   * shipped. A multiple that reaches 100% of the model is skipped.
+   */
+  larger?: number[];
+}
+
+/** A lossy payload's drift as {@link KeyframePolicy} measured it. */
+export interface DriftCheck {
+  job: string;
+  fromVersion: number;
+  toVersion: number;
+  /** Lossy payloads a device on this chain has taken with this one (1: the payload starts from a version). */
+  chain: number;
+  /** Agreement with the version after the chain (undefined: not measurable). */
+  agreement?: number;
+  threshold: number;
+  /** True when the payload was made again exact: the chain ends at the version. */
+  keyframe: boolean;
+  /** When a larger top-k payload was shipped instead: its budget, bytes and agreement. */
+  larger?: { budget: string; bytes: number; agreement: number };
+  /** The keyframe's payload bytes (absent when it is not smaller than the package: devices take that). */
+  keyframeBytes?: number;
 }
 
 /** A lossy payload an add made, as {@link AddVersionOptions.beforePublish} sees it. */
@@ -59,6 +103,8 @@ export interface AddVersionResult {
   results?: RunJobResult[];
   /** Set unless `planOnly`. */
   published?: PublishResult;
+  /** With `keyframes`: each lossy payload's drift and whether it became a keyframe. */
+  drift?: DriftCheck[];
 }
 
 /**
@@ -145,6 +191,7 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   if (options.planOnly) return out;
   out.results = [];
   for (const job of jobs) out.results.push(await runJob(releaseDir, record, job, progress));
+  if (options.keyframes) out.drift = await keyframeChains(releaseDir, record, jobs, out.results, options.keyframes, progress);
   if (options.beforePublish) {
     const lossy: LossyJobPayload[] = [];
     for (const [i, result] of out.results.entries()) {
@@ -156,6 +203,67 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
     await options.beforePublish(lossy);
   }
   out.published = await publishRelease(releaseDir, record, { key: options.key as KeyObject, expiresAt: options.expiresAt as number, onManifestWritten: onPublished });
+  return out;
+}
+
+/**
+ * Measure each lossy payload's drift (the agreement with the version of the model its devices
+ * hold after it) and make the ones below the threshold again exact, in place in `jobs` (their
+ * policy) and `results`; the record is written again when one changed.
+ */
+async function keyframeChains(releaseDir: string, record: ReleaseRecord, jobs: ReleaseJob[], results: RunJobResult[], policy: KeyframePolicy, progress: (line: string) => void): Promise<DriftCheck[]> {
+  if (!(policy.threshold >= 0 && policy.threshold <= 1)) throw new UsageError(`the keyframe threshold must be an agreement from 0 to 1, found ${policy.threshold}`, { expected: '0 to 1', found: policy.threshold });
+  const checks: DriftCheck[] = [];
+  let changed = false;
+  for (const [i, result] of results.entries()) {
+    if (!result.payload || result.payload.exact) continue;
+    const job = jobs[i];
+    const bytes = await readRegularFile(jobFiles(releaseDir, job.id).payload);
+    if (!bytes) throw new UsageError(`the payload of job ${job.id} went missing from ${releaseDir}/jobs/ while the add ran: is another program writing the release folder?`);
+    const agreement = await policy.agreement({ job, result, bytes, record });
+    const check: DriftCheck = { job: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, chain: (job.via ? lossyChain(record, job.via).length : 0) + 1, threshold: policy.threshold, keyframe: false, ...(agreement !== undefined ? { agreement } : {}) };
+    if (agreement !== undefined && agreement < policy.threshold) {
+      changed = true;
+      for (const budget of largerBudgets(job.policy, policy.larger ?? [])) {
+        job.policy = { ...job.policy, budget };
+        results[i] = await runJob(releaseDir, record, job, progress);
+        const larger = results[i].payload;
+        if (!larger || larger.exact) break; // the package, or an exact payload within the budget
+        const bytes = await readRegularFile(jobFiles(releaseDir, job.id).payload);
+        const a = bytes ? await policy.agreement({ job, result: results[i], bytes, record }) : undefined;
+        if (a !== undefined && a >= policy.threshold) {
+          check.larger = { budget, bytes: larger.length, agreement: a };
+          break;
+        }
+      }
+      if (!check.larger && !results[i].payload?.exact && results[i].payload) {
+        job.policy = { method: 'exact' };
+        results[i] = await runJob(releaseDir, record, job, progress);
+      }
+      if (!check.larger) {
+        check.keyframe = true;
+        if (results[i].payload) check.keyframeBytes = results[i].payload!.length;
+      }
+    }
+    checks.push(check);
+  }
+  if (changed) await writeRecord(releaseDir, record);
+  return checks;
+}
+
+/** The budgets `factors` times a top-k policy's own, below the whole model (none for another policy). */
+export function largerBudgets(policy: EdgePolicy, factors: readonly number[]): string[] {
+  if (policy.method !== 'topk' || !policy.budget) return [];
+  const pct = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(policy.budget);
+  const out: string[] = [];
+  for (const f of factors) {
+    if (pct) {
+      const p = Number(pct[1]) * f;
+      if (p < 100) out.push(`${Number(p.toPrecision(6))}%`);
+    } else {
+      out.push(String(Math.floor(parseBudget(policy.budget, 1) * f)));
+    }
+  }
   return out;
 }
 

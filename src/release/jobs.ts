@@ -6,8 +6,8 @@
  *
  * States: each version, and each state a lossy payload (`--method topk`) reached, since a
  * device that applied one holds that, not the version. Lossy payloads are made from versions
- * only; from a lossy state the payload is always exact, so the states per version stay at most
- * K + 1 and every chain ends at a version exactly.
+ * and along a lossy chain of one-step updates (at most K payloads long, see {@link planJobs});
+ * from any other lossy state the payload is exact, so every chain ends at a version exactly.
  */
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -15,19 +15,27 @@ import { PayloadFormatError, UsageError } from '../core/errors.ts';
 import { getHasher } from '../core/hasher.ts';
 import { exactDiff } from '../diff/exact.ts';
 import { diffOnnxModels } from '../diff/onnx.ts';
-import { topkDiff } from '../diff/topk.ts';
+import { modelDelta, topkDiff, topkFromDeltas } from '../diff/topk.ts';
 import { parseBudget } from '../diff/budget.ts';
 import { makeDirs, writeFileAtomically } from '../io/durable/durable.ts';
 import { releaseSubdir } from './folder.ts';
 import { packageBytes, type ManifestPayload } from '../updater/manifest.ts';
 import { sha256Of } from './blobs.ts';
-import { openState } from './package.ts';
-import { copyBlob } from './blobs.ts';
+import { openState, writeState } from './package.ts';
 import { applyToState, payloadHeaderOf, structuralEdge } from './structural.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
-import { JOBS_DIR, recordVersion, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
+import { JOBS_DIR, lossyChain, recordVersion, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
-/** The jobs that make the payloads into version `to` (already in the record). */
+/**
+ * The jobs that make the payloads into version `to` (already in the record). From each of the
+ * last K versions a payload by `policy`. From a state a lossy payload reached: exact, except
+ * along a lossy chain: a state of the previous version reached by a one-step payload (from the
+ * version before it, or from a state of it) whose chain is shorter than K payloads gets a
+ * payload by `policy` too, made from that state (closed loop: what the device holds, rebuilt by
+ * applying the chain's payloads), so devices that take every update keep taking small ones. The
+ * chain ends at a version exactly after K lossy payloads, or earlier at a keyframe (`release
+ * add` with a threshold ships the exact payload when the chain's state drifts below it).
+ */
 export function planJobs(record: ReleaseRecord, to: number, policy: EdgePolicy): ReleaseJob[] {
   const target = recordVersion(record, to);
   const jobs: ReleaseJob[] = [];
@@ -41,7 +49,8 @@ export function planJobs(record: ReleaseRecord, to: number, policy: EdgePolicy):
     for (const p of record.payloads.filter((x) => !x.exact && x.toVersion === v.version)) {
       if (seen.has(p.target)) continue;
       seen.add(p.target);
-      jobs.push({ id: `v${to}-from-v${v.version}-${p.target.slice(0, 8)}`, fromVersion: v.version, toVersion: to, base: p.target, via: p.sha256, policy: { method: 'exact' } });
+      const chained = policy.method !== 'exact' && v.version === to - 1 && p.fromVersion === v.version - 1 && lossyChain(record, p.sha256).length < record.history;
+      jobs.push({ id: `v${to}-from-v${v.version}-${p.target.slice(0, 8)}`, fromVersion: v.version, toVersion: to, base: p.target, via: p.sha256, policy: chained ? policy : { method: 'exact' } });
     }
   }
   return jobs;
@@ -105,8 +114,20 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
       const budgetBytes = parseBudget(policy.budget ?? '', base.weightBytes);
       // Under the budget already: the exact payload is both smaller and exact.
       if (built.bytes.length > budgetBytes) {
+        const options = { ...header, budgetBytes, codec: 'auto' as const, onProgress: (m: string) => onProgress(`  ${job.id}: ${m}`) };
+        if (job.via && policy.errorFeedback === false) {
+          // Without error feedback: the version's own change, from the version before, onto the state.
+          if (record.modelKind !== 'tfjs') throw new UsageError(`job ${job.id}: a chain without error feedback is made for TF.js models only; leave errorFeedback out (error feedback is the default)`);
+          const from = await openState(releaseDir, record, job.fromVersion, recordVersion(record, job.fromVersion).fingerprint);
+          try {
+            const res = topkFromDeltas(hasher, base.store, modelDelta(from.store, target.store), options, 'topk');
+            return { bytes: res.bytes, method: 'topk' };
+          } finally {
+            await from.dispose();
+          }
+        }
         const diff = record.modelKind !== 'tfjs' ? diffOnnxModels : topkDiff;
-        const res = diff(hasher, base.store, target.store, { ...header, budgetBytes, codec: 'auto', onProgress: (m) => onProgress(`  ${job.id}: ${m}`) });
+        const res = diff(hasher, base.store, target.store, options);
         const carried = res.changeSquared ? Math.max(0, 1 - res.squaredError / res.changeSquared) : undefined;
         return { bytes: res.bytes, method: 'topk', ...(carried !== undefined ? { carried } : {}) };
       }
@@ -158,19 +179,19 @@ async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType
  * Write a job's base and its target version as model files under `outDir` (`base/` and
  * `target/`: TF.js folders, or folders holding the .onnx file), so a payload can be learned
  * elsewhere, e.g. `ndiff train --base OUT/base --teacher OUT/target --train inputs/` (a teacher
- * diff), then taken back with {@link adoptJobPayload}. Learned payloads, like top-k ones, are
- * made from versions only: a job that starts from a state a lossy payload reached is refused.
+ * diff), then taken back with {@link adoptJobPayload}. A job along a lossy chain exports the
+ * state its devices hold as the base (the chain's payloads applied to its first version), so a
+ * learned chain stays closed-loop; a job that ends a chain (exact) is refused.
  * @returns the paths to pass as the base and the teacher.
  */
 export async function exportJob(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, outDir: string): Promise<{ base: string; target: string }> {
-  if (job.via) throw new UsageError(`job ${job.id} starts from a state a lossy payload reached: its payload is always exact (so that every chain ends at a version exactly), so there is nothing to learn; run it as it is (ndiff release job --id ${job.id})`);
+  if (job.via && job.policy.method === 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached and ends its chain: its payload is exact (so that the chain ends at version ${job.toVersion} exactly), so there is nothing to learn; run it as it is (ndiff release job --id ${job.id})`);
   const out = { base: '', target: '' };
-  for (const [side, version] of [['base', job.fromVersion], ['target', job.toVersion]] as const) {
-    const v = recordVersion(record, version);
+  for (const [side, version, fingerprint, via] of [['base', job.fromVersion, job.base, job.via], ['target', job.toVersion, recordVersion(record, job.toVersion).fingerprint, undefined]] as const) {
     const dir = path.join(outDir, side);
     await makeDirs(dir);
-    for (const f of v.files) await copyBlob(releaseDir, f, path.join(dir, f.path));
-    out[side] = record.modelKind !== 'tfjs' ? path.join(dir, v.files[0].path) : dir;
+    // A chain's state is rebuilt by applying its payloads (closed loop: the model devices hold).
+    out[side] = await writeState(releaseDir, record, version, fingerprint, via, dir);
   }
   return out;
 }
@@ -244,7 +265,7 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
     const policy = result.policy;
     if (accepted.some((a) => sha256.startsWith(a))) {
       // The key holder vouched for these bytes.
-    } else if (policy?.method === 'topk' && !job.via) {
+    } else if (policy?.method === 'topk' && (!job.via || job.policy.method === 'topk')) {
       const rebuilt = await buildJobPayload(releaseDir, record, job, policy, () => {});
       if (sha256Of(rebuilt.bytes) !== sha256) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}), and is not the top-k payload of budget ${policy.budget} (publish rebuilt it: ${rebuilt.bytes.length} bytes, another SHA-256)`, { found: header.targetFingerprint, expected: to.fingerprint });
       method = rebuilt.method;

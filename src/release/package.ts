@@ -18,10 +18,10 @@ import { openOnnxFile } from '../io/onnx/files.ts';
 import { openTfliteFile } from '../io/tflite/files.ts';
 import { onnxExternalLocations } from '../io/onnx/store.ts';
 import { openTfjsModelDir, referencedFiles } from '../io/tfjs/index.ts';
-import { readRegularFile } from '../io/durable/durable.ts';
+import { readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
 import type { PackageFile } from '../updater/manifest.ts';
 import { copyBlob, readBlob, writeBlob } from './blobs.ts';
-import type { ReleaseRecord } from './record.ts';
+import { lossyChain, type ReleaseRecord } from './record.ts';
 
 /** The kind of model at `modelPath`: a `.onnx` or `.tflite` file, else a TF.js folder. */
 export function modelKindOf(modelPath: string): 'tfjs' | 'onnx' | 'tflite' {
@@ -124,28 +124,53 @@ export interface OpenedState {
 
 /**
  * The weights of a state of `version`: the version itself, or (with `via`) the state the lossy
- * payload `via` reached from its base (always an exact version: lossy payloads are made from
- * versions, never from lossy states), patched into a temporary copy. Checked against the
- * fingerprint expected.
+ * payload `via` reached, rebuilt as the devices that hold it got there: its chain of lossy
+ * payloads ({@link lossyChain}) applied in order to a temporary copy of the version the chain
+ * starts from. Checked against the fingerprint expected.
  */
 export async function openState(releaseDir: string, record: ReleaseRecord, version: number, fingerprint: string, via?: string): Promise<OpenedState> {
-  const payload = via === undefined ? undefined : record.payloads.find((p) => p.sha256 === via);
-  if (via !== undefined && !payload) throw new ModelFormatError(`release record: the state ${fingerprint} names payload ${via}, which it does not list`);
-  const files = await materializeVersion(releaseDir, record, payload ? payload.fromVersion : version);
+  const chain = via === undefined ? [] : lossyChain(record, via);
+  const files = await materializeVersion(releaseDir, record, chain.length ? chain[0].fromVersion : version);
   try {
     const opened = await openModelAt(files.path);
     try {
       const hasher = await getHasher();
-      if (payload) await applyPayload(opened.store, await readBlob(releaseDir, payload), { hasher });
+      for (const payload of chain) await applyPayload(opened.store, await readBlob(releaseDir, payload), { hasher });
       const found = fingerprintStore(hasher, opened.store).fingerprint;
       if (found !== fingerprint) throw new ModelFormatError(`release folder ${releaseDir}: the state of version ${version} opens as ${found}, the record says ${fingerprint}: the folder was damaged or edited`);
     } catch (e) {
       await opened.close();
       throw e;
     }
-    return { store: opened.store, weightBytes: opened.weightBytes, ...(payload ? {} : { path: files.path }), dispose: async () => { await opened.close(); await files.dispose(); } };
+    return { store: opened.store, weightBytes: opened.weightBytes, ...(chain.length ? {} : { path: files.path }), dispose: async () => { await opened.close(); await files.dispose(); } };
   } catch (e) {
     await files.dispose();
     throw e;
   }
+}
+
+/**
+ * Write a state of `version` as model files into `dir` (a TF.js folder's files, or the model
+ * file), as {@link openState} opens it: for a state a lossy chain reached, the version the chain
+ * starts from with the chain's payloads applied there. Checked against the fingerprint expected.
+ * @returns the model's path (the folder, or the file in it)
+ */
+export async function writeState(releaseDir: string, record: ReleaseRecord, version: number, fingerprint: string, via: string | undefined, dir: string): Promise<string> {
+  const chain = via === undefined ? [] : lossyChain(record, via);
+  const v = record.versions.find((x) => x.version === (chain.length ? chain[0].fromVersion : version));
+  if (!v) throw new ModelFormatError(`release record lists no version ${version}`);
+  for (const f of v.files) await copyBlob(releaseDir, f, path.join(dir, f.path));
+  const at = record.modelKind !== 'tfjs' ? path.join(dir, v.files[0].path) : dir;
+  const opened = await openModelAt(at);
+  try {
+    const hasher = await getHasher();
+    // A TF.js folder's store writes the patched shards back on commit; a file model is written below.
+    for (const payload of chain) await applyPayload(opened.store, await readBlob(releaseDir, payload), { hasher });
+    const found = fingerprintStore(hasher, opened.store).fingerprint;
+    if (found !== fingerprint) throw new ModelFormatError(`release folder ${releaseDir}: the state of version ${version} opens as ${found}, the record says ${fingerprint}: the folder was damaged or edited`);
+    if (chain.length && record.modelKind !== 'tfjs') await writeFileAtomically(at, (opened.store as unknown as { modelBytes(): Uint8Array }).modelBytes());
+  } finally {
+    await opened.close();
+  }
+  return at;
 }

@@ -26,6 +26,14 @@ export interface EdgePolicy {
   method: 'exact' | 'topk';
   /** With `topk`: the byte budget (`1%`, `40KB`, bytes). */
   budget?: string;
+  /**
+   * With `topk`, for a payload from a state a lossy payload reached (a lossy chain): true
+   * (default) carries what the earlier payloads left out into this one's target (the payload
+   * goes from the state toward the version itself); false ships only the version's own change
+   * (from the previous version), so what was left out stays out. Kept for comparison: devices
+   * drift further without it.
+   */
+  errorFeedback?: boolean;
 }
 
 /** One payload to make: from a state of an older version to the new one. */
@@ -138,7 +146,8 @@ export function validateRecord(doc: ReleaseRecord, file: string): void {
     p.jobs.forEach((j, i) => {
       const ok = typeof j === 'object' && j !== null && typeof j.id === 'string' && /^v\d+-from-v\d+(-[0-9a-f]{8})?$/.test(j.id) && j.toVersion === p.version && whole(j.fromVersion, 1) && j.fromVersion < p.version
         && typeof j.base === 'string' && /^[0-9a-f]{16}$/.test(j.base) && (j.via === undefined || (typeof j.via === 'string' && /^[0-9a-f]{64}$/.test(j.via)))
-        && typeof j.policy === 'object' && j.policy !== null && (j.policy.method === 'exact' || (j.policy.method === 'topk' && typeof j.policy.budget === 'string'));
+        && typeof j.policy === 'object' && j.policy !== null && (j.policy.method === 'exact' || (j.policy.method === 'topk' && typeof j.policy.budget === 'string'))
+        && (j.policy.errorFeedback === undefined || typeof j.policy.errorFeedback === 'boolean');
       if (!ok) bad(`pending.jobs[${i}] to be a job \`ndiff release add --plan\` writes`, j);
     });
   }
@@ -181,4 +190,30 @@ export function recordVersion(record: ReleaseRecord, n: number): RecordVersion {
 /** The newest version (undefined before the first). */
 export function newestVersion(record: ReleaseRecord): RecordVersion | undefined {
   return record.versions.reduce<RecordVersion | undefined>((a, v) => (!a || v.version > a.version ? v : a), undefined);
+}
+
+/**
+ * The lossy payloads a device took, in order, to reach the state that payload `sha256` leads to:
+ * from a version (the first payload's base is a version's fingerprint) through the states
+ * earlier lossy payloads reached. The state is rebuilt by applying them, never assumed.
+ * @throws ModelFormatError when the record does not list a payload of the chain
+ */
+export function lossyChain(record: ReleaseRecord, sha256: string): ManifestPayload[] {
+  const chain: ManifestPayload[] = [];
+  let at = record.payloads.find((p) => p.sha256 === sha256);
+  if (!at) throw new ModelFormatError(`release record: a state names payload ${sha256}, which the record does not list: the folder was damaged or edited`);
+  while (at) {
+    chain.unshift(at);
+    const base: string = at.base;
+    const toward: number = at.fromVersion;
+    const before = record.payloads.find((p) => !p.exact && p.target === base && p.toVersion === toward);
+    if (!before) {
+      const from = recordVersion(record, toward);
+      if (from.fingerprint !== base) throw new ModelFormatError(`release record: payload ${at.sha256} starts from ${base}, neither version ${toward} nor a state a listed lossy payload reached: the folder was damaged or edited`);
+      return chain;
+    }
+    if (chain.length > record.payloads.length) throw new ModelFormatError('release record: its lossy payloads lead in a circle: the folder was damaged or edited');
+    at = before;
+  }
+  return chain;
 }

@@ -1,7 +1,7 @@
 /**
  * A payload job that carries what it needs, so a worker needs no shared disk: a **job ticket**
  * names the job's inputs by content (the base and target versions' files as `blobs/<sha256>`,
- * and for a base a lossy payload reached, that payload's blob), and a worker fetches them from
+ * and for a base a lossy chain reached, the chain's first version and its payloads' blobs), and a worker fetches them from
  * where the release folder is served (HTTP(S), or a path), checks each against its SHA-256, and
  * runs the job in a folder of its own. What it gives back (the unsigned payload and its result)
  * is a claim like any job's: `publish` checks it before anything is signed.
@@ -15,7 +15,7 @@ import { errCode, readRegularFile, writeFileAtomically } from '../io/durable/dur
 import type { ManifestPayload, ManifestVersion } from '../updater/manifest.ts';
 import { BLOBS, sha256Of } from './blobs.ts';
 import { jobFiles, runJob } from './jobs.ts';
-import { recordVersion, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
+import { lossyChain, recordVersion, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** One job with its inputs named by content (JSON; what a queue or a CI matrix carries). */
 export interface JobTicket {
@@ -28,6 +28,8 @@ export interface JobTicket {
   versions: ManifestVersion[];
   /** When the job's base is a state a lossy payload reached: that payload (a signed blob). */
   via?: ManifestPayload;
+  /** When that state is on a lossy chain: the chain's earlier payloads, in order (`versions` then holds the chain's first version). */
+  chain?: ManifestPayload[];
 }
 
 /** What a worker gives back for a ticket: the result, and the payload's bytes when one was kept. */
@@ -39,12 +41,13 @@ export interface TicketOutcome {
 /** The tickets of the release's pending jobs (none when nothing is pending). */
 export function ticketsOf(record: ReleaseRecord): JobTicket[] {
   return (record.pending?.jobs ?? []).map((job) => {
-    const versions = [...new Set([job.fromVersion, job.toVersion])].map((n) => {
+    const chain = job.via === undefined ? [] : lossyChain(record, job.via);
+    const versions = [...new Set([...(chain.length ? [chain[0].fromVersion] : []), job.fromVersion, job.toVersion])].map((n) => {
       const { version, fingerprint, files } = recordVersion(record, n);
       return { version, fingerprint, files };
     });
-    const via = job.via === undefined ? undefined : record.payloads.find((p) => p.sha256 === job.via);
-    return { format: 'neural-diff-release-job', version: 1, modelId: record.modelId, modelKind: record.modelKind, job, versions, ...(via ? { via } : {}) };
+    const via = chain.at(-1);
+    return { format: 'neural-diff-release-job', version: 1, modelId: record.modelId, modelKind: record.modelKind, job, versions, ...(via ? { via } : {}), ...(chain.length > 1 ? { chain: chain.slice(0, -1) } : {}) };
   });
 }
 
@@ -56,7 +59,7 @@ export function checkTicket(doc: unknown): JobTicket {
   const ok = typeof t === 'object' && t !== null && t.format === 'neural-diff-release-job' && t.version === 1 && typeof t.modelId === 'string'
     && ['tfjs', 'onnx', 'tflite'].includes(t.modelKind) && typeof t.job?.id === 'string' && Array.isArray(t.versions)
     && t.versions.every((v) => Number.isSafeInteger(v?.version) && Array.isArray(v.files) && v.files.every(blobOk))
-    && (t.via === undefined || blobOk(t.via));
+    && (t.via === undefined || blobOk(t.via)) && (t.chain === undefined || (t.via !== undefined && Array.isArray(t.chain) && t.chain.length <= 64 && t.chain.every(blobOk)));
   if (!ok) throw new UsageError(`expected a release job ticket (format "neural-diff-release-job", version 1, files named blobs/<sha256>), found ${JSON.stringify(doc)?.slice(0, 120)}: queue jobs with \`ndiff release run\`, which writes them`);
   jobFiles('.', t.job.id); // a job id `add --plan` makes, or a UsageError
   return t;
@@ -89,7 +92,8 @@ export interface RunTicketOptions {
  */
 export async function runTicket(ticket: JobTicket, options: RunTicketOptions): Promise<TicketOutcome> {
   const progress = options.onProgress ?? (() => {});
-  const blobs = [...ticket.versions.flatMap((v) => v.files), ...(ticket.via ? [ticket.via] : [])];
+  const chain = [...(ticket.chain ?? []), ...(ticket.via ? [ticket.via] : [])];
+  const blobs = [...ticket.versions.flatMap((v) => v.files), ...chain];
   const cache = path.join(options.cacheDir, BLOBS);
   await mkdir(cache, { recursive: true });
   for (const b of blobs) await fetchBlob(options.source, b, cache, options.timeoutMs ?? 600_000, progress);
@@ -103,7 +107,7 @@ export async function runTicket(ticket: JobTicket, options: RunTicketOptions): P
     const record: ReleaseRecord = {
       format: 'neural-diff-release-record', version: 1, modelId: ticket.modelId, modelKind: ticket.modelKind, history: 1, release: 0,
       versions: ticket.versions.map((v) => ({ ...v, addedAt: '', source: '' })),
-      payloads: ticket.via ? [ticket.via] : [],
+      payloads: chain,
       pending: null,
     };
     const result = await runJob(work, record, ticket.job, progress);

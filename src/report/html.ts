@@ -8,7 +8,7 @@ import { howToRead } from './guide.ts';
 import type { ReportRow } from './results.ts';
 import { summarize, type RenderOptions, type ReportSummary } from './summary.ts';
 import { chart, legendHtml, type ChartSpec } from './svg.ts';
-import { budgetTable, updateTable, type Table } from './tables.ts';
+import { budgetTable, chainTable, CHAIN_NOTE, updateTable, type Table } from './tables.ts';
 
 const CSS = `*{box-sizing:border-box}body{font:15px/1.5 system-ui,sans-serif;margin:20px auto;max-width:1240px;color:#222;padding:0 14px}
 h1{font-size:22px;margin:0 0 12px}h2{font-size:18px;margin-top:30px}h3{font-size:15px;margin:18px 0 4px}p.ref{margin:2px 0 6px;color:#444}
@@ -71,6 +71,9 @@ export function htmlOf(s: ReportSummary, opts: RenderOptions = {}): string {
   if (drift.length) body.push('<h2>Chain drift from full fine-tuning over successive updates</h2><div class="charts" id="drift">', ...drift.map((c) => figure(c)), '</div>');
   const z = zstdChart(rows);
   if (z) body.push('<h2>Bytes saved vs zstd --patch-from of the fully fine-tuned weights</h2><div class="charts" id="vs-zstd">', figure(z), '</div>');
+
+  const chains = chainTable(rows);
+  if (chains) body.push('<h2>Chains: agreement and newly wrong after 1..N updates</h2>', `<p class="ref">${esc(CHAIN_NOTE)}</p>`, table(chains, 'chains'));
 
   body.push('<h2>All results</h2>');
   for (const u of s.updates) body.push(`<h3>Update ${u.update}${u.name ? `: ${esc(u.name)}` : ''}</h3><p class="ref">Reference: ${esc(u.referenceText)}.</p>`, table(updateTable(u, s)));

@@ -2,7 +2,7 @@
 import { howToRead } from './guide.ts';
 import type { ReportRow } from './results.ts';
 import { summarize, type RenderOptions, type ReportSummary } from './summary.ts';
-import { budgetTable, updateTable, type Table } from './tables.ts';
+import { budgetTable, chainTable, CHAIN_NOTE, updateTable, type Table } from './tables.ts';
 
 const cell = (s: string) => s.replace(/\|/g, '\\|');
 
@@ -26,6 +26,8 @@ export function markdownOf(s: ReportSummary, opts: RenderOptions = {}): string {
     for (const c of opts.targets) out.push(`| ${cell(c.target)} | ${c.met === null ? 'n/a' : c.met ? 'yes' : '**no**'} | ${cell(c.detail)} |`);
   }
   if (s.updates.length > 1) out.push('', `## Each budget across the ${s.updates.length} updates`, '', ...table(budgetTable(s)));
+  const chains = chainTable(s.updates.flatMap((u) => u.rows));
+  if (chains) out.push('', '## Chains: agreement and newly wrong after 1..N updates', '', CHAIN_NOTE, '', ...table(chains));
   for (const u of s.updates) {
     out.push('', `## Update ${u.update}${u.name ? `: ${u.name}` : ''}`, '', `Reference: ${u.referenceText}.`, '', ...table(updateTable(u, s)));
   }

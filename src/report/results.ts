@@ -42,6 +42,17 @@ export interface RowFields {
   accBefore?: number | null;
   /** Agreement with the teacher of the model the device held before this update (null: not measured). */
   agreementBefore?: number | null;
+  /**
+   * The version the row's chain started from: devices that held it and took every update since
+   * (the row is `update - start` updates into that chain). Absent: one chain from the first
+   * model (0).
+   */
+  start?: number;
+  /**
+   * Share (0-1) of the evaluation examples the model at the chain's start got right that the
+   * model after this update gets wrong (newly wrong, the chain's negative flips; null: not measured).
+   */
+  newlyWrong?: number | null;
   /** Optional free-form fields (e.g. update name, epochs). */
   [extra: string]: unknown;
 }
@@ -86,6 +97,8 @@ export function checkRowFields(row: Record<string, unknown>, where: string, accu
   for (const k of ['accOld', 'accNew', 'driftFromFull', 'trainSeconds', 'agreement', 'accBefore', 'agreementBefore']) {
     if (!optionalNum(row[k])) throw new UsageError(`${where}: "${k}" must be a finite number or null, found ${JSON.stringify(row[k])}`);
   }
+  if (row.start !== undefined && (!Number.isInteger(row.start) || (row.start as number) < 0 || (row.start as number) >= (row.update as number))) throw new UsageError(`${where}: "start" must be the version the chain started from, a whole number from 0 to update - 1 (${(row.update as number) - 1}), found ${JSON.stringify(row.start)}`);
+  if (row.newlyWrong !== undefined && row.newlyWrong !== null && !(num(row.newlyWrong) && (row.newlyWrong as number) >= 0 && (row.newlyWrong as number) <= 1)) throw new UsageError(`${where}: "newlyWrong" must be a share from 0 to 1 or null, found ${JSON.stringify(row.newlyWrong)}`);
   for (const k of ['teacher', 'postHoc']) if (row[k] !== undefined && typeof row[k] !== 'boolean') throw new UsageError(`${where}: "${k}" must be true or false, found ${JSON.stringify(row[k])}`);
 }
 

@@ -4,7 +4,7 @@
  * updates. Columns a report has no figures for are left out.
  */
 import { budgetLabel, methodName, pct, shortBytes, signedPoints } from './labels.ts';
-import type { ReportRow } from './results.ts';
+import { REPORT_METHODS as REPORT_ORDER, type ReportRow } from './results.ts';
 import { shipped, valueOf, withinPoints, type Range, type ReportSummary, type UpdateSummary } from './summary.ts';
 
 /** One table row: its cells, what it is, and whether it is within tolerance of the reference. */
@@ -138,4 +138,46 @@ export function budgetTable(s: ReportSummary): Table {
     return { cells, kind: b.method === 'teacher' ? 'teacher' : 'payload', within: b.within === n && b.updates === n };
   });
   return { head, rows };
+}
+
+/** What the chains table shows, in a sentence above it. */
+export const CHAIN_NOTE = 'Each row follows the devices that held one version ("from version") and took every update since: each cell is the agreement with the version they were meant to reach, then the share of evaluation examples the model at the start got right and the model now gets wrong.';
+
+/**
+ * Chains, where the rows carry them (a `start` or a `newlyWrong`): per method, budget and
+ * starting version, the agreement with the teacher and the share of newly wrong examples after
+ * 1..N updates (`agreement / newly wrong` in each cell; several rows of one cell are averaged).
+ * Undefined when no row carries a chain's figures.
+ */
+export function chainTable(rows: readonly ReportRow[]): Table | undefined {
+  if (!rows.some((r) => typeof r.newlyWrong === 'number' || r.start !== undefined)) return undefined;
+  const groups = new Map<string, { label: string; start: number; method: number; cells: Map<number, ReportRow[]> }>();
+  for (const r of rows) {
+    if (typeof r.agreement !== 'number' && typeof r.newlyWrong !== 'number') continue;
+    const start = r.start ?? 0;
+    const label = `${methodName(r.method, r.teacher, r.postHoc)} ${budgetLabel(r)}`.replace(/ -$/, '');
+    const key = `${label}\u0000${start}`;
+    const g = groups.get(key) ?? { label, start, method: REPORT_ORDER.indexOf(r.method), cells: new Map<number, ReportRow[]>() };
+    groups.set(key, g);
+    const after = r.update - start;
+    g.cells.set(after, [...(g.cells.get(after) ?? []), r]);
+  }
+  if (!groups.size) return undefined;
+  const n = Math.max(...[...groups.values()].flatMap((g) => [...g.cells.keys()]));
+  const mean = (rs: ReportRow[], f: (r: ReportRow) => unknown) => {
+    const v = rs.map(f).filter((x): x is number => typeof x === 'number');
+    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+  };
+  const head = ['method and budget', 'from version', ...Array.from({ length: n }, (_, i) => `after ${i + 1} (agr. / newly wrong)`)];
+  const ordered = [...groups.values()].sort((a, b) => a.method - b.method || a.label.localeCompare(b.label, 'en', { numeric: true }) || a.start - b.start);
+  return {
+    head,
+    rows: ordered.map((g) => ({
+      kind: 'payload' as const,
+      cells: [g.label, String(g.start), ...Array.from({ length: n }, (_, i) => {
+        const rs = g.cells.get(i + 1);
+        return rs ? `${pct(mean(rs, (r) => r.agreement))} / ${pct(mean(rs, (r) => r.newlyWrong))}` : '';
+      })],
+    })),
+  };
 }

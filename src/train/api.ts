@@ -5,6 +5,7 @@
  *
  * @module neural-diff/train
  */
+export { train, baseKind, type TrainOptions, type TrainResult, type TrainProgress, type ModelInput, type BaseKind, type MethodDefault } from './front.ts';
 export { trainDiff, competingPayload, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult, type CompetingResult } from './train-diff.ts';
 export { payloadCloseness, type PayloadCloseness } from './target-closeness.ts';
 export { calibrationMeasure, chooseOnCalibration, outputImportance, inputMoments, type CalibrationMeasure, type CalibrationCloseness, type CalibrationCandidate, type CandidateScore, type ImportanceOptions, type InputMomentsOptions } from './calibrate.ts';

@@ -9,18 +9,9 @@
 import { NoImprovementError } from '../core/errors.ts';
 import type { TrainDiffResult } from './options.ts';
 import { describeCloseness } from './teacher.ts';
+import { agreementDropBeyondNoise, lessCloseThanBase } from './eval-noise.ts';
 
-/**
- * Whether top-1 agreement fell from `before` to `after` on `n` examples by more than one standard
- * error of the difference of two shares (the one-standard-error rule `--also-consider` uses too):
- * a decision or two flipping among hundreds, while validation chose the result and its outputs
- * came closer, is sampling noise, not a model further from the teacher.
- */
-export function agreementDropBeyondNoise(before: number, after: number, n: number, standardErrors = 1): boolean {
-  if (!(after < before)) return false;
-  const se = Math.sqrt((before * (1 - before) + after * (1 - after)) / Math.max(1, n));
-  return before - after > standardErrors * se;
-}
+export { agreementDropBeyondNoise };
 
 /**
  * Throw {@link NoImprovementError} when `result` (a teacher diff measured on evaluation examples)
@@ -36,11 +27,13 @@ export function refuseWorseOnEval(result: Pick<TrainDiffResult, 'method' | 'teac
   if (!t || !e || allowWorse) return;
   // A classifier: agreement lower beyond two standard errors, or beyond one while its outputs came
   // no closer either (3 of 300 decisions flipped where the outputs moved closer is noise, and
-  // validation chose the result).
-  const outputsNoCloser = !(e.meanAbsDiffAfter < e.meanAbsDiffBefore);
-  const worse = t.metric === 'top1'
-    ? agreementDropBeyondNoise(e.agreementBefore, e.agreementAfter, e.examples, outputsNoCloser ? 1 : 2)
-    : e.meanAbsDiffAfter > e.meanAbsDiffBefore;
+  // validation chose the result); eval-noise.ts, the rule ndiff diff --eval refuses by too.
+  const worse = lessCloseThanBase({
+    metric: t.metric,
+    examples: e.examples,
+    base: { agreement: e.agreementBefore, meanAbsDiff: e.meanAbsDiffBefore },
+    patched: { agreement: e.agreementAfter, meanAbsDiff: e.meanAbsDiffAfter },
+  });
   if (!worse) return;
   const after = describeCloseness({ agreement: e.agreementAfter, meanAbsDiff: e.meanAbsDiffAfter }, t.metric);
   const before = describeCloseness({ agreement: e.agreementBefore, meanAbsDiff: e.meanAbsDiffBefore }, t.metric);

@@ -5,8 +5,12 @@
  * this entry fails with a {@link MissingDependencyError} that names the install command.
  *
  * ```ts
- * import { initBackend, trainDiff } from 'neural-diff/train';
+ * import { train } from 'neural-diff/train';
+ * const res = await train({ base: 'models/v1', teacher: 'models/v2', train: 'unlabeled/', modelId: 'kws-en', out: 'v1-v2.ndiff' });
  * ```
+ *
+ * {@link train} does what `ndiff train` does, for every kind of base; the trainers below it
+ * (`trainDiff`, `trainOnnxDiff`, ...) are for people who build their own tools.
  */
 import type * as Api from './api.ts';
 import { importWithTrainerPeers } from './peer.ts';
@@ -15,6 +19,9 @@ import { importWithTrainerPeers } from './peer.ts';
 // instead of Node's "Cannot find package" at link time.
 const api: typeof Api = await importWithTrainerPeers(() => import('./api.ts'), 'neural-diff/train');
 
+export const train = api.train;
+export const baseKind = api.baseKind;
+export type { TrainOptions, TrainResult, TrainProgress, ModelInput, BaseKind, MethodDefault } from './api.ts';
 export const trainDiff = api.trainDiff;
 export const competingPayload = api.competingPayload;
 export const payloadCloseness = api.payloadCloseness;

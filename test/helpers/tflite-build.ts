@@ -5,6 +5,7 @@
  * tensorflow/lite/schema/schema.fbs the tests need. A test can also ask for hostile layouts
  * (see {@link TfliteSpec.rawBuffers}).
  */
+import { seededRandom } from '../../src/core/random.ts';
 
 /** A FlatBuffers value to write. */
 export type Fb =
@@ -267,4 +268,29 @@ export function bufferOffsetField(bytes: Uint8Array, i: number): number {
   const ep = vec + 4 + 4 * i;
   const bt = ep + d.getUint32(ep, true);
   return table(bt, 1);
+}
+
+/** LiteRT: x [1, 8] -> FULLY_CONNECTED (dense) -> [FULLY_CONNECTED (head), the teacher only] -> SOFTMAX. */
+export function mlpTflite(moved: number, head: boolean): Uint8Array {
+  const r = seededRandom(1);
+  const m = seededRandom(7);
+  const draw = (n: number, scale: number) => Array.from({ length: n }, () => (r() - 0.5) * scale + (m() - 0.5) * moved * scale);
+  const fc = { type: 8, fields: [{ u8: 0 }] };
+  const headKernel = Array.from({ length: 9 }, (_, i) => (i % 4 === 0 ? 1.2 : 0.3 * Math.sin(i)));
+  return buildTflite({
+    tensors: [
+      { name: 'x', shape: [1, 8], type: T.FLOAT32 }, // 0
+      { name: 'dense/kernel', shape: [3, 8], type: T.FLOAT32, buffer: 1 }, // 1
+      { name: 'dense/bias', shape: [3], type: T.FLOAT32, buffer: 2 }, // 2
+      { name: 'logits', shape: [1, 3], type: T.FLOAT32 }, // 3
+      { name: 'probs', shape: [1, 3], type: T.FLOAT32 }, // 4
+      ...(head ? [{ name: 'head/kernel', shape: [3, 3], type: T.FLOAT32, buffer: 3 }, { name: 'head/out', shape: [1, 3], type: T.FLOAT32 }] : []), // 5, 6
+    ],
+    buffers: [f32Bytes(draw(24, 1)), f32Bytes(draw(3, 0.2)), ...(head ? [f32Bytes(headKernel)] : [])],
+    operators: head
+      ? [{ op: 9, inputs: [0, 1, 2], outputs: [3], options: fc }, { op: 9, inputs: [3, 5, -1], outputs: [6], options: fc }, { op: 25, inputs: [6], outputs: [4], options: { type: 9, fields: [{ f32: 1 }] } }]
+      : [{ op: 9, inputs: [0, 1, 2], outputs: [3], options: fc }, { op: 25, inputs: [3], outputs: [4], options: { type: 9, fields: [{ f32: 1 }] } }],
+    inputs: [0],
+    outputs: [4],
+  });
 }

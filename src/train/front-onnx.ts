@@ -1,46 +1,46 @@
 /**
- * `ndiff train --base model.onnx`: learn a diff of an ONNX model (src/train/onnx/train-onnx.ts).
+ * `train()` (and `ndiff train`) on an ONNX base: learn a diff of an ONNX model (src/train/onnx/train-onnx.ts).
  * Data folders hold one `.npy` per model input, named after it (`input.npy`), examples on the
  * first axis; a 0-d array (`sr.npy` holding 16000) is fed as it is to every example. `y.npy`
  * (class per example) is optional with `--teacher`. Stateful models (`--state state:stateN`) also
  * need `sequence.npy`: the sequence of each frame, a sequence's frames consecutive and in order.
  */
 import { writeFile } from 'node:fs/promises';
+import { epochEvent, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import path from 'node:path';
-import { UsageError } from '../../src/core/errors.ts';
-import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
-import { storedModelBytes } from '../../src/diff/build.ts';
-import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
-import { importWithTrainerPeers } from '../../src/train/peer.ts';
-import type { CliIO } from '../common.ts';
-import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from '../data-folders.ts';
-import { checkOutputPath, readPayloadFile, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { autoChoiceLine, methodMetrics, programTrainOptions, epochScore, settleDefaultMethod, teacherEvalLine, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
-import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
+import { UsageError } from '../core/errors.ts';
+import { formatBytes, parseBudget } from '../diff/budget.ts';
+import { storedModelBytes } from '../diff/build.ts';
+import { OnnxWeightStore } from '../io/onnx/store.ts';
+import { importWithTrainerPeers } from './peer.ts';
+import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from './data-folders.ts';
+import { checkOutputPath, readPayloadFile, writeUpdatedModel } from '../io/model-paths.ts';
+import { autoChoiceLine, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
 
-/** `ndiff train` on an ONNX base. */
-export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
+/** `train()` on an ONNX base (a path, or the bytes of a file with its weights inside). */
+export async function trainOnnxFront(a: TrainSettings & ProgramSettings, io: TrainReporter): Promise<FrontResult> {
   const { tf, initBackend, describeBackend, trainOnnxDiff, competingPayload } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
-    ...(await import('../../src/train/backend.ts')),
-    ...(await import('../../src/train/onnx/train-onnx.ts')),
-    ...(await import('../../src/train/compete.ts')),
+    ...(await import('./backend.ts')),
+    ...(await import('./onnx/train-onnx.ts')),
+    ...(await import('./compete.ts')),
   }), '`ndiff train`');
-  const { parseTrainable } = await import('../../src/train/select.ts');
-  await checkOutputPath(a.out, '--out');
+  const { parseTrainable } = await import('./select.ts');
+  if (a.out) await checkOutputPath(a.out, '--out');
   // Before any work: the id devices know the model by (never the file name).
-  const modelId = await resolveModelId(a.base, a.modelId);
+  const modelId = await trainModelId(a.base, a.modelId, !!a.baseBytes);
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
   // Each model with its external data files (read from beside it, under their locations).
-  const base = await readOnnxModel(a.base, '--base');
+  const base = a.baseBytes ? { bytes: a.baseBytes, external: new Map<string, Uint8Array>() } : await readOnnxModel(a.base, '--base');
   const bytes = base.bytes;
   if (a.modelOut && base.external.size && path.resolve(path.dirname(a.modelOut)) === path.resolve(path.dirname(a.base))) {
     // Said before training; writing the model checks the same again, by file identity.
     throw new UsageError(`--model-out ${a.modelOut} would write its external data (${[...base.external.keys()].join(', ')}) over --base ${a.base}'s own: expected a place of its own for the new model's files; write it into another folder`);
   }
-  const teacherModel = a.teacher ? await readOnnxModel(a.teacher, '--teacher') : undefined;
+  const teacherModel = a.teacherBytes ? { bytes: a.teacherBytes, external: new Map<string, Uint8Array>() } : a.teacher ? await readOnnxModel(a.teacher, '--teacher') : undefined;
   const teacher = teacherModel?.bytes;
   // A teacher of another structure: learn on the file the structural payload rebuilds first.
   const teacherStore = teacherModel ? new OnnxWeightStore(teacherModel.bytes, { source: a.teacher, external: teacherModel.external }) : undefined;
@@ -73,22 +73,22 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
   io.progress(`backend ${describeBackend(backend)}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${replay ? ` and ${exampleCount(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
   const res = await trainOnnxDiff(trainBytes, train.data, {
-    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.err(`warning: ${m}`) }),
+    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.warn(m) }),
     ...(replay ? { replay } : {}),
     ...(competitors.length ? { alsoConsider: competitors } : {}),
     ...(teacher ? { teacher, teacherProgram: { source: path.basename(a.teacher as string), external: teacherModel?.external }, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     ...(state.length ? { state, bpttFrames: a.bptt } : {}),
     program: { source: path.basename(a.base), external: base.external },
     onProgress: (m) => io.progress(m),
-    onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(0)} examples/s`),
+    onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(0)} examples/s`),
   });
   tf.disposeVariables();
   if (res.auto) io.progress(autoChoiceLine(res.auto));
   const wrapped = plan ? await wrapLearned(plan, bytes, teacher as Uint8Array, res.bytes) : undefined;
   const outBytes = wrapped ? wrapped.built.bytes : res.bytes;
-  await writeFile(a.out, outBytes);
+  await writeOut(a.out, outBytes);
   const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
-  io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${writtenMethod(a.method, res.auto)}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
+  io.out(`${wroteLine(a.out, outBytes.length)} (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${writtenMethod(a.method, res.auto)}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
   if (plan && wrapped) for (const line of structuralLines(plan, wrapped.built)) io.out(line);
   if (res.selection) {
     const score = (c: { score?: number; valAccuracy: number }) => (c.score !== undefined ? (res.teacher?.metric === 'mae' ? `mean |Δ| ${(-c.score).toPrecision(4)}` : `${pct(c.score)} agreement`) : pct(c.valAccuracy));
@@ -121,7 +121,6 @@ export async function runTrainOnnx(a: TrainArgs & OnnxTrainArgs, io: CliIO): Pro
     tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
     baseFingerprint: wrapped ? wrapped.built.header.baseFingerprint : res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint, backend, seed: a.seed, out: a.out,
   };
-  if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
-  io.result?.(metrics);
-  return 0;
+  await writeMetrics(a.metricsOut, metrics);
+  return { doc: metrics, payload: outBytes };
 }

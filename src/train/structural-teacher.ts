@@ -11,19 +11,19 @@
  */
 import { cp, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { canonicalJson } from '../../src/core/canonical-json.ts';
-import { UsageError } from '../../src/core/errors.ts';
-import { getHasher } from '../../src/core/hasher.ts';
-import type { WeightStore } from '../../src/core/weight-store.ts';
-import { formatBytes } from '../../src/diff/budget.ts';
-import { compareInterfaces, describeDifference } from '../../src/diff/interface.ts';
-import { structuralDiff, structuralDiffFiles, structuralIntermediate, structuralIntermediateFiles, type StructuralChange, type StructuralDiffResult } from '../../src/diff/structural.ts';
-import { rebuildModelBytes, type RebuildFormat } from '../../src/apply/rebuild.ts';
-import { concatModelFiles, type ModelFile } from '../../src/core/model-files.ts';
-import { readTfjsModelFiles, rebuildModelDir, TFJS_REBUILD } from '../../src/io/tfjs/folder-rebuild.ts';
-import { locateTfjsModel } from '../../src/io/tfjs/model-file.ts';
-import type { TrainableSpec } from '../../src/train/select.ts';
-import { ONNX_REBUILD, portChange, portsOf, TFLITE_REBUILD } from './diff-structural.ts';
+import { canonicalJson } from '../core/canonical-json.ts';
+import { UsageError } from '../core/errors.ts';
+import { getHasher } from '../core/hasher.ts';
+import type { WeightStore } from '../core/weight-store.ts';
+import { formatBytes } from '../diff/budget.ts';
+import { compareInterfaces, describeDifference } from '../diff/interface.ts';
+import { structuralDiff, structuralDiffFiles, structuralIntermediate, structuralIntermediateFiles, type StructuralChange, type StructuralDiffResult } from '../diff/structural.ts';
+import { rebuildModelBytes, type RebuildFormat } from '../apply/rebuild.ts';
+import { concatModelFiles, type ModelFile } from '../core/model-files.ts';
+import { rebuildModelDir, TFJS_REBUILD } from '../io/tfjs/folder-rebuild.ts';
+import { locateTfjsModel } from '../io/tfjs/model-file.ts';
+import type { TrainableSpec } from './select.ts';
+import { ONNX_REBUILD, portChange, portsOf, TFLITE_REBUILD } from '../diff/ports.ts';
 
 /** What training toward a teacher of another structure starts from. */
 export interface StructuralTeacher {
@@ -147,13 +147,6 @@ export function artifactsOf(files: readonly ModelFile[]): { modelTopology: objec
     ...(json.signature ? { signature: json.signature } : {}),
     ...(json.modelInitializer ? { modelInitializer: json.modelInitializer } : {}),
   };
-}
-
-/** The base folder's files, and the plan when the teacher (a folder, or a model JSON file beside its shards) has another structure. */
-export async function readFolderTeacher(baseDir: string, teacherPath: string): Promise<{ baseFiles: ModelFile[]; plan: StructuralFolderTeacher | undefined }> {
-  const [b, t] = await Promise.all([locateTfjsModel(baseDir), locateTfjsModel(teacherPath)]);
-  const [baseFiles, teacherFiles] = await Promise.all([readTfjsModelFiles(b.dir, b.modelJsonFile), readTfjsModelFiles(t.dir, t.modelJsonFile)]);
-  return { baseFiles, plan: structuralFolderTeacher(baseFiles, teacherFiles) };
 }
 
 /** The structural payload carrying the learned `values` (a payload from the intermediate files) for a TF.js folder. */

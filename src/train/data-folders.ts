@@ -7,15 +7,15 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DataError, ModelFormatError, UsageError } from '../src/core/errors.ts';
-import { classLabels, loadNpy } from '../src/io/npy/files.ts';
-import { readOnnxFileBytes } from '../src/io/onnx/files.ts';
-import { openTfliteFile } from '../src/io/tflite/files.ts';
-import { readTfliteGraph } from '../src/io/tflite/graph.ts';
+import { DataError, ModelFormatError, UsageError } from '../core/errors.ts';
+import { classLabels, loadNpy } from '../io/npy/files.ts';
+import { readOnnxFileBytes } from '../io/onnx/files.ts';
+import { openTfliteFile } from '../io/tflite/files.ts';
+import { readTfliteGraph } from '../io/tflite/graph.ts';
 import { readFile } from 'node:fs/promises';
-import { decodeOnnxModel } from '../src/train/onnx/model.ts';
-import type { ProgramDataset } from '../src/train/program/datasets.ts';
-import type { ProgramInputValues, ProgramStatePair } from '../src/train/program/training-model.ts';
+import { decodeOnnxModel } from './onnx/model.ts';
+import type { ProgramDataset } from './program/datasets.ts';
+import type { ProgramInputValues, ProgramStatePair } from './program/training-model.ts';
 
 /** `--state in:out` pairs. */
 export function parseStatePairs(specs: readonly string[]): ProgramStatePair[] {

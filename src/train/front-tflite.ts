@@ -1,40 +1,40 @@
 /**
- * `ndiff train --base model.tflite`: learn a diff of a LiteRT model (src/train/tflite/). Data
+ * `train()` (and `ndiff train`) on a `.tflite` base: learn a diff of a LiteRT model (src/train/tflite/). Data
  * folders hold one `.npy` per model input, named after the input tensor (`/` and `:` as `_`), or
  * `x.npy` for a model of one input; examples on the first axis, each the input's shape without
  * its batch of 1. `y.npy` (class per example) is optional with `--teacher NEW.tflite`.
  */
 import { writeFile } from 'node:fs/promises';
+import { epochEvent, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import path from 'node:path';
-import { UsageError } from '../../src/core/errors.ts';
-import { formatBytes, parseBudget } from '../../src/diff/budget.ts';
-import { TfliteWeightStore } from '../../src/io/tflite/store.ts';
-import { importWithTrainerPeers } from '../../src/train/peer.ts';
-import type { CliIO } from '../common.ts';
-import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from '../data-folders.ts';
-import { checkOutputPath, resolveModelId, writeUpdatedModel } from '../models.ts';
-import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, epochScore, settleDefaultMethod, trainingWhat, writtenMethod, type OnnxTrainArgs, type TrainArgs } from './train-args.ts';
-import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './train-structural.ts';
+import { UsageError } from '../core/errors.ts';
+import { formatBytes, parseBudget } from '../diff/budget.ts';
+import { TfliteWeightStore } from '../io/tflite/store.ts';
+import { importWithTrainerPeers } from './peer.ts';
+import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
+import { checkOutputPath, writeUpdatedModel } from '../io/model-paths.ts';
+import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
-/** `ndiff train` on a LiteRT base. */
-export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): Promise<number> {
+/** `train()` on a LiteRT base (a path or a file's bytes). */
+export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: TrainReporter): Promise<FrontResult> {
   if (a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model trains on independent examples here');
   if (a.replay) throw new UsageError('--replay is for TF.js layers models and ONNX models for now; for a .tflite model put the replayed examples in --train');
   if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js layers models and ONNX models for now; for a .tflite model leave it out');
-  if (a.teacher && !/\.tflite$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is not a .tflite file; the base is a LiteRT model: give the new version as a .tflite file`);
+  if (a.teacher && !a.teacherBytes && !/\.tflite$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is not a .tflite file; the base is a LiteRT model: give the new version as a .tflite file`);
   const { tf, initBackend, describeBackend, trainTfliteDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
-    ...(await import('../../src/train/backend.ts')),
-    ...(await import('../../src/train/tflite/train-tflite.ts')),
+    ...(await import('./backend.ts')),
+    ...(await import('./tflite/train-tflite.ts')),
   }), '`ndiff train`');
-  const { parseTrainable } = await import('../../src/train/select.ts');
-  await checkOutputPath(a.out, '--out');
+  const { parseTrainable } = await import('./select.ts');
+  if (a.out) await checkOutputPath(a.out, '--out');
   // Before any work: the id devices know the model by (never the file name).
-  const modelId = await resolveModelId(a.base, a.modelId);
+  const modelId = await trainModelId(a.base, a.modelId, !!a.baseBytes);
   if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
   if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
-  const bytes = await readTfliteModel(a.base, '--base');
-  const teacher = a.teacher ? await readTfliteModel(a.teacher, '--teacher') : undefined;
+  const bytes = a.baseBytes ?? await readTfliteModel(a.base, '--base');
+  const teacher = a.teacherBytes ?? (a.teacher ? await readTfliteModel(a.teacher, '--teacher') : undefined);
   // A teacher of another structure: learn on the file the structural payload rebuilds first.
   const teacherStore = teacher ? new TfliteWeightStore(teacher, { source: a.teacher }) : undefined;
   const plan = teacher && teacherStore ? structuralTeacher('tflite', { bytes, store: new TfliteWeightStore(bytes, { source: a.base }) }, { bytes: teacher, store: teacherStore, file: a.teacher as string }) : undefined;
@@ -51,18 +51,18 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
   io.progress(`backend ${describeBackend(backend)}; base ${a.base} (LiteRT): ${store.weights().length} weights, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
   const res = await trainTfliteDiff(trainBytes, train.data, {
-    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.err(`warning: ${m}`) }),
+    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.warn(m) }),
     ...(teacher ? { teacher, teacherSource: path.basename(a.teacher as string), teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     source: path.basename(a.base),
     onProgress: (m) => io.progress(m),
-    onEpoch: (r) => io.progress(`epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
+    onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
   });
   tf.disposeVariables();
   if (res.auto) io.progress(autoChoiceLine(res.auto));
   const wrapped = plan ? await wrapLearned(plan, bytes, teacher as Uint8Array, res.bytes) : undefined;
   const outBytes = wrapped ? wrapped.built.bytes : res.bytes;
-  await writeFile(a.out, outBytes);
-  io.out(`wrote ${a.out}: ${outBytes.length} bytes (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${writtenMethod(a.method, res.auto)}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
+  await writeOut(a.out, outBytes);
+  io.out(`${wroteLine(a.out, outBytes.length)} (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${writtenMethod(a.method, res.auto)}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
   if (plan && wrapped) for (const line of structuralLines(plan, wrapped.built)) io.out(line);
   for (const line of programResultLines(res, !!evalData?.labels)) io.out(line);
   // A structural payload's model is rebuilt as a device would; the fingerprint is the payload's target either way.
@@ -79,7 +79,6 @@ export async function runTrainTflite(a: TrainArgs & OnnxTrainArgs, io: CliIO): P
     baseFingerprint: wrapped ? wrapped.built.header.baseFingerprint : res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
     backend, seed: a.seed, out: a.out, ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),
   };
-  if (a.metricsOut) await writeFile(a.metricsOut, JSON.stringify(metrics, null, 2) + '\n');
-  io.result?.(metrics);
-  return 0;
+  await writeMetrics(a.metricsOut, metrics);
+  return { doc: metrics, payload: outBytes };
 }
