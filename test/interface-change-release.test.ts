@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { interfaceWarning } from '../cli/commands/diff-structural.ts';
 import { main } from '../cli/ndiff.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { segTflite } from './helpers/segmentation.ts';
@@ -33,7 +34,7 @@ test('ndiff release add and ndiff update warn when the new version\'s output dif
     assert.doesNotMatch(first.err, /warning: the model's inputs or outputs changed/);
     const add = await run('release', 'add', '--release', site, '--model', v2, '--key', `${key}.private.pem`, '--expires', '30d', '--json');
     assert.equal(add.code, 0, add.err);
-    assert.match(add.err, /warning: the model's inputs or outputs changed \(.*outputs mask \[1, 4, 4, 1\] -> mask \[1, 4, 4, 2\]\)/);
+    assert.match(add.err, /warning: the model's inputs or outputs changed \(output 0 mask \[1, 4, 4, 1\] -> mask \[1, 4, 4, 2\]\)/);
     const doc = JSON.parse(add.out) as { interfaceChanged?: boolean; warning?: string };
     assert.equal(doc.interfaceChanged, true);
     assert.match(doc.warning ?? '', /app that feeds the model/);
@@ -41,7 +42,7 @@ test('ndiff release add and ndiff update warn when the new version\'s output dif
     await writeFile(device, segTflite(1, 0));
     const up = await run('update', '--model', device, '--from', `${server.url}site/`, '--public-key', `${key}.public.pem`, '--model-id', 'm', '--json');
     assert.equal(up.code, 0, up.err + up.out);
-    assert.match(up.err, /warning: the model's inputs or outputs changed \(.*mask \[1, 4, 4, 1\] -> mask \[1, 4, 4, 2\]\)/);
+    assert.match(up.err, /warning: the model's inputs or outputs changed \(output 0 mask \[1, 4, 4, 1\] -> mask \[1, 4, 4, 2\]\)/);
     const upDoc = JSON.parse(up.out) as { status: string; interfaceChanged?: boolean };
     assert.equal(upDoc.status, 'updated');
     assert.equal(upDoc.interfaceChanged, true);
@@ -57,4 +58,14 @@ test('ndiff release add and ndiff update warn when the new version\'s output dif
     await server.close();
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('the warning names only the inputs and outputs that changed, and which only changed their names (MediaPipe pose lite 0.3 -> 0.5)', () => {
+  const port = (name: string, shape: number[]) => ({ name, shape, type: 0 });
+  const input = [port('input_1', [1, 256, 256, 3])];
+  const before = { inputs: input, outputs: [port('ld_3d', [1, 195]), port('output_poseflag', [1, 1]), port('output_segmentation', [1, 128, 128, 1])] };
+  const after = { inputs: input, outputs: [port('Identity', [1, 195]), port('output_poseflag', [1, 1]), port('Identity_2', [1, 256, 256, 1])] };
+  const w = interfaceWarning(before, after, 'the app must change with it') ?? '';
+  assert.equal(w, "the model's inputs or outputs changed (output 0 ld_3d [1, 195] -> Identity [1, 195] (renamed only); output 2 output_segmentation [1, 128, 128, 1] -> Identity_2 [1, 256, 256, 1]): the app must change with it");
+  assert.equal(interfaceWarning(before, before, 'x'), undefined);
 });

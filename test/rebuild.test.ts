@@ -290,7 +290,7 @@ describe('ndiff diff on two files whose structure differs', () => {
           assert.equal(w.code, 0, w.err);
           const wd = JSON.parse(w.out) as Record<string, any>;
           assert.equal(wd.interfaceChanged, true);
-          assert.match(wd.warning, /inputs or outputs changed \(inputs x \[1, 16\] -> w \[1, 16\]/);
+          assert.match(wd.warning, /inputs or outputs changed \(input 0 x \[1, 16\] -> w \[1, 16\] \(renamed only\)/);
           assert.match(w.err, /warning: the model's inputs or outputs changed/);
         }
       } finally {

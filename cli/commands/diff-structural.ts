@@ -29,11 +29,26 @@ import type { DiffArgs } from './diff.ts';
 /**
  * The warning `ndiff diff`, `ndiff release add` and `ndiff update` give when a model's inputs or
  * outputs change between two versions (`consequence`: what it means where it is said); undefined
- * when they do not.
+ * when they do not. It names only the inputs and outputs that changed, by position, and says when
+ * one only changed its name (an app that addresses tensors by position, as LiteRT apps do, reads
+ * it alike).
  */
 export function interfaceWarning(before: { inputs: Port[]; outputs: Port[] }, after: { inputs: Port[]; outputs: Port[] }, consequence: string): string | undefined {
   if (!portsDiffer(before.inputs, after.inputs) && !portsDiffer(before.outputs, after.outputs)) return undefined;
-  return `the model's inputs or outputs changed (inputs ${before.inputs.map(portText).join(', ')} -> ${after.inputs.map(portText).join(', ')}; outputs ${before.outputs.map(portText).join(', ')} -> ${after.outputs.map(portText).join(', ')}): ${consequence}`;
+  const changes: string[] = [];
+  for (const kind of ['inputs', 'outputs'] as const) {
+    const [a, b] = [before[kind], after[kind]];
+    const one = kind === 'inputs' ? 'input' : 'output';
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      const [p, q] = [a[i], b[i]];
+      if (p && q && portText(p) === portText(q) && p.type === q.type) continue;
+      const typed = !!p && !!q && p.type !== q.type;
+      const side = (x: Port | undefined) => (x ? `${portText(x)}${typed ? ` (element type ${x.type})` : ''}` : 'none');
+      const renamedOnly = !!p && !!q && !typed && p.shape.join() === q.shape.join();
+      changes.push(`${one} ${i} ${side(p)} -> ${side(q)}${renamedOnly ? ' (renamed only)' : ''}`);
+    }
+  }
+  return `the model's inputs or outputs changed (${changes.join('; ')}): ${consequence}`;
 }
 
 /**

@@ -82,7 +82,22 @@ export function describePending(model: string, p: { outcome: 'confirmed' | 'roll
   return `${model} held an update switched in but never confirmed (an earlier run was interrupted): ${p.outcome === 'confirmed' ? 'the health check passed: confirmed, the new version stays' : p.healthCheck === 'failed' ? `the health check failed (${p.why}): rolled back to the previous version` : 'no health check was to confirm it: rolled back to the previous version'}`;
 }
 
+/** Refuses a `--from` that is not an http(s) URL (a folder path, `file://`), saying how to serve a release folder. */
+function checkReleaseUrls(urls: readonly string[]): void {
+  for (const u of urls) {
+    let protocol: string | undefined;
+    try {
+      protocol = new URL(u).protocol;
+    } catch {
+      protocol = undefined;
+    }
+    if (protocol === 'http:' || protocol === 'https:') continue;
+    throw new UsageError(`--from ${u}: expected the http:// or https:// URL of a release folder, found ${protocol ? `a ${protocol}// URL` : 'no URL (a path?)'}: ndiff update fetches a release as devices do, over HTTP; serve the folder \`ndiff release\` wrote with any static file server (to try one on this machine: python3 -m http.server 8000 --directory site, then --from http://127.0.0.1:8000/kws/)`, { from: u });
+  }
+}
+
 export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
+  checkReleaseUrls(a.from);
   const stateDir = a.state ?? defaultStateDir(a.model);
   const trustedKeys = await Promise.all(a.publicKey.map((f) => readPublicKeyFile(f)));
   const modelId = await modelIdOf(a, stateDir);

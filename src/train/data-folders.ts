@@ -2,13 +2,13 @@
  * Data folders for graph programs (ONNX models, TF.js graph models), as `ndiff train` and
  * `ndiff diff --eval` read them: one `.npy` per model input, named after it (`input.npy`),
  * examples on the first axis; a 0-d array (`sr.npy` holding 16000) is fed as it is to every
- * example; `y.npy` (a class per example) when known; for stateful models (`--state in:out`)
+ * example; `y.npy` (a class per example, as indices or one-hot rows) when known; for stateful models (`--state in:out`)
  * `sequence.npy`, the sequence of each frame, a sequence's frames consecutive and in order.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { DataError, ModelFormatError, UsageError } from '../core/errors.ts';
-import { loadNpy } from '../io/npy/files.ts';
+import { classLabels, loadNpy } from '../io/npy/files.ts';
 import { readOnnxFileBytes } from '../io/onnx/files.ts';
 import { openTfliteFile } from '../io/tflite/files.ts';
 import { readTfliteGraph } from '../io/tflite/graph.ts';
@@ -49,7 +49,8 @@ export function loadFolder(dir: string, inputs: readonly (string | InputFile)[],
     else data.inputs[name] = { values, shape: a.shape.slice(1) };
   }
   const y = path.join(dir, 'y.npy');
-  if (existsSync(y)) data.labels = Int32Array.from(loadNpy(y).data as ArrayLike<number>);
+  // Class labels as loadXY reads them (indices or one-hot rows), one per example; a mask or map per example is refused, saying so.
+  if (existsSync(y)) data.labels = classLabels(loadNpy(y), exampleCount(data), y, `one per example of ${dir}`).y;
   const seq = path.join(dir, 'sequence.npy');
   if (existsSync(seq)) data.sequence = Int32Array.from(loadNpy(seq).data as ArrayLike<number>);
   else if (stateful) throw new DataError(`${what} ${dir} has no sequence.npy: a stateful model (--state) trains on sequences; give the sequence id of every frame (a sequence's frames consecutive and in order)`);

@@ -20,7 +20,7 @@ import type { TrainDiffOptions } from './options.ts';
 import type { AutoResult } from './auto.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import type { TrainableSpec } from './select.ts';
-import { autoCandidateLine, autoChoiceLine, settleDefaultMethod, type TrainSettings } from './front-settings.ts';
+import { autoCandidateLine, autoChoiceLine, settleDefaultMethod, type TrainSettings, epochScore } from './front-settings.ts';
 import { epochEvent, TfjsSource, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import type { StructuralFolderTeacher } from './structural-teacher.ts';
 
@@ -63,7 +63,8 @@ function rate(x: number): string {
   return x >= 100 ? x.toFixed(0) : x.toFixed(1);
 }
 
-export function describeEpoch(r: EpochReport): string {
+/** An epoch's progress line; `labelled` false when the training data has no labels (a teacher's top class stands in). */
+export function describeEpoch(r: EpochReport, labelled = true): string {
   const st = r.status;
   const extra = [
     st.nonzeros !== undefined ? `non-zeros ${st.nonzeros}/${st.target}` : '',
@@ -72,7 +73,7 @@ export function describeEpoch(r: EpochReport): string {
     st.buckets !== undefined ? `${st.buckets} buckets` : '',
     st.adapters !== undefined ? `${st.adapters} adapters` : '',
   ].filter(Boolean).join(', ');
-  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${r.loss.toFixed(4)}${Number.isNaN(r.trainAccuracy) ? '' : ` acc ${(100 * r.trainAccuracy).toFixed(1)}%`}${extra ? ' · ' + extra : ''} · ${rate(r.samplesPerSecond)} samples/s`;
+  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, labelled)}${extra ? ' · ' + extra : ''} · ${rate(r.samplesPerSecond)} samples/s`;
 }
 
 /** `train()` on a TF.js layers-model base. */
@@ -205,7 +206,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
       onProgress: (m) => io.progress(m),
       onWarning: (m) => io.warn(m),
       onBatch: (b) => io.event({ kind: 'batch', epoch: b.epoch, batch: b.batch, batches: b.batches, loss: b.loss, text: `  epoch ${b.epoch} ${bar(b.batch, b.batches)} batch ${b.batch}/${b.batches} loss ${b.loss.toFixed(4)}` }),
-      onEpoch: (r) => epochEvent(io, r, describeEpoch(r)),
+      onEpoch: (r) => epochEvent(io, r, describeEpoch(r, (train as { y?: Int32Array }).y !== undefined)),
     };
     const res = a.method === 'auto'
       ? await trainAuto(model, train, options, (c) => io.progress(autoCandidateLine(c)))

@@ -230,3 +230,13 @@ export function teacherEvalLine(e: NonNullable<TrainProgramResult['teacherEval']
   const mad = `mean |output - teacher| ${e.before.meanAbsDiff.toFixed(4)} -> ${e.after.meanAbsDiff.toFixed(4)}`;
   return Number.isNaN(e.after.agreement) ? `eval, ${mad} (${how})` : `eval agreement with the teacher ${pct(e.before.agreement)} -> ${pct(e.after.agreement)}; ${mad} (${how})`;
 }
+
+/**
+ * The training score an epoch line shows: accuracy on the labels (` acc 91.2%`); with no labels,
+ * the teacher's top class stands in for them, so the same figure is agreement with the teacher
+ * and says so; nothing when there is no score (plain values: a mask, a regression).
+ */
+export function epochScore(trainAccuracy: number, labelled: boolean): string {
+  if (Number.isNaN(trainAccuracy)) return '';
+  return labelled ? ` acc ${(100 * trainAccuracy).toFixed(1)}%` : ` agreement with the teacher ${(100 * trainAccuracy).toFixed(1)}%`;
+}

@@ -13,7 +13,7 @@ import { TfliteWeightStore } from '../io/tflite/store.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
 import { checkOutputPath, writeUpdatedModel } from '../io/model-paths.ts';
-import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings } from './front-settings.ts';
+import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
 /** `train()` on a LiteRT base (a path or a file's bytes). */
@@ -55,7 +55,7 @@ export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: T
     ...(teacher ? { teacher, teacherSource: path.basename(a.teacher as string), teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     source: path.basename(a.base),
     onProgress: (m) => io.progress(m),
-    onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${Number.isNaN(r.trainAccuracy) ? '' : ` acc ${(100 * r.trainAccuracy).toFixed(1)}%`} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
+    onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
   });
   tf.disposeVariables();
   if (res.auto) io.progress(autoChoiceLine(res.auto));

@@ -17,6 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
 import type { InputData, LabelledData } from './data.ts';
+import { activationsPerExample, maxBatchSize } from './select.ts';
 
 /** The loss that pulls the model's outputs to the teacher's. */
 export type TeacherLoss = 'kl' | 'mse';
@@ -339,7 +340,10 @@ export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, o
 export function withLabels(data: LabelledData | InputData, what: string, teach: PreparedTeacher | undefined): LabelledData {
   if (data.y) return data as LabelledData;
   if (!teach) throw new UsageError(`${what} has no labels: label it (y), or pass a teacher model whose outputs are the targets (--teacher)`);
-  const rows = outputRows(teach.model, data.x, teach.target.width, 256);
+  // In batches the backend's memory holds (a 256x256 segmentation model's 96 frames at once broke
+  // the wasm backend's memory), as evaluation batches are sized.
+  const batch = Math.max(1, Math.min(256, maxBatchSize(teach.model, tf.getBackend(), data.x.size * 4, 6 * activationsPerExample(teach.model))));
+  const rows = outputRows(teach.model, data.x, teach.target.width, batch);
   teach.rows.set(data.x, rows);
   const n = data.x.shape[0];
   const s = teach.target.segments[0];

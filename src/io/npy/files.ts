@@ -112,6 +112,23 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
   if (requested !== undefined && (!Number.isSafeInteger(requested) || requested < 1)) {
     throw new UsageError(`loadXY: numClasses must be a positive integer, found ${requested}`, { numClasses: requested });
   }
+  const { y, numClasses, yFormat } = classLabels(ya, n, paths.y, `one per row of ${paths.x}, shape [${xa.shape.join(', ')}]`, requested);
+  return { x: toFloat32(xa.data), xShape: xa.shape, y, n, numClasses, yFormat, paths };
+}
+
+/**
+ * Class labels from a `.npy` array: `[n]` (or `[n, 1]`) non-negative integer class indices, or
+ * `[n, classes]` one-hot rows. Anything else (a mask or map per example, regression values) is
+ * refused with a {@link DataError} saying what the file holds and what to do.
+ *
+ * @param ya - the labels file's array.
+ * @param n - the number of examples the labels must match.
+ * @param yPath - the labels file, for messages.
+ * @param examples - what the `n` examples are, for messages ("one per row of x.npy").
+ * @param requested - the size of the class index space, when known.
+ * @throws DataError for labels of another count, shape or value.
+ */
+export function classLabels(ya: NpyArray, n: number, yPath: string, examples: string, requested?: number): { y: Int32Array; numClasses: number; yFormat: XYData['yFormat'] } {
   let y: Int32Array;
   let numClasses: number;
   let yFormat: XYData['yFormat'];
@@ -121,8 +138,8 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
     const count = yShape[0];
     if (count !== n) {
       throw new DataError(
-        `${paths.y}: expected ${n} labels (one per row of ${paths.x}, shape [${xa.shape.join(', ')}]), found ${count}; regenerate the pair so both files hold the same examples`,
-        { x: paths.x, y: paths.y, n, found: count },
+        `${yPath}: expected ${n} labels (${examples}), found ${count}; regenerate the pair so both files hold the same examples`,
+        { y: yPath, n, found: count },
       );
     }
     y = new Int32Array(n);
@@ -131,8 +148,8 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
       const v = Number(ya.data[i]);
       if (!Number.isInteger(v) || v < 0) {
         throw new DataError(
-          `${paths.y}: label ${i} is ${v}, expected a non-negative integer class index (or one-hot rows); fix the labels`,
-          { path: paths.y, index: i, value: v },
+          `${yPath}: label ${i} is ${v}, expected a non-negative integer class index (or one-hot rows); fix the labels`,
+          { path: yPath, index: i, value: v },
         );
       }
       y[i] = v;
@@ -141,8 +158,8 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
     numClasses = requested ?? max + 1;
     if (max >= numClasses) {
       throw new DataError(
-        `${paths.y}: label ${max} is out of range for ${numClasses} classes (expected 0..${numClasses - 1}); the labels must index the model's outputs (ndiff train counts the classes from the width of the model's output; the library from numClasses): fix the labels or use a model with more outputs`,
-        { path: paths.y, max, numClasses },
+        `${yPath}: label ${max} is out of range for ${numClasses} classes (expected 0..${numClasses - 1}); the labels must index the model's outputs (ndiff train counts the classes from the width of the model's output; the library from numClasses): fix the labels or use a model with more outputs`,
+        { path: yPath, max, numClasses },
       );
     }
     yFormat = 'indices';
@@ -150,14 +167,14 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
     const [count, k] = yShape;
     if (count !== n) {
       throw new DataError(
-        `${paths.y}: expected ${n} one-hot rows (one per row of ${paths.x}), found ${count}; regenerate the pair so both files hold the same examples`,
-        { x: paths.x, y: paths.y, n, found: count },
+        `${yPath}: expected ${n} one-hot rows (${examples}), found ${count}; regenerate the pair so both files hold the same examples`,
+        { y: yPath, n, found: count },
       );
     }
     if (requested !== undefined && requested !== k) {
       throw new DataError(
-        `${paths.y}: one-hot rows are ${k} wide but numClasses is ${requested}; use a model with ${k} outputs (numClasses ${k}) or re-encode the labels`,
-        { path: paths.y, width: k, numClasses: requested },
+        `${yPath}: one-hot rows are ${k} wide but numClasses is ${requested}; use a model with ${k} outputs (numClasses ${k}) or re-encode the labels`,
+        { path: yPath, width: k, numClasses: requested },
       );
     }
     y = new Int32Array(n);
@@ -174,8 +191,8 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
       if (hot < 0) {
         const row = Array.from(ya.data.subarray(i * k, Math.min(i * k + k, i * k + 12)) as ArrayLike<number>);
         throw new DataError(
-          `${paths.y}: row ${i} is not one-hot (expected exactly one 1 and zeros elsewhere), found [${row.join(', ')}${k > 12 ? ', ...' : ''}]; save class indices or proper one-hot rows`,
-          { path: paths.y, row: i },
+          `${yPath}: row ${i} is not one-hot (expected exactly one 1 and zeros elsewhere), found [${row.join(', ')}${k > 12 ? ', ...' : ''}]; save class indices or proper one-hot rows`,
+          { path: yPath, row: i },
         );
       }
       y[i] = hot;
@@ -184,11 +201,11 @@ export function loadXY(pathOrDir: string | { x: string; y: string }, options: Lo
     yFormat = 'one-hot';
   } else {
     throw new DataError(
-      `${paths.y}: labels have shape [${yShape.join(', ')}], expected [n] class indices or [n, classes] one-hot rows`,
-      { path: paths.y, shape: yShape },
+      `${yPath}: labels have shape [${yShape.join(', ')}], expected [${n}] class indices or [${n}, classes] one-hot rows; a target per example of another shape (a mask or map, regression values) is not a class label: train such an output toward the new version as a teacher (ndiff train --teacher V2, without y.npy), fine-tuning v2 itself in your own pipeline`,
+      { path: yPath, shape: yShape },
     );
   }
-  return { x: toFloat32(xa.data), xShape: xa.shape, y, n, numClasses, yFormat, paths };
+  return { y, numClasses, yFormat };
 }
 
 /**

@@ -1,0 +1,37 @@
+/**
+ * `ndiff update --from` takes the http(s) URL of a release folder. A newcomer's first try is the
+ * folder `ndiff release` just wrote (`--from site/pose/`) or a file:// URL: refused as a usage
+ * error (exit 2) that says how to serve the folder, not exit 11 "check the network".
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { main } from '../cli/ndiff.ts';
+import { EXIT } from '../cli/common.ts';
+
+async function run(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+test('ndiff update refuses a --from that is a folder path or a file:// URL, saying to serve the release over HTTP', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nd-update-from-'));
+  try {
+    const key = path.join(dir, 'k');
+    assert.equal((await run('keygen', '--out', key)).code, 0);
+    const model = path.join(dir, 'm.tflite');
+    await copyFile(key + '.public.pem', model); // never read: the URL is refused first
+    for (const from of [path.join(dir, 'site') + '/', 'site/pose/', `file://${dir}/site/`]) {
+      const r = await run('update', '--model', model, '--from', from, '--public-key', `${key}.public.pem`, '--model-id', 'm');
+      assert.equal(r.code, EXIT.usage, r.err);
+      assert.match(r.err, /expected the http:\/\/ or https:\/\/ URL of a release folder/);
+      assert.match(r.err, /static file server/);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
