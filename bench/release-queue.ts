@@ -8,13 +8,15 @@
  * versions 1..10 each (every version moves 1% of the previous one's weights), version 11 planned
  * with payloads from the last 10: 40 jobs. The model is the MobileNetV2 of the nsfwjs package
  * (2.6M weights; the keyword model's versions are not kept by its benchmark). `--quick`: the
- * small test model, 2 folders, 3 jobs each (used by a test).
+ * small test model, 2 folders, 3 jobs each (used by a test). `--history N`: N versions a plan
+ * instead of 10 (3 quick), so N jobs a folder.
  *
  * `--kills N`: with 2 workers, a worker is killed (its whole process group, SIGKILL) at a random
  * moment and a new one started, N times, plans run again until N kills happened; every plan
  * must still be published with the one-machine payloads.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MemoryWeightStore, type WeightStore } from '../src/core/weight-store.ts';
@@ -44,6 +46,15 @@ export interface QueueBenchRow {
   /** Every signed payload byte for byte the single-machine run's. */
   identical: boolean;
   kills?: number;
+  /**
+   * CPU seconds (user + system) a job took, the whole run's CPU over its jobs: the worker
+   * processes with their sandboxed children, this process (the run: serving the inputs, checking
+   * every result in publish, signing) and redis-server. Unlike wall time, it does not grow when
+   * other work on the machine takes the cores.
+   */
+  cpuPerJob: number;
+  /** Of which the worker processes (their sandboxed children included). */
+  workerCpuPerJob: number;
 }
 
 export interface QueueBenchResult {
@@ -57,6 +68,8 @@ interface Options {
   workers: number[];
   kills?: number;
   quick?: boolean;
+  /** Versions each plan diffs from (default 10, quick 3): jobs = plans x history. */
+  history?: number;
   log?: (line: string) => void;
 }
 
@@ -72,7 +85,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
     const expiresAt = Math.floor(Date.now() / 1000) + 3600;
     const model: WeightStore = quick ? baseAndTarget(1).base : MemoryWeightStore.copyOf(await openTfjsModelDir(await pretrainedModelDir('layers')));
     const policies: EdgePolicy[] = quick ? [{ method: 'exact' }, { method: 'topk', budget: '5%' }] : [{ method: 'exact' }, { method: 'topk', budget: '1%' }, { method: 'topk', budget: '2%' }, { method: 'topk', budget: '5%' }];
-    const history = quick ? 3 : 10;
+    const history = options.history ?? (quick ? 3 : 10);
     // The versions, written once; each folder adds them with one exact payload each, then plans the last.
     const versions: string[] = [];
     let m = model;
@@ -101,12 +114,14 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
     // One machine: each job in turn, then publish.
     const local = await fresh('local');
     let t0 = performance.now();
+    let c0 = ownCpuSeconds();
     for (const d of local) {
       const record = await readRecord(d);
       for (const job of record?.pending?.jobs ?? []) await runJob(d, record!, job);
       await publishReleaseFolder(d, { key, expiresAt });
     }
-    rows.push({ workers: 'single machine', jobs, seconds: (performance.now() - t0) / 1000, identical: true });
+    const localCpu = ownCpuSeconds() - c0;
+    rows.push({ workers: 'single machine', jobs, seconds: (performance.now() - t0) / 1000, identical: true, cpuPerJob: localCpu / jobs, workerCpuPerJob: 0 });
     const reference = await signed(local);
     log(`single machine: ${rows[0].seconds.toFixed(1)} s`);
 
@@ -123,10 +138,13 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
       const dirs = await fresh(`queue-${n}-${round++}`);
       const workers = await Promise.all(Array.from({ length: n }, () => startWorker(redis.url)));
       try {
+        const cpu = startCpu(redis.pid(), workers);
         t0 = performance.now();
         await runPlans(dirs);
-        rows.push({ workers: n, jobs, seconds: (performance.now() - t0) / 1000, identical: (await signed(dirs)) === reference });
-        log(`${n} worker(s): ${rows.at(-1)?.seconds.toFixed(1)} s`);
+        const seconds = (performance.now() - t0) / 1000;
+        const used = cpu.read(workers);
+        rows.push({ workers: n, jobs, seconds, identical: (await signed(dirs)) === reference, cpuPerJob: used.total / jobs, workerCpuPerJob: used.workers / jobs });
+        log(`${n} worker(s): ${seconds.toFixed(1)} s, ${(used.total / jobs).toFixed(2)} CPU-s a job (workers ${(used.workers / jobs).toFixed(2)}, run ${(used.run / jobs).toFixed(2)}, redis ${(used.redis / jobs).toFixed(2)})`);
       } finally {
         await Promise.all(workers.map(killWorker));
       }
@@ -138,6 +156,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
       let identical = true;
       t0 = performance.now();
       const workers: ChildProcess[] = await Promise.all([startWorker(redis.url), startWorker(redis.url)]);
+      const cpu = startCpu(redis.pid(), workers);
       let runs = 0;
       try {
         while (kills < options.kills) {
@@ -149,6 +168,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
             await new Promise((r) => setTimeout(r, 300 + random() * (quick ? 1500 : 6000)));
             if (finished) break;
             const victim = Math.floor(random() * workers.length);
+            cpu.gone(workers[victim]);
             await killWorker(workers[victim]);
             kills++;
             workers[victim] = await startWorker(redis.url);
@@ -159,15 +179,79 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
           log(`kills: ${kills}/${options.kills}, ${runs} run(s) of the plans published`);
         }
       } finally {
+        const used = cpu.read(workers);
         await Promise.all(workers.map(killWorker));
+        rows.push({ workers: 2, jobs: jobs * runs, seconds: (performance.now() - t0) / 1000, identical, kills, cpuPerJob: used.total / Math.max(1, jobs * runs), workerCpuPerJob: used.workers / Math.max(1, jobs * runs) });
       }
-      rows.push({ workers: 2, jobs: jobs * runs, seconds: (performance.now() - t0) / 1000, identical, kills });
     }
     return { model: quick ? 'test model (test/helpers/models.ts)' : 'MobileNetV2 (nsfwjs), float32', plans: planned.length, jobs, rows };
   } finally {
     await redis.close();
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** This process's CPU seconds so far (user + system). */
+function ownCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+const TICKS = 100; // Linux's USER_HZ: /proc counts CPU time in 1/100 s
+
+/**
+ * CPU seconds of the live processes of process group `pgid` (a worker started detached and the
+ * sandboxed children it forked), their reaped children's included: from /proc, so Linux only
+ * (0 elsewhere).
+ */
+function groupCpuSeconds(pgid: number): number {
+  let ticks = 0;
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return 0;
+  }
+  for (const pid of pids) {
+    const f = procStat(Number(pid));
+    if (f && f.pgrp === pgid) ticks += f.ticks;
+  }
+  return ticks / TICKS;
+}
+
+/** A process's group and CPU ticks (its own and its reaped children's), or undefined once gone. */
+function procStat(pid: number): { pgrp: number; ticks: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state ppid pgrp ... utime(14) stime cutime cstime.
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { pgrp: Number(f[2]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU accounting of one run from now: the workers (read before each is killed, `gone`), this
+ * process and redis-server.
+ */
+function startCpu(redisPid: number | undefined, workers: ChildProcess[]) {
+  const own0 = ownCpuSeconds();
+  const redis0 = redisPid ? (procStat(redisPid)?.ticks ?? 0) / TICKS : 0;
+  const start = new Map(workers.map((w) => [w.pid as number, groupCpuSeconds(w.pid as number)]));
+  let finished = 0;
+  return {
+    gone(w: ChildProcess) {
+      finished += groupCpuSeconds(w.pid as number) - (start.get(w.pid as number) ?? 0);
+      start.delete(w.pid as number);
+    },
+    read(live: ChildProcess[]) {
+      const workerCpu = finished + live.reduce((s, w) => s + groupCpuSeconds(w.pid as number) - (start.get(w.pid as number) ?? 0), 0);
+      const run = ownCpuSeconds() - own0;
+      const redis = redisPid ? (procStat(redisPid)?.ticks ?? 0) / TICKS - redis0 : 0;
+      return { workers: workerCpu, run, redis, total: workerCpu + run + redis };
+    },
+  };
 }
 
 /** An `ndiff worker` process, once it waits for jobs. */
@@ -199,9 +283,9 @@ export function releaseQueueTable(r: QueueBenchResult): string {
   return [
     `${r.model}; ${r.plans} plans, ${r.jobs} payload jobs`,
     '',
-    '| run | jobs | seconds | vs 1 worker | payloads as on one machine |',
-    '| --- | ---: | ---: | ---: | --- |',
-    ...r.rows.map((x) => `| ${x.workers === 'single machine' ? 'one machine, no queue' : `${x.workers} worker(s)${x.kills ? `, ${x.kills} killed` : ''}`} | ${x.jobs} | ${x.seconds.toFixed(1)} | ${one && !x.kills && x.workers !== 'single machine' ? `${(x.seconds / one.seconds).toFixed(2)}x` : ''} | ${x.identical ? 'yes' : 'NO'} |`),
+    '| run | jobs | seconds | vs 1 worker | CPU-s a job (workers) | payloads as on one machine |',
+    '| --- | ---: | ---: | ---: | ---: | --- |',
+    ...r.rows.map((x) => `| ${x.workers === 'single machine' ? 'one machine, no queue' : `${x.workers} worker(s)${x.kills ? `, ${x.kills} killed` : ''}`} | ${x.jobs} | ${x.seconds.toFixed(1)} | ${one && !x.kills && x.workers !== 'single machine' ? `${(x.seconds / one.seconds).toFixed(2)}x` : ''} | ${x.cpuPerJob.toFixed(2)}${x.workers === 'single machine' ? '' : ` (${x.workerCpuPerJob.toFixed(2)})`} | ${x.identical ? 'yes' : 'NO'} |`),
     '',
     single ? `One machine runs the jobs in turn in one process (the \`ndiff release job\` loop).` : '',
   ].join('\n');

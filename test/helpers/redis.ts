@@ -23,6 +23,8 @@ export const redisSkip: string | false = redisServerPath() ? false : 'redis-serv
 export interface RedisServer {
   url: string;
   port: number;
+  /** The running server's process id (undefined while stopped). */
+  pid(): number | undefined;
   /** Stop it (SIGTERM: with persistence it writes its append-only file first). */
   stop(): Promise<void>;
   /** Start it again on the same port and folder (what it persisted comes back). */
@@ -82,5 +84,5 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<R
     });
   };
   await start();
-  return { url: `redis://127.0.0.1:${port}`, port, stop, start, close: async () => { await stop(); await rm(dir, { recursive: true, force: true }); } };
+  return { url: `redis://127.0.0.1:${port}`, port, pid: () => child?.pid, stop, start, close: async () => { await stop(); await rm(dir, { recursive: true, force: true }); } };
 }
