@@ -134,6 +134,8 @@ type Bullmq = Awaited<ReturnType<typeof loadBullmq>>;
 /** What this file asks of a BullMQ queue. */
 interface JobLookup {
   getJob(id: string): Promise<{ getState(): Promise<string>; failedReason?: string } | undefined>;
+  /** A job's state alone: one script in Redis, without the job's data or return value (a payload). */
+  getJobState(id: string): Promise<string>;
 }
 
 function planFailed(names: PlanNames, reason: string, releaseDir: string, url: string): NeuralDiffError {
@@ -153,10 +155,10 @@ async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup,
   try {
     for (;;) {
       try {
-        const parent = await publishQueue.getJob(names.parentId);
-        const state = parent ? await parent.getState() : 'unknown';
+        const state = await publishQueue.getJobState(names.parentId);
         if (state === 'completed') return { state };
         if (state === 'failed') {
+          const parent = await publishQueue.getJob(names.parentId);
           // A child that failed for good fails the plan: say which, and why, not only "child failed".
           const why: string[] = [];
           for (const job of record.pending?.jobs ?? []) {
@@ -181,12 +183,15 @@ async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup,
   }
 }
 
-async function countJobs(jobsQueue: JobLookup, names: PlanNames, record: ReleaseRecord): Promise<PlanCounts> {
+/**
+ * Count the plan's payload jobs by state. Polled every `pollMs`: states only, all sent at once
+ * (one round trip), never the jobs themselves: their return values hold whole payloads, and
+ * reading them on every poll moved each done job's payload out of Redis twice a second.
+ */
+export async function countJobs(jobsQueue: JobLookup, names: PlanNames, record: ReleaseRecord): Promise<PlanCounts> {
   const counts: PlanCounts = { waiting: 0, running: 0, done: 0, failed: 0 };
-  for (const job of record.pending?.jobs ?? []) {
-    const j = await jobsQueue.getJob(names.childId(job.id));
-    counts[bucketOf(j ? await j.getState() : 'unknown')]++;
-  }
+  const states = await Promise.all((record.pending?.jobs ?? []).map((job) => jobsQueue.getJobState(names.childId(job.id))));
+  for (const state of states) counts[bucketOf(state)]++;
   return counts;
 }
 
