@@ -1,13 +1,15 @@
 /**
  * What the job engine costs beside the jobs themselves, on a real `redis-server` (skipped with a
  * message where it is not installed): `release run` watches a plan by its jobs' states alone, never
- * reading back their return values (each holds a whole payload).
+ * reading back their return values (each holds a whole payload); a worker gives each job its share
+ * of the cores.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readRecord } from '../src/release/record.ts';
 import { countJobs } from '../src/release/queue/plan.ts';
 import { bullConnection, connectRedis, JOBS_QUEUE, loadBullmq, planNames } from '../src/release/queue/engine.ts';
+import { sandboxEnv, threadsPerJob } from '../src/release/queue/worker.ts';
 import { releaseChain } from './helpers/release-chain.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
 
@@ -51,4 +53,11 @@ test('release run counts a plan\'s jobs by state without reading their return va
     client.disconnect();
     await redis.close();
   }
+});
+
+test('a worker gives each job its share of the cores as threads, unless the environment sets them', () => {
+  assert.deepEqual([threadsPerJob(1, 2), threadsPerJob(2, 2), threadsPerJob(3, 2), threadsPerJob(2, 8), threadsPerJob(3, 8)], [2, 1, 1, 4, 2]);
+  const env = sandboxEnv({ PATH: '/bin' }, '/tmp/cache', 1);
+  assert.deepEqual([env.PATH, env.NDIFF_WORKER_CACHE, env.OPENBLAS_NUM_THREADS, env.OMP_NUM_THREADS], ['/bin', '/tmp/cache', '1', '1']);
+  assert.equal(sandboxEnv({ OPENBLAS_NUM_THREADS: '3' }, '/c', 1).OPENBLAS_NUM_THREADS, '3', 'a count the user set is kept');
 });

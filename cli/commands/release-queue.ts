@@ -2,6 +2,7 @@
  * `ndiff release run --queue`, `ndiff release status` and `ndiff worker`: a release's plan on a
  * job engine (BullMQ on Redis, an optional dependency loaded only by these commands).
  */
+import { availableParallelism } from 'node:os';
 import type { Argv, Options } from 'yargs';
 import { UsageError } from '../../src/core/errors.ts';
 import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
@@ -71,7 +72,7 @@ export async function runReleaseStatus(a: StatusArgs, io: CliIO): Promise<number
 export function workerCommand(y: Argv<any>): Argv<any> {
   return y
     .option('queue', queueOption)
-    .option('concurrency', { type: 'number', default: 1, describe: 'jobs at once, each in its own process' })
+    .option('concurrency', { type: 'number', default: 1, describe: 'jobs at once, each in its own process with cores/N threads' })
     .option('lock-seconds', { type: 'number', default: 30, describe: 'silence before another worker takes a job' })
     .example('$0 worker --queue redis://queue.internal --concurrency 4', 'run payload jobs until stopped (Ctrl-C or SIGTERM lets running jobs finish)')
     .epilogue(seeDocs('worker'));
@@ -80,7 +81,7 @@ export function workerCommand(y: Argv<any>): Argv<any> {
 /** `worker`: runs until SIGINT or SIGTERM. */
 export async function runWorker(a: WorkerArgs, io: CliIO): Promise<number> {
   const worker = await startQueueWorker(a.queue, { concurrency: a.concurrency, lockSeconds: a.lockSeconds, onLine: (l) => io.progress(l) });
-  io.progress(`worker on ${a.queue} (${a.concurrency} at once): waiting for jobs; Ctrl-C stops`);
+  io.progress(`worker on ${a.queue} (${a.concurrency} at once, ${worker.threads} thread(s) a job of this machine's ${availableParallelism()} cores): waiting for jobs; Ctrl-C stops`);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop);

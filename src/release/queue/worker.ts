@@ -6,7 +6,7 @@
  * again (BullMQ's stalled-job recovery).
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../../core/errors.ts';
@@ -24,8 +24,30 @@ export interface QueueWorkerOptions {
   onLine?: (line: string) => void;
 }
 
+/**
+ * Threads each job gets: the machine's cores shared among the jobs a worker runs at once (at
+ * least 1). Two jobs that each used every core would fight for them, each running slower.
+ */
+export function threadsPerJob(concurrency: number, cores: number = availableParallelism()): number {
+  return Math.max(1, Math.floor(cores / concurrency));
+}
+
+/**
+ * The environment of a job's sandboxed process: the worker's own, the blob cache, and the thread
+ * count of the libraries a job may start threads in (OpenBLAS, OpenMP) set to `threads`, unless
+ * the worker's environment already sets them. Only threads that do not change a job's bytes: a
+ * learned job's data-parallel thread count is part of the job, so the payload stays the same on
+ * any worker.
+ */
+export function sandboxEnv(env: NodeJS.ProcessEnv, cacheDir: string, threads: number): NodeJS.ProcessEnv {
+  const own = (name: string) => (env[name] !== undefined && env[name] !== '' ? env[name] : String(threads));
+  return { ...env, NDIFF_WORKER_CACHE: cacheDir, OPENBLAS_NUM_THREADS: own('OPENBLAS_NUM_THREADS'), OMP_NUM_THREADS: own('OMP_NUM_THREADS') };
+}
+
 /** A running worker. */
 export interface QueueWorker {
+  /** Threads each job gets ({@link threadsPerJob}). */
+  threads: number;
   /** Stop taking jobs, wait for the running ones, and clean up. */
   close(): Promise<void>;
 }
@@ -69,6 +91,7 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   await sweepDeadWorkers();
   const cacheDir = await mkdtemp(path.join(tmpdir(), `ndiff-worker-${process.pid}-`));
   const proc = processorFile();
+  const threads = threadsPerJob(concurrency);
   const worker = new bull.Worker(JOBS_QUEUE, proc.file, {
     connection: bullConnection(url),
     concurrency,
@@ -76,7 +99,7 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
     lockDuration: lockSeconds * 1000,
     stalledInterval: lockSeconds * 1000,
     maxStalledCount: options.maxStalls ?? 5,
-    workerForkOptions: { ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: { ...process.env, NDIFF_WORKER_CACHE: cacheDir } },
+    workerForkOptions: { ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: sandboxEnv(process.env, cacheDir, threads) },
   });
   worker.on('active', (job) => log(`${job.id}: started (attempt ${job.attemptsMade + 1})`));
   worker.on('completed', (job) => log(`${job.id}: done`));
@@ -84,6 +107,7 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   worker.on('error', (err) => log(`queue: ${err.message.split('\n')[0]}`));
   await worker.waitUntilReady();
   return {
+    threads,
     close: async () => {
       await worker.close();
       await rm(cacheDir, { recursive: true, force: true });
