@@ -242,3 +242,43 @@ test('Redis restarted mid-plan (append-only file): the worker and the run reconn
     await redis.close();
   }
 });
+
+/** The first process `worker` starts to run jobs in (found in /proc as soon as it exists), or undefined after `ms`. */
+async function jobProcessOf(worker: ChildProcess, ms: number): Promise<number | undefined> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(pid)) continue;
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== worker.pid) continue;
+      // The job process (job-process.ts), or BullMQ's sandbox (main.js); not tsx's esbuild service.
+      const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (/job-process|main\.js/.test(cmd)) return Number(pid);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return undefined;
+}
+
+test('a job process killed while it starts: the job is tried again in a new one, and the plan finishes (it waited for a process that was gone)', { skip: redisSkip || (process.platform !== 'linux' && 'reads /proc'), timeout: 180_000 }, async () => {
+  const chain = await plannedRelease();
+  const expected = await localPayloads(chain);
+  const redis = await startRedis();
+  const server = await serveRelease(chain.releaseDir);
+  let worker: (ChildProcess & { log: string[] }) | undefined;
+  try {
+    const run = runPlanOnQueue(chain.releaseDir, redis.url, { source: server.url, publish: { key: chain.key, expiresAt: inAnHour() } });
+    run.catch(() => {}); // awaited below
+    worker = startWorker(redis.url);
+    const pid = await jobProcessOf(worker, 60_000);
+    assert.ok(pid, `the worker started no job process in 60 s: ${worker.log.join('\n')}`);
+    process.kill(pid, 'SIGKILL');
+    let timer: NodeJS.Timeout | undefined;
+    const res = await Promise.race([run, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`the plan did not finish in 120 s after the job process was killed: a job waits on a process that is gone (worker: ${worker?.log.slice(-5).join(' | ')})`)), 120_000); })]).finally(() => clearTimeout(timer));
+    assert.deepEqual(res.published?.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`), expected);
+  } finally {
+    if (worker) await killWorker(worker);
+    await server.close();
+    await redis.close();
+  }
+});

@@ -1,9 +1,9 @@
 /**
- * The processor `ndiff worker` runs each payload job in: a child process of its own (BullMQ's
- * sandbox), so a CPU-heavy job never stops the worker from renewing its jobs' locks, and a crash
- * takes down one job, not the worker. The job's data is a ticket and where the release folder is
- * served; the return value is the job's result with its payload (base64), which `release run`
- * writes into the release folder for publish to check.
+ * What `ndiff worker` runs for each payload job, in a job process (job-process.ts, sandbox.ts), so
+ * a CPU-heavy job never stops the worker from renewing its jobs' locks, and a crash takes down one
+ * job, not the worker. The job's data is a ticket and where the release folder is served; the
+ * return value is the job's result with its payload (base64), which `release run` writes into the
+ * release folder for publish to check.
  */
 import { checkTicket, runTicket } from '../ticket.ts';
 

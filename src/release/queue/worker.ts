@@ -1,6 +1,6 @@
 /**
- * `ndiff worker`: run payload jobs from the queue on this machine, each in a sandboxed child
- * process, until stopped. A worker needs the queue and the place the release folder is served
+ * `ndiff worker`: run payload jobs from the queue on this machine, each in a job process of its
+ * own (sandbox.ts: started with the worker, kept from job to job), until stopped. A worker needs the queue and the place the release folder is served
  * (named in each job), never the release folder on its disk nor the signing key. A worker that
  * dies mid-job stops renewing the job's lock; after `lockSeconds` another worker takes the job
  * again (BullMQ's stalled-job recovery).
@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../../core/errors.ts';
 import { bullConnection, JOBS_QUEUE, loadBullmq, queueUrlOf } from './engine.ts';
+import { JobProcesses } from './sandbox.ts';
 
 /** Options of {@link startQueueWorker}. */
 export interface QueueWorkerOptions {
@@ -48,14 +49,16 @@ export function sandboxEnv(env: NodeJS.ProcessEnv, cacheDir: string, threads: nu
 export interface QueueWorker {
   /** Threads each job gets ({@link threadsPerJob}). */
   threads: number;
+  /** The ids of the processes jobs run in. */
+  pids(): number[];
   /** Stop taking jobs, wait for the running ones, and clean up. */
   close(): Promise<void>;
 }
 
-/** The processor file, as this build has it (TypeScript in the checkout, JavaScript in dist/). */
+/** The job process's entry file, as this build has it (TypeScript in the checkout, JavaScript in dist/). */
 function processorFile(): { file: string; execArgv?: string[] } {
   const here = fileURLToPath(import.meta.url);
-  const file = path.join(path.dirname(here), `processor${path.extname(here)}`);
+  const file = path.join(path.dirname(here), `job-process${path.extname(here)}`);
   if (path.extname(here) !== '.ts') return { file };
   // Run from the sources (`node cli/ndiff.mjs`, tests): the child needs tsx's loader to read .ts.
   const argv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
@@ -92,14 +95,14 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   const cacheDir = await mkdtemp(path.join(tmpdir(), `ndiff-worker-${process.pid}-`));
   const proc = processorFile();
   const threads = threadsPerJob(concurrency);
-  const worker = new bull.Worker(JOBS_QUEUE, proc.file, {
+  const processes = new JobProcesses({ file: proc.file, ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: sandboxEnv(process.env, cacheDir, threads) });
+  processes.warm(concurrency);
+  const worker = new bull.Worker(JOBS_QUEUE, async (job) => processes.run(job.data, (value) => { job.updateProgress(value).catch(() => {}); }), {
     connection: bullConnection(url),
     concurrency,
-    useWorkerThreads: false,
     lockDuration: lockSeconds * 1000,
     stalledInterval: lockSeconds * 1000,
     maxStalledCount: options.maxStalls ?? 5,
-    workerForkOptions: { ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: sandboxEnv(process.env, cacheDir, threads) },
   });
   worker.on('active', (job) => log(`${job.id}: started (attempt ${job.attemptsMade + 1})`));
   worker.on('completed', (job) => log(`${job.id}: done`));
@@ -108,8 +111,10 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   await worker.waitUntilReady();
   return {
     threads,
+    pids: () => processes.pids(),
     close: async () => {
       await worker.close();
+      await processes.close();
       await rm(cacheDir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,125 @@
+/**
+ * The processes `ndiff worker` runs payload jobs in: as many as jobs run at once, started with
+ * the worker (so the first job does not wait for one), each kept for job after job. A CPU-heavy
+ * job never stops the worker from renewing its jobs' locks, and a job that crashes takes its own
+ * process down, not the worker. A process that exits at any moment, starting or mid-job, fails
+ * the job it was to run with the reason (the queue retries it) and is replaced: no job waits on
+ * a process that is gone.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+
+/** Worker to job process. */
+export interface JobProcessRequest {
+  type: 'run';
+  data: unknown;
+}
+
+/** Job process to worker. */
+export type JobProcessMessage =
+  | { type: 'ready' }
+  | { type: 'progress'; value: object }
+  | { type: 'done'; value: unknown }
+  | { type: 'failed'; name: string; message: string };
+
+/** How to start a job process. */
+export interface JobProcessOptions {
+  /** The entry file (job-process.ts or .js). */
+  file: string;
+  execArgv?: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+/** A job that failed in its process, or because its process exited. */
+export class JobProcessError extends Error {
+  constructor(message: string, name = 'JobProcessError') {
+    super(message);
+    this.name = name;
+  }
+}
+
+interface Slot {
+  child: ChildProcess;
+  ready: Promise<void>;
+  /** Set while a job runs in it. */
+  onMessage?: (m: JobProcessMessage) => void;
+  onExit?: (why: string) => void;
+  gone?: string;
+}
+
+/** A pool of job processes (see the module doc). */
+export class JobProcesses {
+  private idle: Slot[] = [];
+  private all = new Set<Slot>();
+  private closed = false;
+
+  constructor(private readonly options: JobProcessOptions) {}
+
+  /** Start `n` processes now, so jobs find them ready. */
+  warm(n: number): void {
+    for (let i = 0; i < n; i++) this.idle.push(this.start());
+  }
+
+  /** The process ids running now (for tests and logs). */
+  pids(): number[] {
+    return [...this.all].map((s) => s.child.pid).filter((p): p is number => p !== undefined);
+  }
+
+  private start(): Slot {
+    const child = fork(this.options.file, [], { ...(this.options.execArgv ? { execArgv: this.options.execArgv } : {}), env: this.options.env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let readyResolve!: () => void;
+    let readyReject!: (e: Error) => void;
+    const slot: Slot = { child, ready: new Promise<void>((res, rej) => { readyResolve = res; readyReject = rej; }) };
+    slot.ready.catch(() => {}); // awaited by the job that takes the slot, if any
+    this.all.add(slot);
+    child.on('message', (m: JobProcessMessage) => {
+      if (m?.type === 'ready') readyResolve();
+      else slot.onMessage?.(m);
+    });
+    child.on('error', () => {}); // an exit follows and says why
+    child.once('exit', (code, signal) => {
+      slot.gone = `the job's process (pid ${child.pid}) exited${signal ? ` on ${signal}` : ` with code ${code}`}`;
+      this.all.delete(slot);
+      this.idle = this.idle.filter((s) => s !== slot);
+      readyReject(new JobProcessError(`${slot.gone} while starting`));
+      slot.onExit?.(slot.gone);
+    });
+    return slot;
+  }
+
+  /** Run one job in a process of the pool; `onProgress` gets what the job reports. */
+  async run(data: unknown, onProgress: (value: object) => void): Promise<unknown> {
+    if (this.closed) throw new JobProcessError('the worker is stopping: the job is left for another worker');
+    const slot = this.idle.pop() ?? this.start();
+    try {
+      await slot.ready;
+      return await new Promise<unknown>((resolve, reject) => {
+        if (slot.gone) return reject(new JobProcessError(`${slot.gone} before the job started: the job is tried again`));
+        slot.onExit = (why) => reject(new JobProcessError(`${why} mid-job (killed, or out of memory): the job is tried again`));
+        slot.onMessage = (m) => {
+          if (m.type === 'progress') onProgress(m.value);
+          else if (m.type === 'done') resolve(m.value);
+          else if (m.type === 'failed') reject(new JobProcessError(m.message, m.name));
+        };
+        slot.child.send({ type: 'run', data } satisfies JobProcessRequest, (e) => {
+          if (e) reject(new JobProcessError(`the job could not be handed to its process (${e.message}): the job is tried again`));
+        });
+      });
+    } finally {
+      slot.onExit = undefined;
+      slot.onMessage = undefined;
+      if (!slot.gone && !this.closed) this.idle.push(slot);
+      else if (!slot.gone) slot.child.kill('SIGTERM');
+    }
+  }
+
+  /** Stop every idle process (running jobs are waited for by the worker before this). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const slots = [...this.all];
+    await Promise.all(slots.map((s) => new Promise<void>((resolve) => {
+      if (s.gone) return resolve();
+      s.child.once('exit', () => resolve());
+      s.child.kill('SIGTERM');
+    })));
+  }
+}
