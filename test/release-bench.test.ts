@@ -31,5 +31,7 @@ test('bench:release --workers 2 --kills 1 --quick: plans on the job engine publi
   const r = await runReleaseQueueBench({ workers: [2], kills: 1, quick: true, log: () => {} });
   assert.equal(r.jobs, 6);
   assert.deepEqual(r.rows.map((x) => [x.workers, x.kills, x.identical]), [['single machine', undefined, true], [2, undefined, true], [2, 1, true]]);
-  assert.match(releaseQueueTable(r), /\| 2 worker\(s\), 1 killed \| \d+ \| [\d.]+ \| {2}\| yes \|/);
+  assert.match(releaseQueueTable(r), /\| 2 worker\(s\), 1 killed \| \d+ \| [\d.]+ \| {2}\| [\d.]+ \([\d.]+\) \| yes \|/);
+  // CPU-seconds a job, counted from /proc (Linux): the workers' share is part of the whole.
+  for (const x of r.rows.filter((row) => row.workers !== 'single machine')) assert.ok(process.platform !== 'linux' || (x.workerCpuPerJob > 0 && x.workerCpuPerJob < x.cpuPerJob), JSON.stringify(x));
 });
