@@ -147,7 +147,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
         const seconds = (performance.now() - t0) / 1000;
         const used = cpu.read(workers);
         rows.push({ workers: n, jobs, seconds, identical: (await signed(dirs)) === reference, cpuPerJob: used.total / jobs, workerCpuPerJob: used.workers / jobs });
-        log(`${n} worker(s): ${seconds.toFixed(1)} s, ${(used.total / jobs).toFixed(2)} CPU-s a job (workers ${(used.workers / jobs).toFixed(2)}, run ${(used.run / jobs).toFixed(2)}, redis ${(used.redis / jobs).toFixed(2)})`);
+        log(`${n} worker(s): ${seconds.toFixed(1)} s, ${(used.total / jobs).toFixed(2)} CPU-s a job (workers ${(used.workers / jobs).toFixed(2)}, of which their own processes ${(used.leaders / jobs).toFixed(2)} beside the job processes; run ${(used.run / jobs).toFixed(2)}, redis ${(used.redis / jobs).toFixed(2)})`);
       } finally {
         await Promise.all(workers.map(killWorker));
       }
@@ -207,7 +207,8 @@ const TICKS = 100; // Linux's USER_HZ: /proc counts CPU time in 1/100 s
  * sandboxed children it forked), their reaped children's included: from /proc, so Linux only
  * (0 elsewhere).
  */
-function groupCpuSeconds(pgid: number): number {
+function groupCpuSeconds(pgid: number, only?: 'leader'): number {
+  if (only) return (procStat(pgid)?.ticks ?? 0) / TICKS;
   let ticks = 0;
   let pids: string[];
   try {
@@ -242,17 +243,22 @@ function startCpu(redisPid: number | undefined, workers: ChildProcess[]) {
   const own0 = ownCpuSeconds();
   const redis0 = redisPid ? (procStat(redisPid)?.ticks ?? 0) / TICKS : 0;
   const start = new Map(workers.map((w) => [w.pid as number, groupCpuSeconds(w.pid as number)]));
+  const startLeader = new Map(workers.map((w) => [w.pid as number, groupCpuSeconds(w.pid as number, 'leader')]));
   let finished = 0;
+  let finishedLeader = 0;
   return {
     gone(w: ChildProcess) {
       finished += groupCpuSeconds(w.pid as number) - (start.get(w.pid as number) ?? 0);
+      finishedLeader += groupCpuSeconds(w.pid as number, 'leader') - (startLeader.get(w.pid as number) ?? 0);
       start.delete(w.pid as number);
     },
     read(live: ChildProcess[]) {
       const workerCpu = finished + live.reduce((s, w) => s + groupCpuSeconds(w.pid as number) - (start.get(w.pid as number) ?? 0), 0);
+      // The worker processes themselves (BullMQ: taking jobs, renewing locks, sending results to Redis), without their job processes.
+      const leaders = finishedLeader + live.reduce((s, w) => s + groupCpuSeconds(w.pid as number, 'leader') - (startLeader.get(w.pid as number) ?? 0), 0);
       const run = ownCpuSeconds() - own0;
       const redis = redisPid ? (procStat(redisPid)?.ticks ?? 0) / TICKS - redis0 : 0;
-      return { workers: workerCpu, run, redis, total: workerCpu + run + redis };
+      return { workers: workerCpu, leaders, run, redis, total: workerCpu + run + redis };
     },
   };
 }
