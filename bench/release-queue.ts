@@ -48,12 +48,12 @@ export interface QueueBenchRow {
   kills?: number;
   /**
    * CPU seconds (user + system) a job took, the whole run's CPU over its jobs: the worker
-   * processes with their sandboxed children, this process (the run: serving the inputs, checking
+   * processes with their job processes, this process (the run: serving the inputs, checking
    * every result in publish, signing) and redis-server. Unlike wall time, it does not grow when
    * other work on the machine takes the cores.
    */
   cpuPerJob: number;
-  /** Of which the worker processes (their sandboxed children included). */
+  /** Of which the worker processes (their job processes included). */
   workerCpuPerJob: number;
 }
 
@@ -204,7 +204,7 @@ const TICKS = 100; // Linux's USER_HZ: /proc counts CPU time in 1/100 s
 
 /**
  * CPU seconds of the live processes of process group `pgid` (a worker started detached and the
- * sandboxed children it forked), their reaped children's included: from /proc, so Linux only
+ * job processes it forked), their reaped children's included: from /proc, so Linux only
  * (0 elsewhere).
  */
 function groupCpuSeconds(pgid: number, only?: 'leader'): number {

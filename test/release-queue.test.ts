@@ -23,7 +23,7 @@ import { main } from '../cli/ndiff.ts';
 
 const cli = join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
 
-/** An `ndiff worker` process (its own process group, so a kill takes its sandboxed children too). */
+/** An `ndiff worker` process (its own process group, so a kill takes its job processes too). */
 function startWorker(url: string, ...extra: string[]): ChildProcess & { log: string[] } {
   const child = spawn(process.execPath, [cli, 'worker', '--queue', url, '--lock-seconds', '2', ...extra], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] }) as ChildProcess & { log: string[] };
   child.log = [];

@@ -1,7 +1,8 @@
 /**
  * `ndiff worker`: run payload jobs from the queue on this machine, each in a job process of its
- * own (sandbox.ts: started with the worker, kept from job to job), until stopped. A worker needs the queue and the place the release folder is served
- * (named in each job), never the release folder on its disk nor the signing key. A worker that
+ * own (sandbox.ts: started with the worker, kept from job to job), until stopped. A worker needs
+ * the queue and the place the release folder is served (named in each job), never the release
+ * folder on its disk nor the signing key. A worker that
  * dies mid-job stops renewing the job's lock; after `lockSeconds` another worker takes the job
  * again (BullMQ's stalled-job recovery).
  */
@@ -34,7 +35,7 @@ export function threadsPerJob(concurrency: number, cores: number = availablePara
 }
 
 /**
- * The environment of a job's sandboxed process: the worker's own, the blob cache, and the thread
+ * The environment of a job process: the worker's own, the blob cache, and the thread
  * count of the libraries a job may start threads in (OpenBLAS, OpenMP) set to `threads`, unless
  * the worker's environment already sets them. Only threads that do not change a job's bytes: a
  * learned job's data-parallel thread count is part of the job, so the payload stays the same on
