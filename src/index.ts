@@ -6,6 +6,9 @@
  * @module neural-diff
  */
 export * from './apply/index.ts';
+export { diff, type DiffOptions, type DiffResult, type ValueDiffReport, type StructuralDiffReport, type CalibrationReport } from './front/diff.ts';
+export type { Progress } from './front/progress.ts';
+export type { Port } from './front/ports.ts';
 export { applyDecodedPayload } from './apply/apply.ts';
 export { decodePayload } from './core/format.ts';
 export { sealEnvelope, envelopeSigningInput } from './apply/envelope.ts';

@@ -12,11 +12,11 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
-import { closenessLines, measurePayload, movesAwayText } from '../payload-eval.ts';
+import { closenessLines, measurePayload, movesAwayText } from '../../src/front/payload-eval.ts';
 import { publishReleaseFolder } from '../../src/release/publish.ts';
 import { newestVersion, readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
 import { materializeVersion } from '../../src/release/package.ts';
-import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
+import { interfaceWarning, modelPortsAt } from '../../src/front/ports.ts';
 import { table, type CliIO } from '../common.ts';
 import { parseExpiry } from '../models.ts';
 import { releaseRunOptions, runReleaseRun, runReleaseStatus } from './release-queue.ts';
@@ -143,7 +143,7 @@ async function measureLossy(a: AddArgs, lossy: LossyJobPayload[], io: CliIO): Pr
   try {
     for (const l of lossy) {
       const models = await exportJob(a.release, l.record, l.job, path.join(dir, l.job.id));
-      const m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (version ${l.job.fromVersion})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, io);
+      const m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (version ${l.job.fromVersion})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, (line) => io.progress(line));
       for (const line of closenessLines(m, `version ${l.job.toVersion}`)) io.out(`${l.job.id}: ${line}`);
       if (m.movesAway) worse.push(`${l.job.id}: ${movesAwayText(m, `version ${l.job.toVersion}`, '')}`.trim().replace(/\.$/, ''));
     }

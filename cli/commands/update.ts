@@ -11,7 +11,7 @@ import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { readPublicKeyFile } from '../../src/sign/node-keys.ts';
 import { EXIT, type CliIO } from '../common.ts';
-import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
+import { interfaceWarning, modelPortsAt } from '../../src/front/ports.ts';
 import * as path from 'node:path';
 
 interface UpdateArgs {
