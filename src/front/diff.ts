@@ -103,6 +103,7 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
       throw new ModelMismatchError(`${s.base} and ${s.target} do not hold the same tensors (${reason}): a payload patches the values of the same tensors, and a structural payload (tensors added, removed or reshaped) is made for .onnx, .tflite and TF.js models only; ship the new .safetensors file whole, or diff two versions with the same tensor names, shapes and dtypes`, { base: s.base, target: s.target });
     }
     if (reason) {
+      s.progress(`${s.base} and ${s.target} differ in structure (${reason.split(':')[0]}): a structural payload (format v7), the target rebuilt from the base's bytes`);
       // A structural payload keeps top-k by default: no table measured lowbit there.
       const c = { settings: { ...s, method: s.method ?? 'topk' }, modelId, reason };
       const made = opened.kind === 'onnx' || opened.kind === 'tflite' ? await structuralFileDiff(c, opened.kind) : await structuralFolderDiff(c);
