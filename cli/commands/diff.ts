@@ -4,8 +4,8 @@ import { describeWidths } from '../../src/diff/lowbit.ts';
 import type { PostHocMethod } from '../../src/diff/advice.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import { diff, type StructuralDiffReport, type ValueDiffReport } from '../../src/front/diff.ts';
-import { MAX_CALIBRATION_EXAMPLES } from '../../src/front/calibrate.ts';
-import { closenessLines } from '../../src/front/payload-eval.ts';
+import { MAX_CALIBRATION_EXAMPLES } from '../../src/front/measure/calibrate.ts';
+import { closenessLines } from '../../src/front/measure/payload-eval.ts';
 import type { CliIO } from '../common.ts';
 
 export interface DiffArgs {

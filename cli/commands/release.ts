@@ -12,7 +12,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
-import { closenessLines, measurePayload, movesAwayText } from '../../src/front/payload-eval.ts';
+import { closenessLines, measurePayload, movesAwayText } from '../../src/front/measure/payload-eval.ts';
 import { publishReleaseFolder } from '../../src/release/publish.ts';
 import { newestVersion, readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
 import { materializeVersion } from '../../src/release/package.ts';

@@ -18,15 +18,15 @@ import { LowBitCache, lowbitDiff, lowbitVariants, type LowBitAllocation, type Lo
 import { diffOnnxModels } from '../diff/onnx.ts';
 import { topkDiff, type TopkResult } from '../diff/topk.ts';
 import type { PayloadCloseness } from '../train/target-closeness.ts';
-import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite, type CalibrationReport } from './calibrate.ts';
+import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite, type CalibrationReport } from './measure/calibrate.ts';
 import { diffSettings, isEveryChange, type DiffOptions, type DiffSettings } from './diff-options.ts';
 import { structuralFileDiff, structuralFolderDiff, type StructuralDiffReport } from './diff-structural.ts';
 import { checkOutputPath, isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath, modelKindText, openModel, resolveModelId, writeUpdatedModel, type OpenedModel } from './models.ts';
-import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayText, type OnnxEval, type PayloadEvalSpec } from './payload-eval.ts';
+import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayText, type OnnxEval, type PayloadEvalSpec } from './measure/payload-eval.ts';
 
 export type { DiffOptions } from './diff-options.ts';
 export type { StructuralDiffReport } from './diff-structural.ts';
-export type { CalibrationReport } from './calibrate.ts';
+export type { CalibrationReport } from './measure/calibrate.ts';
 
 /** What {@link diff} returns for a value payload (the two models share their structure). */
 export interface ValueDiffReport {
@@ -63,13 +63,13 @@ export interface ValueDiffReport {
 }
 
 /** The payload, and the warnings `ndiff diff` prints on stderr (none refuses the payload). */
-interface Made {
+export interface DiffPayload {
   payload: Uint8Array;
   warnings: string[];
 }
 
 /** What {@link diff} returns: a value payload's report or a structural one's (`structural: true`), with the payload and the warnings. */
-export type DiffResult = (ValueDiffReport & { structural?: undefined } & Made) | (StructuralDiffReport & Made);
+export type DiffResult = (ValueDiffReport & { structural?: undefined } & DiffPayload) | (StructuralDiffReport & DiffPayload);
 
 /**
  * Make a payload from two versions of a model, as `ndiff diff` does: the same checks, the same

@@ -18,5 +18,5 @@ export function tfjsModule(): Promise<typeof import('@tensorflow/tfjs')> {
 
 /** A module of `src/train` (`path` relative to it, without extension, e.g. `onnx/payload-closeness`), imported when first needed. */
 export function trainModule<T>(path: string): Promise<T> {
-  return import(new URL(`../train/${path}${EXT}`, import.meta.url).href) as Promise<T>;
+  return import(new URL(`../../train/${path}${EXT}`, import.meta.url).href) as Promise<T>;
 }

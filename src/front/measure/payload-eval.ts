@@ -5,19 +5,19 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../core/errors.ts';
-import type { WeightStore } from '../core/weight-store.ts';
-import { loadInputs } from '../io/npy/files.ts';
-import { fileSystemIO } from '../io/tfjs/index.ts';
-import { importWithTrainerPeers } from '../train/peer.ts';
-import type { PayloadCloseness } from '../train/target-closeness.ts';
-import type { OnnxPayloadCloseness } from '../train/onnx/payload-closeness.ts';
-import type { ProgramDataset } from '../train/program/datasets.ts';
-import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../train/program/training-model.ts';
+import { UsageError } from '../../core/errors.ts';
+import type { WeightStore } from '../../core/weight-store.ts';
+import { loadInputs } from '../../io/npy/files.ts';
+import { fileSystemIO } from '../../io/tfjs/index.ts';
+import { importWithTrainerPeers } from '../../train/peer.ts';
+import type { PayloadCloseness } from '../../train/target-closeness.ts';
+import type { OnnxPayloadCloseness } from '../../train/onnx/payload-closeness.ts';
+import type { ProgramDataset } from '../../train/program/datasets.ts';
+import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../../train/program/training-model.ts';
 import { tfjsModule, trainModule } from './lazy.ts';
-import type { Progress } from './progress.ts';
-import { fedInputs, loadFolder, parseStatePairs, readOnnxModel, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
-import { isOnnxPath, isTflitePath, openModel } from './models.ts';
+import type { Progress } from '../progress.ts';
+import { fedInputs, loadFolder, parseStatePairs, readOnnxModel, readTfliteModel, tfliteInputFiles } from '../data-folders.ts';
+import { isOnnxPath, isTflitePath, openModel } from '../models.ts';
 
 /** What a measurement needs: the two models' paths, the inputs, and for .onnx files how to run them. */
 export interface PayloadEvalSpec {
@@ -83,10 +83,10 @@ export async function loadLayersPair(tf: typeof import('@tensorflow/tfjs'), base
 export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, payload: Uint8Array, progress: Progress): Promise<PayloadCloseness> {
   const { tf, initBackend, payloadCloseness, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
     tf: await tfjsModule(),
-    ...(await trainModule<typeof import('../train/data.ts')>('data')),
-    ...(await trainModule<typeof import('../train/backend.ts')>('backend')),
-    ...(await trainModule<typeof import('../train/target-closeness.ts')>('target-closeness')),
-    ...(await trainModule<typeof import('../train/quiet.ts')>('quiet')),
+    ...(await trainModule<typeof import('../../train/data.ts')>('data')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/target-closeness.ts')>('target-closeness')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), '`ndiff diff --eval`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -131,9 +131,9 @@ export async function loadOnnxEval(a: PayloadEvalSpec): Promise<OnnxEval> {
 /** `--eval` on .onnx files: both models run by the ONNX executor on the folder's examples, the payload applied by the device applier. */
 export async function measureOnnx(a: PayloadEvalSpec, e: OnnxEval, payload: Uint8Array, progress: Progress): Promise<OnnxPayloadCloseness> {
   const { initBackend, onnxPayloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await trainModule<typeof import('../train/backend.ts')>('backend')),
-    ...(await trainModule<typeof import('../train/onnx/payload-closeness.ts')>('onnx/payload-closeness')),
-    ...(await trainModule<typeof import('../train/quiet.ts')>('quiet')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/onnx/payload-closeness.ts')>('onnx/payload-closeness')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), '`ndiff diff --eval`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -162,9 +162,9 @@ export async function openTflitePair(a: Pick<PayloadEvalSpec, 'base' | 'target'>
   const target = await readTfliteModel(a.target, '--target');
   const { data, shared } = loadFolder(folder, tfliteInputFiles(base, a.base), flag, false);
   const { initBackend, TfliteProgram, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await trainModule<typeof import('../train/backend.ts')>('backend')),
-    ...(await trainModule<typeof import('../train/tflite/program.ts')>('tflite/program')),
-    ...(await trainModule<typeof import('../train/quiet.ts')>('quiet')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/tflite/program.ts')>('tflite/program')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), `\`ndiff diff ${flag}\``);
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -185,8 +185,8 @@ export async function openTflitePair(a: Pick<PayloadEvalSpec, 'base' | 'target'>
 export async function measureTflite(a: PayloadEvalSpec, payload: Uint8Array, progress: Progress): Promise<OnnxPayloadCloseness> {
   if (a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model carries no state between examples here');
   const { programPayloadCloseness, TfliteWeightStore } = await importWithTrainerPeers(async () => ({
-    ...(await trainModule<typeof import('../train/program/payload-closeness.ts')>('program/payload-closeness')),
-    ...(await import('../io/tflite/store.ts')),
+    ...(await trainModule<typeof import('../../train/program/payload-closeness.ts')>('program/payload-closeness')),
+    ...(await import('../../io/tflite/store.ts')),
   }), '`ndiff diff --eval`');
   const { base, data, shared, program, targetProgram } = await openTflitePair(a, a.eval, '--eval');
   const first = Object.values(data.inputs)[0];

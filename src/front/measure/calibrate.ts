@@ -4,16 +4,16 @@
  * layers-models, `.onnx` and `.tflite` files. The candidates are built by the caller; this loads both models
  * and the inputs, measures, and reports.
  */
-import type { WeightStore } from '../core/weight-store.ts';
-import type { BuiltPayload } from '../diff/build.ts';
-import { loadInputs } from '../io/npy/files.ts';
-import type { CandidateScore, CalibrationCandidate, CalibrationMeasure } from '../train/calibrate.ts';
-import { importWithTrainerPeers } from '../train/peer.ts';
+import type { WeightStore } from '../../core/weight-store.ts';
+import type { BuiltPayload } from '../../diff/build.ts';
+import { loadInputs } from '../../io/npy/files.ts';
+import type { CandidateScore, CalibrationCandidate, CalibrationMeasure } from '../../train/calibrate.ts';
+import { importWithTrainerPeers } from '../../train/peer.ts';
 import { tfjsModule, trainModule } from './lazy.ts';
-import type { Progress } from './progress.ts';
+import type { Progress } from '../progress.ts';
 import path from 'node:path';
-import type { OnnxWeightStore } from '../io/onnx/store.ts';
-import type { InputMoments } from '../diff/gptq.ts';
+import type { OnnxWeightStore } from '../../io/onnx/store.ts';
+import type { InputMoments } from '../../diff/gptq.ts';
 import { loadLayersPair, loadOnnxEval, openTflitePair, type PayloadEvalSpec } from './payload-eval.ts';
 
 /** Examples of --calibrate used at most (the first ones): each candidate runs the model on all of them. */
@@ -37,7 +37,7 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 /** Measure the candidates (each reported as it is), keep the closest, and say which. */
 function choose<R extends BuiltPayload>(
-  chooseOnCalibration: typeof import('../train/calibrate.ts').chooseOnCalibration,
+  chooseOnCalibration: typeof import('../../train/calibrate.ts').chooseOnCalibration,
   candidates: CalibrationCandidate<R>[],
   measure: CalibrationMeasure,
   inputs: { inputs: string; examples: number },
@@ -68,10 +68,10 @@ export async function chooseCalibrated<R extends BuiltPayload>(
 ): Promise<{ chosen: R; report: CalibrationReport }> {
   const { tf, initBackend, calibrationMeasure, chooseOnCalibration, outputImportance, inputMoments, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
     tf: await tfjsModule(),
-    ...(await trainModule<typeof import('../train/data.ts')>('data')),
-    ...(await trainModule<typeof import('../train/backend.ts')>('backend')),
-    ...(await trainModule<typeof import('../train/calibrate.ts')>('calibrate')),
-    ...(await trainModule<typeof import('../train/quiet.ts')>('quiet')),
+    ...(await trainModule<typeof import('../../train/data.ts')>('data')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/calibrate.ts')>('calibrate')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), '`ndiff diff --calibrate`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -127,10 +127,10 @@ export async function chooseCalibratedOnnx<R extends BuiltPayload>(
   progress: Progress,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
   const { initBackend, onnxCalibration, chooseOnCalibration, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await trainModule<typeof import('../train/backend.ts')>('backend')),
-    ...(await trainModule<typeof import('../train/onnx/payload-closeness.ts')>('onnx/payload-closeness')),
-    ...(await trainModule<typeof import('../train/calibrate.ts')>('calibrate')),
-    ...(await trainModule<typeof import('../train/quiet.ts')>('quiet')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/onnx/payload-closeness.ts')>('onnx/payload-closeness')),
+    ...(await trainModule<typeof import('../../train/calibrate.ts')>('calibrate')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), '`ndiff diff --calibrate`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -165,8 +165,8 @@ export async function chooseCalibratedTflite<R extends BuiltPayload>(
   progress: Progress,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
   const { programCalibration, chooseOnCalibration } = await importWithTrainerPeers(async () => ({
-    ...(await trainModule<typeof import('../train/program/payload-closeness.ts')>('program/payload-closeness')),
-    ...(await trainModule<typeof import('../train/calibrate.ts')>('calibrate')),
+    ...(await trainModule<typeof import('../../train/program/payload-closeness.ts')>('program/payload-closeness')),
+    ...(await trainModule<typeof import('../../train/calibrate.ts')>('calibrate')),
   }), '`ndiff diff --calibrate`');
   const { data, shared, program, targetProgram } = await openTflitePair(spec, spec.calibrate, '--calibrate');
   const session = programCalibration(program, targetProgram, baseStore, data, {
