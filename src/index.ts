@@ -6,7 +6,7 @@
  * @module neural-diff
  */
 export * from './apply/index.ts';
-export { diff, type DiffOptions, type DiffResult, type DiffPayload, type ValueDiffReport, type StructuralDiffReport, type CalibrationReport } from './front/diff.ts';
+export { diff, type DiffOptions, type DiffResult, type DiffPayload, type ValueDiffReport, type StructuralDiffReport, type CalibrationReport, type CalibrationScore, type EvalCloseness, type OutputKind } from './front/diff.ts';
 export { apply, DEFAULT_MAX_PAYLOAD_BYTES, type ApplyOptions, type ApplyReport, type PendingOutcome } from './front/apply.ts';
 export { inspect, type InspectReport, type PayloadSummary, type PatchSummary } from './front/inspect.ts';
 export { verify, type VerifyOptions, type VerifyReport } from './front/verify.ts';

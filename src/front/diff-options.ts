@@ -5,7 +5,7 @@
  */
 import { UsageError } from '../core/errors.ts';
 import type { PostHocMethod } from '../diff/advice.ts';
-import type { ProgramOutputKind } from '../train/program/training-model.ts';
+import type { OutputKind } from './diff-types.ts';
 import { parseExpiry } from './models.ts';
 import type { Progress } from './progress.ts';
 
@@ -49,7 +49,7 @@ export interface DiffOptions {
   /** With `eval`/`calibrate` on .onnx files: the output compared. */
   output?: string;
   /** With `eval`/`calibrate` on .onnx files: how the output reads. */
-  outputKind?: ProgramOutputKind;
+  outputKind?: OutputKind;
   /** Also write a metrics JSON of this payload (what `ndiff report` reads). */
   metricsOut?: string;
   /** Progress lines, as `ndiff diff` prints them on stderr. */

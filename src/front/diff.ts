@@ -17,8 +17,8 @@ import { compareInterfaces, describeDifference } from '../diff/interface.ts';
 import { LowBitCache, lowbitDiff, lowbitVariants, type LowBitAllocation, type LowBitResult } from '../diff/lowbit.ts';
 import { diffOnnxModels } from '../diff/onnx.ts';
 import { topkDiff, type TopkResult } from '../diff/topk.ts';
-import type { PayloadCloseness } from '../train/target-closeness.ts';
-import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite, type CalibrationReport } from './measure/calibrate.ts';
+import type { CalibrationReport, EvalCloseness } from './diff-types.ts';
+import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite } from './measure/calibrate.ts';
 import { diffSettings, isEveryChange, type DiffOptions, type DiffSettings } from './diff-options.ts';
 import { structuralFileDiff, structuralFolderDiff, type StructuralDiffReport } from './diff-structural.ts';
 import { checkOutputPath, isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath, modelKindText, openModel, resolveModelId, writeUpdatedModel, type OpenedModel } from './models.ts';
@@ -26,7 +26,7 @@ import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayTex
 
 export type { DiffOptions } from './diff-options.ts';
 export type { StructuralDiffReport } from './diff-structural.ts';
-export type { CalibrationReport } from './measure/calibrate.ts';
+export type { CalibrationReport, CalibrationScore, EvalCloseness, OutputKind } from './diff-types.ts';
 
 /** What {@link diff} returns for a value payload (the two models share their structure). */
 export interface ValueDiffReport {
@@ -57,7 +57,7 @@ export interface ValueDiffReport {
   calibration?: CalibrationReport;
   modelOut?: string;
   modelOutFingerprint?: string;
-  eval?: PayloadCloseness;
+  eval?: EvalCloseness;
   estimate?: WeightEstimate;
   warning?: string;
 }

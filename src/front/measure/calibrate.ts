@@ -11,6 +11,9 @@ import type { CandidateScore, CalibrationCandidate, CalibrationMeasure } from '.
 import { importWithTrainerPeers } from '../../train/peer.ts';
 import { tfjsModule, trainModule } from './lazy.ts';
 import type { Progress } from '../progress.ts';
+import type { CalibrationReport } from '../diff-types.ts';
+
+export type { CalibrationReport } from '../diff-types.ts';
 import path from 'node:path';
 import type { OnnxWeightStore } from '../../io/onnx/store.ts';
 import type { InputMoments } from '../../diff/gptq.ts';
@@ -20,18 +23,6 @@ import { loadLayersPair, loadOnnxEval, openTflitePair, type PayloadEvalSpec } fr
 export const MAX_CALIBRATION_EXAMPLES = 4096;
 /** Examples the Fisher importance is estimated on (one backward pass each). */
 const IMPORTANCE_EXAMPLES = 256;
-
-/** What `--calibrate` chose, for `--json` and the report. */
-export interface CalibrationReport {
-  inputs: string;
-  examples: number;
-  chosen: string;
-  /** The unpatched base's loss on the same inputs: a chosen loss at or above it is no closer to the target than not updating. */
-  baseLoss: number;
-  /** The unpatched base's top-1 agreement with the target, when the outputs are a classifier's (the choice is then by agreement). */
-  baseAgreement?: number;
-  candidates: CandidateScore[];
-}
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
