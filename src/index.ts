@@ -10,6 +10,7 @@ export { diff, type DiffOptions, type DiffResult, type DiffPayload, type ValueDi
 export { apply, DEFAULT_MAX_PAYLOAD_BYTES, type ApplyOptions, type ApplyReport, type PendingOutcome } from './front/apply.ts';
 export { inspect, type InspectReport, type PayloadSummary, type PatchSummary } from './front/inspect.ts';
 export { verify, type VerifyOptions, type VerifyReport } from './front/verify.ts';
+export { update, checkUpdate, type UpdateOptions, type UpdateReport } from './front/update.ts';
 export type { Progress } from './front/progress.ts';
 export type { PostHocMethod, WeightEstimate } from './diff/advice.ts';
 export type { ByteDeltaStats } from './diff/byte-delta.ts';
