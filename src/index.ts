@@ -6,6 +6,15 @@
  * @module neural-diff
  */
 export * from './apply/index.ts';
+export { diff, type DiffOptions, type DiffResult, type DiffPayload, type ValueDiffReport, type StructuralDiffReport, type CalibrationReport, type CalibrationScore, type EvalCloseness, type OutputKind } from './front/diff.ts';
+export { apply, DEFAULT_MAX_PAYLOAD_BYTES, type ApplyOptions, type ApplyReport, type PendingOutcome } from './front/apply.ts';
+export { inspect, type InspectReport, type PayloadSummary, type PatchSummary } from './front/inspect.ts';
+export { verify, type VerifyOptions, type VerifyReport } from './front/verify.ts';
+export { update, checkUpdate, type UpdateOptions, type UpdateReport } from './front/update.ts';
+export type { Progress } from './front/progress.ts';
+export type { PostHocMethod, WeightEstimate } from './diff/advice.ts';
+export type { ByteDeltaStats } from './diff/byte-delta.ts';
+export type { Port } from './front/ports.ts';
 export { applyDecodedPayload } from './apply/apply.ts';
 export { decodePayload } from './core/format.ts';
 export { sealEnvelope, envelopeSigningInput } from './apply/envelope.ts';

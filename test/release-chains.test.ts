@@ -23,7 +23,7 @@ import { seededRandom } from '../src/core/random.ts';
 import { addVersion } from '../src/release/add.ts';
 import { openState } from '../src/release/package.ts';
 import { exportJob, runJob } from '../src/release/jobs.ts';
-import { measurePayload } from '../cli/payload-eval.ts';
+import { measurePayload } from '../src/front/measure/payload-eval.ts';
 import { readPrivateKeyFile } from '../src/sign/node-keys.ts';
 import { checkTicket, runTicket, ticketsOf } from '../src/release/ticket.ts';
 import { sha256Of } from '../src/release/blobs.ts';
@@ -237,7 +237,7 @@ test('release add --eval measures each lossy chain\'s drift, prints the keyframe
       threshold: above,
       agreement: async (l) => {
         const models = await exportJob(site, l.record, l.job, join(calib, `${l.job.id}-${sha256Of(l.bytes).slice(0, 8)}`));
-        return (await measurePayload({ base: models.base, target: models.target, eval: inputs, state: [] }, l.bytes, { out: () => {}, err: () => {}, progress: () => {} })).patched.agreement;
+        return (await measurePayload({ base: models.base, target: models.target, eval: inputs, state: [] }, l.bytes, () => {})).patched.agreement;
       },
     },
   });

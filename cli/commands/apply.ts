@@ -1,20 +1,14 @@
 import type { Argv } from 'yargs';
-import { spawn } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { NeuralDiffError, UsageError } from '../../src/core/errors.ts';
-import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
-import { locateModelFiles } from '../../src/io/tfjs/model-file.ts';
-import { ONNX_STATE_SUFFIX, applyToOnnxFile, rebuildOnnxFile } from '../../src/io/onnx/files.ts';
-import { isStructuralPayload } from '../../src/apply/rebuild.ts';
-import { rebuildModelDir } from '../../src/io/tfjs/folder-rebuild.ts';
-import { isSignedEnvelope, parseEnvelope } from '../../src/apply/envelope.ts';
-import { applyToTfliteFile, rebuildTfliteFile } from '../../src/io/tflite/files.ts';
+import { NeuralDiffError } from '../../src/core/errors.ts';
+import { DIGESTS_FILE } from '../../src/io/tfjs/recorded-digests.ts';
 import { DEFAULT_STATE_FILE } from '../../src/io/durable/sequence-file.ts';
-import type { CliIO } from '../common.ts';
+import { FOLDER_FILE } from '../../src/io/durable/control-files.ts';
+import { MODEL_ID_SUFFIX } from '../../src/io/durable/model-id-file.ts';
 import type { RecoveryReport } from '../../src/io/durable/lock.ts';
+import { apply, type ApplyReport } from '../../src/front/apply.ts';
+import type { CliIO } from '../common.ts';
 import { describePending } from './update.ts';
-import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
-import { isModelFilePath, isTflitePath, readPayloadFile } from '../models.ts';
+import { describeSignature, signatureOptions, type SignatureArgs } from '../keys.ts';
 import { terminalSafe } from '../text.ts';
 import { seeDocs } from '../help.ts';
 
@@ -51,48 +45,6 @@ export function applyCommand(y: Argv): Argv<ApplyArgs> {
 }
 
 /**
- * Run `command` in a shell; resolves true on exit 0 within `timeoutS`, else rejects with what
- * happened (the exit code or signal, a timeout, a command that cannot start, and its last output
- * line), which the applier's HealthCheckError quotes.
- */
-function runHealthCheck(command: string, dir: string, timeoutS: number, io: CliIO, file?: string): Promise<true> {
-  return new Promise((resolve, reject) => {
-    // Its own process group, so a timeout stops whatever the shell started too.
-    const child = spawn(command, { shell: true, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NDIFF_MODEL_DIR: dir, ...(file ? { NDIFF_MODEL_FILE: file } : {}) } });
-    let lastLine = '';
-    let timedOut = false;
-    const relay = (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => {
-      lastLine = l;
-      io.progress(`  health check: ${l}`);
-    });
-    child.stdout.on('data', relay);
-    child.stderr.on('data', relay);
-    const timer = setTimeout(() => {
-      timedOut = true;
-      io.progress(`  health check: no answer after ${timeoutS} s, stopping it`);
-      try {
-        process.kill(-(child.pid as number), 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-    }, timeoutS * 1000);
-    const quoted = JSON.stringify(command.length > 80 ? command.slice(0, 77) + '...' : command);
-    const last = () => (lastLine ? `; its last line: ${terminalSafe(lastLine.slice(0, 200))}` : '');
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      io.progress(`  health check: cannot start (${e.message})`);
-      reject(new Error(`the command ${quoted} could not start (${e.message})`));
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(true);
-      else if (timedOut) reject(new Error(`the command ${quoted} gave no answer within --health-check-timeout ${timeoutS} s and was stopped${last()}`));
-      else reject(new Error(`the command ${quoted} ${code !== null ? `exited with code ${code}` : `was killed by ${signal}`}${last()}`));
-    });
-  });
-}
-
-/**
  * What the recovery of an earlier interrupted apply did, though this one failed: its lines, and
  * how an update left unconfirmed was finished (even with -q: the model changed version).
  */
@@ -102,91 +54,36 @@ function reportRecovery(model: string, e: unknown, io: CliIO): void {
   if (recovery?.pending) io.err(`ndiff: ${describePending(model, recovery.pending)}`);
 }
 
+/** `ndiff apply`: one call of the library's {@link apply}, its result printed. */
 export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
-  if (!(a.healthCheckTimeout > 0)) throw new UsageError(`--health-check-timeout must be a positive number of seconds, got ${a.healthCheckTimeout}`);
-  // The size cap is checked against the file's size before it is read.
-  const bytes = await readPayloadFile(a.patch, a.maxPayloadBytes);
-  const trustedKeys = await trustedKeysOf(a);
-  const onnx = isModelFilePath(a.model); // a single-file model: .onnx or .tflite
-  // A model JSON file keeps its state file in its folder, as an .onnx file does (one for the folder's models, by model id).
-  const folder = onnx ? dirname(a.model) : (await locateModelFiles(a.model)).dir;
-  // An .onnx file keeps its own (<model>.onnx.ndiff-state.json, src/io/onnx/files.ts): two model files of one folder never share one.
-  const statePath = a.state === false ? null : a.state ?? (onnx ? undefined : join(folder, DEFAULT_STATE_FILE));
-  const shownState = statePath === undefined ? `${a.model}${ONNX_STATE_SUFFIX}` : statePath;
-  const t0 = performance.now();
-  const common = {
-    maxPayloadBytes: a.maxPayloadBytes,
-    trustedKeys,
-    ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),
-    ...(a.modelId !== undefined ? { expectedModelId: a.modelId } : {}),
-    state: statePath,
-    dryRun: a.dryRun,
-  };
-  // A structural payload (format v7): a single-file model or a TF.js model rebuilt with neural-diff/rebuild's checks.
-  if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
-    const r = await (onnx
-      ? (isTflitePath(a.model) ? rebuildTfliteFile : rebuildOnnxFile)(a.model, bytes, {
-        ...common,
-        ...(a.healthCheck ? { healthCheck: ({ file }) => runHealthCheck(a.healthCheck as string, dirname(file), a.healthCheckTimeout, io, file) } : {}),
-      })
-      : rebuildModelDir(a.model, bytes, {
-        ...common,
-        ...(a.healthCheck ? { healthCheck: ({ dir, file }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io, file) } : {}),
-      })).catch((e: unknown) => {
-        reportRecovery(a.model, e, io);
-        throw e;
-      });
-    const h = r.header;
-    // A data file another model of the folder names, kept though the new version drops it.
-    const warnings = 'warnings' in r ? (r.warnings as string[]) : [];
-    io.result?.({
-      model: a.model, status: r.status, dryRun: a.dryRun, structural: true, formatVersion: 7, baseFingerprint: h.baseFingerprint, intermediateFingerprint: h.intermediateFingerprint, targetFingerprint: h.targetFingerprint,
-      modelId: h.modelId, sequence: h.sequence, fileBytes: r.bytes.length, changedTensors: r.values?.changedTensors ?? [], writtenValues: r.values?.writtenValues ?? 0,
-      signature: r.signature, sequenceRecorded: r.sequenceRecorded, statePath: shownState, recovery: r.recovery.actions, ...(r.recovery.pending ? { pendingUpdate: r.recovery.pending } : {}), milliseconds: performance.now() - t0,
-      ...(warnings.length ? { warnings } : {}),
-    });
-    for (const line of r.recovery.actions) io.progress(`recovered ${a.model}: ${line}`);
-    if (r.recovery.pending) io.err(`ndiff: ${describePending(a.model, r.recovery.pending)}`);
-    io.progress(describeSignature(r.signature));
-    for (const w of warnings) io.progress(`warning: ${w}`);
-    io.out(r.status === 'already-applied'
-      ? `${a.model} is already at target ${h.targetFingerprint}: nothing to do`
-      : `${a.dryRun ? 'dry run: would rebuild' : 'rebuilt'} ${a.model}: ${h.baseFingerprint} -> ${h.targetFingerprint} (a structural payload: ${r.files ? `${r.files.length} files` : 'the file'} rebuilt, ${r.bytes.length} bytes, then ${r.values?.writtenValues ?? 0} values patched in ${r.values?.changedTensors.length ?? 0} tensors; ${(performance.now() - t0).toFixed(0)} ms)`);
-    if (r.sequenceRecorded) io.progress(`recorded sequence ${h.sequence} for model ${terminalSafe(JSON.stringify(h.modelId))} in ${shownState}`);
-    return 0;
-  }
-  let res;
+  let r: ApplyReport;
   try {
-    res = onnx
-      ? await (isTflitePath(a.model) ? applyToTfliteFile : applyToOnnxFile)(a.model, bytes, {
-        ...common,
-        ...(a.healthCheck ? { healthCheck: ({ file }) => runHealthCheck(a.healthCheck as string, dirname(file), a.healthCheckTimeout, io, file) } : {}),
-      })
-      : await applyToModelDir(a.model, bytes, {
-        ...common,
-        baseCheck: a.fullCheck ? 'full' : 'recorded',
-        ...(a.healthCheck ? { healthCheck: ({ dir, file }) => runHealthCheck(a.healthCheck as string, dir, a.healthCheckTimeout, io, file) } : {}),
-      });
+    r = await apply({
+      model: a.model, payload: a.patch, dryRun: a.dryRun, maxPayloadBytes: a.maxPayloadBytes, healthCheckTimeout: a.healthCheckTimeout, fullCheck: a.fullCheck,
+      publicKeys: a.publicKey ?? [],
+      ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),
+      ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),
+      ...(a.state !== undefined ? { state: a.state === false ? null : a.state } : {}),
+      ...(a.healthCheck ? { healthCheck: a.healthCheck } : {}),
+      onProgress: (line) => io.progress(line),
+    });
   } catch (e) {
     reportRecovery(a.model, e, io);
     throw e;
   }
-  const ms = performance.now() - t0;
-  io.result?.({
-    model: a.model, status: res.status, dryRun: a.dryRun, baseFingerprint: res.baseFingerprint, targetFingerprint: res.targetFingerprint,
-    modelId: res.payload.header.modelId, sequence: res.sequence, writtenValues: res.writtenValues, changedTensors: res.changedTensors,
-    baseCheck: res.baseCheck, signature: res.signature, sequenceRecorded: res.sequenceRecorded, statePath: shownState, recovery: res.recovery.actions, ...(res.recovery.pending ? { pendingUpdate: res.recovery.pending } : {}), milliseconds: ms,
-  });
-  for (const line of res.recovery.actions) io.progress(`recovered ${a.model}: ${line}`);
-  if (res.recovery.pending) io.err(`ndiff: ${describePending(a.model, res.recovery.pending)}`);
-  io.progress(describeSignature(res.signature));
-  if (res.status === 'already-applied') {
-    io.out(`${a.model} is already at target ${res.targetFingerprint}: nothing to do`);
-  } else {
-    io.out(`${a.dryRun ? 'dry run: would patch' : 'patched'} ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}, ${res.writtenValues} values in ${res.changedTensors.length} tensors (${ms.toFixed(0)} ms)`);
+  io.result?.(r);
+  for (const line of r.recovery) io.progress(`recovered ${a.model}: ${line}`);
+  if (r.pendingUpdate) io.err(`ndiff: ${describePending(a.model, r.pendingUpdate)}`);
+  io.progress(describeSignature(r.signature));
+  for (const w of r.warnings ?? []) io.progress(`warning: ${w}`);
+  const ms = r.milliseconds.toFixed(0);
+  if (r.status === 'already-applied') io.out(`${a.model} is already at target ${r.targetFingerprint}: nothing to do`);
+  else if (r.structural) io.out(`${a.dryRun ? 'dry run: would rebuild' : 'rebuilt'} ${a.model}: ${r.baseFingerprint} -> ${r.targetFingerprint} (a structural payload: ${r.files ? `${r.files} files` : 'the file'} rebuilt, ${r.fileBytes} bytes, then ${r.writtenValues} values patched in ${r.changedTensors.length} tensors; ${ms} ms)`);
+  else io.out(`${a.dryRun ? 'dry run: would patch' : 'patched'} ${a.model}: ${r.baseFingerprint} -> ${r.targetFingerprint}, ${r.writtenValues} values in ${r.changedTensors.length} tensors (${ms} ms)`);
+  if (r.baseCheck) {
+    const { hashedTensors, recordedTensors } = r.baseCheck;
+    io.progress(`base checked: ${hashedTensors} tensor(s) read and hashed${recordedTensors ? `, ${recordedTensors} by recorded digests (their files unchanged since; --full-check hashes them too)` : ''}`);
   }
-  const { hashedTensors, recordedTensors } = res.baseCheck;
-  io.progress(`base checked: ${hashedTensors} tensor(s) read and hashed${recordedTensors ? `, ${recordedTensors} by recorded digests (their files unchanged since; --full-check hashes them too)` : ''}`);
-  if (res.sequenceRecorded) io.progress(`recorded sequence ${res.sequence} for model ${terminalSafe(JSON.stringify(res.payload.header.modelId))} in ${shownState}`);
+  if (r.sequenceRecorded) io.progress(`recorded sequence ${r.sequence} for model ${terminalSafe(JSON.stringify(r.modelId))} in ${r.statePath}`);
   return 0;
 }

@@ -14,11 +14,11 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
-import { closenessLines, measurePayload, movesAwayText } from '../payload-eval.ts';
+import { closenessLines, measurePayload, movesAwayText } from '../../src/front/measure/payload-eval.ts';
 import { publishReleaseFolder } from '../../src/release/publish.ts';
 import { newestVersion, readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
 import { materializeVersion } from '../../src/release/package.ts';
-import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
+import { interfaceWarning, modelPortsAt } from '../../src/front/ports.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 import { parseExpiry } from '../models.ts';
@@ -93,7 +93,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     let m = measured.get(sha);
     if (!m) {
       const models = await exportJob(a.release, l.record, l.job, path.join(dir as string, `${l.job.id}-${measured.size}`));
-      m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (${l.job.via ? `the state a lossy chain reached from version ${l.job.fromVersion}` : `version ${l.job.fromVersion}`})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, io);
+      m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (${l.job.via ? `the state a lossy chain reached from version ${l.job.fromVersion}` : `version ${l.job.fromVersion}`})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, (line) => io.progress(line));
       measured.set(sha, m);
     }
     return m;

@@ -3,17 +3,10 @@
  * over HTTP (the device updater of `neural-diff/node`, for scripts and fleets of servers).
  */
 import type { Argv } from 'yargs';
-import { spawn } from 'node:child_process';
-import { readFolderModelId } from '../../src/io/tfjs/folder-update.ts';
-import { updateModel, defaultStateDir } from '../../src/io/updater/node-updater.ts';
-import { FileUpdaterState } from '../../src/io/updater/state-files.ts';
-import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
-import { readPublicKeyFile } from '../../src/sign/node-keys.ts';
+import { checkUpdate, update } from '../../src/front/update.ts';
 import { EXIT, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
-import { interfaceWarning, modelPortsAt } from './diff-structural.ts';
-import * as path from 'node:path';
 
 interface UpdateArgs {
   model: string;
@@ -60,57 +53,23 @@ export function updateCommand(y: Argv): Argv<UpdateArgs> {
     .epilogue(seeDocs('update')) as unknown as Argv<UpdateArgs>;
 }
 
-async function modelIdOf(a: UpdateArgs, stateDir: string): Promise<string> {
-  if (a.modelId) return a.modelId;
-  const recorded = /\.onnx$/i.test(a.model) ? undefined : await readFolderModelId(a.model).catch(() => undefined);
-  if (recorded) return recorded;
-  const known = Object.keys(await new FileUpdaterState(path.join(stateDir, 'state.json')).read());
-  if (known.length === 1) return known[0];
-  throw new UsageError(`which model is ${a.model}? pass --model-id (the id the release was created with); nothing records it yet`);
-}
-
-function healthCommand(command: string, model: string) {
-  return ({ version, fingerprint }: { version: number; fingerprint: string }) => new Promise<boolean>((resolve) => {
-    const child = spawn(command, { shell: true, stdio: 'inherit', env: { ...process.env, NDIFF_MODEL: model, NDIFF_VERSION: String(version), NDIFF_FINGERPRINT: fingerprint } });
-    child.on('error', () => resolve(false));
-    child.on('exit', (code) => resolve(code === 0));
-  });
-}
-
 /** One line on how an update left unconfirmed by an earlier run was finished. */
 export function describePending(model: string, p: { outcome: 'confirmed' | 'rolled-back'; healthCheck: 'passed' | 'failed' | 'none'; why?: string }): string {
   return `${model} held an update switched in but never confirmed (an earlier run was interrupted): ${p.outcome === 'confirmed' ? 'the health check passed: confirmed, the new version stays' : p.healthCheck === 'failed' ? `the health check failed (${p.why}): rolled back to the previous version` : 'no health check was to confirm it: rolled back to the previous version'}`;
 }
 
-/** Refuses a `--from` that is not an http(s) URL (a folder path, `file://`), saying how to serve a release folder. */
-function checkReleaseUrls(urls: readonly string[]): void {
-  for (const u of urls) {
-    let protocol: string | undefined;
-    try {
-      protocol = new URL(u).protocol;
-    } catch {
-      protocol = undefined;
-    }
-    if (protocol === 'http:' || protocol === 'https:') continue;
-    throw new UsageError(`--from ${u}: expected the http:// or https:// URL of a release folder, found ${protocol ? `a ${protocol}// URL` : 'no URL (a path?)'}: ndiff update fetches a release as devices do, over HTTP; serve the folder \`ndiff release\` wrote with any static file server (to try one on this machine: python3 -m http.server 8000 --directory site, then --from http://127.0.0.1:8000/kws/)`, { from: u });
-  }
-}
-
 export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
-  checkReleaseUrls(a.from);
-  const stateDir = a.state ?? defaultStateDir(a.model);
-  const trustedKeys = await Promise.all(a.publicKey.map((f) => readPublicKeyFile(f)));
-  const modelId = await modelIdOf(a, stateDir);
-  const common = {
-    model: a.model, modelId, urls: a.from, trustedKeys, stateDir, timeoutMs: a.timeout * 1000, minBytesPerSecond: a.minRate,
-    ...(a.maxBytes !== undefined ? { maxDownloadBytes: a.maxBytes } : {}),
-    ...(a.healthCheck ? { healthCheck: healthCommand(a.healthCheck, a.model) } : {}),
-    onProgress: (l: string) => io.progress(l),
+  const options = {
+    model: a.model, from: a.from, publicKeys: a.publicKey, timeout: a.timeout, minRate: a.minRate,
+    ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),
+    ...(a.state !== undefined ? { state: a.state } : {}),
+    ...(a.maxBytes !== undefined ? { maxBytes: a.maxBytes } : {}),
+    ...(a.healthCheck ? { healthCheck: a.healthCheck } : {}),
     ...(a.retryFailed ? { retryFailed: true } : {}),
+    onProgress: (l: string) => io.progress(l),
   };
   if (a.check) {
-    const { nodeUpdater } = await import('../../src/io/updater/node-updater.ts');
-    const c = await nodeUpdater(common).check();
+    const c = await checkUpdate(options);
     io.result?.(c);
     const plan = c.plan;
     io.out(`manifest release ${c.release}: newest version ${c.latest}; this model is ${c.fingerprint ?? 'absent or unreadable'}`);
@@ -118,13 +77,9 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
     io.out(!plan ? 'no way to the newest version is left (payloads and the package failed here before)' : plan.kind === 'none' ? 'up to date' : plan.kind === 'full' ? `would download the full model: ${formatBytes(plan.bytes)}` : `would download ${plan.steps.length} payload(s): ${formatBytes(plan.bytes)} (the full model is ${formatBytes(plan.fullBytes)})`);
     return 0;
   }
-  // The inputs and outputs before and after: a structural payload or a package may change them,
-  // and the app that feeds the model must then change with it (said as ndiff diff says it).
-  const portsBefore = await modelPortsAt(a.model);
-  const r = await updateModel(common);
-  const portsAfter = r.status === 'updated' && portsBefore ? await modelPortsAt(a.model) : undefined;
-  const warning = portsBefore && portsAfter ? interfaceWarning(portsBefore, portsAfter, `${a.model} was updated to version ${r.latest}, but the app that feeds the model must change with it`) : undefined;
-  io.result?.(warning ? { ...r, interfaceChanged: true, warning } : r);
+  const r = await update(options);
+  const warning = r.warning;
+  io.result?.(r);
   // An update an earlier run left unconfirmed, finished first: say which way, even with -q.
   if (r.pendingUpdate) io.err(`ndiff: ${describePending(a.model, r.pendingUpdate)}`);
   for (const s of r.steps) io.out(`${s.kind === 'full' ? 'full model' : `payload v${s.fromVersion} -> v${s.toVersion} (${s.method})`}, ${formatBytes(s.bytes)}: ${s.outcome}${s.error ? ` (${s.error.code}: ${s.error.message.slice(0, 200)})` : ''}`);

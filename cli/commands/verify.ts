@@ -1,16 +1,9 @@
 import type { Argv } from 'yargs';
-import { readModelIdRecord } from '../../src/io/durable/model-id-file.ts';
-import { applyVerifiedPayload, verifyPayload } from '../../src/apply/index.ts';
-import { openTfjsModel } from '../../src/io/tfjs/index.ts';
-import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
-import { readFolderModelId } from '../../src/io/tfjs/folder-update.ts';
+import { verify } from '../../src/front/verify.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
-import { describeSignature, signatureOptions, trustedKeysOf, type SignatureArgs } from '../keys.ts';
-import { isModelFilePath, openModel, readPayloadFile } from '../models.ts';
+import { describeSignature, signatureOptions, type SignatureArgs } from '../keys.ts';
 import { terminalSafe } from '../text.ts';
-import { holdsStructuralPayload, verifyStructural } from '../structural-payload.ts';
-import { MemoryWeightStore, type WeightStore } from '../../src/core/weight-store.ts';
 
 export interface VerifyArgs extends SignatureArgs {
   payload: string;
@@ -29,43 +22,23 @@ export function verifyCommand(y: Argv): Argv<VerifyArgs> {
     .epilogue(seeDocs('verify')) as unknown as Argv<VerifyArgs>;
 }
 
+/** `ndiff verify`: one call of the library's {@link verify}, its result printed. */
 export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
-  const bytes = await readPayloadFile(a.payload);
-  const trustedKeys = await trustedKeysOf(a);
-  const policy = { trustedKeys, ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}) };
-  // A structural payload (format v7) is checked as neural-diff/rebuild checks it.
-  if (holdsStructuralPayload(bytes)) return verifyStructural(a, bytes, policy, io);
-  const verified = await verifyPayload(bytes, policy);
-  const { payload } = verified;
-  io.out(describeSignature(verified.signature));
-  io.out(`${a.payload}: well-formed v${payload.header.version} payload for model ${terminalSafe(JSON.stringify(payload.header.modelId))}, sequence ${payload.header.sequence}, ${payload.patches.length} patches, ${bytes.length} bytes`);
-  const doc: Record<string, unknown> = {
-    payload: a.payload, bytes: bytes.length, signature: verified.signature, version: payload.header.version, modelId: payload.header.modelId,
-    sequence: payload.header.sequence, patches: payload.patches.length, baseFingerprint: payload.header.baseFingerprint, targetFingerprint: payload.header.targetFingerprint,
-  };
-  if (a.model) {
-    // An ONNX store holds the file's bytes in memory: patching it writes nothing to disk.
-    let copy: WeightStore;
-    let close = async () => {};
-    if (isModelFilePath(a.model)) {
-      const opened = await openModel(a.model);
-      copy = opened.store;
-      close = opened.close;
-    } else {
-      const disk = await openTfjsModel(a.model);
-      // The copy keeps the folder's storage grids, so a grid mismatch is refused here too.
-      copy = Object.assign(MemoryWeightStore.copyOf(disk), { grid: (name: string) => disk.grid(name) });
-    }
-    const state = a.state ? new FileSequenceStore(a.state) : undefined;
-    // The model id the folder (or model file) recorded at its first update, as ndiff apply checks it.
-    const modelId = isModelFilePath(a.model) ? await readModelIdRecord(a.model) : await readFolderModelId(a.model);
-    const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) })
-      .finally(close);
-    io.out(res.status === 'already-applied'
-      ? `${a.model} is already at the target ${res.targetFingerprint}`
-      : `applies cleanly to ${a.model}: ${res.baseFingerprint} -> ${res.targetFingerprint}`);
-    doc.model = { path: a.model, status: res.status === 'already-applied' ? 'already-applied' : 'applies' };
+  const r = await verify({
+    payload: a.payload, publicKeys: a.publicKey ?? [],
+    ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),
+    ...(a.model !== undefined ? { model: a.model } : {}),
+    ...(a.state !== undefined ? { state: a.state } : {}),
+  });
+  io.out(describeSignature(r.signature));
+  io.out(r.structural
+    ? `${a.payload}: well-formed v7 structural payload (${r.fileKind}${r.files ? `, ${r.files.length} files` : ''}) for model ${terminalSafe(JSON.stringify(r.modelId))}, sequence ${r.sequence}: a byte delta rebuilds a ${r.rebuildBaseLength}-byte base into ${r.rebuildOutputLength} bytes, then ${r.patches} patches (v${r.valueVersion}); ${r.bytes} bytes`
+    : `${a.payload}: well-formed v${r.version} payload for model ${terminalSafe(JSON.stringify(r.modelId))}, sequence ${r.sequence}, ${r.patches} patches, ${r.bytes} bytes`);
+  if (r.model) {
+    io.out(r.model.status === 'already-applied'
+      ? `${a.model} is already at the target ${r.targetFingerprint}`
+      : r.structural ? `rebuilds ${a.model} cleanly (in memory, nothing written): ${r.baseFingerprint} -> ${r.targetFingerprint}` : `applies cleanly to ${a.model}: ${r.baseFingerprint} -> ${r.targetFingerprint}`);
   }
-  io.result?.(doc);
+  io.result?.(r);
   return 0;
 }

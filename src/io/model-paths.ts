@@ -16,6 +16,7 @@ import { MODEL_ID_SUFFIX, readModelIdRecord } from './durable/model-id-file.ts';
 import { readPayloadFile as readPayloadFileWithin } from './durable/payload-file.ts';
 import { openOnnxFile, saveOnnxFileAs } from './onnx/files.ts';
 import { openTfliteFile, saveTfliteFileAs } from './tflite/files.ts';
+import { openSafetensorsFile } from './safetensors/files.ts';
 import { FOLDER_FILE, readFolderModelId, recordFolderModelId } from './tfjs/folder-update.ts';
 import { isModelJsonPath, locateTfjsModel, openTfjsModelDir } from './tfjs/index.ts';
 import { manifestPaths, parseModelJson } from './tfjs/manifest.ts';
@@ -33,6 +34,11 @@ export function isTflitePath(p: string): boolean {
 /** True for a single-file model (`.onnx` or `.tflite`): its model id and state are recorded beside the file, and it is patched as a file. */
 export function isModelFilePath(p: string): boolean {
   return isOnnxPath(p) || isTflitePath(p);
+}
+
+/** True for a path taken as a safetensors file (by its extension): its weights are diffed and patched like a TF.js folder's, in the file's bytes. */
+export function isSafetensorsPath(p: string): boolean {
+  return /\.safetensors$/i.test(p);
 }
 
 /**
@@ -80,6 +86,13 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
       await disk.close();
     }
   }
+  if (isSafetensorsPath(baseDir)) {
+    // A safetensors file: a copy patched in place (written back atomically by its store's commit).
+    await makeDirs(dirname(outDir));
+    await cp(baseDir, outDir);
+    const fingerprint = (await applyPayload(await openSafetensorsFile(outDir), payload, { hasher: await getHasher() })).targetFingerprint;
+    return fingerprint;
+  }
   await makeDirs(outDir);
   const where = await locateTfjsModel(baseDir);
   if (where.isFile) {
@@ -107,11 +120,11 @@ export async function resolveModelId(baseDir: string, given: string | undefined)
     return given;
   }
   // A <name>.json model's id is recorded beside it, as an .onnx file's is.
-  const recorded = isModelFilePath(baseDir) ? await readModelIdRecord(baseDir) : await readFolderModelId(baseDir);
+  const recorded = isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? await readModelIdRecord(baseDir) : await readFolderModelId(baseDir);
   if (recorded !== undefined) return recorded;
-  const where = isModelFilePath(baseDir) || isModelJsonPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
+  const where = isModelFilePath(baseDir) || isSafetensorsPath(baseDir) || isModelJsonPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
   throw new UsageError(
-    `which model is this an update of? ${where}: pass --model-id ID, the id devices know this model by (e.g. --model-id kws-en), and keep it for every later update of it. It is not taken from the ${isModelFilePath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isModelFilePath(baseDir) ? '' : ' --model-out records the id in the updated folder, so a diff from that folder reads it'}`,
+    `which model is this an update of? ${where}: pass --model-id ID, the id devices know this model by (e.g. --model-id kws-en), and keep it for every later update of it. It is not taken from the ${isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? '' : ' --model-out records the id in the updated folder, so a diff from that folder reads it'}`,
     { base: baseDir },
   );
 }

@@ -5,18 +5,19 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../src/core/errors.ts';
-import type { WeightStore } from '../src/core/weight-store.ts';
-import { loadInputs } from '../src/io/npy/files.ts';
-import { fileSystemIO } from '../src/io/tfjs/index.ts';
-import { importWithTrainerPeers } from '../src/train/peer.ts';
-import type { PayloadCloseness } from '../src/train/target-closeness.ts';
-import type { OnnxPayloadCloseness } from '../src/train/onnx/payload-closeness.ts';
-import type { ProgramDataset } from '../src/train/program/datasets.ts';
-import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../src/train/program/training-model.ts';
-import type { CliIO } from './common.ts';
-import { fedInputs, loadFolder, parseStatePairs, readOnnxModel, readTfliteModel, tfliteInputFiles } from '../src/train/data-folders.ts';
-import { isOnnxPath, isTflitePath, openModel } from './models.ts';
+import { UsageError } from '../../core/errors.ts';
+import type { WeightStore } from '../../core/weight-store.ts';
+import { loadInputs } from '../../io/npy/files.ts';
+import { fileSystemIO } from '../../io/tfjs/index.ts';
+import { importWithTrainerPeers } from '../../train/peer.ts';
+import type { PayloadCloseness } from '../../train/target-closeness.ts';
+import type { OnnxPayloadCloseness } from '../../train/onnx/payload-closeness.ts';
+import type { ProgramDataset } from '../../train/program/datasets.ts';
+import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../../train/program/training-model.ts';
+import { tfjsModule, trainModule } from './lazy.ts';
+import type { Progress } from '../progress.ts';
+import { fedInputs, loadFolder, parseStatePairs, readOnnxModel, readTfliteModel, tfliteInputFiles } from '../../train/data-folders.ts';
+import { isOnnxPath, isTflitePath, openModel } from '../models.ts';
 
 /** What a measurement needs: the two models' paths, the inputs, and for .onnx files how to run them. */
 export interface PayloadEvalSpec {
@@ -31,12 +32,12 @@ export interface PayloadEvalSpec {
 }
 
 /** Measure `payload` (from `spec.base` toward `spec.target`) on the inputs in `spec.eval`. */
-export async function measurePayload(spec: PayloadEvalSpec, payload: Uint8Array, io: CliIO): Promise<PayloadCloseness | OnnxPayloadCloseness> {
-  if (isOnnxPath(spec.base)) return measureOnnx(spec, await loadOnnxEval(spec), payload, io);
-  if (isTflitePath(spec.base)) return measureTflite(spec, payload, io);
+export async function measurePayload(spec: PayloadEvalSpec, payload: Uint8Array, progress: Progress): Promise<PayloadCloseness | OnnxPayloadCloseness> {
+  if (isOnnxPath(spec.base)) return measureOnnx(spec, await loadOnnxEval(spec), payload, progress);
+  if (isTflitePath(spec.base)) return measureTflite(spec, payload, progress);
   const opened = await openModel(spec.base);
   try {
-    return await measureOnInputs(spec, opened.store, payload, io);
+    return await measureOnInputs(spec, opened.store, payload, progress);
   } finally {
     await opened.close();
   }
@@ -79,17 +80,17 @@ export async function loadLayersPair(tf: typeof import('@tensorflow/tfjs'), base
 }
 
 /** `--eval`: load both folders as tfjs models and measure the payload against the target on the inputs. */
-export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, payload: Uint8Array, io: CliIO): Promise<PayloadCloseness> {
+export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, payload: Uint8Array, progress: Progress): Promise<PayloadCloseness> {
   const { tf, initBackend, payloadCloseness, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
-    tf: await import('@tensorflow/tfjs'),
-    ...(await import('../src/train/data.ts')),
-    ...(await import('../src/train/backend.ts')),
-    ...(await import('../src/train/target-closeness.ts')),
-    ...(await import('../src/train/quiet.ts')),
+    tf: await tfjsModule(),
+    ...(await trainModule<typeof import('../../train/data.ts')>('data')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/target-closeness.ts')>('target-closeness')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), '`ndiff diff --eval`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
-  io.progress(`measuring on ${a.eval}: loading ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} as TF.js models`);
+  progress(`measuring on ${a.eval}: loading ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} as TF.js models`);
   const [model, target] = await loadLayersPair(tf, a.base, a.target, '--eval', 'leave --eval out');
   const d = loadInputs(a.eval as string);
   try {
@@ -128,18 +129,18 @@ export async function loadOnnxEval(a: PayloadEvalSpec): Promise<OnnxEval> {
 }
 
 /** `--eval` on .onnx files: both models run by the ONNX executor on the folder's examples, the payload applied by the device applier. */
-export async function measureOnnx(a: PayloadEvalSpec, e: OnnxEval, payload: Uint8Array, io: CliIO): Promise<OnnxPayloadCloseness> {
+export async function measureOnnx(a: PayloadEvalSpec, e: OnnxEval, payload: Uint8Array, progress: Progress): Promise<OnnxPayloadCloseness> {
   const { initBackend, onnxPayloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await import('../src/train/backend.ts')),
-    ...(await import('../src/train/onnx/payload-closeness.ts')),
-    ...(await import('../src/train/quiet.ts')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/onnx/payload-closeness.ts')>('onnx/payload-closeness')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), '`ndiff diff --eval`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
   const frames = Object.values(e.data.inputs)[0];
   const count = frames ? frames.values.length / Math.max(1, frames.shape.reduce((x, d) => x * d, 1)) : 0;
   const sequences = new Set(e.data.sequence).size;
-  io.progress(`measuring on ${a.eval}: ${count} examples${e.state.length ? ` in ${sequences} sequence${sequences === 1 ? '' : 's'}, each from a zero state with ${e.state.map((s) => `${s.input} <- ${s.output}`).join(', ')} carried` : ''}, ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} run by the ONNX executor`);
+  progress(`measuring on ${a.eval}: ${count} examples${e.state.length ? ` in ${sequences} sequence${sequences === 1 ? '' : 's'}, each from a zero state with ${e.state.map((s) => `${s.input} <- ${s.output}`).join(', ')} carried` : ''}, ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} run by the ONNX executor`);
   return onnxPayloadCloseness(e.base.bytes, e.target.bytes, payload, e.data, {
     shared: e.shared,
     ...(e.state.length ? { state: e.state } : {}),
@@ -161,9 +162,9 @@ export async function openTflitePair(a: Pick<PayloadEvalSpec, 'base' | 'target'>
   const target = await readTfliteModel(a.target, '--target');
   const { data, shared } = loadFolder(folder, tfliteInputFiles(base, a.base), flag, false);
   const { initBackend, TfliteProgram, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await import('../src/train/backend.ts')),
-    ...(await import('../src/train/tflite/program.ts')),
-    ...(await import('../src/train/quiet.ts')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/tflite/program.ts')>('tflite/program')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), `\`ndiff diff ${flag}\``);
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -181,16 +182,16 @@ export async function openTflitePair(a: Pick<PayloadEvalSpec, 'base' | 'target'>
  * on the folder's examples (one .npy per model input, or x.npy for one), the payload applied by
  * the device applier.
  */
-export async function measureTflite(a: PayloadEvalSpec, payload: Uint8Array, io: CliIO): Promise<OnnxPayloadCloseness> {
+export async function measureTflite(a: PayloadEvalSpec, payload: Uint8Array, progress: Progress): Promise<OnnxPayloadCloseness> {
   if (a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model carries no state between examples here');
   const { programPayloadCloseness, TfliteWeightStore } = await importWithTrainerPeers(async () => ({
-    ...(await import('../src/train/program/payload-closeness.ts')),
-    ...(await import('../src/io/tflite/store.ts')),
+    ...(await trainModule<typeof import('../../train/program/payload-closeness.ts')>('program/payload-closeness')),
+    ...(await import('../../io/tflite/store.ts')),
   }), '`ndiff diff --eval`');
   const { base, data, shared, program, targetProgram } = await openTflitePair(a, a.eval, '--eval');
   const first = Object.values(data.inputs)[0];
   const count = first ? first.values.length / Math.max(1, first.shape.reduce((x, d) => x * d, 1)) : 0;
-  io.progress(`measuring on ${a.eval}: ${count} examples, ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} run by the LiteRT executor`);
+  progress(`measuring on ${a.eval}: ${count} examples, ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} run by the LiteRT executor`);
   return programPayloadCloseness(program, targetProgram, new TfliteWeightStore(base.slice(), { source: a.base }), payload, data, {
     shared,
     ...(a.output ? { output: a.output } : {}),

@@ -4,15 +4,19 @@
  * layers-models, `.onnx` and `.tflite` files. The candidates are built by the caller; this loads both models
  * and the inputs, measures, and reports.
  */
-import type { WeightStore } from '../src/core/weight-store.ts';
-import type { BuiltPayload } from '../src/diff/build.ts';
-import { loadInputs } from '../src/io/npy/files.ts';
-import type { CandidateScore, CalibrationCandidate, CalibrationMeasure } from '../src/train/calibrate.ts';
-import { importWithTrainerPeers } from '../src/train/peer.ts';
-import type { CliIO } from './common.ts';
+import type { WeightStore } from '../../core/weight-store.ts';
+import type { BuiltPayload } from '../../diff/build.ts';
+import { loadInputs } from '../../io/npy/files.ts';
+import type { CandidateScore, CalibrationCandidate, CalibrationMeasure } from '../../train/calibrate.ts';
+import { importWithTrainerPeers } from '../../train/peer.ts';
+import { tfjsModule, trainModule } from './lazy.ts';
+import type { Progress } from '../progress.ts';
+import type { CalibrationReport } from '../diff-types.ts';
+
+export type { CalibrationReport } from '../diff-types.ts';
 import path from 'node:path';
-import type { OnnxWeightStore } from '../src/io/onnx/store.ts';
-import type { InputMoments } from '../src/diff/gptq.ts';
+import type { OnnxWeightStore } from '../../io/onnx/store.ts';
+import type { InputMoments } from '../../diff/gptq.ts';
 import { loadLayersPair, loadOnnxEval, openTflitePair, type PayloadEvalSpec } from './payload-eval.ts';
 
 /** Examples of --calibrate used at most (the first ones): each candidate runs the model on all of them. */
@@ -20,34 +24,22 @@ export const MAX_CALIBRATION_EXAMPLES = 4096;
 /** Examples the Fisher importance is estimated on (one backward pass each). */
 const IMPORTANCE_EXAMPLES = 256;
 
-/** What `--calibrate` chose, for `--json` and the report. */
-export interface CalibrationReport {
-  inputs: string;
-  examples: number;
-  chosen: string;
-  /** The unpatched base's loss on the same inputs: a chosen loss at or above it is no closer to the target than not updating. */
-  baseLoss: number;
-  /** The unpatched base's top-1 agreement with the target, when the outputs are a classifier's (the choice is then by agreement). */
-  baseAgreement?: number;
-  candidates: CandidateScore[];
-}
-
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 /** Measure the candidates (each reported as it is), keep the closest, and say which. */
 function choose<R extends BuiltPayload>(
-  chooseOnCalibration: typeof import('../src/train/calibrate.ts').chooseOnCalibration,
+  chooseOnCalibration: typeof import('../../train/calibrate.ts').chooseOnCalibration,
   candidates: CalibrationCandidate<R>[],
   measure: CalibrationMeasure,
   inputs: { inputs: string; examples: number },
-  io: CliIO,
+  progress: Progress,
 ): { chosen: R; report: CalibrationReport } {
   const { chosen, name, scores } = chooseOnCalibration(candidates, measure, (s) => {
-    io.progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, ${s.agreement === undefined ? '' : `top-1 agreement ${pct(s.agreement)}, `}loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
+    progress(`  ${s.name}: ${Number.isFinite(s.loss) ? `${s.bytes} bytes, ${s.agreement === undefined ? '' : `top-1 agreement ${pct(s.agreement)}, `}loss ${s.loss.toPrecision(4)}${s.sameAs ? ` (the same payload as ${s.sameAs})` : ''}` : 'does not fit the budget'}`);
   });
   const base = measure.baseCloseness;
   const agreeing = measure.classifier === true && base !== undefined && !Number.isNaN(base.agreement);
-  io.progress(`  chose ${name} by ${agreeing ? 'top-1 agreement with --target' : 'the loss'} (unpatched base: ${agreeing ? `top-1 agreement ${pct(base.agreement)}, ` : ''}loss ${measure.baseError.toPrecision(4)})`);
+  progress(`  chose ${name} by ${agreeing ? 'top-1 agreement with --target' : 'the loss'} (unpatched base: ${agreeing ? `top-1 agreement ${pct(base.agreement)}, ` : ''}loss ${measure.baseError.toPrecision(4)})`);
   return {
     chosen,
     report: { ...inputs, chosen: name, baseLoss: measure.baseError, ...(agreeing ? { baseAgreement: base.agreement } : {}), candidates: scores },
@@ -63,14 +55,14 @@ export async function chooseCalibrated<R extends BuiltPayload>(
   paths: { base: string; target: string; calibrate: string },
   baseStore: WeightStore,
   candidates: (importance: () => ReadonlyMap<string, Float32Array>, inputs: () => ReadonlyMap<string, InputMoments>) => CalibrationCandidate<R>[],
-  io: CliIO,
+  progress: Progress,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
   const { tf, initBackend, calibrationMeasure, chooseOnCalibration, outputImportance, inputMoments, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
-    tf: await import('@tensorflow/tfjs'),
-    ...(await import('../src/train/data.ts')),
-    ...(await import('../src/train/backend.ts')),
-    ...(await import('../src/train/calibrate.ts')),
-    ...(await import('../src/train/quiet.ts')),
+    tf: await tfjsModule(),
+    ...(await trainModule<typeof import('../../train/data.ts')>('data')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/calibrate.ts')>('calibrate')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), '`ndiff diff --calibrate`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -87,12 +79,12 @@ export async function chooseCalibrated<R extends BuiltPayload>(
   const n = Math.min(all, MAX_CALIBRATION_EXAMPLES);
   const x = tf.tidy(() => tf.slice(tf.tensor(d.x, d.xShape, 'float32'), [0], [n]));
   try {
-    io.progress(`calibrating on ${n} inputs from ${paths.calibrate}${n < all ? ` (the first ${n} of ${all})` : ''}: each candidate payload measured by how close base + payload comes to --target's outputs`);
+    progress(`calibrating on ${n} inputs from ${paths.calibrate}${n < all ? ` (the first ${n} of ${all})` : ''}: each candidate payload measured by how close base + payload comes to --target's outputs`);
     const measure = calibrationMeasure(model, target, baseStore, x);
     let importance: ReadonlyMap<string, Float32Array> | undefined;
     const lazyImportance = () => {
       if (!importance) {
-        io.progress(`  the importance of every weight to --target's outputs (Fisher information) on ${Math.min(n, IMPORTANCE_EXAMPLES)} inputs`);
+        progress(`  the importance of every weight to --target's outputs (Fisher information) on ${Math.min(n, IMPORTANCE_EXAMPLES)} inputs`);
         importance = outputImportance(target, x, { examples: IMPORTANCE_EXAMPLES });
       }
       return importance;
@@ -101,11 +93,11 @@ export async function chooseCalibrated<R extends BuiltPayload>(
     const lazyMoments = () => {
       if (!moments) {
         moments = inputMoments(target, x, { examples: IMPORTANCE_EXAMPLES });
-        io.progress(`  the second moment of each dense and convolution layer's inputs on ${Math.min(n, IMPORTANCE_EXAMPLES)} inputs (${moments.size} layers), to round their codes against`);
+        progress(`  the second moment of each dense and convolution layer's inputs on ${Math.min(n, IMPORTANCE_EXAMPLES)} inputs (${moments.size} layers), to round their codes against`);
       }
       return moments;
     };
-    return choose(chooseOnCalibration, candidates(lazyImportance, lazyMoments), measure, { inputs: paths.calibrate, examples: n }, io);
+    return choose(chooseOnCalibration, candidates(lazyImportance, lazyMoments), measure, { inputs: paths.calibrate, examples: n }, progress);
   } finally {
     x.dispose();
     model.dispose();
@@ -123,13 +115,13 @@ export async function chooseCalibratedOnnx<R extends BuiltPayload>(
   spec: PayloadEvalSpec & { calibrate: string },
   baseStore: WeightStore,
   candidates: (reached?: ReadonlySet<string>) => CalibrationCandidate<R>[],
-  io: CliIO,
+  progress: Progress,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
   const { initBackend, onnxCalibration, chooseOnCalibration, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await import('../src/train/backend.ts')),
-    ...(await import('../src/train/onnx/payload-closeness.ts')),
-    ...(await import('../src/train/calibrate.ts')),
-    ...(await import('../src/train/quiet.ts')),
+    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await trainModule<typeof import('../../train/onnx/payload-closeness.ts')>('onnx/payload-closeness')),
+    ...(await trainModule<typeof import('../../train/calibrate.ts')>('calibrate')),
+    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
   }), '`ndiff diff --calibrate`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -143,9 +135,9 @@ export async function chooseCalibratedOnnx<R extends BuiltPayload>(
     targetProgram: { source: path.basename(spec.target), external: e.target.external },
   });
   try {
-    io.progress(`calibrating on ${session.examples} examples from ${spec.calibrate}${e.state.length ? ', each sequence from a zero state with the state carried' : ''}: each candidate payload measured by how close base + payload comes to --target's outputs (ONNX executor)`);
-    if (session.reached) io.progress(`  the inputs reach ${session.reached.size} of the model's weights: lowbit is also tried on those alone`);
-    return choose(chooseOnCalibration, candidates(session.reached), session.measure, { inputs: spec.calibrate, examples: session.examples }, io);
+    progress(`calibrating on ${session.examples} examples from ${spec.calibrate}${e.state.length ? ', each sequence from a zero state with the state carried' : ''}: each candidate payload measured by how close base + payload comes to --target's outputs (ONNX executor)`);
+    if (session.reached) progress(`  the inputs reach ${session.reached.size} of the model's weights: lowbit is also tried on those alone`);
+    return choose(chooseOnCalibration, candidates(session.reached), session.measure, { inputs: spec.calibrate, examples: session.examples }, progress);
   } finally {
     session.dispose();
   }
@@ -161,11 +153,11 @@ export async function chooseCalibratedTflite<R extends BuiltPayload>(
   spec: PayloadEvalSpec & { calibrate: string },
   baseStore: WeightStore,
   candidates: (reached?: ReadonlySet<string>) => CalibrationCandidate<R>[],
-  io: CliIO,
+  progress: Progress,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
   const { programCalibration, chooseOnCalibration } = await importWithTrainerPeers(async () => ({
-    ...(await import('../src/train/program/payload-closeness.ts')),
-    ...(await import('../src/train/calibrate.ts')),
+    ...(await trainModule<typeof import('../../train/program/payload-closeness.ts')>('program/payload-closeness')),
+    ...(await trainModule<typeof import('../../train/calibrate.ts')>('calibrate')),
   }), '`ndiff diff --calibrate`');
   const { data, shared, program, targetProgram } = await openTflitePair(spec, spec.calibrate, '--calibrate');
   const session = programCalibration(program, targetProgram, baseStore, data, {
@@ -174,9 +166,9 @@ export async function chooseCalibratedTflite<R extends BuiltPayload>(
     ...(spec.outputKind ? { outputKind: spec.outputKind } : {}),
   });
   try {
-    io.progress(`calibrating on ${session.examples} examples from ${spec.calibrate}: each candidate payload measured by how close base + payload comes to --target's outputs (LiteRT executor)`);
-    if (session.reached) io.progress(`  the inputs reach ${session.reached.size} of the model's weights: lowbit is also tried on those alone`);
-    return choose(chooseOnCalibration, candidates(session.reached), session.measure, { inputs: spec.calibrate, examples: session.examples }, io);
+    progress(`calibrating on ${session.examples} examples from ${spec.calibrate}: each candidate payload measured by how close base + payload comes to --target's outputs (LiteRT executor)`);
+    if (session.reached) progress(`  the inputs reach ${session.reached.size} of the model's weights: lowbit is also tried on those alone`);
+    return choose(chooseOnCalibration, candidates(session.reached), session.measure, { inputs: spec.calibrate, examples: session.examples }, progress);
   } finally {
     session.dispose();
   }

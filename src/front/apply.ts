@@ -1,0 +1,155 @@
+/**
+ * `apply`: what `ndiff apply` does, as a library call. A payload (a path or its bytes, bare or
+ * signed) is verified and applied in place to a TF.js folder or model JSON file, an `.onnx` or a
+ * `.tflite` file, or, for a structural payload (format v7), the model is rebuilt; the switch is
+ * atomic and a failed health check rolls it back. The result holds the fields
+ * `ndiff apply --json` prints; the errors are the applier's typed errors (src/core/errors.ts),
+ * the model untouched (or restored) when one is thrown.
+ */
+import { dirname, join } from 'node:path';
+import { UsageError } from '../core/errors.ts';
+import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
+import { isStructuralPayload } from '../apply/rebuild.ts';
+import type { SignatureCheck } from '../apply/signature.ts';
+import type { TrustedKey } from '../apply/ed25519.ts';
+import { DEFAULT_STATE_FILE } from '../io/durable/sequence-file.ts';
+import { applyToModelDir } from '../io/tfjs/folder-update.ts';
+import { rebuildModelDir } from '../io/tfjs/folder-rebuild.ts';
+import { locateModelFiles } from '../io/tfjs/model-file.ts';
+import { applyToOnnxFile, ONNX_STATE_SUFFIX, rebuildOnnxFile } from '../io/onnx/files.ts';
+import { applyToTfliteFile, rebuildTfliteFile } from '../io/tflite/files.ts';
+import { readPublicKeyFile } from '../sign/node-keys.ts';
+import { runHealthCheck } from './health-check.ts';
+import { isModelFilePath, isTflitePath, readPayloadFile } from './models.ts';
+import type { Progress } from './progress.ts';
+
+/** The default of {@link ApplyOptions.maxPayloadBytes}: 256 MiB. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
+
+/** What {@link apply} takes. */
+export interface ApplyOptions {
+  /** The model patched in place: a TF.js folder or model JSON file, an `.onnx` or a `.tflite` file. */
+  model: string;
+  /** The payload: a file's path, or its bytes (bare or a signed envelope). */
+  payload: string | Uint8Array;
+  /** Check everything and patch a copy in memory; write nothing. */
+  dryRun?: boolean;
+  /** Refuse larger payloads before parsing (default {@link DEFAULT_MAX_PAYLOAD_BYTES}). */
+  maxPayloadBytes?: number;
+  /**
+   * The file keeping the highest applied sequence per model id: a path, or null for none.
+   * Default: `<folder>/.ndiff-state.json`, or `<file>.ndiff-state.json` beside an .onnx or .tflite file.
+   */
+  state?: string | null;
+  /**
+   * Run after the switch: a shell command (with NDIFF_MODEL_DIR and NDIFF_MODEL_FILE set; a
+   * non-zero exit fails it) or a function (a throw or `false` fails it); a failure rolls back.
+   */
+  healthCheck?: string | ((where: { dir: string; file?: string }) => boolean | void | Promise<boolean | void>);
+  /** Seconds a health check command may take (default 300). */
+  healthCheckTimeout?: number;
+  /** Hash every tensor of the base, not only the patched ones (TF.js models). */
+  fullCheck?: boolean;
+  /** The model id the model holds: payloads for another id are refused (default: the id its first apply recorded). */
+  modelId?: string;
+  /** Trusted Ed25519 public keys: key files' paths, or keys. With any, unsigned payloads are refused. */
+  publicKeys?: (string | TrustedKey)[];
+  /** Refuse payloads without a valid signature by a trusted key (default: on when publicKeys are given). */
+  requireSignature?: boolean;
+  /** Progress lines (a health check's output), as `ndiff apply` prints them on stderr. */
+  onProgress?: Progress;
+}
+
+/** How an update an earlier run left unconfirmed was finished. */
+export interface PendingOutcome {
+  outcome: 'confirmed' | 'rolled-back';
+  healthCheck: 'passed' | 'failed' | 'none';
+  why?: string;
+}
+
+/** What {@link apply} returns: the fields `ndiff apply --json` prints. */
+export interface ApplyReport {
+  model: string;
+  status: string;
+  dryRun: boolean;
+  /** A structural payload: the model was rebuilt. */
+  structural?: true;
+  formatVersion?: 7;
+  baseFingerprint: string;
+  intermediateFingerprint?: string;
+  targetFingerprint: string;
+  modelId: string;
+  sequence: number;
+  /** Structural: the rebuilt model's bytes, and how many files it has when several. */
+  fileBytes?: number;
+  files?: number;
+  writtenValues: number;
+  changedTensors: string[];
+  /** Value payloads: how the base was checked. */
+  baseCheck?: { hashedTensors: number; recordedTensors?: number };
+  signature: SignatureCheck;
+  sequenceRecorded: boolean;
+  statePath: string | null;
+  /** What the recovery of an earlier interrupted apply did. */
+  recovery: string[];
+  pendingUpdate?: PendingOutcome;
+  milliseconds: number;
+  /** Structural: e.g. a data file another model of the folder names, kept though the new version drops it. */
+  warnings?: string[];
+}
+
+/**
+ * Apply a payload to a model in place, as `ndiff apply` does. Throws the applier's typed errors
+ * (PayloadFormatError, SignatureError, FreshnessError, BaseMismatchError, ModelMismatchError,
+ * TargetMismatchError, HealthCheckError, ...) with the model untouched or restored; an error
+ * carries what the recovery of an earlier interrupted apply did in `details.recovery`.
+ */
+export async function apply(o: ApplyOptions): Promise<ApplyReport> {
+  const timeout = o.healthCheckTimeout ?? 300;
+  if (!(timeout > 0)) throw new UsageError(`--health-check-timeout must be a positive number of seconds, got ${timeout}`);
+  const progress = o.onProgress ?? (() => {});
+  const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  // The size cap is checked against the file's size before it is read.
+  const bytes = typeof o.payload === 'string' ? await readPayloadFile(o.payload, maxPayloadBytes) : o.payload;
+  const trustedKeys = await Promise.all((o.publicKeys ?? []).map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
+  const single = isModelFilePath(o.model); // a single-file model: .onnx or .tflite
+  // A model JSON file keeps its state file in its folder, as an .onnx file does (one for the folder's models, by model id).
+  const folder = single ? dirname(o.model) : (await locateModelFiles(o.model)).dir;
+  // An .onnx file keeps its own (<model>.onnx.ndiff-state.json): two model files of one folder never share one.
+  const statePath = o.state === null ? null : o.state ?? (single ? undefined : join(folder, DEFAULT_STATE_FILE));
+  const shownState = statePath === undefined ? `${o.model}${ONNX_STATE_SUFFIX}` : statePath;
+  const dryRun = o.dryRun ?? false;
+  const hc = o.healthCheck;
+  const check = (dir: string, file?: string) => (typeof hc === 'string' ? runHealthCheck(hc, dir, timeout, progress, file) : (hc as NonNullable<typeof hc>)({ dir, ...(file !== undefined ? { file } : {}) }));
+  const t0 = performance.now();
+  const common = {
+    maxPayloadBytes,
+    trustedKeys,
+    ...(o.requireSignature !== undefined ? { requireSignature: o.requireSignature } : {}),
+    ...(o.modelId !== undefined ? { expectedModelId: o.modelId } : {}),
+    state: statePath,
+    dryRun,
+  };
+  // A structural payload (format v7): a single-file model or a TF.js model rebuilt with neural-diff/rebuild's checks.
+  if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
+    const r = await (single
+      ? (isTflitePath(o.model) ? rebuildTfliteFile : rebuildOnnxFile)(o.model, bytes, { ...common, ...(hc ? { healthCheck: ({ file }) => check(dirname(file), file) } : {}) })
+      : rebuildModelDir(o.model, bytes, { ...common, ...(hc ? { healthCheck: ({ dir, file }) => check(dir, file) } : {}) }));
+    const h = r.header;
+    const warnings = 'warnings' in r ? (r.warnings as string[]) : [];
+    return {
+      model: o.model, status: r.status, dryRun, structural: true, formatVersion: 7, baseFingerprint: h.baseFingerprint, intermediateFingerprint: h.intermediateFingerprint, targetFingerprint: h.targetFingerprint,
+      modelId: h.modelId, sequence: h.sequence, fileBytes: r.bytes.length, ...(r.files ? { files: r.files.length } : {}), changedTensors: r.values?.changedTensors ?? [], writtenValues: r.values?.writtenValues ?? 0,
+      signature: r.signature, sequenceRecorded: r.sequenceRecorded, statePath: shownState, recovery: r.recovery.actions, ...(r.recovery.pending ? { pendingUpdate: r.recovery.pending } : {}), milliseconds: performance.now() - t0,
+      ...(warnings.length ? { warnings } : {}),
+    };
+  }
+  const res = single
+    ? await (isTflitePath(o.model) ? applyToTfliteFile : applyToOnnxFile)(o.model, bytes, { ...common, ...(hc ? { healthCheck: ({ file }) => check(dirname(file), file) } : {}) })
+    : await applyToModelDir(o.model, bytes, { ...common, baseCheck: o.fullCheck ? 'full' : 'recorded', ...(hc ? { healthCheck: ({ dir, file }) => check(dir, file) } : {}) });
+  return {
+    model: o.model, status: res.status, dryRun, baseFingerprint: res.baseFingerprint, targetFingerprint: res.targetFingerprint,
+    modelId: res.payload.header.modelId, sequence: res.sequence, writtenValues: res.writtenValues, changedTensors: res.changedTensors,
+    baseCheck: res.baseCheck, signature: res.signature, sequenceRecorded: res.sequenceRecorded, statePath: shownState, recovery: res.recovery.actions, ...(res.recovery.pending ? { pendingUpdate: res.recovery.pending } : {}), milliseconds: performance.now() - t0,
+  };
+}

@@ -1,0 +1,47 @@
+/** Opening a model by its path for the library calls: a TF.js folder or model JSON file, an ONNX, LiteRT or safetensors file. Paths, model ids and the updated model are src/io/model-paths.ts, re-exported here. */
+import { openTfjsModel } from '../io/tfjs/index.ts';
+import { openSafetensorsFile } from '../io/safetensors/files.ts';
+import type { OnnxTensorEntry } from '../io/onnx/store.ts';
+import type { WeightStore } from '../core/weight-store.ts';
+import { storedModelBytes } from '../diff/build.ts';
+import { openModelAt } from '../release/package.ts';
+import { isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath } from '../io/model-paths.ts';
+
+export { isOnnxPath, isTflitePath, isModelFilePath, isSafetensorsPath, readPayloadFile, parseExpiry, writeUpdatedModel, resolveModelId, checkOutputPath } from '../io/model-paths.ts';
+
+/** What kind of model a path names, for messages: `.onnx file`, `.tflite file`, `.safetensors file`, `TF.js folder`. */
+export function modelKindText(p: string): string {
+  return isOnnxPath(p) ? 'an .onnx file' : isTflitePath(p) ? 'a .tflite file' : isSafetensorsPath(p) ? 'a .safetensors file' : 'a TF.js folder';
+}
+
+/** An opened model: a TF.js folder, an ONNX, LiteRT or safetensors file. */
+export interface OpenedModel {
+  kind: 'folder' | 'onnx' | 'tflite' | 'safetensors';
+  store: WeightStore;
+  /** Bytes of the patchable weights as stored (storedModelBytes), what `1%` budgets are a percentage of. */
+  weightBytes: number;
+  /** Close the files the store holds open (an ONNX model's external data files). */
+  close(): Promise<void>;
+}
+
+/**
+ * Open a model by its path: a `.onnx` file (and its external data), a `.tflite` file or a TF.js model folder.
+ * `lazy` reads a folder's shards when first used.
+ */
+export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
+  // A single-file model: its weights as stored (float32 4 bytes, halves 2, int8/uint8 1), what a payload may change.
+  if (isModelFilePath(p)) return { kind: isOnnxPath(p) ? 'onnx' : 'tflite', ...(await openModelAt(p)) };
+  if (isSafetensorsPath(p)) {
+    // Read whole into memory (the file is not held open); F32, F16 and BF16 tensors are its weights.
+    const store = (await openSafetensorsFile(p)).contents;
+    return { kind: 'safetensors', store, weightBytes: storedModelBytes(store), close: async () => {} };
+  }
+  // A folder (its model.json), or a model JSON file with its shards beside it (read-only).
+  const store = await openTfjsModel(p, options.lazy ? { lazy: true } : {});
+  return { kind: 'folder', store, weightBytes: storedModelBytes(store), close: async () => {} };
+}
+
+/** The dtype column of `fingerprint --tensors` (ONNX tensors carry one). */
+export function dtypeOf(entry: { name: string }): string {
+  return (entry as Partial<OnnxTensorEntry>).dtype ?? 'float32';
+}
