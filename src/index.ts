@@ -45,7 +45,7 @@ export { parseNpy, writeNpy } from './io/npy/npy.ts';
 export { renderHtml, renderMarkdown, summarize } from './report/report.ts';
 export { validateResults, REPORT_METHODS, type ResultRow, type ReportRow, type RowFields, type ReportMethod } from './report/results.ts';
 export { reportRows } from './report/rows.ts';
-export { addVersion, type AddVersionOptions, type AddVersionResult, type LossyJobPayload } from './release/add.ts';
+export { addVersion, type AddVersionOptions, type AddVersionResult, type LossyJobPayload, type KeyframePolicy, type DriftCheck } from './release/add.ts';
 export { publishRelease, signManifest, type PublishOptions, type PublishResult } from './release/publish.ts';
 export { planJobs, runJob, readJobResult } from './release/jobs.ts';
 export type { RunJobResult } from './release/jobs.ts';
