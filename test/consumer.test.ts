@@ -141,6 +141,7 @@ test('plain node imports every entry and applies a test-vector payload in memory
   writeFileSync(path.join(project, 'apply.mjs'), `
 import { readFileSync } from 'node:fs';
 import * as lib from 'neural-diff';
+import * as kit from 'neural-diff/kit';
 import { applyPayload, MemoryWeightStore } from 'neural-diff/apply';
 import { applyToModelDir, openTfjsModelDir, writeModelDir } from 'neural-diff/node';
 import { SafetensorsWeightStore } from 'neural-diff/safetensors';
@@ -166,17 +167,17 @@ const legacy = await applyToModelDir('model', payload).then(() => 'applied', (e)
 const diskBase = await openTfjsModelDir('model');
 const want = MemoryWeightStore.copyOf(diskBase);
 for (const [n, t] of Object.entries(target.tensors)) want.values(n).set(hex(t.values));
-const built = lib.exactDiff(await lib.getHasher(), diskBase, want, { modelId: 'm' });
+const built = kit.exactDiff(await kit.getHasher(), diskBase, want, { modelId: 'm' });
 const disk = await applyToModelDir('model', built.bytes);
 const after = await openTfjsModelDir('model');
 for (const [n, t] of Object.entries(target.tensors)) {
   if (Buffer.compare(Buffer.from(after.values(n).buffer), Buffer.from(hex(t.values).buffer)) !== 0) throw new Error('folder apply: ' + n + ' differs from the target');
 }
-console.log(JSON.stringify({ memory: r.status, memoryTarget: r.targetFingerprint, legacy, disk: disk.status, diskAtBuiltTarget: disk.targetFingerprint === built.payload.header.targetFingerprint, lib: typeof lib.buildPayload, safetensors: typeof SafetensorsWeightStore, onnx: typeof OnnxWeightStore }));
+console.log(JSON.stringify({ memory: r.status, memoryTarget: r.targetFingerprint, legacy, disk: disk.status, diskAtBuiltTarget: disk.targetFingerprint === built.payload.header.targetFingerprint, lib: typeof lib.diff, kit: typeof kit.buildPayload, safetensors: typeof SafetensorsWeightStore, onnx: typeof OnnxWeightStore }));
 `);
   const out = JSON.parse(nodeIn(['apply.mjs']).stdout) as Record<string, string>;
   const target = JSON.parse(readFileSync(path.join(vectors, 'multi-tensor.target.json'), 'utf8')) as { fingerprint: string };
-  assert.deepEqual(out, { memory: 'applied', memoryTarget: target.fingerprint, legacy: 'refused: built without the frame', disk: 'applied', diskAtBuiltTarget: true, lib: 'function', safetensors: 'function', onnx: 'function' });
+  assert.deepEqual(out, { memory: 'applied', memoryTarget: target.fingerprint, legacy: 'refused: built without the frame', disk: 'applied', diskAtBuiltTarget: true, lib: 'function', kit: 'function', safetensors: 'function', onnx: 'function' });
   // require() of the ESM build works too (Node >= 20.19 loads ES modules synchronously).
   const req = nodeIn(['-e', "const m = require('neural-diff/apply'); console.log(typeof m.applyPayload, typeof m.NeuralDiffError)"]);
   assert.equal(req.stdout.trim(), 'function function');
@@ -232,7 +233,8 @@ test('the published types hold under a strict consumer (node16, bundler and lega
 import { applyPayload, MemoryWeightStore, NeuralDiffError, BaseMismatchError, type ApplyResult, type WeightStore } from 'neural-diff/apply';
 import { applyToModelDir, openTfjsModelDir, FileSequenceStore, type ModelDirApplyOptions } from 'neural-diff/node';
 import { SafetensorsWeightStore } from 'neural-diff/safetensors';
-import { buildPayload, topkDiff, parseBudget, decodePayload, type PatchSpec } from 'neural-diff';
+import { diff, type DiffOptions } from 'neural-diff';
+import { buildPayload, topkDiff, parseBudget, decodePayload, type PatchSpec } from 'neural-diff/kit';
 import { OnnxWeightStore, type OnnxStoreOptions } from 'neural-diff/onnx';
 import { KeyValueSequenceStore, browserSequenceStore, type KeyValueStorage } from 'neural-diff/sequence-stores';
 
@@ -261,7 +263,8 @@ export async function node(dir: string, bytes: Uint8Array): Promise<string> {
 export const budget: number = parseBudget('1%', 1000);
 export const specs: PatchSpec[] = [];
 export const onnxOptions: OnnxStoreOptions = {};
-void OnnxWeightStore; void SafetensorsWeightStore; void buildPayload; void topkDiff; void decodePayload;
+export const diffOptions: DiffOptions = { base: 'models/v1', target: 'models/v2', budget: '5%', out: 'v1-v2.ndiff' };
+void diff; void OnnxWeightStore; void SafetensorsWeightStore; void buildPayload; void topkDiff; void decodePayload;
 const asyncStorage: KeyValueStorage = { getItem: async () => null, setItem: async () => {} };
 export const sequences = [new KeyValueSequenceStore(asyncStorage), browserSequenceStore];
 `);

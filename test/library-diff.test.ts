@@ -10,7 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { diff, type DiffOptions, decodePayload, writeSafetensorsFile, UsageError, ModelMismatchError } from 'neural-diff';
+import { diff, type DiffOptions, writeSafetensorsFile, UsageError, ModelMismatchError } from 'neural-diff';
+import { decodePayload } from 'neural-diff/kit';
 import { structuralPair, valuePair, seeded, type PairFormat, type StructuralPair } from './helpers/structural-pairs.ts';
 
 const BIN = path.join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');

@@ -4,17 +4,18 @@ import assert from 'node:assert/strict';
 
 test('neural-diff and neural-diff/apply resolve and export the documented names', async () => {
   const lib = await import('neural-diff');
-  for (const name of ['topkDiff', 'buildPayload', 'openTfjsModelDir', 'fileSystemIO', 'applyPayload', 'decodePayload', 'renderHtml', 'parseBudget', 'openSafetensorsFile']) {
+  for (const name of ['diff', 'apply', 'inspect', 'verify', 'update', 'checkUpdate', 'openTfjsModelDir', 'fileSystemIO', 'applyPayload', 'renderHtml', 'openSafetensorsFile', 'generateKeyPair', 'signPayload', 'addVersion', 'publishRelease', 'planJobs', 'runJob']) {
     assert.equal(typeof (lib as Record<string, unknown>)[name], 'function', name);
   }
   const device = await import('neural-diff/apply');
   for (const name of ['applyPayload', 'verifyPayload', 'openPayload', 'fingerprintStore', 'getHasher', 'MemoryWeightStore', 'MemorySequenceStore', 'NeuralDiffError']) {
     assert.ok(name in device, name);
   }
-  // Build-server helpers stay out of the device bundle (they are in the main entry).
+  // Build-server parts stay out of the device bundle (they are in neural-diff/kit).
+  const kit = await import('neural-diff/kit');
   for (const name of ['decodePayload', 'applyDecodedPayload', 'sealEnvelope', 'envelopeSigningInput']) {
     assert.ok(!(name in device), `${name} is not in the device entry`);
-    assert.equal(typeof (lib as Record<string, unknown>)[name], 'function', name);
+    assert.equal(typeof (kit as Record<string, unknown>)[name], 'function', name);
   }
   assert.ok(!('trainDiff' in device), 'the device entry has no trainer');
   assert.ok(!('trainDiff' in lib), 'the trainers (tfjs) are neural-diff/train');
@@ -22,6 +23,22 @@ test('neural-diff and neural-diff/apply resolve and export the documented names'
   for (const name of ['train', 'trainDiff', 'initBackend', 'evaluate', 'fromDataset', 'modelToStore', 'tfModelStore', 'SparseMask', 'HashedBuckets']) {
     assert.ok(name in train, name);
   }
+});
+
+test('neural-diff/kit holds the codecs, quantizers and payload builders, and the main entry does not', async () => {
+  const lib = await import('neural-diff') as Record<string, unknown>;
+  const kit = await import('neural-diff/kit') as Record<string, unknown>;
+  const kitNames = ['encodePayload', 'packPayload', 'buildPayload', 'decodePayload', 'topkDiff', 'lowbitDiff', 'quantizeLowBit', 'quantizeFactors', 'roundAgainstInputs', 'inverseCholesky',
+    'exactDiff', 'dropDiff', 'lowRankDiff', 'diffOnnxModels', 'canonicalJson', 'TFJS_FRAME', 'ONNX_FRAME', 'scanOnnxModel', 'parseNpy', 'writeNpy', 'parseBudget', 'getHasher', 'sealEnvelope'];
+  for (const name of kitNames) {
+    assert.ok(name in kit, `neural-diff/kit exports ${name}`);
+    assert.ok(!(name in lib), `${name} is a tool-builder's part: neural-diff/kit, not the main entry`);
+  }
+  // The two entries share no value: each name has one home.
+  assert.deepEqual(Object.keys(kit).filter((n) => n in lib), []);
+  // The main entry stays small: the calls, stores, applier entry points, keys, releases, reports and errors.
+  const values = Object.keys(lib);
+  assert.ok(values.length <= 90, `neural-diff exports ${values.length} values: ${values.join(', ')}`);
 });
 
 test('neural-diff/train re-exports every value of its implementation module', async () => {
@@ -32,7 +49,7 @@ test('neural-diff/train re-exports every value of its implementation module', as
 
 test('no entry but neural-diff/train loads tfjs (bundled, packages external)', async () => {
   const { build } = await import('esbuild');
-  for (const entry of ['src/index.ts', 'src/apply/index.ts', 'src/node.ts', 'src/io/safetensors/store.ts']) {
+  for (const entry of ['src/index.ts', 'src/kit.ts', 'src/apply/index.ts', 'src/node.ts', 'src/io/safetensors/store.ts']) {
     const out = await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', write: false, metafile: true, packages: 'external', logLevel: 'silent' });
     const imported = new Set(Object.values(out.metafile.outputs).flatMap((o) => o.imports.map((i) => i.path)));
     assert.ok(![...imported].some((p) => p.startsWith('@tensorflow/')), `${entry} imports tfjs: ${[...imported].join(', ')}`);

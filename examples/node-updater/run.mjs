@@ -28,7 +28,8 @@ import { cp, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { fileSystemIO, generateKeyPair, getHasher, openTfjsModelDir, signPayload, topkDiff, MemoryWeightStore } from 'neural-diff';
+import { fileSystemIO, generateKeyPair, openTfjsModelDir, signPayload, MemoryWeightStore } from 'neural-diff';
+import { getHasher, topkDiff } from 'neural-diff/kit';
 import { applyToModelDir, recordModelDirDigests, NeuralDiffError } from 'neural-diff/node';
 
 /** A fixed input every version is checked on (one 28x28 grey image). */

@@ -2,7 +2,7 @@
  * `neural-diff/apply`: the device entry point. Imports only the pure core (no tfjs, no node
  * modules) so it can be bundled alone for browsers, Electron, Node and React Native. What only
  * a build server needs (`decodePayload`, which keeps every patch decoded; `applyDecodedPayload`;
- * `sealEnvelope`, `envelopeSigningInput`) is in the main entry, `neural-diff`.
+ * `sealEnvelope`, `envelopeSigningInput`) is in `neural-diff/kit`.
  *
  * @module neural-diff/apply
  */
