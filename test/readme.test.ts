@@ -97,6 +97,7 @@ test('the build-server and Node quick starts run as written from a fresh folder'
   };
   const run = [...blocks(readme, '## Quick start 1', '## Quick start 3')];
   let shell = 0;
+  let diffed = false;
   for (const { lang, code } of run) {
     if (lang === 'js') {
       const file = fileOf(code);
@@ -120,8 +121,15 @@ test('the build-server and Node quick starts run as written from a fresh folder'
       assert.match(r.stdout, /^\d+ bytes, eval accuracy [\d.]+ -> [\d.]+$/m, r.stdout);
       assert.ok(readFileSync(path.join(work, 'v1-v2-again.ndiff')).equals(readFileSync(path.join(work, 'v1-v2.ndiff'))), 'train() wrote the bytes ndiff train wrote');
     }
+    if (script.includes('node diff.mjs')) {
+      // The library's diff() gives the bytes `ndiff diff` wrote for the same models, budget and id.
+      assert.match(r.stdout, /^\d+ bytes, (lowbit|topk), [\d.]+% of the model$/m, r.stdout);
+      assert.ok(readFileSync(path.join(work, 'v1-v2-posthoc-again.ndiff')).equals(readFileSync(path.join(work, 'v1-v2-posthoc.ndiff'))), 'diff() wrote the bytes ndiff diff wrote');
+      diffed = true;
+    }
   }
   assert.ok(shell >= 3, `ran ${shell} shell blocks`);
+  assert.ok(diffed, 'quick start 1 runs its library diff() example beside the `ndiff diff` it mirrors');
   // What the blocks promised exists.
   for (const file of ['models/v1/model.json', 'models/v2/model.json', 'v1-v2.signed.ndiff', 'keys/release.public.pem', 'device-model/.ndiff-state.json']) {
     assert.ok(existsSync(path.join(work, file)), file);
