@@ -13,6 +13,10 @@
  * const { bytes } = topkDiff(await getHasher(), base, target, { budgetBytes: 20_000, modelId: 'kws-en' });
  * ```
  *
+ * The device side's lower-level names (`openPayload`, `fingerprintStore`, `tensorDigest`,
+ * `parseEnvelope`, `ENVELOPE_MAGIC`, `FORMAT_VERSION`, `parsePublicKey`, `keyIdOf`, ...) are in
+ * `neural-diff/apply`, which a tool can import beside this entry.
+ *
  * Names here may change between minor versions while the package is below 1.0; the calls in
  * `neural-diff` are the stable surface.
  *
