@@ -20,6 +20,7 @@ interface RunArgs {
   expires: string;
   accept?: string[];
   attempts: number;
+  checkConcurrency?: number;
 }
 interface StatusArgs {
   release: string;
@@ -43,14 +44,16 @@ export function releaseRunOptions(c: Argv<any>, releaseOption: Options, expiresO
     .option('expires', expiresOption)
     .option('accept', { type: 'string', array: true, describe: 'as ndiff release publish --accept' })
     .option('attempts', { type: 'number', default: 3, describe: 'tries per job a worker fails' })
+    .option('check-concurrency', { type: 'number', describe: 'results checked at once as they arrive, each in its own process (default: this machine\'s cores)' })
     .example('$0 release add --release site/kws --model models/v4 --plan && $0 release run --release site/kws --queue redis://queue.internal --source https://cdn.example.com/kws/ --key release.private.pem', 'plan, then run the plan on the workers and publish');
 }
 
 /** `release run`. */
 export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
   if (!Number.isSafeInteger(a.attempts) || a.attempts < 1 || a.attempts > 100) throw new UsageError(`--attempts must be a whole number from 1 to 100, found ${a.attempts}`);
+  if (a.checkConcurrency !== undefined && (!Number.isSafeInteger(a.checkConcurrency) || a.checkConcurrency < 1 || a.checkConcurrency > 64)) throw new UsageError(`--check-concurrency must be a whole number from 1 to 64, found ${a.checkConcurrency}`);
   const publish = a.key ? { key: await readPrivateKeyFile(a.key, (l) => io.err(l)), expiresAt: parseExpiry(a.expires), ...(a.accept ? { accept: a.accept } : {}) } : undefined;
-  const res = await runPlanOnQueue(a.release, a.queue, { ...(a.source ? { source: a.source } : {}), ...(publish ? { publish } : {}), attempts: a.attempts, onProgress: (l) => io.progress(l) });
+  const res = await runPlanOnQueue(a.release, a.queue, { ...(a.source ? { source: a.source } : {}), ...(publish ? { publish } : {}), attempts: a.attempts, ...(a.checkConcurrency !== undefined ? { checkConcurrency: a.checkConcurrency } : {}), onProgress: (l) => io.progress(l) });
   io.result?.({ plan: res.planId, jobs: res.jobs, ...(res.published ? { release: res.published.release, added: res.published.added, skipped: res.published.skipped } : {}) });
   io.out(res.published
     ? `${a.release}: plan ${res.planId} done (${res.jobs} job(s)); manifest release ${res.published.release} signed, ${res.published.added} payload(s) added`

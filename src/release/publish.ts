@@ -5,7 +5,7 @@
  * number). Publishing again without a new version re-signs the manifest with a fresh expiry:
  * do it before the manifest expires.
  */
-import { sign as nodeSign, type KeyObject } from 'node:crypto';
+import { createHash, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { NeuralDiffError, PayloadFormatError, UsageError } from '../core/errors.ts';
@@ -17,7 +17,7 @@ import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT
 import { readBlob, writeBlob } from './blobs.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
 import { jobFiles, readJobResult, verifyJobResult } from './jobs.ts';
-import { newestVersion, readRecord, writeRecord, type ReleaseJob, type ReleaseRecord } from './record.ts';
+import { newestVersion, readRecord, writeRecord, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 import { lockRelease } from './folder.ts';
 
 /** Options of {@link publishRelease}. */
@@ -40,6 +40,31 @@ export interface PublishOptions {
   checkAll?: boolean;
   /** Called once the new manifest is written (the publication is out: nothing to undo after it). */
   onManifestWritten?: () => void;
+  /**
+   * Results already checked (by `release run` as they arrived), by job id: a verdict is taken
+   * only when its key is {@link verdictKey} of the job, result, payload bytes and accepted
+   * hashes publish reads now; any other result is checked again here.
+   */
+  verdicts?: ReadonlyMap<string, CheckedResult>;
+}
+
+/** A result that passed {@link verifyJobResult}, bound to the exact inputs checked. */
+export interface CheckedResult {
+  key: string;
+  entry: ManifestPayload;
+}
+
+/**
+ * What a check's verdict is bound to: SHA-256 over the model id, the versions' fingerprints, the
+ * job (as the record plans it), its result,
+ * the payload's bytes and the accepted hashes. Another byte anywhere, another key.
+ */
+export function verdictKey(record: ReleaseRecord, job: ReleaseJob, result: JobResult, payload: Uint8Array, accepted: readonly string[]): string {
+  const h = createHash('sha256');
+  for (const part of [record.modelId, JSON.stringify(record.versions.map((v) => v.fingerprint)), JSON.stringify(job), JSON.stringify(result), JSON.stringify(accepted.map((a) => a.toLowerCase()))]) {
+    h.update(part).update('\0');
+  }
+  return h.update(payload).digest('hex');
 }
 
 /** What a publication wrote. */
@@ -109,7 +134,8 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
         skipped.push({ id: job.id, why: result.skipped ?? 'no payload' });
         continue;
       }
-      const entry = await check(job, () => verifyJobResult(releaseDir, record, job, result, payload, accept));
+      const verdict = options.verdicts?.get(job.id);
+      const entry = verdict && verdict.key === verdictKey(record, job, result, payload, accept) ? verdict.entry : await check(job, () => verifyJobResult(releaseDir, record, job, result, payload, accept));
       if (entry) verified.push({ entry, payload });
     }
     if (refused.length) {

@@ -1,10 +1,11 @@
 /**
  * `ndiff release run --queue`: the pending plan of a release folder as a BullMQ flow (one payload
  * job per edge, the children; a publish job, their parent), and `ndiff release status`. The run
- * holds the release folder (and the key, when given) and runs the publish job itself once every
- * payload job is done: it writes each worker's result into `jobs/`, checks each with publish's own
- * checks (a refused result is dropped, its reason kept for `status`, and nothing is signed), then
- * publishes. One plan of a release runs at a time (a lock in Redis; a second run is refused).
+ * holds the release folder (and the key, when given): it writes each worker's result into `jobs/`
+ * as it arrives and checks it with publish's own checks in check processes on this machine's
+ * cores while the other jobs still run (arriving-checks.ts), then runs the publish job itself once
+ * every payload job is done (a refused result is dropped, its reason kept for `status`, and
+ * nothing is signed); publish takes a verdict only for the exact bytes it was given on. One plan of a release runs at a time (a lock in Redis; a second run is refused).
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -13,6 +14,7 @@ import * as path from 'node:path';
 import { NeuralDiffError, PayloadFormatError, UsageError } from '../../core/errors.ts';
 import { writeFileAtomically } from '../../io/durable/durable.ts';
 import { jobFiles, readJobResult, verifyJobResult } from '../jobs.ts';
+import { ArrivingChecks } from './arriving-checks.ts';
 import { publishReleaseFolder, type PublishResult } from '../publish.ts';
 import { JOBS_DIR, readRecord, type ReleaseRecord } from '../record.ts';
 import { releaseSubdir } from '../folder.ts';
@@ -31,6 +33,8 @@ export interface RunPlanOptions {
   onProgress?: (line: string) => void;
   /** How often the run looks at the plan (default 500 ms). */
   pollMs?: number;
+  /** Results checked at once, each in its own process, as they arrive (default: this machine's cores). */
+  checkConcurrency?: number;
 }
 
 /** What a plan run did. */
@@ -69,6 +73,7 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
   const holder = JSON.stringify({ plan: names.planId, host: hostname(), pid: process.pid, release: path.resolve(releaseDir), since: new Date().toISOString(), token: randomBytes(8).toString('hex') });
   let keepAlive: NodeJS.Timeout | undefined;
   let publishWorker: InstanceType<Bullmq['Worker']> | undefined;
+  let checks: ArrivingChecks | undefined;
   const flows = new bull.FlowProducer({ connection });
   const publishQueue = new bull.Queue(names.publishQueue, { connection });
   // Each reconnects by itself (a Redis restart); the wait loop below says when the queue is not answering.
@@ -110,19 +115,30 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
       })),
     });
     progress(`plan ${names.planId}: ${tickets.length} payload job(s) on ${url}, inputs from ${source}; start workers with \`ndiff worker --queue ${url}\``);
+    const arriving = new ArrivingChecks(releaseDir, options.publish?.accept ?? [], options.checkConcurrency, (v) => {
+      if ('refused' in v) {
+        progress(`${v.job}: refused by publish's checks: ${v.refused}`);
+        redis.hset(names.refusedKey, v.job, v.refused).catch(() => {});
+      } else if ('entry' in v) progress(`${v.job}: checked, passes publish's checks`);
+    });
+    checks = arriving;
+    arriving.warm();
+    const arrivals = new Map<string, Promise<void>>();
     let outcome: RunPlanResult | undefined;
     publishWorker = new bull.Worker(names.publishQueue, async (job) => {
       const values = (await job.getChildrenValues()) as Record<string, QueuedJobReturn>;
-      outcome = await collectAndPublish(releaseDir, record, names, values, redis, options, progress, bull);
+      outcome = await collectAndPublish(releaseDir, record, names, values, redis, options, progress, bull, arriving, arrivals);
       return { jobs: outcome.jobs, release: outcome.published?.release ?? null };
     }, { connection, concurrency: 1 });
     publishWorker.on('error', () => {}); // reconnects by itself; the loop below reports an unreachable queue
-    const parent = await waitForParent(bull, url, publishQueue, names, record, progress, options.pollMs ?? 500);
+    const arrive = (jobsQueue: ArrivalLookup) => takeArrivals(releaseDir, record, names, jobsQueue, arriving, arrivals, progress);
+    const parent = await waitForParent(bull, url, publishQueue, names, record, progress, options.pollMs ?? 500, arrive);
     if (parent.state === 'failed') throw planFailed(names, parent.reason, releaseDir, url);
     return outcome ?? { planId: names.planId, jobs: tickets.length };
   } finally {
     if (keepAlive) clearInterval(keepAlive);
     await publishWorker?.close().catch(() => {});
+    await checks?.close().catch(() => {});
     // Let go of the lock only if it is still this run's.
     await redis.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", 1, names.lockKey, holder).catch(() => {});
     await Promise.allSettled([flows.close(), publishQueue.close()]);
@@ -148,7 +164,7 @@ function planFailed(names: PlanNames, reason: string, releaseDir: string, url: s
 }
 
 /** Poll the publish job until it is done or failed, printing the payload jobs' counts as they change. */
-async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup, names: PlanNames, record: ReleaseRecord, progress: (line: string) => void, pollMs: number): Promise<{ state: 'completed' } | { state: 'failed'; reason: string }> {
+async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup, names: PlanNames, record: ReleaseRecord, progress: (line: string) => void, pollMs: number, arrive: (jobsQueue: ArrivalLookup) => Promise<void>): Promise<{ state: 'completed' } | { state: 'failed'; reason: string }> {
   const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection: bullConnection(url) });
   jobsQueue.on('error', () => {});
   let last = '';
@@ -171,6 +187,7 @@ async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup,
         const line = `${counts.waiting} waiting, ${counts.running} running, ${counts.done} done, ${counts.failed} failed`;
         if (line !== last) progress(line);
         last = line;
+        await arrive(jobsQueue);
       } catch (e) {
         const line = `the queue is not answering (${(e as Error).message.split('\n')[0]}): waiting for it`;
         if (line !== last) progress(line);
@@ -204,33 +221,31 @@ function bucketOf(state: string): keyof PlanCounts {
  * publish does (jobs ran on machines without the key: their results are claims), drop and record
  * the refused ones, then publish when a key was given.
  */
-async function collectAndPublish(releaseDir: string, record: ReleaseRecord, names: PlanNames, values: Record<string, QueuedJobReturn>, redis: RedisClient, options: RunPlanOptions, progress: (line: string) => void, bull: Bullmq): Promise<RunPlanResult> {
+async function collectAndPublish(releaseDir: string, record: ReleaseRecord, names: PlanNames, values: Record<string, QueuedJobReturn>, redis: RedisClient, options: RunPlanOptions, progress: (line: string) => void, bull: Bullmq, checks: ArrivingChecks, arrivals: Map<string, Promise<void>>): Promise<RunPlanResult> {
   const byChild = new Map(Object.entries(values).map(([key, v]) => [key.slice(key.lastIndexOf(':') + 1), v]));
   const jobs = record.pending?.jobs ?? [];
-  await releaseSubdir(releaseDir, JOBS_DIR);
-  // Results are written as they came (under the job's own id); publish's checks decide, once.
+  // Results not taken in as they arrived (the last ones, or all after a resumed run) are taken now.
   for (const job of jobs) {
-    const files = jobFiles(releaseDir, job.id);
-    const value = byChild.get(names.childId(job.id));
-    const result = value && typeof value === 'object' && typeof value.result === 'object' && value.result !== null ? { ...(value.result as object), id: job.id } : undefined;
-    if (!result) {
-      // Nothing to check: publish then says the job has not run.
-      await rm(files.result, { force: true });
-      await rm(files.payload, { force: true });
-      continue;
-    }
-    await writeFileAtomically(files.result, new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
-    if (typeof value?.payload === 'string') await writeFileAtomically(files.payload, new Uint8Array(Buffer.from(value.payload, 'base64')));
-    else await rm(files.payload, { force: true });
+    if (!arrivals.has(job.id)) arrivals.set(job.id, writeArrival(releaseDir, job.id, byChild.get(names.childId(job.id))).then((has) => { if (has) void checks.check(job.id).catch(() => {}); }));
   }
+  await Promise.all(arrivals.values());
+  // Every check answered; one whose process failed left no verdict, and is checked below as publish does.
+  await Promise.allSettled(jobs.filter((j) => checks.has(j.id)).map((j) => checks.check(j.id)));
+  const early = jobs.flatMap((j) => {
+    const v = checks.verdicts.get(j.id);
+    return v && 'refused' in v ? [{ job: j.id, reason: v.refused }] : [];
+  });
   try {
+    if (early.length) throw new PayloadFormatError('refused', { refused: early });
     if (options.publish) {
-      const published = await publishReleaseFolder(releaseDir, { key: options.publish.key, expiresAt: options.publish.expiresAt, checkAll: true, ...(options.publish.accept ? { accept: options.publish.accept } : {}) });
+      // Publish checks again anything whose bytes are not the ones a verdict was given on.
+      const published = await publishReleaseFolder(releaseDir, { key: options.publish.key, expiresAt: options.publish.expiresAt, checkAll: true, verdicts: checks.passed(), ...(options.publish.accept ? { accept: options.publish.accept } : {}) });
       return { planId: names.planId, jobs: jobs.length, published };
     }
-    // No key: the same checks now, so a refused result is reported while the plan is at hand.
+    // No key: the results without a verdict are checked now, so a refused result is reported while the plan is at hand.
     const refused: { job: string; reason: string }[] = [];
     for (const job of jobs) {
+      if (checks.verdicts.has(job.id)) continue;
       try {
         const done = await readJobResult(releaseDir, job.id);
         if (done?.payload) await verifyJobResult(releaseDir, record, job, done.result, done.payload, []);
@@ -252,6 +267,48 @@ async function collectAndPublish(releaseDir: string, record: ReleaseRecord, name
       await rm(files.payload, { force: true });
     }
     throw new bull.UnrecoverableError(`${refused.length} result(s) refused by publish's checks (${refused.map((r) => `${r.job}: ${r.reason}`).join('; ')})`);
+  }
+}
+
+/** Write a worker's result into `jobs/` under the job's own id; false when it returned none (publish then says the job has not run). */
+async function writeArrival(releaseDir: string, id: string, value: QueuedJobReturn | undefined): Promise<boolean> {
+  await releaseSubdir(releaseDir, JOBS_DIR);
+  const files = jobFiles(releaseDir, id);
+  const result = value && typeof value === 'object' && typeof value.result === 'object' && value.result !== null ? { ...(value.result as object), id } : undefined;
+  if (!result) {
+    await rm(files.result, { force: true });
+    await rm(files.payload, { force: true });
+    return false;
+  }
+  await writeFileAtomically(files.result, new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
+  if (typeof value?.payload === 'string') await writeFileAtomically(files.payload, new Uint8Array(Buffer.from(value.payload, 'base64')));
+  else await rm(files.payload, { force: true });
+  return true;
+}
+
+/** What taking arrivals asks of the jobs queue. */
+interface ArrivalLookup extends JobLookup {
+  getJob(id: string): Promise<{ getState(): Promise<string>; returnvalue?: unknown } | undefined>;
+}
+
+/**
+ * Take in the results that arrived since the last look: each job done and not yet taken is
+ * written into `jobs/` and its check started (not waited for: the run keeps watching the plan).
+ */
+async function takeArrivals(releaseDir: string, record: ReleaseRecord, names: PlanNames, jobsQueue: ArrivalLookup, checks: ArrivingChecks, arrivals: Map<string, Promise<void>>, progress: (line: string) => void): Promise<void> {
+  const fresh = (record.pending?.jobs ?? []).filter((j) => !arrivals.has(j.id));
+  const states = await Promise.all(fresh.map((j) => jobsQueue.getJobState(names.childId(j.id))));
+  const left = states.filter((s) => s !== 'completed' && s !== 'failed').length;
+  for (const [i, job] of fresh.entries()) {
+    if (states[i] !== 'completed' || arrivals.has(job.id)) continue;
+    const found = await jobsQueue.getJob(names.childId(job.id));
+    if (!found) continue;
+    const value = found.returnvalue as QueuedJobReturn | undefined;
+    arrivals.set(job.id, writeArrival(releaseDir, job.id, value).then((has) => {
+      if (!has) return;
+      progress(`${job.id}: result in, checking it while ${left} job(s) still run`);
+      void checks.check(job.id).catch(() => {});
+    }).catch(() => { arrivals.delete(job.id); })); // not written: taken again at the next look, or by the publish job
   }
 }
 

@@ -56,10 +56,10 @@ export interface QueueWorker {
   close(): Promise<void>;
 }
 
-/** The job process's entry file, as this build has it (TypeScript in the checkout, JavaScript in dist/). */
-function processorFile(): { file: string; execArgv?: string[] } {
+/** A process entry file of this folder (`job-process`, `check-process`), as this build has it (TypeScript in the checkout, JavaScript in dist/). */
+export function processorFile(name = 'job-process'): { file: string; execArgv?: string[] } {
   const here = fileURLToPath(import.meta.url);
-  const file = path.join(path.dirname(here), `job-process${path.extname(here)}`);
+  const file = path.join(path.dirname(here), `${name}${path.extname(here)}`);
   if (path.extname(here) !== '.ts') return { file };
   // Run from the sources (`node cli/ndiff.mjs`, tests): the child needs tsx's loader to read .ts.
   const argv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
