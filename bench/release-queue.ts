@@ -48,8 +48,8 @@ export interface QueueBenchRow {
   kills?: number;
   /**
    * CPU seconds (user + system) a job took, the whole run's CPU over its jobs: the worker
-   * processes with their job processes, this process (the run: serving the inputs, checking
-   * every result in publish, signing) and redis-server. Unlike wall time, it does not grow when
+   * processes with their job processes, this process (the run: serving the inputs, publishing,
+   * signing) with its check processes (each result checked as it arrives) and redis-server. Unlike wall time, it does not grow when
    * other work on the machine takes the cores.
    */
   cpuPerJob: number;
@@ -147,7 +147,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
         const seconds = (performance.now() - t0) / 1000;
         const used = cpu.read(workers);
         rows.push({ workers: n, jobs, seconds, identical: (await signed(dirs)) === reference, cpuPerJob: used.total / jobs, workerCpuPerJob: used.workers / jobs });
-        log(`${n} worker(s): ${seconds.toFixed(1)} s, ${(used.total / jobs).toFixed(2)} CPU-s a job (workers ${(used.workers / jobs).toFixed(2)}, of which their own processes ${(used.leaders / jobs).toFixed(2)} beside the job processes; run ${(used.run / jobs).toFixed(2)}, redis ${(used.redis / jobs).toFixed(2)})`);
+        log(`${n} worker(s): ${seconds.toFixed(1)} s, ${(used.total / jobs).toFixed(2)} CPU-s a job (workers ${(used.workers / jobs).toFixed(2)}, of which their own processes ${(used.leaders / jobs).toFixed(2)} beside the job processes; run ${(used.run / jobs).toFixed(2)} with its check processes ${(used.checks / jobs).toFixed(2)}, redis ${(used.redis / jobs).toFixed(2)})`);
       } finally {
         await Promise.all(workers.map(killWorker));
       }
@@ -200,6 +200,21 @@ function ownCpuSeconds(): number {
   return (u.user + u.system) / 1e6;
 }
 
+/**
+ * CPU seconds of this process's children that have exited and been reaped (cutime + cstime of
+ * /proc/self/stat; 0 elsewhere): the check processes of `release run`, closed at the end of each
+ * plan, and (with --kills) the worker processes killed.
+ */
+function reapedChildrenCpuSeconds(): number {
+  try {
+    const text = readFileSync('/proc/self/stat', 'utf8');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[13]) + Number(f[14])) / TICKS;
+  } catch {
+    return 0;
+  }
+}
+
 const TICKS = 100; // Linux's USER_HZ: /proc counts CPU time in 1/100 s
 
 /**
@@ -241,6 +256,7 @@ function procStat(pid: number): { pgrp: number; ticks: number } | undefined {
  */
 function startCpu(redisPid: number | undefined, workers: ChildProcess[]) {
   const own0 = ownCpuSeconds();
+  const reaped0 = reapedChildrenCpuSeconds();
   const redis0 = redisPid ? (procStat(redisPid)?.ticks ?? 0) / TICKS : 0;
   const start = new Map(workers.map((w) => [w.pid as number, groupCpuSeconds(w.pid as number)]));
   const startLeader = new Map(workers.map((w) => [w.pid as number, groupCpuSeconds(w.pid as number, 'leader')]));
@@ -256,9 +272,11 @@ function startCpu(redisPid: number | undefined, workers: ChildProcess[]) {
       const workerCpu = finished + live.reduce((s, w) => s + groupCpuSeconds(w.pid as number) - (start.get(w.pid as number) ?? 0), 0);
       // The worker processes themselves (BullMQ: taking jobs, renewing locks, sending results to Redis), without their job processes.
       const leaders = finishedLeader + live.reduce((s, w) => s + groupCpuSeconds(w.pid as number, 'leader') - (startLeader.get(w.pid as number) ?? 0), 0);
-      const run = ownCpuSeconds() - own0;
+      // The run's check processes (reaped once each plan is done); a killed worker, reaped too, is counted with the workers already.
+      const checks = Math.max(0, reapedChildrenCpuSeconds() - reaped0 - finishedLeader);
+      const run = ownCpuSeconds() - own0 + checks;
       const redis = redisPid ? (procStat(redisPid)?.ticks ?? 0) / TICKS - redis0 : 0;
-      return { workers: workerCpu, leaders, run, redis, total: workerCpu + run + redis };
+      return { workers: workerCpu, leaders, run, checks, redis, total: workerCpu + run + redis };
     },
   };
 }

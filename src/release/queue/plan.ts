@@ -122,7 +122,6 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
       } else if ('entry' in v) progress(`${v.job}: checked, passes publish's checks`);
     });
     checks = arriving;
-    arriving.warm();
     const arrivals = new Map<string, Promise<void>>();
     let outcome: RunPlanResult | undefined;
     publishWorker = new bull.Worker(names.publishQueue, async (job) => {
