@@ -7,6 +7,12 @@
  * operations in their order, each rounded on its own, and the bias corrections are float32
  * scalars updated as tfjs updates them. On the wasm and native backends it runs the kernel; on
  * others (cpu, tensorflow) it is tfjs' Adam.
+ *
+ * The step's scalars reach the kernel as a float32 input tensor, not as attributes: beta1^t and
+ * beta2^t live in a variable the step multiplies by the betas (tfjs' own float32 operations), so
+ * a step recorded once (src/train/compiled/) holds constant attributes and replays the optimizer
+ * inside its plan: the kernel writes the moments in place, the plan assigns the new weights and
+ * the powers of the betas.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
@@ -16,7 +22,10 @@ import { asWasm, f32, offsetOf, sizeOf, WASM } from './util.ts';
 /** The kernel's name (ours: nothing else registers it). */
 export const ADAM_STEP = 'NeuralDiffAdamStep';
 
-/** The float32 scalars of one step, as tfjs makes them. */
+/**
+ * The float32 scalars of one step, as tfjs makes them; the kernel's input `s` holds them in this
+ * order: b1, nb1, b2, nb2, c1, c2, eps, nlr.
+ */
 export interface AdamScalars {
   b1: number;
   /** 1 - beta1, rounded to float32 after the subtraction (tfjs: mul(gradient, 1 - beta1)). */
@@ -46,17 +55,25 @@ export function adamStepJs(x: Float32Array, g: Float32Array, m: Float32Array, v:
   }
 }
 
+/** The scalars as the kernel's input `s` holds them. */
+export function scalarsOf(values: ArrayLike<number>): AdamScalars {
+  const [b1, nb1, b2, nb2, c1, c2, eps, nlr] = Array.from(values);
+  return { b1, nb1, b2, nb2, c1, c2, eps, nlr };
+}
+
 /**
  * The kernel: the variable's new values as its output; the moments `m` and `v` updated in place
- * (they belong to the optimizer alone: no other tensor shares their data).
+ * (they belong to the optimizer alone: no other tensor shares their data); the step's scalars
+ * read from the input `s` (float32, 8 values: {@link AdamScalars} in order).
  */
 function adamStep(args: { inputs: Record<string, TensorInfo | undefined>; backend: unknown; attrs?: NamedAttrMap }): TensorInfo {
   const backend = asWasm(args.backend);
-  const { x, g, m, v } = args.inputs;
-  if (!x || !g || !m || !v) throw new Error('the Adam kernel needs inputs x, g, m and v');
+  const { x, g, m, v, s: scalars } = args.inputs;
+  if (!x || !g || !m || !v || !scalars) throw new Error('the Adam kernel needs inputs x, g, m, v and s');
   const n = sizeOf(x.shape);
   for (const t of [g, m, v]) if (sizeOf(t.shape) !== n || t.dtype !== 'float32') throw new Error(`the Adam kernel: a ${t.dtype} input of shape ${String(t.shape)} beside x of shape ${String(x.shape)}`);
-  const s = args.attrs as unknown as AdamScalars;
+  if (sizeOf(scalars.shape) !== 8 || scalars.dtype !== 'float32') throw new Error(`the Adam kernel: its scalars s are a ${scalars.dtype} tensor of shape ${String(scalars.shape)}, where 8 float32 values (b1, 1 - b1, b2, 1 - b2, 1 - b1^t, 1 - b2^t, epsilon, -learning rate) were expected`);
+  const s = scalarsOf(f32(backend, scalars));
   const out = backend.makeOutput([...x.shape], 'float32');
   const kernels = simdKernelSwitch.enabled ? trainKernels(backend) : null;
   if (kernels !== null) {
@@ -80,49 +97,73 @@ export function adamStepKernelConfig(): KernelConfig {
  * none of this optimizer's moments (the trainer never saves an optimizer's state).
  */
 export class FusedAdam extends tf.AdamOptimizer {
-  private moments: { m: tf.Variable; v: tf.Variable }[] = [];
-  /** beta1^t and beta2^t as float32 (tfjs' accBeta1/2). */
-  private acc1: number;
-  private acc2: number;
+  /** The moments, by variable name. */
+  private moments = new Map<string, { m: tf.Variable; v: tf.Variable }>();
+  /** beta1^t and beta2^t (tfjs' accBeta1/2), multiplied by {@link betas} each step. */
+  private readonly powers: tf.Variable;
+  private readonly betas: tf.Tensor1D;
+  private readonly ones: tf.Tensor1D;
+  /** b1, 1 - b1, b2, 1 - b2 and epsilon, -learning rate: the scalars around the bias corrections. */
+  private readonly head: tf.Tensor1D;
+  private readonly tail: tf.Tensor1D;
 
   constructor(learningRate: number, beta1 = 0.9, beta2 = 0.999, epsilon?: number) {
     super(learningRate, beta1, beta2, epsilon ?? null as unknown as number);
-    this.acc1 = f(beta1);
-    this.acc2 = f(beta2);
+    this.betas = tf.tensor1d([beta1, beta2], 'float32');
+    this.powers = tf.variable(this.betas, false);
+    this.ones = tf.tensor1d([1, 1], 'float32');
+    this.head = tf.tensor1d([beta1, 1 - beta1, beta2, 1 - beta2], 'float32');
+    this.tail = tf.tensor1d([this.epsilon, -learningRate], 'float32');
+  }
+
+  /** A zero moment made without a kernel or an upload, so a step recorded while it is made records the same kernels as the next. */
+  private static zeros(like: tf.Tensor): tf.Variable {
+    const engine = tf.engine();
+    const backend = engine.backend;
+    const shape = like.shape.slice();
+    const dataId = backend.write(new Float32Array(like.size), shape, 'float32');
+    const t = (engine as unknown as { makeTensorFromTensorInfo: (info: TensorInfo, backend: unknown) => tf.Tensor }).makeTensorFromTensorInfo({ dataId, shape, dtype: 'float32' }, backend);
+    const out = tf.variable(t, false);
+    t.dispose();
+    return out;
   }
 
   override applyGradients(variableGradients: Parameters<tf.AdamOptimizer['applyGradients']>[0]): void {
     // wasm, and the native backend (wasm's kernels with OpenBLAS under): the kernel is registered there.
-    if (!tf.getKernel(ADAM_STEP, tf.getBackend())) {
+    if (!this.fused()) {
       super.applyGradients(variableGradients);
       return;
     }
     const list = Array.isArray(variableGradients) ? variableGradients.map((v) => [v.name, v.tensor] as const) : Object.entries(variableGradients);
-    const s: AdamScalars = {
-      b1: f(this.beta1), nb1: f(1 - this.beta1), b2: f(this.beta2), nb2: f(1 - this.beta2),
-      c1: f(1 - this.acc1), c2: f(1 - this.acc2), eps: f(this.epsilon), nlr: f(-this.learningRate),
-    };
     tf.tidy(() => {
-      list.forEach(([name, g], i) => {
+      // The bias corrections 1 - beta^t as tfjs computes them (float32 subtraction), between the constant scalars.
+      const s = tf.concat([this.head, tf.sub(this.ones, this.powers), this.tail]);
+      for (const [name, g] of list) {
         const value = tf.engine().registeredVariables[name];
-        this.moments[i] ??= { m: tf.tidy(() => tf.zerosLike(value).variable(false)), v: tf.tidy(() => tf.zerosLike(value).variable(false)) };
-        if (g == null) return;
-        const { m, v } = this.moments[i];
-        value.assign(tf.engine().runKernel(ADAM_STEP, { x: value, g, m, v }, s as unknown as NamedAttrMap) as tf.Tensor);
-      });
+        let moments = this.moments.get(name);
+        if (!moments) this.moments.set(name, (moments = { m: FusedAdam.zeros(value), v: FusedAdam.zeros(value) }));
+        if (g == null) continue;
+        const { m, v } = moments;
+        value.assign(tf.engine().runKernel(ADAM_STEP, { x: value, g, m, v, s }) as tf.Tensor);
+      }
+      this.powers.assign(tf.mul(this.powers, this.betas));
     });
-    this.acc1 = f(this.acc1 * f(this.beta1));
-    this.acc2 = f(this.acc2 * f(this.beta2));
     this.incrementIterations();
+  }
+
+  /** Does this optimizer run the kernel on the current backend (else it is tfjs' Adam)? */
+  fused(): boolean {
+    return tf.getKernel(ADAM_STEP, tf.getBackend()) != null;
   }
 
   override dispose(): void {
     super.dispose();
-    for (const { m, v } of this.moments) {
+    for (const { m, v } of this.moments.values()) {
       m.dispose();
       v.dispose();
     }
-    this.moments = [];
+    this.moments.clear();
+    tf.dispose([this.powers, this.betas, this.ones, this.head, this.tail]);
   }
 }
 
