@@ -14,6 +14,7 @@ import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } fro
 import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
 import { keepLossOf, keepRows, type Teacher } from './keep-loss.ts';
+import { fusedAdam } from './kernels/adam.ts';
 import { CompiledSteps, type StepMode, type StepOutputs } from './compiled/step.ts';
 import { outputRows, teacherTerm, type TeacherTarget } from './teacher.ts';
 import type { Augmentation } from './augment.ts';
@@ -209,7 +210,19 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
       if (!withParam) out.push([`w:${t.name}`, g]);
       else for (const [vname, grad] of Object.entries(param.gradients(t.name, g))) out.push([`g:${vname}`, grad]);
     }
-    return out;
+    if (!withParam) return out;
+    // The optimizer inside the step (so inside its plan) when every variable's optimizer is the
+    // fused Adam with its kernel here; else the gradients go out and are applied after the step.
+    const byOptimizer = new Map<tf.Optimizer, tf.NamedTensorMap>();
+    for (const [n, grad] of out) {
+      if (!n.startsWith('g:')) continue;
+      const opt = options.optimizerFor(n.slice(2));
+      if (!fusedAdam(opt)) return out;
+      if (!byOptimizer.has(opt)) byOptimizer.set(opt, {});
+      (byOptimizer.get(opt) as tf.NamedTensorMap)[n.slice(2)] = grad;
+    }
+    for (const [opt, map] of byOptimizer) opt.applyGradients(map);
+    return out.filter(([n]) => !n.startsWith('g:'));
   };
   /** One step (inside tf.tidy): eager, or through the phase's plan. */
   const oneStep = (b: { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array; rows?: Float32Array }): { loss: number; hits: number } => {

@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { ADAM_STEP } from '../kernels/adam.ts';
 import { infoOf, type RecordedKernel, type Recording } from './record.ts';
 
 type Slot =
@@ -43,6 +44,11 @@ interface PlannedKernel {
   kernelFunc: (args: { inputs: unknown; attrs: NamedAttrMap; backend: KernelBackend }) => TensorInfo | TensorInfo[];
   /** Out slots (kernel, index) released after this kernel ran. */
   release: [number, number][];
+  /**
+   * Per input, the shape the kernel read it under where its slot holds the same data under
+   * another (a reshape on wasm shares its input's data: a variable read after it is that slot).
+   */
+  views: (number[] | null)[];
 }
 
 /** Structural description of a slot (to compare two recordings). */
@@ -83,13 +89,14 @@ export function resolve(rec: Recording<StepOutputs>, feeds: Record<string, tf.Te
   const feedOf = new Map<object, string>();
   for (const [role, t] of Object.entries(feeds)) feedOf.set(t.dataId, role);
   const out: Resolved = { kernels: [], uploads: [], assigns: [], outputs: [] };
-  const slotOf = (t: tf.Tensor, reader: string): Slot => {
-    const s = byData.get(t.dataId);
+  /** The slot of `t`, whose data was `id` when it was read (a variable may be assigned later in the step). */
+  const slotOf = (t: tf.Tensor, reader: string, id: object = t.dataId): Slot => {
+    const s = byData.get(id);
     if (s) return s;
-    const role = feedOf.get(t.dataId);
+    const role = feedOf.get(id);
     if (role !== undefined) return { k: 'feed', role };
     if (t instanceof tf.Variable) return { k: 'var', v: t };
-    if (!rec.made.has(t.dataId)) return { k: 'ext', t };
+    if (!rec.made.has(id)) return { k: 'ext', t };
     throw new PlanRefused(`${reader} reads a ${shapeText(t)} tensor made outside the engine's kernels`);
   };
   for (const e of rec.events) {
@@ -97,11 +104,11 @@ export function resolve(rec: Recording<StepOutputs>, feeds: Record<string, tf.Te
       byData.set(e.tensor.dataId, { k: 'const', i: out.uploads.length });
       out.uploads.push({ values: e.values, shape: e.tensor.shape, dtype: e.tensor.dtype });
     } else if (e.kind === 'alias') {
-      byData.set(e.to.dataId, slotOf(e.from, 'a tensor kept for the backward pass'));
+      byData.set(e.to.dataId, slotOf(e.from, 'a tensor kept for the backward pass', e.fromId));
     } else if (e.kind === 'assign') {
       out.assigns.push({ v: e.variable, slot: slotOf(e.value, `the assignment of ${e.variable.name}`) });
     } else {
-      const inputs = e.inputs.map((t) => (t ? slotOf(t, `kernel ${e.name}`) : null));
+      const inputs = e.inputs.map((t, j) => (t ? slotOf(t, `kernel ${e.name}`, e.inputIds[j] ?? t.dataId) : null));
       const index = out.kernels.length;
       out.kernels.push({ rec: e, inputs });
       e.outputs.forEach((t, i) => byData.set(t.dataId, { k: 'out', kernel: index, index: i }));
@@ -162,6 +169,8 @@ export class StepPlan {
   readonly kernelCount: number;
   /** Kernels computed once at capture (their inputs are constants). */
   readonly folded: number;
+  /** Of {@link kernelCount}, the optimizer's update kernels (the fused Adam's, one per variable). */
+  readonly optimizerKernels: number;
   /** The most bytes of intermediate values alive at once during a replay, plus the constants. */
   readonly bytes: number;
   private disposed = false;
@@ -221,7 +230,20 @@ export class StepPlan {
       const kernel = tf.getKernel(k.rec.name, backendName) as NonNullable<ReturnType<typeof tf.getKernel>>;
       const inputs = k.inputs.map((s) => (s === null ? null : s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out' as const, kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s)));
       newIndex.set(i, this.kernels.length);
-      this.kernels.push({ name: k.rec.name, source: i, keys: k.rec.keys, inputs, attrs: k.rec.attrs, outputs: k.rec.outputs.length, kernelFunc: kernel.kernelFunc as PlannedKernel['kernelFunc'], release: [] });
+      const shapeOf = (s: Slot): number[] => {
+        switch (s.k) {
+          case 'feed': return feeds[s.role].shape;
+          case 'var': return s.v.shape;
+          case 'ext': return s.t.shape;
+          case 'const': return this.consts[s.i].shape;
+          case 'out': return r.kernels[this.kernels[s.kernel].source].rec.outputs[s.index].shape;
+        }
+      };
+      const views = inputs.map((s, j) => {
+        const recorded = k.rec.inputs[j]?.shape;
+        return s && recorded && shapeOf(s).join() !== recorded.join() ? recorded.slice() : null;
+      });
+      this.kernels.push({ name: k.rec.name, source: i, keys: k.rec.keys, inputs, attrs: k.rec.attrs, outputs: k.rec.outputs.length, kernelFunc: kernel.kernelFunc as PlannedKernel['kernelFunc'], release: [], views });
     });
     const remap = (s: Slot): Slot => (s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out', kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s));
     this.outputs = r.outputs.map(([n, s]) => [n, remap(s)]);
@@ -248,6 +270,19 @@ export class StepPlan {
     this.bytes = peak + this.consts.reduce((a, c) => a + bytesOf(c), 0);
     this.kernelCount = this.kernels.length;
     this.folded = [...foldedKernels].filter((i) => needed.has(i)).length;
+    this.optimizerKernels = this.kernels.filter((k) => k.name === ADAM_STEP).length;
+  }
+
+  /**
+   * The variables a replay reads or assigns (a kernel may write its variable inputs in place, as
+   * the fused Adam writes its moments): the state a step changes, to save and restore around a
+   * replay that is being checked.
+   */
+  variables(): tf.Variable[] {
+    const out = new Set<tf.Variable>();
+    for (const t of this.exts) if (t instanceof tf.Variable) out.add(t);
+    for (const a of this.assigns) out.add(a.v);
+    return [...out];
   }
 
   private write(values: Float32Array | Int32Array | Uint8Array, shape: number[], dtype: string): TensorInfo {
@@ -298,10 +333,17 @@ export class StepPlan {
       for (let i = 0; i < this.kernels.length; i++) {
         const k = this.kernels[i];
         let inputs: unknown;
-        if (k.keys === null) inputs = k.inputs.map((s) => (s ? read(s) : null));
+        const input = (j: number): TensorInfo | null => {
+          const s = k.inputs[j];
+          if (!s) return null;
+          const info = read(s);
+          const view = k.views[j];
+          return view ? { dataId: info.dataId, shape: view, dtype: info.dtype } : info;
+        };
+        if (k.keys === null) inputs = k.inputs.map((_, j) => input(j));
         else {
           const named: Record<string, TensorInfo | null> = {};
-          for (let j = 0; j < k.keys.length; j++) named[k.keys[j]] = k.inputs[j] ? read(k.inputs[j] as Slot) : null;
+          for (let j = 0; j < k.keys.length; j++) named[k.keys[j]] = input(j);
           inputs = named;
         }
         const out = k.kernelFunc({ inputs, attrs: k.attrs, backend });

@@ -20,6 +20,11 @@ export interface RecordedKernel {
   /** Input names in the order given (null: the kernel took an array of inputs). */
   keys: string[] | null;
   inputs: (tf.Tensor | null)[];
+  /**
+   * The inputs' data ids when the kernel ran: a variable the step assigns after reading it (the
+   * optimizer's update) holds other data by the end of the step.
+   */
+  inputIds: (object | null)[];
   attrs: NamedAttrMap;
   outputs: tf.Tensor[];
   /**
@@ -52,6 +57,8 @@ export interface RecordedAssign {
 export interface RecordedAlias {
   kind: 'alias';
   from: tf.Tensor;
+  /** `from`'s data id when the copy was made. */
+  fromId: object;
   to: tf.Tensor;
 }
 
@@ -111,7 +118,7 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
   // The engine's copies of tensors kept for the backward pass (made inside a kernel's run).
   engine.saveTensorsForBackwardMode = function (this: EngineInternals, tensors) {
     const saved = saveTensorsForBackwardMode.call(this, tensors);
-    saved.forEach((to, i) => aliases.push({ kind: 'alias', from: tensors[i], to }));
+    saved.forEach((to, i) => aliases.push({ kind: 'alias', from: tensors[i], fromId: tensors[i].dataId, to }));
     return saved;
   };
   /** Aliases of the kernel running now, recorded after it. */
@@ -128,6 +135,8 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
   };
   engine.runKernelFunc = function (this: EngineInternals, params) {
     if (params.kernelName == null || depth > 0) return runKernelFunc.call(this, params);
+    const given = params.inputs;
+    const inputIds = (Array.isArray(given) ? given : Object.values(given)).map((t) => t?.dataId ?? null);
     depth++;
     let out: tf.Tensor | tf.Tensor[];
     const outer = aliases;
@@ -141,11 +150,10 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
       aliases = outer;
     }
     if (RANDOM_KERNELS.has(params.kernelName)) refuse(`kernel ${params.kernelName} draws random values`);
-    const given = params.inputs;
     const keys = Array.isArray(given) ? null : Object.keys(given);
     const inputs = Array.isArray(given) ? given.slice() : (keys as string[]).map((k) => (given as Record<string, tf.Tensor | null>)[k] ?? null);
     const outputs = Array.isArray(out) ? out.slice() : [out];
-    const event: RecordedKernel = { kind: 'kernel', name: params.kernelName, keys, inputs, attrs: { ...(params.attrs ?? {}) }, outputs };
+    const event: RecordedKernel = { kind: 'kernel', name: params.kernelName, keys, inputs, inputIds, attrs: { ...(params.attrs ?? {}) }, outputs };
     if (inputs.some((t) => t !== null) && inputs.every(isConstant) && !RANDOM_KERNELS.has(params.kernelName)) {
       const backend = tf.engine().backend;
       event.constant = outputs.map((t) => copyValues(backend.readSync(t.dataId), t.dtype) ?? new Float32Array(0));

@@ -101,12 +101,22 @@ export class CompiledSteps {
       return step(feeds);
     }
     if (e.state === 'verify') {
-      // The same state twice: the plan, then the eager step (which assigns again what the plan
-      // assigned, so a plan found wrong leaves the eager step's state).
+      // The same state twice: the plan, then the eager step from the state saved before the
+      // replay (the plan updates the weights, the optimizer's moments and its step count), and
+      // the state each left compared; the eager step's state is kept, right or wrong.
+      const variables = plan.variables();
+      const saved = variables.map((v) => ({ v, values: v.dataSync().slice() }));
+      const restore = () => {
+        for (const { v, values } of saved) v.assign(tf.tensor(values, v.shape, v.dtype));
+      };
       let replayed: StepOutputs;
+      let after: tf.Tensor[];
       try {
         replayed = plan.replay(feeds);
+        after = variables.map((v) => tf.tensor(v.dataSync().slice(), v.shape, v.dtype));
+        restore();
       } catch (err) {
+        restore();
         plan.dispose();
         this.refuse(key, `the replay failed: ${err instanceof Error ? err.message : String(err)}`, what);
         this.eager++;
@@ -125,9 +135,21 @@ export class CompiledSteps {
           return eager;
         }
       }
+      for (let i = 0; i < variables.length; i++) {
+        const diff = outputDifference(variables[i], after[i]);
+        if (!(diff <= TOLERANCE)) {
+          for (const [, r] of replayed) r.dispose();
+          plan.dispose();
+          this.refuse(key, `the replayed step leaves variable ${variables[i].name} different from the eager step's (by ${diff.toExponential(2)} of its scale, tolerance ${TOLERANCE})`, what);
+          this.eager++;
+          return eager;
+        }
+      }
+      tf.dispose(after);
       for (const [, t] of eager) t.dispose();
       this.entries.set(key, { state: 'ready', plan, recaptures: e.recaptures });
-      this.say(`${what}: compiled plan (${plan.kernelCount} kernels${plan.folded ? `, ${plan.folded} folded` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB)`);
+      const optimizer = plan.optimizerKernels ? `, ${plan.optimizerKernels} of them the optimizer's` : '';
+      this.say(`${what}: compiled plan (${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB)`);
       this.replayed++;
       return replayed;
     }

@@ -167,6 +167,14 @@ export class FusedAdam extends tf.AdamOptimizer {
   }
 }
 
+/**
+ * `opt` as a {@link FusedAdam} running its kernel on the current backend, else null. (Not
+ * `instanceof`: tfjs' Optimizer answers it for any optimizer.)
+ */
+export function fusedAdam(opt: tf.Optimizer): FusedAdam | null {
+  return Object.getPrototypeOf(opt) === FusedAdam.prototype && (opt as FusedAdam).fused() ? (opt as FusedAdam) : null;
+}
+
 /** The trainer's Adam: {@link FusedAdam}, or tfjs' own with `simdKernelSwitch.fuseAdam` off. */
 export function adam(learningRate: number): tf.Optimizer {
   return simdKernelSwitch.fuseAdam ? new FusedAdam(learningRate) : tf.train.adam(learningRate);
