@@ -93,7 +93,7 @@ export function adamStepKernelConfig(): KernelConfig {
 
 /**
  * tfjs' Adam with one kernel per variable on the wasm backend (module doc). The moments are kept
- * per position in the gradient map, as tfjs keeps them; getWeights/setWeights are tfjs' and see
+ * by variable name (tfjs keeps them by position in the gradient map: the same wherever the map lists the same variables in the same order, as the trainer's do); getWeights/setWeights are tfjs' and see
  * none of this optimizer's moments (the trainer never saves an optimizer's state).
  */
 export class FusedAdam extends tf.AdamOptimizer {
