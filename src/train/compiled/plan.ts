@@ -30,6 +30,9 @@ type Slot =
 /** What a captured step returns: named tensors (the loss, the gradients...). */
 export type StepOutputs = [string, tf.Tensor][];
 
+/** Kernels that write some of their inputs in place (by input name). */
+const IN_PLACE: Record<string, readonly string[]> = { [ADAM_STEP]: ['m', 'v'] };
+
 /** Thrown while building a plan: why this step cannot be replayed. */
 export class PlanRefused extends Error {}
 
@@ -274,13 +277,15 @@ export class StepPlan {
   }
 
   /**
-   * The variables a replay reads or assigns (a kernel may write its variable inputs in place, as
-   * the fused Adam writes its moments): the state a step changes, to save and restore around a
-   * replay that is being checked.
+   * The variables a replay changes: those it assigns and those a kernel writes in place (the
+   * fused Adam's moments): the state to save and restore around a replay that is being checked.
    */
   variables(): tf.Variable[] {
     const out = new Set<tf.Variable>();
-    for (const t of this.exts) if (t instanceof tf.Variable) out.add(t);
+    for (const k of this.kernels) {
+      const written = IN_PLACE[k.name];
+      if (written && k.keys) k.keys.forEach((key, j) => { const s = k.inputs[j]; if (written.includes(key) && s?.k === 'var') out.add(s.v); });
+    }
     for (const a of this.assigns) out.add(a.v);
     return [...out];
   }

@@ -93,8 +93,10 @@ export function adamStepKernelConfig(): KernelConfig {
 
 /**
  * tfjs' Adam with one kernel per variable on the wasm backend (module doc). The moments are kept
- * by variable name (tfjs keeps them by position in the gradient map: the same wherever the map lists the same variables in the same order, as the trainer's do); getWeights/setWeights are tfjs' and see
- * none of this optimizer's moments (the trainer never saves an optimizer's state).
+ * by variable name (tfjs keeps them by position in the gradient map: the same wherever the map
+ * lists the same variables in the same order, as the trainer's maps do); getWeights/setWeights
+ * are tfjs' and see none of this optimizer's moments (the trainer never saves an optimizer's
+ * state).
  */
 export class FusedAdam extends tf.AdamOptimizer {
   /** The moments, by variable name. */
