@@ -331,6 +331,9 @@ export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, o
   };
 }
 
+/** Examples a teacher that lists no layers labels at once (see {@link withLabels}). */
+const STAND_IN_BATCH = 32;
+
 /**
  * Data as the loop takes it: labelled data as given; without labels (teacher diffs only), the
  * teacher's top-1 class of its first output stands in as `y` (for stratified splits and the
@@ -342,7 +345,10 @@ export function withLabels(data: LabelledData | InputData, what: string, teach: 
   if (!teach) throw new UsageError(`${what} has no labels: label it (y), or pass a teacher model whose outputs are the targets (--teacher)`);
   // In batches the backend's memory holds (a 256x256 segmentation model's 96 frames at once broke
   // the wasm backend's memory), as evaluation batches are sized.
-  const batch = Math.max(1, Math.min(256, maxBatchSize(teach.model, tf.getBackend(), data.x.size * 4, 6 * activationsPerExample(teach.model))));
+  // A stand-in (a graph or program teacher seen as a layers model) lists no layers to size by:
+  // batches of 32, which any model this runs holds.
+  const layered = Array.isArray((teach.model as { layers?: unknown }).layers) && typeof teach.model.countParams === 'function';
+  const batch = layered ? Math.max(1, Math.min(256, maxBatchSize(teach.model, tf.getBackend(), data.x.size * 4, 6 * activationsPerExample(teach.model)))) : STAND_IN_BATCH;
   const rows = outputRows(teach.model, data.x, teach.target.width, batch);
   teach.rows.set(data.x, rows);
   const n = data.x.shape[0];
