@@ -49,7 +49,7 @@ export interface TrainSettings {
   backend: TrainBackendName;
   batchSize?: number;
   threads?: number;
-  step?: 'compiled' | 'eager';
+  step?: 'auto' | 'compiled' | 'eager';
   prefixCacheMb?: number;
   lr?: number;
   codec: 'auto' | 'f32' | 'f16' | 'i8';
