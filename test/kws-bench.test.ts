@@ -18,10 +18,10 @@ import { benchmarkSkip } from './helpers/benchmarks.ts';
 
 const root = join(import.meta.dirname, '..');
 
-test('quick keyword-spotting benchmark, then the report renders with its charts', { skip: benchmarkSkip, timeout: 300_000 }, async (t) => {
+test('quick keyword-spotting benchmark, then the report renders with its charts', { skip: benchmarkSkip, timeout: 960_000 }, async (t) => {
   const dir = await tempDir('ndiff-kws-');
   const out = join(dir, 'quick.json');
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'examples/keyword-spotting/bench.ts'), '--quick', '--data', join(dir, 'data'), '--work', join(dir, 'work'), '--out', out], { encoding: 'utf8', cwd: root, timeout: 280_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'examples/keyword-spotting/bench.ts'), '--quick', '--data', join(dir, 'data'), '--work', join(dir, 'work'), '--out', out], { encoding: 'utf8', cwd: root, timeout: 900_000 });
   if (r.status !== 0 && /could not install|ToolsUnavailable|apt-get/.test(r.stderr + r.stdout) && process.getuid?.() !== 0) {
     t.skip(`speech tools unavailable and not root: ${r.stderr.slice(-300)}`);
     return;
