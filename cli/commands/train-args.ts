@@ -31,7 +31,7 @@ export interface TrainArgs {
   backend: TrainBackendName;
   batchSize?: number;
   threads?: number;
-  step?: 'auto' | 'compiled' | 'eager';
+  step?: 'compiled' | 'eager';
   prefixCacheMb?: number;
   lr?: number;
   codec: 'auto' | 'f32' | 'f16' | 'i8';

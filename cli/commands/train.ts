@@ -43,7 +43,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON for ndiff report' })
     .option('backend', { choices: ['auto', 'wasm', 'native', 'cpu', 'tensorflow'] as const, default: 'auto' as TrainBackendName, describe: 'tfjs backend' })
     .option('threads', { type: 'number', describe: 'threads per step (default: every core)' })
-    .option('step', { choices: ['auto', 'compiled', 'eager'] as const, describe: 'training steps: auto (default), compiled or eager' })
+    .option('step', { choices: ['compiled', 'eager'] as const, describe: 'compiled (default) or eager training steps' })
     .option('prefix-cache-mb', { type: 'number', describe: 'MiB caching frozen first layers (default 512)' })
     .option('batch-size', { type: 'number', describe: 'examples per step (default: 32, or what fits)' })
     .option('lr', { type: 'number', describe: 'starting learning rate (default: 3e-3, full 3e-4)' })

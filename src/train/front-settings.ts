@@ -49,7 +49,7 @@ export interface TrainSettings {
   backend: TrainBackendName;
   batchSize?: number;
   threads?: number;
-  step?: 'auto' | 'compiled' | 'eager';
+  step?: 'compiled' | 'eager';
   prefixCacheMb?: number;
   lr?: number;
   codec: 'auto' | 'f32' | 'f16' | 'i8';

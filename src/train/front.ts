@@ -67,7 +67,7 @@ export interface TrainOptions {
   batchSize?: number;
   threads?: number;
   /** How each training step runs: compiled once per phase and replayed (default, where it verifies), or eager. */
-  step?: 'auto' | 'compiled' | 'eager';
+  step?: 'compiled' | 'eager';
   prefixCacheMb?: number;
   lr?: number;
   codec?: 'auto' | 'f32' | 'f16' | 'i8';

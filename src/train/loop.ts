@@ -15,7 +15,7 @@ import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
 import { keepLossOf, keepRows, type Teacher } from './keep-loss.ts';
 import { fusedAdam } from './kernels/adam.ts';
-import { AUTO_WARMUP_STEPS, CompiledSteps, type StepMode, type StepOutputs } from './compiled/step.ts';
+import { CompiledSteps, type StepMode, type StepOutputs } from './compiled/step.ts';
 import { outputRows, teacherTerm, type TeacherTarget } from './teacher.ts';
 import type { Augmentation } from './augment.ts';
 import type { TrainingPool } from './parallel/pool.ts';
@@ -172,11 +172,11 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
       if (w) t.variable.assign(grid ? snapTensor(w, grid) : w);
     }
   };
-  const stepMode: StepMode = options.pool ? 'eager' : options.step ?? 'auto';
+  const stepMode: StepMode = options.pool ? 'eager' : options.step ?? 'compiled';
   const say = options.onStepPath ?? (() => {});
   if (options.pool) say('step: eager (each step\'s gradient is computed by a pool of threads, whose steps are not compiled yet; --threads 1 compiles the step on this thread)');
   else if (stepMode === 'eager') say('step: eager (as asked)');
-  const compiled = stepMode !== 'eager' ? new CompiledSteps(say, stepMode === 'auto' ? AUTO_WARMUP_STEPS : 0) : undefined;
+  const compiled = stepMode === 'compiled' ? new CompiledSteps(say) : undefined;
   /** Whether the method's own part (effective weights, its gradients) is in the plan; off after one refusal. */
   let whole = true;
   const stepModel = model as unknown as Partial<StepInputs>;

@@ -39,14 +39,13 @@ export interface TrainDiffOptions {
    */
   threads?: number;
   /**
-   * How each training step runs (src/train/compiled/): `auto` (default) compiles a phase once it
-   * has run 32 eager steps, so a short phase never pays for its capture; `compiled` records the
-   * first steps of each phase as a plan of kernel calls, checks its first replay against an eager step
+   * How each training step runs (src/train/compiled/): `compiled` (default) records the first
+   * steps of each phase as a plan of kernel calls, checks its first replay against an eager step
    * from the same state and replays it from then on; a phase that cannot be captured (a value read
    * into JavaScript mid-step, a random op) or does not verify runs eagerly, and `onProgress` says
    * why, once. `eager` runs every step through the engine. Same seed and path, same payload bytes.
    */
-  step?: 'auto' | 'compiled' | 'eager';
+  step?: 'compiled' | 'eager';
   /**
    * Memory bound, in bytes, for caching the outputs of the model's first layers when none of
    * them trains (frozen by the config or by `trainable`): they are computed once per example

@@ -16,20 +16,8 @@ import { PlanRefused, resolve, StepPlan, type Resolved, type StepOutputs } from 
 
 export { PlanRefused, StepPlan, type StepOutputs } from './plan.ts';
 
-/**
- * Which step runs: `auto` (default) compiles a phase once it has run {@link AUTO_WARMUP_STEPS}
- * eager steps, so a short phase never pays for its capture and check; `compiled` captures from a
- * phase's first step; `eager` never compiles.
- */
-export type StepMode = 'eager' | 'compiled' | 'auto';
-
-/**
- * Eager steps a phase runs under `auto` before it is captured. The capture and the check of the
- * first replay cost a few steps' time (two recorded steps, a replay beside an eager step), which
- * a phase of a few steps never earns back: the quick keyword benchmark, whose phases are short,
- * took 144 s compiled from the first step where eager took 110-113 s.
- */
-export const AUTO_WARMUP_STEPS = 32;
+/** Which step runs: compiled where a plan verifies (default), or always eager. */
+export type StepMode = 'eager' | 'compiled';
 
 /** Relative tolerance of the verification (float32 sums in another order stay well inside it). */
 const TOLERANCE = 1e-4;
@@ -37,7 +25,7 @@ const TOLERANCE = 1e-4;
 const MAX_RECAPTURES = 4;
 
 type Entry =
-  | { state: 'first'; recaptures: number; seen?: number }
+  | { state: 'first'; recaptures: number }
   | { state: 'second'; first: Resolved; recaptures: number }
   | { state: 'verify' | 'ready'; plan: StepPlan; recaptures: number }
   | { state: 'eager'; why: string };
@@ -71,8 +59,7 @@ export class CompiledSteps {
   replayed = 0;
   eager = 0;
 
-  /** `warmup`: eager steps a phase runs before it is captured (0: from its first step). */
-  constructor(private readonly say: (message: string) => void, private readonly warmup = 0) {}
+  constructor(private readonly say: (message: string) => void) {}
 
   /** Has this phase been refused a plan (its steps run eagerly)? */
   refused(key: string): boolean {
@@ -87,11 +74,6 @@ export class CompiledSteps {
     let e = this.entries.get(key) ?? { state: 'first', recaptures: 0 };
     this.entries.set(key, e);
     if (e.state === 'eager') {
-      this.eager++;
-      return step(feeds);
-    }
-    if (e.state === 'first' && e.recaptures === 0 && (e.seen ?? 0) < this.warmup) {
-      this.entries.set(key, { ...e, seen: (e.seen ?? 0) + 1 });
       this.eager++;
       return step(feeds);
     }
