@@ -45,7 +45,7 @@ export { loadXY, saveNpy, loadNpy } from './io/npy/files.ts';
 export { generateKeyPair, signPayload, writeKeyPairFiles, readPrivateKeyFile, readPublicKeyFile, type GeneratedKeyPair } from './sign/node-keys.ts';
 // Release folders and payload jobs.
 export { addVersion, type AddVersionOptions, type AddVersionResult, type LossyJobPayload, type KeyframePolicy, type DriftCheck } from './release/add.ts';
-export { publishRelease, signManifest, type PublishOptions, type PublishResult } from './release/publish.ts';
+export { publishRelease, signManifest, verdictKey, type PublishOptions, type PublishResult, type CheckedResult } from './release/publish.ts';
 export { planJobs, runJob, readJobResult } from './release/jobs.ts';
 export type { RunJobResult } from './release/jobs.ts';
 export { readRecord, RECORD_FILE, type ReleaseRecord, type ReleaseJob, type EdgePolicy, type JobResult } from './release/record.ts';

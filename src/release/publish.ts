@@ -48,7 +48,7 @@ export interface PublishOptions {
   verdicts?: ReadonlyMap<string, CheckedResult>;
 }
 
-/** A result that passed {@link verifyJobResult}, bound to the exact inputs checked. */
+/** A result that passed `verifyJobResult` (src/release/jobs.ts), bound to the exact inputs checked. */
 export interface CheckedResult {
   key: string;
   entry: ManifestPayload;
