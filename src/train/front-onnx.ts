@@ -6,7 +6,7 @@
  * need `sequence.npy`: the sequence of each frame, a sequence's frames consecutive and in order.
  */
 import { writeFile } from 'node:fs/promises';
-import { epochEvent, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
+import { epochEvent, fileTrainOutputs, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import path from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { formatBytes, parseBudget } from '../diff/budget.ts';
@@ -14,7 +14,7 @@ import { storedModelBytes } from '../diff/build.ts';
 import { OnnxWeightStore } from '../io/onnx/store.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from './data-folders.ts';
-import { checkOutputPath, readPayloadFile, writeUpdatedModel } from '../io/model-paths.ts';
+import { readPayloadFile, writeUpdatedModel } from '../io/model-paths.ts';
 import { autoChoiceLine, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
@@ -28,11 +28,8 @@ export async function trainOnnxFront(a: TrainSettings & ProgramSettings, io: Tra
     ...(await import('./compete.ts')),
   }), '`ndiff train`');
   const { parseTrainable } = await import('./select.ts');
-  if (a.out) await checkOutputPath(a.out, '--out');
-  // Before any work: the id devices know the model by (never the file name).
-  const modelId = await trainModelId(a.base, a.modelId, !!a.baseBytes);
-  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
-  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
+  // Before any work: the outputs, and the id devices know the model by (never the file name).
+  const modelId = await fileTrainOutputs(a);
   // Each model with its external data files (read from beside it, under their locations).
   const base = a.baseBytes ? { bytes: a.baseBytes, external: new Map<string, Uint8Array>() } : await readOnnxModel(a.base, '--base');
   const bytes = base.bytes;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import type { ModelFile } from '../core/model-files.ts';
 import type { WeightStore } from '../core/weight-store.ts';
-import { resolveModelId } from '../io/model-paths.ts';
+import { checkOutputPath, resolveModelId } from '../io/model-paths.ts';
 import { TfjsFilesStore, tfjsFileOrder } from '../io/tfjs/files-store.ts';
 import { readTfjsModelFiles } from '../io/tfjs/folder-rebuild.ts';
 import { fileSystemIO, locateTfjsModel, openTfjsModel, openTfjsModelDir } from '../io/tfjs/index.ts';
@@ -84,6 +84,19 @@ export function epochEvent(io: TrainReporter, r: { epoch: number; epochs: number
 export async function trainModelId(base: string, given: string | undefined, bytes: boolean): Promise<string> {
   if (bytes && given === undefined) throw new UsageError('which model is this an update of? The base was given as bytes, which record no model id: pass modelId, the id devices know this model by (e.g. modelId: \'kws-en\'), and keep it for every later update of it');
   return resolveModelId(base, given);
+}
+
+/**
+ * Before any work on a single-file base (`.onnx`, `.tflite`): the outputs asked for can be
+ * written, and the model id the payload carries ({@link trainModelId}), in the order the
+ * command reports them.
+ */
+export async function fileTrainOutputs(a: { base: string; modelId?: string; baseBytes?: Uint8Array; out?: string; metricsOut?: string; modelOut?: string }): Promise<string> {
+  if (a.out) await checkOutputPath(a.out, '--out');
+  const modelId = await trainModelId(a.base, a.modelId, !!a.baseBytes);
+  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
+  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
+  return modelId;
 }
 
 /**

@@ -5,14 +5,14 @@
  * its batch of 1. `y.npy` (class per example) is optional with `--teacher NEW.tflite`.
  */
 import { writeFile } from 'node:fs/promises';
-import { epochEvent, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
+import { epochEvent, fileTrainOutputs, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import path from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import { formatBytes, parseBudget } from '../diff/budget.ts';
 import { TfliteWeightStore } from '../io/tflite/store.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
-import { checkOutputPath, writeUpdatedModel } from '../io/model-paths.ts';
+import { writeUpdatedModel } from '../io/model-paths.ts';
 import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
@@ -28,11 +28,8 @@ export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: T
     ...(await import('./tflite/train-tflite.ts')),
   }), '`ndiff train`');
   const { parseTrainable } = await import('./select.ts');
-  if (a.out) await checkOutputPath(a.out, '--out');
-  // Before any work: the id devices know the model by (never the file name).
-  const modelId = await trainModelId(a.base, a.modelId, !!a.baseBytes);
-  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
-  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
+  // Before any work: the outputs, and the id devices know the model by (never the file name).
+  const modelId = await fileTrainOutputs(a);
   const bytes = a.baseBytes ?? await readTfliteModel(a.base, '--base');
   const teacher = a.teacherBytes ?? (a.teacher ? await readTfliteModel(a.teacher, '--teacher') : undefined);
   // A teacher of another structure: learn on the file the structural payload rebuilds first.
