@@ -252,8 +252,9 @@ describe('payload vectors: generator', () => {
   }
 });
 
-describe('docs/FORMAT.md', () => {
-  const doc = readFileSync(new URL('../docs/FORMAT.md', import.meta.url), 'utf8');
+describe('docs/FORMAT.md and its pages (docs/format/)', () => {
+  const pages = new URL('../docs/format/', import.meta.url);
+  const doc = [readFileSync(new URL('../docs/FORMAT.md', import.meta.url), 'utf8'), ...readdirSync(pages).filter((f) => f.endsWith('.md')).sort().map((f) => readFileSync(new URL(f, pages), 'utf8'))].join('\n');
   test('every hex dump line is the bytes of its vector at that offset', () => {
     const blocks = [...doc.matchAll(/```hexdump ([\w.-]+)\n([\s\S]*?)```/g)];
     assert.ok(blocks.length >= 4, `found ${blocks.length} hexdump blocks`);
