@@ -18,7 +18,6 @@ import { buildPayload } from '../../../src/diff/build.ts';
 import { type Payload, type TensorPatch } from '../../../src/core/format.ts';
 import { wireDocument } from '../../../src/core/encode.ts';
 import { getHasher, type Hasher } from '../../../src/core/hasher.ts';
-import type { MemoryWeightStore } from '../../../src/core/weight-store.ts';
 import { generateByteDeltaVectors } from './byte-delta.ts';
 import { generateStructuralFilesVectors } from './structural-files.ts';
 import { invalidPayloads, wiresOf, type BuiltCase } from './invalid-cases.ts';
@@ -104,7 +103,7 @@ export function generatePayloadVectors(hasher: Hasher): Map<string, Uint8Array> 
   const files = new Map<string, Uint8Array>();
   const utf8 = new TextEncoder();
   const json = (name: string, v: unknown) => files.set(name, utf8.encode(formatJson(v)));
-  const built = new Map<string, { bytes: Uint8Array; payload: Payload; base: MemoryWeightStore }>();
+  const built = new Map<string, BuiltCase>();
   const valid: Record<string, unknown>[] = [];
 
   VALID.forEach((c, index) => {
