@@ -6,7 +6,7 @@
  */
 import type { PayloadCloseness } from '../diff/closeness.ts';
 
-export type { OutputKind } from '../diff/closeness.ts';
+export type { ClosenessMetric, OutputKind } from '../diff/closeness.ts';
 
 /** How close base + payload comes to the target on `eval` inputs, beside the unpatched base (the trainers call it {@link PayloadCloseness}). */
 export type EvalCloseness = PayloadCloseness;

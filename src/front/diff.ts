@@ -27,7 +27,7 @@ import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayTex
 
 export type { DiffOptions } from './diff-options.ts';
 export type { StructuralDiffReport } from './diff-structural.ts';
-export type { CalibrationReport, CalibrationScore, EvalCloseness, OutputKind } from './diff-types.ts';
+export type { CalibrationReport, CalibrationScore, ClosenessMetric, EvalCloseness, OutputKind } from './diff-types.ts';
 
 /** What {@link diff} returns for a value payload (the two models share their structure). */
 export interface ValueDiffReport {
