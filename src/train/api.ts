@@ -18,7 +18,8 @@ export { modelToStore, setModelWeights, namedVariables, type NamedVariable } fro
 export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from '../sparse-diff/trainer.ts';
 export { HashedBuckets } from '../hash-diff/trainer.ts';
 export { tfModelStore, TfModelWeightStore, type TfModelStoreOptions } from '../io/tfjs/live-model-store.ts';
-export type { EpochReport, Parameterization } from './loop.ts';
+export type { EpochReport } from './loop.ts';
+export type { Parameterization } from '../method/contract.ts';
 export { OnnxProgram, unsupportedNodes, supportedOperators, type OnnxProgramOptions, type OnnxVariable, type UnsupportedNode } from './onnx/executor.ts';
 export { decodeOnnxModel, decodeOnnxTensor } from './onnx/model.ts';
 // Types named in the signatures above, so callers can name them too.

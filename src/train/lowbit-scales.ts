@@ -23,7 +23,7 @@ import type { LowBit, LowBitFactors } from '../core/lowbit.ts';
 import type { PatchSpec } from '../diff/build.ts';
 import { lowBitCode, scaleExponent, wireScale } from '../diff/lowbit.ts';
 import { matrixDims } from '../core/format.ts';
-import type { Parameterization } from './loop.ts';
+import type { Parameterization } from '../method/contract.ts';
 
 interface CodeState {
   kind: 'codes';
