@@ -24,7 +24,7 @@ import { lowBitBytes, type LowBit, type LowBitFactors } from '../core/lowbit.ts'
 import { matrixDims } from '../core/format.ts';
 import { encodeValues } from '../core/values.ts';
 import { encodePositions } from '../core/encode.ts';
-import { factorize } from './baselines.ts';
+import { factorize } from './factorize.ts';
 import { inverseCholesky, outputError, relativeOutput, roundAgainstInputs, type InputMoments } from './gptq.ts';
 import { keep, keptFromBase, LowBitCache } from './lowbit-cache.ts';
 import { allocate, improveJointly } from './lowbit-allocate.ts';
@@ -38,7 +38,8 @@ export { LowBitCache } from './lowbit-cache.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { confirmPayload } from './confirm.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
-import { modelDelta, squaredError, type TopkOptions, type TopkResult } from './topk.ts';
+import { modelDelta, squaredError } from './delta.ts';
+import type { TopkOptions, TopkResult } from './topk.ts';
 
 /**
  * The bit widths the allocator chooses from. A large tensor's step from one width to the next
