@@ -29,7 +29,7 @@ export { sealEnvelope, envelopeSigningInput } from './apply/envelope.ts';
 export { encodePayload, packPayload, type WirePatch } from './core/encode.ts';
 export { buildPayload, payloadSize, baseDigests, type PatchSpec, type HeaderOptions, type BuiltPayload, type StoreAs } from './diff/build.ts';
 export { modelDelta } from './diff/delta.ts';
-export { topkDiff, topkFromDeltas, MagnitudeRanking, type TopkOptions, type TopkResult, type TopkCodec } from './diff/topk.ts';
+export { topkDiff, topkFromDeltas, MagnitudeRanking, type TopkOptions, type TopkResult, type TopkCodec } from './topk-diff/encoder.ts';
 export { BITDELTA_CODE, lowbitDiff, lowbitFromDeltas, lowbitVariants, LowBitCache, quantizeLowBit, quantizeSparseLowBit, quantizeFactors, quantizeWithOutliers, outlierOrder, describeAllocation, describeFactorWidths, describeWidths, LOWBIT_WIDTHS, type LowBitOptions, type LowBitResult, type LowBitAllocation, type ScaleLayout, type QuantizedDelta, type QuantizedFactors, type Outliers } from './diff/lowbit.ts';
 export { roundAgainstInputs, inverseCholesky, outputError, type InputMoments, type QuantizedCodes } from './diff/gptq.ts';
 export { exactDiff, type ExactDiffOptions, type ExactDiffResult, type ExactCodec } from './diff/exact.ts';

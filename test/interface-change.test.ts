@@ -16,7 +16,7 @@ import { ModelMismatchError, TargetMismatchError } from '../src/core/errors.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { exactDiff } from '../src/diff/exact.ts';
 import { modelDelta } from '../src/diff/delta.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { dropDiff, lowRankDiff } from '../src/diff/baselines.ts';
 import { confirmPayload } from '../src/diff/confirm.ts';
 import { compareInterfaces } from '../src/diff/interface.ts';

@@ -24,7 +24,7 @@ import { applyPayload } from '../src/apply/apply.ts';
 import { buildPayload, storedModelBytes } from '../src/diff/build.ts';
 import { allocate, BITDELTA_CODE, describeAllocation, LowBitCache, lowbitDiff, lowbitVariants, quantizeFactors, quantizeLowBit, quantizeSparseLowBit, scaleLayout, type ScaleLayout } from '../src/diff/lowbit.ts';
 import { UsageError } from '../src/core/errors.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { seeded } from './helpers/graph-model.ts';
 import { snapshot, sameBytes } from './helpers/models.ts';
 import { clusterData, fineTunePair, FT_INPUTS } from './helpers/finetune.ts';

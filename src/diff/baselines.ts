@@ -1,7 +1,7 @@
 /**
  * Post-hoc baselines for the comparison report, each from the delta of a fully fine-tuned model
  * and pushed through the same payload codec and byte budget as the learned diffs:
- * - top-k by magnitude (see topk.ts);
+ * - top-k by magnitude (src/topk-diff);
  * - random drop and rescale: keep a seeded random subset of the changed entries and scale the
  *   survivors by (changed / kept), so the expected delta is unchanged;
  * - low-rank: truncated SVD of each tensor's delta as a matrix (see `matrixDims`), ranks given

@@ -39,7 +39,7 @@ import type { WeightStore } from '../core/weight-store.ts';
 import { confirmPayload } from './confirm.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
 import { modelDelta, squaredError } from './delta.ts';
-import type { TopkOptions, TopkResult } from './topk.ts';
+import type { TopkOptions, TopkResult } from '../topk-diff/encoder.ts';
 
 /**
  * The bit widths the allocator chooses from. A large tensor's step from one width to the next

@@ -13,7 +13,7 @@ import type { WeightStore } from '../core/weight-store.ts';
 import type { OnnxTensorEntry } from '../io/onnx/store.ts';
 import { checkSameInterface } from './interface.ts';
 import type { BuiltPayload } from './build.ts';
-import { topkFromDeltas, type TopkOptions, type TopkResult } from './topk.ts';
+import { topkFromDeltas, type TopkOptions, type TopkResult } from '../topk-diff/encoder.ts';
 import { exactDiff, type ExactCodec } from './exact.ts';
 import { lowbitFromDeltas, type LowBitOptions } from './lowbit.ts';
 

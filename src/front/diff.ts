@@ -17,7 +17,7 @@ import type { InputMoments } from '../diff/gptq.ts';
 import { compareInterfaces, describeDifference } from '../diff/interface.ts';
 import { LowBitCache, lowbitDiff, lowbitVariants, type LowBitAllocation, type LowBitResult } from '../diff/lowbit.ts';
 import { diffOnnxModels } from '../diff/onnx.ts';
-import { topkDiff, type TopkResult } from '../diff/topk.ts';
+import { topkDiff, type TopkResult } from '../topk-diff/encoder.ts';
 import type { CalibrationReport, EvalCloseness } from './diff-types.ts';
 import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite } from './measure/calibrate.ts';
 import { diffSettings, isEveryChange, type DiffOptions, type DiffSettings } from './diff-options.ts';

@@ -16,7 +16,7 @@ import { getHasher } from '../core/hasher.ts';
 import { exactDiff } from '../diff/exact.ts';
 import { diffOnnxModels } from '../diff/onnx.ts';
 import { modelDelta } from '../diff/delta.ts';
-import { topkDiff, topkFromDeltas } from '../diff/topk.ts';
+import { topkDiff, topkFromDeltas } from '../topk-diff/encoder.ts';
 import { parseBudget } from '../diff/budget.ts';
 import { makeDirs, writeFileAtomically } from '../io/durable/durable.ts';
 import { releaseSubdir } from './folder.ts';

@@ -40,7 +40,7 @@ import { getHasher } from '../core/hasher.ts';
 import { type ValueCodec } from '../core/values.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
 import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
-import { MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
+import { MagnitudeRanking, topkFromDeltas } from '../topk-diff/index.ts';
 import { largestFitting } from '../diff/budget.ts';
 import { describeWidths, lowbitFromDeltas, lowbitVariants, type LowBitOptions } from '../diff/lowbit.ts';
 import type { TensorPatch } from '../core/format.ts';

@@ -9,11 +9,11 @@ import type { Hasher } from '../core/hasher.ts';
 import { VALUE_CODECS, type ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { shapeSize } from '../core/format.ts';
-import { quantizeSparseLowBit, scaleLayout, type QuantizedDelta, type ScaleLayout } from './lowbit-quantize.ts';
-import { largestFitting } from './budget.ts';
-import { modelDelta, squaredError } from './delta.ts';
-import { confirmPayload } from './confirm.ts';
-import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
+import { quantizeSparseLowBit, scaleLayout, type QuantizedDelta, type ScaleLayout } from '../diff/lowbit-quantize.ts';
+import { largestFitting } from '../diff/budget.ts';
+import { modelDelta, squaredError } from '../diff/delta.ts';
+import { confirmPayload } from '../diff/confirm.ts';
+import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from '../diff/build.ts';
 
 export interface TopkOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'> {
   budgetBytes: number;
