@@ -33,7 +33,8 @@ export { topkDiff, topkFromDeltas, MagnitudeRanking, type TopkOptions, type Topk
 export { BITDELTA_CODE, lowbitDiff, lowbitFromDeltas, lowbitVariants, LowBitCache, quantizeLowBit, quantizeSparseLowBit, quantizeFactors, quantizeWithOutliers, outlierOrder, describeAllocation, describeFactorWidths, describeWidths, LOWBIT_WIDTHS, type LowBitOptions, type LowBitResult, type LowBitAllocation, type ScaleLayout, type QuantizedDelta, type QuantizedFactors, type Outliers } from './diff/lowbit.ts';
 export { roundAgainstInputs, inverseCholesky, outputError, type InputMoments, type QuantizedCodes } from './diff/gptq.ts';
 export { exactDiff, type ExactDiffOptions, type ExactDiffResult, type ExactCodec } from './diff/exact.ts';
-export { dropDiff, lowRankDiff, type BaselineOptions, type BaselineResult } from './diff/baselines.ts';
+export { dropDiff, type BaselineOptions, type BaselineResult } from './diff/baselines.ts';
+export { lowRankDiff } from './lowrank-diff/encoder.ts';
 export { checkSameInterface, compareInterfaces, type InterfaceDifference, type WeightsByContent } from './diff/interface.ts';
 export { diffOnnxModels, checkOnnxPair, onnxDeltas, type OnnxDiffOptions } from './diff/onnx.ts';
 export { parseBudget, formatBytes } from './diff/budget.ts';
