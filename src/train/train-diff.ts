@@ -42,9 +42,8 @@ import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload
 import { dropDiff } from '../diff/baselines.ts';
 import { MagnitudeRanking, topkFromDeltas } from '../topk-diff/index.ts';
 import { largestFitting } from '../diff/budget.ts';
-import { describeWidths, lowbitFromDeltas, lowbitVariants, type LowBitOptions } from '../diff/lowbit.ts';
+import { describeWidths, lowbitFromDeltas, lowbitVariants, LowBitScales, type LowBitOptions } from '../lowbit-diff/index.ts';
 import type { TensorPatch } from '../core/format.ts';
-import { LowBitScales } from './lowbit-scales.ts';
 import { adam } from './kernels/adam.ts';
 import { HashedBuckets } from '../hash-diff/trainer.ts';
 import { LowRankAdapters, lowRankDiff } from '../lowrank-diff/index.ts';
