@@ -8,7 +8,7 @@ import type { ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import type { Payload } from '../core/format.ts';
 import type { HeaderOptions, StoreAs } from '../diff/build.ts';
-import type { SparseMaskOptions } from '../sparse-diff/trainer.ts';
+import type { SparseMaskOptions } from '../sparse-diff/index.ts';
 import type * as tf from '@tensorflow/tfjs';
 import type { InputData, LabelledData } from './data.ts';
 import type { TeacherLoss, TeacherMetric } from './teacher.ts';
