@@ -17,7 +17,7 @@ import { outputDifference } from '../src/train/compiled/step.ts';
 import { FusedAdam } from '../src/train/kernels/adam.ts';
 import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
-import { cnn, images } from './helpers/onnx-models.ts';
+import { attention, cnn, images, tokenSequences } from './helpers/onnx-models.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 import { join } from 'node:path';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -129,6 +129,19 @@ test('an ONNX program: compiled and eager steps reach the same losses and the sa
   assertClose(losses(compiled), losses(eager), 'onnx sparse');
   assert.ok(said.some((m) => /compiled plan \(\d+ kernels/.test(m)), `the ONNX program's step is compiled (${said.filter((m) => m.startsWith('step')).join(' | ')})`);
   assert.deepEqual(Buffer.from(compiled.bytes), Buffer.from(eager.bytes), 'the replayed kernels compute what the eager ones do');
+});
+
+test('an ONNX program that makes its shapes from its activations (Shape, Gather, Unsqueeze, Concat, Reshape): compiled, the same losses and payload as eager', async () => {
+  const { data, labels } = tokenSequences(96, 2);
+  const said: string[] = [];
+  const common = { method: 'full' as const, budgetBytes: 0, epochs: 2, tune: 'off' as const, seed: 4, batchSize: 16, learningRate: 1e-2, validation: 0, allowWorse: true, threads: 1, header: { modelId: 'attention', sequence: 1 } };
+  const eager = await trainOnnxDiff(attention(), { ...data, labels }, { ...common, step: 'eager' });
+  const compiled = await trainOnnxDiff(attention(), { ...data, labels }, { ...common, step: 'compiled', onProgress: (m) => said.push(m) });
+  const steps = said.filter((m) => m.startsWith('step')).join(' | ');
+  assert.ok(said.some((m) => /^step: compiled plan \(\d+ kernels.*, \d+ folded/.test(m)), `the step is compiled, its shape arithmetic folded (${steps})`);
+  assert.ok(!said.some((m) => m.startsWith('step') && m.includes('eager (')), `no phase fell back (${steps})`);
+  assertClose(losses(compiled), losses(eager), 'attention full');
+  assert.deepEqual(Buffer.from(compiled.bytes), Buffer.from(eager.bytes));
 });
 
 /** A parameterization of the tiny model's first kernel: W = W0 + D, with a hook in the effective weights. */

@@ -117,6 +117,66 @@ export function lstm(shift = 0, externalR?: string): Uint8Array {
   }));
 }
 
+/**
+ * One attention head pair over token embeddings, as a transformer's export writes it (opset 13):
+ * Gather(embedding, tokens) [N, 6, 8]; its heads' shape made from Shape -> Gather -> Unsqueeze ->
+ * Concat of the activation's own shape, Reshape to [N, 6, 2, 4], Transpose, scores by MatMul,
+ * Softmax, MatMul, back to [N, 6, 8] the same way, ReduceMean over the tokens, Gemm to 3 logits.
+ * Tokens take values 0-9 ({@link tokenSequences}).
+ */
+export function attention(): Uint8Array {
+  const rand = seeded(5);
+  const i64 = (name: string, values: number[], dims = [values.length]) => tensor({ name, dims, dataType: DT.INT64, int64Data: values });
+  const shapeOf = (x: string, tail: string, out: string) => [
+    node({ opType: 'Shape', inputs: [x], outputs: [`${out}.shape`] }),
+    node({ opType: 'Gather', inputs: [`${out}.shape`, 'zero'], outputs: [`${out}.n`], attributes: [{ name: 'axis', type: 2, i: 0 }] }),
+    node({ opType: 'Gather', inputs: [`${out}.shape`, 'one'], outputs: [`${out}.t`], attributes: [{ name: 'axis', type: 2, i: 0 }] }),
+    node({ opType: 'Unsqueeze', inputs: [`${out}.n`, 'axis0'], outputs: [`${out}.n1`] }),
+    node({ opType: 'Unsqueeze', inputs: [`${out}.t`, 'axis0'], outputs: [`${out}.t1`] }),
+    node({ opType: 'Concat', inputs: [`${out}.n1`, `${out}.t1`, tail], outputs: [out], attributes: [{ name: 'axis', type: 2, i: 0 }] }),
+  ];
+  return model(graph({
+    initializers: [
+      init('emb', [10, 8], floats(80, rand)), init('fc.w', [8, 3], floats(24, rand)), init('fc.b', [3], floats(3, rand, 0.1)),
+      i64('zero', [0], []), i64('one', [1], []), i64('axis0', [0]), i64('heads', [2, 4]), i64('width', [8]),
+    ],
+    nodes: [
+      node({ opType: 'Gather', inputs: ['emb', 'tokens'], outputs: ['e'], attributes: [{ name: 'axis', type: 2, i: 0 }] }),
+      ...shapeOf('e', 'heads', 'split'),
+      node({ opType: 'Reshape', inputs: ['e', 'split'], outputs: ['h4'] }),
+      node({ opType: 'Transpose', inputs: ['h4'], outputs: ['h'], attributes: [{ name: 'perm', type: 7, ints: [0, 2, 1, 3] }] }),
+      node({ opType: 'Transpose', inputs: ['h'], outputs: ['hT'], attributes: [{ name: 'perm', type: 7, ints: [0, 1, 3, 2] }] }),
+      node({ opType: 'MatMul', inputs: ['h', 'hT'], outputs: ['scores'] }),
+      node({ opType: 'Softmax', inputs: ['scores'], outputs: ['p'], attributes: [{ name: 'axis', type: 2, i: -1 }] }),
+      node({ opType: 'MatMul', inputs: ['p', 'h'], outputs: ['a'] }),
+      node({ opType: 'Transpose', inputs: ['a'], outputs: ['a4'], attributes: [{ name: 'perm', type: 7, ints: [0, 2, 1, 3] }] }),
+      ...shapeOf('a4', 'width', 'merge'),
+      node({ opType: 'Reshape', inputs: ['a4', 'merge'], outputs: ['m'] }),
+      node({ opType: 'ReduceMean', inputs: ['m'], outputs: ['pooled'], attributes: [{ name: 'axes', type: 7, ints: [1] }, { name: 'keepdims', type: 2, i: 0 }] }),
+      node({ opType: 'Gemm', inputs: ['pooled', 'fc.w', 'fc.b'], outputs: ['logits'] }),
+    ],
+    inputs: [valueInfoFree('tokens', ['N', 6], DT.INT64)],
+    outputs: [valueInfoFree('logits', ['N', 3])],
+  }), { opset: 13 });
+}
+
+/** `count` sequences of 6 tokens (0-9) for {@link attention}, labelled by which third of 0-9 holds most of them. */
+export function tokenSequences(count: number, seed: number): { data: OnnxDataset; labels: Int32Array } {
+  const rand = seeded(seed);
+  const values = new Int32Array(count * 6);
+  const labels = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    const votes = [0, 0, 0];
+    for (let t = 0; t < 6; t++) {
+      const v = Math.min(9, Math.floor(((rand() + 1) / 2) * 10));
+      values[i * 6 + t] = v;
+      votes[Math.min(2, Math.floor(v / 3.34))]++;
+    }
+    labels[i] = votes.indexOf(Math.max(...votes));
+  }
+  return { data: { inputs: { tokens: { values, shape: [6] } } }, labels };
+}
+
 export function images(n: number, seed: number): OnnxDataset {
   const rand = seeded(seed);
   const values = new Float32Array(n * 64);

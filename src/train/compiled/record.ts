@@ -128,7 +128,9 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
   /** Data ids of the step's constants (uploads, and outputs of kernels reading only constants). */
   const constants = new WeakSet<object>();
   const feedIds = new Set(Object.values(feeds).map((t) => t.dataId));
-  const isConstant = (t: tf.Tensor | null) => t === null || constants.has(t.dataId) || (!made.has(t.dataId) && !feedIds.has(t.dataId) && !(t instanceof tf.Variable));
+  /** Data ids the variables hold as the step starts (a variable's later data is made in the step). */
+  const variableIds = new Set(Object.values((tf.engine() as unknown as { registeredVariables: Record<string, tf.Variable> }).registeredVariables).map((v) => v.dataId));
+  const isConstant = (t: tf.Tensor | null) => t === null || constants.has(t.dataId) || (!made.has(t.dataId) && !feedIds.has(t.dataId) && !variableIds.has(t.dataId) && !(t instanceof tf.Variable));
   engine.makeTensorFromTensorInfo = function (this: EngineInternals, info, backend) {
     made.add(info.dataId);
     return makeTensorFromTensorInfo.call(this, info, backend);
@@ -137,6 +139,8 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
     if (params.kernelName == null || depth > 0) return runKernelFunc.call(this, params);
     const given = params.inputs;
     const inputIds = (Array.isArray(given) ? given : Object.values(given)).map((t) => t?.dataId ?? null);
+    // A reshape on wasm gives its output its input's data id: data made before the step stays so.
+    const before = inputIds.filter((id): id is object => id !== null && !made.has(id));
     depth++;
     let out: tf.Tensor | tf.Tensor[];
     const outer = aliases;
@@ -146,6 +150,7 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
       out = runKernelFunc.call(this, params);
     } finally {
       depth--;
+      for (const id of before) made.delete(id);
       kept = aliases;
       aliases = outer;
     }
@@ -174,12 +179,16 @@ export function record<T>(step: () => T, feeds: Record<string, tf.Tensor> = {}):
     }
     return t;
   };
+  // A read of a constant of the step (a shape, an axis, a pad made from the static shapes) gives
+  // the same values at every step: what JavaScript makes of them lands in attributes, uploads or
+  // the kernels run, which the two recordings are compared on. Any other read refuses the plan.
+  const readsConstant = (dataId: object) => constants.has(dataId) || (!made.has(dataId) && !feedIds.has(dataId) && !variableIds.has(dataId));
   engine.readSync = function (this: EngineInternals, dataId) {
-    if (depth === 0) refuse(`the step reads a tensor's values into JavaScript (dataSync) ${lastKernel()}`);
+    if (depth === 0 && !readsConstant(dataId)) refuse(`the step reads a tensor's values into JavaScript (dataSync) ${lastKernel()}`);
     return readSync.call(this, dataId);
   };
   engine.read = function (this: EngineInternals, dataId) {
-    if (depth === 0) refuse(`the step reads a tensor's values into JavaScript (data) ${lastKernel()}`);
+    if (depth === 0 && !readsConstant(dataId)) refuse(`the step reads a tensor's values into JavaScript (data) ${lastKernel()}`);
     return read.call(this, dataId);
   };
   tf.Variable.prototype.assign = function (this: tf.Variable, value: tf.Tensor) {
