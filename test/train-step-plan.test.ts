@@ -13,7 +13,9 @@ import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { trainLoop } from '../src/train/loop.ts';
 import type { Parameterization } from '../src/method/contract.ts';
-import { outputDifference } from '../src/train/compiled/step.ts';
+import { CompiledSteps, outputDifference, type StepOutputs } from '../src/train/compiled/step.ts';
+import { record } from '../src/train/compiled/record.ts';
+import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { FusedAdam } from '../src/train/kernels/adam.ts';
 import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
@@ -138,10 +140,56 @@ test('an ONNX program that makes its shapes from its activations (Shape, Gather,
   const eager = await trainOnnxDiff(attention(), { ...data, labels }, { ...common, step: 'eager' });
   const compiled = await trainOnnxDiff(attention(), { ...data, labels }, { ...common, step: 'compiled', onProgress: (m) => said.push(m) });
   const steps = said.filter((m) => m.startsWith('step')).join(' | ');
-  assert.ok(said.some((m) => /^step: compiled plan \(\d+ kernels.*, \d+ folded/.test(m)), `the step is compiled, its shape arithmetic folded (${steps})`);
+  assert.ok(said.some((m) => /^step: compiled plan \(\d+ kernels.*, \d+ folded, \d+ reshapes read in place/.test(m)), `the step is compiled, its shape arithmetic folded (${steps})`);
   assert.ok(!said.some((m) => m.startsWith('step') && m.includes('eager (')), `no phase fell back (${steps})`);
   assertClose(losses(compiled), losses(eager), 'attention full');
   assert.deepEqual(Buffer.from(compiled.bytes), Buffer.from(eager.bytes));
+});
+
+test('the attention program\'s plan: shape arithmetic computed once, reshapes not run, fewer kernels than the eager step, and its replays leave the weights eager steps leave', () => {
+  const { data } = tokenSequences(16, 3);
+  const target = tf.tidy(() => tf.softmax(tf.tensor2d(Float32Array.from({ length: 48 }, (_, i) => Math.sin(i)), [16, 3])));
+  const run = (mode: 'eager' | 'compiled') => {
+    const program = new OnnxProgram(attention(), { source: 'attention.onnx' });
+    const vars = program.variables.map((v) => v.variable);
+    // Plain SGD: the fused Adam's scalars are a Concat of their own.
+    const opt = tf.train.sgd(0.1);
+    const tokens = tf.tensor2d(data.inputs.tokens.values as Int32Array, [16, 6], 'int32');
+    const step = (feeds: Record<string, tf.Tensor>): StepOutputs => {
+      const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(target, Object.values(program.run({ tokens: feeds.tokens }))[0]) as tf.Scalar, vars);
+      opt.applyGradients(grads as never);
+      return [['loss', value]];
+    };
+    const said: string[] = [];
+    const compiled = new CompiledSteps((m) => said.push(m));
+    try {
+      const eagerKernels = record(() => tf.tidy(() => step({ tokens })), { tokens }).events.filter((e) => e.kind === 'kernel').length;
+      for (let i = 0; i < 8; i++) tf.tidy(() => (mode === 'eager' ? step({ tokens }) : compiled.run('attention', { tokens }, step)).forEach(([, t]) => t.dataSync()));
+      const plan = compiled.plans()[0];
+      return { said, eagerKernels, names: plan?.kernelNames(), folded: plan?.folded, weights: vars.map((v) => Float32Array.from(v.dataSync())) };
+    } finally {
+      compiled.dispose();
+      tokens.dispose();
+      opt.dispose();
+      program.dispose();
+    }
+  };
+  const compiled = run('compiled');
+  const eager = run('eager');
+  assert.ok(compiled.names, `a plan was built (${compiled.said.join(' | ')})`);
+  const names = compiled.names as string[];
+  const count = (n: string) => names.filter((x) => x === n).length;
+  assert.equal(count('GatherV2'), 1, 'only the embedding\'s Gather runs: the Gathers of the shape were folded');
+  assert.equal(count('Concat'), 0, `the shapes' Concat was folded (${names.join(' ')})`);
+  assert.equal(count('Reshape') + count('Identity'), 0, `reshapes and identities are read in place (${names.join(' ')})`);
+  assert.ok((compiled.folded ?? 0) >= 6, `the shape arithmetic of both reshapes folded (${compiled.folded})`);
+  assert.ok(names.length < compiled.eagerKernels / 2, `the plan runs ${names.length} kernels, the eager step ${compiled.eagerKernels}`);
+  compiled.weights.forEach((w, i) => {
+    const worst = w.reduce((m, v, j) => Math.max(m, Math.abs(v - eager.weights[i][j])), 0);
+    const scale = eager.weights[i].reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    assert.ok(worst <= 1e-4 * scale, `weight ${i}: after 8 steps the replayed weights differ from the eager ones by ${worst} (scale ${scale})`);
+  });
+  target.dispose();
 });
 
 /** A parameterization of the tiny model's first kernel: W = W0 + D, with a hook in the effective weights. */
@@ -258,7 +306,7 @@ test('ndiff train says which path the steps took, and --step eager and compiled 
     return { lines, bytes: await readFile(join(dir, `${step}.ndiff`)) };
   };
   const compiled = await run('compiled');
-  assert.ok(compiled.lines.some((l) => /^step: compiled plan \(\d+ kernels(, \d+ of them the optimizer's)?(, \d+ folded)?, [\d.]+ MB\)$/.test(l)), compiled.lines.join('\n'));
+  assert.ok(compiled.lines.some((l) => /^step: compiled plan \(\d+ kernels(, \d+ of them the optimizer's)?(, \d+ folded)?(, \d+ reshapes read in place)?, [\d.]+ MB\)$/.test(l)), compiled.lines.join('\n'));
   const eager = await run('eager');
   assert.ok(eager.lines.includes('step: eager (as asked)'), eager.lines.join('\n'));
   assert.deepEqual(compiled.bytes, eager.bytes);

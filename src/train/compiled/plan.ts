@@ -33,6 +33,13 @@ export type StepOutputs = [string, tf.Tensor][];
 /** Kernels that write some of their inputs in place (by input name). */
 const IN_PLACE: Record<string, readonly string[]> = { [ADAM_STEP]: ['m', 'v'] };
 
+/**
+ * Kernels whose output holds their input's values, only under another shape (Reshape), as is
+ * (Identity) or converted to the type they already have (Cast to the same dtype): a plan runs none
+ * of them; their readers read the input under the shape they were given.
+ */
+const SAME_VALUES = new Set(['Reshape', 'Identity', 'Cast']);
+
 /** Thrown while building a plan: why this step cannot be replayed. */
 export class PlanRefused extends Error {}
 
@@ -172,6 +179,8 @@ export class StepPlan {
   readonly kernelCount: number;
   /** Kernels computed once at capture (their inputs are constants). */
   readonly folded: number;
+  /** Kernels not run because their output is their input under another shape ({@link SAME_VALUES}). */
+  readonly viewed: number;
   /** Of {@link kernelCount}, the optimizer's update kernels (the fused Adam's, one per variable). */
   readonly optimizerKernels: number;
   /** The most bytes of intermediate values alive at once during a replay, plus the constants. */
@@ -198,9 +207,29 @@ export class StepPlan {
     for (const [, s] of r.outputs) needSlot(s, stack);
     for (const a of r.assigns) needSlot(a.slot, stack);
     while (stack.length) for (const s of r.kernels[stack.pop() as number].inputs) needSlot(s, stack);
+    // Reshapes, identities and casts to the same type: their readers read the input instead.
+    const pinned = new Set<number>();
+    for (const [, s] of r.outputs) if (s.k === 'out') pinned.add(s.kernel);
+    for (const a of r.assigns) if (a.slot.k === 'out') pinned.add(a.slot.kernel);
+    const writtenInPlace = new Set<tf.Variable>();
+    for (const k of r.kernels) {
+      const written = IN_PLACE[k.rec.name];
+      if (written && k.rec.keys) k.rec.keys.forEach((key, j) => { const s = k.inputs[j]; if (written.includes(key) && s?.k === 'var') writtenInPlace.add(s.v); });
+    }
+    const viewOf = new Map<number, Slot>();
+    r.kernels.forEach((k, i) => {
+      if (!needed.has(i) || foldedKernels.has(i) || pinned.has(i) || !SAME_VALUES.has(k.rec.name)) return;
+      const [x, y] = [k.rec.inputs[0], k.rec.outputs[0]];
+      const src = k.inputs[0];
+      if (k.inputs.length !== 1 || k.rec.outputs.length !== 1 || !src || !x || x.dtype !== y.dtype || x.dtype === 'string' || x.size !== y.size) return;
+      const from = src.k === 'out' ? (viewOf.get(src.kernel) ?? src) : src;
+      if (from.k === 'var' && writtenInPlace.has(from.v)) return;
+      viewOf.set(i, from);
+    });
+    const seen = (s: Slot): Slot => (s.k === 'out' ? (viewOf.get(s.kernel) ?? s) : s);
     // Every kernel the plan calls is registered (checked before any constant is written).
     r.kernels.forEach((k, i) => {
-      if (needed.has(i) && !foldedKernels.has(i) && !tf.getKernel(k.rec.name, backendName)) throw new PlanRefused(`kernel ${k.rec.name} is not registered for the ${backendName} backend`);
+      if (needed.has(i) && !foldedKernels.has(i) && !viewOf.has(i) && !tf.getKernel(k.rec.name, backendName)) throw new PlanRefused(`kernel ${k.rec.name} is not registered for the ${backendName} backend`);
     });
     // Materialize the constants a needed, unfolded kernel (or an output) reads.
     const constIndex = new Map<string, number>();
@@ -229,9 +258,13 @@ export class StepPlan {
     // Renumber the kernels that run; out slots point at their new index.
     const newIndex = new Map<number, number>();
     r.kernels.forEach((k, i) => {
-      if (!needed.has(i) || foldedKernels.has(i)) return;
+      if (!needed.has(i) || foldedKernels.has(i) || viewOf.has(i)) return;
       const kernel = tf.getKernel(k.rec.name, backendName) as NonNullable<ReturnType<typeof tf.getKernel>>;
-      const inputs = k.inputs.map((s) => (s === null ? null : s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out' as const, kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s)));
+      const inputs = k.inputs.map((given) => {
+        if (given === null) return null;
+        const s = seen(given);
+        return s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out' as const, kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s);
+      });
       newIndex.set(i, this.kernels.length);
       const shapeOf = (s: Slot): number[] => {
         switch (s.k) {
@@ -273,7 +306,13 @@ export class StepPlan {
     this.bytes = peak + this.consts.reduce((a, c) => a + bytesOf(c), 0);
     this.kernelCount = this.kernels.length;
     this.folded = [...foldedKernels].filter((i) => needed.has(i)).length;
+    this.viewed = viewOf.size;
     this.optimizerKernels = this.kernels.filter((k) => k.name === ADAM_STEP).length;
+  }
+
+  /** The kernels a replay calls, by name, in order (to count them). */
+  kernelNames(): string[] {
+    return this.kernels.map((k) => k.name);
   }
 
   /**

@@ -149,7 +149,7 @@ export class CompiledSteps {
       for (const [, t] of eager) t.dispose();
       this.entries.set(key, { state: 'ready', plan, recaptures: e.recaptures });
       const optimizer = plan.optimizerKernels ? `, ${plan.optimizerKernels} of them the optimizer's` : '';
-      this.say(`${what}: compiled plan (${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB)`);
+      this.say(`${what}: compiled plan (${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}${plan.viewed ? `, ${plan.viewed} reshapes read in place` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB)`);
       this.replayed++;
       return replayed;
     }
