@@ -13,7 +13,9 @@ import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-ba
 import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-backprop-input.ts';
 import { identityConfig } from './identity.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
+import { gatherGradConfig, gatherGradKernelConfig } from './gather-grad.ts';
 import { sliceConfig } from './slice.ts';
+import { softmaxGradConfig, softmaxGradKernelConfig } from './softmax-grad.ts';
 import { sumConfig } from './sum.ts';
 import { transformerKernelConfigs } from './transformer.ts';
 import { transposeConfig } from './transpose.ts';
@@ -46,6 +48,8 @@ export const FIXED_WASM_KERNELS = [
   'NeuralDiffBatchNormInputGrad',
   'NeuralDiffBatchNormScaleGrad',
   'NeuralDiffAdamStep',
+  'NeuralDiffSoftmaxGrad',
+  'NeuralDiffGatherGrad',
 ] as const;
 
 let registered = false;
@@ -54,7 +58,9 @@ let registered = false;
  * Register the fixed kernels for the `wasm` backend (idempotent), the batch-norm gradient
  * without Tile (src/train/kernels/batch-norm-grad.ts, for every backend: its values are the stock
  * gradient's; its dx, dscale and doffset one kernel each on wasm and native), and Relu's, Relu6's and ClipByValue's gradients as one kernel each on wasm
- * (activation-grad.ts; on wasm and native, tfjs' formula elsewhere), and Adam's step as one kernel (adam.ts). The stock kernels are captured
+ * (activation-grad.ts; on wasm and native, tfjs' formula elsewhere), Adam's step as one kernel (adam.ts),
+ * and Softmax's and a first-axis Gather's gradients as one kernel each (softmax-grad.ts,
+ * gather-grad.ts; on wasm and native, tfjs' own gradients elsewhere). The stock kernels are captured
  * first, since the fixes delegate to them. Kernels registered after the backend was initialized
  * get their setup only on the next `tf.setBackend('wasm')`, which the caller must do.
  */
@@ -78,6 +84,8 @@ export function registerWasmKernelFixes(): void {
     ...activationGradKernelConfigs(),
     ...batchNormGradKernelConfigs(),
     adamStepKernelConfig(),
+    softmaxGradKernelConfig(),
+    gatherGradKernelConfig(),
   ];
   const present = new Set(tf.getKernelsForBackend(WASM).map((k) => k.kernelName));
   for (const config of configs) {
@@ -86,5 +94,13 @@ export function registerWasmKernelFixes(): void {
   }
   tf.registerGradient(batchNormGradConfig());
   for (const grad of [reluGradConfig(), relu6GradConfig(), clipByValueGradConfig()]) tf.registerGradient(grad);
+  // tfjs' own gradients, which ours run where our kernels do not.
+  const stock = (name: string) => {
+    const g = tf.getGradient(name);
+    if (!g) throw new Error(`tfjs registers no gradient for ${name}`);
+    return g;
+  };
+  tf.registerGradient(softmaxGradConfig(stock(tf.Softmax)));
+  tf.registerGradient(gatherGradConfig(stock(tf.GatherV2)));
   registered = true;
 }

@@ -1,6 +1,6 @@
 /**
- * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c, sum.c, adam.c, transformer.c; built into
- * train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
+ * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c, sum.c, adam.c, transformer.c,
+ * softmax-gather-grad.c; built into train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
  * backend's own `WebAssembly.Memory` (the emscripten module's `asm.memory`), so its functions take
  * the byte offsets of tensors the backend allocated and work on them in place: no copies in or out,
  * and scratch space comes from the backend (`makeOutput`). One instance per backend memory (each
@@ -46,6 +46,9 @@ export interface TrainKernelExports {
   layer_norm_grad(dy: number, n: number, rstd: number, dx: number, rows: number, width: number): void;
   /** Strides and sizes in elements; pointers in bytes. */
   batch_matmul_small(a: number, aStride: number, b: number, bStride: number, c: number, batch: number, m: number, n: number, k: number, transA: number, transB: number): void;
+  softmax_grad(dy: number, y: number, dx: number, rows: number, width: number): void;
+  /** `acc`: scratch for rows x inner float64 values. */
+  gather_grad(dy: number, ids: number, acc: number, dx: number, n: number, inner: number, rows: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */
@@ -102,6 +105,7 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
  * gradients back (activation-grad.ts), as before the kernels existed; `fuseBatchNormGrads` false
  * gives the batch norm's dx, dscale and doffset as tfjs ops (batch-norm-grad.ts); `fuseSums` false
  * gives Sum over the leading axes back to the stock kernel (sum.ts); `fuseAdam` false gives the
- * trainer tfjs' own Adam (adam.ts).
+ * trainer tfjs' own Adam (adam.ts); `fuseSoftmaxGrad` and `fuseGatherGrad` false give Softmax and
+ * Gather tfjs' own gradients back (softmax-grad.ts, gather-grad.ts).
  */
-export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true };
+export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true };
