@@ -1,6 +1,6 @@
 /**
  * The trainer's SIMD kernels (src/train/kernels/depthwise.c, activation-grad.c, batch-norm-grad.c,
- * max-pool-grad.c, adam.c) beside what ran before them, in one process on the wasm backend,
+ * max-pool-grad.c, adam.c, softmax-gather-grad.c) beside what ran before them, in one process on the wasm backend,
  * interleaved call by call:
  *
  * - the depthwise conv gradients (backprop-filter, backprop-input) against their JavaScript loops,
@@ -10,6 +10,9 @@
  *   and tf.relu6's, one kernel each against tfjs' chains of elementwise ops;
  * - the batch norm's gradients of its input, scale and offset (statistics frozen, as the trainer
  *   keeps them), one kernel each against tfjs' elementwise ops, transposes and sums;
+ * - Softmax's gradient on the small transformer's attention probabilities, and a first-axis
+ *   Gather's on its embedding and on a hashed diff's buckets (softmax-gather-grad.c), one kernel
+ *   each against tfjs' chains;
  * - Adam's step on the keyword model's twelve variables (515k weights): tfjs' optimizer against
  *   FusedAdam (adam.c, one kernel per variable);
  * - one MobileNetV2 training step (nsfwjs's model, every weight, batch 8), before and after all of
@@ -166,6 +169,27 @@ for (const [h, c] of [[112, 96], [56, 144], [14, 576]] as const) {
   const bn = tf.grads((a: tf.Tensor, o: tf.Tensor, sc: tf.Tensor) => tf.batchNorm(a, mean as tf.Tensor1D, variance as tf.Tensor1D, o as tf.Tensor1D, sc as tf.Tensor1D, 1e-3));
   row('batch norm forward + gradients tfjs / ours', `${h}x${h}x${c}`, beforeAfter(() => bn([x, offset, scale], dy), stockBatchNorm, fusedBatchNorm));
   tf.dispose([x, dy, mean, variance, offset, scale]);
+}
+
+const stockSoftmaxGather = () => Object.assign(simdKernelSwitch, { fuseSoftmaxGrad: false, fuseGatherGrad: false });
+const fusedSoftmaxGather = () => Object.assign(simdKernelSwitch, { fuseSoftmaxGrad: true, fuseGatherGrad: true });
+{
+  // The small transformer's (bench/torch-transformer.py) attention probabilities at batch 32.
+  const logits = randomTensor([32, 4, 32, 32]);
+  const dy = randomTensor([32, 4, 32, 32]);
+  const softmax = tf.grad((v: tf.Tensor) => tf.softmax(v));
+  row('softmax forward + gradient tfjs / ours', '32x4x32x32', beforeAfter(() => softmax(logits, dy), stockSoftmaxGather, fusedSoftmaxGather, 5 * reps));
+  tf.dispose([logits, dy]);
+  // Its embedding (64 tokens of 64) over a batch of 32 sequences of 32 tokens; a hashed diff's
+  // 4,096 buckets read by 100,000 weights.
+  for (const [rows, inner, n] of [[64, 64, 1024], [4096, 1, 100000]] as const) {
+    const table = randomTensor(inner > 1 ? [rows, inner] : [rows]);
+    const ids = tf.tensor1d(Array.from({ length: n }, () => Math.floor(random() * rows)), 'int32');
+    const dyg = randomTensor(inner > 1 ? [n, inner] : [n]);
+    const gather = tf.grad((t: tf.Tensor) => tf.gather(t, ids));
+    row('gather forward + gradient tfjs / ours', `${rows}x${inner} from ${n}`, beforeAfter(() => gather(table, dyg), stockSoftmaxGather, fusedSoftmaxGather, 5 * reps));
+    tf.dispose([table, ids, dyg]);
+  }
 }
 
 {
