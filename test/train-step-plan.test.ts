@@ -192,6 +192,25 @@ test('the attention program\'s plan: shape arithmetic computed once, reshapes no
   target.dispose();
 });
 
+test('a step may read its constants into JavaScript, never a weight, a feed or a view of either', () => {
+  const w = tf.variable(tf.tensor2d([1, 2, 3, 4], [2, 2]), true, 'reads_w');
+  const before = tf.tensor1d([2, 2], 'int32');
+  const x = tf.tensor2d([1, 0, 0, 1], [2, 2]);
+  const readsOf = (read: (w: tf.Tensor, x: tf.Tensor) => number[]) => record(() => tf.tidy(() => {
+    const shape = read(w, x);
+    return [['y', tf.reshape(tf.matMul(x, w), shape)]] as StepOutputs;
+  }), { x }).refusal;
+  try {
+    assert.equal(readsOf(() => Array.from(tf.add(before, tf.tensor1d([0, 0], 'int32')).dataSync())), undefined, 'a value computed from constants');
+    assert.equal(readsOf(() => Array.from(tf.reshape(before, [2]).dataSync())), undefined, 'a reshape of a tensor made before the step');
+    assert.match(readsOf((v) => [Math.round(v.dataSync()[0]) + 1, 2]) ?? '', /reads a tensor's values into JavaScript/, 'a weight');
+    assert.match(readsOf((v) => [tf.reshape(v, [4]).dataSync()[0] + 1, 2]) ?? '', /reads a tensor's values into JavaScript/, 'a reshape of a weight (the same data on wasm)');
+    assert.match(readsOf((_v, f) => [tf.reshape(f, [4]).dataSync()[0] + 1, 2]) ?? '', /reads a tensor's values into JavaScript/, 'a reshape of a feed');
+  } finally {
+    tf.dispose([w, before, x]);
+  }
+});
+
 /** A parameterization of the tiny model's first kernel: W = W0 + D, with a hook in the effective weights. */
 class Probe implements Parameterization {
   readonly names: string[];
