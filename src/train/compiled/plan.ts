@@ -8,7 +8,9 @@
  * variable (read at its value of the moment), a tensor made before the step that never changes
  * (the base weights, a mask), a constant (made inside the step from JavaScript values, or
  * computed only from constants: folded once at capture) or an earlier kernel's output. Outputs
- * are released right after their last reader; kernels whose outputs nobody reads are not run.
+ * are released right after their last reader; kernels whose outputs nobody reads are not run,
+ * nor those whose output is their input under another shape (Reshape, Identity, a Cast to the
+ * same type): their readers read the input under the shape they were given.
  *
  * Two recordings are needed because one cannot tell a constant from a value the step computes in
  * JavaScript anew each time: the plan is built only when both ran the same kernels on the same

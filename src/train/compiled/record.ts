@@ -3,7 +3,9 @@
  * every registered kernel the engine runs at the top level (its name, inputs, attributes and
  * outputs), every tensor made from JavaScript values inside the step (an upload: its values are
  * kept), every variable assigned inside the step, and every value read back to JavaScript inside
- * the step (which no replay can repeat). Custom-gradient ops are transparent: their inner kernels
+ * the step that is not one of its constants (which no replay can repeat; a constant's values, a
+ * shape a graph computes from its activations' static shapes, are the same at every step).
+ * Custom-gradient ops are transparent: their inner kernels
  * are what is recorded. Kernels run from inside another kernel are the outer kernel's business and
  * are not recorded on their own.
  *
