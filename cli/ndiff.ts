@@ -30,11 +30,19 @@ const FLAG_OF_OPTION: [RegExp, string][] = [
   [/\btrustedKeys\b/g, '--public-key'],
 ];
 
-/** A message from the library, in the command line's words. */
+/** `modelId` as a flag's name: `model-id`. */
+const kebab = (word: string) => word.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/**
+ * A message from the library, in the command line's words. The library names an option with its
+ * flag beside it, `modelId (--model-id)` or `method topk (--method topk)`: the command line user
+ * reads the flag alone, `--model-id`, `--method topk`.
+ */
 export function inCliWords(message: string): string {
   let m = message;
   for (const [re, flag] of FLAG_OF_OPTION) m = m.replace(re, flag);
-  return m;
+  m = m.replace(/\b([a-z][A-Za-z]*) (\S+) \((--([a-z][a-z-]*) \2)\)/g, (all, word: string, _value: string, flagText: string, flag: string) => (kebab(word) === flag ? flagText : all));
+  return m.replace(/\b([a-z][A-Za-z]*) \((--([a-z][a-z-]*)[^)]*)\)/g, (all, word: string, flagText: string, flag: string) => (kebab(word) === flag ? flagText : all));
 }
 
 /**

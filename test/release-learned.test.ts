@@ -76,7 +76,7 @@ test('a learned edge: export the job, train toward the new version, take the pay
   assert.equal(r.code, 0, r.err);
   r = await ndiff('release', 'job', '--release', release, '--id', job.id, '--payload', join(dir, 'other.ndiff'));
   assert.equal(r.code, 2, r.err);
-  assert.match(r.err, /has sequence 3, version 2 needs sequence 2: make it with --model-id clf --sequence 2/);
+  assert.match(r.err, /has sequence 3, version 2 needs sequence 2: make it with modelId "clf" and sequence 2 \(--model-id clf --sequence 2\)/);
   assert.equal(existsSync(join(release, 'jobs', `${job.id}.json`)), false, 'a refused payload left a job result');
 
   r = await ndiff('release', 'job', '--release', release, '--id', job.id, '--payload', join(dir, 'learned.ndiff'));

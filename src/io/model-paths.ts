@@ -54,7 +54,7 @@ export function parseExpiry(s: string, now = Date.now()): number {
   const d = /^(\d+)\s*([dhm])$/.exec(s.trim());
   if (d) return Math.floor(now / 1000) + Number(d[1]) * { d: 86400, h: 3600, m: 60 }[d[2] as 'd' | 'h' | 'm'];
   const t = Date.parse(s);
-  if (Number.isNaN(t)) throw new UsageError(`--expires ${JSON.stringify(s)} is not understood: use an ISO date (2027-01-31T00:00:00Z) or a duration from now (30d, 12h, 90m)`);
+  if (Number.isNaN(t)) throw new UsageError(`expires (--expires) ${JSON.stringify(s)} is not understood: use an ISO date (2027-01-31T00:00:00Z) or a duration from now (30d, 12h, 90m)`);
   return Math.floor(t / 1000);
 }
 
@@ -116,7 +116,7 @@ export async function writeUpdatedModel(baseDir: string, outDir: string, payload
  */
 export async function resolveModelId(baseDir: string, given: string | undefined): Promise<string> {
   if (given !== undefined) {
-    if (given.length === 0) throw new UsageError('--model-id is empty: give the id devices know this model by, e.g. --model-id kws-en');
+    if (given.length === 0) throw new UsageError('modelId (--model-id) is empty: give the id devices know this model by, e.g. kws-en (--model-id kws-en)');
     return given;
   }
   // A <name>.json model's id is recorded beside it, as an .onnx file's is.
@@ -124,7 +124,7 @@ export async function resolveModelId(baseDir: string, given: string | undefined)
   if (recorded !== undefined) return recorded;
   const where = isModelFilePath(baseDir) || isSafetensorsPath(baseDir) || isModelJsonPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
   throw new UsageError(
-    `which model is this an update of? ${where}: pass --model-id ID, the id devices know this model by (e.g. --model-id kws-en), and keep it for every later update of it. It is not taken from the ${isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? '' : ' --model-out records the id in the updated folder, so a diff from that folder reads it'}`,
+    `which model is this an update of? ${where}: pass modelId (--model-id ID), the id devices know this model by (e.g. kws-en), and keep it for every later update of it. It is not taken from the ${isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? '' : ' modelOut (--model-out) records the id in the updated folder, so a diff from that folder reads it'}`,
     { base: baseDir },
   );
 }

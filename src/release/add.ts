@@ -113,7 +113,7 @@ export interface AddVersionResult {
  * leaves the folder as it found it: the record as before, no new blob, no job file.
  */
 export async function addVersion(releaseDir: string, modelPath: string, options: AddVersionOptions = {}): Promise<AddVersionResult> {
-  if (!options.planOnly && (!options.key || options.expiresAt === undefined)) throw new UsageError('adding a version without --plan publishes it: the signing key (--key) and an expiry are needed');
+  if (!options.planOnly && (!options.key || options.expiresAt === undefined)) throw new UsageError('adding a version without plan (--plan) publishes it: key (--key) and expires (--expires) are needed, the signing key and the manifest\'s expiry');
   const existed = (await lstat(releaseDir).catch(() => undefined)) !== undefined;
   await makeDirs(releaseDir);
   const unlock = await lockRelease(releaseDir);
@@ -160,12 +160,12 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   let record: ReleaseRecord | undefined = await readRecord(releaseDir);
   if (!record) {
     if (!options.modelId) {
-      throw new UsageError(`${releaseDir} holds no release yet: name the model with --model-id (the id every payload carries and devices check; it is kept in ${releaseDir}/release.json, never taken from a folder name)`);
+      throw new UsageError(`${releaseDir} holds no release yet: name the model with modelId (--model-id) (the id every payload carries and devices check; it is kept in ${releaseDir}/release.json, never taken from a folder name)`);
     }
     record = { format: 'neural-diff-release-record', version: 1, modelId: options.modelId, modelKind: kind, history: options.history ?? 3, release: 0, versions: [], payloads: [], pending: null };
   }
   if (options.modelId !== undefined && options.modelId !== record.modelId) {
-    throw new UsageError(`${releaseDir} is the release of model ${JSON.stringify(record.modelId)}, not ${JSON.stringify(options.modelId)}: one release folder per model id; drop --model-id (the record keeps it) or use another folder`, { expected: record.modelId, found: options.modelId });
+    throw new UsageError(`${releaseDir} is the release of model ${JSON.stringify(record.modelId)}, not ${JSON.stringify(options.modelId)}: one release folder per model id; drop modelId (--model-id): the record keeps it; or use another folder`, { expected: record.modelId, found: options.modelId });
   }
   const kinds = { onnx: ['.onnx files', 'an .onnx file'], tflite: ['.tflite files', 'a .tflite file'], tfjs: ['TF.js folders', 'a TF.js folder'] } as const;
   if (record.modelKind !== kind) throw new UsageError(`${releaseDir} holds ${kinds[record.modelKind][0]}, and ${modelPath} is ${kinds[kind][1]}: add versions of the same kind`);
@@ -173,7 +173,7 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
     throw new UsageError(`version ${record.pending.version} of ${JSON.stringify(record.modelId)} was planned but not published: run its jobs (ndiff release job) and publish it (ndiff release publish), or drop it (ndiff release cancel --release ${releaseDir}), before adding another`, { pending: record.pending.version });
   }
   if (options.history !== undefined) {
-    if (!Number.isSafeInteger(options.history) || options.history < 1) throw new UsageError(`--history must be a whole number >= 1, found ${options.history}`);
+    if (!Number.isSafeInteger(options.history) || options.history < 1) throw new UsageError(`history (--history) must be a whole number >= 1, found ${options.history}`, { expected: 'a whole number >= 1', found: options.history });
     record.history = options.history;
   }
   progress(`storing ${modelPath} as a full package`);

@@ -213,7 +213,7 @@ export async function adoptJobPayload(releaseDir: string, record: ReleaseRecord,
   } catch (e) {
     throw new UsageError(`the payload given for job ${job.id} cannot be read (${(e as Error).message}): expected an unsigned payload from ndiff train or ndiff diff (publish signs it)`);
   }
-  const fix = `make it with --model-id ${record.modelId} --sequence ${to.version} from the base \`ndiff release job --id ${job.id} --export DIR\` writes`;
+  const fix = `make it with modelId ${JSON.stringify(record.modelId)} and sequence ${to.version} (--model-id ${record.modelId} --sequence ${to.version}) from the base \`ndiff release job --id ${job.id} --export DIR\` writes`;
   if (header.modelId !== record.modelId) throw new UsageError(`the payload given for job ${job.id} is for model ${JSON.stringify(header.modelId)}, this release is ${JSON.stringify(record.modelId)}: ${fix}`);
   if (header.baseFingerprint !== job.base) throw new UsageError(`the payload given for job ${job.id} patches base ${header.baseFingerprint}, the job's base is ${job.base} (version ${job.fromVersion}): ${fix}`);
   if (header.sequence !== to.version) throw new UsageError(`the payload given for job ${job.id} has sequence ${header.sequence}, version ${to.version} needs sequence ${to.version}: ${fix}`);

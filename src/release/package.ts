@@ -86,7 +86,7 @@ async function checkInsideModel(modelPath: string, sources: { name: string; from
 /** Store the model's files as blobs and return them with its fingerprint. */
 export async function storePackage(releaseDir: string, modelPath: string): Promise<{ files: PackageFile[]; fingerprint: string }> {
   const info = await stat(modelPath).catch(() => undefined);
-  if (!info) throw new UsageError(`--model ${modelPath} does not exist: expected a TF.js model folder (model.json + shards), an .onnx or a .tflite file`);
+  if (!info) throw new UsageError(`model (--model) ${modelPath} does not exist: expected a TF.js model folder (model.json + shards), an .onnx or a .tflite file`);
   const sources = await modelFiles(modelPath);
   await checkInsideModel(modelPath, sources);
   const model = await openModelAt(modelPath);

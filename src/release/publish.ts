@@ -104,7 +104,7 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
   const latest = newestVersion(record);
   if (!latest) throw new UsageError(`release folder ${releaseDir} has no version yet: add one first (ndiff release add --release ${releaseDir} --model PATH ...)`);
   const accept = (options.accept ?? []).map((a) => a.toLowerCase());
-  for (const a of accept) if (!/^[0-9a-f]{16,64}$/.test(a)) throw new UsageError(`--accept ${JSON.stringify(a)}: expected the SHA-256 of a payload (16 to 64 hex digits, as publish prints it)`);
+  for (const a of accept) if (!/^[0-9a-f]{16,64}$/.test(a)) throw new UsageError(`accept (--accept) ${JSON.stringify(a)}: expected the SHA-256 of a payload (16 to 64 hex digits, as publish prints it)`);
   const skipped: { id: string; why: string }[] = [];
   let added = 0;
   const finished = record.pending?.jobs.map((j) => j.id) ?? [];

@@ -69,7 +69,7 @@ export function checkTicket(doc: unknown): JobTicket {
 export function blobSource(source: string): { url?: URL; dir?: string } {
   if (/^https?:\/\//i.test(source)) return { url: new URL(source.endsWith('/') ? source : `${source}/`) };
   if (/^file:\/\//i.test(source)) return { dir: fileURLToPath(source) };
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) throw new UsageError(`--source ${JSON.stringify(source)}: expected the release folder as an http(s):// or file:// URL, or a path`);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) throw new UsageError(`source (--source) ${JSON.stringify(source)}: expected the release folder as an http(s):// or file:// URL, or a path`);
   return { dir: path.resolve(source) };
 }
 
@@ -140,7 +140,7 @@ async function fetchBlob(source: string, blob: { file: string; sha256: string; l
     }
   } catch (e) {
     const why = errCode(e) === 'ENOENT' ? 'not there' : (e as Error).message;
-    throw new DownloadError(`job input ${blob.file} could not be fetched from ${where} (${why}): serve the release folder there (any static host) or pass its path with --source`, { file: blob.file, source });
+    throw new DownloadError(`job input ${blob.file} could not be fetched from ${where} (${why}): serve the release folder there (any static host) or pass its path as source (--source)`, { file: blob.file, source });
   }
   if (bytes.length !== blob.length || sha256Of(bytes) !== blob.sha256) {
     throw new DownloadError(`job input ${blob.file} from ${where} is ${bytes.length} bytes with another SHA-256 than its name (expected ${blob.length} bytes): the source serves another or a damaged file; fix the host and the job is retried`, { file: blob.file, source });

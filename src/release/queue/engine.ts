@@ -52,9 +52,9 @@ export function queueUrlOf(queue: string): string {
   try {
     url = new URL(queue);
   } catch {
-    throw new UsageError(`--queue ${JSON.stringify(queue)}: expected a Redis URL, e.g. redis://127.0.0.1:6379 (rediss:// for TLS)`);
+    throw new UsageError(`queue (--queue) ${JSON.stringify(queue)}: expected a Redis URL, e.g. redis://127.0.0.1:6379 (rediss:// for TLS)`);
   }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new UsageError(`--queue ${JSON.stringify(queue)}: expected a redis:// or rediss:// URL, found ${url.protocol}`);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new UsageError(`queue (--queue) ${JSON.stringify(queue)}: expected a redis:// or rediss:// URL, found ${url.protocol}`);
   return queue;
 }
 

@@ -64,7 +64,7 @@ const LOCK_MS = 30_000;
 export async function runPlanOnQueue(releaseDir: string, queue: string, options: RunPlanOptions = {}): Promise<RunPlanResult> {
   const url = queueUrlOf(queue);
   const record = await readRecord(releaseDir);
-  if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json): add a version with --plan first`);
+  if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json): add a version with plan (--plan) first`);
   const names = planNames(record);
   const progress = options.onProgress ?? (() => {});
   const bull = await loadBullmq();

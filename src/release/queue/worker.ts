@@ -88,8 +88,8 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   const url = queueUrlOf(queue);
   const concurrency = options.concurrency ?? 1;
   const lockSeconds = options.lockSeconds ?? 30;
-  if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`--concurrency must be a whole number from 1 to 64, found ${concurrency}`);
-  if (!(lockSeconds >= 1 && lockSeconds <= 3600)) throw new UsageError(`--lock-seconds must be from 1 to 3600, found ${lockSeconds}`);
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`concurrency (--concurrency) must be a whole number from 1 to 64, found ${concurrency}`);
+  if (!(lockSeconds >= 1 && lockSeconds <= 3600)) throw new UsageError(`lockSeconds (--lock-seconds) must be from 1 to 3600, found ${lockSeconds}`);
   const bull = await loadBullmq();
   const log = options.onLine ?? (() => {});
   await sweepDeadWorkers();
