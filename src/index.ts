@@ -1,7 +1,7 @@
 /**
  * `neural-diff`: the build-server library without tfjs. The calls that do what the commands do
  * ({@link diff}, {@link apply}, {@link inspect}, {@link verify}, {@link update},
- * {@link checkUpdate}), the model files and weight stores they read and write, the device
+ * {@link checkUpdate}, {@link release}), the model files and weight stores they read and write, the device
  * applier's entry points and typed errors, signing keys, release folders and reports. The
  * trainers, which need tfjs, are `neural-diff/train`; the device applier alone is
  * `neural-diff/apply`. Codecs, quantizers, payload builders and format details, for people who
@@ -20,6 +20,7 @@ export { apply, DEFAULT_MAX_PAYLOAD_BYTES, type ApplyOptions, type ApplyReport, 
 export { inspect, type InspectReport, type PayloadSummary, type PatchSummary } from './front/inspect.ts';
 export { verify, type VerifyOptions, type VerifyReport } from './front/verify.ts';
 export { update, checkUpdate, type UpdateOptions, type UpdateReport } from './front/update.ts';
+export { release, type ReleaseAddOptions, type ReleaseAddResult, type ReleaseMeasurement, type ReleaseJobLine, type ReleaseDirOptions, type ReleaseJobOptions, type ReleaseJobResult, type ReleaseJobExport, type ReleasePublishOptions, type ReleasePublishResult, type ReleaseRunOptions, type ReleaseRunResult, type ReleaseStatus } from './front/release.ts';
 export type { Progress } from './front/progress.ts';
 export type { PostHocMethod, WeightEstimate } from './diff/advice.ts';
 export type { ByteDeltaStats } from './diff/byte-delta.ts';
@@ -48,6 +49,7 @@ export { addVersion, type AddVersionOptions, type AddVersionResult, type LossyJo
 export { publishRelease, signManifest, verdictKey, type PublishOptions, type PublishResult, type CheckedResult } from './release/publish.ts';
 export { planJobs, runJob, readJobResult } from './release/jobs.ts';
 export type { RunJobResult } from './release/jobs.ts';
+export type { PlanJobStatus } from './release/queue/plan.ts';
 export { readRecord, RECORD_FILE, type ReleaseRecord, type ReleaseJob, type EdgePolicy, type JobResult } from './release/record.ts';
 // Reports.
 export { renderHtml, renderMarkdown, summarize } from './report/report.ts';

@@ -4,13 +4,10 @@
  */
 import { availableParallelism } from 'node:os';
 import type { Argv, Options } from 'yargs';
-import { UsageError } from '../../src/core/errors.ts';
-import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
-import { planStatus, runPlanOnQueue } from '../../src/release/queue/plan.ts';
+import { release } from '../../src/front/release.ts';
 import { startQueueWorker } from '../../src/release/queue/worker.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
-import { parseExpiry } from '../models.ts';
 
 interface RunArgs {
   release: string;
@@ -48,22 +45,28 @@ export function releaseRunOptions(c: Argv<any>, releaseOption: Options, expiresO
     .example('$0 release add --release site/kws --model models/v4 --plan && $0 release run --release site/kws --queue redis://queue.internal --source https://cdn.example.com/kws/ --key release.private.pem', 'plan, then run the plan on the workers and publish');
 }
 
-/** `release run`. */
+/** `release run`: one call of `release.run`, its result printed. */
 export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
-  if (!Number.isSafeInteger(a.attempts) || a.attempts < 1 || a.attempts > 100) throw new UsageError(`--attempts must be a whole number from 1 to 100, found ${a.attempts}`);
-  if (a.checkConcurrency !== undefined && (!Number.isSafeInteger(a.checkConcurrency) || a.checkConcurrency < 1 || a.checkConcurrency > 64)) throw new UsageError(`--check-concurrency must be a whole number from 1 to 64, found ${a.checkConcurrency}`);
-  const publish = a.key ? { key: await readPrivateKeyFile(a.key, (l) => io.err(l)), expiresAt: parseExpiry(a.expires), ...(a.accept ? { accept: a.accept } : {}) } : undefined;
-  const res = await runPlanOnQueue(a.release, a.queue, { ...(a.source ? { source: a.source } : {}), ...(publish ? { publish } : {}), attempts: a.attempts, ...(a.checkConcurrency !== undefined ? { checkConcurrency: a.checkConcurrency } : {}), onProgress: (l) => io.progress(l) });
-  io.result?.({ plan: res.planId, jobs: res.jobs, ...(res.published ? { release: res.published.release, added: res.published.added, skipped: res.published.skipped } : {}) });
-  io.out(res.published
-    ? `${a.release}: plan ${res.planId} done (${res.jobs} job(s)); manifest release ${res.published.release} signed, ${res.published.added} payload(s) added`
-    : `${a.release}: plan ${res.planId} done (${res.jobs} job(s)), every result checked and left in jobs/: publish with ndiff release publish --release ${a.release} --key ...`);
+  const res = await release.run({
+    release: a.release, queue: a.queue, expires: a.expires, attempts: a.attempts,
+    ...(a.source ? { source: a.source } : {}),
+    ...(a.key ? { key: a.key } : {}),
+    ...(a.accept ? { accept: a.accept } : {}),
+    ...(a.checkConcurrency !== undefined ? { checkConcurrency: a.checkConcurrency } : {}),
+    onProgress: (l) => io.progress(l),
+  });
+  const { warnings, ...doc } = res;
+  for (const w of warnings) io.err(`warning: ${w}`);
+  io.result?.(doc);
+  io.out(res.release !== undefined
+    ? `${a.release}: plan ${res.plan} done (${res.jobs} job(s)); manifest release ${res.release} signed, ${res.added} payload(s) added`
+    : `${a.release}: plan ${res.plan} done (${res.jobs} job(s)), every result checked and left in jobs/: publish with ndiff release publish --release ${a.release} --key ...`);
   return 0;
 }
 
 /** `release status`. */
 export async function runReleaseStatus(a: StatusArgs, io: CliIO): Promise<number> {
-  const s = await planStatus(a.release, a.queue);
+  const s = await release.status({ release: a.release, queue: a.queue });
   io.result?.(s);
   const n = (state: string) => s.jobs.filter((j) => j.state === state).length;
   io.out(`plan ${s.planId}: ${n('waiting')} waiting, ${n('running')} running, ${n('done')} done, ${n('failed') + n('refused')} failed${n('refused') ? ` (${n('refused')} refused by publish's checks)` : ''}${n('not queued') ? `, ${n('not queued')} not queued (ndiff release run)` : ''}; publish: ${s.publish}${s.publishReason ? ` (${s.publishReason})` : ''}`);

@@ -3,25 +3,15 @@
  * plan and run its payload jobs, publish the signed manifest, show what it holds).
  */
 import type { Argv } from 'yargs';
-import { UsageError } from '../../src/core/errors.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
-import { readPrivateKeyFile } from '../../src/sign/node-keys.ts';
-import { addVersion, cancelPending, type DriftCheck, type LossyJobPayload } from '../../src/release/add.ts';
-import { sha256Of } from '../../src/release/blobs.ts';
-import type { PayloadCloseness } from '../../src/train/target-closeness.ts';
-import { adoptJobPayload, exportJob, runJob, type RunJobResult } from '../../src/release/jobs.ts';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import type { DriftCheck } from '../../src/release/add.ts';
+import type { ReleaseJob } from '../../src/release/record.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
-import { closenessLines, measurePayload, movesAwayText } from '../../src/front/measure/payload-eval.ts';
-import { publishReleaseFolder } from '../../src/release/publish.ts';
-import { newestVersion, readRecord, type ReleaseJob, type ReleaseRecord } from '../../src/release/record.ts';
-import { materializeVersion } from '../../src/release/package.ts';
-import { interfaceWarning, modelPortsAt } from '../../src/front/ports.ts';
+import { closenessLines } from '../../src/front/measure/payload-eval.ts';
+import { DEFAULT_KEYFRAME_BELOW, release, type ReleaseJobExport } from '../../src/front/release.ts';
+import type { RunJobResult } from '../../src/release/jobs.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
-import { parseExpiry } from '../models.ts';
 import { releaseRunOptions, runReleaseRun, runReleaseStatus } from './release-queue.ts';
 
 /** Wraps a command handler so it writes through the CLI's io and sets the exit code (from ndiff.ts). */
@@ -62,95 +52,42 @@ interface PublishArgs extends ReleaseDirArgs {
 const releaseOption = { type: 'string', demandOption: true, describe: 'release folder (serve it from any static host)' } as const;
 const expiresOption = { type: 'string', default: '30d', describe: 'manifest expiry: a duration (30d, 12h) or ISO date' } as const;
 
-async function readExisting(dir: string): Promise<ReleaseRecord> {
-  const record = await readRecord(dir);
-  if (!record) throw new UsageError(`${dir} holds no release (no release.json): create it with \`ndiff release add --release ${dir} --model PATH --model-id ID --key private.pem\``);
-  return record;
-}
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+const thresholdLine = (t: number) => `keyframe threshold: ${pct(t)} top-1 agreement with the new version on the --eval inputs (--keyframe-below): a lossy payload whose devices would agree less is made exact`;
 
-function jobLine(dir: string, job: ReleaseJob): Record<string, unknown> {
-  return { id: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, base: job.base, ...(job.via ? { via: job.via } : {}), method: job.policy.method, ...(job.policy.budget ? { budget: job.policy.budget } : {}), command: `ndiff release job --release ${dir} --id ${job.id}` };
-}
-
+/** `ndiff release add`: one call of the library's `release.add`, its result printed. */
 async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
-  if (a.method === 'topk' && !a.budget) throw new UsageError('--method topk needs --budget (e.g. --budget 2%): the byte budget of each payload');
-  if (a.method === 'exact' && a.budget) throw new UsageError('--budget applies to --method topk; exact payloads carry every change (add --method topk to cap them)');
-  if (!a.plan && !a.key) throw new UsageError('--key is needed to publish (the Ed25519 private key from ndiff keygen); with --plan the key is needed only by `ndiff release publish`');
-  if (a.eval !== undefined && a.plan) throw new UsageError('--eval measures the payloads add makes before it signs them; with --plan add makes none: measure a job\'s payload with ndiff diff --eval, or add without --plan');
-  if (a.eval !== undefined && a.method !== 'topk') throw new UsageError('--eval measures lossy payloads (--method topk --budget B); exact payloads reach the version bit for bit, so there is nothing to measure: leave --eval out');
-  if (a.eval === undefined && (a.state.length || a.output || a.outputKind)) throw new UsageError('--state, --output and --output-kind tell --eval how to run an .onnx model: add --eval INPUTS, or leave them out');
-  if (a.eval !== undefined) await stat(a.eval).catch(() => { throw new UsageError(`--eval ${a.eval} does not exist: expected the inputs (x.npy, or a folder holding it; for .onnx files one .npy per model input)`); });
-  if (a.keyframeBelow !== undefined && a.eval === undefined) throw new UsageError('--keyframe-below is the least agreement with the version a lossy chain may drift to, measured on the --eval inputs: add --eval INPUTS, or leave --keyframe-below out');
-  const threshold = a.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
-  if (!(threshold >= 0 && threshold <= 1)) throw new UsageError(`--keyframe-below ${a.keyframeBelow}: expected an agreement from 0 to 1 (0.98 for 98%)`, { expected: '0 to 1', found: a.keyframeBelow });
-  const key = a.key ? await readPrivateKeyFile(a.key, (l) => io.err(l)) : undefined;
-  const warning = await interfaceChangeOfAdd(a.release, a.model);
-  if (warning) io.err(`warning: ${warning}`);
-  const dir = a.eval !== undefined ? await mkdtemp(path.join(tmpdir(), 'ndiff-release-eval-')) : undefined;
-  const measured = new Map<string, PayloadCloseness>();
-  const measure = async (l: LossyJobPayload) => {
-    const sha = sha256Of(l.bytes);
-    let m = measured.get(sha);
-    if (!m) {
-      const models = await exportJob(a.release, l.record, l.job, path.join(dir as string, `${l.job.id}-${measured.size}`));
-      m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (${l.job.via ? `the state a lossy chain reached from version ${l.job.fromVersion}` : `version ${l.job.fromVersion}`})`, target: `version ${l.job.toVersion}` }, eval: a.eval as string, state: a.state, ...(a.output ? { output: a.output } : {}), ...(a.outputKind ? { outputKind: a.outputKind } : {}) }, l.bytes, (line) => io.progress(line));
-      measured.set(sha, m);
-    }
-    return m;
-  };
-  if (dir) io.out(`keyframe threshold: ${pct(threshold)} top-1 agreement with the new version on the --eval inputs (--keyframe-below): a lossy payload whose devices would agree less is made exact`);
-  const res = await addVersion(a.release, a.model, {
-    ...(dir ? { keyframes: { threshold, larger: KEYFRAME_LARGER, agreement: async (l) => { const m = await measure(l); return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement; } } } : {}),
-    beforePublish: async (lossy) => {
-      for (const l of lossy) io.err(`warning: ${lossyText(l.job, l.result)}${a.eval ? '' : '. Measure it on inputs before devices get it: add with --eval INPUTS (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below --keyframe-below gets an exact payload)'}`);
-      if (a.eval !== undefined) await measureLossy(a, lossy, io, measure);
-    },
+  let saidThreshold = false;
+  const res = await release.add({
+    release: a.release, model: a.model, method: a.method, expires: a.expires, plan: a.plan, state: a.state,
+    ...(a.eval !== undefined ? { eval: a.eval } : {}),
+    ...(a.output !== undefined ? { output: a.output } : {}),
+    ...(a.outputKind !== undefined ? { outputKind: a.outputKind } : {}),
     ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),
+    ...(a.key !== undefined ? { key: a.key } : {}),
     ...(a.history !== undefined ? { history: a.history } : {}),
-    policy: { method: a.method, ...(a.budget ? { budget: a.budget } : {}) },
-    planOnly: a.plan,
-    ...(key ? { key, expiresAt: parseExpiry(a.expires) } : {}),
+    ...(a.budget !== undefined ? { budget: a.budget } : {}),
+    ...(a.keyframeBelow !== undefined ? { keyframeBelow: a.keyframeBelow } : {}),
     onProgress: (l) => io.progress(l),
-  }).finally(() => dir && rm(dir, { recursive: true, force: true }));
+    onMeasured: (m) => {
+      if (!saidThreshold) io.out(thresholdLine(m.keyframeBelow));
+      saidThreshold = true;
+      for (const line of closenessLines(m.closeness, `version ${m.job.toVersion}`)) io.out(`${m.job.id}: ${line}`);
+    },
+  });
+  const { warnings, ...doc } = res;
+  for (const w of warnings) io.err(`warning: ${w}`);
+  if (res.keyframeBelow !== undefined && !saidThreshold) io.out(thresholdLine(res.keyframeBelow));
   for (const d of res.drift ?? []) io.out(driftLine(d));
-  if (a.plan) {
-    io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: res.jobs.map((j) => jobLine(a.release, j)), ...(warning ? { interfaceChanged: true, warning } : {}) });
+  io.result?.(doc);
+  if (res.jobs) {
     // One JSON line per job, for a CI matrix; then `ndiff release publish`.
-    for (const j of res.jobs) io.out(JSON.stringify(jobLine(a.release, j)));
+    for (const j of res.jobs) io.out(JSON.stringify(j));
     return 0;
   }
-  const pub = res.published;
-  io.result?.({ modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes, release: pub?.release, added: pub?.added, skipped: pub?.skipped, ...(res.drift ? { keyframeBelow: threshold, drift: res.drift } : {}), ...(warning ? { interfaceChanged: true, warning } : {}) });
-  io.out(`${a.release}: model ${JSON.stringify(res.modelId)} version ${res.version} (${res.fingerprint}), full package ${formatBytes(res.packageBytes)}; ${pub?.added ?? 0} payload(s) added${pub?.skipped.length ? `, ${pub.skipped.length} not kept (no smaller than the package)` : ''}; manifest release ${pub?.release} signed`);
+  io.out(`${a.release}: model ${JSON.stringify(res.modelId)} version ${res.version} (${res.fingerprint}), full package ${formatBytes(res.packageBytes ?? 0)}; ${res.added ?? 0} payload(s) added${res.skipped?.length ? `, ${res.skipped.length} not kept (no smaller than the package)` : ''}; manifest release ${res.release} signed`);
   return 0;
 }
-
-/**
- * The warning for a version whose inputs or outputs differ from the newest one in the release
- * (as `ndiff diff` warns for a structural payload): devices get it through payloads and the
- * package alike, and the app feeding the model must change with it. Undefined for a first version
- * or the same interface.
- */
-async function interfaceChangeOfAdd(releaseDir: string, modelPath: string): Promise<string | undefined> {
-  const record = await readRecord(releaseDir).catch(() => undefined);
-  const newest = record ? newestVersion(record) : undefined;
-  if (!record || !newest) return undefined;
-  const stored = await materializeVersion(releaseDir, record, newest.version);
-  try {
-    const [before, after] = await Promise.all([modelPortsAt(stored.path), modelPortsAt(modelPath)]);
-    return before && after ? interfaceWarning(before, after, `devices updated to this version (by payload or package) need an app that feeds the model the new way; ship that app with it or first`) : undefined;
-  } finally {
-    await stored.dispose();
-  }
-}
-
-/** The default of `release add --keyframe-below`: the least top-1 agreement with the version a lossy chain may drift to. */
-export const DEFAULT_KEYFRAME_BELOW = 0.98;
-
-/** Before an exact payload, `release add --eval` tries top-k payloads of these multiples of the budget. */
-const KEYFRAME_LARGER = [2, 4];
-
-const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 /** One line per lossy payload measured for keyframes: its chain, its agreement, and what was shipped. */
 function driftLine(d: DriftCheck): string {
@@ -164,94 +101,67 @@ function driftLine(d: DriftCheck): string {
   return `${d.job}: devices agree with version ${d.toVersion} on ${pct(d.agreement)} of the --eval inputs ${chain}, ${verdict}`;
 }
 
-/** What a lossy payload is, in words: how much of the change it carries and where devices end. */
-function lossyText(job: ReleaseJob, result: RunJobResult): string {
-  const share = result.carried !== undefined ? `it carries ${(100 * result.carried).toFixed(1)}% of the weight change from version ${job.fromVersion} to ${job.toVersion} (by squared size)` : `it reaches ${result.payload?.target}, not version ${job.toVersion}`;
-  return `payload ${job.id} is lossy (top-k within ${job.policy.budget}): ${share}; devices that take it hold a model near version ${job.toVersion}, not version ${job.toVersion}, and for a retrained version, whose weights all moved a little, its outputs can be far from version ${job.toVersion}'s`;
+/** `ndiff release job`: one call of `release.job`, its result printed. */
+async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
+  const res = await release.job({
+    release: a.release,
+    ...(a.id !== undefined ? { id: a.id } : {}),
+    ...(a.index !== undefined ? { index: a.index } : {}),
+    ...(a.method !== undefined ? { method: a.method } : {}),
+    ...(a.budget !== undefined ? { budget: a.budget } : {}),
+    ...(a.export !== undefined ? { export: a.export } : {}),
+    ...(a.payload !== undefined ? { payload: a.payload } : {}),
+    onProgress: (l) => io.progress(l),
+  });
+  const { job, warnings, ...doc } = res;
+  io.result?.(doc);
+  if (a.export !== undefined) printExport(a, io, job, res as ReleaseJobExport);
+  else printJobResult(a, io, job, res as RunJobResult);
+  for (const w of warnings) io.err(`warning: ${w}`);
+  return 0;
 }
 
-/**
- * \`release add --eval\`: each lossy payload measured on the inputs against its version (base and
- * version written from the release's blobs to a temporary folder), before anything is signed. A
- * payload that takes the model further from the version than not updating refuses the add.
- */
-async function measureLossy(a: AddArgs, lossy: LossyJobPayload[], io: CliIO, measure: (l: LossyJobPayload) => Promise<PayloadCloseness>): Promise<void> {
-  if (!lossy.length) {
-    io.progress('--eval: every payload is exact (it reaches the version bit for bit): nothing to measure');
+/** The lines of `release job --export`: where the models are, and the commands that learn the payload and take it back. */
+function printExport(a: JobArgs, io: CliIO, job: ReleaseJob, out: ReleaseJobExport): void {
+  io.out(`${job.id}: base (version ${job.fromVersion}) in ${out.base}, target (version ${job.toVersion}) in ${out.teacher}. Learn the payload toward the target, e.g.`);
+  io.out(`  ndiff train --base ${out.base} --teacher ${out.teacher} --train INPUTS --budget 1% --model-id ${out.modelId} --sequence ${out.sequence} --out ${job.id}.ndiff`);
+  io.out(`then: ndiff release job --release ${a.release} --id ${job.id} --payload ${job.id}.ndiff`);
+}
+
+/** The line of a job run (or a payload taken in): what was left in jobs/. */
+function printJobResult(a: JobArgs, io: CliIO, job: ReleaseJob, res: RunJobResult): void {
+  if (!res.payload) {
+    io.out(`${job.id}: ${res.skipped}`);
     return;
   }
-  const worse: string[] = [];
-  for (const l of lossy) {
-    const m = await measure(l);
-    for (const line of closenessLines(m, `version ${l.job.toVersion}`)) io.out(`${l.job.id}: ${line}`);
-    if (m.movesAway) worse.push(`${l.job.id}: ${movesAwayText(m, `version ${l.job.toVersion}`, '')}`.trim().replace(/\.$/, ''));
+  if (a.payload === undefined) {
+    io.out(`${job.id}: payload of ${res.payload.length} bytes (${res.payload.method}) left in ${a.release}/jobs/; publish when every job has run`);
+    return;
   }
-  if (worse.length) {
-    throw new UsageError(`nothing was published and ${a.release} is as it was: ${worse.join('; ')}. A larger --budget, --method exact, or a payload learned toward the version (add --plan, then ndiff release job --export, ndiff train --teacher, ndiff release job --payload) gets closer`);
-  }
+  io.out(`${job.id}: payload of ${res.payload.length} bytes (${res.payload.method}${res.payload.exact ? '' : ', lossy'}) checked against the job's base and left in ${a.release}/jobs/; publish when every job has run${res.payload.exact ? '' : ` (a lossy payload is signed only when you vouch for it: ndiff release publish ... --accept ${res.payload.sha256.slice(0, 16)})`}`);
 }
 
-async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
-  const record = await readExisting(a.release);
-  if ((a.id === undefined) === (a.index === undefined)) throw new UsageError('name the job with --id (v3-from-v1) or --index (its place in the plan, from 0: a Kubernetes Indexed Job\'s JOB_COMPLETION_INDEX), one of the two');
-  if (a.index !== undefined) {
-    const jobs = record.pending?.jobs ?? [];
-    if (!Number.isSafeInteger(a.index) || a.index < 0 || a.index >= jobs.length) throw new UsageError(`--index ${a.index}: the plan of ${a.release} has ${jobs.length} job(s), numbered 0 to ${jobs.length - 1}${jobs.length ? '' : ' (no version is pending: add one with --plan first)'}`);
-    a.id = jobs[a.index].id;
-  }
-  const job = record.pending?.jobs.find((j) => j.id === a.id);
-  if (!job) {
-    const ids = record.pending?.jobs.map((j) => j.id) ?? [];
-    throw new UsageError(`no pending job ${JSON.stringify(a.id)} in ${a.release}: ${ids.length ? `the pending jobs are ${ids.join(', ')}` : 'no version is pending (add one with --plan first)'}`);
-  }
-  if (a.export !== undefined && a.payload !== undefined) throw new UsageError('--export writes the job\'s models for training, --payload takes the trained payload back: run them as two steps');
-  if ((a.export !== undefined || a.payload !== undefined) && (a.method !== undefined || a.budget !== undefined)) throw new UsageError('--method/--budget choose how this command builds the payload; with --export or --payload the payload is made by your training command');
-  if (a.export !== undefined) {
-    const out = await exportJob(a.release, record, job, a.export);
-    io.result?.({ id: job.id, base: out.base, teacher: out.target, modelId: record.modelId, sequence: job.toVersion });
-    io.out(`${a.id}: base (version ${job.fromVersion}) in ${out.base}, target (version ${job.toVersion}) in ${out.target}. Learn the payload toward the target, e.g.`);
-    io.out(`  ndiff train --base ${out.base} --teacher ${out.target} --train INPUTS --budget 1% --model-id ${record.modelId} --sequence ${job.toVersion} --out ${a.id}.ndiff`);
-    io.out(`then: ndiff release job --release ${a.release} --id ${a.id} --payload ${a.id}.ndiff`);
-    return 0;
-  }
-  if (a.payload !== undefined) {
-    const res = await adoptJobPayload(a.release, record, job, new Uint8Array(await readFile(a.payload)), (l) => io.progress(l));
-    io.result?.(res);
-    io.out(res.payload ? `${a.id}: payload of ${res.payload.length} bytes (${res.payload.method}${res.payload.exact ? '' : ', lossy'}) checked against the job's base and left in ${a.release}/jobs/; publish when every job has run${res.payload.exact ? '' : ` (a lossy payload is signed only when you vouch for it: ndiff release publish ... --accept ${res.payload.sha256.slice(0, 16)})`}` : `${a.id}: ${res.skipped}`);
-    return 0;
-  }
-  // A policy for this edge alone (a CI matrix may give each edge its own budget).
-  if (a.method !== undefined || a.budget !== undefined) {
-    const method = a.method ?? (a.budget ? 'topk' : 'exact');
-    if (method === 'topk' && !a.budget) throw new UsageError('--method topk needs --budget (e.g. --budget 2%)');
-    if (method === 'exact' && a.budget) throw new UsageError('--budget applies to --method topk; exact payloads carry every change');
-    if (job.via && method !== 'exact' && job.policy.method === 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached and ends its chain: its payload is exact, so that the chain ends at version ${job.toVersion} exactly`);
-    job.policy = { method, ...(a.budget ? { budget: a.budget } : {}) };
-  }
-  const res = await runJob(a.release, record, job, (l) => io.progress(l));
-  io.result?.(res);
-  io.out(res.payload ? `${a.id}: payload of ${res.payload.length} bytes (${res.payload.method}) left in ${a.release}/jobs/; publish when every job has run` : `${a.id}: ${res.skipped}`);
-  if (res.payload && !res.payload.exact) io.err(`warning: ${lossyText(job, res)}. Measure it on inputs before publishing: ndiff release job --export DIR writes the base and the version, then ndiff diff --base DIR/base --target DIR/target --budget ${job.policy.budget} --eval INPUTS`);
-  return 0;
-}
-
+/** `ndiff release publish`: one call of `release.publish`, its result printed. */
 async function runPublish(a: PublishArgs, io: CliIO): Promise<number> {
-  await readExisting(a.release);
-  const res = await publishReleaseFolder(a.release, { key: await readPrivateKeyFile(a.key, (l) => io.err(l)), expiresAt: parseExpiry(a.expires), ...(a.accept ? { accept: a.accept } : {}) });
-  io.result?.({ release: res.release, latest: res.latest, added: res.added, skipped: res.skipped, expiresAt: res.manifest.expiresAt });
-  io.out(`${a.release}: manifest release ${res.release} signed (newest version ${res.latest}, ${res.manifest.payloads.length} payload(s), ${res.added} new), expires ${new Date(res.manifest.expiresAt * 1000).toISOString()}`);
+  const res = await release.publish({ release: a.release, key: a.key, expires: a.expires, ...(a.accept ? { accept: a.accept } : {}) });
+  const { warnings, ...doc } = res;
+  for (const w of warnings) io.err(`warning: ${w}`);
+  io.result?.(doc);
+  io.out(`${a.release}: manifest release ${res.release} signed (newest version ${res.latest}, ${res.payloads} payload(s), ${res.added} new), expires ${new Date(res.expiresAt * 1000).toISOString()}`);
   return 0;
 }
 
+/** `ndiff release cancel`. */
 async function runCancel(a: ReleaseDirArgs, io: CliIO): Promise<number> {
-  const version = await cancelPending(a.release);
-  io.result?.({ cancelled: version });
-  io.out(`${a.release}: version ${version} dropped (its package, jobs and job files); the release is as it was before it was planned`);
+  const res = await release.cancel({ release: a.release });
+  io.result?.(res);
+  io.out(`${a.release}: version ${res.cancelled} dropped (its package, jobs and job files); the release is as it was before it was planned`);
   return 0;
 }
 
+/** `ndiff release show`. */
 async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
-  const record = await readExisting(a.release);
+  const record = await release.show({ release: a.release });
   io.result?.(record);
   io.out(`model ${JSON.stringify(record.modelId)} (${record.modelKind}), manifest release ${record.release}, payloads from the last ${record.history} version(s)${record.pending ? `; version ${record.pending.version} pending (${record.pending.jobs.length} job(s))` : ''}`);
   io.out(table(record.versions.map((v) => [v.version, v.fingerprint, formatBytes(v.files.reduce((n, f) => n + f.length, 0)), v.source]), ['version', 'fingerprint', 'package', 'added from']));

@@ -1,0 +1,72 @@
+/**
+ * What the release calls (src/front/release.ts, release-jobs.ts, release-queue.ts) share: the
+ * folder option, a job's line as the plan prints it, keys and expiries as options give them, and
+ * the words for a lossy payload.
+ */
+import type { KeyObject } from 'node:crypto';
+import { UsageError } from '../core/errors.ts';
+import type { RunJobResult } from '../release/jobs.ts';
+import { readRecord, type ReleaseJob, type ReleaseRecord } from '../release/record.ts';
+import { readPrivateKeyFile } from '../sign/node-keys.ts';
+import { parseExpiry } from './models.ts';
+
+/** The option every release call takes. */
+export interface ReleaseDirOptions {
+  /** The release folder. */
+  release: string;
+}
+
+/** A planned job as `ndiff release add --plan` prints it, one per line. */
+export interface ReleaseJobLine {
+  id: string;
+  fromVersion: number;
+  toVersion: number;
+  /** The fingerprint of the job's base. */
+  base: string;
+  /** When the base is a state a lossy payload reached: that payload's SHA-256. */
+  via?: string;
+  method: 'exact' | 'topk';
+  budget?: string;
+  /** The command that runs the job. */
+  command: string;
+}
+
+/** The record of a release folder; a UsageError when it holds none. */
+export async function readExisting(dir: string): Promise<ReleaseRecord> {
+  const record = await readRecord(dir);
+  if (!record) throw new UsageError(`${dir} holds no release (no release.json): create it with release.add (\`ndiff release add --release ${dir} --model PATH --model-id ID --key private.pem\`)`, { release: dir });
+  return record;
+}
+
+/** The default manifest expiry of `add`, `publish` and `run`: 30 days from now. */
+export const DEFAULT_RELEASE_EXPIRES = '30d';
+
+/** The job's line as `ndiff release add --plan` prints it. */
+export function jobLine(dir: string, job: ReleaseJob): ReleaseJobLine {
+  return { id: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, base: job.base, ...(job.via ? { via: job.via } : {}), method: job.policy.method, ...(job.policy.budget ? { budget: job.policy.budget } : {}), command: `ndiff release job --release ${dir} --id ${job.id}` };
+}
+
+/** A private key from a path (with the warning a key others can read gets) or as given. */
+export async function privateKeyOf(key: string | KeyObject, warnings: string[]): Promise<KeyObject> {
+  return typeof key === 'string' ? readPrivateKeyFile(key, (l) => warnings.push(l.replace(/^warning: /, ''))) : key;
+}
+
+/** An expiry option (a Date, an ISO date or a duration) in seconds since 1970. */
+export function expiryOf(expires: string | Date | undefined): number {
+  if (expires instanceof Date) {
+    if (Number.isNaN(expires.getTime())) throw new UsageError('expires (--expires) is an invalid Date: give a valid Date, an ISO date or a duration such as 30d');
+    return Math.floor(expires.getTime() / 1000);
+  }
+  return parseExpiry(expires ?? DEFAULT_RELEASE_EXPIRES);
+}
+
+/** What a lossy payload is, in words: how much of the change it carries and where devices end. */
+export function lossyText(job: ReleaseJob, result: RunJobResult): string {
+  const share = result.carried !== undefined ? `it carries ${(100 * result.carried).toFixed(1)}% of the weight change from version ${job.fromVersion} to ${job.toVersion} (by squared size)` : `it reaches ${result.payload?.target}, not version ${job.toVersion}`;
+  return `payload ${job.id} is lossy (top-k within ${job.policy.budget}): ${share}; devices that take it hold a model near version ${job.toVersion}, not version ${job.toVersion}, and for a retrained version, whose weights all moved a little, its outputs can be far from version ${job.toVersion}'s`;
+}
+
+/** A budget option as the record keeps it: a string, or undefined when none is given. */
+export function budgetOf(budget: string | number | undefined): string | undefined {
+  return budget !== undefined && budget !== '' ? String(budget) : undefined;
+}

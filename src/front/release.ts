@@ -1,0 +1,243 @@
+/**
+ * `release`: what `ndiff release` does, as library calls. A release folder keeps one model's full
+ * versions, the payloads into the newest from the last K, and the signed manifest devices read;
+ * {@link release} holds one call per subcommand (`add`, `job`, `publish`, `run`, `status`,
+ * `show`, `cancel`). Each takes paths (keys as paths or `KeyObject`s), checks its options as the
+ * command does (a `UsageError` naming the option and the command's flag, the folder untouched),
+ * reports progress through `onProgress`, and returns the fields `ndiff release ... --json`
+ * prints with the warnings the command prints on stderr.
+ */
+import type { KeyObject } from 'node:crypto';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { UsageError } from '../core/errors.ts';
+import { addVersion, type DriftCheck, type LossyJobPayload } from '../release/add.ts';
+import { sha256Of } from '../release/blobs.ts';
+import { exportJob } from '../release/jobs.ts';
+import { materializeVersion } from '../release/package.ts';
+import { newestVersion, readRecord, type ReleaseJob } from '../release/record.ts';
+import type { PayloadCloseness } from '../train/target-closeness.ts';
+import type { EvalCloseness, OutputKind } from './diff-types.ts';
+import { measurePayload, movesAwayText } from './measure/payload-eval.ts';
+import { interfaceWarning, modelPortsAt } from './ports.ts';
+import { NO_PROGRESS, type Progress } from './progress.ts';
+import { budgetOf, expiryOf, jobLine, lossyText, privateKeyOf, type ReleaseJobLine } from './release-common.ts';
+import { releaseCancel, releaseJob, releasePublish, releaseShow } from './release-jobs.ts';
+import { releaseRun, releaseStatus } from './release-queue.ts';
+
+export type { ReleaseJobLine, ReleaseDirOptions } from './release-common.ts';
+export type { ReleaseJobOptions, ReleaseJobResult, ReleaseJobExport, ReleasePublishOptions, ReleasePublishResult } from './release-jobs.ts';
+export type { ReleaseRunOptions, ReleaseRunResult, ReleaseStatus } from './release-queue.ts';
+
+/** The default of `keyframeBelow` in `release.add`: the least top-1 agreement with the version a lossy chain may drift to. */
+export const DEFAULT_KEYFRAME_BELOW = 0.98;
+
+/** Before an exact payload, `add` with `eval` tries top-k payloads of these multiples of the budget. */
+const KEYFRAME_LARGER = [2, 4];
+
+
+/** What {@link release}.add takes (`ndiff release add`). */
+export interface ReleaseAddOptions {
+  /** The release folder (created by the first add; serve it from any static host). */
+  release: string;
+  /** The new version: a TF.js folder, an `.onnx` or a `.tflite` file. */
+  model: string;
+  /** The id devices know the model by: needed by the first add, kept in `release.json`. */
+  modelId?: string;
+  /** The Ed25519 private key (a `.private.pem` path from `ndiff keygen`, or a KeyObject): needed unless `plan`. */
+  key?: string | KeyObject;
+  /** Payloads from the last K versions (default 3; the record keeps it once set). */
+  history?: number;
+  /** `exact` (default): every change; `topk`: the largest changes within `budget`. */
+  method?: 'exact' | 'topk';
+  /** With `topk`: the bytes of each payload (`1%`, `40KB`, a number of bytes). */
+  budget?: string | number;
+  /** The manifest's expiry: a Date, an ISO date or a duration from now (`30d`, `12h`; default 30d). */
+  expires?: string | Date;
+  /** Record the version and its jobs only; run nothing (then `job` per job and `publish`). */
+  plan?: boolean;
+  /** With `topk`: inputs (x.npy, or a folder) each lossy payload is measured on before anything is signed. Needs tfjs. */
+  eval?: string;
+  /** With `eval` on .onnx files, stateful models: `INPUT:OUTPUT` pairs carried from frame to frame. */
+  state?: string[];
+  /** With `eval` on .onnx files: the output compared. */
+  output?: string;
+  /** With `eval` on .onnx files: how the output reads. */
+  outputKind?: OutputKind;
+  /** With `eval`: the least top-1 agreement (0-1) with the version before a chain gets a larger or exact payload (default 0.98). */
+  keyframeBelow?: number;
+  /** Progress lines, as `ndiff release add` prints them on stderr. */
+  onProgress?: Progress;
+  /** With `eval`: each lossy payload's closeness to its version, as it is measured (before the add signs or refuses). */
+  onMeasured?: (measured: ReleaseMeasurement) => void;
+}
+
+/** One lossy payload measured by `add` with `eval`. */
+export interface ReleaseMeasurement {
+  job: ReleaseJob;
+  closeness: EvalCloseness;
+  /** The keyframe threshold the add measures against. */
+  keyframeBelow: number;
+}
+
+/** What {@link release}.add returns: the fields `ndiff release add --json` prints, and the warnings. */
+export interface ReleaseAddResult {
+  modelId: string;
+  version: number;
+  fingerprint: string;
+  /** With `plan`: the jobs to run, each with the command that runs it. */
+  jobs?: ReleaseJobLine[];
+  /** Without `plan`: the bytes of the version's full package. */
+  packageBytes?: number;
+  /** Without `plan`: the manifest's release number. */
+  release?: number;
+  /** Without `plan`: payloads signed into the manifest. */
+  added?: number;
+  /** Without `plan`: jobs whose payload was not kept (no smaller than the package). */
+  skipped?: { id: string; why: string }[];
+  /** With `eval`: the keyframe threshold, and each lossy payload's drift. */
+  keyframeBelow?: number;
+  drift?: DriftCheck[];
+  /** The version's inputs or outputs differ from the newest one's. */
+  interfaceChanged?: true;
+  warning?: string;
+  /** What `ndiff release add` prints on stderr as warnings (none refuses the add). */
+  warnings: string[];
+}
+
+
+
+
+/** The option checks of `add` that need no file. */
+function checkAdd(o: ReleaseAddOptions): void {
+  const method = o.method ?? 'exact';
+  const given = budgetOf(o.budget) !== undefined;
+  if (method !== 'exact' && method !== 'topk') throw new UsageError(`method (--method) ${JSON.stringify(method)}: expected exact or topk`, { expected: ['exact', 'topk'], found: method });
+  if (method === 'topk' && !given) throw new UsageError('method topk (--method topk) needs budget (--budget), e.g. 2%: the byte budget of each payload');
+  if (method === 'exact' && given) throw new UsageError('budget (--budget) applies to method topk (--method topk); exact payloads carry every change (add method topk (--method topk) to cap them)');
+  if (!o.plan && !o.key) throw new UsageError('key (--key) is needed to publish (the Ed25519 private key from ndiff keygen); with plan (--plan) the key is needed only by publish (`ndiff release publish`)');
+  if (o.eval !== undefined && o.plan) throw new UsageError('eval (--eval) measures the payloads add makes before it signs them; with plan (--plan) add makes none: measure a job\'s payload with diff and eval (ndiff diff --eval), or add without plan (--plan)');
+  if (o.eval !== undefined && method !== 'topk') throw new UsageError('eval (--eval) measures lossy payloads (method topk (--method topk) and budget (--budget B)); exact payloads reach the version bit for bit, so there is nothing to measure: leave eval (--eval) out');
+  if (o.eval === undefined && (o.state?.length || o.output || o.outputKind)) throw new UsageError('state (--state), output (--output) and outputKind (--output-kind) tell eval (--eval) how to run an .onnx model: add eval (--eval INPUTS), or leave them out');
+  if (o.keyframeBelow !== undefined && o.eval === undefined) throw new UsageError('keyframeBelow (--keyframe-below) is the least agreement with the version a lossy chain may drift to, measured on the eval inputs: add eval (--eval INPUTS), or leave keyframeBelow (--keyframe-below) out');
+  const threshold = o.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
+  if (!(threshold >= 0 && threshold <= 1)) throw new UsageError(`keyframeBelow (--keyframe-below) ${o.keyframeBelow}: expected an agreement from 0 to 1 (0.98 for 98%)`, { expected: '0 to 1', found: o.keyframeBelow });
+}
+
+/**
+ * Add a version to a release folder, as `ndiff release add` does: store its full package, make
+ * its payloads from the last K versions (exact, or top-k within a budget, measured on `eval`
+ * inputs with keyframes when a lossy chain drifts), and sign the manifest; with `plan`, record
+ * the version and its jobs only. A refused add leaves the folder as it was.
+ */
+async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
+  checkAdd(o);
+  const progress = o.onProgress ?? NO_PROGRESS;
+  const method = o.method ?? 'exact';
+  const budget = budgetOf(o.budget);
+  const threshold = o.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
+  const expiresAt = o.plan ? undefined : expiryOf(o.expires);
+  if (o.eval !== undefined) await stat(o.eval).catch(() => { throw new UsageError(`eval (--eval) ${o.eval} does not exist: expected the inputs (x.npy, or a folder holding it; for .onnx files one .npy per model input)`, { eval: o.eval }); });
+  const warnings: string[] = [];
+  const key = o.key ? await privateKeyOf(o.key, warnings) : undefined;
+  const warning = await interfaceChangeOfAdd(o.release, o.model);
+  if (warning) warnings.push(warning);
+  const dir = o.eval !== undefined ? await mkdtemp(path.join(tmpdir(), 'ndiff-release-eval-')) : undefined;
+  const measured = new Map<string, PayloadCloseness>();
+  const measure = async (l: LossyJobPayload) => {
+    const sha = sha256Of(l.bytes);
+    let m = measured.get(sha);
+    if (!m) {
+      const models = await exportJob(o.release, l.record, l.job, path.join(dir as string, `${l.job.id}-${measured.size}`));
+      m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (${l.job.via ? `the state a lossy chain reached from version ${l.job.fromVersion}` : `version ${l.job.fromVersion}`})`, target: `version ${l.job.toVersion}` }, eval: o.eval as string, state: o.state ?? [], ...(o.output ? { output: o.output } : {}), ...(o.outputKind ? { outputKind: o.outputKind } : {}) }, l.bytes, progress);
+      measured.set(sha, m);
+    }
+    return m;
+  };
+  const res = await addVersion(o.release, o.model, {
+    ...(dir ? { keyframes: { threshold, larger: KEYFRAME_LARGER, agreement: async (l) => { const m = await measure(l); return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement; } } } : {}),
+    beforePublish: async (lossy) => {
+      for (const l of lossy) warnings.push(`${lossyText(l.job, l.result)}${o.eval ? '' : '. Measure it on inputs before devices get it: add with eval (--eval INPUTS) (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below keyframeBelow (--keyframe-below) gets an exact payload)'}`);
+      if (o.eval !== undefined) await measureLossy(o.release, lossy, measure, (job, closeness) => o.onMeasured?.({ job, closeness, keyframeBelow: threshold }), progress);
+    },
+    ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),
+    ...(o.history !== undefined ? { history: o.history } : {}),
+    policy: { method, ...(budget ? { budget } : {}) },
+    planOnly: o.plan === true,
+    ...(key ? { key, expiresAt } : {}),
+    onProgress: progress,
+  }).finally(() => dir && rm(dir, { recursive: true, force: true }));
+  const changed = warning ? { interfaceChanged: true as const, warning } : {};
+  if (o.plan) return { modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: res.jobs.map((j) => jobLine(o.release, j)), ...changed, warnings };
+  const pub = res.published;
+  return {
+    modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes,
+    ...(pub ? { release: pub.release, added: pub.added, skipped: pub.skipped } : {}),
+    ...(res.drift ? { keyframeBelow: threshold, drift: res.drift } : {}),
+    ...changed,
+    warnings,
+  };
+}
+
+/**
+ * The warning for a version whose inputs or outputs differ from the newest one in the release
+ * (as `diff` warns for a structural payload): devices get it through payloads and the package
+ * alike, and the app feeding the model must change with it. Undefined for a first version or the
+ * same interface.
+ */
+async function interfaceChangeOfAdd(releaseDir: string, modelPath: string): Promise<string | undefined> {
+  const record = await readRecord(releaseDir).catch(() => undefined);
+  const newest = record ? newestVersion(record) : undefined;
+  if (!record || !newest) return undefined;
+  const stored = await materializeVersion(releaseDir, record, newest.version);
+  try {
+    const [before, after] = await Promise.all([modelPortsAt(stored.path), modelPortsAt(modelPath)]);
+    return before && after ? interfaceWarning(before, after, `devices updated to this version (by payload or package) need an app that feeds the model the new way; ship that app with it or first`) : undefined;
+  } finally {
+    await stored.dispose();
+  }
+}
+
+
+/**
+ * `add` with `eval`: each lossy payload measured on the inputs against its version (base and
+ * version written from the release's blobs to a temporary folder), before anything is signed. A
+ * payload that takes the model further from the version than not updating refuses the add.
+ */
+async function measureLossy(releaseDir: string, lossy: LossyJobPayload[], measure: (l: LossyJobPayload) => Promise<PayloadCloseness>, onMeasured: (job: ReleaseJob, m: PayloadCloseness) => void, progress: Progress): Promise<void> {
+  if (!lossy.length) {
+    progress('eval (--eval): every payload is exact (it reaches the version bit for bit): nothing to measure');
+    return;
+  }
+  const worse: string[] = [];
+  for (const l of lossy) {
+    const m = await measure(l);
+    onMeasured(l.job, m);
+    if (m.movesAway) worse.push(`${l.job.id}: ${movesAwayText(m, `version ${l.job.toVersion}`, '')}`.trim().replace(/\.$/, ''));
+  }
+  if (worse.length) {
+    throw new UsageError(`nothing was published and ${releaseDir} is as it was: ${worse.join('; ')}. A larger budget (--budget), method exact (--method exact), or a payload learned toward the version (add with plan (--plan), then ndiff release job --export, ndiff train --teacher, ndiff release job --payload) gets closer`);
+  }
+}
+
+/**
+ * The calls of `ndiff release`, one per subcommand: `add` (a version), `job` (one planned job,
+ * or its models exported for training, or a trained payload taken back), `publish` (sign the
+ * jobs' payloads into a new manifest, or re-sign with a fresh expiry), `run` and `status` (the
+ * plan on a BullMQ queue), `show` (the record) and `cancel` (drop the pending version).
+ *
+ * ```ts
+ * import { release } from 'neural-diff';
+ * await release.add({ release: 'site/kws', model: 'models/v2', modelId: 'kws', key: 'release.private.pem' });
+ * ```
+ */
+export const release = {
+  add: releaseAdd,
+  job: releaseJob,
+  publish: releasePublish,
+  run: releaseRun,
+  status: releaseStatus,
+  show: releaseShow,
+  cancel: releaseCancel,
+};
