@@ -138,8 +138,11 @@ test('diff refuses what does not fit with the typed error ndiff maps to its exit
   try {
     const at = await writePair(dir, valuePair('onnx', 3), 'onnx');
     const out = path.join(dir, 'p.ndiff');
-    await assert.rejects(diff({ ...at, budget: '5%', modelId: 'x', method: 'auto', out }), (e: unknown) => e instanceof UsageError && /--method auto measures every candidate/.test((e as Error).message));
-    await assert.rejects(diff({ ...at, budget: '5%', out }), (e: unknown) => e instanceof UsageError && /which model is this an update of/.test((e as Error).message));
+    await assert.rejects(diff({ ...at, budget: '5%', modelId: 'x', method: 'auto', out }), (e: unknown) => e instanceof UsageError && /method auto \(--method auto\) measures every candidate/.test((e as Error).message));
+    // The option a library caller passed is named, with the flag beside it for the command's users.
+    await assert.rejects(diff({ ...at, budget: '5%', out }), (e: unknown) => e instanceof UsageError && /which model is this an update of.*pass modelId \(--model-id ID\)/.test((e as Error).message));
+    await assert.rejects(diff({ ...at, budget: '5%', modelId: '', out }), (e: unknown) => e instanceof UsageError && /^modelId \(--model-id\) is empty/.test((e as Error).message));
+    await assert.rejects(diff({ ...at, budget: 'all', modelId: 'x', method: 'lowbit', out }), (e: unknown) => e instanceof UsageError && /^method lowbit \(--method lowbit\) carries changes within a byte budget: give budget \(--budget\) a size/.test((e as Error).message));
     await assert.rejects(readFile(out), { code: 'ENOENT' });
   } finally {
     await rm(dir, { recursive: true, force: true });

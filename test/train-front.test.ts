@@ -154,7 +154,7 @@ test('options a base cannot take, data of another shape and a budget below the h
   await assert.rejects(train({ base: v1, teacher: folderFiles(path.join(root, 'layers-v1')), train: path.join(root, 'onnx-train'), modelId: 'cnn' }), (e: unknown) => e instanceof UsageError && /teacher was given as a TF\.js model's files/.test(e.message));
   // A shard missing from the files: the model is refused by name before training.
   await assert.rejects(train({ base: folderFiles(path.join(root, 'layers-v1')).slice(0, 1), train: path.join(root, 'layers-train'), modelId: 'tiny' }), (e: unknown) => e instanceof ModelFormatError && /names the shards/.test(e.message));
-  await assert.rejects(train({ base: v1, train: path.join(root, 'onnx-train'), modelId: 'cnn', epochs: 0 }), (e: unknown) => e instanceof UsageError && /epochs must be at least 1/.test(e.message));
+  await assert.rejects(train({ base: v1, train: path.join(root, 'onnx-train'), modelId: 'cnn', epochs: 0 }), (e: unknown) => e instanceof UsageError && /epochs \(--epochs\) must be at least 1/.test(e.message));
   await assert.rejects(train({ base: 42 as unknown as string, train: 'x' }), (e: unknown) => e instanceof UsageError && /found number/.test(e.message));
   // The errors the command maps to its exit codes: data of another shape (8), a budget below the header (6).
   tabular(path.join(root, 'narrow'), 20, 7, 9, true);

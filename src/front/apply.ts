@@ -106,7 +106,7 @@ export interface ApplyReport {
  */
 export async function apply(o: ApplyOptions): Promise<ApplyReport> {
   const timeout = o.healthCheckTimeout ?? 300;
-  if (!(timeout > 0)) throw new UsageError(`--health-check-timeout must be a positive number of seconds, got ${timeout}`);
+  if (!(timeout > 0)) throw new UsageError(`healthCheckTimeout (--health-check-timeout) must be a positive number of seconds, got ${timeout}`, { expected: 'seconds > 0', found: timeout });
   const progress = o.onProgress ?? (() => {});
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   // The size cap is checked against the file's size before it is read.

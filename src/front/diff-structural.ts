@@ -69,9 +69,9 @@ interface StructuralCase {
 }
 
 function checkStructural(s: DiffSettings, what: string, reason: string): boolean {
-  if (s.eval || s.calibrate) throw new UsageError(`the two ${what} differ in structure (${reason.split(':')[0]}), so ndiff diff writes a structural payload (format v7); --eval and --calibrate do not measure those yet: leave them out`);
+  if (s.eval || s.calibrate) throw new UsageError(`the two ${what} differ in structure (${reason.split(':')[0]}), so diff writes a structural payload (format v7); eval (--eval) and calibrate (--calibrate) do not measure those yet: leave them out`);
   const everyChange = isEveryChange(s);
-  if (!everyChange && s.method !== 'topk' && s.method !== 'lowbit') throw new UsageError(`--method ${s.method} measures candidates on inputs; a structural payload takes --method topk or lowbit, or --budget all`);
+  if (!everyChange && s.method !== 'topk' && s.method !== 'lowbit') throw new UsageError(`method ${s.method} (--method ${s.method}) measures candidates on inputs; a structural payload takes method topk (--method topk) or lowbit, or budget all (--budget all)`);
   return everyChange;
 }
 

@@ -81,19 +81,19 @@ export type DiffResult = (ValueDiffReport & { structural?: undefined } & DiffPay
  */
 export async function diff(options: DiffOptions): Promise<DiffResult> {
   const s = diffSettings(options);
-  if (modelKindText(s.base) !== modelKindText(s.target)) throw new UsageError(`--base ${s.base} is ${modelKindText(s.base)} and --target ${s.target} is ${modelKindText(s.target)}: expected two versions of one model in one format (two TF.js folders, or two .onnx, .tflite or .safetensors files)`);
-  if (isTflitePath(s.base) && s.state.length) throw new UsageError('--state is for ONNX models: a .tflite model carries no state between examples here');
+  if (modelKindText(s.base) !== modelKindText(s.target)) throw new UsageError(`base (--base) ${s.base} is ${modelKindText(s.base)} and target (--target) ${s.target} is ${modelKindText(s.target)}: expected two versions of one model in one format (two TF.js folders, or two .onnx, .tflite or .safetensors files)`);
+  if (isTflitePath(s.base) && s.state.length) throw new UsageError('state (--state) is for ONNX models: a .tflite model carries no state between examples here');
   const modelId = await resolveModelId(s.base, s.modelId);
-  if (s.out !== undefined) await checkOutputPath(s.out, '--out');
-  if (s.metricsOut) await checkOutputPath(s.metricsOut, '--metrics-out');
+  if (s.out !== undefined) await checkOutputPath(s.out, 'out (--out)');
+  if (s.metricsOut) await checkOutputPath(s.metricsOut, 'metricsOut (--metrics-out)');
   if ((!isOnnxPath(s.base) && !isTflitePath(s.base)) || (!s.eval && !s.calibrate)) {
-    const given = [s.state.length ? '--state' : '', s.output ? '--output' : '', s.outputKind ? '--output-kind' : ''].filter(Boolean);
-    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} --eval and --calibrate how to run an .onnx model${isOnnxPath(s.base) ? ': add --eval or --calibrate INPUTS, or leave them out' : isTflitePath(s.base) ? ' (and --eval and --calibrate a .tflite one): add --eval or --calibrate INPUTS, or leave them out' : `; these are ${isSafetensorsPath(s.base) ? '.safetensors files' : 'TF.js models'}: leave them out`}`);
+    const given = [s.state.length ? 'state (--state)' : '', s.output ? 'output (--output)' : '', s.outputKind ? 'outputKind (--output-kind)' : ''].filter(Boolean);
+    if (given.length) throw new UsageError(`${given.join(', ')} tell${given.length === 1 ? 's' : ''} eval (--eval) and calibrate (--calibrate) how to run an .onnx model${isOnnxPath(s.base) ? ': add eval (--eval) or calibrate (--calibrate) INPUTS, or leave them out' : isTflitePath(s.base) ? ' (and eval (--eval) and calibrate (--calibrate) a .tflite one): add eval (--eval) or calibrate (--calibrate) INPUTS, or leave them out' : `; these are ${isSafetensorsPath(s.base) ? '.safetensors files' : 'TF.js models'}: leave them out`}`);
   }
-  if (s.modelOut) await checkOutputPath(s.modelOut, '--model-out', isModelFilePath(s.base) || isSafetensorsPath(s.base) ? 'file' : 'folder');
-  if (isSafetensorsPath(s.base) && (s.eval || s.calibrate)) throw new UsageError(`${s.eval ? '--eval' : '--calibrate'} runs the model, and a .safetensors file holds weights without the program that runs them: leave ${s.eval ? '--eval' : '--calibrate'} out (the payload is then made from the weights alone), or diff the model in a format that carries its program (a TF.js folder, .onnx or .tflite)`);
-  if (s.method === 'auto' && !s.calibrate) throw new UsageError('--method auto measures every candidate on inputs: add --calibrate INPUTS (x.npy of inputs from where the model runs, no labels needed), or choose --method lowbit or topk');
-  if (s.calibrate && s.method === 'topk') throw new UsageError('--calibrate chooses among lowbit\'s variants (--method lowbit) or among methods (--method auto); top-k alone has nothing to choose: add --method lowbit or auto, or leave --calibrate out');
+  if (s.modelOut) await checkOutputPath(s.modelOut, 'modelOut (--model-out)', isModelFilePath(s.base) || isSafetensorsPath(s.base) ? 'file' : 'folder');
+  if (isSafetensorsPath(s.base) && (s.eval || s.calibrate)) throw new UsageError(`${s.eval ? 'eval (--eval)' : 'calibrate (--calibrate)'} runs the model, and a .safetensors file holds weights without the program that runs them: leave ${s.eval ? 'eval (--eval)' : 'calibrate (--calibrate)'} out (the payload is then made from the weights alone), or diff the model in a format that carries its program (a TF.js folder, .onnx or .tflite)`);
+  if (s.method === 'auto' && !s.calibrate) throw new UsageError('method auto (--method auto) measures every candidate on inputs: add calibrate (--calibrate INPUTS) (x.npy of inputs from where the model runs, no labels needed), or choose method lowbit (--method lowbit) or topk');
+  if (s.calibrate && s.method === 'topk') throw new UsageError('calibrate (--calibrate) chooses among lowbit\'s variants (method lowbit (--method lowbit)) or among methods (method auto (--method auto)); top-k alone has nothing to choose: add method lowbit (--method lowbit) or auto, or leave calibrate (--calibrate) out');
   // The eval data of an ONNX pair is read now: a folder that does not fit fails before any work.
   const onnxEval = s.eval && isOnnxPath(s.base) ? await loadOnnxEval(s as PayloadEvalSpec) : undefined;
   const [opened, openedTarget] = await Promise.all([openModel(s.base), openModel(s.target)]);
@@ -131,8 +131,8 @@ async function diffOpened(s: DiffSettings, opened: OpenedModel, openedTarget: Op
   const hasher = await getHasher();
   const t0 = performance.now();
   const common = { modelId, sequence: s.sequence, ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}), store: s.store };
-  if (method !== 'topk' && everyChange) throw new UsageError(`--method ${method} carries changes within a byte budget: give --budget a size (e.g. 5%), or leave --method out for --budget all (every change, exactly)`);
-  if (method !== 'topk' && s.codec !== 'auto') throw new UsageError(`--codec ${s.codec} chooses top-k's value codec; ${method === 'auto' ? 'auto tries top-k with every codec and lowbit chooses its bits per tensor' : 'lowbit chooses its bits per tensor'}: leave --codec out`);
+  if (method !== 'topk' && everyChange) throw new UsageError(`method ${method} (--method ${method}) carries changes within a byte budget: give budget (--budget) a size (e.g. 5%), or leave method (--method) out for budget all (--budget all), every change exactly`);
+  if (method !== 'topk' && s.codec !== 'auto') throw new UsageError(`codec ${s.codec} (--codec ${s.codec}) chooses top-k's value codec; ${method === 'auto' ? 'auto tries top-k with every codec and lowbit chooses its bits per tensor' : 'lowbit chooses its bits per tensor'}: leave codec (--codec) out`);
   // .onnx and .tflite files keep their dtypes (diffOnnxModels); TF.js and safetensors weights may become float32.
   const fileModel = opened.kind === 'onnx' || opened.kind === 'tflite';
   const diffWith = (m: 'topk' | 'lowbit') => fileModel
@@ -238,7 +238,7 @@ async function diffOpened(s: DiffSettings, opened: OpenedModel, openedTarget: Op
   if (measured && lessCloseThanBase(measured) && !s.allowWorse) {
     const written = [s.out, s.modelOut, s.metricsOut].filter((f): f is string => f !== undefined);
     throw new NoImprovementError(
-      `${movesAwayText(measured)}. Nothing was written${written.length ? ` (${written.join(', ')})` : ''}; pass --allow-worse to write it anyway`,
+      `${movesAwayText(measured)}. Nothing was written${written.length ? ` (${written.join(', ')})` : ''}; pass allowWorse (--allow-worse) to write it anyway`,
       { metric: measured.metric, examples: measured.examples, base: measured.base, patched: measured.patched },
     );
   }

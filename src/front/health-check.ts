@@ -43,7 +43,7 @@ export function runHealthCheck(command: string, dir: string, timeoutS: number, p
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (code === 0) resolve(true);
-      else if (timedOut) reject(new Error(`the command ${quoted} gave no answer within --health-check-timeout ${timeoutS} s and was stopped${last()}`));
+      else if (timedOut) reject(new Error(`the command ${quoted} gave no answer within healthCheckTimeout (--health-check-timeout) ${timeoutS} s and was stopped${last()}`));
       else reject(new Error(`the command ${quoted} ${code !== null ? `exited with code ${code}` : `was killed by ${signal}`}${last()}`));
     });
   });

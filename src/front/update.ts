@@ -54,7 +54,7 @@ async function modelIdOf(o: UpdateOptions, stateDir: string): Promise<string> {
   if (recorded) return recorded;
   const known = Object.keys(await new FileUpdaterState(path.join(stateDir, 'state.json')).read());
   if (known.length === 1) return known[0];
-  throw new UsageError(`which model is ${o.model}? pass --model-id (the id the release was created with); nothing records it yet`);
+  throw new UsageError(`which model is ${o.model}? pass modelId (--model-id) (the id the release was created with); nothing records it yet`);
 }
 
 function healthCommand(command: string, model: string): NonNullable<NodeUpdateOptions['healthCheck']> {
@@ -75,7 +75,7 @@ function checkReleaseUrls(urls: readonly string[]): void {
       protocol = undefined;
     }
     if (protocol === 'http:' || protocol === 'https:') continue;
-    throw new UsageError(`--from ${u}: expected the http:// or https:// URL of a release folder, found ${protocol ? `a ${protocol}// URL` : 'no URL (a path?)'}: ndiff update fetches a release as devices do, over HTTP; serve the folder \`ndiff release\` wrote with any static file server (to try one on this machine: python3 -m http.server 8000 --directory site, then --from http://127.0.0.1:8000/kws/)`, { from: u });
+    throw new UsageError(`from (--from) ${u}: expected the http:// or https:// URL of a release folder, found ${protocol ? `a ${protocol}// URL` : 'no URL (a path?)'}: ndiff update fetches a release as devices do, over HTTP; serve the folder \`ndiff release\` wrote with any static file server (to try one on this machine: python3 -m http.server 8000 --directory site, then --from http://127.0.0.1:8000/kws/)`, { from: u });
   }
 }
 

@@ -34,24 +34,24 @@ function inputFiles(inputs: readonly { name: string }[]): InputFile[] {
 
 /** `train()` on a TF.js graph-model base. */
 export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: TrainReporter): Promise<FrontResult> {
-  if (a.state.length) throw new UsageError('--state is for ONNX models for now: a TF.js graph model trains on independent examples here');
-  if (a.replay) throw new UsageError('--replay is for TF.js layers models and ONNX models for now; for a graph model put the replayed examples in --train');
-  if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js layers models and ONNX models for now; for a graph model leave it out and compare the payloads on your own data (ndiff diff --eval does not run graph models yet)');
+  if (a.state.length) throw new UsageError('state (--state) is for ONNX models for now: a TF.js graph model trains on independent examples here');
+  if (a.replay) throw new UsageError('replay (--replay) is for TF.js layers models and ONNX models for now; for a graph model put the replayed examples in train (--train)');
+  if (a.alsoConsider.length) throw new UsageError('alsoConsider (--also-consider) is for TF.js layers models and ONNX models for now; for a graph model leave it out and compare the payloads on your own data (ndiff diff --eval does not run graph models yet)');
   const { tf, initBackend, describeBackend, trainTfjsGraphDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('./backend.ts')),
     ...(await import('./tfjs-graph/train-graph.ts')),
   }), '`ndiff train`');
   const { parseTrainable } = await import('./select.ts');
-  if (a.out) await checkOutputPath(a.out, '--out');
+  if (a.out) await checkOutputPath(a.out, 'out (--out)');
   // Before any work: the id devices know the model by (never the folder's name).
   const baseSource = new TfjsSource(a.base, a.baseFiles);
   const teacherSource = a.teacher ? new TfjsSource(a.teacher, a.teacherFiles) : undefined;
   const modelId = await trainModelId(a.base, a.modelId, baseSource.inMemory);
-  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
-  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', 'folder');
-  const teacherFormat = teacherSource ? await teacherSource.format('--teacher') : undefined;
-  if (a.teacher && /\.onnx$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is an ONNX model; the base is a TF.js graph model: give the new version as a TF.js graph-model or layers-model folder`);
+  if (a.metricsOut) await checkOutputPath(a.metricsOut, 'metricsOut (--metrics-out)');
+  if (a.modelOut) await checkOutputPath(a.modelOut, 'modelOut (--model-out)', 'folder');
+  const teacherFormat = teacherSource ? await teacherSource.format('teacher (--teacher)') : undefined;
+  if (a.teacher && /\.onnx$/i.test(a.teacher)) throw new UsageError(`teacher (--teacher) ${a.teacher} is an ONNX model; the base is a TF.js graph model: give the new version as a TF.js graph-model or layers-model folder`);
 
   const backend = await initBackend(a.backend);
   let store: WeightStore = await baseSource.store();
@@ -77,9 +77,9 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
   const teacherBytes = teacherStore ? storedModelBytes(teacherStore) : undefined;
   a = settleDefaultMethod(a, store.list(), teacherStore?.list(), (l) => io.progress(l));
   const inputs = inputFiles(model.inputs);
-  const train = loadFolder(a.train, inputs, '--train', false);
-  const val = a.val ? loadFolder(a.val, inputs, '--val', false).data : undefined;
-  const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', false).data : undefined;
+  const train = loadFolder(a.train, inputs, 'train (--train)', false);
+  const val = a.val ? loadFolder(a.val, inputs, 'val (--val)', false).data : undefined;
+  const evalData = a.eval ? loadFolder(a.eval, inputs, 'eval (--eval)', false).data : undefined;
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const examples = exampleCount(train.data);

@@ -40,9 +40,9 @@ function toLabelled(tf: typeof import('@tensorflow/tfjs'), path: string, numClas
 function withReplay(tf: typeof import('@tensorflow/tfjs'), trainPath: string, replayPath: string, numClasses: number): LabelledData {
   const d = loadXY(trainPath, { numClasses });
   const r = loadXY(replayPath, { numClasses });
-  if (r.n === 0) throw new UsageError(`--replay ${replayPath} holds no examples: expected the old data replayed with --train; leave --replay out to train on --train alone`);
+  if (r.n === 0) throw new UsageError(`replay (--replay) ${replayPath} holds no examples: expected the old data replayed with train (--train); leave replay (--replay) out to train on train (--train) alone`);
   if (r.xShape.slice(1).join('x') !== d.xShape.slice(1).join('x')) {
-    throw new UsageError(`--replay ${replayPath} holds examples of shape [${r.xShape.slice(1).join(', ')}], --train ${trainPath} of shape [${d.xShape.slice(1).join(', ')}]: expected the same; pass replayed data in the form the training data has`);
+    throw new UsageError(`replay (--replay) ${replayPath} holds examples of shape [${r.xShape.slice(1).join(', ')}], train (--train) ${trainPath} of shape [${d.xShape.slice(1).join(', ')}]: expected the same; pass replayed data in the form the training data has`);
   }
   const x = new Float32Array(d.x.length + r.x.length);
   x.set(d.x);
@@ -78,9 +78,9 @@ export function describeEpoch(r: EpochReport, labelled = true): string {
 
 /** `train()` on a TF.js layers-model base. */
 export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Promise<FrontResult> {
-  if (!(a.distill >= 0 && Number.isFinite(a.distill))) throw new UsageError(`--distill must be a weight >= 0 (0 turns it off), found ${a.distill}`);
-  if (!(a.valFraction >= 0 && a.valFraction < 1)) throw new UsageError(`--val-fraction must be at least 0 and below 1, found ${a.valFraction}`);
-  if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('--val-fraction 0 leaves no validation data to tune on: pass --val DATA, or --tune off');
+  if (!(a.distill >= 0 && Number.isFinite(a.distill))) throw new UsageError(`distill (--distill) must be a weight >= 0 (0 turns it off), found ${a.distill}`);
+  if (!(a.valFraction >= 0 && a.valFraction < 1)) throw new UsageError(`valFraction (--val-fraction) must be at least 0 and below 1, found ${a.valFraction}`);
+  if (a.valFraction === 0 && !a.val && a.tune !== 'off') throw new UsageError('valFraction (--val-fraction) 0 leaves no validation data to tune on: pass val (--val) DATA, or tune (--tune) off');
   // tfjs and the trainers load only when training (the other commands start faster, and run
   // without tfjs installed); without them, nothing else is worth checking.
   const { tf, initBackend, describeBackend, nativeAddonStatus, NATIVE_HOW_TO, trainDiff, trainAuto, competingPayload, silenceTfjsNodeBanner, parseTrainable, weightRoles, outputLayout } = await importWithTrainerPeers(async () => ({
@@ -95,22 +95,22 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
   }), '`ndiff train`');
   let trainable: TrainableSpec = parseTrainable(a.trainable);
   // Every output is checked before the (possibly hour-long) training starts.
-  if (a.out) await checkOutputPath(a.out, '--out');
-  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
-  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out', 'folder');
+  if (a.out) await checkOutputPath(a.out, 'out (--out)');
+  if (a.metricsOut) await checkOutputPath(a.metricsOut, 'metricsOut (--metrics-out)');
+  if (a.modelOut) await checkOutputPath(a.modelOut, 'modelOut (--model-out)', 'folder');
   const baseSource = new TfjsSource(a.base, a.baseFiles);
   const teacherSource = a.teacher ? new TfjsSource(a.teacher, a.teacherFiles) : undefined;
   const modelJson = JSON.parse(await (a.baseFiles ? baseSource.modelJsonText() : readFile(`${a.base}/model.json`, 'utf8')).catch(() => {
-    throw new UsageError(`no model.json in ${a.base}: --base must be a TF.js layers-model folder (model.json + weight shards)`);
+    throw new UsageError(`no model.json in ${a.base}: base (--base) must be a TF.js layers-model folder (model.json + weight shards)`);
   })) as { format?: string; modelTopology?: unknown; trainingConfig?: { loss?: unknown } };
-  if (a.teacher && /\.onnx$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is an ONNX model; the base is a TF.js layers model: give the new version as a TF.js layers-model or graph-model folder`);
-  const teacherFormat = teacherSource ? await teacherSource.format('--teacher') : undefined;
-  if (!a.teacher && a.sparseStart === 'teacher') throw new UsageError('--sparse-start teacher needs --teacher');
-  if (a.sparseShare !== undefined && a.method !== 'sparse-lora') throw new UsageError(`--sparse-share splits the budget of --method sparse-lora; this run is --method ${a.method}: drop --sparse-share or use --method sparse-lora`);
-  if (a.sparseShare !== undefined && !(a.sparseShare > 0 && a.sparseShare < 1)) throw new UsageError(`--sparse-share: expected a fraction between 0 and 1 (exclusive), e.g. 0.5, found ${a.sparseShare}`);
+  if (a.teacher && /\.onnx$/i.test(a.teacher)) throw new UsageError(`teacher (--teacher) ${a.teacher} is an ONNX model; the base is a TF.js layers model: give the new version as a TF.js layers-model or graph-model folder`);
+  const teacherFormat = teacherSource ? await teacherSource.format('teacher (--teacher)') : undefined;
+  if (!a.teacher && a.sparseStart === 'teacher') throw new UsageError('sparseStart (--sparse-start) teacher needs teacher (--teacher)');
+  if (a.sparseShare !== undefined && a.method !== 'sparse-lora') throw new UsageError(`sparseShare (--sparse-share) splits the budget of method (--method) sparse-lora; this run is method (--method) ${a.method}: drop sparseShare (--sparse-share) or use method (--method) sparse-lora`);
+  if (a.sparseShare !== undefined && !(a.sparseShare > 0 && a.sparseShare < 1)) throw new UsageError(`sparseShare (--sparse-share): expected a fraction between 0 and 1 (exclusive), e.g. 0.5, found ${a.sparseShare}`);
   const loss = a.loss ?? (typeof modelJson.trainingConfig?.loss === 'string' ? modelJson.trainingConfig.loss : 'sparse_categorical_crossentropy');
   // With a teacher the targets are its outputs: any model (a regressor too) trains toward them.
-  if (!a.teacher && !SUPPORTED_LOSSES.includes(loss)) throw new UsageError(`loss ${JSON.stringify(loss)} is not supported by ndiff train (classification losses only: ${SUPPORTED_LOSSES.slice(0, 2).join(', ')}); pass --loss to override`);
+  if (!a.teacher && !SUPPORTED_LOSSES.includes(loss)) throw new UsageError(`loss ${JSON.stringify(loss)} is not supported by ndiff train (classification losses only: ${SUPPORTED_LOSSES.slice(0, 2).join(', ')}); pass loss (--loss) to override`);
 
   const modelId = await trainModelId(a.base, a.modelId, baseSource.inMemory);
 
@@ -139,7 +139,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
     plan = structural.structuralFolderTeacher(baseFiles, await (teacherSource as TfjsSource).files());
   }
   if (plan && structural) {
-    if (a.alsoConsider.length) throw new UsageError('--also-consider compares payloads on the base\'s structure; the teacher has another, so this training writes a structural payload: leave --also-consider out');
+    if (a.alsoConsider.length) throw new UsageError('alsoConsider (--also-consider) compares payloads on the base\'s structure; the teacher has another, so this training writes a structural payload: leave alsoConsider (--also-consider) out');
     const configTrainable = new Set(weightRoles(model).filter((r) => r.role === 'trainable').map((r) => r.name));
     trainable = structural.keptTrainable(plan, trainable, configTrainable);
     model.dispose();
@@ -157,11 +157,11 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
   for (const file of a.alsoConsider) {
     const bytes = await readPayloadFile(file);
     const c = await competingPayload(disk, bytes, `--also-consider ${file}`).catch((e: unknown) => {
-      throw new UsageError(`--also-consider ${file} cannot compete with this training: ${e instanceof Error ? e.message : String(e)}`);
+      throw new UsageError(`alsoConsider (--also-consider) ${file} cannot compete with this training: ${e instanceof Error ? e.message : String(e)}`);
     });
     const h = c.payload.header;
     if (h.modelId !== modelId || h.sequence !== a.sequence) {
-      throw new UsageError(`--also-consider ${file} is model ${JSON.stringify(h.modelId)} sequence ${h.sequence}, this training writes ${JSON.stringify(modelId)} sequence ${a.sequence}: pass a payload of the same update (or --model-id/--sequence to match it)`);
+      throw new UsageError(`alsoConsider (--also-consider) ${file} is model ${JSON.stringify(h.modelId)} sequence ${h.sequence}, this training writes ${JSON.stringify(modelId)} sequence ${a.sequence}: pass a payload of the same update (or modelId (--model-id)/sequence (--sequence) to match it)`);
     }
     competitors.push(c);
   }

@@ -31,36 +31,36 @@ export async function trainOnnxFront(a: TrainSettings & ProgramSettings, io: Tra
   // Before any work: the outputs, and the id devices know the model by (never the file name).
   const modelId = await fileTrainOutputs(a);
   // Each model with its external data files (read from beside it, under their locations).
-  const base = a.baseBytes ? { bytes: a.baseBytes, external: new Map<string, Uint8Array>() } : await readOnnxModel(a.base, '--base');
+  const base = a.baseBytes ? { bytes: a.baseBytes, external: new Map<string, Uint8Array>() } : await readOnnxModel(a.base, 'base (--base)');
   const bytes = base.bytes;
   if (a.modelOut && base.external.size && path.resolve(path.dirname(a.modelOut)) === path.resolve(path.dirname(a.base))) {
     // Said before training; writing the model checks the same again, by file identity.
-    throw new UsageError(`--model-out ${a.modelOut} would write its external data (${[...base.external.keys()].join(', ')}) over --base ${a.base}'s own: expected a place of its own for the new model's files; write it into another folder`);
+    throw new UsageError(`modelOut (--model-out) ${a.modelOut} would write its external data (${[...base.external.keys()].join(', ')}) over base (--base) ${a.base}'s own: expected a place of its own for the new model's files; write it into another folder`);
   }
-  const teacherModel = a.teacherBytes ? { bytes: a.teacherBytes, external: new Map<string, Uint8Array>() } : a.teacher ? await readOnnxModel(a.teacher, '--teacher') : undefined;
+  const teacherModel = a.teacherBytes ? { bytes: a.teacherBytes, external: new Map<string, Uint8Array>() } : a.teacher ? await readOnnxModel(a.teacher, 'teacher (--teacher)') : undefined;
   const teacher = teacherModel?.bytes;
   // A teacher of another structure: learn on the file the structural payload rebuilds first.
   const teacherStore = teacherModel ? new OnnxWeightStore(teacherModel.bytes, { source: a.teacher, external: teacherModel.external }) : undefined;
   const plan = teacherModel && teacherStore ? structuralTeacher('onnx', { bytes, store: new OnnxWeightStore(bytes, { source: a.base, external: base.external }), external: base.external.size > 0 }, { bytes: teacherModel.bytes, store: teacherStore, external: teacherModel.external.size > 0, file: a.teacher as string }) : undefined;
-  if (plan && a.alsoConsider.length) throw new UsageError('--also-consider compares payloads on the base\'s structure; the teacher has another, so this training writes a structural payload: leave --also-consider out');
+  if (plan && a.alsoConsider.length) throw new UsageError('alsoConsider (--also-consider) compares payloads on the base\'s structure; the teacher has another, so this training writes a structural payload: leave alsoConsider (--also-consider) out');
   const trainBytes = plan ? plan.intermediate : bytes;
   const state = parseStatePairs(a.state);
   const inputs = fedInputs(trainBytes, a.base, state, base.external);
-  const train = loadFolder(a.train, inputs, '--train', state.length > 0);
-  const val = a.val ? loadFolder(a.val, inputs, '--val', state.length > 0).data : undefined;
-  const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', state.length > 0).data : undefined;
-  const replay = a.replay ? loadFolder(a.replay, inputs, '--replay', state.length > 0).data : undefined;
+  const train = loadFolder(a.train, inputs, 'train (--train)', state.length > 0);
+  const val = a.val ? loadFolder(a.val, inputs, 'val (--val)', state.length > 0).data : undefined;
+  const evalData = a.eval ? loadFolder(a.eval, inputs, 'eval (--eval)', state.length > 0).data : undefined;
+  const replay = a.replay ? loadFolder(a.replay, inputs, 'replay (--replay)', state.length > 0).data : undefined;
   const store = new OnnxWeightStore(trainBytes, { source: a.base, external: base.external });
   a = settleDefaultMethod(a, store.list(), teacherStore?.list(), (l) => io.progress(l));
   // Payloads of the same update (a smaller budget, an earlier run) compete on validation with this run's result.
   const competitors = [];
   for (const file of a.alsoConsider) {
     const c = await competingPayload(store, await readPayloadFile(file), `--also-consider ${file}`).catch((e: unknown) => {
-      throw new UsageError(`--also-consider ${file} cannot compete with this training: ${e instanceof Error ? e.message : String(e)}`);
+      throw new UsageError(`alsoConsider (--also-consider) ${file} cannot compete with this training: ${e instanceof Error ? e.message : String(e)}`);
     });
     const h = c.payload.header;
     if (h.modelId !== modelId || h.sequence !== a.sequence) {
-      throw new UsageError(`--also-consider ${file} is model ${JSON.stringify(h.modelId)} sequence ${h.sequence}, this training writes ${JSON.stringify(modelId)} sequence ${a.sequence}: pass a payload of the same update (or --model-id/--sequence to match it)`);
+      throw new UsageError(`alsoConsider (--also-consider) ${file} is model ${JSON.stringify(h.modelId)} sequence ${h.sequence}, this training writes ${JSON.stringify(modelId)} sequence ${a.sequence}: pass a payload of the same update (or modelId (--model-id)/sequence (--sequence) to match it)`);
     }
     competitors.push(c);
   }

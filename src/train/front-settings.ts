@@ -129,11 +129,11 @@ export function settleDefaultMethod<A extends TrainSettings>(a: A, trained: read
  * (for now) a TF.js layers-model base; `other` names the base's kind when it is another.
  */
 export function checkDistillStream(a: TrainSettings, other?: string): void {
-  const asked = [a.distillInputs?.length ? '--distill-inputs' : '', a.augment && a.augment !== 'none' ? '--augment' : ''].filter(Boolean);
+  const asked = [a.distillInputs?.length ? 'distillInputs (--distill-inputs)' : '', a.augment && a.augment !== 'none' ? 'augment (--augment)' : ''].filter(Boolean);
   if (!asked.length) return;
   const flags = asked.join(' and ');
-  if (!a.teacher) throw new UsageError(`${flags} ${asked.length > 1 ? 'need' : 'needs'} --teacher: unlabeled and augmented inputs teach only through the teacher's outputs; pass --teacher (the new version), or leave ${flags} out`);
-  if (other) throw new UsageError(`${flags} ${asked.length > 1 ? 'take' : 'takes'} a TF.js layers-model base for now; this base is ${other}: put the wider inputs in --train, or leave ${flags} out`);
+  if (!a.teacher) throw new UsageError(`${flags} ${asked.length > 1 ? 'need' : 'needs'} teacher (--teacher): unlabeled and augmented inputs teach only through the teacher's outputs; pass teacher (--teacher) (the new version), or leave ${flags} out`);
+  if (other) throw new UsageError(`${flags} ${asked.length > 1 ? 'take' : 'takes'} a TF.js layers-model base for now; this base is ${other}: put the wider inputs in train (--train), or leave ${flags} out`);
 }
 
 /** The options of `ndiff train` only graph programs (ONNX files, TF.js graph models) take. */

@@ -92,10 +92,10 @@ export async function trainModelId(base: string, given: string | undefined, byte
  * command reports them.
  */
 export async function fileTrainOutputs(a: { base: string; modelId?: string; baseBytes?: Uint8Array; out?: string; metricsOut?: string; modelOut?: string }): Promise<string> {
-  if (a.out) await checkOutputPath(a.out, '--out');
+  if (a.out) await checkOutputPath(a.out, 'out (--out)');
   const modelId = await trainModelId(a.base, a.modelId, !!a.baseBytes);
-  if (a.metricsOut) await checkOutputPath(a.metricsOut, '--metrics-out');
-  if (a.modelOut) await checkOutputPath(a.modelOut, '--model-out');
+  if (a.metricsOut) await checkOutputPath(a.metricsOut, 'metricsOut (--metrics-out)');
+  if (a.modelOut) await checkOutputPath(a.modelOut, 'modelOut (--model-out)');
   return modelId;
 }
 

@@ -18,10 +18,10 @@ import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, w
 
 /** `train()` on a LiteRT base (a path or a file's bytes). */
 export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: TrainReporter): Promise<FrontResult> {
-  if (a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model trains on independent examples here');
-  if (a.replay) throw new UsageError('--replay is for TF.js layers models and ONNX models for now; for a .tflite model put the replayed examples in --train');
-  if (a.alsoConsider.length) throw new UsageError('--also-consider is for TF.js layers models and ONNX models for now; for a .tflite model leave it out');
-  if (a.teacher && !a.teacherBytes && !/\.tflite$/i.test(a.teacher)) throw new UsageError(`--teacher ${a.teacher} is not a .tflite file; the base is a LiteRT model: give the new version as a .tflite file`);
+  if (a.state.length) throw new UsageError('state (--state) is for ONNX models: a .tflite model trains on independent examples here');
+  if (a.replay) throw new UsageError('replay (--replay) is for TF.js layers models and ONNX models for now; for a .tflite model put the replayed examples in train (--train)');
+  if (a.alsoConsider.length) throw new UsageError('alsoConsider (--also-consider) is for TF.js layers models and ONNX models for now; for a .tflite model leave it out');
+  if (a.teacher && !a.teacherBytes && !/\.tflite$/i.test(a.teacher)) throw new UsageError(`teacher (--teacher) ${a.teacher} is not a .tflite file; the base is a LiteRT model: give the new version as a .tflite file`);
   const { tf, initBackend, describeBackend, trainTfliteDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
     ...(await import('./backend.ts')),
@@ -30,16 +30,16 @@ export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: T
   const { parseTrainable } = await import('./select.ts');
   // Before any work: the outputs, and the id devices know the model by (never the file name).
   const modelId = await fileTrainOutputs(a);
-  const bytes = a.baseBytes ?? await readTfliteModel(a.base, '--base');
-  const teacher = a.teacherBytes ?? (a.teacher ? await readTfliteModel(a.teacher, '--teacher') : undefined);
+  const bytes = a.baseBytes ?? await readTfliteModel(a.base, 'base (--base)');
+  const teacher = a.teacherBytes ?? (a.teacher ? await readTfliteModel(a.teacher, 'teacher (--teacher)') : undefined);
   // A teacher of another structure: learn on the file the structural payload rebuilds first.
   const teacherStore = teacher ? new TfliteWeightStore(teacher, { source: a.teacher }) : undefined;
   const plan = teacher && teacherStore ? structuralTeacher('tflite', { bytes, store: new TfliteWeightStore(bytes, { source: a.base }) }, { bytes: teacher, store: teacherStore, file: a.teacher as string }) : undefined;
   const trainBytes = plan ? plan.intermediate : bytes;
   const inputs = tfliteInputFiles(trainBytes, a.base);
-  const train = loadFolder(a.train, inputs, '--train', false);
-  const val = a.val ? loadFolder(a.val, inputs, '--val', false).data : undefined;
-  const evalData = a.eval ? loadFolder(a.eval, inputs, '--eval', false).data : undefined;
+  const train = loadFolder(a.train, inputs, 'train (--train)', false);
+  const val = a.val ? loadFolder(a.val, inputs, 'val (--val)', false).data : undefined;
+  const evalData = a.eval ? loadFolder(a.eval, inputs, 'eval (--eval)', false).data : undefined;
   const store = new TfliteWeightStore(trainBytes, { source: a.base });
   a = settleDefaultMethod(a, store.list(), teacherStore?.list(), (l) => io.progress(l));
   const total = store.storedWeightBytes();

@@ -220,7 +220,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (typeof options.base !== 'string' && !(options.base instanceof Uint8Array) && !Array.isArray(options.base)) throw new UsageError(`base: ${EXPECTED_MODEL}, found ${options.base === undefined ? 'nothing' : typeof options.base}`);
   if (typeof options.train !== 'string') throw new UsageError(`train: expected the path of the training data (a folder or x.npy), found ${options.train === undefined ? 'nothing' : typeof options.train}`);
   let a = settle(options);
-  if (!(a.epochs >= 1)) throw new UsageError(`--epochs must be at least 1, found ${a.epochs}`);
+  if (!(a.epochs >= 1)) throw new UsageError(`epochs (--epochs) must be at least 1, found ${a.epochs}`);
   if ((a.method as TrainSettings['method'] | undefined) === undefined) {
     // Without a method: what the measured tables put first (lowbit toward a teacher, sparse with
     // labels); each runner settles it once the teacher is read, and says so before training.
@@ -251,7 +251,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   else if (kind === 'onnx') ({ doc, payload } = await (await import('./front-onnx.ts')).trainOnnxFront(a, r));
   else if (kind === 'tfjs-graph') ({ doc, payload } = await (await import('./front-graph.ts')).trainGraphFront(a, r));
   else {
-    if (a.state.length) throw new UsageError('--state is for ONNX models (--base model.onnx): a TF.js model carries no state between examples here');
+    if (a.state.length) throw new UsageError('state (--state) is for ONNX models (--base model.onnx): a TF.js model carries no state between examples here');
     ({ doc, payload } = await (await import('./front-layers.ts')).trainLayersFront(a, r));
   }
   return { ...doc, payload, lines, warnings } as TrainResult;

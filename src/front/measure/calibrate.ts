@@ -66,10 +66,10 @@ export async function chooseCalibrated<R extends BuiltPayload>(
   }), '`ndiff diff --calibrate`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
-  const [model, target] = await loadLayersPair(tf, paths.base, paths.target, '--calibrate', 'leave --calibrate out (lowbit then chooses without data)');
+  const [model, target] = await loadLayersPair(tf, paths.base, paths.target, 'calibrate (--calibrate)', 'leave calibrate (--calibrate) out (lowbit then chooses without data)');
   const d = loadInputs(paths.calibrate);
   try {
-    checkInputs(d.xShape, model.inputs[0].shape, `--calibrate ${paths.calibrate}`);
+    checkInputs(d.xShape, model.inputs[0].shape, `calibrate (--calibrate) ${paths.calibrate}`);
   } catch (e) {
     model.dispose();
     target.dispose();

@@ -91,10 +91,10 @@ export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, pay
   silenceTfjsNodeBanner();
   await initBackend('wasm');
   progress(`measuring on ${a.eval}: loading ${a.labels?.base ?? a.base} and ${a.labels?.target ?? a.target} as TF.js models`);
-  const [model, target] = await loadLayersPair(tf, a.base, a.target, '--eval', 'leave --eval out');
+  const [model, target] = await loadLayersPair(tf, a.base, a.target, 'eval (--eval)', 'leave eval (--eval) out');
   const d = loadInputs(a.eval as string);
   try {
-    checkInputs(d.xShape, model.inputs[0].shape, `--eval ${a.eval}`);
+    checkInputs(d.xShape, model.inputs[0].shape, `eval (--eval) ${a.eval}`);
   } catch (e) {
     model.dispose();
     target.dispose();
@@ -122,9 +122,9 @@ export interface OnnxEval {
 /** Read both .onnx files and the --eval folder (one .npy per model input), so bad data fails before the diff is made. */
 export async function loadOnnxEval(a: PayloadEvalSpec): Promise<OnnxEval> {
   const state = parseStatePairs(a.state);
-  const base = await readOnnxModel(a.base, '--base');
-  const target = await readOnnxModel(a.target, '--target');
-  const { data, shared } = loadFolder(a.eval as string, fedInputs(base.bytes, a.base, state, base.external), '--eval', state.length > 0);
+  const base = await readOnnxModel(a.base, 'base (--base)');
+  const target = await readOnnxModel(a.target, 'target (--target)');
+  const { data, shared } = loadFolder(a.eval as string, fedInputs(base.bytes, a.base, state, base.external), 'eval (--eval)', state.length > 0);
   return { base, target, data, shared, state };
 }
 
@@ -158,9 +158,9 @@ export async function measureOnnx(a: PayloadEvalSpec, e: OnnxEval, payload: Uint
  * hands them to).
  */
 export async function openTflitePair(a: Pick<PayloadEvalSpec, 'base' | 'target'>, folder: string, flag: '--eval' | '--calibrate') {
-  const base = await readTfliteModel(a.base, '--base');
-  const target = await readTfliteModel(a.target, '--target');
-  const { data, shared } = loadFolder(folder, tfliteInputFiles(base, a.base), flag, false);
+  const base = await readTfliteModel(a.base, 'base (--base)');
+  const target = await readTfliteModel(a.target, 'target (--target)');
+  const { data, shared } = loadFolder(folder, tfliteInputFiles(base, a.base), flag === '--eval' ? 'eval (--eval)' : 'calibrate (--calibrate)', false);
   const { initBackend, TfliteProgram, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
     ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
     ...(await trainModule<typeof import('../../train/tflite/program.ts')>('tflite/program')),
@@ -183,7 +183,7 @@ export async function openTflitePair(a: Pick<PayloadEvalSpec, 'base' | 'target'>
  * the device applier.
  */
 export async function measureTflite(a: PayloadEvalSpec, payload: Uint8Array, progress: Progress): Promise<OnnxPayloadCloseness> {
-  if (a.state.length) throw new UsageError('--state is for ONNX models: a .tflite model carries no state between examples here');
+  if (a.state.length) throw new UsageError('state (--state) is for ONNX models: a .tflite model carries no state between examples here');
   const { programPayloadCloseness, TfliteWeightStore } = await importWithTrainerPeers(async () => ({
     ...(await trainModule<typeof import('../../train/program/payload-closeness.ts')>('program/payload-closeness')),
     ...(await import('../../io/tflite/store.ts')),
