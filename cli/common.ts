@@ -134,3 +134,29 @@ export function table(rows: (string | number)[][], header: string[]): string {
     return i === 0 ? line + '\n' + widths.map((w) => '-'.repeat(w)).join('  ') : line;
   }).join('\n');
 }
+
+/**
+ * Library option names in messages, and the flags that set them on the command line: an error
+ * raised by the library speaks of `maxPayloadBytes`; the CLI user can only pass a flag.
+ */
+const FLAG_OF_OPTION: [RegExp, string][] = [
+  [/\bmaxPayloadBytes\b/g, '--max-payload-bytes'],
+  [/\bexpectedModelId\b/g, '--model-id'],
+  [/\brequireSignature\b/g, '--require-signature'],
+  [/\btrustedKeys\b/g, '--public-key'],
+];
+
+/** `modelId` as a flag's name: `model-id`. */
+const kebab = (word: string) => word.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/**
+ * A message from the library, in the command line's words. The library names an option with its
+ * flag beside it, `modelId (--model-id)` or `method topk (--method topk)`: the command line user
+ * reads the flag alone, `--model-id`, `--method topk`.
+ */
+export function inCliWords(message: string): string {
+  let m = message;
+  for (const [re, flag] of FLAG_OF_OPTION) m = m.replace(re, flag);
+  m = m.replace(/\b([a-z][A-Za-z]*) (\S+) \((--([a-z][a-z-]*) \2)\)/g, (all, word: string, _value: string, flagText: string, flag: string) => (kebab(word) === flag ? flagText : all));
+  return m.replace(/\b([a-z][A-Za-z]*) \((--([a-z][a-z-]*)[^)]*)\)/g, (all, word: string, flagText: string, flag: string) => (kebab(word) === flag ? flagText : all));
+}

@@ -4,7 +4,7 @@
  */
 import yargs from 'yargs';
 import { NeuralDiffError, UsageError } from '../src/core/errors.ts';
-import { EXIT_CODES_HELP, errorDocument, exitCodeOf, processIO, type CliIO } from './common.ts';
+import { EXIT_CODES_HELP, errorDocument, exitCodeOf, inCliWords, processIO, type CliIO } from './common.ts';
 import { boundedMessage, terminalSafe } from './text.ts';
 import { diffCommand, runDiff } from './commands/diff.ts';
 import { inspectCommand, runInspect } from './commands/inspect.ts';
@@ -18,32 +18,6 @@ import { releaseCommand } from './commands/release.ts';
 import { updateCommand, runUpdate } from './commands/update.ts';
 
 export const VERSION = '0.1.0';
-
-/**
- * Library option names in messages, and the flags that set them on the command line: an error
- * raised by the library speaks of `maxPayloadBytes`; the CLI user can only pass a flag.
- */
-const FLAG_OF_OPTION: [RegExp, string][] = [
-  [/\bmaxPayloadBytes\b/g, '--max-payload-bytes'],
-  [/\bexpectedModelId\b/g, '--model-id'],
-  [/\brequireSignature\b/g, '--require-signature'],
-  [/\btrustedKeys\b/g, '--public-key'],
-];
-
-/** `modelId` as a flag's name: `model-id`. */
-const kebab = (word: string) => word.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-
-/**
- * A message from the library, in the command line's words. The library names an option with its
- * flag beside it, `modelId (--model-id)` or `method topk (--method topk)`: the command line user
- * reads the flag alone, `--model-id`, `--method topk`.
- */
-export function inCliWords(message: string): string {
-  let m = message;
-  for (const [re, flag] of FLAG_OF_OPTION) m = m.replace(re, flag);
-  m = m.replace(/\b([a-z][A-Za-z]*) (\S+) \((--([a-z][a-z-]*) \2)\)/g, (all, word: string, _value: string, flagText: string, flag: string) => (kebab(word) === flag ? flagText : all));
-  return m.replace(/\b([a-z][A-Za-z]*) \((--([a-z][a-z-]*)[^)]*)\)/g, (all, word: string, flagText: string, flag: string) => (kebab(word) === flag ? flagText : all));
-}
 
 /**
  * `--budget -5%` and `--epochs -1`: yargs reads a value that starts with `-` as more flags

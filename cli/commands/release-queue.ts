@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import type { Argv, Options } from 'yargs';
 import { release } from '../../src/front/release.ts';
 import { startQueueWorker } from '../../src/release/queue/worker.ts';
-import { table, type CliIO } from '../common.ts';
+import { inCliWords, table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
 interface RunArgs {
@@ -56,7 +56,7 @@ export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
     onProgress: (l) => io.progress(l),
   });
   const { warnings, ...doc } = res;
-  for (const w of warnings) io.err(`warning: ${w}`);
+  for (const w of warnings) io.err(`warning: ${inCliWords(w)}`);
   io.result?.(doc);
   io.out(res.release !== undefined
     ? `${a.release}: plan ${res.plan} done (${res.jobs} job(s)); manifest release ${res.release} signed, ${res.added} payload(s) added`

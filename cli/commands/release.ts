@@ -10,7 +10,7 @@ import type { ProgramOutputKind } from '../../src/train/program/training-model.t
 import { closenessLines } from '../../src/front/measure/payload-eval.ts';
 import { DEFAULT_KEYFRAME_BELOW, release, type ReleaseJobExport } from '../../src/front/release.ts';
 import type { RunJobResult } from '../../src/release/jobs.ts';
-import { table, type CliIO } from '../common.ts';
+import { inCliWords, table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 import { releaseRunOptions, runReleaseRun, runReleaseStatus } from './release-queue.ts';
 
@@ -76,7 +76,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     },
   });
   const { warnings, ...doc } = res;
-  for (const w of warnings) io.err(`warning: ${w}`);
+  for (const w of warnings) io.err(`warning: ${inCliWords(w)}`);
   if (res.keyframeBelow !== undefined && !saidThreshold) io.out(thresholdLine(res.keyframeBelow));
   for (const d of res.drift ?? []) io.out(driftLine(d));
   io.result?.(doc);
@@ -117,7 +117,7 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
   io.result?.(doc);
   if (a.export !== undefined) printExport(a, io, job, res as ReleaseJobExport);
   else printJobResult(a, io, job, res as RunJobResult);
-  for (const w of warnings) io.err(`warning: ${w}`);
+  for (const w of warnings) io.err(`warning: ${inCliWords(w)}`);
   return 0;
 }
 
@@ -145,7 +145,7 @@ function printJobResult(a: JobArgs, io: CliIO, job: ReleaseJob, res: RunJobResul
 async function runPublish(a: PublishArgs, io: CliIO): Promise<number> {
   const res = await release.publish({ release: a.release, key: a.key, expires: a.expires, ...(a.accept ? { accept: a.accept } : {}) });
   const { warnings, ...doc } = res;
-  for (const w of warnings) io.err(`warning: ${w}`);
+  for (const w of warnings) io.err(`warning: ${inCliWords(w)}`);
   io.result?.(doc);
   io.out(`${a.release}: manifest release ${res.release} signed (newest version ${res.latest}, ${res.payloads} payload(s), ${res.added} new), expires ${new Date(res.expiresAt * 1000).toISOString()}`);
   return 0;

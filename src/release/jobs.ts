@@ -279,7 +279,7 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
       if (!same) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}), and is not the top-k payload of budget ${policy.budget} (publish rebuilt it: ${rebuilt.bytes.length} bytes, another SHA-256)`, { found: header.targetFingerprint, expected: to.fingerprint });
       method = rebuilt.method;
     } else {
-      throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}): a lossy payload publish cannot rebuild (method ${header.method}) could make devices hold any weights. If you made it (a learned payload taken in with ndiff release job --payload) and checked it (ndiff diff --eval), accept it by its SHA-256: --accept ${sha256.slice(0, 16)}`, { found: header.targetFingerprint, expected: to.fingerprint, sha256 });
+      throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}): a lossy payload publish cannot rebuild (method ${header.method}) could make devices hold any weights. If you made it (a learned payload taken in with ndiff release job --payload) and checked it (ndiff diff --eval), accept it by its SHA-256: accept (--accept ${sha256.slice(0, 16)}) when publishing`, { found: header.targetFingerprint, expected: to.fingerprint, sha256 });
     }
   } else {
     method = 'exact';
