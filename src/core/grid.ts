@@ -91,6 +91,13 @@ export function affineStep(x: number, grid: IntegerGrid): number {
   return q > lo ? (q < hi ? q : hi) : lo;
 }
 
+/** The smallest and largest grid step ({@link affineStep}) of an integer grid: [0, 255] for uint8, [−128 − zeroPoint, 127 − zeroPoint] for qint8. */
+export function stepRange(grid: IntegerGrid): [number, number] {
+  const d = grid.dtype;
+  const zp = d[0] === 'q' ? (grid as LinearQuantGrid).zeroPoint : 0;
+  return [(d === 'qint8' ? -128 : 0) - zp, (d === 'uint16' ? 65535 : d === 'qint8' ? 127 : 255) - zp];
+}
+
 /** The integer `x` is stored as on an integer grid (clamped): q for uint8/uint16, the int8/uint8 of qint8/quint8. */
 export function gridLevel(x: number, grid: IntegerGrid): number {
   return affineStep(x, grid) + (grid.dtype[0] === 'q' ? (grid as LinearQuantGrid).zeroPoint : 0);

@@ -25,6 +25,8 @@ import { matrixDims } from '../core/format.ts';
 import { encodeValues } from '../core/values.ts';
 import { encodePositions } from '../core/encode.ts';
 import { factorize } from '../diff/factorize.ts';
+import { isIntegerGrid } from '../core/grid.ts';
+import { gridSteps, quantizeOnGrid, roundedError } from '../diff/lowbit-grid.ts';
 import { inverseCholesky, outputError, relativeOutput, roundAgainstInputs, type InputMoments } from './gptq.ts';
 import { keep, keptFromBase, LowBitCache } from './cache.ts';
 import { allocate, improveJointly } from './allocate.ts';
@@ -364,6 +366,16 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
    * tensor's change once. The payload is the same bytes with or without it.
    */
   cache?: LowBitCache;
+  /**
+   * On a tensor the device stores on an integer grid (TF.js uint8/uint16, ONNX int8/uint8; the
+   * payload's grid `g`), codes whose scales are whole numbers of grid steps, chosen and measured
+   * on the grid the device holds after rounding (lowbit-grid.ts): applying adds `code × steps` to
+   * each stored integer. Its low-rank factors, whose products the device rounds onto the grid,
+   * are measured after that rounding; outliers and new values, whose sums fall between grid
+   * values, are not offered. Default true; false quantizes its change as a float tensor's and
+   * lets the device round the sums.
+   */
+  gridCodes?: boolean;
 }
 
 /**
@@ -401,7 +413,7 @@ export function lowbitDiff(hasher: Hasher, base: WeightStore, target: WeightStor
 /** {@link lowbitDiff} from precomputed deltas (ONNX models: onnxDeltas). */
 export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: LowBitOptions): LowBitResult {
   const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, newValues = true, proxy = 'relative', cache, inputs, ...headerOptions } = options;
+  const { widths = LOWBIT_WIDTHS, layouts = ['tensor', 'first', 'last'], measure, measureModel: joint, importance, cover = true, lowRank = true, outliers = true, newValues = true, proxy = 'relative', cache, inputs, gridCodes = true, ...headerOptions } = options;
   if (!Array.isArray(widths) || widths.length === 0) throw new UsageError(`lowbit: widths must be a list of integers from 1 to 8, found ${JSON.stringify(widths)}`, { widths });
   for (const b of widths) checkWidth(b, 'each of the widths');
   const header: HeaderOptions = { ...withoutStore(headerOptions), method: 'lowbit', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
@@ -431,25 +443,33 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     // quantization itself does not change with a uniform weight.
     const factor = !importance && proxy === 'relative' ? relativeWeight(base.values(name), d) : 1;
     const shape = shapes.get(name) as readonly number[];
+    // A tensor stored on an integer grid: codes in whole grid steps.
+    const g = gridCodes ? header.grids?.get(name) : undefined;
+    const onGrid = g && isIntegerGrid(g) ? g : undefined;
     // With the layer's input moments: codes rounded against them, errors as output changes.
     const moments = inputs?.get(name);
-    const rounding = moments && shape.length >= 2 && moments.rows === matrixDims(shape).rows ? moments : undefined;
+    const rounding = moments && !onGrid && shape.length >= 2 && moments.rows === matrixDims(shape).rows ? moments : undefined;
     const outFactor = rounding ? relativeOutput(base.values(name), d, rounding) : 1;
     const u = rounding ? inverseCholesky(rounding) : null;
     const errorOf = (decoded: Float32Array, plain: number): number => (measure ? measure(name, decoded) : rounding ? outFactor * outputError(d, decoded, rounding) : factor * plain);
     const choices: Option[] = [{ bits: 0, layout: null, bytes: 0, error: errorOf(new Float32Array(d.length), weighted) }];
     const seen = new Set<string>();
     const kept = cache?.of(name, d, weight);
+    // Grid codes depend on the base's values too (each value's stored step).
+    const onBase = onGrid ? keptFromBase(kept, base.values(name)) : undefined;
+    const steps = onGrid ? keep(onBase, 'steps', () => gridSteps(base.values(name), onGrid, name)) : undefined;
     let order: Uint32Array | undefined;
     // New values (kind n) are offered beside the change's codes, except when rounded against inputs.
-    const w0 = newValues && !rounding ? base.values(name) : undefined;
+    const w0 = newValues && !rounding && !onGrid ? base.values(name) : undefined;
     const fromBase = w0 ? keptFromBase(kept, w0) : undefined;
     for (const layout of layouts) {
       const l = scaleLayout(shape, layout);
       if (!l || seen.has(`${l.group}/${l.count}`)) continue;
       seen.add(`${l.group}/${l.count}`);
       for (const bits of widths) {
-        const nearest = keep(kept, `q/${bits}/${l.group}/${l.count}`, () => quantizeLowBit(d, bits, l.group, l.count, weight));
+        const nearest = onGrid
+          ? keep(onBase, `g/${bits}/${l.group}/${l.count}/${onGrid.dtype}/${onGrid.scale}`, () => quantizeOnGrid(d, base.values(name), onGrid, bits, l.group, l.count, weight, steps))
+          : keep(kept, `q/${bits}/${l.group}/${l.count}`, () => quantizeLowBit(d, bits, l.group, l.count, weight));
         const q = rounding && u ? roundAgainstInputs(d, nearest, rounding.rows, u) : nearest;
         quantized.set(`${name}\u0000${layout}\u0000${bits}`, q);
         const bytes = lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape);
@@ -466,7 +486,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
         }
         // The largest changes apart at float16, so the scales fit the rest (a retrained tensor's
         // few large changes would otherwise set them).
-        if (outliers) {
+        if (outliers && !onGrid) {
           for (const m of new Set(OUTLIER_SHARES.map((f) => Math.round(f * nz)))) {
             if (m < 1 || m >= nz) continue;
             const o = keep(kept, `o/${bits}/${l.group}/${l.count}/${m}`, () => quantizeWithOutliers(d, bits, l.group, l.count, m, weight, (order ??= keep(kept, 'order', () => outlierOrder(d, weight)))));
@@ -481,7 +501,9 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     if (lowRank) for (const o of keep(kept, 'lowrank', () => lowRankOptions(name, d, shape, weight))) {
       quantized.set(`${name}\u0000lowrank\u0000${o.bytes}`, o.quantized);
       const { quantized: _q, ...option } = o;
-      choices.push({ ...option, error: errorOf(o.quantized.decoded, option.error) });
+      // On an integer grid the device rounds the factors' product onto it: measured after that rounding.
+      const plain = onGrid ? keep(onBase, `lowrank/${o.bytes}/${onGrid.scale}`, () => roundedError(d, base.values(name), o.quantized.decoded, onGrid, weight)) : option.error;
+      choices.push({ ...option, error: errorOf(o.quantized.decoded, plain) });
     }
     raw.push({ name, options: choices });
   }

@@ -24,6 +24,8 @@ import type { PatchSpec } from '../diff/build.ts';
 import { lowBitCode, scaleExponent, wireScale } from './encoder.ts';
 import { matrixDims } from '../core/format.ts';
 import type { Parameterization } from '../method/contract.ts';
+import { isIntegerGrid, type IntegerGrid } from '../core/grid.ts';
+import { wholeSteps } from '../diff/lowbit-grid.ts';
 
 interface CodeState {
   kind: 'codes';
@@ -53,6 +55,12 @@ interface CodeState {
    * were rounded from.
    */
   delta?: tf.Variable;
+  /**
+   * Codes in whole steps of an integer storage grid (src/diff/lowbit-grid.ts): each scale stays a
+   * whole number of grid steps as it trains (the device clamps past the grid's ends, as the
+   * training step's rounding onto the grid does).
+   */
+  onGrid?: IntegerGrid;
 }
 
 interface FactorState {
@@ -123,9 +131,12 @@ export class LowBitScales implements Parameterization {
         const chanOf = Int32Array.from({ length: n }, (_, k) => Math.floor(k / lb.group) % count);
         // value = code * scale exactly: the code back from the value (a zero scale: +1, any).
         const codes = Float32Array.from(dense, (x, k) => (scale[chanOf[k]] > 0 ? Math.round(x / scale[chanOf[k]]) : 1));
+        // Codes the post-hoc encoder made in whole grid steps train in whole grid steps.
+        const grid = p.kind === 'dense' && !replace && p.grid && isIntegerGrid(p.grid) && wholeSteps(scale, p.grid, lb.bits) ? p.grid : undefined;
         this.states.set(p.name, {
           kind: 'codes', name: p.name, shape: b.shape, w0, bits: lb.bits, group: lb.group, exponent: lb.exponent, codes, chanOf,
           ...(replace ? { replace: true as const } : {}),
+          ...(grid ? { onGrid: grid } : {}),
           s0: scale,
           s: tf.variable(tf.ones([count]), true, `nd_lowbit_s/${p.name}`),
           code: tf.tensor1d(codes, 'float32'),
@@ -164,10 +175,18 @@ export class LowBitScales implements Parameterization {
     for (let k = 0; k < t.length; k++) st.codes[k] = lowBitCode(t[k] * st.s0[st.chanOf[k]], values[st.chanOf[k]], st.bits);
   }
 
+  /** The scales a codes tensor's variables stand for, on the wire: whole grid steps on a grid. */
+  private wire(st: CodeState): { h: Uint16Array; e: number; values: Float64Array } {
+    const s = times(st.s0, st.s);
+    const g = st.onGrid;
+    if (g) for (let j = 0; j < s.length; j++) s[j] = Math.round(s[j] / g.scale) * g.scale;
+    return wireScales(s, st.exponent);
+  }
+
   /** The values the device will hold for codes tensor `st` with the current variables. */
   private weights(st: CodeState): Float32Array {
     const w = new Float32Array(st.w0.length);
-    const { values } = wireScales(times(st.s0, st.s), st.exponent);
+    const { values } = this.wire(st);
     this.recode(st, values);
     for (let k = 0; k < w.length; k++) w[k] = st.w0[k] + Math.fround(st.codes[k] * values[st.chanOf[k]]);
     // An outlier joins the code's value before the weight is written (FORMAT.md 5.2).
@@ -221,7 +240,7 @@ export class LowBitScales implements Parameterization {
       // (The variables are in units of the post-hoc scales: their gradients times those scales.)
       const g = tf.reshape(dW, [st.codes.length]).dataSync() as Float32Array;
       const t = st.delta.dataSync() as Float32Array;
-      const { values } = wireScales(times(st.s0, st.s), st.exponent);
+      const { values } = this.wire(st);
       const qmax = st.bits === 1 ? 1 : 2 ** (st.bits - 1) - 1;
       const gd = new Float32Array(g.length);
       const gs = new Float32Array(st.s.shape[0] as number);
@@ -263,7 +282,7 @@ export class LowBitScales implements Parameterization {
     const out: PatchSpec[] = [];
     for (const st of this.states.values()) {
       if (st.kind === 'codes') {
-        const { h, e, values } = wireScales(times(st.s0, st.s), st.exponent);
+        const { h, e, values } = this.wire(st);
         this.recode(st, values);
         const lowbit: LowBit = { bits: st.bits, group: st.group, scales: h, exponent: e };
         // (+ 0: a zero scale decodes to +0 whatever the code, as the encoder writes it.)
