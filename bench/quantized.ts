@@ -2,13 +2,15 @@
  * Quantized models stay quantized, and lose nothing for it (issue #16): the keyword model of the
  * keyword-spotting benchmark, converted as tensorflowjs_converter does (--quantize_uint8 and
  * --quantize_float16: quantizeModelDir), learns update 1 (new words) as a sparse diff within 1%
- * of the model **as stored**; the same diff is learned on the float32 model at the same bytes.
+ * of the model **as stored** (and, with `--methods sparse,lowbit`, as a low-bit diff: on the uint8
+ * model codes in whole grid steps); the same diff is learned on the float32 model at the same bytes.
  * Each payload is applied to a copy of its folder with the device applier and the folder is
  * loaded with stock tfjs: the accuracy reported is the stored result's, the folder keeps its
  * dtypes and size.
  *
  *   node --import tsx bench/quantized.ts [--data DIR] [--work DIR] [--update 1] [--budget-pct 1]
- *        [--epochs 5] [--tune quick] [--out bench/out/quantized.json]
+ *        [--epochs 5] [--tune quick] [--methods sparse]
+ *        [--dtypes uint8,float16] [--out bench/out/quantized.json]
  *
  * Needs the keyword benchmark's data (examples/keyword-spotting/data, made by `npm run bench:kws`
  * or its data.ts) and reuses its base model (work/full/base.json) when present.
@@ -40,6 +42,8 @@ const { values: args } = parseArgs({
     'budget-pct': { type: 'string', default: '1' },
     epochs: { type: 'string', default: '5' },
     tune: { type: 'string', default: 'quick' },
+    methods: { type: 'string', default: 'sparse' },
+    dtypes: { type: 'string', default: 'uint8,float16' },
     out: { type: 'string' },
   },
 });
@@ -49,6 +53,10 @@ const u = Number(args.update);
 const pct = Number(args['budget-pct']);
 const epochs = Number(args.epochs);
 const tune = args.tune as TuneMode;
+const methods = (args.methods as string).split(',') as ('sparse' | 'lowbit')[];
+const dtypes = (args.dtypes as string).split(',') as ('uint8' | 'float16')[];
+for (const m of methods) if (m !== 'sparse' && m !== 'lowbit') throw new Error(`--methods: expected sparse and/or lowbit, found ${m}`);
+for (const d of dtypes) if (d !== 'uint8' && d !== 'float16') throw new Error(`--dtypes: expected uint8 and/or float16, found ${d}`);
 const outFile = resolve(args.out ?? join(here, 'out', 'quantized.json'));
 const tmp = join(here, 'out', 'quantized-work');
 const log = (l: string) => console.log(l);
@@ -130,6 +138,8 @@ log(`update ${u} (${up.id}): ${train.y.length} training rows (${fresh.y.length} 
 
 interface Row {
   storage: string;
+  method: string;
+  seconds: number;
   storedBytes: number;
   budgetBytes: number;
   bytes: number;
@@ -143,11 +153,13 @@ interface Row {
   learningRate: number;
 }
 
-async function run(dir: string, storage: string, budgetBytes: number): Promise<Row> {
+async function run(dir: string, storage: string, budgetBytes: number, method: 'sparse' | 'lowbit'): Promise<Row> {
   const m = await tf.loadLayersModel(fileSystemIO(dir));
   const base = await openTfjsModelDir(dir);
-  const res = await trainDiff(m, train, { method: 'sparse', budgetBytes, epochs, seed: 11, base, tune, eval: evalAll, header: { modelId: 'kws-en', sequence: u }, onProgress: (l) => log(`  [${storage} @ ${budgetBytes} B] ${l}`) });
-  const device = join(tmp, `${storage}-${budgetBytes}-device`);
+  const t0 = performance.now();
+  const res = await trainDiff(m, train, { method, budgetBytes, epochs, seed: 11, base, tune, eval: evalAll, header: { modelId: 'kws-en', sequence: u }, onProgress: (l) => log(`  [${storage} ${method} @ ${budgetBytes} B] ${l}`) });
+  const seconds = (performance.now() - t0) / 1000;
+  const device = join(tmp, `${storage}-${method}-${budgetBytes}-device`);
   await cp(dir, device, { recursive: true });
   const before = await weightBytes(dir);
   await applyToModelDir(device, res.bytes, { state: null });
@@ -156,6 +168,8 @@ async function run(dir: string, storage: string, budgetBytes: number): Promise<R
   const entries = async (d: string) => JSON.stringify((JSON.parse(await readFile(join(d, 'model.json'), 'utf8')).weightsManifest as { weights: unknown[] }[]).map((g) => g.weights));
   const row: Row = {
     storage,
+    method,
+    seconds: Number(seconds.toFixed(1)),
     storedBytes: storedModelBytes(base),
     budgetBytes,
     bytes: res.bytes.length,
@@ -168,31 +182,33 @@ async function run(dir: string, storage: string, budgetBytes: number): Promise<R
     dtypesKept: (await entries(dir)) === (await entries(device)),
     learningRate: res.tuning.learningRate,
   };
-  log(`${storage} @ ${budgetBytes} B: ${row.bytes} bytes, accuracy ${(100 * row.accuracyBefore).toFixed(2)}% -> ${(100 * row.accuracy).toFixed(2)}% (folder by stock tfjs: ${(100 * row.folderAccuracy).toFixed(2)}%), weights ${row.folderBytesBefore} -> ${row.folderBytesAfter} bytes, dtypes kept: ${row.dtypesKept}`);
+  log(`${storage} ${method} @ ${budgetBytes} B (${row.seconds} s): ${row.bytes} bytes, accuracy ${(100 * row.accuracyBefore).toFixed(2)}% -> ${(100 * row.accuracy).toFixed(2)}% (folder by stock tfjs: ${(100 * row.folderAccuracy).toFixed(2)}%), weights ${row.folderBytesBefore} -> ${row.folderBytesAfter} bytes, dtypes kept: ${row.dtypesKept}`);
   m.dispose();
   loaded.dispose();
   return row;
 }
 
-const results: { variant: string; quantized: Row; float32: Row; gapPoints: number }[] = [];
-for (const dtype of ['uint8', 'float16'] as const) {
+const results: { variant: string; method: string; quantized: Row; float32: Row; gapPoints: number }[] = [];
+for (const dtype of dtypes) {
   const dir = join(tmp, dtype);
   const sizes = await quantizeModelDir(f32Dir, dir, dtype);
   const stored = storedModelBytes(await openTfjsModelDir(dir));
   const budget = Math.floor((stored * pct) / 100);
   log(`${dtype}: weights ${sizes.bytesBefore} -> ${sizes.bytesAfter} bytes; budget ${pct}% of the model as stored = ${budget} bytes`);
-  const quantized = await run(dir, dtype, budget);
-  const float32 = await run(f32Dir, 'float32', budget);
-  results.push({ variant: dtype, quantized, float32, gapPoints: Number((100 * (float32.accuracy - quantized.accuracy)).toFixed(2)) });
+  for (const method of methods) {
+    const quantized = await run(dir, dtype, budget, method);
+    const float32 = await run(f32Dir, 'float32', budget, method);
+    results.push({ variant: dtype, method, quantized, float32, gapPoints: Number((100 * (float32.accuracy - quantized.accuracy)).toFixed(2)) });
+  }
 }
 await mkdir(dirname(outFile), { recursive: true });
-await writeFile(outFile, JSON.stringify({ update: u, budgetPct: pct, epochs, tune, results }, null, 1) + '\n');
+await writeFile(outFile, JSON.stringify({ update: u, budgetPct: pct, epochs, tune, methods, results }, null, 1) + '\n');
 log('');
-log('| stored as | budget (1% as stored) | payload | accuracy before | after (trainer) | after (folder, stock tfjs) | weights after | float32 model, same bytes | gap |');
-log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+log('| stored as | method | budget (1% as stored) | payload | accuracy before | after (trainer) | after (folder, stock tfjs) | weights after | float32 model, same bytes | gap |');
+log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
   const q = r.quantized;
-  log(`| ${r.variant} | ${q.budgetBytes} B | ${q.bytes} B | ${(100 * q.accuracyBefore).toFixed(2)}% | ${(100 * q.accuracy).toFixed(2)}% | ${(100 * q.folderAccuracy).toFixed(2)}% | ${q.folderBytesAfter} B (was ${q.folderBytesBefore}${q.dtypesKept ? ', dtypes kept' : ', DTYPES CHANGED'}) | ${(100 * r.float32.accuracy).toFixed(2)}% | ${r.gapPoints.toFixed(2)} pts |`);
+  log(`| ${r.variant} | ${r.method} | ${q.budgetBytes} B | ${q.bytes} B | ${(100 * q.accuracyBefore).toFixed(2)}% | ${(100 * q.accuracy).toFixed(2)}% | ${(100 * q.folderAccuracy).toFixed(2)}% | ${q.folderBytesAfter} B (was ${q.folderBytesBefore}${q.dtypesKept ? ', dtypes kept' : ', DTYPES CHANGED'}) | ${(100 * r.float32.accuracy).toFixed(2)}% | ${r.gapPoints.toFixed(2)} pts |`);
 }
 log(`wrote ${outFile}`);
 await rm(tmp, { recursive: true, force: true });
