@@ -196,6 +196,25 @@ describe('lowbit on a uint8 TF.js folder: post hoc and trained', () => {
     assert.ok(res.squaredError <= free.squaredError * 1.25, `whole steps ${res.squaredError}, free scales ${free.squaredError}`);
   });
 
+  test('an error measured on the model sees the change the device makes: every carried change lands on the grid', async () => {
+    const hasher = await getHasher();
+    const disk = await openTfjsModelDir(join(root, 'uint8'));
+    let seen = 0;
+    const measure = (name: string, delta: Float32Array): number => {
+      const g = disk.grid?.(name) as IntegerGrid;
+      const w0 = disk.values(name);
+      // (Within a thousandth of a step: the change is a float32 difference of two grid values.)
+      for (let i = 0; i < delta.length; i++) {
+        const x = w0[i] + delta[i];
+        if (Math.abs(x - snapValue(x, g)) > 1e-3 * g.scale) assert.fail(`${name}[${i}]: ${w0[i]} + ${delta[i]} is ${Math.abs(x - snapValue(x, g)) / g.scale} steps off the grid`);
+      }
+      seen++;
+      return delta.reduce((a, x) => a + x * x, 0);
+    };
+    lowbitDiff(hasher, disk, modelToStore(teacher), { budgetBytes: Math.floor(storedModelBytes(disk) * 0.05), measure });
+    assert.ok(seen > 20, `${seen} options measured`);
+  });
+
   test('refused: a payload for the uint8 folder on the float32 one (typed, folder untouched); a budget under the header', async () => {
     const hasher = await getHasher();
     const disk = await openTfjsModelDir(join(root, 'uint8'));

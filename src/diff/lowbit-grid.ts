@@ -19,6 +19,8 @@ import { checkWidth, scaleExponent, wireScale, type QuantizedDelta } from './low
 export interface GridQuantizedDelta extends QuantizedDelta {
   /** Each scale's whole number of grid steps (0: the channel is left as it is). */
   steps: Int32Array;
+  /** What the device holds after rounding onto the grid, less the base: the change it makes. */
+  change: Float32Array;
 }
 
 /** Multiples of a channel's largest change over the largest code tried for its step count, 2 bits and up. */
@@ -136,28 +138,23 @@ export function quantizeOnGrid(delta: Float32Array, w0: Float32Array, grid: Inte
     if (best[j] === Infinity) [chosen[j], scales[j], scale[j]] = [0, 0, 0];
   }
   const decoded = new Float32Array(n);
-  let squaredError = 0;
   for (let from = 0, j = 0; from < n; from += group, j = j + 1 === count ? 0 : j + 1) {
-    for (let k = from, to = Math.min(n, from + group); k < to; k++) {
-      decoded[k] = codeOf(k, chosen[j]) * scale[j];
-      // Measured on what the device holds: the sum in float32, rounded onto the grid.
-      const r = delta[k] - (snapValue(Math.fround(w0[k] + decoded[k]), grid) - w0[k]);
-      squaredError += (weight ? weight[k] : 1) * r * r;
-    }
+    for (let k = from, to = Math.min(n, from + group); k < to; k++) decoded[k] = codeOf(k, chosen[j]) * scale[j];
   }
-  return { lowbit: { bits, group, scales, exponent: e }, decoded, squaredError, steps: chosen };
+  // Measured on what the device holds: the sum in float32, rounded onto the grid.
+  const change = roundedChange(w0, decoded, grid);
+  return { lowbit: { bits, group, scales, exponent: e }, decoded, squaredError: squaredFrom(delta, change, weight), steps: chosen, change };
 }
 
-/**
- * The (weighted) squared error from `delta` of adding `change` to `w0` as the device does: the
- * float32 sum rounded onto the grid.
- */
-export function roundedError(delta: Float32Array, w0: Float32Array, change: Float32Array, grid: IntegerGrid, weight?: Float32Array): number {
+/** What adding `change` to `w0` changes once the device rounds the float32 sum onto the grid. */
+export function roundedChange(w0: Float32Array, change: Float32Array, grid: IntegerGrid): Float32Array {
+  return Float32Array.from(w0, (w, k) => snapValue(Math.fround(w + change[k]), grid) - w);
+}
+
+/** The (weighted) squared error of `carried` from `delta`. */
+export function squaredFrom(delta: Float32Array, carried: Float32Array, weight?: Float32Array): number {
   let e = 0;
-  for (let k = 0; k < delta.length; k++) {
-    const r = delta[k] - (snapValue(Math.fround(w0[k] + change[k]), grid) - w0[k]);
-    e += (weight ? weight[k] : 1) * r * r;
-  }
+  for (let k = 0; k < delta.length; k++) e += (weight ? weight[k] : 1) * (delta[k] - carried[k]) ** 2;
   return e;
 }
 

@@ -26,7 +26,7 @@ import { encodeValues } from '../core/values.ts';
 import { encodePositions } from '../core/encode.ts';
 import { factorize } from '../diff/factorize.ts';
 import { isIntegerGrid } from '../core/grid.ts';
-import { gridSteps, quantizeOnGrid, roundedError } from '../diff/lowbit-grid.ts';
+import { gridSteps, quantizeOnGrid, roundedChange, squaredFrom } from '../diff/lowbit-grid.ts';
 import { inverseCholesky, outputError, relativeOutput, roundAgainstInputs, type InputMoments } from './gptq.ts';
 import { keep, keptFromBase, LowBitCache } from './cache.ts';
 import { allocate, improveJointly } from './allocate.ts';
@@ -87,7 +87,8 @@ function framing(name: string, shape: readonly number[]): number {
 }
 
 /** One option's carried change: codec-l codes, or low-rank factors before their int8 rounding (the payload builder rounds them). */
-type Carried = { decoded: Float32Array; squaredError: number } & ({ lowbit: LowBit; factors?: undefined; outliers?: Outliers; newValues?: Float32Array } | { lowbit?: undefined; factors: QuantizedFactors; outliers?: undefined; newValues?: undefined });
+/** `change`: on an integer grid, what the device holds after rounding less the base (else `decoded` is the change). */
+type Carried = { decoded: Float32Array; squaredError: number; change?: Float32Array } & ({ lowbit: LowBit; factors?: undefined; outliers?: Outliers; newValues?: Float32Array } | { lowbit?: undefined; factors: QuantizedFactors; outliers?: undefined; newValues?: undefined });
 
 /** The largest changes of a tensor carried apart from its codes: positions, float16 values, and what the codes alone decode to. */
 export interface Outliers {
@@ -473,7 +474,7 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
         const q = rounding && u ? roundAgainstInputs(d, nearest, rounding.rows, u) : nearest;
         quantized.set(`${name}\u0000${layout}\u0000${bits}`, q);
         const bytes = lowBitBytes(d.length, bits) + 2 * l.count + framing(name, shape);
-        choices.push({ bits, layout, bytes, error: errorOf(q.decoded, q.squaredError) });
+        choices.push({ bits, layout, bytes, error: errorOf((q as Carried).change ?? q.decoded, q.squaredError) });
         // The tensor's new values at these bits (kind n): the change the device then makes is
         // new - base, measured as any change is.
         if (w0) {
@@ -502,8 +503,9 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
       quantized.set(`${name}\u0000lowrank\u0000${o.bytes}`, o.quantized);
       const { quantized: _q, ...option } = o;
       // On an integer grid the device rounds the factors' product onto it: measured after that rounding.
-      const plain = onGrid ? keep(onBase, `lowrank/${o.bytes}/${onGrid.scale}`, () => roundedError(d, base.values(name), o.quantized.decoded, onGrid, weight)) : option.error;
-      choices.push({ ...option, error: errorOf(o.quantized.decoded, plain) });
+      const change = onGrid ? keep(onBase, `lowrank/${o.bytes}/${onGrid.scale}`, () => roundedChange(base.values(name), o.quantized.decoded, onGrid)) : undefined;
+      if (change) quantized.set(`${name}\u0000lowrank\u0000${o.bytes}`, { ...o.quantized, change });
+      choices.push({ ...option, error: errorOf(change ?? o.quantized.decoded, change ? squaredFrom(d, change, weight) : option.error) });
     }
     raw.push({ name, options: choices });
   }
@@ -530,7 +532,10 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
     const carried = new Map<string, Float32Array>();
     picks.forEach((p, i) => {
       const o = tensors[i].options[p];
-      if (o.bits) carried.set(raw[i].name, quantizedOf(raw[i].name, o).decoded);
+      if (o.bits) {
+        const q = quantizedOf(raw[i].name, o);
+        carried.set(raw[i].name, q.change ?? q.decoded);
+      }
     });
     return (joint as NonNullable<typeof joint>)(carried);
   };
