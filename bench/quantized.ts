@@ -10,7 +10,9 @@
  *
  *   node --import tsx bench/quantized.ts [--data DIR] [--work DIR] [--update 1] [--budget-pct 1]
  *        [--epochs 5] [--tune quick] [--methods sparse]
- *        [--dtypes uint8,float16] [--out bench/out/quantized.json]
+ *        [--dtypes uint8,float16] [--float32 yes] [--out bench/out/quantized.json]
+ *
+ * `--float32 no` leaves out the float32 model's runs at the same bytes (the last two columns).
  *
  * Needs the keyword benchmark's data (examples/keyword-spotting/data, made by `npm run bench:kws`
  * or its data.ts) and reuses its base model (work/full/base.json) when present.
@@ -44,6 +46,7 @@ const { values: args } = parseArgs({
     tune: { type: 'string', default: 'quick' },
     methods: { type: 'string', default: 'sparse' },
     dtypes: { type: 'string', default: 'uint8,float16' },
+    float32: { type: 'string', default: 'yes' },
     out: { type: 'string' },
   },
 });
@@ -188,7 +191,7 @@ async function run(dir: string, storage: string, budgetBytes: number, method: 's
   return row;
 }
 
-const results: { variant: string; method: string; quantized: Row; float32: Row; gapPoints: number }[] = [];
+const results: { variant: string; method: string; quantized: Row; float32?: Row; gapPoints?: number }[] = [];
 for (const dtype of dtypes) {
   const dir = join(tmp, dtype);
   const sizes = await quantizeModelDir(f32Dir, dir, dtype);
@@ -197,8 +200,8 @@ for (const dtype of dtypes) {
   log(`${dtype}: weights ${sizes.bytesBefore} -> ${sizes.bytesAfter} bytes; budget ${pct}% of the model as stored = ${budget} bytes`);
   for (const method of methods) {
     const quantized = await run(dir, dtype, budget, method);
-    const float32 = await run(f32Dir, 'float32', budget, method);
-    results.push({ variant: dtype, method, quantized, float32, gapPoints: Number((100 * (float32.accuracy - quantized.accuracy)).toFixed(2)) });
+    const float32 = args.float32 === 'no' ? undefined : await run(f32Dir, 'float32', budget, method);
+    results.push({ variant: dtype, method, quantized, ...(float32 ? { float32, gapPoints: Number((100 * (float32.accuracy - quantized.accuracy)).toFixed(2)) } : {}) });
   }
 }
 await mkdir(dirname(outFile), { recursive: true });
@@ -208,7 +211,7 @@ log('| stored as | method | budget (1% as stored) | payload | accuracy before | 
 log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of results) {
   const q = r.quantized;
-  log(`| ${r.variant} | ${r.method} | ${q.budgetBytes} B | ${q.bytes} B | ${(100 * q.accuracyBefore).toFixed(2)}% | ${(100 * q.accuracy).toFixed(2)}% | ${(100 * q.folderAccuracy).toFixed(2)}% | ${q.folderBytesAfter} B (was ${q.folderBytesBefore}${q.dtypesKept ? ', dtypes kept' : ', DTYPES CHANGED'}) | ${(100 * r.float32.accuracy).toFixed(2)}% | ${r.gapPoints.toFixed(2)} pts |`);
+  log(`| ${r.variant} | ${r.method} | ${q.budgetBytes} B | ${q.bytes} B | ${(100 * q.accuracyBefore).toFixed(2)}% | ${(100 * q.accuracy).toFixed(2)}% | ${(100 * q.folderAccuracy).toFixed(2)}% | ${q.folderBytesAfter} B (was ${q.folderBytesBefore}${q.dtypesKept ? ', dtypes kept' : ', DTYPES CHANGED'}) | ${r.float32 ? `${(100 * r.float32.accuracy).toFixed(2)}%` : '-'} | ${r.gapPoints?.toFixed(2) ?? '-'} pts |`);
 }
 log(`wrote ${outFile}`);
 await rm(tmp, { recursive: true, force: true });
