@@ -16,7 +16,7 @@ import type { TensorPatch } from '../src/core/format.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
 import { lowbitFromDeltas, quantizeLowBit, type LowBitOptions } from '../src/lowbit-diff/encoder.ts';
-import { gridSteps, quantizeOnGrid } from '../src/diff/lowbit-grid.ts';
+import { gridSteps, quantizeOnGrid } from '../src/lowbit-diff/grid-codes.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { fileSystemIO, openTfjsModelDir, quantizeModelDir } from '../src/io/tfjs/index.ts';
 import { initBackend } from '../src/train/backend.ts';

@@ -26,7 +26,7 @@ import { encodeValues } from '../core/values.ts';
 import { encodePositions } from '../core/encode.ts';
 import { factorize } from '../diff/factorize.ts';
 import { isIntegerGrid } from '../core/grid.ts';
-import { gridSteps, quantizeOnGrid, roundedChange, squaredFrom } from '../diff/lowbit-grid.ts';
+import { gridSteps, quantizeOnGrid, roundedChange, squaredFrom } from './grid-codes.ts';
 import { inverseCholesky, outputError, relativeOutput, roundAgainstInputs, type InputMoments } from './gptq.ts';
 import { keep, keptFromBase, LowBitCache } from './cache.ts';
 import { allocate, improveJointly } from './allocate.ts';
@@ -370,7 +370,7 @@ export interface LowBitOptions extends Omit<TopkOptions, 'codec'> {
   /**
    * On a tensor the device stores on an integer grid (TF.js uint8/uint16, ONNX int8/uint8; the
    * payload's grid `g`), codes whose scales are whole numbers of grid steps, chosen and measured
-   * on the grid the device holds after rounding (lowbit-grid.ts): applying adds `code × steps` to
+   * on the grid the device holds after rounding (grid-codes.ts): applying adds `code × steps` to
    * each stored integer. Its low-rank factors, whose products the device rounds onto the grid,
    * are measured after that rounding; outliers and new values, whose sums fall between grid
    * values, are not offered. Default true; false quantizes its change as a float tensor's and

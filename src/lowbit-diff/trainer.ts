@@ -25,7 +25,7 @@ import { lowBitCode, scaleExponent, wireScale } from './encoder.ts';
 import { matrixDims } from '../core/format.ts';
 import type { Parameterization } from '../method/contract.ts';
 import { isIntegerGrid, type IntegerGrid } from '../core/grid.ts';
-import { wholeSteps } from '../diff/lowbit-grid.ts';
+import { wholeSteps } from './grid-codes.ts';
 
 interface CodeState {
   kind: 'codes';
@@ -56,7 +56,7 @@ interface CodeState {
    */
   delta?: tf.Variable;
   /**
-   * Codes in whole steps of an integer storage grid (src/diff/lowbit-grid.ts): each scale stays a
+   * Codes in whole steps of an integer storage grid (grid-codes.ts): each scale stays a
    * whole number of grid steps as it trains (the device clamps past the grid's ends, as the
    * training step's rounding onto the grid does).
    */

@@ -13,7 +13,7 @@
  */
 import { UsageError } from '../core/errors.ts';
 import { affineStep, snapValue, stepRange, type IntegerGrid } from '../core/grid.ts';
-import { checkWidth, scaleExponent, wireScale, type QuantizedDelta } from './lowbit-quantize.ts';
+import { checkWidth, scaleExponent, wireScale, type QuantizedDelta } from '../diff/lowbit-quantize.ts';
 
 /** A delta quantized to whole grid steps: {@link QuantizedDelta} and each scale's number of steps. */
 export interface GridQuantizedDelta extends QuantizedDelta {
