@@ -255,6 +255,25 @@ describe('lowbit on a uint8 TF.js folder: post hoc and trained', () => {
     }
   });
 
+  test('a step count whose float16 strays from whole steps (hundreds of steps of a uint16 grid) keeps its post-hoc scale while training', () => {
+    const g16: AffineGrid = { dtype: 'uint16', scale: 2 / 65535, min: -1 };
+    const r = random(11);
+    const w0 = Float32Array.from({ length: 256 }, () => Math.fround(Math.floor(10000 + r() * 40000) * g16.scale + g16.min));
+    const delta = Float32Array.from({ length: 256 }, () => Math.fround((r() * 2 - 1) * 500 * g16.scale));
+    const q = quantizeOnGrid(delta, w0, g16, 8, 256, 1);
+    const patch = { kind: 'dense', name: 'wide/kernel', shape: [256], codec: 'l', lowbit: q.lowbit, values: q.decoded, grid: g16, baseDigest: '', targetDigest: '' } as unknown as TensorPatch;
+    const param = new LowBitScales(new Map([['wide/kernel', { shape: [256], values: w0 }]]), [patch]);
+    try {
+      const v = Object.values(tf.engine().state.registeredVariables).find((x) => x.name === 'nd_lowbit_s/wide/kernel') as tf.Variable;
+      v.assign(tf.fill([1], 97.3));
+      const lb = (param.specs()[0] as { lowbit: LowBit }).lowbit;
+      const steps = (fromHalfBits(lb.scales[0]) * 2 ** lb.exponent) / g16.scale;
+      assert.ok(Math.abs(steps - Math.round(steps)) * 128 <= 0.25, `${steps} grid steps: code 127 would land ${Math.abs(steps - Math.round(steps)) * 127} steps off`);
+    } finally {
+      param.dispose();
+    }
+  });
+
   test('trained toward the teacher: scales in whole grid steps, the applied folder predicts what the trainer reported, same bytes twice', async () => {
     const disk = await openTfjsModelDir(join(root, 'uint8'));
     const budgetBytes = Math.floor(storedModelBytes(disk) * 0.05);

@@ -25,7 +25,7 @@ import { lowBitCode, scaleExponent, wireScale } from './encoder.ts';
 import { matrixDims } from '../core/format.ts';
 import type { Parameterization } from '../method/contract.ts';
 import { isIntegerGrid, type IntegerGrid } from '../core/grid.ts';
-import { wholeSteps } from './grid-codes.ts';
+import { GRID_CODE_SLACK, wholeSteps } from './grid-codes.ts';
 
 interface CodeState {
   kind: 'codes';
@@ -179,8 +179,15 @@ export class LowBitScales implements Parameterization {
   private wire(st: CodeState): { h: Uint16Array; e: number; values: Float64Array } {
     const s = times(st.s0, st.s);
     const g = st.onGrid;
-    if (g) for (let j = 0; j < s.length; j++) s[j] = Math.round(s[j] / g.scale) * g.scale;
-    return wireScales(s, st.exponent);
+    if (!g) return wireScales(s, st.exponent);
+    for (let j = 0; j < s.length; j++) s[j] = Math.round(s[j] / g.scale) * g.scale;
+    const w = wireScales(s, st.exponent);
+    // A step count whose float16 strays too far from whole steps (many steps of a uint16 grid)
+    // keeps the post-hoc scale, which the encoder checked.
+    const wide = st.bits === 1 ? 1 : 2 ** (st.bits - 1);
+    let strays = false;
+    for (let j = 0; j < s.length; j++) if (Math.abs(w.values[j] - s[j]) / g.scale * wide > GRID_CODE_SLACK) (s[j] = st.s0[j]), (strays = true);
+    return strays ? wireScales(s, st.exponent) : w;
   }
 
   /** The values the device will hold for codes tensor `st` with the current variables. */
