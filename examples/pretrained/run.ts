@@ -10,7 +10,12 @@
  *   npm run example:pretrained -- --quick          a few images, full + sparse, no tuning (~1 min; in npm test)
  *   node --import tsx examples/pretrained/run.ts [--methods full,sparse,hash,lora,sparse-lora,topk-retrain]
  *        [--budget 1%] [--epochs 3] [--train-per-class 100] [--eval-per-class 100] [--tune quick]
- *        [--jobs 2] [--out examples/pretrained/results/full.json]
+ *        [--jobs 2] [--teacher] [--out examples/pretrained/results/full.json]
+ *
+ * `--teacher`: every method but full trains toward full's result (the model a device gets from
+ * the full download, on the uint8 grid) instead of the labels alone, and each row adds its top-1
+ * agreement with that teacher on the evaluation images, measured on the applied folder: the
+ * teacher row of a method (e.g. `--methods full,lowbit --teacher`). One job: full runs first.
  *
  * Needs the dev dependency nsfwjs (installed by npm install) and Debian's dataset-fashion-mnist
  * (installed with apt-get when missing; the script says so). Writes the results JSON and prints a
@@ -53,6 +58,7 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     worker: { type: 'string' },
     work: { type: 'string' },
+    teacher: { type: 'boolean', default: false },
   },
 });
 const quick = args.quick as boolean;
@@ -61,7 +67,9 @@ const epochs = Number(args.epochs ?? (quick ? 1 : 3));
 const trainPerClass = Number(args['train-per-class'] ?? (quick ? 12 : 100));
 const evalPerClass = Number(args['eval-per-class'] ?? (quick ? 8 : 100));
 const tune = (args.tune ?? (quick ? 'off' : 'quick')) as TuneMode;
-const jobs = Math.max(1, Math.min(Number(args.jobs ?? (quick ? 1 : 2)), methods.length));
+const teacherMode = args.teacher as boolean;
+if (teacherMode && methods[0] !== 'full') throw new Error(`--teacher distills toward full's result: list full first in --methods, found ${methods.join(',')}`);
+const jobs = teacherMode ? 1 : Math.max(1, Math.min(Number(args.jobs ?? (quick ? 1 : 2)), methods.length));
 const outFile = resolve(args.out ?? join(here, 'results', quick ? 'quick.json' : 'full.json'));
 const workDir = resolve(args.work ?? join(tmpdir(), `nd-pretrained-${process.pid}`));
 const log = (l: string) => console.log(l);
@@ -94,6 +102,8 @@ export interface PretrainedRow {
   frozenByConfig: number;
   /** Peak resident memory of the worker process so far (VmHWM), MiB. */
   peakRssMiB: number;
+  /** With --teacher: top-1 agreement of the applied folder with full's result on the evaluation images (the base's on the base row). */
+  teacherAgreement?: number;
 }
 
 /** Bytes of the model's own files: model.json and the shards it names (not the applier's records). */
@@ -133,6 +143,9 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
   const sizeBefore = await folderSize(dir);
   const rows: PretrainedRow[] = [];
   let full: TrainDiffResult | undefined;
+  /** With --teacher: full's result as a model, and its predictions on the evaluation images. */
+  let teacher: { model: tf.LayersModel; predictions: Int32Array } | undefined;
+  const agreement = (p: Int32Array) => (teacher ? p.reduce((n, x, i) => n + (x === teacher!.predictions[i] ? 1 : 0), 0) / p.length : undefined);
   for (const method of mine) {
     setModelWeights(model, (n) => (base.list().some((t) => t.name === n) ? base.values(n) : undefined));
     log(`[job ${id}] ${method}: ${train.y.length} training images, ${evalData.y.length} evaluation images, budget ${budgetBytes} bytes (${args.budget} of the ${total}-byte model as stored), tune ${tune}`);
@@ -147,10 +160,16 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
       allowWorse: true, // measured here whatever it gives; the CLI refuses a worse one
       header: { modelId: 'nsfwjs-mobilenet-v2-fashion', sequence: 1 },
       ...(method === 'topk-retrain' && full?.fullWeights ? { fullWeights: full.fullWeights } : {}),
+      ...(teacher ? { teacher: teacher.model } : {}),
       onProgress: (m) => log(`[job ${id}] ${method}: ${m}`),
       onEpoch: (r) => log(`[job ${id}] ${method}: epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} ${r.samplesPerSecond.toFixed(1)} samples/s`),
     });
     if (method === 'full') full = res;
+    if (method === 'full' && teacherMode) {
+      const t = await tf.loadLayersModel(fileSystemIO(dir));
+      setModelWeights(t, (n) => res.targetValues.get(n));
+      teacher = { model: t, predictions: evaluate(t, evalData, 16).predictions };
+    }
     // The device side: a copy of the published folder, the real applier, stock tfjs loading it.
     const device = join(workDir, `${method}-device`);
     await rm(device, { recursive: true, force: true });
@@ -182,14 +201,22 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
       trainedTensors: res.trainable.trained.length,
       frozenByConfig: res.trainable.frozenByConfig.length,
       peakRssMiB: Math.round(await peakRssMiB()),
+      ...(teacher && method !== 'full' ? { teacherAgreement: agreement(onDevice.predictions) } : {}),
     };
     if (!rows.some((r) => r.method === 'base')) {
       rows.push({ ...row, method: 'base', budgetBytes: 0, bytes: 0, accuracy: res.accuracyBefore as number, folderAccuracy: res.accuracyBefore as number, samePredictions: true, folderBytesAfter: sizeBefore, manifestKept: true, valAccuracy: res.validation?.baseAccuracy ?? null, learningRate: null, tuningCost: null, trainSeconds: 0, samplesPerSecond: null, batchSize: null });
+    }
+    if (teacher && !rows.some((r) => r.method === 'base' && r.teacherAgreement !== undefined)) {
+      const b = rows.find((r) => r.method === 'base') as PretrainedRow;
+      const unpatched = await tf.loadLayersModel(fileSystemIO(dir));
+      b.teacherAgreement = agreement(evaluate(unpatched, evalData, 16).predictions);
+      unpatched.dispose();
     }
     rows.push(row);
     log(`[job ${id}] ${method}: ${row.bytes} bytes, accuracy ${(100 * row.accuracy).toFixed(1)}% (folder loaded by tfjs: ${(100 * row.folderAccuracy).toFixed(1)}%, same predictions: ${row.samePredictions}), folder ${row.folderBytesBefore} -> ${row.folderBytesAfter} bytes`);
     await rm(device, { recursive: true, force: true });
   }
+  teacher?.model.dispose();
   train.x.dispose();
   evalData.x.dispose();
   return rows;
@@ -214,8 +241,13 @@ export function renderTable(rows: PretrainedRow[]): string {
     '| method | payload | accuracy (trainer) | accuracy (applied folder, stock tfjs) | same predictions | folder after | validation | lr | tuning cost | train s | samples/s | peak RSS |',
     '|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
+  const agreeing = rows.some((r) => r.teacherAgreement !== undefined);
+  if (agreeing) {
+    lines[0] += ' agreement with full (applied folder) |';
+    lines[1] += '---:|';
+  }
   for (const r of rows) {
-    lines.push(`| ${r.method} | ${r.bytes ? `${r.bytes.toLocaleString('en')} B` : '-'} | ${pct(r.accuracy)} | ${pct(r.folderAccuracy)} | ${r.samePredictions ? 'yes' : '**no**'} | ${r.folderBytesAfter.toLocaleString('en')} B${r.manifestKept ? '' : ' (manifest changed)'} | ${pct(r.valAccuracy)} | ${r.learningRate ?? '-'} | ${r.tuningCost === null ? '-' : `${r.tuningCost.toFixed(2)}x`} | ${r.trainSeconds || '-'} | ${r.samplesPerSecond ?? '-'} | ${r.peakRssMiB} MiB |`);
+    lines.push(`| ${r.method} | ${r.bytes ? `${r.bytes.toLocaleString('en')} B` : '-'} | ${pct(r.accuracy)} | ${pct(r.folderAccuracy)} | ${r.samePredictions ? 'yes' : '**no**'} | ${r.folderBytesAfter.toLocaleString('en')} B${r.manifestKept ? '' : ' (manifest changed)'} | ${pct(r.valAccuracy)} | ${r.learningRate ?? '-'} | ${r.tuningCost === null ? '-' : `${r.tuningCost.toFixed(2)}x`} | ${r.trainSeconds || '-'} | ${r.samplesPerSecond ?? '-'} | ${r.peakRssMiB} MiB |${agreeing ? ` ${r.teacherAgreement === undefined ? '-' : pct(r.teacherAgreement)} |` : ''}`);
   }
   return lines.join('\n');
 }
@@ -245,10 +277,10 @@ for (let i = 0; i < jobs; i++) {
   const file = join(workDir, `rows-${i}.json`);
   if (existsSync(file)) for (const r of JSON.parse(await readFile(file, 'utf8')) as PretrainedRow[]) if (r.method !== 'base' || !rows.some((x) => x.method === 'base')) rows.push(r);
 }
-const order = ['base', 'full', 'sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank'];
+const order = ['base', 'full', 'sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank', 'lowbit'];
 rows.sort((a, b) => order.indexOf(a.method) - order.indexOf(b.method));
 await mkdir(dirname(outFile), { recursive: true });
-await writeFile(outFile, JSON.stringify({ epochs, trainPerClass, evalPerClass, tune, budget: args.budget, classes: CLASSES.map((c) => c.name), rows }, null, 1) + '\n');
+await writeFile(outFile, JSON.stringify({ epochs, trainPerClass, evalPerClass, tune, budget: args.budget, teacher: teacherMode, classes: CLASSES.map((c) => c.name), rows }, null, 1) + '\n');
 await rm(workDir, { recursive: true, force: true });
 log('');
 log(renderTable(rows));
