@@ -232,7 +232,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const kind = await baseKind(options.base);
   if (a.teacherBytes && kind !== 'onnx' && kind !== 'tflite') throw new UsageError('the teacher was given as bytes, which is for an .onnx or .tflite base; this base is a TF.js model: give the teacher as the path of its folder or model JSON file, or as its files');
   if (a.teacherFiles && kind !== 'tfjs-layers' && kind !== 'tfjs-graph') throw new UsageError(`the teacher was given as a TF.js model's files; this base is ${kind === 'onnx' ? 'an ONNX' : 'a LiteRT'} file: give the teacher as the same kind of file (a path or its bytes)`);
-  if (a.distillInputs?.length || (a.augment ?? 'none') !== 'none') checkDistillStream(a, kind === 'tflite' ? 'a LiteRT file' : kind === 'onnx' ? 'an ONNX file' : kind === 'tfjs-graph' ? 'a TF.js graph model' : undefined);
+  checkDistillStream(a);
   const warnings: string[] = [];
   const lines: string[] = [];
   const emit = options.onProgress ?? (() => {});
