@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import { UsageError } from '../src/core/errors.ts';
+import { DataError, UsageError } from '../src/core/errors.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
@@ -19,10 +19,13 @@ import { train, type TrainResult } from '../src/train/front.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { trainOnnxDiff, type OnnxDataset, type TrainOnnxOptions } from '../src/train/onnx/train-onnx.ts';
 import { trainProgramDiff } from '../src/train/program/train-program.ts';
+import { loadDistillFolders, loadFolder } from '../src/train/data-folders.ts';
 import { main } from '../cli/ndiff.ts';
 import { DT, f32le, graph, model, node, tensor, valueInfoFree } from './helpers/onnx-build.ts';
 import { cnn, images, lstm, sequences } from './helpers/onnx-models.ts';
 import { mlpTflite } from './helpers/tflite-build.ts';
+import { cnnInputs, cnnWeights, layersCnn, retrained, SIDE, writeGraphCnn } from './helpers/graph-model.ts';
+import { fileSystemIO } from '../src/io/tfjs/index.ts';
 
 await initBackend('wasm');
 
@@ -129,6 +132,37 @@ test('ONNX: augment noise: the teacher scores the augmented batch the student tr
   assert.deepEqual((await trainOnnxDiff(v1, own, { ...common, augment: 'none' })).bytes, plain);
 });
 
+test('ONNX: augment auto tries what fits the input ([1, 8, 8]: noise and mixup) against none, and writes the kept run\'s bytes', async () => {
+  const own = images(64, 6);
+  const r = await trainOnnxDiff(v1, own, { ...common, augment: 'auto', validation: 0.2 });
+  const a = r.augmentation as NonNullable<typeof r.augmentation>;
+  assert.deepEqual(a.tried.slice(0, 3).map((x) => x.augment), ['none', 'noise', 'mixup']);
+  const again = await trainOnnxDiff(v1, own, { ...common, augment: a.kept.length ? a.kept : 'none', validation: 0.2 });
+  assert.deepEqual(again.bytes, r.bytes, 'the kept run, written');
+});
+
+test('TF.js graph model toward a layers-model teacher through train(): --distill-inputs and image augmentations (crop, flip) of its [12, 12, 1] input', { timeout: 600_000 }, async () => {
+  const w = cnnWeights(21);
+  const [base, teacher, data, field] = ['g-v1', 'g-v2', 'g-train', 'g-field'].map((d) => path.join(root, d));
+  await writeGraphCnn(base, w);
+  const t2 = layersCnn(retrained(w, 22));
+  await t2.save(fileSystemIO(teacher));
+  t2.dispose();
+  for (const [dir, n, seed] of [[data, 40, 1], [field, 30, 2]] as const) {
+    mkdirSync(dir);
+    saveNpy(path.join(dir, 'x.npy'), cnnInputs(n, seed), [n, SIDE, SIDE, 1]);
+  }
+  const options = { base, teacher, train: data, modelId: 'cnn', method: 'sparse' as const, budget: '20%', epochs: 1, tune: 'off' as const, backend: 'cpu' as const, threads: 1 };
+  const messages: string[] = [];
+  const res = await train({ ...options, distillInputs: [field], augment: 'crop,flip', onProgress: (e) => e.kind === 'message' && messages.push(e.text) });
+  assert.deepEqual(res.distillStream, { distillInputs: [field], distillMix: 0.5, augment: 'crop,flip' });
+  assert.ok(messages.some((l) => /^distillation inputs: 30 of 30 drawn/.test(l)), messages.join('\n'));
+  const again = await train({ ...options, distillInputs: [field], augment: 'crop,flip' });
+  assert.ok(Buffer.from(again.payload).equals(Buffer.from(res.payload)), 'the same seed, the same bytes');
+  const plain = await train(options);
+  assert.ok(!Buffer.from(plain.payload).equals(Buffer.from(res.payload)));
+});
+
 test('ONNX: what cannot be augmented or drawn is refused, saying what to do', async () => {
   const own = images(32, 5);
   await assert.rejects(trainOnnxDiff(v1, own, { ...common, augment: 'crop' }), (e: unknown) => e instanceof UsageError && /crop needs an image, \[height, width, channels\]; this model's input is \[1, 8, 8\]/.test(e.message));
@@ -166,4 +200,40 @@ test('LiteRT through train() and ndiff train: --distill-inputs DIR --augment noi
   assert.equal(plain.distillStream, undefined);
   assert.ok(Buffer.from((await train({ ...options, distillInputs: [] })).payload).equals(Buffer.from(plain.payload)), 'no distillation inputs: the same bytes');
   await assert.rejects(train({ ...options, teacher: undefined, train: data, distillInputs: [field] }), (e: unknown) => e instanceof UsageError && /--distill-inputs needs --teacher/.test(e.message));
+});
+
+test('distillation folders are laid out as --train is; an input fed the same to every example may be left out, and where given must hold the training value', async () => {
+  const dir = (name: string, files: Record<string, [Float32Array | Int32Array, number[]]>) => {
+    mkdirSync(path.join(root, name));
+    for (const [f, [v, shape]] of Object.entries(files)) saveNpy(path.join(root, name, f), v, shape);
+    return path.join(root, name);
+  };
+  const x = (n: number) => [new Float32Array(n * 4).fill(0.5), [n, 4]] as [Float32Array, number[]];
+  const sr = (v: number) => [Int32Array.of(v), []] as [Int32Array, number[]];
+  const inputs = ['input', 'sr'];
+  const t = loadFolder(dir('s-train', { 'input.npy': x(6), 'sr.npy': sr(16000), 'y.npy': [Int32Array.of(0, 1, 0, 1, 0, 1), [6]] }), inputs, '--train', false);
+  const [a, b] = loadDistillFolders([dir('s-a', { 'input.npy': x(3) }), dir('s-b', { 'input.npy': x(2), 'sr.npy': sr(16000), 'y.npy': [Int32Array.of(1, 1), [2]] })], inputs, t.shared);
+  assert.deepEqual(Object.keys(a.inputs), ['input']);
+  assert.equal(a.inputs.input.values.length, 12);
+  assert.equal(b.labels, undefined, 'labels are not read: the teacher gives the targets');
+  assert.throws(() => loadDistillFolders([dir('s-c', { 'input.npy': x(2), 'sr.npy': sr(8000) })], inputs, t.shared), (e: unknown) => e instanceof DataError && /as 16000 in --train, here as 8000/.test(e.message));
+  assert.throws(() => loadDistillFolders([dir('s-d', { 'sr.npy': sr(16000) })], inputs, t.shared), (e: unknown) => e instanceof DataError && /has no input\.npy for input "input"/.test(e.message));
+});
+
+test('augmentation changes a model\'s one float input per example: a model fed two is refused, saying so', async () => {
+  const init = (name: string, dims: number[], values: number[]) => tensor({ name, dims, dataType: DT.FLOAT, raw: f32le(values) });
+  const two = (shift: number) => model(graph({
+    initializers: [init('w', [4, 3], Array.from({ length: 12 }, (_, i) => Math.sin(i) + shift)), init('b', [3], [0, 0.1, -0.1])],
+    nodes: [node({ opType: 'Add', inputs: ['p', 'q'], outputs: ['s'] }), node({ opType: 'Gemm', inputs: ['s', 'w', 'b'], outputs: ['logits'] })],
+    inputs: [valueInfoFree('p', ['N', 4]), valueInfoFree('q', ['N', 4])],
+    outputs: [valueInfoFree('logits', ['N', 3])],
+  }));
+  const r = seededRandom(2);
+  const data = { inputs: { p: { values: Float32Array.from({ length: 80 }, () => r()), shape: [4] }, q: { values: Float32Array.from({ length: 80 }, () => r()), shape: [4] } } };
+  const options: TrainOnnxOptions = { ...common, teacher: two(0.3), budgetBytes: 200, header: { modelId: 'two', sequence: 1 }, program: { source: 'two.onnx' } };
+  await assert.rejects(trainOnnxDiff(two(0), data, { ...options, augment: 'noise' }), (e: unknown) => e instanceof UsageError && /give 2 \(p, q\): expected exactly one.*use --augment none/.test(e.message));
+  // Wider inputs need no such choice: each set gives every input.
+  const wide = { inputs: { p: { values: Float32Array.from({ length: 40 }, () => 2 + r()), shape: [4] }, q: { values: Float32Array.from({ length: 40 }, () => r()), shape: [4] } } };
+  const res = await trainOnnxDiff(two(0), data, { ...options, distillInputs: [wide] });
+  assert.ok(res.bytes.length > 0);
 });
