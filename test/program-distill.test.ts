@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../src/core/errors.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
@@ -19,6 +19,8 @@ import { train, type TrainResult } from '../src/train/front.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { trainOnnxDiff, type OnnxDataset, type TrainOnnxOptions } from '../src/train/onnx/train-onnx.ts';
 import { trainProgramDiff } from '../src/train/program/train-program.ts';
+import { ProgramTrainingModel } from '../src/train/program/training-model.ts';
+import { augmenter, type Augmentation } from '../src/train/augment.ts';
 import { loadDistillFolders, loadFolder } from '../src/train/data-folders.ts';
 import { main } from '../cli/ndiff.ts';
 import { DT, f32le, graph, model, node, tensor, valueInfoFree } from './helpers/onnx-build.ts';
@@ -132,11 +134,11 @@ test('ONNX: augment noise: the teacher scores the augmented batch the student tr
   assert.deepEqual((await trainOnnxDiff(v1, own, { ...common, augment: 'none' })).bytes, plain);
 });
 
-test('ONNX: augment auto tries what fits the input ([1, 8, 8]: noise and mixup) against none, and writes the kept run\'s bytes', async () => {
+test('ONNX: augment auto tries what fits the input ([1, 8, 8] seen as [8, 8, 1]: a spectrogram\'s and any input\'s) against none, and writes the kept run\'s bytes', async () => {
   const own = images(64, 6);
   const r = await trainOnnxDiff(v1, own, { ...common, augment: 'auto', validation: 0.2 });
   const a = r.augmentation as NonNullable<typeof r.augmentation>;
-  assert.deepEqual(a.tried.slice(0, 3).map((x) => x.augment), ['none', 'noise', 'mixup']);
+  assert.deepEqual(a.tried.slice(0, 7).map((x) => x.augment), ['none', 'time-shift', 'gain', 'time-mask', 'freq-mask', 'noise', 'mixup']);
   const again = await trainOnnxDiff(v1, own, { ...common, augment: a.kept.length ? a.kept : 'none', validation: 0.2 });
   assert.deepEqual(again.bytes, r.bytes, 'the kept run, written');
 });
@@ -165,7 +167,7 @@ test('TF.js graph model toward a layers-model teacher through train(): --distill
 
 test('ONNX: what cannot be augmented or drawn is refused, saying what to do', async () => {
   const own = images(32, 5);
-  await assert.rejects(trainOnnxDiff(v1, own, { ...common, augment: 'crop' }), (e: unknown) => e instanceof UsageError && /crop needs an image, \[height, width, channels\]; this model's input is \[1, 8, 8\]/.test(e.message));
+  await assert.rejects(trainOnnxDiff(mlp(0), region(32, 1, 0), { ...common, teacher: mlp(1), budgetBytes: 600, program: { source: 'mlp.onnx' }, augment: 'crop' }), (e: unknown) => e instanceof UsageError && /crop needs an image, \[height, width, channels\]; this model's input is \[8\]/.test(e.message));
   const state = [{ input: 'h', output: 'hN' }, { input: 'c', output: 'cN' }];
   const seq = sequences(6, 8, 1);
   const lstmOptions: TrainOnnxOptions = { ...common, teacher: lstm(0.5), state, budgetBytes: 700, program: { source: 'lstm.onnx' }, header: { modelId: 'lstm', sequence: 1 } };
@@ -236,4 +238,34 @@ test('augmentation changes a model\'s one float input per example: a model fed t
   const wide = { inputs: { p: { values: Float32Array.from({ length: 40 }, () => 2 + r()), shape: [4] }, q: { values: Float32Array.from({ length: 40 }, () => r()), shape: [4] } } };
   const res = await trainOnnxDiff(two(0), data, { ...options, distillInputs: [wide] });
   assert.ok(res.bytes.length > 0);
+});
+
+test('an ONNX image input, [C, H, W] per example, is augmented channels last: a flip mirrors each channel\'s rows, the channels stay apart', async () => {
+  const init = (name: string, dims: number[], values: number[]) => tensor({ name, dims, dataType: DT.FLOAT, raw: f32le(values) });
+  const bytes = model(graph({
+    initializers: [init('w', [48, 2], Array.from({ length: 96 }, (_, i) => Math.cos(i))), init('b', [2], [0, 0])],
+    nodes: [node({ opType: 'Flatten', inputs: ['x'], outputs: ['f'] }), node({ opType: 'Gemm', inputs: ['f', 'w', 'b'], outputs: ['logits'] })],
+    inputs: [valueInfoFree('x', ['N', 3, 4, 4])],
+    outputs: [valueInfoFree('logits', ['N', 2])],
+  }));
+  const values = Float32Array.from({ length: 2 * 48 }, (_, i) => i);
+  const m = new ProgramTrainingModel(new OnnxProgram(bytes, { source: 'rgb.onnx' }), { count: 2, inputs: { x: { values, shape: [3, 4, 4] } } });
+  try {
+    assert.deepEqual(m.augmentedInput(), { name: 'x', shape: [4, 4, 3], transposed: true });
+    const ids = tf.tensor2d([1, 0], [2, 1]);
+    const x = m.augmentBatch(ids, augmenter(['flip']) as Augmentation, () => 0);
+    assert.deepEqual(Array.from(x.dataSync()), [2, 3], 'the augmented rows follow the examples');
+    const rows = m.examples.inputs.x.values.subarray(2 * 48, 4 * 48);
+    // Example 1 then example 0, each channel's 4 x 4 image mirrored left to right.
+    const mirrored = (e: number) => Array.from({ length: 48 }, (_, i) => {
+      const [k, r, q] = [Math.floor(i / 16), Math.floor((i % 16) / 4), i % 4];
+      return e * 48 + k * 16 + r * 4 + (3 - q);
+    });
+    assert.deepEqual(Array.from(rows), [...mirrored(1), ...mirrored(0)]);
+    assert.deepEqual(Array.from(m.examples.inputs.x.values.subarray(0, 96)), Array.from(values), 'the examples themselves unchanged');
+    ids.dispose();
+    x.dispose();
+  } finally {
+    m.dispose();
+  }
 });
