@@ -74,8 +74,6 @@ export function loadDistillFolders(dirs: readonly string[], inputs: readonly (st
         throw new DataError(`--distill-inputs ${dir}: input ${JSON.stringify(name)} is fed the same to every example, ${t ? `as ${Array.from(t.values).join(', ')} in --train, here as ${Array.from(v.values).join(', ')}` : 'here, but per example in --train'}: expected the training folder's value; leave ${name}'s file out of this folder or give the same value`, { input: name });
       }
     }
-    const missing = wanted.find((i) => !shared[i.name] && !data.inputs[i.name]);
-    if (missing) throw new DataError(`--distill-inputs ${dir}: input ${JSON.stringify(missing.name)} holds one value for every example here, and one per example in --train: give one per example`, { input: missing.name });
     return { inputs: data.inputs };
   });
 }
