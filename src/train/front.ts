@@ -77,8 +77,11 @@ export interface TrainOptions {
   temperature?: number;
   sparseStart?: 'auto' | 'zero' | 'teacher';
   sparseShare?: number;
+  /** With a teacher, for every kind of base: folders of unlabeled inputs from where the model runs, laid out as `train` is, drawn into the stream beside it. */
   distillInputs?: string[];
+  /** The share of the training stream drawn from `distillInputs`, in [0, 1) (default 0.5). */
   distillMix?: number;
+  /** With a teacher: `none` (default), augmentations comma-separated in the order they apply, or `auto`; the teacher scores each augmented batch. */
   augment?: string;
   /** ONNX stateful models: `INPUT:OUTPUT` pairs carried from frame to frame. */
   state?: string[];
