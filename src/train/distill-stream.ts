@@ -12,7 +12,6 @@ import type { LabelledData } from './data.ts';
 import { DEFAULT_DISTILL_MIX, drawWiderInputs, mixDistillInputs } from './distill-inputs.ts';
 import type { TrainDiffOptions } from './options.ts';
 import { withLabels, type PreparedTeacher } from './teacher.ts';
-
 import { augmentedExample } from './augment-auto.ts';
 
 export { trainWithAugmentAuto } from './augment-auto.ts';
