@@ -12,8 +12,8 @@
  *   npm run bench:lowbit [-- --quick]
  */
 import { fineTunePair } from '../test/helpers/finetune.ts';
-import { BITDELTA_CODE, describeAllocation, lowbitDiff } from '../src/diff/lowbit.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { BITDELTA_CODE, describeAllocation, lowbitDiff } from '../src/lowbit-diff/encoder.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { deltaCome, payloadFraming, storeDeltas } from '../src/diff/delta-come.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
 import { changeSize } from '../src/diff/advice.ts';

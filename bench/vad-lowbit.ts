@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { diffOnnxModels, type OnnxDiffOptions } from '../src/diff/onnx.ts';
-import { BITDELTA_CODE, describeWidths, type LowBitResult } from '../src/diff/lowbit.ts';
+import { BITDELTA_CODE, describeWidths, type LowBitResult } from '../src/lowbit-diff/encoder.ts';
 import { deltaCome, payloadFraming, storeDeltas } from '../src/diff/delta-come.ts';
 import { main } from '../cli/ndiff.ts';
 import { writeFramesFolder } from './vad-frames.ts';

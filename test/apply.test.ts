@@ -2,7 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { baseAndTarget, snapshot, sameBytes, rng } from './helpers/models.ts';
 import { getHasher } from '../src/core/hasher.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
 import { applyPayload, MemoryWeightStore, NeuralDiffError, BaseMismatchError, PayloadFormatError, ModelMismatchError, NonFiniteValueError, UnsupportedVersionError, PayloadTooLargeError, TargetMismatchError } from '../src/apply/index.ts';
 import { decodePayload } from '../src/core/format.ts';

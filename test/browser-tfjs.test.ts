@@ -28,7 +28,7 @@ import * as tf from '@tensorflow/tfjs';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';

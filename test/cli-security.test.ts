@@ -9,7 +9,7 @@ import { cp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { main } from '../cli/ndiff.ts';
 import type { CliIO } from '../cli/common.ts';
 import { getHasher } from '../src/core/hasher.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { crashingFileOps } from './helpers/file-ops.ts';

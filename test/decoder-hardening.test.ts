@@ -13,7 +13,7 @@ import { packPayload, type WirePatch } from '../src/core/encode.ts';
 import { msgpackStructureProblem, PAYLOAD_MSGPACK_LIMITS } from '../src/core/msgpack-read.ts';
 import { PayloadFormatError } from '../src/core/errors.ts';
 import { getHasher } from '../src/core/hasher.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { baseAndTarget } from './helpers/models.ts';
 
 const hasher = await getHasher();

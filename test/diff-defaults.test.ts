@@ -120,7 +120,7 @@ describe('ndiff diff: the default method and the estimate from the weights', () 
   });
 });
 
-test('the thresholds sit between the measured cases (docs/BENCHMARKS.md; bench:lowbit and bench:vad-lowbit)', () => {
+test('the thresholds sit between the measured cases (docs/benchmarks/trained-v2.md; bench:lowbit and bench:vad-lowbit)', () => {
   // Squared size of the change against the changed weights': the fine-tuned MLP 0.056, Silero v5 -> v6 1.59.
   const mlp = { changeSquared: 0.056, baseSquared: 1 };
   const silero = { changeSquared: 108_206.5, baseSquared: 68_043.2 };

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { applyPayload, MemorySequenceStore, MemoryWeightStore, FreshnessError, HealthCheckError, StateStoreError, NeuralDiffError, TargetMismatchError, type SequenceStore } from '../src/apply/index.ts';
 import { decodePayload } from '../src/core/format.ts';
 import { encodePayload } from '../src/core/encode.ts';

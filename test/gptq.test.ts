@@ -1,12 +1,12 @@
 /**
- * Rounding a change against its layer's inputs (src/diff/gptq.ts) and the input moments it reads
+ * Rounding a change against its layer's inputs (src/lowbit-diff/gptq.ts) and the input moments it reads
  * (src/train/calibrate.ts inputMoments).
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { inverseCholesky, outputError, roundAgainstInputs, type InputMoments } from '../src/diff/gptq.ts';
-import { quantizeLowBit, lowbitDiff, scaleLayout } from '../src/diff/lowbit.ts';
+import { inverseCholesky, outputError, roundAgainstInputs, type InputMoments } from '../src/lowbit-diff/gptq.ts';
+import { quantizeLowBit, lowbitDiff, scaleLayout } from '../src/lowbit-diff/encoder.ts';
 import { inputMoments } from '../src/train/calibrate.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';

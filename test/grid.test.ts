@@ -20,7 +20,7 @@ import { encodePayload } from '../src/core/encode.ts';
 import { applyTensorPatch, undoTensorPatch, useHashKernel } from '../src/core/patch-math.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { buildPayload, storageGrids, storedModelBytes, type PatchSpec } from '../src/diff/build.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';

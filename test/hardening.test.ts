@@ -18,7 +18,7 @@ import { decodePayload } from '../src/core/format.ts';
 import { computeGroupLayout } from '../src/io/tfjs/manifest.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { useHashKernel } from '../src/core/patch-math.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { applyPayload, verifyPayload } from '../src/apply/index.ts';
 import { ModelFormatError, ModelMismatchError, NonFiniteValueError, PayloadTooLargeError, StateStoreError, UsageError } from '../src/core/errors.ts';
 import { applyToModelDir, lockModelDir, LOCK_FILE, readFolderModelId } from '../src/io/tfjs/folder-update.ts';

@@ -50,7 +50,7 @@ test('device-side files import no node builtin, no tfjs and nothing outside the 
 test('only the trainers, the live-model store and the library calls\' measuring on inputs import tfjs', () => {
   // src/front/measure/ (diff's eval and calibrate) loads tfjs and the trainers at run time only
   // (src/front/measure/lazy.ts); test/package.test.ts bundles the neural-diff entry to prove it pulls in no tfjs.
-  const allowed = ['src/train/', 'src/sparse-diff/', 'src/hash-diff/', 'src/lowrank-diff/', 'src/composite-diff/', 'src/io/tfjs/live-model-store.ts', 'src/front/measure/'];
+  const allowed = ['src/train/', 'src/method/contract.ts', ...['sparse', 'hash', 'lowrank', 'composite', 'lowbit'].map((m) => `src/${m}-diff/trainer.ts`), 'src/io/tfjs/live-model-store.ts', 'src/front/measure/'];
   const bad = [...graph].filter(([file, { packages }]) => packages.some((p) => p.startsWith('@tensorflow/')) && !allowed.some((a) => file.startsWith(a))).map(([f]) => f);
   assert.deepEqual(bad, []);
 });
@@ -86,4 +86,62 @@ test('no import cycles between the files of src/', () => {
   for (const f of files) visit(f, []);
   assert.ok(files.length > 50, `read only ${files.length} files`);
   assert.deepEqual(cycles, []);
+});
+
+/**
+ * One folder per method (docs/ARCHITECTURE.md): its post-hoc encoder (encoder.ts) and its trainer
+ * parameterization (trainer.ts), where it has them, named by the folder's index.ts. A method
+ * without one of them says so in its index.
+ */
+const methods: Record<string, { encoder: boolean; trainer: boolean }> = {
+  'sparse-diff': { encoder: false, trainer: true },
+  'hash-diff': { encoder: false, trainer: true },
+  'lowrank-diff': { encoder: true, trainer: true },
+  'composite-diff': { encoder: false, trainer: true },
+  'lowbit-diff': { encoder: true, trainer: true },
+  'topk-diff': { encoder: true, trainer: false },
+};
+const inMethod = (f: string) => Object.keys(methods).some((m) => f.startsWith(`src/${m}/`));
+
+test('each method folder holds its encoder and its parameterization, and its index names both and the patch kind', () => {
+  const bad: string[] = [];
+  for (const [m, has] of Object.entries(methods)) {
+    for (const part of ['encoder', 'trainer'] as const) {
+      const file = `src/${m}/${part}.ts`;
+      if (graph.has(file) !== has[part]) bad.push(`${file} ${has[part] ? 'is missing' : 'exists: add it to this table'}`);
+    }
+    const index = `src/${m}/index.ts`;
+    if (!graph.has(index)) {
+      bad.push(`${index} is missing`);
+      continue;
+    }
+    const text = readFileSync(join(root, index), 'utf8');
+    for (const label of ['Post-hoc encoder:', 'Trainer parameterization:']) if (!text.includes(label)) bad.push(`${index} does not say its ${label}`);
+    for (const part of ['encoder', 'trainer'] as const) {
+      if (has[part] && !graph.get(index)!.local.includes(`src/${m}/${part}.ts`)) bad.push(`${index} does not export from ${part}.ts`);
+    }
+    if (!/Patch kinds?: `/.test(text)) bad.push(`${index} does not name its patch kind`);
+    const trainer = `src/${m}/trainer.ts`;
+    if (has.trainer && !(graph.get(trainer)!.local.includes('src/method/contract.ts') && /implements Parameterization\b/.test(readFileSync(join(root, trainer), 'utf8')))) {
+      bad.push(`${trainer} does not implement the contract's Parameterization`);
+    }
+  }
+  assert.deepEqual(bad, []);
+});
+
+test('the methods import no part of the training loop, and the contract between them imports neither', () => {
+  const bad: string[] = [];
+  for (const [file, { local }] of graph) {
+    const lower = ['src/core/', 'src/diff/', 'src/method/contract.ts'];
+    if (inMethod(file)) for (const l of local) if (!lower.some((p) => l.startsWith(p)) && !inMethod(l)) bad.push(`${file} imports ${l}`);
+    if (file.startsWith('src/method/')) for (const l of local) if (!['src/core/', 'src/diff/'].some((p) => l.startsWith(p))) bad.push(`${file} imports ${l}`);
+  }
+  assert.deepEqual(bad, []);
+});
+
+test('the shared post-hoc modules of src/diff import no method folder (but the ONNX diff, which chooses between two)', () => {
+  const bad = [...graph]
+    .filter(([file]) => file.startsWith('src/diff/') && file !== 'src/diff/onnx.ts')
+    .flatMap(([file, { local }]) => local.filter(inMethod).map((l) => `${file} imports ${l}`));
+  assert.deepEqual(bad, []);
 });

@@ -16,8 +16,8 @@ import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { applyPayload } from '../src/apply/apply.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
-import { lowbitDiff } from '../src/diff/lowbit.ts';
-import { LowBitScales } from '../src/train/lowbit-scales.ts';
+import { lowbitDiff } from '../src/lowbit-diff/encoder.ts';
+import { LowBitScales } from '../src/lowbit-diff/trainer.ts';
 import { seeded } from './helpers/graph-model.ts';
 import { sameBytes, snapshot } from './helpers/models.ts';
 

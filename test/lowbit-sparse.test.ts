@@ -16,8 +16,8 @@ import { PayloadFormatError } from '../src/core/errors.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { applyPayload } from '../src/apply/apply.ts';
-import { quantizeSparseLowBit } from '../src/diff/lowbit.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { quantizeSparseLowBit } from '../src/lowbit-diff/encoder.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { seeded } from './helpers/graph-model.ts';
 import { sameBytes, snapshot } from './helpers/models.ts';
 

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFile, mkdir, open, readdir, readFile, rename, writeFile, unlink } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { BaseMismatchError, HealthCheckError, ModelFormatError, NeuralDiffError, TargetMismatchError } from '../src/core/errors.ts';
 import { openTfjsModelDir, PREVIOUS_MODEL_JSON, listStaleFiles, writeModelDir } from '../src/io/tfjs/index.ts';
 import { applyToModelDir, recoverModelDir, rollbackUpdate, lockModelDir, LOCK_FILE } from '../src/io/tfjs/folder-update.ts';

@@ -211,7 +211,7 @@ test('parsing memory is bounded by the file: 20 MB of unpacked float_data and a 
     const r1 = fingerprintInChild(big);
     assert.equal(r1.status, 0, r1.out);
     const fileMb = (await stat(big)).size / 2 ** 20;
-    // Stated bound (docs/SECURITY.md): parsing holds at most 16 bytes per byte of the file, plus the runtime.
+    // Stated bound (docs/security/attacks.md, issue #32): parsing holds at most 16 bytes per byte of the file, plus the runtime.
     ctx.diagnostic(`unpacked float_data: ${fileMb.toFixed(1)} MB file, peak RSS ${r1.peakMb.toFixed(0)} MB`);
     assert.ok(r1.peakMb < 16 * fileMb + 200, `peak ${r1.peakMb.toFixed(0)} MB for a ${fileMb.toFixed(0)} MB file`);
 

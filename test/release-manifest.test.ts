@@ -50,14 +50,14 @@ describe('canonical JSON', () => {
   });
 });
 
-describe('the test vector (docs/FORMAT.md section 13)', () => {
+describe('the test vector (docs/FORMAT.md section 13, docs/format/release-manifests.md)', () => {
   test('is reproduced byte for byte, and its signing input and signature are the ones in the docs', () => {
     const file = vectorManifestFile();
     assert.deepEqual(file, new Uint8Array(readFileSync(new URL('./vectors/release-manifest.json', import.meta.url))));
-    const doc = readFileSync(new URL('../docs/FORMAT.md', import.meta.url), 'utf8');
+    const doc = readFileSync(new URL('../docs/format/release-manifests.md', import.meta.url), 'utf8');
     const signed = JSON.parse(new TextDecoder().decode(file)) as { signatures: { keyId: string; sig: string }[] };
-    assert.ok(doc.includes(signed.signatures[0].sig.slice(0, 64)) && doc.includes(signed.signatures[0].sig.slice(64)), 'the signature hex is in docs/FORMAT.md');
-    assert.ok(doc.includes(createHash('sha256').update(manifestSigningInput(VECTOR_MANIFEST)).digest('hex')), 'the SHA-256 of the signing input is in docs/FORMAT.md');
+    assert.ok(doc.includes(signed.signatures[0].sig.slice(0, 64)) && doc.includes(signed.signatures[0].sig.slice(64)), 'the signature hex is in docs/format/release-manifests.md');
+    assert.ok(doc.includes(createHash('sha256').update(manifestSigningInput(VECTOR_MANIFEST)).digest('hex')), 'the SHA-256 of the signing input is in docs/format/release-manifests.md');
     assert.ok(doc.includes(signed.signatures[0].keyId));
   });
   test('verifies with the RFC 8032 public key, with WebCrypto and with the pure verifier', async () => {

@@ -13,7 +13,7 @@ import { access } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
 import { ModelMismatchError } from '../src/core/errors.ts';
 import { exactDiff } from '../src/diff/exact.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { diffOnnxModels } from '../src/diff/onnx.ts';
 import { compareInterfaces, type WeightsByContent } from '../src/diff/interface.ts';
 import { openTfjsModelDir, writeModelDir } from '../src/io/tfjs/index.ts';

@@ -19,7 +19,7 @@ import { getHasher } from '../src/core/hasher.ts';
 import { ModelFormatError } from '../src/core/errors.ts';
 import { fromHalfBits, toHalfBits } from '../src/core/float16.ts';
 import { buildPayload, type PatchSpec } from '../src/diff/build.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { tfModelStore } from '../src/io/tfjs/live-model-store.ts';
 import { SafetensorsWeightStore, parseSafetensorsHeader, serializeSafetensors, concatChunks } from '../src/io/safetensors/store.ts';

@@ -21,7 +21,7 @@ import { tfModelStore } from '../src/io/tfjs/live-model-store.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';
 import { memoryCopy, perturbed } from './helpers/perturb.ts';
 import { rng } from './helpers/models.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 
 const hasher = await getHasher();
 let work: string;

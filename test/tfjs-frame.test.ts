@@ -15,7 +15,7 @@ import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { applyPayload } from '../src/apply/index.ts';
 import { buildPayload } from '../src/diff/build.ts';
 import { exactDiff } from '../src/diff/exact.ts';
-import { topkDiff } from '../src/diff/topk.ts';
+import { topkDiff } from '../src/topk-diff/encoder.ts';
 import { openTfjsModelDir, writeModelDir } from '../src/io/tfjs/index.ts';
 import { tfjsFrameValues, TFJS_FRAME } from '../src/io/tfjs/frame.ts';
 import { canonicalJson } from '../src/core/canonical-json.ts';

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getHasher } from '../../src/core/hasher.ts';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
-import { topkDiff } from '../../src/diff/topk.ts';
+import { topkDiff } from '../../src/topk-diff/encoder.ts';
 import { buildPayload, type PatchSpec } from '../../src/diff/build.ts';
 import { seededRandom } from '../../src/core/random.ts';
 import { writeSafetensorsFile } from '../../src/io/safetensors/files.ts';

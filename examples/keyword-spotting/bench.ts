@@ -68,7 +68,7 @@ import { trainDiff, type CompetingResult, type TrainMethod, type TuneMode } from
 import { NoImprovementError } from '../../src/core/errors.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { deltaCome, payloadFraming, storeDeltas } from '../../src/diff/delta-come.ts';
-import { BITDELTA_CODE, LowBitCache, lowbitDiff } from '../../src/diff/lowbit.ts';
+import { BITDELTA_CODE, LowBitCache, lowbitDiff } from '../../src/lowbit-diff/encoder.ts';
 import { trainAuto, type AutoResult } from '../../src/train/auto.ts';
 import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
 import type { KwsManifest } from './data.ts';

@@ -28,7 +28,7 @@ import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts'
 import { closeness, outputLayout, outputRows } from '../../src/train/teacher.ts';
 import { trainDiff, type TrainDiffOptions, type TrainMethod } from '../../src/train/train-diff.ts';
 import { calibrationMeasure, chooseOnCalibration, inputMoments, outputImportance } from '../../src/train/calibrate.ts';
-import { BITDELTA_CODE, describeAllocation, lowbitDiff, lowbitVariants, type LowBitOptions, type LowBitResult } from '../../src/diff/lowbit.ts';
+import { BITDELTA_CODE, describeAllocation, lowbitDiff, lowbitVariants, type LowBitOptions, type LowBitResult } from '../../src/lowbit-diff/encoder.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { applyPayload } from '../../src/apply/apply.ts';
 import { digitsCnn, driftedDigits } from '../lib/drifted-digits.ts';

@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ValueCodec } from '../core/values.ts';
 import type { PatchSpec } from '../diff/build.ts';
 import { LowRankAdapters } from '../lowrank-diff/trainer.ts';
-import type { Parameterization } from '../train/loop.ts';
+import type { Parameterization } from '../method/contract.ts';
 
 interface Tensor {
   name: string;

@@ -14,7 +14,8 @@
  * two in that range, is exact in float32. Every runtime decodes the same bits with no rounding
  * step to agree on, WebAssembly or not.
  *
- * This module is the device side (pure, no encoder): src/diff/lowbit.ts chooses bits and scales.
+ * This module is the device side (pure, no encoder): src/lowbit-diff/encoder.ts chooses bits
+ * and scales.
  */
 import { fromHalfBits } from './float16.ts';
 

@@ -1,11 +1,13 @@
 /**
  * Post-hoc baselines for the comparison report, each from the delta of a fully fine-tuned model
  * and pushed through the same payload codec and byte budget as the learned diffs:
- * - top-k by magnitude (see topk.ts);
- * - random drop and rescale: keep a seeded random subset of the changed entries and scale the
- *   survivors by (changed / kept), so the expected delta is unchanged;
- * - low-rank: truncated SVD of each tensor's delta as a matrix (see `matrixDims`), ranks given
- *   out greedily by singular value energy per payload byte across tensors.
+ * - top-k by magnitude (src/topk-diff);
+ * - random drop and rescale (here): keep a seeded random subset of the changed entries and scale
+ *   the survivors by (changed / kept), so the expected delta is unchanged;
+ * - low-rank (src/lowrank-diff/encoder.ts);
+ * - Delta-CoMe (delta-come.ts).
+ *
+ * The options and result types are shared by the drop and low-rank baselines.
  */
 import { BudgetError } from '../core/errors.ts';
 import { seededRandom } from '../core/random.ts';
@@ -15,7 +17,8 @@ import { bytesPerValue, type ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
 import { confirmPayload } from './confirm.ts';
-import { largestFitting } from './topk.ts';
+import { largestFitting } from './budget.ts';
+import { factorize } from './factorize.ts';
 
 export interface BaselineOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'> {
   budgetBytes: number;
@@ -63,144 +66,5 @@ export function dropDiff(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<
   if (k === 0 && payloadSize([], shapes, header) > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes cannot hold even an empty payload`);
   const built = buildPayload(hasher, base, specs(k), header);
   confirmPayload(hasher, base, built);
-  return { ...built, kept: k };
-}
-
-/**
- * Eigen-decomposition of a symmetric matrix (cyclic Jacobi). Returns eigenvalues descending
- * and eigenvectors as columns of a row-major n x n matrix.
- */
-export function symmetricEigen(a: Float64Array, n: number, sweeps = 30): { values: Float64Array; vectors: Float64Array } {
-  const m = Float64Array.from(a);
-  const v = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) v[i * n + i] = 1;
-  for (let sweep = 0; sweep < sweeps; sweep++) {
-    let off = 0;
-    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += m[p * n + q] ** 2;
-    if (off < 1e-30) break;
-    for (let p = 0; p < n - 1; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = m[p * n + q];
-        if (Math.abs(apq) < 1e-300) continue;
-        const theta = (m[q * n + q] - m[p * n + p]) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          const mkp = m[k * n + p];
-          const mkq = m[k * n + q];
-          m[k * n + p] = c * mkp - s * mkq;
-          m[k * n + q] = s * mkp + c * mkq;
-        }
-        for (let k = 0; k < n; k++) {
-          const mpk = m[p * n + k];
-          const mqk = m[q * n + k];
-          m[p * n + k] = c * mpk - s * mqk;
-          m[q * n + k] = s * mpk + c * mqk;
-        }
-        for (let k = 0; k < n; k++) {
-          const vkp = v[k * n + p];
-          const vkq = v[k * n + q];
-          v[k * n + p] = c * vkp - s * vkq;
-          v[k * n + q] = s * vkp + c * vkq;
-        }
-      }
-    }
-  }
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => m[y * n + y] - m[x * n + x] || x - y);
-  const values = Float64Array.from(order, (i) => m[i * n + i]);
-  const vectors = new Float64Array(n * n);
-  order.forEach((src, dst) => {
-    for (let k = 0; k < n; k++) vectors[k * n + dst] = v[k * n + src];
-  });
-  return { values, vectors };
-}
-
-interface Factorization {
-  name: string;
-  rows: number;
-  cols: number;
-  /** Per component: balanced factors u (rows) and v (cols) with u ⊗ v the component. */
-  components: { energy: number; u: Float32Array; v: Float32Array }[];
-}
-
-/** Truncated SVD of `d` as a rows x cols matrix, via the eigenvectors of the smaller Gram matrix. */
-export function factorize(name: string, d: Float32Array, shape: readonly number[], maxRank: number): Factorization {
-  const { rows, cols } = matrixDims(shape);
-  const transpose = rows < cols; // work on the smaller side
-  const n = transpose ? rows : cols;
-  const other = transpose ? cols : rows;
-  const at = (r: number, c: number) => d[r * cols + c];
-  const gram = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = i; j < n; j++) {
-      let s = 0;
-      for (let k = 0; k < other; k++) s += transpose ? at(i, k) * at(j, k) : at(k, i) * at(k, j);
-      gram[i * n + j] = s;
-      gram[j * n + i] = s;
-    }
-  }
-  const { values, vectors } = symmetricEigen(gram, n);
-  const components: Factorization['components'] = [];
-  for (let c = 0; c < Math.min(maxRank, n); c++) {
-    const lambda = values[c];
-    if (!(lambda > 1e-20)) break;
-    const sigma = Math.sqrt(lambda);
-    // small-side vector e (unit), large-side vector f = M e / sigma; component = sigma f e^T
-    const e = new Float64Array(n);
-    for (let k = 0; k < n; k++) e[k] = vectors[k * n + c];
-    const f = new Float64Array(other);
-    for (let k = 0; k < other; k++) {
-      let s = 0;
-      for (let i = 0; i < n; i++) s += (transpose ? at(i, k) : at(k, i)) * e[i];
-      f[k] = s / sigma;
-    }
-    const root = Math.sqrt(sigma);
-    const small = Float32Array.from(e, (x) => x * root);
-    const large = Float32Array.from(f, (x) => x * root);
-    components.push({ energy: lambda, u: transpose ? small : large, v: transpose ? large : small });
-  }
-  return { name, rows, cols, components };
-}
-
-/** Low-rank diff of `deltas` within the budget. */
-export function lowRankDiff(hasher: Hasher, base: WeightStore, deltas: ReadonlyMap<string, Float32Array>, options: BaselineOptions): BaselineResult {
-  const codec = options.codec ?? 'f16';
-  const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const bpv = bytesPerValue(codec);
-  const facts = [...deltas.keys()].sort().map((n) => {
-    const shape = shapes.get(n) as readonly number[];
-    const { rows, cols } = matrixDims(shape);
-    const maxRank = Math.max(1, Math.floor(options.budgetBytes / (bpv * (rows + cols))));
-    return factorize(n, deltas.get(n) as Float32Array, shape, Math.min(maxRank, 256));
-  });
-  // Greedy order: energy per byte, across tensors (within a tensor energies are descending).
-  const picks: { f: number; c: number; score: number }[] = [];
-  facts.forEach((fa, f) => fa.components.forEach((co, c) => picks.push({ f, c, score: co.energy / ((fa.rows + fa.cols) * bpv) })));
-  picks.sort((a, b) => b.score - a.score || a.f - b.f || a.c - b.c);
-  const specs = (k: number): PatchSpec[] => {
-    const rank = facts.map(() => 0);
-    for (let i = 0; i < k; i++) rank[picks[i].f] = Math.max(rank[picks[i].f], picks[i].c + 1);
-    const out: PatchSpec[] = [];
-    facts.forEach((fa, f) => {
-      const r = rank[f];
-      if (!r) return;
-      const u = new Float32Array(fa.rows * r);
-      const v = new Float32Array(r * fa.cols);
-      for (let c = 0; c < r; c++) {
-        const co = fa.components[c];
-        for (let i = 0; i < fa.rows; i++) u[i * r + c] = co.u[i];
-        v.set(co.v, c * fa.cols);
-      }
-      out.push({ kind: 'lowrank', name: fa.name, rank: r, u, v, codec });
-    });
-    return out;
-  };
-  const header: HeaderOptions = { ...withoutStore(options), method: 'lowrank', budgetBytes: options.budgetBytes, grids: storageGrids(base, options.store) };
-  const k = largestFitting(picks.length, (k) => payloadSize(specs(k), shapes, header) <= options.budgetBytes);
-  if (k === 0 && payloadSize([], shapes, header) > options.budgetBytes) throw new BudgetError(`a budget of ${options.budgetBytes} bytes cannot hold even an empty payload`);
-  const digests = baseDigests(hasher, base);
-  const built = buildPayload(hasher, base, specs(k), header, digests);
-  confirmPayload(hasher, base, built, undefined, digests);
   return { ...built, kept: k };
 }

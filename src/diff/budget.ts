@@ -34,3 +34,18 @@ export function formatBytes(n: number): string {
   if (n < 1e9) return `${(n / 1e6).toFixed(2)} MB`;
   return `${(n / 1e9).toFixed(2)} GB`;
 }
+
+/**
+ * Largest k in [0, max] with `fits(k)`, assuming fits is (nearly) monotone; checks the answer.
+ */
+export function largestFitting(max: number, fits: (k: number) => boolean): number {
+  let lo = 0;
+  let hi = max;
+  if (fits(hi)) return hi;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi + 1) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}

@@ -35,7 +35,7 @@ export type PatchSpec = (
   | { kind: 'dense'; name: string; values: Float32Array; codec: ValueCodec | 'x' | 'xr' | 'xs' }
   /**
    * Format v6, codec `l`: every value at `lowbit.bits` bits with its scales; `values` are what
-   * the codes decode to (src/diff/lowbit.ts `quantizeLowBit` makes both). With `replace` (kind
+   * the codes decode to (src/diff/lowbit-quantize.ts `quantizeLowBit` makes both). With `replace` (kind
    * `n`, later within v6) they are the tensor's new values, not a delta.
    */
   | { kind: 'dense'; name: string; values: Float32Array; codec: 'l'; lowbit: LowBit; replace?: boolean }
@@ -49,7 +49,7 @@ export type PatchSpec = (
   | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: ValueCodec }
   /**
    * Codec `l` on low-rank factors (v6): each direction at its own width, a scale per factor
-   * vector; `u` and `v` are what the codes decode to (src/diff/lowbit.ts `quantizeFactors`).
+   * vector; `u` and `v` are what the codes decode to (src/lowbit-diff/encoder.ts `quantizeFactors`).
    */
   | { kind: 'lowrank'; name: string; rank: number; u: Float32Array; v: Float32Array; codec: 'l'; lowbitFactors: LowBitFactors }
   /**

@@ -14,7 +14,7 @@
  * low-rank factors at mixed precision).
  */
 import { matrixDims } from '../core/format.ts';
-import { factorize } from './baselines.ts';
+import { factorize } from './factorize.ts';
 import { payloadSize, type HeaderOptions } from './build.ts';
 
 /** A precision tier: `count` singular directions at `bits` bits (the last tier takes the rest). */

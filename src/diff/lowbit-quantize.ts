@@ -2,7 +2,7 @@
  * Codec `l`'s quantizers (src/core/lowbit.ts is the device's decoder): a delta's values to
  * codes of 1 to 8 bits with a scale per group of values (an output channel, a row or the
  * tensor), the scales float16 times one power of two, and what the device will decode. Dense
- * and sparse patches alike; the allocation of bits among tensors is src/diff/lowbit.ts.
+ * and sparse patches alike; the allocation of bits among tensors is src/lowbit-diff/encoder.ts.
  */
 import { fromHalfBits, toHalfBits } from '../core/float16.ts';
 import { isLowBitWidth, LOWBIT_EXPONENT_RANGE, type LowBit } from '../core/lowbit.ts';

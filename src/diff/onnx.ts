@@ -13,9 +13,9 @@ import type { WeightStore } from '../core/weight-store.ts';
 import type { OnnxTensorEntry } from '../io/onnx/store.ts';
 import { checkSameInterface } from './interface.ts';
 import type { BuiltPayload } from './build.ts';
-import { topkFromDeltas, type TopkOptions, type TopkResult } from './topk.ts';
+import { topkFromDeltas, type TopkOptions, type TopkResult } from '../topk-diff/encoder.ts';
 import { exactDiff, type ExactCodec } from './exact.ts';
-import { lowbitFromDeltas, type LowBitOptions } from './lowbit.ts';
+import { lowbitFromDeltas, type LowBitOptions } from '../lowbit-diff/encoder.ts';
 
 function entries(store: WeightStore): OnnxTensorEntry[] {
   return store.list() as OnnxTensorEntry[];
@@ -100,9 +100,9 @@ export interface OnnxDiffOptions extends TopkOptions {
    * exactly (codec x or xr: the XOR of new and old bits; see exact.ts), whatever its size.
    */
   mode?: 'topk' | 'all';
-  /** With a budget: `topk` (default) keeps the largest changes; `lowbit` every change at 1 to 8 bits (lowbit.ts). */
+  /** With a budget: `topk` (default) keeps the largest changes; `lowbit` every change at 1 to 8 bits (src/lowbit-diff). */
   method?: 'topk' | 'lowbit';
-  /** With `method: 'lowbit'`: how lowbit chooses (lowbit.ts's options; e.g. BitDelta's code is `BITDELTA_CODE`). */
+  /** With `method: 'lowbit'`: how lowbit chooses (src/lowbit-diff's options; e.g. BitDelta's code is `BITDELTA_CODE`). */
   lowbit?: Pick<LowBitOptions, 'widths' | 'layouts' | 'lowRank' | 'outliers' | 'newValues' | 'cover' | 'proxy' | 'importance' | 'cache'>;
   /** With `method: 'lowbit'`: carry only these tensors' changes (e.g. the ones calibration inputs reach); the others stay at the base. */
   only?: ReadonlySet<string>;

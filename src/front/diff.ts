@@ -13,11 +13,11 @@ import { getHasher } from '../core/hasher.ts';
 import { calibrationWarning, changeSize, defaultPostHocMethod, estimateFromWeights, type WeightEstimate } from '../diff/advice.ts';
 import { formatBytes, parseBudget } from '../diff/budget.ts';
 import { exactDiff, type ExactCodec } from '../diff/exact.ts';
-import type { InputMoments } from '../diff/gptq.ts';
+import type { InputMoments } from '../lowbit-diff/gptq.ts';
 import { compareInterfaces, describeDifference } from '../diff/interface.ts';
-import { LowBitCache, lowbitDiff, lowbitVariants, type LowBitAllocation, type LowBitResult } from '../diff/lowbit.ts';
+import { LowBitCache, lowbitDiff, lowbitVariants, type LowBitAllocation, type LowBitResult } from '../lowbit-diff/encoder.ts';
 import { diffOnnxModels } from '../diff/onnx.ts';
-import { topkDiff, type TopkResult } from '../diff/topk.ts';
+import { topkDiff, type TopkResult } from '../topk-diff/encoder.ts';
 import type { CalibrationReport, EvalCloseness } from './diff-types.ts';
 import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite } from './measure/calibrate.ts';
 import { diffSettings, isEveryChange, type DiffOptions, type DiffSettings } from './diff-options.ts';
@@ -27,7 +27,7 @@ import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayTex
 
 export type { DiffOptions } from './diff-options.ts';
 export type { StructuralDiffReport } from './diff-structural.ts';
-export type { CalibrationReport, CalibrationScore, EvalCloseness, OutputKind } from './diff-types.ts';
+export type { CalibrationReport, CalibrationScore, ClosenessMetric, EvalCloseness, OutputKind } from './diff-types.ts';
 
 /** What {@link diff} returns for a value payload (the two models share their structure). */
 export interface ValueDiffReport {

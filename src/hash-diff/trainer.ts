@@ -7,7 +7,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { fillBuckets, tensorSeed } from '../core/bucket.ts';
 import type { ValueCodec } from '../core/values.ts';
-import type { Parameterization } from '../train/loop.ts';
+import type { PatchSpec } from '../diff/build.ts';
+import type { Parameterization } from '../method/contract.ts';
 
 interface TensorState {
   name: string;
@@ -91,6 +92,11 @@ export class HashedBuckets implements Parameterization {
     const out = new Map<string, { seed: number; values: Float32Array }>();
     for (const st of this.tensors.values()) out.set(st.name, { seed: st.seed, values: Float32Array.from(st.b.dataSync() as Float32Array) });
     return out;
+  }
+
+  /** What ships: each tensor's seed and bucket values as a hash patch (no positions: the device recomputes them). */
+  specs(): PatchSpec[] {
+    return [...this.buckets()].map(([name, b]) => ({ kind: 'hash', name, seed: b.seed, signed: this.signed, buckets: b.values, codec: this.codec }));
   }
 
   status(): Record<string, string | number> {

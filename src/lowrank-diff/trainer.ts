@@ -11,8 +11,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ValueCodec } from '../core/values.ts';
+import type { PatchSpec } from '../diff/build.ts';
 import { matrixDims } from '../core/format.ts';
-import type { Parameterization } from '../train/loop.ts';
+import type { Parameterization } from '../method/contract.ts';
 
 interface Factors {
   name: string;
@@ -99,6 +100,11 @@ export class LowRankAdapters implements Parameterization {
       v.dispose();
     }
     return out;
+  }
+
+  /** What ships: the balanced factors as low-rank patches (the device multiplies them out). */
+  specs(): PatchSpec[] {
+    return [...this.factorsFor()].map(([name, f]) => ({ kind: 'lowrank', name, rank: f.rank, u: f.u, v: f.v, codec: this.codec }));
   }
 
   status(): Record<string, string | number> {

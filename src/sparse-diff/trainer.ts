@@ -13,8 +13,9 @@
  *   so the values the device adds are the ones the model was trained with.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Parameterization } from '../train/loop.ts';
+import type { Parameterization } from '../method/contract.ts';
 import type { ValueCodec } from '../core/values.ts';
+import type { PatchSpec } from '../diff/build.ts';
 
 export interface SparseMaskOptions {
   /** Initial mask score (σ(betaStart · s0) is the starting mask). */
@@ -61,6 +62,8 @@ export class SparseMask implements Parameterization {
   private aliveCount: number;
   readonly total: number;
   private codec: ValueCodec = 'f32';
+  /** The hard mask's positions per tensor (set by {@link harden}). */
+  private kept: ReadonlyMap<string, Uint32Array> | null = null;
 
   constructor(
     base: { name: string; shape: number[]; values: Float32Array }[],
@@ -228,6 +231,17 @@ export class SparseMask implements Parameterization {
     this.aliveCount = kept;
     this.phase = 'hard';
     this.codec = codec;
+    this.kept = positions;
+  }
+
+  /** What ships: the hard mask's values now, as sparse patches in the codec given to {@link harden}. */
+  specs(): PatchSpec[] {
+    if (!this.kept) throw new Error('SparseMask.specs(): the mask is not hard yet (call harden first)');
+    const deltas = this.effectiveDeltas();
+    return [...this.kept].filter(([, pos]) => pos.length).map(([name, pos]) => {
+      const d = deltas.get(name) as Float32Array;
+      return { kind: 'sparse', name, positions: pos, values: Float32Array.from(pos, (p) => d[p]), codec: this.codec };
+    });
   }
 
   status(): Record<string, string | number> {

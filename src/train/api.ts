@@ -15,10 +15,11 @@ export type { InputData } from './data.ts';
 export { initBackend, type TrainBackendName, type InitBackendOptions } from './backend.ts';
 export { evaluate, fromDataset, type LabelledData } from './data.ts';
 export { modelToStore, setModelWeights, namedVariables, type NamedVariable } from './model-weights.ts';
-export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from '../sparse-diff/trainer.ts';
-export { HashedBuckets } from '../hash-diff/trainer.ts';
+export { SparseMask, DEFAULT_SPARSE_MASK, type SparseMaskOptions } from '../sparse-diff/index.ts';
+export { HashedBuckets } from '../hash-diff/index.ts';
 export { tfModelStore, TfModelWeightStore, type TfModelStoreOptions } from '../io/tfjs/live-model-store.ts';
-export type { EpochReport, Parameterization } from './loop.ts';
+export type { EpochReport } from './loop.ts';
+export type { Parameterization } from '../method/contract.ts';
 export { OnnxProgram, unsupportedNodes, supportedOperators, type OnnxProgramOptions, type OnnxVariable, type UnsupportedNode } from './onnx/executor.ts';
 export { decodeOnnxModel, decodeOnnxTensor } from './onnx/model.ts';
 // Types named in the signatures above, so callers can name them too.

@@ -280,8 +280,9 @@ const pair = (v: unknown, n: number): number[] => (Array.isArray(v) ? (v.length 
  * target, whose layers' inputs the carried change acts on): H = X'X / N over the input vectors X
  * of the layer (an example's features for a dense layer, every patch its kernel sees for a
  * convolution, in the kernel's row order: taps, then input channels), keyed by the layer's kernel
- * weight name. lowbit's `inputs` rounds those kernels' changes against them (gptq.ts). Layers of
- * other kinds (depthwise, recurrent, ...) and channels-first convolutions are left out.
+ * weight name. lowbit's `inputs` rounds those kernels' changes against them
+ * (src/lowbit-diff/gptq.ts). Layers of other kinds (depthwise, recurrent, ...) and channels-first
+ * convolutions are left out.
  */
 export function inputMoments(model: tf.LayersModel, x: tf.Tensor, options: InputMomentsOptions = {}): Map<string, { rows: number; hessian: Float64Array; samples: number }> {
   const out = new Map<string, { rows: number; hessian: Float64Array; samples: number }>();

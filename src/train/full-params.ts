@@ -3,7 +3,7 @@
  * methods and `topk-retrain`).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Parameterization } from './loop.ts';
+import type { Parameterization } from '../method/contract.ts';
 import type { TrainableTensor } from './sizing.ts';
 
 /** Fine-tune the model's own variables (the `full` method without storage grids). */

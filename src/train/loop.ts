@@ -1,7 +1,8 @@
 /**
  * The training loop shared by every method. The base model's own layers compute the forward
- * and backward pass; a {@link Parameterization} decides what weights the layers see
- * (e.g. W0 + m ⊙ D) and turns dL/dW into gradients of its own variables. Because every
+ * and backward pass; a {@link Parameterization} (src/method/contract.ts, what each method folder
+ * implements) decides what weights the layers see (e.g. W0 + m ⊙ D) and turns dL/dW into
+ * gradients of its own variables. Because every
  * parameterization here is elementwise in W, the chain rule is a few elementwise ops per step,
  * so diff training costs little more than fine-tuning the model itself.
  *
@@ -10,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { StorageGrid } from '../core/grid.ts';
+import type { Parameterization } from '../method/contract.ts';
 import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } from './data.ts';
 import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
@@ -27,28 +29,6 @@ export class TrainingDiverged extends Error {
   constructor(readonly epoch: number, readonly batch: number, readonly loss: number) {
     super(`the training loss became ${loss} at epoch ${epoch}, batch ${batch}`);
   }
-}
-
-/** How a method maps its own variables to the weights the model computes with. */
-export interface Parameterization {
-  /** Trainable tensors this method touches (manifest names). */
-  readonly names: readonly string[];
-  /** Weights the layers should use for tensor `name` this step (called inside tf.tidy); null: leave the variable as is. */
-  effective(name: string): tf.Tensor | null;
-  /** Gradients of the method's variables (by variable name) from dL/dW of tensor `name` (inside tf.tidy). */
-  gradients(name: string, dW: tf.Tensor): tf.NamedTensorMap;
-  /** Called after each optimizer step with the global step and the run's progress in [0, 1]. */
-  afterStep?(step: number, progress: number): void;
-  /** Summary for progress output (e.g. non-zeros, temperature). */
-  status?(): Record<string, string | number>;
-  /**
-   * What the method's step computes now, as a key (its phase: e.g. hard mask and codec). A method
-   * that gives one has its own kernels captured in the step's compiled plan (src/train/compiled/),
-   * a new plan whenever the key changes; without one (or null: in this phase a value changes at
-   * every step), its part of the step runs eagerly around the plan of the model's forward and
-   * backward pass.
-   */
-  planKey?(): string | null;
 }
 
 /**

@@ -2,13 +2,13 @@
  * What `trainDiff` takes and returns: the options of a training run, the learning rates it tried,
  * and its result. Types only, so the CLI and reports can name them without loading tfjs.
  */
-import type { LowBitOptions } from '../diff/lowbit.ts';
+import type { LowBitOptions } from '../lowbit-diff/index.ts';
 import type { Hasher } from '../core/hasher.ts';
 import type { ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import type { Payload } from '../core/format.ts';
 import type { HeaderOptions, StoreAs } from '../diff/build.ts';
-import type { SparseMaskOptions } from '../sparse-diff/trainer.ts';
+import type { SparseMaskOptions } from '../sparse-diff/index.ts';
 import type * as tf from '@tensorflow/tfjs';
 import type { InputData, LabelledData } from './data.ts';
 import type { TeacherLoss, TeacherMetric } from './teacher.ts';
@@ -165,7 +165,7 @@ export interface TrainDiffOptions {
    */
   sparseShare?: number;
   /**
-   * `lowbit`: how the post-hoc payload whose scales then train is made (lowbit.ts's options:
+   * `lowbit`: how the post-hoc payload whose scales then train is made (src/lowbit-diff's options:
    * `widths`, `layouts`, `lowRank`, `outliers`, `newValues`, `cover`, `proxy`). BitDelta is
    * `BITDELTA_CODE`: the sign of every change and one scale per tensor, distilled.
    */

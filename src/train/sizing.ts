@@ -6,8 +6,8 @@ import { BudgetError } from '../core/errors.ts';
 import { isIntegerGrid, type StorageGrid } from '../core/grid.ts';
 import type { ValueCodec } from '../core/values.ts';
 import { payloadSize, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
-import { largestFitting } from '../diff/topk.ts';
-import { loraEligible } from '../lowrank-diff/trainer.ts';
+import { largestFitting } from '../diff/budget.ts';
+import { loraEligible } from '../lowrank-diff/index.ts';
 
 /** A weight tensor that trains, with its base values. */
 export interface TrainableTensor {

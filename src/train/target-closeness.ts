@@ -6,28 +6,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { WeightStore } from '../core/weight-store.ts';
+import type { PayloadCloseness } from '../diff/closeness.ts';
 import { competingPayload } from './compete.ts';
 import type { InputData } from './data.ts';
 import { setModelWeights } from './model-weights.ts';
 import { closeness, closenessScore, defaultTeacherLoss, metricFor, outputLayout, outputRows, withLabelledClasses, type TeacherMetric } from './teacher.ts';
 
-/** The closeness of the base and of base + payload to the target, on some inputs. */
-export interface PayloadCloseness {
-  examples: number;
-  /** What decides "closer": top-1 agreement (classifier outputs) or mean absolute output difference. */
-  metric: TeacherMetric;
-  /** The unpatched base against the target (agreement NaN without class outputs). */
-  base: { agreement: number; meanAbsDiff: number };
-  /** Base + payload against the target. */
-  patched: { agreement: number; meanAbsDiff: number };
-  /** Base + payload is further from the target than the unpatched base (by `metric`). */
-  movesAway: boolean;
-  /** With labels: accuracy of the base and of base + payload. */
-  accuracyBefore?: number;
-  accuracyAfter?: number;
-  /** With labels: accuracy of the target itself (what a report holds the payload against). */
-  accuracyTarget?: number;
-}
+export type { PayloadCloseness } from '../diff/closeness.ts';
 
 /**
  * Measure `payload` (made for `baseStore`, the weights `model` is built from) against `target`

@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
+import type { ClosenessMetric } from '../diff/closeness.ts';
 import type { InputData, LabelledData } from './data.ts';
 import { activationsPerExample, maxBatchSize } from './select.ts';
 
@@ -23,7 +24,7 @@ import { activationsPerExample, maxBatchSize } from './select.ts';
 export type TeacherLoss = 'kl' | 'mse';
 
 /** What "closer to the teacher" means when choosing: top-1 agreement, or mean absolute output difference. */
-export type TeacherMetric = 'top1' | 'mae';
+export type TeacherMetric = ClosenessMetric;
 
 /** One model output, as a slice of an example's row of concatenated, flattened outputs. */
 export interface OutputSegment {

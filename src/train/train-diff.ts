@@ -39,16 +39,16 @@ import { BudgetError, NoImprovementError, UsageError } from '../core/errors.ts';
 import { getHasher } from '../core/hasher.ts';
 import { type ValueCodec } from '../core/values.ts';
 import { baseDigests, buildPayload, payloadSize, storageGrids, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
-import { dropDiff, lowRankDiff } from '../diff/baselines.ts';
-import { largestFitting, MagnitudeRanking, topkFromDeltas } from '../diff/topk.ts';
-import { describeWidths, lowbitFromDeltas, lowbitVariants, type LowBitOptions } from '../diff/lowbit.ts';
+import { dropDiff } from '../diff/baselines.ts';
+import { MagnitudeRanking, topkFromDeltas } from '../topk-diff/index.ts';
+import { largestFitting } from '../diff/budget.ts';
+import { describeWidths, lowbitFromDeltas, lowbitVariants, LowBitScales, type LowBitOptions } from '../lowbit-diff/index.ts';
 import type { TensorPatch } from '../core/format.ts';
-import { LowBitScales } from './lowbit-scales.ts';
 import { adam } from './kernels/adam.ts';
-import { HashedBuckets } from '../hash-diff/trainer.ts';
-import { LowRankAdapters } from '../lowrank-diff/trainer.ts';
-import { compositeSpecs, FisherRanking, FisherWarmup, SparseLowRank } from '../composite-diff/trainer.ts';
-import { DEFAULT_SPARSE_MASK, SparseMask } from '../sparse-diff/trainer.ts';
+import { HashedBuckets } from '../hash-diff/index.ts';
+import { LowRankAdapters, lowRankDiff } from '../lowrank-diff/index.ts';
+import { compositeSpecs, FisherRanking, FisherWarmup, SparseLowRank } from '../composite-diff/index.ts';
+import { DEFAULT_SPARSE_MASK, SparseMask } from '../sparse-diff/index.ts';
 import { better, type Checkpoint } from './checkpoint.ts';
 import { compete, pct } from './compete.ts';
 import { checkData, evaluate, pick, stratifiedSplit, warnFewValidation, type Evaluation, type InputData, type LabelledData } from './data.ts';
@@ -57,7 +57,8 @@ import { Identity, Shadow } from './full-params.ts';
 import { checkThreads, defaultThreads, type TrainingPool } from './parallel/pool.ts';
 import { startTrainingThreads, stopTrainingThreads } from './parallel/threads.ts';
 import { frozenPrefixCache, type FrozenPrefixCache } from './prefix-cache.ts';
-import { outputsLogits, sayOnce, trainLoop, TrainingDiverged, type EpochReport, type Parameterization, type Teacher } from './loop.ts';
+import { outputsLogits, sayOnce, trainLoop, TrainingDiverged, type EpochReport, type Teacher } from './loop.ts';
+import type { Parameterization } from '../method/contract.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
 import { silenceTfjsNodeBanner } from './quiet.ts';
@@ -482,13 +483,6 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const mask = new SparseMask(tensors, estimate, Math.max(1, softEpochs * stepsPerEpoch), { ...DEFAULT_SPARSE_MASK, ...(options.sparse ?? {}) }, start);
           const optD = adam(lr);
           const optS = adam(options.maskLearningRate ?? 1e-2);
-          const specsNow = (positions: Map<string, Uint32Array>): PatchSpec[] => {
-            const deltas = mask.effectiveDeltas();
-            return [...positions].filter(([, pos]) => pos.length).map(([name, pos]) => {
-              const d = deltas.get(name) as Float32Array;
-              return { kind: 'sparse', name, positions: pos, values: Float32Array.from(pos, (p) => d[p]), codec };
-            });
-          };
           try {
             let positions: Map<string, Uint32Array>;
             if (kind === 'retrain') {
@@ -502,11 +496,11 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
               positions = new Map(ranking.specs(k, codec).map((s) => [s.name, (s as { positions: Uint32Array }).positions]));
             }
             mask.harden(positions, codec);
-            if (kind === 'sparse' && (val || !hardEpochs)) consider(buildPayload(hasher, base, specsNow(positions), header, digests), `hard mask of ${[...positions.values()].reduce((a, p) => a + p.length, 0)} weights`);
+            if (kind === 'sparse' && (val || !hardEpochs)) consider(buildPayload(hasher, base, mask.specs(), header, digests), `hard mask of ${[...positions.values()].reduce((a, p) => a + p.length, 0)} weights`);
             if (hardEpochs) {
               const optH = adam(lr);
               try {
-                loop(mask, () => optH, hardEpochs, softEpochs, n, (r) => !skip(r) && consider(buildPayload(hasher, base, specsNow(positions), header, digests), `epoch ${r.epoch}`));
+                loop(mask, () => optH, hardEpochs, softEpochs, n, (r) => !skip(r) && consider(buildPayload(hasher, base, mask.specs(), header, digests), `epoch ${r.epoch}`));
               } finally {
                 optH.dispose();
               }
@@ -539,7 +533,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const hb = new HashedBuckets(tensors, counts, seed, signed, codec);
           const opt = adam(lr);
           try {
-            loop(hb, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, [...hb.buckets()].map(([name, b]) => ({ kind: 'hash', name, seed: b.seed, signed, buckets: b.values, codec })), header, digests), `epoch ${r.epoch}`));
+            loop(hb, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, hb.specs(), header, digests), `epoch ${r.epoch}`));
           } finally {
             hb.dispose();
             opt.dispose();
@@ -589,7 +583,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const adapters = new LowRankAdapters(tensors, ranks, seed, codec);
           const opt = adam(lr);
           try {
-            loop(adapters, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, [...adapters.factorsFor()].map(([name, f]) => ({ kind: 'lowrank', name, rank: f.rank, u: f.u, v: f.v, codec })), header, digests), `epoch ${r.epoch}`));
+            loop(adapters, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, adapters.specs(), header, digests), `epoch ${r.epoch}`));
           } finally {
             adapters.dispose();
             opt.dispose();

@@ -21,7 +21,7 @@ import { build } from 'esbuild';
 import { main } from '../../cli/ndiff.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../src/core/hasher.ts';
-import { topkDiff } from '../../src/diff/topk.ts';
+import { topkDiff } from '../../src/topk-diff/encoder.ts';
 import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
 import { openTfjsModelDir, referencedFiles, writeModelDir } from '../../src/io/tfjs/index.ts';
 import { modelFilesOf } from '../../src/io/durable/control-files.ts';

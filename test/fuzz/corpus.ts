@@ -5,7 +5,7 @@
 import { sign as nodeSign, type KeyObject } from 'node:crypto';
 import { getHasher, type Hasher } from '../../src/core/hasher.ts';
 import { buildPayload } from '../../src/diff/build.ts';
-import { topkDiff } from '../../src/diff/topk.ts';
+import { topkDiff } from '../../src/topk-diff/encoder.ts';
 import { keyIdOf } from '../../src/apply/ed25519.ts';
 import { envelopeSigningInput, sealEnvelope } from '../../src/apply/envelope.ts';
 import type { MemoryWeightStore } from '../../src/core/weight-store.ts';

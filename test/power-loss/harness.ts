@@ -45,7 +45,7 @@ import * as path from 'node:path';
 import { getHasher, type Hasher } from '../../src/core/hasher.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { MemoryWeightStore, readForDigest } from '../../src/core/weight-store.ts';
-import { topkDiff } from '../../src/diff/topk.ts';
+import { topkDiff } from '../../src/topk-diff/encoder.ts';
 import { applyToModelDir, lockModelDir, readFolderModelId, recoverModelDir } from '../../src/io/tfjs/folder-update.ts';
 import { FileSequenceStore } from '../../src/io/durable/sequence-file.ts';
 import type { FileOps } from '../../src/io/durable/durable.ts';

@@ -16,7 +16,7 @@ import type { CalibrationReport } from '../diff-types.ts';
 export type { CalibrationReport } from '../diff-types.ts';
 import path from 'node:path';
 import type { OnnxWeightStore } from '../../io/onnx/store.ts';
-import type { InputMoments } from '../../diff/gptq.ts';
+import type { InputMoments } from '../../lowbit-diff/gptq.ts';
 import { loadLayersPair, loadOnnxEval, openTflitePair, type PayloadEvalSpec } from './payload-eval.ts';
 
 /** Examples of --calibrate used at most (the first ones): each candidate runs the model on all of them. */

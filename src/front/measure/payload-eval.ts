@@ -10,7 +10,7 @@ import type { WeightStore } from '../../core/weight-store.ts';
 import { loadInputs } from '../../io/npy/files.ts';
 import { fileSystemIO } from '../../io/tfjs/index.ts';
 import { importWithTrainerPeers } from '../../train/peer.ts';
-import type { PayloadCloseness } from '../../train/target-closeness.ts';
+import type { PayloadCloseness } from '../../diff/closeness.ts';
 import type { OnnxPayloadCloseness } from '../../train/onnx/payload-closeness.ts';
 import type { ProgramDataset } from '../../train/program/datasets.ts';
 import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../../train/program/training-model.ts';
@@ -52,7 +52,7 @@ export function closenessLines(measured: PayloadCloseness, target: string): stri
 }
 
 /** What agreement counts: top-1 predictions, or for an ONNX output of one value its decisions (a probability at 0.5, a logit at 0). */
-function agreementWords(m: PayloadCloseness & { outputKind?: string }): { name: string; of: string } {
+function agreementWords(m: PayloadCloseness): { name: string; of: string } {
   if (m.outputKind === 'probability') return { name: 'same decision (threshold 0.5)', of: 'decisions (threshold 0.5)' };
   if (m.outputKind === 'logit') return { name: 'same decision (logit threshold 0)', of: 'decisions (logit threshold 0)' };
   return { name: 'top-1 agreement', of: 'top-1 predictions' };

@@ -5,7 +5,7 @@
  * file can ask for 2 × 10^9 elements in one constant; without a bound the trainer tries (11 GB,
  * then a wasm out-of-bounds error) instead of refusing it.
  *
- * The bound (docs/SECURITY.md): a tensor built from a model's constants holds at most
+ * The bound (docs/security/attacks.md, issue #61): a tensor built from a model's constants holds at most
  * {@link MIN_ELEMENTS_PER_EXAMPLE} (2^24) elements per example of the batch, or
  * {@link INPUT_GROWTH} times the largest input example given, whichever is larger: activations of
  * vision models grow with the input they are fed (an upsampling decoder at 4× in each direction,

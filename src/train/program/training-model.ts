@@ -36,11 +36,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
+import type { OutputKind } from '../../diff/closeness.ts';
 import type { Augmentation } from '../augment.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 
-/** How the chosen output reads (module doc). */
-export type ProgramOutputKind = 'probability' | 'logit' | 'probabilities' | 'logits' | 'values';
+/** How the chosen output reads (module doc); the same as a measured closeness's `outputKind`. */
+export type ProgramOutputKind = OutputKind;
 
 /**
  * How an output reads by default, from what the graph says of it: one value is a probability of

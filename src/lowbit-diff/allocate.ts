@@ -1,6 +1,6 @@
 /**
  * lowbit's allocation: which option (width, layout, outliers, low-rank factors, or nothing) each
- * tensor's change takes within the budget. Only bytes and errors matter here; lowbit.ts makes the
+ * tensor's change takes within the budget. Only bytes and errors matter here; encoder.ts makes the
  * options.
  */
 

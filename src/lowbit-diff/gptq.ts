@@ -13,7 +13,7 @@
  */
 import { lowBitScales, type LowBit } from '../core/lowbit.ts';
 
-/** A change in codec l's codes: the layout and scales, the values the device decodes, their squared error (lowbit.ts's QuantizedDelta). */
+/** A change in codec l's codes: the layout and scales, the values the device decodes, their squared error (src/diff/lowbit-quantize.ts's QuantizedDelta). */
 export interface QuantizedCodes {
   lowbit: LowBit;
   decoded: Float32Array;

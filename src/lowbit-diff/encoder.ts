@@ -24,21 +24,22 @@ import { lowBitBytes, type LowBit, type LowBitFactors } from '../core/lowbit.ts'
 import { matrixDims } from '../core/format.ts';
 import { encodeValues } from '../core/values.ts';
 import { encodePositions } from '../core/encode.ts';
-import { factorize } from './baselines.ts';
+import { factorize } from '../diff/factorize.ts';
 import { inverseCholesky, outputError, relativeOutput, roundAgainstInputs, type InputMoments } from './gptq.ts';
-import { keep, keptFromBase, LowBitCache } from './lowbit-cache.ts';
-import { allocate, improveJointly } from './lowbit-allocate.ts';
-import { checkWidth, quantizeLowBit, scaleExponent, scaleLayout, type QuantizedDelta, type ScaleLayout } from './lowbit-quantize.ts';
+import { keep, keptFromBase, LowBitCache } from './cache.ts';
+import { allocate, improveJointly } from './allocate.ts';
+import { checkWidth, quantizeLowBit, scaleExponent, scaleLayout, type QuantizedDelta, type ScaleLayout } from '../diff/lowbit-quantize.ts';
 
-export { lowBitCode, quantizeLowBit, quantizeSparseLowBit, scaleExponent, scaleLayout, wireScale, type QuantizedDelta, type ScaleLayout } from './lowbit-quantize.ts';
+export { lowBitCode, quantizeLowBit, quantizeSparseLowBit, scaleExponent, scaleLayout, wireScale, type QuantizedDelta, type ScaleLayout } from '../diff/lowbit-quantize.ts';
 
-export { allocate } from './lowbit-allocate.ts';
+export { allocate } from './allocate.ts';
 
-export { LowBitCache } from './lowbit-cache.ts';
+export { LowBitCache } from './cache.ts';
 import type { WeightStore } from '../core/weight-store.ts';
-import { confirmPayload } from './confirm.ts';
-import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec } from './build.ts';
-import { modelDelta, squaredError, type TopkOptions, type TopkResult } from './topk.ts';
+import { confirmPayload } from '../diff/confirm.ts';
+import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec } from '../diff/build.ts';
+import { modelDelta, squaredError } from '../diff/delta.ts';
+import type { TopkOptions, TopkResult } from '../topk-diff/encoder.ts';
 
 /**
  * The bit widths the allocator chooses from. A large tensor's step from one width to the next

@@ -21,9 +21,9 @@ import type { TensorPatch } from '../core/format.ts';
 import { fromHalfBits } from '../core/float16.ts';
 import type { LowBit, LowBitFactors } from '../core/lowbit.ts';
 import type { PatchSpec } from '../diff/build.ts';
-import { lowBitCode, scaleExponent, wireScale } from '../diff/lowbit.ts';
+import { lowBitCode, scaleExponent, wireScale } from './encoder.ts';
 import { matrixDims } from '../core/format.ts';
-import type { Parameterization } from './loop.ts';
+import type { Parameterization } from '../method/contract.ts';
 
 interface CodeState {
   kind: 'codes';
@@ -83,7 +83,7 @@ type State = CodeState | FactorState;
  * Float16 bits of every scale with one shared exponent, and the scales they stand for. The
  * post-hoc payload's exponent `e` stays while the largest scale is a normal float16 under it (the
  * same bytes then, and the post-hoc patch exactly before training); else one is chosen as
- * lowbit.ts chooses it.
+ * the post-hoc encoder (encoder.ts) chooses it.
  */
 function wireScales(s: Float32Array, e: number): { h: Uint16Array; e: number; values: Float64Array } {
   let top = 0;

@@ -7,12 +7,13 @@
 import { BudgetError } from '../core/errors.ts';
 import type { Hasher } from '../core/hasher.ts';
 import { VALUE_CODECS, type ValueCodec } from '../core/values.ts';
-import { isPatchable, type WeightStore } from '../core/weight-store.ts';
+import type { WeightStore } from '../core/weight-store.ts';
 import { shapeSize } from '../core/format.ts';
-import { quantizeSparseLowBit, scaleLayout, type QuantizedDelta, type ScaleLayout } from './lowbit-quantize.ts';
-import { checkSameInterface } from './interface.ts';
-import { confirmPayload } from './confirm.ts';
-import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from './build.ts';
+import { quantizeSparseLowBit, scaleLayout, type QuantizedDelta, type ScaleLayout } from '../diff/lowbit-quantize.ts';
+import { largestFitting } from '../diff/budget.ts';
+import { modelDelta, squaredError } from '../diff/delta.ts';
+import { confirmPayload } from '../diff/confirm.ts';
+import { baseDigests, buildPayload, payloadSize, storageGrids, withoutStore, type BuiltPayload, type HeaderOptions, type PatchSpec, type StoreAs } from '../diff/build.ts';
 
 export interface TopkOptions extends Omit<HeaderOptions, 'method' | 'budgetBytes' | 'grids'> {
   budgetBytes: number;
@@ -72,26 +73,6 @@ export interface TopkResult extends BuiltPayload {
    * top-k search): `1 - squaredError / changeSquared` is the share of the change the payload carries.
    */
   changeSquared?: number;
-}
-
-/**
- * `target - base` for every weight (float32 arithmetic, as the applier adds it back), after
- * checking that the two models share their interface (`checkSameInterface`: names, shapes,
- * dtypes, frame). Read-only parts are not diffed.
- * @throws ModelMismatchError naming what was added, removed, reshaped or retyped
- */
-export function modelDelta(base: WeightStore, target: WeightStore): Map<string, Float32Array> {
-  checkSameInterface(base, target);
-  const out = new Map<string, Float32Array>();
-  for (const t of base.list()) {
-    if (!isPatchable(t)) continue;
-    const a = base.read?.(t.name) ?? base.values(t.name);
-    const b = target.read?.(t.name) ?? target.values(t.name);
-    const d = new Float32Array(a.length);
-    for (let i = 0; i < a.length; i++) d[i] = b[i] - a[i];
-    out.set(t.name, d);
-  }
-  return out;
 }
 
 /**
@@ -157,36 +138,6 @@ export class MagnitudeRanking {
     });
     return specs;
   }
-}
-
-/**
- * Largest k in [0, max] with `fits(k)`, assuming fits is (nearly) monotone; checks the answer.
- */
-export function largestFitting(max: number, fits: (k: number) => boolean): number {
-  let lo = 0;
-  let hi = max;
-  if (fits(hi)) return hi;
-  while (lo < hi) {
-    const mid = Math.floor((lo + hi + 1) / 2);
-    if (fits(mid)) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
-/** Sum of squared differences between base + delta and what the payload leaves on the device. */
-export function squaredError(deltas: ReadonlyMap<string, Float32Array>, base: WeightStore, built: BuiltPayload): number {
-  let err = 0;
-  for (const [name, d] of deltas) {
-    const w0 = base.values(name);
-    const w1 = built.targetValues.get(name);
-    for (let i = 0; i < d.length; i++) {
-      const target = w0[i] + d[i];
-      const got = w1 ? w1[i] : w0[i];
-      err += (target - got) ** 2;
-    }
-  }
-  return err;
 }
 
 /** Build the post-hoc top-k payload from `base` to `target` within `options.budgetBytes`. */
