@@ -268,7 +268,7 @@ export async function vadProbabilities(model: Uint8Array, pcm: Float32Array): Pr
  * of context) through the melspectrogram model (8 frames of 32 bins, scaled x/10 + 2), then the
  * embedding model over the last 76 mel frames: one 96-value embedding per 80 ms.
  */
-async function wakeEmbeddings(pcm: Float32Array): Promise<Float32Array[]> {
+export async function wakeEmbeddings(pcm: Float32Array): Promise<Float32Array[]> {
   const mel = await session(new Uint8Array(await readFile(path.join(FEATURE_DIR, 'melspectrogram.onnx'))));
   const emb = await session(new Uint8Array(await readFile(path.join(FEATURE_DIR, 'embedding_model.onnx'))));
   const CHUNK = 1280;

@@ -26,6 +26,7 @@ export { decodeOnnxModel, decodeOnnxTensor } from './onnx/model.ts';
 export type { TrainableSpec } from './select.ts';
 export type { TuneMode, TuningCandidate } from './train-diff.ts';
 export type { Evaluation } from './data.ts';
+export type { Augmentation } from './augment.ts';
 export type { OnnxModel, OnnxGraph, OnnxNode, OnnxAttribute, OnnxTensor, OnnxElement, OnnxValueInfo, ExternalFiles } from './onnx/model.ts';
 export { OnnxTrainingModel, type OnnxLayer, type OnnxLayerWeight, type OnnxExamples, type OnnxInputValues, type OnnxOutputKind, type OnnxStatePair, type OnnxTrainingModelOptions } from './onnx/layers-model.ts';
 export { trainOnnxDiff, type OnnxDataset, type TrainOnnxOptions, type TrainOnnxResult, type TeacherAgreement } from './onnx/train-onnx.ts';

@@ -11,6 +11,18 @@ import type { AugmentationName } from './augment.ts';
 import type { InputData, LabelledData } from './data.ts';
 import { modelToStore, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult } from './options.ts';
+import type { AugmentedInputs } from './loop.ts';
+
+/**
+ * The shape of one example of the input augmentations change: a layers model's input, or for a
+ * graph program (whose `x` holds example ids) its one float input ({@link AugmentedInputs}).
+ * @throws UsageError where a graph program cannot be augmented (stateful, several float inputs).
+ */
+export function augmentedExample(model: tf.LayersModel): number[] {
+  const own = model as unknown as Partial<AugmentedInputs>;
+  if (own.augmentedInput) return own.augmentedInput().shape;
+  return model.inputs[0].shape.slice(1).map((d) => d ?? 1);
+}
 
 /** The candidates for an example's shape: audio features, images or any input. */
 export function augmentCandidates(example: readonly number[], labelled: boolean): AugmentationName[] {
@@ -41,7 +53,7 @@ export async function trainWithAugmentAuto(
   if (!options.teacher) throw new UsageError('--augment auto trains toward a teacher that scores each augmented input; pass --teacher (the new version), or --augment none');
   const progress = options.onProgress ?? (() => {});
   const base = options.base ?? modelToStore(model);
-  const candidates = augmentCandidates(model.inputs[0].shape.slice(1).map((d) => d ?? 1), data.y !== undefined);
+  const candidates = augmentCandidates(augmentedExample(model), data.y !== undefined);
   const tried: { augment: string; score: number }[] = [];
   let best: { result: TrainDiffResult; names: AugmentationName[]; score: number; weights: ReturnType<typeof modelToStore> } | undefined;
   const run = async (names: AugmentationName[]) => {

@@ -57,6 +57,27 @@ export function loadFolder(dir: string, inputs: readonly (string | InputFile)[],
   return { data, shared };
 }
 
+/**
+ * `--distill-inputs` folders, laid out as `--train` is (one `.npy` per model input; `y.npy` and
+ * `sequence.npy` are not read): the inputs alone. An input fed the same to every example
+ * (`sr.npy`) may be left out; where given it must hold the training folder's value.
+ */
+export function loadDistillFolders(dirs: readonly string[], inputs: readonly (string | InputFile)[], shared: Readonly<Record<string, ProgramInputValues>>): ProgramDataset[] {
+  const wanted = inputs.map((i) => (typeof i === 'string' ? { name: i, files: [`${i}.npy`] } : i));
+  return dirs.map((dir) => {
+    // A shared input the folder does not give is the training folder's.
+    const given = wanted.filter((i) => !shared[i.name] || i.files.some((f) => existsSync(path.join(dir, f))));
+    const { data, shared: own } = loadFolder(dir, given, 'distillInputs (--distill-inputs)', false);
+    for (const [name, v] of Object.entries(own)) {
+      const t = shared[name];
+      if (!t || t.values.length !== v.values.length || t.values.some((x, k) => x !== v.values[k])) {
+        throw new DataError(`--distill-inputs ${dir}: input ${JSON.stringify(name)} is fed the same to every example, ${t ? `as ${Array.from(t.values).join(', ')} in --train, here as ${Array.from(v.values).join(', ')}` : 'here, but per example in --train'}: expected the training folder's value; leave ${name}'s file out of this folder or give the same value`, { input: name });
+      }
+    }
+    return { inputs: data.inputs };
+  });
+}
+
 /** An .onnx file's bytes and its external data files' bytes (by location), as the ONNX executor takes them, read with the store's checks (regular files inside the model's folder; never a FIFO or a device). */
 export async function readOnnxModel(file: string, flag: string): Promise<{ bytes: Uint8Array; external: Map<string, Uint8Array> }> {
   try {

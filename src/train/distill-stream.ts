@@ -12,6 +12,7 @@ import type { LabelledData } from './data.ts';
 import { DEFAULT_DISTILL_MIX, drawWiderInputs, mixDistillInputs } from './distill-inputs.ts';
 import type { TrainDiffOptions } from './options.ts';
 import { withLabels, type PreparedTeacher } from './teacher.ts';
+import { augmentedExample } from './augment-auto.ts';
 
 export { trainWithAugmentAuto } from './augment-auto.ts';
 
@@ -36,9 +37,9 @@ export function widerStream(train: LabelledData, options: TrainDiffOptions, teac
 
 /** The augmentation each training step applies (undefined for none), checked against the model's input and the data. */
 export function augmentOf(model: tf.LayersModel, options: TrainDiffOptions, teach: PreparedTeacher | undefined, labelled: boolean): Augmentation | undefined {
-  if (options.augment === undefined) return undefined;
-  const example = model.inputs[0].shape.slice(1).map((d) => d ?? 1);
-  const names = parseAugment(options.augment, example);
+  const listed = options.augment === undefined ? [] : (typeof options.augment === 'string' ? [options.augment] : [...options.augment]).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  if (listed.length === 0 || (listed.length === 1 && listed[0] === 'none')) return undefined;
+  const names = parseAugment(listed, augmentedExample(model));
   if (names.length === 0) return undefined;
   if (!teach) throw new UsageError(`augmentation (--augment ${names.join(',')}) trains toward a teacher that scores each augmented input; pass --teacher (the new version), or --augment none`);
   if (model.inputs.length !== 1) throw new UsageError(`augmentation takes a model of one input; this one has ${model.inputs.length}: use --augment none`);

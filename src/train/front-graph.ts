@@ -15,8 +15,8 @@ import { formatBytes, parseBudget } from '../diff/budget.ts';
 import { storedModelBytes } from '../diff/build.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { checkOutputPath, writeUpdatedModel } from '../io/model-paths.ts';
-import { exampleCount, loadFolder, type InputFile } from './data-folders.ts';
-import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { exampleCount, loadDistillFolders, loadFolder, type InputFile } from './data-folders.ts';
+import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
 import { artifactsOf, samePorts, keptTrainable, structuralFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './structural-teacher.ts';
 import { TfjsFilesStore } from '../io/tfjs/files-store.ts';
 import type { WeightStore } from '../core/weight-store.ts';
@@ -80,13 +80,14 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
   const train = loadFolder(a.train, inputs, 'train (--train)', false);
   const val = a.val ? loadFolder(a.val, inputs, 'val (--val)', false).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, 'eval (--eval)', false).data : undefined;
+  const distillInputs = loadDistillFolders(a.distillInputs ?? [], inputs, train.shared);
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const examples = exampleCount(train.data);
   io.progress(`backend ${describeBackend(backend)}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
   try {
     const res = await trainTfjsGraphDiff(model, store, train.data, {
-      ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.warn(m) }),
+      ...programTrainOptions(a, { budgetBytes, val, evalData, distillInputs, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.warn(m) }),
       ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
       source: path.basename(a.base),
       onProgress: (m) => io.progress(m),
@@ -108,6 +109,7 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
       ...(plan && built ? { structural: structuralMetrics(plan, built) } : {}),
       accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null,
       teacher: res.teacher ? { path: a.teacher, modelBytes: teacherBytes, ...res.teacher } : null, teacherEval: res.teacherEval ?? null,
+      ...distillStreamMetrics(a, res.augmentation),
       tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
       baseFingerprint: built ? built.header.baseFingerprint : res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
       backend, seed: a.seed, out: a.out, ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),

@@ -20,7 +20,7 @@ import type { TrainDiffOptions } from './options.ts';
 import type { AutoResult } from './auto.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import type { TrainableSpec } from './select.ts';
-import { autoCandidateLine, autoChoiceLine, settleDefaultMethod, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoCandidateLine, autoChoiceLine, distillStreamMetrics, settleDefaultMethod, type TrainSettings, epochScore } from './front-settings.ts';
 import { epochEvent, TfjsSource, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import type { StructuralFolderTeacher } from './structural-teacher.ts';
 
@@ -253,7 +253,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
       ...(res.teacher ? { teacher: { path: a.teacher, modelBytes: teacherBytes, ...res.teacher } } : {}),
       ...(res.distillOff ? { distillOff: res.distillOff } : {}),
       // What the teacher saw: the wider inputs and their share, the augmentation asked and (auto) kept.
-      ...(distillInputs.length || (a.augment ?? 'none') !== 'none' ? { distillStream: { distillInputs: a.distillInputs ?? [], distillMix: a.distillMix ?? 0.5, augment: a.augment ?? 'none', ...(res.augmentation ? { augmentation: res.augmentation } : {}) } } : {}),
+      ...distillStreamMetrics(a, res.augmentation),
       // --also-consider: what competed (this run's own result first), and which was written.
       ...(res.selection ? { selection: res.selection.considered } : {}),
       batchSize: res.batchSize,

@@ -13,9 +13,9 @@ import { formatBytes, parseBudget } from '../diff/budget.ts';
 import { storedModelBytes } from '../diff/build.ts';
 import { OnnxWeightStore } from '../io/onnx/store.ts';
 import { importWithTrainerPeers } from './peer.ts';
-import { exampleCount, fedInputs, loadFolder, parseStatePairs, readOnnxModel } from './data-folders.ts';
+import { exampleCount, fedInputs, loadDistillFolders, loadFolder, parseStatePairs, readOnnxModel } from './data-folders.ts';
 import { readPayloadFile, writeUpdatedModel } from '../io/model-paths.ts';
-import { autoChoiceLine, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoChoiceLine, distillStreamMetrics, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
 
@@ -50,6 +50,7 @@ export async function trainOnnxFront(a: TrainSettings & ProgramSettings, io: Tra
   const val = a.val ? loadFolder(a.val, inputs, 'val (--val)', state.length > 0).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, 'eval (--eval)', state.length > 0).data : undefined;
   const replay = a.replay ? loadFolder(a.replay, inputs, 'replay (--replay)', state.length > 0).data : undefined;
+  const distillInputs = loadDistillFolders(a.distillInputs ?? [], inputs, train.shared);
   const store = new OnnxWeightStore(trainBytes, { source: a.base, external: base.external });
   a = settleDefaultMethod(a, store.list(), teacherStore?.list(), (l) => io.progress(l));
   // Payloads of the same update (a smaller budget, an earlier run) compete on validation with this run's result.
@@ -70,7 +71,7 @@ export async function trainOnnxFront(a: TrainSettings & ProgramSettings, io: Tra
   io.progress(`backend ${describeBackend(backend)}; base ${a.base}: ${store.weights().length} patchable tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${replay ? ` and ${exampleCount(replay)} replayed (--replay ${a.replay})` : ''}${state.length ? ` in ${new Set(train.data.sequence).size} sequences (state ${state.map((s) => `${s.input} <- ${s.output}`).join(', ')}, backpropagation over ${a.bptt} frame(s))` : ''}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
   const res = await trainOnnxDiff(trainBytes, train.data, {
-    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.warn(m) }),
+    ...programTrainOptions(a, { budgetBytes, val, evalData, distillInputs, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.warn(m) }),
     ...(replay ? { replay } : {}),
     ...(competitors.length ? { alsoConsider: competitors } : {}),
     ...(teacher ? { teacher, teacherProgram: { source: path.basename(a.teacher as string), external: teacherModel?.external }, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
@@ -113,6 +114,7 @@ export async function trainOnnxFront(a: TrainSettings & ProgramSettings, io: Tra
     accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
     ...(res.distill ? { distill: res.distill } : {}), ...(res.distillOff ? { distillOff: res.distillOff } : {}),
     ...(replay ? { replayExamples: exampleCount(replay) } : {}),
+    ...distillStreamMetrics(a, res.augmentation),
     // --also-consider: what competed (this run's own result first), and which was written.
     ...(res.selection ? { selection: res.selection.considered } : {}),
     tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,

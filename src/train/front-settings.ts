@@ -125,15 +125,20 @@ export function settleDefaultMethod<A extends TrainSettings>(a: A, trained: read
 }
 
 /**
- * `--distill-inputs` and `--augment` shape a teacher's training stream: they need a teacher, and
- * (for now) a TF.js layers-model base; `other` names the base's kind when it is another.
+ * `--distill-inputs` and `--augment` shape a teacher's training stream: they need a teacher (every
+ * kind of base takes them; a graph program's stateful models are refused by its trainer).
  */
-export function checkDistillStream(a: TrainSettings, other?: string): void {
+export function checkDistillStream(a: TrainSettings): void {
   const asked = [a.distillInputs?.length ? 'distillInputs (--distill-inputs)' : '', a.augment && a.augment !== 'none' ? 'augment (--augment)' : ''].filter(Boolean);
   if (!asked.length) return;
   const flags = asked.join(' and ');
   if (!a.teacher) throw new UsageError(`${flags} ${asked.length > 1 ? 'need' : 'needs'} teacher (--teacher): unlabeled and augmented inputs teach only through the teacher's outputs; pass teacher (--teacher) (the new version), or leave ${flags} out`);
-  if (other) throw new UsageError(`${flags} ${asked.length > 1 ? 'take' : 'takes'} a TF.js layers-model base for now; this base is ${other}: put the wider inputs in train (--train), or leave ${flags} out`);
+}
+
+/** What the teacher saw, for the metrics (`distillStream`): the wider inputs and their share, the augmentation asked and (auto) kept; nothing when neither was asked. */
+export function distillStreamMetrics(a: TrainSettings, augmentation: unknown): { distillStream?: Record<string, unknown> } {
+  if (!(a.distillInputs ?? []).length && (a.augment ?? 'none') === 'none') return {};
+  return { distillStream: { distillInputs: a.distillInputs ?? [], distillMix: a.distillMix ?? 0.5, augment: a.augment ?? 'none', ...(augmentation ? { augmentation } : {}) } };
 }
 
 /** The options of `ndiff train` only graph programs (ONNX files, TF.js graph models) take. */
@@ -152,7 +157,7 @@ export interface ProgramSettings {
  */
 export function programTrainOptions(
   a: TrainSettings & ProgramSettings,
-  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable']; progress: (line: string) => void; warn?: (line: string) => void },
+  p: { budgetBytes: number; val: ProgramDataset | undefined; evalData: ProgramDataset | undefined; distillInputs?: ProgramDataset[]; shared: Record<string, ProgramInputValues>; modelId: string; trainable: TrainProgramOptions['trainable']; progress: (line: string) => void; warn?: (line: string) => void },
 ) {
   return {
     method: a.method,
@@ -173,6 +178,9 @@ export function programTrainOptions(
     distill: a.distill,
     // With a teacher: where a sparse diff starts (ONNX and LiteRT files ignored --sparse-start before).
     ...(a.teacher ? { sparseStart: a.sparseStart } : {}),
+    // The teacher's stream, as a layers model takes it: wider inputs drawn in, each batch augmented.
+    ...(p.distillInputs?.length ? { distillInputs: p.distillInputs, distillMix: a.distillMix ?? 0.5 } : {}),
+    ...(a.augment && a.augment !== 'none' ? { augment: a.augment } : {}),
     store: a.store,
     shared: p.shared,
     ...(a.output ? { output: a.output } : {}),

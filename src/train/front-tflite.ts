@@ -11,9 +11,9 @@ import { UsageError } from '../core/errors.ts';
 import { formatBytes, parseBudget } from '../diff/budget.ts';
 import { TfliteWeightStore } from '../io/tflite/store.ts';
 import { importWithTrainerPeers } from './peer.ts';
-import { exampleCount, loadFolder, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
+import { exampleCount, loadDistillFolders, loadFolder, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
 import { writeUpdatedModel } from '../io/model-paths.ts';
-import { autoChoiceLine, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
 /** `train()` on a LiteRT base (a path or a file's bytes). */
@@ -40,6 +40,7 @@ export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: T
   const train = loadFolder(a.train, inputs, 'train (--train)', false);
   const val = a.val ? loadFolder(a.val, inputs, 'val (--val)', false).data : undefined;
   const evalData = a.eval ? loadFolder(a.eval, inputs, 'eval (--eval)', false).data : undefined;
+  const distillInputs = loadDistillFolders(a.distillInputs ?? [], inputs, train.shared);
   const store = new TfliteWeightStore(trainBytes, { source: a.base });
   a = settleDefaultMethod(a, store.list(), teacherStore?.list(), (l) => io.progress(l));
   const total = store.storedWeightBytes();
@@ -48,7 +49,7 @@ export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: T
   io.progress(`backend ${describeBackend(backend)}; base ${a.base} (LiteRT): ${store.weights().length} weights, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${exampleCount(train.data)} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher}` : ''}`);
   const trainable = plan ? keptTrainable(plan, parseTrainable(a.trainable)) : parseTrainable(a.trainable);
   const res = await trainTfliteDiff(trainBytes, train.data, {
-    ...programTrainOptions(a, { budgetBytes, val, evalData, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.warn(m) }),
+    ...programTrainOptions(a, { budgetBytes, val, evalData, distillInputs, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.warn(m) }),
     ...(teacher ? { teacher, teacherSource: path.basename(a.teacher as string), teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     source: path.basename(a.base),
     onProgress: (m) => io.progress(m),
@@ -72,6 +73,7 @@ export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: T
     ...(plan && wrapped ? { structural: structuralMetrics(plan, wrapped.built) } : {}),
     ...(teacher ? { teacherModelBytes: teacher.length } : {}),
     accuracyBefore: res.accuracyBefore ?? null, accuracyAfter: res.accuracyAfter ?? null, validation: res.validation ?? null, teacher: res.teacher ?? null, teacherEval: res.teacherEval ?? null,
+    ...distillStreamMetrics(a, res.augmentation),
     tuning: res.tuning, trainSeconds: res.trainSeconds, epochs: res.epochs, unreachable: res.unreachable, scalars: res.scalars,
     baseFingerprint: wrapped ? wrapped.built.header.baseFingerprint : res.payload.header.baseFingerprint, targetFingerprint: res.payload.header.targetFingerprint,
     backend, seed: a.seed, out: a.out, ...(a.modelOut ? { modelOut: a.modelOut, modelOutFingerprint } : {}),

@@ -77,8 +77,11 @@ export interface TrainOptions {
   temperature?: number;
   sparseStart?: 'auto' | 'zero' | 'teacher';
   sparseShare?: number;
+  /** With a teacher, for every kind of base: folders of unlabeled inputs from where the model runs, laid out as `train` is, drawn into the stream beside it. */
   distillInputs?: string[];
+  /** The share of the training stream drawn from `distillInputs`, in [0, 1) (default 0.5). */
   distillMix?: number;
+  /** With a teacher: `none` (default), augmentations comma-separated in the order they apply, or `auto`; the teacher scores each augmented batch. */
   augment?: string;
   /** ONNX stateful models: `INPUT:OUTPUT` pairs carried from frame to frame. */
   state?: string[];
@@ -232,7 +235,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const kind = await baseKind(options.base);
   if (a.teacherBytes && kind !== 'onnx' && kind !== 'tflite') throw new UsageError('the teacher was given as bytes, which is for an .onnx or .tflite base; this base is a TF.js model: give the teacher as the path of its folder or model JSON file, or as its files');
   if (a.teacherFiles && kind !== 'tfjs-layers' && kind !== 'tfjs-graph') throw new UsageError(`the teacher was given as a TF.js model's files; this base is ${kind === 'onnx' ? 'an ONNX' : 'a LiteRT'} file: give the teacher as the same kind of file (a path or its bytes)`);
-  if (a.distillInputs?.length || (a.augment ?? 'none') !== 'none') checkDistillStream(a, kind === 'tflite' ? 'a LiteRT file' : kind === 'onnx' ? 'an ONNX file' : kind === 'tfjs-graph' ? 'a TF.js graph model' : undefined);
+  checkDistillStream(a);
   const warnings: string[] = [];
   const lines: string[] = [];
   const emit = options.onProgress ?? (() => {});

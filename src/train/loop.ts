@@ -42,6 +42,17 @@ export interface StepInputs {
   endStep(): void;
 }
 
+/**
+ * A model whose `x` names its examples rather than holding their inputs (the graph programs'
+ * example ids, src/train/program/training-model.ts): it augments a batch's inputs itself and
+ * gives the `x` that names the augmented batch, for the model and the teacher alike.
+ */
+export interface AugmentedInputs {
+  /** The example shape of the input augmentations change (for the checks of src/train/augment.ts). */
+  augmentedInput(): { name: string; shape: number[] };
+  augmentBatch(x: tf.Tensor, transform: Augmentation, random: () => number): tf.Tensor;
+}
+
 export interface LoopOptions {
   epochs: number;
   batchSize: number;
@@ -258,7 +269,7 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
       let correct = 0;
       let batch = 0;
       for (const given of epochBatches(examples, options.batchSize, random)) {
-        const b: typeof given & { rows?: Float32Array } = options.augment && options.target ? augmented(given, options.augment, options.target.teacher.width, augmentRandom as () => number) : given;
+        const b: typeof given & { rows?: Float32Array } = options.augment && options.target ? augmented(model, given, options.augment, options.target.teacher.width, augmentRandom as () => number) : given;
         const { loss, hits } = tf.tidy(() => {
           if (options.pool) {
             assignEffective();
@@ -287,9 +298,9 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
 }
 
 /** A batch augmented, with the teacher's rows on the augmented inputs (the given batch's inputs disposed). */
-function augmented(b: { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array }, augment: NonNullable<LoopOptions['augment']>, width: number, random: () => number): { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array; rows: Float32Array } {
-  const values = b.x.dataSync() as Float32Array;
-  const x = tf.tensor(augment.transform(values, b.x.shape, random), b.x.shape, 'float32');
+function augmented(model: tf.LayersModel, b: { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array }, augment: NonNullable<LoopOptions['augment']>, width: number, random: () => number): { x: tf.Tensor; y: tf.Tensor1D; size: number; idx: Int32Array; rows: Float32Array } {
+  const own = model as unknown as Partial<AugmentedInputs>;
+  const x = own.augmentBatch ? own.augmentBatch(b.x, augment.transform, random) : tf.tensor(augment.transform(b.x.dataSync() as Float32Array, b.x.shape, random), b.x.shape, 'float32');
   b.x.dispose();
   return { ...b, x, rows: outputRows(augment.teacher, x, width, b.size) };
 }

@@ -98,6 +98,8 @@ export class OnnxProgram implements TrainableProgram {
   /** The graph's outputs. */
   readonly outputs: OnnxValueInfo[];
   readonly source: string;
+  /** ONNX's convention (PyTorch's export): images and spectrograms as `[C, H, W]` per example. */
+  readonly channelsFirst = true;
   /** A tensor of the file by its decoded record (constants and variables, made once). */
   private readonly stored = new Map<OnnxTensor, tf.Tensor>();
   /** ONNX data types of named stored values and graph inputs (for operators that need them). */

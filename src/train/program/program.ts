@@ -38,6 +38,11 @@ export interface TrainableProgram {
    * name. Differentiable with respect to {@link variables} inside a gradient function.
    */
   run(feeds: Readonly<Record<string, tf.Tensor>>): Record<string, tf.Tensor>;
+  /**
+   * Whether an input of three axes per example is laid out channels first (`[C, H, W]`, as ONNX
+   * models exported from PyTorch take images and spectrograms): augmentations see it channels last.
+   */
+  readonly channelsFirst?: boolean;
   /** The operator that computes `output`, looking through identities (`Softmax` tells probabilities). */
   outputOp(output: string): string | undefined;
   /**

@@ -33,7 +33,7 @@ import { ProgramTrainingModel, type ProgramInputValues, type ProgramOutputKind, 
 export type { ProgramDataset } from './datasets.ts';
 
 /** Options of {@link trainProgramDiff}: trainDiff's, with the examples of a graph and how its output reads. */
-export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher' | 'method'> {
+export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher' | 'method' | 'distillInputs'> {
   /** A method, or `auto`: every candidate trained, the best on validation returned (its `auto` says which and how each did). */
   method: TrainMethod | 'auto';
   /** With `auto`: called as each candidate finishes (its score, bytes and time, or why it has no result). */
@@ -52,6 +52,13 @@ export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'va
    * own sequences (the ids need not differ from the training examples').
    */
   replay?: ProgramDataset;
+  /**
+   * With a teacher: unlabeled examples from where the model runs (any number of sets, each giving
+   * the training examples' inputs; labels are ignored), drawn into the training stream beside the
+   * update's own at `distillMix` (src/train/distill-inputs.ts), the teacher's outputs their targets.
+   * Empty: nothing changes. Refused for stateful models.
+   */
+  distillInputs?: readonly ProgramDataset[];
   /** Stateful models: state inputs and the outputs that carry them. */
   state?: readonly ProgramStatePair[];
   /** Frames the gradient flows back through (stateful models; default 1). */
@@ -113,6 +120,12 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
     const valGiven = typeof options.validation === 'object' ? options.validation : undefined;
     if (valGiven) sets.push({ name: 'validation', data: valGiven });
     if (options.eval) sets.push({ name: 'evaluation', data: options.eval });
+    const wider = options.distillInputs ?? [];
+    if (wider.length && options.state?.length) {
+      throw new UsageError(`wider distillation inputs are drawn one example at a time, and ${program.source} carries state from frame to frame (${options.state.map((s) => s.input).join(', ')}): a frame drawn out of its sequence has no state to start from; put the wider sequences in the training data instead (the teacher gives their targets), or leave the distillation inputs out`, { states: options.state.length });
+    }
+    // Their labels are not targets (the teacher's outputs are): the inputs alone join the id space, after the rest.
+    wider.forEach((d, i) => sets.push({ name: `distillation inputs ${i + 1}`, data: { inputs: d.inputs } }));
     const { examples, ranges } = joinDatasets(sets, options.shared, !!options.state?.length);
     const modelOptions = { ...(options.state ? { state: options.state } : {}), ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}), ...(options.bpttFrames ? { bpttFrames: options.bpttFrames } : {}) };
     const teacherFlag = options.teacherFlag ?? 'a teacher model';
@@ -181,10 +194,12 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
     const evalOutputsBefore = evalRange ? base.rawOutputs(...evalRange) : undefined;
     if (base.unreachable.length) options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are`);
     if (base.scalars.length) options.onProgress?.(`${base.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
-    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, replay: _r, method, onCandidate, ...rest } = options;
+    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, replay: _r, distillInputs: _d, method, onCandidate, ...rest } = options;
+    const distillInputs = wider.map((_, i) => dataOf(`distillation inputs ${i + 1}`, ...(ranges.get(`distillation inputs ${i + 1}`) as [number, number])));
     const trainOptions = {
       ...rest,
       base: store,
+      ...(distillInputs.length ? { distillInputs } : {}),
       ...(teacher ? { teacher: teacher.asLayersModel() } : {}),
       ...(validation !== undefined ? { validation: validation as LabelledData | number } : {}),
       ...(evalData ? { eval: evalData as LabelledData } : {}),

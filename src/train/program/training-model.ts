@@ -37,6 +37,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
 import type { OutputKind } from '../../diff/closeness.ts';
+import type { Augmentation } from '../augment.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 
 /** How the chosen output reads (module doc); the same as a measured closeness's `outputKind`. */
@@ -283,6 +284,59 @@ export class ProgramTrainingModel {
     return this.weights.reduce((n, w) => n + w.shape.reduce((a, d) => a * d, 1), 0);
   }
 
+  /**
+   * The input augmentations (src/train/augment.ts) change: the one input each example gives as
+   * float values (an image, audio, features). Inputs fed the same to every example (a sample rate)
+   * and integer inputs (token ids) are passed through as they are.
+   * `shape` is an example's as the augmentations see it: channels last, an ONNX model's
+   * `[C, H, W]` as `[H, W, C]` (`transposed`), so a crop moves pixels and not channels.
+   * @throws UsageError for a stateful model (an augmented frame would need its whole sequence run
+   *   again, by the teacher too) and for examples that give no float input or several.
+   */
+  augmentedInput(): { name: string; shape: number[]; transposed: boolean } {
+    if (this.states.length) {
+      throw new UsageError(`${this.program.source} carries state from frame to frame (${this.states.map((s) => s.input).join(', ')}): an augmented frame would change every later frame of its sequence, so augmentation is not done for stateful models; use --augment none (put recordings made under other conditions in --train instead)`, { states: this.states.length });
+    }
+    const floats = Object.entries(this.examples.inputs).filter(([, v]) => v.values instanceof Float32Array);
+    if (floats.length !== 1) {
+      throw new UsageError(`augmentation changes a model's one float input per example; ${this.program.source}'s examples give ${floats.length ? `${floats.length} (${floats.map(([n]) => n).join(', ')})` : 'none'}: expected exactly one (an image, audio, features); use --augment none`, { inputs: floats.map(([n]) => n) });
+    }
+    const shape = floats[0][1].shape;
+    const transposed = !!this.program.channelsFirst && shape.length === 3;
+    return { name: floats[0][0], shape: transposed ? [shape[1], shape[2], shape[0]] : shape, transposed };
+  }
+
+  /**
+   * Batch `x` (example ids) with its float input augmented by `transform` (see
+   * {@link augmentedInput}): the augmented rows are written after the examples, at ids
+   * `count .. count + n − 1` (the same place every step), the other inputs' rows copied beside
+   * them, and those ids returned. A teacher over the same examples (trainProgramDiff gives both
+   * models one {@link ProgramExamples}) reads the same rows: it scores the input the model trains on.
+   */
+  augmentBatch(x: tf.Tensor, transform: Augmentation, random: () => number): tf.Tensor2D {
+    const { name: augmented, shape: seen, transposed } = this.augmentedInput();
+    const ids = idsOf(x);
+    const n = ids.length;
+    const count = this.examples.count;
+    for (const [name, v] of Object.entries(this.examples.inputs)) {
+      const per = v.shape.reduce((a, d) => a * d, 1);
+      let values = v.values;
+      if (values.length < (count + n) * per) {
+        const grown = values instanceof Int32Array ? new Int32Array((count + n) * per) : new Float32Array((count + n) * per);
+        grown.set(values.subarray(0, count * per) as never);
+        values = grown;
+        // The shared examples object: a teacher over the same examples sees the rows too.
+        this.examples.inputs[name] = { values, shape: v.shape };
+      }
+      const rows = values instanceof Int32Array ? new Int32Array(n * per) : new Float32Array(n * per);
+      ids.forEach((id, r) => rows.set(values.subarray(id * per, (id + 1) * per) as never, r * per));
+      if (name !== augmented) values.set(rows as never, count * per);
+      else if (!transposed) values.set(transform(rows as Float32Array, [n, ...seen], random), count * per);
+      else values.set(channelsFirst(transform(channelsLast(rows as Float32Array, n, v.shape), [n, ...seen], random), n, v.shape), count * per);
+    }
+    return tf.tensor2d(Float32Array.from({ length: n }, (_, i) => count + i), [n, 1]);
+  }
+
   /** The batch's inputs made ahead of a training step (src/train/loop.ts StepInputs), while it runs. */
   private given?: { x: tf.Tensor; feeds: Record<string, tf.Tensor> };
 
@@ -510,6 +564,22 @@ export class ProgramTrainingModel {
     }
     return output as tf.Tensor;
   }
+}
+
+/** Examples of `[C, H, W]` (`shape`) as `[H, W, C]`. */
+function channelsLast(x: Float32Array, n: number, [c, h, w]: readonly number[]): Float32Array {
+  const out = new Float32Array(x.length);
+  const size = c * h * w;
+  for (let e = 0; e < n; e++) for (let k = 0; k < c; k++) for (let p = 0; p < h * w; p++) out[e * size + p * c + k] = x[e * size + k * h * w + p];
+  return out;
+}
+
+/** Examples of `[H, W, C]` back as `[C, H, W]` (`shape`). */
+function channelsFirst(x: Float32Array, n: number, [c, h, w]: readonly number[]): Float32Array {
+  const out = new Float32Array(x.length);
+  const size = c * h * w;
+  for (let e = 0; e < n; e++) for (let k = 0; k < c; k++) for (let p = 0; p < h * w; p++) out[e * size + k * h * w + p] = x[e * size + p * c + k];
+  return out;
 }
 
 /** The example ids in a trainers' `x`. */
