@@ -1,7 +1,8 @@
 /**
  * `neural-diff`: the build-server library without tfjs. The calls that do what the commands do
  * ({@link diff}, {@link apply}, {@link inspect}, {@link verify}, {@link update},
- * {@link checkUpdate}, {@link release}), the model files and weight stores they read and write, the device
+ * {@link checkUpdate}, {@link release}, {@link fingerprint}, {@link report}, {@link keygen},
+ * {@link sign}), the model files and weight stores they read and write, the device
  * applier's entry points and typed errors, signing keys, release folders and reports. The
  * trainers, which need tfjs, are `neural-diff/train`; the device applier alone is
  * `neural-diff/apply`. Codecs, quantizers, payload builders and format details, for people who
@@ -21,6 +22,9 @@ export { inspect, type InspectReport, type PayloadSummary, type PatchSummary } f
 export { verify, type VerifyOptions, type VerifyReport } from './front/verify.ts';
 export { update, checkUpdate, type UpdateOptions, type UpdateReport } from './front/update.ts';
 export { release, type ReleaseAddOptions, type ReleaseAddResult, type ReleaseMeasurement, type ReleaseJobLine, type ReleaseDirOptions, type ReleaseJobOptions, type ReleaseJobResult, type ReleaseJobExport, type ReleasePublishOptions, type ReleasePublishResult, type ReleaseRunOptions, type ReleaseRunResult, type ReleaseStatus } from './front/release.ts';
+export { fingerprint, type FingerprintOptions, type FingerprintResult, type TensorDigest } from './front/fingerprint.ts';
+export { report, type ReportFilesOptions, type ReportFilesResult } from './front/report.ts';
+export { keygen, sign, type KeygenOptions, type KeygenResult, type SignOptions, type SignResult } from './front/keys.ts';
 export type { Progress } from './front/progress.ts';
 export type { PostHocMethod, WeightEstimate } from './diff/advice.ts';
 export type { ByteDeltaStats } from './diff/byte-delta.ts';

@@ -1,14 +1,8 @@
 import type { Argv } from 'yargs';
-import { fingerprintStore } from '../../src/core/fingerprint.ts';
-import { getHasher } from '../../src/core/hasher.ts';
-import { locateModelFiles, openTfjsModel } from '../../src/io/tfjs/index.ts';
-import { join } from 'node:path';
-import { writeRecordedDigests } from '../../src/io/tfjs/recorded-digests.ts';
-import { UsageError } from '../../src/core/errors.ts';
+import { fingerprint } from '../../src/front/fingerprint.ts';
+import { printable } from '../../src/front/text.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
-import { printable } from '../text.ts';
-import { dtypeOf, isModelFilePath, openModel } from '../models.ts';
 
 export interface FingerprintArgs {
   model: string;
@@ -25,38 +19,15 @@ export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
     .epilogue(seeDocs('fingerprint')) as unknown as Argv<FingerprintArgs>;
 }
 
+/** `ndiff fingerprint`: one call of the library's {@link fingerprint}, its result printed. */
 export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<number> {
-  if (isModelFilePath(a.model)) {
-    if (a.record) throw new UsageError('--record is for TF.js model folders: an .onnx or .tflite file is hashed whole by every apply, so there is nothing to record');
-    const opened = await openModel(a.model);
-    try {
-      const { store } = opened;
-      const { fingerprint, digests } = fingerprintStore(await getHasher(), store);
-      io.out(fingerprint);
-      // Names are the publisher's text: escaped, so control characters cannot rewrite the terminal.
-      if (a.tensors) io.out(table(store.list().map((t) => [printable(t.name), dtypeOf(t), `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'dtype', 'shape', 'digest']));
-      io.result?.({
-        model: a.model, fingerprint, tensorCount: digests.size, recorded: false,
-        ...(a.tensors ? { tensors: store.list().map((t) => ({ name: t.name, dtype: dtypeOf(t), shape: t.shape, digest: digests.get(t.name) })) } : {}),
-      });
-    } finally {
-      await opened.close();
-    }
-    return 0;
+  const r = await fingerprint({ model: a.model, tensors: a.tensors, record: a.record, onProgress: (l) => io.progress(l) });
+  io.out(r.fingerprint);
+  // Names are the publisher's text: escaped, so control characters cannot rewrite the terminal. Model files give each tensor's dtype.
+  if (r.tensors) {
+    const typed = r.tensors.some((t) => t.dtype !== undefined);
+    io.out(table(r.tensors.map((t) => [printable(t.name), ...(typed ? [t.dtype ?? ''] : []), `[${t.shape.join('x')}]`, t.digest]), ['tensor', ...(typed ? ['dtype'] : []), 'shape', 'digest']));
   }
-  // Always a full read: this command is how a folder is checked, so it never trusts a record.
-  const place = await locateModelFiles(a.model);
-  const store = await openTfjsModel(a.model, { lazy: true });
-  const { fingerprint, digests } = fingerprintStore(await getHasher(), store);
-  io.out(fingerprint);
-  if (a.tensors) io.out(table(store.list().map((t) => [printable(t.name), `[${t.shape.join('x')}]`, digests.get(t.name) as string]), ['tensor', 'shape', 'digest']));
-  if (a.record) {
-    await writeRecordedDigests(place.dir, store.digestRecords(digests), { files: place.files });
-    io.progress(`recorded ${digests.size} tensor digests in ${join(place.dir, place.files.digests)}`);
-  }
-  io.result?.({
-    model: a.model, fingerprint, tensorCount: digests.size, recorded: a.record,
-    ...(a.tensors ? { tensors: store.list().map((t) => ({ name: t.name, shape: t.shape, digest: digests.get(t.name) })) } : {}),
-  });
+  io.result?.(r);
   return 0;
 }

@@ -1,6 +1,5 @@
 import type { Argv } from 'yargs';
-import { checkOutputPath } from '../models.ts';
-import { writeKeyPairFiles } from '../../src/sign/node-keys.ts';
+import { keygen } from '../../src/front/keys.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
@@ -15,10 +14,10 @@ export function keygenCommand(y: Argv): Argv<KeygenArgs> {
     .epilogue(seeDocs('keygen')) as unknown as Argv<KeygenArgs>;
 }
 
+/** `ndiff keygen`: one call of the library's {@link keygen}, its result printed. */
 export async function runKeygen(a: KeygenArgs, io: CliIO): Promise<number> {
-  await checkOutputPath(`${a.out}.private.pem`, '--out');
-  const k = await writeKeyPairFiles(a.out);
-  io.result?.({ privateKeyFile: k.privateKeyFile, publicKeyFile: k.publicKeyFile, keyId: k.keyId });
+  const k = await keygen({ out: a.out });
+  io.result?.(k);
   io.out(`wrote ${k.privateKeyFile} (keep it on the build server, never on a device) and ${k.publicKeyFile} (ship it with devices)`);
   io.out(`key id ${k.keyId}`);
   return 0;
