@@ -1,8 +1,6 @@
 /** Signature options shared by `ndiff apply` and `ndiff verify`. */
 import type { Argv } from 'yargs';
 import type { SignatureCheck } from '../src/apply/signature.ts';
-import type { TrustedKey } from '../src/apply/ed25519.ts';
-import { readPublicKeyFile } from '../src/sign/node-keys.ts';
 
 export interface SignatureArgs {
   publicKey?: string[];
@@ -13,10 +11,6 @@ export function signatureOptions<T>(y: Argv<T>): Argv<T & SignatureArgs> {
   return y
     .option('public-key', { type: 'string', array: true, describe: 'trusted Ed25519 public key (repeatable)' })
     .option('require-signature', { type: 'boolean', describe: 'refuse unsigned payloads (default: with --public-key)' }) as unknown as Argv<T & SignatureArgs>;
-}
-
-export async function trustedKeysOf(a: SignatureArgs): Promise<TrustedKey[]> {
-  return Promise.all((a.publicKey ?? []).map((f) => readPublicKeyFile(f)));
 }
 
 /** One line saying what the signature check found. */

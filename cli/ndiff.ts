@@ -5,7 +5,7 @@
 import yargs from 'yargs';
 import { NeuralDiffError, UsageError } from '../src/core/errors.ts';
 import { EXIT_CODES_HELP, errorDocument, exitCodeOf, inCliWords, processIO, type CliIO } from './common.ts';
-import { boundedMessage, terminalSafe } from './text.ts';
+import { boundedMessage, terminalSafe } from '../src/front/text.ts';
 import { diffCommand, runDiff } from './commands/diff.ts';
 import { inspectCommand, runInspect } from './commands/inspect.ts';
 import { applyCommand, runApply } from './commands/apply.ts';

@@ -15,7 +15,7 @@ import { getHasher } from '../src/core/hasher.ts';
 import { diffOnnxModels } from '../src/diff/onnx.ts';
 import { TfliteWeightStore } from '../src/io/tflite/store.ts';
 import { applyToTfliteFile } from '../src/io/tflite/files.ts';
-import { writeUpdatedModel } from '../cli/models.ts';
+import { writeUpdatedModel } from '../src/io/model-paths.ts';
 import { fineTuneLike } from '../bench/tflite-corpus.ts';
 import { runTflite } from '../bench/litert.ts';
 import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';

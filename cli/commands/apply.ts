@@ -9,7 +9,7 @@ import { apply, type ApplyReport } from '../../src/front/apply.ts';
 import type { CliIO } from '../common.ts';
 import { describePending } from './update.ts';
 import { describeSignature, signatureOptions, type SignatureArgs } from '../keys.ts';
-import { terminalSafe } from '../text.ts';
+import { terminalSafe } from '../../src/front/text.ts';
 import { seeDocs } from '../help.ts';
 
 export interface ApplyArgs extends SignatureArgs {

@@ -4,7 +4,7 @@ import { formatBytes } from '../../src/diff/budget.ts';
 import { inspect, type PatchSummary } from '../../src/front/inspect.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
-import { printable } from '../text.ts';
+import { printable } from '../../src/front/text.ts';
 
 export interface InspectArgs {
   payload: string;

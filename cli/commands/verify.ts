@@ -3,7 +3,7 @@ import { verify } from '../../src/front/verify.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 import { describeSignature, signatureOptions, type SignatureArgs } from '../keys.ts';
-import { terminalSafe } from '../text.ts';
+import { terminalSafe } from '../../src/front/text.ts';
 
 export interface VerifyArgs extends SignatureArgs {
   payload: string;
