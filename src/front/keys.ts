@@ -40,7 +40,7 @@ export interface SignOptions {
   payload: string | Uint8Array;
   /** The Ed25519 private key: a `.private.pem` path (from {@link keygen}) or a KeyObject. */
   key: string | KeyObject;
-  /** The envelope's file. Default for a payload path: `<payload>.signed.ndiff` (see {@link signedName}); for bytes, none is written. */
+  /** The envelope's file. Default for a payload path: `v1-v2.ndiff` gives `v1-v2.signed.ndiff`, any other name gets `.signed` appended; for bytes, none is written. */
   out?: string;
 }
 
