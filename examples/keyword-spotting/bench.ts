@@ -21,6 +21,7 @@
  *        [--teacher-methods sparse,hash --teacher-budgets 1] (teacher chains, below; --teacher-methods none: no teacher chains;
  *         a method may name its own budgets: --teacher-methods lowbit:1/5/10,auto:5)
  *        [--teacher-options JSON] (trainDiff options for the teacher chains, default '{"temperature":1,"sparseStart":"teacher"}')
+ *        [--teacher-distill-inputs none|seen] (teacher chains also distil on every earlier training split's inputs, unlabeled)
  *
  * The default plan: sparse and hash at 0.5, 1, 2, 5 and 10% of the model; lora and topk-retrain
  * (the alternatives users pick) at 1 and 10%; post-hoc top-k at 0.5 and 1%, low-rank and
@@ -103,6 +104,7 @@ const { values: args } = parseArgs({
     'teacher-methods': { type: 'string' },
     'teacher-budgets': { type: 'string' },
     'teacher-options': { type: 'string' },
+    'teacher-distill-inputs': { type: 'string', default: 'none' },
     worker: { type: 'string' },
   },
 });
@@ -202,6 +204,14 @@ const fullTrainOptions = trainOptionsOf('full-train-options');
  * teacher's change, the settings that reached the digits target (docs/guides/shipping-a-trained-model.md).
  */
 const teacherOptions = args['teacher-options'] ? trainOptionsOf('teacher-options') : { temperature: 1, sparseStart: 'teacher' };
+/**
+ * Wider distillation inputs of the teacher chains (trainDiff's `distillInputs`, `ndiff train
+ * --distill-inputs`): `none` (default) or `seen`, the inputs of every training split before this
+ * update's (the base's and each earlier update's, labels dropped): what a team holds of where its
+ * model runs. The share of the stream they take is `distillMix` in --teacher-options (default 0.5).
+ */
+const teacherDistillInputs = args['teacher-distill-inputs'] as string;
+if (teacherDistillInputs !== 'none' && teacherDistillInputs !== 'seen') throw new Error(`--teacher-distill-inputs must be none or seen, found ${JSON.stringify(teacherDistillInputs)}`);
 /**
  * `--distill-on replay` marks the replayed rows of each update's training data
  * (`LabelledData.replay`), so distillation keeps the device's outputs on those only and the
@@ -479,6 +489,9 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     let teacherPredictions: Int32Array | undefined;
     // Teacher chains train on the inputs alone: the team has v2 and unlabeled inputs.
     const unlabeled = (d: typeof train) => ({ x: d.x, ...(d.replay ? { replay: d.replay } : {}) });
+    // The teacher chains' wider inputs: every training split before this update's, without labels.
+    const wider = teacherDistillInputs === 'seen' && chains.some((c) => c.teacher) ? toLabelled(manifest.updates.slice(0, u).map((p) => loadSplit(manifest, p.train))) : undefined;
+    if (wider) log(`[job ${workerId}] update ${u}: teacher chains distil on ${wider.y.length} wider inputs (${manifest.updates.slice(0, u).map((p) => p.train).join(', ')}) beside ${train.y.length} of the update's`);
     const evalNew = toLabelled([loadSplit(manifest, up.eval)]);
     const oldNames = up.evalAll.filter((e) => e !== up.eval);
     const evalOld = toLabelled(oldNames.map((n) => loadSplit(manifest, n)));
@@ -514,7 +527,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
           ...(validation ? { validation: chain.teacher ? unlabeled(validation) : validation } : {}),
           ...(compete === 'on' && competing ? { alsoConsider: shipped.get(competeKey) ?? [] } : {}),
           header: { modelId: 'kws-en', sequence: u },
-          ...(chain.method === 'full' ? fullTrainOptions : chain.teacher ? { ...teacherOptions, teacher: teacherModel } : trainOptions),
+          ...(chain.method === 'full' ? fullTrainOptions : chain.teacher ? { ...teacherOptions, teacher: teacherModel, ...(wider ? { distillInputs: [{ x: wider.x }] } : {}) } : trainOptions),
         };
         if (chain.method === 'auto') {
           const r = await trainAuto(model, data, options, (c) => log(`[job ${workerId}] update ${u} ${chainLabel(chain)}: ${c.method}: ${c.refused ? `refused (${c.refused.split(': ')[0]})` : `${c.bytes} bytes, validation ${c.scoreText}`}, ${c.seconds.toFixed(0)} s`));
@@ -573,6 +586,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     }
     for (const d of [train, evalNew, evalOld, evalAll]) d.x.dispose();
     validation?.x.dispose();
+    wider?.x.dispose();
     if (saveStates) {
       mkdirSync(saveStates, { recursive: true });
       for (const c of chains) if (!c.replica) writeWeights(stateFile(saveStates, u, c), devices.get(c) as MemoryWeightStore);
