@@ -53,7 +53,7 @@ export { addVersion, type AddVersionOptions, type AddVersionResult, type LossyJo
 export { publishRelease, signManifest, verdictKey, type PublishOptions, type PublishResult, type CheckedResult } from './release/publish.ts';
 export { planJobs, runJob, readJobResult } from './release/jobs.ts';
 export type { RunJobResult } from './release/jobs.ts';
-export type { PlanJobStatus } from './release/queue/plan.ts';
+export type { PlanJobStatus } from './release/queue/status.ts';
 export { readRecord, RECORD_FILE, type ReleaseRecord, type ReleaseJob, type EdgePolicy, type JobResult } from './release/record.ts';
 // Reports.
 export { renderHtml, renderMarkdown, summarize } from './report/report.ts';

@@ -5,7 +5,8 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { UsageError } from '../core/errors.ts';
-import { planStatus, runPlanOnQueue, type PlanJobStatus } from '../release/queue/plan.ts';
+import { planStatus, runPlanOnQueue } from '../release/queue/plan.ts';
+import type { PlanJobStatus } from '../release/queue/status.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 import { expiryOf, privateKeyOf, type ReleaseDirOptions } from './release-common.ts';
 

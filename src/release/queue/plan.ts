@@ -19,6 +19,7 @@ import { publishReleaseFolder, type PublishResult } from '../publish.ts';
 import { JOBS_DIR, readRecord, type ReleaseRecord } from '../record.ts';
 import { releaseSubdir } from '../folder.ts';
 import { ticketsOf } from '../ticket.ts';
+import type { PlanJobStatus } from './status.ts';
 import { bullConnection, connectRedis, JOBS_QUEUE, loadBullmq, planNames, queueUrlOf, type PlanNames, type RedisClient } from './engine.ts';
 import type { QueuedJobData, QueuedJobReturn } from './processor.ts';
 
@@ -312,16 +313,7 @@ async function takeArrivals(releaseDir: string, record: ReleaseRecord, names: Pl
 }
 
 /** One payload job as `ndiff release status` shows it. */
-export interface PlanJobStatus {
-  id: string;
-  state: 'waiting' | 'running' | 'done' | 'failed' | 'refused' | 'not queued';
-  /** Tries so far. */
-  attempts: number;
-  /** The last progress line a worker reported. */
-  progress?: string;
-  /** Why it failed (a worker's error) or was refused (publish's checks). */
-  reason?: string;
-}
+export type { PlanJobStatus } from './status.ts';
 
 /** The state of the pending plan of `releaseDir` on the queue. */
 export async function planStatus(releaseDir: string, queue: string): Promise<{ planId: string; publish: string; publishReason?: string; jobs: PlanJobStatus[] }> {
