@@ -19,8 +19,8 @@
  *   pilot rows in docs/onnx-training.md found.
  * - Rows: method x budget, each trained in its own child process (two at a time: training time,
  *   frames/s and peak resident memory are that process's), then evaluated here.
- * - The best learned payload at 2% and at 10% by validation agreement with v6 is written to
- *   bench/results/vad-v5-v6-2pct.ndiff and -10pct.ndiff: by a full grid run, or by a run of a few
+ * - The best learned payload at 2%, 5% and 10% by validation agreement with v6 is written to
+ *   bench/results/vad-v5-v6-2pct.ndiff, -5pct and -10pct.ndiff: by a full grid run, or by a run of a few
  *   rows that joins the committed record (`--record bench/results/vad-learned.json`: its rows and
  *   this run's, the best of them all on validation; the record rewritten with this run's rows in).
  *
@@ -445,14 +445,14 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
       posthoc.push(row);
     }
 
-    // The committed payloads: the best learned row at 2% and at 10% by validation agreement,
+    // The committed payloads: the best learned row at 2%, 5% and 10% by validation agreement,
     // among this run's rows and the record's.
     const record = options.record;
     const earlier = (record?.learned ?? []).filter((r) => !learned.some((n) => n.method === r.method && n.budget === r.budget));
     const committed: Record<string, string> = { ...(record?.committed ?? {}) };
     const fullGrid = ['sparse', 'hash', 'lora', 'topk-retrain'].every((m) => methods.includes(m)) && [2, 10].every((p) => percents.includes(p));
     if (options.commit ?? (!quick && (fullGrid || record !== undefined))) {
-      for (const pct of [2, 10]) {
+      for (const pct of [2, 5, 10]) {
         const rows = [...earlier, ...learned].filter((r) => r.budget === `${pct}%` && !r.error);
         if (!rows.length) continue;
         const best = rows.reduce((a, b) => (b.validation.agreement > a.validation.agreement ? b : a));
