@@ -168,6 +168,13 @@ export async function forEachLimited<T>(items: readonly T[], limit: number, job:
 export const TEMP_FILE = /\.tmp-\d+-[0-9a-f]+$/;
 
 /**
+ * Temp files this process is writing now: the sweep of a write leaves them alone, so two writes of
+ * one file at once in one process (a release run taking a job's arrival while it collects) both land,
+ * where the second's sweep removed the first's temp file before its rename.
+ */
+const writing = new Set<string>();
+
+/**
  * Write `file` so that it holds the old or the new bytes at every instant, durably (temp file,
  * fsync, rename, fsync of the folder), unless `durable: false`: then neither the file nor the
  * folder is fsynced, and after a power cut the file may be the previous one, empty or cut short
@@ -183,19 +190,22 @@ export async function writeFileAtomically(file: string, bytes: Uint8Array, optio
   if (options.sweep !== false) {
     try {
       for (const name of await readdir(dir)) {
-        if (name.startsWith(`${base}.tmp-`) && TEMP_FILE.test(name)) await ops.unlink(path.join(dir, name)).catch(() => {});
+        if (name.startsWith(`${base}.tmp-`) && TEMP_FILE.test(name) && !writing.has(path.join(dir, name))) await ops.unlink(path.join(dir, name)).catch(() => {});
       }
     } catch {
       /* the folder is checked by the write below */
     }
   }
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  writing.add(path.join(dir, path.basename(tmp)));
   try {
     await ops.writeNewFile(tmp, [bytes], { sync: durable });
     await ops.rename(tmp, file);
   } catch (e) {
     await ops.unlink(tmp).catch(() => {});
     throw e;
+  } finally {
+    writing.delete(path.join(dir, path.basename(tmp)));
   }
   if (durable) await ops.syncDir(dir);
 }
