@@ -18,16 +18,16 @@ import { storedModelBytes } from '../src/diff/build.ts';
 import { lowbitFromDeltas, quantizeLowBit, type LowBitOptions } from '../src/lowbit-diff/encoder.ts';
 import { gridSteps, quantizeOnGrid } from '../src/lowbit-diff/grid-codes.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
-import { fileSystemIO, openTfjsModelDir, quantizeModelDir } from '../src/io/tfjs/index.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { evaluate } from '../src/train/data.ts';
 import { setModelWeights } from '../src/train/model-weights.ts';
 import { modelToStore } from '../src/train/model-weights.ts';
-import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
+import type { MnistSplits } from '../examples/lib/mnist-task.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { LowBitScales } from '../src/lowbit-diff/trainer.ts';
 import type { LowBit } from '../src/core/lowbit.ts';
 import { tempDir } from './helpers/dirs.ts';
+import { disposeSplits, quantizedMnist } from './helpers/quantized-mnist.ts';
 
 /** A seeded uniform in [0, 1). */
 function random(seed: number): () => number {
@@ -149,21 +149,14 @@ describe('lowbit on a uint8 TF.js folder: post hoc and trained', () => {
   let teacher: tf.LayersModel;
 
   before(async () => {
-    await initBackend('wasm');
-    splits = mnistSplits(3000);
-    const model = mnistModel(1);
-    await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 3, seed: 1, tune: 'off', validation: 0 });
-    root = await tempDir();
-    await model.save(fileSystemIO(join(root, 'f32')));
-    model.dispose();
-    await quantizeModelDir(join(root, 'f32'), join(root, 'uint8'), 'uint8');
+    ({ splits, root } = await quantizedMnist(['uint8']));
     // The new version, trained elsewhere in float32 from the uint8 model: off the grid.
     teacher = await tf.loadLayersModel(fileSystemIO(join(root, 'uint8')));
     await trainDiff(teacher, splits.updateTrain, { method: 'full', budgetBytes: 0, epochs: 2, seed: 5, tune: 'off', validation: 0, store: 'float32', allowWorse: true });
   });
   after(() => {
     teacher?.dispose();
-    for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
+    disposeSplits(splits);
   });
 
   test('post hoc: whole grid steps, the folder stays uint8 and predicts what the payload promised, within budget, same bytes twice', async () => {

@@ -13,12 +13,12 @@ import * as tf from '@tensorflow/tfjs';
 import { snapValue, type StorageGrid } from '../src/core/grid.ts';
 import { storedModelBytes } from '../src/diff/build.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
-import { fileSystemIO, openTfjsModelDir, quantizeModelDir, referencedFiles } from '../src/io/tfjs/index.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { fileSystemIO, openTfjsModelDir, referencedFiles } from '../src/io/tfjs/index.ts';
 import { evaluate } from '../src/train/data.ts';
-import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
+import type { MnistSplits } from '../examples/lib/mnist-task.ts';
 import { trainDiff, type TrainMethod } from '../src/train/train-diff.ts';
 import { tempDir } from './helpers/dirs.ts';
+import { disposeSplits, quantizedMnist } from './helpers/quantized-mnist.ts';
 
 interface ManifestEntry { name: string; dtype: string; quantization?: { dtype: string; scale?: number; min?: number } }
 
@@ -37,19 +37,9 @@ describe('learned diffs trained on the storage grid of a quantized folder', () =
   let root: string;
 
   before(async () => {
-    await initBackend('wasm');
-    splits = mnistSplits(3000);
-    const model = mnistModel(1);
-    await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 3, seed: 1, tune: 'off', validation: 0 });
-    root = await tempDir();
-    await model.save(fileSystemIO(join(root, 'f32')));
-    model.dispose();
-    await quantizeModelDir(join(root, 'f32'), join(root, 'uint8'), 'uint8');
-    await quantizeModelDir(join(root, 'f32'), join(root, 'float16'), 'float16');
+    ({ splits, root } = await quantizedMnist(['uint8', 'float16']));
   });
-  after(() => {
-    for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
-  });
+  after(() => disposeSplits(splits));
 
   const cases: [string, TrainMethod][] = [['uint8', 'sparse'], ['uint8', 'hash'], ['uint8', 'lora'], ['uint8', 'full'], ['uint8', 'topk'], ['float16', 'sparse'], ['float16', 'full']];
   for (const [storage, method] of cases) {
