@@ -254,3 +254,31 @@ test('--trainable all trains every weight tensor, never the export\'s scalar con
   assert.equal(result.trainable.trained.length, 1, `trained: ${result.trainable.trained.join(', ')}`);
   assert.ok(!lines.some((l) => /frozen by the model's config/.test(l)), lines.join('\n'));
 });
+
+test('the scalar constants a fused LayerNorm no longer reads are reported as constants, not as weights no input reaches', async () => {
+  // x [n, 8] -> LayerNorm as exporters decompose it (ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div, scale, shift) -> MatMul W [8, 3].
+  const scalar = (name: string, v: number) => node({ opType: 'Constant', outputs: [name], attributes: [{ name: 'value', type: 4, t: tensor({ dims: [], dataType: DT.FLOAT, raw: f32le([v]) }) }] });
+  const mean = (i: string, o: string) => node({ opType: 'ReduceMean', inputs: [i], outputs: [o], attributes: [{ name: 'axes', type: 7, ints: [-1] }] });
+  const make = (shift: number) => model(graph({
+    initializers: [
+      tensor({ name: 'gamma', dims: [8], dataType: DT.FLOAT, raw: f32le(Array.from({ length: 8 }, (_, i) => 1 + Math.sin(i) / 4)) }),
+      tensor({ name: 'beta', dims: [8], dataType: DT.FLOAT, raw: f32le(Array.from({ length: 8 }, (_, i) => Math.cos(i) / 4)) }),
+      tensor({ name: 'W', dims: [8, 3], dataType: DT.FLOAT, raw: f32le(Array.from({ length: 24 }, (_, i) => Math.sin(i + shift))) }),
+    ],
+    nodes: [
+      mean('x', 'm'), node({ opType: 'Sub', inputs: ['x', 'm'], outputs: ['dev'] }), scalar('two', 2), node({ opType: 'Pow', inputs: ['dev', 'two'], outputs: ['sq'] }),
+      mean('sq', 'var'), scalar('eps', 1e-5), node({ opType: 'Add', inputs: ['var', 'eps'], outputs: ['ve'] }), node({ opType: 'Sqrt', inputs: ['ve'], outputs: ['sd'] }),
+      node({ opType: 'Div', inputs: ['dev', 'sd'], outputs: ['n'] }), node({ opType: 'Mul', inputs: ['n', 'gamma'], outputs: ['ng'] }), node({ opType: 'Add', inputs: ['ng', 'beta'], outputs: ['h'] }),
+      node({ opType: 'MatMul', inputs: ['h', 'W'], outputs: ['y'] }),
+    ],
+    inputs: [valueInfoFree('x', ['n', 8])],
+    outputs: [valueInfoFree('y', ['n', 3])],
+  }));
+  const n = 64;
+  const data: OnnxDataset = { inputs: { x: { values: Float32Array.from({ length: n * 8 }, (_, i) => Math.cos(7 * i) * 3), shape: [8] } } };
+  const lines: string[] = [];
+  const result = await trainOnnxDiff(make(0), data, { method: 'full', teacher: make(0.3), budgetBytes: 0, epochs: 1, seed: 1, tune: 'off', batchSize: 16, validation: 0, onProgress: (l) => lines.push(l) });
+  assert.ok(!lines.some((l) => /not reached/.test(l)), lines.join('\n'));
+  assert.ok(lines.includes('2 scalar constants (exponents, epsilons) stay as they are'), lines.join('\n'));
+  assert.deepEqual([...result.trainable.trained].sort(), ['W', 'beta', 'gamma']);
+});

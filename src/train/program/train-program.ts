@@ -192,7 +192,10 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
     const evalRange = ranges.get('evaluation');
     const evalData = evalRange ? dataOf('evaluation', ...evalRange) : undefined;
     const evalOutputsBefore = evalRange ? base.rawOutputs(...evalRange) : undefined;
-    if (base.unreachable.length) options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are`);
+    if (base.unreachable.length) {
+      const named = base.unreachable.slice(0, 4).join(', ') + (base.unreachable.length > 4 ? ` and ${base.unreachable.length - 4} more` : '');
+      options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are (${named})`);
+    }
     if (base.scalars.length) options.onProgress?.(`${base.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
     const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, replay: _r, distillInputs: _d, method, onCandidate, ...rest } = options;
     const distillInputs = wider.map((_, i) => dataOf(`distillation inputs ${i + 1}`, ...(ranges.get(`distillation inputs ${i + 1}`) as [number, number])));

@@ -247,8 +247,11 @@ export class ProgramTrainingModel {
       throw new UsageError(`${program.source}: output ${this.output} has ${probe.width} values per example; --output-kind ${this.outputKind} reads one value (a probability or a logit of class 1)`);
     }
     this.classes = probe.width === 1 && this.outputKind !== 'values' ? 2 : probe.width;
-    this.unreachable = program.variables.filter((v) => !probe.reached.has(v.variable.name)).map((v) => v.name);
-    this.scalars = program.variables.filter((v) => v.shape.length === 0 && probe.reached.has(v.variable.name)).map((v) => v.name);
+    // Scalars are constants whether a gradient reaches them or not (a fused LayerNorm or GELU no
+    // longer reads the exponent and epsilon its decomposed form held): only tensors count as
+    // weights no input reaches.
+    this.unreachable = program.variables.filter((v) => v.shape.length > 0 && !probe.reached.has(v.variable.name)).map((v) => v.name);
+    this.scalars = program.variables.filter((v) => v.shape.length === 0).map((v) => v.name);
     const frozen = new Set([...this.unreachable, ...this.scalars]);
     this.weights = program.variables.map((v: ProgramVariable) => new ProgramLayerWeight(v.name, v.shape, v.variable, v.trainable && !options.frozen && !frozen.has(v.name)));
     const activation = this.outputKind === 'probability' || this.outputKind === 'probabilities' ? 'softmax' : 'linear';
