@@ -149,12 +149,13 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
   const totalSteps = stepsPerEpoch * options.epochs;
   const reports: EpochReport[] = [];
   let step = 0;
+  const say = options.onStepPath ?? (() => {});
   options.pool?.begin(targets, {
     fromLogits: options.fromLogits,
     ...(options.teacher ? { keep: { weight: options.teacher.weight, temperature: options.teacher.temperature } } : {}),
     ...(options.target ? { target: options.target.teacher } : {}),
     ...(cached ? { inputsAt: (options.prefix as FrozenPrefixCache).plan.cut } : {}),
-  });
+  }, options.step ?? 'compiled', say);
   /** The weights the layers compute with this step (the method's effective weights, on their grids). */
   const assignEffective = () => {
     for (const t of targets) {
@@ -163,11 +164,11 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
       if (w) t.variable.assign(grid ? snapTensor(w, grid) : w);
     }
   };
-  const stepMode: StepMode = options.pool ? 'eager' : options.step ?? 'compiled';
-  const say = options.onStepPath ?? (() => {});
-  if (options.pool) say('step: eager (each step\'s gradient is computed by a pool of threads, whose steps are not compiled yet; --threads 1 compiles the step on this thread)');
-  else if (stepMode === 'eager') say('step: eager (as asked)');
-  const compiled = stepMode === 'compiled' ? new CompiledSteps(say) : undefined;
+  // With a pool, each thread compiles its shard's step (src/train/parallel/shard-plans.ts) and
+  // the optimizer runs here after the gradients are summed.
+  const stepMode: StepMode = options.step ?? 'compiled';
+  if (stepMode === 'eager') say('step: eager (as asked)');
+  const compiled = stepMode === 'compiled' && !options.pool ? new CompiledSteps(say) : undefined;
   /** Whether the method's own part (effective weights, its gradients) is in the plan; off after one refusal. */
   let whole = true;
   const stepModel = model as unknown as Partial<StepInputs>;

@@ -19,6 +19,12 @@ export { PlanRefused, StepPlan, type StepOutputs } from './plan.ts';
 /** Which step runs: compiled where a plan verifies (default), or always eager. */
 export type StepMode = 'eager' | 'compiled';
 
+/** The path a phase's steps took: a compiled plan (its kernels and memory) or eager (why). */
+export interface StepPath {
+  compiled: boolean;
+  detail: string;
+}
+
 /** Relative tolerance of the verification (float32 sums in another order stay well inside it). */
 const TOLERANCE = 1e-4;
 /** A phase whose plan went stale this often (a tensor it reads replaced) stays eager. */
@@ -59,7 +65,11 @@ export class CompiledSteps {
   replayed = 0;
   eager = 0;
 
-  constructor(private readonly say: (message: string) => void) {}
+  /**
+   * `say` hears each phase's path once: the message, and the path apart (compiled or not, and the
+   * words in its parentheses) for a caller that gathers the paths of several threads.
+   */
+  constructor(private readonly say: (message: string, path?: StepPath) => void) {}
 
   /** Has this phase been refused a plan (its steps run eagerly)? */
   refused(key: string): boolean {
@@ -149,7 +159,8 @@ export class CompiledSteps {
       for (const [, t] of eager) t.dispose();
       this.entries.set(key, { state: 'ready', plan, recaptures: e.recaptures });
       const optimizer = plan.optimizerKernels ? `, ${plan.optimizerKernels} of them the optimizer's` : '';
-      this.say(`${what}: compiled plan (${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}${plan.viewed ? `, ${plan.viewed} reshapes read in place` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB)`);
+      const detail = `${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}${plan.viewed ? `, ${plan.viewed} reshapes read in place` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB`;
+      this.say(`${what}: compiled plan (${detail})`, { compiled: true, detail });
       this.replayed++;
       return replayed;
     }
@@ -167,7 +178,7 @@ export class CompiledSteps {
 
   private refuse(key: string, why: string, what: string): void {
     this.entries.set(key, { state: 'eager', why });
-    this.say(`${what}: eager (${why})`);
+    this.say(`${what}: eager (${why})`, { compiled: false, detail: why });
   }
 
   /** Compiled plans ready now. */

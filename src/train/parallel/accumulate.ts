@@ -3,6 +3,7 @@
  * (gradient accumulation): the same batch with a bounded activation memory per thread.
  */
 import type * as tf from '@tensorflow/tfjs';
+import type { CompiledSteps } from '../compiled/step.ts';
 import { shardGradients, type ShardExamples, type ShardLossSpec, type ShardResult } from './shard-step.ts';
 
 /**
@@ -34,13 +35,16 @@ export function addInto(a: Float32Array[], b: Float32Array[]): void {
   }
 }
 
-/** {@link shardGradients} over chunks of at most `maxChunk` examples, summed in order. */
-export function accumulatedShardGradients(model: tf.LayersModel, variables: tf.Variable[], shard: ShardExamples, spec: ShardLossSpec, batchSize: number, maxChunk: number): ShardResult {
+/**
+ * {@link shardGradients} over chunks of at most `maxChunk` examples, summed in order; with
+ * `compiled`, each chunk's step compiled by its shapes (a smaller last chunk gets its own plan).
+ */
+export function accumulatedShardGradients(model: tf.LayersModel, variables: tf.Variable[], shard: ShardExamples, spec: ShardLossSpec, batchSize: number, maxChunk: number, compiled?: CompiledSteps): ShardResult {
   const n = shard.y.length;
   let total: ShardResult | undefined;
   for (let from = 0; from < n; from += maxChunk) {
     const to = Math.min(n, from + maxChunk);
-    const r = shardGradients(model, variables, sliceShard(shard, from, to), spec, (to - from) / batchSize);
+    const r = shardGradients(model, variables, sliceShard(shard, from, to), spec, (to - from) / batchSize, compiled);
     if (!total) total = r;
     else {
       addInto(total.grads, r.grads);

@@ -21,6 +21,8 @@ import { nativeAddonStatus } from '../kernels/native/loader.ts';
 import { namedVariables } from '../model-weights.ts';
 import { accumulatedShardGradients, addInto, sliceShard } from './accumulate.ts';
 import { valuesInPlace } from './heap.ts';
+import type { StepMode } from '../compiled/step.ts';
+import { poolPathMessages, ShardSteps, type ShardStepsReport } from './shard-plans.ts';
 import { SIGNAL, type ModelPackage, type WorkerReply, type WorkerRequest, type WorkerSetup } from './protocol.ts';
 import type { ShardExamples, ShardLossSpec, ShardResult } from './shard-step.ts';
 
@@ -97,6 +99,10 @@ export class TrainingPool {
   private targets: tf.Variable[] = [];
   private spec: ShardLossSpec = { fromLogits: true };
   private disposed = false;
+  /** The parent's compiled shard steps for this loop. */
+  private compiled = new ShardSteps('eager');
+  private say: (message: string) => void = () => {};
+  private counts: (ShardStepsReport | undefined)[] = [];
 
   private constructor(private readonly members: Member[], private readonly model: tf.LayersModel, private readonly maxChunk: number) {}
 
@@ -164,15 +170,19 @@ export class TrainingPool {
    * A training loop begins: give every worker the model's current weights (all of them, for the
    * parent may have changed any since the last loop), the tensors it trains and the loss.
    */
-  begin(targets: { name: string; variable: tf.Variable }[], spec: ShardLossSpec): void {
+  begin(targets: { name: string; variable: tf.Variable }[], spec: ShardLossSpec, step: StepMode = 'compiled', say: (message: string) => void = () => {}): void {
     this.live();
     this.targets = targets.map((t) => t.variable);
     this.spec = spec;
+    this.compiled.dispose();
+    this.compiled = new ShardSteps(step);
+    this.say = say;
+    this.counts = [];
     this.shared = targets.map((t) => new Float32Array(new SharedArrayBuffer(t.variable.size * 4)));
     const values = namedVariables(this.model)
       .filter((v) => v.variable.dtype === 'float32')
       .map((v) => [v.name, v.variable.dataSync() as Float32Array] as [string, Float32Array]);
-    this.exchange(this.members.map(() => ({ kind: 'begin', values, targets: targets.map((t) => t.name), weights: this.shared, spec })));
+    this.exchange(this.members.map(() => ({ kind: 'begin', values, targets: targets.map((t) => t.name), weights: this.shared, spec, step })));
   }
 
   /**
@@ -192,21 +202,37 @@ export class TrainingPool {
     }
     const asked = this.members.map((m, i) => (sizes[i + 1] > 0 ? i : -1)).filter((i) => i >= 0);
     for (const i of asked) this.post(i, { kind: 'step', shard: shards[i + 1], batchSize: size, maxChunk: this.maxChunk });
-    const own = accumulatedShardGradients(this.model, this.targets, shards[0], this.spec, size, this.maxChunk);
-    const replies = asked.map((i) => this.await(i));
-    for (const r of replies) {
+    const own = accumulatedShardGradients(this.model, this.targets, shards[0], this.spec, size, this.maxChunk, this.compiled.steps);
+    const reports: (ShardStepsReport | undefined)[] = [this.compiled.report(), ...this.members.map(() => undefined)];
+    for (const i of asked) {
+      const r = this.await(i);
       if (r.kind !== 'step') throw new TrainingWorkerError('a training worker answered a step out of turn', {});
       addInto(own.grads, r.result.grads);
       own.loss += r.result.loss;
       own.hits += r.result.hits;
+      reports[i + 1] = r.compiled;
     }
+    reports.forEach((r, i) => r && (this.counts[i] = r));
+    for (const m of poolPathMessages(reports)) this.say(m);
     return own;
+  }
+
+  /**
+   * Per thread (the parent first), what its compiled shard steps did in this loop so far: plans
+   * ready, steps replayed and eager (undefined for a thread that computed no shard yet).
+   */
+  stepCounts(): ({ plans: number; replayed: number; eager: number } | undefined)[] {
+    return Array.from({ length: this.threads }, (_, i) => {
+      const r = this.counts[i];
+      return r && { plans: r.plans, replayed: r.replayed, eager: r.eager };
+    });
   }
 
   /** Stop the workers (idempotent). */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.compiled.dispose();
     for (const m of this.members) {
       m.port.close();
       void m.worker.terminate();

@@ -3,6 +3,8 @@
  * only: everything here crosses threads by structured clone.
  */
 import type { MessagePort } from 'node:worker_threads';
+import type { StepMode } from '../compiled/step.ts';
+import type { ShardStepsReport } from './shard-plans.ts';
 import type { ShardExamples, ShardLossSpec, ShardResult } from './shard-step.ts';
 
 /** The model as tfjs saves it in memory (`tf.io.ModelArtifacts` without functions). */
@@ -27,14 +29,15 @@ export interface WorkerSetup {
 export type WorkerRequest =
   /**
    * A training loop starts: every weight of the model as the parent has it, the trained tensors
-   * (manifest names) and views on shared memory where the parent writes their values each step.
+   * (manifest names), views on shared memory where the parent writes their values each step, and
+   * whether the shard steps are compiled (src/train/parallel/shard-plans.ts).
    */
-  | { kind: 'begin'; values: [string, Float32Array][]; targets: string[]; weights: Float32Array[]; spec: ShardLossSpec }
+  | { kind: 'begin'; values: [string, Float32Array][]; targets: string[]; weights: Float32Array[]; spec: ShardLossSpec; step: StepMode }
   /** One step: this worker's shard of the batch (the weights are already in shared memory). */
   | { kind: 'step'; shard: ShardExamples; batchSize: number; maxChunk: number };
 
 /** Worker to parent, on the channel. */
-export type WorkerReply = { kind: 'ok' } | { kind: 'step'; result: ShardResult } | { kind: 'error'; message: string; stack?: string };
+export type WorkerReply = { kind: 'ok' } | { kind: 'step'; result: ShardResult; compiled: ShardStepsReport } | { kind: 'error'; message: string; stack?: string };
 
 /** Values of the worker's signal word (Int32 at index 0). */
 export const SIGNAL = { waiting: 0, answered: 1, exited: 2 } as const;

@@ -10,7 +10,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { sparseCrossEntropy } from '../data.ts';
-import { keepLoss, type Teacher } from '../keep-loss.ts';
+import { keepLossOf, type Teacher } from '../keep-loss.ts';
+import type { CompiledSteps, StepOutputs } from '../compiled/step.ts';
 import { teacherTerm, type TeacherTarget } from '../teacher.ts';
 import { forwardFromCut } from '../prefix-cache.ts';
 import { copyOfValues } from './heap.ts';
@@ -52,46 +53,86 @@ export interface ShardResult {
   hits: number;
 }
 
+/** The tensors a shard's step reads (its feeds: a compiled step is replayed on new ones). */
+function shardFeeds(shard: ShardExamples, spec: ShardLossSpec, fraction: number): Record<string, tf.Tensor> {
+  const size = shard.y.length;
+  const feeds: Record<string, tf.Tensor> = {
+    x: tf.tensor(shard.x, shard.xShape, 'float32'),
+    y: tf.tensor1d(shard.y, 'int32'),
+    fraction: tf.scalar(fraction, 'float32'),
+  };
+  if (spec.target) feeds.rows = tf.tensor2d(shard.targetRows as Float32Array, [size, spec.target.width]);
+  else if (spec.keep && shard.keepRows) {
+    feeds.keepRows = tf.tensor2d(shard.keepRows.outputs, [size, shard.keepRows.outputs.length / size]);
+    feeds.keep = tf.tensor1d(Float32Array.from(shard.keepRows.right), 'float32');
+  }
+  return feeds;
+}
+
 /**
- * Forward and backward pass of `model` over one shard, with `variables` (the step's weights
- * already assigned) as the parameters. `fraction` is the shard's share of the batch.
+ * The step of a shard from its feeds: the loss (`loss`, scaled by the shard's fraction), the hits
+ * (`hits`) and dL/dW of each variable the loss depends on (`w:<index>`).
  */
-export function shardGradients(model: tf.LayersModel, variables: tf.Variable[], shard: ShardExamples, spec: ShardLossSpec, fraction: number): ShardResult {
-  let result: ShardResult | undefined;
-  // The result leaves tf.tidy through a closure: returned, its arrays would be walked value by value.
-  tf.tidy(() => {
-    const size = shard.y.length;
-    const x = tf.tensor(shard.x, shard.xShape, 'float32');
-    const y = tf.tensor1d(shard.y, 'int32');
+function shardStep(model: tf.LayersModel, variables: tf.Variable[], spec: ShardLossSpec) {
+  return (f: Record<string, tf.Tensor>): StepOutputs => {
+    const y = f.y as tf.Tensor1D;
     let logits: tf.Tensor | null = null;
     const { value, grads } = tf.variableGrads(() => {
-      const applied = spec.inputsAt ? forwardFromCut(model, spec.inputsAt, x) : (model.apply(x, { training: false }) as tf.Tensor | tf.Tensor[]);
+      const applied = spec.inputsAt ? forwardFromCut(model, spec.inputsAt, f.x) : (model.apply(f.x, { training: false }) as tf.Tensor | tf.Tensor[]);
       const outs = Array.isArray(applied) ? applied : [applied];
       const out = outs[0];
       logits = tf.keep(out);
       let loss: tf.Scalar;
       if (spec.target) {
-        const term = teacherTerm(outs, tf.tensor2d(shard.targetRows as Float32Array, [size, spec.target.width]), spec.target);
+        const term = teacherTerm(outs, f.rows as tf.Tensor2D, spec.target);
         const lw = spec.target.labelWeight;
         loss = lw > 0 ? (tf.add(term, tf.mul(sparseCrossEntropy(out, y, spec.fromLogits), lw)) as tf.Scalar) : term;
       } else {
         loss = sparseCrossEntropy(out, y, spec.fromLogits);
-        if (spec.keep && shard.keepRows) {
-          const teacher: Teacher = { outputs: shard.keepRows.outputs, right: shard.keepRows.right, weight: spec.keep.weight, temperature: spec.keep.temperature };
-          loss = tf.add(loss, keepLoss(out, Int32Array.from({ length: size }, (_, i) => i), teacher, spec.fromLogits)) as tf.Scalar;
+        if (spec.keep && f.keepRows) {
+          const teacher: Teacher = { outputs: new Float32Array(0), right: new Uint8Array(0), weight: spec.keep.weight, temperature: spec.keep.temperature };
+          loss = tf.add(loss, keepLossOf(out, f.keepRows, f.keep, teacher, spec.fromLogits)) as tf.Scalar;
         }
       }
-      return tf.mul(loss, fraction) as tf.Scalar;
+      return tf.mul(loss, f.fraction) as tf.Scalar;
     }, variables);
-    const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits as unknown as tf.Tensor, -1), y), 'int32')).dataSync()[0];
+    const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits as unknown as tf.Tensor, -1), y), 'int32'));
     (logits as unknown as tf.Tensor).dispose();
+    const out: StepOutputs = [['loss', value], ['hits', hits]];
+    variables.forEach((v, j) => {
+      const g = grads[v.name];
+      if (g) out.push([`w:${j}`, g]);
+    });
+    return out;
+  };
+}
+
+/**
+ * Forward and backward pass of `model` over one shard, with `variables` (the step's weights
+ * already assigned) as the parameters. `fraction` is the shard's share of the batch. With
+ * `compiled`, the step is compiled per feed shapes (src/train/compiled/) and replayed; the
+ * same kernels run in the same order, so the gradient is the eager step's.
+ */
+export function shardGradients(model: tf.LayersModel, variables: tf.Variable[], shard: ShardExamples, spec: ShardLossSpec, fraction: number, compiled?: CompiledSteps): ShardResult {
+  let result: ShardResult | undefined;
+  // The result leaves tf.tidy through a closure: returned, its arrays would be walked value by value.
+  tf.tidy(() => {
+    const feeds = shardFeeds(shard, spec, fraction);
+    const step = shardStep(model, variables, spec);
+    let outputs: StepOutputs;
+    if (!compiled) outputs = step(feeds);
+    else {
+      const key = `${tf.getBackend()} ${Object.entries(feeds).map(([k, t]) => `${k}[${t.shape.join(',')}]${t.dtype}`).join(' ')}`;
+      outputs = compiled.run(key, feeds, step, 'shard');
+    }
+    const named = new Map(outputs);
     result = {
-      grads: variables.map((v) => {
-        const g = grads[v.name];
+      grads: variables.map((_, j) => {
+        const g = named.get(`w:${j}`);
         return g ? copyOfValues(g) : new Float32Array(0);
       }),
-      loss: value.dataSync()[0],
-      hits,
+      loss: (named.get('loss') as tf.Tensor).dataSync()[0],
+      hits: (named.get('hits') as tf.Tensor).dataSync()[0],
     };
   });
   return result as ShardResult;

@@ -11,6 +11,7 @@ import { initBackend, type TrainBackendName } from '../backend.ts';
 import { namedVariables } from '../model-weights.ts';
 import { silenceTfjsNodeBanner } from '../quiet.ts';
 import { accumulatedShardGradients } from './accumulate.ts';
+import { ShardSteps } from './shard-plans.ts';
 import { writeVariable } from './heap.ts';
 import { SIGNAL, type WorkerReply, type WorkerRequest, type WorkerSetup } from './protocol.ts';
 import type { ShardLossSpec } from './shard-step.ts';
@@ -40,6 +41,8 @@ let shapes: number[][] = [];
 let weights: Float32Array[] = [];
 let spec: ShardLossSpec = { fromLogits: true };
 let steps = 0;
+/** This loop's compiled shard steps (plans read the variables above, which live as long as the worker). */
+let compiled = new ShardSteps('eager');
 
 setup.port.on('message', (req: WorkerRequest) => {
   try {
@@ -58,6 +61,8 @@ setup.port.on('message', (req: WorkerRequest) => {
       shapes = list.map((v) => v.shape);
       weights = req.weights;
       spec = req.spec;
+      compiled.dispose();
+      compiled = new ShardSteps(req.step);
       answer({ kind: 'ok' });
       return;
     }
@@ -69,8 +74,8 @@ setup.port.on('message', (req: WorkerRequest) => {
     }
     // The step's weights, from the buffer the parent wrote, into each variable's own memory.
     targets.forEach((v, j) => writeVariable(v, weights[j]));
-    const result = accumulatedShardGradients(model, targets, req.shard, spec, req.batchSize, req.maxChunk);
-    setup.port.postMessage({ kind: 'step', result } satisfies WorkerReply, result.grads.map((g) => g.buffer as ArrayBuffer));
+    const result = accumulatedShardGradients(model, targets, req.shard, spec, req.batchSize, req.maxChunk, compiled.steps);
+    setup.port.postMessage({ kind: 'step', result, compiled: compiled.report() } satisfies WorkerReply, result.grads.map((g) => g.buffer as ArrayBuffer));
     Atomics.store(signal, 0, SIGNAL.answered);
     Atomics.notify(signal, 0);
   } catch (e) {
