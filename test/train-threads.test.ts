@@ -1,7 +1,8 @@
 /**
  * Data-parallel training (src/train/parallel/): threads 1 is the loop as it was (the payload's
  * bytes equal those main made before threads existed), 2 threads reach the same accuracy and are
- * deterministic for a seed, and a worker that fails stops the run with a typed error, not a hang.
+ * deterministic for a seed, each thread compiles its shard's step (one plan per shard shape) and
+ * keeps the eager pool's bytes, and a worker that fails stops the run with a typed error, not a hang.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,8 @@ import { Identity } from '../src/train/full-params.ts';
 import { trainLoop } from '../src/train/loop.ts';
 import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
 import { shardSizes, TrainingPool } from '../src/train/parallel/pool.ts';
+import { poolPathMessages } from '../src/train/parallel/shard-plans.ts';
+import type { StepMode } from '../src/train/compiled/step.ts';
 import { shardGradients } from '../src/train/parallel/shard-step.ts';
 import { seeded } from './helpers/graph-model.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
@@ -24,23 +27,35 @@ import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist
  */
 const MAIN_PAYLOAD_SHA256 = 'b24a22085350f6ed58487303d15961edd674dba8afadd1dc469fc14ee400b9ca';
 
+/**
+ * SHA-256 of the same payload on 2 threads as the pool made it at 308897b, when every pooled step
+ * ran eagerly: the compiled shard steps run the same kernels in the same order, so the bytes stay.
+ */
+const POOL_PAYLOAD_SHA256 = '4a18bab1218731947c22bfb7f1c428716b381e1065e82e4be23f1baba767aed9';
+
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 describe('training on several threads', () => {
   let splits: MnistSplits;
-  const run = async (threads: number): Promise<TrainDiffResult> => {
+  const said = new Map<TrainDiffResult, string[]>();
+  const run = async (threads: number, step?: StepMode): Promise<TrainDiffResult> => {
     const model = mnistModel(1);
     const base = modelToStore(model);
-    return trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: 4000, epochs: 2, seed: 3, eval: splits.eval, base, tune: 'off', threads });
+    const progress: string[] = [];
+    const r = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: 4000, epochs: 2, seed: 3, eval: splits.eval, base, tune: 'off', threads, ...(step ? { step } : {}), onProgress: (m) => progress.push(m) });
+    said.set(r, progress);
+    return r;
   };
   let one: TrainDiffResult;
   let two: TrainDiffResult;
+  let twoEager: TrainDiffResult;
 
   before(async () => {
     await initBackend('wasm');
     splits = mnistSplits(1500);
     one = await run(1);
     two = await run(2);
+    twoEager = await run(2, 'eager');
   });
   after(() => {
     for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
@@ -60,17 +75,28 @@ describe('training on several threads', () => {
     assert.equal(sha256(again.bytes), sha256(two.bytes));
   });
 
+  test('2 threads compile each thread\'s shard step and make the eager pool\'s bytes', () => {
+    const compiled = (said.get(two) as string[]).filter((m) => m.startsWith('step: '));
+    assert.ok(compiled.some((m) => /^step: compiled plan in each of 2 threads \(\d+ kernels.*MB\)$/.test(m)), compiled.join('\n'));
+    assert.ok(!compiled.some((m) => m.startsWith('step: eager')), compiled.join('\n'));
+    const eager = (said.get(twoEager) as string[]).filter((m) => m.startsWith('step: '));
+    assert.deepEqual(eager, ['step: eager (as asked)']);
+    assert.equal(sha256(twoEager.bytes), POOL_PAYLOAD_SHA256);
+    assert.equal(sha256(two.bytes), POOL_PAYLOAD_SHA256);
+  });
+
   test('an invalid thread count is a usage error', async () => {
     await assert.rejects(run(0), UsageError);
     await assert.rejects(run(1.5), UsageError);
   });
 
-  for (const how of ['throw', 'exit'] as const) {
-    test(`a worker that fails (${how}) mid-run stops it with TrainingWorkerError`, async () => {
+  // Step 2 fails while the shard steps are recorded; step 5 after two steps replayed their plans.
+  for (const [how, at] of [['throw', 2], ['exit', 2], ['throw', 5], ['exit', 5]] as const) {
+    test(`a worker that fails (${how}) at step ${at} stops the run with TrainingWorkerError`, async () => {
       const model = mnistModel(2);
       const vars = namedVariables(model).filter((v) => v.trainable);
       const param = new Identity(vars.map((v) => v.name), new Map(vars.map((v) => [v.name, v.variable.name])));
-      const pool = await TrainingPool.start(model, { threads: 2, backend: tf.getBackend(), failAtStep: { worker: 0, step: 2, how } });
+      const pool = await TrainingPool.start(model, { threads: 2, backend: tf.getBackend(), failAtStep: { worker: 0, step: at, how } });
       const opt = tf.train.adam(1e-3);
       let batches = 0;
       try {
@@ -78,7 +104,9 @@ describe('training on several threads', () => {
           () => trainLoop(model, splits.updateTrain, param, { epochs: 1, batchSize: 32, seed: 1, fromLogits: true, optimizerFor: () => opt, pool, onBatch: () => batches++ }),
           (e: unknown) => e instanceof TrainingWorkerError && e.code === 'ND_TRAINING_WORKER' && /worker 1/.test(e.message),
         );
-        assert.equal(batches, 1, 'the first step ran, the second failed');
+        assert.equal(batches, at - 1, `the first ${at - 1} steps ran, the next failed`);
+        if (at === 5) assert.ok((pool.stepCounts()[0]?.replayed ?? 0) >= 1, 'the parent replayed its plan before the fault');
+        assert.throws(() => pool.step({ x: new Float32Array(196), xShape: [1, 196], y: new Int32Array(1) }), UsageError, 'the failed pool is disposed');
       } finally {
         pool.dispose();
         opt.dispose();
@@ -114,6 +142,59 @@ describe('training on several threads', () => {
       pool.dispose();
       model.dispose();
     }
+  });
+
+  test('each shard shape gets its own plan (a smaller last batch, a smaller last chunk), replayed at each step\'s weights', async () => {
+    const model = tf.sequential({ layers: [
+      tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 4, kernelSize: 3, activation: 'relu' }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: 3 }),
+    ] });
+    const vars = namedVariables(model).filter((v) => v.trainable);
+    // Shards of at most 6 examples at once: a batch of 16 is two shards of 8, each 6 + 2.
+    const pool = await TrainingPool.start(model, { threads: 2, backend: tf.getBackend(), maxChunk: 6 });
+    const said: string[] = [];
+    try {
+      pool.begin(vars.map((v) => ({ name: v.name, variable: v.variable })), { fromLogits: true }, 'compiled', (m) => said.push(m));
+      const r = seeded(5);
+      const plans = () => pool.stepCounts().map((c) => c?.plans);
+      // Batches of 16, of 24 (chunks 6 + 6: no new shape), then of 10 (shards of 5: a third shape).
+      for (const [size, steps, expected] of [[16, 4, 2], [24, 3, 2], [10, 4, 3]] as const) {
+        for (let step = 1; step <= steps; step++) {
+          for (const v of vars) v.variable.assign(tf.tensor(Float32Array.from({ length: v.variable.size }, () => r() - 0.5), v.shape));
+          const batch = { x: Float32Array.from({ length: size * 64 }, () => r()), xShape: [size, 8, 8, 1], y: Int32Array.from({ length: size }, (_, i) => i % 3) };
+          const one = shardGradients(model, vars.map((v) => v.variable), { ...batch, x: batch.x.slice(), y: batch.y.slice() }, { fromLogits: true }, 1);
+          const two = pool.step(batch);
+          one.grads.forEach((g, j) => {
+            let top = 0;
+            for (const x of g) top = Math.max(top, Math.abs(x));
+            for (let i = 0; i < g.length; i++) assert.ok(Math.abs(two.grads[j][i] - g[i]) <= 1e-5 * (1 + top), `batch ${size}, step ${step}, ${vars[j].name}[${i}]: ${two.grads[j][i]} on 2 threads, ${g[i]} on 1`);
+          });
+        }
+        assert.deepEqual(plans(), [expected, expected], `after the batches of ${size}`);
+      }
+      const counts = pool.stepCounts();
+      assert.ok(counts.every((c) => (c?.replayed ?? 0) > 0), JSON.stringify(counts));
+      const compiled = said.filter((m) => m.startsWith('step: compiled plan in each of 2 threads ('));
+      assert.equal(compiled.length, said.length, said.join('\n'));
+      assert.ok(compiled.length >= 2, `the shapes' plans are said (${said.join(' | ')})`);
+    } finally {
+      pool.dispose();
+      model.dispose();
+    }
+  });
+
+  test('the pool says each path once for the threads that took it, a worker\'s reason to stay eager included', () => {
+    const plan = { compiled: true, detail: '45 kernels, 0.1 MB' };
+    const why = { compiled: false, detail: 'kernel RandomUniform draws random values' };
+    const report = (...paths: { compiled: boolean; detail: string }[]) => ({ paths, plans: 0, replayed: 0, eager: 0 });
+    assert.deepEqual(poolPathMessages([report(plan), report(plan)]), ['step: compiled plan in each of 2 threads (45 kernels, 0.1 MB)']);
+    assert.deepEqual(poolPathMessages([report(plan), report(why), report(plan)]), [
+      'step: compiled plan in threads 1, 3 of 3 (45 kernels, 0.1 MB)',
+      'step: eager in thread 2 of 3 (kernel RandomUniform draws random values)',
+    ]);
+    assert.deepEqual(poolPathMessages([report(plan), report(plan), undefined]), ['step: compiled plan in threads 1, 2 of 3 (45 kernels, 0.1 MB)']);
+    assert.deepEqual(poolPathMessages([report(), report()]), []);
   });
 
   test('shards are as even as possible, larger first, and cover the batch', () => {
