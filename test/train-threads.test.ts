@@ -15,7 +15,7 @@ import { trainLoop } from '../src/train/loop.ts';
 import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
 import { shardSizes, TrainingPool } from '../src/train/parallel/pool.ts';
 import { poolPathMessages } from '../src/train/parallel/shard-plans.ts';
-import type { StepMode } from '../src/train/compiled/step.ts';
+import { CompiledSteps, type StepMode } from '../src/train/compiled/step.ts';
 import { shardGradients } from '../src/train/parallel/shard-step.ts';
 import { seeded } from './helpers/graph-model.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
@@ -180,6 +180,37 @@ describe('training on several threads', () => {
       assert.ok(compiled.length >= 2, `the shapes' plans are said (${said.join(' | ')})`);
     } finally {
       pool.dispose();
+      model.dispose();
+    }
+  });
+
+  test('a thread\'s compiled shard step gives the eager step\'s gradient at every step, the keep term included', () => {
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [12], units: 8, activation: 'relu' }), tf.layers.dense({ units: 4 })] });
+    const variables = namedVariables(model).filter((v) => v.trainable).map((v) => v.variable);
+    const said: string[] = [];
+    const compiled = new CompiledSteps((m) => said.push(m));
+    const r = seeded(6);
+    try {
+      for (const spec of [{ fromLogits: true }, { fromLogits: true, keep: { weight: 0.5, temperature: 2 } }]) {
+        for (let step = 1; step <= 6; step++) {
+          for (const v of variables) v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => r() - 0.5), v.shape));
+          const size = 10;
+          const logits = Float32Array.from({ length: size * 4 }, () => r() * 4 - 2);
+          const shard = {
+            x: Float32Array.from({ length: size * 12 }, () => r()), xShape: [size, 12], y: Int32Array.from({ length: size }, () => Math.floor(r() * 4)),
+            keepRows: { outputs: tf.tidy(() => tf.logSoftmax(tf.tensor2d(logits, [size, 4])).dataSync() as Float32Array), right: Uint8Array.from({ length: size }, () => (r() < 0.6 ? 1 : 0)) },
+          };
+          const eager = shardGradients(model, variables, shard, spec, 0.4);
+          const replayed = shardGradients(model, variables, shard, spec, 0.4, compiled);
+          assert.equal(replayed.loss, eager.loss, `step ${step}: loss`);
+          assert.equal(replayed.hits, eager.hits);
+          replayed.grads.forEach((g, j) => assert.deepEqual(g, eager.grads[j], `step ${step}, gradient ${j}`));
+        }
+      }
+      assert.equal(compiled.plans().length, 2, said.join('\n'));
+      assert.ok(compiled.replayed >= 6 && said.every((m) => m.startsWith('shard: compiled plan')), said.join('\n'));
+    } finally {
+      compiled.dispose();
       model.dispose();
     }
   });
