@@ -374,22 +374,26 @@ describe('how the native backend uses several cores', () => {
     [mobile, plain].forEach((m) => m.dispose());
   });
 
-  it('a MobileNet-style model trains in two workers with OpenBLAS on one thread each, and repeats its bytes', { skip }, async () => {
+  it('a MobileNet-style model trains in two workers with OpenBLAS on one thread each, compiling their shard steps, and repeats its bytes', { skip }, async () => {
     await initBackend('wasm');
     const splits = mnistSplits(300);
     try {
-      const run = async () => {
+      const run = async (step: 'eager' | 'compiled') => {
         await initBackend('native');
         const model = mobileDigitsModel(1);
         const lines: string[] = [];
-        const result = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: 2000, epochs: 1, seed: 3, base: modelToStore(model), tune: 'off', threads: 2, onProgress: (l) => lines.push(l) });
+        const result = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: 2000, epochs: 3, seed: 3, base: modelToStore(model), tune: 'off', threads: 2, step, onProgress: (l) => lines.push(l) });
         model.dispose();
         return { result, lines };
       };
-      const first = await run();
+      const first = await run('compiled');
       assert.ok(first.lines.some((l) => /^training on 2 threads \(.*native backend, OpenBLAS on one thread in each/.test(l)), first.lines.join('\n'));
-      const again = await run();
-      assert.equal(createHash('sha256').update(again.result.bytes).digest('hex'), createHash('sha256').update(first.result.bytes).digest('hex'));
+      assert.ok(first.lines.some((l) => /^step: compiled plan in each of 2 threads \(\d+ kernels/.test(l)), first.lines.join('\n'));
+      const again = await run('compiled');
+      const sha = (r: { result: { bytes: Uint8Array } }) => createHash('sha256').update(r.result.bytes).digest('hex');
+      assert.equal(sha(again), sha(first));
+      // The compiled shard steps run the eager steps' kernels in the same order: the same bytes.
+      assert.equal(sha(await run('eager')), sha(first));
     } finally {
       for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
       setNativeThreads();
