@@ -42,6 +42,35 @@ const IN_PLACE: Record<string, readonly string[]> = { [ADAM_STEP]: ['m', 'v'] };
  */
 const SAME_VALUES = new Set(['Reshape', 'Identity', 'Cast']);
 
+/**
+ * Where replays' time goes (opt-in: {@link StepPlan.replay} takes one, or {@link replayProfiler}
+ * hands one to every replay of the compiled steps): per kernel name, calls and wall ms of its
+ * kernel function (its output's allocation included); the release of intermediates after their
+ * last reader; the step's outputs and assignments; and each replay's whole wall and CPU ms, so
+ * the JavaScript around the kernels is the rest.
+ */
+export interface ReplayProfile {
+  replays: number;
+  wallMs: number;
+  cpuMs: number;
+  /** Calls and ms per kernel name. */
+  kernels: Map<string, { calls: number; ms: number }>;
+  /** Releasing intermediates after their last reader. */
+  freeMs: number;
+  /** Wrapping the outputs as tensors and assigning the variables. */
+  finishMs: number;
+  /** Kernel calls, all names together. */
+  calls: number;
+}
+
+/** An empty {@link ReplayProfile}. */
+export function replayProfile(): ReplayProfile {
+  return { replays: 0, wallMs: 0, cpuMs: 0, kernels: new Map(), freeMs: 0, finishMs: 0, calls: 0 };
+}
+
+/** Set `into` and every replay of the compiled steps adds its time there (benchmarks); null (default) times nothing. */
+export const replayProfiler: { into: ReplayProfile | null } = { into: null };
+
 /** Thrown while building a plan: why this step cannot be replayed. */
 export class PlanRefused extends Error {}
 
@@ -362,8 +391,17 @@ export class StepPlan {
    * One step: every kernel called on the backend directly; the variables the step assigns take
    * their new values; the outputs come back as tensors (in the caller's tf.tidy scope).
    */
-  replay(feeds: Record<string, tf.Tensor>): StepOutputs {
+  replay(feeds: Record<string, tf.Tensor>, profile: ReplayProfile | null = null): StepOutputs {
     const backend = this.backend;
+    // Timers only when profiling (clock() is 0 otherwise, and nothing is added up).
+    const clock = profile ? () => performance.now() : () => 0;
+    const c0 = profile && typeof process !== 'undefined' ? process.cpuUsage() : null;
+    const t0 = clock();
+    const entries = profile ? this.kernels.map((k) => {
+      let e = profile.kernels.get(k.name);
+      if (!e) profile.kernels.set(k.name, (e = { calls: 0, ms: 0 }));
+      return e;
+    }) : null;
     const outs: (TensorInfo[] | undefined)[] = new Array(this.kernels.length);
     const freed = new Set<string>();
     const read = (s: Slot): TensorInfo => {
@@ -392,11 +430,18 @@ export class StepPlan {
           for (let j = 0; j < k.keys.length; j++) named[k.keys[j]] = input(j);
           inputs = named;
         }
+        const s = clock();
         const out = k.kernelFunc({ inputs, attrs: k.attrs, backend });
         outs[i] = Array.isArray(out) ? out : [out];
+        const f = clock();
         for (const [a, b] of k.release) {
           backend.disposeData((outs[a] as TensorInfo[])[b].dataId);
           freed.add(`${a}:${b}`);
+        }
+        if (entries && profile) {
+          entries[i].ms += f - s;
+          entries[i].calls++;
+          profile.freeMs += clock() - f;
         }
       }
     } catch (e) {
@@ -418,8 +463,21 @@ export class StepPlan {
       backend.incRef(info.dataId);
       return engine.makeTensorFromTensorInfo(info, backend);
     };
+    const f0 = clock();
     for (const a of this.assigns) a.v.assign(tensorOf(a.slot));
-    return this.outputs.map(([n, s]) => [n, tensorOf(s)]);
+    const result: StepOutputs = this.outputs.map(([n, s]) => [n, tensorOf(s)]);
+    if (profile) {
+      const end = clock();
+      profile.finishMs += end - f0;
+      profile.wallMs += end - t0;
+      if (c0) {
+        const c = process.cpuUsage(c0);
+        profile.cpuMs += (c.user + c.system) / 1000;
+      }
+      profile.replays++;
+      profile.calls += this.kernels.length;
+    }
+    return result;
   }
 
   dispose(): void {

@@ -12,9 +12,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { record } from './record.ts';
-import { PlanRefused, resolve, StepPlan, type Resolved, type StepOutputs } from './plan.ts';
+import { PlanRefused, replayProfiler, resolve, StepPlan, type Resolved, type StepOutputs } from './plan.ts';
 
-export { PlanRefused, StepPlan, type StepOutputs } from './plan.ts';
+export { PlanRefused, replayProfile, replayProfiler, StepPlan, type ReplayProfile, type StepOutputs } from './plan.ts';
 
 /** Which step runs: compiled where a plan verifies (default), or always eager. */
 export type StepMode = 'eager' | 'compiled';
@@ -165,7 +165,7 @@ export class CompiledSteps {
       return replayed;
     }
     try {
-      const out = plan.replay(feeds);
+      const out = plan.replay(feeds, replayProfiler.into);
       this.replayed++;
       return out;
     } catch (err) {
