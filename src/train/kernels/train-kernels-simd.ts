@@ -49,6 +49,8 @@ export interface TrainKernelExports {
   softmax_grad(dy: number, y: number, dx: number, rows: number, width: number): void;
   /** `acc`: scratch for rows x inner float64 values. */
   gather_grad(dy: number, ids: number, acc: number, dx: number, n: number, inner: number, rows: number): void;
+  /** A fused element-wise program (elementwise.ts): instructions, operand table, output size, block length. */
+  elementwise(prog: number, count: number, table: number, n: number, block: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */
