@@ -17,6 +17,7 @@ import { CompiledSteps, outputDifference, type StepOutputs } from '../src/train/
 import { record } from '../src/train/compiled/record.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { FusedAdam } from '../src/train/kernels/adam.ts';
+import { FUSED_ELEMENTWISE, planSwitch } from '../src/train/compiled/fuse.ts';
 import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { attention, cnn, images, tokenSequences } from './helpers/onnx-models.ts';
@@ -87,6 +88,7 @@ test('a layers model: compiled and eager steps reach the same losses and payload
     const plan = saidCompiled.find((m) => /compiled plan \(\d+ kernels/.test(m));
     assert.ok(plan, `${method}: a compiled plan is reported (${saidCompiled.filter((m) => m.startsWith('step')).join(' | ')})`);
     assert.ok(!saidCompiled.some((m) => m.startsWith('step') && m.includes('eager (')), `${method}: no phase fell back (${saidCompiled.filter((m) => m.startsWith('step')).join(' | ')})`);
+    if (method === 'sparse') assert.ok(saidCompiled.some((m) => /element-wise chains of \d+ kernels fused/.test(m)), `sparse: the mask's element-wise chains are fused (${saidCompiled.filter((m) => m.startsWith('step')).join(' | ')})`);
     if (method === 'sparse') {
       // The hard-mask phase puts the mask's own kernels in the plan too.
       assert.ok(saidCompiled.some((m) => m.startsWith('step: compiled plan')), 'the sparse hard phase is captured whole');
@@ -325,7 +327,7 @@ test('ndiff train says which path the steps took, and --step eager and compiled 
     return { lines, bytes: await readFile(join(dir, `${step}.ndiff`)) };
   };
   const compiled = await run('compiled');
-  assert.ok(compiled.lines.some((l) => /^step: compiled plan \(\d+ kernels(, \d+ of them the optimizer's)?(, \d+ folded)?(, \d+ reshapes read in place)?, [\d.]+ MB\)$/.test(l)), compiled.lines.join('\n'));
+  assert.ok(compiled.lines.some((l) => /^step: compiled plan \(\d+ kernels(, \d+ of them the optimizer's)?(, \d+ folded)?(, \d+ reshapes read in place)?(, \d+ element-wise chains of \d+ kernels fused)?, [\d.]+ MB\)$/.test(l)), compiled.lines.join('\n'));
   const eager = await run('eager');
   assert.ok(eager.lines.includes('step: eager (as asked)'), eager.lines.join('\n'));
   assert.deepEqual(compiled.bytes, eager.bytes);
@@ -344,4 +346,55 @@ test('the check of a first replay: differences relative to the eager output\'s s
   assert.equal(outputDifference(t([1, 2]), t([1, 2], [2, 1])), Infinity);
   assert.equal(outputDifference(t([0, 0]), t([0, 0])), 0);
   assert.ok(outputDifference(t([0, 0]), t([0, 1e-3])) > 1e-4, 'an all-zero gradient against a non-zero one fails the check');
+});
+
+test('element-wise chains fused into one kernel each: fewer kernel calls, and the losses and weights of eager steps bit for bit', () => {
+  const d = tinyData();
+  // A dense layer with a bias and Relu, a squared error with weight decay, plain SGD: the bias add
+  // and Relu, the loss's differences, their gradients and the SGD update are element-wise chains.
+  const run = (mode: 'eager' | 'compiled', fuse: boolean) => {
+    planSwitch.fuseElementwise = fuse;
+    const w = tf.variable(tf.tensor2d(Float32Array.from(d.x.subarray(0, 128), (v) => v / 2), [8, 16]), true, `fuse_w_${mode}_${fuse}`);
+    const b = tf.variable(tf.zeros([16]), true, `fuse_b_${mode}_${fuse}`);
+    const w2 = tf.variable(tf.tensor2d(Float32Array.from(d.x.subarray(128, 176)), [16, 3]), true, `fuse_w2_${mode}_${fuse}`);
+    const x = tf.tensor2d(d.x.subarray(0, 20 * 8), [20, 8]);
+    const target = tf.oneHot(tf.tensor1d(d.y.subarray(0, 20), 'int32'), 3).toFloat();
+    const opt = tf.train.sgd(0.05);
+    const step = (feeds: Record<string, tf.Tensor>): StepOutputs => {
+      const { value, grads } = tf.variableGrads(() => {
+        const h = tf.relu(tf.add(tf.matMul(feeds.x, w), b));
+        const err = tf.mean(tf.squaredDifference(tf.matMul(h, w2), target));
+        return tf.add(err, tf.mul(1e-3, tf.sum(tf.square(tf.sub(tf.abs(w), 0.1))))) as tf.Scalar;
+      }, [w, b, w2]);
+      opt.applyGradients(grads as never);
+      return [['loss', value]];
+    };
+    const said: string[] = [];
+    const compiled = new CompiledSteps((m) => said.push(m));
+    try {
+      const losses: number[] = [];
+      for (let i = 0; i < 8; i++) tf.tidy(() => losses.push((mode === 'eager' ? step({ x }) : compiled.run('dense', { x }, step))[0][1].dataSync()[0]));
+      const plan = compiled.plans()[0];
+      return { said, losses, names: plan?.kernelNames() ?? [], weights: [w, b, w2].map((v) => Float32Array.from(v.dataSync())) };
+    } finally {
+      planSwitch.fuseElementwise = true;
+      compiled.dispose();
+      tf.dispose([w, b, w2, x, target]);
+      opt.dispose();
+    }
+  };
+  const eager = run('eager', true);
+  const fused = run('compiled', true);
+  const unfused = run('compiled', false);
+  assert.ok(fused.said.some((m) => /^step: compiled plan .*\d+ element-wise chains of \d+ kernels fused/.test(m)), fused.said.join(' | '));
+  assert.ok(fused.names.includes(FUSED_ELEMENTWISE), fused.names.join(' '));
+  assert.ok(!unfused.names.includes(FUSED_ELEMENTWISE), 'the switch turns fusion off');
+  assert.ok(fused.names.length < unfused.names.length, `the fused plan calls ${fused.names.length} kernels a step, the unfused ${unfused.names.length}`);
+  // Each op in float32 in the same order: the very bits of the eager step.
+  assert.deepEqual(fused.losses, eager.losses);
+  assert.deepEqual(unfused.losses, eager.losses);
+  fused.weights.forEach((v, i) => {
+    assert.ok(v.some((x) => x !== 0), 'the weights are not all zero');
+    assert.deepEqual(v, eager.weights[i], `weight ${i} after 8 steps`);
+  });
 });

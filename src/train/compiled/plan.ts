@@ -21,8 +21,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { ADAM_STEP } from '../kernels/adam.ts';
 import { infoOf, type RecordedKernel, type Recording } from './record.ts';
+import { fuseElementwise, planSwitch } from './fuse.ts';
 
-type Slot =
+export type Slot =
   | { k: 'feed'; role: string }
   | { k: 'var'; v: tf.Variable }
   | { k: 'ext'; t: tf.Tensor }
@@ -74,7 +75,7 @@ export const replayProfiler: { into: ReplayProfile | null } = { into: null };
 /** Thrown while building a plan: why this step cannot be replayed. */
 export class PlanRefused extends Error {}
 
-interface PlannedKernel {
+export interface PlannedKernel {
   name: string;
   /** Its index in the recording. */
   source: number;
@@ -201,8 +202,8 @@ function bytesOf(t: { shape: number[]; dtype: string }): number {
 export class StepPlan {
   private readonly kernels: PlannedKernel[] = [];
   private readonly consts: TensorInfo[] = [];
-  private readonly outputs: [string, Slot][];
-  private readonly assigns: { v: tf.Variable; slot: Slot }[];
+  private outputs: [string, Slot][];
+  private assigns: { v: tf.Variable; slot: Slot }[];
   /** Tensors and variables made before the step that the plan reads (a disposed one makes it stale). */
   private readonly exts: tf.Tensor[] = [];
   private readonly feedShapes = new Map<string, string>();
@@ -212,6 +213,9 @@ export class StepPlan {
   readonly folded: number;
   /** Kernels not run because their output is their input under another shape ({@link SAME_VALUES}). */
   readonly viewed: number;
+  /** Element-wise chains run as one kernel each (fuse.ts), and the kernels they replaced. */
+  readonly fusedChains: number = 0;
+  readonly fusedKernels: number = 0;
   /** Of {@link kernelCount}, the optimizer's update kernels (the fused Adam's, one per variable). */
   readonly optimizerKernels: number;
   /** The most bytes of intermediate values alive at once during a replay, plus the constants. */
@@ -315,6 +319,23 @@ export class StepPlan {
     const remap = (s: Slot): Slot => (s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out', kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s));
     this.outputs = r.outputs.map(([n, s]) => [n, remap(s)]);
     this.assigns = r.assigns.map((a) => ({ v: a.v, slot: remap(a.slot) }));
+    // Element-wise chains as one kernel each (on the backends whose memory our kernels run on).
+    if (planSwitch.fuseElementwise && (backend as unknown as { wasm?: { HEAPU8?: unknown } }).wasm?.HEAPU8 instanceof Uint8Array) {
+      const keptOut = new Set<string>();
+      for (const [, s] of this.outputs) if (s.k === 'out') keptOut.add(`${s.kernel}:${s.index}`);
+      for (const a of this.assigns) if (a.slot.k === 'out') keptOut.add(`${a.slot.kernel}:${a.slot.index}`);
+      const planned = this.kernels.slice();
+      const shapes = (i: number) => r.kernels[planned[i].source].rec;
+      const f = fuseElementwise(planned, shapes, keptOut, (i) => IN_PLACE[planned[i].name] !== undefined, backend);
+      if (f.chains > 0) {
+        this.kernels.splice(0, this.kernels.length, ...f.kernels);
+        const renumber = (s: Slot): Slot => (s.k === 'out' ? { k: 'out', kernel: f.index.get(s.kernel) as number, index: s.index } : s);
+        this.outputs = this.outputs.map(([n, s]) => [n, renumber(s)]);
+        this.assigns = this.assigns.map((a) => ({ v: a.v, slot: renumber(a.slot) }));
+        this.fusedChains = f.chains;
+        this.fusedKernels = f.replaced;
+      }
+    }
     // Last readers: an output nobody reads is released right after its kernel; the step's outputs never.
     const kept = new Set<string>();
     for (const [, s] of this.outputs) if (s.k === 'out') kept.add(`${s.kernel}:${s.index}`);

@@ -1,0 +1,177 @@
+/**
+ * Where a replayed training step's time goes (src/train/compiled/): the keyword-spotting CNN
+ * (examples/keyword-spotting, 12 classes, random log-mel inputs; full fine-tuning and the sparse
+ * method's phases, trainDiff) and the small transformer (v1.onnx distilled toward v2.onnx,
+ * trainOnnxDiff, as bench/train-transformer-child.ts trains it; bench/torch-transformer.py makes
+ * the files, bench/train-vs-torch.ts --models transformer runs it first), one thread, batch 32, on
+ * each backend in its own process. Every replay after the checked one is timed kernel by kernel
+ * (StepPlan.replay's profile): calls, ms and share of the replay's wall time per kernel name,
+ * the release of intermediates, the outputs and assignments, and the rest (the replay's own
+ * JavaScript: reading slots, building inputs). Element-wise kernels are summed apart.
+ *
+ * With --fusion, each training run is done twice, element-wise fusion on and off
+ * (planSwitch.fuseElementwise), alternated in rounds in the same process: CPU ms per replayed
+ * step (process CPU time inside the replays) and kernel calls per replay, each way.
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--fusion] [--rounds N] [--transformer DIR]
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
+import { trainDiff } from '../src/train/train-diff.ts';
+import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
+import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
+import { seededRandom } from '../src/train/data.ts';
+import { replayProfile, replayProfiler, type ReplayProfile } from '../src/train/compiled/step.ts';
+import { ELEMENTWISE_KERNELS, FUSED_ELEMENTWISE, planSwitch } from '../src/train/compiled/fuse.ts';
+import { keywordModel } from '../examples/keyword-spotting/model.ts';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const childBackend = args.includes('--child') ? opt('--child', 'wasm') : undefined;
+const fusion = args.includes('--fusion');
+const rounds = Number(opt('--rounds', fusion ? '3' : '1'));
+const transformerDir = path.resolve(root, opt('--transformer', '.cache/transformer'));
+
+interface Row { model: string; backend: string; fused: boolean; profiles: ReplayProfile[]; said: string }
+
+function serial(p: ReplayProfile) {
+  return { ...p, kernels: [...p.kernels] };
+}
+
+async function child(backend: 'wasm' | 'native'): Promise<void> {
+  await initBackend(backend, { threads: 1 });
+  const random = seededRandom(7);
+  const kws = keywordModel(12);
+  const kwsBase = modelToStore(kws);
+  const inputShape = (kws.inputs[0].shape as number[]).slice(1);
+  const kwsCount = 384;
+  const kwsX = Float32Array.from({ length: kwsCount * inputShape.reduce((a, b) => a * b, 1) }, () => random() * 2 - 1);
+  const kwsY = Int32Array.from({ length: kwsCount }, () => Math.floor(random() * 12));
+  const haveTransformer = ['v1.onnx', 'v2.onnx', 'distill-tokens.bin'].every((f) => existsSync(path.join(transformerDir, f)));
+  const common = { seed: 1, tune: 'off' as const, validation: 0, batchSize: 32, distill: 0, threads: 1, allowWorse: true, refuseWorseOnEval: false, step: 'compiled' as const };
+  const runs: { model: string; run: (say: (m: string) => void) => Promise<unknown> }[] = [
+    ...(['full', 'sparse'] as const).map((method) => ({
+      model: `keyword CNN, ${method}`,
+      run: async (say: (m: string) => void) => {
+        setModelWeights(kws, (n) => kwsBase.values(n));
+        const x = tf.tensor(kwsX, [kwsCount, ...inputShape]);
+        try {
+          await trainDiff(kws, { x, y: kwsY }, { ...common, epochs: 3, method, budgetBytes: method === 'full' ? 0 : 20_000, base: kwsBase, onProgress: say });
+        } finally {
+          x.dispose();
+        }
+      },
+    })),
+  ];
+  if (haveTransformer) {
+    const v1 = new Uint8Array(readFileSync(path.join(transformerDir, 'v1.onnx')));
+    const v2 = new Uint8Array(readFileSync(path.join(transformerDir, 'v2.onnx')));
+    const tokens = new Int32Array(readFileSync(path.join(transformerDir, 'distill-tokens.bin')).buffer.slice(0)).slice(0, 32 * 32 * 16);
+    runs.push({
+      model: 'transformer (ONNX, distilled)',
+      run: (say) => trainOnnxDiff(v1, { inputs: { tokens: { values: tokens, shape: [32] } } }, { ...common, teacher: v2, method: 'full', budgetBytes: 0, epochs: 2, program: { source: 'v1.onnx' }, header: { modelId: 'transformer', sequence: 1 }, onProgress: say }),
+    });
+  } else console.error(`no transformer files in ${transformerDir}: its rows are left out`);
+  const rows: Row[] = [];
+  const ways = fusion ? [true, false] : [planSwitch.fuseElementwise];
+  for (let r = 0; r < rounds; r++) {
+    for (const x of runs) {
+      for (const fused of r % 2 ? ways.slice().reverse() : ways) {
+        planSwitch.fuseElementwise = fused;
+        const said: string[] = [];
+        const profile = replayProfile();
+        replayProfiler.into = profile;
+        try {
+          await x.run((m) => { if (m.startsWith('step')) said.push(m); });
+        } finally {
+          replayProfiler.into = null;
+        }
+        let row = rows.find((y) => y.model === x.model && y.fused === fused);
+        if (!row) rows.push((row = { model: x.model, backend, fused, profiles: [], said: [...new Set(said)].join('; ') }));
+        row.profiles.push(profile);
+      }
+    }
+  }
+  console.log(JSON.stringify(rows.map((row) => ({ ...row, profiles: row.profiles.map(serial) }))));
+}
+
+type Serial = Omit<ReplayProfile, 'kernels'> & { kernels: [string, { calls: number; ms: number }][] };
+const median = (xs: number[]) => {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
+  // Kernel breakdown of all rounds together.
+  const sum = { replays: 0, wallMs: 0, freeMs: 0, finishMs: 0, calls: 0 };
+  const kernels = new Map<string, { calls: number; ms: number }>();
+  for (const p of row.profiles) {
+    sum.replays += p.replays;
+    sum.wallMs += p.wallMs;
+    sum.freeMs += p.freeMs;
+    sum.finishMs += p.finishMs;
+    sum.calls += p.calls;
+    for (const [n, e] of p.kernels) {
+      const k = kernels.get(n) ?? { calls: 0, ms: 0 };
+      k.calls += e.calls;
+      k.ms += e.ms;
+      kernels.set(n, k);
+    }
+  }
+  const per = (v: number) => v / sum.replays;
+  const inKernels = [...kernels.values()].reduce((a, e) => a + e.ms, 0);
+  const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
+  const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
+  const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
+  console.log(`\n### ${row.model}, ${row.backend}, element-wise fusion ${row.fused ? 'on' : 'off'}`);
+  console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
+  console.log(`plan: ${row.said}`);
+  console.log('| kernel | calls per replay | ms per replay | share |');
+  console.log('|---|---:|---:|---:|');
+  const lines: [string, number, number][] = [...kernels].map(([n, e]) => [n, e.calls, e.ms]);
+  lines.push(['(releasing intermediates)', 0, sum.freeMs], ['(outputs and assignments)', 0, sum.finishMs], ['(replay\'s own JavaScript)', 0, rest]);
+  for (const [n, calls, ms] of lines.sort((a, b) => b[2] - a[2])) {
+    console.log(`| ${n} | ${calls ? per(calls).toFixed(0) : ''} | ${per(ms).toFixed(3)} | ${((100 * ms) / sum.wallMs).toFixed(1)}% |`);
+  }
+}
+
+async function main(): Promise<void> {
+  const which = opt('--backend', 'both');
+  const backends = which === 'both' ? ['native', 'wasm'] : [which];
+  const all: (Omit<Row, 'profiles'> & { profiles: Serial[] })[] = [];
+  for (const b of backends) {
+    const status = nativeAddonStatus();
+    if (b === 'native' && !status.available) {
+      console.log(`native: skipped (${status.reason})`);
+      continue;
+    }
+    const childArgs = ['--child', b, '--rounds', String(rounds), '--transformer', transformerDir, ...(fusion ? ['--fusion'] : [])];
+    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...childArgs], { encoding: 'utf8', maxBuffer: 64 << 20, cwd: root });
+    if (r.status !== 0) throw new Error(`the ${b} run failed: ${r.stderr.slice(-2000)}`);
+    const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('[')).pop();
+    if (!line) throw new Error(`the ${b} run printed no result: ${r.stdout.slice(-1000)}`);
+    all.push(...JSON.parse(line));
+  }
+  for (const row of all) table(row);
+  if (fusion) {
+    console.log('\n| model | backend | CPU ms per replay, fused | unfused | unfused/fused | kernel calls per replay, fused | unfused |');
+    console.log('|---|---|---:|---:|---:|---:|---:|');
+    for (const on of all.filter((r) => r.fused)) {
+      const off = all.find((r) => !r.fused && r.model === on.model && r.backend === on.backend);
+      if (!off) continue;
+      const cpu = (r: typeof on) => median(r.profiles.map((p) => p.cpuMs / p.replays));
+      const calls = (r: typeof on) => r.profiles[0].calls / r.profiles[0].replays;
+      const rounds = (r: typeof on) => r.profiles.map((p) => (p.cpuMs / p.replays).toFixed(2)).join(', ');
+      console.log(`| ${on.model} | ${on.backend} | ${cpu(on).toFixed(2)} (${rounds(on)}) | ${cpu(off).toFixed(2)} (${rounds(off)}) | ${(cpu(off) / cpu(on)).toFixed(2)}x | ${calls(on).toFixed(0)} | ${calls(off).toFixed(0)} |`);
+    }
+  }
+}
+
+if (childBackend) await child(childBackend as 'wasm' | 'native');
+else await main();
