@@ -14,6 +14,7 @@ import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-bac
 import { identityConfig } from './identity.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
 import { gatherGradConfig, gatherGradKernelConfig } from './gather-grad.ts';
+import { gatherV2Config } from './gather.ts';
 import { sliceConfig } from './slice.ts';
 import { softmaxGradConfig, softmaxGradKernelConfig } from './softmax-grad.ts';
 import { sumConfig } from './sum.ts';
@@ -35,6 +36,7 @@ export const FIXED_WASM_KERNELS = [
   'DepthwiseConv2dNativeBackpropInput',
   'MaxPoolGrad',
   'Slice',
+  'GatherV2',
   'Identity',
   'Sum',
   'Transpose',
@@ -77,6 +79,7 @@ export function registerWasmKernelFixes(): void {
     depthwiseConv2dNativeBackpropInputConfig(),
     maxPoolGradConfig(),
     sliceConfig(),
+    gatherV2Config(),
     identityConfig(),
     sumConfig(),
     transposeConfig(),
