@@ -62,6 +62,27 @@ describe('Transpose beside its scalar twin', () => {
     assert.ok(cases >= 200, `${cases} cases`);
   });
 
+  it('the registered kernel (SIMD copy, or the JavaScript one with the switch off) gives the scalar twin\'s elements, the attention\'s permutes included', async () => {
+    await initBackend('wasm');
+    const cases: { shape: number[]; perm: number[] }[] = [{ shape: [32, 32, 3, 4, 16], perm: [2, 0, 3, 1, 4] }, { shape: [32, 4, 32, 16], perm: [0, 2, 1, 3] }, { shape: [5, 7], perm: [1, 0] }, { shape: [3, 5, 6], perm: [0, 2, 1] }];
+    for (const shape of shapes()) for (let s = 0; s < 3; s++) cases.push({ shape, perm: permutation(shape.length, s * 11 + 2) });
+    try {
+      for (const { shape, perm } of cases) {
+        const n = shape.reduce((a, d) => a * d, 1);
+        const x = Int32Array.from({ length: n }, (_, i) => (i * 2654435761) | 0);
+        const want = new Int32Array(n);
+        transposeReference(x, want, shape, perm);
+        for (const enabled of [true, false]) {
+          simdKernelSwitch.enabled = enabled;
+          const got = tf.tidy(() => tf.transpose(tf.tensor(x, shape, 'int32'), perm).dataSync());
+          assert.deepEqual(got, want, `${enabled ? 'SIMD' : 'JavaScript'}: shape [${shape}] perm [${perm}]`);
+        }
+      }
+    } finally {
+      simdKernelSwitch.enabled = true;
+    }
+  });
+
   it('simplifies the permutation: size-1 axes dropped, input neighbours that stay neighbours merged', () => {
     assert.deepEqual(simplifyPermutation([32, 4, 32, 16], [0, 2, 1, 3]), { shape: [32, 4, 32, 16], perm: [0, 2, 1, 3] });
     assert.deepEqual(simplifyPermutation([2, 3, 4, 5], [2, 3, 0, 1]), { shape: [6, 20], perm: [1, 0] });

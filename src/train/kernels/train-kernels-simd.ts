@@ -51,6 +51,8 @@ export interface TrainKernelExports {
   gather_grad(dy: number, ids: number, acc: number, dx: number, n: number, inner: number, rows: number): void;
   /** A fused element-wise program (elementwise.ts): instructions, operand table, output size, block length. */
   elementwise(prog: number, count: number, table: number, n: number, block: number): void;
+  /** `geo`: rank, sizes and input strides per output axis, then room for rank - 2 ints. */
+  transpose32(x: number, out: number, geo: number, count: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */

@@ -13,10 +13,15 @@
  * of 4-byte or 1-byte elements, so the same bits as the stock kernel; other dtypes (strings,
  * complex) keep it.
  *
+ * 4-byte elements go through transpose.c (the same copy in WebAssembly, runs copied four elements
+ * at a time; bench/profile-plan.ts showed Transpose at 18% of the transformer's compiled step on
+ * native) where the SIMD module runs; {@link transposeInto} is its JavaScript twin.
+ *
  * {@link transposeReference} is the scalar twin: one index computation per element, what the
  * tests compare with on many shapes and permutations.
  */
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import { simdKernelSwitch, trainKernels } from './train-kernels-simd.ts';
 import { asWasm, sizeOf, stockKernel, WASM } from './util.ts';
 
 /** Elements as the kernel copies them: 4-byte dtypes as Int32 (bits kept, NaN payloads too), bool as bytes. */
@@ -48,24 +53,34 @@ export function simplifyPermutation(shape: readonly number[], perm: readonly num
 }
 
 /**
- * out = transpose(x, perm), x of `shape` row-major, out row-major in the permuted shape. `x` and
- * `out` must not overlap.
+ * The copy a transpose is, simplified: per output axis its size and its stride in the input
+ * (elements); null when it is a plain copy (rank 1 or less once simplified).
  */
-export function transposeInto(x: Elements, out: Elements, shape: readonly number[], perm: readonly number[]): void {
+export function transposeGeometry(shape: readonly number[], perm: readonly number[]): { dims: number[]; strides: number[] } | null {
   const { shape: s, perm: p } = simplifyPermutation(shape, perm);
   const rank = s.length;
-  const count = out.length;
-  if (count === 0) return;
-  if (rank <= 1) {
-    out.set(x.subarray(0, count));
-    return;
-  }
+  if (rank <= 1) return null;
   const inStrides = new Array<number>(rank);
   inStrides[rank - 1] = 1;
   for (let a = rank - 2; a >= 0; a--) inStrides[a] = inStrides[a + 1] * s[a + 1];
   // Output axis j walks the input with stride inStrides[p[j]].
-  const dims = p.map((a) => s[a]);
-  const strides = p.map((a) => inStrides[a]);
+  return { dims: p.map((a) => s[a]), strides: p.map((a) => inStrides[a]) };
+}
+
+/**
+ * out = transpose(x, perm), x of `shape` row-major, out row-major in the permuted shape. `x` and
+ * `out` must not overlap.
+ */
+export function transposeInto(x: Elements, out: Elements, shape: readonly number[], perm: readonly number[]): void {
+  const count = out.length;
+  if (count === 0) return;
+  const geo = transposeGeometry(shape, perm);
+  if (geo === null) {
+    out.set(x.subarray(0, count));
+    return;
+  }
+  const { dims, strides } = geo;
+  const rank = dims.length;
   const inner = dims[rank - 1];
   const innerStride = strides[rank - 1];
   const mid = dims[rank - 2];
@@ -127,7 +142,20 @@ const transpose: KernelFunc = ({ inputs, attrs, backend }) => {
   const buffer = b.wasm.HEAPU8.buffer;
   const from = b.dataIdMap.get(x.dataId).memoryOffset;
   const to = b.dataIdMap.get(out.dataId).memoryOffset;
-  if (width === 4) transposeInto(new Int32Array(buffer, from, count), new Int32Array(buffer, to, count), x.shape, perm);
+  const geo = width === 4 ? transposeGeometry(x.shape, perm) : null;
+  const kernels = geo && simdKernelSwitch.enabled ? trainKernels(b) : null;
+  if (geo && kernels) {
+    // The geometry in the memory (the module has no stack): rank, sizes, strides, the odometer's room.
+    const rank = geo.dims.length;
+    const table = b.makeOutput([1 + 3 * rank], 'int32');
+    try {
+      const at = b.dataIdMap.get(table.dataId).memoryOffset;
+      new Int32Array(b.wasm.HEAPU8.buffer, at, 1 + 3 * rank).set([rank, ...geo.dims, ...geo.strides]);
+      kernels.transpose32(b.dataIdMap.get(x.dataId).memoryOffset, b.dataIdMap.get(out.dataId).memoryOffset, at, count);
+    } finally {
+      b.disposeData(table.dataId);
+    }
+  } else if (width === 4) transposeInto(new Int32Array(buffer, from, count), new Int32Array(buffer, to, count), x.shape, perm);
   else transposeInto(new Uint8Array(buffer, from, count), new Uint8Array(buffer, to, count), x.shape, perm);
   return out;
 };
