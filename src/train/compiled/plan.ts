@@ -72,6 +72,9 @@ export function replayProfile(): ReplayProfile {
 /** Set `into` and every replay of the compiled steps adds its time there (benchmarks); null (default) times nothing. */
 export const replayProfiler: { into: ReplayProfile | null } = { into: null };
 
+/** Marks an intermediate a replay has released (no later kernel reads it). */
+const RELEASED: TensorInfo = Object.freeze({ dataId: Object.freeze({}), shape: [], dtype: 'float32' }) as TensorInfo;
+
 /** Thrown while building a plan: why this step cannot be replayed. */
 export class PlanRefused extends Error {}
 
@@ -424,7 +427,6 @@ export class StepPlan {
       return e;
     }) : null;
     const outs: (TensorInfo[] | undefined)[] = new Array(this.kernels.length);
-    const freed = new Set<string>();
     const read = (s: Slot): TensorInfo => {
       switch (s.k) {
         case 'feed': return infoOf(feeds[s.role]);
@@ -435,29 +437,34 @@ export class StepPlan {
       }
     };
     try {
-      for (let i = 0; i < this.kernels.length; i++) {
-        const k = this.kernels[i];
-        let inputs: unknown;
-        const input = (j: number): TensorInfo | null => {
-          const s = k.inputs[j];
-          if (!s) return null;
-          const info = read(s);
-          const view = k.views[j];
-          return view ? { dataId: info.dataId, shape: view, dtype: info.dtype } : info;
-        };
-        if (k.keys === null) inputs = k.inputs.map((_, j) => input(j));
-        else {
-          const named: Record<string, TensorInfo | null> = {};
-          for (let j = 0; j < k.keys.length; j++) named[k.keys[j]] = input(j);
-          inputs = named;
+      const kernels = this.kernels;
+      for (let i = 0; i < kernels.length; i++) {
+        const k = kernels[i];
+        const { keys, views } = k;
+        const given = k.inputs;
+        // The inputs as the kernel takes them: a list, or by name.
+        const list: (TensorInfo | null)[] | null = keys === null ? new Array(given.length) : null;
+        const named: Record<string, TensorInfo | null> | null = keys === null ? null : {};
+        for (let j = 0; j < given.length; j++) {
+          const slot = given[j];
+          let info: TensorInfo | null = null;
+          if (slot) {
+            info = read(slot);
+            const view = views[j];
+            if (view) info = { dataId: info.dataId, shape: view, dtype: info.dtype };
+          }
+          if (list) list[j] = info;
+          else (named as Record<string, TensorInfo | null>)[(keys as string[])[j]] = info;
         }
         const s = clock();
-        const out = k.kernelFunc({ inputs, attrs: k.attrs, backend });
+        const out = k.kernelFunc({ inputs: list ?? named, attrs: k.attrs, backend });
         outs[i] = Array.isArray(out) ? out : [out];
         const f = clock();
-        for (const [a, b] of k.release) {
-          backend.disposeData((outs[a] as TensorInfo[])[b].dataId);
-          freed.add(`${a}:${b}`);
+        const release = k.release;
+        for (let r = 0; r < release.length; r++) {
+          const held = outs[release[r][0]] as TensorInfo[];
+          backend.disposeData(held[release[r][1]].dataId);
+          held[release[r][1]] = RELEASED;
         }
         if (entries && profile) {
           entries[i].ms += f - s;
@@ -467,7 +474,7 @@ export class StepPlan {
       }
     } catch (e) {
       // Release what this replay made, then let the caller fall back.
-      outs.forEach((list, i) => list?.forEach((info, j) => { if (!freed.has(`${i}:${j}`)) backend.disposeData(info.dataId); }));
+      outs.forEach((list) => list?.forEach((info) => { if (info !== RELEASED) backend.disposeData(info.dataId); }));
       throw e;
     }
     const engine = tf.engine();
