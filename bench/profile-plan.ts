@@ -9,11 +9,13 @@
  * the release of intermediates, the outputs and assignments, and the rest (the replay's own
  * JavaScript: reading slots, building inputs). Element-wise kernels are summed apart.
  *
- * With --fusion, each training run is done twice, element-wise fusion on and off
- * (planSwitch.fuseElementwise), alternated in rounds in the same process: CPU ms per replayed
- * step (process CPU time inside the replays) and kernel calls per replay, each way.
+ * With --compare, each training run is done twice, on and off, alternated in rounds in the same
+ * process: CPU ms per replayed step (process CPU time inside the replays) and kernel calls per
+ * replay, each way. What is switched: `fusion`, element-wise chains fused
+ * (planSwitch.fuseElementwise); `kernels`, Transpose in WebAssembly and GatherV2 as row copies
+ * (simdKernelSwitch.transposeInWasm, gatherRows); `all`, both.
  *
- *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--fusion] [--rounds N] [--transformer DIR]
+ *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--compare fusion|kernels|all] [--rounds N] [--transformer DIR]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -28,17 +30,25 @@ import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
 import { seededRandom } from '../src/train/data.ts';
 import { replayProfile, replayProfiler, type ReplayProfile } from '../src/train/compiled/step.ts';
 import { ELEMENTWISE_KERNELS, FUSED_ELEMENTWISE, planSwitch } from '../src/train/compiled/fuse.ts';
+import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const childBackend = args.includes('--child') ? opt('--child', 'wasm') : undefined;
-const fusion = args.includes('--fusion');
-const rounds = Number(opt('--rounds', fusion ? '3' : '1'));
+const compare = args.includes('--compare') ? opt('--compare', 'fusion') : null;
+if (compare !== null && !['fusion', 'kernels', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels or all, got ${compare}`);
+const rounds = Number(opt('--rounds', compare ? '3' : '1'));
+
+/** Switch what --compare compares on or off. */
+function setWay(on: boolean): void {
+  if (compare === 'fusion' || compare === 'all') planSwitch.fuseElementwise = on;
+  if (compare === 'kernels' || compare === 'all') Object.assign(simdKernelSwitch, { transposeInWasm: on, gatherRows: on });
+}
 const transformerDir = path.resolve(root, opt('--transformer', '.cache/transformer'));
 
-interface Row { model: string; backend: string; fused: boolean; profiles: ReplayProfile[]; said: string }
+interface Row { model: string; backend: string; on: boolean; profiles: ReplayProfile[]; said: string }
 
 function serial(p: ReplayProfile) {
   return { ...p, kernels: [...p.kernels] };
@@ -79,11 +89,11 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
     });
   } else console.error(`no transformer files in ${transformerDir}: its rows are left out`);
   const rows: Row[] = [];
-  const ways = fusion ? [true, false] : [planSwitch.fuseElementwise];
+  const ways = compare ? [true, false] : [true];
   for (let r = 0; r < rounds; r++) {
     for (const x of runs) {
-      for (const fused of r % 2 ? ways.slice().reverse() : ways) {
-        planSwitch.fuseElementwise = fused;
+      for (const on of r % 2 ? ways.slice().reverse() : ways) {
+        setWay(on);
         const said: string[] = [];
         const profile = replayProfile();
         replayProfiler.into = profile;
@@ -92,8 +102,8 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
         } finally {
           replayProfiler.into = null;
         }
-        let row = rows.find((y) => y.model === x.model && y.fused === fused);
-        if (!row) rows.push((row = { model: x.model, backend, fused, profiles: [], said: [...new Set(said)].join('; ') }));
+        let row = rows.find((y) => y.model === x.model && y.on === on);
+        if (!row) rows.push((row = { model: x.model, backend, on, profiles: [], said: [...new Set(said)].join('; ') }));
         row.profiles.push(profile);
       }
     }
@@ -129,7 +139,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}, element-wise fusion ${row.fused ? 'on' : 'off'}`);
+  console.log(`\n### ${row.model}, ${row.backend}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose and GatherV2 kernels' : 'fusion and kernels'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');
@@ -151,7 +161,7 @@ async function main(): Promise<void> {
       console.log(`native: skipped (${status.reason})`);
       continue;
     }
-    const childArgs = ['--child', b, '--rounds', String(rounds), '--transformer', transformerDir, ...(fusion ? ['--fusion'] : [])];
+    const childArgs = ['--child', b, '--rounds', String(rounds), '--transformer', transformerDir, ...(compare ? ['--compare', compare] : [])];
     const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...childArgs], { encoding: 'utf8', maxBuffer: 64 << 20, cwd: root });
     if (r.status !== 0) throw new Error(`the ${b} run failed: ${r.stderr.slice(-2000)}`);
     const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('[')).pop();
@@ -159,16 +169,16 @@ async function main(): Promise<void> {
     all.push(...JSON.parse(line));
   }
   for (const row of all) table(row);
-  if (fusion) {
-    console.log('\n| model | backend | CPU ms per replay, fused | unfused | unfused/fused | kernel calls per replay, fused | unfused |');
+  if (compare) {
+    console.log(`\n| model | backend | CPU ms per replay, ${compare} on | off | off/on | kernel calls per replay, on | off |`);
     console.log('|---|---|---:|---:|---:|---:|---:|');
-    for (const on of all.filter((r) => r.fused)) {
-      const off = all.find((r) => !r.fused && r.model === on.model && r.backend === on.backend);
+    for (const on of all.filter((r) => r.on)) {
+      const off = all.find((r) => !r.on && r.model === on.model && r.backend === on.backend);
       if (!off) continue;
       const cpu = (r: typeof on) => median(r.profiles.map((p) => p.cpuMs / p.replays));
       const calls = (r: typeof on) => r.profiles[0].calls / r.profiles[0].replays;
-      const rounds = (r: typeof on) => r.profiles.map((p) => (p.cpuMs / p.replays).toFixed(2)).join(', ');
-      console.log(`| ${on.model} | ${on.backend} | ${cpu(on).toFixed(2)} (${rounds(on)}) | ${cpu(off).toFixed(2)} (${rounds(off)}) | ${(cpu(off) / cpu(on)).toFixed(2)}x | ${calls(on).toFixed(0)} | ${calls(off).toFixed(0)} |`);
+      const each = (r: typeof on) => r.profiles.map((p) => (p.cpuMs / p.replays).toFixed(2)).join(', ');
+      console.log(`| ${on.model} | ${on.backend} | ${cpu(on).toFixed(2)} (${each(on)}) | ${cpu(off).toFixed(2)} (${each(off)}) | ${(cpu(off) / cpu(on)).toFixed(2)}x | ${calls(on).toFixed(0)} | ${calls(off).toFixed(0)} |`);
     }
   }
 }

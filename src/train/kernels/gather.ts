@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import { simdKernelSwitch } from './train-kernels-simd.ts';
 import { asWasm, sizeOf, stockKernel, WASM } from './util.ts';
 
 /** out[o, i, s] = x[o, ids[i], s], element by element (the twin the tests compare with). */
@@ -34,7 +35,7 @@ const gatherV2: KernelFunc = (args) => {
   const { x, indices } = args.inputs as Record<string, TensorInfo>;
   const { axis, batchDims } = args.attrs as unknown as tf.GatherV2Attrs;
   const a = tf.util.parseAxisParam(axis, x.shape)[0];
-  if ((batchDims ?? 0) !== 0 || (x.dtype !== 'float32' && x.dtype !== 'int32') || indices.dtype !== 'int32') {
+  if (!simdKernelSwitch.gatherRows || (batchDims ?? 0) !== 0 || (x.dtype !== 'float32' && x.dtype !== 'int32') || indices.dtype !== 'int32') {
     return stockKernel('GatherV2').kernelFunc(args);
   }
   const dim = x.shape[a];

@@ -110,6 +110,8 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
  * gives the batch norm's dx, dscale and doffset as tfjs ops (batch-norm-grad.ts); `fuseSums` false
  * gives Sum over the leading axes back to the stock kernel (sum.ts); `fuseAdam` false gives the
  * trainer tfjs' own Adam (adam.ts); `fuseSoftmaxGrad` and `fuseGatherGrad` false give Softmax and
- * Gather tfjs' own gradients back (softmax-grad.ts, gather-grad.ts).
+ * Gather tfjs' own gradients back (softmax-grad.ts, gather-grad.ts); `transposeInWasm` false
+ * copies transposes in JavaScript (transpose.ts); `gatherRows` false gives GatherV2 back to the
+ * stock kernel (gather.ts).
  */
-export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true };
+export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true, transposeInWasm: true, gatherRows: true };

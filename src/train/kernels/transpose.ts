@@ -143,7 +143,7 @@ const transpose: KernelFunc = ({ inputs, attrs, backend }) => {
   const from = b.dataIdMap.get(x.dataId).memoryOffset;
   const to = b.dataIdMap.get(out.dataId).memoryOffset;
   const geo = width === 4 ? transposeGeometry(x.shape, perm) : null;
-  const kernels = geo && simdKernelSwitch.enabled ? trainKernels(b) : null;
+  const kernels = geo && simdKernelSwitch.enabled && simdKernelSwitch.transposeInWasm ? trainKernels(b) : null;
   if (geo && kernels) {
     // The geometry in the memory (the module has no stack): rank, sizes, strides, the odometer's room.
     const rank = geo.dims.length;
