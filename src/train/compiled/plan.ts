@@ -21,6 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { ADAM_STEP } from '../kernels/adam.ts';
 import { infoOf, type RecordedKernel, type Recording } from './record.ts';
+import { epilogueSwitch, fuseBiasAdds } from './epilogue.ts';
 import { fuseElementwise, planSwitch } from './fuse.ts';
 
 export type Slot =
@@ -219,6 +220,8 @@ export class StepPlan {
   /** Element-wise chains run as one kernel each (fuse.ts), and the kernels they replaced. */
   readonly fusedChains: number = 0;
   readonly fusedKernels: number = 0;
+  /** Bias adds run in the epilogue of the convolution or matmul before them (epilogue.ts). */
+  readonly fusedBiases: number = 0;
   /** Of {@link kernelCount}, the optimizer's update kernels (the fused Adam's, one per variable). */
   readonly optimizerKernels: number;
   /** The most bytes of intermediate values alive at once during a replay, plus the constants. */
@@ -322,19 +325,35 @@ export class StepPlan {
     const remap = (s: Slot): Slot => (s.k === 'out' && !foldedKernels.has(s.kernel) ? { k: 'out', kernel: newIndex.get(s.kernel) as number, index: s.index } : materialize(s));
     this.outputs = r.outputs.map(([n, s]) => [n, remap(s)]);
     this.assigns = r.assigns.map((a) => ({ v: a.v, slot: remap(a.slot) }));
+    // Passes over the kernels that run: each gives the new list and every kept kernel's new index.
+    const keptOut = (): Set<string> => {
+      const kept = new Set<string>();
+      for (const [, s] of this.outputs) if (s.k === 'out') kept.add(`${s.kernel}:${s.index}`);
+      for (const a of this.assigns) if (a.slot.k === 'out') kept.add(`${a.slot.kernel}:${a.slot.index}`);
+      return kept;
+    };
+    const apply = (result: { kernels: PlannedKernel[]; index: Map<number, number> }) => {
+      this.kernels.splice(0, this.kernels.length, ...result.kernels);
+      const renumber = (s: Slot): Slot => (s.k === 'out' ? { k: 'out', kernel: result.index.get(s.kernel) as number, index: s.index } : s);
+      this.outputs = this.outputs.map(([n, s]) => [n, renumber(s)]);
+      this.assigns = this.assigns.map((a) => ({ v: a.v, slot: renumber(a.slot) }));
+    };
+    const inPlace = (list: PlannedKernel[]) => (i: number) => IN_PLACE[list[i].name] !== undefined;
+    // Bias adds into the convolution or matmul before them (native only: epilogue.ts).
+    if (epilogueSwitch.fuseBias && backendName === 'native') {
+      const planned = this.kernels.slice();
+      const e = fuseBiasAdds(planned, (i) => r.kernels[planned[i].source].rec, keptOut(), inPlace(planned), (name) => tf.getKernel(name, backendName)?.kernelFunc as PlannedKernel['kernelFunc'] | undefined);
+      if (e.fused > 0) {
+        apply(e);
+        this.fusedBiases = e.fused;
+      }
+    }
     // Element-wise chains as one kernel each (on the backends whose memory our kernels run on).
     if (planSwitch.fuseElementwise && (backend as unknown as { wasm?: { HEAPU8?: unknown } }).wasm?.HEAPU8 instanceof Uint8Array) {
-      const keptOut = new Set<string>();
-      for (const [, s] of this.outputs) if (s.k === 'out') keptOut.add(`${s.kernel}:${s.index}`);
-      for (const a of this.assigns) if (a.slot.k === 'out') keptOut.add(`${a.slot.kernel}:${a.slot.index}`);
       const planned = this.kernels.slice();
-      const shapes = (i: number) => r.kernels[planned[i].source].rec;
-      const f = fuseElementwise(planned, shapes, keptOut, (i) => IN_PLACE[planned[i].name] !== undefined, backend);
+      const f = fuseElementwise(planned, (i) => r.kernels[planned[i].source].rec, keptOut(), inPlace(planned), backend);
       if (f.chains > 0) {
-        this.kernels.splice(0, this.kernels.length, ...f.kernels);
-        const renumber = (s: Slot): Slot => (s.k === 'out' ? { k: 'out', kernel: f.index.get(s.kernel) as number, index: s.index } : s);
-        this.outputs = this.outputs.map(([n, s]) => [n, renumber(s)]);
-        this.assigns = this.assigns.map((a) => ({ v: a.v, slot: renumber(a.slot) }));
+        apply(f);
         this.fusedChains = f.chains;
         this.fusedKernels = f.replaced;
       }

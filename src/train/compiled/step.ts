@@ -159,7 +159,7 @@ export class CompiledSteps {
       for (const [, t] of eager) t.dispose();
       this.entries.set(key, { state: 'ready', plan, recaptures: e.recaptures });
       const optimizer = plan.optimizerKernels ? `, ${plan.optimizerKernels} of them the optimizer's` : '';
-      const detail = `${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}${plan.viewed ? `, ${plan.viewed} reshapes read in place` : ''}${plan.fusedChains ? `, ${plan.fusedChains} element-wise chains of ${plan.fusedKernels} kernels fused` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB`;
+      const detail = `${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}${plan.viewed ? `, ${plan.viewed} reshapes read in place` : ''}${plan.fusedChains ? `, ${plan.fusedChains} element-wise chains of ${plan.fusedKernels} kernels fused` : ''}${plan.fusedBiases ? `, ${plan.fusedBiases} bias adds in their GEMM` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB`;
       this.say(`${what}: compiled plan (${detail})`, { compiled: true, detail });
       this.replayed++;
       return replayed;

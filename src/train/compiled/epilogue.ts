@@ -1,0 +1,111 @@
+/**
+ * Bias adds moved into the GEMM before them (issue 63: "GEMM with the bias ... fused in its
+ * epilogue"): a plan pass that finds a Conv2D or BatchMatMul whose output only an Add of one value
+ * per output channel reads (a layer's bias), and runs FusedConv2D or _FusedMatMul with that bias
+ * instead: one kernel call and one output where there were two, the bias added while the GEMM's
+ * output is still in cache.
+ *
+ * Only on the native backend, whose fused kernels (src/train/kernels/native/kernels.ts) run the
+ * same GEMM as the plain ones and then add the bias to each finished value (blas.c's
+ * biasActivation): y + b in float32 as tfjs' Add computes it, so the step keeps its bits. The wasm
+ * backend's fused kernels (XNNPACK) start their sums from the bias, which rounds otherwise: not
+ * fused there. The pass leaves the activation alone: training reads the value before it (the
+ * activation's gradient takes it).
+ */
+import type { NamedAttrMap } from '@tensorflow/tfjs';
+import type { KernelShapes } from './fuse.ts';
+import type { PlannedKernel, Slot } from './plan.ts';
+
+/** Kill switch for benchmarks and tests: false builds plans without bias epilogues. */
+export const epilogueSwitch = { fuseBias: true };
+
+const GEMMS: Record<string, { fused: string; keys: string[] }> = {
+  Conv2D: { fused: 'FusedConv2D', keys: ['x', 'filter'] },
+  BatchMatMul: { fused: '_FusedMatMul', keys: ['a', 'b'] },
+};
+
+const stripped = (s: readonly number[]) => {
+  let i = 0;
+  while (i < s.length - 1 && s[i] === 1) i++;
+  return s.slice(i).join();
+};
+
+/** The result of {@link fuseBiasAdds}: the kernels, and each old kernel's new index. */
+export interface EpilogueResult {
+  kernels: PlannedKernel[];
+  index: Map<number, number>;
+  fused: number;
+}
+
+/**
+ * Fuse bias adds into their GEMMs (`kernels` in order; `shapes` recorded per kernel; `kept`: out
+ * slots the step returns or assigns; `inPlace`: kernels writing an input in place, which the
+ * GEMM's reads may not move past; `fusedKernel(name)`: the backend's kernel function, or
+ * undefined where it has none).
+ */
+export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => KernelShapes, kept: ReadonlySet<string>, inPlace: (i: number) => boolean, fusedKernel: (name: string) => PlannedKernel['kernelFunc'] | undefined): EpilogueResult {
+  const readers = new Map<string, number[]>();
+  kernels.forEach((k, i) => {
+    for (const s of k.inputs) if (s?.k === 'out') {
+      const key = `${s.kernel}:${s.index}`;
+      if (!readers.has(key)) readers.set(key, []);
+      readers.get(key)?.push(i);
+    }
+  });
+  const writes = kernels.map((_, i) => i).filter(inPlace);
+  /** Add index -> its GEMM's index. */
+  const into = new Map<number, { gemm: number; bias: number }>();
+  kernels.forEach((k, i) => {
+    if (k.name !== 'Add' || k.keys?.join() !== 'a,b' || k.inputs.length !== 2 || k.outputs !== 1) return;
+    const out = shapes(i).outputs[0];
+    if (out.dtype !== 'float32') return;
+    for (const [g, b] of [[0, 1], [1, 0]]) {
+      const s = k.inputs[g];
+      const bias = shapes(i).inputs[b];
+      if (s?.k !== 'out' || !bias || !k.inputs[b] || bias.dtype !== 'float32') continue;
+      const gemm = kernels[s.kernel];
+      const kind = GEMMS[gemm.name];
+      if (!kind || gemm.outputs !== 1 || gemm.keys?.join() !== kind.keys.join() || !fusedKernel(kind.fused)) continue;
+      const r = readers.get(`${s.kernel}:0`) ?? [];
+      if (kept.has(`${s.kernel}:0`) || r.length !== 1 || r[0] !== i) continue;
+      const gOut = shapes(s.kernel).outputs[0];
+      if (gOut.dtype !== 'float32' || gOut.shape.join() !== out.shape.join()) continue;
+      const C = out.shape[out.shape.length - 1];
+      if (out.shape.length === 0 || stripped(bias.shape) !== String(C)) continue;
+      if (gemm.inputs.some((x, j) => !x || shapes(s.kernel).inputs[j]?.dtype !== 'float32')) continue;
+      if (writes.some((w) => w > s.kernel && w < i)) continue;
+      into.set(i, { gemm: s.kernel, bias: b });
+      break;
+    }
+  });
+  const dropped = new Set([...into.values()].map((x) => x.gemm));
+  const out: PlannedKernel[] = [];
+  const index = new Map<number, number>();
+  kernels.forEach((k, i) => {
+    if (dropped.has(i)) return;
+    index.set(i, out.length);
+    const f = into.get(i);
+    if (!f) {
+      out.push(k);
+      return;
+    }
+    const gemm = kernels[f.gemm];
+    const kind = GEMMS[gemm.name];
+    const C = shapes(i).outputs[0].shape[shapes(i).outputs[0].shape.length - 1];
+    out.push({
+      name: kind.fused,
+      source: k.source,
+      keys: [...kind.keys, 'bias'],
+      inputs: [...gemm.inputs, k.inputs[f.bias] as Slot],
+      attrs: { ...gemm.attrs, activation: 'linear' } as NamedAttrMap,
+      outputs: 1,
+      kernelFunc: fusedKernel(kind.fused) as PlannedKernel['kernelFunc'],
+      release: [],
+      views: [...gemm.views, [C]],
+    });
+  });
+  for (const k of out) {
+    k.inputs = k.inputs.map((s) => (s?.k === 'out' ? { k: 'out', kernel: index.get(s.kernel) as number, index: s.index } : s));
+  }
+  return { kernels: out, index, fused: into.size };
+}

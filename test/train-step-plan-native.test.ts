@@ -1,0 +1,94 @@
+/**
+ * Compiled steps on the native backend (src/train/compiled/epilogue.ts): a bias add after a
+ * convolution or a matmul runs in that GEMM's epilogue (FusedConv2D, _FusedMatMul: the same
+ * OpenBLAS GEMM, then the bias added to each finished value), so the plan calls fewer kernels and
+ * the step keeps the eager step's bits: losses, weights after several steps, and a trained
+ * payload. Skipped, saying why, where the native addon is not built.
+ */
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
+import { CompiledSteps, type StepOutputs } from '../src/train/compiled/step.ts';
+import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
+import { trainDiff } from '../src/train/train-diff.ts';
+import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
+import type { MemoryWeightStore } from '../src/core/weight-store.ts';
+import { keywordModel } from '../examples/keyword-spotting/model.ts';
+import { randomValues } from './helpers/kernel-tests.ts';
+
+const status = nativeAddonStatus();
+const skip = status.available ? false : `the native addon is not built (${status.reason})`;
+
+before(async () => {
+  if (!skip) await initBackend('native', { threads: 1 });
+});
+
+test('bias adds run in the GEMM before them: fewer kernel calls, the eager step\'s losses and weights bit for bit', { skip }, () => {
+  const run = (mode: 'eager' | 'compiled', fuse: boolean) => {
+    epilogueSwitch.fuseBias = fuse;
+    const v = (shape: number[], seed: number, scale = 0.3) => tf.variable(tf.tensor(Float32Array.from(randomValues(shape.reduce((a, d) => a * d, 1), seed), (x) => x * scale), shape), true, `epi_${seed}_${mode}_${fuse}`);
+    const [filter, cb, w, b] = [v([3, 3, 2, 8], 1), v([8], 2), v([8 * 8 * 8, 5], 3, 0.05), v([5], 4)];
+    const x = tf.tensor4d(randomValues(6 * 8 * 8 * 2, 5), [6, 8, 8, 2]);
+    const target = tf.tensor2d(randomValues(6 * 5, 6), [6, 5]);
+    const opt = tf.train.sgd(0.05);
+    const step = (feeds: Record<string, tf.Tensor>): StepOutputs => {
+      const { value, grads } = tf.variableGrads(() => {
+        const h = tf.relu(tf.add(tf.conv2d(feeds.x as tf.Tensor4D, filter as tf.Tensor4D, 1, 'same'), cb));
+        const y = tf.add(tf.matMul(tf.reshape(h, [6, 8 * 8 * 8]), w), b);
+        return tf.mean(tf.squaredDifference(y, target)) as tf.Scalar;
+      }, [filter, cb, w, b]);
+      opt.applyGradients(grads as never);
+      return [['loss', value]];
+    };
+    const said: string[] = [];
+    const compiled = new CompiledSteps((m) => said.push(m));
+    try {
+      const losses: number[] = [];
+      for (let i = 0; i < 8; i++) tf.tidy(() => losses.push((mode === 'eager' ? step({ x }) : compiled.run('conv', { x }, step))[0][1].dataSync()[0]));
+      return { said, losses, names: compiled.plans()[0]?.kernelNames() ?? [], weights: [filter, cb, w, b].map((t) => Float32Array.from(t.dataSync())) };
+    } finally {
+      epilogueSwitch.fuseBias = true;
+      compiled.dispose();
+      tf.dispose([filter, cb, w, b, x, target]);
+      opt.dispose();
+    }
+  };
+  const eager = run('eager', true);
+  const fused = run('compiled', true);
+  const plain = run('compiled', false);
+  assert.ok(fused.said.some((m) => /^step: compiled plan .*, 2 bias adds in their GEMM/.test(m)), fused.said.join(' | '));
+  assert.ok(fused.names.includes('FusedConv2D') && fused.names.includes('_FusedMatMul'), fused.names.join(' '));
+  assert.ok(!plain.names.includes('FusedConv2D'), 'the switch turns the epilogue off');
+  assert.equal(fused.names.length, plain.names.length - 2, `the fused plan calls ${fused.names.length} kernels a step, the plain one ${plain.names.length}`);
+  assert.deepEqual(fused.losses, eager.losses);
+  assert.deepEqual(plain.losses, eager.losses);
+  fused.weights.forEach((t, i) => {
+    assert.ok(t.some((x) => x !== 0), 'the weights are not all zero');
+    assert.deepEqual(t, eager.weights[i], `weight ${i} after 8 steps`);
+  });
+});
+
+test('the keyword-spotting CNN on native: its biases in the convolutions\' and dense layers\' epilogues, the eager payload\'s bytes', { skip }, async () => {
+  const model = keywordModel(4);
+  const base = modelToStore(model) as MemoryWeightStore;
+  const n = 24;
+  const x = Float32Array.from(randomValues(n * 49 * 40, 11));
+  const y = Int32Array.from({ length: n }, (_, i) => i % 4);
+  const run = async (step: 'eager' | 'compiled', said: string[]) => {
+    setModelWeights(model, (name) => base.values(name));
+    const xs = tf.tensor4d(x, [n, 49, 40, 1]);
+    try {
+      return await trainDiff(model, { x: xs, y }, { method: 'full', budgetBytes: 0, epochs: 1, seed: 1, tune: 'off', validation: 0, batchSize: 6, step, base, distill: 0, threads: 1, onProgress: (m) => said.push(m) });
+    } finally {
+      xs.dispose();
+    }
+  };
+  const said: string[] = [];
+  const eager = await run('eager', []);
+  const compiled = await run('compiled', said);
+  assert.ok(said.some((m) => /^step: compiled plan .*, [1-9]\d* bias adds in their GEMM/.test(m)), said.filter((m) => m.startsWith('step')).join(' | '));
+  assert.deepEqual(compiled.epochs.map((e) => e.loss), eager.epochs.map((e) => e.loss));
+  assert.deepEqual(Buffer.from(compiled.bytes), Buffer.from(eager.bytes));
+});
