@@ -13,9 +13,10 @@
  * process: CPU ms per replayed step (process CPU time inside the replays) and kernel calls per
  * replay, each way. What is switched: `fusion`, element-wise chains fused
  * (planSwitch.fuseElementwise); `kernels`, Transpose in WebAssembly and GatherV2 as row copies
- * (simdKernelSwitch.transposeInWasm, gatherRows); `all`, both.
+ * (simdKernelSwitch.transposeInWasm, gatherRows); `epilogue`, bias adds in the GEMM before them
+ * on native (epilogueSwitch.fuseBias); `all`, the three.
  *
- *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--compare fusion|kernels|all] [--rounds N] [--transformer DIR]
+ *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--compare fusion|kernels|epilogue|all] [--rounds N] [--transformer DIR]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -31,6 +32,7 @@ import { seededRandom } from '../src/train/data.ts';
 import { replayProfile, replayProfiler, type ReplayProfile } from '../src/train/compiled/step.ts';
 import { ELEMENTWISE_KERNELS, FUSED_ELEMENTWISE, planSwitch } from '../src/train/compiled/fuse.ts';
 import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
+import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -38,13 +40,14 @@ const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const childBackend = args.includes('--child') ? opt('--child', 'wasm') : undefined;
 const compare = args.includes('--compare') ? opt('--compare', 'fusion') : null;
-if (compare !== null && !['fusion', 'kernels', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels or all, got ${compare}`);
+if (compare !== null && !['fusion', 'kernels', 'epilogue', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue or all, got ${compare}`);
 const rounds = Number(opt('--rounds', compare ? '3' : '1'));
 
 /** Switch what --compare compares on or off. */
 function setWay(on: boolean): void {
   if (compare === 'fusion' || compare === 'all') planSwitch.fuseElementwise = on;
   if (compare === 'kernels' || compare === 'all') Object.assign(simdKernelSwitch, { transposeInWasm: on, gatherRows: on });
+  if (compare === 'epilogue' || compare === 'all') epilogueSwitch.fuseBias = on;
 }
 const transformerDir = path.resolve(root, opt('--transformer', '.cache/transformer'));
 
@@ -139,7 +142,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose and GatherV2 kernels' : 'fusion and kernels'} ${row.on ? 'on' : 'off'}` : ''}`);
+  console.log(`\n### ${row.model}, ${row.backend}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose and GatherV2 kernels' : compare === 'epilogue' ? 'bias epilogues' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');
