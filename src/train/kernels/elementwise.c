@@ -46,13 +46,19 @@ void elementwise(const int *prog, int count, const int *table, int n, int block)
       const float *b = operand(table, ins[3], start);
       const float *c = operand(table, ins[4], start);
       int i = 0;
-#define LOOP(VEC, SCALAR)                                         \
-  for (; i + 4 <= len; i += 4) {                                  \
-    const v128_t x = wasm_v128_load(a + i);                       \
-    const v128_t y = wasm_v128_load(b + i);                       \
+/* Sixteen values an iteration (four independent vectors), then four, then one by one. */
+#define BODY(J, VEC)                                              \
+  {                                                               \
+    const v128_t x = wasm_v128_load(a + (J));                     \
+    const v128_t y = wasm_v128_load(b + (J));                     \
     (void)y;                                                      \
-    wasm_v128_store(d + i, (VEC));                                \
+    wasm_v128_store(d + (J), (VEC));                              \
+  }
+#define LOOP(VEC, SCALAR)                                         \
+  for (; i + 16 <= len; i += 16) {                                \
+    BODY(i, VEC) BODY(i + 4, VEC) BODY(i + 8, VEC) BODY(i + 12, VEC) \
   }                                                               \
+  for (; i + 4 <= len; i += 4) BODY(i, VEC)                       \
   for (; i < len; i++) {                                          \
     const float x = a[i];                                         \
     const float y = b[i];                                         \
@@ -94,6 +100,7 @@ void elementwise(const int *prog, int count, const int *table, int n, int block)
         default: __builtin_trap();
       }
 #undef LOOP
+#undef BODY
     }
   }
 }
