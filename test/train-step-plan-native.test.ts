@@ -29,7 +29,7 @@ test('bias adds run in the GEMM before them: fewer kernel calls, the eager step\
   const run = (mode: 'eager' | 'compiled', fuse: boolean) => {
     epilogueSwitch.fuseBias = fuse;
     const v = (shape: number[], seed: number, scale = 0.3) => tf.variable(tf.tensor(Float32Array.from(randomValues(shape.reduce((a, d) => a * d, 1), seed), (x) => x * scale), shape), true, `epi_${seed}_${mode}_${fuse}`);
-    const [filter, cb, w, b] = [v([3, 3, 2, 8], 1), v([8], 2), v([8 * 8 * 8, 5], 3, 0.05), v([5], 4)];
+    const [filter, cb, w, b, w3, b3] = [v([3, 3, 2, 8], 1), v([8], 2), v([8 * 8 * 8, 5], 3, 0.05), v([5], 4), v([8, 4], 7), v([4], 8)];
     const x = tf.tensor4d(randomValues(6 * 8 * 8 * 2, 5), [6, 8, 8, 2]);
     const target = tf.tensor2d(randomValues(6 * 5, 6), [6, 5]);
     const opt = tf.train.sgd(0.05);
@@ -37,8 +37,10 @@ test('bias adds run in the GEMM before them: fewer kernel calls, the eager step\
       const { value, grads } = tf.variableGrads(() => {
         const h = tf.relu(tf.add(tf.conv2d(feeds.x as tf.Tensor4D, filter as tf.Tensor4D, 1, 'same'), cb));
         const y = tf.add(tf.matMul(tf.reshape(h, [6, 8 * 8 * 8]), w), b);
-        return tf.mean(tf.squaredDifference(y, target)) as tf.Scalar;
-      }, [filter, cb, w, b]);
+        // A matmul over every position, its output read under another shape by the bias add.
+        const z = tf.add(tf.reshape(tf.matMul(tf.reshape(h, [6 * 8 * 8, 8]), w3), [6, 8 * 8, 4]), b3);
+        return tf.add(tf.mean(tf.squaredDifference(y, target)), tf.mul(0.1, tf.mean(tf.square(z)))) as tf.Scalar;
+      }, [filter, cb, w, b, w3, b3]);
       opt.applyGradients(grads as never);
       return [['loss', value]];
     };
@@ -47,21 +49,21 @@ test('bias adds run in the GEMM before them: fewer kernel calls, the eager step\
     try {
       const losses: number[] = [];
       for (let i = 0; i < 8; i++) tf.tidy(() => losses.push((mode === 'eager' ? step({ x }) : compiled.run('conv', { x }, step))[0][1].dataSync()[0]));
-      return { said, losses, names: compiled.plans()[0]?.kernelNames() ?? [], weights: [filter, cb, w, b].map((t) => Float32Array.from(t.dataSync())) };
+      return { said, losses, names: compiled.plans()[0]?.kernelNames() ?? [], weights: [filter, cb, w, b, w3, b3].map((t) => Float32Array.from(t.dataSync())) };
     } finally {
       epilogueSwitch.fuseBias = true;
       compiled.dispose();
-      tf.dispose([filter, cb, w, b, x, target]);
+      tf.dispose([filter, cb, w, b, w3, b3, x, target]);
       opt.dispose();
     }
   };
   const eager = run('eager', true);
   const fused = run('compiled', true);
   const plain = run('compiled', false);
-  assert.ok(fused.said.some((m) => /^step: compiled plan .*, 2 bias adds in their GEMM/.test(m)), fused.said.join(' | '));
+  assert.ok(fused.said.some((m) => /^step: compiled plan .*, 3 bias adds in their GEMM/.test(m)), fused.said.join(' | '));
   assert.ok(fused.names.includes('FusedConv2D') && fused.names.includes('_FusedMatMul'), fused.names.join(' '));
   assert.ok(!plain.names.includes('FusedConv2D'), 'the switch turns the epilogue off');
-  assert.equal(fused.names.length, plain.names.length - 2, `the fused plan calls ${fused.names.length} kernels a step, the plain one ${plain.names.length}`);
+  assert.equal(fused.names.length, plain.names.length - 3, `the fused plan calls ${fused.names.length} kernels a step, the plain one ${plain.names.length}`);
   assert.deepEqual(fused.losses, eager.losses);
   assert.deepEqual(plain.losses, eager.losses);
   fused.weights.forEach((t, i) => {

@@ -12,7 +12,7 @@
  * fused there. The pass leaves the activation alone: training reads the value before it (the
  * activation's gradient takes it).
  */
-import type { NamedAttrMap } from '@tensorflow/tfjs';
+import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import type { KernelShapes } from './fuse.ts';
 import type { PlannedKernel, Slot } from './plan.ts';
 
@@ -24,6 +24,7 @@ const GEMMS: Record<string, { fused: string; keys: string[] }> = {
   BatchMatMul: { fused: '_FusedMatMul', keys: ['a', 'b'] },
 };
 
+const sizeOf = (s: readonly number[]) => s.reduce((a, d) => a * d, 1);
 const stripped = (s: readonly number[]) => {
   let i = 0;
   while (i < s.length - 1 && s[i] === 1) i++;
@@ -69,8 +70,10 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
       const r = readers.get(`${s.kernel}:0`) ?? [];
       if (kept.has(`${s.kernel}:0`) || r.length !== 1 || r[0] !== i) continue;
       const gOut = shapes(s.kernel).outputs[0];
-      if (gOut.dtype !== 'float32' || gOut.shape.join() !== out.shape.join()) continue;
+      // The Add may read the GEMM's output under another shape of the same rows (a matmul's
+      // [batch * tokens, n] read as [batch, tokens, n]).
       const C = out.shape[out.shape.length - 1];
+      if (gOut.dtype !== 'float32' || gOut.shape[gOut.shape.length - 1] !== C || sizeOf(gOut.shape) !== sizeOf(out.shape)) continue;
       if (out.shape.length === 0 || stripped(bias.shape) !== String(C)) continue;
       if (gemm.inputs.some((x, j) => !x || shapes(s.kernel).inputs[j]?.dtype !== 'float32')) continue;
       if (writes.some((w) => w > s.kernel && w < i)) continue;
@@ -91,7 +94,9 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
     }
     const gemm = kernels[f.gemm];
     const kind = GEMMS[gemm.name];
-    const C = shapes(i).outputs[0].shape[shapes(i).outputs[0].shape.length - 1];
+    const shape = shapes(i).outputs[0].shape.slice();
+    const C = shape[shape.length - 1];
+    const run = fusedKernel(kind.fused) as PlannedKernel['kernelFunc'];
     out.push({
       name: kind.fused,
       source: k.source,
@@ -99,7 +104,12 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
       inputs: [...gemm.inputs, k.inputs[f.bias] as Slot],
       attrs: { ...gemm.attrs, activation: 'linear' } as NamedAttrMap,
       outputs: 1,
-      kernelFunc: fusedKernel(kind.fused) as PlannedKernel['kernelFunc'],
+      // The output under the Add's shape (the same values in the same order), as its readers read it.
+      kernelFunc: (args) => {
+        const y = run(args) as TensorInfo;
+        y.shape = shape;
+        return y;
+      },
       release: [],
       views: [...gemm.views, [C]],
     });
