@@ -31,6 +31,23 @@ const stripped = (s: readonly number[]) => {
   return s.slice(i).join();
 };
 
+/**
+ * Whether the native fused kernel runs this GEMM itself (else it hands it to the wasm kernel,
+ * which adds the bias otherwise): channels-last convolutions, matmuls whose batches match or
+ * broadcast from 1.
+ */
+function nativeRuns(gemm: PlannedKernel, shapes: KernelShapes): boolean {
+  if (gemm.name === 'Conv2D') {
+    const f = gemm.attrs.dataFormat;
+    return f === undefined || f === 'NHWC' || f === 'channelsLast';
+  }
+  const [a, b] = shapes.inputs;
+  if (!a || !b || a.shape.length < 2 || b.shape.length < 2) return false;
+  const batchA = sizeOf(a.shape.slice(0, -2));
+  const batchB = sizeOf(b.shape.slice(0, -2));
+  return batchA === batchB || batchA === 1 || batchB === 1;
+}
+
 /** The result of {@link fuseBiasAdds}: the kernels, and each old kernel's new index. */
 export interface EpilogueResult {
   kernels: PlannedKernel[];
@@ -76,6 +93,7 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
       if (gOut.dtype !== 'float32' || gOut.shape[gOut.shape.length - 1] !== C || sizeOf(gOut.shape) !== sizeOf(out.shape)) continue;
       if (out.shape.length === 0 || stripped(bias.shape) !== String(C)) continue;
       if (gemm.inputs.some((x, j) => !x || shapes(s.kernel).inputs[j]?.dtype !== 'float32')) continue;
+      if (!nativeRuns(gemm, shapes(s.kernel))) continue;
       if (writes.some((w) => w > s.kernel && w < i)) continue;
       into.set(i, { gemm: s.kernel, bias: b });
       break;
