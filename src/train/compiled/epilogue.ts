@@ -13,8 +13,7 @@
  * activation's gradient takes it).
  */
 import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import type { KernelShapes } from './fuse.ts';
-import type { PlannedKernel, Slot } from './plan.ts';
+import type { KernelShapes, PlannedKernel, Slot } from './planned.ts';
 
 /** Kill switch for benchmarks and tests: false builds plans without bias epilogues. */
 export const epilogueSwitch = { fuseBias: true };

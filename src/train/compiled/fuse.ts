@@ -15,7 +15,9 @@
  */
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { runElementwise, type ElementwiseProgram, type InputKind, type OpName } from '../kernels/elementwise.ts';
-import type { PlannedKernel, Slot } from './plan.ts';
+import type { KernelShapes, PlannedKernel, Slot } from './planned.ts';
+
+export type { KernelShapes } from './planned.ts';
 
 /** The kernel a fused chain runs. */
 export const FUSED_ELEMENTWISE = 'NeuralDiffElementwise';
@@ -35,12 +37,6 @@ export const ELEMENTWISE_KERNELS: ReadonlySet<string> = new Set([
 
 /** Benchmarks and tests switch this: `fuseElementwise` false builds plans without fusion. */
 export const planSwitch = { fuseElementwise: true };
-
-/** Recorded shapes of one planned kernel's inputs and outputs. */
-export interface KernelShapes {
-  inputs: ({ shape: number[]; dtype: string } | null)[];
-  outputs: { shape: number[]; dtype: string }[];
-}
 
 const size = (s: readonly number[]) => s.reduce((a, d) => a * d, 1);
 const stripped = (s: readonly number[]) => {

@@ -21,15 +21,11 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { ADAM_STEP } from '../kernels/adam.ts';
 import { infoOf, type RecordedKernel, type Recording } from './record.ts';
+import type { PlannedKernel, Slot } from './planned.ts';
 import { epilogueSwitch, fuseBiasAdds } from './epilogue.ts';
 import { fuseElementwise, planSwitch } from './fuse.ts';
 
-export type Slot =
-  | { k: 'feed'; role: string }
-  | { k: 'var'; v: tf.Variable }
-  | { k: 'ext'; t: tf.Tensor }
-  | { k: 'const'; i: number }
-  | { k: 'out'; kernel: number; index: number };
+export type { PlannedKernel, Slot } from './planned.ts';
 
 /** What a captured step returns: named tensors (the loss, the gradients...). */
 export type StepOutputs = [string, tf.Tensor][];
@@ -79,23 +75,6 @@ const RELEASED: TensorInfo = Object.freeze({ dataId: Object.freeze({}), shape: [
 /** Thrown while building a plan: why this step cannot be replayed. */
 export class PlanRefused extends Error {}
 
-export interface PlannedKernel {
-  name: string;
-  /** Its index in the recording. */
-  source: number;
-  keys: string[] | null;
-  inputs: (Slot | null)[];
-  attrs: NamedAttrMap;
-  outputs: number;
-  kernelFunc: (args: { inputs: unknown; attrs: NamedAttrMap; backend: KernelBackend }) => TensorInfo | TensorInfo[];
-  /** Out slots (kernel, index) released after this kernel ran. */
-  release: [number, number][];
-  /**
-   * Per input, the shape the kernel read it under where its slot holds the same data under
-   * another (a reshape on wasm shares its input's data: a variable read after it is that slot).
-   */
-  views: (number[] | null)[];
-}
 
 /** Structural description of a slot (to compare two recordings). */
 function describe(s: Slot, exts: tf.Tensor[]): string {
