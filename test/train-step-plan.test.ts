@@ -398,3 +398,34 @@ test('element-wise chains fused into one kernel each: fewer kernel calls, and th
     assert.deepEqual(v, eager.weights[i], `weight ${i} after 8 steps`);
   });
 });
+
+test('what the fusion pass leaves alone: a value the step returns ends its chain, a value two kernels read is computed once, a row broadcast is not fused; the outputs keep their bits', () => {
+  const x = tf.tensor2d(Float32Array.from(tinyData().x.subarray(0, 160)), [20, 8]);
+  const w = tf.tensor1d(Float32Array.from({ length: 8 }, (_, i) => (i - 3.5) / 4));
+  const rows = tf.tensor2d(Float32Array.from({ length: 20 }, (_, i) => 1 + i / 10), [20, 1]);
+  const step = (feeds: Record<string, tf.Tensor>): StepOutputs => {
+    // b: a chain over a channel vector and a scalar, returned by the step (its chain ends there).
+    const b = tf.relu(tf.add(tf.mul(feeds.x, w), 1));
+    // c: one value per row (not a broadcast the kernel takes), then one kernel alone (nothing to fuse).
+    const d = tf.sub(tf.mul(b, rows), 0.5);
+    // e is read by two kernels: computed once, an input of the chain that reads it twice.
+    const e = tf.relu(tf.sub(feeds.x, 0.25));
+    const f = tf.add(tf.mul(e, 2), tf.mul(e, tf.neg(e)));
+    return [['b', b], ['d', d], ['f', f]];
+  };
+  const said: string[] = [];
+  const compiled = new CompiledSteps((m) => said.push(m));
+  try {
+    const eager = tf.tidy(() => step({ x }).map(([, t]) => Float32Array.from(t.dataSync())));
+    let names: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const got = tf.tidy(() => compiled.run('pass', { x }, step).map(([, t]) => Float32Array.from(t.dataSync())));
+      got.forEach((v, j) => assert.deepEqual(v, eager[j], `replay ${i}, output ${j}`));
+      names = compiled.plans()[0]?.kernelNames() ?? [];
+    }
+    assert.deepEqual(names, [FUSED_ELEMENTWISE, 'Multiply', 'Sub', FUSED_ELEMENTWISE, FUSED_ELEMENTWISE], said.join(' | '));
+  } finally {
+    compiled.dispose();
+    tf.dispose([x, w, rows]);
+  }
+});
