@@ -12,9 +12,10 @@
  * With --compare, each training run is done twice, on and off, alternated in rounds in the same
  * process: CPU ms per replayed step (process CPU time inside the replays) and kernel calls per
  * replay, each way. What is switched: `fusion`, element-wise chains fused
- * (planSwitch.fuseElementwise); `kernels`, Transpose in WebAssembly and GatherV2 as row copies
- * (simdKernelSwitch.transposeInWasm, gatherRows); `epilogue`, bias adds in the GEMM before them
- * on native (epilogueSwitch.fuseBias); `all`, the three.
+ * (planSwitch.fuseElementwise); `kernels`, Transpose in WebAssembly, GatherV2 as row copies and
+ * SplitV through our Slice (simdKernelSwitch.transposeInWasm, gatherRows, splitInMemory);
+ * `epilogue`, bias adds in the GEMM before them on native (epilogueSwitch.fuseBias); `all`, the
+ * three.
  *
  *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--compare fusion|kernels|epilogue|all] [--rounds N] [--transformer DIR]
  */
@@ -46,7 +47,7 @@ const rounds = Number(opt('--rounds', compare ? '3' : '1'));
 /** Switch what --compare compares on or off. */
 function setWay(on: boolean): void {
   if (compare === 'fusion' || compare === 'all') planSwitch.fuseElementwise = on;
-  if (compare === 'kernels' || compare === 'all') Object.assign(simdKernelSwitch, { transposeInWasm: on, gatherRows: on });
+  if (compare === 'kernels' || compare === 'all') Object.assign(simdKernelSwitch, { transposeInWasm: on, gatherRows: on, splitInMemory: on });
   if (compare === 'epilogue' || compare === 'all') epilogueSwitch.fuseBias = on;
 }
 const transformerDir = path.resolve(root, opt('--transformer', '.cache/transformer'));
@@ -142,7 +143,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose and GatherV2 kernels' : compare === 'epilogue' ? 'bias epilogues' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
+  console.log(`\n### ${row.model}, ${row.backend}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');
