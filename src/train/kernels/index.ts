@@ -15,7 +15,7 @@ import { identityConfig } from './identity.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
 import { gatherGradConfig, gatherGradKernelConfig } from './gather-grad.ts';
 import { gatherV2Config } from './gather.ts';
-import { sliceConfig } from './slice.ts';
+import { sliceConfig, splitVConfig } from './slice.ts';
 import { softmaxGradConfig, softmaxGradKernelConfig } from './softmax-grad.ts';
 import { sumConfig } from './sum.ts';
 import { transformerKernelConfigs } from './transformer.ts';
@@ -36,6 +36,7 @@ export const FIXED_WASM_KERNELS = [
   'DepthwiseConv2dNativeBackpropInput',
   'MaxPoolGrad',
   'Slice',
+  'SplitV',
   'GatherV2',
   'Identity',
   'Sum',
@@ -79,6 +80,7 @@ export function registerWasmKernelFixes(): void {
     depthwiseConv2dNativeBackpropInputConfig(),
     maxPoolGradConfig(),
     sliceConfig(),
+    splitVConfig(),
     gatherV2Config(),
     identityConfig(),
     sumConfig(),

@@ -112,6 +112,6 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
  * trainer tfjs' own Adam (adam.ts); `fuseSoftmaxGrad` and `fuseGatherGrad` false give Softmax and
  * Gather tfjs' own gradients back (softmax-grad.ts, gather-grad.ts); `transposeInWasm` false
  * copies transposes in JavaScript (transpose.ts); `gatherRows` false gives GatherV2 back to the
- * stock kernel (gather.ts).
+ * stock kernel (gather.ts), `splitInMemory` false SplitV (slice.ts).
  */
-export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true, transposeInWasm: true, gatherRows: true };
+export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true, transposeInWasm: true, gatherRows: true, splitInMemory: true };
