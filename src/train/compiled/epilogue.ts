@@ -13,7 +13,7 @@
  * activation's gradient takes it).
  */
 import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import type { KernelShapes, PlannedKernel, Slot } from './planned.ts';
+import { outKey, readersOf, renumberOutSlots, sizeOf, withoutLeadingOnes, type KernelShapes, type PlannedKernel, type Slot } from './planned.ts';
 
 /** Kill switch for benchmarks and tests: false builds plans without bias epilogues. */
 export const epilogueSwitch = { fuseBias: true };
@@ -21,13 +21,6 @@ export const epilogueSwitch = { fuseBias: true };
 const GEMMS: Record<string, { fused: string; keys: string[] }> = {
   Conv2D: { fused: 'FusedConv2D', keys: ['x', 'filter'] },
   BatchMatMul: { fused: '_FusedMatMul', keys: ['a', 'b'] },
-};
-
-const sizeOf = (s: readonly number[]) => s.reduce((a, d) => a * d, 1);
-const stripped = (s: readonly number[]) => {
-  let i = 0;
-  while (i < s.length - 1 && s[i] === 1) i++;
-  return s.slice(i).join();
 };
 
 /**
@@ -61,14 +54,7 @@ export interface EpilogueResult {
  * undefined where it has none).
  */
 export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => KernelShapes, kept: ReadonlySet<string>, inPlace: (i: number) => boolean, fusedKernel: (name: string) => PlannedKernel['kernelFunc'] | undefined): EpilogueResult {
-  const readers = new Map<string, number[]>();
-  kernels.forEach((k, i) => {
-    for (const s of k.inputs) if (s?.k === 'out') {
-      const key = `${s.kernel}:${s.index}`;
-      if (!readers.has(key)) readers.set(key, []);
-      readers.get(key)?.push(i);
-    }
-  });
+  const readers = readersOf(kernels);
   const writes = kernels.map((_, i) => i).filter(inPlace);
   /** Add index -> its GEMM's index. */
   const into = new Map<number, { gemm: number; bias: number }>();
@@ -83,14 +69,14 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
       const gemm = kernels[s.kernel];
       const kind = GEMMS[gemm.name];
       if (!kind || gemm.outputs !== 1 || gemm.keys?.join() !== kind.keys.join() || !fusedKernel(kind.fused)) continue;
-      const r = readers.get(`${s.kernel}:0`) ?? [];
-      if (kept.has(`${s.kernel}:0`) || r.length !== 1 || r[0] !== i) continue;
+      const r = readers.get(outKey(s.kernel, 0)) ?? [];
+      if (kept.has(outKey(s.kernel, 0)) || r.length !== 1 || r[0] !== i) continue;
       const gOut = shapes(s.kernel).outputs[0];
       // The Add may read the GEMM's output under another shape of the same rows (a matmul's
       // [batch * tokens, n] read as [batch, tokens, n]).
       const C = out.shape[out.shape.length - 1];
       if (gOut.dtype !== 'float32' || gOut.shape[gOut.shape.length - 1] !== C || sizeOf(gOut.shape) !== sizeOf(out.shape)) continue;
-      if (out.shape.length === 0 || stripped(bias.shape) !== String(C)) continue;
+      if (out.shape.length === 0 || withoutLeadingOnes(bias.shape) !== String(C)) continue;
       if (gemm.inputs.some((x, j) => !x || shapes(s.kernel).inputs[j]?.dtype !== 'float32')) continue;
       if (!nativeRuns(gemm, shapes(s.kernel))) continue;
       if (writes.some((w) => w > s.kernel && w < i)) continue;
@@ -131,8 +117,6 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
       views: [...gemm.views, [C]],
     });
   });
-  for (const k of out) {
-    k.inputs = k.inputs.map((s) => (s?.k === 'out' ? { k: 'out', kernel: index.get(s.kernel) as number, index: s.index } : s));
-  }
+  renumberOutSlots(out, index);
   return { kernels: out, index, fused: into.size };
 }

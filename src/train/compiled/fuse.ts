@@ -15,7 +15,7 @@
  */
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { runElementwise, type ElementwiseProgram, type InputKind, type OpName } from '../kernels/elementwise.ts';
-import type { KernelShapes, PlannedKernel, Slot } from './planned.ts';
+import { outKey, readersOf, renumberOutSlots, sizeOf, withoutLeadingOnes, type KernelShapes, type PlannedKernel, type Slot } from './planned.ts';
 
 export type { KernelShapes } from './planned.ts';
 
@@ -38,20 +38,13 @@ export const ELEMENTWISE_KERNELS: ReadonlySet<string> = new Set([
 /** Benchmarks and tests switch this: `fuseElementwise` false builds plans without fusion. */
 export const planSwitch = { fuseElementwise: true };
 
-const size = (s: readonly number[]) => s.reduce((a, d) => a * d, 1);
-const stripped = (s: readonly number[]) => {
-  let i = 0;
-  while (i < s.length - 1 && s[i] === 1) i++;
-  return s.slice(i).join();
-};
-
 /** How an input of `shape` lines up with an output of `out`, or null when the kernel cannot read it so. */
 function kindOf(shape: number[], out: number[]): InputKind | null {
-  const n = size(out);
-  if (size(shape) === n && stripped(shape) === stripped(out)) return 'full';
-  if (size(shape) === 1) return 'scalar';
+  const n = sizeOf(out);
+  if (sizeOf(shape) === n && withoutLeadingOnes(shape) === withoutLeadingOnes(out)) return 'full';
+  if (sizeOf(shape) === 1) return 'scalar';
   const C = out[out.length - 1];
-  if (out.length > 0 && stripped(shape) === String(C)) return 'channel';
+  if (out.length > 0 && withoutLeadingOnes(shape) === String(C)) return 'channel';
   return null;
 }
 
@@ -78,8 +71,6 @@ function opOf(k: PlannedKernel, shapes: KernelShapes): OpName | null {
   }
   return op;
 }
-
-const outKey = (kernel: number, index: number) => `${kernel}:${index}`;
 
 /** A key of the value a slot holds (the same variable read twice is one input). */
 function slotKey(s: Slot): unknown {
@@ -109,14 +100,7 @@ export interface FusionResult {
  */
 export function fuseElementwise(kernels: PlannedKernel[], shapes: (i: number) => KernelShapes, kept: ReadonlySet<string>, inPlace: (i: number) => boolean, backend: KernelBackend): FusionResult {
   const ops = kernels.map((k, i) => opOf(k, shapes(i)));
-  const readers = new Map<string, Set<number>>();
-  kernels.forEach((k, i) => {
-    for (const s of k.inputs) if (s?.k === 'out') {
-      const key = outKey(s.kernel, s.index);
-      if (!readers.has(key)) readers.set(key, new Set());
-      readers.get(key)?.add(i);
-    }
-  });
+  const readers = readersOf(kernels);
   const writes: number[] = [];
   kernels.forEach((_, i) => { if (inPlace(i)) writes.push(i); });
   // parent[p] = the kernel whose chain p joins.
@@ -128,7 +112,7 @@ export function fuseElementwise(kernels: PlannedKernel[], shapes: (i: number) =>
       if (s?.k !== 'out' || parent.has(s.kernel)) continue;
       const p = s.kernel;
       const r = readers.get(outKey(p, 0));
-      if (!ops[p] || kept.has(outKey(p, 0)) || r?.size !== 1 || !r.has(i)) continue;
+      if (!ops[p] || kept.has(outKey(p, 0)) || !r || r.some((reader) => reader !== i)) continue;
       if (shapes(p).outputs[0].shape.join() !== outShape) continue;
       if (writes.some((w) => w > p && w < i)) continue;
       parent.set(p, i);
@@ -163,9 +147,7 @@ export function fuseElementwise(kernels: PlannedKernel[], shapes: (i: number) =>
     chains++;
   });
   // Out slots renumbered (no kept kernel reads an absorbed one: its only reader is in its chain).
-  for (const k of out) {
-    k.inputs = k.inputs.map((s) => (s?.k === 'out' ? { k: 'out', kernel: index.get(s.kernel) as number, index: s.index } : s));
-  }
+  renumberOutSlots(out, index);
   return { kernels: out, index, chains, replaced: absorbed.size + chains };
 }
 

@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { ADAM_STEP } from '../kernels/adam.ts';
 import { infoOf, type RecordedKernel, type Recording } from './record.ts';
-import type { PlannedKernel, Slot } from './planned.ts';
+import { outKey, type PlannedKernel, type Slot } from './planned.ts';
 import { epilogueSwitch, fuseBiasAdds } from './epilogue.ts';
 import { fuseElementwise, planSwitch } from './fuse.ts';
 
@@ -305,10 +305,11 @@ export class StepPlan {
     this.outputs = r.outputs.map(([n, s]) => [n, remap(s)]);
     this.assigns = r.assigns.map((a) => ({ v: a.v, slot: remap(a.slot) }));
     // Passes over the kernels that run: each gives the new list and every kept kernel's new index.
+    /** The out slots the step returns or assigns (never released). */
     const keptOut = (): Set<string> => {
       const kept = new Set<string>();
-      for (const [, s] of this.outputs) if (s.k === 'out') kept.add(`${s.kernel}:${s.index}`);
-      for (const a of this.assigns) if (a.slot.k === 'out') kept.add(`${a.slot.kernel}:${a.slot.index}`);
+      for (const [, s] of this.outputs) if (s.k === 'out') kept.add(outKey(s.kernel, s.index));
+      for (const a of this.assigns) if (a.slot.k === 'out') kept.add(outKey(a.slot.kernel, a.slot.index));
       return kept;
     };
     const apply = (result: { kernels: PlannedKernel[]; index: Map<number, number> }) => {
@@ -338,9 +339,7 @@ export class StepPlan {
       }
     }
     // Last readers: an output nobody reads is released right after its kernel; the step's outputs never.
-    const kept = new Set<string>();
-    for (const [, s] of this.outputs) if (s.k === 'out') kept.add(`${s.kernel}:${s.index}`);
-    for (const a of this.assigns) if (a.slot.k === 'out') kept.add(`${a.slot.kernel}:${a.slot.index}`);
+    const kept = keptOut();
     const last = new Map<string, number>();
     this.kernels.forEach((k, i) => {
       for (let j = 0; j < k.outputs; j++) last.set(`${i}:${j}`, i);
@@ -415,10 +414,9 @@ export class StepPlan {
    */
   replay(feeds: Record<string, tf.Tensor>, profile: ReplayProfile | null = null): StepOutputs {
     const backend = this.backend;
-    // Timers only when profiling (clock() is 0 otherwise, and nothing is added up).
-    const clock = profile ? () => performance.now() : () => 0;
+    // Timers only when profiling: without a profile a replay reads no clock.
     const c0 = profile && typeof process !== 'undefined' ? process.cpuUsage() : null;
-    const t0 = clock();
+    const t0 = profile ? performance.now() : 0;
     const entries = profile ? this.kernels.map((k) => {
       let e = profile.kernels.get(k.name);
       if (!e) profile.kernels.set(k.name, (e = { calls: 0, ms: 0 }));
@@ -454,10 +452,10 @@ export class StepPlan {
           if (list) list[j] = info;
           else (named as Record<string, TensorInfo | null>)[(keys as string[])[j]] = info;
         }
-        const s = clock();
+        const s = entries ? performance.now() : 0;
         const out = k.kernelFunc({ inputs: list ?? named, attrs: k.attrs, backend });
         outs[i] = Array.isArray(out) ? out : [out];
-        const f = clock();
+        const f = entries ? performance.now() : 0;
         const release = k.release;
         for (let r = 0; r < release.length; r++) {
           const held = outs[release[r][0]] as TensorInfo[];
@@ -467,7 +465,7 @@ export class StepPlan {
         if (entries && profile) {
           entries[i].ms += f - s;
           entries[i].calls++;
-          profile.freeMs += clock() - f;
+          profile.freeMs += performance.now() - f;
         }
       }
     } catch (e) {
@@ -489,11 +487,11 @@ export class StepPlan {
       backend.incRef(info.dataId);
       return engine.makeTensorFromTensorInfo(info, backend);
     };
-    const f0 = clock();
+    const f0 = profile ? performance.now() : 0;
     for (const a of this.assigns) a.v.assign(tensorOf(a.slot));
     const result: StepOutputs = this.outputs.map(([n, s]) => [n, tensorOf(s)]);
     if (profile) {
-      const end = clock();
+      const end = performance.now();
       profile.finishMs += end - f0;
       profile.wallMs += end - t0;
       if (c0) {
