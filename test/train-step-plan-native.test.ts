@@ -12,10 +12,7 @@ import { initBackend } from '../src/train/backend.ts';
 import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
 import { CompiledSteps, type StepOutputs } from '../src/train/compiled/step.ts';
 import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
-import { trainDiff } from '../src/train/train-diff.ts';
-import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
-import type { MemoryWeightStore } from '../src/core/weight-store.ts';
-import { keywordModel } from '../examples/keyword-spotting/model.ts';
+import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 
 const status = nativeAddonStatus();
@@ -73,23 +70,7 @@ test('bias adds run in the GEMM before them: fewer kernel calls, the eager step\
 });
 
 test('the keyword-spotting CNN on native: its biases in the convolutions\' and dense layers\' epilogues, the eager payload\'s bytes', { skip }, async () => {
-  const model = keywordModel(4);
-  const base = modelToStore(model) as MemoryWeightStore;
-  const n = 24;
-  const x = Float32Array.from(randomValues(n * 49 * 40, 11));
-  const y = Int32Array.from({ length: n }, (_, i) => i % 4);
-  const run = async (step: 'eager' | 'compiled', said: string[]) => {
-    setModelWeights(model, (name) => base.values(name));
-    const xs = tf.tensor4d(x, [n, 49, 40, 1]);
-    try {
-      return await trainDiff(model, { x: xs, y }, { method: 'full', budgetBytes: 0, epochs: 1, seed: 1, tune: 'off', validation: 0, batchSize: 6, step, base, distill: 0, threads: 1, onProgress: (m) => said.push(m) });
-    } finally {
-      xs.dispose();
-    }
-  };
-  const said: string[] = [];
-  const eager = await run('eager', []);
-  const compiled = await run('compiled', said);
+  const { eager, compiled, said } = await keywordEagerAndCompiled(Float32Array.from(randomValues(KEYWORD_EXAMPLES * 49 * 40, 11)));
   assert.ok(said.some((m) => /^step: compiled plan .*, [1-9]\d* bias adds in their GEMM/.test(m)), said.filter((m) => m.startsWith('step')).join(' | '));
   assert.deepEqual(compiled.epochs.map((e) => e.loss), eager.epochs.map((e) => e.loss));
   assert.deepEqual(Buffer.from(compiled.bytes), Buffer.from(eager.bytes));

@@ -21,7 +21,7 @@ import { FUSED_ELEMENTWISE, planSwitch } from '../src/train/compiled/fuse.ts';
 import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { attention, cnn, images, tokenSequences } from './helpers/onnx-models.ts';
-import { keywordModel } from '../examples/keyword-spotting/model.ts';
+import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';
 import { join } from 'node:path';
 import { mkdir, readFile } from 'node:fs/promises';
 import { saveNpy } from '../src/io/npy/files.ts';
@@ -99,24 +99,9 @@ test('a layers model: compiled and eager steps reach the same losses and payload
 });
 
 test('the keyword-spotting CNN (tensors the engine keeps for the backward pass read as the originals): compiled, the same losses and payload as eager', async () => {
-  const model = keywordModel(4);
-  const base = modelToStore(model) as MemoryWeightStore;
   let s = 11;
-  const n = 24;
-  const x = Float32Array.from({ length: n * 49 * 40 }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1);
-  const y = Int32Array.from({ length: n }, (_, i) => i % 4);
-  const run = async (step: 'eager' | 'compiled', said: string[]) => {
-    setModelWeights(model, (name) => base.values(name));
-    const xs = tf.tensor4d(x, [n, 49, 40, 1]);
-    try {
-      return await trainDiff(model, { x: xs, y }, { method: 'full', budgetBytes: 0, epochs: 1, seed: 1, tune: 'off', validation: 0, batchSize: 6, step, base, distill: 0, threads: 1, onProgress: (m) => said.push(m) });
-    } finally {
-      xs.dispose();
-    }
-  };
-  const said: string[] = [];
-  const eager = await run('eager', []);
-  const compiled = await run('compiled', said);
+  const x = Float32Array.from({ length: KEYWORD_EXAMPLES * 49 * 40 }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1);
+  const { eager, compiled, said } = await keywordEagerAndCompiled(x);
   assertClose(losses(compiled), losses(eager), 'keyword full');
   assert.ok(said.some((m) => /^step: compiled plan \(\d+ kernels/.test(m)), said.filter((m) => m.startsWith('step')).join(' | '));
   assert.deepEqual(Buffer.from(compiled.bytes), Buffer.from(eager.bytes));
