@@ -17,6 +17,7 @@ import { snapTensor } from './grid-ops.ts';
 import { namedVariables, type NamedVariable } from './model-weights.ts';
 import { keepLossOf, keepRows, type Teacher } from './keep-loss.ts';
 import { fusedAdam } from './kernels/adam.ts';
+import type { ForwardPlans } from './compiled/forward.ts';
 import { CompiledSteps, type StepMode, type StepOutputs } from './compiled/step.ts';
 import { outputRows, teacherTerm, type TeacherTarget } from './teacher.ts';
 import type { Augmentation } from './augment.ts';
@@ -81,8 +82,9 @@ export interface LoopOptions {
    * With `target`: each batch augmented (src/train/augment.ts) and scored by the teacher model
    * anew, so teacher and model see the same augmented input (the cached rows hold only for the
    * inputs as given). Drawn from its own seeded stream: the batch order stays the seed's.
+   * `forward`: the teacher's compiled forward passes (src/train/compiled/forward.ts), if any.
    */
-  augment?: { transform: Augmentation; teacher: tf.LayersModel };
+  augment?: { transform: Augmentation; teacher: tf.LayersModel; forward?: ForwardPlans };
   /**
    * Compute each step's gradient on these threads (data parallel, src/train/parallel/pool.ts)
    * instead of in one pass on this thread. Without it the loop runs as it always has.
@@ -303,7 +305,7 @@ function augmented(model: tf.LayersModel, b: { x: tf.Tensor; y: tf.Tensor1D; siz
   const own = model as unknown as Partial<AugmentedInputs>;
   const x = own.augmentBatch ? own.augmentBatch(b.x, augment.transform, random) : tf.tensor(augment.transform(b.x.dataSync() as Float32Array, b.x.shape, random), b.x.shape, 'float32');
   b.x.dispose();
-  return { ...b, x, rows: outputRows(augment.teacher, x, width, b.size) };
+  return { ...b, x, rows: outputRows(augment.teacher, x, width, b.size, augment.forward) };
 }
 
 /** Apply gradients grouped by the optimizer each variable belongs to (inside tf.tidy). */

@@ -17,6 +17,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
 import type { ClosenessMetric } from '../diff/closeness.ts';
+import { forwardSwitch, ForwardPlans } from './compiled/forward.ts';
+import { sayOnce } from './compiled/step.ts';
 import type { InputData, LabelledData } from './data.ts';
 import { activationsPerExample, maxBatchSize } from './select.ts';
 
@@ -148,16 +150,41 @@ export function defaultTeacherLoss(segments: readonly OutputSegment[]): TeacherL
   return segments.every((s) => s.classifier && s.classes > 1) ? 'kl' : 'mse';
 }
 
-/** The model's outputs on `x`, one row of concatenated flattened outputs per example. */
-export function outputRows(model: tf.LayersModel, x: tf.Tensor, width: number, batchSize: number): Float32Array {
+/**
+ * A model that makes its forward pass's inputs itself from the trainers' `x` (a program's example
+ * ids become its inputs' rows), so a compiled pass takes them as feeds; where it cannot (a model
+ * carrying state from frame to frame), why its passes stay eager.
+ */
+export interface ForwardInputs {
+  forwardInputs(x: tf.Tensor): { feeds: Record<string, tf.Tensor>; outputs: (feeds: Record<string, tf.Tensor>) => tf.Tensor | tf.Tensor[] } | { eager: string };
+}
+
+/** One row per example of the outputs given, flattened and concatenated. */
+function concatRows(o: tf.Tensor | tf.Tensor[], size: number): tf.Tensor {
+  const outs = Array.isArray(o) ? o : [o];
+  return tf.concat(outs.map((t) => t.reshape([size, -1])), 1);
+}
+
+/**
+ * The model's outputs on `x`, one row of concatenated flattened outputs per example. With
+ * `forward` (a frozen model's compiled passes, src/train/compiled/forward.ts), each batch runs as
+ * its plan where one verified: the same kernels, the same bits.
+ */
+export function outputRows(model: tf.LayersModel, x: tf.Tensor, width: number, batchSize: number, forward?: ForwardPlans): Float32Array {
   const n = x.shape[0];
   const rows = new Float32Array(n * width);
+  const own = model as unknown as Partial<ForwardInputs>;
   for (let start = 0; start < n; start += batchSize) {
     const end = Math.min(n, start + batchSize);
+    const size = end - start;
     const row = tf.tidy(() => {
-      const o = model.apply(tf.slice(x, [start], [end - start]), { training: false }) as tf.Tensor | tf.Tensor[];
-      const outs = Array.isArray(o) ? o : [o];
-      return tf.concat(outs.map((t) => t.reshape([end - start, -1])), 1);
+      const part = tf.slice(x, [start], [size]);
+      if (forward) {
+        const pass = own.forwardInputs ? own.forwardInputs(part) : { feeds: { x: part }, outputs: (f: Record<string, tf.Tensor>) => model.apply(f.x, { training: false }) as tf.Tensor | tf.Tensor[] };
+        if ('feeds' in pass) return forward.run(pass.feeds, (f) => concatRows(pass.outputs(f), size));
+        forward.eagerBecause(pass.eager);
+      }
+      return concatRows(model.apply(part, { training: false }) as tf.Tensor | tf.Tensor[], size);
     });
     rows.set(row.dataSync() as Float32Array, start * width);
     row.dispose();
@@ -301,10 +328,12 @@ export interface PreparedTeacher {
   target: TeacherTarget;
   metric: TeacherMetric;
   rows: Map<tf.Tensor, Float32Array>;
+  /** The teacher's compiled forward passes (absent when steps run eagerly, as asked). */
+  forward?: ForwardPlans;
 }
 
 /** Check the teacher against the base and settle the loss, its weights and the measure of closeness. */
-export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, options: { teacherLoss?: TeacherLoss | 'auto'; teacherWeight?: number; temperature?: number }, labelled: boolean, progress: (m: string) => void): PreparedTeacher {
+export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, options: { teacherLoss?: TeacherLoss | 'auto'; teacherWeight?: number; temperature?: number; step?: 'compiled' | 'eager' }, labelled: boolean, progress: (m: string) => void): PreparedTeacher {
   const measured = outputLayout(model, teacher);
   const layout = { ...measured, segments: withLabelledClasses(measured.segments, labelled) };
   const asked = options.teacherLoss ?? 'auto';
@@ -329,6 +358,7 @@ export function prepareTeacher(model: tf.LayersModel, teacher: tf.LayersModel, o
     target: { ...layout, loss, temperature, weight, labelWeight: labelled ? 1 : 0 },
     metric,
     rows: new Map(),
+    ...(options.step === 'eager' || !forwardSwitch.compiled ? {} : { forward: new ForwardPlans('teacher', sayOnce(progress)) }),
   };
 }
 
@@ -350,7 +380,7 @@ export function withLabels(data: LabelledData | InputData, what: string, teach: 
   // batches of 32, which any model this runs holds.
   const layered = Array.isArray((teach.model as { layers?: unknown }).layers) && typeof teach.model.countParams === 'function';
   const batch = layered ? Math.max(1, Math.min(256, maxBatchSize(teach.model, tf.getBackend(), data.x.size * 4, 6 * activationsPerExample(teach.model)))) : STAND_IN_BATCH;
-  const rows = outputRows(teach.model, data.x, teach.target.width, batch);
+  const rows = outputRows(teach.model, data.x, teach.target.width, batch, teach.forward);
   teach.rows.set(data.x, rows);
   const n = data.x.shape[0];
   const s = teach.target.segments[0];

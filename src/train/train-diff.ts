@@ -261,7 +261,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     const teacherRowsOf = (data: LabelledData): Float32Array => {
       const t = teach as PreparedTeacher;
       let rows = t.rows.get(data.x);
-      if (!rows) t.rows.set(data.x, (rows = outputRows(t.model, data.x, t.target.width, evalBatch)));
+      if (!rows) t.rows.set(data.x, (rows = outputRows(t.model, data.x, t.target.width, evalBatch, t.forward)));
       return rows;
     };
     /** How close the model as it is now is to the teacher on `data`. */
@@ -422,7 +422,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         trainLoop(model, data, param, {
           ...(teacher ? { teacher } : {}),
           ...(teach ? { target: { rows: teacherRowsOf(data), teacher: teach.target } } : {}),
-          ...(augment && teach ? { augment: { transform: augment, teacher: teach.model } } : {}),
+          ...(augment && teach ? { augment: { transform: augment, teacher: teach.model, forward: teach.forward } } : {}),
           epochs: count,
           batchSize,
           ...(pool ? { pool } : {}),
@@ -787,6 +787,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   } finally {
     stopTrainingThreads(pool, tf.getBackend());
     prefix?.dispose();
+    teach?.forward?.dispose();
     selection.restore();
     for (const d of owned) d.x.dispose();
   }

@@ -58,6 +58,12 @@ export function outputDifference(eager: tf.Tensor, replayed: tf.Tensor): number 
   return worst / Math.max(scale, 1e-6);
 }
 
+/** What a plan runs, as progress says it: its kernels, what was folded or fused, its memory. */
+export function planDetail(plan: StepPlan): string {
+  const optimizer = plan.optimizerKernels ? `, ${plan.optimizerKernels} of them the optimizer's` : '';
+  return `${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}${plan.viewed ? `, ${plan.viewed} reshapes read in place` : ''}${plan.fusedChains ? `, ${plan.fusedChains} element-wise chains of ${plan.fusedKernels} kernels fused` : ''}${plan.fusedBiases ? `, ${plan.fusedBiases} bias adds in their GEMM` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB`;
+}
+
 /** Plans of one training run, by phase. */
 export class CompiledSteps {
   private readonly entries = new Map<string, Entry>();
@@ -158,8 +164,7 @@ export class CompiledSteps {
       tf.dispose(after);
       for (const [, t] of eager) t.dispose();
       this.entries.set(key, { state: 'ready', plan, recaptures: e.recaptures });
-      const optimizer = plan.optimizerKernels ? `, ${plan.optimizerKernels} of them the optimizer's` : '';
-      const detail = `${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}${plan.viewed ? `, ${plan.viewed} reshapes read in place` : ''}${plan.fusedChains ? `, ${plan.fusedChains} element-wise chains of ${plan.fusedKernels} kernels fused` : ''}${plan.fusedBiases ? `, ${plan.fusedBiases} bias adds in their GEMM` : ''}, ${(plan.bytes / 1048576).toFixed(1)} MB`;
+      const detail = planDetail(plan);
       this.say(`${what}: compiled plan (${detail})`, { compiled: true, detail });
       this.replayed++;
       return replayed;

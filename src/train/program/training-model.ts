@@ -353,6 +353,26 @@ export class ProgramTrainingModel {
     return feeds;
   }
 
+  /**
+   * The inputs of examples `x` (ids) as tensors and the frozen pass over them (what {@link predict}
+   * computes), so a compiled forward pass (src/train/compiled/forward.ts) takes them as feeds; a
+   * model carrying state runs its sequences from their start, eagerly.
+   */
+  forwardInputs(x: tf.Tensor): { feeds: Record<string, tf.Tensor>; outputs: (feeds: Record<string, tf.Tensor>) => tf.Tensor } | { eager: string } {
+    if (this.states.length) return { eager: `${this.program.source} carries state from frame to frame: each sequence runs from its start` };
+    const ids = idsOf(x);
+    const feeds: Record<string, tf.Tensor> = {};
+    for (const [name, v] of Object.entries(this.examples.inputs)) feeds[name] = rowsOf(v, ids);
+    return {
+      feeds,
+      outputs: (f) => {
+        const all: Record<string, tf.Tensor> = { ...f };
+        for (const [name, v] of Object.entries(this.examples.shared ?? {})) all[name] = tf.tensor(v.values, v.shape, v.values instanceof Int32Array ? 'int32' : 'float32');
+        return this.classScores(tf.reshape(this.program.run(all)[this.output], [ids.length, -1]));
+      },
+    };
+  }
+
   endStep(): void {
     this.given = undefined;
   }

@@ -1,0 +1,154 @@
+/**
+ * The teacher's forward passes compiled (src/train/compiled/forward.ts): a layers teacher's and an
+ * ONNX program teacher's rows come from a replayed plan and equal the eager rows bit for bit; a
+ * smaller last batch gets its own plan; what a plan cannot hold runs eagerly and says why; a
+ * teacher run gives the same payload bytes with compiled passes as with `step: 'eager'`.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { ForwardPlans } from '../src/train/compiled/forward.ts';
+import { outputRows } from '../src/train/teacher.ts';
+import { trainDiff } from '../src/train/train-diff.ts';
+import { modelToStore } from '../src/train/model-weights.ts';
+import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { ProgramTrainingModel } from '../src/train/program/training-model.ts';
+import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
+import { cnn, images, lstm, sequences } from './helpers/onnx-models.ts';
+
+before(async () => {
+  await initBackend('wasm');
+});
+
+/** A small convolutional classifier of 8x8x1 images into 4 classes, seeded (`seed` moves its weights), its layers named alike whatever was built before. */
+function layersCnn(seed: number): tf.LayersModel {
+  const init = (s: number) => tf.initializers.glorotUniform({ seed: seed * 10 + s });
+  const m = tf.sequential();
+  m.add(tf.layers.conv2d({ name: 'conv', inputShape: [8, 8, 1], filters: 6, kernelSize: 3, activation: 'relu', kernelInitializer: init(1) }));
+  m.add(tf.layers.maxPooling2d({ name: 'pool', poolSize: 2 }));
+  m.add(tf.layers.flatten({ name: 'flat' }));
+  m.add(tf.layers.dense({ name: 'hidden', units: 16, activation: 'tanh', kernelInitializer: init(2) }));
+  m.add(tf.layers.dense({ name: 'out', units: 4, activation: 'softmax', kernelInitializer: init(3) }));
+  return m;
+}
+
+function imageData(n: number, seed: number): Float32Array {
+  let s = seed;
+  const r = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  return Float32Array.from({ length: n * 64 }, () => r() * 2 - 1);
+}
+
+function sameBits(a: Float32Array, b: Float32Array, what: string): void {
+  assert.equal(a.length, b.length, `${what}: as many values`);
+  assert.deepEqual(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), new Uint8Array(b.buffer, b.byteOffset, b.byteLength), `${what}: the same bits`);
+}
+
+test('a layers teacher: rows from the compiled forward plan equal the eager rows bit for bit; a smaller last batch gets its own plan', () => {
+  const model = layersCnn(1);
+  // 140 examples in batches of 32: four full batches and one of 12.
+  const x = tf.tensor4d(imageData(140, 3), [140, 8, 8, 1]);
+  const eager = outputRows(model, x, 4, 32);
+  const said: string[] = [];
+  const forward = new ForwardPlans('teacher', (m) => said.push(m));
+  const first = outputRows(model, x, 4, 32, forward);
+  sameBits(first, eager, 'first pass over the data');
+  // Full batches: two recorded, the plan checked on the second, the last two replayed.
+  assert.equal(forward.replayed, 2, 'the third and fourth full batches replayed the plan');
+  assert.equal(forward.plans().length, 1, 'one plan so far: the batch of 12 was seen once');
+  assert.ok(said.length === 1 && /^teacher: compiled forward plan \(\d+ kernels/.test(said[0]), said.join(' | '));
+  const second = outputRows(model, x, 4, 32, forward);
+  sameBits(second, eager, 'second pass over the data');
+  assert.equal(forward.plans().length, 2, 'the batch of 12 has its own plan');
+  assert.equal(forward.replayed, 6, 'every full batch of the second pass replayed');
+  const third = outputRows(model, x, 4, 32, forward);
+  sameBits(third, eager, 'third pass');
+  assert.equal(forward.replayed, 11, 'the batch of 12 replays its own plan too');
+  assert.equal(said.length, 1, 'the path is said once');
+  forward.dispose();
+  x.dispose();
+  model.dispose();
+});
+
+test('an ONNX program teacher: rows from the compiled forward plan equal the eager rows bit for bit', () => {
+  const data = images(100, 5);
+  const program = new OnnxProgram(cnn(0.5, 60), { source: 'teacher.onnx' });
+  const teacher = new ProgramTrainingModel(program, { count: 100, inputs: data.inputs }, { frozen: true });
+  const ids = teacher.ids(0, 100);
+  const width = teacher.classes;
+  const eager = outputRows(teacher.asLayersModel(), ids, width, 16);
+  const said: string[] = [];
+  const forward = new ForwardPlans('teacher', (m) => said.push(m));
+  for (let pass = 0; pass < 2; pass++) sameBits(outputRows(teacher.asLayersModel(), ids, width, 16, forward), eager, `pass ${pass + 1}`);
+  // 6 batches of 16 and one of 4, twice: the 16s replay from the third on, the 4 from the third pass.
+  assert.equal(forward.replayed, 4 + 6);
+  assert.equal(forward.plans().length, 2);
+  assert.ok(said.length === 1 && /^teacher: compiled forward plan \(\d+ kernels/.test(said[0]), said.join(' | '));
+  forward.dispose();
+  ids.dispose();
+  teacher.dispose();
+});
+
+test('a pass the plan refuses (a value read into JavaScript mid-pass) runs eagerly and says why once; a stateful program says why it stays eager', () => {
+  const said: string[] = [];
+  const forward = new ForwardPlans('teacher', (m) => said.push(m));
+  const w = tf.tensor1d([1, 2, 3, 4]);
+  const pass = (f: Record<string, tf.Tensor>) => {
+    const y = tf.mul(f.x, w);
+    const top = (y.max().dataSync() as Float32Array)[0];
+    return tf.div(y, top);
+  };
+  for (let i = 0; i < 4; i++) {
+    const got = tf.tidy(() => {
+      const x = tf.tensor2d(Float32Array.from({ length: 8 }, (_, j) => j + i + 1), [2, 4]);
+      return forward.run({ x }, pass).dataSync() as Float32Array;
+    });
+    const want = tf.tidy(() => pass({ x: tf.tensor2d(Float32Array.from({ length: 8 }, (_, j) => j + i + 1), [2, 4]) }).dataSync() as Float32Array);
+    sameBits(got, want, `pass ${i + 1}`);
+  }
+  assert.equal(forward.replayed, 0);
+  assert.deepEqual(said, ['teacher: eager forward passes (the step reads a tensor\'s values into JavaScript (dataSync) after kernel Max)']);
+  w.dispose();
+
+  const stateful = new ProgramTrainingModel(new OnnxProgram(lstm(), { source: 'lstm.onnx' }), { count: 24, ...sequences(3, 8, 1) }, { frozen: true, output: 'p', state: [{ input: 'h', output: 'hN' }, { input: 'c', output: 'cN' }] });
+  const heard: string[] = [];
+  const plans = new ForwardPlans('teacher', (m) => heard.push(m));
+  const ids = stateful.ids(0, 24);
+  sameBits(outputRows(stateful.asLayersModel(), ids, stateful.classes, 8, plans), outputRows(stateful.asLayersModel(), ids, stateful.classes, 8), 'stateful rows');
+  assert.deepEqual(heard, ['teacher: eager forward passes (lstm.onnx carries state from frame to frame: each sequence runs from its start)']);
+  ids.dispose();
+  stateful.dispose();
+});
+
+test('a layers teacher run: the same payload bytes with compiled forward passes as with every pass eager; the path is said', async () => {
+  const x = tf.tensor4d(imageData(160, 9), [160, 8, 8, 1]);
+  // Fresh models each run (their layers named, so the payload names the same tensors).
+  const run = async (step: 'eager' | 'compiled') => {
+    const said: string[] = [];
+    const [model, teacher] = [layersCnn(1), layersCnn(2)];
+    const r = await trainDiff(model, { x }, { base: modelToStore(model), method: 'sparse', budgetBytes: 200, epochs: 2, batchSize: 16, tune: 'off', seed: 3, teacher, validation: 0.2, allowWorse: true, augment: ['noise'], step, onProgress: (m) => void said.push(m), header: { modelId: 'cnn', sequence: 1 } });
+    model.dispose();
+    teacher.dispose();
+    return { bytes: r.bytes, said };
+  };
+  const eager = await run('eager');
+  const compiled = await run('compiled');
+  assert.ok(!eager.said.some((m) => m.startsWith('teacher: compiled forward plan')), 'eager steps: eager forward passes');
+  assert.ok(compiled.said.some((m) => /^teacher: compiled forward plan \(\d+ kernels/.test(m)), compiled.said.filter((m) => m.startsWith('teacher')).join(' | '));
+  assert.deepEqual(compiled.bytes, eager.bytes, 'the same payload bytes');
+  x.dispose();
+});
+
+test('an ONNX teacher run: the same payload bytes with compiled forward passes as with every pass eager; the path is said', async () => {
+  const own = images(96, 4);
+  const run = async (step: 'eager' | 'compiled') => {
+    const said: string[] = [];
+    const r = await trainOnnxDiff(cnn(), own, { method: 'sparse', budgetBytes: 300, epochs: 2, tune: 'off', seed: 4, batchSize: 16, learningRate: 3e-2, validation: 0.25, teacher: cnn(0.5, 60), augment: ['noise'], allowWorse: true, refuseWorseOnEval: false, step, onProgress: (m) => void said.push(m), header: { modelId: 'cnn', sequence: 1 }, program: { source: 'cnn.onnx' } });
+    return { bytes: r.bytes, said };
+  };
+  const eager = await run('eager');
+  const compiled = await run('compiled');
+  assert.ok(!eager.said.some((m) => m.startsWith('teacher: compiled forward plan')), 'eager steps: eager forward passes');
+  assert.ok(compiled.said.some((m) => /^teacher: compiled forward plan \(\d+ kernels/.test(m)), compiled.said.filter((m) => m.startsWith('teacher')).join(' | '));
+  assert.deepEqual(compiled.bytes, eager.bytes, 'the same payload bytes');
+});
