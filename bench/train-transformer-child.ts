@@ -11,12 +11,19 @@
  * examples is timed here on its own (batches of BATCH, the same program) and added to the
  * steps' time, and the rate is the examples of the timed steps over both. One warm-up step, then
  * STEPS timed steps (the time between the first and the last step's end). Prints one JSON line
- * as bench/train-step-child.ts does, with the teacher's share.
+ * as bench/train-step-child.ts does, with the teacher's share of the wall time and of the CPU time
+ * and its CPU ms per sample.
+ *
+ * The teacher's passes run as the trainer runs them: a compiled forward plan
+ * (src/train/compiled/forward.ts: two passes recorded, the plan checked on the second, replayed
+ * from then on; the two warm-up passes hold the capture) unless `NDIFF_BENCH_FORWARD=eager`,
+ * which runs them through tfjs' engine as before (and the trainer's teacher rows too).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
+import { ForwardPlans, forwardSwitch } from '../src/train/compiled/forward.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 
@@ -35,11 +42,18 @@ if (all.length < count * length) throw new Error(`${dir}/distill-tokens.bin hold
 const tokens = all.slice(0, count * length);
 
 // The teacher's forward pass over the timed steps' examples, batch by batch.
+const forwardMode = process.env.NDIFF_BENCH_FORWARD === 'eager' ? 'eager' : 'compiled';
+forwardSwitch.compiled = forwardMode === 'compiled';
 const teacher = new OnnxProgram(v2, { source: 'v2.onnx' });
+let forwardPath = 'eager (as asked)';
+const plans = forwardMode === 'compiled' ? new ForwardPlans('teacher', (m) => (forwardPath = m)) : undefined;
+const pass = (f: Record<string, tf.Tensor>) => Object.values(teacher.run(f))[0];
 const forward = (from: number) => tf.tidy(() => {
-  const out = teacher.run({ tokens: tf.tensor2d(tokens.subarray(from * length, (from + batch) * length), [batch, length], 'int32') });
-  return Object.values(out)[0].dataSync();
+  const feeds = { tokens: tf.tensor2d(tokens.subarray(from * length, (from + batch) * length), [batch, length], 'int32') };
+  return (plans ? plans.run(feeds, pass) : pass(feeds)).dataSync();
 });
+// Warm-up: two passes (a compiled plan's capture and its check).
+forward(0);
 forward(0);
 const cpuTeacher0 = process.cpuUsage();
 const teacher0 = performance.now();
@@ -48,6 +62,7 @@ const teacherMs = performance.now() - teacher0;
 const teacherCpu = process.cpuUsage(cpuTeacher0);
 // Weights as PyTorch counts its parameters (the export's scalar constants, exponents and epsilons, left out).
 const weights = [...teacher.weightValues().values()].reduce((n, v) => n + (v.length > 1 ? v.length : 0), 0);
+plans?.dispose();
 teacher.dispose();
 
 const stamps: number[] = [];
@@ -76,11 +91,15 @@ await trainOnnxDiff(v1, { inputs: { tokens: { values: tokens, shape: [length] } 
 const cpu = process.cpuUsage(cpuAtFirst);
 const examples = batch * (stamps.length - 1);
 const stepMs = stamps[stamps.length - 1] - stamps[0];
-const cpuMs = (cpu.user + cpu.system + teacherCpu.user + teacherCpu.system) / 1000;
+const teacherCpuMs = (teacherCpu.user + teacherCpu.system) / 1000;
+const cpuMs = (cpu.user + cpu.system) / 1000 + teacherCpuMs;
 console.log(JSON.stringify({
   samplesPerSecond: examples / ((stepMs + teacherMs) / 1000),
   cpuMsPerSample: cpuMs / examples,
   peakRssBytes: process.resourceUsage().maxRSS * 1024,
   weights,
   teacherShare: teacherMs / (stepMs + teacherMs),
+  teacherCpuShare: teacherCpuMs / cpuMs,
+  teacherCpuMsPerSample: teacherCpuMs / examples,
+  forward: forwardPath,
 }));
