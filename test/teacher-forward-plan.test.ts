@@ -152,3 +152,23 @@ test('an ONNX teacher run: the same payload bytes with compiled forward passes a
   assert.ok(compiled.said.some((m) => /^teacher: compiled forward plan \(\d+ kernels/.test(m)), compiled.said.filter((m) => m.startsWith('teacher')).join(' | '));
   assert.deepEqual(compiled.bytes, eager.bytes, 'the same payload bytes');
 });
+
+test('a labelled run\'s validation passes: compiled, the same payload bytes as with every pass eager', async () => {
+  const x = tf.tensor4d(imageData(200, 11), [200, 8, 8, 1]);
+  // Labels from a fixed model, so there is something to learn.
+  const y = tf.tidy(() => Int32Array.from(tf.argMax(layersCnn(7).predict(x) as tf.Tensor, -1).dataSync()));
+  const run = async (step: 'eager' | 'compiled') => {
+    const said: string[] = [];
+    const model = layersCnn(1);
+    const r = await trainDiff(model, { x, y }, { base: modelToStore(model), method: 'sparse', budgetBytes: 200, epochs: 4, batchSize: 16, tune: 'off', seed: 3, validation: 0.25, allowWorse: true, step, onProgress: (m) => void said.push(m), header: { modelId: 'cnn', sequence: 1 } });
+    model.dispose();
+    return { bytes: r.bytes, said };
+  };
+  const eager = await run('eager');
+  const compiled = await run('compiled');
+  assert.ok(!eager.said.some((m) => m.startsWith('validation: compiled forward plan')), 'eager steps: eager forward passes');
+  assert.ok(compiled.said.some((m) => /^validation: compiled forward plan \(\d+ kernels/.test(m)), compiled.said.filter((m) => m.startsWith('validation')).join(' | '));
+  assert.ok(!compiled.said.some((m) => m.startsWith('validation: eager')), compiled.said.filter((m) => m.startsWith('validation')).join(' | '));
+  assert.deepEqual(compiled.bytes, eager.bytes, 'the same payload bytes');
+  x.dispose();
+});

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../core/errors.ts';
 import { seededRandom } from '../core/random.ts';
+import { frozenPass, type ForwardPlans } from './compiled/forward.ts';
 
 export { seededRandom };
 
@@ -105,9 +106,10 @@ export interface Evaluation {
 /**
  * Accuracy, loss and per-example predictions of a model on `data`, `batchSize` examples at a time.
  * `predict` replaces `model.predict` (the model run from a frozen prefix's cached activations,
- * which `data.x` then holds).
+ * which `data.x` then holds). `forward`: the model's compiled forward passes
+ * (src/train/compiled/forward.ts), the same bits as the eager ones.
  */
-export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 256, fromLogits = outputIsLogits(model), predict?: (x: tf.Tensor) => tf.Tensor): Evaluation {
+export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 256, fromLogits = outputIsLogits(model), predict?: (x: tf.Tensor) => tf.Tensor, forward?: ForwardPlans): Evaluation {
   const n = data.y.length;
   const predictions = new Int32Array(n);
   let lossSum = 0;
@@ -115,8 +117,8 @@ export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 
     const end = Math.min(n, start + batchSize);
     const [pred, loss] = tf.tidy(() => {
       const x = data.x.slice(start, end - start);
-      const predicted = predict ? predict(x) : (model.predict(x) as tf.Tensor | tf.Tensor[]);
-      const out = Array.isArray(predicted) ? predicted[0] : predicted;
+      const run = (v: tf.Tensor) => (predict ? predict(v) : (model.predict(v) as tf.Tensor | tf.Tensor[]));
+      const out = frozenPass(forward, predict ? null : model, x, run, (o) => (Array.isArray(o) ? o[0] : o));
       const labels = tf.tensor1d(data.y.subarray(start, end), 'int32');
       return [tf.argMax(out, -1), sparseCrossEntropy(out, labels, fromLogits)] as const;
     });

@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
 import type { ClosenessMetric } from '../diff/closeness.ts';
-import { forwardSwitch, ForwardPlans } from './compiled/forward.ts';
+import { forwardSwitch, frozenPass, ForwardPlans } from './compiled/forward.ts';
 import { sayOnce } from './compiled/step.ts';
 import type { InputData, LabelledData } from './data.ts';
 import { activationsPerExample, maxBatchSize } from './select.ts';
@@ -150,15 +150,6 @@ export function defaultTeacherLoss(segments: readonly OutputSegment[]): TeacherL
   return segments.every((s) => s.classifier && s.classes > 1) ? 'kl' : 'mse';
 }
 
-/**
- * A model that makes its forward pass's inputs itself from the trainers' `x` (a program's example
- * ids become its inputs' rows), so a compiled pass takes them as feeds; where it cannot (a model
- * carrying state from frame to frame), why its passes stay eager.
- */
-export interface ForwardInputs {
-  forwardInputs(x: tf.Tensor): { feeds: Record<string, tf.Tensor>; outputs: (feeds: Record<string, tf.Tensor>) => tf.Tensor | tf.Tensor[] } | { eager: string };
-}
-
 /** One row per example of the outputs given, flattened and concatenated. */
 function concatRows(o: tf.Tensor | tf.Tensor[], size: number): tf.Tensor {
   const outs = Array.isArray(o) ? o : [o];
@@ -173,19 +164,10 @@ function concatRows(o: tf.Tensor | tf.Tensor[], size: number): tf.Tensor {
 export function outputRows(model: tf.LayersModel, x: tf.Tensor, width: number, batchSize: number, forward?: ForwardPlans): Float32Array {
   const n = x.shape[0];
   const rows = new Float32Array(n * width);
-  const own = model as unknown as Partial<ForwardInputs>;
   for (let start = 0; start < n; start += batchSize) {
     const end = Math.min(n, start + batchSize);
     const size = end - start;
-    const row = tf.tidy(() => {
-      const part = tf.slice(x, [start], [size]);
-      if (forward) {
-        const pass = own.forwardInputs ? own.forwardInputs(part) : { feeds: { x: part }, outputs: (f: Record<string, tf.Tensor>) => model.apply(f.x, { training: false }) as tf.Tensor | tf.Tensor[] };
-        if ('feeds' in pass) return forward.run(pass.feeds, (f) => concatRows(pass.outputs(f), size));
-        forward.eagerBecause(pass.eager);
-      }
-      return concatRows(model.apply(part, { training: false }) as tf.Tensor | tf.Tensor[], size);
-    });
+    const row = tf.tidy(() => frozenPass(forward, model, tf.slice(x, [start], [size]), (part) => model.apply(part, { training: false }) as tf.Tensor | tf.Tensor[], (o) => concatRows(o, size)));
     rows.set(row.dataSync() as Float32Array, start * width);
     row.dispose();
   }

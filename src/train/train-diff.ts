@@ -58,6 +58,7 @@ import { checkThreads, defaultThreads, type TrainingPool } from './parallel/pool
 import { startTrainingThreads, stopTrainingThreads } from './parallel/threads.ts';
 import { frozenPrefixCache, type FrozenPrefixCache } from './prefix-cache.ts';
 import { outputsLogits, sayOnce, trainLoop, TrainingDiverged, type EpochReport, type Teacher } from './loop.ts';
+import { ForwardPlans, forwardSwitch } from './compiled/forward.ts';
 import type { Parameterization } from '../method/contract.ts';
 import { modelToStore, namedVariables, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
@@ -156,6 +157,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   const owned: LabelledData[] = wider.owned ? [wider.data] : [];
   let pool: TrainingPool | undefined;
   let prefix: FrozenPrefixCache | undefined;
+  let forward: ForwardPlans | undefined;
   try {
     const inStore = new Set(base.list().map((t) => t.name));
     const tensors: TrainableTensor[] = namedVariables(model)
@@ -249,9 +251,11 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     prefix = augment ? undefined : frozenPrefixCache(model, tensors.map((t) => t.name), options.prefixCacheBytes ?? DEFAULT_PREFIX_CACHE_BYTES, trainData.y.length, progress);
     progress(`${trainData.y.length} training examples${val ? `, ${val.y.length} held out for validation${typeof options.validation === 'object' ? '' : ' (seeded, stratified)'}` : ''}; batch size ${batchSize}${options.batchSize === undefined ? ' (fits the backend\'s memory)' : ''}`);
 
+    // The model's validation and evaluation passes, compiled as the teacher's are (the same bits).
+    forward = options.step === 'eager' || !forwardSwitch.compiled ? undefined : new ForwardPlans('validation', sayOnce(progress));
     const evaluateOn = (data: LabelledData, what: string): Evaluation => {
       if (data.y.length > 200) progress(`evaluating ${what} on ${data.y.length} examples`);
-      return evaluate(model, data, evalBatch, fromLogits);
+      return evaluate(model, data, evalBatch, fromLogits, undefined, forward);
     };
     const evalLabelled = options.eval?.y !== undefined;
     const accuracyBefore = evalData && evalLabelled ? evaluateOn(evalData, 'the base').accuracy : undefined;
@@ -267,7 +271,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     /** How close the model as it is now is to the teacher on `data`. */
     const closenessOn = (data: LabelledData): Closeness => {
       const t = teach as PreparedTeacher;
-      return closeness(outputRows(model, data.x, t.target.width, evalBatch), teacherRowsOf(data), t.target, t.metric);
+      return closeness(outputRows(model, data.x, t.target.width, evalBatch, forward), teacherRowsOf(data), t.target, t.metric);
     };
     /** The teacher's own accuracy on labelled `data` (what a report holds the update against). */
     const teacherAccuracyOn = (data: LabelledData): number => {
@@ -305,7 +309,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         }
         // Validation runs from the frozen prefix's cached activations too, when they fit.
         const cachedVal = prefix?.inputsFor(val, evalBatch);
-        const e = cachedVal ? evaluate(model, cachedVal, evalBatch, fromLogits, (x) => (prefix as FrozenPrefixCache).forward(x)[0]) : evaluate(model, val, evalBatch, fromLogits);
+        const e = cachedVal ? evaluate(model, cachedVal, evalBatch, fromLogits, (x) => (prefix as FrozenPrefixCache).forward(x)[0], forward) : evaluate(model, val, evalBatch, fromLogits, undefined, forward);
         const correct = Uint8Array.from(e.predictions, (p, i) => (p === val.y[i] ? 1 : 0));
         return { built, valAccuracy: e.accuracy, valLoss: e.loss, score: e.accuracy, scoreText: pct(e.accuracy), collapsed: isCollapsed(e), perExample: correct, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
       } finally {
@@ -788,6 +792,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     stopTrainingThreads(pool, tf.getBackend());
     prefix?.dispose();
     teach?.forward?.dispose();
+    forward?.dispose();
     selection.restore();
     for (const d of owned) d.x.dispose();
   }

@@ -24,6 +24,30 @@ import { planDetail } from './step.ts';
 /** A forward pass from its feeds: the model's outputs (nothing assigned, no gradient). */
 export type ForwardPass = (feeds: Record<string, tf.Tensor>) => tf.Tensor;
 
+/**
+ * A model that makes its forward pass's inputs itself from the trainers' `x` (a program's example
+ * ids become its inputs' rows), so a compiled pass takes them as feeds; where it cannot (a model
+ * carrying state from frame to frame), why its passes stay eager.
+ */
+export interface ForwardInputs {
+  forwardInputs(x: tf.Tensor): { feeds: Record<string, tf.Tensor>; outputs: (feeds: Record<string, tf.Tensor>) => tf.Tensor | tf.Tensor[] } | { eager: string };
+}
+
+/**
+ * A frozen model's pass over `x` (inside the caller's tf.tidy): `finish(outputs(x))` eagerly, or
+ * through `plans` when given, its feeds `x` or what the model makes of it ({@link ForwardInputs};
+ * `model` null: `x` is what `outputs` reads, whatever the model).
+ */
+export function frozenPass(plans: ForwardPlans | undefined, model: object | null, x: tf.Tensor, outputs: (x: tf.Tensor) => tf.Tensor | tf.Tensor[], finish: (o: tf.Tensor | tf.Tensor[]) => tf.Tensor): tf.Tensor {
+  if (plans) {
+    const own = (model ?? {}) as Partial<ForwardInputs>;
+    const pass = own.forwardInputs ? own.forwardInputs(x) : { feeds: { x }, outputs: (f: Record<string, tf.Tensor>) => outputs(f.x) };
+    if ('feeds' in pass) return plans.run(pass.feeds, (f) => finish(pass.outputs(f)));
+    plans.eagerBecause(pass.eager);
+  }
+  return finish(outputs(x));
+}
+
 /** Benchmarks and tests switch this: `compiled` false runs every forward pass eagerly (the steps as asked). */
 export const forwardSwitch = { compiled: true };
 
