@@ -1,6 +1,7 @@
 /**
- * The teacher's forward passes compiled (src/train/compiled/forward.ts): a layers teacher's and an
- * ONNX program teacher's rows come from a replayed plan and equal the eager rows bit for bit; a
+ * The teacher's forward passes compiled (src/train/compiled/forward.ts): a layers teacher's, an
+ * ONNX and a LiteRT program teacher's and a TF.js graph-model teacher's rows come from a replayed
+ * plan and equal the eager rows bit for bit; a
  * smaller last batch gets its own plan; what a plan cannot hold runs eagerly and says why; a
  * teacher run gives the same payload bytes with compiled passes as with `step: 'eager'`.
  */
@@ -15,7 +16,13 @@ import { modelToStore } from '../src/train/model-weights.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { ProgramTrainingModel } from '../src/train/program/training-model.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
+import { GraphModelTeacher } from '../src/train/tfjs-graph/graph-teacher.ts';
+import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { cnn, images, lstm, sequences } from './helpers/onnx-models.ts';
+import { cnnInputs, cnnWeights, SIDE, writeGraphCnn } from './helpers/graph-model.ts';
+import { tempDir } from './helpers/dirs.ts';
+import { mlpTflite } from './helpers/tflite-build.ts';
+import { TfliteProgram } from '../src/train/tflite/program.ts';
 
 before(async () => {
   await initBackend('wasm');
@@ -86,6 +93,39 @@ test('an ONNX program teacher: rows from the compiled forward plan equal the eag
   assert.ok(said.length === 1 && /^teacher: compiled forward plan \(\d+ kernels/.test(said[0]), said.join(' | '));
   forward.dispose();
   ids.dispose();
+  teacher.dispose();
+});
+
+test('a LiteRT program teacher: rows from the compiled forward plan equal the eager rows bit for bit', () => {
+  const n = 70;
+  const values = Float32Array.from({ length: n * 8 }, (_, i) => Math.sin(i * 0.37));
+  const teacher = new ProgramTrainingModel(new TfliteProgram(mlpTflite(0.5, true), { source: 'v2.tflite' }), { count: n, inputs: { x: { values, shape: [8] } } }, { frozen: true });
+  const ids = teacher.ids(0, n);
+  const eager = outputRows(teacher.asLayersModel(), ids, teacher.classes, 16);
+  const said: string[] = [];
+  const forward = new ForwardPlans('teacher', (m) => said.push(m));
+  sameBits(outputRows(teacher.asLayersModel(), ids, teacher.classes, 16, forward), eager, 'LiteRT teacher rows');
+  assert.equal(forward.replayed, 2, 'batches 3-4 of 16 replayed');
+  assert.ok(said.length === 1 && /^teacher: compiled forward plan \(\d+ kernels/.test(said[0]), said.join(' | '));
+  forward.dispose();
+  ids.dispose();
+  teacher.dispose();
+});
+
+test('a TF.js graph-model teacher (a layers base\'s): rows from the compiled forward plan equal the eager rows bit for bit', async () => {
+  const dir = await tempDir('nd-forward-graph-');
+  await writeGraphCnn(dir, cnnWeights(3));
+  const teacher = new GraphModelTeacher(await tf.loadGraphModel(fileSystemIO(dir)), [SIDE, SIDE, 1], 'v2');
+  const x = tf.tensor4d(cnnInputs(80, 4), [80, SIDE, SIDE, 1]);
+  const width = teacher.outputs[0].shape[1] as number;
+  const eager = outputRows(teacher.asLayersModel(), x, width, 16);
+  const said: string[] = [];
+  const forward = new ForwardPlans('teacher', (m) => said.push(m));
+  sameBits(outputRows(teacher.asLayersModel(), x, width, 16, forward), eager, 'graph teacher rows');
+  assert.equal(forward.replayed, 3, 'batches 3-5 of 16 replayed');
+  assert.ok(said.length === 1 && /^teacher: compiled forward plan \(\d+ kernels/.test(said[0]), said.join(' | '));
+  forward.dispose();
+  x.dispose();
   teacher.dispose();
 });
 
