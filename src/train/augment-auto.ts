@@ -7,7 +7,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
-import type { AugmentationName } from './augment.ts';
+import { SEQUENCE_AUGMENTATIONS, type AugmentationName } from './augment.ts';
 import type { InputData, LabelledData } from './data.ts';
 import { modelToStore, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult } from './options.ts';
@@ -15,17 +15,27 @@ import type { AugmentedInputs } from './loop.ts';
 
 /**
  * The shape of one example of the input augmentations change: a layers model's input, or for a
- * graph program (whose `x` holds example ids) its one float input ({@link AugmentedInputs}).
- * @throws UsageError where a graph program cannot be augmented (stateful, several float inputs).
+ * graph program (whose `x` holds example ids) its one float input ({@link AugmentedInputs});
+ * `sequences` for a stateful model, whose sequences are augmented whole, as waveforms.
+ * @throws UsageError where a graph program cannot be augmented (several float inputs).
  */
 export function augmentedExample(model: tf.LayersModel): number[] {
-  const own = model as unknown as Partial<AugmentedInputs>;
-  if (own.augmentedInput) return own.augmentedInput().shape;
-  return model.inputs[0].shape.slice(1).map((d) => d ?? 1);
+  return augmentedKind(model).shape;
 }
 
-/** The candidates for an example's shape: audio features, images or any input. */
-export function augmentCandidates(example: readonly number[], labelled: boolean): AugmentationName[] {
+/** {@link augmentedExample}'s shape, and whether the model's sequences are augmented whole (stateful). */
+export function augmentedKind(model: tf.LayersModel): { shape: number[]; sequences: boolean } {
+  const own = model as unknown as Partial<AugmentedInputs>;
+  if (own.augmentedInput) {
+    const a = own.augmentedInput();
+    return { shape: a.shape, sequences: a.sequences === true };
+  }
+  return { shape: model.inputs[0].shape.slice(1).map((d) => d ?? 1), sequences: false };
+}
+
+/** The candidates for an example's shape: audio features, images or any input; a stateful model's sequences: gain, noise, speed. */
+export function augmentCandidates(example: readonly number[], labelled: boolean, sequences = false): AugmentationName[] {
+  if (sequences) return [...SEQUENCE_AUGMENTATIONS];
   const any: AugmentationName[] = labelled ? ['noise'] : ['noise', 'mixup'];
   // [h, w, 3 or 4]: an image; 2-D, or 3-D with one channel: audio features or a spectrogram.
   if (example.length === 3 && (example[2] === 3 || example[2] === 4) && example[0] > 1 && example[1] > 1) return ['crop', 'flip', 'colour', ...any];
@@ -53,7 +63,8 @@ export async function trainWithAugmentAuto(
   if (!options.teacher) throw new UsageError('--augment auto trains toward a teacher that scores each augmented input; pass --teacher (the new version), or --augment none');
   const progress = options.onProgress ?? (() => {});
   const base = options.base ?? modelToStore(model);
-  const candidates = augmentCandidates(augmentedExample(model), data.y !== undefined);
+  const kind = augmentedKind(model);
+  const candidates = augmentCandidates(kind.shape, data.y !== undefined, kind.sequences);
   const tried: { augment: string; score: number }[] = [];
   let best: { result: TrainDiffResult; names: AugmentationName[]; score: number; weights: ReturnType<typeof modelToStore> } | undefined;
   const run = async (names: AugmentationName[]) => {

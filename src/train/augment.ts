@@ -10,17 +10,19 @@
  *
  * Kinds, from an example's shape: audio features and spectrograms are 2-D or more, axis 0 time and
  * axis 1 frequency (`[frames, bins]` or `[frames, bins, 1]`); images are `[height, width,
- * channels]`; mixup and noise take any input. Amounts are relative to the batch's own spread
+ * channels]`; waveforms (for `speed`) are `[samples]` or `[samples, 1]`; mixup and noise take any
+ * input. A stateful model's sequences are augmented whole, as waveforms ({@link waveAugmenter}). Amounts are relative to the batch's own spread
  * (its standard deviation), so they need no knowledge of how the inputs were scaled.
  * Imports nothing but the core (no tfjs): the functions are testable on plain arrays.
  */
 import { UsageError } from '../core/errors.ts';
+import { resample } from './resample.ts';
 
 /** One augmentation: a new batch from `x` (never changed) of shape `shape`, drawing from `random`. */
 export type Augmentation = (x: Float32Array, shape: readonly number[], random: () => number) => Float32Array;
 
 /** Augmentations by name, as `--augment` lists them. */
-export const AUGMENTATIONS = ['time-shift', 'gain', 'noise', 'time-mask', 'freq-mask', 'crop', 'flip', 'colour', 'mixup'] as const;
+export const AUGMENTATIONS = ['time-shift', 'gain', 'noise', 'time-mask', 'freq-mask', 'speed', 'crop', 'flip', 'colour', 'mixup'] as const;
 export type AugmentationName = (typeof AUGMENTATIONS)[number];
 
 /** Largest time shift, as a share of the frames. */
@@ -36,6 +38,12 @@ const CROP_SHARE = 0.125;
 /** Colour: contrast in [1 − c, 1 + c] about the example's mean, brightness ± this many standard deviations. */
 const CONTRAST = 0.2;
 const BRIGHTNESS_STDS = 0.1;
+/** Speed perturbation: a factor drawn uniformly in [1 − s, 1 + s] (speech recipes use 0.9, 1.0 and 1.1). */
+const SPEED_SPREAD = 0.1;
+/** A waveform sequence's gain: ± this many decibels, drawn uniformly. */
+const WAVE_GAIN_DB = 6;
+/** A waveform sequence's noise: white, at a signal-to-noise ratio drawn uniformly in this range (dB). */
+const WAVE_SNR_DB = [10, 40] as const;
 
 const perExample = (shape: readonly number[]) => shape.slice(1).reduce((a, d) => a * d, 1);
 
@@ -126,6 +134,22 @@ export const timeMask = maskAlong(1);
 /** Zero a band of frequency bins (axis 1 of an example). */
 export const freqMask = maskAlong(2);
 
+/**
+ * Speed perturbation of waveforms (`[n, samples]` or `[n, samples, 1]`): each example read at a
+ * speed drawn in [0.9, 1.1], band-limited (src/train/resample.ts), its length kept (a speed-up
+ * ends in silence, a slow-down is cut). Speed and pitch change together: a pitch shift at the
+ * same tempo is not offered.
+ */
+export const speed: Augmentation = (x, shape, random) => {
+  const size = perExample(shape);
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < shape[0]; e++) {
+    const factor = 1 + (2 * random() - 1) * SPEED_SPREAD;
+    out.set(resample(x.subarray(e * size, (e + 1) * size), factor), e * size);
+  }
+  return out;
+};
+
 /** Move an image by (dy, dx) pixels, zeros shifted in: a crop of the image padded by |dy|, |dx|. */
 export function translateImage(x: Float32Array, at: number, h: number, w: number, c: number, dy: number, dx: number, out: Float32Array): void {
   for (let r = 0; r < h; r++) {
@@ -208,12 +232,13 @@ export const mixup: Augmentation = (x, shape, random) => {
   return out;
 };
 
-const BY_NAME: Record<AugmentationName, Augmentation> = { 'time-shift': timeShift, gain, noise, 'time-mask': timeMask, 'freq-mask': freqMask, crop, flip, colour, mixup };
+const BY_NAME: Record<AugmentationName, Augmentation> = { 'time-shift': timeShift, gain, noise, 'time-mask': timeMask, 'freq-mask': freqMask, speed, crop, flip, colour, mixup };
 
 /** What an augmentation needs of an example's shape, or undefined when it takes any. */
 function needs(name: AugmentationName): { kind: string; fits: (example: readonly number[]) => boolean } | undefined {
   if (['time-shift', 'time-mask', 'freq-mask'].includes(name)) return { kind: 'audio features or a spectrogram, [frames, bins] or [frames, bins, channels]', fits: (s) => s.length >= 2 && s[0] > 1 && s[1] > 1 };
   if (['crop', 'flip'].includes(name)) return { kind: 'an image, [height, width, channels]', fits: (s) => s.length === 3 && s[0] > 1 && s[1] > 1 };
+  if (name === 'speed') return { kind: 'a waveform, [samples] or [samples, 1]', fits: (s) => s[0] > 1 && (s.length === 1 || (s.length === 2 && s[1] === 1)) };
   return undefined;
 }
 
@@ -239,4 +264,67 @@ export function parseAugment(spec: string | readonly string[], example: readonly
 export function augmenter(names: readonly AugmentationName[]): Augmentation | undefined {
   if (names.length === 0) return undefined;
   return (x, shape, random) => names.reduce((batch, name) => BY_NAME[name](batch, shape, random), x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole sequences of a stateful model, as waveforms
+
+/** What a stateful model's sequences take: one draw per sequence, applied to its whole waveform. */
+export const SEQUENCE_AUGMENTATIONS = ['gain', 'noise', 'speed'] as const;
+export type SequenceAugmentationName = (typeof SEQUENCE_AUGMENTATIONS)[number];
+
+/** Scale each waveform by one gain drawn in ± 6 dB. */
+export const waveGain: Augmentation = (x, shape, random) => {
+  const size = perExample(shape);
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < shape[0]; e++) {
+    const g = 10 ** (((2 * random() - 1) * WAVE_GAIN_DB) / 20);
+    for (let i = e * size; i < (e + 1) * size; i++) out[i] = x[i] * g;
+  }
+  return out;
+};
+
+/** Add white noise to each waveform at one signal-to-noise ratio drawn in [10, 40] dB of its own RMS (silence stays silent). */
+export const waveNoise: Augmentation = (x, shape, random) => {
+  const size = perExample(shape);
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < shape[0]; e++) {
+    let power = 0;
+    for (let i = e * size; i < (e + 1) * size; i++) power += x[i] * x[i];
+    const rms = Math.sqrt(power / Math.max(1, size));
+    const snr = WAVE_SNR_DB[0] + random() * (WAVE_SNR_DB[1] - WAVE_SNR_DB[0]);
+    const sigma = rms * 10 ** (-snr / 20);
+    for (let i = e * size; i < (e + 1) * size; i++) out[i] = x[i] + sigma * gaussian(random);
+  }
+  return out;
+};
+
+const WAVE_BY_NAME: Record<SequenceAugmentationName, Augmentation> = { gain: waveGain, noise: waveNoise, speed };
+
+/**
+ * The augmentations `--augment` asks of a stateful model (`none`, or a comma-separated list of
+ * gain, noise and speed in the order they apply); an empty list for `none`.
+ * @throws UsageError for any other name, saying what fits.
+ */
+export function parseSequenceAugment(spec: string | readonly string[], source: string): SequenceAugmentationName[] {
+  const names = (typeof spec === 'string' ? spec.split(',') : spec.flatMap((s) => s.split(','))).map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0 || (names.length === 1 && names[0] === 'none')) return [];
+  const out: SequenceAugmentationName[] = [];
+  for (const name of names) {
+    if (!(SEQUENCE_AUGMENTATIONS as readonly string[]).includes(name)) {
+      throw new UsageError(`${source} carries state from frame to frame, so its sequences are augmented whole, as waveforms: ${SEQUENCE_AUGMENTATIONS.join(', ')} fit (one draw per sequence); found ${JSON.stringify(name)}: leave it out of --augment`, { augmentation: name, fits: [...SEQUENCE_AUGMENTATIONS] });
+    }
+    if (!out.includes(name as SequenceAugmentationName)) out.push(name as SequenceAugmentationName);
+  }
+  return out;
+}
+
+/**
+ * Waveform augmentations applied in order to each example of a batch `[n, samples]` (a stateful
+ * model gives one sequence's whole waveform at a time): gain scales, noise is white at a drawn
+ * ratio, speed resamples; undefined when none is listed.
+ */
+export function waveAugmenter(names: readonly SequenceAugmentationName[]): Augmentation | undefined {
+  if (names.length === 0) return undefined;
+  return (x, shape, random) => names.reduce((batch, name) => WAVE_BY_NAME[name](batch, shape, random), x);
 }

@@ -7,12 +7,12 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
-import { augmenter, parseAugment, type Augmentation } from './augment.ts';
+import { augmenter, parseAugment, parseSequenceAugment, waveAugmenter, type Augmentation } from './augment.ts';
 import type { LabelledData } from './data.ts';
 import { DEFAULT_DISTILL_MIX, drawWiderInputs, mixDistillInputs } from './distill-inputs.ts';
 import type { TrainDiffOptions } from './options.ts';
 import { withLabels, type PreparedTeacher } from './teacher.ts';
-import { augmentedExample } from './augment-auto.ts';
+import { augmentedKind } from './augment-auto.ts';
 
 export { trainWithAugmentAuto } from './augment-auto.ts';
 
@@ -39,10 +39,14 @@ export function widerStream(train: LabelledData, options: TrainDiffOptions, teac
 export function augmentOf(model: tf.LayersModel, options: TrainDiffOptions, teach: PreparedTeacher | undefined, labelled: boolean): Augmentation | undefined {
   const listed = options.augment === undefined ? [] : (typeof options.augment === 'string' ? [options.augment] : [...options.augment]).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
   if (listed.length === 0 || (listed.length === 1 && listed[0] === 'none')) return undefined;
-  const names = parseAugment(listed, augmentedExample(model));
+  const kind = augmentedKind(model);
+  // A stateful model's sequences are augmented whole, as waveforms: gain, noise and speed fit.
+  const wave = kind.sequences ? parseSequenceAugment(listed, model.layers[0]?.name ?? 'this model') : [];
+  const names: readonly string[] = kind.sequences ? wave : parseAugment(listed, kind.shape);
   if (names.length === 0) return undefined;
   if (!teach) throw new UsageError(`augmentation (--augment ${names.join(',')}) trains toward a teacher that scores each augmented input; pass --teacher (the new version), or --augment none`);
   if (model.inputs.length !== 1) throw new UsageError(`augmentation takes a model of one input; this one has ${model.inputs.length}: use --augment none`);
   if (labelled && names.includes('mixup')) throw new UsageError('mixup mixes inputs of different classes, so the labels (y.npy) no longer hold for the mixed input: drop the labels (the teacher gives every target) or leave mixup out of --augment');
-  return augmenter(names);
+  if (labelled && wave.includes('speed')) throw new UsageError('speed moves a sequence\'s audio in time, so the labels of its frames (y.npy) no longer fall on the frames they were given for: drop the labels (the teacher gives every target) or leave speed out of --augment');
+  return kind.sequences ? waveAugmenter(wave) : augmenter(parseAugment(listed, kind.shape));
 }

@@ -50,7 +50,7 @@ export interface StepInputs {
  */
 export interface AugmentedInputs {
   /** The example shape of the input augmentations change (for the checks of src/train/augment.ts). */
-  augmentedInput(): { name: string; shape: number[] };
+  augmentedInput(): { name: string; shape: number[]; sequences?: boolean };
   augmentBatch(x: tf.Tensor, transform: Augmentation, random: () => number): tf.Tensor;
 }
 

@@ -33,12 +33,17 @@
  *   states are recomputed with the weights of the moment about once per epoch (each sequence
  *   when as many training frames have passed since its last run as the sequences seen hold), so
  *   the state a frame trains from is never older than an epoch's updates.
+ * - Augmented (a teacher's `--augment gain,noise,speed`), a whole sequence is augmented at once,
+ *   as one waveform cut into frames again, and trains as a copy of its frames (ids after the
+ *   examples'); the teacher scores the copy run from its start, anew each time it is redrawn
+ *   (about once an epoch), and the entry states are computed on it ({@link augmentBatch}).
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
 import type { OutputKind } from '../../diff/closeness.ts';
 import type { Augmentation } from '../augment.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
+import { cutFrames, frameOverlap, sequenceWave } from './sequence-waveform.ts';
 
 /** How the chosen output reads (module doc); the same as a measured closeness's `outputKind`. */
 export type ProgramOutputKind = OutputKind;
@@ -72,6 +77,12 @@ export interface ProgramExamples {
   shared?: Record<string, ProgramInputValues>;
   /** Stateful models: the sequence of each example; a sequence's frames are consecutive, in order. */
   sequence?: Int32Array;
+  /**
+   * Stateful models augmented (ProgramTrainingModel.augmentBatch): how many times each example's
+   * values were rewritten; a model recomputes what it cached of a rewritten example (a teacher's
+   * outputs, a sequence's entry states).
+   */
+  revision?: Uint32Array;
 }
 
 /** A state input and the output that carries it to the next frame. */
@@ -173,16 +184,24 @@ export class ProgramTrainingModel {
   readonly scalars: string[];
   private readonly weights: ProgramLayerWeight[];
   private readonly states: StateInfo[];
-  /** Sequence bounds per example: [first id, end id) of its sequence. */
-  private readonly seqStart?: Int32Array;
-  private readonly seqEnd?: Int32Array;
+  /** Sequence bounds per example: [first id, end id) of its sequence (augmented copies included once made). */
+  private seqStart?: Int32Array;
+  private seqEnd?: Int32Array;
   /** Exact outputs (raw, per example) under the weights of {@link exactWeights}. */
   private exactOut?: Float32Array;
   private exactDone?: Uint8Array;
   private exactWeights?: Float32Array[];
+  /** The examples' revision each exact output was computed on. */
+  private exactRevision?: Uint32Array;
   /** Training entry states per state input, and when each sequence's were computed (training rows seen). */
-  private readonly entryStates: Float32Array[] = [];
+  private entryStates: Float32Array[] = [];
   private readonly refreshedAt = new Map<number, number>();
+  /** The revision of each sequence (by first id) its entry states were computed on. */
+  private readonly refreshedRevision = new Map<number, number>();
+  /** Augmented sequences (by first id of the copy): training rows seen when each was last drawn, and the frames of those drawn. */
+  private readonly augmentedAt = new Map<number, number>();
+  private augmentRowsSeen = 0;
+  private augmentedFrames = 0;
   private trainRowsSeen = 0;
   private seenFrames = 0;
   /** Values of the raw output per example. */
@@ -293,20 +312,18 @@ export class ProgramTrainingModel {
    * and integer inputs (token ids) are passed through as they are.
    * `shape` is an example's as the augmentations see it: channels last, an ONNX model's
    * `[C, H, W]` as `[H, W, C]` (`transposed`), so a crop moves pixels and not channels.
-   * @throws UsageError for a stateful model (an augmented frame would need its whole sequence run
-   *   again, by the teacher too) and for examples that give no float input or several.
+   * A stateful model (`sequences`) is augmented a whole sequence at a time, as one waveform
+   * ({@link augmentBatch}); `shape` is then one frame's.
+   * @throws UsageError for examples that give no float input or several.
    */
-  augmentedInput(): { name: string; shape: number[]; transposed: boolean } {
-    if (this.states.length) {
-      throw new UsageError(`${this.program.source} carries state from frame to frame (${this.states.map((s) => s.input).join(', ')}): an augmented frame would change every later frame of its sequence, so augmentation is not done for stateful models; use --augment none (put recordings made under other conditions in --train instead)`, { states: this.states.length });
-    }
+  augmentedInput(): { name: string; shape: number[]; transposed: boolean; sequences: boolean } {
     const floats = Object.entries(this.examples.inputs).filter(([, v]) => v.values instanceof Float32Array);
     if (floats.length !== 1) {
       throw new UsageError(`augmentation changes a model's one float input per example; ${this.program.source}'s examples give ${floats.length ? `${floats.length} (${floats.map(([n]) => n).join(', ')})` : 'none'}: expected exactly one (an image, audio, features); use --augment none`, { inputs: floats.map(([n]) => n) });
     }
     const shape = floats[0][1].shape;
-    const transposed = !!this.program.channelsFirst && shape.length === 3;
-    return { name: floats[0][0], shape: transposed ? [shape[1], shape[2], shape[0]] : shape, transposed };
+    const transposed = !this.states.length && !!this.program.channelsFirst && shape.length === 3;
+    return { name: floats[0][0], shape: transposed ? [shape[1], shape[2], shape[0]] : shape, transposed, sequences: this.states.length > 0 };
   }
 
   /**
@@ -318,6 +335,7 @@ export class ProgramTrainingModel {
    */
   augmentBatch(x: tf.Tensor, transform: Augmentation, random: () => number): tf.Tensor2D {
     const { name: augmented, shape: seen, transposed } = this.augmentedInput();
+    if (this.states.length) return this.augmentSequences(idsOf(x), augmented, transform, random);
     const ids = idsOf(x);
     const n = ids.length;
     const count = this.examples.count;
@@ -338,6 +356,68 @@ export class ProgramTrainingModel {
       else values.set(channelsFirst(transform(channelsLast(rows as Float32Array, n, v.shape), [n, ...seen], random), n, v.shape), count * per);
     }
     return tf.tensor2d(Float32Array.from({ length: n }, (_, i) => count + i), [n, 1]);
+  }
+
+  /**
+   * A stateful model's batch augmented (module doc of sequence-waveform.ts): every example has
+   * an augmented copy at id `count + id`, in a copy of the whole id space made on the first call;
+   * a sequence's copy is its waveform (rebuilt from the frames, their overlap found) augmented
+   * by `transform` as one example (one gain, one noise level, one speed for the whole sequence)
+   * and cut into frames again, so the state runs over continuous audio. A copy is drawn anew
+   * when its sequence comes up after as many training rows as the sequences drawn hold (about
+   * once an epoch); its `revision` then moves on, so the teacher runs the new copy from its
+   * start and the entry states are recomputed on it. The copies' ids are returned.
+   */
+  private augmentSequences(ids: Int32Array, name: string, transform: Augmentation, random: () => number): tf.Tensor2D {
+    const e = this.examples;
+    const count = e.count;
+    if (!e.revision) {
+      // The copy of every input and sequence id; sequence ids of the copy after the originals'.
+      for (const [input, v] of Object.entries(e.inputs)) {
+        const grown = v.values instanceof Int32Array ? new Int32Array(2 * v.values.length) : new Float32Array(2 * v.values.length);
+        grown.set(v.values as never);
+        grown.set(v.values as never, v.values.length);
+        e.inputs[input] = { values: grown, shape: v.shape };
+      }
+      const sequence = e.sequence as Int32Array;
+      const next = sequence.reduce((a, b) => Math.max(a, b), 0) + 1;
+      const both = new Int32Array(2 * count);
+      both.set(sequence);
+      for (let i = 0; i < count; i++) both[count + i] = sequence[i] + next;
+      e.sequence = both;
+      e.revision = new Uint32Array(2 * count);
+    }
+    this.syncBounds();
+    const seqStart = this.seqStart as Int32Array;
+    const seqEnd = this.seqEnd as Int32Array;
+    const v = e.inputs[name];
+    const width = v.shape.reduce((a, d) => a * d, 1);
+    const values = v.values as Float32Array;
+    for (const s of new Set(Array.from(ids, (i) => seqStart[i]))) {
+      const at = this.augmentedAt.get(s);
+      if (at === undefined) this.augmentedFrames += seqEnd[s] - s;
+      if (at !== undefined && this.augmentRowsSeen - at < this.augmentedFrames) continue;
+      const end = seqEnd[s];
+      const overlap = frameOverlap(values, width, s, end);
+      const wave = sequenceWave(values, width, s, end, overlap);
+      cutFrames(transform(wave, [1, wave.length], random), width, overlap, values.subarray(s * width, (s + 1) * width), values, count + s);
+      for (let i = count + s; i < count + end; i++) e.revision[i]++;
+      this.augmentedAt.set(s, this.augmentRowsSeen);
+    }
+    this.augmentRowsSeen += ids.length;
+    return tf.tensor2d(Float32Array.from(ids, (id) => count + id), [ids.length, 1]);
+  }
+
+  /** Sequence bounds of every example, the augmented copies' too once they exist. */
+  private syncBounds(): void {
+    const sequence = this.examples.sequence;
+    if (!sequence || this.seqStart?.length === sequence.length) return;
+    [this.seqStart, this.seqEnd] = sequenceBounds(sequence);
+    this.entryStates = this.states.map((st, k) => {
+      const grown = new Float32Array(sequence.length * st.size);
+      grown.set(this.entryStates[k] ?? []);
+      return grown;
+    });
   }
 
   /** The batch's inputs made ahead of a training step (src/train/loop.ts StepInputs), while it runs. */
@@ -489,21 +569,28 @@ export class ProgramTrainingModel {
       for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
       return true;
     });
-    if (same && this.exactOut) return;
+    const rows = this.examples.sequence?.length ?? this.examples.count;
+    if (same && this.exactOut && this.exactOut.length === rows * this.rawWidth) return;
     this.exactWeights = now.map((a) => Float32Array.from(a));
-    this.exactOut = new Float32Array(this.examples.count * this.rawWidth);
-    this.exactDone = new Uint8Array(this.examples.count);
+    this.exactOut = new Float32Array(rows * this.rawWidth);
+    this.exactDone = new Uint8Array(rows);
+    this.exactRevision = new Uint32Array(rows);
   }
 
   private exactOutputs(ids: Int32Array): Float32Array {
+    this.syncBounds();
     this.syncExact();
     const done = this.exactDone as Uint8Array;
     const out = this.exactOut as Float32Array;
-    const todo = [...new Set(Array.from(ids).filter((i) => !done[i]).map((i) => (this.seqStart as Int32Array)[i]))];
+    const revision = this.examples.revision;
+    const computed = this.exactRevision as Uint32Array;
+    // An augmented copy drawn anew since its outputs were computed is run again, from its start.
+    const todo = [...new Set(Array.from(ids).filter((i) => !done[i] || (revision !== undefined && computed[i] !== revision[i])).map((i) => (this.seqStart as Int32Array)[i]))];
     if (todo.length) {
       this.runSequences(todo, (id, raw) => {
         out.set(raw, id * this.rawWidth);
         done[id] = 1;
+        if (revision) computed[id] = revision[id];
       });
     }
     const rows = new Float32Array(ids.length * this.rawWidth);
@@ -548,17 +635,22 @@ export class ProgramTrainingModel {
 
   /** Entry states of the training frames' sequences, recomputed when stale (module doc); the gradient tape is off meanwhile. */
   private refreshEntryStates(ids: Int32Array): void {
+    this.syncBounds();
     const seqStart = this.seqStart as Int32Array;
     const seqEnd = this.seqEnd as Int32Array;
+    const revision = this.examples.revision;
     const stale: number[] = [];
     for (const s of new Set(Array.from(ids, (i) => seqStart[i]))) {
       const at = this.refreshedAt.get(s);
       if (at === undefined) this.seenFrames += seqEnd[s] - s;
-      if (at === undefined || this.trainRowsSeen - at >= this.seenFrames) stale.push(s);
+      if (at === undefined || this.trainRowsSeen - at >= this.seenFrames || (revision !== undefined && this.refreshedRevision.get(s) !== revision[s])) stale.push(s);
     }
     if (!stale.length) return;
     withoutTape(() => this.runSequences(stale, undefined, (id, k, state) => this.entryStates[k].set(state, id * this.states[k].size)));
-    for (const s of stale) this.refreshedAt.set(s, this.trainRowsSeen);
+    for (const s of stale) {
+      this.refreshedAt.set(s, this.trainRowsSeen);
+      if (revision) this.refreshedRevision.set(s, revision[s]);
+    }
   }
 
   /** Training path of a stateful model: the last `bpttFrames` frames of each example, from their carried entry state. */
