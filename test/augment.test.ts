@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { seededRandom } from '../src/core/random.ts';
 import { UsageError } from '../src/core/errors.ts';
-import { AUGMENTATIONS, augmenter, colour, crop, flip, flipImage, freqMask, gain, mixup, mixupDraw, noise, parseAugment, timeMask, timeShift, batchStd, type Augmentation } from '../src/train/augment.ts';
+import { AUGMENTATIONS, augmenter, colour, crop, flip, flipImage, freqMask, gain, mixup, mixupDraw, noise, parseAugment, parseSequenceAugment, speed, timeMask, timeShift, batchStd, waveAugmenter, waveGain, waveNoise, type Augmentation } from '../src/train/augment.ts';
+import { resample } from '../src/train/resample.ts';
+import { cutFrames, frameOverlap, sequenceWave } from '../src/train/program/sequence-waveform.ts';
 
 /** A batch of `shape` with distinct, non-zero values. */
 function batch(shape: number[], seed = 7): Float32Array {
@@ -15,10 +17,11 @@ function batch(shape: number[], seed = 7): Float32Array {
 }
 const SPECTROGRAM = [5, 20, 8];
 const IMAGE = [4, 6, 6, 3];
+const WAVEFORM = [3, 400];
 
 test('every augmentation keeps the shape, leaves its input alone and is the same for the same seed', () => {
   for (const name of AUGMENTATIONS) {
-    const shape = ['crop', 'flip'].includes(name) ? IMAGE : SPECTROGRAM;
+    const shape = ['crop', 'flip'].includes(name) ? IMAGE : name === 'speed' ? WAVEFORM : SPECTROGRAM;
     const x = batch(shape);
     const copy = Float32Array.from(x);
     const f = augmenter([name]) as Augmentation;
@@ -152,4 +155,115 @@ test('--augment reads none or a list, and refuses a name it does not know or one
   assert.throws(() => parseAugment('crop', [64]), (e: unknown) => e instanceof UsageError && /crop needs an image/.test(e.message));
   assert.throws(() => parseAugment('time-mask', [64]), (e: unknown) => e instanceof UsageError && /spectrogram/.test(e.message));
   assert.deepEqual(parseAugment('mixup,noise', [64]), ['mixup', 'noise'], 'mixup and noise fit any input');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Waveforms: speed perturbation, and a stateful model's sequences augmented whole
+
+const RATE = 16000;
+const sine = (hz: number, n: number, amplitude = 0.5) => Float32Array.from({ length: n }, (_, i) => amplitude * Math.sin((2 * Math.PI * hz * i) / RATE + 0.3));
+
+/** Frequency of a sine from its upward zero crossings in samples [from, to), to a fraction of a sample. */
+function frequency(x: Float32Array, from: number, to: number): number {
+  const ups: number[] = [];
+  for (let i = from; i + 1 < to; i++) if (x[i] < 0 && x[i + 1] >= 0) ups.push(i + x[i] / (x[i] - x[i + 1]));
+  return ((ups.length - 1) * RATE) / (ups[ups.length - 1] - ups[0]);
+}
+
+const rms = (x: Float32Array, from = 0, to = x.length) => Math.sqrt(x.subarray(from, to).reduce((a, v) => a + v * v, 0) / (to - from));
+
+test('resample: a sine\'s frequency moves by the factor, the length is kept (a speed-up ends in silence), a factor of 1 copies', () => {
+  const x = sine(440, 8000);
+  assert.ok(Math.abs(frequency(x, 500, 7000) - 440) < 0.5, 'the measure itself');
+  for (const factor of [0.9, 0.95, 1.1]) {
+    const y = resample(x, factor);
+    assert.equal(y.length, x.length);
+    // Away from both ends (the kernel's reach, and where a speed-up runs out of input).
+    const f = frequency(y, 500, Math.min(7000, Math.floor(8000 / factor) - 500));
+    assert.ok(Math.abs(f / 440 - factor) < 1e-3, `factor ${factor}: ${f.toFixed(2)} Hz, expected ${(440 * factor).toFixed(2)}`);
+    // The amplitude is kept in the pass band.
+    assert.ok(Math.abs(rms(y, 500, 6000) - 0.5 / Math.SQRT2) < 0.005, `factor ${factor}: rms ${rms(y, 500, 6000)}`);
+  }
+  const fast = resample(x, 1.1);
+  assert.ok(rms(fast, Math.ceil(8000 / 1.1) + 100) < 1e-3, 'past the input\'s end: silence');
+  assert.deepEqual(resample(x, 1), x, 'factor 1: the input itself');
+  assert.throws(() => resample(x, 0), RangeError);
+});
+
+test('resample is band-limited: a speed-up does not fold what lies above the new Nyquist frequency back down (linear interpolation would)', () => {
+  // 7.5 kHz read 1.1 times faster is 8.25 kHz: above the 8 kHz Nyquist frequency of 16 kHz audio.
+  const x = sine(7500, 8000);
+  const y = resample(x, 1.1);
+  const linear = Float32Array.from({ length: 8000 }, (_, i) => {
+    const at = i * 1.1;
+    const k = Math.floor(at);
+    return k + 1 < 8000 ? x[k] + (at - k) * (x[k + 1] - x[k]) : 0;
+  });
+  const kept = rms(y, 500, 6500) / rms(x, 500, 6500);
+  assert.ok(rms(linear, 500, 6500) / rms(x, 500, 6500) > 0.5, 'linear interpolation aliases (the check can fail)');
+  assert.ok(kept < 0.01, `${(100 * kept).toFixed(2)}% of the amplitude folded back (expected under 1%, -40 dB)`);
+});
+
+test('speed: one factor in [0.9, 1.1] per example, the same for the same seed, another for another seed', () => {
+  const x = new Float32Array(2 * 8000);
+  x.set(sine(440, 8000));
+  x.set(sine(300, 8000), 8000);
+  const a = speed(x, [2, 8000], seededRandom(5));
+  assert.deepEqual(speed(x, [2, 8000], seededRandom(5)), a);
+  assert.notDeepEqual(speed(x, [2, 8000], seededRandom(6)), a);
+  const factors = [440, 300].map((hz, e) => frequency(a.subarray(e * 8000, (e + 1) * 8000), 500, 6500) / hz);
+  for (const f of factors) assert.ok(f >= 0.9 - 1e-3 && f <= 1.1 + 1e-3 && Math.abs(f - 1) > 1e-4, `factor ${f}`);
+  assert.notEqual(factors[0].toFixed(4), factors[1].toFixed(4), 'one draw per example');
+  assert.deepEqual(parseAugment('speed', [16000]), ['speed']);
+  assert.deepEqual(parseAugment('speed', [16000, 1]), ['speed']);
+  assert.throws(() => parseAugment('speed', [98, 40]), (e: unknown) => e instanceof UsageError && /speed needs a waveform, \[samples\] or \[samples, 1\]; this model's input is \[98, 40\]/.test(e.message));
+});
+
+test('waveform sequences: one gain in ±6 dB and one noise level (10-40 dB below the sequence) per sequence; only gain, noise and speed are taken', () => {
+  const x = new Float32Array(2 * 4000);
+  x.set(sine(440, 4000));
+  x.set(sine(200, 4000, 0.1), 4000);
+  const g = waveGain(x, [2, 4000], seededRandom(2));
+  for (let e = 0; e < 2; e++) {
+    const ratio = g[e * 4000 + 10] / x[e * 4000 + 10];
+    assert.ok(Math.abs(ratio) >= 10 ** (-6 / 20) - 1e-6 && Math.abs(ratio) <= 10 ** (6 / 20) + 1e-6, `gain ${ratio}`);
+    for (let i = e * 4000; i < (e + 1) * 4000; i++) assert.ok(Math.abs(g[i] - ratio * x[i]) < 1e-6, 'the same gain over the whole sequence');
+  }
+  const n = waveNoise(x, [2, 4000], seededRandom(3));
+  for (let e = 0; e < 2; e++) {
+    const residue = Float32Array.from({ length: 4000 }, (_, i) => n[e * 4000 + i] - x[e * 4000 + i]);
+    const snr = 20 * Math.log10(rms(x, e * 4000, (e + 1) * 4000) / rms(residue));
+    assert.ok(snr > 9 && snr < 41, `SNR ${snr.toFixed(1)} dB`);
+  }
+  assert.deepEqual(waveNoise(new Float32Array(100), [1, 100], seededRandom(1)), new Float32Array(100), 'silence stays silent');
+  const all = waveAugmenter(['gain', 'noise', 'speed']) as Augmentation;
+  assert.deepEqual(all(x, [2, 4000], seededRandom(9)), all(x, [2, 4000], seededRandom(9)));
+  assert.equal(waveAugmenter([]), undefined);
+  assert.deepEqual(parseSequenceAugment('speed,gain,gain', 'vad.onnx'), ['speed', 'gain']);
+  assert.deepEqual(parseSequenceAugment('none', 'vad.onnx'), []);
+  assert.throws(() => parseSequenceAugment('gain,time-shift', 'vad.onnx'), (e: unknown) => e instanceof UsageError && /^vad.onnx carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed fit \(one draw per sequence\); found "time-shift": leave it out of --augment$/.test(e.message));
+});
+
+test('a sequence\'s frames as one waveform and back: the overlap vad-web feeds (64 of 576) found, the frames cut again exactly', () => {
+  const r = seededRandom(4);
+  const wave = sine(300, 512 * 6 + 64).map((v) => v + 0.1 * (r() - 0.5));
+  const width = 576;
+  // Frames as bench/vad-frames.ts cuts them: 64 samples of context (zeros before the first), 512 new.
+  const values = new Float32Array(7 * width);
+  values.fill(9, 0, width); // another sequence's frame before this one
+  for (let t = 0; t < 6; t++) for (let i = 0; i < width; i++) values[(t + 1) * width + i] = t * 512 + i - 64 >= 0 ? wave[t * 512 + i - 64] : 0;
+  assert.equal(frameOverlap(values, width, 1, 7), 64);
+  const rebuilt = sequenceWave(values, width, 1, 7, 64);
+  assert.deepEqual(rebuilt, wave.subarray(0, 512 * 6));
+  const out = new Float32Array(7 * width);
+  cutFrames(rebuilt, width, 64, values.subarray(width, 2 * width), out, 1);
+  assert.deepEqual(out.subarray(width), values.subarray(width), 'the same frames');
+  // Augmented, every frame's context is the augmented end of the frame before it.
+  cutFrames(rebuilt.map((v) => 2 * v), width, 64, values.subarray(width, 2 * width), out, 1);
+  for (let t = 2; t < 7; t++) assert.deepEqual(out.subarray(t * width, t * width + 64), out.subarray(t * width - 64, t * width));
+  assert.deepEqual(out.subarray(width, width + 64), new Float32Array(64), 'the first frame\'s context is kept');
+  // Frames that do not overlap: the waveform is their concatenation.
+  const plain = Float32Array.from({ length: 12 }, (_, i) => i);
+  assert.equal(frameOverlap(plain, 3, 0, 4), 0);
+  assert.deepEqual(sequenceWave(plain, 3, 0, 4, 0), plain);
 });

@@ -11,7 +11,9 @@
 /**
  * How many values each frame repeats from the end of the frame before it: the largest `o` below
  * `width` for which every consecutive pair of the frames `start .. end − 1` agrees (0 when none
- * does, or for a sequence of one frame). `values` holds the frames row after row.
+ * does, or for a sequence of one frame). `values` holds the frames row after row. Audio that
+ * repeats exactly from frame to frame (a pure tone whose period divides the hop) can agree at a
+ * larger overlap too; recorded and synthesized speech, with its noise floor, does not.
  */
 export function frameOverlap(values: Float32Array, width: number, start: number, end: number): number {
   if (end - start < 2) return 0;

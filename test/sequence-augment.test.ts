@@ -1,0 +1,94 @@
+/**
+ * Augmentation of a stateful model's whole sequences (src/train/program/training-model.ts
+ * `augmentBatch`, src/train/augment.ts `waveAugmenter`): a sequence is augmented once as one
+ * waveform and trained as a copy of its frames; the teacher scores that copy run from its start
+ * with the state carried (never its cached rows of the clean sequence), anew when the copy is
+ * redrawn; the same seed gives the same payload; what does not fit a sequence is refused.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { UsageError } from '../src/core/errors.ts';
+import { seededRandom } from '../src/core/random.ts';
+import { augmentCandidates } from '../src/train/augment-auto.ts';
+import { waveAugmenter, type Augmentation } from '../src/train/augment.ts';
+import { initBackend } from '../src/train/backend.ts';
+import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { trainOnnxDiff, type TrainOnnxOptions } from '../src/train/onnx/train-onnx.ts';
+import { ProgramTrainingModel, type ProgramExamples } from '../src/train/program/training-model.ts';
+import { lstm, sequences } from './helpers/onnx-models.ts';
+
+await initBackend('wasm');
+
+const state = [{ input: 'h', output: 'hN' }, { input: 'c', output: 'cN' }];
+const FRAMES = 8;
+
+/** Sum of |a − b| over frames [from, to). */
+const gap = (a: Float32Array, b: Float32Array, from: number, to: number) => {
+  let s = 0;
+  for (let i = from; i < to; i++) s += Math.abs(a[i] - b[i]);
+  return s;
+};
+
+test('a stateful model\'s batch: each sequence it touches augmented whole, the teacher\'s rows computed on the augmented sequence from its start, anew when it is redrawn', () => {
+  const data = sequences(4, FRAMES, 1);
+  const n = 4 * FRAMES;
+  const examples: ProgramExamples = { count: n, inputs: { x: { values: Float32Array.from(data.inputs.x.values as Float32Array), shape: [3] } }, sequence: data.sequence as Int32Array };
+  const student = new ProgramTrainingModel(new OnnxProgram(lstm(), { source: 'lstm.onnx' }), examples, { state });
+  const teacher = new ProgramTrainingModel(new OnnxProgram(lstm(0.5), { source: 'teacher.onnx' }), examples, { state, frozen: true });
+  try {
+    assert.deepEqual(student.augmentedInput(), { name: 'x', shape: [3], transposed: false, sequences: true });
+    const clean = teacher.rawOutputs(0, n);
+    const transform = waveAugmenter(['gain', 'noise', 'speed']) as Augmentation;
+    // Frames of sequences 1, 0, 1 and 3.
+    const ids = tf.tensor2d([9, 3, 10, 27], [4, 1]);
+    const x = student.augmentBatch(ids, transform, seededRandom(1));
+    assert.deepEqual(Array.from(x.dataSync()), [n + 9, n + 3, n + 10, n + 27], 'the copies\' ids');
+    const values = examples.inputs.x.values as Float32Array;
+    assert.deepEqual(values.subarray(0, 3 * n), data.inputs.x.values, 'the examples themselves unchanged');
+    const rows = teacher.rawOutputs(n, n);
+    for (const s of [0, 1, 3]) {
+      assert.ok(gap(values.subarray(3 * n), values, 3 * s * FRAMES, 3 * (s + 1) * FRAMES) > 0, `sequence ${s}'s copy is augmented`);
+      assert.ok(gap(rows, clean, s * FRAMES, (s + 1) * FRAMES) > 1e-3, `the teacher's rows of sequence ${s} are its clean rows: not scored on the augmented sequence`);
+    }
+    assert.deepEqual(rows.subarray(2 * FRAMES, 3 * FRAMES), clean.subarray(2 * FRAMES, 3 * FRAMES), 'sequence 2 was not in the batch: not drawn');
+    // What a runtime computes on the augmented audio: the copies as sequences of their own, each from a zero state.
+    const alone = new ProgramTrainingModel(new OnnxProgram(lstm(0.5), { source: 'teacher.onnx' }), { count: n, inputs: { x: { values: values.slice(3 * n), shape: [3] } }, sequence: data.sequence as Int32Array }, { state, frozen: true });
+    try {
+      const expected = alone.rawOutputs(0, n);
+      for (let i = 0; i < n; i++) assert.ok(Math.abs(rows[i] - expected[i]) < 1e-6, `frame ${i}: ${rows[i]} against ${expected[i]} run alone`);
+    } finally {
+      alone.dispose();
+    }
+    // One draw per sequence per epoch: drawn anew once as many rows as the drawn sequences hold have passed.
+    const all = student.ids(0, n);
+    for (let k = 0; k < 2; k++) tf.dispose(student.augmentBatch(all, transform, seededRandom(2 + k)));
+    assert.deepEqual(Array.from((examples.revision as Uint32Array).subarray(n, 2 * n), (r, i) => [Math.floor(i / FRAMES), r]).filter((_, i) => i % FRAMES === 0), [[0, 2], [1, 2], [2, 2], [3, 2]]);
+    const redrawn = teacher.rawOutputs(n, n);
+    assert.ok(gap(redrawn, rows, 0, FRAMES) > 1e-3, 'a redrawn sequence kept its earlier rows');
+    tf.dispose([ids, x, all]);
+  } finally {
+    student.dispose();
+    teacher.dispose();
+  }
+});
+
+const common: TrainOnnxOptions = { method: 'sparse', budgetBytes: 700, epochs: 3, tune: 'off', seed: 4, batchSize: 16, learningRate: 1e-2, validation: 0.2, teacher: lstm(0.5), state, bpttFrames: 2, allowWorse: true, refuseWorseOnEval: false, header: { modelId: 'lstm', sequence: 1 }, program: { source: 'lstm.onnx' } };
+
+test('a stateful ONNX model trains with --augment gain,noise,speed: the teacher runs the augmented sequences, the same seed gives the same bytes', async () => {
+  const train = sequences(10, FRAMES, 3);
+  const plain = (await trainOnnxDiff(lstm(), train, common)).bytes;
+  const augmented = (await trainOnnxDiff(lstm(), train, { ...common, augment: 'gain,noise,speed' })).bytes;
+  assert.notDeepEqual(augmented, plain);
+  assert.deepEqual((await trainOnnxDiff(lstm(), train, { ...common, augment: ['gain', 'noise', 'speed'] })).bytes, augmented, 'the same seed, the same bytes');
+  assert.notDeepEqual((await trainOnnxDiff(lstm(), train, { ...common, augment: 'gain,noise,speed', seed: 5 })).bytes, augmented, 'another seed, other draws');
+  assert.deepEqual((await trainOnnxDiff(lstm(), train, { ...common, augment: 'none' })).bytes, plain);
+  assert.deepEqual(augmentCandidates([3], false, true), ['gain', 'noise', 'speed'], 'auto tries what fits a sequence');
+});
+
+test('a stateful model refuses what does not fit a whole sequence, and speed with frame labels', async () => {
+  const train = sequences(6, FRAMES, 1);
+  await assert.rejects(trainOnnxDiff(lstm(), train, { ...common, augment: 'gain,time-mask' }), (e: unknown) => e instanceof UsageError && /^lstm.onnx carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed fit \(one draw per sequence\); found "time-mask": leave it out of --augment$/.test(e.message));
+  const labels = Int32Array.from({ length: 6 * FRAMES }, (_, i) => i % 2);
+  await assert.rejects(trainOnnxDiff(lstm(), { ...train, labels }, { ...common, augment: 'speed' }), (e: unknown) => e instanceof UsageError && /speed moves a sequence's audio in time, so the labels of its frames \(y.npy\) no longer fall on the frames/.test(e.message));
+});
