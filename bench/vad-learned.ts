@@ -35,6 +35,10 @@
  *   npm run bench:vad-learned -- --work /tmp/vad    # keep frames and rows; a second run reuses finished rows
  *   npm run bench:vad-learned -- --methods lowbit --budgets 2,10 --record bench/results/vad-learned.json
  *                                                   # new rows beside the committed ones; payloads re-chosen among all
+ *   npm run bench:vad-learned -- --methods lowbit --budgets 2,5 --augment gain,noise,speed --record bench/results/vad-learned.json
+ *                                                   # each training sequence augmented whole (one draw a sequence,
+ *                                                   # about once an epoch), v6 scoring the augmented audio; rows of
+ *                                                   # their own beside the unaugmented ones
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -46,6 +50,7 @@ import * as ort from 'onnxruntime-web';
 import { applyPayload } from '../src/apply/index.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { seededRandom } from '../src/core/random.ts';
+import { parseSequenceAugment } from '../src/train/augment.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { budgetModels, compare, ensurePackages, espeak, joinRecordings, packageOggs, real, stream, synthetic, vadProbabilities, type BudgetRow } from './onnx.ts';
 import { frames } from './vad-frames.ts';
@@ -94,6 +99,8 @@ export const VAL_RECORDED = { ktuberling: ['el', 'gl'], klettres: ['it', 'nl', '
 export interface LearnedRow {
   method: string;
   budget: string;
+  /** The augmentation the row trained with (`--augment`: gain, noise, speed of whole sequences); none when absent. */
+  augment?: string;
   budgetBytes: number;
   payloadBytes: number;
   /** Validation agreement with v6 (what chose the checkpoint and the committed payloads). */
@@ -122,7 +129,7 @@ export interface VadLearnedResult {
   learned: LearnedRow[];
   posthoc: BudgetRow[];
   committed: Record<string, string>;
-  options: { epochs: number; bptt: number; batchSize: number; learningRate?: number; methodLearningRates?: Record<string, number>; temperature?: number; sparseStart?: 'zero' | 'teacher'; maskPenalty?: number };
+  options: { epochs: number; bptt: number; batchSize: number; augment?: string; learningRate?: number; methodLearningRates?: Record<string, number>; temperature?: number; sparseStart?: 'zero' | 'teacher'; maskPenalty?: number };
   installed: string[];
   seconds: number;
 }
@@ -202,7 +209,17 @@ interface RowJob {
   maskPenalty?: number;
   /** Also run the patched file with onnxruntime-web on the validation frames and compare with the trainer's own outputs. */
   checkRuntime?: boolean;
+  /** Augmentations of the training sequences (`gain,noise,speed`), v6 scoring the augmented audio. */
+  augment?: string;
 }
+
+/** A row's files in the work folder: method and budget, and its augmentation when it has one. */
+function rowStem(r: { method: string; percent: number; augment?: string }): string {
+  return `${r.method}-${r.percent}${r.augment ? `-${r.augment.replace(/,/g, '+')}` : ''}`;
+}
+
+/** What tells rows apart when runs are joined: method, budget and augmentation. */
+const rowKey = (r: LearnedRow) => `${r.method} ${r.budget} ${r.augment ?? ''}`;
 
 /** Train one row (child process): reads the frames from `dir`, writes the payload and a JSON. */
 async function trainRow(job: RowJob): Promise<void> {
@@ -243,6 +260,7 @@ async function trainRow(job: RowJob): Promise<void> {
     ...(job.temperature ? { temperature: job.temperature } : {}),
     ...(job.sparseStart && job.method === 'sparse' ? { sparseStart: job.sparseStart } : {}),
     ...(job.maskPenalty !== undefined && job.method === 'sparse' ? { sparse: { lambda: job.maskPenalty } } : {}),
+    ...(job.augment ? { augment: job.augment } : {}),
     ...(job.method === 'topk-retrain' || job.method === 'auto' ? { fullWeights } : {}),
     header: { modelId: 'silero-vad', sequence: 1 },
     program: { source: 'silero_vad_v5.onnx' },
@@ -252,7 +270,7 @@ async function trainRow(job: RowJob): Promise<void> {
     },
     onProgress: (m) => process.stderr.write(`[${job.method} ${job.percent}%] ${m}\n`),
   });
-  await writeFile(path.join(job.dir, `${job.method}-${job.percent}.ndiff`), res.bytes);
+  await writeFile(path.join(job.dir, `${rowStem(job)}.ndiff`), res.bytes);
   let runtime: LearnedRow['runtime'];
   if (job.checkRuntime && res.evalOutputs) {
     // What the trainer measured on the validation frames against onnxruntime-web on the patched
@@ -289,7 +307,7 @@ async function trainRow(job: RowJob): Promise<void> {
     // --methods auto: which candidate it shipped, and how each validated.
     ...(res.auto ? { auto: { chosen: res.auto.chosen, candidates: res.auto.candidates.map((c) => ({ method: c.method, bytes: c.bytes ?? null, score: c.score ?? null, seconds: Math.round(c.seconds), ...(c.refused ? { refused: c.refused } : {}) })) } } : {}),
   };
-  await writeFile(path.join(job.dir, `${job.method}-${job.percent}.json`), JSON.stringify(out));
+  await writeFile(path.join(job.dir, `${rowStem(job)}.json`), JSON.stringify(out));
 }
 
 function runChild(job: RowJob, log: (l: string) => void): Promise<void> {
@@ -304,7 +322,7 @@ function runChild(job: RowJob, log: (l: string) => void): Promise<void> {
     });
     child.on('close', async (code) => {
       const why = tail.split('\n').filter((l) => /Error|error:/.test(l) && l.length < 2000).slice(-2).join(' | ');
-      if (code !== 0) await writeFile(path.join(job.dir, `${job.method}-${job.percent}.json`), JSON.stringify({ error: `exit ${code}: ${why}` }));
+      if (code !== 0) await writeFile(path.join(job.dir, `${rowStem(job)}.json`), JSON.stringify({ error: `exit ${code}: ${why}` }));
       resolve();
     });
   });
@@ -352,6 +370,12 @@ export interface VadLearnedOptions {
   temperature?: number;
   /** Sparse rows start from the teacher's change instead of zero. */
   sparseStart?: 'zero' | 'teacher';
+  /**
+   * Augment the training sequences (`gain`, `noise`, `speed`, comma-separated): each sequence's
+   * waveform augmented whole, one draw a sequence, v6 scoring the augmented audio
+   * (src/train/program/training-model.ts). Recorded in each row; rows with and without keep apart.
+   */
+  augment?: string;
   /** Weight of the sparse mask's density penalty (the trainer's default, 1e-4, when unset). */
   maskPenalty?: number;
   /** A folder kept after the run: its frames and finished rows are reused when the bench runs again on it. */
@@ -377,6 +401,8 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
   const methodLearningRates = options.methodLearningRates ?? (options.learningRate === undefined ? { lora: 1e-3, lowbit: 1e-2 } : undefined);
   const temperature = options.temperature ?? 1;
   const batchSize = options.batchSize ?? 64;
+  // Checked before any audio is made or any row trains: what a whole sequence takes (gain, noise, speed).
+  const augment = parseSequenceAugment(options.augment ?? 'none', 'silero_vad_v5.onnx').join(',') || undefined;
 
   log('training and validation audio: espeak-ng sentences and voices, and recordings in languages, that the evaluation audio does not use ...');
   const recorded = recordedStreams(TRAIN_RECORDED, options.recordedSequences ?? (quick ? 1 : 40), 303);
@@ -395,9 +421,9 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
     log(`${train.sequence.length} training frames in ${trainStreams.length} sequences (${recorded.length} of recorded speech), ${val.sequence.length} validation frames; rows: ${methods.join(', ')} at ${percents.join(', ')}%, ${epochs} epoch(s), truncated backpropagation over ${bptt} frame(s), batch ${batchSize}`);
 
     // Each method at every budget before the next method: a run cut short still has both ends of the range.
-    const jobs: RowJob[] = methods.flatMap((method) => percents.map((percent) => ({ dir, method, percent, epochs, bptt, batchSize, learningRate: methodLearningRates?.[method] ?? learningRate, temperature, ...(options.sparseStart ? { sparseStart: options.sparseStart } : {}), ...(options.maskPenalty !== undefined ? { maskPenalty: options.maskPenalty } : {}), ...((options.checkRuntime ?? quick) ? { checkRuntime: true } : {}) })));
+    const jobs: RowJob[] = methods.flatMap((method) => percents.map((percent) => ({ dir, method, percent, epochs, bptt, batchSize, learningRate: methodLearningRates?.[method] ?? learningRate, temperature, ...(options.sparseStart ? { sparseStart: options.sparseStart } : {}), ...(options.maskPenalty !== undefined ? { maskPenalty: options.maskPenalty } : {}), ...((options.checkRuntime ?? quick) ? { checkRuntime: true } : {}), ...(augment ? { augment } : {}) })));
     const done = new Set<RowJob>();
-    for (const job of jobs) if (options.work && existsSync(path.join(dir, `${job.method}-${job.percent}.json`))) done.add(job);
+    for (const job of jobs) if (options.work && existsSync(path.join(dir, `${rowStem(job)}.json`))) done.add(job);
     if (done.size) log(`${done.size} row(s) already trained in ${dir}: reused`);
     const parallel = Math.max(1, options.parallel ?? 2);
     let next = 0;
@@ -424,17 +450,17 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
     const hasher = await getHasher();
     const learned: LearnedRow[] = [];
     for (const job of jobs) {
-      const meta = JSON.parse(await readFile(path.join(dir, `${job.method}-${job.percent}.json`), 'utf8')) as Omit<LearnedRow, 'method' | 'budget' | 'audio'>;
-      const row: LearnedRow = { method: job.method, budget: `${job.percent}%`, ...meta, audio: {} };
+      const meta = JSON.parse(await readFile(path.join(dir, `${rowStem(job)}.json`), 'utf8')) as Omit<LearnedRow, 'method' | 'budget' | 'audio'>;
+      const row: LearnedRow = { method: job.method, budget: `${job.percent}%`, ...(job.augment ? { augment: job.augment } : {}), ...meta, audio: {} };
       if (!meta.error) {
-        const payload = new Uint8Array(await readFile(path.join(dir, `${job.method}-${job.percent}.ndiff`)));
+        const payload = new Uint8Array(await readFile(path.join(dir, `${rowStem(job)}.ndiff`)));
         const patched = new OnnxWeightStore(v5.slice(), { source: 'v5' });
         await applyPayload(patched, payload, { hasher });
         const model = patched.modelBytes();
         for (const [name, set] of Object.entries(sets)) row.audio[name] = compare(reference[name], await vadProbabilities(model, set.pcm));
       }
       learned.push(row);
-      log(`  ${row.method} ${row.budget}: ${row.error ?? `${row.payloadBytes} bytes, validation ${(100 * row.validation.agreement).toFixed(2)}% (v5 ${(100 * row.validation.baseAgreement).toFixed(2)}%), ${Object.entries(row.audio).map(([k, a]) => `${k} ${(100 * a.agreement).toFixed(2)}%`).join(', ')}${row.auto ? `; auto chose ${row.auto.chosen} (${row.auto.candidates.map((c) => `${c.method} ${c.score === null ? 'refused' : `${(100 * c.score).toFixed(2)}%`}`).join(', ')})` : ''}`}`);
+      log(`  ${row.method} ${row.budget}${row.augment ? ` (augment ${row.augment})` : ''}: ${row.error ?? `${row.payloadBytes} bytes, validation ${(100 * row.validation.agreement).toFixed(2)}% (v5 ${(100 * row.validation.baseAgreement).toFixed(2)}%), ${Object.entries(row.audio).map(([k, a]) => `${k} ${(100 * a.agreement).toFixed(2)}%`).join(', ')}${row.auto ? `; auto chose ${row.auto.chosen} (${row.auto.candidates.map((c) => `${c.method} ${c.score === null ? 'refused' : `${(100 * c.score).toFixed(2)}%`}`).join(', ')})` : ''}`}`);
     }
     log('post-hoc top-k rows at the same budgets ...');
     const posthocModels = await budgetModels(hasher, v5, v6, percents, 'silero-vad', log);
@@ -448,7 +474,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
     // The committed payloads: the best learned row at 2%, 5% and 10% by validation agreement,
     // among this run's rows and the record's.
     const record = options.record;
-    const earlier = (record?.learned ?? []).filter((r) => !learned.some((n) => n.method === r.method && n.budget === r.budget));
+    const earlier = (record?.learned ?? []).filter((r) => !learned.some((n) => rowKey(n) === rowKey(r)));
     const committed: Record<string, string> = { ...(record?.committed ?? {}) };
     const fullGrid = ['sparse', 'hash', 'lora', 'topk-retrain'].every((m) => methods.includes(m)) && [2, 10].every((p) => percents.includes(p));
     if (options.commit ?? (!quick && (fullGrid || record !== undefined))) {
@@ -462,16 +488,15 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
           continue;
         }
         await mkdir(path.dirname(dest), { recursive: true });
-        await copyFile(path.join(dir, `${best.method}-${pct}.ndiff`), dest);
-        committed[`${pct}%`] = `${best.method} (validation ${(100 * best.validation.agreement).toFixed(2)}%) -> ${path.relative(root, dest)}`;
+        await copyFile(path.join(dir, `${rowStem({ method: best.method, percent: pct, augment: best.augment })}.ndiff`), dest);
+        committed[`${pct}%`] = `${best.method}${best.augment ? ` --augment ${best.augment}` : ''} (validation ${(100 * best.validation.agreement).toFixed(2)}%) -> ${path.relative(root, dest)}`;
         log(`committed ${pct}% payload: ${committed[`${pct}%`]}`);
       }
     }
     if (record) {
       // The joined record: the earlier rows in their order with this run's in place of the same
       // method and budget, then this run's new rows; post-hoc rows the same way by budget.
-      const order = (r: LearnedRow) => r.method + ' ' + r.budget;
-      const joined = record.learned.map((r) => learned.find((n) => order(n) === order(r)) ?? r);
+      const joined = record.learned.map((r) => learned.find((n) => rowKey(n) === rowKey(r)) ?? r);
       learned.splice(0, learned.length, ...joined, ...learned.filter((n) => !joined.includes(n)));
       const post = record.posthoc.map((r) => posthoc.find((n) => n.budget === r.budget) ?? r);
       posthoc.splice(0, posthoc.length, ...post, ...posthoc.filter((n) => !post.includes(n)));
@@ -487,7 +512,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
       learned,
       posthoc,
       committed,
-      options: { epochs, bptt, batchSize, learningRate, ...(methodLearningRates ? { methodLearningRates } : {}), temperature, ...(options.sparseStart ? { sparseStart: options.sparseStart } : {}), ...(options.maskPenalty !== undefined ? { maskPenalty: options.maskPenalty } : {}) },
+      options: { epochs, bptt, batchSize, ...(augment ? { augment } : {}), learningRate, ...(methodLearningRates ? { methodLearningRates } : {}), temperature, ...(options.sparseStart ? { sparseStart: options.sparseStart } : {}), ...(options.maskPenalty !== undefined ? { maskPenalty: options.maskPenalty } : {}) },
       installed,
       seconds: (performance.now() - t0) / 1000,
     };
@@ -513,12 +538,12 @@ export function renderMarkdown(r: VadLearnedResult): string {
   const audio = (a: BudgetRow['audio']) => sets.map((s) => (a[s] ? `${pct(a[s].agreement)} | ${a[s].meanAbsDiff.toFixed(4)}` : '- | -')).join(' | ');
   lines.push(`| v5 unchanged | 0 | ${r.learned.find((x) => !x.error) ? pct((r.learned.find((x) => !x.error) as LearnedRow).validation.baseAgreement) : '-'} | ${audio(r.v5)} | - | - | - |`);
   for (const row of r.learned) {
-    if (row.error) lines.push(`| ${row.method} ${row.budget} | failed: ${row.error.slice(0, 120)} |`);
-    else lines.push(`| ${row.method} ${row.budget} | ${row.payloadBytes.toLocaleString('en')} | ${pct(row.validation.agreement)} | ${audio(row.audio)} | ${row.trainSeconds.toFixed(0)} | ${row.framesPerSecond.toFixed(0)} | ${row.peakRssMiB.toFixed(0)} |`);
+    if (row.error) lines.push(`| ${row.method} ${row.budget}${row.augment ? ` augment ${row.augment}` : ''} | failed: ${row.error.slice(0, 120)} |`);
+    else lines.push(`| ${row.method} ${row.budget}${row.augment ? ` augment ${row.augment}` : ''} | ${row.payloadBytes.toLocaleString('en')} | ${pct(row.validation.agreement)} | ${audio(row.audio)} | ${row.trainSeconds.toFixed(0)} | ${row.framesPerSecond.toFixed(0)} | ${row.peakRssMiB.toFixed(0)} |`);
   }
   for (const row of r.posthoc) lines.push(`| post-hoc top-k ${row.budget} | ${row.payloadBytes.toLocaleString('en')} | - | ${audio(row.audio)} | - | - | - |`);
   lines.push('');
-  lines.push(`Training: ${r.trainFrames} frames (${(r.trainFrames * FRAME / RATE).toFixed(0)} s) in ${r.trainSequences} sequences (${r.recordedSequences ?? 0} of recorded speech); validation ${r.validationFrames} frames; ${r.options.epochs} epoch(s), truncated backpropagation over ${r.options.bptt} frame(s), batch ${r.options.batchSize}${r.options.learningRate ? `, learning rate ${r.options.learningRate}` : ''}${r.options.methodLearningRates ? ` (${Object.entries(r.options.methodLearningRates).map(([m, lr]) => `${m} ${lr}`).join(', ')})` : ''}${r.options.temperature ? `, teacher temperature ${r.options.temperature}` : ''}${r.options.sparseStart ? `, sparse start ${r.options.sparseStart}` : ''}${r.options.maskPenalty !== undefined ? `, sparse mask penalty ${r.options.maskPenalty}` : ''}. Evaluation: ${Object.entries(r.audio).map(([k, a]) => `${k} ${a.seconds.toFixed(0)} s`).join(', ')}.`);
+  lines.push(`Training: ${r.trainFrames} frames (${(r.trainFrames * FRAME / RATE).toFixed(0)} s) in ${r.trainSequences} sequences (${r.recordedSequences ?? 0} of recorded speech); validation ${r.validationFrames} frames; ${r.options.epochs} epoch(s), truncated backpropagation over ${r.options.bptt} frame(s), batch ${r.options.batchSize}${r.options.learningRate ? `, learning rate ${r.options.learningRate}` : ''}${r.options.methodLearningRates ? ` (${Object.entries(r.options.methodLearningRates).map(([m, lr]) => `${m} ${lr}`).join(', ')})` : ''}${r.options.temperature ? `, teacher temperature ${r.options.temperature}` : ''}${r.options.sparseStart ? `, sparse start ${r.options.sparseStart}` : ''}${r.options.maskPenalty !== undefined ? `, sparse mask penalty ${r.options.maskPenalty}` : ''}${r.options.augment ? `, training sequences augmented (${r.options.augment})` : ''}. Evaluation: ${Object.entries(r.audio).map(([k, a]) => `${k} ${a.seconds.toFixed(0)} s`).join(', ')}.`);
   if (Object.keys(r.committed).length) lines.push(`Committed: ${Object.entries(r.committed).map(([k, v]) => `${k}: ${v}`).join('; ')}.`);
   return lines.join('\n');
 }
@@ -571,6 +596,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
       ...(arg('--temperature') ? { temperature: Number(arg('--temperature')) } : {}),
       ...(arg('--sparse-start') ? { sparseStart: arg('--sparse-start') as 'zero' | 'teacher' } : {}),
       ...(arg('--mask-penalty') ? { maskPenalty: Number(arg('--mask-penalty')) } : {}),
+      ...(arg('--augment') ? { augment: arg('--augment') } : {}),
       ...(arg('--work') ? { work: arg('--work') } : {}),
       ...(arg('--record') ? { record: JSON.parse(await readFile(arg('--record') as string, 'utf8')) as VadLearnedResult } : {}),
     });
