@@ -42,7 +42,8 @@ test('a stateful model\'s batch: each sequence it touches augmented whole, the t
     const transform = waveAugmenter(['gain', 'noise', 'speed']) as Augmentation;
     // Frames of sequences 1, 0, 1 and 3.
     const ids = tf.tensor2d([9, 3, 10, 27], [4, 1]);
-    const x = student.augmentBatch(ids, transform, seededRandom(1));
+    const stream = seededRandom(1);
+    const x = student.augmentBatch(ids, transform, stream);
     assert.deepEqual(Array.from(x.dataSync()), [n + 9, n + 3, n + 10, n + 27], 'the copies\' ids');
     const values = examples.inputs.x.values as Float32Array;
     assert.deepEqual(values.subarray(0, 3 * n), data.inputs.x.values, 'the examples themselves unchanged');
@@ -60,12 +61,21 @@ test('a stateful model\'s batch: each sequence it touches augmented whole, the t
     } finally {
       alone.dispose();
     }
-    // One draw per sequence per epoch: drawn anew once as many rows as the drawn sequences hold have passed.
+    // One draw per sequence per epoch: drawn anew once as many rows as the drawn sequences hold
+    // have passed (4 + 1 + 32 rows against 32 frames here), and by another training loop's stream.
+    const revisions = () => Array.from({ length: 4 }, (_, s) => (examples.revision as Uint32Array)[n + s * FRAMES]);
     const all = student.ids(0, n);
-    for (let k = 0; k < 2; k++) tf.dispose(student.augmentBatch(all, transform, seededRandom(2 + k)));
-    assert.deepEqual(Array.from((examples.revision as Uint32Array).subarray(n, 2 * n), (r, i) => [Math.floor(i / FRAMES), r]).filter((_, i) => i % FRAMES === 0), [[0, 2], [1, 2], [2, 2], [3, 2]]);
+    tf.dispose(student.augmentBatch(tf.tensor2d([9], [1, 1]), transform, stream));
+    assert.deepEqual(revisions(), [1, 1, 0, 1], 'sequence 1 drawn once this epoch');
+    assert.deepEqual(teacher.rawOutputs(n, n).subarray(FRAMES, 2 * FRAMES), rows.subarray(FRAMES, 2 * FRAMES));
+    tf.dispose(student.augmentBatch(all, transform, stream));
+    assert.deepEqual(revisions(), [1, 1, 1, 1], 'only sequence 2 drawn: the others were this epoch');
+    tf.dispose(student.augmentBatch(all, transform, stream));
+    assert.deepEqual(revisions(), [2, 2, 2, 2], 'an epoch later, every sequence drawn anew');
     const redrawn = teacher.rawOutputs(n, n);
-    assert.ok(gap(redrawn, rows, 0, FRAMES) > 1e-3, 'a redrawn sequence kept its earlier rows');
+    for (const s of [0, 1, 3]) assert.ok(gap(redrawn, rows, s * FRAMES, (s + 1) * FRAMES) > 1e-3, `sequence ${s} redrawn kept its earlier rows`);
+    tf.dispose(student.augmentBatch(tf.tensor2d([3], [1, 1]), transform, seededRandom(9)));
+    assert.deepEqual(revisions(), [3, 2, 2, 2], 'another loop\'s stream draws its own copies');
     tf.dispose([ids, x, all]);
   } finally {
     student.dispose();

@@ -202,6 +202,8 @@ export class ProgramTrainingModel {
   private readonly augmentedAt = new Map<number, number>();
   private augmentRowsSeen = 0;
   private augmentedFrames = 0;
+  /** The random stream of the training loop the copies were drawn for: a new loop draws its own. */
+  private augmentStream?: () => number;
   private trainRowsSeen = 0;
   private seenFrames = 0;
   /** Values of the raw output per example. */
@@ -365,8 +367,9 @@ export class ProgramTrainingModel {
    * by `transform` as one example (one gain, one noise level, one speed for the whole sequence)
    * and cut into frames again, so the state runs over continuous audio. A copy is drawn anew
    * when its sequence comes up after as many training rows as the sequences drawn hold (about
-   * once an epoch); its `revision` then moves on, so the teacher runs the new copy from its
-   * start and the entry states are recomputed on it. The copies' ids are returned.
+   * once an epoch; a new `random`, another training loop, draws every copy anew); its
+   * `revision` then moves on, so the teacher runs the new copy from its start and the entry
+   * states are recomputed on it. The copies' ids are returned.
    */
   private augmentSequences(ids: Int32Array, name: string, transform: Augmentation, random: () => number): tf.Tensor2D {
     const e = this.examples;
@@ -388,6 +391,13 @@ export class ProgramTrainingModel {
       e.revision = new Uint32Array(2 * count);
     }
     this.syncBounds();
+    if (random !== this.augmentStream) {
+      // Another training loop (another run, phase or candidate): its copies are drawn from its own seed.
+      this.augmentStream = random;
+      this.augmentedAt.clear();
+      this.augmentRowsSeen = 0;
+      this.augmentedFrames = 0;
+    }
     const seqStart = this.seqStart as Int32Array;
     const seqEnd = this.seqEnd as Int32Array;
     const v = e.inputs[name];
