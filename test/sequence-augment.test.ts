@@ -102,3 +102,34 @@ test('a stateful model refuses what does not fit a whole sequence, and speed wit
   const labels = Int32Array.from({ length: 6 * FRAMES }, (_, i) => i % 2);
   await assert.rejects(trainOnnxDiff(lstm(), { ...train, labels }, { ...common, augment: 'speed' }), (e: unknown) => e instanceof UsageError && /speed moves a sequence's audio in time, so the labels of its frames \(y.npy\) no longer fall on the frames/.test(e.message));
 });
+
+test('ndiff train --state h:hN --state c:cN --augment gain,speed: the same bytes twice, the augmentation in the metrics; --augment flip refused, saying what fits', async (t) => {
+  const { mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { main } = await import('../cli/ndiff.ts');
+  const { saveNpy } = await import('../src/io/npy/files.ts');
+  const dir = mkdtempSync(path.join(tmpdir(), 'nd-sequence-augment-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'v1.onnx'), lstm());
+  writeFileSync(path.join(dir, 'v2.onnx'), lstm(0.5));
+  const d = sequences(10, FRAMES, 5);
+  saveNpy(path.join(dir, 'train', 'x.npy'), d.inputs.x.values as Float32Array, [10 * FRAMES, 3]);
+  saveNpy(path.join(dir, 'train', 'sequence.npy'), d.sequence as Int32Array, [10 * FRAMES]);
+  const run = async (augment: string, out: string) => {
+    const lines: string[] = [];
+    const code = await main(['train', '--model-id', 'lstm', '--base', path.join(dir, 'v1.onnx'), '--teacher', path.join(dir, 'v2.onnx'), '--state', 'h:hN', '--state', 'c:cN', '--bptt', '2',
+      '--train', path.join(dir, 'train'), '--method', 'hash', '--budget', '700', '--epochs', '2', '--tune', 'off', '--lr', '0.01', '--augment', augment,
+      '--out', path.join(dir, out), '--metrics-out', path.join(dir, `${out}.json`)], { out: (l) => lines.push(l), err: (l) => lines.push(l), progress: (l) => lines.push(l) });
+    return { code, text: lines.join('\n') };
+  };
+  const a = await run('gain,speed', 'a.ndiff');
+  assert.equal(a.code, 0, a.text);
+  const b = await run('gain,speed', 'b.ndiff');
+  assert.equal(b.code, 0, b.text);
+  assert.deepEqual(readFileSync(path.join(dir, 'b.ndiff')), readFileSync(path.join(dir, 'a.ndiff')), 'the same seed, the same bytes');
+  assert.equal(JSON.parse(readFileSync(path.join(dir, 'a.ndiff.json'), 'utf8')).distillStream.augment, 'gain,speed');
+  const refused = await run('flip', 'c.ndiff');
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.text, /carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed fit \(one draw per sequence\); found "flip"/);
+});
