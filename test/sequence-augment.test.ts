@@ -94,6 +94,12 @@ test('a stateful ONNX model trains with --augment gain,noise,speed: the teacher 
   assert.notDeepEqual((await trainOnnxDiff(lstm(), train, { ...common, augment: 'gain,noise,speed', seed: 5 })).bytes, augmented, 'another seed, other draws');
   assert.deepEqual((await trainOnnxDiff(lstm(), train, { ...common, augment: 'none' })).bytes, plain);
   assert.deepEqual(augmentCandidates([3], false, true), ['gain', 'noise', 'speed'], 'auto tries what fits a sequence');
+  assert.deepEqual(augmentCandidates([3], true, true), ['gain', 'noise'], 'with frame labels, no speed');
+  const auto = await trainOnnxDiff(lstm(), train, { ...common, augment: 'auto' });
+  const tried = (auto.augmentation as NonNullable<typeof auto.augmentation>).tried.map((x) => x.augment);
+  assert.deepEqual(tried.slice(0, 4), ['none', 'gain', 'noise', 'speed'], 'auto tries each whole-sequence augmentation against none');
+  const best = (auto.augmentation as NonNullable<typeof auto.augmentation>).tried.reduce((x, y) => (y.score > x.score ? y : x));
+  assert.equal((auto.augmentation as NonNullable<typeof auto.augmentation>).kept.join(',') || 'none', best.augment, 'the closest on validation is kept');
 });
 
 test('a stateful model refuses what does not fit a whole sequence, and speed with frame labels', async () => {

@@ -33,9 +33,10 @@ export function augmentedKind(model: tf.LayersModel): { shape: number[]; sequenc
   return { shape: model.inputs[0].shape.slice(1).map((d) => d ?? 1), sequences: false };
 }
 
-/** The candidates for an example's shape: audio features, images or any input; a stateful model's sequences: gain, noise, speed. */
+/** The candidates for an example's shape: audio features, images or any input; a stateful model's sequences: gain, noise, and speed without labels. */
 export function augmentCandidates(example: readonly number[], labelled: boolean, sequences = false): AugmentationName[] {
-  if (sequences) return [...SEQUENCE_AUGMENTATIONS];
+  // Speed moves a sequence's audio off the frames its labels were given for.
+  if (sequences) return SEQUENCE_AUGMENTATIONS.filter((name) => !labelled || name !== 'speed');
   const any: AugmentationName[] = labelled ? ['noise'] : ['noise', 'mixup'];
   // [h, w, 3 or 4]: an image; 2-D, or 3-D with one channel: audio features or a spectrogram.
   if (example.length === 3 && (example[2] === 3 || example[2] === 4) && example[0] > 1 && example[1] > 1) return ['crop', 'flip', 'colour', ...any];
