@@ -83,6 +83,24 @@ test('a stateful model\'s batch: each sequence it touches augmented whole, the t
   }
 });
 
+test('sequence ids of any sign: the copies\' ids clash with none of the examples\'', () => {
+  const data = sequences(4, FRAMES, 2);
+  const n = 4 * FRAMES;
+  // Ids -1, 0, 1, 2: a copy numbered from the largest id plus one would give sequence -1's copy the id 2.
+  const sequence = Int32Array.from(data.sequence as Int32Array, (s) => s - 1);
+  const examples: ProgramExamples = { count: n, inputs: { x: { values: Float32Array.from(data.inputs.x.values as Float32Array), shape: [3] } }, sequence };
+  const student = new ProgramTrainingModel(new OnnxProgram(lstm(), { source: 'lstm.onnx' }), examples, { state });
+  try {
+    const ids = student.ids(0, n);
+    tf.dispose([student.augmentBatch(ids, waveAugmenter(['gain']) as Augmentation, seededRandom(1)), ids]);
+    const copies = new Set((examples.sequence as Int32Array).subarray(n));
+    assert.equal(copies.size, 4);
+    for (const s of sequence) assert.ok(!copies.has(s), `copy id ${s} is an example's`);
+  } finally {
+    student.dispose();
+  }
+});
+
 const common: TrainOnnxOptions = { method: 'sparse', budgetBytes: 700, epochs: 3, tune: 'off', seed: 4, batchSize: 16, learningRate: 1e-2, validation: 0.2, teacher: lstm(0.5), state, bpttFrames: 2, allowWorse: true, refuseWorseOnEval: false, header: { modelId: 'lstm', sequence: 1 }, program: { source: 'lstm.onnx' } };
 
 test('a stateful ONNX model trains with --augment gain,noise,speed: the teacher runs the augmented sequences, the same seed gives the same bytes', async () => {

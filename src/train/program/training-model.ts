@@ -383,10 +383,11 @@ export class ProgramTrainingModel {
         e.inputs[input] = { values: grown, shape: v.shape };
       }
       const sequence = e.sequence as Int32Array;
-      const next = sequence.reduce((a, b) => Math.max(a, b), 0) + 1;
+      let [low, high] = [Infinity, -Infinity];
+      for (const id of sequence) [low, high] = [Math.min(low, id), Math.max(high, id)];
       const both = new Int32Array(2 * count);
       both.set(sequence);
-      for (let i = 0; i < count; i++) both[count + i] = sequence[i] + next;
+      for (let i = 0; i < count; i++) both[count + i] = sequence[i] - low + high + 1;
       e.sequence = both;
       e.revision = new Uint32Array(2 * count);
     }
