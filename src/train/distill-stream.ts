@@ -42,11 +42,12 @@ export function augmentOf(model: tf.LayersModel, options: TrainDiffOptions, teac
   const kind = augmentedKind(model);
   // A stateful model's sequences are augmented whole, as waveforms: gain, noise and speed fit.
   const wave = kind.sequences ? parseSequenceAugment(listed, model.layers[0]?.name ?? 'this model') : [];
-  const names: readonly string[] = kind.sequences ? wave : parseAugment(listed, kind.shape);
+  const plain = kind.sequences ? [] : parseAugment(listed, kind.shape);
+  const names: readonly string[] = kind.sequences ? wave : plain;
   if (names.length === 0) return undefined;
   if (!teach) throw new UsageError(`augmentation (--augment ${names.join(',')}) trains toward a teacher that scores each augmented input; pass --teacher (the new version), or --augment none`);
   if (model.inputs.length !== 1) throw new UsageError(`augmentation takes a model of one input; this one has ${model.inputs.length}: use --augment none`);
   if (labelled && names.includes('mixup')) throw new UsageError('mixup mixes inputs of different classes, so the labels (y.npy) no longer hold for the mixed input: drop the labels (the teacher gives every target) or leave mixup out of --augment');
   if (labelled && wave.includes('speed')) throw new UsageError('speed moves a sequence\'s audio in time, so the labels of its frames (y.npy) no longer fall on the frames they were given for: drop the labels (the teacher gives every target) or leave speed out of --augment');
-  return kind.sequences ? waveAugmenter(wave) : augmenter(parseAugment(listed, kind.shape));
+  return kind.sequences ? waveAugmenter(wave) : augmenter(plain);
 }
