@@ -99,7 +99,7 @@ export const VAL_RECORDED = { ktuberling: ['el', 'gl'], klettres: ['it', 'nl', '
 export interface LearnedRow {
   method: string;
   budget: string;
-  /** The augmentation the row trained with (`--augment`: gain, noise, speed of whole sequences); none when absent. */
+  /** The augmentation the row trained with (`--augment`: gain, noise, speed, pitch of whole sequences); none when absent. */
   augment?: string;
   budgetBytes: number;
   payloadBytes: number;
@@ -209,7 +209,7 @@ interface RowJob {
   maskPenalty?: number;
   /** Also run the patched file with onnxruntime-web on the validation frames and compare with the trainer's own outputs. */
   checkRuntime?: boolean;
-  /** Augmentations of the training sequences (`gain,noise,speed`), v6 scoring the augmented audio. */
+  /** Augmentations of the training sequences (`gain,noise,speed,pitch`), v6 scoring the augmented audio. */
   augment?: string;
 }
 
@@ -371,7 +371,7 @@ export interface VadLearnedOptions {
   /** Sparse rows start from the teacher's change instead of zero. */
   sparseStart?: 'zero' | 'teacher';
   /**
-   * Augment the training sequences (`gain`, `noise`, `speed`, comma-separated): each sequence's
+   * Augment the training sequences (`gain`, `noise`, `speed`, `pitch`, comma-separated): each sequence's
    * waveform augmented whole, one draw a sequence, v6 scoring the augmented audio
    * (src/train/program/training-model.ts). Recorded in each row; rows with and without keep apart.
    */
@@ -401,7 +401,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
   const methodLearningRates = options.methodLearningRates ?? (options.learningRate === undefined ? { lora: 1e-3, lowbit: 1e-2 } : undefined);
   const temperature = options.temperature ?? 1;
   const batchSize = options.batchSize ?? 64;
-  // Checked before any audio is made or any row trains: what a whole sequence takes (gain, noise, speed).
+  // Checked before any audio is made or any row trains: what a whole sequence takes (gain, noise, speed, pitch).
   const augment = parseSequenceAugment(options.augment ?? 'none', 'silero_vad_v5.onnx').join(',') || undefined;
 
   log('training and validation audio: espeak-ng sentences and voices, and recordings in languages, that the evaluation audio does not use ...');

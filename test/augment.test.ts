@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { seededRandom } from '../src/core/random.ts';
 import { UsageError } from '../src/core/errors.ts';
-import { AUGMENTATIONS, augmenter, colour, crop, flip, flipImage, freqMask, gain, mixup, mixupDraw, noise, parseAugment, parseSequenceAugment, speed, timeMask, timeShift, batchStd, waveAugmenter, waveGain, waveNoise, type Augmentation } from '../src/train/augment.ts';
-import { resample } from '../src/train/resample.ts';
+import { AUGMENTATIONS, augmenter, colour, crop, flip, flipImage, freqMask, gain, mixup, mixupDraw, noise, parseAugment, parseSequenceAugment, pitch, speed, timeMask, timeShift, batchStd, waveAugmenter, waveGain, waveNoise, type Augmentation } from '../src/train/augment.ts';
+import { pitchShift, resample } from '../src/train/resample.ts';
 import { cutFrames, frameOverlap, sequenceWave } from '../src/train/program/sequence-waveform.ts';
 
 /** A batch of `shape` with distinct, non-zero values. */
@@ -21,7 +21,7 @@ const WAVEFORM = [3, 400];
 
 test('every augmentation keeps the shape, leaves its input alone and is the same for the same seed', () => {
   for (const name of AUGMENTATIONS) {
-    const shape = ['crop', 'flip'].includes(name) ? IMAGE : name === 'speed' ? WAVEFORM : SPECTROGRAM;
+    const shape = ['crop', 'flip'].includes(name) ? IMAGE : ['speed', 'pitch'].includes(name) ? WAVEFORM : SPECTROGRAM;
     const x = batch(shape);
     const copy = Float32Array.from(x);
     const f = augmenter([name]) as Augmentation;
@@ -219,7 +219,7 @@ test('speed: one factor in [0.9, 1.1] per example, the same for the same seed, a
   assert.throws(() => parseAugment('speed', [98, 40]), (e: unknown) => e instanceof UsageError && /speed needs a waveform, \[samples\] or \[samples, 1\]; this model's input is \[98, 40\]/.test(e.message));
 });
 
-test('waveform sequences: one gain in ±6 dB and one noise level (10-40 dB below the sequence) per sequence; only gain, noise and speed are taken', () => {
+test('waveform sequences: one gain in ±6 dB and one noise level (10-40 dB below the sequence) per sequence; only gain, noise, speed and pitch are taken', () => {
   const x = new Float32Array(2 * 4000);
   x.set(sine(440, 4000));
   x.set(sine(200, 4000, 0.1), 4000);
@@ -241,7 +241,7 @@ test('waveform sequences: one gain in ±6 dB and one noise level (10-40 dB below
   assert.equal(waveAugmenter([]), undefined);
   assert.deepEqual(parseSequenceAugment('speed,gain,gain', 'vad.onnx'), ['speed', 'gain']);
   assert.deepEqual(parseSequenceAugment('none', 'vad.onnx'), []);
-  assert.throws(() => parseSequenceAugment('gain,time-shift', 'vad.onnx'), (e: unknown) => e instanceof UsageError && /^vad.onnx carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed fit \(one draw per sequence\); found "time-shift": leave it out of --augment$/.test(e.message));
+  assert.throws(() => parseSequenceAugment('gain,time-shift', 'vad.onnx'), (e: unknown) => e instanceof UsageError && /^vad.onnx carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed, pitch fit \(one draw per sequence\); found "time-shift": leave it out of --augment$/.test(e.message));
 });
 
 test('a sequence\'s frames as one waveform and back: the overlap vad-web feeds (64 of 576) found, the frames cut again exactly', () => {
@@ -266,4 +266,40 @@ test('a sequence\'s frames as one waveform and back: the overlap vad-web feeds (
   const plain = Float32Array.from({ length: 12 }, (_, i) => i);
   assert.equal(frameOverlap(plain, 3, 0, 4), 0);
   assert.deepEqual(sequenceWave(plain, 3, 0, 4, 0), plain);
+});
+
+test('pitchShift: every frequency moves by the factor, the timing and the level stay; pitch draws up to 2 semitones per example', () => {
+  for (const factor of [0.9, 1.12]) {
+    for (const hz of [150, 440]) {
+      const x = sine(hz, 16000);
+      const y = pitchShift(x, factor);
+      assert.equal(y.length, x.length);
+      const f = frequency(y, 1000, 15000);
+      assert.ok(Math.abs(f / hz - factor) < 1e-3, `${hz} Hz x ${factor}: ${f.toFixed(2)} Hz`);
+      // The windows join in phase: no dip or swell of the level.
+      assert.ok(Math.abs(rms(y, 1000, 15000) / rms(x, 1000, 15000) - 1) < 0.01);
+    }
+    // A tone burst (0.5 s to 0.75 s) starts and ends where it did, within a window's reach (8 ms).
+    const burst = new Float32Array(16000);
+    burst.set(sine(300, 4000), 8000);
+    const y = pitchShift(burst, factor);
+    const on = y.findIndex((v) => Math.abs(v) > 0.1);
+    let off = y.length - 1;
+    while (Math.abs(y[off]) <= 0.1) off--;
+    assert.ok(Math.abs(on - 8000) < 128 && Math.abs(off - 11995) < 128, `factor ${factor}: the burst at ${on}-${off}, was 8000-11995`);
+    const sped = resample(burst, factor);
+    assert.ok(Math.abs(sped.findIndex((v) => Math.abs(v) > 0.1) - 8000 / factor) < 10, 'speed moves it (the check can fail)');
+  }
+  const x = sine(440, 4000);
+  assert.deepEqual(pitchShift(x, 1), x);
+  const two = new Float32Array(8000);
+  two.set(x);
+  two.set(sine(300, 4000), 4000);
+  const a = pitch(two, [2, 4000], seededRandom(5));
+  assert.deepEqual(pitch(two, [2, 4000], seededRandom(5)), a);
+  assert.notDeepEqual(pitch(two, [2, 4000], seededRandom(6)), a);
+  for (const [e, hz] of [[0, 440], [1, 300]]) {
+    const f = frequency(a.subarray(e * 4000, (e + 1) * 4000), 600, 3400) / hz;
+    assert.ok(f >= 2 ** (-2 / 12) - 2e-3 && f <= 2 ** (2 / 12) + 2e-3, `factor ${f}`);
+  }
 });

@@ -172,7 +172,7 @@ test('ONNX: what cannot be augmented or drawn is refused, saying what to do', as
   const seq = sequences(6, 8, 1);
   const lstmOptions: TrainOnnxOptions = { ...common, teacher: lstm(0.5), state, budgetBytes: 700, program: { source: 'lstm.onnx' }, header: { modelId: 'lstm', sequence: 1 } };
   await assert.rejects(trainOnnxDiff(lstm(), seq, { ...lstmOptions, distillInputs: [sequences(3, 8, 2)] }), (e: unknown) => e instanceof UsageError && /carries state from frame to frame \(h, c\).*put the wider sequences in the training data/.test(e.message));
-  await assert.rejects(trainOnnxDiff(lstm(), seq, { ...lstmOptions, augment: 'mixup' }), (e: unknown) => e instanceof UsageError && /lstm.onnx carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed fit/.test(e.message));
+  await assert.rejects(trainOnnxDiff(lstm(), seq, { ...lstmOptions, augment: 'mixup' }), (e: unknown) => e instanceof UsageError && /lstm.onnx carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed, pitch fit/.test(e.message));
 });
 
 test('LiteRT through train() and ndiff train: --distill-inputs DIR --augment noise, the same bytes from both, the stream in the metrics', { timeout: 600_000 }, async () => {

@@ -111,18 +111,18 @@ test('a stateful ONNX model trains with --augment gain,noise,speed: the teacher 
   assert.deepEqual((await trainOnnxDiff(lstm(), train, { ...common, augment: ['gain', 'noise', 'speed'] })).bytes, augmented, 'the same seed, the same bytes');
   assert.notDeepEqual((await trainOnnxDiff(lstm(), train, { ...common, augment: 'gain,noise,speed', seed: 5 })).bytes, augmented, 'another seed, other draws');
   assert.deepEqual((await trainOnnxDiff(lstm(), train, { ...common, augment: 'none' })).bytes, plain);
-  assert.deepEqual(augmentCandidates([3], false, true), ['gain', 'noise', 'speed'], 'auto tries what fits a sequence');
-  assert.deepEqual(augmentCandidates([3], true, true), ['gain', 'noise'], 'with frame labels, no speed');
+  assert.deepEqual(augmentCandidates([3], false, true), ['gain', 'noise', 'speed', 'pitch'], 'auto tries what fits a sequence');
+  assert.deepEqual(augmentCandidates([3], true, true), ['gain', 'noise', 'pitch'], 'with frame labels, no speed');
   const auto = await trainOnnxDiff(lstm(), train, { ...common, augment: 'auto' });
   const tried = (auto.augmentation as NonNullable<typeof auto.augmentation>).tried.map((x) => x.augment);
-  assert.deepEqual(tried.slice(0, 4), ['none', 'gain', 'noise', 'speed'], 'auto tries each whole-sequence augmentation against none');
+  assert.deepEqual(tried.slice(0, 5), ['none', 'gain', 'noise', 'speed', 'pitch'], 'auto tries each whole-sequence augmentation against none');
   const best = (auto.augmentation as NonNullable<typeof auto.augmentation>).tried.reduce((x, y) => (y.score > x.score ? y : x));
   assert.equal((auto.augmentation as NonNullable<typeof auto.augmentation>).kept.join(',') || 'none', best.augment, 'the closest on validation is kept');
 });
 
 test('a stateful model refuses what does not fit a whole sequence, and speed with frame labels', async () => {
   const train = sequences(6, FRAMES, 1);
-  await assert.rejects(trainOnnxDiff(lstm(), train, { ...common, augment: 'gain,time-mask' }), (e: unknown) => e instanceof UsageError && /^lstm.onnx carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed fit \(one draw per sequence\); found "time-mask": leave it out of --augment$/.test(e.message));
+  await assert.rejects(trainOnnxDiff(lstm(), train, { ...common, augment: 'gain,time-mask' }), (e: unknown) => e instanceof UsageError && /^lstm.onnx carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed, pitch fit \(one draw per sequence\); found "time-mask": leave it out of --augment$/.test(e.message));
   const labels = Int32Array.from({ length: 6 * FRAMES }, (_, i) => i % 2);
   await assert.rejects(trainOnnxDiff(lstm(), { ...train, labels }, { ...common, augment: 'speed' }), (e: unknown) => e instanceof UsageError && /speed moves a sequence's audio in time, so the labels of its frames \(y.npy\) no longer fall on the frames/.test(e.message));
 });
@@ -155,5 +155,5 @@ test('ndiff train --state h:hN --state c:cN --augment gain,speed: the same bytes
   assert.equal(JSON.parse(readFileSync(path.join(dir, 'a.ndiff.json'), 'utf8')).distillStream.augment, 'gain,speed');
   const refused = await run('flip', 'c.ndiff');
   assert.notEqual(refused.code, 0);
-  assert.match(refused.text, /carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed fit \(one draw per sequence\); found "flip"/);
+  assert.match(refused.text, /carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed, pitch fit \(one draw per sequence\); found "flip"/);
 });

@@ -10,19 +10,19 @@
  *
  * Kinds, from an example's shape: audio features and spectrograms are 2-D or more, axis 0 time and
  * axis 1 frequency (`[frames, bins]` or `[frames, bins, 1]`); images are `[height, width,
- * channels]`; waveforms (for `speed`) are `[samples]` or `[samples, 1]`; mixup and noise take any
+ * channels]`; waveforms (for `speed` and `pitch`) are `[samples]` or `[samples, 1]`; mixup and noise take any
  * input. A stateful model's sequences are augmented whole, as waveforms ({@link waveAugmenter}). Amounts are relative to the batch's own spread
  * (its standard deviation), so they need no knowledge of how the inputs were scaled.
  * Imports nothing but the core (no tfjs): the functions are testable on plain arrays.
  */
 import { UsageError } from '../core/errors.ts';
-import { resample } from './resample.ts';
+import { pitchShift, resample } from './resample.ts';
 
 /** One augmentation: a new batch from `x` (never changed) of shape `shape`, drawing from `random`. */
 export type Augmentation = (x: Float32Array, shape: readonly number[], random: () => number) => Float32Array;
 
 /** Augmentations by name, as `--augment` lists them. */
-export const AUGMENTATIONS = ['time-shift', 'gain', 'noise', 'time-mask', 'freq-mask', 'speed', 'crop', 'flip', 'colour', 'mixup'] as const;
+export const AUGMENTATIONS = ['time-shift', 'gain', 'noise', 'time-mask', 'freq-mask', 'speed', 'pitch', 'crop', 'flip', 'colour', 'mixup'] as const;
 export type AugmentationName = (typeof AUGMENTATIONS)[number];
 
 /** Largest time shift, as a share of the frames. */
@@ -40,6 +40,8 @@ const CONTRAST = 0.2;
 const BRIGHTNESS_STDS = 0.1;
 /** Speed perturbation: a factor drawn uniformly in [1 − s, 1 + s] (speech recipes use 0.9, 1.0 and 1.1). */
 const SPEED_SPREAD = 0.1;
+/** Pitch shift: up to this many semitones up or down, drawn uniformly, the timing kept. */
+const PITCH_SEMITONES = 2;
 /** A waveform sequence's gain: ± this many decibels, drawn uniformly. */
 const WAVE_GAIN_DB = 6;
 /** A waveform sequence's noise: white, at a signal-to-noise ratio drawn uniformly in this range (dB). */
@@ -137,8 +139,7 @@ export const freqMask = maskAlong(2);
 /**
  * Speed perturbation of waveforms (`[n, samples]` or `[n, samples, 1]`): each example read at a
  * speed drawn in [0.9, 1.1], band-limited (src/train/resample.ts), its length kept (a speed-up
- * ends in silence, a slow-down is cut). Speed and pitch change together: a pitch shift at the
- * same tempo is not offered.
+ * ends in silence, a slow-down is cut). Speed and pitch change together ({@link pitch} keeps the timing).
  */
 export const speed: Augmentation = (x, shape, random) => {
   const size = perExample(shape);
@@ -146,6 +147,21 @@ export const speed: Augmentation = (x, shape, random) => {
   for (let e = 0; e < shape[0]; e++) {
     const factor = 1 + (2 * random() - 1) * SPEED_SPREAD;
     out.set(resample(x.subarray(e * size, (e + 1) * size), factor), e * size);
+  }
+  return out;
+};
+
+/**
+ * Pitch shift of waveforms (`[n, samples]` or `[n, samples, 1]`): each example's frequencies moved
+ * by up to 2 semitones, drawn, with its timing kept (src/train/resample.ts `pitchShift`: resampled,
+ * then time-stretched back by WSOLA, as sox's `pitch` does).
+ */
+export const pitch: Augmentation = (x, shape, random) => {
+  const size = perExample(shape);
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < shape[0]; e++) {
+    const factor = 2 ** (((2 * random() - 1) * PITCH_SEMITONES) / 12);
+    out.set(pitchShift(x.subarray(e * size, (e + 1) * size), factor), e * size);
   }
   return out;
 };
@@ -232,13 +248,13 @@ export const mixup: Augmentation = (x, shape, random) => {
   return out;
 };
 
-const BY_NAME: Record<AugmentationName, Augmentation> = { 'time-shift': timeShift, gain, noise, 'time-mask': timeMask, 'freq-mask': freqMask, speed, crop, flip, colour, mixup };
+const BY_NAME: Record<AugmentationName, Augmentation> = { 'time-shift': timeShift, gain, noise, 'time-mask': timeMask, 'freq-mask': freqMask, speed, pitch, crop, flip, colour, mixup };
 
 /** What an augmentation needs of an example's shape, or undefined when it takes any. */
 function needs(name: AugmentationName): { kind: string; fits: (example: readonly number[]) => boolean } | undefined {
   if (['time-shift', 'time-mask', 'freq-mask'].includes(name)) return { kind: 'audio features or a spectrogram, [frames, bins] or [frames, bins, channels]', fits: (s) => s.length >= 2 && s[0] > 1 && s[1] > 1 };
   if (['crop', 'flip'].includes(name)) return { kind: 'an image, [height, width, channels]', fits: (s) => s.length === 3 && s[0] > 1 && s[1] > 1 };
-  if (name === 'speed') return { kind: 'a waveform, [samples] or [samples, 1]', fits: (s) => s[0] > 1 && (s.length === 1 || (s.length === 2 && s[1] === 1)) };
+  if (name === 'speed' || name === 'pitch') return { kind: 'a waveform, [samples] or [samples, 1]', fits: (s) => s[0] > 1 && (s.length === 1 || (s.length === 2 && s[1] === 1)) };
   return undefined;
 }
 
@@ -270,7 +286,7 @@ export function augmenter(names: readonly AugmentationName[]): Augmentation | un
 // Whole sequences of a stateful model, as waveforms
 
 /** What a stateful model's sequences take: one draw per sequence, applied to its whole waveform. */
-export const SEQUENCE_AUGMENTATIONS = ['gain', 'noise', 'speed'] as const;
+export const SEQUENCE_AUGMENTATIONS = ['gain', 'noise', 'speed', 'pitch'] as const;
 export type SequenceAugmentationName = (typeof SEQUENCE_AUGMENTATIONS)[number];
 
 /** Scale each waveform by one gain drawn in ± 6 dB. */
@@ -299,11 +315,11 @@ export const waveNoise: Augmentation = (x, shape, random) => {
   return out;
 };
 
-const WAVE_BY_NAME: Record<SequenceAugmentationName, Augmentation> = { gain: waveGain, noise: waveNoise, speed };
+const WAVE_BY_NAME: Record<SequenceAugmentationName, Augmentation> = { gain: waveGain, noise: waveNoise, speed, pitch };
 
 /**
  * The augmentations `--augment` asks of a stateful model (`none`, or a comma-separated list of
- * gain, noise and speed in the order they apply); an empty list for `none`.
+ * gain, noise, speed and pitch in the order they apply); an empty list for `none`.
  * @throws UsageError for any other name, saying what fits.
  */
 export function parseSequenceAugment(spec: string | readonly string[], source: string): SequenceAugmentationName[] {
@@ -322,7 +338,7 @@ export function parseSequenceAugment(spec: string | readonly string[], source: s
 /**
  * Waveform augmentations applied in order to each example of a batch `[n, samples]` (a stateful
  * model gives one sequence's whole waveform at a time): gain scales, noise is white at a drawn
- * ratio, speed resamples; undefined when none is listed.
+ * ratio, speed resamples, pitch shifts at the same timing; undefined when none is listed.
  */
 export function waveAugmenter(names: readonly SequenceAugmentationName[]): Augmentation | undefined {
   if (names.length === 0) return undefined;

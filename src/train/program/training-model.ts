@@ -33,7 +33,7 @@
  *   states are recomputed with the weights of the moment about once per epoch (each sequence
  *   when as many training frames have passed since its last run as the sequences seen hold), so
  *   the state a frame trains from is never older than an epoch's updates.
- * - Augmented (a teacher's `--augment gain,noise,speed`), a whole sequence is augmented at once,
+ * - Augmented (a teacher's `--augment gain,noise,speed,pitch`), a whole sequence is augmented at once,
  *   as one waveform cut into frames again, and trains as a copy of its frames (ids after the
  *   examples'); the teacher scores the copy run from its start, anew each time it is redrawn
  *   (about once an epoch), and the entry states are computed on it ({@link augmentBatch}).
