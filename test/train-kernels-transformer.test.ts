@@ -286,7 +286,7 @@ describe('the ONNX executor runs a LayerNorm\'s decomposed form and the exact GE
   });
 });
 
-describe('batched small matrix products (batch_matmul_small) beside a float64 twin', () => {
+describe('batched small matrix products (batch-mat-mul.c) beside a float64 twin', () => {
   it('every transpose combination, broadcast batches and odd sizes, through tf.matMul on wasm', async () => {
     await initBackend('wasm');
     const cases: [number, number, number, number, number, number][] = [[128, 1, 32, 16, 32, 1], [3, 3, 5, 7, 9, 2], [4, 1, 1, 1, 1, 3], [2, 2, 33, 3, 6, 4], [6, 6, 4, 16, 5, 5], [1, 5, 7, 2, 3, 6]];

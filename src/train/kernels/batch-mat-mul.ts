@@ -139,13 +139,11 @@ function fastMatMul(
   ) {
     return { ...multiplySwapped(backend, a, b, s, transposeA, transposeB), shape: s.outShape };
   }
-  // Many small products (a transformer's attention): one SIMD call for the whole batch, where
-  // the stock kernel runs its naive loop with strided reads (transformer.c, batch_matmul_small).
-  const small = simdKernelSwitch.enabled && kernel === 'BatchMatMul' && s.batch > 1 && s.m * s.k * s.n > 0 && s.m * s.k * s.n < MIN_WORK_PER_ITEM && a.dtype === 'float32' && b.dtype === 'float32' ? trainKernels(backend) : null;
-  if (small) {
-    const out = backend.makeOutput(s.outShape, 'float32');
-    small.batch_matmul_small(offsetOf(backend, a), s.batchA === 1 ? 0 : s.m * s.k, offsetOf(backend, b), s.batchB === 1 ? 0 : s.k * s.n, offsetOf(backend, out), s.batch, s.m, s.n, s.k, transposeA ? 1 : 0, transposeB ? 1 : 0);
-    return out;
+  // Many small products (a transformer's attention): one SIMD call for the whole batch, with the
+  // stock kernel's bits, where the stock kernel runs its naive loop with strided reads.
+  if (kernel === 'BatchMatMul' && s.batch > 1 && s.m * s.k * s.n < MIN_WORK_PER_ITEM && a.dtype === 'float32' && b.dtype === 'float32') {
+    const out = batchMatMulInWasm(backend, a, b, transposeA, transposeB);
+    if (out !== null) return out;
   }
   if (!fixable || (!transposeA && !transposeB && s.batch === 1)) {
     const r = runStock(kernel, backend, { a, b, ...extra }, attrs);
@@ -157,6 +155,66 @@ function fastMatMul(
   if (A.owned) dispose(backend, A.t);
   if (B.owned) dispose(backend, B.t);
   return { ...out, shape: s.outShape };
+}
+
+/**
+ * op(A)·op(B) for every batch item in one call of batch-mat-mul.c, or null when the SIMD kernels
+ * are switched off or cannot run here (the caller then runs the stock kernel: the same bits).
+ * Float32 operands whose batches are equal or 1.
+ */
+export function batchMatMulInWasm(backend: WasmBackendLike, a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean): TensorInfo | null {
+  const s = matMulShapes(a, b, transposeA, transposeB);
+  if (s.batchA !== s.batchB && s.batchA !== 1 && s.batchB !== 1) {
+    throw new Error(`BatchMatMul: batch dimensions [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}] must be equal or one of them 1`);
+  }
+  const kernels = simdKernelSwitch.enabled && simdKernelSwitch.batchMatMulInWasm ? trainKernels(backend) : null;
+  if (kernels === null) return null;
+  const out = backend.makeOutput(s.outShape, 'float32');
+  // Scratch for the transposed B's copy, freed after the call.
+  const pack = transposeB ? backend.makeOutput([s.k * s.n], 'float32') : null;
+  kernels.batch_matmul(
+    offsetOf(backend, a), s.batchA === 1 ? 0 : s.m * s.k,
+    offsetOf(backend, b), s.batchB === 1 ? 0 : s.k * s.n,
+    offsetOf(backend, out), s.batch, s.m, s.n, s.k, transposeA ? 1 : 0, transposeB ? 1 : 0,
+    pack === null ? 0 : offsetOf(backend, pack),
+  );
+  if (pack !== null) dispose(backend, pack);
+  return out;
+}
+
+/** The stock kernel's block along the shared dimension (kBlockSize in batch_mat_mul_impl.cc). */
+export const STOCK_BLOCK = 48;
+
+/**
+ * The scalar twin of batch-mat-mul.c, and what both compute: the stock wasm BatchMatMul's order
+ * of float32 operations. Each output sums the shared dimension in blocks of {@link STOCK_BLOCK},
+ * each block from 0 in order, and adds the block sums in order to 0. `a` holds batchA items of
+ * op(A) (m x k, stored k x m when transposeA), `b` batchB items of op(B) (k x n, stored n x k when
+ * transposeB); a batch of 1 is broadcast. Writes batch x m x n values to `c`.
+ */
+export function batchMatMulReference(
+  a: Float32Array, b: Float32Array, c: Float32Array,
+  batchA: number, batchB: number, m: number, k: number, n: number, transposeA: boolean, transposeB: boolean,
+): void {
+  const f = Math.fround;
+  const batch = Math.max(batchA, batchB);
+  for (let t = 0; t < batch; t++) {
+    const ao = batchA === 1 ? 0 : t * m * k;
+    const bo = batchB === 1 ? 0 : t * k * n;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let p0 = 0; p0 < k; p0 += STOCK_BLOCK) {
+          let sum = 0;
+          for (let p = p0; p < Math.min(k, p0 + STOCK_BLOCK); p++) {
+            sum = f(sum + f(a[ao + (transposeA ? p * m + i : i * k + p)] * b[bo + (transposeB ? j * k + p : p * n + j)]));
+          }
+          acc = f(acc + sum);
+        }
+        c[t * m * n + i * n + j] = acc;
+      }
+    }
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c, sum.c, adam.c, transformer.c,
- * softmax-gather-grad.c; built into train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
+ * softmax-gather-grad.c, elementwise.c, transpose.c, batch-mat-mul.c; built into train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
  * backend's own `WebAssembly.Memory` (the emscripten module's `asm.memory`), so its functions take
  * the byte offsets of tensors the backend allocated and work on them in place: no copies in or out,
  * and scratch space comes from the backend (`makeOutput`). One instance per backend memory (each
@@ -44,8 +44,6 @@ export interface TrainKernelExports {
   gelu_grad(dy: number, x: number, dx: number, n: number): void;
   layer_norm(x: number, out: number, rstd: number, rows: number, width: number, eps: number): void;
   layer_norm_grad(dy: number, n: number, rstd: number, dx: number, rows: number, width: number): void;
-  /** Strides and sizes in elements; pointers in bytes. */
-  batch_matmul_small(a: number, aStride: number, b: number, bStride: number, c: number, batch: number, m: number, n: number, k: number, transA: number, transB: number): void;
   softmax_grad(dy: number, y: number, dx: number, rows: number, width: number): void;
   /** `acc`: scratch for rows x inner float64 values. */
   gather_grad(dy: number, ids: number, acc: number, dx: number, n: number, inner: number, rows: number): void;
@@ -53,6 +51,11 @@ export interface TrainKernelExports {
   elementwise(prog: number, count: number, table: number, n: number, block: number): void;
   /** `geo`: rank, sizes and input strides per output axis, then room for rank - 2 ints. */
   transpose32(x: number, out: number, geo: number, count: number): void;
+  /**
+   * Batched products with the stock BatchMatMul's bits (batch-mat-mul.c). Strides and sizes in
+   * elements, pointers in bytes; `pack`: scratch for k x n floats when `transB` (else unused).
+   */
+  batch_matmul(a: number, aStride: number, b: number, bStride: number, c: number, batch: number, m: number, n: number, k: number, transA: number, transB: number, pack: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */
@@ -112,6 +115,7 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
  * trainer tfjs' own Adam (adam.ts); `fuseSoftmaxGrad` and `fuseGatherGrad` false give Softmax and
  * Gather tfjs' own gradients back (softmax-grad.ts, gather-grad.ts); `transposeInWasm` false
  * copies transposes in JavaScript (transpose.ts); `gatherRows` false gives GatherV2 back to the
- * stock kernel (gather.ts), `splitInMemory` false SplitV (slice.ts).
+ * stock kernel (gather.ts), `splitInMemory` false SplitV (slice.ts); `batchMatMulInWasm` false gives
+ * batched products of small items back to the stock BatchMatMul (batch-mat-mul.ts; same bits).
  */
-export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true, transposeInWasm: true, gatherRows: true, splitInMemory: true };
+export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true, transposeInWasm: true, gatherRows: true, splitInMemory: true, batchMatMulInWasm: true };
