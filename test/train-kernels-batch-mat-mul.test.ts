@@ -3,7 +3,9 @@
  * scalar twin and the stock tfjs-backend-wasm BatchMatMul give the same bits on many shapes (every
  * transpose combination, broadcast batches, sizes not a multiple of 4, size-1 and empty axes, the
  * shared dimension across the stock kernel's blocks of 48, signed zeros, infinities and NaN), and
- * the attention program trains to the same payload bytes with the kernel on and off.
+ * tf.matMul on wasm gives the stock kernel's bits wherever that kernel would run its loop (batches
+ * and transposed operands); the attention program trains to the same payload bytes with the kernel
+ * on and off.
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
@@ -123,14 +125,21 @@ describe('batched matrix products on wasm: SIMD kernel, scalar twin and stock ke
     assert.deepEqual(bits(simd(c)), bits(stock(c)));
   });
 
-  it('tf.matMul on wasm gives the same bits with the kernel switched on and off (the stock kernel)', () => {
+  it('tf.matMul on wasm gives the stock kernel\'s bits on batches and transposed products, and on small batches with the kernel switched off', () => {
+    // Besides the cases: products of one item with a transposed operand, as a dense layer's
+    // gradients are (dx = dy·Wᵀ, dW = xᵀ·dy), which ran through transposes and XNNPACK before.
+    const dense: Case[] = [[40, 30, 50], [33, 70, 9], [8, 200, 12]].flatMap(([m, k, n], i) => [[true, false], [false, true], [true, true]].map(([transposeA, transposeB]) => ({
+      av: randomValues(m * k, 70 + i), bv: randomValues(k * n, 80 + i), aShape: transposeA ? [k, m] : [m, k], bShape: transposeB ? [n, k] : [k, n],
+      batchA: 1, batchB: 1, m, k, n, transposeA, transposeB, name: `${m}x${k}x${n} transposeA ${transposeA} transposeB ${transposeB}`,
+    })));
+    const matMul = (c: Case, on: boolean) => tf.tidy(() => {
+      simdKernelSwitch.batchMatMulInWasm = on;
+      return bits(tf.matMul(tf.tensor(c.av, c.aShape), tf.tensor(c.bv, c.bShape), c.transposeA, c.transposeB).dataSync());
+    });
     try {
-      for (const c of cases()) {
-        const run = (on: boolean) => tf.tidy(() => {
-          simdKernelSwitch.batchMatMulInWasm = on;
-          return bits(tf.matMul(tf.tensor(c.av, c.aShape), tf.tensor(c.bv, c.bShape), c.transposeA, c.transposeB).dataSync());
-        });
-        assert.deepEqual(run(true), run(false), c.name);
+      for (const c of [...cases(), ...dense]) {
+        assert.deepEqual(matMul(c, true), bits(stock(c)), c.name);
+        if (Math.max(c.batchA, c.batchB) > 1 && c.m * c.k * c.n < 1 << 15) assert.deepEqual(matMul(c, false), bits(stock(c)), `${c.name}, switched off`);
       }
     } finally {
       simdKernelSwitch.batchMatMulInWasm = true;

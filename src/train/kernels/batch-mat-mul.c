@@ -73,6 +73,30 @@ static inline __attribute__((always_inline)) void rows(const float *A, int ai, i
     for (int r = 0; r < R; r++) C[(long)r * n + j] = single(A + (long)r * ai, ap, B + j, n, k);
 }
 
+/* pack[p*n + j] = B[j*k + p]: 4x4 blocks transposed in registers, the edges one value at a time. */
+static void pack_transposed(const float *B, float *pack, int n, int k) {
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float *b0 = B + (long)j * k;
+    int p = 0;
+    for (; p + 4 <= k; p += 4) {
+      const v128_t r0 = wasm_v128_load(b0 + p), r1 = wasm_v128_load(b0 + k + p);
+      const v128_t r2 = wasm_v128_load(b0 + 2L * k + p), r3 = wasm_v128_load(b0 + 3L * k + p);
+      const v128_t lo01 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5), hi01 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7);
+      const v128_t lo23 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5), hi23 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);
+      float *out = pack + (long)p * n + j;
+      wasm_v128_store(out, wasm_i64x2_shuffle(lo01, lo23, 0, 2));
+      wasm_v128_store(out + n, wasm_i64x2_shuffle(lo01, lo23, 1, 3));
+      wasm_v128_store(out + 2L * n, wasm_i64x2_shuffle(hi01, hi23, 0, 2));
+      wasm_v128_store(out + 3L * n, wasm_i64x2_shuffle(hi01, hi23, 1, 3));
+    }
+    for (; p < k; p++)
+      for (int q = 0; q < 4; q++) pack[(long)p * n + j + q] = b0[(long)q * k + p];
+  }
+  for (; j < n; j++)
+    for (int p = 0; p < k; p++) pack[(long)p * n + j] = B[(long)j * k + p];
+}
+
 __attribute__((export_name("batch_matmul")))
 void batch_matmul(const float *a, int a_stride, const float *b, int b_stride, float *c, int batch, int m, int n, int k,
                   int trans_a, int trans_b, float *pack) {
@@ -89,8 +113,7 @@ void batch_matmul(const float *a, int a_stride, const float *b, int b_stride, fl
     if (trans_b) {
       /* B(p, j) = B[j*k + p]: copy it to pack[p*n + j], once per distinct item. */
       if (B != packed) {
-        for (int j = 0; j < n; j++)
-          for (int p = 0; p < k; p++) pack[(long)p * n + j] = B[(long)j * k + p];
+        pack_transposed(B, pack, n, k);
         packed = B;
       }
       B = pack;

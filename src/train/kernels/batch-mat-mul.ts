@@ -1,11 +1,15 @@
 /**
- * BatchMatMul and _FusedMatMul for wasm that always reach XNNPACK's fully-connected path.
+ * BatchMatMul and _FusedMatMul for wasm without the stock kernel's naive loop.
  *
  * The stock C++ kernel uses XNNPACK only when neither operand is transposed and the batch is 1;
  * anything else falls to a naive triple loop with strided reads. Every backward pass of a dense
- * layer multiplies by a transposed operand (dx = dy·Wᵀ, dW = xᵀ·dy), so training ran on the slow
- * loop. Transposing the operand explicitly (a cheap XNNPACK transpose, O(n²)) and then multiplying
- * untransposed (O(n³)) is 10-20x faster at 512x512.
+ * layer multiplies by a transposed operand (dx = dy·Wᵀ, dW = xᵀ·dy), and attention multiplies
+ * batches of small matrices, so training ran on the slow loop. Those products run in
+ * batch-mat-mul.c instead: the same loop's bits, in SIMD register tiles, 8-15x faster on the
+ * transformer's shapes. Products too large for it (more than {@link MAX_WORK_IN_WASM}
+ * multiply-adds an item) are transposed explicitly (a cheap XNNPACK transpose, O(n²)) and
+ * multiplied untransposed by XNNPACK (O(n³)), 10-20x faster than the loop at 512x512, with
+ * XNNPACK's bits. Untransposed products of one item keep the stock kernel (XNNPACK).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
@@ -26,8 +30,17 @@ import {
   type WasmBackendLike,
 } from './util.ts';
 
-/** Below this many multiply-adds per batch item, the per-item fast path costs more than it saves. */
+/** Below this many multiply-adds per batch item, the per-item XNNPACK path costs more than it saves. */
 const MIN_WORK_PER_ITEM = 1 << 15;
+
+/**
+ * Up to this many multiply-adds per item, batch-mat-mul.c beats transposes and XNNPACK (which
+ * packs its second operand afresh on every call with new values, every training step): 1.05-4x on
+ * the keyword model's and the small transformer's dense gradients (up to 1.3·10^7 an item) and on
+ * 8 items of 256x256x256; at 512x512x512 and 64x2000x1000, 0.85-1.1x
+ * (bench/batch-mat-mul-shapes.ts). Larger products keep XNNPACK.
+ */
+const MAX_WORK_IN_WASM = 1 << 24;
 
 interface MatMulShapes {
   batchA: number;
@@ -122,6 +135,10 @@ function fastMatMul(
     // only right when the batches are equal or one is 1; refuse rather than return wrong numbers.
     throw new Error(`${kernel}: batch dimensions [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}] are not supported`);
   }
+  if (kernel === 'BatchMatMul' && (s.batch > 1 || transposeA || transposeB) && s.m * s.k * s.n <= MAX_WORK_IN_WASM && a.dtype === 'float32' && b.dtype === 'float32') {
+    const out = batchMatMulInWasm(backend, a, b, transposeA, transposeB);
+    if (out !== null) return out;
+  }
   const fixable =
     s.m * s.k * s.n > 0 &&
     a.dtype === 'float32' &&
@@ -138,12 +155,6 @@ function fastMatMul(
     swappedIsCheaper(s, transposeA, transposeB)
   ) {
     return { ...multiplySwapped(backend, a, b, s, transposeA, transposeB), shape: s.outShape };
-  }
-  // Many small products (a transformer's attention): one SIMD call for the whole batch, with the
-  // stock kernel's bits, where the stock kernel runs its naive loop with strided reads.
-  if (kernel === 'BatchMatMul' && s.batch > 1 && s.m * s.k * s.n < MIN_WORK_PER_ITEM && a.dtype === 'float32' && b.dtype === 'float32') {
-    const out = batchMatMulInWasm(backend, a, b, transposeA, transposeB);
-    if (out !== null) return out;
   }
   if (!fixable || (!transposeA && !transposeB && s.batch === 1)) {
     const r = runStock(kernel, backend, { a, b, ...extra }, attrs);

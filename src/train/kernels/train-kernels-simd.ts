@@ -115,7 +115,8 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
  * trainer tfjs' own Adam (adam.ts); `fuseSoftmaxGrad` and `fuseGatherGrad` false give Softmax and
  * Gather tfjs' own gradients back (softmax-grad.ts, gather-grad.ts); `transposeInWasm` false
  * copies transposes in JavaScript (transpose.ts); `gatherRows` false gives GatherV2 back to the
- * stock kernel (gather.ts), `splitInMemory` false SplitV (slice.ts); `batchMatMulInWasm` false gives
- * batched products of small items back to the stock BatchMatMul (batch-mat-mul.ts; same bits).
+ * stock kernel (gather.ts), `splitInMemory` false SplitV (slice.ts); `batchMatMulInWasm` false runs
+ * batched and transposed products as before batch-mat-mul.c: small batch items on the stock
+ * BatchMatMul (the same bits), the rest through transposes and XNNPACK (batch-mat-mul.ts).
  */
 export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true, transposeInWasm: true, gatherRows: true, splitInMemory: true, batchMatMulInWasm: true };
