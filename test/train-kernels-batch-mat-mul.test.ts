@@ -128,7 +128,7 @@ describe('batched matrix products on wasm: SIMD kernel, scalar twin and stock ke
   it('tf.matMul on wasm gives the stock kernel\'s bits on batches and transposed products, and on small batches with the kernel switched off', () => {
     // Besides the cases: products of one item with a transposed operand, as a dense layer's
     // gradients are (dx = dy·Wᵀ, dW = xᵀ·dy), which ran through transposes and XNNPACK before.
-    const dense: Case[] = [[40, 30, 50], [33, 70, 9], [8, 200, 12]].flatMap(([m, k, n], i) => [[true, false], [false, true], [true, true]].map(([transposeA, transposeB]) => ({
+    const dense: Case[] = [[40, 30, 50], [33, 70, 9], [8, 200, 12], [16, 64, 300]].flatMap(([m, k, n], i) => [[true, false], [false, true], [true, true]].map(([transposeA, transposeB]) => ({
       av: randomValues(m * k, 70 + i), bv: randomValues(k * n, 80 + i), aShape: transposeA ? [k, m] : [m, k], bShape: transposeB ? [n, k] : [k, n],
       batchA: 1, batchB: 1, m, k, n, transposeA, transposeB, name: `${m}x${k}x${n} transposeA ${transposeA} transposeB ${transposeB}`,
     })));

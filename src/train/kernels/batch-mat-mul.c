@@ -10,7 +10,8 @@
  * Each vector lane holds one output column, so every output keeps exactly that order; tiles of up
  * to 4 rows by 8 columns keep their sums in registers (the stock loop reads B with a stride of a
  * row per multiply-add). A transposed B is first copied untransposed into `pack` (k x n floats,
- * once per distinct B item), so columns of B are contiguous. op(A)(i, p) is a[i*k + p], or a[p*m +
+ * once per distinct B item), so columns of B are contiguous, or the transposed product is
+ * computed instead (below). op(A)(i, p) is a[i*k + p], or a[p*m +
  * i] when transposed; a stride of 0 broadcasts one operand over the batch. batch-mat-mul.ts holds
  * the scalar twin (batchMatMulReference) the tests compare this with, and with the stock kernel.
  *
@@ -97,10 +98,26 @@ static void pack_transposed(const float *B, float *pack, int n, int k) {
     for (int p = 0; p < k; p++) pack[(long)p * n + j] = B[(long)j * k + p];
 }
 
+/* C = op(A) B for one item: A(i, p) = A[i*ai + p*ap], B row-major k x n, C row-major m x n. */
+static void product(const float *A, int ai, int ap, const float *B, float *C, int m, int n, int k) {
+  int i = 0;
+  for (; i + 4 <= m; i += 4) rows(A + (long)i * ai, ai, ap, B, n, C + (long)i * n, k, 4);
+  for (; i < m; i++) rows(A + (long)i * ai, ai, ap, B, n, C + (long)i * n, k, 1);
+}
+
 __attribute__((export_name("batch_matmul")))
 void batch_matmul(const float *a, int a_stride, const float *b, int b_stride, float *c, int batch, int m, int n, int k,
                   int trans_a, int trans_b, float *pack) {
   const int ai = trans_a ? 1 : k, ap = trans_a ? m : 1;
+  /*
+   * With B transposed, Cᵀ = op(B)ᵀ op(A)ᵀ needs no copy of B (op(B)ᵀ is b as stored) but a copy
+   * of A (none when A is transposed: op(A)ᵀ is a as stored) and a transpose of the output; each
+   * output is the same products added in the same order. Taken when it copies fewer values (a
+   * few rows against a wide B, as a dense layer's input gradient at a small batch), and not when
+   * one B serves every item (copied once).
+   */
+  const long copy_b = (long)k * n, copy_swapped = (trans_a ? 0 : (long)k * m) + (long)m * n;
+  const int swap = trans_b && copy_swapped < copy_b && (b_stride != 0 || batch == 1);
   const float *packed = 0;
   for (int t = 0; t < batch; t++) {
     const float *A = a + (long)t * a_stride;
@@ -108,6 +125,19 @@ void batch_matmul(const float *a, int a_stride, const float *b, int b_stride, fl
     float *C = c + (long)t * m * n;
     if (k == 0) {
       for (long i = 0; i < (long)m * n; i++) C[i] = 0.0f;
+      continue;
+    }
+    if (swap) {
+      /* pack: op(A)ᵀ (k x m, unless a is it already), then Cᵀ (n x m). */
+      const float *at = A;
+      float *ct = pack;
+      if (!trans_a) {
+        pack_transposed(A, pack, m, k);
+        at = pack;
+        ct = pack + (long)k * m;
+      }
+      product(B, k, 1, at, ct, n, m, k);
+      pack_transposed(ct, C, n, m);
       continue;
     }
     if (trans_b) {
@@ -118,8 +148,6 @@ void batch_matmul(const float *a, int a_stride, const float *b, int b_stride, fl
       }
       B = pack;
     }
-    int i = 0;
-    for (; i + 4 <= m; i += 4) rows(A + (long)i * ai, ai, ap, B, n, C + (long)i * n, k, 4);
-    for (; i < m; i++) rows(A + (long)i * ai, ai, ap, B, n, C + (long)i * n, k, 1);
+    product(A, ai, ap, B, C, m, n, k);
   }
 }

@@ -181,8 +181,8 @@ export function batchMatMulInWasm(backend: WasmBackendLike, a: TensorInfo, b: Te
   const kernels = simdKernelSwitch.enabled && simdKernelSwitch.batchMatMulInWasm ? trainKernels(backend) : null;
   if (kernels === null) return null;
   const out = backend.makeOutput(s.outShape, 'float32');
-  // Scratch for the transposed B's copy, freed after the call.
-  const pack = transposeB ? backend.makeOutput([s.k * s.n], 'float32') : null;
+  // Scratch for the transposed B's copy, or for op(A)ᵀ and Cᵀ (batch-mat-mul.c), freed after the call.
+  const pack = transposeB ? backend.makeOutput([Math.max(s.k * s.n, s.k * s.m + s.m * s.n)], 'float32') : null;
   kernels.batch_matmul(
     offsetOf(backend, a), s.batchA === 1 ? 0 : s.m * s.k,
     offsetOf(backend, b), s.batchB === 1 ? 0 : s.k * s.n,

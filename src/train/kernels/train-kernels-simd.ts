@@ -53,7 +53,8 @@ export interface TrainKernelExports {
   transpose32(x: number, out: number, geo: number, count: number): void;
   /**
    * Batched products with the stock BatchMatMul's bits (batch-mat-mul.c). Strides and sizes in
-   * elements, pointers in bytes; `pack`: scratch for k x n floats when `transB` (else unused).
+   * elements, pointers in bytes; `pack`: scratch for max(k·n, k·m + m·n) floats when `transB`
+   * (else unused).
    */
   batch_matmul(a: number, aStride: number, b: number, bStride: number, c: number, batch: number, m: number, n: number, k: number, transA: number, transB: number, pack: number): void;
 }
