@@ -5,14 +5,15 @@
  * anything else falls to a naive triple loop with strided reads. Every backward pass of a dense
  * layer multiplies by a transposed operand (dx = dy·Wᵀ, dW = xᵀ·dy), and attention multiplies
  * batches of small matrices, so training ran on the slow loop. Those products run in
- * batch-mat-mul.c instead: the same loop's bits, in SIMD register tiles, 8-15x faster on the
- * transformer's shapes. Products too large for it (more than {@link MAX_WORK_IN_WASM}
+ * batch-mat-mul.c instead: the same loop's bits, in SIMD register tiles, 9-16x faster than that
+ * loop on the transformer's shapes. Products too large for it (more than {@link MAX_WORK_IN_WASM}
  * multiply-adds an item) are transposed explicitly (a cheap XNNPACK transpose, O(n²)) and
  * multiplied untransposed by XNNPACK (O(n³)), 10-20x faster than the loop at 512x512, with
  * XNNPACK's bits. Untransposed products of one item keep the stock kernel (XNNPACK).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { UsageError } from '../../core/errors.ts';
 import { simdKernelSwitch, trainKernels } from './train-kernels-simd.ts';
 import {
   asWasm,
@@ -35,10 +36,10 @@ const MIN_WORK_PER_ITEM = 1 << 15;
 
 /**
  * Up to this many multiply-adds per item, batch-mat-mul.c beats transposes and XNNPACK (which
- * packs its second operand afresh on every call with new values, every training step): 1.05-4x on
- * the keyword model's and the small transformer's dense gradients (up to 1.3·10^7 an item) and on
- * 8 items of 256x256x256; at 512x512x512 and 64x2000x1000, 0.85-1.1x
- * (bench/batch-mat-mul-shapes.ts). Larger products keep XNNPACK.
+ * packs its second operand afresh on every call with new values, every training step): 1.2-4.6x
+ * on the small transformer's dense gradients (up to 1.3·10^7 an item), 1.3-4x on the keyword
+ * model's, 1.2-3.2x on 8 items of 256x256x256; at 512x512x512 and 64x2000x1000 0.73-2.8x over
+ * four runs, XNNPACK ahead in some (bench/batch-mat-mul-shapes.ts). Larger products keep XNNPACK.
  */
 const MAX_WORK_IN_WASM = 1 << 24;
 
@@ -169,14 +170,18 @@ function fastMatMul(
 }
 
 /**
- * op(A)·op(B) for every batch item in one call of batch-mat-mul.c, or null when the SIMD kernels
- * are switched off or cannot run here (the caller then runs the stock kernel: the same bits).
- * Float32 operands whose batches are equal or 1.
+ * op(A)·op(B) for every batch item in one call of batch-mat-mul.c, with the stock kernel's bits,
+ * or null when the SIMD kernels are switched off or cannot run here (the caller then takes its
+ * other paths). Float32 operands whose batches are equal or 1.
  */
 export function batchMatMulInWasm(backend: WasmBackendLike, a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean): TensorInfo | null {
   const s = matMulShapes(a, b, transposeA, transposeB);
   if (s.batchA !== s.batchB && s.batchA !== 1 && s.batchB !== 1) {
-    throw new Error(`BatchMatMul: batch dimensions [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}] must be equal or one of them 1`);
+    throw new UsageError(
+      `BatchMatMul: expected batch dimensions that are equal or one of them 1, found [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}]: ` +
+        'broadcast the operands to one batch shape first (tf.broadcastTo)',
+      { aShape: a.shape, bShape: b.shape },
+    );
   }
   const kernels = simdKernelSwitch.enabled && simdKernelSwitch.batchMatMulInWasm ? trainKernels(backend) : null;
   if (kernels === null) return null;
