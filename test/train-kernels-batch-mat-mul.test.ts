@@ -126,24 +126,29 @@ describe('batched matrix products on wasm: SIMD kernel, scalar twin and stock ke
     assert.deepEqual(bits(simd(c)), bits(stock(c)));
   });
 
-  it('tf.matMul on wasm gives the stock kernel\'s bits on batches and transposed products, and on small batches with the kernel switched off', () => {
+  it('tf.matMul on wasm gives the stock kernel\'s bits on batches and transposed products, with and without SIMD, and on small batches with the kernel switched off', () => {
     // Besides the cases: products of one item with a transposed operand, as a dense layer's
     // gradients are (dx = dy·Wᵀ, dW = xᵀ·dy), which ran through transposes and XNNPACK before.
     const dense: Case[] = [[40, 30, 50], [33, 70, 9], [8, 200, 12], [16, 64, 300]].flatMap(([m, k, n], i) => [[true, false], [false, true], [true, true]].map(([transposeA, transposeB]) => ({
       av: randomValues(m * k, 70 + i), bv: randomValues(k * n, 80 + i), aShape: transposeA ? [k, m] : [m, k], bShape: transposeB ? [n, k] : [k, n],
       batchA: 1, batchB: 1, m, k, n, transposeA, transposeB, name: `${m}x${k}x${n} transposeA ${transposeA} transposeB ${transposeB}`,
     })));
-    const matMul = (c: Case, on: boolean) => tf.tidy(() => {
+    const matMul = (c: Case, on: boolean, simd = true) => tf.tidy(() => {
       simdKernelSwitch.batchMatMulInWasm = on;
+      simdKernelSwitch.enabled = simd;
       return bits(tf.matMul(tf.tensor(c.av, c.aShape), tf.tensor(c.bv, c.bShape), c.transposeA, c.transposeB).dataSync());
     });
     try {
       for (const c of [...cases(), ...dense]) {
-        assert.deepEqual(matMul(c, true), bits(stock(c)), c.name);
-        if (Math.max(c.batchA, c.batchB) > 1 && c.m * c.k * c.n < 1 << 15) assert.deepEqual(matMul(c, false), bits(stock(c)), `${c.name}, switched off`);
+        const want = bits(stock(c));
+        assert.deepEqual(matMul(c, true), want, c.name);
+        // Where SIMD cannot run, the stock kernel: the same bits.
+        assert.deepEqual(matMul(c, true, false), want, `${c.name}, without SIMD`);
+        if (Math.max(c.batchA, c.batchB) > 1 && c.m * c.k * c.n < 1 << 15) assert.deepEqual(matMul(c, false), want, `${c.name}, switched off`);
       }
     } finally {
       simdKernelSwitch.batchMatMulInWasm = true;
+      simdKernelSwitch.enabled = true;
     }
   });
 

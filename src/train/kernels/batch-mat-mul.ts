@@ -170,9 +170,10 @@ function fastMatMul(
 }
 
 /**
- * op(A)·op(B) for every batch item in one call of batch-mat-mul.c, with the stock kernel's bits,
- * or null when the SIMD kernels are switched off or cannot run here (the caller then takes its
- * other paths). Float32 operands whose batches are equal or 1.
+ * op(A)·op(B) for every batch item in one call of batch-mat-mul.c, with the stock kernel's bits;
+ * where SIMD cannot run (or `simdKernelSwitch.enabled` is off), the stock kernel itself (the same
+ * bits); null when `simdKernelSwitch.batchMatMulInWasm` is off (the caller then takes the paths
+ * from before the kernel). Float32 operands whose batches are equal or 1.
  */
 export function batchMatMulInWasm(backend: WasmBackendLike, a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean): TensorInfo | null {
   const s = matMulShapes(a, b, transposeA, transposeB);
@@ -183,8 +184,13 @@ export function batchMatMulInWasm(backend: WasmBackendLike, a: TensorInfo, b: Te
       { aShape: a.shape, bShape: b.shape },
     );
   }
-  const kernels = simdKernelSwitch.enabled && simdKernelSwitch.batchMatMulInWasm ? trainKernels(backend) : null;
-  if (kernels === null) return null;
+  if (!simdKernelSwitch.batchMatMulInWasm) return null;
+  const kernels = simdKernelSwitch.enabled ? trainKernels(backend) : null;
+  if (kernels === null) {
+    // No SIMD here (or the SIMD kernels switched off): the stock kernel, the same bits, slower.
+    const r = runStock('BatchMatMul', backend, { a, b }, { transposeA, transposeB });
+    return { ...r, shape: s.outShape };
+  }
   const out = backend.makeOutput(s.outShape, 'float32');
   // Scratch for the transposed B's copy, or for op(A)ᵀ and Cᵀ (batch-mat-mul.c), freed after the call.
   const pack = transposeB ? backend.makeOutput([Math.max(s.k * s.n, s.k * s.m + s.m * s.n)], 'float32') : null;

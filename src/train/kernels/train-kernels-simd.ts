@@ -118,6 +118,7 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
  * copies transposes in JavaScript (transpose.ts); `gatherRows` false gives GatherV2 back to the
  * stock kernel (gather.ts), `splitInMemory` false SplitV (slice.ts); `batchMatMulInWasm` false runs
  * batched and transposed products as before batch-mat-mul.c: small batch items on the stock
- * BatchMatMul (the same bits), the rest through transposes and XNNPACK (batch-mat-mul.ts).
+ * BatchMatMul (the same bits), the rest through transposes and XNNPACK (other bits;
+ * batch-mat-mul.ts); with `enabled` false they run on the stock BatchMatMul (the same bits).
  */
 export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true, transposeInWasm: true, gatherRows: true, splitInMemory: true, batchMatMulInWasm: true };
