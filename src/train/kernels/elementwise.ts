@@ -159,7 +159,7 @@ export function runElementwise(backendArg: unknown, p: ElementwiseProgram, input
   try {
     const base = offsetOf(backend, scratch);
     // Blocks start 16-byte aligned.
-    const blockBase = (base + 4 * ints + 15) & ~15;
+    const blockBase = ((base + 4 * ints + 15) & ~15) >>> 0; // unsigned: offsets reach 4 GiB
     const heap = backend.wasm.HEAPU8.buffer;
     const prog = new Int32Array(heap, base, ints);
     p.code.forEach((ins, k) => prog.set([OP[ins.op], ins.dst, ins.a, ins.b ?? ins.a, ins.c ?? ins.a], 5 * k));
@@ -179,7 +179,7 @@ export function runElementwise(backendArg: unknown, p: ElementwiseProgram, input
       }
       const at = fixed();
       const dst = (at - blockBase) >> 2;
-      const src = offsetOf(backend, t) >> 2;
+      const src = offsetOf(backend, t) >>> 2; // unsigned: offsets reach 4 GiB
       if (kind === 'scalar') fblocks.fill(heapF[src], dst, dst + L);
       else for (let r = 0; r < L; r += C) fblocks.set(heapF.subarray(src, src + C), dst + r);
       table[2 + 2 * j] = 0;

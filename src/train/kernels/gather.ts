@@ -50,8 +50,9 @@ const gatherV2: KernelFunc = (args) => {
   if (sizeOf(out.shape) === 0) return out;
   // Views after the last allocation.
   const heap = new Int32Array(b.wasm.HEAPU8.buffer);
-  const from = b.dataIdMap.get(x.dataId).memoryOffset >> 2;
-  let to = b.dataIdMap.get(out.dataId).memoryOffset >> 2;
+  // Unsigned: past 2 GiB of wasm memory a signed shift would index from the heap's end.
+  const from = b.dataIdMap.get(x.dataId).memoryOffset >>> 2;
+  let to = b.dataIdMap.get(out.dataId).memoryOffset >>> 2;
   const idx = new Int32Array(b.wasm.HEAPU8.buffer, b.dataIdMap.get(indices.dataId).memoryOffset, n);
   for (let o = 0; o < outer; o++) {
     const base = from + o * dim * slice;
