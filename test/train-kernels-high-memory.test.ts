@@ -92,7 +92,7 @@ describe('wasm kernels past 2 GiB of memory', () => {
         { op: 'relu', dst: 0, a: 4 },
       ],
     };
-    const shape = [300, 16];
+    const shape: [number, number] = [300, 16];
     const xs = Float32Array.from({ length: 300 * 16 }, (_, i) => Math.sin(i) * 4);
     const s = Float32Array.of(0.75);
     const c = Float32Array.from({ length: 16 }, (_, i) => i / 4 - 1.5);
