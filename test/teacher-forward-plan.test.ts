@@ -160,6 +160,19 @@ test('a pass the plan refuses (a value read into JavaScript mid-pass) runs eager
   stateful.dispose();
 });
 
+/**
+ * Train twice, every pass eager and then compiled: the compiled run says its `what` passes ran as a
+ * compiled forward plan, the eager run does not, and both give the same payload bytes.
+ */
+async function assertBothPaths(run: (step: 'eager' | 'compiled') => Promise<{ bytes: Uint8Array; said: string[] }>, what: string): Promise<{ bytes: Uint8Array; said: string[] }> {
+  const eager = await run('eager');
+  const compiled = await run('compiled');
+  assert.ok(!eager.said.some((m) => m.startsWith(`${what}: compiled forward plan`)), 'eager steps: eager forward passes');
+  assert.ok(compiled.said.some((m) => new RegExp(`^${what}: compiled forward plan \\(\\d+ kernels`).test(m)), compiled.said.filter((m) => m.startsWith(what)).join(' | '));
+  assert.deepEqual(compiled.bytes, eager.bytes, 'the same payload bytes');
+  return compiled;
+}
+
 test('a layers teacher run: the same payload bytes with compiled forward passes as with every pass eager; the path is said', async () => {
   const x = tf.tensor4d(imageData(160, 9), [160, 8, 8, 1]);
   // Fresh models each run (their layers named, so the payload names the same tensors).
@@ -171,11 +184,7 @@ test('a layers teacher run: the same payload bytes with compiled forward passes 
     teacher.dispose();
     return { bytes: r.bytes, said };
   };
-  const eager = await run('eager');
-  const compiled = await run('compiled');
-  assert.ok(!eager.said.some((m) => m.startsWith('teacher: compiled forward plan')), 'eager steps: eager forward passes');
-  assert.ok(compiled.said.some((m) => /^teacher: compiled forward plan \(\d+ kernels/.test(m)), compiled.said.filter((m) => m.startsWith('teacher')).join(' | '));
-  assert.deepEqual(compiled.bytes, eager.bytes, 'the same payload bytes');
+  await assertBothPaths(run, 'teacher');
   x.dispose();
 });
 
@@ -186,11 +195,7 @@ test('an ONNX teacher run: the same payload bytes with compiled forward passes a
     const r = await trainOnnxDiff(cnn(), own, { method: 'sparse', budgetBytes: 300, epochs: 2, tune: 'off', seed: 4, batchSize: 16, learningRate: 3e-2, validation: 0.25, teacher: cnn(0.5, 60), augment: ['noise'], allowWorse: true, refuseWorseOnEval: false, step, onProgress: (m) => void said.push(m), header: { modelId: 'cnn', sequence: 1 }, program: { source: 'cnn.onnx' } });
     return { bytes: r.bytes, said };
   };
-  const eager = await run('eager');
-  const compiled = await run('compiled');
-  assert.ok(!eager.said.some((m) => m.startsWith('teacher: compiled forward plan')), 'eager steps: eager forward passes');
-  assert.ok(compiled.said.some((m) => /^teacher: compiled forward plan \(\d+ kernels/.test(m)), compiled.said.filter((m) => m.startsWith('teacher')).join(' | '));
-  assert.deepEqual(compiled.bytes, eager.bytes, 'the same payload bytes');
+  await assertBothPaths(run, 'teacher');
 });
 
 test('a labelled run\'s validation passes: compiled, the same payload bytes as with every pass eager', async () => {
@@ -204,11 +209,7 @@ test('a labelled run\'s validation passes: compiled, the same payload bytes as w
     model.dispose();
     return { bytes: r.bytes, said };
   };
-  const eager = await run('eager');
-  const compiled = await run('compiled');
-  assert.ok(!eager.said.some((m) => m.startsWith('validation: compiled forward plan')), 'eager steps: eager forward passes');
-  assert.ok(compiled.said.some((m) => /^validation: compiled forward plan \(\d+ kernels/.test(m)), compiled.said.filter((m) => m.startsWith('validation')).join(' | '));
+  const compiled = await assertBothPaths(run, 'validation');
   assert.ok(!compiled.said.some((m) => m.startsWith('validation: eager')), compiled.said.filter((m) => m.startsWith('validation')).join(' | '));
-  assert.deepEqual(compiled.bytes, eager.bytes, 'the same payload bytes');
   x.dispose();
 });
