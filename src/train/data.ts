@@ -106,10 +106,14 @@ export interface Evaluation {
 /**
  * Accuracy, loss and per-example predictions of a model on `data`, `batchSize` examples at a time.
  * `predict` replaces `model.predict` (the model run from a frozen prefix's cached activations,
- * which `data.x` then holds). `forward`: the model's compiled forward passes
- * (src/train/compiled/forward.ts), the same bits as the eager ones.
+ * which `data.x` then holds).
  */
-export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 256, fromLogits = outputIsLogits(model), predict?: (x: tf.Tensor) => tf.Tensor, forward?: ForwardPlans): Evaluation {
+export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 256, fromLogits = outputIsLogits(model), predict?: (x: tf.Tensor) => tf.Tensor): Evaluation {
+  return evaluateWith(undefined, model, data, batchSize, fromLogits, predict);
+}
+
+/** {@link evaluate} through the model's compiled forward passes `forward` (src/train/compiled/forward.ts; the eager passes' bits). */
+export function evaluateWith(forward: ForwardPlans | undefined, model: tf.LayersModel, data: LabelledData, batchSize = 256, fromLogits = outputIsLogits(model), predict?: (x: tf.Tensor) => tf.Tensor): Evaluation {
   const n = data.y.length;
   const predictions = new Int32Array(n);
   let lossSum = 0;

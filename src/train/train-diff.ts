@@ -51,7 +51,7 @@ import { compositeSpecs, FisherRanking, FisherWarmup, SparseLowRank } from '../c
 import { DEFAULT_SPARSE_MASK, SparseMask } from '../sparse-diff/index.ts';
 import { better, type Checkpoint } from './checkpoint.ts';
 import { compete, pct } from './compete.ts';
-import { checkData, evaluate, pick, stratifiedSplit, warnFewValidation, type Evaluation, type InputData, type LabelledData } from './data.ts';
+import { checkData, evaluateWith, pick, stratifiedSplit, warnFewValidation, type Evaluation, type InputData, type LabelledData } from './data.ts';
 import { agreementBeyondChance, DISTILL_MIN_KAPPA, majority } from './distill-gate.ts';
 import { Identity, Shadow } from './full-params.ts';
 import { checkThreads, defaultThreads, type TrainingPool } from './parallel/pool.ts';
@@ -255,7 +255,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     forward = options.step === 'eager' || !forwardSwitch.compiled ? undefined : new ForwardPlans('validation', sayOnce(progress));
     const evaluateOn = (data: LabelledData, what: string): Evaluation => {
       if (data.y.length > 200) progress(`evaluating ${what} on ${data.y.length} examples`);
-      return evaluate(model, data, evalBatch, fromLogits, undefined, forward);
+      return evaluateWith(forward, model, data, evalBatch, fromLogits);
     };
     const evalLabelled = options.eval?.y !== undefined;
     const accuracyBefore = evalData && evalLabelled ? evaluateOn(evalData, 'the base').accuracy : undefined;
@@ -309,7 +309,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         }
         // Validation runs from the frozen prefix's cached activations too, when they fit.
         const cachedVal = prefix?.inputsFor(val, evalBatch);
-        const e = cachedVal ? evaluate(model, cachedVal, evalBatch, fromLogits, (x) => (prefix as FrozenPrefixCache).forward(x)[0], forward) : evaluate(model, val, evalBatch, fromLogits, undefined, forward);
+        const e = cachedVal ? evaluateWith(forward, model, cachedVal, evalBatch, fromLogits, (x) => (prefix as FrozenPrefixCache).forward(x)[0]) : evaluateWith(forward, model, val, evalBatch, fromLogits);
         const correct = Uint8Array.from(e.predictions, (p, i) => (p === val.y[i] ? 1 : 0));
         return { built, valAccuracy: e.accuracy, valLoss: e.loss, score: e.accuracy, scoreText: pct(e.accuracy), collapsed: isCollapsed(e), perExample: correct, label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
       } finally {
