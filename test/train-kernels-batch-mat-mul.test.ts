@@ -157,6 +157,25 @@ describe('batched matrix products on wasm: SIMD kernel, scalar twin and stock ke
     const bad = { ...c, aShape: [2, 1, c.m, c.k], bShape: [1, 3, c.k, c.n], av: new Float32Array(2 * c.m * c.k), bv: new Float32Array(3 * c.k * c.n) };
     assert.throws(() => onWasm(bad, (backend, a, b) => batchMatMulInWasm(backend, a, b, false, false)), (e: unknown) => e instanceof UsageError && /found \[2,1\] and \[1,3\]: broadcast the operands/.test(e.message));
   });
+
+  it('refuses batch shapes of equal size that broadcast to a larger batch ([2,1] against [1,2] is 4 products, not 2)', () => {
+    // Paired item by item, [2,1] and [1,2] would give 2 products into an output of 4 items, half
+    // of it never written: refused like any batch shape the kernel cannot broadcast.
+    const [m, k, n] = [3, 5, 4];
+    const a = tf.tensor(randomValues(2 * m * k, 1), [2, 1, m, k]);
+    const b = tf.tensor(randomValues(2 * k * n, 2), [1, 2, k, n]);
+    try {
+      assert.throws(() => onWasm({ av: randomValues(2 * m * k, 1), bv: randomValues(2 * k * n, 2), aShape: [2, 1, m, k], bShape: [1, 2, k, n] } as Case, (backend, x, y) => batchMatMulInWasm(backend, x, y, false, false)), (e: unknown) => e instanceof UsageError && /found \[2,1\] and \[1,2\]: broadcast the operands/.test(e.message));
+      for (const [transposeA, transposeB] of [[false, false], [false, true], [true, false]] as const) {
+        const x = transposeA ? tf.transpose(a, [0, 1, 3, 2]) : a;
+        const y = transposeB ? tf.transpose(b, [0, 1, 3, 2]) : b;
+        assert.throws(() => tf.matMul(x, y, transposeA, transposeB), (e: unknown) => e instanceof UsageError && /broadcast the operands/.test((e as Error).message), `transposeA ${transposeA} transposeB ${transposeB}`);
+      }
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
 });
 
 describe('training through the kernel', () => {

@@ -72,6 +72,22 @@ function matMulShapes(a: TensorInfo, b: TensorInfo, transposeA: boolean, transpo
   return { batchA, batchB, batch: Math.max(batchA, batchB), m, k, n, outShape: [...outer, m, n] };
 }
 
+/**
+ * The products pair batch items one to one, an operand of one item broadcast: each operand's
+ * batch is the output's or 1. Batch shapes of equal size that broadcast to a larger one
+ * ([2,1] against [1,2]: 4 products) would leave output items unwritten.
+ * @throws UsageError for any other pair of batch shapes.
+ */
+function checkBatches(kernel: string, a: TensorInfo, b: TensorInfo, s: MatMulShapes): void {
+  const items = sizeOf(s.outShape.slice(0, -2));
+  if ((s.batchA === items || s.batchA === 1) && (s.batchB === items || s.batchB === 1)) return;
+  throw new UsageError(
+    `${kernel}: expected batch dimensions that are equal or one of them 1, found [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}]: ` +
+      'broadcast the operands to one batch shape first (tf.broadcastTo)',
+    { aShape: a.shape, bShape: b.shape },
+  );
+}
+
 /** `x` as a rank-3 untransposed operand [batch, rows, cols]; a new tensor when a transpose was needed. */
 function untransposed(
   backend: WasmBackendLike,
@@ -131,11 +147,9 @@ function fastMatMul(
   const extra: Record<string, TensorInfo> = {};
   for (const [name, t] of Object.entries(rest)) if (t != null) extra[name] = t;
   const s = matMulShapes(a, b, transposeA, transposeB);
-  if (s.batchA !== s.batchB && s.batchA !== 1 && s.batchB !== 1) {
-    // tfjs' kernels (cpu and wasm alike) index batch items modulo each operand's batch, which is
-    // only right when the batches are equal or one is 1; refuse rather than return wrong numbers.
-    throw new Error(`${kernel}: batch dimensions [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}] are not supported`);
-  }
+  // tfjs' kernels (cpu and wasm alike) index batch items modulo each operand's batch, which is
+  // only right when the batches are equal or one is 1; refuse rather than return wrong numbers.
+  checkBatches(kernel, a, b, s);
   if (kernel === 'BatchMatMul' && (s.batch > 1 || transposeA || transposeB) && s.m * s.k * s.n <= MAX_WORK_IN_WASM && a.dtype === 'float32' && b.dtype === 'float32') {
     const out = batchMatMulInWasm(backend, a, b, transposeA, transposeB);
     if (out !== null) return out;
@@ -177,13 +191,7 @@ function fastMatMul(
  */
 export function batchMatMulInWasm(backend: WasmBackendLike, a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean): TensorInfo | null {
   const s = matMulShapes(a, b, transposeA, transposeB);
-  if (s.batchA !== s.batchB && s.batchA !== 1 && s.batchB !== 1) {
-    throw new UsageError(
-      `BatchMatMul: expected batch dimensions that are equal or one of them 1, found [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}]: ` +
-        'broadcast the operands to one batch shape first (tf.broadcastTo)',
-      { aShape: a.shape, bShape: b.shape },
-    );
-  }
+  checkBatches('BatchMatMul', a, b, s);
   if (!simdKernelSwitch.batchMatMulInWasm) return null;
   const kernels = simdKernelSwitch.enabled ? trainKernels(backend) : null;
   if (kernels === null) {
