@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { ForwardPlans } from '../src/train/compiled/forward.ts';
 import { outputRows } from '../src/train/teacher.ts';
+import { evaluate } from '../src/train/data.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { modelToStore } from '../src/train/model-weights.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
@@ -212,4 +213,34 @@ test('a labelled run\'s validation passes: compiled, the same payload bytes as w
   const compiled = await assertBothPaths(run, 'validation');
   assert.ok(!compiled.said.some((m) => m.startsWith('validation: eager')), compiled.said.filter((m) => m.startsWith('validation')).join(' | '));
   x.dispose();
+});
+
+test('one set of plans serving different passes over inputs of one shape: each pass replays its own plan (validation\'s accuracy, a closeness\'s rows)', () => {
+  // Two outputs: evaluate reads the first, outputRows concatenates both, so the passes differ
+  // even where their inputs have the same shape.
+  const input = tf.input({ shape: [6] });
+  const hidden = tf.layers.dense({ units: 8, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(input) as tf.SymbolicTensor;
+  const first = tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(hidden) as tf.SymbolicTensor;
+  const second = tf.layers.dense({ units: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }).apply(hidden) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: [first, second] });
+  let s = 5;
+  const x = tf.tensor2d(Float32Array.from({ length: 64 * 6 }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1), [64, 6]);
+  const data = { x, y: new Int32Array(64).map((_, i) => i % 3) };
+  const forward = new ForwardPlans('validation', () => {});
+  try {
+    const eagerEval = evaluate(model, data, 16, true);
+    const eagerRows = outputRows(model, x, 5, 16);
+    // Four batches of 16: evaluate's pass gets a plan, then outputRows' passes come with the same shapes.
+    for (let round = 0; round < 2; round++) {
+      const e = evaluate(model, data, 16, true, undefined, forward);
+      assert.deepEqual(e.predictions, eagerEval.predictions, `evaluate, round ${round}`);
+      assert.equal(e.loss, eagerEval.loss, `evaluate's loss, round ${round}`);
+      sameBits(outputRows(model, x, 5, 16, forward), eagerRows, `outputRows, round ${round}`);
+    }
+    assert.ok(forward.replayed > 0, 'some passes replayed a plan');
+  } finally {
+    forward.dispose();
+    x.dispose();
+    model.dispose();
+  }
 });

@@ -122,7 +122,7 @@ export function evaluateWith(forward: ForwardPlans | undefined, model: tf.Layers
     const [pred, loss] = tf.tidy(() => {
       const x = data.x.slice(start, end - start);
       const run = (v: tf.Tensor) => (predict ? predict(v) : (model.predict(v) as tf.Tensor | tf.Tensor[]));
-      const out = frozenPass(forward, predict ? null : model, x, run, (o) => (Array.isArray(o) ? o[0] : o));
+      const out = frozenPass(forward, predict ? null : model, x, run, (o) => (Array.isArray(o) ? o[0] : o), predict ? 'evaluate (given predict)' : 'evaluate');
       const labels = tf.tensor1d(data.y.subarray(start, end), 'int32');
       return [tf.argMax(out, -1), sparseCrossEntropy(out, labels, fromLogits)] as const;
     });

@@ -167,7 +167,7 @@ export function outputRows(model: tf.LayersModel, x: tf.Tensor, width: number, b
   for (let start = 0; start < n; start += batchSize) {
     const end = Math.min(n, start + batchSize);
     const size = end - start;
-    const row = tf.tidy(() => frozenPass(forward, model, tf.slice(x, [start], [size]), (part) => model.apply(part, { training: false }) as tf.Tensor | tf.Tensor[], (o) => concatRows(o, size)));
+    const row = tf.tidy(() => frozenPass(forward, model, tf.slice(x, [start], [size]), (part) => model.apply(part, { training: false }) as tf.Tensor | tf.Tensor[], (o) => concatRows(o, size), 'rows'));
     rows.set(row.dataSync() as Float32Array, start * width);
     row.dispose();
   }

@@ -36,13 +36,15 @@ export interface ForwardInputs {
 /**
  * A frozen model's pass over `x` (inside the caller's tf.tidy): `finish(outputs(x))` eagerly, or
  * through `plans` when given, its feeds `x` or what the model makes of it ({@link ForwardInputs};
- * `model` null: `x` is what `outputs` reads, whatever the model).
+ * `model` null: `x` is what `outputs` reads, whatever the model). `name` tells this pass from the
+ * other passes `plans` serves over inputs of the same shapes (validation's accuracy reads the
+ * first output, a closeness all of them; a cached prefix's activations can have the input's shape).
  */
-export function frozenPass(plans: ForwardPlans | undefined, model: object | null, x: tf.Tensor, outputs: (x: tf.Tensor) => tf.Tensor | tf.Tensor[], finish: (o: tf.Tensor | tf.Tensor[]) => tf.Tensor): tf.Tensor {
+export function frozenPass(plans: ForwardPlans | undefined, model: object | null, x: tf.Tensor, outputs: (x: tf.Tensor) => tf.Tensor | tf.Tensor[], finish: (o: tf.Tensor | tf.Tensor[]) => tf.Tensor, name: string): tf.Tensor {
   if (plans) {
     const own = (model ?? {}) as Partial<ForwardInputs>;
     const pass = own.forwardInputs ? own.forwardInputs(x) : { feeds: { x }, outputs: (f: Record<string, tf.Tensor>) => outputs(f.x) };
-    if ('feeds' in pass) return plans.run(pass.feeds, (f) => finish(pass.outputs(f)));
+    if ('feeds' in pass) return plans.run(pass.feeds, (f) => finish(pass.outputs(f)), name);
     plans.eagerBecause(pass.eager);
   }
   return finish(outputs(x));
@@ -81,8 +83,8 @@ export function bitDifference(eager: tf.Tensor, replayed: tf.Tensor): string | u
   return undefined;
 }
 
-function keyOf(feeds: Record<string, tf.Tensor>): string {
-  return `${tf.getBackend()}|${Object.entries(feeds).map(([role, t]) => `${role}:${t.dtype}[${t.shape.join(',')}]`).join('|')}`;
+function keyOf(feeds: Record<string, tf.Tensor>, name: string): string {
+  return `${name}|${tf.getBackend()}|${Object.entries(feeds).map(([role, t]) => `${role}:${t.dtype}[${t.shape.join(',')}]`).join('|')}`;
 }
 
 /** The compiled forward passes of one frozen model, by their inputs' shapes. */
@@ -101,10 +103,10 @@ export class ForwardPlans {
 
   /**
    * One pass over `feeds` (tensors the caller made for this pass, in its tf.tidy); `pass` is the
-   * eager pass, the same function for every call with feeds of these shapes.
+   * eager pass, the same function for every call with this `name` and feeds of these shapes.
    */
-  run(feeds: Record<string, tf.Tensor>, pass: ForwardPass): tf.Tensor {
-    const key = keyOf(feeds);
+  run(feeds: Record<string, tf.Tensor>, pass: ForwardPass, name = 'pass'): tf.Tensor {
+    const key = keyOf(feeds, name);
     const e = this.entries.get(key) ?? { state: 'first', recaptures: 0 };
     this.entries.set(key, e);
     if (e.state === 'eager') {
@@ -136,7 +138,7 @@ export class ForwardPlans {
       const recaptures = e.recaptures + 1;
       if (recaptures > MAX_RECAPTURES) this.refuse(key, `${stale}, ${recaptures} times`);
       else this.entries.set(key, { state: 'first', recaptures });
-      return this.run(feeds, pass);
+      return this.run(feeds, pass, name);
     }
     try {
       const out = plan.replay(feeds)[0][1];
