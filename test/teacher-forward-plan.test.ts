@@ -12,6 +12,7 @@ import { initBackend } from '../src/train/backend.ts';
 import { ForwardPlans } from '../src/train/compiled/forward.ts';
 import { outputRows } from '../src/train/teacher.ts';
 import { evaluate } from '../src/train/data.ts';
+import { UsageError } from '../src/core/errors.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { modelToStore } from '../src/train/model-weights.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
@@ -242,5 +243,30 @@ test('one set of plans serving different passes over inputs of one shape: each p
     forward.dispose();
     x.dispose();
     model.dispose();
+  }
+});
+
+test('a run refused after the teacher scored its data frees the teacher\'s forward plans', async () => {
+  // A rescaling layer first: its scale is a constant the plan holds in the backend's memory.
+  const scaled = (seed: number) => {
+    const m = tf.sequential();
+    m.add(tf.layers.rescaling({ inputShape: [8, 8, 1], scale: 0.5, offset: 0.25 }));
+    for (const layer of layersCnn(seed).layers) m.add(layer);
+    return m;
+  };
+  const x = tf.tensor4d(imageData(600, 13), [600, 8, 8, 1]);
+  const [model, teacher] = [scaled(1), scaled(2)];
+  const backend = tf.engine().backend;
+  const attempt = () => trainDiff(model, { x }, { base: modelToStore(model), method: 'sparse', budgetBytes: 200, epochs: 1, tune: 'off', seed: 3, teacher, sparseShare: 2, header: { modelId: 'cnn', sequence: 1 } });
+  try {
+    // Once before counting: what a first run makes and keeps (kernels' own buffers) is not a leak.
+    await assert.rejects(attempt(), (e: unknown) => e instanceof UsageError && /sparseShare/.test(e.message));
+    const held = backend.numDataIds();
+    await assert.rejects(attempt(), (e: unknown) => e instanceof UsageError && /sparseShare/.test(e.message));
+    assert.equal(backend.numDataIds(), held, 'nothing left in the backend\'s memory by the refused run');
+  } finally {
+    model.dispose();
+    teacher.dispose();
+    x.dispose();
   }
 });

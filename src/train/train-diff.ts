@@ -118,47 +118,46 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
   const progress = options.onProgress ?? (() => {});
   if (options.augment === 'auto') return trainWithAugmentAuto(model, trainInput, options, trainDiff);
   const teach = options.teacher ? prepareTeacher(model, options.teacher, options, trainInput.y !== undefined, progress) : undefined;
-  // Wider distillation inputs (src/train/distill-inputs.ts) join the stream before the validation split.
-  const wider = widerStream(withLabels(trainInput, 'training data', teach), options, teach, progress);
-  const train = wider.data;
-  const augment = augmentOf(model, options, teach, trainInput.y !== undefined);
-  const evalData = options.eval ? withLabels(options.eval, 'evaluation data', teach) : undefined;
-  const givenVal = options.validation !== undefined && typeof options.validation !== 'number' ? withLabels(options.validation, 'validation data', teach) : undefined;
-  checkData(train, model.inputs[0].shape, numClasses, 'training data');
-  if (evalData) checkData(evalData, model.inputs[0].shape, numClasses, 'evaluation data');
-  const epochs = Math.max(1, Math.floor(options.epochs));
-  const seed = options.seed ?? 0;
-  const tune: TuneMode = options.tune ?? 'quick';
-  if (options.sparseShare !== undefined && !(options.sparseShare > 0 && options.sparseShare < 1)) throw new UsageError(`sparseShare must be a fraction of the budget between 0 and 1 (exclusive), found ${options.sparseShare}`);
-  if (!['off', 'quick', 'thorough'].includes(tune)) throw new UsageError(`tune must be off, quick or thorough, found ${JSON.stringify(tune)}`);
-  const distill = options.distill ?? 1;
-  const temperature = options.distillTemperature ?? 2;
-  if (!(distill >= 0 && Number.isFinite(distill))) throw new UsageError(`distill must be a weight >= 0 (0 turns it off), found ${distill}`);
-  if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`distill temperature must be > 0, found ${temperature}`);
-  const method = options.method;
-  const fromLogits = outputsLogits(model);
-  const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
-  const grids = storageGrids(base, options.store);
-  const header: HeaderOptions = {
-    ...(options.header ?? {}),
-    // The payload header names the patch family; the precise method travels in the metadata.
-    method: method === 'lora' || method === 'sparse-lora' ? 'lowrank' : method === 'topk-retrain' ? 'topk' : method,
-    budgetBytes: method === 'full' ? 0 : options.budgetBytes,
-    grids,
-    ...(method === 'lora' || method === 'sparse-lora' || method === 'topk-retrain' ? { meta: { ...(options.header?.meta ?? {}), method } } : {}),
-  };
-  // The fine-tune behind the post-hoc methods and topk-retrain ships nothing itself: no budget.
-  const fullHeader: HeaderOptions = { ...header, method: 'full', budgetBytes: 0 };
-  const digests = baseDigests(hasher, base);
-
-  // Which weights train (statistics never); flags go back as they were at the end.
-  const selection = selectTrainable(model, options.trainable ?? 'config');
-  const t0 = performance.now();
-  const owned: LabelledData[] = wider.owned ? [wider.data] : [];
-  let pool: TrainingPool | undefined;
-  let prefix: FrozenPrefixCache | undefined;
-  let forward: ForwardPlans | undefined;
+  // The teacher's passes from here on may leave compiled plans: the finally below frees them, whatever throws.
+  const owned: LabelledData[] = [];
+  let selection: ReturnType<typeof selectTrainable> | undefined, pool: TrainingPool | undefined, prefix: FrozenPrefixCache | undefined, forward: ForwardPlans | undefined;
   try {
+    // Wider distillation inputs (src/train/distill-inputs.ts) join the stream before the validation split.
+    const wider = widerStream(withLabels(trainInput, 'training data', teach), options, teach, progress);
+    if (wider.owned) owned.push(wider.data);
+    const train = wider.data;
+    const augment = augmentOf(model, options, teach, trainInput.y !== undefined);
+    const evalData = options.eval ? withLabels(options.eval, 'evaluation data', teach) : undefined;
+    const givenVal = options.validation !== undefined && typeof options.validation !== 'number' ? withLabels(options.validation, 'validation data', teach) : undefined;
+    checkData(train, model.inputs[0].shape, numClasses, 'training data');
+    if (evalData) checkData(evalData, model.inputs[0].shape, numClasses, 'evaluation data');
+    const epochs = Math.max(1, Math.floor(options.epochs));
+    const seed = options.seed ?? 0;
+    const tune: TuneMode = options.tune ?? 'quick';
+    if (options.sparseShare !== undefined && !(options.sparseShare > 0 && options.sparseShare < 1)) throw new UsageError(`sparseShare must be a fraction of the budget between 0 and 1 (exclusive), found ${options.sparseShare}`);
+    if (!['off', 'quick', 'thorough'].includes(tune)) throw new UsageError(`tune must be off, quick or thorough, found ${JSON.stringify(tune)}`);
+    const distill = options.distill ?? 1;
+    const temperature = options.distillTemperature ?? 2;
+    if (!(distill >= 0 && Number.isFinite(distill))) throw new UsageError(`distill must be a weight >= 0 (0 turns it off), found ${distill}`);
+    if (!(temperature > 0 && Number.isFinite(temperature))) throw new UsageError(`distill temperature must be > 0, found ${temperature}`);
+    const method = options.method;
+    const fromLogits = outputsLogits(model);
+    const shapes = new Map(base.list().map((t) => [t.name, t.shape] as const));
+    const grids = storageGrids(base, options.store);
+    const header: HeaderOptions = {
+      ...(options.header ?? {}),
+      // The payload header names the patch family; the precise method travels in the metadata.
+      method: method === 'lora' || method === 'sparse-lora' ? 'lowrank' : method === 'topk-retrain' ? 'topk' : method,
+      budgetBytes: method === 'full' ? 0 : options.budgetBytes,
+      grids,
+      ...(method === 'lora' || method === 'sparse-lora' || method === 'topk-retrain' ? { meta: { ...(options.header?.meta ?? {}), method } } : {}),
+    };
+    // The fine-tune behind the post-hoc methods and topk-retrain ships nothing itself: no budget.
+    const fullHeader: HeaderOptions = { ...header, method: 'full', budgetBytes: 0 };
+    const digests = baseDigests(hasher, base);
+    // Which weights train (statistics never); flags go back as they were at the end.
+    selection = selectTrainable(model, options.trainable ?? 'config');
+    const t0 = performance.now();
     const inStore = new Set(base.list().map((t) => t.name));
     const tensors: TrainableTensor[] = namedVariables(model)
       .filter((v) => v.trainable && v.variable.dtype === 'float32' && inStore.has(v.name))
@@ -793,7 +792,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     prefix?.dispose();
     teach?.forward?.dispose();
     forward?.dispose();
-    selection.restore();
+    selection?.restore();
     for (const d of owned) d.x.dispose();
   }
 }
