@@ -69,7 +69,8 @@ function matMulShapes(a: TensorInfo, b: TensorInfo, transposeA: boolean, transpo
   const outer = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
   const batchA = sizeOf(a.shape.slice(0, -2));
   const batchB = sizeOf(b.shape.slice(0, -2));
-  return { batchA, batchB, batch: Math.max(batchA, batchB), m, k, n, outShape: [...outer, m, n] };
+  // The output's items (not the larger operand's: an operand of no items against one of one item makes none).
+  return { batchA, batchB, batch: sizeOf(outer), m, k, n, outShape: [...outer, m, n] };
 }
 
 /**
@@ -79,8 +80,7 @@ function matMulShapes(a: TensorInfo, b: TensorInfo, transposeA: boolean, transpo
  * @throws UsageError for any other pair of batch shapes.
  */
 function checkBatches(kernel: string, a: TensorInfo, b: TensorInfo, s: MatMulShapes): void {
-  const items = sizeOf(s.outShape.slice(0, -2));
-  if ((s.batchA === items || s.batchA === 1) && (s.batchB === items || s.batchB === 1)) return;
+  if ((s.batchA === s.batch || s.batchA === 1) && (s.batchB === s.batch || s.batchB === 1)) return;
   throw new UsageError(
     `${kernel}: expected batch dimensions that are equal or one of them 1, found [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}]: ` +
       'broadcast the operands to one batch shape first (tf.broadcastTo)',
