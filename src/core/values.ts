@@ -5,7 +5,7 @@
  */
 import { LITTLE_ENDIAN_HOST } from './endian.ts';
 import { fromHalfBits, toHalfBits, HALF_MAX } from './float16.ts';
-import { wordsOf } from './varint.ts';
+import { alignedOffset, wordsOf } from './varint.ts';
 
 export type ValueCodec = 'f32' | 'f16' | 'i8';
 export const VALUE_CODECS: readonly ValueCodec[] = ['f32', 'f16', 'i8'];
@@ -87,7 +87,7 @@ export function firstNonFinite(bytes: Uint8Array, codec: ValueCodec, scale?: num
     let i = 1;
     if (LITTLE_ENDIAN_HOST) {
       const base = bytes.byteOffset;
-      const aligned = (base + 3) & ~3;
+      const aligned = alignedOffset(base);
       const words = wordsOf(bytes);
       // The high bytes are the odd ones of the halves: bytes 1 and 3 of a word, or 0 and 2.
       const [mask, add] = (aligned - base) & 1 ? [0x007c007c, 0x00040004] : [0x7c007c00, 0x04000400];

@@ -125,13 +125,13 @@ export let scannedPosition = 0;
 export function scanGaps(bytes: Uint8Array, at: number, count: number, prev: number, size: number): number {
   const end = bytes.length;
   const base = bytes.byteOffset;
-  const aligned = (base + 3) & ~3;
+  const aligned = alignedOffset(base);
   const words = wordsOf(bytes);
   let p = at;
   let k = 0;
   let sum = 0;
   while (k < count) {
-    if (((base + p) & 3) === 0) {
+    if ((base + p) % 4 === 0) {
       // Whole words of four one-byte varints: their bytes summed two at a time in 16-bit
       // lanes (at most 2 * 127 per word, so 128 words fit a lane), folded every 128 words.
       const first = (base + p - aligned) >> 2;
@@ -171,9 +171,17 @@ export function scanGaps(bytes: Uint8Array, at: number, count: number, prev: num
   return p;
 }
 
+/**
+ * The first 4-byte boundary at or after byte `offset` of a buffer. Plain arithmetic: a view can
+ * start past 2 GiB in a large buffer, where `(offset + 3) & ~3` turns negative.
+ */
+export function alignedOffset(offset: number): number {
+  return offset + ((4 - (offset % 4)) % 4);
+}
+
 /** The aligned 32-bit words inside `bytes` (from its first 4-byte boundary), as a view. */
 export function wordsOf(bytes: Uint8Array): Uint32Array {
-  const aligned = (bytes.byteOffset + 3) & ~3;
+  const aligned = alignedOffset(bytes.byteOffset);
   const n = (bytes.byteOffset + bytes.length - aligned) >> 2;
   return n > 0 ? new Uint32Array(bytes.buffer, aligned, n) : new Uint32Array(0);
 }
