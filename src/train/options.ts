@@ -44,7 +44,7 @@ export interface TrainDiffOptions {
    * from the same state and replays it from then on; a phase that cannot be captured (a value read
    * into JavaScript mid-step, a random op) or does not verify runs eagerly, and `onProgress` says
    * why, once. The forward-only passes (the teacher's outputs, validation and evaluation) are
-   * compiled the same way, keyed by their inputs' shapes and checked bit for bit
+   * compiled the same way, keyed by the pass and its inputs' shapes and checked bit for bit
    * (src/train/compiled/forward.ts). `eager` runs every step and every pass through the engine.
    * Same seed and path, same payload bytes.
    */

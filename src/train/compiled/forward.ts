@@ -3,9 +3,9 @@
  * training data (computed once per dataset) and on each augmented batch run as a plan of kernel
  * calls (plan.ts) instead of through tfjs' engine, op by op.
  *
- * The same capture as a training step's (step.ts), keyed by the inputs' shapes and types (a
- * smaller last batch gets its own plan): the first two passes of a key run eagerly while
- * recorded (record.ts); if both ran the same kernels on the same values they become a
+ * The same capture as a training step's (step.ts), keyed by the pass and its inputs' shapes
+ * and types (a smaller last batch gets its own plan): the first two passes of a key run eagerly
+ * while recorded (record.ts); if both ran the same kernels on the same values they become a
  * {@link StepPlan}, replayed at once on the second pass's inputs and compared with what the
  * eager pass gave, bit for bit (a forward plan runs the same kernels as the engine does, so
  * anything less means a pass of the plan changed the arithmetic). From then on the key's passes
