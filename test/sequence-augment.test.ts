@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { UsageError } from '../src/core/errors.ts';
+import { DataError, UsageError } from '../src/core/errors.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { augmentCandidates } from '../src/train/augment-auto.ts';
 import { waveAugmenter, type Augmentation } from '../src/train/augment.ts';
@@ -156,4 +156,27 @@ test('ndiff train --state h:hN --state c:cN --augment gain,speed: the same bytes
   const refused = await run('flip', 'c.ndiff');
   assert.notEqual(refused.code, 0);
   assert.match(refused.text, /carries state from frame to frame, so its sequences are augmented whole, as waveforms: gain, noise, speed, pitch fit \(one draw per sequence\); found "flip"/);
+});
+
+test('whole-sequence augmentation of more examples than float32 ids can number refuses, saying so, before growing anything', () => {
+  // The trainers' `x` holds example ids as float32, exact up to 2^24; the augmented copies are
+  // numbered after the examples, so 2^23 + 8 frames put the last copy at 2^24 + 15, which float32
+  // rounds to 2^24 + 16: another frame's row.
+  const count = 2 ** 23 + FRAMES;
+  const examples: ProgramExamples = { count, inputs: { x: { values: new Float32Array(count * 3), shape: [3] } }, sequence: Int32Array.from({ length: count }, (_, i) => Math.floor(i / FRAMES)) };
+  const student = new ProgramTrainingModel(new OnnxProgram(lstm(), { source: 'lstm.onnx' }), examples, { state });
+  const ids = tf.tensor2d([count - 1], [1, 1]);
+  try {
+    let x: tf.Tensor | undefined;
+    assert.throws(() => {
+      x = student.augmentBatch(ids, waveAugmenter(['gain']) as Augmentation, seededRandom(1));
+      const got = Math.round(x.dataSync()[0]);
+      assert.equal(got, 2 * count - 1, 'the last copy\'s id as the trainers read it');
+    }, (e: unknown) => e instanceof DataError && /^lstm\.onnx: augmentation numbers a copy of each of the 8388616 examples after them, up to id 16777231, and float32 ids are exact up to 16777216: expected at most 8388608 examples; split the training data/.test(e.message));
+    assert.equal(examples.inputs.x.values.length, count * 3, 'the examples not grown');
+    tf.dispose(x);
+  } finally {
+    ids.dispose();
+    student.dispose();
+  }
 });

@@ -44,6 +44,7 @@ import type { OutputKind } from '../../diff/closeness.ts';
 import type { Augmentation } from '../augment.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 import { cutFrames, frameOverlap, sequenceWave } from './sequence-waveform.ts';
+import { checkAugmentedIds } from './example-ids.ts';
 
 /** How the chosen output reads (module doc); the same as a measured closeness's `outputKind`. */
 export type ProgramOutputKind = OutputKind;
@@ -341,6 +342,7 @@ export class ProgramTrainingModel {
     const ids = idsOf(x);
     const n = ids.length;
     const count = this.examples.count;
+    checkAugmentedIds(this.program.source, count, count + n - 1, 'rows');
     for (const [name, v] of Object.entries(this.examples.inputs)) {
       const per = v.shape.reduce((a, d) => a * d, 1);
       let values = v.values;
@@ -374,6 +376,7 @@ export class ProgramTrainingModel {
   private augmentSequences(ids: Int32Array, name: string, transform: Augmentation, random: () => number): tf.Tensor2D {
     const e = this.examples;
     const count = e.count;
+    checkAugmentedIds(this.program.source, count, 2 * count - 1, 'sequences');
     if (!e.revision) {
       // The copy of every input and sequence id; sequence ids of the copy after the originals'.
       for (const [input, v] of Object.entries(e.inputs)) {
