@@ -16,6 +16,7 @@ import { initBackend } from '../src/train/backend.ts';
 import { OnnxProgram } from '../src/train/onnx/executor.ts';
 import { trainOnnxDiff, type TrainOnnxOptions } from '../src/train/onnx/train-onnx.ts';
 import { ProgramTrainingModel, type ProgramExamples } from '../src/train/program/training-model.ts';
+import { checkAugmentedIds } from '../src/train/program/example-ids.ts';
 import { lstm, sequences } from './helpers/onnx-models.ts';
 
 await initBackend('wasm');
@@ -179,4 +180,10 @@ test('whole-sequence augmentation of more examples than float32 ids can number r
     ids.dispose();
     student.dispose();
   }
+});
+
+test('a batch of augmented rows numbered past 2^24 is refused too, saying how many examples fit', () => {
+  // The per-row path numbers a batch of n augmented rows count .. count + n - 1.
+  assert.doesNotThrow(() => checkAugmentedIds('cnn.onnx', 2 ** 24 - 3, 2 ** 24, 'rows'));
+  assert.throws(() => checkAugmentedIds('cnn.onnx', 2 ** 24 - 2, 2 ** 24 + 1, 'rows'), (e: unknown) => e instanceof DataError && /^cnn\.onnx: augmentation numbers the augmented rows of the 16777214 examples after them, up to id 16777217, .*expected at most 16777213 examples/.test(e.message));
 });
