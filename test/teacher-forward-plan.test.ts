@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { ForwardPlans } from '../src/train/compiled/forward.ts';
 import { outputRows } from '../src/train/teacher.ts';
-import { evaluate } from '../src/train/data.ts';
+import { evaluate, evaluateWith } from '../src/train/data.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { modelToStore } from '../src/train/model-weights.ts';
@@ -233,7 +233,7 @@ test('one set of plans serving different passes over inputs of one shape: each p
     const eagerRows = outputRows(model, x, 5, 16);
     // Four batches of 16: evaluate's pass gets a plan, then outputRows' passes come with the same shapes.
     for (let round = 0; round < 2; round++) {
-      const e = evaluate(model, data, 16, true, undefined, forward);
+      const e = evaluateWith(forward, model, data, 16, true);
       assert.deepEqual(e.predictions, eagerEval.predictions, `evaluate, round ${round}`);
       assert.equal(e.loss, eagerEval.loss, `evaluate's loss, round ${round}`);
       sameBits(outputRows(model, x, 5, 16, forward), eagerRows, `outputRows, round ${round}`);
