@@ -147,6 +147,27 @@ describe('Ed25519 implementations', () => {
       assert.throws(() => parsePublicKey(input, 'trusted key #1'), (e: unknown) => e instanceof UsageError && pattern.test(e.message) && /expected the \.public\.pem file written by `ndiff keygen`/.test(e.message), String(input).slice(0, 40));
     }
   });
+
+  test('a refused key\'s text is described, never quoted: a private key or secret seed passed as the public key stays out of the message', () => {
+    // What a build engineer might paste by mistake: the private PEM, or a 32-byte secret as hex or base64 (this one, y >= p, is no curve point).
+    const secretHex = `f3${'ff'.repeat(30)}7f`;
+    const cases: [string, RegExp][] = [
+      [keyA.privateKeyPem, /a PEM block labelled PRIVATE KEY/],
+      [secretHex, /64 characters of hex/],
+      [Buffer.from(secretHex, 'hex').toString('base64'), /44 characters of base64/],
+    ];
+    for (const [input, found] of cases) {
+      const body = input.replace(/-----[A-Z ]+-----/g, '').replace(/\s/g, '');
+      assert.throws(() => parsePublicKey(input, 'trusted key #1'), (e: unknown) => {
+        assert.ok(e instanceof UsageError);
+        assert.match(e.message, found);
+        for (let i = 0; i + 8 <= body.length; i++) assert.ok(!e.message.includes(body.slice(i, i + 8)), `the message quotes the key's text (${body.slice(i, i + 8)}): ${e.message}`);
+        return true;
+      });
+    }
+    // Text that is not key material is still quoted, so a wrong file can be recognised.
+    assert.throws(() => parsePublicKey('<html>Not Found</html>'), /found the text "<html>Not Found<\/html>"/);
+  });
 });
 
 describe('the envelope', () => {

@@ -65,10 +65,19 @@ export function base64ToBytes(text: string): Uint8Array | null {
   return out;
 }
 
+/**
+ * What was given instead of a public key, for a message. Key material is described, never quoted:
+ * the text may be a private key or a secret seed passed by mistake, and messages end up in logs.
+ */
 function describeKeyInput(input: unknown): string {
   if (input instanceof Uint8Array) return `${input.length} bytes`;
-  if (typeof input === 'string') return `the text ${JSON.stringify(input.length > 50 ? input.slice(0, 50) + '…' : input)}`;
-  return typeof input;
+  if (typeof input !== 'string') return typeof input;
+  const text = input.trim();
+  const pem = /-----BEGIN ([A-Z0-9 ]+)-----/.exec(text);
+  if (pem) return `a PEM block labelled ${pem[1]} (its body not shown)`;
+  if (/^[0-9a-fA-F]+$/.test(text)) return `${text.length} characters of hex (not shown)`;
+  if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(text)) return `${text.length} characters of base64 (not shown)`;
+  return `the text ${JSON.stringify(text.length > 50 ? text.slice(0, 50) + '…' : text)}`;
 }
 
 /**
