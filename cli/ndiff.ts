@@ -46,6 +46,17 @@ function rawValueOf(argv: string[], name: string): string | undefined {
   return undefined;
 }
 
+const COMMANDS = new Set(['diff', 'inspect', 'apply', 'verify', 'train', 'report', 'fingerprint', 'release', 'update', ...extraCommands.map((c) => c.command.split(' ')[0])]);
+const RELEASE_SUBCOMMANDS = new Set(['add', 'job', 'publish', 'run', 'status', 'show', 'cancel']);
+
+/** The help to point a usage error to: `ndiff train --help` for `ndiff train ...`, `ndiff --help` when no command was named. */
+function helpCommandOf(argv: string[]): string {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  if (!COMMANDS.has(words[0])) return 'ndiff --help';
+  const sub = words[0] === 'release' && RELEASE_SUBCOMMANDS.has(words[1]) ? ` ${words[1]}` : '';
+  return `ndiff ${words[0]}${sub} --help`;
+}
+
 /** JSON for `--json`: BigInts as strings, typed arrays as plain arrays. */
 function toJson(doc: unknown): string {
   return JSON.stringify(doc, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : ArrayBuffer.isView(v) && !(v instanceof DataView) ? Array.from(v as unknown as ArrayLike<number>) : v), 2);
@@ -110,7 +121,8 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     // A message may quote a payload's model id or tensor names: printed with controls escaped
     // (in JSON, every such character is inside a string, and its escape reads back the same).
     if (json) base.out(terminalSafe(toJson(errorDocument(e, msg))));
-    cio.err(`ndiff: ${terminalSafe(msg)}`);    if (e instanceof UsageError && !(e.details as { fromLibrary?: boolean }).fromLibrary) cio.err('run `ndiff <command> --help` for the options');
+    cio.err(`ndiff: ${terminalSafe(msg)}`);
+    if (e instanceof UsageError && !(e.details as { fromLibrary?: boolean }).fromLibrary) cio.err(`run \`${helpCommandOf(argv)}\` for the options`);
     if (!(e instanceof NeuralDiffError) && exit === 1 && e instanceof Error && e.stack) cio.err(e.stack);
     return exit;
   }

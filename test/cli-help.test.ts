@@ -144,3 +144,18 @@ test('the section links of docs/CLI.md and the command pages land on headings th
   }
   assert.deepEqual(broken, []);
 });
+
+test('a usage error names the command whose --help lists the options, not a placeholder', async () => {
+  const cases: [string[], string][] = [
+    [['train', '--bse', 'models/v1'], 'ndiff train --help'],
+    [['--json', 'inspect'], 'ndiff inspect --help'],
+    [['release', 'add', '--no-such-option'], 'ndiff release add --help'],
+    [['no-such-command'], 'ndiff --help'],
+  ];
+  for (const [argv, hint] of cases) {
+    const err: string[] = [];
+    const code = await main(argv, { out: () => {}, err: (l) => err.push(l), progress: () => {} });
+    assert.equal(code, 2, `ndiff ${argv.join(' ')}: ${err.join('\n')}`);
+    assert.ok(err.includes(`run \`${hint}\` for the options`), `ndiff ${argv.join(' ')} points to ${hint}: ${err.join('\n')}`);
+  }
+});
