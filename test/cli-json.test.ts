@@ -112,6 +112,26 @@ describe('ndiff --json and exit codes', () => {
     assert.equal(bad.doc.error.code, 'ND_PAYLOAD_FORMAT');
   });
 
+  test('a model path that does not exist says what was expected and to check the path (exit 7), never a bare ENOENT', async () => {
+    const nope = join(dir, 'no-such-model');
+    const cases: string[][] = [
+      ['diff', '--base', nope, '--target', v2, '--budget', '2%', '--model-id', 'm', '--out', join(dir, 'x.ndiff')],
+      ['diff', '--base', v1, '--target', nope, '--budget', '2%', '--model-id', 'm', '--out', join(dir, 'x.ndiff')],
+      ['fingerprint', nope],
+      ['train', '--base', nope, '--train', join(dir, 'data'), '--model-id', 'm', '--out', join(dir, 'x.ndiff')],
+    ];
+    for (const argv of cases) {
+      const r = await json(...argv);
+      const what = `ndiff ${argv.slice(0, 2).join(' ')}: ${r.doc.error?.message}`;
+      assert.equal(r.code, EXIT.files, what);
+      assert.equal(r.doc.error.code, 'ND_MODEL_FORMAT', what);
+      assert.match(r.doc.error.message, /no model at .*no-such-model: expected a TF\.js model folder .*\.tflite.*check the path/, what);
+      assert.doesNotMatch(r.doc.error.message, /ENOENT/, what);
+      const flag = argv.indexOf(nope) - 1;
+      if (argv[flag].startsWith('--')) assert.match(r.doc.error.message, new RegExp(`^${argv[flag]}: no model`), `${what}: names ${argv[flag]}`);
+    }
+  });
+
   test('numeric flags that are not numbers, and negative budgets, are refused with what was given', async () => {
     const nan = await ndiff('diff', '--model-id', 'm', '--base', v1, '--target', v2, '--budget', '5%', '--out', join(dir, 'x.ndiff'), '--sequence', 'abc');
     assert.equal(nan.code, EXIT.usage);

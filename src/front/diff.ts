@@ -7,7 +7,7 @@
  * the command prints on stderr.
  */
 import { writeFile } from 'node:fs/promises';
-import { BudgetError, ModelMismatchError, NoImprovementError, UsageError } from '../core/errors.ts';
+import { BudgetError, ModelFormatError, ModelMismatchError, NoImprovementError, UsageError } from '../core/errors.ts';
 import { lessCloseThanBase } from '../train/eval-noise.ts';
 import { getHasher } from '../core/hasher.ts';
 import { calibrationWarning, changeSize, defaultPostHocMethod, estimateFromWeights, type WeightEstimate } from '../diff/advice.ts';
@@ -96,7 +96,11 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
   if (s.calibrate && s.method === 'topk') throw new UsageError('calibrate (--calibrate) chooses among lowbit\'s variants (method lowbit (--method lowbit)) or among methods (method auto (--method auto)); top-k alone has nothing to choose: add method lowbit (--method lowbit) or auto, or leave calibrate (--calibrate) out');
   // The eval data of an ONNX pair is read now: a folder that does not fit fails before any work.
   const onnxEval = s.eval && isOnnxPath(s.base) ? await loadOnnxEval(s as PayloadEvalSpec) : undefined;
-  const [opened, openedTarget] = await Promise.all([openModel(s.base), openModel(s.target)]);
+  // A path where no model is: the message names the option it came from.
+  const named = (what: string) => (e: unknown): never => {
+    throw e instanceof ModelFormatError && e.details.path !== undefined ? new ModelFormatError(`${what}: ${e.message}`, e.details) : e;
+  };
+  const [opened, openedTarget] = await Promise.all([openModel(s.base).catch(named('base (--base)')), openModel(s.target).catch(named('target (--target)'))]);
   try {
     // Two models whose structure differs: a structural payload (format v7) instead of a refusal.
     const reason = describeDifference(compareInterfaces(opened.store, openedTarget.store));

@@ -4,13 +4,14 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../core/errors.ts';
+import { ModelFormatError, UsageError } from '../core/errors.ts';
 import type { ModelFile } from '../core/model-files.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { checkOutputPath, resolveModelId } from '../io/model-paths.ts';
 import { TfjsFilesStore, tfjsFileOrder } from '../io/tfjs/files-store.ts';
 import { readTfjsModelFiles } from '../io/tfjs/folder-rebuild.ts';
 import { fileSystemIO, locateTfjsModel, openTfjsModel, openTfjsModelDir } from '../io/tfjs/index.ts';
+import { MODEL_KINDS } from '../io/tfjs/model-file.ts';
 import { parseModelJson } from '../io/tfjs/manifest.ts';
 import { artifactsOf } from './structural-teacher.ts';
 
@@ -37,8 +38,9 @@ export interface FrontResult {
 
 /** `format` of a TF.js model path's model JSON (a folder's model.json, or the `.json` named), or undefined when it has none. */
 export async function tfjsModelFormat(p: string, flag: string): Promise<string | undefined> {
-  const where = await locateTfjsModel(p).catch(() => {
-    throw new UsageError(`cannot read ${flag} ${p}: expected a TF.js model folder (model.json and its shards), a model JSON file (<name>.json with its shards beside it) or an .onnx file`);
+  const where = await locateTfjsModel(p).catch((e: unknown) => {
+    if (e instanceof ModelFormatError) throw new ModelFormatError(`${flag}: ${e.message}`, e.details);
+    throw new UsageError(`cannot read ${flag} ${p}: expected ${MODEL_KINDS}`);
   });
   const text = await readFile(path.join(where.dir, where.modelJsonFile), 'utf8').catch(() => {
     throw new UsageError(`no ${where.modelJsonFile} in ${where.dir}: ${flag} must be a TF.js model folder (model.json and its shards) or a model JSON file`);

@@ -31,16 +31,22 @@ export function isModelJsonPath(p: string): boolean {
   return /\.json$/i.test(p);
 }
 
+/** The model paths commands take, for messages. */
+export const MODEL_KINDS = 'a TF.js model folder (model.json and its shards), a model JSON file (<name>.json with its shards beside it), an .onnx or a .tflite file';
+
 /**
  * Resolve a model path. A folder: its `model.json`. A `.json` file: that file, its shards beside
  * it (read-only). A weights manifest file is refused (ModelFormatError) with what to pass instead.
- * @throws ModelFormatError for a weights manifest; the file system's error for a missing path
+ * @throws ModelFormatError for a weights manifest or a path where nothing is; the file system's other errors
  */
 export async function locateTfjsModel(p: string): Promise<TfjsModelLocation> {
-  const info = await stat(p);
+  const info = await stat(p).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') throw err;
+    throw new ModelFormatError(`no model at ${p}: expected ${MODEL_KINDS}, found nothing at that path; check the path`, { path: p, code: err.code });
+  });
   if (info.isDirectory()) return { dir: p, modelJsonFile: MODEL_JSON, isFile: false };
   if (!isModelJsonPath(p)) {
-    throw new UsageError(`${p} is a file but not a model JSON file: expected a TF.js model folder (model.json and its shards), a model JSON file (<name>.json with its shards beside it) or an .onnx file`, { path: p });
+    throw new UsageError(`${p} is a file but not a model JSON file: expected ${MODEL_KINDS}`, { path: p });
   }
   await refuseWeightsManifest(p);
   return { dir: path.dirname(p), modelJsonFile: path.basename(p), isFile: true };
