@@ -68,10 +68,18 @@ export const GEOMETRY_FIELDS = [
   'filterHeight', 'filterWidth', 'strideHeight', 'strideWidth', 'dilationHeight', 'dilationWidth', 'padTop', 'padLeft',
 ] as const;
 
-/** How to get the native backend, for messages. */
-export const NATIVE_HOW_TO = 'install OpenBLAS (Debian/Ubuntu: `apt-get install libopenblas-dev`), then run `npm run build:native` in the neural-diff checkout';
-
 const ADDON_FILE = path.join('build', 'Release', 'neural_diff_blas.node');
+
+/**
+ * How to get the native backend, for messages, where neural-diff runs from `root`: a clone (its
+ * binding.gyp is there) builds the addon in place; an installed package carries no C sources and
+ * looks for the addon under its own folder, so it is built in a clone and named by NDIFF_NATIVE_ADDON.
+ */
+export function nativeHowTo(root = packageRoot()): string {
+  const install = 'install OpenBLAS (Debian/Ubuntu: `apt-get install libopenblas-dev`), then run `npm run build:native`';
+  if (root !== undefined && existsSync(path.join(root, 'binding.gyp'))) return `${install} in this clone`;
+  return `${install} in a clone of the neural-diff repository (the installed package has no C sources to build) and set NDIFF_NATIVE_ADDON=<clone>/${ADDON_FILE.split(path.sep).join('/')}`;
+}
 
 /** The package's root: the nearest folder above this file whose package.json is neural-diff's. */
 function packageRoot(): string | undefined {
@@ -90,6 +98,9 @@ function packageRoot(): string | undefined {
     dir = up;
   }
 }
+
+/** How to get the native backend here, for messages ({@link nativeHowTo} of this package's folder). */
+export const NATIVE_HOW_TO = nativeHowTo();
 
 /** Where the addon is looked for (`NDIFF_NATIVE_ADDON`, else build/Release under the package root). */
 export function nativeAddonPath(): string | undefined {
