@@ -16,7 +16,7 @@ import { storedModelBytes } from '../diff/build.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { checkOutputPath, writeUpdatedModel } from '../io/model-paths.ts';
 import { exampleCount, loadDistillFolders, loadFolder, type InputFile } from './data-folders.ts';
-import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
 import { artifactsOf, samePorts, keptTrainable, structuralFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './structural-teacher.ts';
 import { TfjsFilesStore } from '../io/tfjs/files-store.ts';
 import type { WeightStore } from '../core/weight-store.ts';
@@ -101,6 +101,8 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
     io.out(`${wroteLine(a.out, outBytes.length)} (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${writtenMethod(a.method, res.auto)}, trained in ${res.trainSeconds.toFixed(1)} s (learning rate ${res.tuning.learningRate})`);
     if (plan && built) for (const line of structuralLines(plan, built)) io.out(line);
     for (const line of programResultLines(res, !!evalData?.labels)) io.out(line);
+    const worse = worseThanBaseWarning(res);
+    if (worse) io.warn(worse);
     const modelOutFingerprint = !a.modelOut ? undefined : plan && built ? await writeRebuiltFolder(a.base, baseFiles, a.modelOut, outBytes) : await writeUpdatedModel(a.base, a.modelOut, res.bytes);
     if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${modelOutFingerprint})`);
     const metrics = {

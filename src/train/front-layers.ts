@@ -20,7 +20,7 @@ import type { TrainDiffOptions } from './options.ts';
 import type { AutoResult } from './auto.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import type { TrainableSpec } from './select.ts';
-import { autoCandidateLine, autoChoiceLine, distillStreamMetrics, settleDefaultMethod, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoCandidateLine, autoChoiceLine, distillStreamMetrics, settleDefaultMethod, worseThanBaseWarning, type TrainSettings, epochScore } from './front-settings.ts';
 import { epochEvent, TfjsSource, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import type { StructuralFolderTeacher } from './structural-teacher.ts';
 
@@ -222,6 +222,8 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
     io.out(`${wroteLine(a.out, outBytes.length)} (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored${a.method === 'full' ? '' : `, budget ${budgetBytes}${built ? ' for the learned part' : ''}`}), ${auto ? `auto: ${method}` : method}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`}, ${res.tuning.cost.toFixed(2)}x one run)`);
     if (plan && built && structural) for (const line of structural.structuralLines(plan, built)) io.out(line);
     if (res.validation) io.out(`validation accuracy ${acc(res.validation.baseAccuracy)} -> ${acc(res.validation.accuracy)} on ${res.validation.examples} examples`);
+    const worse = worseThanBaseWarning(res);
+    if (worse) io.warn(worse);
     if (evalData && res.accuracyAfter !== undefined) io.out(`eval accuracy ${acc(res.accuracyBefore)} -> ${acc(res.accuracyAfter)} (measured on the weights a device gets by applying the payload)`);
     const tv = res.teacher?.validation;
     const te = res.teacher?.eval;

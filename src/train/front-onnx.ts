@@ -15,7 +15,7 @@ import { OnnxWeightStore } from '../io/onnx/store.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { exampleCount, fedInputs, loadDistillFolders, loadFolder, parseStatePairs, readOnnxModel } from './data-folders.ts';
 import { readPayloadFile, writeUpdatedModel } from '../io/model-paths.ts';
-import { autoChoiceLine, distillStreamMetrics, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoChoiceLine, distillStreamMetrics, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
 
@@ -95,6 +95,8 @@ export async function trainOnnxFront(a: TrainSettings & ProgramSettings, io: Tra
   const tv = res.teacher?.validation;
   if (tv) io.out(Number.isNaN(tv.agreement) ? `validation, mean |output - teacher| ${tv.baseMeanAbsDiff.toPrecision(3)} -> ${tv.meanAbsDiff.toPrecision(3)} on ${tv.examples} examples` : `validation agreement with the teacher ${pct(tv.baseAgreement)} -> ${pct(tv.agreement)} on ${tv.examples} examples`);
   else if (res.validation) io.out(`validation accuracy ${pct(res.validation.baseAccuracy)} -> ${pct(res.validation.accuracy)} on ${res.validation.examples} examples`);
+  const worse = worseThanBaseWarning(res);
+  if (worse) io.warn(worse);
   const how = `computed as onnxruntime computes the patched file${state.length ? ', each sequence from its start with the state carried' : ''}`;
   if (res.teacherEval) io.out(teacherEvalLine(res.teacherEval, how));
   if (evalData?.labels) io.out(`eval accuracy ${pct(res.accuracyBefore)} -> ${pct(res.accuracyAfter)} (${how})`);

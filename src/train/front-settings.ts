@@ -248,3 +248,25 @@ export function epochScore(trainAccuracy: number, labelled: boolean): string {
   if (Number.isNaN(trainAccuracy)) return '';
   return labelled ? ` acc ${(100 * trainAccuracy).toFixed(1)}%` : ` agreement with the teacher ${(100 * trainAccuracy).toFixed(1)}%`;
 }
+
+/**
+ * The warning for a payload written although it measured worse than not updating on validation
+ * (`allowWorse`): below the base's accuracy, or further from the teacher than the base (by top-1
+ * agreement where the outputs have one, else by mean difference). Undefined when it is not worse.
+ */
+export function worseThanBaseWarning(res: {
+  validation?: { baseAccuracy: number; accuracy: number };
+  teacher?: { validation?: { baseAgreement: number; agreement: number; baseMeanAbsDiff: number; meanAbsDiff: number } };
+}): string | undefined {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const tv = res.teacher?.validation;
+  let measured: string | undefined;
+  if (tv && !Number.isNaN(tv.agreement) && !Number.isNaN(tv.baseAgreement)) {
+    if (tv.agreement < tv.baseAgreement) measured = `top-1 agreement with the teacher ${pct(tv.agreement)} where the unpatched base has ${pct(tv.baseAgreement)}`;
+  } else if (tv) {
+    if (tv.meanAbsDiff > tv.baseMeanAbsDiff) measured = `mean |output - teacher| ${tv.meanAbsDiff.toPrecision(3)} where the unpatched base has ${tv.baseMeanAbsDiff.toPrecision(3)}`;
+  } else if (res.validation && res.validation.accuracy < res.validation.baseAccuracy) {
+    measured = `accuracy ${pct(res.validation.accuracy)} where the unpatched base has ${pct(res.validation.baseAccuracy)}`;
+  }
+  return measured && `this payload is worse than not updating on validation (${measured}): devices that apply it get a worse model than the one they hold; it was written because --allow-worse (allowWorse) was given`;
+}

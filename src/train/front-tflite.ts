@@ -13,7 +13,7 @@ import { TfliteWeightStore } from '../io/tflite/store.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { exampleCount, loadDistillFolders, loadFolder, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
 import { writeUpdatedModel } from '../io/model-paths.ts';
-import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
 /** `train()` on a LiteRT base (a path or a file's bytes). */
@@ -63,6 +63,8 @@ export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: T
   io.out(`${wroteLine(a.out, outBytes.length)} (${((100 * outBytes.length) / total).toFixed(3)}% of the model as stored), ${writtenMethod(a.method, res.auto)}, trained in ${res.trainSeconds.toFixed(1)} s (${Number.isNaN(res.tuning.learningRate) ? `kept ${res.tuning.chosen}` : `learning rate ${res.tuning.learningRate}`})`);
   if (plan && wrapped) for (const line of structuralLines(plan, wrapped.built)) io.out(line);
   for (const line of programResultLines(res, !!evalData?.labels)) io.out(line);
+  const worse = worseThanBaseWarning(res);
+  if (worse) io.warn(worse);
   // A structural payload's model is rebuilt as a device would; the fingerprint is the payload's target either way.
   if (a.modelOut && wrapped) await writeFile(a.modelOut, wrapped.model);
   const modelOutFingerprint = !a.modelOut ? undefined : wrapped ? wrapped.built.header.targetFingerprint : await writeUpdatedModel(a.base, a.modelOut, res.bytes);
