@@ -32,25 +32,19 @@ export const EXIT = {
   download: 11,
 } as const;
 
-export const EXIT_CODES_HELP = `Exit codes:
+export const EXIT_CODES_HELP = `Exit codes (each in full: docs/CLI.md):
   0  success
   1  internal error (a bug: please report it)
   2  usage error (unknown option, missing argument, bad budget)
   3  payload refused (corrupt, truncated, unsupported version, bad signature, stale or expired)
   4  payload does not fit this model (another base or architecture); model untouched
-  5  patched weights did not match the promised target, or the health check failed; rolled back
-     (or an update left unconfirmed waits for its health check: run again with --health-check)
+  5  target missed or health check failed: rolled back (or an update awaits its health check)
   6  byte budget cannot be met
   7  model folder or state file missing or malformed (or a rollback could not finish)
   8  training or evaluation data missing or malformed
   9  a package this command needs is not installed (the message says what to install)
-  10 training gave no model better than the base on validation data, or ndiff diff --eval
-     measured the payload further from --target than the base; nothing written
-     (--allow-worse writes it anyway)
-  11 a release file could not be downloaded intact from any URL (ndiff update)
-
---json on any command prints one JSON document on stdout: the result, or
-{"error": {"code", "exitCode", "message"}} on failure (progress stays on stderr).`;
+  10 no better than the base (train: validation; diff --eval): nothing written (--allow-worse)
+  11 a release file could not be downloaded intact from any URL (ndiff update)`;
 
 /** Where the CLI writes. Tests pass their own. */
 export interface CliIO {

@@ -78,7 +78,7 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   };
   let y = yargs(argv)
     .scriptName('ndiff')
-    .usage('ndiff <command> [options]\n\nShip neural-network updates as small diffs: build a payload on the build server, apply it in place on the device.')
+    .usage('ndiff <command> [options]\n\nShip neural-network updates as small diffs: built on a build server, applied in place on devices.')
     .command('diff', 'payload of two TF.js, .onnx or .tflite versions: lowbit, topk, exact', diffCommand, run(runDiff))
     .command('inspect <payload>', 'show a payload: header and one row per patched tensor', inspectCommand, run(runInspect))
     .command('apply', 'verify a payload, patch a TF.js, .onnx or .tflite model in place', applyCommand, run(runApply))
@@ -106,7 +106,7 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .help()
     .alias('h', 'help')
     .version(VERSION)
-    .epilogue(EXIT_CODES_HELP + '\n\nDocs (in the package): docs/CLI.md, the index of docs/cli/<command>.md (each command in full); README.md, docs/guides/, docs/PUBLISHING.md (release folders and device updates), docs/FORMAT.md')
+    .epilogue(EXIT_CODES_HELP + '\n\nDocs (in the package): docs/CLI.md (each command: docs/cli/<command>.md), README.md, docs/guides/')
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {

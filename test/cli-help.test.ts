@@ -1,6 +1,7 @@
 /**
  * `--help` fits a screen, and the full text lives in one page per command (issue 65): every
- * command's help, at 100 columns, is at most 60 lines of at most 100 characters and ends by naming
+ * command's help, at 100 columns, is at most 40 lines of at most 100 characters (options few runs
+ * need are hidden; `--help --show-hidden` lists them) and ends by naming
  * its page, docs/cli/<command>.md; that page exists and documents every option the help lists; and
  * docs/CLI.md, the index, links every page.
  */
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { main } from '../cli/ndiff.ts';
 
 const root = join(import.meta.dirname, '..');
-const MAX_LINES = 60;
+const MAX_LINES = 40;
 const COLUMNS = 100;
 
 /** The commands a help screen lists under "Commands:", as argv (`['release', 'add']`). */
@@ -51,7 +52,7 @@ async function helpOf(argv: string[]): Promise<string> {
 
 /** The options a help screen lists (`--name`), and its positionals (`<name>`), without --help and --version. */
 function optionsOf(help: string): { options: string[]; positionals: string[] } {
-  const options = [...help.matchAll(/^ {2}(?:-\w, |    )--([\w-]+)/gm)].map((m) => m[1]).filter((o) => o !== 'help' && o !== 'version');
+  const options = [...help.matchAll(/^ {2}(?:-\w, |    )--([\w-]+)/gm)].map((m) => m[1]).filter((o) => o !== 'help' && o !== 'version' && o !== 'show-hidden');
   const section = /^Positionals:\n((?: {2}.*\n?)+)/m.exec(help)?.[1] ?? '';
   const positionals = [...section.matchAll(/^ {2}(\w+) {2,}/gm)].map((m) => m[1]);
   return { options, positionals };
@@ -64,7 +65,7 @@ function sectionOf(page: string, argv: string[]): string {
   return parts[0] + (parts.find((p) => p.startsWith(`## \`ndiff ${argv.join(' ')}\``)) ?? '');
 }
 
-test('every command\'s --help fits a screen (60 lines, 100 columns) and ends by naming its docs page', async () => {
+test('every command\'s --help fits a screen (40 lines, 100 columns) and ends by naming its docs page', async () => {
   for (const [argv, page] of await allCommands()) {
     const help = await helpOf(argv);
     const lines = help.split('\n');
@@ -157,5 +158,19 @@ test('a usage error names the command whose --help lists the options, not a plac
     const code = await main(argv, { out: () => {}, err: (l) => err.push(l), progress: () => {} });
     assert.equal(code, 2, `ndiff ${argv.join(' ')}: ${err.join('\n')}`);
     assert.ok(err.includes(`run \`${hint}\` for the options`), `ndiff ${argv.join(' ')} points to ${hint}: ${err.join('\n')}`);
+  }
+});
+
+test('options hidden from a screen-sized help are listed by --help --show-hidden, and documented', async () => {
+  for (const [argv, hidden] of [[['train'], ['backend', 'threads', 'codec', 'teacher-loss', 'output-kind']], [['diff'], ['exact-codec', 'state', 'output-kind']]] as const) {
+    const short = optionsOf(await helpOf([...argv])).options;
+    const all = optionsOf(await helpOf([...argv, '--show-hidden'])).options;
+    const page = readFileSync(join(root, 'docs', 'cli', `${argv[0]}.md`), 'utf8');
+    for (const o of hidden) {
+      assert.ok(!short.includes(o), `ndiff ${argv[0]} --help hides --${o}`);
+      assert.ok(all.includes(o), `ndiff ${argv[0]} --help --show-hidden lists --${o}`);
+      assert.match(page, new RegExp(`\`--${o}[\` ]`), `docs/cli/${argv[0]}.md documents --${o}`);
+    }
+    assert.match(await helpOf([...argv]), /--show-hidden +with --help: also list the options hidden here/);
   }
 });

@@ -58,11 +58,14 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
     .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })
     .option('allow-worse', { type: 'boolean', default: false, describe: 'with --eval: write a payload measured worse than not updating' })
-    .group(['base', 'target', 'budget', 'out', 'model-id', 'sequence', 'expires', 'model-out'], 'Models and payload:')
+    // The options few runs need are hidden (--show-hidden lists them), with --version and one
+    // example: the help fits a screen (40 lines at 100 columns).
+    .showHidden('show-hidden', 'with --help: also list the options hidden here')
+    .group(['base', 'target', 'budget', 'out', 'model-id', 'sequence', 'expires', 'model-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models and payload:')
     .group(['method', 'codec', 'calibrate', 'lowbit-codes-only', 'exact-codec', 'store'], 'Method:')
     .group(['eval', 'allow-worse', 'metrics-out', 'state', 'output', 'output-kind'], 'Measuring (--eval, --calibrate):')
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --method lowbit --out v1-v2.ndiff', 'every weight\'s change at 1 to 8 bits within 5%')
-    .example('$0 diff --model-id selfie --base selfie-v1.tflite --target selfie-v2.tflite --budget all --out v1-v2.ndiff', 'every change of a LiteRT model, exactly')
+    .hide('version').hide('lowbit-codes-only').hide('exact-codec').hide('store').hide('state').hide('output-kind')
     .epilogue(seeDocs('diff')) as unknown as Argv<DiffArgs>;
 }
 

@@ -56,14 +56,21 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('bptt', { type: 'number', default: 1, describe: 'stateful .onnx: frames of backpropagation' })
     .option('output', { type: 'string', describe: 'the output to train (default: first non-state)' })
     .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: 'how the output reads (default: from its shape and last op)' })
-    // Four groups and no --version line: the help of train fits a screen (60 lines at 100 columns).
-    .group(['base', 'train', 'teacher', 'eval', 'val', 'val-fraction', 'replay', 'budget', 'out', 'model-id', 'sequence', 'expires', 'codec', 'store', 'model-out', 'metrics-out', 'quiet', 'json', 'help'], 'Models, data and output:')
+    // Four groups, no --version line and the options few runs need hidden (--show-hidden lists
+    // them): the help of train fits a screen (40 lines at 100 columns).
+    .showHidden('show-hidden', 'with --help: also list the options hidden here')
+    .group(['base', 'train', 'teacher', 'eval', 'val', 'val-fraction', 'replay', 'budget', 'out', 'model-id', 'sequence', 'expires', 'codec', 'store', 'model-out', 'metrics-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models, data and output:')
     .group(['method', 'also-consider', 'allow-worse', 'sparse-start', 'sparse-share', 'distill', 'teacher-weight', 'teacher-loss', 'temperature', 'distill-inputs', 'distill-mix', 'augment'], 'Method:')
     .group(['tune', 'lr', 'epochs', 'batch-size', 'seed', 'trainable', 'loss', 'backend', 'threads', 'prefix-cache-mb'], 'Training:')
     .group(['state', 'bptt', 'output', 'output-kind'], 'ONNX, TF.js graph and LiteRT models:')
     .hide('version')
     // A switch for comparisons (the default is right): documented in docs/cli/train.md, off the screen-sized help.
     .hide('step')
+    // Options that tune what the defaults already choose, or serve one kind of model: --show-hidden and docs/cli/train.md list them.
+    .hide('val-fraction').hide('replay').hide('expires').hide('codec').hide('store')
+    .hide('also-consider').hide('sparse-start').hide('sparse-share').hide('teacher-weight').hide('teacher-loss').hide('temperature').hide('distill-mix')
+    .hide('trainable').hide('loss').hide('backend').hide('threads').hide('prefix-cache-mb')
+    .hide('bptt').hide('output-kind')
     .epilogue(seeDocs('train')) as unknown as Argv<TrainArgs>;
 }
 
