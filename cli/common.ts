@@ -26,7 +26,7 @@ export const EXIT = {
   data: 8,
   /** A package this command needs is not installed (the message names the install command). */
   dependency: 9,
-  /** Training gave no model better than the base on validation; nothing was written. */
+  /** Training gave a model worse than the base on validation (or ndiff diff --eval measured the payload further from --target); nothing was written. */
   noImprovement: 10,
   /** A release file could not be downloaded intact from any URL (network, status, length or hash). */
   download: 11,
@@ -43,7 +43,7 @@ export const EXIT_CODES_HELP = `Exit codes (each in full: docs/CLI.md):
   7  model folder or state file missing or malformed (or a rollback could not finish)
   8  training or evaluation data missing or malformed
   9  a package this command needs is not installed (the message says what to install)
-  10 no better than the base (train: validation; diff --eval): nothing written (--allow-worse)
+  10 worse than the base (train: on validation; diff --eval): nothing written (--allow-worse)
   11 a release file could not be downloaded intact from any URL (ndiff update)`;
 
 /** Where the CLI writes. Tests pass their own. */

@@ -174,3 +174,22 @@ test('options hidden from a screen-sized help are listed by --help --show-hidden
     assert.match(await helpOf([...argv]), /--show-hidden +with --help: also list the options hidden here/);
   }
 });
+
+test('exit 10 is described as the trainers decide it: a result below the base is refused (one level with it is written)', async () => {
+  // src/train/train-diff.ts refuses `chosen < base` on validation, and ndiff diff --eval a payload further from --target than the base.
+  const help = (await helpOf([])).split('\n').find((l) => /^ {2}10 /.test(l)) ?? '';
+  const readme = readFileSync(join(root, 'README.md'), 'utf8').replace(/\n/g, ' ');
+  const cli = readFileSync(join(root, 'docs', 'CLI.md'), 'utf8').split('\n').find((l) => l.startsWith('| `10` |')) ?? '';
+  const train = readFileSync(join(root, 'docs', 'cli', 'train.md'), 'utf8').replace(/\n/g, ' ');
+  const sentences = {
+    'ndiff --help': help,
+    'README.md': /[^.]*\(exit 10\)/.exec(readme)?.[0] ?? '',
+    'docs/CLI.md': cli,
+    'docs/cli/train.md': /`10` [^·]*/.exec(train)?.[0] ?? '',
+  };
+  for (const [where, text] of Object.entries(sentences)) {
+    assert.ok(text, `${where} describes exit 10`);
+    assert.doesNotMatch(text, /no (model )?better/, `${where}: a result level with the base is written, not refused: ${text}`);
+    assert.match(text, /below|worse|further/, `${where} says what is refused: ${text}`);
+  }
+});

@@ -216,5 +216,5 @@ export const MIN_VALIDATION_EXAMPLES = 30;
 export function warnFewValidation(count: number, trainCount: number, given: boolean, warn: (message: string) => void): void {
   if (count >= MIN_VALIDATION_EXAMPLES) return;
   const how = given ? 'pass more validation inputs' : `pass --val DATA with a few hundred inputs from where the model runs, more --train data, or a larger --val-fraction (${count} of ${trainCount} held out now)`;
-  warn(`only ${count} validation example(s): the learning rate, the checkpoint and the refusal of a result no better than the base are all decided on them, and at this size each example is ${(100 / count).toFixed(1)}% of every score (of an agreement or accuracy, that many points; of a mean output difference, that share of it); ${how}`);
+  warn(`only ${count} validation example(s): the learning rate, the checkpoint and the refusal of a result below the base are all decided on them, and at this size each example is ${(100 / count).toFixed(1)}% of every score (of an agreement or accuracy, that many points; of a mean output difference, that share of it); ${how}`);
 }

@@ -216,7 +216,7 @@ function settle(o: TrainOptions): TrainSettings & ProgramSettings {
  * Train a diff of `base` as `ndiff train` does, and return its payload with the figures
  * `ndiff train --json` prints. Throws the typed errors of src/core/errors.ts (a `UsageError` for
  * options the base cannot take, `DataError` for unreadable data, `BudgetError`,
- * `NoImprovementError` when the result is no better than the base and `allowWorse` is off,
+ * `NoImprovementError` when the result is below the base and `allowWorse` is off,
  * `MissingDependencyError` without tfjs) before writing anything.
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
