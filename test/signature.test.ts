@@ -168,6 +168,24 @@ describe('Ed25519 implementations', () => {
     // Text that is not key material is still quoted, so a wrong file can be recognised.
     assert.throws(() => parsePublicKey('<html>Not Found</html>'), /found the text "<html>Not Found<\/html>"/);
   });
+
+  test('a signing key that is not a private key says what was found: the public key devices hold, another PEM block, or no PEM at all', () => {
+    const cases: [string, RegExp][] = [
+      [keyA.publicKeyPem, /found a PUBLIC KEY: the key devices verify with; signing needs its private half, the \.private\.pem file `ndiff keygen` wrote beside it/],
+      ['-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n', /found a PEM block labelled CERTIFICATE/],
+      ['{"kty":"OKP"}', /found no PEM block \(13 characters\)/],
+    ];
+    for (const [input, found] of cases) {
+      assert.throws(() => loadPrivateKey(input, 'keys/release.public.pem'), (e: unknown) => {
+        assert.ok(e instanceof UsageError);
+        assert.match(e.message, /^keys\/release\.public\.pem is not a readable private key/);
+        assert.match(e.message, found);
+        assert.match(e.message, /expected the \.private\.pem file written by `ndiff keygen`/);
+        assert.doesNotMatch(e.message, /DECODER|routines/, 'no OpenSSL internals');
+        return true;
+      });
+    }
+  });
 });
 
 describe('the envelope', () => {

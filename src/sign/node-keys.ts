@@ -49,7 +49,17 @@ export function loadPrivateKey(pem: string | Uint8Array, label = 'private key'):
   try {
     key = createPrivateKey(typeof pem === 'string' ? pem : Buffer.from(pem));
   } catch (e) {
-    throw new UsageError(`${label} is not a readable private key (${(e as Error).message}): expected the .private.pem file written by \`ndiff keygen\``, { label });
+    // What was found, in words: never the key's text (a secret), nor OpenSSL's decoder codes.
+    const text = typeof pem === 'string' ? pem : Buffer.from(pem).toString('latin1');
+    const block = /-----BEGIN ([A-Z0-9 ]+)-----/.exec(text)?.[1];
+    const found = block === 'PUBLIC KEY'
+      ? 'found a PUBLIC KEY: the key devices verify with; signing needs its private half, the .private.pem file `ndiff keygen` wrote beside it'
+      : block === undefined
+        ? `found no PEM block (${text.length} characters)`
+        : block.endsWith('PRIVATE KEY')
+          ? `found a PEM block labelled ${block} that does not decode, ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}; an encrypted key must be decrypted first`
+          : `found a PEM block labelled ${block}`;
+    throw new UsageError(`${label} is not a readable private key (${found}): expected the .private.pem file written by \`ndiff keygen\``, { label, found: block ?? 'no PEM block' });
   }
   if (key.asymmetricKeyType !== 'ed25519') {
     throw new UsageError(`${label} is a ${key.asymmetricKeyType} key: expected an Ed25519 key (make one with \`ndiff keygen\`)`, { label, found: key.asymmetricKeyType });
