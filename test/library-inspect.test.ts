@@ -39,6 +39,11 @@ test('inspect and verify give the fields ndiff prints, for a signed value payloa
       await writeFile(signed, signPayload(made.payload, privateKey));
       const shown = await inspect(signed);
       assert.equal(shown.structural === true, name === 'structural');
+      // A signed file is the payload and its envelope: both sizes, so neither reads as the other.
+      const fileBytes = (await readFile(signed)).length;
+      assert.equal(shown.fileBytes, fileBytes);
+      const human = spawnSync(process.execPath, [BIN, 'inspect', signed], { encoding: 'utf8' });
+      assert.match(human.stdout.split('\n')[0], new RegExp(`\\b${made.payload.length} bytes; ${fileBytes} with its signature\\b`), human.stdout);
       assert.deepEqual(plain(shown), ndiffJson(['inspect', signed]));
       assert.deepEqual(plain(await inspect(new Uint8Array(await readFile(signed)))), plain({ ...shown, file: undefined }), 'bytes show the same as the file');
       const checked = await verify({ payload: signed, publicKeys: [publicKey], model: at.base });

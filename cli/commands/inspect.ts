@@ -23,7 +23,7 @@ export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
   io.result?.(r);
   if (r.structural) {
     const h = r.header;
-    io.out(`${a.payload}: neural-diff structural payload v7 (${h.fileKind}), ${r.bytes} bytes`);
+    io.out(`${a.payload}: neural-diff structural payload v7 (${h.fileKind}), ${r.bytes} bytes${withSignature(r.fileBytes)}`);
     if (r.signedBy !== undefined) io.out(`  signed by  key id ${r.signedBy} (not checked here: ndiff verify --public-key KEY checks it)`);
     headerLines(h as unknown as PayloadHeader, io, () => io.out(`  rebuilt    ${String(h.intermediateFingerprint)} (the intermediate file: ${h.rebuildBaseLength} bytes in, ${h.rebuildOutputLength} out, a ${h.rebuildBytes}-byte delta)`), h.budgetBytes ? `${String(h.budgetBytes)} bytes` : 'none');
     if (h.files) for (const f of h.files) io.out(`  file       ${printable(f.path)} (${f.length} bytes)`);
@@ -33,12 +33,17 @@ export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
   }
   const h = r.header;
   const written = r.patches.reduce((n, p) => n + (p.kind === 'sparse' ? (p.count as number) : p.size), 0);
-  io.out(`${a.payload}: neural-diff payload v${h.version}, ${formatBytes(r.bytes)} (${r.bytes} bytes)`);
+  io.out(`${a.payload}: neural-diff payload v${h.version}, ${formatBytes(r.bytes)} (${r.bytes} bytes${withSignature(r.fileBytes)})`);
   if (r.signedBy !== undefined) io.out(`  signed by  key id ${r.signedBy} (not checked here: ndiff verify --public-key KEY checks it)`);
   headerLines(h, io, () => {}, h.budgetBytes ? `${h.budgetBytes} bytes (${((100 * r.bytes) / h.budgetBytes).toFixed(1)}% used)` : 'none');
   io.out(`  patches    ${r.patches.length} tensors, ${written} values written`);
   printPatches(r.patches, io);
   return 0;
+}
+
+/** A signed file's own length beside the payload's, so that neither reads as the other. */
+function withSignature(fileBytes: number | undefined): string {
+  return fileBytes === undefined ? '' : `; ${fileBytes} with its signature`;
 }
 
 /** The header's lines (strings from the payload printed escaped: raw control characters could rewrite the terminal). */

@@ -59,6 +59,8 @@ export type InspectReport = ({ structural?: undefined } & PayloadSummary | {
   /** A signed envelope: the signer's key id (not checked here). */
   signedBy?: string;
   signatureChecked?: false;
+  /** A signed envelope: the file's length, the payload's (`bytes`) with the envelope's framing and signature. */
+  fileBytes?: number;
 };
 
 /** The byte delta's lengths, its header checked (FORMAT.md §16; the rebuild checks it whole against the base). */
@@ -97,7 +99,7 @@ export async function inspect(payload: string | Uint8Array): Promise<InspectRepo
   const envelope = isSignedEnvelope(file) ? parseEnvelope(file) : null;
   const bytes = envelope ? envelope.payload : file;
   const where = typeof payload === 'string' ? { file: payload } : {};
-  const signed = envelope ? { signedBy: envelope.keyId, signatureChecked: false as const } : {};
+  const signed = envelope ? { signedBy: envelope.keyId, signatureChecked: false as const, fileBytes: file.length } : {};
   if (isStructuralPayload(bytes)) {
     const p = await decodeStructuralPayload(bytes);
     const lengths = rebuildLengths(p);
