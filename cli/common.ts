@@ -61,9 +61,29 @@ export interface CliIO {
   result?(doc: unknown): void;
 }
 
+/** Set once stdout's reader has gone (`ndiff ... | head`): what is left to print is dropped. */
+let stdoutClosed = false;
+let stdoutWatched = false;
+
+/**
+ * A closed stdout pipe is an ordinary end for a command line (`| head`), not a crash: its EPIPE
+ * stops further output and the command finishes with its own exit code. Other errors propagate.
+ */
+function watchStdout(): void {
+  if (stdoutWatched) return;
+  stdoutWatched = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    stdoutClosed = true;
+  });
+}
+
 export function processIO(quiet = false): CliIO {
+  watchStdout();
   return {
-    out: (l) => process.stdout.write(l + '\n'),
+    out: (l) => {
+      if (!stdoutClosed) process.stdout.write(l + '\n');
+    },
     err: (l) => process.stderr.write(l + '\n'),
     progress: (l) => {
       if (!quiet) process.stderr.write(l + '\n');

@@ -225,3 +225,16 @@ describe('ndiff CLI', () => {
     assert.equal(tensors.size, 6);
   });
 });
+
+test('output piped into a reader that stops early (`ndiff ... | head`) ends quietly, without an EPIPE stack trace', async () => {
+  const { spawn } = await import('node:child_process');
+  for (const argv of [['--help'], ['train', '--help']]) {
+    const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'cli', 'ndiff.mjs'), ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy(); // the reader is gone before the first line: every write meets a closed pipe
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    assert.doesNotMatch(stderr, /EPIPE|Unhandled 'error' event/, `ndiff ${argv.join(' ')}: ${stderr}`);
+    assert.equal(code, 0, `ndiff ${argv.join(' ')}: ${stderr}`);
+  }
+});
