@@ -61,32 +61,37 @@ export interface CliIO {
   result?(doc: unknown): void;
 }
 
-/** Set once stdout's reader has gone (`ndiff ... | head`): what is left to print is dropped. */
-let stdoutClosed = false;
-let stdoutWatched = false;
+/** The output streams whose reader has gone (`ndiff ... | head`, `2>&1 | head`): what is left to print there is dropped. */
+const closed = new Set<NodeJS.WriteStream>();
+let watched = false;
 
 /**
- * A closed stdout pipe is an ordinary end for a command line (`| head`), not a crash: its EPIPE
- * stops further output and the command finishes with its own exit code. Other errors propagate.
+ * A closed output pipe is an ordinary end for a command line (`| head`), not a crash: its EPIPE
+ * stops further output there and the command finishes its work with its own exit code (a payload
+ * being trained is still written). Other errors propagate.
  */
-function watchStdout(): void {
-  if (stdoutWatched) return;
-  stdoutWatched = true;
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EPIPE') throw e;
-    stdoutClosed = true;
-  });
+function watchOutputs(): void {
+  if (watched) return;
+  watched = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+      closed.add(stream);
+    });
+  }
+}
+
+function writeLine(stream: NodeJS.WriteStream, line: string): void {
+  if (!closed.has(stream)) stream.write(line + '\n');
 }
 
 export function processIO(quiet = false): CliIO {
-  watchStdout();
+  watchOutputs();
   return {
-    out: (l) => {
-      if (!stdoutClosed) process.stdout.write(l + '\n');
-    },
-    err: (l) => process.stderr.write(l + '\n'),
+    out: (l) => writeLine(process.stdout, l),
+    err: (l) => writeLine(process.stderr, l),
     progress: (l) => {
-      if (!quiet) process.stderr.write(l + '\n');
+      if (!quiet) writeLine(process.stderr, l);
     },
   };
 }

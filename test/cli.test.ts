@@ -237,4 +237,10 @@ test('output piped into a reader that stops early (`ndiff ... | head`) ends quie
     assert.doesNotMatch(stderr, /EPIPE|Unhandled 'error' event/, `ndiff ${argv.join(' ')}: ${stderr}`);
     assert.equal(code, 0, `ndiff ${argv.join(' ')}: ${stderr}`);
   }
+  // Both streams into a reader that is gone (`2>&1 | head`): the command still ends with its own exit code.
+  const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'cli', 'ndiff.mjs'), 'fingerprint', join(await tempDir('nd-epipe-'), 'no-model')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  child.stderr.destroy();
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  assert.equal(code, 7, 'the exit code of a missing model, not a crash on the closed stderr');
 });
