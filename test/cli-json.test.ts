@@ -90,6 +90,14 @@ describe('ndiff --json and exit codes', () => {
     assert.equal(again.doc.status, 'already-applied');
   });
 
+  test('warnings are in the JSON document as on stderr (a pipeline reading only the document misses none)', async () => {
+    // A payload far below the change's size leaves most of it out: diff warns.
+    const d = await json('diff', '--model-id', 'm', '--base', v1, '--target', v2, '--budget', '1%', '--out', join(dir, 'out', 'small.ndiff'));
+    assert.equal(d.code, 0, d.err);
+    assert.ok(Array.isArray(d.doc.warnings) && d.doc.warnings.length > 0, `warnings in the document: ${JSON.stringify(d.doc.warnings)}; stderr: ${d.err}`);
+    for (const w of d.doc.warnings as string[]) assert.ok(d.err.includes(`warning: ${w}`), `stderr says it too: ${w}`);
+  });
+
   test('failures print {error: {code, exitCode, message}} and exit with that code; the model untouched', async () => {
     const before = await folderBytes(v2);
     const wrongBase = await json('apply', '--model', v2, '--patch', payload, '--no-state');

@@ -86,7 +86,9 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     ...(a.allowWorse ? { allowWorse: true } : {}),
     onProgress: (line) => io.progress(line),
   });
-  const { payload: _payload, warnings, ...doc } = res;
+  const { payload: _payload, ...doc } = res;
+  const { warnings } = res;
+  // The JSON document carries the warnings too: a pipeline reading it must not miss one.
   io.result?.(doc);
   if (res.structural) printStructural(a, io, res);
   else printValue(a, io, res);

@@ -55,8 +55,9 @@ export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
     ...(a.checkConcurrency !== undefined ? { checkConcurrency: a.checkConcurrency } : {}),
     onProgress: (l) => io.progress(l),
   });
-  const { warnings, ...doc } = res;
-  for (const w of warnings) io.err(`warning: ${inCliWords(w)}`);
+  const warnings = res.warnings.map(inCliWords);
+  const doc = { ...res, warnings };
+  for (const w of warnings) io.err(`warning: ${w}`);
   io.result?.(doc);
   io.out(res.release !== undefined
     ? `${a.release}: plan ${res.plan} done (${res.jobs} job(s)); manifest release ${res.release} signed, ${res.added} payload(s) added`

@@ -75,8 +75,9 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
       for (const line of closenessLines(m.closeness, `version ${m.job.toVersion}`)) io.out(`${m.job.id}: ${line}`);
     },
   });
-  const { warnings, ...doc } = res;
-  for (const w of warnings) io.err(`warning: ${inCliWords(w)}`);
+  const warnings = res.warnings.map(inCliWords);
+  const doc = { ...res, warnings };
+  for (const w of warnings) io.err(`warning: ${w}`);
   if (res.keyframeBelow !== undefined && !saidThreshold) io.out(thresholdLine(res.keyframeBelow));
   for (const d of res.drift ?? []) io.out(driftLine(d));
   io.result?.(doc);
@@ -113,11 +114,13 @@ async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
     ...(a.payload !== undefined ? { payload: a.payload } : {}),
     onProgress: (l) => io.progress(l),
   });
-  const { job, warnings, ...doc } = res;
+  const { job, ...rest } = res;
+  const warnings = res.warnings.map(inCliWords);
+  const doc = { ...rest, warnings };
   io.result?.(doc);
   if (a.export !== undefined) printExport(a, io, job, res as ReleaseJobExport);
   else printJobResult(a, io, job, res as RunJobResult);
-  for (const w of warnings) io.err(`warning: ${inCliWords(w)}`);
+  for (const w of warnings) io.err(`warning: ${w}`);
   return 0;
 }
 
@@ -144,8 +147,9 @@ function printJobResult(a: JobArgs, io: CliIO, job: ReleaseJob, res: RunJobResul
 /** `ndiff release publish`: one call of `release.publish`, its result printed. */
 async function runPublish(a: PublishArgs, io: CliIO): Promise<number> {
   const res = await release.publish({ release: a.release, key: a.key, expires: a.expires, ...(a.accept ? { accept: a.accept } : {}) });
-  const { warnings, ...doc } = res;
-  for (const w of warnings) io.err(`warning: ${inCliWords(w)}`);
+  const warnings = res.warnings.map(inCliWords);
+  const doc = { ...res, warnings };
+  for (const w of warnings) io.err(`warning: ${w}`);
   io.result?.(doc);
   io.out(`${a.release}: manifest release ${res.release} signed (newest version ${res.latest}, ${res.payloads} payload(s), ${res.added} new), expires ${new Date(res.expiresAt * 1000).toISOString()}`);
   return 0;

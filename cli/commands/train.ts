@@ -102,7 +102,8 @@ export async function runTrain(a: TrainArgs, io: CliIO): Promise<number> {
       io.progress(e.text);
     }
   };
-  const { payload: _payload, lines, warnings: _warnings, ...doc } = await train({ ...trainOptionsOf(a), onProgress });
+  // The warnings stay in the JSON document (each also went to stderr as it came).
+  const { payload: _payload, lines, ...doc } = await train({ ...trainOptionsOf(a), onProgress });
   for (const line of lines) io.out(line);
   io.result?.(doc);
   return 0;
