@@ -10,10 +10,11 @@ import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
-import { CompiledSteps, type StepOutputs } from '../src/train/compiled/step.ts';
+import { type StepOutputs } from '../src/train/compiled/step.ts';
 import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
 import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
+import { runSteps } from './helpers/compiled-steps.ts';
 
 const status = nativeAddonStatus();
 const skip = status.available ? false : `the native addon is not built (${status.reason})`;
@@ -41,15 +42,10 @@ test('bias adds run in the GEMM before them: fewer kernel calls, the eager step\
       opt.applyGradients(grads as never);
       return [['loss', value]];
     };
-    const said: string[] = [];
-    const compiled = new CompiledSteps((m) => said.push(m));
     try {
-      const losses: number[] = [];
-      for (let i = 0; i < 8; i++) tf.tidy(() => losses.push((mode === 'eager' ? step({ x }) : compiled.run('conv', { x }, step))[0][1].dataSync()[0]));
-      return { said, losses, names: compiled.plans()[0]?.kernelNames() ?? [], weights: [filter, cb, w, b, w3, b3].map((t) => Float32Array.from(t.dataSync())) };
+      return runSteps(mode, 'conv', { x }, step, [filter, cb, w, b, w3, b3]);
     } finally {
       epilogueSwitch.fuseBias = true;
-      compiled.dispose();
       tf.dispose([filter, cb, w, b, w3, b3, x, target]);
       opt.dispose();
     }

@@ -28,6 +28,7 @@ import { saveNpy } from '../src/io/npy/files.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { main } from '../cli/ndiff.ts';
 import { tempDir } from './helpers/dirs.ts';
+import { runSteps } from './helpers/compiled-steps.ts';
 
 before(async () => {
   await initBackend('wasm');
@@ -354,16 +355,10 @@ test('element-wise chains fused into one kernel each: fewer kernel calls, and th
       opt.applyGradients(grads as never);
       return [['loss', value]];
     };
-    const said: string[] = [];
-    const compiled = new CompiledSteps((m) => said.push(m));
     try {
-      const losses: number[] = [];
-      for (let i = 0; i < 8; i++) tf.tidy(() => losses.push((mode === 'eager' ? step({ x }) : compiled.run('dense', { x }, step))[0][1].dataSync()[0]));
-      const plan = compiled.plans()[0];
-      return { said, losses, names: plan?.kernelNames() ?? [], weights: [w, b, w2].map((v) => Float32Array.from(v.dataSync())) };
+      return runSteps(mode, 'dense', { x }, step, [w, b, w2]);
     } finally {
       planSwitch.fuseElementwise = true;
-      compiled.dispose();
       tf.dispose([w, b, w2, x, target]);
       opt.dispose();
     }
