@@ -8,9 +8,13 @@
  * XNNPACK packs its second operand on every call, and packing dy (P·CO) is several times cheaper
  * than packing the column matrix (P·K), which cost as much as the multiply itself. The column
  * matrix is built in batch chunks to bound its memory.
+ *
+ * Where conv2d.c covers the convolution (conv2d.ts: convKernels), it runs there instead: no column
+ * matrix, no packing.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { conv2dFilterGradInWasm, convKernels, convShapeOf } from './conv2d.ts';
 import { im2colT, type ConvGeometry } from './im2col.ts';
 import {
   assertChannelsLast,
@@ -58,6 +62,8 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo | undefi
     attrs.pad,
     attrs.dimRoundingMode,
   );
+  const k = convKernels(backend, convShapeOf(info), [x.dtype, dy.dtype]);
+  if (k !== null) return conv2dFilterGradInWasm(backend, k, x, dy, convShapeOf(info));
   const g = geometryOf(info);
   const { batchSize: B, outChannels: CO, outHeight: OH, outWidth: OW } = info;
   const K = g.filterHeight * g.filterWidth * g.inChannels;

@@ -6,10 +6,13 @@
  *   its in/out channels swapped, padded by (K - 1 - pad) on each side;
  * - other strides: dcols = dy · Wᵀ (an untransposed XNNPACK matmul, [P, CO]·[CO, KH·KW·CI]) then a
  *   col2im scatter-add in JS, the exact adjoint of the im2col used by the filter gradient.
+ *
+ * Where conv2d.c covers the convolution (conv2d.ts: convKernels), it runs there instead, any stride.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { geometryOf } from './conv2d-backprop-filter.ts';
+import { conv2dInputGradInWasm, convKernels, convShapeOf } from './conv2d.ts';
 import { col2imAdd, type ConvGeometry } from './im2col.ts';
 import {
   assertChannelsLast,
@@ -99,6 +102,8 @@ function conv2DBackpropInput(args: { inputs: Record<string, TensorInfo | undefin
     attrs.pad,
     attrs.dimRoundingMode,
   );
+  const k = convKernels(backend, convShapeOf(info), [dy.dtype, filter.dtype]);
+  if (k !== null) return conv2dInputGradInWasm(backend, k, dy, filter, convShapeOf(info));
   const p = info.padInfo;
   const flippedConvFits =
     info.strideHeight === 1 &&

@@ -7,6 +7,7 @@ import { activationGradKernelConfigs, clipByValueGradConfig, relu6GradConfig, re
 import { adamStepKernelConfig } from './adam.ts';
 import { batchMatMulConfig, fusedMatMulConfig } from './batch-mat-mul.ts';
 import { batchNormGradConfig, batchNormGradKernelConfigs } from './batch-norm-grad.ts';
+import { conv2dConfig } from './conv2d.ts';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.ts';
 import { conv2DBackpropInputConfig } from './conv2d-backprop-input.ts';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-backprop-filter.ts';
@@ -29,6 +30,8 @@ export { stockWasmKernels } from './util.ts';
 export const FIXED_WASM_KERNELS = [
   'BatchMatMul',
   '_FusedMatMul',
+  'Conv2D',
+  'FusedConv2D',
   'Conv2DBackpropFilter',
   'Conv2DBackpropInput',
   'UnsortedSegmentSum',
@@ -73,6 +76,8 @@ export function registerWasmKernelFixes(): void {
   const configs: KernelConfig[] = [
     batchMatMulConfig(),
     fusedMatMulConfig(),
+    conv2dConfig(false),
+    conv2dConfig(true),
     conv2DBackpropFilterConfig(),
     conv2DBackpropInputConfig(),
     unsortedSegmentSumConfig(),

@@ -1,6 +1,6 @@
 /**
  * Loader of the trainer's SIMD kernels (depthwise.c, activation-grad.c, batch-norm-grad.c, max-pool-grad.c, sum.c, adam.c, transformer.c,
- * softmax-gather-grad.c, elementwise.c, transpose.c, batch-mat-mul.c; built into train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
+ * softmax-gather-grad.c, elementwise.c, transpose.c, batch-mat-mul.c, conv2d.c; built into train-kernels-wasm.ts by scripts/build-train-kernels.ts). The module imports the tfjs wasm
  * backend's own `WebAssembly.Memory` (the emscripten module's `asm.memory`), so its functions take
  * the byte offsets of tensors the backend allocated and work on them in place: no copies in or out,
  * and scratch space comes from the backend (`makeOutput`). One instance per backend memory (each
@@ -57,6 +57,18 @@ export interface TrainKernelExports {
    * (else unused).
    */
   batch_matmul(a: number, aStride: number, b: number, bStride: number, c: number, batch: number, m: number, n: number, k: number, transA: number, transB: number, pack: number): void;
+  /** Convolutions (conv2d.c, conv2d.ts): `ind` an indirection table of P·T row addresses, `zero` a row of zeros. */
+  conv_indirection(
+    x: number, zero: number, ind: number, B: number, H: number, W: number, C: number, OH: number, OW: number,
+    KH: number, KW: number, sh: number, sw: number, dh: number, dw: number, pt: number, pl: number,
+  ): void;
+  conv_indirection_grad(
+    dy: number, zero: number, ind: number, B: number, H: number, W: number, CO: number, OH: number, OW: number,
+    KH: number, KW: number, sh: number, sw: number, pt: number, pl: number,
+  ): void;
+  conv_gather_gemm(ind: number, P: number, T: number, C: number, w: number, N: number, out: number, bias: number, act: number): void;
+  conv_filter_per_tap_transpose(w: number, wt: number, T: number, C: number, N: number): void;
+  conv_filter_grad(ind: number, P: number, T: number, C: number, dy: number, N: number, dw: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */
@@ -119,6 +131,8 @@ export function trainKernelsUnavailable(backend: WasmBackendLike): string | null
  * stock kernel (gather.ts), `splitInMemory` false SplitV (slice.ts); `batchMatMulInWasm` false runs
  * batched and transposed products as before batch-mat-mul.c: small batch items on the stock
  * BatchMatMul (the same bits), the rest through transposes and XNNPACK (other bits;
- * batch-mat-mul.ts); with `enabled` false they run on the stock BatchMatMul (the same bits).
+ * batch-mat-mul.ts); with `enabled` false they run on the stock BatchMatMul (the same bits); `convInWasm` false (or
+ * `enabled` false) gives Conv2D and FusedConv2D back to XNNPACK and the convolutions' gradients to
+ * the column matrix and XNNPACK products (conv2d.ts; other bits).
  */
-export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true, transposeInWasm: true, gatherRows: true, splitInMemory: true, batchMatMulInWasm: true };
+export const simdKernelSwitch = { enabled: true, fuseActivationGrads: true, fuseBatchNormGrads: true, fuseSums: true, fuseAdam: true, fuseSoftmaxGrad: true, fuseGatherGrad: true, transposeInWasm: true, gatherRows: true, splitInMemory: true, batchMatMulInWasm: true, convInWasm: true };

@@ -1,0 +1,226 @@
+/*
+ * 2-D convolutions (channels last) in WebAssembly SIMD, on the tfjs wasm backend's memory: the
+ * forward pass with an optional bias and ReLU/ReLU6 epilogue (Conv2D, FusedConv2D), the filter
+ * gradient (Conv2DBackpropFilter) and the input gradient (Conv2DBackpropInput).
+ *
+ * No column matrix: an indirection table (as XNNPACK's convolutions use) holds, for every output
+ * position p and filter tap t, the address of the input row of channels that tap reads, or of a
+ * row of zeros where it falls in the padding (or, for the input gradient, between strides). The
+ * products then read the input in place. Every output is one sum in a fixed order, from 0, with
+ * padded taps multiplied like the others (0 · w):
+ *
+ *   forward      y(p, o)  = (((0 + x_t0(p, 0) w(t0, 0, o)) + x_t0(p, 1) w(t0, 1, o)) + ...) over taps t, then channels c
+ *   filter grad  dw(t, c, o) = ((0 + x_t(p0, c) dy(p0, o)) + x_t(p1, c) dy(p1, o)) + ...  over positions p in order
+ *   input grad   dx(q, c) = the forward sum over taps t and output channels o of dy_t(q, o) w(t, c, o)
+ *
+ * then, forward only, y + bias(o) and the activation. Vector lanes hold output channels, so each
+ * lane keeps exactly that order; tiles of up to 4 rows by 8 channels keep their sums in registers.
+ * conv2d.ts holds the scalar twins the tests compare these with.
+ *
+ * Built by scripts/build-train-kernels.ts. No stack, no globals. Pointers are byte addresses in
+ * the backend's memory (unsigned: tensors past 2 GiB are fine), sizes in elements.
+ */
+#include <wasm_simd128.h>
+
+/* Activations of the forward epilogue (conv2d.ts: ACTIVATIONS). */
+#define ACT_LINEAR 0
+#define ACT_RELU 1
+#define ACT_RELU6 2
+
+static inline __attribute__((always_inline)) v128_t activate(v128_t v, int act) {
+  if (act == ACT_RELU) return wasm_f32x4_max(v, wasm_f32x4_splat(0.0f));
+  if (act == ACT_RELU6) return wasm_f32x4_min(wasm_f32x4_max(v, wasm_f32x4_splat(0.0f)), wasm_f32x4_splat(6.0f));
+  return v;
+}
+
+static inline float activate1(float v, int act) {
+  if (act == ACT_LINEAR) return v;
+  /* As wasm's f32x4.max and min: NaN stays NaN, max(-0, 0) = 0. */
+  if (v != v) return v;
+  if (!(v > 0.0f)) v = 0.0f;
+  if (act == ACT_RELU6 && v > 6.0f) v = 6.0f;
+  return v;
+}
+
+/*
+ * The indirection table of a convolution's forward pass and filter gradient: ind[p*T + t], for
+ * output position p = (b, oh, ow) and tap t = (kh, kw), the address of x(b, ih, iw, 0), or `zero`
+ * outside the input.
+ */
+__attribute__((export_name("conv_indirection")))
+void conv_indirection(const float *x, const float *zero, const float **ind, int B, int H, int W, int C, int OH, int OW,
+                      int KH, int KW, int sh, int sw, int dh, int dw, int pt, int pl) {
+  const int T = KH * KW;
+  for (int b = 0; b < B; b++)
+    for (int oh = 0; oh < OH; oh++)
+      for (int ow = 0; ow < OW; ow++) {
+        const float **row = ind + ((b * OH + oh) * OW + ow) * T;
+        for (int kh = 0; kh < KH; kh++) {
+          const int ih = oh * sh + kh * dh - pt;
+          for (int kw = 0; kw < KW; kw++) {
+            const int iw = ow * sw + kw * dw - pl;
+            row[kh * KW + kw] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x + ((b * H + ih) * W + iw) * C : zero;
+          }
+        }
+      }
+}
+
+/*
+ * The indirection table of the input gradient: ind[q*T + t], for input position q = (b, ih, iw)
+ * and tap t = (kh, kw), the address of dy(b, oh, ow, 0) with oh·sh + kh - pt = ih and ow·sw + kw - pl
+ * = iw, or `zero` where no such output exists (padding, or between strides). Dilation 1.
+ */
+__attribute__((export_name("conv_indirection_grad")))
+void conv_indirection_grad(const float *dy, const float *zero, const float **ind, int B, int H, int W, int CO, int OH, int OW,
+                           int KH, int KW, int sh, int sw, int pt, int pl) {
+  const int T = KH * KW;
+  for (int b = 0; b < B; b++)
+    for (int ih = 0; ih < H; ih++)
+      for (int iw = 0; iw < W; iw++) {
+        const float **row = ind + ((b * H + ih) * W + iw) * T;
+        for (int kh = 0; kh < KH; kh++) {
+          const int nh = ih + pt - kh;
+          const int oh = nh >= 0 ? nh / sh : -1;
+          const int hOk = nh >= 0 && oh * sh == nh && oh < OH;
+          for (int kw = 0; kw < KW; kw++) {
+            const int nw = iw + pl - kw;
+            const int ow = nw >= 0 ? nw / sw : -1;
+            const int ok = hOk && nw >= 0 && ow * sw == nw && ow < OW;
+            row[kh * KW + kw] = ok ? dy + ((b * OH + oh) * OW + ow) * CO : zero;
+          }
+        }
+      }
+}
+
+/*
+ * R rows (1 to 4) by 4V output channels (V = 1 or 2) of out(p, o) = sum over t, c of
+ * ind[p*T + t][c] · w[(t*C + c)*N + o], then bias and activation. R and V constant after inlining.
+ */
+static inline __attribute__((always_inline)) void gather_tile(const float **ind, int T, int C, const float *w, int N,
+                                                              float *out, const float *bias, int act, const int R, const int V) {
+  v128_t s[4][2];
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) s[r][v] = wasm_f32x4_splat(0.0f);
+  for (int t = 0; t < T; t++) {
+    const float *x[4];
+    for (int r = 0; r < R; r++) x[r] = ind[r * T + t];
+    const float *wt = w + t * C * N;
+    for (int c = 0; c < C; c++) {
+      v128_t b[2];
+      for (int v = 0; v < V; v++) b[v] = wasm_v128_load(wt + c * N + 4 * v);
+      for (int r = 0; r < R; r++) {
+        const v128_t a = wasm_v128_load32_splat(x[r] + c);
+        for (int v = 0; v < V; v++) s[r][v] = wasm_f32x4_add(s[r][v], wasm_f32x4_mul(a, b[v]));
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) {
+      v128_t y = s[r][v];
+      if (bias) y = wasm_f32x4_add(y, wasm_v128_load(bias + 4 * v));
+      wasm_v128_store(out + r * N + 4 * v, activate(y, act));
+    }
+}
+
+/* One output the same way, without vectors (channels past the last multiple of 4). */
+static float gather_single(const float **ind, int T, int C, const float *w, int N, int o) {
+  float s = 0.0f;
+  for (int t = 0; t < T; t++) {
+    const float *x = ind[t];
+    const float *wt = w + t * C * N + o;
+    for (int c = 0; c < C; c++) s += x[c] * wt[c * N];
+  }
+  return s;
+}
+
+static inline __attribute__((always_inline)) void gather_rows(const float **ind, int T, int C, const float *w, int N,
+                                                              float *out, const float *bias, int act, const int R) {
+  int o = 0;
+  for (; o + 8 <= N; o += 8) gather_tile(ind, T, C, w + o, N, out + o, bias ? bias + o : 0, act, R, 2);
+  if (o + 4 <= N) {
+    gather_tile(ind, T, C, w + o, N, out + o, bias ? bias + o : 0, act, R, 1);
+    o += 4;
+  }
+  for (; o < N; o++)
+    for (int r = 0; r < R; r++) {
+      float y = gather_single(ind + r * T, T, C, w, N, o);
+      if (bias) y += bias[o];
+      out[r * N + o] = activate1(y, act);
+    }
+}
+
+/*
+ * out[p*N + o] = act(sum over t < T, c < C of ind[p*T + t][c] · w[(t*C + c)*N + o] (+ bias[o])) for
+ * p < P: the forward convolution (rows: x's channels, w: the [KH, KW, CI, CO] filter) and the input
+ * gradient (rows: dy's channels, w: the filter per tap transposed to [KH, KW, CO, CI]). `bias` 0 for none.
+ */
+__attribute__((export_name("conv_gather_gemm")))
+void conv_gather_gemm(const float **ind, int P, int T, int C, const float *w, int N, float *out, const float *bias, int act) {
+  int p = 0;
+  for (; p + 4 <= P; p += 4) gather_rows(ind + p * T, T, C, w, N, out + p * N, bias, act, 4);
+  for (; p < P; p++) gather_rows(ind + p * T, T, C, w, N, out + p * N, bias, act, 1);
+}
+
+/* w[t][c][o] (C x N per tap) -> wt[t][o][c]: the filter as the input gradient reads it. */
+__attribute__((export_name("conv_filter_per_tap_transpose")))
+void conv_filter_per_tap_transpose(const float *w, float *wt, int T, int C, int N) {
+  for (int t = 0; t < T; t++) {
+    const float *src = w + t * C * N;
+    float *dst = wt + t * C * N;
+    for (int c = 0; c < C; c++)
+      for (int o = 0; o < N; o++) dst[o * C + c] = src[c * N + o];
+  }
+}
+
+/*
+ * R input channels (1 to 4) by 4V output channels of the filter gradient for one tap t:
+ * dw(c, o) = sum over p < P of ind[p*T + t][c] · dy[p*N + o], in order of p.
+ */
+static inline __attribute__((always_inline)) void filter_tile(const float **ind, int T, int c, const float *dy, int N, int P,
+                                                              float *dw, const int R, const int V) {
+  v128_t s[4][2];
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) s[r][v] = wasm_f32x4_splat(0.0f);
+  for (int p = 0; p < P; p++) {
+    const float *x = ind[p * T] + c;
+    const float *d = dy + p * N;
+    v128_t b[2];
+    for (int v = 0; v < V; v++) b[v] = wasm_v128_load(d + 4 * v);
+    for (int r = 0; r < R; r++) {
+      const v128_t a = wasm_v128_load32_splat(x + r);
+      for (int v = 0; v < V; v++) s[r][v] = wasm_f32x4_add(s[r][v], wasm_f32x4_mul(a, b[v]));
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) wasm_v128_store(dw + r * N + 4 * v, s[r][v]);
+}
+
+static inline __attribute__((always_inline)) void filter_rows(const float **ind, int T, int c, const float *dy, int N, int P,
+                                                              float *dw, const int R) {
+  int o = 0;
+  for (; o + 8 <= N; o += 8) filter_tile(ind, T, c, dy + o, N, P, dw + o, R, 2);
+  if (o + 4 <= N) {
+    filter_tile(ind, T, c, dy + o, N, P, dw + o, R, 1);
+    o += 4;
+  }
+  for (; o < N; o++)
+    for (int r = 0; r < R; r++) {
+      float s = 0.0f;
+      for (int p = 0; p < P; p++) s += ind[p * T][c + r] * dy[p * N + o];
+      dw[r * N + o] = s;
+    }
+}
+
+/*
+ * dw[(t*C + c)*N + o] = sum over p < P, in order, of ind[p*T + t][c] · dy[p*N + o]: the filter
+ * gradient ([KH, KW, CI, CO]) from the forward pass's indirection table over x and dy [P, CO].
+ */
+__attribute__((export_name("conv_filter_grad")))
+void conv_filter_grad(const float **ind, int P, int T, int C, const float *dy, int N, float *dw) {
+  for (int t = 0; t < T; t++) {
+    float *out = dw + t * C * N;
+    int c = 0;
+    for (; c + 4 <= C; c += 4) filter_rows(ind + t, T, c, dy, N, P, out + c * N, 4);
+    for (; c < C; c++) filter_rows(ind + t, T, c, dy, N, P, out + c * N, 1);
+  }
+}

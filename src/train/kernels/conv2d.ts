@@ -1,0 +1,304 @@
+/**
+ * Convolutions in our WebAssembly SIMD (conv2d.c) for the wasm backend: Conv2D and FusedConv2D
+ * (bias, ReLU or ReLU6 after the sum), Conv2DBackpropFilter and Conv2DBackpropInput, channels
+ * last, float32. Before them (and with `simdKernelSwitch.convInWasm` off) the forward pass ran on
+ * XNNPACK, which packs its filter afresh on every call (the weights change every training step),
+ * and the gradients built a column matrix in JavaScript for an XNNPACK product. Here an
+ * indirection table of row addresses replaces the column matrix, and the products read the
+ * tensors in place.
+ *
+ * The kernels cover the convolutions {@link convInWasmCovers} names; the others keep the paths
+ * from before. Every output is summed in a fixed order (conv2d.c), so the same inputs give the
+ * same bits; the bits differ from XNNPACK's. The scalar twins below compute the same sums in the
+ * same order, for the tests.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { simdKernelSwitch, trainKernels, type TrainKernelExports } from './train-kernels-simd.ts';
+import { asWasm, dispose, f32, offsetOf, sizeOf, stockKernel, WASM, type WasmBackendLike } from './util.ts';
+
+/** One convolution's geometry (channels last): what the kernels and the twins take. */
+export interface ConvShape {
+  batch: number;
+  inHeight: number;
+  inWidth: number;
+  inChannels: number;
+  outHeight: number;
+  outWidth: number;
+  outChannels: number;
+  filterHeight: number;
+  filterWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  dilationHeight: number;
+  dilationWidth: number;
+  padTop: number;
+  padLeft: number;
+}
+
+/** The epilogue activations conv2d.c runs (its ACT_ numbers). */
+export const ACTIVATIONS = { linear: 0, relu: 1, relu6: 2 } as const;
+export type ConvActivation = keyof typeof ACTIVATIONS;
+
+/** The geometry of tfjs' conv info. */
+export function convShapeOf(info: tf.backend_util.Conv2DInfo): ConvShape {
+  return {
+    batch: info.batchSize,
+    inHeight: info.inHeight,
+    inWidth: info.inWidth,
+    inChannels: info.inChannels,
+    outHeight: info.outHeight,
+    outWidth: info.outWidth,
+    outChannels: info.outChannels,
+    filterHeight: info.filterHeight,
+    filterWidth: info.filterWidth,
+    strideHeight: info.strideHeight,
+    strideWidth: info.strideWidth,
+    dilationHeight: info.dilationHeight,
+    dilationWidth: info.dilationWidth,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+  };
+}
+
+/**
+ * Whether conv2d.c runs this convolution when `simdKernelSwitch.convInWasm` is on: channels last,
+ * float32, not empty. Pointwise convolutions (1x1, stride 1, no padding) over many positions stay
+ * with XNNPACK, which measured faster there (bench/profile-plan.ts --compare conv, MobileNetV2).
+ */
+export function convInWasmCovers(s: ConvShape): boolean {
+  const positions = s.batch * s.outHeight * s.outWidth;
+  if (positions === 0 || s.inChannels === 0 || s.outChannels === 0) return false;
+  return true;
+}
+
+/** The SIMD kernels for a convolution of this shape, or null when the caller keeps its old path. */
+export function convKernels(backend: WasmBackendLike, s: ConvShape, dtypes: readonly string[]): TrainKernelExports | null {
+  if (!simdKernelSwitch.convInWasm || !simdKernelSwitch.enabled) return null;
+  if (dtypes.some((d) => d !== 'float32') || !convInWasmCovers(s)) return null;
+  return trainKernels(backend);
+}
+
+/** A zeroed row of `n` floats (at least one), the padding's stand-in. */
+function zeros(backend: WasmBackendLike, n: number): TensorInfo {
+  const z = backend.makeOutput([Math.max(1, n)], 'float32');
+  f32(backend, z).fill(0);
+  return z;
+}
+
+/**
+ * y = act(conv(x, w) + bias) into a new [B, OH, OW, CO] tensor; `bias` null for none. Dilations
+ * any; the caller checked {@link convKernels}.
+ */
+export function conv2dInWasm(
+  backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, w: TensorInfo, bias: TensorInfo | null, act: ConvActivation, s: ConvShape,
+): TensorInfo {
+  const P = s.batch * s.outHeight * s.outWidth;
+  const T = s.filterHeight * s.filterWidth;
+  const out = backend.makeOutput([s.batch, s.outHeight, s.outWidth, s.outChannels], 'float32');
+  const ind = backend.makeOutput([P * T], 'int32');
+  const zero = zeros(backend, s.inChannels);
+  k.conv_indirection(
+    offsetOf(backend, x), offsetOf(backend, zero), offsetOf(backend, ind),
+    s.batch, s.inHeight, s.inWidth, s.inChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
+    s.strideHeight, s.strideWidth, s.dilationHeight, s.dilationWidth, s.padTop, s.padLeft,
+  );
+  k.conv_gather_gemm(offsetOf(backend, ind), P, T, s.inChannels, offsetOf(backend, w), s.outChannels, offsetOf(backend, out), bias === null ? 0 : offsetOf(backend, bias), ACTIVATIONS[act]);
+  dispose(backend, ind);
+  dispose(backend, zero);
+  return out;
+}
+
+/** dw [KH, KW, CI, CO] of x and dy; dilation 1 (tfjs' gradients take no other). */
+export function conv2dFilterGradInWasm(backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, dy: TensorInfo, s: ConvShape): TensorInfo {
+  const P = s.batch * s.outHeight * s.outWidth;
+  const T = s.filterHeight * s.filterWidth;
+  const dw = backend.makeOutput([s.filterHeight, s.filterWidth, s.inChannels, s.outChannels], 'float32');
+  const ind = backend.makeOutput([P * T], 'int32');
+  const zero = zeros(backend, s.inChannels);
+  k.conv_indirection(
+    offsetOf(backend, x), offsetOf(backend, zero), offsetOf(backend, ind),
+    s.batch, s.inHeight, s.inWidth, s.inChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
+    s.strideHeight, s.strideWidth, s.dilationHeight, s.dilationWidth, s.padTop, s.padLeft,
+  );
+  k.conv_filter_grad(offsetOf(backend, ind), P, T, s.inChannels, offsetOf(backend, dy), s.outChannels, offsetOf(backend, dw));
+  dispose(backend, ind);
+  dispose(backend, zero);
+  return dw;
+}
+
+/** dx [B, H, W, CI] of dy and the filter; dilation 1. */
+export function conv2dInputGradInWasm(backend: WasmBackendLike, k: TrainKernelExports, dy: TensorInfo, w: TensorInfo, s: ConvShape): TensorInfo {
+  const Q = s.batch * s.inHeight * s.inWidth;
+  const T = s.filterHeight * s.filterWidth;
+  const dx = backend.makeOutput([s.batch, s.inHeight, s.inWidth, s.inChannels], 'float32');
+  const ind = backend.makeOutput([Q * T], 'int32');
+  const wt = backend.makeOutput([T * s.outChannels * s.inChannels], 'float32');
+  const zero = zeros(backend, s.outChannels);
+  k.conv_indirection_grad(
+    offsetOf(backend, dy), offsetOf(backend, zero), offsetOf(backend, ind),
+    s.batch, s.inHeight, s.inWidth, s.outChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
+    s.strideHeight, s.strideWidth, s.padTop, s.padLeft,
+  );
+  k.conv_filter_per_tap_transpose(offsetOf(backend, w), offsetOf(backend, wt), T, s.inChannels, s.outChannels);
+  k.conv_gather_gemm(offsetOf(backend, ind), Q, T, s.outChannels, offsetOf(backend, wt), s.inChannels, offsetOf(backend, dx), 0, 0);
+  dispose(backend, ind);
+  dispose(backend, wt);
+  dispose(backend, zero);
+  return dx;
+}
+
+/**
+ * FusedConv2D's activation and bias as conv2d.c takes them, or null when it cannot (another
+ * activation, PReLU weights, a bias of other than one value per output channel).
+ */
+export function fusedEpilogue(attrs: NamedAttrMap, bias: TensorInfo | undefined, prelu: TensorInfo | undefined, outChannels: number): { act: ConvActivation } | null {
+  const act = (attrs.activation ?? 'linear') as string;
+  if (!(act in ACTIVATIONS) || prelu != null) return null;
+  if (bias != null && (bias.dtype !== 'float32' || sizeOf(bias.shape) !== outChannels || bias.shape.slice(0, -1).some((d) => d !== 1))) return null;
+  return { act: act as ConvActivation };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar twins: the same sums in the same order as conv2d.c, over plain arrays.
+
+const f = Math.fround;
+
+/** As conv2d.c's activate1 (wasm's f32x4.max / min): NaN stays NaN, -0 becomes 0. */
+function activate(v: number, act: ConvActivation): number {
+  if (act === 'linear' || Number.isNaN(v)) return v;
+  const r = v > 0 ? v : 0;
+  return act === 'relu6' && r > 6 ? 6 : r;
+}
+
+/** Element index of x(b, ih, iw, 0) read by output position (b, oh, ow) at tap (kh, kw), or -1 in the padding. */
+function inputRow(s: ConvShape, b: number, oh: number, ow: number, kh: number, kw: number): number {
+  const ih = oh * s.strideHeight + kh * s.dilationHeight - s.padTop;
+  const iw = ow * s.strideWidth + kw * s.dilationWidth - s.padLeft;
+  if (ih < 0 || ih >= s.inHeight || iw < 0 || iw >= s.inWidth) return -1;
+  return ((b * s.inHeight + ih) * s.inWidth + iw) * s.inChannels;
+}
+
+/** The twin of the forward kernel: y [B, OH, OW, CO] from x [B, H, W, CI], w [KH, KW, CI, CO]. */
+export function conv2dReference(x: Float32Array, w: Float32Array, bias: Float32Array | null, act: ConvActivation, s: ConvShape): Float32Array {
+  const { inChannels: C, outChannels: N, filterHeight: KH, filterWidth: KW } = s;
+  const y = new Float32Array(s.batch * s.outHeight * s.outWidth * N);
+  let p = 0;
+  for (let b = 0; b < s.batch; b++) {
+    for (let oh = 0; oh < s.outHeight; oh++) {
+      for (let ow = 0; ow < s.outWidth; ow++, p++) {
+        for (let o = 0; o < N; o++) {
+          let sum = 0;
+          for (let kh = 0; kh < KH; kh++) {
+            for (let kw = 0; kw < KW; kw++) {
+              const row = inputRow(s, b, oh, ow, kh, kw);
+              const wt = (kh * KW + kw) * C * N + o;
+              for (let c = 0; c < C; c++) sum = f(sum + f((row < 0 ? 0 : x[row + c]) * w[wt + c * N]));
+            }
+          }
+          if (bias !== null) sum = f(sum + bias[o]);
+          y[p * N + o] = activate(sum, act);
+        }
+      }
+    }
+  }
+  return y;
+}
+
+/** The twin of the filter gradient: dw [KH, KW, CI, CO] from x [B, H, W, CI] and dy [B, OH, OW, CO]. */
+export function conv2dFilterGradReference(x: Float32Array, dy: Float32Array, s: ConvShape): Float32Array {
+  const { inChannels: C, outChannels: N, filterHeight: KH, filterWidth: KW } = s;
+  const dw = new Float32Array(KH * KW * C * N);
+  for (let kh = 0; kh < KH; kh++) {
+    for (let kw = 0; kw < KW; kw++) {
+      const rows: number[] = [];
+      for (let b = 0; b < s.batch; b++) for (let oh = 0; oh < s.outHeight; oh++) for (let ow = 0; ow < s.outWidth; ow++) rows.push(inputRow(s, b, oh, ow, kh, kw));
+      for (let c = 0; c < C; c++) {
+        for (let o = 0; o < N; o++) {
+          let sum = 0;
+          for (let p = 0; p < rows.length; p++) sum = f(sum + f((rows[p] < 0 ? 0 : x[rows[p] + c]) * dy[p * N + o]));
+          dw[((kh * KW + kw) * C + c) * N + o] = sum;
+        }
+      }
+    }
+  }
+  return dw;
+}
+
+/** The twin of the input gradient: dx [B, H, W, CI] from dy [B, OH, OW, CO] and w [KH, KW, CI, CO]. */
+export function conv2dInputGradReference(dy: Float32Array, w: Float32Array, s: ConvShape): Float32Array {
+  const { inChannels: C, outChannels: N, filterHeight: KH, filterWidth: KW } = s;
+  const dx = new Float32Array(s.batch * s.inHeight * s.inWidth * C);
+  let q = 0;
+  for (let b = 0; b < s.batch; b++) {
+    for (let ih = 0; ih < s.inHeight; ih++) {
+      for (let iw = 0; iw < s.inWidth; iw++, q++) {
+        for (let c = 0; c < C; c++) {
+          let sum = 0;
+          for (let kh = 0; kh < KH; kh++) {
+            const nh = ih + s.padTop - kh;
+            const oh = nh / s.strideHeight;
+            for (let kw = 0; kw < KW; kw++) {
+              const nw = iw + s.padLeft - kw;
+              const ow = nw / s.strideWidth;
+              const inside = nh >= 0 && nw >= 0 && Number.isInteger(oh) && Number.isInteger(ow) && oh < s.outHeight && ow < s.outWidth;
+              const row = inside ? ((b * s.outHeight + oh) * s.outWidth + ow) * N : -1;
+              const wt = (kh * KW + kw) * C * N + c * N;
+              for (let o = 0; o < N; o++) sum = f(sum + f((row < 0 ? 0 : dy[row + o]) * w[wt + o]));
+            }
+          }
+          dx[q * C + c] = sum;
+        }
+      }
+    }
+  }
+  return dx;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel registrations.
+
+type KernelArgs = { inputs: Record<string, TensorInfo | undefined>; backend: unknown; attrs?: NamedAttrMap };
+
+/** tfjs' conv info of a forward convolution's attributes (explicit, 'same' or 'valid' padding, dilations). */
+function forwardInfo(x: TensorInfo, filter: TensorInfo, attrs: NamedAttrMap): tf.backend_util.Conv2DInfo {
+  const a = attrs as unknown as tf.Conv2DAttrs;
+  return tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    a.strides,
+    a.dilations ?? 1,
+    a.pad,
+    a.dimRoundingMode,
+    false,
+    tf.backend_util.convertConv2DDataFormat(a.dataFormat ?? 'NHWC'),
+  );
+}
+
+function channelsLast(attrs: NamedAttrMap): boolean {
+  const f = attrs.dataFormat;
+  return f === undefined || f === 'NHWC' || f === 'channelsLast';
+}
+
+/** Conv2D (fused: FusedConv2D) in conv2d.c where it covers the call, else the stock XNNPACK kernel. */
+export function conv2dConfig(fused: boolean): KernelConfig {
+  const name = fused ? 'FusedConv2D' : 'Conv2D';
+  const stock = stockKernel(name);
+  return {
+    kernelName: name,
+    backendName: WASM,
+    setupFunc: stock.setupFunc,
+    kernelFunc: (args) => {
+      const { inputs, attrs = {} } = args as KernelArgs;
+      const backend = asWasm(args.backend);
+      const { x, filter } = inputs;
+      if (x !== undefined && filter !== undefined && x.shape.length === 4 && channelsLast(attrs)) {
+        const s = convShapeOf(forwardInfo(x, filter, attrs));
+        const epilogue = fused ? fusedEpilogue(attrs, inputs.bias, inputs.preluActivationWeights, s.outChannels) : { act: 'linear' as const };
+        const k = epilogue === null ? null : convKernels(backend, s, [x.dtype, filter.dtype]);
+        if (k !== null && epilogue !== null) return conv2dInWasm(backend, k, x, filter, fused ? (inputs.bias ?? null) : null, epilogue.act, s);
+      }
+      return stock.kernelFunc(args);
+    },
+  };
+}

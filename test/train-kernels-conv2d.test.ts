@@ -1,0 +1,147 @@
+/**
+ * Convolutions on wasm in our SIMD kernels (src/train/kernels/conv2d.c and .ts): Conv2D,
+ * FusedConv2D (bias, ReLU, ReLU6), Conv2DBackpropFilter and Conv2DBackpropInput give their scalar
+ * twins' bits on many shapes (strides, dilations, 'same', 'valid' and explicit padding, odd sizes,
+ * 1x1 filters, a filter wider than its input, output channels not a multiple of 4 or 8, batches
+ * not a multiple of 4), and agree within float tolerance with the paths from before
+ * (simdKernelSwitch.convInWasm off: XNNPACK and the column matrix), an independent implementation.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import {
+  conv2dFilterGradReference,
+  conv2dInputGradReference,
+  conv2dReference,
+  convShapeOf,
+  type ConvActivation,
+  type ConvShape,
+} from '../src/train/kernels/conv2d.ts';
+import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
+import { asWasm } from '../src/train/kernels/util.ts';
+import { randomValues, relError } from './helpers/kernel-tests.ts';
+
+before(async () => {
+  await initBackend('wasm');
+});
+
+after(() => {
+  simdKernelSwitch.convInWasm = true;
+});
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+interface Case { x: [number, number, number, number]; f: [number, number, number, number]; strides: [number, number]; pad: Pad; dilations?: [number, number] }
+
+const CASES: Case[] = [
+  // The keyword model's temporal convolutions (batch 3 here): 5 taps at stride 2, then 3 taps.
+  { x: [3, 1, 49, 40], f: [1, 5, 40, 96], strides: [1, 2], pad: 'same' },
+  { x: [3, 1, 25, 96], f: [1, 3, 96, 128], strides: [1, 1], pad: 'same' },
+  { x: [3, 7, 9, 5], f: [3, 3, 5, 7], strides: [1, 1], pad: 'same' },
+  { x: [2, 8, 7, 3], f: [3, 3, 3, 4], strides: [2, 2], pad: 'valid' },
+  { x: [5, 5, 5, 6], f: [1, 1, 6, 9], strides: [1, 1], pad: 'valid' },
+  { x: [2, 6, 6, 4], f: [1, 1, 4, 8], strides: [2, 2], pad: 'valid' },
+  { x: [1, 4, 5, 3], f: [5, 5, 3, 6], strides: [1, 1], pad: 'same' },
+  { x: [2, 3, 2, 2], f: [4, 3, 2, 5], strides: [2, 1], pad: 'same' },
+  { x: [1, 6, 7, 2], f: [2, 3, 2, 13], strides: [2, 3], pad: 'same' },
+  { x: [2, 5, 6, 3], f: [3, 2, 3, 12], strides: [1, 2], pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
+  { x: [5, 3, 3, 1], f: [3, 3, 1, 1], strides: [1, 1], pad: 'same' },
+  { x: [3, 9, 11, 3], f: [3, 3, 3, 5], strides: [1, 1], pad: 'same', dilations: [2, 2] },
+  { x: [2, 10, 9, 4], f: [2, 3, 4, 6], strides: [1, 1], pad: 'valid', dilations: [3, 2] },
+];
+
+const name = (c: Case) => `x [${c.x}] filter [${c.f}] strides [${c.strides}] pad ${JSON.stringify(c.pad)}${c.dilations ? ` dilations [${c.dilations}]` : ''}`;
+
+/** The bits of float32 values (tells -0 from 0). */
+const bits = (v: Float32Array) => Array.from(new Uint32Array(Float32Array.from(v).buffer));
+
+function shapeOf(c: Case): ConvShape {
+  return convShapeOf(tf.backend_util.computeConv2DInfo(c.x, c.f, c.strides, c.dilations ?? 1, c.pad as 'same'));
+}
+
+/** Run `fn` on wasm with the kernels on (or off) and read its float32 output. */
+function run(on: boolean, fn: () => tf.Tensor): Float32Array {
+  simdKernelSwitch.convInWasm = on;
+  try {
+    return tf.tidy(() => fn().dataSync() as Float32Array).slice();
+  } finally {
+    simdKernelSwitch.convInWasm = true;
+  }
+}
+
+describe('wasm convolutions in SIMD against their scalar twins', () => {
+  it('run here (WebAssembly SIMD and the backend memory are available)', () => {
+    assert.equal(trainKernelsUnavailable(asWasm(tf.backend())), null);
+  });
+
+  let seed = 100;
+  for (const c of CASES) {
+    seed += 10;
+    const s0 = seed;
+    const xv = randomValues(c.x.reduce((a, b) => a * b), s0);
+    const wv = randomValues(c.f.reduce((a, b) => a * b), s0 + 1);
+    const s = shapeOf(c);
+    const conv = (x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.strides, c.pad, 'NHWC', c.dilations ?? 1);
+
+    it(`Conv2D, ${name(c)}`, () => {
+      const want = conv2dReference(xv, wv, null, 'linear', s);
+      const got = run(true, () => conv(tf.tensor(xv, c.x), tf.tensor(wv, c.f)));
+      assert.deepEqual(bits(got), bits(want));
+      const before = run(false, () => conv(tf.tensor(xv, c.x), tf.tensor(wv, c.f)));
+      assert.ok(relError(got, before, true) < 1e-5, 'differs from XNNPACK beyond float tolerance');
+    });
+
+    for (const act of ['linear', 'relu', 'relu6'] as ConvActivation[]) {
+      it(`FusedConv2D with a bias and ${act}, ${name(c)}`, () => {
+        const bv = randomValues(c.f[3], s0 + 2).map((v) => v * 4);
+        const want = conv2dReference(xv, wv, bv, act, s);
+        const fused = () => tf.fused.conv2d({ x: tf.tensor(xv, c.x) as tf.Tensor4D, filter: tf.tensor(wv, c.f) as tf.Tensor4D, strides: c.strides, pad: c.pad, dilations: c.dilations ?? 1, bias: tf.tensor1d(bv), activation: act });
+        const got = run(true, fused);
+        assert.deepEqual(bits(got), bits(want));
+        assert.ok(relError(got, run(false, fused), true) < 1e-5, 'differs from XNNPACK beyond float tolerance');
+      });
+    }
+
+    if (c.dilations) continue; // tfjs' gradients take dilation 1 only
+    const dyv = randomValues(s.batch * s.outHeight * s.outWidth * s.outChannels, s0 + 3);
+    const dyShape = [s.batch, s.outHeight, s.outWidth, s.outChannels];
+
+    it(`Conv2DBackpropFilter, ${name(c)}`, () => {
+      const want = conv2dFilterGradReference(xv, dyv, s);
+      const grad = () => tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, c.x), dy: tf.tensor(dyv, dyShape) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap) as tf.Tensor;
+      const got = run(true, grad);
+      assert.deepEqual(bits(got), bits(want));
+      assert.ok(relError(got, run(false, grad), true) < 1e-5, 'differs from the column-matrix path beyond float tolerance');
+    });
+
+    it(`Conv2DBackpropInput, ${name(c)}`, () => {
+      const want = conv2dInputGradReference(dyv, wv, s);
+      const grad = () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(wv, c.f) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x } as unknown as tf.NamedAttrMap) as tf.Tensor;
+      const got = run(true, grad);
+      assert.deepEqual(bits(got), bits(want));
+      assert.ok(relError(got, run(false, grad), true) < 1e-5, 'differs from the column-matrix path beyond float tolerance');
+    });
+  }
+
+  it('FusedConv2D with an activation the kernels lack (sigmoid) keeps the stock kernel, and its values', () => {
+    const c = CASES[2];
+    const xv = randomValues(c.x.reduce((a, b) => a * b), 5);
+    const wv = randomValues(c.f.reduce((a, b) => a * b), 6);
+    const bv = randomValues(c.f[3], 7);
+    const fused = () => tf.fused.conv2d({ x: tf.tensor(xv, c.x) as tf.Tensor4D, filter: tf.tensor(wv, c.f) as tf.Tensor4D, strides: c.strides, pad: c.pad, bias: tf.tensor1d(bv), activation: 'sigmoid' });
+    assert.deepEqual(bits(run(true, fused)), bits(run(false, fused)));
+  });
+
+  it('gives the same bits on every call (fixed summation order)', () => {
+    const c = CASES[1];
+    const xv = randomValues(c.x.reduce((a, b) => a * b), 8);
+    const wv = randomValues(c.f.reduce((a, b) => a * b), 9);
+    const grads = () => {
+      const x = tf.tensor(xv, c.x) as tf.Tensor4D;
+      const w = tf.tensor(wv, c.f) as tf.Tensor4D;
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.relu(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad)).square().sum())([x, w]);
+      return tf.concat([dx.flatten(), dw.flatten()]);
+    };
+    assert.deepEqual(bits(run(true, grads)), bits(run(true, grads)));
+  });
+});
