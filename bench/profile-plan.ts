@@ -16,10 +16,11 @@
  * SplitV through our Slice (simdKernelSwitch.transposeInWasm, gatherRows, splitInMemory);
  * `epilogue`, bias adds in the GEMM before them on native (epilogueSwitch.fuseBias); `bmm`, the
  * batched products of small items in WebAssembly against the stock BatchMatMul
- * (simdKernelSwitch.batchMatMulInWasm; wasm only, native multiplies with OpenBLAS); `all`, every
- * one of these.
+ * (simdKernelSwitch.batchMatMulInWasm; wasm only, native multiplies with OpenBLAS); `conv`, the
+ * convolutions and their gradients in WebAssembly (conv2d.c) against XNNPACK and the column
+ * matrix (simdKernelSwitch.convInWasm; wasm only); `all`, every one of these.
  *
- *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--compare fusion|kernels|epilogue|bmm|all] [--rounds N] [--transformer DIR]
+ *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--compare fusion|kernels|epilogue|bmm|conv|all] [--rounds N] [--transformer DIR]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -43,7 +44,7 @@ const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const childBackend = args.includes('--child') ? opt('--child', 'wasm') : undefined;
 const compare = args.includes('--compare') ? opt('--compare', 'fusion') : null;
-if (compare !== null && !['fusion', 'kernels', 'epilogue', 'bmm', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue, bmm or all, got ${compare}`);
+if (compare !== null && !['fusion', 'kernels', 'epilogue', 'bmm', 'conv', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue, bmm, conv or all, got ${compare}`);
 const rounds = Number(opt('--rounds', compare ? '3' : '1'));
 
 /** Switch what --compare compares on or off. */
@@ -52,6 +53,7 @@ function setWay(on: boolean): void {
   if (compare === 'kernels' || compare === 'all') Object.assign(simdKernelSwitch, { transposeInWasm: on, gatherRows: on, splitInMemory: on });
   if (compare === 'epilogue' || compare === 'all') epilogueSwitch.fuseBias = on;
   if (compare === 'bmm' || compare === 'all') simdKernelSwitch.batchMatMulInWasm = on;
+  if (compare === 'conv' || compare === 'all') simdKernelSwitch.convInWasm = on;
 }
 const transformerDir = path.resolve(root, opt('--transformer', '.cache/transformer'));
 
@@ -146,7 +148,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'bmm' ? 'batched products in WebAssembly' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
+  console.log(`\n### ${row.model}, ${row.backend}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');

@@ -3,7 +3,7 @@
  * FusedConv2D (bias, ReLU, ReLU6), Conv2DBackpropFilter and Conv2DBackpropInput give their scalar
  * twins' bits on many shapes (strides, dilations, 'same', 'valid' and explicit padding, odd sizes,
  * 1x1 filters, a filter wider than its input, output channels not a multiple of 4 or 8, batches
- * not a multiple of 4), and agree within float tolerance with the paths from before
+ * not a multiple of 4, positions in several blocks), and agree within float tolerance with the paths from before
  * (simdKernelSwitch.convInWasm off: XNNPACK and the column matrix), an independent implementation.
  */
 import assert from 'node:assert/strict';
@@ -14,6 +14,8 @@ import {
   conv2dFilterGradReference,
   conv2dInputGradReference,
   conv2dReference,
+  convInWasmCovers,
+  convLimits,
   convShapeOf,
   type ConvActivation,
   type ConvShape,
@@ -22,12 +24,17 @@ import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/
 import { asWasm } from '../src/train/kernels/util.ts';
 import { randomValues, relError } from './helpers/kernel-tests.ts';
 
+const minColumns = convLimits.minColumns;
+
 before(async () => {
   await initBackend('wasm');
+  // Every shape here in the kernels, the narrow outputs' column-at-a-time paths included.
+  convLimits.minColumns = 1;
 });
 
 after(() => {
   simdKernelSwitch.convInWasm = true;
+  convLimits.minColumns = minColumns;
 });
 
 type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
@@ -46,6 +53,8 @@ const CASES: Case[] = [
   { x: [1, 6, 7, 2], f: [2, 3, 2, 13], strides: [2, 3], pad: 'same' },
   { x: [2, 5, 6, 3], f: [3, 2, 3, 12], strides: [1, 2], pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
   { x: [5, 3, 3, 1], f: [3, 3, 1, 1], strides: [1, 1], pad: 'same' },
+  // 1,600 positions of few channels: the filter gradient goes over them in two blocks (conv2d.c: FILTER_BLOCK_BYTES).
+  { x: [4, 20, 20, 2], f: [3, 3, 2, 4], strides: [1, 1], pad: 'same' },
   { x: [3, 9, 11, 3], f: [3, 3, 3, 5], strides: [1, 1], pad: 'same', dilations: [2, 2] },
   { x: [2, 10, 9, 4], f: [2, 3, 4, 6], strides: [1, 1], pad: 'valid', dilations: [3, 2] },
 ];
@@ -130,6 +139,24 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
     const bv = randomValues(c.f[3], 7);
     const fused = () => tf.fused.conv2d({ x: tf.tensor(xv, c.x) as tf.Tensor4D, filter: tf.tensor(wv, c.f) as tf.Tensor4D, strides: c.strides, pad: c.pad, bias: tf.tensor1d(bv), activation: 'sigmoid' });
     assert.deepEqual(bits(run(true, fused)), bits(run(false, fused)));
+  });
+
+  it('leaves outputs of fewer than convLimits.minColumns columns to the paths from before', () => {
+    convLimits.minColumns = minColumns;
+    try {
+      // MobileNetV2's stem: 3 input channels, 32 output channels.
+      const stem = shapeOf({ x: [1, 16, 16, 3], f: [3, 3, 3, 32], strides: [2, 2], pad: 'same' });
+      assert.equal(convInWasmCovers(stem, 'forward'), true);
+      assert.equal(convInWasmCovers(stem, 'filter'), true);
+      assert.equal(convInWasmCovers(stem, 'input'), false);
+      const c = CASES[2]; // 7 output channels
+      const xv = randomValues(c.x.reduce((a, b) => a * b), 11);
+      const wv = randomValues(c.f.reduce((a, b) => a * b), 12);
+      const conv = () => tf.conv2d(tf.tensor(xv, c.x) as tf.Tensor4D, tf.tensor(wv, c.f) as tf.Tensor4D, c.strides, c.pad);
+      assert.deepEqual(bits(run(true, conv)), bits(run(false, conv)));
+    } finally {
+      convLimits.minColumns = 1;
+    }
   });
 
   it('gives the same bits on every call (fixed summation order)', () => {

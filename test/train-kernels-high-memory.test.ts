@@ -6,12 +6,14 @@
  * scalar and per-channel inputs then read and wrote from the heap's far end, corrupting the
  * allocator (a later allocation failed with "memory access out of bounds"). Each kernel here runs
  * on tensors placed above 2 GiB and must give the values it gives anywhere else; so do the other
- * kernels that compute with tensors' offsets in JavaScript (Slice, Transpose, SplitV, BatchMatMul).
+ * kernels that compute with tensors' offsets in JavaScript (Slice, Transpose, SplitV, BatchMatMul),
+ * and the convolutions, whose indirection tables hold addresses past 2 GiB.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
+import { conv2dFilterGradReference, conv2dInputGradReference, conv2dReference, convShapeOf } from '../src/train/kernels/conv2d.ts';
 import { runElementwise, runElementwiseJs, type ElementwiseProgram } from '../src/train/kernels/elementwise.ts';
 import { asWasm, offsetOf } from '../src/train/kernels/util.ts';
 import type { TensorInfo } from '@tensorflow/tfjs';
@@ -104,5 +106,24 @@ describe('wasm kernels past 2 GiB of memory', () => {
     runElementwiseJs(p, [xs, s, c], want);
     assert.deepEqual(Array.from(out.dataSync()), Array.from(want));
     tf.dispose([...tensors, out]);
+  });
+
+  it('the convolutions and their gradients read and write tensors past 2 GiB', () => {
+    const xShape: [number, number, number, number] = [2, 5, 6, 8];
+    const fShape: [number, number, number, number] = [3, 3, 8, 12];
+    const sh = convShapeOf(tf.backend_util.computeConv2DInfo(xShape, fShape, [1, 2], 1, 'same'));
+    const xs = Float32Array.from({ length: 2 * 5 * 6 * 8 }, (_, i) => Math.sin(i));
+    const ws = Float32Array.from({ length: 3 * 3 * 8 * 12 }, (_, i) => Math.cos(i));
+    const dys = Float32Array.from({ length: 2 * 5 * 3 * 12 }, (_, i) => Math.sin(i * 0.3));
+    const bias = Float32Array.from({ length: 12 }, (_, i) => i / 8 - 0.5);
+    const [x, w, dy, b] = [above(tf.tensor(xs, xShape)), above(tf.tensor(ws, fShape)), above(tf.tensor(dys, [2, 5, 3, 12])), above(tf.tensor1d(bias))];
+    const y = above(tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: [1, 2], pad: 'same', bias: b, activation: 'relu' }));
+    const attrs = { strides: [1, 2], pad: 'same', dataFormat: 'NHWC' };
+    const dw = above(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: fShape } as unknown as tf.NamedAttrMap) as tf.Tensor);
+    const dx = above(tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: xShape } as unknown as tf.NamedAttrMap) as tf.Tensor);
+    assert.deepEqual(Array.from(y.dataSync()), Array.from(conv2dReference(xs, ws, bias, 'relu', sh)));
+    assert.deepEqual(Array.from(dw.dataSync()), Array.from(conv2dFilterGradReference(xs, dys, sh)));
+    assert.deepEqual(Array.from(dx.dataSync()), Array.from(conv2dInputGradReference(dys, ws, sh)));
+    tf.dispose([x, w, dy, b, y, dw, dx]);
   });
 });

@@ -62,7 +62,7 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo | undefi
     attrs.pad,
     attrs.dimRoundingMode,
   );
-  const k = convKernels(backend, convShapeOf(info), [x.dtype, dy.dtype]);
+  const k = convKernels(backend, convShapeOf(info), 'filter', [x.dtype, dy.dtype]);
   if (k !== null) return conv2dFilterGradInWasm(backend, k, x, dy, convShapeOf(info));
   const g = geometryOf(info);
   const { batchSize: B, outChannels: CO, outHeight: OH, outWidth: OW } = info;

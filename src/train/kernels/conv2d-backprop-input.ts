@@ -102,7 +102,7 @@ function conv2DBackpropInput(args: { inputs: Record<string, TensorInfo | undefin
     attrs.pad,
     attrs.dimRoundingMode,
   );
-  const k = convKernels(backend, convShapeOf(info), [dy.dtype, filter.dtype]);
+  const k = convKernels(backend, convShapeOf(info), 'input', [dy.dtype, filter.dtype]);
   if (k !== null) return conv2dInputGradInWasm(backend, k, dy, filter, convShapeOf(info));
   const p = info.padInfo;
   const flippedConvFits =

@@ -14,7 +14,8 @@
  *   input grad   dx(q, c) = the forward sum over taps t and output channels o of dy_t(q, o) w(t, c, o)
  *
  * then, forward only, y + bias(o) and the activation. Vector lanes hold output channels, so each
- * lane keeps exactly that order; tiles of up to 4 rows by 8 channels keep their sums in registers.
+ * lane keeps exactly that order; tiles of up to 4 rows by 8 channels keep their sums in registers (6 rows
+ * spill on x86's 16 vector registers: 3-4x slower, bench/conv-shapes.ts).
  * conv2d.ts holds the scalar twins the tests compare these with.
  *
  * Built by scripts/build-train-kernels.ts. No stack, no globals. Pointers are byte addresses in
@@ -26,6 +27,11 @@
 #define ACT_LINEAR 0
 #define ACT_RELU 1
 #define ACT_RELU6 2
+
+/* Rows per register tile (by 8 output channels): MR·2 sums, 2 columns of w and a splat in 16 registers. */
+#ifndef MR
+#define MR 4
+#endif
 
 static inline __attribute__((always_inline)) v128_t activate(v128_t v, int act) {
   if (act == ACT_RELU) return wasm_f32x4_max(v, wasm_f32x4_splat(0.0f));
@@ -93,16 +99,16 @@ void conv_indirection_grad(const float *dy, const float *zero, const float **ind
 }
 
 /*
- * R rows (1 to 4) by 4V output channels (V = 1 or 2) of out(p, o) = sum over t, c of
+ * R rows (1 to MR) by 4V output channels (V = 1 or 2) of out(p, o) = sum over t, c of
  * ind[p*T + t][c] · w[(t*C + c)*N + o], then bias and activation. R and V constant after inlining.
  */
 static inline __attribute__((always_inline)) void gather_tile(const float **ind, int T, int C, const float *w, int N,
                                                               float *out, const float *bias, int act, const int R, const int V) {
-  v128_t s[4][2];
+  v128_t s[MR][2];
   for (int r = 0; r < R; r++)
     for (int v = 0; v < V; v++) s[r][v] = wasm_f32x4_splat(0.0f);
   for (int t = 0; t < T; t++) {
-    const float *x[4];
+    const float *x[MR];
     for (int r = 0; r < R; r++) x[r] = ind[r * T + t];
     const float *wt = w + t * C * N;
     for (int c = 0; c < C; c++) {
@@ -157,7 +163,17 @@ static inline __attribute__((always_inline)) void gather_rows(const float **ind,
 __attribute__((export_name("conv_gather_gemm")))
 void conv_gather_gemm(const float **ind, int P, int T, int C, const float *w, int N, float *out, const float *bias, int act) {
   int p = 0;
-  for (; p + 4 <= P; p += 4) gather_rows(ind + p * T, T, C, w, N, out + p * N, bias, act, 4);
+  for (; p + MR <= P; p += MR) gather_rows(ind + p * T, T, C, w, N, out + p * N, bias, act, MR);
+#if MR > 4
+  if (p + 4 <= P) {
+    gather_rows(ind + p * T, T, C, w, N, out + p * N, bias, act, 4);
+    p += 4;
+  }
+#endif
+  if (p + 2 <= P) {
+    gather_rows(ind + p * T, T, C, w, N, out + p * N, bias, act, 2);
+    p += 2;
+  }
   for (; p < P; p++) gather_rows(ind + p * T, T, C, w, N, out + p * N, bias, act, 1);
 }
 
@@ -173,15 +189,17 @@ void conv_filter_per_tap_transpose(const float *w, float *wt, int T, int C, int 
 }
 
 /*
- * R input channels (1 to 4) by 4V output channels of the filter gradient for one tap t:
- * dw(c, o) = sum over p < P of ind[p*T + t][c] · dy[p*N + o], in order of p.
+ * R input channels (1 to MR) by 4V output channels of the filter gradient for one tap t, over the
+ * positions p0 <= p < p1: dw(c, o) = sum over p of ind[p*T + t][c] · dy[p*N + o], in order of p,
+ * continuing the sums stored in dw unless p0 is 0 (so blocks of positions add in the same order
+ * as one pass).
  */
-static inline __attribute__((always_inline)) void filter_tile(const float **ind, int T, int c, const float *dy, int N, int P,
+static inline __attribute__((always_inline)) void filter_tile(const float **ind, int T, int c, const float *dy, int N, int p0, int p1,
                                                               float *dw, const int R, const int V) {
-  v128_t s[4][2];
+  v128_t s[MR][2];
   for (int r = 0; r < R; r++)
-    for (int v = 0; v < V; v++) s[r][v] = wasm_f32x4_splat(0.0f);
-  for (int p = 0; p < P; p++) {
+    for (int v = 0; v < V; v++) s[r][v] = p0 == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(dw + r * N + 4 * v);
+  for (int p = p0; p < p1; p++) {
     const float *x = ind[p * T] + c;
     const float *d = dy + p * N;
     v128_t b[2];
@@ -195,32 +213,53 @@ static inline __attribute__((always_inline)) void filter_tile(const float **ind,
     for (int v = 0; v < V; v++) wasm_v128_store(dw + r * N + 4 * v, s[r][v]);
 }
 
-static inline __attribute__((always_inline)) void filter_rows(const float **ind, int T, int c, const float *dy, int N, int P,
+static inline __attribute__((always_inline)) void filter_rows(const float **ind, int T, int c, const float *dy, int N, int p0, int p1,
                                                               float *dw, const int R) {
   int o = 0;
-  for (; o + 8 <= N; o += 8) filter_tile(ind, T, c, dy + o, N, P, dw + o, R, 2);
+  for (; o + 8 <= N; o += 8) filter_tile(ind, T, c, dy + o, N, p0, p1, dw + o, R, 2);
   if (o + 4 <= N) {
-    filter_tile(ind, T, c, dy + o, N, P, dw + o, R, 1);
+    filter_tile(ind, T, c, dy + o, N, p0, p1, dw + o, R, 1);
     o += 4;
   }
   for (; o < N; o++)
     for (int r = 0; r < R; r++) {
-      float s = 0.0f;
-      for (int p = 0; p < P; p++) s += ind[p * T][c + r] * dy[p * N + o];
+      float s = p0 == 0 ? 0.0f : dw[r * N + o];
+      for (int p = p0; p < p1; p++) s += ind[p * T][c + r] * dy[p * N + o];
       dw[r * N + o] = s;
     }
 }
 
+/* Bytes of dy and input rows one block of positions reads: kept in cache while every tap and channel tile runs over it. */
+#define FILTER_BLOCK_BYTES (128 * 1024)
+
 /*
  * dw[(t*C + c)*N + o] = sum over p < P, in order, of ind[p*T + t][c] · dy[p*N + o]: the filter
  * gradient ([KH, KW, CI, CO]) from the forward pass's indirection table over x and dy [P, CO].
+ * The positions go in blocks, each block's sums continuing the last's: the same order as one pass.
  */
 __attribute__((export_name("conv_filter_grad")))
 void conv_filter_grad(const float **ind, int P, int T, int C, const float *dy, int N, float *dw) {
-  for (int t = 0; t < T; t++) {
-    float *out = dw + t * C * N;
-    int c = 0;
-    for (; c + 4 <= C; c += 4) filter_rows(ind + t, T, c, dy, N, P, out + c * N, 4);
-    for (; c < C; c++) filter_rows(ind + t, T, c, dy, N, P, out + c * N, 1);
+  int block = FILTER_BLOCK_BYTES / (4 * (N + T * C));
+  if (block < 16) block = 16;
+  if (P == 0)
+    for (int i = 0; i < T * C * N; i++) dw[i] = 0.0f;
+  for (int p0 = 0; p0 < P; p0 += block) {
+    const int p1 = p0 + block < P ? p0 + block : P;
+    for (int t = 0; t < T; t++) {
+      float *out = dw + t * C * N;
+      int c = 0;
+      for (; c + MR <= C; c += MR) filter_rows(ind + t, T, c, dy, N, p0, p1, out + c * N, MR);
+#if MR > 4
+      if (c + 4 <= C) {
+        filter_rows(ind + t, T, c, dy, N, p0, p1, out + c * N, 4);
+        c += 4;
+      }
+#endif
+      if (c + 2 <= C) {
+        filter_rows(ind + t, T, c, dy, N, p0, p1, out + c * N, 2);
+        c += 2;
+      }
+      for (; c < C; c++) filter_rows(ind + t, T, c, dy, N, p0, p1, out + c * N, 1);
+    }
   }
 }

@@ -61,21 +61,38 @@ export function convShapeOf(info: tf.backend_util.Conv2DInfo): ConvShape {
   };
 }
 
+/** Which of the three kernels a convolution call is. */
+export type ConvKernelKind = 'forward' | 'filter' | 'input';
+
+/** Tunables of the choice (mutable so tests can reach the kernels' narrow-output paths). */
+export const convLimits = {
+  /**
+   * Fewest output columns (the forward pass's and the filter gradient's output channels, the input
+   * gradient's input channels) conv2d.c takes: below 8 its products run one column at a time, and
+   * MobileNetV2's stem (3 input channels) took its input gradient 18x slower than before
+   * (bench/conv-shapes.ts).
+   */
+  minColumns: 8,
+};
+
 /**
- * Whether conv2d.c runs this convolution when `simdKernelSwitch.convInWasm` is on: channels last,
- * float32, not empty. Pointwise convolutions (1x1, stride 1, no padding) over many positions stay
- * with XNNPACK, which measured faster there (bench/profile-plan.ts --compare conv, MobileNetV2).
+ * Whether conv2d.c runs this convolution call when `simdKernelSwitch.convInWasm` is on: not empty,
+ * at least {@link convLimits}.minColumns output columns. Measured faster than the paths before on
+ * every other shape of the keyword model and MobileNetV2 (bench/conv-shapes.ts), pointwise (1x1)
+ * convolutions included, but for a strided input gradient (conv2d.c multiplies the taps that fall
+ * between strides by zeros): the keyword model's first layer, whose input gradient training never
+ * asks for.
  */
-export function convInWasmCovers(s: ConvShape): boolean {
+export function convInWasmCovers(s: ConvShape, kind: ConvKernelKind): boolean {
   const positions = s.batch * s.outHeight * s.outWidth;
   if (positions === 0 || s.inChannels === 0 || s.outChannels === 0) return false;
-  return true;
+  return (kind === 'input' ? s.inChannels : s.outChannels) >= convLimits.minColumns;
 }
 
-/** The SIMD kernels for a convolution of this shape, or null when the caller keeps its old path. */
-export function convKernels(backend: WasmBackendLike, s: ConvShape, dtypes: readonly string[]): TrainKernelExports | null {
+/** The SIMD kernels for a convolution call of this shape, or null when the caller keeps its old path. */
+export function convKernels(backend: WasmBackendLike, s: ConvShape, kind: ConvKernelKind, dtypes: readonly string[]): TrainKernelExports | null {
   if (!simdKernelSwitch.convInWasm || !simdKernelSwitch.enabled) return null;
-  if (dtypes.some((d) => d !== 'float32') || !convInWasmCovers(s)) return null;
+  if (dtypes.some((d) => d !== 'float32') || !convInWasmCovers(s, kind)) return null;
   return trainKernels(backend);
 }
 
@@ -295,7 +312,7 @@ export function conv2dConfig(fused: boolean): KernelConfig {
       if (x !== undefined && filter !== undefined && x.shape.length === 4 && channelsLast(attrs)) {
         const s = convShapeOf(forwardInfo(x, filter, attrs));
         const epilogue = fused ? fusedEpilogue(attrs, inputs.bias, inputs.preluActivationWeights, s.outChannels) : { act: 'linear' as const };
-        const k = epilogue === null ? null : convKernels(backend, s, [x.dtype, filter.dtype]);
+        const k = epilogue === null ? null : convKernels(backend, s, 'forward', [x.dtype, filter.dtype]);
         if (k !== null && epilogue !== null) return conv2dInWasm(backend, k, x, filter, fused ? (inputs.bias ?? null) : null, epilogue.act, s);
       }
       return stock.kernelFunc(args);
