@@ -5,6 +5,8 @@
  * 1x1 filters, a filter wider than its input, output channels not a multiple of 4 or 8, batches
  * not a multiple of 4, positions in several blocks), and agree within float tolerance with the paths from before
  * (simdKernelSwitch.convInWasm off: XNNPACK and the column matrix), an independent implementation.
+ * The keyword model's compiled step runs its convolutions' bias adds in these kernels' epilogue
+ * (src/train/compiled/epilogue.ts) and keeps the eager step's payload bytes.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +24,8 @@ import {
 } from '../src/train/kernels/conv2d.ts';
 import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
 import { asWasm } from '../src/train/kernels/util.ts';
+import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
+import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';
 import { randomValues, relError } from './helpers/kernel-tests.ts';
 
 const minColumns = convLimits.minColumns;
@@ -170,5 +174,27 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
       return tf.concat([dx.flatten(), dw.flatten()]);
     };
     assert.deepEqual(bits(run(true, grads)), bits(run(true, grads)));
+  });
+});
+
+describe('the keyword model\'s step on wasm with the convolutions in SIMD', () => {
+  it('compiled: the convolutions\' bias adds in their epilogue, the eager step\'s losses and payload bytes', async () => {
+    const { eager, compiled, said } = await keywordEagerAndCompiled(Float32Array.from(randomValues(KEYWORD_EXAMPLES * 49 * 40, 11)));
+    // Four convolutions, each with its bias (the dense layers' matmuls stay unfused on wasm).
+    assert.ok(said.some((m) => /^step: compiled plan .*, 4 bias adds in their GEMM/.test(m)), said.filter((m) => m.startsWith('step')).join(' | '));
+    assert.deepEqual(compiled.epochs.map((e) => e.loss), eager.epochs.map((e) => e.loss));
+    assert.deepEqual(Buffer.from(compiled.bytes), Buffer.from(eager.bytes));
+  });
+
+  it('with the kernels off, no bias add moves into XNNPACK\'s convolution (it would round otherwise)', async () => {
+    simdKernelSwitch.convInWasm = false;
+    try {
+      const { said } = await keywordEagerAndCompiled(Float32Array.from(randomValues(KEYWORD_EXAMPLES * 49 * 40, 12)));
+      const steps = said.filter((m) => m.startsWith('step: compiled plan'));
+      assert.ok(steps.length > 0 && steps.every((m) => !/bias adds in their GEMM/.test(m)), steps.join(' | '));
+    } finally {
+      simdKernelSwitch.convInWasm = true;
+      epilogueSwitch.fuseBias = true;
+    }
   });
 });

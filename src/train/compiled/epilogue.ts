@@ -5,14 +5,18 @@
  * instead: one kernel call and one output where there were two, the bias added while the GEMM's
  * output is still in cache.
  *
- * Only on the native backend, whose fused kernels (src/train/kernels/native/kernels.ts) run the
- * same GEMM as the plain ones and then add the bias to each finished value (blas.c's
- * biasActivation): y + b in float32 as tfjs' Add computes it, so the step keeps its bits. The wasm
- * backend's fused kernels (XNNPACK) start their sums from the bias, which rounds otherwise: not
- * fused there. The pass leaves the activation alone: training reads the value before it (the
- * activation's gradient takes it).
+ * On the native backend, whose fused kernels (src/train/kernels/native/kernels.ts) run the same
+ * GEMM as the plain ones and then add the bias to each finished value (blas.c's biasActivation):
+ * y + b in float32 as tfjs' Add computes it, so the step keeps its bits. On wasm only the
+ * convolutions conv2d.c runs (src/train/kernels/conv2d.ts), which add the bias the same way;
+ * XNNPACK's fused kernels start their sums from the bias, which rounds otherwise: matmuls and the
+ * other convolutions are not fused there. The pass leaves the activation alone: training reads
+ * the value before it (the activation's gradient takes it).
  */
+import * as tf from '@tensorflow/tfjs';
 import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { convInWasmCovers, convShapeOf } from '../kernels/conv2d.ts';
+import { simdKernelSwitch } from '../kernels/train-kernels-simd.ts';
 import { outKey, readersOf, renumberOutSlots, sizeOf, withoutLeadingOnes, type KernelShapes, type PlannedKernel, type Slot } from './planned.ts';
 
 /** Kill switch for benchmarks and tests: false builds plans without bias epilogues. */
@@ -24,15 +28,23 @@ const GEMMS: Record<string, { fused: string; keys: string[] }> = {
 };
 
 /**
- * Whether the native fused kernel runs this GEMM itself (else it hands it to the wasm kernel,
- * which adds the bias otherwise): channels-last convolutions, matmuls whose batches match or
- * broadcast from 1.
+ * Whether the backend's fused kernel runs this GEMM itself and adds the bias to each finished sum.
+ * Native: channels-last convolutions, matmuls whose batches match or broadcast from 1 (else it
+ * hands them to the wasm kernel, which adds the bias otherwise). Wasm (`simd`: our SIMD kernels
+ * run there): the float32 convolutions conv2d.c covers with `simdKernelSwitch.convInWasm` on.
  */
-function nativeRuns(gemm: PlannedKernel, shapes: KernelShapes): boolean {
+function fusedRuns(gemm: PlannedKernel, shapes: KernelShapes, backend: 'native' | 'wasm', simd: boolean): boolean {
   if (gemm.name === 'Conv2D') {
     const f = gemm.attrs.dataFormat;
-    return f === undefined || f === 'NHWC' || f === 'channelsLast';
+    if (!(f === undefined || f === 'NHWC' || f === 'channelsLast')) return false;
+    if (backend === 'native') return true;
+    const [x, filter] = shapes.inputs;
+    if (!simd || !simdKernelSwitch.enabled || !simdKernelSwitch.convInWasm || !x || !filter || x.shape.length !== 4 || filter.shape.length !== 4) return false;
+    const a = gemm.attrs as unknown as tf.Conv2DAttrs;
+    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode);
+    return convInWasmCovers(convShapeOf(info), 'forward');
   }
+  if (backend === 'wasm') return false;
   const [a, b] = shapes.inputs;
   if (!a || !b || a.shape.length < 2 || b.shape.length < 2) return false;
   const batchA = sizeOf(a.shape.slice(0, -2));
@@ -51,9 +63,9 @@ export interface EpilogueResult {
  * Fuse bias adds into their GEMMs (`kernels` in order; `shapes` recorded per kernel; `kept`: out
  * slots the step returns or assigns; `inPlace`: kernels writing an input in place, which the
  * GEMM's reads may not move past; `fusedKernel(name)`: the backend's kernel function, or
- * undefined where it has none).
+ * undefined where it has none; `backend`: which, and `simd`: whether our SIMD kernels run on it).
  */
-export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => KernelShapes, kept: ReadonlySet<string>, inPlace: (i: number) => boolean, fusedKernel: (name: string) => PlannedKernel['kernelFunc'] | undefined): EpilogueResult {
+export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => KernelShapes, kept: ReadonlySet<string>, inPlace: (i: number) => boolean, fusedKernel: (name: string) => PlannedKernel['kernelFunc'] | undefined, backend: 'native' | 'wasm' = 'native', simd = false): EpilogueResult {
   const readers = readersOf(kernels);
   const writes = kernels.map((_, i) => i).filter(inPlace);
   /** Add index -> its GEMM's index. */
@@ -78,7 +90,7 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
       if (gOut.dtype !== 'float32' || gOut.shape[gOut.shape.length - 1] !== C || sizeOf(gOut.shape) !== sizeOf(out.shape)) continue;
       if (out.shape.length === 0 || withoutLeadingOnes(bias.shape) !== String(C)) continue;
       if (gemm.inputs.some((x, j) => !x || shapes(s.kernel).inputs[j]?.dtype !== 'float32')) continue;
-      if (!nativeRuns(gemm, shapes(s.kernel))) continue;
+      if (!fusedRuns(gemm, shapes(s.kernel), backend, simd)) continue;
       if (writes.some((w) => w > s.kernel && w < i)) continue;
       into.set(i, { gemm: s.kernel, bias: b });
       break;

@@ -20,6 +20,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { ADAM_STEP } from '../kernels/adam.ts';
+import { trainKernelsUnavailable } from '../kernels/train-kernels-simd.ts';
+import type { WasmBackendLike } from '../kernels/util.ts';
 import { infoOf, type RecordedKernel, type Recording } from './record.ts';
 import { outKey, type PlannedKernel, type Slot } from './planned.ts';
 import { epilogueSwitch, fuseBiasAdds } from './epilogue.ts';
@@ -319,10 +321,11 @@ export class StepPlan {
       this.assigns = this.assigns.map((a) => ({ v: a.v, slot: renumber(a.slot) }));
     };
     const inPlace = (list: PlannedKernel[]) => (i: number) => IN_PLACE[list[i].name] !== undefined;
-    // Bias adds into the convolution or matmul before them (native only: epilogue.ts).
-    if (epilogueSwitch.fuseBias && backendName === 'native') {
+    // Bias adds into the convolution or matmul before them (native; on wasm, the convolutions in our SIMD: epilogue.ts).
+    if (epilogueSwitch.fuseBias && (backendName === 'native' || backendName === 'wasm')) {
       const planned = this.kernels.slice();
-      const e = fuseBiasAdds(planned, (i) => r.kernels[planned[i].source].rec, keptOut(), inPlace(planned), (name) => tf.getKernel(name, backendName)?.kernelFunc as PlannedKernel['kernelFunc'] | undefined);
+      const simd = backendName === 'wasm' && trainKernelsUnavailable(backend as unknown as WasmBackendLike) === null;
+      const e = fuseBiasAdds(planned, (i) => r.kernels[planned[i].source].rec, keptOut(), inPlace(planned), (name) => tf.getKernel(name, backendName)?.kernelFunc as PlannedKernel['kernelFunc'] | undefined, backendName, simd);
       if (e.fused > 0) {
         apply(e);
         this.fusedBiases = e.fused;
