@@ -12,7 +12,10 @@
  * and beside them `gemm`: batch-mat-mul.c on the equivalent plain product (positions x taps·in x
  * out, untransposed), a ceiling for what a product of that size reaches in our SIMD here.
  * CPU ms per call (process.cpuUsage), the median of the repetitions, and GFLOP/s (2 flops per
- * multiply-add, padding taps included).
+ * multiply-add, padding taps included). V8 first runs WebAssembly from a quick baseline compile
+ * and optimizes a function only once it has run a while (ours and XNNPACK alike: the first ten
+ * calls of a kernel ran up to 4x slower): every kernel is called 12 times each way on the first
+ * shape before anything is timed.
  *
  *   node --conditions=neural-diff-source --import tsx bench/conv-shapes.ts [--reps N] [--only keyword|mobilenet]
  */
@@ -56,6 +59,7 @@ const backend = asWasm(tf.backend());
 const random = seededRandom(5);
 const values = (shape: number[]) => Float32Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => random() * 2 - 1);
 
+let warm = false;
 console.log('| convolution | kernel | multiply-adds | CPU ms: ours | before | before/ours | GFLOP/s: ours | before | plain product in batch-mat-mul.c |');
 console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
 for (const [what, xShape, fShape, strides, pad] of SHAPES) {
@@ -90,6 +94,17 @@ for (const [what, xShape, fShape, strides, pad] of SHAPES) {
     return out;
   };
   let times: number[][] = [];
+  if (!warm) {
+    for (const kernel of ['gemm', 'Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput'] as const) {
+      for (let r = 0; r < 24; r++) {
+        simdKernelSwitch.convInWasm = r % 2 === 0;
+        times = [[]];
+        backend.disposeData(call(kernel).dataId);
+      }
+    }
+    simdKernelSwitch.convInWasm = true;
+    warm = true;
+  }
   const gflops = (ms: number) => (2 * P * K * N) / ms / 1e6;
   const gemmMs: number[] = [];
   times = [gemmMs];
