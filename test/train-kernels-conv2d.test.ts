@@ -145,6 +145,29 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
     assert.deepEqual(bits(run(true, fused)), bits(run(false, fused)));
   });
 
+  it('gives the same bits with the batch in chunks of one item (a table past convLimits.indirectionEntries)', () => {
+    const entries = convLimits.indirectionEntries;
+    for (const c of [CASES[0], CASES[3], CASES[8], CASES[11]]) {
+      const xv = randomValues(c.x.reduce((a, b) => a * b), 21);
+      const wv = randomValues(c.f.reduce((a, b) => a * b), 22);
+      const s = shapeOf(c);
+      const dyShape = [s.batch, s.outHeight, s.outWidth, s.outChannels];
+      const dyv = randomValues(dyShape.reduce((a, b) => a * b), 23);
+      const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC' };
+      convLimits.indirectionEntries = 1;
+      try {
+        const y = run(true, () => tf.conv2d(tf.tensor(xv, c.x) as tf.Tensor4D, tf.tensor(wv, c.f) as tf.Tensor4D, c.strides, c.pad));
+        const dw = run(true, () => tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, c.x), dy: tf.tensor(dyv, dyShape) }, { ...attrs, filterShape: c.f } as unknown as tf.NamedAttrMap) as tf.Tensor);
+        const dx = run(true, () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(wv, c.f) }, { ...attrs, inputShape: c.x } as unknown as tf.NamedAttrMap) as tf.Tensor);
+        assert.deepEqual(bits(y), bits(conv2dReference(xv, wv, null, 'linear', s)), name(c));
+        assert.deepEqual(bits(dw), bits(conv2dFilterGradReference(xv, dyv, s)), name(c));
+        assert.deepEqual(bits(dx), bits(conv2dInputGradReference(dyv, wv, s)), name(c));
+      } finally {
+        convLimits.indirectionEntries = entries;
+      }
+    }
+  });
+
   it('leaves outputs of fewer than convLimits.minColumns columns to the paths from before', () => {
     convLimits.minColumns = minColumns;
     try {

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
-import { conv2dFilterGradReference, conv2dInputGradReference, conv2dReference, convShapeOf } from '../src/train/kernels/conv2d.ts';
+import { conv2dFilterGradReference, conv2dInputGradReference, conv2dReference, convLimits, convShapeOf } from '../src/train/kernels/conv2d.ts';
 import { runElementwise, runElementwiseJs, type ElementwiseProgram } from '../src/train/kernels/elementwise.ts';
 import { asWasm, offsetOf } from '../src/train/kernels/util.ts';
 import type { TensorInfo } from '@tensorflow/tfjs';
@@ -108,7 +108,9 @@ describe('wasm kernels past 2 GiB of memory', () => {
     tf.dispose([...tensors, out]);
   });
 
-  it('the convolutions and their gradients read and write tensors past 2 GiB', () => {
+  for (const chunked of [false, true]) it(`the convolutions and their gradients read and write tensors past 2 GiB${chunked ? ', a batch item at a time' : ''}`, () => {
+    const entries = convLimits.indirectionEntries;
+    if (chunked) convLimits.indirectionEntries = 1;
     const xShape: [number, number, number, number] = [2, 5, 6, 8];
     const fShape: [number, number, number, number] = [3, 3, 8, 12];
     const sh = convShapeOf(tf.backend_util.computeConv2DInfo(xShape, fShape, [1, 2], 1, 'same'));
@@ -125,5 +127,6 @@ describe('wasm kernels past 2 GiB of memory', () => {
     assert.deepEqual(Array.from(dw.dataSync()), Array.from(conv2dFilterGradReference(xs, dys, sh)));
     assert.deepEqual(Array.from(dx.dataSync()), Array.from(conv2dInputGradReference(dys, ws, sh)));
     tf.dispose([x, w, dy, b, y, dw, dx]);
+    convLimits.indirectionEntries = entries;
   });
 });

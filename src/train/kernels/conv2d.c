@@ -191,14 +191,14 @@ void conv_filter_per_tap_transpose(const float *w, float *wt, int T, int C, int 
 /*
  * R input channels (1 to MR) by 4V output channels of the filter gradient for one tap t, over the
  * positions p0 <= p < p1: dw(c, o) = sum over p of ind[p*T + t][c] · dy[p*N + o], in order of p,
- * continuing the sums stored in dw unless p0 is 0 (so blocks of positions add in the same order
- * as one pass).
+ * from 0 when `fresh`, else continuing the sums stored in dw (so blocks of positions add in the
+ * same order as one pass).
  */
 static inline __attribute__((always_inline)) void filter_tile(const float **ind, int T, int c, const float *dy, int N, int p0, int p1,
-                                                              float *dw, const int R, const int V) {
+                                                              int fresh, float *dw, const int R, const int V) {
   v128_t s[MR][2];
   for (int r = 0; r < R; r++)
-    for (int v = 0; v < V; v++) s[r][v] = p0 == 0 ? wasm_f32x4_splat(0.0f) : wasm_v128_load(dw + r * N + 4 * v);
+    for (int v = 0; v < V; v++) s[r][v] = fresh ? wasm_f32x4_splat(0.0f) : wasm_v128_load(dw + r * N + 4 * v);
   for (int p = p0; p < p1; p++) {
     const float *x = ind[p * T] + c;
     const float *d = dy + p * N;
@@ -214,16 +214,16 @@ static inline __attribute__((always_inline)) void filter_tile(const float **ind,
 }
 
 static inline __attribute__((always_inline)) void filter_rows(const float **ind, int T, int c, const float *dy, int N, int p0, int p1,
-                                                              float *dw, const int R) {
+                                                              int fresh, float *dw, const int R) {
   int o = 0;
-  for (; o + 8 <= N; o += 8) filter_tile(ind, T, c, dy + o, N, p0, p1, dw + o, R, 2);
+  for (; o + 8 <= N; o += 8) filter_tile(ind, T, c, dy + o, N, p0, p1, fresh, dw + o, R, 2);
   if (o + 4 <= N) {
-    filter_tile(ind, T, c, dy + o, N, p0, p1, dw + o, R, 1);
+    filter_tile(ind, T, c, dy + o, N, p0, p1, fresh, dw + o, R, 1);
     o += 4;
   }
   for (; o < N; o++)
     for (int r = 0; r < R; r++) {
-      float s = p0 == 0 ? 0.0f : dw[r * N + o];
+      float s = fresh ? 0.0f : dw[r * N + o];
       for (int p = p0; p < p1; p++) s += ind[p * T][c + r] * dy[p * N + o];
       dw[r * N + o] = s;
     }
@@ -236,30 +236,33 @@ static inline __attribute__((always_inline)) void filter_rows(const float **ind,
  * dw[(t*C + c)*N + o] = sum over p < P, in order, of ind[p*T + t][c] · dy[p*N + o]: the filter
  * gradient ([KH, KW, CI, CO]) from the forward pass's indirection table over x and dy [P, CO].
  * The positions go in blocks, each block's sums continuing the last's: the same order as one pass.
+ * With `accumulate`, the first block continues the sums already in dw too (the caller's chunks of
+ * batch items, each with its own indirection table, in order).
  */
 __attribute__((export_name("conv_filter_grad")))
-void conv_filter_grad(const float **ind, int P, int T, int C, const float *dy, int N, float *dw) {
+void conv_filter_grad(const float **ind, int P, int T, int C, const float *dy, int N, float *dw, int accumulate) {
   int block = FILTER_BLOCK_BYTES / (4 * (N + T * C));
   if (block < 16) block = 16;
-  if (P == 0)
+  if (P == 0 && !accumulate)
     for (int i = 0; i < T * C * N; i++) dw[i] = 0.0f;
   for (int p0 = 0; p0 < P; p0 += block) {
     const int p1 = p0 + block < P ? p0 + block : P;
+    const int fresh = p0 == 0 && !accumulate;
     for (int t = 0; t < T; t++) {
       float *out = dw + t * C * N;
       int c = 0;
-      for (; c + MR <= C; c += MR) filter_rows(ind + t, T, c, dy, N, p0, p1, out + c * N, MR);
+      for (; c + MR <= C; c += MR) filter_rows(ind + t, T, c, dy, N, p0, p1, fresh, out + c * N, MR);
 #if MR > 4
       if (c + 4 <= C) {
-        filter_rows(ind + t, T, c, dy, N, p0, p1, out + c * N, 4);
+        filter_rows(ind + t, T, c, dy, N, p0, p1, fresh, out + c * N, 4);
         c += 4;
       }
 #endif
       if (c + 2 <= C) {
-        filter_rows(ind + t, T, c, dy, N, p0, p1, out + c * N, 2);
+        filter_rows(ind + t, T, c, dy, N, p0, p1, fresh, out + c * N, 2);
         c += 2;
       }
-      for (; c < C; c++) filter_rows(ind + t, T, c, dy, N, p0, p1, out + c * N, 1);
+      for (; c < C; c++) filter_rows(ind + t, T, c, dy, N, p0, p1, fresh, out + c * N, 1);
     }
   }
 }

@@ -73,6 +73,11 @@ export const convLimits = {
    * (bench/conv-shapes.ts).
    */
   minColumns: 8,
+  /**
+   * Most entries (4 bytes each) of one indirection table: 16 MB. A larger batch goes through
+   * conv2d.c in chunks of items (the same bits).
+   */
+  indirectionEntries: 1 << 22,
 };
 
 /**
@@ -104,61 +109,88 @@ function zeros(backend: WasmBackendLike, n: number): TensorInfo {
 }
 
 /**
+ * Batch items per call of conv2d.c: as many as keep the indirection table (`perItem` positions by
+ * `taps` addresses each) within {@link convLimits}.indirectionEntries, at least one.
+ */
+function itemsPerChunk(batch: number, perItem: number, taps: number): number {
+  return Math.max(1, Math.min(batch, Math.floor(convLimits.indirectionEntries / Math.max(1, perItem * taps))));
+}
+
+/**
  * y = act(conv(x, w) + bias) into a new [B, OH, OW, CO] tensor; `bias` null for none. Dilations
- * any; the caller checked {@link convKernels}.
+ * any; the caller checked {@link convKernels}. Batch items in chunks ({@link itemsPerChunk}):
+ * every output is one item's own sum, so chunks change no bits.
  */
 export function conv2dInWasm(
   backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, w: TensorInfo, bias: TensorInfo | null, act: ConvActivation, s: ConvShape,
 ): TensorInfo {
-  const P = s.batch * s.outHeight * s.outWidth;
+  const perItem = s.outHeight * s.outWidth;
   const T = s.filterHeight * s.filterWidth;
+  const nb = itemsPerChunk(s.batch, perItem, T);
   const out = backend.makeOutput([s.batch, s.outHeight, s.outWidth, s.outChannels], 'float32');
-  const ind = backend.makeOutput([P * T], 'int32');
+  const ind = backend.makeOutput([nb * perItem * T], 'int32');
   const zero = zeros(backend, s.inChannels);
-  k.conv_indirection(
-    offsetOf(backend, x), offsetOf(backend, zero), offsetOf(backend, ind),
-    s.batch, s.inHeight, s.inWidth, s.inChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
-    s.strideHeight, s.strideWidth, s.dilationHeight, s.dilationWidth, s.padTop, s.padLeft,
-  );
-  k.conv_gather_gemm(offsetOf(backend, ind), P, T, s.inChannels, offsetOf(backend, w), s.outChannels, offsetOf(backend, out), bias === null ? 0 : offsetOf(backend, bias), ACTIVATIONS[act]);
+  const [xAt, outAt, wAt, indAt, zeroAt] = [offsetOf(backend, x), offsetOf(backend, out), offsetOf(backend, w), offsetOf(backend, ind), offsetOf(backend, zero)];
+  for (let b0 = 0; b0 < s.batch; b0 += nb) {
+    const n = Math.min(nb, s.batch - b0);
+    k.conv_indirection(
+      xAt + 4 * b0 * s.inHeight * s.inWidth * s.inChannels, zeroAt, indAt,
+      n, s.inHeight, s.inWidth, s.inChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
+      s.strideHeight, s.strideWidth, s.dilationHeight, s.dilationWidth, s.padTop, s.padLeft,
+    );
+    k.conv_gather_gemm(indAt, n * perItem, T, s.inChannels, wAt, s.outChannels, outAt + 4 * b0 * perItem * s.outChannels, bias === null ? 0 : offsetOf(backend, bias), ACTIVATIONS[act]);
+  }
   dispose(backend, ind);
   dispose(backend, zero);
   return out;
 }
 
-/** dw [KH, KW, CI, CO] of x and dy; dilation 1 (tfjs' gradients take no other). */
+/**
+ * dw [KH, KW, CI, CO] of x and dy; dilation 1 (tfjs' gradients take no other). Each chunk of
+ * batch items continues the sums of the one before, in order: the bits of one pass.
+ */
 export function conv2dFilterGradInWasm(backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, dy: TensorInfo, s: ConvShape): TensorInfo {
-  const P = s.batch * s.outHeight * s.outWidth;
+  const perItem = s.outHeight * s.outWidth;
   const T = s.filterHeight * s.filterWidth;
+  const nb = itemsPerChunk(s.batch, perItem, T);
   const dw = backend.makeOutput([s.filterHeight, s.filterWidth, s.inChannels, s.outChannels], 'float32');
-  const ind = backend.makeOutput([P * T], 'int32');
+  const ind = backend.makeOutput([nb * perItem * T], 'int32');
   const zero = zeros(backend, s.inChannels);
-  k.conv_indirection(
-    offsetOf(backend, x), offsetOf(backend, zero), offsetOf(backend, ind),
-    s.batch, s.inHeight, s.inWidth, s.inChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
-    s.strideHeight, s.strideWidth, s.dilationHeight, s.dilationWidth, s.padTop, s.padLeft,
-  );
-  k.conv_filter_grad(offsetOf(backend, ind), P, T, s.inChannels, offsetOf(backend, dy), s.outChannels, offsetOf(backend, dw));
+  const [xAt, dyAt, dwAt, indAt, zeroAt] = [offsetOf(backend, x), offsetOf(backend, dy), offsetOf(backend, dw), offsetOf(backend, ind), offsetOf(backend, zero)];
+  for (let b0 = 0; b0 < s.batch; b0 += nb) {
+    const n = Math.min(nb, s.batch - b0);
+    k.conv_indirection(
+      xAt + 4 * b0 * s.inHeight * s.inWidth * s.inChannels, zeroAt, indAt,
+      n, s.inHeight, s.inWidth, s.inChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
+      s.strideHeight, s.strideWidth, s.dilationHeight, s.dilationWidth, s.padTop, s.padLeft,
+    );
+    k.conv_filter_grad(indAt, n * perItem, T, s.inChannels, dyAt + 4 * b0 * perItem * s.outChannels, s.outChannels, dwAt, b0 > 0 ? 1 : 0);
+  }
   dispose(backend, ind);
   dispose(backend, zero);
   return dw;
 }
 
-/** dx [B, H, W, CI] of dy and the filter; dilation 1. */
+/** dx [B, H, W, CI] of dy and the filter; dilation 1. Batch items in chunks, as the forward pass. */
 export function conv2dInputGradInWasm(backend: WasmBackendLike, k: TrainKernelExports, dy: TensorInfo, w: TensorInfo, s: ConvShape): TensorInfo {
-  const Q = s.batch * s.inHeight * s.inWidth;
+  const perItem = s.inHeight * s.inWidth;
   const T = s.filterHeight * s.filterWidth;
+  const nb = itemsPerChunk(s.batch, perItem, T);
   const dx = backend.makeOutput([s.batch, s.inHeight, s.inWidth, s.inChannels], 'float32');
-  const ind = backend.makeOutput([Q * T], 'int32');
+  const ind = backend.makeOutput([nb * perItem * T], 'int32');
   const wt = backend.makeOutput([T * s.outChannels * s.inChannels], 'float32');
   const zero = zeros(backend, s.outChannels);
-  k.conv_indirection_grad(
-    offsetOf(backend, dy), offsetOf(backend, zero), offsetOf(backend, ind),
-    s.batch, s.inHeight, s.inWidth, s.outChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
-    s.strideHeight, s.strideWidth, s.padTop, s.padLeft,
-  );
-  k.conv_filter_per_tap_transpose(offsetOf(backend, w), offsetOf(backend, wt), T, s.inChannels, s.outChannels);
-  k.conv_gather_gemm(offsetOf(backend, ind), Q, T, s.outChannels, offsetOf(backend, wt), s.inChannels, offsetOf(backend, dx), 0, 0);
+  const [dyAt, dxAt, indAt, wtAt, zeroAt] = [offsetOf(backend, dy), offsetOf(backend, dx), offsetOf(backend, ind), offsetOf(backend, wt), offsetOf(backend, zero)];
+  k.conv_filter_per_tap_transpose(offsetOf(backend, w), wtAt, T, s.inChannels, s.outChannels);
+  for (let b0 = 0; b0 < s.batch; b0 += nb) {
+    const n = Math.min(nb, s.batch - b0);
+    k.conv_indirection_grad(
+      dyAt + 4 * b0 * s.outHeight * s.outWidth * s.outChannels, zeroAt, indAt,
+      n, s.inHeight, s.inWidth, s.outChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
+      s.strideHeight, s.strideWidth, s.padTop, s.padLeft,
+    );
+    k.conv_gather_gemm(indAt, n * perItem, T, s.outChannels, wtAt, s.inChannels, dxAt + 4 * b0 * perItem * s.inChannels, 0, 0);
+  }
   dispose(backend, ind);
   dispose(backend, wt);
   dispose(backend, zero);

@@ -68,7 +68,7 @@ export interface TrainKernelExports {
   ): void;
   conv_gather_gemm(ind: number, P: number, T: number, C: number, w: number, N: number, out: number, bias: number, act: number): void;
   conv_filter_per_tap_transpose(w: number, wt: number, T: number, C: number, N: number): void;
-  conv_filter_grad(ind: number, P: number, T: number, C: number, dy: number, N: number, dw: number): void;
+  conv_filter_grad(ind: number, P: number, T: number, C: number, dy: number, N: number, dw: number, accumulate: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */
