@@ -28,17 +28,19 @@ import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
 import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';
 import { randomValues, relError } from './helpers/kernel-tests.ts';
 
-const minColumns = convLimits.minColumns;
+const { minColumns, stridedInputGradient } = convLimits;
 
 before(async () => {
   await initBackend('wasm');
-  // Every shape here in the kernels, the narrow outputs' column-at-a-time paths included.
+  // Every shape here in the kernels, the narrow outputs' column-at-a-time paths and the strided input gradients included.
   convLimits.minColumns = 1;
+  convLimits.stridedInputGradient = true;
 });
 
 after(() => {
   simdKernelSwitch.convInWasm = true;
   convLimits.minColumns = minColumns;
+  convLimits.stridedInputGradient = stridedInputGradient;
 });
 
 type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
@@ -168,9 +170,16 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
     }
   });
 
-  it('leaves outputs of fewer than convLimits.minColumns columns to the paths from before', () => {
+  it('leaves outputs of fewer than convLimits.minColumns columns and strided input gradients to the paths from before', () => {
     convLimits.minColumns = minColumns;
+    convLimits.stridedInputGradient = stridedInputGradient;
     try {
+      // The keyword model's first layer: 5 taps at stride 2.
+      const conv1 = shapeOf(CASES[0]);
+      assert.equal(convInWasmCovers(conv1, 'forward'), true);
+      assert.equal(convInWasmCovers(conv1, 'filter'), true);
+      assert.equal(convInWasmCovers(conv1, 'input'), false);
+      assert.equal(convInWasmCovers(shapeOf(CASES[1]), 'input'), true);
       // MobileNetV2's stem: 3 input channels, 32 output channels.
       const stem = shapeOf({ x: [1, 16, 16, 3], f: [3, 3, 3, 32], strides: [2, 2], pad: 'same' });
       assert.equal(convInWasmCovers(stem, 'forward'), true);
@@ -183,6 +192,7 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
       assert.deepEqual(bits(run(true, conv)), bits(run(false, conv)));
     } finally {
       convLimits.minColumns = 1;
+      convLimits.stridedInputGradient = true;
     }
   });
 

@@ -78,19 +78,26 @@ export const convLimits = {
    * conv2d.c in chunks of items (the same bits).
    */
   indirectionEntries: 1 << 22,
+  /**
+   * Whether conv2d.c takes input gradients of strided convolutions. It multiplies the taps that
+   * fall between strides by zeros (half the work at stride 2 along one axis, three quarters along
+   * two), and measured 0.83-0.91x the path before on the keyword model's stride-2 layer
+   * (bench/conv-shapes.ts): off, so they keep that path. Tests turn it on to check the kernel.
+   */
+  stridedInputGradient: false,
 };
 
 /**
  * Whether conv2d.c runs this convolution call when `simdKernelSwitch.convInWasm` is on: not empty,
- * at least {@link convLimits}.minColumns output columns. Measured faster than the paths before on
- * every other shape of the keyword model and MobileNetV2 (bench/conv-shapes.ts), pointwise (1x1)
- * convolutions included, but for a strided input gradient (conv2d.c multiplies the taps that fall
- * between strides by zeros): the keyword model's first layer, whose input gradient training never
- * asks for.
+ * at least {@link convLimits}.minColumns output columns, and for an input gradient stride 1 (see
+ * {@link convLimits}.stridedInputGradient). Measured as fast as the paths before or faster on
+ * every such shape of the keyword model and MobileNetV2 (0.98-7.8x, bench/conv-shapes.ts),
+ * pointwise (1x1) convolutions included.
  */
 export function convInWasmCovers(s: ConvShape, kind: ConvKernelKind): boolean {
   const positions = s.batch * s.outHeight * s.outWidth;
   if (positions === 0 || s.inChannels === 0 || s.outChannels === 0) return false;
+  if (kind === 'input' && (s.strideHeight > 1 || s.strideWidth > 1) && !convLimits.stridedInputGradient) return false;
   return (kind === 'input' ? s.inChannels : s.outChannels) >= convLimits.minColumns;
 }
 
