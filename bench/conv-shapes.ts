@@ -6,13 +6,15 @@
  * runs two ways alternated call by call on fresh operands in one process:
  *
  * - `ours`: conv2d.c (simdKernelSwitch.convInWasm on);
+ * - `direct`: conv2d.c's direct sums where `ours` runs Winograd's F(2, 3) (3 taps along the width,
+ *   stride 1: conv2d-winograd.ts; winogradSwitch off), else the same as `ours`;
  * - `before`: the path with it off: XNNPACK for the forward pass (which packs the filter on every
  *   call with new weights), the column matrix and XNNPACK products for the gradients;
  *
  * and beside them `gemm`: batch-mat-mul.c on the equivalent plain product (positions x taps·in x
  * out, untransposed), a ceiling for what a product of that size reaches in our SIMD here.
  * CPU ms per call (process.cpuUsage), the median of the repetitions, and GFLOP/s (2 flops per
- * multiply-add, padding taps included). V8 first runs WebAssembly from a quick baseline compile
+ * multiply-add of the direct sum, padding taps included: Winograd's count as the work it saves). V8 first runs WebAssembly from a quick baseline compile
  * and optimizes a function only once it has run a while (ours and XNNPACK alike: the first ten
  * calls of a kernel ran up to 4x slower): every kernel is called 12 times each way on the first
  * shape before anything is timed.
@@ -23,6 +25,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { batchMatMulInWasm } from '../src/train/kernels/batch-mat-mul.ts';
+import { convShapeOf } from '../src/train/kernels/conv2d.ts';
+import { winogradFits, winogradSwitch } from '../src/train/kernels/conv2d-winograd.ts';
 import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
 import { asWasm } from '../src/train/kernels/util.ts';
 import { seededRandom } from '../src/train/data.ts';
@@ -60,8 +64,8 @@ const random = seededRandom(5);
 const values = (shape: number[]) => Float32Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => random() * 2 - 1);
 
 let warm = false;
-console.log('| convolution | kernel | multiply-adds | CPU ms: ours | before | before/ours | GFLOP/s: ours | before | plain product in batch-mat-mul.c |');
-console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| convolution | kernel | multiply-adds | CPU ms: ours | direct | before | direct/ours | before/ours | GFLOP/s: ours | before | plain product in batch-mat-mul.c |');
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const [what, xShape, fShape, strides, pad] of SHAPES) {
   const info = tf.backend_util.computeConv2DInfo(xShape, fShape, strides, 1, pad);
   const P = info.batchSize * info.outHeight * info.outWidth;
@@ -111,18 +115,22 @@ for (const [what, xShape, fShape, strides, pad] of SHAPES) {
   for (let r = 0; r < reps + 1; r++) backend.disposeData(call('gemm').dataId);
   gemmMs.shift();
   for (const kernel of ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput'] as const) {
-    const ms = { ours: [] as number[], before: [] as number[] };
+    const ms = { ours: [] as number[], direct: [] as number[], before: [] as number[] };
+    const winograd = kernel !== 'Conv2DBackpropFilter' && winogradFits(convShapeOf(info), kernel === 'Conv2D' ? 'forward' : 'input');
+    const ways = (winograd ? ['ours', 'direct', 'before'] : ['ours', 'before']) as (keyof typeof ms)[];
     for (let r = 0; r < reps + 1; r++) {
-      for (const on of r % 2 ? [false, true] : [true, false]) {
-        simdKernelSwitch.convInWasm = on;
-        times = [on ? ms.ours : ms.before];
+      for (const way of r % 2 ? ways.slice().reverse() : ways) {
+        simdKernelSwitch.convInWasm = way !== 'before';
+        winogradSwitch.enabled = way !== 'direct';
+        times = [ms[way]];
         backend.disposeData(call(kernel).dataId);
       }
     }
     simdKernelSwitch.convInWasm = true;
-    ms.ours.shift();
-    ms.before.shift();
+    winogradSwitch.enabled = true;
+    for (const way of ways) ms[way].shift();
     const [o, b] = [median(ms.ours), median(ms.before)];
-    console.log(`| ${what} | ${kernel} | ${P * K * N} | ${o.toFixed(3)} | ${b.toFixed(3)} | ${(b / o).toFixed(2)}x | ${gflops(o).toFixed(1)} | ${gflops(b).toFixed(1)} | ${gflops(median(gemmMs)).toFixed(1)} |`);
+    const d = winograd ? median(ms.direct) : o;
+    console.log(`| ${what} | ${kernel} | ${P * K * N} | ${o.toFixed(3)} | ${winograd ? d.toFixed(3) : '(same)'} | ${b.toFixed(3)} | ${(d / o).toFixed(2)}x | ${(b / o).toFixed(2)}x | ${gflops(o).toFixed(1)} | ${gflops(b).toFixed(1)} | ${gflops(median(gemmMs)).toFixed(1)} |`);
   }
 }

@@ -4,7 +4,9 @@
  * twins' bits on many shapes (strides, dilations, 'same', 'valid' and explicit padding, odd sizes,
  * 1x1 filters, a filter wider than its input, output channels not a multiple of 4 or 8, batches
  * not a multiple of 4, positions in several blocks), and agree within float tolerance with the paths from before
- * (simdKernelSwitch.convInWasm off: XNNPACK and the column matrix), an independent implementation.
+ * (simdKernelSwitch.convInWasm off: XNNPACK and the column matrix), an independent implementation;
+ * convolutions of 3 taps along the width at stride 1 give the bits of the Winograd F(2, 3) twin
+ * (conv2d-winograd.ts), and with it off the direct twin's.
  * The keyword model's compiled step runs its convolutions' bias adds in these kernels' epilogue
  * (src/train/compiled/epilogue.ts) and keeps the eager step's payload bytes.
  */
@@ -22,8 +24,9 @@ import {
   type ConvActivation,
   type ConvShape,
 } from '../src/train/kernels/conv2d.ts';
+import { conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits, winogradSwitch } from '../src/train/kernels/conv2d-winograd.ts';
 import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
-import { asWasm } from '../src/train/kernels/util.ts';
+import { asWasm, kernelLimits } from '../src/train/kernels/util.ts';
 import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
 import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';
 import { randomValues, relError } from './helpers/kernel-tests.ts';
@@ -61,6 +64,11 @@ const CASES: Case[] = [
   { x: [5, 3, 3, 1], f: [3, 3, 1, 1], strides: [1, 1], pad: 'same' },
   // 1,600 positions of few channels: the filter gradient goes over them in two blocks (conv2d.c: FILTER_BLOCK_BYTES).
   { x: [4, 20, 20, 2], f: [3, 3, 2, 4], strides: [1, 1], pad: 'same' },
+  // 3 taps along the width at stride 1 (Winograd's F(2, 3) too): odd output widths, no padding or
+  // all of it on the left, two rows an item, 50 input channels (across batch-mat-mul.c's blocks of 48).
+  { x: [2, 1, 7, 5], f: [1, 3, 5, 6], strides: [1, 1], pad: 'valid' },
+  { x: [3, 2, 6, 50], f: [1, 3, 50, 9], strides: [1, 1], pad: 'same' },
+  { x: [1, 1, 5, 4], f: [1, 3, 4, 8], strides: [1, 1], pad: [[0, 0], [0, 0], [2, 0], [0, 0]] },
   { x: [3, 9, 11, 3], f: [3, 3, 3, 5], strides: [1, 1], pad: 'same', dilations: [2, 2] },
   { x: [2, 10, 9, 4], f: [2, 3, 4, 6], strides: [1, 1], pad: 'valid', dilations: [3, 2] },
 ];
@@ -74,13 +82,15 @@ function shapeOf(c: Case): ConvShape {
   return convShapeOf(tf.backend_util.computeConv2DInfo(c.x, c.f, c.strides, c.dilations ?? 1, c.pad as 'same'));
 }
 
-/** Run `fn` on wasm with the kernels on (or off) and read its float32 output. */
-function run(on: boolean, fn: () => tf.Tensor): Float32Array {
+/** Run `fn` on wasm with the kernels on (or off), Winograd's F(2, 3) where it fits unless `direct`, and read its float32 output. */
+function run(on: boolean, fn: () => tf.Tensor, direct = false): Float32Array {
   simdKernelSwitch.convInWasm = on;
+  winogradSwitch.enabled = !direct;
   try {
     return tf.tidy(() => fn().dataSync() as Float32Array).slice();
   } finally {
     simdKernelSwitch.convInWasm = true;
+    winogradSwitch.enabled = true;
   }
 }
 
@@ -98,23 +108,27 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
     const s = shapeOf(c);
     const conv = (x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.strides, c.pad, 'NHWC', c.dilations ?? 1);
 
-    it(`Conv2D, ${name(c)}`, () => {
-      const want = conv2dReference(xv, wv, null, 'linear', s);
-      const got = run(true, () => conv(tf.tensor(xv, c.x), tf.tensor(wv, c.f)));
-      assert.deepEqual(bits(got), bits(want));
-      const before = run(false, () => conv(tf.tensor(xv, c.x), tf.tensor(wv, c.f)));
-      assert.ok(relError(got, before, true) < 1e-5, 'differs from XNNPACK beyond float tolerance');
-    });
-
-    for (const act of ['linear', 'relu', 'relu6'] as ConvActivation[]) {
-      it(`FusedConv2D with a bias and ${act}, ${name(c)}`, () => {
-        const bv = randomValues(c.f[3], s0 + 2).map((v) => v * 4);
-        const want = conv2dReference(xv, wv, bv, act, s);
-        const fused = () => tf.fused.conv2d({ x: tf.tensor(xv, c.x) as tf.Tensor4D, filter: tf.tensor(wv, c.f) as tf.Tensor4D, strides: c.strides, pad: c.pad, dilations: c.dilations ?? 1, bias: tf.tensor1d(bv), activation: act });
-        const got = run(true, fused);
+    const ways = winogradFits(s, 'forward') ? [true, false] : [true];
+    for (const direct of ways) {
+      const how = ways.length > 1 ? (direct ? ' (direct)' : ' (Winograd F(2, 3))') : '';
+      it(`Conv2D${how}, ${name(c)}`, () => {
+        const want = direct || ways.length === 1 ? conv2dReference(xv, wv, null, 'linear', s) : conv2dWinogradReference(xv, wv, null, 'linear', s);
+        const got = run(true, () => conv(tf.tensor(xv, c.x), tf.tensor(wv, c.f)), direct);
         assert.deepEqual(bits(got), bits(want));
-        assert.ok(relError(got, run(false, fused), true) < 1e-5, 'differs from XNNPACK beyond float tolerance');
+        const before = run(false, () => conv(tf.tensor(xv, c.x), tf.tensor(wv, c.f)));
+        assert.ok(relError(got, before, true) < 1e-5, 'differs from XNNPACK beyond float tolerance');
       });
+
+      for (const act of ['linear', 'relu', 'relu6'] as ConvActivation[]) {
+        it(`FusedConv2D${how} with a bias and ${act}, ${name(c)}`, () => {
+          const bv = randomValues(c.f[3], s0 + 2).map((v) => v * 4);
+          const want = direct || ways.length === 1 ? conv2dReference(xv, wv, bv, act, s) : conv2dWinogradReference(xv, wv, bv, act, s);
+          const fused = () => tf.fused.conv2d({ x: tf.tensor(xv, c.x) as tf.Tensor4D, filter: tf.tensor(wv, c.f) as tf.Tensor4D, strides: c.strides, pad: c.pad, dilations: c.dilations ?? 1, bias: tf.tensor1d(bv), activation: act });
+          const got = run(true, fused, direct);
+          assert.deepEqual(bits(got), bits(want));
+          assert.ok(relError(got, run(false, fused), true) < 1e-5, 'differs from XNNPACK beyond float tolerance');
+        });
+      }
     }
 
     if (c.dilations) continue; // tfjs' gradients take dilation 1 only
@@ -129,13 +143,17 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
       assert.ok(relError(got, run(false, grad), true) < 1e-5, 'differs from the column-matrix path beyond float tolerance');
     });
 
-    it(`Conv2DBackpropInput, ${name(c)}`, () => {
-      const want = conv2dInputGradReference(dyv, wv, s);
-      const grad = () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(wv, c.f) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x } as unknown as tf.NamedAttrMap) as tf.Tensor;
-      const got = run(true, grad);
-      assert.deepEqual(bits(got), bits(want));
-      assert.ok(relError(got, run(false, grad), true) < 1e-5, 'differs from the column-matrix path beyond float tolerance');
-    });
+    const inputWays = winogradFits(s, 'input') ? [true, false] : [true];
+    for (const direct of inputWays) {
+      const how = inputWays.length > 1 ? (direct ? ' (direct)' : ' (Winograd F(2, 3))') : '';
+      it(`Conv2DBackpropInput${how}, ${name(c)}`, () => {
+        const want = direct || inputWays.length === 1 ? conv2dInputGradReference(dyv, wv, s) : conv2dInputGradWinogradReference(dyv, wv, s);
+        const grad = () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(wv, c.f) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x } as unknown as tf.NamedAttrMap) as tf.Tensor;
+        const got = run(true, grad, direct);
+        assert.deepEqual(bits(got), bits(want));
+        assert.ok(relError(got, run(false, grad), true) < 1e-5, 'differs from the column-matrix path beyond float tolerance');
+      });
+    }
   }
 
   it('FusedConv2D with an activation the kernels lack (sigmoid) keeps the stock kernel, and its values', () => {
@@ -167,6 +185,26 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
       } finally {
         convLimits.indirectionEntries = entries;
       }
+    }
+  });
+
+  it('Winograd\'s F(2, 3) gives the same bits with its rows in chunks (transforms past kernelLimits.columnFloats)', () => {
+    const budget = kernelLimits.columnFloats;
+    const c = CASES.find((x) => x.x[2] === 6 && x.f[2] === 50) as Case;
+    const s = shapeOf(c);
+    assert.ok(winogradFits(s, 'forward') && winogradFits(s, 'input'));
+    const xv = randomValues(c.x.reduce((a, b) => a * b), 31);
+    const wv = randomValues(c.f.reduce((a, b) => a * b), 32);
+    const dyShape = [s.batch, s.outHeight, s.outWidth, s.outChannels];
+    const dyv = randomValues(dyShape.reduce((a, b) => a * b), 33);
+    kernelLimits.columnFloats = 1;
+    try {
+      const y = run(true, () => tf.conv2d(tf.tensor(xv, c.x) as tf.Tensor4D, tf.tensor(wv, c.f) as tf.Tensor4D, c.strides, c.pad));
+      const dx = run(true, () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(wv, c.f) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x } as unknown as tf.NamedAttrMap) as tf.Tensor);
+      assert.deepEqual(bits(y), bits(conv2dWinogradReference(xv, wv, null, 'linear', s)));
+      assert.deepEqual(bits(dx), bits(conv2dInputGradWinogradReference(dyv, wv, s)));
+    } finally {
+      kernelLimits.columnFloats = budget;
     }
   });
 

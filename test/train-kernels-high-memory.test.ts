@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
+import { conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits } from '../src/train/kernels/conv2d-winograd.ts';
 import { conv2dFilterGradReference, conv2dInputGradReference, conv2dReference, convLimits, convShapeOf } from '../src/train/kernels/conv2d.ts';
 import { runElementwise, runElementwiseJs, type ElementwiseProgram } from '../src/train/kernels/elementwise.ts';
 import { asWasm, offsetOf } from '../src/train/kernels/util.ts';
@@ -106,6 +107,23 @@ describe('wasm kernels past 2 GiB of memory', () => {
     runElementwiseJs(p, [xs, s, c], want);
     assert.deepEqual(Array.from(out.dataSync()), Array.from(want));
     tf.dispose([...tensors, out]);
+  });
+
+  it('the keyword model\'s convolutions by Winograd\'s F(2, 3) read and write tensors past 2 GiB', () => {
+    const xShape: [number, number, number, number] = [2, 1, 7, 8];
+    const fShape: [number, number, number, number] = [1, 3, 8, 12];
+    const sh = convShapeOf(tf.backend_util.computeConv2DInfo(xShape, fShape, 1, 1, 'same'));
+    assert.ok(winogradFits(sh, 'forward') && winogradFits(sh, 'input'));
+    const xs = Float32Array.from({ length: 2 * 7 * 8 }, (_, i) => Math.sin(i));
+    const ws = Float32Array.from({ length: 3 * 8 * 12 }, (_, i) => Math.cos(i));
+    const dys = Float32Array.from({ length: 2 * 7 * 12 }, (_, i) => Math.sin(i * 0.3));
+    const bias = Float32Array.from({ length: 12 }, (_, i) => i / 8 - 0.5);
+    const [x, w, dy, b] = [above(tf.tensor(xs, xShape)), above(tf.tensor(ws, fShape)), above(tf.tensor(dys, [2, 1, 7, 12])), above(tf.tensor1d(bias))];
+    const y = above(tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: 1, pad: 'same', bias: b, activation: 'relu' }));
+    const dx = above(tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', inputShape: xShape } as unknown as tf.NamedAttrMap) as tf.Tensor);
+    assert.deepEqual(Array.from(y.dataSync()), Array.from(conv2dWinogradReference(xs, ws, bias, 'relu', sh)));
+    assert.deepEqual(Array.from(dx.dataSync()), Array.from(conv2dInputGradWinogradReference(dys, ws, sh)));
+    tf.dispose([x, w, dy, b, y, dx]);
   });
 
   for (const chunked of [false, true]) it(`the convolutions and their gradients read and write tensors past 2 GiB${chunked ? ', a batch item at a time' : ''}`, () => {

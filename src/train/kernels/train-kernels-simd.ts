@@ -69,6 +69,10 @@ export interface TrainKernelExports {
   conv_gather_gemm(ind: number, P: number, T: number, C: number, w: number, N: number, out: number, bias: number, act: number): void;
   conv_filter_per_tap_transpose(w: number, wt: number, T: number, C: number, N: number): void;
   conv_filter_grad(ind: number, P: number, T: number, C: number, dy: number, N: number, dw: number, accumulate: number): void;
+  /** Winograd's F(2, 3) along the width (conv2d.c): input, filter and output transforms. */
+  winograd_input(x: number, U: number, rows: number, W: number, C: number, OW: number, pl: number): void;
+  winograd_filter(g: number, G: number, C: number, N: number, flip: number): void;
+  winograd_output(M: number, y: number, bias: number, act: number, rows: number, OW: number, N: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */
