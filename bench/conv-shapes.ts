@@ -116,7 +116,7 @@ for (const [what, xShape, fShape, strides, pad] of SHAPES) {
   gemmMs.shift();
   for (const kernel of ['Conv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput'] as const) {
     const ms = { ours: [] as number[], direct: [] as number[], before: [] as number[] };
-    const winograd = kernel !== 'Conv2DBackpropFilter' && winogradFits(convShapeOf(info), kernel === 'Conv2D' ? 'forward' : 'input');
+    const winograd = winogradFits(convShapeOf(info), kernel === 'Conv2D' ? 'forward' : kernel === 'Conv2DBackpropFilter' ? 'filter' : 'input');
     const ways = (winograd ? ['ours', 'direct', 'before'] : ['ours', 'before']) as (keyof typeof ms)[];
     for (let r = 0; r < reps + 1; r++) {
       for (const way of r % 2 ? ways.slice().reverse() : ways) {

@@ -24,7 +24,7 @@ import {
   type ConvActivation,
   type ConvShape,
 } from '../src/train/kernels/conv2d.ts';
-import { conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits, winogradSwitch } from '../src/train/kernels/conv2d-winograd.ts';
+import { conv2dFilterGradWinogradReference, conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits, winogradSwitch } from '../src/train/kernels/conv2d-winograd.ts';
 import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
 import { asWasm, kernelLimits } from '../src/train/kernels/util.ts';
 import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
@@ -135,13 +135,17 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
     const dyv = randomValues(s.batch * s.outHeight * s.outWidth * s.outChannels, s0 + 3);
     const dyShape = [s.batch, s.outHeight, s.outWidth, s.outChannels];
 
-    it(`Conv2DBackpropFilter, ${name(c)}`, () => {
-      const want = conv2dFilterGradReference(xv, dyv, s);
-      const grad = () => tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, c.x), dy: tf.tensor(dyv, dyShape) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap) as tf.Tensor;
-      const got = run(true, grad);
-      assert.deepEqual(bits(got), bits(want));
-      assert.ok(relError(got, run(false, grad), true) < 1e-5, 'differs from the column-matrix path beyond float tolerance');
-    });
+    const filterWays = winogradFits(s, 'filter') ? [true, false] : [true];
+    for (const direct of filterWays) {
+      const how = filterWays.length > 1 ? (direct ? ' (direct)' : ' (Winograd F(2, 3))') : '';
+      it(`Conv2DBackpropFilter${how}, ${name(c)}`, () => {
+        const want = direct || filterWays.length === 1 ? conv2dFilterGradReference(xv, dyv, s) : conv2dFilterGradWinogradReference(xv, dyv, s);
+        const grad = () => tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, c.x), dy: tf.tensor(dyv, dyShape) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap) as tf.Tensor;
+        const got = run(true, grad, direct);
+        assert.deepEqual(bits(got), bits(want));
+        assert.ok(relError(got, run(false, grad), true) < 1e-5, 'differs from the column-matrix path beyond float tolerance');
+      });
+    }
 
     const inputWays = winogradFits(s, 'input') ? [true, false] : [true];
     for (const direct of inputWays) {
@@ -203,6 +207,8 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
       const dx = run(true, () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(wv, c.f) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x } as unknown as tf.NamedAttrMap) as tf.Tensor);
       assert.deepEqual(bits(y), bits(conv2dWinogradReference(xv, wv, null, 'linear', s)));
       assert.deepEqual(bits(dx), bits(conv2dInputGradWinogradReference(dyv, wv, s)));
+      const dw = run(true, () => tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, c.x), dy: tf.tensor(dyv, dyShape) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap) as tf.Tensor);
+      assert.deepEqual(bits(dw), bits(conv2dFilterGradWinogradReference(xv, dyv, s)));
     } finally {
       kernelLimits.columnFloats = budget;
     }

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
-import { conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits } from '../src/train/kernels/conv2d-winograd.ts';
+import { conv2dFilterGradWinogradReference, conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits } from '../src/train/kernels/conv2d-winograd.ts';
 import { conv2dFilterGradReference, conv2dInputGradReference, conv2dReference, convLimits, convShapeOf } from '../src/train/kernels/conv2d.ts';
 import { runElementwise, runElementwiseJs, type ElementwiseProgram } from '../src/train/kernels/elementwise.ts';
 import { asWasm, offsetOf } from '../src/train/kernels/util.ts';
@@ -113,7 +113,7 @@ describe('wasm kernels past 2 GiB of memory', () => {
     const xShape: [number, number, number, number] = [2, 1, 7, 8];
     const fShape: [number, number, number, number] = [1, 3, 8, 12];
     const sh = convShapeOf(tf.backend_util.computeConv2DInfo(xShape, fShape, 1, 1, 'same'));
-    assert.ok(winogradFits(sh, 'forward') && winogradFits(sh, 'input'));
+    assert.ok(winogradFits(sh, 'forward') && winogradFits(sh, 'filter') && winogradFits(sh, 'input'));
     const xs = Float32Array.from({ length: 2 * 7 * 8 }, (_, i) => Math.sin(i));
     const ws = Float32Array.from({ length: 3 * 8 * 12 }, (_, i) => Math.cos(i));
     const dys = Float32Array.from({ length: 2 * 7 * 12 }, (_, i) => Math.sin(i * 0.3));
@@ -123,7 +123,9 @@ describe('wasm kernels past 2 GiB of memory', () => {
     const dx = above(tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', inputShape: xShape } as unknown as tf.NamedAttrMap) as tf.Tensor);
     assert.deepEqual(Array.from(y.dataSync()), Array.from(conv2dWinogradReference(xs, ws, bias, 'relu', sh)));
     assert.deepEqual(Array.from(dx.dataSync()), Array.from(conv2dInputGradWinogradReference(dys, ws, sh)));
-    tf.dispose([x, w, dy, b, y, dx]);
+    const dw = above(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', filterShape: fShape } as unknown as tf.NamedAttrMap) as tf.Tensor);
+    assert.deepEqual(Array.from(dw.dataSync()), Array.from(conv2dFilterGradWinogradReference(xs, dys, sh)));
+    tf.dispose([x, w, dy, b, y, dx, dw]);
   });
 
   for (const chunked of [false, true]) it(`the convolutions and their gradients read and write tensors past 2 GiB${chunked ? ', a batch item at a time' : ''}`, () => {

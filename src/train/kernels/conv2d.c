@@ -368,3 +368,46 @@ void winograd_output(const float *M, float *y, const float *bias, int act, int r
       }
     }
 }
+
+/*
+ * The filter gradient by F(2, 3): per tile of two outputs, dy's transform
+ * V = (dy0, dy0 + dy1, dy0 - dy1, -dy1) (dy1 = 0 past an odd row's end), W_e = sum over tiles of
+ * U_e ⊗ V_e (conv_filter_grad over U_e's rows, in order of tiles), then
+ * dw0 = (W0 + W1 · 0.5) + W2 · 0.5, dw1 = W1 · 0.5 - W2 · 0.5, dw2 = (W1 · 0.5 + W2 · 0.5) + W3.
+ */
+__attribute__((export_name("winograd_dy")))
+void winograd_dy(const float *dy, float *V, int rows, int OW, int N) {
+  const int tpr = (OW + 1) / 2;
+  const int plane = rows * tpr * N;
+  for (int r = 0; r < rows; r++)
+    for (int i = 0; i < tpr; i++) {
+      const float *d0 = dy + (r * OW + 2 * i) * N;
+      const int two = 2 * i + 1 < OW;
+      float *v = V + (r * tpr + i) * N;
+      int o = 0;
+      for (; o + 4 <= N; o += 4) {
+        const v128_t a = wasm_v128_load(d0 + o), b = two ? wasm_v128_load(d0 + N + o) : wasm_f32x4_splat(0.0f);
+        wasm_v128_store(v + o, a);
+        wasm_v128_store(v + plane + o, wasm_f32x4_add(a, b));
+        wasm_v128_store(v + 2 * plane + o, wasm_f32x4_sub(a, b));
+        wasm_v128_store(v + 3 * plane + o, wasm_f32x4_neg(b));
+      }
+      for (; o < N; o++) {
+        const float a = d0[o], b = two ? d0[N + o] : 0.0f;
+        v[o] = a;
+        v[plane + o] = a + b;
+        v[2 * plane + o] = a - b;
+        v[3 * plane + o] = -b;
+      }
+    }
+}
+
+__attribute__((export_name("winograd_filter_grad")))
+void winograd_filter_grad(const float *Wt, float *dw, int n) {
+  for (int j = 0; j < n; j++) {
+    const float w0 = Wt[j], w1 = Wt[n + j] * 0.5f, w2 = Wt[2 * n + j] * 0.5f, w3 = Wt[3 * n + j];
+    dw[j] = (w0 + w1) + w2;
+    dw[n + j] = w1 - w2;
+    dw[2 * n + j] = (w1 + w2) + w3;
+  }
+}

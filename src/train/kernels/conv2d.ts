@@ -8,7 +8,7 @@
  * tensors in place.
  *
  * Convolutions of 3 taps along the width at stride 1 (the keyword model's) run as Winograd's F(2, 3)
- * instead, forward and input gradient (conv2d-winograd.ts): 1.5x fewer multiply-adds.
+ * instead, forward and both gradients (conv2d-winograd.ts): 1.5x fewer multiply-adds.
  *
  * The kernels cover the convolutions {@link convInWasmCovers} names; the others keep the paths
  * from before. Every output is summed in a fixed order (conv2d.c), so the same inputs give the
@@ -17,7 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import { conv2dInputGradWinograd, conv2dWinograd, winogradFits } from './conv2d-winograd.ts';
+import { conv2dFilterGradWinograd, conv2dInputGradWinograd, conv2dWinograd, winogradFits } from './conv2d-winograd.ts';
 import { simdKernelSwitch, trainKernels, type TrainKernelExports } from './train-kernels-simd.ts';
 import { asWasm, dispose, f32, offsetOf, sizeOf, stockKernel, WASM, type WasmBackendLike } from './util.ts';
 
@@ -162,6 +162,7 @@ export function conv2dInWasm(
  * batch items continues the sums of the one before, in order: the bits of one pass.
  */
 export function conv2dFilterGradInWasm(backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, dy: TensorInfo, s: ConvShape): TensorInfo {
+  if (winogradFits(s, 'filter')) return conv2dFilterGradWinograd(backend, k, x, dy, s);
   const perItem = s.outHeight * s.outWidth;
   const T = s.filterHeight * s.filterWidth;
   const nb = itemsPerChunk(s.batch, perItem, T);
