@@ -5,8 +5,8 @@
  * 1x1 filters, a filter wider than its input, output channels not a multiple of 4 or 8, batches
  * not a multiple of 4, positions in several blocks), and agree within float tolerance with the paths from before
  * (simdKernelSwitch.convInWasm off: XNNPACK and the column matrix), an independent implementation;
- * convolutions of 3 taps along the width at stride 1 give the bits of the Winograd F(2, 3) twin
- * (conv2d-winograd.ts), and with it off the direct twin's.
+ * convolutions of 3 taps along the width at stride 1 give the bits of the Winograd F(2, 3) or
+ * F(4, 3) twin (conv2d-winograd.ts), and with it off the direct twin's.
  * The keyword model's compiled step runs its convolutions' bias adds in these kernels' epilogue
  * (src/train/compiled/epilogue.ts) and keeps the eager step's payload bytes.
  */
@@ -24,7 +24,7 @@ import {
   type ConvActivation,
   type ConvShape,
 } from '../src/train/kernels/conv2d.ts';
-import { conv2dFilterGradWinogradReference, conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits, winogradSwitch } from '../src/train/kernels/conv2d-winograd.ts';
+import { conv2dFilterGradWinogradReference, conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits, winogradRowsReference, winogradSwitch } from '../src/train/kernels/conv2d-winograd.ts';
 import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
 import { asWasm, kernelLimits } from '../src/train/kernels/util.ts';
 import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
@@ -110,7 +110,7 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
 
     const ways = winogradFits(s, 'forward') ? [true, false] : [true];
     for (const direct of ways) {
-      const how = ways.length > 1 ? (direct ? ' (direct)' : ' (Winograd F(2, 3))') : '';
+      const how = ways.length > 1 ? (direct ? ' (direct)' : ' (Winograd)') : '';
       it(`Conv2D${how}, ${name(c)}`, () => {
         const want = direct || ways.length === 1 ? conv2dReference(xv, wv, null, 'linear', s) : conv2dWinogradReference(xv, wv, null, 'linear', s);
         const got = run(true, () => conv(tf.tensor(xv, c.x), tf.tensor(wv, c.f)), direct);
@@ -137,7 +137,7 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
 
     const filterWays = winogradFits(s, 'filter') ? [true, false] : [true];
     for (const direct of filterWays) {
-      const how = filterWays.length > 1 ? (direct ? ' (direct)' : ' (Winograd F(2, 3))') : '';
+      const how = filterWays.length > 1 ? (direct ? ' (direct)' : ' (Winograd)') : '';
       it(`Conv2DBackpropFilter${how}, ${name(c)}`, () => {
         const want = direct || filterWays.length === 1 ? conv2dFilterGradReference(xv, dyv, s) : conv2dFilterGradWinogradReference(xv, dyv, s);
         const grad = () => tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, c.x), dy: tf.tensor(dyv, dyShape) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap) as tf.Tensor;
@@ -149,7 +149,7 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
 
     const inputWays = winogradFits(s, 'input') ? [true, false] : [true];
     for (const direct of inputWays) {
-      const how = inputWays.length > 1 ? (direct ? ' (direct)' : ' (Winograd F(2, 3))') : '';
+      const how = inputWays.length > 1 ? (direct ? ' (direct)' : ' (Winograd)') : '';
       it(`Conv2DBackpropInput${how}, ${name(c)}`, () => {
         const want = direct || inputWays.length === 1 ? conv2dInputGradReference(dyv, wv, s) : conv2dInputGradWinogradReference(dyv, wv, s);
         const grad = () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(wv, c.f) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x } as unknown as tf.NamedAttrMap) as tf.Tensor;
@@ -192,7 +192,39 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
     }
   });
 
-  it('Winograd\'s F(2, 3) gives the same bits with its rows in chunks (transforms past kernelLimits.columnFloats)', () => {
+  for (const tile of [2, 4] as const) {
+    it(`Winograd's F(${tile}, 3) on every shape it fits gives its twin's bits (forward, fused, both gradients)`, () => {
+      winogradSwitch.tile = tile;
+      try {
+        let n = 0;
+        for (const [i, c] of CASES.entries()) {
+          const s = shapeOf(c);
+          if (!winogradFits(s, 'forward')) continue;
+          n++;
+          const xv = randomValues(c.x.reduce((a, b) => a * b), 40 + i);
+          const wv = randomValues(c.f.reduce((a, b) => a * b), 60 + i);
+          const bv = randomValues(c.f[3], 80 + i);
+          const dyShape = [s.batch, s.outHeight, s.outWidth, s.outChannels];
+          const dyv = randomValues(dyShape.reduce((a, b) => a * b), 90 + i);
+          const attrs = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC' };
+          const fused = run(true, () => tf.fused.conv2d({ x: tf.tensor(xv, c.x) as tf.Tensor4D, filter: tf.tensor(wv, c.f) as tf.Tensor4D, strides: c.strides, pad: c.pad, bias: tf.tensor1d(bv), activation: 'relu' }));
+          assert.deepEqual(bits(fused), bits(winogradRowsReference(xv, wv, false, s.batch * s.inHeight, s.inWidth, s.inChannels, s.outWidth, s.outChannels, s.padLeft, bv, 'relu', tile)), name(c));
+          const dw = run(true, () => tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, c.x), dy: tf.tensor(dyv, dyShape) }, { ...attrs, filterShape: c.f } as unknown as tf.NamedAttrMap) as tf.Tensor);
+          assert.deepEqual(bits(dw), bits(conv2dFilterGradWinogradReference(xv, dyv, s, tile)), name(c));
+          assert.ok(relError(dw, conv2dFilterGradReference(xv, dyv, s), true) < 1e-5, `${name(c)}: the filter gradient differs from the direct sums beyond float tolerance`);
+          if (winogradFits(s, 'input')) {
+            const dx = run(true, () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(wv, c.f) }, { ...attrs, inputShape: c.x } as unknown as tf.NamedAttrMap) as tf.Tensor);
+            assert.ok(relError(dx, conv2dInputGradReference(dyv, wv, s), true) < 1e-5, `${name(c)}: the input gradient differs from the direct sums beyond float tolerance`);
+          }
+        }
+        assert.ok(n >= 4, `${n} shapes fit`);
+      } finally {
+        winogradSwitch.tile = 'auto';
+      }
+    });
+  }
+
+  it('Winograd\'s F(m, 3) gives the same bits with its rows in chunks (transforms past kernelLimits.columnFloats)', () => {
     const budget = kernelLimits.columnFloats;
     const c = CASES.find((x) => x.x[2] === 6 && x.f[2] === 50) as Case;
     const s = shapeOf(c);

@@ -1,12 +1,13 @@
 /**
- * Winograd's F(2, 3) for the convolutions of 3 taps along the width at stride 1 (conv2d.c's
- * winograd_*): the keyword model's temporal layers (as tfjs runs a conv1d: a [1, 3, in, out]
- * filter over [batch, 1, frames, channels]), their input gradients, which are the same kind of
- * convolution over dy with the taps reversed, and their filter gradients (the algorithm's adjoint). Two outputs from four inputs with 4 products where
- * the direct sum takes 6: 4 matrix products (conv2d.c's gathered product over the rows of the
- * transformed input, each sum over the input channels in order from 0), between an input and an
- * output transform. Other rounding than the direct sum (conv2d.c's gather), the same for the same
- * inputs; the twin below computes the same float32 steps.
+ * Winograd's F(m, 3) for the convolutions of 3 taps along the width at stride 1 (conv2d.c's
+ * winograd_* and winograd4_*): the keyword model's temporal layers (as tfjs runs a conv1d: a
+ * [1, 3, in, out] filter over [batch, 1, frames, channels]), their input gradients, which are the
+ * same kind of convolution over dy with the taps reversed, and their filter gradients (the
+ * algorithm's adjoint). F(2, 3) makes two outputs from four inputs with 4 products, F(4, 3) four
+ * from six with 6, where the direct sum takes 6 and 12: m + 2 matrix products (conv2d.c's gathered
+ * product over the rows of the transformed input, each sum over the input channels in order from
+ * 0), between an input and an output transform. Other rounding than the direct sum (conv2d.c's
+ * gather), the same for the same inputs; the twin below computes the same float32 steps.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import type { ConvActivation, ConvShape } from './conv2d.ts';
@@ -16,11 +17,26 @@ import { dispose, kernelLimits, offsetOf, type WasmBackendLike } from './util.ts
 /** The epilogue activations as conv2d.c numbers them. */
 const ACT = { linear: 0, relu: 1, relu6: 2 } as const;
 
-/** Switch for tests and benchmarks: false runs these convolutions as direct sums (conv2d.c's gather). */
-export const winogradSwitch = { enabled: true };
+/**
+ * Switch for tests and benchmarks: `enabled` false runs these convolutions as direct sums
+ * (conv2d.c's gather); `tile` the outputs a tile, F(2, 3) or F(4, 3), or 'auto' ({@link tileFor}).
+ */
+export const winogradSwitch = { enabled: true, tile: 'auto' as 'auto' | 2 | 4 };
 
 /**
- * Whether F(2, 3) runs this call: a [1, 3] filter, stride and dilation 1, no padding along the
+ * The tile for rows of `OW` outputs: F(4, 3) where it takes fewer products a row than F(2, 3)
+ * (ceil(OW / 4)·6 against ceil(OW / 2)·4; its transforms cost more), else F(2, 3). Measured
+ * (bench/conv-shapes.ts): F(4, 3) 1.3-1.8x the direct sums on the keyword model's rows of 25 and 12,
+ * F(2, 3) 1.2-1.5x; on rows of 6, where F(4, 3) computes 8 outputs for 6, 1.03-1.4x against
+ * F(2, 3)'s 1.2-1.5x.
+ */
+export function tileFor(OW: number): 2 | 4 {
+  if (winogradSwitch.tile !== 'auto') return winogradSwitch.tile;
+  return Math.ceil(OW / 4) * 6 < Math.ceil(OW / 2) * 4 ? 4 : 2;
+}
+
+/**
+ * Whether F(m, 3) runs this call: a [1, 3] filter, stride and dilation 1, no padding along the
  * height; for the input gradient a left padding of at most 2 (the reversed convolution's is 2 - it).
  */
 export function winogradFits(s: ConvShape, kind: 'forward' | 'filter' | 'input'): boolean {
@@ -29,8 +45,15 @@ export function winogradFits(s: ConvShape, kind: 'forward' | 'filter' | 'input')
   return kind !== 'input' || s.padLeft <= 2;
 }
 
+/** The kernels of one tile size. */
+function kernelsOf(k: TrainKernelExports, tile: 2 | 4) {
+  return tile === 2
+    ? { input: k.winograd_input, filter: k.winograd_filter, output: k.winograd_output, dy: k.winograd_dy, filterGrad: k.winograd_filter_grad }
+    : { input: k.winograd4_input, filter: k.winograd4_filter, output: k.winograd4_output, dy: k.winograd4_dy, filterGrad: k.winograd4_filter_grad };
+}
+
 /**
- * One F(2, 3) convolution along rows: `rows` rows of `W` positions by `C` channels at `src`, a
+ * One F(m, 3) convolution along rows: `rows` rows of `W` positions by `C` channels at `src`, a
  * [3, C, N] filter (or, with `flip`, taps reversed from a [3, C, N] table), `pl` zeros on the
  * left; writes `rows` rows of `OW` by `N` at `dst`. Rows in chunks whose transforms fit
  * kernelLimits.columnFloats (rows are independent: the same bits).
@@ -39,33 +62,33 @@ function winogradRows(
   backend: WasmBackendLike, k: TrainKernelExports, srcAt: number, filterAt: number, flip: boolean, dstAt: number,
   rows: number, W: number, C: number, OW: number, N: number, pl: number, biasAt: number, act: number,
 ): void {
-  const tpr = (OW + 1) >> 1;
-  const chunk = Math.max(1, Math.min(rows, Math.floor(kernelLimits.columnFloats / Math.max(1, 4 * tpr * (C + N)))));
-  const G = backend.makeOutput([4 * C * N], 'float32');
-  const U = backend.makeOutput([4 * chunk * tpr * C], 'float32');
-  const M = backend.makeOutput([4 * chunk * tpr * N], 'float32');
+  const tile = tileFor(OW);
+  const wk = kernelsOf(k, tile);
+  const E = tile + 2;
+  const tpr = Math.ceil(OW / tile);
+  const chunk = Math.max(1, Math.min(rows, Math.floor(kernelLimits.columnFloats / Math.max(1, E * tpr * (C + N)))));
+  const G = backend.makeOutput([E * C * N], 'float32');
+  const U = backend.makeOutput([E * chunk * tpr * C], 'float32');
+  const M = backend.makeOutput([E * chunk * tpr * N], 'float32');
   const ind = backend.makeOutput([chunk * tpr], 'int32');
   const [gAt, uAt, mAt, indAt] = [offsetOf(backend, G), offsetOf(backend, U), offsetOf(backend, M), offsetOf(backend, ind)];
-  k.winograd_filter(filterAt, gAt, C, N, flip ? 1 : 0);
+  wk.filter(filterAt, gAt, C, N, flip ? 1 : 0);
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const n = Math.min(chunk, rows - r0);
     const tiles = n * tpr;
-    k.winograd_input(srcAt + 4 * r0 * W * C, uAt, n, W, C, OW, pl);
-    for (let e = 0; e < 4; e++) {
+    wk.input(srcAt + 4 * r0 * W * C, uAt, n, W, C, OW, pl);
+    for (let e = 0; e < E; e++) {
       // M_e = U_e · G_e: the gathered product of one tap over the rows of U_e (no padding: `zero` unused).
       const ue = uAt + 4 * e * tiles * C;
       k.conv_indirection(ue, ue, indAt, 1, 1, tiles, C, 1, tiles, 1, 1, 1, 1, 1, 1, 0, 0);
       k.conv_gather_gemm(indAt, tiles, 1, C, gAt + 4 * e * C * N, N, mAt + 4 * e * tiles * N, 0, 0);
     }
-    k.winograd_output(mAt, dstAt + 4 * r0 * OW * N, biasAt, act, n, OW, N);
+    wk.output(mAt, dstAt + 4 * r0 * OW * N, biasAt, act, n, OW, N);
   }
-  dispose(backend, G);
-  dispose(backend, U);
-  dispose(backend, M);
-  dispose(backend, ind);
+  for (const t of [G, U, M, ind]) dispose(backend, t);
 }
 
-/** y = act(conv(x, w) + bias) by F(2, 3); the caller checked {@link winogradFits}. */
+/** y = act(conv(x, w) + bias) by F(m, 3); the caller checked {@link winogradFits}. */
 export function conv2dWinograd(
   backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, w: TensorInfo, bias: TensorInfo | null, act: ConvActivation, s: ConvShape,
 ): TensorInfo {
@@ -74,7 +97,7 @@ export function conv2dWinograd(
   return y;
 }
 
-/** dx by F(2, 3) over dy with the filter's taps reversed and its channels swapped; the caller checked {@link winogradFits}. */
+/** dx by F(m, 3) over dy with the filter's taps reversed and its channels swapped; the caller checked {@link winogradFits}. */
 export function conv2dInputGradWinograd(backend: WasmBackendLike, k: TrainKernelExports, dy: TensorInfo, w: TensorInfo, s: ConvShape): TensorInfo {
   const dx = backend.makeOutput([s.batch, s.inHeight, s.inWidth, s.inChannels], 'float32');
   const wt = backend.makeOutput([3 * s.outChannels * s.inChannels], 'float32');
@@ -85,41 +108,45 @@ export function conv2dInputGradWinograd(backend: WasmBackendLike, k: TrainKernel
 }
 
 /**
- * dw [1, 3, CI, CO] by F(2, 3): the transforms of x's and dy's tiles, the 4 products summed over
- * the tiles in order (conv2d.c's filter gradient over the rows of U_e, continuing from one chunk
- * of rows to the next), then the filter transform's adjoint. The caller checked {@link winogradFits}.
+ * dw [1, 3, CI, CO] by F(m, 3): the transforms of x's and dy's tiles, the m + 2 products summed
+ * over the tiles in order (conv2d.c's filter gradient over the rows of U_e, continuing from one
+ * chunk of rows to the next), then the filter transform's adjoint. The caller checked {@link winogradFits}.
  */
 export function conv2dFilterGradWinograd(backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, dy: TensorInfo, s: ConvShape): TensorInfo {
   const { inWidth: W, inChannels: C, outWidth: OW, outChannels: N } = s;
+  const tile = tileFor(OW);
+  const wk = kernelsOf(k, tile);
+  const E = tile + 2;
   const rows = s.batch * s.inHeight;
-  const tpr = (OW + 1) >> 1;
-  const chunk = Math.max(1, Math.min(rows, Math.floor(kernelLimits.columnFloats / Math.max(1, 4 * tpr * (C + N)))));
+  const tpr = Math.ceil(OW / tile);
+  const chunk = Math.max(1, Math.min(rows, Math.floor(kernelLimits.columnFloats / Math.max(1, E * tpr * (C + N)))));
   const dw = backend.makeOutput([1, 3, C, N], 'float32');
-  const Wt = backend.makeOutput([4 * C * N], 'float32');
-  const U = backend.makeOutput([4 * chunk * tpr * C], 'float32');
-  const V = backend.makeOutput([4 * chunk * tpr * N], 'float32');
+  const Wt = backend.makeOutput([E * C * N], 'float32');
+  const U = backend.makeOutput([E * chunk * tpr * C], 'float32');
+  const V = backend.makeOutput([E * chunk * tpr * N], 'float32');
   const ind = backend.makeOutput([chunk * tpr], 'int32');
   const [xAt, dyAt, wAt, uAt, vAt, indAt] = [x, dy, Wt, U, V, ind].map((t) => offsetOf(backend, t));
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const n = Math.min(chunk, rows - r0);
     const tiles = n * tpr;
-    k.winograd_input(xAt + 4 * r0 * W * C, uAt, n, W, C, OW, s.padLeft);
-    k.winograd_dy(dyAt + 4 * r0 * OW * N, vAt, n, OW, N);
-    for (let e = 0; e < 4; e++) {
+    wk.input(xAt + 4 * r0 * W * C, uAt, n, W, C, OW, s.padLeft);
+    wk.dy(dyAt + 4 * r0 * OW * N, vAt, n, OW, N);
+    for (let e = 0; e < E; e++) {
       const ue = uAt + 4 * e * tiles * C;
       k.conv_indirection(ue, ue, indAt, 1, 1, tiles, C, 1, tiles, 1, 1, 1, 1, 1, 1, 0, 0);
       k.conv_filter_grad(indAt, tiles, 1, C, vAt + 4 * e * tiles * N, N, wAt + 4 * e * C * N, r0 > 0 ? 1 : 0);
     }
   }
-  k.winograd_filter_grad(wAt, offsetOf(backend, dw), C * N);
+  wk.filterGrad(wAt, offsetOf(backend, dw), C * N);
   for (const t of [Wt, U, V, ind]) dispose(backend, t);
   return dw;
 }
 
 // ---------------------------------------------------------------------------------------------
-// The scalar twin: the same float32 steps in the same order.
+// The scalar twin: the same float32 steps in the same order (conv2d.c's comments give them).
 
 const f = Math.fround;
+const [SIXTH, TWELFTH, TWENTYFOURTH] = [f(1 / 6), f(1 / 12), f(1 / 24)];
 
 function activate(v: number, act: ConvActivation): number {
   if (act === 'linear' || Number.isNaN(v)) return v;
@@ -127,46 +154,105 @@ function activate(v: number, act: ConvActivation): number {
   return act === 'relu6' && r > 6 ? 6 : r;
 }
 
+/** The input transform of one tile (tile + 2 values in, as many out). */
+function inputTransform(d: number[], tile: 2 | 4): number[] {
+  if (tile === 2) return [f(d[0] - d[2]), f(d[1] + d[2]), f(d[2] - d[1]), f(d[1] - d[3])];
+  return [
+    f(f(f(d[0] * 4) - f(d[2] * 5)) + d[4]),
+    f(f(d[3] + d[4]) - f(f(d[1] + d[2]) * 4)),
+    f(f(d[4] - d[3]) + f(f(d[1] - d[2]) * 4)),
+    f(f(d[4] - d[2]) + f(f(d[3] - d[1]) * 2)),
+    f(f(d[4] - d[2]) - f(f(d[3] - d[1]) * 2)),
+    f(f(f(d[1] * 4) - f(d[3] * 5)) + d[5]),
+  ];
+}
+
+/** The filter transform of one filter entry's three taps. */
+function filterTransform(g0: number, g1: number, g2: number, tile: 2 | 4): number[] {
+  if (tile === 2) return [g0, f(f(f(g0 + g1) + g2) * 0.5), f(f(f(g0 - g1) + g2) * 0.5), g2];
+  return [
+    f(g0 * 0.25),
+    f(f(f(g0 + g1) + g2) * -SIXTH),
+    f(f(f(g0 - g1) + g2) * -SIXTH),
+    f(f(f(g0 + f(g1 * 2)) + f(g2 * 4)) * TWENTYFOURTH),
+    f(f(f(g0 - f(g1 * 2)) + f(g2 * 4)) * TWENTYFOURTH),
+    g2,
+  ];
+}
+
+/** The output transform of one tile's products (tile outputs). */
+function outputTransform(m: number[], tile: 2 | 4): number[] {
+  if (tile === 2) return [f(f(m[0] + m[1]) + m[2]), f(f(m[1] - m[2]) - m[3])];
+  const [s12, d12, s34, d34] = [f(m[1] + m[2]), f(m[1] - m[2]), f(m[3] + m[4]), f(m[3] - m[4])];
+  return [f(f(m[0] + s12) + s34), f(d12 + f(d34 * 2)), f(s12 + f(s34 * 4)), f(f(d12 + f(d34 * 8)) + m[5])];
+}
+
+/** dy's transform of one tile (tile values in, tile + 2 out). */
+function dyTransform(d: number[], tile: 2 | 4): number[] {
+  if (tile === 2) return [d[0], f(d[0] + d[1]), f(d[0] - d[1]), -d[1]];
+  return [
+    d[0],
+    f(f(d[0] + d[1]) + f(d[2] + d[3])),
+    f(f(d[0] - d[1]) + f(d[2] - d[3])),
+    f(f(d[0] + f(d[1] * 2)) + f(f(d[2] * 4) + f(d[3] * 8))),
+    f(f(d[0] - f(d[1] * 2)) + f(f(d[2] * 4) - f(d[3] * 8))),
+    d[3],
+  ];
+}
+
+/** The filter transform's adjoint: the three taps' gradients from the tile + 2 sums. */
+function filterGradTransform(w: number[], tile: 2 | 4): number[] {
+  if (tile === 2) {
+    const [w1, w2] = [f(w[1] * 0.5), f(w[2] * 0.5)];
+    return [f(f(w[0] + w1) + w2), f(w1 - w2), f(f(w1 + w2) + w[3])];
+  }
+  const s12 = f(f(w[1] + w[2]) * SIXTH);
+  const s34 = f(w[3] + w[4]);
+  return [
+    f(f(f(w[0] * 0.25) - s12) + f(s34 * TWENTYFOURTH)),
+    f(f(f(w[2] - w[1]) * SIXTH) + f(f(w[3] - w[4]) * TWELFTH)),
+    f(f(f(s34 * SIXTH) - s12) + w[5]),
+  ];
+}
+
+/** The input transform of every tile of `rows` rows of W by C (zeros outside a row): U[e][tile][c]. */
+function transformInput(src: Float32Array, rows: number, W: number, C: number, OW: number, pl: number, tile: 2 | 4): Float32Array {
+  const E = tile + 2;
+  const tpr = Math.ceil(OW / tile);
+  const tiles = rows * tpr;
+  const U = new Float32Array(E * tiles * C);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < tpr; i++) {
+      for (let c = 0; c < C; c++) {
+        const d = Array.from({ length: E }, (_, q) => {
+          const at = tile * i - pl + q;
+          return at >= 0 && at < W ? src[(r * W + at) * C + c] : 0;
+        });
+        inputTransform(d, tile).forEach((u, e) => (U[(e * tiles + r * tpr + i) * C + c] = u));
+      }
+    }
+  }
+  return U;
+}
+
 /**
- * F(2, 3) along rows: `src` rows of W by C, `g` a [3, C, N] filter (taps reversed when `flip`),
+ * F(m, 3) along rows: `src` rows of W by C, `g` a [3, C, N] filter (taps reversed when `flip`),
  * `pl` zeros on the left; returns rows of OW by N.
  */
 export function winogradRowsReference(
   src: Float32Array, g: Float32Array, flip: boolean, rows: number, W: number, C: number, OW: number, N: number, pl: number,
-  bias: Float32Array | null, act: ConvActivation,
+  bias: Float32Array | null, act: ConvActivation, tile: 2 | 4 = tileFor(OW),
 ): Float32Array {
-  const tpr = (OW + 1) >> 1;
+  const E = tile + 2;
+  const tpr = Math.ceil(OW / tile);
   const tiles = rows * tpr;
-  const U = new Float32Array(4 * tiles * C);
-  for (let r = 0; r < rows; r++) {
-    for (let i = 0; i < tpr; i++) {
-      for (let c = 0; c < C; c++) {
-        const d = [0, 1, 2, 3].map((q) => {
-          const at = 2 * i - pl + q;
-          return at >= 0 && at < W ? src[(r * W + at) * C + c] : 0;
-        });
-        const t = (r * tpr + i) * C + c;
-        U[t] = f(d[0] - d[2]);
-        U[tiles * C + t] = f(d[1] + d[2]);
-        U[2 * tiles * C + t] = f(d[2] - d[1]);
-        U[3 * tiles * C + t] = f(d[1] - d[3]);
-      }
-    }
-  }
+  const U = transformInput(src, rows, W, C, OW, pl, tile);
   const n = C * N;
-  const G = new Float32Array(4 * n);
-  for (let j = 0; j < n; j++) {
-    const g0 = g[(flip ? 2 : 0) * n + j];
-    const g1 = g[n + j];
-    const g2 = g[(flip ? 0 : 2) * n + j];
-    G[j] = g0;
-    G[n + j] = f(f(f(g0 + g1) + g2) * 0.5);
-    G[2 * n + j] = f(f(f(g0 - g1) + g2) * 0.5);
-    G[3 * n + j] = g2;
-  }
+  const G = new Float32Array(E * n);
+  for (let j = 0; j < n; j++) filterTransform(g[(flip ? 2 : 0) * n + j], g[n + j], g[(flip ? 0 : 2) * n + j], tile).forEach((v, e) => (G[e * n + j] = v));
   // M_e = U_e · G_e, each output one sum over the channels in order from 0 (conv2d.c's gathered product).
-  const M = new Float32Array(4 * tiles * N);
-  for (let e = 0; e < 4; e++) {
+  const M = new Float32Array(E * tiles * N);
+  for (let e = 0; e < E; e++) {
     for (let t = 0; t < tiles; t++) {
       for (let o = 0; o < N; o++) {
         let sum = 0;
@@ -176,19 +262,13 @@ export function winogradRowsReference(
     }
   }
   const y = new Float32Array(rows * OW * N);
-  const plane = tiles * N;
   for (let r = 0; r < rows; r++) {
     for (let i = 0; i < tpr; i++) {
       for (let o = 0; o < N; o++) {
-        const m = (r * tpr + i) * N + o;
-        let a = f(f(M[m] + M[plane + m]) + M[2 * plane + m]);
-        let b = f(f(M[plane + m] - M[2 * plane + m]) - M[3 * plane + m]);
-        if (bias !== null) {
-          a = f(a + bias[o]);
-          b = f(b + bias[o]);
-        }
-        y[(r * OW + 2 * i) * N + o] = activate(a, act);
-        if (2 * i + 1 < OW) y[(r * OW + 2 * i + 1) * N + o] = activate(b, act);
+        const m = Array.from({ length: E }, (_, e) => M[(e * tiles + r * tpr + i) * N + o]);
+        outputTransform(m, tile).forEach((v, q) => {
+          if (tile * i + q < OW) y[(r * OW + tile * i + q) * N + o] = activate(bias === null ? v : f(v + bias[o]), act);
+        });
       }
     }
   }
@@ -196,39 +276,25 @@ export function winogradRowsReference(
 }
 
 /** The twin of {@link conv2dFilterGradWinograd}: x [B, H, W, CI], dy [B, H, OW, CO]; dw [1, 3, CI, CO]. */
-export function conv2dFilterGradWinogradReference(x: Float32Array, dy: Float32Array, s: ConvShape): Float32Array {
+export function conv2dFilterGradWinogradReference(x: Float32Array, dy: Float32Array, s: ConvShape, tile: 2 | 4 = tileFor(s.outWidth)): Float32Array {
   const { inWidth: W, inChannels: C, outWidth: OW, outChannels: N } = s;
+  const E = tile + 2;
   const rows = s.batch * s.inHeight;
-  const tpr = (OW + 1) >> 1;
+  const tpr = Math.ceil(OW / tile);
   const tiles = rows * tpr;
-  const U = new Float32Array(4 * tiles * C);
-  const V = new Float32Array(4 * tiles * N);
+  const U = transformInput(x, rows, W, C, OW, s.padLeft, tile);
+  const V = new Float32Array(E * tiles * N);
   for (let r = 0; r < rows; r++) {
     for (let i = 0; i < tpr; i++) {
-      const t = r * tpr + i;
-      for (let c = 0; c < C; c++) {
-        const d = [0, 1, 2, 3].map((q) => {
-          const at = 2 * i - s.padLeft + q;
-          return at >= 0 && at < W ? x[(r * W + at) * C + c] : 0;
-        });
-        U[t * C + c] = f(d[0] - d[2]);
-        U[(tiles + t) * C + c] = f(d[1] + d[2]);
-        U[(2 * tiles + t) * C + c] = f(d[2] - d[1]);
-        U[(3 * tiles + t) * C + c] = f(d[1] - d[3]);
-      }
       for (let o = 0; o < N; o++) {
-        const a = dy[(r * OW + 2 * i) * N + o];
-        const b = 2 * i + 1 < OW ? dy[(r * OW + 2 * i + 1) * N + o] : 0;
-        V[t * N + o] = a;
-        V[(tiles + t) * N + o] = f(a + b);
-        V[(2 * tiles + t) * N + o] = f(a - b);
-        V[(3 * tiles + t) * N + o] = -b;
+        const d = Array.from({ length: tile }, (_, q) => (tile * i + q < OW ? dy[(r * OW + tile * i + q) * N + o] : 0));
+        dyTransform(d, tile).forEach((v, e) => (V[(e * tiles + r * tpr + i) * N + o] = v));
       }
     }
   }
   const n = C * N;
-  const Wt = new Float32Array(4 * n);
-  for (let e = 0; e < 4; e++) {
+  const Wt = new Float32Array(E * n);
+  for (let e = 0; e < E; e++) {
     for (let c = 0; c < C; c++) {
       for (let o = 0; o < N; o++) {
         let sum = 0;
@@ -238,12 +304,7 @@ export function conv2dFilterGradWinogradReference(x: Float32Array, dy: Float32Ar
     }
   }
   const dw = new Float32Array(3 * n);
-  for (let j = 0; j < n; j++) {
-    const [w0, w1, w2, w3] = [Wt[j], f(Wt[n + j] * 0.5), f(Wt[2 * n + j] * 0.5), Wt[3 * n + j]];
-    dw[j] = f(f(w0 + w1) + w2);
-    dw[n + j] = f(w1 - w2);
-    dw[2 * n + j] = f(f(w1 + w2) + w3);
-  }
+  for (let j = 0; j < n; j++) filterGradTransform(Array.from({ length: E }, (_, e) => Wt[e * n + j]), tile).forEach((v, k) => (dw[k * n + j] = v));
   return dw;
 }
 

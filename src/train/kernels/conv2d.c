@@ -411,3 +411,175 @@ void winograd_filter_grad(const float *Wt, float *dw, int n) {
     dw[2 * n + j] = (w1 + w2) + w3;
   }
 }
+
+/*
+ * Winograd's F(4, 3) (points 0, ±1, ±2): four outputs from six inputs with 6 products where the
+ * direct sum takes 12. The same steps as F(2, 3) above with these transforms, in this order:
+ *
+ *   u0 = (d0·4 - d2·5) + d4        u1 = (d3 + d4) - (d1 + d2)·4   u2 = (d4 - d3) + (d1 - d2)·4
+ *   u3 = (d4 - d2) + (d3 - d1)·2   u4 = (d4 - d2) - (d3 - d1)·2   u5 = (d1·4 - d3·5) + d5
+ *   G0 = g0·¼  G1 = ((g0 + g1) + g2)·(-⅙)  G2 = ((g0 - g1) + g2)·(-⅙)
+ *   G3 = ((g0 + g1·2) + g2·4)·(1/24)  G4 = ((g0 - g1·2) + g2·4)·(1/24)  G5 = g2
+ *   y0 = (m0 + (m1 + m2)) + (m3 + m4)   y1 = (m1 - m2) + (m3 - m4)·2
+ *   y2 = (m1 + m2) + (m3 + m4)·4        y3 = ((m1 - m2) + (m3 - m4)·8) + m5
+ */
+static inline __attribute__((always_inline)) void w4_in(const v128_t *d, v128_t *u) {
+  const v128_t four = wasm_f32x4_splat(4.0f), five = wasm_f32x4_splat(5.0f), two = wasm_f32x4_splat(2.0f);
+  u[0] = wasm_f32x4_add(wasm_f32x4_sub(wasm_f32x4_mul(d[0], four), wasm_f32x4_mul(d[2], five)), d[4]);
+  u[1] = wasm_f32x4_sub(wasm_f32x4_add(d[3], d[4]), wasm_f32x4_mul(wasm_f32x4_add(d[1], d[2]), four));
+  u[2] = wasm_f32x4_add(wasm_f32x4_sub(d[4], d[3]), wasm_f32x4_mul(wasm_f32x4_sub(d[1], d[2]), four));
+  u[3] = wasm_f32x4_add(wasm_f32x4_sub(d[4], d[2]), wasm_f32x4_mul(wasm_f32x4_sub(d[3], d[1]), two));
+  u[4] = wasm_f32x4_sub(wasm_f32x4_sub(d[4], d[2]), wasm_f32x4_mul(wasm_f32x4_sub(d[3], d[1]), two));
+  u[5] = wasm_f32x4_add(wasm_f32x4_sub(wasm_f32x4_mul(d[1], four), wasm_f32x4_mul(d[3], five)), d[5]);
+}
+
+static inline void w4_in1(const float *d, float *u) {
+  u[0] = (d[0] * 4.0f - d[2] * 5.0f) + d[4];
+  u[1] = (d[3] + d[4]) - (d[1] + d[2]) * 4.0f;
+  u[2] = (d[4] - d[3]) + (d[1] - d[2]) * 4.0f;
+  u[3] = (d[4] - d[2]) + (d[3] - d[1]) * 2.0f;
+  u[4] = (d[4] - d[2]) - (d[3] - d[1]) * 2.0f;
+  u[5] = (d[1] * 4.0f - d[3] * 5.0f) + d[5];
+}
+
+/* U[e][tile][c] (e < 6), ceil(OW / 4) tiles a row. */
+__attribute__((export_name("winograd4_input")))
+void winograd4_input(const float *x, float *U, int rows, int W, int C, int OW, int pl) {
+  const int tpr = (OW + 3) / 4;
+  const int plane = rows * tpr * C;
+  for (int r = 0; r < rows; r++) {
+    const float *row = x + r * W * C;
+    for (int i = 0; i < tpr; i++) {
+      const int at = 4 * i - pl;
+      int inside[6];
+      for (int q = 0; q < 6; q++) inside[q] = at + q >= 0 && at + q < W;
+      float *u = U + (r * tpr + i) * C;
+      int c = 0;
+      for (; c + 4 <= C; c += 4) {
+        v128_t d[6], v[6];
+        for (int q = 0; q < 6; q++) d[q] = inside[q] ? wasm_v128_load(row + (at + q) * C + c) : wasm_f32x4_splat(0.0f);
+        w4_in(d, v);
+        for (int e = 0; e < 6; e++) wasm_v128_store(u + e * plane + c, v[e]);
+      }
+      for (; c < C; c++) {
+        float d[6], v[6];
+        for (int q = 0; q < 6; q++) d[q] = inside[q] ? row[(at + q) * C + c] : 0.0f;
+        w4_in1(d, v);
+        for (int e = 0; e < 6; e++) u[e * plane + c] = v[e];
+      }
+    }
+  }
+}
+
+__attribute__((export_name("winograd4_filter")))
+void winograd4_filter(const float *g, float *G, int C, int N, int flip) {
+  const int n = C * N;
+  const float *first = flip ? g + 2 * n : g, *last = flip ? g : g + 2 * n;
+  for (int j = 0; j < n; j++) {
+    const float g0 = first[j], g1 = g[n + j], g2 = last[j];
+    G[j] = g0 * 0.25f;
+    G[n + j] = ((g0 + g1) + g2) * (-1.0f / 6.0f);
+    G[2 * n + j] = ((g0 - g1) + g2) * (-1.0f / 6.0f);
+    G[3 * n + j] = ((g0 + g1 * 2.0f) + g2 * 4.0f) * (1.0f / 24.0f);
+    G[4 * n + j] = ((g0 - g1 * 2.0f) + g2 * 4.0f) * (1.0f / 24.0f);
+    G[5 * n + j] = g2;
+  }
+}
+
+__attribute__((export_name("winograd4_output")))
+void winograd4_output(const float *M, float *y, const float *bias, int act, int rows, int OW, int N) {
+  const int tpr = (OW + 3) / 4;
+  const int plane = rows * tpr * N;
+  for (int r = 0; r < rows; r++)
+    for (int i = 0; i < tpr; i++) {
+      const float *m = M + (r * tpr + i) * N;
+      float *y0 = y + (r * OW + 4 * i) * N;
+      const int valid = OW - 4 * i < 4 ? OW - 4 * i : 4;
+      int o = 0;
+      for (; o + 4 <= N; o += 4) {
+        v128_t mm[6], out[4];
+        for (int e = 0; e < 6; e++) mm[e] = wasm_v128_load(m + e * plane + o);
+        const v128_t s12 = wasm_f32x4_add(mm[1], mm[2]), d12 = wasm_f32x4_sub(mm[1], mm[2]);
+        const v128_t s34 = wasm_f32x4_add(mm[3], mm[4]), d34 = wasm_f32x4_sub(mm[3], mm[4]);
+        out[0] = wasm_f32x4_add(wasm_f32x4_add(mm[0], s12), s34);
+        out[1] = wasm_f32x4_add(d12, wasm_f32x4_mul(d34, wasm_f32x4_splat(2.0f)));
+        out[2] = wasm_f32x4_add(s12, wasm_f32x4_mul(s34, wasm_f32x4_splat(4.0f)));
+        out[3] = wasm_f32x4_add(wasm_f32x4_add(d12, wasm_f32x4_mul(d34, wasm_f32x4_splat(8.0f))), mm[5]);
+        if (bias) {
+          const v128_t bv = wasm_v128_load(bias + o);
+          for (int q = 0; q < 4; q++) out[q] = wasm_f32x4_add(out[q], bv);
+        }
+        /* Constant indices only (a variable one would put out[] on a stack the module does not have). */
+        wasm_v128_store(y0 + o, activate(out[0], act));
+        if (valid > 1) wasm_v128_store(y0 + N + o, activate(out[1], act));
+        if (valid > 2) wasm_v128_store(y0 + 2 * N + o, activate(out[2], act));
+        if (valid > 3) wasm_v128_store(y0 + 3 * N + o, activate(out[3], act));
+      }
+      for (; o < N; o++) {
+        float mm[6], out[4];
+        for (int e = 0; e < 6; e++) mm[e] = m[e * plane + o];
+        const float s12 = mm[1] + mm[2], d12 = mm[1] - mm[2], s34 = mm[3] + mm[4], d34 = mm[3] - mm[4];
+        out[0] = (mm[0] + s12) + s34;
+        out[1] = d12 + d34 * 2.0f;
+        out[2] = s12 + s34 * 4.0f;
+        out[3] = (d12 + d34 * 8.0f) + mm[5];
+        if (bias)
+          for (int q = 0; q < 4; q++) out[q] += bias[o];
+        y0[o] = activate1(out[0], act);
+        if (valid > 1) y0[N + o] = activate1(out[1], act);
+        if (valid > 2) y0[2 * N + o] = activate1(out[2], act);
+        if (valid > 3) y0[3 * N + o] = activate1(out[3], act);
+      }
+    }
+}
+
+/*
+ * F(4, 3)'s filter gradient: V = (dy0, (dy0 + dy1) + (dy2 + dy3), (dy0 - dy1) + (dy2 - dy3),
+ * (dy0 + dy1·2) + (dy2·4 + dy3·8), (dy0 - dy1·2) + (dy2·4 - dy3·8), dy3) (zeros past a row's end);
+ * then dw0 = (W0·¼ - (W1 + W2)·⅙) + (W3 + W4)·(1/24), dw1 = (W2 - W1)·⅙ + (W3 - W4)·(1/12),
+ * dw2 = ((W3 + W4)·⅙ - (W1 + W2)·⅙) + W5.
+ */
+__attribute__((export_name("winograd4_dy")))
+void winograd4_dy(const float *dy, float *V, int rows, int OW, int N) {
+  const int tpr = (OW + 3) / 4;
+  const int plane = rows * tpr * N;
+  for (int r = 0; r < rows; r++)
+    for (int i = 0; i < tpr; i++) {
+      const float *d0 = dy + (r * OW + 4 * i) * N;
+      const int valid = OW - 4 * i < 4 ? OW - 4 * i : 4;
+      float *v = V + (r * tpr + i) * N;
+      int o = 0;
+      for (; o + 4 <= N; o += 4) {
+        v128_t d[4];
+        for (int q = 0; q < 4; q++) d[q] = q < valid ? wasm_v128_load(d0 + q * N + o) : wasm_f32x4_splat(0.0f);
+        const v128_t two = wasm_f32x4_splat(2.0f), four = wasm_f32x4_splat(4.0f), eight = wasm_f32x4_splat(8.0f);
+        wasm_v128_store(v + o, d[0]);
+        wasm_v128_store(v + plane + o, wasm_f32x4_add(wasm_f32x4_add(d[0], d[1]), wasm_f32x4_add(d[2], d[3])));
+        wasm_v128_store(v + 2 * plane + o, wasm_f32x4_add(wasm_f32x4_sub(d[0], d[1]), wasm_f32x4_sub(d[2], d[3])));
+        wasm_v128_store(v + 3 * plane + o, wasm_f32x4_add(wasm_f32x4_add(d[0], wasm_f32x4_mul(d[1], two)), wasm_f32x4_add(wasm_f32x4_mul(d[2], four), wasm_f32x4_mul(d[3], eight))));
+        wasm_v128_store(v + 4 * plane + o, wasm_f32x4_add(wasm_f32x4_sub(d[0], wasm_f32x4_mul(d[1], two)), wasm_f32x4_sub(wasm_f32x4_mul(d[2], four), wasm_f32x4_mul(d[3], eight))));
+        wasm_v128_store(v + 5 * plane + o, d[3]);
+      }
+      for (; o < N; o++) {
+        float d[4];
+        for (int q = 0; q < 4; q++) d[q] = q < valid ? d0[q * N + o] : 0.0f;
+        v[o] = d[0];
+        v[plane + o] = (d[0] + d[1]) + (d[2] + d[3]);
+        v[2 * plane + o] = (d[0] - d[1]) + (d[2] - d[3]);
+        v[3 * plane + o] = (d[0] + d[1] * 2.0f) + (d[2] * 4.0f + d[3] * 8.0f);
+        v[4 * plane + o] = (d[0] - d[1] * 2.0f) + (d[2] * 4.0f - d[3] * 8.0f);
+        v[5 * plane + o] = d[3];
+      }
+    }
+}
+
+__attribute__((export_name("winograd4_filter_grad")))
+void winograd4_filter_grad(const float *Wt, float *dw, int n) {
+  for (int j = 0; j < n; j++) {
+    const float w0 = Wt[j], w1 = Wt[n + j], w2 = Wt[2 * n + j], w3 = Wt[3 * n + j], w4 = Wt[4 * n + j], w5 = Wt[5 * n + j];
+    const float s12 = (w1 + w2) * (1.0f / 6.0f), s34 = w3 + w4;
+    dw[j] = (w0 * 0.25f - s12) + s34 * (1.0f / 24.0f);
+    dw[n + j] = (w2 - w1) * (1.0f / 6.0f) + (w3 - w4) * (1.0f / 12.0f);
+    dw[2 * n + j] = (s34 * (1.0f / 6.0f) - s12) + w5;
+  }
+}

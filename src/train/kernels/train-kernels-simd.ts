@@ -75,6 +75,12 @@ export interface TrainKernelExports {
   winograd_output(M: number, y: number, bias: number, act: number, rows: number, OW: number, N: number): void;
   winograd_dy(dy: number, V: number, rows: number, OW: number, N: number): void;
   winograd_filter_grad(Wt: number, dw: number, n: number): void;
+  /** Winograd's F(4, 3): the same transforms for tiles of 4 outputs (6 products). */
+  winograd4_input(x: number, U: number, rows: number, W: number, C: number, OW: number, pl: number): void;
+  winograd4_filter(g: number, G: number, C: number, N: number, flip: number): void;
+  winograd4_output(M: number, y: number, bias: number, act: number, rows: number, OW: number, N: number): void;
+  winograd4_dy(dy: number, V: number, rows: number, OW: number, N: number): void;
+  winograd4_filter_grad(Wt: number, dw: number, n: number): void;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */
