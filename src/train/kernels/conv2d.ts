@@ -7,8 +7,8 @@
  * indirection table of row addresses replaces the column matrix, and the products read the
  * tensors in place.
  *
- * Convolutions of 3 taps along the width at stride 1 (the keyword model's) run as Winograd's F(2, 3)
- * instead, forward and both gradients (conv2d-winograd.ts): 1.5x fewer multiply-adds.
+ * Convolutions of 3 taps along the width at stride 1 (the keyword model's) run as Winograd's F(4, 3)
+ * or F(2, 3) instead, forward and both gradients (conv2d-winograd.ts): up to 2x fewer multiply-adds.
  *
  * The kernels cover the convolutions {@link convInWasmCovers} names; the others keep the paths
  * from before. Every output is summed in a fixed order (conv2d.c), so the same inputs give the
