@@ -19,7 +19,10 @@
  * (simdKernelSwitch.batchMatMulInWasm; wasm only, native multiplies with OpenBLAS); `all`, every
  * one of these.
  *
- *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--compare fusion|kernels|epilogue|bmm|all] [--rounds N] [--transformer DIR]
+ * --threads N (native only; default 1) trains on N threads the way `ndiff train --threads N` does
+ * (OpenBLAS's threads or the addon's intra-op pool on the one JavaScript thread).
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--threads N] [--compare fusion|kernels|epilogue|bmm|all] [--rounds N] [--transformer DIR]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -45,6 +48,8 @@ const childBackend = args.includes('--child') ? opt('--child', 'wasm') : undefin
 const compare = args.includes('--compare') ? opt('--compare', 'fusion') : null;
 if (compare !== null && !['fusion', 'kernels', 'epilogue', 'bmm', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue, bmm or all, got ${compare}`);
 const rounds = Number(opt('--rounds', compare ? '3' : '1'));
+const threads = Number(opt('--threads', '1'));
+if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads takes a positive integer, got ${opt('--threads', '1')}`);
 
 /** Switch what --compare compares on or off. */
 function setWay(on: boolean): void {
@@ -62,7 +67,8 @@ function serial(p: ReplayProfile) {
 }
 
 async function child(backend: 'wasm' | 'native'): Promise<void> {
-  await initBackend(backend, { threads: 1 });
+  const runThreads = backend === 'native' ? threads : 1;
+  await initBackend(backend, { threads: runThreads });
   const random = seededRandom(7);
   const kws = keywordModel(12);
   const kwsBase = modelToStore(kws);
@@ -71,7 +77,7 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
   const kwsX = Float32Array.from({ length: kwsCount * inputShape.reduce((a, b) => a * b, 1) }, () => random() * 2 - 1);
   const kwsY = Int32Array.from({ length: kwsCount }, () => Math.floor(random() * 12));
   const haveTransformer = ['v1.onnx', 'v2.onnx', 'distill-tokens.bin'].every((f) => existsSync(path.join(transformerDir, f)));
-  const common = { seed: 1, tune: 'off' as const, validation: 0, batchSize: 32, distill: 0, threads: 1, allowWorse: true, refuseWorseOnEval: false, step: 'compiled' as const };
+  const common = { seed: 1, tune: 'off' as const, validation: 0, batchSize: 32, distill: 0, threads: runThreads, allowWorse: true, refuseWorseOnEval: false, step: 'compiled' as const };
   const runs: { model: string; run: (say: (m: string) => void) => Promise<unknown> }[] = [
     ...(['full', 'sparse'] as const).map((method) => ({
       model: `keyword CNN, ${method}`,
@@ -146,7 +152,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'bmm' ? 'batched products in WebAssembly' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
+  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'bmm' ? 'batched products in WebAssembly' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');
@@ -168,7 +174,7 @@ async function main(): Promise<void> {
       console.log(`native: skipped (${status.reason})`);
       continue;
     }
-    const childArgs = ['--child', b, '--rounds', String(rounds), '--transformer', transformerDir, ...(compare ? ['--compare', compare] : [])];
+    const childArgs = ['--child', b, '--rounds', String(rounds), '--threads', String(threads), '--transformer', transformerDir, ...(compare ? ['--compare', compare] : [])];
     const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...childArgs], { encoding: 'utf8', maxBuffer: 64 << 20, cwd: root });
     if (r.status !== 0) throw new Error(`the ${b} run failed: ${r.stderr.slice(-2000)}`);
     const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('[')).pop();
