@@ -5,9 +5,9 @@
   "targets": [
     {
       "target_name": "neural_diff_blas",
-      "sources": ["src/train/kernels/native/blas.c"],
+      "sources": ["src/train/kernels/native/blas.c", "src/train/kernels/native/pool.c"],
       "include_dirs": ["<!@(node scripts/build-native.mjs --include-dirs)"],
-      "libraries": ["-lopenblas"],
+      "libraries": ["-lopenblas", "-lpthread"],
       "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS"]
     }
