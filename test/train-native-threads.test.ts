@@ -1,7 +1,7 @@
 /**
  * The native backend's intra-op threads (src/train/kernels/native/pool.c, blas.c): every threaded
  * kernel (GEMMs, batched products, convolution forward and both gradients, the bias/activation
- * epilogue) gives the same bits at 1, 2 and 3 threads (blocks cut from the shapes alone) and
+ * epilogue, sums cut into blocks and added in order) gives the same bits at 1, 2 and 3 threads (blocks cut from the shapes alone) and
  * matches the cpu backend (its scalar twin) within 1e-5 on many shapes: odd sizes, one row, one
  * item, more threads than blocks, products big enough to be cut. A training run gives the same
  * payload bytes at 1 and 2 threads, and the addon still refuses hostile arguments with the pool
@@ -99,6 +99,7 @@ describe('the native kernels on several threads: the same bits as on one, and th
     ['both transposed, odd sizes', [301, 257], [129, 301], true, true],
     ['one row', [1, 4096], [4096, 700], false, false],
     ['three rows of a large product (more threads than rows in a block)', [3, 2048], [1024, 2048], false, true],
+    ['a weight gradient: short rows and columns, a long sum (cut along the sum, partials added in order)', [4096, 64], [4096, 96], true, false],
     ['many small items (attention-like)', [128, 32, 16], [128, 16, 32], false, false],
     ['items broadcast against one matrix', [64, 50, 40], [40, 30], false, false],
     ['two large items', [2, 300, 200], [2, 200, 300], false, false],

@@ -318,8 +318,8 @@ describe('the worker pool on native (the library\'s TrainingPool, which trainDif
     try {
       trainLoop(model, splits.updateTrain, param, { epochs: 1, batchSize: 32, seed: 1, fromLogits: false, optimizerFor: () => opt, pool, onBatch: () => batches++ });
       assert.ok(batches > 1, `${batches} batches`);
-      // The workers set OpenBLAS (one setting for the process) to one thread each.
-      assert.equal(nativeBlasInfo().threads, 1);
+      // OpenBLAS (one setting for the process) stays on one thread: never workers x OpenBLAS threads.
+      assert.equal(nativeBlasInfo().blasThreads, 1);
     } finally {
       pool.dispose();
       opt.dispose();

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "blocks.h"
 #include "pool.h"
 
 /*
@@ -52,6 +53,8 @@ typedef struct {
   Pool *pool; /* NULL: one thread */
   float *scratch[MAX_THREADS];
   size_t capacity[MAX_THREADS]; /* floats */
+  float *partials;              /* partial sums of a product cut along its sum */
+  size_t partials_capacity;
 } Instance;
 
 static void instance_free(napi_env env, void *data, void *hint) {
@@ -60,6 +63,7 @@ static void instance_free(napi_env env, void *data, void *hint) {
   Instance *inst = (Instance *)data;
   pool_destroy(inst->pool);
   for (int t = 0; t < MAX_THREADS; t++) free(inst->scratch[t]);
+  free(inst->partials);
   free(inst);
 }
 
@@ -91,67 +95,47 @@ static int scratch_each(napi_env env, Instance *inst, int threads, size_t floats
   return 1;
 }
 
-/*
- * Blocks a product is cut into: about one per BLOCK_FLOPS of work (a block under that is not
- * worth waking a thread for), at most `extent` (the rows or items cut), rounded down to a count
- * that 2, 3, 4, 6 or 12 threads share evenly. From the shape alone, never the thread count.
- */
-#define BLOCK_FLOPS (2.0 * 1024 * 1024)
-static int blocks_for(double flops, int64_t extent) {
-  static const int counts[] = {12, 8, 6, 4, 2};
-  double q = flops / BLOCK_FLOPS;
-  if (q > (double)extent) q = (double)extent;
-  for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
-    if (q >= counts[i]) return counts[i];
+/* Partial sums' scratch of at least `floats`, or NULL (with a JS error) when out of memory. */
+static float *partials_floats(napi_env env, Instance *inst, size_t floats) {
+  if (inst != NULL && inst->partials_capacity < floats) {
+    free(inst->partials);
+    inst->partials = (float *)malloc(floats * sizeof(float));
+    inst->partials_capacity = inst->partials == NULL ? 0 : floats;
   }
+  if (inst == NULL || inst->partials == NULL) {
+    napi_throw_error(env, "ND_NATIVE_MEMORY", "out of memory for the partial sums");
+    return NULL;
+  }
+  return inst->partials;
+}
+
+/*
+ * The product on the pool, in blocks from its shape (blocks_for): the same bits at any thread
+ * count. Blocks of C's rows or columns (the longer), or when both are short and the sum is long
+ * (a weight gradient), blocks of the sum added in order. 0 (a JS error thrown) when out of memory.
+ */
+static int gemm_blocked(napi_env env, Instance *inst, Gemm g) {
+  Pool *pool = inst == NULL ? NULL : inst->pool;
+  const double flops = 2.0 * g.M * g.N * g.K;
+  g.by_rows = g.M >= g.N;
+  int parts = blocks_for(flops, (double)(g.by_rows ? g.M : g.N) / MIN_EXTENT);
+  if (parts > 1) {
+    pool_run(pool, gemm_block, &g, parts);
+    return 1;
+  }
+  parts = blocks_for(flops, (double)g.K / (4 * MIN_EXTENT));
+  if (parts == 1 || g.ldc != g.N) {
+    gemm_block(&g, 0, 1, 0);
+    return 1;
+  }
+  if ((g.partials = partials_floats(env, inst, (size_t)(parts - 1) * g.M * g.N)) == NULL) return 0;
+  pool_run(pool, gemm_k_block, &g, parts);
+  reduce_partials(pool, g.C, g.partials, (size_t)g.M * g.N, parts - 1);
   return 1;
 }
 
-/* [*lo, *hi): part i of n over `extent`. */
-static void part_range(int64_t extent, int i, int n, int64_t *lo, int64_t *hi) {
-  *lo = extent * i / n;
-  *hi = extent * (i + 1) / n;
-}
-
-/* One row-major product C = op(A) op(B) + beta C, cut into blocks of C's rows (or columns). */
-typedef struct {
-  int ta, tb, by_rows;
-  int32_t M, N, K, lda, ldb, ldc;
-  const float *A, *B;
-  float *C, beta;
-} Gemm;
-
-static void gemm_block(void *arg, int i, int parts, int thread) {
-  (void)thread;
-  const Gemm *g = (const Gemm *)arg;
-  int64_t lo, hi;
-  part_range(g->by_rows ? g->M : g->N, i, parts, &lo, &hi);
-  if (hi <= lo) return;
-  const float *A = g->A, *B = g->B;
-  float *C = g->C;
-  int32_t M = g->M, N = g->N;
-  if (g->by_rows) {
-    A += g->ta ? lo : lo * g->lda;
-    C += lo * g->ldc;
-    M = (int32_t)(hi - lo);
-  } else {
-    B += g->tb ? lo * g->ldb : lo;
-    C += lo;
-    N = (int32_t)(hi - lo);
-  }
-  cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, M, N, g->K, 1.0f, A, g->lda, B,
-              g->ldb, g->beta, C, g->ldc);
-}
-
-/* The product on the pool, in blocks from its shape (blocks_for): the same bits at any thread count. */
-static void gemm_blocked(Pool *pool, Gemm g) {
-  g.by_rows = g.M >= g.N;
-  const int parts = blocks_for(2.0 * g.M * g.N * g.K, g.by_rows ? g.M : g.N);
-  pool_run(pool, gemm_block, &g, parts);
-}
-
 static Gemm gemm_of(int ta, int tb, int32_t M, int32_t N, int32_t K, const float *A, const float *B, float beta, float *C) {
-  Gemm g = {ta, tb, 1, M, N, K, ta ? M : K, tb ? K : N, N, A, B, C, beta};
+  Gemm g = {ta, tb, 1, M, N, K, ta ? M : K, tb ? K : N, N, A, B, C, beta, NULL};
   return g;
 }
 
@@ -308,7 +292,7 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   Instance *inst = instance(env);
   Pool *pool = inst == NULL ? NULL : inst->pool;
   if (batch == 1) {
-    gemm_blocked(pool, gemm_of(ta, tb, M, N, K, a, b, 0.0f, c));
+    gemm_blocked(env, inst, gemm_of(ta, tb, M, N, K, a, b, 0.0f, c));
     return NULL;
   }
   /* Items, each one call whatever thread runs it: split when the whole is worth a wake-up. */
@@ -483,10 +467,10 @@ static napi_value conv2d_forward(napi_env env, napi_callback_info info) {
   Instance *inst = instance(env);
   Pool *pool = inst == NULL ? NULL : inst->pool;
   if (columns_are_input(g)) {
-    gemm_blocked(pool, gemm_of(0, 0, (int32_t)rows, CO, K, ca.a, ca.w, 0.0f, ca.out));
+    gemm_blocked(env, inst, gemm_of(0, 0, (int32_t)rows, CO, K, ca.a, ca.w, 0.0f, ca.out));
     return NULL;
   }
-  const int parts = blocks_for(2.0 * rows * K * CO, rows);
+  const int parts = blocks_for(2.0 * rows * K * CO, (double)rows / MIN_EXTENT);
   int64_t chunk = ca.budget / K;
   if (chunk < 1) chunk = 1;
   if (chunk > (rows + parts - 1) / parts) chunk = (rows + parts - 1) / parts;
@@ -506,7 +490,27 @@ static void filter_columns(void *arg, int i, int parts, int thread) {
   im2col_rows(c->a, c->inst->scratch[0] + (size_t)lo * c->K, c->g, first + lo, first + hi);
 }
 
-/* conv2dBackpropFilter(x, dy, dw, geometry, columnBudget): dw = colsᵀ · dy, summed over chunks. */
+/* Filter gradient, block i of the batch's items: its sum colsᵀ · dy in chunks, into dw (block 0) or its partial. */
+static void filter_block(void *arg, int i, int parts, int thread) {
+  const Conv *c = (const Conv *)arg;
+  const int64_t per_item = (int64_t)c->g[G_OH] * c->g[G_OW];
+  float *cols = c->inst->scratch[thread];
+  float *sum = i == 0 ? c->out : c->inst->partials + (size_t)(i - 1) * c->K * c->CO;
+  int64_t lo, hi;
+  part_range(c->g[G_B], i, parts, &lo, &hi);
+  for (int64_t b0 = lo; b0 < hi; b0 += c->chunk) {
+    const int64_t n = (hi - b0 < c->chunk ? hi - b0 : c->chunk) * per_item;
+    im2col_rows(c->a, cols, c->g, b0 * per_item, b0 * per_item + n);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->K, c->CO, (int32_t)n, 1.0f, cols, c->K, c->w + (size_t)b0 * per_item * c->CO, c->CO,
+                b0 == lo ? 0.0f : 1.0f, sum, c->CO);
+  }
+}
+
+/*
+ * conv2dBackpropFilter(x, dy, dw, geometry, columnBudget): dw = colsᵀ · dy, a sum over the batch.
+ * The batch is cut into blocks of items (from the shape), each block's sum computed by one thread
+ * in chunks of the column budget, and the blocks' sums added in order.
+ */
 static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) {
   ConvArgs ca;
   const char *names[3] = {"x", "dy", "dw"};
@@ -522,20 +526,27 @@ static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) 
   Instance *inst = instance(env);
   Pool *pool = inst == NULL ? NULL : inst->pool;
   if (columns_are_input(g)) {
-    gemm_blocked(pool, gemm_of(1, 0, K, CO, g[G_B] * rows, ca.a, ca.w, 0.0f, ca.out));
+    gemm_blocked(env, inst, gemm_of(1, 0, K, CO, g[G_B] * rows, ca.a, ca.w, 0.0f, ca.out));
     return NULL;
   }
-  /* Chunks of items in order (the sum over them is the same at every thread count); within one,
-   * the threads write the column matrix's rows, then compute blocks of dw's rows (or columns). */
   const int32_t bc = chunk_items(g, ca.budget);
-  if (!scratch_each(env, inst, 1, (size_t)bc * rows * K)) return NULL;
+  const int parts = blocks_for(2.0 * g[G_B] * rows * K * CO, g[G_B]);
   Conv c = {g, ca.a, ca.w, ca.out, inst, (int64_t)g[G_B] * rows, K, CO, bc, 0, 0};
+  if (parts > 1) {
+    if (!scratch_each(env, inst, pool_threads(pool), (size_t)bc * rows * K) || partials_floats(env, inst, (size_t)(parts - 1) * K * CO) == NULL) return NULL;
+    pool_run(pool, filter_block, &c, parts);
+    reduce_partials(pool, ca.out, inst->partials, (size_t)K * CO, parts - 1);
+    return NULL;
+  }
+  /* One block (a batch of one item, say): chunks in order, each one's rows written by the threads
+   * and its product cut into blocks of dw's rows or columns. */
+  if (!scratch_each(env, inst, 1, (size_t)bc * rows * K)) return NULL;
   for (int32_t b0 = 0; b0 < g[G_B]; b0 += bc) {
     c.b0 = b0;
     c.nb = g[G_B] - b0 < bc ? g[G_B] - b0 : bc;
     const int64_t n = (int64_t)c.nb * rows;
     pool_run(n * K < 16384 ? NULL : pool, filter_columns, &c, pool_threads(pool));
-    gemm_blocked(pool, gemm_of(1, 0, K, CO, (int32_t)n, inst->scratch[0], ca.w + (size_t)b0 * rows * CO, b0 == 0 ? 0.0f : 1.0f, ca.out));
+    if (!gemm_blocked(env, inst, gemm_of(1, 0, K, CO, (int32_t)n, inst->scratch[0], ca.w + (size_t)b0 * rows * CO, b0 == 0 ? 0.0f : 1.0f, ca.out))) return NULL;
   }
   return NULL;
 }
@@ -570,7 +581,7 @@ static napi_value conv2d_backprop_input(napi_env env, napi_callback_info info) {
   Instance *inst = instance(env);
   Pool *pool = inst == NULL ? NULL : inst->pool;
   if (columns_are_input(g) && CO > 0 && K > 0) {
-    gemm_blocked(pool, gemm_of(0, 1, g[G_B] * rows, K, CO, ca.a, ca.w, 0.0f, ca.out));
+    gemm_blocked(env, inst, gemm_of(0, 1, g[G_B] * rows, K, CO, ca.a, ca.w, 0.0f, ca.out));
     return NULL;
   }
   if (g[G_B] == 0 || rows == 0 || K == 0 || CO == 0) {
