@@ -70,13 +70,13 @@ export function describeNativeBlas(): string {
 const OUTSIDE_BLAS = new Set(['DepthwiseConv2D', 'SeparableConv2D', 'BatchNormalization']);
 
 /**
- * Whether the native backend should use several cores through the worker pool (OpenBLAS on one
- * thread in each worker) rather than one JavaScript thread with OpenBLAS on every core: when the
- * model has depthwise convolutions or batch norms (MobileNet-style blocks), whose gradients run on
- * the one thread, not on OpenBLAS, and are most of a step. Measured on a 2-core machine
- * (docs/guides/training-speed.md): MobileNetV2 trained 1.8x faster in the pool, the keyword
- * model (plain convolutions and dense layers) 1.26x faster with OpenBLAS on both cores. Decided by
- * the model's structure alone, so a seed, thread count and model still give the same bytes.
+ * Whether the native backend should use several cores through the worker pool (the native kernels
+ * on one thread in each worker) rather than one JavaScript thread with the native kernels on every
+ * core: when the model has depthwise convolutions or batch norms (MobileNet-style blocks), whose
+ * gradients run on the one thread, not in the addon, and are most of a step. Measured on a 2-core
+ * machine (docs/guides/training-speed.md) when the kernels' threads were OpenBLAS's: MobileNetV2
+ * trained 1.8x faster in the pool, the keyword model (plain convolutions and dense layers) 1.26x
+ * faster on one JavaScript thread. Decided by the model's structure alone.
  */
 export function nativePrefersWorkerPool(model: { layers: ReadonlyArray<{ getClassName(): string; layers?: unknown }> }): boolean {
   return model.layers.some((l) => OUTSIDE_BLAS.has(l.getClassName()) || (Array.isArray(l.layers) && nativePrefersWorkerPool(l as { layers: ReadonlyArray<{ getClassName(): string }> })));
