@@ -18,7 +18,8 @@ import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
 import { modelToStore } from '../src/train/model-weights.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { mnistSplits } from '../examples/lib/mnist-task.ts';
-import { rand, relError } from './helpers/kernel-tests.ts';
+import { adamStepJs, scalarsOf } from '../src/train/kernels/adam.ts';
+import { rand, randomValues, relError } from './helpers/kernel-tests.ts';
 
 const status = nativeAddonStatus();
 const skip = status.available ? false : `the native addon is not built (${status.reason}): apt-get install libopenblas-dev, then npm run build:native`;
@@ -118,6 +119,38 @@ describe('the native kernels on several threads: the same bits as on one, and th
       const f = (a: tf.Tensor, c: tf.Tensor) => tf.fused.matMul({ a: a as tf.Tensor2D, b: c as tf.Tensor2D, bias: b, activation: 'relu6' });
       return [f(x, w), ...tf.grads((a: tf.Tensor, c: tf.Tensor) => f(a, c).sum())([x, w])];
     });
+  });
+});
+
+describe('Adam\'s step on the addon\'s threads', { skip }, () => {
+  after(() => setNativeThreads());
+
+  it('gives its scalar twin\'s bits (adam.c\'s operations) at 1, 2 and 3 threads, odd sizes and sizes the threads split', async () => {
+    const s = Float32Array.of(0.9, Math.fround(1 - 0.9), 0.999, Math.fround(1 - 0.999), Math.fround(1 - 0.9 ** 3), Math.fround(1 - 0.999 ** 3), 1e-7, -1e-3);
+    for (const n of [0, 1, 7, 65536, 65536 * 3 + 5, 300001]) {
+      const x = randomValues(n, 1);
+      const g = randomValues(n, 2);
+      const m0 = randomValues(n, 3).map((a) => a * 0.1);
+      const v0 = randomValues(n, 4).map((a) => a * a);
+      const want = { x: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n) };
+      adamStepJs(x, g, m0, v0, want.x, want.m, want.v, scalarsOf(s));
+      for (const threads of [1, 2, 3]) {
+        await initBackend('native', { threads });
+        const [m, v, xo] = [m0.slice(), v0.slice(), new Float32Array(n)];
+        loadNativeAddon().adamStep(x, g, m, v, xo, s);
+        for (const [got, expected, what] of [[xo, want.x, 'x'], [m, want.m, 'm'], [v, want.v, 'v']] as const) {
+          assert.ok(Buffer.from(got.buffer).equals(Buffer.from(expected.buffer)), `n ${n}, ${threads} thread(s): ${what} differs from the scalar twin`);
+        }
+      }
+    }
+  });
+
+  it('short views: refused, nothing written', async () => {
+    await initBackend('native', { threads: 2 });
+    const m = new Float32Array(100000);
+    assert.throws(() => loadNativeAddon().adamStep(new Float32Array(100000), new Float32Array(99999), m, new Float32Array(100000), new Float32Array(100000), new Float32Array(8)), ModelFormatError);
+    assert.throws(() => loadNativeAddon().adamStep(new Float32Array(10), new Float32Array(10), new Float32Array(10), new Float32Array(10), new Float32Array(10), new Float32Array(7)), ModelFormatError);
+    assert.deepEqual(m, new Float32Array(100000));
   });
 });
 

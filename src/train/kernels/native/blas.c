@@ -655,6 +655,61 @@ static napi_value bias_activation(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* One Adam step over elements [lo, hi): adam.c's float32 operations in its order (the same bits). */
+typedef struct {
+  const float *x, *g, *s;
+  float *m, *v, *xo;
+  size_t n;
+} Adam;
+
+static void adam_part(void *arg, int i, int parts, int thread) {
+  (void)thread;
+  const Adam *a = (const Adam *)arg;
+  const float b1 = a->s[0], nb1 = a->s[1], b2 = a->s[2], nb2 = a->s[3], c1 = a->s[4], c2 = a->s[5], eps = a->s[6], nlr = a->s[7];
+  int64_t lo, hi;
+  part_range((int64_t)a->n, i, parts, &lo, &hi);
+  for (int64_t j = lo; j < hi; j++) {
+    const float gi = a->g[j];
+    const float mn = a->m[j] * b1 + gi * nb1;
+    const float vn = a->v[j] * b2 + (gi * gi) * nb2;
+    const float den = __builtin_sqrtf(vn / c2) + eps;
+    a->m[j] = mn;
+    a->v[j] = vn;
+    a->xo[j] = ((mn / c1) / den) * nlr + a->x[j];
+  }
+}
+
+/*
+ * adamStep(x, g, m, v, xo, s): one Adam step of a variable, m and v updated in place, the new
+ * values into xo; s holds b1, 1 - b1, b2, 1 - b2, 1 - b1^t, 1 - b2^t, epsilon, -learning rate.
+ * Elements split over the pool's threads (each computed alone: the same bits at any split).
+ */
+static napi_value adam_step(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6) return throw_type(env, "adamStep takes 6 arguments"), NULL;
+  Adam a;
+  float *x, *g, *s;
+  size_t lengths[6];
+  if (!get_f32(env, argv[0], &x, &lengths[0]) || !get_f32(env, argv[1], &g, &lengths[1]) || !get_f32(env, argv[2], &a.m, &lengths[2]) ||
+      !get_f32(env, argv[3], &a.v, &lengths[3]) || !get_f32(env, argv[4], &a.xo, &lengths[4]) || !get_f32(env, argv[5], &s, &lengths[5])) {
+    return NULL;
+  }
+  for (int i = 1; i < 5; i++) {
+    if (!need(env, lengths[i], lengths[0], "adamStep: g, m, v and xo as long as x")) return NULL;
+  }
+  if (!need(env, lengths[5], 8, "adamStep: s (8 scalars)")) return NULL;
+  a.x = x;
+  a.g = g;
+  a.s = s;
+  a.n = lengths[0];
+  Instance *inst = instance(env);
+  Pool *pool = inst == NULL || a.n < SPLIT_ELEMENTS ? NULL : inst->pool;
+  pool_run(pool, adam_part, &a, a.n == 0 ? 0 : pool_threads(pool));
+  return NULL;
+}
+
 /*
  * setThreads(n): the threads of this instance's kernels: a pool of n - 1 workers beside the caller
  * (started once, kept until n changes or the instance goes), OpenBLAS on one thread (process-wide).
@@ -704,6 +759,7 @@ NAPI_MODULE_INIT() {
       {"conv2dBackpropFilter", NULL, conv2d_backprop_filter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"conv2dBackpropInput", NULL, conv2d_backprop_input, NULL, NULL, NULL, napi_enumerable, NULL},
       {"biasActivation", NULL, bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"adamStep", NULL, adam_step, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, blas_info, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -43,6 +43,8 @@ export interface NativeBlasAddon {
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geometry: Int32Array, columnBudget: number): void;
   /** dx = the input gradient from dy and the filter. */
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, columnBudget: number): void;
+  /** One Adam step (adam.c's operations, its bits): m, v in place, the new values into xo; s: 8 scalars (adam.ts AdamScalars). */
+  adamStep(x: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, xo: Float32Array, s: Float32Array): void;
   /** In place: y = act(y + bias) per row of bias.length; activation 0 linear, 1 relu, 2 relu6. */
   biasActivation(y: Float32Array, bias: Float32Array | null, activation: 0 | 1 | 2): void;
   /**
@@ -62,7 +64,7 @@ export const NATIVE_ABI = 2;
 /** The symbol blas.c exports to say it is this addon at {@link NATIVE_ABI}. */
 export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */
-const ADDON_FUNCTIONS = ['sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'setThreads', 'info'] as const;
+const ADDON_FUNCTIONS = ['sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'setThreads', 'info'] as const;
 /** The largest addon file read (the build is about 30 KB; a debug build a few MB). */
 export const MAX_ADDON_BYTES = 64 * 1024 * 1024;
 
