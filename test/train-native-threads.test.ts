@@ -122,6 +122,27 @@ describe('the native kernels on several threads: the same bits as on one, and th
   });
 });
 
+describe('the pool under many calls in a row', { skip }, () => {
+  after(() => setNativeThreads());
+
+  it('3,000 split calls at 3 threads: each the one-thread result, bit for bit', async () => {
+    const addon = loadNativeAddon();
+    const [M, N, K, batch] = [32, 32, 32, 64];
+    const a = randomValues(batch * M * K, 11);
+    const b = randomValues(batch * K * N, 12);
+    await initBackend('native', { threads: 1 });
+    const want = new Float32Array(batch * M * N);
+    addon.sgemmBatched(false, false, batch, M, N, K, a, M * K, b, K * N, want);
+    await initBackend('native', { threads: 3 });
+    const got = new Float32Array(batch * M * N);
+    for (let i = 0; i < 3000; i++) {
+      got.fill(NaN);
+      addon.sgemmBatched(false, false, batch, M, N, K, a, M * K, b, K * N, got);
+      if (!Buffer.from(got.buffer).equals(Buffer.from(want.buffer))) assert.fail(`call ${i} differs from the one-thread result`);
+    }
+  });
+});
+
 describe('Adam\'s step on the addon\'s threads', { skip }, () => {
   after(() => setNativeThreads());
 
