@@ -8,7 +8,7 @@
       "sources": ["src/train/kernels/native/blas.c", "src/train/kernels/native/pool.c", "src/train/kernels/native/blocks.c"],
       "include_dirs": ["<!@(node scripts/build-native.mjs --include-dirs)"],
       "libraries": ["-lopenblas", "-lpthread"],
-      "cflags": ["-O3", "-std=c11", "-ffp-contract=off", "-Wall", "-Wextra"],
+      "cflags": ["-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS"]
     }
   ]

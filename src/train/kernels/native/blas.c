@@ -662,6 +662,10 @@ typedef struct {
   size_t n;
 } Adam;
 
+/* Built for AVX2 and for any x86-64, chosen when loaded (a vector of 8 or 4: IEEE operations either way, the same bits). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 static void adam_part(void *arg, int i, int parts, int thread) {
   (void)thread;
   const Adam *a = (const Adam *)arg;
