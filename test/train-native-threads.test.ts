@@ -81,6 +81,7 @@ describe('the native kernels on several threads: the same bits as on one, and th
     ['one output position', [3, 3, 3, 64], [3, 3, 64, 48], 1, 'valid'],
     ['1x1 (the input is the column matrix)', [4, 24, 24, 32], [1, 1, 32, 64], 1, 'same'],
     ['5x5 on a small batch (more threads than blocks)', [2, 20, 20, 12], [5, 5, 12, 20], 1, 'same'],
+    ['two large images (no more blocks of the filter gradient\'s sum than items)', [2, 64, 64, 8], [3, 3, 8, 16], 1, 'same'],
     ['tiny: one block', [1, 5, 5, 1], [3, 3, 1, 1], 1, 'valid'],
   ];
   convs.forEach(([label, xs, ws, s, pad], i) => {

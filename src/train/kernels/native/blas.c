@@ -25,6 +25,7 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <cblas.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,7 +124,7 @@ static int gemm_blocked(napi_env env, Instance *inst, Gemm g) {
     pool_run(pool, gemm_block, &g, parts);
     return 1;
   }
-  parts = blocks_for(flops, (double)g.K / (4 * MIN_EXTENT));
+  parts = blocks_for(flops, (double)g.K / MIN_SUM);
   if (parts == 1 || g.ldc != g.N) {
     gemm_block(&g, 0, 1, 0);
     return 1;
@@ -530,7 +531,7 @@ static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) 
     return NULL;
   }
   const int32_t bc = chunk_items(g, ca.budget);
-  const int parts = blocks_for(2.0 * g[G_B] * rows * K * CO, g[G_B]);
+  const int parts = blocks_for(2.0 * g[G_B] * rows * K * CO, fmin((double)g[G_B], (double)g[G_B] * rows / MIN_SUM));
   Conv c = {g, ca.a, ca.w, ca.out, inst, (int64_t)g[G_B] * rows, K, CO, bc, 0, 0};
   if (parts > 1) {
     if (!scratch_each(env, inst, pool_threads(pool), (size_t)bc * rows * K) || partials_floats(env, inst, (size_t)(parts - 1) * K * CO) == NULL) return NULL;
@@ -589,7 +590,7 @@ static napi_value conv2d_backprop_input(napi_env env, napi_callback_info info) {
     return NULL;
   }
   /* Blocks of whole items: col2im adds overlapping windows of one item, so an item is one thread's. */
-  const int parts = blocks_for(2.0 * g[G_B] * rows * K * CO, g[G_B]);
+  const int parts = blocks_for(2.0 * g[G_B] * rows * K * CO, fmin((double)g[G_B], (double)g[G_B] * rows / MIN_EXTENT));
   const int32_t bc = chunk_items(g, ca.budget);
   if (!scratch_each(env, inst, parts > 1 ? pool_threads(pool) : 1, (size_t)bc * rows * K)) return NULL;
   Conv c = {g, ca.a, ca.w, ca.out, inst, (int64_t)g[G_B] * rows, K, CO, bc, 0, 0};

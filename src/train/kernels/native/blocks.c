@@ -9,8 +9,8 @@
 
 /*
  * Blocks a product is cut into: about one per BLOCK_FLOPS of work (a smaller block is not worth
- * waking a thread for), each at least MIN_EXTENT rows, columns or items of what is cut (every
- * block packs the other operand again: thin blocks cost more than they give), rounded down to
+ * waking a thread for), at most `most` (the caller's bound from MIN_EXTENT or MIN_SUM: thin
+ * blocks cost the one-thread step more than they give), rounded down to
  * a count 2, 4 or 8 threads share evenly. From the shape alone, never the thread count.
  */
 int blocks_for(double flops, double most) {

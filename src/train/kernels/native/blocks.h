@@ -8,9 +8,14 @@
 #include <stdint.h>
 #include "pool.h"
 
-/* The least work (flops) of a block, and the fewest rows, columns or items of what is cut. */
+/*
+ * The least work (flops) of a block; the fewest rows or columns of C a block holds (each block
+ * packs the other operand again); the fewest rows of a sum a block holds (each block's partial
+ * sum is written and added again).
+ */
 #define BLOCK_FLOPS (4.0 * 1024 * 1024)
-#define MIN_EXTENT 64
+#define MIN_EXTENT 256
+#define MIN_SUM 512
 
 /* One row-major product C = op(A) op(B) + beta C, cut into blocks of C's rows, columns or the sum. */
 typedef struct {
