@@ -59,7 +59,7 @@ export async function startTrainingThreads(model: tf.LayersModel, o: TrainingThr
   return threads > 1 ? tryPool('', false) : undefined;
 }
 
-/** Dispose the run's pool; on native, give OpenBLAS the threads back (its thread count is process-wide). */
+/** Dispose the run's pool; on native, give the JavaScript thread's native kernels their threads back. */
 export function stopTrainingThreads(pool: TrainingPool | undefined, backend: string): void {
   if (pool && backend === NATIVE) setNativeThreads(pool.threads);
   pool?.dispose();

@@ -208,7 +208,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
       ...(evalData ? { eval: evalData as LabelledData } : {}),
       // The program lives in this thread's memory (examples, sequence state): a worker thread
       // cannot rebuild it from a topology, so it trains on one JavaScript thread. On native that
-      // thread's GEMMs still run on OpenBLAS's threads: the thread count asked (default every
+      // thread's kernels still run on the addon's threads: the thread count asked (default every
       // core) goes through to them; on wasm the step has no threads of its own, so 1.
       ...(tf.getBackend() !== NATIVE ? { threads: 1 } : options.threads !== undefined ? { threads: options.threads } : {}),
     };
