@@ -27,6 +27,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { initBackend } from '../src/train/backend.ts';
 import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
 import { ForwardPlans, forwardSwitch } from '../src/train/compiled/forward.ts';
@@ -39,15 +40,21 @@ import { exactDiff } from '../src/diff/exact.ts';
 import { getHasher } from '../src/core/hasher.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? (args[i + 1] ?? fallback) : fallback;
-};
-const rounds = Math.max(2, Number(opt('--rounds', '4')));
-const examples = Number(opt('--examples', '1024'));
-const trainExamples = Number(opt('--train-examples', '512'));
-const dir = path.resolve(opt('--transformer', path.join(root, '.cache', 'transformer')));
+const { values: flags } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'both' },
+    rounds: { type: 'string', default: '4' },
+    examples: { type: 'string', default: '1024' },
+    'train-examples': { type: 'string', default: '512' },
+    transformer: { type: 'string', default: path.join(root, '.cache', 'transformer') },
+    train: { type: 'string' },
+    child: { type: 'string' },
+  },
+});
+const rounds = Math.max(2, Number(flags.rounds));
+const examples = Number(flags.examples);
+const trainExamples = Number(flags['train-examples']);
+const dir = path.resolve(flags.transformer);
 const LENGTH = 32;
 
 const cpuNow = () => {
@@ -144,12 +151,12 @@ async function trainChild(backend: 'wasm' | 'native'): Promise<void> {
   console.log(JSON.stringify({ cpuS: (cpuNow() - c0) / 1000, sha: sha(r.bytes), evaluation: said.find((m) => m.startsWith('evaluation:')) ?? 'eager' }));
 }
 
-const mode = opt('--child', '');
+const mode = flags.child;
 if (mode) {
-  const backend = opt('--backend', 'wasm') === 'native' ? 'native' : 'wasm';
+  const backend = flags.backend === 'native' ? 'native' : 'wasm';
   await (mode === 'train' ? trainChild(backend) : child(backend));
 } else {
-  const asked = opt('--backend', 'both');
+  const asked = flags.backend;
   const native = nativeAddonStatus();
   const backends = (asked === 'both' ? ['wasm', 'native'] : [asked]).filter((b) => b !== 'native' || native.available || (console.log(`native skipped: ${native.available ? '' : native.reason}`), false));
   console.log(`repeated passes, eager against compiled; ${os.cpus().length} core(s), load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} at the start; ${rounds} rounds (the first a warm-up); ${examples} examples`);
@@ -167,7 +174,7 @@ if (mode) {
       const [e, c] = [median(t.eager), median(t.compiled)];
       console.log(`| ${t.name} (${t.unit}) | ${e.toFixed(1)} | ${c.toFixed(1)} | ${(e / c).toFixed(2)}x | ${t.sameBits ? 'yes' : 'NO'} |`);
     }
-    const before = opt('--train', '');
+    const before = flags.train;
     if (before) {
       const runs: Record<'before' | 'after', { cpuS: number; sha: string; evaluation: string }[]> = { before: [], after: [] };
       for (let r = 0; r < rounds; r++) {
