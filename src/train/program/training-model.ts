@@ -42,7 +42,6 @@ import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
 import type { OutputKind } from '../../diff/closeness.ts';
 import type { Augmentation } from '../augment.ts';
-import type { ForwardPlans } from '../compiled/forward.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 import { cutFrames, frameOverlap, sequenceWave } from './sequence-waveform.ts';
 import { checkAugmentedIds, idsOf, rowsOf, sequenceBounds } from './example-ids.ts';
@@ -492,9 +491,9 @@ export class ProgramTrainingModel {
   /**
    * The raw output (before the class mapping) of examples `from .. from + count - 1`, computed
    * as a runtime computes it (stateful: each sequence from its start, the state carried), in
-   * batches of {@link RAW_OUTPUT_BATCH}, through `forward`'s compiled plans when given (the eager passes' bits).
+   * batches of 256, through `forward` when given: compiled forward plans (src/train/compiled/forward.ts, the eager passes' bits).
    */
-  rawOutputs(from: number, count: number, forward?: ForwardPlans): Float32Array {
+  rawOutputs(from: number, count: number, forward?: { run(feeds: Record<string, tf.Tensor>, pass: (feeds: Record<string, tf.Tensor>) => tf.Tensor, name: string): tf.Tensor }): Float32Array {
     const ids = Int32Array.from({ length: count }, (_, i) => from + i);
     if (this.states.length) return this.exactOutputs(ids);
     const out = new Float32Array(count * this.rawWidth);
@@ -502,7 +501,7 @@ export class ProgramTrainingModel {
       const part = ids.subarray(s, Math.min(count, s + RAW_OUTPUT_BATCH));
       const t = tf.tidy(() => {
         const pass = forward && this.forwardInputs(part, true);
-        return pass && 'feeds' in pass ? (forward as ForwardPlans).run(pass.feeds, pass.outputs, 'raw') : this.runFrame(part, []).output.reshape([-1]);
+        return forward && pass && 'feeds' in pass ? forward.run(pass.feeds, pass.outputs, 'raw') : this.runFrame(part, []).output.reshape([-1]);
       });
       out.set(t.dataSync() as Float32Array, s * this.rawWidth);
       t.dispose();
