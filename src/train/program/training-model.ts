@@ -491,7 +491,8 @@ export class ProgramTrainingModel {
   /**
    * The raw output (before the class mapping) of examples `from .. from + count - 1`, computed
    * as a runtime computes it (stateful: each sequence from its start, the state carried), in
-   * batches of 256, through `forward` when given: compiled forward plans (src/train/compiled/forward.ts, the eager passes' bits).
+   * batches of `RAW_OUTPUT_BATCH` (256); through `forward` when given, compiled forward plans
+   * (src/train/compiled/forward.ts) that give the eager passes' bits.
    */
   rawOutputs(from: number, count: number, forward?: { run(feeds: Record<string, tf.Tensor>, pass: (feeds: Record<string, tf.Tensor>) => tf.Tensor, name: string): tf.Tensor }): Float32Array {
     const ids = Int32Array.from({ length: count }, (_, i) => from + i);
