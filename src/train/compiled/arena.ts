@@ -114,6 +114,11 @@ export interface ArenaSlot {
   shape: number[];
   dtype: DataType;
   offset: number;
+  /**
+   * Which of the kernel's allocations (0: its first) becomes this output, learnt from the replays
+   * (a kernel may allocate scratch of the output's size before it); undefined until then.
+   */
+  request?: number;
 }
 
 interface TensorData { id: number; memoryOffset: number; shape: number[]; dtype: DataType; refCount: number }
@@ -158,12 +163,12 @@ export class ReplayArena {
   private readonly byKernel = new Map<number, ArenaSlot[]>();
   /** Arena values alive, and the slot each sits in. */
   private readonly live = new Map<object, ArenaSlot>();
-  /** The current kernel's slots and the value each was lent to (null: free). */
-  private pending: { slots: ArenaSlot[]; lent: (object | null)[] } | null = null;
+  /** The current kernel's slots, the value each was lent to (null: free), and its allocations in order. */
+  private pending: { slots: ArenaSlot[]; lent: (object | null)[]; requests: Map<object, number>; count: number } | null = null;
   private restore: (() => void) | null = null;
   private disposed = false;
 
-  constructor(private readonly backend: WasmBackendInternals, slots: readonly ArenaSlot[], bytes: number) {
+  constructor(private readonly backend: WasmBackendInternals, readonly slots: readonly ArenaSlot[], bytes: number) {
     this.bytes = bytes;
     for (const s of slots) {
       const list = this.byKernel.get(s.kernel);
@@ -191,7 +196,14 @@ export class ReplayArena {
     const hadDispose = own.call(b, 'disposeData');
     const [write, disposeData] = [b.write, b.disposeData];
     // Another plan's replay may be lending its arena: ours goes on top of it and hands it back.
-    b.write = (values, shape, dtype) => this.write(values, shape, dtype) ?? write.call(b, values, shape, dtype);
+    b.write = (values, shape, dtype) => {
+      const lent = this.write(values, shape, dtype);
+      if (lent) return lent;
+      const dataId = write.call(b, values, shape, dtype);
+      // Which allocation of the kernel this was (the one an output came from is lent its range next time).
+      if (this.pending) this.pending.requests.set(dataId, this.pending.count - 1);
+      return dataId;
+    };
     b.disposeData = (dataId, force = false) => (this.live.has(dataId) ? this.forget(dataId, force) : disposeData.call(b, dataId, force));
     this.restore = () => {
       if (hadWrite) b.write = write;
@@ -205,18 +217,29 @@ export class ReplayArena {
   /** Kernel `i` runs next: its planned outputs may be lent. */
   expect(i: number): void {
     const slots = this.byKernel.get(i);
-    this.pending = slots ? { slots, lent: slots.map(() => null) } : null;
+    this.pending = slots ? { slots, lent: slots.map(() => null), requests: new Map(), count: 0 } : null;
   }
 
   /** Kernel `i` (named `name`) ran and returned `outs`: each sits in its own planned range, or is moved out. */
   settle(i: number, name: string, outs: readonly TensorInfo[]): void {
     const slots = this.byKernel.get(i);
+    const requests = this.pending?.requests;
     for (let j = 0; j < outs.length; j++) {
-      const dataId = outs[j].dataId;
+      const { dataId, shape, dtype } = outs[j];
       const at = this.live.get(dataId);
       const planned = slots?.find((s) => s.index === j);
+      const request = requests?.get(dataId);
       if (at !== undefined && at !== planned) this.moveOut(dataId, `kernel ${name}'s output ${j} came back in the range of kernel ${at.kernel}'s output ${at.index}`);
-      else if (planned && at === undefined) this.miss(`kernel ${name}'s output ${j} (planned ${shapeText(planned.shape, planned.dtype)}, made ${shapeText(outs[j].shape, outs[j].dtype)}) was allocated outside the arena`);
+      if (!planned || at === planned) {
+        if (planned) planned.request = request;
+        continue;
+      }
+      if (request !== undefined && planned.dtype === dtype && sizeOf(planned.shape) === sizeOf(shape)) {
+        // Scratch of the same size took the range first: the next replays lend it to this allocation.
+        planned.request = request;
+      } else {
+        this.miss(`kernel ${name}'s output ${j} (planned ${shapeText(planned.shape, planned.dtype)}, made ${shapeText(shape, dtype)}) was allocated outside the arena`);
+      }
     }
     this.pending = null;
   }
@@ -241,11 +264,13 @@ export class ReplayArena {
     const p = this.pending;
     if (!p) return undefined;
     const size = sizeOf(shape);
+    const request = p.count++;
     let k = -1;
     for (let j = 0; j < p.slots.length; j++) {
       const s = p.slots[j];
-      // Same type and element count: a reduction makes [16] and calls it [16, 1] after.
-      if (p.lent[j] === null && s.dtype === dtype && sizeOf(s.shape) === size) {
+      // Same type and element count (a reduction makes [16] and calls it [16, 1] after), and the
+      // allocation that became this output in the replays before, once known.
+      if (p.lent[j] === null && (s.request === undefined || s.request === request) && s.dtype === dtype && sizeOf(s.shape) === size) {
         k = j;
         break;
       }
@@ -260,6 +285,7 @@ export class ReplayArena {
     b.wasm.tfjs.registerTensor(id, size, offset);
     if (values != null) b.wasm.HEAPU8.set(new Uint8Array(values.buffer, values.byteOffset, size * bytesPer(dtype)), offset);
     p.lent[k] = dataId;
+    p.requests.set(dataId, request);
     this.live.set(dataId, slot);
     return dataId;
   }

@@ -354,15 +354,19 @@ export class StepPlan {
       for (const s of k.inputs) if (s?.k === 'out') last.set(`${s.kernel}:${s.index}`, i);
     });
     for (const [key, i] of last) if (!kept.has(key)) this.kernels[i].release.push(key.split(':').map(Number) as [number, number]);
-    // Peak bytes alive during a replay (recorded shapes), plus the constants.
+    // Peak bytes alive during a replay (recorded shapes) of the outputs `counted` says.
     const outBytes = (i: number, j: number) => bytesOf(r.kernels[this.kernels[i].source].rec.outputs[j]);
-    let live = 0;
-    let peak = 0;
-    this.kernels.forEach((k, i) => {
-      for (let j = 0; j < k.outputs; j++) live += outBytes(i, j);
-      peak = Math.max(peak, live);
-      for (const [a, b] of k.release) live -= outBytes(a, b);
-    });
+    const peakOf = (counted: (i: number, j: number) => boolean) => {
+      let live = 0;
+      let most = 0;
+      this.kernels.forEach((k, i) => {
+        for (let j = 0; j < k.outputs; j++) if (counted(i, j)) live += outBytes(i, j);
+        most = Math.max(most, live);
+        for (const [a, b] of k.release) if (counted(a, b)) live -= outBytes(a, b);
+      });
+      return most;
+    };
+    const peak = peakOf(() => true);
     const constBytes = this.consts.reduce((a, c) => a + bytesOf(c), 0);
     this.peakBytes = peak;
     // The intermediates' offsets in one arena: from the writer to the last reader of each (arena.ts).
@@ -397,7 +401,9 @@ export class StepPlan {
       slots.forEach((s, n) => (s.offset = layout.offsets[n]));
       if (slots.length) this.arena = new ReplayArena(wasm, slots, layout.bytes);
     }
-    this.bytes = (this.arena ? this.arena.bytes : peak) + constBytes;
+    // With an arena: the arena, what lives outside it (the step's outputs, values shared with them) and the constants.
+    const inArena = new Set((this.arena?.slots ?? []).map((s) => outKey(s.kernel, s.index)));
+    this.bytes = (this.arena ? this.arena.bytes + peakOf((i, j) => !inArena.has(outKey(i, j))) : peak) + constBytes;
     this.kernelCount = this.kernels.length;
     this.folded = [...foldedKernels].filter((i) => needed.has(i)).length;
     this.viewed = viewOf.size;
@@ -406,10 +412,10 @@ export class StepPlan {
 
   /** What progress says of the plan's memory: its bytes, in one arena or not, and what did not go as planned (said once). */
   memoryDetail(): string {
-    const mb = `${(this.bytes / 1048576).toFixed(1)} MB`;
-    if (!this.arena) return mb;
+    const mb = (b: number) => `${(b / 1048576).toFixed(1)} MB`;
+    if (!this.arena) return mb(this.bytes);
     const misses = this.arena.misses.length ? `; not as planned: ${this.arena.misses.join('; ')}` : '';
-    return `${mb} in one arena${misses}`;
+    return `${mb(this.bytes)}, ${mb(this.arena.bytes)} of it one arena${misses}`;
   }
 
   /** Arena values a replay had to move to their own allocation, since the plan was built (0: every output stayed where planned). */
