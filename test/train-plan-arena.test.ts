@@ -249,3 +249,45 @@ test('the keyword CNN trained through compiled steps writes the same payload byt
   assert.deepEqual(Buffer.from(on.compiled.bytes), Buffer.from(on.eager.bytes));
   assert.deepEqual(on.compiled.epochs.map((e) => e.loss), off.compiled.epochs.map((e) => e.loss));
 });
+
+test('a kernel that gives its input back as its output at replay (not when recorded): the value moves to its own allocation before its range is reused, and the replay keeps its values', () => {
+  let passThrough = false;
+  const name = 'NeuralDiffArenaTestPass';
+  tf.registerKernel({
+    kernelName: name,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const x = (inputs as { x: TensorInfo }).x;
+      const b = backend as unknown as { makeOutput(s: number[], d: string): TensorInfo; incRef(id: object): void; readSync(id: object): Float32Array; typedArrayFromHeap(t: TensorInfo): Float32Array };
+      if (passThrough) {
+        b.incRef(x.dataId);
+        return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+      }
+      const values = b.readSync(x.dataId);
+      const out = b.makeOutput([...x.shape], 'float32');
+      b.typedArrayFromHeap(out).set(values);
+      return out;
+    },
+  });
+  const x = tf.tensor2d(Float32Array.from({ length: 64 }, (_, i) => i - 20), [8, 8]);
+  // y outlives the product it passes on; later values of the same size would take that product's range.
+  const step = (feeds: Record<string, tf.Tensor>): StepOutputs => {
+    const y = tf.engine().runKernel(name, { x: tf.mul(feeds.x, 3) }, {}) as tf.Tensor;
+    const a = tf.matMul(tf.abs(feeds.x), feeds.x);
+    const c = tf.matMul(a, tf.neg(feeds.x));
+    return [['out', tf.matMul(c, y)]];
+  };
+  const eager = tf.tidy(() => step({ x })[0][1].dataSync().slice());
+  let plan: StepPlan | null = null;
+  try {
+    plan = capture(step, { x });
+    passThrough = true;
+    for (let i = 0; i < 3; i++) assert.deepEqual(tf.tidy(() => (plan as StepPlan).replay({ x })[0][1].dataSync().slice()), eager, `replay ${i}`);
+    assert.equal(plan.arenaMoves, 3, 'moved once a replay');
+    assert.deepEqual(plan.arenaMisses, [`kernel ${name}'s output 0 came back in the range of kernel 0's output 0: moved to its own allocation`]);
+  } finally {
+    plan?.dispose();
+    x.dispose();
+    tf.unregisterKernel(name, 'wasm');
+  }
+});

@@ -229,7 +229,10 @@ export class ReplayArena {
       const at = this.live.get(dataId);
       const planned = slots?.find((s) => s.index === j);
       const request = requests?.get(dataId);
-      if (at !== undefined && at !== planned) this.moveOut(dataId, `kernel ${name}'s output ${j} came back in the range of kernel ${at.kernel}'s output ${at.index}`);
+      if (at !== undefined && at !== planned) {
+        this.moveOut(dataId, `kernel ${name}'s output ${j} came back in the range of kernel ${at.kernel}'s output ${at.index}`);
+        continue;
+      }
       if (!planned || at === planned) {
         if (planned) planned.request = request;
         continue;
