@@ -121,6 +121,14 @@ export interface ArenaSlot {
   request?: number;
 }
 
+/** One kernel's planned outputs, the value each is lent to in this replay (null: free) and the kernel's allocations in order. */
+interface Pending {
+  slots: ArenaSlot[];
+  lent: (object | null)[];
+  requests: Map<object, number>;
+  count: number;
+}
+
 interface TensorData { id: number; memoryOffset: number; shape: number[]; dtype: DataType; refCount: number }
 
 /** The parts of tfjs-backend-wasm's `BackendWasm` (4.22) the arena works through. */
@@ -160,22 +168,25 @@ export class ReplayArena {
   moved = 0;
   private readonly raw: number;
   private readonly base: number;
-  private readonly byKernel = new Map<number, ArenaSlot[]>();
+  /** Per kernel with planned outputs: its slots and their state in the replay (made once: a replay allocates nothing here). */
+  private readonly byKernel: (Pending | undefined)[] = [];
   /** Arena values alive, and the slot each sits in. */
   private readonly live = new Map<object, ArenaSlot>();
-  /** The current kernel's slots, the value each was lent to (null: free), and its allocations in order. */
-  private pending: { slots: ArenaSlot[]; lent: (object | null)[]; requests: Map<object, number>; count: number } | null = null;
+  /** The kernel running now, when it has planned outputs. */
+  private pending: Pending | null = null;
   private restore: (() => void) | null = null;
   private disposed = false;
 
   constructor(private readonly backend: WasmBackendInternals, readonly slots: readonly ArenaSlot[], bytes: number) {
     this.bytes = bytes;
     for (const s of slots) {
-      const list = this.byKernel.get(s.kernel);
-      if (list) list.push(s);
-      else this.byKernel.set(s.kernel, [s]);
+      const p = this.byKernel[s.kernel];
+      if (p) {
+        p.slots.push(s);
+        p.lent.push(null);
+      } else this.byKernel[s.kernel] = { slots: [s], lent: [null], requests: new Map(), count: 0 };
     }
-    for (const list of this.byKernel.values()) list.sort((a, b) => a.index - b.index);
+    for (const p of this.byKernel) p?.slots.sort((a, b) => a.index - b.index);
     // One allocation before any replay: a replay's own outputs never grow the memory.
     this.raw = bytes > 0 ? backend.wasm._malloc(bytes + ARENA_ALIGN - 1) >>> 0 : 0;
     if (bytes > 0 && this.raw === 0) throw new UsageError(`the backend could not allocate the plan's ${bytes}-byte arena: turn arenaSwitch.planMemory off or train on a smaller batch`, { bytes });
@@ -216,19 +227,24 @@ export class ReplayArena {
 
   /** Kernel `i` runs next: its planned outputs may be lent. */
   expect(i: number): void {
-    const slots = this.byKernel.get(i);
-    this.pending = slots ? { slots, lent: slots.map(() => null), requests: new Map(), count: 0 } : null;
+    const p = this.byKernel[i];
+    if (p) {
+      p.lent.fill(null);
+      p.requests.clear();
+      p.count = 0;
+    }
+    this.pending = p ?? null;
   }
 
   /** Kernel `i` (named `name`) ran and returned `outs`: each sits in its own planned range, or is moved out. */
   settle(i: number, name: string, outs: readonly TensorInfo[]): void {
-    const slots = this.byKernel.get(i);
-    const requests = this.pending?.requests;
+    const p = this.byKernel[i];
     for (let j = 0; j < outs.length; j++) {
       const { dataId, shape, dtype } = outs[j];
       const at = this.live.get(dataId);
-      const planned = slots?.find((s) => s.index === j);
-      const request = requests?.get(dataId);
+      let planned: ArenaSlot | undefined;
+      if (p) for (const s of p.slots) if (s.index === j) planned = s;
+      const request = p?.requests.get(dataId);
       if (at !== undefined && at !== planned) {
         this.moveOut(dataId, `kernel ${name}'s output ${j} came back in the range of kernel ${at.kernel}'s output ${at.index}`);
         continue;
@@ -244,6 +260,7 @@ export class ReplayArena {
         this.miss(`kernel ${name}'s output ${j} (planned ${shapeText(planned.shape, planned.dtype)}, made ${shapeText(shape, dtype)}) was allocated outside the arena`);
       }
     }
+    p?.requests.clear();
     this.pending = null;
   }
 
