@@ -10,8 +10,9 @@
  * and frees it with the plan.
  *
  * During a replay the arena hands each kernel's output its planned offset: the backend's `write`
- * (what `makeOutput` allocates through) gives a request of the planned type and size the planned
- * range instead of a `_malloc`, and `disposeData` of such a value forgets it without a `_free`.
+ * (what `makeOutput` allocates through; hooked once per backend, the backend's own outside a
+ * replay) gives a request of the planned type and size the planned range instead of a `_malloc`,
+ * and `disposeData` of such a value forgets it without a `_free`.
  * Whatever does not match the plan keeps a normal allocation (a kernel's own scratch of another
  * shape; an output allocated elsewhere is said once); a value sitting in a range it was not planned
  * for (a kernel that returns its input as its output, or an output that leaves the step) is moved
@@ -155,6 +156,37 @@ const bytesPer = (dtype: DataType) => (dtype === 'bool' ? 1 : 4);
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, d) => a * d, 1);
 const shapeText = (shape: readonly number[], dtype: string) => `[${shape.join(', ')}] ${dtype}`;
 
+/** Per backend, the arenas lending now (the innermost replay's last). */
+const lenders = new WeakMap<object, ReplayArena[]>();
+
+/**
+ * The arenas lending on `backend`, its `write` and `disposeData` hooked once for all: set as the
+ * instance's own properties a single time and never removed (adding and deleting them around
+ * every replay made V8 keep the backend object in its slow dictionary mode, which every kernel's
+ * property reads then paid for). Outside a replay they call the backend's own methods.
+ */
+function lendersOf(b: WasmBackendInternals): ReplayArena[] {
+  let stack = lenders.get(b);
+  if (stack) return stack;
+  const lending: ReplayArena[] = (stack = []);
+  const [write, disposeData] = [b.write, b.disposeData];
+  b.write = function (values, shape, dtype) {
+    const top = lending.length ? lending[lending.length - 1] : null;
+    if (top === null) return write.call(b, values, shape, dtype);
+    const lent = top.lend(values, shape, dtype);
+    if (lent) return lent;
+    const dataId = write.call(b, values, shape, dtype);
+    top.allocated(dataId);
+    return dataId;
+  };
+  b.disposeData = function (dataId, force = false) {
+    for (let k = lending.length - 1; k >= 0; k--) if (lending[k].holds(dataId)) return lending[k].forget(dataId, force);
+    return disposeData.call(b, dataId, force);
+  };
+  lenders.set(b, stack);
+  return stack;
+}
+
 /** A plan's arena: allocated once, lent to the kernels' outputs during each replay. */
 export class ReplayArena {
   /** Bytes the arena spans (the layout's size). */
@@ -174,7 +206,7 @@ export class ReplayArena {
   private readonly live = new Map<object, ArenaSlot>();
   /** The kernel running now, when it has planned outputs. */
   private pending: Pending | null = null;
-  private restore: (() => void) | null = null;
+  private lending = false;
   private disposed = false;
 
   constructor(private readonly backend: WasmBackendInternals, readonly slots: readonly ArenaSlot[], bytes: number) {
@@ -191,39 +223,22 @@ export class ReplayArena {
     this.raw = bytes > 0 ? backend.wasm._malloc(bytes + ARENA_ALIGN - 1) >>> 0 : 0;
     if (bytes > 0 && this.raw === 0) throw new UsageError(`the backend could not allocate the plan's ${bytes}-byte arena: turn arenaSwitch.planMemory off or train on a smaller batch`, { bytes });
     this.base = roundUp(this.raw, ARENA_ALIGN);
+    lendersOf(backend);
   }
 
   /** Is a replay lending the arena now? */
   get active(): boolean {
-    return this.restore !== null;
+    return this.lending;
   }
 
   /** Start lending (false: already lending, a replay inside a replay of the same plan, or disposed). */
   begin(): boolean {
-    if (this.restore || this.disposed) return false;
-    const b = this.backend;
-    const own = Object.prototype.hasOwnProperty;
-    const hadWrite = own.call(b, 'write');
-    const hadDispose = own.call(b, 'disposeData');
-    const [write, disposeData] = [b.write, b.disposeData];
-    // Another plan's replay may be lending its arena: ours goes on top of it and hands it back.
-    b.write = (values, shape, dtype) => {
-      const lent = this.write(values, shape, dtype);
-      if (lent) return lent;
-      const dataId = write.call(b, values, shape, dtype);
-      // Which allocation of the kernel this was (the one an output came from is lent its range next time).
-      if (this.pending) this.pending.requests.set(dataId, this.pending.count - 1);
-      return dataId;
-    };
-    b.disposeData = (dataId, force = false) => (this.live.has(dataId) ? this.forget(dataId, force) : disposeData.call(b, dataId, force));
-    this.restore = () => {
-      if (hadWrite) b.write = write;
-      else delete (b as Partial<WasmBackendInternals>).write;
-      if (hadDispose) b.disposeData = disposeData;
-      else delete (b as Partial<WasmBackendInternals>).disposeData;
-    };
+    if (this.lending || this.disposed) return false;
+    this.lending = true;
+    lendersOf(this.backend).push(this);
     return true;
   }
+
 
   /** Kernel `i` runs next: its planned outputs may be lent. */
   expect(i: number): void {
@@ -268,19 +283,33 @@ export class ReplayArena {
   end(): void {
     this.pending = null;
     for (const dataId of [...this.live.keys()]) this.moveOut(dataId, 'a value outlived the replay');
-    this.restore?.();
-    this.restore = null;
+    if (this.lending) {
+      const stack = lendersOf(this.backend);
+      stack.splice(stack.lastIndexOf(this), 1);
+      this.lending = false;
+    }
   }
 
   dispose(): void {
     if (this.disposed) return;
-    if (this.restore) this.end();
+    if (this.lending) this.end();
     this.disposed = true;
     if (this.raw) this.backend.wasm._free(this.raw);
   }
 
+  /** Does this arena hold `dataId` (a value lent a planned range and not yet forgotten)? */
+  holds(dataId: object): boolean {
+    return this.live.has(dataId);
+  }
+
+  /** The backend allocated `dataId` itself during the current kernel (its next allocation in order). */
+  allocated(dataId: object): void {
+    const p = this.pending;
+    if (p) p.requests.set(dataId, p.count - 1);
+  }
+
   /** The write the backend would do, into a planned range when the request is one of the current kernel's outputs. */
-  private write(values: ArrayBufferView | null, shape: number[], dtype: DataType): object | undefined {
+  lend(values: ArrayBufferView | null, shape: number[], dtype: DataType): object | undefined {
     const p = this.pending;
     if (!p) return undefined;
     const size = sizeOf(shape);
@@ -311,7 +340,7 @@ export class ReplayArena {
   }
 
   /** disposeData of an arena value: the backend's bookkeeping without its `_free`. */
-  private forget(dataId: object, force: boolean): boolean {
+  forget(dataId: object, force: boolean): boolean {
     const b = this.backend;
     const data = b.dataIdMap.get(dataId) as TensorData;
     data.refCount--;
