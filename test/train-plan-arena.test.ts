@@ -136,12 +136,13 @@ function denseStep(tag: string) {
 
 test('replays with the arena: the bits of replays without it, the eager steps within tolerance, the progress states the arena', () => {
   const run = (mode: 'eager' | 'compiled', arena: boolean) => {
+    const was = arenaSwitch.planMemory;
     arenaSwitch.planMemory = arena;
     const d = denseStep(`${mode}_${arena}`);
     try {
       return runSteps(mode, 'dense', { x: d.x }, d.step, d.weights);
     } finally {
-      arenaSwitch.planMemory = true;
+      arenaSwitch.planMemory = was;
       d.dispose();
     }
   };
@@ -159,13 +160,14 @@ test('replays with the arena: the bits of replays without it, the eager steps wi
 test('a replay with the arena calls the backend\'s _malloc for what leaves the step only; its memory does not grow; nothing is moved out', () => {
   const d = denseStep('mallocs');
   const plans = new Map<boolean, StepPlan>();
+  const was = arenaSwitch.planMemory;
   try {
     for (const arena of [true, false]) {
       arenaSwitch.planMemory = arena;
       plans.set(arena, capture(d.step, { x: d.x }));
     }
   } finally {
-    arenaSwitch.planMemory = true;
+    arenaSwitch.planMemory = was;
   }
   try {
     const on = plans.get(true) as StepPlan;
@@ -218,8 +220,11 @@ test('a kernel whose output does not match the plan keeps a normal allocation: t
   };
   const expected = (n: number) => Array.from({ length: n * 5 }, (_, i) => 2 * (i + 1)).reduce((a, v) => a + v, 0);
   let plan: StepPlan | null = null;
+  const was = arenaSwitch.planMemory;
   try {
+    arenaSwitch.planMemory = true;
     plan = capture(step, { x });
+    arenaSwitch.planMemory = was;
     assert.equal(tf.tidy(() => (plan as StepPlan).replay({ x })[0][1].dataSync()[0]), expected(4));
     assert.deepEqual(plan.arenaMisses, [], 'as planned');
     rows = 3;
@@ -236,13 +241,16 @@ test('a kernel whose output does not match the plan keeps a normal allocation: t
 test('the keyword CNN trained through compiled steps writes the same payload bytes with and without the arena, and the eager steps\' bytes', async () => {
   let s = 11;
   const x = Float32Array.from({ length: KEYWORD_EXAMPLES * 49 * 40 }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1);
-  const on = await keywordEagerAndCompiled(x);
-  arenaSwitch.planMemory = false;
+  const was = arenaSwitch.planMemory;
+  let on: Awaited<ReturnType<typeof keywordEagerAndCompiled>>;
   let off: Awaited<ReturnType<typeof keywordEagerAndCompiled>>;
   try {
+    arenaSwitch.planMemory = true;
+    on = await keywordEagerAndCompiled(x);
+    arenaSwitch.planMemory = false;
     off = await keywordEagerAndCompiled(x);
   } finally {
-    arenaSwitch.planMemory = true;
+    arenaSwitch.planMemory = was;
   }
   assert.ok(on.said.some((m) => /^step: compiled plan \(.* MB of it one arena\)$/.test(m)), on.said.filter((m) => m.startsWith('step')).join(' | '));
   assert.deepEqual(Buffer.from(on.compiled.bytes), Buffer.from(off.compiled.bytes));
@@ -279,8 +287,11 @@ test('a kernel that gives its input back as its output at replay (not when recor
   };
   const eager = tf.tidy(() => step({ x })[0][1].dataSync().slice());
   let plan: StepPlan | null = null;
+  const was = arenaSwitch.planMemory;
   try {
+    arenaSwitch.planMemory = true;
     plan = capture(step, { x });
+    arenaSwitch.planMemory = was;
     passThrough = true;
     for (let i = 0; i < 3; i++) assert.deepEqual(tf.tidy(() => (plan as StepPlan).replay({ x })[0][1].dataSync().slice()), eager, `replay ${i}`);
     assert.equal(plan.arenaMoves, 3, 'moved once a replay');

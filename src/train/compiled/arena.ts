@@ -22,8 +22,14 @@
 import type { DataType, KernelBackend, TensorInfo } from '@tensorflow/tfjs';
 import { UsageError } from '../../core/errors.ts';
 
-/** Benchmarks and tests switch this: `planMemory` false gives every kernel's output its own allocation. */
-export const arenaSwitch = { planMemory: true };
+/**
+ * `planMemory` true lays a plan's intermediates out in one arena; false (the default) gives every
+ * kernel's output its own allocation, as before. Off by default: side by side on the keyword CNN
+ * and the small transformer (bench/profile-plan.ts --compare arena) replays took 0.87-1.01x the
+ * CPU time without it and the WebAssembly memory ended the same size, while a replay holds the
+ * arena and the step's outputs at once (docs/benchmarks/training-speed.md).
+ */
+export const arenaSwitch = { planMemory: false };
 
 /** Offsets are multiples of this (SIMD loads of 16 bytes). */
 export const ARENA_ALIGN = 16;
