@@ -5,10 +5,10 @@
   "targets": [
     {
       "target_name": "neural_diff_blas",
-      "sources": ["src/train/kernels/native/blas.c"],
+      "sources": ["src/train/kernels/native/blas.c", "src/train/kernels/native/pool.c", "src/train/kernels/native/blocks.c"],
       "include_dirs": ["<!@(node scripts/build-native.mjs --include-dirs)"],
-      "libraries": ["-lopenblas"],
-      "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
+      "libraries": ["-lopenblas", "-lpthread"],
+      "cflags": ["-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS"]
     }
   ]

@@ -18,9 +18,16 @@
  * batched products of small items in WebAssembly against the stock BatchMatMul
  * (simdKernelSwitch.batchMatMulInWasm; wasm only, native multiplies with OpenBLAS); `conv`, the
  * convolutions and their gradients in WebAssembly (conv2d.c) against XNNPACK and the column
- * matrix (simdKernelSwitch.convInWasm; wasm only); `all`, every one of these.
+ * matrix (simdKernelSwitch.convInWasm; wasm only); `arena`, the
+ * intermediates at offsets planned once in one block against an allocation per kernel output
+ * (arenaSwitch.planMemory; it also runs each way alone in a process of its own, one round, for
+ * the WebAssembly memory's size at the end: the memory never shrinks, so alternated runs cannot
+ * tell it apart); `all`, every one of these.
  *
- *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--compare fusion|kernels|epilogue|bmm|conv|all] [--rounds N] [--transformer DIR]
+ * --threads N (native only; default 1) trains on N threads the way `ndiff train --threads N` does
+ * (the native kernels on the addon's N threads, on the one JavaScript thread).
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--threads N] [--compare fusion|kernels|epilogue|bmm|conv|arena|all] [--rounds N] [--transformer DIR]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -37,6 +44,7 @@ import { replayProfile, replayProfiler, type ReplayProfile } from '../src/train/
 import { ELEMENTWISE_KERNELS, FUSED_ELEMENTWISE, planSwitch } from '../src/train/compiled/fuse.ts';
 import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
 import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
+import { arenaSwitch } from '../src/train/compiled/arena.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -44,8 +52,12 @@ const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const childBackend = args.includes('--child') ? opt('--child', 'wasm') : undefined;
 const compare = args.includes('--compare') ? opt('--compare', 'fusion') : null;
-if (compare !== null && !['fusion', 'kernels', 'epilogue', 'bmm', 'conv', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue, bmm, conv or all, got ${compare}`);
+if (compare !== null && !['fusion', 'kernels', 'epilogue', 'bmm', 'conv', 'arena', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue, bmm, conv, arena or all, got ${compare}`);
+/** In a child: run only this way (on or off) of --compare. */
+const onlyWay = args.includes('--way') ? opt('--way', 'on') === 'on' : null;
 const rounds = Number(opt('--rounds', compare ? '3' : '1'));
+const threads = Number(opt('--threads', '1'));
+if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads takes a positive integer, got ${opt('--threads', '1')}`);
 
 /** Switch what --compare compares on or off. */
 function setWay(on: boolean): void {
@@ -54,17 +66,19 @@ function setWay(on: boolean): void {
   if (compare === 'epilogue' || compare === 'all') epilogueSwitch.fuseBias = on;
   if (compare === 'bmm' || compare === 'all') simdKernelSwitch.batchMatMulInWasm = on;
   if (compare === 'conv' || compare === 'all') simdKernelSwitch.convInWasm = on;
+  if (compare === 'arena' || compare === 'all') arenaSwitch.planMemory = on;
 }
 const transformerDir = path.resolve(root, opt('--transformer', '.cache/transformer'));
 
-interface Row { model: string; backend: string; on: boolean; profiles: ReplayProfile[]; said: string }
+interface Row { model: string; backend: string; on: boolean; profiles: ReplayProfile[]; said: string; heapBytes?: number }
 
 function serial(p: ReplayProfile) {
   return { ...p, kernels: [...p.kernels] };
 }
 
 async function child(backend: 'wasm' | 'native'): Promise<void> {
-  await initBackend(backend, { threads: 1 });
+  const runThreads = backend === 'native' ? threads : 1;
+  await initBackend(backend, { threads: runThreads });
   const random = seededRandom(7);
   const kws = keywordModel(12);
   const kwsBase = modelToStore(kws);
@@ -73,7 +87,7 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
   const kwsX = Float32Array.from({ length: kwsCount * inputShape.reduce((a, b) => a * b, 1) }, () => random() * 2 - 1);
   const kwsY = Int32Array.from({ length: kwsCount }, () => Math.floor(random() * 12));
   const haveTransformer = ['v1.onnx', 'v2.onnx', 'distill-tokens.bin'].every((f) => existsSync(path.join(transformerDir, f)));
-  const common = { seed: 1, tune: 'off' as const, validation: 0, batchSize: 32, distill: 0, threads: 1, allowWorse: true, refuseWorseOnEval: false, step: 'compiled' as const };
+  const common = { seed: 1, tune: 'off' as const, validation: 0, batchSize: 32, distill: 0, threads: runThreads, allowWorse: true, refuseWorseOnEval: false, step: 'compiled' as const };
   const runs: { model: string; run: (say: (m: string) => void) => Promise<unknown> }[] = [
     ...(['full', 'sparse'] as const).map((method) => ({
       model: `keyword CNN, ${method}`,
@@ -98,7 +112,7 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
     });
   } else console.error(`no transformer files in ${transformerDir}: its rows are left out`);
   const rows: Row[] = [];
-  const ways = compare ? [true, false] : [true];
+  const ways = onlyWay !== null ? [onlyWay] : compare ? [true, false] : [true];
   for (let r = 0; r < rounds; r++) {
     for (const x of runs) {
       for (const on of r % 2 ? ways.slice().reverse() : ways) {
@@ -117,7 +131,9 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
       }
     }
   }
-  console.log(JSON.stringify(rows.map((row) => ({ ...row, profiles: row.profiles.map(serial) }))));
+  // The WebAssembly memory's size now: its largest in this process (it never shrinks).
+  const heapBytes = (tf.engine().backend as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.length;
+  console.log(JSON.stringify(rows.map((row) => ({ ...row, heapBytes, profiles: row.profiles.map(serial) }))));
 }
 
 type Serial = Omit<ReplayProfile, 'kernels'> & { kernels: [string, { calls: number; ms: number }][] };
@@ -148,7 +164,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
+  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : compare === 'arena' ? 'intermediates in one arena' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');
@@ -160,22 +176,35 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   }
 }
 
+/** Run a child process of this bench; its rows. */
+function runChild(b: string, childArgs: string[]): (Omit<Row, 'profiles'> & { profiles: Serial[] })[] {
+  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...childArgs], { encoding: 'utf8', maxBuffer: 64 << 20, cwd: root });
+  if (r.status !== 0) throw new Error(`the ${b} run failed: ${r.stderr.slice(-2000)}`);
+  const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('[')).pop();
+  if (!line) throw new Error(`the ${b} run printed no result: ${r.stdout.slice(-1000)}`);
+  return JSON.parse(line);
+}
+
 async function main(): Promise<void> {
   const which = opt('--backend', 'both');
   const backends = which === 'both' ? ['native', 'wasm'] : [which];
   const all: (Omit<Row, 'profiles'> & { profiles: Serial[] })[] = [];
+  const heaps: { backend: string; on: boolean; bytes: number; said: string[] }[] = [];
   for (const b of backends) {
     const status = nativeAddonStatus();
     if (b === 'native' && !status.available) {
       console.log(`native: skipped (${status.reason})`);
       continue;
     }
-    const childArgs = ['--child', b, '--rounds', String(rounds), '--transformer', transformerDir, ...(compare ? ['--compare', compare] : [])];
-    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...childArgs], { encoding: 'utf8', maxBuffer: 64 << 20, cwd: root });
-    if (r.status !== 0) throw new Error(`the ${b} run failed: ${r.stderr.slice(-2000)}`);
-    const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('[')).pop();
-    if (!line) throw new Error(`the ${b} run printed no result: ${r.stdout.slice(-1000)}`);
-    all.push(...JSON.parse(line));
+    const childArgs = ['--child', b, '--rounds', String(rounds), '--threads', String(threads), '--transformer', transformerDir, ...(compare ? ['--compare', compare] : [])];
+    all.push(...runChild(b, childArgs));
+    if (compare === 'arena') {
+      // Each way alone in its own process: the memory's size at the end is that way's.
+      for (const on of [true, false]) {
+        const alone = runChild(b, ['--child', b, '--rounds', '1', '--threads', String(threads), '--transformer', transformerDir, '--compare', compare, '--way', on ? 'on' : 'off']);
+        heaps.push({ backend: b, on, bytes: alone[0]?.heapBytes ?? 0, said: alone.map((x) => `${x.model}: ${x.said}`) });
+      }
+    }
   }
   for (const row of all) table(row);
   if (compare) {
@@ -188,6 +217,15 @@ async function main(): Promise<void> {
       const calls = (r: typeof on) => r.profiles[0].calls / r.profiles[0].replays;
       const each = (r: typeof on) => r.profiles.map((p) => (p.cpuMs / p.replays).toFixed(2)).join(', ');
       console.log(`| ${on.model} | ${on.backend} | ${cpu(on).toFixed(2)} (${each(on)}) | ${cpu(off).toFixed(2)} (${each(off)}) | ${(cpu(off) / cpu(on)).toFixed(2)}x | ${calls(on).toFixed(0)} | ${calls(off).toFixed(0)} |`);
+    }
+    if (heaps.length) {
+      console.log('\n| backend | WebAssembly memory at the end, arena on (MB) | off (MB) |');
+      console.log('|---|---:|---:|');
+      for (const b of new Set(heaps.map((h) => h.backend))) {
+        const mb = (on: boolean) => ((heaps.find((h) => h.backend === b && h.on === on)?.bytes ?? 0) / 1048576).toFixed(1);
+        console.log(`| ${b} | ${mb(true)} | ${mb(false)} |`);
+      }
+      for (const h of heaps) console.log(`\n${h.backend}, arena ${h.on ? 'on' : 'off'}:\n  ${h.said.join('\n  ')}`);
     }
   }
 }

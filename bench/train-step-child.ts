@@ -7,9 +7,10 @@
  * Full fine-tuning of every trainable weight through our training loop (src/train/loop.ts): Adam,
  * layers in inference mode, random inputs. BACKEND is `wasm` (default), `native`, `native-pool` or
  * `native-blas`. On wasm, THREADS > 1 splits each batch across worker threads; on native, what
- * `ndiff train` does: the worker pool with OpenBLAS on one thread in each for a model with depthwise
- * convolutions or batch norms (MobileNetV2), else one thread training and OpenBLAS's GEMMs on
- * THREADS threads; native-pool and native-blas force one or the other (for comparisons);
+ * `ndiff train` does: the worker pool with the native kernels on one thread in each for a model
+ * with depthwise convolutions or batch norms (MobileNetV2), else one thread training and the
+ * native kernels on THREADS threads (the addon's); native-pool and native-blas force one or the
+ * other (for comparisons);
  * CHUNK bounds the examples a thread runs at once (gradient accumulation inside the batch). One
  * warm-up step, then STEPS timed steps. Prints one JSON line.
  */
@@ -34,7 +35,7 @@ const chunk = Number(chunkArg);
 
 await initBackend(backendArg === 'wasm' ? 'wasm' : 'native', backendArg === 'wasm' ? {} : { threads });
 const model = modelName === 'keyword' ? keywordModel(12) : await tf.loadLayersModel(fileSystemIO(await pretrainedModelDir('layers')));
-// The worker pool (OpenBLAS on one thread in each worker on native), or one thread with OpenBLAS on every thread.
+// The worker pool (the native kernels on one thread in each worker), or one thread with the native kernels on every thread.
 const pooled = backendArg === 'wasm' || backendArg === 'native-pool' || (backendArg === 'native' && threads > 1 && nativePrefersWorkerPool(model));
 if (backendArg !== 'wasm' && pooled) setNativeThreads(1);
 const inputShape = (model.inputs[0].shape as number[]).slice(1);

@@ -13,8 +13,8 @@
  * after come from one run on one machine state.
  *
  * Ours: full fine-tuning through our training loop (bench/train-step-child.ts); on wasm the batch
- * is split across worker threads when threads > 1, on native one thread trains and OpenBLAS runs
- * the convolutions' and matmuls' GEMMs on the threads. PyTorch: the same layers and sizes
+ * is split across worker threads when threads > 1, on native one thread trains and the addon's
+ * threads run the convolutions and matmuls (cut into blocks; OpenBLAS on one thread in each). PyTorch: the same layers and sizes
  * (bench/torch-train-step.py), Debian's python3-torch, installed here with apt-get when missing
  * (said so). As Debian installs it torch links the reference BLAS (a few GFLOPS), a weak anchor, so
  * OpenBLAS's OpenMP build (libopenblas0-openmp) is unpacked with apt-get download + dpkg -x into
@@ -31,7 +31,7 @@
  * seeded synthetic task, exports both to ONNX into .cache/transformer on first use) is distilled
  * from v1 toward v2 at batch 32: ours through the ONNX program as `ndiff train --teacher` runs it
  * (bench/train-transformer-child.ts), PyTorch the same way (teacher forward, KL, Adam). On native
- * at every core OpenBLAS runs the program's GEMMs on every thread (the program trains on one
+ * at every core the addon's threads run the program's GEMMs (the program trains on one
  * JavaScript thread: its examples live in that thread's memory).
  * Writes bench/out/train-vs-torch.json.
  */

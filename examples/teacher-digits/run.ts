@@ -115,6 +115,7 @@ const lowbitRuns = async (pctBudget: number, budgetBytes: number) => {
     const cal = calibrationMeasure(v1, v2, base, calibration);
     const variants = lowbitVariants(() => (importance ??= outputImportance(v2, calibration, { examples: 256 })), undefined, () => (moments ??= inputMoments(v2, calibration, { examples: 256 })));
     const { chosen, name } = chooseOnCalibration(variants.map((v) => ({ name: v.name, build: () => lowbitDiff(hasher, base, v2Store, { budgetBytes, ...v.options() }) })), cal);
+    cal.dispose?.();
     await applied(`post-hoc ${name}, chosen on ${calibration.shape[0]} unlabeled inputs (--calibrate) at ${pctBudget}%`, 'lowbit (calibrated)', pctBudget, chosen, (performance.now() - t0) / 1000);
   }
 };

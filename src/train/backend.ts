@@ -25,7 +25,7 @@ export interface InitBackendOptions {
    * never starts that build under Node (its workers need browser Blob URLs), so in Node the wasm
    * backend computes on one thread whatever is asked; values above 1 are rejected there rather
    * than silently ignored. Use the second core by running a second training process.
-   * For `native`: OpenBLAS's threads (default: every core).
+   * For `native`: the native kernels' threads, the addon's own (default: every core).
    */
   threads?: number;
 }

@@ -20,6 +20,7 @@ import { sameBytes } from '../io/tfjs/write.ts';
 import { seededRandom } from '../core/random.ts';
 import { namedVariables, setModelWeights } from './model-weights.ts';
 import { closeness, defaultTeacherLoss, outputLayout, outputRows, type OutputSegment } from './teacher.ts';
+import { ForwardPlans, forwardSwitch } from './compiled/forward.ts';
 
 /** How close a model comes to the target on the calibration inputs. */
 export interface CalibrationCloseness {
@@ -47,28 +48,39 @@ export interface CalibrationMeasure {
   readonly evaluations: number;
   /** Put the base's weights back into the model. */
   restore(): void;
+  /** Free what the measure holds in the backend's memory (its compiled forward passes); it measures no more after. */
+  dispose?(): void;
 }
 
 /**
  * A {@link CalibrationMeasure} for `model` (built from `base`'s weights) against `target` on the
- * inputs `x` (the first axis is the example). The target runs once; each call runs `model` once.
- * Throws a UsageError when the two models do not share inputs and outputs.
+ * inputs `x` (the first axis is the example). The target runs once; each call runs `model` once,
+ * the same passes over the same inputs with other weights: after the first two they replay a
+ * compiled forward plan (src/train/compiled/forward.ts, the eager passes' bits). Throws a
+ * UsageError when the two models do not share inputs and outputs. Dispose the measure when done.
  */
 export function calibrationMeasure(model: tf.LayersModel, target: tf.LayersModel, base: WeightStore, x: tf.Tensor, batchSize = 256): CalibrationMeasure {
   const layout = outputLayout(model, target);
   const measure = { ...layout, loss: defaultTeacherLoss(layout.segments), temperature: 1 };
   const baseNames = new Set(base.list().map((t) => t.name));
   const targetRows = outputRows(target, x, layout.width, batchSize);
+  const forward = forwardSwitch.compiled ? new ForwardPlans('calibration', () => {}) : undefined;
   let evaluations = 0;
   const closenessWith = (values: (name: string) => Float32Array | undefined): CalibrationCloseness => {
     setModelWeights(model, values);
     evaluations++;
-    const c = closeness(outputRows(model, x, layout.width, batchSize), targetRows, measure, 'top1');
+    const c = closeness(outputRows(model, x, layout.width, batchSize, forward), targetRows, measure, 'top1');
     return { loss: c.loss, agreement: c.agreement, meanAbsDiff: c.meanAbsDiff };
   };
   const errorWith = (values: (name: string) => Float32Array | undefined): number => closenessWith(values).loss;
   const restore = () => setModelWeights(model, (n) => (baseNames.has(n) ? base.values(n) : undefined));
-  const baseCloseness = closenessWith((n) => (baseNames.has(n) ? base.values(n) : undefined));
+  let baseCloseness: CalibrationCloseness;
+  try {
+    baseCloseness = closenessWith((n) => (baseNames.has(n) ? base.values(n) : undefined));
+  } catch (e) {
+    forward?.dispose();
+    throw e;
+  }
   const baseError = baseCloseness.loss;
   const withValues = (values: ReadonlyMap<string, Float32Array>) => (n: string) => values.get(n) ?? (baseNames.has(n) ? base.values(n) : undefined);
   return {
@@ -90,6 +102,7 @@ export function calibrationMeasure(model: tf.LayersModel, target: tf.LayersModel
       return evaluations;
     },
     restore,
+    dispose: () => forward?.dispose(),
   };
 }
 

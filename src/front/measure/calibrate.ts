@@ -78,9 +78,10 @@ export async function chooseCalibrated<R extends BuiltPayload>(
   const all = d.xShape[0];
   const n = Math.min(all, MAX_CALIBRATION_EXAMPLES);
   const x = tf.tidy(() => tf.slice(tf.tensor(d.x, d.xShape, 'float32'), [0], [n]));
+  let measure: ReturnType<typeof calibrationMeasure> | undefined;
   try {
     progress(`calibrating on ${n} inputs from ${paths.calibrate}${n < all ? ` (the first ${n} of ${all})` : ''}: each candidate payload measured by how close base + payload comes to --target's outputs`);
-    const measure = calibrationMeasure(model, target, baseStore, x);
+    measure = calibrationMeasure(model, target, baseStore, x);
     let importance: ReadonlyMap<string, Float32Array> | undefined;
     const lazyImportance = () => {
       if (!importance) {
@@ -99,6 +100,7 @@ export async function chooseCalibrated<R extends BuiltPayload>(
     };
     return choose(chooseOnCalibration, candidates(lazyImportance, lazyMoments), measure, { inputs: paths.calibrate, examples: n }, progress);
   } finally {
+    measure?.dispose?.();
     x.dispose();
     model.dispose();
     target.dispose();

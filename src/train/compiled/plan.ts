@@ -26,6 +26,7 @@ import { infoOf, type RecordedKernel, type Recording } from './record.ts';
 import { outKey, type PlannedKernel, type Slot } from './planned.ts';
 import { epilogueSwitch, fuseBiasAdds } from './epilogue.ts';
 import { fuseElementwise, planSwitch } from './fuse.ts';
+import { arenaSwitch, planArena, ReplayArena, wasmBackendOf, type ArenaSlot, type Lifetime } from './arena.ts';
 
 export type { PlannedKernel, Slot } from './planned.ts';
 
@@ -205,8 +206,15 @@ export class StepPlan {
   readonly fusedBiases: number = 0;
   /** Of {@link kernelCount}, the optimizer's update kernels (the fused Adam's, one per variable). */
   readonly optimizerKernels: number;
-  /** The most bytes of intermediate values alive at once during a replay, plus the constants. */
+  /**
+   * The bytes a replay's intermediates take, plus the constants: the arena's size when the plan
+   * has one (arena.ts), else the most bytes of intermediate values alive at once.
+   */
   readonly bytes: number;
+  /** The most bytes of intermediate values alive at once during a replay (what the arena cannot go below). */
+  readonly peakBytes: number;
+  /** The intermediates laid out in one block allocated once (null: arenaSwitch off, or not a wasm-memory backend). */
+  private readonly arena: ReplayArena | null = null;
   private disposed = false;
 
   private constructor(private readonly backend: KernelBackend, r: Resolved, feeds: Record<string, tf.Tensor>) {
@@ -349,20 +357,78 @@ export class StepPlan {
       for (const s of k.inputs) if (s?.k === 'out') last.set(`${s.kernel}:${s.index}`, i);
     });
     for (const [key, i] of last) if (!kept.has(key)) this.kernels[i].release.push(key.split(':').map(Number) as [number, number]);
-    // Peak bytes alive during a replay (recorded shapes), plus the constants.
+    // Peak bytes alive during a replay (recorded shapes) of the outputs `counted` says.
     const outBytes = (i: number, j: number) => bytesOf(r.kernels[this.kernels[i].source].rec.outputs[j]);
-    let live = 0;
-    let peak = 0;
-    this.kernels.forEach((k, i) => {
-      for (let j = 0; j < k.outputs; j++) live += outBytes(i, j);
-      peak = Math.max(peak, live);
-      for (const [a, b] of k.release) live -= outBytes(a, b);
-    });
-    this.bytes = peak + this.consts.reduce((a, c) => a + bytesOf(c), 0);
+    const peakOf = (counted: (i: number, j: number) => boolean) => {
+      let live = 0;
+      let most = 0;
+      this.kernels.forEach((k, i) => {
+        for (let j = 0; j < k.outputs; j++) if (counted(i, j)) live += outBytes(i, j);
+        most = Math.max(most, live);
+        for (const [a, b] of k.release) if (counted(a, b)) live -= outBytes(a, b);
+      });
+      return most;
+    };
+    const peak = peakOf(() => true);
+    const constBytes = this.consts.reduce((a, c) => a + bytesOf(c), 0);
+    this.peakBytes = peak;
+    // The intermediates' offsets in one arena: from the writer to the last reader of each (arena.ts).
+    const wasm = wasmBackendOf(backend);
+    if (arenaSwitch.planMemory && wasm) {
+      const lastReader = new Map<string, number>();
+      this.kernels.forEach((k, i) => { for (const [a, b] of k.release) lastReader.set(outKey(a, b), i); });
+      // A kernel that gave its input back as its output when recorded (an Identity the step returns,
+      // an ExpandDims) shares that input's data: neither lives in the arena.
+      const shared = new Set<number>();
+      this.kernels.forEach((k, i) => {
+        const rec = r.kernels[k.source].rec;
+        if (!SAME_VALUES.has(k.name) && !rec.outputs.some((o) => rec.inputIds.includes(o.dataId))) return;
+        shared.add(i);
+        for (const s of k.inputs) if (s?.k === 'out') shared.add(s.kernel);
+      });
+      const items: Lifetime[] = [];
+      const slots: ArenaSlot[] = [];
+      this.kernels.forEach((k, i) => {
+        // A kernel whose outputs leave the step keeps normal allocations for all of them.
+        if (shared.has(i)) return;
+        for (let j = 0; j < k.outputs; j++) if (kept.has(outKey(i, j))) return;
+        for (let j = 0; j < k.outputs; j++) {
+          const t = r.kernels[k.source].rec.outputs[j];
+          const last = lastReader.get(outKey(i, j));
+          if (last === undefined || !t || (t.dtype !== 'float32' && t.dtype !== 'int32' && t.dtype !== 'bool')) continue;
+          items.push({ bytes: bytesOf(t), first: i, last });
+          slots.push({ kernel: i, index: j, shape: t.shape.slice(), dtype: t.dtype, offset: 0 });
+        }
+      });
+      const layout = planArena(items);
+      slots.forEach((s, n) => (s.offset = layout.offsets[n]));
+      if (slots.length) this.arena = new ReplayArena(wasm, slots, layout.bytes);
+    }
+    // With an arena: the arena, what lives outside it (the step's outputs, values shared with them) and the constants.
+    const inArena = new Set((this.arena?.slots ?? []).map((s) => outKey(s.kernel, s.index)));
+    this.bytes = (this.arena ? this.arena.bytes + peakOf((i, j) => !inArena.has(outKey(i, j))) : peak) + constBytes;
     this.kernelCount = this.kernels.length;
     this.folded = [...foldedKernels].filter((i) => needed.has(i)).length;
     this.viewed = viewOf.size;
     this.optimizerKernels = this.kernels.filter((k) => k.name === ADAM_STEP).length;
+  }
+
+  /** What progress says of the plan's memory: its bytes, in one arena or not, and what did not go as planned (said once). */
+  memoryDetail(): string {
+    const mb = (b: number) => `${(b / 1048576).toFixed(1)} MB`;
+    if (!this.arena) return mb(this.bytes);
+    const misses = this.arena.misses.length ? `; not as planned: ${this.arena.misses.join('; ')}` : '';
+    return `${mb(this.bytes)}, ${mb(this.arena.bytes)} of it one arena${misses}`;
+  }
+
+  /** Arena values a replay had to move to their own allocation, since the plan was built (0: every output stayed where planned). */
+  get arenaMoves(): number {
+    return this.arena?.moved ?? 0;
+  }
+
+  /** Notes of what did not go as planned in the arena (outputs allocated outside it, values moved out). */
+  get arenaMisses(): readonly string[] {
+    return this.arena?.misses ?? [];
   }
 
   /** The kernels a replay calls, by name, in order (to count them). */
@@ -435,6 +501,8 @@ export class StepPlan {
         case 'out': return (outs[s.kernel] as TensorInfo[])[s.index];
       }
     };
+    // The intermediates go to their planned offsets (unless this plan's replay is already lending its arena).
+    const arena = this.arena?.begin() ? this.arena : null;
     try {
       const kernels = this.kernels;
       for (let i = 0; i < kernels.length; i++) {
@@ -456,8 +524,10 @@ export class StepPlan {
           else (named as Record<string, TensorInfo | null>)[(keys as string[])[j]] = info;
         }
         const s = entries ? performance.now() : 0;
+        arena?.expect(i);
         const out = k.kernelFunc({ inputs: list ?? named, attrs: k.attrs, backend });
         outs[i] = Array.isArray(out) ? out : [out];
+        arena?.settle(i, k.name, outs[i] as TensorInfo[]);
         const f = entries ? performance.now() : 0;
         const release = k.release;
         for (let r = 0; r < release.length; r++) {
@@ -475,6 +545,8 @@ export class StepPlan {
       // Release what this replay made, then let the caller fall back.
       outs.forEach((list) => list?.forEach((info) => { if (info !== RELEASED) backend.disposeData(info.dataId); }));
       throw e;
+    } finally {
+      arena?.end();
     }
     const engine = tf.engine();
     const wrapped = new Map<object, tf.Tensor>();
@@ -511,5 +583,6 @@ export class StepPlan {
     if (this.disposed) return;
     this.disposed = true;
     for (const c of this.consts) this.backend.disposeData(c.dataId);
+    this.arena?.dispose();
   }
 }

@@ -2,10 +2,11 @@
  * How a training run uses the threads it was given, decided once before the first step:
  *
  * - wasm (and cpu): the worker pool (pool.ts) when threads > 1;
- * - native, a model with depthwise convolutions or batch norms: the worker pool with OpenBLAS on
- *   one thread in each worker (their gradients do not run on OpenBLAS), or, when the workers cannot
- *   rebuild the model, one thread with OpenBLAS on the threads;
- * - native otherwise: one JavaScript thread with OpenBLAS on the threads.
+ * - native, a model with depthwise convolutions or batch norms: the worker pool with the native
+ *   kernels on one thread in each worker (their gradients do not run in the addon), or, when the
+ *   workers cannot rebuild the model, one JavaScript thread with the native kernels on the threads;
+ * - native otherwise: one JavaScript thread with the native kernels (GEMMs, convolutions, their
+ *   epilogues) on the threads, the addon's own pool (blas.c), OpenBLAS on one thread.
  *
  * The choice depends on the backend, the thread count and the model alone, so a seed still gives
  * the same bytes. A model the workers cannot rebuild trains on one thread unless threads were
@@ -43,11 +44,11 @@ export async function startTrainingThreads(model: tf.LayersModel, o: TrainingThr
   };
   const blasThreads = () => {
     setNativeThreads(threads);
-    progress(`training on one thread, OpenBLAS on ${threads} (native backend: the convolutions and matmuls use the threads)`);
+    progress(threads === 1 ? 'training on one thread (native backend)' : `training on one JavaScript thread, the native kernels on ${threads} threads (the convolutions and matmuls cut into blocks over the addon's threads, OpenBLAS on one each)`);
   };
   if (backend === NATIVE && threads > 1 && nativePrefersWorkerPool(model)) {
     setNativeThreads(1);
-    const pool = await tryPool('; native backend, OpenBLAS on one thread in each: the depthwise convolutions and batch norms do not run on OpenBLAS', true);
+    const pool = await tryPool('; native backend, the native kernels on one thread in each: the depthwise convolutions and batch norms do not run in the addon', true);
     if (!pool) blasThreads();
     return pool;
   }
@@ -58,7 +59,7 @@ export async function startTrainingThreads(model: tf.LayersModel, o: TrainingThr
   return threads > 1 ? tryPool('', false) : undefined;
 }
 
-/** Dispose the run's pool; on native, give OpenBLAS the threads back (its thread count is process-wide). */
+/** Dispose the run's pool; on native, give the JavaScript thread's native kernels their threads back. */
 export function stopTrainingThreads(pool: TrainingPool | undefined, backend: string): void {
   if (pool && backend === NATIVE) setNativeThreads(pool.threads);
   pool?.dispose();

@@ -31,8 +31,8 @@ process.on('exit', () => {
 });
 
 silenceTfjsNodeBanner();
-// On native, a worker's GEMMs run on its own thread: OpenBLAS's thread count is process-wide, and
-// N workers each asking for N threads would put N x N threads on N cores.
+// On native, a worker's kernels run on its own thread (no addon threads, OpenBLAS on one): N workers
+// each asking for N threads would put N x N threads on N cores.
 await initBackend(setup.backend as TrainBackendName, setup.backend === 'native' ? { threads: 1 } : {});
 const model = await tf.loadLayersModel(tf.io.fromMemory(setup.model as tf.io.ModelArtifacts));
 const byName = new Map(namedVariables(model).map((v) => [v.name, v]));

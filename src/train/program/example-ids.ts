@@ -1,9 +1,12 @@
 /**
  * The trainers' `x` for a program (src/train/program/training-model.ts) holds example ids as
  * float32, exact up to 2^24. Augmented rows are numbered after the examples, so the ids they
- * reach are checked before any row is written.
+ * reach are checked before any row is written. The inputs' rows the ids pick, and the sequences
+ * they fall in.
  */
+import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../../core/errors.ts';
+import type { ProgramInputValues } from './training-model.ts';
 
 /** The largest id float32 holds exactly (with every id below it). */
 export const EXACT_IDS = 2 ** 24;
@@ -20,4 +23,35 @@ export function checkAugmentedIds(source: string, count: number, highest: number
       `expected at most ${most} examples; split the training data into runs of at most that many, or use --augment none`,
     { examples: count, highestId: highest, most },
   );
+}
+
+/** The example ids in a trainers' `x`. */
+export function idsOf(x: tf.Tensor): Int32Array {
+  return Int32Array.from(x.dataSync() as Float32Array, (v) => Math.round(v));
+}
+
+/** Rows `ids` of an input as a tensor `[n, ...shape]`. */
+export function rowsOf(v: ProgramInputValues, ids: Int32Array): tf.Tensor {
+  const per = v.shape.reduce((a, d) => a * d, 1);
+  const out = v.values instanceof Int32Array ? new Int32Array(ids.length * per) : new Float32Array(ids.length * per);
+  ids.forEach((id, r) => out.set(v.values.subarray(id * per, (id + 1) * per), r * per));
+  return tf.tensor(out, [ids.length, ...v.shape], v.values instanceof Int32Array ? 'int32' : 'float32');
+}
+
+/** For each example its sequence's first id and end id (a sequence's examples are consecutive). */
+export function sequenceBounds(sequence: Int32Array): [Int32Array, Int32Array] {
+  const start = new Int32Array(sequence.length);
+  const end = new Int32Array(sequence.length);
+  let from = 0;
+  const seen = new Set<number>();
+  for (let i = 1; i <= sequence.length; i++) {
+    if (i === sequence.length || sequence[i] !== sequence[from]) {
+      if (seen.has(sequence[from])) throw new DataError(`sequence ${sequence[from]} appears in two places (examples ${from} and earlier): a sequence's frames must be consecutive and in order`);
+      seen.add(sequence[from]);
+      start.fill(from, from, i);
+      end.fill(i, from, i);
+      from = i;
+    }
+  }
+  return [start, end];
 }

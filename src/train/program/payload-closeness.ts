@@ -94,7 +94,9 @@ export function programCalibration(program: TrainableProgram, target: TrainableP
   let model: ProgramTrainingModel | undefined;
   let targetModel: ProgramTrainingModel | undefined;
   let x: ReturnType<ProgramTrainingModel['ids']> | undefined;
+  let measure: CalibrationMeasure | undefined;
   const dispose = () => {
+    measure?.dispose?.();
     x?.dispose();
     if (targetModel) targetModel.dispose();
     else target.dispose();
@@ -118,7 +120,7 @@ export function programCalibration(program: TrainableProgram, target: TrainableP
     targetModel = new ProgramTrainingModel(target, examples, { ...modelOptions, output: model.output });
     checkSameOutput(model, targetModel);
     x = model.ids(0, examples.count);
-    const measure = calibrationMeasure(model.asLayersModel(), targetModel.asLayersModel(), store, x, options.batchSize);
+    measure = calibrationMeasure(model.asLayersModel(), targetModel.asLayersModel(), store, x, options.batchSize);
     return { measure, examples: examples.count, ...(reached ? { reached } : {}), dispose };
   } catch (e) {
     dispose();

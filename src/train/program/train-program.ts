@@ -26,9 +26,11 @@ import { trainAuto, type AutoCandidate, type AutoResult } from '../auto.ts';
 import type { TrainMethod } from '../methods.ts';
 import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
 import { NATIVE } from '../kernels/native/index.ts';
+import { ForwardPlans, forwardSwitch } from '../compiled/forward.ts';
+import { sayOnce } from '../compiled/step.ts';
 import type { TrainableProgram } from './program.ts';
 import { joinDatasets, type ProgramDataset } from './datasets.ts';
-import { ProgramTrainingModel, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
+import { ProgramTrainingModel, RAW_OUTPUT_BATCH, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
 
 export type { ProgramDataset } from './datasets.ts';
 
@@ -108,6 +110,7 @@ export interface TrainProgramResult extends TrainDiffResult {
 export async function trainProgramDiff(program: TrainableProgram, store: WeightStore, train: ProgramDataset, options: TrainProgramOptions & { teacher?: TrainableProgram }): Promise<TrainProgramResult> {
   let model: ProgramTrainingModel | undefined;
   let teacher: ProgramTrainingModel | undefined;
+  let evalForward: ForwardPlans | undefined;
   const owned: tf.Tensor[] = [];
   try {
     if (options.teacher) checkTeacherInterface(program, options.teacher);
@@ -191,7 +194,10 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
     }
     const evalRange = ranges.get('evaluation');
     const evalData = evalRange ? dataOf('evaluation', ...evalRange) : undefined;
-    const evalOutputsBefore = evalRange ? base.rawOutputs(...evalRange) : undefined;
+    // The base's outputs on them before and after training: the same passes twice, through a
+    // compiled forward plan from the second full batch on where there are two or more.
+    if (evalRange && evalRange[1] >= 2 * RAW_OUTPUT_BATCH && options.step !== 'eager' && forwardSwitch.compiled) evalForward = new ForwardPlans('evaluation', sayOnce(options.onProgress ?? (() => {})));
+    const evalOutputsBefore = evalRange ? base.rawOutputs(...evalRange, evalForward) : undefined;
     if (base.unreachable.length) {
       const named = base.unreachable.slice(0, 4).join(', ') + (base.unreachable.length > 4 ? ` and ${base.unreachable.length - 4} more` : '');
       options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are (${named})`);
@@ -208,12 +214,12 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
       ...(evalData ? { eval: evalData as LabelledData } : {}),
       // The program lives in this thread's memory (examples, sequence state): a worker thread
       // cannot rebuild it from a topology, so it trains on one JavaScript thread. On native that
-      // thread's GEMMs still run on OpenBLAS's threads: the thread count asked (default every
+      // thread's kernels still run on the addon's threads: the thread count asked (default every
       // core) goes through to them; on wasm the step has no threads of its own, so 1.
       ...(tf.getBackend() !== NATIVE ? { threads: 1 } : options.threads !== undefined ? { threads: options.threads } : {}),
     };
     const result: TrainDiffResult & { auto?: AutoResult['auto'] } = method === 'auto' ? await trainAuto(base.asLayersModel(), trainData, trainOptions, onCandidate) : await trainDiff(base.asLayersModel(), trainData, { ...trainOptions, method });
-    const evalOutputs = evalRange ? base.rawOutputs(...evalRange) : undefined;
+    const evalOutputs = evalRange ? base.rawOutputs(...evalRange, evalForward) : undefined;
     const teacherEvalOutputs = evalRange && teacher ? teacher.rawOutputs(...evalRange) : undefined;
     return {
       ...result,
@@ -225,6 +231,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
         : {}),
     };
   } finally {
+    evalForward?.dispose();
     for (const t of owned) t.dispose();
     // The training models own their programs; a program whose model was never made is freed here.
     if (teacher) teacher.dispose();

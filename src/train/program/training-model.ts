@@ -44,7 +44,7 @@ import type { OutputKind } from '../../diff/closeness.ts';
 import type { Augmentation } from '../augment.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 import { cutFrames, frameOverlap, sequenceWave } from './sequence-waveform.ts';
-import { checkAugmentedIds } from './example-ids.ts';
+import { checkAugmentedIds, idsOf, rowsOf, sequenceBounds } from './example-ids.ts';
 
 /** How the chosen output reads (module doc); the same as a measured closeness's `outputKind`. */
 export type ProgramOutputKind = OutputKind;
@@ -68,6 +68,9 @@ export interface ProgramInputValues {
   /** Shape of one example's value (without the example axis). */
   shape: number[];
 }
+
+/** Examples per pass of {@link ProgramTrainingModel.rawOutputs}. */
+export const RAW_OUTPUT_BATCH = 256;
 
 /** The examples a program trains and is evaluated on (module doc). */
 export interface ProgramExamples {
@@ -440,29 +443,25 @@ export class ProgramTrainingModel {
   /** The inputs of batch `x` as tensors, made before the step so a compiled step takes them as feeds (stateless graphs). */
   stepInputs(x: tf.Tensor): Record<string, tf.Tensor> | null {
     if (this.states.length) return null;
-    const ids = idsOf(x);
-    const feeds: Record<string, tf.Tensor> = {};
-    for (const [name, v] of Object.entries(this.examples.inputs)) feeds[name] = rowsOf(v, ids);
+    const feeds = this.inputRows(idsOf(x));
     this.given = { x, feeds };
     return feeds;
   }
 
   /**
    * The inputs of examples `x` (ids) as tensors and the frozen pass over them (what {@link predict}
-   * computes), so a compiled forward pass (src/train/compiled/forward.ts) takes them as feeds; a
-   * model carrying state runs its sequences from their start, eagerly.
+   * computes; `raw`: the raw output flattened, what {@link rawOutputs} gives), so a compiled forward
+   * pass (src/train/compiled/forward.ts) takes them as feeds; a model carrying state runs its
+   * sequences from their start, eagerly.
    */
-  forwardInputs(x: tf.Tensor): { feeds: Record<string, tf.Tensor>; outputs: (feeds: Record<string, tf.Tensor>) => tf.Tensor } | { eager: string } {
+  forwardInputs(x: tf.Tensor | Int32Array, raw = false): { feeds: Record<string, tf.Tensor>; outputs: (feeds: Record<string, tf.Tensor>) => tf.Tensor } | { eager: string } {
     if (this.states.length) return { eager: `${this.program.source} carries state from frame to frame: each sequence runs from its start` };
-    const ids = idsOf(x);
-    const feeds: Record<string, tf.Tensor> = {};
-    for (const [name, v] of Object.entries(this.examples.inputs)) feeds[name] = rowsOf(v, ids);
+    const ids = x instanceof Int32Array ? x : idsOf(x);
     return {
-      feeds,
+      feeds: this.inputRows(ids),
       outputs: (f) => {
-        const all: Record<string, tf.Tensor> = { ...f };
-        for (const [name, v] of Object.entries(this.examples.shared ?? {})) all[name] = tf.tensor(v.values, v.shape, v.values instanceof Int32Array ? 'int32' : 'float32');
-        return this.classScores(tf.reshape(this.program.run(all)[this.output], [ids.length, -1]));
+        const out = tf.reshape(this.program.run({ ...f, ...this.sharedInputs() })[this.output], [ids.length, -1]);
+        return raw ? tf.reshape(out, [-1]) : this.classScores(out);
       },
     };
   }
@@ -474,9 +473,7 @@ export class ProgramTrainingModel {
   /** Class scores of examples `x` (ids); differentiable inside a gradient function (training path, module doc). */
   apply(x: tf.Tensor, _kwargs?: unknown): tf.Tensor {
     if (this.given?.x === x && tapeIsOn()) {
-      const feeds: Record<string, tf.Tensor> = { ...this.given.feeds };
-      for (const [name, v] of Object.entries(this.examples.shared ?? {})) feeds[name] = tf.tensor(v.values, v.shape, v.values instanceof Int32Array ? 'int32' : 'float32');
-      return this.classScores(tf.reshape(this.program.run(feeds)[this.output], [x.shape[0] as number, -1]));
+      return this.classScores(tf.reshape(this.program.run({ ...this.given.feeds, ...this.sharedInputs() })[this.output], [x.shape[0] as number, -1]));
     }
     const ids = idsOf(x);
     if (tapeIsOn()) return this.classScores(this.states.length ? this.trainingOutputs(ids) : this.runFrame(ids, []).output);
@@ -493,15 +490,20 @@ export class ProgramTrainingModel {
 
   /**
    * The raw output (before the class mapping) of examples `from .. from + count - 1`, computed
-   * as a runtime computes it (stateful: each sequence from its start, the state carried).
+   * as a runtime computes it (stateful: each sequence from its start, the state carried), in
+   * batches of `RAW_OUTPUT_BATCH` (256); through `forward` when given, compiled forward plans
+   * (src/train/compiled/forward.ts) that give the eager passes' bits.
    */
-  rawOutputs(from: number, count: number): Float32Array {
+  rawOutputs(from: number, count: number, forward?: { run(feeds: Record<string, tf.Tensor>, pass: (feeds: Record<string, tf.Tensor>) => tf.Tensor, name: string): tf.Tensor }): Float32Array {
     const ids = Int32Array.from({ length: count }, (_, i) => from + i);
     if (this.states.length) return this.exactOutputs(ids);
     const out = new Float32Array(count * this.rawWidth);
-    for (let s = 0; s < count; s += 256) {
-      const part = ids.subarray(s, Math.min(count, s + 256));
-      const t = tf.tidy(() => this.runFrame(part, []).output.reshape([-1]));
+    for (let s = 0; s < count; s += RAW_OUTPUT_BATCH) {
+      const part = ids.subarray(s, Math.min(count, s + RAW_OUTPUT_BATCH));
+      const t = tf.tidy(() => {
+        const pass = forward && this.forwardInputs(part, true);
+        return forward && pass && 'feeds' in pass ? forward.run(pass.feeds, pass.outputs, 'raw') : this.runFrame(part, []).output.reshape([-1]);
+      });
       out.set(t.dataSync() as Float32Array, s * this.rawWidth);
       t.dispose();
     }
@@ -552,9 +554,19 @@ export class ProgramTrainingModel {
   private feedsOf(ids: Int32Array, states: tf.Tensor[], silent = false): Record<string, tf.Tensor> {
     const feeds: Record<string, tf.Tensor> = {};
     for (const [name, v] of Object.entries(this.examples.inputs)) feeds[name] = silent && v.values instanceof Float32Array ? tf.zeros([ids.length, ...v.shape]) : rowsOf(v, ids);
-    for (const [name, v] of Object.entries(this.examples.shared ?? {})) feeds[name] = tf.tensor(v.values, v.shape, v.values instanceof Int32Array ? 'int32' : 'float32');
+    Object.assign(feeds, this.sharedInputs());
     this.states.forEach((s, k) => (feeds[s.input] = states[k]));
     return feeds;
+  }
+
+  /** Rows `ids` of every per-example input, as tensors. */
+  private inputRows(ids: Int32Array): Record<string, tf.Tensor> {
+    return Object.fromEntries(Object.entries(this.examples.inputs).map(([name, v]) => [name, rowsOf(v, ids)]));
+  }
+
+  /** The inputs fed the same to every example, as tensors. */
+  private sharedInputs(): Record<string, tf.Tensor> {
+    return Object.fromEntries(Object.entries(this.examples.shared ?? {}).map(([name, v]) => [name, tf.tensor(v.values, v.shape, v.values instanceof Int32Array ? 'int32' : 'float32')]));
   }
 
   /** Axes of one example's output other than those of size 1 (a map has two or more). */
@@ -709,37 +721,6 @@ function channelsFirst(x: Float32Array, n: number, [c, h, w]: readonly number[])
   const size = c * h * w;
   for (let e = 0; e < n; e++) for (let k = 0; k < c; k++) for (let p = 0; p < h * w; p++) out[e * size + k * h * w + p] = x[e * size + p * c + k];
   return out;
-}
-
-/** The example ids in a trainers' `x`. */
-function idsOf(x: tf.Tensor): Int32Array {
-  return Int32Array.from(x.dataSync() as Float32Array, (v) => Math.round(v));
-}
-
-/** Rows `ids` of an input as a tensor `[n, ...shape]`. */
-function rowsOf(v: ProgramInputValues, ids: Int32Array): tf.Tensor {
-  const per = v.shape.reduce((a, d) => a * d, 1);
-  const out = v.values instanceof Int32Array ? new Int32Array(ids.length * per) : new Float32Array(ids.length * per);
-  ids.forEach((id, r) => out.set(v.values.subarray(id * per, (id + 1) * per), r * per));
-  return tf.tensor(out, [ids.length, ...v.shape], v.values instanceof Int32Array ? 'int32' : 'float32');
-}
-
-/** For each example its sequence's first id and end id (a sequence's examples are consecutive). */
-function sequenceBounds(sequence: Int32Array): [Int32Array, Int32Array] {
-  const start = new Int32Array(sequence.length);
-  const end = new Int32Array(sequence.length);
-  let from = 0;
-  const seen = new Set<number>();
-  for (let i = 1; i <= sequence.length; i++) {
-    if (i === sequence.length || sequence[i] !== sequence[from]) {
-      if (seen.has(sequence[from])) throw new DataError(`sequence ${sequence[from]} appears in two places (examples ${from} and earlier): a sequence's frames must be consecutive and in order`);
-      seen.add(sequence[from]);
-      start.fill(from, from, i);
-      end.fill(i, from, i);
-      from = i;
-    }
-  }
-  return [start, end];
 }
 
 /** Whether tfjs is recording a gradient tape now (inside tf.grads / variableGrads). */

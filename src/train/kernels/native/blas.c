@@ -8,25 +8,38 @@
  * The column matrix has one row per output position (b, oh, ow) and one column per filter tap
  * (kh, kw, ci): the filter reshaped to [KH*KW*CI, CO] multiplies it directly.
  *
- * Nothing here allocates wasm memory, so the views stay valid for the whole call. The column
- * matrix lives in a scratch buffer of this addon instance (one per Node thread that loads it),
- * kept between calls so large convolutions do not page-fault a fresh mapping every step.
+ * Nothing here allocates wasm memory, so the views stay valid for the whole call. Column matrices
+ * live in scratch buffers of this addon instance (one per Node thread that loads it), one per
+ * thread of its pool, kept between calls so large convolutions do not page-fault a fresh mapping
+ * every step.
+ *
+ * Threads (pool.c): setThreads(n) starts n - 1 workers beside the calling thread, once; OpenBLAS
+ * itself stays on one thread (never n x n busy threads). Every GEMM is cut into blocks chosen from
+ * its shape alone (blocks_for), each block one single-threaded cblas_sgemm, and the pool's thread t
+ * computes a fixed run of blocks: the result's bits depend on the shapes, not on the thread count
+ * (OpenBLAS's small-matrix kernels sum in another order than its large ones, so cutting a product
+ * differently changes bits; cutting it the same way at every thread count does not). Batched
+ * products split their items, convolutions their output rows (forward), batch items (input
+ * gradient: col2im adds overlapping windows of one item) or the filter gradient's rows.
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <cblas.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "blocks.h"
+#include "pool.h"
 
 /*
  * The interface version loader.ts expects. The loader looks for the exported symbol
  * NEURAL_DIFF_BLAS_ABI_SYMBOL in the file's dynamic symbols before loading it (another project's
  * addon is refused without running its code) and checks the `abi` export after loading.
  */
-#define NEURAL_DIFF_BLAS_ABI 1
-__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_1 = NEURAL_DIFF_BLAS_ABI;
+#define NEURAL_DIFF_BLAS_ABI 2
+__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_2 = NEURAL_DIFF_BLAS_ABI;
 
 /* OpenBLAS extensions (declared in its cblas.h; repeated so the intent is visible). */
 extern void openblas_set_num_threads(int num_threads);
@@ -34,29 +47,97 @@ extern int openblas_get_num_threads(void);
 extern char *openblas_get_config(void);
 extern char *openblas_get_corename(void);
 
+/* The most threads setThreads takes. */
+#define MAX_THREADS 256
+
 typedef struct {
-  float *scratch;
-  size_t capacity; /* floats */
+  Pool *pool; /* NULL: one thread */
+  float *scratch[MAX_THREADS];
+  size_t capacity[MAX_THREADS]; /* floats */
+  float *partials;              /* partial sums of a product cut along its sum */
+  size_t partials_capacity;
 } Instance;
 
 static void instance_free(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   Instance *inst = (Instance *)data;
-  free(inst->scratch);
+  pool_destroy(inst->pool);
+  for (int t = 0; t < MAX_THREADS; t++) free(inst->scratch[t]);
+  free(inst->partials);
   free(inst);
 }
 
-static float *scratch_floats(napi_env env, size_t floats) {
+static Instance *instance(napi_env env) {
   Instance *inst = NULL;
-  if (napi_get_instance_data(env, (void **)&inst) != napi_ok || inst == NULL) return NULL;
-  if (floats > SIZE_MAX / sizeof(float)) return NULL;
-  if (inst->capacity < floats) {
-    free(inst->scratch);
-    inst->scratch = (float *)malloc(floats * sizeof(float));
-    inst->capacity = inst->scratch == NULL ? 0 : floats;
+  if (napi_get_instance_data(env, (void **)&inst) != napi_ok) return NULL;
+  return inst;
+}
+
+/* Thread t's column scratch of at least `floats` floats, or NULL when out of memory. */
+static float *scratch_floats(Instance *inst, int t, size_t floats) {
+  if (inst == NULL || floats > SIZE_MAX / sizeof(float)) return NULL;
+  if (inst->capacity[t] < floats) {
+    free(inst->scratch[t]);
+    inst->scratch[t] = (float *)malloc(floats * sizeof(float));
+    inst->capacity[t] = inst->scratch[t] == NULL ? 0 : floats;
   }
-  return inst->scratch;
+  return inst->scratch[t];
+}
+
+/* Scratch of `floats` for each of the first `threads` threads; 0 (with a JS error) when out of memory. */
+static int scratch_each(napi_env env, Instance *inst, int threads, size_t floats) {
+  for (int t = 0; t < threads; t++) {
+    if (scratch_floats(inst, t, floats) == NULL) {
+      napi_throw_error(env, "ND_NATIVE_MEMORY", "out of memory for the column matrix");
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Partial sums' scratch of at least `floats`, or NULL (with a JS error) when out of memory. */
+static float *partials_floats(napi_env env, Instance *inst, size_t floats) {
+  if (inst != NULL && inst->partials_capacity < floats) {
+    free(inst->partials);
+    inst->partials = (float *)malloc(floats * sizeof(float));
+    inst->partials_capacity = inst->partials == NULL ? 0 : floats;
+  }
+  if (inst == NULL || inst->partials == NULL) {
+    napi_throw_error(env, "ND_NATIVE_MEMORY", "out of memory for the partial sums");
+    return NULL;
+  }
+  return inst->partials;
+}
+
+/*
+ * The product on the pool, in blocks from its shape (blocks_for): the same bits at any thread
+ * count. Blocks of C's rows or columns (the longer), or when both are short and the sum is long
+ * (a weight gradient), blocks of the sum added in order. 0 (a JS error thrown) when out of memory.
+ */
+static int gemm_blocked(napi_env env, Instance *inst, Gemm g) {
+  Pool *pool = inst == NULL ? NULL : inst->pool;
+  const double flops = 2.0 * g.M * g.N * g.K;
+  g.by_rows = g.M >= g.N;
+  int parts = blocks_for(flops, (double)(g.by_rows ? g.M : g.N) / MIN_EXTENT);
+  if (parts > 1) {
+    pool_run(pool, gemm_block, &g, parts);
+    return 1;
+  }
+  parts = blocks_for(flops, (double)g.K / MIN_SUM);
+  if (parts == 1 || g.ldc != g.N) {
+    gemm_block(&g, 0, 1, 0);
+    return 1;
+  }
+  if ((g.partials = partials_floats(env, inst, (size_t)(parts - 1) * g.M * g.N)) == NULL) return 0;
+  pool_run(pool, gemm_k_block, &g, parts);
+  reduce_partials(pool, g.C, g.partials, (size_t)g.M * g.N, parts - 1);
+  return 1;
+}
+
+static Gemm gemm_of(int ta, int tb, int32_t M, int32_t N, int32_t K, const float *A, const float *B, float beta, float *C) {
+  Gemm g = {ta, tb, 1, M, N, K, ta ? M : K, tb ? K : N, N, A, B, C, beta, NULL};
+  return g;
 }
 
 #define CHECK(call)                                                   \
@@ -157,6 +238,21 @@ static int fits_blas_int(napi_env env, size_t n, const char *what) {
   return 1;
 }
 
+/* Items of a batched product, each one cblas_sgemm. */
+typedef struct {
+  Gemm g;
+  int32_t aStride, bStride;
+} Items;
+
+static void gemm_item(void *arg, int i, int parts, int thread) {
+  (void)parts;
+  (void)thread;
+  const Items *it = (const Items *)arg;
+  const Gemm *g = &it->g;
+  cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, g->M, g->N, g->K, 1.0f,
+              g->A + (size_t)i * it->aStride, g->lda, g->B + (size_t)i * it->bStride, g->ldb, 0.0f, g->C + (size_t)i * g->M * g->N, g->ldc);
+}
+
 /*
  * sgemmBatched(transA, transB, batch, M, N, K, a, aStride, b, bStride, c)
  * For i < batch: C_i[M, N] = op(A_i) op(B_i), row-major, A_i at a + i*aStride (aStride 0 broadcasts
@@ -194,10 +290,16 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
     memset(c, 0, c_bytes);
     return NULL;
   }
-  for (int32_t i = 0; i < batch; i++) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
-                a + (size_t)i * aStride, ta ? M : K, b + (size_t)i * bStride, tb ? K : N, 0.0f, c + (size_t)i * M * N, N);
+  Instance *inst = instance(env);
+  Pool *pool = inst == NULL ? NULL : inst->pool;
+  if (batch == 1) {
+    gemm_blocked(env, inst, gemm_of(ta, tb, M, N, K, a, b, 0.0f, c));
+    return NULL;
   }
+  /* Items, each one call whatever thread runs it: split when the whole is worth a wake-up. */
+  Items items = {gemm_of(ta, tb, M, N, K, a, b, 0.0f, c), aStride, bStride};
+  const double flops = 2.0 * batch * M * N * K;
+  pool_run(flops < BLOCK_FLOPS ? NULL : pool, gemm_item, &items, batch);
   return NULL;
 }
 
@@ -210,29 +312,28 @@ static int columns_are_input(const int32_t *g) {
          g[G_OW] == g[G_W];
 }
 
-/* Rows of batch items [b0, b0 + nb) of the column matrix [nb*OH*OW, KH*KW*CI] into cols. */
-static void im2col(const float *x, float *cols, const int32_t *g, int32_t b0, int32_t nb) {
+/* Rows [r0, r1) of the column matrix [B*OH*OW, KH*KW*CI] (rows are output positions b, oh, ow) into cols. */
+static void im2col_rows(const float *x, float *cols, const int32_t *g, int64_t r0, int64_t r1) {
   const int32_t H = g[G_H], W = g[G_W], C = g[G_CI], OH = g[G_OH], OW = g[G_OW], KH = g[G_KH], KW = g[G_KW];
   const int32_t sh = g[G_SH], sw = g[G_SW], dh = g[G_DH], dw = g[G_DW], pt = g[G_PT], pl = g[G_PL];
+  const int64_t per_item = (int64_t)OH * OW;
   float *d = cols;
-  for (int32_t b = b0; b < b0 + nb; b++) {
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t b = r / per_item;
+    const int32_t at = (int32_t)(r - b * per_item), oh = at / OW, ow = at % OW;
     const float *img = x + (size_t)b * H * W * C;
-    for (int32_t oh = 0; oh < OH; oh++) {
-      for (int32_t ow = 0; ow < OW; ow++) {
-        for (int32_t kh = 0; kh < KH; kh++) {
-          const int32_t ih = oh * sh - pt + kh * dh;
-          if (ih < 0 || ih >= H) {
-            memset(d, 0, (size_t)KW * C * sizeof(float));
-            d += (size_t)KW * C;
-            continue;
-          }
-          for (int32_t kw = 0; kw < KW; kw++) {
-            const int32_t iw = ow * sw - pl + kw * dw;
-            if (iw < 0 || iw >= W) memset(d, 0, (size_t)C * sizeof(float));
-            else memcpy(d, img + ((size_t)ih * W + iw) * C, (size_t)C * sizeof(float));
-            d += C;
-          }
-        }
+    for (int32_t kh = 0; kh < KH; kh++) {
+      const int32_t ih = oh * sh - pt + kh * dh;
+      if (ih < 0 || ih >= H) {
+        memset(d, 0, (size_t)KW * C * sizeof(float));
+        d += (size_t)KW * C;
+        continue;
+      }
+      for (int32_t kw = 0; kw < KW; kw++) {
+        const int32_t iw = ow * sw - pl + kw * dw;
+        if (iw < 0 || iw >= W) memset(d, 0, (size_t)C * sizeof(float));
+        else memcpy(d, img + ((size_t)ih * W + iw) * C, (size_t)C * sizeof(float));
+        d += C;
       }
     }
   }
@@ -324,6 +425,32 @@ static int conv_args(napi_env env, napi_callback_info info, ConvArgs *ca, const 
   return 1;
 }
 
+/* One convolution's arguments and plan, shared by the pool's threads. */
+typedef struct {
+  const int32_t *g;
+  const float *a, *w;
+  float *out;
+  Instance *inst;
+  int64_t rows;       /* output positions B*OH*OW */
+  int32_t K, CO;      /* filter taps KH*KW*CI, output channels */
+  int64_t chunk;      /* rows (forward) or items (gradients) per column matrix */
+  int32_t b0, nb;     /* filter gradient: the chunk of items in progress */
+} Conv;
+
+/* Forward, block i: im2col of its rows in chunks, each times the filter (one single-thread sgemm). */
+static void forward_block(void *arg, int i, int parts, int thread) {
+  const Conv *c = (const Conv *)arg;
+  float *cols = c->inst->scratch[thread];
+  int64_t lo, hi;
+  part_range(c->rows, i, parts, &lo, &hi);
+  for (int64_t r = lo; r < hi; r += c->chunk) {
+    const int64_t n = hi - r < c->chunk ? hi - r : c->chunk;
+    im2col_rows(c->a, cols, c->g, r, r + n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int32_t)n, c->CO, c->K, 1.0f, cols, c->K, c->w, c->CO, 0.0f,
+                c->out + (size_t)r * c->CO, c->CO);
+  }
+}
+
 /* conv2dForward(x, filter, y, geometry, columnBudget): y = conv(x, filter). */
 static napi_value conv2d_forward(napi_env env, napi_callback_info info) {
   ConvArgs ca;
@@ -331,29 +458,60 @@ static napi_value conv2d_forward(napi_env env, napi_callback_info info) {
   const int sizes[3] = {0, 1, 2};
   if (!conv_args(env, info, &ca, names, sizes)) return NULL;
   const int32_t *g = ca.g;
-  const int32_t K = g[G_KH] * g[G_KW] * g[G_CI], CO = g[G_CO], rows = g[G_OH] * g[G_OW];
-  if (g[G_B] == 0 || rows == 0 || CO == 0) return NULL;
+  const int32_t K = g[G_KH] * g[G_KW] * g[G_CI], CO = g[G_CO];
+  const int64_t rows = (int64_t)g[G_B] * g[G_OH] * g[G_OW];
+  if (rows == 0 || CO == 0) return NULL;
   if (K == 0) {
-    memset(ca.out, 0, (size_t)g[G_B] * rows * CO * sizeof(float));
+    memset(ca.out, 0, (size_t)rows * CO * sizeof(float));
     return NULL;
   }
+  Instance *inst = instance(env);
+  Pool *pool = inst == NULL ? NULL : inst->pool;
   if (columns_are_input(g)) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g[G_B] * rows, CO, K, 1.0f, ca.a, K, ca.w, CO, 0.0f, ca.out, CO);
+    gemm_blocked(env, inst, gemm_of(0, 0, (int32_t)rows, CO, K, ca.a, ca.w, 0.0f, ca.out));
     return NULL;
   }
-  const int32_t bc = chunk_items(g, ca.budget);
-  float *cols = scratch_floats(env, (size_t)bc * rows * K);
-  if (cols == NULL) return napi_throw_error(env, "ND_NATIVE_MEMORY", "out of memory for the column matrix"), NULL;
-  for (int32_t b0 = 0; b0 < g[G_B]; b0 += bc) {
-    const int32_t nb = g[G_B] - b0 < bc ? g[G_B] - b0 : bc;
-    im2col(ca.a, cols, g, b0, nb);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb * rows, CO, K, 1.0f, cols, K, ca.w, CO, 0.0f,
-                ca.out + (size_t)b0 * rows * CO, CO);
-  }
+  const int parts = blocks_for(2.0 * rows * K * CO, (double)rows / MIN_EXTENT);
+  int64_t chunk = ca.budget / K;
+  if (chunk < 1) chunk = 1;
+  if (chunk > (rows + parts - 1) / parts) chunk = (rows + parts - 1) / parts;
+  if (!scratch_each(env, inst, parts > 1 ? pool_threads(pool) : 1, (size_t)chunk * K)) return NULL;
+  Conv c = {g, ca.a, ca.w, ca.out, inst, rows, K, CO, chunk, 0, 0};
+  pool_run(pool, forward_block, &c, parts);
   return NULL;
 }
 
-/* conv2dBackpropFilter(x, dy, dw, geometry, columnBudget): dw = colsᵀ · dy, summed over chunks. */
+/* Filter gradient, part i: im2col of a share of the chunk's rows into the shared column matrix. */
+static void filter_columns(void *arg, int i, int parts, int thread) {
+  (void)thread;
+  const Conv *c = (const Conv *)arg;
+  const int64_t per_item = (int64_t)c->g[G_OH] * c->g[G_OW], first = (int64_t)c->b0 * per_item;
+  int64_t lo, hi;
+  part_range((int64_t)c->nb * per_item, i, parts, &lo, &hi);
+  im2col_rows(c->a, c->inst->scratch[0] + (size_t)lo * c->K, c->g, first + lo, first + hi);
+}
+
+/* Filter gradient, block i of the batch's items: its sum colsᵀ · dy in chunks, into dw (block 0) or its partial. */
+static void filter_block(void *arg, int i, int parts, int thread) {
+  const Conv *c = (const Conv *)arg;
+  const int64_t per_item = (int64_t)c->g[G_OH] * c->g[G_OW];
+  float *cols = c->inst->scratch[thread];
+  float *sum = i == 0 ? c->out : c->inst->partials + (size_t)(i - 1) * c->K * c->CO;
+  int64_t lo, hi;
+  part_range(c->g[G_B], i, parts, &lo, &hi);
+  for (int64_t b0 = lo; b0 < hi; b0 += c->chunk) {
+    const int64_t n = (hi - b0 < c->chunk ? hi - b0 : c->chunk) * per_item;
+    im2col_rows(c->a, cols, c->g, b0 * per_item, b0 * per_item + n);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->K, c->CO, (int32_t)n, 1.0f, cols, c->K, c->w + (size_t)b0 * per_item * c->CO, c->CO,
+                b0 == lo ? 0.0f : 1.0f, sum, c->CO);
+  }
+}
+
+/*
+ * conv2dBackpropFilter(x, dy, dw, geometry, columnBudget): dw = colsᵀ · dy, a sum over the batch.
+ * The batch is cut into blocks of items (from the shape), each block's sum computed by one thread
+ * in chunks of the column budget, and the blocks' sums added in order.
+ */
 static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) {
   ConvArgs ca;
   const char *names[3] = {"x", "dy", "dw"};
@@ -366,20 +524,50 @@ static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) 
     memset(ca.out, 0, (size_t)K * CO * sizeof(float));
     return NULL;
   }
+  Instance *inst = instance(env);
+  Pool *pool = inst == NULL ? NULL : inst->pool;
   if (columns_are_input(g)) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, CO, g[G_B] * rows, 1.0f, ca.a, K, ca.w, CO, 0.0f, ca.out, CO);
+    gemm_blocked(env, inst, gemm_of(1, 0, K, CO, g[G_B] * rows, ca.a, ca.w, 0.0f, ca.out));
     return NULL;
   }
   const int32_t bc = chunk_items(g, ca.budget);
-  float *cols = scratch_floats(env, (size_t)bc * rows * K);
-  if (cols == NULL) return napi_throw_error(env, "ND_NATIVE_MEMORY", "out of memory for the column matrix"), NULL;
+  const int parts = blocks_for(2.0 * g[G_B] * rows * K * CO, fmin((double)g[G_B], (double)g[G_B] * rows / MIN_SUM));
+  Conv c = {g, ca.a, ca.w, ca.out, inst, (int64_t)g[G_B] * rows, K, CO, bc, 0, 0};
+  if (parts > 1) {
+    if (!scratch_each(env, inst, pool_threads(pool), (size_t)bc * rows * K) || partials_floats(env, inst, (size_t)(parts - 1) * K * CO) == NULL) return NULL;
+    pool_run(pool, filter_block, &c, parts);
+    reduce_partials(pool, ca.out, inst->partials, (size_t)K * CO, parts - 1);
+    return NULL;
+  }
+  /* One block (a batch of one item, say): chunks in order, each one's rows written by the threads
+   * and its product cut into blocks of dw's rows or columns. */
+  if (!scratch_each(env, inst, 1, (size_t)bc * rows * K)) return NULL;
   for (int32_t b0 = 0; b0 < g[G_B]; b0 += bc) {
-    const int32_t nb = g[G_B] - b0 < bc ? g[G_B] - b0 : bc;
-    im2col(ca.a, cols, g, b0, nb);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, CO, nb * rows, 1.0f, cols, K, ca.w + (size_t)b0 * rows * CO, CO,
-                b0 == 0 ? 0.0f : 1.0f, ca.out, CO);
+    c.b0 = b0;
+    c.nb = g[G_B] - b0 < bc ? g[G_B] - b0 : bc;
+    const int64_t n = (int64_t)c.nb * rows;
+    pool_run(n * K < 16384 ? NULL : pool, filter_columns, &c, pool_threads(pool));
+    if (!gemm_blocked(env, inst, gemm_of(1, 0, K, CO, (int32_t)n, inst->scratch[0], ca.w + (size_t)b0 * rows * CO, b0 == 0 ? 0.0f : 1.0f, ca.out))) return NULL;
   }
   return NULL;
+}
+
+/* Input gradient, block i: its items' dx zeroed, then in chunks of items dy · filterᵀ scattered back. */
+static void input_block(void *arg, int i, int parts, int thread) {
+  const Conv *c = (const Conv *)arg;
+  const int32_t *g = c->g;
+  const size_t item = (size_t)g[G_H] * g[G_W] * g[G_CI];
+  const int64_t per_item = (int64_t)g[G_OH] * g[G_OW];
+  float *cols = c->inst->scratch[thread];
+  int64_t lo, hi;
+  part_range(g[G_B], i, parts, &lo, &hi);
+  memset(c->out + (size_t)lo * item, 0, (size_t)(hi - lo) * item * sizeof(float));
+  for (int64_t b0 = lo; b0 < hi; b0 += c->chunk) {
+    const int32_t nb = (int32_t)(hi - b0 < c->chunk ? hi - b0 : c->chunk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int32_t)(nb * per_item), c->K, c->CO, 1.0f, c->a + (size_t)b0 * per_item * c->CO,
+                c->CO, c->w, c->CO, 0.0f, cols, c->K);
+    col2im_add(cols, c->out, g, (int32_t)b0, nb);
+  }
 }
 
 /* conv2dBackpropInput(dy, filter, dx, geometry, columnBudget): dx = col2im(dy · filterᵀ). */
@@ -391,27 +579,58 @@ static napi_value conv2d_backprop_input(napi_env env, napi_callback_info info) {
   const int32_t *g = ca.g;
   const int32_t K = g[G_KH] * g[G_KW] * g[G_CI], CO = g[G_CO], rows = g[G_OH] * g[G_OW];
   const size_t xs = (size_t)g[G_B] * g[G_H] * g[G_W] * g[G_CI];
+  Instance *inst = instance(env);
+  Pool *pool = inst == NULL ? NULL : inst->pool;
   if (columns_are_input(g) && CO > 0 && K > 0) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g[G_B] * rows, K, CO, 1.0f, ca.a, CO, ca.w, CO, 0.0f, ca.out, K);
+    gemm_blocked(env, inst, gemm_of(0, 1, g[G_B] * rows, K, CO, ca.a, ca.w, 0.0f, ca.out));
     return NULL;
   }
-  memset(ca.out, 0, xs * sizeof(float));
-  if (g[G_B] == 0 || rows == 0 || K == 0 || CO == 0) return NULL;
-  const int32_t bc = chunk_items(g, ca.budget);
-  float *cols = scratch_floats(env, (size_t)bc * rows * K);
-  if (cols == NULL) return napi_throw_error(env, "ND_NATIVE_MEMORY", "out of memory for the column matrix"), NULL;
-  for (int32_t b0 = 0; b0 < g[G_B]; b0 += bc) {
-    const int32_t nb = g[G_B] - b0 < bc ? g[G_B] - b0 : bc;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb * rows, K, CO, 1.0f, ca.a + (size_t)b0 * rows * CO, CO, ca.w, CO, 0.0f,
-                cols, K);
-    col2im_add(cols, ca.out, g, b0, nb);
+  if (g[G_B] == 0 || rows == 0 || K == 0 || CO == 0) {
+    memset(ca.out, 0, xs * sizeof(float));
+    return NULL;
   }
+  /* Blocks of whole items: col2im adds overlapping windows of one item, so an item is one thread's. */
+  const int parts = blocks_for(2.0 * g[G_B] * rows * K * CO, fmin((double)g[G_B], (double)g[G_B] * rows / MIN_EXTENT));
+  const int32_t bc = chunk_items(g, ca.budget);
+  if (!scratch_each(env, inst, parts > 1 ? pool_threads(pool) : 1, (size_t)bc * rows * K)) return NULL;
+  Conv c = {g, ca.a, ca.w, ca.out, inst, (int64_t)g[G_B] * rows, K, CO, bc, 0, 0};
+  pool_run(pool, input_block, &c, parts);
   return NULL;
 }
 
+/* An epilogue's arguments: y [rows, cols] in place. */
+typedef struct {
+  float *y;
+  const float *bias;
+  size_t rows, cols;
+  int32_t act;
+} Epilogue;
+
+static void epilogue_rows(void *arg, int i, int parts, int thread) {
+  (void)thread;
+  const Epilogue *e = (const Epilogue *)arg;
+  int64_t lo, hi;
+  part_range((int64_t)e->rows, i, parts, &lo, &hi);
+  const size_t cols = e->cols;
+  for (int64_t r = lo; r < hi; r++) {
+    float *row = e->y + (size_t)r * cols;
+    if (e->bias != NULL)
+      for (size_t c = 0; c < cols; c++) row[c] += e->bias[c];
+    if (e->act == 1) {
+      for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.0f ? 0.0f : row[c];
+    } else if (e->act == 2) {
+      for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.0f ? 0.0f : (row[c] > 6.0f ? 6.0f : row[c]);
+    }
+  }
+}
+
+/* Elements below which an element-wise pass stays on the calling thread (a wake-up costs more). */
+#define SPLIT_ELEMENTS 65536
+
 /*
  * biasActivation(y, bias | null, activation): y[r, c] = act(y[r, c] + bias[c]) in place, for the
- * fused kernels; activation 0 linear, 1 relu, 2 relu6. y's length is a multiple of bias's.
+ * fused kernels; activation 0 linear, 1 relu, 2 relu6. y's length is a multiple of bias's. Rows
+ * split over the pool's threads (each element computed alone: the same bits at any split).
  */
 static napi_value bias_activation(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -427,36 +646,103 @@ static napi_value bias_activation(napi_env env, napi_callback_info info) {
   if (bt != napi_null && bt != napi_undefined && !get_f32(env, argv[1], &bias, &lb)) return NULL;
   if (bias != NULL && (lb == 0 || ly % lb != 0)) return throw_type(env, "bias length must divide the output's"), NULL;
   if (act < 0 || act > 2) return throw_type(env, "activation must be 0 (linear), 1 (relu) or 2 (relu6)"), NULL;
+  if (ly == 0) return NULL;
   const size_t cols = bias != NULL ? lb : ly;
-  for (size_t r = 0; r < ly; r += cols) {
-    float *row = y + r;
-    if (bias != NULL)
-      for (size_t c = 0; c < cols; c++) row[c] += bias[c];
-    if (act == 1) {
-      for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.0f ? 0.0f : row[c];
-    } else if (act == 2) {
-      for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.0f ? 0.0f : (row[c] > 6.0f ? 6.0f : row[c]);
-    }
-  }
+  Epilogue e = {y, bias, ly / cols, cols, act};
+  Instance *inst = instance(env);
+  Pool *pool = inst == NULL || ly < SPLIT_ELEMENTS ? NULL : inst->pool;
+  const int threads = pool_threads(pool);
+  pool_run(pool, epilogue_rows, &e, e.rows < (size_t)threads ? (int)e.rows : threads);
   return NULL;
 }
 
-/* setThreads(n): OpenBLAS's thread count for every later call (process-wide). */
+/* One Adam step over elements [lo, hi): adam.c's float32 operations in its order (the same bits). */
+typedef struct {
+  const float *x, *g, *s;
+  float *m, *v, *xo;
+  size_t n;
+} Adam;
+
+/* Built for AVX2 and for any x86-64, chosen when loaded (a vector of 8 or 4: IEEE operations either way, the same bits). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void adam_part(void *arg, int i, int parts, int thread) {
+  (void)thread;
+  const Adam *a = (const Adam *)arg;
+  const float b1 = a->s[0], nb1 = a->s[1], b2 = a->s[2], nb2 = a->s[3], c1 = a->s[4], c2 = a->s[5], eps = a->s[6], nlr = a->s[7];
+  int64_t lo, hi;
+  part_range((int64_t)a->n, i, parts, &lo, &hi);
+  for (int64_t j = lo; j < hi; j++) {
+    const float gi = a->g[j];
+    const float mn = a->m[j] * b1 + gi * nb1;
+    const float vn = a->v[j] * b2 + (gi * gi) * nb2;
+    const float den = __builtin_sqrtf(vn / c2) + eps;
+    a->m[j] = mn;
+    a->v[j] = vn;
+    a->xo[j] = ((mn / c1) / den) * nlr + a->x[j];
+  }
+}
+
+/*
+ * adamStep(x, g, m, v, xo, s): one Adam step of a variable, m and v updated in place, the new
+ * values into xo; s holds b1, 1 - b1, b2, 1 - b2, 1 - b1^t, 1 - b2^t, epsilon, -learning rate.
+ * Elements split over the pool's threads (each computed alone: the same bits at any split).
+ */
+static napi_value adam_step(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6) return throw_type(env, "adamStep takes 6 arguments"), NULL;
+  Adam a;
+  float *x, *g, *s;
+  size_t lengths[6];
+  if (!get_f32(env, argv[0], &x, &lengths[0]) || !get_f32(env, argv[1], &g, &lengths[1]) || !get_f32(env, argv[2], &a.m, &lengths[2]) ||
+      !get_f32(env, argv[3], &a.v, &lengths[3]) || !get_f32(env, argv[4], &a.xo, &lengths[4]) || !get_f32(env, argv[5], &s, &lengths[5])) {
+    return NULL;
+  }
+  for (int i = 1; i < 5; i++) {
+    if (!need(env, lengths[i], lengths[0], "adamStep: g, m, v and xo as long as x")) return NULL;
+  }
+  if (!need(env, lengths[5], 8, "adamStep: s (8 scalars)")) return NULL;
+  a.x = x;
+  a.g = g;
+  a.s = s;
+  a.n = lengths[0];
+  Instance *inst = instance(env);
+  Pool *pool = inst == NULL || a.n < SPLIT_ELEMENTS ? NULL : inst->pool;
+  pool_run(pool, adam_part, &a, a.n == 0 ? 0 : pool_threads(pool));
+  return NULL;
+}
+
+/*
+ * setThreads(n): the threads of this instance's kernels: a pool of n - 1 workers beside the caller
+ * (started once, kept until n changes or the instance goes), OpenBLAS on one thread (process-wide).
+ */
 static napi_value set_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   int32_t n;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1 || !get_i32(env, argv[0], &n)) return NULL;
-  if (n < 1) return throw_type(env, "threads must be at least 1"), NULL;
-  openblas_set_num_threads(n);
+  if (n < 1 || n > MAX_THREADS) return throw_type(env, "threads must be at least 1 and at most 256"), NULL;
+  Instance *inst = instance(env);
+  if (inst == NULL) return napi_throw_error(env, "ND_NATIVE", "the addon's instance data is missing"), NULL;
+  openblas_set_num_threads(1);
+  if (pool_threads(inst->pool) == n) return NULL;
+  pool_destroy(inst->pool);
+  inst->pool = NULL;
+  if (n > 1 && (inst->pool = pool_create(n)) == NULL) {
+    napi_throw_error(env, "ND_NATIVE_THREADS", "could not start the kernel threads (out of memory or threads)");
+  }
   return NULL;
 }
 
-/* info(): { config, corename, threads } of the OpenBLAS that was loaded. */
+/* info(): { config, corename, threads, poolThreads }: the OpenBLAS loaded, its threads and the pool's. */
 static napi_value blas_info(napi_env env, napi_callback_info info) {
   (void)info;
-  napi_value result, config, core, threads;
+  napi_value result, config, core, threads, pool;
+  Instance *inst = instance(env);
   CHECK(napi_create_object(env, &result));
   CHECK(napi_create_string_utf8(env, openblas_get_config(), NAPI_AUTO_LENGTH, &config));
   CHECK(napi_create_string_utf8(env, openblas_get_corename(), NAPI_AUTO_LENGTH, &core));
@@ -464,6 +750,8 @@ static napi_value blas_info(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, result, "config", config));
   CHECK(napi_set_named_property(env, result, "corename", core));
   CHECK(napi_set_named_property(env, result, "threads", threads));
+  CHECK(napi_create_int32(env, pool_threads(inst == NULL ? NULL : inst->pool), &pool));
+  CHECK(napi_set_named_property(env, result, "poolThreads", pool));
   return result;
 }
 
@@ -476,11 +764,12 @@ NAPI_MODULE_INIT() {
       {"conv2dBackpropFilter", NULL, conv2d_backprop_filter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"conv2dBackpropInput", NULL, conv2d_backprop_input, NULL, NULL, NULL, napi_enumerable, NULL},
       {"biasActivation", NULL, bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"adamStep", NULL, adam_step, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, blas_info, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   napi_value abi;
-  if (napi_create_int32(env, neural_diff_blas_abi_1, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
+  if (napi_create_int32(env, neural_diff_blas_abi_2, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
   return exports;
 }

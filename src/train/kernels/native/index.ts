@@ -4,9 +4,11 @@
  * system's OpenBLAS through an N-API addon working on the heap in place (kernels.ts, blas.c).
  * Optional: built by `npm run build:native`; see docs/guides/training-speed.md.
  *
- * Threads: OpenBLAS runs each GEMM on {@link setNativeThreads} threads (process-wide). Training
- * on `native` runs on one JavaScript thread (no worker pool): the GEMMs, most of a step, use
- * every thread asked for, without the pool's per-step copies between threads.
+ * Threads: the addon's own pool runs each GEMM, convolution and bias epilogue on
+ * {@link setNativeThreads} threads, cut into blocks from the shapes alone, so the bits do not
+ * depend on the thread count; OpenBLAS stays on one thread. Training on `native` runs on one
+ * JavaScript thread (no worker pool) for most models: the kernels, most of a step, use every
+ * thread asked for, without the worker pool's per-step copies between threads.
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
@@ -45,19 +47,20 @@ function cores(): number {
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
-/** Set OpenBLAS's thread count for the native backend's GEMMs (default: every core). */
+/** The native kernels' thread count (the addon's pool; OpenBLAS on one thread), default every core. */
 export function setNativeThreads(threads: number = cores()): number {
   if (!Number.isInteger(threads) || threads < 1) throw new UsageError(`threads must be a positive integer, got ${threads}`, { threads });
   loadNativeAddon().setThreads(threads);
   return threads;
 }
 
-/** OpenBLAS's build, the core it chose and its current thread count. */
-export function nativeBlasInfo(): { config: string; corename: string; threads: number } {
-  return loadNativeAddon().info();
+/** OpenBLAS's build and the core it chose; `threads`, the native kernels' (this thread's pool); `blasThreads`, OpenBLAS's own. */
+export function nativeBlasInfo(): { config: string; corename: string; threads: number; blasThreads: number } {
+  const { config, corename, threads, poolThreads } = loadNativeAddon().info();
+  return { config, corename, threads: poolThreads, blasThreads: threads };
 }
 
-/** What `ndiff train` says of the native backend: OpenBLAS's kernels, how they were chosen, its threads. */
+/** What `ndiff train` says of the native backend: OpenBLAS's kernels, how they were chosen, the kernels' threads. */
 export function describeNativeBlas(): string {
   const { corename, threads } = nativeBlasInfo();
   return `OpenBLAS ${corename} kernels (${openBlasCoreChoice() ?? 'chosen by OpenBLAS'}), ${threads} thread(s)`;
@@ -67,13 +70,13 @@ export function describeNativeBlas(): string {
 const OUTSIDE_BLAS = new Set(['DepthwiseConv2D', 'SeparableConv2D', 'BatchNormalization']);
 
 /**
- * Whether the native backend should use several cores through the worker pool (OpenBLAS on one
- * thread in each worker) rather than one JavaScript thread with OpenBLAS on every core: when the
- * model has depthwise convolutions or batch norms (MobileNet-style blocks), whose gradients run on
- * the one thread, not on OpenBLAS, and are most of a step. Measured on a 2-core machine
- * (docs/guides/training-speed.md): MobileNetV2 trained 1.8x faster in the pool, the keyword
- * model (plain convolutions and dense layers) 1.26x faster with OpenBLAS on both cores. Decided by
- * the model's structure alone, so a seed, thread count and model still give the same bytes.
+ * Whether the native backend should use several cores through the worker pool (the native kernels
+ * on one thread in each worker) rather than one JavaScript thread with the native kernels on every
+ * core: when the model has depthwise convolutions or batch norms (MobileNet-style blocks), whose
+ * gradients run on the one thread, not in the addon, and are most of a step. Measured on a 2-core
+ * machine (docs/guides/training-speed.md) when the kernels' threads were OpenBLAS's: MobileNetV2
+ * trained 1.8x faster in the pool, the keyword model (plain convolutions and dense layers) 1.26x
+ * faster on one JavaScript thread. Decided by the model's structure alone.
  */
 export function nativePrefersWorkerPool(model: { layers: ReadonlyArray<{ getClassName(): string; layers?: unknown }> }): boolean {
   return model.layers.some((l) => OUTSIDE_BLAS.has(l.getClassName()) || (Array.isArray(l.layers) && nativePrefersWorkerPool(l as { layers: ReadonlyArray<{ getClassName(): string }> })));

@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { asWasm, f32, kernelLimits, sizeOf, type WasmBackendLike } from '../util.ts';
 import type { NativeBlasAddon } from './loader.ts';
+import { ADAM_STEP } from '../adam.ts';
 
 type KernelArgs = Parameters<KernelFunc>[0];
 
@@ -151,8 +152,23 @@ function matMul(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs
   return out;
 }
 
-/** Names of the kernels the native backend computes with OpenBLAS (the rest are wasm's). */
-export const NATIVE_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul', '_FusedMatMul'] as const;
+/**
+ * Adam's step (adam.ts) on the addon's threads: adam.c's float32 operations in its order, so the
+ * bits are wasm's. Inputs other than float32 of x's size go to the wasm kernel, which says why.
+ */
+function adamStep(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs): TensorInfo | TensorInfo[] {
+  const backend = asWasm(args.backend);
+  const { x, g, m, v, s } = args.inputs as Record<string, TensorInfo | undefined>;
+  if (!x || !g || !m || !v || !s) return fallback.kernelFunc(args);
+  const n = sizeOf(x.shape);
+  if (x.dtype !== 'float32' || s.dtype !== 'float32' || sizeOf(s.shape) !== 8 || [g, m, v].some((t) => t.dtype !== 'float32' || sizeOf(t.shape) !== n)) return fallback.kernelFunc(args);
+  const out = backend.makeOutput([...x.shape], 'float32');
+  addon.adamStep(f32(backend, x), f32(backend, g), f32(backend, m), f32(backend, v), f32(backend, out), f32(backend, s));
+  return out;
+}
+
+/** Names of the kernels the native backend computes in its addon (the rest are wasm's). */
+export const NATIVE_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul', '_FusedMatMul', ADAM_STEP] as const;
 
 /**
  * The native kernel configs for `backendName`, each falling back to `wasmConfigs`' kernel of the
@@ -172,5 +188,6 @@ export function nativeKernelConfigs(addon: NativeBlasAddon, backendName: string,
     make('Conv2DBackpropInput', (f, args) => conv2dBackpropInput(addon, f, args)),
     make('BatchMatMul', (f, args) => matMul(addon, f, args, false)),
     make('_FusedMatMul', (f, args) => matMul(addon, f, args, true)),
+    make(ADAM_STEP, (f, args) => adamStep(addon, f, args)),
   ];
 }

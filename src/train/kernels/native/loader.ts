@@ -43,22 +43,28 @@ export interface NativeBlasAddon {
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geometry: Int32Array, columnBudget: number): void;
   /** dx = the input gradient from dy and the filter. */
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, columnBudget: number): void;
+  /** One Adam step (adam.c's operations, its bits): m, v in place, the new values into xo; s: 8 scalars (adam.ts AdamScalars). */
+  adamStep(x: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, xo: Float32Array, s: Float32Array): void;
   /** In place: y = act(y + bias) per row of bias.length; activation 0 linear, 1 relu, 2 relu6. */
   biasActivation(y: Float32Array, bias: Float32Array | null, activation: 0 | 1 | 2): void;
-  /** OpenBLAS's thread count for every later call (process-wide). */
+  /**
+   * The kernels' threads: a pool of threads - 1 workers beside the caller, started once for this
+   * addon instance (one per Node thread), each kernel cut into blocks from its shapes alone;
+   * OpenBLAS stays on one thread (process-wide).
+   */
   setThreads(threads: number): void;
-  /** The OpenBLAS that was loaded. */
-  info(): { config: string; corename: string; threads: number };
+  /** The OpenBLAS that was loaded, its thread count, and the threads of this instance's pool. */
+  info(): { config: string; corename: string; threads: number; poolThreads: number };
   /** The interface version ({@link NATIVE_ABI}). */
   readonly abi: number;
 }
 
 /** The addon interface this loader speaks (blas.c's NEURAL_DIFF_BLAS_ABI). */
-export const NATIVE_ABI = 1;
+export const NATIVE_ABI = 2;
 /** The symbol blas.c exports to say it is this addon at {@link NATIVE_ABI}. */
 export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */
-const ADDON_FUNCTIONS = ['sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'setThreads', 'info'] as const;
+const ADDON_FUNCTIONS = ['sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'setThreads', 'info'] as const;
 /** The largest addon file read (the build is about 30 KB; a debug build a few MB). */
 export const MAX_ADDON_BYTES = 64 * 1024 * 1024;
 

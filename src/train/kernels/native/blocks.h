@@ -1,0 +1,39 @@
+/*
+ * Cutting the native kernels' products into blocks (blocks.c): how many, from the shape alone,
+ * and the block functions the pool (pool.h) runs. A block is one single-threaded cblas_sgemm.
+ */
+#ifndef NEURAL_DIFF_BLOCKS_H
+#define NEURAL_DIFF_BLOCKS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "pool.h"
+
+/*
+ * The least work (flops) of a block; the fewest rows or columns of C a block holds (each block
+ * packs the other operand again); the fewest rows of a sum a block holds (each block's partial
+ * sum is written and added again).
+ */
+#define BLOCK_FLOPS (4.0 * 1024 * 1024)
+#define MIN_EXTENT 256
+#define MIN_SUM 512
+
+/* One row-major product C = op(A) op(B) + beta C, cut into blocks of C's rows, columns or the sum. */
+typedef struct {
+  int ta, tb, by_rows;
+  int32_t M, N, K, lda, ldb, ldc;
+  const float *A, *B;
+  float *C, beta;
+  float *partials; /* sums over blocks of K after the first: (parts - 1) * M * N floats */
+} Gemm;
+
+/* Blocks of `flops` of work, at most `most` (see blocks.c). */
+int blocks_for(double flops, double most);
+/* [*lo, *hi): part i of n over `extent`. */
+void part_range(int64_t extent, int i, int n, int64_t *lo, int64_t *hi);
+/* Pool tasks: block i of C's rows (by_rows) or columns; block i of the sum over K. */
+void gemm_block(void *arg, int i, int parts, int thread);
+void gemm_k_block(void *arg, int i, int parts, int thread);
+/* dst += partials[0], then partials[1], ... (count of them, n floats each), per element in that order. */
+void reduce_partials(Pool *pool, float *dst, const float *partials, size_t n, int count);
+
+#endif

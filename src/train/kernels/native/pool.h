@@ -1,0 +1,28 @@
+/*
+ * The native backend's intra-op threads (pool.c): a fixed set of threads created once per addon
+ * instance, each kernel's work cut into parts by a static partition (part i always covers the
+ * same rows, whichever thread claims it), so which thread ran a part never changes the result's bits.
+ */
+#ifndef NEURAL_DIFF_POOL_H
+#define NEURAL_DIFF_POOL_H
+
+/* One part of a kernel: part `index` of `parts`, run by the pool's thread `thread`. */
+typedef void (*pool_task)(void *arg, int index, int parts, int thread);
+
+typedef struct Pool Pool;
+
+/* A pool computing on `threads` threads: the caller and threads - 1 workers; NULL when out of memory or threads fail to start. */
+Pool *pool_create(int threads);
+/* The threads computing (the caller included). */
+int pool_threads(const Pool *pool);
+/*
+ * Run task(arg, i, parts, thread) for every i < parts and return when all are done. Each thread
+ * (0 is the caller) claims the next part until none is left: what part i computes must depend on
+ * i alone (the thread index only picks the thread's own scratch). A NULL pool runs every part on
+ * the caller.
+ */
+void pool_run(Pool *pool, pool_task task, void *arg, int parts);
+/* Stop and join the workers, then free the pool (NULL is accepted). */
+void pool_destroy(Pool *pool);
+
+#endif

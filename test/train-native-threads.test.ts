@@ -1,0 +1,243 @@
+/**
+ * The native backend's intra-op threads (src/train/kernels/native/pool.c, blas.c): every threaded
+ * kernel (GEMMs, batched products, convolution forward and both gradients, the bias/activation
+ * epilogue, sums cut into blocks and added in order) gives the same bits at 1, 2 and 3 threads (blocks cut from the shapes alone) and
+ * matches the cpu backend (its scalar twin) within 1e-5 on many shapes: odd sizes, one row, one
+ * item, more threads than blocks, products big enough to be cut. A training run gives the same
+ * payload bytes at 1 and 2 threads, and the addon still refuses hostile arguments with the pool
+ * running. Skipped, saying why, when the addon is not built (`npm run build:native`).
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { ModelFormatError } from '../src/core/errors.ts';
+import { nativeAddonStatus, nativeBlasInfo, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
+import { modelToStore } from '../src/train/model-weights.ts';
+import { trainDiff } from '../src/train/train-diff.ts';
+import { mnistSplits } from '../examples/lib/mnist-task.ts';
+import { adamStepJs, scalarsOf } from '../src/train/kernels/adam.ts';
+import { rand, randomValues, relError } from './helpers/kernel-tests.ts';
+
+const status = nativeAddonStatus();
+const skip = status.available ? false : `the native addon is not built (${status.reason}): apt-get install libopenblas-dev, then npm run build:native`;
+if (skip) console.log(`train-native-threads: skipping: ${skip}`);
+
+/** The outputs of `f` on the native backend at `threads` threads. */
+async function nativeAt(threads: number, f: () => tf.Tensor[]): Promise<Float32Array[]> {
+  await initBackend('native', { threads });
+  assert.equal(nativeBlasInfo().threads, threads);
+  assert.equal(nativeBlasInfo().blasThreads, 1, 'OpenBLAS stays on one thread beside the pool');
+  const ts = tf.tidy(f);
+  const out = ts.map((t) => Float32Array.from(t.dataSync()));
+  tf.dispose(ts);
+  return out;
+}
+
+/** `f` at 1, 2 and 3 threads: bit for bit the same, and within `tol` of the cpu backend. */
+async function sameBitsAndCpu(label: string, f: () => tf.Tensor[], tol = 1e-5): Promise<void> {
+  const one = await nativeAt(1, f);
+  for (const threads of [2, 3]) {
+    const many = await nativeAt(threads, f);
+    one.forEach((v, i) => assert.ok(Buffer.from(many[i].buffer).equals(Buffer.from(v.buffer)), `${label}: output ${i} at ${threads} threads differs from 1 thread`));
+  }
+  assert.deepEqual(await nativeAt(2, f), await nativeAt(2, f), `${label}: two runs at 2 threads`);
+  await initBackend('cpu');
+  const ts = tf.tidy(f);
+  const ref = ts.map((t) => Float32Array.from(t.dataSync()));
+  tf.dispose(ts);
+  ref.forEach((expected, i) => {
+    const err = relError(one[i], expected, true);
+    assert.ok(err <= tol, `${label}: output ${i} differs from the cpu backend by ${err.toExponential(2)} (relative)`);
+  });
+}
+
+/** Forward and both gradients of sum(conv(x, w) * probe), with a bias and relu fused when asked. */
+function convCase(xShape: number[], wShape: number[], strides: number, pad: 'same' | 'valid', seed: number, fused = false) {
+  return () => {
+    const x = rand(xShape, seed) as tf.Tensor4D;
+    const w = rand(wShape, seed + 1) as tf.Tensor4D;
+    const bias = rand([wShape[3]], seed + 3) as tf.Tensor1D;
+    const conv = (a: tf.Tensor4D, b: tf.Tensor4D) => (fused ? tf.fused.conv2d({ x: a, filter: b, strides, pad, bias, activation: 'relu' }) : tf.conv2d(a, b, strides, pad));
+    const y = conv(x, w);
+    const probe = rand(y.shape, seed + 2);
+    const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) => conv(a as tf.Tensor4D, b as tf.Tensor4D).mul(probe).sum())([x, w]);
+    return [y, ...grads];
+  };
+}
+
+describe('the native kernels on several threads: the same bits as on one, and the cpu backend\'s values', { skip }, () => {
+  after(async () => {
+    setNativeThreads();
+    await initBackend('wasm');
+  });
+
+  const convs: [string, number[], number[], number, 'same' | 'valid'][] = [
+    ['3x3 same, a batch cut into blocks', [8, 16, 16, 16], [3, 3, 16, 32], 1, 'same'],
+    ['3x3 stride 2 valid, odd sizes', [5, 17, 13, 7], [3, 3, 7, 33], 2, 'valid'],
+    ['one item (blocks of rows in the forward pass, one block of items in the input gradient)', [1, 40, 40, 8], [3, 3, 8, 64], 1, 'same'],
+    ['one output position', [3, 3, 3, 64], [3, 3, 64, 48], 1, 'valid'],
+    ['1x1 (the input is the column matrix)', [4, 24, 24, 32], [1, 1, 32, 64], 1, 'same'],
+    ['5x5 on a small batch (more threads than blocks)', [2, 20, 20, 12], [5, 5, 12, 20], 1, 'same'],
+    ['two large images (no more blocks of the filter gradient\'s sum than items)', [2, 64, 64, 8], [3, 3, 8, 16], 1, 'same'],
+    ['tiny: one block', [1, 5, 5, 1], [3, 3, 1, 1], 1, 'valid'],
+  ];
+  convs.forEach(([label, xs, ws, s, pad], i) => {
+    it(`conv2d, ${label}: forward, input and filter gradients`, async () => {
+      await sameBitsAndCpu(label, convCase(xs, ws, s, pad, 100 + 10 * i));
+    });
+  });
+
+  it('fused conv2d with a bias and relu (the epilogue on the threads)', async () => {
+    await sameBitsAndCpu('fused conv', convCase([16, 18, 18, 16], [3, 3, 16, 32], 1, 'same', 300, true));
+  });
+
+  const products: [string, number[], number[], boolean, boolean][] = [
+    ['512x384 by 384x640 (once ~5% of its entries changed between 1 and 2 OpenBLAS threads)', [512, 384], [384, 640], false, false],
+    ['tall and thin', [3000, 64], [64, 9], false, false],
+    ['wide: cut into columns', [9, 200], [200, 3000], false, false],
+    ['both transposed, odd sizes', [301, 257], [129, 301], true, true],
+    ['one row', [1, 4096], [4096, 700], false, false],
+    ['three rows of a large product (more threads than rows in a block)', [3, 2048], [1024, 2048], false, true],
+    ['a weight gradient: short rows and columns, a long sum (cut along the sum, partials added in order)', [4096, 64], [4096, 96], true, false],
+    ['many small items (attention-like)', [128, 32, 16], [128, 16, 32], false, false],
+    ['items broadcast against one matrix', [64, 50, 40], [40, 30], false, false],
+    ['two large items', [2, 300, 200], [2, 200, 300], false, false],
+  ];
+  products.forEach(([label, as, bs, ta, tb], i) => {
+    it(`matMul, ${label}`, async () => {
+      await sameBitsAndCpu(label, () => [tf.matMul(rand(as, 500 + 10 * i), rand(bs, 501 + 10 * i), ta, tb)]);
+    });
+  });
+
+  it('a dense layer\'s fused product with a bias and relu6, and its gradients', async () => {
+    await sameBitsAndCpu('fused matMul', () => {
+      const x = rand([256, 300], 700);
+      const w = rand([300, 400], 701);
+      const b = rand([400], 702);
+      const f = (a: tf.Tensor, c: tf.Tensor) => tf.fused.matMul({ a: a as tf.Tensor2D, b: c as tf.Tensor2D, bias: b, activation: 'relu6' });
+      return [f(x, w), ...tf.grads((a: tf.Tensor, c: tf.Tensor) => f(a, c).sum())([x, w])];
+    });
+  });
+});
+
+describe('the pool under many calls in a row', { skip }, () => {
+  after(() => setNativeThreads());
+
+  it('3,000 split calls at 3 threads: each the one-thread result, bit for bit', async () => {
+    const addon = loadNativeAddon();
+    const [M, N, K, batch] = [32, 32, 32, 64];
+    const a = randomValues(batch * M * K, 11);
+    const b = randomValues(batch * K * N, 12);
+    await initBackend('native', { threads: 1 });
+    const want = new Float32Array(batch * M * N);
+    addon.sgemmBatched(false, false, batch, M, N, K, a, M * K, b, K * N, want);
+    await initBackend('native', { threads: 3 });
+    const got = new Float32Array(batch * M * N);
+    for (let i = 0; i < 3000; i++) {
+      got.fill(NaN);
+      addon.sgemmBatched(false, false, batch, M, N, K, a, M * K, b, K * N, got);
+      if (!Buffer.from(got.buffer).equals(Buffer.from(want.buffer))) assert.fail(`call ${i} differs from the one-thread result`);
+    }
+  });
+});
+
+describe('Adam\'s step on the addon\'s threads', { skip }, () => {
+  after(() => setNativeThreads());
+
+  it('gives its scalar twin\'s bits (adam.c\'s operations) at 1, 2 and 3 threads, odd sizes and sizes the threads split', async () => {
+    const s = Float32Array.of(0.9, Math.fround(1 - 0.9), 0.999, Math.fround(1 - 0.999), Math.fround(1 - 0.9 ** 3), Math.fround(1 - 0.999 ** 3), 1e-7, -1e-3);
+    for (const n of [0, 1, 7, 65536, 65536 * 3 + 5, 300001]) {
+      const x = randomValues(n, 1);
+      const g = randomValues(n, 2);
+      const m0 = randomValues(n, 3).map((a) => a * 0.1);
+      const v0 = randomValues(n, 4).map((a) => a * a);
+      const want = { x: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n) };
+      adamStepJs(x, g, m0, v0, want.x, want.m, want.v, scalarsOf(s));
+      for (const threads of [1, 2, 3]) {
+        await initBackend('native', { threads });
+        const [m, v, xo] = [m0.slice(), v0.slice(), new Float32Array(n)];
+        loadNativeAddon().adamStep(x, g, m, v, xo, s);
+        for (const [got, expected, what] of [[xo, want.x, 'x'], [m, want.m, 'm'], [v, want.v, 'v']] as const) {
+          assert.ok(Buffer.from(got.buffer).equals(Buffer.from(expected.buffer)), `n ${n}, ${threads} thread(s): ${what} differs from the scalar twin`);
+        }
+      }
+    }
+  });
+
+  it('short views: refused, nothing written', async () => {
+    await initBackend('native', { threads: 2 });
+    const m = new Float32Array(100000);
+    assert.throws(() => loadNativeAddon().adamStep(new Float32Array(100000), new Float32Array(99999), m, new Float32Array(100000), new Float32Array(100000), new Float32Array(8)), ModelFormatError);
+    assert.throws(() => loadNativeAddon().adamStep(new Float32Array(10), new Float32Array(10), new Float32Array(10), new Float32Array(10), new Float32Array(10), new Float32Array(7)), ModelFormatError);
+    assert.deepEqual(m, new Float32Array(100000));
+  });
+});
+
+describe('payload bytes on native no longer depend on the thread count', { skip }, () => {
+  after(async () => {
+    setNativeThreads();
+    await initBackend('wasm');
+  });
+
+  it('a conv model trained at 1 and at 2 threads: the same bytes (and again at 2)', async () => {
+    await initBackend('wasm');
+    const splits = mnistSplits(600);
+    const init = (k: number) => tf.initializers.glorotUniform({ seed: 1 + k });
+    const make = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.reshape({ name: 'image', inputShape: [196], targetShape: [14, 14, 1] }),
+          tf.layers.conv2d({ name: 'conv1', filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(0) }),
+          tf.layers.conv2d({ name: 'conv2', filters: 64, kernelSize: 3, strides: 2, activation: 'relu', kernelInitializer: init(1) }),
+          tf.layers.flatten({ name: 'flat' }),
+          tf.layers.dense({ name: 'hidden', units: 128, activation: 'relu', kernelInitializer: init(2) }),
+          tf.layers.dense({ name: 'digits', units: 10, activation: 'softmax', kernelInitializer: init(3) }),
+        ],
+      });
+    const sha = async (threads: number) => {
+      await initBackend('native', { threads });
+      const model = make();
+      const lines: string[] = [];
+      const r = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: 4000, epochs: 1, seed: 3, base: modelToStore(model), tune: 'off', threads, batchSize: 64, onProgress: (l) => lines.push(l) });
+      model.dispose();
+      return { sha: createHash('sha256').update(r.bytes).digest('hex'), lines };
+    };
+    try {
+      const one = await sha(1);
+      const two = await sha(2);
+      assert.ok(two.lines.some((l) => /^training on one JavaScript thread, the native kernels on 2 threads/.test(l)), two.lines.join('\n'));
+      assert.equal(two.sha, one.sha);
+      assert.equal((await sha(2)).sha, two.sha);
+    } finally {
+      for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
+    }
+  });
+});
+
+describe('hostile arguments with the pool running', { skip }, () => {
+  after(() => setNativeThreads());
+
+  it('a thread count out of range: a typed refusal, the pool unchanged', async () => {
+    await initBackend('native', { threads: 2 });
+    const addon = loadNativeAddon();
+    for (const n of [0, -1, 257]) assert.throws(() => addon.setThreads(n), (e: unknown) => e instanceof ModelFormatError && /threads must be at least 1 and at most 256/.test((e as Error).message));
+    assert.equal(nativeBlasInfo().threads, 2);
+  });
+
+  it('short views and overflowing sizes: refused before any thread writes', async () => {
+    await initBackend('native', { threads: 2 });
+    const addon = loadNativeAddon();
+    const c = new Float32Array(4);
+    assert.throws(() => addon.sgemmBatched(false, false, 4, 512, 512, 512, new Float32Array(512 * 512 * 4), 512 * 512, new Float32Array(512 * 512), 0, c), ModelFormatError);
+    assert.deepEqual(c, new Float32Array(4), 'the output is untouched');
+    const g = Int32Array.of(8, 16, 16, 16, 16, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1);
+    const y = new Float32Array(10);
+    assert.throws(() => addon.conv2dForward(new Float32Array(8 * 16 * 16 * 16), new Float32Array(3 * 3 * 16 * 32), y, g, 1e6), ModelFormatError);
+    assert.throws(() => addon.conv2dBackpropInput(new Float32Array(8 * 16 * 16 * 32), new Float32Array(3 * 3 * 16 * 32), new Float32Array(7), g, 1e6), ModelFormatError);
+    assert.throws(() => addon.biasActivation(new Float32Array(1 << 17), new Float32Array(3), 1), ModelFormatError);
+    assert.deepEqual(y, new Float32Array(10));
+  });
+});
