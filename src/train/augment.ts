@@ -22,7 +22,7 @@ import { pitchShift, resample } from './resample.ts';
 export type Augmentation = (x: Float32Array, shape: readonly number[], random: () => number) => Float32Array;
 
 /** Augmentations by name, as `--augment` lists them. */
-export const AUGMENTATIONS = ['time-shift', 'gain', 'noise', 'time-mask', 'freq-mask', 'speed', 'pitch', 'crop', 'flip', 'colour', 'mixup'] as const;
+export const AUGMENTATIONS = ['time-shift', 'gain', 'noise', 'time-mask', 'freq-mask', 'freq-warp', 'time-stretch', 'speed', 'pitch', 'crop', 'flip', 'colour', 'mixup'] as const;
 export type AugmentationName = (typeof AUGMENTATIONS)[number];
 
 /** Largest time shift, as a share of the frames. */
@@ -33,6 +33,12 @@ const GAIN_STDS = 0.2;
 const NOISE_STDS = 0.05;
 /** Widest time or frequency mask, as a share of the axis (SpecAugment masks a few frames or bins). */
 const MASK_SHARE = 0.15;
+/** Frequency warp (VTLP): a factor drawn uniformly in [1 − w, 1 + w] (Jaitly and Hinton draw 0.9-1.1). */
+const WARP_SPREAD = 0.1;
+/** Frequency warp: the boundary, as a share of the top bin's position, above which the warp bends so the top bin stays. */
+const WARP_BOUNDARY = 0.8;
+/** Time stretch: a speaking rate drawn uniformly in [1 − s, 1 + s]. */
+const STRETCH_SPREAD = 0.15;
 /** Crop: pad by this share of the height and width and cut back at a random offset. */
 const CROP_SHARE = 0.125;
 /** Colour: contrast in [1 − c, 1 + c] about the example's mean, brightness ± this many standard deviations. */
@@ -135,6 +141,96 @@ function maskAlong(axis: 1 | 2): Augmentation {
 export const timeMask = maskAlong(1);
 /** Zero a band of frequency bins (axis 1 of an example). */
 export const freqMask = maskAlong(2);
+
+/** A factor drawn uniformly in [1 − spread, 1 + spread] (exactly 1 for a draw of 1/2). */
+const factor = (random: () => number, spread: number) => 1 + (2 * random() - 1) * spread;
+
+/** `row[p]` read at a fractional position by linear interpolation, `p` in [0, len − 1]; elements `stride` apart. */
+function lerpAt(x: Float32Array, at: number, stride: number, len: number, p: number): number {
+  const i = Math.min(len - 1, Math.max(0, Math.floor(p)));
+  const j = Math.min(len - 1, i + 1);
+  const f = p - i;
+  return f <= 0 ? x[at + i * stride] : (1 - f) * x[at + i * stride] + f * x[at + j * stride];
+}
+
+/**
+ * Where the frequency warp with factor `alpha` reads output bin `k` of `bins` (a fractional bin
+ * position): with F = bins − 1 the top bin's position and b = 0.8·F·min(alpha, 1)/alpha,
+ * s(k) = alpha·k for k ≤ b, and above b the straight line from (b, alpha·b) to (F, F). Piecewise
+ * linear, increasing, s(0) = 0 and s(F) = F, so every bin reads inside the range and the top band
+ * stays; alpha = 1 is the identity.
+ */
+export function warpPosition(k: number, bins: number, alpha: number): number {
+  const top = bins - 1;
+  const b = (WARP_BOUNDARY * top * Math.min(alpha, 1)) / alpha;
+  if (k <= b) return alpha * k;
+  return alpha * b + ((top - alpha * b) * (k - b)) / (top - b);
+}
+
+/**
+ * Warp each example's frequency axis (axis 1 of `[frames, bins]` or `[frames, bins, channels]`) by
+ * its factor `alphas[e]`: bin k of every frame (and channel) becomes the input read at
+ * {@link warpPosition}(k) by linear interpolation between the two nearest bins.
+ */
+export function warpBins(x: Float32Array, shape: readonly number[], alphas: readonly number[]): Float32Array {
+  const size = perExample(shape);
+  const bins = shape[2];
+  const inner = shape.slice(3).reduce((a, d) => a * d, 1);
+  const frames = size / (bins * inner);
+  const out = new Float32Array(x.length);
+  const from = new Float64Array(bins);
+  for (let e = 0; e < shape[0]; e++) {
+    for (let k = 0; k < bins; k++) from[k] = warpPosition(k, bins, alphas[e]);
+    for (let t = 0; t < frames; t++) {
+      for (let c = 0; c < inner; c++) {
+        const at = e * size + t * bins * inner + c;
+        for (let k = 0; k < bins; k++) out[at + k * inner] = lerpAt(x, at, inner, bins, from[k]);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Vocal tract length perturbation (VTLP, after Jaitly and Hinton, "Vocal Tract Length Perturbation
+ * improves speech recognition", 2013): speakers differ mostly by a scaling of the frequency axis,
+ * so each example's bins are warped by one factor alpha drawn in [0.9, 1.1], piecewise linear with
+ * a bend at 80% of the axis so the highest bins stay inside it ({@link warpPosition}). The warp is
+ * applied to the bins as they are (mel bins for log-mel features, not the linear spectrum VTLP warps
+ * before its filterbank): the same idea on the model's input, without the audio.
+ */
+export const freqWarp: Augmentation = (x, shape, random) => warpBins(x, shape, Array.from({ length: shape[0] }, () => factor(random, WARP_SPREAD)));
+
+/**
+ * Stretch each example's time axis (axis 0 of `[frames, bins]` or `[frames, bins, channels]`) about
+ * its centre frame c = (frames − 1)/2 by its speaking rate `rates[e]`: frame t becomes the input
+ * read at c + (t − c)·rate by linear interpolation between the two nearest frames. A rate above 1
+ * speaks faster (the word takes fewer frames): positions read beyond either end give the example's
+ * lowest value (silence in log-domain features, as {@link timeShift} shifts in); below 1 the ends
+ * are cut. The frame count is kept.
+ */
+export function stretchFrames(x: Float32Array, shape: readonly number[], rates: readonly number[]): Float32Array {
+  const size = perExample(shape);
+  const frames = shape[1];
+  const frame = size / frames;
+  const centre = (frames - 1) / 2;
+  const out = new Float32Array(x.length);
+  for (let e = 0; e < shape[0]; e++) {
+    const at = e * size;
+    let floor = Infinity;
+    for (let i = 0; i < size; i++) floor = Math.min(floor, x[at + i]);
+    for (let t = 0; t < frames; t++) {
+      const p = centre + (t - centre) * rates[e];
+      // A rounding hair beyond an end still reads the end frame.
+      const inside = p >= -1e-6 && p <= frames - 1 + 1e-6;
+      for (let j = 0; j < frame; j++) out[at + t * frame + j] = inside ? lerpAt(x, at + j, frame, frames, Math.min(frames - 1, Math.max(0, p))) : floor;
+    }
+  }
+  return out;
+}
+
+/** Speaking-rate perturbation on the frames: each example stretched about its centre by a rate drawn in [0.85, 1.15] ({@link stretchFrames}). */
+export const timeStretch: Augmentation = (x, shape, random) => stretchFrames(x, shape, Array.from({ length: shape[0] }, () => factor(random, STRETCH_SPREAD)));
 
 /**
  * Speed perturbation of waveforms (`[n, samples]` or `[n, samples, 1]`): each example read at a
@@ -248,11 +344,11 @@ export const mixup: Augmentation = (x, shape, random) => {
   return out;
 };
 
-const BY_NAME: Record<AugmentationName, Augmentation> = { 'time-shift': timeShift, gain, noise, 'time-mask': timeMask, 'freq-mask': freqMask, speed, pitch, crop, flip, colour, mixup };
+const BY_NAME: Record<AugmentationName, Augmentation> = { 'time-shift': timeShift, gain, noise, 'time-mask': timeMask, 'freq-mask': freqMask, 'freq-warp': freqWarp, 'time-stretch': timeStretch, speed, pitch, crop, flip, colour, mixup };
 
 /** What an augmentation needs of an example's shape, or undefined when it takes any. */
 function needs(name: AugmentationName): { kind: string; fits: (example: readonly number[]) => boolean } | undefined {
-  if (['time-shift', 'time-mask', 'freq-mask'].includes(name)) return { kind: 'audio features or a spectrogram, [frames, bins] or [frames, bins, channels]', fits: (s) => s.length >= 2 && s[0] > 1 && s[1] > 1 };
+  if (['time-shift', 'time-mask', 'freq-mask', 'freq-warp', 'time-stretch'].includes(name)) return { kind: 'audio features or a spectrogram, [frames, bins] or [frames, bins, channels]', fits: (s) => s.length >= 2 && s[0] > 1 && s[1] > 1 };
   if (['crop', 'flip'].includes(name)) return { kind: 'an image, [height, width, channels]', fits: (s) => s.length === 3 && s[0] > 1 && s[1] > 1 };
   if (name === 'speed' || name === 'pitch') return { kind: 'a waveform, [samples] or [samples, 1]', fits: (s) => s[0] > 1 && (s.length === 1 || (s.length === 2 && s[1] === 1)) };
   return undefined;
