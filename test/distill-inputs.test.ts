@@ -189,7 +189,7 @@ test('ndiff train --teacher --distill-inputs DIR --augment LIST; refused without
 
 test('augment auto: the candidates of the input\'s kind, each kept only where it validates closer to the teacher', async () => {
   assert.deepEqual(augmentCandidates([32, 32, 3], false), ['crop', 'flip', 'colour', 'noise', 'mixup']);
-  assert.deepEqual(augmentCandidates([98, 40, 1], false), ['time-shift', 'gain', 'time-mask', 'freq-mask', 'noise', 'mixup']);
+  assert.deepEqual(augmentCandidates([98, 40, 1], false), ['time-shift', 'gain', 'time-mask', 'freq-mask', 'freq-warp', 'time-stretch', 'noise', 'mixup']);
   assert.deepEqual(augmentCandidates([196], true), ['noise'], 'labels: no mixup');
   const train = inputs(80, 61);
   const base = baseOf();

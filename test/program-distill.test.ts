@@ -138,7 +138,7 @@ test('ONNX: augment auto tries what fits the input ([1, 8, 8] seen as [8, 8, 1]:
   const own = images(64, 6);
   const r = await trainOnnxDiff(v1, own, { ...common, augment: 'auto', validation: 0.2 });
   const a = r.augmentation as NonNullable<typeof r.augmentation>;
-  assert.deepEqual(a.tried.slice(0, 7).map((x) => x.augment), ['none', 'time-shift', 'gain', 'time-mask', 'freq-mask', 'noise', 'mixup']);
+  assert.deepEqual(a.tried.slice(0, 9).map((x) => x.augment), ['none', 'time-shift', 'gain', 'time-mask', 'freq-mask', 'freq-warp', 'time-stretch', 'noise', 'mixup']);
   const again = await trainOnnxDiff(v1, own, { ...common, augment: a.kept.length ? a.kept : 'none', validation: 0.2 });
   assert.deepEqual(again.bytes, r.bytes, 'the kept run, written');
 });

@@ -40,7 +40,7 @@ export function augmentCandidates(example: readonly number[], labelled: boolean,
   const any: AugmentationName[] = labelled ? ['noise'] : ['noise', 'mixup'];
   // [h, w, 3 or 4]: an image; 2-D, or 3-D with one channel: audio features or a spectrogram.
   if (example.length === 3 && (example[2] === 3 || example[2] === 4) && example[0] > 1 && example[1] > 1) return ['crop', 'flip', 'colour', ...any];
-  if ((example.length === 2 || (example.length === 3 && example[2] === 1)) && example[0] > 1 && example[1] > 1) return ['time-shift', 'gain', 'time-mask', 'freq-mask', ...any];
+  if ((example.length === 2 || (example.length === 3 && example[2] === 1)) && example[0] > 1 && example[1] > 1) return ['time-shift', 'gain', 'time-mask', 'freq-mask', 'freq-warp', 'time-stretch', ...any];
   return any;
 }
 
