@@ -11,11 +11,13 @@
 /*
  * The least work (flops) of a block; the fewest rows or columns of C a block holds (each block
  * packs the other operand again); the fewest rows of a sum a block holds (each block's partial
- * sum is written and added again).
+ * sum is written and added again). Measured on the whole keyword step (batch 64, load 1.1-1.5):
+ * 64 and 128 cost nothing at one thread against 256 and 512 and gave 1.30x at two threads
+ * instead of 1.13x; 32 and 64 gave no more (docs/benchmarks/training-speed.md).
  */
 #define BLOCK_FLOPS (4.0 * 1024 * 1024)
-#define MIN_EXTENT 256
-#define MIN_SUM 512
+#define MIN_EXTENT 64
+#define MIN_SUM 128
 
 /* One row-major product C = op(A) op(B) + beta C, cut into blocks of C's rows, columns or the sum. */
 typedef struct {
