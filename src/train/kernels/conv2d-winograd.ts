@@ -10,7 +10,7 @@
  * gather), the same for the same inputs; the twin below computes the same float32 steps.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
-import type { ConvActivation, ConvShape } from './conv2d.ts';
+import type { ConvActivation, ConvShape } from './conv2d-shape.ts';
 import type { TrainKernelExports } from './train-kernels-simd.ts';
 import { dispose, kernelLimits, offsetOf, type WasmBackendLike } from './util.ts';
 

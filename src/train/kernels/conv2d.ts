@@ -17,32 +17,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { ACTIVATIONS, type ConvActivation, type ConvShape } from './conv2d-shape.ts';
 import { conv2dFilterGradWinograd, conv2dInputGradWinograd, conv2dWinograd, winogradFits } from './conv2d-winograd.ts';
 import { simdKernelSwitch, trainKernels, type TrainKernelExports } from './train-kernels-simd.ts';
 import { asWasm, dispose, f32, offsetOf, sizeOf, stockKernel, WASM, type WasmBackendLike } from './util.ts';
 
-/** One convolution's geometry (channels last): what the kernels and the twins take. */
-export interface ConvShape {
-  batch: number;
-  inHeight: number;
-  inWidth: number;
-  inChannels: number;
-  outHeight: number;
-  outWidth: number;
-  outChannels: number;
-  filterHeight: number;
-  filterWidth: number;
-  strideHeight: number;
-  strideWidth: number;
-  dilationHeight: number;
-  dilationWidth: number;
-  padTop: number;
-  padLeft: number;
-}
-
-/** The epilogue activations conv2d.c runs (its ACT_ numbers). */
-export const ACTIVATIONS = { linear: 0, relu: 1, relu6: 2 } as const;
-export type ConvActivation = keyof typeof ACTIVATIONS;
+export { ACTIVATIONS, type ConvActivation, type ConvShape } from './conv2d-shape.ts';
 
 /** The geometry of tfjs' conv info. */
 export function convShapeOf(info: tf.backend_util.Conv2DInfo): ConvShape {

@@ -6,7 +6,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../../core/errors.ts';
-import type { ProgramInputValues } from './training-model.ts';
+
+/** One input's values for every example: `[count, ...shape]`, row-major. */
+export interface ProgramInputValues {
+  values: Float32Array | Int32Array;
+  /** Shape of one example's value (without the example axis). */
+  shape: number[];
+}
 
 /** The largest id float32 holds exactly (with every id below it). */
 export const EXACT_IDS = 2 ** 24;

@@ -44,7 +44,7 @@ import type { OutputKind } from '../../diff/closeness.ts';
 import type { Augmentation } from '../augment.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 import { cutFrames, frameOverlap, sequenceWave } from './sequence-waveform.ts';
-import { checkAugmentedIds, idsOf, rowsOf, sequenceBounds } from './example-ids.ts';
+import { checkAugmentedIds, idsOf, rowsOf, sequenceBounds, type ProgramInputValues } from './example-ids.ts';
 
 /** How the chosen output reads (module doc); the same as a measured closeness's `outputKind`. */
 export type ProgramOutputKind = OutputKind;
@@ -62,12 +62,8 @@ export function defaultOutputKind(width: number, lastOp: string | undefined, axe
   return 'logits';
 }
 
-/** One input's values for every example: `[count, ...shape]`, row-major. */
-export interface ProgramInputValues {
-  values: Float32Array | Int32Array;
-  /** Shape of one example's value (without the example axis). */
-  shape: number[];
-}
+/** One input's values for every example (defined beside the helpers that read its rows). */
+export type { ProgramInputValues } from './example-ids.ts';
 
 /** Examples per pass of {@link ProgramTrainingModel.rawOutputs}. */
 export const RAW_OUTPUT_BATCH = 256;
