@@ -246,6 +246,50 @@ describe('wasm convolutions in SIMD against their scalar twins', () => {
     }
   });
 
+  it('an infinity or NaN in an input or filter of a Winograd-shaped convolution gives the direct sums\' values (the transforms\' Inf - Inf would make NaN, and spread it to outputs that do not read it)', () => {
+    const c: Case = { x: [2, 1, 16, 8], f: [1, 3, 8, 8], strides: [1, 1], pad: 'same' };
+    const s = shapeOf(c);
+    assert.ok(winogradFits(s, 'forward') && winogradFits(s, 'input') && winogradFits(s, 'filter'));
+    const dyShape = [s.batch, s.outHeight, s.outWidth, s.outChannels];
+    const clean = { x: randomValues(c.x.reduce((a, b) => a * b), 41), w: randomValues(c.f.reduce((a, b) => a * b), 42), dy: randomValues(dyShape.reduce((a, b) => a * b), 43) };
+    const spoilt = (v: Float32Array, at: number, value: number) => {
+      const out = Float32Array.from(v);
+      out[at] = value;
+      return out;
+    };
+    const calls = (xv: Float32Array, wv: Float32Array, dyv: Float32Array): Record<string, () => tf.Tensor> => ({
+      forward: () => tf.conv2d(tf.tensor(xv, c.x) as tf.Tensor4D, tf.tensor(wv, c.f) as tf.Tensor4D, c.strides, c.pad),
+      input: () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, dyShape), filter: tf.tensor(wv, c.f) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: c.x } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      filter: () => tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, c.x), dy: tf.tensor(dyv, dyShape) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as unknown as tf.NamedAttrMap) as tf.Tensor,
+    });
+    // Each case with the kernels that read what it spoils.
+    const cases: [string, Record<string, () => tf.Tensor>, string[]][] = [
+      ['x holds +Infinity', calls(spoilt(clean.x, 6 * 8 + 2, Infinity), clean.w, clean.dy), ['forward', 'filter']],
+      ['x holds -Infinity', calls(spoilt(clean.x, 16 * 8 + 9 * 8 + 5, -Infinity), clean.w, clean.dy), ['forward', 'filter']],
+      ['x holds NaN', calls(spoilt(clean.x, 3 * 8, NaN), clean.w, clean.dy), ['forward', 'filter']],
+      ['dy holds +Infinity', calls(clean.x, clean.w, spoilt(clean.dy, 5 * 8 + 1, Infinity)), ['input', 'filter']],
+      ['the filter holds +Infinity', calls(clean.x, spoilt(clean.w, 8 * 8 + 3, Infinity), clean.dy), ['forward', 'input']],
+    ];
+    for (const tile of [2, 4] as const) {
+      winogradSwitch.tile = tile;
+      try {
+        for (const [what, call, kinds] of cases) {
+          for (const kind of kinds) {
+            const fn = call[kind];
+            const direct = run(true, fn, true);
+            const got = run(true, fn);
+            assert.ok(direct.some((v) => !Number.isFinite(v)), `${what}, ${kind}: the direct sums carry it`);
+            const kindOf = (v: number) => (Number.isNaN(v) ? 'NaN' : Number.isFinite(v) ? 'finite' : String(v));
+            assert.deepEqual(Array.from(got, kindOf), Array.from(direct, kindOf), `${what}, ${kind}, F(${tile}, 3): NaN and infinities where the direct sums have them`);
+            got.forEach((v, i) => Number.isFinite(v) && assert.ok(Math.abs(v - direct[i]) <= 1e-5 * Math.max(1, Math.abs(direct[i])), `${what}, ${kind}: output ${i}`));
+          }
+        }
+      } finally {
+        winogradSwitch.tile = 'auto';
+      }
+    }
+  });
+
   it('leaves outputs of fewer than convLimits.minColumns columns and strided input gradients to the paths from before', () => {
     convLimits.minColumns = minColumns;
     convLimits.stridedInputGradient = stridedInputGradient;

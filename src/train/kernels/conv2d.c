@@ -583,3 +583,22 @@ void winograd4_filter_grad(const float *Wt, float *dw, int n) {
     dw[2 * n + j] = (s34 * (1.0f / 6.0f) - s12) + w5;
   }
 }
+
+/*
+ * 1 when all n floats at p are finite, else 0 (an infinity or NaN among them): v - v is 0 for a
+ * finite v and NaN otherwise, and a NaN stays in the sum. Winograd's transforms add and subtract
+ * inputs before the products, so an infinity there turns into NaN (Inf - Inf) where the direct sum
+ * keeps it, and reaches outputs that never read it: such calls take the direct sums (conv2d.ts).
+ */
+__attribute__((export_name("all_finite")))
+int all_finite(const float *p, int n) {
+  v128_t acc = wasm_f32x4_splat(0.0f);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v128_t v = wasm_v128_load(p + i);
+    acc = wasm_f32x4_add(acc, wasm_f32x4_sub(v, v));
+  }
+  float s = wasm_f32x4_extract_lane(acc, 0) + wasm_f32x4_extract_lane(acc, 1) + wasm_f32x4_extract_lane(acc, 2) + wasm_f32x4_extract_lane(acc, 3);
+  for (; i < n; i++) s += p[i] - p[i];
+  return s == s;
+}

@@ -108,6 +108,17 @@ function itemsPerChunk(batch: number, perItem: number, taps: number): number {
 }
 
 /**
+ * Whether every value of the tensors is finite. Winograd's transforms add and subtract inputs
+ * before the products: an infinity becomes NaN (Inf - Inf) where the direct sum keeps it, and
+ * reaches outputs that never read it. A call with an infinity or NaN in an operand takes the
+ * direct sums, so non-finite values come out where they would without Winograd. One SIMD pass
+ * over the operands (conv2d.c's all_finite), a small share of the convolution's own work.
+ */
+function allFinite(backend: WasmBackendLike, k: TrainKernelExports, ...tensors: TensorInfo[]): boolean {
+  return tensors.every((t) => k.all_finite(offsetOf(backend, t), sizeOf(t.shape)) === 1);
+}
+
+/**
  * y = act(conv(x, w) + bias) into a new [B, OH, OW, CO] tensor; `bias` null for none. Dilations
  * any; the caller checked {@link convKernels}. Batch items in chunks ({@link itemsPerChunk}):
  * every output is one item's own sum, so chunks change no bits.
@@ -115,7 +126,7 @@ function itemsPerChunk(batch: number, perItem: number, taps: number): number {
 export function conv2dInWasm(
   backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, w: TensorInfo, bias: TensorInfo | null, act: ConvActivation, s: ConvShape,
 ): TensorInfo {
-  if (winogradFits(s, 'forward')) return conv2dWinograd(backend, k, x, w, bias, act, s);
+  if (winogradFits(s, 'forward') && allFinite(backend, k, x, w)) return conv2dWinograd(backend, k, x, w, bias, act, s);
   const perItem = s.outHeight * s.outWidth;
   const T = s.filterHeight * s.filterWidth;
   const nb = itemsPerChunk(s.batch, perItem, T);
@@ -142,7 +153,7 @@ export function conv2dInWasm(
  * batch items continues the sums of the one before, in order: the bits of one pass.
  */
 export function conv2dFilterGradInWasm(backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, dy: TensorInfo, s: ConvShape): TensorInfo {
-  if (winogradFits(s, 'filter')) return conv2dFilterGradWinograd(backend, k, x, dy, s);
+  if (winogradFits(s, 'filter') && allFinite(backend, k, x, dy)) return conv2dFilterGradWinograd(backend, k, x, dy, s);
   const perItem = s.outHeight * s.outWidth;
   const T = s.filterHeight * s.filterWidth;
   const nb = itemsPerChunk(s.batch, perItem, T);
@@ -166,7 +177,7 @@ export function conv2dFilterGradInWasm(backend: WasmBackendLike, k: TrainKernelE
 
 /** dx [B, H, W, CI] of dy and the filter; dilation 1. Batch items in chunks, as the forward pass. */
 export function conv2dInputGradInWasm(backend: WasmBackendLike, k: TrainKernelExports, dy: TensorInfo, w: TensorInfo, s: ConvShape): TensorInfo {
-  if (winogradFits(s, 'input')) return conv2dInputGradWinograd(backend, k, dy, w, s);
+  if (winogradFits(s, 'input') && allFinite(backend, k, dy, w)) return conv2dInputGradWinograd(backend, k, dy, w, s);
   const perItem = s.inHeight * s.inWidth;
   const T = s.filterHeight * s.filterWidth;
   const nb = itemsPerChunk(s.batch, perItem, T);

@@ -81,6 +81,8 @@ export interface TrainKernelExports {
   winograd4_output(M: number, y: number, bias: number, act: number, rows: number, OW: number, N: number): void;
   winograd4_dy(dy: number, V: number, rows: number, OW: number, N: number): void;
   winograd4_filter_grad(Wt: number, dw: number, n: number): void;
+  /** 1 when all n floats at p are finite, else 0 (conv2d.c). */
+  all_finite(p: number, n: number): number;
 }
 
 /** The emscripten module's exports, where tfjs-backend-wasm 4.22 keeps its memory. */
