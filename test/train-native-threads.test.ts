@@ -9,11 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import os from 'node:os';
 import { after, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
-import { ModelFormatError } from '../src/core/errors.ts';
-import { nativeAddonStatus, nativeBlasInfo, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { ModelFormatError, UsageError } from '../src/core/errors.ts';
+import { NATIVE, nativeAddonStatus, nativeBlasInfo, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { startTrainingThreads, stopTrainingThreads } from '../src/train/parallel/threads.ts';
+import type { TrainingPool } from '../src/train/parallel/pool.ts';
 import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
 import { modelToStore } from '../src/train/model-weights.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
@@ -225,6 +228,33 @@ describe('hostile arguments with the pool running', { skip }, () => {
     const addon = loadNativeAddon();
     for (const n of [0, -1, 257]) assert.throws(() => addon.setThreads(n), (e: unknown) => e instanceof ModelFormatError && /threads must be at least 1 and at most 256/.test((e as Error).message));
     assert.equal(nativeBlasInfo().threads, 2);
+  });
+
+  it('a machine with more cores than the pool takes: the default is the most it takes (256), a count above it a UsageError saying so', async () => {
+    await initBackend('native', { threads: 2 });
+    const real = os.availableParallelism;
+    (os as { availableParallelism: () => number }).availableParallelism = () => 384;
+    try {
+      assert.equal(setNativeThreads(), 256);
+      assert.equal(nativeBlasInfo().threads, 256);
+      assert.throws(() => setNativeThreads(300), (e: unknown) => e instanceof UsageError && /at most 256/.test((e as Error).message));
+      assert.equal(nativeBlasInfo().threads, 256, 'the pool unchanged');
+      // A training run not told its threads (every core, bounded by the batch): the most the pool takes.
+      setNativeThreads(2);
+      const said: string[] = [];
+      const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 2 })] });
+      assert.equal(await startTrainingThreads(model, { threads: 384, backend: NATIVE, asked: false, progress: (m) => said.push(m) }), undefined);
+      assert.equal(nativeBlasInfo().threads, 256);
+      assert.match(said.join('\n'), /the native kernels on 256 threads/);
+      await assert.rejects(startTrainingThreads(model, { threads: 384, backend: NATIVE, asked: true, progress: () => {} }), UsageError);
+      // Giving the threads back after a worker pool of more.
+      stopTrainingThreads({ threads: 384, dispose: () => {} } as unknown as TrainingPool, NATIVE);
+      assert.equal(nativeBlasInfo().threads, 256);
+      model.dispose();
+    } finally {
+      (os as { availableParallelism: () => number }).availableParallelism = real;
+      setNativeThreads(2);
+    }
   });
 
   it('short views and overflowing sizes: refused before any thread writes', async () => {

@@ -14,7 +14,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { TrainingWorkerError } from '../../core/errors.ts';
-import { NATIVE, nativePrefersWorkerPool, setNativeThreads } from '../kernels/native/index.ts';
+import { MAX_NATIVE_THREADS, NATIVE, nativePrefersWorkerPool, setNativeThreads } from '../kernels/native/index.ts';
 import { TrainingPool } from './pool.ts';
 
 /** Options of {@link startTrainingThreads}. */
@@ -43,8 +43,10 @@ export async function startTrainingThreads(model: tf.LayersModel, o: TrainingThr
     }
   };
   const blasThreads = () => {
-    setNativeThreads(threads);
-    progress(threads === 1 ? 'training on one thread (native backend)' : `training on one JavaScript thread, the native kernels on ${threads} threads (the convolutions and matmuls cut into blocks over the addon's threads, OpenBLAS on one each)`);
+    // Every core by default, up to what the addon's pool takes (a machine may offer more); a count asked above it is refused.
+    const n = o.asked ? threads : Math.min(threads, MAX_NATIVE_THREADS);
+    setNativeThreads(n);
+    progress(n === 1 ? 'training on one thread (native backend)' : `training on one JavaScript thread, the native kernels on ${n} threads (the convolutions and matmuls cut into blocks over the addon's threads, OpenBLAS on one each)`);
   };
   if (backend === NATIVE && threads > 1 && nativePrefersWorkerPool(model)) {
     setNativeThreads(1);
@@ -61,6 +63,6 @@ export async function startTrainingThreads(model: tf.LayersModel, o: TrainingThr
 
 /** Dispose the run's pool; on native, give the JavaScript thread's native kernels their threads back. */
 export function stopTrainingThreads(pool: TrainingPool | undefined, backend: string): void {
-  if (pool && backend === NATIVE) setNativeThreads(pool.threads);
+  if (pool && backend === NATIVE) setNativeThreads(Math.min(pool.threads, MAX_NATIVE_THREADS));
   pool?.dispose();
 }

@@ -47,9 +47,16 @@ function cores(): number {
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
-/** The native kernels' thread count (the addon's pool; OpenBLAS on one thread), default every core. */
-export function setNativeThreads(threads: number = cores()): number {
+/** The most threads the addon's pool takes (blas.c's MAX_THREADS). */
+export const MAX_NATIVE_THREADS = 256;
+
+/**
+ * The native kernels' thread count (the addon's pool; OpenBLAS on one thread), default every core
+ * up to {@link MAX_NATIVE_THREADS} (a machine may offer more).
+ */
+export function setNativeThreads(threads: number = Math.min(cores(), MAX_NATIVE_THREADS)): number {
   if (!Number.isInteger(threads) || threads < 1) throw new UsageError(`threads must be a positive integer, got ${threads}`, { threads });
+  if (threads > MAX_NATIVE_THREADS) throw new UsageError(`the native backend's kernels take at most ${MAX_NATIVE_THREADS} threads, got ${threads}: ask for ${MAX_NATIVE_THREADS} or fewer`, { threads, most: MAX_NATIVE_THREADS });
   loadNativeAddon().setThreads(threads);
   return threads;
 }
