@@ -119,6 +119,31 @@ function allFinite(backend: WasmBackendLike, k: TrainKernelExports, ...tensors: 
 }
 
 /**
+ * For each chunk of batch items ({@link itemsPerChunk}), in order: the indirection table of x's
+ * rows for that chunk's output positions (conv_indirection; padding taps point at a zero row),
+ * then `use(b0, n, tableAt, taps)`. The forward pass and the filter gradient read x this way.
+ */
+function overInputChunks(backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, s: ConvShape, use: (b0: number, n: number, tableAt: number, taps: number) => void): void {
+  const perItem = s.outHeight * s.outWidth;
+  const T = s.filterHeight * s.filterWidth;
+  const nb = itemsPerChunk(s.batch, perItem, T);
+  const ind = backend.makeOutput([nb * perItem * T], 'int32');
+  const zero = zeros(backend, s.inChannels);
+  const [xAt, indAt, zeroAt] = [offsetOf(backend, x), offsetOf(backend, ind), offsetOf(backend, zero)];
+  for (let b0 = 0; b0 < s.batch; b0 += nb) {
+    const n = Math.min(nb, s.batch - b0);
+    k.conv_indirection(
+      xAt + 4 * b0 * s.inHeight * s.inWidth * s.inChannels, zeroAt, indAt,
+      n, s.inHeight, s.inWidth, s.inChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
+      s.strideHeight, s.strideWidth, s.dilationHeight, s.dilationWidth, s.padTop, s.padLeft,
+    );
+    use(b0, n, indAt, T);
+  }
+  dispose(backend, ind);
+  dispose(backend, zero);
+}
+
+/**
  * y = act(conv(x, w) + bias) into a new [B, OH, OW, CO] tensor; `bias` null for none. Dilations
  * any; the caller checked {@link convKernels}. Batch items in chunks ({@link itemsPerChunk}):
  * every output is one item's own sum, so chunks change no bits.
@@ -128,23 +153,11 @@ export function conv2dInWasm(
 ): TensorInfo {
   if (winogradFits(s, 'forward') && allFinite(backend, k, x, w)) return conv2dWinograd(backend, k, x, w, bias, act, s);
   const perItem = s.outHeight * s.outWidth;
-  const T = s.filterHeight * s.filterWidth;
-  const nb = itemsPerChunk(s.batch, perItem, T);
   const out = backend.makeOutput([s.batch, s.outHeight, s.outWidth, s.outChannels], 'float32');
-  const ind = backend.makeOutput([nb * perItem * T], 'int32');
-  const zero = zeros(backend, s.inChannels);
-  const [xAt, outAt, wAt, indAt, zeroAt] = [offsetOf(backend, x), offsetOf(backend, out), offsetOf(backend, w), offsetOf(backend, ind), offsetOf(backend, zero)];
-  for (let b0 = 0; b0 < s.batch; b0 += nb) {
-    const n = Math.min(nb, s.batch - b0);
-    k.conv_indirection(
-      xAt + 4 * b0 * s.inHeight * s.inWidth * s.inChannels, zeroAt, indAt,
-      n, s.inHeight, s.inWidth, s.inChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
-      s.strideHeight, s.strideWidth, s.dilationHeight, s.dilationWidth, s.padTop, s.padLeft,
-    );
-    k.conv_gather_gemm(indAt, n * perItem, T, s.inChannels, wAt, s.outChannels, outAt + 4 * b0 * perItem * s.outChannels, bias === null ? 0 : offsetOf(backend, bias), ACTIVATIONS[act]);
-  }
-  dispose(backend, ind);
-  dispose(backend, zero);
+  const [outAt, wAt, biasAt] = [offsetOf(backend, out), offsetOf(backend, w), bias === null ? 0 : offsetOf(backend, bias)];
+  overInputChunks(backend, k, x, s, (b0, n, indAt, T) => {
+    k.conv_gather_gemm(indAt, n * perItem, T, s.inChannels, wAt, s.outChannels, outAt + 4 * b0 * perItem * s.outChannels, biasAt, ACTIVATIONS[act]);
+  });
   return out;
 }
 
@@ -155,23 +168,11 @@ export function conv2dInWasm(
 export function conv2dFilterGradInWasm(backend: WasmBackendLike, k: TrainKernelExports, x: TensorInfo, dy: TensorInfo, s: ConvShape): TensorInfo {
   if (winogradFits(s, 'filter') && allFinite(backend, k, x, dy)) return conv2dFilterGradWinograd(backend, k, x, dy, s);
   const perItem = s.outHeight * s.outWidth;
-  const T = s.filterHeight * s.filterWidth;
-  const nb = itemsPerChunk(s.batch, perItem, T);
   const dw = backend.makeOutput([s.filterHeight, s.filterWidth, s.inChannels, s.outChannels], 'float32');
-  const ind = backend.makeOutput([nb * perItem * T], 'int32');
-  const zero = zeros(backend, s.inChannels);
-  const [xAt, dyAt, dwAt, indAt, zeroAt] = [offsetOf(backend, x), offsetOf(backend, dy), offsetOf(backend, dw), offsetOf(backend, ind), offsetOf(backend, zero)];
-  for (let b0 = 0; b0 < s.batch; b0 += nb) {
-    const n = Math.min(nb, s.batch - b0);
-    k.conv_indirection(
-      xAt + 4 * b0 * s.inHeight * s.inWidth * s.inChannels, zeroAt, indAt,
-      n, s.inHeight, s.inWidth, s.inChannels, s.outHeight, s.outWidth, s.filterHeight, s.filterWidth,
-      s.strideHeight, s.strideWidth, s.dilationHeight, s.dilationWidth, s.padTop, s.padLeft,
-    );
+  const [dyAt, dwAt] = [offsetOf(backend, dy), offsetOf(backend, dw)];
+  overInputChunks(backend, k, x, s, (b0, n, indAt, T) => {
     k.conv_filter_grad(indAt, n * perItem, T, s.inChannels, dyAt + 4 * b0 * perItem * s.outChannels, s.outChannels, dwAt, b0 > 0 ? 1 : 0);
-  }
-  dispose(backend, ind);
-  dispose(backend, zero);
+  });
   return dw;
 }
 
