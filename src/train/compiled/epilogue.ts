@@ -13,9 +13,8 @@
  * other convolutions are not fused there. The pass leaves the activation alone: training reads
  * the value before it (the activation's gradient takes it).
  */
-import * as tf from '@tensorflow/tfjs';
 import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import { convInWasmCovers, convShapeOf } from '../kernels/conv2d.ts';
+import { convInWasmCovers, convShapeOf, forwardInfo } from '../kernels/conv2d.ts';
 import { simdKernelSwitch } from '../kernels/train-kernels-simd.ts';
 import { outKey, readersOf, renumberOutSlots, sizeOf, withoutLeadingOnes, type KernelShapes, type PlannedKernel, type Slot } from './planned.ts';
 
@@ -40,9 +39,7 @@ function fusedRuns(gemm: PlannedKernel, shapes: KernelShapes, backend: 'native' 
     if (backend === 'native') return true;
     const [x, filter] = shapes.inputs;
     if (!simd || !simdKernelSwitch.enabled || !simdKernelSwitch.convInWasm || !x || !filter || x.shape.length !== 4 || filter.shape.length !== 4) return false;
-    const a = gemm.attrs as unknown as tf.Conv2DAttrs;
-    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode);
-    return convInWasmCovers(convShapeOf(info), 'forward');
+    return convInWasmCovers(convShapeOf(forwardInfo(x, filter, gemm.attrs)), 'forward');
   }
   if (backend === 'wasm') return false;
   const [a, b] = shapes.inputs;

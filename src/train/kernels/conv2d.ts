@@ -316,7 +316,7 @@ export function conv2dInputGradReference(dy: Float32Array, w: Float32Array, s: C
 type KernelArgs = { inputs: Record<string, TensorInfo | undefined>; backend: unknown; attrs?: NamedAttrMap };
 
 /** tfjs' conv info of a forward convolution's attributes (explicit, 'same' or 'valid' padding, dilations). */
-function forwardInfo(x: TensorInfo, filter: TensorInfo, attrs: NamedAttrMap): tf.backend_util.Conv2DInfo {
+export function forwardInfo(x: { shape: number[] }, filter: { shape: number[] }, attrs: NamedAttrMap): tf.backend_util.Conv2DInfo {
   const a = attrs as unknown as tf.Conv2DAttrs;
   return tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number],
