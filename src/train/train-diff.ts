@@ -291,9 +291,10 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     /** Evaluate a built payload's exact device weights on validation; the model's weights come back. */
     const checkpointOf = (built: BuiltPayload, label: string, lr: number, keepWeights: boolean): Checkpoint => {
       if (!val) return { built, valAccuracy: NaN, valLoss: NaN, score: NaN, scoreText: 'n/a', collapsed: false, perExample: new Uint8Array(0), label, learningRate: lr, ...(keepWeights ? { weights: built.targetValues } : {}) };
+      const values = (n: string) => built.targetValues.get(n) ?? tensors.find((t) => t.name === n)?.values; // base + payload: a trained tensor it leaves out holds the base
       const saved = new Map<string, Float32Array>();
-      for (const v of namedVariables(model)) if (built.targetValues.has(v.name)) saved.set(v.name, Float32Array.from(v.variable.dataSync() as Float32Array));
-      setModelWeights(model, built.targetValues);
+      for (const v of namedVariables(model)) if (values(v.name)) saved.set(v.name, Float32Array.from(v.variable.dataSync() as Float32Array));
+      setModelWeights(model, values);
       try {
         if (teach) {
           const c = closenessOn(val);
