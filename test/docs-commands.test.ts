@@ -114,3 +114,23 @@ test('`ndiff --help` names every model kind each command takes, and says diff is
     assert.match(entry, /\.tflite/, `ndiff ${c} --help, ${option}: ${entry.replace(/\s+/g, ' ')}`);
   }
 });
+
+test('every `ndiff train` / `ndiff diff` the docs show names --model-id, unless its base records one (a --model-out of the same page)', async () => {
+  const { readdir } = await import('node:fs/promises');
+  const pages = ['README.md', ...(await readdir(join(root, 'docs'), { recursive: true })).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
+  const missing: string[] = [];
+  for (const page of pages) {
+    const text = await readFile(join(root, page), 'utf8');
+    const recorded = new Set([...text.matchAll(/--model-out ([^\s`]+)/g)].map((m) => m[1].replace(/\/$/, '')));
+    for (const block of text.matchAll(/```\w*\n([\s\S]*?)```/g)) {
+      for (const raw of block[1].replace(/\\\n\s*/g, ' ').split('\n')) {
+        const line = raw.trim().replace(/^npx /, '');
+        if (!/^ndiff (train|diff) /.test(line) || line.includes('[options]') || line.includes(' ... ')) continue; // a synopsis or an elided line
+        const base = /--base (\S+)/.exec(line)?.[1].replace(/\/$/, '');
+        if (!line.includes('--model-id') && !(base && recorded.has(base))) missing.push(`${page}: ${line}`);
+      }
+    }
+  }
+  // Without it, a base that records no id is refused (exit 2): the newcomer's first run of the command fails.
+  assert.deepEqual(missing, []);
+});
