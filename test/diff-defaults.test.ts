@@ -109,6 +109,18 @@ describe('ndiff diff: the default method and the estimate from the weights', () 
     assert.match(d.err, /the default: top-k leaves [\d.]+% of the change's squared size out, lowbit [\d.]+%: top-k written/);
   });
 
+  test('top-k written by the default and still warned of: the advice does not send the user to lowbit, which left more out', async () => {
+    const d = await diff('sparse', '1%', 'sparse-small.ndiff');
+    assert.equal(d.code, 0, d.err);
+    assert.equal(d.doc.methodDefault?.method, 'topk', d.err);
+    assert.ok(d.doc.estimate && d.doc.estimate.verdict !== 'close', JSON.stringify(d.doc.estimate));
+    assert.doesNotMatch(d.doc.warning, /--method lowbit or/, 'lowbit was compared here and left more of the change out');
+    assert.match(d.doc.warning, /Try a larger budget/);
+    // Asked for by name, top-k's warning still points to lowbit, which was not tried.
+    const t = await diff('sparse', '1%', 'sparse-small-topk.ndiff', '--method', 'topk');
+    assert.match(t.doc.warning, /Try --method lowbit or a larger budget/);
+  });
+
   test('--codec and --budget all keep top-k (a top-k codec, every change exactly) without --method', async () => {
     const c = await diff('finetuned', '10%', 'codec.ndiff', '--codec', 'i8');
     assert.equal(c.code, 0, c.err);

@@ -107,13 +107,14 @@ const pct = (x: number) => `${(100 * x).toFixed(x < 0.1 ? 1 : 0)}%`;
  * Estimate from the weights alone how a post-hoc payload does, when nothing was measured on
  * inputs: `squaredError` is the squared difference the payload leaves between base + payload and
  * the target. The estimate is coarse (two measured pairs stand behind its thresholds): the warning
- * says so and names what measures it.
+ * says so and names what measures it. `lowbitTried`: top-k was written because lowbit left more
+ * of the change out (the default's comparison), so the remedy does not send the user to lowbit.
  */
-export function estimateFromWeights(size: ChangeSize, squaredError: number, method: 'topk' | 'lowbit'): WeightEstimate {
+export function estimateFromWeights(size: ChangeSize, squaredError: number, method: 'topk' | 'lowbit', lowbitTried = false): WeightEstimate {
   const changeToBase = size.baseSquared > 0 ? size.changeSquared / size.baseSquared : size.changeSquared > 0 ? Infinity : 0;
   const leftOut = size.changeSquared > 0 ? Math.min(1, Math.max(0, squaredError / size.changeSquared)) : 0;
   const measure = 'add --eval INPUTS (inputs from where the model runs, no labels needed) to measure it';
-  const remedy = method === 'topk' ? 'Try --method lowbit or a larger budget' : 'Try a larger budget or training (ndiff train --method lowbit --teacher TARGET)';
+  const remedy = method === 'topk' && !lowbitTried ? 'Try --method lowbit or a larger budget' : 'Try a larger budget or training (ndiff train --method lowbit --teacher TARGET)';
   if (changeToBase >= RETRAINED_CHANGE_SHARE) {
     return {
       changeToBase, leftOut, verdict: 'retrained',

@@ -231,7 +231,7 @@ async function diffOpened(s: DiffSettings, opened: OpenedModel, openedTarget: Op
     : s.eval && opened.kind === 'tflite' ? await measureTflite(s as PayloadEvalSpec, res.bytes, progress)
     : s.eval ? await measureOnInputs(s as PayloadEvalSpec, base, res.bytes, progress) : undefined;
   // Nothing measured on inputs: what the weights alone say (advice.ts), warned of, not refused.
-  const estimate: WeightEstimate | undefined = !everyChange && !measured && !calibration ? estimateFromWeights(changeSize(base, target), res.squaredError, 'allocation' in res ? 'lowbit' : 'topk') : undefined;
+  const estimate: WeightEstimate | undefined = !everyChange && !measured && !calibration ? estimateFromWeights(changeSize(base, target), res.squaredError, 'allocation' in res ? 'lowbit' : 'topk', defaulted?.method === 'lowbit') : undefined;
   const chosenScore = calibration?.candidates.find((c) => c.name === calibration?.chosen);
   const notCloser = calibration && chosenScore && Number.isFinite(chosenScore.loss)
     ? calibrationWarning({ loss: chosenScore.loss, agreement: calibration.baseAgreement === undefined ? undefined : chosenScore.agreement }, { loss: calibration.baseLoss, agreement: calibration.baseAgreement })
