@@ -92,7 +92,18 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   y = y
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress output on stderr' })
     .option('json', { type: 'boolean', default: false, describe: 'stdout: one JSON document, the result or {error}' })
-    .middleware((args) => {
+    .middleware((args, parser) => {
+      // yargs gives an option written without its value (`--budget` last, `--epochs --tune off`)
+      // its default, or nothing: refuse it, naming it and what came instead.
+      const declared = (parser as unknown as { getOptions(): Record<'string' | 'number' | 'array', string[]> }).getOptions();
+      const valued = new Set([...declared.string, ...declared.number, ...declared.array]);
+      for (let i = 0; i < argv.length; i++) {
+        const flag = /^--([a-z][\w-]*)$/.exec(argv[i])?.[1];
+        const next = argv[i + 1];
+        if (flag && valued.has(flag) && (next === undefined || next.startsWith('-'))) {
+          throw new UsageError(`--${flag} expects a value, found ${next === undefined ? 'none (it ends the command)' : `the option ${next} in its place`}: write it as --${flag} VALUE`);
+        }
+      }
       // yargs turns `--epochs abc` into NaN silently: refuse it, quoting what was given.
       for (const [key, value] of Object.entries(args)) {
         if (typeof value === 'number' && Number.isNaN(value) && /^[a-z][a-z0-9-]*$/.test(key)) {

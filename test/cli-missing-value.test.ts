@@ -1,0 +1,42 @@
+/**
+ * An option that takes a value, given without one (`--budget` at the end of the line, `--epochs
+ * --tune off`), is a usage error naming the option, not its default taken in silence: yargs gives
+ * an option with a default its default, so `ndiff train ... --budget` trained at 1%.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { main } from '../cli/ndiff.ts';
+
+async function run(argv: string[]): Promise<{ code: number; err: string }> {
+  const err: string[] = [];
+  const code = await main(argv, { out: () => {}, err: (l) => err.push(l), progress: () => {} });
+  return { code, err: err.join('\n') };
+}
+
+// Paths that do not exist: a run that got past the options would stop at them (exit 7), not at 2.
+const train = ['train', '--model-id', 'm', '--base', 'no-such-model', '--train', 'no-such-data', '--out', 'never.ndiff'];
+
+test('an option given without its value is refused, naming it and what came instead', async () => {
+  const atEnd = await run([...train, '--budget']);
+  assert.equal(atEnd.code, 2, atEnd.err);
+  assert.match(atEnd.err, /--budget expects a value, found none/);
+  const beforeFlag = await run([...train, '--epochs', '--tune', 'off']);
+  assert.equal(beforeFlag.code, 2, beforeFlag.err);
+  assert.match(beforeFlag.err, /--epochs expects a value, found the option --tune/);
+  const repeatable = await run(['apply', '--model', 'no-such-model', '--patch', 'p.ndiff', '--public-key']);
+  assert.equal(repeatable.code, 2, repeatable.err);
+  assert.match(repeatable.err, /--public-key expects a value/);
+  assert.match(atEnd.err, /run `ndiff train --help` for the options/);
+});
+
+test('flags, negations, joined values and negative numbers are not taken for missing values', async () => {
+  // Past the options: each stops at the model path that does not exist.
+  for (const extra of [['--budget=2%'], ['--allow-worse', '--budget', '2%'], ['--lr', '-1'], ['-q', '--epochs', '2']]) {
+    const r = await run([...train, ...extra]);
+    assert.notEqual(r.code, 2, `ndiff ${[...train, ...extra].join(' ')}: ${r.err}`);
+    assert.doesNotMatch(r.err, /expects a value/);
+  }
+  const noState = await run(['apply', '--model', 'no-such-model', '--patch', 'p.ndiff', '--no-state']);
+  assert.doesNotMatch(noState.err, /expects a value/);
+  assert.match(noState.err, /no payload file at p\.ndiff/, 'past the options, at the payload that does not exist');
+});
