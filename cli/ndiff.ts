@@ -73,6 +73,8 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   // (progress and errors stay on stderr).
   const cio: CliIO = json ? { out: () => {}, err: base.err, progress: base.progress, result: (d) => { resultDoc = d; } } : base;
   let code = 0;
+  /** The command's options and aliases, as the middleware found them: a missing required option's error names a misspelt one. */
+  let known: Set<string> | undefined;
   const run = <A>(fn: (a: A, io: CliIO) => Promise<number>) => async (a: A) => {
     code = await fn(a, cio);
   };
@@ -95,7 +97,8 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .middleware((args, parser) => {
       // yargs gives an option written without its value (`--budget` last, `--epochs --tune off`)
       // its default, or nothing: refuse it, naming it and what came instead.
-      const declared = (parser as unknown as { getOptions(): Record<'string' | 'number' | 'array', string[]> }).getOptions();
+      const declared = (parser as unknown as { getOptions(): Record<'string' | 'number' | 'array', string[]> & { key: object; alias: Record<string, string[]> } }).getOptions();
+      known = new Set([...Object.keys(declared.key), ...Object.values(declared.alias).flat()]);
       const valued = new Set([...declared.string, ...declared.number, ...declared.array]);
       for (let i = 0; i < argv.length; i++) {
         const flag = /^--([a-z][\w-]*)$/.exec(argv[i])?.[1];
@@ -121,7 +124,20 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {
-      throw err ?? new UsageError(msg);
+      if (err) throw err;
+      // yargs checks required options before unknown ones: `--budgt 2%` read "Missing required argument: budget".
+      const missing = /^Missing required arguments?: (.+)$/.exec(msg)?.[1].split(', ');
+      // "Unknown arguments: modl-id, modlId": each once, as written (an option, or a word too many).
+      const stray = /^Unknown arguments?: (.+)$/.exec(msg)?.[1].split(', ').filter((a) => !/[A-Z]/.test(a));
+      if (stray?.length) {
+        const flags = stray.filter((a) => argv.some((t) => t === `--${a}` || t.startsWith(`--${a}=`) || t === `-${a}`)).map((a) => (a.length > 1 ? `--${a}` : `-${a}`));
+        const words = stray.filter((a) => !flags.includes(`--${a}`) && !flags.includes(`-${a}`)).map((a) => JSON.stringify(a));
+        throw new UsageError([flags.length ? `${flags.join(', ')} ${flags.length > 1 ? 'are no options' : 'is no option'} of this command (misspelt?)` : '', words.length ? `${words.join(', ')}: more than this command takes (a value with spaces needs quotes)` : ''].filter(Boolean).join('; '));
+      }
+      if (!missing) throw new UsageError(msg);
+      const unknown = argv.map((a) => /^--([a-z][\w-]*)/.exec(a)?.[1]).filter((f): f is string => f !== undefined && known !== undefined && !known.has(f) && !known.has(f.replace(/^no-/, '')));
+      const list = missing.map((m) => `--${m}`).join(', ');
+      throw new UsageError(`${list} ${missing.length > 1 ? 'are' : 'is'} required and not given${unknown.length ? `, and ${unknown.map((u) => `--${u}`).join(', ')} ${unknown.length > 1 ? 'are no options' : 'is no option'} of this command (misspelt?)` : ''}: add ${missing.map((m) => `--${m} VALUE`).join(' ')}`);
     });
   try {
     await y.parseAsync();

@@ -1,7 +1,8 @@
 /**
- * An option that takes a value, given without one (`--budget` at the end of the line, `--epochs
- * --tune off`), is a usage error naming the option, not its default taken in silence: yargs gives
- * an option with a default its default, so `ndiff train ... --budget` trained at 1%.
+ * Usage errors a newcomer makes first, each naming the option. An option that takes a value,
+ * given without one (`--budget` at the end of the line, `--epochs --tune off`), is refused, not
+ * given its default in silence (yargs does: `ndiff train ... --budget` trained at 1%); a misspelt
+ * required option is named as misspelt, not only as missing.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,4 +40,17 @@ test('flags, negations, joined values and negative numbers are not taken for mis
   const noState = await run(['apply', '--model', 'no-such-model', '--patch', 'p.ndiff', '--no-state']);
   assert.doesNotMatch(noState.err, /expects a value/);
   assert.match(noState.err, /no payload file at p\.ndiff/, 'past the options, at the payload that does not exist');
+});
+
+test('a misspelt required option is named as misspelt, not only as the missing one; a stray option or word is named once', async () => {
+  const typo = await run(['diff', '--model-id', 'm', '--base', 'a', '--target', 'b', '--out', 'c.ndiff', '--budgt', '2%']);
+  assert.equal(typo.code, 2, typo.err);
+  // yargs checks required options first: it said only "Missing required argument: budget".
+  assert.match(typo.err, /--budget is required and not given, and --budgt is no option of this command \(misspelt\?\): add --budget VALUE/);
+  const stray = await run(['diff', '--model-id', 'm', '--base', 'a', '--target', 'b', '--out', 'c.ndiff', '--budget', '2%', '--modl-id', 'x']);
+  assert.equal(stray.code, 2, stray.err);
+  assert.match(stray.err, /^ndiff: --modl-id is no option of this command \(misspelt\?\)$/m, 'named once, as written (yargs added modlId)');
+  const word = await run(['inspect', 'p.ndiff', 'extra']);
+  assert.equal(word.code, 2, word.err);
+  assert.match(word.err, /"extra": more than this command takes/);
 });

@@ -179,7 +179,7 @@ describe('ndiff CLI', () => {
   test('usage errors exit 2 and point to --help', async () => {
     const r = await ndiff('diff', '--model-id', 'm', '--base', baseDir);
     assert.equal(r.code, 2);
-    assert.match(r.err, /Missing required arguments?: target, budget, out/);
+    assert.match(r.err, /--target, --budget, --out are required and not given: add --target VALUE --budget VALUE --out VALUE/);
     const b = await ndiff('diff', '--model-id', 'm', '--base', baseDir, '--target', targetDir, '--budget', 'lots', '--out', join(dir, 'x.ndiff'));
     assert.equal(b.code, 2);
     assert.match(b.err, /budget "lots" is not understood/);
