@@ -131,9 +131,18 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
       const stray = /^Unknown arguments?: (.+)$/.exec(msg)?.[1].split(', ').filter((a) => !/[A-Z]/.test(a));
       if (stray?.length) {
         const flags = stray.filter((a) => argv.some((t) => t === `--${a}` || t.startsWith(`--${a}=`) || t === `-${a}`)).map((a) => (a.length > 1 ? `--${a}` : `-${a}`));
-        const words = stray.filter((a) => !flags.includes(`--${a}`) && !flags.includes(`-${a}`)).map((a) => JSON.stringify(a));
+        const extra = stray.filter((a) => !flags.includes(`--${a}`) && !flags.includes(`-${a}`));
+        if (extra[0] !== undefined && extra[0] === argv.find((a) => !a.startsWith('-'))) throw new UsageError(`${JSON.stringify(extra[0])} is no ndiff command (ndiff --help lists them)`);
+        const words = extra.map((a) => JSON.stringify(a));
         throw new UsageError([flags.length ? `${flags.join(', ')} ${flags.length > 1 ? 'are no options' : 'is no option'} of this command (misspelt?)` : '', words.length ? `${words.join(', ')}: more than this command takes (a value with spaces needs quotes)` : ''].filter(Boolean).join('; '));
       }
+      // "Invalid values:\n  Argument: method, Given: "lowbt", Choices: ...", and "Did you mean diff?" for a misspelt command.
+      const invalid = [...msg.matchAll(/Argument: ([\w-]+), Given: (.+?), Choices: (.+)$/gm)];
+      if (invalid.length) throw new UsageError(invalid.map(([, name, given, choices]) => `--${name} ${given} is not one of its choices: ${choices.replace(/"/g, '')}`).join('; '));
+      const guess = /^Did you mean (\S+)\?$/.exec(msg)?.[1];
+      const words = argv.filter((a) => !a.startsWith('-'));
+      const command = COMMANDS.has(words[0]) ? `ndiff ${words[0]}` : 'ndiff';
+      if (guess) throw new UsageError(`${JSON.stringify(command === 'ndiff' ? words[0] : words[1])} is no ${command} command: did you mean ${guess}?`);
       if (!missing) throw new UsageError(msg);
       const unknown = argv.map((a) => /^--([a-z][\w-]*)/.exec(a)?.[1]).filter((f): f is string => f !== undefined && known !== undefined && !known.has(f) && !known.has(f.replace(/^no-/, '')));
       const list = missing.map((m) => `--${m}`).join(', ');

@@ -54,3 +54,14 @@ test('a misspelt required option is named as misspelt, not only as the missing o
   assert.equal(word.code, 2, word.err);
   assert.match(word.err, /"extra": more than this command takes/);
 });
+
+test('a value outside an option\'s choices, and a misspelt command, are named with what would do', async () => {
+  const choice = await run(['diff', '--model-id', 'm', '--base', 'a', '--target', 'b', '--out', 'c.ndiff', '--budget', '2%', '--method', 'lowbt']);
+  assert.equal(choice.code, 2, choice.err);
+  assert.match(choice.err, /^ndiff: --method "lowbt" is not one of its choices: topk, lowbit, auto$/m);
+  const command = await run(['difff', '--base', 'a']);
+  assert.equal(command.code, 2, command.err);
+  assert.match(command.err, /^ndiff: "difff" is no ndiff command: did you mean diff\?$/m);
+  assert.match((await run(['release', 'ad', '--release', 'x'])).err, /^ndiff: "ad" is no ndiff release command: did you mean add\?$/m);
+  assert.match((await run(['frobnicate'])).err, /^ndiff: "frobnicate" is no ndiff command \(ndiff --help lists them\)$/m);
+});
