@@ -94,7 +94,7 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   y = y
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no progress output on stderr' })
     .option('json', { type: 'boolean', default: false, describe: 'stdout: one JSON document, the result or {error}' })
-    .middleware((args, parser) => {
+    .middleware((args, parser?: unknown) => {
       // yargs gives an option written without its value (`--budget` last, `--epochs --tune off`)
       // its default, or nothing: refuse it, naming it and what came instead.
       const declared = (parser as unknown as { getOptions(): Record<'string' | 'number' | 'array', string[]> & { key: object; alias: Record<string, string[]> } }).getOptions();
