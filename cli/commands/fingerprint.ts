@@ -3,6 +3,7 @@ import { fingerprint } from '../../src/front/fingerprint.ts';
 import { printable } from '../../src/front/text.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
+import { UNFINISHED_NOTE } from './verify.ts';
 
 export interface FingerprintArgs {
   model: string;
@@ -23,6 +24,7 @@ export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
 export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<number> {
   const r = await fingerprint({ model: a.model, tensors: a.tensors, record: a.record, onProgress: (l) => io.progress(l) });
   io.out(r.fingerprint);
+  if (r.unfinishedUpdate) io.err(UNFINISHED_NOTE(a.model));
   // Names are the publisher's text: escaped, so control characters cannot rewrite the terminal. Model files give each tensor's dtype.
   if (r.tensors) {
     const typed = r.tensors.some((t) => t.dtype !== undefined);

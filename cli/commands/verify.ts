@@ -22,6 +22,9 @@ export function verifyCommand(y: Argv): Argv<VerifyArgs> {
     .epilogue(seeDocs('verify')) as unknown as Argv<VerifyArgs>;
 }
 
+/** What verify and fingerprint say of a model an earlier apply or update left an update unfinished beside. */
+export const UNFINISHED_NOTE = (model: string) => `note: an earlier apply or update of ${model} was not finished (killed, or its health check never finished): this is the version it switched in, not yet confirmed. The next ndiff apply or ndiff update finishes it or rolls it back first; one that awaited a health check needs --health-check (it is refused without one)`;
+
 /** `ndiff verify`: one call of the library's {@link verify}, its result printed. */
 export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
   const r = await verify({
@@ -38,6 +41,7 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
     io.out(r.model.status === 'already-applied'
       ? `${a.model} is already at the target ${r.targetFingerprint}`
       : r.structural ? `rebuilds ${a.model} cleanly (in memory, nothing written): ${r.baseFingerprint} -> ${r.targetFingerprint}` : `applies cleanly to ${a.model}: ${r.baseFingerprint} -> ${r.targetFingerprint}`);
+    if (r.model.unfinishedUpdate) io.out(UNFINISHED_NOTE(r.model.path));
   }
   io.result?.(r);
   return 0;

@@ -10,6 +10,7 @@ import { fingerprintStore } from '../core/fingerprint.ts';
 import { getHasher } from '../core/hasher.ts';
 import { locateModelFiles, openTfjsModel } from '../io/tfjs/index.ts';
 import { writeRecordedDigests } from '../io/tfjs/recorded-digests.ts';
+import { hasUnfinishedUpdate } from '../io/updater/node-updater.ts';
 import { dtypeOf, isModelFilePath, openModel } from './models.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 
@@ -43,6 +44,11 @@ export interface FingerprintResult {
   recorded: boolean;
   /** With `tensors`: every tensor, in the model's order. */
   tensors?: TensorDigest[];
+  /**
+   * An earlier apply or update left an update unfinished beside the model (killed, or its health
+   * check never finished): the fingerprint is of the version it switched in, not yet confirmed.
+   */
+  unfinishedUpdate?: true;
 }
 
 /**
@@ -51,6 +57,11 @@ export interface FingerprintResult {
  * with its flag, nothing written), ModelFormatError for a model that cannot be read.
  */
 export async function fingerprint(o: FingerprintOptions): Promise<FingerprintResult> {
+  const r = await fingerprintOf(o);
+  return (await hasUnfinishedUpdate(o.model)) ? { ...r, unfinishedUpdate: true } : r;
+}
+
+async function fingerprintOf(o: FingerprintOptions): Promise<FingerprintResult> {
   const progress = o.onProgress ?? NO_PROGRESS;
   if (typeof o.model !== 'string' || o.model === '') throw new UsageError(`model (--model) expects the path of a TF.js folder, an .onnx or a .tflite file, found ${JSON.stringify(o.model)}`, { expected: 'a model path', found: o.model });
   if (isModelFilePath(o.model)) {

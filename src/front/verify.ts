@@ -16,6 +16,7 @@ import { rebuildTfliteFile } from '../io/tflite/files.ts';
 import { rebuildModelDir } from '../io/tfjs/folder-rebuild.ts';
 import { readFolderModelId } from '../io/tfjs/folder-update.ts';
 import { openTfjsModel } from '../io/tfjs/index.ts';
+import { hasUnfinishedUpdate } from '../io/updater/node-updater.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
 import { rebuildLengths } from './inspect.ts';
 import { isModelFilePath, isTflitePath, openModel, readPayloadFile } from './models.ts';
@@ -58,8 +59,12 @@ export interface VerifyReport {
   rebuildOutputLength?: number;
   valueBytes?: number;
   files?: { path: string; length: number }[];
-  /** With `model`: whether it applies (or is already at the target). */
-  model?: { path: string; status: 'applies' | 'already-applied' };
+  /**
+   * With `model`: whether it applies (or is already at the target), and whether an earlier apply
+   * or update left an update unfinished beside it (`unfinishedUpdate`: the model checked is the
+   * one switched in, not yet confirmed; the next apply or update finishes or rolls it back first).
+   */
+  model?: { path: string; status: 'applies' | 'already-applied'; unfinishedUpdate?: true };
 }
 
 /**
@@ -90,7 +95,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
       const r = isModelFilePath(o.model)
         ? await (isTflitePath(o.model) ? rebuildTfliteFile : rebuildOnnxFile)(o.model, bytes, options)
         : await rebuildModelDir(o.model, bytes, options);
-      doc.model = { path: o.model, status: r.status === 'already-applied' ? 'already-applied' : 'applies' };
+      doc.model = { path: o.model, status: r.status === 'already-applied' ? 'already-applied' : 'applies', ...((await hasUnfinishedUpdate(o.model)) ? { unfinishedUpdate: true as const } : {}) };
     }
     return doc;
   }
@@ -118,7 +123,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
     const modelId = isModelFilePath(o.model) ? await readModelIdRecord(o.model) : await readFolderModelId(o.model);
     const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) })
       .finally(close);
-    doc.model = { path: o.model, status: res.status === 'already-applied' ? 'already-applied' : 'applies' };
+    doc.model = { path: o.model, status: res.status === 'already-applied' ? 'already-applied' : 'applies', ...((await hasUnfinishedUpdate(o.model)) ? { unfinishedUpdate: true as const } : {}) };
   }
   return doc;
 }

@@ -11,6 +11,7 @@
  */
 import * as path from 'node:path';
 import { Updater, type UpdateResult, type UpdaterOptions } from '../../updater/updater.ts';
+import type { ModelTarget } from '../../updater/target.ts';
 import { FileDownloadStore, FileUpdaterState } from './state-files.ts';
 import { onnxFileTarget, tfjsFolderTarget, tfjsModelFileTarget, tfliteFileTarget } from './targets.ts';
 import { lockModelDir } from '../durable/lock.ts';
@@ -31,13 +32,27 @@ export function defaultStateDir(model: string): string {
   return path.resolve(model).replace(/[\\/]+$/, '') + '.ndiff-updater';
 }
 
+/** The updater target of a model path: a TF.js folder (or its model.json), a model JSON file sharing its folder, an `.onnx` or a `.tflite` file. */
+export function modelTargetOf(model: string): ModelTarget {
+  return /\.onnx$/i.test(model) ? onnxFileTarget(model) : /\.tflite$/i.test(model) ? tfliteFileTarget(model) : path.basename(model) === 'model.json' ? tfjsFolderTarget(path.dirname(model)) : /\.json$/i.test(model) ? tfjsModelFileTarget(model) : tfjsFolderTarget(model);
+}
+
+/**
+ * Whether an earlier apply or update of `model` left an update unfinished beside it (killed, or
+ * its health check never finished): the model may run a version that is not confirmed, and the
+ * next apply or update finishes it or rolls it back first (with a health check, when it awaited one).
+ */
+export async function hasUnfinishedUpdate(model: string): Promise<boolean> {
+  return (await modelTargetOf(model).hasPending?.()) === true;
+}
+
 /** An {@link Updater} over the files of a Node or Electron app. */
 export function nodeUpdater(options: NodeUpdateOptions): Updater {
   const stateDir = options.stateDir ?? defaultStateDir(options.model);
   const { model, stateDir: _s, healthCheck, ...rest } = options;
   return new Updater({
     ...rest,
-    target: /\.onnx$/i.test(model) ? onnxFileTarget(model) : /\.tflite$/i.test(model) ? tfliteFileTarget(model) : path.basename(model) === 'model.json' ? tfjsFolderTarget(path.dirname(model)) : /\.json$/i.test(model) ? tfjsModelFileTarget(model) : tfjsFolderTarget(model),
+    target: modelTargetOf(model),
     state: new FileUpdaterState(path.join(stateDir, 'state.json')),
     downloads: new FileDownloadStore(path.join(stateDir, 'downloads')),
     ...(healthCheck ? { healthCheck: (info) => healthCheck({ path: model, ...info }) } : {}),
