@@ -123,8 +123,14 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .epilogue(EXIT_CODES_HELP + '\n\nDocs (in the package): docs/CLI.md (each command: docs/cli/<command>.md), README.md, docs/guides/')
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
-    .fail((msg, err) => {
+    .fail((msg, err, usage) => {
       if (err) throw err;
+      // "Not enough non-option arguments: got 0, need at least 1": name the argument, from the command's usage line.
+      if (/^Not enough non-option arguments/.test(msg)) {
+        const line = ((usage as unknown as { getUsage?(): [string, string][] }).getUsage?.()[0]?.[0] ?? '').split('\n')[0].replace('$0', 'ndiff');
+        const wanted = [...line.matchAll(/<[\w.]+>/g)].map((m) => m[0]);
+        throw new UsageError(`${wanted.length ? wanted.join(' ') : 'an argument'} ${wanted.length > 1 ? 'are' : 'is'} required and not given${line ? ` (usage: ${line})` : ''}`);
+      }
       // yargs checks required options before unknown ones: `--budgt 2%` read "Missing required argument: budget".
       const missing = /^Missing required arguments?: (.+)$/.exec(msg)?.[1].split(', ');
       // "Unknown arguments: modl-id, modlId": each once, as written (an option, or a word too many).

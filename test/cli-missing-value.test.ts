@@ -65,3 +65,12 @@ test('a value outside an option\'s choices, and a misspelt command, are named wi
   assert.match((await run(['release', 'ad', '--release', 'x'])).err, /^ndiff: "ad" is no ndiff release command: did you mean add\?$/m);
   assert.match((await run(['frobnicate'])).err, /^ndiff: "frobnicate" is no ndiff command \(ndiff --help lists them\)$/m);
 });
+
+test('a command run without its positional argument names it, with the usage line', async () => {
+  // yargs said "Not enough non-option arguments: got 0, need at least 1".
+  for (const [command, wanted] of [['inspect', '<payload>'], ['fingerprint', '<model>'], ['sign', '<payload>']] as const) {
+    const r = await run([command]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, new RegExp(`^ndiff: ${wanted} is required and not given \\(usage: ndiff ${command} ${wanted}`, 'm'));
+  }
+});
