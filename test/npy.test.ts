@@ -268,6 +268,13 @@ describe('loadXY / saveNpy', () => {
     assert.throws(() => loadXY(d), (e: unknown) => e instanceof DataError && e.message.includes(join(d, 'y.npy')));
   });
 
+  it('inputs without labels name what is missing and what takes inputs alone (a teacher)', () => {
+    const d = join(dir, 'inputs-only');
+    saveNpy(join(d, 'x.npy'), new Float32Array(4), [4, 1]);
+    // It said "cannot read .../y.npy: ENOENT ...; check the path".
+    assert.throws(() => loadXY(d), (e: unknown) => e instanceof DataError && /y\.npy: no labels beside .*x\.npy: .*save y\.npy beside x\.npy, or, with inputs alone, train toward the v2 you trained \(ndiff train --teacher V2/.test(e.message));
+  });
+
   it('saveNpy writes files loadNpy reads back', () => {
     const p = join(dir, 'deep', 'er', 'a.npy');
     saveNpy(p, Int32Array.of(4, 5, 6), [3]);

@@ -100,6 +100,13 @@ function toFloat32(data: NpyData): Float32Array {
 export function loadXY(pathOrDir: string | { x: string; y: string }, options: LoadXYOptions = {}): XYData {
   const paths = resolvePair(pathOrDir);
   const xa = readNpyFile(paths.x);
+  // Inputs alone where labels are needed: say so, and what takes inputs alone (ENOENT said only "check the path").
+  if (!existsSync(paths.y)) {
+    throw new DataError(
+      `${paths.y}: no labels beside ${paths.x}: data that trains or is measured toward labels needs them (class indices, shape [n], or one-hot rows [n, classes]); save y.npy beside x.npy, or, with inputs alone, train toward the v2 you trained (ndiff train --teacher V2; train({ teacher }))`,
+      { path: paths.y },
+    );
+  }
   const ya = readNpyFile(paths.y);
   if (xa.shape.length < 1) {
     throw new DataError(
