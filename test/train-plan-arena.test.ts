@@ -302,3 +302,50 @@ test('a kernel that gives its input back as its output at replay (not when recor
     tf.unregisterKernel(name, 'wasm');
   }
 });
+
+test('a kernel that throws mid-replay after its output was lent a range: the caller gets the error, the lent value is let go (no allocation or data id left behind), and the next replay is right', () => {
+  let fail = false;
+  const name = 'NeuralDiffArenaTestThrow';
+  tf.registerKernel({
+    kernelName: name,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const x = (inputs as { x: TensorInfo }).x;
+      const b = backend as unknown as { makeOutput(s: number[], d: string): TensorInfo; readSync(id: object): Float32Array; typedArrayFromHeap(t: TensorInfo): Float32Array };
+      const values = b.readSync(x.dataId);
+      const out = b.makeOutput([...x.shape], 'float32');
+      if (fail) throw new Error('the test kernel failed after allocating its output');
+      b.typedArrayFromHeap(out).set(values.map((v) => v + 1));
+      return out;
+    },
+  });
+  const x = tf.tensor2d(Float32Array.from({ length: 48 }, (_, i) => i / 7 - 3), [6, 8]);
+  const step = (feeds: Record<string, tf.Tensor>): StepOutputs => {
+    const y = tf.engine().runKernel(name, { x: tf.mul(feeds.x, 3) }, {}) as tf.Tensor;
+    return [['out', tf.sum(tf.matMul(tf.abs(y), feeds.x, false, true))]];
+  };
+  const eager = tf.tidy(() => step({ x })[0][1].dataSync()[0]);
+  const backend = tf.engine().backend;
+  let plan: StepPlan | null = null;
+  const was = arenaSwitch.planMemory;
+  try {
+    arenaSwitch.planMemory = true;
+    plan = capture(step, { x });
+    arenaSwitch.planMemory = was;
+    const p = plan as StepPlan;
+    assert.equal(tf.tidy(() => p.replay({ x })[0][1].dataSync()[0]), eager);
+    const ids = backend.numDataIds();
+    fail = true;
+    for (let i = 0; i < 3; i++) assert.throws(() => tf.tidy(() => p.replay({ x })), /the test kernel failed after allocating its output/);
+    fail = false;
+    assert.equal(backend.numDataIds(), ids, 'no data id left behind by the failed replays');
+    assert.equal(p.arenaMoves, 0, 'nothing of a failed replay is moved out of the arena: it is let go');
+    for (let i = 0; i < 2; i++) assert.equal(tf.tidy(() => p.replay({ x })[0][1].dataSync()[0]), eager, `replay ${i} after the failures`);
+    assert.equal(backend.numDataIds(), ids);
+  } finally {
+    arenaSwitch.planMemory = was;
+    plan?.dispose();
+    x.dispose();
+    tf.unregisterKernel(name, 'wasm');
+  }
+});

@@ -296,6 +296,16 @@ export class ReplayArena {
     }
   }
 
+  /**
+   * A replay failed: the arena values still alive are let go, not moved out (the caller released
+   * the outputs it had; what is left is a failing kernel's output that it never returned, which
+   * nothing can read), so a failed replay leaves no allocation or data id behind.
+   */
+  abort(): void {
+    this.pending = null;
+    for (const dataId of [...this.live.keys()]) this.forget(dataId, true);
+  }
+
   dispose(): void {
     if (this.disposed) return;
     if (this.lending) this.end();

@@ -544,6 +544,8 @@ export class StepPlan {
     } catch (e) {
       // Release what this replay made, then let the caller fall back.
       outs.forEach((list) => list?.forEach((info) => { if (info !== RELEASED) backend.disposeData(info.dataId); }));
+      // A failing kernel's output lent a planned range and never returned: let go, not moved out.
+      arena?.abort();
       throw e;
     } finally {
       arena?.end();
