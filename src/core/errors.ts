@@ -254,7 +254,9 @@ export type NeuralDiffErrorCode =
   /** The updater found no payload path and no full package left to reach the latest version (the device keeps its model). */
   | 'ND_NO_UPDATE_PATH'
   /** {@link TrainingWorkerError}: a training worker thread failed. */
-  | 'ND_TRAINING_WORKER';
+  | 'ND_TRAINING_WORKER'
+  /** {@link TrainingStepError}: a compiled training step failed after changing the optimizer's state. */
+  | 'ND_TRAINING_STEP';
 
 /**
  * A training worker thread failed (could not load the model or its backend, threw during a step,
@@ -264,5 +266,18 @@ export type NeuralDiffErrorCode =
 export class TrainingWorkerError extends NeuralDiffError {
   constructor(message: string, details: Record<string, unknown> = {}) {
     super('ND_TRAINING_WORKER', message, details);
+  }
+}
+
+/**
+ * A compiled training step failed after some of its kernels had written the optimizer's state in
+ * place (the fused Adam's moments): the weights are those of before the step, but running the step
+ * again would count its gradient twice in those moments, so training stops here instead of going
+ * on silently wrong. `details.variables` names them; train again from the weights held (or the last
+ * checkpoint), or with eager steps (`step: 'eager'`, `--step eager`).
+ */
+export class TrainingStepError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_TRAINING_STEP', message, details);
   }
 }

@@ -19,6 +19,7 @@
  * that changes between runs), a replay that fails or disagrees makes the key's runs eager.
  */
 import * as tf from '@tensorflow/tfjs';
+import { TrainingStepError } from '../../core/errors.ts';
 import { record } from './record.ts';
 import { PlanRefused, replayProfiler, resolve, StepPlan, type Resolved, type StepOutputs } from './plan.ts';
 
@@ -163,6 +164,12 @@ export class Captures {
       this.replayed++;
       return out;
     } catch (err) {
+      // The optimizer's state took part of the step already: running it again would be wrong.
+      if (err instanceof TrainingStepError) {
+        plan.dispose();
+        this.refuse(key, failed(err), news);
+        throw err;
+      }
       return this.fallBack(key, plan, failed(err), news, () => eager(feeds));
     }
   }

@@ -20,6 +20,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { ADAM_STEP } from '../kernels/adam.ts';
+import { TrainingStepError } from '../../core/errors.ts';
 import { trainKernelsUnavailable } from '../kernels/train-kernels-simd.ts';
 import type { WasmBackendLike } from '../kernels/util.ts';
 import { infoOf, type RecordedKernel, type Recording } from './record.ts';
@@ -450,6 +451,32 @@ export class StepPlan {
     return [...out];
   }
 
+  /**
+   * What a replay that failed at kernel `at` throws: `err` as it is when no kernel before it wrote
+   * a variable in place (nothing of the step is left: the caller may run it eagerly instead), else
+   * a {@link TrainingStepError} naming the variables whose state took the step already. An
+   * in-place kernel writes only after its checks and its output's allocation (adam.ts), so the
+   * failing kernel itself wrote nothing.
+   */
+  private failure(err: unknown, at: number): unknown {
+    const written: string[] = [];
+    for (let i = 0; i < at; i++) {
+      const k = this.kernels[i];
+      const inPlace = IN_PLACE[k.name];
+      if (!inPlace || !k.keys) continue;
+      const x = k.keys.indexOf('x');
+      const s = x >= 0 ? k.inputs[x] : null;
+      written.push(s?.k === 'var' ? s.v.name : `kernel ${i}'s`);
+    }
+    if (written.length === 0) return err;
+    const why = err instanceof Error ? err.message : String(err);
+    const n = written.length;
+    return new TrainingStepError(
+      `the compiled training step failed at kernel ${this.kernels[at].name} (${why}) after the optimizer had updated the moments of ${n} variable${n === 1 ? '' : 's'} in place (${written.join(', ')}); the weights are as before this step, but running it again would count its gradient twice in those moments: train again from the weights you hold (or your last checkpoint), or with eager steps (step: 'eager', --step eager)`,
+      { kernel: this.kernels[at].name, variables: written, cause: why },
+    );
+  }
+
   private write(values: Float32Array | Int32Array | Uint8Array, shape: number[], dtype: string): TensorInfo {
     const copy = dtype === 'int32' ? Int32Array.from(values) : dtype === 'bool' ? Uint8Array.from(values) : Float32Array.from(values);
     const dataId = this.backend.write(copy, shape, dtype as TensorInfo['dtype']);
@@ -503,9 +530,12 @@ export class StepPlan {
     };
     // The intermediates go to their planned offsets (unless this plan's replay is already lending its arena).
     const arena = this.arena?.begin() ? this.arena : null;
+    // The kernel running (a failure names the in-place writes done before it).
+    let at = 0;
     try {
       const kernels = this.kernels;
       for (let i = 0; i < kernels.length; i++) {
+        at = i;
         const k = kernels[i];
         const { keys, views } = k;
         const given = k.inputs;
@@ -546,7 +576,7 @@ export class StepPlan {
       outs.forEach((list) => list?.forEach((info) => { if (info !== RELEASED) backend.disposeData(info.dataId); }));
       // A failing kernel's output lent a planned range and never returned: let go, not moved out.
       arena?.abort();
-      throw e;
+      throw this.failure(e, at);
     } finally {
       arena?.end();
     }
