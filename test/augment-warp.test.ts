@@ -132,3 +132,44 @@ test('--augment takes freq-warp and time-stretch for spectrograms and refuses th
     }
   }
 });
+
+test('silence at -Infinity (log-mel of zeros) and a stray NaN: no augmentation makes a NaN from finite or -Infinity values, amounts follow the finite values, a NaN stays where it was', async () => {
+  const { batchStd, gain, noise, timeShift, mixup } = await import('../src/train/augment.ts');
+  const shape = [3, 10, 6];
+  const x = batch(shape, 5);
+  // A silent frame in every example, and a silent bin here and there.
+  for (let e = 0; e < 3; e++) for (let b = 0; b < 6; b++) x[at(shape, e, 2 + e, b)] = -Infinity;
+  x[at(shape, 1, 7, 3)] = -Infinity;
+  const finite = x.filter(Number.isFinite);
+  const mean = finite.reduce((a, v) => a + v, 0) / finite.length;
+  const std = Math.sqrt(finite.reduce((a, v) => a + (v - mean) ** 2, 0) / finite.length);
+  assert.ok(Math.abs(batchStd(x) - std) <= 1e-9 * std, `the spread of the finite values (${std}), found ${batchStd(x)}`);
+  // Noise of 0.05 of that spread on the finite values; -Infinity stays -Infinity.
+  const n = noise(x, shape, seededRandom(2));
+  let sq = 0;
+  x.forEach((v, i) => {
+    if (v === -Infinity) assert.equal(n[i], -Infinity);
+    else sq += (n[i] - v) ** 2;
+  });
+  const sigma = Math.sqrt(sq / finite.length);
+  assert.ok(sigma > 0.04 * std && sigma < 0.06 * std, `noise of ${sigma}, 0.05 of the finite values' ${std}`);
+  // Every augmentation of spectrograms, and mixup with a draw of exactly 0: no NaN.
+  for (const [name, f] of [['gain', gain], ['noise', noise], ['time-shift', timeShift], ['freq-warp', freqWarp], ['time-stretch', timeStretch]] as const) {
+    for (let seed = 1; seed <= 5; seed++) assert.ok(!f(x, shape, seededRandom(seed)).some(Number.isNaN), `${name}, seed ${seed}`);
+  }
+  assert.ok(!stretchFrames(x, shape, [1.15, 0.85, 1.1]).some(Number.isNaN));
+  assert.ok(!warpBins(x, shape, [1.1, 0.9, 0.93]).some(Number.isNaN));
+  assert.ok(!mixup(x, shape, () => 0).some(Number.isNaN), 'a weight of 0 takes the partner as it is (no 0 x -Infinity)');
+  // Frames stretched in beyond the ends are the example's lowest value: -Infinity here.
+  const s = stretchFrames(x, shape, [1.15, 1.15, 1.15]);
+  assert.equal(s[at(shape, 0, 0, 0)], -Infinity);
+  // A NaN in one example: frames shifted or stretched in are its lowest number, not NaN.
+  const y = batch(shape, 9);
+  y[at(shape, 0, 5, 2)] = Number.NaN;
+  const lowest = Math.min(...y.subarray(0, 60).filter((v) => !Number.isNaN(v)));
+  const t = stretchFrames(y, shape, [1.15, 1, 1]);
+  assert.equal(t[at(shape, 0, 0, 0)], lowest, 'the lowest number of the example');
+  assert.ok(t.filter(Number.isNaN).length <= 2, `the NaN reaches the frames read next to it only, found ${t.filter(Number.isNaN).length}`);
+  const u = timeShift(y, shape, () => 0);
+  assert.ok(u.filter(Number.isNaN).length <= 1, 'time-shift moves the NaN, no more');
+});

@@ -55,15 +55,30 @@ const WAVE_SNR_DB = [10, 40] as const;
 
 const perExample = (shape: readonly number[]) => shape.slice(1).reduce((a, d) => a * d, 1);
 
-/** Standard deviation of every value of the batch (1 when flat, so amounts stay defined). */
+/**
+ * Standard deviation of the batch's finite values (1 when flat or none is finite, so amounts stay
+ * defined): silence in log-domain features can be -Infinity, which would make the spread NaN and
+ * every amount taken from it meaningless.
+ */
 export function batchStd(x: Float32Array): number {
   let mean = 0;
-  for (let i = 0; i < x.length; i++) mean += x[i];
-  mean /= Math.max(1, x.length);
+  let n = 0;
+  for (let i = 0; i < x.length; i++) if (Number.isFinite(x[i])) {
+    mean += x[i];
+    n++;
+  }
+  mean /= Math.max(1, n);
   let v = 0;
-  for (let i = 0; i < x.length; i++) v += (x[i] - mean) ** 2;
-  const s = Math.sqrt(v / Math.max(1, x.length));
+  for (let i = 0; i < x.length; i++) if (Number.isFinite(x[i])) v += (x[i] - mean) ** 2;
+  const s = Math.sqrt(v / Math.max(1, n));
   return s > 0 ? s : 1;
+}
+
+/** The lowest value of `x[at .. at + size)` that is not NaN (-Infinity for silence stays): what time-shift and time-stretch pad with. */
+function lowestOf(x: Float32Array, at: number, size: number): number {
+  let floor = Infinity;
+  for (let i = at; i < at + size; i++) if (x[i] < floor) floor = x[i];
+  return floor === Infinity && !x.subarray(at, at + size).includes(Infinity) ? Number.NaN : floor;
 }
 
 /** A standard normal draw (Box-Muller). */
@@ -89,8 +104,7 @@ export const timeShift: Augmentation = (x, shape, random) => {
   for (let e = 0; e < n; e++) {
     const at = e * size;
     const k = offset(random, max);
-    let floor = Infinity;
-    for (let i = 0; i < size; i++) floor = Math.min(floor, x[at + i]);
+    const floor = lowestOf(x, at, size);
     for (let t = 0; t < frames; t++) {
       const from = t - k;
       for (let j = 0; j < frame; j++) out[at + t * frame + j] = from >= 0 && from < frames ? x[at + from * frame + j] : floor;
@@ -217,8 +231,7 @@ export function stretchFrames(x: Float32Array, shape: readonly number[], rates: 
   const out = new Float32Array(x.length);
   for (let e = 0; e < shape[0]; e++) {
     const at = e * size;
-    let floor = Infinity;
-    for (let i = 0; i < size; i++) floor = Math.min(floor, x[at + i]);
+    const floor = lowestOf(x, at, size);
     for (let t = 0; t < frames; t++) {
       const p = centre + (t - centre) * rates[e];
       // A rounding hair beyond an end still reads the end frame.
@@ -339,7 +352,9 @@ export const mixup: Augmentation = (x, shape, random) => {
   for (let e = 0; e < shape[0]; e++) {
     const l = weight[e];
     const p = partner[e] * size;
-    for (let i = 0; i < size; i++) out[e * size + i] = l * x[e * size + i] + (1 - l) * x[p + i];
+    // A weight of 0 is the partner as it is (0 times an infinity would be NaN).
+    if (l === 0) out.set(x.subarray(p, p + size), e * size);
+    else for (let i = 0; i < size; i++) out[e * size + i] = l * x[e * size + i] + (1 - l) * x[p + i];
   }
   return out;
 };
