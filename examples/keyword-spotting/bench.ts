@@ -74,6 +74,7 @@ import { trainAuto, type AutoResult } from '../../src/train/auto.ts';
 import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
 import type { KwsManifest } from './data.ts';
 import { keywordModel } from './model.ts';
+import { childExecArgv } from '../lib/child-exec-argv.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -730,7 +731,7 @@ const passArgs = process.argv.slice(2).filter((a, i, all) => a !== '--worker' &&
 if (!collect) await Promise.all(
   Array.from({ length: jobs }, (_, i) =>
     new Promise<void>((res, rej) => {
-      const child = fork(fileURLToPath(import.meta.url), [...passArgs, '--worker', String(i), '--jobs', String(jobs), '--data', dataDir, '--work', workDir], { execArgv: ['--import', 'tsx'] });
+      const child = fork(fileURLToPath(import.meta.url), [...passArgs, '--worker', String(i), '--jobs', String(jobs), '--data', dataDir, '--work', workDir], { execArgv: childExecArgv() });
       child.on('exit', (code) => (code === 0 ? res() : rej(new Error(`job ${i} exited with ${code}`))));
     }),
   ),

@@ -7,6 +7,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { KWS_LOGMEL, frameCount } from '../lib/audio/logmel.ts';
+import { childExecArgv } from '../lib/child-exec-argv.ts';
 import type { SplitSpec } from './plan.ts';
 import type { Assets, Row } from './render.ts';
 import type { CpuSeconds, FromWorker, ToWorker } from './worker.ts';
@@ -23,7 +24,7 @@ export class WorkerPool {
 
   constructor(count: number, assets: Assets, inflight: number) {
     const entry = fileURLToPath(new URL('./worker.ts', import.meta.url));
-    const execArgv = process.execArgv.some((a) => a.includes('tsx')) ? process.execArgv : [...process.execArgv, '--import', 'tsx'];
+    const execArgv = childExecArgv();
     for (let i = 0; i < count; i++) {
       const w = fork(entry, [], { execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       w.send({ type: 'init', assets, inflight } satisfies ToWorker);
