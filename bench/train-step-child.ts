@@ -6,11 +6,11 @@
  *
  * Full fine-tuning of every trainable weight through our training loop (src/train/loop.ts): Adam,
  * layers in inference mode, random inputs. BACKEND is `wasm` (default), `native`, `native-pool` or
- * `native-blas`. On wasm, THREADS > 1 splits each batch across worker threads; on native, what
- * `ndiff train` does: the worker pool with the native kernels on one thread in each for a model
- * with depthwise convolutions or batch norms (MobileNetV2), else one thread training and the
- * native kernels on THREADS threads (the addon's); native-pool and native-blas force one or the
- * other (for comparisons);
+ * `native-threads` (bench/step-backends.ts): on wasm, THREADS > 1 splits each batch across worker
+ * threads; on native, what `ndiff train` does: the worker pool with the native kernels on one
+ * thread in each for a model with depthwise convolutions or batch norms (MobileNetV2), else one
+ * JavaScript thread with the native kernels on THREADS threads (the addon's); native-pool and
+ * native-threads force one or the other (for comparisons; native-blas is native-threads' old name);
  * CHUNK bounds the examples a thread runs at once (gradient accumulation inside the batch). One
  * warm-up step, then STEPS timed steps. Prints one JSON line.
  */
@@ -25,19 +25,20 @@ import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
 import { seededRandom } from '../src/train/data.ts';
+import { stepBackend } from './step-backends.ts';
 
 const [modelName, threadsArg, batchArg, stepsArg, chunkArg, backendArg = 'wasm'] = process.argv.slice(2);
-if (!['wasm', 'native', 'native-pool', 'native-blas'].includes(backendArg)) throw new Error(`backend must be wasm, native, native-pool or native-blas, got ${backendArg}`);
+const mode = stepBackend(backendArg);
 const threads = Number(threadsArg);
 const batch = Number(batchArg);
 const steps = Number(stepsArg);
 const chunk = Number(chunkArg);
 
-await initBackend(backendArg === 'wasm' ? 'wasm' : 'native', backendArg === 'wasm' ? {} : { threads });
+await initBackend(mode.backend, mode.backend === 'wasm' ? {} : { threads });
 const model = modelName === 'keyword' ? keywordModel(12) : await tf.loadLayersModel(fileSystemIO(await pretrainedModelDir('layers')));
 // The worker pool (the native kernels on one thread in each worker), or one thread with the native kernels on every thread.
-const pooled = backendArg === 'wasm' || backendArg === 'native-pool' || (backendArg === 'native' && threads > 1 && nativePrefersWorkerPool(model));
-if (backendArg !== 'wasm' && pooled) setNativeThreads(1);
+const pooled = mode.pool === 'always' || (mode.pool === 'auto' && threads > 1 && nativePrefersWorkerPool(model));
+if (mode.backend !== 'wasm' && pooled) setNativeThreads(1);
 const inputShape = (model.inputs[0].shape as number[]).slice(1);
 const classes = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
 const examples = batch * (steps + 1);
