@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { conv2dFilterGradInWasm, convKernels, convShapeOf } from './conv2d.ts';
+import { checkConvOperands } from './conv2d-shape.ts';
 import { im2colT, type ConvGeometry } from './im2col.ts';
 import {
   assertChannelsLast,
@@ -54,6 +55,7 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo | undefi
   if (x === undefined || dy === undefined) throw new Error('Conv2DBackpropFilter: inputs x and dy are required');
   const attrs = (args.attrs ?? {}) as unknown as tf.Conv2DBackpropFilterAttrs;
   assertChannelsLast(attrs.dataFormat, 'Conv2DBackpropFilter');
+  checkConvOperands('Conv2DBackpropFilter', x.shape, attrs.filterShape);
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number],
     attrs.filterShape,
@@ -62,6 +64,7 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo | undefi
     attrs.pad,
     attrs.dimRoundingMode,
   );
+  checkConvOperands('Conv2DBackpropFilter', x.shape, attrs.filterShape, { shape: dy.shape, expected: info.outShape });
   const k = convKernels(backend, convShapeOf(info), 'filter', [x.dtype, dy.dtype]);
   if (k !== null) return conv2dFilterGradInWasm(backend, k, x, dy, convShapeOf(info));
   const g = geometryOf(info);

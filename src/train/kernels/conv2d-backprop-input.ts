@@ -13,6 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { geometryOf } from './conv2d-backprop-filter.ts';
 import { conv2dInputGradInWasm, convKernels, convShapeOf } from './conv2d.ts';
+import { checkConvOperands } from './conv2d-shape.ts';
 import { col2imAdd, type ConvGeometry } from './im2col.ts';
 import {
   assertChannelsLast,
@@ -94,6 +95,7 @@ function conv2DBackpropInput(args: { inputs: Record<string, TensorInfo | undefin
   if (dy === undefined || filter === undefined) throw new Error('Conv2DBackpropInput: inputs dy and filter are required');
   const attrs = (args.attrs ?? {}) as unknown as tf.Conv2DBackpropInputAttrs;
   assertChannelsLast(attrs.dataFormat, 'Conv2DBackpropInput');
+  checkConvOperands('Conv2DBackpropInput', attrs.inputShape, filter.shape);
   const info = tf.backend_util.computeConv2DInfo(
     attrs.inputShape,
     filter.shape as [number, number, number, number],
@@ -102,6 +104,7 @@ function conv2DBackpropInput(args: { inputs: Record<string, TensorInfo | undefin
     attrs.pad,
     attrs.dimRoundingMode,
   );
+  checkConvOperands('Conv2DBackpropInput', attrs.inputShape, filter.shape, { shape: dy.shape, expected: info.outShape });
   const k = convKernels(backend, convShapeOf(info), 'input', [dy.dtype, filter.dtype]);
   if (k !== null) return conv2dInputGradInWasm(backend, k, dy, filter, convShapeOf(info));
   const p = info.padInfo;

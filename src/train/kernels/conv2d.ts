@@ -17,7 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import { ACTIVATIONS, type ConvActivation, type ConvShape } from './conv2d-shape.ts';
+import { ACTIVATIONS, checkConvOperands, type ConvActivation, type ConvShape } from './conv2d-shape.ts';
 import { conv2dFilterGradWinograd, conv2dInputGradWinograd, conv2dWinograd, winogradFits } from './conv2d-winograd.ts';
 import { simdKernelSwitch, trainKernels, type TrainKernelExports } from './train-kernels-simd.ts';
 import { asWasm, dispose, f32, offsetOf, sizeOf, stockKernel, WASM, type WasmBackendLike } from './util.ts';
@@ -348,6 +348,7 @@ export function conv2dConfig(fused: boolean): KernelConfig {
       const backend = asWasm(args.backend);
       const { x, filter } = inputs;
       if (x !== undefined && filter !== undefined && x.shape.length === 4 && channelsLast(attrs)) {
+        checkConvOperands(name, x.shape, filter.shape);
         const s = convShapeOf(forwardInfo(x, filter, attrs));
         const epilogue = fused ? fusedEpilogue(attrs, inputs.bias, inputs.preluActivationWeights, s.outChannels) : { act: 'linear' as const };
         const k = epilogue === null ? null : convKernels(backend, s, 'forward', [x.dtype, filter.dtype]);
