@@ -10,15 +10,15 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { UsageError } from '../src/core/errors.ts';
+import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
 
-before(async () => {
-  await initBackend('wasm');
-});
+const backends = nativeAddonStatus().available ? ['wasm', 'native'] : ['wasm'];
 
 const run = (name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown>) => tf.engine().runKernel(name, inputs, attrs as never) as tf.Tensor;
 const VALID = { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dimRoundingMode: undefined };
 
-test('Conv2D, FusedConv2D, Conv2DBackpropFilter and Conv2DBackpropInput refuse operands whose shapes do not make one convolution, with a typed error, before reading them', () => {
+for (const backend of backends) test(`Conv2D, FusedConv2D, Conv2DBackpropFilter and Conv2DBackpropInput on ${backend} refuse operands whose shapes do not make one convolution, with a typed error, before reading them`, async () => {
+  await initBackend(backend as 'wasm' | 'native');
   tf.tidy(() => {
     // Winograd's shape (a [1, 3] filter at stride 1) and a direct one ([3, 3] at stride 2).
     for (const [xShape, filterShape, strides] of [[[2, 1, 8, 16], [1, 3, 16, 16], [1, 1]], [[2, 7, 7, 16], [3, 3, 16, 16], [2, 2]]] as const) {
@@ -37,6 +37,9 @@ test('Conv2D, FusedConv2D, Conv2DBackpropFilter and Conv2DBackpropInput refuse o
       refused(() => run('Conv2DBackpropFilter', { x, dy: shortDy }, { ...attrs, filterShape: [...filterShape] }), /^Conv2DBackpropFilter: dy is \[1, .*\], where .* gives \[2, /);
       refused(() => run('Conv2DBackpropInput', { dy: shortDy, filter: w }, { ...attrs, inputShape: [...xShape] }), /^Conv2DBackpropInput: dy is \[1, .*\], where .* gives \[2, /);
       const thin = tf.ones([filterShape[0], filterShape[1], 4, 16]);
+      // As many values as the right filter, laid out for 32 input channels: no length check can see it.
+      const wide = tf.ones([filterShape[0], filterShape[1], 32, 8]);
+      refused(() => run('Conv2D', { x, filter: wide }, { ...attrs, dilations: [1, 1] }), /^Conv2D: the filter \[.*, 32, 8\] takes 32 input channels, x \[.*, 16\] has 16/);
       refused(() => run('Conv2D', { x, filter: thin }, { ...attrs, dilations: [1, 1] }), /^Conv2D: the filter \[.*, 4, 16\] takes 4 input channels, x \[.*, 16\] has 16/);
       refused(() => run('FusedConv2D', { x, filter: thin }, { ...attrs, dilations: [1, 1], activation: 'relu' }), /^FusedConv2D: the filter/);
       refused(() => run('Conv2DBackpropInput', { dy, filter: thin }, { ...attrs, inputShape: [...xShape] }), /^Conv2DBackpropInput: the filter \[.*, 4, 16\] takes 4 input channels, x \[.*, 16\] has 16/);

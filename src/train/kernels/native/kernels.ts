@@ -16,6 +16,7 @@ import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { asWasm, f32, kernelLimits, sizeOf, type WasmBackendLike } from '../util.ts';
 import type { NativeBlasAddon } from './loader.ts';
 import { ADAM_STEP } from '../adam.ts';
+import { checkConvOperands } from '../conv2d-shape.ts';
 
 type KernelArgs = Parameters<KernelFunc>[0];
 
@@ -61,6 +62,7 @@ function conv2dForward(addon: NativeBlasAddon, fallback: KernelConfig, args: Ker
   ) {
     return fallback.kernelFunc(args);
   }
+  checkConvOperands(fused ? 'FusedConv2D' : 'Conv2D', x.shape, filter.shape);
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number],
     filter.shape as [number, number, number, number],
@@ -82,6 +84,7 @@ function conv2dBackpropFilter(addon: NativeBlasAddon, fallback: KernelConfig, ar
   const attrs = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
   if (x === undefined || dy === undefined) throw new Error('Conv2DBackpropFilter: inputs x and dy are required');
   if (!channelsLast(attrs.dataFormat) || x.dtype !== 'float32' || dy.dtype !== 'float32') return fallback.kernelFunc(args);
+  checkConvOperands('Conv2DBackpropFilter', x.shape, attrs.filterShape);
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number],
     attrs.filterShape,
@@ -90,6 +93,7 @@ function conv2dBackpropFilter(addon: NativeBlasAddon, fallback: KernelConfig, ar
     attrs.pad,
     attrs.dimRoundingMode,
   );
+  checkConvOperands('Conv2DBackpropFilter', x.shape, attrs.filterShape, { shape: dy.shape, expected: info.outShape });
   const out = backend.makeOutput([...attrs.filterShape], 'float32');
   addon.conv2dBackpropFilter(f32(backend, x), f32(backend, dy), f32(backend, out), convGeometry(info), kernelLimits.columnFloats);
   return out;
@@ -101,6 +105,7 @@ function conv2dBackpropInput(addon: NativeBlasAddon, fallback: KernelConfig, arg
   const attrs = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
   if (dy === undefined || filter === undefined) throw new Error('Conv2DBackpropInput: inputs dy and filter are required');
   if (!channelsLast(attrs.dataFormat) || dy.dtype !== 'float32' || filter.dtype !== 'float32') return fallback.kernelFunc(args);
+  checkConvOperands('Conv2DBackpropInput', attrs.inputShape, filter.shape);
   const info = tf.backend_util.computeConv2DInfo(
     attrs.inputShape,
     filter.shape as [number, number, number, number],
@@ -109,6 +114,7 @@ function conv2dBackpropInput(addon: NativeBlasAddon, fallback: KernelConfig, arg
     attrs.pad,
     attrs.dimRoundingMode,
   );
+  checkConvOperands('Conv2DBackpropInput', attrs.inputShape, filter.shape, { shape: dy.shape, expected: info.outShape });
   const out = backend.makeOutput([...info.inShape], 'float32');
   addon.conv2dBackpropInput(f32(backend, dy), f32(backend, filter), f32(backend, out), convGeometry(info), kernelLimits.columnFloats);
   return out;
