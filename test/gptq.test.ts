@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { inverseCholesky, outputError, roundAgainstInputs, type InputMoments } from '../src/lowbit-diff/gptq.ts';
 import { quantizeLowBit, lowbitDiff, scaleLayout } from '../src/lowbit-diff/encoder.ts';
-import { inputMoments } from '../src/train/calibrate.ts';
+import { inputMoments, outputImportance } from '../src/train/calibrate.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { applyPayload } from '../src/apply/apply.ts';
@@ -149,6 +149,35 @@ describe('input moments of a model\'s layers', () => {
         assert.ok(Math.abs(got - want) <= 1e-4 * want, `${name}: tr(W'HW) ${got} against the layer's ${want}`);
       }
     } finally {
+      x.dispose();
+      model.dispose();
+    }
+  });
+
+  test('the moments and the output importance hand tf.tidy no arrays of values (it walks every element of what it is given back, looking for tensors) and leave no tensor behind', () => {
+    const input = tf.input({ shape: [6, 4] });
+    const c = tf.layers.conv1d({ filters: 8, kernelSize: 3, padding: 'same' }).apply(input) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 3, activation: 'softmax' }).apply(tf.layers.flatten().apply(c) as tf.SymbolicTensor) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: out });
+    const r = seeded(4);
+    const x = tf.tensor3d(Float32Array.from({ length: 12 * 6 * 4 }, () => r() - 0.5), [12, 6, 4]);
+    const engine = tf.engine() as unknown as { tidy: (...args: unknown[]) => unknown };
+    const tidy = engine.tidy;
+    const returned: string[] = [];
+    engine.tidy = function (...args: unknown[]) {
+      const result = tidy.apply(this, args);
+      if (ArrayBuffer.isView(result)) returned.push(`${result.constructor.name} of ${(result as Float32Array).length}`);
+      return result;
+    };
+    try {
+      const before = tf.memory().numTensors;
+      const moments = inputMoments(model, x);
+      const importance = outputImportance(model, x, { examples: 4 });
+      assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+      assert.ok(moments.size === 2 && importance.size > 0);
+      assert.deepEqual(returned, [], 'arrays of values given back through tf.tidy');
+    } finally {
+      engine.tidy = tidy;
       x.dispose();
       model.dispose();
     }

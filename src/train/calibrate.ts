@@ -157,7 +157,10 @@ export function outputImportance(target: tf.LayersModel, x: tf.Tensor, options: 
     })();
     const picks = outs.map((o, j) => {
       const seg = segments[j] as OutputSegment;
-      const values = tf.tidy(() => (seg.classifier && seg.classes > 1 ? (seg.probabilities ? o : tf.softmax(o)) : o).dataSync()) as Float32Array;
+      // Read outside tf.tidy: handed an array back, tidy walks every element of it looking for tensors.
+      const shown = seg.classifier && seg.classes > 1 && !seg.probabilities ? tf.softmax(o) : o;
+      const values = shown.dataSync() as Float32Array;
+      if (shown !== o) shown.dispose();
       if (seg.classifier && seg.classes > 1) {
         const mask = new Float32Array(values.length);
         for (let at = 0; at < values.length; at += seg.classes) mask[at + draw(values, at, seg.classes)] = 1;
@@ -370,7 +373,9 @@ export function inputMoments(model: tf.LayersModel, x: tf.Tensor, options: Input
           patches = tf.tensor2d(p, [count, rows]);
         }
         if (patches.shape[0] > 0) {
-          const h = tf.tidy(() => tf.matMul(patches, patches, true, false).dataSync() as Float32Array);
+          const gram = tf.matMul(patches, patches, true, false);
+          const h = gram.dataSync() as Float32Array;
+          gram.dispose();
           for (let i = 0; i < h.length; i++) st.sum[i] += h[i];
           st.samples += patches.shape[0];
         }
