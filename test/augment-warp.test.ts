@@ -173,3 +173,13 @@ test('silence at -Infinity (log-mel of zeros) and a stray NaN: no augmentation m
   const u = timeShift(y, shape, () => 0);
   assert.ok(u.filter(Number.isNaN).length <= 1, 'time-shift moves the NaN, no more');
 });
+
+test('colour on an image holding -Infinity: the mean is its finite values\', so the other pixels stay numbers and the -Infinity stays', async () => {
+  const { colour } = await import('../src/train/augment.ts');
+  const shape = [2, 4, 4, 3];
+  const x = batch(shape, 6);
+  x[at(shape, 0, 1, 2, 0)] = -Infinity;
+  const y = colour(x, shape, seededRandom(8));
+  assert.equal(y[at(shape, 0, 1, 2, 0)], -Infinity);
+  assert.ok(y.every((v, i) => i === at(shape, 0, 1, 2, 0) || Number.isFinite(v)), 'every other value finite');
+});

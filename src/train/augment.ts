@@ -319,9 +319,14 @@ export const colour: Augmentation = (x, shape, random) => {
   const out = new Float32Array(x.length);
   for (let e = 0; e < shape[0]; e++) {
     const at = e * size;
+    // The mean of the finite values: one infinite pixel would make it infinite and every other pixel NaN.
     let mean = 0;
-    for (let i = 0; i < size; i++) mean += x[at + i];
-    mean /= size;
+    let finite = 0;
+    for (let i = 0; i < size; i++) if (Number.isFinite(x[at + i])) {
+      mean += x[at + i];
+      finite++;
+    }
+    mean /= Math.max(1, finite);
     const contrast = 1 + (2 * random() - 1) * CONTRAST;
     const brightness = (2 * random() - 1) * step;
     for (let i = 0; i < size; i++) out[at + i] = (x[at + i] - mean) * contrast + mean + brightness;
