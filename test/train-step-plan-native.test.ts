@@ -1,15 +1,17 @@
 /**
  * Compiled steps on the native backend (src/train/compiled/epilogue.ts): a bias add after a
  * convolution or a matmul runs in that GEMM's epilogue (FusedConv2D, _FusedMatMul: the same
- * OpenBLAS GEMM, then the bias added to each finished value), so the plan calls fewer kernels and
- * the step keeps the eager step's bits: losses, weights after several steps, and a trained
- * payload. Skipped, saying why, where the native addon is not built.
+ * OpenBLAS GEMM, then the bias added to each finished value), and a ReLU after it too (Relu's
+ * bits, its gradient reading the GEMM's output), so the plan calls fewer kernels and the step
+ * keeps the eager step's bits: losses, weights after several steps, and a trained payload.
+ * Skipped, saying why, where the native addon is not built.
  */
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
+import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
 import { type StepOutputs } from '../src/train/compiled/step.ts';
 import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
 import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';
@@ -53,11 +55,22 @@ test('bias adds run in the GEMM before them: fewer kernel calls, the eager step\
   const eager = run('eager', true);
   const fused = run('compiled', true);
   const plain = run('compiled', false);
-  assert.ok(fused.said.some((m) => /^step: compiled plan .*, 3 bias adds in their GEMM/.test(m)), fused.said.join(' | '));
+  epilogueSwitch.fuseRelu = false;
+  const biasOnly = (() => {
+    try {
+      return run('compiled', true);
+    } finally {
+      epilogueSwitch.fuseRelu = true;
+    }
+  })();
+  assert.ok(fused.said.some((m) => /^step: compiled plan .*, 3 bias adds in their GEMM, 1 ReLUs in their epilogue/.test(m)), fused.said.join(' | '));
   assert.ok(fused.names.includes('FusedConv2D') && fused.names.includes('_FusedMatMul'), fused.names.join(' '));
+  assert.ok(!fused.names.includes('Relu') && biasOnly.names.includes('Relu'), 'the convolution\'s ReLU runs in its epilogue, and only with the switch on');
   assert.ok(!plain.names.includes('FusedConv2D'), 'the switch turns the epilogue off');
-  assert.equal(fused.names.length, plain.names.length - 3, `the fused plan calls ${fused.names.length} kernels a step, the plain one ${plain.names.length}`);
+  assert.equal(biasOnly.names.length, plain.names.length - 3, `the bias-fused plan calls ${biasOnly.names.length} kernels a step, the plain one ${plain.names.length}`);
+  assert.equal(fused.names.length, plain.names.length - 4, `the fused plan calls ${fused.names.length} kernels a step, the plain one ${plain.names.length}`);
   assert.deepEqual(fused.losses, eager.losses);
+  assert.deepEqual(biasOnly.losses, eager.losses);
   assert.deepEqual(plain.losses, eager.losses);
   fused.weights.forEach((t, i) => {
     assert.ok(t.some((x) => x !== 0), 'the weights are not all zero');
@@ -65,9 +78,36 @@ test('bias adds run in the GEMM before them: fewer kernel calls, the eager step\
   });
 });
 
-test('the keyword-spotting CNN on native: its biases in the convolutions\' and dense layers\' epilogues, the eager payload\'s bytes', { skip }, async () => {
+test('the epilogue\'s relu gives the Relu kernel\'s bits: -0, NaNs of either sign, infinities, subnormals', { skip }, () => {
+  const addon = loadNativeAddon();
+  const bits = new Uint32Array([0x80000000, 0x00000000, 0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7f800000, 0xff800000, 0x00000001, 0x80000001, 0x3f800000, 0xbf800000]);
+  // Rows of the special values, each row shifted so every value meets a bias of 0 and of -1.5.
+  const rows = 4;
+  const cols = bits.length;
+  const y = new Float32Array(rows * cols);
+  const yBits = new Uint32Array(y.buffer);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) yBits[r * cols + c] = bits[(r + c) % cols];
+  const bias = Float32Array.from({ length: cols }, (_, c) => (c % 2 ? -1.5 : 0));
+  const expected = tf.tidy(() => tf.relu(tf.add(tf.tensor2d(y, [rows, cols]), tf.tensor1d(bias))).dataSync() as Float32Array);
+  // The bias add as tfjs' Add runs it (float32 +0 on -0 gives +0): compare with a linear epilogue first.
+  const linear = y.slice();
+  addon.biasActivation(linear, bias, 0);
+  const added = tf.tidy(() => tf.add(tf.tensor2d(y, [rows, cols]), tf.tensor1d(bias)).dataSync() as Float32Array);
+  assert.deepEqual([...new Uint32Array(linear.buffer)], [...new Uint32Array(added.buffer)]);
+  const out = y.slice();
+  addon.biasActivation(out, bias, 1);
+  assert.deepEqual([...new Uint32Array(out.buffer)].map((b) => b.toString(16)), [...new Uint32Array(expected.buffer)].map((b) => b.toString(16)));
+  // Without a bias: -0 itself must come out +0, as Relu gives it.
+  const alone = new Float32Array(new Uint32Array([0x80000000, 0xffc00000, 0x7fc00000, 0x3f800000]).buffer);
+  const expectedAlone = tf.tidy(() => tf.relu(tf.tensor1d(alone)).dataSync() as Float32Array);
+  const got = alone.slice();
+  addon.biasActivation(got, null, 1);
+  assert.deepEqual([...new Uint32Array(got.buffer)], [...new Uint32Array(expectedAlone.buffer)]);
+});
+
+test('the keyword-spotting CNN on native: its biases and its five ReLUs (four convolutions, the hidden dense layer) in the epilogues, the eager payload\'s bytes', { skip }, async () => {
   const { eager, compiled, said } = await keywordEagerAndCompiled(Float32Array.from(randomValues(KEYWORD_EXAMPLES * 49 * 40, 11)));
-  assert.ok(said.some((m) => /^step: compiled plan .*, [1-9]\d* bias adds in their GEMM/.test(m)), said.filter((m) => m.startsWith('step')).join(' | '));
+  assert.ok(said.some((m) => /^step: compiled plan .*, [1-9]\d* bias adds in their GEMM, 5 ReLUs in their epilogue/.test(m)), said.filter((m) => m.startsWith('step')).join(' | '));
   assert.deepEqual(compiled.epochs.map((e) => e.loss), eager.epochs.map((e) => e.loss));
   assert.deepEqual(Buffer.from(compiled.bytes), Buffer.from(eager.bytes));
 });

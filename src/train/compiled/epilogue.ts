@@ -18,8 +18,11 @@ import { convInWasmCovers, convShapeOf, forwardInfo } from '../kernels/conv2d.ts
 import { simdKernelSwitch } from '../kernels/train-kernels-simd.ts';
 import { outKey, readersOf, renumberOutSlots, sizeOf, withoutLeadingOnes, type KernelShapes, type PlannedKernel, type Slot } from './planned.ts';
 
-/** Kill switch for benchmarks and tests: false builds plans without bias epilogues. */
-export const epilogueSwitch = { fuseBias: true };
+/**
+ * Kill switches for benchmarks and tests: `fuseBias` false builds plans without bias epilogues,
+ * `fuseRelu` false without ReLUs in them ({@link fuseReluActivations}).
+ */
+export const epilogueSwitch = { fuseBias: true, fuseRelu: true };
 
 const GEMMS: Record<string, { fused: string; keys: string[] }> = {
   Conv2D: { fused: 'FusedConv2D', keys: ['x', 'filter'] },
@@ -125,6 +128,64 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
       release: [],
       views: [...gemm.views, [C]],
     });
+  });
+  renumberOutSlots(out, index);
+  return { kernels: out, index, fused: into.size };
+}
+
+/** The kernel that computes Relu's gradient from dy and the value Relu read (activation-grad.ts). */
+const RELU_GRAD = 'NeuralDiffReluGrad';
+
+/**
+ * ReLUs moved into the epilogue of the fused GEMM before them (native): a FusedConv2D or
+ * _FusedMatMul with a linear activation whose output only one Relu and Relu's gradients read
+ * computes relu(sum + bias) itself (blas.c's biasActivation, the same bits as the Relu kernel:
+ * zero wherever the sign bit is set), the Relu's kernel call and its output go, and its readers
+ * read the GEMM's output. Relu's gradient then reads relu(z) where it read z: z > 0 exactly where
+ * relu(z) > 0, so the gradient keeps its bits (a NaN with its sign bit set, which Relu zeroes,
+ * excepted: its gradient becomes 0 where it was NaN; such a step has a NaN loss anyway). tfjs
+ * does the same for its own fused kernels (their gradient reads the output). Run after
+ * {@link fuseBiasAdds}, on native only (wasm's fused kernels are left as they are).
+ */
+export function fuseReluActivations(kernels: PlannedKernel[], shapes: (i: number) => KernelShapes, kept: ReadonlySet<string>): EpilogueResult {
+  const readers = readersOf(kernels);
+  /** Relu index -> its GEMM's index. */
+  const into = new Map<number, number>();
+  kernels.forEach((k, g) => {
+    if ((k.name !== 'FusedConv2D' && k.name !== '_FusedMatMul') || k.outputs !== 1) return;
+    const prelu = k.keys?.indexOf('preluActivationWeights') ?? -1;
+    if ((k.attrs.activation ?? 'linear') !== 'linear' || (prelu >= 0 && k.inputs[prelu] !== null)) return;
+    const key = outKey(g, 0);
+    if (kept.has(key) || shapes(g).outputs[0]?.dtype !== 'float32') return;
+    const r = readers.get(key) ?? [];
+    const relus = r.filter((i) => kernels[i].name === 'Relu');
+    if (relus.length !== 1) return;
+    const relu = kernels[relus[0]];
+    if (relu.outputs !== 1 || relu.inputs.length !== 1 || relu.views[0] !== null) return;
+    const rs = shapes(relus[0]);
+    if (rs.outputs[0]?.dtype !== 'float32' || rs.inputs[0]?.shape.join() !== rs.outputs[0].shape.join()) return;
+    // Every other reader is Relu's gradient reading it as the value Relu read (never as dy).
+    const others = r.filter((i) => i !== relus[0]);
+    const gradOnly = others.every((i) => {
+      const rg = kernels[i];
+      const x = rg.inputs[1];
+      const dy = rg.inputs[0];
+      return rg.name === RELU_GRAD && rg.keys?.join() === 'dy,x' && x?.k === 'out' && x.kernel === g && x.index === 0 && !(dy?.k === 'out' && dy.kernel === g);
+    });
+    if (!gradOnly) return;
+    into.set(relus[0], g);
+  });
+  const gemms = new Set(into.values());
+  const out: PlannedKernel[] = [];
+  const index = new Map<number, number>();
+  kernels.forEach((k, i) => {
+    const g = into.get(i);
+    if (g !== undefined) {
+      index.set(i, index.get(g) as number);
+      return;
+    }
+    index.set(i, out.length);
+    out.push(gemms.has(i) ? { ...k, attrs: { ...k.attrs, activation: 'relu' } as NamedAttrMap } : k);
   });
   renumberOutSlots(out, index);
   return { kernels: out, index, fused: into.size };

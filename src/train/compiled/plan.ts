@@ -25,7 +25,7 @@ import { trainKernelsUnavailable } from '../kernels/train-kernels-simd.ts';
 import type { WasmBackendLike } from '../kernels/util.ts';
 import { infoOf, type RecordedKernel, type Recording } from './record.ts';
 import { outKey, type PlannedKernel, type Slot } from './planned.ts';
-import { epilogueSwitch, fuseBiasAdds } from './epilogue.ts';
+import { epilogueSwitch, fuseBiasAdds, fuseReluActivations } from './epilogue.ts';
 import { fuseElementwise, planSwitch } from './fuse.ts';
 import { arenaSwitch, planArena, ReplayArena, wasmBackendOf, type ArenaSlot, type Lifetime } from './arena.ts';
 
@@ -205,6 +205,8 @@ export class StepPlan {
   readonly fusedKernels: number = 0;
   /** Bias adds run in the epilogue of the convolution or matmul before them (epilogue.ts). */
   readonly fusedBiases: number = 0;
+  /** ReLUs computed in the epilogue of the GEMM before them (epilogue.ts). */
+  readonly fusedRelus: number = 0;
   /** Of {@link kernelCount}, the optimizer's update kernels (the fused Adam's, one per variable). */
   readonly optimizerKernels: number;
   /**
@@ -338,6 +340,15 @@ export class StepPlan {
       if (e.fused > 0) {
         apply(e);
         this.fusedBiases = e.fused;
+      }
+    }
+    // ReLUs into those fused GEMMs' epilogues (native: blas.c computes Relu's bits there).
+    if (epilogueSwitch.fuseRelu && backendName === 'native') {
+      const planned = this.kernels.slice();
+      const e = fuseReluActivations(planned, (i) => r.kernels[planned[i].source].rec, keptOut());
+      if (e.fused > 0) {
+        apply(e);
+        this.fusedRelus = e.fused;
       }
     }
     // Element-wise chains as one kernel each (on the backends whose memory our kernels run on).

@@ -617,7 +617,9 @@ static void epilogue_rows(void *arg, int i, int parts, int thread) {
     if (e->bias != NULL)
       for (size_t c = 0; c < cols; c++) row[c] += e->bias[c];
     if (e->act == 1) {
-      for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.0f ? 0.0f : row[c];
+      /* tfjs' Relu (wasm): zero wherever the sign bit is set (-0 and a NaN with it too), so a ReLU
+       * moved into the epilogue keeps the Relu kernel's bits. */
+      for (size_t c = 0; c < cols; c++) row[c] = __builtin_signbit(row[c]) ? 0.0f : row[c];
     } else if (e->act == 2) {
       for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.0f ? 0.0f : (row[c] > 6.0f ? 6.0f : row[c]);
     }
@@ -629,7 +631,7 @@ static void epilogue_rows(void *arg, int i, int parts, int thread) {
 
 /*
  * biasActivation(y, bias | null, activation): y[r, c] = act(y[r, c] + bias[c]) in place, for the
- * fused kernels; activation 0 linear, 1 relu, 2 relu6. y's length is a multiple of bias's. Rows
+ * fused kernels; activation 0 linear, 1 relu (tfjs' Relu: 0 where the sign bit is set), 2 relu6. y's length is a multiple of bias's. Rows
  * split over the pool's threads (each element computed alone: the same bits at any split).
  */
 static napi_value bias_activation(napi_env env, napi_callback_info info) {
