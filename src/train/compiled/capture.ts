@@ -102,7 +102,7 @@ export function bitDifference(eager: tf.Tensor, replayed: tf.Tensor): string | u
 /** What a plan runs, as progress says it: its kernels, what was folded or fused, its memory. */
 export function planDetail(plan: StepPlan): string {
   const optimizer = plan.optimizerKernels ? `, ${plan.optimizerKernels} of them the optimizer's` : '';
-  return `${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}${plan.viewed ? `, ${plan.viewed} reshapes read in place` : ''}${plan.fusedChains ? `, ${plan.fusedChains} element-wise chains of ${plan.fusedKernels} kernels fused` : ''}${plan.fusedBiases ? `, ${plan.fusedBiases} bias adds in their GEMM` : ''}${plan.fusedRelus ? `, ${plan.fusedRelus} ReLUs in their epilogue` : ''}, ${plan.memoryDetail()}`;
+  return `${plan.kernelCount} kernels${optimizer}${plan.folded ? `, ${plan.folded} folded` : ''}${plan.viewed ? `, ${plan.viewed} reshapes read in place` : ''}${plan.fusedChains ? `, ${plan.fusedChains} element-wise chains of ${plan.fusedKernels} kernels fused` : ''}${plan.fusedBiases ? `, ${plan.fusedBiases} bias adds in their GEMM` : ''}${plan.fusedRelus ? `, ${plan.fusedRelus} ReLUs in their epilogue` : ''}${plan.fusedPoolGrads ? `, ${plan.fusedPoolGrads} Relu gradients in a max pool's` : ''}, ${plan.memoryDetail()}`;
 }
 
 const failed = (err: unknown) => `the replay failed: ${err instanceof Error ? err.message : String(err)}`;

@@ -16,13 +16,16 @@
 import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { convInWasmCovers, convShapeOf, forwardInfo } from '../kernels/conv2d.ts';
 import { simdKernelSwitch } from '../kernels/train-kernels-simd.ts';
+import { RELU_GRAD } from '../kernels/activation-grad.ts';
+import { MAX_POOL_RELU_GRAD } from '../kernels/native/kernels.ts';
 import { outKey, readersOf, renumberOutSlots, sizeOf, withoutLeadingOnes, type KernelShapes, type PlannedKernel, type Slot } from './planned.ts';
 
 /**
  * Kill switches for benchmarks and tests: `fuseBias` false builds plans without bias epilogues,
- * `fuseRelu` false without ReLUs in them ({@link fuseReluActivations}).
+ * `fuseRelu` false without ReLUs in them ({@link fuseReluActivations}), `fusePoolGrad` false
+ * without Relu's gradient in a max pool's ({@link fuseMaxPoolReluGrads}).
  */
-export const epilogueSwitch = { fuseBias: true, fuseRelu: true };
+export const epilogueSwitch = { fuseBias: true, fuseRelu: true, fusePoolGrad: true };
 
 const GEMMS: Record<string, { fused: string; keys: string[] }> = {
   Conv2D: { fused: 'FusedConv2D', keys: ['x', 'filter'] },
@@ -133,8 +136,6 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
   return { kernels: out, index, fused: into.size };
 }
 
-/** The kernel that computes Relu's gradient from dy and the value Relu read (activation-grad.ts). */
-const RELU_GRAD = 'NeuralDiffReluGrad';
 
 /**
  * ReLUs moved into the epilogue of the fused GEMM before them (native): a FusedConv2D or
@@ -186,6 +187,69 @@ export function fuseReluActivations(kernels: PlannedKernel[], shapes: (i: number
     }
     index.set(i, out.length);
     out.push(gemms.has(i) ? { ...k, attrs: { ...k.attrs, activation: 'relu' } as NamedAttrMap } : k);
+  });
+  renumberOutSlots(out, index);
+  return { kernels: out, index, fused: into.size };
+}
+
+/**
+ * Relu's gradient in the pass of the max pool's gradient before it (native): a MaxPoolGrad whose
+ * output only one Relu gradient reads, as its dy, becomes one NeuralDiffMaxPoolReluGrad call at
+ * the Relu gradient's place (maxpool.c: each item's dx scattered, then times step(x) while it is
+ * in cache, the two kernels' bits). `inPlace`: kernels writing an input in place, which the
+ * pool gradient's reads may not move past; `fusedKernel`: the backend's kernel, or undefined.
+ */
+export function fuseMaxPoolReluGrads(kernels: PlannedKernel[], shapes: (i: number) => KernelShapes, kept: ReadonlySet<string>, inPlace: (i: number) => boolean, fusedKernel: PlannedKernel['kernelFunc'] | undefined): EpilogueResult {
+  if (fusedKernel === undefined) return { kernels, index: new Map(kernels.map((_, i) => [i, i])), fused: 0 };
+  const readers = readersOf(kernels);
+  const writes = kernels.map((_, i) => i).filter(inPlace);
+  /** Relu gradient index -> its MaxPoolGrad's index. */
+  const into = new Map<number, number>();
+  kernels.forEach((k, m) => {
+    if (k.name !== 'MaxPoolGrad' || k.outputs !== 1 || k.keys?.join() !== 'dy,input,output' || kept.has(outKey(m, 0))) return;
+    const r = readers.get(outKey(m, 0)) ?? [];
+    if (r.length !== 1) return;
+    const rg = kernels[r[0]];
+    const dy = rg.inputs[0];
+    const x = rg.inputs[1];
+    if (rg.name !== RELU_GRAD || rg.keys?.join() !== 'dy,x' || rg.outputs !== 1 || dy?.k !== 'out' || dy.kernel !== m || !x || (x.k === 'out' && x.kernel === m)) return;
+    const ms = shapes(m);
+    const rs = shapes(r[0]);
+    if ([...ms.inputs, ...rs.inputs, ...ms.outputs, ...rs.outputs].some((t) => t?.dtype !== 'float32')) return;
+    if (ms.inputs.some((t) => t?.shape.length !== 4) || sizeOf(rs.inputs[1]?.shape ?? []) !== sizeOf(ms.outputs[0].shape)) return;
+    if (writes.some((w) => w > m && w < r[0])) return;
+    into.set(r[0], m);
+  });
+  const pools = new Set(into.values());
+  const out: PlannedKernel[] = [];
+  const index = new Map<number, number>();
+  kernels.forEach((k, i) => {
+    if (pools.has(i)) return;
+    index.set(i, out.length);
+    const m = into.get(i);
+    if (m === undefined) {
+      out.push(k);
+      return;
+    }
+    index.set(m, out.length);
+    const pool = kernels[m];
+    const shape = shapes(i).outputs[0].shape.slice();
+    out.push({
+      name: MAX_POOL_RELU_GRAD,
+      source: k.source,
+      keys: ['dy', 'input', 'output', 'x'],
+      inputs: [...pool.inputs, k.inputs[1]],
+      attrs: pool.attrs,
+      outputs: 1,
+      // The output under the Relu gradient's shape (the same values in the same order), as its readers read it.
+      kernelFunc: (args) => {
+        const y = fusedKernel(args) as TensorInfo;
+        y.shape = shape;
+        return y;
+      },
+      release: [],
+      views: [...pool.views, k.views[1]],
+    });
   });
   renumberOutSlots(out, index);
   return { kernels: out, index, fused: into.size };

@@ -25,7 +25,8 @@ import { trainKernelsUnavailable } from '../kernels/train-kernels-simd.ts';
 import type { WasmBackendLike } from '../kernels/util.ts';
 import { infoOf, type RecordedKernel, type Recording } from './record.ts';
 import { outKey, type PlannedKernel, type Slot } from './planned.ts';
-import { epilogueSwitch, fuseBiasAdds, fuseReluActivations } from './epilogue.ts';
+import { epilogueSwitch, fuseBiasAdds, fuseMaxPoolReluGrads, fuseReluActivations } from './epilogue.ts';
+import { MAX_POOL_RELU_GRAD } from '../kernels/native/kernels.ts';
 import { fuseElementwise, planSwitch } from './fuse.ts';
 import { arenaSwitch, planArena, ReplayArena, wasmBackendOf, type ArenaSlot, type Lifetime } from './arena.ts';
 
@@ -207,6 +208,8 @@ export class StepPlan {
   readonly fusedBiases: number = 0;
   /** ReLUs computed in the epilogue of the GEMM before them (epilogue.ts). */
   readonly fusedRelus: number = 0;
+  /** Relu gradients computed in the max pool gradient's pass before them (epilogue.ts). */
+  readonly fusedPoolGrads: number = 0;
   /** Of {@link kernelCount}, the optimizer's update kernels (the fused Adam's, one per variable). */
   readonly optimizerKernels: number;
   /**
@@ -349,6 +352,15 @@ export class StepPlan {
       if (e.fused > 0) {
         apply(e);
         this.fusedRelus = e.fused;
+      }
+    }
+    // Relu's gradient in the pass of the max pool's gradient before it (native: maxpool.c).
+    if (epilogueSwitch.fusePoolGrad && backendName === 'native') {
+      const planned = this.kernels.slice();
+      const e = fuseMaxPoolReluGrads(planned, (i) => r.kernels[planned[i].source].rec, keptOut(), inPlace(planned), tf.getKernel(MAX_POOL_RELU_GRAD, backendName)?.kernelFunc as PlannedKernel['kernelFunc'] | undefined);
+      if (e.fused > 0) {
+        apply(e);
+        this.fusedPoolGrads = e.fused;
       }
     }
     // Element-wise chains as one kernel each (on the backends whose memory our kernels run on).

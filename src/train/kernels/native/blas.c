@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "blocks.h"
+#include "maxpool.h"
 #include "pool.h"
 
 /*
@@ -38,8 +39,8 @@
  * NEURAL_DIFF_BLAS_ABI_SYMBOL in the file's dynamic symbols before loading it (another project's
  * addon is refused without running its code) and checks the `abi` export after loading.
  */
-#define NEURAL_DIFF_BLAS_ABI 2
-__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_2 = NEURAL_DIFF_BLAS_ABI;
+#define NEURAL_DIFF_BLAS_ABI 3
+__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_3 = NEURAL_DIFF_BLAS_ABI;
 
 /* OpenBLAS extensions (declared in its cblas.h; repeated so the intent is visible). */
 extern void openblas_set_num_threads(int num_threads);
@@ -717,6 +718,12 @@ static napi_value adam_step(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* maxPoolGrad(x, dy, dx, geometry, reluX | null): maxpool.c, on this instance's threads. */
+static napi_value max_pool_grad_entry(napi_env env, napi_callback_info info) {
+  Instance *inst = instance(env);
+  return max_pool_grad(env, info, inst == NULL ? NULL : inst->pool);
+}
+
 /*
  * setThreads(n): the threads of this instance's kernels: a pool of n - 1 workers beside the caller
  * (started once, kept until n changes or the instance goes), OpenBLAS on one thread (process-wide).
@@ -767,11 +774,12 @@ NAPI_MODULE_INIT() {
       {"conv2dBackpropInput", NULL, conv2d_backprop_input, NULL, NULL, NULL, napi_enumerable, NULL},
       {"biasActivation", NULL, bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adamStep", NULL, adam_step, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"maxPoolGrad", NULL, max_pool_grad_entry, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, blas_info, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   napi_value abi;
-  if (napi_create_int32(env, neural_diff_blas_abi_2, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
+  if (napi_create_int32(env, neural_diff_blas_abi_3, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
   return exports;
 }

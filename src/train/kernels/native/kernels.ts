@@ -17,6 +17,7 @@ import { asWasm, f32, kernelLimits, sizeOf, type WasmBackendLike } from '../util
 import type { NativeBlasAddon } from './loader.ts';
 import { ADAM_STEP } from '../adam.ts';
 import { checkConvOperands } from '../conv2d-shape.ts';
+import { RELU_GRAD } from '../activation-grad.ts';
 
 type KernelArgs = Parameters<KernelFunc>[0];
 
@@ -173,8 +174,52 @@ function adamStep(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelAr
   return out;
 }
 
+/**
+ * Our kernel (no tfjs op runs it): a max pool's gradient and then Relu's gradient of the value the
+ * pool read, in one pass (inputs dy, input, output as MaxPoolGrad's, and x as Relu's gradient's):
+ * compiled steps fuse the two when nothing else reads the pool's gradient (epilogue.ts).
+ */
+export const MAX_POOL_RELU_GRAD = 'NeuralDiffMaxPoolReluGrad';
+
+/** The Int32Array geometry maxpool.c reads: B, H, W, C, OH, OW, KH, KW, strides, padding top and left. */
+function poolGeometry(input: TensorInfo, attrs: tf.MaxPoolGradAttrs): Int32Array {
+  const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], attrs.filterSize, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
+  return Int32Array.from([
+    info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth,
+    info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left,
+  ]);
+}
+
+/**
+ * MaxPoolGrad on the addon's threads (maxpool.c: max-pool-grad.ts's rule, its bits), and with
+ * `reluX` Relu's gradient after it in the same pass. What is not float32 NHWC of matching sizes
+ * goes to the wasm kernels (MaxPoolGrad, then Relu's gradient), which say what is wrong.
+ */
+function maxPoolGrad(addon: NativeBlasAddon, fallback: KernelConfig, reluGrad: KernelConfig | undefined, args: KernelArgs, relu: boolean): TensorInfo | TensorInfo[] {
+  const backend = asWasm(args.backend);
+  const { dy, input, x } = args.inputs as Record<string, TensorInfo | undefined>;
+  if (dy === undefined || input === undefined || (relu && x === undefined)) throw new Error(`${relu ? MAX_POOL_RELU_GRAD : 'MaxPoolGrad'}: inputs dy, input${relu ? ' and x' : ''} are required`);
+  const attrs = args.attrs as unknown as tf.MaxPoolGradAttrs;
+  const n = sizeOf(input.shape);
+  if (input.shape.length !== 4 || dy.shape.length !== 4 || input.dtype !== 'float32' || dy.dtype !== 'float32' || (relu && (x?.dtype !== 'float32' || sizeOf(x.shape) !== n))) {
+    if (!relu) return fallback.kernelFunc(args);
+    if (reluGrad === undefined) throw new Error(`${MAX_POOL_RELU_GRAD}: the backend has no Relu gradient kernel to fall back to`);
+    const pooled = fallback.kernelFunc({ ...args, inputs: { dy, input, output: (args.inputs as Record<string, TensorInfo>).output } }) as TensorInfo;
+    try {
+      return reluGrad.kernelFunc({ inputs: { dy: pooled, x } as never, attrs: {}, backend: args.backend });
+    } finally {
+      backend.disposeData(pooled.dataId);
+    }
+  }
+  const geometry = poolGeometry(input, attrs);
+  if (sizeOf(dy.shape) !== geometry[0] * geometry[4] * geometry[5] * geometry[3]) return fallback.kernelFunc(args);
+  const out = backend.makeOutput([...input.shape], 'float32');
+  addon.maxPoolGrad(f32(backend, input), f32(backend, dy), f32(backend, out), geometry, relu && x !== undefined ? f32(backend, x) : null);
+  return out;
+}
+
 /** Names of the kernels the native backend computes in its addon (the rest are wasm's). */
-export const NATIVE_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul', '_FusedMatMul', ADAM_STEP] as const;
+export const NATIVE_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul', '_FusedMatMul', ADAM_STEP, 'MaxPoolGrad', MAX_POOL_RELU_GRAD] as const;
 
 /**
  * The native kernel configs for `backendName`, each falling back to `wasmConfigs`' kernel of the
@@ -182,10 +227,10 @@ export const NATIVE_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 
  * calls when the backend is activated).
  */
 export function nativeKernelConfigs(addon: NativeBlasAddon, backendName: string, wasmConfigs: ReadonlyMap<string, KernelConfig>): KernelConfig[] {
-  const make = (kernelName: (typeof NATIVE_KERNELS)[number], run: (fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[]): KernelConfig => {
-    const fallback = wasmConfigs.get(kernelName);
+  const make = (kernelName: (typeof NATIVE_KERNELS)[number], run: (fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[], fallbackName: string = kernelName): KernelConfig => {
+    const fallback = wasmConfigs.get(fallbackName);
     if (fallback === undefined) throw new Error(`the wasm backend registers no ${kernelName} kernel to fall back to`);
-    return { ...fallback, backendName, kernelFunc: (args: KernelArgs) => run(fallback, args) };
+    return { ...fallback, kernelName, backendName, kernelFunc: (args: KernelArgs) => run(fallback, args) };
   };
   return [
     make('Conv2D', (f, args) => conv2dForward(addon, f, args, false)),
@@ -195,5 +240,7 @@ export function nativeKernelConfigs(addon: NativeBlasAddon, backendName: string,
     make('BatchMatMul', (f, args) => matMul(addon, f, args, false)),
     make('_FusedMatMul', (f, args) => matMul(addon, f, args, true)),
     make(ADAM_STEP, (f, args) => adamStep(addon, f, args)),
+    make('MaxPoolGrad', (f, args) => maxPoolGrad(addon, f, undefined, args, false)),
+    make(MAX_POOL_RELU_GRAD, (f, args) => maxPoolGrad(addon, f, wasmConfigs.get(RELU_GRAD), args, true), 'MaxPoolGrad'),
   ];
 }

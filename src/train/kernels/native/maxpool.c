@@ -1,0 +1,179 @@
+/*
+ * Max pooling's gradient on the native backend's threads (blas.c registers it): each output window
+ * finds its maximum once per channel and sends dy there, the rule of max-pool-grad.ts's kernels
+ * (ties to the first maximum in row-major window order, padding never wins, a window of NaNs or
+ * -Infinity sends nothing), and optionally Relu's gradient in the same pass (dx * step(x), the
+ * bits of activation-grad.ts's kernel), where a compiled step reads the pool's gradient only
+ * through it. Layout NHWC: x and dx [B, H, W, C], dy [B, OH, OW, C].
+ *
+ * Threads: whole batch items per part. An item's dx is written by one part alone, its windows in
+ * the same order whoever runs it: the bits do not depend on the thread count or the cut.
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "blocks.h"
+#include "maxpool.h"
+#include "pool.h"
+
+/* Geometry array layout shared with kernels.ts (poolGeometry). */
+enum { P_B, P_H, P_W, P_C, P_OH, P_OW, P_KH, P_KW, P_SH, P_SW, P_PT, P_PL, P_COUNT };
+
+/* Channels whose running maxima live on the stack; more take the heap. */
+#define STACK_CHANNELS 512
+
+typedef struct {
+  const int32_t *g;
+  const float *x, *dy, *rx; /* rx: Relu's input (or output) for the fused gradient, or NULL */
+  float *dx;
+} MaxPoolGrad;
+
+/* Items [lo, hi) of dx, with running maxima `best` and their taps `at` of C entries each. */
+static void grad_items(const MaxPoolGrad *p, int64_t lo, int64_t hi, float *best, int32_t *at) {
+  const int32_t *g = p->g;
+  const int32_t H = g[P_H], W = g[P_W], C = g[P_C], OH = g[P_OH], OW = g[P_OW], KH = g[P_KH], KW = g[P_KW];
+  const int32_t sh = g[P_SH], sw = g[P_SW], pt = g[P_PT], pl = g[P_PL];
+  const size_t item = (size_t)H * W * C;
+  for (int64_t b = lo; b < hi; b++) {
+    const float *x = p->x + (size_t)b * item;
+    float *dx = p->dx + (size_t)b * item;
+    const float *dy = p->dy + (size_t)b * OH * OW * C;
+    memset(dx, 0, item * sizeof(float));
+    for (int32_t oh = 0; oh < OH; oh++) {
+      /* In 64 bits: oh * sh may pass 2^31 on a hostile geometry (the window is then empty). */
+      const int64_t ih0 = (int64_t)oh * sh - pt, ihLo = ih0 < 0 ? 0 : ih0, ihHi = ih0 + KH < H ? ih0 + KH : H;
+      for (int32_t ow = 0; ow < OW; ow++, dy += C) {
+        const int64_t iw0 = (int64_t)ow * sw - pl, iwLo = iw0 < 0 ? 0 : iw0, iwHi = iw0 + KW < W ? iw0 + KW : W;
+        for (int32_t c = 0; c < C; c++) {
+          best[c] = -__builtin_inff();
+          at[c] = -1;
+        }
+        for (int64_t ih = ihLo; ih < ihHi; ih++) {
+          for (int64_t iw = iwLo; iw < iwHi; iw++) {
+            const int32_t tap = (int32_t)(ih * W + iw);
+            const float *row = x + (size_t)tap * C;
+            for (int32_t c = 0; c < C; c++) {
+              const int more = row[c] > best[c];
+              best[c] = more ? row[c] : best[c];
+              at[c] = more ? tap : at[c];
+            }
+          }
+        }
+        for (int32_t c = 0; c < C; c++) {
+          if (at[c] >= 0) dx[(size_t)at[c] * C + c] += dy[c];
+        }
+      }
+    }
+    if (p->rx != NULL) {
+      /* Relu's gradient: dx * step(x), step 1 above 0, 0 elsewhere, NaN for NaN. */
+      const float *rx = p->rx + (size_t)b * item;
+      for (size_t i = 0; i < item; i++) {
+        const float v = rx[i];
+        const float s = v != v ? v : (v > 0.0f ? 1.0f : 0.0f);
+        dx[i] = dx[i] * s;
+      }
+    }
+  }
+}
+
+static void grad_part(void *arg, int i, int parts, int thread) {
+  (void)thread;
+  const MaxPoolGrad *p = (const MaxPoolGrad *)arg;
+  const int32_t C = p->g[P_C];
+  int64_t lo, hi;
+  part_range(p->g[P_B], i, parts, &lo, &hi);
+  if (hi <= lo) return;
+  if (C <= STACK_CHANNELS) {
+    float best[STACK_CHANNELS];
+    int32_t at[STACK_CHANNELS];
+    grad_items(p, lo, hi, best, at);
+    return;
+  }
+  float *best = (float *)malloc((size_t)C * sizeof(float));
+  int32_t *at = (int32_t *)malloc((size_t)C * sizeof(int32_t));
+  if (best != NULL && at != NULL) grad_items(p, lo, hi, best, at);
+  free(best);
+  free(at);
+}
+
+static int arg_error(napi_env env, const char *message) {
+  napi_throw_type_error(env, "ND_NATIVE_ARGUMENT", message);
+  return 0;
+}
+
+static int f32_arg(napi_env env, napi_value v, float **data, size_t *length) {
+  bool typed = false;
+  napi_typedarray_type type;
+  void *ptr = NULL;
+  if (napi_is_typedarray(env, v, &typed) != napi_ok || !typed || napi_get_typedarray_info(env, v, &type, length, &ptr, NULL, NULL) != napi_ok ||
+      type != napi_float32_array) {
+    return arg_error(env, "maxPoolGrad: expected a Float32Array");
+  }
+  *data = (float *)ptr;
+  return 1;
+}
+
+/* The product of `n` non-negative values, or 0 with a RangeError thrown when it overflows size_t. */
+static int checked_product(napi_env env, const int32_t *v, int n, size_t *out) {
+  size_t p = 1;
+  for (int i = 0; i < n; i++) {
+    if (__builtin_mul_overflow(p, (size_t)v[i], &p)) {
+      napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", "maxPoolGrad: the sizes' product does not fit in memory (it overflows)");
+      return 0;
+    }
+  }
+  *out = p;
+  return 1;
+}
+
+/*
+ * maxPoolGrad(x, dy, dx, geometry, reluX | null): dx = the gradient of a max pool of x (geometry:
+ * B, H, W, C, OH, OW, KH, KW, strideH, strideW, padTop, padLeft), times step(reluX) when given.
+ */
+napi_value max_pool_grad(napi_env env, napi_callback_info info, Pool *pool) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return arg_error(env, "maxPoolGrad takes 5 arguments"), NULL;
+  MaxPoolGrad p = {NULL, NULL, NULL, NULL, NULL};
+  float *x, *dy, *rx = NULL;
+  size_t lx, ldy, ldx, lrx = 0, lg = 0;
+  if (!f32_arg(env, argv[0], &x, &lx) || !f32_arg(env, argv[1], &dy, &ldy) || !f32_arg(env, argv[2], &p.dx, &ldx)) return NULL;
+  bool typed = false;
+  napi_typedarray_type type;
+  void *gp = NULL;
+  if (napi_is_typedarray(env, argv[3], &typed) != napi_ok || !typed || napi_get_typedarray_info(env, argv[3], &type, &lg, &gp, NULL, NULL) != napi_ok ||
+      type != napi_int32_array || lg < P_COUNT) {
+    return arg_error(env, "maxPoolGrad: expected an Int32Array geometry of 12 values"), NULL;
+  }
+  napi_valuetype rt;
+  if (napi_typeof(env, argv[4], &rt) != napi_ok) return arg_error(env, "maxPoolGrad: unreadable reluX"), NULL;
+  if (rt != napi_null && rt != napi_undefined && !f32_arg(env, argv[4], &rx, &lrx)) return NULL;
+  const int32_t *g = (const int32_t *)gp;
+  for (int i = 0; i < P_COUNT; i++) {
+    if (g[i] < 0) return arg_error(env, "maxPoolGrad: negative geometry value"), NULL;
+  }
+  if (g[P_KH] == 0 || g[P_KW] == 0 || g[P_SH] == 0 || g[P_SW] == 0) return arg_error(env, "maxPoolGrad: windows and strides must be at least 1"), NULL;
+  const int32_t xd[4] = {g[P_B], g[P_H], g[P_W], g[P_C]}, yd[4] = {g[P_B], g[P_OH], g[P_OW], g[P_C]}, taps[3] = {g[P_H], g[P_W], 1};
+  size_t xs, ys, tapCount;
+  if (!checked_product(env, xd, 4, &xs) || !checked_product(env, yd, 4, &ys) || !checked_product(env, taps, 3, &tapCount)) return NULL;
+  if (tapCount > INT32_MAX) return napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", "maxPoolGrad: H * W must fit in an int32"), NULL;
+  if (lx < xs || ldx < xs || ldy < ys || (rx != NULL && lrx < xs)) {
+    char message[200];
+    snprintf(message, sizeof message, "maxPoolGrad: x, dx (and reluX) need %zu floats, dy %zu; found %zu, %zu, %zu and %zu", xs, ys, lx, ldx, ldy, lrx);
+    napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", message);
+    return NULL;
+  }
+  if (xs == 0) return NULL;
+  p.g = g;
+  p.x = x;
+  p.dy = dy;
+  p.rx = rx;
+  /* A part per thread when the whole is worth a wake-up; an item is never split (same bits). */
+  const int threads = pool_threads(pool);
+  const int parts = xs < 65536 ? 1 : (g[P_B] < threads ? g[P_B] : threads);
+  pool_run(parts > 1 ? pool : NULL, grad_part, &p, parts);
+  return NULL;
+}
