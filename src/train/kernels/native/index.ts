@@ -27,7 +27,7 @@ export const NATIVE = 'native';
 /**
  * Register the `native` backend once (throws the addon's {@link MissingDependencyError} when it is
  * not built). Call after the wasm kernel fixes are registered: the backend takes a copy of every
- * kernel registered for `wasm` at that moment, then puts the native kernels in place of six.
+ * kernel registered for `wasm` at that moment, then puts the native kernels in place of theirs (NATIVE_KERNELS).
  *
  * @param makeBackend creates the backend instance (a BackendWasm over its own wasm module).
  */
