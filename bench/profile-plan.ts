@@ -14,7 +14,9 @@
  * replay, each way. What is switched: `fusion`, element-wise chains fused
  * (planSwitch.fuseElementwise); `kernels`, Transpose in WebAssembly, GatherV2 as row copies and
  * SplitV through our Slice (simdKernelSwitch.transposeInWasm, gatherRows, splitInMemory);
- * `epilogue`, bias adds in the GEMM before them on native (epilogueSwitch.fuseBias); `bmm`, the
+ * `epilogue`, bias adds in the GEMM before them on native (epilogueSwitch.fuseBias); `activation`,
+ * on native the ReLUs in those epilogues and Relu's gradient in a max pool gradient's pass
+ * (epilogueSwitch.fuseRelu, fusePoolGrad; the bias adds fused both ways); `bmm`, the
  * batched products of small items in WebAssembly against the stock BatchMatMul
  * (simdKernelSwitch.batchMatMulInWasm; wasm only, native multiplies with OpenBLAS); `conv`, the
  * convolutions and their gradients in WebAssembly (conv2d.c) against XNNPACK and the column
@@ -27,7 +29,7 @@
  * --threads N (native only; default 1) trains on N threads the way `ndiff train --threads N` does
  * (the native kernels on the addon's N threads, on the one JavaScript thread).
  *
- *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--threads N] [--compare fusion|kernels|epilogue|bmm|conv|arena|all] [--rounds N] [--transformer DIR]
+ *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--threads N] [--compare fusion|kernels|epilogue|activation|bmm|conv|arena|all] [--rounds N] [--transformer DIR]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -52,7 +54,7 @@ const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const childBackend = args.includes('--child') ? opt('--child', 'wasm') : undefined;
 const compare = args.includes('--compare') ? opt('--compare', 'fusion') : null;
-if (compare !== null && !['fusion', 'kernels', 'epilogue', 'bmm', 'conv', 'arena', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue, bmm, conv, arena or all, got ${compare}`);
+if (compare !== null && !['fusion', 'kernels', 'epilogue', 'activation', 'bmm', 'conv', 'arena', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue, activation, bmm, conv, arena or all, got ${compare}`);
 /** In a child: run only this way (on or off) of --compare. */
 const onlyWay = args.includes('--way') ? opt('--way', 'on') === 'on' : null;
 const rounds = Number(opt('--rounds', compare ? '3' : '1'));
@@ -64,6 +66,7 @@ function setWay(on: boolean): void {
   if (compare === 'fusion' || compare === 'all') planSwitch.fuseElementwise = on;
   if (compare === 'kernels' || compare === 'all') Object.assign(simdKernelSwitch, { transposeInWasm: on, gatherRows: on, splitInMemory: on });
   if (compare === 'epilogue' || compare === 'all') epilogueSwitch.fuseBias = on;
+  if (compare === 'activation' || compare === 'all') Object.assign(epilogueSwitch, { fuseRelu: on, fusePoolGrad: on });
   if (compare === 'bmm' || compare === 'all') simdKernelSwitch.batchMatMulInWasm = on;
   if (compare === 'conv' || compare === 'all') simdKernelSwitch.convInWasm = on;
   if (compare === 'arena' || compare === 'all') arenaSwitch.planMemory = on;
@@ -164,7 +167,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : compare === 'arena' ? 'intermediates in one arena' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
+  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'activation' ? 'ReLUs in epilogues' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : compare === 'arena' ? 'intermediates in one arena' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');

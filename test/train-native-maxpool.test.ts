@@ -85,31 +85,41 @@ describe('max pooling\'s gradient on the native threads: the scalar twins\' bits
     });
   });
 
-  it('the registered kernels: MaxPoolGrad as the wasm backend computes it, and the fused kernel as MaxPoolGrad then Relu\'s gradient', async () => {
-    const x = tf.tensor4d(values(6 * 10 * 1 * 24, 40, false), [6, 10, 1, 24]);
-    const probe = tf.tensor4d(randomValues(6 * 5 * 1 * 24, 41), [6, 5, 1, 24]);
-    const rx = tf.tensor4d(randomValues(6 * 10 * 1 * 24, 42), [6, 10, 1, 24]);
-    const run = (): [Float32Array, Float32Array | null] => {
-      const dx = tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, [2, 1], [2, 1], 'valid').mul(probe).sum())(x);
-      const y = tf.maxPool(x, [2, 1], [2, 1], 'valid');
-      const attrs = { filterSize: [2, 1], strides: [2, 1], pad: 'valid' };
-      const fused = tf.getKernel(MAX_POOL_RELU_GRAD, tf.getBackend()) ? (tf.engine().runKernel(MAX_POOL_RELU_GRAD, { dy: probe, input: x, output: y, x: rx }, attrs) as tf.Tensor) : null;
-      const out: [Float32Array, Float32Array | null] = [dx.dataSync() as Float32Array, (fused?.dataSync() as Float32Array | undefined) ?? null];
-      tf.dispose([dx, y, ...(fused ? [fused] : [])]);
-      return out;
-    };
-    await initBackend('wasm');
-    const [wasmDx] = run();
-    const wasmRelu = new Float32Array(wasmDx.length);
-    reluGradJs(wasmDx, rx.dataSync() as Float32Array, wasmRelu);
-    for (const threads of [1, 2]) {
-      await initBackend('native', { threads });
-      const [dx, fused] = run();
-      assert.deepEqual(bitsOf(dx), bitsOf(wasmDx), `MaxPoolGrad on ${threads} thread(s)`);
-      assert.ok(fused !== null, 'the native backend registers the fused kernel');
-      assert.deepEqual(bitsOf(fused as Float32Array), bitsOf(wasmRelu), `the fused kernel on ${threads} thread(s)`);
-    }
-    tf.dispose([x, probe, rx]);
+  const registered: [string, [number, number, number, number], [number, number], [number, number], 'same' | 'valid'][] = [
+    ['windows apart (the addon runs them)', [6, 10, 1, 24], [2, 1], [2, 1], 'valid'],
+    ['overlapping windows (wasm\'s kernels run them)', [2, 9, 9, 8], [3, 3], [2, 2], 'same'],
+  ];
+  registered.forEach(([label, shape, k, s, pad], i) => {
+    it(`the registered kernels, ${label}: MaxPoolGrad as the wasm backend computes it, the fused kernel as MaxPoolGrad then Relu's gradient`, async () => {
+      const n = shape.reduce((a, d) => a * d, 1);
+      const x = tf.tensor4d(values(n, 40 + i, false), shape);
+      const outShape = tf.backend_util.computePool2DInfo(shape, k, s, 1, pad).outShape;
+      const probe = tf.tensor4d(randomValues(outShape.reduce((a, d) => a * d, 1), 41 + i), outShape);
+      const rx = tf.tensor4d(randomValues(n, 42 + i), shape);
+      const run = (): [Float32Array, Float32Array | null] => {
+        const dx = tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, k, s, pad).mul(probe).sum())(x);
+        const y = tf.maxPool(x, k, s, pad);
+        const attrs = { filterSize: k, strides: s, pad };
+        const fused = tf.getKernel(MAX_POOL_RELU_GRAD, tf.getBackend()) ? (tf.engine().runKernel(MAX_POOL_RELU_GRAD, { dy: probe, input: x, output: y, x: rx }, attrs) as tf.Tensor) : null;
+        const out: [Float32Array, Float32Array | null] = [dx.dataSync() as Float32Array, (fused?.dataSync() as Float32Array | undefined) ?? null];
+        tf.dispose([dx, y, ...(fused ? [fused] : [])]);
+        return out;
+      };
+      await initBackend('wasm');
+      const [wasmDx] = run();
+      const wasmRelu = new Float32Array(wasmDx.length);
+      reluGradJs(wasmDx, rx.dataSync() as Float32Array, wasmRelu);
+      for (const threads of [1, 2]) {
+        await initBackend('native', { threads });
+        const before = tf.memory().numTensors;
+        const [dx, fused] = run();
+        assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+        assert.deepEqual(bitsOf(dx), bitsOf(wasmDx), `MaxPoolGrad on ${threads} thread(s)`);
+        assert.ok(fused !== null, 'the native backend registers the fused kernel');
+        assert.deepEqual(bitsOf(fused), bitsOf(wasmRelu), `the fused kernel on ${threads} thread(s)`);
+      }
+      tf.dispose([x, probe, rx]);
+    });
   });
 
   it('short views, a short geometry and overflowing sizes: refused with a typed error, the output untouched', async () => {

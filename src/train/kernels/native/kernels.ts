@@ -192,8 +192,9 @@ function poolGeometry(input: TensorInfo, attrs: tf.MaxPoolGradAttrs): Int32Array
 
 /**
  * MaxPoolGrad on the addon's threads (maxpool.c: max-pool-grad.ts's rule, its bits), and with
- * `reluX` Relu's gradient after it in the same pass. What is not float32 NHWC of matching sizes
- * goes to the wasm kernels (MaxPoolGrad, then Relu's gradient), which say what is wrong.
+ * `reluX` Relu's gradient after it in the same pass, for windows that do not overlap (the keyword
+ * model's). Overlapping windows, and what is not float32 NHWC of matching sizes, go to the wasm
+ * kernels (MaxPoolGrad, then Relu's gradient), which say what is wrong.
  */
 function maxPoolGrad(addon: NativeBlasAddon, fallback: KernelConfig, reluGrad: KernelConfig | undefined, args: KernelArgs, relu: boolean): TensorInfo | TensorInfo[] {
   const backend = asWasm(args.backend);
@@ -201,7 +202,11 @@ function maxPoolGrad(addon: NativeBlasAddon, fallback: KernelConfig, reluGrad: K
   if (dy === undefined || input === undefined || (relu && x === undefined)) throw new Error(`${relu ? MAX_POOL_RELU_GRAD : 'MaxPoolGrad'}: inputs dy, input${relu ? ' and x' : ''} are required`);
   const attrs = args.attrs as unknown as tf.MaxPoolGradAttrs;
   const n = sizeOf(input.shape);
-  if (input.shape.length !== 4 || dy.shape.length !== 4 || input.dtype !== 'float32' || dy.dtype !== 'float32' || (relu && (x?.dtype !== 'float32' || sizeOf(x.shape) !== n))) {
+  const geometry = input.shape.length === 4 ? poolGeometry(input, attrs) : undefined;
+  // Overlapping windows (a stride under the window) stay on wasm's SIMD kernel: maxpool.c took
+  // about 2x its time on a 3x3 stride-2 pool (bench/pool-grad.ts), and 0.8-0.9x on the keyword pools.
+  const overlapping = geometry !== undefined && (geometry[8] < geometry[6] || geometry[9] < geometry[7]);
+  if (geometry === undefined || overlapping || dy.shape.length !== 4 || input.dtype !== 'float32' || dy.dtype !== 'float32' || (relu && (x?.dtype !== 'float32' || sizeOf(x.shape) !== n))) {
     if (!relu) return fallback.kernelFunc(args);
     if (reluGrad === undefined) throw new Error(`${MAX_POOL_RELU_GRAD}: the backend has no Relu gradient kernel to fall back to`);
     const pooled = fallback.kernelFunc({ ...args, inputs: { dy, input, output: (args.inputs as Record<string, TensorInfo>).output } }) as TensorInfo;
@@ -211,7 +216,6 @@ function maxPoolGrad(addon: NativeBlasAddon, fallback: KernelConfig, reluGrad: K
       backend.disposeData(pooled.dataId);
     }
   }
-  const geometry = poolGeometry(input, attrs);
   if (sizeOf(dy.shape) !== geometry[0] * geometry[4] * geometry[5] * geometry[3]) return fallback.kernelFunc(args);
   const out = backend.makeOutput([...input.shape], 'float32');
   addon.maxPoolGrad(f32(backend, input), f32(backend, dy), f32(backend, out), geometry, relu && x !== undefined ? f32(backend, x) : null);
