@@ -1,0 +1,87 @@
+/**
+ * How the native backend's kernels scale with its threads on the keyword model's shapes (batch 64,
+ * examples/keyword-spotting/model.ts as tfjs runs it: conv1d as [batch, 1, frames, channels] by a
+ * [1, taps, in, out] filter; the dense layers' products and their gradients): every kernel the
+ * training step calls into the addon, wall ms per call at 1 thread and at every core, in rounds
+ * (1 thread, every core, 1 thread, ...: the pool is restarted between them, outside the timing),
+ * medians of the calls; with GFLOP/s at one thread. What a kernel gains from a second thread is the
+ * ratio in the last column.
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/native-threads-shapes.ts [--reps N] [--rounds N]
+ */
+import os from 'node:os';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/train/backend.ts';
+import { nativeAddonStatus, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { seededRandom } from '../src/train/data.ts';
+
+const args = process.argv.slice(2);
+const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const reps = Number(opt('--reps', '15'));
+const rounds = Number(opt('--rounds', '3'));
+const status = nativeAddonStatus();
+if (!status.available) throw new Error(`the native addon is not built (${status.reason}): npm run build:native`);
+await initBackend('native', { threads: 1 });
+const random = seededRandom(5);
+const tensor = (shape: number[]) => tf.tensor(Float32Array.from({ length: shape.reduce((a, d) => a * d, 1) }, () => random() * 2 - 1), shape);
+const B = 64;
+
+interface Case { label: string; flops: number; run: () => tf.Tensor }
+const cases: Case[] = [];
+// [name, frames in, channels in, taps, channels out, stride]
+const convs: [string, number, number, number, number, number][] = [
+  ['conv1', 49, 40, 5, 96, 2],
+  ['conv2', 25, 96, 3, 128, 1],
+  ['conv3', 12, 128, 3, 160, 1],
+  ['conv4', 6, 160, 3, 192, 1],
+];
+for (const [name, L, CI, KW, CO, s] of convs) {
+  const x = tensor([B, 1, L, CI]) as tf.Tensor4D;
+  const w = tensor([1, KW, CI, CO]) as tf.Tensor4D;
+  const bias = tensor([CO]) as tf.Tensor1D;
+  const dy = tensor(tf.conv2d(x, w, [1, s], 'same').shape);
+  const flops = 2 * B * (dy.shape[2] as number) * KW * CI * CO;
+  cases.push({ label: `${name} forward (bias, relu)`, flops, run: () => tf.fused.conv2d({ x, filter: w, strides: [1, s], pad: 'same', bias, activation: 'relu' }) });
+  cases.push({ label: `${name} filter gradient`, flops, run: () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: [1, s], pad: 'same', dataFormat: 'NHWC', filterShape: w.shape } as never) as tf.Tensor });
+  if (name !== 'conv1') cases.push({ label: `${name} input gradient`, flops, run: () => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { strides: [1, s], pad: 'same', dataFormat: 'NHWC', inputShape: x.shape } as never) as tf.Tensor });
+}
+const h = tensor([B, 1152]);
+const wh = tensor([1152, 256]);
+const dh = tensor([B, 256]);
+cases.push({ label: 'hidden dense forward [64,1152]x[1152,256]', flops: 2 * B * 1152 * 256, run: () => tf.matMul(h, wh) });
+cases.push({ label: 'hidden dense input gradient', flops: 2 * B * 1152 * 256, run: () => tf.matMul(dh, wh, false, true) });
+cases.push({ label: 'hidden dense weight gradient', flops: 2 * B * 1152 * 256, run: () => tf.matMul(h, dh, true, false) });
+
+const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const cores = os.availableParallelism();
+const walls = new Map<string, number[]>();
+for (let r = 0; r < rounds; r++) {
+  for (const threads of [1, cores]) {
+    setNativeThreads(threads);
+    for (const c of cases) {
+      for (let i = 0; i < reps + 2; i++) {
+        const t0 = performance.now();
+        const out = c.run();
+        const t1 = performance.now();
+        out.dispose();
+        if (i >= 2) {
+          const key = `${c.label}|${threads}`;
+          walls.set(key, [...(walls.get(key) ?? []), t1 - t0]);
+        }
+      }
+    }
+  }
+}
+console.log(`native kernels on the keyword model's shapes (batch ${B}), wall ms per call, median of ${reps * rounds}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+console.log(`| kernel | 1 thread ms | GFLOP/s | ${cores} threads ms | ${cores}/1 |`);
+console.log('|---|---:|---:|---:|---:|');
+let one = 0;
+let all = 0;
+for (const c of cases) {
+  const a = median(walls.get(`${c.label}|1`) ?? []);
+  const b = median(walls.get(`${c.label}|${cores}`) ?? []);
+  one += a;
+  all += b;
+  console.log(`| ${c.label} | ${a.toFixed(3)} | ${(c.flops / a / 1e6).toFixed(0)} | ${b.toFixed(3)} | ${(a / b).toFixed(2)}x |`);
+}
+console.log(`| all of them | ${one.toFixed(3)} | | ${all.toFixed(3)} | ${(one / all).toFixed(2)}x |`);
