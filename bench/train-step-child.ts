@@ -4,7 +4,8 @@
  *
  *   node --conditions=neural-diff-source --import tsx bench/train-step-child.ts MODEL THREADS BATCH STEPS CHUNK [BACKEND]
  *
- * Full fine-tuning of every trainable weight through our training loop (src/train/loop.ts): Adam,
+ * Full fine-tuning of every trainable weight through our training loop (src/train/loop.ts): the
+ * trainer's Adam (src/train/kernels/adam.ts, as trainDiff uses it),
  * layers in inference mode, random inputs. BACKEND is `wasm` (default), `native`, `native-pool` or
  * `native-threads` (bench/step-backends.ts): on wasm, THREADS > 1 splits each batch across worker
  * threads; on native, what `ndiff train` does: the worker pool with the native kernels on one
@@ -26,6 +27,7 @@ import { keywordModel } from '../examples/keyword-spotting/model.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
 import { seededRandom } from '../src/train/data.ts';
 import { stepBackend } from './step-backends.ts';
+import { adam } from '../src/train/kernels/adam.ts';
 
 const [modelName, threadsArg, batchArg, stepsArg, chunkArg, backendArg = 'wasm'] = process.argv.slice(2);
 const mode = stepBackend(backendArg);
@@ -49,7 +51,9 @@ const y = Int32Array.from({ length: examples }, () => Math.floor(random() * clas
 for (const layer of model.layers) layer.trainable = true;
 const vars = namedVariables(model).filter((v) => v.trainable);
 const param = new Identity(vars.map((v) => v.name), new Map(vars.map((v) => [v.name, v.variable.name])));
-const opt = tf.train.adam(1e-4);
+// The trainer's Adam (what `ndiff train` runs: adam.ts's fused step, inside the compiled plan),
+// not tfjs' own, whose dozen eager kernel calls per variable ran outside the plan after every step.
+const opt = adam(1e-4);
 const fromLogits = (model.layers[model.layers.length - 1].getConfig() as { activation?: string }).activation !== 'softmax';
 // Threads 1 without a chunk limit is the loop exactly as it runs without a pool.
 const poolThreads = pooled ? threads : 1;
