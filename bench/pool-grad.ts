@@ -1,6 +1,7 @@
 /**
- * Max pooling's gradient on the native backend: the addon's kernel (maxpool.c, on its threads)
- * against the wasm backend's (max-pool-grad.c, WebAssembly SIMD, one thread), alternated call by
+ * Max pooling and its gradient on the native backend: the addon's kernels (maxpool.c, on its
+ * threads) against the wasm backend's (XNNPACK's MaxPool; max-pool-grad.c, WebAssembly SIMD, one
+ * thread), alternated call by
  * call in one process on the same operands, and the addon's kernel with Relu's gradient in its
  * pass (what compiled steps run) against the wasm MaxPoolGrad followed by the wasm Relu gradient.
  * Shapes: the keyword model's two pools at batch 64 and a 3x3 stride-2 pool over 56x56x64 images
@@ -37,6 +38,8 @@ const wasmPool = kernel('MaxPoolGrad', 'wasm');
 const wasmRelu = kernel(RELU_GRAD, 'wasm');
 const nativePool = kernel('MaxPoolGrad', 'native');
 const nativeFused = kernel(MAX_POOL_RELU_GRAD, 'native');
+const wasmForward = kernel('MaxPool', 'wasm');
+const nativeForward = kernel('MaxPool', 'native');
 
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 /** CPU and wall ms of each way, alternated call by call. */
@@ -66,8 +69,8 @@ const shapes: [string, number[], [number, number], [number, number], 'same' | 'v
   ['[8,56,56,64] 3x3 stride 2 same', [8, 56, 56, 64], [3, 3], [2, 2], 'same'],
 ];
 console.log(`max pooling's gradient, native addon against wasm; median of ${reps} calls each, alternated; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-console.log('| shape | threads | wasm MaxPoolGrad CPU ms (wall) | native | wasm/native CPU, wall | wasm MaxPoolGrad + Relu gradient | native fused | wasm/native CPU, wall |');
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| shape | threads | wasm MaxPool CPU ms (wall) | native | wasm/native CPU, wall | wasm MaxPoolGrad | native | wasm/native | wasm MaxPoolGrad + Relu gradient | native fused | wasm/native |');
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const threads of [1, os.availableParallelism()]) {
   setNativeThreads(threads);
   for (const [label, shape, k, s, pad] of shapes) {
@@ -77,7 +80,9 @@ for (const threads of [1, os.availableParallelism()]) {
     const rx = tensor(shape);
     const attrs = { filterSize: k, strides: s, pad } as unknown as NamedAttrMap;
     const pool = { dy, input: x, output: y } as unknown as Record<string, TensorInfo>;
-    const [w, n, wr, nf] = time([
+    const [wf, nfw, w, n, wr, nf] = time([
+      () => [wasmForward({ x } as unknown as Record<string, TensorInfo>, attrs)],
+      () => [nativeForward({ x } as unknown as Record<string, TensorInfo>, attrs)],
       () => [wasmPool(pool, attrs)],
       () => [nativePool(pool, attrs)],
       () => {
@@ -88,7 +93,7 @@ for (const threads of [1, os.availableParallelism()]) {
       () => [nativeFused({ ...pool, x: rx } as unknown as Record<string, TensorInfo>, attrs)],
     ]);
     const f = (t: { cpu: number; wall: number }) => `${t.cpu.toFixed(3)} (${t.wall.toFixed(3)})`;
-    console.log(`| ${label} | ${threads} | ${f(w)} | ${f(n)} | ${(w.cpu / n.cpu).toFixed(2)}x, ${(w.wall / n.wall).toFixed(2)}x | ${f(wr)} | ${f(nf)} | ${(wr.cpu / nf.cpu).toFixed(2)}x, ${(wr.wall / nf.wall).toFixed(2)}x |`);
+    console.log(`| ${label} | ${threads} | ${f(wf)} | ${f(nfw)} | ${(wf.cpu / nfw.cpu).toFixed(2)}x, ${(wf.wall / nfw.wall).toFixed(2)}x | ${f(w)} | ${f(n)} | ${(w.cpu / n.cpu).toFixed(2)}x, ${(w.wall / n.wall).toFixed(2)}x | ${f(wr)} | ${f(nf)} | ${(wr.cpu / nf.cpu).toFixed(2)}x, ${(wr.wall / nf.wall).toFixed(2)}x |`);
     tf.dispose([x, y, dy, rx]);
   }
 }

@@ -15,8 +15,9 @@
  * (planSwitch.fuseElementwise); `kernels`, Transpose in WebAssembly, GatherV2 as row copies and
  * SplitV through our Slice (simdKernelSwitch.transposeInWasm, gatherRows, splitInMemory);
  * `epilogue`, bias adds in the GEMM before them on native (epilogueSwitch.fuseBias); `activation`,
- * on native the ReLUs in those epilogues and Relu's gradient in a max pool gradient's pass
- * (epilogueSwitch.fuseRelu, fusePoolGrad; the bias adds fused both ways); `bmm`, the
+ * on native the ReLUs in those epilogues, Relu's gradient in a max pool gradient's pass and the
+ * addon's max pools (epilogueSwitch.fuseRelu, fusePoolGrad, nativePoolSwitch; the bias adds fused
+ * both ways) against wasm's pools and separate Relu kernels; `bmm`, the
  * batched products of small items in WebAssembly against the stock BatchMatMul
  * (simdKernelSwitch.batchMatMulInWasm; wasm only, native multiplies with OpenBLAS); `conv`, the
  * convolutions and their gradients in WebAssembly (conv2d.c) against XNNPACK and the column
@@ -47,6 +48,7 @@ import { ELEMENTWISE_KERNELS, FUSED_ELEMENTWISE, planSwitch } from '../src/train
 import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
 import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
 import { arenaSwitch } from '../src/train/compiled/arena.ts';
+import { nativePoolSwitch } from '../src/train/kernels/native/kernels.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -66,7 +68,10 @@ function setWay(on: boolean): void {
   if (compare === 'fusion' || compare === 'all') planSwitch.fuseElementwise = on;
   if (compare === 'kernels' || compare === 'all') Object.assign(simdKernelSwitch, { transposeInWasm: on, gatherRows: on, splitInMemory: on });
   if (compare === 'epilogue' || compare === 'all') epilogueSwitch.fuseBias = on;
-  if (compare === 'activation' || compare === 'all') Object.assign(epilogueSwitch, { fuseRelu: on, fusePoolGrad: on });
+  if (compare === 'activation' || compare === 'all') {
+    Object.assign(epilogueSwitch, { fuseRelu: on, fusePoolGrad: on });
+    nativePoolSwitch.addon = on;
+  }
   if (compare === 'bmm' || compare === 'all') simdKernelSwitch.batchMatMulInWasm = on;
   if (compare === 'conv' || compare === 'all') simdKernelSwitch.convInWasm = on;
   if (compare === 'arena' || compare === 'all') arenaSwitch.planMemory = on;
@@ -167,7 +172,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'activation' ? 'ReLUs in epilogues' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : compare === 'arena' ? 'intermediates in one arena' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
+  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'activation' ? 'ReLUs in epilogues, the addon\'s max pools' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : compare === 'arena' ? 'intermediates in one arena' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');

@@ -1,8 +1,8 @@
 /**
- * Max pooling's gradient on the native backend (src/train/kernels/native/maxpool.c), alone and with
+ * Max pooling and its gradient on the native backend (src/train/kernels/native/maxpool.c), alone and with
  * Relu's gradient in the same pass (the kernel compiled steps run in place of MaxPoolGrad then
  * Relu's gradient: src/train/compiled/epilogue.ts): bit for bit the scalar twins' values
- * (max-pool-grad.ts's maxPoolGradJs, activation-grad.ts's reluGradJs) on many geometries, at 1, 2
+ * (max-pool-grad.ts's maxPoolGradJs, activation-grad.ts's reluGradJs, maxPoolJs below) on many geometries, at 1, 2
  * and 3 threads; the registered kernels against the wasm backend's; bad arguments refused with a
  * typed error before anything is written. Skipped, saying why, where the addon is not built.
  */
@@ -28,6 +28,28 @@ function geometryOf(input: [number, number, number, number], k: [number, number]
     B: info.batchSize, H: info.inHeight, W: info.inWidth, C: info.inChannels, OH: info.outHeight, OW: info.outWidth,
     KH: info.filterHeight, KW: info.filterWidth, sh: info.strideHeight, sw: info.strideWidth, pt: info.padInfo.top, pl: info.padInfo.left,
   };
+}
+
+/** Scalar twin of maxpool.c's forward pass: each window's first value above the running maximum from -Infinity. */
+function maxPoolJs(xs: Float32Array, out: Float32Array, g: PoolGeometry): void {
+  const { B, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl } = g;
+  let o = 0;
+  for (let b = 0; b < B; b++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++, o += C) {
+        for (let c = 0; c < C; c++) {
+          let best = -Infinity;
+          for (let ih = Math.max(0, oh * sh - pt); ih < Math.min(H, oh * sh - pt + KH); ih++) {
+            for (let iw = Math.max(0, ow * sw - pl); iw < Math.min(W, ow * sw - pl + KW); iw++) {
+              const v = xs[((b * H + ih) * W + iw) * C + c];
+              if (v > best) best = v;
+            }
+          }
+          out[o + c] = best;
+        }
+      }
+    }
+  }
 }
 
 const asArray = (g: PoolGeometry) => Int32Array.of(g.B, g.H, g.W, g.C, g.OH, g.OW, g.KH, g.KW, g.sh, g.sw, g.pt, g.pl);
@@ -59,7 +81,7 @@ describe('max pooling\'s gradient on the native threads: the scalar twins\' bits
   });
 
   cases.forEach(([label, shape, k, s, pad], i) => {
-    it(`${label}: alone and with Relu's gradient, at 1, 2 and 3 threads`, async () => {
+    it(`${label}: the pool, its gradient alone and with Relu's, at 1, 2 and 3 threads`, async () => {
       await initBackend('native', { threads: 1 });
       const addon = loadNativeAddon();
       const g = geometryOf(shape, k, s, pad);
@@ -73,8 +95,13 @@ describe('max pooling\'s gradient on the native threads: the scalar twins\' bits
       const wantRelu = new Float32Array(n);
       reluGradJs(want, rx, wantRelu);
       assert.ok(want.some((v) => v !== 0), 'some gradient reaches the input');
+      const wantY = new Float32Array(g.B * g.OH * g.OW * g.C);
+      maxPoolJs(x, wantY, g);
       for (const threads of [1, 2, 3]) {
         setNativeThreads(threads);
+        const gotY = new Float32Array(wantY.length).fill(7);
+        addon.maxPool(x, gotY, asArray(g));
+        assert.deepEqual(bitsOf(gotY), bitsOf(wantY), `${label}, ${threads} thread(s): the pool`);
         const got = new Float32Array(n).fill(7);
         addon.maxPoolGrad(x, dy, got, asArray(g), null);
         assert.deepEqual(bitsOf(got), bitsOf(want), `${label}, ${threads} thread(s): the pool's gradient`);
@@ -90,30 +117,31 @@ describe('max pooling\'s gradient on the native threads: the scalar twins\' bits
     ['overlapping windows (wasm\'s kernels run them)', [2, 9, 9, 8], [3, 3], [2, 2], 'same'],
   ];
   registered.forEach(([label, shape, k, s, pad], i) => {
-    it(`the registered kernels, ${label}: MaxPoolGrad as the wasm backend computes it, the fused kernel as MaxPoolGrad then Relu's gradient`, async () => {
+    it(`the registered kernels, ${label}: MaxPool and MaxPoolGrad as the wasm backend computes them, the fused kernel as MaxPoolGrad then Relu's gradient`, async () => {
       const n = shape.reduce((a, d) => a * d, 1);
       const x = tf.tensor4d(values(n, 40 + i, false), shape);
       const outShape = tf.backend_util.computePool2DInfo(shape, k, s, 1, pad).outShape;
       const probe = tf.tensor4d(randomValues(outShape.reduce((a, d) => a * d, 1), 41 + i), outShape);
       const rx = tf.tensor4d(randomValues(n, 42 + i), shape);
-      const run = (): [Float32Array, Float32Array | null] => {
+      const run = (): [Float32Array, Float32Array | null, Float32Array] => {
         const dx = tf.grad((a: tf.Tensor) => tf.maxPool(a as tf.Tensor4D, k, s, pad).mul(probe).sum())(x);
         const y = tf.maxPool(x, k, s, pad);
         const attrs = { filterSize: k, strides: s, pad };
         const fused = tf.getKernel(MAX_POOL_RELU_GRAD, tf.getBackend()) ? (tf.engine().runKernel(MAX_POOL_RELU_GRAD, { dy: probe, input: x, output: y, x: rx }, attrs) as tf.Tensor) : null;
-        const out: [Float32Array, Float32Array | null] = [dx.dataSync() as Float32Array, (fused?.dataSync() as Float32Array | undefined) ?? null];
+        const out: [Float32Array, Float32Array | null, Float32Array] = [dx.dataSync() as Float32Array, (fused?.dataSync() as Float32Array | undefined) ?? null, y.dataSync() as Float32Array];
         tf.dispose([dx, y, ...(fused ? [fused] : [])]);
         return out;
       };
       await initBackend('wasm');
-      const [wasmDx] = run();
+      const [wasmDx, , wasmY] = run();
       const wasmRelu = new Float32Array(wasmDx.length);
       reluGradJs(wasmDx, rx.dataSync() as Float32Array, wasmRelu);
       for (const threads of [1, 2]) {
         await initBackend('native', { threads });
         const before = tf.memory().numTensors;
-        const [dx, fused] = run();
+        const [dx, fused, y] = run();
         assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+        assert.deepEqual(bitsOf(y), bitsOf(wasmY), `MaxPool on ${threads} thread(s) (no NaN: XNNPACK's rule for them is its own)`);
         assert.deepEqual(bitsOf(dx), bitsOf(wasmDx), `MaxPoolGrad on ${threads} thread(s)`);
         assert.ok(fused !== null, 'the native backend registers the fused kernel');
         assert.deepEqual(bitsOf(fused), bitsOf(wasmRelu), `the fused kernel on ${threads} thread(s)`);
@@ -134,6 +162,8 @@ describe('max pooling\'s gradient on the native threads: the scalar twins\' bits
     const huge = Int32Array.of(1 << 30, 1 << 30, 1 << 30, 1 << 30, 1, 1, 1, 1, 1, 1, 0, 0);
     assert.throws(() => addon.maxPoolGrad(new Float32Array(n), new Float32Array(24), dx, huge, null), ModelFormatError);
     assert.throws(() => addon.maxPoolGrad(new Float32Array(n), new Float32Array(24), dx, Int32Array.of(2, 4, 4, 3, 2, 2, 0, 2, 2, 2, 0, 0), null), ModelFormatError);
+    assert.throws(() => addon.maxPool(new Float32Array(n), dx.subarray(0, 23), asArray(g)), ModelFormatError);
+    assert.throws(() => addon.maxPool(new Float32Array(n - 1), dx, asArray(g)), ModelFormatError);
     assert.ok(dx.every((v) => v === 5), 'dx untouched');
   });
 });

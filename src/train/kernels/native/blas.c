@@ -718,7 +718,11 @@ static napi_value adam_step(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* maxPoolGrad(x, dy, dx, geometry, reluX | null): maxpool.c, on this instance's threads. */
+/* maxPool(x, y, geometry) and maxPoolGrad(x, dy, dx, geometry, reluX | null): maxpool.c, on this instance's threads. */
+static napi_value max_pool_entry(napi_env env, napi_callback_info info) {
+  Instance *inst = instance(env);
+  return max_pool(env, info, inst == NULL ? NULL : inst->pool);
+}
 static napi_value max_pool_grad_entry(napi_env env, napi_callback_info info) {
   Instance *inst = instance(env);
   return max_pool_grad(env, info, inst == NULL ? NULL : inst->pool);
@@ -774,6 +778,7 @@ NAPI_MODULE_INIT() {
       {"conv2dBackpropInput", NULL, conv2d_backprop_input, NULL, NULL, NULL, napi_enumerable, NULL},
       {"biasActivation", NULL, bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adamStep", NULL, adam_step, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"maxPool", NULL, max_pool_entry, NULL, NULL, NULL, napi_enumerable, NULL},
       {"maxPoolGrad", NULL, max_pool_grad_entry, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, blas_info, NULL, NULL, NULL, napi_enumerable, NULL},

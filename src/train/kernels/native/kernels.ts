@@ -206,7 +206,7 @@ function maxPoolGrad(addon: NativeBlasAddon, fallback: KernelConfig, reluGrad: K
   // Overlapping windows (a stride under the window) stay on wasm's SIMD kernel: maxpool.c took
   // about 2x its time on a 3x3 stride-2 pool (bench/pool-grad.ts), and 0.8-0.9x on the keyword pools.
   const overlapping = geometry !== undefined && (geometry[8] < geometry[6] || geometry[9] < geometry[7]);
-  if (geometry === undefined || overlapping || dy.shape.length !== 4 || input.dtype !== 'float32' || dy.dtype !== 'float32' || (relu && (x?.dtype !== 'float32' || sizeOf(x.shape) !== n))) {
+  if (geometry === undefined || overlapping || (!relu && !nativePoolSwitch.addon) || dy.shape.length !== 4 || input.dtype !== 'float32' || dy.dtype !== 'float32' || (relu && (x?.dtype !== 'float32' || sizeOf(x.shape) !== n))) {
     if (!relu) return fallback.kernelFunc(args);
     if (reluGrad === undefined) throw new Error(`${MAX_POOL_RELU_GRAD}: the backend has no Relu gradient kernel to fall back to`);
     const pooled = fallback.kernelFunc({ ...args, inputs: { dy, input, output: (args.inputs as Record<string, TensorInfo>).output } }) as TensorInfo;
@@ -222,8 +222,29 @@ function maxPoolGrad(addon: NativeBlasAddon, fallback: KernelConfig, reluGrad: K
   return out;
 }
 
+/** For comparisons: false sends MaxPool and MaxPoolGrad to wasm's kernels (bench/profile-plan.ts --compare activation). */
+export const nativePoolSwitch = { addon: true };
+
+/**
+ * MaxPool on the addon's threads for windows that do not overlap (maxpool.c: each window's first
+ * maximum from -Infinity, the value whose position the gradient picks; a NaN never wins, where
+ * XNNPACK's kernel may give NaN). The rest goes to wasm's kernel.
+ */
+function maxPool(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs): TensorInfo | TensorInfo[] {
+  const backend = asWasm(args.backend);
+  const { x } = args.inputs as Record<string, TensorInfo | undefined>;
+  if (x === undefined) throw new Error('MaxPool: input x is required');
+  if (!nativePoolSwitch.addon || x.shape.length !== 4 || x.dtype !== 'float32') return fallback.kernelFunc(args);
+  const attrs = args.attrs as unknown as tf.MaxPoolAttrs;
+  const info = tf.backend_util.computePool2DInfo(x.shape as [number, number, number, number], attrs.filterSize, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
+  if (info.strideHeight < info.filterHeight || info.strideWidth < info.filterWidth) return fallback.kernelFunc(args);
+  const out = backend.makeOutput([...info.outShape], 'float32');
+  addon.maxPool(f32(backend, x), f32(backend, out), poolGeometry(x, attrs as unknown as tf.MaxPoolGradAttrs));
+  return out;
+}
+
 /** Names of the kernels the native backend computes in its addon (the rest are wasm's). */
-export const NATIVE_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul', '_FusedMatMul', ADAM_STEP, 'MaxPoolGrad', MAX_POOL_RELU_GRAD] as const;
+export const NATIVE_KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul', '_FusedMatMul', ADAM_STEP, 'MaxPool', 'MaxPoolGrad', MAX_POOL_RELU_GRAD] as const;
 
 /**
  * The native kernel configs for `backendName`, each falling back to `wasmConfigs`' kernel of the
@@ -244,6 +265,7 @@ export function nativeKernelConfigs(addon: NativeBlasAddon, backendName: string,
     make('BatchMatMul', (f, args) => matMul(addon, f, args, false)),
     make('_FusedMatMul', (f, args) => matMul(addon, f, args, true)),
     make(ADAM_STEP, (f, args) => adamStep(addon, f, args)),
+    make('MaxPool', (f, args) => maxPool(addon, f, args)),
     make('MaxPoolGrad', (f, args) => maxPoolGrad(addon, f, undefined, args, false)),
     make(MAX_POOL_RELU_GRAD, (f, args) => maxPoolGrad(addon, f, wasmConfigs.get(RELU_GRAD), args, true), 'MaxPoolGrad'),
   ];

@@ -45,6 +45,8 @@ export interface NativeBlasAddon {
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, columnBudget: number): void;
   /** One Adam step (adam.c's operations, its bits): m, v in place, the new values into xo; s: 8 scalars (adam.ts AdamScalars). */
   adamStep(x: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, xo: Float32Array, s: Float32Array): void;
+  /** y = the max pool of x (geometry as maxPoolGrad's; a window's first maximum from -Infinity, NaNs never win). */
+  maxPool(x: Float32Array, y: Float32Array, geometry: Int32Array): void;
   /**
    * dx = the gradient of a max pool of x (NHWC; geometry B, H, W, C, OH, OW, KH, KW, strideH,
    * strideW, padTop, padLeft), times Relu's step(reluX) when reluX is given (maxpool.c).
@@ -69,7 +71,7 @@ export const NATIVE_ABI = 3;
 /** The symbol blas.c exports to say it is this addon at {@link NATIVE_ABI}. */
 export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */
-const ADDON_FUNCTIONS = ['sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'maxPoolGrad', 'setThreads', 'info'] as const;
+const ADDON_FUNCTIONS = ['sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'maxPool', 'maxPoolGrad', 'setThreads', 'info'] as const;
 /** The largest addon file read (the build is about 30 KB; a debug build a few MB). */
 export const MAX_ADDON_BYTES = 64 * 1024 * 1024;
 

@@ -97,6 +97,46 @@ static void grad_items(const MaxPoolGrad *p, int64_t lo, int64_t hi, float *best
   }
 }
 
+/*
+ * Items [lo, hi) of y = the max pool of x: each window's maximum by the gradient's rule (the first
+ * value above the running maximum from -Infinity, padding never counted), so the value forward is
+ * the one whose position the gradient picks; a window of NaNs or -Infinity gives -Infinity.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void forward_items(const MaxPoolGrad *p, int64_t lo, int64_t hi) {
+  const int32_t *g = p->g;
+  const int32_t H = g[P_H], W = g[P_W], C = g[P_C], OH = g[P_OH], OW = g[P_OW], KH = g[P_KH], KW = g[P_KW];
+  const int32_t sh = g[P_SH], sw = g[P_SW], pt = g[P_PT], pl = g[P_PL];
+  for (int64_t b = lo; b < hi; b++) {
+    const float *x = p->x + (size_t)b * H * W * C;
+    float *y = p->dx + (size_t)b * OH * OW * C;
+    for (int32_t oh = 0; oh < OH; oh++) {
+      const int64_t ih0 = (int64_t)oh * sh - pt, ihLo = ih0 < 0 ? 0 : ih0, ihHi = ih0 + KH < H ? ih0 + KH : H;
+      for (int32_t ow = 0; ow < OW; ow++, y += C) {
+        const int64_t iw0 = (int64_t)ow * sw - pl, iwLo = iw0 < 0 ? 0 : iw0, iwHi = iw0 + KW < W ? iw0 + KW : W;
+        for (int32_t c = 0; c < C; c++) y[c] = -__builtin_inff();
+        for (int64_t ih = ihLo; ih < ihHi; ih++) {
+          for (int64_t iw = iwLo; iw < iwHi; iw++) {
+            const float *__restrict row = x + (size_t)(ih * W + iw) * C;
+            float *__restrict best = y;
+            for (int32_t c = 0; c < C; c++) best[c] = row[c] > best[c] ? row[c] : best[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+static void forward_part(void *arg, int i, int parts, int thread) {
+  (void)thread;
+  const MaxPoolGrad *p = (const MaxPoolGrad *)arg;
+  int64_t lo, hi;
+  part_range(p->g[P_B], i, parts, &lo, &hi);
+  if (hi > lo) forward_items(p, lo, hi);
+}
+
 static void grad_part(void *arg, int i, int parts, int thread) {
   (void)thread;
   const MaxPoolGrad *p = (const MaxPoolGrad *)arg;
@@ -148,6 +188,63 @@ static int checked_product(napi_env env, const int32_t *v, int n, size_t *out) {
 }
 
 /*
+ * The geometry (an Int32Array of P_COUNT values, each at least 0, windows and strides at least 1)
+ * and the sizes of x [B, H, W, C] and y [B, OH, OW, C]; 0 with a JS error when they are not.
+ */
+static int pool_geometry(napi_env env, napi_value value, const int32_t **geometry, size_t *xs, size_t *ys) {
+  bool typed = false;
+  napi_typedarray_type type;
+  size_t lg = 0;
+  void *gp = NULL;
+  if (napi_is_typedarray(env, value, &typed) != napi_ok || !typed || napi_get_typedarray_info(env, value, &type, &lg, &gp, NULL, NULL) != napi_ok ||
+      type != napi_int32_array || lg < P_COUNT) {
+    return arg_error(env, "max pool: expected an Int32Array geometry of 12 values");
+  }
+  const int32_t *g = (const int32_t *)gp;
+  for (int i = 0; i < P_COUNT; i++) {
+    if (g[i] < 0) return arg_error(env, "max pool: negative geometry value");
+  }
+  if (g[P_KH] == 0 || g[P_KW] == 0 || g[P_SH] == 0 || g[P_SW] == 0) return arg_error(env, "max pool: windows and strides must be at least 1");
+  const int32_t xd[4] = {g[P_B], g[P_H], g[P_W], g[P_C]}, yd[4] = {g[P_B], g[P_OH], g[P_OW], g[P_C]}, taps[3] = {g[P_H], g[P_W], 1};
+  size_t tapCount;
+  if (!checked_product(env, xd, 4, xs) || !checked_product(env, yd, 4, ys) || !checked_product(env, taps, 3, &tapCount)) return 0;
+  if (tapCount > INT32_MAX) {
+    napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", "max pool: H * W must fit in an int32");
+    return 0;
+  }
+  *geometry = g;
+  return 1;
+}
+
+/* Parts of a pass over B items: one per thread when the input holds SPLIT_FLOATS or more. */
+static int parts_of(const int32_t *g, size_t xs, Pool *pool) {
+  const int threads = pool_threads(pool);
+  return xs < SPLIT_FLOATS ? 1 : (g[P_B] < threads ? g[P_B] : threads);
+}
+
+/* maxPool(x, y, geometry): y = the max pool of x (geometry as maxPoolGrad's). */
+napi_value max_pool(napi_env env, napi_callback_info info, Pool *pool) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return arg_error(env, "maxPool takes 3 arguments"), NULL;
+  MaxPoolGrad p = {NULL, NULL, NULL, NULL, NULL};
+  float *x;
+  size_t lx, ly, xs, ys;
+  if (!f32_arg(env, argv[0], &x, &lx) || !f32_arg(env, argv[1], &p.dx, &ly) || !pool_geometry(env, argv[2], &p.g, &xs, &ys)) return NULL;
+  if (lx < xs || ly < ys) {
+    char message[160];
+    snprintf(message, sizeof message, "maxPool: x needs %zu floats, y %zu; found %zu and %zu", xs, ys, lx, ly);
+    napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", message);
+    return NULL;
+  }
+  if (ys == 0) return NULL;
+  p.x = x;
+  const int parts = parts_of(p.g, xs, pool);
+  pool_run(parts > 1 ? pool : NULL, forward_part, &p, parts);
+  return NULL;
+}
+
+/*
  * maxPoolGrad(x, dy, dx, geometry, reluX | null): dx = the gradient of a max pool of x (geometry:
  * B, H, W, C, OH, OW, KH, KW, strideH, strideW, padTop, padLeft), times step(reluX) when given.
  */
@@ -157,27 +254,13 @@ napi_value max_pool_grad(napi_env env, napi_callback_info info, Pool *pool) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return arg_error(env, "maxPoolGrad takes 5 arguments"), NULL;
   MaxPoolGrad p = {NULL, NULL, NULL, NULL, NULL};
   float *x, *dy, *rx = NULL;
-  size_t lx, ldy, ldx, lrx = 0, lg = 0;
+  size_t lx, ldy, ldx, lrx = 0, xs, ys;
   if (!f32_arg(env, argv[0], &x, &lx) || !f32_arg(env, argv[1], &dy, &ldy) || !f32_arg(env, argv[2], &p.dx, &ldx)) return NULL;
-  bool typed = false;
-  napi_typedarray_type type;
-  void *gp = NULL;
-  if (napi_is_typedarray(env, argv[3], &typed) != napi_ok || !typed || napi_get_typedarray_info(env, argv[3], &type, &lg, &gp, NULL, NULL) != napi_ok ||
-      type != napi_int32_array || lg < P_COUNT) {
-    return arg_error(env, "maxPoolGrad: expected an Int32Array geometry of 12 values"), NULL;
-  }
+  const int32_t *g;
+  if (!pool_geometry(env, argv[3], &g, &xs, &ys)) return NULL;
   napi_valuetype rt;
   if (napi_typeof(env, argv[4], &rt) != napi_ok) return arg_error(env, "maxPoolGrad: unreadable reluX"), NULL;
   if (rt != napi_null && rt != napi_undefined && !f32_arg(env, argv[4], &rx, &lrx)) return NULL;
-  const int32_t *g = (const int32_t *)gp;
-  for (int i = 0; i < P_COUNT; i++) {
-    if (g[i] < 0) return arg_error(env, "maxPoolGrad: negative geometry value"), NULL;
-  }
-  if (g[P_KH] == 0 || g[P_KW] == 0 || g[P_SH] == 0 || g[P_SW] == 0) return arg_error(env, "maxPoolGrad: windows and strides must be at least 1"), NULL;
-  const int32_t xd[4] = {g[P_B], g[P_H], g[P_W], g[P_C]}, yd[4] = {g[P_B], g[P_OH], g[P_OW], g[P_C]}, taps[3] = {g[P_H], g[P_W], 1};
-  size_t xs, ys, tapCount;
-  if (!checked_product(env, xd, 4, &xs) || !checked_product(env, yd, 4, &ys) || !checked_product(env, taps, 3, &tapCount)) return NULL;
-  if (tapCount > INT32_MAX) return napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", "maxPoolGrad: H * W must fit in an int32"), NULL;
   if (lx < xs || ldx < xs || ldy < ys || (rx != NULL && lrx < xs)) {
     char message[200];
     snprintf(message, sizeof message, "maxPoolGrad: x, dx (and reluX) need %zu floats, dy %zu; found %zu, %zu, %zu and %zu", xs, ys, lx, ldx, ldy, lrx);
@@ -190,8 +273,7 @@ napi_value max_pool_grad(napi_env env, napi_callback_info info, Pool *pool) {
   p.dy = dy;
   p.rx = rx;
   /* A part per thread when the whole is worth a wake-up; an item is never split (same bits). */
-  const int threads = pool_threads(pool);
-  const int parts = xs < SPLIT_FLOATS ? 1 : (g[P_B] < threads ? g[P_B] : threads);
+  const int parts = parts_of(g, xs, pool);
   pool_run(parts > 1 ? pool : NULL, grad_part, &p, parts);
   return NULL;
 }
