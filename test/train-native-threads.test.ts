@@ -126,6 +126,44 @@ describe('the native kernels on several threads: the same bits as on one, and th
   });
 });
 
+describe('the forward convolution\'s epilogue on each block\'s rows', { skip }, () => {
+  after(() => setNativeThreads());
+  // [label, geometry B, H, W, CI, OH, OW, CO, KH, KW, sh, sw, dh, dw, pt, pl, column budget]
+  const cases: [string, number[], number][] = [
+    ['the keyword model\'s conv2 (blocks of rows)', [64, 1, 25, 96, 1, 25, 128, 1, 3, 1, 1, 1, 1, 0, 1], 1 << 22],
+    ['chunks of 7 rows (a small column budget)', [3, 5, 6, 4, 5, 6, 9, 3, 3, 1, 1, 1, 1, 1, 1], 7 * 36],
+    ['1x1: the input is the column matrix', [4, 6, 6, 8, 6, 6, 5, 1, 1, 1, 1, 1, 1, 0, 0], 1 << 22],
+    ['no taps: zeros, then the epilogue', [2, 3, 3, 0, 3, 3, 4, 1, 1, 1, 1, 1, 1, 0, 0], 1 << 22],
+  ];
+  cases.forEach(([label, geometry, budget], i) => {
+    it(`${label}: the bits of the product then biasActivation, at 1, 2 and 3 threads, for relu, relu6 and linear`, async () => {
+      await initBackend('native', { threads: 1 });
+      const addon = loadNativeAddon();
+      const [B, H, W, CI, OH, OW, CO, KH, KW] = geometry;
+      const g = Int32Array.from(geometry);
+      const x = Float32Array.from(randomValues(B * H * W * CI, 900 + i));
+      const w = Float32Array.from(randomValues(KH * KW * CI * CO, 910 + i));
+      const bias = Float32Array.from(randomValues(CO, 920 + i));
+      for (const act of [1, 2, 0] as const) {
+        for (const b of [bias, null]) {
+          const want = new Float32Array(B * OH * OW * CO);
+          addon.conv2dForward(x, w, want, g, budget);
+          addon.biasActivation(want, b, act);
+          for (const threads of [1, 2, 3]) {
+            setNativeThreads(threads);
+            const got = new Float32Array(want.length).fill(3);
+            addon.conv2dForward(x, w, got, g, budget, b, act);
+            assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer), `${label}, activation ${act}, ${b ? 'a bias' : 'no bias'}, ${threads} thread(s)`);
+          }
+          setNativeThreads(1);
+        }
+      }
+      assert.throws(() => addon.conv2dForward(x, w, new Float32Array(B * OH * OW * CO), g, budget, bias.subarray(0, CO - 1), 1), ModelFormatError);
+      assert.throws(() => addon.conv2dForward(x, w, new Float32Array(B * OH * OW * CO), g, budget, bias, 3 as never), ModelFormatError);
+    });
+  });
+});
+
 describe('the pool under many calls in a row', { skip }, () => {
   after(() => setNativeThreads());
 

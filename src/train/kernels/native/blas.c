@@ -436,6 +436,8 @@ typedef struct {
   int32_t K, CO;      /* filter taps KH*KW*CI, output channels */
   int64_t chunk;      /* rows (forward) or items (gradients) per column matrix */
   int32_t b0, nb;     /* filter gradient: the chunk of items in progress */
+  const float *bias;  /* forward: the epilogue's bias (or NULL) and activation, on each chunk's rows */
+  int32_t act;
 } Conv;
 
 /* Forward, block i: im2col of its rows in chunks, each times the filter (one single-thread sgemm). */
@@ -449,27 +451,49 @@ static void forward_block(void *arg, int i, int parts, int thread) {
     im2col_rows(c->a, cols, c->g, r, r + n);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int32_t)n, c->CO, c->K, 1.0f, cols, c->K, c->w, c->CO, 0.0f,
                 c->out + (size_t)r * c->CO, c->CO);
+    /* The epilogue while the chunk's rows are in cache (each value alone: the same bits as after). */
+    if (c->bias != NULL || c->act != 0) epilogue_span(c->out + (size_t)r * c->CO, (size_t)n, (size_t)c->CO, c->bias, c->act);
   }
 }
 
-/* conv2dForward(x, filter, y, geometry, columnBudget): y = conv(x, filter). */
+/*
+ * conv2dForward(x, filter, y, geometry, columnBudget[, bias | null, activation]): y = conv(x,
+ * filter), then act(y + bias) per output channel on each block's rows (biasActivation's codes).
+ */
 static napi_value conv2d_forward(napi_env env, napi_callback_info info) {
   ConvArgs ca;
   const char *names[3] = {"x", "filter", "y"};
   const int sizes[3] = {0, 1, 2};
   if (!conv_args(env, info, &ca, names, sizes)) return NULL;
   const int32_t *g = ca.g;
+  float *bias = NULL;
+  int32_t act = 0;
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc >= 7) {
+    napi_valuetype bt;
+    size_t lb = 0;
+    CHECK(napi_typeof(env, argv[5], &bt));
+    if (bt != napi_null && bt != napi_undefined && !get_f32(env, argv[5], &bias, &lb)) return NULL;
+    if (!get_i32(env, argv[6], &act)) return NULL;
+    if (act < 0 || act > 2) return throw_type(env, "activation must be 0 (linear), 1 (relu) or 2 (relu6)"), NULL;
+    if (bias != NULL && !need(env, lb, (size_t)g[G_CO], "bias")) return NULL;
+  }
   const int32_t K = g[G_KH] * g[G_KW] * g[G_CI], CO = g[G_CO];
   const int64_t rows = (int64_t)g[G_B] * g[G_OH] * g[G_OW];
   if (rows == 0 || CO == 0) return NULL;
-  if (K == 0) {
-    memset(ca.out, 0, (size_t)rows * CO * sizeof(float));
-    return NULL;
-  }
   Instance *inst = instance(env);
   Pool *pool = inst == NULL ? NULL : inst->pool;
+  if (K == 0) {
+    memset(ca.out, 0, (size_t)rows * CO * sizeof(float));
+    if (bias != NULL || act != 0) epilogue_run(pool, ca.out, (size_t)rows, (size_t)CO, bias, act);
+    return NULL;
+  }
   if (columns_are_input(g)) {
-    gemm_blocked(env, inst, gemm_of(0, 0, (int32_t)rows, CO, K, ca.a, ca.w, 0.0f, ca.out));
+    if (gemm_blocked(env, inst, gemm_of(0, 0, (int32_t)rows, CO, K, ca.a, ca.w, 0.0f, ca.out)) && (bias != NULL || act != 0)) {
+      epilogue_run(pool, ca.out, (size_t)rows, (size_t)CO, bias, act);
+    }
     return NULL;
   }
   const int parts = blocks_for(2.0 * rows * K * CO, (double)rows / MIN_EXTENT);
@@ -477,7 +501,7 @@ static napi_value conv2d_forward(napi_env env, napi_callback_info info) {
   if (chunk < 1) chunk = 1;
   if (chunk > (rows + parts - 1) / parts) chunk = (rows + parts - 1) / parts;
   if (!scratch_each(env, inst, parts > 1 ? pool_threads(pool) : 1, (size_t)chunk * K)) return NULL;
-  Conv c = {g, ca.a, ca.w, ca.out, inst, rows, K, CO, chunk, 0, 0};
+  Conv c = {g, ca.a, ca.w, ca.out, inst, rows, K, CO, chunk, 0, 0, bias, act};
   pool_run(pool, forward_block, &c, parts);
   return NULL;
 }
@@ -533,7 +557,7 @@ static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) 
   }
   const int32_t bc = chunk_items(g, ca.budget);
   const int parts = blocks_for(2.0 * g[G_B] * rows * K * CO, fmin((double)g[G_B], (double)g[G_B] * rows / MIN_SUM));
-  Conv c = {g, ca.a, ca.w, ca.out, inst, (int64_t)g[G_B] * rows, K, CO, bc, 0, 0};
+  Conv c = {g, ca.a, ca.w, ca.out, inst, (int64_t)g[G_B] * rows, K, CO, bc, 0, 0, NULL, 0};
   if (parts > 1) {
     if (!scratch_each(env, inst, pool_threads(pool), (size_t)bc * rows * K) || partials_floats(env, inst, (size_t)(parts - 1) * K * CO) == NULL) return NULL;
     pool_run(pool, filter_block, &c, parts);
@@ -594,41 +618,11 @@ static napi_value conv2d_backprop_input(napi_env env, napi_callback_info info) {
   const int parts = blocks_for(2.0 * g[G_B] * rows * K * CO, fmin((double)g[G_B], (double)g[G_B] * rows / MIN_EXTENT));
   const int32_t bc = chunk_items(g, ca.budget);
   if (!scratch_each(env, inst, parts > 1 ? pool_threads(pool) : 1, (size_t)bc * rows * K)) return NULL;
-  Conv c = {g, ca.a, ca.w, ca.out, inst, (int64_t)g[G_B] * rows, K, CO, bc, 0, 0};
+  Conv c = {g, ca.a, ca.w, ca.out, inst, (int64_t)g[G_B] * rows, K, CO, bc, 0, 0, NULL, 0};
   pool_run(pool, input_block, &c, parts);
   return NULL;
 }
 
-/* An epilogue's arguments: y [rows, cols] in place. */
-typedef struct {
-  float *y;
-  const float *bias;
-  size_t rows, cols;
-  int32_t act;
-} Epilogue;
-
-static void epilogue_rows(void *arg, int i, int parts, int thread) {
-  (void)thread;
-  const Epilogue *e = (const Epilogue *)arg;
-  int64_t lo, hi;
-  part_range((int64_t)e->rows, i, parts, &lo, &hi);
-  const size_t cols = e->cols;
-  for (int64_t r = lo; r < hi; r++) {
-    float *row = e->y + (size_t)r * cols;
-    if (e->bias != NULL)
-      for (size_t c = 0; c < cols; c++) row[c] += e->bias[c];
-    if (e->act == 1) {
-      /* tfjs' Relu (wasm): zero wherever the sign bit is set (-0 and a NaN with it too), so a ReLU
-       * moved into the epilogue keeps the Relu kernel's bits. */
-      for (size_t c = 0; c < cols; c++) row[c] = __builtin_signbit(row[c]) ? 0.0f : row[c];
-    } else if (e->act == 2) {
-      for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.0f ? 0.0f : (row[c] > 6.0f ? 6.0f : row[c]);
-    }
-  }
-}
-
-/* Elements below which an element-wise pass stays on the calling thread (a wake-up costs more). */
-#define SPLIT_ELEMENTS 65536
 
 /*
  * biasActivation(y, bias | null, activation): y[r, c] = act(y[r, c] + bias[c]) in place, for the
@@ -651,11 +645,8 @@ static napi_value bias_activation(napi_env env, napi_callback_info info) {
   if (act < 0 || act > 2) return throw_type(env, "activation must be 0 (linear), 1 (relu) or 2 (relu6)"), NULL;
   if (ly == 0) return NULL;
   const size_t cols = bias != NULL ? lb : ly;
-  Epilogue e = {y, bias, ly / cols, cols, act};
   Instance *inst = instance(env);
-  Pool *pool = inst == NULL || ly < SPLIT_ELEMENTS ? NULL : inst->pool;
-  const int threads = pool_threads(pool);
-  pool_run(pool, epilogue_rows, &e, e.rows < (size_t)threads ? (int)e.rows : threads);
+  epilogue_run(inst == NULL ? NULL : inst->pool, y, ly / cols, cols, bias, act);
   return NULL;
 }
 

@@ -89,3 +89,40 @@ void reduce_partials(Pool *pool, float *dst, const float *partials, size_t n, in
   pool_run(pool, reduce_part, &r, parts);
 }
 
+
+/* act(y + bias) over rows [0, rows) of y [rows, cols] in place (see blocks.h). */
+void epilogue_span(float *y, size_t rows, size_t cols, const float *bias, int act) {
+  for (size_t r = 0; r < rows; r++) {
+    float *row = y + r * cols;
+    if (bias != NULL)
+      for (size_t c = 0; c < cols; c++) row[c] += bias[c];
+    if (act == 1) {
+      /* tfjs' Relu (wasm): zero wherever the sign bit is set (-0 and a NaN with it too), so a ReLU
+       * moved into the epilogue keeps the Relu kernel's bits. */
+      for (size_t c = 0; c < cols; c++) row[c] = __builtin_signbit(row[c]) ? 0.0f : row[c];
+    } else if (act == 2) {
+      for (size_t c = 0; c < cols; c++) row[c] = row[c] < 0.0f ? 0.0f : (row[c] > 6.0f ? 6.0f : row[c]);
+    }
+  }
+}
+
+typedef struct {
+  float *y;
+  const float *bias;
+  size_t rows, cols;
+  int act;
+} Epilogue;
+
+static void epilogue_part(void *arg, int i, int parts, int thread) {
+  (void)thread;
+  const Epilogue *e = (const Epilogue *)arg;
+  int64_t lo, hi;
+  part_range((int64_t)e->rows, i, parts, &lo, &hi);
+  epilogue_span(e->y + (size_t)lo * e->cols, (size_t)(hi - lo), e->cols, e->bias, e->act);
+}
+
+void epilogue_run(Pool *pool, float *y, size_t rows, size_t cols, const float *bias, int act) {
+  Epilogue e = {y, bias, rows, cols, act};
+  const int threads = rows * cols < SPLIT_ELEMENTS ? 1 : pool_threads(pool);
+  pool_run(threads > 1 ? pool : NULL, epilogue_part, &e, rows < (size_t)threads ? (int)rows : threads);
+}

@@ -35,6 +35,16 @@ void part_range(int64_t extent, int i, int n, int64_t *lo, int64_t *hi);
 /* Pool tasks: block i of C's rows (by_rows) or columns; block i of the sum over K. */
 void gemm_block(void *arg, int i, int parts, int thread);
 void gemm_k_block(void *arg, int i, int parts, int thread);
+/* Elements below which an element-wise pass stays on the calling thread (a wake-up costs more). */
+#define SPLIT_ELEMENTS 65536
+
+/*
+ * The fused kernels' epilogue: y[r, c] = act(y[r, c] + bias[c]) in place (bias NULL: none; act 0
+ * linear, 1 relu as tfjs' Relu, 2 relu6), each value alone (the same bits however cut): over
+ * `rows` rows here, or split into rows on the pool.
+ */
+void epilogue_span(float *y, size_t rows, size_t cols, const float *bias, int act);
+void epilogue_run(Pool *pool, float *y, size_t rows, size_t cols, const float *bias, int act);
 /* dst += partials[0], then partials[1], ... (count of them, n floats each), per element in that order. */
 void reduce_partials(Pool *pool, float *dst, const float *partials, size_t n, int count);
 

@@ -74,8 +74,8 @@ function conv2dForward(addon: NativeBlasAddon, fallback: KernelConfig, args: Ker
   );
   const out = backend.makeOutput([...info.outShape], 'float32');
   const y = f32(backend, out);
-  addon.conv2dForward(f32(backend, x), f32(backend, filter), y, convGeometry(info), kernelLimits.columnFloats);
-  if (fused && (bias != null || act !== 0)) addon.biasActivation(y, bias == null ? null : f32(backend, bias), act);
+  // The bias and activation on each block's rows right after its product (blas.c), still in cache.
+  addon.conv2dForward(f32(backend, x), f32(backend, filter), y, convGeometry(info), kernelLimits.columnFloats, fused && bias != null ? f32(backend, bias) : null, act);
   return out;
 }
 

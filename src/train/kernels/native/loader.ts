@@ -37,8 +37,11 @@ export interface NativeBlasAddon {
     bStride: number,
     c: Float32Array,
   ): void;
-  /** y = conv2d(x, filter), NHWC; `geometry` as {@link GEOMETRY_FIELDS}. */
-  conv2dForward(x: Float32Array, filter: Float32Array, y: Float32Array, geometry: Int32Array, columnBudget: number): void;
+  /**
+   * y = conv2d(x, filter), NHWC; `geometry` as {@link GEOMETRY_FIELDS}; then act(y + bias) per
+   * output channel when given (biasActivation's codes), on each block's rows as it is computed.
+   */
+  conv2dForward(x: Float32Array, filter: Float32Array, y: Float32Array, geometry: Int32Array, columnBudget: number, bias?: Float32Array | null, activation?: 0 | 1 | 2): void;
   /** dw = the filter gradient from x and dy. */
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geometry: Int32Array, columnBudget: number): void;
   /** dx = the input gradient from dy and the filter. */
