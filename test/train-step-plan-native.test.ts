@@ -111,3 +111,38 @@ test('the keyword-spotting CNN on native: its biases and its five ReLUs (four co
   assert.deepEqual(compiled.epochs.map((e) => e.loss), eager.epochs.map((e) => e.loss));
   assert.deepEqual(Buffer.from(compiled.bytes), Buffer.from(eager.bytes));
 });
+
+test('a ReLU stays a kernel where something else reads the value before it, its gradient still in the pool gradient\'s pass (reading that value): the eager step\'s bits', { skip }, () => {
+  const run = (mode: 'eager' | 'compiled') => {
+    const v = (shape: number[], seed: number, scale = 0.3) => tf.variable(tf.tensor(Float32Array.from(randomValues(shape.reduce((a, d) => a * d, 1), seed), (x) => x * scale), shape), true, `keep_${seed}_${mode}`);
+    const [filter, cb, w] = [v([1, 3, 4, 6], 21), v([6], 22), v([6 * 6, 3], 23, 0.1)];
+    const x = tf.tensor4d(randomValues(5 * 1 * 12 * 4, 24), [5, 1, 12, 4]);
+    const opt = tf.train.sgd(0.05);
+    const step = (feeds: Record<string, tf.Tensor>): StepOutputs => {
+      const { value, grads } = tf.variableGrads(() => {
+        const z = tf.add(tf.conv2d(feeds.x as tf.Tensor4D, filter as tf.Tensor4D, 1, 'same'), cb);
+        const h = tf.relu(z);
+        const p = tf.maxPool(tf.reshape(h, [5, 12, 1, 6]) as tf.Tensor4D, [2, 1], [2, 1], 'valid');
+        const y = tf.matMul(tf.reshape(p, [5, 36]), w);
+        // z read beside the ReLU (a penalty on the pre-activations): the ReLU cannot move into the epilogue.
+        return tf.add(tf.mean(tf.square(y)), tf.mul(0.01, tf.mean(tf.square(z)))) as tf.Scalar;
+      }, [filter, cb, w]);
+      opt.applyGradients(grads as never);
+      return [['loss', value]];
+    };
+    try {
+      return runSteps(mode, 'keep', { x }, step, [filter, cb, w]);
+    } finally {
+      tf.dispose([filter, cb, w, x]);
+      opt.dispose();
+    }
+  };
+  const eager = run('eager');
+  const compiled = run('compiled');
+  assert.ok(compiled.said.some((m) => /^step: compiled plan .*1 bias adds in their GEMM/.test(m)), compiled.said.join(' | '));
+  assert.ok(!compiled.said.some((m) => /ReLUs in their epilogue/.test(m)), compiled.said.join(' | '));
+  assert.ok(compiled.said.some((m) => /, 1 Relu gradients in a max pool's/.test(m)), compiled.said.join(' | '));
+  assert.ok(compiled.names.includes('Relu'), compiled.names.join(' '));
+  assert.deepEqual(compiled.losses, eager.losses);
+  compiled.weights.forEach((t, i) => assert.deepEqual(t, eager.weights[i], `weight ${i} after 8 steps`));
+});
