@@ -136,11 +136,10 @@ export function fuseBiasAdds(kernels: PlannedKernel[], shapes: (i: number) => Ke
   return { kernels: out, index, fused: into.size };
 }
 
-
 /**
  * ReLUs moved into the epilogue of the fused GEMM before them (native): a FusedConv2D or
  * _FusedMatMul with a linear activation whose output only one Relu and Relu's gradients read
- * computes relu(sum + bias) itself (blas.c's biasActivation, the same bits as the Relu kernel:
+ * computes relu(sum + bias) itself (blocks.c's epilogue, the same bits as the Relu kernel:
  * zero wherever the sign bit is set), the Relu's kernel call and its output go, and its readers
  * read the GEMM's output. Relu's gradient then reads relu(z) where it read z: z > 0 exactly where
  * relu(z) > 0, so the gradient keeps its bits (a NaN with its sign bit set, which Relu zeroes,
