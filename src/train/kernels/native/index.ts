@@ -16,10 +16,13 @@ import type { KernelConfig } from '@tensorflow/tfjs';
 import { UsageError } from '../../../core/errors.ts';
 import { WASM } from '../util.ts';
 import { nativeKernelConfigs } from './kernels.ts';
+import { nativeElementwiseConfigs, nativeElementwiseRunner } from './elementwise.ts';
+import { elementwiseRunners } from '../elementwise.ts';
 import { loadNativeAddon, openBlasCoreChoice } from './loader.ts';
 
 export { nativeAddonStatus, openBlasCoreChoice, openBlasCoreFor, NATIVE_HOW_TO } from './loader.ts';
 export { NATIVE_KERNELS } from './kernels.ts';
+export { NATIVE_ELEMENTWISE_KERNELS, nativeElementwiseLimits } from './elementwise.ts';
 
 /** The native backend's name in the tfjs registry (and in `ndiff train --backend`). */
 export const NATIVE = 'native';
@@ -27,7 +30,7 @@ export const NATIVE = 'native';
 /**
  * Register the `native` backend once (throws the addon's {@link MissingDependencyError} when it is
  * not built). Call after the wasm kernel fixes are registered: the backend takes a copy of every
- * kernel registered for `wasm` at that moment, then puts the native kernels in place of six.
+ * kernel registered for `wasm` at that moment, then puts the native kernels in place of its own (kernels.ts, elementwise.ts).
  *
  * @param makeBackend creates the backend instance (a BackendWasm over its own wasm module).
  */
@@ -36,7 +39,8 @@ export function registerNativeBackend(makeBackend: () => Promise<tf.KernelBacken
   if (tf.findBackendFactory(NATIVE) != null) return;
   tf.registerBackend(NATIVE, makeBackend, -1);
   const wasmConfigs = new Map<string, KernelConfig>(tf.getKernelsForBackend(WASM).map((k) => [k.kernelName, k]));
-  const native = nativeKernelConfigs(addon, NATIVE, wasmConfigs);
+  const native = [...nativeKernelConfigs(addon, NATIVE, wasmConfigs), ...nativeElementwiseConfigs(addon, NATIVE, wasmConfigs)];
+  elementwiseRunners.set(NATIVE, nativeElementwiseRunner(addon));
   const replaced = new Set(native.map((k) => k.kernelName));
   for (const k of wasmConfigs.values()) if (!replaced.has(k.kernelName)) tf.registerKernel({ ...k, backendName: NATIVE });
   for (const k of native) tf.registerKernel(k);

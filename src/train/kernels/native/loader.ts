@@ -45,6 +45,22 @@ export interface NativeBlasAddon {
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, geometry: Int32Array, columnBudget: number): void;
   /** One Adam step (adam.c's operations, its bits): m, v in place, the new values into xo; s: 8 scalars (adam.ts AdamScalars). */
   adamStep(x: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, xo: Float32Array, s: Float32Array): void;
+  /** y = GELU(x) (elementwise.c; transformer.c's float32 operations, the wasm kernel's bits). */
+  geluForward(x: Float32Array, y: Float32Array): void;
+  /** dx = dy GELU'(x). */
+  geluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
+  /** n = (x - mean) rstd per row of `width`, rstd = 1 / sqrt(var + eps). */
+  layerNorm(x: Float32Array, n: Float32Array, rstd: Float32Array, width: number, eps: number): void;
+  /** dx = rstd (dy - mean(dy) - n mean(dy n)) per row of `width`. */
+  layerNormGrad(dy: Float32Array, n: Float32Array, rstd: Float32Array, dx: Float32Array, width: number): void;
+  /** y = softmax(x) per row of `width` (softmax.ts's twin, bit for bit). */
+  softmax(x: Float32Array, y: Float32Array, width: number): void;
+  /** dx = dy y - (sum of dy y) y per row of `width`. */
+  softmaxGrad(dy: Float32Array, y: Float32Array, dx: Float32Array, width: number): void;
+  /** out[c] = the sum over p of x[p, c] in order of p; C = out.length. */
+  channelSum(x: Float32Array, out: Float32Array): void;
+  /** A fused chain's program (elementwise.ts): code 5 ints an instruction, kinds 0 full, 1 scalar, 2 channel per input. */
+  elementwise(code: Int32Array, kinds: Int32Array, inputs: Float32Array[], immediates: Float32Array, registers: number, out: Float32Array, channels: number): void;
   /** In place: y = act(y + bias) per row of bias.length; activation 0 linear, 1 relu, 2 relu6. */
   biasActivation(y: Float32Array, bias: Float32Array | null, activation: 0 | 1 | 2): void;
   /**
@@ -60,11 +76,14 @@ export interface NativeBlasAddon {
 }
 
 /** The addon interface this loader speaks (blas.c's NEURAL_DIFF_BLAS_ABI). */
-export const NATIVE_ABI = 2;
+export const NATIVE_ABI = 3;
 /** The symbol blas.c exports to say it is this addon at {@link NATIVE_ABI}. */
 export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */
-const ADDON_FUNCTIONS = ['sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'setThreads', 'info'] as const;
+const ADDON_FUNCTIONS = [
+  'sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'setThreads', 'info',
+  'geluForward', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'channelSum', 'elementwise',
+] as const;
 /** The largest addon file read (the build is about 30 KB; a debug build a few MB). */
 export const MAX_ADDON_BYTES = 64 * 1024 * 1024;
 

@@ -1,0 +1,628 @@
+/*
+ * The native backend's element-wise, row and reduction kernels (issue 63), on Float32Array views
+ * of tfjs-backend-wasm's heap like blas.c's products, split over the addon's pool (pool.c):
+ *
+ *   geluForward, geluGrad       the exact GELU and its gradient (transformer.c's formulas)
+ *   layerNorm, layerNormGrad    a LayerNorm's normalisation and its gradient, per row
+ *   softmax, softmaxGrad        Softmax over the last axis and its gradient, per row
+ *   channelSum                  the sum over every axis but the last (a bias's gradient)
+ *   elementwise                 a fused chain's program (src/train/kernels/elementwise.ts)
+ *
+ * Every element (or row, or channel of a sum) is computed alone, with the float32 operations of
+ * the WebAssembly kernel it stands in for, in the same order (compiled with -ffp-contract=off, so
+ * no fused multiply-add): the same bits as the wasm backend's kernel whatever the thread count or
+ * the vector width. Softmax is the exception: tfjs computes it with XNNPACK, whose exponential is
+ * not ours; softmax.ts (src/train/kernels/native/softmax.ts) is its twin, bit for bit.
+ *
+ * How many parts a kernel is cut into comes from its shape alone (parts_for); which thread runs a
+ * part changes nothing. Small tensors stay on the calling thread: waking the pool costs more.
+ */
+#define NAPI_VERSION 8
+#include "elementwise.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "blocks.h"
+
+/* Built for AVX2 and for any x86-64, chosen when loaded (IEEE operations either way: the same bits). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/*
+ * Parts of a kernel over `items` (elements, rows or channels) costing `cost` element operations
+ * each: one per GRAIN of work (a smaller part is not worth waking a thread for), 8, 6, 4 or 2
+ * (counts 2, 4 and 8 threads share evenly), at most `items`. From the shape alone.
+ */
+#define GRAIN 32768.0
+static int parts_for(int64_t items, double cost) {
+  static const int counts[] = {8, 6, 4, 2};
+  const double q = (double)items * cost / GRAIN;
+  for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+    if (q >= counts[i] && items >= counts[i]) return counts[i];
+  }
+  return 1;
+}
+
+static void run(napi_env env, pool_task task, void *arg, int parts) {
+  pool_run(parts > 1 ? addon_pool(env) : NULL, task, arg, parts);
+}
+
+/* ---- arguments ---- */
+
+static int fail(napi_env env, int range, const char *message) {
+  if (range) napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", message);
+  else napi_throw_type_error(env, "ND_NATIVE_ARGUMENT", message);
+  return 0;
+}
+
+/* The arguments of a call, at least `want` of them. */
+static int args_of(napi_env env, napi_callback_info info, napi_value *argv, size_t want, const char *name) {
+  size_t argc = want;
+  char message[120];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return fail(env, 0, "unreadable arguments");
+  if (argc < want) {
+    snprintf(message, sizeof message, "%s takes %zu arguments, got %zu", name, want, argc);
+    return fail(env, 0, message);
+  }
+  return 1;
+}
+
+static int typed(napi_env env, napi_value value, napi_typedarray_type want, void **data, size_t *length, const char *what) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  char message[120];
+  if (napi_is_typedarray(env, value, &is_typed) == napi_ok && is_typed &&
+      napi_get_typedarray_info(env, value, &type, length, data, NULL, NULL) == napi_ok && type == want) {
+    return 1;
+  }
+  snprintf(message, sizeof message, "%s: expected %s", what, want == napi_float32_array ? "a Float32Array" : "an Int32Array");
+  return fail(env, 0, message);
+}
+
+static int f32_arg(napi_env env, napi_value value, float **data, size_t *length, const char *what) {
+  return typed(env, value, napi_float32_array, (void **)data, length, what);
+}
+
+static int i32_arg(napi_env env, napi_value value, int32_t *out, const char *what) {
+  char message[120];
+  if (napi_get_value_int32(env, value, out) == napi_ok) return 1;
+  snprintf(message, sizeof message, "%s: expected an integer", what);
+  return fail(env, 0, message);
+}
+
+/* `have` floats where the shapes need `want`. */
+static int holds(napi_env env, size_t have, size_t want, const char *what) {
+  char message[160];
+  if (have >= want) return 1;
+  snprintf(message, sizeof message, "%s: view holds %zu floats, the shapes need %zu", what, have, want);
+  return fail(env, 1, message);
+}
+
+/* A row width > 0 dividing n. */
+static int rows_of(napi_env env, size_t n, int32_t width, size_t *rows, const char *what) {
+  char message[160];
+  if (width < 1 || n % (size_t)width != 0) {
+    snprintf(message, sizeof message, "%s: a row width of %d does not divide the %zu values", what, width, n);
+    return fail(env, 1, message);
+  }
+  *rows = n / (size_t)width;
+  return 1;
+}
+
+/* ---- GELU (transformer.c's erf4, exp4, gelu4 and gelu_grad4, one lane at a time) ---- */
+
+/* WebAssembly's f32.min and f32.max against a constant: NaN stays NaN. */
+static inline float wmin(float x, float c) { return x != x ? x : (x < c ? x : c); }
+static inline float wmax(float x, float c) { return x != x ? x : (x > c ? x : c); }
+
+static inline float erf1(float x) {
+  const float v = wmin(wmax(x, -4.0f), 4.0f);
+  const float x2 = v * v;
+  float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-8f;
+  p = x2 * p + -2.10102402082508e-6f;
+  p = x2 * p + -5.69250639462346e-5f;
+  p = x2 * p + -7.34990630326855e-4f;
+  p = x2 * p + -2.95459980854025e-3f;
+  p = x2 * p + -1.60960333262415e-2f;
+  float q = x2 * -1.45660718464996e-5f + -2.13374055278905e-4f;
+  q = x2 * q + -1.68282697438203e-3f;
+  q = x2 * q + -7.37332916720468e-3f;
+  q = x2 * q + -1.42647390514189e-2f;
+  return (v * p) / q;
+}
+
+/* Cephes' expf as transformer.c's exp4: clamped to [-87.3, 88.3], 2^n put in the exponent bits. */
+static inline float exp1(float x) {
+  x = wmin(wmax(x, -87.3f), 88.3f);
+  const float n = __builtin_roundevenf(x * 1.44269504088896341f);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = ((p * r) * r + r) + 1.0f;
+  union { int32_t i; float f; } two_n;
+  two_n.i = ((n == n ? (int32_t)n : 0) + 127) * (1 << 23);
+  return y * two_n.f;
+}
+
+static inline float gelu1(float x) {
+  const float e = erf1(x * 0.70710678118654752f);
+  return (0.5f * x) * (1.0f + e);
+}
+
+static inline float gelu_grad1(float dy, float x) {
+  const float cdf = 0.5f * (1.0f + erf1(x * 0.70710678118654752f));
+  const float pdf = exp1(-0.5f * (x * x)) * 0.39894228040143268f;
+  return dy * (cdf + x * pdf);
+}
+
+typedef struct {
+  const float *a, *b;
+  float *out;
+  int64_t n;
+} Map;
+
+VECTOR_CLONES static void gelu_part(void *arg, int i, int parts, int thread) {
+  (void)thread;
+  const Map *m = (const Map *)arg;
+  int64_t lo, hi;
+  part_range(m->n, i, parts, &lo, &hi);
+  const float *x = m->a;
+  float *y = m->out;
+  for (int64_t j = lo; j < hi; j++) y[j] = gelu1(x[j]);
+}
+
+VECTOR_CLONES static void gelu_grad_part(void *arg, int i, int parts, int thread) {
+  (void)thread;
+  const Map *m = (const Map *)arg;
+  int64_t lo, hi;
+  part_range(m->n, i, parts, &lo, &hi);
+  const float *dy = m->a, *x = m->b;
+  float *dx = m->out;
+  for (int64_t j = lo; j < hi; j++) dx[j] = gelu_grad1(dy[j], x[j]);
+}
+
+/* Element operations a GELU value costs, about (for parts_for). */
+#define GELU_COST 24.0
+
+/* geluForward(x, y): y = 0.5 x (1 + erf(x / sqrt 2)). */
+static napi_value gelu_forward(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  Map m = {0};
+  size_t lx, ly;
+  if (!args_of(env, info, argv, 2, "geluForward") || !f32_arg(env, argv[0], (float **)&m.a, &lx, "geluForward x") ||
+      !f32_arg(env, argv[1], &m.out, &ly, "geluForward y") || !holds(env, ly, lx, "geluForward y")) {
+    return NULL;
+  }
+  m.n = (int64_t)lx;
+  run(env, gelu_part, &m, parts_for(m.n, GELU_COST));
+  return NULL;
+}
+
+/* geluGrad(dy, x, dx): dx = dy (0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi)). */
+static napi_value gelu_grad(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  Map m = {0};
+  size_t ld, lx, lo;
+  if (!args_of(env, info, argv, 3, "geluGrad") || !f32_arg(env, argv[0], (float **)&m.a, &ld, "geluGrad dy") ||
+      !f32_arg(env, argv[1], (float **)&m.b, &lx, "geluGrad x") || !f32_arg(env, argv[2], &m.out, &lo, "geluGrad dx") ||
+      !holds(env, ld, lx, "geluGrad dy") || !holds(env, lo, lx, "geluGrad dx")) {
+    return NULL;
+  }
+  m.n = (int64_t)lx;
+  run(env, gelu_grad_part, &m, parts_for(m.n, 2 * GELU_COST));
+  return NULL;
+}
+
+/* ---- rows: LayerNorm, Softmax and their gradients ---- */
+
+typedef struct {
+  const float *a, *b, *c;
+  float *out, *out2;
+  int64_t rows;
+  int32_t width;
+  float eps;
+} Rows;
+
+/* The sum of four lanes as transformer.c's row_sum: (l0 + l1) + (l2 + l3). */
+static inline float lanes(const float *l) { return (l[0] + l[1]) + (l[2] + l[3]); }
+
+VECTOR_CLONES static void layer_norm_part(void *arg, int part, int parts, int thread) {
+  (void)thread;
+  const Rows *R = (const Rows *)arg;
+  const int32_t width = R->width;
+  int64_t lo, hi;
+  part_range(R->rows, part, parts, &lo, &hi);
+  for (int64_t r = lo; r < hi; r++) {
+    const float *xr = R->a + r * width;
+    float *nr = R->out + r * width;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int32_t i = 0;
+    for (; i + 4 <= width; i += 4)
+      for (int l = 0; l < 4; l++) acc[l] += xr[i + l];
+    float sum = lanes(acc);
+    for (; i < width; i++) sum += xr[i];
+    const float mean = sum / (float)width;
+    float sq4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (i = 0; i + 4 <= width; i += 4)
+      for (int l = 0; l < 4; l++) {
+        const float d = xr[i + l] - mean;
+        sq4[l] += d * d;
+      }
+    float sq = lanes(sq4);
+    for (; i < width; i++) sq += (xr[i] - mean) * (xr[i] - mean);
+    const float s = 1.0f / __builtin_sqrtf(sq / (float)width + R->eps);
+    R->out2[r] = s;
+    for (i = 0; i < width; i++) nr[i] = (xr[i] - mean) * s;
+  }
+}
+
+VECTOR_CLONES static void layer_norm_grad_part(void *arg, int part, int parts, int thread) {
+  (void)thread;
+  const Rows *R = (const Rows *)arg;
+  const int32_t width = R->width;
+  int64_t lo, hi;
+  part_range(R->rows, part, parts, &lo, &hi);
+  for (int64_t r = lo; r < hi; r++) {
+    const float *g = R->a + r * width, *nr = R->b + r * width;
+    float *out = R->out + r * width;
+    float a4[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int32_t i = 0;
+    for (; i + 4 <= width; i += 4)
+      for (int l = 0; l < 4; l++) {
+        a4[l] += g[i + l];
+        b4[l] += g[i + l] * nr[i + l];
+      }
+    float a = lanes(a4), b = lanes(b4);
+    for (; i < width; i++) {
+      a += g[i];
+      b += g[i] * nr[i];
+    }
+    a /= (float)width;
+    b /= (float)width;
+    const float s = R->c[r];
+    for (i = 0; i < width; i++) out[i] = s * ((g[i] - a) - nr[i] * b);
+  }
+}
+
+/*
+ * Softmax of a row: e = exp(x - max) (exp1, 0 below -87.3 as an exponential underflows), each
+ * divided by the row's sum of e, added in eight float64 lanes (element i to lane i % 8, the lanes
+ * then added pairwise, the tail in order: fixed by the width alone, whatever the vector width)
+ * and rounded once. A NaN anywhere makes the row NaN, a +Inf too (Inf - Inf), as tfjs' kernel
+ * gives; the max skips NaN (they make the row NaN through their own e).
+ */
+VECTOR_CLONES static void softmax_part(void *arg, int part, int parts, int thread) {
+  (void)thread;
+  const Rows *R = (const Rows *)arg;
+  const int32_t width = R->width, body = width & ~7;
+  int64_t lo, hi;
+  part_range(R->rows, part, parts, &lo, &hi);
+  for (int64_t r = lo; r < hi; r++) {
+    const float *xr = R->a + r * width;
+    float *yr = R->out + r * width;
+    float m8[8];
+    for (int l = 0; l < 8; l++) m8[l] = -INFINITY;
+    for (int32_t i = 0; i < body; i += 8)
+      for (int l = 0; l < 8; l++) m8[l] = xr[i + l] > m8[l] ? xr[i + l] : m8[l];
+    float m = -INFINITY;
+    for (int l = 0; l < 8; l++) m = m8[l] > m ? m8[l] : m;
+    for (int32_t i = body; i < width; i++) m = xr[i] > m ? xr[i] : m;
+    for (int32_t i = 0; i < width; i++) {
+      const float d = xr[i] - m;
+      yr[i] = d < -87.3f ? 0.0f : exp1(d);
+    }
+    double s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int32_t i = 0; i < body; i += 8)
+      for (int l = 0; l < 8; l++) s8[l] += (double)yr[i + l];
+    double sd = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+    for (int32_t i = body; i < width; i++) sd += (double)yr[i];
+    const float s = (float)sd;
+    for (int32_t i = 0; i < width; i++) yr[i] = yr[i] / s;
+  }
+}
+
+/* softmax-gather-grad.c's softmax_grad: dx = dy y - s y, s the row's sum of dy y in order. */
+VECTOR_CLONES static void softmax_grad_part(void *arg, int part, int parts, int thread) {
+  (void)thread;
+  const Rows *R = (const Rows *)arg;
+  const int32_t width = R->width;
+  int64_t lo, hi;
+  part_range(R->rows, part, parts, &lo, &hi);
+  for (int64_t r = lo; r < hi; r++) {
+    const float *g = R->a + r * width, *p = R->b + r * width;
+    float *out = R->out + r * width;
+    for (int32_t i = 0; i < width; i++) out[i] = g[i] * p[i];
+    float s = 0.0f;
+    for (int32_t i = 0; i < width; i++) s += out[i];
+    for (int32_t i = 0; i < width; i++) out[i] = out[i] - s * p[i];
+  }
+}
+
+/* Element operations a row's value costs, about. */
+#define ROW_COST 4.0
+#define SOFTMAX_COST 16.0
+
+/* layerNorm(x, n, rstd, width, eps): n = (x - mean) rstd per row, rstd = 1 / sqrt(var + eps). */
+static napi_value layer_norm(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  Rows R = {0};
+  size_t lx, ln, lr, rows;
+  double eps;
+  if (!args_of(env, info, argv, 5, "layerNorm") || !f32_arg(env, argv[0], (float **)&R.a, &lx, "layerNorm x") ||
+      !f32_arg(env, argv[1], &R.out, &ln, "layerNorm n") || !f32_arg(env, argv[2], &R.out2, &lr, "layerNorm rstd") ||
+      !i32_arg(env, argv[3], &R.width, "layerNorm width") || !rows_of(env, lx, R.width, &rows, "layerNorm") ||
+      !holds(env, ln, lx, "layerNorm n") || !holds(env, lr, rows, "layerNorm rstd")) {
+    return NULL;
+  }
+  if (napi_get_value_double(env, argv[4], &eps) != napi_ok) return fail(env, 0, "layerNorm eps: expected a number"), NULL;
+  R.rows = (int64_t)rows;
+  R.eps = (float)eps;
+  run(env, layer_norm_part, &R, parts_for(R.rows, ROW_COST * R.width));
+  return NULL;
+}
+
+/* layerNormGrad(dy, n, rstd, dx, width): dx = rstd (dy - mean(dy) - n mean(dy n)) per row. */
+static napi_value layer_norm_grad(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  Rows R = {0};
+  size_t ld, ln, lr, lo, rows;
+  if (!args_of(env, info, argv, 5, "layerNormGrad") || !f32_arg(env, argv[0], (float **)&R.a, &ld, "layerNormGrad dy") ||
+      !f32_arg(env, argv[1], (float **)&R.b, &ln, "layerNormGrad n") || !f32_arg(env, argv[2], (float **)&R.c, &lr, "layerNormGrad rstd") ||
+      !f32_arg(env, argv[3], &R.out, &lo, "layerNormGrad dx") || !i32_arg(env, argv[4], &R.width, "layerNormGrad width") ||
+      !rows_of(env, ld, R.width, &rows, "layerNormGrad") || !holds(env, ln, ld, "layerNormGrad n") ||
+      !holds(env, lr, rows, "layerNormGrad rstd") || !holds(env, lo, ld, "layerNormGrad dx")) {
+    return NULL;
+  }
+  R.rows = (int64_t)rows;
+  run(env, layer_norm_grad_part, &R, parts_for(R.rows, ROW_COST * R.width));
+  return NULL;
+}
+
+/* softmax(x, y, width): y = exp(x - max) / sum per row. */
+static napi_value softmax(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  Rows R = {0};
+  size_t lx, ly, rows;
+  if (!args_of(env, info, argv, 3, "softmax") || !f32_arg(env, argv[0], (float **)&R.a, &lx, "softmax x") ||
+      !f32_arg(env, argv[1], &R.out, &ly, "softmax y") || !i32_arg(env, argv[2], &R.width, "softmax width") ||
+      !rows_of(env, lx, R.width, &rows, "softmax") || !holds(env, ly, lx, "softmax y")) {
+    return NULL;
+  }
+  R.rows = (int64_t)rows;
+  run(env, softmax_part, &R, parts_for(R.rows, SOFTMAX_COST * R.width));
+  return NULL;
+}
+
+/* softmaxGrad(dy, y, dx, width): dx = dy y - (sum of dy y) y per row. */
+static napi_value softmax_grad(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  Rows R = {0};
+  size_t ld, ly, lo, rows;
+  if (!args_of(env, info, argv, 4, "softmaxGrad") || !f32_arg(env, argv[0], (float **)&R.a, &ld, "softmaxGrad dy") ||
+      !f32_arg(env, argv[1], (float **)&R.b, &ly, "softmaxGrad y") || !f32_arg(env, argv[2], &R.out, &lo, "softmaxGrad dx") ||
+      !i32_arg(env, argv[3], &R.width, "softmaxGrad width") || !rows_of(env, ld, R.width, &rows, "softmaxGrad") ||
+      !holds(env, ly, ld, "softmaxGrad y") || !holds(env, lo, ld, "softmaxGrad dx")) {
+    return NULL;
+  }
+  R.rows = (int64_t)rows;
+  run(env, softmax_grad_part, &R, parts_for(R.rows, ROW_COST * R.width));
+  return NULL;
+}
+
+/* ---- channelSum: sum.c's channel_sum, channels split ---- */
+
+typedef struct {
+  const float *x;
+  float *out;
+  int64_t P, C;
+} ChannelSum;
+
+VECTOR_CLONES static void channel_sum_part(void *arg, int part, int parts, int thread) {
+  (void)thread;
+  const ChannelSum *s = (const ChannelSum *)arg;
+  int64_t lo, hi;
+  part_range(s->C, part, parts, &lo, &hi);
+  float *out = s->out;
+  for (int64_t c = lo; c < hi; c++) out[c] = 0.0f;
+  for (int64_t p = 0; p < s->P; p++) {
+    const float *d = s->x + p * s->C;
+    for (int64_t c = lo; c < hi; c++) out[c] += d[c];
+  }
+}
+
+/* channelSum(x, out): out[c] = sum over p of x[p, c], added in order of p; C = out.length. */
+static napi_value channel_sum(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  ChannelSum s = {0};
+  size_t lx, lo;
+  if (!args_of(env, info, argv, 2, "channelSum") || !f32_arg(env, argv[0], (float **)&s.x, &lx, "channelSum x") ||
+      !f32_arg(env, argv[1], &s.out, &lo, "channelSum out")) {
+    return NULL;
+  }
+  if (lo == 0 || lo > INT32_MAX || lx % lo != 0) return fail(env, 1, "channelSum: out's length (the channels) must divide x's"), NULL;
+  s.C = (int64_t)lo;
+  s.P = (int64_t)(lx / lo);
+  /* Parts of at least 16 channels (a vector's worth each), from the shape alone. */
+  run(env, channel_sum_part, &s, parts_for(s.C / 16, 16.0 * (double)s.P));
+  return NULL;
+}
+
+/* ---- elementwise: a fused chain's program (elementwise.c, the wasm kernel, op for op) ---- */
+
+enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN, OP_SQDIFF, OP_NEG, OP_ABS, OP_SQUARE, OP_SQRT, OP_RSQRT, OP_RECIP, OP_RELU, OP_RELU6, OP_STEP, OP_CLIP, OP_COUNT };
+enum { KIND_FULL, KIND_SCALAR, KIND_CHANNEL };
+
+/* The most operands and instructions a program takes (fuse.ts writes a few dozen). */
+#define MAX_OPERANDS 1024
+#define MAX_CODE 1024
+
+typedef struct {
+  const int32_t *code; /* 5 ints an instruction: op, dst, a, b, c */
+  int32_t count, operands, first_register, registers;
+  const float **base; /* per operand: streamed (output, full inputs) or a fixed block; registers NULL */
+  const uint8_t *streams;
+  float *scratch; /* registers: parts x registers x L floats */
+  int64_t n, L;
+} Program;
+
+static inline float pmax(float a, float b) { return a < b ? b : a; }
+static inline float pmin(float a, float b) { return b < a ? b : a; }
+
+VECTOR_CLONES static void op_block(int op, float *d, const float *a, const float *b, const float *c, int64_t len) {
+  switch (op) {
+#define LOOP(EXPR) for (int64_t i = 0; i < len; i++) { const float x = a[i], y = b[i]; (void)y; d[i] = (EXPR); } break;
+    case OP_ADD: LOOP(x + y)
+    case OP_SUB: LOOP(x - y)
+    case OP_MUL: LOOP(x * y)
+    case OP_DIV: LOOP(x / y)
+    case OP_MAX: LOOP(pmax(x, y))
+    case OP_MIN: LOOP(pmin(x, y))
+    case OP_SQDIFF: LOOP((x - y) * (x - y))
+    case OP_NEG: LOOP(-x)
+    case OP_ABS: LOOP(__builtin_fabsf(x))
+    case OP_SQUARE: LOOP(x * x)
+    case OP_SQRT: LOOP(__builtin_sqrtf(x))
+    case OP_RSQRT: LOOP(1.0f / __builtin_sqrtf(x))
+    case OP_RECIP: LOOP(1.0f / x)
+    /* Relu as XNNPACK: 0 wherever the sign bit is set (-0, a negative NaN). */
+    case OP_RELU: LOOP(__builtin_signbit(x) ? 0.0f : x)
+    case OP_RELU6: LOOP(pmin(6.0f, x > 0.0f ? x : 0.0f))
+    case OP_STEP: LOOP(x != x ? x : (x > 0.0f ? 1.0f : y))
+    case OP_CLIP:
+      for (int64_t i = 0; i < len; i++) d[i] = pmin(c[i], pmax(b[i], a[i]));
+      break;
+#undef LOOP
+    default: break;
+  }
+}
+
+static void program_part(void *arg, int part, int parts, int thread) {
+  (void)thread;
+  const Program *p = (const Program *)arg;
+  const int64_t blocks = (p->n + p->L - 1) / p->L;
+  int64_t lo, hi;
+  part_range(blocks, part, parts, &lo, &hi);
+  float *regs = p->scratch + (size_t)part * p->registers * p->L;
+  for (int64_t k = lo; k < hi; k++) {
+    const int64_t start = k * p->L;
+    const int64_t len = p->n - start < p->L ? p->n - start : p->L;
+    for (int32_t s = 0; s < p->count; s++) {
+      const int32_t *ins = p->code + 5 * s;
+      float *ptr[4];
+      for (int j = 0; j < 4; j++) {
+        const int32_t o = ins[1 + j];
+        ptr[j] = o >= p->first_register ? regs + (size_t)(o - p->first_register) * p->L
+                                        : (float *)p->base[o] + (p->streams[o] ? start : 0);
+      }
+      op_block(ins[0], ptr[0], ptr[1], ptr[2], ptr[3], len);
+    }
+  }
+}
+
+/*
+ * elementwise(code, kinds, inputs, immediates, registers, out, channels): run a fused chain's
+ * program (elementwise.ts's ElementwiseProgram: code 5 ints an instruction, kinds 0 full, 1
+ * scalar, 2 channel per input, the inputs' views in order) over out, in blocks of whole rows.
+ */
+static napi_value elementwise(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  int32_t *code, *kinds, registers, channels;
+  size_t lcode, lkinds, limm, lout, ninputs = 0;
+  float *imm, *out;
+  if (!args_of(env, info, argv, 7, "elementwise") || !typed(env, argv[0], napi_int32_array, (void **)&code, &lcode, "elementwise code") ||
+      !typed(env, argv[1], napi_int32_array, (void **)&kinds, &lkinds, "elementwise kinds") ||
+      !f32_arg(env, argv[3], &imm, &limm, "elementwise immediates") || !i32_arg(env, argv[4], &registers, "elementwise registers") ||
+      !f32_arg(env, argv[5], &out, &lout, "elementwise out") || !i32_arg(env, argv[6], &channels, "elementwise channels")) {
+    return NULL;
+  }
+  bool is_array = false;
+  uint32_t len32 = 0;
+  if (napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[2], &len32) != napi_ok) {
+    return fail(env, 0, "elementwise inputs: expected an array of Float32Array"), NULL;
+  }
+  ninputs = len32;
+  const int64_t total = 1 + (int64_t)ninputs + (int64_t)limm + registers;
+  if (lcode == 0 || lcode % 5 != 0 || lcode / 5 > MAX_CODE || lkinds != ninputs || registers < 0 || total > MAX_OPERANDS || channels < 1) {
+    return fail(env, 1, "elementwise: a malformed program (code of 5 ints an instruction, a kind per input, at most 1024 operands)"), NULL;
+  }
+  const int32_t count = (int32_t)(lcode / 5), first_register = (int32_t)(total - registers);
+  const int64_t n = (int64_t)lout;
+  for (int32_t s = 0; s < count; s++) {
+    const int32_t *ins = code + 5 * s;
+    int ok = ins[0] >= 0 && ins[0] < OP_COUNT && (s == count - 1 ? ins[1] == 0 : ins[1] >= first_register && ins[1] < total);
+    for (int j = 2; j < 5; j++) ok = ok && ins[j] >= 1 && ins[j] < total;
+    if (!ok) return fail(env, 1, "elementwise: an instruction's op or operands are out of range (rebuild the plan)"), NULL;
+  }
+  if (n == 0) return NULL;
+  int any_channel = 0, fixed = 0;
+  for (size_t j = 0; j < ninputs; j++) {
+    if (kinds[j] < KIND_FULL || kinds[j] > KIND_CHANNEL) return fail(env, 1, "elementwise: an input kind is not 0, 1 or 2"), NULL;
+    any_channel |= kinds[j] == KIND_CHANNEL;
+    fixed += kinds[j] != KIND_FULL;
+  }
+  if (any_channel && n % channels != 0) return fail(env, 1, "elementwise: channels must divide the output's length"), NULL;
+  /* elementwise.ts's blockLength: 512 floats, or whole rows of channel inputs. */
+  const int64_t L = !any_channel ? (n < 512 ? n : 512) : (channels >= 512 ? channels : channels * (512 / channels));
+  const float *base[MAX_OPERANDS];
+  uint8_t streams[MAX_OPERANDS];
+  base[0] = out;
+  streams[0] = 1;
+  const int64_t blocks = (n + L - 1) / L;
+  const int parts = parts_for(blocks, (double)L * count);
+  const size_t fixed_floats = (size_t)(fixed + limm) * (size_t)L;
+  float *mem = (float *)malloc((fixed_floats + (size_t)parts * (size_t)registers * (size_t)L) * sizeof(float) + 1);
+  if (mem == NULL) return napi_throw_error(env, "ND_NATIVE_MEMORY", "out of memory for the element-wise program's blocks"), NULL;
+  float *next = mem;
+  for (size_t j = 0; j < ninputs; j++) {
+    napi_value item;
+    float *data;
+    size_t length;
+    if (napi_get_element(env, argv[2], (uint32_t)j, &item) != napi_ok || !f32_arg(env, item, &data, &length, "elementwise input") ||
+        !holds(env, length, kinds[j] == KIND_FULL ? (size_t)n : kinds[j] == KIND_SCALAR ? 1 : (size_t)channels, "elementwise input")) {
+      free(mem);
+      return NULL;
+    }
+    streams[1 + j] = kinds[j] == KIND_FULL;
+    if (kinds[j] == KIND_FULL) {
+      base[1 + j] = data;
+      continue;
+    }
+    for (int64_t i = 0; i < L; i++) next[i] = kinds[j] == KIND_SCALAR ? data[0] : data[i % channels];
+    base[1 + j] = next;
+    next += L;
+  }
+  for (size_t j = 0; j < limm; j++) {
+    for (int64_t i = 0; i < L; i++) next[i] = imm[j];
+    base[1 + ninputs + j] = next;
+    streams[1 + ninputs + j] = 0;
+    next += L;
+  }
+  Program p = {code, count, (int32_t)total, first_register, registers, base, streams, next, n, L};
+  run(env, program_part, &p, parts);
+  free(mem);
+  return NULL;
+}
+
+int elementwise_define(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"geluForward", NULL, gelu_forward, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"geluGrad", NULL, gelu_grad, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"layerNorm", NULL, layer_norm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"layerNormGrad", NULL, layer_norm_grad, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"softmax", NULL, softmax, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"softmaxGrad", NULL, softmax_grad, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"channelSum", NULL, channel_sum, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"elementwise", NULL, elementwise, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
+}

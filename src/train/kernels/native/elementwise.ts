@@ -1,0 +1,235 @@
+/**
+ * The native backend's element-wise, row and reduction kernels (elementwise.c, issue 63) in place
+ * of the wasm kernels of the same name: the exact GELU and its gradient, a LayerNorm's
+ * normalisation and its gradient, Softmax over the last axis and its gradient, Sum over every
+ * axis but the last, and the compiled step's fused element-wise chains. Each runs on the addon's
+ * pool on views of the wasm heap, cut into parts from its shape alone.
+ *
+ * All but Softmax give the wasm kernel's bits (the same float32 operations in the same order, at
+ * any thread count): the wasm kernels' scalar twins (transformer.ts, softmax-grad.ts, sum.ts,
+ * elementwise.ts) are theirs too. Softmax on wasm is XNNPACK's, whose exponential is not ours:
+ * {@link softmaxJs} is the native one's scalar twin, bit for bit, and {@link softmaxReference}
+ * the float64 reference both are held to.
+ *
+ * Tensors smaller than {@link nativeElementwiseLimits} stay on the wasm kernel (waking the pool
+ * and crossing into the addon cost more than they give there); so do other dtypes and axes.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import { asWasm, f32, sizeOf } from '../util.ts';
+import { OP, type ElementwiseProgram } from '../elementwise.ts';
+import { SOFTMAX_GRAD } from '../softmax-grad.ts';
+import type { NativeBlasAddon } from './loader.ts';
+
+type KernelArgs = Parameters<KernelFunc>[0];
+
+/**
+ * The fewest elements a kernel takes to the addon (below, the wasm kernel runs); benchmarks and
+ * tests change them (0: every size). Measured by bench/native-elementwise.ts on the sizes the
+ * transformer's step runs (docs/benchmarks/training-speed.md).
+ */
+export const nativeElementwiseLimits = { gelu: 1024, rows: 4096, sum: 4096, chain: 4096 };
+
+const fround = Math.fround;
+
+/** Round half to even, as the C kernel's __builtin_roundevenf. */
+function roundEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+const bits = new Int32Array(1);
+const bitsF = new Float32Array(bits.buffer);
+
+/** elementwise.c's exp1 (Cephes' expf), float32 operation by operation. */
+export function expF32(xIn: number): number {
+  let x = fround(xIn);
+  if (Number.isNaN(x)) return x;
+  x = x > 88.3 ? fround(88.3) : x < -87.3 ? fround(-87.3) : x;
+  const n = roundEven(fround(x * fround(1.44269504088896341)));
+  let r = fround(x - fround(n * fround(0.693359375)));
+  r = fround(r - fround(n * fround(-2.1219444e-4)));
+  let p = fround(1.98756915e-4);
+  for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) p = fround(fround(p * r) + fround(c));
+  const y = fround(fround(fround(fround(p * r) * r) + r) + 1);
+  bits[0] = (n + 127) * (1 << 23);
+  return fround(y * bitsF[0]);
+}
+
+/**
+ * Scalar twin of elementwise.c's softmax, bit for bit: e = exp(x - max) (0 below -87.3), then e
+ * divided by the row's sum, added in float64 in eight lanes (i % 8; pairwise; the tail after the
+ * last whole eight in order) and rounded once.
+ */
+export function softmaxJs(x: Float32Array, y: Float32Array, width: number): void {
+  const body = width - (width % 8);
+  const lanes = new Float64Array(8);
+  for (let at = 0; at < x.length; at += width) {
+    let m = -Infinity;
+    for (let i = at; i < at + width; i++) if (x[i] > m) m = x[i];
+    for (let i = at; i < at + width; i++) {
+      const d = fround(x[i] - m);
+      y[i] = d < -87.3 ? 0 : expF32(d);
+    }
+    lanes.fill(0);
+    for (let i = 0; i < body; i++) lanes[i % 8] += y[at + i];
+    let sd = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for (let i = body; i < width; i++) sd += y[at + i];
+    const s = fround(sd);
+    for (let i = at; i < at + width; i++) y[i] = fround(y[i] / s);
+  }
+}
+
+/** Softmax over rows of `width` in float64 (the reference). */
+export function softmaxReference(x: ArrayLike<number>, width: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let at = 0; at < x.length; at += width) {
+    let m = -Infinity;
+    for (let i = at; i < at + width; i++) m = Math.max(m, x[i]);
+    let s = 0;
+    for (let i = at; i < at + width; i++) s += y[i] = Math.exp(x[i] - m);
+    for (let i = at; i < at + width; i++) y[i] /= s;
+  }
+  return y;
+}
+
+/** A program's instructions, input kinds and immediates as elementwise.c reads them (kept per program). */
+const encoded = new WeakMap<ElementwiseProgram, { code: Int32Array; kinds: Int32Array; immediates: Float32Array }>();
+
+export function encodeProgram(p: ElementwiseProgram) {
+  let e = encoded.get(p);
+  if (!e) {
+    const code = new Int32Array(5 * p.code.length);
+    p.code.forEach((ins, k) => code.set([OP[ins.op], ins.dst, ins.a, ins.b ?? ins.a, ins.c ?? ins.a], 5 * k));
+    const kinds = Int32Array.from(p.inputs, (k) => (k === 'full' ? 0 : k === 'scalar' ? 1 : 2));
+    e = { code, kinds, immediates: Float32Array.from(p.immediates) };
+    encoded.set(p, e);
+  }
+  return e;
+}
+
+/**
+ * A fused chain's program on the addon (what the compiled step's chains run on native): null when
+ * the output is smaller than the limit, for the wasm kernel to run it. Inputs checked by the caller.
+ */
+export function nativeElementwiseRunner(addon: NativeBlasAddon) {
+  return (backendArg: unknown, p: ElementwiseProgram, inputs: TensorInfo[], shape: number[]): TensorInfo | null => {
+    const n = sizeOf(shape);
+    if (n < Math.max(1, nativeElementwiseLimits.chain)) return null;
+    const backend = asWasm(backendArg);
+    const { code, kinds, immediates } = encodeProgram(p);
+    const out = backend.makeOutput([...shape], 'float32');
+    addon.elementwise(code, kinds, inputs.map((t) => f32(backend, t)), immediates, p.registers, f32(backend, out), p.channels);
+    return out;
+  };
+}
+
+const isF32 = (...ts: (TensorInfo | undefined)[]) => ts.every((t) => t !== undefined && t.dtype === 'float32');
+
+function gelu(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const x = args.inputs.x as TensorInfo | undefined;
+  if (!isF32(x) || sizeOf((x as TensorInfo).shape) < Math.max(1, nativeElementwiseLimits.gelu)) return fallback.kernelFunc(args);
+  const b = asWasm(args.backend);
+  const y = b.makeOutput([...(x as TensorInfo).shape], 'float32');
+  addon.geluForward(f32(b, x as TensorInfo), f32(b, y));
+  return y;
+}
+
+function geluGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const { dy, x } = args.inputs as Record<string, TensorInfo | undefined>;
+  if (!isF32(dy, x) || sizeOf((x as TensorInfo).shape) < Math.max(1, nativeElementwiseLimits.gelu) || sizeOf((dy as TensorInfo).shape) !== sizeOf((x as TensorInfo).shape)) return fallback.kernelFunc(args);
+  const b = asWasm(args.backend);
+  const dx = b.makeOutput([...(x as TensorInfo).shape], 'float32');
+  addon.geluGrad(f32(b, dy as TensorInfo), f32(b, x as TensorInfo), f32(b, dx));
+  return dx;
+}
+
+/** The last axis's length, or 0 when a row kernel cannot take `t` (not float32, rank 0, empty, small). */
+function rowWidth(t: TensorInfo | undefined): number {
+  if (!isF32(t) || (t as TensorInfo).shape.length === 0) return 0;
+  const shape = (t as TensorInfo).shape;
+  const n = sizeOf(shape);
+  return n === 0 || n < nativeElementwiseLimits.rows ? 0 : shape[shape.length - 1];
+}
+
+function layerNorm(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const x = args.inputs.x as TensorInfo | undefined;
+  const width = rowWidth(x);
+  if (width === 0) return fallback.kernelFunc(args);
+  const b = asWasm(args.backend);
+  const xs = (x as TensorInfo).shape;
+  const n = b.makeOutput([...xs], 'float32');
+  const rstd = b.makeOutput([sizeOf(xs) / width], 'float32');
+  addon.layerNorm(f32(b, x as TensorInfo), f32(b, n), f32(b, rstd), width, Number((args.attrs as { epsilon: number }).epsilon));
+  return [n, rstd];
+}
+
+function layerNormGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const { dy, n, rstd } = args.inputs as Record<string, TensorInfo | undefined>;
+  const width = rowWidth(dy);
+  if (width === 0 || !isF32(n, rstd)) return fallback.kernelFunc(args);
+  const b = asWasm(args.backend);
+  const dx = b.makeOutput([...(dy as TensorInfo).shape], 'float32');
+  addon.layerNormGrad(f32(b, dy as TensorInfo), f32(b, n as TensorInfo), f32(b, rstd as TensorInfo), f32(b, dx), width);
+  return dx;
+}
+
+function softmax(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const logits = args.inputs.logits as TensorInfo | undefined;
+  const width = rowWidth(logits);
+  const dim = (args.attrs as unknown as tf.SoftmaxAttrs).dim;
+  if (width === 0 || !(dim === -1 || dim === (logits as TensorInfo).shape.length - 1)) return fallback.kernelFunc(args);
+  const b = asWasm(args.backend);
+  const y = b.makeOutput([...(logits as TensorInfo).shape], 'float32');
+  addon.softmax(f32(b, logits as TensorInfo), f32(b, y), width);
+  return y;
+}
+
+function softmaxGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const { dy, y } = args.inputs as Record<string, TensorInfo | undefined>;
+  const width = rowWidth(y);
+  if (width === 0 || !isF32(dy) || (dy as TensorInfo).shape.join() !== (y as TensorInfo).shape.join()) return fallback.kernelFunc(args);
+  const b = asWasm(args.backend);
+  const dx = b.makeOutput([...(y as TensorInfo).shape], 'float32');
+  addon.softmaxGrad(f32(b, dy as TensorInfo), f32(b, y as TensorInfo), f32(b, dx), width);
+  return dx;
+}
+
+/** Sum over every axis but the last (sum.ts's case); any other reduction goes to the wasm kernel. */
+function sum(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const x = args.inputs.x as TensorInfo | undefined;
+  const { axis, keepDims } = (args.attrs ?? {}) as unknown as { axis: number | number[]; keepDims: boolean };
+  if (!isF32(x) || sizeOf((x as TensorInfo).shape) < Math.max(1, nativeElementwiseLimits.sum)) return fallback.kernelFunc(args);
+  const shape = (x as TensorInfo).shape;
+  const rank = shape.length;
+  const axes = tf.util.parseAxisParam(axis, shape).sort((a, c) => a - c);
+  if (!(rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i))) return fallback.kernelFunc(args);
+  const b = asWasm(args.backend);
+  const C = shape[rank - 1];
+  const out = b.makeOutput(keepDims ? [...shape.slice(0, -1).map(() => 1), C] : [C], 'float32');
+  addon.channelSum(f32(b, x as TensorInfo), f32(b, out));
+  return out;
+}
+
+/** Names of the kernels this file puts on the native backend (beside kernels.ts's). */
+export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum'] as const;
+
+type Run = (addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[];
+const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
+  NeuralDiffGelu: gelu,
+  NeuralDiffGeluGrad: geluGrad,
+  NeuralDiffLayerNorm: layerNorm,
+  NeuralDiffLayerNormGrad: layerNormGrad,
+  Softmax: softmax,
+  [SOFTMAX_GRAD]: softmaxGrad,
+  Sum: sum,
+};
+
+/** The kernel configs for `backendName`, each falling back to (and keeping the setup of) wasm's kernel of the same name. */
+export function nativeElementwiseConfigs(addon: NativeBlasAddon, backendName: string, wasmConfigs: ReadonlyMap<string, KernelConfig>): KernelConfig[] {
+  return NATIVE_ELEMENTWISE_KERNELS.map((name) => {
+    const fallback = wasmConfigs.get(name);
+    if (fallback === undefined) throw new Error(`the wasm backend registers no ${name} kernel to fall back to`);
+    return { ...fallback, backendName, kernelFunc: (args: KernelArgs) => RUNS[name](addon, fallback, args) };
+  });
+}
