@@ -20,6 +20,7 @@ import { runElementwiseJs, type ElementwiseProgram, type InputKind, type OpName,
 import { channelSumJs } from '../src/train/kernels/sum.ts';
 import { softmaxGradJs } from '../src/train/kernels/softmax-grad.ts';
 import { trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
+import { transposeGeometry, transposeReference } from '../src/train/kernels/transpose.ts';
 import { asWasm } from '../src/train/kernels/util.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
@@ -150,6 +151,46 @@ describe('the native element-wise and row kernels: the wasm kernels\' bits at ev
   });
 });
 
+describe('Transpose on the addon', { skip }, () => {
+  before(async () => {
+    await initBackend('native', { threads: 1 });
+  });
+  after(() => setNativeThreads());
+
+  /** [shape, perm]: the attention's permutes, size-1 axes, rank 2 to 6, one row, more threads than rows. */
+  const CASES: [number[], number[]][] = [
+    [[32, 32, 3, 4, 16], [2, 0, 3, 1, 4]], [[32, 4, 32, 16], [0, 2, 1, 3]], [[32, 4, 32, 16], [0, 1, 3, 2]], [[3, 32, 4, 32, 16], [1, 3, 0, 2, 4]],
+    [[2, 3], [1, 0]], [[1, 7], [1, 0]], [[5, 1, 3], [2, 1, 0]], [[3, 5, 7, 2], [3, 1, 0, 2]], [[2, 3, 2, 3, 2, 3], [5, 0, 4, 1, 3, 2]], [[129, 65], [1, 0]], [[2, 2], [1, 0]],
+  ];
+
+  it('the scalar twin\'s elements (4-byte bits, NaN payloads kept) at every thread count; a bad geometry refused, nothing written', async () => {
+    for (const [shape, perm] of CASES) {
+      const n = shape.reduce((a, d) => a * d, 1);
+      const x = Int32Array.from(randomValues(n, n), (v) => Math.floor(v * 2 ** 31));
+      x[0] = 0x7fc00001; // a NaN payload, as float32
+      const want = new Int32Array(n);
+      transposeReference(x, want, shape, perm);
+      const geo = transposeGeometry(shape, perm);
+      if (geo === null) continue;
+      const g = Int32Array.from([geo.dims.length, ...geo.dims, ...geo.strides]);
+      await eachThreads((threads) => {
+        const got = new Int32Array(n);
+        loadNativeAddon().transpose32(x, got, g);
+        assert.deepEqual(got, want, `[${shape}] by [${perm}], ${threads} threads`);
+        const f = new Float32Array(n);
+        loadNativeAddon().transpose32(new Float32Array(x.buffer), f, g);
+        assert.deepEqual(new Int32Array(f.buffer), want, `[${shape}] by [${perm}] as float32, ${threads} threads`);
+      });
+    }
+    const out = new Int32Array(6);
+    assert.throws(() => loadNativeAddon().transpose32(new Int32Array(5), out, Int32Array.of(2, 3, 2, 1, 3)), ModelFormatError);
+    assert.throws(() => loadNativeAddon().transpose32(new Int32Array(6), out, Int32Array.of(2, 3, 2, 1, 4)), ModelFormatError);
+    assert.throws(() => loadNativeAddon().transpose32(new Int32Array(6), new Int32Array(5), Int32Array.of(2, 3, 2, 1, 3)), ModelFormatError);
+    assert.throws(() => loadNativeAddon().transpose32(new Int32Array(6), out, Int32Array.of(1, 6, 1)), ModelFormatError);
+    assert.deepEqual(out, new Int32Array(6));
+  });
+});
+
 /** Softmax inputs: attention-like scores, a masked row (-Inf), rows with NaN or +Inf, one huge spread. */
 function softmaxInputs(rows: number, width: number, seed: number): Float32Array {
   const x = values(rows * width, seed, false, 2);
@@ -276,19 +317,19 @@ describe('the native backend runs them as its kernels', { skip }, () => {
   const saved = { ...nativeElementwiseLimits };
   after(() => Object.assign(nativeElementwiseLimits, saved));
 
-  it('Softmax, its gradient and Sum through the engine: the addon above the limits, the wasm kernel below, the same values', async () => {
+  it('Softmax, its gradient, Sum and Transpose through the engine: the addon above the limits, the wasm kernel below, the same values', async () => {
     const f = () => {
       const x = tf.tensor(values(2 * 8 * 64, 9), [2, 8, 64]);
       return tf.tidy(() => {
         const g = tf.grads((a: tf.Tensor) => tf.sum(tf.mul(tf.softmax(a), tf.sum(a, [0, 1]))));
-        return [tf.softmax(x), tf.sum(x, [0, 1]), ...g([x])];
+        return [tf.softmax(x), tf.sum(x, [0, 1]), tf.transpose(x, [1, 0, 2]), tf.transpose(tf.cast(tf.mul(x, 1000), 'int32'), [2, 0, 1]), ...g([x])];
       });
     };
     await initBackend('wasm');
     const wasm = f().map((t) => t.dataSync() as Float32Array);
     await initBackend('native', { threads: 2 });
     for (const limit of [0, 1e9]) {
-      Object.assign(nativeElementwiseLimits, { gelu: limit, rows: limit, sum: limit, chain: limit });
+      Object.assign(nativeElementwiseLimits, { gelu: limit, rows: limit, sum: limit, chain: limit, transpose: limit });
       const native = f().map((t) => t.dataSync() as Float32Array);
       native.forEach((v, i) => {
         for (let j = 0; j < v.length; j++) assert.ok(Math.abs(v[j] - wasm[i][j]) <= 1e-6, `output ${i} element ${j} (limit ${limit}): ${v[j]}, wasm ${wasm[i][j]}`);
@@ -304,8 +345,8 @@ describe('training on them', { skip }, () => {
     setNativeThreads();
   });
 
-  it('the attention program (Softmax, its gradient, bias sums, fused chains on the addon): compiled and eager, 1 and 2 threads, the same payload bytes', async () => {
-    Object.assign(nativeElementwiseLimits, { gelu: 0, rows: 0, sum: 0, chain: 0 });
+  it('the attention program (Softmax, its gradient, bias sums, transposes, fused chains on the addon): compiled and eager, 1 and 2 threads, the same payload bytes', async () => {
+    Object.assign(nativeElementwiseLimits, { gelu: 0, rows: 0, sum: 0, chain: 0, transpose: 0 });
     const { data, labels } = tokenSequences(64, 2);
     const common = { method: 'full' as const, budgetBytes: 0, epochs: 2, tune: 'off' as const, seed: 4, batchSize: 16, learningRate: 1e-2, validation: 0, allowWorse: true, header: { modelId: 'attention', sequence: 1 } };
     const payload = async (threads: number, step: 'compiled' | 'eager') => {
@@ -316,7 +357,7 @@ describe('training on them', { skip }, () => {
     const addon = loadNativeAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
     const calls: Record<string, number> = {};
     const originals = new Map<string, (...a: unknown[]) => unknown>();
-    for (const name of ['softmax', 'softmaxGrad', 'channelSum', 'elementwise']) {
+    for (const name of ['softmax', 'softmaxGrad', 'channelSum', 'elementwise', 'transpose32']) {
       const f = addon[name];
       originals.set(name, f);
       calls[name] = 0;

@@ -7,6 +7,7 @@
  *   softmax, softmaxGrad        Softmax over the last axis and its gradient, per row
  *   channelSum                  the sum over every axis but the last (a bias's gradient)
  *   elementwise                 a fused chain's program (src/train/kernels/elementwise.ts)
+ *   transpose32                 a permutation of 4-byte elements (transpose.c's copy)
  *
  * Every element (or row, or channel of a sum) is computed alone, with the float32 operations of
  * the WebAssembly kernel it stands in for, in the same order (compiled with -ffp-contract=off, so
@@ -114,56 +115,77 @@ static int rows_of(napi_env env, size_t n, int32_t width, size_t *rows, const ch
   return 1;
 }
 
-/* ---- GELU (transformer.c's erf4, exp4, gelu4 and gelu_grad4, one lane at a time) ---- */
+/*
+ * ---- GELU (transformer.c's erf4, exp4, gelu4 and gelu_grad4) ----
+ * Eight lanes at a time in GCC's vector extensions (two SSE vectors or one AVX vector, as the
+ * clone built for the CPU), each lane the float32 operations of one WebAssembly lane.
+ */
+/* The vectors never cross a call boundary of another unit (static inline): GCC's note on their ABI does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float vf __attribute__((vector_size(32), aligned(4)));
+typedef int32_t vi __attribute__((vector_size(32), aligned(4)));
+#define LANES 8
+#define SPLAT(c) ((vf){0} + (float)(c))
 
-/* WebAssembly's f32.min and f32.max against a constant: NaN stays NaN. */
-static inline float wmin(float x, float c) { return x != x ? x : (x < c ? x : c); }
-static inline float wmax(float x, float c) { return x != x ? x : (x > c ? x : c); }
+static inline vf sel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
+/* WebAssembly's f32x4.min and max against a constant: NaN stays NaN. */
+static inline vf wmin(vf x, float c) { return sel((x < SPLAT(c)) | (x != x), x, SPLAT(c)); }
+static inline vf wmax(vf x, float c) { return sel((x > SPLAT(c)) | (x != x), x, SPLAT(c)); }
 
-static inline float erf1(float x) {
-  const float v = wmin(wmax(x, -4.0f), 4.0f);
-  const float x2 = v * v;
-  float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-8f;
-  p = x2 * p + -2.10102402082508e-6f;
-  p = x2 * p + -5.69250639462346e-5f;
-  p = x2 * p + -7.34990630326855e-4f;
-  p = x2 * p + -2.95459980854025e-3f;
-  p = x2 * p + -1.60960333262415e-2f;
-  float q = x2 * -1.45660718464996e-5f + -2.13374055278905e-4f;
-  q = x2 * q + -1.68282697438203e-3f;
-  q = x2 * q + -7.37332916720468e-3f;
-  q = x2 * q + -1.42647390514189e-2f;
+static inline vf erf8(vf x) {
+  const vf v = wmin(wmax(x, -4.0f), 4.0f);
+  const vf x2 = v * v;
+  vf p = x2 * SPLAT(-2.72614225801306e-10f) + SPLAT(2.77068142495902e-8f);
+  p = x2 * p + SPLAT(-2.10102402082508e-6f);
+  p = x2 * p + SPLAT(-5.69250639462346e-5f);
+  p = x2 * p + SPLAT(-7.34990630326855e-4f);
+  p = x2 * p + SPLAT(-2.95459980854025e-3f);
+  p = x2 * p + SPLAT(-1.60960333262415e-2f);
+  vf q = x2 * SPLAT(-1.45660718464996e-5f) + SPLAT(-2.13374055278905e-4f);
+  q = x2 * q + SPLAT(-1.68282697438203e-3f);
+  q = x2 * q + SPLAT(-7.37332916720468e-3f);
+  q = x2 * q + SPLAT(-1.42647390514189e-2f);
   return (v * p) / q;
 }
 
-/* Cephes' expf as transformer.c's exp4: clamped to [-87.3, 88.3], 2^n put in the exponent bits. */
-static inline float exp1(float x) {
+/*
+ * Cephes' expf as transformer.c's exp4: clamped to [-87.3, 88.3], n = x log2(e) rounded to the
+ * nearest even integer (adding and taking away 1.5 * 2^23 rounds so for |n| < 2^22, as f32x4.nearest),
+ * 2^n put in the exponent bits.
+ */
+static inline vf exp8(vf x) {
   x = wmin(wmax(x, -87.3f), 88.3f);
-  const float n = __builtin_roundevenf(x * 1.44269504088896341f);
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = ((p * r) * r + r) + 1.0f;
-  union { int32_t i; float f; } two_n;
-  two_n.i = ((n == n ? (int32_t)n : 0) + 127) * (1 << 23);
-  return y * two_n.f;
+  const vf n = (x * SPLAT(1.44269504088896341f) + SPLAT(12582912.0f)) - SPLAT(12582912.0f);
+  vf r = x - n * SPLAT(0.693359375f);
+  r = r - n * SPLAT(-2.12194440e-4f);
+  vf p = SPLAT(1.9875691500e-4f);
+  p = p * r + SPLAT(1.3981999507e-3f);
+  p = p * r + SPLAT(8.3334519073e-3f);
+  p = p * r + SPLAT(4.1665795894e-2f);
+  p = p * r + SPLAT(1.6666665459e-1f);
+  p = p * r + SPLAT(5.0000001201e-1f);
+  const vf y = ((p * r) * r + r) + SPLAT(1.0f);
+  const vi ni = __builtin_convertvector(sel(n == n, n, SPLAT(0.0f)), vi);
+  return y * (vf)((ni + 127) << 23);
 }
 
-static inline float gelu1(float x) {
-  const float e = erf1(x * 0.70710678118654752f);
-  return (0.5f * x) * (1.0f + e);
+static inline vf gelu8(vf x) {
+  const vf e = erf8(x * SPLAT(0.70710678118654752f));
+  return (SPLAT(0.5f) * x) * (SPLAT(1.0f) + e);
 }
 
-static inline float gelu_grad1(float dy, float x) {
-  const float cdf = 0.5f * (1.0f + erf1(x * 0.70710678118654752f));
-  const float pdf = exp1(-0.5f * (x * x)) * 0.39894228040143268f;
+static inline vf gelu_grad8(vf dy, vf x) {
+  const vf cdf = SPLAT(0.5f) * (SPLAT(1.0f) + erf8(x * SPLAT(0.70710678118654752f)));
+  const vf pdf = exp8(SPLAT(-0.5f) * (x * x)) * SPLAT(0.39894228040143268f);
   return dy * (cdf + x * pdf);
 }
+
+/* Load and store LANES floats at any alignment. */
+static inline vf load8(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, vf v) { memcpy(p, &v, sizeof v); }
+/* The first `k` < LANES floats, the other lanes zero. */
+static inline vf load_tail(const float *p, int64_t k) { vf v = {0}; memcpy(&v, p, (size_t)k * sizeof(float)); return v; }
+static inline void store_tail(float *p, vf v, int64_t k) { memcpy(p, &v, (size_t)k * sizeof(float)); }
 
 typedef struct {
   const float *a, *b;
@@ -174,21 +196,19 @@ typedef struct {
 VECTOR_CLONES static void gelu_part(void *arg, int i, int parts, int thread) {
   (void)thread;
   const Map *m = (const Map *)arg;
-  int64_t lo, hi;
+  int64_t lo, hi, j;
   part_range(m->n, i, parts, &lo, &hi);
-  const float *x = m->a;
-  float *y = m->out;
-  for (int64_t j = lo; j < hi; j++) y[j] = gelu1(x[j]);
+  for (j = lo; j + LANES <= hi; j += LANES) store8(m->out + j, gelu8(load8(m->a + j)));
+  if (j < hi) store_tail(m->out + j, gelu8(load_tail(m->a + j, hi - j)), hi - j);
 }
 
 VECTOR_CLONES static void gelu_grad_part(void *arg, int i, int parts, int thread) {
   (void)thread;
   const Map *m = (const Map *)arg;
-  int64_t lo, hi;
+  int64_t lo, hi, j;
   part_range(m->n, i, parts, &lo, &hi);
-  const float *dy = m->a, *x = m->b;
-  float *dx = m->out;
-  for (int64_t j = lo; j < hi; j++) dx[j] = gelu_grad1(dy[j], x[j]);
+  for (j = lo; j + LANES <= hi; j += LANES) store8(m->out + j, gelu_grad8(load8(m->a + j), load8(m->b + j)));
+  if (j < hi) store_tail(m->out + j, gelu_grad8(load_tail(m->a + j, hi - j), load_tail(m->b + j, hi - j)), hi - j);
 }
 
 /* Element operations a GELU value costs, about (for parts_for). */
@@ -233,8 +253,10 @@ typedef struct {
   float eps;
 } Rows;
 
-/* The sum of four lanes as transformer.c's row_sum: (l0 + l1) + (l2 + l3). */
-static inline float lanes(const float *l) { return (l[0] + l[1]) + (l[2] + l[3]); }
+/* transformer.c's four running sums: v128 lanes, added across as row_sum does, (l0 + l1) + (l2 + l3). */
+typedef float v4 __attribute__((vector_size(16), aligned(4)));
+static inline v4 load4(const float *p) { v4 v; memcpy(&v, p, sizeof v); return v; }
+static inline float lanes(v4 l) { return (l[0] + l[1]) + (l[2] + l[3]); }
 
 VECTOR_CLONES static void layer_norm_part(void *arg, int part, int parts, int thread) {
   (void)thread;
@@ -245,24 +267,24 @@ VECTOR_CLONES static void layer_norm_part(void *arg, int part, int parts, int th
   for (int64_t r = lo; r < hi; r++) {
     const float *xr = R->a + r * width;
     float *nr = R->out + r * width;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    v4 acc = {0, 0, 0, 0};
     int32_t i = 0;
-    for (; i + 4 <= width; i += 4)
-      for (int l = 0; l < 4; l++) acc[l] += xr[i + l];
+    for (; i + 4 <= width; i += 4) acc += load4(xr + i);
     float sum = lanes(acc);
     for (; i < width; i++) sum += xr[i];
     const float mean = sum / (float)width;
-    float sq4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (i = 0; i + 4 <= width; i += 4)
-      for (int l = 0; l < 4; l++) {
-        const float d = xr[i + l] - mean;
-        sq4[l] += d * d;
-      }
-    float sq = lanes(sq4);
+    const v4 m4 = (v4){0} + mean;
+    acc = (v4){0, 0, 0, 0};
+    for (i = 0; i + 4 <= width; i += 4) {
+      const v4 d = load4(xr + i) - m4;
+      acc += d * d;
+    }
+    float sq = lanes(acc);
     for (; i < width; i++) sq += (xr[i] - mean) * (xr[i] - mean);
     const float s = 1.0f / __builtin_sqrtf(sq / (float)width + R->eps);
     R->out2[r] = s;
-    for (i = 0; i < width; i++) nr[i] = (xr[i] - mean) * s;
+    for (i = 0; i + LANES <= width; i += LANES) store8(nr + i, (load8(xr + i) - SPLAT(mean)) * SPLAT(s));
+    for (; i < width; i++) nr[i] = (xr[i] - mean) * s;
   }
 }
 
@@ -275,13 +297,13 @@ VECTOR_CLONES static void layer_norm_grad_part(void *arg, int part, int parts, i
   for (int64_t r = lo; r < hi; r++) {
     const float *g = R->a + r * width, *nr = R->b + r * width;
     float *out = R->out + r * width;
-    float a4[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    v4 a4 = {0, 0, 0, 0}, b4 = {0, 0, 0, 0};
     int32_t i = 0;
-    for (; i + 4 <= width; i += 4)
-      for (int l = 0; l < 4; l++) {
-        a4[l] += g[i + l];
-        b4[l] += g[i + l] * nr[i + l];
-      }
+    for (; i + 4 <= width; i += 4) {
+      const v4 gv = load4(g + i);
+      a4 += gv;
+      b4 += gv * load4(nr + i);
+    }
     float a = lanes(a4), b = lanes(b4);
     for (; i < width; i++) {
       a += g[i];
@@ -290,12 +312,13 @@ VECTOR_CLONES static void layer_norm_grad_part(void *arg, int part, int parts, i
     a /= (float)width;
     b /= (float)width;
     const float s = R->c[r];
-    for (i = 0; i < width; i++) out[i] = s * ((g[i] - a) - nr[i] * b);
+    for (i = 0; i + LANES <= width; i += LANES) store8(out + i, SPLAT(s) * ((load8(g + i) - SPLAT(a)) - load8(nr + i) * SPLAT(b)));
+    for (; i < width; i++) out[i] = s * ((g[i] - a) - nr[i] * b);
   }
 }
 
 /*
- * Softmax of a row: e = exp(x - max) (exp1, 0 below -87.3 as an exponential underflows), each
+ * Softmax of a row: e = exp(x - max) (exp8, 0 below -87.3 as an exponential underflows), each
  * divided by the row's sum of e, added in eight float64 lanes (element i to lane i % 8, the lanes
  * then added pairwise, the tail in order: fixed by the width alone, whatever the vector width)
  * and rounded once. A NaN anywhere makes the row NaN, a +Inf too (Inf - Inf), as tfjs' kernel
@@ -317,9 +340,14 @@ VECTOR_CLONES static void softmax_part(void *arg, int part, int parts, int threa
     float m = -INFINITY;
     for (int l = 0; l < 8; l++) m = m8[l] > m ? m8[l] : m;
     for (int32_t i = body; i < width; i++) m = xr[i] > m ? xr[i] : m;
-    for (int32_t i = 0; i < width; i++) {
-      const float d = xr[i] - m;
-      yr[i] = d < -87.3f ? 0.0f : exp1(d);
+    int32_t i = 0;
+    for (; i + LANES <= width; i += LANES) {
+      const vf d = load8(xr + i) - SPLAT(m);
+      store8(yr + i, sel(d < SPLAT(-87.3f), SPLAT(0.0f), exp8(d)));
+    }
+    if (i < width) {
+      const vf d = load_tail(xr + i, width - i) - SPLAT(m);
+      store_tail(yr + i, sel(d < SPLAT(-87.3f), SPLAT(0.0f), exp8(d)), width - i);
     }
     double s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int32_t i = 0; i < body; i += 8)
@@ -341,10 +369,13 @@ VECTOR_CLONES static void softmax_grad_part(void *arg, int part, int parts, int 
   for (int64_t r = lo; r < hi; r++) {
     const float *g = R->a + r * width, *p = R->b + r * width;
     float *out = R->out + r * width;
-    for (int32_t i = 0; i < width; i++) out[i] = g[i] * p[i];
+    int32_t i = 0;
+    for (; i + LANES <= width; i += LANES) store8(out + i, load8(g + i) * load8(p + i));
+    for (; i < width; i++) out[i] = g[i] * p[i];
     float s = 0.0f;
-    for (int32_t i = 0; i < width; i++) s += out[i];
-    for (int32_t i = 0; i < width; i++) out[i] = out[i] - s * p[i];
+    for (i = 0; i < width; i++) s += out[i];
+    for (i = 0; i + LANES <= width; i += LANES) store8(out + i, load8(out + i) - SPLAT(s) * load8(p + i));
+    for (; i < width; i++) out[i] = out[i] - s * p[i];
   }
 }
 
@@ -613,6 +644,94 @@ static napi_value elementwise(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- transpose32: transpose.c's copy of 4-byte elements, output rows split ---- */
+
+#define MAX_RANK 16
+
+typedef struct {
+  const uint32_t *x;
+  uint32_t *out;
+  int rank;
+  int64_t dims[MAX_RANK], strides[MAX_RANK];
+  int64_t rows; /* the output's rows: every axis but the innermost */
+} Transpose;
+
+static void transpose_part(void *arg, int part, int parts, int thread) {
+  (void)thread;
+  const Transpose *t = (const Transpose *)arg;
+  const int last = t->rank - 1;
+  const int64_t inner = t->dims[last], step = t->strides[last];
+  int64_t lo, hi, index[MAX_RANK];
+  part_range(t->rows, part, parts, &lo, &hi);
+  if (hi <= lo) return;
+  /* The first row's index over the outer axes and its start in x. */
+  int64_t rest = lo, base = 0;
+  for (int d = last - 1; d >= 0; d--) {
+    index[d] = rest % t->dims[d];
+    rest /= t->dims[d];
+    base += index[d] * t->strides[d];
+  }
+  uint32_t *o = t->out + lo * inner;
+  for (int64_t r = lo; r < hi; r++, o += inner) {
+    const uint32_t *src = t->x + base;
+    if (step == 1) memcpy(o, src, (size_t)inner * sizeof(uint32_t));
+    else
+      for (int64_t i = 0; i < inner; i++) o[i] = src[i * step];
+    for (int d = last - 1; d >= 0; d--) {
+      base += t->strides[d];
+      if (++index[d] < t->dims[d]) break;
+      base -= t->strides[d] * t->dims[d];
+      index[d] = 0;
+    }
+  }
+}
+
+/*
+ * transpose32(x, out, geometry): out written in order, geometry = rank, then per output axis its
+ * size and its stride in x (elements), as transpose.ts's transposeGeometry gives (rank 2 to 16).
+ * x and out: 4-byte elements (Float32Array, Int32Array or Uint32Array), the bits copied.
+ */
+static napi_value transpose32(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  Transpose t = {0};
+  void *px, *po, *pg;
+  size_t lx, lo, lg;
+  napi_typedarray_type tx, to, tg;
+  bool ok = false;
+  if (!args_of(env, info, argv, 3, "transpose32")) return NULL;
+  for (int j = 0; j < 3; j++) {
+    if (napi_is_typedarray(env, argv[j], &ok) != napi_ok || !ok) return fail(env, 0, "transpose32: expected typed arrays"), NULL;
+  }
+  if (napi_get_typedarray_info(env, argv[0], &tx, &lx, &px, NULL, NULL) != napi_ok ||
+      napi_get_typedarray_info(env, argv[1], &to, &lo, &po, NULL, NULL) != napi_ok ||
+      napi_get_typedarray_info(env, argv[2], &tg, &lg, &pg, NULL, NULL) != napi_ok) {
+    return fail(env, 0, "transpose32: unreadable typed arrays"), NULL;
+  }
+  const int four = (tx == napi_float32_array || tx == napi_int32_array || tx == napi_uint32_array) &&
+                   (to == napi_float32_array || to == napi_int32_array || to == napi_uint32_array);
+  if (!four || tg != napi_int32_array) return fail(env, 0, "transpose32: x and out hold 4-byte elements, the geometry is an Int32Array"), NULL;
+  const int32_t *g = (const int32_t *)pg;
+  if (lg < 1 || g[0] < 2 || g[0] > MAX_RANK || lg < 1 + 2 * (size_t)g[0]) return fail(env, 1, "transpose32: the geometry holds a rank of 2 to 16, then sizes and strides"), NULL;
+  t.rank = g[0];
+  size_t count = 1, extent = 1; /* elements; the last x element read + 1 */
+  for (int d = 0; d < t.rank; d++) {
+    t.dims[d] = g[1 + d];
+    t.strides[d] = g[1 + t.rank + d];
+    if (t.dims[d] < 0 || t.strides[d] < 0) return fail(env, 1, "transpose32: negative size or stride"), NULL;
+    if (__builtin_mul_overflow(count, (size_t)t.dims[d], &count)) return fail(env, 1, "transpose32: the sizes' product overflows"), NULL;
+    if (t.dims[d] > 0 && __builtin_add_overflow(extent, (size_t)(t.dims[d] - 1) * (size_t)t.strides[d], &extent)) {
+      return fail(env, 1, "transpose32: the strides overflow"), NULL;
+    }
+  }
+  if (count == 0) return NULL;
+  if (!holds(env, lx, extent, "transpose32 x") || !holds(env, lo, count, "transpose32 out")) return NULL;
+  t.x = (const uint32_t *)px;
+  t.out = (uint32_t *)po;
+  t.rows = (int64_t)(count / (size_t)t.dims[t.rank - 1]);
+  run(env, transpose_part, &t, parts_for(t.rows, (double)t.dims[t.rank - 1]));
+  return NULL;
+}
+
 int elementwise_define(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"geluForward", NULL, gelu_forward, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -623,6 +742,7 @@ int elementwise_define(napi_env env, napi_value exports) {
       {"softmaxGrad", NULL, softmax_grad, NULL, NULL, NULL, napi_enumerable, NULL},
       {"channelSum", NULL, channel_sum, NULL, NULL, NULL, napi_enumerable, NULL},
       {"elementwise", NULL, elementwise, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"transpose32", NULL, transpose32, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

@@ -2,11 +2,11 @@
  * The native backend's element-wise, row and reduction kernels (elementwise.c, issue 63) in place
  * of the wasm kernels of the same name: the exact GELU and its gradient, a LayerNorm's
  * normalisation and its gradient, Softmax over the last axis and its gradient, Sum over every
- * axis but the last, and the compiled step's fused element-wise chains. Each runs on the addon's
+ * axis but the last, Transpose of 4-byte elements, and the compiled step's fused element-wise chains. Each runs on the addon's
  * pool on views of the wasm heap, cut into parts from its shape alone.
  *
  * All but Softmax give the wasm kernel's bits (the same float32 operations in the same order, at
- * any thread count): the wasm kernels' scalar twins (transformer.ts, softmax-grad.ts, sum.ts,
+ * any thread count): the wasm kernels' scalar twins (transformer.ts, softmax-grad.ts, sum.ts, transpose.ts,
  * elementwise.ts) are theirs too. Softmax on wasm is XNNPACK's, whose exponential is not ours:
  * {@link softmaxJs} is the native one's scalar twin, bit for bit, and {@link softmaxReference}
  * the float64 reference both are held to.
@@ -16,7 +16,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
-import { asWasm, f32, sizeOf } from '../util.ts';
+import { asWasm, f32, i32, sizeOf } from '../util.ts';
+import { transposeGeometry } from '../transpose.ts';
 import { OP, type ElementwiseProgram } from '../elementwise.ts';
 import { SOFTMAX_GRAD } from '../softmax-grad.ts';
 import type { NativeBlasAddon } from './loader.ts';
@@ -28,7 +29,7 @@ type KernelArgs = Parameters<KernelFunc>[0];
  * tests change them (0: every size). Measured by bench/native-elementwise.ts on the sizes the
  * transformer's step runs (docs/benchmarks/training-speed.md).
  */
-export const nativeElementwiseLimits = { gelu: 1024, rows: 4096, sum: 4096, chain: 4096 };
+export const nativeElementwiseLimits = { gelu: 1024, rows: 4096, sum: 4096, chain: 4096, transpose: 4096 };
 
 const fround = Math.fround;
 
@@ -41,7 +42,7 @@ function roundEven(v: number): number {
 const bits = new Int32Array(1);
 const bitsF = new Float32Array(bits.buffer);
 
-/** elementwise.c's exp1 (Cephes' expf), float32 operation by operation. */
+/** elementwise.c's exp8 (Cephes' expf) on one value, float32 operation by operation. */
 export function expF32(xIn: number): number {
   let x = fround(xIn);
   if (Number.isNaN(x)) return x;
@@ -211,8 +212,21 @@ function sum(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
   return out;
 }
 
+/** Transpose of 4-byte elements (transpose.ts's copy, output rows split); other dtypes and plain copies go to the wasm kernel. */
+function transpose(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const x = args.inputs.x as TensorInfo | undefined;
+  const perm = (args.attrs as { perm: number[] }).perm;
+  if (!x || !(x.dtype === 'float32' || x.dtype === 'int32') || sizeOf(x.shape) < Math.max(1, nativeElementwiseLimits.transpose)) return fallback.kernelFunc(args);
+  const geo = transposeGeometry(x.shape, perm);
+  if (geo === null || geo.dims.length > 16) return fallback.kernelFunc(args);
+  const b = asWasm(args.backend);
+  const out = b.makeOutput(perm.map((a) => x.shape[a]), x.dtype);
+  addon.transpose32(i32(b, x), i32(b, out), Int32Array.from([geo.dims.length, ...geo.dims, ...geo.strides]));
+  return out;
+}
+
 /** Names of the kernels this file puts on the native backend (beside kernels.ts's). */
-export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum'] as const;
+export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Transpose'] as const;
 
 type Run = (addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[];
 const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
@@ -223,6 +237,7 @@ const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
   Softmax: softmax,
   [SOFTMAX_GRAD]: softmaxGrad,
   Sum: sum,
+  Transpose: transpose,
 };
 
 /** The kernel configs for `backendName`, each falling back to (and keeping the setup of) wasm's kernel of the same name. */
