@@ -53,6 +53,8 @@ for (const shape of [[4, 32, 32], [8, 32, 64], [32, 32, 64], [32, 32, 128]]) {
   const rstd = tensor([shape[0] * shape[1]], 3, true);
   cases.push({ kernel: 'LayerNorm gradient', shape: s, run: kernel('NeuralDiffLayerNormGrad', { dy, n: x, rstd }) });
   cases.push({ kernel: 'Sum over rows (bias gradient)', shape: s, run: kernel('Sum', { x }, { axis: [0, 1], keepDims: false }) });
+  cases.push({ kernel: 'Sum over the first axis', shape: s, run: kernel('Sum', { x }, { axis: [0], keepDims: false }) });
+  cases.push({ kernel: 'Mean over the middle axis (mean pool)', shape: s, run: kernel('Mean', { x }, { axis: [1], keepDims: false }) });
   // A residual add and a scale: two inputs of the output's size, a per-channel bias, a scalar.
   const p: ElementwiseProgram = {
     inputs: ['full', 'channel', 'full', 'scalar'], immediates: [], registers: 2, channels: shape[2],

@@ -1,12 +1,13 @@
 /**
  * The native backend's element-wise, row and reduction kernels (src/train/kernels/native/
  * elementwise.c, .ts; issue #63) on the addon's pool: the exact GELU and its gradient, LayerNorm
- * and its gradient, Softmax's gradient, the sum over leading axes and the fused chains' programs
- * give the wasm kernels' bits (their WebAssembly SIMD kernels, and so their scalar twins) at 1, 2,
- * 3 and 8 threads, on odd sizes, one element, more threads than rows, NaN and infinities; Softmax
- * gives its scalar twin's bits, the float64 reference's values within 1e-6 (relative), and tfjs' kernel's
- * values and NaNs; the native backend runs them as its kernels; bad arguments are refused, typed,
- * with nothing written.
+ * and its gradient, Softmax's gradient, Sum and Mean over adjacent axes, Transpose and the fused
+ * chains' programs give the wasm kernels' bits (their WebAssembly SIMD kernels, and so their
+ * scalar twins) at 1, 2, 3 and 8 threads, on odd sizes, one element, more threads than rows, NaN
+ * and infinities; Softmax gives its scalar twin's bits, the float64 reference's values within 1e-6
+ * (relative), and tfjs' kernel's values and NaNs; the native backend runs them as its kernels,
+ * and training on them gives the same payload compiled and eager, at 1 and 2 threads; bad
+ * arguments are refused, typed, with nothing written.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -143,9 +144,48 @@ describe('the native element-wise and row kernels: the wasm kernels\' bits at ev
       await eachThreads((threads) => {
         const [gdx, gs] = [new Float32Array(n), new Float32Array(width)];
         loadNativeAddon().softmaxGrad(dy, y, gdx, width);
-        loadNativeAddon().channelSum(dy, gs);
+        loadNativeAddon().reduceSum(dy, gs, 1, false);
         assertSameBits(gdx, dx, `softmax gradient [${rows}, ${width}], ${threads} threads`);
         assertSameBits(gs, s, `sum over the rows [${rows}, ${width}], ${threads} threads`);
+      });
+    }
+  });
+});
+
+describe('Sum and Mean over adjacent axes on the addon', { skip }, () => {
+  const saved = { ...nativeElementwiseLimits };
+  after(() => {
+    Object.assign(nativeElementwiseLimits, saved);
+    setNativeThreads();
+  });
+
+  it('the wasm kernels\' bits (tfjs\' order: the reduced axes moved last, added from the first) on every block of axes, keepDims both ways, at every thread count', async () => {
+    const shapes = [[32, 32, 64], [3, 5, 7], [2, 3, 4, 5], [1, 9], [7, 1, 3], [4, 600]];
+    const cases: { shape: number[]; axes: number[]; keepDims: boolean; mean: boolean; x: Float32Array }[] = [];
+    for (const shape of shapes) {
+      const x = values(shape.reduce((a, d) => a * d, 1), shape.length * 7 + shape[0], shape[0] === 3);
+      for (let k = 0; k < shape.length; k++) {
+        for (let m = k + 1; m <= shape.length; m++) {
+          if (m - k === shape.length) continue;
+          for (const keepDims of [false, true]) for (const mean of [false, true]) cases.push({ shape, axes: Array.from({ length: m - k }, (_, i) => k + i), keepDims, mean, x });
+        }
+      }
+    }
+    const run = () => cases.map((c) => tf.tidy(() => {
+      const t = tf.tensor(c.x, c.shape);
+      const y = c.mean ? tf.mean(t, c.axes, c.keepDims) : tf.sum(t, c.axes, c.keepDims);
+      return { shape: y.shape, v: Float32Array.from(y.dataSync() as Float32Array) };
+    }));
+    await initBackend('wasm');
+    const want = run();
+    Object.assign(nativeElementwiseLimits, { sum: 0 });
+    for (const threads of THREADS) {
+      await initBackend('native', { threads });
+      run().forEach((got, i) => {
+        const c = cases[i];
+        const what = `${c.mean ? 'mean' : 'sum'} of [${c.shape}] over [${c.axes}]${c.keepDims ? ', keepDims' : ''}, ${threads} threads`;
+        assert.deepEqual(got.shape, want[i].shape, what);
+        assertSameBits(got.v, want[i].v, what);
       });
     }
   });
@@ -308,7 +348,8 @@ describe('fused chains\' programs on the addon', { skip }, () => {
     assert.throws(() => addon.elementwise(code, kinds, [x, x.subarray(0, 5), x.subarray(0, 1)], immediates, 4, out, 5), ModelFormatError);
     assert.throws(() => addon.softmax(x, new Float32Array(9), 5), ModelFormatError);
     assert.throws(() => addon.layerNorm(x, new Float32Array(10), new Float32Array(10), 3, 1e-5), ModelFormatError);
-    assert.throws(() => addon.channelSum(x, new Float32Array(3)), ModelFormatError);
+    assert.throws(() => addon.reduceSum(x, new Float32Array(3), 1, false), ModelFormatError);
+    assert.throws(() => addon.reduceSum(x, new Float32Array(5), 2, false), ModelFormatError);
     assert.deepEqual(out, new Float32Array(10));
   });
 });
@@ -357,7 +398,7 @@ describe('training on them', { skip }, () => {
     const addon = loadNativeAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
     const calls: Record<string, number> = {};
     const originals = new Map<string, (...a: unknown[]) => unknown>();
-    for (const name of ['softmax', 'softmaxGrad', 'channelSum', 'elementwise', 'transpose32']) {
+    for (const name of ['softmax', 'softmaxGrad', 'reduceSum', 'elementwise', 'transpose32']) {
       const f = addon[name];
       originals.set(name, f);
       calls[name] = 0;

@@ -5,7 +5,7 @@
  *   geluForward, geluGrad       the exact GELU and its gradient (transformer.c's formulas)
  *   layerNorm, layerNormGrad    a LayerNorm's normalisation and its gradient, per row
  *   softmax, softmaxGrad        Softmax over the last axis and its gradient, per row
- *   channelSum                  the sum over every axis but the last (a bias's gradient)
+ *   reduceSum                   Sum and Mean over adjacent axes (a bias's gradient, a mean pool)
  *   elementwise                 a fused chain's program (src/train/kernels/elementwise.ts)
  *   transpose32                 a permutation of 4-byte elements (transpose.c's copy)
  *
@@ -450,41 +450,63 @@ static napi_value softmax_grad(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* ---- channelSum: sum.c's channel_sum, channels split ---- */
+/*
+ * ---- reduceSum: the sum (or mean) over a block of adjacent axes ----
+ * x viewed as [outer, P, C], out as [outer, C]: out[o, c] = the sum over p of x[o, p, c], added
+ * in order of p from 0 in float32, as tfjs' Sum and Mean add after moving the reduced axes last
+ * (sum.c's channel_sum is the case outer 1); the mean divides that sum by P. Output values split.
+ */
 
 typedef struct {
   const float *x;
   float *out;
-  int64_t P, C;
-} ChannelSum;
+  int64_t outer, P, C;
+  int mean;
+} Reduce;
 
-VECTOR_CLONES static void channel_sum_part(void *arg, int part, int parts, int thread) {
+VECTOR_CLONES static void reduce_part(void *arg, int part, int parts, int thread) {
   (void)thread;
-  const ChannelSum *s = (const ChannelSum *)arg;
+  const Reduce *s = (const Reduce *)arg;
   int64_t lo, hi;
-  part_range(s->C, part, parts, &lo, &hi);
-  float *out = s->out;
-  for (int64_t c = lo; c < hi; c++) out[c] = 0.0f;
-  for (int64_t p = 0; p < s->P; p++) {
-    const float *d = s->x + p * s->C;
-    for (int64_t c = lo; c < hi; c++) out[c] += d[c];
+  part_range(s->outer * s->C, part, parts, &lo, &hi);
+  for (int64_t at = lo; at < hi;) {
+    const int64_t o = at / s->C, c0 = at % s->C, c1 = hi - o * s->C < s->C ? hi - o * s->C : s->C;
+    float *out = s->out + o * s->C;
+    const float *x = s->x + o * s->P * s->C;
+    for (int64_t c = c0; c < c1; c++) out[c] = 0.0f;
+    for (int64_t p = 0; p < s->P; p++) {
+      const float *d = x + p * s->C;
+      for (int64_t c = c0; c < c1; c++) out[c] += d[c];
+    }
+    if (s->mean) {
+      const float n = (float)s->P;
+      for (int64_t c = c0; c < c1; c++) out[c] = out[c] / n;
+    }
+    at = o * s->C + c1;
   }
 }
 
-/* channelSum(x, out): out[c] = sum over p of x[p, c], added in order of p; C = out.length. */
-static napi_value channel_sum(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  ChannelSum s = {0};
+/* reduceSum(x, out, outer, mean): out[o, c] = the sum (mean: / P) over p of x[o, p, c]; C = out.length / outer, P = x.length / out.length. */
+static napi_value reduce_sum(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  Reduce s = {0};
   size_t lx, lo;
-  if (!args_of(env, info, argv, 2, "channelSum") || !f32_arg(env, argv[0], (float **)&s.x, &lx, "channelSum x") ||
-      !f32_arg(env, argv[1], &s.out, &lo, "channelSum out")) {
+  int32_t outer;
+  bool mean = false;
+  if (!args_of(env, info, argv, 4, "reduceSum") || !f32_arg(env, argv[0], (float **)&s.x, &lx, "reduceSum x") ||
+      !f32_arg(env, argv[1], &s.out, &lo, "reduceSum out") || !i32_arg(env, argv[2], &outer, "reduceSum outer")) {
     return NULL;
   }
-  if (lo == 0 || lo > INT32_MAX || lx % lo != 0) return fail(env, 1, "channelSum: out's length (the channels) must divide x's"), NULL;
-  s.C = (int64_t)lo;
+  if (napi_get_value_bool(env, argv[3], &mean) != napi_ok) return fail(env, 0, "reduceSum mean: expected a boolean"), NULL;
+  if (outer < 1 || lo == 0 || lo % (size_t)outer != 0 || lx % lo != 0 || lx == 0) {
+    return fail(env, 1, "reduceSum: out's length must be a multiple of outer and divide x's (x [outer, P, C], out [outer, C])"), NULL;
+  }
+  s.outer = outer;
+  s.C = (int64_t)(lo / (size_t)outer);
   s.P = (int64_t)(lx / lo);
-  /* Parts of at least 16 channels (a vector's worth each), from the shape alone. */
-  run(env, channel_sum_part, &s, parts_for(s.C / 16, 16.0 * (double)s.P));
+  s.mean = mean;
+  /* Parts of at least 16 output values (a vector's worth each), from the shape alone. */
+  run(env, reduce_part, &s, parts_for((s.outer * s.C) / 16, 16.0 * (double)s.P));
   return NULL;
 }
 
@@ -740,7 +762,7 @@ int elementwise_define(napi_env env, napi_value exports) {
       {"layerNormGrad", NULL, layer_norm_grad, NULL, NULL, NULL, napi_enumerable, NULL},
       {"softmax", NULL, softmax, NULL, NULL, NULL, napi_enumerable, NULL},
       {"softmaxGrad", NULL, softmax_grad, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"channelSum", NULL, channel_sum, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"reduceSum", NULL, reduce_sum, NULL, NULL, NULL, napi_enumerable, NULL},
       {"elementwise", NULL, elementwise, NULL, NULL, NULL, napi_enumerable, NULL},
       {"transpose32", NULL, transpose32, NULL, NULL, NULL, napi_enumerable, NULL},
   };

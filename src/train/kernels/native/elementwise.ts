@@ -1,8 +1,8 @@
 /**
  * The native backend's element-wise, row and reduction kernels (elementwise.c, issue 63) in place
  * of the wasm kernels of the same name: the exact GELU and its gradient, a LayerNorm's
- * normalisation and its gradient, Softmax over the last axis and its gradient, Sum over every
- * axis but the last, Transpose of 4-byte elements, and the compiled step's fused element-wise chains. Each runs on the addon's
+ * normalisation and its gradient, Softmax over the last axis and its gradient, Sum and Mean over
+ * adjacent axes, Transpose of 4-byte elements, and the compiled step's fused element-wise chains. Each runs on the addon's
  * pool on views of the wasm heap, cut into parts from its shape alone.
  *
  * All but Softmax give the wasm kernel's bits (the same float32 operations in the same order, at
@@ -196,19 +196,22 @@ function softmaxGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: Kerne
   return dx;
 }
 
-/** Sum over every axis but the last (sum.ts's case); any other reduction goes to the wasm kernel. */
-function sum(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+/**
+ * Sum and Mean over a block of adjacent axes (a bias's gradient: every axis but the last; a mean
+ * pool: the middle one), in float32 in tfjs' order; other axes, dtypes and sizes go to the wasm kernel.
+ */
+function reduce(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs, mean: boolean) {
   const x = args.inputs.x as TensorInfo | undefined;
-  const { axis, keepDims } = (args.attrs ?? {}) as unknown as { axis: number | number[]; keepDims: boolean };
+  const { axis, keepDims } = (args.attrs ?? {}) as unknown as { axis: number | number[] | null; keepDims: boolean };
   if (!isF32(x) || sizeOf((x as TensorInfo).shape) < Math.max(1, nativeElementwiseLimits.sum)) return fallback.kernelFunc(args);
   const shape = (x as TensorInfo).shape;
-  const rank = shape.length;
-  const axes = tf.util.parseAxisParam(axis, shape).sort((a, c) => a - c);
-  if (!(rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i))) return fallback.kernelFunc(args);
+  const axes = tf.util.parseAxisParam(axis ?? shape.map((_, i) => i), shape).sort((a, c) => a - c);
+  const k = axes[0];
+  const m = axes[axes.length - 1] + 1;
+  if (axes.length === 0 || axes.length === shape.length || axes.some((a, i) => a !== k + i)) return fallback.kernelFunc(args);
   const b = asWasm(args.backend);
-  const C = shape[rank - 1];
-  const out = b.makeOutput(keepDims ? [...shape.slice(0, -1).map(() => 1), C] : [C], 'float32');
-  addon.channelSum(f32(b, x as TensorInfo), f32(b, out));
+  const out = b.makeOutput(keepDims ? shape.map((d, i) => (i >= k && i < m ? 1 : d)) : shape.filter((_, i) => i < k || i >= m), 'float32');
+  addon.reduceSum(f32(b, x as TensorInfo), f32(b, out), sizeOf(shape.slice(0, k)), mean);
   return out;
 }
 
@@ -226,7 +229,7 @@ function transpose(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelA
 }
 
 /** Names of the kernels this file puts on the native backend (beside kernels.ts's). */
-export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Transpose'] as const;
+export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Mean', 'Transpose'] as const;
 
 type Run = (addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[];
 const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
@@ -236,7 +239,8 @@ const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
   NeuralDiffLayerNormGrad: layerNormGrad,
   Softmax: softmax,
   [SOFTMAX_GRAD]: softmaxGrad,
-  Sum: sum,
+  Sum: (addon, fallback, args) => reduce(addon, fallback, args, false),
+  Mean: (addon, fallback, args) => reduce(addon, fallback, args, true),
   Transpose: transpose,
 };
 

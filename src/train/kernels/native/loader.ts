@@ -57,8 +57,8 @@ export interface NativeBlasAddon {
   softmax(x: Float32Array, y: Float32Array, width: number): void;
   /** dx = dy y - (sum of dy y) y per row of `width`. */
   softmaxGrad(dy: Float32Array, y: Float32Array, dx: Float32Array, width: number): void;
-  /** out[c] = the sum over p of x[p, c] in order of p; C = out.length. */
-  channelSum(x: Float32Array, out: Float32Array): void;
+  /** x as [outer, P, C], out [outer, C]: out[o, c] = the sum over p of x[o, p, c] in order of p (mean: then / P). */
+  reduceSum(x: Float32Array, out: Float32Array, outer: number, mean: boolean): void;
   /** A fused chain's program (elementwise.ts): code 5 ints an instruction, kinds 0 full, 1 scalar, 2 channel per input. */
   elementwise(code: Int32Array, kinds: Int32Array, inputs: Float32Array[], immediates: Float32Array, registers: number, out: Float32Array, channels: number): void;
   /** A permutation of 4-byte elements, `geometry` rank then per output axis its size and input stride (transpose.ts's transposeGeometry). */
@@ -84,7 +84,7 @@ export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */
 const ADDON_FUNCTIONS = [
   'sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'setThreads', 'info',
-  'geluForward', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'channelSum', 'elementwise', 'transpose32',
+  'geluForward', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'reduceSum', 'elementwise', 'transpose32',
 ] as const;
 /** The largest addon file read (the build is about 30 KB; a debug build a few MB). */
 export const MAX_ADDON_BYTES = 64 * 1024 * 1024;
