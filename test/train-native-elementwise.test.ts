@@ -1,8 +1,8 @@
 /**
  * The native backend's element-wise, row and reduction kernels (src/train/kernels/native/
  * elementwise.c, .ts; issue #63) on the addon's pool: the exact GELU and its gradient, LayerNorm
- * and its gradient, Softmax's gradient, Sum and Mean over adjacent axes, Transpose and the fused
- * chains' programs give the wasm kernels' bits (their WebAssembly SIMD kernels, and so their
+ * and its gradient, Softmax's gradient, Sum and Mean over adjacent axes, Transpose, the binary
+ * ops with broadcasting and the fused chains' programs give the wasm kernels' bits (their WebAssembly SIMD kernels, and so their
  * scalar twins) at 1, 2, 3 and 8 threads, on odd sizes, one element, more threads than rows, NaN
  * and infinities; Softmax gives its scalar twin's bits, the float64 reference's values within 1e-6
  * (relative), and tfjs' kernel's values and NaNs; the native backend runs them as its kernels,
@@ -109,6 +109,7 @@ describe('the native element-wise and row kernels: the wasm kernels\' bits at ev
     for (const [rows, width] of ROWS) {
       const n = rows * width;
       const x = values(n, 2 * n, rows === 7);
+      if (rows === 7) x.fill(-0, 0, width); // a mean of -0: x - mean keeps its sign as wasm's splat keeps -0
       const dy = values(n, 2 * n + 1);
       const tx = tf.tensor(x, [rows, width]);
       const [nrm, rstd] = onWasm('NeuralDiffLayerNorm', { x: tx }, { epsilon: 1e-5 });
@@ -188,6 +189,52 @@ describe('Sum and Mean over adjacent axes on the addon', { skip }, () => {
         assertSameBits(got.v, want[i].v, what);
       });
     }
+  });
+});
+
+describe('binary ops with broadcasting on the addon', { skip }, () => {
+  const saved = { ...nativeElementwiseLimits };
+  after(() => {
+    Object.assign(nativeElementwiseLimits, saved);
+    setNativeThreads();
+  });
+
+  it('Add, Sub, Multiply, RealDiv, Maximum, Minimum, SquaredDifference: tfjs\' bits on every broadcast the transformer makes and odd ones, NaN and infinities, at every thread count', async () => {
+    const pairs: [number[], number[]][] = [
+      [[32, 32, 64], [32, 32, 64]], [[32, 32, 64], [32, 64]], [[32, 32, 64], [64]], [[32, 1, 64], [32, 32, 64]], [[32, 4, 32, 32], []], [[], [7, 9]],
+      [[1], [1]], [[5], [1]], [[3, 1, 5], [1, 4, 1]], [[2, 3, 4, 5], [3, 1, 5]], [[7, 1], [1, 13]], [[1, 1, 9], [9]], [[2, 1, 3, 1, 2], [3, 4, 1]],
+    ];
+    const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+      ['Add', tf.add], ['Sub', tf.sub], ['Multiply', tf.mul], ['RealDiv', tf.div], ['Maximum', tf.maximum], ['Minimum', tf.minimum], ['SquaredDifference', tf.squaredDifference],
+    ];
+    const inputs = pairs.map(([as, bs], i) => [values(as.reduce((x, d) => x * d, 1), 3 * i + 1, true), values(bs.reduce((x, d) => x * d, 1), 3 * i + 2, true)]);
+    const run = () => pairs.flatMap(([as, bs], i) => ops.map(([, f]) => tf.tidy(() => {
+      const y = f(tf.tensor(inputs[i][0], as), tf.tensor(inputs[i][1], bs));
+      return { shape: y.shape, v: Float32Array.from(y.dataSync() as Float32Array) };
+    })));
+    await initBackend('wasm');
+    const want = run();
+    Object.assign(nativeElementwiseLimits, { binary: 0 });
+    for (const threads of THREADS) {
+      await initBackend('native', { threads });
+      run().forEach((got, k) => {
+        const [as, bs] = pairs[Math.floor(k / ops.length)];
+        const what = `${ops[k % ops.length][0]} of [${as}] and [${bs}], ${threads} threads`;
+        assert.deepEqual(got.shape, want[k].shape, what);
+        assertSameBits(got.v, want[k].v, what);
+      });
+    }
+  });
+
+  it('a geometry past the views or with an innermost stride above 1: refused, nothing written', async () => {
+    await initBackend('native', { threads: 2 });
+    const addon = loadNativeAddon();
+    const out = new Float32Array(6);
+    assert.throws(() => addon.binary(0, new Float32Array(5), new Float32Array(6), out, Int32Array.of(1, 6, 1, 1)), ModelFormatError);
+    assert.throws(() => addon.binary(0, new Float32Array(6), new Float32Array(6), new Float32Array(5), Int32Array.of(1, 6, 1, 1)), ModelFormatError);
+    assert.throws(() => addon.binary(0, new Float32Array(12), new Float32Array(6), out, Int32Array.of(1, 6, 2, 1)), ModelFormatError);
+    assert.throws(() => addon.binary(9, new Float32Array(6), new Float32Array(6), out, Int32Array.of(1, 6, 1, 1)), ModelFormatError);
+    assert.deepEqual(out, new Float32Array(6));
   });
 });
 
@@ -370,7 +417,7 @@ describe('the native backend runs them as its kernels', { skip }, () => {
     const wasm = f().map((t) => t.dataSync() as Float32Array);
     await initBackend('native', { threads: 2 });
     for (const limit of [0, 1e9]) {
-      Object.assign(nativeElementwiseLimits, { gelu: limit, rows: limit, sum: limit, chain: limit, transpose: limit });
+      Object.assign(nativeElementwiseLimits, { gelu: limit, rows: limit, sum: limit, chain: limit, transpose: limit, binary: limit });
       const native = f().map((t) => t.dataSync() as Float32Array);
       native.forEach((v, i) => {
         for (let j = 0; j < v.length; j++) assert.ok(Math.abs(v[j] - wasm[i][j]) <= 1e-6, `output ${i} element ${j} (limit ${limit}): ${v[j]}, wasm ${wasm[i][j]}`);
@@ -387,7 +434,7 @@ describe('training on them', { skip }, () => {
   });
 
   it('the attention program (Softmax, its gradient, bias sums, transposes, fused chains on the addon): compiled and eager, 1 and 2 threads, the same payload bytes', async () => {
-    Object.assign(nativeElementwiseLimits, { gelu: 0, rows: 0, sum: 0, chain: 0, transpose: 0 });
+    Object.assign(nativeElementwiseLimits, { gelu: 0, rows: 0, sum: 0, chain: 0, transpose: 0, binary: 0 });
     const { data, labels } = tokenSequences(64, 2);
     const common = { method: 'full' as const, budgetBytes: 0, epochs: 2, tune: 'off' as const, seed: 4, batchSize: 16, learningRate: 1e-2, validation: 0, allowWorse: true, header: { modelId: 'attention', sequence: 1 } };
     const payload = async (threads: number, step: 'compiled' | 'eager') => {
@@ -398,7 +445,7 @@ describe('training on them', { skip }, () => {
     const addon = loadNativeAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
     const calls: Record<string, number> = {};
     const originals = new Map<string, (...a: unknown[]) => unknown>();
-    for (const name of ['softmax', 'softmaxGrad', 'reduceSum', 'elementwise', 'transpose32']) {
+    for (const name of ['softmax', 'softmaxGrad', 'reduceSum', 'elementwise', 'transpose32', 'binary']) {
       const f = addon[name];
       originals.set(name, f);
       calls[name] = 0;

@@ -7,131 +7,26 @@
  *   softmax, softmaxGrad        Softmax over the last axis and its gradient, per row
  *   reduceSum                   Sum and Mean over adjacent axes (a bias's gradient, a mean pool)
  *   elementwise                 a fused chain's program (src/train/kernels/elementwise.ts)
- *   transpose32                 a permutation of 4-byte elements (transpose.c's copy)
  *
  * Every element (or row, or channel of a sum) is computed alone, with the float32 operations of
  * the WebAssembly kernel it stands in for, in the same order (compiled with -ffp-contract=off, so
  * no fused multiply-add): the same bits as the wasm backend's kernel whatever the thread count or
  * the vector width. Softmax is the exception: tfjs computes it with XNNPACK, whose exponential is
- * not ours; softmax.ts (src/train/kernels/native/softmax.ts) is its twin, bit for bit.
+ * not ours; softmaxJs (src/train/kernels/native/elementwise.ts) is its twin, bit for bit.
  *
- * How many parts a kernel is cut into comes from its shape alone (parts_for); which thread runs a
- * part changes nothing. Small tensors stay on the calling thread: waking the pool costs more.
+ * broadcast.c holds the binary ops with broadcasting and Transpose; elementwise-common.h what both
+ * share. How many parts a kernel is cut into comes from its shape alone (parts_for); which
+ * thread runs a part changes nothing. Small tensors stay on the calling thread: waking the pool costs more.
  */
-#define NAPI_VERSION 8
-#include "elementwise.h"
+#include "elementwise-common.h"
 #include <math.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include "blocks.h"
-
-/* Built for AVX2 and for any x86-64, chosen when loaded (IEEE operations either way: the same bits). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
-/*
- * Parts of a kernel over `items` (elements, rows or channels) costing `cost` element operations
- * each: one per GRAIN of work (a smaller part is not worth waking a thread for), 8, 6, 4 or 2
- * (counts 2, 4 and 8 threads share evenly), at most `items`. From the shape alone.
- */
-#define GRAIN 32768.0
-static int parts_for(int64_t items, double cost) {
-  static const int counts[] = {8, 6, 4, 2};
-  const double q = (double)items * cost / GRAIN;
-  for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
-    if (q >= counts[i] && items >= counts[i]) return counts[i];
-  }
-  return 1;
-}
-
-static void run(napi_env env, pool_task task, void *arg, int parts) {
-  pool_run(parts > 1 ? addon_pool(env) : NULL, task, arg, parts);
-}
-
-/* ---- arguments ---- */
-
-static int fail(napi_env env, int range, const char *message) {
-  if (range) napi_throw_range_error(env, "ND_NATIVE_ARGUMENT", message);
-  else napi_throw_type_error(env, "ND_NATIVE_ARGUMENT", message);
-  return 0;
-}
-
-/* The arguments of a call, at least `want` of them. */
-static int args_of(napi_env env, napi_callback_info info, napi_value *argv, size_t want, const char *name) {
-  size_t argc = want;
-  char message[120];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return fail(env, 0, "unreadable arguments");
-  if (argc < want) {
-    snprintf(message, sizeof message, "%s takes %zu arguments, got %zu", name, want, argc);
-    return fail(env, 0, message);
-  }
-  return 1;
-}
-
-static int typed(napi_env env, napi_value value, napi_typedarray_type want, void **data, size_t *length, const char *what) {
-  bool is_typed = false;
-  napi_typedarray_type type;
-  char message[120];
-  if (napi_is_typedarray(env, value, &is_typed) == napi_ok && is_typed &&
-      napi_get_typedarray_info(env, value, &type, length, data, NULL, NULL) == napi_ok && type == want) {
-    return 1;
-  }
-  snprintf(message, sizeof message, "%s: expected %s", what, want == napi_float32_array ? "a Float32Array" : "an Int32Array");
-  return fail(env, 0, message);
-}
-
-static int f32_arg(napi_env env, napi_value value, float **data, size_t *length, const char *what) {
-  return typed(env, value, napi_float32_array, (void **)data, length, what);
-}
-
-static int i32_arg(napi_env env, napi_value value, int32_t *out, const char *what) {
-  char message[120];
-  if (napi_get_value_int32(env, value, out) == napi_ok) return 1;
-  snprintf(message, sizeof message, "%s: expected an integer", what);
-  return fail(env, 0, message);
-}
-
-/* `have` floats where the shapes need `want`. */
-static int holds(napi_env env, size_t have, size_t want, const char *what) {
-  char message[160];
-  if (have >= want) return 1;
-  snprintf(message, sizeof message, "%s: view holds %zu floats, the shapes need %zu", what, have, want);
-  return fail(env, 1, message);
-}
-
-/* A row width > 0 dividing n. */
-static int rows_of(napi_env env, size_t n, int32_t width, size_t *rows, const char *what) {
-  char message[160];
-  if (width < 1 || n % (size_t)width != 0) {
-    snprintf(message, sizeof message, "%s: a row width of %d does not divide the %zu values", what, width, n);
-    return fail(env, 1, message);
-  }
-  *rows = n / (size_t)width;
-  return 1;
-}
 
 /*
  * ---- GELU (transformer.c's erf4, exp4, gelu4 and gelu_grad4) ----
  * Eight lanes at a time in GCC's vector extensions (two SSE vectors or one AVX vector, as the
  * clone built for the CPU), each lane the float32 operations of one WebAssembly lane.
  */
-/* The vectors never cross a call boundary of another unit (static inline): GCC's note on their ABI does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float vf __attribute__((vector_size(32), aligned(4)));
-typedef int32_t vi __attribute__((vector_size(32), aligned(4)));
-#define LANES 8
-#define SPLAT(c) ((vf){0} + (float)(c))
-
-static inline vf sel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
-/* WebAssembly's f32x4.min and max against a constant: NaN stays NaN. */
-static inline vf wmin(vf x, float c) { return sel((x < SPLAT(c)) | (x != x), x, SPLAT(c)); }
-static inline vf wmax(vf x, float c) { return sel((x > SPLAT(c)) | (x != x), x, SPLAT(c)); }
-
 static inline vf erf8(vf x) {
   const vf v = wmin(wmax(x, -4.0f), 4.0f);
   const vf x2 = v * v;
@@ -179,13 +74,6 @@ static inline vf gelu_grad8(vf dy, vf x) {
   const vf pdf = exp8(SPLAT(-0.5f) * (x * x)) * SPLAT(0.39894228040143268f);
   return dy * (cdf + x * pdf);
 }
-
-/* Load and store LANES floats at any alignment. */
-static inline vf load8(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
-static inline void store8(float *p, vf v) { memcpy(p, &v, sizeof v); }
-/* The first `k` < LANES floats, the other lanes zero. */
-static inline vf load_tail(const float *p, int64_t k) { vf v = {0}; memcpy(&v, p, (size_t)k * sizeof(float)); return v; }
-static inline void store_tail(float *p, vf v, int64_t k) { memcpy(p, &v, (size_t)k * sizeof(float)); }
 
 typedef struct {
   const float *a, *b;
@@ -273,7 +161,7 @@ VECTOR_CLONES static void layer_norm_part(void *arg, int part, int parts, int th
     float sum = lanes(acc);
     for (; i < width; i++) sum += xr[i];
     const float mean = sum / (float)width;
-    const v4 m4 = (v4){0} + mean;
+    const v4 m4 = {mean, mean, mean, mean};
     acc = (v4){0, 0, 0, 0};
     for (i = 0; i + 4 <= width; i += 4) {
       const v4 d = load4(xr + i) - m4;
@@ -512,7 +400,6 @@ static napi_value reduce_sum(napi_env env, napi_callback_info info) {
 
 /* ---- elementwise: a fused chain's program (elementwise.c, the wasm kernel, op for op) ---- */
 
-enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN, OP_SQDIFF, OP_NEG, OP_ABS, OP_SQUARE, OP_SQRT, OP_RSQRT, OP_RECIP, OP_RELU, OP_RELU6, OP_STEP, OP_CLIP, OP_COUNT };
 enum { KIND_FULL, KIND_SCALAR, KIND_CHANNEL };
 
 /* The most operands and instructions a program takes (fuse.ts writes a few dozen). */
@@ -666,94 +553,6 @@ static napi_value elementwise(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* ---- transpose32: transpose.c's copy of 4-byte elements, output rows split ---- */
-
-#define MAX_RANK 16
-
-typedef struct {
-  const uint32_t *x;
-  uint32_t *out;
-  int rank;
-  int64_t dims[MAX_RANK], strides[MAX_RANK];
-  int64_t rows; /* the output's rows: every axis but the innermost */
-} Transpose;
-
-static void transpose_part(void *arg, int part, int parts, int thread) {
-  (void)thread;
-  const Transpose *t = (const Transpose *)arg;
-  const int last = t->rank - 1;
-  const int64_t inner = t->dims[last], step = t->strides[last];
-  int64_t lo, hi, index[MAX_RANK];
-  part_range(t->rows, part, parts, &lo, &hi);
-  if (hi <= lo) return;
-  /* The first row's index over the outer axes and its start in x. */
-  int64_t rest = lo, base = 0;
-  for (int d = last - 1; d >= 0; d--) {
-    index[d] = rest % t->dims[d];
-    rest /= t->dims[d];
-    base += index[d] * t->strides[d];
-  }
-  uint32_t *o = t->out + lo * inner;
-  for (int64_t r = lo; r < hi; r++, o += inner) {
-    const uint32_t *src = t->x + base;
-    if (step == 1) memcpy(o, src, (size_t)inner * sizeof(uint32_t));
-    else
-      for (int64_t i = 0; i < inner; i++) o[i] = src[i * step];
-    for (int d = last - 1; d >= 0; d--) {
-      base += t->strides[d];
-      if (++index[d] < t->dims[d]) break;
-      base -= t->strides[d] * t->dims[d];
-      index[d] = 0;
-    }
-  }
-}
-
-/*
- * transpose32(x, out, geometry): out written in order, geometry = rank, then per output axis its
- * size and its stride in x (elements), as transpose.ts's transposeGeometry gives (rank 2 to 16).
- * x and out: 4-byte elements (Float32Array, Int32Array or Uint32Array), the bits copied.
- */
-static napi_value transpose32(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  Transpose t = {0};
-  void *px, *po, *pg;
-  size_t lx, lo, lg;
-  napi_typedarray_type tx, to, tg;
-  bool ok = false;
-  if (!args_of(env, info, argv, 3, "transpose32")) return NULL;
-  for (int j = 0; j < 3; j++) {
-    if (napi_is_typedarray(env, argv[j], &ok) != napi_ok || !ok) return fail(env, 0, "transpose32: expected typed arrays"), NULL;
-  }
-  if (napi_get_typedarray_info(env, argv[0], &tx, &lx, &px, NULL, NULL) != napi_ok ||
-      napi_get_typedarray_info(env, argv[1], &to, &lo, &po, NULL, NULL) != napi_ok ||
-      napi_get_typedarray_info(env, argv[2], &tg, &lg, &pg, NULL, NULL) != napi_ok) {
-    return fail(env, 0, "transpose32: unreadable typed arrays"), NULL;
-  }
-  const int four = (tx == napi_float32_array || tx == napi_int32_array || tx == napi_uint32_array) &&
-                   (to == napi_float32_array || to == napi_int32_array || to == napi_uint32_array);
-  if (!four || tg != napi_int32_array) return fail(env, 0, "transpose32: x and out hold 4-byte elements, the geometry is an Int32Array"), NULL;
-  const int32_t *g = (const int32_t *)pg;
-  if (lg < 1 || g[0] < 2 || g[0] > MAX_RANK || lg < 1 + 2 * (size_t)g[0]) return fail(env, 1, "transpose32: the geometry holds a rank of 2 to 16, then sizes and strides"), NULL;
-  t.rank = g[0];
-  size_t count = 1, extent = 1; /* elements; the last x element read + 1 */
-  for (int d = 0; d < t.rank; d++) {
-    t.dims[d] = g[1 + d];
-    t.strides[d] = g[1 + t.rank + d];
-    if (t.dims[d] < 0 || t.strides[d] < 0) return fail(env, 1, "transpose32: negative size or stride"), NULL;
-    if (__builtin_mul_overflow(count, (size_t)t.dims[d], &count)) return fail(env, 1, "transpose32: the sizes' product overflows"), NULL;
-    if (t.dims[d] > 0 && __builtin_add_overflow(extent, (size_t)(t.dims[d] - 1) * (size_t)t.strides[d], &extent)) {
-      return fail(env, 1, "transpose32: the strides overflow"), NULL;
-    }
-  }
-  if (count == 0) return NULL;
-  if (!holds(env, lx, extent, "transpose32 x") || !holds(env, lo, count, "transpose32 out")) return NULL;
-  t.x = (const uint32_t *)px;
-  t.out = (uint32_t *)po;
-  t.rows = (int64_t)(count / (size_t)t.dims[t.rank - 1]);
-  run(env, transpose_part, &t, parts_for(t.rows, (double)t.dims[t.rank - 1]));
-  return NULL;
-}
-
 int elementwise_define(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"geluForward", NULL, gelu_forward, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -764,7 +563,6 @@ int elementwise_define(napi_env env, napi_value exports) {
       {"softmaxGrad", NULL, softmax_grad, NULL, NULL, NULL, napi_enumerable, NULL},
       {"reduceSum", NULL, reduce_sum, NULL, NULL, NULL, napi_enumerable, NULL},
       {"elementwise", NULL, elementwise, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"transpose32", NULL, transpose32, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
+  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok && broadcast_define(env, exports);
 }

@@ -2,7 +2,8 @@
  * The native backend's element-wise, row and reduction kernels (elementwise.c, issue 63) in place
  * of the wasm kernels of the same name: the exact GELU and its gradient, a LayerNorm's
  * normalisation and its gradient, Softmax over the last axis and its gradient, Sum and Mean over
- * adjacent axes, Transpose of 4-byte elements, and the compiled step's fused element-wise chains. Each runs on the addon's
+ * adjacent axes, Transpose of 4-byte elements, the binary ops (Add, Sub, Multiply, RealDiv,
+ * Maximum, Minimum, SquaredDifference) with broadcasting, and the compiled step's fused chains. Each runs on the addon's
  * pool on views of the wasm heap, cut into parts from its shape alone.
  *
  * All but Softmax give the wasm kernel's bits (the same float32 operations in the same order, at
@@ -29,7 +30,7 @@ type KernelArgs = Parameters<KernelFunc>[0];
  * tests change them (0: every size). Measured by bench/native-elementwise.ts on the sizes the
  * transformer's step runs (docs/benchmarks/training-speed.md).
  */
-export const nativeElementwiseLimits = { gelu: 1024, rows: 4096, sum: 4096, chain: 4096, transpose: 4096 };
+export const nativeElementwiseLimits = { gelu: 1024, rows: 4096, sum: 4096, chain: 4096, transpose: 4096, binary: 4096 };
 
 const fround = Math.fround;
 
@@ -228,8 +229,60 @@ function transpose(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelA
   return out;
 }
 
+/** The binary kernels and their op codes (elementwise.ts's OP). */
+const BINARY = { Add: OP.add, Sub: OP.sub, Multiply: OP.mul, RealDiv: OP.div, Maximum: OP.max, Minimum: OP.min, SquaredDifference: OP.sqdiff } as const;
+
+/**
+ * broadcast.c's geometry for out = a op b: per output axis its size and each operand's stride (0
+ * where broadcast), axes of size 1 dropped and neighbours both operands walk contiguously merged;
+ * null beyond rank 8.
+ */
+export function binaryGeometry(aShape: readonly number[], bShape: readonly number[], outShape: readonly number[]): Int32Array | null {
+  const R = outShape.length;
+  const strides = (shape: readonly number[]) => {
+    const pad = [...new Array<number>(R - shape.length).fill(1), ...shape];
+    const s = new Array<number>(R);
+    let step = 1;
+    for (let j = R - 1; j >= 0; j--) {
+      s[j] = pad[j] === 1 ? 0 : step;
+      step *= pad[j];
+    }
+    return s;
+  };
+  const [sa, sb] = [strides(aShape), strides(bShape)];
+  const axes: [number, number, number][] = [];
+  for (let j = 0; j < R; j++) {
+    if (outShape[j] === 1) continue;
+    const prev = axes[axes.length - 1];
+    // Merge into the previous axis when both operands step across the two as across one.
+    if (prev && prev[1] === sa[j] * outShape[j] && prev[2] === sb[j] * outShape[j]) {
+      axes[axes.length - 1] = [prev[0] * outShape[j], sa[j], sb[j]];
+    } else axes.push([outShape[j], sa[j], sb[j]]);
+  }
+  if (axes.length === 0) axes.push([1, 0, 0]);
+  return axes.length > 8 ? null : Int32Array.from([axes.length, ...axes.flat()]);
+}
+
+function binary(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs, op: number) {
+  const { a, b } = args.inputs as Record<string, TensorInfo | undefined>;
+  if (!isF32(a, b)) return fallback.kernelFunc(args);
+  const [as, bs] = [(a as TensorInfo).shape, (b as TensorInfo).shape];
+  let outShape: number[];
+  try {
+    outShape = tf.backend_util.assertAndGetBroadcastShape(as, bs);
+  } catch {
+    return fallback.kernelFunc(args); // which reports the mismatch in its own words
+  }
+  const geo = sizeOf(outShape) < Math.max(1, nativeElementwiseLimits.binary) ? null : binaryGeometry(as, bs, outShape);
+  if (geo === null) return fallback.kernelFunc(args);
+  const bk = asWasm(args.backend);
+  const out = bk.makeOutput(outShape, 'float32');
+  addon.binary(op, f32(bk, a as TensorInfo), f32(bk, b as TensorInfo), f32(bk, out), geo);
+  return out;
+}
+
 /** Names of the kernels this file puts on the native backend (beside kernels.ts's). */
-export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Mean', 'Transpose'] as const;
+export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Mean', 'Transpose', ...(Object.keys(BINARY) as (keyof typeof BINARY)[])] as const;
 
 type Run = (addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[];
 const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
@@ -242,6 +295,7 @@ const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
   Sum: (addon, fallback, args) => reduce(addon, fallback, args, false),
   Mean: (addon, fallback, args) => reduce(addon, fallback, args, true),
   Transpose: transpose,
+  ...(Object.fromEntries(Object.entries(BINARY).map(([name, op]) => [name, (addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) => binary(addon, fallback, args, op)])) as Record<keyof typeof BINARY, Run>),
 };
 
 /** The kernel configs for `backendName`, each falling back to (and keeping the setup of) wasm's kernel of the same name. */

@@ -61,6 +61,8 @@ export interface NativeBlasAddon {
   reduceSum(x: Float32Array, out: Float32Array, outer: number, mean: boolean): void;
   /** A fused chain's program (elementwise.ts): code 5 ints an instruction, kinds 0 full, 1 scalar, 2 channel per input. */
   elementwise(code: Int32Array, kinds: Int32Array, inputs: Float32Array[], immediates: Float32Array, registers: number, out: Float32Array, channels: number): void;
+  /** out = a op b (op: elementwise.ts's OP code, add to sqdiff); `geometry` rank, then per output axis its size, a's stride, b's stride (0: broadcast). */
+  binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, geometry: Int32Array): void;
   /** A permutation of 4-byte elements, `geometry` rank then per output axis its size and input stride (transpose.ts's transposeGeometry). */
   transpose32(x: Float32Array | Int32Array, out: Float32Array | Int32Array, geometry: Int32Array): void;
   /** In place: y = act(y + bias) per row of bias.length; activation 0 linear, 1 relu, 2 relu6. */
@@ -84,7 +86,7 @@ export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */
 const ADDON_FUNCTIONS = [
   'sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'setThreads', 'info',
-  'geluForward', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'reduceSum', 'elementwise', 'transpose32',
+  'geluForward', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'reduceSum', 'elementwise', 'transpose32', 'binary',
 ] as const;
 /** The largest addon file read (the build is about 30 KB; a debug build a few MB). */
 export const MAX_ADDON_BYTES = 64 * 1024 * 1024;
