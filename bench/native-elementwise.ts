@@ -54,6 +54,9 @@ for (const shape of [[4, 32, 32], [8, 32, 64], [32, 32, 64], [32, 32, 128]]) {
   cases.push({ kernel: 'LayerNorm gradient', shape: s, run: kernel('NeuralDiffLayerNormGrad', { dy, n: x, rstd }) });
   cases.push({ kernel: 'Sum over rows (bias gradient)', shape: s, run: kernel('Sum', { x }, { axis: [0, 1], keepDims: false }) });
   cases.push({ kernel: 'Sum over the first axis', shape: s, run: kernel('Sum', { x }, { axis: [0], keepDims: false }) });
+  cases.push({ kernel: 'Add (a residual)', shape: s, run: kernel('Add', { a: x, b: dy }) });
+  cases.push({ kernel: 'Multiply by a channel vector', shape: s, run: kernel('Multiply', { a: x, b: tensor([shape[2]], 11) }) });
+  cases.push({ kernel: 'Multiply by a [B, 1, C] tensor', shape: s, run: kernel('Multiply', { a: tensor([shape[0], 1, shape[2]], 12), b: x }) });
   cases.push({ kernel: 'Mean over the middle axis (mean pool)', shape: s, run: kernel('Mean', { x }, { axis: [1], keepDims: false }) });
   // A residual add and a scale: two inputs of the output's size, a per-channel bias, a scalar.
   const p: ElementwiseProgram = {
@@ -72,6 +75,7 @@ for (const shape of [[8, 4, 32, 32], [32, 4, 32, 32]]) {
   const s = shape.join('x');
   cases.push({ kernel: 'Softmax', shape: s, run: kernel('Softmax', { logits }, { dim: 3 }) });
   cases.push({ kernel: 'Softmax gradient', shape: s, run: kernel(SOFTMAX_GRAD, { dy, y }) });
+  cases.push({ kernel: 'RealDiv by a scalar (attention scale)', shape: s, run: kernel('RealDiv', { a: logits, b: tensor([], 13, true) }) });
 }
 for (const [shape, perm] of [[[8, 32, 3, 4, 16], [2, 0, 3, 1, 4]], [[32, 32, 3, 4, 16], [2, 0, 3, 1, 4]], [[32, 4, 32, 16], [0, 2, 1, 3]]] as [number[], number[]][]) {
   const x = tensor(shape, 9);
