@@ -1,8 +1,9 @@
 /**
  * The native backend's element-wise, row and reduction kernels (src/train/kernels/native/
- * elementwise.c, .ts; issue #63) on the addon's pool: the exact GELU and its gradient, LayerNorm
- * and its gradient, Softmax's gradient, Sum and Mean over adjacent axes, Transpose, the binary
- * ops with broadcasting and the fused chains' programs give the wasm kernels' bits (their WebAssembly SIMD kernels, and so their
+ * elementwise.c, broadcast.c, elementwise.ts; issue #63) on the addon's pool: the exact GELU and
+ * its gradient, Relu's, Relu6's and ClipByValue's gradients, LayerNorm and its gradient, Softmax's
+ * gradient, Sum and Mean over adjacent axes, Transpose, the binary ops with broadcasting and the
+ * fused chains' programs give the wasm kernels' bits (their WebAssembly SIMD kernels, and so their
  * scalar twins) at 1, 2, 3 and 8 threads, on odd sizes, one element, more threads than rows, NaN
  * and infinities; Softmax gives its scalar twin's bits, the float64 reference's values within 1e-6
  * (relative), and tfjs' kernel's values and NaNs; the native backend runs them as its kernels,
@@ -20,6 +21,7 @@ import { encodeProgram, softmaxJs, softmaxReference } from '../src/train/kernels
 import { runElementwiseJs, type ElementwiseProgram, type InputKind, type OpName, OP } from '../src/train/kernels/elementwise.ts';
 import { channelSumJs } from '../src/train/kernels/sum.ts';
 import { softmaxGradJs } from '../src/train/kernels/softmax-grad.ts';
+import { CLIP_GRAD, RELU6_GRAD, RELU_GRAD } from '../src/train/kernels/activation-grad.ts';
 import { trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
 import { transposeGeometry, transposeReference } from '../src/train/kernels/transpose.ts';
 import { asWasm } from '../src/train/kernels/util.ts';
@@ -101,6 +103,26 @@ describe('the native element-wise and row kernels: the wasm kernels\' bits at ev
         loadNativeAddon().geluGrad(dy, x, gdx);
         assertSameBits(gy, y, `gelu [${rows}, ${width}], ${threads} threads`);
         assertSameBits(gdx, dx, `gelu gradient [${rows}, ${width}], ${threads} threads`);
+      });
+    }
+  });
+
+  it('Relu\'s, Relu6\'s and ClipByValue\'s gradients', async () => {
+    for (const [rows, width] of ROWS) {
+      const n = rows * width;
+      const x = values(n, 4 * n, true, 2);
+      x[0] = 6; // Relu6's bound, kept
+      const dy = values(n, 4 * n + 1, true);
+      const [tx, tdy] = [tf.tensor(x, [rows, width]), tf.tensor(dy, [rows, width])];
+      const clip = { clipValueMin: -1.5, clipValueMax: 0.7 };
+      const want = [onWasm(RELU_GRAD, { dy: tdy, x: tx })[0], onWasm(RELU6_GRAD, { dy: tdy, x: tx })[0], onWasm(CLIP_GRAD, { dy: tdy, x: tx }, clip)[0]];
+      tf.dispose([tx, tdy]);
+      await eachThreads((threads) => {
+        ([0, 1, 2] as const).forEach((which) => {
+          const dx = new Float32Array(n);
+          loadNativeAddon().activationGrad(which, dy, x, dx, clip.clipValueMin, clip.clipValueMax);
+          assertSameBits(dx, want[which], `${['relu', 'relu6', 'clip'][which]} gradient [${rows}, ${width}], ${threads} threads`);
+        });
       });
     }
   });

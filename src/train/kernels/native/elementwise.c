@@ -6,6 +6,7 @@
  *   layerNorm, layerNormGrad    a LayerNorm's normalisation and its gradient, per row
  *   softmax, softmaxGrad        Softmax over the last axis and its gradient, per row
  *   reduceSum                   Sum and Mean over adjacent axes (a bias's gradient, a mean pool)
+ *   activationGrad              Relu's, Relu6's and ClipByValue's gradients (activation-grad.c's)
  *   elementwise                 a fused chain's program (src/train/kernels/elementwise.ts)
  *
  * Every element (or row, or channel of a sum) is computed alone, with the float32 operations of
@@ -398,6 +399,56 @@ static napi_value reduce_sum(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- activationGrad: activation-grad.c's Relu, Relu6 and ClipByValue gradients ---- */
+
+typedef struct {
+  const float *dy, *x;
+  float *dx;
+  int64_t n;
+  int which; /* 0 relu, 1 relu6, 2 clip */
+  float lo, hi;
+} ActGrad;
+
+/* dy times 1 where kept, 0 elsewhere, NaN where x is NaN (activation-grad.c's step_mask); clip: dy where kept, else 0. */
+static inline vf act_grad8(const ActGrad *g, vf dy, vf x) {
+  if (g->which == 2) return sel((x >= SPLAT(g->lo)) & (x <= SPLAT(g->hi)), dy, SPLAT(0.0f));
+  const vi keep = g->which == 0 ? x > SPLAT(0.0f) : (x > SPLAT(0.0f)) & (x <= SPLAT(6.0f));
+  return dy * sel(x != x, x, sel(keep, SPLAT(1.0f), SPLAT(0.0f)));
+}
+
+VECTOR_CLONES static void act_grad_part(void *arg, int part, int parts, int thread) {
+  (void)thread;
+  const ActGrad *g = (const ActGrad *)arg;
+  int64_t lo, hi, j;
+  part_range(g->n, part, parts, &lo, &hi);
+  for (j = lo; j + LANES <= hi; j += LANES) store8(g->dx + j, act_grad8(g, load8(g->dy + j), load8(g->x + j)));
+  if (j < hi) store_tail(g->dx + j, act_grad8(g, load_tail(g->dy + j, hi - j), load_tail(g->x + j, hi - j)), hi - j);
+}
+
+/* activationGrad(which, dy, x, dx, lo, hi): which 0 Relu's gradient, 1 Relu6's, 2 ClipByValue's (between lo and hi). */
+static napi_value activation_grad(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  ActGrad g = {0};
+  int32_t which;
+  size_t ld, lx, lo;
+  double lo_bound, hi_bound;
+  if (!args_of(env, info, argv, 6, "activationGrad") || !i32_arg(env, argv[0], &which, "activationGrad which") ||
+      !f32_arg(env, argv[1], (float **)&g.dy, &ld, "activationGrad dy") || !f32_arg(env, argv[2], (float **)&g.x, &lx, "activationGrad x") ||
+      !f32_arg(env, argv[3], &g.dx, &lo, "activationGrad dx") || !holds(env, ld, lx, "activationGrad dy") || !holds(env, lo, lx, "activationGrad dx")) {
+    return NULL;
+  }
+  if (which < 0 || which > 2) return fail(env, 1, "activationGrad: which must be 0 (relu), 1 (relu6) or 2 (clip)"), NULL;
+  if (napi_get_value_double(env, argv[4], &lo_bound) != napi_ok || napi_get_value_double(env, argv[5], &hi_bound) != napi_ok) {
+    return fail(env, 0, "activationGrad lo, hi: expected numbers"), NULL;
+  }
+  g.which = which;
+  g.lo = (float)lo_bound;
+  g.hi = (float)hi_bound;
+  g.n = (int64_t)lx;
+  run(env, act_grad_part, &g, parts_for(g.n, 2.0));
+  return NULL;
+}
+
 /* ---- elementwise: a fused chain's program (elementwise.c, the wasm kernel, op for op) ---- */
 
 enum { KIND_FULL, KIND_SCALAR, KIND_CHANNEL };
@@ -561,6 +612,7 @@ int elementwise_define(napi_env env, napi_value exports) {
       {"layerNormGrad", NULL, layer_norm_grad, NULL, NULL, NULL, napi_enumerable, NULL},
       {"softmax", NULL, softmax, NULL, NULL, NULL, napi_enumerable, NULL},
       {"softmaxGrad", NULL, softmax_grad, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"activationGrad", NULL, activation_grad, NULL, NULL, NULL, napi_enumerable, NULL},
       {"reduceSum", NULL, reduce_sum, NULL, NULL, NULL, napi_enumerable, NULL},
       {"elementwise", NULL, elementwise, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -3,7 +3,8 @@
  * of the wasm kernels of the same name: the exact GELU and its gradient, a LayerNorm's
  * normalisation and its gradient, Softmax over the last axis and its gradient, Sum and Mean over
  * adjacent axes, Transpose of 4-byte elements, the binary ops (Add, Sub, Multiply, RealDiv,
- * Maximum, Minimum, SquaredDifference) with broadcasting, and the compiled step's fused chains. Each runs on the addon's
+ * Maximum, Minimum, SquaredDifference) with broadcasting, Relu's, Relu6's and ClipByValue's
+ * gradients, and the compiled step's fused chains. Each runs on the addon's
  * pool on views of the wasm heap, cut into parts from its shape alone.
  *
  * All but Softmax give the wasm kernel's bits (the same float32 operations in the same order, at
@@ -21,6 +22,7 @@ import { asWasm, f32, i32, sizeOf } from '../util.ts';
 import { transposeGeometry } from '../transpose.ts';
 import { OP, type ElementwiseProgram } from '../elementwise.ts';
 import { SOFTMAX_GRAD } from '../softmax-grad.ts';
+import { CLIP_GRAD, RELU6_GRAD, RELU_GRAD } from '../activation-grad.ts';
 import type { NativeBlasAddon } from './loader.ts';
 
 type KernelArgs = Parameters<KernelFunc>[0];
@@ -229,6 +231,17 @@ function transpose(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelA
   return out;
 }
 
+/** Relu's, Relu6's and ClipByValue's gradients (activation-grad.c's operations: its bits). */
+function activationGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs, which: 0 | 1 | 2) {
+  const { dy, x } = args.inputs as Record<string, TensorInfo | undefined>;
+  if (!isF32(dy, x) || sizeOf((x as TensorInfo).shape) < Math.max(1, nativeElementwiseLimits.binary) || sizeOf((dy as TensorInfo).shape) !== sizeOf((x as TensorInfo).shape)) return fallback.kernelFunc(args);
+  const b = asWasm(args.backend);
+  const dx = b.makeOutput([...(x as TensorInfo).shape], 'float32');
+  const attrs = (args.attrs ?? {}) as { clipValueMin?: number; clipValueMax?: number };
+  addon.activationGrad(which, f32(b, dy as TensorInfo), f32(b, x as TensorInfo), f32(b, dx), Number(attrs.clipValueMin ?? 0), Number(attrs.clipValueMax ?? 0));
+  return dx;
+}
+
 /** The binary kernels and their op codes (elementwise.ts's OP). */
 const BINARY = { Add: OP.add, Sub: OP.sub, Multiply: OP.mul, RealDiv: OP.div, Maximum: OP.max, Minimum: OP.min, SquaredDifference: OP.sqdiff } as const;
 
@@ -282,7 +295,7 @@ function binary(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs
 }
 
 /** Names of the kernels this file puts on the native backend (beside kernels.ts's). */
-export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Mean', 'Transpose', ...(Object.keys(BINARY) as (keyof typeof BINARY)[])] as const;
+export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Mean', 'Transpose', RELU_GRAD, RELU6_GRAD, CLIP_GRAD, ...(Object.keys(BINARY) as (keyof typeof BINARY)[])] as const;
 
 type Run = (addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[];
 const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
@@ -295,6 +308,9 @@ const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
   Sum: (addon, fallback, args) => reduce(addon, fallback, args, false),
   Mean: (addon, fallback, args) => reduce(addon, fallback, args, true),
   Transpose: transpose,
+  [RELU_GRAD]: (addon, fallback, args) => activationGrad(addon, fallback, args, 0),
+  [RELU6_GRAD]: (addon, fallback, args) => activationGrad(addon, fallback, args, 1),
+  [CLIP_GRAD]: (addon, fallback, args) => activationGrad(addon, fallback, args, 2),
   ...(Object.fromEntries(Object.entries(BINARY).map(([name, op]) => [name, (addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) => binary(addon, fallback, args, op)])) as Record<keyof typeof BINARY, Run>),
 };
 

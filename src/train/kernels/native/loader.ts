@@ -61,6 +61,8 @@ export interface NativeBlasAddon {
   reduceSum(x: Float32Array, out: Float32Array, outer: number, mean: boolean): void;
   /** A fused chain's program (elementwise.ts): code 5 ints an instruction, kinds 0 full, 1 scalar, 2 channel per input. */
   elementwise(code: Int32Array, kinds: Int32Array, inputs: Float32Array[], immediates: Float32Array, registers: number, out: Float32Array, channels: number): void;
+  /** Relu's (which 0), Relu6's (1) or ClipByValue's (2, between lo and hi) gradient: activation-grad.c's operations. */
+  activationGrad(which: 0 | 1 | 2, dy: Float32Array, x: Float32Array, dx: Float32Array, lo: number, hi: number): void;
   /** out = a op b (op: elementwise.ts's OP code, add to sqdiff); `geometry` rank, then per output axis its size, a's stride, b's stride (0: broadcast). */
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, geometry: Int32Array): void;
   /** A permutation of 4-byte elements, `geometry` rank then per output axis its size and input stride (transpose.ts's transposeGeometry). */
@@ -86,7 +88,7 @@ export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */
 const ADDON_FUNCTIONS = [
   'sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'setThreads', 'info',
-  'geluForward', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'reduceSum', 'elementwise', 'transpose32', 'binary',
+  'geluForward', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'reduceSum', 'elementwise', 'transpose32', 'binary', 'activationGrad',
 ] as const;
 /** The largest addon file read (the build is about 30 KB; a debug build a few MB). */
 export const MAX_ADDON_BYTES = 64 * 1024 * 1024;
