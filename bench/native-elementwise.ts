@@ -43,7 +43,7 @@ const kernel = (name: string, inputs: Record<string, tf.Tensor>, attrs: Record<s
   return () => k.kernelFunc({ inputs: inputs as never, attrs: attrs as never, backend }) as TensorInfo | TensorInfo[];
 };
 
-for (const shape of [[4, 32, 32], [8, 32, 64], [32, 32, 64], [32, 32, 128]]) {
+for (const shape of [[1, 16, 64], [4, 32, 32], [8, 32, 64], [32, 32, 64], [32, 32, 128]]) {
   const x = tensor(shape, 1);
   const dy = tensor(shape, 2);
   const s = shape.join('x');
