@@ -223,7 +223,7 @@ describe('binary ops with broadcasting on the addon', { skip }, () => {
   it('Add, Sub, Multiply, RealDiv, Maximum, Minimum, SquaredDifference: tfjs\' bits on every broadcast the transformer makes and odd ones, NaN and infinities, at every thread count', async () => {
     const pairs: [number[], number[]][] = [
       [[32, 32, 64], [32, 32, 64]], [[32, 32, 64], [32, 64]], [[32, 32, 64], [64]], [[32, 1, 64], [32, 32, 64]], [[32, 4, 32, 32], []], [[], [7, 9]],
-      [[1], [1]], [[5], [1]], [[3, 1, 5], [1, 4, 1]], [[2, 3, 4, 5], [3, 1, 5]], [[7, 1], [1, 13]], [[1, 1, 9], [9]], [[2, 1, 3, 1, 2], [3, 4, 1]],
+      [[1], [1]], [[5], [1]], [[3, 9000], [9000]], [[20000], []], [[2, 1, 9001], [2, 3, 1]], [[3, 1, 5], [1, 4, 1]], [[2, 3, 4, 5], [3, 1, 5]], [[7, 1], [1, 13]], [[1, 1, 9], [9]], [[2, 1, 3, 1, 2], [3, 4, 1]],
     ];
     const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
       ['Add', tf.add], ['Sub', tf.sub], ['Multiply', tf.mul], ['RealDiv', tf.div], ['Maximum', tf.maximum], ['Minimum', tf.minimum], ['SquaredDifference', tf.squaredDifference],

@@ -48,23 +48,30 @@ static inline void binary_row(int op, float *d, const float *a, int ia, const fl
   if (i < n) store_tail(d + i, binary8(op, ia ? load_tail(a + i, n - i) : as, ib ? load_tail(b + i, n - i) : bs), n - i);
 }
 
+/* Rows longer than this are cut into pieces of it, so a long row alone still splits. */
+#define ROW_PIECE 4096
+
 VECTOR_CLONES static void binary_part(void *arg, int part, int parts, int thread) {
   (void)thread;
   const Binary *t = (const Binary *)arg;
   const int last = t->rank - 1;
-  const int64_t inner = t->dims[last];
+  const int64_t inner = t->dims[last], pieces = (inner + ROW_PIECE - 1) / ROW_PIECE;
   int64_t lo, hi, index[MAX_BINARY_RANK];
-  part_range(t->rows, part, parts, &lo, &hi);
+  part_range(t->rows * pieces, part, parts, &lo, &hi);
   if (hi <= lo) return;
-  int64_t rest = lo, at = 0, bt = 0;
+  int64_t rest = lo / pieces, piece = lo % pieces, at = 0, bt = 0;
   for (int d = last - 1; d >= 0; d--) {
     index[d] = rest % t->dims[d];
     rest /= t->dims[d];
     at += index[d] * t->sa[d];
     bt += index[d] * t->sb[d];
   }
-  for (int64_t r = lo; r < hi; r++) {
-    binary_row(t->op, t->out + r * inner, t->a + at, t->sa[last] != 0, t->b + bt, t->sb[last] != 0, inner);
+  const int ia = t->sa[last] != 0, ib = t->sb[last] != 0;
+  for (int64_t k = lo; k < hi; k++) {
+    const int64_t r = k / pieces, c0 = piece * ROW_PIECE, n = inner - c0 < ROW_PIECE ? inner - c0 : ROW_PIECE;
+    binary_row(t->op, t->out + r * inner + c0, t->a + at + (ia ? c0 : 0), ia, t->b + bt + (ib ? c0 : 0), ib, n);
+    if (++piece < pieces) continue;
+    piece = 0;
     for (int d = last - 1; d >= 0; d--) {
       at += t->sa[d];
       bt += t->sb[d];
@@ -112,7 +119,8 @@ static napi_value binary(napi_env env, napi_callback_info info) {
   if (count == 0) return NULL;
   if (!holds(env, la, ea, "binary a") || !holds(env, lb, eb, "binary b") || !holds(env, lo, count, "binary out")) return NULL;
   t.rows = (int64_t)(count / (size_t)t.dims[t.rank - 1]);
-  run(env, binary_part, &t, parts_for(t.rows, (double)t.dims[t.rank - 1]));
+  const int64_t pieces = (t.dims[t.rank - 1] + ROW_PIECE - 1) / ROW_PIECE;
+  run(env, binary_part, &t, parts_for(t.rows * pieces, (double)t.dims[t.rank - 1] / (double)pieces));
   return NULL;
 }
 
