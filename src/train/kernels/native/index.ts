@@ -4,7 +4,7 @@
  * system's OpenBLAS through an N-API addon working on the heap in place (kernels.ts, blas.c).
  * Optional: built by `npm run build:native`; see docs/guides/training-speed.md.
  *
- * Threads: the addon's own pool runs each GEMM, convolution and bias epilogue on
+ * Threads: the addon's own pool runs each GEMM, convolution, bias epilogue and element-wise kernel on
  * {@link setNativeThreads} threads, cut into blocks from the shapes alone, so the bits do not
  * depend on the thread count; OpenBLAS stays on one thread. Training on `native` runs on one
  * JavaScript thread (no worker pool) for most models: the kernels, most of a step, use every
@@ -30,7 +30,8 @@ export const NATIVE = 'native';
 /**
  * Register the `native` backend once (throws the addon's {@link MissingDependencyError} when it is
  * not built). Call after the wasm kernel fixes are registered: the backend takes a copy of every
- * kernel registered for `wasm` at that moment, then puts the native kernels in place of its own (kernels.ts, elementwise.ts).
+ * kernel registered for `wasm` at that moment, then puts the native kernels (kernels.ts, elementwise.ts)
+ * in place of those of the same name.
  *
  * @param makeBackend creates the backend instance (a BackendWasm over its own wasm module).
  */
