@@ -1,11 +1,12 @@
 /**
  * The `native` training backend: tfjs-backend-wasm (its own module instance and heap, every kernel
  * the `wasm` backend registers, our fixes included) with convolutions and matmuls computed by the
- * system's OpenBLAS through an N-API addon working on the heap in place (kernels.ts, blas.c).
+ * system's OpenBLAS through an N-API addon working on the heap in place (kernels.ts, blas.c), and
+ * its element-wise, row and reduction kernels in C (elementwise.ts, elementwise.c, broadcast.c).
  * Optional: built by `npm run build:native`; see docs/guides/training-speed.md.
  *
- * Threads: the addon's own pool runs each GEMM, convolution, bias epilogue and element-wise kernel on
- * {@link setNativeThreads} threads, cut into blocks from the shapes alone, so the bits do not
+ * Threads: the addon's own pool runs each GEMM, convolution, bias epilogue and element-wise
+ * kernel on {@link setNativeThreads} threads, cut into blocks from the shapes alone, so the bits do not
  * depend on the thread count; OpenBLAS stays on one thread. Training on `native` runs on one
  * JavaScript thread (no worker pool) for most models: the kernels, most of a step, use every
  * thread asked for, without the worker pool's per-step copies between threads.
