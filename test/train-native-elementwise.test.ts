@@ -438,7 +438,7 @@ describe('the native backend runs them as its kernels', { skip }, () => {
     const wasm = f().map((t) => t.dataSync() as Float32Array);
     await initBackend('native', { threads: 2 });
     for (const limit of [0, 1e9]) {
-      Object.assign(nativeElementwiseLimits, { gelu: limit, rows: limit, sum: limit, chain: limit, transpose: limit, binary: limit });
+      Object.assign(nativeElementwiseLimits, { gelu: limit, rows: limit, softmax: limit, sum: limit, chain: limit, transpose: limit, binary: limit, activationGrad: limit });
       const native = f().map((t) => t.dataSync() as Float32Array);
       native.forEach((v, i) => {
         for (let j = 0; j < v.length; j++) assert.ok(Math.abs(v[j] - wasm[i][j]) <= 1e-6, `output ${i} element ${j} (limit ${limit}): ${v[j]}, wasm ${wasm[i][j]}`);
@@ -455,7 +455,7 @@ describe('training on them', { skip }, () => {
   });
 
   it('the attention program (Softmax, its gradient, bias sums, transposes, fused chains on the addon): compiled and eager, 1 and 2 threads, the same payload bytes', async () => {
-    Object.assign(nativeElementwiseLimits, { gelu: 0, rows: 0, sum: 0, chain: 0, transpose: 0, binary: 0 });
+    Object.assign(nativeElementwiseLimits, { gelu: 0, rows: 0, softmax: 0, sum: 0, chain: 0, transpose: 0, binary: 0, activationGrad: 0 });
     const { data, labels } = tokenSequences(64, 2);
     const common = { method: 'full' as const, budgetBytes: 0, epochs: 2, tune: 'off' as const, seed: 4, batchSize: 16, learningRate: 1e-2, validation: 0, allowWorse: true, header: { modelId: 'attention', sequence: 1 } };
     const payload = async (threads: number, step: 'compiled' | 'eager') => {

@@ -14,7 +14,8 @@
  * the float64 reference both are held to.
  *
  * Tensors smaller than {@link nativeElementwiseLimits} stay on the wasm kernel (waking the pool
- * and crossing into the addon cost more than they give there); so do other dtypes and axes.
+ * and crossing into the addon cost more than they give there; a kernel measured no faster than
+ * wasm's at the sizes that occur has no limit it reaches yet); so do other dtypes and axes.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
@@ -29,10 +30,23 @@ type KernelArgs = Parameters<KernelFunc>[0];
 
 /**
  * The fewest elements a kernel takes to the addon (below, the wasm kernel runs); benchmarks and
- * tests change them (0: every size). Measured by bench/native-elementwise.ts on the sizes the
- * transformer's step runs (docs/benchmarks/training-speed.md).
+ * tests change them (0: every size). Set from bench/native-elementwise.ts on the transformer's
+ * sizes at one thread (docs/benchmarks/training-speed.md): GELU and its gradient 1.2-1.6x the wasm
+ * kernel, Sum and Mean 1.3-40x, fused chains 1.5-2.0x; LayerNorm and its gradient (0.65-0.85x),
+ * Softmax (0.55-0.7x), Softmax's gradient (0.9-1.0x), Transpose (0.8-1.2x) and the binary ops
+ * (0.7-1.4x) measured no faster there, so they stay off (Infinity) until they are; the activation
+ * gradients are not measured yet: off too.
  */
-export const nativeElementwiseLimits = { gelu: 1024, rows: 4096, sum: 4096, chain: 4096, transpose: 4096, binary: 4096 };
+export const nativeElementwiseLimits = {
+  gelu: 1024,
+  sum: 4096,
+  chain: 4096,
+  rows: Number.POSITIVE_INFINITY,
+  softmax: Number.POSITIVE_INFINITY,
+  transpose: Number.POSITIVE_INFINITY,
+  binary: Number.POSITIVE_INFINITY,
+  activationGrad: Number.POSITIVE_INFINITY,
+};
 
 const fround = Math.fround;
 
@@ -149,11 +163,11 @@ function geluGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelAr
 }
 
 /** The last axis's length, or 0 when a row kernel cannot take `t` (not float32, rank 0, empty, small). */
-function rowWidth(t: TensorInfo | undefined): number {
+function rowWidth(t: TensorInfo | undefined, limit = nativeElementwiseLimits.rows): number {
   if (!isF32(t) || (t as TensorInfo).shape.length === 0) return 0;
   const shape = (t as TensorInfo).shape;
   const n = sizeOf(shape);
-  return n === 0 || n < nativeElementwiseLimits.rows ? 0 : shape[shape.length - 1];
+  return n === 0 || n < limit ? 0 : shape[shape.length - 1];
 }
 
 function layerNorm(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
@@ -180,7 +194,7 @@ function layerNormGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: Ker
 
 function softmax(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
   const logits = args.inputs.logits as TensorInfo | undefined;
-  const width = rowWidth(logits);
+  const width = logits && sizeOf(logits.shape) >= nativeElementwiseLimits.softmax ? rowWidth(logits, 0) : 0;
   const dim = (args.attrs as unknown as tf.SoftmaxAttrs).dim;
   if (width === 0 || !(dim === -1 || dim === (logits as TensorInfo).shape.length - 1)) return fallback.kernelFunc(args);
   const b = asWasm(args.backend);
@@ -234,7 +248,7 @@ function transpose(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelA
 /** Relu's, Relu6's and ClipByValue's gradients (activation-grad.c's operations: its bits). */
 function activationGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs, which: 0 | 1 | 2) {
   const { dy, x } = args.inputs as Record<string, TensorInfo | undefined>;
-  if (!isF32(dy, x) || sizeOf((x as TensorInfo).shape) < Math.max(1, nativeElementwiseLimits.binary) || sizeOf((dy as TensorInfo).shape) !== sizeOf((x as TensorInfo).shape)) return fallback.kernelFunc(args);
+  if (!isF32(dy, x) || sizeOf((x as TensorInfo).shape) < Math.max(1, nativeElementwiseLimits.activationGrad) || sizeOf((dy as TensorInfo).shape) !== sizeOf((x as TensorInfo).shape)) return fallback.kernelFunc(args);
   const b = asWasm(args.backend);
   const dx = b.makeOutput([...(x as TensorInfo).shape], 'float32');
   const attrs = (args.attrs ?? {}) as { clipValueMin?: number; clipValueMax?: number };
