@@ -1,14 +1,16 @@
 # The native training backend's addon (src/train/kernels/native/blas.c): OpenBLAS's sgemm on
 # tfjs-backend-wasm's heap. Built by `npm run build:native` (scripts/build-native.mjs), which checks
 # for Debian's libopenblas-dev first; the output (build/) is git-ignored and not in the npm package.
+# -Wno-psabi: the element-wise kernels' 32-byte vectors never cross a call into another unit (all
+# static), so GCC's note on their calling convention without AVX does not apply.
 {
   "targets": [
     {
       "target_name": "neural_diff_blas",
-      "sources": ["src/train/kernels/native/blas.c", "src/train/kernels/native/pool.c", "src/train/kernels/native/blocks.c", "src/train/kernels/native/maxpool.c"],
+      "sources": ["src/train/kernels/native/blas.c", "src/train/kernels/native/pool.c", "src/train/kernels/native/blocks.c", "src/train/kernels/native/maxpool.c", "src/train/kernels/native/elementwise.c", "src/train/kernels/native/broadcast.c"],
       "include_dirs": ["<!@(node scripts/build-native.mjs --include-dirs)"],
       "libraries": ["-lopenblas", "-lpthread"],
-      "cflags": ["-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra"],
+      "cflags": ["-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-psabi"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS"]
     }
   ]

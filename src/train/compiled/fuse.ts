@@ -14,7 +14,7 @@
  * give.
  */
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import { runElementwise, type ElementwiseProgram, type InputKind, type OpName } from '../kernels/elementwise.ts';
+import { checkElementwiseInputs, elementwiseRunners, runElementwise, type ElementwiseProgram, type InputKind, type OpName } from '../kernels/elementwise.ts';
 import { outKey, readersOf, renumberOutSlots, sizeOf, withoutLeadingOnes, type KernelShapes, type PlannedKernel, type Slot } from './planned.ts';
 
 export type { KernelShapes } from './planned.ts';
@@ -98,7 +98,7 @@ export interface FusionResult {
  * `kept`: the out slots the step returns or assigns, `kernel:index`; `inPlace`: kernels that write
  * an input in place, which a chain's reads may not move past).
  */
-export function fuseElementwise(kernels: PlannedKernel[], shapes: (i: number) => KernelShapes, kept: ReadonlySet<string>, inPlace: (i: number) => boolean, backend: KernelBackend): FusionResult {
+export function fuseElementwise(kernels: PlannedKernel[], shapes: (i: number) => KernelShapes, kept: ReadonlySet<string>, inPlace: (i: number) => boolean, backend: KernelBackend, backendName: string): FusionResult {
   const ops = kernels.map((k, i) => opOf(k, shapes(i)));
   const readers = readersOf(kernels);
   const writes: number[] = [];
@@ -142,7 +142,7 @@ export function fuseElementwise(kernels: PlannedKernel[], shapes: (i: number) =>
       return;
     }
     group.sort((a, b) => a - b);
-    const fused = chainKernel(kernels, group, ops, shapes, backend);
+    const fused = chainKernel(kernels, group, ops, shapes, backend, backendName);
     out.push(fused);
     chains++;
   });
@@ -152,7 +152,7 @@ export function fuseElementwise(kernels: PlannedKernel[], shapes: (i: number) =>
 }
 
 /** One kernel for the chain `group` (kernel indices in order; the last is the chain's output). */
-function chainKernel(kernels: PlannedKernel[], group: number[], ops: (OpName | null)[], shapes: (i: number) => KernelShapes, backend: KernelBackend): PlannedKernel {
+function chainKernel(kernels: PlannedKernel[], group: number[], ops: (OpName | null)[], shapes: (i: number) => KernelShapes, backend: KernelBackend, backendName: string): PlannedKernel {
   const root = group[group.length - 1];
   const outShape = shapes(root).outputs[0].shape;
   const inGroup = new Set(group);
@@ -207,7 +207,11 @@ function chainKernel(kernels: PlannedKernel[], group: number[], ops: (OpName | n
     inputs,
     attrs: { chain: group.map((i) => kernels[i].name).join(' ') } as NamedAttrMap,
     outputs: 1,
-    kernelFunc: ({ inputs: given }) => runElementwise(backend, program, given as TensorInfo[], shape),
+    kernelFunc: ({ inputs: given }) => {
+      const runner = elementwiseRunners.get(backendName);
+      if (runner) checkElementwiseInputs(program, given as TensorInfo[], sizeOf(shape));
+      return runner?.(backend, program, given as TensorInfo[], shape) ?? runElementwise(backend, program, given as TensorInfo[], shape);
+    },
     release: [],
     views: inputs.map(() => null),
   };

@@ -366,7 +366,7 @@ export class StepPlan {
     // Element-wise chains as one kernel each (on the backends whose memory our kernels run on).
     if (planSwitch.fuseElementwise && (backend as unknown as { wasm?: { HEAPU8?: unknown } }).wasm?.HEAPU8 instanceof Uint8Array) {
       const planned = this.kernels.slice();
-      const f = fuseElementwise(planned, (i) => r.kernels[planned[i].source].rec, keptOut(), inPlace(planned), backend);
+      const f = fuseElementwise(planned, (i) => r.kernels[planned[i].source].rec, keptOut(), inPlace(planned), backend, backendName);
       if (f.chains > 0) {
         apply(f);
         this.fusedChains = f.chains;

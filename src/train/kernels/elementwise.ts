@@ -118,6 +118,21 @@ export function runElementwiseF64(p: ElementwiseProgram, inputs: ArrayLike<numbe
   run(p, inputs, out, (v) => v);
 }
 
+/** Throws unless `inputs` are what program `p` reads for an output of `n` values (a stale plan). */
+export function checkElementwiseInputs(p: ElementwiseProgram, inputs: TensorInfo[], n: number): void {
+  if (inputs.length !== p.inputs.length) throw new Error(`the fused element-wise kernel takes ${p.inputs.length} inputs, got ${inputs.length}`);
+  inputs.forEach((t, j) => {
+    const want = p.inputs[j] === 'full' ? n : p.inputs[j] === 'scalar' ? 1 : p.channels;
+    if (t.dtype !== 'float32' || sizeOf(t.shape) !== want) throw new Error(`the fused element-wise kernel's input ${j} (${p.inputs[j]}) should hold ${want} float32 values, it is [${t.shape.join(', ')}] ${t.dtype}: rebuild the plan`);
+  });
+}
+
+/**
+ * Runners a backend puts in place of {@link runElementwise} (the native backend: its addon's pool),
+ * by backend name; one returning null leaves the call to runElementwise (a small output).
+ */
+export const elementwiseRunners = new Map<string, (backend: unknown, p: ElementwiseProgram, inputs: TensorInfo[], shape: number[]) => TensorInfo | null>();
+
 /** Floats per block (a multiple of 4; with channel inputs, a whole number of rows). */
 const BLOCK = 512;
 
@@ -136,11 +151,7 @@ export function runElementwise(backendArg: unknown, p: ElementwiseProgram, input
   const backend = asWasm(backendArg);
   const n = sizeOf(shape);
   const C = p.channels;
-  if (inputs.length !== p.inputs.length) throw new Error(`the fused element-wise kernel takes ${p.inputs.length} inputs, got ${inputs.length}`);
-  inputs.forEach((t, j) => {
-    const want = p.inputs[j] === 'full' ? n : p.inputs[j] === 'scalar' ? 1 : C;
-    if (t.dtype !== 'float32' || sizeOf(t.shape) !== want) throw new Error(`the fused element-wise kernel's input ${j} (${p.inputs[j]}) should hold ${want} float32 values, it is [${t.shape.join(', ')}] ${t.dtype}: rebuild the plan`);
-  });
+  checkElementwiseInputs(p, inputs, n);
   const out = backend.makeOutput([...shape], 'float32');
   if (n === 0) return out;
   const kernels = simdKernelSwitch.enabled ? trainKernels(backend) : null;

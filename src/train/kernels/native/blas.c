@@ -32,6 +32,7 @@
 #include <string.h>
 #include "blocks.h"
 #include "maxpool.h"
+#include "elementwise.h"
 #include "pool.h"
 
 /*
@@ -39,8 +40,8 @@
  * NEURAL_DIFF_BLAS_ABI_SYMBOL in the file's dynamic symbols before loading it (another project's
  * addon is refused without running its code) and checks the `abi` export after loading.
  */
-#define NEURAL_DIFF_BLAS_ABI 3
-__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_3 = NEURAL_DIFF_BLAS_ABI;
+#define NEURAL_DIFF_BLAS_ABI 4
+__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_4 = NEURAL_DIFF_BLAS_ABI;
 
 /* OpenBLAS extensions (declared in its cblas.h; repeated so the intent is visible). */
 extern void openblas_set_num_threads(int num_threads);
@@ -73,6 +74,11 @@ static Instance *instance(napi_env env) {
   Instance *inst = NULL;
   if (napi_get_instance_data(env, (void **)&inst) != napi_ok) return NULL;
   return inst;
+}
+
+Pool *addon_pool(napi_env env) {
+  Instance *inst = instance(env);
+  return inst == NULL ? NULL : inst->pool;
 }
 
 /* Thread t's column scratch of at least `floats` floats, or NULL when out of memory. */
@@ -774,8 +780,8 @@ NAPI_MODULE_INIT() {
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, blas_info, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok || !elementwise_define(env, exports)) return NULL;
   napi_value abi;
-  if (napi_create_int32(env, neural_diff_blas_abi_3, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
+  if (napi_create_int32(env, neural_diff_blas_abi_4, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
   return exports;
 }

@@ -1,11 +1,12 @@
 /**
  * The `native` training backend: tfjs-backend-wasm (its own module instance and heap, every kernel
  * the `wasm` backend registers, our fixes included) with convolutions and matmuls computed by the
- * system's OpenBLAS through an N-API addon working on the heap in place (kernels.ts, blas.c).
+ * system's OpenBLAS through an N-API addon working on the heap in place (kernels.ts, blas.c), and
+ * its element-wise, row and reduction kernels in C (elementwise.ts, elementwise.c, broadcast.c).
  * Optional: built by `npm run build:native`; see docs/guides/training-speed.md.
  *
- * Threads: the addon's own pool runs each GEMM, convolution and bias epilogue on
- * {@link setNativeThreads} threads, cut into blocks from the shapes alone, so the bits do not
+ * Threads: the addon's own pool runs each GEMM, convolution, bias epilogue and element-wise
+ * kernel on {@link setNativeThreads} threads, cut into blocks from the shapes alone, so the bits do not
  * depend on the thread count; OpenBLAS stays on one thread. Training on `native` runs on one
  * JavaScript thread (no worker pool) for most models: the kernels, most of a step, use every
  * thread asked for, without the worker pool's per-step copies between threads.
@@ -16,10 +17,13 @@ import type { KernelConfig } from '@tensorflow/tfjs';
 import { UsageError } from '../../../core/errors.ts';
 import { WASM } from '../util.ts';
 import { nativeKernelConfigs } from './kernels.ts';
+import { nativeElementwiseConfigs, nativeElementwiseRunner } from './elementwise.ts';
+import { elementwiseRunners } from '../elementwise.ts';
 import { loadNativeAddon, openBlasCoreChoice } from './loader.ts';
 
 export { nativeAddonStatus, openBlasCoreChoice, openBlasCoreFor, NATIVE_HOW_TO } from './loader.ts';
 export { NATIVE_KERNELS } from './kernels.ts';
+export { NATIVE_ELEMENTWISE_KERNELS, nativeElementwiseLimits } from './elementwise.ts';
 
 /** The native backend's name in the tfjs registry (and in `ndiff train --backend`). */
 export const NATIVE = 'native';
@@ -27,7 +31,8 @@ export const NATIVE = 'native';
 /**
  * Register the `native` backend once (throws the addon's {@link MissingDependencyError} when it is
  * not built). Call after the wasm kernel fixes are registered: the backend takes a copy of every
- * kernel registered for `wasm` at that moment, then puts the native kernels in place of theirs (NATIVE_KERNELS).
+ * kernel registered for `wasm` at that moment, then puts the native kernels (kernels.ts, elementwise.ts)
+ * in place of those of the same name (NATIVE_KERNELS).
  *
  * @param makeBackend creates the backend instance (a BackendWasm over its own wasm module).
  */
@@ -36,7 +41,8 @@ export function registerNativeBackend(makeBackend: () => Promise<tf.KernelBacken
   if (tf.findBackendFactory(NATIVE) != null) return;
   tf.registerBackend(NATIVE, makeBackend, -1);
   const wasmConfigs = new Map<string, KernelConfig>(tf.getKernelsForBackend(WASM).map((k) => [k.kernelName, k]));
-  const native = nativeKernelConfigs(addon, NATIVE, wasmConfigs);
+  const native = [...nativeKernelConfigs(addon, NATIVE, wasmConfigs), ...nativeElementwiseConfigs(addon, NATIVE, wasmConfigs)];
+  elementwiseRunners.set(NATIVE, nativeElementwiseRunner(addon));
   const replaced = new Set(native.map((k) => k.kernelName));
   for (const k of wasmConfigs.values()) if (!replaced.has(k.kernelName)) tf.registerKernel({ ...k, backendName: NATIVE });
   for (const k of native) tf.registerKernel(k);

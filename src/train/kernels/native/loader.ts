@@ -55,6 +55,28 @@ export interface NativeBlasAddon {
    * strideW, padTop, padLeft), times Relu's step(reluX) when reluX is given (maxpool.c).
    */
   maxPoolGrad(x: Float32Array, dy: Float32Array, dx: Float32Array, geometry: Int32Array, reluX: Float32Array | null): void;
+  /** y = GELU(x) (elementwise.c; transformer.c's float32 operations, the wasm kernel's bits). */
+  geluForward(x: Float32Array, y: Float32Array): void;
+  /** dx = dy GELU'(x). */
+  geluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
+  /** n = (x - mean) rstd per row of `width`, rstd = 1 / sqrt(var + eps). */
+  layerNorm(x: Float32Array, n: Float32Array, rstd: Float32Array, width: number, eps: number): void;
+  /** dx = rstd (dy - mean(dy) - n mean(dy n)) per row of `width`. */
+  layerNormGrad(dy: Float32Array, n: Float32Array, rstd: Float32Array, dx: Float32Array, width: number): void;
+  /** y = softmax(x) per row of `width` (softmax.ts's twin, bit for bit). */
+  softmax(x: Float32Array, y: Float32Array, width: number): void;
+  /** dx = dy y - (sum of dy y) y per row of `width`. */
+  softmaxGrad(dy: Float32Array, y: Float32Array, dx: Float32Array, width: number): void;
+  /** x as [outer, P, C], out [outer, C]: out[o, c] = the sum over p of x[o, p, c] in order of p (mean: then / P). */
+  reduceSum(x: Float32Array, out: Float32Array, outer: number, mean: boolean): void;
+  /** A fused chain's program (elementwise.ts): code 5 ints an instruction, kinds 0 full, 1 scalar, 2 channel per input. */
+  elementwise(code: Int32Array, kinds: Int32Array, inputs: Float32Array[], immediates: Float32Array, registers: number, out: Float32Array, channels: number): void;
+  /** Relu's (which 0), Relu6's (1) or ClipByValue's (2, between lo and hi) gradient: activation-grad.c's operations. */
+  activationGrad(which: 0 | 1 | 2, dy: Float32Array, x: Float32Array, dx: Float32Array, lo: number, hi: number): void;
+  /** out = a op b (op: elementwise.ts's OP code, add to sqdiff); `geometry` rank, then per output axis its size, a's stride, b's stride (0: broadcast). */
+  binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, geometry: Int32Array): void;
+  /** A permutation of 4-byte elements, `geometry` rank then per output axis its size and input stride (transpose.ts's transposeGeometry). */
+  transpose32(x: Float32Array | Int32Array, out: Float32Array | Int32Array, geometry: Int32Array): void;
   /** In place: y = act(y + bias) per row of bias.length; activation 0 linear, 1 relu, 2 relu6. */
   biasActivation(y: Float32Array, bias: Float32Array | null, activation: 0 | 1 | 2): void;
   /**
@@ -70,11 +92,14 @@ export interface NativeBlasAddon {
 }
 
 /** The addon interface this loader speaks (blas.c's NEURAL_DIFF_BLAS_ABI). */
-export const NATIVE_ABI = 3;
+export const NATIVE_ABI = 4;
 /** The symbol blas.c exports to say it is this addon at {@link NATIVE_ABI}. */
 export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */
-const ADDON_FUNCTIONS = ['sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'maxPool', 'maxPoolGrad', 'setThreads', 'info'] as const;
+const ADDON_FUNCTIONS = [
+  'sgemmBatched', 'conv2dForward', 'conv2dBackpropFilter', 'conv2dBackpropInput', 'biasActivation', 'adamStep', 'maxPool', 'maxPoolGrad', 'setThreads', 'info',
+  'geluForward', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'reduceSum', 'elementwise', 'transpose32', 'binary', 'activationGrad',
+] as const;
 /** The largest addon file read (the build is about 30 KB; a debug build a few MB). */
 export const MAX_ADDON_BYTES = 64 * 1024 * 1024;
 
