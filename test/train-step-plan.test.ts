@@ -313,7 +313,7 @@ test('ndiff train says which path the steps took, and --step eager and compiled 
     return { lines, bytes: await readFile(join(dir, `${step}.ndiff`)) };
   };
   const compiled = await run('compiled');
-  assert.ok(compiled.lines.some((l) => /^step: compiled plan \(\d+ kernels(, \d+ of them the optimizer's)?(, \d+ folded)?(, \d+ reshapes read in place)?(, \d+ element-wise chains of \d+ kernels fused)?(, \d+ bias adds in their GEMM)?, [\d.]+ MB(, [\d.]+ MB of it one arena)?\)$/.test(l)), compiled.lines.join('\n'));
+  assert.ok(compiled.lines.some((l) => /^step: compiled plan \(\d+ kernels(, \d+ of them the optimizer's)?(, \d+ folded)?(, \d+ reshapes read in place)?(, \d+ element-wise chains of \d+ kernels fused)?(, \d+ bias adds in their GEMM)?(, \d+ ReLUs in their epilogue)?(, \d+ Relu gradients in a max pool's)?, [\d.]+ MB(, [\d.]+ MB of it one arena)?\)$/.test(l)), compiled.lines.join('\n'));
   const eager = await run('eager');
   assert.ok(eager.lines.includes('step: eager (as asked)'), eager.lines.join('\n'));
   assert.deepEqual(compiled.bytes, eager.bytes);
