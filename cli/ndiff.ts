@@ -97,7 +97,7 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
     .middleware((args, parser?: unknown) => {
       // yargs gives an option written without its value (`--budget` last, `--epochs --tune off`)
       // its default, or nothing: refuse it, naming it and what came instead.
-      const declared = (parser as unknown as { getOptions(): Record<'string' | 'number' | 'array', string[]> & { key: object; alias: Record<string, string[]> } }).getOptions();
+      const declared = (parser as unknown as { getOptions(): Record<'string' | 'number' | 'array' | 'boolean' | 'count', string[]> & { key: object; alias: Record<string, string[]> } }).getOptions();
       known = new Set([...Object.keys(declared.key), ...Object.values(declared.alias).flat()]);
       const valued = new Set([...declared.string, ...declared.number, ...declared.array]);
       for (let i = 0; i < argv.length; i++) {
@@ -105,6 +105,15 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
         const next = argv[i + 1];
         if (flag && valued.has(flag) && (next === undefined || next.startsWith('-'))) {
           throw new UsageError(`--${flag} expects a value, found ${next === undefined ? 'none (it ends the command)' : `the option ${next} in its place`}: write it as --${flag} VALUE`);
+        }
+      }
+      // An option of one value given twice (`--lr 1e-3 --lr 5`) comes as an array, which the
+      // command would read as neither: refuse it, naming both values (repeatable options are arrays).
+      const single = Object.keys(declared.key).filter((k) => ![...declared.array, ...declared.boolean, ...declared.count].includes(k));
+      for (const key of single) {
+        const value = (args as Record<string, unknown>)[key];
+        if (Array.isArray(value) && /^[a-z][a-z0-9-]*$/.test(key)) {
+          throw new UsageError(`--${key} is given ${value.length} times (${value.map((v) => JSON.stringify(String(v))).join(', ')}) and takes one value: give it once`);
         }
       }
       // yargs turns `--epochs abc` into NaN silently: refuse it, quoting what was given.

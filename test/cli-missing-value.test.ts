@@ -74,3 +74,21 @@ test('a command run without its positional argument names it, with the usage lin
     assert.match(r.err, new RegExp(`^ndiff: ${wanted} is required and not given \\(usage: ndiff ${command} ${wanted}`, 'm'));
   }
 });
+
+test('an option of one value given twice is refused, naming both values; repeatable options still repeat', async () => {
+  // yargs made each an array the command read as neither value: --method topk --method lowbit got past the options.
+  const d = ['diff', '--model-id', 'm', '--base', 'a', '--target', 'b', '--out', 'c.ndiff'];
+  for (const [argv, pattern] of [
+    [[...d, '--budget', '2%', '--method', 'topk', '--method', 'lowbit'], /--method is given 2 times \("topk", "lowbit"\) and takes one value: give it once/],
+    [[...train, '--budget', '1%', '--budget', '2%'], /--budget is given 2 times \("1%", "2%"\)/],
+    [[...train, '--lr', '1e-3', '--lr', '5'], /--lr is given 2 times \("0\.001", "5"\)/],
+  ] as const) {
+    const r = await run([...argv]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, pattern);
+  }
+  const keys = await run(['apply', '--model', 'no-such-model', '--patch', 'p.ndiff', '--public-key', 'a.pem', '--public-key', 'b.pem']);
+  assert.match(keys.err, /no payload file at p\.ndiff/, 'past the options, at the payload that does not exist');
+  const also = await run([...train, '--also-consider', '0.5%', '--also-consider', '0.2%']);
+  assert.notEqual(also.code, 2, also.err);
+});
