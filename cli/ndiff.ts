@@ -99,7 +99,8 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
       // its default, or nothing: refuse it, naming it and what came instead.
       const declared = (parser as unknown as { getOptions(): Record<'string' | 'number' | 'array' | 'boolean' | 'count', string[]> & { key: object; alias: Record<string, string[]> } }).getOptions();
       known = new Set([...Object.keys(declared.key), ...Object.values(declared.alias).flat()]);
-      const valued = new Set([...declared.string, ...declared.number, ...declared.array]);
+      // Every option but flags takes a value: those with choices only (--codec, --store) too.
+      const valued = new Set(Object.keys(declared.key).filter((k) => ![...declared.boolean, ...declared.count].includes(k)));
       for (let i = 0; i < argv.length; i++) {
         const flag = /^--([a-z][\w-]*)$/.exec(argv[i])?.[1];
         const next = argv[i + 1];

@@ -92,3 +92,16 @@ test('an option of one value given twice is refused, naming both values; repeata
   const also = await run([...train, '--also-consider', '0.5%', '--also-consider', '0.2%']);
   assert.notEqual(also.code, 2, also.err);
 });
+
+test('an option with choices given without its value is refused, not given its default', async () => {
+  // yargs gave --codec and --store their defaults in silence: the run went on to the model paths.
+  const d = ['diff', '--model-id', 'm', '--base', 'a', '--target', 'b', '--out', 'c.ndiff', '--budget', '2%'];
+  const atEnd = await run([...d, '--codec']);
+  assert.equal(atEnd.code, 2, atEnd.err);
+  assert.match(atEnd.err, /--codec expects a value, found none/);
+  const beforeFlag = await run([...d, '--store', '--method', 'topk']);
+  assert.equal(beforeFlag.code, 2, beforeFlag.err);
+  assert.match(beforeFlag.err, /--store expects a value, found the option --method/);
+  const given = await run([...d, '--codec', 'f16', '--store', 'float32', '--json']);
+  assert.notEqual(given.code, 2, given.err);
+});
