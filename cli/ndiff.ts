@@ -105,7 +105,11 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
         const flag = /^--([a-z][\w-]*)$/.exec(argv[i])?.[1];
         const next = argv[i + 1];
         if (flag && valued.has(flag) && (next === undefined || next.startsWith('-'))) {
-          throw new UsageError(`--${flag} expects a value, found ${next === undefined ? 'none (it ends the command)' : `the option ${next} in its place`}: write it as --${flag} VALUE`);
+          // `--out -v2.ndiff`: a value may start with `-` when joined to its option (a single dash
+          // and no short option of the command: not a flag written in its place).
+          const dashValue = next !== undefined && /^-[^-]/.test(next) && !known.has(next.slice(1));
+          const found = next === undefined ? 'none (it ends the command)' : dashValue ? `${next}, which reads as options` : `the option ${next} in its place`;
+          throw new UsageError(`--${flag} expects a value, found ${found}: write it as --${flag} VALUE${dashValue ? `, or --${flag}=${next} for a value that starts with -` : ''}`);
         }
       }
       // An option of one value given twice (`--lr 1e-3 --lr 5`) comes as an array, which the

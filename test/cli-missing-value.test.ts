@@ -105,3 +105,14 @@ test('an option with choices given without its value is refused, not given its d
   const given = await run([...d, '--codec', 'f16', '--store', 'float32', '--json']);
   assert.notEqual(given.code, 2, given.err);
 });
+
+test('a value that starts with - is pointed to the joined form, which takes it', async () => {
+  const d = ['diff', '--model-id', 'm', '--base', 'a', '--target', 'b', '--budget', '2%'];
+  const apart = await run([...d, '--out', '-c.ndiff']);
+  assert.equal(apart.code, 2, apart.err);
+  assert.match(apart.err, /--out expects a value, found -c\.ndiff, which reads as options: write it as --out VALUE, or --out=-c\.ndiff for a value that starts with -/);
+  const joined = await run([...d, '--out=-c.ndiff']);
+  assert.match(joined.err, /--base: no model at a/, 'past the options');
+  // A short option of the command in the value's place is named as the option it is.
+  assert.match((await run([...d, '--out', '-q'])).err, /--out expects a value, found the option -q in its place: write it as --out VALUE$/m);
+});
