@@ -134,7 +134,7 @@ test('--augment takes freq-warp and time-stretch for spectrograms and refuses th
 });
 
 test('silence at -Infinity (log-mel of zeros) and a stray NaN: no augmentation makes a NaN from finite or -Infinity values, amounts follow the finite values, a NaN stays where it was', async () => {
-  const { batchStd, gain, noise, timeShift, mixup } = await import('../src/train/augment.ts');
+  const { batchStd, gain, noise, timeShift, mixup, mixupDraw } = await import('../src/train/augment.ts');
   const shape = [3, 10, 6];
   const x = batch(shape, 5);
   // A silent frame in every example, and a silent bin here and there.
@@ -160,6 +160,10 @@ test('silence at -Infinity (log-mel of zeros) and a stray NaN: no augmentation m
   assert.ok(!stretchFrames(x, shape, [1.15, 0.85, 1.1]).some(Number.isNaN));
   assert.ok(!warpBins(x, shape, [1.1, 0.9, 0.93]).some(Number.isNaN));
   assert.ok(!mixup(x, shape, () => 0).some(Number.isNaN), 'a weight of 0 takes the partner as it is (no 0 x -Infinity)');
+  // A draw just under 1 is 1 once stored as float32: the example as it is (its partner's -Infinity times 0 was NaN).
+  const nearOne = 1 - 2 ** -30;
+  assert.equal(mixupDraw(1, () => nearOne).weight[0], 1, 'the float32 weight rounds to 1');
+  assert.deepEqual(mixup(x, shape, () => nearOne), x, 'a weight of 1 takes the example as it is');
   // Frames stretched in beyond the ends are the example's lowest value: -Infinity here.
   const s = stretchFrames(x, shape, [1.15, 1.15, 1.15]);
   assert.equal(s[at(shape, 0, 0, 0)], -Infinity);

@@ -334,7 +334,7 @@ export const colour: Augmentation = (x, shape, random) => {
   return out;
 };
 
-/** Mixup's draw for a batch: each example's weight λ in [0, 1) and the partner it mixes with. */
+/** Mixup's draw for a batch: each example's weight λ in [0, 1] (a draw just under 1 rounds to 1 in float32) and the partner it mixes with. */
 export function mixupDraw(n: number, random: () => number): { weight: Float32Array; partner: Int32Array } {
   const weight = new Float32Array(n);
   const partner = new Int32Array(n);
@@ -357,8 +357,10 @@ export const mixup: Augmentation = (x, shape, random) => {
   for (let e = 0; e < shape[0]; e++) {
     const l = weight[e];
     const p = partner[e] * size;
-    // A weight of 0 is the partner as it is (0 times an infinity would be NaN).
+    // A weight of 0 is the partner as it is, a weight of 1 the example (0 times an infinity would
+    // be NaN); a draw just under 1 is 1 once stored as float32.
     if (l === 0) out.set(x.subarray(p, p + size), e * size);
+    else if (l === 1) out.set(x.subarray(e * size, (e + 1) * size), e * size);
     else for (let i = 0; i < size; i++) out[e * size + i] = l * x[e * size + i] + (1 - l) * x[p + i];
   }
   return out;
