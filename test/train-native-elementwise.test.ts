@@ -213,6 +213,25 @@ describe('Sum and Mean over adjacent axes on the addon', { skip }, () => {
   });
 });
 
+describe('Sum and Mean of a tensor with no values', { skip }, () => {
+  it('0 and NaN in each output value, the same on every call (wasm\'s kernels gave whatever lay in their output\'s memory)', async () => {
+    await initBackend('native', { threads: 2 });
+    for (const [shape, axis, keepDims, want] of [
+      [[0], 0, false, []], [[0, 4], 0, false, [4]], [[4, 0], -1, true, [4, 1]], [[4, 0], null, false, []], [[2, 0, 3], [1], false, [2, 3]], [[2, 0, 3], [0, 2], true, [1, 0, 1]],
+    ] as [number[], number | number[] | null, boolean, number[]][]) {
+      for (const mean of [false, true]) {
+        // Garbage first where the output will go: a freed tensor's memory is what wasm's kernel returned.
+        tf.dispose(tf.fill([64], 7.5));
+        const y = tf.tidy(() => (mean ? tf.mean : tf.sum)(tf.zeros(shape), axis ?? undefined, keepDims));
+        const what = `${mean ? 'mean' : 'sum'} of [${shape}] over ${JSON.stringify(axis)}${keepDims ? ', keepDims' : ''}`;
+        assert.deepEqual(y.shape, want, what);
+        assert.ok((y.dataSync() as Float32Array).every((v) => (mean ? Number.isNaN(v) : Object.is(v, 0))), `${what}: ${Array.from(y.dataSync())}`);
+        y.dispose();
+      }
+    }
+  });
+});
+
 describe('binary ops with broadcasting on the addon', { skip }, () => {
   const saved = { ...nativeElementwiseLimits };
   after(() => {

@@ -19,7 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
-import { asWasm, f32, i32, sizeOf } from '../util.ts';
+import { asWasm, f32, i32, sizeOf, type WasmBackendLike } from '../util.ts';
 import { transposeGeometry } from '../transpose.ts';
 import { OP, type ElementwiseProgram } from '../elementwise.ts';
 import { SOFTMAX_GRAD } from '../softmax-grad.ts';
@@ -214,12 +214,24 @@ function softmaxGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: Kerne
 }
 
 /**
+ * Sum or Mean of a tensor with no values: 0 and NaN in each output value, as tfjs' cpu kernels and
+ * TensorFlow give (wasm's kernels return their output's memory as it was: whatever lay there).
+ */
+function emptyReduce(b: WasmBackendLike, shape: number[], axis: number | number[] | null, keepDims: boolean, mean: boolean): TensorInfo {
+  const axes = new Set(tf.util.parseAxisParam(axis ?? shape.map((_, i) => i), shape));
+  const out = b.makeOutput(keepDims ? shape.map((d, i) => (axes.has(i) ? 1 : d)) : shape.filter((_, i) => !axes.has(i)), 'float32');
+  if (sizeOf(out.shape) > 0) f32(b, out).fill(mean ? Number.NaN : 0);
+  return out;
+}
+
+/**
  * Sum and Mean over a block of adjacent axes (a bias's gradient: every axis but the last; a mean
  * pool: the middle one), in float32 in tfjs' order; other axes, dtypes and sizes go to the wasm kernel.
  */
 function reduce(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs, mean: boolean) {
   const x = args.inputs.x as TensorInfo | undefined;
   const { axis, keepDims } = (args.attrs ?? {}) as unknown as { axis: number | number[] | null; keepDims: boolean };
+  if (isF32(x) && sizeOf((x as TensorInfo).shape) === 0) return emptyReduce(asWasm(args.backend), (x as TensorInfo).shape, axis, keepDims, mean);
   if (!isF32(x) || sizeOf((x as TensorInfo).shape) < Math.max(1, nativeElementwiseLimits.sum)) return fallback.kernelFunc(args);
   const shape = (x as TensorInfo).shape;
   const axes = tf.util.parseAxisParam(axis ?? shape.map((_, i) => i), shape).sort((a, c) => a - c);
