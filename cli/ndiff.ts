@@ -102,6 +102,9 @@ export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
       // Every option but flags takes a value: those with choices only (--codec, --store) too.
       const valued = new Set(Object.keys(declared.key).filter((k) => ![...declared.boolean, ...declared.count].includes(k)));
       for (let i = 0; i < argv.length; i++) {
+        // An empty value (`--seed=$SEED` with SEED unset) reads as 0 or as nothing: refuse it too.
+        const empty = /^--([a-z][\w-]*)=$/.exec(argv[i])?.[1] ?? (/^--([a-z][\w-]*)$/.test(argv[i]) && argv[i + 1] === '' ? argv[i].slice(2) : undefined);
+        if (empty !== undefined && valued.has(empty)) throw new UsageError(`--${empty} expects a value, found an empty one: write it as --${empty} VALUE`);
         const flag = /^--([a-z][\w-]*)$/.exec(argv[i])?.[1];
         const next = argv[i + 1];
         if (flag && valued.has(flag) && (next === undefined || next.startsWith('-'))) {

@@ -116,3 +116,12 @@ test('a value that starts with - is pointed to the joined form, which takes it',
   // A short option of the command in the value's place is named as the option it is.
   assert.match((await run([...d, '--out', '-q'])).err, /--out expects a value, found the option -q in its place: write it as --out VALUE$/m);
 });
+
+test('an empty value (--seed=$SEED with SEED unset) is refused, not read as 0 or as nothing', async () => {
+  // yargs read --seed= as seed 0 and --lr= as 0: the run went on to the model paths.
+  for (const extra of [['--seed='], ['--lr='], ['--budget='], ['--seed', '']]) {
+    const r = await run([...train, ...extra]);
+    assert.equal(r.code, 2, `${extra.join(' ')}: ${r.err}`);
+    assert.match(r.err, new RegExp(`^ndiff: ${extra[0].replace(/=$/, '')} expects a value, found an empty one: write it as ${extra[0].replace(/=$/, '')} VALUE$`, 'm'));
+  }
+});
