@@ -32,10 +32,16 @@ test('an option given without its value is refused, naming it and what came inst
 
 test('flags, negations, joined values and negative numbers are not taken for missing values', async () => {
   // Past the options: each stops at the model path that does not exist.
-  for (const extra of [['--budget=2%'], ['--allow-worse', '--budget', '2%'], ['--lr', '-1'], ['-q', '--epochs', '2']]) {
+  for (const extra of [['--budget=2%'], ['--allow-worse', '--budget', '2%'], ['-q', '--epochs', '2']]) {
     const r = await run([...train, ...extra]);
     assert.notEqual(r.code, 2, `ndiff ${[...train, ...extra].join(' ')}: ${r.err}`);
     assert.doesNotMatch(r.err, /expects a value/);
+  }
+  // A negative number is read as the value, and refused by its range (it trained uphill before).
+  for (const lr of ['-1', '0']) {
+    const r = await run([...train, '--lr', lr]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, new RegExp(`^ndiff: --lr must be a learning rate above 0, e\\.g\\. 1e-3, found ${lr}$`, 'm'));
   }
   const noState = await run(['apply', '--model', 'no-such-model', '--patch', 'p.ndiff', '--no-state']);
   assert.doesNotMatch(noState.err, /expects a value/);

@@ -224,6 +224,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (typeof options.train !== 'string') throw new UsageError(`train: expected the path of the training data (a folder or x.npy), found ${options.train === undefined ? 'nothing' : typeof options.train}`);
   let a = settle(options);
   if (!(a.epochs >= 1)) throw new UsageError(`epochs (--epochs) must be at least 1, found ${a.epochs}`);
+  // A learning rate of 0 learns nothing, a negative one climbs the loss: neither is a training.
+  if (a.lr !== undefined && !(a.lr > 0 && Number.isFinite(a.lr))) throw new UsageError(`lr (--lr) must be a learning rate above 0, e.g. 1e-3, found ${a.lr}`);
   if ((a.method as TrainSettings['method'] | undefined) === undefined) {
     // Without a method: what the measured tables put first (lowbit toward a teacher, sparse with
     // labels); each runner settles it once the teacher is read, and says so before training.

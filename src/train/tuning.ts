@@ -4,7 +4,7 @@
  * start if not, and trains the best on all of it; `thorough` trains five rates on all of it; `off`
  * trains one. A search whose every run diverged or collapsed is retried below the lowest rate.
  */
-import { NoImprovementError } from '../core/errors.ts';
+import { NoImprovementError, UsageError } from '../core/errors.ts';
 import { pick, stratifiedSplit, type LabelledData } from './data.ts';
 import { better, type Checkpoint } from './checkpoint.ts';
 import type { TuneMode, TuningCandidate } from './options.ts';
@@ -31,6 +31,8 @@ export interface SearchContext {
 /** Tune the learning rate (see the module doc); the best checkpoint over every run. */
 export function searchLearningRate(run: RunAt, c: SearchContext): Checkpoint {
   const { lr0, trainData, candidates } = c;
+  // A rate of 0 learns nothing, a negative one climbs the loss (trainDiff's learningRate, checked before any run).
+  if (!(lr0 > 0 && Number.isFinite(lr0))) throw new UsageError(`learningRate must be above 0, e.g. 1e-3, found ${lr0}`);
   const firstCandidate = candidates.length;
   let best: Checkpoint | undefined;
   const offer = (k: Checkpoint | undefined) => {
