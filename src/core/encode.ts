@@ -10,6 +10,8 @@ import { gridBytesPerValue, type StorageGrid } from './grid.ts';
 import { bytesPerValue, encodeXorMasks, type ValueCodec, type WireCodec } from './values.ts';
 import { lowBitBytes, lowBitFactorBytes, lowBitScales, type LowBit, type LowBitFactors } from './lowbit.ts';
 import { encodeXrMasks } from './xr.ts';
+import { isUint } from './format-fields.ts';
+import { UsageError } from './errors.ts';
 import { ByteWriter, varintSize } from './varint.ts';
 
 /** Wire patch, before msgpack (also used by the encoder to size payloads exactly). */
@@ -161,6 +163,10 @@ export function wireDocument(h: PayloadHeader, patches: WirePatch[]): Record<str
  * them; a structural payload's intermediate fingerprint (`if`, FORMAT.md §17) goes after `bf`.
  */
 export function wireHeader(h: PayloadHeader, intermediateFingerprint?: string): Record<string, unknown> {
+  // What every decoder refuses as a corrupt payload is refused here as the caller's mistake, before
+  // anything is written: a payload with a sequence of 1.5 or -1 reached every device as "corrupt".
+  if (!isUint(h.sequence)) throw new UsageError(`sequence (--sequence) must be a whole number >= 0 (the update's number in its chain, 1 for the first), found ${h.sequence}`, { sequence: h.sequence });
+  if (h.expiresAt !== undefined && !isUint(h.expiresAt)) throw new UsageError(`expiresAt must be whole seconds since 1970, found ${h.expiresAt}`, { expiresAt: h.expiresAt });
   const o: Record<string, unknown> = { nd: h.version, m: h.method, id: h.modelId, bf: hexToBytes8(h.baseFingerprint) };
   if (intermediateFingerprint !== undefined) o.if = hexToBytes8(intermediateFingerprint);
   o.tf = hexToBytes8(h.targetFingerprint);
