@@ -37,6 +37,24 @@ function joinDashValues(argv: string[]): string[] {
   return out;
 }
 
+/**
+ * Whether the boolean flag `name` ends up on, as yargs reads it before the command runs: the last
+ * of `--name` (or `-short`), `--name true|false`, `--name=true|false` and `--no-name` wins.
+ */
+function flagOn(argv: string[], name: string, short?: string): boolean {
+  let on = false;
+  for (let i = 0; i < argv.length && argv[i] !== '--'; i++) {
+    const a = argv[i];
+    if (a === `--${name}` || (short !== undefined && a === `-${short}`)) {
+      const next = argv[i + 1];
+      on = next !== 'false';
+      if (next === 'true' || next === 'false') i++;
+    } else if (a === `--${name}=true` || a === `--${name}=false`) on = a.endsWith('true');
+    else if (a === `--no-${name}`) on = false;
+  }
+  return on;
+}
+
 /** The text given for `--name` (or `--name=`) in argv, for messages about values that are not numbers. */
 function rawValueOf(argv: string[], name: string): string | undefined {
   for (let i = 0; i < argv.length; i++) {
@@ -65,8 +83,8 @@ function toJson(doc: unknown): string {
 /** Run the CLI with `argv` (without `node ndiff`). Resolves to the exit code. */
 export async function main(rawArgv: string[], io?: CliIO): Promise<number> {
   const argv = joinDashValues(rawArgv);
-  const quiet = argv.includes('--quiet') || argv.includes('-q');
-  const json = argv.includes('--json') || argv.includes('--json=true');
+  const quiet = flagOn(argv, 'quiet', 'q');
+  const json = flagOn(argv, 'json');
   const base = io ?? processIO(quiet);
   let resultDoc: unknown;
   // Under --json, stdout carries exactly one JSON document: human result lines are dropped

@@ -90,6 +90,18 @@ describe('ndiff --json and exit codes', () => {
     assert.equal(again.doc.status, 'already-applied');
   });
 
+  test('--json turned off as yargs reads it (--json false, --json=false, --no-json last) prints the text result, not a JSON document', async () => {
+    const text = await ndiff('fingerprint', v1);
+    assert.match(text.out, /^[0-9a-f]{16}$/);
+    for (const off of [['--json', 'false'], ['--json=false'], ['--json', '--no-json']]) {
+      const r = await ndiff('fingerprint', v1, ...off);
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.out, text.out, `${off.join(' ')}: the text result`);
+    }
+    const on = await ndiff('fingerprint', v1, '--no-json', '--json', 'true');
+    assert.match(JSON.parse(on.out).fingerprint, /^[0-9a-f]{16}$/, 'the last one wins');
+  });
+
   test('warnings are in the JSON document as on stderr (a pipeline reading only the document misses none)', async () => {
     // A payload far below the change's size leaves most of it out: diff warns.
     const d = await json('diff', '--model-id', 'm', '--base', v1, '--target', v2, '--budget', '1%', '--out', join(dir, 'out', 'small.ndiff'));
