@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
+import { UsageError } from '../../src/core/errors.ts';
 import { seededRandom } from '../../src/core/random.ts';
 
 export const FASHION_DIR = '/usr/share/datasets/fashion-mnist';
@@ -40,29 +41,81 @@ function readIdx(file: string): { dims: number[]; data: Uint8Array } {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const rank = dv.getUint8(3);
   const dims = Array.from({ length: rank }, (_, i) => dv.getUint32(4 + 4 * i));
-  return { dims, data: new Uint8Array(b.buffer, b.byteOffset + 4 + 4 * rank) };
+  return { dims, data: new Uint8Array(b.buffer, b.byteOffset + 4 + 4 * rank, b.byteLength - 4 - 4 * rank) };
 }
 
-/** Images of the task: `perClass` of each class, in a seeded order, as [n, 224, 224, 3] floats. */
-export function fashionTask(split: 'train' | 't10k', perClass: number, seed: number, skipPerClass = 0): { x: Float32Array; shape: number[]; y: Int32Array } {
-  const images = readIdx(`${FASHION_DIR}/${split}-images-idx3-ubyte.gz`);
+/** One picked image: its index in the split's IDX files and its class in the new task (0..4). */
+export interface FashionPick {
+  index: number;
+  cls: number;
+}
+
+/**
+ * Which images of `split` the task takes: `perClass` of each class after the first `skipPerClass`
+ * of that class, in an order shuffled by `seed` (classes mixed). The same split, seed and a
+ * different `skipPerClass` window give images no other window holds.
+ */
+export function fashionPicks(split: 'train' | 't10k', perClass: number, seed: number, skipPerClass = 0): FashionPick[] {
   const labels = readIdx(`${FASHION_DIR}/${split}-labels-idx1-ubyte.gz`);
-  const [count, rows, cols] = images.dims;
+  const count = labels.dims[0];
   const random = seededRandom(seed);
   const order = Array.from({ length: count }, (_, i) => i);
   for (let i = count - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     [order[i], order[j]] = [order[j], order[i]];
   }
-  const picked: { index: number; cls: number }[] = [];
-  CLASSES.forEach(({ label }, cls) => {
-    const of = order.filter((i) => labels.data[i] === label).slice(skipPerClass, skipPerClass + perClass);
-    for (const index of of) picked.push({ index, cls });
+  const picked: FashionPick[] = [];
+  CLASSES.forEach(({ label, name }, cls) => {
+    const all = order.filter((i) => labels.data[i] === label);
+    if (skipPerClass + perClass > all.length) {
+      throw new UsageError(`Fashion-MNIST ${split} holds ${all.length} images of class ${name}; ${skipPerClass} + ${perClass} were asked of it: ask for fewer images per class`, { split, cls: name, available: all.length, asked: skipPerClass + perClass });
+    }
+    for (const index of all.slice(skipPerClass, skipPerClass + perClass)) picked.push({ index, cls });
   });
   // Back in the seeded order, so the classes are mixed.
   const rank = new Int32Array(count);
   order.forEach((index, r) => (rank[index] = r));
   picked.sort((a, b) => rank[a.index] - rank[b.index]);
+  return picked;
+}
+
+/** Seeds of the example's draws: training and distillation images share the training split's order. */
+export const TRAIN_SEED = 1;
+export const EVAL_SEED = 2;
+
+/** The example's three image sets as picks, each image in one set only. */
+export interface FashionSets {
+  /** Labelled training images (`train` split). */
+  train: FashionPick[];
+  /** Evaluation images (`t10k` split, held out from every training). */
+  eval: FashionPick[];
+  /** Unlabeled distillation inputs (`train` split, the window after the training images of each class). */
+  distill: FashionPick[];
+}
+
+/**
+ * The training, evaluation and distillation picks of the example: the distillation inputs are the
+ * next `distillPerClass` images of each class in the training split's seeded order, after the
+ * `trainPerClass` training ones, so they stand for more inputs from where the model runs that
+ * the update's labelled set did not include; evaluation comes from the other split.
+ */
+export function fashionSets(o: { trainPerClass: number; evalPerClass: number; distillPerClass: number }): FashionSets {
+  for (const [k, v] of Object.entries(o)) {
+    const flag = { trainPerClass: '--train-per-class', evalPerClass: '--eval-per-class', distillPerClass: '--distill-inputs' }[k];
+    const least = k === 'distillPerClass' ? 0 : 1;
+    if (!Number.isInteger(v) || v < least) throw new UsageError(`${k} (${flag}) is images per class: a whole number >= ${least}, found ${v}; pass one such as 100`, { [k]: v });
+  }
+  return {
+    train: fashionPicks('train', o.trainPerClass, TRAIN_SEED),
+    eval: fashionPicks('t10k', o.evalPerClass, EVAL_SEED),
+    distill: o.distillPerClass ? fashionPicks('train', o.distillPerClass, TRAIN_SEED, o.trainPerClass) : [],
+  };
+}
+
+/** The images of `picks` from `split`, as [n, 224, 224, 3] floats in [0, 1], with their classes. */
+export function fashionImages(split: 'train' | 't10k', picked: readonly FashionPick[]): { x: Float32Array; shape: number[]; y: Int32Array } {
+  const images = readIdx(`${FASHION_DIR}/${split}-images-idx3-ubyte.gz`);
+  const [, rows, cols] = images.dims;
   const n = picked.length;
   const scale = SIDE / rows;
   const x = new Float32Array(n * SIDE * SIDE * 3);
@@ -83,4 +136,9 @@ export function fashionTask(split: 'train' | 't10k', perClass: number, seed: num
     }
   });
   return { x, shape: [n, SIDE, SIDE, 3], y };
+}
+
+/** Images of the task: `perClass` of each class, in a seeded order, as [n, 224, 224, 3] floats. */
+export function fashionTask(split: 'train' | 't10k', perClass: number, seed: number, skipPerClass = 0): { x: Float32Array; shape: number[]; y: Int32Array } {
+  return fashionImages(split, fashionPicks(split, perClass, seed, skipPerClass));
 }

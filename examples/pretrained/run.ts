@@ -10,12 +10,28 @@
  *   npm run example:pretrained -- --quick          a few images, full + sparse, no tuning (~1 min; in npm test)
  *   node --import tsx examples/pretrained/run.ts [--methods full,sparse,hash,lora,sparse-lora,topk-retrain]
  *        [--budget 1%] [--epochs 3] [--train-per-class 100] [--eval-per-class 100] [--tune quick]
- *        [--jobs 2] [--teacher] [--out examples/pretrained/results/full.json]
+ *        [--jobs 2] [--teacher] [--distill-inputs 0] [--distill-mix 0.5] [--augment none]
+ *        [--backend wasm] [--out examples/pretrained/results/full.json]
  *
  * `--teacher`: every method but full trains toward full's result (the model a device gets from
  * the full download, on the uint8 grid) instead of the labels alone, and each row adds its top-1
  * agreement with that teacher on the evaluation images, measured on the applied folder: the
  * teacher row of a method (e.g. `--methods full,lowbit --teacher`). One job: full runs first.
+ *
+ * With `--teacher` only (full trains on the labels alone, without them):
+ * - `--distill-inputs N`: N more images of each of the 5 classes, unlabeled, as the trainer's
+ *   wider distillation inputs (the inputs a device meets that the update's labelled set did not
+ *   include): the next N of each class in the training split's seeded order after the training
+ *   images, so no image is in two of the training, evaluation and distillation sets (evaluation
+ *   comes from the other split). `--distill-mix` is their share of the training stream (the
+ *   trainer draws as many as the training images at 0.5: more than that widens the pool it
+ *   draws from, not the stream).
+ * - `--augment LIST`: augmentations each step applies before the teacher and the diff score the
+ *   batch (`crop`, `flip`, `colour`, `noise`; `mixup` is refused, the training images have labels).
+ *
+ * `--backend`: `wasm` (default, the committed figures'), `native` (the OpenBLAS addon, each step
+ * cut over a worker pool of the machine's cores; faster on MobileNetV2) or `auto` (native when
+ * its addon loads, as `ndiff train` picks).
  *
  * Needs the dev dependency nsfwjs (installed by npm install) and Debian's dataset-fashion-mnist
  * (installed with apt-get when missing; the script says so). Writes the results JSON and prints a
@@ -35,13 +51,14 @@ import { parseBudget } from '../../src/diff/budget.ts';
 import { storedModelBytes } from '../../src/diff/build.ts';
 import { applyToModelDir } from '../../src/io/tfjs/folder-update.ts';
 import { fileSystemIO, openTfjsModelDir, referencedFiles } from '../../src/io/tfjs/index.ts';
-import { initBackend } from '../../src/train/backend.ts';
+import { UsageError } from '../../src/core/errors.ts';
+import { initBackend, type TrainBackendName } from '../../src/train/backend.ts';
 import { evaluate, type LabelledData } from '../../src/train/data.ts';
 import { setModelWeights } from '../../src/train/model-weights.ts';
 import { silenceTfjsNodeBanner } from '../../src/train/quiet.ts';
 import { trainDiff, type TrainDiffResult, type TuneMode } from '../../src/train/train-diff.ts';
 import type { TrainMethod } from '../../src/train/methods.ts';
-import { CLASSES, ensureFashionMnist, fashionTask } from './fashion.ts';
+import { CLASSES, ensureFashionMnist, fashionImages, fashionSets } from './fashion.ts';
 import { pretrainedModelDir } from './nsfwjs.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -59,6 +76,10 @@ const { values: args } = parseArgs({
     worker: { type: 'string' },
     work: { type: 'string' },
     teacher: { type: 'boolean', default: false },
+    'distill-inputs': { type: 'string' },
+    'distill-mix': { type: 'string' },
+    augment: { type: 'string' },
+    backend: { type: 'string' },
   },
 });
 const quick = args.quick as boolean;
@@ -69,6 +90,14 @@ const evalPerClass = Number(args['eval-per-class'] ?? (quick ? 8 : 100));
 const tune = (args.tune ?? (quick ? 'off' : 'quick')) as TuneMode;
 const teacherMode = args.teacher as boolean;
 if (teacherMode && methods[0] !== 'full') throw new Error(`--teacher distills toward full's result: list full first in --methods, found ${methods.join(',')}`);
+const distillPerClass = Number(args['distill-inputs'] ?? 0);
+const distillMix = args['distill-mix'] === undefined ? undefined : Number(args['distill-mix']);
+const augment = args.augment ?? 'none';
+const backend = (args.backend ?? 'wasm') as TrainBackendName;
+if (!['wasm', 'native', 'auto'].includes(backend)) throw new UsageError(`--backend takes wasm, native or auto, found ${backend}`);
+if (!teacherMode && (distillPerClass > 0 || distillMix !== undefined || augment !== 'none')) {
+  throw new UsageError('--distill-inputs, --distill-mix and --augment train toward a teacher: pass --teacher (full runs first and teaches the other methods), or leave them out');
+}
 const jobs = teacherMode ? 1 : Math.max(1, Math.min(Number(args.jobs ?? (quick ? 1 : 2)), methods.length));
 const outFile = resolve(args.out ?? join(here, 'results', quick ? 'quick.json' : 'full.json'));
 const workDir = resolve(args.work ?? join(tmpdir(), `nd-pretrained-${process.pid}`));
@@ -130,15 +159,19 @@ function tensorData(d: { x: Float32Array; shape: number[]; y: Int32Array }): Lab
 }
 
 async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow[]> {
-  await initBackend('wasm');
+  const backendName = await initBackend(backend);
   silenceTfjsNodeBanner();
   const dir = await pretrainedModelDir('layers');
   const base = await openTfjsModelDir(dir);
   const model = await tf.loadLayersModel(fileSystemIO(dir));
   const total = storedModelBytes(base);
   const budgetBytes = parseBudget(args.budget as string, total);
-  const train = tensorData(fashionTask('train', trainPerClass, 1));
-  const evalData = tensorData(fashionTask('t10k', evalPerClass, 2));
+  const sets = fashionSets({ trainPerClass, evalPerClass, distillPerClass });
+  const train = tensorData(fashionImages('train', sets.train));
+  const evalData = tensorData(fashionImages('t10k', sets.eval));
+  // Unlabeled: only the teacher's outputs teach on them.
+  const distill = sets.distill.length ? { x: tf.tensor(fashionImages('train', sets.distill).x, [sets.distill.length, 224, 224, 3], 'float32') } : undefined;
+  log(`[job ${id}] backend ${backendName}${distill ? `; ${sets.distill.length} unlabeled distillation images (${distillPerClass} a class)` : ''}${augment !== 'none' ? `; augment ${augment}` : ''}`);
   const manifest = await weightEntries(dir);
   const sizeBefore = await folderSize(dir);
   const rows: PretrainedRow[] = [];
@@ -161,6 +194,8 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
       header: { modelId: 'nsfwjs-mobilenet-v2-fashion', sequence: 1 },
       ...(method === 'topk-retrain' && full?.fullWeights ? { fullWeights: full.fullWeights } : {}),
       ...(teacher ? { teacher: teacher.model } : {}),
+      ...(teacher && distill ? { distillInputs: [distill], ...(distillMix !== undefined ? { distillMix } : {}) } : {}),
+      ...(teacher && augment !== 'none' ? { augment } : {}),
       onProgress: (m) => log(`[job ${id}] ${method}: ${m}`),
       onEpoch: (r) => log(`[job ${id}] ${method}: epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} ${r.samplesPerSecond.toFixed(1)} samples/s`),
     });
@@ -219,6 +254,7 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
   teacher?.model.dispose();
   train.x.dispose();
   evalData.x.dispose();
+  distill?.x.dispose();
   return rows;
 }
 
@@ -280,7 +316,7 @@ for (let i = 0; i < jobs; i++) {
 const order = ['base', 'full', 'sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank', 'lowbit'];
 rows.sort((a, b) => order.indexOf(a.method) - order.indexOf(b.method));
 await mkdir(dirname(outFile), { recursive: true });
-await writeFile(outFile, JSON.stringify({ epochs, trainPerClass, evalPerClass, tune, budget: args.budget, teacher: teacherMode, classes: CLASSES.map((c) => c.name), rows }, null, 1) + '\n');
+await writeFile(outFile, JSON.stringify({ epochs, trainPerClass, evalPerClass, tune, budget: args.budget, teacher: teacherMode, ...(teacherMode ? { distillPerClass, distillMix: distillPerClass ? (distillMix ?? 0.5) : null, augment } : {}), backend, classes: CLASSES.map((c) => c.name), rows }, null, 1) + '\n');
 await rm(workDir, { recursive: true, force: true });
 log('');
 log(renderTable(rows));
