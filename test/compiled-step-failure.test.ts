@@ -52,17 +52,21 @@ function failOnce(plan: StepPlan, name: string, which: number): void {
   };
 }
 
+/** Two recorded steps, one checked replay, one replay (the plan is ready), the reference stepping eagerly beside them. */
+function stepsUntilReady(compiled: CompiledSteps, failing: ReturnType<typeof adamStep>, reference: ReturnType<typeof adamStep>): void {
+  for (let i = 0; i < 4; i++) {
+    tf.tidy(() => compiled.run('k', { x: failing.x }, failing.step));
+    tf.tidy(() => reference.step({ x: reference.x }));
+  }
+}
+
 test('a replay that fails after the fused Adam wrote some moments in place: a typed error, the weights of before the step, never a silent second update', () => {
   const reference = adamStep('ref');
   const failing = adamStep('fail');
   const said: string[] = [];
   const compiled = new CompiledSteps((m) => said.push(m));
   try {
-    // Two recorded steps, one checked replay, one replay: the plan is ready.
-    for (let i = 0; i < 4; i++) {
-      tf.tidy(() => compiled.run('k', { x: failing.x }, failing.step));
-      tf.tidy(() => reference.step({ x: reference.x }));
-    }
+    stepsUntilReady(compiled, failing, reference);
     assert.ok(said.some((m) => /^step: compiled plan \(\d+ kernels, 3 of them the optimizer's/.test(m)), said.join(' | '));
     failOnce(compiled.plans()[0], ADAM_STEP, 1);
     const before = failing.weights();
@@ -85,10 +89,7 @@ test('a replay that fails before any kernel wrote in place: the step runs eagerl
   const said: string[] = [];
   const compiled = new CompiledSteps((m) => said.push(m));
   try {
-    for (let i = 0; i < 4; i++) {
-      tf.tidy(() => compiled.run('k', { x: failing.x }, failing.step));
-      tf.tidy(() => reference.step({ x: reference.x }));
-    }
+    stepsUntilReady(compiled, failing, reference);
     failOnce(compiled.plans()[0], ADAM_STEP, 0);
     for (let i = 0; i < 3; i++) {
       tf.tidy(() => compiled.run('k', { x: failing.x }, failing.step));
