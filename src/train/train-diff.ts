@@ -17,10 +17,9 @@
  * - `topk`, `drop`, `lowrank`: post-hoc compression of the full fine-tune's delta.
  *
  * Every run is steered by a **validation split** (`validation`, by default a seeded, stratified
- * 10% of the training data, held out of training): it picks the learning rate (`tune`: `quick`
- * tries three rates on half the data, the start, a third of it, then a ninth if the third won or
- * three times the start if not, and trains the best on all of it; `thorough` trains five
- * rates on all of it; `off` trains one), keeps the best checkpoint of each run (early stopping),
+ * 10% of the training data, held out of training): it picks the learning rate (`tune`, see
+ * src/train/tuning.ts: `quick` tries three rates on half the data and trains the best on all of it,
+ * `thorough` trains five on all of it, `off` one), keeps the best checkpoint of each run (early stopping),
  * and catches a run that diverges (NaN or exploding loss) or collapses (predicting one class),
  * which is retried at a lower rate and never shipped. A result whose validation accuracy is below
  * the base model's is refused ({@link NoImprovementError}) unless `allowWorse`.
@@ -67,7 +66,7 @@ import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable }
 import { chooseBucketCounts, chooseLoraRanks, denseCodec, estimateSparseCount, type TrainableTensor } from './sizing.ts';
 import { augmentOf, trainWithAugmentAuto, widerStream } from './distill-stream.ts';
 import { closeness, closenessScore, describeCloseness, outputRows, prepareTeacher, withLabels, type Closeness, type PreparedTeacher } from './teacher.ts';
-import { searchLearningRate } from './tuning.ts';
+import { checkLearningRate, searchLearningRate } from './tuning.ts';
 import { TRAIN_METHODS } from './methods.ts';
 import { refuseWorseOnEval } from './eval-gate.ts';
 
@@ -112,6 +111,7 @@ function isOutOfMemory(e: unknown): boolean {
 export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData | InputData, options: TrainDiffOptions): Promise<TrainDiffResult> {
   silenceTfjsNodeBanner();
   if (!TRAIN_METHODS.includes(options.method)) throw new UsageError(`unknown method ${JSON.stringify(options.method)} (expected ${TRAIN_METHODS.join(', ')})`);
+  checkLearningRate(options.learningRate);
   const hasher = options.hasher ?? (await getHasher());
   const base = options.base ?? modelToStore(model);
   const numClasses = (model.outputs[0].shape[model.outputs[0].shape.length - 1] as number) ?? 0;

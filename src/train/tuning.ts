@@ -28,11 +28,21 @@ export interface SearchContext {
   progress: (m: string) => void;
 }
 
+/**
+ * Refuse a learning rate that cannot train: 0 learns nothing, a negative rate climbs the loss,
+ * NaN or Infinity ruins the weights. Every trainer calls it first, before reading a model or data
+ * (`undefined`: the method's default).
+ * @throws UsageError naming `learningRate`.
+ */
+export function checkLearningRate(lr: number | undefined): void {
+  if (lr === undefined || (typeof lr === 'number' && lr > 0 && Number.isFinite(lr))) return;
+  throw new UsageError(`learningRate must be a number above 0, e.g. 1e-3, found ${typeof lr === 'number' ? lr : JSON.stringify(lr)}: pass one, or leave it out for the method's default`);
+}
+
 /** Tune the learning rate (see the module doc); the best checkpoint over every run. */
 export function searchLearningRate(run: RunAt, c: SearchContext): Checkpoint {
   const { lr0, trainData, candidates } = c;
-  // A rate of 0 learns nothing, a negative one climbs the loss (trainDiff's learningRate, checked before any run).
-  if (!(lr0 > 0 && Number.isFinite(lr0))) throw new UsageError(`learningRate must be above 0, e.g. 1e-3, found ${lr0}`);
+  checkLearningRate(lr0);
   const firstCandidate = candidates.length;
   let best: Checkpoint | undefined;
   const offer = (k: Checkpoint | undefined) => {
