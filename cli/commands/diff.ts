@@ -4,6 +4,8 @@ import { describeWidths } from '../../src/lowbit-diff/encoder.ts';
 import type { PostHocMethod } from '../../src/diff/advice.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import { diff, type StructuralDiffReport, type ValueDiffReport } from '../../src/front/diff.ts';
+import { DIFF_CHOICES } from '../../src/front/diff-options.ts';
+import { choicesOf } from '../../src/core/choices.ts';
 import { MAX_CALIBRATION_EXAMPLES } from '../../src/front/measure/calibrate.ts';
 import { closenessLines } from '../../src/front/measure/payload-eval.ts';
 import type { CliIO } from '../common.ts';
@@ -46,17 +48,17 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number (devices refuse older)' })
     .option('expires', { type: 'string', describe: 'expiry: ISO date or a duration (30d, 12h)' })
     .option('model-out', { type: 'string', describe: 'also write base + payload: the next diff\'s --base' })
-    .option('method', { choices: ['topk', 'lowbit', 'auto'] as const, describe: 'how the change is carried (default: lowbit, or topk)' })
-    .option('codec', { choices: ['auto', 'f32', 'f16', 'i8', 'l8', 'l4'] as const, default: 'auto' as const, describe: 'topk value codec' })
+    .option('method', { choices: choicesOf(DIFF_CHOICES, 'method'), describe: 'how the change is carried (default: lowbit, or topk)' })
+    .option('codec', { choices: choicesOf(DIFF_CHOICES, 'codec'), default: 'auto' as const, describe: 'topk value codec' })
     .option('calibrate', { type: 'string', describe: 'inputs that choose lowbit\'s variant (or the method)' })
     .option('lowbit-codes-only', { type: 'boolean', default: false, describe: 'lowbit as dense codes only, for older appliers' })
-    .option('exact-codec', { choices: ['auto', 'x', 'xr'] as const, default: 'auto' as const, describe: 'codecs of --budget all' })
-    .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'quantized tensors stay on their grid' })
+    .option('exact-codec', { choices: choicesOf(DIFF_CHOICES, 'exactCodec'), default: 'auto' as const, describe: 'codecs of --budget all' })
+    .option('store', { choices: choicesOf(DIFF_CHOICES, 'store'), default: 'stored' as const, describe: 'quantized tensors stay on their grid' })
     .option('eval', { type: 'string', describe: 'inputs: measure base + payload against --target' })
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON for ndiff report' })
     .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
     .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
-    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })
+    .option('output-kind', { choices: choicesOf(DIFF_CHOICES, 'outputKind'), describe: '.onnx: how the output reads (default: from its shape and last op)' })
     .option('allow-worse', { type: 'boolean', default: false, describe: 'with --eval: write a payload measured worse than not updating' })
     // The options few runs need are hidden (--show-hidden lists them), with --version and one
     // example: the help fits a screen (40 lines at 100 columns).

@@ -1,6 +1,7 @@
 import type { Argv } from 'yargs';
 import type { TrainBackendName } from '../../src/train/backend.ts';
-import { TRAIN_METHODS } from '../../src/train/methods.ts';
+import { TRAIN_CHOICES } from '../../src/train/front-settings.ts';
+import { choicesOf } from '../../src/core/choices.ts';
 import type { TrainOptions, TrainProgress } from '../../src/train/front.ts';
 import { importWithTrainerPeers } from '../../src/train/peer.ts';
 import { throttled, type CliIO } from '../common.ts';
@@ -11,16 +12,16 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
   return y
     .usage('ndiff train --base V1 --train DATA [--teacher V2] --budget B --out FILE [options]')
     .option('method', {
-      choices: [...TRAIN_METHODS, 'auto'] as const,
+      choices: choicesOf(TRAIN_CHOICES, 'method'),
       describe: 'diff to learn, or baseline (default: lowbit with --teacher, else sparse)',
     })
     .option('base', { type: 'string', demandOption: true, describe: 'model devices hold: TF.js folder or JSON, .onnx, .tflite' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy, or a folder of .npy' })
     .option('teacher', { type: 'string', describe: 'the v2 you trained: learn a diff that agrees with it' })
     .option('teacher-weight', { type: 'number', default: 1, describe: 'weight of the teacher term' })
-    .option('teacher-loss', { choices: ['auto', 'kl', 'mse'] as const, default: 'auto' as const, describe: 'loss toward the teacher' })
+    .option('teacher-loss', { choices: choicesOf(TRAIN_CHOICES, 'teacherLoss'), default: 'auto' as const, describe: 'loss toward the teacher' })
     .option('temperature', { type: 'number', default: 1, describe: 'softening of the kl loss' })
-    .option('sparse-start', { choices: ['auto', 'zero', 'teacher'] as const, default: 'auto' as const, describe: 'sparse diff\'s start' })
+    .option('sparse-start', { choices: choicesOf(TRAIN_CHOICES, 'sparseStart'), default: 'auto' as const, describe: 'sparse diff\'s start' })
     .option('sparse-share', { type: 'number', describe: 'sparse-lora: budget share of the sparse part (tuned)' })
     .option('distill-inputs', { type: 'string', array: true, default: [] as string[], describe: 'unlabeled inputs mixed into training' })
     .option('distill-mix', { type: 'number', default: 0.5, describe: 'share of the stream from --distill-inputs' })
@@ -29,25 +30,25 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('replay', { type: 'string', describe: 'old data replayed against forgetting' })
     .option('val', { type: 'string', describe: 'validation data (default: --val-fraction of --train)' })
     .option('val-fraction', { type: 'number', default: 0.1, describe: 'share of --train held out for validation' })
-    .option('tune', { choices: ['quick', 'thorough', 'off'] as const, default: 'quick' as const, describe: '--lr search' })
+    .option('tune', { choices: choicesOf(TRAIN_CHOICES, 'tune'), default: 'quick' as const, describe: '--lr search' })
     .option('trainable', { type: 'string', default: 'config', describe: 'weights that train: config, all or a REGEX' })
     .option('distill', { type: 'number', default: 1, describe: 'weight keeping the base\'s right outputs' })
     .option('allow-worse', { type: 'boolean', default: false, describe: 'write even when worse than the base' })
     .option('also-consider', { type: 'string', array: true, default: [] as string[], describe: 'smaller payloads that compete on validation' })
-    .option('store', { choices: ['stored', 'float32'] as const, default: 'stored' as const, describe: 'quantized tensors\' grid' })
+    .option('store', { choices: choicesOf(TRAIN_CHOICES, 'store'), default: 'stored' as const, describe: 'quantized tensors\' grid' })
     .option('budget', { type: 'string', default: '1%', describe: 'payload bytes: 1% of the model as stored, 40KB' })
     .option('epochs', { type: 'number', default: 10, describe: 'epochs of a full run (early stopping may end it)' })
     .option('seed', { type: 'number', default: 0, describe: 'same seed and data, same payload bytes' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('model-out', { type: 'string', describe: 'also write the updated model' })
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON for ndiff report' })
-    .option('backend', { choices: ['auto', 'wasm', 'native', 'cpu', 'tensorflow'] as const, default: 'auto' as TrainBackendName, describe: 'tfjs backend' })
+    .option('backend', { choices: choicesOf(TRAIN_CHOICES, 'backend'), default: 'auto' as TrainBackendName, describe: 'tfjs backend' })
     .option('threads', { type: 'number', describe: 'threads per step (default: every core)' })
-    .option('step', { choices: ['compiled', 'eager'] as const, describe: 'compiled (default) or eager training steps' })
+    .option('step', { choices: choicesOf(TRAIN_CHOICES, 'step'), describe: 'compiled (default) or eager training steps' })
     .option('prefix-cache-mb', { type: 'number', describe: 'MiB caching frozen first layers (default 512)' })
     .option('batch-size', { type: 'number', describe: 'examples per step (default: 32, or what fits)' })
     .option('lr', { type: 'number', describe: 'starting learning rate (default: 3e-3, full 3e-4)' })
-    .option('codec', { choices: ['auto', 'f32', 'f16', 'i8'] as const, default: 'auto' as const, describe: 'value codec' })
+    .option('codec', { choices: choicesOf(TRAIN_CHOICES, 'codec'), default: 'auto' as const, describe: 'value codec' })
     .option('loss', { type: 'string', describe: 'loss (default: the model\'s training config)' })
     .option('model-id', { type: 'string', describe: 'id devices know the model by (default: recorded)' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number' })
@@ -55,7 +56,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs' })
     .option('bptt', { type: 'number', default: 1, describe: 'stateful .onnx: frames of backpropagation' })
     .option('output', { type: 'string', describe: 'the output to train (default: first non-state)' })
-    .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: 'how the output reads (default: from its shape and last op)' })
+    .option('output-kind', { choices: choicesOf(TRAIN_CHOICES, 'outputKind'), describe: 'how the output reads (default: from its shape and last op)' })
     // Four groups, no --version line and the options few runs need hidden (--show-hidden lists
     // them): the help of train fits a screen (40 lines at 100 columns).
     .showHidden('show-hidden', 'with --help: also list the options hidden here')

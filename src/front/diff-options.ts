@@ -3,6 +3,7 @@
  * and their defaults. Kept apart so that the value diff and the structural diff both read them
  * without importing each other.
  */
+import { checkChoices, type Choice } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import type { PostHocMethod } from '../diff/advice.ts';
 import type { OutputKind } from './diff-types.ts';
@@ -62,6 +63,15 @@ export interface DiffOptions {
   onProgress?: Progress;
 }
 
+/** The options of {@link DiffOptions} that take one of a few words: `ndiff diff`'s choices. */
+export const DIFF_CHOICES: readonly Choice[] = [
+  ['method', '--method', ['topk', 'lowbit', 'auto']],
+  ['codec', '--codec', ['auto', 'f32', 'f16', 'i8', 'l8', 'l4']],
+  ['exactCodec', '--exact-codec', ['auto', 'x', 'xr']],
+  ['store', '--store', ['stored', 'float32']],
+  ['outputKind', '--output-kind', ['probability', 'logit', 'probabilities', 'logits', 'values']],
+];
+
 /** {@link DiffOptions} with the defaults filled in. */
 export interface DiffSettings extends Omit<DiffOptions, 'budget' | 'expires' | 'onProgress'> {
   budget: string;
@@ -77,6 +87,7 @@ export interface DiffSettings extends Omit<DiffOptions, 'budget' | 'expires' | '
 /** The defaults filled in, and the values checked that need no file. */
 export function diffSettings(o: DiffOptions): DiffSettings {
   const { expires, onProgress, budget, ...rest } = o;
+  checkChoices(o, DIFF_CHOICES);
   if (typeof budget !== 'string' && typeof budget !== 'number') throw new UsageError(`budget: expected a size such as '1%', '40KB', a number of bytes, or 'all'; found ${typeof budget}`);
   let expiresAt: number | undefined;
   if (expires instanceof Date) {

@@ -7,13 +7,27 @@
  */
 import type { AutoCandidate, AutoResult } from './auto.ts';
 import type { TrainBackendName } from './backend.ts';
-import type { TrainMethod } from './methods.ts';
+import { TRAIN_METHODS, type TrainMethod } from './methods.ts';
 import type { OnnxOutputKind } from './onnx/layers-model.ts';
 import type { ProgramDataset, TrainProgramOptions, TrainProgramResult } from './program/train-program.ts';
 import type { ProgramInputValues } from './program/training-model.ts';
+import type { Choice } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import type { ModelFile } from '../core/model-files.ts';
 import { parseExpiry } from '../io/model-paths.ts';
+
+/** The options of `train()` that take one of a few words: `ndiff train`'s choices. */
+export const TRAIN_CHOICES: readonly Choice[] = [
+  ['method', '--method', [...TRAIN_METHODS, 'auto']],
+  ['tune', '--tune', ['quick', 'thorough', 'off']],
+  ['store', '--store', ['stored', 'float32']],
+  ['backend', '--backend', ['auto', 'wasm', 'native', 'cpu', 'tensorflow']],
+  ['step', '--step', ['compiled', 'eager']],
+  ['codec', '--codec', ['auto', 'f32', 'f16', 'i8']],
+  ['teacherLoss', '--teacher-loss', ['auto', 'kl', 'mse']],
+  ['sparseStart', '--sparse-start', ['auto', 'zero', 'teacher']],
+  ['outputKind', '--output-kind', ['probability', 'logit', 'probabilities', 'logits', 'values']],
+];
 
 /** A training's options with every default settled: what each kind of base trains from (`ndiff train`'s arguments by the same names). */
 export interface TrainSettings {

@@ -12,10 +12,11 @@
  * ```
  */
 import { UsageError } from '../core/errors.ts';
+import { checkChoices } from '../core/choices.ts';
 import type { ModelFile } from '../core/model-files.ts';
 import { isOnnxPath, isTflitePath } from '../io/model-paths.ts';
 import type { TrainBackendName } from './backend.ts';
-import { checkDistillStream, defaultMethod, type MethodDefault, type ProgramSettings, type TrainSettings } from './front-settings.ts';
+import { TRAIN_CHOICES, checkDistillStream, defaultMethod, type MethodDefault, type ProgramSettings, type TrainSettings } from './front-settings.ts';
 import { TfjsSource, type TrainProgress, type TrainReporter } from './front-sources.ts';
 import type { TrainMethod } from './methods.ts';
 import type { OnnxOutputKind } from './onnx/layers-model.ts';
@@ -160,6 +161,7 @@ function settle(o: TrainOptions): TrainSettings & ProgramSettings {
   const teacherFiles = filesOf(o.teacher);
   if (o.teacher !== undefined && typeof o.teacher !== 'string' && !teacherBytes && !teacherFiles) throw new UsageError(`teacher: ${EXPECTED_MODEL}, found ${typeof o.teacher}`);
   if ((baseBytes || baseFiles) && o.modelOut) throw new UsageError('modelOut writes the base patched beside its files, and this base was given in memory: pass the base as a path, or apply the payload to your copy with neural-diff\'s applyPayload');
+  checkChoices(o, TRAIN_CHOICES);
   const budget = o.budget === undefined ? '1%' : String(o.budget);
   return {
     method: o.method as TrainMethod | 'auto',
