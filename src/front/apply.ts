@@ -20,7 +20,7 @@ import { applyToOnnxFile, ONNX_STATE_SUFFIX, rebuildOnnxFile } from '../io/onnx/
 import { applyToTfliteFile, rebuildTfliteFile } from '../io/tflite/files.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
 import { runHealthCheck } from './health-check.ts';
-import { isModelFilePath, isTflitePath, readPayloadFile } from './models.ts';
+import { isModelFilePath, isTflitePath, readPayloadFile, refuseSafetensors } from './models.ts';
 import type { Progress } from './progress.ts';
 
 /** The default of {@link ApplyOptions.maxPayloadBytes}: 256 MiB. */
@@ -107,6 +107,7 @@ export interface ApplyReport {
 export async function apply(o: ApplyOptions): Promise<ApplyReport> {
   const timeout = o.healthCheckTimeout ?? 300;
   if (!(timeout > 0)) throw new UsageError(`healthCheckTimeout (--health-check-timeout) must be a positive number of seconds, got ${timeout}`, { expected: 'seconds > 0', found: timeout });
+  refuseSafetensors(o.model, 'model (--model)', 'ndiff apply');
   const progress = o.onProgress ?? (() => {});
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   // The size cap is checked against the file's size before it is read.

@@ -1,7 +1,7 @@
 /**
  * `fingerprint`: what `ndiff fingerprint` does, as a library call. The fingerprint a payload names
  * a model by (its base or target), read in full from a TF.js folder (or model JSON file), an
- * `.onnx` or a `.tflite` file; optionally every tensor's digest, and for a TF.js folder the
+ * `.onnx`, `.tflite` or `.safetensors` file; optionally every tensor's digest, and for a TF.js folder the
  * digests recorded beside it so later applies read only the tensors they patch.
  */
 import { join } from 'node:path';
@@ -11,12 +11,12 @@ import { getHasher } from '../core/hasher.ts';
 import { locateModelFiles, openTfjsModel } from '../io/tfjs/index.ts';
 import { writeRecordedDigests } from '../io/tfjs/recorded-digests.ts';
 import { hasUnfinishedUpdate } from '../io/updater/node-updater.ts';
-import { dtypeOf, isModelFilePath, openModel } from './models.ts';
+import { dtypeOf, isModelFilePath, isSafetensorsPath, openModel } from './models.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 
 /** What {@link fingerprint} takes (`ndiff fingerprint`). */
 export interface FingerprintOptions {
-  /** A TF.js folder or model JSON file, an `.onnx` or a `.tflite` file. */
+  /** A TF.js folder or model JSON file, an `.onnx`, `.tflite` or `.safetensors` file. */
   model: string;
   /** Also list every tensor's digest (`--tensors`). */
   tensors?: boolean;
@@ -58,14 +58,15 @@ export interface FingerprintResult {
  */
 export async function fingerprint(o: FingerprintOptions): Promise<FingerprintResult> {
   const r = await fingerprintOf(o);
-  return (await hasUnfinishedUpdate(o.model)) ? { ...r, unfinishedUpdate: true } : r;
+  // A safetensors file is never updated in place by ndiff, so nothing can be left unfinished beside it.
+  return !isSafetensorsPath(o.model) && (await hasUnfinishedUpdate(o.model)) ? { ...r, unfinishedUpdate: true } : r;
 }
 
 async function fingerprintOf(o: FingerprintOptions): Promise<FingerprintResult> {
   const progress = o.onProgress ?? NO_PROGRESS;
-  if (typeof o.model !== 'string' || o.model === '') throw new UsageError(`model (--model) expects the path of a TF.js folder, an .onnx or a .tflite file, found ${JSON.stringify(o.model)}`, { expected: 'a model path', found: o.model });
-  if (isModelFilePath(o.model)) {
-    if (o.record) throw new UsageError('record (--record) is for TF.js model folders: an .onnx or .tflite file is hashed whole by every apply, so there is nothing to record; leave record (--record) out', { expected: 'a TF.js folder', found: o.model });
+  if (typeof o.model !== 'string' || o.model === '') throw new UsageError(`model (--model) expects the path of a TF.js folder, an .onnx, .tflite or .safetensors file, found ${JSON.stringify(o.model)}`, { expected: 'a model path', found: o.model });
+  if (isModelFilePath(o.model) || isSafetensorsPath(o.model)) {
+    if (o.record) throw new UsageError('record (--record) is for TF.js model folders: an .onnx, .tflite or .safetensors file is read and hashed whole, so there is nothing to record; leave record (--record) out', { expected: 'a TF.js folder', found: o.model });
     const opened = await openModel(o.model);
     try {
       const { store } = opened;

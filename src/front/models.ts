@@ -5,6 +5,7 @@ import type { OnnxTensorEntry } from '../io/onnx/store.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { storedModelBytes } from '../diff/build.ts';
 import { openModelAt } from '../release/package.ts';
+import { UsageError } from '../core/errors.ts';
 import { isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath } from '../io/model-paths.ts';
 
 export { isOnnxPath, isTflitePath, isModelFilePath, isSafetensorsPath, readPayloadFile, parseExpiry, writeUpdatedModel, resolveModelId, checkOutputPath } from '../io/model-paths.ts';
@@ -12,6 +13,20 @@ export { isOnnxPath, isTflitePath, isModelFilePath, isSafetensorsPath, readPaylo
 /** What kind of model a path names, for messages: `.onnx file`, `.tflite file`, `.safetensors file`, `TF.js folder`. */
 export function modelKindText(p: string): string {
   return isOnnxPath(p) ? 'an .onnx file' : isTflitePath(p) ? 'a .tflite file' : isSafetensorsPath(p) ? 'a .safetensors file' : 'a TF.js folder';
+}
+
+/**
+ * Refuse a `.safetensors` file where a command writes a model in place or publishes it (`ndiff
+ * apply`, `update`, `release add`): those keep a journal, the previous version and the device's
+ * state for TF.js folders, `.onnx` and `.tflite` files. `diff`, `verify` and `fingerprint` read one.
+ * @throws UsageError naming the option, what it takes and how a safetensors file is patched.
+ */
+export function refuseSafetensors(p: string, option: string, command: string): void {
+  if (!isSafetensorsPath(p)) return;
+  throw new UsageError(
+    `${option} ${p} is a .safetensors file, and ${command} takes a TF.js folder or model JSON file, an .onnx or a .tflite file: patch a safetensors file from code (neural-diff's applyPayload on openSafetensorsFile(path) checks the payload and rewrites the file atomically; docs/guides/devices-and-stores.md), or ship the new file whole`,
+    { expected: 'a TF.js folder, an .onnx or a .tflite file', found: p },
+  );
 }
 
 /** An opened model: a TF.js folder, an ONNX, LiteRT or safetensors file. */

@@ -20,6 +20,7 @@ import { newestVersion, readRecord, type ReleaseJob } from '../release/record.ts
 import type { PayloadCloseness } from '../train/target-closeness.ts';
 import type { EvalCloseness, OutputKind } from './diff-types.ts';
 import { measurePayload, movesAwayText } from './measure/payload-eval.ts';
+import { refuseSafetensors } from './models.ts';
 import { interfaceWarning, modelPortsAt } from './ports.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 import { budgetOf, expiryOf, jobLine, lossyText, privateKeyOf, type ReleaseJobLine } from './release-common.ts';
@@ -111,6 +112,7 @@ export interface ReleaseAddResult {
 
 /** The option checks of `add` that need no file. */
 function checkAdd(o: ReleaseAddOptions): void {
+  refuseSafetensors(o.model, 'model (--model)', 'ndiff release add');
   const method = o.method ?? 'exact';
   const given = budgetOf(o.budget) !== undefined;
   if (method !== 'exact' && method !== 'topk') throw new UsageError(`method (--method) ${JSON.stringify(method)}: expected exact or topk`, { expected: ['exact', 'topk'], found: method });

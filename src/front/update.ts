@@ -13,6 +13,7 @@ import { readFolderModelId } from '../io/tfjs/folder-update.ts';
 import { defaultStateDir, nodeUpdater, updateModel, type NodeUpdateOptions } from '../io/updater/node-updater.ts';
 import { FileUpdaterState } from '../io/updater/state-files.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
+import { refuseSafetensors } from './models.ts';
 import { interfaceWarning, modelPortsAt } from './ports.ts';
 import type { Progress } from './progress.ts';
 
@@ -80,6 +81,7 @@ function checkReleaseUrls(urls: readonly string[]): void {
 }
 
 async function updaterOptions(o: UpdateOptions): Promise<NodeUpdateOptions> {
+  refuseSafetensors(o.model, 'model (--model)', 'ndiff update');
   checkReleaseUrls(o.from);
   const stateDir = o.state ?? defaultStateDir(o.model);
   const trustedKeys = await Promise.all(o.publicKeys.map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));

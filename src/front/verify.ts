@@ -8,6 +8,7 @@ import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import type { TrustedKey } from '../apply/ed25519.ts';
 import { decodeStructuralPayload, isStructuralPayload } from '../apply/rebuild.ts';
 import { openSignedPayload, type SignatureCheck, type SignaturePolicy } from '../apply/signature.ts';
+import { ModelMismatchError } from '../core/errors.ts';
 import { MemoryWeightStore, type WeightStore } from '../core/weight-store.ts';
 import { readModelIdRecord } from '../io/durable/model-id-file.ts';
 import { FileSequenceStore } from '../io/durable/sequence-file.ts';
@@ -19,13 +20,13 @@ import { openTfjsModel } from '../io/tfjs/index.ts';
 import { hasUnfinishedUpdate } from '../io/updater/node-updater.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
 import { rebuildLengths } from './inspect.ts';
-import { isModelFilePath, isTflitePath, openModel, readPayloadFile } from './models.ts';
+import { isModelFilePath, isSafetensorsPath, isTflitePath, openModel, readPayloadFile } from './models.ts';
 
 /** What {@link verify} takes. */
 export interface VerifyOptions {
   /** The payload: a file's path, or its bytes (bare or a signed envelope). */
   payload: string | Uint8Array;
-  /** Also check that it applies cleanly to this model (a TF.js folder or model JSON file, an .onnx or .tflite file), in memory. */
+  /** Also check that it applies cleanly to this model (a TF.js folder or model JSON file, an .onnx, .tflite or .safetensors file), in memory. */
   model?: string;
   /** With `model`: the sequence state file a device keeps, to refuse a payload at or below its sequence. */
   state?: string;
@@ -89,6 +90,9 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
       intermediateFingerprint: h.intermediateFingerprint, targetFingerprint: h.targetFingerprint, rebuildBytes: p.rebuild.length, rebuildBaseLength: lengths.baseLength, rebuildOutputLength: lengths.outputLength, valueBytes: p.values.length,
       ...(h.files ? { files: h.files } : {}),
     };
+    if (o.model && isSafetensorsPath(o.model)) {
+      throw new ModelMismatchError(`${where.payload ?? 'the payload'} is a structural payload (format v7) for ${h.fileKind === 'tfjs' ? 'a TF.js model' : `an .${h.fileKind} file`}, and model (--model) ${o.model} is a .safetensors file, for which no structural payload is made: check it against the model the payload was made for`, { fileKind: h.fileKind, model: o.model });
+    }
     if (o.model) {
       // The rebuild's dry run: nothing written, nothing recovered, no lock taken.
       const options = { ...policy, dryRun: true, state: o.state ?? null };
@@ -109,7 +113,8 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
     // An ONNX store holds the file's bytes in memory: patching it writes nothing to disk.
     let copy: WeightStore;
     let close = async () => {};
-    if (isModelFilePath(o.model)) {
+    const file = isModelFilePath(o.model) || isSafetensorsPath(o.model);
+    if (file) {
       const opened = await openModel(o.model);
       copy = opened.store;
       close = opened.close;
@@ -120,10 +125,10 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
     }
     const state = o.state ? new FileSequenceStore(o.state) : undefined;
     // The model id the folder (or model file) recorded at its first update, as apply checks it.
-    const modelId = isModelFilePath(o.model) ? await readModelIdRecord(o.model) : await readFolderModelId(o.model);
+    const modelId = file ? await readModelIdRecord(o.model) : await readFolderModelId(o.model);
     const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) })
       .finally(close);
-    doc.model = { path: o.model, status: res.status === 'already-applied' ? 'already-applied' : 'applies', ...((await hasUnfinishedUpdate(o.model)) ? { unfinishedUpdate: true as const } : {}) };
+    doc.model = { path: o.model, status: res.status === 'already-applied' ? 'already-applied' : 'applies', ...(!isSafetensorsPath(o.model) && (await hasUnfinishedUpdate(o.model)) ? { unfinishedUpdate: true as const } : {}) };
   }
   return doc;
 }
