@@ -20,7 +20,7 @@ import { applyToOnnxFile, ONNX_STATE_SUFFIX, rebuildOnnxFile } from '../io/onnx/
 import { applyToTfliteFile, rebuildTfliteFile } from '../io/tflite/files.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
 import { runHealthCheck } from './health-check.ts';
-import { isModelFilePath, isTflitePath, readPayloadFile, refuseSafetensors } from './models.ts';
+import { isModelFilePath, isTflitePath, payloadArgument, refuseSafetensors } from './models.ts';
 import type { Progress } from './progress.ts';
 
 /** The default of {@link ApplyOptions.maxPayloadBytes}: 256 MiB. */
@@ -111,7 +111,7 @@ export async function apply(o: ApplyOptions): Promise<ApplyReport> {
   const progress = o.onProgress ?? (() => {});
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   // The size cap is checked against the file's size before it is read.
-  const bytes = typeof o.payload === 'string' ? await readPayloadFile(o.payload, maxPayloadBytes) : o.payload;
+  const bytes = await payloadArgument(o.payload, "apply({ model, payload: 'v1-v2.ndiff' })", maxPayloadBytes);
   const trustedKeys = await Promise.all((o.publicKeys ?? []).map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
   const single = isModelFilePath(o.model); // a single-file model: .onnx or .tflite
   // A model JSON file keeps its state file in its folder, as an .onnx file does (one for the folder's models, by model id).

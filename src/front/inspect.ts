@@ -11,7 +11,7 @@ import { readByteDeltaHeader } from '../core/byte-delta.ts';
 import { openPayload, shapeSize, type PayloadHeader, type TensorPatch } from '../core/format.ts';
 import { readMsgpack } from '../core/msgpack-read.ts';
 import type { WireCodec } from '../core/values.ts';
-import { readPayloadFile } from './models.ts';
+import { payloadArgument } from './models.ts';
 
 /** One patched tensor as {@link inspect} shows it: its wire fields, read without decoding its values. */
 export interface PatchSummary {
@@ -95,7 +95,7 @@ function summarize(bytes: Uint8Array): PayloadSummary {
  * (or the structural reader's typed error) for bytes a device would refuse.
  */
 export async function inspect(payload: string | Uint8Array): Promise<InspectReport> {
-  const file = typeof payload === 'string' ? await readPayloadFile(payload) : payload;
+  const file = await payloadArgument(payload, "inspect('v1-v2.ndiff')");
   const envelope = isSignedEnvelope(file) ? parseEnvelope(file) : null;
   const bytes = envelope ? envelope.payload : file;
   const where = typeof payload === 'string' ? { file: payload } : {};

@@ -6,7 +6,7 @@ import type { WeightStore } from '../core/weight-store.ts';
 import { storedModelBytes } from '../diff/build.ts';
 import { openModelAt } from '../release/package.ts';
 import { UsageError } from '../core/errors.ts';
-import { isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath } from '../io/model-paths.ts';
+import { isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath, readPayloadFile } from '../io/model-paths.ts';
 
 export { isOnnxPath, isTflitePath, isModelFilePath, isSafetensorsPath, readPayloadFile, parseExpiry, writeUpdatedModel, resolveModelId, checkOutputPath } from '../io/model-paths.ts';
 
@@ -27,6 +27,18 @@ export function refuseSafetensors(p: string, option: string, command: string): v
     `${option} ${p} is a .safetensors file, and ${command} takes a TF.js folder or model JSON file, an .onnx or a .tflite file: patch a safetensors file from code (neural-diff's applyPayload on openSafetensorsFile(path) checks the payload and rewrites the file atomically; docs/guides/devices-and-stores.md), or ship the new file whole`,
     { expected: 'a TF.js folder, an .onnx or a .tflite file', found: p },
   );
+}
+
+/**
+ * A library call's payload argument: a file's path (read, refused over `maxPayloadBytes` before
+ * it is read) or its bytes. `call` shows the right form in the message (`inspect('v1-v2.ndiff')`).
+ * @throws UsageError for anything else (an options object given to `inspect`, an ArrayBuffer, ...).
+ */
+export async function payloadArgument(payload: unknown, call: string, maxPayloadBytes?: number): Promise<Uint8Array> {
+  if (typeof payload === 'string') return readPayloadFile(payload, maxPayloadBytes);
+  if (payload instanceof Uint8Array) return payload;
+  const found = payload === null ? 'null' : payload instanceof ArrayBuffer ? 'an ArrayBuffer' : Array.isArray(payload) ? 'an array' : typeof payload === 'object' ? 'an object' : `${typeof payload} ${String(payload)}`;
+  throw new UsageError(`payload: expected a payload file's path or its bytes (a Uint8Array), found ${found}: pass one, as in ${call}${payload instanceof ArrayBuffer ? ' (wrap an ArrayBuffer: new Uint8Array(buffer))' : ''}`, { expected: 'a path or a Uint8Array', found });
 }
 
 /** An opened model: a TF.js folder, an ONNX, LiteRT or safetensors file. */

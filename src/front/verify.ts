@@ -20,7 +20,7 @@ import { openTfjsModel } from '../io/tfjs/index.ts';
 import { hasUnfinishedUpdate } from '../io/updater/node-updater.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
 import { rebuildLengths } from './inspect.ts';
-import { isModelFilePath, isSafetensorsPath, isTflitePath, openModel, readPayloadFile } from './models.ts';
+import { isModelFilePath, isSafetensorsPath, isTflitePath, openModel, payloadArgument } from './models.ts';
 
 /** What {@link verify} takes. */
 export interface VerifyOptions {
@@ -73,7 +73,7 @@ export interface VerifyReport {
  * (PayloadFormatError, SignatureError, FreshnessError, BaseMismatchError, ModelMismatchError, ...).
  */
 export async function verify(o: VerifyOptions): Promise<VerifyReport> {
-  const bytes = typeof o.payload === 'string' ? await readPayloadFile(o.payload) : o.payload;
+  const bytes = await payloadArgument(o.payload, "verify({ payload: 'v1-v2.ndiff' })");
   const trustedKeys = await Promise.all((o.publicKeys ?? []).map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
   const policy: SignaturePolicy = { trustedKeys, ...(o.requireSignature !== undefined ? { requireSignature: o.requireSignature } : {}) };
   const where = typeof o.payload === 'string' ? { payload: o.payload } : {};
