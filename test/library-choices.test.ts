@@ -4,7 +4,8 @@
  * and resolved without a word, and `train()` did the same with `store`, `step` and `sparseStart`;
  * a misspelt codec was refused only after the models were read, as an internal patch error. Now
  * each is a UsageError naming the option, its flag and its choices, before any file is read or
- * written. The command's choices are the library's tables (one list for both).
+ * written (release.add() likewise for outputKind). The command's choices are the library's tables
+ * (one list for both).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,7 @@ import { diff } from '../src/front/diff.ts';
 import { DIFF_CHOICES } from '../src/front/diff-options.ts';
 import { TRAIN_CHOICES } from '../src/train/front-settings.ts';
 import { train } from '../src/train/front.ts';
+import { release } from '../src/front/release.ts';
 import { main } from '../cli/ndiff.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'nd-choices-'));
@@ -74,4 +76,14 @@ test('train() refuses a word outside each option\'s choices before loading anyth
     assert.equal(cli.code, 2, cli.err);
     assert.ok(cli.err.includes(`${flag} "${found}" is not one of its choices: ${choices.join(', ')}`), cli.err);
   }
+});
+
+test('release.add() refuses an outputKind outside its choices, as ndiff release add refuses --output-kind', async () => {
+  const site = path.join(root, 'site');
+  const choices = ['probability', 'logit', 'probabilities', 'logits', 'values'];
+  await assert.rejects(release.add({ release: site, model: path.join(root, 'no-model'), modelId: 'm', key: 'unused.pem', method: 'topk', budget: '1%', eval: path.join(root, 'no-data'), outputKind: 'logit-ish' as never }), refusal('outputKind', '--output-kind', choices, 'logit-ish'));
+  assert.equal(existsSync(site), false, 'no release folder made');
+  const cli = await ndiff(['release', 'add', '--release', site, '--model', path.join(root, 'no-model'), '--model-id', 'm', '--key', 'unused.pem', '--method', 'topk', '--budget', '1%', '--eval', path.join(root, 'no-data'), '--output-kind', 'logit-ish']);
+  assert.equal(cli.code, 2, cli.err);
+  assert.ok(cli.err.includes(`--output-kind "logit-ish" is not one of its choices: ${choices.join(', ')}`), cli.err);
 });

@@ -5,6 +5,9 @@
  */
 import { UsageError } from './errors.ts';
 
+/** How a model's output reads (`outputKind`, `--output-kind` of diff, train and release add). */
+export const OUTPUT_KINDS: readonly string[] = ['probability', 'logit', 'probabilities', 'logits', 'values'];
+
 /** One option's name in the library, its flag on the command line, and its choices. */
 export type Choice = readonly [name: string, flag: string, choices: readonly string[]];
 

@@ -3,7 +3,7 @@
  * and their defaults. Kept apart so that the value diff and the structural diff both read them
  * without importing each other.
  */
-import { checkChoices, type Choice } from '../core/choices.ts';
+import { checkChoices, OUTPUT_KINDS, type Choice } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import type { PostHocMethod } from '../diff/advice.ts';
 import type { OutputKind } from './diff-types.ts';
@@ -69,7 +69,7 @@ export const DIFF_CHOICES: readonly Choice[] = [
   ['codec', '--codec', ['auto', 'f32', 'f16', 'i8', 'l8', 'l4']],
   ['exactCodec', '--exact-codec', ['auto', 'x', 'xr']],
   ['store', '--store', ['stored', 'float32']],
-  ['outputKind', '--output-kind', ['probability', 'logit', 'probabilities', 'logits', 'values']],
+  ['outputKind', '--output-kind', OUTPUT_KINDS],
 ];
 
 /** {@link DiffOptions} with the defaults filled in. */

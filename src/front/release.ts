@@ -11,6 +11,7 @@ import type { KeyObject } from 'node:crypto';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { checkChoices, OUTPUT_KINDS } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import { addVersion, type DriftCheck, type LossyJobPayload } from '../release/add.ts';
 import { sha256Of } from '../release/blobs.ts';
@@ -113,6 +114,7 @@ export interface ReleaseAddResult {
 /** The option checks of `add` that need no file. */
 function checkAdd(o: ReleaseAddOptions): void {
   refuseSafetensors(o.model, 'model (--model)', 'ndiff release add');
+  checkChoices(o, [['outputKind', '--output-kind', OUTPUT_KINDS]]);
   const method = o.method ?? 'exact';
   const given = budgetOf(o.budget) !== undefined;
   if (method !== 'exact' && method !== 'topk') throw new UsageError(`method (--method) ${JSON.stringify(method)}: expected exact or topk`, { expected: ['exact', 'topk'], found: method });

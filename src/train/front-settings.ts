@@ -11,7 +11,7 @@ import { TRAIN_METHODS, type TrainMethod } from './methods.ts';
 import type { OnnxOutputKind } from './onnx/layers-model.ts';
 import type { ProgramDataset, TrainProgramOptions, TrainProgramResult } from './program/train-program.ts';
 import type { ProgramInputValues } from './program/training-model.ts';
-import type { Choice } from '../core/choices.ts';
+import { OUTPUT_KINDS, type Choice } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import type { ModelFile } from '../core/model-files.ts';
 import { parseExpiry } from '../io/model-paths.ts';
@@ -26,7 +26,7 @@ export const TRAIN_CHOICES: readonly Choice[] = [
   ['codec', '--codec', ['auto', 'f32', 'f16', 'i8']],
   ['teacherLoss', '--teacher-loss', ['auto', 'kl', 'mse']],
   ['sparseStart', '--sparse-start', ['auto', 'zero', 'teacher']],
-  ['outputKind', '--output-kind', ['probability', 'logit', 'probabilities', 'logits', 'values']],
+  ['outputKind', '--output-kind', OUTPUT_KINDS],
 ];
 
 /** A training's options with every default settled: what each kind of base trains from (`ndiff train`'s arguments by the same names). */
