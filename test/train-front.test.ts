@@ -157,6 +157,8 @@ test('options a base cannot take, data of another shape and a budget below the h
   // A shard missing from the files: the model is refused by name before training.
   await assert.rejects(train({ base: folderFiles(path.join(root, 'layers-v1')).slice(0, 1), train: path.join(root, 'layers-train'), modelId: 'tiny' }), (e: unknown) => e instanceof ModelFormatError && /names the shards/.test(e.message));
   await assert.rejects(train({ base: v1, train: path.join(root, 'onnx-train'), modelId: 'cnn', epochs: 0 }), (e: unknown) => e instanceof UsageError && /epochs \(--epochs\) must be at least 1/.test(e.message));
+  // A fraction of an epoch was floored to whole ones without a word: 2.5 trained 2.
+  await assert.rejects(train({ base: v1, train: path.join(root, 'onnx-train'), modelId: 'cnn', epochs: 2.5 }), (e: unknown) => e instanceof UsageError && /epochs \(--epochs\) must be at least 1, a whole number of passes over the training data, found 2\.5/.test(e.message));
   await assert.rejects(train({ base: 42 as unknown as string, train: 'x' }), (e: unknown) => e instanceof UsageError && /found number/.test(e.message));
   // The errors the command maps to its exit codes: data of another shape (8), a budget below the header (6).
   tabular(path.join(root, 'narrow'), 20, 7, 9, true);

@@ -17,7 +17,7 @@ import type { TrainMethod } from './methods.ts';
 import { modelToStore, setModelWeights } from './model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult } from './options.ts';
 import { trainDiff } from './train-diff.ts';
-import { checkLearningRate } from './tuning.ts';
+import { checkTrainingRun } from './tuning.ts';
 
 /** The methods `auto` tries, in order of preference on a tie (then the fewest bytes). */
 export const AUTO_CANDIDATES: readonly TrainMethod[] = ['lowbit', 'sparse', 'lora', 'sparse-lora', 'topk-retrain'];
@@ -64,7 +64,7 @@ export async function trainAuto(
   options: Omit<TrainDiffOptions, 'method'> & { candidates?: readonly TrainMethod[] },
   onCandidate?: (c: AutoCandidate) => void,
 ): Promise<AutoResult> {
-  checkLearningRate(options.learningRate);
+  checkTrainingRun(options);
   if (options.validation === 0) throw new UsageError('--method auto chooses on validation: give a validation split (--val-fraction above 0, or --val DATA)');
   const { candidates = AUTO_CANDIDATES, ...rest } = options;
   if (candidates.includes('full')) throw new UsageError('--method auto compares diffs within the budget; full fine-tuning has no budget: leave it out of the candidates');

@@ -225,7 +225,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (typeof options.base !== 'string' && !(options.base instanceof Uint8Array) && !Array.isArray(options.base)) throw new UsageError(`base: ${EXPECTED_MODEL}, found ${options.base === undefined ? 'nothing' : typeof options.base}`);
   if (typeof options.train !== 'string') throw new UsageError(`train: expected the path of the training data (a folder or x.npy), found ${options.train === undefined ? 'nothing' : typeof options.train}`);
   let a = settle(options);
-  if (!(a.epochs >= 1)) throw new UsageError(`epochs (--epochs) must be at least 1, found ${a.epochs}`);
+  if (!(Number.isInteger(a.epochs) && a.epochs >= 1)) throw new UsageError(`epochs (--epochs) must be at least 1, a whole number of passes over the training data, found ${a.epochs}`);
   // A learning rate of 0 learns nothing, a negative one climbs the loss: neither is a training.
   if (a.lr !== undefined && !(a.lr > 0 && Number.isFinite(a.lr))) throw new UsageError(`lr (--lr) must be a learning rate above 0, e.g. 1e-3, found ${a.lr}`);
   if ((a.method as TrainSettings['method'] | undefined) === undefined) {

@@ -66,7 +66,7 @@ import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable }
 import { chooseBucketCounts, chooseLoraRanks, denseCodec, estimateSparseCount, type TrainableTensor } from './sizing.ts';
 import { augmentOf, trainWithAugmentAuto, widerStream } from './distill-stream.ts';
 import { closeness, closenessScore, describeCloseness, outputRows, prepareTeacher, withLabels, type Closeness, type PreparedTeacher } from './teacher.ts';
-import { checkLearningRate, searchLearningRate } from './tuning.ts';
+import { checkTrainingRun, searchLearningRate } from './tuning.ts';
 import { TRAIN_METHODS } from './methods.ts';
 import { refuseWorseOnEval } from './eval-gate.ts';
 
@@ -111,7 +111,7 @@ function isOutOfMemory(e: unknown): boolean {
 export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData | InputData, options: TrainDiffOptions): Promise<TrainDiffResult> {
   silenceTfjsNodeBanner();
   if (!TRAIN_METHODS.includes(options.method)) throw new UsageError(`unknown method ${JSON.stringify(options.method)} (expected ${TRAIN_METHODS.join(', ')})`);
-  checkLearningRate(options.learningRate);
+  checkTrainingRun(options);
   const hasher = options.hasher ?? (await getHasher());
   const base = options.base ?? modelToStore(model);
   const numClasses = (model.outputs[0].shape[model.outputs[0].shape.length - 1] as number) ?? 0;

@@ -39,6 +39,18 @@ export function checkLearningRate(lr: number | undefined): void {
   throw new UsageError(`learningRate must be a number above 0, e.g. 1e-3, found ${typeof lr === 'number' ? lr : JSON.stringify(lr)}: pass one, or leave it out for the method's default`);
 }
 
+/**
+ * The checks every trainer runs first, before reading a model or data: the learning rate
+ * ({@link checkLearningRate}) and the epochs, a whole number of at least 1 (0, a fraction or NaN
+ * trained one epoch, part of one or none, and a run of none still returned a payload).
+ * @throws UsageError naming `learningRate` or `epochs`.
+ */
+export function checkTrainingRun(o: { learningRate?: number; epochs: number }): void {
+  checkLearningRate(o.learningRate);
+  if (typeof o.epochs === 'number' && Number.isInteger(o.epochs) && o.epochs >= 1) return;
+  throw new UsageError(`epochs must be a whole number of at least 1 (passes over the training data), found ${typeof o.epochs === 'number' ? o.epochs : JSON.stringify(o.epochs) ?? 'nothing'}: pass one, e.g. 10`);
+}
+
 /** Tune the learning rate (see the module doc); the best checkpoint over every run. */
 export function searchLearningRate(run: RunAt, c: SearchContext): Checkpoint {
   const { lr0, trainData, candidates } = c;

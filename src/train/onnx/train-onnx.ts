@@ -7,7 +7,7 @@
  */
 import { OnnxWeightStore } from '../../io/onnx/store.ts';
 import { trainProgramDiff, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from '../program/train-program.ts';
-import { checkLearningRate } from '../tuning.ts';
+import { checkTrainingRun } from '../tuning.ts';
 import { OnnxProgram, type OnnxProgramOptions } from './executor.ts';
 
 export { decisions, compareOutputs, type TeacherAgreement } from '../program/train-program.ts';
@@ -35,7 +35,7 @@ export interface TrainOnnxOptions extends Omit<TrainProgramOptions, 'teacherFlag
  *   UsageError when neither labels nor a teacher give targets, or the teacher's interface differs.
  */
 export async function trainOnnxDiff(bytes: Uint8Array, train: OnnxDataset, options: TrainOnnxOptions): Promise<TrainOnnxResult> {
-  checkLearningRate(options.learningRate);
+  checkTrainingRun(options);
   const source = options.program?.source ?? 'model.onnx';
   const external = options.program?.external;
   const store = new OnnxWeightStore(bytes, { source, ...(external ? { external: new Map(external instanceof Map ? external : Object.entries(external)) } : {}) });

@@ -25,7 +25,7 @@ import { permutation } from '../data.ts';
 import { trainAuto, type AutoCandidate, type AutoResult } from '../auto.ts';
 import type { TrainMethod } from '../methods.ts';
 import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
-import { checkLearningRate } from '../tuning.ts';
+import { checkTrainingRun } from '../tuning.ts';
 import { NATIVE } from '../kernels/native/index.ts';
 import { ForwardPlans, forwardSwitch } from '../compiled/forward.ts';
 import { sayOnce } from '../compiled/step.ts';
@@ -114,7 +114,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
   let evalForward: ForwardPlans | undefined;
   const owned: tf.Tensor[] = [];
   try {
-    checkLearningRate(options.learningRate);
+    checkTrainingRun(options);
     if (options.teacher) checkTeacherInterface(program, options.teacher);
     if (!program.variables.some((v) => v.trainable)) {
       throw new UsageError(`${program.source} has no weight the trainer can change (${program.variables.length} variable(s), none trainable): expected float32, float16 or quantized weights a payload patches; ship this model's update as a full download`, { variables: program.variables.length });

@@ -18,7 +18,7 @@ import type { TrainableProgram } from '../program/program.ts';
 import { trainProgramDiff, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from '../program/train-program.ts';
 import { TfjsGraphProgram } from './graph-program.ts';
 import { LayersModelProgram } from './layers-program.ts';
-import { checkLearningRate } from '../tuning.ts';
+import { checkTrainingRun } from '../tuning.ts';
 
 /** Options of {@link trainTfjsGraphDiff}: the graph-program trainer's, with the teacher as a loaded model. */
 export interface TrainTfjsGraphOptions extends Omit<TrainProgramOptions, 'teacherFlag'> {
@@ -46,7 +46,7 @@ function isLayersModel(m: tf.GraphModel | tf.LayersModel): m is tf.LayersModel {
  *   teacher's inputs or outputs are not the base's.
  */
 export async function trainTfjsGraphDiff(model: tf.GraphModel, store: WeightStore, train: ProgramDataset, options: TrainTfjsGraphOptions): Promise<TrainProgramResult> {
-  checkLearningRate(options.learningRate);
+  checkTrainingRun(options);
   const program = new TfjsGraphProgram(model, store, { source: options.source ?? 'graph model' });
   let teacher: TrainableProgram | undefined;
   try {

@@ -9,7 +9,7 @@
 import { TfliteWeightStore } from '../../io/tflite/store.ts';
 import { trainProgramDiff, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from '../program/train-program.ts';
 import { TfliteProgram, type TfliteProgramOptions } from './program.ts';
-import { checkLearningRate } from '../tuning.ts';
+import { checkTrainingRun } from '../tuning.ts';
 
 /** Options of {@link trainTfliteDiff}: the graph-program trainer's, with the teacher as a file. */
 export interface TrainTfliteOptions extends Omit<TrainProgramOptions, 'teacherFlag'> {
@@ -29,7 +29,7 @@ export interface TrainTfliteOptions extends Omit<TrainProgramOptions, 'teacherFl
  *   teacher's interface differs.
  */
 export async function trainTfliteDiff(bytes: Uint8Array, train: ProgramDataset, options: TrainTfliteOptions): Promise<TrainProgramResult> {
-  checkLearningRate(options.learningRate);
+  checkTrainingRun(options);
   const source = options.source ?? 'model.tflite';
   const store = new TfliteWeightStore(bytes, { source });
   const programOptions: TfliteProgramOptions = { source };
