@@ -7,7 +7,7 @@
  * `openssl pkey` reads and writes.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { PayloadFormatError, UsageError } from '../core/errors.ts';
 import { decodePayload } from '../core/format.ts';
 import { readMsgpack } from '../core/msgpack-read.ts';
@@ -127,7 +127,11 @@ export function signPayload(payload: Uint8Array, privateKey: KeyObject | string)
   return sealEnvelope(input, new Uint8Array(nodeSign(null, input, key)));
 }
 
-/** Write key files `<prefix>.private.pem` (mode 0600) and `<prefix>.public.pem`; never overwrites. */
+/**
+ * Write key files `<prefix>.private.pem` (mode 0600) and `<prefix>.public.pem`; never overwrites,
+ * and never leaves half a pair: when the public file cannot be written, the private one just
+ * written is removed (beside an old public key it would sign payloads no device can verify).
+ */
 export async function writeKeyPairFiles(prefix: string): Promise<{ privateKeyFile: string; publicKeyFile: string; keyId: string }> {
   const pair = generateKeyPair();
   const privateKeyFile = `${prefix}.private.pem`;
@@ -138,7 +142,7 @@ export async function writeKeyPairFiles(prefix: string): Promise<{ privateKeyFil
       fh = await open(file, 'wx', mode);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') throw new UsageError(`${file} already exists: keygen never overwrites a key; pick another --out name or remove the old key deliberately`, { file });
+      if (code === 'EEXIST') throw new UsageError(`${file} already exists: keygen never overwrites a key, and writes both halves of a pair or neither; pick another out (--out) name or remove the old key deliberately`, { file });
       throw new UsageError(`cannot create ${file} (${code ?? (e as Error).message}): check that the folder exists and is writable`, { file, code });
     }
     try {
@@ -149,6 +153,11 @@ export async function writeKeyPairFiles(prefix: string): Promise<{ privateKeyFil
     }
   };
   await write(privateKeyFile, pair.privateKeyPem, 0o600);
-  await write(publicKeyFile, pair.publicKeyPem, 0o644);
+  try {
+    await write(publicKeyFile, pair.publicKeyPem, 0o644);
+  } catch (e) {
+    await unlink(privateKeyFile);
+    throw e;
+  }
   return { privateKeyFile, publicKeyFile, keyId: pair.keyId };
 }
