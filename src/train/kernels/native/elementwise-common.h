@@ -112,7 +112,10 @@ typedef int32_t vi __attribute__((vector_size(32), aligned(4)));
 #define LANES 8
 /* Every lane c (a vector of zeros plus c would turn -0 into +0). */
 #define SPLAT(c) splat8((float)(c))
-static inline vf splat8(float c) { return (vf){c, c, c, c, c, c, c, c}; }
+static inline vf splat8(float c) {
+  const vf v = {c};
+  return __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0);
+}
 
 static inline vf sel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 /* WebAssembly's f32x4.min and max against a constant: NaN stays NaN. */

@@ -213,6 +213,8 @@ VECTOR_CLONES static void layer_norm_grad_part(void *arg, int part, int parts, i
  * and rounded once. A NaN anywhere makes the row NaN, a +Inf too (Inf - Inf), as tfjs' kernel
  * gives; the max skips NaN (they make the row NaN through their own e).
  */
+typedef double vd4 __attribute__((vector_size(32), aligned(8)));
+
 VECTOR_CLONES static void softmax_part(void *arg, int part, int parts, int thread) {
   (void)thread;
   const Rows *R = (const Rows *)arg;
@@ -222,29 +224,34 @@ VECTOR_CLONES static void softmax_part(void *arg, int part, int parts, int threa
   for (int64_t r = lo; r < hi; r++) {
     const float *xr = R->a + r * width;
     float *yr = R->out + r * width;
-    float m8[8];
-    for (int l = 0; l < 8; l++) m8[l] = -INFINITY;
-    for (int32_t i = 0; i < body; i += 8)
-      for (int l = 0; l < 8; l++) m8[l] = xr[i + l] > m8[l] ? xr[i + l] : m8[l];
+    /* Lane l keeps the max of elements i = l mod 8 in order (a NaN never replaces it), as one scalar per lane would. */
+    vf m8 = SPLAT(-INFINITY);
+    for (int32_t i = 0; i < body; i += 8) {
+      const vf x = load8(xr + i);
+      m8 = sel(x > m8, x, m8);
+    }
     float m = -INFINITY;
     for (int l = 0; l < 8; l++) m = m8[l] > m ? m8[l] : m;
     for (int32_t i = body; i < width; i++) m = xr[i] > m ? xr[i] : m;
+    /* e = exp(x - max), and its float64 sum in eight lanes (element i to lane i mod 8) in the same pass. */
+    vd4 lo4 = {0, 0, 0, 0}, hi4 = {0, 0, 0, 0};
     int32_t i = 0;
-    for (; i + LANES <= width; i += LANES) {
+    for (; i < body; i += 8) {
       const vf d = load8(xr + i) - SPLAT(m);
-      store8(yr + i, sel(d < SPLAT(-87.3f), SPLAT(0.0f), exp8(d)));
+      const vf e = sel(d < SPLAT(-87.3f), SPLAT(0.0f), exp8(d));
+      store8(yr + i, e);
+      lo4 += __builtin_convertvector(__builtin_shufflevector(e, e, 0, 1, 2, 3), vd4);
+      hi4 += __builtin_convertvector(__builtin_shufflevector(e, e, 4, 5, 6, 7), vd4);
     }
     if (i < width) {
       const vf d = load_tail(xr + i, width - i) - SPLAT(m);
       store_tail(yr + i, sel(d < SPLAT(-87.3f), SPLAT(0.0f), exp8(d)), width - i);
     }
-    double s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int32_t i = 0; i < body; i += 8)
-      for (int l = 0; l < 8; l++) s8[l] += (double)yr[i + l];
-    double sd = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
-    for (int32_t i = body; i < width; i++) sd += (double)yr[i];
+    double sd = ((lo4[0] + lo4[1]) + (lo4[2] + lo4[3])) + ((hi4[0] + hi4[1]) + (hi4[2] + hi4[3]));
+    for (i = body; i < width; i++) sd += (double)yr[i];
     const float s = (float)sd;
-    for (int32_t i = 0; i < width; i++) yr[i] = yr[i] / s;
+    for (i = 0; i < body; i += 8) store8(yr + i, load8(yr + i) / SPLAT(s));
+    for (; i < width; i++) yr[i] = yr[i] / s;
   }
 }
 
