@@ -154,7 +154,12 @@ static void transpose_part(void *arg, int part, int parts, int thread) {
   uint32_t *o = t->out + lo * inner;
   for (int64_t r = lo; r < hi; r++, o += inner) {
     const uint32_t *src = t->x + base;
-    if (step == 1) memcpy(o, src, (size_t)inner * sizeof(uint32_t));
+    if (step == 1 && inner <= 64) {
+      /* Short rows (an attention head's 16 values): fixed-size copies the compiler inlines, not a memcpy call per row. */
+      int64_t i = 0;
+      for (; i + 8 <= inner; i += 8) memcpy(o + i, src + i, 8 * sizeof(uint32_t));
+      for (; i < inner; i++) o[i] = src[i];
+    } else if (step == 1) memcpy(o, src, (size_t)inner * sizeof(uint32_t));
     else
       for (int64_t i = 0; i < inner; i++) o[i] = src[i * step];
     for (int d = last - 1; d >= 0; d--) {
