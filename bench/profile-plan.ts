@@ -25,12 +25,16 @@
  * intermediates at offsets planned once in one block against an allocation per kernel output
  * (arenaSwitch.planMemory; it also runs each way alone in a process of its own, one round, for
  * the WebAssembly memory's size at the end: the memory never shrinks, so alternated runs cannot
- * tell it apart); `all`, every one of these.
+ * tell it apart); `rows`, on native LayerNorm, Softmax, their gradients and Transpose in the
+ * addon at its limits (nativeElementwiseLimits rows, softmax, transpose) against wasm's kernels;
+ * `all`, every one of these.
+ *
+ * --models keyword,transformer runs only the models named (default both).
  *
  * --threads N (native only; default 1) trains on N threads the way `ndiff train --threads N` does
  * (the native kernels on the addon's N threads, on the one JavaScript thread).
  *
- *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--threads N] [--compare fusion|kernels|epilogue|activation|bmm|conv|arena|all] [--rounds N] [--transformer DIR]
+ *   node --conditions=neural-diff-source --import tsx bench/profile-plan.ts [--backend wasm|native|both] [--threads N] [--compare fusion|kernels|epilogue|activation|bmm|conv|arena|rows|all] [--rounds N] [--transformer DIR] [--models keyword,transformer]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -49,6 +53,7 @@ import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
 import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
 import { arenaSwitch } from '../src/train/compiled/arena.ts';
 import { nativePoolSwitch } from '../src/train/kernels/native/kernels.ts';
+import { nativeElementwiseLimits } from '../src/train/kernels/native/elementwise.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,7 +61,11 @@ const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const childBackend = args.includes('--child') ? opt('--child', 'wasm') : undefined;
 const compare = args.includes('--compare') ? opt('--compare', 'fusion') : null;
-if (compare !== null && !['fusion', 'kernels', 'epilogue', 'activation', 'bmm', 'conv', 'arena', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue, activation, bmm, conv, arena or all, got ${compare}`);
+if (compare !== null && !['fusion', 'kernels', 'epilogue', 'activation', 'bmm', 'conv', 'arena', 'rows', 'all'].includes(compare)) throw new Error(`--compare takes fusion, kernels, epilogue, activation, bmm, conv, arena, rows or all, got ${compare}`);
+const models = opt('--models', 'keyword,transformer').split(',');
+if (!models.length || models.some((m) => m !== 'keyword' && m !== 'transformer')) throw new Error(`--models takes keyword, transformer or both (comma-separated), got ${opt('--models', '')}`);
+/** The limits of the addon's row kernels as set: the way rows on. */
+const rowLimits = { ...nativeElementwiseLimits };
 /** In a child: run only this way (on or off) of --compare. */
 const onlyWay = args.includes('--way') ? opt('--way', 'on') === 'on' : null;
 const rounds = Number(opt('--rounds', compare ? '3' : '1'));
@@ -75,6 +84,10 @@ function setWay(on: boolean): void {
   if (compare === 'bmm' || compare === 'all') simdKernelSwitch.batchMatMulInWasm = on;
   if (compare === 'conv' || compare === 'all') simdKernelSwitch.convInWasm = on;
   if (compare === 'arena' || compare === 'all') arenaSwitch.planMemory = on;
+  if (compare === 'rows' || compare === 'all') {
+    const off = Number.POSITIVE_INFINITY;
+    Object.assign(nativeElementwiseLimits, on ? { rows: rowLimits.rows, softmax: rowLimits.softmax, transpose: rowLimits.transpose } : { rows: off, softmax: off, transpose: off });
+  }
 }
 const transformerDir = path.resolve(root, opt('--transformer', '.cache/transformer'));
 
@@ -97,7 +110,7 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
   const haveTransformer = ['v1.onnx', 'v2.onnx', 'distill-tokens.bin'].every((f) => existsSync(path.join(transformerDir, f)));
   const common = { seed: 1, tune: 'off' as const, validation: 0, batchSize: 32, distill: 0, threads: runThreads, allowWorse: true, refuseWorseOnEval: false, step: 'compiled' as const };
   const runs: { model: string; run: (say: (m: string) => void) => Promise<unknown> }[] = [
-    ...(['full', 'sparse'] as const).map((method) => ({
+    ...(models.includes('keyword') ? (['full', 'sparse'] as const) : []).map((method) => ({
       model: `keyword CNN, ${method}`,
       run: async (say: (m: string) => void) => {
         setModelWeights(kws, (n) => kwsBase.values(n));
@@ -110,7 +123,9 @@ async function child(backend: 'wasm' | 'native'): Promise<void> {
       },
     })),
   ];
-  if (haveTransformer) {
+  if (!models.includes('transformer')) {
+    // left out as asked
+  } else if (haveTransformer) {
     const v1 = new Uint8Array(readFileSync(path.join(transformerDir, 'v1.onnx')));
     const v2 = new Uint8Array(readFileSync(path.join(transformerDir, 'v2.onnx')));
     const tokens = new Int32Array(readFileSync(path.join(transformerDir, 'distill-tokens.bin')).buffer.slice(0)).slice(0, 32 * 32 * 16);
@@ -172,7 +187,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'activation' ? 'ReLUs in epilogues, the addon\'s max pools' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : compare === 'arena' ? 'intermediates in one arena' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
+  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'activation' ? 'ReLUs in epilogues, the addon\'s max pools' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : compare === 'arena' ? 'intermediates in one arena' : compare === 'rows' ? 'the addon\'s LayerNorm, Softmax and Transpose' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');
@@ -204,7 +219,7 @@ async function main(): Promise<void> {
       console.log(`native: skipped (${status.reason})`);
       continue;
     }
-    const childArgs = ['--child', b, '--rounds', String(rounds), '--threads', String(threads), '--transformer', transformerDir, ...(compare ? ['--compare', compare] : [])];
+    const childArgs = ['--child', b, '--rounds', String(rounds), '--threads', String(threads), '--transformer', transformerDir, '--models', models.join(','), ...(compare ? ['--compare', compare] : [])];
     all.push(...runChild(b, childArgs));
     if (compare === 'arena') {
       // Each way alone in its own process: the memory's size at the end is that way's.

@@ -31,19 +31,20 @@ type KernelArgs = Parameters<KernelFunc>[0];
 /**
  * The fewest elements a kernel takes to the addon (below, the wasm kernel runs); benchmarks and
  * tests change them (0: every size). Set from bench/native-elementwise.ts on the transformer's
- * sizes at one thread (docs/benchmarks/training-speed.md): GELU and its gradient 1.2-1.6x the wasm
- * kernel, Sum and Mean 1.3-40x, fused chains 1.5-2.0x; LayerNorm and its gradient (0.65-0.85x),
- * Softmax (0.55-0.7x), Softmax's gradient (0.9-1.0x), Transpose (0.8-1.2x) and the binary ops
- * (0.7-1.4x) measured no faster there, so they stay off (Infinity) until they are; the activation
- * gradients are not measured yet: off too.
+ * sizes at one thread (docs/benchmarks/training-speed.md), wasm / native: GELU and its gradient
+ * 2.2-3.0x, Sum and Mean 1.3-60x, fused chains 1.2-2.0x, LayerNorm 1.2-1.6x and its gradient
+ * 1.0-1.4x (from 4,096 values), Transpose 1.1-1.5x (from 16,384), Softmax 1.1-1.2x on the
+ * attention's 131,072 scores and 0.8-1.0x on a quarter of them (from 65,536), Softmax's gradient
+ * 1.2-1.9x; the binary ops (0.7-1.4x) measured no faster, so they stay off (Infinity) until they
+ * are; the activation gradients are not measured yet: off too.
  */
 export const nativeElementwiseLimits = {
   gelu: 1024,
   sum: 4096,
   chain: 4096,
-  rows: Number.POSITIVE_INFINITY,
-  softmax: Number.POSITIVE_INFINITY,
-  transpose: Number.POSITIVE_INFINITY,
+  rows: 4096,
+  softmax: 65536,
+  transpose: 16384,
   binary: Number.POSITIVE_INFINITY,
   activationGrad: Number.POSITIVE_INFINITY,
 };
