@@ -2,6 +2,7 @@
 
     python3 bench/torch-transformer.py make DIR        # v1.onnx, v2.onnx, distill-tokens.bin into DIR (once)
     python3 bench/torch-transformer.py distill DIR THREADS BATCH STEPS
+    python3 bench/torch-transformer.py profile DIR THREADS BATCH STEPS   # ms per step by operator
 
 The model: token embedding (64 tokens) + learned positions (32), 2 post-norm encoder layers
 (d=64, 4 heads, FFN 128 with GELU), mean pool over the positions, a linear classifier over 4
@@ -124,7 +125,7 @@ def make(folder):
     print(json.dumps({'weights': sum(p.numel() for p in v1.parameters())}))
 
 
-def distill(folder, threads, batch, steps):
+def distill(folder, threads, batch, steps, profile=False):
     torch.set_num_threads(threads)
     student, teacher = TextClassifier(), TextClassifier()
     student.load_state_dict(torch.load(os.path.join(folder, 'v1.pt')))
@@ -144,6 +145,9 @@ def distill(folder, threads, batch, steps):
         opt.step()
 
     step(0)
+    if profile:
+        profile_steps(step, batch, steps)
+        return
     t0 = time.perf_counter()
     c0 = time.process_time()
     for i in range(steps):
@@ -166,7 +170,30 @@ def distill(folder, threads, batch, steps):
     }))
 
 
+def profile_steps(step, batch, steps):
+    """Where PyTorch's distillation step goes, operator by operator (torch.profiler, CPU): the
+    self CPU time of each aten operator in ms per step and its calls per step, beside what
+    bench/profile-plan.ts prints for ours; then the wall time of the same steps unprofiled."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            step(i + 1)
+    rows = [(e.key, e.self_cpu_time_total / 1000 / steps, e.count / steps) for e in prof.key_averages()]
+    rows = [r for r in rows if r[1] > 0]
+    total = sum(r[1] for r in rows)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(i + 1)
+    wall = (time.perf_counter() - t0) * 1000 / steps
+    print(f'PyTorch {torch.__version__}, batch {batch}, {torch.get_num_threads()} thread(s): {wall:.2f} ms per step unprofiled; operators (self CPU) {total:.2f} ms per step profiled')
+    print('| operator | calls per step | ms per step | share |')
+    print('|---|---:|---:|---:|')
+    for name, ms, calls in sorted(rows, key=lambda r: -r[1]):
+        if ms >= 0.005:
+            print(f'| {name} | {calls:.0f} | {ms:.3f} | {100 * ms / total:.1f}% |')
+
+
 if sys.argv[1] == 'make':
     make(sys.argv[2])
 else:
-    distill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    distill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), profile=sys.argv[1] == 'profile')

@@ -10,7 +10,10 @@
  * PyTorch's step runs the teacher on each batch: so the teacher's forward pass over the same
  * examples is timed here on its own (batches of BATCH, the same program) and added to the
  * steps' time, and the rate is the examples of the timed steps over both. One warm-up step, then
- * STEPS timed steps (the time between the first and the last step's end). Prints one JSON line
+ * STEPS timed steps (the time between the first and the last step's end, wall and process CPU).
+ * The timed steps hold the plan's capture (a recorded step and the checked one, each an eager
+ * step); the steady figures are the steps after the check alone (replays), with the teacher's
+ * pass at its rate per example: what a longer run tends to. Prints one JSON line
  * as bench/train-step-child.ts does, with the teacher's share of the wall time and of the CPU time
  * and its CPU ms per sample.
  *
@@ -65,8 +68,10 @@ const weights = [...teacher.weightValues().values()].reduce((n, v) => n + (v.len
 plans?.dispose();
 teacher.dispose();
 
+// Each step's end: wall and process CPU ms; the step whose end is the first after the plan was said ready.
 const stamps: number[] = [];
-let cpuAtFirst: NodeJS.CpuUsage | undefined;
+const cpuStamps: number[] = [];
+let readyAt: number | undefined;
 await trainOnnxDiff(v1, { inputs: { tokens: { values: tokens, shape: [length] } } }, {
   teacher: v2,
   method: 'full',
@@ -81,21 +86,33 @@ await trainOnnxDiff(v1, { inputs: { tokens: { values: tokens, shape: [length] } 
   seed: 1,
   learningRate: 1e-3,
   onProgress: (m) => {
+    if (m.startsWith('step: compiled plan')) readyAt ??= stamps.length;
     if (process.env.NDIFF_BENCH_VERBOSE) console.error(m);
   },
   onBatch: () => {
     stamps.push(performance.now());
-    cpuAtFirst ??= process.cpuUsage();
+    const c = process.cpuUsage();
+    cpuStamps.push((c.user + c.system) / 1000);
   },
 });
-const cpu = process.cpuUsage(cpuAtFirst);
-const examples = batch * (stamps.length - 1);
-const stepMs = stamps[stamps.length - 1] - stamps[0];
+const last = stamps.length - 1;
+const examples = batch * last;
+const stepMs = stamps[last] - stamps[0];
 const teacherCpuMs = (teacherCpu.user + teacherCpu.system) / 1000;
-const cpuMs = (cpu.user + cpu.system) / 1000 + teacherCpuMs;
+// CPU time between the first and the last step's end, as the wall time (not the run's end: the
+// payload's encoding and the final measures are not steps).
+const cpuMs = cpuStamps[last] - cpuStamps[0] + teacherCpuMs;
+// The steps after the plan's check (replays only), the teacher's pass at its rate per example.
+const steady = readyAt !== undefined && readyAt < last ? { examples: batch * (last - readyAt), ms: stamps[last] - stamps[readyAt], cpuMs: cpuStamps[last] - cpuStamps[readyAt] } : undefined;
+if (process.env.NDIFF_BENCH_VERBOSE) console.error(`CPU ms per step: ${cpuStamps.slice(1).map((t, i) => (t - cpuStamps[i]).toFixed(1)).join(' ')}`);
 console.log(JSON.stringify({
   samplesPerSecond: examples / ((stepMs + teacherMs) / 1000),
   cpuMsPerSample: cpuMs / examples,
+  ...(steady ? {
+    steadySamplesPerSecond: steady.examples / ((steady.ms + (teacherMs * steady.examples) / examples) / 1000),
+    steadyCpuMsPerSample: (steady.cpuMs + (teacherCpuMs * steady.examples) / examples) / steady.examples,
+    steadySteps: last - (readyAt ?? 0),
+  } : {}),
   peakRssBytes: process.resourceUsage().maxRSS * 1024,
   weights,
   teacherShare: teacherMs / (stepMs + teacherMs),

@@ -32,7 +32,9 @@
  * from v1 toward v2 at batch 32: ours through the ONNX program as `ndiff train --teacher` runs it
  * (bench/train-transformer-child.ts), PyTorch the same way (teacher forward, KL, Adam). On native
  * at every core the addon's threads run the program's GEMMs (the program trains on one
- * JavaScript thread: its examples live in that thread's memory).
+ * JavaScript thread: its examples live in that thread's memory). Its timed steps hold the
+ * capture of the step's plan (two eager steps); a line under its table gives ours over the steps
+ * after the plan's check alone, what a longer run tends to.
  * Writes bench/out/train-vs-torch.json.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -86,6 +88,10 @@ interface Row {
   peakRssBytes: number;
   weights: number;
   sgemmGflops?: number;
+  /** The transformer's steps after its plan's check alone (replays; bench/train-transformer-child.ts). */
+  steadySamplesPerSecond?: number;
+  steadyCpuMsPerSample?: number;
+  steadySteps?: number;
 }
 
 function torchPresent(): boolean {
@@ -205,6 +211,15 @@ for (const p of plans) {
       }
     }
     console.log(`| ${t} | PyTorch | ${rate(q)} | ${wallMs(q)} | ${cpuMs(q)} | | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${q?.sgemmGflops?.toFixed(1) ?? 'n/a'} |`);
+  }
+  for (const t of threadCounts) {
+    for (const b of backends) {
+      const o = rows.get(`${b} ${t}`);
+      const q = rows.get(`torch ${t}`);
+      if (o?.steadySamplesPerSecond === undefined || o.steadyCpuMsPerSample === undefined) continue;
+      // The capture's two eager steps are inside the timed steps above; a longer run tends to this.
+      console.log(`ours (${b}, ${t} thread(s)), the ${o.steadySteps} steps after the plan's check: ${o.steadySamplesPerSecond.toFixed(0)} samples/s, ${o.steadyCpuMsPerSample.toFixed(2)} CPU ms/sample${q ? `; / PyTorch ${(o.steadySamplesPerSecond / q.samplesPerSecond).toFixed(2)}x samples/s, ${(q.cpuMsPerSample / o.steadyCpuMsPerSample).toFixed(2)}x less CPU per sample` : ''}`);
+    }
   }
   if (baseline) for (const t of threadCounts) for (const b of backends) console.log(`ours / before (${b}, ${t} thread(s)): ${ratio(rows.get(`${b} ${t}`), rows.get(`before ${b} ${t}`))} samples/s, ${cpuRatio(rows.get(`${b} ${t}`), rows.get(`before ${b} ${t}`))} less CPU per sample`);
   for (const t of threadCounts) {
