@@ -20,7 +20,7 @@ import { nativeAddonStatus, nativeElementwiseLimits, setNativeThreads } from '..
 import { encodeProgram, softmaxJs, softmaxReference } from '../src/train/kernels/native/elementwise.ts';
 import { runElementwiseJs, type ElementwiseProgram, type InputKind, type OpName, OP } from '../src/train/kernels/elementwise.ts';
 import { channelSumJs } from '../src/train/kernels/sum.ts';
-import { softmaxGradJs } from '../src/train/kernels/softmax-grad.ts';
+import { SOFTMAX_GRAD, softmaxGradJs } from '../src/train/kernels/softmax-grad.ts';
 import { CLIP_GRAD, RELU6_GRAD, RELU_GRAD } from '../src/train/kernels/activation-grad.ts';
 import { trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
 import { transposeGeometry, transposeReference } from '../src/train/kernels/transpose.ts';
@@ -462,6 +462,37 @@ describe('the native backend runs them as its kernels', { skip }, () => {
       native.forEach((v, i) => {
         for (let j = 0; j < v.length; j++) assert.ok(Math.abs(v[j] - wasm[i][j]) <= 1e-6, `output ${i} element ${j} (limit ${limit}): ${v[j]}, wasm ${wasm[i][j]}`);
       });
+    }
+  });
+});
+
+describe('the kernels the addon takes by default', { skip }, () => {
+  after(() => setNativeThreads());
+
+  it('at the transformer\'s sizes LayerNorm, Softmax, their gradients and the attention\'s Transpose run on the addon; a small Softmax stays on wasm', async () => {
+    await initBackend('native', { threads: 1 });
+    const addon = loadNativeAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const names = ['layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'transpose32'];
+    const calls: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
+    const originals = names.map((n) => [n, addon[n]] as const);
+    for (const [n, f] of originals) addon[n] = (...a: unknown[]) => (calls[n]++, f(...a));
+    const run = (name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown> = {}) => tf.engine().runKernel(name, inputs, attrs as never) as tf.Tensor | tf.Tensor[];
+    try {
+      tf.tidy(() => {
+        // Batch 32, 32 tokens, d 64, 4 heads: the attention's scores and its [batch, tokens, 3, heads, 16] projections.
+        const scores = tf.tensor(values(32 * 4 * 32 * 32, 21, false, 2), [32, 4, 32, 32]);
+        const y = run('Softmax', { logits: scores }, { dim: 3 }) as tf.Tensor;
+        run(SOFTMAX_GRAD, { dy: scores, y });
+        const x = tf.tensor(values(32 * 32 * 64, 22), [32, 32, 64]);
+        const [n, rstd] = run('NeuralDiffLayerNorm', { x }, { epsilon: 1e-5 }) as tf.Tensor[];
+        run('NeuralDiffLayerNormGrad', { dy: x, n, rstd });
+        run('Transpose', { x: tf.tensor(values(32 * 32 * 3 * 4 * 16, 23), [32, 32, 3, 4, 16]) }, { perm: [2, 0, 3, 1, 4] });
+      });
+      assert.deepEqual(calls, { layerNorm: 1, layerNormGrad: 1, softmax: 1, softmaxGrad: 1, transpose32: 1 });
+      tf.tidy(() => run('Softmax', { logits: tf.tensor(values(32 * 4, 24), [32, 4]) }, { dim: 1 }));
+      assert.equal(calls.softmax, 1, 'the classifier\'s [32, 4] Softmax stays on wasm');
+    } finally {
+      for (const [n, f] of originals) addon[n] = f;
     }
   });
 });
