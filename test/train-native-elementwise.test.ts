@@ -316,6 +316,46 @@ describe('Transpose on the addon', { skip }, () => {
     assert.throws(() => loadNativeAddon().transpose32(new Int32Array(6), out, Int32Array.of(1, 6, 1)), ModelFormatError);
     assert.deepEqual(out, new Int32Array(6));
   });
+
+  it('SplitV through the engine: each part\'s elements (4-byte bits, NaN payloads kept) on every axis, uneven and empty parts, at every thread count', async () => {
+    const saved = nativeElementwiseLimits.transpose;
+    nativeElementwiseLimits.transpose = 0;
+    /** [shape, sizes, axis]: the attention's split, the first and middle axes, one row, an empty part. */
+    const CASES: [number[], number[], number][] = [
+      [[32, 32, 192], [64, 64, 64], 2], [[3, 8, 4, 5], [1, 2], 0], [[3, 8, 4, 5], [3, 0, 5], 1], [[1, 7], [2, 5], 1], [[5, 3], [1, 1, 1], 1], [[2, 3, 2, 3, 2], [1, 2], 3], [[129, 65], [64, 1, 64], 0],
+    ];
+    try {
+      for (const [shape, sizes, axis] of CASES) {
+        const n = shape.reduce((a, d) => a * d, 1);
+        const x = Int32Array.from(randomValues(n, n + 7), (v) => Math.floor(v * 2 ** 31));
+        x[0] = 0x7fc00001; // a NaN payload, as float32
+        // The reference: part p holds, for each index of the axes before `axis`, its run of sizes[p] * inner values.
+        const inner = shape.slice(axis + 1).reduce((a, d) => a * d, 1);
+        const row = shape[axis] * inner;
+        let begin = 0;
+        const want = sizes.map((sz) => {
+          const part: number[] = [];
+          for (let r = 0; r < n / row; r++) part.push(...x.subarray(r * row + begin * inner, r * row + (begin + sz) * inner));
+          begin += sz;
+          return Int32Array.from(part);
+        });
+        await eachThreads((threads) => {
+          for (const dtype of ['int32', 'float32'] as const) {
+            const t = dtype === 'int32' ? tf.tensor(x, shape, 'int32') : tf.tensor(new Float32Array(x.buffer), shape);
+            const parts = tf.split(t, sizes, axis);
+            parts.forEach((q, i) => {
+              assert.deepEqual(q.shape, shape.map((d, j) => (j === axis ? sizes[i] : d)));
+              const v = q.dataSync() as Int32Array | Float32Array;
+              assert.deepEqual(new Int32Array(v.buffer, v.byteOffset, v.length), want[i], `[${shape}] split ${sizes} on axis ${axis}, part ${i}, ${dtype}, ${threads} threads`);
+            });
+            tf.dispose([t, ...parts]);
+          }
+        });
+      }
+    } finally {
+      nativeElementwiseLimits.transpose = saved;
+    }
+  });
 });
 
 /** Softmax inputs: attention-like scores, a masked row (-Inf), rows with NaN or +Inf, one huge spread. */
@@ -469,7 +509,7 @@ describe('the native backend runs them as its kernels', { skip }, () => {
 describe('the kernels the addon takes by default', { skip }, () => {
   after(() => setNativeThreads());
 
-  it('at the transformer\'s sizes LayerNorm, Softmax, their gradients and the attention\'s Transpose run on the addon; a small Softmax stays on wasm', async () => {
+  it('at the transformer\'s sizes LayerNorm, Softmax, their gradients, the attention\'s Transpose and SplitV run on the addon; a small Softmax stays on wasm', async () => {
     await initBackend('native', { threads: 1 });
     const addon = loadNativeAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
     const names = ['layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'transpose32'];
@@ -487,8 +527,10 @@ describe('the kernels the addon takes by default', { skip }, () => {
         const [n, rstd] = run('NeuralDiffLayerNorm', { x }, { epsilon: 1e-5 }) as tf.Tensor[];
         run('NeuralDiffLayerNormGrad', { dy: x, n, rstd });
         run('Transpose', { x: tf.tensor(values(32 * 32 * 3 * 4 * 16, 23), [32, 32, 3, 4, 16]) }, { perm: [2, 0, 3, 1, 4] });
+        // The projections split into queries, keys and values: one strided copy a part.
+        tf.split(tf.tensor(values(32 * 32 * 192, 25), [32, 32, 192]), 3, 2);
       });
-      assert.deepEqual(calls, { layerNorm: 1, layerNormGrad: 1, softmax: 1, softmaxGrad: 1, transpose32: 1 });
+      assert.deepEqual(calls, { layerNorm: 1, layerNormGrad: 1, softmax: 1, softmaxGrad: 1, transpose32: 4 });
       tf.tidy(() => run('Softmax', { logits: tf.tensor(values(32 * 4, 24), [32, 4]) }, { dim: 1 }));
       assert.equal(calls.softmax, 1, 'the classifier\'s [32, 4] Softmax stays on wasm');
     } finally {

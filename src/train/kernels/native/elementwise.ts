@@ -33,7 +33,7 @@ type KernelArgs = Parameters<KernelFunc>[0];
  * tests change them (0: every size). Set from bench/native-elementwise.ts on the transformer's
  * sizes at one thread (docs/benchmarks/training-speed.md), wasm / native: GELU and its gradient
  * 2.2-3.0x, Sum and Mean 1.3-60x, fused chains 1.2-2.0x, LayerNorm 1.2-1.6x and its gradient
- * 1.0-1.4x (from 4,096 values), Transpose 1.1-1.5x (from 16,384), Softmax 1.1-1.2x on the
+ * 1.0-1.4x (from 4,096 values), Transpose 1.1-1.5x (from 16,384; SplitV too), Softmax 1.1-1.2x on the
  * attention's 131,072 scores and 0.8-1.0x on a quarter of them (from 65,536), Softmax's gradient
  * 1.2-1.9x; the binary ops (0.7-1.4x) measured no faster, so they stay off (Infinity) until they
  * are; the activation gradients are not measured yet: off too.
@@ -258,6 +258,33 @@ function transpose(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelA
   return out;
 }
 
+/**
+ * SplitV of 4-byte elements: each part a strided copy on the addon (transpose32 over [outer, part]
+ * with x's row stride), one call a part where wasm's Slice copies row by row from JavaScript (the
+ * attention's [32, 32, 192] split into queries, keys and values: 3,072 runs of 64 values). Under
+ * the Transpose limit, and other dtypes, the wasm kernel.
+ */
+function splitV(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const x = args.inputs.x as TensorInfo | undefined;
+  if (!x || !(x.dtype === 'float32' || x.dtype === 'int32') || sizeOf(x.shape) < Math.max(1, nativeElementwiseLimits.transpose)) return fallback.kernelFunc(args);
+  const { numOrSizeSplits, axis } = args.attrs as unknown as tf.SplitVAttrs;
+  const a = tf.util.parseAxisParam(axis, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, a);
+  const outer = sizeOf(x.shape.slice(0, a));
+  const inner = sizeOf(x.shape.slice(a + 1));
+  const row = x.shape[a] * inner;
+  const b = asWasm(args.backend);
+  // Every output first: an allocation may grow the memory and detach views taken before it.
+  const outs = sizes.map((s) => b.makeOutput(x.shape.map((d, i) => (i === a ? s : d)), x.dtype));
+  const from = i32(b, x);
+  let begin = 0;
+  sizes.forEach((s, p) => {
+    if (s > 0 && outer > 0 && inner > 0) addon.transpose32(from.subarray(begin * inner), i32(b, outs[p]), Int32Array.from([2, outer, s * inner, row, 1]));
+    begin += s;
+  });
+  return outs;
+}
+
 /** Relu's, Relu6's and ClipByValue's gradients (activation-grad.c's operations: its bits). */
 function activationGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs, which: 0 | 1 | 2) {
   const { dy, x } = args.inputs as Record<string, TensorInfo | undefined>;
@@ -322,7 +349,7 @@ function binary(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs
 }
 
 /** Names of the kernels this file puts on the native backend (beside kernels.ts's). */
-export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Mean', 'Transpose', RELU_GRAD, RELU6_GRAD, CLIP_GRAD, ...(Object.keys(BINARY) as (keyof typeof BINARY)[])] as const;
+export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Mean', 'Transpose', 'SplitV', RELU_GRAD, RELU6_GRAD, CLIP_GRAD, ...(Object.keys(BINARY) as (keyof typeof BINARY)[])] as const;
 
 type Run = (addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[];
 const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
@@ -335,6 +362,7 @@ const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
   Sum: (addon, fallback, args) => reduce(addon, fallback, args, false),
   Mean: (addon, fallback, args) => reduce(addon, fallback, args, true),
   Transpose: transpose,
+  SplitV: splitV,
   [RELU_GRAD]: (addon, fallback, args) => activationGrad(addon, fallback, args, 0),
   [RELU6_GRAD]: (addon, fallback, args) => activationGrad(addon, fallback, args, 1),
   [CLIP_GRAD]: (addon, fallback, args) => activationGrad(addon, fallback, args, 2),
