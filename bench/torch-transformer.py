@@ -146,7 +146,10 @@ def distill(folder, threads, batch, steps, profile=False):
 
     step(0)
     if profile:
-        profile_steps(step, batch, steps)
+        def teacher_pass(i):
+            with torch.no_grad():
+                torch.log_softmax(teacher(ids[(i * batch) % (ids.shape[0] - batch):][:batch]), dim=1)
+        profile_steps(step, teacher_pass, batch, steps)
         return
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -170,10 +173,11 @@ def distill(folder, threads, batch, steps, profile=False):
     }))
 
 
-def profile_steps(step, batch, steps):
+def profile_steps(step, teacher_pass, batch, steps):
     """Where PyTorch's distillation step goes, operator by operator (torch.profiler, CPU): the
     self CPU time of each aten operator in ms per step and its calls per step, beside what
-    bench/profile-plan.ts prints for ours; then the wall time of the same steps unprofiled."""
+    bench/profile-plan.ts prints for ours; then the CPU time of the same steps unprofiled, and of
+    the teacher's pass in them alone (ours computes it apart: bench/train-transformer-child.ts)."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         for i in range(steps):
@@ -181,11 +185,15 @@ def profile_steps(step, batch, steps):
     rows = [(e.key, e.self_cpu_time_total / 1000 / steps, e.count / steps) for e in prof.key_averages()]
     rows = [r for r in rows if r[1] > 0]
     total = sum(r[1] for r in rows)
-    t0 = time.perf_counter()
+    c0 = time.process_time()
     for i in range(steps):
         step(i + 1)
-    wall = (time.perf_counter() - t0) * 1000 / steps
-    print(f'PyTorch {torch.__version__}, batch {batch}, {torch.get_num_threads()} thread(s): {wall:.2f} ms per step unprofiled; operators (self CPU) {total:.2f} ms per step profiled')
+    cpu = (time.process_time() - c0) * 1000 / steps
+    c0 = time.process_time()
+    for i in range(steps):
+        teacher_pass(i + 1)
+    teacher_cpu = (time.process_time() - c0) * 1000 / steps
+    print(f'PyTorch {torch.__version__}, batch {batch}, {torch.get_num_threads()} thread(s): {cpu:.2f} CPU ms per step unprofiled, the teacher\'s pass {teacher_cpu:.2f} of them; operators (self CPU) {total:.2f} ms per step profiled')
     print('| operator | calls per step | ms per step | share |')
     print('|---|---:|---:|---:|')
     for name, ms, calls in sorted(rows, key=lambda r: -r[1]):
