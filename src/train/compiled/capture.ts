@@ -66,16 +66,23 @@ export function outputDifference(eager: tf.Tensor, replayed: tf.Tensor): number 
   const b = replayed.dataSync() as ArrayLike<number>;
   let scale = 0;
   let worst = 0;
+  let unscaled = false;
+  // Plain comparisons: this loop runs once over every weight and moment at a plan's check, before
+  // the JavaScript engine has optimised it (an array and four calls an element took 19 ms there).
   for (let i = 0; i < a.length; i++) {
-    const [x, y] = [a[i], b[i]];
-    if (Number.isNaN(x) || Number.isNaN(y)) {
-      if (Number.isNaN(x) && Number.isNaN(y)) continue;
+    const x = a[i];
+    const y = b[i];
+    if (x !== x || y !== y) {
+      if (x !== x && y !== y) continue;
       return Infinity;
     }
-    scale = Math.max(scale, Math.abs(x));
-    worst = Math.max(worst, Math.abs(x - y));
+    const m = x < 0 ? -x : x;
+    const d = x < y ? y - x : x - y;
+    if (d !== d) unscaled = true; // an infinity on both sides: NaN at the end, as Math.max made it
+    if (m > scale) scale = m;
+    if (d > worst) worst = d;
   }
-  return worst / Math.max(scale, 1e-6);
+  return unscaled ? NaN : worst / (scale > 1e-6 ? scale : 1e-6);
 }
 
 /**
