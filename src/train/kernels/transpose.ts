@@ -56,16 +56,31 @@ export function simplifyPermutation(shape: readonly number[], perm: readonly num
  * The copy a transpose is, simplified: per output axis its size and its stride in the input
  * (elements); null when it is a plain copy (rank 1 or less once simplified).
  */
-export function transposeGeometry(shape: readonly number[], perm: readonly number[]): { dims: number[]; strides: number[] } | null {
+export function transposeGeometry(shape: readonly number[], perm: readonly number[]): Readonly<{ dims: readonly number[]; strides: readonly number[] }> | null {
+  // A training step transposes the same few shapes every step: each geometry is worked out once.
+  const key = `${shape.join(',')}|${perm.join(',')}`;
+  const known = geometries.get(key);
+  if (known !== undefined) return known;
   const { shape: s, perm: p } = simplifyPermutation(shape, perm);
   const rank = s.length;
-  if (rank <= 1) return null;
-  const inStrides = new Array<number>(rank);
-  inStrides[rank - 1] = 1;
-  for (let a = rank - 2; a >= 0; a--) inStrides[a] = inStrides[a + 1] * s[a + 1];
-  // Output axis j walks the input with stride inStrides[p[j]].
-  return { dims: p.map((a) => s[a]), strides: p.map((a) => inStrides[a]) };
+  let geo: { dims: number[]; strides: number[] } | null = null;
+  if (rank > 1) {
+    const inStrides = new Array<number>(rank);
+    inStrides[rank - 1] = 1;
+    for (let a = rank - 2; a >= 0; a--) inStrides[a] = inStrides[a + 1] * s[a + 1];
+    // Output axis j walks the input with stride inStrides[p[j]].
+    geo = { dims: p.map((a) => s[a]), strides: p.map((a) => inStrides[a]) };
+    Object.freeze(geo.dims);
+    Object.freeze(geo.strides);
+    Object.freeze(geo);
+  }
+  if (geometries.size >= 1024) geometries.clear();
+  geometries.set(key, geo);
+  return geo;
 }
+
+/** Geometries by shape and permutation (at most 1,024 kept). */
+const geometries = new Map<string, Readonly<{ dims: readonly number[]; strides: readonly number[] }> | null>();
 
 /**
  * out = transpose(x, perm), x of `shape` row-major, out row-major in the permuted shape. `x` and
