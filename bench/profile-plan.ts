@@ -25,8 +25,9 @@
  * intermediates at offsets planned once in one block against an allocation per kernel output
  * (arenaSwitch.planMemory; it also runs each way alone in a process of its own, one round, for
  * the WebAssembly memory's size at the end: the memory never shrinks, so alternated runs cannot
- * tell it apart); `rows`, on native LayerNorm, Softmax, their gradients and Transpose in the
- * addon at its limits (nativeElementwiseLimits rows, softmax, transpose) against wasm's kernels;
+ * tell it apart); `rows`, on native LayerNorm, Softmax, their gradients, Transpose, SplitV and the
+ * binary ops in the addon at its limits (nativeElementwiseLimits rows, softmax, transpose, binary)
+ * against wasm's kernels;
  * `all`, every one of these.
  *
  * --models keyword,transformer runs only the models named (default both).
@@ -86,7 +87,7 @@ function setWay(on: boolean): void {
   if (compare === 'arena' || compare === 'all') arenaSwitch.planMemory = on;
   if (compare === 'rows' || compare === 'all') {
     const off = Number.POSITIVE_INFINITY;
-    Object.assign(nativeElementwiseLimits, on ? { rows: rowLimits.rows, softmax: rowLimits.softmax, transpose: rowLimits.transpose } : { rows: off, softmax: off, transpose: off });
+    Object.assign(nativeElementwiseLimits, on ? { rows: rowLimits.rows, softmax: rowLimits.softmax, transpose: rowLimits.transpose, binary: rowLimits.binary } : { rows: off, softmax: off, transpose: off, binary: off });
   }
 }
 const transformerDir = path.resolve(root, opt('--transformer', '.cache/transformer'));
@@ -187,7 +188,7 @@ function table(row: Omit<Row, 'profiles'> & { profiles: Serial[] }): void {
   const rest = sum.wallMs - inKernels - sum.freeMs - sum.finishMs;
   const elementwise = [...kernels].filter(([n]) => ELEMENTWISE_KERNELS.has(n) || n === FUSED_ELEMENTWISE).reduce((a, [, e]) => a + e.ms, 0);
   const cpu = row.profiles.map((p) => p.cpuMs / p.replays);
-  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'activation' ? 'ReLUs in epilogues, the addon\'s max pools' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : compare === 'arena' ? 'intermediates in one arena' : compare === 'rows' ? 'the addon\'s LayerNorm, Softmax and Transpose' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
+  console.log(`\n### ${row.model}, ${row.backend}${row.backend === 'native' ? `, ${threads} thread(s)` : ''}${compare ? `, ${compare === 'fusion' ? 'element-wise fusion' : compare === 'kernels' ? 'Transpose, GatherV2 and SplitV kernels' : compare === 'epilogue' ? 'bias epilogues' : compare === 'activation' ? 'ReLUs in epilogues, the addon\'s max pools' : compare === 'bmm' ? 'batched products in WebAssembly' : compare === 'conv' ? 'convolutions in WebAssembly' : compare === 'arena' ? 'intermediates in one arena' : compare === 'rows' ? 'the addon\'s row kernels, Transpose, SplitV and binary ops' : 'this work'} ${row.on ? 'on' : 'off'}` : ''}`);
   console.log(`${sum.replays} replays; CPU ms per replay ${median(cpu).toFixed(2)} (per round ${cpu.map((v) => v.toFixed(2)).join(', ')}); wall ${per(sum.wallMs).toFixed(2)} ms; ${per(sum.calls).toFixed(0)} kernel calls; element-wise kernels ${((100 * elementwise) / sum.wallMs).toFixed(1)}% of the replay`);
   console.log(`plan: ${row.said}`);
   console.log('| kernel | calls per replay | ms per replay | share |');

@@ -509,10 +509,10 @@ describe('the native backend runs them as its kernels', { skip }, () => {
 describe('the kernels the addon takes by default', { skip }, () => {
   after(() => setNativeThreads());
 
-  it('at the transformer\'s sizes LayerNorm, Softmax, their gradients, the attention\'s Transpose and SplitV run on the addon; a small Softmax stays on wasm', async () => {
+  it('at the transformer\'s sizes LayerNorm, Softmax, their gradients, the attention\'s Transpose and SplitV and a broadcast Multiply run on the addon; a small Softmax stays on wasm', async () => {
     await initBackend('native', { threads: 1 });
     const addon = loadNativeAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
-    const names = ['layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'transpose32'];
+    const names = ['layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'transpose32', 'binary'];
     const calls: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
     const originals = names.map((n) => [n, addon[n]] as const);
     for (const [n, f] of originals) addon[n] = (...a: unknown[]) => (calls[n]++, f(...a));
@@ -526,11 +526,12 @@ describe('the kernels the addon takes by default', { skip }, () => {
         const x = tf.tensor(values(32 * 32 * 64, 22), [32, 32, 64]);
         const [n, rstd] = run('NeuralDiffLayerNorm', { x }, { epsilon: 1e-5 }) as tf.Tensor[];
         run('NeuralDiffLayerNormGrad', { dy: x, n, rstd });
+        run('Multiply', { a: x, b: tf.tensor(values(64, 26), [64]) }); // by a channel vector
         run('Transpose', { x: tf.tensor(values(32 * 32 * 3 * 4 * 16, 23), [32, 32, 3, 4, 16]) }, { perm: [2, 0, 3, 1, 4] });
         // The projections split into queries, keys and values: one strided copy a part.
         tf.split(tf.tensor(values(32 * 32 * 192, 25), [32, 32, 192]), 3, 2);
       });
-      assert.deepEqual(calls, { layerNorm: 1, layerNormGrad: 1, softmax: 1, softmaxGrad: 1, transpose32: 4 });
+      assert.deepEqual(calls, { layerNorm: 1, layerNormGrad: 1, softmax: 1, softmaxGrad: 1, transpose32: 4, binary: 1 });
       tf.tidy(() => run('Softmax', { logits: tf.tensor(values(32 * 4, 24), [32, 4]) }, { dim: 1 }));
       assert.equal(calls.softmax, 1, 'the classifier\'s [32, 4] Softmax stays on wasm');
     } finally {
