@@ -215,43 +215,63 @@ VECTOR_CLONES static void layer_norm_grad_part(void *arg, int part, int parts, i
  */
 typedef double vd4 __attribute__((vector_size(32), aligned(8)));
 
+/* Rows a softmax pass takes together: each phase runs over all of them, so one row's chain of
+ * dependent operations (max, then exponentials, then the sum, then the division) overlaps the
+ * others' instead of waiting on itself (the attention's rows are 32 wide: latency, not work). */
+#define SOFTMAX_ROWS 8
+
 VECTOR_CLONES static void softmax_part(void *arg, int part, int parts, int thread) {
   (void)thread;
   const Rows *R = (const Rows *)arg;
   const int32_t width = R->width, body = width & ~7;
   int64_t lo, hi;
   part_range(R->rows, part, parts, &lo, &hi);
-  for (int64_t r = lo; r < hi; r++) {
-    const float *xr = R->a + r * width;
-    float *yr = R->out + r * width;
+  for (int64_t r0 = lo; r0 < hi; r0 += SOFTMAX_ROWS) {
+    const int rows = hi - r0 < SOFTMAX_ROWS ? (int)(hi - r0) : SOFTMAX_ROWS;
+    float ms[SOFTMAX_ROWS];
+    float ss[SOFTMAX_ROWS];
     /* Lane l keeps the max of elements i = l mod 8 in order (a NaN never replaces it), as one scalar per lane would. */
-    vf m8 = SPLAT(-INFINITY);
-    for (int32_t i = 0; i < body; i += 8) {
-      const vf x = load8(xr + i);
-      m8 = sel(x > m8, x, m8);
+    for (int k = 0; k < rows; k++) {
+      const float *xr = R->a + (r0 + k) * width;
+      vf m8 = SPLAT(-INFINITY);
+      for (int32_t i = 0; i < body; i += 8) {
+        const vf x = load8(xr + i);
+        m8 = sel(x > m8, x, m8);
+      }
+      float m = -INFINITY;
+      for (int l = 0; l < 8; l++) m = m8[l] > m ? m8[l] : m;
+      for (int32_t i = body; i < width; i++) m = xr[i] > m ? xr[i] : m;
+      ms[k] = m;
     }
-    float m = -INFINITY;
-    for (int l = 0; l < 8; l++) m = m8[l] > m ? m8[l] : m;
-    for (int32_t i = body; i < width; i++) m = xr[i] > m ? xr[i] : m;
     /* e = exp(x - max), and its float64 sum in eight lanes (element i to lane i mod 8) in the same pass. */
-    vd4 lo4 = {0, 0, 0, 0}, hi4 = {0, 0, 0, 0};
-    int32_t i = 0;
-    for (; i < body; i += 8) {
-      const vf d = load8(xr + i) - SPLAT(m);
-      const vf e = sel(d < SPLAT(-87.3f), SPLAT(0.0f), exp8(d));
-      store8(yr + i, e);
-      lo4 += __builtin_convertvector(__builtin_shufflevector(e, e, 0, 1, 2, 3), vd4);
-      hi4 += __builtin_convertvector(__builtin_shufflevector(e, e, 4, 5, 6, 7), vd4);
+    for (int k = 0; k < rows; k++) {
+      const float *xr = R->a + (r0 + k) * width;
+      float *yr = R->out + (r0 + k) * width;
+      const float m = ms[k];
+      vd4 lo4 = {0, 0, 0, 0}, hi4 = {0, 0, 0, 0};
+      int32_t i = 0;
+      for (; i < body; i += 8) {
+        const vf d = load8(xr + i) - SPLAT(m);
+        const vf e = sel(d < SPLAT(-87.3f), SPLAT(0.0f), exp8(d));
+        store8(yr + i, e);
+        lo4 += __builtin_convertvector(__builtin_shufflevector(e, e, 0, 1, 2, 3), vd4);
+        hi4 += __builtin_convertvector(__builtin_shufflevector(e, e, 4, 5, 6, 7), vd4);
+      }
+      if (i < width) {
+        const vf d = load_tail(xr + i, width - i) - SPLAT(m);
+        store_tail(yr + i, sel(d < SPLAT(-87.3f), SPLAT(0.0f), exp8(d)), width - i);
+      }
+      double sd = ((lo4[0] + lo4[1]) + (lo4[2] + lo4[3])) + ((hi4[0] + hi4[1]) + (hi4[2] + hi4[3]));
+      for (i = body; i < width; i++) sd += (double)yr[i];
+      ss[k] = (float)sd;
     }
-    if (i < width) {
-      const vf d = load_tail(xr + i, width - i) - SPLAT(m);
-      store_tail(yr + i, sel(d < SPLAT(-87.3f), SPLAT(0.0f), exp8(d)), width - i);
+    for (int k = 0; k < rows; k++) {
+      float *yr = R->out + (r0 + k) * width;
+      const float s = ss[k];
+      int32_t i = 0;
+      for (; i < body; i += 8) store8(yr + i, load8(yr + i) / SPLAT(s));
+      for (; i < width; i++) yr[i] = yr[i] / s;
     }
-    double sd = ((lo4[0] + lo4[1]) + (lo4[2] + lo4[3])) + ((hi4[0] + hi4[1]) + (hi4[2] + hi4[3]));
-    for (i = body; i < width; i++) sd += (double)yr[i];
-    const float s = (float)sd;
-    for (i = 0; i < body; i += 8) store8(yr + i, load8(yr + i) / SPLAT(s));
-    for (; i < width; i++) yr[i] = yr[i] / s;
   }
 }
 
