@@ -358,6 +358,49 @@ describe('Transpose on the addon', { skip }, () => {
   });
 });
 
+describe('Concat on the addon', { skip }, () => {
+  after(() => setNativeThreads());
+
+  it('equal parts through the engine: the parts in order on every axis (4-byte bits, NaN payloads kept), at every thread count; unequal parts through wasm\'s kernel', async () => {
+    await initBackend('native', { threads: 1 });
+    const saved = nativeElementwiseLimits.transpose;
+    nativeElementwiseLimits.transpose = 0;
+    /** [a part's shape, parts, axis]: the attention's gradients, the first and middle axes, one row. */
+    const CASES: [number[], number, number][] = [[[32, 32, 64], 3, 2], [[3, 8, 5], 2, 0], [[3, 8, 5], 4, 1], [[1, 7], 3, 1], [[5, 1], 2, 1], [[2, 3, 2, 3], 3, 2], [[129, 65], 2, 0]];
+    try {
+      for (const [shape, count, axis] of CASES) {
+        const n = shape.reduce((a, d) => a * d, 1);
+        const inner = shape.slice(axis).reduce((a, d) => a * d, 1);
+        const parts = Array.from({ length: count }, (_, p) => {
+          const v = Int32Array.from(randomValues(n, n + 31 * p), (x) => Math.floor(x * 2 ** 31));
+          v[0] = 0x7fc00001 + p; // a NaN payload, as float32
+          return v;
+        });
+        // The reference: for each index of the axes before `axis`, each part's run in order.
+        const want: number[] = [];
+        for (let r = 0; r < n / inner; r++) for (const v of parts) want.push(...v.subarray(r * inner, (r + 1) * inner));
+        await eachThreads((threads) => {
+          for (const dtype of ['int32', 'float32'] as const) {
+            const ts = parts.map((v) => (dtype === 'int32' ? tf.tensor(v, shape, 'int32') : tf.tensor(new Float32Array(v.buffer), shape)));
+            const out = tf.concat(ts, axis);
+            const got = out.dataSync() as Int32Array | Float32Array;
+            assert.deepEqual(out.shape, shape.map((d, i) => (i === axis ? d * count : d)));
+            assert.deepEqual(new Int32Array(got.buffer, got.byteOffset, got.length), Int32Array.from(want), `[${shape}] x ${count} on axis ${axis}, ${dtype}, ${threads} threads`);
+            tf.dispose([out, ...ts]);
+          }
+        });
+      }
+      // Parts of different sizes: wasm's kernel, the same values.
+      const a = tf.tensor2d([1, 2, 3, 4], [2, 2]);
+      const c = tf.tensor2d([5, 6], [2, 1]);
+      assert.deepEqual(Array.from(tf.concat([a, c], 1).dataSync()), [1, 2, 5, 3, 4, 6]);
+      tf.dispose([a, c]);
+    } finally {
+      nativeElementwiseLimits.transpose = saved;
+    }
+  });
+});
+
 /** Softmax inputs: attention-like scores, a masked row (-Inf), rows with NaN or +Inf, one huge spread. */
 function softmaxInputs(rows: number, width: number, seed: number): Float32Array {
   const x = values(rows * width, seed, false, 2);
@@ -509,7 +552,7 @@ describe('the native backend runs them as its kernels', { skip }, () => {
 describe('the kernels the addon takes by default', { skip }, () => {
   after(() => setNativeThreads());
 
-  it('at the transformer\'s sizes LayerNorm, Softmax, their gradients, the attention\'s Transpose and SplitV and a broadcast Multiply run on the addon; a small Softmax stays on wasm', async () => {
+  it('at the transformer\'s sizes LayerNorm, Softmax, their gradients, the attention\'s Transpose and SplitV, Concat and a broadcast Multiply run on the addon; a small Softmax stays on wasm', async () => {
     await initBackend('native', { threads: 1 });
     const addon = loadNativeAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
     const names = ['layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad', 'transpose32', 'binary'];
@@ -529,9 +572,11 @@ describe('the kernels the addon takes by default', { skip }, () => {
         run('Multiply', { a: x, b: tf.tensor(values(64, 26), [64]) }); // by a channel vector
         run('Transpose', { x: tf.tensor(values(32 * 32 * 3 * 4 * 16, 23), [32, 32, 3, 4, 16]) }, { perm: [2, 0, 3, 1, 4] });
         // The projections split into queries, keys and values: one strided copy a part.
-        tf.split(tf.tensor(values(32 * 32 * 192, 25), [32, 32, 192]), 3, 2);
+        const [q, k, v] = tf.split(tf.tensor(values(32 * 32 * 192, 25), [32, 32, 192]), 3, 2);
+        // Their gradients back together: one block of the parts, one transpose32.
+        tf.concat([q, k, v], 2);
       });
-      assert.deepEqual(calls, { layerNorm: 1, layerNormGrad: 1, softmax: 1, softmaxGrad: 1, transpose32: 4, binary: 1 });
+      assert.deepEqual(calls, { layerNorm: 1, layerNormGrad: 1, softmax: 1, softmaxGrad: 1, transpose32: 5, binary: 1 });
       tf.tidy(() => run('Softmax', { logits: tf.tensor(values(32 * 4, 24), [32, 4]) }, { dim: 1 }));
       assert.equal(calls.softmax, 1, 'the classifier\'s [32, 4] Softmax stays on wasm');
     } finally {

@@ -33,8 +33,8 @@ type KernelArgs = Parameters<KernelFunc>[0];
  * tests change them (0: every size). Set from bench/native-elementwise.ts on the transformer's
  * sizes at one thread (docs/benchmarks/training-speed.md), wasm / native: GELU and its gradient
  * 2.2-3.0x, Sum and Mean 1.3-60x, fused chains 1.2-2.0x, LayerNorm 1.2-1.6x and its gradient
- * 1.0-1.4x (from 4,096 values), Transpose 1.1-1.5x (from 16,384; SplitV too), Softmax 1.1-1.2x on the
- * attention's 131,072 scores and 0.8-1.0x on a quarter of them (from 65,536), Softmax's gradient
+ * 1.0-1.4x (from 4,096 values), Transpose 1.1-1.5x (from 16,384; SplitV and Concat too),
+ * Softmax 1.1-1.2x on the attention's 131,072 scores and 0.8-1.0x on a quarter of them (from 65,536), Softmax's gradient
  * 1.2-1.9x; the binary ops with broadcasting from 32,768 values (a residual Add 0.9-1.2x, Multiply
  * by a channel or [B, 1, C] vector 1.3-1.9x, RealDiv by the attention's scale 1.4-1.5x; below,
  * 0.7-1.3x); the activation gradients are not measured yet: off (Infinity).
@@ -286,6 +286,44 @@ function splitV(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs
   return outs;
 }
 
+/**
+ * Concat of equal parts of 4-byte elements (the backward pass of the attention's split: the
+ * queries', keys' and values' gradients back into [32, 32, 192]): each part copied whole into a
+ * [parts, outer, part] block (one copy within the memory each), then one transpose32 to
+ * [outer, parts, part]; along the first axis the copies alone. wasm's kernel copied row by row
+ * from JavaScript. Parts of different sizes, other dtypes and small outputs: the wasm kernel.
+ */
+function concat(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) {
+  const xs = (Array.isArray(args.inputs) ? args.inputs : Object.values(args.inputs)) as TensorInfo[];
+  const first = xs[0];
+  if (!first || xs.length < 2 || !(first.dtype === 'float32' || first.dtype === 'int32')) return fallback.kernelFunc(args);
+  const shape = first.shape;
+  if (shape.length === 0 || xs.some((x) => x.dtype !== first.dtype || x.shape.length !== shape.length || x.shape.some((d, i) => d !== shape[i]))) return fallback.kernelFunc(args);
+  const count = sizeOf(shape);
+  if (count === 0 || count * xs.length < Math.max(1, nativeElementwiseLimits.transpose)) return fallback.kernelFunc(args);
+  const a = tf.util.parseAxisParam((args.attrs as { axis: number }).axis, shape)[0];
+  const outer = sizeOf(shape.slice(0, a));
+  const part = count / outer;
+  const b = asWasm(args.backend);
+  const out = b.makeOutput(shape.map((d, i) => (i === a ? d * xs.length : d)), first.dtype);
+  const block = outer === 1 ? out : b.makeOutput([xs.length, outer, part], first.dtype);
+  // Offsets after the last allocation (an allocation may grow the memory).
+  const heap = b.wasm.HEAPU8;
+  const to = b.dataIdMap.get(block.dataId).memoryOffset;
+  xs.forEach((x, p) => {
+    const from = b.dataIdMap.get(x.dataId).memoryOffset;
+    heap.copyWithin(to + p * count * 4, from, from + count * 4);
+  });
+  if (block !== out) {
+    try {
+      addon.transpose32(i32(b, block), i32(b, out), Int32Array.from([3, outer, xs.length, part, part, outer * part, 1]));
+    } finally {
+      b.disposeData(block.dataId);
+    }
+  }
+  return out;
+}
+
 /** Relu's, Relu6's and ClipByValue's gradients (activation-grad.c's operations: its bits). */
 function activationGrad(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs, which: 0 | 1 | 2) {
   const { dy, x } = args.inputs as Record<string, TensorInfo | undefined>;
@@ -350,7 +388,7 @@ function binary(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs
 }
 
 /** Names of the kernels this file puts on the native backend (beside kernels.ts's). */
-export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Mean', 'Transpose', 'SplitV', RELU_GRAD, RELU6_GRAD, CLIP_GRAD, ...(Object.keys(BINARY) as (keyof typeof BINARY)[])] as const;
+export const NATIVE_ELEMENTWISE_KERNELS = ['NeuralDiffGelu', 'NeuralDiffGeluGrad', 'NeuralDiffLayerNorm', 'NeuralDiffLayerNormGrad', 'Softmax', SOFTMAX_GRAD, 'Sum', 'Mean', 'Transpose', 'SplitV', 'Concat', RELU_GRAD, RELU6_GRAD, CLIP_GRAD, ...(Object.keys(BINARY) as (keyof typeof BINARY)[])] as const;
 
 type Run = (addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs) => TensorInfo | TensorInfo[];
 const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
@@ -364,6 +402,7 @@ const RUNS: Record<(typeof NATIVE_ELEMENTWISE_KERNELS)[number], Run> = {
   Mean: (addon, fallback, args) => reduce(addon, fallback, args, true),
   Transpose: transpose,
   SplitV: splitV,
+  Concat: concat,
   [RELU_GRAD]: (addon, fallback, args) => activationGrad(addon, fallback, args, 0),
   [RELU6_GRAD]: (addon, fallback, args) => activationGrad(addon, fallback, args, 1),
   [CLIP_GRAD]: (addon, fallback, args) => activationGrad(addon, fallback, args, 2),
