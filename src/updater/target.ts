@@ -72,8 +72,10 @@ export interface ModelTarget {
   /**
    * Finish or undo an install a crash interrupted, then give the fingerprint of the model held;
    * undefined when there is none or it cannot be read (the updater then installs the full model).
+   * With `recover: false` (a check that changes nothing: `Updater.check`) nothing is finished
+   * or undone: the fingerprint of the model in place is read as it is.
    */
-  fingerprint(): Promise<string | undefined>;
+  fingerprint(options?: { recover?: boolean }): Promise<string | undefined>;
   /**
    * Finish an update an earlier run switched in and never confirmed (the process was killed
    * during its health check), before the fingerprint is read: `healthCheck` passes, it is

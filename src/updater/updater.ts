@@ -180,10 +180,11 @@ export class Updater {
   async check(): Promise<UpdateCheck> {
     const record = await loadRecord(this.options.state, this.options.modelId);
     const { release } = await this.refresh(emptyStats(), record);
-    const fingerprint = await this.options.target.fingerprint();
+    // Read only: an update an earlier run left unconfirmed is reported, never finished or undone here.
+    const pendingUpdate = (await this.options.target.hasPending?.()) === true;
+    const fingerprint = await this.options.target.fingerprint({ recover: false });
     const failed = new Set(record.failed);
     const m = release.manifest;
-    const pendingUpdate = (await this.options.target.hasPending?.()) === true;
     return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: failed.has(packageKey(versionOf(m, m.latest))), noStructural: !rebuilds(this.options.target) }), ...(pendingUpdate ? { pendingUpdate } : {}) };
   }
 

@@ -176,6 +176,14 @@ async function settleOnDisk(
   return settled && { ...settled, actions: [...report.actions, ...(payload?.actions ?? [])] };
 }
 
+/**
+ * Where the model in effect is, for a read that finishes or undoes nothing (a check): `model`, or
+ * the kept previous version when a switch stopped between its two renames.
+ */
+async function inEffect(model: string): Promise<string> {
+  return !(await exists(model)) && (await exists(model + PREVIOUS_SUFFIX)) ? model + PREVIOUS_SUFFIX : model;
+}
+
 function mismatch(expected: string, found: string): TargetMismatchError {
   return new TargetMismatchError(`the full package opens as model ${found}, the manifest promises ${expected}: the package and the manifest disagree (a faulty release); nothing was switched, the model is unchanged`, { expected, found });
 }
@@ -211,9 +219,12 @@ export function tfjsFolderTarget(dir: string): ModelTarget {
     async settlePending(check) {
       return settleOnDisk(dir, check, async () => fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true })).fingerprint, async (options) => ((await exists(path.join(dir, 'model.json'))) ? recoverModelDir(dir, options) : undefined), async () => path.join(dir, JOURNAL_FILE));
     },
-    async fingerprint() {
-      await recoverFullInstall(dir);
-      const contents = await folderContents(dir);
+    async fingerprint(options) {
+      // `recover: false`: a check, which reads the model in effect and changes nothing.
+      const check = options?.recover === false;
+      if (!check) await recoverFullInstall(dir);
+      const at = check ? await inEffect(dir) : dir;
+      const contents = await folderContents(at);
       if (typeof contents === 'object') {
         throw new ModelFormatError(`${dir} holds ${contents.other.length} file(s) (${contents.other.slice(0, 3).join(', ')}${contents.other.length > 3 ? ', …' : ''}) but no model.json: not a TF.js model folder, and installing the model there would replace them. Nothing was changed: point --model at the model's own folder (a new or empty one is fine)`, { path: dir, files: contents.other.slice(0, 20) });
       }
@@ -221,7 +232,7 @@ export function tfjsFolderTarget(dir: string): ModelTarget {
       try {
         // Tensors whose shard files are unchanged since the last confirmed apply are identified by
         // their recorded digests (src/io/tfjs/recorded-digests.ts), the others hashed.
-        return fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true, recordedDigests: await readRecordedDigests(dir) })).fingerprint;
+        return fingerprintStore(await getHasher(), await openTfjsModelDir(at, { lazy: true, recordedDigests: await readRecordedDigests(at) })).fingerprint;
       } catch (e) {
         // A damaged model: the full package replaces it (the files beside it are kept).
         if (e instanceof ModelFormatError) return undefined;
@@ -360,11 +371,13 @@ function modelFileTarget(file: string, kind: 'onnx' | 'tflite', format: WeightsF
     async settlePending(check) {
       return settleOnDisk(file, check, () => fileFingerprint(file, format), async (options) => recoverWeightsFile(await realModelPath(file, format), format, options), async () => (await realModelPath(file, format)) + WEIGHTS_JOURNAL_SUFFIX);
     },
-    async fingerprint() {
-      await recoverFullInstall(file);
-      if (!(await exists(file))) return undefined;
+    async fingerprint(options) {
+      const check = options?.recover === false;
+      if (!check) await recoverFullInstall(file);
+      const at = check ? await inEffect(file) : file;
+      if (!(await exists(at))) return undefined;
       try {
-        return await fileFingerprint(file, format);
+        return await fileFingerprint(at, format);
       } catch (e) {
         if (e instanceof ModelFormatError) return undefined;
         throw e;
