@@ -18,6 +18,7 @@ interface UpdateArgs {
   minRate: number;
   maxBytes?: number;
   healthCheck?: string;
+  healthCheckTimeout: number;
   check: boolean;
   retryFailed: boolean;
 }
@@ -44,10 +45,11 @@ export function updateCommand(y: Argv): Argv<UpdateArgs> {
     .option('min-rate', { type: 'number', default: 1024, describe: 'bytes/s a download must average (0: none)' })
     .option('max-bytes', { type: 'number', describe: 'most bytes to download in one run' })
     .option('health-check', { type: 'string', describe: 'command run on the new version; failing rolls back' })
+    .option('health-check-timeout', { type: 'number', default: 300, describe: 'seconds before the check counts as failed' })
     .option('retry-failed', { type: 'boolean', default: false, describe: 'try again what failed a health check' })
     .option('check', { type: 'boolean', default: false, describe: 'print the plan only; change nothing' })
     .group(['model', 'from', 'public-key', 'model-id', 'state', 'check'], 'Model and release:')
-    .group(['timeout', 'min-rate', 'max-bytes', 'health-check', 'retry-failed'], 'Downloads and health check:')
+    .group(['timeout', 'min-rate', 'max-bytes', 'health-check', 'health-check-timeout', 'retry-failed'], 'Downloads and health check:')
     .example('$0 update --model models/kws --from https://cdn.example.com/kws/ --public-key release.public.pem', 'update the folder models/kws')
     .example('$0 update --model vad.onnx --from https://a.example/vad/ --from https://b.example/vad/ --public-key release.public.pem --health-check "node smoke.js"', 'an ONNX model, a mirror, a smoke test before the update is kept')
     .epilogue(seeDocs('update')) as unknown as Argv<UpdateArgs>;
@@ -60,7 +62,7 @@ export function describePending(model: string, p: { outcome: 'confirmed' | 'roll
 
 export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
   const options = {
-    model: a.model, from: a.from, publicKeys: a.publicKey, timeout: a.timeout, minRate: a.minRate,
+    model: a.model, from: a.from, publicKeys: a.publicKey, timeout: a.timeout, minRate: a.minRate, healthCheckTimeout: a.healthCheckTimeout,
     ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),
     ...(a.state !== undefined ? { state: a.state } : {}),
     ...(a.maxBytes !== undefined ? { maxBytes: a.maxBytes } : {}),

@@ -1,6 +1,6 @@
 /**
- * A health check given as a shell command (`ndiff apply --health-check`): run after the switch
- * with NDIFF_MODEL_DIR and NDIFF_MODEL_FILE set; a non-zero exit, a timeout or a command that
+ * A health check given as a shell command (`ndiff apply --health-check`, `ndiff update
+ * --health-check`): run after the switch with NDIFF_MODEL_DIR and NDIFF_MODEL_FILE set (and `env`); a non-zero exit, a timeout or a command that
  * cannot start fails it, and the applier rolls back.
  */
 import { spawn } from 'node:child_process';
@@ -12,10 +12,10 @@ import { terminalSafe } from './text.ts';
  * happened (the exit code or signal, a timeout, a command that cannot start, and its last output
  * line), which the applier's HealthCheckError quotes. Its output lines go to `progress`.
  */
-export function runHealthCheck(command: string, dir: string, timeoutS: number, progress: Progress, file?: string): Promise<true> {
+export function runHealthCheck(command: string, dir: string, timeoutS: number, progress: Progress, file?: string, env: Record<string, string> = {}): Promise<true> {
   return new Promise((resolve, reject) => {
     // Its own process group, so a timeout stops whatever the shell started too.
-    const child = spawn(command, { shell: true, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NDIFF_MODEL_DIR: dir, ...(file ? { NDIFF_MODEL_FILE: file } : {}) } });
+    const child = spawn(command, { shell: true, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env, NDIFF_MODEL_DIR: dir, ...(file ? { NDIFF_MODEL_FILE: file } : {}) } });
     let lastLine = '';
     let timedOut = false;
     const relay = (chunk: Buffer) => chunk.toString().split('\n').filter(Boolean).forEach((l) => {

@@ -4,7 +4,6 @@
  * id found as the command finds it, a health check as a shell command or a function, and the
  * warning when the model's inputs or outputs changed. `checkUpdate` is `ndiff update --check`.
  */
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { UsageError } from '../core/errors.ts';
 import type { TrustedKey } from '../apply/ed25519.ts';
@@ -16,6 +15,7 @@ import { readPublicKeyFile } from '../sign/node-keys.ts';
 import { refuseSafetensors } from './models.ts';
 import { interfaceWarning, modelPortsAt } from './ports.ts';
 import type { Progress } from './progress.ts';
+import { runHealthCheck } from './health-check.ts';
 
 /** What {@link update} and {@link checkUpdate} take. */
 export interface UpdateOptions {
@@ -40,6 +40,8 @@ export interface UpdateOptions {
    * NDIFF_FINGERPRINT set; a non-zero exit fails it) or a function; a failure rolls back.
    */
   healthCheck?: string | NodeUpdateOptions['healthCheck'];
+  /** Seconds a health check command may run before it is stopped and counts as failed (default 300). */
+  healthCheckTimeout?: number;
   /** Try again the payloads an earlier health check failed. */
   retryFailed?: boolean;
   /** Progress lines, as `ndiff update` prints them on stderr. */
@@ -58,12 +60,15 @@ async function modelIdOf(o: UpdateOptions, stateDir: string): Promise<string> {
   throw new UsageError(`which model is ${o.model}? pass modelId (--model-id) (the id the release was created with); nothing records it yet`);
 }
 
-function healthCommand(command: string, model: string): NonNullable<NodeUpdateOptions['healthCheck']> {
-  return ({ version, fingerprint }) => new Promise<boolean>((resolve) => {
-    const child = spawn(command, { shell: true, stdio: 'inherit', env: { ...process.env, NDIFF_MODEL: model, NDIFF_VERSION: String(version), NDIFF_FINGERPRINT: fingerprint } });
-    child.on('error', () => resolve(false));
-    child.on('exit', (code) => resolve(code === 0));
-  });
+/**
+ * The health check command, run as `ndiff apply` runs its own (src/front/health-check.ts): its
+ * output is progress, never stdout (which `--json` keeps for one document), and one that gives no
+ * answer within `timeoutS` is stopped and fails the check.
+ */
+function healthCommand(command: string, model: string, timeoutS: number, progress: Progress): NonNullable<NodeUpdateOptions['healthCheck']> {
+  const file = /\.(onnx|tflite)$/i.test(model) || (/\.json$/i.test(model) && path.basename(model) !== 'model.json') ? model : undefined;
+  const dir = file ? path.dirname(model) : path.basename(model) === 'model.json' ? path.dirname(model) : model;
+  return ({ version, fingerprint }) => runHealthCheck(command, dir, timeoutS, progress, file, { NDIFF_MODEL: model, NDIFF_VERSION: String(version), NDIFF_FINGERPRINT: fingerprint });
 }
 
 /** Refuses a `--from` that is not an http(s) URL (a folder path, `file://`), saying how to serve a release folder. */
@@ -87,11 +92,14 @@ async function updaterOptions(o: UpdateOptions): Promise<NodeUpdateOptions> {
   const trustedKeys = await Promise.all(o.publicKeys.map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
   const modelId = await modelIdOf(o, stateDir);
   const hc = o.healthCheck;
+  const timeout = o.healthCheckTimeout ?? 300;
+  if (!(timeout > 0)) throw new UsageError(`healthCheckTimeout (--health-check-timeout) must be a positive number of seconds, got ${timeout}`, { expected: 'seconds > 0', found: timeout });
+  const progress = o.onProgress ?? (() => {});
   return {
     model: o.model, modelId, urls: o.from, trustedKeys, stateDir, timeoutMs: (o.timeout ?? 30) * 1000, minBytesPerSecond: o.minRate ?? 1024,
     ...(o.maxBytes !== undefined ? { maxDownloadBytes: o.maxBytes } : {}),
-    ...(hc ? { healthCheck: typeof hc === 'string' ? healthCommand(hc, o.model) : hc } : {}),
-    onProgress: o.onProgress ?? (() => {}),
+    ...(hc ? { healthCheck: typeof hc === 'string' ? healthCommand(hc, o.model, timeout, progress) : hc } : {}),
+    onProgress: progress,
     ...(o.retryFailed ? { retryFailed: true } : {}),
   };
 }
