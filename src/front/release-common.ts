@@ -6,6 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { UsageError } from '../core/errors.ts';
 import type { RunJobResult } from '../release/jobs.ts';
+import type { PublishResult } from '../release/publish.ts';
 import { readRecord, type ReleaseJob, type ReleaseRecord } from '../release/record.ts';
 import { readPrivateKeyFile } from '../sign/node-keys.ts';
 import { parseExpiry } from './models.ts';
@@ -64,6 +65,19 @@ export function expiryOf(expires: string | Date | undefined): number {
 export function lossyText(job: ReleaseJob, result: RunJobResult): string {
   const share = result.carried !== undefined ? `it carries ${(100 * result.carried).toFixed(1)}% of the weight change from version ${job.fromVersion} to ${job.toVersion} (by squared size)` : `it reaches ${result.payload?.target}, not version ${job.toVersion}`;
   return `payload ${job.id} is lossy (top-k within ${job.policy.budget}): ${share}; devices that take it hold a model near version ${job.toVersion}, not version ${job.toVersion}, and for a retrained version, whose weights all moved a little, its outputs can be far from version ${job.toVersion}'s`;
+}
+
+/**
+ * The warnings for the lossy payloads a publication signed from jobs' results (`release publish`,
+ * `release run`; `release add` says it of the payloads it makes itself): where devices that take
+ * each one end, and that it was planned exact when a job gave its edge a budget of its own.
+ */
+export function lossySignedWarnings(published: Pick<PublishResult, 'lossy'>): string[] {
+  return published.lossy.map(({ id, payload, planned, built }) => {
+    const how = built?.budget ? `${payload.method} within ${built.budget}` : payload.method;
+    const plannedExact = planned.method === 'exact' ? `, though version ${payload.toVersion} was planned with exact payloads (its job gave the edge a budget of its own)` : '';
+    return `payload ${id} was signed lossy (${how})${plannedExact}: devices that take it hold a model near version ${payload.toVersion}, not version ${payload.toVersion}, and nothing measured it on inputs; measure a job's payload before publishing (ndiff release job --export DIR, then ndiff diff --base DIR/base --target DIR/target --eval INPUTS), or keep the edge exact`;
+  });
 }
 
 /** A budget option as the record keeps it: a string, or undefined when none is given. */

@@ -10,7 +10,7 @@ import { adoptJobPayload, exportJob, runJob, type RunJobResult } from '../releas
 import { publishReleaseFolder } from '../release/publish.ts';
 import type { JobResult, ReleaseJob, ReleaseRecord } from '../release/record.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
-import { budgetOf, expiryOf, lossyText, privateKeyOf, readExisting, type ReleaseDirOptions } from './release-common.ts';
+import { budgetOf, expiryOf, lossySignedWarnings, lossyText, privateKeyOf, readExisting, type ReleaseDirOptions } from './release-common.ts';
 
 /** What `release.job` takes (`ndiff release job`): the job by `id` or `index`, and what to do with it. */
 export interface ReleaseJobOptions extends ReleaseDirOptions {
@@ -135,6 +135,7 @@ export async function releasePublish(o: ReleasePublishOptions): Promise<ReleaseP
   await readExisting(o.release);
   const warnings: string[] = [];
   const res = await publishReleaseFolder(o.release, { key: await privateKeyOf(o.key, warnings), expiresAt, ...(o.accept ? { accept: o.accept } : {}) });
+  warnings.push(...lossySignedWarnings(res));
   return { release: res.release, latest: res.latest, added: res.added, skipped: res.skipped, expiresAt: res.manifest.expiresAt, payloads: res.manifest.payloads.length, warnings };
 }
 

@@ -8,7 +8,7 @@ import { UsageError } from '../core/errors.ts';
 import { planStatus, runPlanOnQueue } from '../release/queue/plan.ts';
 import type { PlanJobStatus } from '../release/queue/status.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
-import { expiryOf, privateKeyOf, type ReleaseDirOptions } from './release-common.ts';
+import { expiryOf, lossySignedWarnings, privateKeyOf, type ReleaseDirOptions } from './release-common.ts';
 
 /** What `release.run` takes (`ndiff release run`). */
 export interface ReleaseRunOptions extends ReleaseDirOptions {
@@ -61,6 +61,7 @@ export async function releaseRun(o: ReleaseRunOptions): Promise<ReleaseRunResult
   const warnings: string[] = [];
   const publish = o.key ? { key: await privateKeyOf(o.key, warnings), expiresAt: expiryOf(o.expires), ...(o.accept ? { accept: o.accept } : {}) } : undefined;
   const res = await runPlanOnQueue(o.release, o.queue, { ...(o.source ? { source: o.source } : {}), ...(publish ? { publish } : {}), attempts, ...(o.checkConcurrency !== undefined ? { checkConcurrency: o.checkConcurrency } : {}), onProgress: o.onProgress ?? NO_PROGRESS });
+  if (res.published) warnings.push(...lossySignedWarnings(res.published));
   return { plan: res.planId, jobs: res.jobs, ...(res.published ? { release: res.published.release, added: res.published.added, skipped: res.published.skipped } : {}), warnings };
 }
 

@@ -17,7 +17,7 @@ import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT
 import { readBlob, writeBlob } from './blobs.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
 import { jobFiles, readJobResult, verifyJobResult } from './jobs.ts';
-import { newestVersion, readRecord, writeRecord, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
+import { newestVersion, readRecord, writeRecord, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 import { lockRelease } from './folder.ts';
 
 /** Options of {@link publishRelease}. */
@@ -75,6 +75,12 @@ export interface PublishResult {
   added: number;
   /** Jobs whose payload was not kept, and why. */
   skipped: { id: string; why: string }[];
+  /**
+   * Lossy payloads this publication signed (they end near their version, not at it), each with
+   * the policy its job was planned with and the one its result was built by (a job may give its
+   * edge its own budget).
+   */
+  lossy: { id: string; payload: ManifestPayload; planned: EdgePolicy; built?: EdgePolicy }[];
   manifest: ReleaseManifest;
 }
 
@@ -106,6 +112,7 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
   const accept = (options.accept ?? []).map((a) => a.toLowerCase());
   for (const a of accept) if (!/^[0-9a-f]{16,64}$/.test(a)) throw new UsageError(`accept (--accept) ${JSON.stringify(a)}: expected the SHA-256 of a payload (16 to 64 hex digits, as publish prints it)`);
   const skipped: { id: string; why: string }[] = [];
+  const lossy: PublishResult['lossy'] = [];
   let added = 0;
   const finished = record.pending?.jobs.map((j) => j.id) ?? [];
   if (record.pending) {
@@ -126,7 +133,7 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
       throw new UsageError(`version ${record.pending.version} has ${missing.length} job(s) not run yet (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}): run each with \`ndiff release job --release ${releaseDir} --id <id>\` (or copy their jobs/ files here), then publish`, { missing });
     }
     // Every result is checked before anything is signed (jobs run without the key: their files are claims).
-    const verified: { entry: ManifestPayload; payload: Uint8Array }[] = [];
+    const verified: { entry: ManifestPayload; payload: Uint8Array; job: ReleaseJob; result: JobResult }[] = [];
     for (const { job, done } of results) {
       if (!done) continue; // refused (checkAll)
       const { result, payload } = done;
@@ -136,14 +143,15 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
       }
       const verdict = options.verdicts?.get(job.id);
       const entry = verdict && verdict.key === verdictKey(record, job, result, payload, accept) ? verdict.entry : await check(job, () => verifyJobResult(releaseDir, record, job, result, payload, accept));
-      if (entry) verified.push({ entry, payload });
+      if (entry) verified.push({ entry, payload, job, result });
     }
     if (refused.length) {
       throw new PayloadFormatError(`${refused.length} job result(s) refused (${refused.map((r) => `${r.job}: ${r.reason}`).join('; ')}); nothing was signed: run those jobs again on a machine you trust (ndiff release job --release ${releaseDir} --id ID), then publish`, { refused });
     }
-    for (const { entry, payload } of verified) {
+    for (const { entry, payload, job, result } of verified) {
       const blob = await writeBlob(releaseDir, signPayload(payload, options.key));
       record.payloads.push({ ...entry, ...blob });
+      if (!entry.exact) lossy.push({ id: job.id, payload: { ...entry, ...blob }, planned: job.policy, ...(result.policy ? { built: result.policy } : {}) });
       added++;
     }
     record.pending = null;
@@ -175,5 +183,5 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
     await rm(f.result, { force: true }).catch(() => {});
     await rm(f.payload, { force: true }).catch(() => {});
   }
-  return { release: record.release, latest: latest.version, added, skipped, manifest };
+  return { release: record.release, latest: latest.version, added, skipped, lossy, manifest };
 }
