@@ -31,10 +31,11 @@ export class PayloadFormatError extends NeuralDiffError {
 
 /** The payload is larger than the limit the caller set for decoding. */
 export class PayloadTooLargeError extends NeuralDiffError {
-  constructor(found: number, limit: number) {
+  /** @param message replaces the default words (for a limit that is not maxPayloadBytes). */
+  constructor(found: number, limit: number, message?: string) {
     super(
       'ND_PAYLOAD_TOO_LARGE',
-      `payload is ${found} bytes, the limit is ${limit} bytes: raise maxPayloadBytes if this payload is expected, otherwise discard it`,
+      message ?? `payload is ${found} bytes, the limit is ${limit} bytes: raise maxPayloadBytes if this payload is expected, otherwise discard it`,
       { found, limit },
     );
   }

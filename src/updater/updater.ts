@@ -27,7 +27,7 @@ import { openSignedPayload, type PublicKeyInput } from '../apply/signature.ts';
 import { decodeStructuralPayload, isStructuralPayload } from '../apply/rebuild.ts';
 import { DownloadError, FreshnessError, HealthCheckError, ModelMismatchError, NeuralDiffError, PayloadTooLargeError, UsageError } from '../core/errors.ts';
 import { downloadFile, emptyStats, fetchSmallFile, type DownloadStats, type FetchLike } from './download.ts';
-import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_FILE, versionOf, type ManifestPayload, type ReleaseManifest } from './manifest.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_FILE, versionOf, type ManifestPayload, type ReleaseFile, type ReleaseManifest } from './manifest.ts';
 import { packageKey, planUpdate, type UpdatePlan } from './plan.ts';
 import { loadRecord, MemoryDownloadStore, sequenceStoreOf, type DownloadStore, type UpdaterRecord, type UpdaterStateStore } from './state.ts';
 import type { ModelTarget, PendingUpdateOutcome, UpdateHealthCheck } from './target.ts';
@@ -256,7 +256,7 @@ export class Updater {
         result.fingerprint = plan.fingerprint;
         return;
       }
-      if (o.maxDownloadBytes !== undefined && plan.bytes > o.maxDownloadBytes) throw new PayloadTooLargeError(plan.bytes, o.maxDownloadBytes);
+      if (o.maxDownloadBytes !== undefined) await this.checkDownloadCap(plan, latest.files, stats, o.maxDownloadBytes);
       progress(plan.kind === 'full'
         ? `plan: the full model of version ${latest.version} (${plan.bytes} bytes)`
         : `plan: ${plan.steps.length} payload(s), ${plan.bytes} bytes (the full model is ${plan.fullBytes})`);
@@ -347,6 +347,24 @@ export class Updater {
       progress(`installed the full model of version ${latest.version}`);
     }
     throw new NeuralDiffError('ND_NO_UPDATE_PATH', `gave up after ${result.steps.length} step(s) without reaching version ${latest.version}: see the steps`, {});
+  }
+
+  /**
+   * Refuse a plan whose downloads would take this run past `cap` bytes, counting what the run
+   * received already (ways tried before this one) and leaving out the bytes the download store
+   * holds from an earlier run.
+   */
+  private async checkDownloadCap(plan: UpdatePlan, packageFiles: readonly ReleaseFile[], stats: DownloadStats, cap: number): Promise<void> {
+    let needed = 0;
+    for (const f of plan.kind === 'full' ? packageFiles : plan.steps) needed += f.length - Math.min(f.length, await this.downloads.size(f.sha256));
+    const total = stats.bytesReceived + needed;
+    if (total <= cap) return;
+    const way = plan.kind === 'full' ? `the full model of version ${plan.version.version}` : `${plan.steps.length} payload(s)`;
+    throw new PayloadTooLargeError(
+      total,
+      cap,
+      `this update would download ${total} bytes (${stats.bytesReceived} received so far in this run, ${needed} more for ${way}), above maxDownloadBytes (--max-bytes) ${cap}: nothing more was downloaded and the device keeps the model it holds now; raise the cap, or run the update where a larger download is fine`,
+    );
   }
 
   /** The payload must be the one the manifest lists (mix-and-match of signed files is refused). */
