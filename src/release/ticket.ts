@@ -130,20 +130,59 @@ async function fetchBlob(source: string, blob: { file: string; sha256: string; l
   progress(`fetching ${blob.file} (${blob.length} bytes) from ${where}`);
   try {
     if (from.url) {
-      const res = await fetch(where, { signal: AbortSignal.timeout(timeoutMs) });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      bytes = new Uint8Array(await res.arrayBuffer());
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(new Error(`no whole file within ${timeoutMs} ms`)), timeoutMs);
+      try {
+        const res = await fetch(where, { signal: controller.signal });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        bytes = await bodyUpTo(res, blob.length, controller);
+      } finally {
+        clearTimeout(timer);
+      }
     } else {
       const read = await readRegularFile(where, { maxBytes: blob.length });
       if (!read) throw Object.assign(new Error('not there'), { code: 'ENOENT' });
       bytes = read;
     }
   } catch (e) {
-    const why = errCode(e) === 'ENOENT' ? 'not there' : (e as Error).message;
+    const why = errCode(e) === 'ENOENT' ? 'not there' : e instanceof TooLong ? `a body longer than the ${blob.length} bytes the job names: another file, or a hostile source` : (e as Error).message;
     throw new DownloadError(`job input ${blob.file} could not be fetched from ${where} (${why}): serve the release folder there (any static host) or pass its path as source (--source)`, { file: blob.file, source });
   }
   if (bytes.length !== blob.length || sha256Of(bytes) !== blob.sha256) {
     throw new DownloadError(`job input ${blob.file} from ${where} is ${bytes.length} bytes with another SHA-256 than its name (expected ${blob.length} bytes): the source serves another or a damaged file; fix the host and the job is retried`, { file: blob.file, source });
   }
   await writeFileAtomically(at, bytes);
+}
+
+class TooLong extends Error {}
+
+/**
+ * A response's body, read until it ends; a body longer than `length` (the input's length in the
+ * ticket) is not the input: reading stops there (the request aborted) instead of holding all
+ * that the server sends.
+ */
+async function bodyUpTo(res: Response, length: number, controller: AbortController): Promise<Uint8Array> {
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > length) {
+    controller.abort();
+    throw new TooLong();
+  }
+  if (!res.body) return new Uint8Array(await res.arrayBuffer());
+  const out = new Uint8Array(length);
+  let at = 0;
+  const reader = res.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return out.subarray(0, at);
+      if (at + value.length > length) {
+        controller.abort();
+        throw new TooLong();
+      }
+      out.set(value, at);
+      at += value.length;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
 }
