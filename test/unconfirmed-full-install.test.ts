@@ -4,11 +4,12 @@
  * model no payload starts from). The device runs the new version, the previous one kept beside it
  * (`<model>.ndiff-previous`). A check (`ndiff update --check`, `Updater.check()`) changes nothing:
  * it says an update waits to be finished, and leaves the model and the kept version as they are.
+ * `ndiff apply` and `ndiff update` finish it first, with their health check, and say which way.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -57,7 +58,7 @@ describe('a full install left unconfirmed by a kill during its health check', ()
   });
 
   for (const format of ['tfjs', 'onnx'] as const) {
-    test(`${format === 'tfjs' ? 'a TF.js folder' : 'an .onnx file'}: ndiff update --check says so and changes nothing`, { timeout: 300_000 }, async () => {
+    test(`${format === 'tfjs' ? 'a TF.js folder' : 'an .onnx file'}: ndiff update --check says so and changes nothing; ndiff apply and ndiff update finish it first`, { timeout: 300_000 }, async () => {
       const pair = valuePair(format, 1);
       const file = format === 'tfjs' ? '' : 'model.onnx';
       const [v1, v2] = ['v1', 'v2'].map((v) => join(work, format, v, file));
@@ -93,6 +94,19 @@ describe('a full install left unconfirmed by a kill during its health check', ()
       assert.equal(doc.fingerprint, fp2, 'the check reads the version in place');
       assert.equal(await fingerprintOf(device, format), fp2, 'no rollback by a check');
       assert.ok(await exists(device + '.ndiff-previous'), 'the kept version is still there');
+
+      // ndiff apply finishes it first, as an update does: its health check fails on the version
+      // in place, so the full install is rolled back, and said so (then the payload, for version 1,
+      // does not fit the model put back).
+      const other = join(work, format, 'device-apply');
+      await cp(join(work, format, 'device'), other, { recursive: true });
+      const otherModel = join(other, format === 'tfjs' ? 'model' : file);
+      const payload = join(site, validateManifest((JSON.parse(await readFile(join(site, 'manifest.json'), 'utf8')) as { signed: unknown }).signed).payloads[0].file);
+      const applied = await run('apply', '--model', otherModel, '--patch', payload, '--public-key', pub, '--health-check', 'false', '--json');
+      assert.match(applied.err, /a full install was interrupted after its switch .*the health check failed .*rolled back to the previous version/);
+      assert.equal(await fingerprintOf(otherModel, format), fp0, 'rolled back to the model before the install');
+      assert.equal(await exists(otherModel + '.ndiff-previous'), false);
+      assert.equal(applied.code, 4, applied.err);
 
       // The next update with a health check finishes it, and says so.
       const confirmed = await run('update', ...from, '--health-check', 'true', '--json');

@@ -6,8 +6,8 @@
  * `ndiff apply --json` prints; the errors are the applier's typed errors (src/core/errors.ts),
  * the model untouched (or restored) when one is thrown.
  */
-import { dirname, join } from 'node:path';
-import { UsageError } from '../core/errors.ts';
+import { basename, dirname, join } from 'node:path';
+import { NeuralDiffError, UsageError } from '../core/errors.ts';
 import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
 import type { SignatureCheck } from '../apply/signature.ts';
@@ -19,6 +19,8 @@ import { locateModelFiles } from '../io/tfjs/model-file.ts';
 import { applyToOnnxFile, ONNX_STATE_SUFFIX, rebuildOnnxFile } from '../io/onnx/files.ts';
 import { applyToTfliteFile, rebuildTfliteFile } from '../io/tflite/files.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
+import { recoverFullInstall } from '../io/updater/targets.ts';
+import type { RecoveryReport } from '../io/durable/lock.ts';
 import { runHealthCheck } from './health-check.ts';
 import { isModelFilePath, isTflitePath, payloadArgument, refuseSafetensors } from './models.ts';
 import type { Progress } from './progress.ts';
@@ -112,16 +114,43 @@ export async function apply(o: ApplyOptions): Promise<ApplyReport> {
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   // The size cap is checked against the file's size before it is read.
   const bytes = await payloadArgument(o.payload, "apply({ model, payload: 'v1-v2.ndiff' })", maxPayloadBytes);
-  const trustedKeys = await Promise.all((o.publicKeys ?? []).map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
   const single = isModelFilePath(o.model); // a single-file model: .onnx or .tflite
+  const dryRun = o.dryRun ?? false;
+  const hc = o.healthCheck;
+  const check = (dir: string, file?: string) => (typeof hc === 'string' ? runHealthCheck(hc, dir, timeout, progress, file) : (hc as NonNullable<typeof hc>)({ dir, ...(file !== undefined ? { file } : {}) }));
+  // A full install an update switched in and never confirmed (killed during its health check) is
+  // finished first, as ndiff update finishes it (src/io/updater/targets.ts): by this apply's
+  // health check, else rolled back; said in `recovery` and `pendingUpdate`, also when the apply then fails.
+  const installedAt = single ? o.model : basename(o.model) === 'model.json' ? dirname(o.model) : /\.json$/i.test(o.model) ? undefined : o.model;
+  const full: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
+  if (installedAt !== undefined && !dryRun) await recoverFullInstall(installedAt, hc ? { healthCheck: () => (single ? check(dirname(installedAt), installedAt) : check(installedAt)) } : {}, full);
+  try {
+    return withFullInstall(await applyNow(o, bytes, single, dryRun, check, maxPayloadBytes), full);
+  } catch (e) {
+    if (e instanceof NeuralDiffError && full.actions.length) {
+      const r = e.details.recovery as RecoveryReport | undefined;
+      e.details.recovery = { actions: [...full.actions, ...(r?.actions ?? [])], rolledBack: full.rolledBack || (r?.rolledBack ?? false), removed: r?.removed ?? [], ...((r?.pending ?? full.pending) ? { pending: r?.pending ?? full.pending } : {}) };
+    }
+    throw e;
+  }
+}
+
+/** `report` with what finishing an unconfirmed full install did first (see {@link apply}). */
+function withFullInstall(report: ApplyReport, full: RecoveryReport): ApplyReport {
+  if (!full.actions.length) return report;
+  const pending = report.pendingUpdate ?? full.pending;
+  return { ...report, recovery: [...full.actions, ...report.recovery], ...(pending ? { pendingUpdate: pending } : {}) };
+}
+
+/** The apply itself, once an unconfirmed full install was finished. */
+async function applyNow(o: ApplyOptions, bytes: Uint8Array, single: boolean, dryRun: boolean, check: (dir: string, file?: string) => boolean | void | Promise<boolean | void>, maxPayloadBytes: number): Promise<ApplyReport> {
+  const hc = o.healthCheck;
+  const trustedKeys = await Promise.all((o.publicKeys ?? []).map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
   // A model JSON file keeps its state file in its folder, as an .onnx file does (one for the folder's models, by model id).
   const folder = single ? dirname(o.model) : (await locateModelFiles(o.model)).dir;
   // An .onnx file keeps its own (<model>.onnx.ndiff-state.json): two model files of one folder never share one.
   const statePath = o.state === null ? null : o.state ?? (single ? undefined : join(folder, DEFAULT_STATE_FILE));
   const shownState = statePath === undefined ? `${o.model}${ONNX_STATE_SUFFIX}` : statePath;
-  const dryRun = o.dryRun ?? false;
-  const hc = o.healthCheck;
-  const check = (dir: string, file?: string) => (typeof hc === 'string' ? runHealthCheck(hc, dir, timeout, progress, file) : (hc as NonNullable<typeof hc>)({ dir, ...(file !== undefined ? { file } : {}) }));
   const t0 = performance.now();
   const common = {
     maxPayloadBytes,
