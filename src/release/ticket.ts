@@ -168,18 +168,19 @@ async function bodyUpTo(res: Response, length: number, controller: AbortControll
     throw new TooLong();
   }
   if (!res.body) return new Uint8Array(await res.arrayBuffer());
-  const out = new Uint8Array(length);
+  // Held as it arrives (never the length a job names allocated up front: a job may name any).
+  const parts: Uint8Array[] = [];
   let at = 0;
   const reader = res.body.getReader();
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) return out.subarray(0, at);
+      if (done) return Buffer.concat(parts, at);
       if (at + value.length > length) {
         controller.abort();
         throw new TooLong();
       }
-      out.set(value, at);
+      parts.push(value);
       at += value.length;
     }
   } finally {
