@@ -153,9 +153,14 @@ export class Updater {
     const o = this.options;
     let release: TrustedRelease | undefined;
     const policy = { trustedKeys: o.trustedKeys, modelId: o.modelId, now: o.now, maxManifestBytes: o.maxManifestBytes, verifier: o.verifier };
-    await fetchSmallFile(MANIFEST_FILE, o.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES, this.downloadOptions(), stats, async (bytes) => {
+    const { bytes } = await fetchSmallFile(MANIFEST_FILE, o.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES, this.downloadOptions(), stats, async (bytes) => {
       release = await openTrustedRelease(bytes, policy, record);
     });
+    // The record as it is now: another run (an update beside a check) may have written it while
+    // the manifest was fetched; what it recorded is kept, and the manifest judged against it.
+    const fresh = await loadRecord(o.state, o.modelId);
+    if (fresh.release !== record.release || fresh.manifestSha256 !== record.manifestSha256) release = await openTrustedRelease(bytes, policy, fresh);
+    record = fresh;
     const m = (release as TrustedRelease).manifest;
     if (record.release !== m.release || record.manifestSha256 !== (release as TrustedRelease).sha256) {
       record = { ...record, release: m.release, manifestSha256: (release as TrustedRelease).sha256 };
@@ -178,8 +183,7 @@ export class Updater {
 
   /** Fetch the manifest and plan, without downloading or changing the model. */
   async check(): Promise<UpdateCheck> {
-    const record = await loadRecord(this.options.state, this.options.modelId);
-    const { release } = await this.refresh(emptyStats(), record);
+    const { release, record } = await this.refresh(emptyStats(), await loadRecord(this.options.state, this.options.modelId));
     // Read only: an update an earlier run left unconfirmed is reported, never finished or undone here.
     const pendingUpdate = (await this.options.target.hasPending?.()) === true;
     const fingerprint = await this.options.target.fingerprint({ recover: false });
