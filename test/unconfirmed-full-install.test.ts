@@ -94,6 +94,9 @@ describe('a full install left unconfirmed by a kill during its health check', ()
       assert.equal(doc.fingerprint, fp2, 'the check reads the version in place');
       assert.equal(await fingerprintOf(device, format), fp2, 'no rollback by a check');
       assert.ok(await exists(device + '.ndiff-previous'), 'the kept version is still there');
+      const words = await run('update', ...from, '--check');
+      assert.equal(words.code, 0, words.err);
+      assert.match(words.out, /never confirmed .*a full install \(which records no journal\) is rolled back and installed again/);
 
       // ndiff apply finishes it first, as an update does: its health check fails on the version
       // in place, so the full install is rolled back, and said so (then the payload, for version 1,

@@ -75,7 +75,7 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
     io.result?.(c);
     const plan = c.plan;
     io.out(`manifest release ${c.release}: newest version ${c.latest}; this model is ${c.fingerprint ?? 'absent or unreadable'}`);
-    if (c.pendingUpdate) io.out(`an update an earlier run switched in was never confirmed (interrupted during its health check?): the next update finishes it first, confirmed if its --health-check passes, rolled back if not; without --health-check it is refused`);
+    if (c.pendingUpdate) io.out(`an update an earlier run switched in was never confirmed (interrupted during its health check?): the next update finishes it first, confirmed if its --health-check passes, rolled back if not; without --health-check, a payload that awaited one is refused, and a full install (which records no journal) is rolled back and installed again`);
     io.out(!plan ? 'no way to the newest version is left (payloads and the package failed here before)' : plan.kind === 'none' ? 'up to date' : plan.kind === 'full' ? `would download the full model: ${formatBytes(plan.bytes)}` : `would download ${plan.steps.length} payload(s): ${formatBytes(plan.bytes)} (the full model is ${formatBytes(plan.fullBytes)})`);
     return 0;
   }
