@@ -126,7 +126,7 @@ export function serializeManifest(doc: SignedManifest): Uint8Array {
 const HEX64 = /^[0-9a-f]{64}$/;
 const FINGERPRINT = /^[0-9a-f]{16}$/;
 /** A model file's name on the device: no folders, nothing hidden (the applier's control files start with a dot). */
-const PACKAGE_PATH = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,199}$/;
+export const PACKAGE_PATH = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,199}$/;
 const MAX_ENTRIES = 100_000;
 
 function fail(what: string, found: unknown): never {
