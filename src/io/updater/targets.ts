@@ -7,7 +7,8 @@
  * - a TF.js folder `dir`: the package is written and fsynced into `dir.ndiff-incoming`, its
  *   fingerprint checked, then `dir` is renamed to `dir.ndiff-previous` and the new folder to
  *   `dir` (each rename followed by an fsync of the parent); the health check runs; on success the
- *   previous folder is renamed to `dir.ndiff-retired` and deleted, on failure it is renamed back;
+ *   previous folder is renamed to `dir.ndiff-retired` and deleted, on failure it is renamed back
+ *   (a first install, with no previous folder: the new one is retired and deleted);
  * - an ONNX file: written to `file.ndiff-incoming`, the old one hard-linked as
  *   `file.ndiff-previous`, the new one renamed over `file`, and the same health check and ending.
  *
@@ -123,15 +124,14 @@ async function switchAndCheck(model: string, options: TargetInstallOptions, keep
   await syncDir(parent);
   const health = await passes(options.healthCheck);
   if (!health.ok) {
-    if (hadPrevious) {
-      await rename(model, model + RETIRED_SUFFIX);
-      await rename(model + PREVIOUS_SUFFIX, model);
-      await syncDir(parent);
-      await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
-    }
+    // Rolled back: to the previous model, or (a first install) to no model, as before.
+    await rename(model, model + RETIRED_SUFFIX);
+    if (hadPrevious) await rename(model + PREVIOUS_SUFFIX, model);
+    await syncDir(parent);
+    await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
     throw new HealthCheckError(
-      `the health check rejected the full model ${options.fingerprint} (${health.why}): ${hadPrevious ? 'the previous model is back in place' : 'there was no previous model; the new one stays'}: report it to the publisher`,
-      { target: options.fingerprint, rolledBack: hadPrevious },
+      `the health check rejected the full model ${options.fingerprint} (${health.why}): ${hadPrevious ? 'the previous model is back in place' : 'there was no model before, and there is none again (the new one was removed)'}: report it to the publisher`,
+      { target: options.fingerprint, rolledBack: true },
     );
   }
   if (hadPrevious) {

@@ -1,0 +1,57 @@
+/**
+ * A device with no model yet installs the full model, and the health check rejects it. There is
+ * no previous version to go back to: the device goes back to holding no model (as before the
+ * run), and the run says the update failed (exit 5), never "up to date" over a model that failed
+ * its health check, in this run or the next.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { main } from '../cli/ndiff.ts';
+import { writeFile } from 'node:fs/promises';
+import { updateModel } from '../src/io/updater/node-updater.ts';
+import { releaseChain } from './helpers/release-chain.ts';
+import { serveRelease } from './helpers/release-server.ts';
+
+async function ndiff(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+const exists = async (p: string) => (await stat(p).catch(() => undefined)) !== undefined;
+
+test('a first install that fails its health check: no model is left, and the run failed, this time and the next', async () => {
+  const chain = await releaseChain(2);
+  const server = await serveRelease(chain.releaseDir);
+  try {
+    const model = join(chain.work, 'fresh', 'model');
+    await mkdir(join(model, '..'), { recursive: true });
+    const common = { model, modelId: 'kws', urls: [server.url], trustedKeys: [chain.keys.publicKeyPem], timeoutMs: 5000 };
+    const r = await updateModel({ ...common, healthCheck: () => false });
+    assert.deepEqual(r.steps.map((s) => [s.kind, s.outcome]), [['full', 'health-check-failed']]);
+    assert.match(r.steps[0].error?.message ?? '', /no model before/);
+    assert.equal(r.status, 'failed', 'never up to date over a model that failed its health check');
+    assert.equal(r.fingerprint, undefined);
+    assert.equal(await exists(model), false, 'no model left, as before the run');
+
+    // The CLI, on a fresh path: exit 5, and the next run says why nothing is tried.
+    const pub = join(chain.work, 'release.public.pem');
+    await writeFile(pub, chain.keys.publicKeyPem);
+    const device = join(chain.work, 'fresh-cli', 'model');
+    const from = ['--model', device, '--from', server.url, '--public-key', pub, '--model-id', 'kws'];
+    const first = await ndiff('update', ...from, '--health-check', 'false');
+    assert.equal(first.code, 5, first.out + first.err);
+    assert.doesNotMatch(first.out, /up to date/);
+    assert.equal(await exists(device), false);
+    const next = await ndiff('update', ...from);
+    assert.equal(next.code, 5, next.out + next.err);
+    assert.match(next.err, /failed a health check on this device before/);
+    assert.equal(await exists(device), false);
+  } finally {
+    await server.close();
+    await rm(chain.work, { recursive: true, force: true });
+  }
+});
