@@ -2,7 +2,8 @@
  * A device with no model yet installs the full model, and the health check rejects it. There is
  * no previous version to go back to: the device goes back to holding no model (as before the
  * run), and the run says the update failed (exit 5), never "up to date" over a model that failed
- * its health check, in this run or the next.
+ * its health check, in this run or the next. Killed while that health check runs, the install is
+ * found unconfirmed by the next commands, as one over a previous model is.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,8 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main } from '../cli/ndiff.ts';
 import { writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { updateModel } from '../src/io/updater/node-updater.ts';
 import { releaseChain } from './helpers/release-chain.ts';
 import { serveRelease } from './helpers/release-server.ts';
@@ -21,6 +24,7 @@ async function ndiff(...argv: string[]) {
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
+const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
 const exists = async (p: string) => (await stat(p).catch(() => undefined)) !== undefined;
 
 test('a first install that fails its health check: no model is left, and the run failed, this time and the next', async () => {
@@ -50,6 +54,42 @@ test('a first install that fails its health check: no model is left, and the run
     assert.equal(next.code, 5, next.out + next.err);
     assert.match(next.err, /failed a health check on this device before/);
     assert.equal(await exists(device), false);
+  } finally {
+    await server.close();
+    await rm(chain.work, { recursive: true, force: true });
+  }
+});
+
+test('a first install killed while its health check runs: the next commands find it unconfirmed, and say so', { timeout: 120_000 }, async () => {
+  const chain = await releaseChain(2);
+  const server = await serveRelease(chain.releaseDir);
+  try {
+    const pub = join(chain.work, 'release.public.pem');
+    await writeFile(pub, chain.keys.publicKeyPem);
+    const device = join(chain.work, 'killed', 'model');
+    const from = ['--model', device, '--from', server.url, '--public-key', pub, '--model-id', 'kws'];
+    const killed = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
+      const child = spawn(process.execPath, [cli, 'update', ...from, '--health-check', 'kill -9 $PPID'], { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('close', (_code, signal) => resolve(signal));
+    });
+    assert.equal(killed, 'SIGKILL');
+    assert.equal(await exists(device), true, 'killed after the switch: the new model is in place');
+
+    const check = await ndiff('update', ...from, '--check', '--json');
+    assert.equal(check.code, 0, check.err);
+    assert.equal((JSON.parse(check.out) as { pendingUpdate?: boolean }).pendingUpdate, true, 'the check says an update waits to be finished');
+    assert.equal(await exists(device), true, 'the check changes nothing');
+
+    // Without a health check: a full install records no journal: rolled back (to no model), said
+    // so, and installed again; never "up to date" over a model no health check passed.
+    const plain = await ndiff('update', ...from, '--json');
+    assert.equal(plain.code, 0, plain.err);
+    const doc = JSON.parse(plain.out) as { status: string; pendingUpdate?: { outcome: string }; steps: { outcome: string }[] };
+    assert.equal(doc.pendingUpdate?.outcome, 'rolled-back');
+    assert.match(plain.err, /never confirmed/);
+    assert.equal(doc.status, 'updated');
+    assert.deepEqual(doc.steps.map((s) => s.outcome), ['installed']);
   } finally {
     await server.close();
     await rm(chain.work, { recursive: true, force: true });

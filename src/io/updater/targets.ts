@@ -14,8 +14,9 @@
  *
  * Recovery, before every read of the fingerprint: a `retired` leftover is deleted (the switch
  * was confirmed); a `previous` one means a switch never confirmed: it is undone (the previous
- * model is back, as the appliers roll back an unconfirmed update); an `incoming` one, a switch
- * that never happened: it is deleted. A loader reading `dir` (or `file`) sees the old model or
+ * model is back, as the appliers roll back an unconfirmed update); a `first-install` marker, a
+ * first install (no previous model) never confirmed: the same, its rollback being to no model;
+ * an `incoming` one, a switch that never happened: it is deleted. A loader reading `dir` (or `file`) sees the old model or
  * the new one, never a mix; during the instant between the two renames of a folder, no `dir`.
  */
 import { cp, link, lstat, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
@@ -49,6 +50,8 @@ import type { PendingCheck, PendingUpdateOutcome } from '../../updater/target.ts
 export const INCOMING_SUFFIX = '.ndiff-incoming';
 export const PREVIOUS_SUFFIX = '.ndiff-previous';
 export const RETIRED_SUFFIX = '.ndiff-retired';
+/** Beside a model a first install (no previous model) switched in and has not confirmed yet. */
+export const FIRST_INSTALL_SUFFIX = '.ndiff-first-install';
 
 async function exists(p: string): Promise<boolean> {
   return (await stat(p).catch(() => undefined)) !== undefined;
@@ -108,6 +111,27 @@ export async function recoverFullInstall(model: string, options: PendingOptions 
     }
     changed = true;
   }
+  if (await exists(model + FIRST_INSTALL_SUFFIX)) {
+    // A first install: its rollback is to no model, as before it.
+    const forget = async () => {
+      await rm(model + FIRST_INSTALL_SUFFIX, { force: true });
+      await syncDir(parent);
+    };
+    if (await exists(model)) {
+      await settlePendingSwitch({
+        model,
+        what: 'a full install (the first: there was no model before)',
+        awaitsHealthCheck: false,
+        confirm: forget,
+        rollBack: async () => {
+          await rename(model, model + RETIRED_SUFFIX);
+          await forget();
+          await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
+        },
+      }, options, report);
+    } else await forget(); // stopped before its switch
+    changed = true;
+  }
   if (await exists(model + INCOMING_SUFFIX)) {
     await rm(model + INCOMING_SUFFIX, { recursive: true, force: true });
     changed = true;
@@ -120,6 +144,8 @@ async function switchAndCheck(model: string, options: TargetInstallOptions, keep
   const parent = path.dirname(path.resolve(model));
   const hadPrevious = await keepPrevious(model, model + PREVIOUS_SUFFIX);
   if (hadPrevious) await syncDir(parent);
+  // A first install keeps no previous model: a marker says it is not confirmed yet (recovery).
+  else await writeFileAtomically(model + FIRST_INSTALL_SUFFIX, new Uint8Array(0));
   await rename(model + INCOMING_SUFFIX, model);
   await syncDir(parent);
   const health = await passes(options.healthCheck);
@@ -127,6 +153,7 @@ async function switchAndCheck(model: string, options: TargetInstallOptions, keep
     // Rolled back: to the previous model, or (a first install) to no model, as before.
     await rename(model, model + RETIRED_SUFFIX);
     if (hadPrevious) await rename(model + PREVIOUS_SUFFIX, model);
+    else await rm(model + FIRST_INSTALL_SUFFIX, { force: true });
     await syncDir(parent);
     await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
     throw new HealthCheckError(
@@ -138,6 +165,9 @@ async function switchAndCheck(model: string, options: TargetInstallOptions, keep
     await rename(model + PREVIOUS_SUFFIX, model + RETIRED_SUFFIX);
     await syncDir(parent);
     await rm(model + RETIRED_SUFFIX, { recursive: true, force: true });
+  } else {
+    await rm(model + FIRST_INSTALL_SUFFIX, { force: true });
+    await syncDir(parent);
   }
 }
 
@@ -214,7 +244,7 @@ export function tfjsFolderTarget(dir: string): ModelTarget {
   return {
     kind: 'tfjs',
     async hasPending() {
-      return (await exists(dir + PREVIOUS_SUFFIX)) || exists(path.join(dir, JOURNAL_FILE));
+      return (await exists(dir + PREVIOUS_SUFFIX)) || (await exists(dir + FIRST_INSTALL_SUFFIX)) || exists(path.join(dir, JOURNAL_FILE));
     },
     async settlePending(check) {
       return settleOnDisk(dir, check, async () => fingerprintStore(await getHasher(), await openTfjsModelDir(dir, { lazy: true })).fingerprint, async (options) => ((await exists(path.join(dir, 'model.json'))) ? recoverModelDir(dir, options) : undefined), async () => path.join(dir, JOURNAL_FILE));
@@ -366,7 +396,7 @@ function modelFileTarget(file: string, kind: 'onnx' | 'tflite', format: WeightsF
   return {
     kind,
     async hasPending() {
-      return (await exists(file + PREVIOUS_SUFFIX)) || ((await exists(file)) && exists((await realModelPath(file, format)) + WEIGHTS_JOURNAL_SUFFIX));
+      return (await exists(file + PREVIOUS_SUFFIX)) || (await exists(file + FIRST_INSTALL_SUFFIX)) || ((await exists(file)) && exists((await realModelPath(file, format)) + WEIGHTS_JOURNAL_SUFFIX));
     },
     async settlePending(check) {
       return settleOnDisk(file, check, () => fileFingerprint(file, format), async (options) => recoverWeightsFile(await realModelPath(file, format), format, options), async () => (await realModelPath(file, format)) + WEIGHTS_JOURNAL_SUFFIX);
