@@ -7,7 +7,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { fingerprintStore } from '../src/core/fingerprint.ts';
+import { getHasher } from '../src/core/hasher.ts';
+import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { join } from 'node:path';
 import { main } from '../cli/ndiff.ts';
 import { writeFile } from 'node:fs/promises';
@@ -90,6 +93,31 @@ test('a first install killed while its health check runs: the next commands find
     assert.match(plain.err, /never confirmed/);
     assert.equal(doc.status, 'updated');
     assert.deepEqual(doc.steps.map((s) => s.outcome), ['installed']);
+  } finally {
+    await server.close();
+    await rm(chain.work, { recursive: true, force: true });
+  }
+});
+
+test('a model folder given with a trailing slash (as a shell completes it) takes a full install, first or over a model', { timeout: 120_000 }, async () => {
+  const chain = await releaseChain(2);
+  const server = await serveRelease(chain.releaseDir);
+  try {
+    const pub = join(chain.work, 'release.public.pem');
+    await writeFile(pub, chain.keys.publicKeyPem);
+    for (const held of [undefined, chain.versions[0]]) {
+      const device = join(chain.work, held ? 'over' : 'first', 'model');
+      await mkdir(join(device, '..'), { recursive: true });
+      if (held) await cp(held, device, { recursive: true });
+      // Over a model: its payload fails the health check, so the full model is installed.
+      const r = await ndiff('update', '--model', `${device}/`, '--from', server.url, '--public-key', pub, '--model-id', 'kws', '--json', ...(held ? ['--health-check', 'test ! -e "$NDIFF_MODEL/.ndiff-journal.json"'] : []));
+      assert.equal(r.code, 0, r.out + r.err);
+      if (held) assert.deepEqual((JSON.parse(r.out) as { steps: { kind: string; outcome: string }[] }).steps.map((s) => [s.kind, s.outcome]), [['payload', 'health-check-failed'], ['full', 'installed']]);
+      assert.equal((JSON.parse(r.out) as { status: string }).status, 'updated');
+      assert.equal(await fingerprintStore(await getHasher(), await openTfjsModelDir(device)).fingerprint, chain.fingerprints[1]);
+      assert.deepEqual((await readdir(device)).filter((n) => /ndiff-(previous|incoming|first|retired)/.test(n)), [], 'nothing of the install left inside the model folder');
+      assert.deepEqual((await readdir(join(device, '..'))).filter((n) => /ndiff-(previous|incoming|first|retired)/.test(n)), []);
+    }
   } finally {
     await server.close();
     await rm(chain.work, { recursive: true, force: true });

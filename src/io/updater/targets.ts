@@ -74,7 +74,8 @@ async function passes(check: TargetInstallOptions['healthCheck']): Promise<{ ok:
  * by `options.healthCheck` if given (confirmed if it passes, rolled back if not), else rolled
  * back; `report` (if given) says which.
  */
-export async function recoverFullInstall(model: string, options: PendingOptions = {}, report: RecoveryReport = { actions: [], rolledBack: false, removed: [] }): Promise<boolean> {
+export async function recoverFullInstall(given: string, options: PendingOptions = {}, report: RecoveryReport = { actions: [], rolledBack: false, removed: [] }): Promise<boolean> {
+  const model = withoutTrailingSlash(given);
   const parent = path.dirname(path.resolve(model));
   let changed = false;
   if (await exists(model + RETIRED_SUFFIX)) {
@@ -239,8 +240,18 @@ async function folderContents(dir: string): Promise<'none' | 'model' | { other: 
   return other.length ? { other } : 'none';
 }
 
+/**
+ * `model` without the separators a shell's completion leaves after a folder's name (`models/kws/`):
+ * the names an install puts beside the model (`models/kws.ndiff-previous`) are made by appending,
+ * and would land inside it.
+ */
+function withoutTrailingSlash(model: string): string {
+  return model.replace(/(?<=[^\\/])[\\/]+$/, '');
+}
+
 /** A TF.js model folder as an updater target. */
-export function tfjsFolderTarget(dir: string): ModelTarget {
+export function tfjsFolderTarget(given: string): ModelTarget {
+  const dir = withoutTrailingSlash(given);
   return {
     kind: 'tfjs',
     async hasPending() {
@@ -392,7 +403,8 @@ export function tfliteFileTarget(file: string): ModelTarget {
 }
 
 /** A single-file model (`.onnx`, `.tflite`) as an updater target: payloads patch it crash-safely, a full install replaces the file. */
-function modelFileTarget(file: string, kind: 'onnx' | 'tflite', format: WeightsFileFormat): ModelTarget {
+function modelFileTarget(given: string, kind: 'onnx' | 'tflite', format: WeightsFileFormat): ModelTarget {
+  const file = withoutTrailingSlash(given);
   return {
     kind,
     async hasPending() {
