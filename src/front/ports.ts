@@ -4,7 +4,7 @@
  * model file's bytes, what changed, the rebuild formats of single-file models) is
  * src/diff/ports.ts, re-exported here.
  */
-import { readFile } from 'node:fs/promises';
+import { readRegularFile } from '../io/durable/durable.ts';
 import * as path from 'node:path';
 import type { ModelFile } from '../core/model-files.ts';
 import { locateTfjsModel } from '../io/tfjs/model-file.ts';
@@ -46,10 +46,13 @@ export async function modelPortsAt(modelPath: string): Promise<{ inputs: Port[];
   try {
     if (/\.(onnx|tflite)$/i.test(modelPath)) {
       const kind = /\.onnx$/i.test(modelPath) ? 'onnx' : 'tflite';
-      return portsOf(kind, new Uint8Array(await readFile(modelPath)), modelPath);
+      // Regular files only, opened without waiting: a FIFO or a device is no model (and would hang a plain read).
+      const bytes = await readRegularFile(modelPath);
+      return bytes ? portsOf(kind, bytes, modelPath) : undefined;
     }
     const at = await locateTfjsModel(modelPath);
-    return tfjsPorts([{ path: 'model.json', bytes: new Uint8Array(await readFile(path.join(at.dir, at.modelJsonFile))) }]);
+    const json = await readRegularFile(path.join(at.dir, at.modelJsonFile));
+    return json ? tfjsPorts([{ path: 'model.json', bytes: json }]) : undefined;
   } catch {
     return undefined;
   }
