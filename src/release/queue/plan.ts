@@ -126,6 +126,9 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
     const arrivals = new Map<string, Promise<void>>();
     let outcome: RunPlanResult | undefined;
     publishWorker = new bull.Worker(names.publishQueue, async (job) => {
+      // Only this plan's own publish job: another in its queue (added by anyone who reaches the
+      // queue, or replayed) is refused before it touches the results.
+      if (job.id !== names.parentId) throw new bull.UnrecoverableError(`job ${JSON.stringify(job.id)} in the publish queue of plan ${names.planId} is not its publish job (${names.parentId}), which only ndiff release run adds: refused, nothing read or written`);
       const values = (await job.getChildrenValues()) as Record<string, QueuedJobReturn>;
       outcome = await collectAndPublish(releaseDir, record, names, values, redis, options, progress, bull, arriving, arrivals);
       return { jobs: outcome.jobs, release: outcome.published?.release ?? null };
