@@ -9,7 +9,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -117,6 +117,60 @@ describe('a full install left unconfirmed by a kill during its health check', ()
       const result = JSON.parse(confirmed.out) as { status: string; pendingUpdate?: { outcome: string } };
       assert.equal(result.pendingUpdate?.outcome, 'confirmed');
       assert.equal(result.status, 'up-to-date');
+      assert.equal(await fingerprintOf(device, format), fp2);
+      assert.equal(await exists(device + '.ndiff-previous'), false);
+    });
+  }
+});
+
+describe('ndiff apply while an update\'s full install runs its health check', () => {
+  let work: string;
+  let server: ReleaseServer;
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'nd-install-race-'));
+    await mkdir(join(work, 'sites'));
+    assert.equal((await run('keygen', '--out', join(work, 'k'))).code, 0);
+    server = await serveRelease(join(work, 'sites'));
+  });
+  after(async () => {
+    await server?.close();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  for (const format of ['tfjs', 'onnx'] as const) {
+    test(`${format === 'tfjs' ? 'a TF.js folder' : 'an .onnx file'}: the apply is refused as another writer, and the install finishes`, { timeout: 300_000 }, async () => {
+      const pair = valuePair(format, 1);
+      const file = format === 'tfjs' ? '' : 'model.onnx';
+      const [v1, v2] = ['v1', 'v2'].map((v) => join(work, format, v, file));
+      await writeModel(v1, pair, 'base');
+      await writeModel(v2, pair, 'target');
+      const fp2 = await fingerprintOf(v2, format);
+      const site = join(work, 'sites', format);
+      const pub = join(work, 'k.public.pem');
+      for (const [v, extra] of [[v1, ['--model-id', 'm']], [v2, []]] as const) {
+        const add = await run('release', 'add', '--release', site, '--model', v, ...extra, '--key', join(work, 'k.private.pem'), '--expires', '30d');
+        assert.equal(add.code, 0, add.err);
+      }
+      const payload = join(site, validateManifest((JSON.parse(await readFile(join(site, 'manifest.json'), 'utf8')) as { signed: unknown }).signed).payloads[0].file);
+      const device = join(work, format, 'device', format === 'tfjs' ? 'model' : file);
+      await writeModel(device, valuePair(format, 2), 'base');
+      const go = join(work, format, 'go');
+      const update = ndiffProcess(['update', '--model', device, '--from', `${server.url}${format}/`, '--public-key', pub, '--model-id', 'm', '--health-check', `while [ ! -e '${go}' ]; do sleep 0.1; done`]);
+      let applied: Awaited<ReturnType<typeof run>>;
+      let seen: boolean;
+      try {
+        // The install switched in and waits in its health check.
+        while (!(await exists(device + '.ndiff-previous'))) await new Promise((r) => setTimeout(r, 100));
+        applied = await run('apply', '--model', device, '--patch', payload, '--public-key', pub, '--health-check', 'false');
+        seen = await exists(device + '.ndiff-previous');
+      } finally {
+        await writeFile(go, '');
+      }
+      assert.equal(applied.code, 7, applied.err);
+      assert.match(applied.err, /another apply or update \(pid \d+\) is updating/);
+      assert.ok(seen, 'the running install is left alone');
+      const done = await update;
+      assert.equal(done.code, 0, done.stderr);
       assert.equal(await fingerprintOf(device, format), fp2);
       assert.equal(await exists(device + '.ndiff-previous'), false);
     });

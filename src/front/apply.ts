@@ -6,7 +6,8 @@
  * `ndiff apply --json` prints; the errors are the applier's typed errors (src/core/errors.ts),
  * the model untouched (or restored) when one is thrown.
  */
-import { basename, dirname, join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { NeuralDiffError, UsageError } from '../core/errors.ts';
 import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
@@ -19,7 +20,8 @@ import { locateModelFiles } from '../io/tfjs/model-file.ts';
 import { applyToOnnxFile, ONNX_STATE_SUFFIX, rebuildOnnxFile } from '../io/onnx/files.ts';
 import { applyToTfliteFile, rebuildTfliteFile } from '../io/tflite/files.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
-import { recoverFullInstall } from '../io/updater/targets.ts';
+import { fullInstallPending, recoverFullInstall } from '../io/updater/targets.ts';
+import { lockModelDir } from '../io/durable/lock.ts';
 import type { RecoveryReport } from '../io/durable/lock.ts';
 import { runHealthCheck } from './health-check.ts';
 import { isModelFilePath, isTflitePath, payloadArgument, refuseSafetensors } from './models.ts';
@@ -123,7 +125,16 @@ export async function apply(o: ApplyOptions): Promise<ApplyReport> {
   // health check, else rolled back; said in `recovery` and `pendingUpdate`, also when the apply then fails.
   const installedAt = single ? o.model : basename(o.model) === 'model.json' ? dirname(o.model) : /\.json$/i.test(o.model) ? undefined : o.model;
   const full: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
-  if (installedAt !== undefined && !dryRun) await recoverFullInstall(installedAt, hc ? { healthCheck: () => (single ? check(dirname(installedAt), installedAt) : check(installedAt)) } : {}, full);
+  if (installedAt !== undefined && !dryRun && (await fullInstallPending(installedAt))) {
+    // Under the model's lock: an install still running its health check holds it, and is left alone.
+    const lockAt = single ? dirname(resolve(installedAt)) : installedAt;
+    const unlock = (await stat(lockAt).catch(() => undefined)) ? await lockModelDir(lockAt) : undefined;
+    try {
+      await recoverFullInstall(installedAt, hc ? { healthCheck: () => (single ? check(dirname(installedAt), installedAt) : check(installedAt)) } : {}, full);
+    } finally {
+      await unlock?.();
+    }
+  }
   try {
     return withFullInstall(await applyNow(o, bytes, single, dryRun, check, maxPayloadBytes), full);
   } catch (e) {

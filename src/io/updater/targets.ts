@@ -140,6 +140,15 @@ export async function recoverFullInstall(given: string, options: PendingOptions 
   return changed;
 }
 
+/**
+ * Whether a full install of `model` waits to be finished (switched in, never confirmed) or was
+ * stopped half way: what {@link recoverFullInstall} would settle.
+ */
+export async function fullInstallPending(model: string): Promise<boolean> {
+  const m = withoutTrailingSlash(model);
+  return (await exists(m + PREVIOUS_SUFFIX)) || exists(m + FIRST_INSTALL_SUFFIX);
+}
+
 /** Switch `incoming` into place as `model`, run the health check, keep or undo (module doc). */
 async function switchAndCheck(model: string, options: TargetInstallOptions, keepPrevious: (model: string, previous: string) => Promise<boolean>): Promise<void> {
   const parent = path.dirname(path.resolve(model));
@@ -432,21 +441,29 @@ function modelFileTarget(given: string, kind: 'onnx' | 'tflite', format: Weights
       else await applyToWeightsFile(file, bytes, format, options);
     },
     async installPackage(files, o: TargetInstallOptions) {
-      await recoverFullInstall(file);
       if (files.length !== 1) throw new ModelFormatError(`a package of ${format.what} must be one file, found ${files.length} files: the release is not one this updater installs`);
-      const incoming = file + INCOMING_SUFFIX;
-      await makeDirs(path.dirname(path.resolve(file)));
-      await writeFileAtomically(incoming, files[0].bytes);
-      const found = await fileFingerprint(incoming, format);
-      if (found !== o.fingerprint) {
-        await rm(incoming, { force: true });
-        throw mismatch(o.fingerprint, found);
+      const folder = path.dirname(path.resolve(file));
+      await makeDirs(folder);
+      // One writer: an apply to a model of the folder waits for (or is refused by) the install,
+      // its health check included, and the reverse.
+      const unlock = await lockModelDir(folder);
+      try {
+        await recoverFullInstall(file);
+        const incoming = file + INCOMING_SUFFIX;
+        await writeFileAtomically(incoming, files[0].bytes);
+        const found = await fileFingerprint(incoming, format);
+        if (found !== o.fingerprint) {
+          await rm(incoming, { force: true });
+          throw mismatch(o.fingerprint, found);
+        }
+        await switchAndCheck(file, o, async (model, previous) => {
+          if (!(await exists(model))) return false;
+          await link(model, previous);
+          return true;
+        });
+      } finally {
+        await unlock();
       }
-      await switchAndCheck(file, o, async (model, previous) => {
-        if (!(await exists(model))) return false;
-        await link(model, previous);
-        return true;
-      });
     },
   };
 }
