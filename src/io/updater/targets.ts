@@ -38,7 +38,7 @@ import { openTfjsModelDir, referencedFiles } from '../tfjs/index.ts';
 import { openTfjsModel } from '../tfjs/model-file.ts';
 import { lockModelDir } from '../durable/lock.ts';
 import { DEFAULT_STATE_FILE, JOURNAL_FILE, modelFilesOf } from '../durable/control-files.ts';
-import { makeDirs, syncDir, writeFileAtomically } from '../durable/durable.ts';
+import { kindOf, makeDirs, syncDir, writeFileAtomically } from '../durable/durable.ts';
 import { settlePendingSwitch, type PendingOptions } from '../durable/pending-update.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
 import { JOURNAL_SUFFIX as WEIGHTS_JOURNAL_SUFFIX, recoverWeightsFile } from '../durable/weights-file-update.ts';
@@ -401,6 +401,16 @@ async function fileFingerprint(file: string, format: WeightsFileFormat): Promise
   }
 }
 
+/**
+ * Refuse a folder, a FIFO or a device where a model file should be: no model, and not something
+ * an install may replace (a symbolic link is followed as the file's readers follow it).
+ */
+async function refuseNonFile(file: string, format: WeightsFileFormat): Promise<void> {
+  const st = await stat(file).catch(() => undefined);
+  if (!st || st.isFile()) return;
+  throw new ModelFormatError(`${file} is ${kindOf(st)}, not ${format.what}: nothing was changed. Pass the path of the model file (one that does not exist yet is fine: the full model is installed there)`, { path: file });
+}
+
 /** A single-file ONNX model as an updater target. */
 export function onnxFileTarget(file: string): ModelTarget {
   return modelFileTarget(file, 'onnx', ONNX_FILE);
@@ -426,6 +436,7 @@ function modelFileTarget(given: string, kind: 'onnx' | 'tflite', format: Weights
       const check = options?.recover === false;
       if (!check) await recoverFullInstall(file);
       const at = check ? await inEffect(file) : file;
+      await refuseNonFile(at, format);
       if (!(await exists(at))) return undefined;
       try {
         return await fileFingerprint(at, format);
@@ -449,6 +460,7 @@ function modelFileTarget(given: string, kind: 'onnx' | 'tflite', format: Weights
       const unlock = await lockModelDir(folder);
       try {
         await recoverFullInstall(file);
+        await refuseNonFile(file, format);
         const incoming = file + INCOMING_SUFFIX;
         await writeFileAtomically(incoming, files[0].bytes);
         const found = await fileFingerprint(incoming, format);
