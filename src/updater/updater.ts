@@ -224,12 +224,27 @@ export class Updater {
     const sequences = sequenceStoreOf(o.state);
     // An update an earlier run switched in and never confirmed is finished first, by this run's
     // health check: the fingerprint read next is then a version the device keeps.
+    const remember = async (key: string) => {
+      record = await loadRecord(o.state, o.modelId);
+      if (!record.failed.includes(key)) record.failed.push(key);
+      await o.state.save(o.modelId, record);
+    };
     if (o.target.settlePending) {
       const check = o.healthCheck;
-      const pending = await o.target.settlePending(check && (({ kind, fingerprint }) => check({ kind, version: m.versions.find((v) => v.fingerprint === fingerprint)?.version ?? 0, fingerprint })));
+      let checked: string | undefined;
+      const pending = await o.target.settlePending(check && (({ kind, fingerprint }) => {
+        checked = fingerprint;
+        return check({ kind, version: m.versions.find((v) => v.fingerprint === fingerprint)?.version ?? 0, fingerprint });
+      }));
       if (pending) {
         result.pendingUpdate = pending;
         for (const line of pending.actions) progress(line);
+        // Failed its health check now: remembered as a failure during its own run would be, so
+        // this run does not apply it (and run the failing check on it) again.
+        if (pending.outcome === 'rolled-back' && pending.healthCheck === 'failed' && checked !== undefined) {
+          for (const p of m.payloads) if (p.target === checked) await remember(p.sha256);
+          if (latest.fingerprint === checked) await remember(packageKey(latest));
+        }
       }
     }
     let current = await o.target.fingerprint();
@@ -239,11 +254,6 @@ export class Updater {
     let fullFailed = false;
     const now = o.now ?? Date.now;
     const health = (kind: 'payload' | 'full', version: number, fingerprint: string) => o.healthCheck && (() => (o.healthCheck as UpdateHealthCheck)({ kind, version, fingerprint }));
-    const remember = async (key: string) => {
-      record = await loadRecord(o.state, o.modelId);
-      if (!record.failed.includes(key)) record.failed.push(key);
-      await o.state.save(o.modelId, record);
-    };
 
     // Each round plans from what the device holds now; a step that fails takes its payload out.
     for (let round = 0; round <= m.payloads.length + 1; round++) {

@@ -1,0 +1,68 @@
+/**
+ * An update killed during its health check is finished by the next `ndiff update
+ * --health-check`: when the check fails on it now, it is rolled back, and that version is then
+ * what a failed health check makes of any update: remembered, never applied again by the same run
+ * (which would run the failing check on it a second time) nor by later ones.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { main } from '../cli/ndiff.ts';
+import { serveRelease } from './helpers/release-server.ts';
+import { valuePair } from './helpers/structural-pairs.ts';
+import { fingerprintOf, writeModel } from './helpers/model-on-disk.ts';
+
+const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
+
+async function run(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+test('a health check that fails on an unconfirmed update now: rolled back, and that update not applied again', { timeout: 120_000 }, async () => {
+  const work = await mkdtemp(join(tmpdir(), 'nd-pending-failed-'));
+  const server = await serveRelease(join(work, 'site'));
+  try {
+    assert.equal((await run('keygen', '--out', join(work, 'k'))).code, 0);
+    const pair = valuePair('tfjs', 4);
+    await writeModel(join(work, 'v1'), pair, 'base');
+    await writeModel(join(work, 'v2'), pair, 'target');
+    for (const [v, extra] of [['v1', ['--model-id', 'm']], ['v2', []]] as const) {
+      const add = await run('release', 'add', '--release', join(work, 'site'), '--model', join(work, v), ...extra, '--key', join(work, 'k.private.pem'), '--expires', '30d');
+      assert.equal(add.code, 0, add.err);
+    }
+    const device = join(work, 'device', 'model');
+    await mkdir(join(device, '..'), { recursive: true });
+    await writeModel(device, pair, 'base');
+    const fp1 = await fingerprintOf(device, 'tfjs');
+    const from = ['--model', device, '--from', server.url, '--public-key', join(work, 'k.public.pem'), '--model-id', 'm'];
+    const killed = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
+      const child = spawn(process.execPath, [cli, 'update', ...from, '--health-check', 'kill -9 $PPID'], { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('close', (_code, signal) => resolve(signal));
+    });
+    assert.equal(killed, 'SIGKILL');
+
+    // Each run of the health check leaves a line: the version it checked.
+    const log = join(work, 'checks.log');
+    const r = await run('update', ...from, '--json', '--health-check', `echo "$NDIFF_VERSION $NDIFF_FINGERPRINT" >> '${log}'; exit 1`);
+    assert.equal(r.code, 5, r.out + r.err);
+    const doc = JSON.parse(r.out) as { result: { pendingUpdate?: { outcome: string; healthCheck: string }; steps: { kind: string; outcome: string }[] } };
+    assert.deepEqual([doc.result.pendingUpdate?.outcome, doc.result.pendingUpdate?.healthCheck], ['rolled-back', 'failed']);
+    // The payload (exact) and the full model both lead to the version that just failed: neither is tried.
+    assert.deepEqual(doc.result.steps, [], 'the version that just failed is not applied again');
+    assert.match(r.err, /failed a health check on this device before and are not tried again/);
+    const checks = (await readFile(log, 'utf8')).trim().split('\n');
+    assert.equal(checks.length, 1, `the failing check ran once, on the unconfirmed update: ${checks.join(' | ')}`);
+    assert.equal(await fingerprintOf(device, 'tfjs'), fp1);
+  } finally {
+    await server.close();
+    await rm(work, { recursive: true, force: true });
+  }
+});
