@@ -36,7 +36,7 @@ export type { PendingOptions, PendingHealthCheck, PendingSettlement } from './io
 export { ONNX_FILE } from './io/onnx/files.ts';
 export type { TfliteScan, TfliteScanOptions, TfliteTensorRecord, TfliteQuantization } from './io/tflite/schema.ts';
 export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } from './io/updater/node-updater.ts';
-export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, tfliteFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX } from './io/updater/targets.ts';
+export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, tfliteFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX, FIRST_INSTALL_SUFFIX } from './io/updater/targets.ts';
 export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';
 export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from './updater/updater.ts';
 export type { PendingUpdateOutcome, PendingCheck } from './updater/target.ts';
