@@ -12,7 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { NeuralDiffError, PayloadFormatError, UsageError } from '../../core/errors.ts';
-import { writeFileAtomically } from '../../io/durable/durable.ts';
+import { readRegularFile, writeFileAtomically } from '../../io/durable/durable.ts';
+import { MANIFEST_FILE } from '../../updater/manifest.ts';
 import { jobFiles, readJobResult, verifyJobResult } from '../jobs.ts';
 import { ArrivingChecks } from './arriving-checks.ts';
 import { publishReleaseFolder, type PublishResult } from '../publish.ts';
@@ -66,6 +67,7 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
   const url = queueUrlOf(queue);
   const record = await readRecord(releaseDir);
   if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json): add a version with plan (--plan) first`);
+  if (!record.pending) await refuseHalfPublished(releaseDir, record);
   const names = planNames(record);
   const progress = options.onProgress ?? (() => {});
   const bull = await loadBullmq();
@@ -146,6 +148,24 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
     await redis.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", 1, names.lockKey, holder).catch(() => {});
     await Promise.allSettled([flows.close(), publishQueue.close()]);
     redis.disconnect();
+  }
+}
+
+/**
+ * With no version pending: refuse, saying so, a release whose record is ahead of its manifest (a
+ * publication stopped between the two: publish writes the record first), so the user finishes it
+ * rather than plan a version again.
+ */
+async function refuseHalfPublished(releaseDir: string, record: ReleaseRecord): Promise<void> {
+  let served: number | undefined;
+  try {
+    const bytes = await readRegularFile(path.join(releaseDir, MANIFEST_FILE));
+    served = bytes ? Number((JSON.parse(new TextDecoder().decode(bytes)) as { signed?: { release?: unknown } }).signed?.release ?? 0) : 0;
+  } catch {
+    return; // unreadable: planNames says what is missing
+  }
+  if (Number.isSafeInteger(served) && (served as number) < record.release) {
+    throw new UsageError(`${releaseDir} recorded release ${record.release}, but its manifest.json is release ${served}: a publication stopped after recording it (release run or release publish interrupted), and devices do not see it yet; write its manifest with ndiff release publish --release ${releaseDir} --key KEY`, { recorded: record.release, served });
   }
 }
 
