@@ -1,9 +1,8 @@
 /**
- * A `.safetensors` file through the calls and commands besides `diff`: `fingerprint` and `verify
- * --model` read it (they said "not a model JSON file (its name does not end in .json)", though
- * `ndiff diff` makes payloads for such files and names them by that fingerprint); `apply`,
- * `update` and `release add`, which keep a journal and the device's state for folders, `.onnx`
- * and `.tflite` files, refuse it saying how a safetensors file is patched, the file untouched.
+ * A `.safetensors` file through `fingerprint` and `verify --model`, which read it (they said "not
+ * a model JSON file (its name does not end in .json)", though `ndiff diff` makes payloads for such
+ * files and names them by that fingerprint). `apply`, `update` and `release add` take one as they
+ * take `.onnx` and `.tflite` files: test/safetensors-apply.test.ts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,14 +10,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BaseMismatchError, UsageError } from '../src/core/errors.ts';
-import { applyPayload } from '../src/apply/index.ts';
-import { writeSafetensorsFile, openSafetensorsFile } from '../src/io/safetensors/files.ts';
+import { writeSafetensorsFile } from '../src/io/safetensors/files.ts';
 import { diff } from '../src/front/diff.ts';
-import { apply } from '../src/front/apply.ts';
 import { fingerprint } from '../src/front/fingerprint.ts';
 import { verify } from '../src/front/verify.ts';
-import { update } from '../src/front/update.ts';
-import { release } from '../src/front/release.ts';
 import { main } from '../cli/ndiff.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'nd-safetensors-front-'));
@@ -63,23 +58,4 @@ test('verify --model checks a payload against a .safetensors file in memory, wri
   await assert.rejects(verify({ payload: payloadFile, model: other }), BaseMismatchError);
   assert.equal((await ndiff(['verify', payloadFile, '--model', v1])).code, 0);
   assert.equal((await ndiff(['verify', payloadFile, '--model', other])).code, 4);
-});
-
-test('apply, update and release add refuse a .safetensors file with how to patch one, the file untouched', async () => {
-  const device = path.join(root, 'device.safetensors');
-  await writeSafetensorsFile(device, { 'fc.weight': { shape: [16, 16], data: w }, 'fc.bias': { shape: [4], data: new Float32Array([0.1, 0.2, 0.3, 0.4]) } });
-  const before = readFileSync(device);
-  const refusal = (command: string) => (e: unknown) =>
-    e instanceof UsageError && e.message.startsWith(`model (--model) ${device} is a .safetensors file, and ${command} takes a TF.js folder or model JSON file, an .onnx or a .tflite file: patch a safetensors file from code (neural-diff's applyPayload on openSafetensorsFile(path)`);
-  await assert.rejects(apply({ model: device, payload: payloadFile }), refusal('ndiff apply'));
-  await assert.rejects(update({ model: device, from: ['http://127.0.0.1:9/st/'], publicKeys: [] }), refusal('ndiff update'));
-  await assert.rejects(release.add({ release: path.join(root, 'site'), model: device, modelId: 'st', key: 'unused.pem' }), refusal('ndiff release add'));
-  const cli = await ndiff(['apply', '--model', device, '--patch', payloadFile]);
-  assert.equal(cli.code, 2);
-  assert.match(cli.err, /--model \S+ is a \.safetensors file, and ndiff apply takes/);
-  assert.ok(readFileSync(device).equals(before), 'the file is untouched');
-  // What the message says to do patches it to the target.
-  const res = await applyPayload(await openSafetensorsFile(device), new Uint8Array(readFileSync(payloadFile)));
-  assert.equal(res.status, 'applied');
-  assert.equal((await fingerprint({ model: device })).fingerprint, made.targetFingerprint);
 });

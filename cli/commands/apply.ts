@@ -28,7 +28,7 @@ export interface ApplyArgs extends SignatureArgs {
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
   return signatureOptions(y
     .usage('ndiff apply --model PATH --patch FILE [options]\n\nVerify a payload and patch a model in place: atomic switch, the model untouched on any error.')
-    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder or <name>.json, .onnx or .tflite file to patch' })
+    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder or <name>.json, .onnx, .tflite or .safetensors file to patch' })
     .option('patch', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'check all, patch in memory, write nothing' })
     .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' }))

@@ -15,7 +15,7 @@ export function verifyCommand(y: Argv): Argv<VerifyArgs> {
   return signatureOptions(y
     .usage('ndiff verify <payload> [--model PATH] [--public-key FILE]\n\nCheck a payload is well-formed (and signed), and with --model that it applies cleanly; writes nothing.')
     .positional('payload', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
-    .option('model', { type: 'string', describe: 'also check it applies to this TF.js folder, .onnx or .tflite' })
+    .option('model', { type: 'string', describe: 'also check it applies to this TF.js folder, .onnx, .tflite or .safetensors' })
     .option('state', { type: 'string', describe: 'also check freshness against this state file' }))
     .example('$0 verify v1-v2.signed.ndiff --public-key release.public.pem', 'is it signed by this key, and well-formed?')
     .example('$0 verify v1-v2.ndiff --model ./model', 'would this payload apply cleanly to this model?')

@@ -1,14 +1,15 @@
 /**
  * `apply`: what `ndiff apply` does, as a library call. A payload (a path or its bytes, bare or
- * signed) is verified and applied in place to a TF.js folder or model JSON file, an `.onnx` or a
- * `.tflite` file, or, for a structural payload (format v7), the model is rebuilt; the switch is
+ * signed) is verified and applied in place to a TF.js folder or model JSON file, an `.onnx`,
+ * `.tflite` or `.safetensors` file, or, for a structural payload (format v7), the model is rebuilt
+ * (not a `.safetensors` file: no structural payload is made for one); the switch is
  * atomic and a failed health check rolls it back. The result holds the fields
  * `ndiff apply --json` prints; the errors are the applier's typed errors (src/core/errors.ts),
  * the model untouched (or restored) when one is thrown.
  */
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { NeuralDiffError, UsageError } from '../core/errors.ts';
+import { ModelMismatchError, NeuralDiffError, UsageError } from '../core/errors.ts';
 import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
 import type { SignatureCheck } from '../apply/signature.ts';
@@ -17,14 +18,16 @@ import { DEFAULT_STATE_FILE } from '../io/durable/sequence-file.ts';
 import { applyToModelDir } from '../io/tfjs/folder-update.ts';
 import { rebuildModelDir } from '../io/tfjs/folder-rebuild.ts';
 import { locateModelFiles } from '../io/tfjs/model-file.ts';
-import { applyToOnnxFile, ONNX_STATE_SUFFIX, rebuildOnnxFile } from '../io/onnx/files.ts';
-import { applyToTfliteFile, rebuildTfliteFile } from '../io/tflite/files.ts';
+import { ONNX_STATE_SUFFIX, rebuildOnnxFile } from '../io/onnx/files.ts';
+import { rebuildTfliteFile } from '../io/tflite/files.ts';
+import { applyToWeightsFile } from '../io/durable/weights-file-update.ts';
+import { weightsFileFormatOf } from '../io/model-paths.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
 import { fullInstallPending, recoverFullInstall } from '../io/updater/targets.ts';
 import { lockModelDir } from '../io/durable/lock.ts';
 import type { RecoveryReport } from '../io/durable/lock.ts';
 import { runHealthCheck } from './health-check.ts';
-import { isModelFilePath, isTflitePath, payloadArgument, refuseSafetensors } from './models.ts';
+import { isModelFilePath, isSafetensorsPath, isTflitePath, payloadArgument } from './models.ts';
 import type { Progress } from './progress.ts';
 
 /** The default of {@link ApplyOptions.maxPayloadBytes}: 256 MiB. */
@@ -32,7 +35,7 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
 
 /** What {@link apply} takes. */
 export interface ApplyOptions {
-  /** The model patched in place: a TF.js folder or model JSON file, an `.onnx` or a `.tflite` file. */
+  /** The model patched in place: a TF.js folder or model JSON file, an `.onnx`, `.tflite` or `.safetensors` file. */
   model: string;
   /** The payload: a file's path, or its bytes (bare or a signed envelope). */
   payload: string | Uint8Array;
@@ -42,7 +45,7 @@ export interface ApplyOptions {
   maxPayloadBytes?: number;
   /**
    * The file keeping the highest applied sequence per model id: a path, or null for none.
-   * Default: `<folder>/.ndiff-state.json`, or `<file>.ndiff-state.json` beside an .onnx or .tflite file.
+   * Default: `<folder>/.ndiff-state.json`, or `<file>.ndiff-state.json` beside an .onnx, .tflite or .safetensors file.
    */
   state?: string | null;
   /**
@@ -111,12 +114,11 @@ export interface ApplyReport {
 export async function apply(o: ApplyOptions): Promise<ApplyReport> {
   const timeout = o.healthCheckTimeout ?? 300;
   if (!(timeout > 0)) throw new UsageError(`healthCheckTimeout (--health-check-timeout) must be a positive number of seconds, got ${timeout}`, { expected: 'seconds > 0', found: timeout });
-  refuseSafetensors(o.model, 'model (--model)', 'ndiff apply');
   const progress = o.onProgress ?? (() => {});
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   // The size cap is checked against the file's size before it is read.
   const bytes = await payloadArgument(o.payload, "apply({ model, payload: 'v1-v2.ndiff' })", maxPayloadBytes);
-  const single = isModelFilePath(o.model); // a single-file model: .onnx or .tflite
+  const single = isModelFilePath(o.model); // a single-file model: .onnx, .tflite or .safetensors
   const dryRun = o.dryRun ?? false;
   const hc = o.healthCheck;
   const check = (dir: string, file?: string) => (typeof hc === 'string' ? runHealthCheck(hc, dir, timeout, progress, file) : (hc as NonNullable<typeof hc>)({ dir, ...(file !== undefined ? { file } : {}) }));
@@ -173,6 +175,9 @@ async function applyNow(o: ApplyOptions, bytes: Uint8Array, single: boolean, dry
   };
   // A structural payload (format v7): a single-file model or a TF.js model rebuilt with neural-diff/rebuild's checks.
   if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
+    if (isSafetensorsPath(o.model)) {
+      throw new ModelMismatchError(`the payload is a structural payload (format v7), which rebuilds a TF.js model, an .onnx or a .tflite file, and model (--model) ${o.model} is a .safetensors file, for which no structural payload is made: nothing was read or written. Apply a payload diffed from two .safetensors files (ndiff diff), or install the new file whole`, { model: o.model, structural: true });
+    }
     const r = await (single
       ? (isTflitePath(o.model) ? rebuildTfliteFile : rebuildOnnxFile)(o.model, bytes, { ...common, ...(hc ? { healthCheck: ({ file }) => check(dirname(file), file) } : {}) })
       : rebuildModelDir(o.model, bytes, { ...common, ...(hc ? { healthCheck: ({ dir, file }) => check(dir, file) } : {}) }));
@@ -186,7 +191,7 @@ async function applyNow(o: ApplyOptions, bytes: Uint8Array, single: boolean, dry
     };
   }
   const res = single
-    ? await (isTflitePath(o.model) ? applyToTfliteFile : applyToOnnxFile)(o.model, bytes, { ...common, ...(hc ? { healthCheck: ({ file }) => check(dirname(file), file) } : {}) })
+    ? await applyToWeightsFile(o.model, bytes, weightsFileFormatOf(o.model)!, { ...common, ...(hc ? { healthCheck: ({ file }) => check(dirname(file), file) } : {}) })
     : await applyToModelDir(o.model, bytes, { ...common, baseCheck: o.fullCheck ? 'full' : 'recorded', ...(hc ? { healthCheck: ({ dir, file }) => check(dir, file) } : {}) });
   return {
     model: o.model, status: res.status, dryRun, baseFingerprint: res.baseFingerprint, targetFingerprint: res.targetFingerprint,

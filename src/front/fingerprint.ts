@@ -11,7 +11,7 @@ import { getHasher } from '../core/hasher.ts';
 import { locateModelFiles, openTfjsModel } from '../io/tfjs/index.ts';
 import { writeRecordedDigests } from '../io/tfjs/recorded-digests.ts';
 import { hasUnfinishedUpdate } from '../io/updater/node-updater.ts';
-import { dtypeOf, isModelFilePath, isSafetensorsPath, openModel } from './models.ts';
+import { dtypeOf, isModelFilePath, openModel } from './models.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 
 /** What {@link fingerprint} takes (`ndiff fingerprint`). */
@@ -58,14 +58,13 @@ export interface FingerprintResult {
  */
 export async function fingerprint(o: FingerprintOptions): Promise<FingerprintResult> {
   const r = await fingerprintOf(o);
-  // A safetensors file is never updated in place by ndiff, so nothing can be left unfinished beside it.
-  return !isSafetensorsPath(o.model) && (await hasUnfinishedUpdate(o.model)) ? { ...r, unfinishedUpdate: true } : r;
+  return (await hasUnfinishedUpdate(o.model)) ? { ...r, unfinishedUpdate: true } : r;
 }
 
 async function fingerprintOf(o: FingerprintOptions): Promise<FingerprintResult> {
   const progress = o.onProgress ?? NO_PROGRESS;
   if (typeof o.model !== 'string' || o.model === '') throw new UsageError(`model (--model) expects the path of a TF.js folder, an .onnx, .tflite or .safetensors file, found ${JSON.stringify(o.model)}`, { expected: 'a model path', found: o.model });
-  if (isModelFilePath(o.model) || isSafetensorsPath(o.model)) {
+  if (isModelFilePath(o.model)) {
     if (o.record) throw new UsageError('record (--record) is for TF.js model folders: an .onnx, .tflite or .safetensors file is read and hashed whole, so there is nothing to record; leave record (--record) out', { expected: 'a TF.js folder', found: o.model });
     const opened = await openModel(o.model);
     try {

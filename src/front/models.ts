@@ -1,6 +1,5 @@
 /** Opening a model by its path for the library calls: a TF.js folder or model JSON file, an ONNX, LiteRT or safetensors file. Paths, model ids and the updated model are src/io/model-paths.ts, re-exported here. */
 import { openTfjsModel } from '../io/tfjs/index.ts';
-import { openSafetensorsFile } from '../io/safetensors/files.ts';
 import type { OnnxTensorEntry } from '../io/onnx/store.ts';
 import type { WeightStore } from '../core/weight-store.ts';
 import { storedModelBytes } from '../diff/build.ts';
@@ -13,20 +12,6 @@ export { isOnnxPath, isTflitePath, isModelFilePath, isSafetensorsPath, readPaylo
 /** What kind of model a path names, for messages: `.onnx file`, `.tflite file`, `.safetensors file`, `TF.js folder`. */
 export function modelKindText(p: string): string {
   return isOnnxPath(p) ? 'an .onnx file' : isTflitePath(p) ? 'a .tflite file' : isSafetensorsPath(p) ? 'a .safetensors file' : 'a TF.js folder';
-}
-
-/**
- * Refuse a `.safetensors` file where a command writes a model in place or publishes it (`ndiff
- * apply`, `update`, `release add`): those keep a journal, the previous version and the device's
- * state for TF.js folders, `.onnx` and `.tflite` files. `diff`, `verify` and `fingerprint` read one.
- * @throws UsageError naming the option, what it takes and how a safetensors file is patched.
- */
-export function refuseSafetensors(p: string, option: string, command: string): void {
-  if (!isSafetensorsPath(p)) return;
-  throw new UsageError(
-    `${option} ${p} is a .safetensors file, and ${command} takes a TF.js folder or model JSON file, an .onnx or a .tflite file: patch a safetensors file from code (neural-diff's applyPayload on openSafetensorsFile(path) checks the payload and rewrites the file atomically; docs/guides/devices-and-stores.md), or ship the new file whole`,
-    { expected: 'a TF.js folder, an .onnx or a .tflite file', found: p },
-  );
 }
 
 /**
@@ -57,12 +42,8 @@ export interface OpenedModel {
  */
 export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
   // A single-file model: its weights as stored (float32 4 bytes, halves 2, int8/uint8 1), what a payload may change.
-  if (isModelFilePath(p)) return { kind: isOnnxPath(p) ? 'onnx' : 'tflite', ...(await openModelAt(p)) };
-  if (isSafetensorsPath(p)) {
-    // Read whole into memory (the file is not held open); F32, F16 and BF16 tensors are its weights.
-    const store = (await openSafetensorsFile(p)).contents;
-    return { kind: 'safetensors', store, weightBytes: storedModelBytes(store), close: async () => {} };
-  }
+  // A safetensors file: read whole into memory; F32, F16 and BF16 tensors are its weights.
+  if (isModelFilePath(p)) return { kind: isOnnxPath(p) ? 'onnx' : isTflitePath(p) ? 'tflite' : 'safetensors', ...(await openModelAt(p)) };
   // A folder (its model.json), or a model JSON file with its shards beside it (read-only).
   const store = await openTfjsModel(p, options.lazy ? { lazy: true } : {});
   return { kind: 'folder', store, weightBytes: storedModelBytes(store), close: async () => {} };

@@ -113,7 +113,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
     // An ONNX store holds the file's bytes in memory: patching it writes nothing to disk.
     let copy: WeightStore;
     let close = async () => {};
-    const file = isModelFilePath(o.model) || isSafetensorsPath(o.model);
+    const file = isModelFilePath(o.model);
     if (file) {
       const opened = await openModel(o.model);
       copy = opened.store;
@@ -128,7 +128,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
     const modelId = file ? await readModelIdRecord(o.model) : await readFolderModelId(o.model);
     const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) })
       .finally(close);
-    doc.model = { path: o.model, status: res.status === 'already-applied' ? 'already-applied' : 'applies', ...(!isSafetensorsPath(o.model) && (await hasUnfinishedUpdate(o.model)) ? { unfinishedUpdate: true as const } : {}) };
+    doc.model = { path: o.model, status: res.status === 'already-applied' ? 'already-applied' : 'applies', ...((await hasUnfinishedUpdate(o.model)) ? { unfinishedUpdate: true as const } : {}) };
   }
   return doc;
 }

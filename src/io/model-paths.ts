@@ -14,9 +14,10 @@ import { getHasher } from '../core/hasher.ts';
 import { makeDirs } from './durable/durable.ts';
 import { MODEL_ID_SUFFIX, readModelIdRecord } from './durable/model-id-file.ts';
 import { readPayloadFile as readPayloadFileWithin } from './durable/payload-file.ts';
-import { openOnnxFile, saveOnnxFileAs } from './onnx/files.ts';
-import { openTfliteFile, saveTfliteFileAs } from './tflite/files.ts';
-import { openSafetensorsFile } from './safetensors/files.ts';
+import { ONNX_FILE, openOnnxFile, saveOnnxFileAs } from './onnx/files.ts';
+import { openTfliteFile, saveTfliteFileAs, TFLITE_FILE } from './tflite/files.ts';
+import { openSafetensorsFile, SAFETENSORS_FILE } from './safetensors/files.ts';
+import type { WeightsFileFormat } from './durable/weights-file.ts';
 import { FOLDER_FILE, readFolderModelId, recordFolderModelId } from './tfjs/folder-update.ts';
 import { isModelJsonPath, locateTfjsModel, openTfjsModelDir } from './tfjs/index.ts';
 import { manifestPaths, parseModelJson } from './tfjs/manifest.ts';
@@ -31,14 +32,22 @@ export function isTflitePath(p: string): boolean {
   return /\.tflite$/i.test(p);
 }
 
-/** True for a single-file model (`.onnx` or `.tflite`): its model id and state are recorded beside the file, and it is patched as a file. */
-export function isModelFilePath(p: string): boolean {
-  return isOnnxPath(p) || isTflitePath(p);
-}
-
-/** True for a path taken as a safetensors file (by its extension): its weights are diffed and patched like a TF.js folder's, in the file's bytes. */
+/** True for a path taken as a safetensors file (by its extension). */
 export function isSafetensorsPath(p: string): boolean {
   return /\.safetensors$/i.test(p);
+}
+
+/**
+ * True for a single-file model (`.onnx`, `.tflite` or `.safetensors`): its model id and state are
+ * recorded beside the file, and it is patched as a file, crash-safely ({@link weightsFileFormatOf}).
+ */
+export function isModelFilePath(p: string): boolean {
+  return isOnnxPath(p) || isTflitePath(p) || isSafetensorsPath(p);
+}
+
+/** The crash-safe file format of a single-file model path ({@link isModelFilePath}), by its extension; undefined for a TF.js model. */
+export function weightsFileFormatOf(p: string): WeightsFileFormat | undefined {
+  return isOnnxPath(p) ? ONNX_FILE : isTflitePath(p) ? TFLITE_FILE : isSafetensorsPath(p) ? SAFETENSORS_FILE : undefined;
 }
 
 /**
@@ -120,11 +129,11 @@ export async function resolveModelId(baseDir: string, given: string | undefined)
     return given;
   }
   // A <name>.json model's id is recorded beside it, as an .onnx file's is.
-  const recorded = isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? await readModelIdRecord(baseDir) : await readFolderModelId(baseDir);
+  const recorded = isModelFilePath(baseDir) ? await readModelIdRecord(baseDir) : await readFolderModelId(baseDir);
   if (recorded !== undefined) return recorded;
-  const where = isModelFilePath(baseDir) || isSafetensorsPath(baseDir) || isModelJsonPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
+  const where = isModelFilePath(baseDir) || isModelJsonPath(baseDir) ? `${baseDir} records no model id (no ${baseDir + MODEL_ID_SUFFIX})` : `${baseDir} records no model id (no ${FOLDER_FILE})`;
   throw new UsageError(
-    `which model is this an update of? ${where}: pass modelId (--model-id ID), the id devices know this model by (e.g. kws-en), and keep it for every later update of it. It is not taken from the ${isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isModelFilePath(baseDir) || isSafetensorsPath(baseDir) ? '' : ' modelOut (--model-out) records the id in the updated folder, so a diff from that folder reads it'}`,
+    `which model is this an update of? ${where}: pass modelId (--model-id ID), the id devices know this model by (e.g. kws-en), and keep it for every later update of it. It is not taken from the ${isModelFilePath(baseDir) ? 'file' : 'folder'} name: the next update, made from another folder, would carry another id and devices would refuse it.${isModelFilePath(baseDir) ? '' : ' modelOut (--model-out) records the id in the updated folder, so a diff from that folder reads it'}`,
     { base: baseDir },
   );
 }

@@ -1,7 +1,11 @@
 /**
- * safetensors files on disk (Node): open a file as a {@link WeightStore} whose F32 tensors are
- * views into the file's bytes, patch it, and write it back atomically. The format itself is in
- * the pure `safetensors.ts`.
+ * safetensors files on disk (Node): {@link SAFETENSORS_FILE}, the format the crash-safe file
+ * applier takes (`ndiff apply`, `apply()`, `ndiff update`: the journal, kept previous version,
+ * recovery, recorded model id, replay state and health check of `.onnx` and `.tflite` files, in
+ * `src/io/durable/weights-file.ts` and `weights-file-update.ts`); and
+ * {@link openSafetensorsFile}, a {@link WeightStore} whose F32 tensors are views into the file's
+ * bytes, patched in memory and written back atomically (no journal, no replay state). The format
+ * itself is in the pure `store.ts`.
  *
  * Write-back protocol: the new bytes go to `<file>.tmp-<pid>-<random>`, which is fsynced and
  * closed; the original file is checked to be unchanged since it was read (size, mtime, inode),
@@ -17,6 +21,64 @@ import type { StorageGrid } from '../../core/grid.ts';
 import type { WeightStore } from '../../core/weight-store.ts';
 import { SafetensorsWeightStore, serializeSafetensors, type SafetensorsTensorEntry, type SafetensorsTensorInput } from './store.ts';
 import { errCode, syncDir } from '../durable/durable.ts';
+import { openWeightsFile, WeightsFileStore, type WeightsFileFormat, type WeightsFileOpenOptions } from '../durable/weights-file.ts';
+import { applyToWeightsFile, recoverWeightsFile, type WeightsFileApplyOptions, type WeightsFileApplyResult } from '../durable/weights-file-update.ts';
+import type { PendingOptions } from '../durable/pending-update.ts';
+import type { RecoveryReport } from '../durable/lock.ts';
+
+/** The largest `.safetensors` file the crash-safe apply reads (whole, into memory): 2 GiB - 1 bytes. */
+export const MAX_SAFETENSORS_FILE_BYTES = 2 ** 31 - 1;
+
+/**
+ * `bytes` (a whole file) where its data section starts 8-byte aligned, so every F32 tensor of a
+ * well-formed file is a zero-copy view (as {@link openSafetensorsFile} reads it): the same array
+ * when it is already, else a shifted copy. The header's length is checked by the store's parser.
+ */
+function alignData(bytes: Uint8Array): Uint8Array {
+  if (bytes.length < 8) return bytes;
+  const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getUint32(0, true);
+  const shift = (8 - ((bytes.byteOffset + 8 + n) % 8)) % 8;
+  if (shift === 0) return bytes;
+  const out = new Uint8Array(new ArrayBuffer(bytes.length + shift), shift, bytes.length);
+  out.set(bytes);
+  return out;
+}
+
+/** safetensors as a {@link WeightsFileFormat}: one file, no external data, its header checked before a tensor is read. */
+export const SAFETENSORS_FILE: WeightsFileFormat<SafetensorsWeightStore> = {
+  what: 'a safetensors file (.safetensors)',
+  extension: /\.safetensors$/i,
+  journal: 'neural-diff-safetensors-update',
+  maxBytes: MAX_SAFETENSORS_FILE_BYTES,
+  tooBig: (file, size) => `${file} is ${size} bytes: a .safetensors file is patched in memory, at most 2 GiB - 1 bytes; ship such a model as a full download`,
+  externalLocations: () => [],
+  contents: (bytes, _external, source) => new SafetensorsWeightStore(alignData(bytes), source),
+};
+
+/** A safetensors file on disk for the crash-safe apply (see `WeightsFileStore`). */
+export type SafetensorsUpdateStore = WeightsFileStore<SafetensorsWeightStore>;
+
+/**
+ * Open a `.safetensors` file for the crash-safe apply: regular files only, checked before a byte
+ * is read, the header before a tensor (see `openWeightsFile`). Call `close()` when done.
+ */
+export function openSafetensorsUpdateStore(file: string, options: WeightsFileOpenOptions = {}): Promise<SafetensorsUpdateStore> {
+  return openWeightsFile(file, SAFETENSORS_FILE, options);
+}
+
+/** Bring a `.safetensors` file back to a confirmed version after an interrupted update (see `recoverWeightsFile`). */
+export function recoverSafetensorsFile(file: string, options: PendingOptions = {}): Promise<RecoveryReport> {
+  return recoverWeightsFile(file, SAFETENSORS_FILE, options);
+}
+
+/**
+ * Verify a payload and apply it to the `.safetensors` file `file`, crash-safely (see
+ * `applyToWeightsFile`): the sequence kept in `<file>.ndiff-state.json`, the model id recorded in
+ * `<file>.ndiff-model.json` by the first confirmed apply, a health check that rolls back.
+ */
+export function applyToSafetensorsFile(file: string, payloadBytes: Uint8Array, options: WeightsFileApplyOptions = {}): Promise<WeightsFileApplyResult> {
+  return applyToWeightsFile(file, payloadBytes, SAFETENSORS_FILE, options);
+}
 
 
 /**

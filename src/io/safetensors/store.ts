@@ -456,4 +456,25 @@ export class SafetensorsWeightStore implements WeightStore {
     }
     return serializeSafetensors(tensors, this.header.metadata);
   }
+
+  /**
+   * The patches of `changed` are kept (aligned F32 tensors are patched in the file's bytes
+   * already; the others are written by {@link modelBytes}, which rebuilds the file then). Never
+   * refuses a value: one its half dtype cannot hold exactly is stored as F32 (see the module doc).
+   * The crash-safe file apply (`src/io/safetensors/files.ts`) writes {@link modelBytes} to disk after it.
+   * @throws ModelMismatchError for a name that is not a float tensor of the file (nothing changed).
+   */
+  commit(changed: readonly string[]): void {
+    for (const name of changed) this.values(name);
+  }
+
+  /**
+   * The whole file as it should be written now, in one array: the bytes as opened (with the
+   * in-place patches, no copy), or the rebuilt file when some handed-out values are copies
+   * (see {@link serialize}).
+   */
+  modelBytes(): Uint8Array {
+    const chunks = this.serialize();
+    return chunks.length === 1 ? chunks[0] : concatChunks(chunks);
+  }
 }
