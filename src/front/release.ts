@@ -21,7 +21,7 @@ import { newestVersion, readRecord, type ReleaseJob } from '../release/record.ts
 import type { PayloadCloseness } from '../train/target-closeness.ts';
 import type { EvalCloseness, OutputKind } from './diff-types.ts';
 import { measurePayload, movesAwayText } from './measure/payload-eval.ts';
-import { refuseSafetensors } from './models.ts';
+import { isSafetensorsPath } from './models.ts';
 import { interfaceWarning, modelPortsAt } from './ports.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 import { budgetOf, expiryOf, jobLine, lossyText, privateKeyOf, type ReleaseJobLine } from './release-common.ts';
@@ -43,7 +43,7 @@ const KEYFRAME_LARGER = [2, 4];
 export interface ReleaseAddOptions {
   /** The release folder (created by the first add; serve it from any static host). */
   release: string;
-  /** The new version: a TF.js folder, an `.onnx` or a `.tflite` file. */
+  /** The new version: a TF.js folder, an `.onnx`, `.tflite` or `.safetensors` file. */
   model: string;
   /** The id devices know the model by: needed by the first add, kept in `release.json`. */
   modelId?: string;
@@ -113,7 +113,6 @@ export interface ReleaseAddResult {
 
 /** The option checks of `add` that need no file. */
 function checkAdd(o: ReleaseAddOptions): void {
-  refuseSafetensors(o.model, 'model (--model)', 'ndiff release add');
   checkChoices(o, [['outputKind', '--output-kind', OUTPUT_KINDS]]);
   const method = o.method ?? 'exact';
   const given = budgetOf(o.budget) !== undefined;
@@ -122,6 +121,7 @@ function checkAdd(o: ReleaseAddOptions): void {
   if (method === 'exact' && given) throw new UsageError('budget (--budget) applies to method topk (--method topk); exact payloads carry every change (add method topk (--method topk) to cap them)');
   if (!o.plan && !o.key) throw new UsageError('key (--key) is needed to publish (the Ed25519 private key from ndiff keygen); with plan (--plan) the key is needed only by publish (`ndiff release publish`)');
   if (o.eval !== undefined && o.plan) throw new UsageError('eval (--eval) measures the payloads add makes before it signs them; with plan (--plan) add makes none: measure a job\'s payload with diff and eval (ndiff diff --eval), or add without plan (--plan)');
+  if (o.eval !== undefined && isSafetensorsPath(o.model)) throw new UsageError(`eval (--eval) runs the model, and model (--model) ${o.model} is a .safetensors file, which holds weights without the program that runs them: leave eval (--eval) out, or release the model in a format that carries its program (a TF.js folder, .onnx or .tflite)`, { model: o.model });
   if (o.eval !== undefined && method !== 'topk') throw new UsageError('eval (--eval) measures lossy payloads (method topk (--method topk) and budget (--budget B)); exact payloads reach the version bit for bit, so there is nothing to measure: leave eval (--eval) out');
   if (o.eval === undefined && (o.state?.length || o.output || o.outputKind)) throw new UsageError('state (--state), output (--output) and outputKind (--output-kind) tell eval (--eval) how to run an .onnx model: add eval (--eval INPUTS), or leave them out');
   if (o.keyframeBelow !== undefined && o.eval === undefined) throw new UsageError('keyframeBelow (--keyframe-below) is the least agreement with the version a lossy chain may drift to, measured on the eval inputs: add eval (--eval INPUTS), or leave keyframeBelow (--keyframe-below) out');

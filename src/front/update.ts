@@ -9,17 +9,18 @@ import { UsageError } from '../core/errors.ts';
 import type { TrustedKey } from '../apply/ed25519.ts';
 import type { UpdateCheck, UpdateResult } from '../updater/updater.ts';
 import { readFolderModelId } from '../io/tfjs/folder-update.ts';
+import { readModelIdRecord } from '../io/durable/model-id-file.ts';
+import { isModelFilePath } from '../io/model-paths.ts';
 import { defaultStateDir, nodeUpdater, updateModel, type NodeUpdateOptions } from '../io/updater/node-updater.ts';
 import { FileUpdaterState } from '../io/updater/state-files.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
-import { refuseSafetensors } from './models.ts';
 import { interfaceWarning, modelPortsAt } from './ports.ts';
 import type { Progress } from './progress.ts';
 import { runHealthCheck } from './health-check.ts';
 
 /** What {@link update} and {@link checkUpdate} take. */
 export interface UpdateOptions {
-  /** The model: a TF.js folder or model JSON file, an `.onnx` or a `.tflite` file. */
+  /** The model: a TF.js folder or model JSON file, an `.onnx`, `.tflite` or `.safetensors` file. */
   model: string;
   /** Base URLs of the release folder, tried in order (mirrors). */
   from: string[];
@@ -53,7 +54,8 @@ export type UpdateReport = UpdateResult & { interfaceChanged?: true; warning?: s
 
 async function modelIdOf(o: UpdateOptions, stateDir: string): Promise<string> {
   if (o.modelId) return o.modelId;
-  const recorded = /\.onnx$/i.test(o.model) ? undefined : await readFolderModelId(o.model).catch(() => undefined);
+  // A model file records its id beside it at its first confirmed apply (<file>.ndiff-model.json).
+  const recorded = isModelFilePath(o.model) ? await readModelIdRecord(o.model).catch(() => undefined) : await readFolderModelId(o.model).catch(() => undefined);
   if (recorded) return recorded;
   const known = Object.keys(await new FileUpdaterState(path.join(stateDir, 'state.json')).read());
   if (known.length === 1) return known[0];
@@ -86,7 +88,6 @@ function checkReleaseUrls(urls: readonly string[]): void {
 }
 
 async function updaterOptions(o: UpdateOptions): Promise<NodeUpdateOptions> {
-  refuseSafetensors(o.model, 'model (--model)', 'ndiff update');
   checkReleaseUrls(o.from);
   const stateDir = o.state ?? defaultStateDir(o.model);
   const trustedKeys = await Promise.all(o.publicKeys.map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));

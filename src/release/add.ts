@@ -167,7 +167,7 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   if (options.modelId !== undefined && options.modelId !== record.modelId) {
     throw new UsageError(`${releaseDir} is the release of model ${JSON.stringify(record.modelId)}, not ${JSON.stringify(options.modelId)}: one release folder per model id; drop modelId (--model-id): the record keeps it; or use another folder`, { expected: record.modelId, found: options.modelId });
   }
-  const kinds = { onnx: ['.onnx files', 'an .onnx file'], tflite: ['.tflite files', 'a .tflite file'], tfjs: ['TF.js folders', 'a TF.js folder'] } as const;
+  const kinds = { onnx: ['.onnx files', 'an .onnx file'], tflite: ['.tflite files', 'a .tflite file'], safetensors: ['.safetensors files', 'a .safetensors file'], tfjs: ['TF.js folders', 'a TF.js folder'] } as const;
   if (record.modelKind !== kind) throw new UsageError(`${releaseDir} holds ${kinds[record.modelKind][0]}, and ${modelPath} is ${kinds[kind][1]}: add versions of the same kind`);
   if (record.pending) {
     throw new UsageError(`version ${record.pending.version} of ${JSON.stringify(record.modelId)} was planned but not published: run its jobs (ndiff release job) and publish it (ndiff release publish), or drop it (ndiff release cancel --release ${releaseDir}), before adding another`, { pending: record.pending.version });

@@ -107,7 +107,9 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
       onProgress(`  ${job.id}: the structure changed (${structural.reason}): a structural payload (format v7) rebuilds the file`);
       return { bytes: structural.bytes, method: 'exact' };
     }
-    const exact = () => (record.modelKind !== 'tfjs'
+    // .onnx and .tflite files keep their dtypes (diffOnnxModels); TF.js and safetensors weights are diffed as float32.
+    const keepsDtypes = record.modelKind === 'onnx' || record.modelKind === 'tflite';
+    const exact = () => (keepsDtypes
       ? diffOnnxModels(hasher, base.store, target.store, { ...header, mode: 'all', budgetBytes: 0 })
       : exactDiff(hasher, base.store, target.store, header));
     const built = exact();
@@ -118,7 +120,7 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
         const options = { ...header, budgetBytes, codec: 'auto' as const, onProgress: (m: string) => onProgress(`  ${job.id}: ${m}`) };
         if (job.via && policy.errorFeedback === false) {
           // Without error feedback: the version's own change, from the version before, onto the state.
-          if (record.modelKind !== 'tfjs') throw new UsageError(`job ${job.id}: a chain without error feedback is made for TF.js models only; leave errorFeedback out (error feedback is the default)`);
+          if (keepsDtypes) throw new UsageError(`job ${job.id}: a chain without error feedback is made for TF.js models and .safetensors files only; leave errorFeedback out (error feedback is the default)`);
           const from = await openState(releaseDir, record, job.fromVersion, recordVersion(record, job.fromVersion).fingerprint);
           try {
             const res = topkFromDeltas(hasher, base.store, modelDelta(from.store, target.store), options, 'topk');
@@ -127,7 +129,7 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
             await from.dispose();
           }
         }
-        const diff = record.modelKind !== 'tfjs' ? diffOnnxModels : topkDiff;
+        const diff = keepsDtypes ? diffOnnxModels : topkDiff;
         const res = diff(hasher, base.store, target.store, options);
         const carried = res.changeSquared ? Math.max(0, 1 - res.squaredError / res.changeSquared) : undefined;
         return { bytes: res.bytes, method: 'topk', ...(carried !== undefined ? { carried } : {}) };

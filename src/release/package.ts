@@ -16,6 +16,8 @@ import { gridBytesPerValue } from '../core/grid.ts';
 import { storedModelBytes } from '../diff/build.ts';
 import { openOnnxFile } from '../io/onnx/files.ts';
 import { openTfliteFile } from '../io/tflite/files.ts';
+import { SAFETENSORS_FILE } from '../io/safetensors/files.ts';
+import { openWeightsFile } from '../io/durable/weights-file.ts';
 import { onnxExternalLocations } from '../io/onnx/store.ts';
 import { openTfjsModelDir, referencedFiles } from '../io/tfjs/index.ts';
 import { readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
@@ -23,9 +25,9 @@ import type { PackageFile } from '../updater/manifest.ts';
 import { copyBlob, readBlob, writeBlob } from './blobs.ts';
 import { lossyChain, type ReleaseRecord } from './record.ts';
 
-/** The kind of model at `modelPath`: a `.onnx` or `.tflite` file, else a TF.js folder. */
-export function modelKindOf(modelPath: string): 'tfjs' | 'onnx' | 'tflite' {
-  return /\.onnx$/i.test(modelPath) ? 'onnx' : /\.tflite$/i.test(modelPath) ? 'tflite' : 'tfjs';
+/** The kind of model at `modelPath`: a `.onnx`, `.tflite` or `.safetensors` file, else a TF.js folder. */
+export function modelKindOf(modelPath: string): 'tfjs' | 'onnx' | 'tflite' | 'safetensors' {
+  return /\.onnx$/i.test(modelPath) ? 'onnx' : /\.tflite$/i.test(modelPath) ? 'tflite' : /\.safetensors$/i.test(modelPath) ? 'safetensors' : 'tfjs';
 }
 
 const PACKAGE_PATH = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,199}$/;
@@ -44,6 +46,11 @@ export async function openModelAt(modelPath: string): Promise<{ store: WeightSto
     const store = disk.contents;
     return { store, weightBytes: store.storedWeightBytes(), close: () => disk.close() };
   }
+  if (modelKindOf(modelPath) === 'safetensors') {
+    // Read whole through the crash-safe applier's checks (a regular file, its header before a tensor).
+    const disk = await openWeightsFile(modelPath, SAFETENSORS_FILE);
+    return { store: disk.contents, weightBytes: storedModelBytes(disk.contents), close: () => disk.close() };
+  }
   const store = await openTfjsModelDir(modelPath);
   return { store, weightBytes: storedModelBytes(store), close: async () => {} };
 }
@@ -58,7 +65,7 @@ async function modelFiles(modelPath: string): Promise<{ name: string; from: stri
     }
     return [{ name: path.basename(modelPath), from: modelPath }];
   }
-  if (modelKindOf(modelPath) === 'tflite') return [{ name: path.basename(modelPath), from: modelPath }];
+  if (modelKindOf(modelPath) !== 'tfjs') return [{ name: path.basename(modelPath), from: modelPath }];
   const names = await referencedFiles(modelPath);
   return names.map((n) => ({ name: n, from: path.join(modelPath, n) }));
 }
@@ -86,7 +93,7 @@ async function checkInsideModel(modelPath: string, sources: { name: string; from
 /** Store the model's files as blobs and return them with its fingerprint. */
 export async function storePackage(releaseDir: string, modelPath: string): Promise<{ files: PackageFile[]; fingerprint: string }> {
   const info = await stat(modelPath).catch(() => undefined);
-  if (!info) throw new UsageError(`model (--model) ${modelPath} does not exist: expected a TF.js model folder (model.json + shards), an .onnx or a .tflite file`);
+  if (!info) throw new UsageError(`model (--model) ${modelPath} does not exist: expected a TF.js model folder (model.json + shards), an .onnx, .tflite or .safetensors file`);
   const sources = await modelFiles(modelPath);
   await checkInsideModel(modelPath, sources);
   const model = await openModelAt(modelPath);

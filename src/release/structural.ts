@@ -49,6 +49,7 @@ export async function applyToState(kind: ModelKind, state: Pick<OpenedState, 'st
     await applyPayload(state.store, bytes, { hasher });
     return;
   }
+  if (kind === 'safetensors') throw new UsageError('a structural payload (format v7) rebuilds a TF.js model, an .onnx or a .tflite file; none is made for a .safetensors file: devices holding another structure get the full file');
   const format = FORMATS[kind];
   if (format) await rebuildModelBytes((state.store as FileModelStore).modelBytes(), bytes, format, { hasher });
   else if (state.path) await rebuildModelFiles(await tfjsFiles(state.path), bytes, TFJS_REBUILD, { hasher });
@@ -65,6 +66,7 @@ export async function structuralEdge(kind: ModelKind, hasher: Hasher, base: Pick
   const difference = describeDifference(compareInterfaces(base.store, target.store));
   if (!difference) return undefined;
   const reason = difference.split(':')[0];
+  if (kind === 'safetensors') return { skip: `the new version's tensors differ from this state's (${reason}), and no structural payload is made for a .safetensors file: devices holding it get the full file` };
   const format = FORMATS[kind];
   if (format) return { bytes: structuralDiff(hasher, (base.store as FileModelStore).modelBytes(), (target.store as FileModelStore).modelBytes(), format, header).bytes, reason };
   if (!base.path || !target.path) return { skip: `the new version's structure differs from this state's (${reason}), and a TF.js model is rebuilt from a version's files, not from a state a lossy payload reached: devices holding it get the full package` };

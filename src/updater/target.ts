@@ -61,8 +61,8 @@ export type PendingCheck = (info: { kind: 'payload' | 'full'; fingerprint: strin
 
 /** The device's model, for the updater. */
 export interface ModelTarget {
-  /** `tfjs` (a model.json folder), `onnx` (a .onnx file), `tflite` (a .tflite file) or `weights` (any store: installs need the app's help). */
-  readonly kind: 'tfjs' | 'onnx' | 'tflite' | 'weights';
+  /** `tfjs` (a model.json folder), `onnx` (a .onnx file), `tflite` (a .tflite file), `safetensors` (a .safetensors file) or `weights` (any store: installs need the app's help). */
+  readonly kind: 'tfjs' | 'onnx' | 'tflite' | 'safetensors' | 'weights';
   /**
    * Whether it takes structural payloads (format v7: the model's files rebuilt). Default: true,
    * except for kind `weights`. The updater never downloads one for a target that cannot: it plans

@@ -13,13 +13,13 @@ import * as path from 'node:path';
 import { Updater, type UpdateResult, type UpdaterOptions } from '../../updater/updater.ts';
 import type { ModelTarget } from '../../updater/target.ts';
 import { FileDownloadStore, FileUpdaterState } from './state-files.ts';
-import { onnxFileTarget, tfjsFolderTarget, tfjsModelFileTarget, tfliteFileTarget } from './targets.ts';
+import { onnxFileTarget, safetensorsFileTarget, tfjsFolderTarget, tfjsModelFileTarget, tfliteFileTarget } from './targets.ts';
 import { lockModelDir } from '../durable/lock.ts';
 import { makeDirs } from '../durable/durable.ts';
 
 /** Options of {@link updateModel}. */
 export interface NodeUpdateOptions extends Omit<UpdaterOptions, 'target' | 'state' | 'downloads' | 'healthCheck'> {
-  /** The model: a TF.js folder, a TF.js model JSON file in a shared folder (payloads only), a `.onnx` or a `.tflite` file. */
+  /** The model: a TF.js folder, a TF.js model JSON file in a shared folder (payloads only), a `.onnx`, `.tflite` or `.safetensors` file. */
   model: string;
   /** The folder of the updater's state and downloads (default `<model>.ndiff-updater`). */
   stateDir?: string;
@@ -32,9 +32,9 @@ export function defaultStateDir(model: string): string {
   return path.resolve(model).replace(/[\\/]+$/, '') + '.ndiff-updater';
 }
 
-/** The updater target of a model path: a TF.js folder (or its model.json), a model JSON file sharing its folder, an `.onnx` or a `.tflite` file. */
+/** The updater target of a model path: a TF.js folder (or its model.json), a model JSON file sharing its folder, an `.onnx`, `.tflite` or `.safetensors` file. */
 export function modelTargetOf(model: string): ModelTarget {
-  return /\.onnx$/i.test(model) ? onnxFileTarget(model) : /\.tflite$/i.test(model) ? tfliteFileTarget(model) : path.basename(model) === 'model.json' ? tfjsFolderTarget(path.dirname(model)) : /\.json$/i.test(model) ? tfjsModelFileTarget(model) : tfjsFolderTarget(model);
+  return /\.onnx$/i.test(model) ? onnxFileTarget(model) : /\.tflite$/i.test(model) ? tfliteFileTarget(model) : /\.safetensors$/i.test(model) ? safetensorsFileTarget(model) : path.basename(model) === 'model.json' ? tfjsFolderTarget(path.dirname(model)) : /\.json$/i.test(model) ? tfjsModelFileTarget(model) : tfjsFolderTarget(model);
 }
 
 /**

@@ -21,13 +21,14 @@
  */
 import { cp, link, lstat, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import * as path from 'node:path';
-import { HealthCheckError, ModelFormatError, TargetMismatchError } from '../../core/errors.ts';
+import { HealthCheckError, ModelFormatError, ModelMismatchError, TargetMismatchError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher } from '../../core/hasher.ts';
 import type { ModelTarget, TargetApplyOptions, TargetInstallOptions } from '../../updater/target.ts';
 import { applyToModelDir, recordFolderModelId } from '../tfjs/folder-update.ts';
 import { ONNX_FILE } from '../onnx/files.ts';
 import { TFLITE_FILE } from '../tflite/files.ts';
+import { SAFETENSORS_FILE } from '../safetensors/files.ts';
 import { openWeightsFile, type WeightsFileFormat } from '../durable/weights-file.ts';
 import { applyToWeightsFile } from '../durable/weights-file-update.ts';
 import { rebuildWeightsFile } from '../durable/weights-file-rebuild.ts';
@@ -421,11 +422,21 @@ export function tfliteFileTarget(file: string): ModelTarget {
   return modelFileTarget(file, 'tflite', TFLITE_FILE);
 }
 
-/** A single-file model (`.onnx`, `.tflite`) as an updater target: payloads patch it crash-safely, a full install replaces the file. */
-function modelFileTarget(given: string, kind: 'onnx' | 'tflite', format: WeightsFileFormat): ModelTarget {
+/**
+ * A `.safetensors` file as an updater target: payloads patch it crash-safely, a full install
+ * replaces the file; it takes no structural payload (none is made for one), so the updater
+ * installs the full file when the structure changed.
+ */
+export function safetensorsFileTarget(file: string): ModelTarget {
+  return modelFileTarget(file, 'safetensors', SAFETENSORS_FILE);
+}
+
+/** A single-file model (`.onnx`, `.tflite`, `.safetensors`) as an updater target: payloads patch it crash-safely, a full install replaces the file. */
+function modelFileTarget(given: string, kind: 'onnx' | 'tflite' | 'safetensors', format: WeightsFileFormat): ModelTarget {
   const file = withoutTrailingSlash(given);
   return {
     kind,
+    rebuilds: kind !== 'safetensors',
     async hasPending() {
       return (await exists(file + PREVIOUS_SUFFIX)) || (await exists(file + FIRST_INSTALL_SUFFIX)) || ((await exists(file)) && exists((await realModelPath(file, format)) + WEIGHTS_JOURNAL_SUFFIX));
     },
@@ -448,7 +459,10 @@ function modelFileTarget(given: string, kind: 'onnx' | 'tflite', format: Weights
     async applyPayload(bytes: Uint8Array, o: TargetApplyOptions) {
       const options = { trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now, ...(o.healthCheck ? { healthCheck: o.healthCheck } : {}) };
       // A structural payload (format v7) rebuilds the file, with the same journal and recovery.
-      if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) await rebuildWeightsFile(file, bytes, format, kind, options);
+      if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
+        if (kind === 'safetensors') throw new ModelMismatchError(`a structural payload (format v7) rebuilds a TF.js model, an .onnx or a .tflite file, and ${file} is a .safetensors file, for which none is made: nothing was written; the updater installs the full file instead`, { file, structural: true });
+        await rebuildWeightsFile(file, bytes, format, kind, options);
+      }
       else await applyToWeightsFile(file, bytes, format, options);
     },
     async installPackage(files, o: TargetInstallOptions) {
