@@ -40,7 +40,7 @@ export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, TfjsDi
 export { applyToModelDir, recoverModelDir, type ModelDirApplyOptions, type ModelDirApplyResult } from './io/tfjs/folder-update.ts';
 export { recordModelDirDigests, readRecordedDigests } from './io/tfjs/recorded-digests.ts';
 export { FileSequenceStore } from './io/durable/sequence-file.ts';
-export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors/files.ts';
+export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore, applyToSafetensorsFile, recoverSafetensorsFile } from './io/safetensors/files.ts';
 export { SafetensorsWeightStore } from './io/safetensors/store.ts';
 export { openOnnxFile, applyToOnnxFile, recoverOnnxFile, OnnxFileStore } from './io/onnx/files.ts';
 export { OnnxWeightStore } from './io/onnx/store.ts';

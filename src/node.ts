@@ -2,7 +2,7 @@
  * `neural-diff/node`: the device updater for Node and Electron (the app's main process), without
  * tfjs or the trainers: `updateModel` (fetch a release over HTTP and bring the model to its
  * newest version, docs/PUBLISHING.md), crash-safe, verified applies to TF.js model folders (or
- * model JSON files sharing a folder), ONNX model files and safetensors files, the sequence file, recorded digests, and everything
+ * model JSON files sharing a folder), ONNX, LiteRT and safetensors files, the sequence file, recorded digests, and everything
  * `neural-diff/apply` exports.
  *
  * ```ts
@@ -20,7 +20,7 @@ export { recordModelDirDigests, readRecordedDigests, writeRecordedDigests, DIGES
 export { FileSequenceStore, DEFAULT_STATE_FILE } from './io/durable/sequence-file.ts';
 export { openTfjsModelDir, fileSystemIO, readModelTensors, writeModelDir, referencedFiles, listStaleFiles, locateModelFiles, TfjsDirWeightStore, MODEL_JSON, PREVIOUS_MODEL_JSON, type RecordedDigest, type OpenOptions, type WriteOptions, type ModelPlace, type FileSystemIOOptions } from './io/tfjs/index.ts';
 export { modelFilesOf, FOLDER_MODEL_FILES, type ModelFiles } from './io/durable/control-files.ts';
-export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore } from './io/safetensors/files.ts';
+export { openSafetensorsFile, writeSafetensorsFile, SafetensorsFileStore, applyToSafetensorsFile, recoverSafetensorsFile, openSafetensorsUpdateStore, SAFETENSORS_FILE, MAX_SAFETENSORS_FILE_BYTES, type SafetensorsUpdateStore } from './io/safetensors/files.ts';
 export { SafetensorsWeightStore } from './io/safetensors/store.ts';
 export { openOnnxFile, applyToOnnxFile, rebuildOnnxFile, recoverOnnxFile, OnnxFileStore, OnnxFileSequenceStore, ONNX_STATE_SUFFIX, ONNX_JOURNAL_SUFFIX, ONNX_DONE_SUFFIX, ONNX_PREVIOUS_SUFFIX, type OnnxApplyOptions, type OnnxApplyResult } from './io/onnx/files.ts';
 export { OnnxWeightStore, ONNX_FRAME, onnxExternalLocations, type OnnxTensorEntry, type OnnxStoreOptions } from './io/onnx/store.ts';
@@ -36,7 +36,7 @@ export type { PendingOptions, PendingHealthCheck, PendingSettlement } from './io
 export { ONNX_FILE } from './io/onnx/files.ts';
 export type { TfliteScan, TfliteScanOptions, TfliteTensorRecord, TfliteQuantization } from './io/tflite/schema.ts';
 export { updateModel, nodeUpdater, defaultStateDir, type NodeUpdateOptions } from './io/updater/node-updater.ts';
-export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, tfliteFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX, FIRST_INSTALL_SUFFIX } from './io/updater/targets.ts';
+export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, tfliteFileTarget, safetensorsFileTarget, recoverFullInstall, INCOMING_SUFFIX, PREVIOUS_SUFFIX, RETIRED_SUFFIX, FIRST_INSTALL_SUFFIX } from './io/updater/targets.ts';
 export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';
 export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from './updater/updater.ts';
 export type { PendingUpdateOutcome, PendingCheck } from './updater/target.ts';

@@ -180,7 +180,7 @@ async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
 export function releaseCommand(y: Argv, run: Runner): Argv {
   return y
     .usage('ndiff release <add|job|publish|run|status|show|cancel> --release DIR ...\n\nKeep a release folder for one model: full versions, payloads from the last K, a signed manifest; any static host serves it.')
-    .command('add', 'add a version (TF.js, .onnx, .tflite, .safetensors): store, make its payloads, sign', (c) => c
+    .command('add', 'add a version (a model folder or file): store, make its payloads, sign', (c) => c
       .option('release', releaseOption)
       .option('model', { type: 'string', demandOption: true, describe: 'new version: TF.js folder, .onnx, .tflite or .safetensors file' })
       .option('model-id', { type: 'string', describe: 'model id (first version; kept in release.json)' })
