@@ -217,3 +217,27 @@ test('release add publishes .safetensors versions; ndiff update brings a device\
     await server.close();
   }
 });
+
+test('a .safetensors version whose tensors changed gets no payload (none is structural for one): ndiff update installs the full file', { timeout: 300_000 }, async () => {
+  const site = path.join(root, 'site-reshaped');
+  const keys = generateKeyPair();
+  const key = loadPrivateKey(keys.privateKeyPem);
+  const publicKey = path.join(root, 'reshaped.public.pem');
+  writeFileSync(publicKey, keys.publicKeyPem);
+  const grown = path.join(root, 'grown.safetensors');
+  await writeSafetensorsFile(grown, { ...tensors(1), 'fc2.weight': { shape: [4, 4], data: new Float32Array(16).fill(0.5) } });
+  await release.add({ release: site, model: v1, modelId: 'st', key });
+  const added = await release.add({ release: site, model: grown, key });
+  assert.equal(added.added?.length ?? 0, 0, JSON.stringify(added));
+  const server = await serveRelease(site);
+  try {
+    const file = device('reshaped');
+    const res = await update({ model: file, from: [server.url], publicKeys: [publicKey], modelId: 'st' });
+    assert.equal(res.status, 'updated', JSON.stringify(res));
+    assert.deepEqual(res.steps.map((s) => s.kind), ['full']);
+    assert.ok(readFileSync(file).equals(readFileSync(grown)), 'the new file, byte for byte');
+    assert.deepEqual(leftovers(file), []);
+  } finally {
+    await server.close();
+  }
+});

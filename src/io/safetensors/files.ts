@@ -26,8 +26,11 @@ import { applyToWeightsFile, recoverWeightsFile, type WeightsFileApplyOptions, t
 import type { PendingOptions } from '../durable/pending-update.ts';
 import type { RecoveryReport } from '../durable/lock.ts';
 
-/** The largest `.safetensors` file the crash-safe apply reads (whole, into memory): 2 GiB - 1 bytes. */
-export const MAX_SAFETENSORS_FILE_BYTES = 2 ** 31 - 1;
+/**
+ * The largest `.safetensors` file read through {@link SAFETENSORS_FILE} (whole, into memory: the
+ * apply, `diff`, `verify --model`, `fingerprint`): 4 GiB - 1 bytes, the largest array Node 20 makes.
+ */
+export const MAX_SAFETENSORS_FILE_BYTES = 2 ** 32 - 1;
 
 /**
  * `bytes` (a whole file) where its data section starts 8-byte aligned, so every F32 tensor of a
@@ -50,7 +53,7 @@ export const SAFETENSORS_FILE: WeightsFileFormat<SafetensorsWeightStore> = {
   extension: /\.safetensors$/i,
   journal: 'neural-diff-safetensors-update',
   maxBytes: MAX_SAFETENSORS_FILE_BYTES,
-  tooBig: (file, size) => `${file} is ${size} bytes: a .safetensors file is patched in memory, at most 2 GiB - 1 bytes; ship such a model as a full download`,
+  tooBig: (file, size) => `${file} is ${size} bytes: a .safetensors file is read whole into memory, at most 4 GiB - 1 bytes: split the weights into several .safetensors files under that size (a sharded checkpoint), each updated as a model of its own`,
   externalLocations: () => [],
   contents: (bytes, _external, source) => new SafetensorsWeightStore(alignData(bytes), source),
 };
