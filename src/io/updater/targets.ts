@@ -1,7 +1,7 @@
 /**
  * Model targets on disk for the device updater (Node, Electron's main process): a TF.js model
- * folder and an ONNX model file. Payloads go through the existing crash-safe appliers
- * (`applyToModelDir`, `applyToOnnxFile`; a structural payload, format v7, through the file rebuild of
+ * folder and a model file (`.onnx`, `.tflite`, `.safetensors`). Payloads go through the existing
+ * crash-safe appliers (`applyToModelDir`, `applyToWeightsFile`; a structural payload, format v7, through the file rebuild of
  * `rebuildOnnxFile`/`rebuildTfliteFile`). A full package replaces the model whole, crash-safely:
  *
  * - a TF.js folder `dir`: the package is written and fsynced into `dir.ndiff-incoming`, its
