@@ -317,6 +317,28 @@ describe('Transpose on the addon', { skip }, () => {
     assert.deepEqual(out, new Int32Array(6));
   });
 
+  it('a perm that is not a permutation of the axes (repeated, missing, out of range): a typed refusal on native and wasm, no tensor left (the native copy wrote a plain copy or a shape with holes)', async () => {
+    const saved = nativeElementwiseLimits.transpose;
+    nativeElementwiseLimits.transpose = 0;
+    try {
+      for (const backend of ['native', 'wasm'] as const) {
+        await initBackend(backend, backend === 'native' ? { threads: 2 } : {});
+        const x = tf.tensor(Array.from({ length: 24 }, (_, i) => i), [2, 3, 4]);
+        const before = tf.memory().numTensors;
+        // tf.transpose checks the length and the range, not repeats; a model's graph reaches the kernel directly.
+        assert.throws(() => tf.transpose(x, [0, 0, 1]), ModelFormatError, `${backend}: [0, 0, 1]`);
+        for (const perm of [[0, 3, 1], [1, 0], [0, 1, 2, 3], [-1, 0, 1], [0.5, 1, 2]]) {
+          assert.throws(() => tf.engine().runKernel('Transpose', { x }, { perm } as never), (e: unknown) => e instanceof ModelFormatError && /expected a permutation of the 3 axes of \[2, 3, 4\]/.test(e.message), `${backend}: [${perm}]`);
+        }
+        assert.equal(tf.memory().numTensors, before, `${backend}: no output left behind`);
+        assert.deepEqual(Array.from(tf.transpose(x, [2, 0, 1]).dataSync()).slice(0, 6), [0, 4, 8, 12, 16, 20], `${backend}: a good perm still transposes`);
+        x.dispose();
+      }
+    } finally {
+      nativeElementwiseLimits.transpose = saved;
+    }
+  });
+
   it('SplitV through the engine: each part\'s elements (4-byte bits, NaN payloads kept) on every axis, uneven and empty parts, at every thread count', async () => {
     const saved = nativeElementwiseLimits.transpose;
     nativeElementwiseLimits.transpose = 0;

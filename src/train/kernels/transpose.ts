@@ -23,6 +23,7 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { simdKernelSwitch, trainKernels } from './train-kernels-simd.ts';
 import { asWasm, sizeOf, stockKernel, WASM } from './util.ts';
+import { ModelFormatError } from '../../core/errors.ts';
 
 /** Elements as the kernel copies them: 4-byte dtypes as Int32 (bits kept, NaN payloads too), bool as bytes. */
 type Elements = Int32Array | Uint8Array;
@@ -53,14 +54,34 @@ export function simplifyPermutation(shape: readonly number[], perm: readonly num
 }
 
 /**
+ * Refuse a `perm` that is not a permutation of the axes of `shape` (each of 0 to rank - 1 once):
+ * tf.transpose lets a repeated axis through, and a model's graph may hold any list, where the
+ * copy would read past the input or write a tensor of the wrong shape.
+ * @throws ModelFormatError saying what was expected and found.
+ */
+export function checkPermutation(shape: readonly number[], perm: readonly number[]): void {
+  const rank = shape.length;
+  const seen = new Set<number>();
+  for (const a of perm) if (Number.isInteger(a) && a >= 0 && a < rank) seen.add(a);
+  if (perm.length === rank && seen.size === rank) return;
+  throw new ModelFormatError(
+    `Transpose: expected a permutation of the ${rank} axes of [${shape.join(', ')}] (each of 0 to ${rank - 1} once), found perm [${perm.join(', ')}]: check the model's Transpose (its perm attribute)`,
+    { shape: [...shape], perm: [...perm] },
+  );
+}
+
+/**
  * The copy a transpose is, simplified: per output axis its size and its stride in the input
  * (elements); null when it is a plain copy (rank 1 or less once simplified).
+ * @throws ModelFormatError when `perm` is not a permutation of the axes ({@link checkPermutation}).
  */
 export function transposeGeometry(shape: readonly number[], perm: readonly number[]): Readonly<{ dims: readonly number[]; strides: readonly number[] }> | null {
-  // A training step transposes the same few shapes every step: each geometry is worked out once.
+  // A training step transposes the same few shapes every step: each geometry is worked out once
+  // (and each permutation checked once: a refused one is never kept).
   const key = `${shape.join(',')}|${perm.join(',')}`;
   const known = geometries.get(key);
   if (known !== undefined) return known;
+  checkPermutation(shape, perm);
   const { shape: s, perm: p } = simplifyPermutation(shape, perm);
   const rank = s.length;
   let geo: { dims: number[]; strides: number[] } | null = null;
@@ -149,6 +170,8 @@ const transpose: KernelFunc = ({ inputs, attrs, backend }) => {
   const perm = (attrs as { perm: number[] }).perm;
   const width = x.dtype === 'float32' || x.dtype === 'int32' ? 4 : x.dtype === 'bool' ? 1 : 0;
   if (width === 0) return stockKernel('Transpose').kernelFunc({ inputs, attrs, backend });
+  // The permutation checked before anything is allocated.
+  const geometry = transposeGeometry(x.shape, perm);
   const b = asWasm(backend);
   const out = b.makeOutput(perm.map((a) => x.shape[a]), x.dtype);
   const count = sizeOf(x.shape);
@@ -157,7 +180,7 @@ const transpose: KernelFunc = ({ inputs, attrs, backend }) => {
   const buffer = b.wasm.HEAPU8.buffer;
   const from = b.dataIdMap.get(x.dataId).memoryOffset;
   const to = b.dataIdMap.get(out.dataId).memoryOffset;
-  const geo = width === 4 ? transposeGeometry(x.shape, perm) : null;
+  const geo = width === 4 ? geometry : null;
   const kernels = geo && simdKernelSwitch.enabled && simdKernelSwitch.transposeInWasm ? trainKernels(b) : null;
   if (geo && kernels) {
     // The geometry in the memory (the module has no stack): rank, sizes, strides, the odometer's room.
