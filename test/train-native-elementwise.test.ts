@@ -380,6 +380,32 @@ describe('Transpose on the addon', { skip }, () => {
   });
 });
 
+describe('SplitV sizes that add up but are not sizes', { skip }, () => {
+  after(() => setNativeThreads());
+
+  it('a negative size besides -1, a -1 inferred below 0, a fraction: a typed refusal, nothing allocated (the native copies wrote parts of shape 1.5 or read outside x and left their outputs)', async () => {
+    await initBackend('native', { threads: 2 });
+    const saved = nativeElementwiseLimits.transpose;
+    nativeElementwiseLimits.transpose = 0;
+    try {
+      const x = tf.tensor(Array.from({ length: 24 }, (_, i) => i), [2, 3, 4]);
+      const backend = tf.engine().backend;
+      const ids = backend.numDataIds();
+      for (const sizes of [[1.5, 1.5], [-2, 5], [4, -1]]) {
+        assert.throws(() => tf.engine().runKernel('SplitV', { x }, { numOrSizeSplits: sizes, axis: 1 }), (e: unknown) => e instanceof ModelFormatError && /adding up to 3, the length of axis 1 of \[2, 3, 4\]/.test(e.message), `[${sizes}]`);
+        assert.equal(backend.numDataIds(), ids, `[${sizes}]: no output allocated`);
+      }
+      const sizes = [2, -1];
+      const parts = tf.split(x, sizes, 1);
+      assert.deepEqual(parts.map((p) => p.shape), [[2, 2, 4], [2, 1, 4]], 'a -1 still takes the rest');
+      assert.deepEqual(Array.from(parts[1].dataSync()), [8, 9, 10, 11, 20, 21, 22, 23]);
+      tf.dispose([x, ...parts]);
+    } finally {
+      nativeElementwiseLimits.transpose = saved;
+    }
+  });
+});
+
 describe('Concat on the addon', { skip }, () => {
   after(() => setNativeThreads());
 
