@@ -327,8 +327,10 @@ describe('Transpose on the addon', { skip }, () => {
         const before = tf.memory().numTensors;
         // tf.transpose checks the length and the range, not repeats; a model's graph reaches the kernel directly.
         assert.throws(() => tf.transpose(x, [0, 0, 1]), ModelFormatError, `${backend}: [0, 0, 1]`);
-        for (const perm of [[0, 3, 1], [1, 0], [0, 1, 2, 3], [-1, 0, 1], [0.5, 1, 2]]) {
-          assert.throws(() => tf.engine().runKernel('Transpose', { x }, { perm } as never), (e: unknown) => e instanceof ModelFormatError && /expected a permutation of the 3 axes of \[2, 3, 4\]/.test(e.message), `${backend}: [${perm}]`);
+        tf.tidy(() => assert.deepEqual(tf.transpose(x, [0, 2, 1]).shape, [2, 4, 3], `${backend}: [0, 2, 1] (its geometry now cached)`));
+        // Strings spell the cached perm's key: refused whatever the cache holds.
+        for (const perm of [[0, 3, 1], [1, 0], [0, 1, 2, 3], [-1, 0, 1], [0.5, 1, 2], ['0', '2', '1'], [0, '2,1']]) {
+          assert.throws(() => tf.engine().runKernel('Transpose', { x }, { perm } as never), (e: unknown) => e instanceof ModelFormatError && /expected a permutation of the 3 axes of \[2, 3, 4\]/.test(e.message), `${backend}: ${JSON.stringify(perm)}`);
         }
         assert.equal(tf.memory().numTensors, before, `${backend}: no output left behind`);
         assert.deepEqual(Array.from(tf.transpose(x, [2, 0, 1]).dataSync()).slice(0, 6), [0, 4, 8, 12, 16, 20], `${backend}: a good perm still transposes`);

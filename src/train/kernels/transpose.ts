@@ -61,12 +61,28 @@ export function simplifyPermutation(shape: readonly number[], perm: readonly num
  */
 export function checkPermutation(shape: readonly number[], perm: readonly number[]): void {
   const rank = shape.length;
-  const seen = new Set<number>();
-  for (const a of perm) if (Number.isInteger(a) && a >= 0 && a < rank) seen.add(a);
-  if (perm.length === rank && seen.size === rank) return;
+  if (Array.isArray(perm) && perm.length === rank) {
+    // Plain comparisons, no allocation up to rank 32: this runs on every Transpose call.
+    let seen = 0;
+    const set = rank > 32 ? new Set<number>() : undefined;
+    let ok = true;
+    for (let i = 0; i < rank && ok; i++) {
+      const a = perm[i];
+      ok = typeof a === 'number' && Number.isInteger(a) && a >= 0 && a < rank;
+      if (!ok) break;
+      if (set) {
+        ok = !set.has(a);
+        set.add(a);
+      } else {
+        ok = (seen & (1 << a)) === 0;
+        seen |= 1 << a;
+      }
+    }
+    if (ok) return;
+  }
   throw new ModelFormatError(
-    `Transpose: expected a permutation of the ${rank} axes of [${shape.join(', ')}] (each of 0 to ${rank - 1} once), found perm [${perm.join(', ')}]: check the model's Transpose (its perm attribute)`,
-    { shape: [...shape], perm: [...perm] },
+    `Transpose: expected a permutation of the ${rank} axes of [${shape.join(', ')}] (each of 0 to ${rank - 1} once), found perm ${JSON.stringify(perm)}: check the model's Transpose (its perm attribute)`,
+    { shape: [...shape], perm },
   );
 }
 
@@ -76,12 +92,12 @@ export function checkPermutation(shape: readonly number[], perm: readonly number
  * @throws ModelFormatError when `perm` is not a permutation of the axes ({@link checkPermutation}).
  */
 export function transposeGeometry(shape: readonly number[], perm: readonly number[]): Readonly<{ dims: readonly number[]; strides: readonly number[] }> | null {
-  // A training step transposes the same few shapes every step: each geometry is worked out once
-  // (and each permutation checked once: a refused one is never kept).
+  // Checked on every call, before the key: ['0', '2', '1'] or [0, '1,2'] spell the key of another perm.
+  checkPermutation(shape, perm);
+  // A training step transposes the same few shapes every step: each geometry is worked out once.
   const key = `${shape.join(',')}|${perm.join(',')}`;
   const known = geometries.get(key);
   if (known !== undefined) return known;
-  checkPermutation(shape, perm);
   const { shape: s, perm: p } = simplifyPermutation(shape, perm);
   const rank = s.length;
   let geo: { dims: number[]; strides: number[] } | null = null;
