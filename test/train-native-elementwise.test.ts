@@ -385,23 +385,27 @@ describe('Transpose on the addon', { skip }, () => {
 describe('SplitV sizes that add up but are not sizes', { skip }, () => {
   after(() => setNativeThreads());
 
-  it('a negative size besides -1, a -1 inferred below 0, a fraction: a typed refusal, nothing allocated (the native copies wrote parts of shape 1.5 or read outside x and left their outputs)', async () => {
-    await initBackend('native', { threads: 2 });
+  it('a negative size besides -1, a -1 inferred below 0, a fraction: a typed refusal on the addon, under its limit and on wasm, nothing allocated (parts of shape [2, 1.5, 4], reads outside x, outputs left behind)', async () => {
     const saved = nativeElementwiseLimits.transpose;
-    nativeElementwiseLimits.transpose = 0;
     try {
-      const x = tf.tensor(Array.from({ length: 24 }, (_, i) => i), [2, 3, 4]);
-      const backend = tf.engine().backend;
-      const ids = backend.numDataIds();
-      for (const sizes of [[1.5, 1.5], [-2, 5], [4, -1]]) {
-        assert.throws(() => tf.engine().runKernel('SplitV', { x }, { numOrSizeSplits: sizes, axis: 1 }), (e: unknown) => e instanceof ModelFormatError && /adding up to 3, the length of axis 1 of \[2, 3, 4\]/.test(e.message), `[${sizes}]`);
-        assert.equal(backend.numDataIds(), ids, `[${sizes}]: no output allocated`);
+      for (const [backend, limit] of [['native', 0], ['native', saved], ['wasm', saved]] as const) {
+        await initBackend(backend, backend === 'native' ? { threads: 2 } : {});
+        nativeElementwiseLimits.transpose = limit;
+        const what = `${backend}, limit ${limit}`;
+        const x = tf.tensor(Array.from({ length: 24 }, (_, i) => i), [2, 3, 4]);
+        const data = tf.engine().backend;
+        const ids = data.numDataIds();
+        for (const sizes of [[1.5, 1.5], [-2, 5], [4, -1]]) {
+          assert.throws(() => tf.engine().runKernel('SplitV', { x }, { numOrSizeSplits: sizes, axis: 1 }), (e: unknown) => e instanceof ModelFormatError && /adding up to 3, the length of axis 1 of \[2, 3, 4\]/.test(e.message), `${what}: [${sizes}]`);
+          assert.equal(data.numDataIds(), ids, `${what}: [${sizes}]: no output allocated`);
+        }
+        const sizes = [2, -1];
+        const parts = tf.split(x, sizes, 1);
+        assert.deepEqual(parts.map((p) => p.shape), [[2, 2, 4], [2, 1, 4]], `${what}: a -1 still takes the rest`);
+        assert.deepEqual(Array.from(parts[1].dataSync()), [8, 9, 10, 11, 20, 21, 22, 23], what);
+        assert.deepEqual(sizes, [2, -1], `${what}: the sizes given are left as they were`);
+        tf.dispose([x, ...parts]);
       }
-      const sizes = [2, -1];
-      const parts = tf.split(x, sizes, 1);
-      assert.deepEqual(parts.map((p) => p.shape), [[2, 2, 4], [2, 1, 4]], 'a -1 still takes the rest');
-      assert.deepEqual(Array.from(parts[1].dataSync()), [8, 9, 10, 11, 20, 21, 22, 23]);
-      tf.dispose([x, ...parts]);
     } finally {
       nativeElementwiseLimits.transpose = saved;
     }

@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { simdKernelSwitch } from './train-kernels-simd.ts';
 import { asWasm, sizeOf, stockKernel, WASM } from './util.ts';
+import { ModelFormatError } from '../../core/errors.ts';
 
 /** Bytes an element of these dtypes takes in the wasm backend's memory. */
 const BYTES: Partial<Record<string, number>> = { float32: 4, int32: 4, bool: 1 };
@@ -61,12 +62,30 @@ export function sliceConfig(): KernelConfig {
   return { kernelName: 'Slice', backendName: WASM, kernelFunc: slice };
 }
 
+/**
+ * SplitV's axis and part sizes (tfjs' prepareSplitSize, a -1 taking the rest), checked before any
+ * part is allocated: prepareSplitSize lets through sizes that add up to the axis but are not sizes
+ * ([4, -1] of 3, its -1 inferred as -1; [-2, 5]; [1.5, 1.5]), whose copies read outside x or
+ * make parts of shape [2, 1.5, 4]. The attribute's list is left as it was (prepareSplitSize
+ * writes the size it infers into the list it is given).
+ * @throws ModelFormatError naming the sizes, the axis and its length.
+ */
+export function splitSizes(shape: readonly number[], numOrSizeSplits: number | number[], axis: number | number[]): { axis: number; sizes: number[] } {
+  const a = tf.util.parseAxisParam(axis, [...shape])[0];
+  const given = Array.isArray(numOrSizeSplits) ? [...numOrSizeSplits] : numOrSizeSplits;
+  const sizes = tf.backend_util.prepareSplitSize({ shape: [...shape] } as tf.Tensor, Array.isArray(given) ? [...given] : given, a);
+  if (sizes.every((s) => Number.isInteger(s) && s >= 0) && sizes.reduce((t, s) => t + s, 0) === shape[a]) return { axis: a, sizes };
+  throw new ModelFormatError(
+    `SplitV: expected split sizes that are whole numbers of at least 0 (one of them -1 for the rest) adding up to ${shape[a]}, the length of axis ${a} of [${shape.join(', ')}]; found ${JSON.stringify(given)} (sizes [${sizes.join(', ')}]): check the model's Split (its split sizes)`,
+    { shape: [...shape], axis: a, sizes: given },
+  );
+}
+
 const splitV: KernelFunc = (args) => {
-  if (!simdKernelSwitch.splitInMemory) return stockKernel('SplitV').kernelFunc(args);
   const x = args.inputs.x as TensorInfo;
   const { numOrSizeSplits, axis } = args.attrs as unknown as tf.SplitVAttrs;
-  const a = tf.util.parseAxisParam(axis, x.shape)[0];
-  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, a);
+  const { axis: a, sizes } = splitSizes(x.shape, numOrSizeSplits, axis);
+  if (!simdKernelSwitch.splitInMemory) return stockKernel('SplitV').kernelFunc(args);
   const begin = new Array<number>(x.shape.length).fill(0);
   return sizes.map((s) => {
     const size = x.shape.slice();

@@ -25,7 +25,7 @@ import { OP, type ElementwiseProgram } from '../elementwise.ts';
 import { SOFTMAX_GRAD } from '../softmax-grad.ts';
 import { CLIP_GRAD, RELU6_GRAD, RELU_GRAD } from '../activation-grad.ts';
 import type { NativeBlasAddon } from './loader.ts';
-import { ModelFormatError } from '../../../core/errors.ts';
+import { splitSizes } from '../slice.ts';
 
 type KernelArgs = Parameters<KernelFunc>[0];
 
@@ -270,18 +270,7 @@ function splitV(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs
   const x = args.inputs.x as TensorInfo | undefined;
   if (!x || !(x.dtype === 'float32' || x.dtype === 'int32') || sizeOf(x.shape) < Math.max(1, nativeElementwiseLimits.transpose)) return fallback.kernelFunc(args);
   const { numOrSizeSplits, axis } = args.attrs as unknown as tf.SplitVAttrs;
-  const a = tf.util.parseAxisParam(axis, x.shape)[0];
-  // A copy: prepareSplitSize writes the size it infers for a -1 into the list it is given.
-  const given = Array.isArray(numOrSizeSplits) ? [...numOrSizeSplits] : numOrSizeSplits;
-  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, Array.isArray(given) ? [...given] : given, a);
-  // prepareSplitSize lets through sizes that add up but are not sizes ([4, -1] of 3, [1.5, 1.5]):
-  // refused before any output is allocated (each part's copy would read outside x).
-  if (!sizes.every((s) => Number.isInteger(s) && s >= 0) || sizes.reduce((t, s) => t + s, 0) !== x.shape[a]) {
-    throw new ModelFormatError(
-      `SplitV: expected split sizes that are whole numbers of at least 0 (one of them -1 for the rest) adding up to ${x.shape[a]}, the length of axis ${a} of [${x.shape.join(', ')}]; found ${JSON.stringify(given)} (sizes [${sizes.join(', ')}]): check the model's Split (its split sizes)`,
-      { shape: [...x.shape], axis: a, sizes: given },
-    );
-  }
+  const { axis: a, sizes } = splitSizes(x.shape, numOrSizeSplits, axis);
   const outer = sizeOf(x.shape.slice(0, a));
   const inner = sizeOf(x.shape.slice(a + 1));
   const row = x.shape[a] * inner;
