@@ -87,3 +87,12 @@ test('release.add() refuses an outputKind outside its choices, as ndiff release 
   assert.equal(cli.code, 2, cli.err);
   assert.ok(cli.err.includes(`--output-kind "logit-ish" is not one of its choices: ${choices.join(', ')}`), cli.err);
 });
+
+test('an option given as null counts as not given (options built from JSON carry null), a wrong word is still refused', async () => {
+  const { checkChoices } = await import('../src/core/choices.ts');
+  const table = [['method', '--method', ['topk', 'lowbit']]] as const;
+  assert.doesNotThrow(() => checkChoices({ method: null }, table));
+  assert.doesNotThrow(() => checkChoices({}, table));
+  assert.throws(() => checkChoices({ method: 'low-bit' }, table), UsageError);
+  assert.throws(() => checkChoices({ method: 3 }, table), UsageError);
+});

@@ -12,14 +12,15 @@ export const OUTPUT_KINDS: readonly string[] = ['probability', 'logit', 'probabi
 export type Choice = readonly [name: string, flag: string, choices: readonly string[]];
 
 /**
- * Refuse the first option of `options` whose value is given and is not one of its choices.
+ * Refuse the first option of `options` whose value is given and is not one of its choices. `null`
+ * counts as not given, as the calls' `??` defaults read it (options built from JSON carry it).
  * @throws UsageError naming the option, its flag, its choices and what was found.
  */
 export function checkChoices(options: object, table: readonly Choice[]): void {
   const o = options as Record<string, unknown>;
   for (const [name, flag, choices] of table) {
     const v = o[name];
-    if (v === undefined || (typeof v === 'string' && choices.includes(v))) continue;
+    if (v === undefined || v === null || (typeof v === 'string' && choices.includes(v))) continue;
     throw new UsageError(`${name} (${flag}) must be one of ${choices.join(', ')}, found ${typeof v === 'string' ? JSON.stringify(v) : String(v)}: pick one of them, or leave ${name} out for its default`, { option: name, found: v, choices });
   }
 }
