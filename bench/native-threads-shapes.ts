@@ -7,7 +7,11 @@
  * medians of the calls; with GFLOP/s at one thread. What a kernel gains from a second thread is the
  * ratio in the last column.
  *
- *   node --conditions=neural-diff-source --import tsx bench/native-threads-shapes.ts [--reps N] [--rounds N]
+ * `--gap US` waits US microseconds (the JavaScript thread busy, the pool idle) before each call, as a
+ * training step's serial work does between its kernels: what a second thread gives when its
+ * worker must be ready again after a pause (back to back, the default, it never pauses).
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/native-threads-shapes.ts [--reps N] [--rounds N] [--gap US]
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
@@ -19,6 +23,13 @@ const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const reps = Number(opt('--reps', '15'));
 const rounds = Number(opt('--rounds', '3'));
+const gap = Number(opt('--gap', '0'));
+if (!(gap >= 0)) throw new Error(`--gap takes microseconds >= 0, got ${opt('--gap', '0')}`);
+/** Keep this thread busy for `us` microseconds (not a sleep: the pool sees what it sees inside a step). */
+const busy = (us: number) => {
+  const until = performance.now() + us / 1000;
+  while (performance.now() < until);
+};
 const status = nativeAddonStatus();
 if (!status.available) throw new Error(`the native addon is not built (${status.reason}): npm run build:native`);
 await initBackend('native', { threads: 1 });
@@ -60,6 +71,7 @@ for (let r = 0; r < rounds; r++) {
     setNativeThreads(threads);
     for (const c of cases) {
       for (let i = 0; i < reps + 2; i++) {
+        if (gap > 0) busy(gap);
         const t0 = performance.now();
         const out = c.run();
         const t1 = performance.now();
@@ -72,7 +84,7 @@ for (let r = 0; r < rounds; r++) {
     }
   }
 }
-console.log(`native kernels on the keyword model's shapes (batch ${B}), wall ms per call, median of ${reps * rounds}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+console.log(`native kernels on the keyword model's shapes (batch ${B}), wall ms per call, median of ${reps * rounds}${gap > 0 ? `, each after ${gap} us of other work` : ', back to back'}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 console.log(`| kernel | 1 thread ms | GFLOP/s | ${cores} threads ms | ${cores}/1 |`);
 console.log('|---|---:|---:|---:|---:|');
 let one = 0;

@@ -40,8 +40,8 @@
  * NEURAL_DIFF_BLAS_ABI_SYMBOL in the file's dynamic symbols before loading it (another project's
  * addon is refused without running its code) and checks the `abi` export after loading.
  */
-#define NEURAL_DIFF_BLAS_ABI 4
-__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_4 = NEURAL_DIFF_BLAS_ABI;
+#define NEURAL_DIFF_BLAS_ABI 5
+__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_5 = NEURAL_DIFF_BLAS_ABI;
 
 /* OpenBLAS extensions (declared in its cblas.h; repeated so the intent is visible). */
 extern void openblas_set_num_threads(int num_threads);
@@ -710,8 +710,7 @@ static napi_value adam_step(napi_env env, napi_callback_info info) {
   a.s = s;
   a.n = lengths[0];
   Instance *inst = instance(env);
-  Pool *pool = inst == NULL || a.n < SPLIT_ELEMENTS ? NULL : inst->pool;
-  pool_run(pool, adam_part, &a, a.n == 0 ? 0 : pool_threads(pool));
+  pool_run(inst == NULL ? NULL : inst->pool, adam_part, &a, a.n == 0 ? 0 : span_parts((int64_t)a.n, 1.0, SPAN_LEAST));
   return NULL;
 }
 
@@ -748,7 +747,10 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* info(): { config, corename, threads, poolThreads }: the OpenBLAS loaded, its threads and the pool's. */
+/*
+ * info(): { config, corename, threads, poolThreads, poolCalls, poolParts }: the OpenBLAS loaded,
+ * its threads, the pool's, and the calls the pool's workers shared since it started (pool_counts).
+ */
 static napi_value blas_info(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result, config, core, threads, pool;
@@ -762,6 +764,13 @@ static napi_value blas_info(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, result, "threads", threads));
   CHECK(napi_create_int32(env, pool_threads(inst == NULL ? NULL : inst->pool), &pool));
   CHECK(napi_set_named_property(env, result, "poolThreads", pool));
+  double calls, parts;
+  pool_counts(inst == NULL ? NULL : inst->pool, &calls, &parts);
+  napi_value v;
+  CHECK(napi_create_double(env, calls, &v));
+  CHECK(napi_set_named_property(env, result, "poolCalls", v));
+  CHECK(napi_create_double(env, parts, &v));
+  CHECK(napi_set_named_property(env, result, "poolParts", v));
   return result;
 }
 
@@ -782,6 +791,6 @@ NAPI_MODULE_INIT() {
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok || !elementwise_define(env, exports)) return NULL;
   napi_value abi;
-  if (napi_create_int32(env, neural_diff_blas_abi_4, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
+  if (napi_create_int32(env, neural_diff_blas_abi_5, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
   return exports;
 }

@@ -23,6 +23,15 @@ int blocks_for(double flops, double most) {
   return 1;
 }
 
+int span_parts(int64_t items, double cost, double least) {
+  static const int counts[] = {8, 6, 4, 2};
+  const double q = (double)items * cost / least;
+  for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+    if (q >= counts[i] && items >= counts[i]) return counts[i];
+  }
+  return 1;
+}
+
 /* [*lo, *hi): part i of n over `extent`. */
 void part_range(int64_t extent, int i, int n, int64_t *lo, int64_t *hi) {
   *lo = extent * i / n;
@@ -85,8 +94,7 @@ static void reduce_part(void *arg, int i, int parts, int thread) {
 /* Add the `count` partials of n floats into dst in order, rows of the work on the pool. */
 void reduce_partials(Pool *pool, float *dst, const float *partials, size_t n, int count) {
   Reduce r = {dst, partials, n, count};
-  const int parts = (double)n * count < 65536 ? 1 : pool_threads(pool);
-  pool_run(pool, reduce_part, &r, parts);
+  pool_run(pool, reduce_part, &r, span_parts((int64_t)n, count, SPAN_LEAST));
 }
 
 
@@ -123,6 +131,5 @@ static void epilogue_part(void *arg, int i, int parts, int thread) {
 
 void epilogue_run(Pool *pool, float *y, size_t rows, size_t cols, const float *bias, int act) {
   Epilogue e = {y, bias, rows, cols, act};
-  const int threads = rows * cols < SPLIT_ELEMENTS ? 1 : pool_threads(pool);
-  pool_run(threads > 1 ? pool : NULL, epilogue_part, &e, rows < (size_t)threads ? (int)rows : threads);
+  pool_run(pool, epilogue_part, &e, span_parts((int64_t)rows, (double)cols, SPAN_LEAST));
 }

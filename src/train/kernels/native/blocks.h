@@ -35,8 +35,16 @@ void part_range(int64_t extent, int i, int n, int64_t *lo, int64_t *hi);
 /* Pool tasks: block i of C's rows (by_rows) or columns; block i of the sum over K. */
 void gemm_block(void *arg, int i, int parts, int thread);
 void gemm_k_block(void *arg, int i, int parts, int thread);
-/* Elements below which an element-wise pass stays on the calling thread (a wake-up costs more). */
-#define SPLIT_ELEMENTS 65536
+/*
+ * Parts of a pass over `items` items of `cost` floats each: 8, 6, 4 or 2 (counts 2, 4 and 8
+ * threads share evenly) of at least `least` floats, at most `items`; 1 when the whole holds less
+ * than two. From the shape alone: an item's values never depend on the cut. More parts than
+ * threads on purpose: a thread that claims its first part late (the system ran something else on
+ * its core) leaves the caller waiting for one small part, not for half of the pass.
+ */
+int span_parts(int64_t items, double cost, double least);
+/* The least floats of a part of an element-wise pass (Adam, the epilogue, adding partial sums). */
+#define SPAN_LEAST 8192.0
 
 /*
  * The fused kernels' epilogue: y[r, c] = act(y[r, c] + bias[c]) in place (bias NULL: none; act 0

@@ -85,14 +85,17 @@ export interface NativeBlasAddon {
    * OpenBLAS stays on one thread (process-wide).
    */
   setThreads(threads: number): void;
-  /** The OpenBLAS that was loaded, its thread count, and the threads of this instance's pool. */
-  info(): { config: string; corename: string; threads: number; poolThreads: number };
+  /**
+   * The OpenBLAS loaded and its threads; the pool's threads, and the calls its workers shared since
+   * it started (more than one part on more than one thread) with their parts.
+   */
+  info(): { config: string; corename: string; threads: number; poolThreads: number; poolCalls: number; poolParts: number };
   /** The interface version ({@link NATIVE_ABI}). */
   readonly abi: number;
 }
 
 /** The addon interface this loader speaks (blas.c's NEURAL_DIFF_BLAS_ABI). */
-export const NATIVE_ABI = 4;
+export const NATIVE_ABI = 5;
 /** The symbol blas.c exports to say it is this addon at {@link NATIVE_ABI}. */
 export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */

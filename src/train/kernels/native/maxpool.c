@@ -22,12 +22,6 @@
 /* Geometry array layout shared with kernels.ts (poolGeometry). */
 enum { P_B, P_H, P_W, P_C, P_OH, P_OW, P_KH, P_KW, P_SH, P_SW, P_PT, P_PL, P_COUNT };
 
-/*
- * Input floats below which the gradient stays on the calling thread: the keyword model's pools
- * (123k-205k floats at batch 64, ~0.1-0.2 ms) ran slower split over 2 threads than on one.
- */
-#define SPLIT_FLOATS (1 << 18)
-
 /* Channels whose running maxima live on the stack; more take the heap. */
 #define STACK_CHANNELS 512
 
@@ -216,10 +210,14 @@ static int pool_geometry(napi_env env, napi_value value, const int32_t **geometr
   return 1;
 }
 
-/* Parts of a pass over B items: one per thread when the input holds SPLIT_FLOATS or more. */
-static int parts_of(const int32_t *g, size_t xs, Pool *pool) {
-  const int threads = pool_threads(pool);
-  return xs < SPLIT_FLOATS ? 1 : (g[P_B] < threads ? g[P_B] : threads);
+/*
+ * Parts of a pass over B items, whole items each, from the shape (span_parts). The keyword model's
+ * pools (123k-205k floats at batch 64, ~0.1-0.2 ms) once ran slower split over 2 threads than on
+ * one: the pool's workers slept between calls and woke late (pool.c now keeps them watching
+ * between the calls of a step).
+ */
+static int parts_of(const int32_t *g, size_t xs) {
+  return g[P_B] == 0 ? 1 : span_parts(g[P_B], (double)xs / g[P_B], 2 * SPAN_LEAST);
 }
 
 /* maxPool(x, y, geometry): y = the max pool of x (geometry as maxPoolGrad's). */
@@ -239,8 +237,7 @@ napi_value max_pool(napi_env env, napi_callback_info info, Pool *pool) {
   }
   if (ys == 0) return NULL;
   p.x = x;
-  const int parts = parts_of(p.g, xs, pool);
-  pool_run(parts > 1 ? pool : NULL, forward_part, &p, parts);
+  pool_run(pool, forward_part, &p, parts_of(p.g, xs));
   return NULL;
 }
 
@@ -273,7 +270,6 @@ napi_value max_pool_grad(napi_env env, napi_callback_info info, Pool *pool) {
   p.dy = dy;
   p.rx = rx;
   /* A part per thread when the whole is worth a wake-up; an item is never split (same bits). */
-  const int parts = parts_of(g, xs, pool);
-  pool_run(parts > 1 ? pool : NULL, grad_part, &p, parts);
+  pool_run(pool, grad_part, &p, parts_of(g, xs));
   return NULL;
 }

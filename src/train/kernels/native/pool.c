@@ -12,7 +12,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -25,6 +27,17 @@
 
 /* Spins before sleeping: about 10-100 microseconds, depending on the CPU's pause instruction. */
 #define SPINS 2000
+
+/*
+ * After SPINS, an idle worker keeps watching for the next call for up to IDLE_NS more, yielding its
+ * core to any other runnable thread between looks, before it sleeps. A training step calls its
+ * kernels back to back with serial work between them (a pool, a bias gradient, the replay's own
+ * JavaScript: 0.1-1 ms); a worker asleep there was woken for the next call late and cold: on the
+ * keyword step's Adam (131k values, 70 us on one thread) two threads took 132-143 us after a
+ * 300 us pause against 38 us without it. Yielding keeps the core for other processes when they
+ * want it (on an idle core sched_yield returns at once).
+ */
+#define IDLE_NS 2000000
 
 /* The state word: a call's generation (24 bits), its part count and the next part to claim (20 bits each). */
 #define GEN_SHIFT 40
@@ -49,6 +62,7 @@ struct Pool {
   atomic_int done;
   atomic_int stop;
   uint64_t generation; /* the caller's */
+  double calls, parts; /* pool_counts, the caller's */
   /* The call in progress: written by the caller before the state is published, read after a claim. */
   pool_task task;
   void *arg;
@@ -85,6 +99,12 @@ static void work(Pool *pool, uint64_t gen, int thread) {
   }
 }
 
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 static void *worker_main(void *p) {
   Worker *w = (Worker *)p;
   Pool *pool = w->pool;
@@ -94,6 +114,17 @@ static void *worker_main(void *p) {
     for (int s = 0; g == seen && s < SPINS && !atomic_load_explicit(&pool->stop, memory_order_relaxed); s++) {
       relax();
       g = generation_of(atomic_load_explicit(&pool->state, memory_order_acquire));
+    }
+    if (g == seen && seen != 0) {
+      /* Between the calls of a step: watch, yielding the core, before sleeping (IDLE_NS). */
+      const int64_t until = now_ns() + IDLE_NS;
+      while (g == seen && !atomic_load_explicit(&pool->stop, memory_order_relaxed) && now_ns() < until) {
+        sched_yield();
+        for (int s = 0; s < 64 && g == seen; s++) {
+          relax();
+          g = generation_of(atomic_load_explicit(&pool->state, memory_order_acquire));
+        }
+      }
     }
     if (g == seen) {
       pthread_mutex_lock(&pool->mutex);
@@ -151,6 +182,8 @@ void pool_run(Pool *pool, pool_task task, void *arg, int parts) {
     for (int i = 0; i < parts; i++) task(arg, i, parts, 0);
     return;
   }
+  pool->calls += 1;
+  pool->parts += parts;
   pool->task = task;
   pool->arg = arg;
   atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
@@ -169,6 +202,11 @@ void pool_run(Pool *pool, pool_task task, void *arg, int parts) {
     while (atomic_load_explicit(&pool->done, memory_order_acquire) < parts) pthread_cond_wait(&pool->finished, &pool->mutex);
     pthread_mutex_unlock(&pool->mutex);
   }
+}
+
+void pool_counts(const Pool *pool, double *calls, double *parts) {
+  *calls = pool == NULL ? 0 : pool->calls;
+  *parts = pool == NULL ? 0 : pool->parts;
 }
 
 void pool_destroy(Pool *pool) {

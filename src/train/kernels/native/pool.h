@@ -22,6 +22,12 @@ int pool_threads(const Pool *pool);
  * the caller.
  */
 void pool_run(Pool *pool, pool_task task, void *arg, int parts);
+/*
+ * Calls pool_run handed to the workers (more than one part on more than one thread) and their
+ * parts, since the pool started: which kernels a step splits, read by tests and benchmarks
+ * (counted by the calling thread alone). NULL: 0.
+ */
+void pool_counts(const Pool *pool, double *calls, double *parts);
 /* Stop and join the workers, then free the pool (NULL is accepted). */
 void pool_destroy(Pool *pool);
 
