@@ -195,8 +195,16 @@ void pool_run(Pool *pool, pool_task task, void *arg, int parts) {
   if (pool->sleepers > 0) pthread_cond_broadcast(&pool->wake);
   pthread_mutex_unlock(&pool->mutex);
   work(pool, gen, 0);
-  /* Every part is claimed; wait for the ones other threads are still computing. */
+  /* Every part is claimed; wait for the ones other threads are still computing: watching, as an
+   * idle worker does (a part can take a millisecond; asleep, the caller would be woken late). */
   for (int s = 0; s < SPINS && atomic_load_explicit(&pool->done, memory_order_acquire) < parts; s++) relax();
+  if (atomic_load_explicit(&pool->done, memory_order_acquire) < parts) {
+    const int64_t until = now_ns() + IDLE_NS;
+    while (atomic_load_explicit(&pool->done, memory_order_acquire) < parts && now_ns() < until) {
+      sched_yield();
+      for (int s = 0; s < 64 && atomic_load_explicit(&pool->done, memory_order_acquire) < parts; s++) relax();
+    }
+  }
   if (atomic_load_explicit(&pool->done, memory_order_acquire) < parts) {
     pthread_mutex_lock(&pool->mutex);
     while (atomic_load_explicit(&pool->done, memory_order_acquire) < parts) pthread_cond_wait(&pool->finished, &pool->mutex);
