@@ -4,7 +4,8 @@
  * [1, taps, in, out] filter; the dense layers' products and their gradients): every kernel the
  * training step calls into the addon, wall ms per call at 1 thread and at every core, in rounds
  * (1 thread, every core, 1 thread, ...: the pool is restarted between them, outside the timing),
- * medians of the calls; with GFLOP/s at one thread. What a kernel gains from a second thread is the
+ * medians of the calls; with GFLOP/s at one thread; then the step's short kernels (Adam's step on two
+ * layers, the first pool's gradient with Relu's). What a kernel gains from a second thread is the
  * ratio in the last column.
  *
  * `--gap US` waits US microseconds (the JavaScript thread busy, the pool idle) before each call, as a
@@ -18,6 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
 import { nativeAddonStatus, setNativeThreads } from '../src/train/kernels/native/index.ts';
 import { seededRandom } from '../src/train/data.ts';
+import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
@@ -62,6 +64,21 @@ const dh = tensor([B, 256]);
 cases.push({ label: 'hidden dense forward [64,1152]x[1152,256]', flops: 2 * B * 1152 * 256, run: () => tf.matMul(h, wh) });
 cases.push({ label: 'hidden dense input gradient', flops: 2 * B * 1152 * 256, run: () => tf.matMul(dh, wh, false, true) });
 cases.push({ label: 'hidden dense weight gradient', flops: 2 * B * 1152 * 256, run: () => tf.matMul(h, dh, true, false) });
+// The step's short kernels, where a late worker costs most: Adam's step on two layers' weights,
+// the first max pool's gradient with Relu's (the addon's own calls, outside tfjs).
+const addon = loadNativeAddon();
+const adamScalars = Float32Array.of(0.9, 0.1, 0.999, 0.001, 0.1, 0.001, 1e-7, -1e-4);
+for (const [name, n] of [['conv2', 3 * 96 * 128], ['hidden', 1152 * 256]] as const) {
+  const [w, g, m, v, out] = [0, 1, 2, 3, 4].map(() => Float32Array.from({ length: n }, () => random()));
+  cases.push({ label: `Adam's step, ${name} (${n} values)`, flops: 12 * n, run: () => (addon.adamStep(w, g, m, v, out, adamScalars), tf.scalar(0)) });
+}
+{
+  const x = Float32Array.from({ length: B * 25 * 128 }, () => random() * 2 - 1);
+  const dy = Float32Array.from({ length: B * 12 * 128 }, () => random());
+  const dx = new Float32Array(x.length);
+  const g = Int32Array.of(B, 25, 1, 128, 12, 1, 2, 1, 2, 1, 0, 0);
+  cases.push({ label: 'pool2 gradient with Relu\'s', flops: 2 * x.length, run: () => (addon.maxPoolGrad(x, dy, dx, g, x), tf.scalar(0)) });
+}
 
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const cores = os.availableParallelism();
