@@ -8,9 +8,11 @@
  * THREADS may list several counts (`1,2`): the process then trains ROUNDS rounds of STEPS steps,
  * each round at every count in turn (reversed every other round), the addon's threads changed
  * between them (setNativeThreads), and prints ms a replay per kernel at each count with the ratio:
- * which kernels gain from more threads and which do not, under the same machine load.
+ * which kernels gain from more threads and which do not, under the same machine load. A count
+ * written `2:0` runs 2 threads whose idle threads sleep right after spinning (the addon's
+ * setThreads(2, 0), as before they watched for the next call for 2 ms): both ways in one process.
  *
- *   node --conditions=neural-diff-source --import tsx bench/profile-keyword-step.ts [STEPS] [trainer|tfjs] [THREADS[,THREADS...]] [ROUNDS]
+ *   node --conditions=neural-diff-source --import tsx bench/profile-keyword-step.ts [STEPS] [trainer|tfjs] [THREADS[:IDLE_US],...] [ROUNDS]
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
@@ -21,15 +23,21 @@ import { keywordModel } from '../examples/keyword-spotting/model.ts';
 import { seededRandom } from '../src/train/data.ts';
 import { replayProfile, replayProfiler, type ReplayProfile } from '../src/train/compiled/step.ts';
 import { setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
 import { adam } from '../src/train/kernels/adam.ts';
 
 const [stepsArg = '8', which = 'trainer', threadsArg = '1', roundsArg = '1'] = process.argv.slice(2);
 if (which !== 'trainer' && which !== 'tfjs') throw new Error(`the optimizer is trainer or tfjs, got ${which}`);
-const counts = threadsArg.split(',').map(Number);
-if (!counts.length || counts.some((t) => !Number.isInteger(t) || t < 1)) throw new Error(`THREADS takes whole numbers >= 1 separated by commas, got ${threadsArg}`);
+/** Each configuration: its label as given, its thread count, and its idle watch in microseconds. */
+const counts = threadsArg.split(',');
+const parsed = new Map(counts.map((c): [string, { threads: number; idle: number }] => {
+  const [t, idle = 2000] = c.split(':').map(Number);
+  if (!Number.isInteger(t) || t < 1 || !Number.isInteger(idle) || idle < 0) throw new Error(`THREADS takes whole numbers >= 1, each with :IDLE_US if wanted, separated by commas; got ${threadsArg}`);
+  return [c, { threads: t, idle }];
+}));
 const rounds = Number(roundsArg);
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`ROUNDS takes a whole number >= 1, got ${roundsArg}`);
-await initBackend('native', { threads: counts[0] });
+await initBackend('native', { threads: parsed.get(counts[0])?.threads ?? 1 });
 const model = keywordModel(12);
 const batch = 64;
 const steps = Number(stepsArg);
@@ -42,11 +50,13 @@ const param = new Identity(vars.map((v) => v.name), new Map(vars.map((v) => [v.n
 const opt = which === 'trainer' ? adam(1e-4) : tf.train.adam(1e-4);
 const profiles = new Map(counts.map((t) => [t, replayProfile()]));
 /** Each replay's own profile too, per count: the least ms of a kernel over replays is the figure least moved by other processes' load. */
-const each = new Map<number, ReplayProfile[]>(counts.map((t) => [t, []]));
-const between = new Map<number, number[]>(counts.map((t) => [t, []]));
+const each = new Map<string, ReplayProfile[]>(counts.map((t) => [t, []]));
+const between = new Map<string, number[]>(counts.map((t) => [t, []]));
 for (let r = 0; r < rounds; r++) {
   for (const t of r % 2 ? counts.slice().reverse() : counts) {
-    setNativeThreads(t);
+    const { threads: n, idle } = parsed.get(t) as { threads: number; idle: number };
+    setNativeThreads(n);
+    loadNativeAddon().setThreads(n, idle);
     const stamps: number[] = [];
     const mine = each.get(t) as ReplayProfile[];
     replayProfiler.into = replayProfile();
@@ -71,7 +81,7 @@ for (const t of counts) {
   }
 }
 const per = (p: ReplayProfile, v: number) => v / p.replays;
-const least = (t: number, ms: (p: ReplayProfile) => number) => Math.min(...(each.get(t) as ReplayProfile[]).map(ms));
+const least = (t: string, ms: (p: ReplayProfile) => number) => Math.min(...(each.get(t) as ReplayProfile[]).map(ms));
 for (const t of counts) {
   const p = profiles.get(t) as ReplayProfile;
   const gaps = (between.get(t) as number[]).slice().sort((a, b) => a - b);

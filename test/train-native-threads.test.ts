@@ -268,6 +268,27 @@ describe('hostile arguments with the pool running', { skip }, () => {
     assert.equal(nativeBlasInfo().threads, 2);
   });
 
+  it('an idle watch out of range: a typed refusal, the pool unchanged; at 0 (sleep at once) and at the default the same bits', async () => {
+    await initBackend('native', { threads: 2 });
+    const addon = loadNativeAddon();
+    for (const us of [-1, 1000001, 1.5]) assert.throws(() => addon.setThreads(3, us), (e: unknown) => e instanceof ModelFormatError && /idle microseconds must be a whole number from 0 to 1000000/.test((e as Error).message), String(us));
+    assert.equal(nativeBlasInfo().threads, 2);
+    const [M, N, K] = [300, 200, 150];
+    const a = randomValues(M * K, 1);
+    const b = randomValues(K * N, 2);
+    const product = () => {
+      const c = new Float32Array(M * N);
+      addon.sgemmBatched(false, false, 1, M, N, K, a, 0, b, 0, c);
+      return Buffer.from(c.buffer);
+    };
+    addon.setThreads(2, 0);
+    const asleep = product();
+    addon.setThreads(2, 2000);
+    assert.ok(product().equals(asleep));
+    addon.setThreads(3);
+    assert.ok(product().equals(asleep), 'a new pool keeps the watch asked for, and the bits');
+  });
+
   it('a machine with more cores than the pool takes: the default is the most it takes (256), a count above it a UsageError saying so', async () => {
     await initBackend('native', { threads: 2 });
     const real = os.availableParallelism;

@@ -57,6 +57,7 @@ typedef struct {
   float *scratch[MAX_THREADS];
   size_t capacity[MAX_THREADS]; /* floats */
   float *partials;              /* partial sums of a product cut along its sum */
+  int64_t idle_ns;              /* setThreads' idle watch + 1 (0: never set, the pool's default) */
   size_t partials_capacity;
 } Instance;
 
@@ -725,25 +726,39 @@ static napi_value max_pool_grad_entry(napi_env env, napi_callback_info info) {
 }
 
 /*
- * setThreads(n): the threads of this instance's kernels: a pool of n - 1 workers beside the caller
- * (started once, kept until n changes or the instance goes), OpenBLAS on one thread (process-wide).
+ * setThreads(n[, idleMicroseconds]): the threads of this instance's kernels: a pool of n - 1
+ * workers beside the caller (started once, kept until n changes or the instance goes), OpenBLAS on
+ * one thread (process-wide); idleMicroseconds, when given, how long an idle thread watches for the
+ * next call before it sleeps (pool_set_idle; kept for later pools of this instance).
  */
 static napi_value set_threads(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   int32_t n;
+  double idle_us = -1;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1 || !get_i32(env, argv[0], &n)) return NULL;
   if (n < 1 || n > MAX_THREADS) return throw_type(env, "threads must be at least 1 and at most 256"), NULL;
+  if (argc >= 2) {
+    napi_valuetype t;
+    CHECK(napi_typeof(env, argv[1], &t));
+    if (t != napi_undefined && (napi_get_value_double(env, argv[1], &idle_us) != napi_ok || !(idle_us >= 0 && idle_us <= 1000000) || idle_us != floor(idle_us))) {
+      return throw_type(env, "idle microseconds must be a whole number from 0 to 1000000"), NULL;
+    }
+  }
   Instance *inst = instance(env);
   if (inst == NULL) return napi_throw_error(env, "ND_NATIVE", "the addon's instance data is missing"), NULL;
   openblas_set_num_threads(1);
-  if (pool_threads(inst->pool) == n) return NULL;
-  pool_destroy(inst->pool);
-  inst->pool = NULL;
-  if (n > 1 && (inst->pool = pool_create(n)) == NULL) {
-    napi_throw_error(env, "ND_NATIVE_THREADS", "could not start the kernel threads (out of memory or threads)");
+  if (idle_us >= 0) inst->idle_ns = (int64_t)idle_us * 1000 + 1; /* + 1: 0 means never set */
+  if (pool_threads(inst->pool) != n) {
+    pool_destroy(inst->pool);
+    inst->pool = NULL;
+    if (n > 1 && (inst->pool = pool_create(n)) == NULL) {
+      napi_throw_error(env, "ND_NATIVE_THREADS", "could not start the kernel threads (out of memory or threads)");
+      return NULL;
+    }
   }
+  if (inst->idle_ns > 0) pool_set_idle(inst->pool, inst->idle_ns - 1);
   return NULL;
 }
 

@@ -63,6 +63,7 @@ struct Pool {
   atomic_int stop;
   uint64_t generation; /* the caller's */
   double calls, parts; /* pool_counts, the caller's */
+  _Atomic int64_t idle_ns; /* how long an idle thread watches before it sleeps (IDLE_NS unless set) */
   /* The call in progress: written by the caller before the state is published, read after a claim. */
   pool_task task;
   void *arg;
@@ -117,7 +118,7 @@ static void *worker_main(void *p) {
     }
     if (g == seen && seen != 0) {
       /* Between the calls of a step: watch, yielding the core, before sleeping (IDLE_NS). */
-      const int64_t until = now_ns() + IDLE_NS;
+      const int64_t until = now_ns() + atomic_load_explicit(&pool->idle_ns, memory_order_relaxed);
       while (g == seen && !atomic_load_explicit(&pool->stop, memory_order_relaxed) && now_ns() < until) {
         sched_yield();
         for (int s = 0; s < 64 && g == seen; s++) {
@@ -152,6 +153,7 @@ Pool *pool_create(int threads) {
   atomic_init(&pool->state, 0);
   atomic_init(&pool->done, 0);
   atomic_init(&pool->stop, 0);
+  atomic_init(&pool->idle_ns, IDLE_NS);
   if (threads > 1) {
     pool->ids = (pthread_t *)calloc((size_t)threads, sizeof(pthread_t));
     pool->workers = (Worker *)calloc((size_t)threads, sizeof(Worker));
@@ -199,7 +201,7 @@ void pool_run(Pool *pool, pool_task task, void *arg, int parts) {
    * idle worker does (a part can take a millisecond; asleep, the caller would be woken late). */
   for (int s = 0; s < SPINS && atomic_load_explicit(&pool->done, memory_order_acquire) < parts; s++) relax();
   if (atomic_load_explicit(&pool->done, memory_order_acquire) < parts) {
-    const int64_t until = now_ns() + IDLE_NS;
+    const int64_t until = now_ns() + atomic_load_explicit(&pool->idle_ns, memory_order_relaxed);
     while (atomic_load_explicit(&pool->done, memory_order_acquire) < parts && now_ns() < until) {
       sched_yield();
       for (int s = 0; s < 64 && atomic_load_explicit(&pool->done, memory_order_acquire) < parts; s++) relax();
@@ -210,6 +212,10 @@ void pool_run(Pool *pool, pool_task task, void *arg, int parts) {
     while (atomic_load_explicit(&pool->done, memory_order_acquire) < parts) pthread_cond_wait(&pool->finished, &pool->mutex);
     pthread_mutex_unlock(&pool->mutex);
   }
+}
+
+void pool_set_idle(Pool *pool, int64_t ns) {
+  if (pool != NULL) atomic_store_explicit(&pool->idle_ns, ns < 0 ? 0 : ns, memory_order_relaxed);
 }
 
 void pool_counts(const Pool *pool, double *calls, double *parts) {

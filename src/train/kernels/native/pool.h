@@ -5,6 +5,7 @@
  */
 #ifndef NEURAL_DIFF_POOL_H
 #define NEURAL_DIFF_POOL_H
+#include <stdint.h>
 
 /* One part of a kernel: part `index` of `parts`, run by the pool's thread `thread`. */
 typedef void (*pool_task)(void *arg, int index, int parts, int thread);
@@ -22,6 +23,11 @@ int pool_threads(const Pool *pool);
  * the caller.
  */
 void pool_run(Pool *pool, pool_task task, void *arg, int parts);
+/*
+ * How long an idle thread keeps watching for the next call (yielding its core) before it sleeps:
+ * 2 ms unless set; 0 sleeps right after a few microseconds of spinning (for comparisons).
+ */
+void pool_set_idle(Pool *pool, int64_t ns);
 /*
  * Calls pool_run handed to the workers (more than one part on more than one thread) and their
  * parts, since the pool started: which kernels a step splits, read by tests and benchmarks
