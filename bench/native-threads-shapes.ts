@@ -12,7 +12,10 @@
  * training step's serial work does between its kernels: what a second thread gives when its
  * worker must be ready again after a pause (back to back, the default, it never pauses).
  *
- *   node --conditions=neural-diff-source --import tsx bench/native-threads-shapes.ts [--reps N] [--rounds N] [--gap US]
+ * `--sleepers` adds every core with idle threads that sleep right after spinning (setThreads(n, 0),
+ * how they waited before they watched for the next call for 2 ms), in the same rounds.
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/native-threads-shapes.ts [--reps N] [--rounds N] [--gap US] [--sleepers]
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
@@ -82,10 +85,12 @@ for (const [name, n] of [['conv2', 3 * 96 * 128], ['hidden', 1152 * 256]] as con
 
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const cores = os.availableParallelism();
+const ways = [`1`, `${cores}`, ...(args.includes('--sleepers') ? [`${cores}:0`] : [])];
 const walls = new Map<string, number[]>();
 for (let r = 0; r < rounds; r++) {
-  for (const threads of [1, cores]) {
-    setNativeThreads(threads);
+  for (const threads of ways) {
+    setNativeThreads(parseInt(threads, 10));
+    addon.setThreads(parseInt(threads, 10), threads.endsWith(':0') ? 0 : 2000);
     for (const c of cases) {
       for (let i = 0; i < reps + 2; i++) {
         if (gap > 0) busy(gap);
@@ -102,15 +107,13 @@ for (let r = 0; r < rounds; r++) {
   }
 }
 console.log(`native kernels on the keyword model's shapes (batch ${B}), wall ms per call, median of ${reps * rounds}${gap > 0 ? `, each after ${gap} us of other work` : ', back to back'}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-console.log(`| kernel | 1 thread ms | GFLOP/s | ${cores} threads ms | ${cores}/1 |`);
-console.log('|---|---:|---:|---:|---:|');
-let one = 0;
-let all = 0;
+const sleepers = ways.length > 2;
+console.log(`| kernel | 1 thread ms | GFLOP/s | ${cores} threads ms | ${cores}/1 |${sleepers ? ` ${cores} threads sleeping between calls ms | that /1 |` : ''}`);
+console.log(`|---|---:|---:|---:|---:|${sleepers ? '---:|---:|' : ''}`);
+const totals = ways.map(() => 0);
 for (const c of cases) {
-  const a = median(walls.get(`${c.label}|1`) ?? []);
-  const b = median(walls.get(`${c.label}|${cores}`) ?? []);
-  one += a;
-  all += b;
-  console.log(`| ${c.label} | ${a.toFixed(3)} | ${(c.flops / a / 1e6).toFixed(0)} | ${b.toFixed(3)} | ${(a / b).toFixed(2)}x |`);
+  const m = ways.map((w) => median(walls.get(`${c.label}|${w}`) ?? []));
+  m.forEach((v, i) => (totals[i] += v));
+  console.log(`| ${c.label} | ${m[0].toFixed(3)} | ${(c.flops / m[0] / 1e6).toFixed(0)} | ${m.slice(1).map((v) => `${v.toFixed(3)} | ${(m[0] / v).toFixed(2)}x`).join(' | ')} |`);
 }
-console.log(`| all of them | ${one.toFixed(3)} | | ${all.toFixed(3)} | ${(one / all).toFixed(2)}x |`);
+console.log(`| all of them | ${totals[0].toFixed(3)} | | ${totals.slice(1).map((v) => `${v.toFixed(3)} | ${(totals[0] / v).toFixed(2)}x`).join(' | ')} |`);
