@@ -12,10 +12,11 @@
  * training step's serial work does between its kernels: what a second thread gives when its
  * worker must be ready again after a pause (back to back, the default, it never pauses).
  *
- * `--sleepers` adds every core with idle threads that sleep right after spinning (setThreads(n, 0),
- * how they waited before they watched for the next call for 2 ms), in the same rounds.
+ * `--watch US` adds every core with idle threads that watch for the next call for US microseconds
+ * before they sleep (setThreads(n, US); by default they sleep after a few microseconds of
+ * spinning), in the same rounds.
  *
- *   node --conditions=neural-diff-source --import tsx bench/native-threads-shapes.ts [--reps N] [--rounds N] [--gap US] [--sleepers]
+ *   node --conditions=neural-diff-source --import tsx bench/native-threads-shapes.ts [--reps N] [--rounds N] [--gap US] [--watch US]
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
@@ -85,12 +86,14 @@ for (const [name, n] of [['conv2', 3 * 96 * 128], ['hidden', 1152 * 256]] as con
 
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const cores = os.availableParallelism();
-const ways = [`1`, `${cores}`, ...(args.includes('--sleepers') ? [`${cores}:0`] : [])];
+const watch = args.includes('--watch') ? Number(opt('--watch', '0')) : undefined;
+if (watch !== undefined && !(Number.isInteger(watch) && watch >= 0)) throw new Error(`--watch takes whole microseconds >= 0, got ${opt('--watch', '')}`);
+const ways = [`1`, `${cores}`, ...(watch !== undefined ? [`${cores}:${watch}`] : [])];
 const walls = new Map<string, number[]>();
 for (let r = 0; r < rounds; r++) {
   for (const threads of ways) {
     setNativeThreads(parseInt(threads, 10));
-    addon.setThreads(parseInt(threads, 10), threads.endsWith(':0') ? 0 : 2000);
+    addon.setThreads(parseInt(threads, 10), Number(threads.split(':')[1] ?? 0));
     for (const c of cases) {
       for (let i = 0; i < reps + 2; i++) {
         if (gap > 0) busy(gap);
@@ -107,9 +110,8 @@ for (let r = 0; r < rounds; r++) {
   }
 }
 console.log(`native kernels on the keyword model's shapes (batch ${B}), wall ms per call, median of ${reps * rounds}${gap > 0 ? `, each after ${gap} us of other work` : ', back to back'}; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-const sleepers = ways.length > 2;
-console.log(`| kernel | 1 thread ms | GFLOP/s | ${cores} threads ms | ${cores}/1 |${sleepers ? ` ${cores} threads sleeping between calls ms | that /1 |` : ''}`);
-console.log(`|---|---:|---:|---:|---:|${sleepers ? '---:|---:|' : ''}`);
+console.log(`| kernel | 1 thread ms | GFLOP/s | ${cores} threads ms | ${cores}/1 |${watch !== undefined ? ` ${cores} threads watching ${watch} us ms | that /1 |` : ''}`);
+console.log(`|---|---:|---:|---:|---:|${watch !== undefined ? '---:|---:|' : ''}`);
 const totals = ways.map(() => 0);
 for (const c of cases) {
   const m = ways.map((w) => median(walls.get(`${c.label}|${w}`) ?? []));

@@ -9,8 +9,8 @@
  * each round at every count in turn (reversed every other round), the addon's threads changed
  * between them (setNativeThreads), and prints ms a replay per kernel at each count with the ratio:
  * which kernels gain from more threads and which do not, under the same machine load. A count
- * written `2:0` runs 2 threads whose idle threads sleep right after spinning (the addon's
- * setThreads(2, 0), as before they watched for the next call for 2 ms): both ways in one process.
+ * written `2:500` runs 2 threads whose idle threads watch for the next call for 500 us before
+ * they sleep (the addon's setThreads(2, 500); by default they sleep after a few microseconds).
  *
  *   node --conditions=neural-diff-source --import tsx bench/profile-keyword-step.ts [STEPS] [trainer|tfjs] [THREADS[:IDLE_US],...] [ROUNDS]
  */
@@ -31,7 +31,7 @@ if (which !== 'trainer' && which !== 'tfjs') throw new Error(`the optimizer is t
 /** Each configuration: its label as given, its thread count, and its idle watch in microseconds. */
 const counts = threadsArg.split(',');
 const parsed = new Map(counts.map((c): [string, { threads: number; idle: number }] => {
-  const [t, idle = 2000] = c.split(':').map(Number);
+  const [t, idle = 0] = c.split(':').map(Number);
   if (!Number.isInteger(t) || t < 1 || !Number.isInteger(idle) || idle < 0) throw new Error(`THREADS takes whole numbers >= 1, each with :IDLE_US if wanted, separated by commas; got ${threadsArg}`);
   return [c, { threads: t, idle }];
 }));

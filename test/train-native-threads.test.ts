@@ -268,7 +268,7 @@ describe('hostile arguments with the pool running', { skip }, () => {
     assert.equal(nativeBlasInfo().threads, 2);
   });
 
-  it('an idle watch out of range: a typed refusal, the pool unchanged; at 0 (sleep at once) and at the default the same bits', async () => {
+  it('an idle watch out of range: a typed refusal, the pool unchanged; at 0 (the default: sleep at once) and at 2 ms the same bits', async () => {
     await initBackend('native', { threads: 2 });
     const addon = loadNativeAddon();
     for (const us of [-1, 1000001, 1.5]) assert.throws(() => addon.setThreads(3, us), (e: unknown) => e instanceof ModelFormatError && /idle microseconds must be a whole number from 0 to 1000000/.test((e as Error).message), String(us));

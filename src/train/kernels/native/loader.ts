@@ -83,8 +83,8 @@ export interface NativeBlasAddon {
    * The kernels' threads: a pool of threads - 1 workers beside the caller, started once for this
    * addon instance (one per Node thread), each kernel cut into blocks from its shapes alone;
    * OpenBLAS stays on one thread (process-wide). `idleMicroseconds`: how long an idle thread keeps
-   * watching for the next call (yielding its core) before it sleeps, 2,000 unless set; 0 sleeps
-   * after a few microseconds of spinning, as before (benchmarks compare the two).
+   * watching for the next call (yielding its core) before it sleeps; 0 (the default) sleeps after a
+   * few microseconds of spinning (pool.c says why; benchmarks compare the two).
    */
   setThreads(threads: number, idleMicroseconds?: number): void;
   /**

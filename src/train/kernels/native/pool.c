@@ -29,15 +29,17 @@
 #define SPINS 2000
 
 /*
- * After SPINS, an idle worker keeps watching for the next call for up to IDLE_NS more, yielding its
- * core to any other runnable thread between looks, before it sleeps. A training step calls its
- * kernels back to back with serial work between them (a pool, a bias gradient, the replay's own
- * JavaScript: 0.1-1 ms); a worker asleep there was woken for the next call late and cold: on the
- * keyword step's Adam (131k values, 70 us on one thread) two threads took 132-143 us after a
- * 300 us pause against 38 us without it. Yielding keeps the core for other processes when they
- * want it (on an idle core sched_yield returns at once).
+ * After SPINS, an idle thread (a worker between calls, the caller waiting for the last parts) may
+ * keep watching for up to idle_ns more, yielding its core to any other runnable thread between
+ * looks, before it sleeps (pool_set_idle; IDLE_NS, none, unless set). A thread asleep between a
+ * step's calls is woken late and cold: the keyword step's Adam on conv2's weights (37k values)
+ * after 300 us of other work took 0.093 ms on two sleeping threads, 0.031 on two watching, 0.036
+ * on one (one process, load 7). But on a machine whose other processes keep its cores busy the
+ * whole step was slower watching: a thread always runnable is preempted more, often in the middle
+ * of a part its caller then waits for (keyword replays at load 7, one process: 49-58 ms a replay
+ * watching 2 ms, 42-54 watching 0.1-0.5 ms, 19-33 sleeping). So none by default.
  */
-#define IDLE_NS 2000000
+#define IDLE_NS 0
 
 /* The state word: a call's generation (24 bits), its part count and the next part to claim (20 bits each). */
 #define GEN_SHIFT 40

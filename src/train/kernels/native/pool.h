@@ -24,8 +24,9 @@ int pool_threads(const Pool *pool);
  */
 void pool_run(Pool *pool, pool_task task, void *arg, int parts);
 /*
- * How long an idle thread keeps watching for the next call (yielding its core) before it sleeps:
- * 2 ms unless set; 0 sleeps right after a few microseconds of spinning (for comparisons).
+ * How long an idle thread keeps watching for the next call, or the caller for its last parts
+ * (yielding its core), before it sleeps: 0 unless set, sleep after a few microseconds of spinning
+ * (pool.c says why; a benchmark's comparison).
  */
 void pool_set_idle(Pool *pool, int64_t ns);
 /*
