@@ -342,46 +342,38 @@ describe('what the keyword step hands to the pool at 2 threads', { skip }, () =>
     const now = addon.info();
     return { calls: now.poolCalls - before.poolCalls, parts: now.poolParts - before.poolParts };
   };
+  const s = Float32Array.of(0.9, 0.1, 0.999, 0.001, 0.1, 0.001, 1e-7, -1e-3);
+  const adam = (n: number) => {
+    const v = () => randomValues(n, 5).map(Math.abs);
+    return shared(() => loadNativeAddon().adamStep(randomValues(n, 6), randomValues(n, 7), v(), v(), new Float32Array(n), s));
+  };
   // The keyword model at batch 64: its two max pools (2 along time), its per-layer Adam steps, a
-  // forward convolution's epilogue (1,600 rows of 96 channels). Each ran on the calling thread
-  // while the other slept: the pools under a 262,144-float threshold, Adam under 65,536 values.
-  const pools: [string, [number, number, number]][] = [['pool2', [25, 12, 128]], ['pool3', [12, 6, 160]]];
-  const poolGeometry = (H: number, OH: number, C: number) => Int32Array.of(64, H, 1, C, OH, 1, 2, 1, 2, 1, 0, 0);
+  // forward convolution's epilogue (1,600 rows of 96 channels).
+  const poolGeometry = (B: number, H: number, OH: number, C: number) => Int32Array.of(B, H, 1, C, OH, 1, 2, 1, 2, 1, 0, 0);
 
-  it('the max pools and their gradients (with Relu\'s), Adam\'s step on each conv layer and the hidden layer, the epilogue: split into parts from their shapes', async () => {
+  it('a long pass (Adam on the hidden layer\'s 295k weights, a large pool, a long epilogue) in parts from its shape, more than the threads: a late thread delays one small part', async () => {
     await initBackend('native', { threads: 2 });
     const addon = loadNativeAddon();
-    for (const [name, [H, OH, C]] of pools) {
-      const g = poolGeometry(H, OH, C);
-      const x = randomValues(64 * H * C, 3);
-      const dy = randomValues(64 * OH * C, 4);
-      const splits = [
-        shared(() => addon.maxPool(x, new Float32Array(64 * OH * C), g)),
-        shared(() => addon.maxPoolGrad(x, dy, new Float32Array(x.length), g, null)),
-        shared(() => addon.maxPoolGrad(x, dy, new Float32Array(x.length), g, x)),
-      ];
-      for (const s of splits) assert.ok(s.calls === 1 && s.parts >= 4, `${name}: ${JSON.stringify(s)}`);
-    }
-    const s = Float32Array.of(0.9, 0.1, 0.999, 0.001, 0.1, 0.001, 1e-7, -1e-3);
-    for (const [name, n] of [['conv1', 5 * 40 * 96], ['conv2', 3 * 96 * 128], ['conv4', 3 * 160 * 192], ['hidden', 1152 * 256]] as const) {
-      const v = () => randomValues(n, 5).map(Math.abs);
-      const split = shared(() => addon.adamStep(randomValues(n, 6), randomValues(n, 7), v(), v(), new Float32Array(n), s));
-      assert.ok(split.calls === 1 && split.parts >= 2, `Adam on ${name} (${n} values): ${JSON.stringify(split)}`);
-    }
-    const epilogue = shared(() => addon.biasActivation(randomValues(1600 * 96, 8), randomValues(96, 9), 1));
-    assert.ok(epilogue.calls === 1 && epilogue.parts >= 4, `the epilogue: ${JSON.stringify(epilogue)}`);
+    assert.deepEqual(adam(1152 * 256), { calls: 1, parts: 8 });
+    const g = poolGeometry(256, 25, 12, 128);
+    const x = randomValues(256 * 25 * 128, 3);
+    const dy = randomValues(256 * 12 * 128, 4);
+    assert.deepEqual(shared(() => addon.maxPool(x, new Float32Array(dy.length), g)), { calls: 1, parts: 8 });
+    assert.deepEqual(shared(() => addon.maxPoolGrad(x, dy, new Float32Array(x.length), g, x)), { calls: 1, parts: 8 });
+    assert.deepEqual(shared(() => addon.biasActivation(randomValues(1600 * 96, 8), randomValues(96, 9), 1)), { calls: 1, parts: 8 });
   });
 
-  it('a variable of a few values, and every kernel at 1 thread, stay on the calling thread', async () => {
+  it('short passes (Adam on conv1-conv4, the keyword pools at batch 64) and every kernel at 1 thread stay on the calling thread: a sleeping thread wakes too late for them', async () => {
     await initBackend('native', { threads: 2 });
     const addon = loadNativeAddon();
-    const s = Float32Array.of(0.9, 0.1, 0.999, 0.001, 0.1, 0.001, 1e-7, -1e-3);
-    const n = 256 * 12;
-    assert.deepEqual(shared(() => addon.adamStep(randomValues(n, 1), randomValues(n, 2), new Float32Array(n), new Float32Array(n), new Float32Array(n), s)), { calls: 0, parts: 0 });
+    for (const n of [5 * 40 * 96, 3 * 96 * 128, 3 * 128 * 160, 256 * 12]) assert.deepEqual(adam(n), { calls: 0, parts: 0 }, `Adam on ${n} values`);
+    for (const [H, OH, C] of [[25, 12, 128], [12, 6, 160]]) {
+      const g = poolGeometry(64, H, OH, C);
+      const x = randomValues(64 * H * C, 3);
+      assert.deepEqual(shared(() => addon.maxPoolGrad(x, randomValues(64 * OH * C, 4), new Float32Array(x.length), g, x)), { calls: 0, parts: 0 });
+    }
     await initBackend('native', { threads: 1 });
-    const g = poolGeometry(25, 12, 128);
-    const x = randomValues(64 * 25 * 128, 3);
-    assert.deepEqual(shared(() => addon.maxPoolGrad(x, randomValues(64 * 12 * 128, 4), new Float32Array(x.length), g, x)), { calls: 0, parts: 0 });
+    assert.deepEqual(adam(1152 * 256), { calls: 0, parts: 0 });
     assert.equal(addon.info().poolCalls, 0, 'no pool at 1 thread');
   });
 });

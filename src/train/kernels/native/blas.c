@@ -711,7 +711,7 @@ static napi_value adam_step(napi_env env, napi_callback_info info) {
   a.s = s;
   a.n = lengths[0];
   Instance *inst = instance(env);
-  pool_run(inst == NULL ? NULL : inst->pool, adam_part, &a, a.n == 0 ? 0 : span_parts((int64_t)a.n, 1.0, SPAN_LEAST));
+  pool_run(inst == NULL ? NULL : inst->pool, adam_part, &a, a.n == 0 ? 0 : a.n < SPLIT_ELEMENTS ? 1 : span_parts((int64_t)a.n, 1.0, SPAN_LEAST));
   return NULL;
 }
 

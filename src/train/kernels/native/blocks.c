@@ -94,7 +94,7 @@ static void reduce_part(void *arg, int i, int parts, int thread) {
 /* Add the `count` partials of n floats into dst in order, rows of the work on the pool. */
 void reduce_partials(Pool *pool, float *dst, const float *partials, size_t n, int count) {
   Reduce r = {dst, partials, n, count};
-  pool_run(pool, reduce_part, &r, span_parts((int64_t)n, count, SPAN_LEAST));
+  pool_run(pool, reduce_part, &r, (double)n * count < SPLIT_ELEMENTS ? 1 : span_parts((int64_t)n, count, SPAN_LEAST));
 }
 
 
@@ -131,5 +131,5 @@ static void epilogue_part(void *arg, int i, int parts, int thread) {
 
 void epilogue_run(Pool *pool, float *y, size_t rows, size_t cols, const float *bias, int act) {
   Epilogue e = {y, bias, rows, cols, act};
-  pool_run(pool, epilogue_part, &e, span_parts((int64_t)rows, (double)cols, SPAN_LEAST));
+  pool_run(pool, epilogue_part, &e, rows * cols < SPLIT_ELEMENTS ? 1 : span_parts((int64_t)rows, (double)cols, SPAN_LEAST));
 }

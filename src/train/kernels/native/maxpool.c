@@ -211,13 +211,14 @@ static int pool_geometry(napi_env env, napi_value value, const int32_t **geometr
 }
 
 /*
- * Parts of a pass over B items, whole items each, from the shape (span_parts). The keyword model's
- * pools (123k-205k floats at batch 64, ~0.1-0.2 ms) once ran slower split over 2 threads than on
- * one: the pool's workers slept between calls and woke late (pool.c now keeps them watching
- * between the calls of a step).
+ * Input floats below which a pass stays on the calling thread: the keyword model's pools
+ * (123k-205k floats at batch 64, ~0.1-0.2 ms) ran slower split over 2 threads than on one (a
+ * sleeping thread is woken late). Above it, parts of whole items from the shape (span_parts).
  */
+#define SPLIT_FLOATS (1 << 18)
+
 static int parts_of(const int32_t *g, size_t xs) {
-  return g[P_B] == 0 ? 1 : span_parts(g[P_B], (double)xs / g[P_B], 2 * SPAN_LEAST);
+  return g[P_B] == 0 || xs < SPLIT_FLOATS ? 1 : span_parts(g[P_B], (double)xs / g[P_B], 2 * SPAN_LEAST);
 }
 
 /* maxPool(x, y, geometry): y = the max pool of x (geometry as maxPoolGrad's). */
