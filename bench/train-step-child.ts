@@ -12,8 +12,12 @@
  * thread in each for a model with depthwise convolutions or batch norms (MobileNetV2), else one
  * JavaScript thread with the native kernels on THREADS threads (the addon's); native-pool and
  * native-threads force one or the other (for comparisons; native-blas is native-threads' old name);
- * CHUNK bounds the examples a thread runs at once (gradient accumulation inside the batch). One
- * warm-up step, then STEPS timed steps. Prints one JSON line.
+ * CHUNK bounds the examples a thread runs at once (gradient accumulation inside the batch).
+ * WARMUP steps (3), then STEPS timed steps: the first three steps of a phase record the compiled
+ * plan twice and check its first replay against an eager step (src/train/compiled/capture.ts), a
+ * cost each phase pays once (on the keyword model about 0.2 s, as much as a dozen replayed steps)
+ * that a training run of hundreds of steps amortizes; PyTorch's rows likewise time the steps after
+ * its first. Until this, one warm-up step: the timed steps held two of those three. Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
@@ -43,7 +47,9 @@ const pooled = mode.pool === 'always' || (mode.pool === 'auto' && threads > 1 &&
 if (mode.backend !== 'wasm' && pooled) setNativeThreads(1);
 const inputShape = (model.inputs[0].shape as number[]).slice(1);
 const classes = model.outputs[0].shape[model.outputs[0].shape.length - 1] as number;
-const examples = batch * (steps + 1);
+/** Steps before the timed ones: the compiled plan's two recordings and its checked first replay. */
+const WARMUP = 3;
+const examples = batch * (steps + WARMUP);
 const random = seededRandom(7);
 const x = tf.tensor(Float32Array.from({ length: examples * inputShape.reduce((a, b) => a * b, 1) }, () => random() * 2 - 1), [examples, ...inputShape]);
 const y = Int32Array.from({ length: examples }, () => Math.floor(random() * classes));
@@ -61,7 +67,9 @@ const pool = poolThreads > 1 || chunk < batch ? await TrainingPool.start(model, 
 const stamps: number[] = [];
 let cpuAtFirst: NodeJS.CpuUsage | undefined;
 try {
+  let done = 0;
   trainLoop(model, { x, y }, param, { epochs: 1, batchSize: batch, seed: 1, fromLogits, optimizerFor: () => opt, ...(pool ? { pool } : {}), onBatch: () => {
+    if (++done < WARMUP) return;
     stamps.push(performance.now());
     cpuAtFirst ??= process.cpuUsage();
   } });
