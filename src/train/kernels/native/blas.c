@@ -9,18 +9,15 @@
  * (kh, kw, ci): the filter reshaped to [KH*KW*CI, CO] multiplies it directly.
  *
  * Nothing here allocates wasm memory, so the views stay valid for the whole call. Column matrices
- * live in scratch buffers of this addon instance (one per Node thread that loads it), one per
- * thread of its pool, kept between calls so large convolutions do not page-fault a fresh mapping
- * every step.
+ * live in scratch buffers of this addon instance (one per Node thread), one per thread of its pool,
+ * kept between calls so large convolutions do not page-fault a fresh mapping every step.
  *
  * Threads (pool.c): setThreads(n) starts n - 1 workers beside the calling thread, once; OpenBLAS
- * itself stays on one thread (never n x n busy threads). Every GEMM is cut into blocks chosen from
- * its shape alone (blocks_for), each block one single-threaded cblas_sgemm, and the pool's thread t
- * computes a fixed run of blocks: the result's bits depend on the shapes, not on the thread count
- * (OpenBLAS's small-matrix kernels sum in another order than its large ones, so cutting a product
- * differently changes bits; cutting it the same way at every thread count does not). Batched
- * products split their items, convolutions their output rows (forward), batch items (input
- * gradient: col2im adds overlapping windows of one item) or the filter gradient's rows.
+ * stays on one thread. Every product is cut into blocks from its shape alone (blocks_for), each one
+ * single-threaded cblas_sgemm claimed by any thread: the bits depend on the shapes, not on the
+ * thread count (OpenBLAS's small-matrix kernels sum in another order than its large ones). Batched
+ * products split their items, convolutions their output rows (forward), whole items (input
+ * gradient: col2im adds overlapping windows of one item) or the filter gradient's items.
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -630,11 +627,10 @@ static napi_value conv2d_backprop_input(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-
 /*
- * biasActivation(y, bias | null, activation): y[r, c] = act(y[r, c] + bias[c]) in place, for the
- * fused kernels; activation 0 linear, 1 relu (tfjs' Relu: 0 where the sign bit is set), 2 relu6. y's length is a multiple of bias's. Rows
- * split over the pool's threads (each element computed alone: the same bits at any split).
+ * biasActivation(y, bias | null, activation): y[r, c] = act(y[r, c] + bias[c]) in place (0 linear,
+ * 1 relu as tfjs' Relu: 0 where the sign bit is set, 2 relu6); y's length a multiple of bias's.
+ * Rows split over the pool's threads (each element alone: the same bits at any split).
  */
 static napi_value bias_activation(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -739,12 +735,10 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1 || !get_i32(env, argv[0], &n)) return NULL;
   if (n < 1 || n > MAX_THREADS) return throw_type(env, "threads must be at least 1 and at most 256"), NULL;
-  if (argc >= 2) {
-    napi_valuetype t;
-    CHECK(napi_typeof(env, argv[1], &t));
-    if (t != napi_undefined && (napi_get_value_double(env, argv[1], &idle_us) != napi_ok || !(idle_us >= 0 && idle_us <= 1000000) || idle_us != floor(idle_us))) {
-      return throw_type(env, "idle microseconds must be a whole number from 0 to 1000000"), NULL;
-    }
+  napi_valuetype t = napi_undefined;
+  if (argc >= 2) CHECK(napi_typeof(env, argv[1], &t));
+  if (t != napi_undefined && (napi_get_value_double(env, argv[1], &idle_us) != napi_ok || !(idle_us >= 0 && idle_us <= 1000000) || idle_us != floor(idle_us))) {
+    return throw_type(env, "idle microseconds must be a whole number from 0 to 1000000"), NULL;
   }
   Instance *inst = instance(env);
   if (inst == NULL) return napi_throw_error(env, "ND_NATIVE", "the addon's instance data is missing"), NULL;
@@ -752,11 +746,8 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   if (idle_us >= 0) inst->idle_ns = (int64_t)idle_us * 1000 + 1; /* + 1: 0 means never set */
   if (pool_threads(inst->pool) != n) {
     pool_destroy(inst->pool);
-    inst->pool = NULL;
-    if (n > 1 && (inst->pool = pool_create(n)) == NULL) {
-      napi_throw_error(env, "ND_NATIVE_THREADS", "could not start the kernel threads (out of memory or threads)");
-      return NULL;
-    }
+    if (n > 1 && (inst->pool = pool_create(n)) == NULL) return napi_throw_error(env, "ND_NATIVE_THREADS", "could not start the kernel threads (out of memory or threads)"), NULL;
+    if (n == 1) inst->pool = NULL;
   }
   if (inst->idle_ns > 0) pool_set_idle(inst->pool, inst->idle_ns - 1);
   return NULL;
@@ -779,13 +770,10 @@ static napi_value blas_info(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, result, "threads", threads));
   CHECK(napi_create_int32(env, pool_threads(inst == NULL ? NULL : inst->pool), &pool));
   CHECK(napi_set_named_property(env, result, "poolThreads", pool));
-  double calls, parts;
-  pool_counts(inst == NULL ? NULL : inst->pool, &calls, &parts);
-  napi_value v;
-  CHECK(napi_create_double(env, calls, &v));
-  CHECK(napi_set_named_property(env, result, "poolCalls", v));
-  CHECK(napi_create_double(env, parts, &v));
-  CHECK(napi_set_named_property(env, result, "poolParts", v));
+  double counts[2];
+  pool_counts(inst == NULL ? NULL : inst->pool, &counts[0], &counts[1]);
+  CHECK(napi_create_double(env, counts[0], &threads) == napi_ok ? napi_set_named_property(env, result, "poolCalls", threads) : napi_generic_failure);
+  CHECK(napi_create_double(env, counts[1], &pool) == napi_ok ? napi_set_named_property(env, result, "poolParts", pool) : napi_generic_failure);
   return result;
 }
 
