@@ -10,10 +10,12 @@
  * PyTorch's step runs the teacher on each batch: so the teacher's forward pass over the same
  * examples is timed here on its own (batches of BATCH, the same program) and added to the
  * steps' time, and the rate is the examples of the timed steps over both. One warm-up step, then
- * STEPS timed steps (the time between the first and the last step's end, wall and process CPU).
- * The timed steps hold the plan's capture (a recorded step and the checked one, each an eager
- * step); the steady figures are the steps after the check alone (replays), with the teacher's
- * pass at its rate per example: what a longer run tends to. Prints one JSON line
+ * STEPS steps (the time between step ends, wall and process CPU). The rates are those of the steps
+ * after the plan's check (replays), with the teacher's pass at its rate per example, as
+ * bench/train-step-child.ts times the steps after the capture and PyTorch's rows the steps after
+ * its first: the capture (a recorded step and the checked one, each an eager step) is a cost each
+ * phase pays once, which a training run of hundreds of steps amortizes. The figures with the
+ * capture inside the window are `withCapture`. Prints one JSON line
  * as bench/train-step-child.ts does, with the teacher's share of the wall time and of the CPU time
  * and its CPU ms per sample.
  *
@@ -105,14 +107,15 @@ const cpuMs = cpuStamps[last] - cpuStamps[0] + teacherCpuMs;
 // The steps after the plan's check (replays only), the teacher's pass at its rate per example.
 const steady = readyAt !== undefined && readyAt < last ? { examples: batch * (last - readyAt), ms: stamps[last] - stamps[readyAt], cpuMs: cpuStamps[last] - cpuStamps[readyAt] } : undefined;
 if (process.env.NDIFF_BENCH_VERBOSE) console.error(`CPU ms per step: ${cpuStamps.slice(1).map((t, i) => (t - cpuStamps[i]).toFixed(1)).join(' ')}`);
+const withCapture = { samplesPerSecond: examples / ((stepMs + teacherMs) / 1000), cpuMsPerSample: cpuMs / examples, steps: last };
 console.log(JSON.stringify({
-  samplesPerSecond: examples / ((stepMs + teacherMs) / 1000),
-  cpuMsPerSample: cpuMs / examples,
+  // Without a plan (eager, or a fallback) every step is alike: the whole window.
   ...(steady ? {
-    steadySamplesPerSecond: steady.examples / ((steady.ms + (teacherMs * steady.examples) / examples) / 1000),
-    steadyCpuMsPerSample: (steady.cpuMs + (teacherCpuMs * steady.examples) / examples) / steady.examples,
-    steadySteps: last - (readyAt ?? 0),
-  } : {}),
+    samplesPerSecond: steady.examples / ((steady.ms + (teacherMs * steady.examples) / examples) / 1000),
+    cpuMsPerSample: (steady.cpuMs + (teacherCpuMs * steady.examples) / examples) / steady.examples,
+    steps: last - (readyAt ?? 0),
+  } : withCapture),
+  withCapture,
   peakRssBytes: process.resourceUsage().maxRSS * 1024,
   weights,
   teacherShare: teacherMs / (stepMs + teacherMs),

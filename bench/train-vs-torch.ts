@@ -88,10 +88,9 @@ interface Row {
   peakRssBytes: number;
   weights: number;
   sgemmGflops?: number;
-  /** The transformer's steps after its plan's check alone (replays; bench/train-transformer-child.ts). */
-  steadySamplesPerSecond?: number;
-  steadyCpuMsPerSample?: number;
-  steadySteps?: number;
+  /** The transformer's timed steps (after its plan's check) and the window with the capture's steps inside (bench/train-transformer-child.ts). */
+  steps?: number;
+  withCapture?: { samplesPerSecond: number; cpuMsPerSample: number; steps: number };
 }
 
 function torchPresent(): boolean {
@@ -216,9 +215,10 @@ for (const p of plans) {
     for (const b of backends) {
       const o = rows.get(`${b} ${t}`);
       const q = rows.get(`torch ${t}`);
-      if (o?.steadySamplesPerSecond === undefined || o.steadyCpuMsPerSample === undefined) continue;
-      // The capture's two eager steps are inside the timed steps above; a longer run tends to this.
-      console.log(`ours (${b}, ${t} thread(s)), the ${o.steadySteps} steps after the plan's check: ${o.steadySamplesPerSecond.toFixed(0)} samples/s, ${o.steadyCpuMsPerSample.toFixed(2)} CPU ms/sample${q ? `; / PyTorch ${(o.steadySamplesPerSecond / q.samplesPerSecond).toFixed(2)}x samples/s, ${(q.cpuMsPerSample / o.steadyCpuMsPerSample).toFixed(2)}x less CPU per sample` : ''}`);
+      const w = o?.withCapture;
+      if (!w || w.steps === o.steps) continue;
+      // The rows above time the steps after the plan's check; these hold the capture's two eager steps too.
+      console.log(`ours (${b}, ${t} thread(s)), ${w.steps} steps with the plan's capture inside: ${w.samplesPerSecond.toFixed(0)} samples/s, ${w.cpuMsPerSample.toFixed(2)} CPU ms/sample${q ? `; / PyTorch ${(w.samplesPerSecond / q.samplesPerSecond).toFixed(2)}x samples/s, ${(q.cpuMsPerSample / w.cpuMsPerSample).toFixed(2)}x less CPU per sample` : ''}`);
     }
   }
   if (baseline) for (const t of threadCounts) for (const b of backends) console.log(`ours / before (${b}, ${t} thread(s)): ${ratio(rows.get(`${b} ${t}`), rows.get(`before ${b} ${t}`))} samples/s, ${cpuRatio(rows.get(`${b} ${t}`), rows.get(`before ${b} ${t}`))} less CPU per sample`);
