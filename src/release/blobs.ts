@@ -4,7 +4,7 @@
  * `manifest.json` changes from one publication to the next.
  */
 import { createHash } from 'node:crypto';
-import { lstat, writeFile } from 'node:fs/promises';
+import { lstat, open, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError } from '../core/errors.ts';
 import { readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
@@ -19,16 +19,69 @@ export function sha256Of(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** Store `bytes` in the release folder under their SHA-256 (once: an existing blob of that name is kept). */
+/**
+ * Store `bytes` in the release folder under their SHA-256 (once: an existing blob of that name is
+ * kept when its bytes hash to its name; a damaged one is written again).
+ */
 export async function writeBlob(releaseDir: string, bytes: Uint8Array): Promise<ReleaseFile> {
   const sha256 = sha256Of(bytes);
   const file = `${BLOBS}/${sha256}`;
   const at = path.join(await releaseSubdir(releaseDir, BLOBS), sha256);
   const existing = await lstat(at).catch(() => undefined);
-  if (!existing || !existing.isFile() || existing.size !== bytes.length) {
-    await writeFileAtomically(at, bytes);
-  }
+  const intact = existing?.isFile() && existing.size === bytes.length && (await blobProblem(releaseDir, { file, length: bytes.length, sha256 })) === null;
+  if (!intact) await writeFileAtomically(at, bytes);
   return { file, length: bytes.length, sha256 };
+}
+
+/**
+ * What is wrong with a blob of the release folder, or null when its file is a regular file of
+ * the recorded length whose bytes hash to the recorded SHA-256 (read in chunks: a version's file
+ * may be large).
+ */
+export async function blobProblem(releaseDir: string, blob: ReleaseFile): Promise<string | null> {
+  let fh;
+  try {
+    fh = await open(path.join(releaseDir, blob.file), 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+    throw e;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return 'not a regular file';
+    if (st.size !== blob.length) return `${st.size} bytes, not the recorded ${blob.length}`;
+    const hash = createHash('sha256');
+    const chunk = new Uint8Array(Math.min(blob.length, 1 << 20) || 1);
+    let at = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, at);
+      if (bytesRead === 0) break;
+      hash.update(chunk.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+    if (at !== blob.length) return `${at} bytes, not the recorded ${blob.length}`;
+    const found = hash.digest('hex');
+    return found === blob.sha256 ? null : `bytes whose SHA-256 is ${found}, not its name`;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Check every blob a manifest will list before it is published: a damaged one would be
+ * downloaded by every device, refused there, and each would fall back to the full model.
+ */
+export async function verifyBlobs(releaseDir: string, blobs: readonly { blob: ReleaseFile; what: string }[]): Promise<void> {
+  const damaged: { file: string; what: string; problem: string }[] = [];
+  for (const { blob, what } of blobs) {
+    const problem = await blobProblem(releaseDir, blob);
+    if (problem) damaged.push({ file: blob.file, what, problem });
+  }
+  if (!damaged.length) return;
+  throw new ModelFormatError(
+    `release folder ${releaseDir}: ${damaged.map((d) => `${d.file} (${d.what}) is ${d.problem}`).join('; ')}; nothing was published: restore ${damaged.length === 1 ? 'that blob' : 'those blobs'} from a copy of the release folder (a blob's name is the SHA-256 of its bytes: \`sha256sum\` checks one), then publish again`,
+    { damaged },
+  );
 }
 
 /** Read a blob back, checking its length and hash (a damaged release folder is caught here). */

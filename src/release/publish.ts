@@ -14,7 +14,7 @@ import { toHex } from '../core/hex.ts';
 import { writeFileAtomically } from '../io/durable/durable.ts';
 import { rawPublicKey, signPayload } from '../sign/node-keys.ts';
 import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type ManifestPayload, type ReleaseManifest, type SignedManifest } from '../updater/manifest.ts';
-import { readBlob, writeBlob } from './blobs.ts';
+import { readBlob, verifyBlobs, writeBlob } from './blobs.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
 import { jobFiles, readJobResult, verifyJobResult } from './jobs.ts';
 import { newestVersion, readRecord, writeRecord, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
@@ -156,6 +156,11 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
     }
     record.pending = null;
   }
+  // Every blob the manifest lists is checked first: a damaged one would reach every device.
+  await verifyBlobs(releaseDir, [
+    ...record.versions.flatMap((v) => v.files.map((f) => ({ blob: f, what: `version ${v.version}'s ${f.path}` }))),
+    ...record.payloads.map((p) => ({ blob: p, what: `the payload from version ${p.fromVersion} to ${p.toVersion}` })),
+  ]);
   // Payloads recorded before structural ones were marked: marked now, so that devices that
   // cannot rebuild files plan around them (only an exact payload can be structural).
   for (const [i, p] of record.payloads.entries()) {
