@@ -116,6 +116,23 @@ describe('updater over HTTP', () => {
     assert.equal(await fingerprintOf(model), chain.fingerprints[3]);
   });
 
+  test('a mirror that answers a Range request with 200 and the whole file: the download restarts from byte 0 and the payload is taken', async () => {
+    const model = await device(chain, 3);
+    const payload = manifest.payloads.find((p) => p.fromVersion === 3 && p.toVersion === 4);
+    assert.ok(payload && payload.length > 600);
+    const from = server.log.length;
+    server.faults.push({ match: (p) => p === `/${payload.file}`, times: 1, kind: 'drop', at: 600 });
+    server.faults.push({ match: (p) => p === `/${payload.file}`, times: 100, kind: 'whole' });
+    const r = await updateModel(options(chain, model, [server.url]));
+    server.faults.length = 0;
+    assert.equal(r.status, 'updated', JSON.stringify(r.error));
+    assert.equal(r.path, 'payloads');
+    const requests = server.log.slice(from).filter((q) => q.path === `/${payload.file}`);
+    assert.deepEqual(requests.map((q) => [q.status, q.start, q.sent]), [[200, 0, 600], [200, 0, payload.length]]);
+    assert.equal(r.download.bytesRefetched, 600, 'the 600 bytes received before the drop came again in the whole file');
+    assert.equal(await fingerprintOf(model), chain.fingerprints[3]);
+  });
+
   test('an app restarted mid-download fetches again at most one chunk and the network read in flight', async () => {
     const model = await device(chain, 3);
     const payload = manifest.payloads.find((p) => p.fromVersion === 3 && p.toVersion === 4);

@@ -6,7 +6,7 @@
  * app from the last chunk stored (at most one chunk is fetched twice). A file is used only once
  * its length and SHA-256 are the manifest's.
  */
-import { DownloadError, NeuralDiffError } from '../core/errors.ts';
+import { DownloadError, NeuralDiffError, PayloadTooLargeError } from '../core/errors.ts';
 import type { ReleaseFile } from './manifest.ts';
 import { sha256Hex } from './sha256.ts';
 import { concatBytes, type DownloadStore } from './state.ts';
@@ -41,6 +41,12 @@ export interface DownloadOptions {
   chunkBytes?: number;
   /** Requests per mirror for one file, resumes included (default 4). */
   attemptsPerMirror?: number;
+  /**
+   * The most body bytes the run's {@link DownloadStats} may count (the updater's
+   * `maxDownloadBytes`): a body that would take the run past it is refused as it arrives, and so
+   * is a whole file answered to a Range request (a restart from byte 0) that would not fit.
+   */
+  maxRunBytes?: number;
   /** Called as bytes arrive. */
   onProgress?: (event: { file: string; received: number; length: number }) => void;
 }
@@ -266,9 +272,21 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
         }
         if (res.status !== 200 && res.status !== 206) throw new AttemptFailure(`HTTP ${res.status}`, res.status >= 500 ? 'retry' : 'mirror');
         if (res.status === 200 && have > 0) {
-          // The server ignored the Range header: the body is the whole file again.
+          // The server ignored the Range header: the body is the whole file again, a restart from
+          // byte 0. What is stored goes either way: kept, the next run would plan only the rest
+          // of a file this mirror serves whole.
+          const held = have;
           await store.remove(key);
           have = 0;
+          const cap = options.maxRunBytes;
+          if (cap !== undefined && stats.bytesReceived + file.length > cap) {
+            controller.abort(new Error('over the run\'s download cap'));
+            throw new PayloadTooLargeError(
+              stats.bytesReceived + file.length,
+              cap,
+              `${url} answered the request for the rest of ${file.file} (from byte ${held}) with the whole file (HTTP 200, ${file.length} bytes), which would take this run to ${stats.bytesReceived + file.length} bytes, above maxDownloadBytes (--max-bytes) ${cap}: nothing of it was read, and the ${held} bytes stored were dropped so that the next run plans the whole file; raise the cap, or serve the release from a host that answers Range requests`,
+            );
+          }
         }
         if (res.status === 206) {
           const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
@@ -281,6 +299,11 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
           throw new AttemptFailure(`serves ${have + Number(declared)} bytes, the manifest says ${file.length}: another file or a stale copy`, 'mirror');
         }
         await readBody(res, async (b) => {
+          const cap = options.maxRunBytes;
+          if (cap !== undefined && stats.bytesReceived + b.length > cap) {
+            controller.abort(new Error('over the run\'s download cap'));
+            throw new PayloadTooLargeError(stats.bytesReceived + b.length, cap, `${url} sent more of ${file.file} than this run may download: ${stats.bytesReceived + b.length} bytes, above maxDownloadBytes (--max-bytes) ${cap}; the device keeps the model it holds now: raise the cap, or run the update where a larger download is fine`);
+          }
           stats.bytesReceived += b.length;
           const at = have + pendingBytes;
           stats.bytesRefetched += Math.max(0, Math.min(highWater, at + b.length) - at);
@@ -297,6 +320,10 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
         await flush();
         if (have < file.length) throw new AttemptFailure(`the body ended after ${have} of ${file.length} bytes`, 'retry');
       } catch (e) {
+        if (e instanceof PayloadTooLargeError) {
+          await flush().catch(() => {});
+          throw e;
+        }
         const over = e instanceof AttemptFailure && /more than/.test(e.message);
         // Bytes that arrived before a drop are kept (the hash decides at the end); an over-long
         // body is not the file: drop all of it.

@@ -145,7 +145,7 @@ export class Updater {
 
   private downloadOptions() {
     const o = this.options;
-    return { fetch: this.fetch, mirrors: o.urls, timeoutMs: o.timeoutMs, ...(o.minBytesPerSecond !== undefined ? { minBytesPerSecond: o.minBytesPerSecond } : {}), chunkBytes: o.chunkBytes, attemptsPerMirror: o.attemptsPerMirror };
+    return { fetch: this.fetch, mirrors: o.urls, timeoutMs: o.timeoutMs, ...(o.minBytesPerSecond !== undefined ? { minBytesPerSecond: o.minBytesPerSecond } : {}), chunkBytes: o.chunkBytes, attemptsPerMirror: o.attemptsPerMirror, ...(o.maxDownloadBytes !== undefined ? { maxRunBytes: o.maxDownloadBytes } : {}) };
   }
 
   /** Fetch and verify the manifest, and record its release number. */

@@ -18,9 +18,10 @@ export interface Fault {
    * bytes, then a clean end; overlong: no Content-Length, the file and 100 more bytes; status:
    * answer `status` with no body; stall: never answer; tamper: flip the byte at `at`; trickle:
    * the whole body, `at` bytes per write, 2 ms apart (small network reads); slow: one byte
-   * every `at` ms (a slow-retrieval attack: never idle for long, never done).
+   * every `at` ms (a slow-retrieval attack: never idle for long, never done); whole: a Range
+   * header ignored, the whole file answered with 200 (as some servers and proxies do).
    */
-  kind: 'drop' | 'truncate' | 'overlong' | 'status' | 'stall' | 'tamper' | 'trickle' | 'slow';
+  kind: 'drop' | 'truncate' | 'overlong' | 'status' | 'stall' | 'tamper' | 'trickle' | 'slow' | 'whole';
   at?: number;
   status?: number;
 }
@@ -54,11 +55,11 @@ export async function serveRelease(root: string): Promise<ReleaseServer> {
   const sockets = new Set<Socket>();
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
-    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const fault = faults.find((f) => f.times > 0 && f.match(urlPath));
+    const range = fault?.kind === 'whole' ? null : /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const start = range ? Number(range[1]) : 0;
     const entry: ServedRequest = { path: urlPath, start, status: 200, sent: 0 };
     log.push(entry);
-    const fault = faults.find((f) => f.times > 0 && f.match(urlPath));
     if (fault) {
       fault.times--;
       entry.fault = fault.kind;
