@@ -15,7 +15,11 @@ import { concatBytes, type DownloadStore } from './state.ts';
 export interface FetchResponse {
   status: number;
   headers: { get(name: string): string | null };
-  /** A byte stream (absent on React Native's fetch: then `arrayBuffer` is used, without resume mid-body). */
+  /**
+   * A byte stream (absent on React Native's fetch: then `arrayBuffer` is used, without resume
+   * mid-body; a length given by Content-Length is compared with the cap, or with the manifest's,
+   * before the body is read, while a body without one is held whole once before it is refused).
+   */
   body?: ReadableStream<Uint8Array> | null;
   arrayBuffer(): Promise<ArrayBuffer>;
 }
@@ -180,13 +184,18 @@ export async function fetchSmallFile(path: string, maxBytes: number, options: Do
       idle.arm();
       const res = await options.fetch(url, { headers: { 'Cache-Control': 'no-cache' }, signal: controller.signal });
       if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+      // Refused before a byte is read when its length is given: a fetch without body streams
+      // (React Native) can only read a body whole.
+      const declared = res.headers.get('content-length');
+      if (declared !== null && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
+        res.body?.cancel().catch(() => {});
+        throw new Error(`declares ${declared} bytes (Content-Length), more than the ${maxBytes}-byte cap: not read`);
+      }
       await readBody(res, (b) => {
         size += b.length;
         stats.bytesReceived += b.length;
-        if (size > maxBytes) {
-          controller.abort(new Error(`more than ${maxBytes} bytes`));
-          throw new Error(`more than the ${maxBytes}-byte cap`);
-        }
+        // Thrown out of readBody, which cancels the stream (an abort here would read as a timeout).
+        if (size > maxBytes) throw new Error(`more than the ${maxBytes}-byte cap`);
         parts.push(b);
       }, idle);
       const bytes = concatBytes(parts);
