@@ -8,7 +8,7 @@
  * nothing is signed); publish takes a verdict only for the exact bytes it was given on. One plan of a release runs at a time (a lock in Redis; a second run is refused).
  */
 import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { NeuralDiffError, PayloadFormatError, UsageError } from '../../core/errors.ts';
@@ -46,6 +46,16 @@ export interface RunPlanResult {
   jobs: number;
   /** Set when the run published. */
   published?: PublishResult;
+}
+
+/**
+ * What names the pending plan's jobs exactly (SHA-256 of the version, its fingerprint and every
+ * job as recorded: bases, policies): a flow on the queue is resumed only when it carries this.
+ */
+export function planDigest(record: ReleaseRecord): string {
+  const pending = record.pending;
+  const version = record.versions.find((v) => v.version === pending?.version);
+  return createHash('sha256').update(JSON.stringify({ version: pending?.version, fingerprint: version?.fingerprint, jobs: pending?.jobs })).digest('hex');
 }
 
 /** Counts of a plan's payload jobs by state. */
@@ -94,13 +104,19 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
     await redis.del(names.refusedKey);
     // A finished run of this very plan (published, failed or refused, then planned again with the
     // same version) is cleared, so this run does its jobs afresh; an unfinished one is resumed.
+    // A flow of another plan under this name (a version cancelled, then the same model planned
+    // again with other jobs: another policy or history) is cleared too: its results are not this plan's.
+    const plan = planDigest(record);
     const previous = await publishQueue.getJob(names.parentId);
     const previousState = previous ? await previous.getState() : undefined;
-    if (previous && (previousState === 'completed' || previousState === 'failed')) {
+    const otherPlan = previous !== undefined && (previous.data as { plan?: unknown } | undefined)?.plan !== plan;
+    if (previous && (previousState === 'completed' || previousState === 'failed' || otherPlan)) {
       await previous.remove({ removeChildren: true }).catch((e: Error) => {
         throw new UsageError(`plan ${names.planId} ran before and some of its jobs are still running on a worker (${e.message.split('\n')[0]}): wait for them to finish (ndiff release status), then run again`);
       });
-      progress(`plan ${names.planId} ran before (${previousState}): its jobs are cleared and run again`);
+      progress(otherPlan && previousState !== 'completed' && previousState !== 'failed'
+        ? `plan ${names.planId} on the queue was planned otherwise (its version cancelled, then planned again with other jobs): its jobs and their results are cleared, and this plan's run afresh`
+        : `plan ${names.planId} ran before (${previousState}): its jobs are cleared and run again`);
     } else if (previous) {
       progress(`plan ${names.planId} is already on the queue (${previousState}): resuming it (jobs done are not run again)`);
     }
@@ -108,7 +124,7 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
     await flows.add({
       name: 'publish',
       queueName: names.publishQueue,
-      data: { release: path.resolve(releaseDir), modelId: record.modelId, version: record.pending?.version },
+      data: { release: path.resolve(releaseDir), modelId: record.modelId, version: record.pending?.version, plan },
       opts: { jobId: names.parentId, removeOnComplete: keep, removeOnFail: keep },
       children: tickets.map((ticket) => ({
         name: ticket.job.id,
