@@ -157,13 +157,22 @@ export class IndexedDbSequenceStore implements SequenceStore {
     return sequenceOf(record);
   }
 
-  /** Record `sequence` for `modelId`; resolves when the transaction has completed. */
+  /**
+   * Record `sequence` for `modelId`, unless a higher one is recorded (another tab applied a later
+   * payload meanwhile: the record is never lowered); the read and the write are one transaction.
+   * Resolves when the transaction has completed.
+   */
   async set(modelId: string, sequence: number, record: SequenceRecord): Promise<void> {
     const db = await this.open();
     // `durability` is a Chromium and Firefox option; others ignore the third argument.
     const tx = (db.transaction as (names: string, mode: IDBTransactionMode, options?: { durability: string }) => IDBTransaction)
       .call(db, OBJECT_STORE, 'readwrite', { durability: 'strict' });
-    tx.objectStore(OBJECT_STORE).put({ sequence, fingerprint: record.fingerprint }, modelId);
+    const store = tx.objectStore(OBJECT_STORE);
+    const get = store.get(modelId);
+    get.onsuccess = () => {
+      const held = (get.result as { sequence?: unknown } | undefined)?.sequence;
+      if (!(typeof held === 'number' && held > sequence)) store.put({ sequence, fingerprint: record.fingerprint }, modelId);
+    };
     await new Promise<void>((resolve, reject) => {
       tx.oncomplete = () => resolve();
       tx.onerror = () => reject(tx.error ?? new Error('IndexedDB transaction failed'));

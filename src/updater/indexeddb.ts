@@ -75,9 +75,34 @@ export class IndexedDbUpdaterState extends IndexedDbBase implements UpdaterState
     const r = (await request(db.transaction(RECORDS, 'readonly').objectStore(RECORDS).get(modelId))) as UpdaterRecord | undefined;
     return r && { ...r, failed: [...(r.failed ?? [])] };
   }
+  /**
+   * Save `record`, never lowering the sequence or the manifest release recorded: two tabs
+   * updating at once each read, then write, so the second write would otherwise put back the
+   * lower numbers it read (replay protection lowered). The read and the write are one
+   * transaction, so no other tab's write falls between them.
+   */
   async save(modelId: string, record: UpdaterRecord): Promise<void> {
-    await this.write(RECORDS, (s) => s.put({ ...record, failed: [...record.failed] }, modelId));
+    await this.write(RECORDS, (s) => {
+      const get = s.get(modelId);
+      get.onsuccess = () => s.put(keepHighest(get.result as UpdaterRecord | undefined, { ...record, failed: [...record.failed] }), modelId);
+    });
   }
+}
+
+/** `next`, with the higher sequence (and its fingerprint) and release (and its manifest hash) of `stored` kept. */
+function keepHighest(stored: UpdaterRecord | undefined, next: UpdaterRecord): UpdaterRecord {
+  const out = { ...next };
+  if (typeof stored?.sequence === 'number' && (out.sequence === undefined || stored.sequence > out.sequence)) {
+    out.sequence = stored.sequence;
+    if (stored.fingerprint === undefined) delete out.fingerprint;
+    else out.fingerprint = stored.fingerprint;
+  }
+  if (typeof stored?.release === 'number' && (out.release === undefined || stored.release > out.release)) {
+    out.release = stored.release;
+    if (stored.manifestSha256 === undefined) delete out.manifestSha256;
+    else out.manifestSha256 = stored.manifestSha256;
+  }
+  return out;
 }
 
 /** Downloads in IndexedDB: one entry per stored chunk, so a resume appends without rewriting. */
