@@ -222,13 +222,18 @@ export class Updater {
     result.release = m.release;
     result.latest = m.latest;
     const sequences = sequenceStoreOf(o.state);
-    // An update an earlier run switched in and never confirmed is finished first, by this run's
-    // health check: the fingerprint read next is then a version the device keeps.
+    // What failed a health check in this run (not "on this device before", in the error).
+    const failedNow = new Set<string>();
     const remember = async (key: string) => {
       record = await loadRecord(o.state, o.modelId);
-      if (!record.failed.includes(key)) record.failed.push(key);
+      if (!record.failed.includes(key)) {
+        record.failed.push(key);
+        failedNow.add(key);
+      }
       await o.state.save(o.modelId, record);
     };
+    // An update an earlier run switched in and never confirmed is finished first, by this run's
+    // health check: the fingerprint read next is then a version the device keeps.
     if (o.target.settlePending) {
       const check = o.healthCheck;
       let checked: string | undefined;
@@ -259,7 +264,7 @@ export class Updater {
     for (let round = 0; round <= m.payloads.length + 1; round++) {
       const failed = new Set(record.failed);
       const plan = planUpdate(m, current, { payloads: new Set([...failed, ...skipped]), noFullPackage: fullFailed || failed.has(packageKey(latest)), noStructural: !rebuilds(o.target) });
-      if (!plan) throw noWayLeft(result, record, latest.version, m.modelId, current);
+      if (!plan) throw noWayLeft(result, record, failedNow, latest.version, m.modelId, current);
       if (plan.kind !== 'none' || !result.steps.length) result.path = plan.kind;
       result.fullBytes = plan.fullBytes;
       if (plan.kind === 'none') {
@@ -402,15 +407,20 @@ export class Updater {
  * when every step of this run failed to download; otherwise what failed, including the ways left
  * out because they failed a health check here before (and how to try them again).
  */
-function noWayLeft(result: UpdateResult, record: UpdaterRecord, version: number, modelId: string, current: string | undefined): NeuralDiffError {
+function noWayLeft(result: UpdateResult, record: UpdaterRecord, failedNow: ReadonlySet<string>, version: number, modelId: string, current: string | undefined): NeuralDiffError {
   const steps = result.steps;
   if (steps.length > 0 && steps.every((s) => s.outcome === 'download-failed')) {
     return new DownloadError(`could not download any way to version ${version} of model ${JSON.stringify(modelId)}: ${steps.map((s) => s.error?.message ?? s.outcome).join('; ').slice(0, 600)}: check the network and the release URLs; the device keeps its model`, { steps: steps.length });
   }
-  const before = record.failed.length;
-  const remembered = before ? ` ${before} way(s) (payloads or the full model) failed a health check on this device before and are not tried again; once the app or its health check is fixed, try them again with \`ndiff update --retry-failed\` (library: retryFailed, or Updater.forgetFailed())` : '';
+  const now = record.failed.filter((k) => failedNow.has(k)).length;
+  const before = record.failed.length - now;
+  const which = [
+    ...(before ? [`${before} way(s) (payloads or the full model) failed a health check on this device before`] : []),
+    ...(now ? [`${now} way(s) failed one in this run`] : []),
+  ];
+  const remembered = which.length ? ` ${which.join(', and ')}: they are not tried again; once the app or its health check is fixed, try them again with \`ndiff update --retry-failed\` (library: retryFailed, or Updater.forgetFailed())` : '';
   const tried = steps.length ? ` This run tried ${steps.length}: ${steps.map((s) => `${s.kind === 'full' ? 'the full model' : `payload v${s.fromVersion}->v${s.toVersion}`} ${s.outcome}${s.error ? ` (${s.error.code})` : ''}`).join(', ')}.` : ' This run tried none.';
-  return new NeuralDiffError('ND_NO_UPDATE_PATH', `no way left to version ${version} of model ${JSON.stringify(modelId)} from ${current ?? 'no model'}.${tried}${remembered} The device keeps its model.`, { steps: steps.length, failedBefore: before });
+  return new NeuralDiffError('ND_NO_UPDATE_PATH', `no way left to version ${version} of model ${JSON.stringify(modelId)} from ${current ?? 'no model'}.${tried}${remembered} The device keeps its model.`, { steps: steps.length, failedBefore: before, failedNow: now });
 }
 
 /** Whether `target` takes structural payloads (format v7): see {@link ModelTarget.rebuilds}. */
