@@ -68,3 +68,39 @@ test('a health check that fails on an unconfirmed update now: rolled back, and t
     await rm(work, { recursive: true, force: true });
   }
 });
+
+test('the health check finishing an unconfirmed lossy update is told the version the payload reached, not 0', { timeout: 120_000 }, async () => {
+  const work = await mkdtemp(join(tmpdir(), 'nd-pending-lossy-'));
+  const server = await serveRelease(join(work, 'site'));
+  try {
+    assert.equal((await run('keygen', '--out', join(work, 'k'))).code, 0);
+    const pair = valuePair('tfjs', 4);
+    await writeModel(join(work, 'v1'), pair, 'base');
+    await writeModel(join(work, 'v2'), pair, 'target');
+    for (const [v, extra] of [['v1', ['--model-id', 'm']], ['v2', ['--method', 'topk', '--budget', '200']]] as const) {
+      const add = await run('release', 'add', '--release', join(work, 'site'), '--model', join(work, v), ...extra, '--key', join(work, 'k.private.pem'), '--expires', '30d');
+      assert.equal(add.code, 0, add.err);
+    }
+    const manifest = JSON.parse(await readFile(join(work, 'site', 'manifest.json'), 'utf8')) as { signed: { payloads: { exact: boolean; toVersion: number }[] } };
+    assert.deepEqual(manifest.signed.payloads.map((p) => [p.exact, p.toVersion]), [[false, 2]], 'one lossy payload to version 2');
+    const device = join(work, 'device', 'model');
+    await mkdir(join(device, '..'), { recursive: true });
+    await writeModel(device, pair, 'base');
+    const from = ['--model', device, '--from', server.url, '--public-key', join(work, 'k.public.pem'), '--model-id', 'm'];
+    const killed = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
+      const child = spawn(process.execPath, [cli, 'update', ...from, '--health-check', 'kill -9 $PPID'], { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('close', (_code, signal) => resolve(signal));
+    });
+    assert.equal(killed, 'SIGKILL');
+    const log = join(work, 'checks.log');
+    const r = await run('update', ...from, '--json', '--health-check', `echo "$NDIFF_VERSION" >> '${log}'`);
+    assert.equal(r.code, 0, r.out + r.err);
+    const doc = JSON.parse(r.out) as { pendingUpdate?: { outcome: string; healthCheck: string } };
+    assert.equal(doc.pendingUpdate?.healthCheck, 'passed', r.out);
+    assert.deepEqual((await readFile(log, 'utf8')).trim().split('\n'), ['2'], 'version 2, as the manifest lists the lossy payload');
+  } finally {
+    await server.close();
+    await rm(work, { recursive: true, force: true });
+  }
+});

@@ -239,7 +239,9 @@ export class Updater {
       let checked: string | undefined;
       const pending = await o.target.settlePending(check && (({ kind, fingerprint }) => {
         checked = fingerprint;
-        return check({ kind, version: m.versions.find((v) => v.fingerprint === fingerprint)?.version ?? 0, fingerprint });
+        // A version's fingerprint, or a state a lossy payload reached: the version it leads to.
+        const version = m.versions.find((v) => v.fingerprint === fingerprint)?.version ?? m.payloads.find((p) => p.target === fingerprint)?.toVersion ?? 0;
+        return check({ kind, version, fingerprint });
       }));
       if (pending) {
         result.pendingUpdate = pending;
