@@ -58,7 +58,7 @@ test('a health check that fails on an unconfirmed update now: rolled back, and t
     // The payload (exact) and the full model both lead to the version that just failed: neither is tried.
     assert.deepEqual(doc.result.steps, [], 'the version that just failed is not applied again');
     // Both failed in this run (the unconfirmed update's check), not "on this device before".
-    assert.match(r.err, /2 way\(s\) failed one in this run: they are not tried again/);
+    assert.match(r.err, /2 way\(s\) failed one in this run and are not tried again/);
     assert.doesNotMatch(r.err, /on this device before/);
     const checks = (await readFile(log, 'utf8')).trim().split('\n');
     assert.equal(checks.length, 1, `the failing check ran once, on the unconfirmed update: ${checks.join(' | ')}`);

@@ -42,7 +42,7 @@ test('a first install that fails its health check: no model is left, and the run
     assert.match(r.steps[0].error?.message ?? '', /no model before/);
     assert.equal(r.status, 'failed', 'never up to date over a model that failed its health check');
     // It failed in this run, not "on this device before".
-    assert.match(r.error?.message ?? '', /1 way\(s\) failed one in this run: they are not tried again/);
+    assert.match(r.error?.message ?? '', /1 way\(s\) failed one in this run and are not tried again/);
     assert.doesNotMatch(r.error?.message ?? '', /before/);
     assert.equal(r.fingerprint, undefined);
     assert.equal(await exists(model), false, 'no model left, as before the run');

@@ -420,7 +420,7 @@ function noWayLeft(result: UpdateResult, record: UpdaterRecord, failedNow: Reado
     ...(before ? [`${before} way(s) (payloads or the full model) failed a health check on this device before`] : []),
     ...(now ? [`${now} way(s) failed one in this run`] : []),
   ];
-  const remembered = which.length ? ` ${which.join(', and ')}: they are not tried again; once the app or its health check is fixed, try them again with \`ndiff update --retry-failed\` (library: retryFailed, or Updater.forgetFailed())` : '';
+  const remembered = which.length ? ` ${which.join(', and ')} and are not tried again; once the app or its health check is fixed, try them again with \`ndiff update --retry-failed\` (library: retryFailed, or Updater.forgetFailed())` : '';
   const tried = steps.length ? ` This run tried ${steps.length}: ${steps.map((s) => `${s.kind === 'full' ? 'the full model' : `payload v${s.fromVersion}->v${s.toVersion}`} ${s.outcome}${s.error ? ` (${s.error.code})` : ''}`).join(', ')}.` : ' This run tried none.';
   return new NeuralDiffError('ND_NO_UPDATE_PATH', `no way left to version ${version} of model ${JSON.stringify(modelId)} from ${current ?? 'no model'}.${tried}${remembered} The device keeps its model.`, { steps: steps.length, failedBefore: before, failedNow: now });
 }
