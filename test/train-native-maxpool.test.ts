@@ -7,6 +7,8 @@
  * typed error before anything is written. Skipped, saying why, where the addon is not built.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/train/backend.ts';
@@ -165,5 +167,16 @@ describe('max pooling\'s gradient on the native threads: the scalar twins\' bits
     assert.throws(() => addon.maxPool(new Float32Array(n), dx.subarray(0, 23), asArray(g)), ModelFormatError);
     assert.throws(() => addon.maxPool(new Float32Array(n - 1), dx, asArray(g)), ModelFormatError);
     assert.ok(dx.every((v) => v === 5), 'dx untouched');
+  });
+
+  it('more channels than the stack holds and no memory left for their running maxima: a typed error, dx untouched (it was left unwritten without a word)', { skip: existsSync('/usr/bin/prlimit') ? false : 'prlimit (util-linux) is not installed' }, () => {
+    for (const threads of ['1', '2']) {
+      const child = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', 'test/helpers/maxpool-memory-child.ts', String(1 << 23), threads], { encoding: 'utf8' });
+      assert.equal(child.status, 0, child.stderr);
+      const out = JSON.parse(child.stdout) as { threw: string | null; message: string; dxUntouched: boolean };
+      assert.equal(out.threw, 'ModelFormatError', `${threads} thread(s): ${child.stdout}`);
+      assert.match(out.message, /out of memory for the running maxima of 8388608 channels/);
+      assert.ok(out.dxUntouched, 'dx untouched');
+    }
   });
 });

@@ -29,6 +29,8 @@ typedef struct {
   const int32_t *g;
   const float *x, *dy, *rx; /* rx: Relu's input (or output) for the fused gradient, or NULL */
   float *dx;
+  float *best;   /* above STACK_CHANNELS: C running maxima a part, allocated by the caller */
+  int32_t *at;   /* and their taps */
 } MaxPoolGrad;
 
 /* The running maxima of one window over a row of C channels (vectorized: no branch, no aliasing). */
@@ -144,11 +146,7 @@ static void grad_part(void *arg, int i, int parts, int thread) {
     grad_items(p, lo, hi, best, at);
     return;
   }
-  float *best = (float *)malloc((size_t)C * sizeof(float));
-  int32_t *at = (int32_t *)malloc((size_t)C * sizeof(int32_t));
-  if (best != NULL && at != NULL) grad_items(p, lo, hi, best, at);
-  free(best);
-  free(at);
+  grad_items(p, lo, hi, p->best + (size_t)i * C, p->at + (size_t)i * C);
 }
 
 static int arg_error(napi_env env, const char *message) {
@@ -226,7 +224,7 @@ napi_value max_pool(napi_env env, napi_callback_info info, Pool *pool) {
   size_t argc = 3;
   napi_value argv[3];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return arg_error(env, "maxPool takes 3 arguments"), NULL;
-  MaxPoolGrad p = {NULL, NULL, NULL, NULL, NULL};
+  MaxPoolGrad p = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
   float *x;
   size_t lx, ly, xs, ys;
   if (!f32_arg(env, argv[0], &x, &lx) || !f32_arg(env, argv[1], &p.dx, &ly) || !pool_geometry(env, argv[2], &p.g, &xs, &ys)) return NULL;
@@ -250,7 +248,7 @@ napi_value max_pool_grad(napi_env env, napi_callback_info info, Pool *pool) {
   size_t argc = 5;
   napi_value argv[5];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return arg_error(env, "maxPoolGrad takes 5 arguments"), NULL;
-  MaxPoolGrad p = {NULL, NULL, NULL, NULL, NULL};
+  MaxPoolGrad p = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
   float *x, *dy, *rx = NULL;
   size_t lx, ldy, ldx, lrx = 0, xs, ys;
   if (!f32_arg(env, argv[0], &x, &lx) || !f32_arg(env, argv[1], &dy, &ldy) || !f32_arg(env, argv[2], &p.dx, &ldx)) return NULL;
@@ -271,6 +269,23 @@ napi_value max_pool_grad(napi_env env, napi_callback_info info, Pool *pool) {
   p.dy = dy;
   p.rx = rx;
   /* A part per thread when the whole is worth a wake-up; an item is never split (same bits). */
-  pool_run(pool, grad_part, &p, parts_of(g, xs));
+  const int parts = parts_of(g, xs);
+  if (g[P_C] > STACK_CHANNELS) {
+    /* The parts' running maxima on the heap, allocated here where a failure can be said (a part
+     * cannot throw): refused before dx is written. */
+    p.best = (float *)malloc((size_t)parts * g[P_C] * sizeof(float));
+    p.at = (int32_t *)malloc((size_t)parts * g[P_C] * sizeof(int32_t));
+    if (p.best == NULL || p.at == NULL) {
+      free(p.best);
+      free(p.at);
+      char message[160];
+      snprintf(message, sizeof message, "maxPoolGrad: out of memory for the running maxima of %d channels (%d parts); free memory or use fewer channels", g[P_C], parts);
+      napi_throw_error(env, "ND_NATIVE_MEMORY", message);
+      return NULL;
+    }
+  }
+  pool_run(pool, grad_part, &p, parts);
+  free(p.best);
+  free(p.at);
   return NULL;
 }
