@@ -8,7 +8,9 @@
  * running. Skipped, saying why, when the addon is not built (`npm run build:native`).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { after, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
@@ -287,6 +289,15 @@ describe('hostile arguments with the pool running', { skip }, () => {
     assert.ok(product().equals(asleep));
     addon.setThreads(3);
     assert.ok(product().equals(asleep), 'a new pool keeps the watch asked for, and the bits');
+  });
+
+  it('a pool whose new threads cannot start: a typed refusal, the threads before kept (the old pool was stopped first, leaving one thread)', { skip: existsSync('/usr/bin/prlimit') ? false : 'prlimit (util-linux) is not installed' }, () => {
+    const child = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', 'test/helpers/native-memory-child.ts', 'setThreads', '2', '8'], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    const out = JSON.parse(child.stdout) as { threw: string | null; message: string; poolThreads: number };
+    assert.equal(out.threw, 'ModelFormatError', child.stdout);
+    assert.match(out.message, /could not start the kernel threads/);
+    assert.equal(out.poolThreads, 2, 'the pool of before, still running');
   });
 
   it('a machine with more cores than the pool takes: the default is the most it takes (256), a count above it a UsageError saying so', async () => {

@@ -722,10 +722,9 @@ static napi_value max_pool_grad_entry(napi_env env, napi_callback_info info) {
 }
 
 /*
- * setThreads(n[, idleMicroseconds]): the threads of this instance's kernels: a pool of n - 1
- * workers beside the caller (started once, kept until n changes or the instance goes), OpenBLAS on
- * one thread (process-wide); idleMicroseconds, when given, how long an idle thread watches for the
- * next call before it sleeps (pool_set_idle; kept for later pools of this instance).
+ * setThreads(n[, idleMicroseconds]): a pool of n - 1 workers beside the caller for this instance's
+ * kernels (kept until n changes; a new one starts before the old stops, which stays when it cannot),
+ * OpenBLAS on one thread (process-wide); idleMicroseconds: how long idle threads watch (pool_set_idle).
  */
 static napi_value set_threads(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -743,12 +742,13 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   Instance *inst = instance(env);
   if (inst == NULL) return napi_throw_error(env, "ND_NATIVE", "the addon's instance data is missing"), NULL;
   openblas_set_num_threads(1);
-  if (idle_us >= 0) inst->idle_ns = (int64_t)idle_us * 1000 + 1; /* + 1: 0 means never set */
   if (pool_threads(inst->pool) != n) {
+    Pool *next = n > 1 ? pool_create(n) : NULL;
+    if (n > 1 && next == NULL) return napi_throw_error(env, "ND_NATIVE_THREADS", "could not start the kernel threads (out of memory or threads); the threads before are kept"), NULL;
     pool_destroy(inst->pool);
-    if (n > 1 && (inst->pool = pool_create(n)) == NULL) return napi_throw_error(env, "ND_NATIVE_THREADS", "could not start the kernel threads (out of memory or threads)"), NULL;
-    if (n == 1) inst->pool = NULL;
+    inst->pool = next;
   }
+  if (idle_us >= 0) inst->idle_ns = (int64_t)idle_us * 1000 + 1; /* + 1: 0 means never set */
   if (inst->idle_ns > 0) pool_set_idle(inst->pool, inst->idle_ns - 1);
   return NULL;
 }
