@@ -297,6 +297,7 @@ describe('hostile arguments with the pool running', { skip }, () => {
     const out = JSON.parse(child.stdout) as { threw: string | null; message: string; poolThreads: number };
     assert.equal(out.threw, 'ModelFormatError', child.stdout);
     assert.match(out.message, /could not start the kernel threads/);
+    assert.match(out.message, /The machine gave no more memory or threads: free memory, train on fewer threads/, 'not sent to check the model\'s shapes');
     assert.equal(out.poolThreads, 2, 'the pool of before, still running');
   });
 

@@ -272,7 +272,11 @@ function typedErrors(raw: NativeBlasAddon): NativeBlasAddon {
       } catch (e) {
         const code = (e as { code?: unknown }).code;
         if (typeof code === 'string' && code.startsWith('ND_NATIVE')) {
-          throw new ModelFormatError(`the native kernel ${name} refused its arguments: ${(e as Error).message}. The model's shapes are beyond what the kernels take: check the model, or train with --backend wasm`, { kernel: name, native: code });
+          // Memory or threads the machine would not give are not the model's shapes: say what to free instead.
+          const fix = code === 'ND_NATIVE_MEMORY' || code === 'ND_NATIVE_THREADS'
+            ? 'The machine gave no more memory or threads: free memory, train on fewer threads (--threads), or train with --backend wasm'
+            : 'The model\'s shapes are beyond what the kernels take: check the model, or train with --backend wasm';
+          throw new ModelFormatError(`the native kernel ${name} refused its arguments: ${(e as Error).message}. ${fix}`, { kernel: name, native: code });
         }
         throw e;
       }
