@@ -247,6 +247,24 @@ describe('safetensors', () => {
     assert.equal((await readFile(file)).length, good.length - 2);
   });
 
+  test('a tensor named __proto__ is written, kept through a rebuild and read back (it was dropped from the header, so the file written was corrupt)', () => {
+    const tensors = new Map([
+      ['__proto__', { shape: [1], data: new Float32Array([2.5]) }],
+      ['w', { shape: [2], dtype: 'F16', data: new Float32Array([1, 2]) }],
+    ]);
+    const written = new SafetensorsWeightStore(concatChunks(serializeSafetensors(tensors, JSON.parse('{"__proto__": "a metadata key too"}') as Record<string, string>)), 'written');
+    assert.deepEqual(written.list().map((e) => e.name), ['__proto__', 'w']);
+    assert.deepEqual([...written.values('__proto__')], [2.5]);
+    // A patch an F16 tensor cannot hold rebuilds the file: every other tensor is written again by name.
+    written.values('w')[0] = 1 / 3;
+    written.commit(['w']);
+    const rebuilt = new SafetensorsWeightStore(written.modelBytes(), 'rebuilt');
+    assert.deepEqual(rebuilt.list().map((e) => [e.name, e.dtype]), [['__proto__', 'F32'], ['w', 'F32']]);
+    assert.deepEqual([...rebuilt.values('__proto__')], [2.5]);
+    assert.equal(rebuilt.values('w')[0], Math.fround(1 / 3));
+    assert.deepEqual(Object.entries(rebuilt.header.metadata ?? {}), [['__proto__', 'a metadata key too']]);
+  });
+
   test('a payload for another base is refused; the file is unchanged', async () => {
     const fx = await fixture('layers');
     const file = path.join(work, 'other.safetensors');

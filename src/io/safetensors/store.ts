@@ -252,7 +252,8 @@ export function serializeSafetensors(
   metadata?: Readonly<Record<string, string>>,
 ): Uint8Array[] {
   const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors as Record<string, SafetensorsTensorInput>));
-  const header: Record<string, unknown> = {};
+  // No prototype: a tensor named "__proto__" (a name a file may hold) is then a key like any other.
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   if (metadata) header.__metadata__ = { ...metadata };
   const parts: Uint8Array[] = [];
   let at = 0;
