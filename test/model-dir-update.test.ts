@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
 import { Unpackr } from 'msgpackr';
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, writeFile, unlink } from 'node:fs/promises';
 import { getHasher } from '../src/core/hasher.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
@@ -442,6 +443,40 @@ describe('the apply lock', () => {
     // a lock file cut short by a crash
     await writeFile(lock, '{"pid": 12');
     assert.equal((await applyToModelDir(dir, built.bytes)).status, 'already-applied');
+  });
+});
+
+describe('the apply lock by boot and process start (Linux)', { skip: existsSync('/proc/sys/kernel/random/boot_id') ? false : 'no /proc boot id here' }, () => {
+  const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  const startOf = (pid: number) => { const t = readFileSync(`/proc/${pid}/stat`, 'utf8'); return t.slice(t.lastIndexOf(')') + 2).split(' ')[19]; };
+  const lockOf = (dir: string, pid: number, takenAt: number, body: object) => writeFile(join(dir, `${LOCK_FILE}-${pid}-${takenAt}-0123456789ab`), JSON.stringify({ pid, startedAt: new Date(takenAt).toISOString(), ...body }));
+
+  test('a lock whose pid now runs another process (started at another time) is stale: it was refused for ever while that process ran', async () => {
+    const dir = await freshModel();
+    await lockOf(dir, process.ppid, Date.now(), { boot, start: String(Number(startOf(process.ppid)) + 1) });
+    assert.equal((await applyToModelDir(dir, built.bytes)).status, 'applied');
+    assert.ok(!(await readdir(dir)).some((f) => f.startsWith(LOCK_FILE)), 'the stale lock removed');
+  });
+
+  test('a live lock taken when the clock read a time before this boot (set forward since) is respected: it was taken over as stale', async () => {
+    const dir = await freshModel();
+    await lockOf(dir, process.ppid, Date.parse('1999-01-01T00:00:00Z'), { boot, start: startOf(process.ppid) });
+    await assert.rejects(applyToModelDir(dir, built.bytes), (e: unknown) => e instanceof ModelFormatError && new RegExp(`another apply or update \\(pid ${process.ppid}\\) is updating`).test(e.message));
+    // The same holder in another boot: stale.
+    await unlink(join(dir, `${LOCK_FILE}-${process.ppid}-${Date.parse('1999-01-01T00:00:00Z')}-0123456789ab`));
+    await lockOf(dir, process.ppid, Date.now(), { boot: '00000000-0000-0000-0000-000000000000', start: startOf(process.ppid) });
+    assert.equal((await applyToModelDir(dir, built.bytes)).status, 'applied');
+  });
+
+  test('the lock an apply takes says its boot and start', async () => {
+    const dir = await freshModel();
+    const release = await lockModelDir(dir);
+    const name = (await readdir(dir)).find((f) => f.startsWith(`${LOCK_FILE}-`));
+    assert.ok(name);
+    const body = JSON.parse(await readFile(join(dir, name), 'utf8'));
+    assert.equal(body.boot, boot);
+    assert.equal(body.start, startOf(process.pid));
+    await release();
   });
 });
 

@@ -53,13 +53,43 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Linux: this boot's id (/proc/sys/kernel/random/boot_id); undefined where there is none. */
+async function bootId(): Promise<string | undefined> {
+  const b = await readIfExists('/proc/sys/kernel/random/boot_id').catch(() => null);
+  return b ? new TextDecoder().decode(b).trim() || undefined : undefined;
+}
+
 /**
- * The live holder a lock file names, or null when it is stale: its pid no longer runs, it was
- * taken before the last boot (after a reboot the same pid may belong to another process), or it
- * is this process's own pid (this process holds no other lock on the folder, so the file is a
- * leftover of a run with the same pid before a reboot).
+ * Linux: when process `pid` started, in clock ticks since boot (/proc/<pid>/stat, field 22), as
+ * text; undefined where there is no such file (no /proc, the process is gone, or hidden from us).
+ */
+async function startTicks(pid: number): Promise<string | undefined> {
+  const b = await readIfExists(`/proc/${pid}/stat`).catch(() => null);
+  if (!b) return undefined;
+  const text = new TextDecoder().decode(b);
+  // After the command's closing parenthesis come fields 3, 4, ...: the start is the 20th of them.
+  const start = text.slice(text.lastIndexOf(')') + 2).split(' ')[19];
+  return start && /^\d+$/.test(start) ? start : undefined;
+}
+
+/**
+ * The live holder a lock file names, or null when it is stale. Where the lock file says which
+ * boot and which process start took it (Linux), by those alone: a lock of another boot, or whose
+ * pid now belongs to a process started at another time (a pid reused since the holder died), is
+ * stale; no clock is read, so one set forward while the lock is held (a device without a clock
+ * battery that finds the time after it boots) does not make a live lock look older than the boot.
+ * Elsewhere, or for a lock written without them: stale when its pid no longer runs, it was taken
+ * before the last boot (after a reboot the same pid may belong to another process), or it is this
+ * process's own pid (this process holds no other lock on the folder, so the file is a leftover of
+ * a run with the same pid before a reboot).
  */
 async function liveHolder(dir: string, name: string): Promise<{ pid: number } | null> {
+  let body: { pid?: unknown; startedAt?: unknown; boot?: unknown; start?: unknown } | undefined;
+  try {
+    body = JSON.parse(new TextDecoder().decode((await readIfExists(path.join(dir, name))) ?? new Uint8Array()));
+  } catch {
+    body = undefined; // being written, or cut short by a crash
+  }
   let pid: unknown;
   let takenAt = NaN;
   const m = LOCK_NAME.exec(name);
@@ -68,17 +98,24 @@ async function liveHolder(dir: string, name: string): Promise<{ pid: number } | 
     takenAt = Number(m[2]);
   } else {
     // An older applier's lock, `.ndiff-apply.lock` with {"pid", "startedAt"} inside.
-    try {
-      const holder = JSON.parse(new TextDecoder().decode((await readIfExists(path.join(dir, name))) ?? new Uint8Array()));
-      pid = holder?.pid;
-      takenAt = typeof holder?.startedAt === 'string' ? Date.parse(holder.startedAt) : NaN;
-    } catch {
-      return null; // a lock cut short by a crash
+    if (body === undefined) return null; // a lock cut short by a crash
+    pid = body?.pid;
+    takenAt = typeof body?.startedAt === 'string' ? Date.parse(body.startedAt) : NaN;
+  }
+  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid === process.pid) return null;
+  if (typeof body?.boot === 'string' && typeof body.start === 'string' && body.pid === pid) {
+    const boot = await bootId();
+    if (boot !== undefined) {
+      if (boot !== body.boot) return null;
+      const start = await startTicks(pid);
+      // No start to read: gone, or hidden from this user (then alive by the signal check).
+      if (start === undefined) return pidAlive(pid) ? { pid } : null;
+      return start === body.start ? { pid } : null;
     }
   }
   const bootedAt = Date.now() - uptime() * 1000;
   if (Number.isFinite(takenAt) && takenAt < bootedAt - 5000) return null;
-  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid === process.pid || !pidAlive(pid)) return null;
+  if (!pidAlive(pid)) return null;
   return { pid };
 }
 
@@ -115,7 +152,9 @@ export async function lockModelDir(dir: string, options: FolderOptions & { write
       heldLocks.add(real);
       keys.push(real);
     }
-    const body = new TextEncoder().encode(JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }) + '\n');
+    // Which boot and which start of this pid hold the lock (Linux), so a reused pid is told apart.
+    const [boot, start] = [await bootId(), await startTicks(process.pid)];
+    const body = new TextEncoder().encode(JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString(), ...(boot && start ? { boot, start } : {}) }) + '\n');
     for (let attempt = 1; ; attempt++) {
       const mine = `${LOCK_FILE}-${process.pid}-${Date.now()}-${randomBytes(6).toString('hex')}`;
       const file = path.join(dir, mine);
