@@ -71,6 +71,8 @@ export interface SourceInfo {
   accent?: string;
   variant?: string;
   voice?: string;
+  /** flite's mean pitch, Hz, when changed from the voice's own (the field split) */
+  f0?: number;
   speaker?: string;
   file?: string;
 }
@@ -195,7 +197,7 @@ export const RANGES = {
   farField: { speed: [0.9, 1.1], shiftMs: [-100, 100], gainDb: [-20, -6], rt60: [0.25, 0.9], drrDb: [-3, 8], highpassHz: [100, 400], lowpassHz: [3400, 7000], noiseKinds: ['babble', 'pink', 'brown'], snrDb: [0, 15], silenceLevelDbfs: [-60, -25] },
 } as const;
 
-function lightAug(rng: Rng): Aug {
+export function lightAug(rng: Rng): Aug {
   const r = RANGES.light;
   return {
     speed: rng.grid(r.speed[0], r.speed[1], 0.01),
@@ -208,7 +210,7 @@ function lightAug(rng: Rng): Aug {
 
 const NO_AUG: Aug = { speed: 1, shiftMs: 0, gainDb: 0, far: null, noise: null };
 
-function realTrainAug(rng: Rng): Aug {
+export function realTrainAug(rng: Rng): Aug {
   const r = RANGES.realTrain;
   return {
     speed: rng.grid(r.speed[0], r.speed[1], 0.01),
@@ -233,7 +235,7 @@ function realEvalAug(rng: Rng, variant: number): Aug {
   };
 }
 
-function farAug(rng: Rng): Aug {
+export function farAug(rng: Rng): Aug {
   const r = RANGES.farField;
   return {
     speed: rng.grid(r.speed[0], r.speed[1], 0.01),
@@ -279,7 +281,7 @@ function espeakRow(ctx: PlanContext, rng: Rng, label: number, text: string, acce
   };
 }
 
-function silenceRow(ctx: PlanContext, rng: Rng, far: boolean, bank: 'train' | 'eval'): Row {
+export function silenceRow(ctx: PlanContext, rng: Rng, far: boolean, bank: 'train' | 'eval'): Row {
   const label = ctx.classIndex.get('_silence_')!;
   if (far) {
     const r = RANGES.farField;

@@ -346,7 +346,7 @@ function convolve(x: Float32Array, h: Float32Array): Float32Array {
 /** Where a row's audio comes from: a synthesizer call, a decoded recording, or noise only. */
 export type Synth =
   | { kind: 'espeak'; accent: string; variant: string; speed: number; pitch: number; text: string }
-  | { kind: 'flite'; voice: string; stretch: number; text: string }
+  | { kind: 'flite'; voice: string; stretch: number; text: string; /** mean pitch, Hz (flite's int_f0_target_mean); the voice's own when absent */ f0?: number }
   | { kind: 'real'; file: string }
   | { kind: 'noise'; noise: Exclude<NoiseKind, 'babble'> | 'babble' | 'zero'; levelDb: number };
 
@@ -401,7 +401,8 @@ export async function synthesize(row: Row, assets: Assets): Promise<{ pcm: Float
     // flite cannot write to a socket (Node's child stdout), so it writes a temporary file
     const tmp = join(tmpdir(), `kws-flite-${process.pid}-${++fliteCounter}.wav`);
     try {
-      await runCapture('flite', ['-voice', s.voice, '--setf', `duration_stretch=${s.stretch}`, '-t', s.text, '-o', tmp]);
+      const pitch = s.f0 === undefined ? [] : ['--setf', `int_f0_target_mean=${s.f0}`];
+      await runCapture('flite', ['-voice', s.voice, '--setf', `duration_stretch=${s.stretch}`, ...pitch, '-t', s.text, '-o', tmp]);
       return parseWav(readFileSync(tmp), `flite -voice ${s.voice} "${s.text}"`);
     } finally {
       rmSync(tmp, { force: true });
