@@ -21,7 +21,9 @@
  *        [--teacher-methods sparse,hash --teacher-budgets 1] (teacher chains, below; --teacher-methods none: no teacher chains;
  *         a method may name its own budgets: --teacher-methods lowbit:1/5/10,auto:5)
  *        [--teacher-options JSON] (trainDiff options for the teacher chains, default '{"temperature":1,"sparseStart":"teacher"}')
- *        [--teacher-distill-inputs none|seen] (teacher chains also distil on every earlier training split's inputs, unlabeled)
+ *        [--teacher-distill-inputs none|seen|field|seen+field] (teacher chains also distil, unlabeled, on every earlier
+ *         training split's inputs (seen) and/or the field split's (field.ts: voices and conditions no split holds))
+ *        [--field DIR] (the field split, default <data>-field; generated with the data's seed when missing)
  *
  * The default plan: sparse and hash at 0.5, 1, 2, 5 and 10% of the model; lora and topk-retrain
  * (the alternatives users pick) at 1 and 10%; post-hoc top-k at 0.5 and 1%, low-rank and
@@ -75,6 +77,7 @@ import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
 import type { KwsManifest } from './data.ts';
 import { keywordModel } from './model.ts';
 import { childExecArgv } from '../lib/child-exec-argv.ts';
+import { defaultFieldDir, fieldInputs } from './field.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -106,6 +109,7 @@ const { values: args } = parseArgs({
     'teacher-budgets': { type: 'string' },
     'teacher-options': { type: 'string' },
     'teacher-distill-inputs': { type: 'string', default: 'none' },
+    field: { type: 'string' },
     worker: { type: 'string' },
   },
 });
@@ -207,12 +211,17 @@ const fullTrainOptions = trainOptionsOf('full-train-options');
 const teacherOptions = args['teacher-options'] ? trainOptionsOf('teacher-options') : { temperature: 1, sparseStart: 'teacher' };
 /**
  * Wider distillation inputs of the teacher chains (trainDiff's `distillInputs`, `ndiff train
- * --distill-inputs`): `none` (default) or `seen`, the inputs of every training split before this
+ * --distill-inputs`): `none` (default); `seen`, the inputs of every training split before this
  * update's (the base's and each earlier update's, labels dropped): what a team holds of where its
- * model runs. The share of the stream they take is `distillMix` in --teacher-options (default 0.5).
+ * model runs; `field`, the field split's inputs (`field.ts`: unlabeled captures in voices and
+ * conditions no training or evaluation split holds; its labels are never read); `seen+field`, both
+ * (two sources, drawn in proportion to their sizes). The share of the stream they take is
+ * `distillMix` in --teacher-options (default 0.5).
  */
 const teacherDistillInputs = args['teacher-distill-inputs'] as string;
-if (teacherDistillInputs !== 'none' && teacherDistillInputs !== 'seen') throw new Error(`--teacher-distill-inputs must be none or seen, found ${JSON.stringify(teacherDistillInputs)}`);
+if (!['none', 'seen', 'field', 'seen+field'].includes(teacherDistillInputs)) throw new Error(`--teacher-distill-inputs must be none, seen, field or seen+field, found ${JSON.stringify(teacherDistillInputs)}`);
+const distilSeen = teacherDistillInputs.split('+').includes('seen');
+const fieldDir = teacherDistillInputs.split('+').includes('field') ? resolve(args.field ?? defaultFieldDir(dataDir)) : undefined;
 /**
  * `--distill-on replay` marks the replayed rows of each update's training data
  * (`LabelledData.replay`), so distillation keeps the device's outputs on those only and the
@@ -465,6 +474,9 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
   const total = baseStore.list().reduce((a, t) => a + 4 * t.shape.reduce((x, y) => x * y, 1), 0);
   const rows: ResultRow[] = [];
   const lastUpdate = lastUpdateOf(manifest);
+  // The field split's inputs (x.npy only: its labels are never read), for every update's teacher chains.
+  const field = fieldDir && chains.some((c) => c.teacher) ? fieldInputs(fieldDir, dataDir) : undefined;
+  const fieldX = field ? tf.tensor(field.x, field.shape, 'float32') : undefined;
   for (let u = startUpdate; u <= lastUpdate; u++) {
     const up = manifest.updates[u];
     const fresh = loadSplit(manifest, up.train);
@@ -491,8 +503,9 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     // Teacher chains train on the inputs alone: the team has v2 and unlabeled inputs.
     const unlabeled = (d: typeof train) => ({ x: d.x, ...(d.replay ? { replay: d.replay } : {}) });
     // The teacher chains' wider inputs: every training split before this update's, without labels.
-    const wider = teacherDistillInputs === 'seen' && chains.some((c) => c.teacher) ? toLabelled(manifest.updates.slice(0, u).map((p) => loadSplit(manifest, p.train))) : undefined;
-    if (wider) log(`[job ${workerId}] update ${u}: teacher chains distil on ${wider.y.length} wider inputs (${manifest.updates.slice(0, u).map((p) => p.train).join(', ')}) beside ${train.y.length} of the update's`);
+    const wider = distilSeen && chains.some((c) => c.teacher) ? toLabelled(manifest.updates.slice(0, u).map((p) => loadSplit(manifest, p.train))) : undefined;
+    const distillInputs = [...(wider ? [{ x: wider.x }] : []), ...(fieldX ? [{ x: fieldX }] : [])];
+    if (distillInputs.length) log(`[job ${workerId}] update ${u}: teacher chains distil on ${[wider ? `${wider.y.length} earlier training inputs (${manifest.updates.slice(0, u).map((p) => p.train).join(', ')})` : '', fieldX ? `${fieldX.shape[0]} field inputs (${fieldDir})` : ''].filter(Boolean).join(' and ')} beside ${train.y.length} of the update's, distillMix ${teacherOptions.distillMix ?? 0.5}`);
     const evalNew = toLabelled([loadSplit(manifest, up.eval)]);
     const oldNames = up.evalAll.filter((e) => e !== up.eval);
     const evalOld = toLabelled(oldNames.map((n) => loadSplit(manifest, n)));
@@ -528,7 +541,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
           ...(validation ? { validation: chain.teacher ? unlabeled(validation) : validation } : {}),
           ...(compete === 'on' && competing ? { alsoConsider: shipped.get(competeKey) ?? [] } : {}),
           header: { modelId: 'kws-en', sequence: u },
-          ...(chain.method === 'full' ? fullTrainOptions : chain.teacher ? { ...teacherOptions, teacher: teacherModel, ...(wider ? { distillInputs: [{ x: wider.x }] } : {}) } : trainOptions),
+          ...(chain.method === 'full' ? fullTrainOptions : chain.teacher ? { ...teacherOptions, teacher: teacherModel, ...(distillInputs.length ? { distillInputs } : {}) } : trainOptions),
         };
         if (chain.method === 'auto') {
           const r = await trainAuto(model, data, options, (c) => log(`[job ${workerId}] update ${u} ${chainLabel(chain)}: ${c.method}: ${c.refused ? `refused (${c.refused.split(': ')[0]})` : `${c.bytes} bytes, validation ${c.scoreText}`}, ${c.seconds.toFixed(0)} s`));
@@ -596,6 +609,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     // same rows a run with --updates u writes; --collect gathers them).
     writeFileSync(join(workDir, `rows-${workerId}.partial.json`), JSON.stringify(rows));
   }
+  fieldX?.dispose();
   return rows;
 }
 
@@ -709,6 +723,14 @@ if (!existsSync(join(dataDir, 'manifest.json'))) {
 }
 ensureZstd();
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as KwsManifest;
+if (fieldDir && teacherPlan.length) {
+  if (!existsSync(join(fieldDir, 'manifest.json'))) {
+    log(`no field split in ${fieldDir}: generating it from ${dataDir} (seed ${manifest.seed})`);
+    const { generateField } = await import('./field.ts');
+    await generateField({ data: dataDir, out: fieldDir, seed: manifest.seed, jobs: Math.max(1, Number(args.jobs)), log });
+  }
+  fieldInputs(fieldDir, dataDir); // checked before the base model and the workers: it goes with this data
+}
 if (startUpdate > 1) {
   // Checked before the base model and the workers: every chain needs the weights it held after update N-1.
   const last = lastUpdateOf(manifest);
