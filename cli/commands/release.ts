@@ -156,10 +156,20 @@ async function runPublish(a: PublishArgs, io: CliIO): Promise<number> {
 }
 
 /** `ndiff release cancel`. */
-async function runCancel(a: ReleaseDirArgs, io: CliIO): Promise<number> {
-  const res = await release.cancel({ release: a.release });
+async function runCancel(a: ReleaseDirArgs & { queue?: string }, io: CliIO): Promise<number> {
+  const res = await release.cancel({ release: a.release, ...(a.queue !== undefined ? { queue: a.queue } : {}) });
   io.result?.(res);
   io.out(`${a.release}: version ${res.cancelled} dropped (its package, jobs and job files); the release is as it was before it was planned`);
+  const q = res.queue;
+  if (!q) {
+    io.out(`job queue not touched (no --queue): if plan ${res.plan} was run on one (ndiff release run), its waiting jobs are still there and workers may run them. To clear them, plan the same model again (ndiff release add --release ${a.release} --model MODEL --plan: the same plan id) and cancel with the queue (ndiff release cancel --release ${a.release} --queue redis://HOST[:PORT])`);
+    return 0;
+  }
+  const removed = q.waiting + q.finished + (q.publish ? 1 : 0);
+  io.out(removed === 0 && q.running.length === 0
+    ? `plan ${q.plan} was not on ${a.queue}: nothing to take off it`
+    : `plan ${q.plan} taken off ${a.queue}: ${q.waiting} waiting job(s) removed (no worker will run them), ${q.finished} finished job result(s) dropped, publish job ${q.publish ? 'removed' : 'not on the queue'}`);
+  if (q.running.length) io.out(`${q.running.length} job(s) running on workers (${q.running.join(', ')}) are left to finish; their results will be discarded`);
   return 0;
 }
 
@@ -221,7 +231,8 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
     .command('show', 'list the versions and payloads of a release folder', (c) => c.option('release', releaseOption).epilogue(seeDocs('release')), run(runShow))
     .command('cancel', 'drop the pending version (planned, not published) with its jobs', (c) => c
       .option('release', releaseOption)
-      .example('$0 release cancel --release site/kws', 'then add the version again, or another one')
+      .option('queue', { type: 'string', describe: 'the job queue the plan ran on (redis://HOST[:PORT]): take its jobs off' })
+      .example('$0 release cancel --release site/kws --queue redis://queue.internal', 'then add the version again, or another one')
       .epilogue(seeDocs('release')), run(runCancel))
     .demandCommand(1, 'name a release command: add, job, publish, run, status, show or cancel')
     .epilogue(seeDocs('release'));

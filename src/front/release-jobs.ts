@@ -9,6 +9,9 @@ import { cancelPending } from '../release/add.ts';
 import { adoptJobPayload, exportJob, runJob, type RunJobResult } from '../release/jobs.ts';
 import { publishReleaseFolder } from '../release/publish.ts';
 import type { JobResult, ReleaseJob, ReleaseRecord } from '../release/record.ts';
+import { cancelPlanOnQueue } from '../release/queue/cancel.ts';
+import type { QueueCancel } from '../release/queue/status.ts';
+import { planNames, queueUrlOf } from '../release/queue/engine.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 import { budgetOf, expiryOf, lossySignedWarnings, lossyText, privateKeyOf, readExisting, type ReleaseDirOptions } from './release-common.ts';
 
@@ -144,10 +147,35 @@ export async function releaseShow(o: ReleaseDirOptions): Promise<ReleaseRecord> 
   return readExisting(o.release);
 }
 
+/** What `release.cancel` takes (`ndiff release cancel`). */
+export interface ReleaseCancelOptions extends ReleaseDirOptions {
+  /** The job queue the plan ran on (`redis://HOST[:PORT]`, as `release.run` took it): its jobs are taken off it first. */
+  queue?: string;
+}
+
+/** What `release.cancel` returns: the fields `ndiff release cancel --json` prints. */
+export interface ReleaseCancelResult {
+  /** The version dropped. */
+  cancelled: number;
+  /** The plan's id on a job queue. */
+  plan: string;
+  /** With `queue`: what was taken off it; without, null (the queue was not touched). */
+  queue: QueueCancel | null;
+}
+
 /**
  * Drop the pending version (planned, not published) with its jobs and job files, as `ndiff
- * release cancel` does: the release is as it was before the version was planned.
+ * release cancel` does: the release is as it was before the version was planned. With `queue`,
+ * the plan's jobs are first taken off the job queue (those no worker runs yet, and its publish
+ * job); a wrong or unreachable queue is refused with nothing changed.
  */
-export async function releaseCancel(o: ReleaseDirOptions): Promise<{ cancelled: number }> {
-  return { cancelled: await cancelPending(o.release) };
+export async function releaseCancel(o: ReleaseCancelOptions): Promise<ReleaseCancelResult> {
+  const url = o.queue !== undefined ? queueUrlOf(o.queue) : undefined;
+  let plan = '';
+  let queue: QueueCancel | null = null;
+  const cancelled = await cancelPending(o.release, async (record) => {
+    plan = planNames(record).planId;
+    if (url !== undefined) queue = await cancelPlanOnQueue(record, url, o.release);
+  });
+  return { cancelled, plan, queue };
 }

@@ -29,7 +29,7 @@ import { releaseCancel, releaseJob, releasePublish, releaseShow } from './releas
 import { releaseRun, releaseStatus } from './release-queue.ts';
 
 export type { ReleaseJobLine, ReleaseDirOptions } from './release-common.ts';
-export type { ReleaseJobOptions, ReleaseJobResult, ReleaseJobExport, ReleasePublishOptions, ReleasePublishResult } from './release-jobs.ts';
+export type { ReleaseJobOptions, ReleaseJobResult, ReleaseJobExport, ReleasePublishOptions, ReleasePublishResult, ReleaseCancelOptions, ReleaseCancelResult } from './release-jobs.ts';
 export type { ReleaseRunOptions, ReleaseRunResult, ReleaseStatus } from './release-queue.ts';
 
 /** The default of `keyframeBelow` in `release.add`: the least top-1 agreement with the version a lossy chain may drift to. */

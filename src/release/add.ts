@@ -269,15 +269,18 @@ export function largerBudgets(policy: EdgePolicy, factors: readonly number[]): s
 
 /**
  * Drop the pending version (planned with `--plan`, not published): its entry in the record, its
- * job files, and the blobs of its package no other version uses. Under the folder's lock.
+ * job files, and the blobs of its package no other version uses. Under the folder's lock;
+ * `beforeDrop` runs under it first, with the record (the plan's jobs taken off a job queue): when
+ * it throws, nothing is dropped.
  * @returns the version dropped.
  */
-export async function cancelPending(releaseDir: string): Promise<number> {
+export async function cancelPending(releaseDir: string, beforeDrop?: (record: ReleaseRecord) => Promise<void>): Promise<number> {
   const unlock = await lockRelease(releaseDir);
   try {
     const record = await readRecord(releaseDir);
     if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json): nothing to cancel`);
-    if (!record.pending) throw new UsageError(`${releaseDir} has no pending version (the newest, ${newestVersion(record)?.version ?? 'none'}, is published): nothing to cancel`);
+    if (!record.pending) throw new UsageError(`${releaseDir} has no pending version (the newest, ${newestVersion(record)?.version ?? 'none'}, is published): nothing to cancel, nothing was changed`);
+    if (beforeDrop) await beforeDrop(record);
     const { version, jobs } = record.pending;
     const dropped = record.versions.find((v) => v.version === version);
     record.versions = record.versions.filter((v) => v.version !== version);

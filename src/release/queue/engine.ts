@@ -42,6 +42,32 @@ export async function connectRedis(queueUrl: string): Promise<RedisClient> {
   return client;
 }
 
+/**
+ * A Redis connection that answers now, or a UsageError saying none answers at `queueUrl`
+ * (`unchanged`: what the caller left as it was): for commands that change the queue once and
+ * must not wait forever on a wrong URL (`ndiff release cancel --queue`).
+ */
+export async function reachRedis(queueUrl: string, unchanged: string, timeoutMs = 5000): Promise<RedisClient> {
+  let Redis: typeof import('ioredis').Redis;
+  try {
+    ({ Redis } = await import('ioredis'));
+  } catch (e) {
+    throw missing('ioredis', e);
+  }
+  const client = new Redis(queueUrl, { lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  let last: Error | undefined;
+  client.on('error', (e: Error) => { last = e; });
+  try {
+    await client.connect();
+    await client.ping();
+    return client;
+  } catch (e) {
+    client.disconnect();
+    const why = (last ?? (e as Error)).message.split('\n')[0];
+    throw new UsageError(`queue (--queue) ${queueUrl}: no Redis answered there (${why}); expected the job queue the plan ran on (the URL ndiff release run was given): check the URL and that Redis is up, then cancel again; ${unchanged}`, { expected: 'a Redis answering at the URL', found: why, queue: queueUrl });
+  }
+}
+
 function missing(pkg: string, e: unknown): MissingDependencyError {
   return new MissingDependencyError(`the job engine needs the npm package ${pkg}, which is not installed (${(e as Error).message.split('\n')[0]}): run \`${install}\` beside neural-diff (they are optional dependencies, used by ndiff release run, ndiff worker and ndiff release status only)`, { install, package: pkg });
 }

@@ -1,5 +1,6 @@
 /**
- * What `release.status` reports of each job of a plan on the queue: a type with no import, so the
+ * What `release.status` reports of each job of a plan on the queue, and what `release.cancel`
+ * took off it: types with no import, so the
  * `neural-diff` entry's declarations name it without reaching the job engine's module, whose types
  * come from the optional `bullmq` and `ioredis` (a project without them still type-checks).
  */
@@ -14,4 +15,18 @@ export interface PlanJobStatus {
   progress?: string;
   /** Why it failed (a worker's error) or was refused (publish's checks). */
   reason?: string;
+}
+
+/** What cancelling a plan on the queue did. */
+export interface QueueCancel {
+  /** The plan's id on the queue. */
+  plan: string;
+  /** Payload jobs taken off the queue before any worker started them (waiting, delayed or retrying). */
+  waiting: number;
+  /** Results of finished jobs (done or failed) dropped from the queue. */
+  finished: number;
+  /** Jobs a worker is running: left to finish; their results are discarded. */
+  running: string[];
+  /** Whether the plan's publish job was on the queue (it is removed). */
+  publish: boolean;
 }
