@@ -11,8 +11,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../src/core/errors.ts';
 import { release } from '../src/front/release.ts';
+import { addVersion } from '../src/release/add.ts';
 import { RECORD_FILE, readRecord } from '../src/release/record.ts';
 import { JOBS_QUEUE, planNames } from '../src/release/queue/engine.ts';
+import { runPlanOnQueue } from '../src/release/queue/plan.ts';
 import { main } from '../cli/ndiff.ts';
 import { releaseChain } from './helpers/release-chain.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
@@ -82,6 +84,7 @@ test('release cancel --queue takes the plan\'s waiting jobs and publish job off 
     const said = res.out.join('\n');
     assert.match(said, /version 4 dropped/);
     assert.match(said, new RegExp(`plan ${names.planId} taken off ${redis.url}: 2 waiting job\\(s\\) removed \\(no worker will run them\\), 0 finished job result\\(s\\) dropped, publish job removed`));
+    assert.match(said, /the plan's run lock on the queue let go/);
     assert.match(said, new RegExp(`1 job\\(s\\) running on workers \\(${running}\\) are left to finish; their results will be discarded`));
     assert.equal((await readRecord(chain.releaseDir))!.pending, null);
     for (const id of ids) assert.equal(await jobsQueue.getJobState(names.childId(id)), id === running ? 'active' : 'unknown', id);
@@ -100,6 +103,21 @@ test('release cancel --queue takes the plan\'s waiting jobs and publish job off 
     assert.equal(again.code, 2);
     assert.match(again.err.join('\n'), /no pending version .*nothing to cancel, nothing was changed/);
     assert.equal(await jobsQueue.getJobState(taken[0]), 'completed');
+
+    // The same model planned again (the same plan id on the queue): its run starts every job
+    // afresh; the result the cancelled plan's running job left is not taken as this plan's.
+    await worker.close();
+    worker = undefined;
+    await addVersion(chain.releaseDir, chain.versions[3], { planOnly: true, history: 3, policy: { method: 'topk', budget: '1%' } });
+    assert.equal(planNames((await readRecord(chain.releaseDir))!).planId, names.planId);
+    const r2 = spawn(process.execPath, [cli, 'release', 'run', '--release', chain.releaseDir, '--queue', redis.url], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+    run = r2;
+    let log2 = '';
+    r2.stderr?.on('data', (d: Buffer) => { log2 += d.toString(); });
+    await until('the new plan to be queued', () => /payload job\(s\)/.test(log2) || r2.exitCode !== null);
+    assert.match(log2, /payload job\(s\)/);
+    assert.deepEqual(await Promise.all(ids.map((id) => jobsQueue.getJobState(names.childId(id)))), ['waiting', 'waiting', 'waiting'], log2);
+    assert.match(log2, /1 job\(s\) left on the queue by a cancelled plan of the same name cleared/);
   } finally {
     if (run && run.exitCode === null && run.signalCode === null) process.kill(-(run.pid as number), 'SIGKILL');
     await worker?.close(true).catch(() => {});
@@ -115,4 +133,22 @@ test('release cancel without --queue says the queue was not touched and how to c
   const res = await ndiff('release', 'cancel', '--release', chain.releaseDir);
   assert.equal(res.code, 0, res.err.join('\n'));
   assert.match(res.out.join('\n'), new RegExp(`job queue not touched \\(no --queue\\): if plan ${planId} was run on one .*cancel with the queue \\(ndiff release cancel --release .* --queue redis://`));
+});
+
+test('a release run watching its plan stops, signing nothing, when the plan is cancelled with --queue', { skip: redisSkip, timeout: 120_000 }, async () => {
+  const chain = await releaseChain(2, { history: 3 });
+  await chain.addNext({ planOnly: true });
+  const redis = await startRedis();
+  try {
+    const lines: string[] = [];
+    const run = runPlanOnQueue(chain.releaseDir, redis.url, { pollMs: 50, onProgress: (l) => lines.push(l) });
+    run.catch(() => {});
+    await until('the plan to be queued', () => lines.some((l) => /payload job\(s\)/.test(l)));
+    const res = await release.cancel({ release: chain.releaseDir, queue: redis.url });
+    assert.equal(res.queue?.waiting, 2);
+    assert.equal(res.queue?.lock, true);
+    await assert.rejects(run, (e: unknown) => e instanceof UsageError && /was taken off the queue while this run watched it .*nothing was signed/.test((e as Error).message));
+  } finally {
+    await redis.close();
+  }
 });

@@ -169,6 +169,7 @@ async function runCancel(a: ReleaseDirArgs & { queue?: string }, io: CliIO): Pro
   io.out(removed === 0 && q.running.length === 0
     ? `plan ${q.plan} was not on ${a.queue}: nothing to take off it`
     : `plan ${q.plan} taken off ${a.queue}: ${q.waiting} waiting job(s) removed (no worker will run them), ${q.finished} finished job result(s) dropped, publish job ${q.publish ? 'removed' : 'not on the queue'}`);
+  if (q.lock) io.out(`the plan's run lock on the queue let go (a release run still watching the plan stops)`);
   if (q.running.length) io.out(`${q.running.length} job(s) running on workers (${q.running.join(', ')}) are left to finish; their results will be discarded`);
   return 0;
 }

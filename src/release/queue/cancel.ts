@@ -28,8 +28,18 @@ export async function cancelPlanOnQueue(record: ReleaseRecord, url: string, rele
   const publishQueue = new bull.Queue(names.publishQueue, { connection });
   jobsQueue.on('error', () => {});
   publishQueue.on('error', () => {});
-  const out: QueueCancel = { plan: names.planId, waiting: 0, finished: 0, running: [], publish: false };
+  const out: QueueCancel = { plan: names.planId, waiting: 0, finished: 0, running: [], publish: false, lock: false };
   try {
+    // The publish job first: with its last waiting job gone it would move on to publishing,
+    // taken by the plan's run if one still watches.
+    const parent = await publishQueue.getJob(names.parentId);
+    if (parent) {
+      await parent.remove({ removeChildren: false }).catch(async (e: Error) => {
+        const state = await publishQueue.getJobState(names.parentId);
+        throw new UsageError(`plan ${names.planId} could not be taken off the queue at ${url}: its publish job is ${state === 'active' ? 'running (every job is done and its run is checking or signing the results)' : state} (${e.message.split('\n')[0]}); nothing was cancelled, ${releaseDir} and the queue are as they were: let the run finish (nothing is pending then), or stop it and cancel again`, { plan: names.planId, publish: state });
+      });
+      out.publish = true;
+    }
     for (const job of record.pending?.jobs ?? []) {
       const found = await jobsQueue.getJob(names.childId(job.id));
       if (!found) continue;
@@ -46,17 +56,25 @@ export async function cancelPlanOnQueue(record: ReleaseRecord, url: string, rele
           out.running.push(job.id);
           continue;
         }
-        throw new UsageError(`job ${job.id} of plan ${names.planId} could not be taken off the queue at ${url} (${(e as Error).message.split('\n')[0]}); ${releaseDir} is as it was: run the cancel again`, { job: job.id });
+        throw new UsageError(`job ${job.id} of plan ${names.planId} could not be taken off the queue at ${url} (${(e as Error).message.split('\n')[0]}); ${releaseDir} is as it was, the plan's publish job is off the queue: run the cancel again`, { job: job.id });
       }
       if (NOT_STARTED.has(state)) out.waiting++;
       else out.finished++;
     }
-    const parent = await publishQueue.getJob(names.parentId);
-    if (parent) {
-      await parent.remove({ removeChildren: false });
-      out.publish = true;
-    }
     await redis.del(names.refusedKey);
+    // The plan's run lock (a run killed keeps it for up to 30 s): let go, so the version can be
+    // planned and run again at once. A run still watching stops when it finds its publish job gone.
+    const holder = await redis.get(names.lockKey);
+    let holderPlan: unknown;
+    try {
+      holderPlan = holder ? (JSON.parse(holder) as { plan?: unknown }).plan : undefined;
+    } catch {
+      holderPlan = undefined;
+    }
+    if (holder && holderPlan === names.planId) {
+      await redis.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", 1, names.lockKey, holder);
+      out.lock = true;
+    }
     return out;
   } finally {
     await Promise.allSettled([jobsQueue.close(), publishQueue.close()]);

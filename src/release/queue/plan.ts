@@ -119,6 +119,8 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
         : `plan ${names.planId} ran before (${previousState}): its jobs are cleared and run again`);
     } else if (previous) {
       progress(`plan ${names.planId} is already on the queue (${previousState}): resuming it (jobs done are not run again)`);
+    } else {
+      await clearOrphans(bull, names, tickets.map((t) => t.job.id), url, progress);
     }
     const keep = { age: 7 * 24 * 3600 };
     await flows.add({
@@ -202,6 +204,37 @@ function planFailed(names: PlanNames, reason: string, releaseDir: string, url: s
   return refused ? new PayloadFormatError(`${why}: ${fix}`, { plan: names.planId }) : new UsageError(`${why}: ${fix}`, { plan: names.planId });
 }
 
+/**
+ * With no publish job on the queue, payload jobs under this plan's names are left from a plan
+ * cancelled while they ran (ndiff release cancel --queue): a job added under the same id would be
+ * taken as done with the cancelled plan's result. They are removed; one still running is waited for.
+ */
+async function clearOrphans(bull: Bullmq, names: PlanNames, ids: string[], url: string, progress: (line: string) => void): Promise<void> {
+  const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection: bullConnection(url) });
+  jobsQueue.on('error', () => {});
+  try {
+    let cleared = 0;
+    for (const id of ids) {
+      const job = await jobsQueue.getJob(names.childId(id));
+      if (!job) continue;
+      const state = await job.getState();
+      const stillRunning = () => new UsageError(`job ${id} of a cancelled plan under the name ${names.planId} is still running on a worker: wait for it to finish (a minute or so; ndiff worker prints it), then run again; its result is not taken`, { job: id });
+      if (state === 'active') throw stillRunning();
+      await job.remove({ removeChildren: false }).catch(async (e: Error) => {
+        if ((await jobsQueue.getJobState(names.childId(id))) === 'active') throw stillRunning();
+        throw e;
+      });
+      cleared++;
+    }
+    if (cleared) progress(`plan ${names.planId}: ${cleared} job(s) left on the queue by a cancelled plan of the same name cleared, with their results; this plan's run afresh`);
+  } finally {
+    await jobsQueue.close().catch(() => {});
+  }
+}
+
+/** The publish job vanished from the queue: the plan was cancelled. */
+class PlanGone extends Error {}
+
 /** Poll the publish job until it is done or failed, printing the payload jobs' counts as they change. */
 async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup, names: PlanNames, record: ReleaseRecord, progress: (line: string) => void, pollMs: number, arrive: (jobsQueue: ArrivalLookup) => Promise<void>): Promise<{ state: 'completed' } | { state: 'failed'; reason: string }> {
   const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection: bullConnection(url) });
@@ -212,6 +245,7 @@ async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup,
       try {
         const state = await publishQueue.getJobState(names.parentId);
         if (state === 'completed') return { state };
+        if (state === 'unknown') throw new PlanGone(`plan ${names.planId} was taken off the queue while this run watched it (ndiff release cancel --queue): nothing was signed, and no more results are taken in`);
         if (state === 'failed') {
           const parent = await publishQueue.getJob(names.parentId);
           // A child that failed for good fails the plan: say which, and why, not only "child failed".
@@ -228,6 +262,7 @@ async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup,
         last = line;
         await arrive(jobsQueue);
       } catch (e) {
+        if (e instanceof PlanGone) throw new UsageError(e.message, { plan: names.planId });
         const line = `the queue is not answering (${(e as Error).message.split('\n')[0]}): waiting for it`;
         if (line !== last) progress(line);
         last = line;

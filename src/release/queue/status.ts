@@ -29,4 +29,6 @@ export interface QueueCancel {
   running: string[];
   /** Whether the plan's publish job was on the queue (it is removed). */
   publish: boolean;
+  /** Whether a run of the plan held the release's lock on the queue (it is let go). */
+  lock: boolean;
 }
