@@ -69,7 +69,7 @@ export async function reachRedis(queueUrl: string, unchanged: string, timeoutMs 
 }
 
 function missing(pkg: string, e: unknown): MissingDependencyError {
-  return new MissingDependencyError(`the job engine needs the npm package ${pkg}, which is not installed (${(e as Error).message.split('\n')[0]}): run \`${install}\` beside neural-diff (they are optional dependencies, used by ndiff release run, ndiff worker and ndiff release status only)`, { install, package: pkg });
+  return new MissingDependencyError(`the job engine needs the npm package ${pkg}, which is not installed (${(e as Error).message.split('\n')[0]}): run \`${install}\` beside neural-diff (they are optional dependencies, used by ndiff release run, ndiff worker, ndiff release status and ndiff release cancel --queue only)`, { install, package: pkg });
 }
 
 /** Check a `--queue` URL (redis:// or rediss://) and return it. */
