@@ -8,15 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff as run } from './helpers/ndiff-run.ts';
 import { EXIT } from '../cli/common.ts';
-
-async function run(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 test('ndiff update refuses a --from that is a folder path or a file:// URL, saying to serve the release over HTTP', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'nd-update-from-'));

@@ -9,16 +9,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { interfaceWarning } from '../cli/commands/diff-structural.ts';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff as run } from './helpers/ndiff-run.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { segTflite } from './helpers/segmentation.ts';
-
-async function run(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 test('ndiff release add and ndiff update warn when the new version\'s output differs (a mask of 2 channels for 1), and not for the same interface', { timeout: 300_000 }, async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'nd-interface-release-'));

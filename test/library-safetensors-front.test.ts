@@ -14,17 +14,12 @@ import { writeSafetensorsFile } from '../src/io/safetensors/files.ts';
 import { diff } from '../src/front/diff.ts';
 import { fingerprint } from '../src/front/fingerprint.ts';
 import { verify } from '../src/front/verify.ts';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff } from './helpers/ndiff-run.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'nd-safetensors-front-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 
-async function ndiff(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const ndiff = (argv: string[]) => runNdiff(...argv);
 
 const v1 = path.join(root, 'v1.safetensors');
 const v2 = path.join(root, 'v2.safetensors');

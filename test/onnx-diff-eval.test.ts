@@ -14,18 +14,11 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff as run } from './helpers/ndiff-run.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 import { reportRows } from '../src/report/rows.ts';
 import { decisions, type OnnxDataset } from '../src/train/onnx/train-onnx.ts';
 import { agreement, cnn, images, lstm, ortFrames, ortImages, patched, sequences } from './helpers/onnx-models.ts';
-
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 /** `--json`: the one document on stdout. */
 async function json(...argv: string[]): Promise<{ code: number; doc: Record<string, any>; err: string }> {

@@ -11,19 +11,12 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff as run } from './helpers/ndiff-run.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { valuePair } from './helpers/structural-pairs.ts';
 import { fingerprintOf, writeModel } from './helpers/model-on-disk.ts';
 
 const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
-
-async function run(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 test('a health check that fails on an unconfirmed update now: rolled back, and that update not applied again', { timeout: 120_000 }, async () => {
   const work = await mkdtemp(join(tmpdir(), 'nd-pending-failed-'));

@@ -19,20 +19,13 @@ import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff as run } from './helpers/ndiff-run.ts';
 import { validateManifest } from '../src/updater/manifest.ts';
 import { serveRelease, type ReleaseServer } from './helpers/release-server.ts';
 import { structuralPair, valuePair, type PairFormat, type StructuralPair } from './helpers/structural-pairs.ts';
 import { fingerprintOf, writeModel } from './helpers/model-on-disk.ts';
 
 const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
-
-async function run(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 /** What an unconfirmed switch leaves beside the model (the kept previous version and the journal). */
 async function leftovers(model: string, format: PairFormat): Promise<string[]> {

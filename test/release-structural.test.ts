@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff as run } from './helpers/ndiff-run.ts';
 import { validateManifest } from '../src/updater/manifest.ts';
 import { readMsgpack } from '../src/core/msgpack-read.ts';
 import { parseEnvelope } from '../src/apply/envelope.ts';
@@ -25,13 +25,6 @@ import { Updater, weightStoreTarget } from '../src/updater/index.ts';
 import { MemoryUpdaterState } from '../src/updater/state.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { structuralPair } from './helpers/structural-pairs.ts';
-
-async function run(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 for (const kind of ['onnx', 'tflite'] as const) {
   test(`.${kind}: a new version of another structure is published as a structural payload, and ndiff update rebuilds the device's file with it`, { timeout: 300_000 }, async () => {

@@ -25,19 +25,14 @@ import { apply } from '../src/front/apply.ts';
 import { fingerprint } from '../src/front/fingerprint.ts';
 import { update } from '../src/front/update.ts';
 import { release } from '../src/front/release.ts';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff } from './helpers/ndiff-run.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { crashSafetensors } from './crash/safetensors.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'nd-safetensors-apply-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 
-async function ndiff(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const ndiff = (argv: string[]) => runNdiff(...argv);
 
 const w = new Float32Array(256).map((_, i) => Math.sin(i));
 const tensors = (k: number) => ({

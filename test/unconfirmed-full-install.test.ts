@@ -13,20 +13,13 @@ import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff as run } from './helpers/ndiff-run.ts';
 import { validateManifest } from '../src/updater/manifest.ts';
 import { serveRelease, type ReleaseServer } from './helpers/release-server.ts';
 import { valuePair } from './helpers/structural-pairs.ts';
 import { fingerprintOf, writeModel } from './helpers/model-on-disk.ts';
 
 const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
-
-async function run(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 /** `ndiff` in a process of its own: its exit code or signal, and what it printed. */
 function ndiffProcess(argv: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {

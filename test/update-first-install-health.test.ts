@@ -12,20 +12,13 @@ import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { join } from 'node:path';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff as ndiff } from './helpers/ndiff-run.ts';
 import { writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { updateModel } from '../src/io/updater/node-updater.ts';
 import { releaseChain } from './helpers/release-chain.ts';
 import { serveRelease } from './helpers/release-server.ts';
-
-async function ndiff(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
 const exists = async (p: string) => (await stat(p).catch(() => undefined)) !== undefined;

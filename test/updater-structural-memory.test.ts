@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { main } from '../cli/ndiff.ts';
+import { runNdiff as run } from './helpers/ndiff-run.ts';
 import { validateManifest, type ReleaseManifest } from '../src/updater/manifest.ts';
 import { planUpdate } from '../src/updater/plan.ts';
 import type { WeightStore } from '../src/core/weight-store.ts';
@@ -22,13 +22,6 @@ import { Updater, weightStoreTarget } from '../src/updater/index.ts';
 import { MemoryUpdaterState } from '../src/updater/state.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { DT, f32le, graph, model, node, tensor, valueInfo } from './helpers/onnx-build.ts';
-
-async function run(...argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), progress: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 
 /** An ONNX model of float tensors (large enough that a payload is far smaller than the file). */
 function onnxModel(tensors: { name: string; values: number[] }[]): Uint8Array {
