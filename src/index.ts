@@ -21,7 +21,7 @@ export { apply, DEFAULT_MAX_PAYLOAD_BYTES, type ApplyOptions, type ApplyReport, 
 export { inspect, type InspectReport, type PayloadSummary, type PatchSummary } from './front/inspect.ts';
 export { verify, type VerifyOptions, type VerifyReport } from './front/verify.ts';
 export { update, checkUpdate, type UpdateOptions, type UpdateReport } from './front/update.ts';
-export { release, type ReleaseAddOptions, type ReleaseAddResult, type ReleaseMeasurement, type ReleaseJobLine, type ReleaseDirOptions, type ReleaseJobOptions, type ReleaseJobResult, type ReleaseJobExport, type ReleasePublishOptions, type ReleasePublishResult, type ReleaseRunOptions, type ReleaseRunResult, type ReleaseStatus } from './front/release.ts';
+export { release, type ReleaseAddOptions, type ReleaseAddResult, type ReleaseMeasurement, type ReleaseJobLine, type ReleaseDirOptions, type ReleaseJobOptions, type ReleaseJobResult, type ReleaseJobExport, type ReleasePublishOptions, type ReleasePublishResult, type ReleaseCancelOptions, type ReleaseCancelResult, type ReleaseRunOptions, type ReleaseRunResult, type ReleaseStatus } from './front/release.ts';
 export { fingerprint, type FingerprintOptions, type FingerprintResult, type TensorDigest } from './front/fingerprint.ts';
 export { report, type ReportFilesOptions, type ReportFilesResult } from './front/report.ts';
 export { keygen, sign, type KeygenOptions, type KeygenResult, type SignOptions, type SignResult } from './front/keys.ts';
@@ -53,7 +53,7 @@ export { addVersion, type AddVersionOptions, type AddVersionResult, type LossyJo
 export { publishRelease, signManifest, verdictKey, type PublishOptions, type PublishResult, type CheckedResult } from './release/publish.ts';
 export { planJobs, runJob, readJobResult } from './release/jobs.ts';
 export type { RunJobResult } from './release/jobs.ts';
-export type { PlanJobStatus } from './release/queue/status.ts';
+export type { PlanJobStatus, QueueCancel } from './release/queue/status.ts';
 export { readRecord, RECORD_FILE, type ReleaseRecord, type ReleaseJob, type EdgePolicy, type JobResult } from './release/record.ts';
 // Reports.
 export { renderHtml, renderMarkdown, summarize } from './report/report.ts';
