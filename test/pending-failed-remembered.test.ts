@@ -6,17 +6,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { runNdiff as run } from './helpers/ndiff-run.ts';
+import { runNdiff as run, ndiffProcess } from './helpers/ndiff-run.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { valuePair } from './helpers/structural-pairs.ts';
 import { fingerprintOf, writeModel } from './helpers/model-on-disk.ts';
-
-const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
 
 test('a health check that fails on an unconfirmed update now: rolled back, and that update not applied again', { timeout: 120_000 }, async () => {
   const work = await mkdtemp(join(tmpdir(), 'nd-pending-failed-'));
@@ -35,11 +31,7 @@ test('a health check that fails on an unconfirmed update now: rolled back, and t
     await writeModel(device, pair, 'base');
     const fp1 = await fingerprintOf(device, 'tfjs');
     const from = ['--model', device, '--from', server.url, '--public-key', join(work, 'k.public.pem'), '--model-id', 'm'];
-    const killed = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
-      const child = spawn(process.execPath, [cli, 'update', ...from, '--health-check', 'kill -9 $PPID'], { stdio: 'ignore' });
-      child.on('error', reject);
-      child.on('close', (_code, signal) => resolve(signal));
-    });
+    const killed = (await ndiffProcess(['update', ...from, '--health-check', 'kill -9 $PPID'])).signal;
     assert.equal(killed, 'SIGKILL');
 
     // Each run of the health check leaves a line: the version it checked.
@@ -80,11 +72,7 @@ test('the health check finishing an unconfirmed lossy update is told the version
     await mkdir(join(device, '..'), { recursive: true });
     await writeModel(device, pair, 'base');
     const from = ['--model', device, '--from', server.url, '--public-key', join(work, 'k.public.pem'), '--model-id', 'm'];
-    const killed = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
-      const child = spawn(process.execPath, [cli, 'update', ...from, '--health-check', 'kill -9 $PPID'], { stdio: 'ignore' });
-      child.on('error', reject);
-      child.on('close', (_code, signal) => resolve(signal));
-    });
+    const killed = (await ndiffProcess(['update', ...from, '--health-check', 'kill -9 $PPID'])).signal;
     assert.equal(killed, 'SIGKILL');
     const log = join(work, 'checks.log');
     const r = await run('update', ...from, '--json', '--health-check', `echo "$NDIFF_VERSION" >> '${log}'`);

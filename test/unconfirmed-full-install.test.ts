@@ -8,31 +8,14 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { runNdiff as run } from './helpers/ndiff-run.ts';
+import { runNdiff as run, ndiffProcess } from './helpers/ndiff-run.ts';
 import { validateManifest } from '../src/updater/manifest.ts';
 import { serveRelease, type ReleaseServer } from './helpers/release-server.ts';
 import { valuePair } from './helpers/structural-pairs.ts';
 import { fingerprintOf, writeModel } from './helpers/model-on-disk.ts';
-
-const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
-
-/** `ndiff` in a process of its own: its exit code or signal, and what it printed. */
-function ndiffProcess(argv: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
 
 const exists = async (p: string) => (await stat(p).catch(() => undefined)) !== undefined;
 

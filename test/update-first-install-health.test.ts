@@ -12,15 +12,12 @@ import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { join } from 'node:path';
-import { runNdiff as ndiff } from './helpers/ndiff-run.ts';
+import { runNdiff as ndiff, ndiffProcess } from './helpers/ndiff-run.ts';
 import { writeFile } from 'node:fs/promises';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { updateModel } from '../src/io/updater/node-updater.ts';
 import { releaseChain } from './helpers/release-chain.ts';
 import { serveRelease } from './helpers/release-server.ts';
 
-const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
 const exists = async (p: string) => (await stat(p).catch(() => undefined)) !== undefined;
 
 test('a first install that fails its health check: no model is left, and the run failed, this time and the next', async () => {
@@ -67,11 +64,7 @@ test('a first install killed while its health check runs: the next commands find
     await writeFile(pub, chain.keys.publicKeyPem);
     const device = join(chain.work, 'killed', 'model');
     const from = ['--model', device, '--from', server.url, '--public-key', pub, '--model-id', 'kws'];
-    const killed = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
-      const child = spawn(process.execPath, [cli, 'update', ...from, '--health-check', 'kill -9 $PPID'], { stdio: 'ignore' });
-      child.on('error', reject);
-      child.on('close', (_code, signal) => resolve(signal));
-    });
+    const killed = (await ndiffProcess(['update', ...from, '--health-check', 'kill -9 $PPID'])).signal;
     assert.equal(killed, 'SIGKILL');
     assert.equal(await exists(device), true, 'killed after the switch: the new model is in place');
 

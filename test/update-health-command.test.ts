@@ -6,30 +6,13 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { runNdiff as run } from './helpers/ndiff-run.ts';
+import { runNdiff as run, ndiffProcess } from './helpers/ndiff-run.ts';
 import { serveRelease, type ReleaseServer } from './helpers/release-server.ts';
 import { valuePair } from './helpers/structural-pairs.ts';
 import { fingerprintOf, writeModel } from './helpers/model-on-disk.ts';
-
-const cli = fileURLToPath(new URL('../cli/ndiff.mjs', import.meta.url));
-
-/** `ndiff` in a process of its own, as a script runs it: its exit code and what it printed. */
-function ndiffProcess(argv: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('ndiff update --health-check CMD', () => {
   let work: string;
