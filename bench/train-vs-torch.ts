@@ -5,9 +5,12 @@
  * at 1 thread and at every core, on our wasm backend and (when its addon is built) our native
  * backend, with the ratios, wall and CPU time per sample and each run's peak memory.
  *
- *   node --conditions=neural-diff-source --import tsx bench/train-vs-torch.ts [--quick] [--skip-torch] [--models keyword,mobilenetv2,transformer]
+ *   node --conditions=neural-diff-source --import tsx bench/train-vs-torch.ts [--quick] [--skip-torch] [--rounds N] [--models keyword,mobilenetv2,transformer]
  *
- * `--models` runs only the models named (default all three). `--baseline DIR` adds rows of an
+ * `--models` runs only the models named (default all three). `--rounds N` (default 1) runs every
+ * configuration N times, in rounds that alternate ours and PyTorch, prints each run's samples/s
+ * and reports each configuration's median: two threads on two cores shared with other work
+ * swing by a third from run to run (the transformer's 120 steps take about a second). `--baseline DIR` adds rows of an
  * earlier checkout of neural-diff in DIR (its own bench children, run from there: for a checkout
  * older than bench/train-transformer-child.ts, copy that file into its bench/), so before and
  * after come from one run on one machine state.
@@ -50,6 +53,9 @@ const skipTorch = process.argv.includes('--skip-torch');
 const baselineAt = process.argv.indexOf('--baseline');
 const baseline = baselineAt >= 0 ? path.resolve(process.argv[baselineAt + 1] ?? '') : undefined;
 if (baseline !== undefined && !existsSync(path.join(baseline, 'bench'))) throw new Error(`--baseline takes an earlier checkout of neural-diff (a folder with bench/ in it); found ${JSON.stringify(process.argv[baselineAt + 1] ?? '')}`);
+const roundsAt = process.argv.indexOf('--rounds');
+const rounds = roundsAt >= 0 ? Number(process.argv[roundsAt + 1]) : 1;
+if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds takes a whole number of at least 1; found ${JSON.stringify(process.argv[roundsAt + 1] ?? '')}`);
 const modelsAt = process.argv.indexOf('--models');
 const models = modelsAt >= 0 ? (process.argv[modelsAt + 1] ?? '').split(',') : ['keyword', 'mobilenetv2', 'transformer'];
 const known = ['keyword', 'mobilenetv2', 'transformer'];
@@ -77,7 +83,7 @@ interface Plan {
 const plans: Plan[] = [
   { key: 'keyword', label: 'keyword temporal-conv', batch: 64, steps: quick ? 3 : 20, chunk: 64 },
   { key: 'mobilenetv2', label: 'MobileNetV2 224x224', batch: quick ? 8 : 32, steps: quick ? 1 : 3, chunk: 8 },
-  { key: 'transformer', label: 'transformer text classifier (ONNX, distilled v1 -> v2)', batch: 32, steps: quick ? 3 : 30, chunk: 32 },
+  { key: 'transformer', label: 'transformer text classifier (ONNX, distilled v1 -> v2)', batch: 32, steps: quick ? 3 : 120, chunk: 32 },
 ].filter((p) => models.includes(p.key)) as Plan[];
 const transformerDir = path.join(root, '.cache', 'transformer');
 
@@ -159,6 +165,16 @@ function torch(p: Plan, threads: number, blas: string | undefined): Row {
   return lastJson(r.stdout);
 }
 
+/**
+ * A configuration's median run by samples/s (the lower middle of an even count): the rounds
+ * alternate ours and PyTorch, so a burst of other work on the machine lands on one run of one
+ * side, not on every run of it. A failed run counts as none; undefined when every run failed.
+ */
+function median(list: (Row | undefined)[]): Row | undefined {
+  const ok = list.filter((r): r is Row => r !== undefined).sort((a, b) => a.samplesPerSecond - b.samplesPerSecond);
+  return ok.length ? ok[Math.floor((ok.length - 1) / 2)] : undefined;
+}
+
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const rate = (r: Row | undefined) => (r ? r.samplesPerSecond.toFixed(r.samplesPerSecond < 100 ? 1 : 0) : 'n/a');
 const ratio = (a: Row | undefined, b: Row | undefined) => (a && b ? `${(a.samplesPerSecond / b.samplesPerSecond).toFixed(2)}x` : 'n/a');
@@ -180,8 +196,10 @@ const results: Record<string, unknown>[] = [];
 const failures: string[] = [];
 const threadCounts = [...new Set([1, cores])];
 for (const p of plans) {
-  const rows = new Map<string, Row | undefined>();
-  for (const t of threadCounts) {
+  // Each configuration's runs, one per round; the rows below are each configuration's median.
+  const runs = new Map<string, (Row | undefined)[]>();
+  const record = (key: string, row: Row | undefined) => runs.set(key, [...(runs.get(key) ?? []), row]);
+  for (let round = 0; round < rounds; round++) for (const t of threadCounts) {
     for (const b of backends) {
       // A run that fails (an earlier checkout may not train a model at all) is a row saying so.
       const tryOurs = (from?: string) => {
@@ -193,10 +211,15 @@ for (const p of plans) {
           return undefined;
         }
       };
-      if (baseline) rows.set(`before ${b} ${t}`, tryOurs(baseline));
-      rows.set(`${b} ${t}`, tryOurs());
+      if (baseline) record(`before ${b} ${t}`, tryOurs(baseline));
+      record(`${b} ${t}`, tryOurs());
     }
-    rows.set(`torch ${t}`, torchState === true ? torch(p, t, blas) : undefined);
+    record(`torch ${t}`, torchState === true ? torch(p, t, blas) : undefined);
+  }
+  const rows = new Map([...runs].map(([key, list]) => [key, median(list)]));
+  if (rounds > 1) {
+    console.log(`\n${p.label}, samples/s in each of ${rounds} rounds (the rows below: each configuration's median):`);
+    for (const [key, list] of runs) if (list.some((r) => r)) console.log(`- ${key.replace('torch', 'PyTorch')}: ${list.map((r) => rate(r)).join(', ')}`);
   }
   console.log(`\n${p.label}: batch ${p.batch}${p.chunk < p.batch ? ` (ours in chunks of ${p.chunk} per thread, gradients summed: one step per batch)` : ''}, ${p.steps} timed step(s); weights ours ${rows.get('wasm 1')?.weights}, PyTorch ${rows.get('torch 1')?.weights ?? 'n/a'}`);
   console.log('| threads | run | samples/s | wall ms/sample | CPU ms/sample | / PyTorch (samples/s) | peak memory | SGEMM GFLOPS |');
@@ -229,10 +252,10 @@ for (const p of plans) {
     for (const b of backends) console.log(`ours (${b}) ${cores} threads / 1 thread: ${ratio(rows.get(`${b} ${cores}`), rows.get(`${b} 1`))}${baseline ? `; before: ${ratio(rows.get(`before ${b} ${cores}`), rows.get(`before ${b} 1`))}` : ''}`);
     console.log(`PyTorch ${cores} / 1: ${ratio(rows.get(`torch ${cores}`), rows.get('torch 1'))}`);
   }
-  results.push({ model: p.key, batch: p.batch, steps: p.steps, chunk: p.chunk, ...Object.fromEntries(rows) });
+  results.push({ model: p.key, batch: p.batch, steps: p.steps, chunk: p.chunk, rounds: Object.fromEntries(runs), ...Object.fromEntries(rows) });
 }
 if (failures.length) console.log(`\nruns that failed (n/a above):\n${failures.map((f) => `- ${f}`).join('\n')}`);
 const loadAfter = os.loadavg();
 console.log(`\nload average at the end: ${loadAfter.map((l) => l.toFixed(2)).join(' ')} (figures from a loaded machine are not representative)`);
 mkdirSync(path.join(here, 'out'), { recursive: true });
-writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, cores, baseline: baseline ?? null, failures, loadBefore, loadAfter, openblas: blas !== undefined, openBlasKernels, native: native.available ? true : native.reason, results }, null, 2));
+writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, rounds, cores, baseline: baseline ?? null, failures, loadBefore, loadAfter, openblas: blas !== undefined, openBlasKernels, native: native.available ? true : native.reason, results }, null, 2));
