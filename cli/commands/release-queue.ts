@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import type { Argv, Options } from 'yargs';
 import { release } from '../../src/front/release.ts';
-import { startQueueWorker } from '../../src/release/queue/worker.ts';
+import { DEFAULT_LOCK_SECONDS, startQueueWorker } from '../../src/release/queue/worker.ts';
 import { inCliWords, table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
@@ -80,7 +80,7 @@ export function workerCommand(y: Argv<any>): Argv<any> {
   return y
     .option('queue', queueOption)
     .option('concurrency', { type: 'number', default: 1, describe: 'jobs at once, each in its own process with cores/N threads' })
-    .option('lock-seconds', { type: 'number', default: 30, describe: 'silence before another worker takes a job' })
+    .option('lock-seconds', { type: 'number', default: DEFAULT_LOCK_SECONDS, describe: 'whole seconds a dead worker holds its job before another takes it (BullMQ\'s default; lower finds a dead worker sooner)' })
     .example('$0 worker --queue redis://queue.internal --concurrency 4', 'run payload jobs until stopped (Ctrl-C or SIGTERM lets running jobs finish)')
     .epilogue(seeDocs('worker'));
 }

@@ -3,7 +3,8 @@
  * own (sandbox.ts: started with the worker, kept from job to job), until stopped. A worker needs
  * the queue and the place the release folder is served (named in each job), never the release
  * folder on its disk nor the signing key. A worker that
- * dies mid-job stops renewing the job's lock; after `lockSeconds` another worker takes the job
+ * dies mid-job stops renewing the job's lock; once it lapses (`lockSeconds`), the next look for
+ * stalled jobs by a live worker (every `lockSeconds`) puts the job back, and a worker takes it
  * again (BullMQ's stalled-job recovery).
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -14,13 +15,21 @@ import { UsageError } from '../../core/errors.ts';
 import { bullConnection, JOBS_QUEUE, loadBullmq, queueUrlOf } from './engine.ts';
 import { JobProcesses } from './sandbox.ts';
 
+/** Seconds of a job's lock when none is given: BullMQ's own lock duration and stalled-check interval (30 s). */
+export const DEFAULT_LOCK_SECONDS = 30;
+
 /** Options of {@link startQueueWorker}. */
 export interface QueueWorkerOptions {
   /** Jobs run at once (each in its own process; default 1). */
   concurrency?: number;
-  /** How long a job's lock lasts without renewal: a dead worker's job is taken again after it (default 30). */
+  /**
+   * Seconds a job's lock lasts without renewal, and how often the worker looks for jobs whose
+   * worker is gone: a dead worker's job is taken again within about twice this (a whole number
+   * from 1 to 3600; default 30, BullMQ's own). Lower it where jobs are short, to find a dead
+   * worker sooner; the lock is renewed every half of it, so jobs longer than it are kept.
+   */
   lockSeconds?: number;
-  /** How many times a job may be found stalled (its worker gone) before it fails (default 5). */
+  /** How many times a job may be found stalled (its worker gone) before it fails (a whole number from 0 to 1000; default 5). */
   maxStalls?: number;
   /** A line per job started, finished or failed. */
   onLine?: (line: string) => void;
@@ -87,9 +96,13 @@ async function sweepDeadWorkers(): Promise<void> {
 export async function startQueueWorker(queue: string, options: QueueWorkerOptions = {}): Promise<QueueWorker> {
   const url = queueUrlOf(queue);
   const concurrency = options.concurrency ?? 1;
-  const lockSeconds = options.lockSeconds ?? 30;
+  const lockSeconds = options.lockSeconds ?? DEFAULT_LOCK_SECONDS;
+  const maxStalls = options.maxStalls ?? 5;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`concurrency (--concurrency) must be a whole number from 1 to 64, found ${concurrency}`);
-  if (!(lockSeconds >= 1 && lockSeconds <= 3600)) throw new UsageError(`lockSeconds (--lock-seconds) must be from 1 to 3600, found ${lockSeconds}`);
+  if (!Number.isSafeInteger(lockSeconds) || lockSeconds < 1 || lockSeconds > 3600) {
+    throw new UsageError(`lockSeconds (--lock-seconds) must be a whole number of seconds from 1 to 3600, found ${lockSeconds}: give e.g. 30 (the default), or 5 to find a dead worker's job sooner where jobs are short`);
+  }
+  if (!Number.isSafeInteger(maxStalls) || maxStalls < 0 || maxStalls > 1000) throw new UsageError(`maxStalls must be a whole number from 0 to 1000, found ${maxStalls}: give e.g. 5 (the default)`);
   const bull = await loadBullmq();
   const log = options.onLine ?? (() => {});
   await sweepDeadWorkers();
@@ -103,7 +116,7 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
     concurrency,
     lockDuration: lockSeconds * 1000,
     stalledInterval: lockSeconds * 1000,
-    maxStalledCount: options.maxStalls ?? 5,
+    maxStalledCount: maxStalls,
   });
   worker.on('active', (job) => log(`${job.id}: started (attempt ${job.attemptsMade + 1})`));
   worker.on('completed', (job) => log(`${job.id}: done`));
