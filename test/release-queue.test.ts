@@ -8,7 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cp, readFile, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { cp, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { runJob } from '../src/release/jobs.ts';
@@ -19,6 +20,7 @@ import { JOBS_QUEUE, planNames } from '../src/release/queue/engine.ts';
 import { releaseChain, inAnHour, type ReleaseChain } from './helpers/release-chain.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
+import { ENGINE_TEST_TIMEOUT, orTestEnd, until } from './helpers/waits.ts';
 import { main } from '../cli/ndiff.ts';
 
 const cli = join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
@@ -56,15 +58,15 @@ async function localPayloads(chain: ReleaseChain): Promise<string[]> {
   return r.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`);
 }
 
-test('a plan on two worker processes, inputs over HTTP: published, every payload the bytes of a single-machine run', { skip: redisSkip, timeout: 120_000 }, async () => {
+test('a plan on two worker processes, inputs over HTTP: published, every payload the bytes of a single-machine run', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await plannedRelease();
   const expected = await localPayloads(chain);
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   const server = await serveRelease(chain.releaseDir);
   const workers = [startWorker(redis.url), startWorker(redis.url)];
   try {
     const lines: string[] = [];
-    const res = await runPlanOnQueue(chain.releaseDir, redis.url, { source: server.url, publish: { key: chain.key, expiresAt: inAnHour() }, onProgress: (l) => lines.push(l) });
+    const res = await orTestEnd(t.signal, 'the plan to be published', runPlanOnQueue(chain.releaseDir, redis.url, { source: server.url, publish: { key: chain.key, expiresAt: inAnHour() }, onProgress: (l) => lines.push(l) }));
     assert.equal(res.jobs, 3);
     assert.equal(res.published?.added, 3);
     const got = res.published?.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`);
@@ -79,39 +81,37 @@ test('a plan on two worker processes, inputs over HTTP: published, every payload
   }
 });
 
-/** Wait until `check` holds (polling), or fail after `ms`. */
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-test('a worker killed mid-job: the job is taken again by another worker and the plan is published as on one machine', { skip: redisSkip, timeout: 120_000 }, async () => {
+test('a worker killed mid-job: the job is taken again by another worker and the plan is published as on one machine', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await plannedRelease();
   const expected = await localPayloads(chain);
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   const server = await serveRelease(chain.releaseDir);
   // The first input a worker asks for never comes: the worker is mid-job when it is killed.
   server.faults.push({ match: (p) => p.startsWith('/blobs/'), times: 1, kind: 'stall' });
-  const workerDirsBefore = await readdir(tmpdir());
   const first = startWorker(redis.url);
   let second: (ChildProcess & { log: string[] }) | undefined;
+  // A folder of another worker running on this machine (a test run beside this one; this process
+  // stands in for it): the sweep keeps it, and it is not this test's to count.
+  const othersFolder = await mkdtemp(join(tmpdir(), `ndiff-worker-${process.pid}-`));
   try {
     const run = runPlanOnQueue(chain.releaseDir, redis.url, { source: server.url, publish: { key: chain.key, expiresAt: inAnHour() } });
-    await until('the first worker to be stuck on its input', () => server.log.some((q) => q.fault === 'stall'));
+    run.catch(() => {}); // awaited below
+    await until(t.signal, 'the first worker to be stuck on its input', () => server.log.some((q) => q.fault === 'stall'));
     await killWorker(first);
     second = startWorker(redis.url);
-    const res = await run;
+    // The second worker finds the job stalled once the killed worker's lock lapses (2 s here).
+    const res = await orTestEnd(t.signal, () => `the plan to be published (second worker: ${second?.log.slice(-5).join(' | ')})`, run);
     assert.deepEqual(res.published?.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`), expected);
     const done = second.log.filter((l) => /: done$/.test(l));
     assert.equal(done.length, 3, `the second worker finished every job, the killed one's too: ${second.log.join(' | ')}`);
     // The killed worker's folder (its fetched inputs, the job it was in) went when the next worker
-    // started: of the worker folders made during this test, only the live worker's is left.
-    const made = (await readdir(tmpdir())).filter((n) => n.startsWith('ndiff-worker-') && !workerDirsBefore.includes(n));
-    assert.equal(made.length, 1, `worker folders left: ${made.join(', ')}`);
+    // started: of this test's two workers' folders, only the live worker's is left. (Other
+    // workers on the machine, of tests run at the same time, make and sweep folders of their own.)
+    const ours = (await readdir(tmpdir())).filter((n) => n.startsWith(`ndiff-worker-${first.pid}-`) || n.startsWith(`ndiff-worker-${second!.pid}-`));
+    assert.deepEqual(ours.map((n) => Number(n.split('-')[2])), [second.pid], `worker folders left: ${ours.join(', ')}`);
+    assert.ok(existsSync(othersFolder), 'a live worker\'s folder is kept');
   } finally {
+    await rm(othersFolder, { recursive: true, force: true });
     await killWorker(first);
     if (second) await killWorker(second);
     await server.close();
@@ -119,9 +119,9 @@ test('a worker killed mid-job: the job is taken again by another worker and the 
   }
 });
 
-test('a worker returning another job\'s result and a corrupt one: both refused by publish\'s checks, the jobs shown failed with the reason, nothing signed', { skip: redisSkip, timeout: 120_000 }, async () => {
+test('a worker returning another job\'s result and a corrupt one: both refused by publish\'s checks, the jobs shown failed with the reason, nothing signed', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await plannedRelease();
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   const { Worker } = await import('bullmq');
   const { runTicket, checkTicket, ticketsOf } = await import('../src/release/ticket.ts');
   const manifestBefore = await readFile(join(chain.releaseDir, 'manifest.json'));
@@ -138,7 +138,7 @@ test('a worker returning another job\'s result and a corrupt one: both refused b
     return { result: out.result, ...(out.payload ? { payload: Buffer.from(out.payload).toString('base64') } : {}) };
   }, { connection: { url: redis.url, maxRetriesPerRequest: null } });
   try {
-    await assert.rejects(runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() } }), (e: Error & { code?: string }) => {
+    await assert.rejects(orTestEnd(t.signal, 'the plan to be refused', runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() } })), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'ND_PAYLOAD_FORMAT', e.message);
       assert.match(e.message, /2 result\(s\) refused by publish's checks \(/);
       assert.match(e.message, new RegExp(`${forgedJob.id}: job ${forgedJob.id}: its payload patches base [0-9a-f]{16}, the job's base is ${forgedJob.base}`));
@@ -165,7 +165,7 @@ test('a worker returning another job\'s result and a corrupt one: both refused b
     await rogue.close();
     const honest = startWorker(redis.url);
     try {
-      const res = await runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() } });
+      const res = await orTestEnd(t.signal, 'the plan to be published on an honest worker', runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() } }));
       assert.equal(res.published?.added, 3);
     } finally {
       await killWorker(honest);
@@ -176,21 +176,22 @@ test('a worker returning another job\'s result and a corrupt one: both refused b
   }
 });
 
-test('two plans of one release at once: the second is refused while the first runs, which then finishes', { skip: redisSkip, timeout: 120_000 }, async () => {
+test('two plans of one release at once: the second is refused while the first runs, which then finishes', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await plannedRelease();
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   let worker: (ChildProcess & { log: string[] }) | undefined;
   try {
     const lines: string[] = [];
     const first = runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() }, onProgress: (l) => lines.push(l) });
-    await until('the first plan to be queued', () => lines.some((l) => /payload job\(s\)/.test(l)));
+    first.catch(() => {}); // awaited below
+    await until(t.signal, 'the first plan to be queued', () => lines.some((l) => /payload job\(s\)/.test(l)));
     await assert.rejects(runPlanOnQueue(chain.releaseDir, redis.url, {}), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'ND_USAGE');
       assert.match(e.message, /another plan of release "kws" is running on this queue \(\{"plan":"kws-[0-9a-f]{8}-v4-[0-9a-f]{8}"/);
       return true;
     });
     worker = startWorker(redis.url);
-    const res = await first;
+    const res = await orTestEnd(t.signal, 'the first plan to be published', first);
     assert.equal(res.published?.added, 3);
   } finally {
     if (worker) await killWorker(worker);
@@ -218,20 +219,21 @@ async function gatedServer(root: string): Promise<{ url: string; held: () => num
   };
 }
 
-test('Redis restarted mid-plan (append-only file): the worker and the run reconnect, and the plan is published as on one machine', { skip: redisSkip, timeout: 120_000 }, async () => {
+test('Redis restarted mid-plan (append-only file): the worker and the run reconnect, and the plan is published as on one machine', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await plannedRelease();
   const expected = await localPayloads(chain);
-  const redis = await startRedis({ persist: true });
+  const redis = await startRedis({ persist: true, signal: t.signal });
   const server = await gatedServer(chain.releaseDir);
   const worker = startWorker(redis.url);
   try {
     const run = runPlanOnQueue(chain.releaseDir, redis.url, { source: server.url, publish: { key: chain.key, expiresAt: inAnHour() } });
-    await until('the worker to be fetching a job\'s inputs', () => server.held() > 0);
+    run.catch(() => {}); // awaited below
+    await until(t.signal, 'the worker to be fetching a job\'s inputs', () => server.held() > 0);
     await redis.stop();
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 1000)); // Redis down for a second: nothing is timed by it
     await redis.start();
     server.open();
-    const res = await run;
+    const res = await orTestEnd(t.signal, () => `the plan to be published after the restart (worker: ${worker.log.slice(-5).join(' | ')})`, run);
     assert.equal(res.published?.added, 3);
     assert.deepEqual(res.published?.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`), expected);
     assert.equal(worker.exitCode, null, 'the same worker ran the plan through the restart');
@@ -243,38 +245,37 @@ test('Redis restarted mid-plan (append-only file): the worker and the run reconn
   }
 });
 
-/** The first process `worker` starts to run jobs in (found in /proc as soon as it exists), or undefined after `ms`. */
-async function jobProcessOf(worker: ChildProcess, ms: number): Promise<number | undefined> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
+/** The first process `worker` starts to run jobs in, found in /proc as soon as it exists (for as long as the test runs). */
+async function jobProcessOf(worker: ChildProcess, signal: AbortSignal): Promise<number> {
+  let found: number | undefined;
+  await until(signal, `the worker to start a job process (worker: ${worker.pid})`, async () => {
     for (const pid of await readdir('/proc').catch(() => [] as string[])) {
       if (!/^\d+$/.test(pid)) continue;
       const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
       if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== worker.pid) continue;
       // The job process (job-process.ts), or BullMQ's sandbox (main.js); not tsx's esbuild service.
       const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      if (/job-process|main\.js/.test(cmd)) return Number(pid);
+      if (/job-process|main\.js/.test(cmd)) found = Number(pid);
     }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return undefined;
+    return found !== undefined;
+  }, 10);
+  return found!;
 }
 
-test('a job process killed while it starts: the job is tried again in a new one, and the plan finishes (it waited for a process that was gone)', { skip: redisSkip || (process.platform !== 'linux' && 'reads /proc'), timeout: 180_000 }, async () => {
+test('a job process killed while it starts: the job is tried again in a new one, and the plan finishes (it waited for a process that was gone)', { skip: redisSkip || (process.platform !== 'linux' && 'reads /proc'), timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await plannedRelease();
   const expected = await localPayloads(chain);
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   const server = await serveRelease(chain.releaseDir);
   let worker: (ChildProcess & { log: string[] }) | undefined;
   try {
     const run = runPlanOnQueue(chain.releaseDir, redis.url, { source: server.url, publish: { key: chain.key, expiresAt: inAnHour() } });
     run.catch(() => {}); // awaited below
     worker = startWorker(redis.url);
-    const pid = await jobProcessOf(worker, 60_000);
-    assert.ok(pid, `the worker started no job process in 60 s: ${worker.log.join('\n')}`);
+    const pid = await jobProcessOf(worker, t.signal);
     process.kill(pid, 'SIGKILL');
-    let timer: NodeJS.Timeout | undefined;
-    const res = await Promise.race([run, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`the plan did not finish in 120 s after the job process was killed: a job waits on a process that is gone (worker: ${worker?.log.slice(-5).join(' | ')})`)), 120_000); })]).finally(() => clearTimeout(timer));
+    // Before the fix, the plan never finished: a job waited on a process that was gone.
+    const res = await orTestEnd(t.signal, () => `the plan to finish after the job process was killed: does a job wait on a process that is gone? (worker: ${worker?.log.slice(-5).join(' | ')})`, run);
     assert.deepEqual(res.published?.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`), expected);
   } finally {
     if (worker) await killWorker(worker);
