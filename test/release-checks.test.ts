@@ -16,6 +16,7 @@ import { JOBS_QUEUE } from '../src/release/queue/engine.ts';
 import { checkResult } from '../src/release/queue/check-process.ts';
 import { releaseChain, inAnHour, type ReleaseChain } from './helpers/release-chain.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
+import { ENGINE_TEST_TIMEOUT, orTestEnd, until } from './helpers/waits.ts';
 
 async function plannedRelease(): Promise<ReleaseChain> {
   const chain = await releaseChain(3, { history: 3 });
@@ -23,11 +24,9 @@ async function plannedRelease(): Promise<ReleaseChain> {
   return chain;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-test('results are checked as they arrive: the first, forged, is refused with the reason and the second passes while the last job still runs; nothing is signed', { skip: redisSkip, timeout: 180_000 }, async () => {
+test('results are checked as they arrive: the first, forged, is refused with the reason and the second passes while the last job still runs; nothing is signed', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await plannedRelease();
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   const { Worker } = await import('bullmq');
   const { runTicket, checkTicket, ticketsOf } = await import('../src/release/ticket.ts');
   const manifestBefore = await readFile(join(chain.releaseDir, 'manifest.json'));
@@ -35,7 +34,7 @@ test('results are checked as they arrive: the first, forged, is refused with the
   const lines: string[] = [];
   const verdictLines = () => lines.filter((l) => /: (checked, passes|refused by) publish's checks/.test(l));
   // One job at a time, in order: the first answered with another job's result (a forgery), the
-  // last held until the run has given its verdicts on the two before it (or 60 s went by).
+  // last held until the run has given its verdicts on the two before it (for as long as the test runs).
   let taken = 0;
   let forged: string | undefined;
   let seenWhileLastRan: { lines: string[]; status?: PlanJobStatus[] } | undefined;
@@ -44,8 +43,7 @@ test('results are checked as they arrive: the first, forged, is refused with the
     const n = ++taken;
     const ticket = checkTicket(job.data.ticket);
     if (n === 3) {
-      const end = Date.now() + 60_000;
-      while (verdictLines().length < 2 && Date.now() < end) await sleep(100);
+      await until(t.signal, `the run's verdicts on the two results before the last job (lines: ${lines.join(' | ')})`, () => verdictLines().length >= 2);
       seenWhileLastRan = { lines: verdictLines() };
       seenWhileLastRan.status = (await planStatus(chain.releaseDir, redis.url)).jobs;
     }
@@ -55,7 +53,7 @@ test('results are checked as they arrive: the first, forged, is refused with the
     return { result: out.result, ...(out.payload ? { payload: Buffer.from(out.payload).toString('base64') } : {}) };
   }, { connection: { url: redis.url, maxRetriesPerRequest: null }, concurrency: 1 });
   try {
-    await assert.rejects(runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() }, checkConcurrency: 2, pollMs: 100, onProgress: (l) => lines.push(l) }), (e: Error & { code?: string }) => {
+    await assert.rejects(orTestEnd(t.signal, 'the plan to be refused', runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() }, checkConcurrency: 2, pollMs: 100, onProgress: (l) => lines.push(l) })), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'ND_PAYLOAD_FORMAT', e.message);
       assert.match(e.message, new RegExp(`1 result\\(s\\) refused by publish's checks \\(${forged}: job ${forged}: its payload patches base [0-9a-f]{16}, the job's base is`));
       assert.match(e.message, /nothing was signed/);

@@ -18,16 +18,9 @@ import { runPlanOnQueue } from '../src/release/queue/plan.ts';
 import { main } from '../cli/ndiff.ts';
 import { releaseChain } from './helpers/release-chain.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
+import { ENGINE_TEST_TIMEOUT, orTestEnd, until } from './helpers/waits.ts';
 
 const cli = join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`waited ${ms} ms for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function ndiff(...args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = [];
@@ -36,14 +29,14 @@ async function ndiff(...args: string[]): Promise<{ code: number; out: string[]; 
   return { code, out, err };
 }
 
-test('release cancel --queue takes the plan\'s waiting jobs and publish job off the queue; a running job is left to finish; a second cancel changes nothing', { skip: redisSkip, timeout: 180_000 }, async () => {
+test('release cancel --queue takes the plan\'s waiting jobs and publish job off the queue; a running job is left to finish; a second cancel changes nothing', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await releaseChain(3, { history: 3 });
   await chain.addNext({ planOnly: true });
   const record = (await readRecord(chain.releaseDir))!;
   const names = planNames(record);
   const ids = record.pending!.jobs.map((j) => j.id);
   assert.equal(ids.length, 3);
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   const { Queue, Worker } = await import('bullmq');
   const connection = { url: redis.url, maxRetriesPerRequest: null };
   const jobsQueue = new Queue(JOBS_QUEUE, { connection });
@@ -56,7 +49,7 @@ test('release cancel --queue takes the plan\'s waiting jobs and publish job off 
     run = r;
     let log = '';
     r.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
-    await until('the plan to be queued', () => /payload job\(s\)/.test(log));
+    await until(t.signal, 'the plan to be queued', () => /payload job\(s\)/.test(log));
     const gone = new Promise((res) => r.once('exit', res));
     process.kill(-(r.pid as number), 'SIGKILL');
     await gone;
@@ -67,7 +60,7 @@ test('release cancel --queue takes the plan\'s waiting jobs and publish job off 
     let letGo: () => void = () => {};
     const held = new Promise<void>((res) => { letGo = res; });
     worker = new Worker(JOBS_QUEUE, async (job) => { taken.push(job.id as string); await held; return { result: null }; }, { connection, concurrency: 1 });
-    await until('the worker to take a job', () => taken.length === 1);
+    await until(t.signal, 'the worker to take a job', () => taken.length === 1);
     const running = taken[0].slice(names.planId.length + 1);
 
     // A wrong queue: a typed error, the folder and the queue as they were.
@@ -90,10 +83,12 @@ test('release cancel --queue takes the plan\'s waiting jobs and publish job off 
     for (const id of ids) assert.equal(await jobsQueue.getJobState(names.childId(id)), id === running ? 'active' : 'unknown', id);
     assert.equal(await publishQueue.getJob(names.parentId), undefined);
 
-    // The running job finishes; the worker, free again, finds none of the plan's jobs to run.
+    // The running job finishes; the worker, free again, asks the queue for its next job and finds
+    // none ('drained': it would have taken a waiting job of the cancelled plan, had one been left).
+    const drained = new Promise<void>((res) => worker!.once('drained', () => res()));
     letGo();
-    await until('the running job to finish', async () => (await jobsQueue.getJobState(taken[0])) === 'completed');
-    await new Promise((r) => setTimeout(r, 1500));
+    await until(t.signal, 'the running job to finish', async () => (await jobsQueue.getJobState(taken[0])) === 'completed');
+    await orTestEnd(t.signal, () => `the worker to find the queue empty (it took: ${taken.join(', ')})`, drained);
     assert.deepEqual(taken, [names.childId(running)], 'no waiting job of the cancelled plan was run');
     const counts = await jobsQueue.getJobCounts('waiting', 'delayed', 'active', 'prioritized');
     assert.deepEqual(counts, { waiting: 0, delayed: 0, active: 0, prioritized: 0 });
@@ -114,7 +109,7 @@ test('release cancel --queue takes the plan\'s waiting jobs and publish job off 
     run = r2;
     let log2 = '';
     r2.stderr?.on('data', (d: Buffer) => { log2 += d.toString(); });
-    await until('the new plan to be queued', () => /payload job\(s\)/.test(log2) || r2.exitCode !== null);
+    await until(t.signal, 'the new plan to be queued', () => /payload job\(s\)/.test(log2) || r2.exitCode !== null);
     assert.match(log2, /payload job\(s\)/);
     assert.deepEqual(await Promise.all(ids.map((id) => jobsQueue.getJobState(names.childId(id)))), ['waiting', 'waiting', 'waiting'], log2);
     assert.match(log2, /1 job\(s\) left on the queue by a cancelled plan of the same name cleared/);
@@ -135,19 +130,19 @@ test('release cancel without --queue says the queue was not touched and how to c
   assert.match(res.out.join('\n'), new RegExp(`job queue not touched \\(no --queue\\): if plan ${planId} was run on one .*cancel with the queue \\(ndiff release cancel --release .* --queue redis://`));
 });
 
-test('a release run watching its plan stops, signing nothing, when the plan is cancelled with --queue', { skip: redisSkip, timeout: 120_000 }, async () => {
+test('a release run watching its plan stops, signing nothing, when the plan is cancelled with --queue', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await releaseChain(2, { history: 3 });
   await chain.addNext({ planOnly: true });
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   try {
     const lines: string[] = [];
     const run = runPlanOnQueue(chain.releaseDir, redis.url, { pollMs: 50, onProgress: (l) => lines.push(l) });
     run.catch(() => {});
-    await until('the plan to be queued', () => lines.some((l) => /payload job\(s\)/.test(l)));
+    await until(t.signal, 'the plan to be queued', () => lines.some((l) => /payload job\(s\)/.test(l)));
     const res = await release.cancel({ release: chain.releaseDir, queue: redis.url });
     assert.equal(res.queue?.waiting, 2);
     assert.equal(res.queue?.lock, true);
-    await assert.rejects(run, (e: unknown) => e instanceof UsageError && /was taken off the queue while this run watched it .*nothing was signed/.test((e as Error).message));
+    await assert.rejects(orTestEnd(t.signal, 'the run to stop', run), (e: unknown) => e instanceof UsageError && /was taken off the queue while this run watched it .*nothing was signed/.test((e as Error).message));
   } finally {
     await redis.close();
   }

@@ -17,6 +17,7 @@ import { planStatus, runPlanOnQueue } from '../src/release/queue/plan.ts';
 import { connectRedis, planNames } from '../src/release/queue/engine.ts';
 import { releaseChain, inAnHour } from './helpers/release-chain.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
+import { ENGINE_TEST_TIMEOUT, orTestEnd, until } from './helpers/waits.ts';
 
 const cli = join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
 
@@ -34,30 +35,22 @@ async function kill(p: ChildProcess): Promise<void> {
   await gone;
 }
 
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`waited ${ms} ms for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-test('release run after a plan was cancelled and planned again: the cancelled plan\'s results on the queue are not taken', { skip: redisSkip, timeout: 180_000 }, async () => {
+test('release run after a plan was cancelled and planned again: the cancelled plan\'s results on the queue are not taken', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await releaseChain(3, { history: 3 });
   // Version 4 planned top-k; its run is killed once the plan is on the queue.
   await chain.addNext({ planOnly: true, policy: { method: 'topk', budget: '1%' } });
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   const procs: (ChildProcess & { log: string[] })[] = [];
   try {
     const first = await readRecord(chain.releaseDir);
     const names = planNames(first!);
     const run = start('release', 'run', '--release', chain.releaseDir, '--queue', redis.url);
     procs.push(run);
-    await until('the plan to be queued', () => run.log.some((l) => /payload job\(s\)/.test(l)));
+    await until(t.signal, 'the plan to be queued', () => run.log.some((l) => /payload job\(s\)/.test(l)));
     await kill(run);
     // A worker does the cancelled plan's jobs while no run watches.
     procs.push(start('worker', '--queue', redis.url, '--lock-seconds', '2'));
-    await until('the top-k jobs to be done', async () => (await planStatus(chain.releaseDir, redis.url)).jobs.every((j) => j.state === 'done'));
+    await until(t.signal, 'the top-k jobs to be done', async () => (await planStatus(chain.releaseDir, redis.url)).jobs.every((j) => j.state === 'done'));
     // The killed run's lock lapses (within 30 s): let it go now.
     const client = await connectRedis(redis.url);
     await client.del(names.lockKey);
@@ -69,7 +62,7 @@ test('release run after a plan was cancelled and planned again: the cancelled pl
     assert.equal(planNames((await readRecord(chain.releaseDir))!).planId, names.planId);
 
     const lines: string[] = [];
-    const res = await runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() }, onProgress: (l) => lines.push(l) });
+    const res = await orTestEnd(t.signal, 'the plan to be published', runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() }, onProgress: (l) => lines.push(l) }));
     assert.equal(res.published?.added, 3);
     assert.deepEqual(res.published?.lossy, [], 'no top-k payload of the cancelled plan was signed');
     assert.ok(res.published?.manifest.payloads.filter((p) => p.toVersion === 4).every((p) => p.exact && p.method === 'exact'));

@@ -14,23 +14,16 @@ import { bullConnection, loadBullmq, planNames } from '../src/release/queue/engi
 import { readRecord } from '../src/release/record.ts';
 import { releaseChain, inAnHour } from './helpers/release-chain.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
+import { ENGINE_TEST_TIMEOUT, orTestEnd, until } from './helpers/waits.ts';
 
 const cli = join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-test('a forged job in a plan\'s publish queue is refused; the plan is published from its own jobs', { skip: redisSkip, timeout: 180_000 }, async () => {
+test('a forged job in a plan\'s publish queue is refused; the plan is published from its own jobs', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await releaseChain(2, { history: 1 });
   await chain.addNext({ planOnly: true });
   const record = await readRecord(chain.releaseDir);
   const names = planNames(record!);
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   let worker: ChildProcess | undefined;
   const bull = await loadBullmq();
   const publishQueue = new bull.Queue(names.publishQueue, { connection: bullConnection(redis.url) });
@@ -38,13 +31,13 @@ test('a forged job in a plan\'s publish queue is refused; the plan is published 
     const lines: string[] = [];
     const run = runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() }, onProgress: (l) => lines.push(l) });
     run.catch(() => {});
-    await until('the plan to be queued', () => lines.some((l) => /payload job\(s\)/.test(l)));
+    await until(t.signal, 'the plan to be queued', () => lines.some((l) => /payload job\(s\)/.test(l)));
     await publishQueue.add('publish', { release: chain.releaseDir }, { jobId: 'forged-publish' });
-    await until('the forged job to be taken', async () => ['completed', 'failed'].includes(await publishQueue.getJobState('forged-publish')));
+    await until(t.signal, 'the forged job to be taken', async () => ['completed', 'failed'].includes(await publishQueue.getJobState('forged-publish')));
     assert.equal(await publishQueue.getJobState('forged-publish'), 'failed', 'the forged job is refused');
     // Now a worker does the plan's jobs.
     worker = spawn(process.execPath, [cli, 'worker', '--queue', redis.url, '--lock-seconds', '2'], { detached: true, stdio: 'ignore' });
-    const res = await run;
+    const res = await orTestEnd(t.signal, 'the plan to be published', run);
     assert.equal(res.published?.added, 1, lines.join('\n'));
   } finally {
     if (worker && worker.exitCode === null && worker.signalCode === null) {

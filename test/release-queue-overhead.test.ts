@@ -12,6 +12,7 @@ import { bullConnection, connectRedis, JOBS_QUEUE, loadBullmq, planNames } from 
 import { sandboxEnv, threadsPerJob } from '../src/release/queue/worker.ts';
 import { releaseChain } from './helpers/release-chain.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
+import { ENGINE_TEST_TIMEOUT, until } from './helpers/waits.ts';
 
 /** Bytes Redis has sent to its clients so far. */
 async function bytesSent(redis: Awaited<ReturnType<typeof connectRedis>>): Promise<number> {
@@ -19,14 +20,14 @@ async function bytesSent(redis: Awaited<ReturnType<typeof connectRedis>>): Promi
   return Number(/total_net_output_bytes:(\d+)/.exec(info)?.[1]);
 }
 
-test('release run counts a plan\'s jobs by state without reading their return values back', { skip: redisSkip, timeout: 120_000 }, async () => {
+test('release run counts a plan\'s jobs by state without reading their return values back', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await releaseChain(3, { history: 3 });
   await chain.addNext({ planOnly: true });
   const record = await readRecord(chain.releaseDir);
   const names = planNames(record!);
   const ids = record!.pending!.jobs.map((j) => j.id);
   assert.equal(ids.length, 3);
-  const redis = await startRedis();
+  const redis = await startRedis({ signal: t.signal });
   const bull = await loadBullmq();
   const connection = bullConnection(redis.url);
   const queue = new bull.Queue(JOBS_QUEUE, { connection });
@@ -36,10 +37,7 @@ test('release run counts a plan\'s jobs by state without reading their return va
   const worker = new bull.Worker(JOBS_QUEUE, async () => ({ payload: big }), { connection });
   try {
     for (const id of ids.slice(0, 2)) await queue.add(id, {}, { jobId: names.childId(id) });
-    for (;;) {
-      if ((await queue.getCompletedCount()) === 2) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until(t.signal, 'the first two jobs to be done', async () => (await queue.getCompletedCount()) === 2, 50);
     await worker.close();
     await queue.add(ids[2], {}, { jobId: names.childId(ids[2]) });
     const before = await bytesSent(client);
