@@ -9,8 +9,8 @@
  */
 
 /**
- * The timeout of a job-engine test: the slowest of them takes about 8 s on this 2-core machine
- * under a load average near 5 (nice 19); ten times that is 80 s, and CI may run the suite three
+ * The timeout of a job-engine test: the slowest of them takes about 9 s on this 2-core machine
+ * under a load average of 5-7 (nice 19); ten times that is 90 s, and CI may run the suite three
  * times at once on as many cores.
  */
 export const ENGINE_TEST_TIMEOUT = 300_000;
