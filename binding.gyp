@@ -7,7 +7,7 @@
   "targets": [
     {
       "target_name": "neural_diff_blas",
-      "sources": ["src/train/kernels/native/blas.c", "src/train/kernels/native/pool.c", "src/train/kernels/native/blocks.c", "src/train/kernels/native/maxpool.c", "src/train/kernels/native/elementwise.c", "src/train/kernels/native/broadcast.c"],
+      "sources": ["src/train/kernels/native/blas.c", "src/train/kernels/native/pool.c", "src/train/kernels/native/blocks.c", "src/train/kernels/native/maxpool.c", "src/train/kernels/native/elementwise.c", "src/train/kernels/native/broadcast.c", "src/train/kernels/native/optimizer.c"],
       "include_dirs": ["<!@(node scripts/build-native.mjs --include-dirs)"],
       "libraries": ["-lopenblas", "-lpthread"],
       "cflags": ["-O3", "-std=c11", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-psabi"],

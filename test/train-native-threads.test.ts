@@ -166,6 +166,44 @@ describe('the forward convolution\'s epilogue on each block\'s rows', { skip }, 
   });
 });
 
+describe('a product\'s epilogue on each block of C (sgemmBatched with a bias and activation)', { skip }, () => {
+  after(() => setNativeThreads());
+  // [label, transA, transB, batch, M, N, K]: each way the product is cut (blocks.c).
+  const cases: [string, boolean, boolean, number, number, number, number][] = [
+    ['blocks of rows (a Linear layer over 1,024 tokens)', false, false, 1, 1024, 192, 64],
+    ['blocks of columns (few rows, many columns)', false, true, 1, 48, 1024, 96],
+    ['blocks of the sum (a weight gradient\'s shape: the epilogue after the partial sums)', true, false, 1, 64, 64, 4096],
+    ['one block (too small to cut)', false, false, 1, 7, 5, 3],
+    ['a batch of items (one pass after)', false, false, 16, 64, 64, 64],
+    ['no sum (K = 0): zeros, then the epilogue', false, false, 1, 300, 260, 0],
+  ];
+  cases.forEach(([label, ta, tb, batch, M, N, K], i) => {
+    it(`${label}: the bits of the product then biasActivation, at 1, 2 and 3 threads, for relu, relu6 and linear`, async () => {
+      await initBackend('native', { threads: 1 });
+      const addon = loadNativeAddon();
+      const a = Float32Array.from(randomValues(batch * M * K, 930 + i));
+      const b = Float32Array.from(randomValues(batch * K * N, 940 + i));
+      const bias = Float32Array.from(randomValues(N, 950 + i));
+      for (const act of [1, 2, 0] as const) {
+        for (const with_ of [bias, null]) {
+          const want = new Float32Array(batch * M * N);
+          addon.sgemmBatched(ta, tb, batch, M, N, K, a, M * K, b, K * N, want);
+          addon.biasActivation(want, with_, act);
+          for (const threads of [1, 2, 3]) {
+            setNativeThreads(threads);
+            const got = new Float32Array(want.length).fill(3);
+            addon.sgemmBatched(ta, tb, batch, M, N, K, a, M * K, b, K * N, got, with_, act);
+            assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer), `${label}, activation ${act}, ${with_ ? 'a bias' : 'no bias'}, ${threads} thread(s)`);
+          }
+          setNativeThreads(1);
+        }
+      }
+      assert.throws(() => addon.sgemmBatched(ta, tb, batch, M, N, K, a, M * K, b, K * N, new Float32Array(batch * M * N), bias.subarray(0, N - 1), 1), ModelFormatError);
+      assert.throws(() => addon.sgemmBatched(ta, tb, batch, M, N, K, a, M * K, b, K * N, new Float32Array(batch * M * N), bias, 3 as never), ModelFormatError);
+    });
+  });
+});
+
 describe('the pool under many calls in a row', { skip }, () => {
   after(() => setNativeThreads());
 

@@ -37,8 +37,8 @@
  * NEURAL_DIFF_BLAS_ABI_SYMBOL in the file's dynamic symbols before loading it (another project's
  * addon is refused without running its code) and checks the `abi` export after loading.
  */
-#define NEURAL_DIFF_BLAS_ABI 5
-__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_5 = NEURAL_DIFF_BLAS_ABI;
+#define NEURAL_DIFF_BLAS_ABI 6
+__attribute__((visibility("default"), used)) const int neural_diff_blas_abi_6 = NEURAL_DIFF_BLAS_ABI;
 
 /* OpenBLAS extensions (declared in its cblas.h; repeated so the intent is visible). */
 extern void openblas_set_num_threads(int num_threads);
@@ -137,11 +137,13 @@ static int gemm_blocked(napi_env env, Instance *inst, Gemm g) {
   if ((g.partials = partials_floats(env, inst, (size_t)(parts - 1) * g.M * g.N)) == NULL) return 0;
   pool_run(pool, gemm_k_block, &g, parts);
   reduce_partials(pool, g.C, g.partials, (size_t)g.M * g.N, parts - 1);
+  if (g.bias != NULL || g.act != 0) epilogue_run(pool, g.C, (size_t)g.M, (size_t)g.N, g.bias, g.act);
   return 1;
 }
 
-static Gemm gemm_of(int ta, int tb, int32_t M, int32_t N, int32_t K, const float *A, const float *B, float beta, float *C) {
-  Gemm g = {ta, tb, 1, M, N, K, ta ? M : K, tb ? K : N, N, A, B, C, beta, NULL};
+/* C = op(A) op(B) + beta C, then act(C + bias) per column (bias NULL and act 0: none). */
+static Gemm gemm_of(int ta, int tb, int32_t M, int32_t N, int32_t K, const float *A, const float *B, float beta, float *C, const float *bias, int act) {
+  Gemm g = {ta, tb, 1, M, N, K, ta ? M : K, tb ? K : N, N, A, B, C, beta, NULL, bias, act};
   return g;
 }
 
@@ -259,15 +261,17 @@ static void gemm_item(void *arg, int i, int parts, int thread) {
 }
 
 /*
- * sgemmBatched(transA, transB, batch, M, N, K, a, aStride, b, bStride, c)
+ * sgemmBatched(transA, transB, batch, M, N, K, a, aStride, b, bStride, c[, bias | null, activation])
  * For i < batch: C_i[M, N] = op(A_i) op(B_i), row-major, A_i at a + i*aStride (aStride 0 broadcasts
- * one matrix), op(A_i) is [M, K] (A_i stored [K, M] when transA), op(B_i) is [K, N].
+ * one matrix), op(A_i) is [M, K] (A_i stored [K, M] when transA), op(B_i) is [K, N]; then
+ * act(C + bias) per column (biasActivation's codes): one product's on each block of C as it is
+ * finished, a batch's in one pass after.
  */
 static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
+  size_t argc = 13;
+  napi_value argv[13];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 11) return throw_type(env, "sgemmBatched takes 11 arguments"), NULL;
+  if (argc < 11) return throw_type(env, "sgemmBatched takes 11 or 13 arguments"), NULL;
   bool ta = false, tb = false;
   CHECK(napi_get_value_bool(env, argv[0], &ta));
   CHECK(napi_get_value_bool(env, argv[1], &tb));
@@ -278,6 +282,17 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
       !get_f32(env, argv[6], &a, &la) || !get_i32(env, argv[7], &aStride) || !get_f32(env, argv[8], &b, &lb) ||
       !get_i32(env, argv[9], &bStride) || !get_f32(env, argv[10], &c, &lc)) {
     return NULL;
+  }
+  float *bias = NULL;
+  int32_t act = 0;
+  if (argc >= 13) {
+    napi_valuetype bt;
+    size_t lbias = 0;
+    CHECK(napi_typeof(env, argv[11], &bt));
+    if (bt != napi_null && bt != napi_undefined && !get_f32(env, argv[11], &bias, &lbias)) return NULL;
+    if (!get_i32(env, argv[12], &act)) return NULL;
+    if (act < 0 || act > 2) return throw_type(env, "activation must be 0 (linear), 1 (relu) or 2 (relu6)"), NULL;
+    if (bias != NULL && N >= 0 && !need(env, lbias, (size_t)N, "bias")) return NULL;
   }
   if (batch < 0 || M < 0 || N < 0 || K < 0 || aStride < 0 || bStride < 0) return throw_type(env, "negative size"), NULL;
   if (batch == 0 || M == 0 || N == 0) return NULL;
@@ -291,20 +306,23 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (!need(env, la, a_end, "a") || !need(env, lb, b_end, "b") || !need(env, lc, c_all, "c")) return NULL;
-  if (K == 0) {
-    memset(c, 0, c_bytes);
-    return NULL;
-  }
   Instance *inst = instance(env);
   Pool *pool = inst == NULL ? NULL : inst->pool;
+  const int epilogue = bias != NULL || act != 0;
+  if (K == 0) {
+    memset(c, 0, c_bytes);
+    if (epilogue) epilogue_run(pool, c, (size_t)batch * M, (size_t)N, bias, act);
+    return NULL;
+  }
   if (batch == 1) {
-    gemm_blocked(env, inst, gemm_of(ta, tb, M, N, K, a, b, 0.0f, c));
+    gemm_blocked(env, inst, gemm_of(ta, tb, M, N, K, a, b, 0.0f, c, bias, act));
     return NULL;
   }
   /* Items, each one call whatever thread runs it: split when the whole is worth a wake-up. */
-  Items items = {gemm_of(ta, tb, M, N, K, a, b, 0.0f, c), aStride, bStride};
+  Items items = {gemm_of(ta, tb, M, N, K, a, b, 0.0f, c, NULL, 0), aStride, bStride};
   const double flops = 2.0 * batch * M * N * K;
   pool_run(flops < BLOCK_FLOPS ? NULL : pool, gemm_item, &items, batch);
+  if (epilogue) epilogue_run(pool, c, (size_t)batch * M, (size_t)N, bias, act);
   return NULL;
 }
 
@@ -495,9 +513,7 @@ static napi_value conv2d_forward(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (columns_are_input(g)) {
-    if (gemm_blocked(env, inst, gemm_of(0, 0, (int32_t)rows, CO, K, ca.a, ca.w, 0.0f, ca.out)) && (bias != NULL || act != 0)) {
-      epilogue_run(pool, ca.out, (size_t)rows, (size_t)CO, bias, act);
-    }
+    gemm_blocked(env, inst, gemm_of(0, 0, (int32_t)rows, CO, K, ca.a, ca.w, 0.0f, ca.out, bias, act));
     return NULL;
   }
   const int parts = blocks_for(2.0 * rows * K * CO, (double)rows / MIN_EXTENT);
@@ -556,7 +572,7 @@ static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) 
   Instance *inst = instance(env);
   Pool *pool = inst == NULL ? NULL : inst->pool;
   if (columns_are_input(g)) {
-    gemm_blocked(env, inst, gemm_of(1, 0, K, CO, g[G_B] * rows, ca.a, ca.w, 0.0f, ca.out));
+    gemm_blocked(env, inst, gemm_of(1, 0, K, CO, g[G_B] * rows, ca.a, ca.w, 0.0f, ca.out, NULL, 0));
     return NULL;
   }
   const int32_t bc = chunk_items(g, ca.budget);
@@ -576,7 +592,7 @@ static napi_value conv2d_backprop_filter(napi_env env, napi_callback_info info) 
     c.nb = g[G_B] - b0 < bc ? g[G_B] - b0 : bc;
     const int64_t n = (int64_t)c.nb * rows;
     pool_run(n * K < 16384 ? NULL : pool, filter_columns, &c, pool_threads(pool));
-    if (!gemm_blocked(env, inst, gemm_of(1, 0, K, CO, (int32_t)n, inst->scratch[0], ca.w + (size_t)b0 * rows * CO, b0 == 0 ? 0.0f : 1.0f, ca.out))) return NULL;
+    if (!gemm_blocked(env, inst, gemm_of(1, 0, K, CO, (int32_t)n, inst->scratch[0], ca.w + (size_t)b0 * rows * CO, b0 == 0 ? 0.0f : 1.0f, ca.out, NULL, 0))) return NULL;
   }
   return NULL;
 }
@@ -611,7 +627,7 @@ static napi_value conv2d_backprop_input(napi_env env, napi_callback_info info) {
   Instance *inst = instance(env);
   Pool *pool = inst == NULL ? NULL : inst->pool;
   if (columns_are_input(g) && CO > 0 && K > 0) {
-    gemm_blocked(env, inst, gemm_of(0, 1, g[G_B] * rows, K, CO, ca.a, ca.w, 0.0f, ca.out));
+    gemm_blocked(env, inst, gemm_of(0, 1, g[G_B] * rows, K, CO, ca.a, ca.w, 0.0f, ca.out, NULL, 0));
     return NULL;
   }
   if (g[G_B] == 0 || rows == 0 || K == 0 || CO == 0) {
@@ -650,64 +666,6 @@ static napi_value bias_activation(napi_env env, napi_callback_info info) {
   const size_t cols = bias != NULL ? lb : ly;
   Instance *inst = instance(env);
   epilogue_run(inst == NULL ? NULL : inst->pool, y, ly / cols, cols, bias, act);
-  return NULL;
-}
-
-/* One Adam step over elements [lo, hi): adam.c's float32 operations in its order (the same bits). */
-typedef struct {
-  const float *x, *g, *s;
-  float *m, *v, *xo;
-  size_t n;
-} Adam;
-
-/* Built for AVX2 and for any x86-64, chosen when loaded (a vector of 8 or 4: IEEE operations either way, the same bits). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static void adam_part(void *arg, int i, int parts, int thread) {
-  (void)thread;
-  const Adam *a = (const Adam *)arg;
-  const float b1 = a->s[0], nb1 = a->s[1], b2 = a->s[2], nb2 = a->s[3], c1 = a->s[4], c2 = a->s[5], eps = a->s[6], nlr = a->s[7];
-  int64_t lo, hi;
-  part_range((int64_t)a->n, i, parts, &lo, &hi);
-  for (int64_t j = lo; j < hi; j++) {
-    const float gi = a->g[j];
-    const float mn = a->m[j] * b1 + gi * nb1;
-    const float vn = a->v[j] * b2 + (gi * gi) * nb2;
-    const float den = __builtin_sqrtf(vn / c2) + eps;
-    a->m[j] = mn;
-    a->v[j] = vn;
-    a->xo[j] = ((mn / c1) / den) * nlr + a->x[j];
-  }
-}
-
-/*
- * adamStep(x, g, m, v, xo, s): one Adam step of a variable, m and v updated in place, the new
- * values into xo; s holds b1, 1 - b1, b2, 1 - b2, 1 - b1^t, 1 - b2^t, epsilon, -learning rate.
- * Elements split over the pool's threads (each computed alone: the same bits at any split).
- */
-static napi_value adam_step(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 6) return throw_type(env, "adamStep takes 6 arguments"), NULL;
-  Adam a;
-  float *x, *g, *s;
-  size_t lengths[6];
-  if (!get_f32(env, argv[0], &x, &lengths[0]) || !get_f32(env, argv[1], &g, &lengths[1]) || !get_f32(env, argv[2], &a.m, &lengths[2]) ||
-      !get_f32(env, argv[3], &a.v, &lengths[3]) || !get_f32(env, argv[4], &a.xo, &lengths[4]) || !get_f32(env, argv[5], &s, &lengths[5])) {
-    return NULL;
-  }
-  for (int i = 1; i < 5; i++) {
-    if (!need(env, lengths[i], lengths[0], "adamStep: g, m, v and xo as long as x")) return NULL;
-  }
-  if (!need(env, lengths[5], 8, "adamStep: s (8 scalars)")) return NULL;
-  a.x = x;
-  a.g = g;
-  a.s = s;
-  a.n = lengths[0];
-  Instance *inst = instance(env);
-  pool_run(inst == NULL ? NULL : inst->pool, adam_part, &a, a.n == 0 ? 0 : a.n < SPLIT_ELEMENTS ? 1 : span_parts((int64_t)a.n, 1.0, SPAN_LEAST));
   return NULL;
 }
 
@@ -786,14 +744,13 @@ NAPI_MODULE_INIT() {
       {"conv2dBackpropFilter", NULL, conv2d_backprop_filter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"conv2dBackpropInput", NULL, conv2d_backprop_input, NULL, NULL, NULL, napi_enumerable, NULL},
       {"biasActivation", NULL, bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"adamStep", NULL, adam_step, NULL, NULL, NULL, napi_enumerable, NULL},
       {"maxPool", NULL, max_pool_entry, NULL, NULL, NULL, napi_enumerable, NULL},
       {"maxPoolGrad", NULL, max_pool_grad_entry, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, blas_info, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok || !elementwise_define(env, exports)) return NULL;
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok || !elementwise_define(env, exports) || !optimizer_define(env, exports)) return NULL;
   napi_value abi;
-  if (napi_create_int32(env, neural_diff_blas_abi_5, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
+  if (napi_create_int32(env, neural_diff_blas_abi_6, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok) return NULL;
   return exports;
 }

@@ -58,6 +58,10 @@ void gemm_block(void *arg, int i, int parts, int thread) {
   }
   cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, M, N, g->K, 1.0f, A, g->lda, B,
               g->ldb, g->beta, C, g->ldc);
+  /* The epilogue while the block is in cache (each value alone: the same bits as a pass after). */
+  if (g->bias != NULL || g->act != 0) {
+    epilogue_strided(C, (size_t)M, (size_t)N, (size_t)g->ldc, g->bias == NULL ? NULL : g->by_rows ? g->bias : g->bias + lo, g->act);
+  }
 }
 
 /* Block i of the sum over K: the first into C (with beta), the others into their partial. */
@@ -100,8 +104,12 @@ void reduce_partials(Pool *pool, float *dst, const float *partials, size_t n, in
 
 /* act(y + bias) over rows [0, rows) of y [rows, cols] in place (see blocks.h). */
 void epilogue_span(float *y, size_t rows, size_t cols, const float *bias, int act) {
+  epilogue_strided(y, rows, cols, cols, bias, act);
+}
+
+void epilogue_strided(float *y, size_t rows, size_t cols, size_t stride, const float *bias, int act) {
   for (size_t r = 0; r < rows; r++) {
-    float *row = y + r * cols;
+    float *row = y + r * stride;
     if (bias != NULL)
       for (size_t c = 0; c < cols; c++) row[c] += bias[c];
     if (act == 1) {

@@ -26,13 +26,15 @@ typedef struct {
   const float *A, *B;
   float *C, beta;
   float *partials; /* sums over blocks of K after the first: (parts - 1) * M * N floats */
+  const float *bias; /* the epilogue (bias per column or NULL, activation), on each block of C as it is finished */
+  int act;
 } Gemm;
 
 /* Blocks of `flops` of work, at most `most` (see blocks.c). */
 int blocks_for(double flops, double most);
 /* [*lo, *hi): part i of n over `extent`. */
 void part_range(int64_t extent, int i, int n, int64_t *lo, int64_t *hi);
-/* Pool tasks: block i of C's rows (by_rows) or columns; block i of the sum over K. */
+/* Pool tasks: block i of C's rows (by_rows) or columns, then its epilogue; block i of the sum over K (no epilogue: the sum is not finished). */
 void gemm_block(void *arg, int i, int parts, int thread);
 void gemm_k_block(void *arg, int i, int parts, int thread);
 /*
@@ -58,6 +60,8 @@ int span_parts(int64_t items, double cost, double least);
  * `rows` rows here, or split into rows on the pool.
  */
 void epilogue_span(float *y, size_t rows, size_t cols, const float *bias, int act);
+/* The same over `cols` columns of each of `rows` rows `stride` floats apart (a block of C's columns). */
+void epilogue_strided(float *y, size_t rows, size_t cols, size_t stride, const float *bias, int act);
 void epilogue_run(Pool *pool, float *y, size_t rows, size_t cols, const float *bias, int act);
 /* dst += partials[0], then partials[1], ... (count of them, n floats each), per element in that order. */
 void reduce_partials(Pool *pool, float *dst, const float *partials, size_t n, int count);

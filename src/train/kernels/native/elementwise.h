@@ -11,6 +11,8 @@
 Pool *addon_pool(napi_env env);
 /* Define elementwise.c's functions (and broadcast.c's) on `exports`; 0 when N-API failed. */
 int elementwise_define(napi_env env, napi_value exports);
+/* Define optimizer.c's functions (Adam's step) on `exports`; 0 when N-API failed. */
+int optimizer_define(napi_env env, napi_value exports);
 /* Define broadcast.c's functions on `exports`; 0 when N-API failed. */
 int broadcast_define(napi_env env, napi_value exports);
 

@@ -154,8 +154,9 @@ function matMul(addon: NativeBlasAddon, fallback: KernelConfig, args: KernelArgs
   const batch = Math.max(batchA, batchB);
   const out = backend.makeOutput([...outer, m, n], 'float32');
   const c = f32(backend, out);
-  addon.sgemmBatched(transposeA, transposeB, batch, m, n, k, f32(backend, a), batchA === 1 ? 0 : m * k, f32(backend, b), batchB === 1 ? 0 : k * n, c);
-  if (fused && (bias != null || act !== 0)) addon.biasActivation(c, bias == null ? null : f32(backend, bias), act);
+  // The bias and activation on each block of the product as it is finished (one pass after, for a batch).
+  const epilogue = fused && (bias != null || act !== 0);
+  addon.sgemmBatched(transposeA, transposeB, batch, m, n, k, f32(backend, a), batchA === 1 ? 0 : m * k, f32(backend, b), batchB === 1 ? 0 : k * n, c, epilogue && bias != null ? f32(backend, bias) : null, epilogue ? act : 0);
   return out;
 }
 

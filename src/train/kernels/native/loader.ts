@@ -23,7 +23,11 @@ import { elfProblem } from './elf.ts';
 
 /** What the addon exports (src/train/kernels/native/blas.c). */
 export interface NativeBlasAddon {
-  /** C_i = op(A_i) op(B_i) for i < batch, row-major; a stride of 0 broadcasts one operand. */
+  /**
+   * C_i = op(A_i) op(B_i) for i < batch, row-major; a stride of 0 broadcasts one operand; then
+   * act(C + bias) per column when given (biasActivation's codes): one product's on each block of C
+   * as it is finished, a batch's in one pass after.
+   */
   sgemmBatched(
     transA: boolean,
     transB: boolean,
@@ -36,6 +40,8 @@ export interface NativeBlasAddon {
     b: Float32Array,
     bStride: number,
     c: Float32Array,
+    bias?: Float32Array | null,
+    activation?: 0 | 1 | 2,
   ): void;
   /**
    * y = conv2d(x, filter), NHWC; `geometry` as {@link GEOMETRY_FIELDS}; then act(y + bias) per
@@ -97,7 +103,7 @@ export interface NativeBlasAddon {
 }
 
 /** The addon interface this loader speaks (blas.c's NEURAL_DIFF_BLAS_ABI). */
-export const NATIVE_ABI = 5;
+export const NATIVE_ABI = 6;
 /** The symbol blas.c exports to say it is this addon at {@link NATIVE_ABI}. */
 export const NATIVE_ABI_SYMBOL = `neural_diff_blas_abi_${NATIVE_ABI}`;
 /** The functions the addon must export. */
