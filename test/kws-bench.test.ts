@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { main } from '../cli/ndiff.ts';
+import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
 import { validateResults, type ResultRow } from '../src/report/results.ts';
 import { tempDir } from './helpers/dirs.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
@@ -30,6 +31,9 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
   const rows: ResultRow[] = validateResults(JSON.parse(await readFile(out, 'utf8')), out);
   const full = rows.find((x) => x.method === 'full' && x.update === 1) as ResultRow;
   assert.ok(full, 'full fine-tuning row');
+  // --backend auto (the default), as ndiff train: native when its addon loads, and each row says which ran.
+  assert.equal(full.backend, nativeAddonStatus().available ? 'native' : 'wasm');
+  assert.ok(rows.every((x) => x.backend === full.backend), 'every row trained on the one backend');
   const modelBytes = full.bytes;
   for (const [method, budgets] of [['sparse', [0.5, 1]], ['hash', [0.5, 1]], ['lora', [1]], ['sparse-lora', [1]], ['topk-retrain', [1]], ['topk', [0.5, 1]], ['drop', [0.5, 1]], ['lowrank', [0.5, 1]]] as const) {
     for (const b of budgets) {

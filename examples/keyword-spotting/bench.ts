@@ -6,7 +6,7 @@
  *   npm run bench:kws                         full run (about two hours on 2 cores)
  *   npm run bench:kws -- --quick              a few words, one update, small budgets (~2 min)
  *   node --import tsx examples/keyword-spotting/bench.ts [--quick] [--data DIR] [--work DIR]
- *        [--out FILE] [--jobs N] [--threads N] [--epochs N] [--base-epochs N] [--updates N] [--tune quick|thorough|off]
+ *        [--out FILE] [--jobs N] [--threads N] [--backend auto|wasm|native] [--epochs N] [--base-epochs N] [--updates N] [--tune quick|thorough|off]
  *        [--methods sparse,hash --budgets 0.5,1]   (every listed method at every listed budget; --methods none: the full chain alone)
  *        [--seed-offset N]   (shift every training seed: how far a figure moves with the seed alone)
  *        [--val rows|voices|accents] (validation: 10% of the training rows, default; or whole held-out voices / accents)
@@ -64,6 +64,7 @@ import { applyPayload } from '../../src/apply/index.ts';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
 import { loadNpy } from '../../src/io/npy/files.ts';
 import { initBackend } from '../../src/train/backend.ts';
+import { NATIVE_HOW_TO, nativeAddonStatus } from '../../src/train/kernels/native/index.ts';
 import { evaluate, pick as pickRows, seededRandom, stratifiedSplit, type LabelledData } from '../../src/train/data.ts';
 import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts';
 import { silenceTfjsNodeBanner } from '../../src/train/quiet.ts';
@@ -88,6 +89,7 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     jobs: { type: 'string', default: '2' },
     threads: { type: 'string', default: '1' },
+    backend: { type: 'string', default: 'auto' },
     epochs: { type: 'string' },
     'base-epochs': { type: 'string' },
     updates: { type: 'string' },
@@ -156,6 +158,16 @@ const replayRatio = Number(args['replay-ratio']);
  */
 const threads = Number(args.threads);
 if (!(Number.isInteger(threads) && threads >= 1)) throw new Error(`--threads must be a whole number from 1, found ${JSON.stringify(args.threads)}`);
+/**
+ * The backend the chains train on, as `ndiff train --backend`: auto (default) is native when its
+ * addon is built (OpenBLAS and our kernels, on `--threads` threads), else wasm. The rows say which
+ * ran (`backend`): the two round differently, so their bytes differ and their figures agree
+ * within the seed's noise. The base model trains on wasm either way (once, then reused).
+ */
+if (!['auto', 'wasm', 'native'].includes(args.backend as string)) throw new Error(`--backend takes auto, wasm or native, found ${JSON.stringify(args.backend)}`);
+const backend = (args.backend === 'auto' ? (nativeAddonStatus().available ? 'native' : 'wasm') : args.backend) as 'wasm' | 'native';
+const addon = nativeAddonStatus();
+if (backend === 'native' && !addon.available) throw new Error(`--backend native: the native addon does not load (${addon.reason}); ${NATIVE_HOW_TO}`);
 /** Shifts every training seed (data splits, masks, initial factors): how much a figure moves with the seed alone. */
 const seedOffset = Number(args['seed-offset']);
 /**
@@ -460,7 +472,7 @@ async function anchorsOf(model: tf.LayersModel, held: MemoryWeightStore, teacher
 
 /** Run chains (worker side): every update, in order, for each chain. */
 async function runChains(chains: Chain[], manifest: KwsManifest, workerId: number): Promise<ResultRow[]> {
-  await initBackend('wasm');
+  await initBackend(backend, backend === 'native' ? { threads } : {});
   silenceTfjsNodeBanner();
   const model = keywordModel(manifest.numClasses, 0);
   // The teacher of the teacher chains: the full chain's model after each update (same job, run before them).
@@ -578,6 +590,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
         bytes: !res ? 0 : chain.method === 'full' ? total : res.bytes.length,
         accAll, accOld, accNew, driftFromFull: 0,
         trainSeconds: res ? Number(res.trainSeconds.toFixed(2)) : null,
+        backend,
         epochs, trainExamples: train.y.length,
         ...(res ? { payloadBytes: res.bytes.length, learningRate: res.tuning.learningRate, tuningCost: Number(res.tuning.cost.toFixed(3)), valAccuracy: res.validation?.accuracy ?? null, baseValAccuracy: res.validation?.baseAccuracy ?? null } : {}),
         ...(refused ? { refused: true, refusal: refused } : {}),
@@ -746,7 +759,7 @@ if (startUpdate > 1) {
 }
 await trainBase(manifest);
 const jobs = Math.max(1, Number(args.jobs));
-log(`chains: ${allChains().length} (${['full', ...plan.map(([m, bs]) => `${m} ${bs.join('/')}%`)].join('; ')}${teacherPlan.length ? `; from the teacher: ${teacherPlan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}` : ''}), ${jobs} job(s) x ${threads} training thread(s), ${epochs} epochs per update, tuning ${tune}`);
+log(`chains: ${allChains().length} (${['full', ...plan.map(([m, bs]) => `${m} ${bs.join('/')}%`)].join('; ')}${teacherPlan.length ? `; from the teacher: ${teacherPlan.map(([m, bs]) => `${m} ${bs.join('/')}%`).join('; ')}` : ''}), ${jobs} job(s) x ${threads} training thread(s) on ${backend}, ${epochs} epochs per update, tuning ${tune}`);
 const collect = args.collect as boolean;
 if (!collect) for (let i = 0; i < jobs; i++) for (const f of [`rows-${i}.json`, `rows-${i}.partial.json`]) rmSync(join(workDir, f), { force: true });
 const passArgs = process.argv.slice(2).filter((a, i, all) => a !== '--worker' && all[i - 1] !== '--worker');
