@@ -12,7 +12,7 @@ import { DataError, NeuralDiffError, UnsupportedOperatorError } from '../../core
 import { OnnxWeightStore, scanOnnxModel } from '../../io/onnx/store.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import type { NamedVariable } from '../model-weights.ts';
-import { uniqueVariableName, type TrainableProgram } from '../program/program.ts';
+import { uniqueVariableName, type ProgramRecipe, type TrainableProgram } from '../program/program.ts';
 import { DerivedShapeBound } from '../program/shape-bound.ts';
 import { decodeOnnxModel, type ExternalFiles, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from './model.ts';
 import { gelu, layerNormalize } from '../kernels/transformer.ts';
@@ -98,6 +98,8 @@ export class OnnxProgram implements TrainableProgram {
   /** The graph's outputs. */
   readonly outputs: OnnxValueInfo[];
   readonly source: string;
+  /** The bytes and options this program was built from (a training worker builds it again). */
+  readonly recipe: ProgramRecipe;
   /** ONNX's convention (PyTorch's export): images and spectrograms as `[C, H, W]` per example. */
   readonly channelsFirst = true;
   /** A tensor of the file by its decoded record (constants and variables, made once). */
@@ -123,6 +125,7 @@ export class OnnxProgram implements TrainableProgram {
     const ext = options.external;
     const external: Map<string, Uint8Array> = new Map(ext instanceof Map ? ext : Object.entries((ext ?? {}) as Record<string, Uint8Array>));
     this.model = decodeOnnxModel(bytes, { external, source: this.source });
+    this.recipe = { format: 'onnx', bytes, source: this.source, external, fuse: this.fuse };
     const missing = unsupportedNodes(this.model);
     if (missing.length) {
       const ops = [...new Set(missing.map((m) => (m.domain ? `${m.domain}:${m.op}` : m.op)))];

@@ -18,6 +18,14 @@ export function sliceShard(s: ShardExamples, from: number, to: number, copy = fa
     const w = s.keepRows.outputs.length / s.y.length;
     out.keepRows = { outputs: cut(s.keepRows.outputs, from * w, to * w), right: cut(s.keepRows.right, from, to) };
   }
+  if (s.inputs) {
+    // A graph program's inputs, each in its own element type (token ids stay int32).
+    out.inputs = {};
+    for (const [name, v] of Object.entries(s.inputs)) {
+      const per = v.shape.reduce((a, b) => a * b, 1);
+      out.inputs[name] = { values: cut(v.values, from * per, to * per), shape: v.shape };
+    }
+  }
   if (s.targetRows) {
     const w = s.targetRows.length / s.y.length;
     out.targetRows = cut(s.targetRows, from * w, to * w);

@@ -66,13 +66,25 @@ export function shardSizes(size: number, threads: number): number[] {
   return Array.from({ length: threads }, (_, i) => base + (i < size % threads ? 1 : 0));
 }
 
+/** A model that packages itself for the workers (a graph program: src/train/program/worker-copy.ts). */
+interface SelfPackaged {
+  workerPackage(): ModelPackage;
+}
+
+/** A model whose batch `x` names examples it holds (a graph program): each shard carries its examples' input rows. */
+interface HeldInputs {
+  shardInputs(ids: ArrayLike<number>): NonNullable<ShardExamples['inputs']>;
+}
+
 async function packageOf(model: tf.LayersModel): Promise<ModelPackage> {
+  const own = model as unknown as Partial<SelfPackaged>;
+  if (own.workerPackage) return own.workerPackage();
   let pkg: ModelPackage | undefined;
   await model.save(
     tf.io.withSaveHandler(async (a) => {
       const data = a.weightData;
       const weightData = data === undefined ? new ArrayBuffer(0) : Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : data;
-      pkg = { modelTopology: a.modelTopology, weightSpecs: a.weightSpecs ?? [], weightData };
+      pkg = { kind: 'layers', modelTopology: a.modelTopology, weightSpecs: a.weightSpecs ?? [], weightData };
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
     }),
   );
@@ -192,6 +204,8 @@ export class TrainingPool {
   step(batch: ShardExamples): ShardResult {
     this.live();
     this.targets.forEach((v, j) => this.shared[j].set(valuesInPlace(v) ?? (v.dataSync() as Float32Array)));
+    const held = (this.model as unknown as Partial<HeldInputs>).shardInputs;
+    if (held && !batch.inputs) batch = { ...batch, inputs: held.call(this.model, batch.x) };
     const size = batch.y.length;
     const sizes = shardSizes(size, this.threads);
     const shards: ShardExamples[] = [];
@@ -253,7 +267,7 @@ export class TrainingPool {
     const m = this.members[i];
     if (m.exited !== undefined || Atomics.load(m.signal, 0) === SIGNAL.exited) throw this.exitedError(i);
     Atomics.store(m.signal, 0, SIGNAL.waiting);
-    const transfer = request.kind === 'step' ? [request.shard.x.buffer, request.shard.y.buffer] : [];
+    const transfer = request.kind === 'step' ? [request.shard.x.buffer, request.shard.y.buffer, ...Object.values(request.shard.inputs ?? {}).map((v) => v.values.buffer)] : [];
     m.port.postMessage(request, transfer as ArrayBuffer[]);
   }
 

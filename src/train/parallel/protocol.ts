@@ -4,15 +4,23 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { StepMode } from '../compiled/step.ts';
+import type { ProgramPackage } from '../program/worker-copy.ts';
 import type { ShardStepsReport } from './shard-plans.ts';
 import type { ShardExamples, ShardLossSpec, ShardResult } from './shard-step.ts';
 
-/** The model as tfjs saves it in memory (`tf.io.ModelArtifacts` without functions). */
-export interface ModelPackage {
+/** A layers model as tfjs saves it in memory (`tf.io.ModelArtifacts` without functions). */
+export interface LayersPackage {
+  kind: 'layers';
   modelTopology: unknown;
   weightSpecs: unknown[];
   weightData: ArrayBuffer;
 }
+
+/**
+ * What a worker builds its copy of the model from: a layers model's topology and weights, or a
+ * graph program's recipe (ONNX, TF.js graph, LiteRT: src/train/program/worker-copy.ts).
+ */
+export type ModelPackage = LayersPackage | ProgramPackage;
 
 /** What a worker is started with (`workerData`). */
 export interface WorkerSetup {

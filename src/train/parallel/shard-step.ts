@@ -41,7 +41,21 @@ export interface ShardExamples {
   keepRows?: { outputs: Float32Array; right: Uint8Array };
   /** The teacher's rows of these examples for teacher diffs. */
   targetRows?: Float32Array;
+  /**
+   * A graph program's inputs of these examples, by input name (its `x` holds example ids, and the
+   * rows live in the parent's model): one example's shape each, float32 or int32 (token ids).
+   */
+  inputs?: Record<string, { values: Float32Array | Int32Array; shape: number[] }>;
 }
+
+/** A model that takes a batch's inputs made outside its forward pass (a graph program's rows: src/train/program/training-model.ts). */
+interface GivenInputs {
+  useStepInputs(x: tf.Tensor, feeds: Record<string, tf.Tensor>): void;
+  endStep(): void;
+}
+
+/** The feed name of a program input's rows. */
+const INPUT = 'input:';
 
 /** What one shard gives back: dL/dW per target (in the order asked), its scaled loss and hits. */
 export interface ShardResult {
@@ -61,6 +75,7 @@ function shardFeeds(shard: ShardExamples, spec: ShardLossSpec, fraction: number)
     y: tf.tensor1d(shard.y, 'int32'),
     fraction: tf.scalar(fraction, 'float32'),
   };
+  for (const [name, v] of Object.entries(shard.inputs ?? {})) feeds[INPUT + name] = tf.tensor(v.values, [size, ...v.shape], v.values instanceof Int32Array ? 'int32' : 'float32');
   if (spec.target) feeds.rows = tf.tensor2d(shard.targetRows as Float32Array, [size, spec.target.width]);
   else if (spec.keep && shard.keepRows) {
     feeds.keepRows = tf.tensor2d(shard.keepRows.outputs, [size, shard.keepRows.outputs.length / size]);
@@ -77,25 +92,34 @@ function shardStep(model: tf.LayersModel, variables: tf.Variable[], spec: ShardL
   return (f: Record<string, tf.Tensor>): StepOutputs => {
     const y = f.y as tf.Tensor1D;
     let logits: tf.Tensor | null = null;
-    const { value, grads } = tf.variableGrads(() => {
-      const applied = spec.inputsAt ? forwardFromCut(model, spec.inputsAt, f.x) : (model.apply(f.x, { training: false }) as tf.Tensor | tf.Tensor[]);
-      const outs = Array.isArray(applied) ? applied : [applied];
-      const out = outs[0];
-      logits = tf.keep(out);
-      let loss: tf.Scalar;
-      if (spec.target) {
-        const term = teacherTerm(outs, f.rows as tf.Tensor2D, spec.target);
-        const lw = spec.target.labelWeight;
-        loss = lw > 0 ? (tf.add(term, tf.mul(sparseCrossEntropy(out, y, spec.fromLogits), lw)) as tf.Scalar) : term;
-      } else {
-        loss = sparseCrossEntropy(out, y, spec.fromLogits);
-        if (spec.keep && f.keepRows) {
-          const teacher: Teacher = { outputs: new Float32Array(0), right: new Uint8Array(0), weight: spec.keep.weight, temperature: spec.keep.temperature };
-          loss = tf.add(loss, keepLossOf(out, f.keepRows, f.keep, teacher, spec.fromLogits)) as tf.Scalar;
+    const given = Object.keys(f).filter((k) => k.startsWith(INPUT));
+    const own = model as unknown as Partial<GivenInputs>;
+    if (given.length && own.useStepInputs) own.useStepInputs(f.x, Object.fromEntries(given.map((k) => [k.slice(INPUT.length), f[k]])));
+    let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+    try {
+      result = tf.variableGrads(() => {
+        const applied = spec.inputsAt ? forwardFromCut(model, spec.inputsAt, f.x) : (model.apply(f.x, { training: false }) as tf.Tensor | tf.Tensor[]);
+        const outs = Array.isArray(applied) ? applied : [applied];
+        const out = outs[0];
+        logits = tf.keep(out);
+        let loss: tf.Scalar;
+        if (spec.target) {
+          const term = teacherTerm(outs, f.rows as tf.Tensor2D, spec.target);
+          const lw = spec.target.labelWeight;
+          loss = lw > 0 ? (tf.add(term, tf.mul(sparseCrossEntropy(out, y, spec.fromLogits), lw)) as tf.Scalar) : term;
+        } else {
+          loss = sparseCrossEntropy(out, y, spec.fromLogits);
+          if (spec.keep && f.keepRows) {
+            const teacher: Teacher = { outputs: new Float32Array(0), right: new Uint8Array(0), weight: spec.keep.weight, temperature: spec.keep.temperature };
+            loss = tf.add(loss, keepLossOf(out, f.keepRows, f.keep, teacher, spec.fromLogits)) as tf.Scalar;
+          }
         }
-      }
-      return tf.mul(loss, f.fraction) as tf.Scalar;
-    }, variables);
+        return tf.mul(loss, f.fraction) as tf.Scalar;
+      }, variables);
+    } finally {
+      if (given.length) own.endStep?.();
+    }
+    const { value, grads } = result;
     const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits as unknown as tf.Tensor, -1), y), 'int32'));
     (logits as unknown as tf.Tensor).dispose();
     const out: StepOutputs = [['loss', value], ['hits', hits]];

@@ -1,6 +1,7 @@
 /**
  * A data-parallel training worker: its own tfjs backend (with our wasm kernels when `wasm`), its
- * own copy of the model, and one job: the gradient of the shard of each step the parent sends
+ * own copy of the model (a layers model, or a graph program built again from its model file),
+ * and one job: the gradient of the shard of each step the parent sends
  * (src/train/parallel/pool.ts). It answers on its channel port and raises its signal word, which
  * the parent waits on synchronously; an exit raises the word too, so the parent never waits on a
  * worker that is gone.
@@ -34,7 +35,10 @@ silenceTfjsNodeBanner();
 // On native, a worker's kernels run on its own thread (no addon threads, OpenBLAS on one): N workers
 // each asking for N threads would put N x N threads on N cores.
 await initBackend(setup.backend as TrainBackendName, setup.backend === 'native' ? { threads: 1 } : {});
-const model = await tf.loadLayersModel(tf.io.fromMemory(setup.model as tf.io.ModelArtifacts));
+// A layers model from its topology; a graph program from its model file and its front's options.
+const model = setup.model.kind === 'program'
+  ? await (await import('../program/worker-rebuild.ts')).programModelFrom(setup.model)
+  : await tf.loadLayersModel(tf.io.fromMemory(setup.model as tf.io.ModelArtifacts));
 const byName = new Map(namedVariables(model).map((v) => [v.name, v]));
 let targets: tf.Variable[] = [];
 let shapes: number[][] = [];

@@ -23,10 +23,24 @@ export interface ProgramTensorInfo {
   shape?: readonly (number | string | null)[];
 }
 
+/**
+ * What a program was built from, as plain data a worker thread receives (structured clone) to
+ * build the same program again (src/train/program/worker-rebuild.ts): the model file's bytes and
+ * the options of its front. The weights' values are not part of it: the training pool sends
+ * the parent's current values to every worker when a loop begins.
+ */
+export type ProgramRecipe =
+  | { format: 'onnx'; bytes: Uint8Array; source: string; external: Map<string, Uint8Array>; fuse: boolean }
+  | { format: 'tflite'; bytes: Uint8Array; source: string }
+  /** A TF.js graph model: its artifacts as loaded (model.json's topology and signature, the weight specs and data), and its variables' names and shapes. */
+  | { format: 'tfjs-graph'; artifacts: tf.io.ModelArtifacts; source: string; weights: [string, number[]][] };
+
 /** A graph whose outputs tfjs can differentiate with respect to its weights (module doc). */
 export interface TrainableProgram {
   /** Name for messages (a path). */
   readonly source: string;
+  /** How a worker thread builds this program again (absent: it cannot, and the program trains on one thread). */
+  readonly recipe?: ProgramRecipe;
   /** The patchable weights as variables, by the store's names. */
   readonly variables: readonly ProgramVariable[];
   /** The inputs fed at each run. */

@@ -13,6 +13,12 @@
  * squared error of raw outputs). Agreement with the teacher is then what validation measures and
  * what the refusal of a worse result judges.
  *
+ * Threads (`threads`, default every core) as for layers models (src/train/parallel/threads.ts): on
+ * wasm the batch is split across worker threads, each of which builds the program again from the
+ * model file (program/worker-copy.ts) and gets each shard's input rows; a stateful model trains
+ * on one thread (its carried states live in this one). On native one JavaScript thread trains
+ * and the addon's threads run the kernels.
+ *
  * `method: 'auto'` trains every candidate (trainAuto: lowbit, sparse, lora, sparse-lora,
  * topk-retrain) on the same examples and returns the best on validation, as for layers models.
  */
@@ -26,7 +32,6 @@ import { trainAuto, type AutoCandidate, type AutoResult } from '../auto.ts';
 import type { TrainMethod } from '../methods.ts';
 import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
 import { checkTrainingRun } from '../tuning.ts';
-import { NATIVE } from '../kernels/native/index.ts';
 import { ForwardPlans, forwardSwitch } from '../compiled/forward.ts';
 import { sayOnce } from '../compiled/step.ts';
 import type { TrainableProgram } from './program.ts';
@@ -214,11 +219,6 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
       ...(teacher ? { teacher: teacher.asLayersModel() } : {}),
       ...(validation !== undefined ? { validation: validation as LabelledData | number } : {}),
       ...(evalData ? { eval: evalData as LabelledData } : {}),
-      // The program lives in this thread's memory (examples, sequence state): a worker thread
-      // cannot rebuild it from a topology, so it trains on one JavaScript thread. On native that
-      // thread's kernels still run on the addon's threads: the thread count asked (default every
-      // core) goes through to them; on wasm the step has no threads of its own, so 1.
-      ...(tf.getBackend() !== NATIVE ? { threads: 1 } : options.threads !== undefined ? { threads: options.threads } : {}),
     };
     const result: TrainDiffResult & { auto?: AutoResult['auto'] } = method === 'auto' ? await trainAuto(base.asLayersModel(), trainData, trainOptions, onCandidate) : await trainDiff(base.asLayersModel(), trainData, { ...trainOptions, method });
     const evalOutputs = evalRange ? base.rawOutputs(...evalRange, evalForward) : undefined;

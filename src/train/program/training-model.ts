@@ -45,6 +45,7 @@ import type { Augmentation } from '../augment.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 import { cutFrames, frameOverlap, sequenceWave } from './sequence-waveform.ts';
 import { checkAugmentedIds, idsOf, rowsOf, sequenceBounds, type ProgramInputValues } from './example-ids.ts';
+import { inputRowsOf, programPackage, type ProgramPackage } from './worker-copy.ts';
 
 /** How the chosen output reads (module doc); the same as a measured closeness's `outputKind`. */
 export type ProgramOutputKind = OutputKind;
@@ -464,6 +465,21 @@ export class ProgramTrainingModel {
 
   endStep(): void {
     this.given = undefined;
+  }
+
+  /** A training worker's copy of this model (src/train/parallel/; worker-copy.ts). @throws TrainingWorkerError for a stateful model */
+  workerPackage(): ProgramPackage {
+    return programPackage(this, this.states.map((s) => s.input));
+  }
+
+  /** The rows of every input of the examples `ids` names: a pooled step's shard carries them to its thread. */
+  shardInputs(ids: ArrayLike<number>): Record<string, ProgramInputValues> {
+    return inputRowsOf(this.examples, ids);
+  }
+
+  /** A shard's rows (`feeds`, by input name) as the inputs of batch `x` in this step's forward pass, until {@link endStep}. */
+  useStepInputs(x: tf.Tensor, feeds: Record<string, tf.Tensor>): void {
+    this.given = { x, feeds };
   }
 
   /** Class scores of examples `x` (ids); differentiable inside a gradient function (training path, module doc). */

@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { DataError, ModelMismatchError, UsageError } from '../../core/errors.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import { isPatchable, type WeightStore } from '../../core/weight-store.ts';
-import { uniqueVariableName, type ProgramTensorInfo, type ProgramVariable, type TrainableProgram } from '../program/program.ts';
+import { uniqueVariableName, type ProgramRecipe, type ProgramTensorInfo, type ProgramVariable, type TrainableProgram } from '../program/program.ts';
 import { registerGradientFixes } from '../kernels/gradients.ts';
 import { graphOf, nodeNameOf, refuseUndifferentiable } from './gradient-probe.ts';
 
@@ -144,6 +144,19 @@ export class TfjsGraphProgram implements TrainableProgram {
     const result: Record<string, tf.Tensor> = {};
     names.forEach((n, k) => (result[n] = outs[k]));
     return result;
+  }
+
+  /**
+   * The artifacts the model was loaded from and the variables' names and shapes (a training
+   * worker loads the model again from them); absent when tfjs kept no artifacts.
+   */
+  get recipe(): ProgramRecipe | undefined {
+    const loaded = (this.model as unknown as { artifacts?: tf.io.ModelArtifacts }).artifacts;
+    if (!loaded?.modelTopology || !loaded.weightSpecs) return undefined;
+    // Plain data only (a streamed load's weight reader is a function, and its weights are not kept).
+    const { getWeightStream: _g, ...artifacts } = loaded;
+    if (artifacts.weightData === undefined) return undefined;
+    return { format: 'tfjs-graph', artifacts, source: this.source, weights: this.variables.map((v) => [v.name, v.shape.slice()]) };
   }
 
   /** The operator that computes `output`, looking through Identity nodes. */

@@ -23,7 +23,7 @@ import { readTfliteGraph, type TfliteGraph, type TfliteGraphOperator } from '../
 import { scanTfliteModel, TFLITE_TYPES } from '../../io/tflite/schema.ts';
 import { TFLITE_FRAME, TfliteWeightStore } from '../../io/tflite/store.ts';
 import { broadcastOf, DerivedShapeBound } from '../program/shape-bound.ts';
-import { uniqueVariableName, type ProgramTensorInfo, type ProgramVariable, type TrainableProgram } from '../program/program.ts';
+import { uniqueVariableName, type ProgramRecipe, type ProgramTensorInfo, type ProgramVariable, type TrainableProgram } from '../program/program.ts';
 
 type Act = (x: tf.Tensor) => tf.Tensor;
 
@@ -207,6 +207,8 @@ export class TfliteProgram implements TrainableProgram {
   readonly inputs: ProgramTensorInfo[];
   readonly outputs: ProgramTensorInfo[];
   readonly graph: TfliteGraph;
+  /** The bytes this program was built from (a training worker builds it again). */
+  readonly recipe: ProgramRecipe;
   /** The tensor each graph tensor index holds before the run (weights as variables, other constants), by index. */
   private readonly stored = new Map<number, tf.Tensor>();
   /** Constant tensors' values as numbers (shapes, axes, paddings), by index. */
@@ -220,6 +222,7 @@ export class TfliteProgram implements TrainableProgram {
   constructor(bytes: Uint8Array, options: TfliteProgramOptions = {}) {
     this.source = options.source ?? 'LiteRT model';
     this.graph = readTfliteGraph(bytes, this.source);
+    this.recipe = { format: 'tflite', bytes, source: this.source };
     const g = this.graph;
     const missing = g.operators.filter((o) => !KERNELS[o.op]);
     if (missing.length) {
