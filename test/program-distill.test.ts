@@ -120,8 +120,9 @@ test('ONNX: augment noise: the teacher scores the augmented batch the student tr
   spy(teacher, (rows) => scored.push(rows));
   spy(student, (rows) => trained.add(rows.join(';')));
   const { teacher: _t, program: _p, ...rest } = common;
-  // Eager steps: each runs the student's program (a compiled step replays its kernels instead).
-  await trainProgramDiff(student, new OnnxWeightStore(v1), own, { ...rest, teacher, augment: ['noise'], step: 'eager', validation: 0, epochs: 2, onBatch: () => void (training = true) });
+  // Eager steps: each runs the student's program (a compiled step replays its kernels instead), on
+  // this thread alone (on worker threads the spied program would see the first shard of each batch).
+  await trainProgramDiff(student, new OnnxWeightStore(v1), own, { ...rest, teacher, augment: ['noise'], step: 'eager', validation: 0, epochs: 2, threads: 1, onBatch: () => void (training = true) });
   training = false;
   // The first step ran before the spies listened: 7 of its 8 steps are seen.
   const augmented = scored.filter((rows) => rows.every((r) => !given.has(r)));

@@ -1,7 +1,9 @@
 /**
  * How a training run uses the threads it was given, decided once before the first step:
  *
- * - wasm (and cpu): the worker pool (pool.ts) when threads > 1;
+ * - wasm (and cpu): the worker pool (pool.ts) when threads > 1, for layers models and graph
+ *   programs alike (a worker builds a program again from its model file: program/worker-copy.ts;
+ *   a stateful sequence model cannot be, see there);
  * - native, a model with depthwise convolutions or batch norms: the worker pool with the native
  *   kernels on one thread in each worker (their gradients do not run in the addon), or, when the
  *   workers cannot rebuild the model, one JavaScript thread with the native kernels on the threads;
