@@ -33,9 +33,10 @@
  * The transformer (bench/torch-transformer.py defines it, trains v1 and fine-tunes v2 on a
  * seeded synthetic task, exports both to ONNX into .cache/transformer on first use) is distilled
  * from v1 toward v2 at batch 32: ours through the ONNX program as `ndiff train --teacher` runs it
- * (bench/train-transformer-child.ts), PyTorch the same way (teacher forward, KL, Adam). On native
- * at every core the addon's threads run the program's GEMMs (the program trains on one
- * JavaScript thread: its examples live in that thread's memory). Its timed steps hold the
+ * (bench/train-transformer-child.ts), PyTorch the same way (teacher forward, KL, Adam). On wasm
+ * at every core the batch is split across worker threads, each building the program again from
+ * v1.onnx; on native the program trains on one JavaScript thread and the addon's threads run
+ * its GEMMs. Its timed steps hold the
  * capture of the step's plan (two eager steps); a line under its table gives ours over the steps
  * after the plan's check alone, what a longer run tends to.
  * Writes bench/out/train-vs-torch.json.
