@@ -48,7 +48,7 @@ export interface PackagedModel {
 export function programPackage(model: PackagedModel, stateInputs: readonly string[]): ProgramPackage {
   const { program, examples } = model;
   if (stateInputs.length) {
-    throw new TrainingWorkerError(`${program.source} carries state from frame to frame (${stateInputs.join(', ')}): each training frame starts from the state its sequence carried, which this thread keeps and refreshes as the weights change, so the batch cannot be split across worker threads`, { states: [...stateInputs] });
+    throw new TrainingWorkerError(`${program.source} carries state from frame to frame (${stateInputs.join(', ')}): each training frame starts from the state its sequence carried, kept in this thread and refreshed as the weights change`, { states: [...stateInputs] });
   }
   const recipe = program.recipe;
   if (!recipe) throw new TrainingWorkerError(`${program.source}: a worker thread cannot build this program again (it was not made from a model file's bytes or artifacts the trainer kept)`, {});
