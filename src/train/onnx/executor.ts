@@ -98,7 +98,7 @@ export class OnnxProgram implements TrainableProgram {
   /** The graph's outputs. */
   readonly outputs: OnnxValueInfo[];
   readonly source: string;
-  /** The bytes and options this program was built from (a training worker builds it again). */
+  /** @internal The bytes and options this program was built from (a training worker builds it again). */
   readonly recipe: ProgramRecipe;
   /** ONNX's convention (PyTorch's export): images and spectrograms as `[C, H, W]` per example. */
   readonly channelsFirst = true;

@@ -39,7 +39,7 @@ export type ProgramRecipe =
 export interface TrainableProgram {
   /** Name for messages (a path). */
   readonly source: string;
-  /** How a worker thread builds this program again (absent: it cannot, and the program trains on one thread). */
+  /** @internal How a worker thread builds this program again (absent: it cannot, and the program trains on one thread). */
   readonly recipe?: ProgramRecipe;
   /** The patchable weights as variables, by the store's names. */
   readonly variables: readonly ProgramVariable[];

@@ -467,7 +467,7 @@ export class ProgramTrainingModel {
     this.given = undefined;
   }
 
-  /** A training worker's copy of this model (src/train/parallel/; worker-copy.ts). @throws TrainingWorkerError for a stateful model */
+  /** @internal A training worker's copy of this model (src/train/parallel/; worker-copy.ts). @throws TrainingWorkerError for a stateful model */
   workerPackage(): ProgramPackage {
     return programPackage(this, this.states.map((s) => s.input));
   }

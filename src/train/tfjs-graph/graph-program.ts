@@ -147,7 +147,7 @@ export class TfjsGraphProgram implements TrainableProgram {
   }
 
   /**
-   * The artifacts the model was loaded from and the variables' names and shapes (a training
+   * @internal The artifacts the model was loaded from and the variables' names and shapes (a training
    * worker loads the model again from them); absent when tfjs kept no artifacts.
    */
   get recipe(): ProgramRecipe | undefined {

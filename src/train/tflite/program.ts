@@ -207,7 +207,7 @@ export class TfliteProgram implements TrainableProgram {
   readonly inputs: ProgramTensorInfo[];
   readonly outputs: ProgramTensorInfo[];
   readonly graph: TfliteGraph;
-  /** The bytes this program was built from (a training worker builds it again). */
+  /** @internal The bytes this program was built from (a training worker builds it again). */
   readonly recipe: ProgramRecipe;
   /** The tensor each graph tensor index holds before the run (weights as variables, other constants), by index. */
   private readonly stored = new Map<number, tf.Tensor>();
