@@ -14,6 +14,23 @@ export interface ProgramInputValues {
   shape: number[];
 }
 
+/** The examples a program trains and is evaluated on (training-model.ts's module doc). */
+export interface ProgramExamples {
+  count: number;
+  /** Per-example inputs by model input name (the examples on the first axis). */
+  inputs: Record<string, ProgramInputValues>;
+  /** Inputs fed as they are to every batch (a sample rate), by name. */
+  shared?: Record<string, ProgramInputValues>;
+  /** Stateful models: the sequence of each example; a sequence's frames are consecutive, in order. */
+  sequence?: Int32Array;
+  /**
+   * Stateful models augmented (ProgramTrainingModel.augmentBatch): how many times each example's
+   * values were rewritten; a model recomputes what it cached of a rewritten example (a teacher's
+   * outputs, a sequence's entry states).
+   */
+  revision?: Uint32Array;
+}
+
 /** The largest id float32 holds exactly (with every id below it). */
 export const EXACT_IDS = 2 ** 24;
 

@@ -44,7 +44,7 @@ import type { OutputKind } from '../../diff/closeness.ts';
 import type { Augmentation } from '../augment.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 import { cutFrames, frameOverlap, sequenceWave } from './sequence-waveform.ts';
-import { checkAugmentedIds, idsOf, rowsOf, sequenceBounds, type ProgramInputValues } from './example-ids.ts';
+import { checkAugmentedIds, idsOf, rowsOf, sequenceBounds, type ProgramExamples, type ProgramInputValues } from './example-ids.ts';
 import { inputRowsOf, programPackage, type ProgramPackage } from './worker-copy.ts';
 
 /** How the chosen output reads (module doc); the same as a measured closeness's `outputKind`. */
@@ -69,22 +69,8 @@ export type { ProgramInputValues } from './example-ids.ts';
 /** Examples per pass of {@link ProgramTrainingModel.rawOutputs}. */
 export const RAW_OUTPUT_BATCH = 256;
 
-/** The examples a program trains and is evaluated on (module doc). */
-export interface ProgramExamples {
-  count: number;
-  /** Per-example inputs by model input name (the examples on the first axis). */
-  inputs: Record<string, ProgramInputValues>;
-  /** Inputs fed as they are to every batch (a sample rate), by name. */
-  shared?: Record<string, ProgramInputValues>;
-  /** Stateful models: the sequence of each example; a sequence's frames are consecutive, in order. */
-  sequence?: Int32Array;
-  /**
-   * Stateful models augmented (ProgramTrainingModel.augmentBatch): how many times each example's
-   * values were rewritten; a model recomputes what it cached of a rewritten example (a teacher's
-   * outputs, a sequence's entry states).
-   */
-  revision?: Uint32Array;
-}
+/** The examples a program trains and is evaluated on (defined beside the helpers that read its rows). */
+export type { ProgramExamples };
 
 /** A state input and the output that carries it to the next frame. */
 export interface ProgramStatePair {

@@ -13,9 +13,9 @@
  * move, so it trains on one thread.
  */
 import { TrainingWorkerError } from '../../core/errors.ts';
-import type { ProgramInputValues } from './example-ids.ts';
+import type { OutputKind as ProgramOutputKind } from '../../diff/closeness.ts';
+import type { ProgramExamples, ProgramInputValues } from './example-ids.ts';
 import type { ProgramRecipe, TrainableProgram } from './program.ts';
-import type { ProgramExamples, ProgramOutputKind } from './training-model.ts';
 
 /** A program's training model for a worker thread (module doc); plain data. */
 export interface ProgramPackage {
