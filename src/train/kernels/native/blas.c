@@ -201,6 +201,17 @@ static int need(napi_env env, size_t have, size_t want, const char *what) {
   return 1;
 }
 
+/* An epilogue's arguments (bias | null, activation): a bias of `columns` values or none, act 0-2. */
+static int get_epilogue(napi_env env, napi_value *argv, size_t columns, float **bias, int32_t *act) {
+  napi_valuetype bt;
+  size_t lb = 0;
+  if (napi_typeof(env, argv[0], &bt) != napi_ok) return throw_type(env, "bias: unreadable"), 0;
+  if (bt != napi_null && bt != napi_undefined && !get_f32(env, argv[0], bias, &lb)) return 0;
+  if (!get_i32(env, argv[1], act)) return 0;
+  if (*act < 0 || *act > 2) return throw_type(env, "activation must be 0 (linear), 1 (relu) or 2 (relu6)"), 0;
+  return *bias == NULL || need(env, lb, columns, "bias");
+}
+
 /*
  * Sizes are products of values JavaScript passes: each is checked for overflow (a product that
  * wraps at 2^64 would pass the length checks with tiny arrays and index far past them).
@@ -285,15 +296,7 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   }
   float *bias = NULL;
   int32_t act = 0;
-  if (argc >= 13) {
-    napi_valuetype bt;
-    size_t lbias = 0;
-    CHECK(napi_typeof(env, argv[11], &bt));
-    if (bt != napi_null && bt != napi_undefined && !get_f32(env, argv[11], &bias, &lbias)) return NULL;
-    if (!get_i32(env, argv[12], &act)) return NULL;
-    if (act < 0 || act > 2) return throw_type(env, "activation must be 0 (linear), 1 (relu) or 2 (relu6)"), NULL;
-    if (bias != NULL && N >= 0 && !need(env, lbias, (size_t)N, "bias")) return NULL;
-  }
+  if (argc >= 13 && !get_epilogue(env, argv + 11, N < 0 ? 0 : (size_t)N, &bias, &act)) return NULL;
   if (batch < 0 || M < 0 || N < 0 || K < 0 || aStride < 0 || bStride < 0) return throw_type(env, "negative size"), NULL;
   if (batch == 0 || M == 0 || N == 0) return NULL;
   /* Each operand's extent: (batch - 1) * stride + one matrix, every step checked. */
@@ -493,15 +496,7 @@ static napi_value conv2d_forward(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc >= 7) {
-    napi_valuetype bt;
-    size_t lb = 0;
-    CHECK(napi_typeof(env, argv[5], &bt));
-    if (bt != napi_null && bt != napi_undefined && !get_f32(env, argv[5], &bias, &lb)) return NULL;
-    if (!get_i32(env, argv[6], &act)) return NULL;
-    if (act < 0 || act > 2) return throw_type(env, "activation must be 0 (linear), 1 (relu) or 2 (relu6)"), NULL;
-    if (bias != NULL && !need(env, lb, (size_t)g[G_CO], "bias")) return NULL;
-  }
+  if (argc >= 7 && !get_epilogue(env, argv + 5, (size_t)g[G_CO], &bias, &act)) return NULL;
   const int32_t K = g[G_KH] * g[G_KW] * g[G_CI], CO = g[G_CO];
   const int64_t rows = (int64_t)g[G_B] * g[G_OH] * g[G_OW];
   if (rows == 0 || CO == 0) return NULL;
