@@ -53,12 +53,17 @@ export function idsOf(x: tf.Tensor): Int32Array {
   return Int32Array.from(x.dataSync() as Float32Array, (v) => Math.round(v));
 }
 
-/** Rows `ids` of an input as a tensor `[n, ...shape]`. */
-export function rowsOf(v: ProgramInputValues, ids: Int32Array): tf.Tensor {
+/** Rows `ids` of an input, `[n, ...shape]` row-major in the input's own element type. */
+export function gatherRows(v: ProgramInputValues, ids: ArrayLike<number>): Float32Array | Int32Array {
   const per = v.shape.reduce((a, d) => a * d, 1);
   const out = v.values instanceof Int32Array ? new Int32Array(ids.length * per) : new Float32Array(ids.length * per);
-  ids.forEach((id, r) => out.set(v.values.subarray(id * per, (id + 1) * per), r * per));
-  return tf.tensor(out, [ids.length, ...v.shape], v.values instanceof Int32Array ? 'int32' : 'float32');
+  for (let r = 0; r < ids.length; r++) out.set(v.values.subarray(ids[r] * per, (ids[r] + 1) * per) as never, r * per);
+  return out;
+}
+
+/** Rows `ids` of an input as a tensor `[n, ...shape]`. */
+export function rowsOf(v: ProgramInputValues, ids: Int32Array): tf.Tensor {
+  return tf.tensor(gatherRows(v, ids), [ids.length, ...v.shape], v.values instanceof Int32Array ? 'int32' : 'float32');
 }
 
 /** For each example its sequence's first id and end id (a sequence's examples are consecutive). */

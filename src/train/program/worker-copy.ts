@@ -14,7 +14,7 @@
  */
 import { TrainingWorkerError } from '../../core/errors.ts';
 import type { OutputKind as ProgramOutputKind } from '../../diff/closeness.ts';
-import type { ProgramExamples, ProgramInputValues } from './example-ids.ts';
+import { gatherRows, type ProgramExamples, type ProgramInputValues } from './example-ids.ts';
 import type { ProgramRecipe, TrainableProgram } from './program.ts';
 
 /** A program's training model for a worker thread (module doc); plain data. */
@@ -68,18 +68,13 @@ export function programPackage(model: PackagedModel, stateInputs: readonly strin
  * @throws TrainingWorkerError for an id that names no example.
  */
 export function inputRowsOf(examples: ProgramExamples, ids: ArrayLike<number>): Record<string, ProgramInputValues> {
-  const n = ids.length;
+  const rounded = Int32Array.from(ids, (id) => Math.round(id));
   const out: Record<string, ProgramInputValues> = {};
   for (const [name, v] of Object.entries(examples.inputs)) {
-    const per = v.shape.reduce((a, d) => a * d, 1);
-    const held = v.values.length / Math.max(1, per);
-    const rows = v.values instanceof Int32Array ? new Int32Array(n * per) : new Float32Array(n * per);
-    for (let r = 0; r < n; r++) {
-      const id = Math.round(ids[r]);
-      if (!(id >= 0 && id < held)) throw new TrainingWorkerError(`a training batch names example ${ids[r]}, and input ${name} holds ${held} examples`, { input: name, id: ids[r] });
-      rows.set(v.values.subarray(id * per, (id + 1) * per) as never, r * per);
-    }
-    out[name] = { values: rows, shape: v.shape.slice() };
+    const held = v.values.length / Math.max(1, v.shape.reduce((a, d) => a * d, 1));
+    const bad = rounded.findIndex((id) => !(id >= 0 && id < held));
+    if (bad >= 0) throw new TrainingWorkerError(`a training batch names example ${ids[bad]}, and input ${name} holds ${held} examples`, { input: name, id: ids[bad] });
+    out[name] = { values: gatherRows(v, rounded), shape: v.shape.slice() };
   }
   return out;
 }
