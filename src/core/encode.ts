@@ -175,8 +175,26 @@ export function wireHeader(h: PayloadHeader, intermediateFingerprint?: string): 
   o.cb = h.createdBy;
   if (h.createdAt !== undefined) o.ct = h.createdAt;
   if (h.expiresAt !== undefined) o.ex = h.expiresAt;
-  if (h.meta !== undefined) o.x = h.meta;
+  if (h.meta !== undefined) o.x = checkedMeta(h.meta);
   return o;
+}
+
+/**
+ * The metadata `x` as the format defines it (docs/format/document.md §2.2): string or integer
+ * values. A fraction is refused rather than written, because the reference encoder writes any
+ * non-integer number in [-2^31, 2^32) as float32 (`useFloat32: ALWAYS`, which the i8 scales
+ * need): a loss of 0.1 would reach every device as 0.10000000149011612.
+ */
+function checkedMeta(meta: Record<string, string | number>): Record<string, string | number> {
+  for (const [key, value] of Object.entries(meta)) {
+    if (typeof value === 'string' || Number.isSafeInteger(value)) continue;
+    const found = typeof value === 'number' ? `the number ${value}` : `a value of type ${value === null ? 'null' : typeof value}`;
+    throw new UsageError(
+      `metadata value "${key}" must be a string or a whole number within ±(2^53 - 1), found ${found}: the payload stores other numbers as float32, which changes them; write a fraction as a string (e.g. "${typeof value === 'number' && Number.isFinite(value) ? String(value) : '0.125'}")`,
+      { key, value: typeof value === 'number' ? value : String(value) },
+    );
+  }
+  return meta;
 }
 
 /** Encode a header and already-wired patches. Deterministic: same input, same bytes. */
