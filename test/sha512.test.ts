@@ -2,12 +2,15 @@
  * The device's SHA-512 (src/core/sha512.ts, used by the pure Ed25519 path and for key ids)
  * against node:crypto: every length across the first block boundaries (the padding's edge cases
  * are lengths 111, 112, 127 and 128 mod 128), random content, the FIPS 180-4 examples, and
- * megabytes at once.
+ * megabytes at once; over parts (the hash of R || A || M taken in three pieces) as over their
+ * concatenation, and the pure Ed25519 verifier hashing a payload without allocating a copy of it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { sha512 } from '../src/core/sha512.ts';
+import { verifySignature } from '../src/apply/ed25519-point.ts';
+import { seededRandom } from '../src/core/random.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const ref = (b: Uint8Array) => createHash('sha512').update(b).digest('hex');
@@ -35,4 +38,51 @@ test('SHA-512 equals node:crypto on 5 MB, and on bytes that exercise every carry
   assert.equal(hex(sha512(m)), ref(m));
   const ones = new Uint8Array(100_003).fill(0xff);
   assert.equal(hex(sha512(ones)), ref(ones));
+});
+
+test('SHA-512 over parts equals SHA-512 of their concatenation: every split of lengths around the block boundaries, empty parts, views at odd offsets', () => {
+  const r = seededRandom(512);
+  const whole = randomBytes(700);
+  for (let n = 0; n <= 700; n += n < 300 ? 1 : 37) {
+    const m = whole.subarray(0, n);
+    const want = ref(m);
+    for (const cut of [0, 1, Math.floor(n / 2), n]) assert.equal(hex(sha512(m.subarray(0, cut), m.subarray(cut))), want, `length ${n}, cut ${cut}`);
+    // Random cuts into up to six parts, some empty: R || A || M is three, a block may span them all.
+    const cuts = Array.from({ length: 5 }, () => Math.floor(r() * (n + 1))).sort((a, b) => a - b);
+    const parts = [0, ...cuts].map((from, i) => m.subarray(from, [...cuts, n][i]));
+    assert.equal(hex(sha512(...parts)), want, `length ${n}, cuts ${cuts}`);
+  }
+  assert.equal(hex(sha512()), ref(new Uint8Array(0)));
+  assert.equal(hex(sha512(new Uint8Array(0), new Uint8Array(0))), ref(new Uint8Array(0)));
+  // 32 + 32 + a megabyte, as the verifier hashes R, A and a payload.
+  const [R, A, M] = [randomBytes(32), randomBytes(32), randomBytes((1 << 20) + 5)];
+  assert.equal(hex(sha512(R, A, M)), createHash('sha512').update(R).update(A).update(M).digest('hex'));
+});
+
+test('the pure Ed25519 verifier hashes R || A || M in place: verifying a 2 MB payload allocates no byte array of even a tenth of its size', () => {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const key = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(12));
+  const message = new Uint8Array(randomBytes(2 << 20));
+  const signature = new Uint8Array(sign(null, message, privateKey));
+  // Every `new Uint8Array(...)` (and Uint8Array.from/of) made while verifying, by its length.
+  const Real = globalThis.Uint8Array;
+  const lengths: number[] = [];
+  const spy = new Proxy(Real, {
+    construct(target, args: unknown[], newTarget) {
+      const a = args[0];
+      lengths.push(typeof a === 'number' ? a : a instanceof ArrayBuffer ? (typeof args[2] === 'number' ? args[2] : a.byteLength - Number(args[1] ?? 0)) : ((a as ArrayLike<number> | undefined)?.length ?? 0));
+      return Reflect.construct(target, args, newTarget === spy ? target : newTarget);
+    },
+  });
+  globalThis.Uint8Array = spy;
+  let verdict: boolean;
+  try {
+    verdict = verifySignature(key, signature, message);
+  } finally {
+    globalThis.Uint8Array = Real;
+  }
+  assert.equal(verdict, true);
+  assert.ok(lengths.length > 0, 'the spy saw the verifier\'s own arrays (the hash block and digest)');
+  const largest = Math.max(...lengths);
+  assert.ok(largest < message.length / 10, `an array of ${largest} bytes was allocated to verify ${message.length}: the payload was copied`);
 });

@@ -121,11 +121,8 @@ export function verifySignature(publicKey: Uint8Array, signature: Uint8Array, me
   if (!A || !R || isIdentity(times(A, 8n))) return false;
   const s = littleEndian(signature.subarray(32, 64));
   if (s >= L) return false;
-  const hashed = new Uint8Array(64 + message.length);
-  hashed.set(signature.subarray(0, 32));
-  hashed.set(publicKey, 32);
-  hashed.set(message, 64);
-  const k = littleEndian(sha512(hashed)) % L;
+  // k = SHA-512(R || A || M), hashed over the three parts in place: no copy of the payload.
+  const k = littleEndian(sha512(signature.subarray(0, 32), publicKey, message)) % L;
   // [S]B - [k]A, both scalars in one double-and-add pass (Shamir's trick), then compared with R
   // exactly: no cofactor, so R + (a point of small order) is refused, as OpenSSL refuses it.
   const minusA: Point = [mod(-A[0]), A[1], A[2], mod(-A[3])];
