@@ -12,6 +12,7 @@ import { createPrivateKey, sign } from 'node:crypto';
 import { rfc8032Problems, speccheckVerdicts, wycheproofDisagreements, type Rfc8032Vector, type SpeccheckCase, type WycheproofFile } from './helpers/ed25519-verdicts.ts';
 import { documentedVerdicts } from './helpers/ed25519-verdict-table.ts';
 import { parsePublicKey, verifyEd25519 } from '../src/apply/ed25519.ts';
+import { parseTrustedKeys } from '../src/apply/signature.ts';
 
 const dir = new URL('./vectors/ed25519/', import.meta.url);
 const json = <T>(name: string): T => JSON.parse(readFileSync(new URL(name, dir), 'utf8')) as T;
@@ -73,7 +74,6 @@ test('speccheck: where the verifiers alone would disagree (a key of small order 
   }
   // A trusted key cannot be handed to the verifier unchecked: verifyEd25519 takes what parsePublicKey made, and
   // the policies parse again even a TrustedKey object (src/apply/signature.ts parseTrustedKeys).
-  const { parseTrustedKeys } = await import('../src/apply/signature.ts');
   const smuggled = { raw: Buffer.from(speccheck[0].pub_key, 'hex'), keyId: '0000000000000000' };
   assert.throws(() => parseTrustedKeys([smuggled]), /small or mixed order/);
   // Case 6 has a key that is fine: S >= L is refused before either verifier runs.
