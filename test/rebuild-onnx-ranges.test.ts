@@ -6,6 +6,8 @@
  * length is checked against the files' sizes and only the bytes its copies take are read. Each
  * case runs `rebuildOnnxFile` in a process of its own (test/helpers/rebuild-child.ts) whose peak
  * resident memory must stay far below the data file's size; the data files are sparse (no disk).
+ * A payload naming no files, whose new version keeps its weights in the `.onnx` file, is applied
+ * to such a model too (it used to be refused as a disk that did not keep what was written).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +24,7 @@ import { hexToBytes8, packDocument, wireHeader } from '../src/core/encode.ts';
 import { readMsgpack } from '../src/core/msgpack-read.ts';
 import { STRUCTURAL_VERSION, type StructuralHeader } from '../src/apply/rebuild.ts';
 import { exactDiff } from '../src/diff/exact.ts';
-import { openOnnxFile } from '../src/io/onnx/files.ts';
+import { openOnnxFile, rebuildOnnxFile } from '../src/io/onnx/files.ts';
 import { OnnxFilesStore } from '../src/io/onnx/files-store.ts';
 import { DT, f32le, graph, model, tensor, valueInfo } from './helpers/onnx-build.ts';
 
@@ -87,24 +89,38 @@ async function sparseModel(dir: string, size: number, offset: number, values: nu
   }
 }
 
+/** The same model with `w`'s values in the `.onnx` file (raw_data). */
+const inlineModel = (values: number[]) => model(graph({
+  initializers: [tensor({ name: 'w', dims: [4], dataType: DT.FLOAT, raw: f32le(values) })],
+  inputs: [valueInfo('x', [4])],
+  outputs: [valueInfo('w', [4])],
+}));
+
 /**
  * A structural payload (unsigned) from the model `base` fingerprints as to the model whose `w`
- * (`target` values) lies alone in `w.bin`: a raw byte delta inserting the new `.onnx` file and
- * copying `w`'s 16 bytes from base byte `copyFrom`, declaring a base of `baseLength` bytes; then
- * an exact value payload from those values (`baseValues`) to the target's.
+ * holds `target`: alone in `w.bin`, or (`inline`) in the `.onnx` file, the payload then naming
+ * no files (`fl`). Its byte delta (raw coding) inserts the intermediate's bytes but `w`'s 16,
+ * which it copies from base byte `copyFrom`, declaring a base of `baseLength` bytes; then an
+ * exact value payload from those values (`baseValues`) to the target's.
  */
-function movePayload(baseFingerprint: string, baseLength: number, copyFrom: number, baseValues: number[], target: number[]): { bytes: Uint8Array; targetOnnx: Uint8Array } {
-  const targetOnnx = oneTensorModel('w.bin', 0);
-  const files = (values: number[]) => [{ path: 'model.onnx', bytes: targetOnnx.slice() }, { path: 'w.bin', bytes: Uint8Array.from(f32le(values)) }];
-  const inter = new OnnxFilesStore(files(baseValues));
-  const values = exactDiff(hasher, inter, new OnnxFilesStore(files(target)), { modelId: 'net', sequence: 1 }).bytes;
+function movePayload(baseFingerprint: string, baseLength: number, copyFrom: number, baseValues: number[], target: number[], layout: 'w.bin' | 'inline' = 'w.bin'): { bytes: Uint8Array; targetFiles: { path: string; bytes: Uint8Array }[] } {
+  const files = (values: number[]) => layout === 'inline'
+    ? [{ path: 'model.onnx', bytes: inlineModel(values) }]
+    : [{ path: 'model.onnx', bytes: oneTensorModel('w.bin', 0) }, { path: 'w.bin', bytes: Uint8Array.from(f32le(values)) }];
+  const inter = files(baseValues);
+  const values = exactDiff(hasher, new OnnxFilesStore(files(baseValues)), new OnnxFilesStore(files(target)), { modelId: 'net', sequence: 1 }).bytes;
   const inner = decodePayload(values).header;
-  const instructions = [...varint(4 * targetOnnx.length), ...varint(4 * 16 + 1), ...varint(2 * copyFrom)];
-  const rb = Uint8Array.from([...[targetOnnx.length + 16, baseLength, 2, 0, targetOnnx.length].flatMap(varint), ...instructions, ...targetOnnx]);
-  const header: StructuralHeader = { ...inner, version: STRUCTURAL_VERSION, baseFingerprint, intermediateFingerprint: inner.baseFingerprint, fileKind: 'onnx', files: [{ path: 'model.onnx', length: targetOnnx.length }, { path: 'w.bin', length: 16 }] };
+  const out = Buffer.concat(inter.map((f) => f.bytes));
+  const at = out.indexOf(Buffer.from(f32le(baseValues)));
+  const literals = Buffer.concat([out.subarray(0, at), out.subarray(at + 16)]);
+  // INSERT (kind 0) what comes before, COPY from the base (kind 1, its offset zigzag-coded), INSERT the rest: no empty instruction.
+  const steps = [at && varint(4 * at), [...varint(4 * 16 + 1), ...varint(2 * copyFrom)], out.length - at - 16 && varint(4 * (out.length - at - 16))].filter((x): x is number[] => !!x);
+  const rb = Uint8Array.from([...[out.length, baseLength, steps.length, 0, literals.length].flatMap(varint), ...steps.flat(), ...literals]);
+  const list = layout === 'inline' ? undefined : inter.map((f) => ({ path: f.path, length: f.bytes.length }));
+  const header: StructuralHeader = { ...inner, version: STRUCTURAL_VERSION, baseFingerprint, intermediateFingerprint: inner.baseFingerprint, fileKind: 'onnx', ...(list ? { files: list } : {}) };
   const doc = wireHeader(header, inner.baseFingerprint);
-  Object.assign(doc, { fk: 'onnx', fl: header.files!.map((f) => [f.path, f.length]), rb, pv: values });
-  return { bytes: packDocument(doc), targetOnnx };
+  Object.assign(doc, { fk: 'onnx', ...(list ? { fl: list.map((f) => [f.path, f.length]) } : {}), rb, pv: values });
+  return { bytes: packDocument(doc), targetFiles: files(target) };
 }
 
 async function withFolder(fn: (dir: string, payloadFile: string) => Promise<void>): Promise<void> {
@@ -150,13 +166,25 @@ test('a valid payload moving a 16-byte tensor out of a 1.5 GiB data file: applie
   const OFFSET = SIZE - 4096;
   const base = await sparseModel(dir, SIZE, OFFSET, [0.5, -1, 2, 0.25]);
   const target = [0.5, -1, 2, 0.75];
-  const { bytes, targetOnnx } = movePayload(base.fingerprint, base.onnx.length + SIZE, base.onnx.length + OFFSET, [0.5, -1, 2, 0.25], target);
+  const { bytes, targetFiles } = movePayload(base.fingerprint, base.onnx.length + SIZE, base.onnx.length + OFFSET, [0.5, -1, 2, 0.25], target);
   await writeFile(payloadFile, bytes);
   const r = await rebuildInChild(base.file, payloadFile);
   assert.equal(r.status, 'applied', JSON.stringify(r));
   assert.ok(r.maxRssMiB < MAX_RSS_MIB, `peak RSS ${r.maxRssMiB} MiB: the ${SIZE / 2 ** 20} MiB data file was read whole`);
   // The folder holds the target: the new model file and w.bin; big.bin, no longer named, is gone.
   assert.deepEqual((await readdir(dir)).filter((n) => !n.includes('.ndiff-')).sort(), ['model.onnx', 'w.bin']);
-  assert.ok(Buffer.from(await readFile(path.join(dir, 'model.onnx'))).equals(Buffer.from(targetOnnx)));
-  assert.ok(Buffer.from(await readFile(path.join(dir, 'w.bin'))).equals(Buffer.from(f32le(target))));
+  for (const f of targetFiles) assert.ok(Buffer.from(await readFile(path.join(dir, f.path))).equals(Buffer.from(f.bytes)), f.path);
+}));
+
+test('a payload naming no files (the new version keeps its weights in the .onnx file) on a model with a data file: applied, the data file deleted', () => withFolder(async (dir, payloadFile) => {
+  const SIZE = 64 * 2 ** 20;
+  const base = await sparseModel(dir, SIZE, 4096, [1, 2, 3, 4]);
+  const { bytes, targetFiles } = movePayload(base.fingerprint, base.onnx.length + SIZE, base.onnx.length + 4096, [1, 2, 3, 4], [1, 2, 3, 5], 'inline');
+  assert.equal((readMsgpack(bytes) as Record<string, unknown>).fl, undefined);
+  await writeFile(payloadFile, bytes);
+  const r = await rebuildOnnxFile(base.file, bytes);
+  assert.equal(r.status, 'applied');
+  assert.deepEqual(r.filesRemoved, [path.join(dir, 'big.bin')]);
+  assert.deepEqual((await readdir(dir)).filter((n) => !n.includes('.ndiff-')), ['model.onnx']);
+  assert.ok(Buffer.from(await readFile(base.file)).equals(Buffer.from(targetFiles[0].bytes)));
 }));
