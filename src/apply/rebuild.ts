@@ -380,7 +380,7 @@ async function rebuild(given: readonly ModelFile[] | FingerprintedBase, payloadB
   const reader = known?.reader && header.fileKind !== 'tfjs' ? known.reader : undefined;
   const baseFiles = (): readonly ModelFile[] => {
     if (!known) return given as readonly ModelFile[];
-    if (!known.files) throw new UsageError(`a ${header.fileKind} model given by a reader alone needs its files whole for this payload (a TF.js model's): pass files() too`, { kind: header.fileKind });
+    if (!known.files) throw new UsageError(`the base of this ${header.fileKind} payload was given without files()${header.fileKind === 'tfjs' ? ' (a TF.js model\'s byte delta reads its model JSON rewritten, so a reader cannot stand for its files)' : ''}: pass the files; nothing was written`, { kind: header.fileKind });
     return known.files();
   };
   if (baseFingerprint === header.targetFingerprint) {
