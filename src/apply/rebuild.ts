@@ -18,13 +18,13 @@
  * @module neural-diff/rebuild
  */
 import { applyByteDelta } from '../core/byte-delta.ts';
-import { BaseMismatchError, ModelMismatchError, NeuralDiffError, PayloadFormatError, PayloadTooLargeError, TargetMismatchError, UnsupportedVersionError } from '../core/errors.ts';
+import { BaseMismatchError, ModelMismatchError, NeuralDiffError, PayloadFormatError, PayloadTooLargeError, TargetMismatchError, UnsupportedVersionError, UsageError } from '../core/errors.ts';
 import { fingerprintStore } from '../core/fingerprint.ts';
 import { bytes8ToHex, DIFF_METHODS, payloadLimit, type DecodeOptions, type DiffMethod, type PayloadHeader } from '../core/format.ts';
 import { getHasher, type Hasher } from '../core/hasher.ts';
 import { readMsgpack } from '../core/msgpack-read.ts';
 import type { WeightStore } from '../core/weight-store.ts';
-import { checkModelFileList, concatModelFiles, deltaBaseBytes, splitModelFiles, type ModelFile } from '../core/model-files.ts';
+import { checkModelFileList, concatModelFiles, deltaBaseBytes, deltaBaseOf, splitModelFiles, type ModelFile, type ModelFilesReader } from '../core/model-files.ts';
 import { readByteDeltaHeader } from '../core/byte-delta.ts';
 import { applyVerifiedPayload, verifyPayload, type ApplyResult, type VerifiedPayload } from './apply.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from './freshness.ts';
@@ -119,8 +119,20 @@ export interface RebuildOptions extends DecodeOptions, SignaturePolicy {
 export interface FingerprintedBase {
   /** The fingerprint of the model the files hold (as {@link fingerprintStore} gives it). */
   fingerprint: string;
-  /** The model's files, in the format's order; called at most once, after the base is checked. */
-  files(): readonly ModelFile[];
+  /**
+   * The model's files, in the format's order; called at most once, after the base is checked.
+   * Absent with {@link reader}: an `already-applied` result then carries no bytes (`bytes`
+   * empty, no `files`): the files are the base's, as they are.
+   */
+  files?(): readonly ModelFile[];
+  /**
+   * The files read a range at a time instead, for a format whose byte delta reads the files as
+   * they are (ONNX with external data files, not TF.js): the delta's base is checked against
+   * their lengths and only the bytes its copies take are read, after every instruction is
+   * checked and the output (at most `maxFileBytes`) allocated. So a payload cannot make a device
+   * read gigabytes of data files whole.
+   */
+  reader?: ModelFilesReader;
 }
 
 /**
@@ -132,7 +144,10 @@ export interface FingerprintedBase {
 export const MAX_ELEMENTS_PER_BYTE = 8;
 
 export interface RebuildResult {
-  /** `applied`: `bytes` are the target. `already-applied`: the base was the target; `bytes` are the base. */
+  /**
+   * `applied`: `bytes` are the target. `already-applied`: the base was the target; `bytes` are the
+   * base (empty for a base given by a {@link FingerprintedBase.reader} alone).
+   */
   status: 'applied' | 'already-applied';
   /** The target file's bytes (for a model of several files: the files one after the other). */
   bytes: Uint8Array;
@@ -362,17 +377,30 @@ async function rebuild(given: readonly ModelFile[] | FingerprintedBase, payloadB
   // once it is known to be the payload's).
   const known = 'fingerprint' in given ? given : undefined;
   const baseFingerprint = known ? known.fingerprint : fingerprintOf(hasher, format.open(given as readonly ModelFile[]));
-  const baseFiles = (): readonly ModelFile[] => (known ? known.files() : (given as readonly ModelFile[]));
-  if (baseFingerprint === header.targetFingerprint) return result('already-applied', [...baseFiles()]);
+  const reader = known?.reader && header.fileKind !== 'tfjs' ? known.reader : undefined;
+  const baseFiles = (): readonly ModelFile[] => {
+    if (!known) return given as readonly ModelFile[];
+    if (!known.files) throw new UsageError(`the base of this ${header.fileKind} payload was given without files()${header.fileKind === 'tfjs' ? ' (a TF.js model\'s byte delta reads its model JSON rewritten, so a reader cannot stand for its files)' : ''}: pass the files; nothing was written`, { kind: header.fileKind });
+    return known.files();
+  };
+  if (baseFingerprint === header.targetFingerprint) {
+    if (known?.reader && !known.files) {
+      const { files: _none, ...unread } = result('already-applied', []);
+      return unread;
+    }
+    return result('already-applied', [...baseFiles()]);
+  }
   checkNotReplayed(header, recorded, baseFingerprint);
   checkNotExpired(header, (options.now ?? Date.now)());
   if (baseFingerprint !== header.baseFingerprint) {
     throw new BaseMismatchError(`payload targets base ${header.baseFingerprint.slice(0, 8)}…, this model is ${baseFingerprint.slice(0, 8)}…: fetch the full model, or the update made for base ${baseFingerprint.slice(0, 8)}…`, { expected: header.baseFingerprint, found: baseFingerprint });
   }
 
-  // The rebuild, then the intermediate.
-  const base = baseFiles();
-  const baseBytes = deltaBaseBytes(header.fileKind, base);
+  // The rebuild, then the intermediate: the base's files read whole, or (a reader) only where
+  // the byte delta copies from.
+  const base = reader ? undefined : baseFiles();
+  const baseBytes = base ? deltaBaseBytes(header.fileKind, base) : deltaBaseOf(reader as ModelFilesReader);
+  const modelPath = (base ?? (reader as ModelFilesReader).files)[0].path;
   const cap = options.maxFileBytes ?? defaultMaxFileBytes(baseBytes.length);
   if (header.files) {
     // The files' lengths must be the delta's output, checked before the output exists.
@@ -381,7 +409,7 @@ async function rebuild(given: readonly ModelFile[] | FingerprintedBase, payloadB
     if (declared !== listed) fail(`"fl" lists ${listed} bytes of files, the byte delta "rb" writes ${declared}`);
   }
   const intermediate = applyByteDelta(baseBytes, payload.rebuild, cap, 'structural payload "rb"');
-  const interFiles = header.files ? splitModelFiles(intermediate, header.files) : [{ path: base[0].path, bytes: intermediate }];
+  const interFiles = header.files ? splitModelFiles(intermediate, header.files) : [{ path: modelPath, bytes: intermediate }];
   let store: FilesModelStore;
   try {
     store = format.open(interFiles);
@@ -411,8 +439,8 @@ async function rebuild(given: readonly ModelFile[] | FingerprintedBase, payloadB
   return result('applied', files, values);
 }
 
-export { applyByteDelta, readByteDeltaHeader, LITERALS_RAW, LITERALS_RANGE_CODED, INSTRUCTIONS_RANGE_CODED, MODELLED, MODELLED_CONTEXT, MODELLED_MAX_CONTEXT_BITS, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
+export { applyByteDelta, readByteDeltaHeader, type ByteDeltaBase, LITERALS_RAW, LITERALS_RANGE_CODED, INSTRUCTIONS_RANGE_CODED, MODELLED, MODELLED_CONTEXT, MODELLED_MAX_CONTEXT_BITS, BYTE_DELTA_MAX_BASE, BYTE_DELTA_MAX_SPAN, type ByteDeltaHeader } from '../core/byte-delta.ts';
 export * from '../core/errors.ts';
-export { checkModelFileList, modelPathProblem, concatModelFiles, splitModelFiles, MAX_MODEL_FILES, MAX_MODEL_PATH, MAX_MODEL_PATHS_TOTAL, type ModelFile } from '../core/model-files.ts';
+export { checkModelFileList, modelPathProblem, concatModelFiles, splitModelFiles, MAX_MODEL_FILES, MAX_MODEL_PATH, MAX_MODEL_PATHS_TOTAL, type ModelFile, type ModelFilesReader } from '../core/model-files.ts';
 export { getHasher, type Hasher } from '../core/hasher.ts';
 export type { SequenceStore, SequenceRecord } from './freshness.ts';

@@ -172,7 +172,7 @@ let from = 0;
  * length and from): check each one and, when `out` is given, carry it out (`literal(at, n)`
  * writes the next n literal bytes at output byte `at`).
  */
-function walk(base: Uint8Array, h: ByteDeltaHeader, where: string, next: (k: number, written: number) => void, out?: Uint8Array, literal?: (at: number, n: number) => void): void {
+function walk(base: Uint8Array | ByteDeltaBase, h: ByteDeltaHeader, where: string, next: (k: number, written: number) => void, out?: Uint8Array, literal?: (at: number, n: number) => void): void {
   let written = 0;
   let inserted = 0;
   for (let k = 0; k < h.instructionCount; k++) {
@@ -181,7 +181,10 @@ function walk(base: Uint8Array, h: ByteDeltaHeader, where: string, next: (k: num
     if (length > h.outputLength - written) fail(where, `instruction ${k} gives ${length} bytes at output byte ${written}, past the declared output length ${h.outputLength}`, { instruction: k });
     if (kind === 1) {
       if (from < 0 || from + length > h.baseLength) fail(where, `copy ${k} reads base bytes ${from}..${from + length}, the base is ${h.baseLength} bytes`, { instruction: k, offset: from, length });
-      out?.set(base.subarray(from, from + length), written);
+      if (out) {
+        if (base instanceof Uint8Array) out.set(base.subarray(from, from + length), written);
+        else base.copy(from, out.subarray(written, written + length));
+      }
     } else if (kind === 2) {
       // A copy of output already written (a name or a tensor that appears twice in the file):
       // it reads only bytes written before it.
@@ -319,15 +322,28 @@ function rangeBytes(stream: Uint8Array, n: number, where: string): Uint8Array {
 
 
 /**
+ * A byte delta's base read a range at a time, for a base too big to hold whole (an ONNX model's
+ * gigabytes of external data): {@link applyByteDelta} reads only the bytes its copies take, once
+ * every instruction is checked and the output allocated.
+ */
+export interface ByteDeltaBase {
+  /** The base's length in bytes. */
+  readonly length: number;
+  /** Fill `into` with the base's bytes from offset `from` (`from + into.length` is at most {@link length}). */
+  copy(from: number, into: Uint8Array): void;
+}
+
+/**
  * Rebuild a file from `base` and a byte delta. Every instruction is checked before the output is
- * allocated; `base` is only read.
+ * allocated; `base` is only read (a {@link ByteDeltaBase}: only the ranges the copies take, after
+ * those checks).
  * @param maxOutputBytes - the largest output the caller accepts (a delta declaring more is refused before anything is allocated)
  * @param where - names the delta in errors, e.g. `payload "rb"`
  * @throws PayloadFormatError naming what was expected and found: a malformed varint, an output
  *   over the cap, a base of another length, a copy outside the base, an instruction past the
  *   declared output, literals that do not add up, or bytes left over.
  */
-export function applyByteDelta(base: Uint8Array, delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): Uint8Array {
+export function applyByteDelta(base: Uint8Array | ByteDeltaBase, delta: Uint8Array, maxOutputBytes: number, where = 'byte delta'): Uint8Array {
   const h = readByteDeltaHeader(delta, maxOutputBytes, where);
   if (base.length !== h.baseLength) fail(where, `the delta reads a base of ${h.baseLength} bytes, this one is ${base.length}`, { expected: h.baseLength, found: base.length });
   if (h.modelled) {

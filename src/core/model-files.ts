@@ -8,6 +8,7 @@
  */
 import { PayloadFormatError } from './errors.ts';
 import { manifestWithoutPaths } from './json-top-level.ts';
+import type { ByteDeltaBase } from './byte-delta.ts';
 
 /** One file of a model: its path relative to the model's folder (`/`-separated) and its bytes. */
 export interface ModelFile {
@@ -117,4 +118,48 @@ function adjacentView(files: readonly ModelFile[]): Uint8Array | undefined {
     end += f.bytes.length;
   }
   return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
+}
+
+/**
+ * A model's files read a range at a time, for files too big to hold whole (an ONNX model's
+ * gigabytes of external data): their paths and lengths in the format's order, and a reader.
+ */
+export interface ModelFilesReader {
+  /** Each file's path (as in {@link ModelFile}) and length in bytes, in the format's order. */
+  readonly files: readonly { path: string; length: number }[];
+  /** Fill `into` with file `index`'s bytes from `offset` (`offset + into.length` is at most its length). */
+  read(index: number, offset: number, into: Uint8Array): void;
+}
+
+/**
+ * {@link deltaBaseBytes} of a model whose files are read through `reader`, for a format whose
+ * base is its files as they are (not TF.js: its model JSON is rewritten): the files one after
+ * the other, read only where the byte delta copies from.
+ */
+export function deltaBaseOf(reader: ModelFilesReader): ByteDeltaBase {
+  const starts: number[] = [];
+  let length = 0;
+  for (const f of reader.files) {
+    starts.push(length);
+    length += f.length;
+  }
+  return {
+    length,
+    copy(from, into) {
+      // The last file starting at or before `from` (a binary search: a delta may copy millions of
+      // times), then each file after it until the range is filled.
+      let [i, hi] = [0, starts.length - 1];
+      while (i < hi) {
+        const mid = (i + hi + 1) >>> 1;
+        if (starts[mid] <= from) i = mid;
+        else hi = mid - 1;
+      }
+      for (let done = 0; done < into.length; i++) {
+        const at = from + done - starts[i];
+        const n = Math.min(reader.files[i].length - at, into.length - done);
+        if (n > 0) reader.read(i, at, into.subarray(done, done + n));
+        done += Math.max(n, 0);
+      }
+    },
+  };
 }

@@ -36,7 +36,7 @@ import * as path from 'node:path';
 import { HealthCheckError, ModelMismatchError, NeuralDiffError, StateStoreError, TargetMismatchError, UsageError } from '../../core/errors.ts';
 import { fingerprintStore } from '../../core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
-import { modelPathProblem, type ModelFile } from '../../core/model-files.ts';
+import { modelPathProblem, type ModelFilesReader } from '../../core/model-files.ts';
 import { decodeStructuralPayload, rebuildModelBytes, rebuildModelFiles, type RebuildFileKind, type RebuildOptions, type RebuildResult } from '../../apply/rebuild.ts';
 import { openSignedPayload } from '../../apply/signature.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
@@ -290,39 +290,42 @@ async function rebuildInMemory(disk: WeightsFileStore, real: string, payloadByte
   }
   if (!format.files) throw new UsageError(`${real} keeps weights in external data files (${external.join(', ')}): a structural payload rebuilds a single-file ${kind} model; ship this model whole`, { file: real, external });
   // An ONNX model with external data files: the .onnx and its data files rebuilt together. The
-  // model is fingerprinted first a tensor at a time (its data files can be gigabytes), and its
-  // files read whole only once the payload is known to be for it.
-  let base: ModelFile[] = [];
-  const fingerprinted = {
-    fingerprint: fingerprintStore(options.hasher as Hasher, disk).fingerprint,
-    files: () => (base = readContiguously(path.basename(real), disk.contents.modelBytes(), external.map((loc) => ({ path: loc, file: disk.openedAt(loc) })))),
+  // model is fingerprinted first a tensor at a time (its data files can be gigabytes), and the
+  // byte delta reads its data files only where it copies from (issue #77): never whole.
+  const opened = external.map((loc) => disk.openedAt(loc));
+  const modelBytes = disk.contents.modelBytes();
+  const reader: ModelFilesReader = {
+    files: [{ path: path.basename(real), length: modelBytes.length }, ...external.map((loc, i) => ({ path: loc, length: opened[i].stats.size }))],
+    read: (index, offset, into) => {
+      if (index === 0) into.set(modelBytes.subarray(offset, offset + into.length));
+      else readAt(opened[index - 1], offset, into.length, into);
+    },
   };
-  const result = await rebuildModelFiles(fingerprinted, payloadBytes, format.files, options);
-  const files = result.files ?? base;
-  const was = new Map(base.slice(1).map((f) => [f.path, f.bytes]));
+  const result = await rebuildModelFiles({ fingerprint: fingerprintStore(options.hasher as Hasher, disk).fingerprint, reader }, payloadBytes, format.files, options);
+  if (result.status === 'already-applied') return { result, plan: { outputs: [], removed: [], folders: [] } };
+  // A payload without a file list rebuilds the model file alone: its data files are no longer named.
+  const files = result.files ?? [{ path: path.basename(real), bytes: result.bytes }];
+  const was = new Map(external.map((loc, i) => [loc, opened[i]]));
   const now = new Set(files.slice(1).map((f) => f.path));
   // Only the files whose bytes changed are written, and the data files the target adds.
   const outputs = files
     .map((f, i): RebuiltFile => ({ loc: i === 0 ? '' : f.path, bytes: f.bytes, created: i > 0 && !was.has(f.path) }))
-    .filter((o) => o.created || !sameBytes(o.bytes, o.loc === '' ? base[0].bytes : (was.get(o.loc) as Uint8Array)));
+    .filter((o) => o.created || !(o.loc === '' ? sameBytes(o.bytes, modelBytes) : sameAsFile(o.bytes, was.get(o.loc) as OpenedFile)));
   return { result, plan: { outputs, removed: external.filter((loc) => !now.has(loc)), folders: [] } };
 }
 
-/**
- * The model file and its data files, read one after the other into one buffer: views of it are
- * the files, and the byte delta's base is the buffer itself (`deltaBaseBytes` copies files only
- * when they do not lie one after the other), so a model of gigabytes of data is held once.
- */
-function readContiguously(name: string, modelBytes: Uint8Array, data: readonly { path: string; file: OpenedFile }[]): ModelFile[] {
-  const all = new Uint8Array(data.reduce((n, d) => n + d.file.stats.size, modelBytes.length));
-  all.set(modelBytes);
-  const files: ModelFile[] = [{ path: name, bytes: all.subarray(0, modelBytes.length) }];
-  let at = modelBytes.length;
-  for (const d of data) {
-    files.push({ path: d.path, bytes: readAt(d.file, 0, d.file.stats.size, all.subarray(at)) });
-    at += d.file.stats.size;
+/** Bytes compared per read with a data file on disk. */
+const COMPARE_CHUNK = 16 * 1024 * 1024;
+
+/** Whether `bytes` are the bytes of the opened file `f`, read a chunk at a time. */
+function sameAsFile(bytes: Uint8Array, f: OpenedFile): boolean {
+  if (bytes.length !== f.stats.size) return false;
+  const chunk = new Uint8Array(Math.min(COMPARE_CHUNK, bytes.length));
+  for (let at = 0; at < bytes.length; at += chunk.length) {
+    const n = Math.min(chunk.length, bytes.length - at);
+    if (!sameBytes(bytes.subarray(at, at + n), readAt(f, at, n, chunk))) return false;
   }
-  return files;
+  return true;
 }
 
 /** The largest other model file of the folder read to learn which data files it names. */

@@ -31,6 +31,9 @@
 import { ModelFormatError } from '../../core/errors.ts';
 import { decodeUtf8Strict } from '../../core/utf8-decode.ts';
 import { uniqueNamer } from '../../core/file-frame.ts';
+import { eachVarint, ProtoFields as Fields, ProtoMalformed as Malformed, signed64, WIRE_NAMES } from './wire.ts';
+
+export { signed64 } from './wire.ts';
 
 /** ONNX `TensorProto.DataType` names, by number. */
 export const ONNX_DTYPES: readonly string[] = [
@@ -124,121 +127,6 @@ interface Scope {
 export const MAX_GRAPH_DEPTH = 32;
 
 const FIELD = { graph: 7, functions: 25 } as const;
-const WIRE_NAMES = ['varint', 'fixed64', 'length-delimited', 'start-group', 'end-group', 'fixed32', 'wire type 6', 'wire type 7'];
-
-/** Thrown inside the reader; {@link scanOnnxModel} turns it into a ModelFormatError naming the source. */
-class Malformed extends Error {}
-
-/**
- * A cursor over one protobuf message in `b`, between `p` and `end`. Every length is checked
- * against the bytes left before it is used.
- */
-class Fields {
-  /** Field number and wire type of the field just read. */
-  field = 0;
-  wire = 0;
-  /** For a length-delimited field: its contents `[start, stop)`; for a fixed field: its offset. */
-  start = 0;
-  stop = 0;
-  /** The value of a varint field (as a number; exact below 2^53) and its two 32-bit halves. */
-  value = 0;
-  lo = 0;
-  hi = 0;
-  constructor(readonly b: Uint8Array, public p: number, readonly end: number) {}
-
-  /** Read a varint at `p` into lo/hi/value. */
-  varint(): void {
-    const { b, end } = this;
-    let lo = 0;
-    let hi = 0;
-    for (let i = 0; ; i++) {
-      if (this.p >= end) throw new Malformed(`a varint runs past the end of its message at byte ${this.p}`);
-      if (i === 10) throw new Malformed(`a varint at byte ${this.p - 10} is longer than 10 bytes`);
-      const x = b[this.p++];
-      if (i < 4) lo |= (x & 0x7f) << (7 * i);
-      else if (i === 4) {
-        lo |= (x & 0x0f) << 28;
-        hi |= (x & 0x7f) >>> 4;
-      } else hi |= (x & 0x7f) << (7 * i - 32);
-      if (x < 0x80) break;
-    }
-    this.lo = lo >>> 0;
-    this.hi = hi >>> 0;
-    this.value = this.hi * 4294967296 + this.lo;
-  }
-
-  /** Advance to the next field; false at the end of the message. */
-  next(): boolean {
-    if (this.p >= this.end) return false;
-    const tagAt = this.p;
-    this.varint();
-    if (this.hi !== 0 || this.lo >>> 3 === 0) throw new Malformed(`field tag ${this.value} at byte ${tagAt} is not a valid field number`);
-    this.field = this.lo >>> 3;
-    this.wire = this.lo & 7;
-    const at = this.p;
-    switch (this.wire) {
-      case 0:
-        this.start = at;
-        this.varint();
-        this.stop = this.p;
-        break;
-      case 1:
-      case 5: {
-        const n = this.wire === 1 ? 8 : 4;
-        if (at + n > this.end) throw new Malformed(`a ${n}-byte field at byte ${at} runs past the end of its message (${this.end})`);
-        this.start = at;
-        this.stop = this.p = at + n;
-        break;
-      }
-      case 2: {
-        this.varint();
-        const len = this.value;
-        if (this.hi !== 0 || len > this.end - this.p) {
-          throw new Malformed(`field ${this.field} at byte ${tagAt} says it holds ${len} bytes, but only ${this.end - this.p} are left in its message`);
-        }
-        this.start = this.p;
-        this.stop = this.p = this.p + len;
-        break;
-      }
-      default:
-        throw new Malformed(`field ${this.field} at byte ${tagAt} has ${WIRE_NAMES[this.wire]}, which ONNX files never use`);
-    }
-    return true;
-  }
-
-  /** The contents of the current length-delimited field as a string. */
-  string(): string {
-    this.need(2, 'a string');
-    try {
-      return decodeUtf8Strict(this.b.subarray(this.start, this.stop));
-    } catch {
-      throw new Malformed(`field ${this.field} at byte ${this.start} should be UTF-8 text but is not`);
-    }
-  }
-
-  need(wire: number, what: string): void {
-    if (this.wire !== wire) throw new Malformed(`field ${this.field} (${what}) has ${WIRE_NAMES[this.wire]}, expected ${WIRE_NAMES[wire]}`);
-  }
-
-  /** A nested cursor over the current length-delimited field. */
-  sub(what: string): Fields {
-    this.need(2, what);
-    return new Fields(this.b, this.start, this.stop);
-  }
-}
-
-/** Read every varint of a packed field `[start, stop)` (or one varint), calling `each(lo, hi)`. */
-function eachVarint(b: Uint8Array, start: number, stop: number, each: (lo: number, hi: number) => void): number {
-  const f = new Fields(b, start, stop);
-  let n = 0;
-  while (f.p < stop) {
-    f.varint();
-    each(f.lo, f.hi);
-    n++;
-  }
-  return n;
-}
-
 interface RawTensor {
   dims: number[];
   dataType: number;
@@ -309,10 +197,6 @@ export function shapeText(dims: readonly number[]): string {
   return dims.length <= 16 ? `[${dims.join(', ')}]` : `[${dims.slice(0, 8).join(', ')}, … ${dims.length - 8} more dimensions]`;
 }
 
-/** A varint's two halves as a signed 64-bit integer (exact below 2^53 in magnitude). */
-export function signed64(lo: number, hi: number): number {
-  return (hi | 0) * 4294967296 + (lo >>> 0);
-}
 
 /** Where a varint field starts: fix the range of an unpacked varint (the reader stored [tagEnd?]). */
 function varintStarts(b: Uint8Array, start: number, stop: number): number {

@@ -100,7 +100,7 @@ export async function readTfjsModelFiles(dir: string, modelJsonFile: string): Pr
  * tensor's bytes held at once), its files read whole only when it is the payload's base or
  * target: a payload for another base is refused without the model's shards held in memory.
  */
-async function fingerprintedBase(dir: string, modelJsonFile: string, reservedFiles: string[], hasher: Hasher, header: { baseFingerprint: string; targetFingerprint: string }): Promise<FingerprintedBase> {
+async function fingerprintedBase(dir: string, modelJsonFile: string, reservedFiles: string[], hasher: Hasher, header: { baseFingerprint: string; targetFingerprint: string }): Promise<FingerprintedBase & { files(): readonly ModelFile[] }> {
   const fingerprint = fingerprintStore(hasher, await openTfjsModelDir(dir, { modelJsonFile, reservedFiles, lazy: true })).fingerprint;
   const files = fingerprint === header.baseFingerprint || fingerprint === header.targetFingerprint ? await readTfjsModelFiles(dir, modelJsonFile) : undefined;
   return {

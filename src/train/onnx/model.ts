@@ -4,13 +4,14 @@
  * `Scan` bodies) decoded the same way. Plain TypeScript over the protobuf wire format
  * (field numbers of onnx/onnx.proto), no tfjs.
  *
- * The weight store (src/io/onnx/proto.ts) finds the same tensors by a separate walk and names
- * them; a decoded tensor here carries where its values start in the file ({@link OnnxTensor.at}),
+ * The protobuf is read through the weight store's cursor (src/io/onnx/wire.ts), with the same
+ * checks of every tag, wire type and length. The weight store (src/io/onnx/proto.ts) finds the
+ * same tensors by a separate walk and names them; a decoded tensor here carries where its values start in the file ({@link OnnxTensor.at}),
  * which is how the executor finds the store's name for it (the same bytes, whatever the naming).
  */
 import { ModelFormatError } from '../../core/errors.ts';
-import { decodeUtf8Strict } from '../../core/utf8-decode.ts';
 import { fromHalfBits } from '../../core/float16.ts';
+import { ProtoFields as Reader, ProtoMalformed as Malformed } from '../../io/onnx/wire.ts';
 
 /** Element types of ONNX tensors, by `TensorProto.DataType` number, that the executor computes with. */
 export type OnnxElement = 'float32' | 'int32' | 'bool' | 'string';
@@ -83,96 +84,6 @@ export interface OnnxModel {
   irVersion: number;
 }
 
-class Malformed extends Error {}
-
-/** A protobuf cursor over `[p, end)`. */
-class Reader {
-  field = 0;
-  wire = 0;
-  start = 0;
-  stop = 0;
-  lo = 0;
-  hi = 0;
-  constructor(readonly b: Uint8Array, public p: number, readonly end: number) {}
-
-  varint(): void {
-    let lo = 0;
-    let hi = 0;
-    for (let i = 0; ; i++) {
-      if (this.p >= this.end || i === 10) throw new Malformed(`a varint at byte ${this.p} is cut short`);
-      const x = this.b[this.p++];
-      if (i < 4) lo |= (x & 0x7f) << (7 * i);
-      else if (i === 4) {
-        lo |= (x & 0x0f) << 28;
-        hi |= (x & 0x7f) >>> 4;
-      } else hi |= (x & 0x7f) << (7 * i - 32);
-      if (x < 0x80) break;
-    }
-    this.lo = lo >>> 0;
-    this.hi = hi >>> 0;
-  }
-
-  /** The current varint as a signed 64-bit number. */
-  get int(): number {
-    return (this.hi | 0) * 4294967296 + this.lo;
-  }
-
-  next(): boolean {
-    if (this.p >= this.end) return false;
-    this.varint();
-    this.field = this.lo >>> 3;
-    this.wire = this.lo & 7;
-    if (this.wire === 0) {
-      this.start = this.p;
-      this.varint();
-      this.stop = this.p;
-    } else if (this.wire === 1 || this.wire === 5) {
-      const n = this.wire === 1 ? 8 : 4;
-      if (this.p + n > this.end) throw new Malformed(`a fixed field at byte ${this.p} runs past its message`);
-      this.start = this.p;
-      this.stop = this.p += n;
-    } else if (this.wire === 2) {
-      this.varint();
-      const len = this.hi * 4294967296 + this.lo;
-      if (len > this.end - this.p) throw new Malformed(`field ${this.field} at byte ${this.p} holds ${len} bytes, past its message`);
-      this.start = this.p;
-      this.stop = this.p += len;
-    } else throw new Malformed(`field ${this.field} has wire type ${this.wire}, which ONNX files never use`);
-    return true;
-  }
-
-  sub(): Reader {
-    return new Reader(this.b, this.start, this.stop);
-  }
-
-  string(): string {
-    return decodeUtf8Strict(this.b.subarray(this.start, this.stop));
-  }
-
-  float(): number {
-    return new DataView(this.b.buffer, this.b.byteOffset + this.start, 4).getFloat32(0, true);
-  }
-
-  /** Every varint of this field (packed or one), as signed numbers. */
-  varints(out: number[]): void {
-    if (this.wire === 0) {
-      out.push(this.int);
-      return;
-    }
-    const r = this.sub();
-    while (r.p < r.end) {
-      r.varint();
-      out.push(r.int);
-    }
-  }
-
-  /** Every fixed32 float of this field (packed or one). */
-  floats(out: number[]): void {
-    const dv = new DataView(this.b.buffer, this.b.byteOffset + this.start, this.stop - this.start);
-    for (let p = 0; p + 4 <= dv.byteLength; p += 4) out.push(dv.getFloat32(p, true));
-  }
-}
-
 const bf = new Float32Array(1);
 const bfBits = new Uint32Array(bf.buffer);
 
@@ -219,29 +130,24 @@ function readTensor(r: Reader, external: ExternalFiles | undefined): OnnxTensor 
   let location = 0;
   while (r.next()) {
     switch (r.field) {
-      case 1: r.varints(dims); break;
-      case 2: dataType = r.lo; break;
+      case 1: r.varints('dims', dims); break;
+      case 2: dataType = r.int('data_type'); break;
       case 8: name = r.string(); break;
-      case 9: raw = [r.start, r.stop]; break;
-      case 4: firstTyped ??= r.start; r.floats(typed); break;
-      case 10: {
-        firstTyped ??= r.start;
-        const dv = new DataView(r.b.buffer, r.b.byteOffset + r.start, r.stop - r.start);
-        for (let p = 0; p + 8 <= dv.byteLength; p += 8) typed.push(dv.getFloat64(p, true));
-        break;
-      }
-      case 5: case 7: firstTyped ??= r.start; r.varints(typed); break;
+      case 9: r.need(2, 'raw_data'); raw = [r.start, r.stop]; break;
+      case 4: firstTyped ??= r.start; r.fixedFloats('float_data', 4, typed); break;
+      case 10: firstTyped ??= r.start; r.fixedFloats('double_data', 8, typed); break;
+      case 5: case 7: firstTyped ??= r.start; r.varints(r.field === 5 ? 'int32_data' : 'int64_data', typed); break;
       case 11: {
         // uint64_data: unsigned varints.
         firstTyped ??= r.start;
-        const s = r.wire === 0 ? null : r.sub();
+        const s = r.wire === 0 ? null : r.sub('uint64_data');
         if (!s) typed.push(r.hi * 4294967296 + r.lo);
         else while (s.p < s.end) { s.varint(); typed.push(s.hi * 4294967296 + s.lo); }
         break;
       }
       case 6: strings.push(r.string()); break;
       case 13: {
-        const kv = r.sub();
+        const kv = r.sub('external_data');
         let k = '';
         let v = '';
         while (kv.next()) {
@@ -251,7 +157,7 @@ function readTensor(r: Reader, external: ExternalFiles | undefined): OnnxTensor 
         ext.set(k, v);
         break;
       }
-      case 14: location = r.lo; break;
+      case 14: location = r.int('data_location'); break;
     }
   }
   const count = dims.reduce((a, d) => a * d, 1);
@@ -291,21 +197,21 @@ function readValueInfo(r: Reader): OnnxValueInfo {
   while (r.next()) {
     if (r.field === 1) name = r.string();
     else if (r.field === 2) {
-      const type = r.sub();
+      const type = r.sub('type');
       while (type.next()) {
         if (type.field !== 1) continue;
-        const tt = type.sub();
+        const tt = type.sub('tensor_type');
         while (tt.next()) {
-          if (tt.field === 1) dataType = tt.lo;
+          if (tt.field === 1) dataType = tt.int('elem_type');
           else if (tt.field === 2) {
             shape = [];
-            const s = tt.sub();
+            const s = tt.sub('shape');
             while (s.next()) {
               if (s.field !== 1) continue;
-              const d = s.sub();
+              const d = s.sub('dim');
               let dim: number | string = -1;
               while (d.next()) {
-                if (d.field === 1) dim = d.int;
+                if (d.field === 1) dim = d.int('dim_value');
                 else if (d.field === 2) dim = d.string();
               }
               shape.push(dim);
@@ -324,15 +230,15 @@ function readAttribute(r: Reader, prefix: string, nodeKey: string, external: Ext
   while (r.next()) {
     switch (r.field) {
       case 1: a.name = r.string(); break;
-      case 2: a.f = r.float(); break;
-      case 3: a.i = r.int; break;
+      case 2: a.f = r.float('f'); break;
+      case 3: a.i = r.int('i'); break;
       case 4: a.s = r.string(); break;
-      case 7: r.floats((a.floats ??= [])); break;
-      case 8: r.varints((a.ints ??= [])); break;
+      case 7: r.fixedFloats('floats', 4, (a.floats ??= [])); break;
+      case 8: r.varints('ints', (a.ints ??= [])); break;
       case 9: (a.strings ??= []).push(r.string()); break;
-      case 20: a.type = r.lo; break;
+      case 20: a.type = r.int('type'); break;
       case 21: a.refAttrName = r.string(); break;
-      case 5: case 6: case 10: case 11: pending.push({ field: r.field, reader: r.sub() }); break;
+      case 5: case 6: case 10: case 11: pending.push({ field: r.field, reader: r.sub(r.field === 5 || r.field === 10 ? 'a tensor' : 'a graph') }); break;
     }
   }
   let graphIndex = 0;
@@ -358,7 +264,7 @@ function readNode(r: Reader, prefix: string, index: number, external: ExternalFi
     else if (r.field === 3) name = r.string();
     else if (r.field === 4) opType = r.string();
     else if (r.field === 7) domain = r.string();
-    else if (r.field === 5) attrReaders.push(r.sub());
+    else if (r.field === 5) attrReaders.push(r.sub('attribute'));
   }
   const key = name || outputs[0] || `#${index}`;
   const attributes = new Map<string, OnnxAttribute>();
@@ -380,10 +286,10 @@ function readNode(r: Reader, prefix: string, index: number, external: ExternalFi
 function readGraph(r: Reader, prefix: string, external: ExternalFiles | undefined): OnnxGraph {
   const g: OnnxGraph = { prefix, nodes: [], initializers: [], inputs: [], outputs: [] };
   while (r.next()) {
-    if (r.field === 1) g.nodes.push(readNode(r.sub(), prefix, g.nodes.length, external));
-    else if (r.field === 5) g.initializers.push(readTensor(r.sub(), external));
-    else if (r.field === 11) g.inputs.push(readValueInfo(r.sub()));
-    else if (r.field === 12) g.outputs.push(readValueInfo(r.sub()));
+    if (r.field === 1) g.nodes.push(readNode(r.sub('node'), prefix, g.nodes.length, external));
+    else if (r.field === 5) g.initializers.push(readTensor(r.sub('initializer'), external));
+    else if (r.field === 11) g.inputs.push(readValueInfo(r.sub('input')));
+    else if (r.field === 12) g.outputs.push(readValueInfo(r.sub('output')));
     else if (r.field === 15) throw new Malformed('the graph holds sparse initializers, which the executor does not read');
   }
   return g;
@@ -402,15 +308,15 @@ export function decodeOnnxModel(bytes: Uint8Array, options: { external?: Externa
     let irVersion = 0;
     const opsets = new Map<string, number>();
     while (r.next()) {
-      if (r.field === 1 && r.wire === 0) irVersion = r.int;
-      else if (r.field === 7) graph = readGraph(r.sub(), '', options.external);
+      if (r.field === 1 && r.wire === 0) irVersion = r.int('ir_version');
+      else if (r.field === 7) graph = readGraph(r.sub('graph'), '', options.external);
       else if (r.field === 8) {
-        const o = r.sub();
+        const o = r.sub('opset_import');
         let domain = '';
         let version = 0;
         while (o.next()) {
           if (o.field === 1) domain = o.string();
-          else if (o.field === 2) version = o.int;
+          else if (o.field === 2) version = o.int('version');
         }
         opsets.set(domain === 'ai.onnx' ? '' : domain, version);
       }
