@@ -32,9 +32,13 @@ import { packageKey, planUpdate, type UpdatePlan } from './plan.ts';
 import { loadRecord, MemoryDownloadStore, sequenceStoreOf, type DownloadStore, type UpdaterRecord, type UpdaterStateStore } from './state.ts';
 import type { ModelTarget, PendingUpdateOutcome, UpdateHealthCheck } from './target.ts';
 import { openTrustedRelease, type TrustedRelease } from './trust.ts';
+import type { RetryOptions } from './retry.ts';
 
-/** Settings of an {@link Updater}. */
-export interface UpdaterOptions {
+/**
+ * Settings of an {@link Updater}; with when a mirror is asked again ({@link RetryOptions}:
+ * backoff with jitter, `Retry-After`, the bound on a run's waits, the injectable sleep and random).
+ */
+export interface UpdaterOptions extends Omit<RetryOptions, 'now'> {
   /** The model id this device holds (the release's `--model-id`). */
   modelId: string;
   /** Base URLs of the release folder, tried in order (a CDN first, a mirror next). */
@@ -49,7 +53,7 @@ export interface UpdaterOptions {
   downloads?: DownloadStore;
   /** Default: the global `fetch`. */
   fetch?: FetchLike;
-  /** Milliseconds since 1970 (default `Date.now`). */
+  /** Milliseconds since 1970 (default `Date.now`): manifest expiry, and a `Retry-After` date. */
   now?: () => number;
   /** Abort a request that delivers nothing for this long (default 30 s). */
   timeoutMs?: number;
@@ -145,7 +149,8 @@ export class Updater {
 
   private downloadOptions() {
     const o = this.options;
-    return { fetch: this.fetch, mirrors: o.urls, timeoutMs: o.timeoutMs, ...(o.minBytesPerSecond !== undefined ? { minBytesPerSecond: o.minBytesPerSecond } : {}), chunkBytes: o.chunkBytes, attemptsPerMirror: o.attemptsPerMirror, ...(o.maxDownloadBytes !== undefined ? { maxRunBytes: o.maxDownloadBytes } : {}) };
+    const retry: RetryOptions = { retryBaseMs: o.retryBaseMs, retryCapMs: o.retryCapMs, maxRetryAfterMs: o.maxRetryAfterMs, maxRetryWaitMs: o.maxRetryWaitMs, sleep: o.sleep, random: o.random, now: o.now };
+    return { ...retry, fetch: this.fetch, mirrors: o.urls, timeoutMs: o.timeoutMs, ...(o.minBytesPerSecond !== undefined ? { minBytesPerSecond: o.minBytesPerSecond } : {}), chunkBytes: o.chunkBytes, attemptsPerMirror: o.attemptsPerMirror, ...(o.maxDownloadBytes !== undefined ? { maxRunBytes: o.maxDownloadBytes } : {}) };
   }
 
   /** Fetch and verify the manifest, and record its release number. */
