@@ -21,7 +21,9 @@ export interface FetchResponse {
   /**
    * A byte stream (absent on React Native's fetch: then `arrayBuffer` is used, without resume
    * mid-body; a length given by Content-Length is compared with the cap, or with the manifest's,
-   * before the body is read, while a body without one is held whole once before it is refused).
+   * before the body is read, and a body of unknown size, without Content-Length or coded, is not
+   * read: the request is made again bounded by a Range header, and a mirror that still answers
+   * with a body of unknown size is left).
    */
   body?: ReadableStream<Uint8Array> | null;
   arrayBuffer(): Promise<ArrayBuffer>;
@@ -107,6 +109,30 @@ function statusFailure(res: FetchResponse, now: number): AttemptFailure {
   if (!retriable(res.status)) return new AttemptFailure(`HTTP ${res.status}`, 'mirror');
   const after = retryAfterMs(res.headers.get('retry-after'), now);
   return new AttemptFailure(`HTTP ${res.status}${after !== undefined ? ` (Retry-After ${res.headers.get('retry-after')})` : ''}`, 'retry', after !== undefined ? { retryAfterMs: after } : {});
+}
+
+/**
+ * Whether the body's size is unknown until it is read: no `Content-Length`, or a content coding
+ * (the length is then the coded one). Where fetch has no body streams, such a body is not read:
+ * `arrayBuffer()` would hold all of it before any cap applies.
+ */
+function sizeUnknown(res: FetchResponse): boolean {
+  return contentCoded(res) || !/^\d+$/.test(res.headers.get('content-length') ?? '');
+}
+
+/**
+ * The headers of a request bounded to the bytes `from`..`to` (inclusive), for a fetch without
+ * body streams. A fetch asks a Range request uncoded itself (the Fetch standard adds
+ * `Accept-Encoding: identity`; OkHttp, under React Native, asks no gzip then).
+ */
+const boundedRequest = (from: number, to: number): Record<string, string> => ({ Range: `bytes=${from}-${to}` });
+
+/** Why a body of unknown size is not read where fetch has no body streams. */
+function unknownSize(res: FetchResponse, bounded: boolean): AttemptFailure {
+  const what = contentCoded(res) ? `a ${res.headers.get('content-encoding')}-coded body (its decoded size unknown)` : 'a body without Content-Length';
+  return bounded
+    ? new AttemptFailure(`sent ${what} to a request bounded by Range, where fetch has no body streams: not read (it would be held whole before any cap applied); serve Range requests, or files with Content-Length and no Content-Encoding`, 'mirror')
+    : new AttemptFailure(`sent ${what} where fetch has no body streams: not read (it would be held whole before any cap applied); asking again bounded by a Range header`, 'again');
 }
 
 /**
@@ -210,17 +236,22 @@ export async function fetchSmallFile(path: string, maxBytes: number, options: Do
   const attempts: DownloadAttempt[] = [];
   let refusal: unknown;
   const now = options.now ?? Date.now;
+  // Whether fetch was seen to give no body streams (React Native's): requests are bounded then.
+  let noStreams = false;
   for (const base of options.mirrors) {
     const url = joinUrl(base, path);
-    let hint: RetryHint = {};
+    // Retries after a backoff so far, and what the last failure said (undefined: ask at once).
+    let backoffs = 0;
+    let wait: RetryHint | undefined;
     for (let attempt = 0; attempt < (options.attemptsPerMirror ?? 4); attempt++) {
-      if (attempt > 0) {
-        const refused = await waitBeforeRetry(attempt - 1, hint, options, stats);
+      if (wait) {
+        const refused = await waitBeforeRetry(backoffs++, wait, options, stats);
         if (refused) {
           attempts.push({ url, problem: refused.refused });
           break;
         }
       }
+      wait = undefined;
       const controller = new AbortController();
       const idle = requestWatch(controller, options.timeoutMs ?? 30_000, options.minBytesPerSecond ?? 1024);
       const parts: Uint8Array[] = [];
@@ -228,8 +259,16 @@ export async function fetchSmallFile(path: string, maxBytes: number, options: Do
       try {
         stats.requests++;
         idle.arm();
-        const res = await options.fetch(url, { headers: {}, cache: 'no-cache', signal: controller.signal });
-        if (res.status !== 200) throw statusFailure(res, now());
+        // Without body streams, bounded to one byte past the cap (learned from the first answer).
+        const res = await options.fetch(url, { headers: noStreams ? boundedRequest(0, maxBytes) : {}, cache: 'no-cache', signal: controller.signal });
+        const part = noStreams && res.status === 206 && /^bytes 0-\d+\/(\d+|\*)$/.test(res.headers.get('content-range') ?? '');
+        if (res.status !== 200 && !part) throw statusFailure(res, now());
+        if (!res.body && sizeUnknown(res)) {
+          controller.abort(new Error('a body of unknown size, not read'));
+          const failure = unknownSize(res, noStreams);
+          noStreams = true;
+          throw failure;
+        }
         // Refused before a byte is read when its length is given: a fetch without body streams
         // (React Native) can only read a body whole. A coded body's length is not the file's.
         const declared = contentCoded(res) ? null : res.headers.get('content-length');
@@ -257,7 +296,7 @@ export async function fetchSmallFile(path: string, maxBytes: number, options: Do
         attempts.push({ url, problem: e instanceof AttemptFailure ? e.message : describe(e, controller.signal) });
         // A dropped connection (not a timeout: a stalled mirror is left) is asked again.
         if (e instanceof AttemptFailure ? e.next === 'mirror' : controller.signal.aborted || !isNetworkError(e)) break;
-        hint = e instanceof AttemptFailure ? e.hint : {};
+        if (!(e instanceof AttemptFailure) || e.next === 'retry') wait = e instanceof AttemptFailure ? e.hint : {};
       } finally {
         idle.stop();
       }
@@ -293,6 +332,8 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
   // Bytes received once, even if dropped later: a second receipt counts as re-fetched.
   let highWater = have;
   const now = options.now ?? Date.now;
+  // Whether fetch was seen to give no body streams (React Native's): requests are bounded then.
+  let noStreams = false;
   for (const base of options.mirrors) {
     const url = joinUrl(base, file.file);
     // The retries after a backoff so far on this mirror, and what the last failure said.
@@ -336,7 +377,8 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
         stats.requests++;
         if (have > 0) stats.resumes++;
         idle.arm();
-        const res = await options.fetch(url, { headers: have > 0 ? { Range: `bytes=${have}-` } : {}, signal: controller.signal });
+        // Without body streams, bounded to one byte past the file's end (a server stops at the end).
+        const res = await options.fetch(url, { headers: noStreams ? boundedRequest(have, file.length) : have > 0 ? { Range: `bytes=${have}-` } : {}, signal: controller.signal });
         if (res.status === 416) {
           // What is stored does not fit the server's file: start again.
           await store.remove(key);
@@ -344,6 +386,12 @@ export async function downloadFile(file: ReleaseFile, store: DownloadStore, opti
           throw new AttemptFailure('HTTP 416 (range not satisfiable): restarting the file', 'again');
         }
         if (res.status !== 200 && res.status !== 206) throw statusFailure(res, now());
+        if (!res.body && sizeUnknown(res)) {
+          controller.abort(new Error('a body of unknown size, not read'));
+          const failure = unknownSize(res, noStreams);
+          noStreams = true;
+          throw failure;
+        }
         if (res.status === 200 && have > 0) {
           // The server ignored the Range header: the body is the whole file again, a restart from
           // byte 0. What is stored goes either way: kept, the next run would plan only the rest

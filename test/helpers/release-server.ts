@@ -1,6 +1,6 @@
 /**
- * A static file server for release folders, as a CDN serves them (GET, HTTP Range `bytes=N-`
- * answered with 206 and Content-Range), on 127.0.0.1 at a free port, with faults a test can
+ * A static file server for release folders, as a CDN serves them (GET, HTTP Range `bytes=N-` or
+ * `bytes=N-M` answered with 206 and Content-Range, an end past the file's clamped), on 127.0.0.1 at a free port, with faults a test can
  * arm: a connection dropped after some body bytes, a body cut short or too long, a status code,
  * a stall (headers never sent), a flipped byte, a gzip-coded body. Optionally it answers
  * cross-origin requests as a CDN that allows CORS simple requests only (no preflight). Every
@@ -75,8 +75,10 @@ export async function serveRelease(root: string, serveOptions: ServeOptions = {}
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     const fault = faults.find((f) => f.times > 0 && f.match(urlPath));
-    const range = fault?.kind === 'whole' ? null : /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const range = fault?.kind === 'whole' ? null : /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     const start = range ? Number(range[1]) : 0;
+    // The last byte asked for (inclusive), when the range names one.
+    const last = range && range[2] !== '' ? Number(range[2]) : Infinity;
     const entry: ServedRequest = { path: urlPath, start, status: 200, sent: 0, method: req.method ?? 'GET', headers: { ...req.headers } };
     log.push(entry);
     if (serveOptions.cors === 'simple') {
@@ -122,11 +124,11 @@ export async function serveRelease(root: string, serveOptions: ServeOptions = {}
       res.writeHead(416, { 'Content-Range': `bytes */${bytes.length}` }).end();
       return;
     }
-    const body = Buffer.from(bytes.subarray(start));
+    const body = Buffer.from(bytes.subarray(start, Math.min(bytes.length, last + 1)));
     entry.status = range ? 206 : 200;
     const type = urlPath.endsWith('.html') ? 'text/html' : urlPath.endsWith('.js') ? 'text/javascript' : urlPath.endsWith('.json') ? 'application/json' : 'application/octet-stream';
     const headers: Record<string, string | number> = { 'Content-Type': type, 'Accept-Ranges': 'bytes' };
-    if (range) headers['Content-Range'] = `bytes ${start}-${bytes.length - 1}/${bytes.length}`;
+    if (range) headers['Content-Range'] = `bytes ${start}-${start + body.length - 1}/${bytes.length}`;
     if (fault?.kind === 'truncate' || fault?.kind === 'overlong') {
       res.writeHead(entry.status, headers);
       const out = fault.kind === 'truncate' ? body.subarray(0, fault.at ?? body.length >> 1) : Buffer.concat([body, Buffer.alloc(100, 7)]);
