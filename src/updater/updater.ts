@@ -182,7 +182,7 @@ export class Updater {
   async forgetFailed(): Promise<number> {
     const record = await loadRecord(this.options.state, this.options.modelId);
     const n = record.failed.length;
-    if (n) await this.options.state.save(this.options.modelId, { ...record, failed: [] });
+    if (n) await this.options.state.save(this.options.modelId, { ...record, failed: [], failedCleared: (record.failedCleared ?? 0) + 1 });
     return n;
   }
 
