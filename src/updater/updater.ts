@@ -89,6 +89,8 @@ export interface UpdateStep {
   method?: string;
   outcome: 'applied' | 'installed' | 'health-check-failed' | 'download-failed' | 'refused';
   error?: { code: string; message: string };
+  /** What the target said of an applied payload (a shared data file kept): also given to `onProgress` as `warning: …`. */
+  warnings?: string[];
 }
 
 /** What {@link Updater.update} did. */
@@ -220,6 +222,8 @@ export class Updater {
   private async run(result: UpdateResult): Promise<void> {
     const o = this.options;
     const progress = o.onProgress ?? (() => {});
+    // What the target said of each payload applied (by its SHA-256).
+    const warnings = new Map<string, string[]>();
     const stats = result.download;
     let { release, record } = await this.refresh(stats, await loadRecord(o.state, o.modelId));
     const m: ReleaseManifest = release.manifest;
@@ -313,7 +317,8 @@ export class Updater {
         for (const [k, p] of plan.steps.entries()) {
           try {
             await this.checkPayloadHeader(fetched[k], p, m);
-            await o.target.applyPayload(fetched[k], { trustedKeys: o.trustedKeys, expectedModelId: m.modelId, sequenceStore: sequences, now, healthCheck: health('payload', p.toVersion, p.target) });
+            const applied = await o.target.applyPayload(fetched[k], { trustedKeys: o.trustedKeys, expectedModelId: m.modelId, sequenceStore: sequences, now, healthCheck: health('payload', p.toVersion, p.target) });
+            if (applied?.warnings?.length) warnings.set(p.sha256, applied.warnings);
           } catch (e) {
             if (!(e instanceof NeuralDiffError)) throw e;
             const healthFailed = e instanceof HealthCheckError;
@@ -325,7 +330,9 @@ export class Updater {
             result.fingerprint = current;
             break;
           }
-          result.steps.push({ ...stepOf(p), outcome: 'applied' });
+          const said = warnings.get(p.sha256);
+          for (const w of said ?? []) progress(`warning: ${w}`);
+          result.steps.push({ ...stepOf(p), outcome: 'applied', ...(said ? { warnings: said } : {}) });
           await this.downloads.remove(p.sha256);
           current = p.target;
           result.fingerprint = current;
