@@ -61,6 +61,9 @@ describe('the updater backs off before asking a mirror again', () => {
     assert.equal(retryAfterMs(' 0 ', now), 0);
     assert.equal(retryAfterMs(new Date(now + 7000).toUTCString(), now), 7000);
     assert.equal(retryAfterMs('Thu, 01 Jan 2026 11:00:00 GMT', now), 0, 'a date in the past: no wait');
+    // The obsolete forms (RFC 9110 §5.6.7): RFC 850 and asctime, GMT both.
+    assert.equal(retryAfterMs('Thursday, 01-Jan-26 12:00:30 GMT', now), 30_000);
+    assert.equal(retryAfterMs('Thu Jan  1 12:00:30 2026', now), 30_000);
     for (const bad of [null, '', '-5', '1.5', 'soon', 'Thu, 01 Jan']) assert.equal(retryAfterMs(bad, now), undefined, String(bad));
   });
 

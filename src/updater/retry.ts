@@ -43,9 +43,11 @@ export function retryAfterMs(header: string | null, now: number): number | undef
   if (header === null) return undefined;
   const value = header.trim();
   if (/^\d+$/.test(value)) return Number(value) * 1000;
-  // An HTTP-date names a weekday and a time of day; Date.parse alone would take "12" as a year.
-  if (!/^[A-Za-z]{3},? .*\d\d:\d\d:\d\d/.test(value)) return undefined;
-  const at = Date.parse(value);
+  // An HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms a recipient must take)
+  // names a weekday and a time of day; Date.parse alone would take "12" as a year. All are GMT:
+  // asctime says no zone, which Date.parse would read as local time.
+  if (!/^[A-Za-z]{3,9},? .*\d\d:\d\d:\d\d/.test(value)) return undefined;
+  const at = Date.parse(/GMT$/i.test(value) ? value : `${value} GMT`);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
