@@ -4,7 +4,8 @@
  * wrote it back whole, so a tab whose read came before the other tab's write put back the lower
  * sequence (and release) it had read, and a replayed payload or manifest was accepted again.
  * The IndexedDB updater state and sequence store now never lower what is recorded: the read and
- * the write are one transaction.
+ * the write are one transaction. Nor does a tab drop a failed payload another tab recorded: the
+ * failed lists are joined, unless the later save cleared the list (forgetFailed).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +31,7 @@ before(async () => {
   await mkdir(site, { recursive: true });
   const src = join(import.meta.dirname, '..', 'src');
   const bundle = await build({
-    stdin: { contents: `export { IndexedDbUpdaterState } from ${JSON.stringify(join(src, 'updater', 'indexeddb.ts'))}; export { IndexedDbSequenceStore } from ${JSON.stringify(join(src, 'apply', 'sequence-stores.ts'))};`, resolveDir: src, loader: 'ts' },
+    stdin: { contents: `export { IndexedDbUpdaterState } from ${JSON.stringify(join(src, 'updater', 'indexeddb.ts'))}; export { IndexedDbSequenceStore } from ${JSON.stringify(join(src, 'apply', 'sequence-stores.ts'))}; export { Updater } from ${JSON.stringify(join(src, 'updater', 'updater.ts'))};`, resolveDir: src, loader: 'ts' },
     bundle: true, platform: 'browser', format: 'esm', write: false, logLevel: 'silent',
   });
   await writeFile(join(site, 'stores.js'), bundle.outputFiles[0].contents);
@@ -63,9 +64,30 @@ test('in Chromium: a tab saving a record it read before another tab\'s write doe
     // Tab b writes what it read, with a payload that failed its health check.
     await b.evaluate(`window.read.then((r) => window.state.save('kws', { ...r, failed: ['bad'] }))`);
     assert.deepEqual(await a.evaluate(`window.state.load('kws')`), { release: 2, manifestSha256: 'm2', sequence: 5, fingerprint: 'f5', failed: ['bad'] });
-    // A higher sequence is still recorded.
+    // A higher sequence is still recorded (and the failure recorded before kept: see the next test).
     await b.evaluate(`window.state.save('kws', { release: 3, manifestSha256: 'm3', sequence: 6, fingerprint: 'f6', failed: [] })`);
-    assert.deepEqual(await a.evaluate(`window.state.load('kws')`), { release: 3, manifestSha256: 'm3', sequence: 6, fingerprint: 'f6', failed: [] });
+    assert.deepEqual(await a.evaluate(`window.state.load('kws')`), { release: 3, manifestSha256: 'm3', sequence: 6, fingerprint: 'f6', failed: ['bad'] });
+  } finally {
+    await context.close();
+  }
+});
+
+test('in Chromium: a tab saving the failed list it read does not drop a failure another tab recorded since; a cleared list stays cleared', { skip, timeout: 60_000 }, async () => {
+  const context = await browser.newContext();
+  try {
+    const [a, b] = [await tab(context), await tab(context)];
+    await a.evaluate(`window.state.save('kws', { release: 1, sequence: 3, failed: [] })`);
+    // Both tabs read; a's payload fails its health check, then b's another one.
+    await b.evaluate(`window.read = window.state.load('kws')`);
+    await a.evaluate(`window.state.load('kws').then((r) => window.state.save('kws', { ...r, failed: [...r.failed, 'payload-a'] }))`);
+    await b.evaluate(`window.read.then((r) => window.state.save('kws', { ...r, failed: [...r.failed, 'payload-b'] }))`);
+    assert.deepEqual(await a.evaluate(`window.state.load('kws')`), { release: 1, sequence: 3, failed: ['payload-a', 'payload-b'] });
+    // Updater.forgetFailed clears the list (and counts the clearing): the union does not bring it back.
+    const forget = `new window.stores.Updater({ modelId: 'kws', urls: ['https://unused.example/'], trustedKeys: ['unused'], target: {}, state: window.state }).forgetFailed()`;
+    assert.equal(await a.evaluate(forget), 2);
+    assert.deepEqual(await b.evaluate(`window.state.load('kws')`), { release: 1, sequence: 3, failed: [], failedCleared: 1 });
+    await b.evaluate(`window.state.load('kws').then((r) => window.state.save('kws', { ...r, failed: [...r.failed, 'payload-c'] }))`);
+    assert.deepEqual(await a.evaluate(`window.state.load('kws')`), { release: 1, sequence: 3, failed: ['payload-c'], failedCleared: 1 });
   } finally {
     await context.close();
   }

@@ -5,7 +5,9 @@
  * same static server as the Node tests (same origin), state and downloads in IndexedDB, the
  * model in memory. It updates a device on version 1 to the newest over payloads (one download
  * dropped mid-body and resumed), then, after a reload, refuses the old manifest replayed: the
- * release it accepted survived the reload in IndexedDB.
+ * release it accepted survived the reload in IndexedDB. Then a page updates from a mirror of
+ * another origin (another port) that allows CORS simple requests only: no request of the update
+ * may need a preflight.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +27,8 @@ const skip = 'skip' in chromiumPath ? chromiumPath.skip : false;
 
 let chain: ReleaseChain;
 let server: ReleaseServer;
+/** The same site at another origin, answering CORS simple requests only. */
+let crossOrigin: ReleaseServer;
 let browser: Browser;
 let site: string;
 
@@ -38,12 +42,14 @@ before(async () => {
   await writeFile(join(site, 'updater.js'), bundle.outputFiles[0].contents);
   await writeFile(join(site, 'index.html'), '<!doctype html><script type="module">import * as ndiff from "./updater.js"; window.ndiff = ndiff; document.body.dataset.state = "ready";</script><body></body>');
   server = await serveRelease(site);
+  crossOrigin = await serveRelease(site, { cors: 'simple' });
   browser = await chromium.launch({ executablePath: (chromiumPath as { path: string }).path, headless: true, args: CHROMIUM_ARGS });
 });
 
 after(async () => {
   await browser?.close();
   await server?.close();
+  await crossOrigin?.close();
   if (chain) await rm(chain.work, { recursive: true, force: true });
 });
 
@@ -101,6 +107,32 @@ test('in Chromium: updates over payloads with a resumed download, and after a re
     server.override('/kws/manifest.json', undefined);
     assert.deepEqual([replay.result.status, replay.result.error?.code], ['failed', 'ND_FRESHNESS']);
     assert.match(replay.result.error?.message ?? '', /older than release/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('in Chromium: updates from a mirror of another origin that allows CORS simple requests only (no preflight)', { skip, timeout: 120_000 }, async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${server.url}index.html`);
+    await page.waitForSelector('body[data-state="ready"]', { state: 'attached' });
+    assert.notEqual(new URL(crossOrigin.url).origin, new URL(server.url).origin);
+    const from = crossOrigin.log.length;
+    const run = await runInPage(page, { tensors: await tensorsOf(1), publicKey: chain.keys.publicKeyPem, url: `${crossOrigin.url}kws/` });
+    assert.equal(run.result.status, 'updated', JSON.stringify(run.result.error));
+    assert.equal(run.result.fingerprint, chain.fingerprints.at(-1));
+    const asked = crossOrigin.log.slice(from);
+    assert.deepEqual(asked.filter((q) => q.method === 'OPTIONS').map((q) => q.path), [], 'no preflight');
+    const manifestAsk = asked.find((q) => q.path === '/kws/manifest.json');
+    assert.equal(manifestAsk?.headers.origin, new URL(server.url).origin, 'asked cross-origin');
+    // The browser's own revalidation header (the no-cache mode), which needs no preflight.
+    assert.equal(manifestAsk?.headers['cache-control'], 'max-age=0');
+    assert.ok(asked.some((q) => q.path.startsWith('/kws/blobs/') && q.status === 200), 'the payloads came from the mirror');
     assert.deepEqual(errors, []);
   } finally {
     await context.close();

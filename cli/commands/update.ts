@@ -98,6 +98,7 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
     ? `${a.model} is up to date: version ${r.latest} (${r.fingerprint}), manifest release ${r.release}`
     : `${a.model} updated to version ${r.latest} (${r.fingerprint}) by ${r.path === 'full' ? 'the full model' : 'payloads'}: ${formatBytes(fetched)} downloaded (the full model is ${formatBytes(r.fullBytes ?? 0)})`);
   if (warning) io.err(`warning: ${warning}`);
+  for (const w of r.steps.flatMap((s) => s.warnings ?? [])) io.err(`warning: ${w}`);
   // A lossy payload (top-k within a budget) ends near the version, not at it: say so.
   const last = r.steps.filter((s) => s.outcome === 'applied' || s.outcome === 'installed').at(-1);
   if (r.status === 'updated' && last?.kind === 'payload' && last.method !== 'exact') {

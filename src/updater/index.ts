@@ -29,8 +29,9 @@ export function canonicalJson(value: unknown, options: CanonicalJsonOptions = { 
   return canonicalJsonOf(value, options);
 }
 export { downloadFile, fetchSmallFile, joinUrl, emptyStats, type FetchLike, type FetchResponse, type DownloadOptions, type DownloadStats, type DownloadAttempt } from './download.ts';
+export { retryAfterMs, RETRY_DEFAULTS, type RetryOptions } from './retry.ts';
 export { MemoryUpdaterState, MemoryDownloadStore, sequenceStoreOf, loadRecord, type UpdaterRecord, type UpdaterStateStore, type DownloadStore } from './state.ts';
-export { weightStoreTarget, type ModelTarget, type TargetApplyOptions, type TargetInstallOptions, type PackageFileBytes, type UpdateHealthCheck, type PendingUpdateOutcome, type PendingCheck, type WeightStoreTargetOptions } from './target.ts';
+export { weightStoreTarget, type ModelTarget, type TargetApplyOptions, type TargetApplyResult, type TargetInstallOptions, type PackageFileBytes, type UpdateHealthCheck, type PendingUpdateOutcome, type PendingCheck, type WeightStoreTargetOptions } from './target.ts';
 export { IndexedDbUpdaterState, IndexedDbDownloadStore } from './indexeddb.ts';
 export { sha256Hex, sha256Pure } from './sha256.ts';
 export { NeuralDiffError, DownloadError, SignatureError, FreshnessError, HealthCheckError, ModelMismatchError } from '../core/errors.ts';

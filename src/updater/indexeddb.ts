@@ -76,10 +76,13 @@ export class IndexedDbUpdaterState extends IndexedDbBase implements UpdaterState
     return r && { ...r, failed: [...(r.failed ?? [])] };
   }
   /**
-   * Save `record`, never lowering the sequence or the manifest release recorded: two tabs
-   * updating at once each read, then write, so the second write would otherwise put back the
-   * lower numbers it read (replay protection lowered). The read and the write are one
-   * transaction, so no other tab's write falls between them.
+   * Save `record`, never lowering the sequence or the manifest release recorded, nor dropping a
+   * failed payload another tab recorded: two tabs updating at once each read, then write, so the
+   * second write would otherwise put back the lower numbers it read (replay protection lowered)
+   * and the failed list it read (a payload that failed its health check in the other tab tried
+   * again). The failed list saved is the union of the stored one and `record`'s, unless `record`
+   * cleared it ({@link UpdaterRecord.failedCleared}) after the stored one. The read and the write
+   * are one transaction, so no other tab's write falls between them.
    */
   async save(modelId: string, record: UpdaterRecord): Promise<void> {
     await this.write(RECORDS, (s) => {
@@ -89,9 +92,19 @@ export class IndexedDbUpdaterState extends IndexedDbBase implements UpdaterState
   }
 }
 
-/** `next`, with the higher sequence (and its fingerprint) and release (and its manifest hash) of `stored` kept. */
+/**
+ * `next`, with the higher sequence (and its fingerprint) and release (and its manifest hash) of
+ * `stored` kept, and the failures `stored` holds, unless `next` cleared them after it.
+ */
 function keepHighest(stored: UpdaterRecord | undefined, next: UpdaterRecord): UpdaterRecord {
   const out = { ...next };
+  const cleared = { stored: stored?.failedCleared ?? 0, next: next.failedCleared ?? 0 };
+  if (cleared.next <= cleared.stored) {
+    // A writer that read before another's forgetFailed puts back what it had read: it cannot
+    // tell those failures from one it recorded since (documented in docs/PUBLISHING.md).
+    out.failed = [...new Set([...(stored?.failed ?? []), ...next.failed])];
+    if (cleared.stored > 0) out.failedCleared = cleared.stored;
+  }
   if (typeof stored?.sequence === 'number' && (out.sequence === undefined || stored.sequence > out.sequence)) {
     out.sequence = stored.sequence;
     if (stored.fingerprint === undefined) delete out.fingerprint;

@@ -23,6 +23,12 @@ export interface UpdaterRecord {
   fingerprint?: string;
   /** SHA-256 of payloads, and `package:<fingerprint>` of full packages, that failed a health check. */
   failed: string[];
+  /**
+   * How many times `failed` was cleared ({@link Updater.forgetFailed}). A store several writers
+   * share (IndexedDB, across tabs) keeps the union of the failures two writers save, unless the
+   * later save cleared the list after what is stored.
+   */
+  failedCleared?: number;
 }
 
 /** Where the updater's records live. `save` must be durable when it resolves. */

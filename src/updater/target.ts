@@ -16,6 +16,12 @@ import type { WeightStore } from '../core/weight-store.ts';
 /** Decides, after an update is in place and before it is kept, whether the model works. */
 export type UpdateHealthCheck = (info: { kind: 'payload' | 'full'; version: number; fingerprint: string }) => boolean | void | Promise<boolean | void>;
 
+/** What {@link ModelTarget.applyPayload} may return. */
+export interface TargetApplyResult {
+  /** Said to the device's owner; none refuses the payload (e.g. a data file the new version no longer names kept because another model names it). */
+  warnings?: string[];
+}
+
 /** What the updater passes to {@link ModelTarget.applyPayload}. */
 export interface TargetApplyOptions {
   trustedKeys: readonly PublicKeyInput[];
@@ -86,8 +92,12 @@ export interface ModelTarget {
   settlePending?(healthCheck: PendingCheck | undefined): Promise<PendingUpdateOutcome | undefined>;
   /** Whether an earlier run left an update to finish (its journal, or a full install's kept model), read only: for a check that changes nothing. */
   hasPending?(): Promise<boolean>;
-  /** Apply one verified payload, crash-safely, recording its sequence in `sequenceStore`. */
-  applyPayload(bytes: Uint8Array, options: TargetApplyOptions): Promise<void>;
+  /**
+   * Apply one verified payload, crash-safely, recording its sequence in `sequenceStore`; what it
+   * did that the device's owner should know (a data file another model names, kept) comes back
+   * as warnings, which the updater reports on the step.
+   */
+  applyPayload(bytes: Uint8Array, options: TargetApplyOptions): Promise<void | TargetApplyResult>;
   /** Replace the model with a full package, crash-safely (the previous one kept until the health check passes). */
   installPackage(files: readonly PackageFileBytes[], options: TargetInstallOptions): Promise<void>;
 }

@@ -32,9 +32,13 @@ import { packageKey, planUpdate, type UpdatePlan } from './plan.ts';
 import { loadRecord, MemoryDownloadStore, sequenceStoreOf, type DownloadStore, type UpdaterRecord, type UpdaterStateStore } from './state.ts';
 import type { ModelTarget, PendingUpdateOutcome, UpdateHealthCheck } from './target.ts';
 import { openTrustedRelease, type TrustedRelease } from './trust.ts';
+import type { RetryOptions } from './retry.ts';
 
-/** Settings of an {@link Updater}. */
-export interface UpdaterOptions {
+/**
+ * Settings of an {@link Updater}; with when a mirror is asked again ({@link RetryOptions}:
+ * backoff with jitter, `Retry-After`, the bound on a run's waits, the injectable sleep and random).
+ */
+export interface UpdaterOptions extends Omit<RetryOptions, 'now'> {
   /** The model id this device holds (the release's `--model-id`). */
   modelId: string;
   /** Base URLs of the release folder, tried in order (a CDN first, a mirror next). */
@@ -49,7 +53,7 @@ export interface UpdaterOptions {
   downloads?: DownloadStore;
   /** Default: the global `fetch`. */
   fetch?: FetchLike;
-  /** Milliseconds since 1970 (default `Date.now`). */
+  /** Milliseconds since 1970 (default `Date.now`): manifest expiry, and a `Retry-After` date. */
   now?: () => number;
   /** Abort a request that delivers nothing for this long (default 30 s). */
   timeoutMs?: number;
@@ -85,6 +89,8 @@ export interface UpdateStep {
   method?: string;
   outcome: 'applied' | 'installed' | 'health-check-failed' | 'download-failed' | 'refused';
   error?: { code: string; message: string };
+  /** What the target said of an applied payload (a shared data file kept): also given to `onProgress` as `warning: …`. */
+  warnings?: string[];
 }
 
 /** What {@link Updater.update} did. */
@@ -145,7 +151,8 @@ export class Updater {
 
   private downloadOptions() {
     const o = this.options;
-    return { fetch: this.fetch, mirrors: o.urls, timeoutMs: o.timeoutMs, ...(o.minBytesPerSecond !== undefined ? { minBytesPerSecond: o.minBytesPerSecond } : {}), chunkBytes: o.chunkBytes, attemptsPerMirror: o.attemptsPerMirror, ...(o.maxDownloadBytes !== undefined ? { maxRunBytes: o.maxDownloadBytes } : {}) };
+    const retry: RetryOptions = { retryBaseMs: o.retryBaseMs, retryCapMs: o.retryCapMs, maxRetryAfterMs: o.maxRetryAfterMs, maxRetryWaitMs: o.maxRetryWaitMs, sleep: o.sleep, random: o.random, now: o.now };
+    return { ...retry, fetch: this.fetch, mirrors: o.urls, timeoutMs: o.timeoutMs, ...(o.minBytesPerSecond !== undefined ? { minBytesPerSecond: o.minBytesPerSecond } : {}), chunkBytes: o.chunkBytes, attemptsPerMirror: o.attemptsPerMirror, ...(o.maxDownloadBytes !== undefined ? { maxRunBytes: o.maxDownloadBytes } : {}) };
   }
 
   /** Fetch and verify the manifest, and record its release number. */
@@ -177,7 +184,7 @@ export class Updater {
   async forgetFailed(): Promise<number> {
     const record = await loadRecord(this.options.state, this.options.modelId);
     const n = record.failed.length;
-    if (n) await this.options.state.save(this.options.modelId, { ...record, failed: [] });
+    if (n) await this.options.state.save(this.options.modelId, { ...record, failed: [], failedCleared: (record.failedCleared ?? 0) + 1 });
     return n;
   }
 
@@ -215,6 +222,8 @@ export class Updater {
   private async run(result: UpdateResult): Promise<void> {
     const o = this.options;
     const progress = o.onProgress ?? (() => {});
+    // What the target said of each payload applied (by its SHA-256).
+    const warnings = new Map<string, string[]>();
     const stats = result.download;
     let { release, record } = await this.refresh(stats, await loadRecord(o.state, o.modelId));
     const m: ReleaseManifest = release.manifest;
@@ -308,7 +317,8 @@ export class Updater {
         for (const [k, p] of plan.steps.entries()) {
           try {
             await this.checkPayloadHeader(fetched[k], p, m);
-            await o.target.applyPayload(fetched[k], { trustedKeys: o.trustedKeys, expectedModelId: m.modelId, sequenceStore: sequences, now, healthCheck: health('payload', p.toVersion, p.target) });
+            const applied = await o.target.applyPayload(fetched[k], { trustedKeys: o.trustedKeys, expectedModelId: m.modelId, sequenceStore: sequences, now, healthCheck: health('payload', p.toVersion, p.target) });
+            if (applied?.warnings?.length) warnings.set(p.sha256, applied.warnings);
           } catch (e) {
             if (!(e instanceof NeuralDiffError)) throw e;
             const healthFailed = e instanceof HealthCheckError;
@@ -320,7 +330,9 @@ export class Updater {
             result.fingerprint = current;
             break;
           }
-          result.steps.push({ ...stepOf(p), outcome: 'applied' });
+          const said = warnings.get(p.sha256);
+          for (const w of said ?? []) progress(`warning: ${w}`);
+          result.steps.push({ ...stepOf(p), outcome: 'applied', ...(said ? { warnings: said } : {}) });
           await this.downloads.remove(p.sha256);
           current = p.target;
           result.fingerprint = current;

@@ -1,9 +1,12 @@
 /**
- * A static file server for release folders, as a CDN serves them (GET, HTTP Range `bytes=N-`
- * answered with 206 and Content-Range), on 127.0.0.1 at a free port, with faults a test can
+ * A static file server for release folders, as a CDN serves them (GET, HTTP Range `bytes=N-` or
+ * `bytes=N-M` answered with 206 and Content-Range, an end past the file's clamped), on 127.0.0.1 at a free port, with faults a test can
  * arm: a connection dropped after some body bytes, a body cut short or too long, a status code,
- * a stall (headers never sent), a flipped byte. Every request is logged with the body bytes sent.
+ * a stall (headers never sent), a flipped byte, a gzip-coded body. Optionally it answers
+ * cross-origin requests as a CDN that allows CORS simple requests only (no preflight). Every
+ * request is logged with the body bytes sent and the headers it came with.
  */
+import { gzipSync } from 'node:zlib';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
@@ -19,11 +22,14 @@ export interface Fault {
    * answer `status` with no body; stall: never answer; tamper: flip the byte at `at`; trickle:
    * the whole body, `at` bytes per write, 2 ms apart (small network reads); slow: one byte
    * every `at` ms (a slow-retrieval attack: never idle for long, never done); whole: a Range
-   * header ignored, the whole file answered with 200 (as some servers and proxies do).
+   * header ignored, the whole file answered with 200 (as some servers and proxies do); gzip: the
+   * body (or the range asked for) gzip-coded, with `Content-Encoding: gzip` and the coded length.
    */
-  kind: 'drop' | 'truncate' | 'overlong' | 'status' | 'stall' | 'tamper' | 'trickle' | 'slow' | 'whole';
+  kind: 'drop' | 'truncate' | 'overlong' | 'status' | 'stall' | 'tamper' | 'trickle' | 'slow' | 'whole' | 'gzip';
   at?: number;
   status?: number;
+  /** Headers of a `status` answer (e.g. `Retry-After`). */
+  headers?: Record<string, string>;
 }
 
 /** One request served. */
@@ -35,6 +41,19 @@ export interface ServedRequest {
   /** Body bytes written. */
   sent: number;
   fault?: Fault['kind'];
+  /** The request's method and headers (lower-case names). */
+  method: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/** How the server answers cross-origin requests. */
+export interface ServeOptions {
+  /**
+   * `simple`: as a host that allows CORS simple requests only: every answer carries
+   * `Access-Control-Allow-Origin: *` (and exposes `Content-Range`), and a preflight (`OPTIONS`)
+   * is answered 405 without CORS headers, so a request that needs one fails in a browser.
+   */
+  cors?: 'simple';
 }
 
 export interface ReleaseServer {
@@ -48,7 +67,7 @@ export interface ReleaseServer {
 }
 
 /** Serve `root` (a release folder). */
-export async function serveRelease(root: string): Promise<ReleaseServer> {
+export async function serveRelease(root: string, serveOptions: ServeOptions = {}): Promise<ReleaseServer> {
   const log: ServedRequest[] = [];
   const faults: Fault[] = [];
   const overrides = new Map<string, Uint8Array>();
@@ -56,10 +75,21 @@ export async function serveRelease(root: string): Promise<ReleaseServer> {
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     const fault = faults.find((f) => f.times > 0 && f.match(urlPath));
-    const range = fault?.kind === 'whole' ? null : /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const range = fault?.kind === 'whole' ? null : /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     const start = range ? Number(range[1]) : 0;
-    const entry: ServedRequest = { path: urlPath, start, status: 200, sent: 0 };
+    // The last byte asked for (inclusive), when the range names one.
+    const last = range && range[2] !== '' ? Number(range[2]) : Infinity;
+    const entry: ServedRequest = { path: urlPath, start, status: 200, sent: 0, method: req.method ?? 'GET', headers: { ...req.headers } };
     log.push(entry);
+    if (serveOptions.cors === 'simple') {
+      if (req.method === 'OPTIONS') {
+        entry.status = 405;
+        res.writeHead(405).end();
+        return;
+      }
+      res.setHeader('Access-Control-Allow-Origin', '*');
+      res.setHeader('Access-Control-Expose-Headers', 'Content-Range, Content-Length, Content-Encoding');
+    }
     if (fault) {
       fault.times--;
       entry.fault = fault.kind;
@@ -67,7 +97,7 @@ export async function serveRelease(root: string): Promise<ReleaseServer> {
     if (fault?.kind === 'stall') return; // headers never sent; the socket is closed by close()
     if (fault?.kind === 'status') {
       entry.status = fault.status ?? 500;
-      res.writeHead(entry.status).end();
+      res.writeHead(entry.status, fault.headers ?? {}).end();
       return;
     }
     let bytes = overrides.get(urlPath);
@@ -94,16 +124,23 @@ export async function serveRelease(root: string): Promise<ReleaseServer> {
       res.writeHead(416, { 'Content-Range': `bytes */${bytes.length}` }).end();
       return;
     }
-    const body = Buffer.from(bytes.subarray(start));
+    const body = Buffer.from(bytes.subarray(start, Math.min(bytes.length, last + 1)));
     entry.status = range ? 206 : 200;
     const type = urlPath.endsWith('.html') ? 'text/html' : urlPath.endsWith('.js') ? 'text/javascript' : urlPath.endsWith('.json') ? 'application/json' : 'application/octet-stream';
     const headers: Record<string, string | number> = { 'Content-Type': type, 'Accept-Ranges': 'bytes' };
-    if (range) headers['Content-Range'] = `bytes ${start}-${bytes.length - 1}/${bytes.length}`;
+    if (range) headers['Content-Range'] = `bytes ${start}-${start + body.length - 1}/${bytes.length}`;
     if (fault?.kind === 'truncate' || fault?.kind === 'overlong') {
       res.writeHead(entry.status, headers);
       const out = fault.kind === 'truncate' ? body.subarray(0, fault.at ?? body.length >> 1) : Buffer.concat([body, Buffer.alloc(100, 7)]);
       entry.sent = out.length;
       res.end(out);
+      return;
+    }
+    if (fault?.kind === 'gzip') {
+      const coded = gzipSync(body);
+      res.writeHead(entry.status, { ...headers, 'Content-Encoding': 'gzip', 'Content-Length': coded.length });
+      entry.sent = coded.length;
+      res.end(coded);
       return;
     }
     headers['Content-Length'] = body.length;

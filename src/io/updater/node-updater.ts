@@ -59,14 +59,34 @@ export function nodeUpdater(options: NodeUpdateOptions): Updater {
   });
 }
 
-/** Run one update of `options.model` (under a lock on its state folder: one update at a time). */
+/**
+ * The folder whose lock keeps one update per model, whatever its state folder: the model's
+ * default state folder (a TF.js folder's, also when named by its `model.json`).
+ */
+function modelUpdateLockDir(model: string): string {
+  return defaultStateDir(path.basename(model) === 'model.json' ? path.dirname(model) : model);
+}
+
+/**
+ * Run one update of `options.model`, one at a time per model: under a lock on its state folder,
+ * and on the model's default state folder too when `stateDir` is another, so two updaters with
+ * different state folders on one model (whose records and downloads are apart) never run at once
+ * (one would finish or undo the other's install while it runs).
+ *
+ * @throws ModelFormatError when another update of the model, or with the state folder, runs
+ */
 export async function updateModel(options: NodeUpdateOptions): Promise<UpdateResult> {
   const stateDir = options.stateDir ?? defaultStateDir(options.model);
-  await makeDirs(stateDir);
-  const unlock = await lockModelDir(stateDir);
+  const modelLock = modelUpdateLockDir(options.model);
+  const dirs = path.resolve(stateDir) === path.resolve(modelLock) ? [stateDir] : [modelLock, stateDir];
+  const unlocks: (() => Promise<void>)[] = [];
   try {
+    for (const dir of dirs) {
+      await makeDirs(dir);
+      unlocks.unshift(await lockModelDir(dir));
+    }
     return await nodeUpdater({ ...options, stateDir }).update();
   } finally {
-    await unlock();
+    for (const unlock of unlocks) await unlock();
   }
 }

@@ -461,9 +461,11 @@ function modelFileTarget(given: string, kind: 'onnx' | 'tflite' | 'safetensors',
       // A structural payload (format v7) rebuilds the file, with the same journal and recovery.
       if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
         if (kind === 'safetensors') throw new ModelMismatchError(`a structural payload (format v7) rebuilds a TF.js model, an .onnx or a .tflite file, and ${file} is a .safetensors file, for which none is made: nothing was written; the updater installs the full file instead`, { file, structural: true });
-        await rebuildWeightsFile(file, bytes, format, kind, options);
+        const { warnings } = await rebuildWeightsFile(file, bytes, format, kind, options);
+        return warnings.length ? { warnings } : undefined;
       }
-      else await applyToWeightsFile(file, bytes, format, options);
+      await applyToWeightsFile(file, bytes, format, options);
+      return undefined;
     },
     async installPackage(files, o: TargetInstallOptions) {
       if (files.length !== 1) throw new ModelFormatError(`a package of ${format.what} must be one file, found ${files.length} files: the release is not one this updater installs`);
