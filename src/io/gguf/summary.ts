@@ -79,15 +79,16 @@ function shown(type: string, v: unknown): number | string | boolean {
   return v as number | boolean;
 }
 
-function typeName(v: GgufValue | GgufArray): string {
-  return v.type === 'ARRAY' ? `ARRAY[${typeName({ type: v.itemType } as GgufValue)}]` : v.type;
+/** `ARRAY[STRING]`, `ARRAY[ARRAY[INT32]]` (a nested array named by its first item). */
+function arrayTypeName(a: GgufArray): string {
+  if (a.itemType !== 'ARRAY') return `ARRAY[${a.itemType}]`;
+  return a.items.length > 0 ? `ARRAY[${arrayTypeName(a.items[0] as GgufArray)}]` : 'ARRAY[ARRAY]';
 }
 
 function summarizeValue(key: string, v: GgufValue): GgufMetadataSummary {
   if (v.type !== 'ARRAY') return { key, type: v.type, value: shown(v.type, v.value) };
   const first = Array.from({ length: Math.min(8, v.items.length) }, (_, i) => shown(v.itemType, (v.items as ArrayLike<unknown>)[i]));
-  const inner = v.itemType === 'ARRAY' && v.items.length > 0 ? `ARRAY[${typeName(v.items[0] as GgufArray)}]` : typeName(v);
-  return { key, type: inner, length: v.items.length, first };
+  return { key, type: arrayTypeName(v), length: v.items.length, first };
 }
 
 function stringValue(model: GgufModel, key: string): string | undefined {
