@@ -174,7 +174,8 @@ def main():
             expected["k-quant-blocks.bin"][name] = {"offset": at, "bytes": len(raw), "sha256": digest}
             at += len(raw)
     with open(os.path.join(HERE, "expected.json"), "w") as f:
-        json.dump({"gguf": gguf.__version__ if hasattr(gguf, "__version__") else "0.19.0", "files": expected}, f, indent=1, sort_keys=True)
+        sizes = {t.name: [int(t), *gguf.GGML_QUANT_SIZES[t]] for t in Q if t in gguf.GGML_QUANT_SIZES}
+        json.dump({"gguf": "0.19.0", "ggml_quant_sizes": sizes, "files": expected}, f, indent=1, sort_keys=True)
         f.write("\n")
 
 
