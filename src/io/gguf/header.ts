@@ -196,7 +196,8 @@ class HeaderCursor {
 function boundedCount(c: HeaderCursor, source: string, what: string, max: number): number {
   const at = c.pos;
   const n = c.u64(what);
-  if (n > BigInt(max)) throw ggufError(source, `${what} at offset ${at}: ${n} is more than the ${c.left()} bytes left in the file can hold (at most ${max})`, { offset: at, found: n.toString(), limit: max });
+  const limit = Math.max(0, max);
+  if (n > BigInt(limit)) throw ggufError(source, `${what} at offset ${at}: expected at most ${limit} (what the ${c.left()} bytes left in the file can hold), found ${n}`, { offset: at, found: n.toString(), limit });
   return Number(n);
 }
 
@@ -365,10 +366,10 @@ function readTensorInfo(c: HeaderCursor, s: string, i: number, names: Set<string
   let elements = 1;
   for (let d = 0; d < nDims; d++) {
     const dim = c.u64(`${where}: dimension ${d}`);
-    if (dim > BigInt(Number.MAX_SAFE_INTEGER)) throw ggufError(s, `${where}: dimension ${d} is ${dim}, more weights than any file holds`, { offset: at, tensor: name, found: dim.toString() });
+    if (dim > BigInt(Number.MAX_SAFE_INTEGER)) throw ggufError(s, `${where}: expected dimension ${d} to be at most 2^53, found ${dim}`, { offset: at, tensor: name, found: dim.toString() });
     ne.push(Number(dim));
     elements *= Number(dim);
-    if (elements > Number.MAX_SAFE_INTEGER) throw ggufError(s, `${where}: its dimensions [${ne.join(', ')}...] multiply past 2^53 weights, more than any file holds`, { offset: at, tensor: name });
+    if (elements > Number.MAX_SAFE_INTEGER) throw ggufError(s, `${where}: expected at most 2^53 weights, found dimensions [${ne.join(', ')}...] that multiply past it`, { offset: at, tensor: name });
   }
   const typeAt = c.pos;
   const typeId = c.u32(`${where}: type`);
@@ -378,9 +379,9 @@ function readTensorInfo(c: HeaderCursor, s: string, i: number, names: Set<string
     throw ggufError(s, `${where}: expected a ggml tensor type this reader knows, found type id ${typeId}${refused ? ` (${refused})` : ' (unknown: a newer llama.cpp may have added it)'}`, { offset: typeAt, tensor: name, found: typeId });
   }
   const bytes = ggmlTensorBytes(type, nDims === 0 ? 1 : ne[0], elements);
-  if (typeof bytes === 'string') throw ggufError(s, `${where}: a ${type.name} tensor of dimensions [${ne.join(', ')}]: ${bytes}`, { offset: at, tensor: name });
+  if (typeof bytes === 'string') throw ggufError(s, `${where}: expected whole ${type.name} blocks, found dimensions [${ne.join(', ')}]: ${bytes}`, { offset: at, tensor: name });
   const offset = c.u64(`${where}: offset`);
-  if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw ggufError(s, `${where}: its data offset ${offset} is past any file's end`, { offset: at, tensor: name, found: offset.toString() });
+  if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw ggufError(s, `${where}: expected a data offset within the file, found ${offset}`, { offset: at, tensor: name, found: offset.toString() });
   return { name, ne, type, offset: Number(offset), elements, bytes };
 }
 
@@ -389,7 +390,7 @@ function checkTensorData(tensors: readonly GgufTensorInfo[], dataSize: number, a
   for (const t of tensors) {
     const where = `tensor ${JSON.stringify(t.name)}`;
     if (t.offset % alignment !== 0) throw ggufError(s, `${where}: expected its data offset to be a multiple of the alignment ${alignment}, found ${t.offset}`, { tensor: t.name, found: t.offset, alignment });
-    if (t.offset + t.bytes > dataSize) throw ggufError(s, `${where}: its ${t.bytes} bytes of ${t.type.name} data at data offset ${t.offset} end past the data section's ${dataSize} bytes`, { tensor: t.name, offset: t.offset, bytes: t.bytes, dataSize });
+    if (t.offset + t.bytes > dataSize) throw ggufError(s, `${where}: expected its ${t.bytes} bytes of ${t.type.name} data at data offset ${t.offset} inside the data section's ${dataSize} bytes, found they end past it`, { tensor: t.name, offset: t.offset, bytes: t.bytes, dataSize });
   }
   const order = [...tensors].filter((t) => t.bytes > 0).sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < order.length; i++) {
