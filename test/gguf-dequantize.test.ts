@@ -1,7 +1,8 @@
 /**
  * The dequantizers of src/io/gguf/blocks.ts against gguf-py's `gguf.quants.dequantize`, bit for
  * bit: every tensor of every fixture (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, made by llama.cpp's
- * quantizer in gguf-py), and seeded K-quant blocks (Q2_K ... Q6_K; Q8_K against ggml's formula),
+ * quantizer in gguf-py; Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, made by llama.cpp's own quantizer in its
+ * K-quant mixtures), and seeded K-quant blocks (Q2_K ... Q6_K; Q8_K against ggml's formula),
  * each compared by the SHA-256 of its float32 values that make.py recorded in expected.json.
  */
 import { test } from 'node:test';
@@ -21,7 +22,7 @@ function sha(values: Float32Array): string {
   return createHash('sha256').update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest('hex');
 }
 
-test('every tensor of every fixture dequantizes to gguf-py\'s float32 values, bit for bit', () => {
+test('every tensor of every fixture, K-quants by llama.cpp\'s quantizer included, dequantizes to gguf-py\'s float32 values, bit for bit', () => {
   let checked = 0;
   const types = new Set<string>();
   for (const [file, tensors] of Object.entries(expected.files)) {
@@ -39,7 +40,7 @@ test('every tensor of every fixture dequantizes to gguf-py\'s float32 values, bi
       checked++;
     }
   }
-  assert.deepEqual([...types].sort(), ['F16', 'F32', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0']);
+  assert.deepEqual([...types].sort(), ['F16', 'F32', 'Q2_K', 'Q3_K', 'Q4_0', 'Q4_1', 'Q4_K', 'Q5_0', 'Q5_1', 'Q5_K', 'Q6_K', 'Q8_0']);
   assert.ok(checked >= 100, `${checked} tensors`);
 });
 

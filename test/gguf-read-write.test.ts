@@ -1,6 +1,6 @@
 /**
  * GGUF files read and written back: every fixture of test/vectors/gguf (made by llama.cpp's
- * gguf-py, make.py there) gives its own bytes back, padding included; the metadata of every value
+ * gguf-py, make.py there, and by llama.cpp's own quantizer and writer, make-k-quants.py) gives its own bytes back, padding included; the metadata of every value
  * type reads as gguf-py wrote it; a new file laid out by buildGguf is byte for byte gguf-py's; the
  * header is read without reading the data section.
  */
@@ -30,9 +30,10 @@ function concat(chunks: Iterable<Uint8Array>): Uint8Array {
   return out;
 }
 
-test('the fixtures are all there (7 types, v2, alignment 64, a split in 3 parts)', () => {
+test('the fixtures are all there (7 types by gguf-py, 5 K-quant mixtures by llama.cpp, v2, alignment 64, a split in 3 parts)', () => {
   assert.deepEqual(FIXTURES, [
-    'tiny-llama-f16.gguf', 'tiny-llama-f32.gguf', 'tiny-llama-q4_0-align64.gguf', 'tiny-llama-q4_0.gguf', 'tiny-llama-q4_1.gguf', 'tiny-llama-q5_0.gguf', 'tiny-llama-q5_1.gguf',
+    'tiny-llama-f16.gguf', 'tiny-llama-f32.gguf', 'tiny-llama-q2_k.gguf', 'tiny-llama-q3_k_m.gguf', 'tiny-llama-q4_0-align64.gguf', 'tiny-llama-q4_0.gguf', 'tiny-llama-q4_1.gguf', 'tiny-llama-q4_k_m.gguf',
+    'tiny-llama-q5_0.gguf', 'tiny-llama-q5_1.gguf', 'tiny-llama-q5_k_m.gguf', 'tiny-llama-q6_k.gguf',
     'tiny-llama-q8_0-v2.gguf', 'tiny-llama-q8_0.gguf', 'tiny-split-00001-of-00003.gguf', 'tiny-split-00002-of-00003.gguf', 'tiny-split-00003-of-00003.gguf',
   ]);
 });
