@@ -185,3 +185,18 @@ test('the types table: ggml ids and block sizes of the types llama.cpp writes', 
   for (const t of GGML_TYPES) assert.deepEqual([t.id, t.blockSize, t.typeSize], expected[t.name], t.name);
   assert.deepEqual(Object.keys(expected).filter((n) => !ggmlTypeByName(n)), ['Q8_1']);
 });
+
+test('a header changed in length is written with the data section moved to the next aligned offset, every tensor\'s bytes kept', () => {
+  const bytes = fixture('tiny-llama-q4_0-align64.gguf');
+  const h = readGgufHeader(bytesSource(bytes));
+  const metadata = h.metadata.map((e) => (e.key === 'general.name' ? { key: e.key, value: { type: 'STRING' as const, value: new TextEncoder().encode('a longer name than before, by some bytes') } } : e));
+  const out = concat(ggufFileChunks({ ...h, metadata }, bytesSource(bytes)));
+  const back = readGgufHeader(bytesSource(out));
+  assert.notEqual(back.headerBytes, h.headerBytes);
+  assert.equal(back.dataStart % 64, 0);
+  assert.ok(out.subarray(back.headerBytes, back.dataStart).every((b) => b === 0), 'new padding is zeros');
+  assert.equal(ggufText((metadataValue(back, 'general.name') as { value: Uint8Array }).value), 'a longer name than before, by some bytes');
+  for (const [i, t] of back.tensors.entries()) {
+    assert.deepEqual(out.subarray(back.dataStart + t.offset, back.dataStart + t.offset + t.bytes), bytes.subarray(h.dataStart + h.tensors[i].offset, h.dataStart + h.tensors[i].offset + t.bytes), t.name);
+  }
+});

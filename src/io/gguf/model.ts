@@ -54,11 +54,11 @@ function splitError(source: string, what: string, details: Record<string, unknow
 }
 
 /** A small integer metadata value, or undefined when absent. */
-function intValue(header: GgufHeader, key: string, source: string, type: string): number | undefined {
+function intValue(header: GgufHeader, key: string, source: string, type: 'UINT16' | 'INT32'): number | undefined {
   const v = metadataValue(header, key);
   if (v === undefined) return undefined;
   if (v.type !== type) throw splitError(source, `expected ${key} to be a ${type}, found a ${v.type}`, { key, expected: type, found: v.type });
-  return Number(v.value);
+  return v.value;
 }
 
 /** One file, unsplit, as a model (a file with `split.count` above 1 is refused: it is one part of several). */

@@ -5,8 +5,6 @@
  * {@link GgufWeightStore.values} refuses.
  *
  * Pure code (no node, no tfjs).
- *
- * @module neural-diff/gguf
  */
 import { ModelMismatchError } from '../../core/errors.ts';
 import type { Hasher } from '../../core/hasher.ts';

@@ -86,7 +86,10 @@ function writeArray(out: ByteSink, a: GgufArray): void {
   out.u64(a.items.length);
   if (a.itemType === 'STRING') for (const s of a.items as Uint8Array[]) out.string(s);
   else if (a.itemType === 'ARRAY') for (const inner of a.items as GgufArray[]) writeArray(out, inner);
-  else for (const v of a.items as ArrayLike<number | bigint | boolean>) out.scalar(a.itemType, v);
+  else {
+    const items = a.items as ArrayLike<number | bigint | boolean>;
+    for (let i = 0; i < items.length; i++) out.scalar(a.itemType, items[i]);
+  }
 }
 
 function writeValue(out: ByteSink, v: GgufValue): void {
@@ -129,14 +132,22 @@ const COPY_CHUNK = 16 * 1024 * 1024;
  * encoded, the padding up to the data section, then the source's data section as it is. When the
  * encoded header has the length of the source's, the padding is the source's own bytes, so an
  * unmodified header gives back the source byte for byte; otherwise zeros up to the alignment
- * (tensor offsets are relative to the data section, which moves with the header).
+ * the metadata names (tensor offsets are relative to the data section, which moves with the
+ * header; a changed alignment leaves them as they are, so they must still be multiples of it).
  */
 export function* ggufFileChunks(header: GgufHeader, source: GgufSource): Generator<Uint8Array> {
   const head = encodeGgufHeader(header);
   yield head;
-  if (head.length === header.headerBytes) yield source.read(header.headerBytes, header.dataStart - header.headerBytes);
-  else yield new Uint8Array(padTo(head.length, header.alignment) - head.length);
+  const alignment = alignmentIn(header.metadata);
+  if (head.length === header.headerBytes && alignment === header.alignment) yield source.read(header.headerBytes, header.dataStart - header.headerBytes);
+  else yield new Uint8Array(padTo(head.length, alignment) - head.length);
   for (let at = header.dataStart; at < header.fileSize; at += COPY_CHUNK) yield source.read(at, Math.min(COPY_CHUNK, header.fileSize - at));
+}
+
+/** `general.alignment` of `metadata` when it is a UINT32, else the default 32. */
+function alignmentIn(metadata: readonly GgufMetadataEntry[]): number {
+  const v = metadata.find((e) => e.key === 'general.alignment')?.value;
+  return v?.type === 'UINT32' ? v.value : GGUF_DEFAULT_ALIGNMENT;
 }
 
 /** A tensor for {@link buildGguf}: ggml dimensions (innermost first), its type and its stored bytes. */
@@ -154,8 +165,7 @@ export interface GgufTensorInput {
  * @throws UsageError a tensor whose bytes do not match its type and dimensions
  */
 export function buildGguf(o: { version?: 2 | 3; metadata: readonly GgufMetadataEntry[]; tensors: readonly GgufTensorInput[] }): Uint8Array {
-  const align = o.metadata.find((e) => e.key === 'general.alignment')?.value;
-  const alignment = align?.type === 'UINT32' ? align.value : GGUF_DEFAULT_ALIGNMENT;
+  const alignment = alignmentIn(o.metadata);
   let offset = 0;
   const infos = o.tensors.map((t) => {
     const elements = t.ne.reduce((a, b) => a * b, 1);
