@@ -33,7 +33,7 @@ export interface GgufTensorSummary {
   part: number;
 }
 
-/** What {@link summarizeGguf} returns: the fields `ndiff inspect model.gguf --json` prints. */
+/** A GGUF model as `ndiff inspect model.gguf --json` prints it (with `file` and `format`). */
 export interface GgufSummary {
   /** The GGUF version of the (first) file. */
   version: number;
