@@ -13,7 +13,7 @@ export interface FingerprintArgs {
 
 export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
   return y
-    .positional('model', { type: 'string', demandOption: true, describe: 'TF.js folder, .onnx or .tflite model file' })
+    .positional('model', { type: 'string', demandOption: true, describe: 'TF.js folder, .onnx, .tflite, .safetensors or .gguf model file' })
     .option('tensors', { type: 'boolean', default: false, describe: 'also list every tensor digest' })
     .option('record', { type: 'boolean', default: false, describe: 'record the digests so applies read less' })
     .example('$0 fingerprint ./model --record', 'print the model fingerprint and record the digests for fast applies')

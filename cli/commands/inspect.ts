@@ -2,6 +2,8 @@ import type { Argv } from 'yargs';
 import type { PayloadHeader } from '../../src/core/format.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { inspect, type PatchSummary } from '../../src/front/inspect.ts';
+import { inspectGguf, type GgufInspectReport } from '../../src/front/gguf.ts';
+import { isGgufPath } from '../../src/front/models.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 import { printable } from '../../src/front/text.ts';
@@ -12,13 +14,15 @@ export interface InspectArgs {
 
 export function inspectCommand(y: Argv): Argv<InspectArgs> {
   return y
-    .positional('payload', { type: 'string', demandOption: true, describe: 'payload file' })
+    .positional('payload', { type: 'string', demandOption: true, describe: 'payload file, or a .gguf model' })
     .example('$0 inspect v1-v2.ndiff', 'header and one row per patched tensor')
+    .example('$0 inspect model.gguf', 'a GGUF model: metadata summary and one row per tensor')
     .epilogue(seeDocs('inspect')) as unknown as Argv<InspectArgs>;
 }
 
 /** `ndiff inspect`: one call of the library's {@link inspect}, its result printed. */
 export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
+  if (isGgufPath(a.payload)) return printGguf(await inspectGguf(a.payload), io);
   const r = await inspect(a.payload);
   io.result?.(r);
   if (r.structural) {
@@ -71,4 +75,24 @@ function printPatches(patches: PatchSummary[], io: CliIO): void {
     p.codec + (p.scale !== undefined ? ` x${p.scale.toPrecision(3)}` : ''),
     p.kind === 'sparse' ? (p.positionCoding ?? '') : p.kind === 'hash' ? `seed ${p.seed}` : '',
   ]), ['tensor', 'kind', 'shape', 'values', 'codec', 'positions']));
+}
+
+/** A GGUF model: its files, what its metadata says of it, its metadata, one row per tensor. */
+function printGguf(r: GgufInspectReport, io: CliIO): number {
+  io.result?.(r);
+  io.out(`${printable(r.file)}: GGUF v${r.version} model, ${r.parts.length === 1 ? '1 file' : `${r.parts.length} parts`}, ${formatBytes(r.parts.reduce((n, p) => n + p.bytes, 0))}`);
+  if (r.parts.length > 1) for (const p of r.parts) io.out(`  part       ${printable(p.file)} (${p.bytes} bytes, ${p.tensors} tensors)`);
+  io.out(`  arch       ${r.architecture === undefined ? '(no general.architecture)' : printable(r.architecture)}`);
+  if (r.name !== undefined) io.out(`  name       ${printable(r.name)}`);
+  io.out(`  tokenizer  ${r.tokenizerTokens === undefined ? '(no tokenizer.ggml.tokens)' : `${r.tokenizerTokens} tokens${r.tokenizerModel !== undefined ? ` (${printable(r.tokenizerModel)})` : ''}`}`);
+  io.out(`  alignment  ${r.parts[0].alignment}`);
+  io.out(`  tensors    ${r.tensorCount} tensors, ${r.elements} weights, ${formatBytes(r.tensorBytes)}: ${r.types.map((t) => `${t.type} ${t.tensors}`).join(', ')}`);
+  io.out(`  metadata   ${r.metadata.length} entries`);
+  for (const m of r.metadata) {
+    const value = m.length !== undefined ? `${m.length} items${m.length > 0 ? `: ${(m.first ?? []).map((v) => printable(JSON.stringify(v))).join(', ')}${m.length > (m.first?.length ?? 0) ? ', ...' : ''}` : ''}` : printable(typeof m.value === 'string' ? JSON.stringify(m.value) : String(m.value));
+    io.out(`    ${printable(m.key)} (${m.type}) = ${value}`);
+  }
+  io.out('');
+  io.out(table(r.tensors.map((t) => [printable(t.name), t.type, `[${t.shape.join('x')}]`, t.bytes, ...(r.parts.length > 1 ? [t.part] : [])]), ['tensor', 'type', 'shape', 'bytes', ...(r.parts.length > 1 ? ['part'] : [])]));
+  return 0;
 }

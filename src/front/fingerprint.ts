@@ -2,7 +2,8 @@
  * `fingerprint`: what `ndiff fingerprint` does, as a library call. The fingerprint a payload names
  * a model by (its base or target), read in full from a TF.js folder (or model JSON file), an
  * `.onnx`, `.tflite` or `.safetensors` file; optionally every tensor's digest, and for a TF.js folder the
- * digests recorded beside it so later applies read only the tensors they patch.
+ * digests recorded beside it so later applies read only the tensors they patch. A `.gguf` model
+ * (one file or a split model) is fingerprinted as docs/format/gguf.md defines it.
  */
 import { join } from 'node:path';
 import { UsageError } from '../core/errors.ts';
@@ -11,12 +12,13 @@ import { getHasher } from '../core/hasher.ts';
 import { locateModelFiles, openTfjsModel } from '../io/tfjs/index.ts';
 import { writeRecordedDigests } from '../io/tfjs/recorded-digests.ts';
 import { hasUnfinishedUpdate } from '../io/updater/node-updater.ts';
-import { dtypeOf, isModelFilePath, openModel } from './models.ts';
+import { dtypeOf, isGgufPath, isModelFilePath, openModel } from './models.ts';
+import { fingerprintGgufFile } from './gguf.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 
 /** What {@link fingerprint} takes (`ndiff fingerprint`). */
 export interface FingerprintOptions {
-  /** A TF.js folder or model JSON file, an `.onnx`, `.tflite` or `.safetensors` file. */
+  /** A TF.js folder or model JSON file, an `.onnx`, `.tflite`, `.safetensors` or `.gguf` file. */
   model: string;
   /** Also list every tensor's digest (`--tensors`). */
   tensors?: boolean;
@@ -29,7 +31,7 @@ export interface FingerprintOptions {
 /** One tensor's digest, as `ndiff fingerprint --tensors` lists it. */
 export interface TensorDigest {
   name: string;
-  /** Model files only (`.onnx`, `.tflite`): the tensor's stored type. */
+  /** Model files only (`.onnx`, `.tflite`, `.safetensors`, `.gguf`): the tensor's stored type (a GGUF tensor's ggml type). */
   dtype?: string;
   shape: number[];
   digest: string;
@@ -63,7 +65,12 @@ export async function fingerprint(o: FingerprintOptions): Promise<FingerprintRes
 
 async function fingerprintOf(o: FingerprintOptions): Promise<FingerprintResult> {
   const progress = o.onProgress ?? NO_PROGRESS;
-  if (typeof o.model !== 'string' || o.model === '') throw new UsageError(`model (--model) expects the path of a TF.js folder, an .onnx, .tflite or .safetensors file, found ${JSON.stringify(o.model)}`, { expected: 'a model path', found: o.model });
+  if (typeof o.model !== 'string' || o.model === '') throw new UsageError(`model (--model) expects the path of a TF.js folder, an .onnx, .tflite, .safetensors or .gguf file, found ${JSON.stringify(o.model)}`, { expected: 'a model path', found: o.model });
+  if (isGgufPath(o.model)) {
+    if (o.record) throw new UsageError('record (--record) is for TF.js model folders: a .gguf model is read and hashed whole, so there is nothing to record; leave record (--record) out', { expected: 'a TF.js folder', found: o.model });
+    const r = await fingerprintGgufFile(o.model, o.tensors === true);
+    return { model: o.model, fingerprint: r.fingerprint, tensorCount: r.tensorCount, recorded: false, ...(r.tensors ? { tensors: r.tensors } : {}) };
+  }
   if (isModelFilePath(o.model)) {
     if (o.record) throw new UsageError('record (--record) is for TF.js model folders: an .onnx, .tflite or .safetensors file is read and hashed whole, so there is nothing to record; leave record (--record) out', { expected: 'a TF.js folder', found: o.model });
     const opened = await openModel(o.model);

@@ -5,9 +5,9 @@ import type { WeightStore } from '../core/weight-store.ts';
 import { storedModelBytes } from '../diff/build.ts';
 import { openModelAt } from '../release/package.ts';
 import { UsageError } from '../core/errors.ts';
-import { isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath, readPayloadFile } from '../io/model-paths.ts';
+import { isGgufPath, isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath, readPayloadFile } from '../io/model-paths.ts';
 
-export { isOnnxPath, isTflitePath, isModelFilePath, isSafetensorsPath, readPayloadFile, parseExpiry, writeUpdatedModel, resolveModelId, checkOutputPath } from '../io/model-paths.ts';
+export { isGgufPath, isOnnxPath, isTflitePath, isModelFilePath, isSafetensorsPath, readPayloadFile, parseExpiry, writeUpdatedModel, resolveModelId, checkOutputPath } from '../io/model-paths.ts';
 
 /** What kind of model a path names, for messages: `.onnx file`, `.tflite file`, `.safetensors file`, `TF.js folder`. */
 export function modelKindText(p: string): string {
@@ -38,9 +38,11 @@ export interface OpenedModel {
 
 /**
  * Open a model by its path: a `.onnx` file (and its external data), a `.tflite` file or a TF.js model folder.
- * `lazy` reads a folder's shards when first used.
+ * `lazy` reads a folder's shards when first used. A `.gguf` model is refused (UsageError): it is inspected
+ * and fingerprinted, not diffed or patched.
  */
 export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
+  if (isGgufPath(p)) throw new UsageError(`${p} is a GGUF model: GGUF models are inspected and fingerprinted (ndiff inspect, ndiff fingerprint), not diffed or patched yet; ship the new .gguf file as a full download`, { model: p, expected: 'a TF.js folder, an .onnx, .tflite or .safetensors file', found: 'a .gguf file' });
   // A single-file model: its weights as stored (float32 4 bytes, halves 2, int8/uint8 1), what a payload may change.
   // A safetensors file: read whole into memory; F32, F16 and BF16 tensors are its weights.
   if (isModelFilePath(p)) return { kind: isOnnxPath(p) ? 'onnx' : isTflitePath(p) ? 'tflite' : 'safetensors', ...(await openModelAt(p)) };

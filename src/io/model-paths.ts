@@ -37,6 +37,11 @@ export function isSafetensorsPath(p: string): boolean {
   return /\.safetensors$/i.test(p);
 }
 
+/** True for a path taken as a GGUF model (by its extension): read for `inspect` and `fingerprint` only, never patched. */
+export function isGgufPath(p: string): boolean {
+  return /\.gguf$/i.test(p);
+}
+
 /**
  * True for a single-file model (`.onnx`, `.tflite` or `.safetensors`): its model id and state are
  * recorded beside the file, and it is patched as a file, crash-safely ({@link weightsFileFormatOf}).
