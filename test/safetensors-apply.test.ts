@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BaseMismatchError, ModelFormatError, ModelMismatchError } from '../src/core/errors.ts';
@@ -210,6 +210,29 @@ test('ndiff apply killed from outside while its health check runs: the file runs
   assert.equal((JSON.parse(passing.out) as { pendingUpdate?: { outcome: string } }).pendingUpdate?.outcome, 'confirmed');
   assert.ok(readFileSync(file).equals(v2Bytes));
   assert.deepEqual(leftovers(file), []);
+});
+
+test('documented limit: applyPayload over openSafetensorsFile (an atomic rewrite, no journal) killed in its health check keeps the new version with nothing unconfirmed', { timeout: 300_000 }, async () => {
+  const fifoDir = mkdtempSync(path.join(root, 'store-fifos-'));
+  const [started, release] = [path.join(fifoDir, 'started'), path.join(fifoDir, 'release')];
+  for (const f of [started, release]) assert.equal(spawnSync('mkfifo', [f]).status, 0, 'mkfifo');
+  const file = device('store-killed-in-check');
+  // The library's in-memory route: the store's commit rewrites the file; the check then waits on a fifo.
+  const script = `import { readFileSync, writeFileSync } from 'node:fs';
+import { applyPayload } from './src/apply/index.ts';
+import { openSafetensorsFile } from './src/io/safetensors/files.ts';
+await applyPayload(await openSafetensorsFile(${JSON.stringify(file)}), new Uint8Array(readFileSync(${JSON.stringify(payloadFile)})), { healthCheck: () => { writeFileSync(${JSON.stringify(started)}, 'checking\\n'); readFileSync(${JSON.stringify(release)}); return true; } });`;
+  const child = spawn(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: path.resolve('.'), stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_code, signal) => resolve(signal)));
+  assert.equal((await readFile(started, 'utf8')).trim(), 'checking');
+  child.kill('SIGKILL');
+  assert.equal(await exited, 'SIGKILL');
+  assert.ok(readFileSync(file).equals(await inMemory()), 'the new version, written before the check');
+  assert.deepEqual(leftovers(file), [], 'no journal, no kept previous version: nothing says the check never finished');
+  // So the next crash-safe apply finds nothing to settle: already at the target, no check asked for.
+  const next = await ndiff(['apply', '--model', file, '--patch', payloadFile]);
+  assert.equal(next.code, 0, next.err);
+  assert.match(next.out, /is already at target/);
 });
 
 test('release add publishes .safetensors versions; ndiff update brings a device\'s file to the newest, and a failing health check rolls back and says so', { timeout: 300_000 }, async () => {
