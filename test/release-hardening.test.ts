@@ -204,6 +204,27 @@ describe('release folders under attack', () => {
     assert.equal((await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v2'), '--key', priv, '-q')).code, 0);
   });
 
+  test('a result a `release run` writes after its plan was cancelled is not taken for the plan made next under the same job ids', async () => {
+    const site = join(work, 'site', 'late-result');
+    assert.equal((await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v1'), '--model-id', 'kws', '--key', priv, '-q')).code, 0);
+    // v2 planned top-k, its job done: the result and payload a run takes in from a worker.
+    assert.equal((await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v2'), '--plan', '--method', 'topk', '--budget', '2%', '-q')).code, 0);
+    assert.equal((await ndiff('release', 'job', '--release', site, '--id', 'v2-from-v1', '-q')).code, 0);
+    const late = { result: await readFile(join(site, 'jobs', 'v2-from-v1.json')), payload: await readFile(join(site, 'jobs', 'v2-from-v1.ndiff')) };
+    assert.equal((await ndiff('release', 'cancel', '--release', site)).code, 0);
+    // A `release run` still live at the cancel writes the result it was taking in (src/release/queue/plan.ts).
+    await writeFile(join(site, 'jobs', 'v2-from-v1.json'), late.result);
+    await writeFile(join(site, 'jobs', 'v2-from-v1.ndiff'), late.payload);
+    // v2 planned again, exact this time: the late top-k result is no result of this plan.
+    const r = await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v2'), '--plan', '-q');
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(await list(join(site, 'jobs')), [], 'the late result is cleared when the plan is made');
+    const published = await ndiff('release', 'publish', '--release', site, '--key', priv, '--json');
+    assert.doesNotMatch(published.err, /lossy|top-k/, 'nothing lossy signed into a version planned exact');
+    const manifest = JSON.parse(await readFile(join(site, 'manifest.json'), 'utf8')) as { signed: { payloads: { exact: boolean }[] } };
+    assert.ok(manifest.signed.payloads.every((p) => p.exact), JSON.stringify(manifest.signed.payloads));
+  });
+
   test('case 7: blobs/ or jobs/ a link to another folder: refused, nothing written there', async () => {
     const site = join(work, 'site', 'blobs-link');
     const elsewhere = join(work, 'elsewhere');

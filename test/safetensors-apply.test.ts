@@ -10,6 +10,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BaseMismatchError, ModelFormatError, ModelMismatchError } from '../src/core/errors.ts';
@@ -25,7 +27,7 @@ import { apply } from '../src/front/apply.ts';
 import { fingerprint } from '../src/front/fingerprint.ts';
 import { update } from '../src/front/update.ts';
 import { release } from '../src/front/release.ts';
-import { runNdiff } from './helpers/ndiff-run.ts';
+import { ndiffProcess, runNdiff } from './helpers/ndiff-run.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { crashSafetensors } from './crash/safetensors.ts';
 
@@ -171,6 +173,66 @@ test('ndiff apply killed before each of its file operations: the old file or the
   const keep = r.operations.findIndex((o) => o === 'link(m.safetensors -> m.safetensors.ndiff-prev)');
   const sw = r.operations.findIndex((o) => /^rename\(m\.safetensors\.tmp-\S+ -> m\.safetensors\)$/.test(o));
   assert.ok(journal >= 0 && journal < keep && keep < sw, r.operations.join('\n'));
+});
+
+test('ndiff apply killed from outside while its health check runs: the file runs v2, unconfirmed; the next apply refuses without a check, rolls back on a failing one, confirms on a passing one', { timeout: 300_000 }, async () => {
+  const fifoDir = mkdtempSync(path.join(root, 'hc-fifos-'));
+  const [started, release] = [path.join(fifoDir, 'started'), path.join(fifoDir, 'release')];
+  for (const f of [started, release]) assert.equal(spawnSync('mkfifo', [f]).status, 0, 'mkfifo');
+  const file = device('killed-in-check');
+  // The check says which process runs it, then waits on a fifo: the test kills that process there.
+  const run = ndiffProcess(['apply', '--model', file, '--patch', payloadFile, '--health-check', `echo $PPID > '${started}'; read x < '${release}'`]);
+  const pid = Number((await readFile(started, 'utf8')).trim());
+  process.kill(pid, 'SIGKILL');
+  const killed = await run;
+  await writeFile(release, 'go\n'); // the check's shell, left waiting, ends
+  assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+  assert.ok(readFileSync(file).equals(await inMemory()), 'killed after the switch: the file is v2');
+  assert.deepEqual(leftovers(file).filter((n) => !n.startsWith('.ndiff-apply.lock')).sort(), ['model.safetensors.ndiff-prev', 'model.safetensors.ndiff-update.json'], 'the previous version kept, the journal says the update is unconfirmed');
+  assert.equal((JSON.parse(readFileSync(`${file}.ndiff-update.json`, 'utf8')) as { awaitsHealthCheck?: boolean }).awaitsHealthCheck, true);
+  const v2Bytes = readFileSync(file);
+
+  // Without a health check: refused (exit 5), nothing changed.
+  const plain = await ndiff(['apply', '--model', file, '--patch', payloadFile]);
+  assert.equal(plain.code, 5, plain.err);
+  assert.match(plain.err, /interrupted after its switch but before it was confirmed \(its health check never finished\)/);
+  assert.ok(readFileSync(file).equals(v2Bytes));
+  // A failing check on a copy: rolled back to v1 byte for byte (then the payload's own check fails too).
+  const copy = device('killed-in-check-copy');
+  for (const n of ['', '.ndiff-prev', '.ndiff-update.json']) cpSync(file + n, copy + n);
+  const failing = await ndiff(['apply', '--model', copy, '--patch', payloadFile, '--health-check', 'false', '--json']);
+  assert.match(failing.err, /the health check failed now .*rolled back to the previous version/);
+  assert.ok(readFileSync(copy).equals(readFileSync(v1)), 'rolled back to v1');
+  assert.deepEqual(leftovers(copy), []);
+  // A passing one: confirmed, the update kept, nothing left beside it.
+  const passing = await ndiff(['apply', '--model', file, '--patch', payloadFile, '--health-check', 'true', '--json']);
+  assert.equal(passing.code, 0, passing.err);
+  assert.equal((JSON.parse(passing.out) as { pendingUpdate?: { outcome: string } }).pendingUpdate?.outcome, 'confirmed');
+  assert.ok(readFileSync(file).equals(v2Bytes));
+  assert.deepEqual(leftovers(file), []);
+});
+
+test('documented limit: applyPayload over openSafetensorsFile (an atomic rewrite, no journal) killed in its health check keeps the new version with nothing unconfirmed', { timeout: 300_000 }, async () => {
+  const fifoDir = mkdtempSync(path.join(root, 'store-fifos-'));
+  const [started, release] = [path.join(fifoDir, 'started'), path.join(fifoDir, 'release')];
+  for (const f of [started, release]) assert.equal(spawnSync('mkfifo', [f]).status, 0, 'mkfifo');
+  const file = device('store-killed-in-check');
+  // The library's in-memory route: the store's commit rewrites the file; the check then waits on a fifo.
+  const script = `import { readFileSync, writeFileSync } from 'node:fs';
+import { applyPayload } from './src/apply/index.ts';
+import { openSafetensorsFile } from './src/io/safetensors/files.ts';
+await applyPayload(await openSafetensorsFile(${JSON.stringify(file)}), new Uint8Array(readFileSync(${JSON.stringify(payloadFile)})), { healthCheck: () => { writeFileSync(${JSON.stringify(started)}, 'checking\\n'); readFileSync(${JSON.stringify(release)}); return true; } });`;
+  const child = spawn(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: path.resolve('.'), stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_code, signal) => resolve(signal)));
+  assert.equal((await readFile(started, 'utf8')).trim(), 'checking');
+  child.kill('SIGKILL');
+  assert.equal(await exited, 'SIGKILL');
+  assert.ok(readFileSync(file).equals(await inMemory()), 'the new version, written before the check');
+  assert.deepEqual(leftovers(file), [], 'no journal, no kept previous version: nothing says the check never finished');
+  // So the next crash-safe apply finds nothing to settle: already at the target, no check asked for.
+  const next = await ndiff(['apply', '--model', file, '--patch', payloadFile]);
+  assert.equal(next.code, 0, next.err);
+  assert.match(next.out, /is already at target/);
 });
 
 test('release add publishes .safetensors versions; ndiff update brings a device\'s file to the newest, and a failing health check rolls back and says so', { timeout: 300_000 }, async () => {

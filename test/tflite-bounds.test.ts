@@ -146,3 +146,66 @@ test('a weight laid over an operator\'s options table (or another part of the gr
     assert.throws(() => new TfliteWeightStore(bytes), (e: unknown) => e instanceof ModelFormatError && /the data of buffer 1 \(offsets \d+-\d+\) overlaps the model's own structure/.test(e.message), label);
   }
 });
+
+/**
+ * RESHAPE by its options' `new_shape` (ReshapeOptions, type 17, a vector of int32), then ADD of w
+ * (a weight of 2 floats on buffer 1, stored past the FlatBuffer); `options2` puts a StableHLO
+ * options table (builtin_options_2) with a vector of int64 on the ADD.
+ */
+function reshapeModel(options2?: { type: number; fields: { vec: 'i64'; items: number[] }[] }): Uint8Array {
+  return buildTflite({
+    tensors: [
+      { name: 'x', shape: [1, 4], type: T.FLOAT32 },
+      { name: 'r', shape: [2, 2], type: T.FLOAT32 },
+      { name: 'w', shape: [2], type: T.FLOAT32, buffer: 1 },
+      { name: 'y', shape: [2, 2], type: T.FLOAT32 },
+    ],
+    buffers: [f32Bytes([0.5, -0.5])],
+    offsetBuffers: [1],
+    operators: [
+      { op: 22, inputs: [0], outputs: [1], options: { type: 17, fields: [{ vec: 'i32', items: [2, 2] }] } },
+      { op: 0, inputs: [1, 2], outputs: [3], options: { type: 11, fields: [{ u8: 0 }] }, ...(options2 ? { options2 } : {}) },
+    ],
+    inputs: [0],
+    outputs: [3],
+  });
+}
+
+test('vectors inside operators\' options tables (RESHAPE\'s new_shape, a StableHLO dimension list) are walked: a weight laid over one, or one whose offset or length leaves the file, is refused', async () => {
+  const { bufferOffsetField } = await import('./helpers/tflite-build.ts');
+  const overlaps = (e: unknown) => e instanceof ModelFormatError && /the data of buffer 1 \(offsets \d+-\d+\) overlaps the model's own structure/.test(e.message);
+  const base = reshapeModel();
+  assert.equal(new TfliteWeightStore(base.slice()).weights().length, 1);
+  const d = new DataView(base.buffer, base.byteOffset, base.byteLength);
+  const sub = element(d, deref(d, fieldAt(d, d.getUint32(0, true), 2)), 0);
+  const reshape = element(d, deref(d, fieldAt(d, sub, 3)), 0);
+  const newShapeField = fieldAt(d, deref(d, fieldAt(d, reshape, 4)), 0);
+  const newShape = deref(d, newShapeField);
+  assert.deepEqual([d.getUint32(newShape, true), d.getInt32(newShape + 4, true), d.getInt32(newShape + 8, true)], [2, 2, 2], 'the new_shape vector: length 2, [2, 2]');
+
+  // The weight (8 bytes) laid over new_shape's values: a payload for it would rewrite the shape.
+  const over = base.slice();
+  new DataView(over.buffer).setBigUint64(bufferOffsetField(over, 1), BigInt(newShape + 4), true);
+  assert.throws(() => new TfliteWeightStore(over), overlaps, 'a weight over new_shape');
+  assert.throws(() => scanTfliteModel(over), overlaps);
+
+  // new_shape's offset past the end of the file, or its length past it: refused when the file is read.
+  const far = base.slice();
+  new DataView(far.buffer).setUint32(newShapeField, far.length, true);
+  const long = base.slice();
+  new DataView(long.buffer).setUint32(newShape, 0x3fffffff, true);
+  for (const [label, bytes] of [['offset', far], ['length', long]] as const) {
+    assert.throws(() => new TfliteWeightStore(bytes), (e: unknown) => e instanceof ModelFormatError && /an option of operator 0 of subgraph 0/.test(e.message), label);
+  }
+
+  // builtin_options_2: StablehloTransposeOptions (type 17) and its permutation (int64), walked the same way.
+  const stablehlo = reshapeModel({ type: 17, fields: [{ vec: 'i64', items: [1, 0] }] });
+  assert.equal(new TfliteWeightStore(stablehlo.slice()).weights().length, 1);
+  const s = new DataView(stablehlo.buffer, stablehlo.byteOffset, stablehlo.byteLength);
+  const add = element(s, deref(s, fieldAt(s, element(s, deref(s, fieldAt(s, s.getUint32(0, true), 2)), 0), 3)), 1);
+  const permutation = deref(s, fieldAt(s, deref(s, fieldAt(s, add, 12)), 0));
+  assert.equal(s.getUint32(permutation, true), 2, 'the permutation vector: length 2');
+  const over2 = stablehlo.slice();
+  new DataView(over2.buffer).setBigUint64(bufferOffsetField(over2, 1), BigInt(permutation + 4), true);
+  assert.throws(() => new TfliteWeightStore(over2), overlaps, 'a weight over the permutation');
+});

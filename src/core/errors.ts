@@ -95,6 +95,15 @@ export class ModelFormatError extends NeuralDiffError {
   }
 }
 
+/**
+ * A model folder's apply lock is held from where this process cannot tell whether its holder
+ * still runs: another host sharing the folder (a network file system), or another PID namespace
+ * on this machine (another container sharing the volume). It is not broken as stale; `details`
+ * name the lock file, its holder's host and pid, and why (`reason`). A {@link ModelFormatError},
+ * so callers that handle a held lock handle it too.
+ */
+export class LockHeldElsewhereError extends ModelFormatError {}
+
 /** A signature is missing, invalid, or made with an untrusted key. */
 export class SignatureError extends NeuralDiffError {
   constructor(message: string, details: Record<string, unknown> = {}) {

@@ -9,7 +9,7 @@ import { UsageError } from '../core/errors.ts';
 import { parseBudget } from '../diff/budget.ts';
 import { errCode, makeDirs, readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
 import { BLOBS } from './blobs.ts';
-import { lockRelease } from './folder.ts';
+import { lockRelease, releaseSubdir } from './folder.ts';
 import { modelKindOf, storePackage } from './package.ts';
 import { jobFiles, planJobs, runJob, type RunJobResult } from './jobs.ts';
 import { publishRelease, type PublishResult } from './publish.ts';
@@ -183,6 +183,20 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   const version = (newest?.version ?? 0) + 1;
   record.versions.push({ version, fingerprint, files, addedAt: new Date().toISOString(), source: modelPath });
   const jobs = planJobs(record, version, options.policy ?? { method: 'exact' });
+  // No job of this plan has run: a result in jobs/ under one of its ids is another plan's, written
+  // after that plan was cancelled by a `release run` still live then (it takes results in without
+  // this folder's lock). Taken for this plan's, publish would sign it (a top-k payload into a
+  // version planned exact, say). Cleared before the plan is recorded (jobs/ checked to be no link).
+  const hasJobs = (await lstat(path.join(releaseDir, JOBS_DIR)).catch(() => undefined)) !== undefined;
+  if (hasJobs) await releaseSubdir(releaseDir, JOBS_DIR);
+  for (const job of hasJobs ? jobs : []) {
+    const f = jobFiles(releaseDir, job.id);
+    const stale = (await lstat(f.result).catch(() => undefined)) !== undefined || (await lstat(f.payload).catch(() => undefined)) !== undefined;
+    if (!stale) continue;
+    await rm(f.result, { force: true });
+    await rm(f.payload, { force: true });
+    progress(`${job.id}: a result left in jobs/ by a cancelled plan (written after its cancel) removed; this plan's job has not run`);
+  }
   record.pending = { version, jobs };
   await writeRecord(releaseDir, record);
   const packageBytes = files.reduce((n, f) => n + f.length, 0);

@@ -158,6 +158,8 @@ export interface OperatorSpec {
   outputs: number[];
   /** builtin_options_type and its table's fields, if any. */
   options?: { type: number; fields: (Fb | undefined)[] };
+  /** builtin_options_2_type and its table's fields (the StableHLO operators' options), if any. */
+  options2?: { type: number; fields: (Fb | undefined)[] };
 }
 
 export interface TfliteSpec {
@@ -223,6 +225,8 @@ export function buildTflite(spec: TfliteSpec): Uint8Array {
                   { vec: 'i32', items: o.outputs },
                   o.options ? { u8: o.options.type } : undefined,
                   o.options ? { table: o.options.fields } : undefined,
+                  // custom_options .. large_custom_options_size (5-10), then builtin_options_2_type (11) and builtin_options_2 (12).
+                  ...(o.options2 ? [undefined, undefined, undefined, undefined, undefined, undefined, { u8: o.options2.type }, { table: o.options2.fields }] : []),
                 ],
               })),
             },

@@ -3,10 +3,10 @@
  * the report and options shared by the functions that change a model folder or file. Node only.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir, realpath } from 'node:fs/promises';
-import { uptime } from 'node:os';
+import { readdir, readlink, realpath } from 'node:fs/promises';
+import { hostname, uptime } from 'node:os';
 import * as path from 'node:path';
-import { ModelFormatError } from '../../core/errors.ts';
+import { LockHeldElsewhereError, ModelFormatError } from '../../core/errors.ts';
 import { errCode, nodeFileOps, readIfExists, type FileOps } from './durable.ts';
 import { LOCK_FILE } from './control-files.ts';
 import type { PendingSettlement } from './pending-update.ts';
@@ -60,6 +60,61 @@ async function bootId(): Promise<string | undefined> {
 }
 
 /**
+ * Where this process runs, as a lock records it: the host name, the machine id
+ * (/etc/machine-id), this boot's id and the PID namespace (/proc/self/ns/pid, e.g.
+ * `pid:[4026531836]`); each but the host name undefined where there is none.
+ */
+interface LockPlace {
+  host: string;
+  machine?: string;
+  boot?: string;
+  pidns?: string;
+}
+
+async function lockPlace(): Promise<LockPlace> {
+  const machine = await readIfExists('/etc/machine-id').catch(() => null);
+  const pidns = await readlink('/proc/self/ns/pid').catch(() => undefined);
+  return {
+    host: hostname(),
+    machine: (machine && new TextDecoder().decode(machine).trim()) || undefined,
+    boot: await bootId(),
+    pidns: pidns && /^pid:\[\d+\]$/.test(pidns) ? pidns : undefined,
+  };
+}
+
+/** Why a lock's holder cannot be seen from here, or undefined when it can. */
+type Elsewhere = 'another host' | 'another PID namespace';
+
+/**
+ * Whether the lock record `body` was written where this process cannot see its holder. With the
+ * same boot id it is this kernel: another PID namespace (a container) when the namespaces differ
+ * (its pids mean other processes here), else seen. With another boot id, or none to compare, it
+ * is another host when the host name or the machine id differ; the same name and machine with
+ * another boot is a reboot of this one (its lock stale). A record without these fields (written
+ * before they were recorded, or where they are not known) is judged as before, by pid and time.
+ */
+function elsewhere(body: { boot?: unknown; host?: unknown; machine?: unknown; pidns?: unknown }, here: LockPlace): Elsewhere | undefined {
+  if (typeof body.boot === 'string' && body.boot === here.boot) {
+    return typeof body.pidns === 'string' && here.pidns !== undefined && body.pidns !== here.pidns ? 'another PID namespace' : undefined;
+  }
+  if (typeof body.host === 'string' && body.host !== here.host) return 'another host';
+  if (typeof body.machine === 'string' && here.machine !== undefined && body.machine !== here.machine) return 'another host';
+  return undefined;
+}
+
+/** The holder of a lock file that is not stale; `elsewhere` when it cannot be seen from here. */
+interface LockHolder {
+  pid: number;
+  /** The lock file's name. */
+  name: string;
+  elsewhere?: Elsewhere;
+  /** The host name the lock records, if any. */
+  host?: string;
+  /** The PID namespace the lock records, if any. */
+  pidns?: string;
+}
+
+/**
  * Linux: when process `pid` started, in clock ticks since boot (/proc/<pid>/stat, field 22), as
  * text; undefined where there is no such file (no /proc, the process is gone, or hidden from us).
  */
@@ -73,7 +128,9 @@ async function startTicks(pid: number): Promise<string | undefined> {
 }
 
 /**
- * The live holder a lock file names, or null when it is stale. Where the lock file says which
+ * The live holder a lock file names, or null when it is stale. A lock written on another host, or
+ * in another PID namespace of this machine (see {@link elsewhere}), is never stale: whether its
+ * holder runs cannot be seen from here. Where the lock file says which
  * boot and which process start took it (Linux), by those alone: a lock of another boot, or whose
  * pid now belongs to a process started at another time (a pid reused since the holder died), is
  * stale; no clock is read, so one set forward while the lock is held (a device without a clock
@@ -82,11 +139,17 @@ async function startTicks(pid: number): Promise<string | undefined> {
  * before the last boot (after a reboot the same pid may belong to another process), or it is this
  * process's own pid (this process holds no other lock on the folder, so the file is a leftover of
  * a run with the same pid before a reboot).
+ *
+ * A lock file whose record cannot be read yet (created, its record not yet written: from another
+ * host or namespace its pid would say nothing) is held the first time it is seen in one taking
+ * of the lock (`unread` records it), and judged by its name after the next pause.
  */
-async function liveHolder(dir: string, name: string): Promise<{ pid: number } | null> {
-  let body: { pid?: unknown; startedAt?: unknown; boot?: unknown; start?: unknown } | undefined;
+async function liveHolder(dir: string, name: string, here: LockPlace, unread: Set<string>): Promise<LockHolder | null> {
+  let body: { pid?: unknown; startedAt?: unknown; boot?: unknown; start?: unknown; host?: unknown; machine?: unknown; pidns?: unknown } | undefined;
+  const bytes = await readIfExists(path.join(dir, name)).catch(() => new Uint8Array()); // unreadable: judged as unread
+  if (bytes === null) return null; // gone since the listing
   try {
-    body = JSON.parse(new TextDecoder().decode((await readIfExists(path.join(dir, name))) ?? new Uint8Array()));
+    body = JSON.parse(new TextDecoder().decode(bytes));
   } catch {
     body = undefined; // being written, or cut short by a crash
   }
@@ -96,27 +159,36 @@ async function liveHolder(dir: string, name: string): Promise<{ pid: number } | 
   if (m) {
     pid = Number(m[1]);
     takenAt = Number(m[2]);
+    if (body === undefined && !unread.has(name)) {
+      unread.add(name);
+      return { pid: pid as number, name };
+    }
   } else {
     // An older applier's lock, `.ndiff-apply.lock` with {"pid", "startedAt"} inside.
     if (body === undefined) return null; // a lock cut short by a crash
     pid = body?.pid;
     takenAt = typeof body?.startedAt === 'string' ? Date.parse(body.startedAt) : NaN;
   }
-  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid === process.pid) return null;
+  if (typeof pid !== 'number' || !Number.isSafeInteger(pid)) return null;
+  // Before the pid is looked at: from another host or namespace, it names some other process here.
+  if (body !== undefined && body.pid === pid) {
+    const far = elsewhere(body, here);
+    if (far) return { pid, name, elsewhere: far, host: typeof body.host === 'string' ? body.host : undefined, pidns: typeof body.pidns === 'string' ? body.pidns : undefined };
+  }
+  if (pid === process.pid) return null;
   if (typeof body?.boot === 'string' && typeof body.start === 'string' && body.pid === pid) {
-    const boot = await bootId();
-    if (boot !== undefined) {
-      if (boot !== body.boot) return null;
+    if (here.boot !== undefined) {
+      if (here.boot !== body.boot) return null;
       const start = await startTicks(pid);
       // No start to read: gone, or hidden from this user (then alive by the signal check).
-      if (start === undefined) return pidAlive(pid) ? { pid } : null;
-      return start === body.start ? { pid } : null;
+      if (start === undefined) return pidAlive(pid) ? { pid, name } : null;
+      return start === body.start ? { pid, name } : null;
     }
   }
   const bootedAt = Date.now() - uptime() * 1000;
   if (Number.isFinite(takenAt) && takenAt < bootedAt - 5000) return null;
   if (!pidAlive(pid)) return null;
-  return { pid };
+  return { pid, name };
 }
 
 /**
@@ -130,6 +202,12 @@ async function liveHolder(dir: string, name: string): Promise<{ pid: number } | 
  * and of two applies that create their files at the same time, the one that lists the folder
  * last sees the other's file, so they cannot both hold the lock.
  *
+ * A lock file written on another host (a network file system) or in another PID namespace of
+ * this machine (another container sharing the volume) is never deleted: whether its holder still
+ * runs cannot be seen from here, so it is refused with {@link LockHeldElsewhereError}, which says
+ * whose lock it is and how to remove it by hand.
+ *
+ * @throws LockHeldElsewhereError the lock is held from another host or PID namespace.
  * @throws ModelFormatError another live apply holds the lock, no such folder, or the folder
  *   cannot be written (permissions, read-only file system).
  * @returns the release function.
@@ -152,9 +230,13 @@ export async function lockModelDir(dir: string, options: FolderOptions & { write
       heldLocks.add(real);
       keys.push(real);
     }
-    // Which boot and which start of this pid hold the lock (Linux), so a reused pid is told apart.
-    const [boot, start] = [await bootId(), await startTicks(process.pid)];
-    const body = new TextEncoder().encode(JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString(), ...(boot && start ? { boot, start } : {}) }) + '\n');
+    // Which boot and which start of this pid hold the lock (Linux), so a reused pid is told apart;
+    // which host, machine and PID namespace, so a lock no one here can see is not taken as stale.
+    const here = await lockPlace();
+    const start = await startTicks(process.pid);
+    const { host, machine, boot, pidns } = here;
+    const body = new TextEncoder().encode(JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString(), ...(boot && start ? { boot, start } : {}), host, ...(machine ? { machine } : {}), ...(pidns ? { pidns } : {}) }) + '\n');
+    const unread = new Set<string>();
     for (let attempt = 1; ; attempt++) {
       const mine = `${LOCK_FILE}-${process.pid}-${Date.now()}-${randomBytes(6).toString('hex')}`;
       const file = path.join(dir, mine);
@@ -163,10 +245,10 @@ export async function lockModelDir(dir: string, options: FolderOptions & { write
       } catch (e) {
         throw lockWriteError(dir, e);
       }
-      let holder: { pid: number } | null = null;
+      let holder: LockHolder | null = null;
       for (const name of (await readdir(dir)).sort()) {
         if (name === mine || !(name === LOCK_FILE || LOCK_NAME.test(name))) continue;
-        const live = await liveHolder(dir, name);
+        const live = await liveHolder(dir, name, here, unread);
         if (live) holder ??= live;
         // A stale lock file is its dead owner's alone: deleting it, even late, harms no one.
         else await ops.unlink(path.join(dir, name)).catch(() => {});
@@ -180,6 +262,7 @@ export async function lockModelDir(dir: string, options: FolderOptions & { write
       }
       await ops.unlink(file).catch(() => {});
       if (attempt >= LOCK_ATTEMPTS) {
+        if (holder.elsewhere) throw heldElsewhere(dir, holder, here, writer, what);
         throw new ModelFormatError(`another ${writer} (pid ${holder.pid}) is updating ${dir} now: expected one writer per ${what}; wait for it to finish, then retry`, { dir, pid: holder.pid });
       }
       await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 60));
@@ -188,6 +271,19 @@ export async function lockModelDir(dir: string, options: FolderOptions & { write
     unreserve();
     throw e;
   }
+}
+
+/** The error for a lock held from another host or PID namespace: whose it is, why it stays, what to do. */
+function heldElsewhere(dir: string, holder: LockHolder, here: LockPlace, writer: string, what: string): LockHeldElsewhereError {
+  const file = path.join(dir, holder.name);
+  const where = holder.elsewhere === 'another host'
+    ? `on another host (${holder.host ?? 'unnamed'}; this is ${here.host}) sharing the ${what}, e.g. over NFS`
+    : `in another PID namespace of this machine (${holder.pidns}; this process is in ${here.pidns}), e.g. another container sharing the volume`;
+  const check = holder.elsewhere === 'another host' ? `on ${holder.host ?? 'that host'}` : 'in that container (or that it is gone)';
+  return new LockHeldElsewhereError(
+    `the ${what} ${dir} is locked by pid ${holder.pid} ${where}: expected one writer per ${what}, and whether that process still runs cannot be seen from here, so its lock ${file} is not broken as stale. Wait for that ${writer} to finish; if none runs there (check ${check}), delete ${file} by hand, then retry`,
+    { dir, lockFile: file, pid: holder.pid, reason: holder.elsewhere, host: holder.host, pidNamespace: holder.pidns },
+  );
 }
 
 /** The error for a lock file that cannot be created: no folder, or a folder this user cannot write. */

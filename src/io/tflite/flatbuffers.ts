@@ -165,6 +165,7 @@ export class FlatBufferReader {
     const p = this.field(t, field, 4);
     if (p < 0) return null;
     const v = this.deref(p, what);
+    this.check(v, 4, `the length of ${what}`);
     const length = this.u32(v);
     this.check(v + 4, length * width, `${what} (${length} elements of ${width} bytes)`);
     this.spend(width === 1 ? 1 : length);

@@ -12,12 +12,50 @@
  * `.operators` (1-3), `.name` (4); every tensor (constant or not): `shape`, `name`,
  * `quantization` (its `min`, `max`, `scale`, `zero_point`, `details`), `sparsity` (its vectors
  * and dimension metadata), `shape_signature`, `variant_tensors`; every operator: `inputs`,
- * `outputs`, `builtin_options` and `builtin_options_2` (the tables' own bytes: their fields are
- * scalars for the common operators; vectors inside an options table are not followed),
- * `custom_options`, `mutating_variable_inputs`, `intermediates`, and custom options stored past
- * the FlatBuffer (`large_custom_options_offset`/`_size`).
+ * `outputs`, `builtin_options` and `builtin_options_2` (the tables, and the vectors and strings
+ * inside them, by the union's type: RESHAPE's `new_shape`, SQUEEZE's `squeeze_dims`, the StableHLO
+ * operators' dimension lists, ...; see {@link OPTION_VECTORS}), `custom_options`,
+ * `mutating_variable_inputs`, `intermediates`, and custom options stored past the FlatBuffer
+ * (`large_custom_options_offset`/`_size`). Each vector is bounds-checked as it is walked, so an
+ * options vector whose offset or length leaves the file is refused at the scan, and its bytes are
+ * structure: a weight laid over RESHAPE's target shape is refused like one over a stride.
  */
 import type { FbVector, FlatBufferReader } from './flatbuffers.ts';
+
+/** An options table's vectors and strings: [field, element bytes] (0: a string). */
+type OptionVectors = readonly (readonly [number, number])[];
+
+/**
+ * The vectors and strings inside `builtin_options` tables (schema.fbs `BuiltinOptions`), by the
+ * union's type; every other options table holds scalars only.
+ */
+export const OPTION_VECTORS: Readonly<Record<number, OptionVectors>> = {
+  3: [[1, 4], [2, 4]], // ConcatEmbeddingsOptions: num_columns_per_channel, embedding_dim_per_channel
+  17: [[0, 4]], // ReshapeOptions: new_shape
+  30: [[0, 4]], // SqueezeOptions: squeeze_dims
+  111: [[0, 0], [1, 0]], // VarHandleOptions: container, shared_name
+  115: [[0, 4]], // BucketizeOptions: boundaries
+};
+
+/** The same for `builtin_options_2` (schema.fbs `BuiltinOptions2`: the StableHLO operators). */
+export const OPTION2_VECTORS: Readonly<Record<number, OptionVectors>> = {
+  2: [[0, 8]], // StablehloBroadcastInDimOptions: broadcast_dimensions
+  3: [[0, 8], [1, 8], [2, 8]], // StablehloSliceOptions: start_indices, limit_indices, strides
+  // StablehloConvolutionOptions: window_strides, padding, lhs_dilation, rhs_dilation, the input,
+  // kernel and output spatial dimensions, precision_config
+  4: [[0, 8], [1, 8], [2, 8], [3, 8], [7, 8], [10, 8], [13, 8], [16, 4]],
+  5: [[0, 0], [2, 0], [4, 4], [5, 1]], // StablehloCustomCallOptions: call_target_name, backend_config, called_computations, custom_attributes
+  6: [[0, 8]], // StablehloReduceOptions: dimensions
+  7: [[1, 8], [2, 8], [3, 8]], // StablehloScatterOptions: update_window_dims, inserted_window_dims, scatter_dims_to_operand_dims
+  9: [[0, 8]], // StablehloDynamicSliceOptions: slice_sizes
+  10: [[0, 8], [1, 8], [2, 8]], // StablehloPadOptions: edge_padding_low, edge_padding_high, interior_padding
+  12: [[0, 8], [1, 8], [2, 8], [3, 8], [4, 4]], // StablehloDotGeneralOptions: the batching and contracting dimensions, precision_config
+  13: [[0, 8], [1, 8], [2, 8], [3, 8], [4, 8]], // StablehloReduceWindowOptions: window_dimensions, window_strides, base_dilations, window_dilations, padding
+  16: [[0, 8], [1, 8], [2, 8], [4, 8]], // StablehloGatherOptions: offset_dims, collapsed_slice_dims, start_index_map, slice_sizes
+  17: [[0, 8]], // StablehloTransposeOptions: permutation
+  21: [[0, 0], [2, 1]], // StableHLOCompositeOptions: name, composite_attributes
+  23: [[0, 4]], // StablehloCaseOptions: branch_subgraph_indices
+};
 
 /** Record every structural part of the model rooted at `model` (module doc); returns custom options stored past the FlatBuffer, flat (start, end). */
 export function walkTfliteStructure(fb: FlatBufferReader, model: number): number[] {
@@ -43,7 +81,15 @@ export function walkTfliteStructure(fb: FlatBufferReader, model: number): number
       const what = `operator ${k} of subgraph ${g}`;
       for (const f of [1, 2, 8]) fb.fieldVector(o, f, 4, `the tensors of ${what}`);
       for (const f of [5, 7]) fb.fieldVector(o, f, 1, `the custom options of ${what}`);
-      for (const f of [4, 12]) fb.fieldTable(o, f, `the options of ${what}`);
+      // builtin_options (4, its type in 3) and builtin_options_2 (12, its type in 11), with their vectors.
+      for (const [typeField, field, vectors] of [[3, 4, OPTION_VECTORS], [11, 12, OPTION2_VECTORS]] as const) {
+        const options = fb.fieldTable(o, field, `the options of ${what}`);
+        if (options < 0) continue;
+        for (const [f, width] of vectors[fb.fieldU8(o, typeField, 0)] ?? []) {
+          if (width === 0) fb.fieldString(options, f, `an option of ${what}`);
+          else fb.fieldVector(options, f, width, `an option of ${what}`);
+        }
+      }
       const at = fb.fieldU64(o, 9, 0);
       const size = fb.fieldU64(o, 10, 0);
       if (at > 1 && size) {

@@ -32,6 +32,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UnsupportedOperatorError } from '../../core/errors.ts';
 import type { ProgramVariable } from '../program/program.ts';
+import { executeBounded } from './shape-guard.ts';
 
 /** A node of tfjs-converter's graph. */
 export interface GraphNodeInternals {
@@ -198,15 +199,15 @@ export function refuseUndifferentiable(
 }
 
 /** The graph's tensors `names` (the first the output to train) on `feeds`, as the program runs it. */
-function executeAll(program: { model: tf.GraphModel }, feeds: Readonly<Record<string, tf.Tensor>>, names: string[]): tf.Tensor[] {
+function executeAll(program: { model: tf.GraphModel; source: string }, feeds: Readonly<Record<string, tf.Tensor>>, names: string[]): tf.Tensor[] {
   // Inputs cast to their declared types, as the program feeds them.
   const cast: Record<string, tf.Tensor> = {};
   for (const i of program.model.inputs) {
     const t = feeds[i.name];
     if (t) cast[i.name] = i.dtype && i.dtype !== t.dtype ? tf.cast(t, i.dtype) : t;
   }
-  const out = program.model.execute(cast, names);
-  return Array.isArray(out) ? out : [out];
+  // The shapes its constants ask for bounded, as the program runs it.
+  return executeBounded(program.model, cast, names, program.source);
 }
 
 /**

@@ -21,6 +21,7 @@ import { isPatchable, type WeightStore } from '../../core/weight-store.ts';
 import { uniqueVariableName, type ProgramRecipe, type ProgramTensorInfo, type ProgramVariable, type TrainableProgram } from '../program/program.ts';
 import { registerGradientFixes } from '../kernels/gradients.ts';
 import { graphOf, nodeNameOf, refuseUndifferentiable } from './gradient-probe.ts';
+import { executeBounded } from './shape-guard.ts';
 
 /** Options of {@link TfjsGraphProgram}. */
 export interface TfjsGraphProgramOptions {
@@ -192,8 +193,8 @@ export class TfjsGraphProgram implements TrainableProgram {
     for (const v of this.variables) v.variable.dispose();
   }
 
+  /** The graph on `feeds`, the shapes its constants ask for bounded (shape-guard.ts). */
   private execute(feeds: Record<string, tf.Tensor>, names: string[]): tf.Tensor[] {
-    const out = this.model.execute(feeds, names);
-    return Array.isArray(out) ? out : [out];
+    return executeBounded(this.model, feeds, names, this.source);
   }
 }
