@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import type { Argv, Options } from 'yargs';
 import { release } from '../../src/front/release.ts';
 import { DEFAULT_LOCK_SECONDS, startQueueWorker } from '../../src/release/queue/worker.ts';
+import { DEFAULT_PLAN_LOCK_SECONDS } from '../../src/release/queue/plan-lock.ts';
 import { inCliWords, table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
@@ -18,6 +19,7 @@ interface RunArgs {
   accept?: string[];
   attempts: number;
   checkConcurrency?: number;
+  lockSeconds?: number;
 }
 interface StatusArgs {
   release: string;
@@ -42,6 +44,7 @@ export function releaseRunOptions(c: Argv<any>, releaseOption: Options, expiresO
     .option('accept', { type: 'string', array: true, describe: 'as ndiff release publish --accept' })
     .option('attempts', { type: 'number', default: 3, describe: 'tries per job a worker fails' })
     .option('check-concurrency', { type: 'number', describe: 'results checked at once as they arrive, each in its own process (default: this machine\'s cores)' })
+    .option('lock-seconds', { type: 'number', default: DEFAULT_PLAN_LOCK_SECONDS, describe: 'whole seconds the plan\'s lock in Redis lasts unrenewed: a dead run lets go within it; a run that cannot renew it for half of it stops' })
     .example('$0 release add --release site/kws --model models/v4 --plan && $0 release run --release site/kws --queue redis://queue.internal --source https://cdn.example.com/kws/ --key release.private.pem', 'plan, then run the plan on the workers and publish');
 }
 
@@ -53,6 +56,7 @@ export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
     ...(a.key ? { key: a.key } : {}),
     ...(a.accept ? { accept: a.accept } : {}),
     ...(a.checkConcurrency !== undefined ? { checkConcurrency: a.checkConcurrency } : {}),
+    ...(a.lockSeconds !== undefined ? { lockSeconds: a.lockSeconds } : {}),
     onProgress: (l) => io.progress(l),
   });
   const warnings = res.warnings.map(inCliWords);
