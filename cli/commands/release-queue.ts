@@ -5,6 +5,7 @@
 import { availableParallelism } from 'node:os';
 import type { Argv, Options } from 'yargs';
 import { release } from '../../src/front/release.ts';
+import type { PlanJobStatus } from '../../src/release/queue/status.ts';
 import { DEFAULT_LOCK_SECONDS, startQueueWorker } from '../../src/release/queue/worker.ts';
 import { DEFAULT_PLAN_LOCK_SECONDS } from '../../src/release/queue/plan-lock.ts';
 import { inCliWords, table, type CliIO } from '../common.ts';
@@ -75,8 +76,18 @@ export async function runReleaseStatus(a: StatusArgs, io: CliIO): Promise<number
   io.result?.(s);
   const n = (state: string) => s.jobs.filter((j) => j.state === state).length;
   io.out(`plan ${s.planId}: ${n('waiting')} waiting, ${n('running')} running, ${n('done')} done, ${n('failed') + n('refused')} failed${n('refused') ? ` (${n('refused')} refused by publish's checks)` : ''}${n('not queued') ? `, ${n('not queued')} not queued (ndiff release run)` : ''}; publish: ${s.publish}${s.publishReason ? ` (${s.publishReason})` : ''}`);
-  io.out(table(s.jobs.map((j) => [j.id, j.state, j.attempts, (j.reason ?? j.progress ?? '').slice(0, 160)]), ['job', 'state', 'tries', 'reason or last progress']));
+  io.out(table(s.jobs.map((j) => [j.id, j.state, j.attempts, j.reason ?? j.progress ?? '']), ['job', 'state', 'tries', 'reason or last progress']));
+  for (const j of s.jobs) if (j.state === 'running') io.out(runningLine(j));
   return 0;
+}
+
+/** A running job as `release status` says it: its worker, its last progress's age, its lock. */
+export function runningLine(j: PlanJobStatus): string {
+  const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+  const lock = j.lockExpiresInMs === undefined ? ''
+    : j.lockExpiresInMs > 0 ? `; its lock expires in ${seconds(j.lockExpiresInMs)} unless the worker renews it`
+      : '; its lock expired: the worker is gone (killed, or its machine lost), and a live worker takes the job again at its next look for stalled jobs';
+  return `${j.id}: running on worker ${j.worker ?? '(unnamed)'} (attempt ${j.attempts})${j.progressAgeMs !== undefined ? `, last progress ${seconds(j.progressAgeMs)} ago` : ', no progress reported yet'}${lock}`;
 }
 
 /** `worker`: options. */

@@ -25,6 +25,7 @@ import type { PlanJobStatus } from './status.ts';
 import { bullConnection, connectRedis, JOBS_QUEUE, loadBullmq, planNames, queueUrlOf, type PlanNames, type RedisClient } from './engine.ts';
 import type { QueuedJobData, QueuedJobReturn } from './processor.ts';
 import { DEFAULT_PLAN_LOCK_SECONDS, PlanLock } from './plan-lock.ts';
+import { RetakeWatch } from './retake-watch.ts';
 
 /** Options of {@link runPlanOnQueue}. */
 export interface RunPlanOptions {
@@ -166,7 +167,12 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
       return { jobs: outcome.jobs, release: outcome.published?.release ?? null };
     }, { connection, concurrency: 1 });
     publishWorker.on('error', () => {}); // reconnects by itself; the loop below reports an unreachable queue
-    const arrive = (jobsQueue: ArrivalLookup) => takeArrivals(releaseDir, record, names, jobsQueue, arriving, arrivals, progress);
+    // A job whose worker died, found stalled and taken again, is said as it happens, with its attempt.
+    const retakes = new RetakeWatch(redis, (id) => `bull:${JOBS_QUEUE}:${names.childId(id)}`, tickets.map((t) => t.job.id), progress);
+    const arrive = async (jobsQueue: ArrivalLookup) => {
+      await retakes.look();
+      await takeArrivals(releaseDir, record, names, jobsQueue, arriving, arrivals, progress);
+    };
     const stop = new AbortController();
     held.lost.catch((e: Error) => stop.abort(e));
     const watching = waitForParent(bull, url, publishQueue, names, record, progress, options.pollMs ?? 500, arrive, stop.signal);
@@ -407,6 +413,21 @@ async function takeArrivals(releaseDir: string, record: ReleaseRecord, names: Pl
 /** One payload job as `ndiff release status` shows it. */
 export type { PlanJobStatus } from './status.ts';
 
+/**
+ * Who runs a running job and whether it is alive: the worker that took it, how long since it
+ * reported progress, and when the job's lock lapses (0: it has, the worker is gone).
+ */
+async function runningJob(redis: RedisClient, jobKey: string, j: { processedBy?: string; progress?: unknown }): Promise<Pick<PlanJobStatus, 'worker' | 'progressAgeMs' | 'lockExpiresInMs'>> {
+  const reported = typeof j.progress === 'object' && j.progress !== null ? j.progress as { worker?: unknown; at?: unknown } : {};
+  const worker = j.processedBy ?? (typeof reported.worker === 'string' ? reported.worker : undefined);
+  const ttl = await redis.pttl(`${jobKey}:lock`);
+  return {
+    ...(worker ? { worker } : {}),
+    ...(typeof reported.at === 'number' ? { progressAgeMs: Math.max(0, Date.now() - reported.at) } : {}),
+    lockExpiresInMs: Math.max(0, ttl),
+  };
+}
+
 /** The state of the pending plan of `releaseDir` on the queue. */
 export async function planStatus(releaseDir: string, queue: string): Promise<{ planId: string; publish: string; publishReason?: string; jobs: PlanJobStatus[] }> {
   const url = queueUrlOf(queue);
@@ -433,7 +454,7 @@ export async function planStatus(releaseDir: string, queue: string): Promise<{ p
       const state = refused[job.id] ? 'refused' : bucketOf(await j.getState());
       const line = typeof j.progress === 'object' && j.progress !== null ? (j.progress as { line?: unknown }).line : undefined;
       const reason = refused[job.id] ?? (j.failedReason || undefined);
-      jobs.push({ id: job.id, state, attempts: j.attemptsStarted ?? j.attemptsMade, ...(typeof line === 'string' ? { progress: line } : {}), ...(reason ? { reason } : {}) });
+      jobs.push({ id: job.id, state, attempts: j.attemptsStarted ?? j.attemptsMade, ...(typeof line === 'string' ? { progress: line } : {}), ...(reason ? { reason } : {}), ...(state === 'running' ? await runningJob(redis, jobsQueue.toKey(names.childId(job.id)), j) : {}) });
     }
     const parent = await publishQueue.getJob(names.parentId);
     const publish = parent ? await parent.getState() : 'not queued';

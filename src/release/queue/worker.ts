@@ -8,7 +8,7 @@
  * again (BullMQ's stalled-job recovery).
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../../core/errors.ts';
@@ -92,6 +92,11 @@ async function sweepDeadWorkers(): Promise<void> {
   }
 }
 
+/** The name a worker gives BullMQ, which each job it takes records (`processedBy`), and `release status` shows: `HOST:PID`. */
+export function workerName(): string {
+  return `${hostname()}:${process.pid}`;
+}
+
 /** Start a worker on the queue at `queue` (redis://HOST[:PORT]). */
 export async function startQueueWorker(queue: string, options: QueueWorkerOptions = {}): Promise<QueueWorker> {
   const url = queueUrlOf(queue);
@@ -111,14 +116,18 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   const threads = threadsPerJob(concurrency);
   const processes = new JobProcesses({ file: proc.file, ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: sandboxEnv(process.env, cacheDir, threads) });
   processes.warm(concurrency);
-  const worker = new bull.Worker(JOBS_QUEUE, async (job) => processes.run(job.data, (value) => { job.updateProgress(value).catch(() => {}); }), {
+  const name = workerName();
+  // Each progress value carries when it was reported and by whom, for `release status`.
+  const worker = new bull.Worker(JOBS_QUEUE, async (job) => processes.run(job.data, (value) => { job.updateProgress({ ...value, worker: name, at: Date.now() }).catch(() => {}); }), {
+    name,
     connection: bullConnection(url),
     concurrency,
     lockDuration: lockSeconds * 1000,
     stalledInterval: lockSeconds * 1000,
     maxStalledCount: maxStalls,
   });
-  worker.on('active', (job) => log(`${job.id}: started (attempt ${job.attemptsMade + 1})`));
+  // Every start counts, a stalled job's taken again too (attemptsMade counts failures only).
+  worker.on('active', (job) => log(`${job.id}: started (attempt ${Math.max(job.attemptsStarted ?? 0, job.attemptsMade + 1)})`));
   worker.on('completed', (job) => log(`${job.id}: done`));
   worker.on('failed', (job, err) => log(`${job?.id ?? '?'}: failed: ${err.message.split('\n')[0]}`));
   worker.on('error', (err) => log(`queue: ${err.message.split('\n')[0]}`));
