@@ -22,7 +22,7 @@ import { ENGINE_TEST_TIMEOUT, orTestEnd, until } from './helpers/waits.ts';
 test('a worker killed mid-job: status names the worker, its last progress whole and when the lock expires, then that it expired; the run says the job stalled and was taken again at attempt 2', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await releaseChain(3, { history: 3 });
   await chain.addNext({ planOnly: true });
-  const names = planNames((await readRecord(chain.releaseDir))!);
+  const names = planNames((await readRecord(chain.releaseDir))!, chain.releaseDir);
   const redis = await startRedis({ signal: t.signal });
   const server = await serveRelease(chain.releaseDir);
   // The first input a worker asks for never comes: the worker is mid-job when it is killed.

@@ -21,7 +21,7 @@ const token = (holder: string | null) => (holder ? (JSON.parse(holder) as { toke
 test('a run stalled past its lock\'s life, the plan taken by another run: resumed, it stops (exit 2, saying why) and leaves the other\'s lock as it is; the other publishes', { skip: redisSkip || (process.platform === 'win32' && 'SIGSTOP'), timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await releaseChain(3, { history: 3 });
   await chain.addNext({ planOnly: true });
-  const names = planNames((await readRecord(chain.releaseDir))!);
+  const names = planNames((await readRecord(chain.releaseDir))!, chain.releaseDir);
   const redis = await startRedis({ signal: t.signal });
   const client = await connectRedis(redis.url);
   let first: NdiffChild | undefined;

@@ -74,6 +74,10 @@ export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
 export async function runReleaseStatus(a: StatusArgs, io: CliIO): Promise<number> {
   const s = await release.status({ release: a.release, queue: a.queue });
   io.result?.(s);
+  if (s.finished) {
+    io.out(`${a.release}: no plan pending: version ${s.finished.version} is the latest, signed in manifest release ${s.finished.release}; nothing to run. Its plan ${s.planId} on the queue: ${s.publish === 'completed' ? 'published (completed)' : s.publish}`);
+    return 0;
+  }
   const n = (state: string) => s.jobs.filter((j) => j.state === state).length;
   io.out(`plan ${s.planId}: ${n('waiting')} waiting, ${n('running')} running, ${n('done')} done, ${n('failed') + n('refused')} failed${n('refused') ? ` (${n('refused')} refused by publish's checks)` : ''}${n('not queued') ? `, ${n('not queued')} not queued (ndiff release run)` : ''}; publish: ${s.publish}${s.publishReason ? ` (${s.publishReason})` : ''}`);
   io.out(table(s.jobs.map((j) => [j.id, j.state, j.attempts, j.reason ?? j.progress ?? '']), ['job', 'state', 'tries', 'reason or last progress']));

@@ -54,6 +54,8 @@ export interface ReleaseStatus {
   publish: string;
   publishReason?: string;
   jobs: PlanJobStatus[];
+  /** With no version pending: the last version and the manifest release it was signed in (nothing to run). */
+  finished?: { version: number; release: number };
 }
 
 /**
@@ -71,7 +73,7 @@ export async function releaseRun(o: ReleaseRunOptions): Promise<ReleaseRunResult
   return { plan: res.planId, jobs: res.jobs, ...(res.published ? { release: res.published.release, added: res.published.added, skipped: res.published.skipped } : {}), warnings };
 }
 
-/** The pending plan's jobs on the queue: waiting, running, done, failed. */
+/** The pending plan's jobs on the queue: waiting, running, done, failed; with none pending, the last plan, finished. */
 export async function releaseStatus(o: ReleaseDirOptions & { queue: string }): Promise<ReleaseStatus> {
   return planStatus(o.release, o.queue);
 }

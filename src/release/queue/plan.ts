@@ -21,11 +21,11 @@ import { publishReleaseFolder, type PublishResult } from '../publish.ts';
 import { JOBS_DIR, readRecord, type ReleaseRecord } from '../record.ts';
 import { releaseSubdir } from '../folder.ts';
 import { ticketsOf } from '../ticket.ts';
-import type { PlanJobStatus } from './status.ts';
-import { bullConnection, connectRedis, JOBS_QUEUE, loadBullmq, planNames, queueUrlOf, type PlanNames, type RedisClient } from './engine.ts';
+import { bullConnection, connectRedis, JOBS_QUEUE, loadBullmq, namesOnQueue, queueUrlOf, quietQueue, type PlanNames, type RedisClient } from './engine.ts';
 import type { QueuedJobData, QueuedJobReturn } from './processor.ts';
 import { DEFAULT_PLAN_LOCK_SECONDS, PlanLock } from './plan-lock.ts';
 import { RetakeWatch } from './retake-watch.ts';
+import { bucketOf } from './plan-status.ts';
 
 /** Options of {@link runPlanOnQueue}. */
 export interface RunPlanOptions {
@@ -89,11 +89,12 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
   const record = await readRecord(releaseDir);
   if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json): add a version with plan (--plan) first`);
   if (!record.pending) await refuseHalfPublished(releaseDir, record);
-  const names = planNames(record);
   const progress = options.onProgress ?? (() => {});
   const bull = await loadBullmq();
-  const redis = await connectRedis(url);
   const connection = bullConnection(url);
+  const names = await namesOnQueue(record, releaseDir, (name) => quietQueue(bull, name, connection));
+  if (names.legacy) progress(`plan ${names.planId} is on the queue under the name an earlier neural-diff gave it (the model's, without the release folder): resuming it under that name`);
+  const redis = await connectRedis(url);
   const holder = JSON.stringify({ plan: names.planId, host: hostname(), pid: process.pid, release: path.resolve(releaseDir), since: new Date().toISOString(), token: randomBytes(8).toString('hex') });
   let lock: PlanLock | undefined;
   let publishWorker: InstanceType<Bullmq['Worker']> | undefined;
@@ -308,9 +309,6 @@ export async function countJobs(jobsQueue: JobLookup, names: PlanNames, record: 
   return counts;
 }
 
-function bucketOf(state: string): keyof PlanCounts {
-  return state === 'active' ? 'running' : state === 'completed' ? 'done' : state === 'failed' ? 'failed' : 'waiting';
-}
 
 /**
  * The publish job: write each worker's result into `jobs/` under the job's own id, check each as
@@ -413,54 +411,4 @@ async function takeArrivals(releaseDir: string, record: ReleaseRecord, names: Pl
 /** One payload job as `ndiff release status` shows it. */
 export type { PlanJobStatus } from './status.ts';
 
-/**
- * Who runs a running job and whether it is alive: the worker that took it, how long since it
- * reported progress, and when the job's lock lapses (0: it has, the worker is gone).
- */
-async function runningJob(redis: RedisClient, jobKey: string, j: { processedBy?: string; progress?: unknown }): Promise<Pick<PlanJobStatus, 'worker' | 'progressAgeMs' | 'lockExpiresInMs'>> {
-  const reported = typeof j.progress === 'object' && j.progress !== null ? j.progress as { worker?: unknown; at?: unknown } : {};
-  const worker = j.processedBy ?? (typeof reported.worker === 'string' ? reported.worker : undefined);
-  const ttl = await redis.pttl(`${jobKey}:lock`);
-  return {
-    ...(worker ? { worker } : {}),
-    ...(typeof reported.at === 'number' ? { progressAgeMs: Math.max(0, Date.now() - reported.at) } : {}),
-    lockExpiresInMs: Math.max(0, ttl),
-  };
-}
-
-/** The state of the pending plan of `releaseDir` on the queue. */
-export async function planStatus(releaseDir: string, queue: string): Promise<{ planId: string; publish: string; publishReason?: string; jobs: PlanJobStatus[] }> {
-  const url = queueUrlOf(queue);
-  const record = await readRecord(releaseDir);
-  if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json)`);
-  const names = planNames(record);
-  const bull = await loadBullmq();
-  const redis = await connectRedis(url);
-  const connection = bullConnection(url);
-  const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection });
-  const publishQueue = new bull.Queue(names.publishQueue, { connection });
-  // Each reconnects by itself (a Redis restart); the wait loop below says when the queue is not answering.
-  jobsQueue.on('error', () => {});
-  publishQueue.on('error', () => {});
-  try {
-    const refused = await redis.hgetall(names.refusedKey);
-    const jobs: PlanJobStatus[] = [];
-    for (const job of record.pending?.jobs ?? []) {
-      const j = await jobsQueue.getJob(names.childId(job.id));
-      if (!j) {
-        jobs.push({ id: job.id, state: 'not queued', attempts: 0 });
-        continue;
-      }
-      const state = refused[job.id] ? 'refused' : bucketOf(await j.getState());
-      const line = typeof j.progress === 'object' && j.progress !== null ? (j.progress as { line?: unknown }).line : undefined;
-      const reason = refused[job.id] ?? (j.failedReason || undefined);
-      jobs.push({ id: job.id, state, attempts: j.attemptsStarted ?? j.attemptsMade, ...(typeof line === 'string' ? { progress: line } : {}), ...(reason ? { reason } : {}), ...(state === 'running' ? await runningJob(redis, jobsQueue.toKey(names.childId(job.id)), j) : {}) });
-    }
-    const parent = await publishQueue.getJob(names.parentId);
-    const publish = parent ? await parent.getState() : 'not queued';
-    return { planId: names.planId, publish, ...(parent?.failedReason ? { publishReason: parent.failedReason } : {}), jobs };
-  } finally {
-    await Promise.allSettled([jobsQueue.close(), publishQueue.close()]);
-    redis.disconnect();
-  }
-}
+export { planStatus } from './plan-status.ts';
