@@ -99,7 +99,7 @@ export function workerCommand(y: Argv<any>): Argv<any> {
   return y
     .option('queue', queueOption)
     .option('concurrency', { type: 'number', default: 1, describe: 'jobs at once, each in its own process with cores/N threads' })
-    .option('lock-seconds', { type: 'number', default: DEFAULT_LOCK_SECONDS, describe: 'whole seconds a dead worker holds its job before another takes it (BullMQ\'s default; lower finds a dead worker sooner)' })
+    .option('lock-seconds', { type: 'number', default: DEFAULT_LOCK_SECONDS, describe: 'whole seconds a dead worker holds its job before another takes it (a kill costs one to two of these; raise it where a worker machine may pause longer)' })
     .example('$0 worker --queue redis://queue.internal --concurrency 4', 'run payload jobs until stopped (Ctrl-C or SIGTERM lets running jobs finish)')
     .epilogue(seeDocs('worker'));
 }

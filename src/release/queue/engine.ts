@@ -145,7 +145,7 @@ export function planNames(record: ReleaseRecord, releaseDir?: string, version = 
 }
 
 /** A BullMQ queue whose connection errors are not thrown (it reconnects by itself; its callers say when the queue does not answer). */
-export function quietQueue(bull: Bullmq, name: string, connection: ReturnType<typeof bullConnection>): InstanceType<Bullmq['Queue']> {
+export function quietQueue(bull: Bullmq, name: string, connection: ReturnType<typeof bullConnection>): import('bullmq').Queue {
   const queue = new bull.Queue(name, { connection });
   queue.on('error', () => {});
   return queue;
