@@ -12,8 +12,9 @@
  * instead of 10 (3 quick), so N jobs a folder.
  *
  * `--kills N`: with 2 workers, a worker is killed (its whole process group, SIGKILL) at a random
- * moment and a new one started, N times, plans run again until N kills happened; every plan
- * must still be published with the one-machine payloads.
+ * moment while it runs a job and a new one started, N times, plans run again until N kills happened; every plan
+ * must still be published with the one-machine payloads. `--lock-seconds S`: the workers' lock
+ * (default 10), so the cost of a kill can be measured at each value.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -70,12 +71,16 @@ interface Options {
   quick?: boolean;
   /** Versions each plan diffs from (default 10, quick 3): jobs = plans x history. */
   history?: number;
+  /** The workers' `--lock-seconds` (default 10): with --kills, how soon a killed worker's job is taken again. */
+  lockSeconds?: number;
   log?: (line: string) => void;
 }
 
 /** Run the bench (see the module doc). */
 export async function runReleaseQueueBench(options: Options): Promise<QueueBenchResult> {
   const log = options.log ?? console.log;
+  const lockSeconds = options.lockSeconds ?? 10;
+  const startWorker = (url: string) => startWorkerProcess(url, lockSeconds);
   const quick = options.quick ?? false;
   const work = await tempDir('nd-bench-release-queue-');
   const redis = await startRedis();
@@ -158,7 +163,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
       let kills = 0;
       let identical = true;
       t0 = performance.now();
-      const workers: ChildProcess[] = await Promise.all([startWorker(redis.url), startWorker(redis.url)]);
+      const workers: WorkerProcess[] = await Promise.all([startWorker(redis.url), startWorker(redis.url)]);
       const cpu = startCpu(redis.pid(), workers);
       let runs = 0;
       try {
@@ -169,8 +174,11 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
           done.catch(() => {}); // awaited below: a failure there, not an unhandled rejection mid-loop
           while (!finished && kills < options.kills) {
             await new Promise((r) => setTimeout(r, 300 + random() * (quick ? 1500 : 6000)));
+            // The kill lands mid-job: a worker killed between jobs costs nothing but its restart.
+            while (!finished && !workers.some((w) => w.busy)) await new Promise((r) => setTimeout(r, 20));
             if (finished) break;
-            const victim = Math.floor(random() * workers.length);
+            const busy = workers.flatMap((w, i) => (w.busy ? [i] : []));
+            const victim = busy[Math.floor(random() * busy.length)];
             cpu.gone(workers[victim]);
             await killWorker(workers[victim]);
             kills++;
@@ -281,13 +289,21 @@ function startCpu(redisPid: number | undefined, workers: ChildProcess[]) {
   };
 }
 
+/** A worker process and whether it is running a job now (its log: started, then done or failed). */
+type WorkerProcess = ChildProcess & { busy: boolean };
+
 /** An `ndiff worker` process, once it waits for jobs. */
-async function startWorker(url: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [cli, 'worker', '--queue', url, '--lock-seconds', '10'], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+async function startWorkerProcess(url: string, lockSeconds: number): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [cli, 'worker', '--queue', url, '--lock-seconds', String(lockSeconds)], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] }) as WorkerProcess;
+  child.busy = false;
   await new Promise<void>((resolve, reject) => {
     let text = '';
     child.stderr?.on('data', (d: Buffer) => {
       text += d.toString();
+      for (const line of d.toString().split('\n')) {
+        if (/: started \(attempt/.test(line)) child.busy = true;
+        else if (/: (done|failed)/.test(line)) child.busy = false;
+      }
       if (/waiting for jobs/.test(text)) resolve();
     });
     child.once('exit', (code) => reject(new Error(`ndiff worker exited (${code}): ${text.slice(-400)}`)));

@@ -14,7 +14,7 @@
  *   npm run bench:release                 # the MobileNetV2 chain
  *   npm run bench:release -- --quick      # the small test model, 5 versions (used by a test)
  *   npm run bench:release -- --json FILE  # also write the rows as JSON
- *   npm run bench:release -- --workers 1,2 [--kills 20] [--quick] [--history N]
+ *   npm run bench:release -- --workers 1,2 [--kills 20] [--quick] [--history N] [--lock-seconds S]
  *                                         # plans on the job engine (bench/release-queue.ts)
  */
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -138,7 +138,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     const kills = args.includes('--kills') ? Number(args[args.indexOf('--kills') + 1]) : undefined;
     const history = args.includes('--history') ? Number(args[args.indexOf('--history') + 1]) : undefined;
     if (history !== undefined && !(Number.isSafeInteger(history) && history >= 1)) throw new Error('--history expects a count of versions, e.g. 4');
-    const r = await runReleaseQueueBench({ workers, ...(kills ? { kills } : {}), ...(history ? { history } : {}), quick: args.includes('--quick'), log: (l) => process.stderr.write(l + '\n') });
+    const lockSeconds = args.includes('--lock-seconds') ? Number(args[args.indexOf('--lock-seconds') + 1]) : undefined;
+    const r = await runReleaseQueueBench({ workers, ...(kills ? { kills } : {}), ...(history ? { history } : {}), ...(lockSeconds ? { lockSeconds } : {}), quick: args.includes('--quick'), log: (l) => process.stderr.write(l + '\n') });
     console.log(releaseQueueTable(r));
     if (json) await writeFile(json, JSON.stringify(r, null, 2) + '\n');
     process.exit(r.rows.every((x) => x.identical) ? 0 : 1);

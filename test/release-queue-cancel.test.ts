@@ -33,7 +33,7 @@ test('release cancel --queue takes the plan\'s waiting jobs and publish job off 
   const chain = await releaseChain(3, { history: 3 });
   await chain.addNext({ planOnly: true });
   const record = (await readRecord(chain.releaseDir))!;
-  const names = planNames(record);
+  const names = planNames(record, chain.releaseDir);
   const ids = record.pending!.jobs.map((j) => j.id);
   assert.equal(ids.length, 3);
   const redis = await startRedis({ signal: t.signal });
@@ -104,7 +104,7 @@ test('release cancel --queue takes the plan\'s waiting jobs and publish job off 
     await worker.close();
     worker = undefined;
     await addVersion(chain.releaseDir, chain.versions[3], { planOnly: true, history: 3, policy: { method: 'topk', budget: '1%' } });
-    assert.equal(planNames((await readRecord(chain.releaseDir))!).planId, names.planId);
+    assert.equal(planNames((await readRecord(chain.releaseDir))!, chain.releaseDir).planId, names.planId);
     const r2 = spawn(process.execPath, [cli, 'release', 'run', '--release', chain.releaseDir, '--queue', redis.url], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
     run = r2;
     let log2 = '';
@@ -124,7 +124,7 @@ test('release cancel --queue takes the plan\'s waiting jobs and publish job off 
 test('release cancel without --queue says the queue was not touched and how to clear it', async () => {
   const chain = await releaseChain(2, { history: 3 });
   await chain.addNext({ planOnly: true });
-  const planId = planNames((await readRecord(chain.releaseDir))!).planId;
+  const planId = planNames((await readRecord(chain.releaseDir))!, chain.releaseDir).planId;
   const res = await ndiff('release', 'cancel', '--release', chain.releaseDir);
   assert.equal(res.code, 0, res.err.join('\n'));
   assert.match(res.out.join('\n'), new RegExp(`job queue not touched \\(no --queue\\): if plan ${planId} was run on one .*cancel with the queue \\(ndiff release cancel --release .* --queue redis://`));

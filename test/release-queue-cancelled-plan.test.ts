@@ -43,7 +43,7 @@ test('release run after a plan was cancelled and planned again: the cancelled pl
   const procs: (ChildProcess & { log: string[] })[] = [];
   try {
     const first = await readRecord(chain.releaseDir);
-    const names = planNames(first!);
+    const names = planNames(first!, chain.releaseDir);
     const run = start('release', 'run', '--release', chain.releaseDir, '--queue', redis.url);
     procs.push(run);
     await until(t.signal, 'the plan to be queued', () => run.log.some((l) => /payload job\(s\)/.test(l)));
@@ -59,7 +59,7 @@ test('release run after a plan was cancelled and planned again: the cancelled pl
     // Cancelled, then the same model planned again, exact: the same plan name on the queue.
     assert.equal(await cancelPending(chain.releaseDir), 4);
     await addVersion(chain.releaseDir, chain.versions[3], { planOnly: true, history: 3 });
-    assert.equal(planNames((await readRecord(chain.releaseDir))!).planId, names.planId);
+    assert.equal(planNames((await readRecord(chain.releaseDir))!, chain.releaseDir).planId, names.planId);
 
     const lines: string[] = [];
     const res = await orTestEnd(t.signal, 'the plan to be published', runPlanOnQueue(chain.releaseDir, redis.url, { publish: { key: chain.key, expiresAt: inAnHour() }, onProgress: (l) => lines.push(l) }));

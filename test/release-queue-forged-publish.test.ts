@@ -22,7 +22,7 @@ test('a forged job in a plan\'s publish queue is refused; the plan is published 
   const chain = await releaseChain(2, { history: 1 });
   await chain.addNext({ planOnly: true });
   const record = await readRecord(chain.releaseDir);
-  const names = planNames(record!);
+  const names = planNames(record!, chain.releaseDir);
   const redis = await startRedis({ signal: t.signal });
   let worker: ChildProcess | undefined;
   const bull = await loadBullmq();

@@ -24,7 +24,7 @@ test('release run counts a plan\'s jobs by state without reading their return va
   const chain = await releaseChain(3, { history: 3 });
   await chain.addNext({ planOnly: true });
   const record = await readRecord(chain.releaseDir);
-  const names = planNames(record!);
+  const names = planNames(record!, chain.releaseDir);
   const ids = record!.pending!.jobs.map((j) => j.id);
   assert.equal(ids.length, 3);
   const redis = await startRedis({ signal: t.signal });

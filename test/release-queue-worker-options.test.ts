@@ -25,7 +25,7 @@ test('a lock or stall count that is not a whole number in range is refused with 
   const redis = await startRedis({ signal: t.signal });
   try {
     const bad: [QueueWorkerOptions, RegExp][] = [
-      [{ lockSeconds: 0 }, /lockSeconds \(--lock-seconds\) must be a whole number of seconds from 1 to 3600, found 0: give e\.g\. 30 \(the default\)/],
+      [{ lockSeconds: 0 }, /lockSeconds \(--lock-seconds\) must be a whole number of seconds from 1 to 3600, found 0: give e\.g\. 10 \(the default\)/],
       [{ lockSeconds: -5 }, /found -5/],
       [{ lockSeconds: 1.5 }, /lockSeconds \(--lock-seconds\) must be a whole number .*found 1\.5/],
       [{ lockSeconds: Number.NaN }, /found NaN/],
@@ -52,8 +52,8 @@ test('a lock or stall count that is not a whole number in range is refused with 
   }
 });
 
-test('ndiff worker --lock-seconds: said in --help with its default, BullMQ\'s; a value out of range is a usage error (exit 2)', { timeout: ENGINE_TEST_TIMEOUT }, async () => {
-  assert.equal(DEFAULT_LOCK_SECONDS, 30, 'BullMQ\'s own lock duration and stalled-check interval');
+test('ndiff worker --lock-seconds: said in --help with its default and what a kill costs; a value out of range is a usage error (exit 2)', { timeout: ENGINE_TEST_TIMEOUT }, async () => {
+  assert.equal(DEFAULT_LOCK_SECONDS, 10, 'a third of BullMQ\'s own: a kill costs seconds, not a minute (docs/cli/worker.md)');
   // yargs prints --help with console.log.
   const printed: string[] = [];
   const log = console.log;
@@ -65,11 +65,11 @@ test('ndiff worker --lock-seconds: said in --help with its default, BullMQ\'s; a
   }
   const help = printed.join('\n');
   const line = /--lock-seconds[\s\S]*?\[default: (\d+)\]/.exec(help)?.[0] ?? '';
-  assert.match(line.replace(/\s+/g, ' '), /whole seconds a dead worker .*BullMQ's default; lower finds a dead worker sooner/, help);
-  assert.match(line, /\[default: 30\]$/);
+  assert.match(line.replace(/\s+/g, ' '), /whole seconds a dead worker .*a kill costs one to two of these; raise it where a worker machine may pause longer/, help);
+  assert.match(line, /\[default: 10\]$/);
   const refused: [string, RegExp][] = [
-    ['0', /--lock-seconds must be a whole number of seconds from 1 to 3600, found 0: give e\.g\. 30/],
-    ['1.5', /--lock-seconds must be a whole number of seconds from 1 to 3600, found 1\.5: give e\.g\. 30/],
+    ['0', /--lock-seconds must be a whole number of seconds from 1 to 3600, found 0: give e\.g\. 10/],
+    ['1.5', /--lock-seconds must be a whole number of seconds from 1 to 3600, found 1\.5: give e\.g\. 10/],
     ['soon', /--lock-seconds expects a number, found "soon"/],
   ];
   for (const [value, message] of refused) {

@@ -73,7 +73,7 @@ test('a plan on two worker processes, inputs over HTTP: published, every payload
     assert.deepEqual(got, expected, 'the queue run signs the same payloads, byte for byte, as one machine');
     assert.ok(server.log.some((q) => q.path.startsWith('/blobs/')), 'workers fetched their inputs over HTTP');
     assert.deepEqual(await readdir(join(chain.releaseDir, 'jobs')), [], 'publish took the job files in');
-    assert.match(lines.join('\n'), /plan kws-[0-9a-f]{8}-v4-[0-9a-f]{8}: 3 payload job\(s\)/);
+    assert.match(lines.join('\n'), /plan kws-[0-9a-f]{8}-release-[0-9a-f]{8}-v4-[0-9a-f]{8}: 3 payload job\(s\)/);
   } finally {
     await Promise.all(workers.map(killWorker));
     await server.close();
@@ -157,7 +157,7 @@ test('a worker returning another job\'s result and a corrupt one: both refused b
     // What `ndiff release status` prints.
     const out: string[] = [];
     assert.equal(await main(['release', 'status', '--release', chain.releaseDir, '--queue', redis.url], { out: (l) => out.push(l), err: () => {}, progress: () => {} }), 0);
-    assert.match(out.join('\n'), /plan kws-[0-9a-f]{8}-v4-[0-9a-f]{8}: 0 waiting, 0 running, 1 done, 2 failed \(2 refused by publish's checks\); publish: failed/);
+    assert.match(out.join('\n'), /plan kws-[0-9a-f]{8}-release-[0-9a-f]{8}-v4-[0-9a-f]{8}: 0 waiting, 0 running, 1 done, 2 failed \(2 refused by publish's checks\); publish: failed/);
     assert.match(out.join('\n'), new RegExp(`${forgedJob.id} +refused +1 +job ${forgedJob.id}: its payload patches base`));
     assert.equal(status.publish, 'failed');
     assert.deepEqual(await readdir(join(chain.releaseDir, 'jobs')).then((f) => f.filter((n) => n.startsWith(forgedJob.id))), [], 'the refused result was dropped');
@@ -187,7 +187,7 @@ test('two plans of one release at once: the second is refused while the first ru
     await until(t.signal, 'the first plan to be queued', () => lines.some((l) => /payload job\(s\)/.test(l)));
     await assert.rejects(runPlanOnQueue(chain.releaseDir, redis.url, {}), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'ND_USAGE');
-      assert.match(e.message, /another plan of release "kws" is running on this queue \(\{"plan":"kws-[0-9a-f]{8}-v4-[0-9a-f]{8}"/);
+      assert.match(e.message, /another plan of release "kws" is running on this queue \(\{"plan":"kws-[0-9a-f]{8}-release-[0-9a-f]{8}-v4-[0-9a-f]{8}"/);
       return true;
     });
     worker = startWorker(redis.url);

@@ -5,7 +5,9 @@
 import { availableParallelism } from 'node:os';
 import type { Argv, Options } from 'yargs';
 import { release } from '../../src/front/release.ts';
+import type { PlanJobStatus } from '../../src/release/queue/status.ts';
 import { DEFAULT_LOCK_SECONDS, startQueueWorker } from '../../src/release/queue/worker.ts';
+import { DEFAULT_PLAN_LOCK_SECONDS } from '../../src/release/queue/plan-lock.ts';
 import { inCliWords, table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
@@ -18,6 +20,7 @@ interface RunArgs {
   accept?: string[];
   attempts: number;
   checkConcurrency?: number;
+  lockSeconds?: number;
 }
 interface StatusArgs {
   release: string;
@@ -42,6 +45,7 @@ export function releaseRunOptions(c: Argv<any>, releaseOption: Options, expiresO
     .option('accept', { type: 'string', array: true, describe: 'as ndiff release publish --accept' })
     .option('attempts', { type: 'number', default: 3, describe: 'tries per job a worker fails' })
     .option('check-concurrency', { type: 'number', describe: 'results checked at once as they arrive, each in its own process (default: this machine\'s cores)' })
+    .option('lock-seconds', { type: 'number', default: DEFAULT_PLAN_LOCK_SECONDS, describe: 'whole seconds the plan\'s lock in Redis lasts unrenewed: a dead run lets go within it; a run that cannot renew it for half of it stops' })
     .example('$0 release add --release site/kws --model models/v4 --plan && $0 release run --release site/kws --queue redis://queue.internal --source https://cdn.example.com/kws/ --key release.private.pem', 'plan, then run the plan on the workers and publish');
 }
 
@@ -53,6 +57,7 @@ export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
     ...(a.key ? { key: a.key } : {}),
     ...(a.accept ? { accept: a.accept } : {}),
     ...(a.checkConcurrency !== undefined ? { checkConcurrency: a.checkConcurrency } : {}),
+    ...(a.lockSeconds !== undefined ? { lockSeconds: a.lockSeconds } : {}),
     onProgress: (l) => io.progress(l),
   });
   const warnings = res.warnings.map(inCliWords);
@@ -69,10 +74,24 @@ export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
 export async function runReleaseStatus(a: StatusArgs, io: CliIO): Promise<number> {
   const s = await release.status({ release: a.release, queue: a.queue });
   io.result?.(s);
+  if (s.finished) {
+    io.out(`${a.release}: no plan pending: version ${s.finished.version} is the latest, signed in manifest release ${s.finished.release}; nothing to run. Its plan ${s.planId} on the queue: ${s.publish === 'completed' ? 'published (completed)' : s.publish}`);
+    return 0;
+  }
   const n = (state: string) => s.jobs.filter((j) => j.state === state).length;
   io.out(`plan ${s.planId}: ${n('waiting')} waiting, ${n('running')} running, ${n('done')} done, ${n('failed') + n('refused')} failed${n('refused') ? ` (${n('refused')} refused by publish's checks)` : ''}${n('not queued') ? `, ${n('not queued')} not queued (ndiff release run)` : ''}; publish: ${s.publish}${s.publishReason ? ` (${s.publishReason})` : ''}`);
-  io.out(table(s.jobs.map((j) => [j.id, j.state, j.attempts, (j.reason ?? j.progress ?? '').slice(0, 160)]), ['job', 'state', 'tries', 'reason or last progress']));
+  io.out(table(s.jobs.map((j) => [j.id, j.state, j.attempts, j.reason ?? j.progress ?? '']), ['job', 'state', 'tries', 'reason or last progress']));
+  for (const j of s.jobs) if (j.state === 'running') io.out(runningLine(j));
   return 0;
+}
+
+/** A running job as `release status` says it: its worker, its last progress's age, its lock. */
+export function runningLine(j: PlanJobStatus): string {
+  const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+  const lock = j.lockExpiresInMs === undefined ? ''
+    : j.lockExpiresInMs > 0 ? `; its lock expires in ${seconds(j.lockExpiresInMs)} unless the worker renews it`
+      : '; its lock expired: the worker is gone (killed, or its machine lost), and a live worker takes the job again at its next look for stalled jobs';
+  return `${j.id}: running on worker ${j.worker ?? '(unnamed)'} (attempt ${j.attempts})${j.progressAgeMs !== undefined ? `, last progress ${seconds(j.progressAgeMs)} ago` : ', no progress reported yet'}${lock}`;
 }
 
 /** `worker`: options. */
@@ -80,7 +99,7 @@ export function workerCommand(y: Argv<any>): Argv<any> {
   return y
     .option('queue', queueOption)
     .option('concurrency', { type: 'number', default: 1, describe: 'jobs at once, each in its own process with cores/N threads' })
-    .option('lock-seconds', { type: 'number', default: DEFAULT_LOCK_SECONDS, describe: 'whole seconds a dead worker holds its job before another takes it (BullMQ\'s default; lower finds a dead worker sooner)' })
+    .option('lock-seconds', { type: 'number', default: DEFAULT_LOCK_SECONDS, describe: 'whole seconds a dead worker holds its job before another takes it (a kill costs one to two of these; raise it where a worker machine may pause longer)' })
     .example('$0 worker --queue redis://queue.internal --concurrency 4', 'run payload jobs until stopped (Ctrl-C or SIGTERM lets running jobs finish)')
     .epilogue(seeDocs('worker'));
 }

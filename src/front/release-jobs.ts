@@ -174,7 +174,7 @@ export async function releaseCancel(o: ReleaseCancelOptions): Promise<ReleaseCan
   let plan = '';
   let queue: QueueCancel | null = null;
   const cancelled = await cancelPending(o.release, async (record) => {
-    plan = planNames(record).planId;
+    plan = planNames(record, o.release).planId;
     if (url !== undefined) queue = await cancelPlanOnQueue(record, url, o.release);
   });
   return { cancelled, plan, queue };

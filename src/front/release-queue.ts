@@ -26,6 +26,12 @@ export interface ReleaseRunOptions extends ReleaseDirOptions {
   attempts?: number;
   /** Results checked at once as they arrive, each in its own process (1 to 64; default this machine's cores). */
   checkConcurrency?: number;
+  /**
+   * Seconds the plan's lock in Redis lasts without renewal (1 to 3600, default 30): a run that
+   * dies lets go of the plan within it; a run that cannot renew it for half of it, or finds it
+   * another run's, stops (exit 2) without signing.
+   */
+  lockSeconds?: number;
   /** Progress lines, as `ndiff release run` prints them on stderr. */
   onProgress?: Progress;
 }
@@ -48,6 +54,8 @@ export interface ReleaseStatus {
   publish: string;
   publishReason?: string;
   jobs: PlanJobStatus[];
+  /** With no version pending: the last version and the manifest release it was signed in (nothing to run). */
+  finished?: { version: number; release: number };
 }
 
 /**
@@ -60,12 +68,12 @@ export async function releaseRun(o: ReleaseRunOptions): Promise<ReleaseRunResult
   if (o.checkConcurrency !== undefined && (!Number.isSafeInteger(o.checkConcurrency) || o.checkConcurrency < 1 || o.checkConcurrency > 64)) throw new UsageError(`checkConcurrency (--check-concurrency) must be a whole number from 1 to 64, found ${o.checkConcurrency}`, { expected: '1 to 64', found: o.checkConcurrency });
   const warnings: string[] = [];
   const publish = o.key ? { key: await privateKeyOf(o.key, warnings), expiresAt: expiryOf(o.expires), ...(o.accept ? { accept: o.accept } : {}) } : undefined;
-  const res = await runPlanOnQueue(o.release, o.queue, { ...(o.source ? { source: o.source } : {}), ...(publish ? { publish } : {}), attempts, ...(o.checkConcurrency !== undefined ? { checkConcurrency: o.checkConcurrency } : {}), onProgress: o.onProgress ?? NO_PROGRESS });
+  const res = await runPlanOnQueue(o.release, o.queue, { ...(o.source ? { source: o.source } : {}), ...(publish ? { publish } : {}), attempts, ...(o.checkConcurrency !== undefined ? { checkConcurrency: o.checkConcurrency } : {}), ...(o.lockSeconds !== undefined ? { lockSeconds: o.lockSeconds } : {}), onProgress: o.onProgress ?? NO_PROGRESS });
   if (res.published) warnings.push(...lossySignedWarnings(res.published));
   return { plan: res.planId, jobs: res.jobs, ...(res.published ? { release: res.published.release, added: res.published.added, skipped: res.published.skipped } : {}), warnings };
 }
 
-/** The pending plan's jobs on the queue: waiting, running, done, failed. */
+/** The pending plan's jobs on the queue: waiting, running, done, failed; with none pending, the last plan, finished. */
 export async function releaseStatus(o: ReleaseDirOptions & { queue: string }): Promise<ReleaseStatus> {
   return planStatus(o.release, o.queue);
 }

@@ -6,7 +6,7 @@
  */
 import { UsageError } from '../../core/errors.ts';
 import type { ReleaseRecord } from '../record.ts';
-import { bullConnection, JOBS_QUEUE, loadBullmq, planNames, reachRedis } from './engine.ts';
+import { bullConnection, JOBS_QUEUE, loadBullmq, namesOnQueue, quietQueue, reachRedis } from './engine.ts';
 import type { QueueCancel } from './status.ts';
 
 export type { QueueCancel } from './status.ts';
@@ -20,10 +20,14 @@ const NOT_STARTED = new Set(['waiting', 'delayed', 'prioritized', 'waiting-child
  * UsageError, having removed nothing, when no Redis answers at `url`.
  */
 export async function cancelPlanOnQueue(record: ReleaseRecord, url: string, releaseDir: string): Promise<QueueCancel> {
-  const names = planNames(record);
   const bull = await loadBullmq();
   const redis = await reachRedis(url, `nothing was cancelled: ${releaseDir} and the queue are as they were`);
   const connection = bullConnection(url);
+  // A plan queued by an earlier neural-diff, under the model's name alone, is cancelled under that name.
+  const names = await namesOnQueue(record, releaseDir, (name) => quietQueue(bull, name, connection)).catch((e: unknown) => {
+    redis.disconnect();
+    throw e;
+  });
   const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection });
   const publishQueue = new bull.Queue(names.publishQueue, { connection });
   jobsQueue.on('error', () => {});

@@ -8,6 +8,7 @@
  * time, and the reasons publish's checks refused a worker's result.
  */
 import { createHash } from 'node:crypto';
+import * as path from 'node:path';
 import { MissingDependencyError, UsageError } from '../../core/errors.ts';
 import type { ReleaseRecord } from '../record.ts';
 
@@ -95,9 +96,20 @@ function releaseKey(modelId: string): string {
   return `${slug}-${createHash('sha256').update(modelId).digest('hex').slice(0, 8)}`;
 }
 
+/**
+ * The name of one release folder in Redis keys: its last path segment, readable, and a digest of
+ * its absolute path, so that two folders of one model (staging and production) on one queue are
+ * two plans, each with its own lock.
+ */
+function folderKey(releaseDir: string): string {
+  const at = path.resolve(releaseDir);
+  const slug = (path.basename(at) || 'root').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 24);
+  return `${slug}-${createHash('sha256').update(at).digest('hex').slice(0, 8)}`;
+}
+
 /** The names one plan (the pending version of a release) has in Redis. */
 export interface PlanNames {
-  /** `kws-1a2b3c4d-v4-9f8e7d6c`: the model, the version and its fingerprint. */
+  /** `kws-1a2b3c4d-release-0a1b2c3d-v4-9f8e7d6c`: the model, the release folder, the version and its fingerprint. */
   planId: string;
   /** The plan's own queue, holding its publish job. */
   publishQueue: string;
@@ -111,12 +123,17 @@ export interface PlanNames {
   refusedKey: string;
 }
 
-/** The Redis names of the record's pending plan. */
-export function planNames(record: ReleaseRecord): PlanNames {
-  if (!record.pending) throw new UsageError(`release ${JSON.stringify(record.modelId)} has no pending version: plan one first (ndiff release add --release DIR --model PATH --plan)`);
-  const version = record.versions.find((v) => v.version === record.pending?.version);
-  const release = releaseKey(record.modelId);
-  const planId = `${release}-v${record.pending.version}-${version?.fingerprint.slice(0, 8) ?? 'unknown'}`;
+/**
+ * The Redis names of the plan of `version` (default: the pending one) of the release in
+ * `releaseDir`. Without `releaseDir`: the names an earlier neural-diff gave a plan, which named
+ * the model only (read to resume, show or cancel a plan queued before an upgrade:
+ * {@link namesOnQueue}).
+ */
+export function planNames(record: ReleaseRecord, releaseDir?: string, version = record.pending?.version): PlanNames {
+  if (version === undefined) throw new UsageError(`release ${JSON.stringify(record.modelId)} has no pending version: plan one first (ndiff release add --release DIR --model PATH --plan)`);
+  const fingerprint = record.versions.find((v) => v.version === version)?.fingerprint;
+  const release = releaseDir === undefined ? releaseKey(record.modelId) : `${releaseKey(record.modelId)}-${folderKey(releaseDir)}`;
+  const planId = `${release}-v${version}-${fingerprint?.slice(0, 8) ?? 'unknown'}`;
   return {
     planId,
     publishQueue: `ndiff-release-publish-${planId}`,
@@ -125,4 +142,41 @@ export function planNames(record: ReleaseRecord): PlanNames {
     lockKey: `ndiff:release-lock:${release}`,
     refusedKey: `ndiff:release-refused:${planId}`,
   };
+}
+
+/** A BullMQ queue whose connection errors are not thrown (it reconnects by itself; its callers say when the queue does not answer). */
+export function quietQueue(bull: Bullmq, name: string, connection: ReturnType<typeof bullConnection>): import('bullmq').Queue {
+  const queue = new bull.Queue(name, { connection });
+  queue.on('error', () => {});
+  return queue;
+}
+
+/** What {@link namesOnQueue} asks of BullMQ. */
+interface PublishJobLookup {
+  getJobState(id: string): Promise<string>;
+  getJob(id: string): Promise<{ data?: unknown } | undefined>;
+  close(): Promise<void>;
+}
+
+/**
+ * The names of the pending plan of the release in `releaseDir` on the queue: this folder's
+ * ({@link planNames}), unless only a plan queued by an earlier neural-diff (named after the model
+ * alone) of this very folder is on the queue, unfinished: then its names, so that plan is resumed,
+ * shown or cancelled rather than run a second time beside it.
+ */
+export async function namesOnQueue(record: ReleaseRecord, releaseDir: string, publishQueueOf: (name: string) => PublishJobLookup): Promise<PlanNames & { legacy: boolean }> {
+  const names = planNames(record, releaseDir);
+  const legacy = planNames(record);
+  const own = publishQueueOf(names.publishQueue);
+  const old = publishQueueOf(legacy.publishQueue);
+  try {
+    if ((await own.getJobState(names.parentId)) !== 'unknown') return { ...names, legacy: false };
+    const state = await old.getJobState(legacy.parentId);
+    if (state === 'unknown' || state === 'completed' || state === 'failed') return { ...names, legacy: false };
+    // Another folder of the same model had the same old name: only this folder's plan is taken.
+    const data = (await old.getJob(legacy.parentId))?.data as { release?: unknown } | undefined;
+    return data?.release === path.resolve(releaseDir) ? { ...legacy, legacy: true } : { ...names, legacy: false };
+  } finally {
+    await Promise.allSettled([own.close(), old.close()]);
+  }
 }

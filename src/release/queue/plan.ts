@@ -5,7 +5,8 @@
  * as it arrives and checks it with publish's own checks in check processes on this machine's
  * cores while the other jobs still run (arriving-checks.ts), then runs the publish job itself once
  * every payload job is done (a refused result is dropped, its reason kept for `status`, and
- * nothing is signed); publish takes a verdict only for the exact bytes it was given on. One plan of a release runs at a time (a lock in Redis; a second run is refused).
+ * nothing is signed); publish takes a verdict only for the exact bytes it was given on. One plan of a release runs at a time (a lock in Redis, plan-lock.ts; a second run is refused, and
+ * a run that lost the lock stops).
  */
 import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
@@ -20,9 +21,11 @@ import { publishReleaseFolder, type PublishResult } from '../publish.ts';
 import { JOBS_DIR, readRecord, type ReleaseRecord } from '../record.ts';
 import { releaseSubdir } from '../folder.ts';
 import { ticketsOf } from '../ticket.ts';
-import type { PlanJobStatus } from './status.ts';
-import { bullConnection, connectRedis, JOBS_QUEUE, loadBullmq, planNames, queueUrlOf, type PlanNames, type RedisClient } from './engine.ts';
+import { bullConnection, connectRedis, JOBS_QUEUE, loadBullmq, namesOnQueue, queueUrlOf, quietQueue, type PlanNames, type RedisClient } from './engine.ts';
 import type { QueuedJobData, QueuedJobReturn } from './processor.ts';
+import { DEFAULT_PLAN_LOCK_SECONDS, PlanLock } from './plan-lock.ts';
+import { RetakeWatch } from './retake-watch.ts';
+import { bucketOf } from './plan-status.ts';
 
 /** Options of {@link runPlanOnQueue}. */
 export interface RunPlanOptions {
@@ -37,6 +40,12 @@ export interface RunPlanOptions {
   pollMs?: number;
   /** Results checked at once, each in its own process, as they arrive (default: this machine's cores). */
   checkConcurrency?: number;
+  /**
+   * Seconds the plan's lock in Redis lasts without renewal (default 30): a run that dies lets go
+   * within it; a run that cannot renew it for half of it, or finds it
+   * another run's, stops (`PlanLockLostError`, plan-lock.ts).
+   */
+  lockSeconds?: number;
 }
 
 /** What a plan run did. */
@@ -66,8 +75,6 @@ export interface PlanCounts {
   failed: number;
 }
 
-const LOCK_MS = 30_000;
-
 /**
  * Enqueue the pending plan of `releaseDir` on the queue at `queue` and see it through: wait for
  * the workers, check every result, publish (with a key). Resumes a plan already on the queue (the
@@ -75,16 +82,21 @@ const LOCK_MS = 30_000;
  */
 export async function runPlanOnQueue(releaseDir: string, queue: string, options: RunPlanOptions = {}): Promise<RunPlanResult> {
   const url = queueUrlOf(queue);
+  const lockSeconds = options.lockSeconds ?? DEFAULT_PLAN_LOCK_SECONDS;
+  if (!Number.isSafeInteger(lockSeconds) || lockSeconds < 1 || lockSeconds > 3600) {
+    throw new UsageError(`lockSeconds (--lock-seconds) must be a whole number of seconds from 1 to 3600, found ${lockSeconds}: give e.g. ${DEFAULT_PLAN_LOCK_SECONDS} (the default)`, { expected: '1 to 3600', found: lockSeconds });
+  }
   const record = await readRecord(releaseDir);
   if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json): add a version with plan (--plan) first`);
   if (!record.pending) await refuseHalfPublished(releaseDir, record);
-  const names = planNames(record);
   const progress = options.onProgress ?? (() => {});
   const bull = await loadBullmq();
-  const redis = await connectRedis(url);
   const connection = bullConnection(url);
+  const names = await namesOnQueue(record, releaseDir, (name) => quietQueue(bull, name, connection));
+  if (names.legacy) progress(`plan ${names.planId} is on the queue under the name an earlier neural-diff gave it (the model's, without the release folder): resuming it under that name`);
+  const redis = await connectRedis(url);
   const holder = JSON.stringify({ plan: names.planId, host: hostname(), pid: process.pid, release: path.resolve(releaseDir), since: new Date().toISOString(), token: randomBytes(8).toString('hex') });
-  let keepAlive: NodeJS.Timeout | undefined;
+  let lock: PlanLock | undefined;
   let publishWorker: InstanceType<Bullmq['Worker']> | undefined;
   let checks: ArrivingChecks | undefined;
   const flows = new bull.FlowProducer({ connection });
@@ -93,12 +105,14 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
   flows.on('error', () => {});
   publishQueue.on('error', () => {});
   try {
-    if ((await redis.set(names.lockKey, holder, 'PX', LOCK_MS, 'NX')) !== 'OK') {
-      const other = await redis.get(names.lockKey);
+    const taken = await PlanLock.take(redis, names.lockKey, holder, lockSeconds * 1000, { plan: names.planId, release: releaseDir, queue: url });
+    if (!(taken instanceof PlanLock)) {
+      const other = taken.heldBy;
       throw new UsageError(`another plan of release ${JSON.stringify(record.modelId)} is running on this queue (${other ?? 'its holder just finished'}): expected one plan per release at a time; wait for it (ndiff release status --release ${releaseDir} --queue ${url}) or stop it, then run again`, { holder: other });
     }
-    // Renewed while the run lives; a run that dies lets go within LOCK_MS.
-    keepAlive = setInterval(() => { redis.set(names.lockKey, holder, 'PX', LOCK_MS, 'XX').catch(() => {}); }, LOCK_MS / 3);
+    // Renewed while the run lives (only while it holds this run's token); a run that dies lets go within lockSeconds.
+    lock = taken;
+    const held = taken;
     const source = options.source ?? path.resolve(releaseDir);
     const tickets = ticketsOf(record);
     await redis.del(names.refusedKey);
@@ -150,20 +164,28 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
       // queue, or replayed) is refused before it touches the results.
       if (job.id !== names.parentId) throw new bull.UnrecoverableError(`job ${JSON.stringify(job.id)} in the publish queue of plan ${names.planId} is not its publish job (${names.parentId}), which only ndiff release run adds: refused, nothing read or written`);
       const values = (await job.getChildrenValues()) as Record<string, QueuedJobReturn>;
-      outcome = await collectAndPublish(releaseDir, record, names, values, redis, options, progress, bull, arriving, arrivals);
+      outcome = await collectAndPublish(releaseDir, record, names, values, redis, options, progress, bull, arriving, arrivals, held);
       return { jobs: outcome.jobs, release: outcome.published?.release ?? null };
     }, { connection, concurrency: 1 });
     publishWorker.on('error', () => {}); // reconnects by itself; the loop below reports an unreachable queue
-    const arrive = (jobsQueue: ArrivalLookup) => takeArrivals(releaseDir, record, names, jobsQueue, arriving, arrivals, progress);
-    const parent = await waitForParent(bull, url, publishQueue, names, record, progress, options.pollMs ?? 500, arrive);
+    // A job whose worker died, found stalled and taken again, is said as it happens, with its attempt.
+    const retakes = new RetakeWatch(redis, (id) => `bull:${JOBS_QUEUE}:${names.childId(id)}`, tickets.map((t) => t.job.id), progress);
+    const arrive = async (jobsQueue: ArrivalLookup) => {
+      await retakes.look();
+      await takeArrivals(releaseDir, record, names, jobsQueue, arriving, arrivals, progress);
+    };
+    const stop = new AbortController();
+    held.lost.catch((e: Error) => stop.abort(e));
+    const watching = waitForParent(bull, url, publishQueue, names, record, progress, options.pollMs ?? 500, arrive, stop.signal);
+    watching.catch(() => {}); // a run stopped by its lost lock ends the watch too, which then throws no one's error
+    const parent = await Promise.race([watching, held.lost]);
     if (parent.state === 'failed') throw planFailed(names, parent.reason, releaseDir, url);
     return outcome ?? { planId: names.planId, jobs: tickets.length };
   } finally {
-    if (keepAlive) clearInterval(keepAlive);
     await publishWorker?.close().catch(() => {});
     await checks?.close().catch(() => {});
     // Let go of the lock only if it is still this run's.
-    await redis.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", 1, names.lockKey, holder).catch(() => {});
+    await lock?.release();
     await Promise.allSettled([flows.close(), publishQueue.close()]);
     redis.disconnect();
   }
@@ -236,12 +258,13 @@ async function clearOrphans(bull: Bullmq, names: PlanNames, ids: string[], url: 
 class PlanGone extends Error {}
 
 /** Poll the publish job until it is done or failed, printing the payload jobs' counts as they change. */
-async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup, names: PlanNames, record: ReleaseRecord, progress: (line: string) => void, pollMs: number, arrive: (jobsQueue: ArrivalLookup) => Promise<void>): Promise<{ state: 'completed' } | { state: 'failed'; reason: string }> {
+async function waitForParent(bull: Bullmq, url: string, publishQueue: JobLookup, names: PlanNames, record: ReleaseRecord, progress: (line: string) => void, pollMs: number, arrive: (jobsQueue: ArrivalLookup) => Promise<void>, stop: AbortSignal): Promise<{ state: 'completed' } | { state: 'failed'; reason: string }> {
   const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection: bullConnection(url) });
   jobsQueue.on('error', () => {});
   let last = '';
   try {
     for (;;) {
+      if (stop.aborted) throw stop.reason;
       try {
         const state = await publishQueue.getJobState(names.parentId);
         if (state === 'completed') return { state };
@@ -286,16 +309,13 @@ export async function countJobs(jobsQueue: JobLookup, names: PlanNames, record: 
   return counts;
 }
 
-function bucketOf(state: string): keyof PlanCounts {
-  return state === 'active' ? 'running' : state === 'completed' ? 'done' : state === 'failed' ? 'failed' : 'waiting';
-}
 
 /**
  * The publish job: write each worker's result into `jobs/` under the job's own id, check each as
  * publish does (jobs ran on machines without the key: their results are claims), drop and record
  * the refused ones, then publish when a key was given.
  */
-async function collectAndPublish(releaseDir: string, record: ReleaseRecord, names: PlanNames, values: Record<string, QueuedJobReturn>, redis: RedisClient, options: RunPlanOptions, progress: (line: string) => void, bull: Bullmq, checks: ArrivingChecks, arrivals: Map<string, Promise<void>>): Promise<RunPlanResult> {
+async function collectAndPublish(releaseDir: string, record: ReleaseRecord, names: PlanNames, values: Record<string, QueuedJobReturn>, redis: RedisClient, options: RunPlanOptions, progress: (line: string) => void, bull: Bullmq, checks: ArrivingChecks, arrivals: Map<string, Promise<void>>, lock: PlanLock): Promise<RunPlanResult> {
   const byChild = new Map(Object.entries(values).map(([key, v]) => [key.slice(key.lastIndexOf(':') + 1), v]));
   const jobs = record.pending?.jobs ?? [];
   // Results not taken in as they arrived (the last ones, or all after a resumed run) are taken now.
@@ -311,6 +331,8 @@ async function collectAndPublish(releaseDir: string, record: ReleaseRecord, name
   });
   try {
     if (early.length) throw new PayloadFormatError('refused', { refused: early });
+    // Nothing is signed by a run that no longer holds the plan (it lapsed and another run took it).
+    await lock.assertHeld();
     if (options.publish) {
       // Publish checks again anything whose bytes are not the ones a verdict was given on.
       const published = await publishReleaseFolder(releaseDir, { key: options.publish.key, expiresAt: options.publish.expiresAt, checkAll: true, verdicts: checks.passed(), ...(options.publish.accept ? { accept: options.publish.accept } : {}) });
@@ -389,39 +411,4 @@ async function takeArrivals(releaseDir: string, record: ReleaseRecord, names: Pl
 /** One payload job as `ndiff release status` shows it. */
 export type { PlanJobStatus } from './status.ts';
 
-/** The state of the pending plan of `releaseDir` on the queue. */
-export async function planStatus(releaseDir: string, queue: string): Promise<{ planId: string; publish: string; publishReason?: string; jobs: PlanJobStatus[] }> {
-  const url = queueUrlOf(queue);
-  const record = await readRecord(releaseDir);
-  if (!record) throw new UsageError(`${releaseDir} holds no release (no release.json)`);
-  const names = planNames(record);
-  const bull = await loadBullmq();
-  const redis = await connectRedis(url);
-  const connection = bullConnection(url);
-  const jobsQueue = new bull.Queue(JOBS_QUEUE, { connection });
-  const publishQueue = new bull.Queue(names.publishQueue, { connection });
-  // Each reconnects by itself (a Redis restart); the wait loop below says when the queue is not answering.
-  jobsQueue.on('error', () => {});
-  publishQueue.on('error', () => {});
-  try {
-    const refused = await redis.hgetall(names.refusedKey);
-    const jobs: PlanJobStatus[] = [];
-    for (const job of record.pending?.jobs ?? []) {
-      const j = await jobsQueue.getJob(names.childId(job.id));
-      if (!j) {
-        jobs.push({ id: job.id, state: 'not queued', attempts: 0 });
-        continue;
-      }
-      const state = refused[job.id] ? 'refused' : bucketOf(await j.getState());
-      const line = typeof j.progress === 'object' && j.progress !== null ? (j.progress as { line?: unknown }).line : undefined;
-      const reason = refused[job.id] ?? (j.failedReason || undefined);
-      jobs.push({ id: job.id, state, attempts: j.attemptsStarted ?? j.attemptsMade, ...(typeof line === 'string' ? { progress: line } : {}), ...(reason ? { reason } : {}) });
-    }
-    const parent = await publishQueue.getJob(names.parentId);
-    const publish = parent ? await parent.getState() : 'not queued';
-    return { planId: names.planId, publish, ...(parent?.failedReason ? { publishReason: parent.failedReason } : {}), jobs };
-  } finally {
-    await Promise.allSettled([jobsQueue.close(), publishQueue.close()]);
-    redis.disconnect();
-  }
-}
+export { planStatus } from './plan-status.ts';

@@ -26,6 +26,16 @@ interface SandboxedJob {
   updateProgress(value: object): Promise<void>;
 }
 
+/** Longest progress line kept whole; a longer one is cut at a space (never mid-path), marked `…`. */
+const PROGRESS_LINE_MAX = 2000;
+
+/** A progress line as the queue keeps it: whole up to {@link PROGRESS_LINE_MAX}, else cut at its last space before it. */
+export function wholeLine(line: string): string {
+  if (line.length <= PROGRESS_LINE_MAX) return line;
+  const space = line.lastIndexOf(' ', PROGRESS_LINE_MAX - 1);
+  return `${line.slice(0, space > 0 ? space : PROGRESS_LINE_MAX - 1)} …`;
+}
+
 export default async function processPayloadJob(job: SandboxedJob): Promise<QueuedJobReturn> {
   const ticket = checkTicket(job.data.ticket);
   const cacheDir = process.env.NDIFF_WORKER_CACHE;
@@ -36,7 +46,7 @@ export default async function processPayloadJob(job: SandboxedJob): Promise<Queu
     cacheDir,
     onProgress: (line) => {
       lines++;
-      job.updateProgress({ step: lines, line: line.slice(0, 300) }).catch(() => {});
+      job.updateProgress({ step: lines, line: wholeLine(line) }).catch(() => {});
     },
   });
   return { result: out.result, ...(out.payload ? { payload: Buffer.from(out.payload).toString('base64') } : {}) };

@@ -11,8 +11,18 @@ export interface PlanJobStatus {
   state: 'waiting' | 'running' | 'done' | 'failed' | 'refused' | 'not queued';
   /** Tries so far. */
   attempts: number;
-  /** The last progress line a worker reported. */
+  /** The last progress line a worker reported, whole. */
   progress?: string;
+  /** A running job: the worker that took it (`HOST:PID`, as `ndiff worker` names itself). */
+  worker?: string;
+  /** A running job: milliseconds since its worker last reported progress (the worker's clock against this machine's). */
+  progressAgeMs?: number;
+  /**
+   * A running job: milliseconds until its lock in Redis lapses unless its worker renews it (every
+   * half of `--lock-seconds`); 0 when it has lapsed: its worker is gone, and a live worker takes
+   * the job again at its next look for stalled jobs.
+   */
+  lockExpiresInMs?: number;
   /** Why it failed (a worker's error) or was refused (publish's checks). */
   reason?: string;
 }

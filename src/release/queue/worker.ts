@@ -8,15 +8,20 @@
  * again (BullMQ's stalled-job recovery).
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../../core/errors.ts';
 import { bullConnection, JOBS_QUEUE, loadBullmq, queueUrlOf } from './engine.ts';
 import { JobProcesses } from './sandbox.ts';
 
-/** Seconds of a job's lock when none is given: BullMQ's own lock duration and stalled-check interval (30 s). */
-export const DEFAULT_LOCK_SECONDS = 30;
+/**
+ * Seconds of a job's lock when none is given (BullMQ's own is 30). A worker killed mid-job costs
+ * about one to two of these before its job runs again: measured at 30 s, a kill added 50 s to a
+ * plan; at 10 s, 14 s; at 5 s, 6 s (docs/cli/worker.md). The lock is renewed by the worker's own process, which
+ * runs no job (jobs run in job processes), so 10 s leaves it ample room on a busy machine.
+ */
+export const DEFAULT_LOCK_SECONDS = 10;
 
 /** Options of {@link startQueueWorker}. */
 export interface QueueWorkerOptions {
@@ -25,7 +30,7 @@ export interface QueueWorkerOptions {
   /**
    * Seconds a job's lock lasts without renewal, and how often the worker looks for jobs whose
    * worker is gone: a dead worker's job is taken again within about twice this (a whole number
-   * from 1 to 3600; default 30, BullMQ's own). Lower it where jobs are short, to find a dead
+   * from 1 to 3600; default 10, {@link DEFAULT_LOCK_SECONDS}). Lower it where jobs are short, to find a dead
    * worker sooner; the lock is renewed every half of it, so jobs longer than it are kept.
    */
   lockSeconds?: number;
@@ -92,6 +97,11 @@ async function sweepDeadWorkers(): Promise<void> {
   }
 }
 
+/** The name a worker gives BullMQ, which each job it takes records (`processedBy`), and `release status` shows: `HOST:PID`. */
+export function workerName(): string {
+  return `${hostname()}:${process.pid}`;
+}
+
 /** Start a worker on the queue at `queue` (redis://HOST[:PORT]). */
 export async function startQueueWorker(queue: string, options: QueueWorkerOptions = {}): Promise<QueueWorker> {
   const url = queueUrlOf(queue);
@@ -100,7 +110,7 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   const maxStalls = options.maxStalls ?? 5;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError(`concurrency (--concurrency) must be a whole number from 1 to 64, found ${concurrency}`);
   if (!Number.isSafeInteger(lockSeconds) || lockSeconds < 1 || lockSeconds > 3600) {
-    throw new UsageError(`lockSeconds (--lock-seconds) must be a whole number of seconds from 1 to 3600, found ${lockSeconds}: give e.g. 30 (the default), or 5 to find a dead worker's job sooner where jobs are short`);
+    throw new UsageError(`lockSeconds (--lock-seconds) must be a whole number of seconds from 1 to 3600, found ${lockSeconds}: give e.g. 10 (the default), or 30 where a worker's machine may pause longer`);
   }
   if (!Number.isSafeInteger(maxStalls) || maxStalls < 0 || maxStalls > 1000) throw new UsageError(`maxStalls must be a whole number from 0 to 1000, found ${maxStalls}: give e.g. 5 (the default)`);
   const bull = await loadBullmq();
@@ -111,14 +121,18 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   const threads = threadsPerJob(concurrency);
   const processes = new JobProcesses({ file: proc.file, ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: sandboxEnv(process.env, cacheDir, threads) });
   processes.warm(concurrency);
-  const worker = new bull.Worker(JOBS_QUEUE, async (job) => processes.run(job.data, (value) => { job.updateProgress(value).catch(() => {}); }), {
+  const name = workerName();
+  // Each progress value carries when it was reported and by whom, for `release status`.
+  const worker = new bull.Worker(JOBS_QUEUE, async (job) => processes.run(job.data, (value) => { job.updateProgress({ ...value, worker: name, at: Date.now() }).catch(() => {}); }), {
+    name,
     connection: bullConnection(url),
     concurrency,
     lockDuration: lockSeconds * 1000,
     stalledInterval: lockSeconds * 1000,
     maxStalledCount: maxStalls,
   });
-  worker.on('active', (job) => log(`${job.id}: started (attempt ${job.attemptsMade + 1})`));
+  // Every start counts, a stalled job's taken again too (attemptsMade counts failures only).
+  worker.on('active', (job) => log(`${job.id}: started (attempt ${Math.max(job.attemptsStarted ?? 0, job.attemptsMade + 1)})`));
   worker.on('completed', (job) => log(`${job.id}: done`));
   worker.on('failed', (job, err) => log(`${job?.id ?? '?'}: failed: ${err.message.split('\n')[0]}`));
   worker.on('error', (err) => log(`queue: ${err.message.split('\n')[0]}`));
