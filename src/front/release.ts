@@ -24,7 +24,7 @@ import { measurePayload, movesAwayText } from './measure/payload-eval.ts';
 import { isSafetensorsPath } from './models.ts';
 import { interfaceWarning, modelPortsAt } from './ports.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
-import { budgetOf, expiryOf, jobLine, lossyText, privateKeyOf, type ReleaseJobLine } from './release-common.ts';
+import { budgetOf, expiryOf, jobLines, lossyText, readExisting, privateKeyOf, type ReleaseJobLine } from './release-common.ts';
 import { releaseCancel, releaseJob, releasePublish, releaseShow } from './release-jobs.ts';
 import { releaseRun, releaseStatus } from './release-queue.ts';
 
@@ -173,7 +173,7 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
     onProgress: progress,
   }).finally(() => dir && rm(dir, { recursive: true, force: true }));
   const changed = warning ? { interfaceChanged: true as const, warning } : {};
-  if (o.plan) return { modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: res.jobs.map((j) => jobLine(o.release, j)), ...changed, warnings };
+  if (o.plan) return { modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: jobLines(o.release, await readExisting(o.release)), ...changed, warnings };
   const pub = res.published;
   return {
     modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes,
