@@ -264,6 +264,15 @@ export function epochScore(trainAccuracy: number, labelled: boolean): string {
 }
 
 /**
+ * A loss as the epoch and batch lines print it: four decimals, or three significant digits in
+ * exponent form below 0.0005, where four decimals would read 0.0000 (a distillation's KL loss
+ * near the teacher is 1e-5 and still falling).
+ */
+export function lossText(loss: number): string {
+  return loss !== 0 && Math.abs(loss) < 0.0005 ? loss.toExponential(2) : loss.toFixed(4);
+}
+
+/**
  * The warning for a payload written although it measured worse than not updating on validation
  * (`allowWorse`): below the base's accuracy, or further from the teacher than the base (by top-1
  * agreement where the outputs have one, else by mean difference). Undefined when it is not worse.
