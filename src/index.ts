@@ -25,6 +25,7 @@ export { release, type ReleaseAddOptions, type ReleaseAddResult, type ReleaseMea
 export { fingerprint, type FingerprintOptions, type FingerprintResult, type TensorDigest } from './front/fingerprint.ts';
 export { report, type ReportFilesOptions, type ReportFilesResult } from './front/report.ts';
 export { keygen, sign, type KeygenOptions, type KeygenResult, type SignOptions, type SignResult } from './front/keys.ts';
+export { exitCodeOf, EXIT_CODES } from './front/exit-codes.ts';
 export type { Progress } from './front/progress.ts';
 export type { PostHocMethod, WeightEstimate } from './diff/advice.ts';
 export type { ByteDeltaStats } from './diff/byte-delta.ts';
