@@ -299,6 +299,14 @@ test('the README\'s scripts type-check under strict TypeScript against the insta
     scripts.push(`readme/${name}`);
   }
   assert.deepEqual(scripts.map((f) => path.basename(f)).sort(), ['app.js', 'diff.mjs', 'make-example.mjs', 'train.mjs', 'update.mjs']);
+  // The "From code" examples of ndiff diff's and ndiff train's pages, as TypeScript.
+  for (const page of ['diff', 'train']) {
+    const text = readFileSync(path.join(root, 'docs', 'cli', `${page}.md`), 'utf8');
+    const code = /## From code\n[\s\S]*?```ts\n([\s\S]*?)```/.exec(text)?.[1];
+    assert.ok(code, `docs/cli/${page}.md has a From code example`);
+    writeFileSync(path.join(dir, `from-code-${page}.mts`), code);
+    scripts.push(`readme/from-code-${page}.mts`);
+  }
   if (!existsSync(path.join(project, 'node_modules', '@types', 'node'))) {
     mkdirSync(path.join(project, 'node_modules', '@types'), { recursive: true });
     symlinkSync(path.join(root, 'node_modules', '@types', 'node'), path.join(project, 'node_modules', '@types', 'node'), 'dir');
