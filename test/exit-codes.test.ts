@@ -1,6 +1,6 @@
 /**
  * Library errors map to the exit codes `ndiff` uses through one table the library exports
- * (`exitCodeOf`, `EXIT_CODES` from `neural-diff`), which the CLI exits by: a script that calls
+ * (`exitCodeOf` from `neural-diff`, the table as `EXIT_CODES` in `neural-diff/kit`), which the CLI exits by: a script that calls
  * `diff()` or `release.add()` can exit as the command would, and the two cannot drift apart.
  */
 import { test } from 'node:test';
@@ -9,14 +9,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as lib from 'neural-diff';
+import { EXIT_CODES } from 'neural-diff/kit';
 import { EXIT, exitCodeOf as cliExitCodeOf, errorDocument } from '../cli/common.ts';
 import { runNdiff } from './helpers/ndiff-run.ts';
 
-test('neural-diff exports the exit-code table and exitCodeOf; the CLI exits by the same ones', () => {
+test('neural-diff exports exitCodeOf and neural-diff/kit the table; the CLI exits by the same ones', () => {
   assert.equal(typeof lib.exitCodeOf, 'function');
   assert.equal(cliExitCodeOf, lib.exitCodeOf, 'one function: the CLI imports the library\'s');
-  assert.equal(EXIT, lib.EXIT_CODES, 'one table');
-  const cases: [Error, keyof typeof lib.EXIT_CODES][] = [
+  assert.equal(EXIT, EXIT_CODES, 'one table');
+  const cases: [Error, keyof typeof EXIT_CODES][] = [
     [new lib.UsageError('u'), 'usage'], [new lib.PayloadFormatError('p'), 'payload'], [new lib.SignatureError('s'), 'payload'],
     [new lib.FreshnessError('f'), 'payload'], [new lib.BaseMismatchError('b'), 'model'], [new lib.ModelMismatchError('m'), 'model'],
     [new lib.TargetMismatchError('t'), 'target'], [new lib.HealthCheckError('h'), 'target'], [new lib.BudgetError('b'), 'budget'],
@@ -24,8 +25,8 @@ test('neural-diff exports the exit-code table and exitCodeOf; the CLI exits by t
     [new lib.MissingDependencyError('m'), 'dependency'], [new lib.NoImprovementError('n'), 'noImprovement'], [new lib.DownloadError('d'), 'download'],
     [Object.assign(new Error('gone'), { code: 'ENOENT' }), 'files'], [Object.assign(new Error('ro'), { code: 'EROFS' }), 'files'], [new TypeError('a bug'), 'internal'],
   ];
-  for (const [e, name] of cases) assert.equal(lib.exitCodeOf(e), lib.EXIT_CODES[name], `${e.constructor.name} -> ${name}`);
-  assert.equal(errorDocument(new lib.DataError('d'), 'd').error.exitCode, lib.EXIT_CODES.data);
+  for (const [e, name] of cases) assert.equal(lib.exitCodeOf(e), EXIT_CODES[name], `${e.constructor.name} -> ${name}`);
+  assert.equal(errorDocument(new lib.DataError('d'), 'd').error.exitCode, EXIT_CODES.data);
 });
 
 test('an error a library call throws maps to the code the command exits with for the same mistake', async () => {

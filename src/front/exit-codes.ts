@@ -48,7 +48,7 @@ export function isMissingFile(e: unknown): e is NodeJS.ErrnoException {
 
 /**
  * The exit code `ndiff` uses for an error a library call threw: 2 for a `UsageError`, 3 for a
- * refused payload, 4 for another model, ... (the whole table: {@link EXIT_CODES}); 7 for a file
+ * refused payload, 4 for another model, ... (the whole table: {@link EXIT_CODES}, exported by `neural-diff/kit`); 7 for a file
  * missing or not writable; 1 for anything else (a bug).
  *
  * @example
