@@ -16,6 +16,8 @@ import { UsageError } from '../core/errors.ts';
 import type { ModelFile } from '../core/model-files.ts';
 import { parseExpiry } from '../io/model-paths.ts';
 
+export { lossText } from './loss-text.ts';
+
 /** The options of `train()` that take one of a few words: `ndiff train`'s choices. */
 export const TRAIN_CHOICES: readonly Choice[] = [
   ['method', '--method', [...TRAIN_METHODS, 'auto']],
@@ -263,14 +265,6 @@ export function epochScore(trainAccuracy: number, labelled: boolean): string {
   return labelled ? ` acc ${(100 * trainAccuracy).toFixed(1)}%` : ` agreement with the teacher ${(100 * trainAccuracy).toFixed(1)}%`;
 }
 
-/**
- * A loss as the epoch and batch lines print it: four decimals, or three significant digits in
- * exponent form below 0.0005, where four decimals would read 0.0000 (a distillation's KL loss
- * near the teacher is 1e-5 and still falling).
- */
-export function lossText(loss: number): string {
-  return loss !== 0 && Math.abs(loss) < 0.0005 ? loss.toExponential(2) : loss.toFixed(4);
-}
 
 /**
  * The warning for a payload written although it measured worse than not updating on validation

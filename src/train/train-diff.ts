@@ -69,7 +69,7 @@ import { closeness, closenessScore, describeCloseness, outputRows, prepareTeache
 import { checkTrainingRun, searchLearningRate } from './tuning.ts';
 import { TRAIN_METHODS } from './methods.ts';
 import { refuseWorseOnEval } from './eval-gate.ts';
-import { lossText } from './front-settings.ts';
+import { lossText } from './loss-text.ts';
 
 export { TRAIN_METHODS, type TrainMethod } from './methods.ts';
 export type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate, CompetingResult } from './options.ts';
