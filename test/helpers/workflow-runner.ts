@@ -173,7 +173,7 @@ export function checkExpressionNames(wf: Workflow): string[] {
 }
 
 /** Run `script` as a `run:` step: GitHub's `bash -e` (with `pipefail` when the shell is `bash`). */
-export function runScript(script: string, shell: string | undefined, cwd: string, env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
+export function runScript(script: string, shell: string | undefined, cwd: string, env: Record<string, string | undefined>): { status: number | null; stdout: string; stderr: string; error?: Error } {
   const flags = shell === 'bash' ? ['--noprofile', '--norc', '-eo', 'pipefail', '-c'] : ['-e', '-c'];
   return spawnSync('bash', [...flags, script], { cwd, env, encoding: 'utf8' });
 }
@@ -219,7 +219,7 @@ export async function runWorkflow(wf: Workflow, setup: RunSetup): Promise<Record
     }
     const matrixSpec = job.strategy?.matrix ?? {};
     const key = Object.keys(matrixSpec)[0];
-    const values = key === undefined ? [undefined] : (JSON.parse(expand(String(matrixSpec[key]), base)) as Value[]);
+    const values: (Value | undefined)[] = key === undefined ? [undefined] : (JSON.parse(expand(String(matrixSpec[key]), base)) as Value[]);
     assert.ok(values.length > 0, `job ${name}: a matrix of no entries (GitHub refuses it: the run fails)`);
     let outputs: Record<string, string> = {};
     for (const value of values) {
