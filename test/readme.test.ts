@@ -121,6 +121,10 @@ test('the build-server and Node quick starts run as written from a fresh folder'
     if (script.includes('node train.mjs')) {
       // The library call of quick start 1 gives the bytes its `ndiff train` wrote, and says what it measured.
       assert.match(r.stdout, /^\d+ bytes, eval accuracy [\d.]+ -> [\d.]+$/m, r.stdout);
+      // Its onProgress prints the messages that say which learning-rate trial the epochs after them belong to.
+      const trial = r.stdout.search(/^\w[\w-]* lr [\d.e+-]+ \(trial\): \d+ epoch\(s\) on \d+ examples$/m);
+      assert.ok(trial >= 0, `train.mjs printed no trial line:\n${r.stdout}`);
+      assert.match(r.stdout.slice(trial), /\n(?:.*\n)*?epoch 1\/\d+ /, 'an epoch line follows the trial it belongs to');
       assert.ok(readFileSync(path.join(work, 'v1-v2-again.ndiff')).equals(readFileSync(path.join(work, 'v1-v2.ndiff'))), 'train() wrote the bytes ndiff train wrote');
     }
     if (script.includes('node diff.mjs')) {
