@@ -1,36 +1,11 @@
 /** Shared pieces of the CLI: exit codes, error reporting, output. */
-import {
-  BaseMismatchError, BudgetError, FreshnessError, ModelFormatError, ModelMismatchError, NeuralDiffError, UnsupportedOperatorError,
-  NonFiniteValueError, PayloadFormatError, PayloadTooLargeError, SignatureError, TargetMismatchError,
-  UnsupportedVersionError, UsageError, HealthCheckError, PendingUpdateError, StateStoreError, DataError, MissingDependencyError, NoImprovementError, DownloadError,
-} from '../src/core/errors.ts';
+import { NeuralDiffError } from '../src/core/errors.ts';
+import { EXIT_CODES, exitCodeOf } from '../src/front/exit-codes.ts';
 
-/** Exit codes, documented in docs/CLI.md and in `ndiff --help`. */
-export const EXIT = {
-  ok: 0,
-  /** An unexpected internal error (a bug: please report it). */
-  internal: 1,
-  /** Wrong command line: unknown option, missing argument, bad budget. */
-  usage: 2,
-  /** The payload was refused: corrupt, truncated, hostile, unsupported version, bad signature, stale or expired. */
-  payload: 3,
-  /** The payload does not fit this model: another base, another architecture. */
-  model: 4,
-  /** Patching did not reach the promised target, or the health check failed (everything was rolled back), or an unconfirmed update waits for its health check (nothing changed). */
-  target: 5,
-  /** The byte budget cannot be met. */
-  budget: 6,
-  /** A model folder or file is missing or malformed, the state file is unusable, or a rollback could not finish. */
-  files: 7,
-  /** Training or evaluation data is missing or malformed. */
-  data: 8,
-  /** A package this command needs is not installed (the message names the install command). */
-  dependency: 9,
-  /** Training gave a model worse than the base on validation (or ndiff diff --eval measured the payload further from --target); nothing was written. */
-  noImprovement: 10,
-  /** A release file could not be downloaded intact from any URL (network, status, length or hash). */
-  download: 11,
-} as const;
+export { exitCodeOf, isFileAccess, isMissingFile } from '../src/front/exit-codes.ts';
+
+/** Exit codes, documented in docs/CLI.md and in `ndiff --help`: the library's one table. */
+export const EXIT = EXIT_CODES;
 
 export const EXIT_CODES_HELP = `Exit codes (each in full: docs/CLI.md):
   0  success
@@ -111,28 +86,6 @@ export function throttled(report: (line: string) => void, everyMs = 5000): (line
   };
 }
 
-/** Map an error to an exit code (the table above; `ndiff --help` prints it). */
-export function exitCodeOf(e: unknown): number {
-  if (e instanceof UsageError) return EXIT.usage;
-  if (e instanceof PayloadFormatError || e instanceof PayloadTooLargeError || e instanceof UnsupportedVersionError || e instanceof SignatureError || e instanceof FreshnessError || e instanceof NonFiniteValueError) return EXIT.payload;
-  if (e instanceof BaseMismatchError || e instanceof ModelMismatchError || e instanceof UnsupportedOperatorError) return EXIT.model;
-  if (e instanceof TargetMismatchError || e instanceof HealthCheckError || e instanceof PendingUpdateError) return EXIT.target;
-  if (e instanceof BudgetError) return EXIT.budget;
-  if (e instanceof StateStoreError || e instanceof ModelFormatError || (e instanceof NeuralDiffError && e.code === 'ND_ROLLBACK_FAILED')) return EXIT.files;
-  if (e instanceof DataError) return EXIT.data;
-  if (e instanceof MissingDependencyError) return EXIT.dependency;
-  if (e instanceof NoImprovementError) return EXIT.noImprovement;
-  if (e instanceof DownloadError) return EXIT.download;
-  if (isMissingFile(e) || isFileAccess(e)) return EXIT.files;
-  return EXIT.internal;
-}
-
-/** A permission or read-only file-system error (not a bug: the folder cannot be written). */
-export function isFileAccess(e: unknown): e is NodeJS.ErrnoException {
-  const code = typeof e === 'object' && e !== null ? (e as NodeJS.ErrnoException).code : undefined;
-  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC';
-}
-
 /** The `{error}` document `--json` prints on failure. */
 export function errorDocument(e: unknown, message: string): { error: { code: string; exitCode: number; message: string; details?: Record<string, unknown> } } {
   const code = e instanceof NeuralDiffError ? e.code : typeof e === 'object' && e !== null && typeof (e as NodeJS.ErrnoException).code === 'string' ? (e as NodeJS.ErrnoException).code as string : 'ND_INTERNAL';
@@ -140,9 +93,6 @@ export function errorDocument(e: unknown, message: string): { error: { code: str
   return { error: { code, exitCode: exitCodeOf(e), message, ...details } };
 }
 
-export function isMissingFile(e: unknown): e is NodeJS.ErrnoException {
-  return typeof e === 'object' && e !== null && ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EISDIR');
-}
 
 /** Left-aligned text table. */
 export function table(rows: (string | number)[][], header: string[]): string {

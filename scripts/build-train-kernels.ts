@@ -86,7 +86,7 @@ export function trainKernelsSource(bytes: Uint8Array, compiler: string): string 
 /** The compiler that built {@link TRAIN_KERNELS_WASM} (another version may give other bytes). */
 export const TRAIN_KERNELS_COMPILER = ${JSON.stringify(compiler)};
 /** The trainer's SIMD kernels, ${bytes.length} bytes of WebAssembly, in hex. */
-export const TRAIN_KERNELS_WASM = '${Buffer.from(bytes).toString('hex')}';
+export const TRAIN_KERNELS_WASM: string = '${Buffer.from(bytes).toString('hex')}';
 `;
 }
 

@@ -22,10 +22,11 @@ export { inspect, type InspectReport, type PayloadSummary, type PatchSummary } f
 export { inspectGguf, type GgufInspectReport, type GgufSummary, type GgufMetadataSummary, type GgufTensorSummary } from './front/gguf.ts';
 export { verify, type VerifyOptions, type VerifyReport } from './front/verify.ts';
 export { update, checkUpdate, type UpdateOptions, type UpdateReport } from './front/update.ts';
-export { release, type ReleaseAddOptions, type ReleaseAddResult, type ReleaseMeasurement, type ReleaseJobLine, type ReleaseDirOptions, type ReleaseJobOptions, type ReleaseJobResult, type ReleaseJobExport, type ReleasePublishOptions, type ReleasePublishResult, type ReleaseCancelOptions, type ReleaseCancelResult, type ReleaseRunOptions, type ReleaseRunResult, type ReleaseStatus } from './front/release.ts';
+export { release, type ReleaseAddOptions, type ReleaseAddResult, type ReleaseMeasurement, type ReleaseJobLine, type ReleaseDirOptions, type ReleaseJobOptions, type ReleaseJobResult, type ReleaseJobExport, type ReleasePublishOptions, type ReleasePublishResult, type ReleaseCancelOptions, type ReleaseCancelResult, type ReleaseRunOptions, type ReleaseRunResult, type ReleaseStatus, type ReleaseWorkerOptions, type ReleaseWorker } from './front/release.ts';
 export { fingerprint, type FingerprintOptions, type FingerprintResult, type TensorDigest } from './front/fingerprint.ts';
 export { report, type ReportFilesOptions, type ReportFilesResult } from './front/report.ts';
 export { keygen, sign, type KeygenOptions, type KeygenResult, type SignOptions, type SignResult } from './front/keys.ts';
+export { exitCodeOf } from './front/exit-codes.ts';
 export type { Progress } from './front/progress.ts';
 export type { PostHocMethod, WeightEstimate } from './diff/advice.ts';
 export type { ByteDeltaStats } from './diff/byte-delta.ts';

@@ -44,3 +44,5 @@ export { parseSafetensorsHeader } from './io/safetensors/store.ts';
 export { canonicalJson, type CanonicalJsonOptions } from './core/canonical-json.ts';
 export { parseNpy, writeNpy, type ParseNpyOptions } from './io/npy/npy.ts';
 export { TRAIN_METHODS, type TrainMethod } from './train/methods.ts';
+// The exit code table `ndiff` exits by (`exitCodeOf` of `neural-diff` maps an error onto it).
+export { EXIT_CODES } from './front/exit-codes.ts';

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, copyFile } from 'node:fs/promises';
+import { mkdtemp, rm, copyFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { runNdiff as run } from './helpers/ndiff-run.ts';
@@ -23,6 +23,12 @@ test('ndiff update refuses a --from that is a folder path or a file:// URL, sayi
       assert.equal(r.code, EXIT.usage, r.err);
       assert.match(r.err, /expected the http:\/\/ or https:\/\/ URL of a release folder/);
       assert.match(r.err, /static file server/);
+      // Where the command is documented says the same, not only the error.
+      const serve = /python3 -m http\.server 8000 --directory site/.exec(r.err)?.[0];
+      assert.ok(serve, r.err);
+      for (const doc of ['docs/cli/update.md', 'docs/PUBLISHING.md']) {
+        assert.ok((await readFile(path.join(import.meta.dirname, '..', doc), 'utf8')).includes(serve), `${doc} says how to serve a release folder to try it: ${serve}`);
+      }
     }
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -13,13 +13,14 @@
  *  - esbuild bundles `neural-diff/apply` from the installed package for a browser as one file
  *    (as an app does, the pure Ed25519 verifier included) within the 30,000-byte min+gzip goal,
  *    and one error class alone tree-shakes to a few hundred bytes;
- *  - the device install stays under 10 MB of node_modules.
+ *  - the device install stays under 10 MB of node_modules, in its files and on disk (du -sh);
+ *  - the README's scripts type-check under strict TypeScript against the installed package.
  * Prints the figures (tarball, install size, bundle sizes) that docs/BENCHMARKS.md quotes, and checks them there.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,8 +112,11 @@ test('a device install (no tfjs) is under 10 MB of node_modules', () => {
   assert.ok(!readdirSync(modules).includes('@tensorflow'), 'tfjs is an optional peer: not installed');
   assert.ok(!readdirSync(modules).includes('tsx'), 'tsx is a dev dependency');
   const bytes = duBytes(modules);
-  console.log(`# device install: ${(bytes / 1e6).toFixed(2)} MB in node_modules (${readdirSync(modules).length} top-level entries)`);
+  // On disk, as du -sh measures it (each file takes whole blocks): what a user sees.
+  const onDisk = Number(execFileSync('du', ['-s', '-B1', modules], { encoding: 'utf8' }).split(/\s/)[0]);
+  console.log(`# device install: ${(bytes / 1e6).toFixed(2)} MB in node_modules (${readdirSync(modules).length} top-level entries), ${(onDisk / 2 ** 20).toFixed(2)} MiB on disk`);
   assert.ok(bytes < 10e6, `node_modules holds ${bytes} bytes`);
+  assert.ok(onDisk < 10 * 2 ** 20, `node_modules takes ${onDisk} bytes on disk (du -sh prints over 10M)`);
 });
 
 test('docs/BENCHMARKS.md quotes the tarball and the device install as measured here', () => {
@@ -279,6 +283,57 @@ export const sequences = [new KeyValueSequenceStore(asyncStorage), browserSequen
     }));
     const r = tsc(['-p', '.']);
     assert.equal(r.status, 0, `tsc (${resolution}):\n${r.output}`);
+  }
+});
+
+test('the README\'s scripts type-check under strict TypeScript against the installed package (checkJs), with skipLibCheck as the README says tfjs needs', () => {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  assert.match(readme, /needs `"skipLibCheck": true`/, 'the README says where it speaks of TypeScript that tfjs\'s typings need skipLibCheck');
+  const dir = path.join(project, 'readme');
+  mkdirSync(dir, { recursive: true });
+  const scripts: string[] = [];
+  for (const m of readme.matchAll(/```js\n([\s\S]*?)```/g)) {
+    const name = /^\/\/ ([\w.-]+\.m?js)\b/.exec(m[1] ?? '')?.[1];
+    if (!name) continue;
+    writeFileSync(path.join(dir, name), m[1] as string);
+    scripts.push(`readme/${name}`);
+  }
+  assert.deepEqual(scripts.map((f) => path.basename(f)).sort(), ['app.js', 'diff.mjs', 'make-example.mjs', 'train.mjs', 'update.mjs']);
+  // The "From code" examples of ndiff diff's and ndiff train's pages, as TypeScript.
+  for (const page of ['diff', 'train']) {
+    const text = readFileSync(path.join(root, 'docs', 'cli', `${page}.md`), 'utf8');
+    const code = /## From code\n[\s\S]*?```ts\n([\s\S]*?)```/.exec(text)?.[1];
+    assert.ok(code, `docs/cli/${page}.md has a From code example`);
+    writeFileSync(path.join(dir, `from-code-${page}.mts`), code);
+    scripts.push(`readme/from-code-${page}.mts`);
+  }
+  if (!existsSync(path.join(project, 'node_modules', '@types', 'node'))) {
+    mkdirSync(path.join(project, 'node_modules', '@types'), { recursive: true });
+    symlinkSync(path.join(root, 'node_modules', '@types', 'node'), path.join(project, 'node_modules', '@types', 'node'), 'dir');
+  }
+  // A build server's project: tfjs beside neural-diff (this repository's copy, linked).
+  symlinkSync(path.join(root, 'node_modules', '@tensorflow'), path.join(project, 'node_modules', '@tensorflow'), 'dir');
+  const check = (files: string[], extra: Record<string, unknown>) => {
+    writeFileSync(path.join(project, 'tsconfig.readme.json'), JSON.stringify({
+      compilerOptions: { strict: true, allowJs: true, checkJs: true, noEmit: true, module: 'node16', moduleResolution: 'node16', target: 'es2022', lib: ['es2022', 'dom'], types: ['node'], skipLibCheck: true, ...extra },
+      files,
+    }));
+    return tsc(['-p', 'tsconfig.readme.json']);
+  };
+  try {
+    // The scripts that call neural-diff, strict as written (a result that is a union is narrowed before use).
+    const library = check(scripts.filter((f) => !f.endsWith('make-example.mjs')), {});
+    assert.equal(library.status, 0, `tsc --strict on the README's scripts:\n${library.output}`);
+    // The data-making script is plain JavaScript: strict but for its untyped parameters.
+    const example = check(['readme/make-example.mjs'], { noImplicitAny: false });
+    assert.equal(example.status, 0, `tsc on make-example.mjs:\n${example.output}`);
+    // What the README's note is for: without skipLibCheck, tfjs's own typings fail, and nothing else does.
+    const noSkip = check(['readme/make-example.mjs'], { noImplicitAny: false, skipLibCheck: false });
+    assert.notEqual(noSkip.status, 0, 'tfjs\'s typings pass without skipLibCheck: the README\'s note is no longer needed');
+    const errors = noSkip.output.split('\n').filter((l) => /error TS\d+/.test(l));
+    assert.ok(errors.length > 0 && errors.every((l) => l.includes('@tensorflow/')), noSkip.output);
+  } finally {
+    rmSync(path.join(project, 'node_modules', '@tensorflow'), { force: true });
   }
 });
 

@@ -134,3 +134,11 @@ test('every `ndiff train` / `ndiff diff` the docs show names --model-id, unless 
   // Without it, a base that records no id is refused (exit 2): the newcomer's first run of the command fails.
   assert.deepEqual(missing, []);
 });
+
+test('every command page says how to do it from code (## From code), ndiff worker\'s too (release.worker)', async () => {
+  const { readdir } = await import('node:fs/promises');
+  const pages = (await readdir(join(root, 'docs', 'cli'))).filter((f) => f.endsWith('.md'));
+  const without: string[] = [];
+  for (const page of pages) if (!(await readFile(join(root, 'docs', 'cli', page), 'utf8')).includes('\n## From code\n')) without.push(page);
+  assert.deepEqual(without, []);
+});

@@ -18,6 +18,7 @@ import { saveNpy } from '../src/io/npy/files.ts';
 import { baseAndTarget } from './helpers/models.ts';
 import { perturbed } from './helpers/perturb.ts';
 import { tempDir, treeBytes, writeStore } from './helpers/dirs.ts';
+import { redisSkip, startRedis } from './helpers/redis.ts';
 import { cnn, images } from './helpers/onnx-models.ts';
 
 /** `ndiff` in this process; with `--json`, `doc` is the document it printed. */
@@ -228,4 +229,29 @@ test('a refused release call throws the typed error naming the option and the fl
   assert.equal(cli.code, 2);
   assert.match(cli.err, /name the model with --model-id \(the id every payload carries/);
   assert.doesNotMatch(cli.err, /modelId/);
+});
+
+test('release.worker runs a plan\'s jobs from the queue as ndiff worker does: planned, run by release.run, published; its options refused as the flags are', { skip: redisSkip, timeout: 300_000 }, async (t) => {
+  await assert.rejects(release.worker({ queue: 'redis://127.0.0.1:1', concurrency: 0 }), (e: unknown) => e instanceof UsageError && /concurrency \(--concurrency\) must be a whole number from 1 to 64, found 0/.test(e.message));
+  await assert.rejects(release.worker({ queue: 'http://queue', concurrency: 1 }), (e: unknown) => e instanceof UsageError && /expected a redis:\/\/ or rediss:\/\/ URL/.test(e.message));
+  const redis = await startRedis({ signal: t.signal });
+  const dir = join(work, 'worker');
+  const lines: string[] = [];
+  const worker = await release.worker({ queue: redis.url, onProgress: (l) => lines.push(l) });
+  try {
+    assert.ok(worker.threads >= 1);
+    await release.add({ release: dir, model: versions[0], modelId: 'kws', key: keyFile, expires: EXPIRES });
+    await release.add({ release: dir, model: versions[1], key: keyFile, expires: EXPIRES });
+    const planned = await release.add({ release: dir, model: versions[2], plan: true });
+    const ran = await release.run({ release: dir, queue: redis.url, key: keyFile, expires: EXPIRES });
+    assert.equal(ran.jobs, planned.jobs?.length);
+    assert.equal(ran.release, 3);
+    assert.ok(lines.some((l) => l.includes('v3-from-v2')), lines.join('\n'));
+    const record = await release.show({ release: dir });
+    assert.equal(record.pending, null);
+    assert.deepEqual(record.payloads.filter((p) => p.toVersion === 3).map((p) => p.fromVersion).sort(), [1, 2]);
+  } finally {
+    await worker.close();
+    await redis.close();
+  }
 });

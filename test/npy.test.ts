@@ -202,6 +202,22 @@ describe('loadXY / saveNpy', () => {
   const dir = mkdtempSync(join(tmpdir(), 'npy-test-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
+  it('writes int64 from a BigInt64Array (Silero\'s 0-d sr.npy) and reads it back with loadNpy', () => {
+    const path = join(dir, 'sr', 'sr.npy');
+    saveNpy(path, BigInt64Array.of(16000n), []);
+    const sr = loadNpy(path);
+    assert.equal(sr.dtype, '<i8');
+    assert.deepEqual(sr.shape, []);
+    assert.deepEqual([...sr.data], [16000]);
+    const many = BigInt64Array.of(-3n, 0n, 2147483647n, -2147483648n);
+    saveNpy(join(dir, 'sr', 'many.npy'), many, [2, 2]);
+    const back = loadNpy(join(dir, 'sr', 'many.npy'));
+    assert.deepEqual([back.dtype, back.shape, [...back.data]], ['<i8', [2, 2], [-3, 0, 2147483647, -2147483648]]);
+    // The bytes are numpy's: 8 little-endian bytes a value after the 64-byte-aligned header.
+    const bytes = writeNpy(BigInt64Array.of(16000n), []);
+    assert.equal(new DataView(bytes.buffer, bytes.length - 8).getBigInt64(0, true), 16000n);
+  });
+
   it('loads a folder holding x.npy and y.npy with class indices', () => {
     const d = join(dir, 'idx');
     const x = Float32Array.from({ length: 3 * 2 * 2 }, (_, i) => i);

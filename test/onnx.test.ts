@@ -78,6 +78,12 @@ test('integer tensors and the frame are never patch targets: a payload naming on
   }
 });
 
+test('reading an integer tensor: values() says it is read-only and to use read(), which gives its values; no payload is blamed', () => {
+  const store = storeOf();
+  assert.throws(() => store.values('shape'), (e: unknown) => e instanceof ModelMismatchError && /is INT64: only FLOAT/.test(e.message) && /read\(name\) gives any tensor's values/.test(e.message) && !/The payload was made/.test(e.message));
+  assert.deepEqual([...store.read('shape')], [-1, 3]);
+});
+
 test('a payload from one version to another patches raw_data, float_data, external data and float16 in place: the target file, byte for byte', async () => {
   const base = storeOf(fixture(1));
   const res = diffOnnxModels(hasher, base, storeOf(fixture(2)), { mode: 'all', budgetBytes: 0, modelId: 'fixture' });

@@ -31,6 +31,8 @@ import { chromium } from 'playwright-core';
 import { main } from '../cli/ndiff.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
+import { JOURNAL_SUFFIX, PREVIOUS_SUFFIX, STATE_SUFFIX } from '../src/io/durable/weights-file-update.ts';
+import { MODEL_ID_SUFFIX } from '../src/io/durable/model-id-file.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
@@ -119,6 +121,10 @@ test('the build-server and Node quick starts run as written from a fresh folder'
     if (script.includes('node train.mjs')) {
       // The library call of quick start 1 gives the bytes its `ndiff train` wrote, and says what it measured.
       assert.match(r.stdout, /^\d+ bytes, eval accuracy [\d.]+ -> [\d.]+$/m, r.stdout);
+      // Its onProgress prints the messages that say which learning-rate trial the epochs after them belong to.
+      const trial = r.stdout.search(/^\w[\w-]* lr [\d.e+-]+ \(trial\): \d+ epoch\(s\) on \d+ examples$/m);
+      assert.ok(trial >= 0, `train.mjs printed no trial line:\n${r.stdout}`);
+      assert.match(r.stdout.slice(trial), /\n(?:.*\n)*?epoch 1\/\d+ /, 'an epoch line follows the trial it belongs to');
       assert.ok(readFileSync(path.join(work, 'v1-v2-again.ndiff')).equals(readFileSync(path.join(work, 'v1-v2.ndiff'))), 'train() wrote the bytes ndiff train wrote');
     }
     if (script.includes('node diff.mjs')) {
@@ -247,5 +253,12 @@ test('relative links of the README and docs/ point at files the repository holds
     const top = m[1].split('/')[0];
     if (/^[a-z]+:/.test(m[1])) continue;
     assert.ok(published.some((f) => f === top || f.startsWith(`${top}/`) || f === m[1]), `README links to ${m[1]}, which the npm package does not hold`);
+  }
+});
+
+test('the README names the files a single model file keeps beside it (where it says to try on a copy), as the code names them', () => {
+  const device = readme.slice(readme.indexOf('## Quick start 2'), readme.indexOf('## Quick start 3'));
+  for (const suffix of [STATE_SUFFIX, MODEL_ID_SUFFIX, JOURNAL_SUFFIX, PREVIOUS_SUFFIX, '.ndiff-updater/']) {
+    assert.ok(device.includes(`vad.onnx${suffix}`), `Quick start 2 names vad.onnx${suffix}`);
   }
 });

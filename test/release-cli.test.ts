@@ -18,6 +18,7 @@ import { getHasher } from '../src/core/hasher.ts';
 import { openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { openOnnxFile } from '../src/io/onnx/files.ts';
 import { validateManifest } from '../src/updater/manifest.ts';
+import { readRecord } from '../src/release/record.ts';
 import { baseAndTarget } from './helpers/models.ts';
 import { perturbed } from './helpers/perturb.ts';
 import { folderBytes, tempDir, writeStore } from './helpers/dirs.ts';
@@ -100,8 +101,12 @@ describe('ndiff release and ndiff update', () => {
     assert.match(other.err, /release of model "kws"/);
     const plan = await ndiff('release', 'add', '--release', site, '--model', join(work, 'models', 'v3'), '--plan', '-q');
     assert.equal(plan.code, 0, plan.err);
-    const jobs = plan.out.split('\n').map((l) => JSON.parse(l) as { id: string; command: string });
+    const jobs = plan.out.split('\n').map((l) => JSON.parse(l) as { id: string; command: string; fromVersion: number; inputs: string[] });
     assert.deepEqual(jobs.map((j) => j.id), ['v3-from-v2', 'v3-from-v1']);
+    // Each line names the files its job reads (for a CI job given only those): its base's and target's.
+    const record = await readRecord(site);
+    const filesOf = (n: number) => record?.versions.find((v) => v.version === n)?.files.map((f) => f.file) ?? [];
+    for (const j of jobs) assert.deepEqual([...j.inputs].sort(), [...new Set([...filesOf(j.fromVersion), ...filesOf(3)])].sort(), j.id);
     assert.equal((await ndiff('release', 'publish', '--release', site, '--key', priv)).code, 2, 'publishing before the jobs ran is refused');
     for (const j of jobs) assert.equal((await ndiff('release', 'job', '--release', site, '--id', j.id)).code, 0);
     assert.equal((await ndiff('release', 'publish', '--release', site, '--key', priv)).code, 0);

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import type { Argv, Options } from 'yargs';
 import { release } from '../../src/front/release.ts';
 import type { PlanJobStatus } from '../../src/release/queue/status.ts';
-import { DEFAULT_LOCK_SECONDS, startQueueWorker } from '../../src/release/queue/worker.ts';
+import { DEFAULT_LOCK_SECONDS } from '../../src/release/queue/worker.ts';
 import { DEFAULT_PLAN_LOCK_SECONDS } from '../../src/release/queue/plan-lock.ts';
 import { inCliWords, table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
@@ -106,7 +106,7 @@ export function workerCommand(y: Argv<any>): Argv<any> {
 
 /** `worker`: runs until SIGINT or SIGTERM. */
 export async function runWorker(a: WorkerArgs, io: CliIO): Promise<number> {
-  const worker = await startQueueWorker(a.queue, { concurrency: a.concurrency, lockSeconds: a.lockSeconds, onLine: (l) => io.progress(l) });
+  const worker = await release.worker({ queue: a.queue, concurrency: a.concurrency, lockSeconds: a.lockSeconds, onProgress: (l) => io.progress(l) });
   io.progress(`worker on ${a.queue} (${a.concurrency} at once, ${worker.threads} thread(s) a job of this machine's ${availableParallelism()} cores): waiting for jobs; Ctrl-C stops`);
   await new Promise<void>((resolve) => {
     const stop = () => {

@@ -8,6 +8,7 @@ import { UsageError } from '../core/errors.ts';
 import type { RunJobResult } from '../release/jobs.ts';
 import type { PublishResult } from '../release/publish.ts';
 import { readRecord, type ReleaseJob, type ReleaseRecord } from '../release/record.ts';
+import { ticketsOf } from '../release/ticket.ts';
 import { readPrivateKeyFile } from '../sign/node-keys.ts';
 import { parseExpiry } from './models.ts';
 
@@ -30,6 +31,11 @@ export interface ReleaseJobLine {
   budget?: string;
   /** The command that runs the job. */
   command: string;
+  /**
+   * The files of the release folder the job reads besides `release.json` (`blobs/<sha256>`: its
+   * base's and target's files, and a lossy chain's payloads), so a CI job can be given just these.
+   */
+  inputs: string[];
 }
 
 /** The record of a release folder; a UsageError when it holds none. */
@@ -42,9 +48,12 @@ export async function readExisting(dir: string): Promise<ReleaseRecord> {
 /** The default manifest expiry of `add`, `publish` and `run`: 30 days from now. */
 export const DEFAULT_RELEASE_EXPIRES = '30d';
 
-/** The job's line as `ndiff release add --plan` prints it. */
-export function jobLine(dir: string, job: ReleaseJob): ReleaseJobLine {
-  return { id: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, base: job.base, ...(job.via ? { via: job.via } : {}), method: job.policy.method, ...(job.policy.budget ? { budget: job.policy.budget } : {}), command: `ndiff release job --release ${dir} --id ${job.id}` };
+/** The lines of the pending plan's jobs as `ndiff release add --plan` prints them (none when nothing is pending). */
+export function jobLines(dir: string, record: ReleaseRecord): ReleaseJobLine[] {
+  return ticketsOf(record).map(({ job, versions, via, chain }) => {
+    const inputs = [...new Set([...versions.flatMap((v) => v.files.map((f) => f.file)), ...(chain ?? []).map((p) => p.file), ...(via ? [via.file] : [])])];
+    return { id: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, base: job.base, ...(job.via ? { via: job.via } : {}), method: job.policy.method, ...(job.policy.budget ? { budget: job.policy.budget } : {}), command: `ndiff release job --release ${dir} --id ${job.id}`, inputs };
+  });
 }
 
 /** A private key from a path (with the warning a key others can read gets) or as given. */

@@ -1,11 +1,12 @@
 /**
- * `release.run` and `release.status` (src/front/release.ts): a release's plan on a job engine
- * (BullMQ on Redis, optional dependencies loaded only by these calls), as `ndiff release run` and
- * `ndiff release status` do.
+ * `release.run`, `release.status` and `release.worker` (src/front/release.ts): a release's plan on
+ * a job engine (BullMQ on Redis, optional dependencies loaded only by these calls), as `ndiff
+ * release run`, `ndiff release status` and `ndiff worker` do.
  */
 import type { KeyObject } from 'node:crypto';
 import { UsageError } from '../core/errors.ts';
 import { planStatus, runPlanOnQueue } from '../release/queue/plan.ts';
+import { DEFAULT_LOCK_SECONDS, startQueueWorker } from '../release/queue/worker.ts';
 import type { PlanJobStatus } from '../release/queue/status.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 import { expiryOf, lossySignedWarnings, privateKeyOf, type ReleaseDirOptions } from './release-common.ts';
@@ -76,4 +77,41 @@ export async function releaseRun(o: ReleaseRunOptions): Promise<ReleaseRunResult
 /** The pending plan's jobs on the queue: waiting, running, done, failed; with none pending, the last plan, finished. */
 export async function releaseStatus(o: ReleaseDirOptions & { queue: string }): Promise<ReleaseStatus> {
   return planStatus(o.release, o.queue);
+}
+
+/** What `release.worker` takes (`ndiff worker`). */
+export interface ReleaseWorkerOptions {
+  /** The job queue: a Redis URL (`redis://HOST[:PORT]`, `rediss://` for TLS). */
+  queue: string;
+  /** Jobs run at once, each in a process of its own (1 to 64; default 1). */
+  concurrency?: number;
+  /** Whole seconds a dead worker holds its job before another takes it (1 to 3600; default 30, BullMQ's own). */
+  lockSeconds?: number;
+  /** A line per job started, finished or failed (what `ndiff worker` prints on stderr). */
+  onProgress?: Progress;
+}
+
+/** A running worker (`release.worker`): stop it with `close()`. */
+export interface ReleaseWorker {
+  /** Threads each job gets: this machine's cores divided by `concurrency` (at least 1), unless the environment sets them. */
+  threads: number;
+  /** Stop taking jobs, let the running ones finish, and clean up. */
+  close(): Promise<void>;
+}
+
+/**
+ * Start running payload jobs of release plans from the queue on this machine, as `ndiff worker`
+ * does, until `close()` is called: the plans come from `release.run`; each job's inputs are
+ * fetched by SHA-256 from the plan's source (no shared disk). Needs `bullmq` and `ioredis`
+ * (`npm install bullmq ioredis`; `MissingDependencyError` otherwise).
+ *
+ * ```ts
+ * import { release } from 'neural-diff';
+ * const worker = await release.worker({ queue: 'redis://queue.internal:6379', concurrency: 4, onProgress: console.error });
+ * process.once('SIGTERM', () => void worker.close());   // running jobs finish first
+ * ```
+ */
+export async function releaseWorker(o: ReleaseWorkerOptions): Promise<ReleaseWorker> {
+  const w = await startQueueWorker(o.queue, { concurrency: o.concurrency ?? 1, lockSeconds: o.lockSeconds ?? DEFAULT_LOCK_SECONDS, onLine: o.onProgress ?? NO_PROGRESS });
+  return { threads: w.threads, close: () => w.close() };
 }

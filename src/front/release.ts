@@ -24,13 +24,13 @@ import { measurePayload, movesAwayText } from './measure/payload-eval.ts';
 import { isSafetensorsPath } from './models.ts';
 import { interfaceWarning, modelPortsAt } from './ports.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
-import { budgetOf, expiryOf, jobLine, lossyText, privateKeyOf, type ReleaseJobLine } from './release-common.ts';
+import { budgetOf, expiryOf, jobLines, lossyText, readExisting, privateKeyOf, type ReleaseJobLine } from './release-common.ts';
 import { releaseCancel, releaseJob, releasePublish, releaseShow } from './release-jobs.ts';
-import { releaseRun, releaseStatus } from './release-queue.ts';
+import { releaseRun, releaseStatus, releaseWorker } from './release-queue.ts';
 
 export type { ReleaseJobLine, ReleaseDirOptions } from './release-common.ts';
 export type { ReleaseJobOptions, ReleaseJobResult, ReleaseJobExport, ReleasePublishOptions, ReleasePublishResult, ReleaseCancelOptions, ReleaseCancelResult } from './release-jobs.ts';
-export type { ReleaseRunOptions, ReleaseRunResult, ReleaseStatus } from './release-queue.ts';
+export type { ReleaseRunOptions, ReleaseRunResult, ReleaseStatus, ReleaseWorkerOptions, ReleaseWorker } from './release-queue.ts';
 
 /** The default of `keyframeBelow` in `release.add`: the least top-1 agreement with the version a lossy chain may drift to. */
 export const DEFAULT_KEYFRAME_BELOW = 0.98;
@@ -173,7 +173,7 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
     onProgress: progress,
   }).finally(() => dir && rm(dir, { recursive: true, force: true }));
   const changed = warning ? { interfaceChanged: true as const, warning } : {};
-  if (o.plan) return { modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: res.jobs.map((j) => jobLine(o.release, j)), ...changed, warnings };
+  if (o.plan) return { modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: jobLines(o.release, await readExisting(o.release)), ...changed, warnings };
   const pub = res.published;
   return {
     modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes,
@@ -229,7 +229,8 @@ async function measureLossy(releaseDir: string, lossy: LossyJobPayload[], measur
  * The calls of `ndiff release`, one per subcommand: `add` (a version), `job` (one planned job,
  * or its models exported for training, or a trained payload taken back), `publish` (sign the
  * jobs' payloads into a new manifest, or re-sign with a fresh expiry), `run` and `status` (the
- * plan on a BullMQ queue), `show` (the record) and `cancel` (drop the pending version).
+ * plan on a BullMQ queue), `worker` (run plans' jobs from the queue on this machine, as `ndiff
+ * worker`), `show` (the record) and `cancel` (drop the pending version).
  *
  * ```ts
  * import { release } from 'neural-diff';
@@ -242,6 +243,7 @@ export const release = {
   publish: releasePublish,
   run: releaseRun,
   status: releaseStatus,
+  worker: releaseWorker,
   show: releaseShow,
   cancel: releaseCancel,
 };

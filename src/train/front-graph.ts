@@ -16,7 +16,7 @@ import { storedModelBytes } from '../diff/build.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { checkOutputPath, writeUpdatedModel } from '../io/model-paths.ts';
 import { exampleCount, loadDistillFolders, loadFolder, type InputFile } from './data-folders.ts';
-import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore, lossText } from './front-settings.ts';
 import { artifactsOf, samePorts, keptTrainable, structuralFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './structural-teacher.ts';
 import { TfjsFilesStore } from '../io/tfjs/files-store.ts';
 import type { WeightStore } from '../core/weight-store.ts';
@@ -91,7 +91,7 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
       ...(teacher ? { teacher, teacherSource: a.teacher, teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
       source: path.basename(a.base),
       onProgress: (m) => io.progress(m),
-      onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
+      onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${lossText(r.loss)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
     });
     if (res.auto) io.progress(autoChoiceLine(res.auto));
     // A teacher of another structure: the learned payload (from the intermediate) inside a structural payload from the base.

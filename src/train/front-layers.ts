@@ -20,7 +20,7 @@ import type { TrainDiffOptions } from './options.ts';
 import type { AutoResult } from './auto.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import type { TrainableSpec } from './select.ts';
-import { autoCandidateLine, autoChoiceLine, distillStreamMetrics, settleDefaultMethod, worseThanBaseWarning, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoCandidateLine, autoChoiceLine, distillStreamMetrics, settleDefaultMethod, worseThanBaseWarning, type TrainSettings, epochScore, lossText } from './front-settings.ts';
 import { epochEvent, TfjsSource, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import type { StructuralFolderTeacher } from './structural-teacher.ts';
 
@@ -73,7 +73,7 @@ export function describeEpoch(r: EpochReport, labelled = true): string {
     st.buckets !== undefined ? `${st.buckets} buckets` : '',
     st.adapters !== undefined ? `${st.adapters} adapters` : '',
   ].filter(Boolean).join(', ');
-  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, labelled)}${extra ? ' · ' + extra : ''} · ${rate(r.samplesPerSecond)} samples/s`;
+  return `epoch ${r.epoch}/${r.epochs} ${bar(r.epoch, r.epochs)} loss ${lossText(r.loss)}${epochScore(r.trainAccuracy, labelled)}${extra ? ' · ' + extra : ''} · ${rate(r.samplesPerSecond)} samples/s`;
 }
 
 /** `train()` on a TF.js layers-model base. */
@@ -205,7 +205,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
       header: { modelId, sequence: a.sequence, ...(a.expires ? { expiresAt: parseExpiry(a.expires) } : {}) },
       onProgress: (m) => io.progress(m),
       onWarning: (m) => io.warn(m),
-      onBatch: (b) => io.event({ kind: 'batch', epoch: b.epoch, batch: b.batch, batches: b.batches, loss: b.loss, text: `  epoch ${b.epoch} ${bar(b.batch, b.batches)} batch ${b.batch}/${b.batches} loss ${b.loss.toFixed(4)}` }),
+      onBatch: (b) => io.event({ kind: 'batch', epoch: b.epoch, batch: b.batch, batches: b.batches, loss: b.loss, text: `  epoch ${b.epoch} ${bar(b.batch, b.batches)} batch ${b.batch}/${b.batches} loss ${lossText(b.loss)}` }),
       onEpoch: (r) => epochEvent(io, r, describeEpoch(r, (train as { y?: Int32Array }).y !== undefined)),
     };
     const res = a.method === 'auto'

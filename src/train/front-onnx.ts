@@ -15,7 +15,7 @@ import { OnnxWeightStore } from '../io/onnx/store.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { exampleCount, fedInputs, loadDistillFolders, loadFolder, parseStatePairs, readOnnxModel } from './data-folders.ts';
 import { readPayloadFile, writeUpdatedModel } from '../io/model-paths.ts';
-import { autoChoiceLine, distillStreamMetrics, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoChoiceLine, distillStreamMetrics, methodMetrics, programTrainOptions, settleDefaultMethod, teacherEvalLine, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore, lossText } from './front-settings.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
 
@@ -78,7 +78,7 @@ export async function trainOnnxFront(a: TrainSettings & ProgramSettings, io: Tra
     ...(state.length ? { state, bpttFrames: a.bptt } : {}),
     program: { source: path.basename(a.base), external: base.external },
     onProgress: (m) => io.progress(m),
-    onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(0)} examples/s`),
+    onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${lossText(r.loss)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(0)} examples/s`),
   });
   tf.disposeVariables();
   if (res.auto) io.progress(autoChoiceLine(res.auto));

@@ -16,6 +16,8 @@ import { UsageError } from '../core/errors.ts';
 import type { ModelFile } from '../core/model-files.ts';
 import { parseExpiry } from '../io/model-paths.ts';
 
+export { lossText } from './loss-text.ts';
+
 /** The options of `train()` that take one of a few words: `ndiff train`'s choices. */
 export const TRAIN_CHOICES: readonly Choice[] = [
   ['method', '--method', [...TRAIN_METHODS, 'auto']],
@@ -262,6 +264,7 @@ export function epochScore(trainAccuracy: number, labelled: boolean): string {
   if (Number.isNaN(trainAccuracy)) return '';
   return labelled ? ` acc ${(100 * trainAccuracy).toFixed(1)}%` : ` agreement with the teacher ${(100 * trainAccuracy).toFixed(1)}%`;
 }
+
 
 /**
  * The warning for a payload written although it measured worse than not updating on validation

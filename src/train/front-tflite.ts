@@ -13,7 +13,7 @@ import { TfliteWeightStore } from '../io/tflite/store.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { exampleCount, loadDistillFolders, loadFolder, readTfliteModel, tfliteInputFiles } from './data-folders.ts';
 import { writeUpdatedModel } from '../io/model-paths.ts';
-import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore } from './front-settings.ts';
+import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore, lossText } from './front-settings.ts';
 import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, wrapLearned } from './structural-teacher.ts';
 
 /** `train()` on a LiteRT base (a path or a file's bytes). */
@@ -53,7 +53,7 @@ export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: T
     ...(teacher ? { teacher, teacherSource: path.basename(a.teacher as string), teacherWeight: a.teacherWeight, teacherLoss: a.teacherLoss, temperature: a.temperature } : {}),
     source: path.basename(a.base),
     onProgress: (m) => io.progress(m),
-    onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
+    onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${lossText(r.loss)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
   });
   tf.disposeVariables();
   if (res.auto) io.progress(autoChoiceLine(res.auto));

@@ -69,6 +69,7 @@ import { closeness, closenessScore, describeCloseness, outputRows, prepareTeache
 import { checkTrainingRun, searchLearningRate } from './tuning.ts';
 import { TRAIN_METHODS } from './methods.ts';
 import { refuseWorseOnEval } from './eval-gate.ts';
+import { lossText } from './loss-text.ts';
 
 export { TRAIN_METHODS, type TrainMethod } from './methods.ts';
 export type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate, CompetingResult } from './options.ts';
@@ -418,7 +419,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           best = c;
           sinceBest = 0;
         } else sinceBest++;
-        if (val) progress(`  ${at}: validation ${c.scoreText} (loss ${c.valLoss.toFixed(4)})${c.collapsed ? ', predicts one class' : ''}${improved ? ' (best)' : ''}`);
+        if (val) progress(`  ${at}: validation ${c.scoreText} (loss ${lossText(c.valLoss)})${c.collapsed ? ', predicts one class' : ''}${improved ? ' (best)' : ''}`);
         return val !== undefined && sinceBest >= patience;
       };
       const teacher = teacherOf(data);

@@ -220,7 +220,7 @@ export function classLabels(ya: NpyArray, n: number, yPath: string, examples: st
  * is written under a temporary name and renamed, so a reader never sees half a file.
  *
  * @param path - destination file.
- * @param data - Float32Array, Int32Array or Uint8Array.
+ * @param data - Float32Array, Int32Array, Uint8Array or BigInt64Array (int64).
  * @param shape - the array shape (product = `data.length`).
  * @throws UsageError for an unsupported array or a mismatched shape.
  */

@@ -25,8 +25,8 @@ export type NpyData =
   | Uint16Array
   | Uint32Array;
 
-/** Typed arrays that {@link writeNpy} accepts. */
-export type NpyWritable = Float32Array | Int32Array | Uint8Array;
+/** Typed arrays that {@link writeNpy} accepts (BigInt64Array for int64, e.g. Silero VAD's `sr` input). */
+export type NpyWritable = Float32Array | Int32Array | Uint8Array | BigInt64Array;
 
 /** A decoded `.npy` array. */
 export interface NpyArray {
@@ -382,9 +382,10 @@ function dtypeOf(data: unknown): { descr: string; size: number } {
   if (data instanceof Float32Array) return { descr: '<f4', size: 4 };
   if (data instanceof Int32Array) return { descr: '<i4', size: 4 };
   if (data instanceof Uint8Array) return { descr: '|u1', size: 1 };
+  if (data instanceof BigInt64Array) return { descr: '<i8', size: 8 };
   const found = data === null || typeof data !== 'object' ? typeof data : (data as object).constructor?.name;
   throw new UsageError(
-    `writeNpy: expected a Float32Array, Int32Array or Uint8Array, found ${found}; convert the values first (e.g. Float32Array.from(values))`,
+    `writeNpy: expected a Float32Array, Int32Array, Uint8Array or BigInt64Array (int64), found ${found}; convert the values first (e.g. Float32Array.from(values), BigInt64Array.of(16000n))`,
     { found },
   );
 }
@@ -393,7 +394,7 @@ function dtypeOf(data: unknown): { descr: string; size: number } {
  * Encodes an array as a `.npy` file (version 1.0, or 2.0 when the header needs more than
  * 65535 bytes) in C order, little-endian, readable by `numpy.load`.
  *
- * @param data - Float32Array (`<f4`), Int32Array (`<i4`) or Uint8Array (`|u1`).
+ * @param data - Float32Array (`<f4`), Int32Array (`<i4`), Uint8Array (`|u1`) or BigInt64Array (`<i8`).
  * @param shape - the array shape; its product must equal `data.length` (`[]` for one scalar).
  * @returns the complete file bytes.
  * @throws UsageError for another array type or a shape that does not match the data.

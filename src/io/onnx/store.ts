@@ -485,7 +485,10 @@ export class OnnxWeightStore implements WeightStore {
   }
 
   private notPatchable(name: string, s: Slot | undefined): ModelMismatchError {
-    const tail = 'The payload was made for another model: fetch the full model';
+    // values() and snap() hand out weights to patch, to the applier for a payload's tensor or to
+    // code reading one: the message says what each should do, and blames no payload that is not there.
+    const tail = 'A payload that names it was made for another model: fetch the full model';
+    const readInstead = 'values() hands out only those, to patch; read(name) gives any tensor\'s values as float32 (a copy)';
     if (name === ONNX_FRAME) {
       return new ModelMismatchError(`${JSON.stringify(name)} in ${this.source} stands for the graph and every read-only tensor of the model; it is never patched. ${tail}`, { tensor: name, dtype: 'FRAME' });
     }
@@ -493,8 +496,8 @@ export class OnnxWeightStore implements WeightStore {
       const dtype = ONNX_DTYPES[s.rec.dataType];
       return new ModelMismatchError(
         s.why
-          ? `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} and read-only: ${s.why}. Only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights of DequantizeLinear nodes, are patched (these as input 0 alone, with one scalar FLOAT scale and zero point). ${tail}`
-          : `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype}: only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights of DequantizeLinear nodes, are patched. ${tail}`,
+          ? `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} and read-only: ${s.why}. Only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights of DequantizeLinear nodes, are patched (these as input 0 alone, with one scalar FLOAT scale and zero point); ${readInstead}. ${tail}`
+          : `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype}: only FLOAT, FLOAT16 and BFLOAT16 weights, and INT8/UINT8 weights of DequantizeLinear nodes, are patched; ${readInstead}. ${tail}`,
         { tensor: name, dtype, ...(s.why ? { reason: s.why } : {}) },
       );
     }

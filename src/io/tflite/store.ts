@@ -299,14 +299,17 @@ export class TfliteWeightStore implements WeightStore {
   }
 
   private notPatchable(name: string, s: Slot | undefined): ModelMismatchError {
-    const tail = 'The payload was made for another model: fetch the full model';
+    // values() and snap() hand out weights to patch, to the applier for a payload's tensor or to
+    // code reading one: the message says what each should do, and blames no payload that is not there.
+    const tail = 'A payload that names it was made for another model: fetch the full model';
+    const readInstead = 'values() hands out only those, to patch; read(name) gives any tensor\'s values as float32 (a copy)';
     if (name === TFLITE_FRAME) {
       return new ModelMismatchError(`${JSON.stringify(name)} in ${this.source} stands for the graph and every read-only tensor of the model; it is never patched. ${tail}`, { tensor: name, dtype: 'FRAME' });
     }
     if (s) {
       const dtype = TFLITE_TYPES[s.rec.type];
       return new ModelMismatchError(
-        `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} and read-only${s.why ? `: ${s.why}` : ''}. Only FLOAT32 and FLOAT16 weights, and INT8/UINT8 weights with quantization scales, are patched. ${tail}`,
+        `tensor ${JSON.stringify(name)} in ${this.source} is ${dtype} and read-only${s.why ? `: ${s.why}` : ''}. Only FLOAT32 and FLOAT16 weights, and INT8/UINT8 weights with quantization scales, are patched; ${readInstead}. ${tail}`,
         { tensor: name, dtype, ...(s.why ? { reason: s.why } : {}) },
       );
     }
