@@ -45,7 +45,7 @@ export function releaseRunOptions(c: Argv<any>, releaseOption: Options, expiresO
     .option('accept', { type: 'string', array: true, describe: 'as ndiff release publish --accept' })
     .option('attempts', { type: 'number', default: 3, describe: 'tries per job a worker fails' })
     .option('check-concurrency', { type: 'number', describe: 'results checked at once as they arrive, each in its own process (default: this machine\'s cores)' })
-    .option('lock-seconds', { type: 'number', default: DEFAULT_PLAN_LOCK_SECONDS, describe: 'whole seconds the plan\'s lock in Redis lasts unrenewed: a dead run lets go within it; a run that cannot renew it for half of it stops' })
+    .option('lock-seconds', { type: 'number', default: DEFAULT_PLAN_LOCK_SECONDS, describe: 'seconds the plan\'s Redis lock lasts unrenewed (a run that cannot renew it for half of it stops)' })
     .example('$0 release add --release site/kws --model models/v4 --plan && $0 release run --release site/kws --queue redis://queue.internal --source https://cdn.example.com/kws/ --key release.private.pem', 'plan, then run the plan on the workers and publish');
 }
 
@@ -99,7 +99,7 @@ export function workerCommand(y: Argv<any>): Argv<any> {
   return y
     .option('queue', queueOption)
     .option('concurrency', { type: 'number', default: 1, describe: 'jobs at once, each in its own process with cores/N threads' })
-    .option('lock-seconds', { type: 'number', default: DEFAULT_LOCK_SECONDS, describe: 'whole seconds a dead worker holds its job before another takes it (a kill costs one to two of these; raise it where a worker machine may pause longer)' })
+    .option('lock-seconds', { type: 'number', default: DEFAULT_LOCK_SECONDS, describe: 'seconds a dead worker holds its job before another takes it (a kill costs one to two)' })
     .example('$0 worker --queue redis://queue.internal --concurrency 4', 'run payload jobs until stopped (Ctrl-C or SIGTERM lets running jobs finish)')
     .epilogue(seeDocs('worker'));
 }
