@@ -81,8 +81,8 @@ export interface TopkResult extends BuiltPayload {
  */
 export class MagnitudeRanking {
   readonly names: string[];
+  /** Each rank's tensor, largest change first. */
   private readonly tensorOf: Uint32Array;
-  private readonly posOf: Uint32Array;
   readonly total: number;
   constructor(private readonly deltas: ReadonlyMap<string, Float32Array>) {
     this.names = [...deltas.keys()].sort();
@@ -110,25 +110,33 @@ export class MagnitudeRanking {
     // Entries are laid out by (tensor, position), so the index breaks ties deterministically.
     const order = largestFirst(mag);
     this.tensorOf = new Uint32Array(n);
-    this.posOf = new Uint32Array(n);
+    this.rankOf = new Uint32Array(n);
     for (let i = 0; i < n; i++) {
       this.tensorOf[i] = tensorOf[order[i]];
-      this.posOf[i] = posOf[order[i]];
+      this.rankOf[order[i]] = i;
     }
+    this.laidOut = posOf;
+    this.firstOf = new Uint32Array(this.names.length + 1);
+    for (let i = 0; i < n; i++) this.firstOf[tensorOf[i] + 1]++;
+    for (let t = 0; t < this.names.length; t++) this.firstOf[t + 1] += this.firstOf[t];
   }
+  /** Each entry's rank, by its place in the (tensor, position) layout. */
+  private readonly rankOf: Uint32Array;
+  /** Each entry's position, in the (tensor, position) layout. */
+  private readonly laidOut: Uint32Array;
+  /** Where each tensor's entries start in that layout (and where the last ends). */
+  private readonly firstOf: Uint32Array;
   /** Sparse specs for the top `k` entries, with `codec` (`l8`, `l4`: the tensors' `shapes` are needed). */
   specs(k: number, codec: TopkCodec, shapes?: ReadonlyMap<string, readonly number[]>): PatchSpec[] {
-    // Each tensor's kept positions, gathered by a count per tensor (no array of numbers per entry).
-    const start = new Uint32Array(this.names.length + 1);
-    for (let i = 0; i < k; i++) start[this.tensorOf[i] + 1]++;
-    for (let t = 0; t < this.names.length; t++) start[t + 1] += start[t];
-    const at = start.slice(0, this.names.length);
-    const kept = new Uint32Array(k);
-    for (let i = 0; i < k; i++) kept[at[this.tensorOf[i]]++] = this.posOf[i];
+    // Each tensor's kept positions in order, without sorting: its entries walked in the
+    // (tensor, position) layout, the ones ranked below k kept.
+    const count = new Uint32Array(this.names.length);
+    for (let i = 0; i < k; i++) count[this.tensorOf[i]]++;
     const specs: PatchSpec[] = [];
     this.names.forEach((name, ti) => {
-      if (start[ti + 1] === start[ti]) return;
-      const positions = kept.slice(start[ti], start[ti + 1]).sort();
+      if (!count[ti]) return;
+      const positions = new Uint32Array(count[ti]);
+      for (let e = this.firstOf[ti], j = 0; j < positions.length; e++) if (this.rankOf[e] < k) positions[j++] = this.laidOut[e];
       const d = this.deltas.get(name) as Float32Array;
       const values = new Float32Array(positions.length);
       for (let j = 0; j < positions.length; j++) values[j] = d[positions[j]];
