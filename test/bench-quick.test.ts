@@ -42,6 +42,7 @@ const cases: { script: string; args: string[]; shows: RegExp; timeoutMs?: number
   { script: 'conformance:onnx', args: ['--filter', 'relu'], shows: /\d+ passing, 0 failing/ },
   { script: 'conformance:tflite', args: ['--quick'], shows: /2 distinct \(a file[^)]*\); every one read and written back byte-identical: yes[\s\S]*\| exact \(every change\) \| [\d,]+ \| 0\.000e\+0 \|/ },
   { script: 'bench:tflite-learned', args: ['--quick'], shows: /\| post hoc topk \| 5% \| [\d,]+ \|[\s\S]*\| learned sparse \(teacher v2\) \| 5% \| [\d,]+ \|/ },
+  { script: 'bench:diff-speed', args: ['--quick'], shows: /generated \([\d,]+ weights\) lowbit +this checkout: [\d.]+ s CPU, [\d,]+ weights\/s[\s\S]*generated \([\d,]+ weights\) lowrank +this checkout: / },
   { script: 'bench:lowbit', args: ['--quick'], shows: /BitDelta \(post hoc, 1 bit, a scale per tensor\): \d+ B .*lowbit at the same bytes/ },
   // The calibrated row is ndiff diff --calibrate on Silero: the 8 kHz branch and the STFT basis are not reached at 16 kHz.
   { script: 'bench:vad-lowbit', args: ['--quick'], shows: /\| lowbit, no data .* \| 10% \| \d+ \| [\d.]+% \| [\d.]+% \|[\s\S]*the 14 tensors the inputs reach\), chosen on calibration frames/ },

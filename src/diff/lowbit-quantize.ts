@@ -44,6 +44,19 @@ export function lowBitCode(x: number, s: number, bits: number): number {
   return s > 0 ? Math.max(-qmax - 1, Math.min(qmax, Math.round(x / s))) + 0 : 0;
 }
 
+/**
+ * The bounds the hot loops clamp `y = value / scale` to before rounding it to a code of `qmax`:
+ * `-qmax - 1.5` (which rounds to the lowest code, ties going up) and the double just below
+ * `qmax + 0.5` (which rounds to `qmax`), so rounding within them needs no clamp after and never
+ * sees an infinity. Within them `floor(2y) - floor(y)` is `Math.round(y)` exactly (2y and the
+ * floors are exact, and their difference is 1 where y's fraction is 1/2 or more), but for the sign
+ * of a zero code, which no product or sum here tells apart.
+ */
+function codeBounds(qmax: number): { below: number; above: number } {
+  const h = qmax + 0.5;
+  return { below: -qmax - 1.5, above: h - 2 ** (Math.floor(Math.log2(h)) - 52) };
+}
+
 /** The float16 bits of `s / 2^e`, rounded, and the scale they stand for. */
 export function wireScale(s: number, e: number): { h: number; s: number } {
   const h = toHalfBits(s / 2 ** e);
@@ -75,30 +88,17 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
   checkWidth(bits);
   const n = delta.length;
   const qmax = bits === 1 ? 1 : 2 ** (bits - 1) - 1;
-  const lo = -qmax - 1;
   // Value k takes scale floor(k / group) mod count: the loops walk the values a group at a time
   // (scale j), so each channel's sums add its values in the order of k, as one loop over k would.
-  // This is the encoder's hottest loop (every width, layout and outlier option of every tensor):
-  // the code is computed inline, as lowBitCode does.
+  // This is the encoder's hottest code (every width, layout and outlier option of every tensor):
+  // each pass over the values is a small function of its own (channelSums, clippingErrors,
+  // decodeCodes), and a code is rounded as floor(2y) - floor(y) within codeBounds, the integer
+  // Math.round gives at a third of its cost.
   const maxAbs = new Float64Array(count);
   const sumAbs = new Float64Array(count);
   const num = new Float64Array(count);
-  for (let from = 0, j = 0; from < n; from += group, j = j + 1 === count ? 0 : j + 1) {
-    const to = Math.min(n, from + group);
-    let m = maxAbs[j];
-    let sum = sumAbs[j];
-    let w = num[j];
-    for (let k = from; k < to; k++) {
-      const a = Math.abs(delta[k]);
-      const wk = weight ? weight[k] : 1;
-      if (a > m) m = a;
-      sum += wk * a;
-      w += wk;
-    }
-    maxAbs[j] = m;
-    sumAbs[j] = sum;
-    num[j] = w;
-  }
+  if (weight) weightedChannelSums(delta, group, count, weight, maxAbs, sumAbs, num);
+  else channelSums(delta, group, count, maxAbs, sumAbs, num);
   // The ideal scales first, then one exponent so the largest fits a float16 with room.
   const ideal = new Float64Array(count);
   for (let j = 0; j < count; j++) ideal[j] = bits === 1 ? (num[j] ? sumAbs[j] / num[j] : 0) : maxAbs[j] / qmax;
@@ -116,29 +116,8 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
     const err = new Float64Array(count);
     for (const f of CLIPS) {
       for (let j = 0; j < count; j++) trial[j] = wireScale(ideal[j] * f, e).s;
-      err.fill(0);
-      for (let from = 0, j = 0; from < n; from += group, j = j + 1 === count ? 0 : j + 1) {
-        const to = Math.min(n, from + group);
-        const sj = trial[j];
-        let ej = err[j];
-        if (sj > 0 && !weight) {
-          for (let k = from; k < to; k++) {
-            const x = delta[k];
-            const q = Math.max(lo, Math.min(qmax, Math.round(x / sj)));
-            const r = x - Math.fround(q * sj);
-            ej += r * r;
-          }
-        } else if (sj > 0) {
-          for (let k = from; k < to; k++) {
-            const x = delta[k];
-            const q = Math.max(lo, Math.min(qmax, Math.round(x / sj)));
-            ej += (weight as Float32Array)[k] * (x - Math.fround(q * sj)) ** 2;
-          }
-        } else {
-          for (let k = from; k < to; k++) ej += (weight ? weight[k] : 1) * (delta[k] - 0) ** 2;
-        }
-        err[j] = ej;
-      }
+      if (weight) weightedClippingErrors(delta, group, count, trial, qmax, weight, err);
+      else clippingErrors(delta, group, count, trial, qmax, err);
       for (let j = 0; j < count; j++) {
         if (err[j] < best[j]) {
           best[j] = err[j];
@@ -148,19 +127,183 @@ export function quantizeLowBit(delta: Float32Array, bits: number, group: number,
     }
   }
   const decoded = new Float32Array(n);
+  const squaredError = weight ? weightedDecodeCodes(delta, group, count, scale, bits, qmax, weight, decoded) : decodeCodes(delta, group, count, scale, bits, qmax, decoded);
+  return { lowbit: { bits, group, scales, exponent: e }, decoded, squaredError };
+}
+
+// The passes of quantizeLowBit, each with and without a weight a value. Without one, a value's
+// weight is 1 and every product by it exact, so both versions add the very same numbers. The
+// per-channel passes walk one channel at a time (its groups of values in the order of k), so a
+// channel's sums stay in registers: with a scale per last axis (group 1) they were read and
+// written back at every value.
+
+/** Per channel: the largest |value|, the sum of |value| and the count of values. */
+function channelSums(delta: Float32Array, group: number, count: number, maxAbs: Float64Array, sumAbs: Float64Array, num: Float64Array): void {
+  const n = delta.length;
+  const stride = group * count;
+  for (let j = 0; j < count; j++) {
+    let m = 0;
+    let sum = 0;
+    let w = 0;
+    for (let from = j * group; from < n; from += stride) {
+      const to = Math.min(n, from + group);
+      for (let k = from; k < to; k++) {
+        const a = Math.abs(delta[k]);
+        if (a > m) m = a;
+        sum += a;
+        w += 1;
+      }
+    }
+    maxAbs[j] = m;
+    sumAbs[j] = sum;
+    num[j] = w;
+  }
+}
+
+/** {@link channelSums} with each value weighted: the weighted sum of |value| and the sum of the weights. */
+function weightedChannelSums(delta: Float32Array, group: number, count: number, weight: Float32Array, maxAbs: Float64Array, sumAbs: Float64Array, num: Float64Array): void {
+  const n = delta.length;
+  const stride = group * count;
+  for (let j = 0; j < count; j++) {
+    let m = 0;
+    let sum = 0;
+    let w = 0;
+    for (let from = j * group; from < n; from += stride) {
+      const to = Math.min(n, from + group);
+      for (let k = from; k < to; k++) {
+        const a = Math.abs(delta[k]);
+        const wk = weight[k];
+        if (a > m) m = a;
+        sum += wk * a;
+        w += wk;
+      }
+    }
+    maxAbs[j] = m;
+    sumAbs[j] = sum;
+    num[j] = w;
+  }
+}
+
+/** Per channel, the squared error of the codes at the scales `trial` (a scale of 0: every value left out), added to `err`. */
+function clippingErrors(delta: Float32Array, group: number, count: number, trial: Float64Array, qmax: number, err: Float64Array): void {
+  const n = delta.length;
+  const stride = group * count;
+  const { below, above } = codeBounds(qmax);
+  for (let j = 0; j < count; j++) {
+    const sj = trial[j];
+    let ej = 0;
+    if (group === 1 && sj > 0) {
+      // A scale per last axis: the channel's values one stride apart.
+      for (let k = j; k < n; k += count) {
+        const x = delta[k];
+        const y = Math.max(below, Math.min(above, x / sj));
+        const q = Math.floor(2 * y) - Math.floor(y);
+        const r = x - Math.fround(q * sj);
+        ej += r * r;
+      }
+      err[j] = ej;
+      continue;
+    }
+    for (let from = j * group; from < n; from += stride) {
+      const to = Math.min(n, from + group);
+      if (sj > 0) {
+        for (let k = from; k < to; k++) {
+          const x = delta[k];
+          const y = Math.max(below, Math.min(above, x / sj));
+          const q = Math.floor(2 * y) - Math.floor(y);
+          const r = x - Math.fround(q * sj);
+          ej += r * r;
+        }
+      } else {
+        for (let k = from; k < to; k++) ej += delta[k] * delta[k];
+      }
+    }
+    err[j] = ej;
+  }
+}
+
+/** {@link clippingErrors} with each squared error weighted. */
+function weightedClippingErrors(delta: Float32Array, group: number, count: number, trial: Float64Array, qmax: number, weight: Float32Array, err: Float64Array): void {
+  const n = delta.length;
+  const stride = group * count;
+  const { below, above } = codeBounds(qmax);
+  for (let j = 0; j < count; j++) {
+    const sj = trial[j];
+    let ej = 0;
+    if (group === 1 && sj > 0) {
+      // A scale per last axis: the channel's values one stride apart.
+      for (let k = j; k < n; k += count) {
+        const x = delta[k];
+        const y = Math.max(below, Math.min(above, x / sj));
+        const q = Math.floor(2 * y) - Math.floor(y);
+        const r = x - Math.fround(q * sj);
+        ej += weight[k] * (r * r);
+      }
+      err[j] = ej;
+      continue;
+    }
+    for (let from = j * group; from < n; from += stride) {
+      const to = Math.min(n, from + group);
+      if (sj > 0) {
+        for (let k = from; k < to; k++) {
+          const x = delta[k];
+          const y = Math.max(below, Math.min(above, x / sj));
+          const q = Math.floor(2 * y) - Math.floor(y);
+          const r = x - Math.fround(q * sj);
+          ej += weight[k] * (r * r);
+        }
+      } else {
+        for (let k = from; k < to; k++) ej += weight[k] * (delta[k] * delta[k]);
+      }
+    }
+    err[j] = ej;
+  }
+}
+
+/**
+ * What the device decodes at the chosen scales, into `decoded`; returns the squared error. The
+ * code as lowBitCode computes it, inline: the sign with 1 bit, else the nearest code within the
+ * width (+ 0: a code 0 is +0).
+ */
+function decodeCodes(delta: Float32Array, group: number, count: number, scale: Float64Array, bits: number, qmax: number, decoded: Float32Array): number {
+  const n = delta.length;
+  const one = bits === 1;
+  const { below, above } = codeBounds(qmax);
   let squaredError = 0;
   for (let from = 0, j = 0; from < n; from += group, j = j + 1 === count ? 0 : j + 1) {
     const to = Math.min(n, from + group);
     const sj = scale[j];
     for (let k = from; k < to; k++) {
       const x = delta[k];
-      // lowBitCode, inline: the sign with 1 bit, else the nearest code within the width (+ 0: a code 0 is +0).
-      const q = bits === 1 ? (x >= 0 ? 1 : -1) : sj > 0 ? Math.max(lo, Math.min(qmax, Math.round(x / sj))) + 0 : 0;
-      decoded[k] = q * sj;
-      squaredError += (weight ? weight[k] : 1) * (x - decoded[k]) ** 2;
+      const t = Math.max(below, Math.min(above, x / sj));
+      const q = one ? (x >= 0 ? 1 : -1) : sj > 0 ? Math.floor(2 * t) - Math.floor(t) + 0 : 0;
+      const y = Math.fround(q * sj);
+      decoded[k] = y;
+      squaredError += (x - y) * (x - y);
     }
   }
-  return { lowbit: { bits, group, scales, exponent: e }, decoded, squaredError };
+  return squaredError;
+}
+
+/** {@link decodeCodes} with each squared error weighted. */
+function weightedDecodeCodes(delta: Float32Array, group: number, count: number, scale: Float64Array, bits: number, qmax: number, weight: Float32Array, decoded: Float32Array): number {
+  const n = delta.length;
+  const one = bits === 1;
+  const { below, above } = codeBounds(qmax);
+  let squaredError = 0;
+  for (let from = 0, j = 0; from < n; from += group, j = j + 1 === count ? 0 : j + 1) {
+    const to = Math.min(n, from + group);
+    const sj = scale[j];
+    for (let k = from; k < to; k++) {
+      const x = delta[k];
+      const t = Math.max(below, Math.min(above, x / sj));
+      const q = one ? (x >= 0 ? 1 : -1) : sj > 0 ? Math.floor(2 * t) - Math.floor(t) + 0 : 0;
+      const y = Math.fround(q * sj);
+      decoded[k] = y;
+      squaredError += weight[k] * ((x - y) * (x - y));
+    }
+  }
+  return squaredError;
 }
 
 /**

@@ -127,9 +127,7 @@ export function quantizeWithOutliers(delta: Float32Array, bits: number, group: n
     values[k] = fromHalfBits(h);
     decoded[p] = Math.fround(q.decoded[p] + values[k]);
   }
-  let squaredError = 0;
-  for (let i = 0; i < n; i++) squaredError += (weight ? weight[i] : 1) * (delta[i] - decoded[i]) ** 2;
-  return { lowbit: q.lowbit, decoded, squaredError, outliers: { positions, values, codes: q.decoded } };
+  return { lowbit: q.lowbit, decoded, squaredError: squaredFrom(delta, decoded, weight), outliers: { positions, values, codes: q.decoded } };
 }
 
 /** 1 / (the mean of a tensor's base and target squared norms): its errors as relative changes of the layer (the `relative` proxy). */
@@ -142,6 +140,20 @@ function relativeWeight(w: Float32Array, d: Float32Array): number {
   }
   const norm = (before + after) / 2;
   return norm > 0 ? 1 / norm : 1;
+}
+
+/** `base + change`, rounded to float32: a tensor's new values. */
+function sumOf(base: Float32Array, change: Float32Array): Float32Array {
+  const out = new Float32Array(change.length);
+  for (let k = 0; k < change.length; k++) out[k] = base[k] + change[k];
+  return out;
+}
+
+/** The change a device makes writing `values` (+0 + value) over `base`, rounded to float32. */
+function changeTo(values: Float32Array, base: Float32Array): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let k = 0; k < values.length; k++) out[k] = values[k] + 0 - base[k];
+  return out;
 }
 
 /** Widths a singular direction's factor vectors may take. */
@@ -250,8 +262,7 @@ function lowRankOptions(name: string, d: Float32Array, shape: readonly number[],
     });
     const q = quantizeFactors(u, v, rows, cols, kept.map((k) => widthOf(level[k])));
     const decoded = lowRankProduct(q, rows, cols);
-    let error = 0;
-    for (let k = 0; k < d.length; k++) error += (weight ? weight[k] : 1) * (d[k] - decoded[k]) ** 2;
+    const error = squaredFrom(d, decoded, weight);
     out.push({ bits: Math.max(...q.lowbitFactors.widths), layout: null, rank: r, bytes: Math.ceil(bytes), error, quantized: { decoded, squaredError: error, factors: q } });
   };
   let next = 0;
@@ -478,10 +489,10 @@ export function lowbitFromDeltas(hasher: Hasher, base: WeightStore, deltas: Read
         // The tensor's new values at these bits (kind n): the change the device then makes is
         // new - base, measured as any change is.
         if (w0) {
-          const target = keep(fromBase, 'target', () => Float32Array.from(d, (x, k) => w0[k] + x));
+          const target = keep(fromBase, 'target', () => sumOf(w0, d));
           const nv = keep(fromBase, `n/${bits}/${l.group}/${l.count}`, () => quantizeLowBit(target, bits, l.group, l.count, weight));
           // The device writes +0 + value; the change that makes, in float64 (the weights are exact).
-          const change = Float32Array.from(nv.decoded, (x, k) => x + 0 - w0[k]);
+          const change = changeTo(nv.decoded, w0);
           quantized.set(`${name}\u0000${layout}\u0000${bits}\u0000n`, { ...nv, decoded: change, newValues: nv.decoded });
           choices.push({ bits, layout, replace: true, bytes: bytes + 1, error: errorOf(change, nv.squaredError) });
         }

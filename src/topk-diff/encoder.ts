@@ -81,8 +81,8 @@ export interface TopkResult extends BuiltPayload {
  */
 export class MagnitudeRanking {
   readonly names: string[];
+  /** Each rank's tensor, largest change first. */
   private readonly tensorOf: Uint32Array;
-  private readonly posOf: Uint32Array;
   readonly total: number;
   constructor(private readonly deltas: ReadonlyMap<string, Float32Array>) {
     this.names = [...deltas.keys()].sort();
@@ -107,25 +107,36 @@ export class MagnitudeRanking {
         }
       }
     });
-    const order = new Uint32Array(n);
-    for (let i = 0; i < n; i++) order[i] = i;
     // Entries are laid out by (tensor, position), so the index breaks ties deterministically.
-    order.sort((a, b) => mag[b] - mag[a] || a - b);
+    const order = largestFirst(mag);
     this.tensorOf = new Uint32Array(n);
-    this.posOf = new Uint32Array(n);
+    this.rankOf = new Uint32Array(n);
     for (let i = 0; i < n; i++) {
       this.tensorOf[i] = tensorOf[order[i]];
-      this.posOf[i] = posOf[order[i]];
+      this.rankOf[order[i]] = i;
     }
+    this.laidOut = posOf;
+    this.firstOf = new Uint32Array(this.names.length + 1);
+    for (let i = 0; i < n; i++) this.firstOf[tensorOf[i] + 1]++;
+    for (let t = 0; t < this.names.length; t++) this.firstOf[t + 1] += this.firstOf[t];
   }
+  /** Each entry's rank, by its place in the (tensor, position) layout. */
+  private readonly rankOf: Uint32Array;
+  /** Each entry's position, in the (tensor, position) layout. */
+  private readonly laidOut: Uint32Array;
+  /** Where each tensor's entries start in that layout (and where the last ends). */
+  private readonly firstOf: Uint32Array;
   /** Sparse specs for the top `k` entries, with `codec` (`l8`, `l4`: the tensors' `shapes` are needed). */
   specs(k: number, codec: TopkCodec, shapes?: ReadonlyMap<string, readonly number[]>): PatchSpec[] {
-    const per: number[][] = this.names.map(() => []);
-    for (let i = 0; i < k; i++) per[this.tensorOf[i]].push(this.posOf[i]);
+    // Each tensor's kept positions in order, without sorting: its entries walked in the
+    // (tensor, position) layout, the ones ranked below k kept.
+    const count = new Uint32Array(this.names.length);
+    for (let i = 0; i < k; i++) count[this.tensorOf[i]]++;
     const specs: PatchSpec[] = [];
     this.names.forEach((name, ti) => {
-      if (!per[ti].length) return;
-      const positions = Uint32Array.from(per[ti]).sort();
+      if (!count[ti]) return;
+      const positions = new Uint32Array(count[ti]);
+      for (let e = this.firstOf[ti], j = 0; j < positions.length; e++) if (this.rankOf[e] < k) positions[j++] = this.laidOut[e];
       const d = this.deltas.get(name) as Float32Array;
       const values = new Float32Array(positions.length);
       for (let j = 0; j < positions.length; j++) values[j] = d[positions[j]];
@@ -138,6 +149,35 @@ export class MagnitudeRanking {
     });
     return specs;
   }
+}
+
+/**
+ * The indices of `mag` (magnitudes, none negative) by magnitude, largest first, ties by index:
+ * what sorting by `mag[b] - mag[a] || a - b` gives, by a stable radix sort of the float32 bits
+ * (ordered as the magnitudes are) in two passes of 16 bits instead of a comparison sort.
+ * With a NaN (no order), the comparison sort itself.
+ */
+export function largestFirst(mag: Float32Array): Uint32Array {
+  const n = mag.length;
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  if (mag.some(Number.isNaN)) return order.sort((a, b) => mag[b] - mag[a] || a - b);
+  // Largest first: sort ascending on the complement of the bits.
+  const bits = new Uint32Array(mag.buffer, mag.byteOffset, n);
+  const key = new Uint32Array(n);
+  for (let i = 0; i < n; i++) key[i] = ~bits[i] >>> 0;
+  const other = new Uint32Array(n);
+  const count = new Uint32Array(65537);
+  let from = order;
+  let to = other;
+  for (const shift of [0, 16]) {
+    count.fill(0);
+    for (let i = 0; i < n; i++) count[((key[from[i]] >>> shift) & 0xffff) + 1]++;
+    for (let d = 0; d < 65536; d++) count[d + 1] += count[d];
+    for (let i = 0; i < n; i++) to[count[(key[from[i]] >>> shift) & 0xffff]++] = from[i];
+    [from, to] = [to, from];
+  }
+  return from;
 }
 
 /** Build the post-hoc top-k payload from `base` to `target` within `options.budgetBytes`. */
