@@ -64,7 +64,7 @@ export function onnxDeltas(base: WeightStore, target: WeightStore): Map<string, 
  * hold at its byte offsets (an `int32_data` varint too short for the new integer, a value off a
  * per-channel grid of a `.tflite` weight): devices refuse it.
  */
-function checkStoredGrids(base: WeightStore, built: BuiltPayload): void {
+export function checkStoredGrids(base: WeightStore, built: Pick<BuiltPayload, 'targetValues'>): void {
   for (const e of entries(base)) {
     const v = built.targetValues.get(e.name);
     if (!v) continue;

@@ -14,10 +14,11 @@ import * as path from 'node:path';
 import { PayloadFormatError, UsageError } from '../core/errors.ts';
 import { getHasher } from '../core/hasher.ts';
 import { exactDiff } from '../diff/exact.ts';
-import { diffOnnxModels } from '../diff/onnx.ts';
+import { checkOnnxPair, checkStoredGrids, diffOnnxModels } from '../diff/onnx.ts';
 import { modelDelta } from '../diff/delta.ts';
 import { topkDiff, topkFromDeltas } from '../topk-diff/encoder.ts';
 import { parseBudget } from '../diff/budget.ts';
+import { checkTopkPayload, TopkCheckError } from './topk-check.ts';
 import { makeDirs, writeFileAtomically } from '../io/durable/durable.ts';
 import { releaseSubdir } from './folder.ts';
 import { packageBytes, type ManifestPayload } from '../updater/manifest.ts';
@@ -234,9 +235,9 @@ export async function adoptJobPayload(releaseDir: string, record: ReleaseRecord,
  * matrix, a batch system), so their files are claims: this is where they become facts. The
  * payload must carry this release's model id, the job's base and the new version's sequence; it
  * must apply to the job's base (opened from the release's own blobs) and reach the target its
- * header names. An exact payload must reach the version. A lossy one is signed only if publish can
- * rebuild it byte for byte (a top-k payload: deterministic, from the policy the result names) or
- * its SHA-256 is in `accepted` (a learned payload the key holder took in with `release job
+ * header names. An exact payload must reach the version. A lossy one is signed only if it is the
+ * top-k payload of the policy the result names (checked in one pass, src/release/topk-check.ts;
+ * rebuilt byte for byte for a chain without error feedback) or its SHA-256 is in `accepted` (a learned payload the key holder took in with `release job
  * --payload` and vouches for). The result file's claims must be what the payload is.
  * @returns the manifest entry, computed from the checked payload (never copied from the result).
  */
@@ -274,6 +275,9 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   if (!exact) {
     if (accepted.some((a) => sha256.startsWith(a))) {
       // The key holder vouched for these bytes.
+    } else if (rebuildable && policy && onePassCheckable(job, policy)) {
+      await checkTopkJobPayload(releaseDir, record, job, policy, bytes, refuse);
+      method = 'topk';
     } else if (rebuildable && policy) {
       const rebuilt = await buildJobPayload(releaseDir, record, job, policy, () => {});
       const same = sha256Of(rebuilt.bytes) === sha256;
@@ -306,6 +310,41 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
     }
   }
   return entry;
+}
+
+/**
+ * Whether a job's top-k payload is checked in one pass ({@link checkTopkPayload}) rather than
+ * rebuilt: the encoder ranked the change from the job's base to the version (`topkDiff`, or
+ * `diffOnnxModels` for .onnx and .tflite files). A chain without error feedback (the version's
+ * own change, onto the state) keeps the rebuild.
+ */
+function onePassCheckable(job: ReleaseJob, policy: EdgePolicy): boolean {
+  return policy.method === 'topk' && !(job.via && policy.errorFeedback === false);
+}
+
+/** Check a top-k payload against the job's base and version in one pass; a refusal is thrown by `refuse`. */
+async function checkTopkJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy, bytes: Uint8Array, refuse: (why: string, details?: Record<string, unknown>) => Error): Promise<void> {
+  const to = recordVersion(record, job.toVersion);
+  const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
+  try {
+    const target = await openState(releaseDir, record, to.version, to.fingerprint);
+    try {
+      const keepsDtypes = record.modelKind === 'onnx' || record.modelKind === 'tflite';
+      // As diffOnnxModels: the same quantization in both files; float16 weights take f32 deltas only.
+      if (keepsDtypes) checkOnnxPair(base.store, target.store);
+      const halves = keepsDtypes && base.store.list().some((e) => e.patchable !== false && ['FLOAT16', 'BFLOAT16'].includes((e as { dtype?: string }).dtype ?? ''));
+      const checked = checkTopkPayload(await getHasher(), base.store, target.store, bytes, { budgetBytes: parseBudget(policy.budget ?? '', base.weightBytes), ...(halves ? { codecs: ['f32'] as const } : {}) });
+      // Values every stored weight's dtype and the file's byte offsets can hold (devices refuse others).
+      if (keepsDtypes) checkStoredGrids(base.store, checked);
+    } catch (e) {
+      if (e instanceof TopkCheckError) throw refuse(`its payload ${e.message}`, e.details);
+      throw refuse(`its payload cannot be checked as a top-k payload (${(e as Error).message})`);
+    } finally {
+      await target.dispose();
+    }
+  } finally {
+    await base.dispose();
+  }
 }
 
 /** A finished job's result and unsigned payload; undefined when the job has not run. */
