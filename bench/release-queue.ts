@@ -121,12 +121,17 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
     let t0 = performance.now();
     let c0 = ownCpuSeconds();
     let checkCpu = 0;
-    for (const d of local) {
+    for (const [i, d] of local.entries()) {
       const record = await readRecord(d);
+      const cJobs = ownCpuSeconds();
       for (const job of record?.pending?.jobs ?? []) await runJob(d, record!, job);
       const c1 = ownCpuSeconds();
       await publishReleaseFolder(d, { key, expiresAt });
-      checkCpu += ownCpuSeconds() - c1;
+      const planCheck = ownCpuSeconds() - c1;
+      checkCpu += planCheck;
+      // Each plan's check beside its jobs: publish checks every result (a top-k one in one pass, src/release/topk-check.ts).
+      const p = policies[i];
+      log(`  plan ${p.method}${p.budget ? ` ${p.budget}` : ''}: the jobs ${(c1 - cJobs).toFixed(2)} CPU-s, publish checking and signing them ${planCheck.toFixed(2)} (${(planCheck / (c1 - cJobs)).toFixed(2)}x)`);
     }
     const localCpu = ownCpuSeconds() - c0;
     rows.push({ workers: 'single machine', jobs, seconds: (performance.now() - t0) / 1000, identical: true, cpuPerJob: localCpu / jobs, workerCpuPerJob: 0 });
