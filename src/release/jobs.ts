@@ -89,7 +89,8 @@ export interface RunJobResult extends JobResult {
 /**
  * Build the payload of `job` by `policy` (exact, or top-k within its budget; an exact payload
  * under the budget is used instead). Deterministic: the same release folder and policy give the
- * same bytes, which is how `publish` checks a worker's top-k payload without trusting it.
+ * same bytes, which is how `publish` checks a chain's payload made without error feedback
+ * without trusting it (other top-k payloads are checked in one pass: src/release/topk-check.ts).
  */
 async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy, onProgress: (line: string) => void): Promise<{ bytes: Uint8Array; method: string; carried?: number; skip?: string }> {
   const to = recordVersion(record, job.toVersion);
