@@ -7,7 +7,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { getHasher } from '../src/core/hasher.ts';
 import { buildPayload, storageGrids, type PatchSpec } from '../src/diff/build.ts';
 import { modelDelta } from '../src/diff/delta.ts';
@@ -19,6 +21,8 @@ import { readRecord } from '../src/release/record.ts';
 import { openState } from '../src/release/package.ts';
 import { parseBudget } from '../src/diff/budget.ts';
 import { sha256Of } from '../src/release/blobs.ts';
+import { diffOnnxModels } from '../src/diff/onnx.ts';
+import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { baseAndTarget } from './helpers/models.ts';
 import { releaseChain } from './helpers/release-chain.ts';
 
@@ -60,6 +64,25 @@ test('the one-pass check takes the encoder\'s own payload for several budgets an
       assert.equal(r.reachedFingerprint, built.payload.header.targetFingerprint);
     }
   }
+});
+
+const VAD = join(import.meta.dirname, '..', 'node_modules/@ricky0123/vad-web/dist');
+test('the one-pass check takes the ONNX encoder\'s payload of Silero VAD v5 -> v6 and refuses it with a value off', { skip: existsSync(join(VAD, 'silero_vad_v6.onnx')) ? false : 'the Silero VAD files of @ricky0123/vad-web are not installed' }, async () => {
+  const v5 = new OnnxWeightStore(new Uint8Array(await readFile(join(VAD, 'silero_vad_v5.onnx'))), { source: 'silero_vad_v5.onnx' });
+  const v6 = new OnnxWeightStore(new Uint8Array(await readFile(join(VAD, 'silero_vad_v6.onnx'))), { source: 'silero_vad_v6.onnx' });
+  const budgetBytes = 21_823;
+  const built = diffOnnxModels(hasher, v5, v6, { budgetBytes, modelId: 'vad', sequence: 2 });
+  const r = checkTopkPayload(hasher, v5, v6, built.bytes, { budgetBytes });
+  assert.equal(r.kept, built.kept);
+  assert.equal(r.reachedFingerprint, built.payload.header.targetFingerprint);
+  const d = modelDelta(v5, v6);
+  const specs: PatchSpec[] = built.payload.patches.map((p) => {
+    const s = p as SparsePatch;
+    return { kind: 'sparse', name: s.name, positions: s.positions, values: Float32Array.from(s.positions, (i) => d.get(s.name)![i]), codec: s.codec as 'f32' | 'f16' | 'i8' };
+  });
+  (specs[0] as { values: Float32Array }).values[0] *= 2;
+  const bytes = buildPayload(hasher, v5, specs, { method: 'topk', budgetBytes, modelId: 'vad', sequence: 2, grids: storageGrids(v5) }).bytes;
+  assert.throws(() => checkTopkPayload(hasher, v5, v6, bytes, { budgetBytes }), refusedWith(/carries .* where the change is .* allows/));
 });
 
 test('a payload keeping a smaller change in place of a larger one is refused, naming both', () => {
