@@ -3,7 +3,8 @@
  * it takes the encoder's own payloads (several budgets, each codec) and refuses a payload that
  * keeps a smaller change in place of a larger one, carries a value further from the change than
  * its codec's error, or is over the budget, each with what was expected and what was found.
- * Through publish's check of a job result (verifyJobResult) the refusal names the rule broken.
+ * Through publish's check of a job result (verifyJobResult), and the check `release run` runs as
+ * each result arrives (check-process.ts), the refusal names the rule broken.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +22,7 @@ import { readRecord } from '../src/release/record.ts';
 import { openState } from '../src/release/package.ts';
 import { parseBudget } from '../src/diff/budget.ts';
 import { sha256Of } from '../src/release/blobs.ts';
+import { checkResult } from '../src/release/queue/check-process.ts';
 import { diffOnnxModels } from '../src/diff/onnx.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { baseAndTarget } from './helpers/models.ts';
@@ -189,4 +191,8 @@ test('publish\'s check of a job result refuses a forged top-k payload by the rul
     assert.match(e.message, new RegExp(`job ${job.id}: its payload is not the top-k payload of its budget: it carries .* for "${specs[0].name}" at ${specs[0].positions[0]}, where the change is .*codec ${specs[0].codec} allows [^;]*; nothing was signed`));
     return true;
   });
+  // The check `release run` runs as each result arrives gives the same reason.
+  const verdict = await checkResult({ releaseDir: chain.releaseDir, job: job.id, accept: [] });
+  assert.ok('refused' in verdict, JSON.stringify(verdict));
+  assert.match(verdict.refused, new RegExp(`its payload is not the top-k payload of its budget: it carries .* for "${specs[0].name}" at ${specs[0].positions[0]}`));
 });
