@@ -65,7 +65,7 @@ test('ndiff worker --lock-seconds: said in --help with its default and what a ki
   }
   const help = printed.join('\n');
   const line = /--lock-seconds[\s\S]*?\[default: (\d+)\]/.exec(help)?.[0] ?? '';
-  assert.match(line.replace(/\s+/g, ' '), /whole seconds a dead worker .*a kill costs one to two of these; raise it where a worker machine may pause longer/, help);
+  assert.match(line.replace(/\s+/g, ' '), /seconds a dead worker holds its job .*a kill costs one to two/, help);
   assert.match(line, /\[default: 10\]$/);
   const refused: [string, RegExp][] = [
     ['0', /--lock-seconds must be a whole number of seconds from 1 to 3600, found 0: give e\.g\. 10/],
