@@ -52,7 +52,7 @@ test('a lock or stall count that is not a whole number in range is refused with 
   }
 });
 
-test('ndiff worker --lock-seconds: said in --help with its default and what a kill costs; a value out of range is a usage error (exit 2)', { timeout: ENGINE_TEST_TIMEOUT }, async () => {
+test('ndiff worker --lock-seconds: said in --help with its default and what a kill costs (on one line; docs/cli/worker.md has the whole of it); a value out of range is a usage error (exit 2)', { timeout: ENGINE_TEST_TIMEOUT }, async () => {
   assert.equal(DEFAULT_LOCK_SECONDS, 10, 'a third of BullMQ\'s own: a kill costs seconds, not a minute (docs/cli/worker.md)');
   // yargs prints --help with console.log.
   const printed: string[] = [];

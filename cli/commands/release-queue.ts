@@ -2,7 +2,7 @@
  * `ndiff release run --queue`, `ndiff release status` and `ndiff worker`: a release's plan on a
  * job engine (BullMQ on Redis, an optional dependency loaded only by these commands).
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, constants as osConstants } from 'node:os';
 import type { Argv, Options } from 'yargs';
 import { release } from '../../src/front/release.ts';
 import type { PlanJobStatus } from '../../src/release/queue/status.ts';
@@ -104,20 +104,64 @@ export function workerCommand(y: Argv<any>): Argv<any> {
     .epilogue(seeDocs('worker'));
 }
 
-/** `worker`: runs until SIGINT or SIGTERM. */
+/** The signals that stop `ndiff worker`, one promise per signal received, in order. */
+function stopSignals(): { next(): Promise<NodeJS.Signals>; off(): void } {
+  const received: NodeJS.Signals[] = [];
+  const waiting: ((s: NodeJS.Signals) => void)[] = [];
+  const on = (signal: NodeJS.Signals) => {
+    const w = waiting.shift();
+    if (w) w(signal);
+    else received.push(signal);
+  };
+  process.on('SIGINT', on);
+  process.on('SIGTERM', on);
+  return {
+    next: () => new Promise((resolve) => {
+      const s = received.shift();
+      if (s) resolve(s);
+      else waiting.push(resolve);
+    }),
+    off: () => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+    },
+  };
+}
+
+/** `jobs a, b` or `job a`. */
+const jobsNamed = (ids: string[]) => `job${ids.length === 1 ? '' : 's'} ${ids.join(', ')}`;
+
+/**
+ * `worker`: runs until SIGINT or SIGTERM, then takes no new job and lets the running ones finish
+ * (exit 0); a second signal meanwhile hands them back to the queue (exit 128 + the signal's
+ * number, as a shell reports a process ended by it); a third exits at once.
+ */
 export async function runWorker(a: WorkerArgs, io: CliIO): Promise<number> {
   const worker = await release.worker({ queue: a.queue, concurrency: a.concurrency, lockSeconds: a.lockSeconds, onProgress: (l) => io.progress(l) });
-  io.progress(`worker on ${a.queue} (${a.concurrency} at once, ${worker.threads} thread(s) a job of this machine's ${availableParallelism()} cores): waiting for jobs; Ctrl-C stops`);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
-  io.progress('stopping: letting running jobs finish');
-  await worker.close();
-  return 0;
+  const signals = stopSignals();
+  try {
+    io.progress(`worker on ${a.queue} (${a.concurrency} at once, ${worker.threads} thread(s) a job of this machine's ${availableParallelism()} cores): waiting for jobs; Ctrl-C or SIGTERM stops it once its running jobs finish, a second one hands them back to the queue at once`);
+    const first = await signals.next();
+    const finishing = worker.running();
+    io.progress(finishing.length
+      ? `stopping: finishing ${jobsNamed(finishing)}, taking no new one (${first}; a second SIGINT or SIGTERM hands ${finishing.length === 1 ? 'it' : 'them'} back to the queue for another worker)`
+      : `stopping: no job running, taking no new one (${first})`);
+    const stop = await Promise.race([worker.close().then(() => undefined), signals.next()]);
+    if (stop === undefined) {
+      io.progress(`stopped: ${finishing.length ? `${jobsNamed(finishing)} finished; ` : ''}took no new job`);
+      return 0;
+    }
+    // A third signal while the jobs are handed back (Redis unreachable, say): out at once; the jobs' locks then lapse.
+    void signals.next().then((third) => {
+      io.err(`stopped at once (a third ${third}): a job not yet handed back is taken again by another worker once its lock lapses (--lock-seconds)`);
+      process.exit(128 + osConstants.signals[third]);
+    });
+    const now = worker.running();
+    io.progress(`stopping now (a second ${stop}): handing ${now.length ? jobsNamed(now) : 'any job still running'} back to the queue`);
+    const handed = await worker.handBack();
+    io.progress(`stopped: ${handed.length ? `${jobsNamed(handed)} handed back to the queue, for another worker to take now` : 'no job was left to hand back'}`);
+    return 128 + osConstants.signals[stop];
+  } finally {
+    signals.off();
+  }
 }

@@ -91,12 +91,22 @@ export interface ReleaseWorkerOptions {
   onProgress?: Progress;
 }
 
-/** A running worker (`release.worker`): stop it with `close()`. */
+/** A running worker (`release.worker`): stop it with `close()` (running jobs finish) or `handBack()` (at once). */
 export interface ReleaseWorker {
   /** Threads each job gets: this machine's cores divided by `concurrency` (at least 1), unless the environment sets them. */
   threads: number;
-  /** Stop taking jobs, let the running ones finish, and clean up. */
+  /** The ids of the jobs this worker runs now (what a stop would wait for, or hand back). */
+  running(): string[];
+  /** Stop taking jobs, let the running ones finish (their results reported to the queue), and clean up. */
   close(): Promise<void>;
+  /**
+   * Stop at once: take no new job, kill the running jobs' processes and put those jobs back on
+   * the queue (first in line; no try counted), so another worker takes them now instead of after
+   * their locks lapse (`lockSeconds`); then clean up as `close()` does. Resolves with the ids of
+   * the jobs handed back. Call it while a `close()` waits, for a second stop signal: that
+   * `close()` then resolves too.
+   */
+  handBack(): Promise<string[]>;
 }
 
 /**
@@ -108,10 +118,13 @@ export interface ReleaseWorker {
  * ```ts
  * import { release } from 'neural-diff';
  * const worker = await release.worker({ queue: 'redis://queue.internal:6379', concurrency: 4, onProgress: console.error });
- * process.once('SIGTERM', () => void worker.close());   // running jobs finish first
+ * process.once('SIGTERM', () => {
+ *   void worker.close();                                      // running jobs finish first
+ *   process.once('SIGTERM', () => void worker.handBack());   // a second SIGTERM: hand them back now
+ * });
  * ```
  */
 export async function releaseWorker(o: ReleaseWorkerOptions): Promise<ReleaseWorker> {
   const w = await startQueueWorker(o.queue, { concurrency: o.concurrency ?? 1, lockSeconds: o.lockSeconds ?? DEFAULT_LOCK_SECONDS, onLine: o.onProgress ?? NO_PROGRESS });
-  return { threads: w.threads, close: () => w.close() };
+  return { threads: w.threads, running: () => w.running(), close: () => w.close(), handBack: () => w.handBack() };
 }

@@ -27,6 +27,11 @@ process.on('message', (m: JobProcessRequest) => {
     (e: unknown) => send({ type: 'failed', name: (e as Error)?.name ?? 'Error', message: (e as Error)?.message ?? String(e) }),
   );
 });
+// Ctrl-C (SIGINT) and systemd's stop (SIGTERM) reach every process of the worker's group: the
+// worker alone decides whether the job finishes or is handed back, and kills this process when
+// it is done with it.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
 // The worker going away closes the channel: nothing is left to run jobs for.
 process.on('disconnect', () => process.exit(0));
 void send({ type: 'ready' });

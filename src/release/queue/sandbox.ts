@@ -4,7 +4,10 @@
  * job never stops the worker from renewing its jobs' locks, and a job that crashes takes its own
  * process down, not the worker. A process that exits at any moment, starting or mid-job, fails
  * the job it was to run with the reason (the queue retries it) and is replaced: no job waits on
- * a process that is gone.
+ * a process that is gone. A job process ignores SIGINT and SIGTERM (Ctrl-C in a terminal and
+ * systemd's stop signal reach every process of the worker's group): the worker decides whether
+ * its job finishes or is handed back, and stops the process itself (SIGKILL: an idle process
+ * holds no work, and a job handed back is left for another worker).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 
@@ -34,6 +37,13 @@ export class JobProcessError extends Error {
   constructor(message: string, name = 'JobProcessError') {
     super(message);
     this.name = name;
+  }
+}
+
+/** A job ended by its worker (`stop` of {@link JobProcesses.run}): its process was killed, the job is to be handed back. */
+export class JobStoppedError extends JobProcessError {
+  constructor() {
+    super('the worker is stopping at once: the job was ended to be handed back to the queue', 'JobStoppedError');
   }
 }
 
@@ -86,14 +96,27 @@ export class JobProcesses {
     return slot;
   }
 
-  /** Run one job in a process of the pool; `onProgress` gets what the job reports. */
-  async run(data: unknown, onProgress: (value: object) => void): Promise<unknown> {
+  /**
+   * Run one job in a process of the pool; `onProgress` gets what the job reports. `stop` aborted
+   * ends the job at once: its process is killed and the call rejects with {@link JobStoppedError}
+   * (the caller hands the job back).
+   */
+  async run(data: unknown, onProgress: (value: object) => void, stop?: AbortSignal): Promise<unknown> {
     if (this.closed) throw new JobProcessError('the worker is stopping: the job is left for another worker');
     const slot = this.idle.pop() ?? this.start();
+    let stopped = false;
+    let onStop: (() => void) | undefined;
     try {
       await slot.ready;
       return await new Promise<unknown>((resolve, reject) => {
         if (slot.gone) return reject(new JobProcessError(`${slot.gone} before the job started: the job is tried again`));
+        onStop = () => {
+          stopped = true;
+          slot.child.kill('SIGKILL');
+          reject(new JobStoppedError());
+        };
+        if (stop?.aborted) return onStop();
+        stop?.addEventListener('abort', onStop, { once: true });
         slot.onExit = (why) => reject(new JobProcessError(`${why} mid-job (killed, or out of memory): the job is tried again`));
         slot.onMessage = (m) => {
           if (m.type === 'progress') onProgress(m.value);
@@ -105,21 +128,22 @@ export class JobProcesses {
         });
       });
     } finally {
+      if (onStop) stop?.removeEventListener('abort', onStop);
       slot.onExit = undefined;
       slot.onMessage = undefined;
-      if (!slot.gone && !this.closed) this.idle.push(slot);
-      else if (!slot.gone) slot.child.kill('SIGTERM');
+      if (!slot.gone && !this.closed && !stopped) this.idle.push(slot);
+      else if (!slot.gone) slot.child.kill('SIGKILL');
     }
   }
 
-  /** Stop every idle process (running jobs are waited for by the worker before this). */
+  /** Stop every process (running jobs are waited for, or handed back, by the worker before this). */
   async close(): Promise<void> {
     this.closed = true;
     const slots = [...this.all];
     await Promise.all(slots.map((s) => new Promise<void>((resolve) => {
       if (s.gone) return resolve();
       s.child.once('exit', () => resolve());
-      s.child.kill('SIGTERM');
+      s.child.kill('SIGKILL');
     })));
   }
 }

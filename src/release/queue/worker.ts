@@ -5,15 +5,19 @@
  * folder on its disk nor the signing key. A worker that
  * dies mid-job stops renewing the job's lock; once it lapses (`lockSeconds`), the next look for
  * stalled jobs by a live worker (every `lockSeconds`) puts the job back, and a worker takes it
- * again (BullMQ's stalled-job recovery).
+ * again (BullMQ's stalled-job recovery). A worker stopped politely (`close()`, SIGTERM) takes no
+ * new job and lets its running jobs finish; one stopped at once (`handBack()`, a second SIGTERM)
+ * kills its jobs' processes and puts the jobs back on the queue itself, so another worker takes
+ * them now rather than after their locks lapse.
  */
+import type { Job } from 'bullmq';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../../core/errors.ts';
 import { bullConnection, JOBS_QUEUE, loadBullmq, queueUrlOf } from './engine.ts';
-import { JobProcesses } from './sandbox.ts';
+import { JobProcesses, JobStoppedError } from './sandbox.ts';
 
 /**
  * Seconds of a job's lock when none is given (BullMQ's own is 30). A worker killed mid-job costs
@@ -66,8 +70,17 @@ export interface QueueWorker {
   threads: number;
   /** The ids of the processes jobs run in. */
   pids(): number[];
+  /** The ids of the jobs running now, in the order they started. */
+  running(): string[];
   /** Stop taking jobs, wait for the running ones, and clean up. */
   close(): Promise<void>;
+  /**
+   * Stop at once: stop taking jobs, kill the running jobs' processes and put those jobs back on
+   * the queue (waiting, first in line, no try counted), then clean up as {@link close} does.
+   * Resolves with the ids handed back. Called while a `close()` waits for running jobs, it ends
+   * that wait too.
+   */
+  handBack(): Promise<string[]>;
 }
 
 /** A process entry file of this folder (`job-process`, `check-process`), as this build has it (TypeScript in the checkout, JavaScript in dist/). */
@@ -122,8 +135,33 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   const processes = new JobProcesses({ file: proc.file, ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: sandboxEnv(process.env, cacheDir, threads) });
   processes.warm(concurrency);
   const name = workerName();
-  // Each progress value carries when it was reported and by whom, for `release status`.
-  const worker = new bull.Worker(JOBS_QUEUE, async (job) => processes.run(job.data, (value) => { job.updateProgress({ ...value, worker: name, at: Date.now() }).catch(() => {}); }), {
+  // The jobs running now, each with what ends it at once (for a hand-back).
+  const running = new Map<string, AbortController>();
+  let stopping = false;
+  const handedBack: string[] = [];
+  const giveBack = async (job: Job, token: string | undefined): Promise<never> => {
+    await job.moveToWait(token);
+    handedBack.push(String(job.id));
+    log(`${job.id}: handed back to the queue (the worker is stopping): another worker takes it now`);
+    throw new bull.WaitingError();
+  };
+  const processJob = async (job: Job, token: string | undefined): Promise<unknown> => {
+    const id = String(job.id);
+    // Taken in the moment the worker was told to stop: not started here, put back at once.
+    if (stopping) return giveBack(job, token);
+    const stop = new AbortController();
+    running.set(id, stop);
+    try {
+      // Each progress value carries when it was reported and by whom, for `release status`.
+      return await processes.run(job.data, (value) => { job.updateProgress({ ...value, worker: name, at: Date.now() }).catch(() => {}); }, stop.signal);
+    } catch (e) {
+      if (e instanceof JobStoppedError) return giveBack(job, token);
+      throw e;
+    } finally {
+      running.delete(id);
+    }
+  };
+  const worker = new bull.Worker(JOBS_QUEUE, processJob, {
     name,
     connection: bullConnection(url),
     concurrency,
@@ -137,13 +175,26 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   worker.on('failed', (job, err) => log(`${job?.id ?? '?'}: failed: ${err.message.split('\n')[0]}`));
   worker.on('error', (err) => log(`queue: ${err.message.split('\n')[0]}`));
   await worker.waitUntilReady();
-  return {
-    threads,
-    pids: () => processes.pids(),
-    close: async () => {
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    stopping = true;
+    closed ??= (async () => {
       await worker.close();
       await processes.close();
       await rm(cacheDir, { recursive: true, force: true });
+    })();
+    return closed;
+  };
+  return {
+    threads,
+    pids: () => processes.pids(),
+    running: () => [...running.keys()],
+    close,
+    handBack: async () => {
+      stopping = true;
+      for (const stop of running.values()) stop.abort();
+      await close();
+      return [...handedBack];
     },
   };
 }
