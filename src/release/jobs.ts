@@ -334,7 +334,7 @@ async function checkTopkJobPayload(releaseDir: string, record: ReleaseRecord, jo
       // As diffOnnxModels: the same quantization in both files; float16 weights take f32 deltas only.
       if (keepsDtypes) checkOnnxPair(base.store, target.store);
       const halves = keepsDtypes && base.store.list().some((e) => e.patchable !== false && ['FLOAT16', 'BFLOAT16'].includes((e as { dtype?: string }).dtype ?? ''));
-      const checked = checkTopkPayload(await getHasher(), base.store, target.store, bytes, { budgetBytes: parseBudget(policy.budget ?? '', base.weightBytes), ...(halves ? { codecs: ['f32'] as const } : {}) });
+      const checked = checkTopkPayload(await getHasher(), base.store, target.store, bytes, { budgetBytes: parseBudget(policy.budget ?? '', base.weightBytes), budgetName: policy.budget, ...(halves ? { codecs: ['f32'] as const } : {}) });
       // Values every stored weight's dtype and the file's byte offsets can hold (devices refuse others).
       if (keepsDtypes) checkStoredGrids(base.store, checked);
     } catch (e) {

@@ -32,6 +32,8 @@ export class TopkCheckError extends NeuralDiffError {
 export interface TopkExpectation {
   /** The byte budget the job's policy gives (`parseBudget` of its budget over the base's weight bytes). */
   budgetBytes: number;
+  /** The budget as the job's policy names it (`2%`), for the refusal's words (default: "its budget"). */
+  budgetName?: string;
   /** The codecs the job's encoder may pick (default f32, f16, i8; an ONNX model with float16 weights: f32 only). */
   codecs?: readonly ValueCodec[];
 }
@@ -76,7 +78,7 @@ function codecError(codec: string, change: number, scale: number | undefined): n
  * @throws TopkCheckError naming the first rule the payload breaks, with what was expected and found
  */
 export function checkTopkPayload(hasher: Hasher, base: WeightStore, target: WeightStore, bytes: Uint8Array, expect: TopkExpectation): TopkCheckResult {
-  const refuse = (why: string, details: Record<string, unknown>) => new TopkCheckError(`is not the top-k payload of its budget: ${why}`, details);
+  const refuse = (why: string, details: Record<string, unknown>) => new TopkCheckError(`is not the top-k payload of ${expect.budgetName ? `budget ${expect.budgetName}` : 'its budget'}: ${why}`, details);
   if (bytes.length > expect.budgetBytes) throw refuse(`it is ${bytes.length} bytes, over the job's budget of ${expect.budgetBytes} bytes`, { expected: expect.budgetBytes, found: bytes.length });
   // The same tensors, shapes and dtypes, as the encoder's modelDelta asks (else a structural payload is the job's).
   checkSameInterface(base, target);
