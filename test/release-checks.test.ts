@@ -14,15 +14,9 @@ import { readRecord } from '../src/release/record.ts';
 import { planStatus, runPlanOnQueue, type PlanJobStatus } from '../src/release/queue/plan.ts';
 import { JOBS_QUEUE } from '../src/release/queue/engine.ts';
 import { checkResult } from '../src/release/queue/check-process.ts';
-import { releaseChain, inAnHour, type ReleaseChain } from './helpers/release-chain.ts';
+import { inAnHour, plannedRelease } from './helpers/release-chain.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
 import { ENGINE_TEST_TIMEOUT, orTestEnd, until } from './helpers/waits.ts';
-
-async function plannedRelease(): Promise<ReleaseChain> {
-  const chain = await releaseChain(3, { history: 3 });
-  await chain.addNext({ planOnly: true });
-  return chain;
-}
 
 test('results are checked as they arrive: the first, forged, is refused with the reason and the second passes while the last job still runs; nothing is signed', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await plannedRelease();

@@ -13,34 +13,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { cp, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runJob } from '../src/release/jobs.ts';
-import { publishReleaseFolder } from '../src/release/publish.ts';
-import { readRecord } from '../src/release/record.ts';
 import { runPlanOnQueue } from '../src/release/queue/plan.ts';
 import { JOBS_QUEUE } from '../src/release/queue/engine.ts';
-import { releaseChain, inAnHour, type ReleaseChain } from './helpers/release-chain.ts';
+import { inAnHour, plannedRelease, localPayloads } from './helpers/release-chain.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
 import { killGroup, ndiffChild, startWorker, type NdiffChild } from './helpers/queue-processes.ts';
 import { ENGINE_TEST_TIMEOUT, orTestEnd, until } from './helpers/waits.ts';
 
-/** A release with `versions` published and the next one planned: one exact payload job from each of them. */
-async function plannedRelease(versions: number): Promise<ReleaseChain> {
-  const chain = await releaseChain(versions, { history: versions });
-  await chain.addNext({ planOnly: true });
-  return chain;
-}
 
-/** The manifest entries the same plan gets on one machine: each job run here, then published. */
-async function localPayloads(chain: ReleaseChain): Promise<string[]> {
-  const copy = join(chain.work, 'local');
-  await cp(chain.releaseDir, copy, { recursive: true });
-  const record = await readRecord(copy);
-  for (const job of record?.pending?.jobs ?? []) await runJob(copy, record!, job);
-  const r = await publishReleaseFolder(copy, { key: chain.key, expiresAt: inAnHour() });
-  return r.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`);
-}
 
 /**
  * The release folder over HTTP, each request held until the test serves it: a job fetches its

@@ -9,15 +9,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { runJob } from '../src/release/jobs.ts';
-import { publishReleaseFolder } from '../src/release/publish.ts';
 import { readRecord } from '../src/release/record.ts';
 import { planStatus, runPlanOnQueue } from '../src/release/queue/plan.ts';
 import { JOBS_QUEUE, planNames } from '../src/release/queue/engine.ts';
-import { releaseChain, inAnHour, type ReleaseChain } from './helpers/release-chain.ts';
+import { inAnHour, plannedRelease, localPayloads } from './helpers/release-chain.ts';
 import { serveRelease } from './helpers/release-server.ts';
 import { redisSkip, startRedis } from './helpers/redis.ts';
 import { ENGINE_TEST_TIMEOUT, orTestEnd, until } from './helpers/waits.ts';
@@ -41,22 +39,7 @@ async function killWorker(w: ChildProcess): Promise<void> {
   await gone;
 }
 
-/** A release with `versions` published and the next one planned (exact payloads from the last `history`). */
-async function plannedRelease(versions = 3, history = 3): Promise<ReleaseChain> {
-  const chain = await releaseChain(versions, { history });
-  await chain.addNext({ planOnly: true });
-  return chain;
-}
 
-/** The manifest entries the same plan gets on one machine: each job run here, then published. */
-async function localPayloads(chain: ReleaseChain): Promise<string[]> {
-  const copy = join(chain.work, 'local');
-  await cp(chain.releaseDir, copy, { recursive: true });
-  const record = await readRecord(copy);
-  for (const job of record?.pending?.jobs ?? []) await runJob(copy, record!, job);
-  const r = await publishReleaseFolder(copy, { key: chain.key, expiresAt: inAnHour() });
-  return r.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`);
-}
 
 test('a plan on two worker processes, inputs over HTTP: published, every payload the bytes of a single-machine run', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
   const chain = await plannedRelease();

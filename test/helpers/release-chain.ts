@@ -2,9 +2,13 @@
  * A chain of model versions made by the test helpers (a small TF.js folder, each version moving
  * about 5% of every tensor's weights), and a release folder built from it with `addVersion`.
  */
+import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { addVersion, type AddVersionOptions } from '../../src/release/add.ts';
+import { runJob } from '../../src/release/jobs.ts';
+import { publishReleaseFolder } from '../../src/release/publish.ts';
+import { readRecord } from '../../src/release/record.ts';
 import { generateKeyPair, loadPrivateKey, type GeneratedKeyPair } from '../../src/sign/node-keys.ts';
 import type { MemoryWeightStore } from '../../src/core/weight-store.ts';
 import { baseAndTarget } from './models.ts';
@@ -52,4 +56,21 @@ export async function releaseChain(count: number, options: AddVersionOptions = {
   };
   for (let i = 0; i < count; i++) await chain.addNext();
   return chain;
+}
+
+/** A release with `versions` published and the next one planned (exact payloads from the last `history`). */
+export async function plannedRelease(versions = 3, history = versions): Promise<ReleaseChain> {
+  const chain = await releaseChain(versions, { history });
+  await chain.addNext({ planOnly: true });
+  return chain;
+}
+
+/** The manifest entries the same plan gets on one machine: each job run here, then published. */
+export async function localPayloads(chain: ReleaseChain): Promise<string[]> {
+  const copy = join(chain.work, 'local');
+  await cp(chain.releaseDir, copy, { recursive: true });
+  const record = await readRecord(copy);
+  for (const job of record?.pending?.jobs ?? []) await runJob(copy, record!, job);
+  const r = await publishReleaseFolder(copy, { key: chain.key, expiresAt: inAnHour() });
+  return r.manifest.payloads.map((p) => `${p.fromVersion}->${p.toVersion} ${p.sha256}`);
 }
