@@ -159,17 +159,20 @@ export async function runPlanOnQueue(releaseDir: string, queue: string, options:
     checks = arriving;
     const arrivals = new Map<string, Promise<void>>();
     let outcome: RunPlanResult | undefined;
+    // A job whose worker died, found stalled and taken again, is said as it happens, with its attempt.
+    const retakes = new RetakeWatch(redis, (id) => `bull:${JOBS_QUEUE}:${names.childId(id)}`, tickets.map((t) => t.job.id), progress);
     publishWorker = new bull.Worker(names.publishQueue, async (job) => {
       // Only this plan's own publish job: another in its queue (added by anyone who reaches the
       // queue, or replayed) is refused before it touches the results.
       if (job.id !== names.parentId) throw new bull.UnrecoverableError(`job ${JSON.stringify(job.id)} in the publish queue of plan ${names.planId} is not its publish job (${names.parentId}), which only ndiff release run adds: refused, nothing read or written`);
+      // A stall, retake and finish quicker than the watch's poll (a busy run checking results) is
+      // still said, before the results are taken in: the jobs' hashes keep their counts.
+      await retakes.look().catch(() => {});
       const values = (await job.getChildrenValues()) as Record<string, QueuedJobReturn>;
       outcome = await collectAndPublish(releaseDir, record, names, values, redis, options, progress, bull, arriving, arrivals, held);
       return { jobs: outcome.jobs, release: outcome.published?.release ?? null };
     }, { connection, concurrency: 1 });
     publishWorker.on('error', () => {}); // reconnects by itself; the loop below reports an unreachable queue
-    // A job whose worker died, found stalled and taken again, is said as it happens, with its attempt.
-    const retakes = new RetakeWatch(redis, (id) => `bull:${JOBS_QUEUE}:${names.childId(id)}`, tickets.map((t) => t.job.id), progress);
     const arrive = async (jobsQueue: ArrivalLookup) => {
       await retakes.look();
       await takeArrivals(releaseDir, record, names, jobsQueue, arriving, arrivals, progress);
