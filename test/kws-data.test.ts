@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { ESPEAK_EVAL_ACCENTS, ESPEAK_TRAIN_ACCENTS, ToolsUnavailableError, ensureTools, type KwsManifest } from '../examples/keyword-spotting/data.ts';
 import { loadXY } from '../src/io/npy/files.ts';
 import { parseNpy } from '../src/io/npy/npy.ts';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 
 const script = fileURLToPath(new URL('../examples/keyword-spotting/data.ts', import.meta.url));
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -34,7 +35,7 @@ function runQuick(out: string, extra: string[] = []): string {
   return r.stdout;
 }
 
-const skip = espeakUnavailable();
+const skip = benchmarkSkip || espeakUnavailable();
 
 describe('keyword-spotting data (quick mode)', { skip, timeout: 400_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'kws-data-test-'));

@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { ToolsUnavailableError, ensureTools, type KwsManifest } from '../examples/keyword-spotting/data.ts';
 import { FIELD_ESPEAK_LANGS, evalSourceIds, fieldInputs, fieldOverlaps, generateField, type FieldManifest } from '../examples/keyword-spotting/field.ts';
 import { UsageError } from '../src/core/errors.ts';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 import { parseNpy } from '../src/io/npy/npy.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -31,7 +32,7 @@ function toolsMissing(): string | undefined {
   }
 }
 
-describe('keyword field split (quick mode)', { skip: toolsMissing(), timeout: 600_000 }, () => {
+describe('keyword field split (quick mode)', { skip: benchmarkSkip || toolsMissing(), timeout: 600_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'kws-field-test-'));
   const data = join(dir, 'data');
   const field = join(dir, 'data-field');

@@ -5,13 +5,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 import { ensurePackages, runOnnxBench } from '../bench/onnx.ts';
 
-let skip: string | false = false;
-try {
-  ensurePackages([{ pkg: 'zstd', bin: 'zstd' }, { pkg: 'bsdiff', bin: 'bsdiff' }, { pkg: 'espeak-ng', bin: 'espeak-ng' }, { pkg: 'sox', bin: 'sox' }, { pkg: 'ktuberling-data' }, { pkg: 'klettres-data' }], () => {});
-} catch (e) {
-  skip = (e as Error).message;
+let skip: string | false = benchmarkSkip;
+if (!skip) {
+  try {
+    ensurePackages([{ pkg: 'zstd', bin: 'zstd' }, { pkg: 'bsdiff', bin: 'bsdiff' }, { pkg: 'espeak-ng', bin: 'espeak-ng' }, { pkg: 'sox', bin: 'sox' }, { pkg: 'ktuberling-data' }, { pkg: 'klettres-data' }], () => {});
+  } catch (e) {
+    skip = (e as Error).message;
+  }
 }
 
 test('bench:onnx --quick: every-change payloads rebuild the new models bit for bit, budgets give payloads within them, the shape change is refused', { skip, timeout: 300_000 }, async (t) => {

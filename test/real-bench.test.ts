@@ -5,14 +5,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 import { ensurePackages } from '../bench/onnx.ts';
 import { realBenchMarkdown, runRealBench } from '../bench/real.ts';
 
-let skip: string | false = false;
-try {
-  ensurePackages([{ pkg: 'zstd', bin: 'zstd' }, { pkg: 'bsdiff', bin: 'bsdiff' }], () => {});
-} catch (e) {
-  skip = (e as Error).message;
+let skip: string | false = benchmarkSkip;
+if (!skip) {
+  try {
+    ensurePackages([{ pkg: 'zstd', bin: 'zstd' }, { pkg: 'bsdiff', bin: 'bsdiff' }], () => {});
+  } catch (e) {
+    skip = (e as Error).message;
+  }
 }
 
 test('bench:real --quick: the exact payload reaches v6 and is compared with zstd and bsdiff; another architecture takes a structural payload that rebuilds the target file byte for byte', { skip, timeout: 600_000 }, async (t) => {

@@ -9,14 +9,17 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { benchmarkSkip } from './helpers/benchmarks.ts';
 import { ensurePackages } from '../bench/onnx.ts';
 import { renderMarkdown, runVadLearnedBench } from '../bench/vad-learned.ts';
 
-let skip: string | false = false;
-try {
-  ensurePackages([{ pkg: 'espeak-ng', bin: 'espeak-ng' }, { pkg: 'sox', bin: 'sox' }, { pkg: 'ktuberling-data' }, { pkg: 'klettres-data' }], () => {});
-} catch (e) {
-  skip = (e as Error).message;
+let skip: string | false = benchmarkSkip;
+if (!skip) {
+  try {
+    ensurePackages([{ pkg: 'espeak-ng', bin: 'espeak-ng' }, { pkg: 'sox', bin: 'sox' }, { pkg: 'ktuberling-data' }, { pkg: 'klettres-data' }], () => {});
+  } catch (e) {
+    skip = (e as Error).message;
+  }
 }
 
 test('bench:vad-learned --quick: a learned Silero v5 -> v6 payload within its budget, applied and measured with onnxruntime-web beside the post-hoc row', { skip, timeout: 600_000 }, async (t) => {
