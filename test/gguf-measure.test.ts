@@ -7,7 +7,7 @@
  */
 import { after, test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main } from '../cli/ndiff.ts';
 import { MissingDependencyError, ModelMismatchError, UsageError } from '../src/core/errors.ts';
@@ -156,6 +156,23 @@ describe('through llama.cpp', { skip: llama.skip }, () => {
       assert.ok(Math.abs(v1.perplexity / Math.exp(nllV / 200) - 1) < 1e-9, `${v1.perplexity} ${Math.exp(nllV / 200)}`);
     } finally {
       await rm(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test('an app\'s own node-llama-cpp (its node_modules in the current folder) is used before neural-diff\'s cache', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { realpath, symlink } = await import('node:fs/promises');
+    const app = await tempDir();
+    try {
+      await mkdir(join(app, 'node_modules'));
+      await symlink(await realpath(llama.runtime!.from), join(app, 'node_modules', 'node-llama-cpp'));
+      const loader = join(import.meta.dirname, '..', 'src', 'front', 'measure', 'llama-runtime.ts');
+      const code = `const { loadLlamaRuntime } = await import(${JSON.stringify(loader)}); const r = await loadLlamaRuntime({}); console.log(JSON.stringify({ from: r.from, version: r.version, getLlama: typeof r.module.getLlama }));`;
+      const run = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', import.meta.resolve('tsx'), '--input-type=module', '-e', code], { cwd: app, encoding: 'utf8' });
+      assert.equal(run.status, 0, run.stderr);
+      assert.deepEqual(JSON.parse(run.stdout), { from: join(app, 'node_modules', 'node-llama-cpp'), version: LLAMA_VERSION, getLlama: 'function' });
+    } finally {
+      await rm(app, { recursive: true, force: true });
     }
   });
 

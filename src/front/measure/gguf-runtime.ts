@@ -149,7 +149,10 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
       throw new ModelMismatchError(`${file} has another tokenizer than ${o.target} (${s.tokenizerModel ?? 'none'}, ${s.tokenizerTokens ?? 0} tokens; the target: ${target.tokenizerModel ?? 'none'}, ${target.tokenizerTokens ?? 0}): next-token distributions compare only over one vocabulary`, { model: file, target: o.target });
     }
   }
-  const { text, cut } = await readText(o.eval, maxTokens);
+  const { text, cut } = await readText(o.eval, maxTokens).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT' || e.code === 'EISDIR') throw new DataError(`eval (--eval) ${o.eval}: expected a UTF-8 text file of held-out text, found ${e.code === 'EISDIR' ? 'a folder' : 'nothing there'}`, { eval: o.eval });
+    throw e;
+  });
   const runtime: LoadedLlama = await loadLlamaRuntime(o.env);
   const { getLlama, LlamaLogLevel } = runtime.module;
   const llama = await getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, maxThreads: threads });
