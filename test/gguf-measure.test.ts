@@ -7,10 +7,10 @@
  */
 import { after, test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main } from '../cli/ndiff.ts';
-import { MissingDependencyError, ModelMismatchError, UsageError } from '../src/core/errors.ts';
+import { MissingDependencyError, ModelFormatError, ModelMismatchError, UsageError } from '../src/core/errors.ts';
 import { argmax, ClosenessTally, klDivergence, notCloserThanBase, PerplexityTally } from '../src/front/measure/gguf-closeness.ts';
 import { measureGguf } from '../src/front/measure/gguf-runtime.ts';
 import { LLAMA_VERSION, loadLlamaRuntime, type Llama, type LlamaModel } from '../src/front/measure/llama-runtime.ts';
@@ -82,6 +82,21 @@ describe('without llama.cpp', () => {
       }
     } finally {
       await rm(empty, { recursive: true, force: true });
+    }
+  });
+
+  test('a truncated GGUF file is refused by neural-diff\'s reader, never handed to llama.cpp', async () => {
+    const tmp = await tempDir();
+    try {
+      const cut = join(tmp, 'cut.gguf');
+      await writeFile(cut, (await readFile(at('v1.gguf'))).subarray(0, 4000));
+      // No llama.cpp where NEURAL_DIFF_LLAMA_DIR points: a refusal from the runtime would be a MissingDependencyError.
+      const e = await measureGguf({ target: at('v2.gguf'), models: [cut], eval: TEXT, env: { NEURAL_DIFF_LLAMA_DIR: '/nonexistent' } }).then(() => undefined, (x: unknown) => x);
+      assert.ok(e instanceof ModelFormatError, String(e));
+      const r = await cli(['measure', '--target', cut, at('v1.gguf'), '--eval', TEXT]);
+      assert.equal(r.code, 7, r.err.join('\n'));
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
     }
   });
 
@@ -174,6 +189,14 @@ describe('through llama.cpp', { skip: llama.skip }, () => {
     } finally {
       await rm(app, { recursive: true, force: true });
     }
+  });
+
+  test('a file llama.cpp will not load is a ModelFormatError quoting llama.cpp\'s reason', async () => {
+    // The tiny-llama fixtures are read by neural-diff's reader but have no output norm for llama.cpp.
+    const tiny = join(dir, '..', 'tiny-llama-q4_k_m.gguf');
+    const e = await measureGguf({ target: tiny, models: [tiny], eval: TEXT }).then(() => undefined, (x: unknown) => x);
+    assert.ok(e instanceof ModelFormatError, String(e));
+    assert.match(e.message, /tiny-llama-q4_k_m\.gguf: llama\.cpp \(node-llama-cpp 3\.21\.1\) cannot load it: missing tensor 'output_norm\.weight'/);
   });
 
   test('ndiff measure: a model no closer to --target than --base exits 10 naming it (its figures in --json); a closer one exits 0', async () => {

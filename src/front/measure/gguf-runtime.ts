@@ -32,7 +32,7 @@ export interface GgufMeasureOptions {
   maxTokens?: number;
   /** llama.cpp's CPU threads (`--threads`; default 1: the same figures every run, see docs/guides/llm.md). */
   threads?: number;
-  /** Positions evaluated per step and compared before the next (default 32): the bound on memory. */
+  /** Positions evaluated per step and compared before the next (default 32, fewer for a vocabulary over 32,768 tokens: 2^20 / tokens): the bound on memory. */
   stepPositions?: number;
   onProgress?: Progress;
   /** Where node-llama-cpp is looked for (default: process.env; `NEURAL_DIFF_LLAMA_DIR`). */
@@ -139,10 +139,12 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
   const progress = o.onProgress ?? NO_PROGRESS;
   const maxTokens = int('maxTokens', '--max-tokens', o.maxTokens, 4096, 2);
   const threads = int('threads', '--threads', o.threads, 1, 1);
-  const step = int('stepPositions', undefined, o.stepPositions, 32, 1);
+
   if (o.models.length === 0 && o.base === undefined) throw new UsageError('name at least one model to measure beside the target (or --base)');
   const files: [string, GgufModelMeasure['role']][] = [[o.target, 'target'], ...(o.base !== undefined ? [[o.base, 'base'] as [string, 'base']] : []), ...o.models.map((m) => [m, 'model'] as [string, 'model'])];
   const target = checkGguf(o.target);
+  // node-llama-cpp gives each position's probabilities as a Map over the vocabulary: about 2^20 entries a step at most.
+  const step = int('stepPositions', undefined, o.stepPositions, Math.max(1, Math.min(32, Math.floor(2 ** 20 / Math.max(1, target.tokenizerTokens ?? 1)))), 1);
   for (const [file] of files.slice(1)) {
     const s = checkGguf(file);
     if (s.tokenizerModel !== target.tokenizerModel || s.tokenizerTokens !== target.tokenizerTokens) {
@@ -155,16 +157,25 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
   });
   const runtime: LoadedLlama = await loadLlamaRuntime(o.env);
   const { getLlama, LlamaLogLevel } = runtime.module;
-  const llama = await getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, maxThreads: threads });
+  // llama.cpp's own error lines are kept (the last few) to say why a model did not load, not printed.
+  const log: string[] = [];
+  const logger = (_level: unknown, message: string) => {
+    log.push(String(message).trim());
+    if (log.length > 32) log.shift();
+  };
+  const llama = await getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, logger, maxThreads: threads });
   const runners: Runner[] = [];
   try {
     // Loaded once each, in order; a file named twice is loaded twice (a copy measured against itself).
     for (const [file, role] of files) {
       let model: LlamaModel;
+      log.length = 0;
       try {
         model = await llama.loadModel({ modelPath: path.resolve(file) });
       } catch (e) {
-        throw new ModelFormatError(`${file}: llama.cpp (node-llama-cpp ${runtime.version}) cannot load it: ${(e as Error).message.split('\n')[0]}`, { model: file });
+        const why = log.filter((l) => l && !/failed to (load model|read key-value pairs)/.test(l)).map((l) => l.replace(/^[\w]+: (error loading model: )?/, ''));
+        const last = [...new Set(why)].slice(-2);
+        throw new ModelFormatError(`${file}: llama.cpp (node-llama-cpp ${runtime.version}) cannot load it: ${last.length ? last.join('; ') : (e as Error).message.split('\n')[0]}`, { model: file, llama: last });
       }
       runners.push({ file, role, model, sequence: undefined as unknown as LlamaContextSequence, closeness: new ClosenessTally(), perplexity: new PerplexityTally() });
     }
