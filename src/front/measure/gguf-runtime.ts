@@ -139,7 +139,6 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
   const progress = o.onProgress ?? NO_PROGRESS;
   const maxTokens = int('maxTokens', '--max-tokens', o.maxTokens, 4096, 2);
   const threads = int('threads', '--threads', o.threads, 1, 1);
-
   if (o.models.length === 0 && o.base === undefined) throw new UsageError('name at least one model to measure beside the target (or --base)');
   const files: [string, GgufModelMeasure['role']][] = [[o.target, 'target'], ...(o.base !== undefined ? [[o.base, 'base'] as [string, 'base']] : []), ...o.models.map((m) => [m, 'model'] as [string, 'model'])];
   const target = checkGguf(o.target);
