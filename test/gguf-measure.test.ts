@@ -106,6 +106,11 @@ describe('without llama.cpp', () => {
     assert.match(e.message, /another tokenizer/);
     const u = await measureGguf({ target: at('v2.gguf'), models: [TEXT], eval: TEXT }).then(() => undefined, (x: unknown) => x);
     assert.ok(u instanceof UsageError, String(u));
+    const none = await cli(['measure', '--target', at('v2.gguf'), '--eval', TEXT]);
+    assert.equal(none.code, 2);
+    assert.match(none.err.join('\n'), /at least one model/);
+    const missing = await cli(['measure', '--target', at('v2.gguf'), at('v1.gguf'), '--eval', join(dir, 'no-such.txt')]);
+    assert.equal(missing.code, 8, missing.err.join('\n'));
   });
 });
 
@@ -201,6 +206,9 @@ describe('through llama.cpp', { skip: llama.skip }, () => {
 
   test('ndiff measure: a model no closer to --target than --base exits 10 naming it (its figures in --json); a closer one exits 0', async () => {
     const args = ['measure', '--target', at('v2.gguf'), '--base', at('v1.gguf'), '--eval', TEXT, '--context', '64', '--max-tokens', '300'];
+    const long = await cli(['measure', '--target', at('v2.gguf'), at('near.gguf'), '--eval', TEXT, '--context', '513']);
+    assert.equal(long.code, 2, long.err.join('\n'));
+    assert.match(long.err.join('\n'), /trained on at most 512 tokens/);
     const ok = await cli([...args, at('near.gguf')]);
     assert.equal(ok.code, 0, ok.err.join('\n'));
     assert.match(ok.out.join('\n'), /near\.gguf +\S+ +\S+ +\S+ +yes/);
