@@ -18,7 +18,7 @@ export const EXIT_CODES_HELP = `Exit codes (each in full: docs/CLI.md):
   7  model folder or state file missing or malformed (or a rollback could not finish)
   8  training or evaluation data missing or malformed
   9  a package this command needs is not installed (the message says what to install)
-  10 worse than the base (train: on validation; diff --eval): nothing written (--allow-worse)
+  10 worse than the base (train: on validation; diff --eval; measure --base): nothing written
   11 a release file could not be downloaded intact from any URL (ndiff update)`;
 
 /** Where the CLI writes. Tests pass their own. */

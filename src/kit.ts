@@ -47,5 +47,7 @@ export { TRAIN_METHODS, type TrainMethod } from './train/methods.ts';
 // A GGUF model's header, types and tensors, what `ndiff inspect model.gguf` prints (GGUF models are
 // inspected and fingerprinted; diffs of them are not made yet).
 export { inspectGguf, type GgufInspectReport, type GgufSummary, type GgufMetadataSummary, type GgufTensorSummary } from './front/gguf.ts';
+// GGUF models run through llama.cpp (node-llama-cpp, installed apart) on held-out text beside a target: `ndiff measure`.
+export { measureGguf, type GgufMeasureOptions, type GgufMeasureReport, type GgufModelMeasure } from './front/measure/gguf-runtime.ts';
 // The exit code table `ndiff` exits by (`exitCodeOf` of `neural-diff` maps an error onto it).
 export { EXIT_CODES } from './front/exit-codes.ts';
