@@ -6,7 +6,7 @@
  * payload's size are not tried: the caller then writes the exact payload (or the full model).
  * Shared by `diff()` and `train()`.
  */
-import { BudgetError } from '../core/errors.ts';
+import { BudgetError, NoImprovementError } from '../core/errors.ts';
 import { formatBytes } from '../diff/budget.ts';
 import type { PayloadCloseness } from '../diff/closeness.ts';
 import { lessCloseThanBase } from '../train/eval-noise.ts';
@@ -48,7 +48,7 @@ export interface BudgetSearchReport {
   seconds: number;
 }
 
-/** A way to make a payload at a budget: its name, and the maker (which throws BudgetError when nothing fits). */
+/** A way to make a payload at a budget: its name, and the maker (which throws BudgetError when nothing fits, NoImprovementError when a training's result is refused). */
 export interface BudgetCandidate<T> {
   how: string;
   make: (budget: string) => Promise<{ result: T; bytes: number; closeness: PayloadCloseness }>;
@@ -89,8 +89,9 @@ export async function searchBudget<T>(o: {
         entry = { budget, budgetBytes, how: c.how, bytes: made.bytes, figure, meets: meets && !worse, seconds: (performance.now() - s0) / 1000, ...(meets && worse ? { note: 'further from the target than not updating (refused, as --eval refuses it)' } : {}) };
         if (entry.meets) found = { budget, how: c.how, result: made.result };
       } catch (e) {
-        if (!(e instanceof BudgetError)) throw e;
-        entry = { budget, budgetBytes, how: c.how, meets: false, seconds: (performance.now() - s0) / 1000, note: `no payload fits: ${e.message.split(': ')[0]}` };
+        // No payload fits this budget, or a training's result was refused (below the base): not a candidate.
+        if (!(e instanceof BudgetError) && !(e instanceof NoImprovementError)) throw e;
+        entry = { budget, budgetBytes, how: c.how, meets: false, seconds: (performance.now() - s0) / 1000, note: e instanceof BudgetError ? `no payload fits: ${e.message.split(': ')[0]}` : 'refused: no better than the base (exit 10 alone)' };
       }
       tried.push(entry);
       o.progress(`budget auto: ${budgetTryText(o.target, entry)}`);

@@ -20,7 +20,7 @@ export interface QualityTargetOptions {
   maxMeanAbsDiff?: number;
   /** With `budget: 'auto'`: the most accuracy points (0-100) base + payload may fall below the target's own accuracy on labelled `eval` inputs. */
   maxAccuracyDrop?: number;
-  /** With `budget: 'auto'`: the budgets tried, ascending (default {@link DEFAULT_BUDGET_GRID}); an array or a comma-separated list (`1%,2%,40KB`). */
+  /** With `budget: 'auto'`: the budgets tried, ascending (default `0.5%, 1%, 2%, 5%, 10%, 20%` of the model as stored); an array or a comma-separated list (`1%,2%,40KB`). */
   budgetGrid?: string | readonly (string | number)[];
 }
 
