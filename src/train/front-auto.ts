@@ -15,18 +15,52 @@ import { budgetChoiceText, budgetTryText, searchBudget, type BudgetCandidate, ty
 import { diff, type DiffOptions, type ValueDiffReport } from '../front/diff.ts';
 import { closenessLines, measurePayload } from '../front/measure/payload-eval.ts';
 import { checkOutputPath, isModelFilePath, openModel, resolveModelId } from '../front/models.ts';
-import type { QualityTarget } from '../front/quality-target.ts';
-import type { TrainOptions, TrainResult } from './front.ts';
+import type { OutputKind } from '../diff/closeness.ts';
+import type { QualityTarget, QualityTargetOptions } from '../front/quality-target.ts';
+import type { TrainProgress } from './front-sources.ts';
+import type { TrainMethod } from './methods.ts';
+
+/** What the search reads of train()'s options (front.ts's TrainOptions; named here so the two files do not import each other). */
+export interface AutoTrainOptions extends QualityTargetOptions {
+  base: unknown;
+  teacher?: unknown;
+  eval?: string;
+  budget?: string | number;
+  method?: TrainMethod | 'auto';
+  modelId?: string;
+  sequence?: number;
+  expires?: string;
+  store?: 'stored' | 'float32';
+  state?: string[];
+  output?: string;
+  outputKind?: OutputKind;
+  out?: string;
+  modelOut?: string;
+  metricsOut?: string;
+  allowWorse?: boolean;
+  seed?: number;
+  onProgress?: (event: TrainProgress) => void;
+}
+
+/** What the search reads of train()'s result (front.ts's TrainResult). */
+export interface AutoTrainResult {
+  payload: Uint8Array;
+  bytes: number;
+  accuracyBefore: number | null;
+  accuracyAfter: number | null;
+  lines: string[];
+}
 
 /** A candidate's outcome: a training's result, or a post-hoc diff's. */
-type Made = { kind: 'trained'; result: TrainResult } | { kind: 'post hoc'; result: ValueDiffReport };
+type Made<R> = { kind: 'trained'; result: R } | { kind: 'post hoc'; result: ValueDiffReport };
 
 /**
  * Search the grid, then write what was chosen as the same call with `budget: B` alone writes it
  * (that run is made once more with the files to write: the same seed and data give the same bytes).
  */
-export async function trainBudgetAuto(options: TrainOptions, auto: { target: QualityTarget; grid: string[] }, run: (o: TrainOptions) => Promise<TrainResult>): Promise<TrainResult> {
-  const { minAgreement: _a, maxMeanAbsDiff: _m, maxAccuracyDrop: _d, budgetGrid: _g, ...plain } = options;
+export async function trainBudgetAuto<O extends AutoTrainOptions, R extends AutoTrainResult>(options: O, auto: { target: QualityTarget; grid: string[] }, run: (o: O) => Promise<R>): Promise<R> {
+  // The runs the search makes are plain trainings: no target of their own.
+  const plain: O = { ...options, minAgreement: undefined, maxMeanAbsDiff: undefined, maxAccuracyDrop: undefined, budgetGrid: undefined };
   const { base, teacher } = options;
   if (typeof base !== 'string' || (teacher !== undefined && typeof teacher !== 'string')) throw new UsageError('budget auto (--budget auto) measures each payload against the models on disk: give base (and teacher) as paths');
   if (!teacher && auto.target.option !== 'maxAccuracyDrop') throw new UsageError(`${auto.target.option === 'minAgreement' ? 'minAgreement (--min-agreement)' : 'maxMeanAbsDiff (--max-mean-abs-diff)'} measures closeness to the new version, and this training has no teacher (teacher (--teacher V2)): add the teacher, or with labels state the target as maxAccuracyDrop (--max-accuracy-drop N), accuracy held against a full fine-tune's`);
@@ -35,7 +69,7 @@ export async function trainBudgetAuto(options: TrainOptions, auto: { target: Qua
   if (options.metricsOut !== undefined) await checkOutputPath(options.metricsOut, 'metricsOut (--metrics-out)');
   if (options.modelOut !== undefined) await checkOutputPath(options.modelOut, 'modelOut (--model-out)', isModelFilePath(base) ? 'file' : 'folder');
   const progress = (text: string) => options.onProgress?.({ kind: 'message', text });
-  const quiet: TrainOptions = { ...plain, out: undefined, modelOut: undefined, metricsOut: undefined };
+  const quiet: O = { ...plain, out: undefined, modelOut: undefined, metricsOut: undefined };
   const opened = await openModel(base);
   const modelBytes = opened.weightBytes;
   await opened.close();
@@ -68,7 +102,7 @@ export async function trainBudgetAuto(options: TrainOptions, auto: { target: Qua
     if (postHoc) ceilingBytes = exact.bytes;
   }
   const measureSpec = { base, target: teacher as string, eval: options.eval as string, state: options.state ?? [], ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}) };
-  const candidates = (): BudgetCandidate<Made>[] => [
+  const candidates = (): BudgetCandidate<Made<R>>[] => [
     ...(postHoc ? [{ how: 'post hoc', make: async (budget: string) => {
       const r = await diff(diffOptions(budget));
       if (r.structural || !r.eval) throw new UsageError('unexpected structural payload toward a teacher of the base\'s structure');
@@ -81,7 +115,7 @@ export async function trainBudgetAuto(options: TrainOptions, auto: { target: Qua
       return { result: { kind: 'trained' as const, result: r }, bytes: r.bytes, closeness };
     } },
   ];
-  const search = await searchBudget<Made>({ target: auto.target, grid: auto.grid, modelBytes, ...(ceilingBytes !== undefined ? { ceilingBytes } : {}), allowWorse: !!options.allowWorse, candidates, progress });
+  const search = await searchBudget<Made<R>>({ target: auto.target, grid: auto.grid, modelBytes, ...(ceilingBytes !== undefined ? { ceilingBytes } : {}), allowWorse: !!options.allowWorse, candidates, progress });
   const found = search.found;
   const fallback = teacher ? (postHoc ? 'exact' : undefined) : 'full';
   if (!found && !fallback) throw new UsageError(`budget auto (--budget auto): no budget of ${search.report.grid.join(', ')} met ${search.report.target.text}, and a teacher of another structure has no exact payload to fall back on: widen budgetGrid (--budget-grid), or train at a larger budget`);
@@ -99,10 +133,10 @@ export async function trainBudgetAuto(options: TrainOptions, auto: { target: Qua
   if (r.structural) throw new UsageError('unexpected structural payload toward a teacher of the base\'s structure');
   const lines = [...searchLines, `${options.out !== undefined ? `wrote ${options.out}` : 'payload'}: ${r.bytes} bytes, ${r.method} (post hoc: the teacher's change carried without training)`, ...(r.eval ? closenessLines(r.eval, 'the teacher') : [])];
   const { payload, warnings, ...doc } = r;
-  return { ...doc, kind: 'ndiff-train-metrics', postHoc: true, method: r.method as TrainResult['method'], modelId: await resolveModelId(base, options.modelId), sequence: options.sequence ?? 1, budgetRequested: found ? found.budget : 'all', accuracyBefore: r.eval?.accuracyBefore ?? null, accuracyAfter: r.eval?.accuracyAfter ?? null, trainSeconds: 0, seed: options.seed ?? 0, backend: 'none', budgetSearch, payload, lines, warnings } as TrainResult;
+  return { ...doc, kind: 'ndiff-train-metrics', postHoc: true, method: r.method, modelId: await resolveModelId(base, options.modelId), sequence: options.sequence ?? 1, budgetRequested: found ? found.budget : 'all', accuracyBefore: r.eval?.accuracyBefore ?? null, accuracyAfter: r.eval?.accuracyAfter ?? null, trainSeconds: 0, seed: options.seed ?? 0, backend: 'none', budgetSearch, payload, lines, warnings } as unknown as R;
 }
 
 /** Without a teacher: the eval accuracy of the run against the full fine-tune's, the one figure the target reads. */
-function accuracyOnly(r: TrainResult, fullAccuracy: number): PayloadCloseness {
+function accuracyOnly(r: AutoTrainResult, fullAccuracy: number): PayloadCloseness {
   return { examples: 0, metric: 'top1', base: { agreement: NaN, meanAbsDiff: NaN }, patched: { agreement: NaN, meanAbsDiff: NaN }, movesAway: false, accuracyBefore: r.accuracyBefore ?? undefined, accuracyAfter: r.accuracyAfter ?? undefined, accuracyTarget: fullAccuracy };
 }
