@@ -123,15 +123,14 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
       const made = opened.kind === 'onnx' || opened.kind === 'tflite' ? await structuralFileDiff(c, opened.kind) : await structuralFolderDiff(c);
       return { ...made.report, payload: made.payload, warnings: made.report.warning ? [made.report.warning] : [] };
     }
-    return await diffOpened(s, opened, openedTarget, modelId, onnxEval);
+    return await diffOpened(s, auto, opened, openedTarget, modelId, onnxEval);
   } finally {
     await Promise.all([opened.close(), openedTarget.close()]);
   }
 }
 
 /** {@link diff} once both models are open and share their structure: one budget, or `auto`'s search. */
-async function diffOpened(s: DiffSettings, opened: OpenedModel, openedTarget: OpenedModel, modelId: string, onnxEval?: OnnxEval): Promise<DiffResult> {
-  const auto = qualityTargetOf(s);
+async function diffOpened(s: DiffSettings, auto: ReturnType<typeof qualityTargetOf>, opened: OpenedModel, openedTarget: OpenedModel, modelId: string, onnxEval?: OnnxEval): Promise<DiffResult> {
   if (!auto) return writeValueDiff(s, await makeValueDiff(s, opened, openedTarget, modelId, onnxEval));
   // Each candidate is the payload `budget: B` alone makes (the same settings, but nothing written
   // and the refusal decided by the search); the exact payload's size bounds the grid.

@@ -94,16 +94,16 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
     ...(options.output !== undefined ? { output: options.output } : {}),
     ...(options.outputKind !== undefined ? { outputKind: options.outputKind } : {}),
   });
-  // Toward a teacher of the base's structure: the exact payload bounds the grid (and is the last resort).
-  let postHoc = false;
+  // Toward a teacher: the exact payload bounds the grid (and is the last resort). A teacher of
+  // another structure gives a structural payload, which --eval does not measure yet: refused.
   if (teacher) {
     const exact = await diff({ ...diffOptions('all'), eval: undefined, allowWorse: undefined, onProgress: () => {} });
-    postHoc = !exact.structural;
-    if (postHoc) ceilingBytes = exact.bytes;
+    if (exact.structural) throw new UsageError(`budget auto (--budget auto) measures each payload on eval (--eval), and the teacher ${teacher} differs from the base in structure: its payloads are structural, which eval does not measure yet; give budget (--budget) a size`);
+    ceilingBytes = exact.bytes;
   }
   const measureSpec = { base, target: teacher as string, eval: options.eval as string, state: options.state ?? [], ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}) };
   const candidates = (): BudgetCandidate<Made<R>>[] => [
-    ...(postHoc ? [{ how: 'post hoc', make: async (budget: string) => {
+    ...(teacher ? [{ how: 'post hoc', make: async (budget: string) => {
       const r = await diff(diffOptions(budget));
       if (r.structural || !r.eval) throw new UsageError('unexpected structural payload toward a teacher of the base\'s structure');
       return { result: { kind: 'post hoc' as const, result: r }, bytes: r.bytes, closeness: r.eval };
@@ -117,9 +117,8 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
   ];
   const search = await searchBudget<Made<R>>({ target: auto.target, grid: auto.grid, modelBytes, ...(ceilingBytes !== undefined ? { ceilingBytes } : {}), allowWorse: !!options.allowWorse, candidates, progress });
   const found = search.found;
-  const fallback = teacher ? (postHoc ? 'exact' : undefined) : 'full';
-  if (!found && !fallback) throw new UsageError(`budget auto (--budget auto): no budget of ${search.report.grid.join(', ')} met ${search.report.target.text}, and a teacher of another structure has no exact payload to fall back on: widen budgetGrid (--budget-grid), or train at a larger budget`);
-  const budgetSearch: BudgetSearchReport = { ...search.report, chosen: found ? found.budget : fallback === 'exact' ? 'all' : 'full', chosenHow: found ? found.how : (fallback as string), fallback: !found };
+  const fallback = teacher ? 'exact' : 'full';
+  const budgetSearch: BudgetSearchReport = { ...search.report, chosen: found ? found.budget : fallback === 'exact' ? 'all' : 'full', chosenHow: found ? found.how : fallback, fallback: !found };
   const choice = budgetChoiceText(budgetSearch, fallback === 'full' ? 'the full fine-tune (--method full)' : 'the exact payload (ndiff diff --budget all)');
   progress(choice);
   const searchLines = [...budgetSearch.tried.map((t) => `budget auto: ${budgetTryText(auto.target, t)}`), choice];
@@ -133,6 +132,7 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
   if (r.structural) throw new UsageError('unexpected structural payload toward a teacher of the base\'s structure');
   const lines = [...searchLines, `${options.out !== undefined ? `wrote ${options.out}` : 'payload'}: ${r.bytes} bytes, ${r.method} (post hoc: the teacher's change carried without training)`, ...(r.eval ? closenessLines(r.eval, 'the teacher') : [])];
   const { payload, warnings, ...doc } = r;
+  for (const text of warnings) options.onProgress?.({ kind: 'warning', text });
   return { ...doc, kind: 'ndiff-train-metrics', postHoc: true, method: r.method, modelId: await resolveModelId(base, options.modelId), sequence: options.sequence ?? 1, budgetRequested: found ? found.budget : 'all', accuracyBefore: r.eval?.accuracyBefore ?? null, accuracyAfter: r.eval?.accuracyAfter ?? null, trainSeconds: 0, seed: options.seed ?? 0, backend: 'none', budgetSearch, payload, lines, warnings } as unknown as R;
 }
 
