@@ -1,7 +1,8 @@
 /**
  * `ndiff train --budget auto` and `train({ budget: 'auto' })` on a small fine-tune
  * (test/helpers/finetune.ts), one epoch per run: toward a teacher the post-hoc payload comes first
- * (met at a budget: nothing is trained, the bytes `ndiff diff --budget B` writes); with labels the
+ * (met at a budget: nothing is trained, the bytes `ndiff diff --budget B` writes; short of the
+ * target, the training at that budget, the bytes `--budget B` alone trains); with labels the
  * target is accuracy held against a full fine-tune's, the chosen payload the bytes `--budget B`
  * alone trains; a target nothing meets ends in the exact payload, said so; the library and the
  * command write the same bytes; a target the run cannot measure is a usage error.
@@ -19,6 +20,7 @@ import { lessCloseThanBase } from '../src/train/eval-noise.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 import { clusterData, fineTunePair, FT_INPUTS } from './helpers/finetune.ts';
 import { tempDir } from './helpers/dirs.ts';
+import { MemoryWeightStore } from '../src/core/weight-store.ts';
 
 let dir: string;
 const at: Record<string, string> = {};
@@ -55,6 +57,24 @@ before(async () => {
   at.v2 = join(dir, 'v2');
   await pair.save(at.v1, pair.v1);
   await pair.save(at.v2, pair.v2);
+  // v1 with its first hidden layer's units renumbered (unit i is v1's unit i + 1): the same
+  // function as v1, other weights. A post-hoc payload carries part of the renumbering and breaks
+  // the function; a training toward it from v1, which already agrees with it, keeps agreeing.
+  const names = pair.v1.list().map((t) => t.name);
+  const hidden = (n: string) => n.startsWith('h1') ? n.endsWith('bias') ? 'bias' : 'columns' : n.startsWith('h2') && n.endsWith('kernel') ? 'rows' : 'same';
+  const units = 96;
+  at.renumbered = join(dir, 'renumbered');
+  await pair.save(at.renumbered, new MemoryWeightStore(names.map((n) => {
+    const v = pair.v1.values(n);
+    const shape = pair.v1.list().find((t) => t.name === n)!.shape;
+    const out = new Float32Array(v.length);
+    const from = (u: number) => (u + 1) % units;
+    if (hidden(n) === 'bias') for (let u = 0; u < units; u++) out[u] = v[from(u)];
+    else if (hidden(n) === 'columns') for (let r = 0; r < shape[0]; r++) for (let u = 0; u < units; u++) out[r * units + u] = v[r * units + from(u)];
+    else if (hidden(n) === 'rows') for (let u = 0; u < units; u++) out.set(v.subarray(from(u) * shape[1], (from(u) + 1) * shape[1]), u * shape[1]);
+    else out.set(v);
+    return [n, { shape, data: out }];
+  })));
   at.eval = await folder('eval', clusterData(300, 21), true);
   at.unlabeled = await folder('unlabeled', clusterData(256, 22), false);
   at.labelled = await folder('labelled', clusterData(256, 23), true);
@@ -107,6 +127,23 @@ test('toward a teacher, a target nothing below the exact payload meets: the exac
   assert.match(cli.err, /budget auto: nothing below the exact payload's .* met mean \|output − target\| ≤ 0\.00: the exact payload \(ndiff diff --budget all\) written/);
   const all = await diff({ base: at.v1, target: at.v2, budget: 'all', modelId: 'mlp' });
   assert.deepEqual(new Uint8Array(await readFile(join(dir, 'exact.ndiff'))), all.payload);
+});
+
+test('toward a teacher: where the post-hoc payload falls short, the training at that budget is tried, and written as --budget B alone writes it', async () => {
+  const flags = ['--base', at.v1, '--teacher', at.renumbered, '--train', at.unlabeled, '--eval', at.eval, '--model-id', 'mlp', '--method', 'sparse', ...QUICK, '--allow-worse'];
+  const cli = await ndiff('train', ...flags, '--budget', 'auto', '--min-agreement', '0.99', '--budget-grid', '0.5%,1%', '--out', join(dir, 'trained.ndiff'));
+  assert.equal(cli.code, 0, cli.err);
+  const [posthoc, trained] = cli.doc.budgetSearch.tried;
+  assert.equal(posthoc.how, 'post hoc');
+  assert.equal(posthoc.meets, false, 'part of the renumbering breaks the function');
+  assert.equal(trained.how, 'trained');
+  assert.equal(trained.meets, true);
+  assert.equal(cli.doc.budgetSearch.chosen, '0.5%');
+  assert.equal(cli.doc.budgetSearch.chosenHow, 'trained');
+  assert.ok(cli.doc.tuning !== undefined && cli.doc.postHoc === undefined, 'a training\'s document');
+  const alone = await ndiff('train', ...flags, '--budget', '0.5%', '--out', join(dir, 'trained-alone.ndiff'));
+  assert.equal(alone.code, 0, alone.err);
+  assert.deepEqual(await readFile(join(dir, 'trained.ndiff')), await readFile(join(dir, 'trained-alone.ndiff')));
 });
 
 test('train budget auto: a target the run cannot measure, or a target without auto, is a usage error before training', async () => {
