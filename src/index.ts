@@ -16,7 +16,7 @@
  * @module neural-diff
  */
 // What the commands do.
-export { diff, type DiffOptions, type DiffResult, type DiffPayload, type ValueDiffReport, type StructuralDiffReport, type CalibrationReport, type CalibrationScore, type ClosenessMetric, type EvalCloseness, type OutputKind } from './front/diff.ts';
+export { diff, type DiffOptions, type DiffResult, type DiffPayload, type ValueDiffReport, type StructuralDiffReport, type CalibrationReport, type CalibrationScore, type ClosenessMetric, type EvalCloseness, type OutputKind, type BudgetSearchReport, type BudgetTry, type QualityTarget, type QualityTargetOptions } from './front/diff.ts';
 export { apply, DEFAULT_MAX_PAYLOAD_BYTES, type ApplyOptions, type ApplyReport, type PendingOutcome } from './front/apply.ts';
 export { inspect, type InspectReport, type PayloadSummary, type PatchSummary } from './front/inspect.ts';
 export { verify, type VerifyOptions, type VerifyReport } from './front/verify.ts';

@@ -162,7 +162,7 @@ test('a usage error names the command whose --help lists the options, not a plac
 });
 
 test('options hidden from a screen-sized help are listed by --help --show-hidden, and documented', async () => {
-  for (const [argv, hidden] of [[['train'], ['backend', 'threads', 'codec', 'teacher-loss', 'output-kind']], [['diff'], ['exact-codec', 'state', 'output-kind']]] as const) {
+  for (const [argv, hidden] of [[['train'], ['backend', 'threads', 'codec', 'teacher-loss', 'output-kind', 'min-agreement', 'max-mean-abs-diff', 'max-accuracy-drop', 'budget-grid']], [['diff'], ['exact-codec', 'state', 'output-kind', 'min-agreement', 'max-mean-abs-diff', 'max-accuracy-drop', 'budget-grid']]] as const) {
     const short = optionsOf(await helpOf([...argv])).options;
     const all = optionsOf(await helpOf([...argv, '--show-hidden'])).options;
     const page = readFileSync(join(root, 'docs', 'cli', `${argv[0]}.md`), 'utf8');

@@ -7,6 +7,7 @@ import { diff, type StructuralDiffReport, type ValueDiffReport } from '../../src
 import { DIFF_CHOICES } from '../../src/front/diff-options.ts';
 import { choicesOf } from '../../src/core/choices.ts';
 import { MAX_CALIBRATION_EXAMPLES } from '../../src/front/measure/calibrate.ts';
+import { budgetChoiceText, budgetTryText } from '../../src/front/budget-search.ts';
 import { closenessLines } from '../../src/front/measure/payload-eval.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
@@ -35,6 +36,11 @@ export interface DiffArgs {
   state: string[];
   output?: string;
   outputKind?: ProgramOutputKind;
+  /** `--budget auto`: the quality target (exactly one) and the budgets tried. */
+  minAgreement?: number;
+  maxMeanAbsDiff?: number;
+  maxAccuracyDrop?: number;
+  budgetGrid?: string;
 }
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
@@ -42,7 +48,11 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .usage('ndiff diff --base V1 --target V2 --budget B --out FILE [options]\n\nMake a payload from two versions of a model without training: low-bit deltas, top-k of the change, or every change (--budget all); a structural payload when the structure changed.')
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: TF.js folder or model JSON, .onnx or .tflite' })
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind' })
-    .option('budget', { type: 'string', demandOption: true, describe: 'payload bytes: 1% (of the model as stored), 40KB, 40KiB, bytes, or all' })
+    .option('budget', { type: 'string', demandOption: true, describe: 'payload bytes: 1% of the model, 40KB, bytes, all, or auto' })
+    .option('min-agreement', { type: 'number', describe: 'budget auto: least top-1 agreement with --target on --eval' })
+    .option('max-mean-abs-diff', { type: 'number', describe: 'budget auto: most mean |output − target| on --eval' })
+    .option('max-accuracy-drop', { type: 'number', describe: 'budget auto: most points below --target\'s accuracy on --eval' })
+    .option('budget-grid', { type: 'string', describe: 'budget auto: budgets tried (default 0.5%,1%,2%,5%,10%,20%)' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
     .option('model-id', { type: 'string', describe: 'id devices know the model by (default: the one the base recorded)' })
     .option('sequence', { type: 'number', default: 1, describe: 'update sequence number (devices refuse older)' })
@@ -63,11 +73,11 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     // The options few runs need are hidden (--show-hidden lists them), with --version and one
     // example: the help fits a screen (40 lines at 100 columns).
     .showHidden('show-hidden', 'with --help: also list the options hidden here')
-    .group(['base', 'target', 'budget', 'out', 'model-id', 'sequence', 'expires', 'model-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models and payload:')
+    .group(['base', 'target', 'budget', 'min-agreement', 'max-mean-abs-diff', 'max-accuracy-drop', 'budget-grid', 'out', 'model-id', 'sequence', 'expires', 'model-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models and payload:')
     .group(['method', 'codec', 'calibrate', 'lowbit-codes-only', 'exact-codec', 'store'], 'Method:')
     .group(['eval', 'allow-worse', 'metrics-out', 'state', 'output', 'output-kind'], 'Measuring (--eval, --calibrate):')
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --method lowbit --out v1-v2.ndiff', 'every weight\'s change at 1 to 8 bits within 5%')
-    .hide('version').hide('lowbit-codes-only').hide('exact-codec').hide('store').hide('state').hide('output-kind')
+    .hide('version').hide('min-agreement').hide('max-mean-abs-diff').hide('max-accuracy-drop').hide('budget-grid').hide('lowbit-codes-only').hide('exact-codec').hide('store').hide('state').hide('output-kind')
     .epilogue(seeDocs('diff')) as unknown as Argv<DiffArgs>;
 }
 
@@ -86,6 +96,10 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     ...(a.outputKind !== undefined ? { outputKind: a.outputKind } : {}),
     ...(a.metricsOut !== undefined ? { metricsOut: a.metricsOut } : {}),
     ...(a.allowWorse ? { allowWorse: true } : {}),
+    ...(a.minAgreement !== undefined ? { minAgreement: a.minAgreement } : {}),
+    ...(a.maxMeanAbsDiff !== undefined ? { maxMeanAbsDiff: a.maxMeanAbsDiff } : {}),
+    ...(a.maxAccuracyDrop !== undefined ? { maxAccuracyDrop: a.maxAccuracyDrop } : {}),
+    ...(a.budgetGrid !== undefined ? { budgetGrid: a.budgetGrid } : {}),
     onProgress: (line) => io.progress(line),
   });
   const { payload: _payload, ...doc } = res;
@@ -108,6 +122,10 @@ function printValue(a: DiffArgs, io: CliIO, r: ValueDiffReport & { payload: Uint
   io.out(`base ${r.baseFingerprint} -> target ${r.targetFingerprint}`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${r.modelOutFingerprint}): diff the next version against it`);
   if (r.eval) for (const line of closenessLines(r.eval, '--target')) io.out(line);
+  if (r.budgetSearch) {
+    for (const t of r.budgetSearch.tried) io.out(`budget auto: ${budgetTryText(r.budgetSearch.target, t)}`);
+    io.out(budgetChoiceText(r.budgetSearch));
+  }
   if (r.estimate) io.out(`estimate from the weights (nothing measured on inputs): the payload leaves out ${(100 * r.estimate.leftOut).toFixed(1)}% of the change's squared size; the change is ${(100 * r.estimate.changeToBase).toFixed(1)}% of the changed weights' squared size`);
 }
 

@@ -6,7 +6,15 @@
 import type { ProgramSettings, TrainSettings } from '../../src/train/front-settings.ts';
 
 /** What `ndiff train` parses (train.ts defines the options): `train()`'s settings, models as paths. */
-export type TrainArgs = Omit<TrainSettings, 'baseBytes' | 'teacherBytes' | 'baseFiles' | 'teacherFiles' | 'methodDefault' | 'out'> & { out: string };
+export type TrainArgs = Omit<TrainSettings, 'baseBytes' | 'teacherBytes' | 'baseFiles' | 'teacherFiles' | 'methodDefault' | 'out'> & { out: string } & BudgetAutoArgs;
+
+/** `--budget auto`'s quality target (exactly one) and grid, as `train()` takes them. */
+export interface BudgetAutoArgs {
+  minAgreement?: number;
+  maxMeanAbsDiff?: number;
+  maxAccuracyDrop?: number;
+  budgetGrid?: string;
+}
 
 /** The options of `ndiff train` only graph programs (ONNX files, TF.js graph models) take. */
 export type OnnxTrainArgs = ProgramSettings;

@@ -36,7 +36,11 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('allow-worse', { type: 'boolean', default: false, describe: 'write even when worse than the base' })
     .option('also-consider', { type: 'string', array: true, default: [] as string[], describe: 'smaller payloads that compete on validation' })
     .option('store', { choices: choicesOf(TRAIN_CHOICES, 'store'), default: 'stored' as const, describe: 'quantized tensors\' grid' })
-    .option('budget', { type: 'string', default: '1%', describe: 'payload bytes: 1% of the model as stored, 40KB' })
+    .option('budget', { type: 'string', default: '1%', describe: 'payload bytes: 1% of the model as stored, 40KB, or auto' })
+    .option('min-agreement', { type: 'number', describe: 'budget auto: least top-1 agreement with --teacher on --eval' })
+    .option('max-mean-abs-diff', { type: 'number', describe: 'budget auto: most mean |output − teacher| on --eval' })
+    .option('max-accuracy-drop', { type: 'number', describe: 'budget auto: most points below the reference accuracy' })
+    .option('budget-grid', { type: 'string', describe: 'budget auto: budgets tried (default 0.5%,1%,2%,5%,10%,20%)' })
     .option('epochs', { type: 'number', default: 10, describe: 'epochs of a full run (early stopping may end it)' })
     .option('seed', { type: 'number', default: 0, describe: 'same seed and data, same payload bytes' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
@@ -60,7 +64,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     // Four groups, no --version line and the options few runs need hidden (--show-hidden lists
     // them): the help of train fits a screen (40 lines at 100 columns).
     .showHidden('show-hidden', 'with --help: also list the options hidden here')
-    .group(['base', 'train', 'teacher', 'eval', 'val', 'val-fraction', 'replay', 'budget', 'out', 'model-id', 'sequence', 'expires', 'codec', 'store', 'model-out', 'metrics-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models, data and output:')
+    .group(['base', 'train', 'teacher', 'eval', 'val', 'val-fraction', 'replay', 'budget', 'min-agreement', 'max-mean-abs-diff', 'max-accuracy-drop', 'budget-grid', 'out', 'model-id', 'sequence', 'expires', 'codec', 'store', 'model-out', 'metrics-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models, data and output:')
     .group(['method', 'also-consider', 'allow-worse', 'sparse-start', 'sparse-share', 'distill', 'teacher-weight', 'teacher-loss', 'temperature', 'distill-inputs', 'distill-mix', 'augment'], 'Method:')
     .group(['tune', 'lr', 'epochs', 'batch-size', 'seed', 'trainable', 'loss', 'backend', 'threads', 'prefix-cache-mb'], 'Training:')
     .group(['state', 'bptt', 'output', 'output-kind'], 'ONNX, TF.js graph and LiteRT models:')
@@ -68,6 +72,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     // A switch for comparisons (the default is right): documented in docs/cli/train.md, off the screen-sized help.
     .hide('step')
     // Options that tune what the defaults already choose, or serve one kind of model: --show-hidden and docs/cli/train.md list them.
+    .hide('min-agreement').hide('max-mean-abs-diff').hide('max-accuracy-drop').hide('budget-grid')
     .hide('val-fraction').hide('replay').hide('expires').hide('codec').hide('store')
     .hide('also-consider').hide('sparse-start').hide('sparse-share').hide('teacher-weight').hide('teacher-loss').hide('temperature').hide('distill-mix')
     .hide('trainable').hide('loss').hide('backend').hide('threads').hide('prefix-cache-mb')
@@ -79,7 +84,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
 function trainOptionsOf(a: TrainArgs & Partial<OnnxTrainArgs>): TrainOptions {
   const keys = ['method', 'base', 'teacher', 'train', 'eval', 'val', 'replay', 'valFraction', 'tune', 'trainable', 'allowWorse', 'distill', 'alsoConsider', 'store', 'budget', 'epochs', 'seed',
     'out', 'modelOut', 'metricsOut', 'backend', 'batchSize', 'threads', 'step', 'prefixCacheMb', 'lr', 'codec', 'loss', 'modelId', 'sequence', 'expires', 'teacherWeight', 'teacherLoss', 'temperature',
-    'sparseStart', 'sparseShare', 'distillInputs', 'distillMix', 'augment', 'state', 'bptt', 'output', 'outputKind'] as const;
+    'sparseStart', 'sparseShare', 'distillInputs', 'distillMix', 'augment', 'state', 'bptt', 'output', 'outputKind', 'minAgreement', 'maxMeanAbsDiff', 'maxAccuracyDrop', 'budgetGrid'] as const;
   const o: Record<string, unknown> = {};
   for (const k of keys) if (a[k] !== undefined) o[k] = a[k];
   return o as unknown as TrainOptions;

@@ -9,16 +9,19 @@ import type { PostHocMethod } from '../diff/advice.ts';
 import type { OutputKind } from './diff-types.ts';
 import { parseExpiry } from './models.ts';
 import type { Progress } from './progress.ts';
+import type { QualityTargetOptions } from './quality-target.ts';
 
 /** What {@link diff} takes: two versions of one model by path, a budget, and how to make the payload. */
-export interface DiffOptions {
+export interface DiffOptions extends QualityTargetOptions {
   /** The model the devices hold: a TF.js folder or model JSON file, an `.onnx` or `.tflite` file, or a `.safetensors` file. */
   base: string;
   /** The new model, in the same format. */
   target: string;
   /**
    * The byte budget of the whole payload: `1%` of the base model as stored, `40KB`, `40KiB`, a
-   * number of bytes; or `all`: every changed weight, exactly.
+   * number of bytes; `all`: every changed weight, exactly; or `auto`: the smallest budget of the
+   * grid (`budgetGrid`) whose payload meets the quality target (`minAgreement`, `maxMeanAbsDiff`
+   * or `maxAccuracyDrop`) on the `eval` inputs, the exact payload when none below its size does.
    */
   budget: string | number;
   /** Where to write the payload; without it the payload is only returned. */

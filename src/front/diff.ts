@@ -21,6 +21,8 @@ import { topkDiff, type TopkResult } from '../topk-diff/encoder.ts';
 import type { CalibrationReport, EvalCloseness } from './diff-types.ts';
 import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite } from './measure/calibrate.ts';
 import { diffSettings, isEveryChange, type DiffOptions, type DiffSettings } from './diff-options.ts';
+import { budgetChoiceText, searchBudget, type BudgetSearchReport } from './budget-search.ts';
+import { qualityTargetOf } from './quality-target.ts';
 import { structuralFileDiff, structuralFolderDiff, type StructuralDiffReport } from './diff-structural.ts';
 import { checkOutputPath, isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath, modelKindText, openModel, resolveModelId, writeUpdatedModel, type OpenedModel } from './models.ts';
 import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayText, type OnnxEval, type PayloadEvalSpec } from './measure/payload-eval.ts';
@@ -28,6 +30,8 @@ import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayTex
 export type { DiffOptions } from './diff-options.ts';
 export type { StructuralDiffReport } from './diff-structural.ts';
 export type { CalibrationReport, CalibrationScore, ClosenessMetric, EvalCloseness, OutputKind } from './diff-types.ts';
+export type { BudgetSearchReport, BudgetTry } from './budget-search.ts';
+export type { QualityTarget, QualityTargetOptions } from './quality-target.ts';
 
 /** What {@link diff} returns for a value payload (the two models share their structure). */
 export interface ValueDiffReport {
@@ -61,6 +65,8 @@ export interface ValueDiffReport {
   eval?: EvalCloseness;
   estimate?: WeightEstimate;
   warning?: string;
+  /** `budget: 'auto'`: every budget tried, its figure and time, and the one chosen. */
+  budgetSearch?: BudgetSearchReport;
 }
 
 /** The payload, and the warnings `ndiff diff` prints on stderr (none refuses the payload). */
@@ -81,6 +87,8 @@ export type DiffResult = (ValueDiffReport & { structural?: undefined } & DiffPay
  */
 export async function diff(options: DiffOptions): Promise<DiffResult> {
   const s = diffSettings(options);
+  // budget auto's target and grid: a missing or second target is refused before any file is read.
+  const auto = qualityTargetOf(s);
   if (modelKindText(s.base) !== modelKindText(s.target)) throw new UsageError(`base (--base) ${s.base} is ${modelKindText(s.base)} and target (--target) ${s.target} is ${modelKindText(s.target)}: expected two versions of one model in one format (two TF.js folders, or two .onnx, .tflite or .safetensors files)`);
   if (isTflitePath(s.base) && s.state.length) throw new UsageError('state (--state) is for ONNX models: a .tflite model carries no state between examples here');
   const modelId = await resolveModelId(s.base, s.modelId);
@@ -107,6 +115,7 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
     if (reason && opened.kind === 'safetensors') {
       throw new ModelMismatchError(`${s.base} and ${s.target} do not hold the same tensors (${reason}): a payload patches the values of the same tensors, and a structural payload (tensors added, removed or reshaped) is made for .onnx, .tflite and TF.js models only; ship the new .safetensors file whole, or diff two versions with the same tensor names, shapes and dtypes`, { base: s.base, target: s.target });
     }
+    if (reason && auto) throw new UsageError(`budget auto (--budget auto) searches the budgets of a value payload, and ${s.base} and ${s.target} differ in structure (${reason.split(':')[0]}): give budget (--budget) a size (e.g. 5%) or all for the structural payload`);
     if (reason) {
       s.progress(`${s.base} and ${s.target} differ in structure (${reason.split(':')[0]}): a structural payload (format v7), the target rebuilt from the base's bytes`);
       // A structural payload keeps top-k by default: no table measured lowbit there.
@@ -114,14 +123,38 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
       const made = opened.kind === 'onnx' || opened.kind === 'tflite' ? await structuralFileDiff(c, opened.kind) : await structuralFolderDiff(c);
       return { ...made.report, payload: made.payload, warnings: made.report.warning ? [made.report.warning] : [] };
     }
-    return await diffOpened(s, opened, openedTarget, modelId, onnxEval);
+    return await diffOpened(s, auto, opened, openedTarget, modelId, onnxEval);
   } finally {
     await Promise.all([opened.close(), openedTarget.close()]);
   }
 }
 
-/** {@link diff} once both models are open and share their structure. */
-async function diffOpened(s: DiffSettings, opened: OpenedModel, openedTarget: OpenedModel, modelId: string, onnxEval?: OnnxEval): Promise<DiffResult> {
+/** {@link diff} once both models are open and share their structure: one budget, or `auto`'s search. */
+async function diffOpened(s: DiffSettings, auto: ReturnType<typeof qualityTargetOf>, opened: OpenedModel, openedTarget: OpenedModel, modelId: string, onnxEval?: OnnxEval): Promise<DiffResult> {
+  if (!auto) return writeValueDiff(s, await makeValueDiff(s, opened, openedTarget, modelId, onnxEval));
+  // Each candidate is the payload `budget: B` alone makes (the same settings, but nothing written
+  // and the refusal decided by the search); the exact payload's size bounds the grid.
+  const quiet: DiffSettings = { ...s, out: undefined, modelOut: undefined, metricsOut: undefined };
+  const exactSettings: DiffSettings = { ...quiet, budget: 'all', method: undefined, calibrate: undefined, lowbitCodesOnly: undefined };
+  const exact = await makeValueDiff({ ...exactSettings, eval: undefined, progress: () => {} }, opened, openedTarget, modelId);
+  const search = await searchBudget({
+    target: auto.target, grid: auto.grid, modelBytes: opened.weightBytes, ceilingBytes: exact.res.bytes.length, allowWorse: !!s.allowWorse, progress: s.progress,
+    candidates: () => [{ how: 'post hoc', make: async (budget) => {
+      const made = await makeValueDiff({ ...quiet, budget }, opened, openedTarget, modelId, onnxEval);
+      return { result: made, bytes: made.res.bytes.length, closeness: made.measured as EvalCloseness };
+    } }],
+  });
+  const budgetSearch: BudgetSearchReport = { ...search.report, chosen: search.found?.budget ?? 'all', chosenHow: search.found ? search.found.how : 'exact', fallback: !search.found };
+  const chosen = search.found ? { ...search.found.result, s: { ...s, budget: search.found.budget } } : await makeValueDiff({ ...exactSettings, out: s.out, modelOut: s.modelOut, metricsOut: s.metricsOut }, opened, openedTarget, modelId, onnxEval);
+  s.progress(budgetChoiceText(budgetSearch));
+  return writeValueDiff(chosen.s, chosen, budgetSearch);
+}
+
+/** A value payload made and measured, nothing written yet. */
+type MadeValueDiff = Awaited<ReturnType<typeof makeValueDiff>>;
+
+/** The payload of one budget, measured on `eval` when given; {@link writeValueDiff} refuses or writes it. */
+async function makeValueDiff(s: DiffSettings, opened: OpenedModel, openedTarget: OpenedModel, modelId: string, onnxEval?: OnnxEval) {
   const progress = s.progress;
   const { store: base, weightBytes: total } = opened;
   const target = openedTarget.store;
@@ -236,6 +269,13 @@ async function diffOpened(s: DiffSettings, opened: OpenedModel, openedTarget: Op
   const notCloser = calibration && chosenScore && Number.isFinite(chosenScore.loss)
     ? calibrationWarning({ loss: chosenScore.loss, agreement: calibration.baseAgreement === undefined ? undefined : chosenScore.agreement }, { loss: calibration.baseLoss, agreement: calibration.baseAgreement })
     : undefined;
+  return { s, res, measured, estimate, calibration, notCloser, lowbit, defaulted, everyChange, ms, total, budgetBytes, targetBytes: openedTarget.weightBytes };
+}
+
+/** Refuse (a payload measured further from the target than not updating) or write the payload, its updated model and metrics; the result. */
+async function writeValueDiff(s: DiffSettings, made: MadeValueDiff, budgetSearch?: BudgetSearchReport): Promise<DiffResult> {
+  const { res, measured, estimate, calibration, notCloser, lowbit, defaulted, everyChange, ms, total, budgetBytes, targetBytes } = made;
+  const progress = s.progress;
   // A payload measured further from the target than not updating is refused by the rule train
   // refuses a teacher diff by on its eval inputs (a classifier's agreement lower beyond noise):
   // nothing is written. A drop within noise is written with the warning.
@@ -251,7 +291,6 @@ async function diffOpened(s: DiffSettings, opened: OpenedModel, openedTarget: Op
   const warnings = [...(warning ? [warning] : []), ...(notCloser && warning !== notCloser ? [notCloser] : [])];
   if (s.out !== undefined) await writeFile(s.out, res.bytes);
   const modelOutFingerprint = s.modelOut ? await writeUpdatedModel(s.base, s.modelOut, res.bytes) : undefined;
-  const targetBytes = openedTarget.weightBytes;
   const smallerThanModel = res.bytes.length < targetBytes;
   const report: ValueDiffReport = {
     ...(s.out !== undefined ? { out: s.out } : {}), bytes: res.bytes.length, modelBytes: total, targetModelBytes: targetBytes, smallerThanModel, payloadToModelRatio: res.bytes.length / targetBytes, budgetBytes, kept: res.kept, changed: res.changed, codec: res.codec, seconds: ms / 1000,
@@ -263,9 +302,11 @@ async function diffOpened(s: DiffSettings, opened: OpenedModel, openedTarget: Op
     ...(measured ? { eval: measured } : {}),
     ...(estimate ? { estimate } : {}),
     ...(warning ? { warning } : {}),
+    ...(budgetSearch ? { budgetSearch } : {}),
   };
   if (s.metricsOut) {
     // The form `ndiff report` reads (its rows need accuracy: eval with labels).
+    // budget auto: the budget it chose, so a report sets the payload among runs of that budget.
     const metrics = {
       kind: 'ndiff-diff-metrics', modelId: res.payload.header.modelId, sequence: res.payload.header.sequence, target: s.target, budgetRequested: s.budget, ...report,
       accuracyBefore: measured?.accuracyBefore ?? null, accuracyAfter: measured?.accuracyAfter ?? null, trainSeconds: ms / 1000,

@@ -21,6 +21,7 @@ import { TfjsSource, type TrainProgress, type TrainReporter } from './front-sour
 import type { TrainMethod } from './methods.ts';
 import type { OnnxOutputKind } from './onnx/layers-model.ts';
 import { importWithTrainerPeers } from './peer.ts';
+import { qualityTargetOf, type QualityTargetOptions } from '../front/quality-target.ts';
 
 export type { MethodDefault } from './front-settings.ts';
 export type { TrainProgress } from './front-sources.ts';
@@ -34,7 +35,7 @@ export type { TrainProgress } from './front-sources.ts';
 export type ModelInput = string | Uint8Array | readonly ModelFile[];
 
 /** What {@link train} takes; each option is `ndiff train`'s of the same name (camelCase), with the same default. */
-export interface TrainOptions {
+export interface TrainOptions extends QualityTargetOptions {
   /** The model devices hold. */
   base: ModelInput;
   /** The new version your team trained, with the base's inputs and outputs: learn a diff whose outputs match it (labels optional). */
@@ -43,7 +44,12 @@ export interface TrainOptions {
   train: string;
   /** A method, or `auto` (each candidate trained, the best on validation kept). Default: lowbit toward a teacher that holds the base's weights, sparse otherwise. */
   method?: TrainMethod | 'auto';
-  /** Byte budget for the whole payload: `1%` of the model as stored (default), `40KB`, `40KiB`, or bytes. */
+  /**
+   * Byte budget for the whole payload: `1%` of the model as stored (default), `40KB`, `40KiB`, or
+   * bytes; or `auto`: the smallest budget of the grid (`budgetGrid`) whose payload meets the quality
+   * target (`minAgreement`, `maxMeanAbsDiff` or `maxAccuracyDrop`) on `eval`, post hoc first toward
+   * a teacher; the exact payload (a teacher) or a full fine-tune (labels) when none below its size does.
+   */
   budget?: string | number;
   /** The id devices know this model by. Required unless the base's path recorded one. */
   modelId?: string;
@@ -224,6 +230,10 @@ function settle(o: TrainOptions): TrainSettings & ProgramSettings {
 export async function train(options: TrainOptions): Promise<TrainResult> {
   if (typeof options.base !== 'string' && !(options.base instanceof Uint8Array) && !Array.isArray(options.base)) throw new UsageError(`base: ${EXPECTED_MODEL}, found ${options.base === undefined ? 'nothing' : typeof options.base}`);
   if (typeof options.train !== 'string') throw new UsageError(`train: expected the path of the training data (a folder or x.npy), found ${options.train === undefined ? 'nothing' : typeof options.train}`);
+  // budget auto: the target checked before any model is read, then the search (front-auto.ts),
+  // which calls train() at each budget it tries.
+  const auto = qualityTargetOf({ ...options, budget: options.budget ?? '1%' });
+  if (auto) return (await import('./front-auto.ts')).trainBudgetAuto(options, auto, train);
   let a = settle(options);
   if (!(Number.isInteger(a.epochs) && a.epochs >= 1)) throw new UsageError(`epochs (--epochs) must be at least 1, a whole number of passes over the training data, found ${a.epochs}`);
   // A learning rate of 0 learns nothing, a negative one climbs the loss: neither is a training.
