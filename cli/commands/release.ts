@@ -3,6 +3,7 @@
  * plan and run its payload jobs, publish the signed manifest, show what it holds).
  */
 import type { Argv } from 'yargs';
+import { LEARNED_METHODS, type LearnedMethod } from '../../src/release/learned.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import type { DriftCheck } from '../../src/release/add.ts';
 import type { ReleaseJob } from '../../src/release/record.ts';
@@ -29,11 +30,17 @@ interface AddArgs extends ReleaseDirArgs {
   modelId?: string;
   key?: string;
   history?: number;
-  method: 'exact' | 'topk';
+  method: 'exact' | 'topk' | LearnedMethod;
   budget?: string;
   expires: string;
   plan: boolean;
   keyframeBelow?: number;
+  train?: string;
+  teacher?: string;
+  epochs?: number;
+  seed?: number;
+  tune?: 'quick' | 'thorough' | 'off';
+  threads?: number;
 }
 interface JobArgs extends ReleaseDirArgs {
   id?: string;
@@ -68,6 +75,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     ...(a.history !== undefined ? { history: a.history } : {}),
     ...(a.budget !== undefined ? { budget: a.budget } : {}),
     ...(a.keyframeBelow !== undefined ? { keyframeBelow: a.keyframeBelow } : {}),
+    ...Object.fromEntries((['train', 'teacher', 'epochs', 'seed', 'tune', 'threads'] as const).filter((k) => a[k] !== undefined).map((k) => [k, a[k]])),
     onProgress: (l) => io.progress(l),
     onMeasured: (m) => {
       if (!saidThreshold) io.out(thresholdLine(m.keyframeBelow));
@@ -197,17 +205,24 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('model-id', { type: 'string', describe: 'model id (first version; kept in release.json)' })
       .option('key', { type: 'string', describe: 'Ed25519 private key (not with --plan)' })
       .option('history', { type: 'number', describe: 'payloads from the last K versions (default 3)' })
-      .option('method', { choices: ['exact', 'topk'] as const, default: 'exact' as const, describe: 'exact, or topk within --budget (teacher diffs: --plan)' })
-      .option('budget', { type: 'string', describe: 'topk: bytes per payload (1%, 40KB, bytes)' })
+      .option('method', { choices: ['exact', 'topk', ...LEARNED_METHODS] as const, default: 'exact' as const, describe: 'exact, topk within --budget, or a learned method of ndiff train (--plan)' })
+      .option('budget', { type: 'string', describe: 'topk, learned: bytes per payload (1%, 40KB, bytes)' })
       .option('expires', expiresOption)
       .option('plan', { type: 'boolean', default: false, describe: 'print the payload jobs, run nothing' })
-      .option('eval', { type: 'string', describe: 'topk: inputs that check each payload before signing' })
+      .option('eval', { type: 'string', describe: 'topk, learned: inputs that check each payload before signing' })
+      .option('train', { type: 'string', describe: 'learned: training data each job learns on (x.npy, or a folder)' })
+      .option('teacher', { type: 'string', describe: 'learned: the model payloads learn toward (default: --model)' })
+      .option('epochs', { type: 'number', describe: 'learned: epochs of each job\'s training (default 10)' })
+      .option('seed', { type: 'number', describe: 'learned: training seed (default 0; same seed, same bytes)' })
+      .option('tune', { choices: ['quick', 'thorough', 'off'] as const, describe: 'learned: --lr search of each job (default quick)' })
+      .option('threads', { type: 'number', describe: 'learned: training threads per job (default 1: same bytes anywhere)' })
       .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
       .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
       .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })
       .option('keyframe-below', { type: 'number', describe: `--eval: least agreement before a keyframe (default ${DEFAULT_KEYFRAME_BELOW})` })
       .example('$0 release add --release site/kws --model models/v2 --model-id kws --key release.private.pem', 'add version 2, make its payloads, sign the manifest')
       .example('$0 release add --release site/kws --model models/v3 --plan > jobs.jsonl', 'plan only: one job per line for a CI matrix')
+      .example('$0 release add --release site/kws --model models/v4 --plan --method sparse --budget 5% --train inputs/ --eval held-out/', 'plan learned payloads: run them with release run and ndiff worker')
       .epilogue(seeDocs('release')), run(runAdd))
     .command('job', 'run one job that `add --plan` printed (needs the folder, not the key)', (c) => c
       .option('release', releaseOption)

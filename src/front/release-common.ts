@@ -9,6 +9,7 @@ import type { RunJobResult } from '../release/jobs.ts';
 import type { PublishResult } from '../release/publish.ts';
 import { readRecord, type ReleaseJob, type ReleaseRecord } from '../release/record.ts';
 import { ticketsOf } from '../release/ticket.ts';
+import { learnedBlobs, type LearnedMethod } from '../release/learned.ts';
 import { readPrivateKeyFile } from '../sign/node-keys.ts';
 import { parseExpiry } from './models.ts';
 
@@ -27,7 +28,8 @@ export interface ReleaseJobLine {
   base: string;
   /** When the base is a state a lossy payload reached: that payload's SHA-256. */
   via?: string;
-  method: 'exact' | 'topk';
+  /** `exact`, `topk`, or a learned job's training method (`sparse`, `lowbit`, `auto`...). */
+  method: 'exact' | 'topk' | LearnedMethod;
   budget?: string;
   /** The command that runs the job. */
   command: string;
@@ -51,8 +53,8 @@ export const DEFAULT_RELEASE_EXPIRES = '30d';
 /** The lines of the pending plan's jobs as `ndiff release add --plan` prints them (none when nothing is pending). */
 export function jobLines(dir: string, record: ReleaseRecord): ReleaseJobLine[] {
   return ticketsOf(record).map(({ job, versions, via, chain }) => {
-    const inputs = [...new Set([...versions.flatMap((v) => v.files.map((f) => f.file)), ...(chain ?? []).map((p) => p.file), ...(via ? [via.file] : [])])];
-    return { id: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, base: job.base, ...(job.via ? { via: job.via } : {}), method: job.policy.method, ...(job.policy.budget ? { budget: job.policy.budget } : {}), command: `ndiff release job --release ${dir} --id ${job.id}`, inputs };
+    const inputs = [...new Set([...versions.flatMap((v) => v.files.map((f) => f.file)), ...(chain ?? []).map((p) => p.file), ...(via ? [via.file] : []), ...learnedBlobs(job.policy.learned).map((f) => f.file)])];
+    return { id: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, base: job.base, ...(job.via ? { via: job.via } : {}), method: job.policy.learned?.method ?? (job.policy.method === 'learned' ? 'auto' : job.policy.method), ...(job.policy.budget ? { budget: job.policy.budget } : {}), command: `ndiff release job --release ${dir} --id ${job.id}`, inputs };
   });
 }
 
