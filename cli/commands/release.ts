@@ -30,7 +30,8 @@ interface AddArgs extends ReleaseDirArgs {
   modelId?: string;
   key?: string;
   history?: number;
-  method: 'exact' | 'topk' | LearnedMethod;
+  /** exact, topk or a learned method: `release.add` checks it. */
+  method: string;
   budget?: string;
   expires: string;
   plan: boolean;
@@ -66,7 +67,7 @@ const thresholdLine = (t: number) => `keyframe threshold: ${pct(t)} top-1 agreem
 async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   let saidThreshold = false;
   const res = await release.add({
-    release: a.release, model: a.model, method: a.method, expires: a.expires, plan: a.plan, state: a.state,
+    release: a.release, model: a.model, method: a.method as 'exact' | 'topk' | LearnedMethod, expires: a.expires, plan: a.plan, state: a.state,
     ...(a.eval !== undefined ? { eval: a.eval } : {}),
     ...(a.output !== undefined ? { output: a.output } : {}),
     ...(a.outputKind !== undefined ? { outputKind: a.outputKind } : {}),
