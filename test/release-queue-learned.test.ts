@@ -130,6 +130,7 @@ test('a forged learned result is refused: its closeness claim inflated, or its p
   // The one-machine path of a release: the job run here, as `release job` runs it.
   let r = await runNdiff('release', 'job', '--release', p.release, '--id', p.job);
   assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /is lossy \(learned within 10%\): .* on the plan's 200 eval inputs base \+ payload has top-1 agreement [\d.]+% with the teacher/);
   const files = jobFiles(p.release, p.job);
   const honest = JSON.parse(await readFile(files.result, 'utf8')) as JobResult;
   const payload = new Uint8Array(await readFile(files.payload));
