@@ -23,6 +23,7 @@ import { runPlanOnQueue } from '../src/release/queue/plan.ts';
 import { checkResult } from '../src/release/queue/check-process.ts';
 import { bullConnection, JOBS_QUEUE, loadBullmq } from '../src/release/queue/engine.ts';
 import { jobFiles } from '../src/release/jobs.ts';
+import { checkTicket, runTicket } from '../src/release/ticket.ts';
 import { publishReleaseFolder } from '../src/release/publish.ts';
 import type { JobResult } from '../src/release/record.ts';
 import { initBackend } from '../src/train/backend.ts';
@@ -49,7 +50,7 @@ async function models(dir: string): Promise<void> {
 }
 
 /** A release of v1 with v2 planned as learned jobs; the key; and the payload `ndiff train` writes on one machine for the edge. */
-async function plannedLearned(): Promise<{ dir: string; release: string; key: string; job: string; local: Uint8Array }> {
+async function plannedLearned(oneMachine = true): Promise<{ dir: string; release: string; key: string; job: string; local?: Uint8Array }> {
   await initBackend('wasm');
   const dir = await tempDir('nd-queue-learned-');
   await models(dir);
@@ -67,6 +68,7 @@ async function plannedLearned(): Promise<{ dir: string; release: string; key: st
   const data = sha256Of(new Uint8Array(await readFile(join(dir, 'inputs', 'x.npy'))));
   const held = sha256Of(new Uint8Array(await readFile(join(dir, 'held-out', 'x.npy'))));
   assert.ok(lines[0].inputs.includes(`blobs/${data}`) && lines[0].inputs.includes(`blobs/${held}`), lines[0].inputs.join(' '));
+  if (!oneMachine) return { dir, release, key, job: lines[0].id };
   // One machine: the edge's models exported, and `ndiff train` with the same options and seed.
   const edge = join(dir, 'edge');
   r = await runNdiff('release', 'job', '--release', release, '--id', lines[0].id, '--export', edge);
@@ -114,7 +116,7 @@ test('a learned job on the queue: a worker killed mid-training, the job taken ag
     const manifest = validateManifest(JSON.parse(await readFile(join(p.release, 'manifest.json'), 'utf8')).signed);
     const learned = manifest.payloads.filter((x) => x.toVersion === 2);
     // Publish signs the unsigned payload into its blob (Ed25519 is deterministic: the same bytes and key, the same envelope).
-    const signed = signPayload(p.local, await readPrivateKeyFile(p.key));
+    const signed = signPayload(p.local!, await readPrivateKeyFile(p.key));
     assert.deepEqual(learned.map((x) => [x.method, x.exact, x.sha256]), [['sparse', false, sha256Of(signed)]], 'the published payload is the one ndiff train writes on one machine');
     assert.deepEqual(new Uint8Array(await readFile(join(p.release, learned[0].file))), signed);
   } finally {
@@ -134,7 +136,7 @@ test('a forged learned result is refused: its closeness claim inflated, or its p
   const files = jobFiles(p.release, p.job);
   const honest = JSON.parse(await readFile(files.result, 'utf8')) as JobResult;
   const payload = new Uint8Array(await readFile(files.payload));
-  assert.deepEqual(payload, p.local, 'release job trains the bytes ndiff train writes');
+  assert.deepEqual(payload, p.local!, 'release job trains the bytes ndiff train writes');
   const claim = honest.closeness!;
   assert.equal(claim.metric, 'top1');
   assert.ok(claim.agreement !== null && claim.agreement < 0.99, `the learned payload leaves room to inflate its claim: ${JSON.stringify(claim)}`);
@@ -160,4 +162,32 @@ test('a forged learned result is refused: its closeness claim inflated, or its p
   assert.ok('refused' in v, JSON.stringify(v));
   assert.match(v.refused, /publish measured top-1 agreement [\d.]+%: worse than claimed/);
   await assert.rejects(publishReleaseFolder(p.release, { key: await readPrivateKeyFile(p.key), expiresAt: inAnHour() }), /worse than claimed/);
+});
+
+test('a forged learned result on the queue: a worker that inflates its closeness claim is refused by the run, and nothing is signed', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {
+  const p = await plannedLearned(false);
+  const redis = await startRedis({ signal: t.signal });
+  const bull = await loadBullmq();
+  const cache = await tempDir('nd-queue-forger-');
+  // A worker that trains honestly, then claims 5 points more agreement than it measured.
+  const forger = new bull.Worker(JOBS_QUEUE, async (job) => {
+    const data = job.data as { ticket: unknown; source: string };
+    const out = await runTicket(checkTicket(data.ticket), { source: data.source, cacheDir: cache });
+    const c = out.result.closeness!;
+    return { result: { ...out.result, closeness: { ...c, agreement: (c.agreement as number) + 0.05 } }, payload: Buffer.from(out.payload!).toString('base64') };
+  }, { connection: bullConnection(redis.url), lockDuration: 60_000 });
+  forger.on('error', () => {});
+  const lines: string[] = [];
+  try {
+    const run = runPlanOnQueue(p.release, redis.url, { publish: { key: await readPrivateKeyFile(p.key), expiresAt: inAnHour() }, onProgress: (l) => lines.push(l), checkConcurrency: 1 });
+    await assert.rejects(orTestEnd(t.signal, 'the run to end', run), /refused/);
+    assert.match(lines.join('\n'), new RegExp(`^${p.job}: refused by publish's checks: job ${p.job}: its result claims top-1 agreement [\\d.]+% with the teacher on the job's 200 eval inputs, publish measured top-1 agreement [\\d.]+%: worse than claimed`, 'm'), lines.join('\n'));
+    const status = await runNdiff('release', 'status', '--release', p.release, '--queue', redis.url);
+    assert.match(status.out, new RegExp(`^${p.job} +refused`, 'm'), status.out);
+    const manifest = validateManifest(JSON.parse(await readFile(join(p.release, 'manifest.json'), 'utf8')).signed);
+    assert.equal(manifest.release, 1, 'nothing was signed');
+  } finally {
+    await forger.close();
+    await redis.close();
+  }
 });
