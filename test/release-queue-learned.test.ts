@@ -50,7 +50,7 @@ async function models(dir: string): Promise<void> {
 }
 
 /** A release of v1 with v2 planned as learned jobs; the key; and the payload `ndiff train` writes on one machine for the edge. */
-async function plannedLearned(oneMachine = true): Promise<{ dir: string; release: string; key: string; job: string; local?: Uint8Array }> {
+async function plannedLearned(oneMachine = true, teacher = false): Promise<{ dir: string; release: string; key: string; job: string; local?: Uint8Array }> {
   await initBackend('wasm');
   const dir = await tempDir('nd-queue-learned-');
   await models(dir);
@@ -60,7 +60,7 @@ async function plannedLearned(oneMachine = true): Promise<{ dir: string; release
   const key = join(dir, 'k.private.pem');
   r = await runNdiff('release', 'add', '--release', release, '--model', join(dir, 'v1'), '--model-id', 'clf', '--key', key);
   assert.equal(r.code, 0, r.err);
-  r = await runNdiff('release', 'add', '--release', release, '--model', join(dir, 'v2'), '--plan', ...TRAIN, '--train', join(dir, 'inputs'), '--eval', join(dir, 'held-out'));
+  r = await runNdiff('release', 'add', '--release', release, '--model', join(dir, 'v2'), '--plan', ...TRAIN, '--train', join(dir, 'inputs'), '--eval', join(dir, 'held-out'), ...(teacher ? ['--teacher', join(dir, 'v2')] : []));
   assert.equal(r.code, 0, r.err);
   const lines = r.out.split('\n').map((l) => JSON.parse(l) as { id: string; method: string; inputs: string[] });
   // The id says what the job is; its inputs name the data by content.
@@ -128,7 +128,10 @@ test('a learned job on the queue: a worker killed mid-training, the job taken ag
 });
 
 test('a forged learned result is refused: its closeness claim inflated, or its payload swapped for a worse one under the same claim', { timeout: ENGINE_TEST_TIMEOUT }, async () => {
-  const p = await plannedLearned();
+  // The teacher named (the new version again, stored as blobs of its own in the plan): the job trains toward it.
+  const p = await plannedLearned(true, true);
+  const planned = JSON.parse(await readFile(join(p.release, 'release.json'), 'utf8')) as { pending: { jobs: { policy: { learned?: { teacher?: { files: unknown[] } } } }[] } };
+  assert.equal(planned.pending.jobs[0].policy.learned?.teacher?.files.length, 2, 'the teacher\'s files are named in the job');
   // The one-machine path of a release: the job run here, as `release job` runs it.
   let r = await runNdiff('release', 'job', '--release', p.release, '--id', p.job);
   assert.equal(r.code, 0, r.err);

@@ -150,11 +150,10 @@ async function policyOf(releaseDir: string, options: AddVersionOptions, kind: Re
     epochs: l.epochs, seed: l.seed, tune: l.tune, threads: l.threads,
   };
   if (l.teacher !== undefined) {
-    const teacher = await storePackage(releaseDir, l.teacher).catch((e: unknown) => {
+    if (modelKindOf(l.teacher) !== kind) throw new UsageError(`teacher (--teacher) ${l.teacher} is not the kind of model this release holds (${kind}): give the teacher as the versions are given`, { expected: kind, found: modelKindOf(l.teacher) });
+    spec.teacher = await storePackage(releaseDir, l.teacher).catch((e: unknown) => {
       throw e instanceof UsageError ? new UsageError(`teacher (--teacher): ${e.message.replace(/^model \(--model\) /, '')}`, e.details) : e;
     });
-    if (modelKindOf(l.teacher) !== kind) throw new UsageError(`teacher (--teacher) ${l.teacher} is not the kind of model this release holds (${kind}): give the teacher as the versions are given`, { expected: kind, found: modelKindOf(l.teacher) });
-    spec.teacher = teacher;
   }
   if (!isLearnedSpec(spec)) throw new UsageError(`the learned plan's options are out of range (epochs 1 to 10000, a whole seed, tune quick, thorough or off, threads 1 to 256): found ${JSON.stringify({ epochs: l.epochs, seed: l.seed, tune: l.tune, threads: l.threads })}`);
   return { ...policy, learned: spec };
