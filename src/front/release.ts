@@ -141,7 +141,7 @@ function checkAdd(o: ReleaseAddOptions): void {
   if (method !== 'exact' && method !== 'topk' && !learned) throw new UsageError(`method (--method) ${JSON.stringify(method)}: expected exact, topk or a learned method (${LEARNED_METHODS.join(', ')})`, { expected: ['exact', 'topk', ...LEARNED_METHODS], found: method });
   if (learned) return checkLearnedAdd(o, given);
   const learnedOnly = (['train', 'teacher', 'epochs', 'seed', 'tune', 'threads'] as const).filter((k) => o[k] !== undefined);
-  if (learnedOnly.length) throw new UsageError(`${learnedOnly.join(', ')} (--${learnedOnly[0]}) plan learned payloads: give a learned method (--method sparse, lowbit, auto...), or leave them out`, { found: learnedOnly });
+  if (learnedOnly.length) throw new UsageError(`${learnedOnly.join(', ')} (--${learnedOnly[0]}) plan learned payloads: set method (--method) to a learned one (sparse, lowbit, auto...), or leave them out`, { found: learnedOnly });
   if (method === 'topk' && !given) throw new UsageError('method topk (--method topk) needs budget (--budget), e.g. 2%: the byte budget of each payload');
   if (method === 'exact' && given) throw new UsageError('budget (--budget) applies to method topk (--method topk); exact payloads carry every change (add method topk (--method topk) to cap them)');
   if (!o.plan && !o.key) throw new UsageError('key (--key) is needed to publish (the Ed25519 private key from ndiff keygen); with plan (--plan) the key is needed only by publish (`ndiff release publish`)');
