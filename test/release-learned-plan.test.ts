@@ -9,7 +9,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { saveNpy } from '../src/io/npy/files.ts';
+import { existsSync } from 'node:fs';
 import { readRecord } from '../src/release/record.ts';
+import { writeBlob } from '../src/release/blobs.ts';
+import { cancelPending } from '../src/release/add.ts';
 import { checkTicket, ticketsOf } from '../src/release/ticket.ts';
 import { releaseChain } from './helpers/release-chain.ts';
 import { runNdiff } from './helpers/ndiff-run.ts';
@@ -64,4 +67,10 @@ test('a learned job whose inputs are not named by content, or whose id hides its
     await assert.rejects(readRecord(chain.releaseDir), /pending\.jobs\[0\] to be a job `ndiff release add --plan` writes/, what);
     if (what.startsWith('a data file') || what === 'no eval inputs') assert.throws(() => checkTicket({ ...ticket, job }), /expected a release job ticket/, what);
   }
+  // Cancelling the plan removes its data's blobs (nothing reads them, and the folder is served), not the versions'.
+  const data = { path: 'x.npy', ...(await writeBlob(chain.releaseDir, new Uint8Array([1, 2, 3]))) };
+  await writeFile(file, JSON.stringify({ ...record, pending: { ...record.pending, jobs: [{ ...learned, policy: { ...learned.policy, learned: { ...learned.policy.learned, train: [data] } } }] } }));
+  await cancelPending(chain.releaseDir);
+  assert.equal(existsSync(join(chain.releaseDir, data.file)), false, 'the plan\'s data left the folder');
+  assert.ok(existsSync(join(chain.releaseDir, blob.file)), 'version 1\'s file stays');
 });

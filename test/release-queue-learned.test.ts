@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
@@ -119,6 +120,9 @@ test('a learned job on the queue: a worker killed mid-training, the job taken ag
     const signed = signPayload(p.local!, await readPrivateKeyFile(p.key));
     assert.deepEqual(learned.map((x) => [x.method, x.exact, x.sha256]), [['sparse', false, sha256Of(signed)]], 'the published payload is the one ndiff train writes on one machine');
     assert.deepEqual(new Uint8Array(await readFile(join(p.release, learned[0].file))), signed);
+    // The plan's data and eval inputs are not served once it is published (the versions' files are).
+    const data = sha256Of(new Uint8Array(await readFile(join(p.dir, 'inputs', 'x.npy'))));
+    assert.equal(existsSync(join(p.release, 'blobs', data)), false, 'the training data left the release folder');
   } finally {
     if (first) await killGroup(first);
     if (second) await killGroup(second);

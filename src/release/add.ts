@@ -12,8 +12,8 @@ import { BLOBS } from './blobs.ts';
 import { lockRelease, releaseSubdir } from './folder.ts';
 import { modelKindOf, storePackage } from './package.ts';
 import { jobFiles, planJobs, runJob, type RunJobResult } from './jobs.ts';
-import { publishRelease, type PublishResult } from './publish.ts';
-import { isLearnedSpec, storeDataFolder, type LearnedInputs, type LearnedSpec } from './learned.ts';
+import { dropPlanInputs, publishRelease, type PublishResult } from './publish.ts';
+import { isLearnedSpec, learnedBlobs, storeDataFolder, type LearnedInputs, type LearnedSpec } from './learned.ts';
 import { JOBS_DIR, RECORD_FILE, lossyChain, newestVersion, readRecord, writeRecord, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** Options of {@link addVersion}. */
@@ -323,6 +323,7 @@ export async function cancelPending(releaseDir: string, beforeDrop?: (record: Re
     if (!record.pending) throw new UsageError(`${releaseDir} has no pending version (the newest, ${newestVersion(record)?.version ?? 'none'}, is published): nothing to cancel, nothing was changed`);
     if (beforeDrop) await beforeDrop(record);
     const { version, jobs } = record.pending;
+    const planInputs = jobs.flatMap((j) => learnedBlobs(j.policy.learned));
     const dropped = record.versions.find((v) => v.version === version);
     record.versions = record.versions.filter((v) => v.version !== version);
     record.pending = null;
@@ -334,6 +335,7 @@ export async function cancelPending(releaseDir: string, beforeDrop?: (record: Re
     }
     const used = new Set([...record.versions.flatMap((v) => v.files.map((f) => f.file)), ...record.payloads.map((p) => p.file)]);
     for (const f of dropped?.files ?? []) if (!used.has(f.file)) await rm(path.join(releaseDir, f.file), { force: true });
+    await dropPlanInputs(releaseDir, record, planInputs);
     return version;
   } finally {
     await unlock();
