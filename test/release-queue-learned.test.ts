@@ -131,7 +131,7 @@ test('a learned job on the queue: a worker killed mid-training, the job taken ag
   }
 });
 
-test('a forged learned result is refused: its closeness claim inflated, or its payload swapped for a worse one under the same claim', { timeout: ENGINE_TEST_TIMEOUT }, async () => {
+test('a forged learned result is refused: its closeness claim inflated, its payload swapped for a worse one under the same claim, or for a better one over the plan\'s budget', { timeout: ENGINE_TEST_TIMEOUT }, async () => {
   // The teacher named (the new version again, stored as blobs of its own in the plan): the job trains toward it.
   const p = await plannedLearned(true, true);
   const planned = JSON.parse(await readFile(join(p.release, 'release.json'), 'utf8')) as { pending: { jobs: { policy: { learned?: { teacher?: { files: unknown[] } } } }[] } };
@@ -169,6 +169,16 @@ test('a forged learned result is refused: its closeness claim inflated, or its p
   assert.ok('refused' in v, JSON.stringify(v));
   assert.match(v.refused, /publish measured top-1 agreement [\d.]+%: worse than claimed/);
   await assert.rejects(publishReleaseFolder(p.release, { key: await readPrivateKeyFile(p.key), expiresAt: inAnHour() }), /worse than claimed/);
+
+  // A better payload over the plan's budget (a top-k payload of 40%), its result rewritten to match, the claim kept: refused by its size.
+  r = await runNdiff('diff', '--base', join(p.dir, 'edge', 'base'), '--target', join(p.dir, 'edge', 'target'), '--method', 'topk', '--budget', '40%', '--model-id', 'clf', '--sequence', '2', '--out', join(p.dir, 'larger.ndiff'));
+  assert.equal(r.code, 0, r.err);
+  const larger = new Uint8Array(await readFile(join(p.dir, 'larger.ndiff')));
+  await writeFile(files.payload, larger);
+  await writeFile(files.result, JSON.stringify({ ...honest, payload: { ...honest.payload, length: larger.length, sha256: sha256Of(larger), target: decodePayload(larger).header.targetFingerprint } }));
+  v = await checkResult({ releaseDir: p.release, job: p.job, accept: [] });
+  assert.ok('refused' in v, JSON.stringify(v));
+  assert.match(v.refused, /its payload is \d+ bytes, over the plan's budget of \d+ bytes \(10% of the base as stored\)/);
 });
 
 test('a forged learned result on the queue: a worker that inflates its closeness claim is refused by the run, and nothing is signed', { skip: redisSkip, timeout: ENGINE_TEST_TIMEOUT }, async (t) => {

@@ -14,7 +14,9 @@ import { NeuralDiffError, UsageError } from '../core/errors.ts';
 import type { PayloadCloseness } from '../diff/closeness.ts';
 import { measurePayload } from '../front/measure/payload-eval.ts';
 import { layOutFiles, LEARNED_CLOSENESS_TOLERANCE, teacherPath, type LearnedCloseness } from './learned.ts';
-import { writeState } from './package.ts';
+import { openState, writeState } from './package.ts';
+import { parseBudget } from '../diff/budget.ts';
+import { isStructuralPayload } from '../apply/rebuild.ts';
 import { recordVersion, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** A measurement as a result carries it: NaN agreement (outputs that are not classes) as null. */
@@ -62,13 +64,20 @@ function isCloseness(c: unknown): c is LearnedCloseness {
 /**
  * Publish's check of a learned job's payload (the payload's header, base and sequence are
  * checked before, by `verifyJobResult`): measured here on the job's eval inputs, never taken from
- * the worker. Refused (`refuse`) when the result claims no closeness, when the measurement is
+ * the worker. Refused (`refuse`) when the payload is over the plan's budget, when the result claims no closeness, when the measurement is
  * worse than the claim beyond {@link LEARNED_CLOSENESS_TOLERANCE}, or when base + payload is
  * further from the teacher than the unpatched base.
  */
 export async function checkLearnedPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, result: JobResult, bytes: Uint8Array, refuse: (why: string, details?: Record<string, unknown>) => Error): Promise<LearnedCloseness> {
   const claim = result.closeness;
   if (!isCloseness(claim)) throw refuse(`its result names no closeness to the teacher (a learned job's result carries the closeness its worker measured on the job's eval inputs), found ${JSON.stringify(claim ?? null)}`, { expected: 'closeness', found: claim ?? null });
+  // Within the plan's budget (of the base as stored, as `ndiff train` reads it); a full fine-tune
+  // has none, and a structural payload's rebuild comes on top of its learned part.
+  if (job.policy.learned?.method !== 'full' && !isStructuralPayload(bytes)) {
+    const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
+    const budgetBytes = await Promise.resolve().then(() => parseBudget(job.policy.budget ?? '', base.weightBytes)).finally(() => base.dispose());
+    if (bytes.length > budgetBytes) throw refuse(`its payload is ${bytes.length} bytes, over the plan's budget of ${budgetBytes} bytes (${job.policy.budget} of the base as stored)`, { expected: budgetBytes, found: bytes.length });
+  }
   let m;
   try {
     m = await measureLearned(releaseDir, record, job, bytes);
