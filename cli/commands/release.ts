@@ -3,6 +3,7 @@
  * plan and run its payload jobs, publish the signed manifest, show what it holds).
  */
 import type { Argv } from 'yargs';
+import { LEARNED_METHODS, type LearnedMethod } from '../../src/release/learned.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
 import type { DriftCheck } from '../../src/release/add.ts';
 import type { ReleaseJob } from '../../src/release/record.ts';
@@ -29,11 +30,18 @@ interface AddArgs extends ReleaseDirArgs {
   modelId?: string;
   key?: string;
   history?: number;
-  method: 'exact' | 'topk';
+  /** exact, topk or a learned method: `release.add` checks it. */
+  method: string;
   budget?: string;
   expires: string;
   plan: boolean;
   keyframeBelow?: number;
+  train?: string;
+  teacher?: string;
+  epochs?: number;
+  seed?: number;
+  tune?: 'quick' | 'thorough' | 'off';
+  threads?: number;
 }
 interface JobArgs extends ReleaseDirArgs {
   id?: string;
@@ -59,7 +67,7 @@ const thresholdLine = (t: number) => `keyframe threshold: ${pct(t)} top-1 agreem
 async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   let saidThreshold = false;
   const res = await release.add({
-    release: a.release, model: a.model, method: a.method, expires: a.expires, plan: a.plan, state: a.state,
+    release: a.release, model: a.model, method: a.method as 'exact' | 'topk' | LearnedMethod, expires: a.expires, plan: a.plan, state: a.state,
     ...(a.eval !== undefined ? { eval: a.eval } : {}),
     ...(a.output !== undefined ? { output: a.output } : {}),
     ...(a.outputKind !== undefined ? { outputKind: a.outputKind } : {}),
@@ -68,6 +76,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     ...(a.history !== undefined ? { history: a.history } : {}),
     ...(a.budget !== undefined ? { budget: a.budget } : {}),
     ...(a.keyframeBelow !== undefined ? { keyframeBelow: a.keyframeBelow } : {}),
+    ...Object.fromEntries((['train', 'teacher', 'epochs', 'seed', 'tune', 'threads'] as const).filter((k) => a[k] !== undefined).map((k) => [k, a[k]])),
     onProgress: (l) => io.progress(l),
     onMeasured: (m) => {
       if (!saidThreshold) io.out(thresholdLine(m.keyframeBelow));
@@ -197,11 +206,20 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('model-id', { type: 'string', describe: 'model id (first version; kept in release.json)' })
       .option('key', { type: 'string', describe: 'Ed25519 private key (not with --plan)' })
       .option('history', { type: 'number', describe: 'payloads from the last K versions (default 3)' })
-      .option('method', { choices: ['exact', 'topk'] as const, default: 'exact' as const, describe: 'exact, or topk within --budget (teacher diffs: --plan)' })
-      .option('budget', { type: 'string', describe: 'topk: bytes per payload (1%, 40KB, bytes)' })
+      // Not as choices: the list of learned methods would take lines of the screen-sized help (add checks it, naming each).
+      .option('method', { type: 'string', default: 'exact', describe: `exact, topk within --budget, or ${LEARNED_METHODS.slice(0, 2).join(', ')}... learned (--plan)` })
+      .option('budget', { type: 'string', describe: 'topk, learned: bytes per payload (1%, 40KB, bytes)' })
       .option('expires', expiresOption)
       .option('plan', { type: 'boolean', default: false, describe: 'print the payload jobs, run nothing' })
-      .option('eval', { type: 'string', describe: 'topk: inputs that check each payload before signing' })
+      .option('eval', { type: 'string', describe: 'topk, learned: inputs that check each payload before signing' })
+      .option('train', { type: 'string', describe: 'learned: training data each job learns on (x.npy, or a folder)' })
+      .option('teacher', { type: 'string', describe: 'learned: the model payloads learn toward (default: --model)' })
+      .option('epochs', { type: 'number', describe: 'learned: epochs of each job\'s training (default 10)' })
+      .option('seed', { type: 'number', describe: 'learned: training seed (default 0; same seed, same bytes)' })
+      .option('tune', { choices: ['quick', 'thorough', 'off'] as const, describe: 'learned: --lr search (default quick)' })
+      .option('threads', { type: 'number', describe: 'learned: training threads per job (default 1: same bytes anywhere)' })
+      // The screen-sized help (40 lines): docs/cli/release.md documents --threads.
+      .hide('version').hide('threads')
       .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
       .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
       .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })

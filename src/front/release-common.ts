@@ -9,6 +9,7 @@ import type { RunJobResult } from '../release/jobs.ts';
 import type { PublishResult } from '../release/publish.ts';
 import { readRecord, type ReleaseJob, type ReleaseRecord } from '../release/record.ts';
 import { ticketsOf } from '../release/ticket.ts';
+import { learnedBlobs, type LearnedMethod } from '../release/learned.ts';
 import { readPrivateKeyFile } from '../sign/node-keys.ts';
 import { parseExpiry } from './models.ts';
 
@@ -27,7 +28,8 @@ export interface ReleaseJobLine {
   base: string;
   /** When the base is a state a lossy payload reached: that payload's SHA-256. */
   via?: string;
-  method: 'exact' | 'topk';
+  /** `exact`, `topk`, or a learned job's training method (`sparse`, `lowbit`, `auto`...). */
+  method: 'exact' | 'topk' | LearnedMethod;
   budget?: string;
   /** The command that runs the job. */
   command: string;
@@ -51,8 +53,8 @@ export const DEFAULT_RELEASE_EXPIRES = '30d';
 /** The lines of the pending plan's jobs as `ndiff release add --plan` prints them (none when nothing is pending). */
 export function jobLines(dir: string, record: ReleaseRecord): ReleaseJobLine[] {
   return ticketsOf(record).map(({ job, versions, via, chain }) => {
-    const inputs = [...new Set([...versions.flatMap((v) => v.files.map((f) => f.file)), ...(chain ?? []).map((p) => p.file), ...(via ? [via.file] : [])])];
-    return { id: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, base: job.base, ...(job.via ? { via: job.via } : {}), method: job.policy.method, ...(job.policy.budget ? { budget: job.policy.budget } : {}), command: `ndiff release job --release ${dir} --id ${job.id}`, inputs };
+    const inputs = [...new Set([...versions.flatMap((v) => v.files.map((f) => f.file)), ...(chain ?? []).map((p) => p.file), ...(via ? [via.file] : []), ...learnedBlobs(job.policy.learned).map((f) => f.file)])];
+    return { id: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, base: job.base, ...(job.via ? { via: job.via } : {}), method: job.policy.learned?.method ?? (job.policy.method === 'learned' ? 'auto' : job.policy.method), ...(job.policy.budget ? { budget: job.policy.budget } : {}), command: `ndiff release job --release ${dir} --id ${job.id}`, inputs };
   });
 }
 
@@ -72,6 +74,11 @@ export function expiryOf(expires: string | Date | undefined): number {
 
 /** What a lossy payload is, in words: how much of the change it carries and where devices end. */
 export function lossyText(job: ReleaseJob, result: RunJobResult): string {
+  const c = result.closeness;
+  if (job.policy.method === 'learned' && c) {
+    const close = c.metric === 'top1' && c.agreement !== null ? `top-1 agreement ${(100 * c.agreement).toFixed(2)}%` : `mean |output − teacher| ${c.meanAbsDiff.toPrecision(3)}`;
+    return `payload ${job.id} is lossy (learned within ${job.policy.budget}): it reaches ${result.payload?.target}, not version ${job.toVersion}; on the plan's ${c.examples} eval inputs base + payload has ${close} with the teacher (publish measures it again before signing)`;
+  }
   const share = result.carried !== undefined ? `it carries ${(100 * result.carried).toFixed(1)}% of the weight change from version ${job.fromVersion} to ${job.toVersion} (by squared size)` : `it reaches ${result.payload?.target}, not version ${job.toVersion}`;
   return `payload ${job.id} is lossy (top-k within ${job.policy.budget}): ${share}; devices that take it hold a model near version ${job.toVersion}, not version ${job.toVersion}, and for a retrained version, whose weights all moved a little, its outputs can be far from version ${job.toVersion}'s`;
 }
@@ -83,6 +90,8 @@ export function lossyText(job: ReleaseJob, result: RunJobResult): string {
  */
 export function lossySignedWarnings(published: Pick<PublishResult, 'lossy'>): string[] {
   return published.lossy.map(({ id, payload, planned, built }) => {
+    // A learned job's payload was measured before signing (its closeness to the teacher, on the plan's eval inputs).
+    if (planned.method === 'learned') return `payload ${id} was signed lossy (${payload.method} learned within ${planned.budget}): devices that take it hold a model near version ${payload.toVersion}, not version ${payload.toVersion}, measured on the plan's eval inputs before signing`;
     const how = built?.budget ? `${payload.method} within ${built.budget}` : payload.method;
     const plannedExact = planned.method === 'exact' ? `, though version ${payload.toVersion} was planned with exact payloads (its job gave the edge a budget of its own)` : '';
     return `payload ${id} was signed lossy (${how})${plannedExact}: devices that take it hold a model near version ${payload.toVersion}, not version ${payload.toVersion}, and nothing measured it on inputs; measure a job's payload before publishing (ndiff release job --export DIR, then ndiff diff --base DIR/base --target DIR/target --eval INPUTS), or keep the edge exact`;

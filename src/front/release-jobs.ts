@@ -97,7 +97,7 @@ export async function releaseJob(o: ReleaseJobOptions): Promise<ReleaseJobResult
     job.policy = { method, ...(budget ? { budget } : {}) };
   }
   const res = await runJob(o.release, record, job, progress);
-  const warnings = res.payload && !res.payload.exact ? [`${lossyText(job, res)}. Measure it on inputs before publishing: export the job's base and version (ndiff release job --export DIR) and measure the payload between them (ndiff diff --base DIR/base --target DIR/target --budget ${job.policy.budget} --eval INPUTS)`] : [];
+  const warnings = res.payload && !res.payload.exact && job.policy.method === 'learned' ? [lossyText(job, res)] : res.payload && !res.payload.exact ? [`${lossyText(job, res)}. Measure it on inputs before publishing: export the job's base and version (ndiff release job --export DIR) and measure the payload between them (ndiff diff --base DIR/base --target DIR/target --budget ${job.policy.budget} --eval INPUTS)`] : [];
   return { ...res, job, warnings };
 }
 

@@ -16,6 +16,7 @@ import { UsageError } from '../core/errors.ts';
 import { addVersion, type DriftCheck, type LossyJobPayload } from '../release/add.ts';
 import { sha256Of } from '../release/blobs.ts';
 import { exportJob } from '../release/jobs.ts';
+import { LEARNED_METHODS, type LearnedMethod } from '../release/learned.ts';
 import { materializeVersion } from '../release/package.ts';
 import { newestVersion, readRecord, type ReleaseJob } from '../release/record.ts';
 import type { PayloadCloseness } from '../train/target-closeness.ts';
@@ -51,16 +52,36 @@ export interface ReleaseAddOptions {
   key?: string | KeyObject;
   /** Payloads from the last K versions (default 3; the record keeps it once set). */
   history?: number;
-  /** `exact` (default): every change; `topk`: the largest changes within `budget`. */
-  method?: 'exact' | 'topk';
+  /**
+   * `exact` (default): every change; `topk`: the largest changes within `budget`; a method of
+   * `ndiff train` (`sparse`, `lowbit`, `auto`...): a payload learned toward the new version (or
+   * `teacher`) within `budget`, trained by each job (with `plan`, `train` and `eval`).
+   */
+  method?: 'exact' | 'topk' | LearnedMethod;
   /** With `topk`: the bytes of each payload (`1%`, `40KB`, a number of bytes). */
   budget?: string | number;
   /** The manifest's expiry: a Date, an ISO date or a duration from now (`30d`, `12h`; default 30d). */
   expires?: string | Date;
   /** Record the version and its jobs only; run nothing (then `job` per job and `publish`). */
   plan?: boolean;
-  /** With `topk`: inputs (x.npy, or a folder) each lossy payload is measured on before anything is signed. Needs tfjs. */
+  /**
+   * With `topk`: inputs (x.npy, or a folder) each lossy payload is measured on before anything is
+   * signed. With a learned method: the inputs each job's payload is measured on, by its worker and
+   * again by the run before signing. Needs tfjs.
+   */
   eval?: string;
+  /** With a learned method: the training data (as `ndiff train --train` takes it), stored in the folder and named in each job. */
+  train?: string;
+  /** With a learned method: the model the payloads learn toward (default: the new version itself). */
+  teacher?: string;
+  /** With a learned method: epochs of each job's training (default 10). */
+  epochs?: number;
+  /** With a learned method: the training seed (default 0; the same seed and options give the same bytes). */
+  seed?: number;
+  /** With a learned method: the learning-rate search (default quick). */
+  tune?: 'quick' | 'thorough' | 'off';
+  /** With a learned method: each job's training threads (default 1: the bytes are the same on any worker). */
+  threads?: number;
   /** With `eval` on .onnx files, stateful models: `INPUT:OUTPUT` pairs carried from frame to frame. */
   state?: string[];
   /** With `eval` on .onnx files: the output compared. */
@@ -116,7 +137,11 @@ function checkAdd(o: ReleaseAddOptions): void {
   checkChoices(o, [['outputKind', '--output-kind', OUTPUT_KINDS]]);
   const method = o.method ?? 'exact';
   const given = budgetOf(o.budget) !== undefined;
-  if (method !== 'exact' && method !== 'topk') throw new UsageError(`method (--method) ${JSON.stringify(method)}: expected exact or topk`, { expected: ['exact', 'topk'], found: method });
+  const learned = (LEARNED_METHODS as readonly string[]).includes(method);
+  if (method !== 'exact' && method !== 'topk' && !learned) throw new UsageError(`method (--method) ${JSON.stringify(method)}: expected exact, topk or a learned method (${LEARNED_METHODS.join(', ')})`, { expected: ['exact', 'topk', ...LEARNED_METHODS], found: method });
+  if (learned) return checkLearnedAdd(o, given);
+  const learnedOnly = (['train', 'teacher', 'epochs', 'seed', 'tune', 'threads'] as const).filter((k) => o[k] !== undefined);
+  if (learnedOnly.length) throw new UsageError(`${learnedOnly.join(', ')} (--${learnedOnly[0]}) plan learned payloads: set method (--method) to a learned one (sparse, lowbit, auto...), or leave them out`, { found: learnedOnly });
   if (method === 'topk' && !given) throw new UsageError('method topk (--method topk) needs budget (--budget), e.g. 2%: the byte budget of each payload');
   if (method === 'exact' && given) throw new UsageError('budget (--budget) applies to method topk (--method topk); exact payloads carry every change (add method topk (--method topk) to cap them)');
   if (!o.plan && !o.key) throw new UsageError('key (--key) is needed to publish (the Ed25519 private key from ndiff keygen); with plan (--plan) the key is needed only by publish (`ndiff release publish`)');
@@ -127,6 +152,17 @@ function checkAdd(o: ReleaseAddOptions): void {
   if (o.keyframeBelow !== undefined && o.eval === undefined) throw new UsageError('keyframeBelow (--keyframe-below) is the least agreement with the version a lossy chain may drift to, measured on the eval inputs: add eval (--eval INPUTS), or leave keyframeBelow (--keyframe-below) out');
   const threshold = o.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
   if (!(threshold >= 0 && threshold <= 1)) throw new UsageError(`keyframeBelow (--keyframe-below) ${o.keyframeBelow}: expected an agreement from 0 to 1 (0.98 for 98%)`, { expected: '0 to 1', found: o.keyframeBelow });
+}
+
+/** The option checks of `add` with a learned method: planned only, with a budget, training data and eval inputs. */
+function checkLearnedAdd(o: ReleaseAddOptions, budgetGiven: boolean): void {
+  const m = o.method as string;
+  if (!o.plan) throw new UsageError(`method ${m} (--method ${m}) learns each payload in a job: add with plan (--plan), then run the plan on a job queue (ndiff release run) or each job (ndiff release job)`);
+  if (!budgetGiven) throw new UsageError(`method ${m} (--method ${m}) needs budget (--budget), e.g. 5%: the byte budget each payload is trained within`);
+  if (o.train === undefined) throw new UsageError(`method ${m} (--method ${m}) needs train (--train DATA): the inputs the payloads learn on (x.npy, or a folder; labels optional toward the version)`);
+  if (o.eval === undefined) throw new UsageError(`method ${m} (--method ${m}) needs eval (--eval INPUTS): the inputs each payload is measured on, by its worker and again before it is signed`);
+  if (isSafetensorsPath(o.model)) throw new UsageError(`method ${m} (--method ${m}) trains the model, and model (--model) ${o.model} is a .safetensors file, which holds weights without the program that runs them: release it as a TF.js folder, .onnx or .tflite file, or use method exact or topk`, { model: o.model });
+  if (o.state?.length || o.output || o.outputKind || o.keyframeBelow !== undefined) throw new UsageError('state (--state), output (--output), outputKind (--output-kind) and keyframeBelow (--keyframe-below) are not taken by a learned plan: leave them out');
 }
 
 /**
@@ -147,6 +183,7 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
   const key = o.key ? await privateKeyOf(o.key, warnings) : undefined;
   const warning = await interfaceChangeOfAdd(o.release, o.model);
   if (warning) warnings.push(warning);
+  if ((LEARNED_METHODS as readonly string[]).includes(method)) return planLearned(o, method as LearnedMethod, budget as string, warnings, warning);
   const dir = o.eval !== undefined ? await mkdtemp(path.join(tmpdir(), 'ndiff-release-eval-')) : undefined;
   const measured = new Map<string, PayloadCloseness>();
   const measure = async (l: LossyJobPayload) => {
@@ -167,7 +204,7 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
     },
     ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),
     ...(o.history !== undefined ? { history: o.history } : {}),
-    policy: { method, ...(budget ? { budget } : {}) },
+    policy: { method: method as 'exact' | 'topk', ...(budget ? { budget } : {}) },
     planOnly: o.plan === true,
     ...(key ? { key, expiresAt } : {}),
     onProgress: progress,
@@ -182,6 +219,19 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
     ...changed,
     warnings,
   };
+}
+
+/** `add --plan` with a learned method: the version and its learned jobs recorded, their inputs stored as blobs. */
+async function planLearned(o: ReleaseAddOptions, method: LearnedMethod, budget: string, warnings: string[], warning: string | undefined): Promise<ReleaseAddResult> {
+  const res = await addVersion(o.release, o.model, {
+    ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),
+    ...(o.history !== undefined ? { history: o.history } : {}),
+    policy: { method: 'learned', budget },
+    learned: { method, train: o.train as string, eval: o.eval as string, ...(o.teacher !== undefined ? { teacher: o.teacher } : {}), epochs: o.epochs ?? 10, seed: o.seed ?? 0, tune: o.tune ?? 'quick', threads: o.threads ?? 1 },
+    planOnly: true,
+    onProgress: o.onProgress ?? NO_PROGRESS,
+  });
+  return { modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, jobs: jobLines(o.release, await readExisting(o.release)), ...(warning ? { interfaceChanged: true as const, warning } : {}), warnings };
 }
 
 /**

@@ -12,7 +12,8 @@ import { BLOBS } from './blobs.ts';
 import { lockRelease, releaseSubdir } from './folder.ts';
 import { modelKindOf, storePackage } from './package.ts';
 import { jobFiles, planJobs, runJob, type RunJobResult } from './jobs.ts';
-import { publishRelease, type PublishResult } from './publish.ts';
+import { dropPlanInputs, publishRelease, type PublishResult } from './publish.ts';
+import { isLearnedSpec, learnedBlobs, storeDataFolder, type LearnedInputs, type LearnedSpec } from './learned.ts';
 import { JOBS_DIR, RECORD_FILE, lossyChain, newestVersion, readRecord, writeRecord, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** Options of {@link addVersion}. */
@@ -23,6 +24,11 @@ export interface AddVersionOptions {
   history?: number;
   /** How each payload is made (default exact). */
   policy?: EdgePolicy;
+  /**
+   * With a learned policy (`method: 'learned'`, planned only): the training data, eval inputs and
+   * teacher (default: the new version), stored as blobs of the folder and named in each job.
+   */
+  learned?: LearnedInputs;
   /** Only plan: record the version and its jobs; run them with `runJob`, then `publishRelease`. */
   planOnly?: boolean;
   /** Needed unless `planOnly`: signs the payloads and the manifest. */
@@ -132,6 +138,27 @@ export async function addVersion(releaseDir: string, modelPath: string, options:
   }
 }
 
+/** The add's policy; a learned one with its inputs stored as blobs (removed again by a failed add). */
+async function policyOf(releaseDir: string, options: AddVersionOptions, kind: ReleaseRecord['modelKind']): Promise<EdgePolicy> {
+  const policy = options.policy ?? { method: 'exact' };
+  if (policy.method !== 'learned') return policy;
+  if (!options.planOnly) throw new UsageError('learned payloads are trained by jobs: add with plan (--plan), then run the plan on a job queue (ndiff release run) or each job (ndiff release job)');
+  const l = options.learned;
+  if (!l || !policy.budget) throw new UsageError('a learned plan needs its training data (--train), its eval inputs (--eval) and a budget (--budget)');
+  const spec: LearnedSpec = {
+    method: l.method, train: await storeDataFolder(releaseDir, l.train, 'train (--train)'), eval: await storeDataFolder(releaseDir, l.eval, 'eval (--eval)'),
+    epochs: l.epochs, seed: l.seed, tune: l.tune, threads: l.threads,
+  };
+  if (l.teacher !== undefined) {
+    if (modelKindOf(l.teacher) !== kind) throw new UsageError(`teacher (--teacher) ${l.teacher} is not the kind of model this release holds (${kind}): give the teacher as the versions are given`, { expected: kind, found: modelKindOf(l.teacher) });
+    spec.teacher = await storePackage(releaseDir, l.teacher).catch((e: unknown) => {
+      throw e instanceof UsageError ? new UsageError(`teacher (--teacher): ${e.message.replace(/^model \(--model\) /, '')}`, e.details) : e;
+    });
+  }
+  if (!isLearnedSpec(spec)) throw new UsageError(`the learned plan's options are out of range (epochs 1 to 10000, a whole seed, tune quick, thorough or off, threads 1 to 256): found ${JSON.stringify({ epochs: l.epochs, seed: l.seed, tune: l.tune, threads: l.threads })}`);
+  return { ...policy, learned: spec };
+}
+
 /** The names in `blobs/` (none when it does not exist). */
 async function listBlobs(releaseDir: string): Promise<string[]> {
   return readdir(path.join(releaseDir, BLOBS)).catch((e) => {
@@ -182,7 +209,7 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   if (newest?.fingerprint === fingerprint) throw new UsageError(`${modelPath} is version ${newest.version} again (fingerprint ${fingerprint}): nothing to add (if the add that made it was interrupted before its manifest was written, \`ndiff release publish --release ${releaseDir} --key ...\` writes it)`);
   const version = (newest?.version ?? 0) + 1;
   record.versions.push({ version, fingerprint, files, addedAt: new Date().toISOString(), source: modelPath });
-  const jobs = planJobs(record, version, options.policy ?? { method: 'exact' });
+  const jobs = planJobs(record, version, await policyOf(releaseDir, options, record.modelKind));
   // No job of this plan has run: a result in jobs/ under one of its ids is another plan's, written
   // after that plan was cancelled by a `release run` still live then (it takes results in without
   // this folder's lock). Taken for this plan's, publish would sign it (a top-k payload into a
@@ -296,6 +323,7 @@ export async function cancelPending(releaseDir: string, beforeDrop?: (record: Re
     if (!record.pending) throw new UsageError(`${releaseDir} has no pending version (the newest, ${newestVersion(record)?.version ?? 'none'}, is published): nothing to cancel, nothing was changed`);
     if (beforeDrop) await beforeDrop(record);
     const { version, jobs } = record.pending;
+    const planInputs = jobs.flatMap((j) => learnedBlobs(j.policy.learned));
     const dropped = record.versions.find((v) => v.version === version);
     record.versions = record.versions.filter((v) => v.version !== version);
     record.pending = null;
@@ -307,6 +335,7 @@ export async function cancelPending(releaseDir: string, beforeDrop?: (record: Re
     }
     const used = new Set([...record.versions.flatMap((v) => v.files.map((f) => f.file)), ...record.payloads.map((p) => p.file)]);
     for (const f of dropped?.files ?? []) if (!used.has(f.file)) await rm(path.join(releaseDir, f.file), { force: true });
+    await dropPlanInputs(releaseDir, record, planInputs);
     return version;
   } finally {
     await unlock();

@@ -26,7 +26,8 @@ import { sha256Of } from './blobs.ts';
 import { openState, writeState } from './package.ts';
 import { applyToState, payloadHeaderOf, structuralEdge } from './structural.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
-import { JOBS_DIR, lossyChain, recordVersion, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
+import { learnedIdSuffix, type LearnedCloseness } from './learned.ts';
+import { JOB_ID, JOBS_DIR, lossyChain, recordVersion, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /**
  * The jobs that make the payloads into version `to` (already in the record). From each of the
@@ -46,21 +47,26 @@ export function planJobs(record: ReleaseRecord, to: number, policy: EdgePolicy):
   for (const v of sources) {
     if (!seen.has(v.fingerprint)) {
       seen.add(v.fingerprint);
-      jobs.push({ id: `v${to}-from-v${v.version}`, fromVersion: v.version, toVersion: to, base: v.fingerprint, policy });
+      jobs.push({ id: `v${to}-from-v${v.version}${learnedSuffix(policy)}`, fromVersion: v.version, toVersion: to, base: v.fingerprint, policy });
     }
     for (const p of record.payloads.filter((x) => !x.exact && x.toVersion === v.version)) {
       if (seen.has(p.target)) continue;
       seen.add(p.target);
       const chained = policy.method !== 'exact' && v.version === to - 1 && p.fromVersion === v.version - 1 && lossyChain(record, p.sha256).length < record.history;
-      jobs.push({ id: `v${to}-from-v${v.version}-${p.target.slice(0, 8)}`, fromVersion: v.version, toVersion: to, base: p.target, via: p.sha256, policy: chained ? policy : { method: 'exact' } });
+      jobs.push({ id: `v${to}-from-v${v.version}-${p.target.slice(0, 8)}${chained ? learnedSuffix(policy) : ''}`, fromVersion: v.version, toVersion: to, base: p.target, via: p.sha256, policy: chained ? policy : { method: 'exact' } });
     }
   }
   return jobs;
 }
 
+/** What a learned job's id ends with (its method: `-train-sparse`); nothing for another job. */
+function learnedSuffix(policy: EdgePolicy): string {
+  return policy.method === 'learned' && policy.learned ? learnedIdSuffix(policy.learned.method) : '';
+}
+
 /** Files a job leaves in `jobs/`. */
 export function jobFiles(releaseDir: string, id: string): { result: string; payload: string } {
-  if (!/^v\d+-from-v\d+(-[0-9a-f]{8})?$/.test(id)) throw new UsageError(`job id ${JSON.stringify(id)} is not one \`ndiff release add --plan\` prints (v<to>-from-v<from>)`);
+  if (!JOB_ID.test(id)) throw new UsageError(`job id ${JSON.stringify(id)} is not one \`ndiff release add --plan\` prints (v<to>-from-v<from>, v<to>-from-v<from>-train-<method>)`);
   return { result: path.join(releaseDir, JOBS_DIR, `${id}.json`), payload: path.join(releaseDir, JOBS_DIR, `${id}.ndiff`) };
 }
 
@@ -71,6 +77,12 @@ export function jobFiles(releaseDir: string, id: string): { result: string; payl
  */
 export async function runJob(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, onProgress: (line: string) => void = () => {}): Promise<RunJobResult> {
   const to = recordVersion(record, job.toVersion);
+  if (job.policy.method === 'learned') {
+    // Trained as `ndiff train` trains (tfjs loaded only now), measured on the job's eval inputs.
+    const { trainLearnedJob } = await import('./learned-train.ts');
+    const learned = await trainLearnedJob(releaseDir, record, job, onProgress);
+    return keepJobResult(releaseDir, job, to, learned.bytes, learned.method, onProgress, job.policy, undefined, learned.closeness);
+  }
   const built = await buildJobPayload(releaseDir, record, job, job.policy, onProgress);
   const result = await keepJobResult(releaseDir, job, to, built.bytes, built.method, onProgress, job.policy, built.skip);
   return result.payload && built.carried !== undefined ? { ...result, carried: built.carried } : result;
@@ -148,7 +160,7 @@ async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: R
  * Leave a job's payload (unsigned) and its result in `jobs/`. A payload not smaller than the new
  * version's full package is not kept (a device is better off with the package).
  */
-async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType<typeof recordVersion>, bytes: Uint8Array, method: string, onProgress: (line: string) => void, policy?: EdgePolicy, skip?: string): Promise<JobResult> {
+async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType<typeof recordVersion>, bytes: Uint8Array, method: string, onProgress: (line: string) => void, policy?: EdgePolicy, skip?: string, closeness?: LearnedCloseness): Promise<JobResult> {
   const full = packageBytes(to);
   const { result: resultFile, payload: payloadFile } = jobFiles(releaseDir, job.id);
   await releaseSubdir(releaseDir, JOBS_DIR);
@@ -173,7 +185,7 @@ async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType
       ...(isStructuralPayload(bytes) ? { structural: true as const } : {}),
     };
     await writeFileAtomically(payloadFile, bytes);
-    result = { id: job.id, payload, ...(policy ? { policy } : {}) };
+    result = { id: job.id, payload, ...(policy ? { policy } : {}), ...(closeness ? { closeness } : {}) };
   }
   await writeFileAtomically(resultFile, new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n'));
   onProgress(`${job.id}: ${result.payload ? `${result.payload.length} bytes (${method}${result.payload.exact ? '' : ', lossy'}), full package ${full} bytes` : result.skipped}`);
@@ -268,7 +280,7 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   const sha256 = sha256Of(bytes);
   const exact = header.targetFingerprint === to.fingerprint;
   const policy = result.policy;
-  const rebuildable = !exact && !accepted.some((a) => sha256.startsWith(a)) && policy?.method === 'topk' && (!job.via || job.policy.method === 'topk');
+  const rebuildable = !exact && !accepted.some((a) => sha256.startsWith(a)) && policy?.method === 'topk' && job.policy.method !== 'learned' && (!job.via || job.policy.method === 'topk');
   // A payload to rebuild is checked by its bytes alone: the same bytes as publish's own build
   // apply as that build does, so applying them as well only repeated work.
   if (!rebuildable) await applies();
@@ -276,6 +288,10 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   if (!exact) {
     if (accepted.some((a) => sha256.startsWith(a))) {
       // The key holder vouched for these bytes.
+    } else if (job.policy.method === 'learned') {
+      // Planned by the key holder: measured here on the job's eval inputs, never taken from the worker.
+      const { checkLearnedPayload } = await import('./learned-check.ts');
+      await checkLearnedPayload(releaseDir, record, job, result, bytes, refuse);
     } else if (rebuildable && policy && onePassCheckable(job, policy)) {
       await checkTopkJobPayload(releaseDir, record, job, policy, bytes, refuse);
       method = 'topk';

@@ -13,12 +13,13 @@ import { keyIdOf } from '../apply/ed25519.ts';
 import { toHex } from '../core/hex.ts';
 import { writeFileAtomically } from '../io/durable/durable.ts';
 import { rawPublicKey, signPayload } from '../sign/node-keys.ts';
-import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type ManifestPayload, type ReleaseManifest, type SignedManifest } from '../updater/manifest.ts';
+import { manifestSigningInput, serializeManifest, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, type ManifestPayload, type ReleaseFile, type ReleaseManifest, type SignedManifest } from '../updater/manifest.ts';
 import { readBlob, verifyBlobs, writeBlob } from './blobs.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
 import { jobFiles, readJobResult, verifyJobResult } from './jobs.ts';
 import { newestVersion, readRecord, writeRecord, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 import { lockRelease } from './folder.ts';
+import { learnedBlobs } from './learned.ts';
 
 /** Options of {@link publishRelease}. */
 export interface PublishOptions {
@@ -65,6 +66,16 @@ export function verdictKey(record: ReleaseRecord, job: ReleaseJob, result: JobRe
     h.update(part).update('\0');
   }
   return h.update(payload).digest('hex');
+}
+
+/**
+ * Remove the blobs of a plan's learned inputs (`inputs`: training data, eval inputs, a teacher)
+ * that no version or payload of `record` uses: once the plan is published or cancelled, nothing
+ * reads them, and the folder is served (a file that cannot go is left).
+ */
+export async function dropPlanInputs(releaseDir: string, record: ReleaseRecord, inputs: readonly ReleaseFile[]): Promise<void> {
+  const used = new Set([...record.versions.flatMap((v) => v.files.map((f) => f.file)), ...record.payloads.map((p) => p.file)]);
+  for (const f of inputs) if (!used.has(f.file)) await rm(path.join(releaseDir, f.file), { force: true }).catch(() => {});
 }
 
 /** What a publication wrote. */
@@ -115,6 +126,8 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
   const lossy: PublishResult['lossy'] = [];
   let added = 0;
   const finished = record.pending?.jobs.map((j) => j.id) ?? [];
+  // Learned jobs' training data, eval inputs and teacher: needed by the plan only, not served once it is published.
+  const planInputs = record.pending?.jobs.flatMap((j) => learnedBlobs(j.policy.learned)) ?? [];
   if (record.pending) {
     const refused: { job: string; reason: string }[] = [];
     // With checkAll, a job's refusal is noted and the next job checked; else the first throws.
@@ -188,5 +201,6 @@ export async function publishRelease(releaseDir: string, record: ReleaseRecord, 
     await rm(f.result, { force: true }).catch(() => {});
     await rm(f.payload, { force: true }).catch(() => {});
   }
+  await dropPlanInputs(releaseDir, record, planInputs);
   return { release: record.release, latest: latest.version, added, skipped, lossy, manifest };
 }

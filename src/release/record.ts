@@ -13,7 +13,14 @@ import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError, PayloadFormatError, UsageError } from '../core/errors.ts';
 import { writeFileAtomically } from '../io/durable/durable.ts';
+import { isLearnedSpec, learnedIdSuffix, type LearnedCloseness, type LearnedSpec } from './learned.ts';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, validateManifest, type ManifestPayload, type ManifestVersion } from '../updater/manifest.ts';
+
+/**
+ * The id of a planned job: `v4-from-v2`, `v4-from-v2-<8 hex>` from a state a lossy payload
+ * reached, and for a learned job its method after `-train-` (`v4-from-v3-train-sparse`).
+ */
+export const JOB_ID = /^v\d+-from-v\d+(-[0-9a-f]{8})?(-train-[a-z][a-z-]{0,30})?$/;
 
 /** The record's file name in the release folder. */
 export const RECORD_FILE = 'release.json';
@@ -22,10 +29,15 @@ export const JOBS_DIR = 'jobs';
 
 /** How payloads into a new version are made. */
 export interface EdgePolicy {
-  /** `exact`: every changed weight, bit for bit (default). `topk`: the largest changes within `budget`. */
-  method: 'exact' | 'topk';
-  /** With `topk`: the byte budget (`1%`, `40KB`, bytes). */
+  /**
+   * `exact`: every changed weight, bit for bit (default). `topk`: the largest changes within
+   * `budget`. `learned`: a diff trained toward the version within `budget`, as `learned` says.
+   */
+  method: 'exact' | 'topk' | 'learned';
+  /** With `topk` and `learned`: the byte budget (`1%`, `40KB`, bytes). */
   budget?: string;
+  /** With `learned`: how the worker trains the payload, and the inputs the run measures it on (learned.ts). */
+  learned?: LearnedSpec;
   /**
    * With `topk`, for a payload from a state a lossy payload reached (a lossy chain): true
    * (default) carries what the earlier payloads left out into this one's target (the payload
@@ -56,6 +68,8 @@ export interface JobResult {
   skipped?: string;
   /** How the payload was built (`ndiff release job`); absent for a payload taken in with `--payload`. */
   policy?: EdgePolicy;
+  /** A learned job: the closeness the worker measured (a claim: the run measures it again before signing). */
+  closeness?: LearnedCloseness;
 }
 
 /** A version of the record (the manifest's, plus where it came from). */
@@ -144,9 +158,11 @@ export function validateRecord(doc: ReleaseRecord, file: string): void {
     if (typeof p !== 'object' || p.version !== doc.versions.length || doc.versions.length === 0 || !Array.isArray(p.jobs)) bad('pending to be null or the newest version with its jobs', p);
     if (doc.payloads.some((x) => x.toVersion === p.version)) bad(`no payloads into the pending version ${p.version} yet`, p.version);
     p.jobs.forEach((j, i) => {
-      const ok = typeof j === 'object' && j !== null && typeof j.id === 'string' && /^v\d+-from-v\d+(-[0-9a-f]{8})?$/.test(j.id) && j.toVersion === p.version && whole(j.fromVersion, 1) && j.fromVersion < p.version
+      const ok = typeof j === 'object' && j !== null && typeof j.id === 'string' && JOB_ID.test(j.id) && j.toVersion === p.version && whole(j.fromVersion, 1) && j.fromVersion < p.version
         && typeof j.base === 'string' && /^[0-9a-f]{16}$/.test(j.base) && (j.via === undefined || (typeof j.via === 'string' && /^[0-9a-f]{64}$/.test(j.via)))
-        && typeof j.policy === 'object' && j.policy !== null && (j.policy.method === 'exact' || (j.policy.method === 'topk' && typeof j.policy.budget === 'string'))
+        && typeof j.policy === 'object' && j.policy !== null && (j.policy.method === 'exact' || (j.policy.method === 'topk' && typeof j.policy.budget === 'string')
+          || (j.policy.method === 'learned' && typeof j.policy.budget === 'string' && isLearnedSpec(j.policy.learned) && j.id.endsWith(learnedIdSuffix(j.policy.learned.method))))
+        && (j.policy.method === 'learned' || !/-train-/.test(j.id))
         && (j.policy.errorFeedback === undefined || typeof j.policy.errorFeedback === 'boolean');
       if (!ok) bad(`pending.jobs[${i}] to be a job \`ndiff release add --plan\` writes`, j);
     });

@@ -3,7 +3,8 @@
  * names the job's inputs by content (the base and target versions' files as `blobs/<sha256>`,
  * and for a base a lossy chain reached, the chain's first version and its payloads' blobs), and a worker fetches them from
  * where the release folder is served (HTTP(S), or a path), checks each against its SHA-256, and
- * runs the job in a folder of its own. What it gives back (the unsigned payload and its result)
+ * runs the job in a folder of its own. A learned job's ticket also names its training data, eval
+ * inputs and teacher (in its policy, learned.ts), fetched the same way. What it gives back (the unsigned payload and its result)
  * is a claim like any job's: `publish` checks it before anything is signed.
  */
 import { randomBytes } from 'node:crypto';
@@ -15,6 +16,7 @@ import { errCode, readRegularFile, writeFileAtomically } from '../io/durable/dur
 import { PACKAGE_PATH, type ManifestPayload, type ManifestVersion } from '../updater/manifest.ts';
 import { BLOBS, sha256Of } from './blobs.ts';
 import { jobFiles, runJob } from './jobs.ts';
+import { isLearnedSpec, learnedBlobs } from './learned.ts';
 import { lossyChain, recordVersion, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** One job with its inputs named by content (JSON; what a queue or a CI matrix carries). */
@@ -59,7 +61,8 @@ export function checkTicket(doc: unknown): JobTicket {
   const ok = typeof t === 'object' && t !== null && t.format === 'neural-diff-release-job' && t.version === 1 && typeof t.modelId === 'string'
     && ['tfjs', 'onnx', 'tflite', 'safetensors'].includes(t.modelKind) && typeof t.job?.id === 'string' && Array.isArray(t.versions)
     && t.versions.every((v) => Number.isSafeInteger(v?.version) && Array.isArray(v.files) && v.files.every((f) => blobOk(f) && typeof f.path === 'string' && PACKAGE_PATH.test(f.path)))
-    && (t.via === undefined || blobOk(t.via)) && (t.chain === undefined || (t.via !== undefined && Array.isArray(t.chain) && t.chain.length <= 64 && t.chain.every(blobOk)));
+    && (t.via === undefined || blobOk(t.via)) && (t.chain === undefined || (t.via !== undefined && Array.isArray(t.chain) && t.chain.length <= 64 && t.chain.every(blobOk)))
+    && (t.job.policy?.method !== 'learned' || (typeof t.job.policy.budget === 'string' && isLearnedSpec(t.job.policy.learned)));
   if (!ok) throw new UsageError(`expected a release job ticket (format "neural-diff-release-job", version 1, files named blobs/<sha256>, model files named without folders), found ${JSON.stringify(doc)?.slice(0, 120)}: queue jobs with \`ndiff release run\`, which writes them`);
   jobFiles('.', t.job.id); // a job id `add --plan` makes, or a UsageError
   return t;
@@ -93,7 +96,8 @@ export interface RunTicketOptions {
 export async function runTicket(ticket: JobTicket, options: RunTicketOptions): Promise<TicketOutcome> {
   const progress = options.onProgress ?? (() => {});
   const chain = [...(ticket.chain ?? []), ...(ticket.via ? [ticket.via] : [])];
-  const blobs = [...ticket.versions.flatMap((v) => v.files), ...chain];
+  // A learned job's data, eval inputs and teacher are fetched and checked as the versions' files are.
+  const blobs = [...ticket.versions.flatMap((v) => v.files), ...chain, ...learnedBlobs(ticket.job.policy?.learned)];
   const cache = path.join(options.cacheDir, BLOBS);
   await mkdir(cache, { recursive: true });
   for (const b of blobs) await fetchBlob(options.source, b, cache, options.timeoutMs ?? 600_000, progress);
