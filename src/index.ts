@@ -55,6 +55,7 @@ export { publishRelease, signManifest, verdictKey, type PublishOptions, type Pub
 export { planJobs, runJob, readJobResult } from './release/jobs.ts';
 export type { RunJobResult } from './release/jobs.ts';
 export type { PlanJobStatus, QueueCancel } from './release/queue/status.ts';
+export type { LearnedInputs, LearnedSpec, LearnedCloseness } from './release/learned.ts';
 export { readRecord, RECORD_FILE, type ReleaseRecord, type ReleaseJob, type EdgePolicy, type JobResult } from './release/record.ts';
 // Reports.
 export { renderHtml, renderMarkdown, summarize } from './report/report.ts';
