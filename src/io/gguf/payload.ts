@@ -21,6 +21,7 @@ import { payloadLimit } from '../../core/format.ts';
 import { toHex } from '../../core/hex.ts';
 import type { Hasher } from '../../core/hash-types.ts';
 import { readMsgpack } from '../../core/msgpack-read.ts';
+import { encodeXrMasks, openXr } from '../../core/xr.ts';
 
 /** The format version of a GGUF block payload. */
 export const GGUF_PAYLOAD_VERSION = 8;
@@ -139,23 +140,74 @@ class VarintReader {
   }
 }
 
+/** A stream of a chunk's ranges stored as it is. */
+const STREAM_RAW = 0;
+/** A stream of a chunk's ranges range-coded, a byte a value (codec `xr`'s coder, no raw low bytes). */
+const STREAM_RANGE_CODED = 1;
+/** Range-coded bytes come out of at most this many times their coded size plus 64 (the coder's probabilities stop short of certainty). */
+const MAX_RANGE_CODED_RATIO = 64;
+
 /**
- * The ranges of each chunk as varints, three a range: the part step (the part's index minus the
- * previous range's, 0 or more), then the offset (from the previous range's end in the same part,
- * absolute in a new part), then the length (1 or more). The state runs on from one chunk to the
- * next, so ranges are in file order and cannot overlap by construction.
+ * The ranges of a chunk (`rs`): the range count, then three streams of varints, one value a
+ * range each: the part steps (the part's index minus the previous range's, 0 or more), the
+ * offsets (from the previous range's end in the same part, absolute in a new part), the lengths
+ * (1 or more). Each stream is a coding byte ({@link STREAM_RAW} or {@link STREAM_RANGE_CODED},
+ * whichever is smaller; raw on a tie), the varint count of its bytes decoded, the varint count of
+ * its bytes stored, and those bytes. The state runs on from one chunk to the next, so ranges are
+ * in file order and cannot overlap by construction. Block-sized lengths and steps of 0 cost
+ * next to nothing range-coded.
  */
 function encodeRuns(runs: readonly GgufRun[], state: { part: number; end: number }): Uint8Array {
-  const out: number[] = [];
+  const fields: number[][] = [[], [], []];
   for (const r of runs) {
     const step = r.part - state.part;
-    pushVarint(out, step);
-    pushVarint(out, step > 0 ? r.offset : r.offset - state.end);
-    pushVarint(out, r.length);
+    pushVarint(fields[0], step);
+    pushVarint(fields[1], step > 0 ? r.offset : r.offset - state.end);
+    pushVarint(fields[2], r.length);
     state.part = r.part;
     state.end = r.offset + r.length;
   }
+  const out: number[] = [];
+  pushVarint(out, runs.length);
+  for (const f of fields) {
+    const coded = encodeXrMasks(Uint32Array.from(f), 0);
+    const useCoded = coded.length < f.length;
+    out.push(useCoded ? STREAM_RANGE_CODED : STREAM_RAW);
+    pushVarint(out, f.length);
+    pushVarint(out, useCoded ? coded.length : f.length);
+    for (const b of useCoded ? coded : f) out.push(b);
+  }
   return Uint8Array.from(out);
+}
+
+/** The three streams of a chunk's `rs`, decoded (each bounded before anything is allocated). */
+function decodeRunStreams(rs: Uint8Array, where: string, maxRuns: number): { count: number; streams: Uint8Array[] } {
+  const head = new VarintReader(rs, where);
+  const count = head.next('the range count');
+  if (count < 1 || count > maxRuns) fail(`${where}: ${count} ranges declared, expected 1 to ${maxRuns}`);
+  const streams: Uint8Array[] = [];
+  for (const what of ['part steps', 'offsets', 'lengths']) {
+    if (head.done) fail(`${where}: the ranges end before the ${what} (truncated)`);
+    const coding = rs[head.at++];
+    if (coding !== STREAM_RAW && coding !== STREAM_RANGE_CODED) fail(`${where}: the ${what} stream's coding must be 0 (raw) or 1 (range-coded), found ${coding}`);
+    const decoded = head.next(`the ${what} stream's length`);
+    const stored = head.next(`the ${what} stream's stored length`);
+    if (decoded < count || decoded > 8 * count) fail(`${where}: the ${what} stream holds ${decoded} bytes for ${count} ranges (1 to 8 bytes each)`);
+    if (head.at + stored > rs.length) fail(`${where}: the ${what} stream of ${stored} bytes goes past the ranges' end (truncated)`);
+    const bytes = rs.subarray(head.at, head.at + stored);
+    head.at += stored;
+    if (coding === STREAM_RAW) {
+      if (stored !== decoded) fail(`${where}: the raw ${what} stream stores ${stored} bytes, declared ${decoded}`);
+      streams.push(bytes);
+    } else {
+      if (decoded > MAX_RANGE_CODED_RATIO * stored + 64) fail(`${where}: the ${what} stream declares ${decoded} bytes from ${stored} range-coded ones (at most ${MAX_RANGE_CODED_RATIO} x + 64)`);
+      const values = new Uint32Array(decoded);
+      openXr(bytes, decoded, `${where} ${what}`, 0).read(0, decoded, values);
+      streams.push(Uint8Array.from(values));
+    }
+  }
+  if (!head.done) fail(`${where}: ${rs.length - head.at} bytes after the ranges' streams`);
+  return { count, streams };
 }
 
 /** The msgpack document of a payload (packed by the caller: the build side's deterministic packer). */
@@ -247,13 +299,14 @@ export function decodeGgufPayload(bytes: Uint8Array, options: { maxPayloadBytes?
   const chunks = ch.map((e, i): GgufChunk => {
     const where = `chunk ${i}`;
     if (!Array.isArray(e) || e.length !== 4) fail(`${where} must be [ranges, base digest, target digest, byte delta]`);
-    const reader = new VarintReader(bin(e, 0), where);
+    const { count, streams } = decodeRunStreams(bin(e, 0), where, GGUF_MAX_CHUNK_BYTES);
+    const [steps, gaps, lengths] = streams.map((b, k) => new VarintReader(b, `${where} ${['part steps', 'offsets', 'lengths'][k]}`));
     const runs: GgufRun[] = [];
     let total = 0;
-    while (!reader.done) {
-      const step = reader.next('a part step');
-      const gap = reader.next('an offset');
-      const length = reader.next('a length');
+    for (let k = 0; k < count; k++) {
+      const step = steps.next('a part step');
+      const gap = gaps.next('an offset');
+      const length = lengths.next('a length');
       const part = state.part + step;
       if (part >= parts.length) fail(`${where}: a range in part ${part}, the model has ${parts.length} part(s)`, { part });
       const offset = step > 0 ? gap : state.end + gap;
@@ -265,6 +318,7 @@ export function decodeGgufPayload(bytes: Uint8Array, options: { maxPayloadBytes?
       state.part = part;
       state.end = offset + length;
     }
+    for (const r of [steps, gaps, lengths]) if (!r.done) fail(`${where}: bytes left in a stream of its ranges after ${count} ranges`);
     if (!runs.length) fail(`${where} holds no range`);
     const delta = bin(e, 3);
     const dh = readByteDeltaHeader(delta, total, `GGUF payload ${where}'s byte delta`);

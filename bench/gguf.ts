@@ -1,0 +1,125 @@
+/**
+ * GGUF block payloads (format v8) against general binary diff tools: for each pair of GGUF
+ * models of one layout, the payload's bytes, the same changed ranges coded otherwise (the target
+ * bytes raw; XORed with the base's bytes and range-coded, one adaptive byte model, codec `xr`'s
+ * coder), and the patches of `zstd -19 --long=27 --patch-from=v1 v2` and `bsdiff v1 v2 patch`
+ * (the Debian packages). Pairs: the committed fixtures with a seeded share of their blocks and two
+ * metadata values changed (test/helpers/gguf-pairs.ts), the one real pair the fixtures hold
+ * (tiny-llama-q8_0.gguf written as GGUF v3 and as v2 by gguf-py: one header byte), and a
+ * generated Q8_0 and Q4_K model of `--mib` MiB with 1% of their blocks changed.
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/gguf.ts [--mib 16]
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { getHasher } from '../src/core/hasher.ts';
+import { seededRandom } from '../src/core/random.ts';
+import { encodeXrMasks } from '../src/core/xr.ts';
+import { Unpackr } from 'msgpackr';
+import { bytesSource } from '../src/io/gguf/header.ts';
+import { ggufModelOf } from '../src/io/gguf/model.ts';
+import { diffGgufModels } from '../src/io/gguf/diff.ts';
+import { decodeGgufPayload } from '../src/io/gguf/payload.ts';
+import { ggmlTypeByName } from '../src/io/gguf/types.ts';
+import { buildGguf } from '../src/io/gguf/write.ts';
+import { ggufFixture, perturbGguf } from '../test/helpers/gguf-pairs.ts';
+
+const arg = (name: string) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const mib = Number(arg('--mib') ?? 16);
+const hasher = await getHasher();
+const work = mkdtempSync(path.join(tmpdir(), 'ndiff-bench-gguf-'));
+
+/** A generated model of about `bytes` bytes of one type, random blocks (a finite float16 scale each), in tensors of 4 MiB. */
+function generated(typeName: string, bytes: number, seed: number): Uint8Array {
+  const type = ggmlTypeByName(typeName)!;
+  const random = seededRandom(seed);
+  const tensors = [];
+  const perTensor = Math.floor((4 << 20) / type.typeSize);
+  for (let i = 0; i * perTensor * type.typeSize < bytes; i++) {
+    const data = new Uint8Array(perTensor * type.typeSize);
+    for (let k = 0; k < data.length; k++) data[k] = Math.floor(random() * 256);
+    // Each block's float16 scales kept finite and small (exponent bits 0x2c..0x33).
+    for (let b = 0; b < perTensor; b++) {
+      const at = b * type.typeSize + (typeName === 'Q8_0' ? 0 : 0);
+      data[at + 1] = 0x2c + (data[at + 1] & 7);
+      if (typeName === 'Q4_K') data[at + 3] = 0x2c + (data[at + 3] & 7);
+    }
+    tensors.push({ name: `blk.${i}.weight`, ne: [type.blockSize * perTensor], type, data });
+  }
+  return buildGguf({ metadata: [], tensors });
+}
+
+/** The changed ranges' target bytes coded raw and XORed + range-coded, from the payload's chunks. */
+function otherCodings(v1: Uint8Array, v2: Uint8Array, payload: Uint8Array): { raw: number; xorCoded: number; rangesBytes: number } {
+  const p = decodeGgufPayload(payload);
+  const wire = new Unpackr({ useRecords: false, mapsAsObjects: true }).unpack(payload) as { ch: [Uint8Array, Uint8Array, Uint8Array, Uint8Array][] };
+  let raw = 0;
+  let xorCoded = 0;
+  let rangesBytes = 0;
+  p.chunks.forEach((c, i) => {
+    const x = new Uint32Array(c.bytes);
+    let at = 0;
+    for (const r of c.runs) {
+      for (let k = 0; k < r.length; k++) x[at + k] = v1[r.offset + k] ^ v2[r.offset + k];
+      at += r.length;
+    }
+    const overhead = wire.ch[i][0].length + 16 + 8;
+    raw += overhead + c.bytes;
+    xorCoded += overhead + encodeXrMasks(x, 0).length;
+    rangesBytes += c.bytes;
+  });
+  // The rest of the document (header, parts) as in the payload.
+  const rest = payload.length - wire.ch.reduce((n, c) => n + c[0].length + 16 + c[3].length + 8, 0);
+  return { raw: raw + rest, xorCoded: xorCoded + rest, rangesBytes };
+}
+
+function tool(cmd: string, args: string[], out: string): number {
+  execFileSync(cmd, args, { stdio: 'ignore', maxBuffer: 1 << 30 });
+  return statSync(out).size;
+}
+
+interface Row {
+  pair: string;
+  modelBytes: number;
+  changed: number;
+  payload: number;
+  raw: number;
+  xor: number;
+  zstd: number;
+  bsdiff: number;
+}
+
+function measure(name: string, v1: Uint8Array, v2: Uint8Array): Row {
+  const a = path.join(work, 'v1.gguf');
+  const b = path.join(work, 'v2.gguf');
+  writeFileSync(a, v1);
+  writeFileSync(b, v2);
+  const r = diffGgufModels(hasher, ggufModelOf(bytesSource(v1)), ggufModelOf(bytesSource(v2)), { modelId: 'bench', sequence: 1, createdBy: 'bench' });
+  const o = otherCodings(v1, v2, r.payload);
+  const z = path.join(work, 'p.zst');
+  const zstd = tool('zstd', ['-q', '-f', '-19', '--long=27', `--patch-from=${a}`, b, '-o', z], z);
+  const bs = path.join(work, 'p.bsdiff');
+  const bsdiff = tool('bsdiff', [a, b, bs], bs);
+  return { pair: name, modelBytes: v1.length, changed: o.rangesBytes, payload: r.payload.length, raw: o.raw, xor: o.xorCoded, zstd, bsdiff };
+}
+
+const rows: Row[] = [];
+for (const f of ['tiny-llama-f32.gguf', 'tiny-llama-f16.gguf', 'tiny-llama-q8_0.gguf', 'tiny-llama-q4_0.gguf', 'tiny-llama-q4_k_m.gguf', 'tiny-llama-q6_k.gguf']) {
+  const v1 = ggufFixture(f);
+  rows.push(measure(`${f}, 5% of blocks + 2 metadata values`, v1, perturbGguf(v1, { blockShare: 0.05, metadata: true, seed: 1 })));
+}
+rows.push(measure('tiny-llama-q8_0.gguf -> tiny-llama-q8_0-v2.gguf (real: gguf-py, version 3 -> 2)', ggufFixture('tiny-llama-q8_0.gguf'), ggufFixture('tiny-llama-q8_0-v2.gguf')));
+for (const t of ['Q8_0', 'Q4_K']) {
+  const v1 = generated(t, mib << 20, 5);
+  rows.push(measure(`generated ${t}, ${mib} MiB, 1% of blocks (4 bytes each)`, v1, perturbGguf(v1, { blockShare: 0.01, bytesPerBlock: 4, seed: 9 })));
+  rows.push(measure(`generated ${t}, ${mib} MiB, 1% of blocks (whole block)`, v1, perturbGguf(v1, { blockShare: 0.01, bytesPerBlock: 10_000, seed: 9 })));
+}
+rmSync(work, { recursive: true, force: true });
+console.log('| pair | model bytes | changed range bytes | payload (byte delta) | ranges raw | ranges XOR + range coder | zstd -19 --long=27 --patch-from | bsdiff |');
+console.log('|---|---|---|---|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.pair} | ${r.modelBytes} | ${r.changed} | **${r.payload}** | ${r.raw} | ${r.xor} | ${r.zstd} | ${r.bsdiff} |`);
