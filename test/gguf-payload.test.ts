@@ -18,6 +18,7 @@ import { BaseMismatchError, HealthCheckError, ModelMismatchError, PayloadFormatE
 import { bytesSource } from '../src/io/gguf/header.ts';
 import { ggufModelOf, ggufSplitModel } from '../src/io/gguf/model.ts';
 import { diffGgufModels } from '../src/io/gguf/diff.ts';
+import type { GgufChunkCoding } from '../src/io/gguf/payload.ts';
 import { applyToGgufFile, ggufUndoJournal } from '../src/io/gguf/in-place.ts';
 import { buildGguf } from '../src/io/gguf/write.ts';
 import { ggmlTypeByName } from '../src/io/gguf/types.ts';
@@ -34,7 +35,7 @@ const fresh = () => {
   rmSync(d, { recursive: true, force: true });
   return mkdtempSync(`${d}-`);
 };
-const payloadOf = (a: Uint8Array, b: Uint8Array, sequence = 1) => diffGgufModels(hasher, ggufModelOf(bytesSource(a)), ggufModelOf(bytesSource(b)), { modelId: 'tiny', sequence, createdBy: 'test' });
+const payloadOf = (a: Uint8Array, b: Uint8Array, chunkCoding?: GgufChunkCoding) => diffGgufModels(hasher, ggufModelOf(bytesSource(a)), ggufModelOf(bytesSource(b)), { modelId: 'tiny', sequence: 1, createdBy: 'test', ...(chunkCoding ? { chunkCoding } : {}) });
 const same = (file: string, bytes: Uint8Array) => Buffer.compare(readFileSync(file), bytes) === 0;
 
 before(async () => {
@@ -46,23 +47,26 @@ after(() => rmSync(root, { recursive: true, force: true }));
 describe('GGUF block payloads: diff and in-place apply', () => {
   const fixtures = ['tiny-llama-f32.gguf', 'tiny-llama-f16.gguf', 'tiny-llama-q8_0.gguf', 'tiny-llama-q8_0-v2.gguf', 'tiny-llama-q4_0.gguf', 'tiny-llama-q4_1.gguf', 'tiny-llama-q5_0.gguf', 'tiny-llama-q5_1.gguf', 'tiny-llama-q2_k.gguf', 'tiny-llama-q4_k_m.gguf', 'tiny-llama-q6_k.gguf', 'tiny-llama-q4_0-align64.gguf'];
   for (const name of fixtures) {
-    test(`${name}: blocks and metadata changed, applied in place byte for byte, padding included; same bytes each run`, async () => {
-      const v1 = ggufFixture(name);
-      const v2 = perturbGguf(v1, { blockShare: 0.2, metadata: true, seed: 7 });
-      assert.notEqual(Buffer.compare(v1, v2), 0);
-      const r = payloadOf(v1, v2);
-      assert.deepEqual(payloadOf(v1, v2).payload, r.payload, 'deterministic');
-      assert.ok(r.header, 'the metadata change is carried');
-      assert.ok(r.changedTensors.length > 0);
-      const file = join(fresh(), 'model.gguf');
-      writeFileSync(file, v1);
-      const res = await applyToGgufFile(file, r.payload, { state: null });
-      assert.equal(res.status, 'applied');
-      assert.ok(same(file, v2), 'the file is the target byte for byte');
-      assert.equal(res.writtenBytes, r.changedBytes);
-      assert.ok(!existsSync(ggufUndoJournal(file)), 'no journal left');
-      assert.equal((await applyToGgufFile(file, r.payload, { state: null })).status, 'already-applied');
-    });
+    for (const coding of ['smaller', 'byte-delta', 'xor'] as const) {
+      test(`${name}, chunks coded ${coding}: blocks and metadata changed, applied in place byte for byte, padding included; same bytes each run`, async () => {
+        const v1 = ggufFixture(name);
+        const v2 = perturbGguf(v1, { blockShare: 0.2, metadata: true, seed: 7 });
+        assert.notEqual(Buffer.compare(v1, v2), 0);
+        const r = payloadOf(v1, v2, coding);
+        assert.deepEqual(payloadOf(v1, v2, coding).payload, r.payload, 'deterministic');
+        assert.ok(r.header, 'the metadata change is carried');
+        assert.ok(r.changedTensors.length > 0);
+        if (coding === 'smaller') assert.ok(r.payload.length <= Math.min(payloadOf(v1, v2, 'byte-delta').payload.length, payloadOf(v1, v2, 'xor').payload.length));
+        const file = join(fresh(), 'model.gguf');
+        writeFileSync(file, v1);
+        const res = await applyToGgufFile(file, r.payload, { state: null });
+        assert.equal(res.status, 'applied');
+        assert.ok(same(file, v2), 'the file is the target byte for byte');
+        assert.equal(res.writtenBytes, r.changedBytes);
+        assert.ok(!existsSync(ggufUndoJournal(file)), 'no journal left');
+        assert.equal((await applyToGgufFile(file, r.payload, { state: null })).status, 'already-applied');
+      });
+    }
   }
 
   test('only the changed blocks travel: a payload is a small share of the model', () => {
@@ -119,7 +123,7 @@ describe('GGUF payloads: refusals before any write', () => {
     await refused(r.payload, (e) => e instanceof BaseMismatchError && /nothing was written/.test((e as Error).message));
   });
 
-  const doc = () => new Unpackr({ useRecords: false, mapsAsObjects: true }).unpack(payloadOf(v1(), v2()).payload) as Record<string, unknown>;
+  const doc = (coding: GgufChunkCoding = 'byte-delta') => new Unpackr({ useRecords: false, mapsAsObjects: true }).unpack(payloadOf(v1(), v2(), coding).payload) as Record<string, unknown>;
   const varints = (...xs: number[]) => {
     const out: number[] = [];
     for (let v of xs) {
@@ -134,8 +138,8 @@ describe('GGUF payloads: refusals before any write', () => {
   /** A chunk's ranges (`rs`) with three raw streams: the given bytes for each, or the varints of the ranges' fields. */
   const rawStreams = (count: number, streams: number[][]) => Uint8Array.from([...varints(count), ...streams.flatMap((b) => [0, ...varints(b.length, b.length), ...b])]);
   const ranges = (...rs: [number, number, number][]) => rawStreams(rs.length, [0, 1, 2].map((k) => varints(...rs.map((r) => r[k]))));
-  const withChunk0 = (edit: (c: unknown[]) => void) => {
-    const d = doc();
+  const withChunk0 = (edit: (c: unknown[]) => void, coding?: GgufChunkCoding) => {
+    const d = doc(coding);
     const chunks = d.ch as unknown[][];
     edit(chunks[0]);
     return packDocument(d);
@@ -160,8 +164,21 @@ describe('GGUF payloads: refusals before any write', () => {
   test('a range-coded stream declaring far more bytes than its coded length can give', async () => {
     await refused(withChunk0((c) => (c[0] = Uint8Array.from([...varints(1_000_000), 1, ...varints(1_000_000, 4), 0, 0, 0, 0]))), format(/at most 64 x \+ 64/));
   });
+  test('a chunk of an unknown coding', async () => {
+    await refused(withChunk0((c) => (c[3] = 7)), format(/coding must be 0/));
+  });
+  test('XOR bytes declaring more than their coded length can give', async () => {
+    await refused(withChunk0((c) => {
+      c[0] = ranges([0, 0, 10_000]);
+      c[3] = 1;
+      c[4] = new Uint8Array(8);
+    }), format(/range-coded in 8/));
+  });
   test('a truncated byte delta', async () => {
-    await refused(withChunk0((c) => (c[3] = (c[3] as Uint8Array).subarray(0, (c[3] as Uint8Array).length - 3))), (e) => e instanceof PayloadFormatError);
+    await refused(withChunk0((c) => (c[4] = (c[4] as Uint8Array).subarray(0, (c[4] as Uint8Array).length - 3))), (e) => e instanceof PayloadFormatError);
+  });
+  test('truncated range-coded XOR bytes', async () => {
+    await refused(withChunk0((c) => (c[4] = (c[4] as Uint8Array).subarray(0, (c[4] as Uint8Array).length - 3)), 'xor'), (e) => e instanceof PayloadFormatError);
   });
   test('a byte delta for another length than its ranges', async () => {
     await refused(withChunk0((c) => (c[0] = ranges([0, 0, 1]))), format(/the output is declared \d+ bytes, the limit is 1;/));
@@ -191,6 +208,7 @@ describe('GGUF payloads through the library calls and the CLI', () => {
     await assert.rejects(diff({ base: a, target: b, budget: 'all', modelId: 'tiny', method: 'lowbit' }), (e: unknown) => e instanceof UsageError && /method/.test((e as Error).message));
     const out = join(dir, 'v1-v2.ndiff');
     const made = await diff({ base: a, target: b, budget: 'all', modelId: 'tiny', out, sequence: 3 });
+    assert.ok(!made.structural);
     assert.equal(made.method, 'exact');
     assert.equal(made.formatVersion, 8);
     // A failing health check: rolled back to v1, nothing recorded.

@@ -40,7 +40,12 @@ export interface GgufRun {
   length: number;
 }
 
-/** One chunk: its ranges, the digests of their bytes before and after, and the byte delta between. */
+/** A chunk's target bytes as a byte delta (§16) from its base bytes. */
+export const CHUNK_BYTE_DELTA = 0;
+/** A chunk's target bytes as the XOR of its base and target bytes, range-coded a byte a value (codec `xr`'s coder). */
+export const CHUNK_XOR_RANGE_CODED = 1;
+
+/** One chunk: its ranges, the digests of their bytes before and after, and how the target bytes are coded against the base's. */
 export interface GgufChunk {
   runs: GgufRun[];
   /** The bytes of its ranges together. */
@@ -49,7 +54,9 @@ export interface GgufChunk {
   baseDigest: string;
   /** XXH64 (16 hex) of the ranges' target bytes, one after the other. */
   targetDigest: string;
-  /** Byte delta (§16) from the base bytes to the target bytes. */
+  /** {@link CHUNK_BYTE_DELTA} or {@link CHUNK_XOR_RANGE_CODED}. */
+  coding: number;
+  /** The byte delta, or the range-coded XOR bytes. */
   delta: Uint8Array;
 }
 
@@ -227,7 +234,7 @@ export function ggufPayloadDocument(p: GgufPayload): Record<string, unknown> {
     ...(h.createdAt !== undefined ? { ct: h.createdAt } : {}),
     ...(h.expiresAt !== undefined ? { ex: h.expiresAt } : {}),
     pt: p.parts.map((x) => [x.length, hexTo8(x.base), hexTo8(x.target)]),
-    ch: p.chunks.map((c) => [encodeRuns(c.runs, state), hexTo8(c.baseDigest), hexTo8(c.targetDigest), c.delta]),
+    ch: p.chunks.map((c) => [encodeRuns(c.runs, state), hexTo8(c.baseDigest), hexTo8(c.targetDigest), c.coding, c.delta]),
   };
 }
 
@@ -298,7 +305,7 @@ export function decodeGgufPayload(bytes: Uint8Array, options: { maxPayloadBytes?
   const state = { part: 0, end: 0 };
   const chunks = ch.map((e, i): GgufChunk => {
     const where = `chunk ${i}`;
-    if (!Array.isArray(e) || e.length !== 4) fail(`${where} must be [ranges, base digest, target digest, byte delta]`);
+    if (!Array.isArray(e) || e.length !== 5) fail(`${where} must be [ranges, base digest, target digest, coding, coded bytes]`);
     const { count, streams } = decodeRunStreams(bin(e, 0), where, GGUF_MAX_CHUNK_BYTES);
     const [steps, gaps, lengths] = streams.map((b, k) => new VarintReader(b, `${where} ${['part steps', 'offsets', 'lengths'][k]}`));
     const runs: GgufRun[] = [];
@@ -320,10 +327,16 @@ export function decodeGgufPayload(bytes: Uint8Array, options: { maxPayloadBytes?
     }
     for (const r of [steps, gaps, lengths]) if (!r.done) fail(`${where}: bytes left in a stream of its ranges after ${count} ranges`);
     if (!runs.length) fail(`${where} holds no range`);
-    const delta = bin(e, 3);
-    const dh = readByteDeltaHeader(delta, total, `GGUF payload ${where}'s byte delta`);
-    if (dh.baseLength !== total || dh.outputLength !== total) fail(`${where}: its byte delta reads ${dh.baseLength} bytes and writes ${dh.outputLength}, its ranges hold ${total}`);
-    return { runs, bytes: total, baseDigest: toHex(bin(e, 1, 8)), targetDigest: toHex(bin(e, 2, 8)), delta };
+    const coding = e[3];
+    const delta = bin(e, 4);
+    if (coding === CHUNK_BYTE_DELTA) {
+      const dh = readByteDeltaHeader(delta, total, `GGUF payload ${where}'s byte delta`);
+      if (dh.baseLength !== total || dh.outputLength !== total) fail(`${where}: its byte delta reads ${dh.baseLength} bytes and writes ${dh.outputLength}, its ranges hold ${total}`);
+    } else if (coding === CHUNK_XOR_RANGE_CODED) {
+      if (total > MAX_RANGE_CODED_RATIO * delta.length + 64) fail(`${where}: ${total} bytes range-coded in ${delta.length} (at most ${MAX_RANGE_CODED_RATIO} x + 64)`);
+      if (delta.length < 4) fail(`${where}: its range-coded XOR bytes must be at least 4 bytes, found ${delta.length}`);
+    } else fail(`${where}: its coding must be 0 (a byte delta) or 1 (XOR, range-coded), found ${JSON.stringify(coding)}`);
+    return { runs, bytes: total, baseDigest: toHex(bin(e, 1, 8)), targetDigest: toHex(bin(e, 2, 8)), coding: coding as number, delta };
   });
   return { header, parts, chunks };
 }
@@ -339,10 +352,43 @@ export function decodeGgufChunk(hasher: Hasher, chunk: GgufChunk, base: Uint8Arr
   if (found !== chunk.baseDigest) {
     throw new PayloadFormatError(`GGUF payload ${where}: the bytes it changes hash to ${found}, the payload expects ${chunk.baseDigest}: this file is not the payload's base (or the payload is corrupt); nothing of this chunk was written`, { expected: chunk.baseDigest, found, stage: 'base' });
   }
-  const target = applyByteDelta(base, chunk.delta, chunk.bytes, `GGUF payload ${where}'s byte delta`);
+  const target = chunk.coding === CHUNK_BYTE_DELTA ? applyByteDelta(base, chunk.delta, chunk.bytes, `GGUF payload ${where}'s byte delta`) : xorDecoded(base, chunk.delta, where);
   const made = toHex(bytes8(hasher.h64(target)));
-  if (made !== chunk.targetDigest) fail(`${where}: its byte delta gives bytes that hash to ${made}, the payload names ${chunk.targetDigest}`, { stage: 'target' });
+  if (made !== chunk.targetDigest) fail(`${where}: its coded bytes give bytes that hash to ${made}, the payload names ${chunk.targetDigest}`, { stage: 'target' });
   return target;
+}
+
+/** Values decoded per piece of a range-coded XOR chunk (the decoder's buffer). */
+const XOR_PIECE = 1 << 16;
+
+/** The target bytes of a {@link CHUNK_XOR_RANGE_CODED} chunk: its base bytes XOR the decoded bytes, decoded a piece at a time. */
+function xorDecoded(base: Uint8Array, coded: Uint8Array, where: string): Uint8Array {
+  const n = base.length;
+  const out = new Uint8Array(n);
+  const piece = new Uint32Array(Math.min(n, XOR_PIECE));
+  const reader = openXr(coded, n, `GGUF payload ${where}`, 0);
+  for (let from = 0; from < n; from += XOR_PIECE) {
+    const m = Math.min(XOR_PIECE, n - from);
+    reader.read(from, m, piece);
+    for (let k = 0; k < m; k++) out[from + k] = base[from + k] ^ piece[k];
+  }
+  return out;
+}
+
+/** How the encoder codes a chunk: the smaller of the two codings (the default), or one of them. */
+export type GgufChunkCoding = 'smaller' | 'byte-delta' | 'xor';
+
+/**
+ * A chunk's target bytes coded against its base bytes: by default the smaller of a byte delta
+ * (§16) and the XOR range-coded (the byte delta on a tie). Build side; deterministic.
+ */
+export function codeChunk(base: Uint8Array, target: Uint8Array, byteDelta: (base: Uint8Array, target: Uint8Array) => Uint8Array, choice: GgufChunkCoding = 'smaller'): { coding: number; delta: Uint8Array } {
+  const delta = choice === 'xor' ? undefined : byteDelta(base, target);
+  if (choice === 'byte-delta') return { coding: CHUNK_BYTE_DELTA, delta: delta as Uint8Array };
+  const x = new Uint32Array(base.length);
+  for (let k = 0; k < x.length; k++) x[k] = base[k] ^ target[k];
+  const xor = encodeXrMasks(x, 0);
+  return delta === undefined || xor.length < delta.length ? { coding: CHUNK_XOR_RANGE_CODED, delta: xor } : { coding: CHUNK_BYTE_DELTA, delta };
 }
 
 /** A 64-bit hash as 8 bytes, most significant first (as payloads store digests). */
