@@ -255,7 +255,7 @@ export function isGgufPayloadDocument(bytes: Uint8Array): boolean {
  * Decode and check a GGUF block payload's document (not an envelope): the header, the parts, and
  * every chunk's ranges (in file order, inside their part, at most {@link GGUF_MAX_CHUNK_BYTES} a
  * chunk) and byte delta header (a base and an output of the chunk's length). The model is not
- * read: {@link checkGgufPayloadFits} checks the payload against it.
+ * read: {@link ggufPayloadMisfit} checks the payload against it.
  * @throws PayloadTooLargeError, PayloadFormatError, UnsupportedVersionError
  */
 export function decodeGgufPayload(bytes: Uint8Array, options: { maxPayloadBytes?: number } = {}): GgufPayload {
