@@ -6,7 +6,8 @@
  * (the Debian packages). Pairs: the committed fixtures with a seeded share of their blocks and two
  * metadata values changed (test/helpers/gguf-pairs.ts), the one real pair the fixtures hold
  * (tiny-llama-q8_0.gguf written as GGUF v3 and as v2 by gguf-py: one header byte), and a
- * generated Q8_0 and Q4_K model of `--mib` MiB with 1% of their blocks changed.
+ * generated Q8_0 and Q4_K model of at least `--mib` MiB (whole tensors of 4 MiB) with 1% of their
+ * blocks changed.
  *
  *   node --conditions=neural-diff-source --import tsx bench/gguf.ts [--mib 16]
  */
@@ -90,8 +91,8 @@ for (const f of ['tiny-llama-f32.gguf', 'tiny-llama-f16.gguf', 'tiny-llama-q8_0.
 rows.push(measure('tiny-llama-q8_0.gguf -> tiny-llama-q8_0-v2.gguf (real: gguf-py, version 3 -> 2)', ggufFixture('tiny-llama-q8_0.gguf'), ggufFixture('tiny-llama-q8_0-v2.gguf')));
 for (const t of ['Q8_0', 'Q4_K']) {
   const v1 = generated(t, mib << 20, 5);
-  rows.push(measure(`generated ${t}, ${mib} MiB, 1% of blocks (4 bytes each)`, v1, perturbGguf(v1, { blockShare: 0.01, bytesPerBlock: 4, seed: 9 })));
-  rows.push(measure(`generated ${t}, ${mib} MiB, 1% of blocks (whole block)`, v1, perturbGguf(v1, { blockShare: 0.01, bytesPerBlock: 10_000, seed: 9 })));
+  rows.push(measure(`generated ${t}, ${v1.length >> 20} MiB, 1% of blocks (4 bytes each)`, v1, perturbGguf(v1, { blockShare: 0.01, bytesPerBlock: 4, seed: 9 })));
+  rows.push(measure(`generated ${t}, ${v1.length >> 20} MiB, 1% of blocks (whole block)`, v1, perturbGguf(v1, { blockShare: 0.01, bytesPerBlock: 10_000, seed: 9 })));
 }
 rmSync(work, { recursive: true, force: true });
 console.log('| pair | model bytes | changed range bytes | payload (each chunk the smaller) | chunks as byte deltas | chunks as XOR, range-coded | zstd -19 --long=27 --patch-from | bsdiff |');
