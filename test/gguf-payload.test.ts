@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Unpackr } from 'msgpackr';
 import { getHasher, type Hasher } from '../src/core/hasher.ts';
 import { packDocument } from '../src/core/encode.ts';
-import { BaseMismatchError, HealthCheckError, ModelMismatchError, PayloadFormatError, UsageError } from '../src/core/errors.ts';
+import { BaseMismatchError, HealthCheckError, ModelMismatchError, PayloadFormatError, SignatureError, UsageError } from '../src/core/errors.ts';
 import { bytesSource } from '../src/io/gguf/header.ts';
 import { ggufModelOf, ggufSplitModel } from '../src/io/gguf/model.ts';
 import { diffGgufModels } from '../src/io/gguf/diff.ts';
@@ -26,6 +26,7 @@ import { diff } from '../src/front/diff.ts';
 import { apply } from '../src/front/apply.ts';
 import { ggufFixture, perturbGguf } from './helpers/gguf-pairs.ts';
 import { runNdiff } from './helpers/ndiff-run.ts';
+import { generateKeyPair, signPayload } from '../src/sign/node-keys.ts';
 
 let hasher: Hasher;
 let root: string;
@@ -225,6 +226,31 @@ describe('GGUF payloads through the library calls and the CLI', () => {
     writeFileSync(c, v1);
     await assert.rejects(apply({ model: c, payload: out }), (e: unknown) => (e as { code?: string }).code === 'ND_FRESHNESS');
     assert.ok(same(c, v1));
+  });
+
+  test('signed: applied with the trusted key; a tampered or unsigned one refused, the file untouched; a dry run writes nothing', async () => {
+    const dir = fresh();
+    const file = join(dir, 'm.gguf');
+    const v1 = ggufFixture('tiny-llama-q6_k.gguf');
+    const v2 = perturbGguf(v1, { blockShare: 0.2, seed: 6 });
+    writeFileSync(file, v1);
+    const keys = generateKeyPair();
+    const bare = payloadOf(v1, v2).payload;
+    const signed = signPayload(bare, keys.privateKeyPem);
+    const tampered = signed.slice();
+    tampered[tampered.length - 100] ^= 1;
+    const trusted = { trustedKeys: [keys.publicKey], state: null };
+    await assert.rejects(applyToGgufFile(file, tampered, trusted), (e: unknown) => e instanceof SignatureError || e instanceof PayloadFormatError);
+    await assert.rejects(applyToGgufFile(file, bare, trusted), (e: unknown) => e instanceof SignatureError);
+    assert.ok(same(file, v1));
+    const dry = await applyToGgufFile(file, signed, { ...trusted, dryRun: true });
+    assert.equal(dry.signature.verified, true);
+    assert.equal(dry.writtenBytes, 0);
+    assert.ok(same(file, v1), 'a dry run writes nothing');
+    assert.deepEqual(readdirSync(dir), ['m.gguf']);
+    const r = await applyToGgufFile(file, signed, trusted);
+    assert.equal(r.signature.verified, true);
+    assert.ok(same(file, v2));
   });
 
   test('a GGUF payload on another model, and another payload on a GGUF model, are refused by kind', async () => {
