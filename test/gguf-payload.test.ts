@@ -8,7 +8,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Unpackr } from 'msgpackr';
@@ -89,6 +89,19 @@ describe('GGUF block payloads: diff and in-place apply', () => {
     assert.equal(res.status, 'applied');
     assert.equal(res.files.length, 3);
     names.forEach((x, i) => assert.ok(same(join(dir, x), v2[i]), `part ${i + 1}`));
+  });
+
+  test('a symbolic link to the model: the real file is patched, its journal beside it', async () => {
+    const dir = fresh();
+    const v1 = ggufFixture('tiny-llama-q5_0.gguf');
+    const v2 = perturbGguf(v1, { blockShare: 0.2, seed: 12 });
+    mkdirSync(join(dir, 'store'));
+    writeFileSync(join(dir, 'store', 'real.gguf'), v1);
+    symlinkSync(join('store', 'real.gguf'), join(dir, 'link.gguf'));
+    const r = await applyToGgufFile(join(dir, 'link.gguf'), payloadOf(v1, v2).payload, { state: null });
+    assert.equal(r.files[0], realpathSync(join(dir, 'store', 'real.gguf')));
+    assert.ok(same(join(dir, 'store', 'real.gguf'), v2));
+    assert.ok(lstatSync(join(dir, 'link.gguf')).isSymbolicLink(), 'the link stays a link');
   });
 
   test('pairs laid out differently are refused, saying what differs and that the new file ships whole', () => {

@@ -19,7 +19,7 @@
  * A kill or a power cut anywhere leaves the old version (before 6, or by the rollback of the next
  * apply) or the new one (after 9). Memory: one chunk (at most 16 MiB of ranges) at a time.
  */
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { open, realpath, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, TargetMismatchError } from '../../core/errors.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
@@ -92,7 +92,7 @@ export function ggufUndoJournal(file: string): string {
  * A no-op without a journal. Apps that load the model at start should call it first.
  */
 export async function recoverGgufFile(file: string, options: { hasher?: Hasher } = {}): Promise<RecoveryReport> {
-  const files = ggufModelFiles(file);
+  const files = ggufModelFiles(await realFile(file));
   const unlock = await lockModelDir(path.dirname(files[0]));
   try {
     return await recoverLocked(files[0], options.hasher ?? (await getHasher()));
@@ -110,6 +110,11 @@ async function recoverLocked(first: string, hasher: Hasher): Promise<RecoveryRep
     report.removed.push(first + GGUF_UNDO_SUFFIX);
   }
   return report;
+}
+
+/** A symbolic link to the model followed once (the real file is patched, its journal beside it); the path as given when there is no such file (opening it then says so). */
+async function realFile(file: string): Promise<string> {
+  return realpath(file).catch(() => file);
 }
 
 /** The XXH64 (16 hex) of a whole file, a slice at a time. */
@@ -159,6 +164,7 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
   const opened = await openSignedPayload(payloadBytes, options);
   const payload = decodeGgufPayload(opened.payload, options);
   const { header } = payload;
+  file = await realFile(file);
   const files = ggufModelFiles(file);
   const first = files[0];
   const state = options.state;
