@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Unpackr } from 'msgpackr';
 import { getHasher, type Hasher } from '../src/core/hasher.ts';
 import { packDocument } from '../src/core/encode.ts';
-import { BaseMismatchError, HealthCheckError, ModelMismatchError, PayloadFormatError, SignatureError, UsageError } from '../src/core/errors.ts';
+import { BaseMismatchError, HealthCheckError, ModelMismatchError, PayloadFormatError, SignatureError, TargetMismatchError, UsageError } from '../src/core/errors.ts';
 import { bytesSource } from '../src/io/gguf/header.ts';
 import { ggufModelOf, ggufSplitModel } from '../src/io/gguf/model.ts';
 import { diffGgufModels } from '../src/io/gguf/diff.ts';
@@ -202,6 +202,11 @@ describe('GGUF payloads: refusals before any write', () => {
   });
   test('a chunk whose base digest names other bytes', async () => {
     await refused(withChunk0((c) => ((c[1] as Uint8Array)[0] ^= 1)), format(/not the payload's base/));
+  });
+  test('a payload whose ranges do not reach its target (an inconsistent target digest): written, found wrong, rolled back', async () => {
+    const d = doc();
+    ((d.pt as unknown[][])[0][2] as Uint8Array)[0] ^= 1;
+    await refused(packDocument(d), (e) => e instanceof TargetMismatchError && /rolled back to its old version/.test((e as Error).message));
   });
   test('a truncated document', async () => {
     const p = payloadOf(v1(), v2()).payload;

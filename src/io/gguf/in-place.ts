@@ -11,7 +11,8 @@
  *    bytes its ranges hold appended to `<journal>.tmp`; a failure deletes it, nothing written;
  * 5. the journal fsynced, renamed into place, the folder fsynced (the journal is durable);
  * 6. each chunk decoded again and its target bytes written over its ranges; the files fsynced;
- * 7. every range read back and checked against the target digests (a mismatch rolls back);
+ * 7. every range read back and checked against the target digests, then every file hashed
+ *    again against the payload's target digests (a mismatch rolls back);
  * 8. the health check, if any (a failure rolls back);
  * 9. the journal deleted and the folder fsynced: the commit point; then the model id and the
  *    sequence are recorded beside the model.
@@ -243,6 +244,16 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
       if (failed !== undefined) {
         await rollBackGguf(first, hasher);
         throw new TargetMismatchError(`after the overwrite, chunk ${failed} of ${first} does not read back as the payload's target: the storage did not keep what was written; the model was rolled back to its old version; check the storage, then retry`, { chunk: failed });
+      }
+      // The whole files once more: the payload's ranges may not be all that tells the two versions
+      // apart (an inconsistent payload), and the device must hold the target's bytes exactly.
+      const after: string[] = [];
+      for (let i = 0; i < files.length; i++) after.push(await fileDigest(hasher, handles[i], payload.parts[i].length, files[i]));
+      const reached = ggufModelDigest(hasher, after);
+      const off = after.findIndex((d, i) => d !== payload.parts[i].target);
+      if (reached !== header.targetFingerprint || off >= 0) {
+        await rollBackGguf(first, hasher);
+        throw new TargetMismatchError(`after the overwrite ${first} is ${reached.slice(0, 8)}… (the digest of its stored bytes), the payload's target is ${header.targetFingerprint.slice(0, 8)}…${off >= 0 ? ` (${files[off]} differs)` : ''}: the payload does not carry every change between its base and its target; the model was rolled back to its old version; fetch the payload again or the full model`, { expected: header.targetFingerprint, found: reached, stage: 'target' });
       }
       if (options.healthCheck) {
         let passed: boolean | void;
